@@ -1,0 +1,113 @@
+"""Checkpoints: written atomically, read without unpickling code, found by step.
+
+A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so it
+loads with `torch.load(weights_only=True)`. Files are `checkpoint-<step>.pt` in the
+run directory; the newest that loads is the one a resume continues from.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+FORMAT = "gan.checkpoint/1"
+_NAME = re.compile(r"^checkpoint-(\d+)\.pt$")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint could not be written or read; the message names the file."""
+
+
+def checkpoint_path(run_dir: Path, step: int) -> Path:
+    return run_dir / f"checkpoint-{step:08d}.pt"
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """Checkpoints in `run_dir`, oldest step first."""
+    found = [(int(m.group(1)), p) for p in run_dir.glob("checkpoint-*.pt") if (m := _NAME.match(p.name))]
+    return [path for _, path in sorted(found)]
+
+
+def save_checkpoint(state: dict[str, Any], path: Path) -> None:
+    """Write `state` to `path` atomically: temp file, fsync, rename, fsync the folder.
+
+    A crash at any moment leaves either the old file or the complete new one. On
+    failure (disk full, say) the temp file is removed and CheckpointError raised.
+    """
+    temp = path.with_name(path.name + ".tmp")
+    try:
+        with open(temp, "wb") as handle:
+            torch.save(state, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+    except OSError as error:
+        temp.unlink(missing_ok=True)
+        raise CheckpointError(f"could not write checkpoint '{path}': {error}") from error
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by `save_checkpoint` (weights only: no code is unpickled)."""
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint '{path}' does not exist")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # torch raises many types for truncated or foreign files
+        raise CheckpointError(f"checkpoint '{path}' is corrupt or not a gan checkpoint: {error}") from error
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"'{path}' is not a gan checkpoint (expected format {FORMAT})")
+    return state
+
+
+def resolve_checkpoint(run_or_file: Path) -> Path:
+    """A checkpoint file itself, or the newest checkpoint in a run directory."""
+    if run_or_file.is_file():
+        return run_or_file
+    if run_or_file.is_dir():
+        found = list_checkpoints(run_or_file)
+        if not found:
+            raise CheckpointError(f"no checkpoint-*.pt in run directory '{run_or_file}'")
+        return found[-1]
+    raise CheckpointError(f"'{run_or_file}' is neither a checkpoint file nor a run directory")
+
+
+def prune_checkpoints(run_dir: Path, keep: int) -> None:
+    """Delete all but the newest `keep` checkpoints."""
+    for path in list_checkpoints(run_dir)[:-keep]:
+        path.unlink(missing_ok=True)
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """Every RNG the training process draws from, as plain tensors and numbers."""
+    numpy_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": {"keys": torch.from_numpy(numpy_state[1].astype(np.int64)), "pos": int(numpy_state[2]),
+                  "has_gauss": int(numpy_state[3]), "cached_gaussian": float(numpy_state[4])},
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    numpy_state = state["numpy"]
+    np.random.set_state(("MT19937", numpy_state["keys"].numpy().astype(np.uint32), numpy_state["pos"],
+                         numpy_state["has_gauss"], numpy_state["cached_gaussian"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,0 +1,238 @@
+"""Typed run configuration: dataclasses filled from a TOML file plus `--set KEY=VALUE`.
+
+Validated once here, at the edge: unknown keys, wrong types and unknown names
+(recipe, dataset, networks, loss) are errors that name the key and list what is
+valid. The resolved config (every default filled in) is what a run directory keeps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gan.registry import ConfigError, suggest
+from gan.typecheck import coerce
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "celeba"  # celeba | folder | synthetic
+    root: str = ""  # folder of images (celeba: img_align_celeba/ or its parent)
+    resolution: int = 128  # square training resolution
+    crop: int = 148  # celeba only: centred square side in official 178x218 pixels
+    split: str = "all"  # celeba only: all | train | valid | test (needs list_eval_partition.txt)
+    hflip: bool = True  # random horizontal flips
+    max_images: int = 0  # use only the first N images (sorted by path); 0 = all
+    strict: bool = False  # unreadable image files are errors instead of skipped with a warning
+    num_workers: int = 2  # DataLoader worker processes; 0 = load in the training process
+    synthetic_size: int = 20000  # synthetic only: number of distinct images
+
+
+@dataclass
+class ModelConfig:
+    generator: str = "dcgan"
+    discriminator: str = "dcgan"
+    generator_args: dict[str, Any] = field(default_factory=dict)  # constructor keyword arguments
+    discriminator_args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LossConfig:
+    adversarial: str = "vanilla"  # vanilla | lsgan | hinge | wgan-gp
+    label_smoothing: float = 0.0  # one-sided: real target 1 - label_smoothing (vanilla, lsgan)
+    instance_noise: float = 0.0  # std of Gaussian noise added to D inputs, annealed linearly to 0
+    instance_noise_steps: int = 0  # steps over which instance noise anneals to 0; 0 = train.steps
+    gp_weight: float = 10.0  # wgan-gp gradient penalty weight
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 10000  # generator updates
+    batch_size: int = 64
+    g_lr: float = 2e-4
+    d_lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    d_steps: int = 1  # discriminator updates per generator update
+    lr_decay_steps: int = 0  # linear decay of both learning rates to 0 over the last N steps
+    ema_decay: float = 0.999  # EMA of generator weights; 0 = off
+    seed: int = 0
+    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    checkpoint_every: int = 1000  # steps; a checkpoint is also written at the end and on SIGINT/SIGTERM
+    keep_checkpoints: int = 3  # newest checkpoints kept in the run directory
+
+
+@dataclass
+class LogConfig:
+    every: int = 50  # steps between TensorBoard scalars and progress lines
+    image_every: int = 500  # steps between sample grids (TensorBoard and samples/*.png)
+    num_samples: int = 64  # images in each sample grid (fixed latents)
+
+
+@dataclass
+class Config:
+    recipe: str = "dcgan"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def _fill(cls: type, values: dict[str, Any], prefix: str) -> Any:
+    """Build dataclass `cls` from a (possibly partial) nested dict, checking keys and types."""
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in values.items():
+        full_key = f"{prefix}{key}"
+        if key not in hints:
+            where = f"[{prefix[:-1]}]" if prefix else "the top level"
+            raise ConfigError(
+                f"unknown config key '{full_key}'{suggest(key, names)}; valid keys in {where}: {', '.join(names)}"
+            )
+        annotation = hints[key]
+        if dataclasses.is_dataclass(annotation):
+            if not isinstance(value, dict):
+                raise ConfigError(f"'{full_key}' is a section; set its keys, e.g. {full_key}.{dataclasses.fields(annotation)[0].name}=...")
+            kwargs[key] = _fill(annotation, value, f"{full_key}.")
+        else:
+            kwargs[key] = coerce(value, annotation, full_key)
+    return cls(**kwargs)
+
+
+def _parse_value(text: str) -> Any:
+    """A `--set` value: a TOML value (`3`, `2e-4`, `true`, `"x"`, `[1, 2]`), else the bare string."""
+    try:
+        return tomllib.loads(f"value = {text}")["value"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_override(tree: dict[str, Any], assignment: str) -> None:
+    """Apply one `key.sub=value` to a nested dict in place."""
+    if "=" not in assignment:
+        raise ConfigError(f"--set expects KEY=VALUE (for example train.steps=1000), got '{assignment}'")
+    key, text = assignment.split("=", 1)
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"--set: malformed key '{key}'")
+    node = tree
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {key}: '{part}' is a value, not a section")
+        node = child
+    node[parts[-1]] = _parse_value(text.strip())
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
+    """Read a TOML config (or start from defaults when `path` is None), apply overrides, validate."""
+    tree: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file '{path}' does not exist")
+        try:
+            tree = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"{path}: not valid TOML: {error}") from None
+    for assignment in overrides:
+        apply_override(tree, assignment)
+    config = _fill(Config, tree, "")
+    validate(config)
+    return config
+
+
+def validate(config: Config) -> None:
+    """Check names and ranges that types alone cannot; fills network args with their defaults."""
+    from gan.data import DATASETS
+    from gan.losses import ADVERSARIAL_LOSSES
+    from gan.nets import resolve_network_args
+    from gan.recipes import RECIPES
+
+    RECIPES.get(config.recipe)
+    DATASETS.get(config.data.dataset)
+    model = config.model
+    model.generator_args = resolve_network_args("generator", model.generator, model.generator_args, "model.generator_args")
+    model.discriminator_args = resolve_network_args(
+        "discriminator", model.discriminator, model.discriminator_args, "model.discriminator_args"
+    )
+    loss = config.loss
+    if loss.adversarial not in ADVERSARIAL_LOSSES:
+        raise ConfigError(
+            f"unknown loss.adversarial '{loss.adversarial}'{suggest(loss.adversarial, list(ADVERSARIAL_LOSSES))}; "
+            f"known: {', '.join(ADVERSARIAL_LOSSES)}"
+        )
+    if loss.label_smoothing and loss.adversarial not in ("vanilla", "lsgan"):
+        raise ConfigError(f"loss.label_smoothing applies to vanilla and lsgan, not '{loss.adversarial}'")
+    _check_range("loss.label_smoothing", loss.label_smoothing, 0.0, 0.5)
+    _check_range("loss.instance_noise", loss.instance_noise, 0.0, math.inf)
+    _check_range("train.ema_decay", config.train.ema_decay, 0.0, 1.0 - 1e-12)
+    for key in ("train.steps", "train.batch_size", "train.d_steps", "train.checkpoint_every",
+                "train.keep_checkpoints", "log.every", "log.image_every", "log.num_samples", "data.resolution"):
+        section, name = key.split(".")
+        _check_range(key, getattr(getattr(config, section), name), 1, math.inf)
+    for key in ("data.max_images", "data.num_workers", "train.lr_decay_steps", "loss.instance_noise_steps"):
+        section, name = key.split(".")
+        _check_range(key, getattr(getattr(config, section), name), 0, math.inf)
+
+
+def _check_range(key: str, value: float, low: float, high: float) -> None:
+    if not low <= value <= high:
+        bound = f">= {low}" if high == math.inf else f"in [{low}, {high}]"
+        raise ConfigError(f"{key} must be {bound}, got {value}")
+
+
+def config_from_dict(tree: dict[str, Any]) -> Config:
+    """Rebuild a Config from `config_to_dict` output (as stored in checkpoints)."""
+    return _fill(Config, tree, "")
+
+
+def config_to_dict(config: Config) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, str):
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        return f'"{escaped}"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    if value is None:
+        raise ConfigError("TOML has no null; use a value or leave the key out")
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def _toml_lines(tree: dict[str, Any], prefix: str) -> list[str]:
+    lines = [f"{key} = {_toml_value(value)}" for key, value in tree.items() if not isinstance(value, dict)]
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            lines += ["", f"[{prefix}{key}]", *_toml_lines(value, f"{prefix}{key}.")]
+    return lines
+
+
+def dump_config(config: Config) -> str:
+    """The resolved config as TOML text that `load_config` reads back to an equal Config."""
+    return "\n".join(_toml_lines(config_to_dict(config), "")).lstrip() + "\n"

@@ -1,0 +1,160 @@
+"""Unconditional image datasets on files: any folder of images, and CelebA's layout."""
+
+from __future__ import annotations
+
+import random
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from gan.data.decode import ImageReadError, UnreadableImageWarning, find_images, read_rgb, readable_images
+from gan.images import pil_to_signed
+
+# (width, height) -> (left, top, right, bottom) region to resize to the training resolution.
+CropBox = Callable[[int, int], tuple[int, int, int, int]]
+
+CELEBA_WIDTH = 178  # official img_align_celeba size is 178x218
+CELEBA_SPLITS = {"train": 0, "valid": 1, "test": 2}
+
+
+def centre_square(width: int, height: int) -> tuple[int, int, int, int]:
+    """The largest centred square."""
+    side = min(width, height)
+    left, top = (width - side) // 2, (height - side) // 2
+    return left, top, left + side, top + side
+
+
+def celeba_crop(side_at_official_size: int) -> CropBox:
+    """A centred square of `side_at_official_size` px in 178x218 terms, scaled to the file's width."""
+
+    def box(width: int, height: int) -> tuple[int, int, int, int]:
+        side = min(round(side_at_official_size * width / CELEBA_WIDTH), width, height)
+        left, top = (width - side) // 2, (height - side) // 2
+        return left, top, left + side, top + side
+
+    return box
+
+
+def augmentation_key(key: int | tuple[int, int]) -> tuple[int, int]:
+    """Dataset keys are (index, augmentation seed) from the sampler, or a plain index."""
+    return (key, key) if isinstance(key, int) else (int(key[0]), int(key[1]))
+
+
+class ImageFileDataset(Dataset):
+    """Images from files, cropped, resized to `resolution` squared, optionally flipped.
+
+    Items are `{"image": (3, resolution, resolution) float in [-1, 1]}`. A file that
+    fails to decode at training time is skipped with a warning (the next file is
+    used instead) and counted in `skipped_at_load`, shared with worker processes;
+    with `strict` it raises ImageReadError instead.
+    """
+
+    def __init__(self, paths: list[Path], resolution: int, crop_box: CropBox = centre_square,
+                 hflip: bool = False, strict: bool = False, skipped_at_scan: int = 0):
+        if not paths:
+            raise ValueError("ImageFileDataset needs at least one image")
+        self.paths = paths
+        self.resolution = resolution
+        self.crop_box = crop_box
+        self.hflip = hflip
+        self.strict = strict
+        self.skipped_at_scan = skipped_at_scan
+        self.skipped_at_load = torch.zeros(1, dtype=torch.int64).share_memory_()
+        self._warned: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def load(self, index: int) -> Image.Image:
+        """The cropped and resized image at `index` (no augmentation)."""
+        image = read_rgb(self.paths[index])
+        return image.resize((self.resolution, self.resolution), Image.Resampling.BICUBIC,
+                            box=self.crop_box(*image.size))
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        index, seed = augmentation_key(key)
+        for attempt in range(len(self.paths)):
+            candidate = (index + attempt) % len(self.paths)
+            try:
+                image = self.load(candidate)
+                break
+            except ImageReadError as error:
+                if self.strict:
+                    raise
+                if candidate not in self._warned:
+                    self._warned.add(candidate)
+                    self.skipped_at_load += 1
+                    warnings.warn(f"skipping {error}", UnreadableImageWarning, stacklevel=2)
+        else:
+            raise ImageReadError(f"none of the {len(self.paths)} images could be read")
+        if self.hflip and random.Random(seed).random() < 0.5:
+            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        return {"image": pil_to_signed(image)}
+
+    @property
+    def num_skipped(self) -> int:
+        """Files skipped so far: unreadable headers at start plus decode failures in this process
+        and its workers (a file is counted once per process that met it)."""
+        return self.skipped_at_scan + int(self.skipped_at_load.item())
+
+
+def _first(paths: list[Path], max_images: int) -> list[Path]:
+    return paths[:max_images] if max_images else paths
+
+
+def image_folder_dataset(root: str | Path, resolution: int, hflip: bool = False, strict: bool = False,
+                         max_images: int = 0) -> ImageFileDataset:
+    """Every image under `root` (recursive), centre-square-cropped and resized."""
+    paths = _first(find_images(Path(root)), max_images)
+    readable, skipped = readable_images(paths, strict)
+    if not readable:
+        raise ImageReadError(f"none of the {len(paths)} image files under '{root}' could be read")
+    return ImageFileDataset(readable, resolution, centre_square, hflip, strict, len(skipped))
+
+
+def celeba_dataset(root: str | Path, resolution: int, crop: int = 148, split: str = "all",
+                   hflip: bool = False, strict: bool = False, max_images: int = 0) -> ImageFileDataset:
+    """CelebA's aligned faces: `root` is `img_align_celeba/` or the folder holding it.
+
+    Each image is cropped to a centred square of `crop` px at the official 178x218
+    size (scaled for smaller copies), then resized. `split` selects the official
+    partition from `list_eval_partition.txt`, looked for beside `img_align_celeba/`.
+    """
+    root = Path(root)
+    image_dir = root / "img_align_celeba" if (root / "img_align_celeba").is_dir() else root
+    paths = find_images(image_dir, recursive=False)
+    if split != "all":
+        if split not in CELEBA_SPLITS:
+            raise ValueError(f"data.split must be all, train, valid or test, got '{split}'")
+        partition = _read_partition(image_dir)
+        paths = [p for p in paths if partition.get(p.name) == CELEBA_SPLITS[split]]
+        if not paths:
+            raise FileNotFoundError(f"no images of split '{split}' in '{image_dir}'")
+    paths = _first(paths, max_images)
+    readable, skipped = readable_images(paths, strict)
+    if not readable:
+        raise ImageReadError(f"none of the {len(paths)} image files in '{image_dir}' could be read")
+    return ImageFileDataset(readable, resolution, celeba_crop(crop), hflip, strict, len(skipped))
+
+
+def _read_partition(image_dir: Path) -> dict[str, int]:
+    candidates = [image_dir.parent / "list_eval_partition.txt", image_dir / "list_eval_partition.txt",
+                  image_dir.parent / "Eval" / "list_eval_partition.txt"]
+    for path in candidates:
+        if path.is_file():
+            partition = {}
+            for number, line in enumerate(path.read_text().splitlines(), 1):
+                fields = line.split()
+                if not fields:
+                    continue
+                if len(fields) != 2 or fields[1] not in ("0", "1", "2"):
+                    raise ValueError(f"{path}:{number}: expected '<file name> <0|1|2>', got '{line}'")
+                partition[fields[0]] = int(fields[1])
+            return partition
+    raise FileNotFoundError(
+        f"data.split needs CelebA's list_eval_partition.txt; put it at '{candidates[0]}' or use data.split=\"all\""
+    )

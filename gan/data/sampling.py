@@ -1,0 +1,59 @@
+"""Endless, resumable batches: the data order is a pure function of (seed, position)."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+_MASK63 = (1 << 63) - 1
+
+
+class ResumableSampler(Sampler):
+    """Yields `(index, augmentation_seed)` forever, from sample position `start` on.
+
+    Epoch e is a permutation drawn from a generator seeded with (seed, e); the
+    augmentation seed of the sample at stream position p is derived from (seed, p).
+    So the stream from position p is the same whether the run started there or
+    resumed there, with any number of loader workers.
+    """
+
+    def __init__(self, size: int, seed: int, start: int = 0, shuffle: bool = True):
+        self.size = size
+        self.seed = seed
+        self.start = start
+        self.shuffle = shuffle
+
+    def _order(self, epoch: int) -> list[int]:
+        if not self.shuffle:
+            return list(range(self.size))
+        generator = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) & _MASK63)
+        return torch.randperm(self.size, generator=generator).tolist()
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        position = self.start
+        while True:
+            epoch, offset = divmod(position, self.size)
+            order = self._order(epoch)
+            for index in order[offset:]:
+                yield index, (self.seed * 0x9E3779B97F4A7C15 + position) & _MASK63
+                position += 1
+
+
+def batches(dataset: Dataset, batch_size: int, seed: int, start_sample: int, num_workers: int,
+            pin_memory: bool = False) -> Iterator[dict[str, torch.Tensor]]:
+    """Endless batches, starting at sample `start_sample` of the endless stream."""
+    sampler = ResumableSampler(len(dataset), seed, start=start_sample)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        drop_last=True,
+        # A private generator: creating the loader's iterator must not draw from the global RNG.
+        generator=torch.Generator().manual_seed(seed),
+        persistent_workers=False,
+    )
+    return iter(loader)

@@ -1,0 +1,44 @@
+"""Conversions between images on disk, uint8 tensors and the [-1, 1] tensors networks see.
+
+The one place that defines the [-1, 1] convention and how grids are written.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision.utils import make_grid
+
+
+def pil_to_signed(image: Image.Image) -> torch.Tensor:
+    """RGB PIL image -> float tensor (3, H, W) in [-1, 1]."""
+    array = np.asarray(image, dtype=np.uint8)
+    return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
+
+
+def signed_to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """Float tensor in [-1, 1] (any shape) -> uint8 tensor in [0, 255], rounded and clamped."""
+    return images.detach().float().add(1.0).mul(127.5).round_().clamp_(0, 255).to(torch.uint8)
+
+
+def signed_to_pil(image: torch.Tensor) -> Image.Image:
+    """(3, H, W) in [-1, 1] -> RGB PIL image."""
+    return Image.fromarray(signed_to_uint8(image).permute(1, 2, 0).cpu().numpy(), "RGB")
+
+
+def image_grid(images: torch.Tensor, num_columns: int | None = None) -> torch.Tensor:
+    """(N, 3, H, W) in [-1, 1] -> one (3, H', W') grid in [-1, 1], roughly square by default."""
+    num_columns = num_columns or max(1, math.ceil(math.sqrt(images.shape[0])))
+    return make_grid(images.detach().float().cpu(), nrow=num_columns, padding=2, pad_value=-1.0)
+
+
+def save_image_grid(images: torch.Tensor, path: str | Path, num_columns: int | None = None) -> Path:
+    """Write (N, 3, H, W) in [-1, 1] as one PNG grid; creates parent folders."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    signed_to_pil(image_grid(images, num_columns)).save(path)
+    return path

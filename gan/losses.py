@@ -1,0 +1,87 @@
+"""Adversarial losses by name, and the regularisers that go with them.
+
+Every function takes discriminator logits (raw scores, any shape) and returns a
+scalar. The one place in the package where the GAN objectives are written.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ADVERSARIAL_LOSSES = ("vanilla", "lsgan", "hinge", "wgan-gp")
+
+
+class AdversarialLoss:
+    """Discriminator and generator objectives of one kind.
+
+    - vanilla: binary cross-entropy on logits; the generator uses the non-saturating
+      form, -log D(G(z)).
+    - lsgan: least squares towards 1 (real) and 0 (fake) (Mao et al. 2017).
+    - hinge: max(0, 1 - D(x)) + max(0, 1 + D(G(z))); generator -D(G(z)).
+    - wgan-gp: D(G(z)) - D(x) plus a gradient penalty (Gulrajani et al. 2017);
+      generator -D(G(z)).
+
+    `label_smoothing` s makes the discriminator's real target 1 - s (one-sided:
+    fake targets stay 0), for vanilla and lsgan only.
+    """
+
+    def __init__(self, kind: str = "vanilla", label_smoothing: float = 0.0, gp_weight: float = 10.0):
+        if kind not in ADVERSARIAL_LOSSES:
+            raise ValueError(f"unknown adversarial loss '{kind}'; known: {', '.join(ADVERSARIAL_LOSSES)}")
+        if label_smoothing and kind not in ("vanilla", "lsgan"):
+            raise ValueError(f"label smoothing applies to vanilla and lsgan, not '{kind}'")
+        self.kind = kind
+        self.real_target = 1.0 - label_smoothing
+        self.gp_weight = gp_weight
+
+    def discriminator(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+        """Loss the discriminator minimises: real and fake terms summed."""
+        if self.kind == "vanilla":
+            return F.binary_cross_entropy_with_logits(
+                real_logits, torch.full_like(real_logits, self.real_target)
+            ) + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+        if self.kind == "lsgan":
+            return ((real_logits - self.real_target) ** 2).mean() + (fake_logits**2).mean()
+        if self.kind == "hinge":
+            return F.relu(1.0 - real_logits).mean() + F.relu(1.0 + fake_logits).mean()
+        return fake_logits.mean() - real_logits.mean()
+
+    def generator(self, fake_logits: torch.Tensor) -> torch.Tensor:
+        """Loss the generator minimises."""
+        if self.kind == "vanilla":
+            return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+        if self.kind == "lsgan":
+            return ((fake_logits - 1.0) ** 2).mean()
+        return -fake_logits.mean()
+
+    def penalty(self, discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor | None:
+        """The weighted gradient penalty for wgan-gp; None for the other kinds."""
+        if self.kind != "wgan-gp":
+            return None
+        return self.gp_weight * gradient_penalty(discriminator, real, fake)
+
+    def score(self, logits: torch.Tensor) -> torch.Tensor:
+        """What to log as D(x) / D(G(z)): a probability for vanilla, the raw score otherwise."""
+        return torch.sigmoid(logits) if self.kind == "vanilla" else logits
+
+
+def gradient_penalty(discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """E[(||grad D(x_hat)||_2 - 1)^2] at random points x_hat between real and fake (N, ...)."""
+    alpha = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device, dtype=real.dtype)
+    mixed = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
+    (grad,) = torch.autograd.grad(discriminator(mixed).sum(), mixed, create_graph=True)
+    return ((grad.flatten(1).norm(2, dim=1) - 1.0) ** 2).mean()
+
+
+def add_instance_noise(images: torch.Tensor, std: float) -> torch.Tensor:
+    """images + N(0, std^2) (Sønderby et al. 2016); unchanged when std == 0."""
+    return images + std * torch.randn_like(images) if std > 0 else images
+
+
+def annealed_std(initial_std: float, step: int, anneal_steps: int) -> float:
+    """Linear anneal from `initial_std` at step 0 to 0 at `anneal_steps`."""
+    if anneal_steps <= 0:
+        return 0.0
+    return initial_std * max(0.0, 1.0 - step / anneal_steps)

@@ -1,0 +1,84 @@
+"""DCGAN (Radford et al. 2015) generator and discriminator for 32..256 pixels.
+
+All-convolutional; BatchNorm everywhere except the generator's output layer and
+the discriminator's input layer; ReLU in G, LeakyReLU(0.2) in D; tanh output.
+The discriminator returns logits (the sigmoid lives in the loss, for stability).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from gan.nets import register_network
+from gan.nets.common import init_normal_, log2_resolution
+
+
+def _widths(resolution: int, channels: int, max_channels: int) -> list[int]:
+    """Channel count at 4x4, 8x8, ..., resolution/2: doubling towards low resolution."""
+    num_levels = log2_resolution(resolution, 32, 256) - 2  # 4x4 .. resolution/2
+    return [min(channels * 2 ** (num_levels - 1 - level), max_channels) for level in range(num_levels)]
+
+
+@register_network("generator", "dcgan")
+class DCGANGenerator(nn.Module):
+    """z (N, latent_dim) -> images (N, image_channels, resolution, resolution) in [-1, 1]."""
+
+    def __init__(
+        self,
+        resolution: int,
+        latent_dim: int = 100,  # size of z
+        channels: int = 64,  # width at resolution/2; doubles at each lower resolution
+        max_channels: int = 1024,  # cap on the width (64 px: 512, 128 px: 1024 uncapped)
+        image_channels: int = 3,
+    ):
+        super().__init__()
+        self.resolution = resolution
+        self.latent_dim = latent_dim
+        widths = _widths(resolution, channels, max_channels)
+        layers: list[nn.Module] = [
+            nn.ConvTranspose2d(latent_dim, widths[0], 4, 1, 0, bias=False),
+            nn.BatchNorm2d(widths[0]),
+            nn.ReLU(inplace=True),
+        ]
+        for in_width, out_width in zip(widths, widths[1:]):
+            layers += [
+                nn.ConvTranspose2d(in_width, out_width, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(out_width),
+                nn.ReLU(inplace=True),
+            ]
+        layers += [nn.ConvTranspose2d(widths[-1], image_channels, 4, 2, 1), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+        self.apply(init_normal_)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z.reshape(z.shape[0], self.latent_dim, 1, 1))
+
+
+@register_network("discriminator", "dcgan")
+class DCGANDiscriminator(nn.Module):
+    """images (N, image_channels, resolution, resolution) -> logits (N,)."""
+
+    def __init__(
+        self,
+        resolution: int,
+        channels: int = 64,  # width at resolution/2; doubles at each lower resolution
+        max_channels: int = 1024,
+        image_channels: int = 3,
+    ):
+        super().__init__()
+        self.resolution = resolution
+        widths = _widths(resolution, channels, max_channels)[::-1]  # resolution/2 .. 4x4
+        layers: list[nn.Module] = [nn.Conv2d(image_channels, widths[0], 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)]
+        for in_width, out_width in zip(widths, widths[1:]):
+            layers += [
+                nn.Conv2d(in_width, out_width, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(out_width),
+                nn.LeakyReLU(0.2, inplace=True),
+            ]
+        layers.append(nn.Conv2d(widths[-1], 1, 4, 1, 0))  # 4x4 -> 1x1
+        self.net = nn.Sequential(*layers)
+        self.apply(init_normal_)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(images).flatten()

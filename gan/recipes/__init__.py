@@ -1,0 +1,13 @@
+"""Training recipes by name: `recipe = "dcgan"` in a config."""
+
+from __future__ import annotations
+
+import importlib
+
+from gan.registry import Registry
+
+RECIPES: Registry = Registry("recipe")
+
+# Modules whose import registers recipes; a new recipe adds its module here.
+for _module in ("gan.recipes.dcgan",):
+    importlib.import_module(_module)

@@ -1,0 +1,63 @@
+"""What a recipe is: the part of training that knows the GAN math for one family.
+
+The training loop (gan/train.py) owns everything else: device, seeding, precision,
+data iteration, learning-rate schedule, checkpoints, logging, progress, signals.
+A recipe is constructed as `Recipe(config, device, autocast)` and provides:
+
+- `networks`: dict name -> nn.Module; every module whose weights are trained or
+  kept (an EMA copy too). Saved and restored by name.
+- `optimizers`: dict name -> torch.optim.Optimizer, each with a `base_lr` in its
+  param groups; the loop sets `lr = base_lr * schedule(step)`.
+- `specs`: dict name -> NetworkSpec for the networks others rebuild from a
+  checkpoint (the generator for `gan sample`).
+- `build_dataset()`: the training data set; items are dicts of tensors.
+- `step(batch, step) -> dict[str, Tensor]`: one training iteration on a batch
+  already on the device; returns 0-d tensors to log (`loss/...`, `d/real`, ...).
+  Values stay on the device: the loop reads them back only when it logs.
+- `preview() -> dict[str, Tensor]`: image batches (N, 3, H, W) in [-1, 1] to show
+  as grids; must not draw from the global RNG or change training state.
+- `state_dict()` / `load_state_dict()`: any other state to checkpoint.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from typing import Any, Callable, Protocol
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from gan.config import Config
+from gan.nets import NetworkSpec
+
+AutocastFactory = Callable[[], AbstractContextManager]
+
+
+class Recipe(Protocol):
+    networks: dict[str, nn.Module]
+    optimizers: dict[str, torch.optim.Optimizer]
+    specs: dict[str, NetworkSpec]
+
+    def __init__(self, config: Config, device: torch.device, autocast: AutocastFactory): ...
+
+    def build_dataset(self) -> Dataset: ...
+
+    def step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]: ...
+
+    def preview(self) -> dict[str, torch.Tensor]: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+def set_requires_grad(network: nn.Module, flag: bool) -> None:
+    """Freeze or unfreeze a network (e.g. D during the generator update: no D weight gradients)."""
+    for parameter in network.parameters():
+        parameter.requires_grad_(flag)
+
+
+def adam(network: nn.Module, lr: float, betas: tuple[float, float], device: torch.device) -> torch.optim.Adam:
+    """Adam as GAN papers use it; the fused kernel on CUDA."""
+    return torch.optim.Adam(network.parameters(), lr=lr, betas=betas, fused=device.type == "cuda")

@@ -1,0 +1,125 @@
+"""Unconditional GAN training (DCGAN and any generator/discriminator pair from z)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+from gan.config import Config
+from gan.data import build_dataset
+from gan.ema import EMA
+from gan.losses import AdversarialLoss, add_instance_noise, annealed_std
+from gan.nets import network_spec
+from gan.recipes import RECIPES
+from gan.recipes.base import AutocastFactory, adam, set_requires_grad
+
+
+@RECIPES.register("dcgan")
+class DCGANRecipe:
+    """z -> G -> fake; D sees real and fake in separate batches (BatchNorm statistics).
+
+    Per step: `train.d_steps` discriminator updates (fresh z each), then one
+    generator update on the last fake batch, then the generator EMA update.
+    """
+
+    def __init__(self, config: Config, device: torch.device, autocast: AutocastFactory):
+        self.config = config
+        self.device = device
+        self.autocast = autocast
+        model, train = config.model, config.train
+        resolution = config.data.resolution
+        self.specs = {
+            "generator": network_spec("generator", model.generator, model.generator_args,
+                                      "model.generator_args", resolution=resolution),
+        }
+        discriminator_spec = network_spec("discriminator", model.discriminator, model.discriminator_args,
+                                          "model.discriminator_args", resolution=resolution)
+        self.generator = self.specs["generator"].build().to(device)
+        self.discriminator = discriminator_spec.build().to(device)
+        self.latent_dim = self.generator.latent_dim
+        self.networks = {"generator": self.generator, "discriminator": self.discriminator}
+        self.ema = EMA(self.generator, train.ema_decay) if train.ema_decay > 0 else None
+        if self.ema:
+            self.networks["generator_ema"] = self.ema.average
+        betas = (train.beta1, train.beta2)
+        self.optimizers = {
+            "generator": adam(self.generator, train.g_lr, betas, device),
+            "discriminator": adam(self.discriminator, train.d_lr, betas, device),
+        }
+        self.loss = AdversarialLoss(config.loss.adversarial, config.loss.label_smoothing, config.loss.gp_weight)
+        # Fixed latents for preview grids, from their own generator so the global RNG is untouched.
+        latents_rng = torch.Generator().manual_seed(train.seed + 12345)
+        self.fixed_latents = torch.randn(config.log.num_samples, self.latent_dim, generator=latents_rng).to(device)
+
+    def build_dataset(self) -> Dataset:
+        return build_dataset(self.config.data)
+
+    def _noise_std(self, step: int) -> float:
+        loss = self.config.loss
+        return annealed_std(loss.instance_noise, step - 1, loss.instance_noise_steps or self.config.train.steps)
+
+    def step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
+        real = batch["image"]
+        num = real.shape[0]
+        noise_std = self._noise_std(step)
+        generator, discriminator = self.generator, self.discriminator
+
+        set_requires_grad(discriminator, True)
+        for _ in range(self.config.train.d_steps):
+            latents = torch.randn(num, self.latent_dim, device=self.device)
+            with self.autocast():
+                fake = generator(latents)
+                real_logits = discriminator(add_instance_noise(real, noise_std)).float()
+                fake_logits = discriminator(add_instance_noise(fake.detach(), noise_std)).float()
+            d_loss = self.loss.discriminator(real_logits, fake_logits)
+            penalty = self.loss.penalty(discriminator, real, fake.float())
+            d_total = d_loss if penalty is None else d_loss + penalty
+            self.optimizers["discriminator"].zero_grad(set_to_none=True)
+            d_total.backward()
+            self.optimizers["discriminator"].step()
+
+        set_requires_grad(discriminator, False)
+        with self.autocast():
+            g_logits = discriminator(add_instance_noise(fake, noise_std)).float()
+        g_loss = self.loss.generator(g_logits)
+        self.optimizers["generator"].zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.optimizers["generator"].step()
+        if self.ema:
+            self.ema.update(generator)
+
+        metrics = {
+            "loss/d": d_loss.detach(),
+            "loss/g": g_loss.detach(),
+            "d/real": self.loss.score(real_logits.detach()).mean(),
+            "d/fake": self.loss.score(fake_logits.detach()).mean(),
+        }
+        if penalty is not None:
+            metrics["loss/gp"] = penalty.detach()
+        return metrics
+
+    @torch.no_grad()
+    def preview(self) -> dict[str, torch.Tensor]:
+        grids = {"generator": _sample_eval(self.generator, self.fixed_latents, self.autocast)}
+        if self.ema:
+            grids["generator_ema"] = _sample_eval(self.ema.average, self.fixed_latents, self.autocast)
+        return grids
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"fixed_latents": self.fixed_latents.cpu()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.fixed_latents = state["fixed_latents"].to(self.device)
+
+
+def _sample_eval(network: torch.nn.Module, latents: torch.Tensor, autocast: AutocastFactory) -> torch.Tensor:
+    """Run `network` in eval mode (running BatchNorm statistics), restoring its mode after."""
+    was_training = network.training
+    network.eval()
+    try:
+        with autocast():
+            return network(latents).float()
+    finally:
+        network.train(was_training)

@@ -1,0 +1,61 @@
+"""Generating images from a trained unconditional generator (what `gan sample` does)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from gan.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint
+from gan.nets import NetworkSpec
+
+
+def load_generator(source: str | Path, device: torch.device) -> tuple[nn.Module, Path, bool]:
+    """The generator of a run directory (newest checkpoint) or checkpoint file, in eval mode.
+
+    Returns (generator, checkpoint path, whether the EMA weights were used).
+    """
+    path = resolve_checkpoint(Path(source))
+    state = load_checkpoint(path)
+    if "generator" not in state.get("specs", {}):
+        raise CheckpointError(f"'{path}' holds no generator spec; was it written by `gan train`?")
+    generator = NetworkSpec.from_dict(state["specs"]["generator"]).build()
+    use_ema = "generator_ema" in state["networks"]
+    generator.load_state_dict(state["networks"]["generator_ema" if use_ema else "generator"])
+    return generator.to(device).eval().requires_grad_(False), path, use_ema
+
+
+def random_latents(count: int, latent_dim: int, seed: int) -> torch.Tensor:
+    """(count, latent_dim) standard normal latents, reproducible from `seed` on any device."""
+    return torch.randn(count, latent_dim, generator=torch.Generator().manual_seed(seed))
+
+
+def slerp(start: torch.Tensor, end: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation between rows of `start` and `end` (N, D) at fractions `t` (K,) -> (N, K, D).
+
+    For Gaussian latents it keeps intermediate points at a typical norm (White 2016).
+    """
+    start_unit = start / start.norm(dim=1, keepdim=True)
+    end_unit = end / end.norm(dim=1, keepdim=True)
+    omega = torch.acos((start_unit * end_unit).sum(1).clamp(-1 + 1e-7, 1 - 1e-7))[:, None]  # (N, 1)
+    t = t[None, :]  # (1, K)
+    sin_omega = torch.sin(omega)
+    start_weight = (torch.sin((1 - t) * omega) / sin_omega)[..., None]
+    end_weight = (torch.sin(t * omega) / sin_omega)[..., None]
+    return start_weight * start[:, None] + end_weight * end[:, None]
+
+
+def interpolation_latents(rows: int, steps: int, latent_dim: int, seed: int) -> torch.Tensor:
+    """(rows * steps, latent_dim): each row walks from one random latent to another in `steps`."""
+    endpoints = random_latents(2 * rows, latent_dim, seed)
+    path = slerp(endpoints[:rows], endpoints[rows:], torch.linspace(0, 1, steps))
+    return path.reshape(rows * steps, latent_dim)
+
+
+@torch.no_grad()
+def generate(generator: nn.Module, latents: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    """Images (N, 3, H, W) in [-1, 1] on the CPU, generated in batches."""
+    device = next(generator.parameters()).device
+    chunks = [generator(chunk.to(device)).float().cpu() for chunk in latents.split(batch_size)]
+    return torch.cat(chunks).clamp_(-1, 1)

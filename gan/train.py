@@ -1,0 +1,320 @@
+"""The one training loop every recipe plugs into.
+
+It owns device and precision, seeding, data iteration, the learning-rate schedule,
+checkpoints (atomic, resumable bit-exactly), TensorBoard scalars and image grids,
+PNG sample grids, the progress line, SIGINT/SIGTERM and non-finite losses. What a
+training step does is the recipe's business (gan/recipes/base.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import signal
+import sys
+import threading
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from gan.checkpoint import (FORMAT, CheckpointError, capture_rng_state, checkpoint_path, list_checkpoints,
+                            load_checkpoint, prune_checkpoints, restore_rng_state, save_checkpoint)
+from gan.config import Config, config_to_dict, dump_config
+from gan.data.sampling import batches
+from gan.images import image_grid, save_image_grid
+from gan.progress import Progress, format_duration
+from gan.recipes import RECIPES
+from gan.recipes.base import AutocastFactory, Recipe
+
+
+class NonFiniteLossError(RuntimeError):
+    """A logged value became NaN or infinite; the run stops, keeping the last good checkpoint."""
+
+    def __init__(self, step: int, term: str, checkpoint: Path | None):
+        kept = f"the last good checkpoint is '{checkpoint}'" if checkpoint else "no checkpoint was written yet"
+        super().__init__(f"'{term}' became NaN or infinite at step {step}; stopping ({kept}). "
+                         "Lower the learning rates or check the data.")
+        self.step, self.term = step, term
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int  # steps completed
+    checkpoint: Path | None  # the last checkpoint written
+    interrupted_by: str | None  # signal name when stopped early
+
+
+# ----------------------------------------------------------------------------- setup
+
+
+def select_device(name: str = "auto") -> torch.device:
+    """'auto' -> CUDA when available, else CPU; 'cuda' without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for, but PyTorch sees no CUDA GPU; use --device cpu")
+    return device
+
+
+def make_autocast(device: torch.device, enabled: bool) -> AutocastFactory:
+    """bf16 autocast on CUDA when `enabled` (no loss scaling needed); a no-op elsewhere."""
+    if device.type == "cuda" and enabled:
+        return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def next_run_dir(out: Path, name: str) -> Path:
+    """The next numbered run directory `out/00007-name` (not created: training creates it
+    once its config and data have loaded, so a failed start leaves nothing behind)."""
+    numbers = [int(p.name[:5]) for p in out.glob("[0-9][0-9][0-9][0-9][0-9]-*") if p.is_dir()] if out.is_dir() else []
+    return out / f"{max(numbers, default=-1) + 1:05d}-{name}"
+
+
+def lr_scale(step: int, total_steps: int, decay_steps: int) -> float:
+    """Constant, then linear decay over the last `decay_steps` steps (pix2pix's schedule)."""
+    return 1.0 - max(0, step - (total_steps - decay_steps)) / (decay_steps + 1)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+class MetricWatch:
+    """Sums a recipe's metrics on the device between log points, and remembers the first
+    step at which each became non-finite, without reading anything back per step."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.names: list[str] | None = None
+
+    def add(self, step: int, metrics: dict[str, torch.Tensor]) -> None:
+        if self.names is None:
+            self.names = list(metrics)
+            self.sums = torch.zeros(len(self.names), device=self.device, dtype=torch.float64)
+            self.first_bad = torch.full((len(self.names),), -1, device=self.device, dtype=torch.int64)
+            self.count = 0
+        if list(metrics) != self.names:
+            raise RuntimeError(f"the recipe must return the same metrics every step: {self.names} vs {list(metrics)}")
+        values = torch.stack([metrics[name].detach().reshape(()).to(torch.float64) for name in self.names])
+        self.sums += values
+        self.first_bad = torch.where(~torch.isfinite(values) & (self.first_bad < 0), step, self.first_bad)
+        self.count += 1
+
+    def first_non_finite(self) -> tuple[int, str] | None:
+        """(step, term) of the earliest non-finite value seen, or None (reads back from the device)."""
+        if self.names is None:
+            return None
+        steps = self.first_bad.tolist()
+        bad = [(s, name) for s, name in zip(steps, self.names) if s >= 0]
+        return min(bad) if bad else None
+
+    def means(self) -> dict[str, float]:
+        """Means since the last call; then resets."""
+        if self.names is None or self.count == 0:
+            return {}
+        means = dict(zip(self.names, (self.sums / self.count).tolist()))
+        self.sums.zero_()
+        self.count = 0
+        return means
+
+
+class StopRequest:
+    """Turns SIGINT/SIGTERM into a flag checked between steps; a second Ctrl-C aborts at once."""
+
+    def __init__(self):
+        self.signal_name: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signal_name is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signal_name = signal.Signals(signum).name
+        print(f"\nreceived {self.signal_name}: saving a checkpoint after this step "
+              "(Ctrl-C again to abort without saving)", file=sys.stderr, flush=True)
+
+    def __enter__(self) -> "StopRequest":
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {key: value.to(device, non_blocking=True) for key, value in batch.items()}
+
+
+def _newest_loadable_checkpoint(run_dir: Path) -> tuple[Path, dict[str, Any]]:
+    """The newest checkpoint in `run_dir` that loads; warns about any newer broken ones."""
+    found = list_checkpoints(run_dir)
+    if not found:
+        raise CheckpointError(f"cannot resume: no checkpoint-*.pt in '{run_dir}'")
+    for path in reversed(found):
+        try:
+            return path, load_checkpoint(path)
+        except CheckpointError as error:
+            warnings.warn(f"{error}; falling back to an older checkpoint", stacklevel=2)
+    raise CheckpointError(f"cannot resume: none of the {len(found)} checkpoints in '{run_dir}' loads")
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def train(config: Config, run_dir: Path, device: torch.device, resume: bool = False,
+          progress_stream: Any = None) -> TrainResult:
+    """Train `config` in `run_dir`, a new folder; with `resume`, continue the newest checkpoint there."""
+    train_config, log_config = config.train, config.log
+    seed_everything(train_config.seed)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    recipe: Recipe = RECIPES.get(config.recipe)(config, device, make_autocast(device, train_config.amp))
+    for optimizer in recipe.optimizers.values():
+        for group in optimizer.param_groups:
+            group.setdefault("base_lr", group["lr"])
+    dataset = recipe.build_dataset()
+
+    start_step, samples_seen, last_checkpoint = 0, 0, None
+    if resume:
+        last_checkpoint, state = _newest_loadable_checkpoint(run_dir)
+        _restore(recipe, state)
+        start_step, samples_seen = state["step"], state["samples_seen"]
+        print(f"resuming from '{last_checkpoint}' at step {start_step}", file=sys.stderr)
+    run_dir.mkdir(parents=True, exist_ok=resume)
+    (run_dir / "config.toml").write_text(dump_config(config))
+    if start_step >= train_config.steps:
+        print(f"nothing to do: the run is at step {start_step} and train.steps is {train_config.steps}",
+              file=sys.stderr)
+        return TrainResult(run_dir, start_step, last_checkpoint, None)
+
+    from torch.utils.tensorboard import SummaryWriter  # slow import: only when training
+
+    writer = SummaryWriter(str(run_dir), purge_step=start_step + 1 if resume else None)
+    data: Iterator = batches(dataset, train_config.batch_size, train_config.seed, samples_seen,
+                             config.data.num_workers, pin_memory=device.type == "cuda")
+    watch = MetricWatch(device)
+    progress = Progress(train_config.steps, start_step, progress_stream)
+    print(f"run directory: {run_dir}\n{len(dataset)} training images, batch {train_config.batch_size}, "
+          f"device {device}, {train_config.steps - start_step} steps to go", file=sys.stderr)
+
+    step = saved_step = start_step
+
+    def save(at_step: int) -> Path:
+        nonlocal saved_step
+        _raise_if_non_finite(watch, last_checkpoint)  # never save a diverged state
+        path = checkpoint_path(run_dir, at_step)
+        save_checkpoint(_state(recipe, config, at_step, samples_seen), path)
+        prune_checkpoints(run_dir, train_config.keep_checkpoints)
+        saved_step = at_step
+        return path
+
+    timer_start, timer_step, paused = time.perf_counter(), start_step, 0.0
+    try:
+        with StopRequest() as stop:
+            while step < train_config.steps and stop.signal_name is None:
+                try:
+                    batch = next(data)
+                except Exception:
+                    if stop.signal_name:  # loader workers die on Ctrl-C too; the state is consistent
+                        break
+                    raise
+                step += 1
+                scale = lr_scale(step, train_config.steps, train_config.lr_decay_steps)
+                for optimizer in recipe.optimizers.values():
+                    for group in optimizer.param_groups:
+                        group["lr"] = group["base_lr"] * scale
+                metrics = recipe.step(_to_device(batch, device), step)
+                samples_seen += train_config.batch_size
+                watch.add(step, metrics)
+                if device.type == "cpu":  # reading back is free here: stop at the very step
+                    _raise_if_non_finite(watch, last_checkpoint)
+                last = step == train_config.steps
+
+                if step % log_config.every == 0 or last or step == start_step + 1:
+                    _raise_if_non_finite(watch, last_checkpoint)
+                    now = time.perf_counter()
+                    images_per_second = (step - timer_step) * train_config.batch_size / max(now - timer_start - paused, 1e-9)
+                    timer_start, timer_step, paused = now, step, 0.0
+                    means = watch.means()
+                    for name, value in means.items():
+                        writer.add_scalar(name, value, step)
+                    for name, optimizer in recipe.optimizers.items():
+                        writer.add_scalar(f"lr/{name}", optimizer.param_groups[0]["lr"], step)
+                    writer.add_scalar("perf/images_per_s", images_per_second, step)
+                    progress.update(step, means, images_per_second)
+
+                io_start = time.perf_counter()
+                if step % log_config.image_every == 0 or last:
+                    _write_previews(recipe, writer, run_dir, step)
+                if step % train_config.checkpoint_every == 0 or last or stop.signal_name:
+                    last_checkpoint = save(step)
+                paused += time.perf_counter() - io_start
+            interrupted_by = stop.signal_name
+            if interrupted_by and saved_step != step:  # stopped while waiting for data
+                last_checkpoint = save(step)
+    finally:
+        progress.close()
+        writer.close()
+        del data  # shuts loader workers down
+
+    skipped = getattr(dataset, "num_skipped", 0)
+    if skipped:
+        print(f"warning: {skipped} unreadable image file(s) were skipped (named in the warnings above)",
+              file=sys.stderr)
+    elapsed = format_duration(time.perf_counter() - progress.started_at)
+    if interrupted_by:
+        print(f"stopped by {interrupted_by} at step {step} after {elapsed}; checkpoint '{last_checkpoint}'. "
+              f"Continue with: gan train --resume {run_dir}", file=sys.stderr)
+    else:
+        print(f"done: {step} steps in {elapsed}; checkpoint '{last_checkpoint}', "
+              f"samples in '{run_dir / 'samples'}'", file=sys.stderr)
+    return TrainResult(run_dir, step, last_checkpoint, interrupted_by)
+
+
+def _raise_if_non_finite(watch: MetricWatch, last_checkpoint: Path | None) -> None:
+    found = watch.first_non_finite()
+    if found:
+        raise NonFiniteLossError(found[0], found[1], last_checkpoint)
+
+
+def _write_previews(recipe: Recipe, writer: Any, run_dir: Path, step: int) -> None:
+    for name, images in recipe.preview().items():
+        writer.add_image(f"samples/{name}", image_grid(images).add(1).div(2).clamp(0, 1), step)
+        save_image_grid(images, run_dir / "samples" / f"{step:08d}-{name}.png")
+
+
+def _state(recipe: Recipe, config: Config, step: int, samples_seen: int) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "step": step,
+        "samples_seen": samples_seen,
+        "config": config_to_dict(config),
+        "specs": {name: spec.to_dict() for name, spec in recipe.specs.items()},
+        "networks": {name: network.state_dict() for name, network in recipe.networks.items()},
+        "optimizers": {name: optimizer.state_dict() for name, optimizer in recipe.optimizers.items()},
+        "recipe": recipe.state_dict(),
+        "rng": capture_rng_state(),
+    }
+
+
+def _restore(recipe: Recipe, state: dict[str, Any]) -> None:
+    for name, network in recipe.networks.items():
+        network.load_state_dict(state["networks"][name])
+    for name, optimizer in recipe.optimizers.items():
+        optimizer.load_state_dict(state["optimizers"][name])
+    recipe.load_state_dict(state["recipe"])
+    restore_rng_state(state["rng"])

@@ -1,0 +1,64 @@
+"""Checking config values (from TOML or `--set`) against a Python type annotation."""
+
+from __future__ import annotations
+
+import types
+import typing
+from typing import Any
+
+from gan.registry import ConfigError
+
+
+def type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def coerce(value: Any, annotation: Any, key: str) -> Any:
+    """Return `value` as `annotation` (int, float, bool, str, list[...], X | None, Any).
+
+    Only lossless conversions are made (an int where a float is expected; a number
+    written where a string is expected, as `--set data.root=2024` gives). Anything
+    else raises ConfigError naming `key`, the expected type and the value.
+    """
+    if annotation is Any or annotation is typing.Any:
+        return value
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return coerce(value, option, key)
+            except ConfigError as error:
+                errors.append(str(error))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: expected {type_name(annotation)}, got {value!r}")
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        (item_type, *_) = typing.get_args(annotation) or (Any,)
+        return [coerce(item, item_type, f"{key}[{i}]") for i, item in enumerate(value)]
+    if origin is dict or annotation is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a table, got {value!r}")
+        return dict(value)
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+    elif annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif annotation is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+    else:
+        raise TypeError(f"{key}: unsupported annotation {annotation!r}")
+    raise ConfigError(f"{key}: expected {type_name(annotation)}, got {value!r}")

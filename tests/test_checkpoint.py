@@ -1,0 +1,90 @@
+import pickle
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from gan.checkpoint import (FORMAT, CheckpointError, capture_rng_state, checkpoint_path, list_checkpoints,
+                            load_checkpoint, prune_checkpoints, resolve_checkpoint, restore_rng_state,
+                            save_checkpoint)
+
+
+def test_round_trip(tmp_path):
+    state = {"format": FORMAT, "step": 3, "weights": {"w": torch.randn(4, 4)}, "names": ["a", "b"]}
+    path = checkpoint_path(tmp_path, 3)
+    save_checkpoint(state, path)
+    loaded = load_checkpoint(path)
+    assert loaded["step"] == 3 and torch.equal(loaded["weights"]["w"], state["weights"]["w"])
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_failed_write_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
+    path = checkpoint_path(tmp_path, 1)
+    save_checkpoint({"format": FORMAT, "step": 1}, path)
+
+    def half_write_then_fail(obj, handle):
+        handle.write(b"PK\x03\x04 partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", half_write_then_fail)
+    with pytest.raises(CheckpointError, match="could not write checkpoint .*No space left"):
+        save_checkpoint({"format": FORMAT, "step": 2}, path)
+    monkeypatch.undo()
+    assert load_checkpoint(path)["step"] == 1
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+class Evil:
+    def __reduce__(self):
+        return (exec, ("raise SystemExit('code ran while loading')",))
+
+
+def test_loading_never_unpickles_code(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"format": FORMAT, "payload": Evil()}, path)
+    with pytest.raises(CheckpointError, match="corrupt or not a gan checkpoint"):
+        load_checkpoint(path)
+
+
+def test_truncated_and_foreign_files_are_clear_errors(tmp_path):
+    path = tmp_path / "checkpoint-00000001.pt"
+    torch.save({"format": FORMAT, "w": torch.randn(100)}, path)
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(CheckpointError, match="checkpoint-00000001.pt' is corrupt"):
+        load_checkpoint(path)
+    other = tmp_path / "other.pt"
+    torch.save({"state_dict": {}}, other)
+    with pytest.raises(CheckpointError, match="not a gan checkpoint"):
+        load_checkpoint(other)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_listing_pruning_and_resolving(tmp_path):
+    for step in (30, 4, 200, 100):
+        save_checkpoint({"format": FORMAT, "step": step}, checkpoint_path(tmp_path, step))
+    assert [p.name for p in list_checkpoints(tmp_path)] == [
+        "checkpoint-00000004.pt", "checkpoint-00000030.pt", "checkpoint-00000100.pt", "checkpoint-00000200.pt"]
+    prune_checkpoints(tmp_path, keep=2)
+    assert [load_checkpoint(p)["step"] for p in list_checkpoints(tmp_path)] == [100, 200]
+    assert resolve_checkpoint(tmp_path) == checkpoint_path(tmp_path, 200)
+    (tmp_path / "empty_run").mkdir()
+    with pytest.raises(CheckpointError, match="no checkpoint-\\*.pt in run directory"):
+        resolve_checkpoint(tmp_path / "empty_run")
+    with pytest.raises(CheckpointError, match="neither a checkpoint file nor a run directory"):
+        resolve_checkpoint(tmp_path / "nothing")
+
+
+def test_rng_state_round_trip_through_a_weights_only_file(tmp_path):
+    torch.manual_seed(1)
+    random.seed(2)
+    np.random.seed(3)
+    np.random.normal()  # leaves a cached Gaussian in numpy's state
+    path = tmp_path / "rng.pt"
+    save_checkpoint({"format": FORMAT, "rng": capture_rng_state()}, path)
+    expected = (torch.rand(3), random.random(), np.random.normal())
+    restore_rng_state(load_checkpoint(path)["rng"])
+    assert torch.equal(torch.rand(3), expected[0])
+    assert random.random() == expected[1]
+    assert np.random.normal() == expected[2]

@@ -1,0 +1,94 @@
+"""The command surface end to end: gan train, gan sample, --help, errors."""
+
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from conftest import REPO, TINY
+from gan.cli import main
+from gan.sample import interpolation_latents, slerp
+
+DEMO = str(REPO / "experiments" / "dcgan_demo.toml")
+
+
+def _sets(*items):
+    return [arg for item in items for arg in ("--set", item)]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """The demo config, shrunk, trained for a few steps through the CLI."""
+    out = tmp_path_factory.mktemp("runs")
+    result = CliRunner().invoke(main, ["train", DEMO, *_sets(*TINY), "--out", str(out), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    (run_dir,) = out.iterdir()
+    return run_dir
+
+
+def test_train_writes_a_complete_run_directory(trained_run):
+    assert (trained_run / "config.toml").is_file()
+    assert "resolution = 32" in (trained_run / "config.toml").read_text()
+    assert sorted(p.name for p in trained_run.glob("*.pt")) == ["checkpoint-00000002.pt", "checkpoint-00000004.pt"]
+    assert list(trained_run.glob("events.out.tfevents.*"))
+    grid = Image.open(trained_run / "samples" / "00000004-generator_ema.png")
+    assert grid.mode == "RGB" and grid.size == (2 + 2 * 34, 2 + 2 * 34)  # 4 samples of 32 px, 2 px padding
+
+
+def test_sample_grid_separate_and_seed(trained_run, tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(main, ["sample", str(trained_run), "--n", "6", "--out", str(tmp_path / "a.png"),
+                                  "--separate", str(tmp_path / "each"), "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "a.png").size == (2 + 3 * 34, 2 + 2 * 34)  # 6 images in 3 columns
+    assert len(list((tmp_path / "each").glob("*.png"))) == 6
+    runner.invoke(main, ["sample", str(trained_run / "checkpoint-00000004.pt"), "--n", "6",
+                         "--out", str(tmp_path / "b.png"), "--seed", "3"])
+    runner.invoke(main, ["sample", str(trained_run), "--n", "6", "--out", str(tmp_path / "c.png"), "--seed", "4"])
+    same = Image.open(tmp_path / "a.png").tobytes() == Image.open(tmp_path / "b.png").tobytes()
+    different = Image.open(tmp_path / "a.png").tobytes() != Image.open(tmp_path / "c.png").tobytes()
+    assert same and different
+    assert "EMA generator" in result.output
+
+
+def test_sample_interpolation_strip(trained_run, tmp_path):
+    result = CliRunner().invoke(main, ["sample", str(trained_run), "--interpolate", "5", "--n", "2",
+                                       "--out", str(tmp_path / "walk.png")])
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "walk.png").size == (2 + 5 * 34, 2 + 2 * 34)  # 2 rows of 5
+
+
+def test_slerp_ends_at_its_endpoints():
+    start, end = torch.randn(3, 8), torch.randn(3, 8)
+    path = slerp(start, end, torch.linspace(0, 1, 4))
+    assert path.shape == (3, 4, 8)
+    assert torch.allclose(path[:, 0], start, atol=1e-5) and torch.allclose(path[:, -1], end, atol=1e-5)
+    assert interpolation_latents(2, 5, 8, seed=0).shape == (10, 8)
+
+
+def test_every_command_has_help_with_examples():
+    runner = CliRunner()
+    for command in (["--help"], ["train", "--help"], ["sample", "--help"]):
+        result = runner.invoke(main, command)
+        assert result.exit_code == 0
+        assert "gan train" in result.output or "gan sample" in result.output
+    assert "Examples" in runner.invoke(main, ["train", "--help"]).output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", DEMO, "--set", "train.stepz=3"], "unknown config key 'train.stepz'"),
+    (["train", DEMO, "--set", "train.steps=many"], "train.steps: expected int"),
+    (["train", DEMO, "--set", "data.dataset=folder", "--set", "data.root=/no/such/folder"],
+     "image folder '/no/such/folder' does not exist"),
+    (["train"], "give a CONFIG file, or --resume RUN_DIR"),
+])
+def test_train_errors_are_clear_and_make_no_run(tmp_path, args, message):
+    result = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "runs")])
+    assert result.exit_code == 2
+    assert message in result.output
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_sample_errors(tmp_path):
+    result = CliRunner().invoke(main, ["sample", str(tmp_path), "--out", str(tmp_path / "x.png")])
+    assert result.exit_code == 2 and "no checkpoint-*.pt in run directory" in result.output

@@ -1,0 +1,102 @@
+from pathlib import Path
+
+import pytest
+
+from gan.config import Config, config_from_dict, config_to_dict, dump_config, load_config
+from gan.registry import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+EXPERIMENTS = sorted((REPO / "experiments").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.name)
+def test_every_experiment_config_loads(path):
+    config = load_config(path)
+    assert isinstance(config, Config)
+
+
+def test_set_overrides_are_typed_by_the_dataclass():
+    config = load_config(None, ["train.steps=12", "train.g_lr=1e-3", "train.d_lr=1", "data.root=/tmp/faces dir",
+                                "data.hflip=false", "data.root=2024", "loss.adversarial=\"hinge\""])
+    assert config.train.steps == 12 and isinstance(config.train.steps, int)
+    assert config.train.g_lr == 1e-3
+    assert config.train.d_lr == 1.0 and isinstance(config.train.d_lr, float)  # int accepted for float
+    assert config.data.hflip is False
+    assert config.data.root == "2024"  # a number written where a path is expected stays a string
+    assert config.loss.adversarial == "hinge"
+
+
+def test_unknown_key_names_it_and_lists_the_valid_ones():
+    with pytest.raises(ConfigError) as error:
+        load_config(None, ["train.stpes=3"])
+    message = str(error.value)
+    assert "'train.stpes'" in message and "did you mean 'steps'" in message
+    assert "batch_size" in message and "g_lr" in message  # the valid keys are listed
+
+
+def test_unknown_key_in_a_toml_file(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text('[data]\nroot = "x"\nresolutoin = 64\n')
+    with pytest.raises(ConfigError, match="unknown config key 'data.resolutoin'.*valid keys in \\[data\\]"):
+        load_config(path)
+
+
+def test_unknown_section():
+    with pytest.raises(ConfigError, match="unknown config key 'trian'.*valid keys in the top level"):
+        load_config(None, ["trian.steps=3"])
+
+
+@pytest.mark.parametrize("assignment, expected", [
+    ("train.steps=abc", "train.steps: expected int, got 'abc'"),
+    ("train.steps=2.5", "train.steps: expected int, got 2.5"),
+    ("data.hflip=1", "data.hflip: expected bool, got 1"),
+    ("train.g_lr=fast", "train.g_lr: expected float, got 'fast'"),
+    ("train=3", "'train' is a section"),
+    ("train.steps", "--set expects KEY=VALUE"),
+])
+def test_mistyped_values_are_errors_naming_the_key(assignment, expected):
+    with pytest.raises(ConfigError, match=expected.replace("(", "\\(").replace("[", "\\[")):
+        load_config(None, [assignment])
+
+
+@pytest.mark.parametrize("assignment, expected", [
+    ("train.steps=0", "train.steps must be >= 1"),
+    ("loss.label_smoothing=0.7", "loss.label_smoothing must be in"),
+    ("loss.adversarial=wgan", "unknown loss.adversarial 'wgan'"),
+    ("recipe=stylegan", "unknown recipe 'stylegan'"),
+    ("data.dataset=imagenet", "unknown dataset 'imagenet'"),
+    ("model.generator=unet", "unknown generator 'unet'"),
+])
+def test_invalid_values_and_names(assignment, expected):
+    with pytest.raises(ConfigError, match=expected):
+        load_config(None, [assignment])
+
+
+def test_label_smoothing_needs_a_loss_that_has_targets():
+    with pytest.raises(ConfigError, match="label_smoothing applies to vanilla and lsgan, not 'hinge'"):
+        load_config(None, ["loss.adversarial=hinge", "loss.label_smoothing=0.1"])
+
+
+def test_network_arguments_are_checked_against_the_constructor():
+    config = load_config(None, ["model.generator_args.channels=16"])
+    assert config.model.generator_args["channels"] == 16
+    assert config.model.generator_args["latent_dim"] == 100  # defaults filled in
+    with pytest.raises(ConfigError) as error:
+        load_config(None, ["model.generator_args.chanels=16"])
+    assert "model.generator_args.chanels" in str(error.value) and "did you mean 'channels'" in str(error.value)
+    assert "latent_dim" in str(error.value)
+    with pytest.raises(ConfigError, match="model.generator_args.channels: expected int, got 'wide'"):
+        load_config(None, ["model.generator_args.channels=wide"])
+
+
+def test_resolved_config_round_trips_through_toml(tmp_path):
+    config = load_config(REPO / "experiments" / "dcgan_celeba64.toml", ["train.g_lr=3e-05", "data.root=a \"b\"\\c"])
+    path = tmp_path / "config.toml"
+    path.write_text(dump_config(config))
+    assert load_config(path) == config
+    assert config_from_dict(config_to_dict(config)) == config
+
+
+def test_missing_config_file():
+    with pytest.raises(ConfigError, match="config file 'nope.toml' does not exist"):
+        load_config("nope.toml")

@@ -1,0 +1,184 @@
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import random_rgb, write_png16
+from gan.config import load_config
+from gan.data import build_dataset
+from gan.data.decode import ImageReadError, UnreadableImageWarning, read_rgb
+from gan.data.image_files import celeba_dataset, image_folder_dataset
+from gan.data.sampling import ResumableSampler, batches
+from gan.data.synthetic import SyntheticFaces
+from gan.registry import ConfigError
+
+
+@pytest.fixture
+def odd_images(tmp_path):
+    """One image of each awkward kind, some in a subfolder."""
+    root = tmp_path / "odd"
+    (root / "nested" / "deeper").mkdir(parents=True)
+    random_rgb((40, 30), 0).save(root / "rgb.jpg")
+    random_rgb((30, 40), 1).convert("L").save(root / "gray.png")
+    random_rgb((32, 32), 2).convert("P", palette=Image.Palette.ADAPTIVE).save(root / "palette.png")
+    Image.new("RGBA", (20, 20), (255, 0, 0, 0)).save(root / "nested" / "transparent.png")
+    Image.fromarray(np.full((16, 24), 65535, np.uint16)).save(root / "nested" / "gray16.png")
+    write_png16(root / "nested" / "deeper" / "rgb16.png", np.full((8, 8, 3), [65535, 32896, 0], np.uint16))
+    random_rgb((33, 33), 3).save(root / "nested" / "a.webp")
+    random_rgb((33, 17), 4).save(root / "nested" / "b.BMP")
+    (root / "notes.txt").write_text("not an image")
+    return root
+
+
+def test_every_mode_becomes_rgb_in_range(odd_images):
+    dataset = image_folder_dataset(odd_images, resolution=16)
+    assert len(dataset) == 8  # the .txt file is not an image
+    for index in range(len(dataset)):
+        image = dataset[index]["image"]
+        assert image.shape == (3, 16, 16) and image.dtype == torch.float32
+        assert image.min() >= -1 and image.max() <= 1
+
+
+def test_sixteen_bit_and_transparent_images_keep_their_values(odd_images):
+    assert np.asarray(read_rgb(odd_images / "nested" / "gray16.png"))[0, 0].tolist() == [255, 255, 255]
+    assert np.asarray(read_rgb(odd_images / "nested" / "deeper" / "rgb16.png"))[0, 0].tolist() == [255, 128, 0]
+    # fully transparent red is composited over white, not shown as red
+    assert np.asarray(read_rgb(odd_images / "nested" / "transparent.png"))[0, 0].tolist() == [255, 255, 255]
+    half = odd_images / "half16.png"
+    Image.fromarray(np.full((4, 4), 32896, np.uint16)).save(half)  # 16-bit mid-grey is scaled, not clipped
+    assert np.asarray(read_rgb(half))[0, 0].tolist() == [128, 128, 128]
+
+
+def test_corrupt_file_is_skipped_with_a_warning_naming_it(tmp_path):
+    random_rgb((20, 20), 0).save(tmp_path / "good.png")
+    (tmp_path / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.warns(UnreadableImageWarning) as caught:
+        dataset = image_folder_dataset(tmp_path, resolution=8)
+    messages = " ".join(str(w.message) for w in caught)
+    assert "corrupt.jpg" in messages and "empty.png" in messages
+    assert len(dataset) == 1 and dataset.num_skipped == 2
+
+
+def test_corrupt_file_is_an_error_when_strict(tmp_path):
+    random_rgb((20, 20), 0).save(tmp_path / "good.png")
+    (tmp_path / "corrupt.jpg").write_bytes(b"garbage")
+    with pytest.raises(ImageReadError, match="corrupt.jpg"):
+        image_folder_dataset(tmp_path, resolution=8, strict=True)
+
+
+def test_truncated_file_is_skipped_when_loaded(tmp_path):
+    """A truncated JPEG has a valid header: it fails only when decoded, mid-training."""
+    random_rgb((64, 64), 0).save(tmp_path / "a_truncated.jpg", quality=95)
+    data = (tmp_path / "a_truncated.jpg").read_bytes()
+    (tmp_path / "a_truncated.jpg").write_bytes(data[: len(data) // 3])
+    random_rgb((64, 64), 1).save(tmp_path / "b_good.jpg")
+    dataset = image_folder_dataset(tmp_path, resolution=8)
+    assert len(dataset) == 2  # passes the header scan
+    with pytest.warns(UnreadableImageWarning, match="a_truncated.jpg"):
+        item = dataset[0]["image"]
+    assert torch.equal(item, dataset[1]["image"])  # the next image stands in
+    assert dataset.num_skipped == 1
+    strict = image_folder_dataset(tmp_path, resolution=8, strict=True)
+    with pytest.raises(ImageReadError, match="a_truncated.jpg"):
+        strict[0]
+
+
+def test_empty_folder_and_missing_folder_are_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no images found under .*looked for .jpg"):
+        image_folder_dataset(tmp_path, resolution=8)
+    (tmp_path / "readme.txt").write_text("x")
+    with pytest.raises(FileNotFoundError, match="no images found"):
+        image_folder_dataset(tmp_path, resolution=8)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        image_folder_dataset(tmp_path / "missing", resolution=8)
+    (tmp_path / "only_bad.png").write_bytes(b"nope")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(ImageReadError, match="none of the 1 image files"):
+            image_folder_dataset(tmp_path, resolution=8)
+
+
+def test_empty_root_in_config_is_a_config_error():
+    with pytest.raises(ConfigError, match="data.root is empty"):
+        build_dataset(load_config(None, ["data.dataset=folder"]).data)
+
+
+def _celeba_tree(tmp_path, count=6):
+    image_dir = tmp_path / "celeba" / "img_align_celeba"
+    image_dir.mkdir(parents=True)
+    for index in range(1, count + 1):
+        image = Image.new("RGB", (178, 218), (0, 0, 255))  # blue border ...
+        image.paste((255, 0, 0), (15, 35, 163, 183))  # ... around the centred 148x148 crop: red
+        image.save(image_dir / f"{index:06d}.jpg", quality=98)
+    return image_dir
+
+
+def test_celeba_layout_crops_the_centre_148_square(tmp_path):
+    image_dir = _celeba_tree(tmp_path)
+    for root in (image_dir, image_dir.parent):  # the folder itself or its parent
+        dataset = celeba_dataset(root, resolution=32)
+        assert len(dataset) == 6
+        pixels = dataset[0]["image"]
+        red = torch.tensor([1.0, -1.0, -1.0])[:, None, None]
+        # only the red square survives the crop (the outermost pixels blend: bicubic support, JPEG)
+        assert (pixels[:, 1:-1, 1:-1] - red).abs().max() < 0.1
+    wider = celeba_dataset(image_dir, resolution=32, crop=178)[0]["image"]
+    assert wider[2, 16, 0] > 0.5  # a wider crop shows the blue border
+
+
+def test_celeba_partition_file_selects_a_split(tmp_path):
+    image_dir = _celeba_tree(tmp_path)
+    with pytest.raises(FileNotFoundError, match="list_eval_partition.txt"):
+        celeba_dataset(image_dir, resolution=32, split="train")
+    lines = [f"{i:06d}.jpg {0 if i <= 3 else 1 if i <= 5 else 2}" for i in range(1, 7)]
+    (image_dir.parent / "list_eval_partition.txt").write_text("\n".join(lines) + "\n")
+    sizes = {split: len(celeba_dataset(image_dir, 32, split=split)) for split in ("train", "valid", "test", "all")}
+    assert sizes == {"train": 3, "valid": 2, "test": 1, "all": 6}
+
+
+def test_real_celeba_faces_through_the_celeba_loader(shared_data):
+    """64 real aligned faces (stored at 89x109, half the official size)."""
+    dataset = celeba_dataset(shared_data / "faces" / "img_align_celeba", resolution=64, max_images=64)
+    assert len(dataset) == 64 and dataset.paths[0].name == "000001.jpg"
+    images = torch.stack([dataset[i]["image"] for i in range(64)])
+    assert images.shape == (64, 3, 64, 64)
+    assert images.min() >= -1 and images.max() <= 1
+    assert images.std() > 0.2  # real pictures, not a constant
+    assert (images[0] - images[1]).abs().mean() > 0.1  # distinct faces
+    assert dataset.num_skipped == 0
+
+
+def test_horizontal_flip_follows_the_augmentation_seed(tmp_path):
+    random_rgb((16, 16), 0).save(tmp_path / "x.png")
+    dataset = image_folder_dataset(tmp_path, resolution=16, hflip=True)
+    plain = image_folder_dataset(tmp_path, resolution=16)[0]["image"]
+    flips = [torch.equal(dataset[(0, seed)]["image"], plain.flip(-1)) for seed in range(40)]
+    assert 5 < sum(flips) < 35  # about half are flipped ...
+    assert all(torch.equal(dataset[(0, seed)]["image"], dataset[(0, seed)]["image"]) for seed in range(5))  # ... reproducibly
+
+
+def test_synthetic_faces_are_deterministic_and_varied():
+    dataset = SyntheticFaces(32, size=10)
+    assert torch.equal(dataset[3]["image"], SyntheticFaces(32, size=10)[3]["image"])
+    assert not torch.equal(dataset[3]["image"], dataset[4]["image"])
+    assert dataset[0]["image"].shape == (3, 32, 32)
+
+
+def test_sampler_resumes_mid_stream_and_crosses_epochs():
+    stream = ResumableSampler(size=7, seed=3)
+    first = [item for item, _ in zip(stream, range(30))]
+    assert sorted(index for index, _ in first[:7]) == list(range(7))  # an epoch is a permutation
+    assert [i for i, _ in first[:7]] != [i for i, _ in first[7:14]]  # reshuffled each epoch
+    resumed = [item for item, _ in zip(ResumableSampler(size=7, seed=3, start=11), range(19))]
+    assert resumed == first[11:]
+
+
+def test_batches_with_workers_equal_batches_without():
+    dataset = SyntheticFaces(8, size=20, hflip=True)
+    in_process = batches(dataset, 4, seed=1, start_sample=8, num_workers=0)
+    with_workers = batches(dataset, 4, seed=1, start_sample=8, num_workers=2)
+    for _ in range(6):
+        assert torch.equal(next(in_process)["image"], next(with_workers)["image"])

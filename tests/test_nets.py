@@ -1,0 +1,60 @@
+import pytest
+import torch
+
+from gan.nets import NetworkSpec, network_names, network_spec
+from gan.registry import ConfigError
+
+
+@pytest.mark.parametrize("resolution", [32, 64, 128, 256])
+def test_dcgan_shapes_at_every_resolution(resolution):
+    generator = network_spec("generator", "dcgan", {"channels": 8}, "g", resolution=resolution).build()
+    discriminator = network_spec("discriminator", "dcgan", {"channels": 8}, "d", resolution=resolution).build()
+    images = generator(torch.randn(3, 100))
+    assert images.shape == (3, 3, resolution, resolution)
+    assert images.min() >= -1 and images.max() <= 1  # tanh output
+    assert discriminator(images).shape == (3,)
+
+
+@pytest.mark.parametrize("resolution", [16, 48, 512])
+def test_dcgan_rejects_other_resolutions(resolution):
+    with pytest.raises(ValueError, match="power of two from 32 to 256"):
+        network_spec("generator", "dcgan", {}, "g", resolution=resolution).build()
+
+
+def test_dcgan_matches_the_paper_at_64():
+    """Radford et al.'s 64x64 DCGAN: 512 channels at 4x4, 3.58M generator parameters."""
+    generator = network_spec("generator", "dcgan", {}, "g", resolution=64).build()
+    assert generator.net[0].out_channels == 512
+    assert sum(p.numel() for p in generator.parameters()) == 3_576_704 + 3  # + output bias
+
+
+def test_channel_widths_are_capped():
+    generator = network_spec("generator", "dcgan", {"max_channels": 256}, "g", resolution=128).build()
+    assert max(m.out_channels for m in generator.modules() if isinstance(m, torch.nn.ConvTranspose2d)) == 256
+
+
+def test_normal_002_initialisation():
+    torch.manual_seed(0)
+    discriminator = network_spec("discriminator", "dcgan", {}, "d", resolution=64).build()
+    weights = torch.cat([m.weight.flatten() for m in discriminator.modules() if isinstance(m, torch.nn.Conv2d)])
+    assert abs(weights.std().item() - 0.02) < 0.001
+    assert abs(weights.mean().item()) < 0.001
+
+
+def test_registry_lists_and_rejects_names():
+    assert "dcgan" in network_names("generator") and "dcgan" in network_names("discriminator")
+    with pytest.raises(ConfigError, match="unknown generator 'dcgna' \\(did you mean 'dcgan'\\?\\); known: dcgan"):
+        network_spec("generator", "dcgna", {}, "model.generator_args", resolution=64)
+
+
+def test_spec_round_trip_rebuilds_the_same_architecture():
+    spec = network_spec("generator", "dcgan", {"channels": 16, "latent_dim": 32}, "g", resolution=32)
+    rebuilt = NetworkSpec.from_dict(spec.to_dict()).build()
+    assert rebuilt.latent_dim == 32
+    assert spec.kwargs == {"channels": 16, "latent_dim": 32, "max_channels": 1024, "image_channels": 3,
+                           "resolution": 32}
+
+
+def test_recipe_supplied_arguments_cannot_be_set_in_config():
+    with pytest.raises(ConfigError, match="unknown key 'model.generator_args.resolution'"):
+        network_spec("generator", "dcgan", {"resolution": 64}, "model.generator_args", resolution=64)

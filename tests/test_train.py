@@ -1,0 +1,158 @@
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from conftest import REPO, TINY, tiny_config
+from gan.checkpoint import list_checkpoints, load_checkpoint
+from gan.recipes.dcgan import DCGANRecipe
+from gan.train import MetricWatch, NonFiniteLossError, next_run_dir, lr_scale, select_device, train
+
+CPU = torch.device("cpu")
+
+
+def _weights(run_dir):
+    state = load_checkpoint(list_checkpoints(run_dir)[-1])
+    return state["step"], state["networks"], state["optimizers"]
+
+
+def _assert_identical(left, right):
+    if isinstance(left, torch.Tensor):
+        assert torch.equal(left, right)
+    elif isinstance(left, dict):
+        assert left.keys() == right.keys()
+        for key in left:
+            _assert_identical(left[key], right[key])
+    elif isinstance(left, (list, tuple)):
+        assert len(left) == len(right)
+        for a, b in zip(left, right):
+            _assert_identical(a, b)
+    else:
+        assert left == right
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_resume_is_bit_identical_to_a_straight_run(tmp_path, workers):
+    """4 straight steps == 2 steps, resume, 2 steps: weights, optimizer moments, EMA."""
+    # instance noise and label smoothing exercise the RNG and the step-dependent schedule
+    extra = [f"data.num_workers={workers}", "loss.instance_noise=0.1", "loss.instance_noise_steps=4",
+             "loss.label_smoothing=0.1", "data.hflip=true"]
+    straight = train(tiny_config(*extra), tmp_path / "straight", CPU, progress_stream=sys.stdout)
+    split_dir = tmp_path / "split"
+    first = train(tiny_config(*extra, "train.steps=2"), split_dir, CPU, progress_stream=sys.stdout)
+    assert first.step == 2
+    second = train(tiny_config(*extra), split_dir, CPU, resume=True, progress_stream=sys.stdout)
+    assert straight.step == second.step == 4
+    step_a, networks_a, optimizers_a = _weights(straight.run_dir)
+    step_b, networks_b, optimizers_b = _weights(split_dir)
+    assert step_a == step_b == 4
+    assert set(networks_a) == {"generator", "discriminator", "generator_ema"}
+    _assert_identical(networks_a, networks_b)
+    _assert_identical(optimizers_a, optimizers_b)
+    # and the run really trained: weights moved away from their initialisation
+    initial = DCGANRecipe(tiny_config(*extra), CPU, lambda: torch.no_grad()).generator.state_dict()
+    assert not torch.equal(initial["net.0.weight"], networks_a["generator"]["net.0.weight"])
+
+
+def test_run_directory_contents(tmp_path):
+    result = train(tiny_config(), next_run_dir(tmp_path, "demo"), CPU, progress_stream=sys.stdout)
+    names = {p.name for p in result.run_dir.iterdir()}
+    assert "config.toml" in names and any(n.startswith("events.out.tfevents") for n in names)
+    assert [p.name for p in list_checkpoints(result.run_dir)] == ["checkpoint-00000002.pt", "checkpoint-00000004.pt"]
+    samples = sorted(p.name for p in (result.run_dir / "samples").iterdir())
+    assert samples == ["00000002-generator.png", "00000002-generator_ema.png",
+                       "00000004-generator.png", "00000004-generator_ema.png"]
+    assert result.run_dir.name == "00000-demo"
+    assert next_run_dir(tmp_path, "demo").name == "00001-demo"
+    assert next_run_dir(tmp_path / "new", "x") == tmp_path / "new" / "00000-x"
+
+
+def test_tensorboard_gets_every_term(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    result = train(tiny_config(), next_run_dir(tmp_path, "tb"), CPU, progress_stream=sys.stdout)
+    events = EventAccumulator(str(result.run_dir)).Reload()
+    scalars = set(events.Tags()["scalars"])
+    assert {"loss/d", "loss/g", "d/real", "d/fake", "lr/generator", "lr/discriminator",
+            "perf/images_per_s"} <= scalars
+    assert [event.step for event in events.Scalars("loss/g")] == [1, 2, 3, 4]
+    assert {"samples/generator", "samples/generator_ema"} <= set(events.Tags()["images"])
+
+
+def test_nan_loss_stops_naming_step_and_term_and_keeps_the_good_checkpoint(tmp_path, monkeypatch):
+    original = DCGANRecipe.step
+
+    def poisoned(self, batch, step):
+        metrics = original(self, batch, step)
+        if step == 3:
+            metrics["loss/g"] = torch.tensor(float("nan"))
+        return metrics
+
+    monkeypatch.setattr(DCGANRecipe, "step", poisoned)
+    run_dir = next_run_dir(tmp_path, "nan")
+    with pytest.raises(NonFiniteLossError, match="'loss/g' became NaN or infinite at step 3.*checkpoint-00000002.pt"):
+        train(tiny_config(), run_dir, CPU, progress_stream=sys.stdout)
+    assert [load_checkpoint(p)["step"] for p in list_checkpoints(run_dir)] == [2]
+
+
+def test_metric_watch_finds_the_first_bad_step_without_per_step_reads():
+    watch = MetricWatch(CPU)
+    watch.add(1, {"a": torch.tensor(1.0), "b": torch.tensor(2.0)})
+    watch.add(2, {"a": torch.tensor(3.0), "b": torch.tensor(float("inf"))})
+    watch.add(3, {"a": torch.tensor(float("nan")), "b": torch.tensor(float("nan"))})
+    assert watch.first_non_finite() == (2, "b")
+    fresh = MetricWatch(CPU)
+    fresh.add(1, {"a": torch.tensor(1.0)})
+    fresh.add(2, {"a": torch.tensor(3.0)})
+    assert fresh.means() == {"a": 2.0} and fresh.first_non_finite() is None
+
+
+def test_learning_rate_schedule_is_constant_then_linear_to_zero():
+    assert [lr_scale(s, 10, 0) for s in (1, 10)] == [1.0, 1.0]
+    scales = [lr_scale(s, 10, 4) for s in range(1, 11)]
+    assert scales[:6] == [1.0] * 6
+    assert scales[6:] == pytest.approx([0.8, 0.6, 0.4, 0.2])
+
+
+def test_learning_rates_follow_the_schedule_in_training(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    result = train(tiny_config("train.lr_decay_steps=2", "train.g_lr=0.003"), next_run_dir(tmp_path, "lr"),
+                   CPU, progress_stream=sys.stdout)
+    events = EventAccumulator(str(result.run_dir)).Reload()
+    lrs = [event.value for event in events.Scalars("lr/generator")]
+    assert lrs == pytest.approx([0.003, 0.003, 0.002, 0.001])
+
+
+def test_cuda_without_a_gpu_is_a_clear_error():
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(RuntimeError, match="sees no CUDA GPU"):
+        select_device("cuda")
+    assert select_device("auto") == CPU
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_saves_a_checkpoint_and_resume_finishes(tmp_path, signum, code):
+    overrides = [arg for item in TINY if not item.startswith("train.steps") for arg in ("--set", item)]
+    command = [sys.executable, "-m", "gan", "train", str(REPO / "experiments" / "dcgan_demo.toml"), *overrides,
+               "--set", "train.steps=100000", "--set", "train.checkpoint_every=100000", "--out", str(tmp_path)]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    for line in process.stderr:  # wait until training steps are running
+        if line.startswith("step 3/") or time.time() > deadline:
+            break
+    process.send_signal(signum)
+    _, rest = process.communicate(timeout=120)
+    assert process.returncode == code, rest
+    run_dir = next(tmp_path.iterdir())
+    (checkpoint,) = list_checkpoints(run_dir)
+    stopped_at = load_checkpoint(checkpoint)["step"]
+    assert stopped_at >= 3 and f"stopped by {signal.Signals(signum).name} at step {stopped_at}" in rest
+    finish = subprocess.run([sys.executable, "-m", "gan", "train", "--resume", str(run_dir),
+                             "--set", f"train.steps={stopped_at + 2}"], capture_output=True, text=True, timeout=120)
+    assert finish.returncode == 0, finish.stderr
+    assert load_checkpoint(list_checkpoints(run_dir)[-1])["step"] == stopped_at + 2
