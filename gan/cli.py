@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 import click
 
 from gan import __version__
+
+
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    """Warnings on the command line read as one plain line, without source locations."""
+    return f"warning: {message}\n"
 
 
 def _fail(error: Exception) -> None:
@@ -25,6 +31,7 @@ def main() -> None:
     gan sample runs/00000-dcgan_demo --n 64 --out faces.png
     tensorboard --logdir runs                        # compare runs
     """
+    warnings.formatwarning = _format_warning
 
 
 @main.command()

@@ -102,7 +102,8 @@ def _fill(cls: type, values: dict[str, Any], prefix: str) -> Any:
         annotation = hints[key]
         if dataclasses.is_dataclass(annotation):
             if not isinstance(value, dict):
-                raise ConfigError(f"'{full_key}' is a section; set its keys, e.g. {full_key}.{dataclasses.fields(annotation)[0].name}=...")
+                example = dataclasses.fields(annotation)[0].name
+                raise ConfigError(f"'{full_key}' is a section; set its keys, e.g. {full_key}.{example}=...")
             kwargs[key] = _fill(annotation, value, f"{full_key}.")
         else:
             kwargs[key] = coerce(value, annotation, full_key)
@@ -162,7 +163,9 @@ def validate(config: Config) -> None:
     RECIPES.get(config.recipe)
     DATASETS.get(config.data.dataset)
     model = config.model
-    model.generator_args = resolve_network_args("generator", model.generator, model.generator_args, "model.generator_args")
+    model.generator_args = resolve_network_args(
+        "generator", model.generator, model.generator_args, "model.generator_args"
+    )
     model.discriminator_args = resolve_network_args(
         "discriminator", model.discriminator, model.discriminator_args, "model.discriminator_args"
     )

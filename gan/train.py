@@ -233,10 +233,7 @@ def train(config: Config, run_dir: Path, device: torch.device, resume: bool = Fa
                         break
                     raise
                 step += 1
-                scale = lr_scale(step, train_config.steps, train_config.lr_decay_steps)
-                for optimizer in recipe.optimizers.values():
-                    for group in optimizer.param_groups:
-                        group["lr"] = group["base_lr"] * scale
+                _set_learning_rates(recipe, lr_scale(step, train_config.steps, train_config.lr_decay_steps))
                 metrics = recipe.step(_to_device(batch, device), step)
                 samples_seen += train_config.batch_size
                 watch.add(step, metrics)
@@ -247,14 +244,11 @@ def train(config: Config, run_dir: Path, device: torch.device, resume: bool = Fa
                 if step % log_config.every == 0 or last or step == start_step + 1:
                     _raise_if_non_finite(watch, last_checkpoint)
                     now = time.perf_counter()
-                    images_per_second = (step - timer_step) * train_config.batch_size / max(now - timer_start - paused, 1e-9)
+                    busy = max(now - timer_start - paused, 1e-9)  # leaves out writing grids and checkpoints
+                    images_per_second = (step - timer_step) * train_config.batch_size / busy
                     timer_start, timer_step, paused = now, step, 0.0
                     means = watch.means()
-                    for name, value in means.items():
-                        writer.add_scalar(name, value, step)
-                    for name, optimizer in recipe.optimizers.items():
-                        writer.add_scalar(f"lr/{name}", optimizer.param_groups[0]["lr"], step)
-                    writer.add_scalar("perf/images_per_s", images_per_second, step)
+                    _log_scalars(writer, step, means, recipe, images_per_second)
                     progress.update(step, means, images_per_second)
 
                 io_start = time.perf_counter()
@@ -283,6 +277,20 @@ def train(config: Config, run_dir: Path, device: torch.device, resume: bool = Fa
         print(f"done: {step} steps in {elapsed}; checkpoint '{last_checkpoint}', "
               f"samples in '{run_dir / 'samples'}'", file=sys.stderr)
     return TrainResult(run_dir, step, last_checkpoint, interrupted_by)
+
+
+def _set_learning_rates(recipe: Recipe, scale: float) -> None:
+    for optimizer in recipe.optimizers.values():
+        for group in optimizer.param_groups:
+            group["lr"] = group["base_lr"] * scale
+
+
+def _log_scalars(writer: Any, step: int, means: dict[str, float], recipe: Recipe, images_per_second: float) -> None:
+    for name, value in means.items():
+        writer.add_scalar(name, value, step)
+    for name, optimizer in recipe.optimizers.items():
+        writer.add_scalar(f"lr/{name}", optimizer.param_groups[0]["lr"], step)
+    writer.add_scalar("perf/images_per_s", images_per_second, step)
 
 
 def _raise_if_non_finite(watch: MetricWatch, last_checkpoint: Path | None) -> None:

@@ -7,6 +7,7 @@ from PIL import Image
 
 from conftest import REPO, TINY
 from gan.cli import main
+from gan.data.decode import UnreadableImageWarning
 from gan.sample import interpolation_latents, slerp
 
 DEMO = str(REPO / "experiments" / "dcgan_demo.toml")
@@ -92,3 +93,30 @@ def test_train_errors_are_clear_and_make_no_run(tmp_path, args, message):
 def test_sample_errors(tmp_path):
     result = CliRunner().invoke(main, ["sample", str(tmp_path), "--out", str(tmp_path / "x.png")])
     assert result.exit_code == 2 and "no checkpoint-*.pt in run directory" in result.output
+
+
+def test_the_demo_config_itself_runs(tmp_path):
+    """The shipped demo config, unshrunk, for two steps."""
+    result = CliRunner().invoke(main, ["train", DEMO, "--set", "train.steps=2", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    (run_dir,) = tmp_path.iterdir()
+    assert (run_dir / "checkpoint-00000002.pt").is_file()
+
+
+def test_bad_files_are_skipped_and_counted_or_fatal_with_strict(tmp_path):
+    from conftest import random_rgb
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for index in range(4):
+        random_rgb((40, 40), index).save(images / f"{index}.png")
+    (images / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    args = ["train", DEMO, *_sets(*TINY, "data.dataset=folder", f"data.root={images}", "train.steps=1"),
+            "--out", str(tmp_path / "runs")]
+    runner = CliRunner()
+    with pytest.warns(UnreadableImageWarning, match="broken.jpg"):
+        result = runner.invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "1 unreadable image file(s) were skipped" in result.output
+    strict = runner.invoke(main, [*args, "--strict"])
+    assert strict.exit_code == 2 and "broken.jpg" in strict.output

@@ -157,7 +157,8 @@ def test_horizontal_flip_follows_the_augmentation_seed(tmp_path):
     plain = image_folder_dataset(tmp_path, resolution=16)[0]["image"]
     flips = [torch.equal(dataset[(0, seed)]["image"], plain.flip(-1)) for seed in range(40)]
     assert 5 < sum(flips) < 35  # about half are flipped ...
-    assert all(torch.equal(dataset[(0, seed)]["image"], dataset[(0, seed)]["image"]) for seed in range(5))  # ... reproducibly
+    # ... and reproducibly
+    assert all(torch.equal(dataset[(0, seed)]["image"], dataset[(0, seed)]["image"]) for seed in range(5))
 
 
 def test_synthetic_faces_are_deterministic_and_varied():
