@@ -88,7 +88,7 @@ class DCGANRecipe:
         g_loss.backward()
         self.optimizers["generator"].step()
         if self.ema:
-            self.ema.update(generator)
+            self.ema.update(generator, step)
 
         metrics = {
             "loss/d": d_loss.detach(),
