@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import sys
+import time
 import warnings
 from pathlib import Path
 
 import click
+from PIL import Image
 
 from gan import __version__
 
@@ -14,6 +16,10 @@ from gan import __version__
 def _format_warning(message, category, filename, lineno, line=None) -> str:
     """Warnings on the command line read as one plain line, without source locations."""
     return f"warning: {message}\n"
+
+
+def _format_row(row: dict) -> str:
+    return "  ".join(f"{key} {value:.4f}" if isinstance(value, float) else str(value) for key, value in row.items())
 
 
 def _fail(error: Exception) -> None:
@@ -29,6 +35,8 @@ def main() -> None:
     \b
     gan train experiments/dcgan_demo.toml            # no download needed
     gan sample runs/00000-dcgan_demo --n 64 --out faces.png
+    gan translate runs/00001-pix2pix_facades photos/ translated/
+    gan eval runs/00002-sr_pix2pix_x4 --data ../shared/data/sr/Set5
     tensorboard --logdir runs                        # compare runs
     """
     warnings.formatwarning = _format_warning
@@ -133,3 +141,108 @@ def sample(source: Path, count: int, out: Path | None, separate: Path | None, se
             signed_to_pil(image).save(separate / f"{index:05d}.png")
         click.echo(f"wrote {len(images)} PNGs to {separate}")
     click.echo(f"from {path} ({'EMA generator' if used_ema else 'generator'}, seed {seed})", err=True)
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(exists=True, path_type=Path))
+@click.argument("source", metavar="INPUT", type=click.Path(exists=True, path_type=Path))
+@click.argument("output", type=click.Path(path_type=Path))
+@click.option("--side-by-side", is_flag=True, help="Write input | output strips instead of outputs alone.")
+@click.option("--tile", default=512, show_default=True, help="Process larger images in tiles of this many pixels.")
+@click.option("--overlap", default=32, show_default=True, help="Overlap between tiles, blended linearly.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+def translate(checkpoint: Path, source: Path, output: Path, side_by_side: bool, tile: int, overlap: int,
+              device: str) -> None:
+    """Run an image-to-image generator on INPUT (an image, or a folder searched
+    recursively) and write OUTPUT (an image, or a folder with the same relative names).
+
+    CHECKPOINT is a run directory (newest checkpoint) or a checkpoint file. Any image
+    size works: inputs are padded to the network's multiple and cropped back.
+
+    \b
+    Examples:
+      gan translate runs/00001-pix2pix_facades contour.jpg photo.png
+      gan translate runs/00001-pix2pix_facades drawings/ photos/ --side-by-side
+      gan translate runs/00002-sr_pix2pix_x4 small.png large.png --tile 256
+    """
+    from gan.checkpoint import CheckpointError
+    from gan.data.decode import ImageReadError, find_images, read_rgb
+    from gan.progress import Progress
+    from gan.train import select_device
+    from gan.translate import load_translator
+
+    try:
+        translator = load_translator(checkpoint, select_device(device), tile, overlap)
+        if source.is_dir():
+            inputs = [(image, output / image.relative_to(source)) for image in find_images(source)]
+        else:
+            inputs = [(source, output)]
+    except (CheckpointError, FileNotFoundError, RuntimeError, ValueError) as error:
+        _fail(error)
+    progress = Progress(len(inputs), unit="image")
+    for done, (image_path, output_path) in enumerate(inputs, 1):
+        try:
+            image = read_rgb(image_path)
+        except ImageReadError as error:
+            warnings.warn(f"skipping {error}", stacklevel=1)
+            continue
+        result = translator(image)
+        if side_by_side:
+            shown = translator.prepare(image).resize(result.size)
+            strip = Image.new("RGB", (result.width * 2, result.height))
+            strip.paste(shown, (0, 0))
+            strip.paste(result, (result.width, 0))
+            result = strip
+        output_path.parent.mkdir(parents=True, exist_ok=True)
+        result.save(output_path)
+        progress.update(done, {}, done / max(time.perf_counter() - progress.started_at, 1e-9))
+    progress.close()
+    click.echo(f"wrote {len(inputs)} image(s) to {output} with {translator.checkpoint}", err=True)
+
+
+@main.command(name="eval")
+@click.argument("checkpoint", type=click.Path(exists=True, path_type=Path))
+@click.option("--data", "folder", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Super-resolution: a folder of HR images. Paired: a folder of pairs.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write per-image results [default: eval-<data>-<step>.csv in the run directory].")
+@click.option("--tile", default=512, show_default=True, help="Process larger images in tiles of this many pixels.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+def evaluate(checkpoint: Path, folder: Path, csv_path: Path | None, tile: int, device: str) -> None:
+    """PSNR and SSIM of an image-to-image checkpoint on a folder, per image and mean.
+
+    Super-resolution checkpoints are measured as papers report them: the LR input is
+    the bicubic downsampling of each HR image, PSNR/SSIM are on the Y channel with
+    `scale` pixels shaved, and plain bicubic upsampling is shown beside the model.
+
+    \b
+    Examples:
+      gan eval runs/00002-sr_pix2pix_x4 --data ../shared/data/sr/Set5
+      gan eval runs/00001-pix2pix_facades --data ../shared/data/paired/val --csv val.csv
+    """
+    from gan.checkpoint import CheckpointError
+    from gan.evaluate import evaluate_paired, evaluate_super_resolution, mean_row, write_csv
+    from gan.progress import Progress
+    from gan.train import select_device
+    from gan.translate import load_translator
+
+    try:
+        translator = load_translator(checkpoint, select_device(device), tile)
+        data = translator.config["data"]
+        if data["dataset"] == "sr_pairs":
+            rows_iterator = evaluate_super_resolution(translator, folder, data["scale"])
+        else:
+            rows_iterator = evaluate_paired(translator, folder, data)
+        rows = []
+        for row in rows_iterator:
+            rows.append(row)
+            click.echo(_format_row(row), err=True)
+    except (CheckpointError, FileNotFoundError, RuntimeError, ValueError) as error:
+        _fail(error)
+    if not rows:
+        _fail(FileNotFoundError(f"nothing to evaluate in '{folder}'"))
+    rows.append(mean_row(rows))
+    csv_path = csv_path or translator.checkpoint.parent / f"eval-{folder.name}-{translator.step:08d}.csv"
+    write_csv(rows, csv_path)
+    click.echo(_format_row(rows[-1]))
+    click.echo(f"wrote {csv_path} ({len(rows) - 1} images, {translator.checkpoint})", err=True)

@@ -21,12 +21,22 @@ from gan.typecheck import coerce
 
 @dataclass
 class DataConfig:
-    dataset: str = "celeba"  # celeba | folder | synthetic
+    dataset: str = "celeba"  # celeba | folder | synthetic | paired | sr_pairs
     root: str = ""  # folder of images (celeba: img_align_celeba/ or its parent)
-    resolution: int = 128  # square training resolution
+    resolution: int = 128  # square training resolution (paired, sr_pairs: the crop size)
     crop: int = 148  # celeba only: centred square side in official 178x218 pixels
-    split: str = "all"  # celeba only: all | train | valid | test (needs list_eval_partition.txt)
-    hflip: bool = True  # random horizontal flips
+    split: str = "all"  # celeba: all | train | valid | test; paired: the subfolder to train on
+    val_split: str = ""  # paired: subfolder for preview grids and evaluation ("" = split)
+    val_root: str = ""  # sr_pairs: folder of validation HR images ("" = root)
+    hflip: bool = True  # random horizontal flips (paired: the same flip on both sides)
+    layout: str = "auto"  # paired: auto | aligned (A|B side by side) | folders (A/ and B/)
+    direction: str = "AtoB"  # paired: AtoB | BtoA (which side is the input)
+    load_size: int = 286  # paired: resize to this, then random-crop `resolution`; 0 = no crop jitter
+    scale: int = 4  # sr_pairs: downsampling factor 2, 3, 4 or 8
+    upsample_input: bool = True  # sr_pairs: input is the LR image bicubic-upsampled to HR size
+    blur_sigma: float = 0.0  # sr_pairs: Gaussian blur (px) before downsampling; 0 = off
+    noise_std: float = 0.0  # sr_pairs: Gaussian noise on the LR image, in 0-255 grey levels; 0 = off
+    jpeg_quality: int = 0  # sr_pairs: JPEG-compress the LR image at this quality; 0 = off
     max_images: int = 0  # use only the first N images (sorted by path); 0 = all
     strict: bool = False  # unreadable image files are errors instead of skipped with a warning
     num_workers: int = 2  # DataLoader worker processes; 0 = load in the training process
@@ -48,6 +58,7 @@ class LossConfig:
     instance_noise: float = 0.0  # std of Gaussian noise added to D inputs, annealed linearly to 0
     instance_noise_steps: int = 0  # steps over which instance noise anneals to 0; 0 = train.steps
     gp_weight: float = 10.0  # wgan-gp gradient penalty weight
+    l1_weight: float = 100.0  # pix2pix: weight of the L1 distance to the target
 
 
 @dataclass
@@ -184,9 +195,20 @@ def validate(config: Config) -> None:
                 "train.keep_checkpoints", "log.every", "log.image_every", "log.num_samples", "data.resolution"):
         section, name = key.split(".")
         _check_range(key, getattr(getattr(config, section), name), 1, math.inf)
-    for key in ("data.max_images", "data.num_workers", "train.lr_decay_steps", "loss.instance_noise_steps"):
+    data = config.data
+    _check_choice("data.layout", data.layout, ("auto", "aligned", "folders"))
+    _check_choice("data.direction", data.direction, ("AtoB", "BtoA"))
+    _check_choice("data.scale", data.scale, (2, 3, 4, 8))
+    _check_range("data.jpeg_quality", data.jpeg_quality, 0, 100)
+    for key in ("data.max_images", "data.num_workers", "train.lr_decay_steps", "loss.instance_noise_steps",
+                "data.load_size", "data.blur_sigma", "data.noise_std", "loss.l1_weight"):
         section, name = key.split(".")
         _check_range(key, getattr(getattr(config, section), name), 0, math.inf)
+
+
+def _check_choice(key: str, value: Any, choices: tuple) -> None:
+    if value not in choices:
+        raise ConfigError(f"{key} must be one of {', '.join(map(str, choices))}; got {value!r}")
 
 
 def _check_range(key: str, value: float, low: float, high: float) -> None:

@@ -17,8 +17,9 @@ def format_duration(seconds: float) -> str:
 class Progress:
     """Redraws one line on a terminal; prints one line per update elsewhere (logs, CI)."""
 
-    def __init__(self, total: int, start: int = 0, stream: TextIO | None = None):
+    def __init__(self, total: int, start: int = 0, stream: TextIO | None = None, unit: str = "step"):
         self.total = total
+        self.unit = unit
         self.start = start
         self.stream = stream or sys.stderr
         self.started_at = time.perf_counter()
@@ -29,7 +30,7 @@ class Progress:
         done = step - self.start
         eta = elapsed / done * (self.total - step) if done else 0.0
         terms = "  ".join(f"{name} {value:.4g}" for name, value in values.items())
-        line = (f"step {step}/{self.total} ({100 * step / self.total:.0f}%)  {terms}  "
+        line = (f"{self.unit} {step}/{self.total} ({100 * step / self.total:.0f}%)  {terms}  "
                 f"{images_per_second:.1f} img/s  elapsed {format_duration(elapsed)}  ETA {format_duration(eta)}")
         if self.interactive:
             self.stream.write("\r\033[K" + line)

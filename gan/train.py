@@ -30,6 +30,7 @@ from gan.images import image_grid, save_image_grid
 from gan.progress import Progress, format_duration
 from gan.recipes import RECIPES
 from gan.recipes.base import AutocastFactory, Recipe
+from gan.registry import ConfigError
 
 
 class NonFiniteLossError(RuntimeError):
@@ -182,11 +183,14 @@ def train(config: Config, run_dir: Path, device: torch.device, resume: bool = Fa
     seed_everything(train_config.seed)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    recipe: Recipe = RECIPES.get(config.recipe)(config, device, make_autocast(device, train_config.amp))
+    try:
+        recipe: Recipe = RECIPES.get(config.recipe)(config, device, make_autocast(device, train_config.amp))
+        dataset = recipe.build_dataset()
+    except ValueError as error:  # a value the constructors of networks or data sets reject
+        raise ConfigError(str(error)) from error
     for optimizer in recipe.optimizers.values():
         for group in optimizer.param_groups:
             group.setdefault("base_lr", group["lr"])
-    dataset = recipe.build_dataset()
 
     start_step, samples_seen, last_checkpoint = 0, 0, None
     if resume:

@@ -120,3 +120,15 @@ def test_bad_files_are_skipped_and_counted_or_fatal_with_strict(tmp_path):
     assert "1 unreadable image file(s) were skipped" in result.output
     strict = runner.invoke(main, [*args, "--strict"])
     assert strict.exit_code == 2 and "broken.jpg" in strict.output
+
+
+def test_values_rejected_by_a_network_constructor_are_config_errors(tmp_path):
+    result = CliRunner().invoke(main, ["train", str(REPO / "experiments" / "pix2pix_facades.toml"),
+                                       "--set", "model.generator_args.norm=layer", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "unknown norm 'layer'" in result.output
+
+
+def test_a_resolution_the_unet_cannot_take_is_a_config_error(tmp_path):
+    result = CliRunner().invoke(main, ["train", str(REPO / "experiments" / "pix2pix_facades.toml"),
+                                       "--set", "data.resolution=200", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "data.resolution (200) must be a multiple of 256" in result.output

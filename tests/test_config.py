@@ -65,7 +65,7 @@ def test_mistyped_values_are_errors_naming_the_key(assignment, expected):
     ("loss.adversarial=wgan", "unknown loss.adversarial 'wgan'"),
     ("recipe=stylegan", "unknown recipe 'stylegan'"),
     ("data.dataset=imagenet", "unknown dataset 'imagenet'"),
-    ("model.generator=unet", "unknown generator 'unet'"),
+    ("model.generator=stylegan2", "unknown generator 'stylegan2'"),
 ])
 def test_invalid_values_and_names(assignment, expected):
     with pytest.raises(ConfigError, match=expected):

@@ -1,4 +1,4 @@
-"""Data sets, by name: `[data] dataset = "celeba" | "folder" | "synthetic"`."""
+"""Data sets, by name: `[data] dataset = "celeba" | "folder" | "synthetic" | "paired" | "sr_pairs"`."""
 
 from __future__ import annotations
 
@@ -6,31 +6,55 @@ from torch.utils.data import Dataset
 
 from gan.config import DataConfig
 from gan.data.image_files import celeba_dataset, image_folder_dataset
+from gan.data.paired import paired_dataset
+from gan.data.super_resolution import Degradation, super_resolution_dataset
 from gan.data.synthetic import SyntheticFaces
 from gan.registry import ConfigError, Registry
 
+# name -> builder(config, train): `train=False` gives the evaluation / preview set
+# (no random augmentation; for paired data the `val_split`, for SR the `val_root`).
 DATASETS: Registry = Registry("dataset")
 
 
 @DATASETS.register("celeba")
-def _celeba(config: DataConfig) -> Dataset:
-    return celeba_dataset(config.root, config.resolution, config.crop, config.split, config.hflip,
+def _celeba(config: DataConfig, train: bool) -> Dataset:
+    return celeba_dataset(config.root, config.resolution, config.crop, config.split, config.hflip and train,
                           config.strict, config.max_images)
 
 
 @DATASETS.register("folder")
-def _folder(config: DataConfig) -> Dataset:
-    return image_folder_dataset(config.root, config.resolution, config.hflip, config.strict, config.max_images)
+def _folder(config: DataConfig, train: bool) -> Dataset:
+    return image_folder_dataset(config.root, config.resolution, config.hflip and train, config.strict,
+                                config.max_images)
 
 
 @DATASETS.register("synthetic")
-def _synthetic(config: DataConfig) -> Dataset:
-    return SyntheticFaces(config.resolution, config.synthetic_size, config.hflip)
+def _synthetic(config: DataConfig, train: bool) -> Dataset:
+    return SyntheticFaces(config.resolution, config.synthetic_size, config.hflip and train)
 
 
-def build_dataset(config: DataConfig) -> Dataset:
-    """The data set the `[data]` section describes."""
+@DATASETS.register("paired")
+def _paired(config: DataConfig, train: bool) -> Dataset:
+    split = config.split if train else (config.val_split or config.split)
+    return paired_dataset(config.root, split, config.resolution, config.load_size, config.direction, config.layout,
+                          train, config.hflip, config.strict, config.max_images if train else 0)
+
+
+def degradation(config: DataConfig) -> Degradation:
+    """The LR degradation the `[data]` section describes."""
+    return Degradation(config.scale, config.blur_sigma, config.noise_std, config.jpeg_quality)
+
+
+@DATASETS.register("sr_pairs")
+def _sr_pairs(config: DataConfig, train: bool) -> Dataset:
+    root = config.root if train else (config.val_root or config.root)
+    return super_resolution_dataset(root, degradation(config), config.resolution, config.upsample_input, train,
+                                    config.hflip, config.strict, config.max_images if train else 0)
+
+
+def build_dataset(config: DataConfig, train: bool = True) -> Dataset:
+    """The training set the `[data]` section describes, or with `train=False` its evaluation set."""
     if config.dataset != "synthetic" and not config.root:
         raise ConfigError(f"data.root is empty: set it to the image folder of dataset '{config.dataset}', "
                           "e.g. --set data.root=/path/to/images")
-    return DATASETS.get(config.dataset)(config)
+    return DATASETS.get(config.dataset)(config, train)

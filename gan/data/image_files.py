@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import warnings
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeVar
 
 import torch
 from PIL import Image
@@ -16,6 +16,8 @@ from gan.images import pil_to_signed
 
 # (width, height) -> (left, top, right, bottom) region to resize to the training resolution.
 CropBox = Callable[[int, int], tuple[int, int, int, int]]
+
+T = TypeVar("T")
 
 CELEBA_WIDTH = 178  # official img_align_celeba size is 178x218
 CELEBA_SPLITS = {"train": 0, "valid": 1, "test": 2}
@@ -44,13 +46,46 @@ def augmentation_key(key: int | tuple[int, int]) -> tuple[int, int]:
     return (key, key) if isinstance(key, int) else (int(key[0]), int(key[1]))
 
 
+class SkipUnreadable:
+    """Loads item `index` with a function, moving on to the next index when a file fails to decode.
+
+    Each skipped file gets one warning naming it (per process) and is counted in a
+    counter shared with DataLoader worker processes; with `strict` the error is
+    raised instead. Truncated files pass a header scan and only fail here.
+    """
+
+    def __init__(self, strict: bool, skipped_at_scan: int = 0):
+        self.strict = strict
+        self.skipped_at_scan = skipped_at_scan
+        self.skipped_at_load = torch.zeros(1, dtype=torch.int64).share_memory_()
+        self._warned: set[int] = set()
+
+    def __call__(self, load: Callable[[int], T], index: int, size: int) -> T:
+        for attempt in range(size):
+            candidate = (index + attempt) % size
+            try:
+                return load(candidate)
+            except ImageReadError as error:
+                if self.strict:
+                    raise
+                if candidate not in self._warned:
+                    self._warned.add(candidate)
+                    self.skipped_at_load += 1
+                    warnings.warn(f"skipping {error}", UnreadableImageWarning, stacklevel=3)
+        raise ImageReadError(f"none of the {size} items could be read")
+
+    @property
+    def num_skipped(self) -> int:
+        """Files skipped so far: unreadable headers at start plus decode failures in this process
+        and its workers (a file is counted once per process that met it)."""
+        return self.skipped_at_scan + int(self.skipped_at_load.item())
+
+
 class ImageFileDataset(Dataset):
     """Images from files, cropped, resized to `resolution` squared, optionally flipped.
 
     Items are `{"image": (3, resolution, resolution) float in [-1, 1]}`. A file that
-    fails to decode at training time is skipped with a warning (the next file is
-    used instead) and counted in `skipped_at_load`, shared with worker processes;
-    with `strict` it raises ImageReadError instead.
+    fails to decode at training time is skipped (see SkipUnreadable).
     """
 
     def __init__(self, paths: list[Path], resolution: int, crop_box: CropBox = centre_square,
@@ -61,10 +96,7 @@ class ImageFileDataset(Dataset):
         self.resolution = resolution
         self.crop_box = crop_box
         self.hflip = hflip
-        self.strict = strict
-        self.skipped_at_scan = skipped_at_scan
-        self.skipped_at_load = torch.zeros(1, dtype=torch.int64).share_memory_()
-        self._warned: set[int] = set()
+        self.skip_unreadable = SkipUnreadable(strict, skipped_at_scan)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -77,29 +109,14 @@ class ImageFileDataset(Dataset):
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
         index, seed = augmentation_key(key)
-        for attempt in range(len(self.paths)):
-            candidate = (index + attempt) % len(self.paths)
-            try:
-                image = self.load(candidate)
-                break
-            except ImageReadError as error:
-                if self.strict:
-                    raise
-                if candidate not in self._warned:
-                    self._warned.add(candidate)
-                    self.skipped_at_load += 1
-                    warnings.warn(f"skipping {error}", UnreadableImageWarning, stacklevel=2)
-        else:
-            raise ImageReadError(f"none of the {len(self.paths)} images could be read")
+        image = self.skip_unreadable(self.load, index, len(self.paths))
         if self.hflip and random.Random(seed).random() < 0.5:
             image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         return {"image": pil_to_signed(image)}
 
     @property
     def num_skipped(self) -> int:
-        """Files skipped so far: unreadable headers at start plus decode failures in this process
-        and its workers (a file is counted once per process that met it)."""
-        return self.skipped_at_scan + int(self.skipped_at_load.item())
+        return self.skip_unreadable.num_skipped
 
 
 def _first(paths: list[Path], max_images: int) -> list[Path]:

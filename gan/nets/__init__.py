@@ -9,6 +9,7 @@ new module here and one `@register_network(...)` line.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import typing
@@ -24,7 +25,7 @@ ROLES = ("generator", "discriminator", "feature_extractor")
 _REGISTRIES: dict[str, Registry[Callable[..., nn.Module]]] = {role: Registry(role) for role in ROLES}
 
 # Modules whose import registers networks; add new architecture files here.
-_ZOO_MODULES = ("gan.nets.dcgan",)
+_ZOO_MODULES = ("gan.nets.dcgan", "gan.nets.unet", "gan.nets.patchgan")
 
 
 def register_network(role: str, name: str):
@@ -43,10 +44,20 @@ def network_names(role: str) -> list[str]:
 
 
 def _parameters(constructor: Callable) -> dict[str, inspect.Parameter]:
-    target = constructor.__init__ if inspect.isclass(constructor) else constructor
-    params = dict(inspect.signature(target).parameters)
+    """The constructor's parameters with resolved type hints.
+
+    A `functools.partial` (an alias such as `unet_128` with other defaults) keeps
+    its own signature, so its bound keywords show as defaults, but its type hints
+    come from the class or function it wraps.
+    """
+    wrapped = constructor
+    while isinstance(wrapped, functools.partial):
+        wrapped = wrapped.func
+    hinted = wrapped.__init__ if inspect.isclass(wrapped) else wrapped
+    signed = constructor if isinstance(constructor, functools.partial) else hinted
+    params = dict(inspect.signature(signed).parameters)
     params.pop("self", None)
-    hints = typing.get_type_hints(target)
+    hints = typing.get_type_hints(hinted)
     return {name: p.replace(annotation=hints.get(name, Any)) for name, p in params.items()}
 
 

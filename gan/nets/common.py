@@ -19,6 +19,24 @@ def init_normal_(module: nn.Module, std: float = 0.02) -> None:
         nn.init.zeros_(module.bias)
 
 
+NORM_KINDS = ("batch", "instance", "none")
+
+
+def norm_layer(kind: str, channels: int) -> nn.Module:
+    """The normalisation named `kind` for (N, channels, H, W) maps; the output has the input's shape.
+
+    "batch": BatchNorm2d. "instance": InstanceNorm2d without affine parameters or
+    running statistics, as in the CycleGAN/pix2pix reference. "none": identity.
+    """
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "instance":
+        return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"unknown norm '{kind}'; valid: {', '.join(NORM_KINDS)}")
+
+
 def log2_resolution(resolution: int, low: int, high: int) -> int:
     """log2 of `resolution`, which must be a power of two in [low, high]."""
     if resolution < low or resolution > high or resolution & (resolution - 1):

@@ -21,8 +21,8 @@ A recipe is constructed as `Recipe(config, device, autocast)` and provides:
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
-from typing import Any, Callable, Protocol
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, Callable, Iterator, Protocol
 
 import torch
 from torch import nn
@@ -61,3 +61,15 @@ def set_requires_grad(network: nn.Module, flag: bool) -> None:
 def adam(network: nn.Module, lr: float, betas: tuple[float, float], device: torch.device) -> torch.optim.Adam:
     """Adam as GAN papers use it; the fused kernel on CUDA."""
     return torch.optim.Adam(network.parameters(), lr=lr, betas=betas, fused=device.type == "cuda")
+
+
+@contextmanager
+def eval_mode(network: nn.Module) -> Iterator[nn.Module]:
+    """Run `network` in eval mode (running norm statistics, no dropout) inside the block, then
+    restore its mode; for previews, which must not change training state."""
+    was_training = network.training
+    network.eval()
+    try:
+        yield network
+    finally:
+        network.train(was_training)

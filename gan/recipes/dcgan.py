@@ -13,7 +13,7 @@ from gan.ema import EMA
 from gan.losses import AdversarialLoss, add_instance_noise, annealed_std
 from gan.nets import network_spec
 from gan.recipes import RECIPES
-from gan.recipes.base import AutocastFactory, adam, set_requires_grad
+from gan.recipes.base import AutocastFactory, adam, eval_mode, set_requires_grad
 
 
 @RECIPES.register("dcgan")
@@ -54,7 +54,7 @@ class DCGANRecipe:
         self.fixed_latents = torch.randn(config.log.num_samples, self.latent_dim, generator=latents_rng).to(device)
 
     def build_dataset(self) -> Dataset:
-        return build_dataset(self.config.data)
+        return build_dataset(self.config.data, train=True)
 
     def _noise_std(self, step: int) -> float:
         loss = self.config.loss
@@ -102,9 +102,13 @@ class DCGANRecipe:
 
     @torch.no_grad()
     def preview(self) -> dict[str, torch.Tensor]:
-        grids = {"generator": _sample_eval(self.generator, self.fixed_latents, self.autocast)}
+        generators = {"generator": self.generator}
         if self.ema:
-            grids["generator_ema"] = _sample_eval(self.ema.average, self.fixed_latents, self.autocast)
+            generators["generator_ema"] = self.ema.average
+        grids = {}
+        for name, generator in generators.items():
+            with eval_mode(generator), self.autocast():
+                grids[name] = generator(self.fixed_latents).float()
         return grids
 
     def state_dict(self) -> dict[str, Any]:
@@ -113,13 +117,3 @@ class DCGANRecipe:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.fixed_latents = state["fixed_latents"].to(self.device)
 
-
-def _sample_eval(network: torch.nn.Module, latents: torch.Tensor, autocast: AutocastFactory) -> torch.Tensor:
-    """Run `network` in eval mode (running BatchNorm statistics), restoring its mode after."""
-    was_training = network.training
-    network.eval()
-    try:
-        with autocast():
-            return network(latents).float()
-    finally:
-        network.train(was_training)

@@ -1,0 +1,138 @@
+"""Paired image-to-image data: the pix2pix "AB" layout, or A/ and B/ folders matched by name.
+
+Items are `{"input": (3, R, R), "target": (3, R, R)}` in [-1, 1], with the same
+resize, crop and flip applied to both sides so that they stay pixel-aligned.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from gan.data.decode import ImageReadError, find_images, read_rgb, readable_images
+from gan.data.image_files import SkipUnreadable, augmentation_key
+from gan.images import pil_to_signed
+
+MAX_LISTED = 20  # unmatched names listed per folder in an error
+
+
+def split_side_by_side(image: Image.Image) -> tuple[Image.Image, Image.Image]:
+    """An AB image (A on the left half, B on the right) -> (A, B)."""
+    width, height = image.size
+    half = width // 2
+    return image.crop((0, 0, half, height)), image.crop((half, 0, 2 * half, height))
+
+
+def transform_pair(first: Image.Image, second: Image.Image, size: int, load_size: int,
+                   rng: random.Random | None, hflip: bool) -> tuple[Image.Image, Image.Image]:
+    """The same geometric augmentation on both images.
+
+    Training (`rng` given): resize both to `load_size` squared (pix2pix's
+    resize_and_crop; a short image is scaled up), crop the same random `size` square,
+    flip both or neither. Evaluation (`rng` None): resize both to `size` squared.
+    """
+    if rng is None or not load_size:
+        first, second = (image.resize((size, size), Image.Resampling.BICUBIC) for image in (first, second))
+    else:
+        first, second = (image.resize((load_size, load_size), Image.Resampling.BICUBIC) for image in (first, second))
+        left, top = rng.randint(0, load_size - size), rng.randint(0, load_size - size)
+        first, second = (image.crop((left, top, left + size, top + size)) for image in (first, second))
+    if rng is not None and hflip and rng.random() < 0.5:
+        first, second = (image.transpose(Image.Transpose.FLIP_LEFT_RIGHT) for image in (first, second))
+    return first, second
+
+
+class PairedImages(Dataset):
+    """Pairs of files (A, B), or single AB files (B is None), as (input, target) tensors."""
+
+    def __init__(self, pairs: list[tuple[Path, Path | None]], resolution: int, load_size: int = 286,
+                 direction: str = "AtoB", train: bool = True, hflip: bool = True, strict: bool = False,
+                 skipped_at_scan: int = 0):
+        if load_size and load_size < resolution:
+            raise ValueError(f"data.load_size ({load_size}) must be 0 or at least data.resolution ({resolution})")
+        self.pairs = pairs
+        self.resolution = resolution
+        self.load_size = load_size
+        self.reverse = direction == "BtoA"
+        self.train = train
+        self.hflip = hflip
+        self.skip_unreadable = SkipUnreadable(strict, skipped_at_scan)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def load(self, index: int) -> tuple[Image.Image, Image.Image]:
+        """(A, B) images of pair `index`, unaugmented."""
+        first, second = self.pairs[index]
+        if second is None:
+            return split_side_by_side(read_rgb(first))
+        return read_rgb(first), read_rgb(second)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        index, seed = augmentation_key(key)
+        a_image, b_image = self.skip_unreadable(self.load, index, len(self.pairs))
+        rng = random.Random(seed) if self.train else None
+        a_image, b_image = transform_pair(a_image, b_image, self.resolution, self.load_size, rng, self.hflip)
+        source, target = (b_image, a_image) if self.reverse else (a_image, b_image)
+        return {"input": pil_to_signed(source), "target": pil_to_signed(target)}
+
+    @property
+    def num_skipped(self) -> int:
+        return self.skip_unreadable.num_skipped
+
+
+def detect_layout(root: Path) -> str:
+    """'folders' when root holds A/ and B/, else 'aligned'."""
+    return "folders" if (root / "A").is_dir() and (root / "B").is_dir() else "aligned"
+
+
+def _name_key(root: Path, path: Path) -> str:
+    """Relative path without extension: a.png in A/ pairs with a.jpg in B/."""
+    return path.relative_to(root).with_suffix("").as_posix()
+
+
+def matched_folders(root: Path) -> list[tuple[Path, Path]]:
+    """Files of root/A and root/B paired by relative name; any unmatched name is an error."""
+    a_files = {_name_key(root / "A", p): p for p in find_images(root / "A")}
+    b_files = {_name_key(root / "B", p): p for p in find_images(root / "B")}
+    problems = []
+    for side, other, mine, theirs in (("A", "B", a_files, b_files), ("B", "A", b_files, a_files)):
+        alone = sorted(set(mine) - set(theirs))
+        if alone:
+            shown = ", ".join(f"{side}/{name}" for name in alone[:MAX_LISTED])
+            more = f" and {len(alone) - MAX_LISTED} more" if len(alone) > MAX_LISTED else ""
+            problems.append(f"{len(alone)} file(s) in {side}/ have no partner in {other}/: {shown}{more}")
+    if problems:
+        raise ValueError(f"unmatched pairs in '{root}' (files pair by name without extension): " + "; ".join(problems))
+    return [(a_files[name], b_files[name]) for name in sorted(a_files)]
+
+
+def paired_dataset(root: str | Path, split: str, resolution: int, load_size: int = 286, direction: str = "AtoB",
+                   layout: str = "auto", train: bool = True, hflip: bool = True, strict: bool = False,
+                   max_images: int = 0) -> PairedImages:
+    """Pairs under `root`, in `root/split` when that folder exists (pix2pix's train/ val/ test/)."""
+    root = Path(root)
+    folder = root if split in ("", "all") else root / split
+    if not folder.is_dir():
+        raise FileNotFoundError(f"paired data folder '{folder}' does not exist (data.split names a subfolder of "
+                                f"data.root; \"all\" uses data.root itself)")
+    layout = detect_layout(folder) if layout == "auto" else layout
+    if layout == "folders":
+        pairs = matched_folders(folder)
+        pairs = pairs[:max_images] if max_images else pairs
+        files = [path for pair in pairs for path in pair]
+        readable, skipped = readable_images(files, strict)
+        readable_set = set(readable)
+        kept = [pair for pair in pairs if pair[0] in readable_set and pair[1] in readable_set]
+    else:
+        files = find_images(folder)
+        files = files[:max_images] if max_images else files
+        readable, skipped = readable_images(files, strict)
+        kept = [(path, None) for path in readable]
+    if not kept:
+        raise ImageReadError(f"no readable image pairs in '{folder}'")
+    return PairedImages(kept, resolution, load_size, direction, train, hflip, strict, len(skipped))

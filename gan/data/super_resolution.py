@@ -1,0 +1,140 @@
+"""Super-resolution pairs made on the fly from high-resolution images alone.
+
+A random HR crop is degraded (optional blur), downsampled with antialiased bicubic
+filtering by `scale`, optionally noised and JPEG-compressed, and quantised to 8 bits
+as a saved LR image would be. The input is that LR image, or (pix2pix-style, for
+networks that do not upsample) the LR image bicubic-upsampled back to the HR size.
+All randomness comes from the sample's seed, so a pair is reproducible.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageFilter
+from torch.utils.data import Dataset
+
+from gan.data.decode import ImageReadError, find_images, read_rgb, readable_images
+from gan.data.image_files import SkipUnreadable, augmentation_key
+from gan.images import pil_to_signed
+
+
+@dataclass(frozen=True)
+class Degradation:
+    """How an HR image becomes its LR input."""
+
+    scale: int = 4
+    blur_sigma: float = 0.0  # Gaussian blur std (HR pixels) before downsampling; 0 = off
+    noise_std: float = 0.0  # Gaussian noise std on the LR image in grey levels (0-255); 0 = off
+    jpeg_quality: int = 0  # JPEG-compress the LR image at this quality; 0 = off
+
+    def __call__(self, hr_image: Image.Image, rng: random.Random | None) -> Image.Image:
+        """HR image (size a multiple of `scale`) -> 8-bit LR image of 1/scale the size.
+
+        `rng` draws the noise; it may be None when there is no noise."""
+        width, height = hr_image.size
+        if width % self.scale or height % self.scale:
+            raise ValueError(f"HR size {width}x{height} is not a multiple of the scale {self.scale}")
+        image = hr_image.filter(ImageFilter.GaussianBlur(self.blur_sigma)) if self.blur_sigma else hr_image
+        lr_image = bicubic_resize(image, (width // self.scale, height // self.scale))
+        if self.noise_std:
+            if rng is None:
+                raise ValueError("noise needs a random generator")
+            noise = np.random.default_rng(rng.getrandbits(64)).normal(0.0, self.noise_std, (*lr_image.size[::-1], 3))
+            lr_image = Image.fromarray(np.clip(np.asarray(lr_image) + noise + 0.5, 0, 255).astype(np.uint8))
+        if self.jpeg_quality:
+            buffer = io.BytesIO()
+            lr_image.save(buffer, "JPEG", quality=self.jpeg_quality)
+            lr_image = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+        return lr_image
+
+
+def bicubic_resize(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """Bicubic resize; antialiased when shrinking (Pillow widens the kernel, like MATLAB's imresize)."""
+    return image.resize(size, Image.Resampling.BICUBIC)
+
+
+def crop_to_multiple(image: Image.Image, multiple: int) -> Image.Image:
+    """Crop the right and bottom edges so both sides are multiples of `multiple` (SR 'mod crop')."""
+    width, height = image.size
+    return image.crop((0, 0, width - width % multiple, height - height % multiple))
+
+
+class SuperResolutionPairs(Dataset):
+    """`{"input", "target"}` in [-1, 1] from HR files.
+
+    Training: a random `hr_size` crop (flipped with probability 0.5 if `hflip`).
+    Evaluation (`train=False`): the whole image, cropped to a multiple of the scale
+    (sizes differ between images, so batch size 1).
+    """
+
+    def __init__(self, paths: list[Path], degradation: Degradation, hr_size: int, upsample_input: bool = True,
+                 train: bool = True, hflip: bool = True, strict: bool = False, skipped_at_scan: int = 0):
+        if hr_size % degradation.scale:
+            raise ValueError(f"data.resolution ({hr_size}) must be a multiple of data.scale ({degradation.scale})")
+        self.paths = paths
+        self.degradation = degradation
+        self.hr_size = hr_size
+        self.upsample_input = upsample_input
+        self.train = train
+        self.hflip = hflip
+        self.skip_unreadable = SkipUnreadable(strict, skipped_at_scan)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def _load(self, index: int) -> Image.Image:
+        image = read_rgb(self.paths[index])
+        if self.train and min(image.size) < self.hr_size:
+            raise ImageReadError(f"image '{self.paths[index]}' ({image.size[0]}x{image.size[1]}) is smaller than "
+                                 f"the {self.hr_size} px training crop")
+        return image
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        index, seed = augmentation_key(key)
+        rng = random.Random(seed)
+        hr_image = self.skip_unreadable(self._load, index, len(self.paths))
+        if self.train:
+            left = rng.randint(0, hr_image.size[0] - self.hr_size)
+            top = rng.randint(0, hr_image.size[1] - self.hr_size)
+            hr_image = hr_image.crop((left, top, left + self.hr_size, top + self.hr_size))
+            if self.hflip and rng.random() < 0.5:
+                hr_image = hr_image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        else:
+            hr_image = crop_to_multiple(hr_image, self.degradation.scale)
+        lr_image = self.degradation(hr_image, rng)
+        source = bicubic_resize(lr_image, hr_image.size) if self.upsample_input else lr_image
+        return {"input": pil_to_signed(source), "target": pil_to_signed(hr_image)}
+
+    @property
+    def num_skipped(self) -> int:
+        return self.skip_unreadable.num_skipped
+
+
+def super_resolution_dataset(root: str | Path, degradation: Degradation, hr_size: int, upsample_input: bool = True,
+                             train: bool = True, hflip: bool = True, strict: bool = False,
+                             max_images: int = 0) -> SuperResolutionPairs:
+    """SR pairs from every image under `root` (recursive)."""
+    paths = find_images(Path(root))
+    paths = paths[:max_images] if max_images else paths
+    readable, skipped = readable_images(paths, strict)
+    if train:  # images smaller than the crop cannot give a training pair
+        large_enough = [path for path in readable if min(_size(path)) >= hr_size]
+        if len(large_enough) < len(readable):
+            warnings.warn(f"{len(readable) - len(large_enough)} image(s) under '{root}' are smaller than the "
+                          f"{hr_size} px training crop and are left out", stacklevel=2)
+        readable = large_enough
+    if not readable:
+        raise ImageReadError(f"no usable images under '{root}' ({len(paths)} image files, {len(skipped)} unreadable)")
+    return SuperResolutionPairs(readable, degradation, hr_size, upsample_input, train, hflip, strict, len(skipped))
+
+
+def _size(path: Path) -> tuple[int, int]:
+    with Image.open(path) as image:
+        return image.size

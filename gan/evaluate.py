@@ -1,0 +1,76 @@
+"""Image-quality evaluation of image-to-image checkpoints (what `gan eval` does).
+
+Super-resolution checkpoints: each HR image in a folder is cropped to a multiple of the
+scale, downsampled with bicubic filtering (no extra degradations, as benchmark papers
+do), restored by the model and compared with the HR image on the Y channel with
+`scale` pixels shaved, beside plain bicubic upsampling. Paired (pix2pix)
+checkpoints: outputs are compared with targets on RGB.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from PIL import Image
+
+from gan.data.decode import find_images, read_rgb
+from gan.data.paired import paired_dataset
+from gan.data.super_resolution import Degradation, bicubic_resize, crop_to_multiple
+from gan.metrics import psnr, signed_to_255, ssim
+from gan.translate import Translator, translate_tensor
+
+
+def _to_255(image: Image.Image) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(image, dtype=np.float64).copy()).permute(2, 0, 1)
+
+
+def evaluate_super_resolution(translator: Translator, folder: Path, scale: int) -> Iterator[dict]:
+    """One row per HR image: PSNR/SSIM (Y, shave `scale`) of the model and of bicubic upsampling."""
+    downsample = Degradation(scale)
+    for path in find_images(folder):
+        hr_image = crop_to_multiple(read_rgb(path), scale)
+        lr_image = downsample(hr_image, rng=None)
+        restored = translator(lr_image)
+        bicubic = bicubic_resize(lr_image, hr_image.size)
+        reference = _to_255(hr_image)
+        yield {
+            "image": path.relative_to(folder).as_posix(),
+            "psnr": psnr(_to_255(restored), reference, crop_border=scale, y_channel=True),
+            "ssim": ssim(_to_255(restored), reference, crop_border=scale, y_channel=True),
+            "bicubic_psnr": psnr(_to_255(bicubic), reference, crop_border=scale, y_channel=True),
+            "bicubic_ssim": ssim(_to_255(bicubic), reference, crop_border=scale, y_channel=True),
+        }
+
+
+def evaluate_paired(translator: Translator, folder: Path, data_config: dict) -> Iterator[dict]:
+    """One row per pair: PSNR/SSIM (RGB) of output against target, at the training resolution."""
+    dataset = paired_dataset(folder, "all", data_config["resolution"], direction=data_config["direction"],
+                             layout=data_config["layout"], train=False)
+    for index, (first, _) in enumerate(dataset.pairs):
+        item = dataset[index]
+        output = translate_tensor(translator.generator, item["input"][None].to(translator.device),
+                                  translator.size_multiple, translator.tile, translator.overlap)
+        output, target = signed_to_255(output[0].cpu()), signed_to_255(item["target"])
+        yield {"image": first.relative_to(folder).as_posix(), "psnr": psnr(output, target),
+               "ssim": ssim(output, target)}
+
+
+def mean_row(rows: list[dict]) -> dict:
+    """Column means (PSNR of identical images is inf and stays inf in the mean)."""
+    columns = [key for key in rows[0] if key != "image"]
+    return {"image": "mean", **{key: float(np.mean([row[key] for row in rows])) for key in columns}}
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: (f"{v:.6f}" if isinstance(v, float) and math.isfinite(v) else v)
+                             for k, v in row.items()})

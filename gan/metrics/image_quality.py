@@ -1,0 +1,140 @@
+"""PSNR and SSIM as super-resolution papers report them.
+
+The numbers match BasicSR's `basicsr/metrics/psnr_ssim.py` (and so the MATLAB code
+behind the published tables): images are compared in [0, 255] in float64, with
+`crop_border` pixels shaved from every side and, optionally, on the ITU-R BT.601 luma
+(Y) channel only. SSIM uses an 11x11 Gaussian window (sigma 1.5) and 'valid'
+filtering, so its map is (H - 10) x (W - 10) and no padding leaks into the score.
+
+Papers measure saved 8-bit images, so network outputs in [-1, 1] go through
+`signed_to_255` (which rounds) before they are compared.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from gan.images import signed_to_uint8
+
+SSIM_WINDOW_SIZE = 11
+SSIM_SIGMA = 1.5
+SSIM_C1 = (0.01 * 255) ** 2
+SSIM_C2 = (0.03 * 255) ** 2
+
+
+def signed_to_255(images: torch.Tensor) -> torch.Tensor:
+    """Float tensor in [-1, 1] (any shape) -> float64 tensor of whole numbers in [0, 255].
+
+    Rounded and clamped exactly as when the image is written as an 8-bit PNG
+    (`gan.images.signed_to_uint8`), because PSNR/SSIM of SR models are always reported
+    on 8-bit images; skipping the rounding shifts PSNR by a few hundredths of a dB.
+    """
+    return signed_to_uint8(images).to(torch.float64)
+
+
+def rgb_to_y(images: torch.Tensor) -> torch.Tensor:
+    """RGB (..., 3, H, W) in [0, 255] -> BT.601 luma (..., 1, H, W) in [16, 235].
+
+    Y = 16 + (65.481 R + 128.553 G + 24.966 B) / 255, MATLAB's `rgb2ycbcr` without its
+    final rounding (as BasicSR does). Computed in the input's floating dtype.
+    """
+    if images.dim() < 3 or images.shape[-3] != 3:
+        raise ValueError(f"rgb_to_y expects RGB images of shape (..., 3, H, W), got {tuple(images.shape)}")
+    images = images if images.is_floating_point() else images.to(torch.float64)
+    red, green, blue = images.unbind(dim=-3)
+    luma = 16.0 + (65.481 * red + 128.553 * green + 24.966 * blue) / 255.0
+    return luma.unsqueeze(-3)
+
+
+def psnr(image: torch.Tensor, reference: torch.Tensor, crop_border: int = 0, y_channel: bool = False) -> float:
+    """Peak signal-to-noise ratio in dB, 10 log10(255^2 / MSE), computed in float64.
+
+    `image`, `reference`: (3, H, W) or (N, 3, H, W) in [0, 255], same shape.
+    `crop_border` pixels are shaved from every side first; `y_channel` compares the
+    BT.601 luma only. A batch gives the mean of the per-image PSNRs. Returns math.inf
+    when the images are identical (MSE == 0).
+    """
+    image, reference = _prepare(image, reference, crop_border, y_channel, min_size=1)
+    scores = [_psnr_one(one, other) for one, other in zip(image, reference)]
+    return sum(scores) / len(scores)
+
+
+def ssim(image: torch.Tensor, reference: torch.Tensor, crop_border: int = 0, y_channel: bool = False) -> float:
+    """Structural similarity (Wang et al. 2004) as BasicSR and MATLAB compute it, in float64.
+
+    `image`, `reference`: (3, H, W) or (N, 3, H, W) in [0, 255], same shape, at least
+    11x11 after `crop_border` pixels are shaved from every side. The score of one image
+    is the mean of its (H - 10) x (W - 10) SSIM map, averaged over channels (or on the
+    luma only with `y_channel`); a batch gives the mean over images. Identical images
+    give 1.0.
+    """
+    image, reference = _prepare(image, reference, crop_border, y_channel, min_size=SSIM_WINDOW_SIZE)
+    window = _gaussian_window(image.shape[1], image.device)
+    scores = [_ssim_one(one, other, window) for one, other in zip(image, reference)]
+    return sum(scores) / len(scores)
+
+
+def _prepare(image: torch.Tensor, reference: torch.Tensor, crop_border: int, y_channel: bool,
+             min_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Check shapes, shave the border, take luma if asked -> two float64 (N, C, H', W')."""
+    if image.shape != reference.shape:
+        raise ValueError(f"image and reference shapes differ: {tuple(image.shape)} vs {tuple(reference.shape)}")
+    if image.dim() not in (3, 4):
+        raise ValueError(f"expected images of shape (3, H, W) or (N, 3, H, W), got {tuple(image.shape)}")
+    if crop_border < 0:
+        raise ValueError(f"crop_border must be >= 0, got {crop_border}")
+    height, width = image.shape[-2] - 2 * crop_border, image.shape[-1] - 2 * crop_border
+    if height < min_size or width < min_size:
+        raise ValueError(f"images of {image.shape[-2]}x{image.shape[-1]} pixels leave {max(height, 0)}x"
+                         f"{max(width, 0)} after shaving crop_border={crop_border} from each side; "
+                         f"this metric needs at least {min_size}x{min_size}")
+    prepared = []
+    for images in (image, reference):
+        # float64 before anything else: float32 MSE of near-identical images loses digits.
+        images = images.detach().to(torch.float64)
+        images = images if images.dim() == 4 else images.unsqueeze(0)
+        if crop_border:
+            images = images[..., crop_border:-crop_border, crop_border:-crop_border]
+        prepared.append(rgb_to_y(images) if y_channel else images)
+    return prepared[0], prepared[1]
+
+
+def _psnr_one(image: torch.Tensor, reference: torch.Tensor) -> float:
+    """PSNR of one (C, H, W) float64 pair in [0, 255]."""
+    mse = torch.mean((image - reference) ** 2).item()
+    return math.inf if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
+
+
+def _gaussian_window(channels: int, device: torch.device) -> torch.Tensor:
+    """Normalised 11x11 Gaussian (sigma 1.5), float64, as depthwise weights (channels, 1, 11, 11).
+
+    The same window as BasicSR's cv2.getGaussianKernel(11, 1.5) outer product.
+    """
+    offsets = torch.arange(SSIM_WINDOW_SIZE, dtype=torch.float64, device=device) - (SSIM_WINDOW_SIZE - 1) / 2
+    line = torch.exp(-(offsets**2) / (2 * SSIM_SIGMA**2))
+    line = line / line.sum()
+    return torch.outer(line, line).expand(channels, 1, SSIM_WINDOW_SIZE, SSIM_WINDOW_SIZE).contiguous()
+
+
+def _ssim_one(image: torch.Tensor, reference: torch.Tensor, window: torch.Tensor) -> float:
+    """Mean SSIM of one (C, H, W) float64 pair in [0, 255], over channels and the valid map."""
+    channels = image.shape[0]
+
+    def local_mean(values: torch.Tensor) -> torch.Tensor:
+        # No padding: BasicSR filters with cv2.filter2D and then drops 5 pixels per side,
+        # which is exactly the 'valid' part of the map.
+        return F.conv2d(values.unsqueeze(0), window, groups=channels)[0]
+
+    mean_image, mean_reference = local_mean(image), local_mean(reference)
+    mean_image_sq, mean_reference_sq = mean_image**2, mean_reference**2
+    mean_product = mean_image * mean_reference
+    variance_image = local_mean(image**2) - mean_image_sq
+    variance_reference = local_mean(reference**2) - mean_reference_sq
+    covariance = local_mean(image * reference) - mean_product
+    ssim_map = ((2 * mean_product + SSIM_C1) * (2 * covariance + SSIM_C2)) / (
+        (mean_image_sq + mean_reference_sq + SSIM_C1) * (variance_image + variance_reference + SSIM_C2)
+    )
+    return ssim_map.mean().item()

@@ -1,0 +1,106 @@
+"""The pix2pix U-Net generator (Isola et al. 2017), as in junyanz/pytorch-CycleGAN-and-pix2pix.
+
+An encoder of `num_downs` 4x4 stride-2 convolutions, a mirrored decoder of 4x4
+stride-2 transposed convolutions, and a skip connection at every resolution: each
+decoder block but the innermost sees [encoder features, decoder features]
+concatenated on channels. The reference builds this recursively
+(UnetSkipConnectionBlock); here it is two lists, indexed by level from the
+outermost (level 0, full resolution) to the innermost (the 1x1 bottleneck at the
+nominal size), so the forward pass reads top to bottom.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+from torch import nn
+
+from gan.nets import register_network
+from gan.nets.common import init_normal_, norm_layer
+
+# Below this the reference's fixed ngf, 2ngf, 4ngf, 8ngf ... 8ngf layout has no room.
+MIN_NUM_DOWNS = 5
+
+
+@register_network("generator", "unet")
+class UNetGenerator(nn.Module):
+    """images (N, in_channels, H, W) in [-1, 1] -> images (N, out_channels, H, W) in [-1, 1].
+
+    H and W must be multiples of `size_multiple` = 2**num_downs (`gan translate`
+    pads inputs to it). Encoder widths are channels * [1, 2, 4, 8, 8, ...].
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 3,  # channels of the input image
+        out_channels: int = 3,  # channels of the output image
+        num_downs: int = 8,  # stride-2 downsamplings: 7 for 128 px, 8 for 256 px (bottleneck 1x1)
+        channels: int = 64,  # width of the outermost level (ngf); capped at 8x deeper in
+        norm: str = "batch",  # "batch", "instance" or "none"
+        dropout: float = 0.5,  # in the num_downs - 5 decoder blocks next to the innermost; 0 disables
+    ):
+        super().__init__()
+        if num_downs < MIN_NUM_DOWNS:
+            raise ValueError(f"num_downs must be at least {MIN_NUM_DOWNS}, got {num_downs}")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        self.num_downs = num_downs
+        self.size_multiple = 2**num_downs
+        # Convs followed by BatchNorm need no bias (its shift replaces it); the reference's use_bias.
+        bias = norm != "batch"
+        widths = [channels * min(2**level, 8) for level in range(num_downs)]
+        innermost = num_downs - 1
+
+        self.encoder = nn.ModuleList()
+        self.decoder = nn.ModuleList()
+        for level, width in enumerate(widths):
+            outer = in_channels if level == 0 else widths[level - 1]  # encoder input width
+            down: list[nn.Module] = [nn.Conv2d(outer, width, 4, 2, 1, bias=bias)]
+            if level > 0:
+                # Not in place: the block's input is also the skip of the level above.
+                down.insert(0, nn.LeakyReLU(0.2))
+            if 0 < level < innermost:
+                down.append(norm_layer(norm, width))
+            self.encoder.append(nn.Sequential(*down))
+
+            up_in = width if level == innermost else 2 * width  # [skip, decoder] except at the bottom
+            if level == 0:
+                # No norm follows, so this conv keeps its bias whatever the norm.
+                up: list[nn.Module] = [
+                    nn.ReLU(inplace=True),
+                    nn.ConvTranspose2d(up_in, out_channels, 4, 2, 1),
+                    nn.Tanh(),
+                ]
+            else:
+                up = [
+                    nn.ReLU(inplace=True),
+                    nn.ConvTranspose2d(up_in, outer, 4, 2, 1, bias=bias),
+                    norm_layer(norm, outer),
+                ]
+                if dropout > 0 and 4 <= level < innermost:  # the reference's num_downs - 5 8ngf blocks
+                    up.append(nn.Dropout(dropout))
+            self.decoder.append(nn.Sequential(*up))
+        self.apply(init_normal_)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        height, width = images.shape[-2:]
+        if height % self.size_multiple or width % self.size_multiple:
+            raise ValueError(
+                f"U-Net with num_downs={self.num_downs} needs H and W divisible by {self.size_multiple}, "
+                f"got {height}x{width}"
+            )
+        features = []  # encoder output at each level: level 0 is H/2, the innermost H/2**num_downs
+        x = images
+        for down in self.encoder:
+            x = down(x)
+            features.append(x)
+        x = self.decoder[-1](features[-1])
+        for level in reversed(range(self.num_downs - 1)):
+            x = self.decoder[level](torch.cat([features[level], x], dim=1))
+        return x
+
+
+# The two sizes pix2pix ships; num_downs stays settable, with these defaults.
+register_network("generator", "unet_128")(functools.partial(UNetGenerator, num_downs=7))
+register_network("generator", "unet_256")(functools.partial(UNetGenerator, num_downs=8))

@@ -1,0 +1,141 @@
+"""Paired image-to-image translation (Isola et al. 2017): conditional GAN + L1.
+
+Also super-resolution restoration, trained as translation from the bicubic-upsampled
+LR image to the HR image (`data.dataset = "sr_pairs"`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from gan.config import Config
+from gan.data import build_dataset
+from gan.losses import AdversarialLoss
+from gan.nets import network_spec
+from gan.recipes import RECIPES
+from gan.recipes.base import AutocastFactory, adam, eval_mode, set_requires_grad
+from gan.registry import ConfigError
+from gan.translate import run_padded
+
+PREVIEW_NAME = "input_output_target"
+
+
+@RECIPES.register("pix2pix")
+class Pix2PixRecipe:
+    """G(input) -> output; a conditional D sees (input, output) or (input, target) stacked.
+
+    D minimises half the adversarial objective (as the paper does, to slow D);
+    G minimises the adversarial loss + `loss.l1_weight` * L1(output, target).
+    """
+
+    def __init__(self, config: Config, device: torch.device, autocast: AutocastFactory):
+        self.config = config
+        self.device = device
+        self.autocast = autocast
+        model, train = config.model, config.train
+        self.specs = {"generator": network_spec("generator", model.generator, model.generator_args,
+                                                "model.generator_args")}
+        self.generator = self.specs["generator"].build().to(device)
+        self.size_multiple = getattr(self.generator, "size_multiple", 1)
+        if config.data.resolution % self.size_multiple:
+            raise ConfigError(f"data.resolution ({config.data.resolution}) must be a multiple of "
+                              f"{self.size_multiple} for generator '{model.generator}'")
+        image_channels = self.specs["generator"].kwargs.get("in_channels", 3) + \
+            self.specs["generator"].kwargs.get("out_channels", 3)
+        discriminator_spec = network_spec("discriminator", model.discriminator, model.discriminator_args,
+                                          "model.discriminator_args", in_channels=image_channels)
+        self.discriminator = discriminator_spec.build().to(device)
+        self.networks = {"generator": self.generator, "discriminator": self.discriminator}
+        betas = (train.beta1, train.beta2)
+        self.optimizers = {
+            "generator": adam(self.generator, train.g_lr, betas, device),
+            "discriminator": adam(self.discriminator, train.d_lr, betas, device),
+        }
+        self.loss = AdversarialLoss(config.loss.adversarial, config.loss.label_smoothing, config.loss.gp_weight)
+        self.l1_weight = config.loss.l1_weight
+        self._preview_batch: dict[str, torch.Tensor] | None = None
+
+    def build_dataset(self) -> Dataset:
+        return build_dataset(self.config.data, train=True)
+
+    def step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
+        source, target = batch["input"], batch["target"]
+        generator, discriminator = self.generator, self.discriminator
+        with self.autocast():
+            output = generator(source)
+
+        set_requires_grad(discriminator, True)
+        with self.autocast():
+            fake_logits = discriminator(torch.cat([source, output.detach()], 1)).float()
+            real_logits = discriminator(torch.cat([source, target], 1)).float()
+        d_loss = 0.5 * self.loss.discriminator(real_logits, fake_logits)
+        self.optimizers["discriminator"].zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.optimizers["discriminator"].step()
+
+        set_requires_grad(discriminator, False)
+        with self.autocast():
+            g_logits = discriminator(torch.cat([source, output], 1)).float()
+        g_adversarial = self.loss.generator(g_logits)
+        g_l1 = F.l1_loss(output.float(), target)
+        g_loss = g_adversarial + self.l1_weight * g_l1
+        self.optimizers["generator"].zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.optimizers["generator"].step()
+
+        return {
+            "loss/d": d_loss.detach(),
+            "loss/g": g_loss.detach(),
+            "loss/g_adversarial": g_adversarial.detach(),
+            "loss/g_l1": g_l1.detach(),
+            "d/real": self.loss.score(real_logits.detach()).mean(),
+            "d/fake": self.loss.score(fake_logits.detach()).mean(),
+        }
+
+    def preview_batch(self) -> dict[str, torch.Tensor]:
+        """The first `log.num_samples` evaluation pairs (same size crops), loaded once."""
+        if self._preview_batch is None:
+            dataset = build_dataset(self.config.data, train=False)
+            items = [dataset[index] for index in range(min(self.config.log.num_samples, len(dataset)))]
+            # SR validation images differ in size: centre-crop all to the smallest
+            height = min(item["target"].shape[-2] for item in items)
+            width = min(item["target"].shape[-1] for item in items)
+            items = [_centre_crop_pair(item, height, width) for item in items]
+            self._preview_batch = {key: torch.stack([item[key] for item in items]).to(self.device)
+                                   for key in ("input", "target")}
+        return self._preview_batch
+
+    @torch.no_grad()
+    def preview(self) -> dict[str, torch.Tensor]:
+        """Strips of input | output | target for the fixed evaluation batch."""
+        batch = self.preview_batch()
+        with eval_mode(self.generator), self.autocast():  # evaluation images may need padding
+            output = run_padded(self.generator, batch["input"], self.size_multiple).float()
+        source = batch["input"]
+        if source.shape[-2:] != output.shape[-2:]:  # an LR input: show it at the output's size
+            source = F.interpolate(source, size=output.shape[-2:], mode="nearest")
+        return {PREVIEW_NAME: torch.cat([source, output, batch["target"]], dim=-1)}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+def _centre_crop_pair(item: dict[str, torch.Tensor], height: int, width: int) -> dict[str, torch.Tensor]:
+    """Crop target to height x width around its centre, and the input to the same region
+    (scaled down when the input is the LR image)."""
+    target, source = item["target"], item["input"]
+    factor = target.shape[-1] // source.shape[-1]
+    height, width = height - height % factor, width - width % factor
+    top = (target.shape[-2] - height) // 2 // factor * factor
+    left = (target.shape[-1] - width) // 2 // factor * factor
+    return {
+        "target": target[..., top:top + height, left:left + width],
+        "input": source[..., top // factor:(top + height) // factor, left // factor:(left + width) // factor],
+    }

@@ -1,0 +1,138 @@
+"""Running an image-to-image generator on images of any size (what `gan translate` does).
+
+Inputs are padded (reflection) to the network's size multiple and cropped back; images
+larger than a tile are processed in overlapping tiles, blended so that the seams
+vanish, so memory stays bounded whatever the image size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from gan.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint
+from gan.data.super_resolution import bicubic_resize
+from gan.images import pil_to_signed, signed_to_pil
+from gan.nets import NetworkSpec
+
+
+def run_padded(generator: nn.Module, images: torch.Tensor, size_multiple: int) -> torch.Tensor:
+    """generator(images) for any H, W: pad bottom/right to `size_multiple`, then crop the result back."""
+    height, width = images.shape[-2:]
+    pad_height, pad_width = -height % size_multiple, -width % size_multiple
+    if pad_height or pad_width:
+        # reflection needs the pad to be smaller than the side; tiny images fall back to edge replication
+        mode = "reflect" if pad_height < height and pad_width < width else "replicate"
+        images = F.pad(images, (0, pad_width, 0, pad_height), mode=mode)
+    output = generator(images)
+    upscale = output.shape[-1] // images.shape[-1]
+    return output[..., : height * upscale, : width * upscale]
+
+
+def _tile_starts(length: int, tile: int, stride: int) -> list[int]:
+    """Tile offsets covering [0, length): every `stride`, the last one flush with the end."""
+    if length <= tile:
+        return [0]
+    return [*range(0, length - tile, stride), length - tile]
+
+
+def _edge_weights(length: int, overlap: int, rise: bool, fall: bool) -> torch.Tensor:
+    """Blending weights along one side of a tile, for edges shared with a neighbour.
+
+    The outer quarter of the overlap gets weight 0 (those pixels saw the tile's
+    border padding) and the middle half a linear ramp; a neighbour's weights are
+    the mirror image, so the two always sum to 1. Networks whose receptive radius
+    is at most overlap/4 therefore give exactly the untiled result.
+    """
+    weights = torch.ones(length)
+    margin = overlap // 4
+    blend = overlap - 2 * margin
+    edge = torch.cat([torch.zeros(margin), torch.arange(1, blend + 1, dtype=torch.float32) / (blend + 1)])
+    if rise:
+        weights[: len(edge)] = edge
+    if fall:
+        weights[length - len(edge):] = edge.flip(0)
+    return weights
+
+
+def check_tiling(tile: int, overlap: int) -> None:
+    if overlap < 0 or 2 * overlap >= tile:
+        raise ValueError(f"--overlap ({overlap}) must be at least 0 and less than half of --tile ({tile})")
+
+
+@torch.no_grad()
+def translate_tensor(generator: nn.Module, images: torch.Tensor, size_multiple: int = 1, tile: int = 512,
+                     overlap: int = 32) -> torch.Tensor:
+    """(1, C, H, W) in [-1, 1] -> the generator's output for the whole image, tile by tile if needed."""
+    height, width = images.shape[-2:]
+    check_tiling(tile, overlap)
+    if height <= tile and width <= tile:
+        return run_padded(generator, images, size_multiple)
+    output = weights = None
+    for top in _tile_starts(height, tile, tile - overlap):
+        for left in _tile_starts(width, tile, tile - overlap):
+            patch = images[..., top: top + tile, left: left + tile]
+            result = run_padded(generator, patch, size_multiple).float()
+            upscale = result.shape[-1] // patch.shape[-1]
+            if output is None:
+                output = torch.zeros(1, result.shape[1], height * upscale, width * upscale, device=result.device)
+                weights = torch.zeros(1, 1, height * upscale, width * upscale, device=result.device)
+            # ramps only on edges shared with another tile, so the image border keeps full weight
+            mask = (_edge_weights(result.shape[-2], overlap * upscale, top > 0, top + tile < height)[:, None]
+                    * _edge_weights(result.shape[-1], overlap * upscale, left > 0, left + tile < width)[None, :])
+            mask = mask.to(result.device)
+            rows = slice(top * upscale, top * upscale + result.shape[-2])
+            columns = slice(left * upscale, left * upscale + result.shape[-1])
+            output[..., rows, columns] += result * mask
+            weights[..., rows, columns] += mask
+    return output / weights
+
+
+@dataclass
+class Translator:
+    """A loaded generator plus what its training implies about inputs."""
+
+    generator: nn.Module
+    device: torch.device
+    input_upscale: int = 1  # bicubic-upsample inputs by this first (pix2pix-style super-resolution)
+    size_multiple: int = 1  # H and W the network needs to divide (U-Net-256: 256)
+    tile: int = 512
+    overlap: int = 32
+    checkpoint: Path | None = None  # where the weights came from
+    config: dict | None = None  # the training config stored in the checkpoint
+    step: int = 0  # training steps behind the weights
+
+    def prepare(self, image: Image.Image) -> Image.Image:
+        """The image as the network sees it (upsampled for pix2pix-style SR)."""
+        if self.input_upscale > 1:
+            return bicubic_resize(image, (image.width * self.input_upscale, image.height * self.input_upscale))
+        return image
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        """RGB image of any size -> RGB output image."""
+        tensor = pil_to_signed(self.prepare(image))[None].to(self.device)
+        output = translate_tensor(self.generator, tensor, self.size_multiple, self.tile, self.overlap)
+        return signed_to_pil(output[0].clamp(-1, 1))
+
+
+def load_translator(source: str | Path, device: torch.device, tile: int = 512, overlap: int = 32) -> Translator:
+    """The image-to-image generator of a run directory (newest checkpoint) or checkpoint file."""
+    check_tiling(tile, overlap)
+    path = resolve_checkpoint(Path(source))
+    state = load_checkpoint(path)
+    config = state["config"]
+    if config["recipe"] == "dcgan":
+        raise CheckpointError(f"'{path}' is an unconditional generator (it takes latents, not images); "
+                              "use `gan sample`")
+    generator = NetworkSpec.from_dict(state["specs"]["generator"]).build()
+    generator.load_state_dict(state["networks"].get("generator_ema", state["networks"]["generator"]))
+    generator = generator.to(device).eval().requires_grad_(False)
+    data = config["data"]
+    input_upscale = data["scale"] if data["dataset"] == "sr_pairs" and data["upsample_input"] else 1
+    return Translator(generator, device, input_upscale, getattr(generator, "size_multiple", 1), tile, overlap,
+                      path, config, state["step"])

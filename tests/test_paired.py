@@ -1,0 +1,106 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from gan.data.paired import matched_folders, paired_dataset
+
+
+def _pattern(width: int, height: int, seed: int) -> np.ndarray:
+    """A smooth random RGB pattern (no sharp edges, so resampling never overshoots)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width] / max(width, height)
+    channels = [np.sin(2 * np.pi * (rng.uniform(4, 8) * x + rng.uniform(4, 8) * y) + rng.uniform(0, 6))
+                for _ in range(3)]
+    return ((np.stack(channels, -1) * 0.4 + 0.5) * 255).round().astype(np.uint8)
+
+
+def _ab_folder(root, count=3, height=256):
+    """AB images whose right half (B) is the colour negative of the left half (A)."""
+    root.mkdir(parents=True)
+    for index in range(count):
+        a = _pattern(256, height, index)
+        Image.fromarray(np.concatenate([a, 255 - a], axis=1)).save(root / f"{index}.png")
+    return root
+
+
+def test_both_sides_get_the_same_crop_and_flip(tmp_path):
+    """Pixel alignment after resize-to-286, random 256 crop and flip: target == -input everywhere."""
+    dataset = paired_dataset(_ab_folder(tmp_path / "ab"), "all", 256, load_size=286, train=True)
+    flipped = 0
+    for seed in range(12):
+        item = dataset[(seed % 3, seed)]
+        assert item["input"].shape == item["target"].shape == (3, 256, 256)
+        assert (item["input"] + item["target"]).abs().max() <= 2 / 127.5 + 1e-6  # B = 255 - A, up to rounding
+        shifted = item["input"][:, :, 1:] + item["target"][:, :, :-1]
+        assert shifted.abs().max() > 10 / 127.5  # while one pixel of misalignment would show
+        plain = dataset[(seed % 3, seed)]
+        assert torch.equal(plain["input"], item["input"])  # the same seed, the same augmentation
+        flipped += not torch.equal(item["input"], dataset[(seed % 3, seed + 100)]["input"])
+    assert flipped > 3  # different seeds give different crops/flips
+
+
+def test_direction_and_evaluation_transform(tmp_path):
+    root = _ab_folder(tmp_path / "ab")
+    a_to_b = paired_dataset(root, "all", 128, load_size=0, train=False)[0]
+    b_to_a = paired_dataset(root, "all", 128, load_size=0, direction="BtoA", train=False)[0]
+    assert torch.equal(a_to_b["input"], b_to_a["target"]) and torch.equal(a_to_b["target"], b_to_a["input"])
+    expected = np.asarray(Image.fromarray(_pattern(256, 256, 0)).resize((128, 128), Image.Resampling.BICUBIC))
+    assert np.abs((a_to_b["input"].permute(1, 2, 0).numpy() + 1) * 127.5 - expected).max() < 0.51
+
+
+def test_short_images_are_resized_to_the_crop(tmp_path):
+    dataset = paired_dataset(_ab_folder(tmp_path / "ab", count=1, height=194), "all", 256, load_size=286)
+    assert dataset[(0, 1)]["input"].shape == (3, 256, 256)
+
+
+def test_split_subfolders(tmp_path):
+    _ab_folder(tmp_path / "facades" / "train", count=3)
+    _ab_folder(tmp_path / "facades" / "val", count=2)
+    assert len(paired_dataset(tmp_path / "facades", "train", 64)) == 3
+    assert len(paired_dataset(tmp_path / "facades", "val", 64)) == 2
+    with pytest.raises(FileNotFoundError, match="facades/test' does not exist"):
+        paired_dataset(tmp_path / "facades", "test", 64)
+
+
+def test_a_and_b_folders_match_by_name(tmp_path):
+    for side in ("A", "B"):
+        (tmp_path / side / "sub").mkdir(parents=True)
+    for name in ("x", "y", "sub/z"):
+        a = _pattern(64, 48, len(name))
+        Image.fromarray(a).save(tmp_path / "A" / f"{name}.png")
+        Image.fromarray(255 - a).save(tmp_path / "B" / f"{name}.png")
+    pairs = matched_folders(tmp_path)
+    assert [(a.relative_to(tmp_path).as_posix(), b.relative_to(tmp_path).as_posix()) for a, b in pairs] == [
+        ("A/sub/z.png", "B/sub/z.png"), ("A/x.png", "B/x.png"), ("A/y.png", "B/y.png")]
+    item = paired_dataset(tmp_path, "all", 32, load_size=40)[(1, 5)]
+    assert (item["input"] + item["target"]).abs().max() <= 2 / 127.5 + 1e-6
+
+
+def test_unmatched_files_are_an_error_listing_them(tmp_path):
+    (tmp_path / "A").mkdir()
+    (tmp_path / "B").mkdir()
+    for index in range(25):
+        Image.new("RGB", (8, 8)).save(tmp_path / "A" / f"{index:02d}.png")
+    Image.new("RGB", (8, 8)).save(tmp_path / "B" / "00.png")
+    Image.new("RGB", (8, 8)).save(tmp_path / "B" / "extra.png")
+    with pytest.raises(ValueError) as error:
+        paired_dataset(tmp_path, "all", 8)
+    message = str(error.value)
+    assert "24 file(s) in A/ have no partner in B/" in message and "A/01" in message
+    assert "1 file(s) in B/ have no partner in A/: B/extra" in message
+    assert "A/20" in message and "A/21" not in message and "and 4 more" in message  # at most 20 names a side
+
+
+def test_load_size_smaller_than_the_crop_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match="load_size \\(200\\) must be 0 or at least data.resolution \\(256\\)"):
+        paired_dataset(_ab_folder(tmp_path / "ab", count=1), "all", 256, load_size=200)
+
+
+def test_real_paired_folder(shared_data):
+    """The pix2pix AB set beside the checkout: contours -> photos, some images shorter than 256."""
+    dataset = paired_dataset(shared_data / "paired", "val", 256, direction="BtoA", train=False)
+    assert len(dataset) == 155
+    item = dataset[0]
+    assert item["input"].shape == item["target"].shape == (3, 256, 256)
+    assert item["input"].mean() > item["target"].mean()  # a contour drawing is mostly white paper

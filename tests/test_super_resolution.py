@@ -1,0 +1,72 @@
+import random
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import random_rgb
+from gan.data.super_resolution import Degradation, bicubic_resize, super_resolution_dataset
+
+
+@pytest.fixture
+def hr_folder(tmp_path):
+    for index in range(3):
+        random_rgb((100 + 7 * index, 90), index).save(tmp_path / f"{index}.png")
+    return tmp_path
+
+
+def test_pairs_are_deterministic_under_a_seed(hr_folder):
+    dataset = super_resolution_dataset(hr_folder, Degradation(4, noise_std=3.0, jpeg_quality=60), 64)
+    first, again, other = dataset[(1, 42)], dataset[(1, 42)], dataset[(1, 43)]
+    assert torch.equal(first["input"], again["input"]) and torch.equal(first["target"], again["target"])
+    assert not torch.equal(first["target"], other["target"])  # another crop
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_input_sizes(hr_folder, scale):
+    size = 12 * scale
+    upsampled = super_resolution_dataset(hr_folder, Degradation(scale), size, upsample_input=True)[(0, 1)]
+    low = super_resolution_dataset(hr_folder, Degradation(scale), size, upsample_input=False)[(0, 1)]
+    assert upsampled["input"].shape == upsampled["target"].shape == (3, size, size)
+    assert low["input"].shape == (3, size // scale, size // scale)
+    assert torch.equal(upsampled["target"], low["target"])
+
+
+def test_downsampling_is_antialiased():
+    """A one-pixel checkerboard averages to grey; point sampling would keep black or white."""
+    board = (np.indices((64, 64)).sum(0) % 2 * 255).astype(np.uint8)
+    lr_image = Degradation(4)(Image.fromarray(board).convert("RGB"), random.Random(0))
+    assert lr_image.size == (16, 16)
+    assert np.abs(np.asarray(lr_image)[2:-2, 2:-2].astype(float) - 127.5).max() < 3
+
+
+def test_degradations_change_the_input_only_when_switched_on():
+    image = random_rgb((64, 64), 0)
+    clean = np.asarray(Degradation(4)(image, random.Random(0)), dtype=float)
+    for options in ({"blur_sigma": 2.0}, {"noise_std": 10.0}, {"jpeg_quality": 20}):
+        degraded = np.asarray(Degradation(4, **options)(image, random.Random(0)), dtype=float)
+        assert np.abs(degraded - clean).mean() > 1.0, options
+    noisy = [np.asarray(Degradation(4, noise_std=10.0)(image, random.Random(seed))) for seed in (0, 0, 1)]
+    assert np.array_equal(noisy[0], noisy[1]) and not np.array_equal(noisy[0], noisy[2])
+
+
+def test_evaluation_uses_the_whole_image_cropped_to_the_scale(hr_folder):
+    item = super_resolution_dataset(hr_folder, Degradation(4), 64, train=False)[0]
+    assert item["target"].shape == (3, 88, 100)  # 90x100 cropped to multiples of 4
+    expected = bicubic_resize(bicubic_resize(random_rgb((100, 90), 0).crop((0, 0, 100, 88)), (25, 22)), (100, 88))
+    assert np.abs((item["input"].permute(1, 2, 0).numpy() + 1) * 127.5 - np.asarray(expected)).max() < 0.51
+
+
+def test_bad_sizes(hr_folder):
+    with pytest.raises(ValueError, match="must be a multiple of data.scale"):
+        super_resolution_dataset(hr_folder, Degradation(3), 64)
+    random_rgb((40, 40), 9).save(hr_folder / "small.png")
+    with pytest.warns(UserWarning, match="1 image\\(s\\) .* smaller than the 64 px training crop"):
+        dataset = super_resolution_dataset(hr_folder, Degradation(4), 64)
+    assert len(dataset) == 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(OSError, match="no usable images"):
+            super_resolution_dataset(hr_folder, Degradation(4), 256)

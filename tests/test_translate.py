@@ -1,0 +1,144 @@
+"""gan translate / gan eval, and the pix2pix recipe end to end on tiny data."""
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+from torch import nn
+
+from conftest import REPO, random_rgb
+from gan.cli import main
+from gan.translate import translate_tensor
+
+TINY_PIX2PIX = [
+    "data.resolution=32", "data.load_size=36", "data.num_workers=0",
+    "model.generator=unet", "model.generator_args.num_downs=5", "model.generator_args.channels=4",
+    "model.discriminator_args.channels=4", "train.steps=2", "train.batch_size=2",
+    "train.checkpoint_every=2", "log.every=1", "log.image_every=2", "log.num_samples=2",
+]
+
+
+def _sets(*items):
+    return [arg for item in items for arg in ("--set", item)]
+
+
+class LocalNet(nn.Module):
+    """Two 3x3 convolutions: a receptive radius of 2 px, so tiles overlapping by >= 8 px are exact."""
+
+    def __init__(self, upscale: int = 1):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Tanh(), nn.Conv2d(8, 3 * upscale**2, 3, padding=1))
+        self.shuffle = nn.PixelShuffle(upscale)
+
+    def forward(self, images):
+        return self.shuffle(self.body(images))
+
+
+@pytest.mark.parametrize("upscale", [1, 2])
+def test_tiles_blend_to_the_untiled_result(upscale):
+    torch.manual_seed(0)
+    network = LocalNet(upscale).eval()
+    images = torch.rand(1, 3, 45, 70) * 2 - 1
+    whole = translate_tensor(network, images, tile=1000)
+    tiled = translate_tensor(network, images, tile=24, overlap=8)
+    assert tiled.shape == whole.shape == (1, 3, 45 * upscale, 70 * upscale)
+    assert torch.allclose(tiled, whole, atol=1e-5)
+
+
+def test_padding_to_the_size_multiple_is_cropped_back():
+    network = LocalNet().eval()
+    for height, width in ((37, 53), (5, 3)):  # the second needs more padding than the image has: replicate
+        images = torch.rand(1, 3, height, width)
+        assert translate_tensor(network, images, size_multiple=32).shape == (1, 3, height, width)
+
+
+@pytest.fixture(scope="module")
+def pix2pix_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("paired")
+    for split, count in (("train", 4), ("val", 2)):
+        (root / split).mkdir()
+        for index in range(count):
+            a = random_rgb((40, 40), index)
+            Image.fromarray(np.concatenate([np.asarray(a), 255 - np.asarray(a)], axis=1)).save(
+                root / split / f"{index}.png")
+    out = tmp_path_factory.mktemp("runs")
+    result = CliRunner().invoke(main, ["train", str(REPO / "experiments" / "pix2pix_facades.toml"),
+                                       *_sets(*TINY_PIX2PIX, f"data.root={root}"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    (run_dir,) = out.iterdir()
+    return run_dir, root
+
+
+def test_pix2pix_run_writes_strips_and_logs_every_term(pix2pix_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir, _ = pix2pix_run
+    strip = Image.open(run_dir / "samples" / "00000002-input_output_target.png")
+    assert strip.size == (2 + 2 * (3 * 32 + 2), 2 + 34)  # 2 strips of 3 images, side by side
+    scalars = set(EventAccumulator(str(run_dir)).Reload().Tags()["scalars"])
+    assert {"loss/d", "loss/g", "loss/g_adversarial", "loss/g_l1", "d/real", "d/fake"} <= scalars
+
+
+def test_translate_keeps_odd_sizes_and_relative_names(pix2pix_run, tmp_path):
+    run_dir, _ = pix2pix_run
+    inputs = tmp_path / "in"
+    (inputs / "nested").mkdir(parents=True)
+    random_rgb((37, 53), 1).save(inputs / "odd.png")
+    random_rgb((70, 45), 2).save(inputs / "nested" / "other.jpg")
+    result = CliRunner().invoke(main, ["translate", str(run_dir), str(inputs), str(tmp_path / "out"), "--tile", "32", "--overlap", "8"])
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "out" / "odd.png").size == (37, 53)
+    assert Image.open(tmp_path / "out" / "nested" / "other.jpg").size == (70, 45)
+    single = CliRunner().invoke(main, ["translate", str(run_dir), str(inputs / "odd.png"),
+                                       str(tmp_path / "strip.png"), "--side-by-side"])
+    assert single.exit_code == 0, single.output
+    assert Image.open(tmp_path / "strip.png").size == (74, 53)
+
+
+def test_eval_on_paired_data_writes_a_csv_with_the_mean(pix2pix_run, tmp_path):
+    run_dir, root = pix2pix_run
+    result = CliRunner().invoke(main, ["eval", str(run_dir), "--data", str(root / "val"),
+                                       "--csv", str(tmp_path / "val.csv")])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(open(tmp_path / "val.csv")))
+    assert [row["image"] for row in rows] == ["0.png", "1.png", "mean"]
+    assert float(rows[-1]["psnr"]) == pytest.approx((float(rows[0]["psnr"]) + float(rows[1]["psnr"])) / 2, abs=1e-4)
+
+
+def test_super_resolution_run_and_eval_beside_bicubic(tmp_path):
+    hr = tmp_path / "hr"
+    hr.mkdir()
+    for index in range(2):
+        random_rgb((48, 44), index).save(hr / f"{index}.png")
+    out = tmp_path / "runs"
+    result = CliRunner().invoke(main, ["train", str(REPO / "experiments" / "sr_pix2pix_x4.toml"), *_sets(
+        *TINY_PIX2PIX, "data.load_size=0", f"data.root={hr}", f"data.val_root={hr}"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    (run_dir,) = out.iterdir()
+    evaluated = CliRunner().invoke(main, ["eval", str(run_dir), "--data", str(hr)])
+    assert evaluated.exit_code == 0, evaluated.output
+    (csv_path,) = run_dir.glob("eval-hr-00000002.csv")
+    rows = list(csv.DictReader(open(csv_path)))
+    assert list(rows[0]) == ["image", "psnr", "ssim", "bicubic_psnr", "bicubic_ssim"]
+    assert 5 < float(rows[-1]["bicubic_psnr"]) < 40
+    upscaled = CliRunner().invoke(main, ["translate", str(run_dir), str(hr / "0.png"), str(tmp_path / "big.png")])
+    assert upscaled.exit_code == 0, upscaled.output
+    assert Image.open(tmp_path / "big.png").size == (4 * 48, 4 * 44)
+
+
+def test_translate_refuses_unconditional_checkpoints(tmp_path):
+    from conftest import TINY
+
+    out = tmp_path / "runs"
+    CliRunner().invoke(main, ["train", str(REPO / "experiments" / "dcgan_demo.toml"), *_sets(*TINY), "--out", str(out)])
+    (run_dir,) = out.iterdir()
+    result = CliRunner().invoke(main, ["translate", str(run_dir), str(tmp_path), str(tmp_path / "o")])
+    assert result.exit_code == 2 and "use `gan sample`" in result.output
+
+
+def test_tile_and_overlap_are_checked(tmp_path):
+    with pytest.raises(ValueError, match="less than half of --tile"):
+        translate_tensor(LocalNet(), torch.rand(1, 3, 8, 8), tile=16, overlap=8)
