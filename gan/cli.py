@@ -150,9 +150,11 @@ def sample(source: Path, count: int, out: Path | None, separate: Path | None, se
 @click.option("--side-by-side", is_flag=True, help="Write input | output strips instead of outputs alone.")
 @click.option("--tile", default=512, show_default=True, help="Process larger images in tiles of this many pixels.")
 @click.option("--overlap", default=32, show_default=True, help="Overlap between tiles, blended linearly.")
+@click.option("--direction", type=click.Choice(["AtoB", "BtoA"]),
+              help="Which generator of a CycleGAN checkpoint to run [default: AtoB].")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 def translate(checkpoint: Path, source: Path, output: Path, side_by_side: bool, tile: int, overlap: int,
-              device: str) -> None:
+              direction: str | None, device: str) -> None:
     """Run an image-to-image generator on INPUT (an image, or a folder searched
     recursively) and write OUTPUT (an image, or a folder with the same relative names).
 
@@ -164,6 +166,7 @@ def translate(checkpoint: Path, source: Path, output: Path, side_by_side: bool, 
       gan translate runs/00001-pix2pix_facades contour.jpg photo.png
       gan translate runs/00001-pix2pix_facades drawings/ photos/ --side-by-side
       gan translate runs/00002-sr_pix2pix_x4 small.png large.png --tile 256
+      gan translate runs/00003-cyclegan_horse2zebra zebras/ horses/ --direction BtoA
     """
     from gan.checkpoint import CheckpointError
     from gan.data.decode import ImageReadError, find_images, read_rgb
@@ -172,7 +175,7 @@ def translate(checkpoint: Path, source: Path, output: Path, side_by_side: bool, 
     from gan.translate import load_translator
 
     try:
-        translator = load_translator(checkpoint, select_device(device), tile, overlap)
+        translator = load_translator(checkpoint, select_device(device), tile, overlap, direction)
         if source.is_dir():
             inputs = [(image, output / image.relative_to(source)) for image in find_images(source)]
         else:
@@ -214,14 +217,17 @@ def evaluate(checkpoint: Path, folder: Path, csv_path: Path | None, tile: int, d
     Super-resolution checkpoints are measured as papers report them: the LR input is
     the bicubic downsampling of each HR image, PSNR/SSIM are on the Y channel with
     `scale` pixels shaved, and plain bicubic upsampling is shown beside the model.
+    CycleGAN checkpoints: --data holds testA/ and testB/; each image goes to the
+    other domain and back, and the cycle-reconstruction L1 and PSNR are reported.
 
     \b
     Examples:
       gan eval runs/00002-sr_pix2pix_x4 --data ../shared/data/sr/Set5
       gan eval runs/00001-pix2pix_facades --data ../shared/data/paired/val --csv val.csv
+      gan eval runs/00003-cyclegan_horse2zebra --data ../shared/data/unpaired
     """
     from gan.checkpoint import CheckpointError
-    from gan.evaluate import evaluate_paired, evaluate_super_resolution, mean_row, write_csv
+    from gan.evaluate import evaluate_cycle, evaluate_paired, evaluate_super_resolution, mean_row, write_csv
     from gan.progress import Progress
     from gan.train import select_device
     from gan.translate import load_translator
@@ -229,7 +235,10 @@ def evaluate(checkpoint: Path, folder: Path, csv_path: Path | None, tile: int, d
     try:
         translator = load_translator(checkpoint, select_device(device), tile)
         data = translator.config["data"]
-        if data["dataset"] == "sr_pairs":
+        if translator.config["recipe"] == "cyclegan":
+            backward = load_translator(checkpoint, translator.device, tile, direction="BtoA")
+            rows_iterator = evaluate_cycle(translator, backward, folder, data["resolution"])
+        elif data["dataset"] == "sr_pairs":
             rows_iterator = evaluate_super_resolution(translator, folder, data["scale"])
         else:
             rows_iterator = evaluate_paired(translator, folder, data)

@@ -21,17 +21,19 @@ from gan.typecheck import coerce
 
 @dataclass
 class DataConfig:
-    dataset: str = "celeba"  # celeba | folder | synthetic | paired | sr_pairs
+    dataset: str = "celeba"  # celeba | folder | synthetic | paired | sr_pairs | unpaired
     root: str = ""  # folder of images (celeba: img_align_celeba/ or its parent)
     resolution: int = 128  # square training resolution (paired, sr_pairs: the crop size)
     crop: int = 148  # celeba only: centred square side in official 178x218 pixels
-    split: str = "all"  # celeba: all | train | valid | test; paired: the subfolder to train on
-    val_split: str = ""  # paired: subfolder for preview grids and evaluation ("" = split)
+    split: str = "all"  # celeba: all | train | valid | test; paired, unpaired: the subfolder to train on
+    val_split: str = ""  # paired, unpaired: subfolder for preview grids and evaluation ("" = split)
     val_root: str = ""  # sr_pairs: folder of validation HR images ("" = root)
+    a_root: str = ""  # unpaired: folder of domain A ("" = root/<split>A)
+    b_root: str = ""  # unpaired: folder of domain B ("" = root/<split>B)
     hflip: bool = True  # random horizontal flips (paired: the same flip on both sides)
     layout: str = "auto"  # paired: auto | aligned (A|B side by side) | folders (A/ and B/)
     direction: str = "AtoB"  # paired: AtoB | BtoA (which side is the input)
-    load_size: int = 286  # paired: resize to this, then random-crop `resolution`; 0 = no crop jitter
+    load_size: int = 286  # paired, unpaired: resize to this, then random-crop `resolution`; 0 = no jitter
     scale: int = 4  # sr_pairs: downsampling factor 2, 3, 4 or 8
     upsample_input: bool = True  # sr_pairs: input is the LR image bicubic-upsampled to HR size
     blur_sigma: float = 0.0  # sr_pairs: Gaussian blur (px) before downsampling; 0 = off
@@ -59,6 +61,9 @@ class LossConfig:
     instance_noise_steps: int = 0  # steps over which instance noise anneals to 0; 0 = train.steps
     gp_weight: float = 10.0  # wgan-gp gradient penalty weight
     l1_weight: float = 100.0  # pix2pix: weight of the L1 distance to the target
+    cycle_weight: float = 10.0  # cyclegan: weight of each cycle-consistency L1 term (lambda)
+    identity_weight: float = 0.5  # cyclegan: identity loss weight, as a fraction of cycle_weight; 0 = off
+    pool_size: int = 50  # cyclegan: generated images kept for each discriminator; 0 = off
 
 
 @dataclass
@@ -201,7 +206,8 @@ def validate(config: Config) -> None:
     _check_choice("data.scale", data.scale, (2, 3, 4, 8))
     _check_range("data.jpeg_quality", data.jpeg_quality, 0, 100)
     for key in ("data.max_images", "data.num_workers", "train.lr_decay_steps", "loss.instance_noise_steps",
-                "data.load_size", "data.blur_sigma", "data.noise_std", "loss.l1_weight"):
+                "data.load_size", "data.blur_sigma", "data.noise_std", "loss.l1_weight", "loss.cycle_weight",
+                "loss.identity_weight", "loss.pool_size"):
         section, name = key.split(".")
         _check_range(key, getattr(getattr(config, section), name), 0, math.inf)
 

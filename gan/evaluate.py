@@ -4,7 +4,9 @@ Super-resolution checkpoints: each HR image in a folder is cropped to a multiple
 scale, downsampled with bicubic filtering (no extra degradations, as benchmark papers
 do), restored by the model and compared with the HR image on the Y channel with
 `scale` pixels shaved, beside plain bicubic upsampling. Paired (pix2pix)
-checkpoints: outputs are compared with targets on RGB.
+checkpoints: outputs are compared with targets on RGB. CycleGAN checkpoints: each
+test image goes to the other domain and back, and the reconstruction is compared
+with it (cycle-consistency L1, in [0, 1] units, and PSNR).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from PIL import Image
 from gan.data.decode import find_images, read_rgb
 from gan.data.paired import paired_dataset
 from gan.data.super_resolution import Degradation, bicubic_resize, crop_to_multiple
+from gan.data.unpaired import augment
 from gan.metrics import psnr, signed_to_255, ssim
 from gan.translate import Translator, translate_tensor
 
@@ -58,6 +61,26 @@ def evaluate_paired(translator: Translator, folder: Path, data_config: dict) -> 
         output, target = signed_to_255(output[0].cpu()), signed_to_255(item["target"])
         yield {"image": first.relative_to(folder).as_posix(), "psnr": psnr(output, target),
                "ssim": ssim(output, target)}
+
+
+def cycle_folders(root: Path) -> tuple[Path, Path]:
+    """`testA/` and `testB/` under `root` (CycleGAN's layout), or `A/` and `B/`."""
+    for a_name, b_name in (("testA", "testB"), ("A", "B")):
+        if (root / a_name).is_dir() and (root / b_name).is_dir():
+            return root / a_name, root / b_name
+    raise FileNotFoundError(f"'{root}' holds neither testA/ and testB/ nor A/ and B/")
+
+
+def evaluate_cycle(to_b: Translator, to_a: Translator, root: Path, resolution: int) -> Iterator[dict]:
+    """One row per test image of either domain: L1 and PSNR of its reconstruction after a round trip."""
+    a_folder, b_folder = cycle_folders(root)
+    for domain, folder, forward, backward in (("A", a_folder, to_b, to_a), ("B", b_folder, to_a, to_b)):
+        for path in find_images(folder):
+            image = augment(read_rgb(path), resolution, 0, None, False)
+            reconstructed = backward(forward(image))
+            original, result = _to_255(image), _to_255(reconstructed)
+            yield {"image": f"{domain}/{path.relative_to(folder).as_posix()}",
+                   "cycle_l1": float((original - result).abs().mean() / 255), "cycle_psnr": psnr(result, original)}
 
 
 def mean_row(rows: list[dict]) -> dict:

@@ -85,7 +85,9 @@ def next_run_dir(out: Path, name: str) -> Path:
 
 
 def lr_scale(step: int, total_steps: int, decay_steps: int) -> float:
-    """Constant, then linear decay over the last `decay_steps` steps (pix2pix's schedule)."""
+    """Constant, then linear decay over the last `decay_steps` steps (pix2pix's schedule);
+    over the whole run when `decay_steps` exceeds it (a shortened smoke run, say)."""
+    decay_steps = min(decay_steps, total_steps)
     return 1.0 - max(0, step - (total_steps - decay_steps)) / (decay_steps + 1)
 
 

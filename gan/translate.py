@@ -120,8 +120,13 @@ class Translator:
         return signed_to_pil(output[0].clamp(-1, 1))
 
 
-def load_translator(source: str | Path, device: torch.device, tile: int = 512, overlap: int = 32) -> Translator:
-    """The image-to-image generator of a run directory (newest checkpoint) or checkpoint file."""
+def load_translator(source: str | Path, device: torch.device, tile: int = 512, overlap: int = 32,
+                    direction: str | None = None) -> Translator:
+    """The image-to-image generator of a run directory (newest checkpoint) or checkpoint file.
+
+    `direction` ("AtoB" or "BtoA") picks one of a CycleGAN checkpoint's two generators
+    (AtoB when not given); checkpoints with one generator take no direction.
+    """
     check_tiling(tile, overlap)
     path = resolve_checkpoint(Path(source))
     state = load_checkpoint(path)
@@ -129,10 +134,23 @@ def load_translator(source: str | Path, device: torch.device, tile: int = 512, o
     if config["recipe"] == "dcgan":
         raise CheckpointError(f"'{path}' is an unconditional generator (it takes latents, not images); "
                               "use `gan sample`")
-    generator = NetworkSpec.from_dict(state["specs"]["generator"]).build()
-    generator.load_state_dict(state["networks"].get("generator_ema", state["networks"]["generator"]))
+    name = _generator_name(state["specs"], direction, path)
+    generator = NetworkSpec.from_dict(state["specs"][name]).build()
+    generator.load_state_dict(state["networks"].get(f"{name}_ema", state["networks"][name]))
     generator = generator.to(device).eval().requires_grad_(False)
     data = config["data"]
     input_upscale = data["scale"] if data["dataset"] == "sr_pairs" and data["upsample_input"] else 1
     return Translator(generator, device, input_upscale, getattr(generator, "size_multiple", 1), tile, overlap,
                       path, config, state["step"])
+
+
+def _generator_name(specs: dict, direction: str | None, path: Path) -> str:
+    """`generator`, or `generator_<direction>` for checkpoints with one generator per direction."""
+    directional = sorted(name.removeprefix("generator_") for name in specs if name.startswith("generator_"))
+    if direction is None:
+        return "generator" if "generator" in specs else f"generator_{directional[0]}"
+    if f"generator_{direction}" not in specs:
+        has = f"directions {', '.join(directional)}" if directional else "one generator and no directions"
+        raise CheckpointError(f"'{path}' has no {direction} generator ({has}); --direction is for CycleGAN "
+                              "checkpoints")
+    return f"generator_{direction}"

@@ -115,6 +115,7 @@ def test_learning_rate_schedule_is_constant_then_linear_to_zero():
     scales = [lr_scale(s, 10, 4) for s in range(1, 11)]
     assert scales[:6] == [1.0] * 6
     assert scales[6:] == pytest.approx([0.8, 0.6, 0.4, 0.2])
+    assert lr_scale(1, 4, 1000) == pytest.approx(0.8)  # a decay longer than the run spans the run
 
 
 def test_learning_rates_follow_the_schedule_in_training(tmp_path):

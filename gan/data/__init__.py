@@ -1,4 +1,4 @@
-"""Data sets, by name: `[data] dataset = "celeba" | "folder" | "synthetic" | "paired" | "sr_pairs"`."""
+"""Data sets, by name: `[data] dataset = "celeba" | "folder" | "synthetic" | "paired" | "sr_pairs" | "unpaired"`."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from gan.data.image_files import celeba_dataset, image_folder_dataset
 from gan.data.paired import paired_dataset
 from gan.data.super_resolution import Degradation, super_resolution_dataset
 from gan.data.synthetic import SyntheticFaces
+from gan.data.unpaired import domain_folders, unpaired_dataset
 from gan.registry import ConfigError, Registry
 
 # name -> builder(config, train): `train=False` gives the evaluation / preview set
@@ -18,12 +19,14 @@ DATASETS: Registry = Registry("dataset")
 
 @DATASETS.register("celeba")
 def _celeba(config: DataConfig, train: bool) -> Dataset:
+    _require_root(config)
     return celeba_dataset(config.root, config.resolution, config.crop, config.split, config.hflip and train,
                           config.strict, config.max_images)
 
 
 @DATASETS.register("folder")
 def _folder(config: DataConfig, train: bool) -> Dataset:
+    _require_root(config)
     return image_folder_dataset(config.root, config.resolution, config.hflip and train, config.strict,
                                 config.max_images)
 
@@ -35,6 +38,7 @@ def _synthetic(config: DataConfig, train: bool) -> Dataset:
 
 @DATASETS.register("paired")
 def _paired(config: DataConfig, train: bool) -> Dataset:
+    _require_root(config)
     split = config.split if train else (config.val_split or config.split)
     return paired_dataset(config.root, split, config.resolution, config.load_size, config.direction, config.layout,
                           train, config.hflip, config.strict, config.max_images if train else 0)
@@ -47,14 +51,28 @@ def degradation(config: DataConfig) -> Degradation:
 
 @DATASETS.register("sr_pairs")
 def _sr_pairs(config: DataConfig, train: bool) -> Dataset:
+    _require_root(config)
     root = config.root if train else (config.val_root or config.root)
     return super_resolution_dataset(root, degradation(config), config.resolution, config.upsample_input, train,
                                     config.hflip, config.strict, config.max_images if train else 0)
 
 
-def build_dataset(config: DataConfig, train: bool = True) -> Dataset:
-    """The training set the `[data]` section describes, or with `train=False` its evaluation set."""
-    if config.dataset != "synthetic" and not config.root:
+@DATASETS.register("unpaired")
+def _unpaired(config: DataConfig, train: bool) -> Dataset:
+    split = config.split if train else (config.val_split or config.split)
+    if not (config.a_root and config.b_root):
+        _require_root(config)
+    a_folder, b_folder = domain_folders(config.root, split, config.a_root, config.b_root)
+    return unpaired_dataset(a_folder, b_folder, config.resolution, config.load_size, train, config.hflip,
+                            config.strict, config.max_images if train else 0)
+
+
+def _require_root(config: DataConfig) -> None:
+    if not config.root:
         raise ConfigError(f"data.root is empty: set it to the image folder of dataset '{config.dataset}', "
                           "e.g. --set data.root=/path/to/images")
+
+
+def build_dataset(config: DataConfig, train: bool = True) -> Dataset:
+    """The training set the `[data]` section describes, or with `train=False` its evaluation set."""
     return DATASETS.get(config.dataset)(config, train)

@@ -1,0 +1,85 @@
+"""Unpaired data for CycleGAN: two image folders sampled independently.
+
+Items are `{"a": (3, R, R), "b": (3, R, R)}` in [-1, 1]. Item i takes A image
+i (mod |A|) and, in training, a B image drawn at random from the sample's seed, so
+every pass over A meets B in a fresh order (the reference's unaligned sampling).
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from gan.data.decode import ImageReadError, find_images, read_rgb, readable_images
+from gan.data.image_files import SkipUnreadable, augmentation_key
+from gan.images import pil_to_signed
+
+
+def augment(image: Image.Image, size: int, load_size: int, rng: random.Random | None, hflip: bool) -> Image.Image:
+    """Training (`rng` given): resize to `load_size` squared, random `size` crop, random flip.
+    Evaluation: resize to `size` squared."""
+    if rng is None or not load_size:
+        image = image.resize((size, size), Image.Resampling.BICUBIC)
+    else:
+        image = image.resize((load_size, load_size), Image.Resampling.BICUBIC)
+        left, top = rng.randint(0, load_size - size), rng.randint(0, load_size - size)
+        image = image.crop((left, top, left + size, top + size))
+    if rng is not None and hflip and rng.random() < 0.5:
+        image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    return image
+
+
+class UnpairedImages(Dataset):
+    def __init__(self, a_paths: list[Path], b_paths: list[Path], resolution: int, load_size: int = 286,
+                 train: bool = True, hflip: bool = True, strict: bool = False, skipped_at_scan: int = 0):
+        if load_size and load_size < resolution:
+            raise ValueError(f"data.load_size ({load_size}) must be 0 or at least data.resolution ({resolution})")
+        self.a_paths, self.b_paths = a_paths, b_paths
+        self.resolution = resolution
+        self.load_size = load_size
+        self.train = train
+        self.hflip = hflip
+        self.skip_unreadable = SkipUnreadable(strict, skipped_at_scan)
+
+    def __len__(self) -> int:
+        return max(len(self.a_paths), len(self.b_paths))
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        index, seed = augmentation_key(key)
+        rng = random.Random(seed)
+        b_index = rng.randrange(len(self.b_paths)) if self.train else index % len(self.b_paths)
+        images = {}
+        for name, paths, start in (("a", self.a_paths, index % len(self.a_paths)), ("b", self.b_paths, b_index)):
+            image = self.skip_unreadable(lambda i, paths=paths: read_rgb(paths[i]), start, len(paths))
+            images[name] = pil_to_signed(augment(image, self.resolution, self.load_size,
+                                                 rng if self.train else None, self.hflip))
+        return images
+
+    @property
+    def num_skipped(self) -> int:
+        return self.skip_unreadable.num_skipped
+
+
+def domain_folders(root: str | Path, split: str, a_root: str = "", b_root: str = "") -> tuple[Path, Path]:
+    """`a_root`/`b_root` when given, else CycleGAN's `root/<split>A` and `root/<split>B`."""
+    root = Path(root)
+    return (Path(a_root) if a_root else root / f"{split}A"), (Path(b_root) if b_root else root / f"{split}B")
+
+
+def unpaired_dataset(a_folder: Path, b_folder: Path, resolution: int, load_size: int = 286, train: bool = True,
+                     hflip: bool = True, strict: bool = False, max_images: int = 0) -> UnpairedImages:
+    folders = {}
+    skipped_total = 0
+    for name, folder in (("A", a_folder), ("B", b_folder)):
+        paths = find_images(folder)
+        paths = paths[:max_images] if max_images else paths
+        readable, skipped = readable_images(paths, strict)
+        if not readable:
+            raise ImageReadError(f"none of the {len(paths)} image files of domain {name} in '{folder}' could be read")
+        folders[name] = readable
+        skipped_total += len(skipped)
+    return UnpairedImages(folders["A"], folders["B"], resolution, load_size, train, hflip, strict, skipped_total)

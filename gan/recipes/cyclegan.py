@@ -1,0 +1,137 @@
+"""Unpaired image-to-image translation (Zhu et al. 2017): CycleGAN.
+
+Two generators (A -> B and B -> A) and two PatchGAN discriminators (one per domain).
+Generators minimise LSGAN adversarial losses + lambda * cycle-consistency L1 in both
+directions + (optionally) identity L1; each discriminator sees fakes drawn from a
+history pool of past generated images.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from gan.config import Config
+from gan.data import build_dataset
+from gan.image_pool import ImagePool
+from gan.losses import AdversarialLoss
+from gan.nets import network_spec
+from gan.recipes import RECIPES
+from gan.recipes.base import AutocastFactory, adam, eval_mode, set_requires_grad
+from gan.translate import run_padded
+
+DIRECTIONS = ("AtoB", "BtoA")
+
+
+@RECIPES.register("cyclegan")
+class CycleGANRecipe:
+    """Networks are named by what they do: `generator_AtoB` maps A to B, `discriminator_B`
+    tells real B from generated B. Both generators share one optimiser, as do both
+    discriminators (as in the reference)."""
+
+    def __init__(self, config: Config, device: torch.device, autocast: AutocastFactory):
+        self.config = config
+        self.device = device
+        self.autocast = autocast
+        model, train, loss = config.model, config.train, config.loss
+        self.specs = {f"generator_{direction}": network_spec("generator", model.generator, model.generator_args,
+                                                             "model.generator_args")
+                      for direction in DIRECTIONS}
+        self.generators = {direction: self.specs[f"generator_{direction}"].build().to(device)
+                           for direction in DIRECTIONS}
+        discriminator_spec = network_spec("discriminator", model.discriminator, model.discriminator_args,
+                                          "model.discriminator_args", in_channels=3)
+        self.discriminators = {domain: discriminator_spec.build().to(device) for domain in ("A", "B")}
+        self.networks = {**{f"generator_{d}": g for d, g in self.generators.items()},
+                         **{f"discriminator_{d}": net for d, net in self.discriminators.items()}}
+        betas = (train.beta1, train.beta2)
+        generator_parameters = [p for g in self.generators.values() for p in g.parameters()]
+        discriminator_parameters = [p for net in self.discriminators.values() for p in net.parameters()]
+        fused = device.type == "cuda"
+        self.optimizers = {
+            "generator": torch.optim.Adam(generator_parameters, lr=train.g_lr, betas=betas, fused=fused),
+            "discriminator": torch.optim.Adam(discriminator_parameters, lr=train.d_lr, betas=betas, fused=fused),
+        }
+        self.loss = AdversarialLoss(loss.adversarial, loss.label_smoothing, loss.gp_weight)
+        self.pools = {domain: ImagePool(loss.pool_size) for domain in ("A", "B")}
+        self.size_multiple = getattr(self.generators["AtoB"], "size_multiple", 1)
+        self._preview_batch: dict[str, torch.Tensor] | None = None
+
+    def build_dataset(self) -> Dataset:
+        return build_dataset(self.config.data, train=True)
+
+    def step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
+        real = {"A": batch["a"], "B": batch["b"]}
+        to_b, to_a = self.generators["AtoB"], self.generators["BtoA"]
+        cycle_weight = self.config.loss.cycle_weight
+        identity_weight = self.config.loss.identity_weight * cycle_weight
+
+        # Generators: fool both discriminators, reconstruct both inputs, leave the target domain alone.
+        for discriminator in self.discriminators.values():
+            set_requires_grad(discriminator, False)
+        with self.autocast():
+            fake = {"B": to_b(real["A"]), "A": to_a(real["B"])}
+            reconstructed = {"A": to_a(fake["B"]), "B": to_b(fake["A"])}
+            fake_logits = {domain: self.discriminators[domain](fake[domain]).float() for domain in ("A", "B")}
+            identity = {"A": to_a(real["A"]), "B": to_b(real["B"])} if identity_weight else None
+        terms = {}
+        for domain in ("A", "B"):
+            terms[f"loss/g_{domain}"] = self.loss.generator(fake_logits[domain])
+            terms[f"loss/cycle_{domain}"] = F.l1_loss(reconstructed[domain].float(), real[domain])
+            if identity is not None:
+                terms[f"loss/identity_{domain}"] = F.l1_loss(identity[domain].float(), real[domain])
+        g_loss = sum(terms[f"loss/g_{d}"] + cycle_weight * terms[f"loss/cycle_{d}"] for d in ("A", "B"))
+        if identity is not None:
+            g_loss = g_loss + identity_weight * (terms["loss/identity_A"] + terms["loss/identity_B"])
+        self.optimizers["generator"].zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.optimizers["generator"].step()
+
+        # Discriminators: real vs. a mix of new and past fakes; objective halved as in the paper.
+        scores = {}
+        for domain, discriminator in self.discriminators.items():
+            set_requires_grad(discriminator, True)
+            pooled = self.pools[domain].query(fake[domain].float())
+            with self.autocast():
+                real_logits = discriminator(real[domain]).float()
+                pooled_logits = discriminator(pooled).float()
+            terms[f"loss/d_{domain}"] = 0.5 * self.loss.discriminator(real_logits, pooled_logits)
+            scores[f"d_{domain}/real"] = self.loss.score(real_logits.detach()).mean()
+            scores[f"d_{domain}/fake"] = self.loss.score(pooled_logits.detach()).mean()
+        self.optimizers["discriminator"].zero_grad(set_to_none=True)
+        (terms["loss/d_A"] + terms["loss/d_B"]).backward()
+        self.optimizers["discriminator"].step()
+
+        return {**{name: value.detach() for name, value in terms.items()}, "loss/g": g_loss.detach(), **scores}
+
+    def preview_batch(self) -> dict[str, torch.Tensor]:
+        """The first `log.num_samples` evaluation images of each domain, loaded once."""
+        if self._preview_batch is None:
+            dataset = build_dataset(self.config.data, train=False)
+            items = [dataset[index] for index in range(min(self.config.log.num_samples, len(dataset)))]
+            self._preview_batch = {key: torch.stack([item[key] for item in items]).to(self.device)
+                                   for key in ("a", "b")}
+        return self._preview_batch
+
+    @torch.no_grad()
+    def preview(self) -> dict[str, torch.Tensor]:
+        """Strips real A | fake B | reconstructed A, and real B | fake A | reconstructed B."""
+        batch = self.preview_batch()
+        to_b, to_a = self.generators["AtoB"], self.generators["BtoA"]
+        with eval_mode(to_b), eval_mode(to_a), self.autocast():
+            fake_b = run_padded(to_b, batch["a"], self.size_multiple)
+            fake_a = run_padded(to_a, batch["b"], self.size_multiple)
+            rec_a = run_padded(to_a, fake_b, self.size_multiple)
+            rec_b = run_padded(to_b, fake_a, self.size_multiple)
+        return {"A_fakeB_recA": torch.cat([batch["a"], fake_b.float(), rec_a.float()], dim=-1),
+                "B_fakeA_recB": torch.cat([batch["b"], fake_a.float(), rec_b.float()], dim=-1)}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {f"pool_{domain}": pool.state_dict() for domain, pool in self.pools.items()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for domain, pool in self.pools.items():
+            pool.load_state_dict(state[f"pool_{domain}"], self.device)

@@ -1,0 +1,198 @@
+"""CycleGAN: ResNet generator, image pool, the recipe's losses, end-to-end run and resume."""
+
+import csv
+import sys
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+from torch import nn
+
+from conftest import REPO, random_rgb
+from gan.checkpoint import list_checkpoints, load_checkpoint
+from gan.cli import main
+from gan.config import load_config
+from gan.image_pool import ImagePool
+from gan.nets import network_spec
+from gan.recipes.cyclegan import CycleGANRecipe
+from gan.train import train
+
+CONFIG = REPO / "experiments" / "cyclegan_horse2zebra.toml"
+TINY = ["data.resolution=16", "data.load_size=20", "data.num_workers=0",
+        "model.generator_args.channels=4", "model.generator_args.num_blocks=1", "model.discriminator_args.channels=4",
+        "model.discriminator_args.n_layers=1", "train.steps=4", "train.checkpoint_every=2", "train.batch_size=2",
+        "log.every=1", "log.image_every=2", "log.num_samples=2", "loss.pool_size=3", "train.lr_decay_steps=0"]
+
+
+@pytest.mark.parametrize("name, blocks, size", [("resnet_9blocks", 9, (64, 64)), ("resnet_6blocks", 6, (32, 48)),
+                                                 ("resnet", 9, (20, 28))])
+def test_resnet_generator_shapes(name, blocks, size):
+    generator = network_spec("generator", name, {"channels": 8}, "g").build()
+    images = torch.rand(2, 3, *size) * 2 - 1
+    output = generator(images)
+    assert output.shape == images.shape and output.abs().max() <= 1
+    residual = [m for m in generator.modules() if type(m).__name__ == "ResidualBlock"]
+    assert len(residual) == blocks
+    assert any(isinstance(m, nn.ReflectionPad2d) for m in generator.modules())
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in generator.modules())  # InstanceNorm by default
+    assert generator.size_multiple == 4
+
+
+def test_resnet_matches_cyclegan_parameter_count():
+    """The reference's resnet_9blocks with ngf=64 and InstanceNorm has 11,378,179 parameters."""
+    generator = network_spec("generator", "resnet_9blocks", {}, "g").build()
+    assert sum(p.numel() for p in generator.parameters()) == 11_378_179
+
+
+def test_image_pool_fills_then_swaps_half_the_time():
+    torch.manual_seed(0)
+    pool = ImagePool(size=4)
+    first = torch.arange(3.0).reshape(3, 1, 1, 1)
+    assert torch.equal(pool.query(first), first)  # filling: the new images come back
+    stored, returned_old = set(), 0
+    for round_ in range(200):
+        images = torch.full((2, 1, 1, 1), 100.0 + round_)
+        before = {float(image) for image in pool.images}
+        result = pool.query(images)
+        assert len(pool.images) <= 4
+        for value in result.flatten().tolist():
+            assert value in before or value >= 100.0 + round_  # an old stored image, or a new one
+            returned_old += value in before and value != 100.0 + round_
+        stored |= {float(image) for image in pool.images}
+    assert len(pool.images) == 4
+    assert 0.4 < returned_old / 400 < 0.6  # about half once full
+    assert torch.equal(ImagePool(size=0).query(first), first)
+
+
+def test_image_pool_state_round_trip():
+    pool = ImagePool(size=3)
+    pool.query(torch.rand(2, 3, 4, 4))
+    restored = ImagePool(size=3)
+    restored.load_state_dict(pool.state_dict(), torch.device("cpu"))
+    assert all(torch.equal(a, b) for a, b in zip(pool.images, restored.images))
+
+
+def _scaling_conv(factor: float) -> nn.Conv2d:
+    conv = nn.Conv2d(3, 3, 1)
+    conv.weight.data = factor * torch.eye(3).reshape(3, 3, 1, 1)
+    conv.bias.data.zero_()
+    return conv
+
+
+def test_losses_match_hand_computed_values():
+    """G_AtoB(x) = x/2 and G_BtoA(x) = 2x: cycles reconstruct exactly, identities are known."""
+    config = load_config(CONFIG, [*TINY, "data.root=unused"])
+    recipe = CycleGANRecipe(config, torch.device("cpu"), _null)
+    recipe.generators = {"AtoB": _scaling_conv(0.5), "BtoA": _scaling_conv(2.0)}
+    mean_over_channels = nn.Conv2d(3, 1, 1)
+    mean_over_channels.weight.data.fill_(1 / 3)
+    mean_over_channels.bias.data.zero_()
+    recipe.discriminators = {"A": mean_over_channels, "B": mean_over_channels}
+    real_a, real_b = torch.rand(2, 3, 4, 4) - 0.5, torch.rand(2, 3, 4, 4) - 0.5
+    metrics = recipe.step({"a": real_a, "b": real_b}, step=1)
+
+    def d(images):
+        return images.mean(1)
+
+    expected = {
+        "loss/g_B": ((d(real_a / 2) - 1) ** 2).mean(),  # LSGAN: the fake B should score 1
+        "loss/g_A": ((d(2 * real_b) - 1) ** 2).mean(),
+        "loss/cycle_A": torch.tensor(0.0), "loss/cycle_B": torch.tensor(0.0),
+        "loss/identity_A": (2 * real_a - real_a).abs().mean(),
+        "loss/identity_B": (real_b / 2 - real_b).abs().mean(),
+        "loss/d_A": 0.5 * (((d(real_a) - 1) ** 2).mean() + (d(2 * real_b) ** 2).mean()),
+        "loss/d_B": 0.5 * (((d(real_b) - 1) ** 2).mean() + (d(real_a / 2) ** 2).mean()),
+    }
+    for name, value in expected.items():
+        assert metrics[name].item() == pytest.approx(value.item(), abs=1e-6), name
+    identity_weight = 0.5 * 10
+    total = (expected["loss/g_A"] + expected["loss/g_B"]
+             + identity_weight * (expected["loss/identity_A"] + expected["loss/identity_B"]))
+    assert metrics["loss/g"].item() == pytest.approx(total.item(), abs=1e-6)
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+@pytest.fixture(scope="module")
+def unpaired_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("unpaired")
+    for folder, count, offset in (("trainA", 3, 0), ("trainB", 5, 10), ("testA", 2, 20), ("testB", 2, 30)):
+        (root / folder).mkdir()
+        for index in range(count):
+            random_rgb((24 + index, 20), offset + index).save(root / folder / f"{index}.png")
+    return root
+
+
+def test_unpaired_items_sample_b_independently(unpaired_root):
+    from gan.data.unpaired import domain_folders, unpaired_dataset
+
+    dataset = unpaired_dataset(*domain_folders(unpaired_root, "train"), resolution=16, load_size=20)
+    assert len(dataset) == 5  # max(|A|, |B|)
+    b_images = {dataset[(0, seed)]["b"].sum().item() for seed in range(30)}
+    assert len(b_images) > 3  # the partner of A[0] varies with the seed
+    assert torch.equal(dataset[(2, 7)]["b"], dataset[(2, 7)]["b"])  # and is reproducible
+
+
+def test_resume_is_bit_identical_and_the_pool_is_restored(unpaired_root, tmp_path):
+    def run(directory, *overrides, resume=False):
+        config = load_config(CONFIG, [*TINY, f"data.root={unpaired_root}", *overrides])
+        return train(config, directory, torch.device("cpu"), resume=resume, progress_stream=sys.stdout)
+
+    run(tmp_path / "straight")
+    run(tmp_path / "split", "train.steps=2")
+    run(tmp_path / "split", resume=True)
+    straight = load_checkpoint(list_checkpoints(tmp_path / "straight")[-1])
+    split = load_checkpoint(list_checkpoints(tmp_path / "split")[-1])
+    assert straight["step"] == split["step"] == 4
+    for name, weights in straight["networks"].items():
+        for key, value in weights.items():
+            assert torch.equal(value, split["networks"][name][key]), (name, key)
+    assert torch.equal(straight["recipe"]["pool_A"]["images"], split["recipe"]["pool_A"]["images"])
+    assert len(straight["recipe"]["pool_A"]["images"]) == 3  # full: never more than its size
+    strips = sorted(p.name for p in (tmp_path / "straight" / "samples").glob("00000004-*"))
+    assert strips == ["00000004-A_fakeB_recA.png", "00000004-B_fakeA_recB.png"]
+
+
+def test_translate_directions_and_cycle_eval(unpaired_root, tmp_path):
+    runner = CliRunner()
+    sets = [arg for item in [*TINY, f"data.root={unpaired_root}"] for arg in ("--set", item)]
+    assert runner.invoke(main, ["train", str(CONFIG), *sets, "--out", str(tmp_path / "runs")]).exit_code == 0
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    image = unpaired_root / "testA" / "0.png"
+    for direction in ("AtoB", "BtoA"):
+        result = runner.invoke(main, ["translate", str(run_dir), str(image), str(tmp_path / f"{direction}.png"),
+                                      "--direction", direction])
+        assert result.exit_code == 0, result.output
+        assert Image.open(tmp_path / f"{direction}.png").size == (24, 20)
+    assert not np.array_equal(np.asarray(Image.open(tmp_path / "AtoB.png")), np.asarray(Image.open(tmp_path / "BtoA.png")))
+    result = runner.invoke(main, ["eval", str(run_dir), "--data", str(unpaired_root), "--csv", str(tmp_path / "c.csv")])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(open(tmp_path / "c.csv")))
+    assert [row["image"] for row in rows] == ["A/0.png", "A/1.png", "B/0.png", "B/1.png", "mean"]
+    assert 0 < float(rows[-1]["cycle_l1"]) < 1
+
+
+def test_direction_needs_a_cyclegan_checkpoint(tmp_path):
+    from test_translate import TINY_PIX2PIX
+
+    root = tmp_path / "ab"
+    (root / "train").mkdir(parents=True)
+    (root / "val").mkdir()
+    for split in ("train", "val"):
+        Image.fromarray(np.zeros((40, 80, 3), np.uint8)).save(root / split / "0.png")
+    sets = [arg for item in [*TINY_PIX2PIX, f"data.root={root}"] for arg in ("--set", item)]
+    runner = CliRunner()
+    assert runner.invoke(main, ["train", str(REPO / "experiments" / "pix2pix_facades.toml"), *sets,
+                                "--out", str(tmp_path / "runs")]).exit_code == 0
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    result = runner.invoke(main, ["translate", str(run_dir), str(root / "val" / "0.png"), str(tmp_path / "x.png"),
+                                  "--direction", "BtoA"])
+    assert result.exit_code == 2 and "--direction is for CycleGAN checkpoints" in result.output
