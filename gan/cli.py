@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 import warnings
@@ -71,22 +72,29 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
     from gan.config import load_config
     from gan.data.decode import ImageReadError
     from gan.registry import ConfigError
-    from gan.train import NonFiniteLossError, next_run_dir, select_device
+    from gan.train import NonFiniteLossError, create_run_dir, select_device
     from gan.train import train as run_training
 
     if config is None and resume is None:
         raise click.UsageError("give a CONFIG file, or --resume RUN_DIR")
     overrides = (*overrides, "data.strict=true") if strict else overrides
+    run_dir = resume
     try:
         resolved = load_config(config if config is not None else resume / "config.toml", list(overrides))
         torch_device = select_device(device)
-        run_dir = resume if resume is not None else next_run_dir(out, config.stem)
+        run_dir = resume if resume is not None else create_run_dir(out, config.stem)
         result = run_training(resolved, run_dir, torch_device, resume=resume is not None)
-    except NonFiniteLossError as error:
-        click.echo(f"error: {error}", err=True)
-        sys.exit(1)
-    except (ConfigError, CheckpointError, ImageReadError, FileNotFoundError, NotADirectoryError, RuntimeError) as error:
-        _fail(error)
+    except Exception as error:
+        if resume is None and run_dir is not None:
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()  # a start that failed leaves no empty run directory (rmdir keeps any content)
+        if isinstance(error, NonFiniteLossError):
+            click.echo(f"error: {error}", err=True)
+            sys.exit(1)
+        if isinstance(error, (ConfigError, CheckpointError, ImageReadError, FileNotFoundError, NotADirectoryError,
+                              RuntimeError)):
+            _fail(error)
+        raise
     if result.interrupted_by:
         sys.exit(130 if result.interrupted_by == "SIGINT" else 143)
 

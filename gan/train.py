@@ -10,6 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import random
+
+try:
+    import fcntl
+except ImportError:  # Windows: no locking; numbers can collide only for simultaneous starts
+    fcntl = None
 import signal
 import sys
 import threading
@@ -77,11 +82,20 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def next_run_dir(out: Path, name: str) -> Path:
-    """The next numbered run directory `out/00007-name` (not created: training creates it
-    once its config and data have loaded, so a failed start leaves nothing behind)."""
-    numbers = [int(p.name[:5]) for p in out.glob("[0-9][0-9][0-9][0-9][0-9]-*") if p.is_dir()] if out.is_dir() else []
-    return out / f"{max(numbers, default=-1) + 1:05d}-{name}"
+def create_run_dir(out: Path, name: str) -> Path:
+    """Create the next numbered run directory `out/00007-name`.
+
+    The number is chosen and the folder made under a lock on `out`, so runs started
+    at the same moment get different numbers.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / ".run-numbers.lock", "w") as lock:
+        if fcntl is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        numbers = [int(p.name[:5]) for p in out.glob("[0-9][0-9][0-9][0-9][0-9]-*") if p.is_dir()]
+        run_dir = out / f"{max(numbers, default=-1) + 1:05d}-{name}"
+        run_dir.mkdir()
+    return run_dir
 
 
 def lr_scale(step: int, total_steps: int, decay_steps: int) -> float:
@@ -180,7 +194,7 @@ def _newest_loadable_checkpoint(run_dir: Path) -> tuple[Path, dict[str, Any]]:
 
 def train(config: Config, run_dir: Path, device: torch.device, resume: bool = False,
           progress_stream: Any = None) -> TrainResult:
-    """Train `config` in `run_dir`, a new folder; with `resume`, continue the newest checkpoint there."""
+    """Train `config` in `run_dir` (made if missing); with `resume`, continue its newest checkpoint."""
     train_config, log_config = config.train, config.log
     seed_everything(train_config.seed)
     if device.type == "cuda":
@@ -200,7 +214,7 @@ def train(config: Config, run_dir: Path, device: torch.device, resume: bool = Fa
         _restore(recipe, state)
         start_step, samples_seen = state["step"], state["samples_seen"]
         print(f"resuming from '{last_checkpoint}' at step {start_step}", file=sys.stderr)
-    run_dir.mkdir(parents=True, exist_ok=resume)
+    run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.toml").write_text(dump_config(config))
     if start_step >= train_config.steps:
         print(f"nothing to do: the run is at step {start_step} and train.steps is {train_config.steps}",

@@ -54,3 +54,9 @@ def write_png16(path: Path, array: np.ndarray) -> None:
 def random_rgb(size: tuple[int, int], seed: int) -> Image.Image:
     rng = np.random.default_rng(seed)
     return Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8), "RGB")
+
+
+def only_run(out: Path) -> Path:
+    """The single run directory inside a runs folder (which also holds a hidden lock file)."""
+    (run_dir,) = [path for path in out.iterdir() if path.is_dir()]
+    return run_dir

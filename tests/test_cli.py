@@ -5,7 +5,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from conftest import REPO, TINY
+from conftest import REPO, TINY, only_run
 from gan.cli import main
 from gan.data.decode import UnreadableImageWarning
 from gan.sample import interpolation_latents, slerp
@@ -23,7 +23,7 @@ def trained_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
     result = CliRunner().invoke(main, ["train", DEMO, *_sets(*TINY), "--out", str(out), "--device", "cpu"])
     assert result.exit_code == 0, result.output
-    (run_dir,) = out.iterdir()
+    run_dir = only_run(out)
     return run_dir
 
 
@@ -87,7 +87,7 @@ def test_train_errors_are_clear_and_make_no_run(tmp_path, args, message):
     result = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "runs")])
     assert result.exit_code == 2
     assert message in result.output
-    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    assert not (tmp_path / "runs").exists() or not any(p.is_dir() for p in (tmp_path / "runs").iterdir())
 
 
 def test_sample_errors(tmp_path):
@@ -99,7 +99,7 @@ def test_the_demo_config_itself_runs(tmp_path):
     """The shipped demo config, unshrunk, for two steps."""
     result = CliRunner().invoke(main, ["train", DEMO, "--set", "train.steps=2", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    (run_dir,) = tmp_path.iterdir()
+    run_dir = only_run(tmp_path)
     assert (run_dir / "checkpoint-00000002.pt").is_file()
 
 

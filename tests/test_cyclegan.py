@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from PIL import Image
 from torch import nn
 
-from conftest import REPO, random_rgb
+from conftest import REPO, only_run, random_rgb
 from gan.checkpoint import list_checkpoints, load_checkpoint
 from gan.cli import main
 from gan.config import load_config
@@ -165,7 +165,7 @@ def test_translate_directions_and_cycle_eval(unpaired_root, tmp_path):
     runner = CliRunner()
     sets = [arg for item in [*TINY, f"data.root={unpaired_root}"] for arg in ("--set", item)]
     assert runner.invoke(main, ["train", str(CONFIG), *sets, "--out", str(tmp_path / "runs")]).exit_code == 0
-    (run_dir,) = (tmp_path / "runs").iterdir()
+    run_dir = only_run(tmp_path / "runs")
     image = unpaired_root / "testA" / "0.png"
     for direction in ("AtoB", "BtoA"):
         result = runner.invoke(main, ["translate", str(run_dir), str(image), str(tmp_path / f"{direction}.png"),
@@ -192,7 +192,7 @@ def test_direction_needs_a_cyclegan_checkpoint(tmp_path):
     runner = CliRunner()
     assert runner.invoke(main, ["train", str(REPO / "experiments" / "pix2pix_facades.toml"), *sets,
                                 "--out", str(tmp_path / "runs")]).exit_code == 0
-    (run_dir,) = (tmp_path / "runs").iterdir()
+    run_dir = only_run(tmp_path / "runs")
     result = runner.invoke(main, ["translate", str(run_dir), str(root / "val" / "0.png"), str(tmp_path / "x.png"),
                                   "--direction", "BtoA"])
     assert result.exit_code == 2 and "--direction is for CycleGAN checkpoints" in result.output

@@ -6,10 +6,10 @@ import time
 import pytest
 import torch
 
-from conftest import REPO, TINY, tiny_config
+from conftest import REPO, TINY, only_run, tiny_config
 from gan.checkpoint import list_checkpoints, load_checkpoint
 from gan.recipes.dcgan import DCGANRecipe
-from gan.train import MetricWatch, NonFiniteLossError, next_run_dir, lr_scale, select_device, train
+from gan.train import MetricWatch, NonFiniteLossError, create_run_dir, lr_scale, select_device, train
 
 CPU = torch.device("cpu")
 
@@ -58,7 +58,7 @@ def test_resume_is_bit_identical_to_a_straight_run(tmp_path, workers):
 
 
 def test_run_directory_contents(tmp_path):
-    result = train(tiny_config(), next_run_dir(tmp_path, "demo"), CPU, progress_stream=sys.stdout)
+    result = train(tiny_config(), create_run_dir(tmp_path, "demo"), CPU, progress_stream=sys.stdout)
     names = {p.name for p in result.run_dir.iterdir()}
     assert "config.toml" in names and any(n.startswith("events.out.tfevents") for n in names)
     assert [p.name for p in list_checkpoints(result.run_dir)] == ["checkpoint-00000002.pt", "checkpoint-00000004.pt"]
@@ -66,14 +66,14 @@ def test_run_directory_contents(tmp_path):
     assert samples == ["00000002-generator.png", "00000002-generator_ema.png",
                        "00000004-generator.png", "00000004-generator_ema.png"]
     assert result.run_dir.name == "00000-demo"
-    assert next_run_dir(tmp_path, "demo").name == "00001-demo"
-    assert next_run_dir(tmp_path / "new", "x") == tmp_path / "new" / "00000-x"
+    assert create_run_dir(tmp_path, "other").name == "00001-other"  # numbers are unique across names
+    assert create_run_dir(tmp_path / "new", "x") == tmp_path / "new" / "00000-x"
 
 
 def test_tensorboard_gets_every_term(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    result = train(tiny_config(), next_run_dir(tmp_path, "tb"), CPU, progress_stream=sys.stdout)
+    result = train(tiny_config(), create_run_dir(tmp_path, "tb"), CPU, progress_stream=sys.stdout)
     events = EventAccumulator(str(result.run_dir)).Reload()
     scalars = set(events.Tags()["scalars"])
     assert {"loss/d", "loss/g", "d/real", "d/fake", "lr/generator", "lr/discriminator",
@@ -92,7 +92,7 @@ def test_nan_loss_stops_naming_step_and_term_and_keeps_the_good_checkpoint(tmp_p
         return metrics
 
     monkeypatch.setattr(DCGANRecipe, "step", poisoned)
-    run_dir = next_run_dir(tmp_path, "nan")
+    run_dir = create_run_dir(tmp_path, "nan")
     with pytest.raises(NonFiniteLossError, match="'loss/g' became NaN or infinite at step 3.*checkpoint-00000002.pt"):
         train(tiny_config(), run_dir, CPU, progress_stream=sys.stdout)
     assert [load_checkpoint(p)["step"] for p in list_checkpoints(run_dir)] == [2]
@@ -121,7 +121,7 @@ def test_learning_rate_schedule_is_constant_then_linear_to_zero():
 def test_learning_rates_follow_the_schedule_in_training(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    result = train(tiny_config("train.lr_decay_steps=2", "train.g_lr=0.003"), next_run_dir(tmp_path, "lr"),
+    result = train(tiny_config("train.lr_decay_steps=2", "train.g_lr=0.003"), create_run_dir(tmp_path, "lr"),
                    CPU, progress_stream=sys.stdout)
     events = EventAccumulator(str(result.run_dir)).Reload()
     lrs = [event.value for event in events.Scalars("lr/generator")]
@@ -149,7 +149,7 @@ def test_signal_saves_a_checkpoint_and_resume_finishes(tmp_path, signum, code):
     process.send_signal(signum)
     _, rest = process.communicate(timeout=120)
     assert process.returncode == code, rest
-    run_dir = next(tmp_path.iterdir())
+    run_dir = only_run(tmp_path)
     (checkpoint,) = list_checkpoints(run_dir)
     stopped_at = load_checkpoint(checkpoint)["step"]
     assert stopped_at >= 3 and f"stopped by {signal.Signals(signum).name} at step {stopped_at}" in rest

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from PIL import Image
 from torch import nn
 
-from conftest import REPO, random_rgb
+from conftest import REPO, only_run, random_rgb
 from gan.cli import main
 from gan.translate import translate_tensor
 
@@ -68,7 +68,7 @@ def pix2pix_run(tmp_path_factory):
     result = CliRunner().invoke(main, ["train", str(REPO / "experiments" / "pix2pix_facades.toml"),
                                        *_sets(*TINY_PIX2PIX, f"data.root={root}"), "--out", str(out)])
     assert result.exit_code == 0, result.output
-    (run_dir,) = out.iterdir()
+    run_dir = only_run(out)
     return run_dir, root
 
 
@@ -117,7 +117,7 @@ def test_super_resolution_run_and_eval_beside_bicubic(tmp_path):
     result = CliRunner().invoke(main, ["train", str(REPO / "experiments" / "sr_pix2pix_x4.toml"), *_sets(
         *TINY_PIX2PIX, "data.load_size=0", f"data.root={hr}", f"data.val_root={hr}"), "--out", str(out)])
     assert result.exit_code == 0, result.output
-    (run_dir,) = out.iterdir()
+    run_dir = only_run(out)
     evaluated = CliRunner().invoke(main, ["eval", str(run_dir), "--data", str(hr)])
     assert evaluated.exit_code == 0, evaluated.output
     (csv_path,) = run_dir.glob("eval-hr-00000002.csv")
@@ -134,7 +134,7 @@ def test_translate_refuses_unconditional_checkpoints(tmp_path):
 
     out = tmp_path / "runs"
     CliRunner().invoke(main, ["train", str(REPO / "experiments" / "dcgan_demo.toml"), *_sets(*TINY), "--out", str(out)])
-    (run_dir,) = out.iterdir()
+    run_dir = only_run(out)
     result = CliRunner().invoke(main, ["translate", str(run_dir), str(tmp_path), str(tmp_path / "o")])
     assert result.exit_code == 2 and "use `gan sample`" in result.output
 
