@@ -1,4 +1,4 @@
-"""The `gan` command: train, sample."""
+"""The `gan` command: train, sample, translate, eval."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
     from gan.config import load_config
     from gan.data.decode import ImageReadError
     from gan.registry import ConfigError
-    from gan.train import NonFiniteLossError, create_run_dir, select_device
+    from gan.train import DeviceUnavailable, NonFiniteLossError, create_run_dir, select_device
     from gan.train import train as run_training
 
     if config is None and resume is None:
@@ -92,7 +92,7 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
             click.echo(f"error: {error}", err=True)
             sys.exit(1)
         if isinstance(error, (ConfigError, CheckpointError, ImageReadError, FileNotFoundError, NotADirectoryError,
-                              RuntimeError)):
+                              DeviceUnavailable)):
             _fail(error)
         raise
     if result.interrupted_by:
@@ -125,7 +125,7 @@ def sample(source: Path, count: int, out: Path | None, separate: Path | None, se
     from gan.checkpoint import CheckpointError
     from gan.images import save_image_grid, signed_to_pil
     from gan.sample import generate, interpolation_latents, load_generator, random_latents
-    from gan.train import select_device
+    from gan.train import DeviceUnavailable, select_device
 
     if out is None and separate is None:
         raise click.UsageError("give --out FILE.png and/or --separate DIR")
@@ -133,7 +133,7 @@ def sample(source: Path, count: int, out: Path | None, separate: Path | None, se
         raise click.UsageError("--n must be >= 1 and --interpolate >= 2")
     try:
         generator, path, used_ema = load_generator(source, select_device(device))
-    except (CheckpointError, RuntimeError) as error:
+    except (CheckpointError, DeviceUnavailable) as error:
         _fail(error)
     if steps:
         latents = interpolation_latents(count, steps, generator.latent_dim, seed)
@@ -179,7 +179,7 @@ def translate(checkpoint: Path, source: Path, output: Path, side_by_side: bool, 
     from gan.checkpoint import CheckpointError
     from gan.data.decode import ImageReadError, find_images, read_rgb
     from gan.progress import Progress
-    from gan.train import select_device
+    from gan.train import DeviceUnavailable, select_device
     from gan.translate import load_translator
 
     try:
@@ -188,7 +188,7 @@ def translate(checkpoint: Path, source: Path, output: Path, side_by_side: bool, 
             inputs = [(image, output / image.relative_to(source)) for image in find_images(source)]
         else:
             inputs = [(source, output)]
-    except (CheckpointError, FileNotFoundError, RuntimeError, ValueError) as error:
+    except (CheckpointError, FileNotFoundError, NotADirectoryError, DeviceUnavailable, ValueError) as error:
         _fail(error)
     progress = Progress(len(inputs), unit="image")
     for done, (image_path, output_path) in enumerate(inputs, 1):
@@ -236,8 +236,7 @@ def evaluate(checkpoint: Path, folder: Path, csv_path: Path | None, tile: int, d
     """
     from gan.checkpoint import CheckpointError
     from gan.evaluate import evaluate_cycle, evaluate_paired, evaluate_super_resolution, mean_row, write_csv
-    from gan.progress import Progress
-    from gan.train import select_device
+    from gan.train import DeviceUnavailable, select_device
     from gan.translate import load_translator
 
     try:
@@ -254,7 +253,7 @@ def evaluate(checkpoint: Path, folder: Path, csv_path: Path | None, tile: int, d
         for row in rows_iterator:
             rows.append(row)
             click.echo(_format_row(row), err=True)
-    except (CheckpointError, FileNotFoundError, RuntimeError, ValueError) as error:
+    except (CheckpointError, FileNotFoundError, NotADirectoryError, DeviceUnavailable, ValueError) as error:
         _fail(error)
     if not rows:
         _fail(FileNotFoundError(f"nothing to evaluate in '{folder}'"))

@@ -20,9 +20,12 @@ def load_generator(source: str | Path, device: torch.device) -> tuple[nn.Module,
     state = load_checkpoint(path)
     if "generator" not in state.get("specs", {}):
         raise CheckpointError(f"'{path}' holds no generator spec; was it written by `gan train`?")
-    generator = NetworkSpec.from_dict(state["specs"]["generator"]).build()
     use_ema = "generator_ema" in state["networks"]
-    generator.load_state_dict(state["networks"]["generator_ema" if use_ema else "generator"])
+    weights = state["networks"]["generator_ema" if use_ema else "generator"]
+    try:
+        generator = NetworkSpec.from_dict(state["specs"]["generator"]).load(weights, f"'{path}'")
+    except ValueError as error:
+        raise CheckpointError(str(error)) from None
     return generator.to(device).eval().requires_grad_(False), path, use_ema
 
 

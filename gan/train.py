@@ -59,13 +59,22 @@ class TrainResult:
 # ----------------------------------------------------------------------------- setup
 
 
+class DeviceUnavailable(RuntimeError):
+    """The device asked for does not exist here."""
+
+
 def select_device(name: str = "auto") -> torch.device:
     """'auto' -> CUDA when available, else CPU; 'cuda' without a GPU is an error."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise DeviceUnavailable(f"unknown device '{name}'; use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was asked for, but PyTorch sees no CUDA GPU; use --device cpu")
+        raise DeviceUnavailable(f"--device {name} was asked for, but PyTorch sees no CUDA GPU; use --device cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise DeviceUnavailable(f"--device {name}: only {torch.cuda.device_count()} CUDA GPU(s) here")
     return device
 
 

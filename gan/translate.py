@@ -135,8 +135,11 @@ def load_translator(source: str | Path, device: torch.device, tile: int = 512, o
         raise CheckpointError(f"'{path}' is an unconditional generator (it takes latents, not images); "
                               "use `gan sample`")
     name = _generator_name(state["specs"], direction, path)
-    generator = NetworkSpec.from_dict(state["specs"][name]).build()
-    generator.load_state_dict(state["networks"].get(f"{name}_ema", state["networks"][name]))
+    weights = state["networks"].get(f"{name}_ema", state["networks"][name])
+    try:
+        generator = NetworkSpec.from_dict(state["specs"][name]).load(weights, f"'{path}'")
+    except ValueError as error:
+        raise CheckpointError(str(error)) from None
     generator = generator.to(device).eval().requires_grad_(False)
     data = config["data"]
     input_upscale = data["scale"] if data["dataset"] == "sr_pairs" and data["upsample_input"] else 1

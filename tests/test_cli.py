@@ -132,3 +132,19 @@ def test_a_resolution_the_unet_cannot_take_is_a_config_error(tmp_path):
     result = CliRunner().invoke(main, ["train", str(REPO / "experiments" / "pix2pix_facades.toml"),
                                        "--set", "data.resolution=200", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "data.resolution (200) must be a multiple of 256" in result.output
+
+
+def test_weights_that_do_not_fit_their_spec_are_a_clear_error(trained_run, tmp_path):
+    from gan.checkpoint import load_checkpoint, save_checkpoint
+
+    state = load_checkpoint(trained_run / "checkpoint-00000004.pt")
+    state["specs"]["generator"]["kwargs"]["channels"] = 16  # the stored weights were trained with 8
+    edited = tmp_path / "edited.pt"
+    save_checkpoint(state, edited)
+    result = CliRunner().invoke(main, ["sample", str(edited), "--out", str(tmp_path / "x.png")])
+    assert result.exit_code == 2 and "do not fit generator 'dcgan'" in result.output
+
+
+def test_unknown_device_is_a_clear_error(tmp_path):
+    result = CliRunner().invoke(main, ["train", DEMO, "--device", "tpu", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "unknown device 'tpu'" in result.output

@@ -9,7 +9,8 @@ import torch
 from conftest import REPO, TINY, only_run, tiny_config
 from gan.checkpoint import list_checkpoints, load_checkpoint
 from gan.recipes.dcgan import DCGANRecipe
-from gan.train import MetricWatch, NonFiniteLossError, create_run_dir, lr_scale, select_device, train
+from gan.train import (DeviceUnavailable, MetricWatch, NonFiniteLossError, create_run_dir, lr_scale,
+                       select_device, train)
 
 CPU = torch.device("cpu")
 
@@ -131,8 +132,10 @@ def test_learning_rates_follow_the_schedule_in_training(tmp_path):
 def test_cuda_without_a_gpu_is_a_clear_error():
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
-    with pytest.raises(RuntimeError, match="sees no CUDA GPU"):
+    with pytest.raises(DeviceUnavailable, match="sees no CUDA GPU"):
         select_device("cuda")
+    with pytest.raises(DeviceUnavailable, match="unknown device 'tpu'"):
+        select_device("tpu")
     assert select_device("auto") == CPU
 
 

@@ -96,6 +96,15 @@ class NetworkSpec:
     def build(self) -> nn.Module:
         return _zoo(self.role).get(self.name)(**self.kwargs)
 
+    def load(self, state_dict: dict[str, Any], source: str) -> nn.Module:
+        """Build the network and load `state_dict` into it; a mismatch raises ValueError naming `source`."""
+        network = self.build()
+        try:
+            network.load_state_dict(state_dict)
+        except RuntimeError as error:
+            raise ValueError(f"the weights in {source} do not fit {self.role} '{self.name}': {error}") from None
+        return network
+
     def to_dict(self) -> dict[str, Any]:
         return {"role": self.role, "name": self.name, "kwargs": dict(self.kwargs)}
 
