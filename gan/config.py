@@ -51,6 +51,7 @@ class ModelConfig:
     discriminator: str = "dcgan"
     generator_args: dict[str, Any] = field(default_factory=dict)  # constructor keyword arguments
     discriminator_args: dict[str, Any] = field(default_factory=dict)
+    init_generator: str = ""  # srgan: start the generator from this checkpoint (a run directory or .pt)
 
 
 @dataclass
@@ -64,6 +65,12 @@ class LossConfig:
     cycle_weight: float = 10.0  # cyclegan: weight of each cycle-consistency L1 term (lambda)
     identity_weight: float = 0.5  # cyclegan: identity loss weight, as a fraction of cycle_weight; 0 = off
     pool_size: int = 50  # cyclegan: generated images kept for each discriminator; 0 = off
+    content: str = "mse"  # srgan: content loss, mse (pixels) or vgg (perceptual)
+    vgg_layer: str = "relu5_4"  # srgan: VGG layer of the perceptual loss (relu2_2 = VGG22, relu5_4 = VGG54)
+    vgg_arch: str = "vgg19"  # srgan: vgg19 or vgg16
+    vgg_weights: str = ""  # srgan: torchvision weights file; "" = $TORCH_HOME/hub/checkpoints; "random" = tests
+    vgg_feature_scale: float = 0.0784313725490196  # srgan: features multiplied by this (1/12.75, as SRGAN)
+    adversarial_weight: float = 1e-3  # srgan: weight of the adversarial term; 0 = no discriminator (SRResNet)
 
 
 @dataclass
@@ -88,6 +95,7 @@ class LogConfig:
     every: int = 50  # steps between TensorBoard scalars and progress lines
     image_every: int = 500  # steps between sample grids (TensorBoard and samples/*.png)
     num_samples: int = 64  # images in each sample grid (fixed latents)
+    eval_every: int = 0  # steps between validation metrics (recipes that have them, e.g. PSNR/SSIM); 0 = off
 
 
 @dataclass
@@ -204,10 +212,12 @@ def validate(config: Config) -> None:
     _check_choice("data.layout", data.layout, ("auto", "aligned", "folders"))
     _check_choice("data.direction", data.direction, ("AtoB", "BtoA"))
     _check_choice("data.scale", data.scale, (2, 3, 4, 8))
+    _check_choice("loss.content", config.loss.content, ("mse", "vgg"))
+    _check_choice("loss.vgg_arch", config.loss.vgg_arch, ("vgg16", "vgg19"))
     _check_range("data.jpeg_quality", data.jpeg_quality, 0, 100)
     for key in ("data.max_images", "data.num_workers", "train.lr_decay_steps", "loss.instance_noise_steps",
                 "data.load_size", "data.blur_sigma", "data.noise_std", "loss.l1_weight", "loss.cycle_weight",
-                "loss.identity_weight", "loss.pool_size"):
+                "loss.identity_weight", "loss.pool_size", "loss.adversarial_weight", "log.eval_every"):
         section, name = key.split(".")
         _check_range(key, getattr(getattr(config, section), name), 0, math.inf)
 

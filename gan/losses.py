@@ -85,3 +85,22 @@ def annealed_std(initial_std: float, step: int, anneal_steps: int) -> float:
     if anneal_steps <= 0:
         return 0.0
     return initial_std * max(0.0, 1.0 - step / anneal_steps)
+
+
+class PerceptualLoss(nn.Module):
+    """MSE between feature maps of output and target (Johnson et al. 2016; SRGAN's VGG loss).
+
+    `extractor` maps images (N, 3, H, W) in [-1, 1] to features; both feature maps are
+    multiplied by `feature_scale` first (SRGAN: 1/12.75, which brings VGG54 features
+    to the range of pixel MSE).
+    """
+
+    def __init__(self, extractor: nn.Module, feature_scale: float = 1.0):
+        super().__init__()
+        self.extractor = extractor
+        self.feature_scale = feature_scale
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            target_features = self.extractor(target)
+        return F.mse_loss(self.feature_scale * self.extractor(output), self.feature_scale * target_features)

@@ -283,6 +283,11 @@ def train(config: Config, run_dir: Path, device: torch.device, resume: bool = Fa
                 io_start = time.perf_counter()
                 if step % log_config.image_every == 0 or last:
                     _write_previews(recipe, writer, run_dir, step)
+                if log_config.eval_every and hasattr(recipe, "evaluate") and (step % log_config.eval_every == 0 or last):
+                    scores = recipe.evaluate()
+                    for name, value in scores.items():
+                        writer.add_scalar(name, value, step)
+                    print(f"\nstep {step}: " + "  ".join(f"{k} {v:.4f}" for k, v in scores.items()), file=sys.stderr)
                 if step % train_config.checkpoint_every == 0 or last or stop.signal_name:
                     last_checkpoint = save(step)
                 paused += time.perf_counter() - io_start

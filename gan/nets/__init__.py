@@ -25,7 +25,8 @@ ROLES = ("generator", "discriminator", "feature_extractor")
 _REGISTRIES: dict[str, Registry[Callable[..., nn.Module]]] = {role: Registry(role) for role in ROLES}
 
 # Modules whose import registers networks; add new architecture files here.
-_ZOO_MODULES = ("gan.nets.dcgan", "gan.nets.unet", "gan.nets.patchgan", "gan.nets.resnet")
+_ZOO_MODULES = ("gan.nets.dcgan", "gan.nets.unet", "gan.nets.patchgan", "gan.nets.resnet", "gan.nets.srresnet",
+                "gan.nets.vgg")
 
 
 def register_network(role: str, name: str):

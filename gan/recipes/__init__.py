@@ -9,5 +9,5 @@ from gan.registry import Registry
 RECIPES: Registry = Registry("recipe")
 
 # Modules whose import registers recipes; a new recipe adds its module here.
-for _module in ("gan.recipes.dcgan", "gan.recipes.pix2pix", "gan.recipes.cyclegan"):
+for _module in ("gan.recipes.dcgan", "gan.recipes.pix2pix", "gan.recipes.cyclegan", "gan.recipes.srgan"):
     importlib.import_module(_module)

@@ -17,6 +17,8 @@ A recipe is constructed as `Recipe(config, device, autocast)` and provides:
 - `preview() -> dict[str, Tensor]`: image batches (N, 3, H, W) in [-1, 1] to show
   as grids; must not draw from the global RNG or change training state.
 - `state_dict()` / `load_state_dict()`: any other state to checkpoint.
+- optionally `evaluate() -> dict[str, float]`: validation metrics (`val/psnr`, ...),
+  logged every `log.eval_every` steps; must not change training state.
 """
 
 from __future__ import annotations

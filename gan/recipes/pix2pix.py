@@ -17,9 +17,9 @@ from gan.data import build_dataset
 from gan.losses import AdversarialLoss
 from gan.nets import network_spec
 from gan.recipes import RECIPES
-from gan.recipes.base import AutocastFactory, adam, eval_mode, set_requires_grad
+from gan.recipes.base import AutocastFactory, adam, set_requires_grad
+from gan.recipes.image_to_image import load_preview_batch, preview_strips, validation_scores
 from gan.registry import ConfigError
-from gan.translate import run_padded
 
 PREVIEW_NAME = "input_output_target"
 
@@ -96,29 +96,15 @@ class Pix2PixRecipe:
             "d/fake": self.loss.score(fake_logits.detach()).mean(),
         }
 
-    def preview_batch(self) -> dict[str, torch.Tensor]:
-        """The first `log.num_samples` evaluation pairs (same size crops), loaded once."""
-        if self._preview_batch is None:
-            dataset = build_dataset(self.config.data, train=False)
-            items = [dataset[index] for index in range(min(self.config.log.num_samples, len(dataset)))]
-            # SR validation images differ in size: centre-crop all to the smallest
-            height = min(item["target"].shape[-2] for item in items)
-            width = min(item["target"].shape[-1] for item in items)
-            items = [_centre_crop_pair(item, height, width) for item in items]
-            self._preview_batch = {key: torch.stack([item[key] for item in items]).to(self.device)
-                                   for key in ("input", "target")}
-        return self._preview_batch
-
-    @torch.no_grad()
     def preview(self) -> dict[str, torch.Tensor]:
-        """Strips of input | output | target for the fixed evaluation batch."""
-        batch = self.preview_batch()
-        with eval_mode(self.generator), self.autocast():  # evaluation images may need padding
-            output = run_padded(self.generator, batch["input"], self.size_multiple).float()
-        source = batch["input"]
-        if source.shape[-2:] != output.shape[-2:]:  # an LR input: show it at the output's size
-            source = F.interpolate(source, size=output.shape[-2:], mode="nearest")
-        return {PREVIEW_NAME: torch.cat([source, output, batch["target"]], dim=-1)}
+        """Strips of input | output | target for a fixed evaluation batch."""
+        if self._preview_batch is None:
+            self._preview_batch = load_preview_batch(self.config, self.device)
+        return {PREVIEW_NAME: preview_strips(self.generator, self._preview_batch, self.size_multiple, self.autocast)}
+
+    def evaluate(self) -> dict[str, float]:
+        """PSNR/SSIM on the evaluation set (Y channel, shaved, for super-resolution)."""
+        return validation_scores(self.generator, self.config, self.device, self.size_multiple, self.autocast)
 
     def state_dict(self) -> dict[str, Any]:
         return {}
@@ -126,16 +112,3 @@ class Pix2PixRecipe:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
 
-
-def _centre_crop_pair(item: dict[str, torch.Tensor], height: int, width: int) -> dict[str, torch.Tensor]:
-    """Crop target to height x width around its centre, and the input to the same region
-    (scaled down when the input is the LR image)."""
-    target, source = item["target"], item["input"]
-    factor = target.shape[-1] // source.shape[-1]
-    height, width = height - height % factor, width - width % factor
-    top = (target.shape[-2] - height) // 2 // factor * factor
-    left = (target.shape[-1] - width) // 2 // factor * factor
-    return {
-        "target": target[..., top:top + height, left:left + width],
-        "input": source[..., top // factor:(top + height) // factor, left // factor:(left + width) // factor],
-    }

@@ -1,0 +1,92 @@
+"""SRResNet and the SRGAN discriminator (Ledig et al. 2017).
+
+SRResNet: 9x9 head conv + PReLU, `num_blocks` residual blocks (conv-BN-PReLU-conv-BN),
+a conv-BN with a global skip from the head, sub-pixel (PixelShuffle x2) upsampling
+stages, and a 9x9 tail conv. It takes the LR image and returns the HR image.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from gan.nets import register_network
+
+
+class _ResidualBlock(nn.Module):
+    def __init__(self, channels: int, batch_norm: bool):
+        super().__init__()
+        norm = (lambda: nn.BatchNorm2d(channels)) if batch_norm else nn.Identity
+        self.body = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1, bias=not batch_norm), norm(),
+                                  nn.PReLU(channels),
+                                  nn.Conv2d(channels, channels, 3, padding=1, bias=not batch_norm), norm())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+@register_network("generator", "srresnet")
+class SRResNet(nn.Module):
+    """LR images (N, image_channels, h, w) in [-1, 1] -> HR images (N, image_channels, h*scale, w*scale).
+
+    The output is linear (not squashed by tanh), so an MSE-trained network can reach
+    the targets exactly; callers clamp to [-1, 1] when they save images.
+    """
+
+    def __init__(
+        self,
+        scale: int,  # 2, 4 or 8: one PixelShuffle x2 stage per factor of 2 (supplied from data.scale)
+        channels: int = 64,  # width of the residual trunk
+        num_blocks: int = 16,  # residual blocks (B = 16 in the paper)
+        batch_norm: bool = True,  # BatchNorm in the blocks; off gives the EDSR-style variant
+        image_channels: int = 3,
+    ):
+        super().__init__()
+        if scale not in (2, 4, 8):
+            raise ValueError(f"SRResNet upsamples by 2, 4 or 8, not {scale}")
+        self.upscale = scale
+        self.head = nn.Sequential(nn.Conv2d(image_channels, channels, 9, padding=4), nn.PReLU(channels))
+        trunk_norm = nn.BatchNorm2d(channels) if batch_norm else nn.Identity()
+        self.trunk = nn.Sequential(*[_ResidualBlock(channels, batch_norm) for _ in range(num_blocks)],
+                                   nn.Conv2d(channels, channels, 3, padding=1, bias=not batch_norm), trunk_norm)
+        stages: list[nn.Module] = []
+        for _ in range(scale.bit_length() - 1):
+            stages += [nn.Conv2d(channels, channels * 4, 3, padding=1), nn.PixelShuffle(2), nn.PReLU(channels)]
+        self.upsample = nn.Sequential(*stages)
+        self.tail = nn.Conv2d(channels, image_channels, 9, padding=4)
+
+    def forward(self, lr_images: torch.Tensor) -> torch.Tensor:
+        features = self.head(lr_images)
+        return self.tail(self.upsample(features + self.trunk(features)))
+
+
+@register_network("discriminator", "srgan")
+class SRGANDiscriminator(nn.Module):
+    """HR images (N, in_channels, H, W) -> logits (N,), for any H, W >= 16.
+
+    The paper's eight 3x3 convolutions (64, 64s2, 128, 128s2, 256, 256s2, 512, 512s2)
+    with LeakyReLU(0.2) and BatchNorm after the first, then global average pooling
+    (instead of flattening a fixed 6x6 map, so any HR crop size works), a 1024-unit
+    dense layer with LeakyReLU, and one logit.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        channels: int = 64,  # width of the first conv; doubles every second conv
+    ):
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, channels, 3, padding=1), nn.LeakyReLU(0.2, inplace=True)]
+        width = channels
+        for index in range(1, 8):
+            out_width = channels * 2 ** (index // 2)
+            stride = 2 if index % 2 else 1
+            layers += [nn.Conv2d(width, out_width, 3, stride=stride, padding=1, bias=False),
+                       nn.BatchNorm2d(out_width), nn.LeakyReLU(0.2, inplace=True)]
+            width = out_width
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, 1024),
+                                        nn.LeakyReLU(0.2, inplace=True), nn.Linear(1024, 1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(images)).flatten()

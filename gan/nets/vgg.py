@@ -1,0 +1,108 @@
+"""A frozen VGG feature extractor for perceptual (content) losses (Johnson et al.; SRGAN).
+
+torchvision's VGG16/VGG19 `features` stack truncated after a named layer (`relu2_2`,
+`relu5_4`, ...: "VGG22" and "VGG54" in the SRGAN paper). Weights come from a local
+file in torchvision's format; nothing is downloaded. Inputs are images in [-1, 1],
+mapped to ImageNet normalisation inside.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision import models
+
+from gan.nets import register_network
+
+# torchvision's file names for the ImageNet weights, as torch.hub caches them.
+WEIGHT_FILES = {"vgg16": "vgg16-397923af.pth", "vgg19": "vgg19-dcbb9e9d.pth"}
+WEIGHT_URL = "https://download.pytorch.org/models/{}"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class WeightsNotFoundError(FileNotFoundError):
+    """The pretrained weights file is missing; the message says which file to put where."""
+
+
+def layer_names(features: nn.Sequential) -> list[str]:
+    """Names for the layers of a torchvision VGG `features` stack, in order:
+    conv1_1, relu1_1, conv1_2, relu1_2, pool1, conv2_1, ..."""
+    names, block, index = [], 1, 1
+    for layer in features:
+        if isinstance(layer, nn.Conv2d):
+            names.append(f"conv{block}_{index}")
+        elif isinstance(layer, nn.ReLU):
+            names.append(f"relu{block}_{index}")
+            index += 1
+        elif isinstance(layer, nn.MaxPool2d):
+            names.append(f"pool{block}")
+            block, index = block + 1, 1
+        else:
+            raise TypeError(f"unexpected layer {layer!r} in a VGG feature stack")
+    return names
+
+
+def default_weights_path(arch: str) -> Path:
+    """Where torch.hub caches torchvision's weights: $TORCH_HOME/hub/checkpoints/<file>."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / WEIGHT_FILES[arch]
+
+
+def resolve_weights(arch: str, weights: str) -> Path | None:
+    """The weights file to load ('' = torch's hub cache), or None for 'random'."""
+    if weights == "random":
+        return None
+    path = Path(os.path.expanduser(weights)) if weights else default_weights_path(arch)
+    if not path.is_file():
+        file_name = WEIGHT_FILES[arch]
+        raise WeightsNotFoundError(
+            f"{arch} weights not found at '{path}'. Put torchvision's ImageNet weights file {file_name} "
+            f"(from {WEIGHT_URL.format(file_name)}) at '{default_weights_path(arch)}', or point to it with "
+            f"--set loss.vgg_weights=/path/to/{file_name}"
+        )
+    return path
+
+
+@register_network("feature_extractor", "vgg")
+class VGGFeatures(nn.Module):
+    """images (N, 3, H, W) in [-1, 1] -> features of `layer` (N, C, H', W'); frozen, always in eval mode."""
+
+    def __init__(
+        self,
+        layer: str = "relu5_4",  # the last layer kept: relu2_2 = SRGAN's VGG22, relu5_4 = VGG54
+        arch: str = "vgg19",  # vgg19 or vgg16
+        weights: str = "",  # torchvision weights file; "" = torch's hub cache; "random" = untrained (tests only)
+    ):
+        super().__init__()
+        if arch not in WEIGHT_FILES:
+            raise ValueError(f"arch must be one of {', '.join(WEIGHT_FILES)}, got '{arch}'")
+        vgg = getattr(models, arch)(weights=None)
+        path = resolve_weights(arch, weights)
+        if path is None:
+            warnings.warn(f"{arch} perceptual loss uses RANDOM weights (loss.vgg_weights = \"random\"): "
+                          "fine for tests and smoke runs, meaningless for training", stacklevel=2)
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            try:
+                vgg.load_state_dict(state)
+            except RuntimeError as error:
+                raise ValueError(f"'{path}' is not a torchvision {arch} state dict: {error}") from None
+        names = layer_names(vgg.features)
+        if layer not in names:
+            raise ValueError(f"unknown VGG layer '{layer}'; valid: {', '.join(names)}")
+        self.layer = layer
+        self.features = vgg.features[: names.index(layer) + 1]
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> "VGGFeatures":
+        return super().train(False)  # BatchNorm-free, but stay in eval whatever the caller does
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.features(((images + 1) / 2 - self.mean) / self.std)

@@ -1,0 +1,71 @@
+"""What the image-to-image recipes (pix2pix, SRResNet/SRGAN) share: preview strips of a
+fixed evaluation batch, and PSNR/SSIM on the evaluation set during training."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gan.config import Config
+from gan.data import build_dataset
+from gan.metrics import psnr, signed_to_255, ssim
+from gan.recipes.base import AutocastFactory, eval_mode
+from gan.translate import run_padded
+
+
+def load_preview_batch(config: Config, device: torch.device) -> dict[str, torch.Tensor]:
+    """The first `log.num_samples` evaluation pairs, centre-cropped to a common size (SR
+    validation images differ in size), as `{"input", "target"}` batches on `device`."""
+    dataset = build_dataset(config.data, train=False)
+    items = [dataset[index] for index in range(min(config.log.num_samples, len(dataset)))]
+    height = min(item["target"].shape[-2] for item in items)
+    width = min(item["target"].shape[-1] for item in items)
+    items = [_centre_crop_pair(item, height, width) for item in items]
+    return {key: torch.stack([item[key] for item in items]).to(device) for key in ("input", "target")}
+
+
+def _centre_crop_pair(item: dict[str, torch.Tensor], height: int, width: int) -> dict[str, torch.Tensor]:
+    """Crop the target to height x width around its centre, and the input to the same region
+    (scaled down when the input is the LR image)."""
+    target, source = item["target"], item["input"]
+    factor = target.shape[-1] // source.shape[-1]
+    height, width = height - height % factor, width - width % factor
+    top = (target.shape[-2] - height) // 2 // factor * factor
+    left = (target.shape[-1] - width) // 2 // factor * factor
+    return {
+        "target": target[..., top:top + height, left:left + width],
+        "input": source[..., top // factor:(top + height) // factor, left // factor:(left + width) // factor],
+    }
+
+
+@torch.no_grad()
+def preview_strips(generator: nn.Module, batch: dict[str, torch.Tensor], size_multiple: int,
+                   autocast: AutocastFactory) -> torch.Tensor:
+    """input | output | target side by side, (N, 3, H, 3W) in [-1, 1]; an LR input is shown enlarged."""
+    with eval_mode(generator), autocast():
+        output = run_padded(generator, batch["input"], size_multiple).float().clamp(-1, 1)
+    source = batch["input"]
+    if source.shape[-2:] != output.shape[-2:]:
+        source = F.interpolate(source, size=output.shape[-2:], mode="nearest")
+    return torch.cat([source, output, batch["target"]], dim=-1)
+
+
+@torch.no_grad()
+def validation_scores(generator: nn.Module, config: Config, device: torch.device, size_multiple: int,
+                      autocast: AutocastFactory) -> dict[str, float]:
+    """Mean PSNR/SSIM of the generator on the evaluation set, whole images one at a time;
+    for super-resolution on the Y channel with `data.scale` pixels shaved, as papers report."""
+    dataset = build_dataset(config.data, train=False)
+    super_resolution = config.data.dataset == "sr_pairs"
+    border = config.data.scale if super_resolution else 0
+    scores = {"val/psnr": 0.0, "val/ssim": 0.0}
+    with eval_mode(generator):
+        for index in range(len(dataset)):
+            item = dataset[index]
+            with autocast():
+                output = run_padded(generator, item["input"][None].to(device), size_multiple).float()
+            output, target = signed_to_255(output[0].cpu()), signed_to_255(item["target"])
+            scores["val/psnr"] += psnr(output, target, border, super_resolution) / len(dataset)
+            scores["val/ssim"] += ssim(output, target, border, super_resolution) / len(dataset)
+    return scores

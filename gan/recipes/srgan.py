@@ -1,0 +1,125 @@
+"""Super-resolution with a network that upsamples itself: SRResNet and SRGAN (Ledig et al. 2017).
+
+SRResNet (`recipe = "srresnet"`, `loss.adversarial_weight = 0`): the generator alone,
+trained on a content loss, pixel MSE by default (the PSNR-oriented baseline).
+SRGAN (`recipe = "srgan"`): the same generator, usually started from an SRResNet
+checkpoint (`model.init_generator`), trained on a VGG content loss plus
+`loss.adversarial_weight` (1e-3) times the adversarial loss against the SRGAN
+discriminator.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from gan.checkpoint import load_checkpoint, resolve_checkpoint
+from gan.config import Config
+from gan.data import build_dataset
+from gan.losses import AdversarialLoss, PerceptualLoss
+from gan.nets import network_spec
+from gan.nets.vgg import VGGFeatures
+from gan.recipes import RECIPES
+from gan.recipes.base import AutocastFactory, adam, set_requires_grad
+from gan.recipes.image_to_image import load_preview_batch, preview_strips, validation_scores
+from gan.registry import ConfigError
+
+PREVIEW_NAME = "input_output_target"
+
+
+@RECIPES.register("srgan")
+@RECIPES.register("srresnet")
+class SRGANRecipe:
+    def __init__(self, config: Config, device: torch.device, autocast: AutocastFactory):
+        self.config = config
+        self.device = device
+        self.autocast = autocast
+        data, model, loss, train = config.data, config.model, config.loss, config.train
+        if data.dataset != "sr_pairs" or data.upsample_input:
+            raise ConfigError(f"recipe '{config.recipe}' needs data.dataset = \"sr_pairs\" with "
+                              "data.upsample_input = false: its generator upsamples the LR image itself")
+        self.specs = {"generator": network_spec("generator", model.generator, model.generator_args,
+                                                "model.generator_args", scale=data.scale)}
+        self.generator = self.specs["generator"].build().to(device)
+        if model.init_generator:
+            self._load_initial_generator(model.init_generator)
+        self.networks = {"generator": self.generator}
+        betas = (train.beta1, train.beta2)
+        self.optimizers = {"generator": adam(self.generator, train.g_lr, betas, device)}
+        self.adversarial_weight = loss.adversarial_weight
+        if self.adversarial_weight:
+            self.discriminator = network_spec("discriminator", model.discriminator, model.discriminator_args,
+                                              "model.discriminator_args").build().to(device)
+            self.networks["discriminator"] = self.discriminator
+            self.optimizers["discriminator"] = adam(self.discriminator, train.d_lr, betas, device)
+            self.adversarial = AdversarialLoss(loss.adversarial, loss.label_smoothing, loss.gp_weight)
+        if loss.content == "vgg":
+            extractor = VGGFeatures(loss.vgg_layer, loss.vgg_arch, loss.vgg_weights).to(device)
+            self.content_loss = PerceptualLoss(extractor, loss.vgg_feature_scale)
+        else:
+            self.content_loss = F.mse_loss
+        self._preview_batch: dict[str, torch.Tensor] | None = None
+
+    def _load_initial_generator(self, source: str) -> None:
+        path = resolve_checkpoint(Path(source))
+        state = load_checkpoint(path)
+        if state.get("specs", {}).get("generator") != self.specs["generator"].to_dict():
+            raise ConfigError(f"model.init_generator '{path}' holds a different generator "
+                              f"({state.get('specs', {}).get('generator')}) from this config's "
+                              f"({self.specs['generator'].to_dict()})")
+        self.generator.load_state_dict(state["networks"]["generator"])
+
+    def build_dataset(self) -> Dataset:
+        return build_dataset(self.config.data, train=True)
+
+    def step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
+        lr_images, hr_images = batch["input"], batch["target"]
+        with self.autocast():
+            sr_images = self.generator(lr_images)
+        metrics = {}
+        if self.adversarial_weight:
+            set_requires_grad(self.discriminator, True)
+            with self.autocast():
+                real_logits = self.discriminator(hr_images).float()
+                fake_logits = self.discriminator(sr_images.detach()).float()
+            d_loss = self.adversarial.discriminator(real_logits, fake_logits)
+            self.optimizers["discriminator"].zero_grad(set_to_none=True)
+            d_loss.backward()
+            self.optimizers["discriminator"].step()
+            set_requires_grad(self.discriminator, False)
+            metrics.update({"loss/d": d_loss.detach(),
+                            "d/real": self.adversarial.score(real_logits.detach()).mean(),
+                            "d/fake": self.adversarial.score(fake_logits.detach()).mean()})
+
+        with self.autocast():
+            content = self.content_loss(sr_images.float(), hr_images)
+        g_loss = content
+        if self.adversarial_weight:
+            with self.autocast():
+                g_adversarial = self.adversarial.generator(self.discriminator(sr_images).float())
+            g_loss = content + self.adversarial_weight * g_adversarial
+            metrics["loss/g_adversarial"] = g_adversarial.detach()
+        self.optimizers["generator"].zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.optimizers["generator"].step()
+        return {"loss/content": content.detach(), "loss/g": g_loss.detach(), **metrics}
+
+    def preview(self) -> dict[str, torch.Tensor]:
+        """Strips of LR input (enlarged, nearest) | output | HR target for a fixed validation batch."""
+        if self._preview_batch is None:
+            self._preview_batch = load_preview_batch(self.config, self.device)
+        return {PREVIEW_NAME: preview_strips(self.generator, self._preview_batch, 1, self.autocast)}
+
+    def evaluate(self) -> dict[str, float]:
+        """PSNR/SSIM on the validation folder (Y channel, `data.scale` pixels shaved)."""
+        return validation_scores(self.generator, self.config, self.device, 1, self.autocast)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass

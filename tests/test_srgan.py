@@ -1,0 +1,185 @@
+"""SRResNet, the SRGAN discriminator, the VGG perceptual loss, and the SR recipes end to end."""
+
+import csv
+import warnings
+
+import pytest
+import torch
+import torchvision
+from click.testing import CliRunner
+from PIL import Image
+from torch import nn
+
+from conftest import REPO, only_run, random_rgb
+from gan.cli import main
+from gan.losses import PerceptualLoss
+from gan.nets import network_spec
+from gan.nets.vgg import VGGFeatures, WeightsNotFoundError, layer_names
+
+
+@pytest.mark.parametrize("scale", [2, 4, 8])
+def test_srresnet_output_is_exactly_scale_times_the_input(scale):
+    generator = network_spec("generator", "srresnet", {"channels": 8, "num_blocks": 2}, "g", scale=scale).build()
+    assert generator(torch.rand(2, 3, 11, 7)).shape == (2, 3, 11 * scale, 7 * scale)
+    pixel_shuffles = [m for m in generator.modules() if isinstance(m, nn.PixelShuffle)]
+    assert len(pixel_shuffles) == scale.bit_length() - 1  # one x2 sub-pixel stage per factor of 2
+
+
+def test_srresnet_options_and_errors():
+    plain = network_spec("generator", "srresnet", {"batch_norm": False, "num_blocks": 3}, "g", scale=4).build()
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in plain.modules())
+    default = network_spec("generator", "srresnet", {}, "g", scale=4).build()
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in default.modules()) == 2 * 16 + 1
+    assert 1.5e6 < sum(p.numel() for p in default.parameters()) < 1.6e6  # the paper's ~1.5M
+    with pytest.raises(ValueError, match="by 2, 4 or 8, not 3"):
+        network_spec("generator", "srresnet", {}, "g", scale=3).build()
+
+
+@pytest.mark.parametrize("size", [(96, 96), (128, 80), (16, 16)])
+def test_srgan_discriminator_takes_any_crop_size(size):
+    discriminator = network_spec("discriminator", "srgan", {"channels": 8}, "d").build()
+    assert discriminator(torch.rand(3, 3, *size)).shape == (3,)
+    strided = [m for m in discriminator.modules() if isinstance(m, nn.Conv2d) and m.stride == (2, 2)]
+    assert len([m for m in discriminator.modules() if isinstance(m, nn.Conv2d)]) == 8 and len(strided) == 4
+
+
+def test_vgg_layer_names_map_to_torchvision_indices():
+    for arch, last in (("vgg19", "relu5_4"), ("vgg16", "relu5_3")):
+        features = getattr(torchvision.models, arch)(weights=None).features
+        names = layer_names(features)
+        assert len(names) == len(features)
+        for name, layer in zip(names, features):
+            expected = {"conv": nn.Conv2d, "relu": nn.ReLU, "pool": nn.MaxPool2d}[name.rstrip("0123456789_")]
+            assert isinstance(layer, expected), name
+        assert names.index("relu2_2") == 8 and names.index(last) == len(features) - 2
+    vgg19_names = layer_names(torchvision.models.vgg19(weights=None).features)
+    assert vgg19_names.index("relu5_4") == 35 and vgg19_names.index("relu3_4") == 17
+
+
+def _random_vgg(layer="relu2_2", arch="vgg19"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return VGGFeatures(layer, arch, "random")
+
+
+def test_vgg_features_are_truncated_frozen_and_in_eval_mode():
+    extractor = _random_vgg("relu2_2")
+    assert len(extractor.features) == 9 and isinstance(extractor.features[-1], nn.ReLU)
+    assert not any(p.requires_grad for p in extractor.parameters())
+    extractor.train()
+    assert not extractor.training
+    assert extractor(torch.rand(1, 3, 32, 32) * 2 - 1).shape == (1, 128, 16, 16)
+
+
+def test_random_weights_warn_loudly():
+    with pytest.warns(UserWarning, match="RANDOM weights"):
+        VGGFeatures("relu1_1", "vgg16", "random")
+
+
+def test_perceptual_loss_is_zero_for_identical_images_and_positive_otherwise():
+    loss = PerceptualLoss(_random_vgg("relu2_2"), feature_scale=1 / 12.75)
+    images = torch.rand(2, 3, 32, 32) * 2 - 1
+    assert loss(images, images.clone()).item() == 0.0
+    assert loss(images, (images + 0.1 * torch.randn_like(images)).clamp(-1, 1)).item() > 0
+
+
+def test_missing_weights_file_says_which_file_to_put_where(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    with pytest.raises(WeightsNotFoundError) as error:
+        VGGFeatures("relu5_4", "vgg19", "")
+    message = str(error.value)
+    assert "vgg19-dcbb9e9d.pth" in message and str(tmp_path / "torch" / "hub" / "checkpoints") in message
+    assert "loss.vgg_weights" in message
+    with pytest.raises(WeightsNotFoundError, match="no_such.pth"):
+        VGGFeatures("relu5_4", "vgg19", str(tmp_path / "no_such.pth"))
+
+
+@pytest.fixture(scope="module")
+def torchvision_vgg19_file(tmp_path_factory):
+    """A randomly initialised torchvision VGG19 saved as torchvision saves its ImageNet weights."""
+    torch.manual_seed(0)
+    network = torchvision.models.vgg19(weights=None)
+    path = tmp_path_factory.mktemp("torch_home") / "hub" / "checkpoints" / "vgg19-dcbb9e9d.pth"
+    path.parent.mkdir(parents=True)
+    torch.save(network.state_dict(), path)
+    return path, network.features[0].weight.detach().clone()
+
+
+def test_torchvision_state_dict_loads_through_our_path(torchvision_vgg19_file, monkeypatch):
+    path, first_conv = torchvision_vgg19_file
+    explicit = VGGFeatures("relu1_2", "vgg19", str(path))
+    assert torch.equal(explicit.features[0].weight, first_conv)
+    monkeypatch.setenv("TORCH_HOME", str(path.parent.parent.parent))  # $TORCH_HOME/hub/checkpoints/<file>
+    monkeypatch.setattr(torch.hub, "_hub_dir", None)
+    cached = VGGFeatures("relu1_2", "vgg19", "")
+    assert torch.equal(cached.features[0].weight, first_conv)
+    with pytest.raises(ValueError, match="not a torchvision vgg16 state dict"):
+        VGGFeatures("relu1_2", "vgg16", str(path))
+
+
+TINY_SR = ["data.resolution=32", "data.num_workers=0", "model.generator_args.channels=8",
+           "model.generator_args.num_blocks=1", "train.steps=2", "train.batch_size=2", "train.checkpoint_every=2",
+           "log.every=1", "log.image_every=2", "log.eval_every=2", "log.num_samples=2"]
+
+
+def _sets(*items):
+    return [arg for item in items for arg in ("--set", item)]
+
+
+@pytest.fixture(scope="module")
+def hr_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("hr")
+    for index in range(3):
+        random_rgb((48, 44), index).save(folder / f"{index}.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def srresnet_run(hr_folder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    result = CliRunner().invoke(main, ["train", str(REPO / "experiments" / "srresnet_x4.toml"), *_sets(
+        *TINY_SR, f"data.root={hr_folder}", f"data.val_root={hr_folder}"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return only_run(out)
+
+
+def test_srresnet_logs_validation_psnr_and_evaluates_beside_bicubic(srresnet_run, hr_folder, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    scalars = set(EventAccumulator(str(srresnet_run)).Reload().Tags()["scalars"])
+    assert {"loss/content", "loss/g", "val/psnr", "val/ssim"} <= scalars and "loss/d" not in scalars
+    runner = CliRunner()
+    result = runner.invoke(main, ["eval", str(srresnet_run), "--data", str(hr_folder), "--csv", str(tmp_path / "e.csv")])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(open(tmp_path / "e.csv")))
+    assert rows[-1]["image"] == "mean" and float(rows[-1]["bicubic_psnr"]) > 5
+    random_rgb((13, 9), 5).save(tmp_path / "small.png")
+    upscaled = runner.invoke(main, ["translate", str(srresnet_run), str(tmp_path / "small.png"), str(tmp_path / "big.png")])
+    assert upscaled.exit_code == 0, upscaled.output
+    assert Image.open(tmp_path / "big.png").size == (52, 36)  # the network's own x4
+
+
+def test_srgan_starts_from_the_srresnet_checkpoint(srresnet_run, hr_folder, tmp_path):
+    args = ["train", str(REPO / "experiments" / "srgan_x4.toml"), *_sets(
+        *TINY_SR, f"data.root={hr_folder}", f"data.val_root={hr_folder}", "loss.vgg_weights=random",
+        "loss.vgg_layer=relu2_2", "model.discriminator_args.channels=8", f"model.init_generator={srresnet_run}"),
+        "--out", str(tmp_path / "runs")]
+    with pytest.warns(UserWarning, match="RANDOM weights"):
+        result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    from gan.checkpoint import list_checkpoints, load_checkpoint
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir = only_run(tmp_path / "runs")
+    scalars = set(EventAccumulator(str(run_dir)).Reload().Tags()["scalars"])
+    assert {"loss/content", "loss/g_adversarial", "loss/d", "d/real", "d/fake", "val/psnr"} <= scalars
+    assert "discriminator" in load_checkpoint(list_checkpoints(run_dir)[-1])["networks"]
+    mismatched = CliRunner().invoke(main, [*args[:-2], "--set", "model.generator_args.num_blocks=2",
+                                           "--out", str(tmp_path / "other")])
+    assert mismatched.exit_code == 2 and "holds a different generator" in mismatched.output
+
+
+def test_srgan_needs_lr_inputs(tmp_path):
+    result = CliRunner().invoke(main, ["train", str(REPO / "experiments" / "srresnet_x4.toml"),
+                                       "--set", "data.upsample_input=true", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "data.upsample_input = false" in result.output
