@@ -27,8 +27,17 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from gan.checkpoint import (FORMAT, CheckpointError, capture_rng_state, checkpoint_path, list_checkpoints,
-                            load_checkpoint, prune_checkpoints, restore_rng_state, save_checkpoint)
+from gan.checkpoint import (
+    FORMAT,
+    CheckpointError,
+    capture_rng_state,
+    checkpoint_path,
+    list_checkpoints,
+    load_checkpoint,
+    prune_checkpoints,
+    restore_rng_state,
+    save_checkpoint,
+)
 from gan.config import Config, config_to_dict, dump_config
 from gan.data.sampling import batches
 from gan.images import image_grid, save_image_grid

@@ -1,13 +1,21 @@
-import pickle
 import random
 
 import numpy as np
 import pytest
 import torch
 
-from gan.checkpoint import (FORMAT, CheckpointError, capture_rng_state, checkpoint_path, list_checkpoints,
-                            load_checkpoint, prune_checkpoints, resolve_checkpoint, restore_rng_state,
-                            save_checkpoint)
+from gan.checkpoint import (
+    FORMAT,
+    CheckpointError,
+    capture_rng_state,
+    checkpoint_path,
+    list_checkpoints,
+    load_checkpoint,
+    prune_checkpoints,
+    resolve_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
 
 
 def test_round_trip(tmp_path):

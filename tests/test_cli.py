@@ -3,9 +3,9 @@
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import REPO, TINY, only_run
 from PIL import Image
 
-from conftest import REPO, TINY, only_run
 from gan.cli import main
 from gan.data.decode import UnreadableImageWarning
 from gan.sample import interpolation_latents, slerp

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import REPO, only_run, random_rgb
 from PIL import Image
 from torch import nn
 
-from conftest import REPO, only_run, random_rgb
 from gan.checkpoint import list_checkpoints, load_checkpoint
 from gan.cli import main
 from gan.config import load_config

@@ -3,9 +3,9 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from conftest import random_rgb, write_png16
 from PIL import Image
 
-from conftest import random_rgb, write_png16
 from gan.config import load_config
 from gan.data import build_dataset
 from gan.data.decode import ImageReadError, UnreadableImageWarning, read_rgb

@@ -7,10 +7,10 @@ import pytest
 import torch
 import torchvision
 from click.testing import CliRunner
+from conftest import REPO, only_run, random_rgb
 from PIL import Image
 from torch import nn
 
-from conftest import REPO, only_run, random_rgb
 from gan.cli import main
 from gan.losses import PerceptualLoss
 from gan.nets import network_spec
@@ -167,8 +167,9 @@ def test_srgan_starts_from_the_srresnet_checkpoint(srresnet_run, hr_folder, tmp_
     with pytest.warns(UserWarning, match="RANDOM weights"):
         result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
-    from gan.checkpoint import list_checkpoints, load_checkpoint
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from gan.checkpoint import list_checkpoints, load_checkpoint
 
     run_dir = only_run(tmp_path / "runs")
     scalars = set(EventAccumulator(str(run_dir)).Reload().Tags()["scalars"])

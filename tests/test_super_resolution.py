@@ -4,9 +4,9 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from conftest import random_rgb
 from PIL import Image
 
-from conftest import random_rgb
 from gan.data.super_resolution import Degradation, bicubic_resize, super_resolution_dataset
 
 

@@ -5,12 +5,11 @@ import time
 
 import pytest
 import torch
-
 from conftest import REPO, TINY, only_run, tiny_config
+
 from gan.checkpoint import list_checkpoints, load_checkpoint
 from gan.recipes.dcgan import DCGANRecipe
-from gan.train import (DeviceUnavailable, MetricWatch, NonFiniteLossError, create_run_dir, lr_scale,
-                       select_device, train)
+from gan.train import DeviceUnavailable, MetricWatch, NonFiniteLossError, create_run_dir, lr_scale, select_device, train
 
 CPU = torch.device("cpu")
 

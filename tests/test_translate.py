@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import REPO, only_run, random_rgb
 from PIL import Image
 from torch import nn
 
-from conftest import REPO, only_run, random_rgb
 from gan.cli import main
 from gan.translate import translate_tensor
 

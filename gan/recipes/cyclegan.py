@@ -20,7 +20,7 @@ from gan.image_pool import ImagePool
 from gan.losses import AdversarialLoss
 from gan.nets import network_spec
 from gan.recipes import RECIPES
-from gan.recipes.base import AutocastFactory, adam, eval_mode, set_requires_grad
+from gan.recipes.base import AutocastFactory, eval_mode, set_requires_grad
 from gan.translate import run_padded
 
 DIRECTIONS = ("AtoB", "BtoA")
