@@ -292,11 +292,8 @@ def train(config: Config, run_dir: Path, device: torch.device, resume: bool = Fa
                 io_start = time.perf_counter()
                 if step % log_config.image_every == 0 or last:
                     _write_previews(recipe, writer, run_dir, step)
-                if log_config.eval_every and hasattr(recipe, "evaluate") and (step % log_config.eval_every == 0 or last):
-                    scores = recipe.evaluate()
-                    for name, value in scores.items():
-                        writer.add_scalar(name, value, step)
-                    print(f"\nstep {step}: " + "  ".join(f"{k} {v:.4f}" for k, v in scores.items()), file=sys.stderr)
+                if log_config.eval_every and (step % log_config.eval_every == 0 or last):
+                    _log_validation(recipe, writer, step)
                 if step % train_config.checkpoint_every == 0 or last or stop.signal_name:
                     last_checkpoint = save(step)
                 paused += time.perf_counter() - io_start
@@ -346,6 +343,16 @@ def _write_previews(recipe: Recipe, writer: Any, run_dir: Path, step: int) -> No
     for name, images in recipe.preview().items():
         writer.add_image(f"samples/{name}", image_grid(images).add(1).div(2).clamp(0, 1), step)
         save_image_grid(images, run_dir / "samples" / f"{step:08d}-{name}.png")
+
+
+def _log_validation(recipe: Recipe, writer: Any, step: int) -> None:
+    """The recipe's validation metrics (if it has any) to TensorBoard and the terminal."""
+    if not hasattr(recipe, "evaluate"):
+        return
+    scores = recipe.evaluate()
+    for name, value in scores.items():
+        writer.add_scalar(name, value, step)
+    print(f"\nstep {step}: " + "  ".join(f"{name} {value:.4f}" for name, value in scores.items()), file=sys.stderr)
 
 
 def _state(recipe: Recipe, config: Config, step: int, samples_seen: int) -> dict[str, Any]:
