@@ -21,9 +21,8 @@ import torch
 from PIL import Image
 
 from gan.data.decode import find_images, read_rgb
-from gan.data.paired import paired_dataset
+from gan.data.paired import augment_together, paired_dataset
 from gan.data.super_resolution import Degradation, bicubic_resize, crop_to_multiple
-from gan.data.unpaired import augment
 from gan.metrics import psnr, signed_to_255, ssim
 from gan.translate import Translator, translate_tensor
 
@@ -76,7 +75,7 @@ def evaluate_cycle(to_b: Translator, to_a: Translator, root: Path, resolution: i
     a_folder, b_folder = cycle_folders(root)
     for domain, folder, forward, backward in (("A", a_folder, to_b, to_a), ("B", b_folder, to_a, to_b)):
         for path in find_images(folder):
-            image = augment(read_rgb(path), resolution, 0, None, False)
+            (image,) = augment_together([read_rgb(path)], resolution, 0, None, False)
             reconstructed = backward(forward(image))
             original, result = _to_255(image), _to_255(reconstructed)
             yield {"image": f"{domain}/{path.relative_to(folder).as_posix()}",

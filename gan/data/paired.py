@@ -27,23 +27,23 @@ def split_side_by_side(image: Image.Image) -> tuple[Image.Image, Image.Image]:
     return image.crop((0, 0, half, height)), image.crop((half, 0, 2 * half, height))
 
 
-def transform_pair(first: Image.Image, second: Image.Image, size: int, load_size: int,
-                   rng: random.Random | None, hflip: bool) -> tuple[Image.Image, Image.Image]:
-    """The same geometric augmentation on both images.
+def augment_together(images: list[Image.Image], size: int, load_size: int, rng: random.Random | None,
+                     hflip: bool) -> list[Image.Image]:
+    """The same geometric augmentation on every image of `images`.
 
-    Training (`rng` given): resize both to `load_size` squared (pix2pix's
-    resize_and_crop; a short image is scaled up), crop the same random `size` square,
-    flip both or neither. Evaluation (`rng` None): resize both to `size` squared.
+    Training (`rng` given): resize to `load_size` squared (pix2pix's resize_and_crop;
+    a short image is scaled up), crop the same random `size` square, flip all or none.
+    Evaluation (`rng` None) or `load_size` 0: resize to `size` squared.
     """
     if rng is None or not load_size:
-        first, second = (image.resize((size, size), Image.Resampling.BICUBIC) for image in (first, second))
+        images = [image.resize((size, size), Image.Resampling.BICUBIC) for image in images]
     else:
-        first, second = (image.resize((load_size, load_size), Image.Resampling.BICUBIC) for image in (first, second))
+        images = [image.resize((load_size, load_size), Image.Resampling.BICUBIC) for image in images]
         left, top = rng.randint(0, load_size - size), rng.randint(0, load_size - size)
-        first, second = (image.crop((left, top, left + size, top + size)) for image in (first, second))
+        images = [image.crop((left, top, left + size, top + size)) for image in images]
     if rng is not None and hflip and rng.random() < 0.5:
-        first, second = (image.transpose(Image.Transpose.FLIP_LEFT_RIGHT) for image in (first, second))
-    return first, second
+        images = [image.transpose(Image.Transpose.FLIP_LEFT_RIGHT) for image in images]
+    return images
 
 
 class PairedImages(Dataset):
@@ -76,7 +76,7 @@ class PairedImages(Dataset):
         index, seed = augmentation_key(key)
         a_image, b_image = self.skip_unreadable(self.load, index, len(self.pairs))
         rng = random.Random(seed) if self.train else None
-        a_image, b_image = transform_pair(a_image, b_image, self.resolution, self.load_size, rng, self.hflip)
+        a_image, b_image = augment_together([a_image, b_image], self.resolution, self.load_size, rng, self.hflip)
         source, target = (b_image, a_image) if self.reverse else (a_image, b_image)
         return {"input": pil_to_signed(source), "target": pil_to_signed(target)}
 

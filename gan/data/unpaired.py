@@ -11,26 +11,12 @@ import random
 from pathlib import Path
 
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
 from gan.data.decode import ImageReadError, find_images, read_rgb, readable_images
 from gan.data.image_files import SkipUnreadable, augmentation_key
+from gan.data.paired import augment_together
 from gan.images import pil_to_signed
-
-
-def augment(image: Image.Image, size: int, load_size: int, rng: random.Random | None, hflip: bool) -> Image.Image:
-    """Training (`rng` given): resize to `load_size` squared, random `size` crop, random flip.
-    Evaluation: resize to `size` squared."""
-    if rng is None or not load_size:
-        image = image.resize((size, size), Image.Resampling.BICUBIC)
-    else:
-        image = image.resize((load_size, load_size), Image.Resampling.BICUBIC)
-        left, top = rng.randint(0, load_size - size), rng.randint(0, load_size - size)
-        image = image.crop((left, top, left + size, top + size))
-    if rng is not None and hflip and rng.random() < 0.5:
-        image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    return image
 
 
 class UnpairedImages(Dataset):
@@ -55,8 +41,9 @@ class UnpairedImages(Dataset):
         images = {}
         for name, paths, start in (("a", self.a_paths, index % len(self.a_paths)), ("b", self.b_paths, b_index)):
             image = self.skip_unreadable(lambda i, paths=paths: read_rgb(paths[i]), start, len(paths))
-            images[name] = pil_to_signed(augment(image, self.resolution, self.load_size,
-                                                 rng if self.train else None, self.hflip))
+            (image,) = augment_together([image], self.resolution, self.load_size, rng if self.train else None,
+                                        self.hflip)
+            images[name] = pil_to_signed(image)
         return images
 
     @property
