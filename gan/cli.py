@@ -132,7 +132,8 @@ def sample(source: Path, count: int, out: Path | None, separate: Path | None, se
     if count < 1 or steps < 0 or steps == 1:
         raise click.UsageError("--n must be >= 1 and --interpolate >= 2")
     try:
-        generator, path, used_ema = load_generator(source, select_device(device))
+        loaded = load_generator(source, select_device(device))
+        generator, path, used_ema = loaded.generator, loaded.checkpoint, loaded.used_ema
     except (CheckpointError, DeviceUnavailable) as error:
         _fail(error)
     if steps:
@@ -213,15 +214,35 @@ def translate(checkpoint: Path, source: Path, output: Path, side_by_side: bool, 
 
 @main.command(name="eval")
 @click.argument("checkpoint", type=click.Path(exists=True, path_type=Path))
-@click.option("--data", "folder", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Super-resolution: a folder of HR images. Paired: a folder of pairs.")
+@click.option("--data", "folder", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Super-resolution: a folder of HR images. Paired: a folder of pairs. Unconditional: "
+                   "the real images to compare with [default: the run's data.root].")
+@click.option("--metrics", "metric_names", default="fid,kid,swd", show_default=True,
+              help="Unconditional checkpoints: comma-separated, of fid, kid, swd, pr (precision/recall).")
+@click.option("--n", "count", default=10000, show_default=True,
+              help="Unconditional checkpoints: generated images, and real images in the reference set.")
+@click.option("--inception-weights", type=click.Path(dir_okay=False, path_type=Path),
+              help="Inception-v3 weights file for fid/kid/pr [default: torch-fidelity's cache folder].")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where reference statistics are cached [default: ~/.cache/gan/reference-statistics].")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Unconditional checkpoints: where to write the results "
+                   "[default: metrics-<step>.json in the run directory].")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Where to write per-image results [default: eval-<data>-<step>.csv in the run directory].")
+              help="Image-to-image checkpoints: where to write per-image results "
+                   "[default: eval-<data>-<step>.csv in the run directory].")
 @click.option("--tile", default=512, show_default=True, help="Process larger images in tiles of this many pixels.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-def evaluate(checkpoint: Path, folder: Path, csv_path: Path | None, tile: int, device: str) -> None:
-    """PSNR and SSIM of an image-to-image checkpoint on a folder, per image and mean.
+def evaluate(checkpoint: Path, folder: Path | None, metric_names: str, count: int, inception_weights: Path | None,
+             cache_dir: Path | None, json_path: Path | None, csv_path: Path | None, tile: int, device: str) -> None:
+    """Measure a checkpoint (CHECKPOINT: a run directory or a checkpoint file).
 
+    Unconditional (DCGAN) checkpoints: FID, KID, SWD and precision/recall of --n images
+    from the EMA generator against --n real images of the run's data set, printed and
+    written as JSON. FID/KID need the Inception-v3 weights (README, "Metrics"); SWD needs
+    nothing. Real-image statistics are cached, so later evaluations only generate.
+
+    Image-to-image checkpoints: PSNR and SSIM on a --data folder, per image and mean.
     Super-resolution checkpoints are measured as papers report them: the LR input is
     the bicubic downsampling of each HR image, PSNR/SSIM are on the Y channel with
     `scale` pixels shaved, and plain bicubic upsampling is shown beside the model.
@@ -230,33 +251,75 @@ def evaluate(checkpoint: Path, folder: Path, csv_path: Path | None, tile: int, d
 
     \b
     Examples:
+      gan eval runs/00000-dcgan_celeba64 --metrics fid,kid,swd --n 10000
+      gan eval runs/00000-dcgan_celeba64 --metrics swd --n 2000 --json swd.json
       gan eval runs/00002-sr_pix2pix_x4 --data ../shared/data/sr/Set5
       gan eval runs/00001-pix2pix_facades --data ../shared/data/paired/val --csv val.csv
       gan eval runs/00003-cyclegan_horse2zebra --data ../shared/data/unpaired
     """
-    from gan.checkpoint import CheckpointError
-    from gan.evaluate import evaluate_cycle, evaluate_paired, evaluate_super_resolution, mean_row, write_csv
+    from gan.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint
     from gan.train import DeviceUnavailable, select_device
-    from gan.translate import load_translator
 
     try:
-        translator = load_translator(checkpoint, select_device(device), tile)
-        data = translator.config["data"]
-        if translator.config["recipe"] == "cyclegan":
-            backward = load_translator(checkpoint, translator.device, tile, direction="BtoA")
-            rows_iterator = evaluate_cycle(translator, backward, folder, data["resolution"])
-        elif data["dataset"] == "sr_pairs":
-            rows_iterator = evaluate_super_resolution(translator, folder, data["scale"])
+        path = resolve_checkpoint(checkpoint)
+        state = load_checkpoint(path)
+        if state["config"]["recipe"] == "dcgan":
+            _evaluate_generative(state, path, folder, metric_names, count, inception_weights, cache_dir,
+                                 json_path, select_device(device))
         else:
-            rows_iterator = evaluate_paired(translator, folder, data)
-        rows = []
-        for row in rows_iterator:
-            rows.append(row)
-            click.echo(_format_row(row), err=True)
+            if folder is None:
+                raise click.UsageError("image-to-image checkpoints need --data FOLDER")
+            _evaluate_image_to_image(path, folder, csv_path, tile, select_device(device))
     except (CheckpointError, FileNotFoundError, NotADirectoryError, DeviceUnavailable, ValueError) as error:
         _fail(error)
+
+
+def _evaluate_generative(state: dict, path: Path, folder: Path | None, metric_names: str, count: int,
+                         inception_weights: Path | None, cache_dir: Path | None, json_path: Path | None,
+                         device) -> None:
+    import json
+
+    from gan.evaluate import evaluate_generative
+    from gan.metrics.generative import check_metric_names
+    from gan.registry import ConfigError
+    from gan.sample import generator_from_checkpoint
+
+    try:
+        names = check_metric_names(metric_names.split(","), "--metrics")
+    except ConfigError as error:
+        raise click.BadParameter(str(error)) from None
+    if count < 2:
+        raise click.BadParameter("--n must be at least 2")
+    loaded = generator_from_checkpoint(state, path, device)
+    result = evaluate_generative(loaded, names, count, device, folder, inception_weights, cache_dir)
+    json_path = json_path or path.parent / f"metrics-{loaded.step:08d}.json"
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(result, indent=2) + "\n")
+    scores = {key: value for key, value in result.items() if isinstance(value, float)}
+    click.echo(f"step {result['step']}  " + "  ".join(f"{key} {value:.4f}" for key, value in scores.items()))
+    click.echo(f"wrote {json_path} ({result['num_images']} generated vs {result['num_images']} real images "
+               f"from {result['reference']}; {path})", err=True)
+
+
+def _evaluate_image_to_image(path: Path, folder: Path, csv_path: Path | None, tile: int, device) -> None:
+    from gan.evaluate import evaluate_cycle, evaluate_paired, evaluate_super_resolution, mean_row, write_csv
+    from gan.translate import load_translator
+
+    translator = load_translator(path, device, tile)
+    data = translator.config["data"]
+    if translator.config["recipe"] == "cyclegan":
+        backward = load_translator(path, translator.device, tile, direction="BtoA")
+        rows_iterator = evaluate_cycle(translator, backward, folder, data["resolution"])
+    elif data["dataset"] == "sr_pairs":
+        rows_iterator = evaluate_super_resolution(translator, folder, data["scale"])
+    else:
+        rows_iterator = evaluate_paired(translator, folder, data)
+    rows = []
+    for row in rows_iterator:
+        rows.append(row)
+        click.echo(_format_row(row), err=True)
     if not rows:
-        _fail(FileNotFoundError(f"nothing to evaluate in '{folder}'"))
+        raise FileNotFoundError(f"nothing to evaluate in '{folder}'")
     rows.append(mean_row(rows))
     csv_path = csv_path or translator.checkpoint.parent / f"eval-{folder.name}-{translator.step:08d}.csv"
     write_csv(rows, csv_path)

@@ -99,6 +99,15 @@ class LogConfig:
 
 
 @dataclass
+class MetricsConfig:
+    every: int = 0  # steps between generative metrics of the (EMA) generator (dcgan); 0 = off
+    names: list[str] = field(default_factory=lambda: ["swd", "fid", "kid"])  # of fid, kid, swd, pr
+    num_samples: int = 2048  # generated images per evaluation, and real images in the reference set
+    inception_weights: str = ""  # fid/kid/pr: Inception-v3 weights file; "" = torch-fidelity's cache folder
+    cache_dir: str = ""  # reference statistics; "" = $XDG_CACHE_HOME/gan or ~/.cache/gan
+
+
+@dataclass
 class Config:
     recipe: str = "dcgan"
     data: DataConfig = field(default_factory=DataConfig)
@@ -106,6 +115,7 @@ class Config:
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
 
 # ----------------------------------------------------------------------------- reading
@@ -181,6 +191,7 @@ def validate(config: Config) -> None:
     """Check names and ranges that types alone cannot; fills network args with their defaults."""
     from gan.data import DATASETS
     from gan.losses import ADVERSARIAL_LOSSES
+    from gan.metrics.generative import check_metric_names
     from gan.nets import resolve_network_args
     from gan.recipes import RECIPES
 
@@ -215,9 +226,12 @@ def validate(config: Config) -> None:
     _check_choice("loss.content", config.loss.content, ("mse", "vgg"))
     _check_choice("loss.vgg_arch", config.loss.vgg_arch, ("vgg16", "vgg19"))
     _check_range("data.jpeg_quality", data.jpeg_quality, 0, 100)
+    _check_range("metrics.num_samples", config.metrics.num_samples, 2, math.inf)
+    check_metric_names(config.metrics.names, "metrics.names")
     for key in ("data.max_images", "data.num_workers", "train.lr_decay_steps", "loss.instance_noise_steps",
                 "data.load_size", "data.blur_sigma", "data.noise_std", "loss.l1_weight", "loss.cycle_weight",
-                "loss.identity_weight", "loss.pool_size", "loss.adversarial_weight", "log.eval_every"):
+                "loss.identity_weight", "loss.pool_size", "loss.adversarial_weight", "log.eval_every",
+                "metrics.every"):
         section, name = key.split(".")
         _check_range(key, getattr(getattr(config, section), name), 0, math.inf)
 

@@ -1,4 +1,8 @@
-"""Image-quality evaluation of image-to-image checkpoints (what `gan eval` does).
+"""What `gan eval` does: generative metrics of unconditional checkpoints, image quality of
+image-to-image ones.
+
+Unconditional (DCGAN) checkpoints: FID, KID, precision/recall and SWD of generated
+images against the run's training images (gan/metrics/generative.py).
 
 Super-resolution checkpoints: each HR image in a folder is cropped to a multiple of the
 scale, downsampled with bicubic filtering (no extra degradations, as benchmark papers
@@ -12,6 +16,7 @@ with it (cycle-consistency L1, in [0, 1] units, and PSNR).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 from pathlib import Path
 from typing import Iterator
@@ -20,15 +25,33 @@ import numpy as np
 import torch
 from PIL import Image
 
+from gan.config import config_from_dict
 from gan.data.decode import find_images, read_rgb
 from gan.data.paired import augment_together, paired_dataset
 from gan.data.super_resolution import Degradation, bicubic_resize, crop_to_multiple
 from gan.metrics import psnr, signed_to_255, ssim
+from gan.metrics.generative import GenerativeEvaluator, evaluate_generator
+from gan.sample import LoadedGenerator
 from gan.translate import Translator, translate_tensor
 
 
 def _to_255(image: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.asarray(image, dtype=np.float64).copy()).permute(2, 0, 1)
+
+
+def evaluate_generative(loaded: LoadedGenerator, names: list[str], count: int, device: torch.device,
+                        data_root: Path | None = None, inception_weights: str | None = None,
+                        cache_dir: str | None = None) -> dict:
+    """Metrics of `count` generated images against as many real ones of the run's data set
+    (or of `data_root`, read the way the run's `[data]` section says)."""
+    data = config_from_dict(loaded.config).data
+    if data_root is not None:
+        data = dataclasses.replace(data, root=str(data_root), max_images=0)
+    evaluator = GenerativeEvaluator(data, names, count, device, inception_weights, cache_dir)
+    scores = evaluate_generator(evaluator, loaded.generator)
+    reference = "synthetic" if data.dataset == "synthetic" else str(Path(data.root).resolve())
+    return {"checkpoint": str(loaded.checkpoint), "step": loaded.step, "reference": reference,
+            "num_images": evaluator.reference_size, "ema": loaded.used_ema, **scores}
 
 
 def evaluate_super_resolution(translator: Translator, folder: Path, scale: int) -> Iterator[dict]:

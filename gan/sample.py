@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -11,13 +13,23 @@ from gan.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint
 from gan.nets import NetworkSpec
 
 
-def load_generator(source: str | Path, device: torch.device) -> tuple[nn.Module, Path, bool]:
-    """The generator of a run directory (newest checkpoint) or checkpoint file, in eval mode.
+@dataclass
+class LoadedGenerator:
+    generator: nn.Module  # in eval mode, no gradients
+    checkpoint: Path
+    used_ema: bool  # the EMA weights, when the checkpoint has them
+    config: dict[str, Any]  # the run's resolved config
+    step: int
 
-    Returns (generator, checkpoint path, whether the EMA weights were used).
-    """
+
+def load_generator(source: str | Path, device: torch.device) -> LoadedGenerator:
+    """The unconditional generator of a run directory (newest checkpoint) or checkpoint file."""
     path = resolve_checkpoint(Path(source))
-    state = load_checkpoint(path)
+    return generator_from_checkpoint(load_checkpoint(path), path, device)
+
+
+def generator_from_checkpoint(state: dict[str, Any], path: Path, device: torch.device) -> LoadedGenerator:
+    """The generator (EMA weights when present) of a loaded checkpoint `state` read from `path`."""
     if "generator" not in state.get("specs", {}):
         raise CheckpointError(f"'{path}' holds no generator spec; was it written by `gan train`?")
     use_ema = "generator_ema" in state["networks"]
@@ -26,7 +38,8 @@ def load_generator(source: str | Path, device: torch.device) -> tuple[nn.Module,
         generator = NetworkSpec.from_dict(state["specs"]["generator"]).load(weights, f"'{path}'")
     except ValueError as error:
         raise CheckpointError(str(error)) from None
-    return generator.to(device).eval().requires_grad_(False), path, use_ema
+    return LoadedGenerator(generator.to(device).eval().requires_grad_(False), path, use_ema, state["config"],
+                           state["step"])
 
 
 def random_latents(count: int, latent_dim: int, seed: int) -> torch.Tensor:

@@ -9,6 +9,7 @@ training step does is the recipe's business (gan/recipes/base.py).
 from __future__ import annotations
 
 import contextlib
+import json
 import random
 
 try:
@@ -41,6 +42,7 @@ from gan.checkpoint import (
 from gan.config import Config, config_to_dict, dump_config
 from gan.data.sampling import batches
 from gan.images import image_grid, save_image_grid
+from gan.metrics.generative import GenerativeEvaluator, evaluate_generator
 from gan.progress import Progress, format_duration
 from gan.recipes import RECIPES
 from gan.recipes.base import AutocastFactory, Recipe
@@ -225,6 +227,7 @@ def train(config: Config, run_dir: Path, device: torch.device, resume: bool = Fa
     for optimizer in recipe.optimizers.values():
         for group in optimizer.param_groups:
             group.setdefault("base_lr", group["lr"])
+    evaluator = _generative_evaluator(config, recipe, device)
 
     start_step, samples_seen, last_checkpoint = 0, 0, None
     if resume:
@@ -294,6 +297,8 @@ def train(config: Config, run_dir: Path, device: torch.device, resume: bool = Fa
                     _write_previews(recipe, writer, run_dir, step)
                 if log_config.eval_every and (step % log_config.eval_every == 0 or last):
                     _log_validation(recipe, writer, step)
+                if evaluator and (step % config.metrics.every == 0 or last):
+                    _log_generative_metrics(evaluator, recipe, writer, run_dir, step)
                 if step % train_config.checkpoint_every == 0 or last or stop.signal_name:
                     last_checkpoint = save(step)
                 paused += time.perf_counter() - io_start
@@ -353,6 +358,30 @@ def _log_validation(recipe: Recipe, writer: Any, step: int) -> None:
     for name, value in scores.items():
         writer.add_scalar(name, value, step)
     print(f"\nstep {step}: " + "  ".join(f"{name} {value:.4f}" for name, value in scores.items()), file=sys.stderr)
+
+
+def _generative_evaluator(config: Config, recipe: Recipe, device: torch.device) -> GenerativeEvaluator | None:
+    """The evaluator `[metrics]` asks for, or None when off (or when no metric it names can run here)."""
+    metrics = config.metrics
+    if not metrics.every:
+        return None
+    if not hasattr(recipe, "evaluation_generator"):
+        raise ConfigError(f"metrics.every: generative metrics are for unconditional recipes such as dcgan; "
+                          f"recipe '{config.recipe}' reports validation metrics instead (log.eval_every)")
+    evaluator = GenerativeEvaluator(config.data, metrics.names, metrics.num_samples, device,
+                                    metrics.inception_weights, metrics.cache_dir, require_weights=False)
+    return evaluator if evaluator.names else None
+
+
+def _log_generative_metrics(evaluator: GenerativeEvaluator, recipe: Recipe, writer: Any, run_dir: Path,
+                            step: int) -> None:
+    """Scores of the (EMA) generator to TensorBoard (`metrics/...`), metrics.jsonl and the terminal."""
+    scores = evaluate_generator(evaluator, recipe.evaluation_generator())
+    for name, value in scores.items():
+        writer.add_scalar(f"metrics/{name}", value, step)
+    with open(run_dir / "metrics.jsonl", "a") as handle:
+        handle.write(json.dumps({"step": step, "num_images": evaluator.reference_size, **scores}) + "\n")
+    print(f"\nstep {step}: " + "  ".join(f"{name} {value:.4g}" for name, value in scores.items()), file=sys.stderr)
 
 
 def _state(recipe: Recipe, config: Config, step: int, samples_seen: int) -> dict[str, Any]:

@@ -19,6 +19,8 @@ A recipe is constructed as `Recipe(config, device, autocast)` and provides:
 - `state_dict()` / `load_state_dict()`: any other state to checkpoint.
 - optionally `evaluate() -> dict[str, float]`: validation metrics (`val/psnr`, ...),
   logged every `log.eval_every` steps; must not change training state.
+- optionally `evaluation_generator() -> nn.Module`: an unconditional generator (with
+  `latent_dim`) whose samples `[metrics]` scores against the data (FID, KID, SWD).
 """
 
 from __future__ import annotations

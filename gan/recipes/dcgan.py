@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch import nn
 from torch.utils.data import Dataset
 
 from gan.config import Config
@@ -110,6 +111,10 @@ class DCGANRecipe:
             with eval_mode(generator), self.autocast():
                 grids[name] = generator(self.fixed_latents).float()
         return grids
+
+    def evaluation_generator(self) -> nn.Module:
+        """The generator whose samples are scored (FID, SWD, ...): the EMA copy when there is one."""
+        return self.ema.average if self.ema else self.generator
 
     def state_dict(self) -> dict[str, Any]:
         return {"fixed_latents": self.fixed_latents.cpu()}

@@ -1,0 +1,206 @@
+"""Generative metrics of a generator against a real image set: FID, KID, precision/recall, SWD.
+
+Real images come from a run's `[data]` section (no augmentation), at the training
+resolution, as uint8 like the generated ones. Their Inception features and SWD
+descriptors are computed once and cached on disk, keyed by everything they depend
+on, so evaluating during training costs only the generated side.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Iterable
+
+import torch
+from torch import nn
+
+from gan.checkpoint import CheckpointError, save_checkpoint
+from gan.config import DataConfig
+from gan.images import signed_to_uint8
+from gan.metrics.feature_distances import (
+    GaussianStatistics,
+    frechet_distance,
+    kernel_inception_distance,
+    precision_recall,
+)
+from gan.metrics.inception import InceptionWeightsNotFoundError, inception_features, load_inception
+from gan.metrics.swd import patch_descriptors, swd_from_descriptors
+from gan.registry import ConfigError, suggest
+
+METRIC_NAMES = ("fid", "kid", "swd", "pr")
+INCEPTION_METRICS = ("fid", "kid", "pr")
+# Bump when images, features or descriptors are computed differently: old caches then miss.
+VERSION = 1
+
+
+def check_metric_names(names: Iterable[str], key: str) -> list[str]:
+    """The names, each checked against METRIC_NAMES (`key` is what the user set, for the message)."""
+    names = [name.strip().lower() for name in names if name.strip()]
+    for name in names:
+        if name not in METRIC_NAMES:
+            raise ConfigError(f"{key}: unknown metric '{name}'{suggest(name, list(METRIC_NAMES))}; "
+                              f"known: {', '.join(METRIC_NAMES)}")
+    if not names:
+        raise ConfigError(f"{key}: name at least one metric of {', '.join(METRIC_NAMES)}")
+    return names
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gan" / "reference-statistics"
+
+
+# ----------------------------------------------------------------------------- reference set
+
+
+def reference_key(data: DataConfig, count: int, kind: str) -> dict:
+    """Everything the cached `kind` ('inception' or 'swd') statistics of a data set depend on."""
+    key = {"version": VERSION, "kind": kind, "dataset": data.dataset, "resolution": data.resolution,
+           "count": count, "split": data.split, "max_images": data.max_images}
+    if data.dataset == "synthetic":
+        key["synthetic_size"] = data.synthetic_size
+    else:
+        key["root"] = str(Path(data.root).resolve())
+    if data.dataset == "celeba":
+        key["crop"] = data.crop
+    return key
+
+
+class ReferenceCache:
+    """Statistics files in a folder, one per key: `<kind>-<hash of key>.pt`, holding the key itself."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def path(self, key: dict) -> Path:
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+        return self.folder / f"{key['kind']}-{digest}.pt"
+
+    def load(self, key: dict) -> dict[str, torch.Tensor] | None:
+        path = self.path(key)
+        if not path.is_file():
+            return None
+        try:
+            stored = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:  # a truncated file from a killed run: recompute
+            warnings.warn(f"ignoring unreadable reference statistics '{path}': {error}", stacklevel=2)
+            return None
+        return stored["statistics"] if stored.get("key") == key else None
+
+    def store(self, key: dict, statistics: dict[str, torch.Tensor]) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            save_checkpoint({"key": key, "statistics": statistics}, self.path(key))
+        except CheckpointError as error:  # a read-only cache is slow, not fatal
+            warnings.warn(f"could not cache reference statistics: {error}", stacklevel=2)
+
+
+def load_reference_images(data: DataConfig, count: int, seed: int = 0) -> torch.Tensor:
+    """uint8 (n, 3, R, R): a fixed random `count` of the data set's images (all if fewer), not augmented."""
+    from gan.data import build_dataset
+
+    dataset = build_dataset(dataclasses.replace(data, hflip=False), train=False)
+    size = len(dataset)
+    order = torch.randperm(size, generator=torch.Generator().manual_seed(seed))[:min(count, size)]
+    return torch.stack([signed_to_uint8(dataset[int(index)]["image"]) for index in order.sort().values])
+
+
+# ----------------------------------------------------------------------------- the evaluator
+
+
+class GenerativeEvaluator:
+    """Scores sets of generated uint8 images against one real reference set.
+
+    FID, KID and precision/recall need the Inception-v3 weights; with `require_weights`
+    False (training) their absence only drops them, with one warning.
+    """
+
+    def __init__(self, data: DataConfig, names: Iterable[str], count: int, device: torch.device,
+                 inception_weights: str | None = None, cache_dir: str | Path | None = None,
+                 require_weights: bool = True, batch_size: int = 64):
+        self.data, self.count, self.device, self.batch_size = data, count, device, batch_size
+        self.names = check_metric_names(names, "metrics")
+        self.cache = ReferenceCache(Path(cache_dir) if cache_dir else default_cache_dir())
+        self.inception: nn.Module | None = None
+        if any(name in INCEPTION_METRICS for name in self.names):
+            try:
+                self.inception = load_inception(inception_weights, device)
+            except InceptionWeightsNotFoundError as error:
+                if require_weights:
+                    raise
+                dropped = [name for name in self.names if name in INCEPTION_METRICS]
+                self.names = [name for name in self.names if name not in INCEPTION_METRICS]
+                warnings.warn(f"skipping {', '.join(dropped)}: {error}", stacklevel=2)
+        self._reference: dict[str, dict[str, torch.Tensor]] | None = None
+
+    def reference(self) -> dict[str, dict[str, torch.Tensor]]:
+        """Reference statistics by kind, from the cache or computed (and cached) now."""
+        if self._reference is None:
+            kinds = (["inception"] if self.inception is not None else []) + (["swd"] if "swd" in self.names else [])
+            images: torch.Tensor | None = None
+            self._reference = {}
+            for kind in kinds:
+                key = reference_key(self.data, self.count, kind)
+                statistics = self.cache.load(key)
+                if statistics is None:
+                    if images is None:
+                        print(f"computing reference statistics of {self.count} real images "
+                              f"(cached in {self.cache.folder})", file=sys.stderr)
+                        images = load_reference_images(self.data, self.count)
+                    statistics = self._statistics(kind, images)
+                    self.cache.store(key, statistics)
+                self._reference[kind] = statistics
+        return self._reference
+
+    def _statistics(self, kind: str, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        statistics = {"num_images": torch.tensor(len(images))}
+        if kind == "inception":
+            statistics["features"] = inception_features(self.inception, images, self.batch_size)
+        else:
+            statistics.update({f"level{index}": level for index, level in enumerate(patch_descriptors(images))})
+        return statistics
+
+    @property
+    def reference_size(self) -> int:
+        """How many real images the reference set has (the data set may hold fewer than asked)."""
+        return int(next(iter(self.reference().values()))["num_images"])
+
+    def score(self, images: torch.Tensor) -> dict[str, float]:
+        """Metrics of generated uint8 images (n, 3, R, R); n must equal `reference_size` for SWD."""
+        reference = self.reference()
+        scores: dict[str, float] = {}
+        if self.inception is not None:
+            real = reference["inception"]["features"].numpy()
+            fake = inception_features(self.inception, images, self.batch_size).numpy()
+            if "fid" in self.names:
+                scores["fid"] = frechet_distance(GaussianStatistics.of(real), GaussianStatistics.of(fake))
+            if "kid" in self.names:
+                scores["kid"], scores["kid_std"] = kernel_inception_distance(real, fake)
+            if "pr" in self.names:
+                scores["precision"], scores["recall"] = precision_recall(real, fake)
+        if "swd" in self.names:
+            real_levels = [reference["swd"][f"level{i}"] for i in range(len(reference["swd"]) - 1)]
+            scores.update(swd_from_descriptors(real_levels, patch_descriptors(images, seed=1), images.shape[-1]))
+        return scores
+
+
+@torch.no_grad()
+def generated_images(generator: nn.Module, count: int, seed: int = 0, batch_size: int = 64) -> torch.Tensor:
+    """uint8 (count, 3, R, R) from latents drawn with their own seeded generator (the global RNG is untouched)."""
+    from gan.recipes.base import eval_mode
+    from gan.sample import generate, random_latents
+
+    with eval_mode(generator):
+        return signed_to_uint8(generate(generator, random_latents(count, generator.latent_dim, seed), batch_size))
+
+
+def evaluate_generator(evaluator: GenerativeEvaluator, generator: nn.Module,
+                       seed: int = 0) -> dict[str, float]:
+    """Generate as many images as the reference set has and score them."""
+    return evaluator.score(generated_images(generator, evaluator.reference_size, seed, evaluator.batch_size))
+

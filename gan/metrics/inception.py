@@ -1,0 +1,78 @@
+"""Inception-v3 pool features for FID/KID, the way papers compute them.
+
+The network, its TensorFlow-exact bilinear resize to 299x299 and its input scaling
+come from torch-fidelity (the reference implementation; pytorch-fid and clean-fid
+agree with it), loaded with the TF-ported weights from a local file. Nothing is
+downloaded: the file is looked for where torch-fidelity itself caches it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
+WEIGHTS_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{WEIGHTS_FILE}"
+FEATURE_SIZE = 2048
+
+
+class InceptionWeightsNotFoundError(FileNotFoundError):
+    """The Inception-v3 weights file is not on this machine."""
+
+
+def default_weights_path() -> Path:
+    """Where torch-fidelity caches the weights: $TORCH_HOME/hub/checkpoints/."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / WEIGHTS_FILE
+
+
+def resolve_weights_path(path: str | Path | None) -> Path:
+    """`path`, or the default location; an error naming both the file and where to put it when absent."""
+    resolved = Path(path).expanduser() if path else default_weights_path()
+    if not resolved.is_file():
+        raise InceptionWeightsNotFoundError(
+            f"Inception-v3 weights not found at '{resolved}'. FID and KID need the TF-ported weights "
+            f"'{WEIGHTS_FILE}' (from {WEIGHTS_URL}); download it on a machine with internet and pass "
+            f"--inception-weights PATH (metrics.inception_weights in a config), or put it at "
+            f"'{default_weights_path()}'.")
+    return resolved
+
+
+def load_inception(path: str | Path | None, device: torch.device) -> nn.Module:
+    """torch-fidelity's FID Inception-v3, returning (N, 2048) pool features for uint8 (N, 3, H, W) images.
+
+    The file is read with `weights_only=True` first, so a file holding pickled code is
+    refused; torch-fidelity's own loader (which unpickles) only ever sees a copy
+    re-saved here from those plain tensors.
+    """
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    resolved = resolve_weights_path(path)
+    try:
+        state = torch.load(resolved, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise ValueError(f"'{resolved}' is not a plain PyTorch state dict of Inception-v3 weights: {error}") from None
+    if not isinstance(state, dict) or "Mixed_7c.branch_pool.conv.weight" not in state:
+        raise ValueError(f"'{resolved}' does not hold torch-fidelity's Inception-v3 weights ({WEIGHTS_FILE})")
+    with tempfile.TemporaryDirectory() as folder:
+        copy = os.path.join(folder, WEIGHTS_FILE)
+        torch.save({name: tensor for name, tensor in state.items() if isinstance(tensor, torch.Tensor)}, copy)
+        try:
+            model = FeatureExtractorInceptionV3("inception-v3-compat", [str(FEATURE_SIZE)],
+                                                feature_extractor_weights_path=copy)
+        except RuntimeError as error:  # shape or key mismatch
+            raise ValueError(f"'{resolved}' does not match torch-fidelity's Inception-v3: {error}") from None
+    return model.to(device)
+
+
+@torch.no_grad()
+def inception_features(model: nn.Module, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    """(N, 2048) float32 CPU features of uint8 images (N, 3, H, W), computed in batches."""
+    if images.dtype != torch.uint8:
+        raise TypeError(f"Inception features are computed from uint8 images, got {images.dtype}")
+    device = next(model.parameters()).device
+    chunks = [model(chunk.to(device))[0].float().cpu() for chunk in images.split(batch_size)]
+    return torch.cat(chunks) if chunks else torch.empty(0, FEATURE_SIZE)

@@ -1,0 +1,277 @@
+"""SWD, the Inception loader, the reference-statistics cache, in-loop metrics and `gan eval`."""
+
+import json
+import random
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from conftest import REPO, TINY, only_run, random_rgb, tiny_config
+from PIL import Image, ImageFilter
+
+import gan.metrics.generative as generative
+from gan.cli import main
+from gan.config import DataConfig
+from gan.data.synthetic import draw_face
+from gan.metrics.generative import GenerativeEvaluator, ReferenceCache, reference_key
+from gan.metrics.inception import (
+    WEIGHTS_FILE,
+    InceptionWeightsNotFoundError,
+    inception_features,
+    load_inception,
+)
+from gan.metrics.swd import laplacian_pyramid, patch_descriptors, pyramid_resolutions, swd_from_descriptors
+from gan.train import train
+
+CPU = torch.device("cpu")
+
+
+def to_uint8(images: list[Image.Image]) -> torch.Tensor:
+    return torch.from_numpy(np.stack([np.asarray(image) for image in images])).permute(0, 3, 1, 2).contiguous()
+
+
+# ----------------------------------------------------------------------------- SWD
+
+
+def test_laplacian_pyramid_levels_add_back_up_to_the_image():
+    from gan.metrics.swd import _pyramid_up
+
+    images = torch.rand(2, 3, 32, 32) * 255
+    levels = laplacian_pyramid(images, 3)
+    assert [level.shape[-1] for level in levels] == [32, 16, 8]
+    rebuilt = levels[-1]
+    for level in reversed(levels[:-1]):
+        rebuilt = level + _pyramid_up(rebuilt)
+    torch.testing.assert_close(rebuilt, images, rtol=0, atol=1e-3)
+    assert pyramid_resolutions(64) == [64, 32, 16] and pyramid_resolutions(128) == [128, 64, 32, 16]
+
+
+@pytest.fixture(scope="module")
+def faces() -> list[Image.Image]:
+    return [draw_face(64, random.Random(index)) for index in range(192)]
+
+
+def test_swd_is_near_zero_for_the_same_set_and_grows_with_blur_and_noise(faces):
+    reference = patch_descriptors(to_uint8(faces), seed=1)
+
+    def swd(images: torch.Tensor) -> float:
+        return swd_from_descriptors(reference, patch_descriptors(images, seed=2), 64)["swd/mean"]
+
+    same = swd(to_uint8(faces))  # other random patches of the same images: sampling noise only
+    blurred = [swd(to_uint8([face.filter(ImageFilter.GaussianBlur(radius)) for face in faces]))
+               for radius in (1, 2, 3)]
+    generator = torch.Generator().manual_seed(0)
+    clean = to_uint8(faces).float()
+    noised = [swd((clean + std * torch.randn(clean.shape, generator=generator)).round().clamp(0, 255).byte())
+              for std in (5, 15, 40)]
+    assert same < blurred[0] < blurred[1] < blurred[2]
+    assert same < noised[0] < noised[1] < noised[2]
+    assert same < 0.2 * min(blurred[2], noised[2])
+
+
+def test_swd_reports_each_level_and_their_mean(faces):
+    descriptors = patch_descriptors(to_uint8(faces[:8]))
+    assert [tuple(level.shape) for level in descriptors] == [(8 * 128, 147)] * 3
+    assert descriptors[0].dtype == torch.float16
+    scores = swd_from_descriptors(descriptors, descriptors, 64)
+    assert list(scores) == ["swd/64px", "swd/32px", "swd/16px", "swd/mean"]
+    assert scores["swd/mean"] == 0.0  # identical descriptor sets
+    with pytest.raises(ValueError, match="equal shape"):
+        swd_from_descriptors(descriptors, patch_descriptors(to_uint8(faces[:4])), 64)
+    with pytest.raises(TypeError, match="uint8"):
+        patch_descriptors(torch.rand(2, 3, 32, 32))
+
+
+# ----------------------------------------------------------------------------- Inception weights
+
+
+@pytest.fixture(scope="session")
+def random_inception_weights(tmp_path_factory) -> Path:
+    """torch-fidelity's Inception-v3 with random weights, saved as a plain state dict (the real file
+    cannot be downloaded here; this exercises the same loading path)."""
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    folder = tmp_path_factory.mktemp("inception")
+    empty = folder / "empty.pth"
+    torch.save({}, empty)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(FeatureExtractorInceptionV3, "load_state_dict", lambda self, state: None)
+        torch.manual_seed(0)
+        model = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(empty))
+    path = folder / WEIGHTS_FILE
+    torch.save(model.state_dict(), path)
+    return path
+
+
+def test_missing_inception_weights_name_the_file_and_where_to_put_it(tmp_path):
+    with pytest.raises(InceptionWeightsNotFoundError) as error:
+        load_inception(tmp_path / "nowhere.pth", CPU)
+    message = str(error.value)
+    assert "nowhere.pth" in message and WEIGHTS_FILE in message and "--inception-weights" in message
+    assert "hub/checkpoints" in message
+
+
+def test_inception_weights_load_without_unpickling_and_give_2048_features(random_inception_weights, tmp_path):
+    model = load_inception(random_inception_weights, CPU)
+    images = torch.randint(0, 256, (3, 3, 64, 64), dtype=torch.uint8)
+    features = inception_features(model, images, batch_size=2)
+    assert features.shape == (3, 2048) and torch.isfinite(features).all()
+    torch.testing.assert_close(inception_features(model, images[:1]), features[:1], rtol=1e-4, atol=1e-5)
+
+    pickled = tmp_path / "pickled.pth"
+    torch.save({"weights": torch.zeros(1), "code": Path("x")}, pickled)  # an arbitrary object
+    with pytest.raises(ValueError, match="pickled.pth.*not a plain PyTorch state dict"):
+        load_inception(pickled, CPU)
+    foreign = tmp_path / "foreign.pth"
+    torch.save({"conv.weight": torch.zeros(1)}, foreign)
+    with pytest.raises(ValueError, match="does not hold torch-fidelity's Inception-v3 weights"):
+        load_inception(foreign, CPU)
+
+
+# ----------------------------------------------------------------------------- reference cache
+
+
+@pytest.fixture
+def image_folder(tmp_path) -> Path:
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for index in range(12):
+        random_rgb((40, 40), seed=index).save(folder / f"{index:02d}.png")
+    return folder
+
+
+def test_reference_statistics_are_cached_and_invalidated_when_the_key_changes(image_folder, tmp_path, monkeypatch):
+    loads = []
+    original = generative.load_reference_images
+    monkeypatch.setattr(generative, "load_reference_images", lambda *args: loads.append(args) or original(*args))
+    data = DataConfig(dataset="folder", root=str(image_folder), resolution=32)
+    cache = tmp_path / "cache"
+
+    def reference(data: DataConfig, count: int) -> dict:
+        return GenerativeEvaluator(data, ["swd"], count, CPU, cache_dir=cache).reference()["swd"]
+
+    first = reference(data, 8)
+    assert len(loads) == 1 and len(list(cache.glob("swd-*.pt"))) == 1
+    again = reference(data, 8)
+    assert len(loads) == 1  # read back from the cache, not recomputed
+    for name in first:
+        assert torch.equal(first[name], again[name])
+
+    reference(DataConfig(dataset="folder", root=str(image_folder), resolution=16), 8)  # resolution
+    reference(data, 10)  # count
+    monkeypatch.setattr(generative, "VERSION", generative.VERSION + 1)  # metric version
+    reference(data, 8)
+    assert len(loads) == 4 and len(list(cache.glob("swd-*.pt"))) == 4
+
+    other_folder = tmp_path / "other"
+    other_folder.mkdir()
+    for index in range(8):
+        random_rgb((40, 40), seed=100 + index).save(other_folder / f"{index}.png")
+    assert reference_key(data, 8, "swd") != reference_key(DataConfig(dataset="folder", root=str(other_folder),
+                                                                      resolution=32), 8, "swd")
+    reference(DataConfig(dataset="folder", root=str(other_folder), resolution=32), 8)  # dataset path
+    assert len(loads) == 5
+
+
+def test_a_corrupt_cache_file_is_recomputed(image_folder, tmp_path):
+    data = DataConfig(dataset="folder", root=str(image_folder), resolution=16)
+    key = reference_key(data, 4, "swd")
+    cache = ReferenceCache(tmp_path)
+    cache.path(key).write_bytes(b"truncated")
+    with pytest.warns(UserWarning, match="unreadable reference statistics"):
+        assert cache.load(key) is None
+        statistics = GenerativeEvaluator(data, ["swd"], 4, CPU, cache_dir=tmp_path).reference()["swd"]
+    assert int(statistics["num_images"]) == 4
+    assert cache.load(key) is not None  # rewritten whole
+
+
+def test_inception_statistics_cache_and_scores(image_folder, tmp_path, random_inception_weights):
+    data = DataConfig(dataset="folder", root=str(image_folder), resolution=32)
+    evaluator = GenerativeEvaluator(data, ["fid", "kid", "pr", "swd"], 12, CPU, str(random_inception_weights),
+                                    tmp_path)
+    real = generative.load_reference_images(data, 12)
+    scores = evaluator.score(real)
+    assert scores["fid"] == pytest.approx(0.0, abs=1e-3)  # the reference set against itself
+    assert scores["precision"] == scores["recall"] == 1.0
+    assert {"kid", "kid_std", "swd/32px", "swd/16px", "swd/mean"} <= set(scores)
+    assert sorted(path.name.split("-")[0] for path in tmp_path.glob("*.pt")) == ["inception", "swd"]
+
+
+# ----------------------------------------------------------------------------- in the loop and `gan eval`
+
+
+def test_training_logs_swd_and_skips_fid_without_weights(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = tiny_config("metrics.every=2", "metrics.num_samples=16", f"metrics.cache_dir='{tmp_path / 'cache'}'",
+                         f"metrics.inception_weights='{tmp_path / 'absent.pth'}'")
+    with pytest.warns(UserWarning, match="skipping fid, kid: Inception-v3 weights not found at .*absent.pth"):
+        result = train(config, tmp_path / "run", CPU, progress_stream=sys.stdout)
+    lines = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == [2, 4]
+    assert all(line["num_images"] == 16 and line["swd/mean"] > 0 and "fid" not in line for line in lines)
+    scalars = EventAccumulator(str(result.run_dir)).Reload().Tags()["scalars"]
+    assert {"metrics/swd/32px", "metrics/swd/16px", "metrics/swd/mean"} <= set(scalars)
+
+
+def test_in_loop_metrics_do_not_change_training(tmp_path):
+    with_metrics = train(tiny_config("metrics.every=1", "metrics.num_samples=8", "metrics.names=['swd']",
+                                     f"metrics.cache_dir='{tmp_path / 'cache'}'"), tmp_path / "a", CPU,
+                         progress_stream=sys.stdout)
+    without = train(tiny_config(), tmp_path / "b", CPU, progress_stream=sys.stdout)
+    weights = [torch.load(run.checkpoint, weights_only=True)["networks"] for run in (with_metrics, without)]
+    for name in weights[0]:
+        for key, value in weights[0][name].items():
+            assert torch.equal(value, weights[1][name][key]), f"{name}.{key}"
+
+
+def test_metrics_names_are_checked():
+    from gan.registry import ConfigError
+
+    with pytest.raises(ConfigError, match="metrics.names: unknown metric 'fdi'.*did you mean 'fid'"):
+        tiny_config("metrics.names=['swd', 'fdi']")
+
+
+def test_generative_metrics_need_an_unconditional_recipe(tmp_path):
+    from gan.registry import ConfigError
+
+    config = tiny_config("metrics.every=2")
+    config.recipe = "pix2pix"
+    with pytest.raises(ConfigError, match="metrics.every.*unconditional"):
+        from gan.train import _generative_evaluator
+
+        _generative_evaluator(config, object(), CPU)
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs")
+    sets = [arg for item in TINY for arg in ("--set", item)]
+    result = CliRunner().invoke(main, ["train", str(REPO / "experiments" / "dcgan_demo.toml"), *sets,
+                                       "--out", str(out), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    return only_run(out)
+
+
+def test_gan_eval_writes_json_with_the_asked_metrics(demo_run, tmp_path, random_inception_weights):
+    out = tmp_path / "scores.json"
+    result = CliRunner().invoke(main, ["eval", str(demo_run), "--metrics", "swd,fid,kid", "--n", "16",
+                                       "--inception-weights", str(random_inception_weights),
+                                       "--cache-dir", str(tmp_path / "cache"), "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    scores = json.loads(out.read_text())
+    assert scores["step"] == 4 and scores["num_images"] == 16 and scores["ema"] is True
+    assert scores["fid"] > 0 and {"kid", "swd/mean"} <= set(scores)
+    assert "swd/mean" in result.stdout
+
+
+def test_gan_eval_without_inception_weights_is_a_clear_error(demo_run, tmp_path):
+    result = CliRunner().invoke(main, ["eval", str(demo_run), "--metrics", "fid", "--n", "8",
+                                       "--inception-weights", str(tmp_path / "missing.pth")])
+    assert result.exit_code == 2
+    assert "missing.pth" in result.output and WEIGHTS_FILE in result.output
+    result = CliRunner().invoke(main, ["eval", str(demo_run), "--metrics", "swd,bogus"])
+    assert result.exit_code == 2 and "unknown metric 'bogus'" in result.output
