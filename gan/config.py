@@ -42,6 +42,8 @@ class DataConfig:
     max_images: int = 0  # use only the first N images (sorted by path); 0 = all
     strict: bool = False  # unreadable image files are errors instead of skipped with a warning
     num_workers: int = 2  # DataLoader worker processes; 0 = load in the training process
+    cache: str = "off"  # celeba, folder: off | ram (decoded once to disk, memory-mapped) | device (copied to the GPU)
+    cache_dir: str = ""  # decoded-image caches; "" = $XDG_CACHE_HOME/gan/decoded or ~/.cache/gan/decoded
     synthetic_size: int = 20000  # synthetic only: number of distinct images
 
 
@@ -222,6 +224,10 @@ def validate(config: Config) -> None:
     data = config.data
     _check_choice("data.layout", data.layout, ("auto", "aligned", "folders"))
     _check_choice("data.direction", data.direction, ("AtoB", "BtoA"))
+    _check_choice("data.cache", data.cache, ("off", "ram", "device"))
+    if data.cache != "off" and data.dataset not in ("celeba", "folder"):
+        raise ConfigError(f"data.cache applies to the celeba and folder datasets, not '{data.dataset}'; "
+                          "set data.cache=\"off\"")
     _check_choice("data.scale", data.scale, (2, 3, 4, 8))
     _check_choice("loss.content", config.loss.content, ("mse", "vgg"))
     _check_choice("loss.vgg_arch", config.loss.vgg_arch, ("vgg16", "vgg19"))

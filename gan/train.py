@@ -40,7 +40,7 @@ from gan.checkpoint import (
     save_checkpoint,
 )
 from gan.config import Config, config_to_dict, dump_config
-from gan.data.sampling import batches
+from gan.data import training_batches
 from gan.images import image_grid, save_image_grid
 from gan.metrics.generative import GenerativeEvaluator, evaluate_generator
 from gan.progress import Progress, format_duration
@@ -245,8 +245,8 @@ def train(config: Config, run_dir: Path, device: torch.device, resume: bool = Fa
     from torch.utils.tensorboard import SummaryWriter  # slow import: only when training
 
     writer = SummaryWriter(str(run_dir), purge_step=start_step + 1 if resume else None)
-    data: Iterator = batches(dataset, train_config.batch_size, train_config.seed, samples_seen,
-                             config.data.num_workers, pin_memory=device.type == "cuda")
+    data: Iterator = training_batches(config.data, dataset, train_config.batch_size, train_config.seed,
+                                      samples_seen, device)
     watch = MetricWatch(device)
     progress = Progress(train_config.steps, start_step, progress_stream)
     print(f"run directory: {run_dir}\n{len(dataset)} training images, batch {train_config.batch_size}, "

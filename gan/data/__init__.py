@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Iterator
+
+import torch
 from torch.utils.data import Dataset
 
 from gan.config import DataConfig
-from gan.data.image_files import celeba_dataset, image_folder_dataset
+from gan.data.cache import CachedBatches, default_cache_dir, load_or_build_cache
+from gan.data.image_files import ImageFileDataset, celeba_dataset, image_folder_dataset
 from gan.data.paired import paired_dataset
+from gan.data.sampling import batches
 from gan.data.super_resolution import Degradation, super_resolution_dataset
 from gan.data.synthetic import SyntheticFaces
 from gan.data.unpaired import domain_folders, unpaired_dataset
@@ -76,3 +82,31 @@ def _require_root(config: DataConfig) -> None:
 def build_dataset(config: DataConfig, train: bool = True) -> Dataset:
     """The training set the `[data]` section describes, or with `train=False` its evaluation set."""
     return DATASETS.get(config.dataset)(config, train)
+
+
+def data_identity(config: DataConfig) -> dict:
+    """The `[data]` settings that decide which images, cropped and sized how, a data set yields
+    (keys for caches derived from it; augmentation and loader settings are left out)."""
+    identity = {"dataset": config.dataset, "resolution": config.resolution, "split": config.split,
+                "max_images": config.max_images}
+    if config.dataset == "synthetic":
+        identity["synthetic_size"] = config.synthetic_size
+    else:
+        identity["root"] = str(Path(config.root).resolve())
+    if config.dataset == "celeba":
+        identity["crop"] = config.crop
+    return identity
+
+
+def training_batches(config: DataConfig, dataset: Dataset, batch_size: int, seed: int, start_sample: int,
+                     device: torch.device) -> Iterator[dict[str, torch.Tensor]]:
+    """Endless training batches from sample `start_sample` on: through DataLoader workers, or,
+    with `data.cache`, gathered from the decoded-image cache in this process."""
+    if config.cache == "off":
+        return batches(dataset, batch_size, seed, start_sample, config.num_workers, pin_memory=device.type == "cuda")
+    if not isinstance(dataset, ImageFileDataset):
+        raise ConfigError(f"data.cache applies to datasets of image files, not '{config.dataset}'")
+    images = load_or_build_cache(dataset, data_identity(config),
+                                 Path(config.cache_dir) if config.cache_dir else default_cache_dir())
+    return CachedBatches(images, batch_size, seed, start_sample, dataset.hflip, device,
+                         on_device=config.cache == "device")

@@ -60,15 +60,9 @@ def default_cache_dir() -> Path:
 
 def reference_key(data: DataConfig, count: int, kind: str) -> dict:
     """Everything the cached `kind` ('inception' or 'swd') statistics of a data set depend on."""
-    key = {"version": VERSION, "kind": kind, "dataset": data.dataset, "resolution": data.resolution,
-           "count": count, "split": data.split, "max_images": data.max_images}
-    if data.dataset == "synthetic":
-        key["synthetic_size"] = data.synthetic_size
-    else:
-        key["root"] = str(Path(data.root).resolve())
-    if data.dataset == "celeba":
-        key["crop"] = data.crop
-    return key
+    from gan.data import data_identity
+
+    return {"version": VERSION, "kind": kind, "count": count, **data_identity(data)}
 
 
 class ReferenceCache:
