@@ -212,6 +212,81 @@ def translate(checkpoint: Path, source: Path, output: Path, side_by_side: bool, 
     click.echo(f"wrote {len(inputs)} image(s) to {output} with {translator.checkpoint}", err=True)
 
 
+@main.command()
+@click.option("--model", "models", multiple=True, help="Repeatable; default: all of dcgan64, dcgan128, pix2pix256, "
+              "cyclegan256, srresnet4x, srgan4x.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write results here.")
+@click.option("--rounds", default=4, show_default=True, help="Alternating rounds of ours and the baseline.")
+@click.option("--iters", default=3, show_default=True, help="Training iterations per side per round.")
+@click.option("--warmup", default=2, show_default=True, help="Untimed iterations per side first.")
+@click.option("--eager", is_flag=True, help="Turn our speed switches off (compile, channels_last, bf16).")
+@click.option("--baseline", "baseline_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="The plain implementation to compare with [default: ../shared/bench/baseline.py beside the "
+                   "checkout; its column is left empty when absent].")
+@click.option("--data-root", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder (with class subfolders) for the data-path benchmark [default: ../shared/data/faces]; "
+                   "'none' skips it.")
+@click.option("--data-workers", default=2, show_default=True, help="Loader workers for the uncached data path.")
+@click.option("--threads", type=int, help="torch.set_num_threads for the run.")
+def bench(models: tuple[str, ...], device: str, json_path: Path | None, rounds: int, iters: int, warmup: int,
+          eager: bool, baseline_path: Path | None, data_root: Path | None, data_workers: int,
+          threads: int | None) -> None:
+    """Training images/s of each recipe's canonical configuration, against the plain baseline.
+
+    Both run in this process on random tensors, in alternating rounds; the table gives
+    images/s, the ratio ours / baseline, peak CUDA memory and achieved TFLOP/s (FLOPs of
+    one step counted by torch.utils.flop_counter). Then the data path: the decoded-image
+    cache against torchvision ImageFolder + transforms at 128x128.
+
+    \b
+    Examples:
+      gan bench                                   # everything, on CUDA if present
+      gan bench --model dcgan64 --model dcgan128 --device cuda --json bench.json
+      gan bench --model pix2pix256 --rounds 2 --data-root none
+    """
+    import tempfile
+
+    from gan.bench import CASES, DEFAULT_BASELINE, bench_data, bench_model, format_table, load_baseline, write_json
+    from gan.bench import threads as thread_count
+    from gan.train import DeviceUnavailable, select_device
+
+    unknown = [name for name in models if name not in CASES]
+    if unknown:
+        raise click.BadParameter(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(CASES)}",
+                                 param_hint="--model")
+    try:
+        torch_device = select_device(device)
+    except DeviceUnavailable as error:
+        _fail(error)
+    baseline = load_baseline(baseline_path or DEFAULT_BASELINE)
+    if baseline is None:
+        click.echo(f"no baseline at {baseline_path or DEFAULT_BASELINE}: its columns stay empty", err=True)
+    rows, data_rows = [], []
+    with thread_count(threads):
+        for name in models or CASES:
+            rows.append(bench_model(name, torch_device, baseline, rounds, iters, warmup, fast=not eager,
+                                    flops=True))
+        default_root = DEFAULT_BASELINE.parents[1] / "data" / "faces"
+        root = data_root or default_root
+        if str(root) != "none" and root.is_dir():
+            with tempfile.TemporaryDirectory() as cache_dir:
+                data_rows.append(bench_data(root, 128, 64, 40, data_workers, Path(cache_dir)))
+    click.echo(format_table(rows))
+    for row in data_rows:
+        click.echo(f"\ndata path at {row['resolution']}px, batch {row['batch_size']}, {row['images']} images: cached "
+                   f"{row['cached_images_per_s']:.0f} img/s vs ImageFolder+transforms "
+                   f"{row['imagefolder_images_per_s']:.0f} img/s with {row['workers']} workers: "
+                   f"{row['ratio']:.1f}x (cache built once in {row['cache_build_s']:.1f} s)")
+    if json_path:
+        import torch
+
+        write_json(json_path, rows, data_rows, {"device": str(torch_device), "torch": torch.__version__,
+                                                "threads": torch.get_num_threads(), "rounds": rounds,
+                                                "iters": iters, "eager": eager})
+        click.echo(f"wrote {json_path}", err=True)
+
+
 @main.command(name="eval")
 @click.argument("checkpoint", type=click.Path(exists=True, path_type=Path))
 @click.option("--data", "folder", type=click.Path(exists=True, file_okay=False, path_type=Path),

@@ -88,6 +88,10 @@ class TrainConfig:
     ema_decay: float = 0.999  # EMA of generator weights; 0 = off
     seed: int = 0
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    channels_last: str = "auto"  # NHWC memory format for networks and images: auto (= on for CUDA) | on | off
+    compile: str = "auto"  # torch.compile G and D: auto (= on for CUDA) | on | off; falls back to eager on failure
+    optimizer_kernel: str = "auto"  # Adam: auto (fused on CUDA, foreach on CPU) | fused | foreach | loop
+    cudnn_benchmark: bool = True  # let cuDNN time its convolution algorithms (CUDA only)
     checkpoint_every: int = 1000  # steps; a checkpoint is also written at the end and on SIGINT/SIGTERM
     keep_checkpoints: int = 3  # newest checkpoints kept in the run directory
 
@@ -225,6 +229,9 @@ def validate(config: Config) -> None:
     _check_choice("data.layout", data.layout, ("auto", "aligned", "folders"))
     _check_choice("data.direction", data.direction, ("AtoB", "BtoA"))
     _check_choice("data.cache", data.cache, ("off", "ram", "device"))
+    _check_choice("train.channels_last", config.train.channels_last, ("auto", "on", "off"))
+    _check_choice("train.compile", config.train.compile, ("auto", "on", "off"))
+    _check_choice("train.optimizer_kernel", config.train.optimizer_kernel, ("auto", "fused", "foreach", "loop"))
     if data.cache != "off" and data.dataset not in ("celeba", "folder"):
         raise ConfigError(f"data.cache applies to the celeba and folder datasets, not '{data.dataset}'; "
                           "set data.cache=\"off\"")

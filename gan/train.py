@@ -47,6 +47,7 @@ from gan.progress import Progress, format_duration
 from gan.recipes import RECIPES
 from gan.recipes.base import AutocastFactory, Recipe
 from gan.registry import ConfigError
+from gan.speed import accelerate, to_device
 
 
 class NonFiniteLossError(RuntimeError):
@@ -192,10 +193,6 @@ class StopRequest:
             signal.signal(signum, handler)
 
 
-def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    return {key: value.to(device, non_blocking=True) for key, value in batch.items()}
-
-
 def _newest_loadable_checkpoint(run_dir: Path) -> tuple[Path, dict[str, Any]]:
     """The newest checkpoint in `run_dir` that loads; warns about any newer broken ones."""
     found = list_checkpoints(run_dir)
@@ -217,8 +214,6 @@ def train(config: Config, run_dir: Path, device: torch.device, resume: bool = Fa
     """Train `config` in `run_dir` (made if missing); with `resume`, continue its newest checkpoint."""
     train_config, log_config = config.train, config.log
     seed_everything(train_config.seed)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
     try:
         recipe: Recipe = RECIPES.get(config.recipe)(config, device, make_autocast(device, train_config.amp))
         dataset = recipe.build_dataset()
@@ -228,6 +223,7 @@ def train(config: Config, run_dir: Path, device: torch.device, resume: bool = Fa
         for group in optimizer.param_groups:
             group.setdefault("base_lr", group["lr"])
     evaluator = _generative_evaluator(config, recipe, device)
+    speed = accelerate(recipe, train_config, device)
 
     start_step, samples_seen, last_checkpoint = 0, 0, None
     if resume:
@@ -250,7 +246,7 @@ def train(config: Config, run_dir: Path, device: torch.device, resume: bool = Fa
     watch = MetricWatch(device)
     progress = Progress(train_config.steps, start_step, progress_stream)
     print(f"run directory: {run_dir}\n{len(dataset)} training images, batch {train_config.batch_size}, "
-          f"device {device}, {train_config.steps - start_step} steps to go", file=sys.stderr)
+          f"device {device} ({speed.describe()}), {train_config.steps - start_step} steps to go", file=sys.stderr)
 
     step = saved_step = start_step
 
@@ -275,7 +271,7 @@ def train(config: Config, run_dir: Path, device: torch.device, resume: bool = Fa
                     raise
                 step += 1
                 _set_learning_rates(recipe, lr_scale(step, train_config.steps, train_config.lr_decay_steps))
-                metrics = recipe.step(_to_device(batch, device), step)
+                metrics = recipe.step(to_device(batch, device, speed), step)
                 samples_seen += train_config.batch_size
                 watch.add(step, metrics)
                 if device.type == "cpu":  # reading back is free here: stop at the very step

@@ -28,7 +28,7 @@ TINY = [
     "data.dataset=synthetic", "data.resolution=32", "data.num_workers=0", "data.synthetic_size=64",
     "model.generator_args.channels=8", "model.discriminator_args.channels=8",
     "train.batch_size=8", "train.steps=4", "train.checkpoint_every=2",
-    "log.every=1", "log.image_every=2", "log.num_samples=4",
+    "log.every=1", "log.image_every=2", "log.num_samples=4", "metrics.every=0",
 ]
 
 

@@ -206,7 +206,8 @@ def test_inception_statistics_cache_and_scores(image_folder, tmp_path, random_in
 def test_training_logs_swd_and_skips_fid_without_weights(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    config = tiny_config("metrics.every=2", "metrics.num_samples=16", f"metrics.cache_dir='{tmp_path / 'cache'}'",
+    config = tiny_config("metrics.every=2", "metrics.num_samples=16", "metrics.names=['swd', 'fid', 'kid']",
+                         f"metrics.cache_dir='{tmp_path / 'cache'}'",
                          f"metrics.inception_weights='{tmp_path / 'absent.pth'}'")
     with pytest.warns(UserWarning, match="skipping fid, kid: Inception-v3 weights not found at .*absent.pth"):
         result = train(config, tmp_path / "run", CPU, progress_stream=sys.stdout)

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from gan.config import Config
+from gan.config import Config, TrainConfig
 from gan.nets import NetworkSpec
 
 AutocastFactory = Callable[[], AbstractContextManager]
@@ -62,9 +62,20 @@ def set_requires_grad(network: nn.Module, flag: bool) -> None:
         parameter.requires_grad_(flag)
 
 
-def adam(network: nn.Module, lr: float, betas: tuple[float, float], device: torch.device) -> torch.optim.Adam:
-    """Adam as GAN papers use it; the fused kernel on CUDA."""
-    return torch.optim.Adam(network.parameters(), lr=lr, betas=betas, fused=device.type == "cuda")
+def adam(networks: nn.Module | list[nn.Module], lr: float, train: TrainConfig,
+         device: torch.device) -> torch.optim.Adam:
+    """Adam over the networks' parameters with `train.beta1/beta2`, as GAN papers use it.
+
+    `train.optimizer_kernel`: fused (one kernel for all tensors; the auto choice on CUDA),
+    foreach (batched per group; auto on the CPU) or loop (tensor by tensor).
+    """
+    networks = networks if isinstance(networks, list) else [networks]
+    parameters = [parameter for network in networks for parameter in network.parameters()]
+    kernel = train.optimizer_kernel
+    if kernel == "auto":
+        kernel = "fused" if device.type == "cuda" else "foreach"
+    options = {"fused": {"fused": True}, "foreach": {"foreach": True}, "loop": {"foreach": False}}[kernel]
+    return torch.optim.Adam(parameters, lr=lr, betas=(train.beta1, train.beta2), **options)
 
 
 @contextmanager

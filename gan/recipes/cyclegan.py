@@ -20,7 +20,7 @@ from gan.image_pool import ImagePool
 from gan.losses import AdversarialLoss
 from gan.nets import network_spec
 from gan.recipes import RECIPES
-from gan.recipes.base import AutocastFactory, eval_mode, set_requires_grad
+from gan.recipes.base import AutocastFactory, adam, eval_mode, set_requires_grad
 from gan.translate import run_padded
 
 DIRECTIONS = ("AtoB", "BtoA")
@@ -47,13 +47,9 @@ class CycleGANRecipe:
         self.discriminators = {domain: discriminator_spec.build().to(device) for domain in ("A", "B")}
         self.networks = {**{f"generator_{d}": g for d, g in self.generators.items()},
                          **{f"discriminator_{d}": net for d, net in self.discriminators.items()}}
-        betas = (train.beta1, train.beta2)
-        generator_parameters = [p for g in self.generators.values() for p in g.parameters()]
-        discriminator_parameters = [p for net in self.discriminators.values() for p in net.parameters()]
-        fused = device.type == "cuda"
         self.optimizers = {
-            "generator": torch.optim.Adam(generator_parameters, lr=train.g_lr, betas=betas, fused=fused),
-            "discriminator": torch.optim.Adam(discriminator_parameters, lr=train.d_lr, betas=betas, fused=fused),
+            "generator": adam(list(self.generators.values()), train.g_lr, train, device),
+            "discriminator": adam(list(self.discriminators.values()), train.d_lr, train, device),
         }
         self.loss = AdversarialLoss(loss.adversarial, loss.label_smoothing, loss.gp_weight)
         self.pools = {domain: ImagePool(loss.pool_size) for domain in ("A", "B")}

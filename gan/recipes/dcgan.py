@@ -44,10 +44,9 @@ class DCGANRecipe:
         self.ema = EMA(self.generator, train.ema_decay) if train.ema_decay > 0 else None
         if self.ema:
             self.networks["generator_ema"] = self.ema.average
-        betas = (train.beta1, train.beta2)
         self.optimizers = {
-            "generator": adam(self.generator, train.g_lr, betas, device),
-            "discriminator": adam(self.discriminator, train.d_lr, betas, device),
+            "generator": adam(self.generator, train.g_lr, train, device),
+            "discriminator": adam(self.discriminator, train.d_lr, train, device),
         }
         self.loss = AdversarialLoss(config.loss.adversarial, config.loss.label_smoothing, config.loss.gp_weight)
         # Fixed latents for preview grids, from their own generator so the global RNG is untouched.

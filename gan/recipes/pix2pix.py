@@ -50,10 +50,9 @@ class Pix2PixRecipe:
                                           "model.discriminator_args", in_channels=image_channels)
         self.discriminator = discriminator_spec.build().to(device)
         self.networks = {"generator": self.generator, "discriminator": self.discriminator}
-        betas = (train.beta1, train.beta2)
         self.optimizers = {
-            "generator": adam(self.generator, train.g_lr, betas, device),
-            "discriminator": adam(self.discriminator, train.d_lr, betas, device),
+            "generator": adam(self.generator, train.g_lr, train, device),
+            "discriminator": adam(self.discriminator, train.d_lr, train, device),
         }
         self.loss = AdversarialLoss(config.loss.adversarial, config.loss.label_smoothing, config.loss.gp_weight)
         self.l1_weight = config.loss.l1_weight

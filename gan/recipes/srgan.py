@@ -48,14 +48,13 @@ class SRGANRecipe:
         if model.init_generator:
             self._load_initial_generator(model.init_generator)
         self.networks = {"generator": self.generator}
-        betas = (train.beta1, train.beta2)
-        self.optimizers = {"generator": adam(self.generator, train.g_lr, betas, device)}
+        self.optimizers = {"generator": adam(self.generator, train.g_lr, train, device)}
         self.adversarial_weight = loss.adversarial_weight
         if self.adversarial_weight:
             self.discriminator = network_spec("discriminator", model.discriminator, model.discriminator_args,
                                               "model.discriminator_args").build().to(device)
             self.networks["discriminator"] = self.discriminator
-            self.optimizers["discriminator"] = adam(self.discriminator, train.d_lr, betas, device)
+            self.optimizers["discriminator"] = adam(self.discriminator, train.d_lr, train, device)
             self.adversarial = AdversarialLoss(loss.adversarial, loss.label_smoothing, loss.gp_weight)
         if loss.content == "vgg":
             extractor = VGGFeatures(loss.vgg_layer, loss.vgg_arch, loss.vgg_weights).to(device)

@@ -1,0 +1,280 @@
+"""`gan bench`: training-step speed of each recipe's canonical configuration, side by side
+with the plain eager fp32 baseline (../shared/bench/baseline.py), and the data path.
+
+Both sides run in this process on random tensors made once on the device, in
+alternating rounds, so machine noise hits them alike; the figure to read is the ratio.
+"Ours" is what the training loop does per step: set the learning rates, run the
+recipe's step, add its metrics to the on-device watch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import resource
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+from typing import Callable
+
+import torch
+
+from gan.config import load_config
+from gan.recipes import RECIPES
+from gan.speed import accelerate, to_device
+from gan.train import MetricWatch, _set_learning_rates, lr_scale, make_autocast, seed_everything
+
+
+@dataclass(frozen=True)
+class Case:
+    overrides: tuple[str, ...]  # on top of the config defaults
+    baseline: str | None  # the same model in baseline.py, if it has one
+
+
+# The papers' settings; each matches its baseline.py counterpart in shapes, batch and parameters.
+_DCGAN = ("recipe=dcgan", "data.dataset=synthetic", "train.batch_size=64", "model.generator_args.latent_dim=100",
+          "model.generator_args.channels=64", "model.discriminator_args.channels=64")
+_SR = ("model.generator=srresnet", "data.dataset=sr_pairs", "data.resolution=96", "data.scale=4", "data.upsample_input=false",
+       "train.batch_size=16", "train.g_lr=1e-4", "train.d_lr=1e-4", "train.beta1=0.9", "train.ema_decay=0")
+CASES = {
+    "dcgan64": Case((*_DCGAN, "data.resolution=64"), "dcgan64"),
+    "dcgan128": Case((*_DCGAN, "data.resolution=128"), "dcgan128"),
+    "pix2pix256": Case(("recipe=pix2pix", "data.dataset=paired", "data.resolution=256", "model.generator=unet_256",
+                        "model.discriminator=patchgan", "train.batch_size=1", "train.ema_decay=0"), "pix2pix256"),
+    "cyclegan256": Case(("recipe=cyclegan", "data.dataset=unpaired", "data.resolution=256",
+                         "model.generator=resnet_9blocks", "model.discriminator=patchgan",
+                         "model.discriminator_args.norm=instance", "loss.adversarial=lsgan",
+                         "train.batch_size=1", "train.ema_decay=0"), "cyclegan256"),
+    "srresnet4x": Case(("recipe=srresnet", *_SR, "loss.adversarial_weight=0"), None),
+    "srgan4x": Case(("recipe=srgan", "model.discriminator=srgan", *_SR), "srgan4x"),
+}
+DEFAULT_BASELINE = Path(__file__).resolve().parents[2] / "shared" / "bench" / "baseline.py"
+
+
+def synthetic_batch(recipe_name: str, batch_size: int, resolution: int, device: torch.device) -> dict:
+    """Random tensors in each recipe's batch layout."""
+    def images(size: int) -> torch.Tensor:
+        return torch.rand(batch_size, 3, size, size, device=device) * 2 - 1
+
+    if recipe_name == "dcgan":
+        return {"image": images(resolution)}
+    if recipe_name == "cyclegan":
+        return {"a": images(resolution), "b": images(resolution)}
+    if recipe_name in ("srgan", "srresnet"):
+        return {"input": images(resolution // 4), "target": images(resolution)}
+    return {"input": images(resolution), "target": images(resolution)}
+
+
+def our_step(name: str, device: torch.device, fast: bool) -> tuple[Callable[[], None], int, Callable[[], None]]:
+    """(one training iteration as the loop runs it, batch size, a step for FLOP counting).
+
+    `fast` keeps the speed switches at their defaults; otherwise they are all off
+    (eager fp32, as the baseline runs)."""
+    switches = () if fast else ("train.amp=false", "train.compile=off", "train.channels_last=off")
+    config = load_config(None, [*CASES[name].overrides, "train.steps=1000000", *switches])
+    seed_everything(0)
+    recipe = RECIPES.get(config.recipe)(config, device, make_autocast(device, config.train.amp))
+    for optimizer in recipe.optimizers.values():
+        for group in optimizer.param_groups:
+            group.setdefault("base_lr", group["lr"])
+    speed = accelerate(recipe, config.train, device)
+    batch = to_device(synthetic_batch(config.recipe, config.train.batch_size, config.data.resolution, device),
+                      device, speed)
+    watch = MetricWatch(device)
+    counter = {"step": 0}
+
+    def step() -> None:
+        counter["step"] += 1
+        _set_learning_rates(recipe, lr_scale(counter["step"], config.train.steps, config.train.lr_decay_steps))
+        watch.add(counter["step"], recipe.step(batch, counter["step"]))
+
+    return step, config.train.batch_size, step
+
+
+def load_baseline(path: Path) -> ModuleType | None:
+    if not path.is_file():
+        return None
+    spec = importlib.util.spec_from_file_location("gan_bench_baseline", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def baseline_step(module: ModuleType, name: str, device: torch.device) -> tuple[Callable[[], None], int]:
+    default_batch, build = module.MODELS[name]
+    torch.manual_seed(0)
+    setup = build(default_batch, device, SimpleNamespace(vgg=False))
+    for network in setup["G"] + setup["D"]:
+        network.train()
+    return setup["step"], default_batch
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _flops_per_image(step: Callable[[], None], batch: int) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops() / batch
+
+
+@dataclass
+class Row:
+    model: str
+    ours_images_per_s: float
+    baseline_images_per_s: float | None
+    ratio: float | None
+    ours_peak_mib: float | None  # CUDA: peak allocated; CPU: None (see the process peak RSS)
+    baseline_peak_mib: float | None
+    ours_tflops: float | None  # achieved, from FlopCounterMode's count of one step
+    baseline_tflops: float | None
+    process_peak_rss_mib: float
+
+
+class _Side:
+    """One contender: its step, batch, and accumulated timing."""
+
+    def __init__(self, step: Callable[[], None], batch: int, device: torch.device):
+        self.step, self.batch, self.device = step, batch, device
+        self.seconds, self.iterations, self.peak = 0.0, 0, 0
+
+    def run(self, iterations: int) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        _sync(self.device)
+        start = time.perf_counter()
+        for _ in range(iterations):
+            self.step()
+        _sync(self.device)
+        self.seconds += time.perf_counter() - start
+        self.iterations += iterations
+        if self.device.type == "cuda":
+            self.peak = max(self.peak, torch.cuda.max_memory_allocated(self.device))
+
+    @property
+    def images_per_second(self) -> float:
+        return self.batch * self.iterations / self.seconds
+
+    @property
+    def peak_mib(self) -> float | None:
+        return self.peak / 2**20 if self.device.type == "cuda" else None
+
+
+def bench_model(name: str, device: torch.device, baseline: ModuleType | None, rounds: int, iterations: int,
+                warmup: int, fast: bool, flops: bool, log=sys.stderr) -> Row:
+    """Time `name`, ours and the baseline's, in `rounds` alternating rounds of `iterations` steps."""
+    step, batch, _ = our_step(name, device, fast)
+    sides = {"ours": _Side(step, batch, device)}
+    baseline_name = CASES[name].baseline
+    if baseline is not None and baseline_name is not None:
+        sides["baseline"] = _Side(*baseline_step(baseline, baseline_name, device), device)
+    for side in sides.values():
+        for _ in range(warmup):
+            side.step()
+    for index in range(rounds):
+        order = list(sides.values()) if index % 2 == 0 else list(sides.values())[::-1]
+        for side in order:
+            side.run(iterations)
+        print(f"  {name} round {index + 1}/{rounds}: " + "  ".join(
+            f"{label} {side.images_per_second:.2f} img/s" for label, side in sides.items()), file=log, flush=True)
+    achieved = {}
+    for label, side in sides.items():
+        achieved[label] = (_flops_per_image(side.step, side.batch) * side.images_per_second / 1e12) if flops else None
+    ours, base = sides["ours"], sides.get("baseline")
+    return Row(
+        model=name,
+        ours_images_per_s=ours.images_per_second,
+        baseline_images_per_s=base.images_per_second if base else None,
+        ratio=ours.images_per_second / base.images_per_second if base else None,
+        ours_peak_mib=ours.peak_mib,
+        baseline_peak_mib=base.peak_mib if base else None,
+        ours_tflops=achieved["ours"],
+        baseline_tflops=achieved.get("baseline"),
+        process_peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    )
+
+
+def format_table(rows: list[Row]) -> str:
+    def number(value: float | None, digits: int = 2) -> str:
+        return "-" if value is None else f"{value:.{digits}f}"
+
+    header = "| model | ours img/s | baseline img/s | ratio | peak MiB ours / base | TFLOP/s ours / base |"
+    lines = [header, "|---|---|---|---|---|---|"]
+    for row in rows:
+        lines.append(f"| {row.model} | {number(row.ours_images_per_s)} | {number(row.baseline_images_per_s)} | "
+                     f"{number(row.ratio, 3)} | {number(row.ours_peak_mib, 0)} / {number(row.baseline_peak_mib, 0)} | "
+                     f"{number(row.ours_tflops, 3)} / {number(row.baseline_tflops, 3)} |")
+    return "\n".join(lines)
+
+
+def write_json(path: Path, rows: list[Row], data_rows: list[dict], settings: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"settings": settings, "models": [asdict(row) for row in rows],
+                                "data": data_rows}, indent=2) + "\n")
+
+
+# ----------------------------------------------------------------------------- the data path
+
+
+def bench_data(root: Path, resolution: int, batch_size: int, batches: int, workers: int,
+               cache_dir: Path, log=sys.stderr) -> dict:
+    """Images/s of the cached path against torchvision ImageFolder + transforms with `workers` workers."""
+    import torchvision
+    from torchvision import transforms
+
+    from gan.config import DataConfig
+    from gan.data import build_dataset, training_batches
+
+    data = DataConfig(dataset="folder", root=str(root), resolution=resolution, num_workers=workers,
+                      cache="ram", cache_dir=str(cache_dir), hflip=True)
+    dataset = build_dataset(data)
+    start = time.perf_counter()
+    stream = training_batches(data, dataset, batch_size, 0, 0, torch.device("cpu"))
+    build_seconds = time.perf_counter() - start
+
+    def timed(make_iterator: Callable[[], object]) -> float:
+        iterator = iter(make_iterator())
+        next(iterator)  # workers started, first batch in
+        start = time.perf_counter()
+        for _ in range(batches):
+            next(iterator)
+        return batches * batch_size / (time.perf_counter() - start)
+
+    cached = timed(lambda: stream)
+    transform = transforms.Compose([
+        transforms.Resize(resolution), transforms.CenterCrop(resolution), transforms.RandomHorizontalFlip(),
+        transforms.ToTensor(), transforms.Normalize([0.5] * 3, [0.5] * 3)])
+    folder = torchvision.datasets.ImageFolder(str(root), transform=transform)  # root holds class folders
+    loader = torch.utils.data.DataLoader(folder, batch_size=batch_size, shuffle=True, num_workers=workers,
+                                         drop_last=True, persistent_workers=workers > 0)
+    torchvision_rate = timed(lambda: _endless(loader))
+    result = {"root": str(root), "images": len(dataset), "resolution": resolution, "batch_size": batch_size,
+              "workers": workers, "cache_build_s": build_seconds, "cached_images_per_s": cached,
+              "imagefolder_images_per_s": torchvision_rate, "ratio": cached / torchvision_rate}
+    print(f"  data: cached {cached:.0f} img/s, ImageFolder+transforms {torchvision_rate:.0f} img/s "
+          f"({workers} workers), ratio {cached / torchvision_rate:.1f}; cache built in {build_seconds:.1f} s",
+          file=log, flush=True)
+    return result
+
+
+def _endless(loader):
+    while True:
+        yield from loader
+
+
+@contextlib.contextmanager
+def threads(count: int | None):
+    previous = torch.get_num_threads()
+    if count:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

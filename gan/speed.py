@@ -1,0 +1,60 @@
+"""Speed switches of `[train]`, applied to a recipe's networks before training starts.
+
+channels_last (NHWC tensors, which tensor cores and oneDNN prefer), torch.compile of the
+trained networks (in place, so checkpoints keep their plain parameter names) and
+cuDNN autotuning. "auto" turns a switch on where it helps: on CUDA. bf16 autocast
+(`train.amp`) and the Adam kernel (`train.optimizer_kernel`) are applied where the
+loop and recipes make autocast contexts and optimizers.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import torch
+
+from gan.config import TrainConfig
+from gan.recipes.base import Recipe
+
+
+def switch_on(value: str, device: torch.device) -> bool:
+    """An "auto" | "on" | "off" switch: auto means on for CUDA."""
+    return device.type == "cuda" if value == "auto" else value == "on"
+
+
+@dataclass(frozen=True)
+class Speed:
+    memory_format: torch.memory_format  # for image batches moved to the device
+    compiled: bool
+
+    def describe(self) -> str:
+        return (f"channels_last {'on' if self.memory_format == torch.channels_last else 'off'}, "
+                f"compile {'on' if self.compiled else 'off'}")
+
+
+def accelerate(recipe: Recipe, train: TrainConfig, device: torch.device) -> Speed:
+    """Apply the switches to every network of `recipe`; returns what is on."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = train.cudnn_benchmark
+    memory_format = torch.contiguous_format
+    if switch_on(train.channels_last, device):
+        memory_format = torch.channels_last
+        for network in recipe.networks.values():
+            network.to(memory_format=memory_format)  # parameters keep their identity: optimizers still hold them
+    compiled = switch_on(train.compile, device)
+    if compiled:
+        # A graph that fails to compile (no C++ compiler, an unsupported op) then runs eagerly
+        # with a logged warning instead of stopping the run.
+        torch._dynamo.config.suppress_errors = True
+        for name, network in recipe.networks.items():
+            if not name.endswith("_ema"):  # the EMA copy only runs for previews and metrics
+                network.compile()
+        print("torch.compile: the first steps compile the networks and are slow", file=sys.stderr)
+    return Speed(memory_format, compiled)
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device, speed: Speed) -> dict[str, torch.Tensor]:
+    """A batch on the training device, image tensors in the networks' memory format."""
+    return {key: value.to(device, non_blocking=True).contiguous(memory_format=speed.memory_format)
+            if value.ndim == 4 else value.to(device, non_blocking=True) for key, value in batch.items()}

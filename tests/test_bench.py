@@ -1,0 +1,73 @@
+"""`gan bench`: the canonical configurations match the baseline's models, and the harness reports."""
+
+import json
+from types import SimpleNamespace
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from gan.bench import CASES, DEFAULT_BASELINE, bench_model, load_baseline
+from gan.cli import main
+from gan.config import load_config
+from gan.recipes import RECIPES
+from gan.train import make_autocast
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def baseline():
+    module = load_baseline(DEFAULT_BASELINE)
+    if module is None:
+        pytest.skip(f"the baseline {DEFAULT_BASELINE} is absent (it sits beside the checkout on project machines)")
+    return module
+
+
+def parameter_count(networks) -> int:
+    return sum(parameter.numel() for network in networks for parameter in network.parameters())
+
+
+@pytest.mark.parametrize("name", [name for name, case in CASES.items() if case.baseline])
+def test_canonical_configs_have_the_baselines_parameter_counts(name, baseline):
+    config = load_config(None, list(CASES[name].overrides))
+    recipe = RECIPES.get(config.recipe)(config, CPU, make_autocast(CPU, False))
+    generators = [net for key, net in recipe.networks.items() if key.startswith("generator") and "ema" not in key]
+    discriminators = [net for key, net in recipe.networks.items() if key.startswith("discriminator")]
+    batch, build = baseline.MODELS[CASES[name].baseline]
+    assert config.train.batch_size == batch
+    setup = build(batch, CPU, SimpleNamespace(vgg=False))
+    # The pix2pix reference code gives the U-Net's first and innermost convolutions no bias under
+    # BatchNorm (use_bias=False), as ours does; the baseline gives them one: 64 + 512 parameters.
+    # SRResNet: our PReLUs learn one slope per channel (He et al.'s channel-wise form); the baseline's
+    # one per layer: 19 layers x 63 parameters.
+    convention = {"pix2pix256": 64 + 512, "srgan4x": -19 * 63}.get(name, 0)
+    assert parameter_count(generators) + convention == parameter_count(setup["G"])
+    if name == "srgan4x":
+        # Our SRGAN discriminator averages its last 512-channel map before the dense layers, so it
+        # takes any crop size; the paper flattens the 6x6 map of a 96 px crop: 35 x 512 x 1024 more
+        # weights in the first dense layer, about 37 MFLOP per image against 9 GFLOP of convolutions.
+        assert parameter_count(discriminators) + 35 * 512 * 1024 == parameter_count(setup["D"])
+    else:
+        assert parameter_count(discriminators) == parameter_count(setup["D"])
+
+
+def test_bench_times_ours_and_the_baseline_and_reports_the_ratio(baseline):
+    row = bench_model("dcgan64", CPU, baseline, rounds=2, iterations=1, warmup=0, fast=True, flops=True)
+    assert row.ours_images_per_s > 0 and row.baseline_images_per_s > 0
+    assert row.ratio == pytest.approx(row.ours_images_per_s / row.baseline_images_per_s)
+    assert row.ours_tflops > 0 and row.baseline_tflops > 0
+    assert row.ours_peak_mib is None  # CUDA only
+
+
+def test_bench_cli_writes_json_without_a_baseline(tmp_path):
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(main, ["bench", "--model", "dcgan64", "--rounds", "1", "--iters", "1", "--warmup", "0",
+                                       "--baseline", str(tmp_path / "absent.py"), "--data-root", "none",
+                                       "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "| dcgan64 |" in result.stdout and "no baseline" in result.output
+    report = json.loads(out.read_text())
+    assert report["models"][0]["model"] == "dcgan64" and report["models"][0]["ratio"] is None
+    result = CliRunner().invoke(main, ["bench", "--model", "dcgan65"])
+    assert result.exit_code == 2 and "unknown model(s) dcgan65" in result.output

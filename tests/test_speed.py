@@ -1,0 +1,59 @@
+"""Every speed switch on and off gives the same first steps (CPU, within a stated tolerance)."""
+
+import contextlib
+
+import pytest
+import torch
+from conftest import tiny_config
+
+from gan.recipes.dcgan import DCGANRecipe
+from gan.speed import accelerate, switch_on, to_device
+from gan.train import seed_everything
+
+CPU = torch.device("cpu")
+
+
+def two_steps(*overrides: str) -> tuple[list[dict[str, float]], dict[str, torch.Tensor]]:
+    """Losses of two DCGAN steps on a fixed batch, and the generator weights after them."""
+    config = tiny_config(*overrides)
+    seed_everything(0)
+    recipe = DCGANRecipe(config, CPU, contextlib.nullcontext)
+    speed = accelerate(recipe, config.train, CPU)
+    batch = {"image": torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1}
+    losses = [{name: float(value) for name, value in recipe.step(to_device(batch, CPU, speed), step).items()}
+              for step in (1, 2)]
+    return losses, {key: value.detach().clone() for key, value in recipe.generator.state_dict().items()}
+
+
+PLAIN = ("train.channels_last=off", "train.compile=off", "train.optimizer_kernel=loop")
+
+
+@pytest.mark.parametrize("switch,tolerance", [
+    ("train.channels_last=on", 1e-5),  # NHWC convolutions sum in another order
+    ("train.optimizer_kernel=foreach", 1e-6),
+    ("train.optimizer_kernel=fused", 1e-6),
+    pytest.param("train.compile=on", 1e-4, marks=pytest.mark.slow),  # fused kernels reorder float sums
+])
+def test_a_speed_switch_changes_no_result_beyond_float_rounding(switch, tolerance):
+    plain_losses, plain_weights = two_steps(*PLAIN)
+    losses, weights = two_steps(*PLAIN, switch)
+    for plain_step, step in zip(plain_losses, losses):
+        for name, value in plain_step.items():
+            assert step[name] == pytest.approx(value, rel=tolerance, abs=tolerance), name
+    for key, value in plain_weights.items():
+        torch.testing.assert_close(weights[key], value, rtol=10 * tolerance, atol=10 * tolerance)
+
+
+def test_auto_switches_are_on_for_cuda_only():
+    assert switch_on("auto", torch.device("cuda")) and not switch_on("auto", CPU)
+    assert switch_on("on", CPU) and not switch_on("off", torch.device("cuda"))
+
+
+def test_channels_last_reaches_networks_and_batches():
+    config = tiny_config("train.channels_last=on")
+    recipe = DCGANRecipe(config, CPU, contextlib.nullcontext)
+    speed = accelerate(recipe, config.train, CPU)
+    conv_weight = recipe.discriminator.state_dict()["net.0.weight"]
+    assert conv_weight.is_contiguous(memory_format=torch.channels_last)
+    batch = to_device({"image": torch.zeros(2, 3, 32, 32), "label": torch.zeros(2)}, CPU, speed)
+    assert batch["image"].is_contiguous(memory_format=torch.channels_last) and batch["label"].shape == (2,)
