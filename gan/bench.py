@@ -168,8 +168,9 @@ class _Side:
 
 
 def bench_model(name: str, device: torch.device, baseline: ModuleType | None, rounds: int, iterations: int,
-                warmup: int, fast: bool, flops: bool, log=sys.stderr) -> Row:
-    """Time `name`, ours and the baseline's, in `rounds` alternating rounds of `iterations` steps."""
+                warmup: int, fast: bool, flops: bool, round_seconds: float = 2.0, log=sys.stderr) -> Row:
+    """Time `name`, ours and the baseline's, in `rounds` alternating rounds of `iterations` steps
+    (0: as many as take about `round_seconds`, judged from one timed step of ours)."""
     step, batch, _ = our_step(name, device, fast)
     sides = {"ours": _Side(step, batch, device)}
     baseline_name = CASES[name].baseline
@@ -178,6 +179,12 @@ def bench_model(name: str, device: torch.device, baseline: ModuleType | None, ro
     for side in sides.values():
         for _ in range(warmup):
             side.step()
+    if iterations < 1:
+        _sync(device)
+        start = time.perf_counter()
+        sides["ours"].step()
+        _sync(device)
+        iterations = max(1, round(round_seconds / (time.perf_counter() - start)))
     for index in range(rounds):
         order = list(sides.values()) if index % 2 == 0 else list(sides.values())[::-1]
         for side in order:

@@ -57,16 +57,18 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
         raise CheckpointError(f"could not write checkpoint '{path}': {error}") from error
 
 
-def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint written by `save_checkpoint` (weights only: no code is unpickled)."""
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu",
+                    formats: tuple[str, ...] = (FORMAT,)) -> dict[str, Any]:
+    """Read a checkpoint written by `save_checkpoint` (weights only: no code is unpickled);
+    `formats` are the values of its "format" entry accepted (an export's too, say)."""
     if not path.is_file():
         raise CheckpointError(f"checkpoint '{path}' does not exist")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises many types for truncated or foreign files
         raise CheckpointError(f"checkpoint '{path}' is corrupt or not a gan checkpoint: {error}") from error
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise CheckpointError(f"'{path}' is not a gan checkpoint (expected format {FORMAT})")
+    if not isinstance(state, dict) or state.get("format") not in formats:
+        raise CheckpointError(f"'{path}' is not a gan checkpoint (expected format {' or '.join(formats)})")
     return state
 
 

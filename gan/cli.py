@@ -68,9 +68,12 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
       gan train --resume runs/00003-dcgan_celeba128            # continue after a stop
       gan train --resume runs/00003-dcgan_celeba128 --set train.steps=80000   # train longer
     """
+    import torch
+
     from gan.checkpoint import CheckpointError
     from gan.config import load_config
     from gan.data.decode import ImageReadError
+    from gan.distributed import broadcast_object, from_environment, initialise, shutdown
     from gan.registry import ConfigError
     from gan.train import DeviceUnavailable, NonFiniteLossError, create_run_dir, select_device
     from gan.train import train as run_training
@@ -79,13 +82,19 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
         raise click.UsageError("give a CONFIG file, or --resume RUN_DIR")
     overrides = (*overrides, "data.strict=true") if strict else overrides
     run_dir = resume
+    group = from_environment()  # torchrun's processes, or just this one
     try:
         resolved = load_config(config if config is not None else resume / "config.toml", list(overrides))
         torch_device = select_device(device)
-        run_dir = resume if resume is not None else create_run_dir(out, config.stem)
-        result = run_training(resolved, run_dir, torch_device, resume=resume is not None)
+        if group.distributed and torch_device.type == "cuda":
+            torch_device = torch.device("cuda", group.local_rank)  # one GPU per process
+            torch.cuda.set_device(torch_device)
+        initialise(group, torch_device)
+        if resume is None:  # rank 0 numbers the run; the others learn its directory
+            run_dir = broadcast_object(create_run_dir(out, config.stem) if group.is_main else None, group)
+        result = run_training(resolved, run_dir, torch_device, resume=resume is not None, group=group)
     except Exception as error:
-        if resume is None and run_dir is not None:
+        if resume is None and run_dir is not None and group.is_main:
             with contextlib.suppress(OSError):
                 run_dir.rmdir()  # a start that failed leaves no empty run directory (rmdir keeps any content)
         if isinstance(error, NonFiniteLossError):
@@ -95,6 +104,8 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
                               DeviceUnavailable)):
             _fail(error)
         raise
+    finally:
+        shutdown(group)
     if result.interrupted_by:
         sys.exit(130 if result.interrupted_by == "SIGINT" else 143)
 
@@ -111,7 +122,7 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 def sample(source: Path, count: int, out: Path | None, separate: Path | None, seed: int, steps: int,
            device: str) -> None:
-    """Generate images from SOURCE: a run directory (newest checkpoint) or a checkpoint file.
+    """Generate images from SOURCE: a run directory (newest checkpoint), checkpoint file or export.
 
     Uses the EMA generator when the checkpoint has one.
 
@@ -167,7 +178,7 @@ def translate(checkpoint: Path, source: Path, output: Path, side_by_side: bool, 
     """Run an image-to-image generator on INPUT (an image, or a folder searched
     recursively) and write OUTPUT (an image, or a folder with the same relative names).
 
-    CHECKPOINT is a run directory (newest checkpoint) or a checkpoint file. Any image
+    CHECKPOINT is a run directory (newest checkpoint), a checkpoint file or an export. Any image
     size works: inputs are padded to the network's multiple and cropped back.
 
     \b
@@ -213,13 +224,44 @@ def translate(checkpoint: Path, source: Path, output: Path, side_by_side: bool, 
 
 
 @main.command()
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="File to write, e.g. generator.safetensors.")
+@click.option("--format", "export_format", type=click.Choice(["safetensors", "pt"]), default="safetensors",
+              show_default=True, help="safetensors (tensors only) or a plain torch file.")
+@click.option("--direction", type=click.Choice(["AtoB", "BtoA"]), help="CycleGAN: which generator.")
+def export(source: Path, out: Path, export_format: str, direction: str | None) -> None:
+    """Write the generator of SOURCE (run directory or checkpoint) for sampling and translating.
+
+    The EMA weights when the run has them; the network spec, config and step go into the
+    file's metadata and a JSON beside it. `gan sample` and `gan translate` take the file.
+
+    \b
+    Examples:
+      gan export runs/00000-dcgan_celeba64 --out faces.safetensors
+      gan sample faces.safetensors --n 64 --out faces.png
+      gan export runs/00003-cyclegan_horse2zebra --direction BtoA --out zebra2horse.safetensors
+    """
+    from gan.checkpoint import CheckpointError
+    from gan.export import export_generator
+
+    try:
+        metadata = export_generator(source, out, export_format, direction)
+    except (CheckpointError, OSError) as error:
+        _fail(error)
+    click.echo(f"wrote {out} ({metadata['network']}, step {metadata['step']}) and {out.name}.json from "
+               f"{metadata['source']}")
+
+
+@main.command()
 @click.option("--model", "models", multiple=True, help="Repeatable; default: all of dcgan64, dcgan128, pix2pix256, "
               "cyclegan256, srresnet4x, srgan4x.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write results here.")
-@click.option("--rounds", default=4, show_default=True, help="Alternating rounds of ours and the baseline.")
-@click.option("--iters", default=3, show_default=True, help="Training iterations per side per round.")
-@click.option("--warmup", default=2, show_default=True, help="Untimed iterations per side first.")
+@click.option("--rounds", default=5, show_default=True, help="Alternating rounds of ours and the baseline.")
+@click.option("--iters", default=0, show_default=True,
+              help="Training iterations per side per round; 0 = as many as take about 2 seconds.")
+@click.option("--warmup", default=3, show_default=True, help="Untimed iterations per side first (compilation).")
 @click.option("--eager", is_flag=True, help="Turn our speed switches off (compile, channels_last, bf16).")
 @click.option("--baseline", "baseline_path", type=click.Path(dir_okay=False, path_type=Path),
               help="The plain implementation to compare with [default: ../shared/bench/baseline.py beside the "

@@ -92,6 +92,7 @@ class TrainConfig:
     compile: str = "auto"  # torch.compile G and D: auto (= on for CUDA) | on | off; falls back to eager on failure
     optimizer_kernel: str = "auto"  # Adam: auto (fused on CUDA, foreach on CPU) | fused | foreach | loop
     cudnn_benchmark: bool = True  # let cuDNN time its convolution algorithms (CUDA only)
+    sync_batchnorm: bool = False  # torchrun on CUDA: BatchNorm statistics over the global batch, not per GPU
     checkpoint_every: int = 1000  # steps; a checkpoint is also written at the end and on SIGINT/SIGTERM
     keep_checkpoints: int = 3  # newest checkpoints kept in the run directory
 

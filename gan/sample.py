@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from gan.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint
+from gan.checkpoint import CheckpointError
 from gan.nets import NetworkSpec
 
 
@@ -23,9 +23,11 @@ class LoadedGenerator:
 
 
 def load_generator(source: str | Path, device: torch.device) -> LoadedGenerator:
-    """The unconditional generator of a run directory (newest checkpoint) or checkpoint file."""
-    path = resolve_checkpoint(Path(source))
-    return generator_from_checkpoint(load_checkpoint(path), path, device)
+    """The unconditional generator of a run directory (newest checkpoint), checkpoint file or export."""
+    from gan.export import load_source
+
+    path, state = load_source(source)
+    return generator_from_checkpoint(state, path, device)
 
 
 def generator_from_checkpoint(state: dict[str, Any], path: Path, device: torch.device) -> LoadedGenerator:

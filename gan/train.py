@@ -9,6 +9,7 @@ training step does is the recipe's business (gan/recipes/base.py).
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import random
 
@@ -41,6 +42,14 @@ from gan.checkpoint import (
 )
 from gan.config import Config, config_to_dict, dump_config
 from gan.data import training_batches
+from gan.distributed import (
+    SINGLE_PROCESS,
+    ProcessGroup,
+    any_rank,
+    average_gradients_before_steps,
+    synchronise_weights,
+    use_sync_batchnorm,
+)
 from gan.images import image_grid, save_image_grid
 from gan.metrics.generative import GenerativeEvaluator, evaluate_generator
 from gan.progress import Progress, format_duration
@@ -210,9 +219,19 @@ def _newest_loadable_checkpoint(run_dir: Path) -> tuple[Path, dict[str, Any]]:
 
 
 def train(config: Config, run_dir: Path, device: torch.device, resume: bool = False,
-          progress_stream: Any = None) -> TrainResult:
-    """Train `config` in `run_dir` (made if missing); with `resume`, continue its newest checkpoint."""
+          progress_stream: Any = None, group: ProcessGroup = SINGLE_PROCESS) -> TrainResult:
+    """Train `config` in `run_dir` (made if missing); with `resume`, continue its newest checkpoint.
+
+    With a `group` of several processes (torchrun), each trains on its share of every
+    global batch with gradients averaged over all (gan/distributed.py); only rank 0 writes.
+    """
     train_config, log_config = config.train, config.log
+    main = group.is_main
+
+    def say(message: str) -> None:
+        if main:
+            print(message, file=sys.stderr)
+
     seed_everything(train_config.seed)
     try:
         recipe: Recipe = RECIPES.get(config.recipe)(config, device, make_autocast(device, train_config.amp))
@@ -220,9 +239,11 @@ def train(config: Config, run_dir: Path, device: torch.device, resume: bool = Fa
     except ValueError as error:  # a value the constructors of networks or data sets reject
         raise ConfigError(str(error)) from error
     for optimizer in recipe.optimizers.values():
-        for group in optimizer.param_groups:
-            group.setdefault("base_lr", group["lr"])
-    evaluator = _generative_evaluator(config, recipe, device)
+        for param_group in optimizer.param_groups:
+            param_group.setdefault("base_lr", param_group["lr"])
+    evaluator = _generative_evaluator(config, recipe, device) if main else None
+    if group.distributed:
+        _prepare_data_parallel(recipe, config, device, group)
     speed = accelerate(recipe, train_config, device)
 
     start_step, samples_seen, last_checkpoint = 0, 0, None
@@ -230,31 +251,42 @@ def train(config: Config, run_dir: Path, device: torch.device, resume: bool = Fa
         last_checkpoint, state = _newest_loadable_checkpoint(run_dir)
         _restore(recipe, state)
         start_step, samples_seen = state["step"], state["samples_seen"]
-        print(f"resuming from '{last_checkpoint}' at step {start_step}", file=sys.stderr)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.toml").write_text(dump_config(config))
+        say(f"resuming from '{last_checkpoint}' at step {start_step}")
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.toml").write_text(dump_config(config))
     if start_step >= train_config.steps:
-        print(f"nothing to do: the run is at step {start_step} and train.steps is {train_config.steps}",
-              file=sys.stderr)
+        say(f"nothing to do: the run is at step {start_step} and train.steps is {train_config.steps}")
         return TrainResult(run_dir, start_step, last_checkpoint, None)
 
     from torch.utils.tensorboard import SummaryWriter  # slow import: only when training
 
-    writer = SummaryWriter(str(run_dir), purge_step=start_step + 1 if resume else None)
+    writer = SummaryWriter(str(run_dir), purge_step=start_step + 1 if resume else None) if main else _NullWriter()
     data: Iterator = training_batches(config.data, dataset, train_config.batch_size, train_config.seed,
-                                      samples_seen, device)
+                                      samples_seen, device, group)
     watch = MetricWatch(device)
-    progress = Progress(train_config.steps, start_step, progress_stream)
-    print(f"run directory: {run_dir}\n{len(dataset)} training images, batch {train_config.batch_size}, "
-          f"device {device} ({speed.describe()}), {train_config.steps - start_step} steps to go", file=sys.stderr)
+    progress = Progress(train_config.steps, start_step, progress_stream if main else io.StringIO())
+    per_process = (f" ({train_config.batch_size // group.world_size} per process x {group.world_size} processes)"
+                   if group.distributed else "")
+    say(f"run directory: {run_dir}\n{len(dataset)} training images, batch {train_config.batch_size}{per_process}, "
+        f"device {device} ({speed.describe()}), {train_config.steps - start_step} steps to go")
 
     step = saved_step = start_step
 
-    def save(at_step: int) -> Path:
+    def save(at_step: int, final: bool) -> Path | None:
+        """Write a checkpoint. A failed write (disk full, say) mid-run is reported and training
+        goes on in memory, to retry at the next checkpoint; only a failed final write stops."""
         nonlocal saved_step
         _raise_if_non_finite(watch, last_checkpoint)  # never save a diverged state
         path = checkpoint_path(run_dir, at_step)
-        save_checkpoint(_state(recipe, config, at_step, samples_seen), path)
+        try:
+            save_checkpoint(_state(recipe, config, at_step, samples_seen), path)
+        except CheckpointError as error:
+            if final:
+                raise
+            kept = f"'{last_checkpoint}' is kept" if last_checkpoint else "no checkpoint was written yet"
+            warnings.warn(f"{error}; training goes on and retries at the next checkpoint ({kept})", stacklevel=2)
+            return last_checkpoint
         prune_checkpoints(run_dir, train_config.keep_checkpoints)
         saved_step = at_step
         return path
@@ -262,7 +294,8 @@ def train(config: Config, run_dir: Path, device: torch.device, resume: bool = Fa
     timer_start, timer_step, paused = time.perf_counter(), start_step, 0.0
     try:
         with StopRequest() as stop:
-            while step < train_config.steps and stop.signal_name is None:
+            stopping = False  # agreed by all processes: they stop at the same step
+            while step < train_config.steps and not stopping:
                 try:
                     batch = next(data)
                 except Exception:
@@ -277,6 +310,10 @@ def train(config: Config, run_dir: Path, device: torch.device, resume: bool = Fa
                 if device.type == "cpu":  # reading back is free here: stop at the very step
                     _raise_if_non_finite(watch, last_checkpoint)
                 last = step == train_config.steps
+                if not group.distributed:
+                    stopping = stop.signal_name is not None
+                elif step % log_config.every == 0:  # an all-reduce; rarely, so no per-step sync
+                    stopping = any_rank(stop.signal_name is not None, group, device)
 
                 if step % log_config.every == 0 or last or step == start_step + 1:
                     _raise_if_non_finite(watch, last_checkpoint)
@@ -289,18 +326,20 @@ def train(config: Config, run_dir: Path, device: torch.device, resume: bool = Fa
                     progress.update(step, means, images_per_second)
 
                 io_start = time.perf_counter()
+                if not main:
+                    continue
                 if step % log_config.image_every == 0 or last:
                     _write_previews(recipe, writer, run_dir, step)
                 if log_config.eval_every and (step % log_config.eval_every == 0 or last):
                     _log_validation(recipe, writer, step)
                 if evaluator and (step % config.metrics.every == 0 or last):
                     _log_generative_metrics(evaluator, recipe, writer, run_dir, step)
-                if step % train_config.checkpoint_every == 0 or last or stop.signal_name:
-                    last_checkpoint = save(step)
+                if step % train_config.checkpoint_every == 0 or last or stopping:
+                    last_checkpoint = save(step, final=last or stopping)
                 paused += time.perf_counter() - io_start
-            interrupted_by = stop.signal_name
-            if interrupted_by and saved_step != step:  # stopped while waiting for data
-                last_checkpoint = save(step)
+            interrupted_by = stop.signal_name or ("a signal to another process" if stopping else None)
+            if interrupted_by and saved_step != step and main:  # stopped while waiting for data
+                last_checkpoint = save(step, final=True)
     finally:
         progress.close()
         writer.close()
@@ -308,16 +347,40 @@ def train(config: Config, run_dir: Path, device: torch.device, resume: bool = Fa
 
     skipped = getattr(dataset, "num_skipped", 0)
     if skipped:
-        print(f"warning: {skipped} unreadable image file(s) were skipped (named in the warnings above)",
-              file=sys.stderr)
+        say(f"warning: {skipped} unreadable image file(s) were skipped (named in the warnings above)")
     elapsed = format_duration(time.perf_counter() - progress.started_at)
     if interrupted_by:
-        print(f"stopped by {interrupted_by} at step {step} after {elapsed}; checkpoint '{last_checkpoint}'. "
-              f"Continue with: gan train --resume {run_dir}", file=sys.stderr)
+        say(f"stopped by {interrupted_by} at step {step} after {elapsed}; checkpoint '{last_checkpoint}'. "
+            f"Continue with: gan train --resume {run_dir}")
     else:
-        print(f"done: {step} steps in {elapsed}; checkpoint '{last_checkpoint}', "
-              f"samples in '{run_dir / 'samples'}'", file=sys.stderr)
+        say(f"done: {step} steps in {elapsed}; checkpoint '{last_checkpoint}', samples in '{run_dir / 'samples'}'")
     return TrainResult(run_dir, step, last_checkpoint, interrupted_by)
+
+
+class _NullWriter:
+    """What processes other than rank 0 log to: nothing."""
+
+    def add_scalar(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _prepare_data_parallel(recipe: Recipe, config: Config, device: torch.device, group: ProcessGroup) -> None:
+    """Same starting weights everywhere, gradients averaged before each step, per-step random
+    inputs drawn for the global batch (recipes with `process_shard`), optional SyncBatchNorm."""
+    if config.train.batch_size % group.world_size:
+        raise ConfigError(f"train.batch_size {config.train.batch_size} is the global batch and must divide by "
+                          f"the {group.world_size} processes")
+    if config.train.sync_batchnorm:
+        if device.type != "cuda":
+            raise ConfigError("train.sync_batchnorm needs CUDA (PyTorch's SyncBatchNorm has no CPU kernel)")
+        use_sync_batchnorm(recipe.networks)
+    if hasattr(recipe, "process_shard"):
+        recipe.process_shard = (group.rank, group.world_size)
+    synchronise_weights(recipe.networks, group)
+    average_gradients_before_steps(recipe.optimizers, group)
 
 
 def _set_learning_rates(recipe: Recipe, scale: float) -> None:

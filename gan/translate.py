@@ -15,8 +15,9 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from gan.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint
+from gan.checkpoint import CheckpointError
 from gan.data.super_resolution import bicubic_resize
+from gan.export import generator_name, load_source
 from gan.images import pil_to_signed, signed_to_pil
 from gan.nets import NetworkSpec
 
@@ -128,13 +129,12 @@ def load_translator(source: str | Path, device: torch.device, tile: int = 512, o
     (AtoB when not given); checkpoints with one generator take no direction.
     """
     check_tiling(tile, overlap)
-    path = resolve_checkpoint(Path(source))
-    state = load_checkpoint(path)
+    path, state = load_source(source)
     config = state["config"]
     if config["recipe"] == "dcgan":
         raise CheckpointError(f"'{path}' is an unconditional generator (it takes latents, not images); "
                               "use `gan sample`")
-    name = _generator_name(state["specs"], direction, path)
+    name = generator_name(state["specs"], direction, path)
     weights = state["networks"].get(f"{name}_ema", state["networks"][name])
     try:
         generator = NetworkSpec.from_dict(state["specs"][name]).load(weights, f"'{path}'")
@@ -145,15 +145,3 @@ def load_translator(source: str | Path, device: torch.device, tile: int = 512, o
     input_upscale = data["scale"] if data["dataset"] == "sr_pairs" and data["upsample_input"] else 1
     return Translator(generator, device, input_upscale, getattr(generator, "size_multiple", 1), tile, overlap,
                       path, config, state["step"])
-
-
-def _generator_name(specs: dict, direction: str | None, path: Path) -> str:
-    """`generator`, or `generator_<direction>` for checkpoints with one generator per direction."""
-    directional = sorted(name.removeprefix("generator_") for name in specs if name.startswith("generator_"))
-    if direction is None:
-        return "generator" if "generator" in specs else f"generator_{directional[0]}"
-    if f"generator_{direction}" not in specs:
-        has = f"directions {', '.join(directional)}" if directional else "one generator and no directions"
-        raise CheckpointError(f"'{path}' has no {direction} generator ({has}); --direction is for CycleGAN "
-                              "checkpoints")
-    return f"generator_{direction}"

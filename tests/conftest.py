@@ -60,3 +60,18 @@ def only_run(out: Path) -> Path:
     """The single run directory inside a runs folder (which also holds a hidden lock file)."""
     (run_dir,) = [path for path in out.iterdir() if path.is_dir()]
     return run_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_demo_run(tmp_path_factory) -> Path:
+    """The demo config shrunk to TINY, trained 4 steps through `gan train`; tests only read it."""
+    from click.testing import CliRunner
+
+    from gan.cli import main
+
+    out = tmp_path_factory.mktemp("runs")
+    sets = [arg for item in TINY for arg in ("--set", item)]
+    result = CliRunner().invoke(main, ["train", str(REPO / "experiments" / "dcgan_demo.toml"), *sets,
+                                       "--out", str(out), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    return only_run(out)

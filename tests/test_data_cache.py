@@ -31,7 +31,7 @@ def config_for(folder: Path, cache: str, tmp_path: Path) -> DataConfig:
 
 
 def take(stream, count: int) -> list[torch.Tensor]:
-    return [next(stream)["image"] for _ in range(count)]
+    return [next(stream)["image"].clone() for _ in range(count)]  # cached batches reuse two buffers
 
 
 @pytest.mark.parametrize("mode", ["ram", "device"])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import REPO, TINY, only_run, random_rgb, tiny_config
+from conftest import random_rgb, tiny_config
 from PIL import Image, ImageFilter
 
 import gan.metrics.generative as generative
@@ -247,14 +247,9 @@ def test_generative_metrics_need_an_unconditional_recipe(tmp_path):
         _generative_evaluator(config, object(), CPU)
 
 
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("runs")
-    sets = [arg for item in TINY for arg in ("--set", item)]
-    result = CliRunner().invoke(main, ["train", str(REPO / "experiments" / "dcgan_demo.toml"), *sets,
-                                       "--out", str(out), "--device", "cpu"])
-    assert result.exit_code == 0, result.output
-    return only_run(out)
+@pytest.fixture
+def demo_run(tiny_demo_run):
+    return tiny_demo_run
 
 
 def test_gan_eval_writes_json_with_the_asked_metrics(demo_run, tmp_path, random_inception_weights):

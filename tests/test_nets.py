@@ -51,7 +51,7 @@ def test_spec_round_trip_rebuilds_the_same_architecture():
     spec = network_spec("generator", "dcgan", {"channels": 16, "latent_dim": 32}, "g", resolution=32)
     rebuilt = NetworkSpec.from_dict(spec.to_dict()).build()
     assert rebuilt.latent_dim == 32
-    assert spec.kwargs == {"channels": 16, "latent_dim": 32, "max_channels": 1024, "image_channels": 3,
+    assert spec.kwargs == {"channels": 16, "latent_dim": 32, "max_channels": 1024, "image_channels": 3, "norm": "batch",
                            "resolution": 32}
 
 

@@ -142,3 +142,19 @@ def test_translate_refuses_unconditional_checkpoints(tmp_path):
 def test_tile_and_overlap_are_checked(tmp_path):
     with pytest.raises(ValueError, match="less than half of --tile"):
         translate_tensor(LocalNet(), torch.rand(1, 3, 8, 8), tile=16, overlap=8)
+
+
+def test_an_exported_generator_translates_like_its_checkpoint(pix2pix_run, tmp_path):
+    run_dir, _ = pix2pix_run
+    photo = tmp_path / "photo.png"
+    random_rgb((52, 44), 7).save(photo)
+    export = tmp_path / "pix2pix.safetensors"
+    result = CliRunner().invoke(main, ["export", str(run_dir), "--out", str(export)])
+    assert result.exit_code == 0, result.output
+    outputs = []
+    for source in (run_dir, export):
+        out = tmp_path / f"{source.name}.png"
+        result = CliRunner().invoke(main, ["translate", str(source), str(photo), str(out), "--device", "cpu"])
+        assert result.exit_code == 0, result.output
+        outputs.append(np.asarray(Image.open(out)))
+    assert outputs[0].shape == (44, 52, 3) and np.array_equal(outputs[0], outputs[1])

@@ -16,6 +16,7 @@ from gan.data.sampling import batches
 from gan.data.super_resolution import Degradation, super_resolution_dataset
 from gan.data.synthetic import SyntheticFaces
 from gan.data.unpaired import domain_folders, unpaired_dataset
+from gan.distributed import SINGLE_PROCESS, ProcessGroup
 from gan.registry import ConfigError, Registry
 
 # name -> builder(config, train): `train=False` gives the evaluation / preview set
@@ -99,14 +100,15 @@ def data_identity(config: DataConfig) -> dict:
 
 
 def training_batches(config: DataConfig, dataset: Dataset, batch_size: int, seed: int, start_sample: int,
-                     device: torch.device) -> Iterator[dict[str, torch.Tensor]]:
-    """Endless training batches from sample `start_sample` on: through DataLoader workers, or,
-    with `data.cache`, gathered from the decoded-image cache in this process."""
+                     device: torch.device, group: ProcessGroup = SINGLE_PROCESS) -> Iterator[dict[str, torch.Tensor]]:
+    """Endless training batches from sample `start_sample` on (this process's share of each global
+    batch): through DataLoader workers, or, with `data.cache`, from the decoded-image cache."""
     if config.cache == "off":
-        return batches(dataset, batch_size, seed, start_sample, config.num_workers, pin_memory=device.type == "cuda")
+        return batches(dataset, batch_size, seed, start_sample, config.num_workers,
+                       pin_memory=device.type == "cuda", group=group)
     if not isinstance(dataset, ImageFileDataset):
         raise ConfigError(f"data.cache applies to datasets of image files, not '{config.dataset}'")
     images = load_or_build_cache(dataset, data_identity(config),
                                  Path(config.cache_dir) if config.cache_dir else default_cache_dir())
     return CachedBatches(images, batch_size, seed, start_sample, dataset.hflip, device,
-                         on_device=config.cache == "device")
+                         on_device=config.cache == "device", group=group)

@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 from gan.data.image_files import ImageFileDataset
-from gan.data.sampling import ResumableSampler
+from gan.data.sampling import ResumableSampler, shard
+from gan.distributed import SINGLE_PROCESS, ProcessGroup
 from gan.progress import Progress
 
 VERSION = 1
@@ -93,13 +94,20 @@ class CachedBatches:
 
     Sample order and flips come from the same ResumableSampler and per-sample seeds as the
     uncached loader, so the two paths give identical batches and resume the same way.
+    From a memory-mapped array, batches are written into two reused buffers (allocating a
+    fresh 12 MB tensor per batch costs more than filling it): a batch stays valid until
+    the next-but-one is drawn, which the training loop, one step per batch, respects.
     """
 
     def __init__(self, images: np.ndarray, batch_size: int, seed: int, start_sample: int, hflip: bool,
-                 device: torch.device, on_device: bool):
+                 device: torch.device, on_device: bool, group: ProcessGroup = SINGLE_PROCESS):
+        sampler, batch_size = shard(ResumableSampler(len(images), seed, start=start_sample), batch_size, group)
         self.batch_size, self.hflip, self.device = batch_size, hflip, device
-        self.images = torch.from_numpy(np.array(images)).to(device) if on_device else images
-        self.samples: Iterator[tuple[int, int]] = iter(ResumableSampler(len(images), seed, start=start_sample))
+        # np.asarray: a plain view of the memory map (its subclass costs time on every gather)
+        self.images = torch.from_numpy(np.array(images)).to(device) if on_device else np.asarray(images)
+        self.samples: Iterator[tuple[int, int]] = iter(sampler)
+        self.buffers = [torch.empty(batch_size, *images.shape[1:]) for _ in range(2)] if not on_device else []
+        self.drawn = 0
 
     def __iter__(self) -> "CachedBatches":
         return self
@@ -107,11 +115,17 @@ class CachedBatches:
     def __next__(self) -> dict[str, torch.Tensor]:
         keys = [next(self.samples) for _ in range(self.batch_size)]
         indices = [index for index, _ in keys]
+        flipped = [row for row, (_, seed) in enumerate(keys) if self.hflip and random.Random(seed).random() < 0.5]
+        self.drawn += 1
         if isinstance(self.images, torch.Tensor):
             batch = self.images[torch.tensor(indices, device=self.device)]
-        else:  # memory-mapped: copy just these rows, then move them
-            batch = torch.from_numpy(np.take(self.images, indices, axis=0)).to(self.device, non_blocking=True)
-        if self.hflip:
-            flips = torch.tensor([random.Random(seed).random() < 0.5 for _, seed in keys], device=self.device)
-            batch = torch.where(flips[:, None, None, None], batch.flip(-1), batch)
-        return {"image": batch.float().div_(127.5).sub_(1.0)}
+            if flipped:
+                rows = torch.tensor(flipped, device=self.device)
+                batch[rows] = batch[rows].flip(-1)
+            return {"image": batch.float().div_(127.5).sub_(1.0)}
+        rows = torch.from_numpy(np.take(self.images, indices, axis=0))  # memory-mapped: copy just these rows
+        for row in flipped:  # on uint8, row by row: the cheapest flip here
+            rows[row] = rows[row].flip(-1)
+        buffer = self.buffers[self.drawn % 2]
+        buffer.copy_(rows).div_(127.5).sub_(1.0)
+        return {"image": buffer.to(self.device, non_blocking=True)}

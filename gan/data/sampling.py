@@ -7,6 +7,8 @@ from typing import Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from gan.distributed import SINGLE_PROCESS, ProcessGroup, ShardedSampler
+
 _MASK63 = (1 << 63) - 1
 
 
@@ -41,13 +43,22 @@ class ResumableSampler(Sampler):
                 position += 1
 
 
+def shard(sampler: Sampler, batch_size: int, group: ProcessGroup) -> tuple[Sampler, int]:
+    """(this process's sampler, its batch size) for global batches of `batch_size`."""
+    if not group.distributed:
+        return sampler, batch_size
+    sharded = ShardedSampler(sampler, batch_size, group)
+    return sharded, sharded.local_batch
+
+
 def batches(dataset: Dataset, batch_size: int, seed: int, start_sample: int, num_workers: int,
-            pin_memory: bool = False) -> Iterator[dict[str, torch.Tensor]]:
-    """Endless batches, starting at sample `start_sample` of the endless stream."""
-    sampler = ResumableSampler(len(dataset), seed, start=start_sample)
+            pin_memory: bool = False, group: ProcessGroup = SINGLE_PROCESS) -> Iterator[dict[str, torch.Tensor]]:
+    """Endless batches, starting at sample `start_sample` of the endless stream; with several
+    processes, this one's share of each global batch of `batch_size`."""
+    sampler, local_batch = shard(ResumableSampler(len(dataset), seed, start=start_sample), batch_size, group)
     loader = DataLoader(
         dataset,
-        batch_size=batch_size,
+        batch_size=local_batch,
         sampler=sampler,
         num_workers=num_workers,
         pin_memory=pin_memory,

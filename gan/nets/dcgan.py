@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from gan.nets import register_network
-from gan.nets.common import init_normal_, log2_resolution
+from gan.nets.common import init_normal_, log2_resolution, norm_layer
 
 
 def _widths(resolution: int, channels: int, max_channels: int) -> list[int]:
@@ -31,20 +31,21 @@ class DCGANGenerator(nn.Module):
         channels: int = 64,  # width at resolution/2; doubles at each lower resolution
         max_channels: int = 1024,  # cap on the width (64 px: 512, 128 px: 1024 uncapped)
         image_channels: int = 3,
+        norm: str = "batch",  # "batch" (the paper), "instance" or "none"
     ):
         super().__init__()
         self.resolution = resolution
         self.latent_dim = latent_dim
         widths = _widths(resolution, channels, max_channels)
         layers: list[nn.Module] = [
-            nn.ConvTranspose2d(latent_dim, widths[0], 4, 1, 0, bias=False),
-            nn.BatchNorm2d(widths[0]),
+            nn.ConvTranspose2d(latent_dim, widths[0], 4, 1, 0, bias=norm != "batch"),
+            norm_layer(norm, widths[0]),
             nn.ReLU(inplace=True),
         ]
         for in_width, out_width in zip(widths, widths[1:]):
             layers += [
-                nn.ConvTranspose2d(in_width, out_width, 4, 2, 1, bias=False),
-                nn.BatchNorm2d(out_width),
+                nn.ConvTranspose2d(in_width, out_width, 4, 2, 1, bias=norm != "batch"),
+                norm_layer(norm, out_width),
                 nn.ReLU(inplace=True),
             ]
         layers += [nn.ConvTranspose2d(widths[-1], image_channels, 4, 2, 1), nn.Tanh()]
@@ -65,6 +66,7 @@ class DCGANDiscriminator(nn.Module):
         channels: int = 64,  # width at resolution/2; doubles at each lower resolution
         max_channels: int = 1024,
         image_channels: int = 3,
+        norm: str = "batch",  # "batch" (the paper); "none" for WGAN-GP, whose penalty is per sample
     ):
         super().__init__()
         self.resolution = resolution
@@ -72,8 +74,8 @@ class DCGANDiscriminator(nn.Module):
         layers: list[nn.Module] = [nn.Conv2d(image_channels, widths[0], 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)]
         for in_width, out_width in zip(widths, widths[1:]):
             layers += [
-                nn.Conv2d(in_width, out_width, 4, 2, 1, bias=False),
-                nn.BatchNorm2d(out_width),
+                nn.Conv2d(in_width, out_width, 4, 2, 1, bias=norm != "batch"),  # BatchNorm's shift replaces it
+                norm_layer(norm, out_width),
                 nn.LeakyReLU(0.2, inplace=True),
             ]
         layers.append(nn.Conv2d(widths[-1], 1, 4, 1, 0))  # 4x4 -> 1x1

@@ -50,6 +50,9 @@ class DCGANRecipe:
         }
         self.loss = AdversarialLoss(config.loss.adversarial, config.loss.label_smoothing, config.loss.gp_weight)
         # Fixed latents for preview grids, from their own generator so the global RNG is untouched.
+        # (rank, processes) under torchrun: each step's latents are drawn for the global batch and
+        # sliced, so the result does not depend on how many processes share it.
+        self.process_shard = (0, 1)
         latents_rng = torch.Generator().manual_seed(train.seed + 12345)
         self.fixed_latents = torch.randn(config.log.num_samples, self.latent_dim, generator=latents_rng).to(device)
 
@@ -68,7 +71,8 @@ class DCGANRecipe:
 
         set_requires_grad(discriminator, True)
         for _ in range(self.config.train.d_steps):
-            latents = torch.randn(num, self.latent_dim, device=self.device)
+            rank, processes = self.process_shard
+            latents = torch.randn(num * processes, self.latent_dim, device=self.device)[rank * num:(rank + 1) * num]
             with self.autocast():
                 fake = generator(latents)
                 real_logits = discriminator(add_instance_noise(real, noise_std)).float()

@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""Kill -9 a short CPU training run at random moments, resume it each time, and check that it
+ends with the weights of an uninterrupted run.
+
+    python benchmarks/kill9_loop.py --kills 20 --out /tmp/kill9
+
+Prints, per kill, the last step the run reported and the step it resumed from (the steps
+lost), then whether the final checkpoint equals the uninterrupted run's: every network,
+optimizer moment and the step, bit for bit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SETTINGS = ["data.num_workers=0", "model.generator_args.channels=16", "model.discriminator_args.channels=16",
+            "train.batch_size=32", "train.steps=1000", "train.checkpoint_every=10", "train.keep_checkpoints=2",
+            "log.every=1", "log.image_every=100", "metrics.every=0", "loss.instance_noise=0.1",
+            "loss.label_smoothing=0.1"]
+
+
+def gan_train(args: list[str], log_path: Path) -> subprocess.Popen:
+    sets = [arg for item in SETTINGS for arg in ("--set", item)]
+    with open(log_path, "w") as log:
+        return subprocess.Popen([sys.executable, "-m", "gan", "train", *args, *sets, "--device", "cpu"],
+                                stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+
+
+def last_reported_step(log_path: Path) -> int:
+    steps = [int(match) for match in re.findall(r"step (\d+)/", log_path.read_text())]
+    return max(steps, default=0)
+
+
+def resumed_from(log_path: Path) -> int:
+    match = re.search(r"at step (\d+)", log_path.read_text())
+    return int(match.group(1)) if match else 0
+
+
+def final_state(run_dir: Path) -> dict:
+    newest = sorted(run_dir.glob("checkpoint-*.pt"))[-1]
+    state = torch.load(newest, weights_only=True)
+    return {"step": state["step"], "networks": state["networks"], "optimizers": state["optimizers"]}
+
+
+def identical(a, b) -> bool:
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(identical(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(identical(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--kills", type=int, default=20)
+    parser.add_argument("--out", type=Path, default=Path("/tmp/kill9"))
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+    config = str(REPO / "experiments" / "dcgan_demo.toml")
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    started = time.perf_counter()
+    straight = gan_train([config, "--out", str(args.out / "straight")], args.out / "straight.log")
+    if straight.wait() != 0:
+        sys.exit(f"the uninterrupted run failed; see {args.out / 'straight.log'}")
+    print(f"uninterrupted run: {time.perf_counter() - started:.0f} s", flush=True)
+    straight_dir = next(p for p in (args.out / "straight").iterdir() if p.is_dir())
+
+    run_dir, lost, history = None, [], []
+    for kill in range(args.kills):
+        log_path = args.out / f"kill{kill:02d}.log"
+        launch = [config, "--out", str(args.out / "killed")] if run_dir is None else ["--resume", str(run_dir)]
+        process = gan_train(launch, log_path)
+        time.sleep(rng.uniform(1.0, 6.0))  # start-up included: some kills land before the first step
+        if process.poll() is not None:
+            history.append(f"kill {kill + 1:2d}: the run had already finished")
+            break
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        if run_dir is None:
+            candidates = [p for p in (args.out / "killed").iterdir() if p.is_dir()]
+            run_dir = candidates[0] if candidates else None
+        checkpoints = sorted(run_dir.glob("checkpoint-*.pt")) if run_dir else []
+        saved = int(checkpoints[-1].stem.split("-")[1]) if checkpoints else 0
+        reached = max(last_reported_step(log_path), resumed_from(log_path), saved)
+        lost.append(reached - saved)
+        history.append(f"kill {kill + 1:2d}: reached step {reached:3d}, newest checkpoint {saved:3d}, "
+                       f"{reached - saved} steps to redo; leftover temp files: "
+                       f"{len(list(run_dir.glob('*.tmp'))) if run_dir else 0}")
+        if run_dir is None:  # killed before the run directory existed: start again
+            continue
+    final_log = args.out / "final.log"
+    process = gan_train(["--resume", str(run_dir)], final_log)
+    if process.wait() != 0:
+        sys.exit(f"the final resume failed; see {final_log}")
+    print("\n".join(history))
+    print(f"final resume from step {resumed_from(final_log)}; steps redone after a kill: at most "
+          f"{max(lost, default=0)}, mean {sum(lost) / max(len(lost), 1):.1f} (checkpoint every 10 steps)")
+    same = identical(final_state(straight_dir), final_state(run_dir))
+    print(f"final weights, optimizer states and step equal the uninterrupted run's: {same}")
+    sys.exit(0 if same else 1)
+
+
+if __name__ == "__main__":
+    main()

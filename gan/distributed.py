@@ -1,0 +1,139 @@
+"""Data-parallel training over processes started by torchrun (NCCL on CUDA, gloo on the CPU).
+
+    torchrun --nproc_per_node=4 -m gan train CONFIG
+
+Each process holds the whole model, seeded alike, and trains on its shard of every
+global batch (`train.batch_size` is the global batch). Before every optimizer step the
+gradients of its parameters are averaged over all processes, in one flat all-reduce per
+optimizer. That is DistributedDataParallel's arithmetic, done at the optimizer rather
+than in a module wrapper: GAN steps run D several times per update and freeze it during
+G's, which DDP's per-forward bookkeeping does not allow without `no_sync` juggling
+(StyleGAN3 syncs gradients the same way). Random inputs a recipe draws per step are
+drawn for the global batch and sliced, so N processes compute what one process with
+the global batch would, up to float summation order and BatchNorm statistics, which
+stay per process unless `train.sync_batchnorm` (CUDA only).
+
+Only rank 0 writes: logs, grids, metrics, checkpoints.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import Sampler
+
+
+@dataclass(frozen=True)
+class ProcessGroup:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+SINGLE_PROCESS = ProcessGroup()  # immutable: safe as a default argument
+
+
+def from_environment() -> ProcessGroup:
+    """The group torchrun describes in RANK / WORLD_SIZE / LOCAL_RANK; one process otherwise."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        return SINGLE_PROCESS
+    return ProcessGroup(int(os.environ["RANK"]), world_size, int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def initialise(group: ProcessGroup, device: torch.device) -> None:
+    """Join the process group: NCCL for CUDA devices, gloo for the CPU."""
+    if group.distributed and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+
+
+def shutdown(group: ProcessGroup) -> None:
+    if group.distributed and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def broadcast_object(value: Any, group: ProcessGroup) -> Any:
+    """Rank 0's `value` on every rank (a run directory's path, say)."""
+    if not group.distributed:
+        return value
+    holder = [value]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
+def any_rank(flag: bool, group: ProcessGroup, device: torch.device) -> bool:
+    """True on every rank if `flag` is true on any (a stop signal that reached one process)."""
+    if not group.distributed:
+        return flag
+    value = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
+def average_gradients_before_steps(optimizers: dict[str, torch.optim.Optimizer], group: ProcessGroup) -> None:
+    """Hook every optimizer so its gradients are averaged over the group just before it steps."""
+    if not group.distributed:
+        return
+
+    def average(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+        if not grads:
+            return
+        flat = torch.cat([grad.reshape(-1) for grad in grads])
+        dist.all_reduce(flat)
+        flat /= group.world_size
+        offset = 0
+        for grad in grads:
+            grad.copy_(flat[offset:offset + grad.numel()].view_as(grad))
+            offset += grad.numel()
+
+    for optimizer in optimizers.values():
+        optimizer.register_step_pre_hook(average)
+
+
+def synchronise_weights(networks: dict[str, nn.Module], group: ProcessGroup) -> None:
+    """Every rank starts from rank 0's parameters and buffers."""
+    if not group.distributed:
+        return
+    for network in networks.values():
+        for tensor in [*network.parameters(), *network.buffers()]:
+            dist.broadcast(tensor.data, src=0)
+
+
+def use_sync_batchnorm(networks: dict[str, nn.Module]) -> None:
+    """Replace BatchNorm layers inside the networks by SyncBatchNorm (statistics over the global batch)."""
+    for network in networks.values():
+        converted = nn.SyncBatchNorm.convert_sync_batchnorm(network)
+        if converted is not network:
+            raise ValueError("a network that is itself a BatchNorm layer cannot be converted in place")
+
+
+class ShardedSampler(Sampler):
+    """This rank's share of a sampler's stream: of each consecutive `global_batch` items, the
+    `global_batch / world_size` at slots [rank * b, (rank + 1) * b). One process reading the
+    whole stream in global batches sees exactly the union, in order."""
+
+    def __init__(self, sampler: Sampler, global_batch: int, group: ProcessGroup):
+        if global_batch % group.world_size:
+            raise ValueError(f"train.batch_size {global_batch} must divide by the {group.world_size} processes")
+        self.sampler, self.global_batch, self.group = sampler, global_batch, group
+        self.local_batch = global_batch // group.world_size
+
+    def __iter__(self) -> Iterator:
+        first = self.group.rank * self.local_batch
+        for position, item in enumerate(self.sampler):
+            if first <= position % self.global_batch < first + self.local_batch:
+                yield item

@@ -1,0 +1,91 @@
+"""Exported generators: the weights `gan sample` and `gan translate` need, without the training state.
+
+`safetensors` (the default) holds only tensors, so loading it cannot run code. The file
+is the generator's plain state dict, loadable by anyone, and its metadata entry "gan"
+is JSON with what rebuilds it: the network spec, the run's config and the step. A JSON
+file with the same metadata is written beside it for people. `pt` is the same as a
+plain torch file, which loads with `weights_only=True`.
+
+Both read back as a checkpoint-shaped dict (specs, networks, config, step), so every
+loader takes a run directory, a checkpoint or an export alike.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gan.checkpoint import FORMAT, CheckpointError, load_checkpoint, resolve_checkpoint
+
+EXPORT_FORMAT = "gan.export/1"
+EXPORT_FORMATS = ("safetensors", "pt")
+
+
+def generator_name(specs: dict, direction: str | None, path: Path) -> str:
+    """`generator`, or `generator_<direction>` for checkpoints with one generator per direction."""
+    directional = sorted(name.removeprefix("generator_") for name in specs if name.startswith("generator_"))
+    if direction is None:
+        return "generator" if "generator" in specs else f"generator_{directional[0]}"
+    if f"generator_{direction}" not in specs:
+        has = f"directions {', '.join(directional)}" if directional else "one generator and no directions"
+        raise CheckpointError(f"'{path}' has no {direction} generator ({has}); --direction is for CycleGAN "
+                              "checkpoints")
+    return f"generator_{direction}"
+
+
+def export_generator(source: Path, out: Path, export_format: str = "safetensors",
+                     direction: str | None = None) -> dict[str, Any]:
+    """Write the (EMA, when there is one) generator of `source` to `out`; returns the metadata written."""
+    if export_format not in EXPORT_FORMATS:
+        raise ValueError(f"unknown export format '{export_format}'; use {' or '.join(EXPORT_FORMATS)}")
+    path = resolve_checkpoint(source)
+    state = load_checkpoint(path)
+    name = generator_name(state["specs"], direction, path)
+    stored = f"{name}_ema" if f"{name}_ema" in state["networks"] else name
+    weights = {key: value.contiguous() for key, value in state["networks"][stored].items()}
+    metadata = {"format": EXPORT_FORMAT, "network": stored, "specs": {name: state["specs"][name]},
+                "config": state["config"], "step": state["step"], "source": str(path)}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    temp = out.with_name(out.name + ".tmp")
+    if export_format == "safetensors":
+        from safetensors.torch import save_file
+
+        save_file(weights, str(temp), metadata={"gan": json.dumps(metadata)})
+    else:
+        torch.save({**metadata, "networks": {stored: weights}}, temp)
+    os.replace(temp, out)
+    out.with_name(out.name + ".json").write_text(json.dumps(metadata, indent=2) + "\n")
+    return metadata
+
+
+def read_export(path: Path) -> dict[str, Any]:
+    """A `.safetensors` or `.pt` export as a checkpoint-shaped dict."""
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file, safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                metadata = json.loads((handle.metadata() or {}).get("gan", "null"))
+            weights = load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as error:
+            raise CheckpointError(f"'{path}' is not a readable safetensors file: {error}") from None
+        if not isinstance(metadata, dict) or metadata.get("format") != EXPORT_FORMAT:
+            raise CheckpointError(f"'{path}' has no gan export metadata; write it with `gan export`")
+        return {**metadata, "networks": {metadata["network"]: weights}}
+    return load_checkpoint(path, formats=(EXPORT_FORMAT,))
+
+
+def load_source(source: str | Path) -> tuple[Path, dict[str, Any]]:
+    """(file, checkpoint-shaped state) of a run directory, checkpoint file or export."""
+    source = Path(source)
+    if source.suffix == ".safetensors":
+        if not source.is_file():
+            raise CheckpointError(f"export '{source}' does not exist")
+        return source, read_export(source)
+    path = resolve_checkpoint(source)
+    return path, load_checkpoint(path, formats=(FORMAT, EXPORT_FORMAT))

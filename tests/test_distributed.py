@@ -1,0 +1,70 @@
+"""torchrun data parallelism on the CPU (gloo): two processes train what one does with the global batch."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import REPO, TINY, only_run, tiny_config
+
+from gan.checkpoint import list_checkpoints
+from gan.data.sampling import ResumableSampler
+from gan.distributed import ProcessGroup, ShardedSampler
+from gan.train import train
+
+CPU = torch.device("cpu")
+# No BatchNorm (its statistics are per process without SyncBatchNorm, which needs CUDA), and
+# the augmentations on, to check they follow the sample rather than the process.
+EXACT = ["model.generator_args.norm=none", "model.discriminator_args.norm=none", "data.hflip=true",
+         "train.batch_size=8", "train.steps=4", "train.checkpoint_every=2"]
+
+
+def test_shards_of_a_stream_interleave_back_to_it():
+    stream = ResumableSampler(10, seed=3, start=16)
+    whole = [next(iter_) for iter_ in [iter(stream)] for _ in range(24)]
+    shards = [ShardedSampler(ResumableSampler(10, seed=3, start=16), 8, ProcessGroup(rank, 2, rank))
+              for rank in range(2)]
+    parts = [iter(shard) for shard in shards]
+    rebuilt = []
+    for _ in range(3):  # three global batches: 4 from rank 0, then 4 from rank 1
+        for part in parts:
+            rebuilt += [next(part) for _ in range(4)]
+    assert rebuilt == whole
+    with pytest.raises(ValueError, match="train.batch_size 9 must divide by the 2 processes"):
+        ShardedSampler(stream, 9, ProcessGroup(0, 2, 0))
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_give_the_weights_of_one_with_the_global_batch(tmp_path):
+    single = train(tiny_config(*EXACT), tmp_path / "single", CPU, progress_stream=sys.stdout)
+    out = tmp_path / "runs"
+    sets = [arg for item in [*TINY, *EXACT] for arg in ("--set", item)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "gan", "train",
+         str(REPO / "experiments" / "dcgan_demo.toml"), *sets, "--out", str(out), "--device", "cpu"],
+        capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "batch 8 (4 per process x 2 processes)" in result.stderr
+    assert result.stderr.count("run directory:") == 1  # rank 0 alone talks ...
+    run_dir = only_run(out)  # ... and writes: one run directory, one event file
+    assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1
+    assert [path.name for path in list_checkpoints(run_dir)] == ["checkpoint-00000002.pt", "checkpoint-00000004.pt"]
+    assert not list(run_dir.glob("*.tmp"))
+
+    one = torch.load(single.checkpoint, weights_only=True)["networks"]
+    two = torch.load(list_checkpoints(run_dir)[-1], weights_only=True)["networks"]
+    assert set(one) == set(two) == {"generator", "discriminator", "generator_ema"}
+    for name in one:
+        for key, value in one[name].items():
+            torch.testing.assert_close(two[name][key], value, rtol=1e-4, atol=1e-5, msg=f"{name}.{key}")
+    assert not torch.equal(one["generator"]["net.0.weight"], tiny_generator_init())
+
+
+def tiny_generator_init() -> torch.Tensor:
+    from gan.recipes.dcgan import DCGANRecipe
+    from gan.train import seed_everything
+
+    seed_everything(0)
+    return DCGANRecipe(tiny_config(*EXACT), CPU, lambda: torch.no_grad()).generator.state_dict()["net.0.weight"]

@@ -1,0 +1,69 @@
+"""`gan export`: generator weights as safetensors or a plain torch file, read back by sample and translate."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors.torch import load_file
+
+from gan.checkpoint import CheckpointError, list_checkpoints
+from gan.cli import main
+from gan.export import read_export
+from gan.sample import generate, load_generator, random_latents
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture
+def run(tiny_demo_run):
+    return tiny_demo_run
+
+
+def samples(source, seed=3) -> torch.Tensor:
+    generator = load_generator(source, CPU).generator
+    return generate(generator, random_latents(6, generator.latent_dim, seed))
+
+
+@pytest.mark.parametrize("export_format,suffix", [("safetensors", ".safetensors"), ("pt", ".pt")])
+def test_export_round_trip_gives_identical_samples(run, tmp_path, export_format, suffix):
+    out = tmp_path / f"generator{suffix}"
+    result = CliRunner().invoke(main, ["export", str(run), "--format", export_format, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert torch.equal(samples(run), samples(out))
+    loaded = load_generator(out, CPU)
+    assert loaded.used_ema and loaded.step == 4 and loaded.config["recipe"] == "dcgan"
+    sidecar = json.loads((tmp_path / f"generator{suffix}.json").read_text())
+    assert sidecar["network"] == "generator_ema" and sidecar["specs"]["generator"]["name"] == "dcgan"
+    result = CliRunner().invoke(main, ["sample", str(out), "--n", "4", "--out", str(tmp_path / "grid.png")])
+    assert result.exit_code == 0 and (tmp_path / "grid.png").is_file()
+
+
+def test_the_safetensors_file_is_the_plain_state_dict_of_the_ema_generator(run, tmp_path):
+    out = tmp_path / "g.safetensors"
+    CliRunner().invoke(main, ["export", str(run), "--out", str(out)])
+    checkpoint = torch.load(list_checkpoints(run)[-1], weights_only=True)
+    weights = load_file(str(out))
+    assert weights.keys() == checkpoint["networks"]["generator_ema"].keys()
+    for key, value in weights.items():
+        assert torch.equal(value, checkpoint["networks"]["generator_ema"][key])
+
+
+def test_bad_exports_are_clear_errors(run, tmp_path):
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    with pytest.raises(CheckpointError, match="broken.safetensors' is not a readable safetensors file"):
+        read_export(broken)
+    from safetensors.torch import save_file
+
+    foreign = tmp_path / "foreign.safetensors"
+    save_file({"w": torch.zeros(2)}, str(foreign))
+    with pytest.raises(CheckpointError, match="no gan export metadata"):
+        read_export(foreign)
+    pickled = tmp_path / "code.pt"
+    torch.save({"format": "gan.export/1", "payload": Path("x")}, pickled)  # an arbitrary object
+    with pytest.raises(CheckpointError, match="corrupt or not a gan checkpoint"):
+        load_generator(pickled, CPU)
+    result = CliRunner().invoke(main, ["export", str(run), "--direction", "BtoA", "--out", str(tmp_path / "x.pt")])
+    assert result.exit_code == 2 and "no BtoA generator" in result.output
