@@ -25,7 +25,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SETTINGS = ["data.num_workers=0", "model.generator_args.channels=16", "model.discriminator_args.channels=16",
-            "train.batch_size=32", "train.steps=1000", "train.checkpoint_every=10", "train.keep_checkpoints=2",
+            "train.batch_size=32", "train.steps=2000", "train.checkpoint_every=10", "train.keep_checkpoints=2",
             "log.every=1", "log.image_every=100", "metrics.every=0", "loss.instance_noise=0.1",
             "loss.label_smoothing=0.1"]
 

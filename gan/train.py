@@ -249,6 +249,9 @@ def train(config: Config, run_dir: Path, device: torch.device, resume: bool = Fa
     start_step, samples_seen, last_checkpoint = 0, 0, None
     if resume:
         last_checkpoint, state = _newest_loadable_checkpoint(run_dir)
+        if main:
+            for stale in run_dir.glob("checkpoint-*.pt.tmp"):  # a save cut short by kill -9 or a crash
+                stale.unlink()
         _restore(recipe, state)
         start_step, samples_seen = state["step"], state["samples_seen"]
         say(f"resuming from '{last_checkpoint}' at step {start_step}")
