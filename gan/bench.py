@@ -37,8 +37,9 @@ class Case:
 # The papers' settings; each matches its baseline.py counterpart in shapes, batch and parameters.
 _DCGAN = ("recipe=dcgan", "data.dataset=synthetic", "train.batch_size=64", "model.generator_args.latent_dim=100",
           "model.generator_args.channels=64", "model.discriminator_args.channels=64")
-_SR = ("model.generator=srresnet", "data.dataset=sr_pairs", "data.resolution=96", "data.scale=4", "data.upsample_input=false",
-       "train.batch_size=16", "train.g_lr=1e-4", "train.d_lr=1e-4", "train.beta1=0.9", "train.ema_decay=0")
+_SR = ("model.generator=srresnet", "data.dataset=sr_pairs", "data.resolution=96", "data.scale=4",
+       "data.upsample_input=false", "train.batch_size=16", "train.g_lr=1e-4", "train.d_lr=1e-4", "train.beta1=0.9",
+       "train.ema_decay=0")
 CASES = {
     "dcgan64": Case((*_DCGAN, "data.resolution=64"), "dcgan64"),
     "dcgan128": Case((*_DCGAN, "data.resolution=128"), "dcgan128"),
@@ -68,8 +69,8 @@ def synthetic_batch(recipe_name: str, batch_size: int, resolution: int, device: 
     return {"input": images(resolution), "target": images(resolution)}
 
 
-def our_step(name: str, device: torch.device, fast: bool) -> tuple[Callable[[], None], int, Callable[[], None]]:
-    """(one training iteration as the loop runs it, batch size, a step for FLOP counting).
+def our_step(name: str, device: torch.device, fast: bool) -> tuple[Callable[[], None], int]:
+    """(one training iteration as the loop runs it, batch size).
 
     `fast` keeps the speed switches at their defaults; otherwise they are all off
     (eager fp32, as the baseline runs)."""
@@ -91,7 +92,7 @@ def our_step(name: str, device: torch.device, fast: bool) -> tuple[Callable[[], 
         _set_learning_rates(recipe, lr_scale(counter["step"], config.train.steps, config.train.lr_decay_steps))
         watch.add(counter["step"], recipe.step(batch, counter["step"]))
 
-    return step, config.train.batch_size, step
+    return step, config.train.batch_size
 
 
 def load_baseline(path: Path) -> ModuleType | None:
@@ -171,7 +172,7 @@ def bench_model(name: str, device: torch.device, baseline: ModuleType | None, ro
                 warmup: int, fast: bool, flops: bool, round_seconds: float = 2.0, log=sys.stderr) -> Row:
     """Time `name`, ours and the baseline's, in `rounds` alternating rounds of `iterations` steps
     (0: as many as take about `round_seconds`, judged from one timed step of ours)."""
-    step, batch, _ = our_step(name, device, fast)
+    step, batch = our_step(name, device, fast)
     sides = {"ours": _Side(step, batch, device)}
     baseline_name = CASES[name].baseline
     if baseline is not None and baseline_name is not None:

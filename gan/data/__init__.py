@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import Dataset
 
 from gan.config import DataConfig
-from gan.data.cache import CachedBatches, default_cache_dir, load_or_build_cache
+from gan.data.cache import CachedBatches, load_or_build_cache, user_cache_dir
 from gan.data.image_files import ImageFileDataset, celeba_dataset, image_folder_dataset
 from gan.data.paired import paired_dataset
 from gan.data.sampling import batches
@@ -109,6 +109,6 @@ def training_batches(config: DataConfig, dataset: Dataset, batch_size: int, seed
     if not isinstance(dataset, ImageFileDataset):
         raise ConfigError(f"data.cache applies to datasets of image files, not '{config.dataset}'")
     images = load_or_build_cache(dataset, data_identity(config),
-                                 Path(config.cache_dir) if config.cache_dir else default_cache_dir())
+                                 Path(config.cache_dir) if config.cache_dir else user_cache_dir("decoded"))
     return CachedBatches(images, batch_size, seed, start_sample, dataset.hflip, device,
                          on_device=config.cache == "device", group=group)

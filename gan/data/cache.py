@@ -30,8 +30,9 @@ from gan.progress import Progress
 VERSION = 1
 
 
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gan" / "decoded"
+def user_cache_dir(name: str) -> Path:
+    """`$XDG_CACHE_HOME/gan/<name>`, or `~/.cache/gan/<name>`: where gan keeps what it can recompute."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gan" / name
 
 
 def files_fingerprint(paths: list[Path]) -> str:

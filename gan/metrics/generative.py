@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -22,6 +21,7 @@ from torch import nn
 
 from gan.checkpoint import CheckpointError, save_checkpoint
 from gan.config import DataConfig
+from gan.data.cache import user_cache_dir
 from gan.images import signed_to_uint8
 from gan.metrics.feature_distances import (
     GaussianStatistics,
@@ -49,10 +49,6 @@ def check_metric_names(names: Iterable[str], key: str) -> list[str]:
     if not names:
         raise ConfigError(f"{key}: name at least one metric of {', '.join(METRIC_NAMES)}")
     return names
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gan" / "reference-statistics"
 
 
 # ----------------------------------------------------------------------------- reference set
@@ -119,7 +115,7 @@ class GenerativeEvaluator:
                  require_weights: bool = True, batch_size: int = 64):
         self.data, self.count, self.device, self.batch_size = data, count, device, batch_size
         self.names = check_metric_names(names, "metrics")
-        self.cache = ReferenceCache(Path(cache_dir) if cache_dir else default_cache_dir())
+        self.cache = ReferenceCache(Path(cache_dir) if cache_dir else user_cache_dir("reference-statistics"))
         self.inception: nn.Module | None = None
         if any(name in INCEPTION_METRICS for name in self.names):
             try:
