@@ -53,8 +53,11 @@ def main() -> None:
               help="Continue the run in this directory from its newest checkpoint.")
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA if present), cpu, cuda or cuda:N.")
 @click.option("--strict", is_flag=True, help="Unreadable image files are errors instead of skipped with a warning.")
+@click.option("--on-nan", type=click.Choice(["stop", "rollback"]), default="stop", show_default=True,
+              help="When a loss becomes NaN/Inf: stop, or resume the last checkpoint with the learning rates "
+                   "halved (up to 3 times).")
 def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Path | None, device: str,
-          strict: bool) -> None:
+          strict: bool, on_nan: str) -> None:
     """Train the recipe described by CONFIG (a TOML file).
 
     Makes a run directory inside --out with config.toml (the resolved config),
@@ -75,7 +78,7 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
     from gan.data.decode import ImageReadError
     from gan.distributed import broadcast_object, from_environment, initialise, shutdown
     from gan.registry import ConfigError
-    from gan.train import DeviceUnavailable, NonFiniteLossError, create_run_dir, select_device
+    from gan.train import DeviceUnavailable, NonFiniteLossError, create_run_dir, select_device, train_rolling_back
     from gan.train import train as run_training
 
     if config is None and resume is None:
@@ -92,7 +95,8 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
         initialise(group, torch_device)
         if resume is None:  # rank 0 numbers the run; the others learn its directory
             run_dir = broadcast_object(create_run_dir(out, config.stem) if group.is_main else None, group)
-        result = run_training(resolved, run_dir, torch_device, resume=resume is not None, group=group)
+        run = train_rolling_back if on_nan == "rollback" else run_training
+        result = run(resolved, run_dir, torch_device, resume=resume is not None, group=group)
     except Exception as error:
         if resume is None and run_dir is not None and group.is_main:
             with contextlib.suppress(OSError):

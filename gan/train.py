@@ -9,6 +9,7 @@ training step does is the recipe's business (gan/recipes/base.py).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import random
@@ -66,7 +67,7 @@ class NonFiniteLossError(RuntimeError):
         kept = f"the last good checkpoint is '{checkpoint}'" if checkpoint else "no checkpoint was written yet"
         super().__init__(f"'{term}' became NaN or infinite at step {step}; stopping ({kept}). "
                          "Lower the learning rates or check the data.")
-        self.step, self.term = step, term
+        self.step, self.term, self.checkpoint = step, term, checkpoint
 
 
 @dataclass
@@ -249,10 +250,14 @@ def train(config: Config, run_dir: Path, device: torch.device, resume: bool = Fa
     start_step, samples_seen, last_checkpoint = 0, 0, None
     if resume:
         last_checkpoint, state = _newest_loadable_checkpoint(run_dir)
+        configured_lrs = {name: [g["base_lr"] for g in opt.param_groups] for name, opt in recipe.optimizers.items()}
         if main:
             for stale in run_dir.glob("checkpoint-*.pt.tmp"):  # a save cut short by kill -9 or a crash
                 stale.unlink()
         _restore(recipe, state)
+        for name, optimizer in recipe.optimizers.items():  # the config's rates, not the checkpoint's:
+            for param_group, base_lr in zip(optimizer.param_groups, configured_lrs[name]):  # --set can change them
+                param_group["base_lr"] = base_lr
         start_step, samples_seen = state["step"], state["samples_seen"]
         say(f"resuming from '{last_checkpoint}' at step {start_step}")
     if main:
@@ -384,6 +389,28 @@ def _prepare_data_parallel(recipe: Recipe, config: Config, device: torch.device,
         recipe.process_shard = (group.rank, group.world_size)
     synchronise_weights(recipe.networks, group)
     average_gradients_before_steps(recipe.optimizers, group)
+
+
+def train_rolling_back(config: Config, run_dir: Path, device: torch.device, resume: bool = False,
+                       progress_stream: Any = None, group: ProcessGroup = SINGLE_PROCESS,
+                       max_rollbacks: int = 3) -> TrainResult:
+    """`train`, but a NaN/Inf resumes the last good checkpoint with every learning rate halved
+    (`gan train --on-nan rollback`), up to `max_rollbacks` times; the halved rates are the
+    run's config from then on (config.toml)."""
+    rollbacks = 0
+    while True:
+        try:
+            return train(config, run_dir, device, resume, progress_stream, group)
+        except NonFiniteLossError as error:
+            if rollbacks == max_rollbacks or error.checkpoint is None:
+                raise
+            rollbacks += 1
+            rates = dataclasses.replace(config.train, g_lr=config.train.g_lr / 2, d_lr=config.train.d_lr / 2)
+            config, resume = dataclasses.replace(config, train=rates), True
+            if group.is_main:
+                print(f"\n{error}\nrolling back to '{error.checkpoint}' with learning rates halved to "
+                      f"g {rates.g_lr:g}, d {rates.d_lr:g} (rollback {rollbacks} of {max_rollbacks})",
+                      file=sys.stderr)
 
 
 def _set_learning_rates(recipe: Recipe, scale: float) -> None:

@@ -9,7 +9,16 @@ from conftest import REPO, TINY, only_run, tiny_config
 
 from gan.checkpoint import list_checkpoints, load_checkpoint
 from gan.recipes.dcgan import DCGANRecipe
-from gan.train import DeviceUnavailable, MetricWatch, NonFiniteLossError, create_run_dir, lr_scale, select_device, train
+from gan.train import (
+    DeviceUnavailable,
+    MetricWatch,
+    NonFiniteLossError,
+    create_run_dir,
+    lr_scale,
+    select_device,
+    train,
+    train_rolling_back,
+)
 
 CPU = torch.device("cpu")
 
@@ -159,3 +168,43 @@ def test_signal_saves_a_checkpoint_and_resume_finishes(tmp_path, signum, code):
                              "--set", f"train.steps={stopped_at + 2}"], capture_output=True, text=True, timeout=120)
     assert finish.returncode == 0, finish.stderr
     assert load_checkpoint(list_checkpoints(run_dir)[-1])["step"] == stopped_at + 2
+
+
+def test_a_resume_takes_the_learning_rates_of_its_config(tmp_path):
+    """`gan train --resume RUN --set train.g_lr=...` changes the rate; the checkpoint's does not win."""
+    train(tiny_config("train.steps=2"), tmp_path, CPU, progress_stream=sys.stdout)
+    result = train(tiny_config("train.g_lr=1e-3"), tmp_path, CPU, resume=True, progress_stream=sys.stdout)
+    groups = load_checkpoint(result.checkpoint)["optimizers"]
+    assert groups["generator"]["param_groups"][0]["base_lr"] == 1e-3
+    assert groups["generator"]["param_groups"][0]["lr"] == 1e-3  # no decay configured
+    assert groups["discriminator"]["param_groups"][0]["base_lr"] == 2e-4
+
+
+def test_on_nan_rollback_resumes_the_last_checkpoint_with_halved_rates(tmp_path, monkeypatch, capsys):
+    original = DCGANRecipe.step
+    poisoned_once = []
+
+    def poisoned(self, batch, step):
+        metrics = original(self, batch, step)
+        if step == 3 and not poisoned_once:
+            poisoned_once.append(step)
+            metrics["loss/d"] = torch.tensor(float("inf"))
+        return metrics
+
+    monkeypatch.setattr(DCGANRecipe, "step", poisoned)
+    result = train_rolling_back(tiny_config(), tmp_path, CPU, progress_stream=sys.stdout)
+    assert result.step == 4 and poisoned_once == [3]
+    assert "rolling back to" in capsys.readouterr().err
+    saved = load_checkpoint(result.checkpoint)
+    assert saved["config"]["train"]["g_lr"] == 1e-4 and saved["config"]["train"]["d_lr"] == 1e-4
+    assert "g_lr = 0.0001" in (tmp_path / "config.toml").read_text()
+
+    def always_nan(self, batch, step):
+        metrics = original(self, batch, step)
+        metrics["loss/g"] = torch.tensor(float("nan")) if step >= 3 else metrics["loss/g"]
+        return metrics
+
+    monkeypatch.setattr(DCGANRecipe, "step", always_nan)
+    with pytest.raises(NonFiniteLossError, match="at step 3"):  # three rollbacks, then the error
+        train_rolling_back(tiny_config("train.steps=6"), tmp_path / "again", CPU, progress_stream=sys.stdout)
+    assert capsys.readouterr().err.count("rolling back to") == 3
