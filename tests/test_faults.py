@@ -64,9 +64,10 @@ def test_kill_9_while_a_checkpoint_is_written_leaves_the_previous_one_loadable(t
     """)
     child = subprocess.Popen([sys.executable, "-c", script])
     deadline = time.monotonic() + 60
-    while not list(tmp_path.glob("*.tmp")) and time.monotonic() < deadline:
+    second = tmp_path / "checkpoint-00000002.pt.tmp"  # not checkpoint 1's temp file, which comes first
+    while not second.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert list(tmp_path.glob("*.tmp")), "the child never started writing checkpoint 2"
+    assert second.exists(), "the child never started writing checkpoint 2"
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
     path, state = _newest_loadable_checkpoint(tmp_path)
