@@ -1,4 +1,9 @@
-"""Image-quality metrics: PSNR and SSIM computed the way super-resolution papers report them."""
+"""Metrics, computed the way papers report them.
+
+image_quality: PSNR and SSIM (super-resolution, paired translation). feature_distances,
+inception, swd, generative: FID, KID, precision/recall and SWD of generated images
+against a real set, with cached reference statistics.
+"""
 
 from __future__ import annotations
 
