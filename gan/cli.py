@@ -1,4 +1,4 @@
-"""The `gan` command: train, sample, translate, eval."""
+"""The `gan` command: train, sample, translate, eval, export, bench."""
 
 from __future__ import annotations
 
@@ -38,6 +38,10 @@ def main() -> None:
     gan sample runs/00000-dcgan_demo --n 64 --out faces.png
     gan translate runs/00001-pix2pix_facades photos/ translated/
     gan eval runs/00002-sr_pix2pix_x4 --data ../shared/data/sr/Set5
+    gan eval runs/00000-dcgan_demo --metrics swd --n 2000
+    gan export runs/00000-dcgan_demo --out faces.safetensors
+    gan bench --json bench.json                      # speed against the plain baseline
+    torchrun --nproc_per_node=4 -m gan train experiments/dcgan_celeba128.toml
     tensorboard --logdir runs                        # compare runs
     """
     warnings.formatwarning = _format_warning
