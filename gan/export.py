@@ -63,21 +63,19 @@ def export_generator(source: Path, out: Path, export_format: str = "safetensors"
 
 
 def read_export(path: Path) -> dict[str, Any]:
-    """A `.safetensors` or `.pt` export as a checkpoint-shaped dict."""
-    if path.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file, safe_open
+    """A `.safetensors` export as a checkpoint-shaped dict (`.pt` exports load as checkpoints do)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file, safe_open
 
-        try:
-            with safe_open(str(path), framework="pt") as handle:
-                metadata = json.loads((handle.metadata() or {}).get("gan", "null"))
-            weights = load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as error:
-            raise CheckpointError(f"'{path}' is not a readable safetensors file: {error}") from None
-        if not isinstance(metadata, dict) or metadata.get("format") != EXPORT_FORMAT:
-            raise CheckpointError(f"'{path}' has no gan export metadata; write it with `gan export`")
-        return {**metadata, "networks": {metadata["network"]: weights}}
-    return load_checkpoint(path, formats=(EXPORT_FORMAT,))
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = json.loads((handle.metadata() or {}).get("gan", "null"))
+        weights = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(f"'{path}' is not a readable safetensors file: {error}") from None
+    if not isinstance(metadata, dict) or metadata.get("format") != EXPORT_FORMAT:
+        raise CheckpointError(f"'{path}' has no gan export metadata; write it with `gan export`")
+    return {**metadata, "networks": {metadata["network"]: weights}}
 
 
 def load_source(source: str | Path) -> tuple[Path, dict[str, Any]]:
