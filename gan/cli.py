@@ -96,7 +96,7 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
         if group.distributed and torch_device.type == "cuda":
             torch_device = torch.device("cuda", group.local_rank)  # one GPU per process
             torch.cuda.set_device(torch_device)
-        initialise(group, torch_device)
+        initialise(group, torch_device, resolved.train.dist_timeout_s)
         if resume is None:  # rank 0 numbers the run; the others learn its directory
             run_dir = broadcast_object(create_run_dir(out, config.stem) if group.is_main else None, group)
         run = train_rolling_back if on_nan == "rollback" else run_training

@@ -90,8 +90,12 @@ class TrainConfig:
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
     channels_last: str = "auto"  # NHWC memory format for networks and images: auto (= on for CUDA) | on | off
     compile: str = "auto"  # torch.compile G and D: auto (= on for CUDA) | on | off; falls back to eager on failure
+    compile_backend: str = "inductor"  # torch.compile backend: inductor | aot_eager | eager (the last two debug)
     optimizer_kernel: str = "auto"  # Adam: auto (fused on CUDA, foreach on CPU) | fused | foreach | loop
     cudnn_benchmark: bool = True  # let cuDNN time its convolution algorithms (CUDA only)
+    sync_debug: bool = False  # CUDA: raise on any host-GPU sync inside a steady-state step (a check)
+    dist_timeout_s: int = 3600  # torchrun: how long a process waits in a collective (rank 0 writing checkpoints,
+    # computing metrics or building the data cache) before the run is declared hung
     sync_batchnorm: bool = False  # torchrun on CUDA: BatchNorm statistics over the global batch, not per GPU
     checkpoint_every: int = 1000  # steps; a checkpoint is also written at the end and on SIGINT/SIGTERM
     keep_checkpoints: int = 3  # newest checkpoints kept in the run directory
@@ -223,7 +227,7 @@ def validate(config: Config) -> None:
     _check_range("loss.instance_noise", loss.instance_noise, 0.0, math.inf)
     _check_range("train.ema_decay", config.train.ema_decay, 0.0, 1.0 - 1e-12)
     for key in ("train.steps", "train.batch_size", "train.d_steps", "train.checkpoint_every",
-                "train.keep_checkpoints", "log.every", "log.image_every", "log.num_samples", "data.resolution"):
+                "train.keep_checkpoints", "train.dist_timeout_s", "log.every", "log.image_every", "log.num_samples", "data.resolution"):
         section, name = key.split(".")
         _check_range(key, getattr(getattr(config, section), name), 1, math.inf)
     data = config.data
@@ -232,6 +236,7 @@ def validate(config: Config) -> None:
     _check_choice("data.cache", data.cache, ("off", "ram", "device"))
     _check_choice("train.channels_last", config.train.channels_last, ("auto", "on", "off"))
     _check_choice("train.compile", config.train.compile, ("auto", "on", "off"))
+    _check_choice("train.compile_backend", config.train.compile_backend, ("inductor", "aot_eager", "eager"))
     _check_choice("train.optimizer_kernel", config.train.optimizer_kernel, ("auto", "fused", "foreach", "loop"))
     if data.cache != "off" and data.dataset not in ("celeba", "folder"):
         raise ConfigError(f"data.cache applies to the celeba and folder datasets, not '{data.dataset}'; "

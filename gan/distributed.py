@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Iterator
 
 import torch
@@ -54,10 +55,21 @@ def from_environment() -> ProcessGroup:
     return ProcessGroup(int(os.environ["RANK"]), world_size, int(os.environ.get("LOCAL_RANK", "0")))
 
 
-def initialise(group: ProcessGroup, device: torch.device) -> None:
-    """Join the process group: NCCL for CUDA devices, gloo for the CPU."""
+def initialise(group: ProcessGroup, device: torch.device, timeout_s: float = 3600) -> None:
+    """Join the process group: NCCL for CUDA devices, gloo for the CPU.
+
+    `timeout_s` bounds every collective. The other ranks wait in one while rank 0 alone
+    writes a checkpoint, scores samples or builds the data cache, so it must exceed the
+    longest of those (`train.dist_timeout_s`; PyTorch's default is 10 min for NCCL)."""
     if group.distributed and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timedelta(seconds=timeout_s),
+                                device_id=device if device.type == "cuda" else None)
+
+
+def barrier(group: ProcessGroup) -> None:
+    """Wait until every process gets here."""
+    if group.distributed:
+        dist.barrier()
 
 
 def shutdown(group: ProcessGroup) -> None:

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gan.compilation import uncompiled
+
 ADVERSARIAL_LOSSES = ("vanilla", "lsgan", "hinge", "wgan-gp")
 
 
@@ -68,10 +70,15 @@ class AdversarialLoss:
 
 
 def gradient_penalty(discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-    """E[(||grad D(x_hat)||_2 - 1)^2] at random points x_hat between real and fake (N, ...)."""
+    """E[(||grad D(x_hat)||_2 - 1)^2] at random points x_hat between real and fake (N, ...).
+
+    D runs eagerly here even when compiled: the penalty's gradient is differentiated again
+    (double backward), which compiled graphs (AOTAutograd) do not support."""
     alpha = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device, dtype=real.dtype)
     mixed = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
-    (grad,) = torch.autograd.grad(discriminator(mixed).sum(), mixed, create_graph=True)
+    with uncompiled():
+        scores = discriminator(mixed)
+    (grad,) = torch.autograd.grad(scores.sum(), mixed, create_graph=True)
     return ((grad.flatten(1).norm(2, dim=1) - 1.0) ** 2).mean()
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from gan.compilation import CompileReport, compile_networks
 from gan.config import TrainConfig
 from gan.recipes.base import Recipe
 
@@ -26,7 +27,11 @@ def switch_on(value: str, device: torch.device) -> bool:
 @dataclass(frozen=True)
 class Speed:
     memory_format: torch.memory_format  # for image batches moved to the device
-    compiled: bool
+    compile_report: CompileReport | None  # None: not compiled
+
+    @property
+    def compiled(self) -> bool:
+        return self.compile_report is not None
 
     def describe(self) -> str:
         return (f"channels_last {'on' if self.memory_format == torch.channels_last else 'off'}, "
@@ -42,16 +47,14 @@ def accelerate(recipe: Recipe, train: TrainConfig, device: torch.device) -> Spee
         memory_format = torch.channels_last
         for network in recipe.networks.values():
             network.to(memory_format=memory_format)  # parameters keep their identity: optimizers still hold them
-    compiled = switch_on(train.compile, device)
-    if compiled:
-        # A graph that fails to compile (no C++ compiler, an unsupported op) then runs eagerly
-        # with a logged warning instead of stopping the run.
-        torch._dynamo.config.suppress_errors = True
-        for name, network in recipe.networks.items():
-            if not name.endswith("_ema"):  # the EMA copy only runs for previews and metrics
-                network.compile()
-        print("torch.compile: the first steps compile the networks and are slow", file=sys.stderr)
-    return Speed(memory_format, compiled)
+    report = None
+    if switch_on(train.compile, device):
+        report = CompileReport()
+        # The EMA copy only runs for previews and metrics, which run eagerly (gan/compilation.py).
+        compile_networks({name: network for name, network in recipe.networks.items() if not name.endswith("_ema")},
+                         train.compile_backend)
+        print("torch.compile: the first step compiles the networks and is slow", file=sys.stderr)
+    return Speed(memory_format, report)
 
 
 def to_device(batch: dict[str, torch.Tensor], device: torch.device, speed: Speed) -> dict[str, torch.Tensor]:

@@ -41,6 +41,7 @@ from gan.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
+from gan.compilation import uncompiled
 from gan.config import Config, config_to_dict, dump_config
 from gan.data import training_batches
 from gan.distributed import (
@@ -304,17 +305,22 @@ def train(config: Config, run_dir: Path, device: torch.device, resume: bool = Fa
         with StopRequest() as stop:
             stopping = False  # agreed by all processes: they stop at the same step
             while step < train_config.steps and not stopping:
-                try:
-                    batch = next(data)
-                except Exception:
-                    if stop.signal_name:  # loader workers die on Ctrl-C too; the state is consistent
-                        break
-                    raise
-                step += 1
-                _set_learning_rates(recipe, lr_scale(step, train_config.steps, train_config.lr_decay_steps))
-                metrics = recipe.step(to_device(batch, device, speed), step)
-                samples_seen += train_config.batch_size
-                watch.add(step, metrics)
+                # The first steps compile and autotune; after them a step never waits for the GPU.
+                steady = step - start_step >= 2
+                with _host_syncs_forbidden(train_config.sync_debug and steady and device.type == "cuda"):
+                    try:
+                        batch = next(data)
+                    except Exception:
+                        if stop.signal_name:  # loader workers die on Ctrl-C too; the state is consistent
+                            break
+                        raise
+                    step += 1
+                    _set_learning_rates(recipe, lr_scale(step, train_config.steps, train_config.lr_decay_steps))
+                    metrics = recipe.step(to_device(batch, device, speed), step)
+                    samples_seen += train_config.batch_size
+                    watch.add(step, metrics)
+                if speed.compile_report and step == start_step + 1:
+                    speed.compile_report.end_warm_up()
                 if device.type == "cpu":  # reading back is free here: stop at the very step
                     _raise_if_non_finite(watch, last_checkpoint)
                 last = step == train_config.steps
@@ -331,17 +337,20 @@ def train(config: Config, run_dir: Path, device: torch.device, resume: bool = Fa
                     timer_start, timer_step, paused = now, step, 0.0
                     means = watch.means()
                     _log_scalars(writer, step, means, recipe, images_per_second)
+                    if device.type == "cuda":  # the allocator's own count: no sync
+                        writer.add_scalar("perf/peak_memory_mib", torch.cuda.max_memory_allocated(device) / 2**20, step)
                     progress.update(step, means, images_per_second)
 
                 io_start = time.perf_counter()
                 if not main:
                     continue
-                if step % log_config.image_every == 0 or last:
-                    _write_previews(recipe, writer, run_dir, step)
-                if log_config.eval_every and (step % log_config.eval_every == 0 or last):
-                    _log_validation(recipe, writer, step)
-                if evaluator and (step % config.metrics.every == 0 or last):
-                    _log_generative_metrics(evaluator, recipe, writer, run_dir, step)
+                with uncompiled():  # other batch sizes, eval mode, no_grad: never the training graphs
+                    if step % log_config.image_every == 0 or last:
+                        _write_previews(recipe, writer, run_dir, step)
+                    if log_config.eval_every and (step % log_config.eval_every == 0 or last):
+                        _log_validation(recipe, writer, step)
+                    if evaluator and (step % config.metrics.every == 0 or last):
+                        _log_generative_metrics(evaluator, recipe, writer, run_dir, step)
                 if step % train_config.checkpoint_every == 0 or last or stopping:
                     last_checkpoint = save(step, final=last or stopping)
                 paused += time.perf_counter() - io_start
@@ -353,6 +362,8 @@ def train(config: Config, run_dir: Path, device: torch.device, resume: bool = Fa
         writer.close()
         del data  # shuts loader workers down
 
+    if speed.compile_report:
+        say(speed.compile_report.describe())
     skipped = getattr(dataset, "num_skipped", 0)
     if skipped:
         say(f"warning: {skipped} unreadable image file(s) were skipped (named in the warnings above)")
@@ -363,6 +374,19 @@ def train(config: Config, run_dir: Path, device: torch.device, resume: bool = Fa
     else:
         say(f"done: {step} steps in {elapsed}; checkpoint '{last_checkpoint}', samples in '{run_dir / 'samples'}'")
     return TrainResult(run_dir, step, last_checkpoint, interrupted_by)
+
+
+@contextlib.contextmanager
+def _host_syncs_forbidden(active: bool) -> Iterator[None]:
+    """With `active`, any CUDA operation that makes the host wait for the GPU raises (`train.sync_debug`)."""
+    if not active:
+        yield
+        return
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        yield
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
 
 
 class _NullWriter:

@@ -37,6 +37,59 @@ def tiny_config(*overrides: str):
     return load_config(REPO / "experiments" / "dcgan_demo.toml", [*TINY, *overrides])
 
 
+TINY_PIX2PIX = [
+    "data.resolution=32", "data.load_size=36", "data.num_workers=0",
+    "model.generator=unet", "model.generator_args.num_downs=5", "model.generator_args.channels=4",
+    "model.discriminator_args.channels=4", "train.steps=2", "train.batch_size=2",
+    "train.checkpoint_every=2", "log.every=1", "log.image_every=2", "log.num_samples=2",
+]
+TINY_CYCLEGAN = [
+    "data.resolution=16", "data.load_size=20", "data.num_workers=0",
+    "model.generator_args.channels=4", "model.generator_args.num_blocks=1", "model.discriminator_args.channels=4",
+    "model.discriminator_args.n_layers=1", "train.steps=4", "train.checkpoint_every=2", "train.batch_size=2",
+    "log.every=1", "log.image_every=2", "log.num_samples=2", "loss.pool_size=3", "train.lr_decay_steps=0",
+]
+TINY_SR = ["data.resolution=32", "data.num_workers=0", "model.generator_args.channels=8",
+           "model.generator_args.num_blocks=1", "train.steps=2", "train.batch_size=2", "train.checkpoint_every=2",
+           "log.every=1", "log.image_every=2", "log.eval_every=2", "log.num_samples=2"]
+
+
+def write_recipe_data(root: Path) -> dict[str, Path]:
+    """Small random image folders in every layout the recipes read: paired (A|B), unpaired, SR."""
+    paired, unpaired, high_res = root / "paired", root / "unpaired", root / "hr"
+    for split, count in (("train", 4), ("val", 2)):
+        (paired / split).mkdir(parents=True)
+        for index in range(count):
+            a = np.asarray(random_rgb((40, 40), index))
+            Image.fromarray(np.concatenate([a, 255 - a], axis=1)).save(paired / split / f"{index}.png")
+    for folder, count, offset in (("trainA", 3, 0), ("trainB", 5, 10), ("testA", 2, 20), ("testB", 2, 30)):
+        (unpaired / folder).mkdir(parents=True)
+        for index in range(count):
+            random_rgb((24 + index, 20), offset + index).save(unpaired / folder / f"{index}.png")
+    high_res.mkdir()
+    for index in range(3):
+        random_rgb((48, 44), index).save(high_res / f"{index}.png")
+    return {"paired": paired, "unpaired": unpaired, "hr": high_res}
+
+
+RECIPE_CONFIGS = {"dcgan": "dcgan_demo.toml", "pix2pix": "pix2pix_facades.toml",
+                  "cyclegan": "cyclegan_horse2zebra.toml", "srresnet": "srresnet_x4.toml", "srgan": "srgan_x4.toml"}
+
+
+def tiny_recipe_config(recipe: str, data: dict[str, Path], *overrides: str):
+    """Each recipe's shipped config shrunk to tiny networks on `write_recipe_data`'s folders,
+    with previews (and validation where the recipe has it) at every other step."""
+    roots = {
+        "dcgan": TINY,
+        "pix2pix": [*TINY_PIX2PIX, f"data.root={data['paired']}", "log.eval_every=2"],
+        "cyclegan": [*TINY_CYCLEGAN, f"data.root={data['unpaired']}"],
+        "srresnet": [*TINY_SR, f"data.root={data['hr']}", f"data.val_root={data['hr']}"],
+        "srgan": [*TINY_SR, f"data.root={data['hr']}", f"data.val_root={data['hr']}", "loss.vgg_weights=random",
+                  "loss.vgg_layer=relu2_2", "model.discriminator_args.channels=8", "model.init_generator="],
+    }[recipe]
+    return load_config(REPO / "experiments" / RECIPE_CONFIGS[recipe], [*roots, *overrides])
+
+
 def write_png16(path: Path, array: np.ndarray) -> None:
     """Write a 16-bit RGB or RGBA PNG (Pillow cannot write these itself)."""
     height, width, channels = array.shape

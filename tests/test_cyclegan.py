@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import REPO, only_run, random_rgb
+from conftest import REPO, TINY_CYCLEGAN, TINY_PIX2PIX, only_run, random_rgb
 from PIL import Image
 from torch import nn
 
@@ -20,10 +20,7 @@ from gan.recipes.cyclegan import CycleGANRecipe
 from gan.train import train
 
 CONFIG = REPO / "experiments" / "cyclegan_horse2zebra.toml"
-TINY = ["data.resolution=16", "data.load_size=20", "data.num_workers=0",
-        "model.generator_args.channels=4", "model.generator_args.num_blocks=1", "model.discriminator_args.channels=4",
-        "model.discriminator_args.n_layers=1", "train.steps=4", "train.checkpoint_every=2", "train.batch_size=2",
-        "log.every=1", "log.image_every=2", "log.num_samples=2", "loss.pool_size=3", "train.lr_decay_steps=0"]
+TINY = TINY_CYCLEGAN
 
 
 @pytest.mark.parametrize("name, blocks, size", [("resnet_9blocks", 9, (64, 64)), ("resnet_6blocks", 6, (32, 48)),
@@ -181,7 +178,6 @@ def test_translate_directions_and_cycle_eval(unpaired_root, tmp_path):
 
 
 def test_direction_needs_a_cyclegan_checkpoint(tmp_path):
-    from test_translate import TINY_PIX2PIX
 
     root = tmp_path / "ab"
     (root / "train").mkdir(parents=True)

@@ -3,6 +3,7 @@
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import random_rgb, tiny_config
@@ -95,3 +96,18 @@ def test_the_cache_is_only_for_image_file_datasets():
         tiny_config("data.cache=ram")
     with pytest.raises(ConfigError, match="data.cache must be one of off, ram, device"):
         tiny_config("data.cache=gpu")
+
+
+def test_the_device_copy_is_made_in_chunks_and_equals_the_array(monkeypatch):
+    images = np.random.default_rng(0).integers(0, 256, (7, 3, 4, 4), dtype=np.uint8)
+    monkeypatch.setattr(cache_module, "UPLOAD_CHUNK_BYTES", 2 * images[0].nbytes)  # 4 chunks: 2, 2, 2, 1
+    uploaded = cache_module.upload_to_device(images, CPU)
+    assert uploaded.dtype == torch.uint8 and torch.equal(uploaded, torch.from_numpy(images))
+
+
+def test_a_device_cache_larger_than_the_free_gpu_memory_says_what_it_needs(monkeypatch):
+    huge = np.broadcast_to(np.zeros((1, 3, 128, 128), dtype=np.uint8), (43691, 3, 128, 128))  # 2 GiB, no memory
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (2**30, 80 * 2**30))
+    with pytest.raises(ConfigError, match=r'data.cache="device" needs 2.00 GiB of GPU memory for 43691 images of '
+                                          r"128 px; cuda has 1.00 GiB free of 80.00 GiB: use data.cache=\"ram\""):
+        cache_module.upload_to_device(huge, torch.device("cuda"))

@@ -68,3 +68,36 @@ def tiny_generator_init() -> torch.Tensor:
 
     seed_everything(0)
     return DCGANRecipe(tiny_config(*EXACT), CPU, lambda: torch.no_grad()).generator.state_dict()["net.0.weight"]
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_build_the_data_cache_once_and_train(tmp_path, shared_data):
+    """One builder per machine: the other process waits at a barrier, then maps what it built."""
+    cache_dir, out = tmp_path / "cache", tmp_path / "runs"
+    sets = [arg for item in [*TINY, "data.dataset=celeba", f"data.root={shared_data / 'faces'}", "data.max_images=256",
+                             "data.cache=ram", f"data.cache_dir={cache_dir}", "train.steps=3"]
+            for arg in ("--set", item)]
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "gan", "train",
+         str(REPO / "experiments" / "dcgan_demo.toml"), *sets, "--out", str(out), "--device", "cpu"],
+        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr.count("decoding 256 images once into the cache") == 1
+    assert len(list(cache_dir.glob("*.npy"))) == len(list(cache_dir.glob("*.json"))) == 1
+    assert not list(cache_dir.glob("*.tmp"))
+    assert "256 training images" in result.stderr and "done: 3 steps" in result.stderr
+
+
+def test_the_process_group_waits_as_long_as_train_dist_timeout_s(monkeypatch):
+    from datetime import timedelta
+
+    import gan.distributed as distributed
+
+    joined = {}
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(distributed.dist, "init_process_group", lambda backend, **kwargs: joined.update(
+        backend=backend, **kwargs))
+    config = tiny_config("train.dist_timeout_s=5400")
+    distributed.initialise(ProcessGroup(1, 2, 1), CPU, config.train.dist_timeout_s)
+    assert joined == {"backend": "gloo", "timeout": timedelta(seconds=5400), "device_id": None}
+    assert tiny_config().train.dist_timeout_s == 3600  # longer than a rank-0 checkpoint + metrics pass

@@ -8,21 +8,21 @@ from conftest import tiny_config
 
 from gan.recipes.dcgan import DCGANRecipe
 from gan.speed import accelerate, switch_on, to_device
-from gan.train import seed_everything
+from gan.train import make_autocast, seed_everything
 
 CPU = torch.device("cpu")
 
 
-def two_steps(*overrides: str) -> tuple[list[dict[str, float]], dict[str, torch.Tensor]]:
-    """Losses of two DCGAN steps on a fixed batch, and the generator weights after them."""
+def two_steps(*overrides: str, device: torch.device = CPU) -> tuple[list[dict[str, float]], dict[str, torch.Tensor]]:
+    """Losses of two DCGAN steps on a fixed batch, and the generator weights after them (on the CPU)."""
     config = tiny_config(*overrides)
     seed_everything(0)
-    recipe = DCGANRecipe(config, CPU, contextlib.nullcontext)
-    speed = accelerate(recipe, config.train, CPU)
+    recipe = DCGANRecipe(config, device, make_autocast(device, config.train.amp))
+    speed = accelerate(recipe, config.train, device)
     batch = {"image": torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1}
-    losses = [{name: float(value) for name, value in recipe.step(to_device(batch, CPU, speed), step).items()}
+    losses = [{name: float(value) for name, value in recipe.step(to_device(batch, device, speed), step).items()}
               for step in (1, 2)]
-    return losses, {key: value.detach().clone() for key, value in recipe.generator.state_dict().items()}
+    return losses, {key: value.detach().cpu().clone() for key, value in recipe.generator.state_dict().items()}
 
 
 PLAIN = ("train.channels_last=off", "train.compile=off", "train.optimizer_kernel=loop")

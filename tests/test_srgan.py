@@ -7,7 +7,7 @@ import pytest
 import torch
 import torchvision
 from click.testing import CliRunner
-from conftest import REPO, only_run, random_rgb
+from conftest import REPO, TINY_SR, only_run, random_rgb
 from PIL import Image
 from torch import nn
 
@@ -117,9 +117,6 @@ def test_torchvision_state_dict_loads_through_our_path(torchvision_vgg19_file, m
         VGGFeatures("relu1_2", "vgg16", str(path))
 
 
-TINY_SR = ["data.resolution=32", "data.num_workers=0", "model.generator_args.channels=8",
-           "model.generator_args.num_blocks=1", "train.steps=2", "train.batch_size=2", "train.checkpoint_every=2",
-           "log.every=1", "log.image_every=2", "log.eval_every=2", "log.num_samples=2"]
 
 
 def _sets(*items):

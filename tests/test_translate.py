@@ -6,19 +6,12 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import REPO, only_run, random_rgb
+from conftest import REPO, TINY_PIX2PIX, only_run, random_rgb
 from PIL import Image
 from torch import nn
 
 from gan.cli import main
 from gan.translate import translate_tensor
-
-TINY_PIX2PIX = [
-    "data.resolution=32", "data.load_size=36", "data.num_workers=0",
-    "model.generator=unet", "model.generator_args.num_downs=5", "model.generator_args.channels=4",
-    "model.discriminator_args.channels=4", "train.steps=2", "train.batch_size=2",
-    "train.checkpoint_every=2", "log.every=1", "log.image_every=2", "log.num_samples=2",
-]
 
 
 def _sets(*items):

@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import Dataset
 
 from gan.config import DataConfig
-from gan.data.cache import CachedBatches, load_or_build_cache, user_cache_dir
+from gan.data.cache import CachedBatches, load_or_build_shared_cache, user_cache_dir
 from gan.data.image_files import ImageFileDataset, celeba_dataset, image_folder_dataset
 from gan.data.paired import paired_dataset
 from gan.data.sampling import batches
@@ -108,7 +108,8 @@ def training_batches(config: DataConfig, dataset: Dataset, batch_size: int, seed
                        pin_memory=device.type == "cuda", group=group)
     if not isinstance(dataset, ImageFileDataset):
         raise ConfigError(f"data.cache applies to datasets of image files, not '{config.dataset}'")
-    images = load_or_build_cache(dataset, data_identity(config),
-                                 Path(config.cache_dir) if config.cache_dir else user_cache_dir("decoded"))
+    images = load_or_build_shared_cache(dataset, data_identity(config),
+                                        Path(config.cache_dir) if config.cache_dir else user_cache_dir("decoded"),
+                                        group)
     return CachedBatches(images, batch_size, seed, start_sample, dataset.hflip, device,
                          on_device=config.cache == "device", group=group)

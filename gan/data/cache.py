@@ -5,7 +5,8 @@ the images are decoded once into `<cache_dir>/<hash>.npy` (N, 3, R, R) uint8, wi
 JSON header beside it naming the source, count, resolution, crop and version; any
 change there, or to the files themselves (names, sizes, times), rebuilds it. Training
 then gathers batches from the array (memory-mapped, or copied whole onto the GPU) and
-flips and normalises them as tensors, with the same flips as the uncached path.
+flips and normalises them as tensors (on the GPU when training there), with the same
+flips as the uncached path. Under torchrun one process per machine builds it.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ import torch
 
 from gan.data.image_files import ImageFileDataset
 from gan.data.sampling import ResumableSampler, shard
-from gan.distributed import SINGLE_PROCESS, ProcessGroup
+from gan.distributed import SINGLE_PROCESS, ProcessGroup, barrier
 from gan.progress import Progress
+from gan.registry import ConfigError
 
 VERSION = 1
 
@@ -52,7 +54,10 @@ def cache_header(dataset: ImageFileDataset, identity: dict) -> dict:
 
 def load_or_build_cache(dataset: ImageFileDataset, identity: dict, cache_dir: Path,
                         progress_stream=None) -> np.ndarray:
-    """The (N, 3, R, R) uint8 array of the data set, memory-mapped; built first if missing or stale."""
+    """The (N, 3, R, R) uint8 array of the data set, memory-mapped; built first if missing or stale.
+
+    Safe against other processes building the same cache: each writes under temp names of
+    its own and renames, so a reader maps either a complete old array or a complete new one."""
     header = cache_header(dataset, identity)
     name = hashlib.sha256(json.dumps(header, sort_keys=True).encode()).hexdigest()[:20]
     array_path, header_path = cache_dir / f"{name}.npy", cache_dir / f"{name}.json"
@@ -65,7 +70,7 @@ def load_or_build_cache(dataset: ImageFileDataset, identity: dict, cache_dir: Pa
     cache_dir.mkdir(parents=True, exist_ok=True)
     header_path.unlink(missing_ok=True)  # the header, written last, marks a complete array
     _build(dataset, array_path, progress_stream)
-    temp = header_path.with_suffix(".json.tmp")
+    temp = header_path.with_suffix(f".json.{os.getpid()}.tmp")
     temp.write_text(json.dumps(header, indent=1))
     os.replace(temp, header_path)
     return np.load(array_path, mmap_mode="r")
@@ -75,7 +80,7 @@ def _build(dataset: ImageFileDataset, array_path: Path, progress_stream) -> None
     count, size = len(dataset), dataset.resolution
     print(f"decoding {count} images once into the cache '{array_path}' ({count * 3 * size * size / 2**20:.0f} MiB)",
           file=sys.stderr)
-    temp = array_path.with_suffix(".npy.tmp")
+    temp = array_path.with_suffix(f".npy.{os.getpid()}.tmp")  # never a file another process has open
     array = np.lib.format.open_memmap(temp, mode="w+", dtype=np.uint8, shape=(count, 3, size, size))
     progress = Progress(count, 0, progress_stream, unit="image")
     for index in range(count):
@@ -90,14 +95,71 @@ def _build(dataset: ImageFileDataset, array_path: Path, progress_stream) -> None
     os.replace(temp, array_path)
 
 
+def load_or_build_shared_cache(dataset: ImageFileDataset, identity: dict, cache_dir: Path,
+                               group: ProcessGroup = SINGLE_PROCESS) -> np.ndarray:
+    """`load_or_build_cache` under torchrun: the first process of each machine builds, the others
+    wait at a barrier and then load what it built."""
+    builder = group.local_rank == 0
+    images = load_or_build_cache(dataset, identity, cache_dir) if builder else None
+    barrier(group)
+    return images if images is not None else load_or_build_cache(dataset, identity, cache_dir)
+
+
+UPLOAD_CHUNK_BYTES = 256 * 2**20  # host memory an upload to the GPU holds at a time
+
+
+def upload_to_device(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    """The cached array as one uint8 tensor on `device`, copied in chunks so host memory stays
+    bounded (the array is memory-mapped); a clear error when the GPU cannot hold it."""
+    needed = images.nbytes
+    advice = ('use data.cache="ram" (memory-mapped on the host), a lower data.resolution or fewer images '
+              "(data.max_images)")
+    if device.type == "cuda":
+        free, total = torch.cuda.mem_get_info(device)
+        if needed > free:
+            raise ConfigError(f'data.cache="device" needs {needed / 2**30:.2f} GiB of GPU memory for {len(images)} '
+                              f"images of {images.shape[-1]} px; {device} has {free / 2**30:.2f} GiB free of "
+                              f"{total / 2**30:.2f} GiB: {advice}")
+    try:
+        uploaded = torch.empty(images.shape, dtype=torch.uint8, device=device)
+    except torch.cuda.OutOfMemoryError:
+        raise ConfigError(f'data.cache="device" needs {needed / 2**30:.2f} GiB of GPU memory on {device}, '
+                          f"which could not be allocated: {advice}") from None
+    per_chunk = max(1, UPLOAD_CHUNK_BYTES // max(1, images[0].nbytes))
+    for start in range(0, len(images), per_chunk):
+        chunk = torch.from_numpy(np.array(images[start:start + per_chunk]))  # a writable copy of the mapped pages
+        uploaded[start:start + len(chunk)].copy_(chunk)
+    return uploaded
+
+
+def _on_device(values: list, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A small host list as a tensor on `device`; to a GPU through pinned memory, without a sync."""
+    tensor = torch.tensor(values, dtype=dtype)
+    if device.type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor
+
+
+def _flip_and_scale(images: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, 3, R, R) -> float in [-1, 1], rows where `flips` is true mirrored, on their device."""
+    mirrored = torch.where(flips.view(-1, 1, 1, 1), images.flip(-1), images)
+    return mirrored.float().div_(127.5).sub_(1.0)
+
+
 class CachedBatches:
     """Endless batches `{"image": (B, 3, R, R) float in [-1, 1]}` gathered from a cached array.
 
     Sample order and flips come from the same ResumableSampler and per-sample seeds as the
     uncached loader, so the two paths give identical batches and resume the same way.
-    From a memory-mapped array, batches are written into two reused buffers (allocating a
-    fresh 12 MB tensor per batch costs more than filling it): a batch stays valid until
-    the next-but-one is drawn, which the training loop, one step per batch, respects.
+    Where the images are and what crosses to the GPU per batch:
+    - on the device (`data.cache = "device"`): the whole array; only the batch's indices
+      and flips cross, through pinned memory, so a step never waits for the host.
+    - memory-mapped, training on CUDA: the batch's uint8 rows are gathered straight into
+      pinned memory, copied asynchronously, and flipped and scaled on the GPU.
+    - memory-mapped, training on the CPU: rows are flipped on uint8 and scaled into two
+      reused buffers (allocating a fresh 12 MB tensor per batch costs more than filling
+      it): a batch stays valid until the next-but-one is drawn, which the training loop,
+      one step per batch, respects.
     """
 
     def __init__(self, images: np.ndarray, batch_size: int, seed: int, start_sample: int, hflip: bool,
@@ -105,9 +167,10 @@ class CachedBatches:
         sampler, batch_size = shard(ResumableSampler(len(images), seed, start=start_sample), batch_size, group)
         self.batch_size, self.hflip, self.device = batch_size, hflip, device
         # np.asarray: a plain view of the memory map (its subclass costs time on every gather)
-        self.images = torch.from_numpy(np.array(images)).to(device) if on_device else np.asarray(images)
+        self.images = upload_to_device(images, device) if on_device else np.asarray(images)
         self.samples: Iterator[tuple[int, int]] = iter(sampler)
-        self.buffers = [torch.empty(batch_size, *images.shape[1:]) for _ in range(2)] if not on_device else []
+        on_host_for_cpu = not on_device and device.type == "cpu"
+        self.buffers = [torch.empty(batch_size, *images.shape[1:]) for _ in range(2)] if on_host_for_cpu else []
         self.drawn = 0
 
     def __iter__(self) -> "CachedBatches":
@@ -116,17 +179,20 @@ class CachedBatches:
     def __next__(self) -> dict[str, torch.Tensor]:
         keys = [next(self.samples) for _ in range(self.batch_size)]
         indices = [index for index, _ in keys]
-        flipped = [row for row, (_, seed) in enumerate(keys) if self.hflip and random.Random(seed).random() < 0.5]
+        flips = [self.hflip and random.Random(seed).random() < 0.5 for _, seed in keys]
         self.drawn += 1
         if isinstance(self.images, torch.Tensor):
-            batch = self.images[torch.tensor(indices, device=self.device)]
-            if flipped:
-                rows = torch.tensor(flipped, device=self.device)
-                batch[rows] = batch[rows].flip(-1)
-            return {"image": batch.float().div_(127.5).sub_(1.0)}
+            rows = self.images[_on_device(indices, torch.int64, self.device)]
+            return {"image": _flip_and_scale(rows, _on_device(flips, torch.bool, self.device))}
+        if self.device.type == "cuda":
+            pinned = torch.empty((self.batch_size, *self.images.shape[1:]), dtype=torch.uint8, pin_memory=True)
+            np.take(self.images, indices, axis=0, out=pinned.numpy())
+            rows = pinned.to(self.device, non_blocking=True)
+            return {"image": _flip_and_scale(rows, _on_device(flips, torch.bool, self.device))}
         rows = torch.from_numpy(np.take(self.images, indices, axis=0))  # memory-mapped: copy just these rows
-        for row in flipped:  # on uint8, row by row: the cheapest flip here
-            rows[row] = rows[row].flip(-1)
+        for row, flip in enumerate(flips):  # on uint8, row by row: the cheapest flip here
+            if flip:
+                rows[row] = rows[row].flip(-1)
         buffer = self.buffers[self.drawn % 2]
         buffer.copy_(rows).div_(127.5).sub_(1.0)
-        return {"image": buffer.to(self.device, non_blocking=True)}
+        return {"image": buffer}

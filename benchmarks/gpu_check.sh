@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The one-call GPU check: proves gan's CUDA path and measures it on a bare GPU machine
+# (its own Python with torch, no package registry, only this working tree).
+#
+#   benchmarks/gpu_check.sh --prepare        # here, where pip reaches a registry and ../shared exists:
+#                                            # wheels, the baseline and 512 real faces into benchmarks/.gpu_check/
+#   benchmarks/gpu_check.sh [OUT_DIR]        # on the GPU machine: offline install, then the checks;
+#                                            # results in OUT_DIR (default $OUT, else ./gpu_check_out)
+#   benchmarks/gpu_check.sh --dry-run [DIR]  # the same sequence on the CPU at toy sizes (a test runs it)
+#
+# benchmarks/.gpu_check/ is git-ignored: carry it to the GPU machine with the tree.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PREPARED=benchmarks/.gpu_check
+SHARED=../shared
+
+case "${1:-}" in
+  --prepare)
+    rm -rf "$PREPARED" && mkdir -p "$PREPARED/wheels" "$PREPARED/faces/train"
+    # torch-fidelity (pure Python) is what a torch image usually lacks; the rest is there.
+    python -m pip download -q --no-deps --only-binary=:all: -d "$PREPARED/wheels" "torch-fidelity>=0.4,<0.5"
+    cp "$SHARED/bench/baseline.py" "$PREPARED/baseline.py"
+    find "$SHARED/data/faces_wild/train" -name '*.jpg' | sort | head -n 512 | xargs cp -t "$PREPARED/faces/train"
+    du -sh "$PREPARED"
+    exit 0
+    ;;
+  --dry-run)
+    shift
+    exec python benchmarks/gpu_check.py --dry-run --out "${1:-gpu_check_out}"
+    ;;
+esac
+
+PYTHON=${PYTHON:-python3}
+if ! "$PYTHON" -c "import gan" 2>/dev/null; then
+  "$PYTHON" -m pip install -q --no-deps --no-build-isolation -e . || export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+fi
+if ! "$PYTHON" -c "import torch_fidelity" 2>/dev/null && compgen -G "$PREPARED/wheels/*.whl" >/dev/null; then
+  "$PYTHON" -m pip install -q --no-index --no-deps "$PREPARED"/wheels/*.whl
+fi
+exec "$PYTHON" benchmarks/gpu_check.py --out "${1:-${OUT:-gpu_check_out}}"
