@@ -4,7 +4,7 @@
 #
 #   benchmarks/gpu_check.sh --prepare        # here, where pip reaches a registry and ../shared exists:
 #                                            # wheels, the baseline and 512 real faces into benchmarks/.gpu_check/
-#   benchmarks/gpu_check.sh [OUT_DIR]        # on the GPU machine: offline install, then the checks;
+#   benchmarks/gpu_check.sh [OUT_DIR [ARGS]] # on the GPU machine: offline install, then the checks (ARGS: gpu_check.py --help);
 #                                            # results in OUT_DIR (default $OUT, else ./gpu_check_out)
 #   benchmarks/gpu_check.sh --dry-run [DIR]  # the same sequence on the CPU at toy sizes (a test runs it)
 #
@@ -31,10 +31,10 @@ case "${1:-}" in
 esac
 
 PYTHON=${PYTHON:-python3}
-if ! "$PYTHON" -c "import gan" 2>/dev/null; then
+if ! (cd / && "$PYTHON" -c "import gan") 2>/dev/null; then
   "$PYTHON" -m pip install -q --no-deps --no-build-isolation -e . || export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 fi
 if ! "$PYTHON" -c "import torch_fidelity" 2>/dev/null && compgen -G "$PREPARED/wheels/*.whl" >/dev/null; then
   "$PYTHON" -m pip install -q --no-index --no-deps "$PREPARED"/wheels/*.whl
 fi
-exec "$PYTHON" benchmarks/gpu_check.py --out "${1:-${OUT:-gpu_check_out}}"
+exec "$PYTHON" benchmarks/gpu_check.py --out "${1:-${OUT:-gpu_check_out}}" "${@:2}"

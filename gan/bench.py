@@ -222,10 +222,12 @@ def format_table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def write_json(path: Path, rows: list[Row], data_rows: list[dict], settings: dict) -> None:
+def write_json(path: Path, rows: list[Row], data_rows: list[dict], settings: dict,
+               failures: dict[str, str] | None = None) -> None:
+    """The results; `failures` names each model that could not be measured, with its error."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"settings": settings, "models": [asdict(row) for row in rows],
-                                "data": data_rows}, indent=2) + "\n")
+                                "data": data_rows, "failures": failures or {}}, indent=2) + "\n")
 
 
 # ----------------------------------------------------------------------------- the data path

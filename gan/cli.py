@@ -296,6 +296,9 @@ def bench(models: tuple[str, ...], device: str, json_path: Path | None, rounds: 
       gan bench --model pix2pix256 --rounds 2 --data-root none
     """
     import tempfile
+    import traceback
+
+    import torch
 
     from gan.bench import CASES, DEFAULT_BASELINE, bench_data, bench_model, format_table, load_baseline, write_json
     from gan.bench import threads as thread_count
@@ -312,11 +315,19 @@ def bench(models: tuple[str, ...], device: str, json_path: Path | None, rounds: 
     baseline = load_baseline(baseline_path or DEFAULT_BASELINE)
     if baseline is None:
         click.echo(f"no baseline at {baseline_path or DEFAULT_BASELINE}: its columns stay empty", err=True)
-    rows, data_rows = [], []
+    rows, data_rows, failures = [], [], {}
     with thread_count(threads):
+        settings = {"device": str(torch_device), "torch": torch.__version__, "threads": torch.get_num_threads(),
+                    "rounds": rounds, "iters": iters, "eager": eager}
         for name in models or CASES:
-            rows.append(bench_model(name, torch_device, baseline, rounds, iters, warmup, fast=not eager,
-                                    flops=True))
+            try:
+                rows.append(bench_model(name, torch_device, baseline, rounds, iters, warmup, fast=not eager,
+                                        flops=True))
+            except Exception as error:  # one model's failure must not cost the others' figures
+                traceback.print_exc()
+                failures[name] = f"{type(error).__name__}: {error}"
+            if json_path:  # after every model: a run cut short keeps what it measured
+                write_json(json_path, rows, data_rows, settings, failures)
         default_root = DEFAULT_BASELINE.parents[1] / "data" / "faces"
         root = data_root or default_root
         if str(root) != "none" and root.is_dir():
@@ -329,12 +340,10 @@ def bench(models: tuple[str, ...], device: str, json_path: Path | None, rounds: 
                    f"{row['imagefolder_images_per_s']:.0f} img/s with {row['workers']} workers: "
                    f"{row['ratio']:.1f}x (cache built once in {row['cache_build_s']:.1f} s)")
     if json_path:
-        import torch
-
-        write_json(json_path, rows, data_rows, {"device": str(torch_device), "torch": torch.__version__,
-                                                "threads": torch.get_num_threads(), "rounds": rounds,
-                                                "iters": iters, "eager": eager})
+        write_json(json_path, rows, data_rows, settings, failures)
         click.echo(f"wrote {json_path}", err=True)
+    if failures:
+        _fail(RuntimeError("failed: " + "; ".join(f"{name} ({error})" for name, error in failures.items())))
 
 
 @main.command(name="eval")

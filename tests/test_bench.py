@@ -71,3 +71,20 @@ def test_bench_cli_writes_json_without_a_baseline(tmp_path):
     assert report["models"][0]["model"] == "dcgan64" and report["models"][0]["ratio"] is None
     result = CliRunner().invoke(main, ["bench", "--model", "dcgan65"])
     assert result.exit_code == 2 and "unknown model(s) dcgan65" in result.output
+
+
+def test_a_model_that_fails_is_reported_and_the_others_are_still_measured(tmp_path, monkeypatch):
+    import gan.bench
+
+    def fake_bench_model(name, *args, **kwargs):
+        if name == "pix2pix256":
+            raise RuntimeError("an inductor stride assertion")
+        return gan.bench.Row(name, 10.0, None, None, None, None, None, None, 1.0)
+
+    monkeypatch.setattr(gan.bench, "bench_model", fake_bench_model)
+    result = CliRunner().invoke(main, ["bench", "--model", "pix2pix256", "--model", "dcgan64", "--device", "cpu",
+                                       "--data-root", "none", "--json", str(tmp_path / "b.json")])
+    assert result.exit_code == 2 and "pix2pix256 (RuntimeError: an inductor stride assertion)" in result.output
+    written = json.loads((tmp_path / "b.json").read_text())
+    assert [row["model"] for row in written["models"]] == ["dcgan64"]
+    assert written["failures"] == {"pix2pix256": "RuntimeError: an inductor stride assertion"}

@@ -140,10 +140,18 @@ def _on_device(values: list, dtype: torch.dtype, device: torch.device) -> torch.
     return tensor
 
 
-def _flip_and_scale(images: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
-    """uint8 (B, 3, R, R) -> float in [-1, 1], rows where `flips` is true mirrored, on their device."""
+def _flip_and_scale(images: torch.Tensor, flips: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, 3, R, R) -> float in [-1, 1] by the table `levels` (see `signed_levels`), rows where
+    `flips` is true mirrored, on their device."""
     mirrored = torch.where(flips.view(-1, 1, 1, 1), images.flip(-1), images)
-    return mirrored.float().div_(127.5).sub_(1.0)
+    return levels[mirrored.long()]
+
+
+def signed_levels(device: torch.device) -> torch.Tensor:
+    """The 256 grey levels in [-1, 1], computed on the CPU as the image loader computes them. A
+    lookup keeps batches bit-identical on any device: CUDA divides by a scalar through its
+    reciprocal, which differs from the CPU's division in the last bit."""
+    return torch.arange(256, dtype=torch.uint8).float().div_(127.5).sub_(1.0).to(device)
 
 
 class CachedBatches:
@@ -171,6 +179,7 @@ class CachedBatches:
         self.samples: Iterator[tuple[int, int]] = iter(sampler)
         on_host_for_cpu = not on_device and device.type == "cpu"
         self.buffers = [torch.empty(batch_size, *images.shape[1:]) for _ in range(2)] if on_host_for_cpu else []
+        self.levels = signed_levels(device)
         self.drawn = 0
 
     def __iter__(self) -> "CachedBatches":
@@ -183,12 +192,12 @@ class CachedBatches:
         self.drawn += 1
         if isinstance(self.images, torch.Tensor):
             rows = self.images[_on_device(indices, torch.int64, self.device)]
-            return {"image": _flip_and_scale(rows, _on_device(flips, torch.bool, self.device))}
+            return {"image": _flip_and_scale(rows, _on_device(flips, torch.bool, self.device), self.levels)}
         if self.device.type == "cuda":
             pinned = torch.empty((self.batch_size, *self.images.shape[1:]), dtype=torch.uint8, pin_memory=True)
             np.take(self.images, indices, axis=0, out=pinned.numpy())
             rows = pinned.to(self.device, non_blocking=True)
-            return {"image": _flip_and_scale(rows, _on_device(flips, torch.bool, self.device))}
+            return {"image": _flip_and_scale(rows, _on_device(flips, torch.bool, self.device), self.levels)}
         rows = torch.from_numpy(np.take(self.images, indices, axis=0))  # memory-mapped: copy just these rows
         for row, flip in enumerate(flips):  # on uint8, row by row: the cheapest flip here
             if flip:
