@@ -26,7 +26,7 @@ case "${1:-}" in
     ;;
   --dry-run)
     shift
-    exec python benchmarks/gpu_check.py --dry-run --out "${1:-gpu_check_out}"
+    exec python benchmarks/gpu_check.py --dry-run --out "${1:-gpu_check_out}" "${@:2}"
     ;;
 esac
 

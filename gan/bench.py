@@ -69,13 +69,14 @@ def synthetic_batch(recipe_name: str, batch_size: int, resolution: int, device: 
     return {"input": images(resolution), "target": images(resolution)}
 
 
-def our_step(name: str, device: torch.device, fast: bool) -> tuple[Callable[[], None], int]:
+def our_step(name: str, device: torch.device, fast: bool,
+             overrides: tuple[str, ...] = ()) -> tuple[Callable[[], None], int]:
     """(one training iteration as the loop runs it, batch size).
 
     `fast` keeps the speed switches at their defaults; otherwise they are all off
-    (eager fp32, as the baseline runs)."""
+    (eager fp32, as the baseline runs). `overrides` (`train.compile=off`, ...) come last."""
     switches = () if fast else ("train.amp=false", "train.compile=off", "train.channels_last=off")
-    config = load_config(None, [*CASES[name].overrides, "train.steps=1000000", *switches])
+    config = load_config(None, [*CASES[name].overrides, "train.steps=1000000", *switches, *overrides])
     seed_everything(0)
     recipe = RECIPES.get(config.recipe)(config, device, make_autocast(device, config.train.amp))
     for optimizer in recipe.optimizers.values():
@@ -169,10 +170,11 @@ class _Side:
 
 
 def bench_model(name: str, device: torch.device, baseline: ModuleType | None, rounds: int, iterations: int,
-                warmup: int, fast: bool, flops: bool, round_seconds: float = 2.0, log=sys.stderr) -> Row:
-    """Time `name`, ours and the baseline's, in `rounds` alternating rounds of `iterations` steps
-    (0: as many as take about `round_seconds`, judged from one timed step of ours)."""
-    step, batch = our_step(name, device, fast)
+                warmup: int, fast: bool, flops: bool, round_seconds: float = 2.0, log=sys.stderr,
+                overrides: tuple[str, ...] = ()) -> Row:
+    """Time `name`, ours (with config `overrides`) and the baseline's, in `rounds` alternating rounds
+    of `iterations` steps (0: as many as take about `round_seconds`, judged from one timed step of ours)."""
+    step, batch = our_step(name, device, fast, overrides)
     sides = {"ours": _Side(step, batch, device)}
     baseline_name = CASES[name].baseline
     if baseline is not None and baseline_name is not None:

@@ -271,6 +271,8 @@ def export(source: Path, out: Path, export_format: str, direction: str | None) -
               help="Training iterations per side per round; 0 = as many as take about 2 seconds.")
 @click.option("--warmup", default=3, show_default=True, help="Untimed iterations per side first (compilation).")
 @click.option("--eager", is_flag=True, help="Turn our speed switches off (compile, channels_last, bf16).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Config override for our side, e.g. train.compile=off (repeatable; after --eager).")
 @click.option("--baseline", "baseline_path", type=click.Path(dir_okay=False, path_type=Path),
               help="The plain implementation to compare with [default: ../shared/bench/baseline.py beside the "
                    "checkout; its column is left empty when absent].")
@@ -280,8 +282,8 @@ def export(source: Path, out: Path, export_format: str, direction: str | None) -
 @click.option("--data-workers", default=2, show_default=True, help="Loader workers for the uncached data path.")
 @click.option("--threads", type=int, help="torch.set_num_threads for the run.")
 def bench(models: tuple[str, ...], device: str, json_path: Path | None, rounds: int, iters: int, warmup: int,
-          eager: bool, baseline_path: Path | None, data_root: Path | None, data_workers: int,
-          threads: int | None) -> None:
+          eager: bool, overrides: tuple[str, ...], baseline_path: Path | None, data_root: Path | None,
+          data_workers: int, threads: int | None) -> None:
     """Training images/s of each recipe's canonical configuration, against the plain baseline.
 
     Both run in this process on random tensors, in alternating rounds; the table gives
@@ -294,6 +296,7 @@ def bench(models: tuple[str, ...], device: str, json_path: Path | None, rounds: 
       gan bench                                   # everything, on CUDA if present
       gan bench --model dcgan64 --model dcgan128 --device cuda --json bench.json
       gan bench --model pix2pix256 --rounds 2 --data-root none
+      gan bench --model dcgan128 --set train.compile=off --device cuda   # one switch's share
     """
     import tempfile
     import traceback
@@ -302,6 +305,8 @@ def bench(models: tuple[str, ...], device: str, json_path: Path | None, rounds: 
 
     from gan.bench import CASES, DEFAULT_BASELINE, bench_data, bench_model, format_table, load_baseline, write_json
     from gan.bench import threads as thread_count
+    from gan.config import load_config
+    from gan.registry import ConfigError
     from gan.train import DeviceUnavailable, select_device
 
     unknown = [name for name in models if name not in CASES]
@@ -310,7 +315,9 @@ def bench(models: tuple[str, ...], device: str, json_path: Path | None, rounds: 
                                  param_hint="--model")
     try:
         torch_device = select_device(device)
-    except DeviceUnavailable as error:
+        for name in models or CASES:  # a bad --set stops here, not inside every model's run
+            load_config(None, [*CASES[name].overrides, *overrides])
+    except (DeviceUnavailable, ConfigError) as error:
         _fail(error)
     baseline = load_baseline(baseline_path or DEFAULT_BASELINE)
     if baseline is None:
@@ -318,11 +325,11 @@ def bench(models: tuple[str, ...], device: str, json_path: Path | None, rounds: 
     rows, data_rows, failures = [], [], {}
     with thread_count(threads):
         settings = {"device": str(torch_device), "torch": torch.__version__, "threads": torch.get_num_threads(),
-                    "rounds": rounds, "iters": iters, "eager": eager}
+                    "rounds": rounds, "iters": iters, "eager": eager, "overrides": list(overrides)}
         for name in models or CASES:
             try:
                 rows.append(bench_model(name, torch_device, baseline, rounds, iters, warmup, fast=not eager,
-                                        flops=True))
+                                        flops=True, overrides=overrides))
             except Exception as error:  # one model's failure must not cost the others' figures
                 traceback.print_exc()
                 failures[name] = f"{type(error).__name__}: {error}"

@@ -32,10 +32,11 @@ def uncompiled() -> Iterator[None]:
 class _GuardedForward:
     """A network's forward, compiled; on a compile failure it warns once and runs eagerly."""
 
-    def __init__(self, name: str, eager_forward: Any, backend: str):
+    def __init__(self, name: str, eager_forward: Any, backend: str, mode: str):
         self.name = name
         self.eager_forward = eager_forward
-        self.compiled_forward = torch.compile(eager_forward, backend=backend)
+        self.compiled_forward = torch.compile(eager_forward, backend=backend,
+                                              mode=None if mode == "default" else mode)
         self.failed = False
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -50,12 +51,12 @@ class _GuardedForward:
         return self.eager_forward(*args, **kwargs)
 
 
-def compile_networks(networks: dict[str, nn.Module], backend: str = "inductor") -> None:
+def compile_networks(networks: dict[str, nn.Module], backend: str = "inductor", mode: str = "default") -> None:
     """Compile each network's forward in place with torch.compile's `backend` (inductor generates
-    kernels; aot_eager and eager help to tell a compiler bug from a model bug)."""
+    kernels; aot_eager and eager help to tell a compiler bug from a model bug) and inductor `mode`."""
     for name, network in networks.items():
         if not isinstance(network.forward, _GuardedForward):
-            network.forward = _GuardedForward(name, network.forward, backend)
+            network.forward = _GuardedForward(name, network.forward, backend, mode)
 
 
 def compile_failed(network: nn.Module) -> bool:

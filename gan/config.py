@@ -91,6 +91,7 @@ class TrainConfig:
     channels_last: str = "auto"  # NHWC memory format for networks and images: auto (= on for CUDA) | on | off
     compile: str = "auto"  # torch.compile G and D: auto (= on for CUDA) | on | off; falls back to eager on failure
     compile_backend: str = "inductor"  # torch.compile backend: inductor | aot_eager | eager (the last two debug)
+    compile_mode: str = "default"  # inductor: default | reduce-overhead (CUDA graphs) | max-autotune-no-cudagraphs
     optimizer_kernel: str = "auto"  # Adam: auto (fused on CUDA, foreach on CPU) | fused | foreach | loop
     cudnn_benchmark: bool = True  # let cuDNN time its convolution algorithms (CUDA only)
     sync_debug: bool = False  # CUDA: raise on any host-GPU sync inside a steady-state step (a check)
@@ -237,6 +238,11 @@ def validate(config: Config) -> None:
     _check_choice("train.channels_last", config.train.channels_last, ("auto", "on", "off"))
     _check_choice("train.compile", config.train.compile, ("auto", "on", "off"))
     _check_choice("train.compile_backend", config.train.compile_backend, ("inductor", "aot_eager", "eager"))
+    _check_choice("train.compile_mode", config.train.compile_mode,
+                  ("default", "reduce-overhead", "max-autotune-no-cudagraphs"))
+    if config.train.compile_mode != "default" and config.train.compile_backend != "inductor":
+        raise ConfigError(f"train.compile_mode '{config.train.compile_mode}' is an inductor mode; "
+                          f"train.compile_backend is '{config.train.compile_backend}'")
     _check_choice("train.optimizer_kernel", config.train.optimizer_kernel, ("auto", "fused", "foreach", "loop"))
     if data.cache != "off" and data.dataset not in ("celeba", "folder"):
         raise ConfigError(f"data.cache applies to the celeba and folder datasets, not '{data.dataset}'; "

@@ -52,7 +52,7 @@ def accelerate(recipe: Recipe, train: TrainConfig, device: torch.device) -> Spee
         report = CompileReport()
         # The EMA copy only runs for previews and metrics, which run eagerly (gan/compilation.py).
         compile_networks({name: network for name, network in recipe.networks.items() if not name.endswith("_ema")},
-                         train.compile_backend)
+                         train.compile_backend, train.compile_mode)
         print("torch.compile: the first step compiles the networks and is slow", file=sys.stderr)
     return Speed(memory_format, report)
 

@@ -8,6 +8,7 @@ import torch
 from click.testing import CliRunner
 
 from gan.bench import CASES, DEFAULT_BASELINE, bench_model, load_baseline
+from gan.bench import our_step as gan_bench_our_step
 from gan.cli import main
 from gan.config import load_config
 from gan.recipes import RECIPES
@@ -88,3 +89,11 @@ def test_a_model_that_fails_is_reported_and_the_others_are_still_measured(tmp_pa
     written = json.loads((tmp_path / "b.json").read_text())
     assert [row["model"] for row in written["models"]] == ["dcgan64"]
     assert written["failures"] == {"pix2pix256": "RuntimeError: an inductor stride assertion"}
+
+
+def test_bench_set_overrides_reach_our_side_and_bad_ones_stop_at_once(tmp_path):
+    runner = CliRunner()
+    bad = runner.invoke(main, ["bench", "--model", "dcgan64", "--device", "cpu", "--set", "train.compile=sometimes"])
+    assert bad.exit_code == 2 and "train.compile must be one of auto, on, off; got 'sometimes'" in bad.output
+    step, batch = gan_bench_our_step("dcgan64", CPU, True, ("train.batch_size=4",))
+    assert batch == 4

@@ -106,3 +106,14 @@ def test_real_errors_keep_their_traceback_and_nothing_is_switched_globally():
     assert "generator_ema" in recipe.networks and not hasattr(recipe.networks["generator_ema"].forward, "failed")
     with pytest.warns(UserWarning, match="'discriminator'"), pytest.raises(RuntimeError, match="channels"):
         recipe.discriminator(torch.zeros(2, 5, 32, 32))  # a real error: eager raises it with its own traceback
+
+
+def test_compile_settings_are_checked_where_the_config_is_read():
+    from gan.registry import ConfigError
+
+    assert tiny_config("train.compile_mode=reduce-overhead").train.compile_mode == "reduce-overhead"
+    with pytest.raises(ConfigError, match="train.compile_mode 'reduce-overhead' is an inductor mode; "
+                                          "train.compile_backend is 'aot_eager'"):
+        tiny_config("train.compile_mode=reduce-overhead", "train.compile_backend=aot_eager")
+    with pytest.raises(ConfigError, match="train.compile_backend must be one of inductor, aot_eager, eager"):
+        tiny_config("train.compile_backend=tvm")
