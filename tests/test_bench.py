@@ -7,8 +7,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from gan.bench import CASES, DEFAULT_BASELINE, bench_model, load_baseline
-from gan.bench import our_step as gan_bench_our_step
+from gan.bench import CASES, DEFAULT_BASELINE, bench_model, load_baseline, our_step
 from gan.cli import main
 from gan.config import load_config
 from gan.recipes import RECIPES
@@ -95,5 +94,5 @@ def test_bench_set_overrides_reach_our_side_and_bad_ones_stop_at_once(tmp_path):
     runner = CliRunner()
     bad = runner.invoke(main, ["bench", "--model", "dcgan64", "--device", "cpu", "--set", "train.compile=sometimes"])
     assert bad.exit_code == 2 and "train.compile must be one of auto, on, off; got 'sometimes'" in bad.output
-    step, batch = gan_bench_our_step("dcgan64", CPU, True, ("train.batch_size=4",))
+    step, batch = our_step("dcgan64", CPU, True, ("train.batch_size=4",))
     assert batch == 4
