@@ -127,12 +127,14 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
 @click.option("--seed", default=0, show_default=True, help="Latent seed: the same seed gives the same images.")
 @click.option("--interpolate", "steps", type=int, default=0,
               help="Write a latent interpolation instead: --n rows of this many steps each.")
+@click.option("--generator", "which", type=click.Choice(["ema", "live"]), default="ema", show_default=True,
+              help="The EMA weights (when the checkpoint has them) or the trained ones.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 def sample(source: Path, count: int, out: Path | None, separate: Path | None, seed: int, steps: int,
-           device: str) -> None:
+           which: str, device: str) -> None:
     """Generate images from SOURCE: a run directory (newest checkpoint), checkpoint file or export.
 
-    Uses the EMA generator when the checkpoint has one.
+    Uses the EMA generator when the checkpoint has one (--generator live for the trained weights).
 
     \b
     Examples:
@@ -151,7 +153,7 @@ def sample(source: Path, count: int, out: Path | None, separate: Path | None, se
     if count < 1 or steps < 0 or steps == 1:
         raise click.UsageError("--n must be >= 1 and --interpolate >= 2")
     try:
-        loaded = load_generator(source, select_device(device))
+        loaded = load_generator(source, select_device(device), which)
         generator, path, used_ema = loaded.generator, loaded.checkpoint, loaded.used_ema
     except (CheckpointError, DeviceUnavailable) as error:
         _fail(error)
@@ -373,15 +375,19 @@ def bench(models: tuple[str, ...], device: str, json_path: Path | None, rounds: 
               help="Image-to-image checkpoints: where to write per-image results "
                    "[default: eval-<data>-<step>.csv in the run directory].")
 @click.option("--tile", default=512, show_default=True, help="Process larger images in tiles of this many pixels.")
+@click.option("--generator", "which", type=click.Choice(["ema", "live"]), default="ema", show_default=True,
+              help="Unconditional checkpoints: score the EMA weights (when present) or the trained ones.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 def evaluate(checkpoint: Path, folder: Path | None, metric_names: str, count: int, inception_weights: Path | None,
-             cache_dir: Path | None, json_path: Path | None, csv_path: Path | None, tile: int, device: str) -> None:
+             cache_dir: Path | None, json_path: Path | None, csv_path: Path | None, tile: int, which: str,
+             device: str) -> None:
     """Measure a checkpoint (CHECKPOINT: a run directory or a checkpoint file).
 
     Unconditional (DCGAN) checkpoints: FID, KID, SWD and precision/recall of --n images
-    from the EMA generator against --n real images of the run's data set, printed and
-    written as JSON. FID/KID need the Inception-v3 weights (README, "Metrics"); SWD needs
-    nothing. Real-image statistics are cached, so later evaluations only generate.
+    from the EMA generator (--generator live: the trained one) against --n real images of
+    the run's data set, printed and written as JSON. FID/KID need the Inception-v3
+    weights (README, "Metrics"); SWD needs nothing. Real-image statistics are cached, so
+    later evaluations only generate.
 
     Image-to-image checkpoints: PSNR and SSIM on a --data folder, per image and mean.
     Super-resolution checkpoints are measured as papers report them: the LR input is
@@ -406,7 +412,7 @@ def evaluate(checkpoint: Path, folder: Path | None, metric_names: str, count: in
         state = load_checkpoint(path)
         if state["config"]["recipe"] == "dcgan":
             _evaluate_generative(state, path, folder, metric_names, count, inception_weights, cache_dir,
-                                 json_path, select_device(device))
+                                 json_path, which, select_device(device))
         else:
             if folder is None:
                 raise click.UsageError("image-to-image checkpoints need --data FOLDER")
@@ -417,7 +423,7 @@ def evaluate(checkpoint: Path, folder: Path | None, metric_names: str, count: in
 
 def _evaluate_generative(state: dict, path: Path, folder: Path | None, metric_names: str, count: int,
                          inception_weights: Path | None, cache_dir: Path | None, json_path: Path | None,
-                         device) -> None:
+                         which: str, device) -> None:
     import json
 
     from gan.evaluate import evaluate_generative
@@ -431,9 +437,10 @@ def _evaluate_generative(state: dict, path: Path, folder: Path | None, metric_na
         raise click.BadParameter(str(error)) from None
     if count < 2:
         raise click.BadParameter("--n must be at least 2")
-    loaded = generator_from_checkpoint(state, path, device)
+    loaded = generator_from_checkpoint(state, path, device, which)
     result = evaluate_generative(loaded, names, count, device, folder, inception_weights, cache_dir)
-    json_path = json_path or path.parent / f"metrics-{loaded.step:08d}.json"
+    suffix = "" if loaded.used_ema or "generator_ema" not in state["networks"] else "-live"
+    json_path = json_path or path.parent / f"metrics-{loaded.step:08d}{suffix}.json"
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(result, indent=2) + "\n")
     scores = {key: value for key, value in result.items() if isinstance(value, float)}

@@ -86,6 +86,8 @@ class TrainConfig:
     d_steps: int = 1  # discriminator updates per generator update
     lr_decay_steps: int = 0  # linear decay of both learning rates to 0 over the last N steps
     ema_decay: float = 0.999  # EMA of generator weights; 0 = off
+    ema_bn_batches: int = 32  # EMA generator: BatchNorm statistics recomputed for its own weights over this many
+    # batches of fresh latents at each preview, metrics and checkpoint step; 0 = copied from the live generator
     seed: int = 0
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
     channels_last: str = "auto"  # NHWC memory format for networks and images: auto (= on for CUDA) | on | off
@@ -253,8 +255,8 @@ def validate(config: Config) -> None:
     _check_range("data.jpeg_quality", data.jpeg_quality, 0, 100)
     _check_range("metrics.num_samples", config.metrics.num_samples, 2, math.inf)
     check_metric_names(config.metrics.names, "metrics.names")
-    for key in ("data.max_images", "data.num_workers", "train.lr_decay_steps", "loss.instance_noise_steps",
-                "data.load_size", "data.blur_sigma", "data.noise_std", "loss.l1_weight", "loss.cycle_weight",
+    for key in ("data.max_images", "data.num_workers", "train.lr_decay_steps", "train.ema_bn_batches",
+                "loss.instance_noise_steps", "data.load_size", "data.blur_sigma", "data.noise_std", "loss.l1_weight", "loss.cycle_weight",
                 "loss.identity_weight", "loss.pool_size", "loss.adversarial_weight", "log.eval_every",
                 "metrics.every"):
         section, name = key.split(".")

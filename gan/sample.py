@@ -22,19 +22,27 @@ class LoadedGenerator:
     step: int
 
 
-def load_generator(source: str | Path, device: torch.device) -> LoadedGenerator:
+GENERATORS = ("ema", "live")  # which weights of a checkpoint to sample: the average, or the trained ones
+
+
+def load_generator(source: str | Path, device: torch.device, which: str = "ema") -> LoadedGenerator:
     """The unconditional generator of a run directory (newest checkpoint), checkpoint file or export."""
     from gan.export import load_source
 
     path, state = load_source(source)
-    return generator_from_checkpoint(state, path, device)
+    return generator_from_checkpoint(state, path, device, which)
 
 
-def generator_from_checkpoint(state: dict[str, Any], path: Path, device: torch.device) -> LoadedGenerator:
-    """The generator (EMA weights when present) of a loaded checkpoint `state` read from `path`."""
+def generator_from_checkpoint(state: dict[str, Any], path: Path, device: torch.device,
+                              which: str = "ema") -> LoadedGenerator:
+    """The generator of a loaded checkpoint `state` read from `path`: with `which="ema"` its EMA
+    weights when it has them (with their own BatchNorm statistics, recomputed in training),
+    else the trained ("live") weights."""
+    if which not in GENERATORS:
+        raise ValueError(f"generator must be one of {', '.join(GENERATORS)}, got '{which}'")
     if "generator" not in state.get("specs", {}):
         raise CheckpointError(f"'{path}' holds no generator spec; was it written by `gan train`?")
-    use_ema = "generator_ema" in state["networks"]
+    use_ema = which == "ema" and "generator_ema" in state["networks"]
     weights = state["networks"]["generator_ema" if use_ema else "generator"]
     try:
         generator = NetworkSpec.from_dict(state["specs"]["generator"]).load(weights, f"'{path}'")

@@ -287,6 +287,7 @@ def train(config: Config, run_dir: Path, device: torch.device, resume: bool = Fa
         goes on in memory, to retry at the next checkpoint; only a failed final write stops."""
         nonlocal saved_step
         _raise_if_non_finite(watch, last_checkpoint)  # never save a diverged state
+        _prepare_outputs(recipe, at_step)
         path = checkpoint_path(run_dir, at_step)
         try:
             save_checkpoint(_state(recipe, config, at_step, samples_seen), path)
@@ -344,12 +345,17 @@ def train(config: Config, run_dir: Path, device: torch.device, resume: bool = Fa
                 io_start = time.perf_counter()
                 if not main:
                     continue
+                previews = step % log_config.image_every == 0 or last
+                validation = log_config.eval_every and (step % log_config.eval_every == 0 or last)
+                scoring = evaluator and (step % config.metrics.every == 0 or last)
                 with uncompiled():  # other batch sizes, eval mode, no_grad: never the training graphs
-                    if step % log_config.image_every == 0 or last:
+                    if previews or scoring:
+                        _prepare_outputs(recipe, step)
+                    if previews:
                         _write_previews(recipe, writer, run_dir, step)
-                    if log_config.eval_every and (step % log_config.eval_every == 0 or last):
+                    if validation:
                         _log_validation(recipe, writer, step)
-                    if evaluator and (step % config.metrics.every == 0 or last):
+                    if scoring:
                         _log_generative_metrics(evaluator, recipe, writer, run_dir, step)
                 if step % train_config.checkpoint_every == 0 or last or stopping:
                     last_checkpoint = save(step, final=last or stopping)
@@ -408,7 +414,8 @@ def _prepare_data_parallel(recipe: Recipe, config: Config, device: torch.device,
     if config.train.sync_batchnorm:
         if device.type != "cuda":
             raise ConfigError("train.sync_batchnorm needs CUDA (PyTorch's SyncBatchNorm has no CPU kernel)")
-        use_sync_batchnorm(recipe.networks)
+        # Not the EMA copy: it is not trained, and its statistics are recomputed by rank 0 alone.
+        use_sync_batchnorm({name: net for name, net in recipe.networks.items() if not name.endswith("_ema")})
     if hasattr(recipe, "process_shard"):
         recipe.process_shard = (group.rank, group.world_size)
     synchronise_weights(recipe.networks, group)
@@ -435,6 +442,13 @@ def train_rolling_back(config: Config, run_dir: Path, device: torch.device, resu
                 print(f"\n{error}\nrolling back to '{error.checkpoint}' with learning rates halved to "
                       f"g {rates.g_lr:g}, d {rates.d_lr:g} (rollback {rollbacks} of {max_rollbacks})",
                       file=sys.stderr)
+
+
+def _prepare_outputs(recipe: Recipe, step: int) -> None:
+    """The recipe's preparation for previews, metrics and checkpoints (gan/recipes/base.py)."""
+    if hasattr(recipe, "prepare_outputs"):
+        with uncompiled():
+            recipe.prepare_outputs(step)
 
 
 def _set_learning_rates(recipe: Recipe, scale: float) -> None:

@@ -21,6 +21,9 @@ A recipe is constructed as `Recipe(config, device, autocast)` and provides:
   logged every `log.eval_every` steps; must not change training state.
 - optionally `evaluation_generator() -> nn.Module`: an unconditional generator (with
   `latent_dim`) whose samples `[metrics]` scores against the data (FID, KID, SWD).
+- optionally `prepare_outputs(step)`: called before the previews, metrics or checkpoint
+  of a step (e.g. to recompute an averaged generator's BatchNorm statistics); must not
+  draw from the global RNG or change what training computes.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from torch.utils.data import Dataset
 
 from gan.config import Config
 from gan.data import build_dataset
-from gan.ema import EMA
+from gan.ema import EMA, standing_statistics
 from gan.losses import AdversarialLoss, add_instance_noise, annealed_std
 from gan.nets import network_spec
 from gan.recipes import RECIPES
@@ -55,6 +55,7 @@ class DCGANRecipe:
         self.process_shard = (0, 1)
         latents_rng = torch.Generator().manual_seed(train.seed + 12345)
         self.fixed_latents = torch.randn(config.log.num_samples, self.latent_dim, generator=latents_rng).to(device)
+        self._statistics_step: int | None = None  # the step whose EMA statistics are in place
 
     def build_dataset(self) -> Dataset:
         return build_dataset(self.config.data, train=True)
@@ -103,6 +104,15 @@ class DCGANRecipe:
         if penalty is not None:
             metrics["loss/gp"] = penalty.detach()
         return metrics
+
+    def prepare_outputs(self, step: int) -> None:
+        """Before previews, metrics and the checkpoint of `step`: the EMA generator's BatchNorm
+        statistics recomputed for its own weights (`train.ema_bn_batches`), once per step."""
+        train = self.config.train
+        if self.ema and train.ema_bn_batches and self._statistics_step != step:
+            standing_statistics(self.ema.average, train.ema_bn_batches, train.batch_size,
+                                seed=train.seed * 1_000_003 + step, device=self.device, autocast=self.autocast)
+            self._statistics_step = step
 
     @torch.no_grad()
     def preview(self) -> dict[str, torch.Tensor]:
