@@ -68,6 +68,7 @@ def main() -> None:
     parser.add_argument("--skip", type=int, required=True, help="images the run trained on (data.max_images)")
     parser.add_argument("--n", type=int, default=1000, help="generated and real images per score")
     parser.add_argument("--batches", type=int, default=32, help="batches for the recomputed statistics")
+    parser.add_argument("--steps", type=int, nargs="*", help="only the checkpoints of these steps")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -77,6 +78,8 @@ def main() -> None:
         evaluator = None
         for path in list_checkpoints(args.run):
             state = load_checkpoint(path)
+            if args.steps and state["step"] not in args.steps:
+                continue
             if evaluator is None:
                 data = dataclasses.replace(config_from_dict(state["config"]).data, root=str(reference), max_images=0)
                 evaluator = GenerativeEvaluator(data, ["swd"], args.n, CPU, cache_dir=Path(work) / "statistics")
@@ -88,11 +91,12 @@ def main() -> None:
         latents = random_latents(32, generator.latent_dim, seed=0)
         grids = [generate(generator, latents) for generator in variants(state, args.batches).values()]
         save_image_grid(torch.cat(grids), args.out / f"ema-statistics-{state['step']:08d}.png", num_columns=8)
-    (args.out / "ema_statistics.json").write_text(json.dumps(rows, indent=1) + "\n")
+    (args.out / f"ema_statistics-{args.batches}.json").write_text(json.dumps(rows, indent=1) + "\n")
     print("| step | generator | SWD 64 | 32 | 16 | mean | mean RGB |\n|---|---|---|---|---|---|---|")
     for row in rows:
-        levels = " | ".join(f"{row[key]:.1f}" for key in sorted(row, key=str) if key.startswith("swd/")
-                            and key.endswith("px"))
+        level_keys = sorted((key for key in row if key.startswith("swd/") and key.endswith("px")),
+                            key=lambda key: -int(key[4:-2]))  # finest level first, as the header
+        levels = " | ".join(f"{row[key]:.1f}" for key in level_keys)
         print(f"| {row['step']} | {row['generator']} | {levels} | {row['swd/mean']:.1f} | "
               f"{', '.join(f'{value:.0f}' for value in row['mean_rgb'])} |")
 
