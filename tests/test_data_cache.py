@@ -1,5 +1,6 @@
 """The decoded-image cache: same batches as the uncached loader, rebuilt when its source changes."""
 
+import os
 import sys
 from pathlib import Path
 
@@ -111,3 +112,20 @@ def test_a_device_cache_larger_than_the_free_gpu_memory_says_what_it_needs(monke
     with pytest.raises(ConfigError, match=r'data.cache="device" needs 2.00 GiB of GPU memory for 43691 images of '
                                           r"128 px; cuda has 1.00 GiB free of 80.00 GiB: use data.cache=\"ram\""):
         cache_module.upload_to_device(huge, torch.device("cuda"))
+
+
+def test_a_killed_builders_temp_file_is_removed_and_a_live_ones_kept(folder, tmp_path):
+    import subprocess
+
+    config = config_for(folder, "ram", tmp_path)
+    next(training_batches(config, build_dataset(config), 2, 0, 0, CPU))
+    (header,) = (tmp_path / "cache").glob("*.json")
+    header.unlink()  # so the next start rebuilds
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # its pid now names no process
+    abandoned = tmp_path / "cache" / f"{header.stem}.npy.{gone.pid}.tmp"
+    building = tmp_path / "cache" / f"{header.stem}.npy.{os.getppid()}.tmp"  # a process that is alive
+    for path in (abandoned, building):
+        path.write_bytes(b"partial")
+    next(training_batches(config, build_dataset(config), 2, 0, 0, CPU))
+    assert not abandoned.exists() and building.exists()

@@ -69,11 +69,31 @@ def load_or_build_cache(dataset: ImageFileDataset, identity: dict, cache_dir: Pa
             pass  # a damaged cache is rebuilt
     cache_dir.mkdir(parents=True, exist_ok=True)
     header_path.unlink(missing_ok=True)  # the header, written last, marks a complete array
+    _remove_abandoned_temps(cache_dir, name)
     _build(dataset, array_path, progress_stream)
     temp = header_path.with_suffix(f".json.{os.getpid()}.tmp")
     temp.write_text(json.dumps(header, indent=1))
     os.replace(temp, header_path)
     return np.load(array_path, mmap_mode="r")
+
+
+def _remove_abandoned_temps(cache_dir: Path, name: str) -> None:
+    """Temp files of builds of this cache whose process is gone (killed, crashed): they can be
+    gigabytes. A build still running in another process keeps its own."""
+    for temp in cache_dir.glob(f"{name}.*.*.tmp"):  # <name>.npy.<pid>.tmp, <name>.json.<pid>.tmp
+        pid = temp.suffixes[-2].lstrip(".")
+        if pid.isdigit() and not _process_alive(int(pid)):
+            temp.unlink(missing_ok=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
 
 def _build(dataset: ImageFileDataset, array_path: Path, progress_stream) -> None:
