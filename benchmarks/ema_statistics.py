@@ -83,13 +83,14 @@ def main() -> None:
             if evaluator is None:
                 data = dataclasses.replace(config_from_dict(state["config"]).data, root=str(reference), max_images=0)
                 evaluator = GenerativeEvaluator(data, ["swd"], args.n, CPU, cache_dir=Path(work) / "statistics")
-            for name, generator in variants(state, args.batches).items():
+            generators = variants(state, args.batches)
+            for name, generator in generators.items():
                 scores = evaluate_generator(evaluator, generator)
                 rgb = generated_images(generator, args.n).float().mean(dim=(0, 2, 3)).tolist()
                 rows.append({"step": state["step"], "generator": name, **scores, "mean_rgb": rgb})
                 print(json.dumps(rows[-1]), flush=True)
         latents = random_latents(32, generator.latent_dim, seed=0)
-        grids = [generate(generator, latents) for generator in variants(state, args.batches).values()]
+        grids = [generate(generator, latents) for generator in generators.values()]  # the newest checkpoint's
         save_image_grid(torch.cat(grids), args.out / f"ema-statistics-{state['step']:08d}.png", num_columns=8)
     (args.out / f"ema_statistics-{args.batches}.json").write_text(json.dumps(rows, indent=1) + "\n")
     print("| step | generator | SWD 64 | 32 | 16 | mean | mean RGB |\n|---|---|---|---|---|---|---|")
