@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gan.checkpoint import list_checkpoints, load_checkpoint  # noqa: E402
 from gan.config import config_from_dict  # noqa: E402
 from gan.data.decode import find_images  # noqa: E402
-from gan.ema import standing_statistics  # noqa: E402
+from gan.ema import latent_batches, standing_statistics  # noqa: E402
 from gan.images import save_image_grid  # noqa: E402
 from gan.metrics.generative import GenerativeEvaluator, evaluate_generator, generated_images  # noqa: E402
 from gan.nets import NetworkSpec  # noqa: E402
@@ -46,8 +46,8 @@ def variants(state: dict, batches: int) -> dict[str, torch.nn.Module]:
         for name, buffer in copied.named_buffers():
             buffer.copy_(live_buffers[name])  # what EMA.update did and checkpoints kept before
     recomputed = copy.deepcopy(copied)
-    standing_statistics(recomputed, batches, train.batch_size, seed=train.seed * 1_000_003 + state["step"],
-                        device=CPU)
+    standing_statistics(recomputed, latent_batches(batches, train.batch_size, live.latent_dim,
+                                                   seed=train.seed * 1_000_003 + state["step"], device=CPU))
     return {"live": live.eval(), "ema_copied": copied.eval(), "ema_recomputed": recomputed.eval()}
 
 

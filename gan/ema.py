@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 import torch
 from torch import nn
@@ -42,29 +42,41 @@ def running_norms(network: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
 
 
 @torch.no_grad()
-def standing_statistics(generator: nn.Module, batches: int, batch_size: int, seed: int, device: torch.device,
+def standing_statistics(network: nn.Module, inputs: Iterable[torch.Tensor],
                         autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext) -> bool:
-    """Recompute the running statistics of `generator`'s BatchNorm layers for its own weights
-    ("standing statistics", Brock et al. 2019): reset them, then average (cumulatively, not
-    with momentum) over `batches` forward passes in train mode on latents drawn from a
-    generator seeded with `seed`. The global RNG and every other network are untouched.
-    Returns False, doing nothing, when the network keeps no running statistics."""
-    norms = running_norms(generator)
-    if not norms or batches < 1:
+    """Recompute the running statistics of `network`'s BatchNorm layers for its own weights
+    ("standing statistics", Brock et al. 2019): reset them, then average them (cumulatively,
+    not with momentum) over forward passes in train mode on each batch of `inputs`. Dropout
+    stays off and every other network is untouched. Returns False, doing nothing, when the
+    network keeps no running statistics or `inputs` is empty."""
+    norms = running_norms(network)
+    if not norms:
         return False
     momenta = [norm.momentum for norm in norms]
-    was_training = generator.training
-    latents = torch.Generator().manual_seed(seed)
+    modes = {module: module.training for module in network.modules()}
+    passes = 0
     try:
+        network.eval()  # dropout off: the statistics of the function that will be evaluated
         for norm in norms:
             norm.reset_running_stats()
             norm.momentum = None  # cumulative average over the passes
-        generator.train()
-        for _ in range(batches):
+            norm.train()
+        for batch in inputs:
             with autocast():
-                generator(torch.randn(batch_size, generator.latent_dim, generator=latents).to(device))
+                network(batch)
+            passes += 1
     finally:
         for norm, momentum in zip(norms, momenta):
             norm.momentum = momentum
-        generator.train(was_training)
-    return True
+        for module, training in modes.items():
+            module.train(training)
+    return passes > 0
+
+
+def latent_batches(batches: int, batch_size: int, latent_dim: int, seed: int,
+                   device: torch.device) -> Iterator[torch.Tensor]:
+    """`batches` batches of normal latents from a generator seeded with `seed` (the global RNG
+    is untouched), on `device`."""
+    latents = torch.Generator().manual_seed(seed)
+    for _ in range(batches):
+        yield torch.randn(batch_size, latent_dim, generator=latents).to(device)

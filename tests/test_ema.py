@@ -8,9 +8,10 @@ import torch
 from click.testing import CliRunner
 from conftest import REPO, TINY, only_run, tiny_config
 from PIL import Image
+from torch import nn
 
 from gan.cli import main
-from gan.ema import EMA, running_norms, standing_statistics
+from gan.ema import EMA, latent_batches, running_norms, standing_statistics
 from gan.recipes.dcgan import DCGANRecipe
 from gan.sample import load_generator
 from gan.train import train
@@ -45,7 +46,7 @@ def test_recomputed_statistics_give_the_eval_output_of_train_mode_and_copied_one
     latents = torch.randn(256, average.latent_dim, generator=torch.Generator().manual_seed(5))
     copied = channel_means(average.eval(), latents)
     in_train_mode = channel_means(copy.deepcopy(average).train(), latents)
-    assert standing_statistics(average, batches=32, batch_size=64, seed=1, device=CPU)
+    assert standing_statistics(average, latent_batches(32, 64, average.latent_dim, seed=1, device=CPU))
     assert not average.training  # its mode is kept
     recomputed = channel_means(average, latents)
     torch.testing.assert_close(recomputed, in_train_mode, atol=0.02, rtol=0)
@@ -58,16 +59,29 @@ def test_recomputed_statistics_give_the_eval_output_of_train_mode_and_copied_one
 def test_standing_statistics_are_reproducible_and_leave_the_global_rng_alone():
     _, average = averaged_generator()
     state = torch.get_rng_state()
-    standing_statistics(average, 4, 8, seed=7, device=CPU)
+    standing_statistics(average, latent_batches(4, 8, average.latent_dim, seed=7, device=CPU))
     first = [buffer.clone() for buffer in average.buffers()]
-    standing_statistics(average, 4, 8, seed=7, device=CPU)
+    standing_statistics(average, latent_batches(4, 8, average.latent_dim, seed=7, device=CPU))
     assert all(torch.equal(a, b) for a, b in zip(first, average.buffers()))
     assert torch.equal(torch.get_rng_state(), state)
 
 
 def test_networks_without_running_statistics_are_left_alone():
     recipe = DCGANRecipe(tiny_config("model.generator_args.norm=none"), CPU, contextlib.nullcontext)
-    assert not standing_statistics(recipe.ema.average, 4, 8, seed=0, device=CPU)
+    average = recipe.ema.average
+    assert not standing_statistics(average, latent_batches(4, 8, average.latent_dim, seed=0, device=CPU))
+
+
+@torch.no_grad()
+def test_standing_statistics_run_without_dropout_and_keep_every_module_mode():
+    network = nn.Sequential(nn.Conv2d(3, 4, 1), nn.Dropout(0.5), nn.BatchNorm2d(4), nn.Conv2d(4, 3, 1)).eval()
+    network[1].train()  # a mixed state (an evaluation that keeps dropout on) is restored as it was
+    inputs = [torch.randn(4, 3, 8, 8, generator=torch.Generator().manual_seed(index)) for index in range(3)]
+    assert standing_statistics(network, inputs)
+    expected = network[0](torch.cat(inputs)).mean(dim=(0, 2, 3))  # equal batches: the mean of the batch means
+    torch.testing.assert_close(network[2].running_mean, expected, atol=1e-5, rtol=0)
+    assert network[2].num_batches_tracked == 3
+    assert [module.training for module in network] == [False, True, False, False]
 
 
 def test_checkpoints_hold_the_recomputed_statistics_and_a_resume_stays_bit_exact(tmp_path):

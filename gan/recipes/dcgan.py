@@ -10,7 +10,7 @@ from torch.utils.data import Dataset
 
 from gan.config import Config
 from gan.data import build_dataset
-from gan.ema import EMA, standing_statistics
+from gan.ema import EMA, latent_batches, standing_statistics
 from gan.losses import AdversarialLoss, add_instance_noise, annealed_std
 from gan.nets import network_spec
 from gan.recipes import RECIPES
@@ -110,8 +110,9 @@ class DCGANRecipe:
         statistics recomputed for its own weights (`train.ema_bn_batches`), once per step."""
         train = self.config.train
         if self.ema and train.ema_bn_batches and self._statistics_step != step:
-            standing_statistics(self.ema.average, train.ema_bn_batches, train.batch_size,
-                                seed=train.seed * 1_000_003 + step, device=self.device, autocast=self.autocast)
+            latents = latent_batches(train.ema_bn_batches, train.batch_size, self.generator.latent_dim,
+                                     seed=train.seed * 1_000_003 + step, device=self.device)
+            standing_statistics(self.ema.average, latents, self.autocast)
             self._statistics_step = step
 
     @torch.no_grad()

@@ -6,8 +6,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import Dataset
 
-from gan.config import Config
+from gan.config import Config, DataConfig
 from gan.data import build_dataset
 from gan.metrics import psnr, signed_to_255, ssim
 from gan.recipes.base import AutocastFactory, eval_mode
@@ -54,18 +55,26 @@ def preview_strips(generator: nn.Module, batch: dict[str, torch.Tensor], size_mu
 @torch.no_grad()
 def validation_scores(generator: nn.Module, config: Config, device: torch.device, size_multiple: int,
                       autocast: AutocastFactory) -> dict[str, float]:
-    """Mean PSNR/SSIM of the generator on the evaluation set, whole images one at a time;
-    for super-resolution on the Y channel with `data.scale` pixels shaved, as papers report."""
-    dataset = build_dataset(config.data, train=False)
-    super_resolution = config.data.dataset == "sr_pairs"
-    border = config.data.scale if super_resolution else 0
-    scores = {"val/psnr": 0.0, "val/ssim": 0.0}
+    """Mean PSNR/SSIM of the generator, in eval mode, on the evaluation set."""
     with eval_mode(generator):
-        for index in range(len(dataset)):
-            item = dataset[index]
-            with autocast():
-                output = run_padded(generator, item["input"][None].to(device), size_multiple).float()
-            output, target = signed_to_255(output[0].cpu()), signed_to_255(item["target"])
-            scores["val/psnr"] += psnr(output, target, border, super_resolution) / len(dataset)
-            scores["val/ssim"] += ssim(output, target, border, super_resolution) / len(dataset)
+        return pair_scores(generator, build_dataset(config.data, train=False), config.data, device, size_multiple,
+                           autocast)
+
+
+@torch.no_grad()
+def pair_scores(generator: nn.Module, dataset: Dataset, data: DataConfig, device: torch.device, size_multiple: int,
+                autocast: AutocastFactory) -> dict[str, float]:
+    """Mean PSNR/SSIM of the generator, in the mode it is in, on the pairs of `dataset`, whole
+    images one at a time; for super-resolution on the Y channel with `data.scale` pixels shaved,
+    as papers report."""
+    super_resolution = data.dataset == "sr_pairs"
+    border = data.scale if super_resolution else 0
+    scores = {"val/psnr": 0.0, "val/ssim": 0.0}
+    for index in range(len(dataset)):
+        item = dataset[index]
+        with autocast():
+            output = run_padded(generator, item["input"][None].to(device), size_multiple).float()
+        output, target = signed_to_255(output[0].cpu()), signed_to_255(item["target"])
+        scores["val/psnr"] += psnr(output, target, border, super_resolution) / len(dataset)
+        scores["val/ssim"] += ssim(output, target, border, super_resolution) / len(dataset)
     return scores
