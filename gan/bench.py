@@ -23,6 +23,7 @@ from typing import Callable
 import torch
 
 from gan.config import load_config
+from gan.files import write_text_atomically
 from gan.recipes import RECIPES
 from gan.speed import accelerate, to_device
 from gan.train import MetricWatch, _set_learning_rates, lr_scale, make_autocast, seed_everything
@@ -228,8 +229,8 @@ def write_json(path: Path, rows: list[Row], data_rows: list[dict], settings: dic
                failures: dict[str, str] | None = None) -> None:
     """The results; `failures` names each model that could not be measured, with its error."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"settings": settings, "models": [asdict(row) for row in rows],
-                                "data": data_rows, "failures": failures or {}}, indent=2) + "\n")
+    write_text_atomically(path, json.dumps({"settings": settings, "models": [asdict(row) for row in rows],
+                                            "data": data_rows, "failures": failures or {}}, indent=2) + "\n")
 
 
 # ----------------------------------------------------------------------------- the data path

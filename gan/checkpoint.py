@@ -7,7 +7,6 @@ run directory; the newest that loads is the one a resume continues from.
 
 from __future__ import annotations
 
-import os
 import random
 import re
 from pathlib import Path
@@ -15,6 +14,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from gan.files import write_atomically
 
 FORMAT = "gan.checkpoint/1"
 _NAME = re.compile(r"^checkpoint-(\d+)\.pt$")
@@ -35,26 +36,10 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
-    """Write `state` to `path` atomically: temp file, fsync, rename, fsync the folder.
-
-    A crash at any moment leaves either the old file or the complete new one. On
-    failure (disk full, say) the temp file is removed and CheckpointError raised.
-    """
-    temp = path.with_name(path.name + ".tmp")
-    try:
-        with open(temp, "wb") as handle:
-            torch.save(state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
-    except OSError as error:
-        temp.unlink(missing_ok=True)
-        raise CheckpointError(f"could not write checkpoint '{path}': {error}") from error
+    """Write `state` to `path` atomically (gan/files.py): a crash at any moment leaves either
+    the old file or the complete new one. On failure (disk full, say) the temp file is
+    removed and WriteError raised, naming the path and the free space."""
+    write_atomically(path, lambda temp: torch.save(state, temp))
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu",

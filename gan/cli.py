@@ -81,6 +81,7 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
     from gan.config import load_config
     from gan.data.decode import ImageReadError
     from gan.distributed import broadcast_object, from_environment, initialise, shutdown
+    from gan.files import LOCK_NAME, RunDirectoryBusy, WriteError
     from gan.registry import ConfigError
     from gan.train import DeviceUnavailable, NonFiniteLossError, create_run_dir, select_device, train_rolling_back
     from gan.train import train as run_training
@@ -103,13 +104,14 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
         result = run(resolved, run_dir, torch_device, resume=resume is not None, group=group)
     except Exception as error:
         if resume is None and run_dir is not None and group.is_main:
-            with contextlib.suppress(OSError):
-                run_dir.rmdir()  # a start that failed leaves no empty run directory (rmdir keeps any content)
+            with contextlib.suppress(OSError):  # a start that failed leaves no empty run directory
+                (run_dir / LOCK_NAME).unlink(missing_ok=True)
+                run_dir.rmdir()  # (rmdir keeps any content)
         if isinstance(error, NonFiniteLossError):
             click.echo(f"error: {error}", err=True)
             sys.exit(1)
         if isinstance(error, (ConfigError, CheckpointError, ImageReadError, FileNotFoundError, NotADirectoryError,
-                              DeviceUnavailable)):
+                              DeviceUnavailable, WriteError, RunDirectoryBusy)):
             _fail(error)
         raise
     finally:
@@ -144,7 +146,8 @@ def sample(source: Path, count: int, out: Path | None, separate: Path | None, se
       gan sample runs/00000-dcgan_demo --interpolate 10 --n 6 --out walk.png
     """
     from gan.checkpoint import CheckpointError
-    from gan.images import save_image_grid, signed_to_pil
+    from gan.files import WriteError
+    from gan.images import image_format_of, save_image, save_image_grid, signed_to_pil
     from gan.sample import generate, interpolation_latents, load_generator, random_latents
     from gan.train import DeviceUnavailable, select_device
 
@@ -152,6 +155,11 @@ def sample(source: Path, count: int, out: Path | None, separate: Path | None, se
         raise click.UsageError("give --out FILE.png and/or --separate DIR")
     if count < 1 or steps < 0 or steps == 1:
         raise click.UsageError("--n must be >= 1 and --interpolate >= 2")
+    if out is not None:
+        try:
+            image_format_of(out)
+        except ValueError as error:
+            raise click.BadParameter(str(error), param_hint="--out") from None
     try:
         loaded = load_generator(source, select_device(device), which)
         generator, path, used_ema = loaded.generator, loaded.checkpoint, loaded.used_ema
@@ -162,14 +170,19 @@ def sample(source: Path, count: int, out: Path | None, separate: Path | None, se
     else:
         latents = random_latents(count, generator.latent_dim, seed)
     images = generate(generator, latents)
-    if out is not None:
-        save_image_grid(images, out, num_columns=steps or None)
-        click.echo(f"wrote {out} ({len(images)} images)")
-    if separate is not None:
-        separate.mkdir(parents=True, exist_ok=True)
-        for index, image in enumerate(images):
-            signed_to_pil(image).save(separate / f"{index:05d}.png")
-        click.echo(f"wrote {len(images)} PNGs to {separate}")
+    written: list[Path] = []
+    try:
+        if out is not None:
+            written.append(save_image_grid(images, out, num_columns=steps or None))
+            click.echo(f"wrote {out} ({len(images)} images)")
+        if separate is not None:
+            for index, image in enumerate(images):
+                written.append(save_image(signed_to_pil(image), separate / f"{index:05d}.png"))
+            click.echo(f"wrote {len(images)} PNGs to {separate}")
+    except WriteError as error:
+        for written_path in written:  # a failed command leaves none of its files
+            written_path.unlink(missing_ok=True)
+        _fail(error)
     click.echo(f"from {path} ({'EMA generator' if used_ema else 'generator'}, seed {seed})", err=True)
 
 
@@ -200,6 +213,8 @@ def translate(checkpoint: Path, source: Path, output: Path, side_by_side: bool, 
     """
     from gan.checkpoint import CheckpointError
     from gan.data.decode import ImageReadError, find_images, read_rgb
+    from gan.files import WriteError
+    from gan.images import image_format_of, save_image
     from gan.progress import Progress
     from gan.train import DeviceUnavailable, select_device
     from gan.translate import load_translator
@@ -209,6 +224,7 @@ def translate(checkpoint: Path, source: Path, output: Path, side_by_side: bool, 
         if source.is_dir():
             inputs = [(image, output / image.relative_to(source)) for image in find_images(source)]
         else:
+            image_format_of(output)
             inputs = [(source, output)]
     except (CheckpointError, FileNotFoundError, NotADirectoryError, DeviceUnavailable, ValueError) as error:
         _fail(error)
@@ -226,8 +242,11 @@ def translate(checkpoint: Path, source: Path, output: Path, side_by_side: bool, 
             strip.paste(shown, (0, 0))
             strip.paste(result, (result.width, 0))
             result = strip
-        output_path.parent.mkdir(parents=True, exist_ok=True)
-        result.save(output_path)
+        try:
+            save_image(result, output_path)
+        except WriteError as error:
+            progress.close()
+            _fail(f"{error}; {done - 1} of {len(inputs)} image(s) were written before it, complete")
         progress.update(done, {}, done / max(time.perf_counter() - progress.started_at, 1e-9))
     progress.close()
     click.echo(f"wrote {len(inputs)} image(s) to {output} with {translator.checkpoint}", err=True)
@@ -427,6 +446,7 @@ def _evaluate_generative(state: dict, path: Path, folder: Path | None, metric_na
     import json
 
     from gan.evaluate import evaluate_generative
+    from gan.files import write_text_atomically
     from gan.metrics.generative import check_metric_names
     from gan.registry import ConfigError
     from gan.sample import generator_from_checkpoint
@@ -442,7 +462,7 @@ def _evaluate_generative(state: dict, path: Path, folder: Path | None, metric_na
     suffix = "" if loaded.used_ema or "generator_ema" not in state["networks"] else "-live"
     json_path = json_path or path.parent / f"metrics-{loaded.step:08d}{suffix}.json"
     json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(result, indent=2) + "\n")
+    write_text_atomically(json_path, json.dumps(result, indent=2) + "\n")
     scores = {key: value for key, value in result.items() if isinstance(value, float)}
     click.echo(f"step {result['step']}  " + "  ".join(f"{key} {value:.4f}" for key, value in scores.items()))
     click.echo(f"wrote {json_path} ({result['num_images']} generated vs {result['num_images']} real images "

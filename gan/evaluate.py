@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import math
 from pathlib import Path
 from typing import Iterator
@@ -29,6 +30,7 @@ from gan.config import config_from_dict
 from gan.data.decode import find_images, read_rgb
 from gan.data.paired import augment_together, paired_dataset
 from gan.data.super_resolution import Degradation, bicubic_resize, crop_to_multiple
+from gan.files import write_text_atomically
 from gan.metrics import psnr, signed_to_255, ssim
 from gan.metrics.generative import GenerativeEvaluator, evaluate_generator
 from gan.sample import LoadedGenerator
@@ -112,10 +114,11 @@ def mean_row(rows: list[dict]) -> dict:
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
+    """The rows as CSV, written atomically."""
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=list(rows[0]))
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (f"{v:.6f}" if isinstance(v, float) and math.isfinite(v) else v) for k, v in row.items()})
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: (f"{v:.6f}" if isinstance(v, float) and math.isfinite(v) else v)
-                             for k, v in row.items()})
+    write_text_atomically(path, text.getvalue())

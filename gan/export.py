@@ -13,13 +13,13 @@ loader takes a run directory, a checkpoint or an export alike.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from gan.checkpoint import FORMAT, CheckpointError, load_checkpoint, resolve_checkpoint
+from gan.files import WriteError, write_atomically, write_text_atomically
 
 EXPORT_FORMAT = "gan.export/1"
 EXPORT_FORMATS = ("safetensors", "pt")
@@ -50,15 +50,17 @@ def export_generator(source: Path, out: Path, export_format: str = "safetensors"
     metadata = {"format": EXPORT_FORMAT, "network": stored, "specs": {name: state["specs"][name]},
                 "config": state["config"], "step": state["step"], "source": str(path)}
     out.parent.mkdir(parents=True, exist_ok=True)
-    temp = out.with_name(out.name + ".tmp")
     if export_format == "safetensors":
         from safetensors.torch import save_file
 
-        save_file(weights, str(temp), metadata={"gan": json.dumps(metadata)})
+        write_atomically(out, lambda temp: save_file(weights, str(temp), metadata={"gan": json.dumps(metadata)}))
     else:
-        torch.save({**metadata, "networks": {stored: weights}}, temp)
-    os.replace(temp, out)
-    out.with_name(out.name + ".json").write_text(json.dumps(metadata, indent=2) + "\n")
+        write_atomically(out, lambda temp: torch.save({**metadata, "networks": {stored: weights}}, temp))
+    try:
+        write_text_atomically(out.with_name(out.name + ".json"), json.dumps(metadata, indent=2) + "\n")
+    except WriteError:
+        out.unlink(missing_ok=True)  # no weights without their description
+        raise
     return metadata
 
 

@@ -13,6 +13,8 @@ import torch
 from PIL import Image
 from torchvision.utils import make_grid
 
+from gan.files import write_atomically
+
 
 def pil_to_signed(image: Image.Image) -> torch.Tensor:
     """RGB PIL image -> float tensor (3, H, W) in [-1, 1]."""
@@ -36,9 +38,26 @@ def image_grid(images: torch.Tensor, num_columns: int | None = None) -> torch.Te
     return make_grid(images.detach().float().cpu(), nrow=num_columns, padding=2, pad_value=-1.0)
 
 
-def save_image_grid(images: torch.Tensor, path: str | Path, num_columns: int | None = None) -> Path:
-    """Write (N, 3, H, W) in [-1, 1] as one PNG grid; creates parent folders."""
+def image_format_of(path: Path) -> str:
+    """PIL's format name for an output path's extension; a clear error when it has none PIL writes."""
+    extensions = Image.registered_extensions()
+    name = extensions.get(path.suffix.lower())
+    if name is None or name not in Image.SAVE:
+        raise ValueError(f"cannot tell the image format of '{path}' from its extension "
+                         f"'{path.suffix}': expected one of .png, .jpg, .webp, .bmp, .tif")
+    return name
+
+
+def save_image(image: Image.Image, path: str | Path) -> Path:
+    """Write a PIL image atomically (never a half-written file), in the format of its extension;
+    creates parent folders."""
     path = Path(path)
+    image_format = image_format_of(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    signed_to_pil(image_grid(images, num_columns)).save(path)
+    write_atomically(path, lambda temp: image.save(temp, format=image_format))
     return path
+
+
+def save_image_grid(images: torch.Tensor, path: str | Path, num_columns: int | None = None) -> Path:
+    """Write (N, 3, H, W) in [-1, 1] as one image grid (PNG, or the format of the extension)."""
+    return save_image(signed_to_pil(image_grid(images, num_columns)), path)

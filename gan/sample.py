@@ -40,14 +40,22 @@ def generator_from_checkpoint(state: dict[str, Any], path: Path, device: torch.d
     else the trained ("live") weights."""
     if which not in GENERATORS:
         raise ValueError(f"generator must be one of {', '.join(GENERATORS)}, got '{which}'")
-    if "generator" not in state.get("specs", {}):
+    specs = state.get("specs", {})
+    if not any(name == "generator" or name.startswith("generator_") for name in specs):
         raise CheckpointError(f"'{path}' holds no generator spec; was it written by `gan train`?")
+    image_to_image = CheckpointError(
+        f"'{path}' holds an image-to-image generator (recipe '{state['config'].get('recipe')}'): it takes images, "
+        f"not latents; use `gan translate {path} INPUT OUTPUT`")
+    if "generator" not in specs:  # CycleGAN's generator_AtoB and generator_BtoA
+        raise image_to_image
     use_ema = which == "ema" and "generator_ema" in state["networks"]
     weights = state["networks"]["generator_ema" if use_ema else "generator"]
     try:
         generator = NetworkSpec.from_dict(state["specs"]["generator"]).load(weights, f"'{path}'")
     except ValueError as error:
         raise CheckpointError(str(error)) from None
+    if not hasattr(generator, "latent_dim"):
+        raise image_to_image
     return LoadedGenerator(generator.to(device).eval().requires_grad_(False), path, use_ema, state["config"],
                            state["step"])
 

@@ -52,6 +52,7 @@ from gan.distributed import (
     synchronise_weights,
     use_sync_batchnorm,
 )
+from gan.files import RunLock, WriteError, remove_stale_temps, write_text_atomically
 from gan.images import image_grid, save_image_grid
 from gan.metrics.generative import GenerativeEvaluator, evaluate_generator
 from gan.progress import Progress, format_duration
@@ -224,9 +225,17 @@ def train(config: Config, run_dir: Path, device: torch.device, resume: bool = Fa
           progress_stream: Any = None, group: ProcessGroup = SINGLE_PROCESS) -> TrainResult:
     """Train `config` in `run_dir` (made if missing); with `resume`, continue its newest checkpoint.
 
-    With a `group` of several processes (torchrun), each trains on its share of every
-    global batch with gradients averaged over all (gan/distributed.py); only rank 0 writes.
+    The run directory has one writer: this process holds its lock (gan/files.py) for the
+    whole run, and another writer stops at once with RunDirectoryBusy. With a `group` of
+    several processes (torchrun), each trains on its share of every global batch with
+    gradients averaged over all (gan/distributed.py); only rank 0 writes, and locks.
     """
+    with RunLock(run_dir) if group.is_main else contextlib.nullcontext():
+        return _train(config, run_dir, device, resume, progress_stream, group)
+
+
+def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, progress_stream: Any,
+           group: ProcessGroup) -> TrainResult:
     train_config, log_config = config.train, config.log
     main = group.is_main
 
@@ -249,12 +258,12 @@ def train(config: Config, run_dir: Path, device: torch.device, resume: bool = Fa
     speed = accelerate(recipe, train_config, device)
 
     start_step, samples_seen, last_checkpoint = 0, 0, None
+    if main:  # under the lock, every temp file is one a writer that died (kill -9, a crash) left
+        remove_stale_temps(run_dir)
+        remove_stale_temps(run_dir / "samples")
     if resume:
         last_checkpoint, state = _newest_loadable_checkpoint(run_dir)
         configured_lrs = {name: [g["base_lr"] for g in opt.param_groups] for name, opt in recipe.optimizers.items()}
-        if main:
-            for stale in run_dir.glob("checkpoint-*.pt.tmp"):  # a save cut short by kill -9 or a crash
-                stale.unlink()
         _restore(recipe, state)
         for name, optimizer in recipe.optimizers.items():  # the config's rates, not the checkpoint's:
             for param_group, base_lr in zip(optimizer.param_groups, configured_lrs[name]):  # --set can change them
@@ -263,7 +272,7 @@ def train(config: Config, run_dir: Path, device: torch.device, resume: bool = Fa
         say(f"resuming from '{last_checkpoint}' at step {start_step}")
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.toml").write_text(dump_config(config))
+        write_text_atomically(run_dir / "config.toml", dump_config(config))
     if start_step >= train_config.steps:
         say(f"nothing to do: the run is at step {start_step} and train.steps is {train_config.steps}")
         return TrainResult(run_dir, start_step, last_checkpoint, None)
@@ -291,7 +300,7 @@ def train(config: Config, run_dir: Path, device: torch.device, resume: bool = Fa
         path = checkpoint_path(run_dir, at_step)
         try:
             save_checkpoint(_state(recipe, config, at_step, samples_seen), path)
-        except CheckpointError as error:
+        except WriteError as error:
             if final:
                 raise
             kept = f"'{last_checkpoint}' is kept" if last_checkpoint else "no checkpoint was written yet"
@@ -472,9 +481,13 @@ def _raise_if_non_finite(watch: MetricWatch, last_checkpoint: Path | None) -> No
 
 
 def _write_previews(recipe: Recipe, writer: Any, run_dir: Path, step: int) -> None:
+    """Grids to TensorBoard and as PNGs; a PNG that cannot be written (disk full) is warned about."""
     for name, images in recipe.preview().items():
         writer.add_image(f"samples/{name}", image_grid(images).add(1).div(2).clamp(0, 1), step)
-        save_image_grid(images, run_dir / "samples" / f"{step:08d}-{name}.png")
+        try:
+            save_image_grid(images, run_dir / "samples" / f"{step:08d}-{name}.png")
+        except WriteError as error:
+            warnings.warn(f"{error}; training goes on", stacklevel=2)
 
 
 def _log_validation(recipe: Recipe, writer: Any, step: int) -> None:
@@ -506,8 +519,12 @@ def _log_generative_metrics(evaluator: GenerativeEvaluator, recipe: Recipe, writ
     scores = evaluate_generator(evaluator, recipe.evaluation_generator())
     for name, value in scores.items():
         writer.add_scalar(f"metrics/{name}", value, step)
-    with open(run_dir / "metrics.jsonl", "a") as handle:
-        handle.write(json.dumps({"step": step, "num_images": evaluator.reference_size, **scores}) + "\n")
+    path = run_dir / "metrics.jsonl"  # rewritten whole, atomically: never a torn line
+    line = json.dumps({"step": step, "num_images": evaluator.reference_size, **scores}) + "\n"
+    try:
+        write_text_atomically(path, (path.read_text() if path.exists() else "") + line)
+    except WriteError as error:
+        warnings.warn(f"{error}; training goes on", stacklevel=2)
     print(f"\nstep {step}: " + "  ".join(f"{name} {value:.4g}" for name, value in scores.items()), file=sys.stderr)
 
 

@@ -1,48 +1,65 @@
 """Faults during training: a full disk mid-run, and kill -9 in the middle of writing a checkpoint."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_config
+from click.testing import CliRunner
+from conftest import REPO, TINY, tiny_config
 
-import gan.train as train_module
-from gan.checkpoint import CheckpointError, list_checkpoints, load_checkpoint
+import gan.checkpoint as checkpoint_module
+import gan.files as files_module
+from gan.checkpoint import list_checkpoints, load_checkpoint
+from gan.cli import main
+from gan.files import RunDirectoryBusy, RunLock, temp_name
 from gan.train import _newest_loadable_checkpoint, train
 
 CPU = torch.device("cpu")
 
 
+def torch_save_on_a_full_disk(steps: set[int]):
+    """torch.save as it fails when the disk fills: part of the file written, then torch's zip
+    writer raises RuntimeError (not OSError), for checkpoints of the given steps."""
+    real_save = torch.save
+
+    def save(state, path, *args, **kwargs):
+        if isinstance(state, dict) and state.get("step") in steps:
+            Path(path).write_bytes(b"PK\x03\x04" + bytes(1000))
+            raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 1088 vs 1024")
+        return real_save(state, path, *args, **kwargs)
+
+    return save
+
+
 def test_a_full_disk_mid_run_is_reported_and_loses_no_training(tmp_path, monkeypatch):
     straight = train(tiny_config(), tmp_path / "straight", CPU, progress_stream=sys.stdout)
-    real_save = train_module.save_checkpoint
-
-    def full_disk_at_step_2(state, path):
-        if state["step"] == 2:
-            raise CheckpointError(f"could not write checkpoint '{path}': [Errno 28] No space left on device")
-        real_save(state, path)
-
-    monkeypatch.setattr(train_module, "save_checkpoint", full_disk_at_step_2)
-    with pytest.warns(UserWarning, match="No space left on device; training goes on and retries"):
+    monkeypatch.setattr(checkpoint_module.torch, "save", torch_save_on_a_full_disk({2}))
+    with pytest.warns(UserWarning, match=r"checkpoint-00000002.pt' \(.* MiB free\): .*unexpected pos.*; "
+                                         "training goes on and retries"):
         result = train(tiny_config(), tmp_path / "full", CPU, progress_stream=sys.stdout)
     assert result.step == 4 and [p.name for p in list_checkpoints(result.run_dir)] == ["checkpoint-00000004.pt"]
+    assert not list(result.run_dir.rglob("*.tmp"))  # the partial temp file is gone
     for name, weights in load_checkpoint(straight.checkpoint)["networks"].items():
         for key, value in weights.items():
             assert torch.equal(load_checkpoint(result.checkpoint)["networks"][name][key], value)
 
 
-def test_a_failed_final_checkpoint_stops_with_the_error(tmp_path, monkeypatch):
-    def always_full(state, path):
-        raise CheckpointError(f"could not write checkpoint '{path}': [Errno 28] No space left on device")
-
-    monkeypatch.setattr(train_module, "save_checkpoint", always_full)
-    with pytest.warns(UserWarning), pytest.raises(CheckpointError, match="checkpoint-00000004.pt.*No space left"):
-        train(tiny_config(), tmp_path / "run", CPU, progress_stream=sys.stdout)
+def test_a_failed_final_checkpoint_stops_with_one_line_naming_the_file_and_the_free_space(tmp_path, monkeypatch):
+    monkeypatch.setattr(checkpoint_module.torch, "save", torch_save_on_a_full_disk({2, 4}))
+    result = CliRunner().invoke(main, ["train", str(REPO / "experiments" / "dcgan_demo.toml"),
+                                       *[arg for item in TINY for arg in ("--set", item)], "--out", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    error_lines = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1 and "Traceback" not in result.output
+    assert re.search(r"checkpoint-00000004.pt' \(\d+\.\d MiB free\)", error_lines[0])
+    assert not list(tmp_path.rglob("*.tmp"))
 
 
 def test_kill_9_while_a_checkpoint_is_written_leaves_the_previous_one_loadable(tmp_path):
@@ -54,23 +71,106 @@ def test_kill_9_while_a_checkpoint_is_written_leaves_the_previous_one_loadable(t
         run = Path({str(tmp_path)!r})
         weights = {{"w": torch.arange(1000.0)}}
         save_checkpoint({{"format": FORMAT, "step": 1, "networks": weights}}, checkpoint_path(run, 1))
-        real_save = torch.save
-        def slow_save(obj, handle):
-            handle.write(b"PK\\x03\\x04 half of a checkpoint")
-            handle.flush()
+        def slow_save(obj, path):
+            Path(path).write_bytes(b"PK\\x03\\x04 half of a checkpoint")
             time.sleep(60)  # killed here
         torch.save = slow_save
         save_checkpoint({{"format": FORMAT, "step": 2, "networks": weights}}, checkpoint_path(run, 2))
     """)
     child = subprocess.Popen([sys.executable, "-c", script])
     deadline = time.monotonic() + 60
-    second = tmp_path / "checkpoint-00000002.pt.tmp"  # not checkpoint 1's temp file, which comes first
-    while not second.exists() and time.monotonic() < deadline:
+    def second():  # checkpoint 2's temp file, not checkpoint 1's, which comes first
+        return list(tmp_path.glob("checkpoint-00000002.pt.*.tmp"))
+
+    while not second() and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert second.exists(), "the child never started writing checkpoint 2"
+    assert second(), "the child never started writing checkpoint 2"
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
     path, state = _newest_loadable_checkpoint(tmp_path)
     assert path.name == "checkpoint-00000001.pt" and state["step"] == 1
     assert torch.equal(state["networks"]["w"], torch.arange(1000.0))
     assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-00000001.pt"]  # no half file renamed in
+
+
+# ----------------------------------------------------------------------------- one writer per run directory
+
+
+def test_a_second_writer_on_a_run_directory_stops_at_once_naming_the_holder(tmp_path):
+    first = train(tiny_config(), tmp_path / "run", CPU, progress_stream=sys.stdout)
+    before = {path.name: path.read_bytes() for path in first.run_dir.glob("checkpoint-*.pt")}
+    with RunLock(first.run_dir):  # as a `gan train --resume` that is still running holds it
+        result = CliRunner().invoke(main, ["train", "--resume", str(first.run_dir), "--set", "train.steps=8"])
+    assert result.exit_code == 2, result.output
+    assert f"'{first.run_dir}' is in use by another gan process (pid {os.getpid()})" in result.output
+    assert {path.name: path.read_bytes() for path in first.run_dir.glob("checkpoint-*.pt")} == before
+
+
+def test_the_lock_of_a_killed_writer_is_released_by_the_kernel(tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, time
+        from gan.files import RunLock
+        with RunLock({str(tmp_path)!r}):
+            print("locked", flush=True)
+            time.sleep(60)
+    """)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    with pytest.raises(RunDirectoryBusy, match=f"pid {holder.pid}"):
+        RunLock(tmp_path).__enter__()
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.wait()
+    with RunLock(tmp_path):  # no stale lock after kill -9
+        assert (tmp_path / ".lock").read_text().strip() == str(os.getpid())
+
+
+def test_temp_files_are_unique_to_their_writer_and_stale_ones_are_removed_on_resume(tmp_path):
+    assert temp_name(tmp_path / "a.pt") != temp_name(tmp_path / "a.pt")
+    assert str(os.getpid()) in temp_name(tmp_path / "a.pt").name
+    first = train(tiny_config(), tmp_path / "run", CPU, progress_stream=sys.stdout)
+    stale = [first.run_dir / "checkpoint-00000006.pt.999.abcd.tmp", first.run_dir / "samples" / "x.png.9.ab.tmp"]
+    for path in stale:
+        path.write_bytes(b"left by kill -9")
+    train(tiny_config("train.steps=6"), first.run_dir, CPU, resume=True, progress_stream=sys.stdout)
+    assert not any(path.exists() for path in stale)
+
+
+# ----------------------------------------------------------------------------- no partial artefacts
+
+
+def write_failing_after(monkeypatch, count: int):
+    """Make gan's atomic writes fail (as on a full disk) after `count` of them succeeded."""
+    real_replace = files_module.os.replace
+    done = []
+
+    def replace(source, target):
+        if len(done) >= count:
+            raise OSError(28, "No space left on device")
+        done.append(target)
+        return real_replace(source, target)
+
+    monkeypatch.setattr(files_module.os, "replace", replace)
+
+
+def test_a_run_that_cannot_write_its_config_leaves_no_run_directory(tmp_path, monkeypatch):
+    write_failing_after(monkeypatch, 0)
+    result = CliRunner().invoke(main, ["train", str(REPO / "experiments" / "dcgan_demo.toml"),
+                                       *[arg for item in TINY for arg in ("--set", item)], "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "config.toml" in result.output and "No space left" in result.output
+    assert [path.name for path in tmp_path.iterdir() if path.is_dir()] == []
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_export_that_cannot_write_its_json_leaves_no_weights(tmp_path, monkeypatch):
+    run = train(tiny_config(), tmp_path / "run", CPU, progress_stream=sys.stdout)
+    write_failing_after(monkeypatch, 1)  # the weights are written, their .json is not
+    result = CliRunner().invoke(main, ["export", str(run.run_dir), "--out", str(tmp_path / "g.safetensors")])
+    assert result.exit_code == 2 and "g.safetensors.json" in result.output, result.output
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["run"]
+
+
+def test_sample_separate_that_fails_half_way_leaves_no_files(tmp_path, monkeypatch):
+    run = train(tiny_config(), tmp_path / "run", CPU, progress_stream=sys.stdout)
+    write_failing_after(monkeypatch, 3)
+    result = CliRunner().invoke(main, ["sample", str(run.run_dir), "--n", "6", "--separate", str(tmp_path / "s")])
+    assert result.exit_code == 2 and "No space left" in result.output, result.output
+    assert list((tmp_path / "s").iterdir()) == []

@@ -151,3 +151,19 @@ def test_an_exported_generator_translates_like_its_checkpoint(pix2pix_run, tmp_p
         assert result.exit_code == 0, result.output
         outputs.append(np.asarray(Image.open(out)))
     assert outputs[0].shape == (44, 52, 3) and np.array_equal(outputs[0], outputs[1])
+
+
+def test_sampling_an_image_to_image_run_says_to_translate(pix2pix_run, tmp_path):
+    run_dir, _ = pix2pix_run
+    result = CliRunner().invoke(main, ["sample", str(run_dir), "--out", str(tmp_path / "s.png")])
+    assert result.exit_code == 2, result.output
+    assert "image-to-image generator (recipe 'pix2pix')" in result.output and "gan translate" in result.output
+
+
+def test_output_names_without_an_image_extension_are_refused_before_any_work(pix2pix_run, tmp_path):
+    run_dir, root = pix2pix_run
+    result = CliRunner().invoke(main, ["translate", str(run_dir), str(root / "val" / "0.png"), str(tmp_path / "out")])
+    assert result.exit_code == 2 and "image format of" in result.output and "expected one of .png" in result.output
+    assert not (tmp_path / "out").exists()
+    sample = CliRunner().invoke(main, ["sample", str(run_dir), "--out", str(tmp_path / "x.txt")])
+    assert sample.exit_code == 2 and "'.txt': expected one of .png" in sample.output

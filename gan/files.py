@@ -1,0 +1,145 @@
+"""Writing files so that none is ever seen half-written, and one writer per run directory.
+
+Every file gan writes goes through `write_atomically`: the content goes to a temp file
+named for its writer (`<name>.<pid>.<random>.tmp`) beside the target, is flushed to disk
+and renamed over the target, so a reader sees the old file or the complete new one. A
+failed write (a full disk reported as OSError by Python and PIL, as RuntimeError by
+torch's zip writer, as SafetensorError by safetensors) removes the temp file and raises
+`WriteError`, which names the path and the free space left.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from pathlib import Path
+from typing import IO, Callable
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; a run directory is then not protected
+    fcntl = None
+
+LOCK_NAME = ".lock"
+
+
+class WriteError(OSError):
+    """A file could not be written; the message names it and the free space on its disk."""
+
+
+class RunDirectoryBusy(RuntimeError):
+    """Another process is writing to the run directory."""
+
+
+def free_space(path: Path) -> str:
+    """The free space on the disk holding `path`, for messages."""
+    for folder in (path, *path.parents):
+        if folder.exists():
+            try:
+                return f"{shutil.disk_usage(folder).free / 2**20:.1f} MiB free"
+            except OSError:
+                break
+    return "free space unknown"
+
+
+def temp_name(path: Path) -> Path:
+    """A temp file name beside `path` that no other writer uses."""
+    return path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+
+
+def _is_write_failure(error: BaseException) -> bool:
+    if isinstance(error, OSError):
+        return True
+    # torch's zip writer reports a full disk as RuntimeError ("... unexpected pos ...",
+    # "file write failed"); safetensors as SafetensorError. Both are write failures here:
+    # the writers only serialise data that is already known to be valid.
+    return isinstance(error, RuntimeError) or type(error).__name__ == "SafetensorError"
+
+
+def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """Call `write(temp)` to write the file's content to a temp path, then rename it to `path`.
+
+    `write` may open the temp path itself (torch.save, PIL, safetensors take paths). Raises
+    WriteError on any failure to write, with the temp file removed.
+    """
+    path = Path(path)
+    temp = temp_name(path)
+    try:
+        write(temp)
+        with open(temp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+        _fsync_folder(path.parent)
+    except BaseException as error:
+        temp.unlink(missing_ok=True)
+        if not _is_write_failure(error):
+            raise
+        reason = (str(error).splitlines() or [type(error).__name__])[0]
+        raise WriteError(f"could not write '{path}' ({free_space(path.parent)}): {reason}") from error
+
+
+def write_bytes_atomically(path: Path, data: bytes) -> None:
+    write_atomically(path, lambda temp: temp.write_bytes(data))
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    write_atomically(path, lambda temp: temp.write_text(text, encoding="utf-8"))
+
+
+def _fsync_folder(folder: Path) -> None:
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:  # some systems cannot open folders; the rename itself is still atomic
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+def remove_stale_temps(folder: Path) -> None:
+    """Remove temp files that writers which died (kill -9, a crash) left in `folder`."""
+    for temp in folder.glob("*.tmp"):
+        temp.unlink(missing_ok=True)
+
+
+class RunLock:
+    """An exclusive lock on a run directory for the life of a training process.
+
+    It is an advisory `flock` on `<run_dir>/.lock`: the kernel releases it when the process
+    ends in any way, kill -9 included, so a lock is never stale. A second writer fails at once
+    with the holder's pid. Readers (sample, translate, eval, export) take no lock: they only
+    ever see complete files.
+    """
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = Path(run_dir)
+        self._handle: IO[str] | None = None
+
+    def __enter__(self) -> RunLock:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(self.run_dir / LOCK_NAME, "a+")
+        if fcntl is not None:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "unknown"
+                handle.close()
+                raise RunDirectoryBusy(f"run directory '{self.run_dir}' is in use by another gan process "
+                                       f"(pid {holder}); one run directory has one writer: wait for it to end "
+                                       "or stop it, or train into another directory") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._handle = handle
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._handle is not None:
+            self._handle.close()  # closing releases the flock
+            self._handle = None
