@@ -1,4 +1,5 @@
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from gan.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
+from gan.files import WriteError
 
 
 def test_round_trip(tmp_path):
@@ -31,12 +33,12 @@ def test_failed_write_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatc
     path = checkpoint_path(tmp_path, 1)
     save_checkpoint({"format": FORMAT, "step": 1}, path)
 
-    def half_write_then_fail(obj, handle):
-        handle.write(b"PK\x03\x04 partial")
+    def half_write_then_fail(obj, temp):
+        Path(temp).write_bytes(b"PK\x03\x04 partial")
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(torch, "save", half_write_then_fail)
-    with pytest.raises(CheckpointError, match="could not write checkpoint .*No space left"):
+    with pytest.raises(WriteError, match=r"could not write '.*checkpoint-00000001.pt' \(.* MiB free\): .*No space left"):
         save_checkpoint({"format": FORMAT, "step": 2}, path)
     monkeypatch.undo()
     assert load_checkpoint(path)["step"] == 1
