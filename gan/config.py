@@ -44,6 +44,7 @@ class DataConfig:
     num_workers: int = 2  # DataLoader worker processes; 0 = load in the training process
     cache: str = "off"  # celeba, folder: off | ram (decoded once to disk, memory-mapped) | device (copied to the GPU)
     cache_dir: str = ""  # decoded-image caches; "" = $XDG_CACHE_HOME/gan/decoded or ~/.cache/gan/decoded
+    cache_verify: bool = False  # check every checksum of the cache on opening, not a random sample of them
     synthetic_size: int = 20000  # synthetic only: number of distinct images
 
 

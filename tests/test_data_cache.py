@@ -2,6 +2,7 @@
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -129,3 +130,117 @@ def test_a_killed_builders_temp_file_is_removed_and_a_live_ones_kept(folder, tmp
         path.write_bytes(b"partial")
     next(training_batches(config, build_dataset(config), 2, 0, 0, CPU))
     assert not abandoned.exists() and building.exists()
+
+
+# ----------------------------------------------------------------------------- damage, and managing caches
+
+
+def build_once(folder: Path, tmp_path: Path, **changes) -> tuple[DataConfig, Path]:
+    config = config_for(folder, "ram", tmp_path)
+    for key, value in changes.items():
+        setattr(config, key, value)
+    next(training_batches(config, build_dataset(config), 2, 0, 0, CPU))
+    (array,) = [entry.array_path for entry in cache_module.list_caches(tmp_path / "cache")
+                if entry.header["resolution"] == config.resolution]
+    return config, array
+
+
+def batches_after_damage(config: DataConfig) -> torch.Tensor:
+    with pytest.warns(UserWarning, match="decoded-image cache .* rebuilding it") as caught:
+        batch = next(training_batches(config, build_dataset(config), 10, 0, 0, CPU))["image"]
+    return batch, str(caught[0].message)
+
+
+def uncached_batch(folder: Path, tmp_path: Path) -> torch.Tensor:
+    config = config_for(folder, "off", tmp_path)
+    return next(training_batches(config, build_dataset(config), 10, 0, 0, CPU))["image"]
+
+
+def test_a_zero_byte_array_under_a_valid_header_is_rebuilt(folder, tmp_path):
+    config, array = build_once(folder, tmp_path)
+    array.write_bytes(b"")
+    batch, message = batches_after_damage(config)
+    assert "is unreadable" in message
+    assert torch.equal(batch, uncached_batch(folder, tmp_path))
+
+
+def test_an_array_cut_short_or_of_another_shape_is_rebuilt(folder, tmp_path):
+    config, array = build_once(folder, tmp_path)
+    with open(array, "r+b") as handle:
+        handle.truncate(array.stat().st_size - 100)
+    assert "is unreadable (mmap length is greater than file size)" in batches_after_damage(config)[1]
+    with open(array, "ab") as handle:
+        handle.write(b"\0" * 100)  # a complete array with bytes after it
+    assert "bytes where its header needs" in batches_after_damage(config)[1]
+    np.save(array, np.zeros((10, 3, 8, 8), np.uint8))
+    assert "where the header says uint8[10, 3, 16, 16]" in batches_after_damage(config)[1]
+
+
+@pytest.mark.parametrize("verify", [False, True])
+def test_random_bytes_of_the_right_size_fail_the_checksums(folder, tmp_path, verify):
+    config, array = build_once(folder, tmp_path, cache_verify=verify)
+    images = np.load(array, mmap_mode="r+")
+    images[3] = np.random.default_rng(0).integers(0, 256, images[3].shape, dtype=np.uint8)
+    images.flush()
+    del images
+    batch, message = batches_after_damage(config)  # 10 images: one chunk, which sampling always checks
+    assert "images 0-9 changed since it was built" in message
+    assert torch.equal(batch, uncached_batch(folder, tmp_path))
+
+
+def test_an_image_rewritten_in_place_with_size_and_time_kept_is_noticed(folder, tmp_path):
+    config, _ = build_once(folder, tmp_path)
+    target = folder / "04.png"
+    stat = target.stat()
+    replacement = folder.parent / "other.png"
+    random_rgb((30 + 4, 24 + 8), seed=1234).save(replacement)
+    data = replacement.read_bytes()
+    data = data[:stat.st_size].ljust(stat.st_size, b"\0")  # same size (PNG readers ignore trailing bytes)
+    target.write_bytes(data)
+    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # the modification time set back
+    assert target.stat().st_size == stat.st_size and target.stat().st_mtime_ns == stat.st_mtime_ns
+    builds = []
+    original = cache_module._build
+    cache_module._build = lambda *args: builds.append(args[1]) or original(*args)
+    try:
+        next(training_batches(config, build_dataset(config), 2, 0, 0, CPU))
+    finally:
+        cache_module._build = original
+    assert len(builds) == 1
+
+
+def test_a_rebuilt_cache_replaces_the_old_one_of_the_same_source(folder, tmp_path):
+    config, old_array = build_once(folder, tmp_path)
+    build_once(folder, tmp_path, resolution=8)  # another size of the same folder: a cache of its own
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 2
+    (folder / "09.png").unlink()
+    next(training_batches(config, build_dataset(config), 2, 0, 0, CPU))
+    assert not old_array.exists() and len(list((tmp_path / "cache").glob("*.npy"))) == 2
+
+
+def test_gan_cache_list_verify_and_clear(folder, tmp_path):
+    from click.testing import CliRunner
+
+    from gan.cli import main
+
+    cache_dir = tmp_path / "cache"
+    _, array = build_once(folder, tmp_path)
+    build_once(folder, tmp_path, resolution=8)
+    (cache_dir / "leftover.npy.999999999.tmp").write_bytes(b"x" * 1000)
+    listed = CliRunner().invoke(main, ["cache", "list", "--dir", str(cache_dir)])
+    assert listed.exit_code == 0 and "2 cache(s)" in listed.output and str(folder.resolve()) in listed.output
+    assert "1 leftover file(s)" in listed.output
+    assert CliRunner().invoke(main, ["cache", "verify", "--dir", str(cache_dir)]).exit_code == 0
+    images = np.load(array, mmap_mode="r+")
+    images[0, 0, 0, 0] ^= 1  # one bit
+    images.flush()
+    del images
+    verified = CliRunner().invoke(main, ["cache", "verify", "--dir", str(cache_dir)])
+    assert verified.exit_code == 1 and "damaged" in verified.output and not array.exists()
+    (newest,) = cache_module.list_caches(cache_dir)
+    os.utime(newest.header_path, (time.time() - 3 * 86400,) * 2)
+    kept = CliRunner().invoke(main, ["cache", "clear", "--older-than", "5", "--dir", str(cache_dir)])
+    assert "removed 0 cache(s)" in kept.output and newest.array_path.exists()
+    assert not (cache_dir / "leftover.npy.999999999.tmp").exists()
+    cleared = CliRunner().invoke(main, ["cache", "clear", "--older-than", "2", "--dir", str(cache_dir)])
+    assert "removed 1 cache(s)" in cleared.output and list(cache_dir.iterdir()) == []

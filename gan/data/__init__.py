@@ -110,6 +110,6 @@ def training_batches(config: DataConfig, dataset: Dataset, batch_size: int, seed
         raise ConfigError(f"data.cache applies to datasets of image files, not '{config.dataset}'")
     images = load_or_build_shared_cache(dataset, data_identity(config),
                                         Path(config.cache_dir) if config.cache_dir else user_cache_dir("decoded"),
-                                        group)
+                                        group, verify_all=config.cache_verify)
     return CachedBatches(images, batch_size, seed, start_sample, dataset.hflip, device,
                          on_device=config.cache == "device", group=group)

@@ -17,8 +17,10 @@ import os
 import random
 import sys
 import time
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -26,10 +28,13 @@ import torch
 from gan.data.image_files import ImageFileDataset
 from gan.data.sampling import ResumableSampler, shard
 from gan.distributed import SINGLE_PROCESS, ProcessGroup, barrier
+from gan.files import WriteError, free_space, write_text_atomically
 from gan.progress import Progress
 from gan.registry import ConfigError
 
-VERSION = 1
+VERSION = 2  # 2: per-chunk checksums in the header, ctime in the files' fingerprint
+CHECKSUM_IMAGES = 256  # images per checksum: verifying one chunk reads 12 MiB at 128 px
+SAMPLED_CHUNKS = 2  # chunks verified on every open unless data.cache_verify asks for all
 
 
 def user_cache_dir(name: str) -> Path:
@@ -38,11 +43,13 @@ def user_cache_dir(name: str) -> Path:
 
 
 def files_fingerprint(paths: list[Path]) -> str:
-    """Changes when any file is added, removed, renamed, rewritten or touched."""
+    """Changes when any file is added, removed, renamed, rewritten or touched. The change time
+    (ctime) is in it because no tool can set it back: a file rewritten in place with its size
+    and modification time restored still changes it."""
     digest = hashlib.sha256()
     for path in paths:
         stat = path.stat()
-        digest.update(f"{path.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        digest.update(f"{path.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}\0{stat.st_ctime_ns}\n".encode())
     return digest.hexdigest()
 
 
@@ -52,37 +59,84 @@ def cache_header(dataset: ImageFileDataset, identity: dict) -> dict:
             "files": files_fingerprint(dataset.paths)}
 
 
-def load_or_build_cache(dataset: ImageFileDataset, identity: dict, cache_dir: Path,
-                        progress_stream=None) -> np.ndarray:
-    """The (N, 3, R, R) uint8 array of the data set, memory-mapped; built first if missing or stale.
+def chunk_checksums(images: np.ndarray, chunks: Iterable[int] | None = None) -> dict[int, str]:
+    """BLAKE2 checksums of the array's chunks of CHECKSUM_IMAGES images (all, or those listed)."""
+    count = -(-len(images) // CHECKSUM_IMAGES)
+    return {chunk: hashlib.blake2b(np.ascontiguousarray(images[chunk * CHECKSUM_IMAGES:(chunk + 1) * CHECKSUM_IMAGES]),
+                                   digest_size=16).hexdigest()
+            for chunk in (range(count) if chunks is None else chunks)}
+
+
+def cache_damage(array_path: Path, header: dict, verify_all: bool) -> tuple[np.ndarray | None, str | None]:
+    """The cached array memory-mapped and None, or None and what is wrong with it.
+
+    Its shape, type and file size are checked against the header on every open; the checksums
+    of SAMPLED_CHUNKS chunks chosen at random (all with `verify_all`). Sampling catches a file
+    cut short or overwritten at large, but can miss a few changed bytes in a chunk it skipped."""
+    shape = (header["count"], 3, header["resolution"], header["resolution"])
+    try:
+        images = np.load(array_path, mmap_mode="r")
+    except Exception as error:  # numpy raises ValueError, EOFError, OSError for damaged files
+        return None, f"is unreadable ({error})"
+    if images.shape != shape or images.dtype != np.uint8:
+        return None, f"holds {images.dtype}{list(images.shape)} where the header says uint8{list(shape)}"
+    expected_size = images.offset + images.nbytes
+    if array_path.stat().st_size != expected_size:
+        return None, f"is {array_path.stat().st_size} bytes where its header needs {expected_size}"
+    stored = header.get("checksums", [])
+    if len(stored) != -(-len(images) // CHECKSUM_IMAGES):
+        return None, "its header holds no checksums"
+    chunks = range(len(stored)) if verify_all else random.Random().sample(range(len(stored)),
+                                                                          min(SAMPLED_CHUNKS, len(stored)))
+    for chunk, checksum in chunk_checksums(images, chunks).items():
+        if checksum != stored[chunk]:
+            first = chunk * CHECKSUM_IMAGES
+            return None, f"images {first}-{min(first + CHECKSUM_IMAGES, len(images)) - 1} changed since it was built"
+    return images, None
+
+
+def load_or_build_cache(dataset: ImageFileDataset, identity: dict, cache_dir: Path, progress_stream=None,
+                        verify_all: bool = False) -> np.ndarray:
+    """The (N, 3, R, R) uint8 array of the data set, memory-mapped; built first if missing, stale
+    or damaged (`cache_damage`), replacing older caches of the same source.
 
     Safe against other processes building the same cache: each writes under temp names of
     its own and renames, so a reader maps either a complete old array or a complete new one."""
     header = cache_header(dataset, identity)
     name = hashlib.sha256(json.dumps(header, sort_keys=True).encode()).hexdigest()[:20]
     array_path, header_path = cache_dir / f"{name}.npy", cache_dir / f"{name}.json"
-    if header_path.is_file() and array_path.is_file():
-        try:
-            if json.loads(header_path.read_text()) == header:
-                return np.load(array_path, mmap_mode="r")
-        except (ValueError, OSError):
-            pass  # a damaged cache is rebuilt
+    stored = _read_header(header_path)
+    if stored is not None and {key: stored.get(key) for key in header} == header and array_path.is_file():
+        images, damage = cache_damage(array_path, stored, verify_all)
+        if images is not None:
+            os.utime(header_path)  # last used: what `gan cache clear --older-than` goes by
+            return images
+        warnings.warn(f"the decoded-image cache '{array_path}' {damage}; rebuilding it", stacklevel=2)
     cache_dir.mkdir(parents=True, exist_ok=True)
     header_path.unlink(missing_ok=True)  # the header, written last, marks a complete array
     _remove_abandoned_temps(cache_dir, name)
-    _build(dataset, array_path, progress_stream)
-    temp = header_path.with_suffix(f".json.{os.getpid()}.tmp")
-    temp.write_text(json.dumps(header, indent=1))
-    os.replace(temp, header_path)
+    checksums = _build(dataset, array_path, progress_stream)
+    write_text_atomically(header_path, json.dumps({**header, "checksums": checksums}, indent=1))
+    for older in list_caches(cache_dir):
+        if older.name != name and {key: older.header.get(key) for key in identity} == identity:
+            older.remove()  # the same source, decoded before its files (or gan's format) changed
     return np.load(array_path, mmap_mode="r")
+
+
+def _read_header(path: Path) -> dict | None:
+    try:
+        header = json.loads(path.read_text())
+    except (ValueError, OSError):
+        return None  # missing or damaged: the cache is rebuilt
+    return header if isinstance(header, dict) else None
 
 
 def _remove_abandoned_temps(cache_dir: Path, name: str) -> None:
     """Temp files of builds of this cache whose process is gone (killed, crashed): they can be
     gigabytes. A build still running in another process keeps its own."""
-    for temp in cache_dir.glob(f"{name}.*.*.tmp"):  # <name>.npy.<pid>.tmp, <name>.json.<pid>.tmp
-        pid = temp.suffixes[-2].lstrip(".")
-        if pid.isdigit() and not _process_alive(int(pid)):
+    for temp in cache_dir.glob(f"{name}.*.tmp"):  # <name>.npy.<pid>.tmp, <name>.json.<pid>.<random>.tmp
+        pid = next((part for part in temp.name.split(".")[2:] if part.isdigit()), None)
+        if pid is not None and not _process_alive(int(pid)):
             temp.unlink(missing_ok=True)
 
 
@@ -96,31 +150,84 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def _build(dataset: ImageFileDataset, array_path: Path, progress_stream) -> None:
+def _build(dataset: ImageFileDataset, array_path: Path, progress_stream) -> list[str]:
+    """Decode the data set into `array_path`; returns the checksums of its chunks."""
     count, size = len(dataset), dataset.resolution
     print(f"decoding {count} images once into the cache '{array_path}' ({count * 3 * size * size / 2**20:.0f} MiB)",
           file=sys.stderr)
     temp = array_path.with_suffix(f".npy.{os.getpid()}.tmp")  # never a file another process has open
-    array = np.lib.format.open_memmap(temp, mode="w+", dtype=np.uint8, shape=(count, 3, size, size))
-    progress = Progress(count, 0, progress_stream, unit="image")
-    for index in range(count):
-        # an undecodable file gets the next readable image, as in the uncached path
-        image = dataset.skip_unreadable(dataset.load, index, count)
-        array[index] = np.asarray(image, dtype=np.uint8).transpose(2, 0, 1)
-        if index % 500 == 499 or index == count - 1:
-            progress.update(index + 1, {}, (index + 1) / max(time.perf_counter() - progress.started_at, 1e-9))
-    progress.close()
-    array.flush()
-    del array
-    os.replace(temp, array_path)
+    try:
+        array = np.lib.format.open_memmap(temp, mode="w+", dtype=np.uint8, shape=(count, 3, size, size))
+        if hasattr(os, "posix_fallocate"):  # claim the space now: a full disk is an error here, not a
+            with open(temp, "rb+") as handle:  # SIGBUS when a page of the sparse map is written later
+                os.posix_fallocate(handle.fileno(), 0, os.fstat(handle.fileno()).st_size)
+        progress = Progress(count, 0, progress_stream, unit="image")
+        for index in range(count):
+            # an undecodable file gets the next readable image, as in the uncached path
+            image = dataset.skip_unreadable(dataset.load, index, count)
+            array[index] = np.asarray(image, dtype=np.uint8).transpose(2, 0, 1)
+            if index % 500 == 499 or index == count - 1:
+                progress.update(index + 1, {}, (index + 1) / max(time.perf_counter() - progress.started_at, 1e-9))
+        progress.close()
+        checksums = list(chunk_checksums(array).values())
+        array.flush()
+        del array
+        os.replace(temp, array_path)
+    except OSError as error:
+        temp.unlink(missing_ok=True)
+        raise WriteError(f"could not write the decoded-image cache '{array_path}' ({free_space(array_path.parent)}): "
+                         f"{error}; set data.cache_dir to a disk with room, or data.cache=\"off\"") from error
+    return checksums
+
+
+@dataclass
+class CacheEntry:
+    """One decoded-image cache in a cache folder, as `gan cache list` shows it."""
+    name: str
+    array_path: Path
+    header_path: Path
+    header: dict
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(path.stat().st_size for path in (self.array_path, self.header_path) if path.exists())
+
+    @property
+    def last_used(self) -> float:
+        return self.header_path.stat().st_mtime
+
+    def remove(self) -> None:
+        for path in (self.header_path, self.array_path):  # the header first: it marks the array complete
+            path.unlink(missing_ok=True)
+
+
+def list_caches(cache_dir: Path) -> list[CacheEntry]:
+    """The caches in `cache_dir` (those with a readable header), oldest use first."""
+    entries = []
+    for header_path in cache_dir.glob("*.json") if cache_dir.is_dir() else []:
+        header = _read_header(header_path)
+        if header is not None and "files" in header:
+            entries.append(CacheEntry(header_path.stem, header_path.with_suffix(".npy"), header_path, header))
+    return sorted(entries, key=lambda entry: entry.last_used)
+
+
+def orphan_files(cache_dir: Path) -> list[Path]:
+    """Arrays without a readable header and temp files of builds that are gone: never read again."""
+    named = {entry.name for entry in list_caches(cache_dir)}
+    orphans = [path for path in cache_dir.glob("*.npy") if path.stem not in named] if cache_dir.is_dir() else []
+    for temp in cache_dir.glob("*.tmp") if cache_dir.is_dir() else []:
+        pid = next((part for part in temp.name.split(".")[2:] if part.isdigit()), None)
+        if pid is None or not _process_alive(int(pid)):
+            orphans.append(temp)
+    return orphans
 
 
 def load_or_build_shared_cache(dataset: ImageFileDataset, identity: dict, cache_dir: Path,
-                               group: ProcessGroup = SINGLE_PROCESS) -> np.ndarray:
-    """`load_or_build_cache` under torchrun: the first process of each machine builds, the others
-    wait at a barrier and then load what it built."""
+                               group: ProcessGroup = SINGLE_PROCESS, verify_all: bool = False) -> np.ndarray:
+    """`load_or_build_cache` under torchrun: the first process of each machine builds (and
+    verifies), the others wait at a barrier and then load what it built."""
     builder = group.local_rank == 0
-    images = load_or_build_cache(dataset, identity, cache_dir) if builder else None
+    images = load_or_build_cache(dataset, identity, cache_dir, verify_all=verify_all) if builder else None
     barrier(group)
     return images if images is not None else load_or_build_cache(dataset, identity, cache_dir)
 
