@@ -104,3 +104,21 @@ def test_real_paired_folder(shared_data):
     item = dataset[0]
     assert item["input"].shape == item["target"].shape == (3, 256, 256)
     assert item["input"].mean() > item["target"].mean()  # a contour drawing is mostly white paper
+
+
+def test_pairs_whose_sides_differ_in_aspect_ratio_are_named_in_one_warning_or_refused_with_strict(tmp_path):
+    from gan.data.decode import ImageReadError
+
+    for side in ("A", "B"):
+        (tmp_path / side).mkdir()
+    sizes = {"same": ((64, 64), (64, 64)), "scaled": ((64, 48), (128, 96)), "odd": ((64, 64), (100, 50))}
+    for name, (a_size, b_size) in sizes.items():
+        Image.new("RGB", a_size).save(tmp_path / "A" / f"{name}.png")
+        Image.new("RGB", b_size).save(tmp_path / "B" / f"{name}.png")
+    with pytest.warns(UserWarning) as caught:
+        assert len(paired_dataset(tmp_path, "all", 32, load_size=40)) == 3
+    (message,) = [str(warning.message) for warning in caught]
+    assert "1 pair(s)" in message and "odd.png 64x64 / B" in message and "odd.png 100x50" in message
+    assert "same" not in message and "scaled" not in message  # a proportional size is fine
+    with pytest.raises(ImageReadError, match="odd.png 100x50"):
+        paired_dataset(tmp_path, "all", 32, load_size=40, strict=True)

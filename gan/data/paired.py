@@ -7,6 +7,7 @@ resize, crop and flip applied to both sides so that they stay pixel-aligned.
 from __future__ import annotations
 
 import random
+import warnings
 from pathlib import Path
 
 import torch
@@ -111,6 +112,28 @@ def matched_folders(root: Path) -> list[tuple[Path, Path]]:
     return [(a_files[name], b_files[name]) for name in sorted(a_files)]
 
 
+def check_pair_shapes(pairs: list[tuple[Path, Path]], root: Path, strict: bool) -> None:
+    """Warn once (an error with `strict`) naming the pairs whose A and B aspect ratios differ: both
+    sides are resized to the same square, so such a pair is distorted differently on each side
+    and pixels no longer correspond."""
+    mismatched = []
+    for a_path, b_path in pairs:
+        with Image.open(a_path) as a_image, Image.open(b_path) as b_image:  # headers only: no decoding
+            (a_width, a_height), (b_width, b_height) = a_image.size, b_image.size
+        if abs(a_width * b_height - b_width * a_height) > 0.01 * a_height * b_width:
+            mismatched.append(f"{a_path.relative_to(root)} {a_width}x{a_height} / "
+                              f"{b_path.relative_to(root)} {b_width}x{b_height}")
+    if not mismatched:
+        return
+    shown = "; ".join(mismatched[:MAX_LISTED]) + (f"; and {len(mismatched) - MAX_LISTED} more"
+                                                  if len(mismatched) > MAX_LISTED else "")
+    message = (f"{len(mismatched)} pair(s) in '{root}' have A and B of different aspect ratios, so their pixels do "
+               f"not correspond after resizing: {shown}")
+    if strict:
+        raise ImageReadError(message + " (data.strict / --strict makes this an error)")
+    warnings.warn(message + " (--strict makes this an error)", stacklevel=2)
+
+
 def paired_dataset(root: str | Path, split: str, resolution: int, load_size: int = 286, direction: str = "AtoB",
                    layout: str = "auto", train: bool = True, hflip: bool = True, strict: bool = False,
                    max_images: int = 0) -> PairedImages:
@@ -128,6 +151,7 @@ def paired_dataset(root: str | Path, split: str, resolution: int, load_size: int
         readable, skipped = readable_images(files, strict)
         readable_set = set(readable)
         kept = [pair for pair in pairs if pair[0] in readable_set and pair[1] in readable_set]
+        check_pair_shapes(kept, folder, strict)
     else:
         files = find_images(folder)
         files = files[:max_images] if max_images else files
