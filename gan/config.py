@@ -87,6 +87,7 @@ class TrainConfig:
     d_steps: int = 1  # discriminator updates per generator update
     lr_decay_steps: int = 0  # linear decay of both learning rates to 0 over the last N steps
     ema_decay: float = 0.999  # EMA of generator weights; 0 = off
+    divergence_bound: float = 1e6  # a loss or weight beyond this magnitude stops the run as a NaN does (--on-nan)
     ema_bn_batches: int = 32  # EMA generator: BatchNorm statistics recomputed for its own weights over this many
     # batches of fresh latents at each preview, metrics and checkpoint step; 0 = copied from the live generator
     seed: int = 0
@@ -254,7 +255,17 @@ def validate(config: Config) -> None:
     _check_choice("loss.content", config.loss.content, ("mse", "vgg"))
     _check_choice("loss.vgg_arch", config.loss.vgg_arch, ("vgg16", "vgg19"))
     _check_range("data.jpeg_quality", data.jpeg_quality, 0, 100)
-    _check_range("metrics.num_samples", config.metrics.num_samples, 2, math.inf)
+    _check_range("metrics.num_samples", config.metrics.num_samples, 2, MAX_METRIC_SAMPLES)
+    _check_range("train.seed", config.train.seed, 0, 2**32 - 1)
+    for key in ("train.g_lr", "train.d_lr"):
+        _check_range(key, getattr(config.train, key.split(".")[1]), 0, math.inf)
+    for key in ("train.beta1", "train.beta2"):
+        _check_range(key, getattr(config.train, key.split(".")[1]), 0.0, 1.0 - 1e-12)
+    if not 0 < config.train.divergence_bound <= math.inf:
+        raise ConfigError(f"train.divergence_bound must be > 0 (inf turns the check off), got {config.train.divergence_bound}")
+    for key in PATH_KEYS:
+        section, name = key.split(".")
+        _check_path(key, getattr(getattr(config, section), name))
     check_metric_names(config.metrics.names, "metrics.names")
     for key in ("data.max_images", "data.num_workers", "train.lr_decay_steps", "train.ema_bn_batches",
                 "loss.instance_noise_steps", "data.load_size", "data.blur_sigma", "data.noise_std", "loss.l1_weight", "loss.cycle_weight",
@@ -262,6 +273,20 @@ def validate(config: Config) -> None:
                 "metrics.every"):
         section, name = key.split(".")
         _check_range(key, getattr(getattr(config, section), name), 0, math.inf)
+
+
+MAX_METRIC_SAMPLES = 1_000_000  # 20x FID's customary 50,000; more is a typo that would exhaust memory
+PATH_KEYS = ("data.root", "data.val_root", "data.a_root", "data.b_root", "data.cache_dir", "model.init_generator",
+             "loss.vgg_weights", "metrics.inception_weights", "metrics.cache_dir")
+
+
+def _check_path(key: str, value: str) -> None:
+    """A path the file system can name: no NUL, no name longer than 255 bytes, at most 4096 in all."""
+    encoded = value.encode("utf-8", "surrogateescape")
+    longest = max((len(part.encode("utf-8", "surrogateescape")) for part in Path(value).parts), default=0)
+    if "\0" in value or len(encoded) > 4096 or longest > 255:
+        raise ConfigError(f"{key} is not a usable path ({len(encoded)} bytes, longest name {longest} bytes; the limits "
+                          f"are 4096 and 255, and no NUL): {value[:80]}...")
 
 
 def _check_choice(key: str, value: Any, choices: tuple) -> None:

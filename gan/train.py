@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import io
 import json
+import math
 import random
 
 try:
@@ -55,6 +56,7 @@ from gan.distributed import (
 from gan.files import RunLock, WriteError, remove_stale_temps, write_text_atomically
 from gan.images import image_grid, save_image_grid
 from gan.metrics.generative import GenerativeEvaluator, evaluate_generator
+from gan.nets import first_mismatch
 from gan.progress import Progress, format_duration
 from gan.recipes import RECIPES
 from gan.recipes.base import AutocastFactory, Recipe
@@ -63,12 +65,17 @@ from gan.speed import accelerate, to_device
 
 
 class NonFiniteLossError(RuntimeError):
-    """A logged value became NaN or infinite; the run stops, keeping the last good checkpoint."""
+    """A logged value or a weight became NaN or infinite, or its magnitude passed
+    `train.divergence_bound`; the run stops (or rolls back), keeping the last good checkpoint."""
 
-    def __init__(self, step: int, term: str, checkpoint: Path | None):
+    def __init__(self, step: int, term: str, checkpoint: Path | None, value: float = float("nan"),
+                 bound: float = float("inf")):
         kept = f"the last good checkpoint is '{checkpoint}'" if checkpoint else "no checkpoint was written yet"
-        super().__init__(f"'{term}' became NaN or infinite at step {step}; stopping ({kept}). "
-                         "Lower the learning rates or check the data.")
+        if math.isfinite(value):
+            what = f"reached {value:.3g} at step {step}, beyond train.divergence_bound ({bound:g}): the run diverged"
+        else:
+            what = f"became NaN or infinite at step {step}"
+        super().__init__(f"'{term}' {what}; stopping ({kept}). Lower the learning rates or check the data.")
         self.step, self.term, self.checkpoint = step, term, checkpoint
 
 
@@ -143,10 +150,12 @@ def lr_scale(step: int, total_steps: int, decay_steps: int) -> float:
 
 class MetricWatch:
     """Sums a recipe's metrics on the device between log points, and remembers the first
-    step at which each became non-finite, without reading anything back per step."""
+    step at which each became non-finite or larger in magnitude than `bound`, without
+    reading anything back per step."""
 
-    def __init__(self, device: torch.device):
+    def __init__(self, device: torch.device, bound: float = float("inf")):
         self.device = device
+        self.bound = bound
         self.names: list[str] | None = None
 
     def add(self, step: int, metrics: dict[str, torch.Tensor]) -> None:
@@ -154,20 +163,24 @@ class MetricWatch:
             self.names = list(metrics)
             self.sums = torch.zeros(len(self.names), device=self.device, dtype=torch.float64)
             self.first_bad = torch.full((len(self.names),), -1, device=self.device, dtype=torch.int64)
+            self.bad_values = torch.zeros(len(self.names), device=self.device, dtype=torch.float64)
             self.count = 0
         if list(metrics) != self.names:
             raise RuntimeError(f"the recipe must return the same metrics every step: {self.names} vs {list(metrics)}")
         values = torch.stack([metrics[name].detach().reshape(()).to(torch.float64) for name in self.names])
         self.sums += values
-        self.first_bad = torch.where(~torch.isfinite(values) & (self.first_bad < 0), step, self.first_bad)
+        first = ~(values.abs() <= self.bound) & (self.first_bad < 0)  # NaN compares false
+        self.first_bad = torch.where(first, step, self.first_bad)
+        self.bad_values = torch.where(first, values, self.bad_values)
         self.count += 1
 
-    def first_non_finite(self) -> tuple[int, str] | None:
-        """(step, term) of the earliest non-finite value seen, or None (reads back from the device)."""
+    def first_non_finite(self) -> tuple[int, str, float] | None:
+        """(step, term, value) of the earliest value seen that was non-finite or beyond the bound,
+        or None (reads back from the device)."""
         if self.names is None:
             return None
-        steps = self.first_bad.tolist()
-        bad = [(s, name) for s, name in zip(steps, self.names) if s >= 0]
+        steps, values = self.first_bad.tolist(), self.bad_values.tolist()
+        bad = [(s, name, value) for s, name, value in zip(steps, self.names, values) if s >= 0]
         return min(bad) if bad else None
 
     def means(self) -> dict[str, float]:
@@ -206,13 +219,16 @@ class StopRequest:
 
 
 def _newest_loadable_checkpoint(run_dir: Path) -> tuple[Path, dict[str, Any]]:
-    """The newest checkpoint in `run_dir` that loads; warns about any newer broken ones."""
+    """The newest checkpoint in `run_dir` that loads and holds a whole training state; warns
+    about any newer broken ones."""
     found = list_checkpoints(run_dir)
     if not found:
         raise CheckpointError(f"cannot resume: no checkpoint-*.pt in '{run_dir}'")
     for path in reversed(found):
         try:
-            return path, load_checkpoint(path)
+            state = load_checkpoint(path)
+            _check_training_state(state, path)
+            return path, state
         except CheckpointError as error:
             warnings.warn(f"{error}; falling back to an older checkpoint", stacklevel=2)
     raise CheckpointError(f"cannot resume: none of the {len(found)} checkpoints in '{run_dir}' loads")
@@ -264,7 +280,7 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
     if resume:
         last_checkpoint, state = _newest_loadable_checkpoint(run_dir)
         configured_lrs = {name: [g["base_lr"] for g in opt.param_groups] for name, opt in recipe.optimizers.items()}
-        _restore(recipe, state)
+        _restore(recipe, state, config, last_checkpoint)
         for name, optimizer in recipe.optimizers.items():  # the config's rates, not the checkpoint's:
             for param_group, base_lr in zip(optimizer.param_groups, configured_lrs[name]):  # --set can change them
                 param_group["base_lr"] = base_lr
@@ -282,7 +298,7 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
     writer = SummaryWriter(str(run_dir), purge_step=start_step + 1 if resume else None) if main else _NullWriter()
     data: Iterator = training_batches(config.data, dataset, train_config.batch_size, train_config.seed,
                                       samples_seen, device, group)
-    watch = MetricWatch(device)
+    watch = MetricWatch(device, train_config.divergence_bound)
     progress = Progress(train_config.steps, start_step, progress_stream if main else io.StringIO())
     per_process = (f" ({train_config.batch_size // group.world_size} per process x {group.world_size} processes)"
                    if group.distributed else "")
@@ -296,6 +312,7 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
         goes on in memory, to retry at the next checkpoint; only a failed final write stops."""
         nonlocal saved_step
         _raise_if_non_finite(watch, last_checkpoint)  # never save a diverged state
+        _raise_if_weights_diverged(recipe, at_step, train_config.divergence_bound, last_checkpoint)
         _prepare_outputs(recipe, at_step)
         path = checkpoint_path(run_dir, at_step)
         try:
@@ -341,6 +358,7 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
 
                 if step % log_config.every == 0 or last or step == start_step + 1:
                     _raise_if_non_finite(watch, last_checkpoint)
+                    _raise_if_weights_diverged(recipe, step, train_config.divergence_bound, last_checkpoint)
                     now = time.perf_counter()
                     busy = max(now - timer_start - paused, 1e-9)  # leaves out writing grids and checkpoints
                     images_per_second = (step - timer_step) * train_config.batch_size / busy
@@ -477,7 +495,22 @@ def _log_scalars(writer: Any, step: int, means: dict[str, float], recipe: Recipe
 def _raise_if_non_finite(watch: MetricWatch, last_checkpoint: Path | None) -> None:
     found = watch.first_non_finite()
     if found:
-        raise NonFiniteLossError(found[0], found[1], last_checkpoint)
+        raise NonFiniteLossError(*found[:2], last_checkpoint, found[2], watch.bound)
+
+
+def _raise_if_weights_diverged(recipe: Recipe, step: int, bound: float, last_checkpoint: Path | None) -> None:
+    """Weights beyond `bound` in magnitude (or NaN) mean a run diverged even when its losses look
+    finite; checked where the loop reads back anyway (log points, before checkpoints)."""
+    for name, network in recipe.networks.items():
+        largest = _largest_weight(network)
+        if not largest <= bound:
+            raise NonFiniteLossError(step, f"weights of {name}", last_checkpoint, largest, bound)
+
+
+@torch.no_grad()
+def _largest_weight(network: torch.nn.Module) -> float:
+    maxima = [parameter.detach().abs().amax().float() for parameter in network.parameters() if parameter.numel()]
+    return float(torch.stack(maxima).max()) if maxima else 0.0
 
 
 def _write_previews(recipe: Recipe, writer: Any, run_dir: Path, step: int) -> None:
@@ -528,6 +561,27 @@ def _log_generative_metrics(evaluator: GenerativeEvaluator, recipe: Recipe, writ
     print(f"\nstep {step}: " + "  ".join(f"{name} {value:.4g}" for name, value in scores.items()), file=sys.stderr)
 
 
+def _changed_model_keys(saved: dict[str, Any], config: Config) -> str:
+    """Which keys that shape the networks differ between the run's saved config and this one."""
+    def flat(tree: dict[str, Any], prefix: str) -> dict[str, Any]:
+        items = {}
+        for key, value in tree.items():
+            items.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+        return items
+
+    now, then = config_to_dict(config), saved
+    shaping = {**flat(then.get("model", {}), "model."), "data.resolution": then.get("data", {}).get("resolution"),
+               "data.scale": then.get("data", {}).get("scale"), "train.ema_decay": then.get("train", {}).get("ema_decay")}
+    current = {**flat(now["model"], "model."), "data.resolution": now["data"]["resolution"],
+               "data.scale": now["data"]["scale"], "train.ema_decay": now["train"]["ema_decay"]}
+    changed = [key for key in sorted(set(shaping) | set(current)) if shaping.get(key) != current.get(key)]
+    if not changed:
+        return "The run's config and this one build it alike; the checkpoint may come from another version of gan."
+    return ("The run was trained with " + ", ".join(f"{key} = {shaping.get(key)!r}" for key in changed) +
+            "; this config has " + ", ".join(f"{current.get(key)!r}" for key in changed) +
+            ". Set them back (--set KEY=VALUE) or train a new run.")
+
+
 def _state(recipe: Recipe, config: Config, step: int, samples_seen: int) -> dict[str, Any]:
     return {
         "format": FORMAT,
@@ -542,9 +596,30 @@ def _state(recipe: Recipe, config: Config, step: int, samples_seen: int) -> dict
     }
 
 
-def _restore(recipe: Recipe, state: dict[str, Any]) -> None:
+TRAINING_STATE = {"step": int, "samples_seen": int, "config": dict, "networks": dict, "optimizers": dict,
+                  "recipe": dict, "rng": dict}  # what a checkpoint must hold for a resume
+
+
+def _check_training_state(state: dict[str, Any], path: Path) -> None:
+    """A checkpoint that lacks part of the training state is malformed (an export, say, or a
+    hand-edited file): CheckpointError, so that a resume falls back as from a corrupt one."""
+    for key, kind in TRAINING_STATE.items():
+        if not isinstance(state.get(key), kind):
+            raise CheckpointError(f"checkpoint '{path}' is malformed: it has no '{key}' "
+                                  f"({'an export holds weights only' if key != 'step' else 'not a training state'})")
+
+
+def _restore(recipe: Recipe, state: dict[str, Any], config: Config, path: Path) -> None:
+    """Load the training state; a network this config builds differently from the run's is a
+    ConfigError naming it, the first parameter that differs and the config keys that changed."""
     for name, network in recipe.networks.items():
-        network.load_state_dict(state["networks"][name])
+        weights = state["networks"].get(name)
+        mismatch = (f"the checkpoint has no network '{name}'" if weights is None
+                    else first_mismatch(network.state_dict(), weights))
+        if mismatch:
+            raise ConfigError(f"cannot resume from '{path}': network '{name}' of this config does not fit: "
+                              f"{mismatch}. {_changed_model_keys(state['config'], config)}")
+        network.load_state_dict(weights)
     for name, optimizer in recipe.optimizers.items():
         optimizer.load_state_dict(state["optimizers"][name])
     recipe.load_state_dict(state["recipe"])

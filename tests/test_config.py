@@ -100,3 +100,21 @@ def test_resolved_config_round_trips_through_toml(tmp_path):
 def test_missing_config_file():
     with pytest.raises(ConfigError, match="config file 'nope.toml' does not exist"):
         load_config("nope.toml")
+
+
+@pytest.mark.parametrize("assignment, expected", [
+    ("train.seed=18446744073709551617", r"train.seed must be in \[0, 4294967295\]"),
+    ("train.seed=-1", r"train.seed must be in \[0, 4294967295\]"),
+    ("model.generator_args.channels=0", "model.generator_args.channels must be at least 1, got 0"),
+    ("model.generator_args.latent_dim=-3", "model.generator_args.latent_dim must be at least 1, got -3"),
+    ("model.discriminator_args.channels=0", "model.discriminator_args.channels must be at least 1"),
+    ("metrics.num_samples=100000000", r"metrics.num_samples must be in \[2, 1000000\]"),
+    ("data.root=" + "x" * 300, "data.root is not a usable path .*longest name 300 bytes"),
+    ("train.g_lr=nan", "train.g_lr must be >= 0, got nan"),
+    ("train.d_lr=-1e-4", "train.d_lr must be >= 0"),
+    ("train.beta2=1.5", r"train.beta2 must be in \[0.0"),
+    ("train.divergence_bound=0", "train.divergence_bound must be > 0"),
+])
+def test_values_that_would_crash_later_are_refused_at_load_time_naming_the_key(assignment, expected):
+    with pytest.raises(ConfigError, match=expected):
+        load_config(None, [assignment])

@@ -67,3 +67,21 @@ def test_bad_exports_are_clear_errors(run, tmp_path):
         load_generator(pickled, CPU)
     result = CliRunner().invoke(main, ["export", str(run), "--direction", "BtoA", "--out", str(tmp_path / "x.pt")])
     assert result.exit_code == 2 and "no BtoA generator" in result.output
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"channels": 200000, "max_channels": 200000}, r"would have [\d,]+ parameters .* more than the 2,000,000,000 gan builds"),
+    ({"wings": 2}, r"generator 'dcgan' takes no argument 'wings'"),
+    ({"latent_dim": 0}, r"latent_dim must be at least 1, got 0"),
+])
+def test_an_export_whose_spec_asks_for_too_much_or_the_unknown_is_refused_before_allocating(run, tmp_path, change,
+                                                                                          message):
+    from safetensors.torch import save_file
+
+    out = tmp_path / "g.safetensors"
+    CliRunner().invoke(main, ["export", str(run), "--out", str(out)])
+    metadata = json.loads((tmp_path / "g.safetensors.json").read_text())
+    metadata["specs"]["generator"]["kwargs"].update(change)
+    save_file(load_file(str(out)), str(out), metadata={"gan": json.dumps(metadata)})
+    with pytest.raises(CheckpointError, match=message):
+        load_generator(out, CPU)

@@ -19,7 +19,7 @@ import gan.files as files_module
 from gan.checkpoint import list_checkpoints, load_checkpoint
 from gan.cli import main
 from gan.files import RunDirectoryBusy, RunLock, temp_name
-from gan.train import _newest_loadable_checkpoint, train
+from gan.train import NonFiniteLossError, _newest_loadable_checkpoint, train
 
 CPU = torch.device("cpu")
 
@@ -70,12 +70,14 @@ def test_kill_9_while_a_checkpoint_is_written_leaves_the_previous_one_loadable(t
         from gan.checkpoint import FORMAT, checkpoint_path, save_checkpoint
         run = Path({str(tmp_path)!r})
         weights = {{"w": torch.arange(1000.0)}}
-        save_checkpoint({{"format": FORMAT, "step": 1, "networks": weights}}, checkpoint_path(run, 1))
+        state = {{"format": FORMAT, "step": 1, "samples_seen": 8, "config": {{}}, "networks": weights,
+                 "optimizers": {{}}, "recipe": {{}}, "rng": {{}}}}
+        save_checkpoint(state, checkpoint_path(run, 1))
         def slow_save(obj, path):
             Path(path).write_bytes(b"PK\\x03\\x04 half of a checkpoint")
             time.sleep(60)  # killed here
         torch.save = slow_save
-        save_checkpoint({{"format": FORMAT, "step": 2, "networks": weights}}, checkpoint_path(run, 2))
+        save_checkpoint({{**state, "step": 2}}, checkpoint_path(run, 2))
     """)
     child = subprocess.Popen([sys.executable, "-c", script])
     deadline = time.monotonic() + 60
@@ -174,3 +176,43 @@ def test_sample_separate_that_fails_half_way_leaves_no_files(tmp_path, monkeypat
     result = CliRunner().invoke(main, ["sample", str(run.run_dir), "--n", "6", "--separate", str(tmp_path / "s")])
     assert result.exit_code == 2 and "No space left" in result.output, result.output
     assert list((tmp_path / "s").iterdir()) == []
+
+
+# ----------------------------------------------------------------------------- divergence, resumes that cannot fit
+
+
+def test_weights_that_explode_without_a_nan_stop_the_run_naming_the_step_and_network(tmp_path):
+    result = CliRunner().invoke(main, ["train", str(REPO / "experiments" / "dcgan_demo.toml"),
+                                       *[arg for item in TINY for arg in ("--set", item)], "--set", "train.g_lr=100",
+                                       "--set", "train.divergence_bound=50", "--out", str(tmp_path)])
+    assert result.exit_code == 1, result.output
+    assert re.search(r"'weights of generator' reached [\d.e+]+ at step 1, beyond train.divergence_bound \(50\): "
+                     "the run diverged", result.output)
+    assert "done:" not in result.output
+
+
+def test_a_logged_value_beyond_the_bound_is_treated_as_a_nan(tmp_path):
+    with pytest.raises(NonFiniteLossError, match=r"'[\w/]+' reached .* at step 1, beyond train.divergence_bound"):
+        train(tiny_config("train.divergence_bound=0.001"), tmp_path / "run", CPU, progress_stream=sys.stdout)
+
+
+def test_resuming_with_another_architecture_names_the_parameter_the_shapes_and_the_key(tmp_path):
+    first = train(tiny_config(), tmp_path / "run", CPU, progress_stream=sys.stdout)
+    result = CliRunner().invoke(main, ["train", "--resume", str(first.run_dir), "--set", "train.steps=6",
+                                       "--set", "model.generator_args.channels=16"])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert "network 'generator' of this config does not fit" in result.output
+    assert re.search(r"parameter '[\w.]+' has shape \[[\d, ]+\] in the file and \[[\d, ]+\] in the network",
+                     result.output)
+    assert "model.generator_args.channels = 8" in result.output and "this config has 16" in result.output
+
+
+def test_a_malformed_newest_checkpoint_falls_back_like_a_corrupt_one(tmp_path):
+    first = train(tiny_config(), tmp_path / "run", CPU, progress_stream=sys.stdout)
+    newest = list_checkpoints(first.run_dir)[-1]
+    state = torch.load(newest, weights_only=True)
+    del state["networks"]  # a gan-format file without the training state
+    torch.save(state, newest)
+    with pytest.warns(UserWarning, match="malformed: it has no 'networks'.*falling back"):
+        path, restored = _newest_loadable_checkpoint(first.run_dir)
+    assert path.name == "checkpoint-00000002.pt" and restored["step"] == 2

@@ -16,6 +16,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import torch
 from torch import nn
 
 from gan.registry import ConfigError, Registry, suggest
@@ -77,9 +78,41 @@ def resolve_network_args(role: str, name: str, args: dict[str, Any], key: str) -
                 f"unknown key '{key}.{arg}' for {role} '{name}'{suggest(arg, list(settable))}; valid keys: {valid}"
             )
         resolved[arg] = coerce(value, settable[arg].annotation, f"{key}.{arg}")
+        try:
+            _check_size(arg, resolved[arg], f"{key}.{arg}")
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
     for arg, param in settable.items():
         resolved.setdefault(arg, param.default)
     return resolved
+
+
+MAX_PARAMETERS = 2_000_000_000  # 8 GiB of fp32 weights: far beyond this zoo, far below a typo's 200000 channels
+COUNTS_FROM_ZERO = ("num_blocks",)  # integer arguments for which 0 makes a network (no residual blocks)
+
+
+def _check_size(arg: str, value: Any, name: str) -> None:
+    """Integer arguments are sizes and counts: at least 1 (0 for COUNTS_FROM_ZERO)."""
+    smallest = 0 if arg in COUNTS_FROM_ZERO else 1
+    if isinstance(value, int) and not isinstance(value, bool) and value < smallest:
+        raise ValueError(f"{name} must be at least {smallest}, got {value}")
+
+
+def first_mismatch(expected: dict[str, Any], given: dict[str, Any]) -> str | None:
+    """What first differs between a network's state dict and weights to load into it, or None."""
+    missing = [key for key in expected if key not in given]
+    unexpected = [key for key in given if key not in expected]
+    if missing:
+        return f"parameter '{missing[0]}' is missing ({len(missing)} missing in all)"
+    if unexpected:
+        return f"parameter '{unexpected[0]}' is not in the network ({len(unexpected)} such in all)"
+    for key, tensor in expected.items():
+        other = given[key]
+        if not hasattr(other, "shape"):
+            return f"'{key}' is not a tensor"
+        if tuple(other.shape) != tuple(tensor.shape):
+            return f"parameter '{key}' has shape {list(other.shape)} in the file and {list(tensor.shape)} in the network"
+    return None
 
 
 @dataclass(frozen=True)
@@ -95,15 +128,38 @@ class NetworkSpec:
     kwargs: dict[str, Any] = field(default_factory=dict)
 
     def build(self) -> nn.Module:
+        """The network, after `check`: a spec read from a file builds nothing unreasonable."""
+        self.check()
         return _zoo(self.role).get(self.name)(**self.kwargs)
 
+    def check(self) -> None:
+        """Known arguments, sizes of at least 1, and a parameter count within MAX_PARAMETERS,
+        counted on the meta device before any memory is allocated. Raises ValueError."""
+        if self.name not in _zoo(self.role).names():
+            raise ValueError(f"unknown {self.role} '{self.name}'; known: {', '.join(network_names(self.role))}")
+        parameters = _parameters(_zoo(self.role).get(self.name))
+        unknown = sorted(set(self.kwargs) - set(parameters))
+        if unknown:
+            raise ValueError(f"{self.role} '{self.name}' takes no argument {', '.join(map(repr, unknown))}; "
+                             f"it takes {', '.join(parameters)}")
+        for arg, value in self.kwargs.items():
+            _check_size(arg, value, f"{self.role} '{self.name}': {arg}")
+        if self.role == "feature_extractor":  # fixed architectures that read weight files when built
+            return
+        with torch.device("meta"):
+            count = sum(parameter.numel() for parameter in _zoo(self.role).get(self.name)(**self.kwargs).parameters())
+        if count > MAX_PARAMETERS:
+            raise ValueError(f"{self.role} '{self.name}' with {self.kwargs} would have {count:,} parameters "
+                             f"({count * 4 / 2**30:,.0f} GiB in fp32), more than the {MAX_PARAMETERS:,} gan builds")
+
     def load(self, state_dict: dict[str, Any], source: str) -> nn.Module:
-        """Build the network and load `state_dict` into it; a mismatch raises ValueError naming `source`."""
+        """Build the network and load `state_dict` into it; a mismatch raises ValueError naming
+        `source`, the first parameter that differs and both shapes."""
         network = self.build()
-        try:
-            network.load_state_dict(state_dict)
-        except RuntimeError as error:
-            raise ValueError(f"the weights in {source} do not fit {self.role} '{self.name}': {error}") from None
+        mismatch = first_mismatch(network.state_dict(), state_dict)
+        if mismatch:
+            raise ValueError(f"the weights in {source} do not fit {self.role} '{self.name}' {self.kwargs}: {mismatch}")
+        network.load_state_dict(state_dict)
         return network
 
     def to_dict(self) -> dict[str, Any]:
@@ -111,7 +167,14 @@ class NetworkSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "NetworkSpec":
-        return cls(data["role"], data["name"], dict(data["kwargs"]))
+        """A spec read from a file; ValueError when it is not one."""
+        try:
+            role, name, kwargs = data["role"], data["name"], dict(data["kwargs"])
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"not a network spec (role, name, kwargs): {str(data)[:200]}") from None
+        if role not in ROLES:
+            raise ValueError(f"unknown network role '{role}'; known: {', '.join(ROLES)}")
+        return cls(role, name, kwargs)
 
 
 def network_spec(role: str, name: str, args: dict[str, Any], key: str, **supplied: Any) -> NetworkSpec:
@@ -120,4 +183,9 @@ def network_spec(role: str, name: str, args: dict[str, Any], key: str, **supplie
     for arg in supplied:
         if arg in args:
             raise ConfigError(f"'{key}.{arg}' is set by the recipe from another config key; remove it")
-    return NetworkSpec(role, name, {**resolved, **supplied})
+    spec = NetworkSpec(role, name, {**resolved, **supplied})
+    try:
+        spec.check()
+    except ValueError as error:
+        raise ConfigError(f"{key}: {error}") from None
+    return spec
