@@ -78,13 +78,20 @@ def stage_tests(out: Path, timeout: float) -> dict:
     return {**result, "counts": counts}
 
 
+def baseline_file() -> Path | None:
+    """The prepared copy of the baseline, or the one beside the checkout; None when neither is there."""
+    for path in (PREPARED / "baseline.py", REPO.parent / "shared" / "bench" / "baseline.py"):
+        if path.is_file():
+            return path
+    return None
+
+
 def stage_bench(out: Path, timeout: float, device: str, dry_run: bool) -> dict:
-    baseline = PREPARED / "baseline.py"
-    if not baseline.is_file():
-        baseline = REPO.parent / "shared" / "bench" / "baseline.py"
+    baseline = baseline_file()
     faces = PREPARED / "faces"
     command = [sys.executable, "-m", "gan", "bench", "--device", device, "--json", str(out / "bench.json"),
-               "--baseline", str(baseline), "--data-root", str(faces) if faces.is_dir() and dry_run else "none"]
+               *(["--baseline", str(baseline)] if baseline else []),
+               "--data-root", str(faces) if faces.is_dir() and dry_run else "none"]
     if dry_run:
         command += ["--model", "dcgan64", "--rounds", "1", "--iters", "1", "--warmup", "0", "--eager"]
     else:  # the goals first, should the stage run out of time
@@ -243,7 +250,7 @@ def stage_ablation(out: Path, device_name: str, dry_run: bool) -> dict:
     from gan.bench import bench_model, load_baseline
 
     device = torch.device(device_name)
-    baseline = load_baseline(PREPARED / "baseline.py") or load_baseline(REPO.parent / "shared/bench/baseline.py")
+    baseline = load_baseline(baseline_file()) if baseline_file() else None
     model, rounds = ("dcgan64", 1) if dry_run else ("dcgan128", 2)
     variants = {"defaults": ABLATION["defaults"], "compile off": ABLATION["compile off"]} if dry_run else ABLATION
     results = {}

@@ -1,5 +1,6 @@
 """`gan bench`: training-step speed of each recipe's canonical configuration, side by side
-with the plain eager fp32 baseline (../shared/bench/baseline.py), and the data path.
+with a plain eager fp32 baseline (`--baseline baseline.py`, a file of the same models written
+without gan; see the README), and the data path.
 
 Both sides run in this process on random tensors made once on the device, in
 alternating rounds, so machine noise hits them alike; the figure to read is the ratio.
@@ -53,7 +54,6 @@ CASES = {
     "srresnet4x": Case(("recipe=srresnet", *_SR, "loss.adversarial_weight=0"), None),
     "srgan4x": Case(("recipe=srgan", "model.discriminator=srgan", *_SR), "srgan4x"),
 }
-DEFAULT_BASELINE = Path(__file__).resolve().parents[2] / "shared" / "bench" / "baseline.py"
 
 
 def synthetic_batch(recipe_name: str, batch_size: int, resolution: int, device: torch.device) -> dict:
@@ -97,9 +97,10 @@ def our_step(name: str, device: torch.device, fast: bool,
     return step, config.train.batch_size
 
 
-def load_baseline(path: Path) -> ModuleType | None:
+def load_baseline(path: Path) -> ModuleType:
+    """The baseline module at `path`; FileNotFoundError naming it when absent."""
     if not path.is_file():
-        return None
+        raise FileNotFoundError(f"no baseline file '{path}' (--baseline names a Python file of the plain models)")
     spec = importlib.util.spec_from_file_location("gan_bench_baseline", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

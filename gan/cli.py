@@ -19,6 +19,9 @@ def _format_warning(message, category, filename, lineno, line=None) -> str:
     return f"warning: {message}\n"
 
 
+DEFAULT_EVAL_METRICS = "fid,kid,swd"
+
+
 def _format_row(row: dict) -> str:
     return "  ".join(f"{key} {value:.4f}" if isinstance(value, float) else str(value) for key, value in row.items())
 
@@ -37,7 +40,7 @@ def main() -> None:
     gan train experiments/dcgan_demo.toml            # no download needed
     gan sample runs/00000-dcgan_demo --n 64 --out faces.png
     gan translate runs/00001-pix2pix_facades photos/ translated/
-    gan eval runs/00002-sr_pix2pix_x4 --data ../shared/data/sr/Set5
+    gan eval runs/00002-sr_pix2pix_x4 --data datasets/sr/Set5
     gan eval runs/00000-dcgan_demo --metrics swd --n 2000
     gan export runs/00000-dcgan_demo --out faces.safetensors
     gan bench --json bench.json                      # speed against the plain baseline
@@ -295,11 +298,11 @@ def export(source: Path, out: Path, export_format: str, direction: str | None) -
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Config override for our side, e.g. train.compile=off (repeatable; after --eager).")
 @click.option("--baseline", "baseline_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="The plain implementation to compare with [default: ../shared/bench/baseline.py beside the "
-                   "checkout; its column is left empty when absent].")
+              help="The plain implementation to compare with (a Python file of the canonical models); without "
+                   "it the baseline columns stay empty.")
 @click.option("--data-root", type=click.Path(file_okay=False, path_type=Path),
-              help="Folder (with class subfolders) for the data-path benchmark [default: ../shared/data/faces]; "
-                   "'none' skips it.")
+              help="Folder of images (with subfolders) for the data-path benchmark; without it (or 'none') that "
+                   "part is skipped.")
 @click.option("--data-workers", default=2, show_default=True, help="Loader workers for the uncached data path.")
 @click.option("--threads", type=int, help="torch.set_num_threads for the run.")
 def bench(models: tuple[str, ...], device: str, json_path: Path | None, rounds: int, iters: int, warmup: int,
@@ -314,8 +317,9 @@ def bench(models: tuple[str, ...], device: str, json_path: Path | None, rounds: 
 
     \b
     Examples:
-      gan bench                                   # everything, on CUDA if present
+      gan bench --baseline baseline.py            # everything, on CUDA if present
       gan bench --model dcgan64 --model dcgan128 --device cuda --json bench.json
+      gan bench --data-root datasets/celeba/img_align_celeba   # also the data path
       gan bench --model pix2pix256 --rounds 2 --data-root none
       gan bench --model dcgan128 --set train.compile=off --device cuda   # one switch's share
     """
@@ -324,7 +328,7 @@ def bench(models: tuple[str, ...], device: str, json_path: Path | None, rounds: 
 
     import torch
 
-    from gan.bench import CASES, DEFAULT_BASELINE, bench_data, bench_model, format_table, load_baseline, write_json
+    from gan.bench import CASES, bench_data, bench_model, format_table, load_baseline, write_json
     from gan.bench import threads as thread_count
     from gan.config import load_config
     from gan.registry import ConfigError
@@ -338,11 +342,11 @@ def bench(models: tuple[str, ...], device: str, json_path: Path | None, rounds: 
         torch_device = select_device(device)
         for name in models or CASES:  # a bad --set stops here, not inside every model's run
             load_config(None, [*CASES[name].overrides, *overrides])
-    except (DeviceUnavailable, ConfigError) as error:
+        baseline = load_baseline(baseline_path) if baseline_path else None
+    except (DeviceUnavailable, ConfigError, FileNotFoundError) as error:
         _fail(error)
-    baseline = load_baseline(baseline_path or DEFAULT_BASELINE)
     if baseline is None:
-        click.echo(f"no baseline at {baseline_path or DEFAULT_BASELINE}: its columns stay empty", err=True)
+        click.echo("no --baseline given: the baseline columns stay empty", err=True)
     rows, data_rows, failures = [], [], {}
     with thread_count(threads):
         settings = {"device": str(torch_device), "torch": torch.__version__, "threads": torch.get_num_threads(),
@@ -356,12 +360,12 @@ def bench(models: tuple[str, ...], device: str, json_path: Path | None, rounds: 
                 failures[name] = f"{type(error).__name__}: {error}"
             if json_path:  # after every model: a run cut short keeps what it measured
                 write_json(json_path, rows, data_rows, settings, failures)
-        default_root = DEFAULT_BASELINE.parents[1] / "data" / "faces"
-        root = data_root or default_root
-        if str(root) != "none" and root.is_dir():
+        if data_root is not None and str(data_root) != "none":
             with tempfile.TemporaryDirectory() as cache_dir:
-                data_rows.append(bench_data(root, 128, 64, 40, data_workers, Path(cache_dir)))
+                data_rows.append(bench_data(data_root, 128, 64, 40, data_workers, Path(cache_dir)))
     click.echo(format_table(rows))
+    if baseline is None:
+        click.echo("(baseline columns empty: no --baseline file was given)")
     for row in data_rows:
         click.echo(f"\ndata path at {row['resolution']}px, batch {row['batch_size']}, {row['images']} images: cached "
                    f"{row['cached_images_per_s']:.0f} img/s vs ImageFolder+transforms "
@@ -379,8 +383,9 @@ def bench(models: tuple[str, ...], device: str, json_path: Path | None, rounds: 
 @click.option("--data", "folder", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Super-resolution: a folder of HR images. Paired: a folder of pairs. Unconditional: "
                    "the real images to compare with [default: the run's data.root].")
-@click.option("--metrics", "metric_names", default="fid,kid,swd", show_default=True,
-              help="Unconditional checkpoints: comma-separated, of fid, kid, swd, pr (precision/recall).")
+@click.option("--metrics", "metric_names",
+              help="Unconditional checkpoints: comma-separated, of fid, kid, swd, pr (precision/recall) "
+                   "[default: fid,kid,swd, skipping (with a warning) those whose weights are not on this machine].")
 @click.option("--n", "count", default=10000, show_default=True,
               help="Unconditional checkpoints: generated images, and real images in the reference set.")
 @click.option("--inception-weights", type=click.Path(dir_okay=False, path_type=Path),
@@ -397,7 +402,7 @@ def bench(models: tuple[str, ...], device: str, json_path: Path | None, rounds: 
 @click.option("--generator", "which", type=click.Choice(["ema", "live"]), default="ema", show_default=True,
               help="Unconditional checkpoints: score the EMA weights (when present) or the trained ones.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-def evaluate(checkpoint: Path, folder: Path | None, metric_names: str, count: int, inception_weights: Path | None,
+def evaluate(checkpoint: Path, folder: Path | None, metric_names: str | None, count: int, inception_weights: Path | None,
              cache_dir: Path | None, json_path: Path | None, csv_path: Path | None, tile: int, which: str,
              device: str) -> None:
     """Measure a checkpoint (CHECKPOINT: a run directory or a checkpoint file).
@@ -419,9 +424,9 @@ def evaluate(checkpoint: Path, folder: Path | None, metric_names: str, count: in
     Examples:
       gan eval runs/00000-dcgan_celeba64 --metrics fid,kid,swd --n 10000
       gan eval runs/00000-dcgan_celeba64 --metrics swd --n 2000 --json swd.json
-      gan eval runs/00002-sr_pix2pix_x4 --data ../shared/data/sr/Set5
-      gan eval runs/00001-pix2pix_facades --data ../shared/data/paired/val --csv val.csv
-      gan eval runs/00003-cyclegan_horse2zebra --data ../shared/data/unpaired
+      gan eval runs/00002-sr_pix2pix_x4 --data datasets/sr/Set5
+      gan eval runs/00001-pix2pix_facades --data datasets/facades/val --csv val.csv
+      gan eval runs/00003-cyclegan_horse2zebra --data datasets/horse2zebra
     """
     from gan.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint
     from gan.train import DeviceUnavailable, select_device
@@ -440,7 +445,7 @@ def evaluate(checkpoint: Path, folder: Path | None, metric_names: str, count: in
         _fail(error)
 
 
-def _evaluate_generative(state: dict, path: Path, folder: Path | None, metric_names: str, count: int,
+def _evaluate_generative(state: dict, path: Path, folder: Path | None, metric_names: str | None, count: int,
                          inception_weights: Path | None, cache_dir: Path | None, json_path: Path | None,
                          which: str, device) -> None:
     import json
@@ -452,19 +457,23 @@ def _evaluate_generative(state: dict, path: Path, folder: Path | None, metric_na
     from gan.sample import generator_from_checkpoint
 
     try:
-        names = check_metric_names(metric_names.split(","), "--metrics")
+        names = check_metric_names((metric_names or DEFAULT_EVAL_METRICS).split(","), "--metrics")
     except ConfigError as error:
         raise click.BadParameter(str(error)) from None
     if count < 2:
         raise click.BadParameter("--n must be at least 2")
     loaded = generator_from_checkpoint(state, path, device, which)
-    result = evaluate_generative(loaded, names, count, device, folder, inception_weights, cache_dir)
+    # Asked for by name, a metric that cannot run is an error; by default it is skipped, saying why.
+    result = evaluate_generative(loaded, names, count, device, folder, inception_weights, cache_dir,
+                                 require_weights=metric_names is not None)
     suffix = "" if loaded.used_ema or "generator_ema" not in state["networks"] else "-live"
     json_path = json_path or path.parent / f"metrics-{loaded.step:08d}{suffix}.json"
     json_path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomically(json_path, json.dumps(result, indent=2) + "\n")
     scores = {key: value for key, value in result.items() if isinstance(value, float)}
     click.echo(f"step {result['step']}  " + "  ".join(f"{key} {value:.4f}" for key, value in scores.items()))
+    if result["skipped"]:
+        click.echo(f"skipped {', '.join(result['skipped'])}: {next(iter(result['skipped'].values()))}", err=True)
     click.echo(f"wrote {json_path} ({result['num_images']} generated vs {result['num_images']} real images "
                f"from {result['reference']}; {path})", err=True)
 

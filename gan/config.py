@@ -54,7 +54,8 @@ class ModelConfig:
     discriminator: str = "dcgan"
     generator_args: dict[str, Any] = field(default_factory=dict)  # constructor keyword arguments
     discriminator_args: dict[str, Any] = field(default_factory=dict)
-    init_generator: str = ""  # srgan: start the generator from this checkpoint (a run directory or .pt)
+    init_generator: str = ""  # srgan (required): start the generator from this checkpoint (a run directory or .pt);
+    # "none" starts from random weights
 
 
 @dataclass

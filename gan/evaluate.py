@@ -43,17 +43,19 @@ def _to_255(image: Image.Image) -> torch.Tensor:
 
 def evaluate_generative(loaded: LoadedGenerator, names: list[str], count: int, device: torch.device,
                         data_root: Path | None = None, inception_weights: str | None = None,
-                        cache_dir: str | None = None) -> dict:
+                        cache_dir: str | None = None, require_weights: bool = True) -> dict:
     """Metrics of `count` generated images against as many real ones of the run's data set
-    (or of `data_root`, read the way the run's `[data]` section says)."""
+    (or of `data_root`, read the way the run's `[data]` section says). Without `require_weights`,
+    metrics whose Inception weights are absent are skipped with a warning (listed in "skipped")."""
     data = config_from_dict(loaded.config).data
     if data_root is not None:
         data = dataclasses.replace(data, root=str(data_root), max_images=0)
-    evaluator = GenerativeEvaluator(data, names, count, device, inception_weights, cache_dir)
-    scores = evaluate_generator(evaluator, loaded.generator)
+    evaluator = GenerativeEvaluator(data, names, count, device, inception_weights, cache_dir, require_weights)
+    scores = evaluate_generator(evaluator, loaded.generator) if evaluator.names else {}
     reference = "synthetic" if data.dataset == "synthetic" else str(Path(data.root).resolve())
     return {"checkpoint": str(loaded.checkpoint), "step": loaded.step, "reference": reference,
-            "num_images": evaluator.reference_size, "ema": loaded.used_ema, **scores}
+            "num_images": evaluator.reference_size, "ema": loaded.used_ema,
+            "skipped": evaluator.skipped, **scores}
 
 
 def evaluate_super_resolution(translator: Translator, folder: Path, scale: int) -> Iterator[dict]:

@@ -85,7 +85,7 @@ def tiny_recipe_config(recipe: str, data: dict[str, Path], *overrides: str):
         "cyclegan": [*TINY_CYCLEGAN, f"data.root={data['unpaired']}"],
         "srresnet": [*TINY_SR, f"data.root={data['hr']}", f"data.val_root={data['hr']}"],
         "srgan": [*TINY_SR, f"data.root={data['hr']}", f"data.val_root={data['hr']}", "loss.vgg_weights=random",
-                  "loss.vgg_layer=relu2_2", "model.discriminator_args.channels=8", "model.init_generator="],
+                  "loss.vgg_layer=relu2_2", "model.discriminator_args.channels=8", "model.init_generator=none"],
     }[recipe]
     return load_config(REPO / "experiments" / RECIPE_CONFIGS[recipe], [*roots, *overrides])
 

@@ -6,22 +6,23 @@ from types import SimpleNamespace
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import REPO
 
-from gan.bench import CASES, DEFAULT_BASELINE, bench_model, load_baseline, our_step
+from gan.bench import CASES, bench_model, load_baseline, our_step
 from gan.cli import main
 from gan.config import load_config
 from gan.recipes import RECIPES
 from gan.train import make_autocast
 
 CPU = torch.device("cpu")
+SHARED_BASELINE = REPO.parent / "shared" / "bench" / "baseline.py"
 
 
 @pytest.fixture(scope="module")
 def baseline():
-    module = load_baseline(DEFAULT_BASELINE)
-    if module is None:
-        pytest.skip(f"the baseline {DEFAULT_BASELINE} is absent (it sits beside the checkout on project machines)")
-    return module
+    if not SHARED_BASELINE.is_file():
+        pytest.skip(f"the baseline {SHARED_BASELINE} is absent (it sits beside the checkout on project machines)")
+    return load_baseline(SHARED_BASELINE)
 
 
 def parameter_count(networks) -> int:
@@ -63,10 +64,11 @@ def test_bench_times_ours_and_the_baseline_and_reports_the_ratio(baseline):
 def test_bench_cli_writes_json_without_a_baseline(tmp_path):
     out = tmp_path / "bench.json"
     result = CliRunner().invoke(main, ["bench", "--model", "dcgan64", "--rounds", "1", "--iters", "1", "--warmup", "0",
-                                       "--baseline", str(tmp_path / "absent.py"), "--data-root", "none",
                                        "--json", str(out)])
     assert result.exit_code == 0, result.output
-    assert "| dcgan64 |" in result.stdout and "no baseline" in result.output
+    assert "| dcgan64 |" in result.stdout and "baseline columns empty: no --baseline file was given" in result.output
+    missing = CliRunner().invoke(main, ["bench", "--model", "dcgan64", "--baseline", str(tmp_path / "absent.py")])
+    assert missing.exit_code == 2 and "no baseline file" in missing.output and "absent.py" in missing.output
     report = json.loads(out.read_text())
     assert report["models"][0]["model"] == "dcgan64" and report["models"][0]["ratio"] is None
     result = CliRunner().invoke(main, ["bench", "--model", "dcgan65"])

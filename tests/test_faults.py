@@ -216,3 +216,46 @@ def test_a_malformed_newest_checkpoint_falls_back_like_a_corrupt_one(tmp_path):
     with pytest.warns(UserWarning, match="malformed: it has no 'networks'.*falling back"):
         path, restored = _newest_loadable_checkpoint(first.run_dir)
     assert path.name == "checkpoint-00000002.pt" and restored["step"] == 2
+
+
+# ----------------------------------------------------------------------------- a fresh clone
+
+
+@pytest.mark.parametrize("config", sorted(path.name for path in (REPO / "experiments").glob("*.toml")
+                                          if path.name != "dcgan_demo.toml"))
+def test_every_shipped_config_without_its_data_says_which_key_to_set_and_where_to_read(config, tmp_path,
+                                                                                      monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a checkout whose datasets/ folders are not filled
+    result = CliRunner().invoke(main, ["train", str(REPO / "experiments" / config), "--set", "train.steps=1"])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    if config == "srgan_x4.toml":
+        assert "model.init_generator is empty" in result.output
+        assert "gan train experiments/srgan_x4.toml --set model.init_generator=runs/<N>-srresnet_x4" in result.output
+    else:
+        assert re.search(r"does not exist.*; it is set by data\.(root|val_root)", result.output)
+        assert "datasets/README.md" in result.output
+    assert not (tmp_path / "runs").exists() or not [p for p in (tmp_path / "runs").iterdir() if p.is_dir()]
+
+
+def test_no_shipped_config_readme_command_or_help_example_names_the_shared_folder():
+    from gan.cli import main as group
+
+    texts = {path.name: path.read_text() for path in (REPO / "experiments").glob("*.toml")}
+    commands = ("gan ", "python ", "torchrun ", "bash ", "pip ", "benchmarks/")
+    texts["README.md commands"] = "\n".join(line for line in (REPO / "README.md").read_text().splitlines()
+                                            if any(command in line for command in commands))
+    for name, command in group.commands.items():
+        texts[f"gan {name} --help"] = CliRunner().invoke(main, [name, "--help"]).output
+    texts["gan --help"] = CliRunner().invoke(main, ["--help"]).output
+    assert [name for name, text in texts.items() if "../shared" in text] == []
+
+
+def test_the_readme_states_the_celeba_learning_rates_the_configs_use_and_a_cpu_only_install():
+    from gan.config import load_config
+
+    readme = " ".join((REPO / "README.md").read_text().split())
+    for name in ("dcgan_celeba64.toml", "dcgan_celeba128.toml"):
+        train_config = load_config(REPO / "experiments" / name, []).train
+        assert train_config.g_lr == train_config.d_lr
+        assert f"generator and discriminator lr {train_config.g_lr:.0e}".replace("e-04", "e-4") in readme
+    assert "--index-url https://download.pytorch.org/whl/cpu" in readme

@@ -284,3 +284,14 @@ def test_swd_on_real_faces_separates_faces_from_blurred_faces(shared_data):
     real = swd_from_descriptors(reference, patch_descriptors(second, seed=1), 64)["swd/mean"]
     blur = swd_from_descriptors(reference, patch_descriptors(blurred, seed=1), 64)["swd/mean"]
     assert real < 0.5 * blur  # measured: 16.8 against 59.8
+
+
+def test_gan_eval_by_default_computes_what_can_run_here_and_names_what_it_skipped(demo_run, tmp_path):
+    out = tmp_path / "scores.json"
+    result = CliRunner().invoke(main, ["eval", str(demo_run), "--n", "16", "--inception-weights",
+                                       str(tmp_path / "missing.pth"), "--cache-dir", str(tmp_path / "cache"),
+                                       "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "skipped fid, kid: " in result.output and "missing.pth" in result.output
+    scores = json.loads(out.read_text())
+    assert list(scores["skipped"]) == ["fid", "kid"] and "swd/mean" in scores and "fid" not in scores

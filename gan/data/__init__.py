@@ -81,8 +81,25 @@ def _require_root(config: DataConfig) -> None:
 
 
 def build_dataset(config: DataConfig, train: bool = True) -> Dataset:
-    """The training set the `[data]` section describes, or with `train=False` its evaluation set."""
-    return DATASETS.get(config.dataset)(config, train)
+    """The training set the `[data]` section describes, or with `train=False` its evaluation set.
+    A missing folder's error names the config key that sets it and where to learn how to fill it."""
+    try:
+        return DATASETS.get(config.dataset)(config, train)
+    except FileNotFoundError as error:
+        keys = _folder_keys(config, train)
+        raise FileNotFoundError(f"{error}; it is set by {keys} (--set {keys.split(' ')[0]}=/path/to/folder). "
+                                "datasets/README.md says how to obtain each data set and where to put it") from None
+
+
+def _folder_keys(config: DataConfig, train: bool) -> str:
+    """The config key(s) that place the data set's folder, for messages."""
+    if config.dataset == "sr_pairs" and not train and config.val_root:
+        return "data.val_root"
+    if config.dataset == "unpaired" and config.a_root and config.b_root:
+        return "data.a_root and data.b_root"
+    if config.dataset in ("paired", "unpaired"):
+        return "data.root with data.split"
+    return "data.root"
 
 
 def data_identity(config: DataConfig) -> dict:

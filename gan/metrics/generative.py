@@ -117,6 +117,7 @@ class GenerativeEvaluator:
         self.names = check_metric_names(names, "metrics")
         self.cache = ReferenceCache(Path(cache_dir) if cache_dir else user_cache_dir("reference-statistics"))
         self.inception: nn.Module | None = None
+        self.skipped: dict[str, str] = {}  # metric -> why it cannot run here
         if any(name in INCEPTION_METRICS for name in self.names):
             try:
                 self.inception = load_inception(inception_weights, device)
@@ -125,6 +126,7 @@ class GenerativeEvaluator:
                     raise
                 dropped = [name for name in self.names if name in INCEPTION_METRICS]
                 self.names = [name for name in self.names if name not in INCEPTION_METRICS]
+                self.skipped = {name: str(error) for name in dropped}
                 warnings.warn(f"skipping {', '.join(dropped)}: {error}", stacklevel=2)
         self._reference: dict[str, dict[str, torch.Tensor]] | None = None
 

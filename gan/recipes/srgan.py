@@ -45,7 +45,13 @@ class SRGANRecipe:
         self.specs = {"generator": network_spec("generator", model.generator, model.generator_args,
                                                 "model.generator_args", scale=data.scale)}
         self.generator = self.specs["generator"].build().to(device)
-        if model.init_generator:
+        if config.recipe == "srgan" and not model.init_generator:
+            raise ConfigError("model.init_generator is empty: SRGAN starts from a trained SRResNet. Train one, then "
+                              "pass its run directory (or a checkpoint file):\n"
+                              "  gan train experiments/srresnet_x4.toml\n"
+                              "  gan train experiments/srgan_x4.toml --set model.init_generator=runs/<N>-srresnet_x4\n"
+                              '(model.init_generator = "none" trains from random weights)')
+        if model.init_generator not in ("", "none"):
             self._load_initial_generator(model.init_generator)
         self.networks = {"generator": self.generator}
         self.optimizers = {"generator": adam(self.generator, train.g_lr, train, device)}
