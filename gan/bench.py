@@ -52,7 +52,7 @@ CASES = {
                          "model.discriminator_args.norm=instance", "loss.adversarial=lsgan",
                          "train.batch_size=1", "train.ema_decay=0"), "cyclegan256"),
     "srresnet4x": Case(("recipe=srresnet", *_SR, "loss.adversarial_weight=0"), None),
-    "srgan4x": Case(("recipe=srgan", "model.discriminator=srgan", *_SR), "srgan4x"),
+    "srgan4x": Case(("recipe=srgan", "model.discriminator=srgan", "model.init_generator=none", *_SR), "srgan4x"),
 }
 
 

@@ -43,7 +43,7 @@ def main() -> None:
     gan eval runs/00002-sr_pix2pix_x4 --data datasets/sr/Set5
     gan eval runs/00000-dcgan_demo --metrics swd --n 2000
     gan export runs/00000-dcgan_demo --out faces.safetensors
-    gan bench --json bench.json                      # speed against the plain baseline
+    gan bench --baseline baseline.py                 # speed against a plain baseline
     torchrun --nproc_per_node=4 -m gan train experiments/dcgan_celeba128.toml
     tensorboard --logdir runs                        # compare runs
     """
@@ -232,6 +232,7 @@ def translate(checkpoint: Path, source: Path, output: Path, side_by_side: bool, 
     except (CheckpointError, FileNotFoundError, NotADirectoryError, DeviceUnavailable, ValueError) as error:
         _fail(error)
     progress = Progress(len(inputs), unit="image")
+    written = 0
     for done, (image_path, output_path) in enumerate(inputs, 1):
         try:
             image = read_rgb(image_path)
@@ -249,7 +250,8 @@ def translate(checkpoint: Path, source: Path, output: Path, side_by_side: bool, 
             save_image(result, output_path)
         except WriteError as error:
             progress.close()
-            _fail(f"{error}; {done - 1} of {len(inputs)} image(s) were written before it, complete")
+            _fail(f"{error}; {written} of {len(inputs)} image(s) were written before it, each complete")
+        written += 1
         progress.update(done, {}, done / max(time.perf_counter() - progress.started_at, 1e-9))
     progress.close()
     click.echo(f"wrote {len(inputs)} image(s) to {output} with {translator.checkpoint}", err=True)

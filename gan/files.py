@@ -79,10 +79,6 @@ def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
         raise WriteError(f"could not write '{path}' ({free_space(path.parent)}): {reason}") from error
 
 
-def write_bytes_atomically(path: Path, data: bytes) -> None:
-    write_atomically(path, lambda temp: temp.write_bytes(data))
-
-
 def write_text_atomically(path: Path, text: str) -> None:
     write_atomically(path, lambda temp: temp.write_text(text, encoding="utf-8"))
 

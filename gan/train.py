@@ -563,22 +563,25 @@ def _log_generative_metrics(evaluator: GenerativeEvaluator, recipe: Recipe, writ
 
 def _changed_model_keys(saved: dict[str, Any], config: Config) -> str:
     """Which keys that shape the networks differ between the run's saved config and this one."""
-    def flat(tree: dict[str, Any], prefix: str) -> dict[str, Any]:
+    def flatten(tree: dict[str, Any], prefix: str) -> dict[str, Any]:
         items = {}
         for key, value in tree.items():
-            items.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+            items.update(flatten(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
         return items
 
-    now, then = config_to_dict(config), saved
-    shaping = {**flat(then.get("model", {}), "model."), "data.resolution": then.get("data", {}).get("resolution"),
-               "data.scale": then.get("data", {}).get("scale"), "train.ema_decay": then.get("train", {}).get("ema_decay")}
-    current = {**flat(now["model"], "model."), "data.resolution": now["data"]["resolution"],
-               "data.scale": now["data"]["scale"], "train.ema_decay": now["train"]["ema_decay"]}
-    changed = [key for key in sorted(set(shaping) | set(current)) if shaping.get(key) != current.get(key)]
+    def shaping(tree: dict[str, Any]) -> dict[str, Any]:
+        values = flatten(tree.get("model", {}), "model.")
+        for key in ("data.resolution", "data.scale", "train.ema_decay"):
+            section, name = key.split(".")
+            values[key] = tree.get(section, {}).get(name)
+        return values
+
+    then, now = shaping(saved), shaping(config_to_dict(config))
+    changed = [key for key in sorted(set(then) | set(now)) if then.get(key) != now.get(key)]
     if not changed:
         return "The run's config and this one build it alike; the checkpoint may come from another version of gan."
-    return ("The run was trained with " + ", ".join(f"{key} = {shaping.get(key)!r}" for key in changed) +
-            "; this config has " + ", ".join(f"{current.get(key)!r}" for key in changed) +
+    return ("The run was trained with " + ", ".join(f"{key} = {then.get(key)!r}" for key in changed) +
+            "; this config has " + ", ".join(f"{now.get(key)!r}" for key in changed) +
             ". Set them back (--set KEY=VALUE) or train a new run.")
 
 
@@ -605,8 +608,8 @@ def _check_training_state(state: dict[str, Any], path: Path) -> None:
     hand-edited file): CheckpointError, so that a resume falls back as from a corrupt one."""
     for key, kind in TRAINING_STATE.items():
         if not isinstance(state.get(key), kind):
-            raise CheckpointError(f"checkpoint '{path}' is malformed: it has no '{key}' "
-                                  f"({'an export holds weights only' if key != 'step' else 'not a training state'})")
+            raise CheckpointError(f"checkpoint '{path}' is malformed: it has no '{key}' (a checkpoint of "
+                                  "`gan train` holds the whole training state; an export holds weights only)")
 
 
 def _restore(recipe: Recipe, state: dict[str, Any], config: Config, path: Path) -> None:
