@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from kill9_loop import REPO, SETTINGS, identical, last_reported_step  # noqa: E402
 
-STEPS = 1000  # checkpoints every 10 steps (kill9_loop's settings)
+STEPS = 400  # checkpoints every 10 steps (kill9_loop's settings)
 CONFIG = str(REPO / "experiments" / "dcgan_demo.toml")
 
 

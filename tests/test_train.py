@@ -112,7 +112,11 @@ def test_metric_watch_finds_the_first_bad_step_without_per_step_reads():
     watch.add(1, {"a": torch.tensor(1.0), "b": torch.tensor(2.0)})
     watch.add(2, {"a": torch.tensor(3.0), "b": torch.tensor(float("inf"))})
     watch.add(3, {"a": torch.tensor(float("nan")), "b": torch.tensor(float("nan"))})
-    assert watch.first_non_finite() == (2, "b")
+    assert watch.first_non_finite() == (2, "b", float("inf"))
+    bounded = MetricWatch(CPU, bound=10.0)
+    bounded.add(1, {"a": torch.tensor(-9.0)})
+    bounded.add(2, {"a": torch.tensor(-11.0)})  # a magnitude beyond the bound, though finite
+    assert bounded.first_non_finite() == (2, "a", -11.0)
     fresh = MetricWatch(CPU)
     fresh.add(1, {"a": torch.tensor(1.0)})
     fresh.add(2, {"a": torch.tensor(3.0)})
