@@ -169,7 +169,7 @@ class MetricWatch:
             raise RuntimeError(f"the recipe must return the same metrics every step: {self.names} vs {list(metrics)}")
         values = torch.stack([metrics[name].detach().reshape(()).to(torch.float64) for name in self.names])
         self.sums += values
-        first = ~(values.abs() <= self.bound) & (self.first_bad < 0)  # NaN compares false
+        first = (~torch.isfinite(values) | (values.abs() > self.bound)) & (self.first_bad < 0)
         self.first_bad = torch.where(first, step, self.first_bad)
         self.bad_values = torch.where(first, values, self.bad_values)
         self.count += 1
@@ -503,7 +503,7 @@ def _raise_if_weights_diverged(recipe: Recipe, step: int, bound: float, last_che
     finite; checked where the loop reads back anyway (log points, before checkpoints)."""
     for name, network in recipe.networks.items():
         largest = _largest_weight(network)
-        if not largest <= bound:
+        if not math.isfinite(largest) or largest > bound:
             raise NonFiniteLossError(step, f"weights of {name}", last_checkpoint, largest, bound)
 
 
