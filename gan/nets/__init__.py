@@ -103,7 +103,7 @@ def first_mismatch(expected: dict[str, Any], given: dict[str, Any]) -> str | Non
     missing = [key for key in expected if key not in given]
     unexpected = [key for key in given if key not in expected]
     if missing:
-        return f"parameter '{missing[0]}' is missing ({len(missing)} missing in all)"
+        return f"parameter '{missing[0]}' is missing from the file ({len(missing)} missing in all)"
     if unexpected:
         return f"parameter '{unexpected[0]}' is not in the network ({len(unexpected)} such in all)"
     for key, tensor in expected.items():
