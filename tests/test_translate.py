@@ -1,5 +1,6 @@
 """gan translate / gan eval, and the pix2pix recipe end to end on tiny data."""
 
+import contextlib
 import csv
 
 import numpy as np
@@ -167,3 +168,35 @@ def test_output_names_without_an_image_extension_are_refused_before_any_work(pix
     assert not (tmp_path / "out").exists()
     sample = CliRunner().invoke(main, ["sample", str(run_dir), "--out", str(tmp_path / "x.txt")])
     assert sample.exit_code == 2 and "'.txt': expected one of .png" in sample.output
+
+
+def test_the_norm_statistics_benchmark_runs_a_generator_each_way(pix2pix_run):
+    import importlib.util
+
+    from gan.checkpoint import list_checkpoints, load_checkpoint
+    from gan.config import config_from_dict
+    from gan.data import build_dataset
+    from gan.nets import NetworkSpec
+    from gan.recipes.image_to_image import pair_scores
+
+    spec = importlib.util.spec_from_file_location("norm_statistics", REPO / "benchmarks" / "norm_statistics.py")
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    run_dir, _ = pix2pix_run
+    config = config_from_dict(load_checkpoint(list_checkpoints(run_dir)[-1])["config"])
+    config.data.resolution, config.data.load_size = 64, 72  # crops this U-Net (6 downsamplings) can take
+    generator = NetworkSpec("generator", "unet", {"num_downs": 6, "channels": 4, "norm": "batch"}).build()  # has dropout
+    runs = benchmark.variants(generator, config, [2])
+    assert list(runs) == ["eval", "batch", "reference", "standing-2"]
+
+    def modes(network, kind):
+        return {module.training for module in network.modules() if isinstance(module, kind)}
+
+    assert modes(runs["batch"], torch.nn.BatchNorm2d) == {True} and modes(runs["batch"], torch.nn.Dropout) == {False}
+    assert modes(runs["reference"], torch.nn.Dropout) == {True}
+    standing = [module for module in runs["standing-2"].modules() if isinstance(module, torch.nn.BatchNorm2d)]
+    assert all(module.num_batches_tracked == 2 and not module.training for module in standing)
+    dataset = build_dataset(config.data, train=False)
+    scores = {name: pair_scores(network, dataset, config.data, torch.device("cpu"), 64, contextlib.nullcontext)
+              for name, network in runs.items()}
+    assert scores["eval"] != scores["batch"] and all(0 < score["val/psnr"] < 100 for score in scores.values())
