@@ -53,6 +53,7 @@ from gan.distributed import (
     synchronise_weights,
     use_sync_batchnorm,
 )
+from gan.event_log import EventLog
 from gan.files import RunLock, WriteError, remove_stale_temps, write_text_atomically
 from gan.images import image_grid, save_image_grid
 from gan.metrics.generative import GenerativeEvaluator, evaluate_generator
@@ -295,7 +296,8 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
 
     from torch.utils.tensorboard import SummaryWriter  # slow import: only when training
 
-    writer = SummaryWriter(str(run_dir), purge_step=start_step + 1 if resume else None) if main else _NullWriter()
+    writer = (EventLog(lambda purge: SummaryWriter(str(run_dir), purge_step=purge), run_dir,
+                       purge_step=start_step + 1 if resume else None) if main else _NullWriter())
     data: Iterator = training_batches(config.data, dataset, train_config.batch_size, train_config.seed,
                                       samples_seen, device, group)
     watch = MetricWatch(device, train_config.divergence_bound)

@@ -259,3 +259,52 @@ def test_the_readme_states_the_celeba_learning_rates_the_configs_use_and_a_cpu_o
         assert train_config.g_lr == train_config.d_lr
         assert f"generator and discriminator lr {train_config.g_lr:.0e}".replace("e-04", "e-4") in readme
     assert "--index-url https://download.pytorch.org/whl/cpu" in readme
+
+
+def test_tensorboard_events_on_a_full_disk_are_warned_about_once_and_resume_later(tmp_path):
+    from gan.event_log import EventLog
+
+    class Writer:
+        """Like TensorBoard's: once a write fails, every later call raises the same error."""
+        opened = []
+
+        def __init__(self, purge_step):
+            self.broken, self.scalars = None, []
+            Writer.opened.append(self)
+
+        def add_scalar(self, tag, value, step):
+            if self.broken or (len(Writer.opened) == 1 and step == 3):
+                self.broken = self.broken or OSError(28, "No space left on device")
+                raise self.broken
+            self.scalars.append(step)
+
+        def close(self):
+            if self.broken:
+                raise self.broken
+
+    log = EventLog(Writer, tmp_path, retry_s=3600)
+    with pytest.warns(UserWarning, match="could not be written .*No space left.*logging resumes") as caught:
+        for step in range(1, 7):
+            log.add_scalar("loss", 1.0, step)
+    assert len(caught) == 1 and Writer.opened[0].scalars == [1, 2] and len(Writer.opened) == 1
+    log.retry_s = 0  # space again: the next call opens a fresh event file
+    log.add_scalar("loss", 1.0, 7)
+    log.close()
+    assert len(Writer.opened) == 2 and Writer.opened[1].scalars == [7]
+
+
+def test_a_run_whose_event_file_cannot_be_written_finishes(tmp_path, monkeypatch):
+    import torch.utils.tensorboard as tensorboard
+
+    real = tensorboard.SummaryWriter
+
+    class FullDiskWriter(real):
+        def add_scalar(self, tag, value, step=None, *args, **kwargs):
+            if step == 2:
+                raise OSError(28, "No space left on device")
+            return super().add_scalar(tag, value, step, *args, **kwargs)
+
+    monkeypatch.setattr(tensorboard, "SummaryWriter", FullDiskWriter)
+    with pytest.warns(UserWarning, match="TensorBoard events .* could not be written"):
+        result = train(tiny_config(), tmp_path / "run", CPU, progress_stream=sys.stdout)
+    assert result.step == 4 and result.checkpoint.name == "checkpoint-00000004.pt"
