@@ -10,6 +10,7 @@ was full are lost; checkpoints are written and retried on their own (gan/files.p
 
 from __future__ import annotations
 
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -25,7 +26,15 @@ class EventLog:
         self._warned = False
         self._failed_at = 0.0
         self._writer = None
+        # TensorBoard's thread prints its OSError as a traceback before the error reaches us;
+        # the warning below says it in one line, so that thread's OSErrors are not printed.
+        self._previous_hook = threading.excepthook
+        threading.excepthook = self._quiet_writer_thread_errors
         self._try_open(purge_step)
+
+    def _quiet_writer_thread_errors(self, args: threading.ExceptHookArgs) -> None:
+        if not (issubclass(args.exc_type, OSError) and type(args.thread).__module__.startswith("tensorboard.")):
+            self._previous_hook(args)
 
     def _try_open(self, purge_step: int | None = None) -> None:
         try:
@@ -70,3 +79,4 @@ class EventLog:
             except OSError as error:
                 self._fail(error)
             self._writer = None
+        threading.excepthook = self._previous_hook

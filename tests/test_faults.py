@@ -282,6 +282,9 @@ def test_tensorboard_events_on_a_full_disk_are_warned_about_once_and_resume_late
             if self.broken:
                 raise self.broken
 
+    import threading
+
+    hook = threading.excepthook
     log = EventLog(Writer, tmp_path, retry_s=3600)
     with pytest.warns(UserWarning, match="could not be written .*No space left.*logging resumes") as caught:
         for step in range(1, 7):
@@ -291,6 +294,7 @@ def test_tensorboard_events_on_a_full_disk_are_warned_about_once_and_resume_late
     log.add_scalar("loss", 1.0, 7)
     log.close()
     assert len(Writer.opened) == 2 and Writer.opened[1].scalars == [7]
+    assert threading.excepthook is hook  # TensorBoard's thread errors are quiet only while the log is open
 
 
 def test_a_run_whose_event_file_cannot_be_written_finishes(tmp_path, monkeypatch):
