@@ -28,9 +28,9 @@ from gan.config import config_from_dict  # noqa: E402
 from gan.data.decode import find_images  # noqa: E402
 from gan.ema import latent_batches, standing_statistics  # noqa: E402
 from gan.images import save_image_grid  # noqa: E402
+from gan.inference import generate, random_latents  # noqa: E402
 from gan.metrics.generative import GenerativeEvaluator, evaluate_generator, generated_images  # noqa: E402
 from gan.nets import NetworkSpec  # noqa: E402
-from gan.sample import generate, random_latents  # noqa: E402
 
 CPU = torch.device("cpu")
 

@@ -151,7 +151,8 @@ def sample(source: Path, count: int, out: Path | None, separate: Path | None, se
     from gan.checkpoint import CheckpointError
     from gan.files import WriteError
     from gan.images import image_format_of, save_image, save_image_grid, signed_to_pil
-    from gan.sample import generate, interpolation_latents, load_generator, random_latents
+    from gan.inference import generate, random_latents
+    from gan.sample import interpolation_latents, load_generator
     from gan.train import DeviceUnavailable, select_device
 
     if out is None and separate is None:

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from gan.checkpoint import CheckpointError
+from gan.inference import random_latents
 from gan.nets import NetworkSpec
 
 
@@ -60,11 +61,6 @@ def generator_from_checkpoint(state: dict[str, Any], path: Path, device: torch.d
                            state["step"])
 
 
-def random_latents(count: int, latent_dim: int, seed: int) -> torch.Tensor:
-    """(count, latent_dim) standard normal latents, reproducible from `seed` on any device."""
-    return torch.randn(count, latent_dim, generator=torch.Generator().manual_seed(seed))
-
-
 def slerp(start: torch.Tensor, end: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """Spherical interpolation between rows of `start` and `end` (N, D) at fractions `t` (K,) -> (N, K, D).
 
@@ -85,11 +81,3 @@ def interpolation_latents(rows: int, steps: int, latent_dim: int, seed: int) -> 
     endpoints = random_latents(2 * rows, latent_dim, seed)
     path = slerp(endpoints[:rows], endpoints[rows:], torch.linspace(0, 1, steps))
     return path.reshape(rows * steps, latent_dim)
-
-
-@torch.no_grad()
-def generate(generator: nn.Module, latents: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
-    """Images (N, 3, H, W) in [-1, 1] on the CPU, generated in batches."""
-    device = next(generator.parameters()).device
-    chunks = [generator(chunk.to(device)).float().cpu() for chunk in latents.split(batch_size)]
-    return torch.cat(chunks).clamp_(-1, 1)

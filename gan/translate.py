@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
@@ -19,20 +18,8 @@ from gan.checkpoint import CheckpointError
 from gan.data.super_resolution import bicubic_resize
 from gan.export import generator_name, load_source
 from gan.images import pil_to_signed, signed_to_pil
+from gan.inference import run_padded
 from gan.nets import NetworkSpec
-
-
-def run_padded(generator: nn.Module, images: torch.Tensor, size_multiple: int) -> torch.Tensor:
-    """generator(images) for any H, W: pad bottom/right to `size_multiple`, then crop the result back."""
-    height, width = images.shape[-2:]
-    pad_height, pad_width = -height % size_multiple, -width % size_multiple
-    if pad_height or pad_width:
-        # reflection needs the pad to be smaller than the side; tiny images fall back to edge replication
-        mode = "reflect" if pad_height < height and pad_width < width else "replicate"
-        images = F.pad(images, (0, pad_width, 0, pad_height), mode=mode)
-    output = generator(images)
-    upscale = output.shape[-1] // images.shape[-1]
-    return output[..., : height * upscale, : width * upscale]
 
 
 def _tile_starts(length: int, tile: int, stride: int) -> list[int]:

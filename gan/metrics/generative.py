@@ -23,6 +23,7 @@ from gan.checkpoint import CheckpointError, save_checkpoint
 from gan.config import DataConfig
 from gan.data.cache import user_cache_dir
 from gan.images import signed_to_uint8
+from gan.inference import eval_mode, generate, random_latents
 from gan.metrics.feature_distances import (
     GaussianStatistics,
     frechet_distance,
@@ -184,9 +185,6 @@ class GenerativeEvaluator:
 @torch.no_grad()
 def generated_images(generator: nn.Module, count: int, seed: int = 0, batch_size: int = 64) -> torch.Tensor:
     """uint8 (count, 3, R, R) from latents drawn with their own seeded generator (the global RNG is untouched)."""
-    from gan.recipes.base import eval_mode
-    from gan.sample import generate, random_latents
-
     with eval_mode(generator):
         return signed_to_uint8(generate(generator, random_latents(count, generator.latent_dim, seed), batch_size))
 

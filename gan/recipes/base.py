@@ -28,8 +28,8 @@ A recipe is constructed as `Recipe(config, device, autocast)` and provides:
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager, contextmanager
-from typing import Any, Callable, Iterator, Protocol
+from contextlib import AbstractContextManager
+from typing import Any, Callable, Protocol
 
 import torch
 from torch import nn
@@ -79,15 +79,3 @@ def adam(networks: nn.Module | list[nn.Module], lr: float, train: TrainConfig,
         kernel = "fused" if device.type == "cuda" else "foreach"
     options = {"fused": {"fused": True}, "foreach": {"foreach": True}, "loop": {"foreach": False}}[kernel]
     return torch.optim.Adam(parameters, lr=lr, betas=(train.beta1, train.beta2), **options)
-
-
-@contextmanager
-def eval_mode(network: nn.Module) -> Iterator[nn.Module]:
-    """Run `network` in eval mode (running norm statistics, no dropout) inside the block, then
-    restore its mode; for previews, which must not change training state."""
-    was_training = network.training
-    network.eval()
-    try:
-        yield network
-    finally:
-        network.train(was_training)

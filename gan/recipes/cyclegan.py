@@ -17,11 +17,11 @@ from torch.utils.data import Dataset
 from gan.config import Config
 from gan.data import build_dataset
 from gan.image_pool import ImagePool
+from gan.inference import eval_mode, run_padded
 from gan.losses import AdversarialLoss
 from gan.nets import network_spec
 from gan.recipes import RECIPES
-from gan.recipes.base import AutocastFactory, adam, eval_mode, set_requires_grad
-from gan.translate import run_padded
+from gan.recipes.base import AutocastFactory, adam, set_requires_grad
 
 DIRECTIONS = ("AtoB", "BtoA")
 

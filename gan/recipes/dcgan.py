@@ -11,10 +11,11 @@ from torch.utils.data import Dataset
 from gan.config import Config
 from gan.data import build_dataset
 from gan.ema import EMA, latent_batches, standing_statistics
+from gan.inference import eval_mode
 from gan.losses import AdversarialLoss, add_instance_noise, annealed_std
 from gan.nets import network_spec
 from gan.recipes import RECIPES
-from gan.recipes.base import AutocastFactory, adam, eval_mode, set_requires_grad
+from gan.recipes.base import AutocastFactory, adam, set_requires_grad
 
 
 @RECIPES.register("dcgan")

@@ -10,9 +10,9 @@ from torch.utils.data import Dataset
 
 from gan.config import Config, DataConfig
 from gan.data import build_dataset
+from gan.inference import eval_mode, run_padded
 from gan.metrics import psnr, signed_to_255, ssim
-from gan.recipes.base import AutocastFactory, eval_mode
-from gan.translate import run_padded
+from gan.recipes.base import AutocastFactory
 
 
 def load_preview_batch(config: Config, device: torch.device) -> dict[str, torch.Tensor]:

@@ -1,0 +1,51 @@
+"""Running a network for its outputs rather than to train it, shared by recipes (previews,
+validation), metrics and commands: eval mode for a block, and any image size through the
+network's size multiple, latents and batched generation. It sits below all of them and
+imports none of them."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@contextmanager
+def eval_mode(network: nn.Module) -> Iterator[nn.Module]:
+    """Run `network` in eval mode (running norm statistics, no dropout) inside the block, then
+    restore its mode; for previews, which must not change training state."""
+    was_training = network.training
+    network.eval()
+    try:
+        yield network
+    finally:
+        network.train(was_training)
+
+
+def run_padded(generator: nn.Module, images: torch.Tensor, size_multiple: int) -> torch.Tensor:
+    """generator(images) for any H, W: pad bottom/right to `size_multiple`, then crop the result back."""
+    height, width = images.shape[-2:]
+    pad_height, pad_width = -height % size_multiple, -width % size_multiple
+    if pad_height or pad_width:
+        # reflection needs the pad to be smaller than the side; tiny images fall back to edge replication
+        mode = "reflect" if pad_height < height and pad_width < width else "replicate"
+        images = F.pad(images, (0, pad_width, 0, pad_height), mode=mode)
+    output = generator(images)
+    upscale = output.shape[-1] // images.shape[-1]
+    return output[..., : height * upscale, : width * upscale]
+
+
+def random_latents(count: int, latent_dim: int, seed: int) -> torch.Tensor:
+    """(count, latent_dim) standard normal latents, reproducible from `seed` on any device."""
+    return torch.randn(count, latent_dim, generator=torch.Generator().manual_seed(seed))
+
+
+@torch.no_grad()
+def generate(generator: nn.Module, latents: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    """Images (N, 3, H, W) in [-1, 1] on the CPU, generated in batches."""
+    device = next(generator.parameters()).device
+    chunks = [generator(chunk.to(device)).float().cpu() for chunk in latents.split(batch_size)]
+    return torch.cat(chunks).clamp_(-1, 1)
