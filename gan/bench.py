@@ -247,7 +247,7 @@ def bench_data(root: Path, resolution: int, batch_size: int, batches: int, worke
     from gan.data import build_dataset, training_batches
 
     data = DataConfig(dataset="folder", root=str(root), resolution=resolution, num_workers=workers,
-                      cache="ram", cache_dir=str(cache_dir), hflip=True)
+                      cache="mmap", cache_dir=str(cache_dir), hflip=True)
     dataset = build_dataset(data)
     start = time.perf_counter()
     stream = training_batches(data, dataset, batch_size, 0, 0, torch.device("cpu"))

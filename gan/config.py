@@ -11,6 +11,7 @@ import dataclasses
 import math
 import tomllib
 import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ class DataConfig:
     max_images: int = 0  # use only the first N images (sorted by path); 0 = all
     strict: bool = False  # unreadable image files are errors instead of skipped with a warning
     num_workers: int = 2  # DataLoader worker processes; 0 = load in the training process
-    cache: str = "off"  # celeba, folder: off | ram (decoded once to disk, memory-mapped) | device (copied to the GPU)
+    cache: str = "off"  # celeba, folder: off | mmap (decoded once to a file, memory-mapped) | device (copied to the GPU)
     cache_dir: str = ""  # decoded-image caches; "" = $XDG_CACHE_HOME/gan/decoded or ~/.cache/gan/decoded
     cache_verify: bool = False  # check every checksum of the cache on opening, not a random sample of them
     synthetic_size: int = 20000  # synthetic only: number of distinct images
@@ -239,7 +240,11 @@ def validate(config: Config) -> None:
     data = config.data
     _check_choice("data.layout", data.layout, ("auto", "aligned", "folders"))
     _check_choice("data.direction", data.direction, ("AtoB", "BtoA"))
-    _check_choice("data.cache", data.cache, ("off", "ram", "device"))
+    if data.cache == "ram":  # the old name; the decoded images were never in RAM but in a file on disk
+        warnings.warn('data.cache = "ram" is now called "mmap" (the decoded images are a memory-mapped file on '
+                      'disk); "ram" still works', FutureWarning, stacklevel=3)
+        data.cache = "mmap"
+    _check_choice("data.cache", data.cache, ("off", "mmap", "device"))
     _check_choice("train.channels_last", config.train.channels_last, ("auto", "on", "off"))
     _check_choice("train.compile", config.train.compile, ("auto", "on", "off"))
     _check_choice("train.compile_backend", config.train.compile_backend, ("inductor", "aot_eager", "eager"))

@@ -118,3 +118,10 @@ def test_missing_config_file():
 def test_values_that_would_crash_later_are_refused_at_load_time_naming_the_key(assignment, expected):
     with pytest.raises(ConfigError, match=expected):
         load_config(None, [assignment])
+
+
+def test_the_old_cache_name_ram_still_works_with_a_warning_naming_the_new_one():
+    with pytest.warns(FutureWarning, match='data.cache = "ram" is now called "mmap"'):
+        config = load_config(None, ["data.dataset=folder", "data.cache=ram"])
+    assert config.data.cache == "mmap"
+    assert load_config(None, ["data.dataset=folder", "data.cache=mmap"]).data.cache == "mmap"

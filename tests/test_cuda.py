@@ -88,7 +88,7 @@ def test_the_device_cache_gives_the_batches_of_the_ram_cache(face_folder, tmp_pa
         stream = training_batches(config, build_dataset(config), 8, 3, 5, device)
         return [next(stream)["image"].cpu().clone() for _ in range(7)]
 
-    on_device, in_ram, on_cpu = batches("device", CUDA), batches("ram", CUDA), batches("off", torch.device("cpu"))
+    on_device, in_ram, on_cpu = batches("device", CUDA), batches("mmap", CUDA), batches("off", torch.device("cpu"))
     for a, b, c in zip(on_device, in_ram, on_cpu):
         assert torch.equal(a, b) and torch.equal(a, c)
 
@@ -98,7 +98,7 @@ def test_the_sync_check_catches_a_sync():
         torch.ones(1, device=CUDA).sum().item()
 
 
-@pytest.mark.parametrize("cache", ["off", "ram", "device"])
+@pytest.mark.parametrize("cache", ["off", "mmap", "device"])
 def test_steady_state_steps_never_wait_for_the_gpu(cache, face_folder, tmp_path):
     config = tiny_config("data.dataset=folder", f"data.root={face_folder}", f"data.cache={cache}",
                          f"data.cache_dir={tmp_path / 'cache'}", "train.sync_debug=true", "train.steps=12",

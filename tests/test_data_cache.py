@@ -37,7 +37,7 @@ def take(stream, count: int) -> list[torch.Tensor]:
     return [next(stream)["image"].clone() for _ in range(count)]  # cached batches reuse two buffers
 
 
-@pytest.mark.parametrize("mode", ["ram", "device"])
+@pytest.mark.parametrize("mode", ["mmap", "device"])
 def test_cached_batches_equal_the_uncached_loader_from_any_position(folder, tmp_path, mode):
     uncached_config, cached_config = config_for(folder, "off", tmp_path), config_for(folder, mode, tmp_path)
     dataset = build_dataset(uncached_config)
@@ -54,7 +54,7 @@ def test_the_cache_is_built_once_and_rebuilt_when_the_source_changes(folder, tmp
     builds = []
     original = cache_module._build
     monkeypatch.setattr(cache_module, "_build", lambda *args: builds.append(args[1]) or original(*args))
-    config = config_for(folder, "ram", tmp_path)
+    config = config_for(folder, "mmap", tmp_path)
 
     def first_batch() -> torch.Tensor:
         return next(training_batches(config, build_dataset(config), 10, 0, 0, CPU))["image"]
@@ -75,7 +75,7 @@ def test_the_cache_is_built_once_and_rebuilt_when_the_source_changes(folder, tmp
 
 
 def test_a_cache_without_its_header_is_rebuilt(folder, tmp_path):
-    config = config_for(folder, "ram", tmp_path)
+    config = config_for(folder, "mmap", tmp_path)
     next(training_batches(config, build_dataset(config), 2, 0, 0, CPU))
     (header,) = (tmp_path / "cache").glob("*.json")
     header.write_text("{broken")
@@ -87,7 +87,7 @@ def test_training_with_the_cache_gives_the_same_weights(folder, tmp_path):
     common = ["data.dataset=folder", f"data.root='{folder}'", "data.resolution=32", "data.hflip=true",
               f"data.cache_dir='{tmp_path / 'cache'}'"]
     runs = [train(tiny_config(*common, f"data.cache={mode}"), tmp_path / mode, CPU, progress_stream=sys.stdout)
-            for mode in ("off", "ram")]
+            for mode in ("off", "mmap")]
     weights = [torch.load(run.checkpoint, weights_only=True)["networks"]["generator"] for run in runs]
     for key in weights[0]:
         assert torch.equal(weights[0][key], weights[1][key]), key
@@ -95,8 +95,8 @@ def test_training_with_the_cache_gives_the_same_weights(folder, tmp_path):
 
 def test_the_cache_is_only_for_image_file_datasets():
     with pytest.raises(ConfigError, match="data.cache applies to the celeba and folder datasets, not 'synthetic'"):
-        tiny_config("data.cache=ram")
-    with pytest.raises(ConfigError, match="data.cache must be one of off, ram, device"):
+        tiny_config("data.cache=mmap")
+    with pytest.raises(ConfigError, match="data.cache must be one of off, mmap, device"):
         tiny_config("data.cache=gpu")
 
 
@@ -111,14 +111,14 @@ def test_a_device_cache_larger_than_the_free_gpu_memory_says_what_it_needs(monke
     huge = np.broadcast_to(np.zeros((1, 3, 128, 128), dtype=np.uint8), (43691, 3, 128, 128))  # 2 GiB, no memory
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (2**30, 80 * 2**30))
     with pytest.raises(ConfigError, match=r'data.cache="device" needs 2.00 GiB of GPU memory for 43691 images of '
-                                          r"128 px; cuda has 1.00 GiB free of 80.00 GiB: use data.cache=\"ram\""):
+                                          r"128 px; cuda has 1.00 GiB free of 80.00 GiB: use data.cache=\"mmap\""):
         cache_module.upload_to_device(huge, torch.device("cuda"))
 
 
 def test_a_killed_builders_temp_file_is_removed_and_a_live_ones_kept(folder, tmp_path):
     import subprocess
 
-    config = config_for(folder, "ram", tmp_path)
+    config = config_for(folder, "mmap", tmp_path)
     next(training_batches(config, build_dataset(config), 2, 0, 0, CPU))
     (header,) = (tmp_path / "cache").glob("*.json")
     header.unlink()  # so the next start rebuilds
@@ -136,7 +136,7 @@ def test_a_killed_builders_temp_file_is_removed_and_a_live_ones_kept(folder, tmp
 
 
 def build_once(folder: Path, tmp_path: Path, **changes) -> tuple[DataConfig, Path]:
-    config = config_for(folder, "ram", tmp_path)
+    config = config_for(folder, "mmap", tmp_path)
     for key, value in changes.items():
         setattr(config, key, value)
     next(training_batches(config, build_dataset(config), 2, 0, 0, CPU))

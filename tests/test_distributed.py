@@ -75,7 +75,7 @@ def test_two_gloo_processes_build_the_data_cache_once_and_train(tmp_path, shared
     """One builder per machine: the other process waits at a barrier, then maps what it built."""
     cache_dir, out = tmp_path / "cache", tmp_path / "runs"
     sets = [arg for item in [*TINY, "data.dataset=celeba", f"data.root={shared_data / 'faces'}", "data.max_images=256",
-                             "data.cache=ram", f"data.cache_dir={cache_dir}", "train.steps=3"]
+                             "data.cache=mmap", f"data.cache_dir={cache_dir}", "train.steps=3"]
             for arg in ("--set", item)]
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "gan", "train",

@@ -239,7 +239,7 @@ def upload_to_device(images: np.ndarray, device: torch.device) -> torch.Tensor:
     """The cached array as one uint8 tensor on `device`, copied in chunks so host memory stays
     bounded (the array is memory-mapped); a clear error when the GPU cannot hold it."""
     needed = images.nbytes
-    advice = ('use data.cache="ram" (memory-mapped on the host), a lower data.resolution or fewer images '
+    advice = ('use data.cache="mmap" (memory-mapped on the host), a lower data.resolution or fewer images '
               "(data.max_images)")
     if device.type == "cuda":
         free, total = torch.cuda.mem_get_info(device)
