@@ -17,6 +17,10 @@ A recipe is constructed as `Recipe(config, device, autocast)` and provides:
 - `preview() -> dict[str, Tensor]`: image batches (N, 3, H, W) in [-1, 1] to show
   as grids; must not draw from the global RNG or change training state.
 - `state_dict()` / `load_state_dict()`: any other state to checkpoint.
+
+`RecipeBase` (below) provides the set-up they share: `config`/`device`/`autocast`,
+`build_dataset`, a `preview_batch()` loaded once, and empty `state_dict`. Recipes
+subclass it and nothing else: no recipe inherits from another.
 - optionally `evaluate() -> dict[str, float]`: validation metrics (`val/psnr`, ...),
   logged every `log.eval_every` steps; must not change training state.
 - optionally `evaluation_generator() -> nn.Module`: an unconditional generator (with
@@ -36,6 +40,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from gan.config import Config, TrainConfig
+from gan.data import build_dataset
 from gan.nets import NetworkSpec
 
 AutocastFactory = Callable[[], AbstractContextManager]
@@ -57,6 +62,40 @@ class Recipe(Protocol):
     def state_dict(self) -> dict[str, Any]: ...
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class RecipeBase:
+    """The set-up every recipe shares; recipes subclass it, never each other.
+
+    It keeps `config`, `device` and `autocast`, builds the training set from `[data]`,
+    loads the fixed evaluation batch for previews once (`preview_batch`), and has no state
+    of its own to checkpoint unless a recipe overrides `state_dict`/`load_state_dict`.
+    """
+
+    def __init__(self, config: Config, device: torch.device, autocast: AutocastFactory):
+        self.config, self.device, self.autocast = config, device, autocast
+        self._preview_batch: dict[str, torch.Tensor] | None = None
+
+    def build_dataset(self) -> Dataset:
+        return build_dataset(self.config.data, train=True)
+
+    def preview_batch(self) -> dict[str, torch.Tensor]:
+        """The first `log.num_samples` evaluation items as batches on the device, loaded once."""
+        if self._preview_batch is None:
+            self._preview_batch = {key: value.to(self.device) for key, value in self.load_preview_items().items()}
+        return self._preview_batch
+
+    def load_preview_items(self) -> dict[str, torch.Tensor]:
+        """The first `log.num_samples` evaluation items, stacked key by key."""
+        dataset = build_dataset(self.config.data, train=False)
+        items = [dataset[index] for index in range(min(self.config.log.num_samples, len(dataset)))]
+        return {key: torch.stack([item[key] for item in items]) for key in items[0]}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
 
 
 def set_requires_grad(network: nn.Module, flag: bool) -> None:

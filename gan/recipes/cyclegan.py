@@ -12,30 +12,26 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset
 
 from gan.config import Config
-from gan.data import build_dataset
 from gan.image_pool import ImagePool
 from gan.inference import eval_mode, run_padded
 from gan.losses import AdversarialLoss
 from gan.nets import network_spec
 from gan.recipes import RECIPES
-from gan.recipes.base import AutocastFactory, adam, set_requires_grad
+from gan.recipes.base import AutocastFactory, RecipeBase, adam, set_requires_grad
 
 DIRECTIONS = ("AtoB", "BtoA")
 
 
 @RECIPES.register("cyclegan")
-class CycleGANRecipe:
+class CycleGANRecipe(RecipeBase):
     """Networks are named by what they do: `generator_AtoB` maps A to B, `discriminator_B`
     tells real B from generated B. Both generators share one optimiser, as do both
     discriminators (as in the reference)."""
 
     def __init__(self, config: Config, device: torch.device, autocast: AutocastFactory):
-        self.config = config
-        self.device = device
-        self.autocast = autocast
+        super().__init__(config, device, autocast)
         model, train, loss = config.model, config.train, config.loss
         self.specs = {f"generator_{direction}": network_spec("generator", model.generator, model.generator_args,
                                                              "model.generator_args")
@@ -54,10 +50,6 @@ class CycleGANRecipe:
         self.loss = AdversarialLoss(loss.adversarial, loss.label_smoothing, loss.gp_weight)
         self.pools = {domain: ImagePool(loss.pool_size) for domain in ("A", "B")}
         self.size_multiple = getattr(self.generators["AtoB"], "size_multiple", 1)
-        self._preview_batch: dict[str, torch.Tensor] | None = None
-
-    def build_dataset(self) -> Dataset:
-        return build_dataset(self.config.data, train=True)
 
     def step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
         real = {"A": batch["a"], "B": batch["b"]}
@@ -102,15 +94,6 @@ class CycleGANRecipe:
         self.optimizers["discriminator"].step()
 
         return {**{name: value.detach() for name, value in terms.items()}, "loss/g": g_loss.detach(), **scores}
-
-    def preview_batch(self) -> dict[str, torch.Tensor]:
-        """The first `log.num_samples` evaluation images of each domain, loaded once."""
-        if self._preview_batch is None:
-            dataset = build_dataset(self.config.data, train=False)
-            items = [dataset[index] for index in range(min(self.config.log.num_samples, len(dataset)))]
-            self._preview_batch = {key: torch.stack([item[key] for item in items]).to(self.device)
-                                   for key in ("a", "b")}
-        return self._preview_batch
 
     @torch.no_grad()
     def preview(self) -> dict[str, torch.Tensor]:

@@ -6,20 +6,18 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import Dataset
 
 from gan.config import Config
-from gan.data import build_dataset
 from gan.ema import EMA, latent_batches, standing_statistics
 from gan.inference import eval_mode
 from gan.losses import AdversarialLoss, add_instance_noise, annealed_std
 from gan.nets import network_spec
 from gan.recipes import RECIPES
-from gan.recipes.base import AutocastFactory, adam, set_requires_grad
+from gan.recipes.base import AutocastFactory, RecipeBase, adam, set_requires_grad
 
 
 @RECIPES.register("dcgan")
-class DCGANRecipe:
+class DCGANRecipe(RecipeBase):
     """z -> G -> fake; D sees real and fake in separate batches (BatchNorm statistics).
 
     Per step: `train.d_steps` discriminator updates (fresh z each), then one
@@ -27,9 +25,7 @@ class DCGANRecipe:
     """
 
     def __init__(self, config: Config, device: torch.device, autocast: AutocastFactory):
-        self.config = config
-        self.device = device
-        self.autocast = autocast
+        super().__init__(config, device, autocast)
         model, train = config.model, config.train
         resolution = config.data.resolution
         self.specs = {
@@ -57,9 +53,6 @@ class DCGANRecipe:
         latents_rng = torch.Generator().manual_seed(train.seed + 12345)
         self.fixed_latents = torch.randn(config.log.num_samples, self.latent_dim, generator=latents_rng).to(device)
         self._statistics_step: int | None = None  # the step whose EMA statistics are in place
-
-    def build_dataset(self) -> Dataset:
-        return build_dataset(self.config.data, train=True)
 
     def _noise_std(self, step: int) -> float:
         loss = self.config.loss

@@ -15,15 +15,15 @@ from gan.metrics import psnr, signed_to_255, ssim
 from gan.recipes.base import AutocastFactory
 
 
-def load_preview_batch(config: Config, device: torch.device) -> dict[str, torch.Tensor]:
+def preview_pairs(config: Config) -> dict[str, torch.Tensor]:
     """The first `log.num_samples` evaluation pairs, centre-cropped to a common size (SR
-    validation images differ in size), as `{"input", "target"}` batches on `device`."""
+    validation images differ in size), as `{"input", "target"}` batches."""
     dataset = build_dataset(config.data, train=False)
     items = [dataset[index] for index in range(min(config.log.num_samples, len(dataset)))]
     height = min(item["target"].shape[-2] for item in items)
     width = min(item["target"].shape[-1] for item in items)
     items = [_centre_crop_pair(item, height, width) for item in items]
-    return {key: torch.stack([item[key] for item in items]).to(device) for key in ("input", "target")}
+    return {key: torch.stack([item[key] for item in items]) for key in ("input", "target")}
 
 
 def _centre_crop_pair(item: dict[str, torch.Tensor], height: int, width: int) -> dict[str, torch.Tensor]:

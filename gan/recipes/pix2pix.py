@@ -6,26 +6,22 @@ LR image to the HR image (`data.dataset = "sr_pairs"`).
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset
 
 from gan.config import Config
-from gan.data import build_dataset
 from gan.losses import AdversarialLoss
 from gan.nets import network_spec
 from gan.recipes import RECIPES
-from gan.recipes.base import AutocastFactory, adam, set_requires_grad
-from gan.recipes.image_to_image import load_preview_batch, preview_strips, validation_scores
+from gan.recipes.base import AutocastFactory, RecipeBase, adam, set_requires_grad
+from gan.recipes.image_to_image import preview_pairs, preview_strips, validation_scores
 from gan.registry import ConfigError
 
 PREVIEW_NAME = "input_output_target"
 
 
 @RECIPES.register("pix2pix")
-class Pix2PixRecipe:
+class Pix2PixRecipe(RecipeBase):
     """G(input) -> output; a conditional D sees (input, output) or (input, target) stacked.
 
     D minimises half the adversarial objective (as the paper does, to slow D);
@@ -33,9 +29,7 @@ class Pix2PixRecipe:
     """
 
     def __init__(self, config: Config, device: torch.device, autocast: AutocastFactory):
-        self.config = config
-        self.device = device
-        self.autocast = autocast
+        super().__init__(config, device, autocast)
         model, train = config.model, config.train
         self.specs = {"generator": network_spec("generator", model.generator, model.generator_args,
                                                 "model.generator_args")}
@@ -56,10 +50,6 @@ class Pix2PixRecipe:
         }
         self.loss = AdversarialLoss(config.loss.adversarial, config.loss.label_smoothing, config.loss.gp_weight)
         self.l1_weight = config.loss.l1_weight
-        self._preview_batch: dict[str, torch.Tensor] | None = None
-
-    def build_dataset(self) -> Dataset:
-        return build_dataset(self.config.data, train=True)
 
     def step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
         source, target = batch["input"], batch["target"]
@@ -95,19 +85,14 @@ class Pix2PixRecipe:
             "d/fake": self.loss.score(fake_logits.detach()).mean(),
         }
 
+    def load_preview_items(self) -> dict[str, torch.Tensor]:
+        return preview_pairs(self.config)  # SR evaluation images differ in size: cropped to a common one
+
     def preview(self) -> dict[str, torch.Tensor]:
         """Strips of input | output | target for a fixed evaluation batch."""
-        if self._preview_batch is None:
-            self._preview_batch = load_preview_batch(self.config, self.device)
-        return {PREVIEW_NAME: preview_strips(self.generator, self._preview_batch, self.size_multiple, self.autocast)}
+        return {PREVIEW_NAME: preview_strips(self.generator, self.preview_batch(), self.size_multiple, self.autocast)}
 
     def evaluate(self) -> dict[str, float]:
         """PSNR/SSIM on the evaluation set (Y channel, shaved, for super-resolution)."""
         return validation_scores(self.generator, self.config, self.device, self.size_multiple, self.autocast)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass
 

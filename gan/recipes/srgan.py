@@ -11,21 +11,18 @@ discriminator.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset
 
 from gan.checkpoint import load_checkpoint, resolve_checkpoint
 from gan.config import Config
-from gan.data import build_dataset
 from gan.losses import AdversarialLoss, PerceptualLoss
 from gan.nets import network_spec
 from gan.nets.vgg import VGGFeatures
 from gan.recipes import RECIPES
-from gan.recipes.base import AutocastFactory, adam, set_requires_grad
-from gan.recipes.image_to_image import load_preview_batch, preview_strips, validation_scores
+from gan.recipes.base import AutocastFactory, RecipeBase, adam, set_requires_grad
+from gan.recipes.image_to_image import preview_pairs, preview_strips, validation_scores
 from gan.registry import ConfigError
 
 PREVIEW_NAME = "input_output_target"
@@ -33,11 +30,9 @@ PREVIEW_NAME = "input_output_target"
 
 @RECIPES.register("srgan")
 @RECIPES.register("srresnet")
-class SRGANRecipe:
+class SRGANRecipe(RecipeBase):
     def __init__(self, config: Config, device: torch.device, autocast: AutocastFactory):
-        self.config = config
-        self.device = device
-        self.autocast = autocast
+        super().__init__(config, device, autocast)
         data, model, loss, train = config.data, config.model, config.loss, config.train
         if data.dataset != "sr_pairs" or data.upsample_input:
             raise ConfigError(f"recipe '{config.recipe}' needs data.dataset = \"sr_pairs\" with "
@@ -67,7 +62,6 @@ class SRGANRecipe:
             self.content_loss = PerceptualLoss(extractor, loss.vgg_feature_scale)
         else:
             self.content_loss = F.mse_loss
-        self._preview_batch: dict[str, torch.Tensor] | None = None
 
     def _load_initial_generator(self, source: str) -> None:
         path = resolve_checkpoint(Path(source))
@@ -77,9 +71,6 @@ class SRGANRecipe:
                               f"({state.get('specs', {}).get('generator')}) from this config's "
                               f"({self.specs['generator'].to_dict()})")
         self.generator.load_state_dict(state["networks"]["generator"])
-
-    def build_dataset(self) -> Dataset:
-        return build_dataset(self.config.data, train=True)
 
     def step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
         lr_images, hr_images = batch["input"], batch["target"]
@@ -113,18 +104,13 @@ class SRGANRecipe:
         self.optimizers["generator"].step()
         return {"loss/content": content.detach(), "loss/g": g_loss.detach(), **metrics}
 
+    def load_preview_items(self) -> dict[str, torch.Tensor]:
+        return preview_pairs(self.config)  # SR evaluation images differ in size: cropped to a common one
+
     def preview(self) -> dict[str, torch.Tensor]:
         """Strips of LR input (enlarged, nearest) | output | HR target for a fixed validation batch."""
-        if self._preview_batch is None:
-            self._preview_batch = load_preview_batch(self.config, self.device)
-        return {PREVIEW_NAME: preview_strips(self.generator, self._preview_batch, 1, self.autocast)}
+        return {PREVIEW_NAME: preview_strips(self.generator, self.preview_batch(), 1, self.autocast)}
 
     def evaluate(self) -> dict[str, float]:
         """PSNR/SSIM on the validation folder (Y channel, `data.scale` pixels shaved)."""
         return validation_scores(self.generator, self.config, self.device, 1, self.autocast)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass
