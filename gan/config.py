@@ -88,8 +88,8 @@ class TrainConfig:
     beta2: float = 0.999
     d_steps: int = 1  # discriminator updates per generator update
     lr_decay_steps: int = 0  # linear decay of both learning rates to 0 over the last N steps
-    ema_decay: float = 0.999  # EMA of generator weights; 0 = off
     divergence_bound: float = 1e6  # a loss or weight beyond this magnitude stops the run as a NaN does (--on-nan)
+    ema_decay: float = 0.999  # EMA of generator weights; 0 = off
     ema_bn_batches: int = 32  # EMA generator: BatchNorm statistics recomputed for its own weights over this many
     # batches of fresh latents at each preview, metrics and checkpoint step; 0 = copied from the live generator
     seed: int = 0
