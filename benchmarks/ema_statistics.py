@@ -29,7 +29,7 @@ from gan.data.decode import find_images  # noqa: E402
 from gan.ema import latent_batches, standing_statistics  # noqa: E402
 from gan.images import save_image_grid  # noqa: E402
 from gan.inference import generate, random_latents  # noqa: E402
-from gan.metrics.generative import GenerativeEvaluator, evaluate_generator, generated_images  # noqa: E402
+from gan.metrics.generative import GenerativeEvaluator, generated_images, score_generator  # noqa: E402
 from gan.nets import NetworkSpec  # noqa: E402
 
 CPU = torch.device("cpu")
@@ -85,7 +85,7 @@ def main() -> None:
                 evaluator = GenerativeEvaluator(data, ["swd"], args.n, CPU, cache_dir=Path(work) / "statistics")
             generators = variants(state, args.batches)
             for name, generator in generators.items():
-                scores = evaluate_generator(evaluator, generator)
+                scores = score_generator(evaluator, generator)
                 rgb = generated_images(generator, args.n).float().mean(dim=(0, 2, 3)).tolist()
                 rows.append({"step": state["step"], "generator": name, **scores, "mean_rgb": rgb})
                 print(json.dumps(rows[-1]), flush=True)

@@ -32,7 +32,7 @@ from gan.data.paired import augment_together, paired_dataset
 from gan.data.super_resolution import Degradation, bicubic_resize, crop_to_multiple
 from gan.files import write_text_atomically
 from gan.metrics import psnr, signed_to_255, ssim
-from gan.metrics.generative import GenerativeEvaluator, evaluate_generator
+from gan.metrics.generative import GenerativeEvaluator, score_generator
 from gan.sample import LoadedGenerator
 from gan.translate import Translator, translate_tensor
 
@@ -51,7 +51,7 @@ def evaluate_generative(loaded: LoadedGenerator, names: list[str], count: int, d
     if data_root is not None:
         data = dataclasses.replace(data, root=str(data_root), max_images=0)
     evaluator = GenerativeEvaluator(data, names, count, device, inception_weights, cache_dir, require_weights)
-    scores = evaluate_generator(evaluator, loaded.generator) if evaluator.names else {}
+    scores = score_generator(evaluator, loaded.generator) if evaluator.names else {}
     reference = "synthetic" if data.dataset == "synthetic" else str(Path(data.root).resolve())
     return {"checkpoint": str(loaded.checkpoint), "step": loaded.step, "reference": reference,
             "num_images": evaluator.reference_size, "ema": loaded.used_ema,

@@ -56,7 +56,7 @@ from gan.distributed import (
 from gan.event_log import EventLog
 from gan.files import RunLock, WriteError, remove_stale_temps, write_text_atomically
 from gan.images import image_grid, save_image_grid
-from gan.metrics.generative import GenerativeEvaluator, evaluate_generator
+from gan.metrics.generative import GenerativeEvaluator, score_generator
 from gan.nets import first_mismatch
 from gan.progress import Progress, format_duration
 from gan.recipes import RECIPES
@@ -527,9 +527,9 @@ def _write_previews(recipe: Recipe, writer: Any, run_dir: Path, step: int) -> No
 
 def _log_validation(recipe: Recipe, writer: Any, step: int) -> None:
     """The recipe's validation metrics (if it has any) to TensorBoard and the terminal."""
-    if not hasattr(recipe, "evaluate"):
+    if not hasattr(recipe, "validation_metrics"):
         return
-    scores = recipe.evaluate()
+    scores = recipe.validation_metrics()
     for name, value in scores.items():
         writer.add_scalar(name, value, step)
     print(f"\nstep {step}: " + "  ".join(f"{name} {value:.4f}" for name, value in scores.items()), file=sys.stderr)
@@ -551,7 +551,7 @@ def _generative_evaluator(config: Config, recipe: Recipe, device: torch.device) 
 def _log_generative_metrics(evaluator: GenerativeEvaluator, recipe: Recipe, writer: Any, run_dir: Path,
                             step: int) -> None:
     """Scores of the (EMA) generator to TensorBoard (`metrics/...`), metrics.jsonl and the terminal."""
-    scores = evaluate_generator(evaluator, recipe.evaluation_generator())
+    scores = score_generator(evaluator, recipe.evaluation_generator())
     for name, value in scores.items():
         writer.add_scalar(f"metrics/{name}", value, step)
     path = run_dir / "metrics.jsonl"  # rewritten whole, atomically: never a torn line

@@ -189,8 +189,7 @@ def generated_images(generator: nn.Module, count: int, seed: int = 0, batch_size
         return signed_to_uint8(generate(generator, random_latents(count, generator.latent_dim, seed), batch_size))
 
 
-def evaluate_generator(evaluator: GenerativeEvaluator, generator: nn.Module,
-                       seed: int = 0) -> dict[str, float]:
+def score_generator(evaluator: GenerativeEvaluator, generator: nn.Module, seed: int = 0) -> dict[str, float]:
     """Generate as many images as the reference set has and score them."""
     return evaluator.score(generated_images(generator, evaluator.reference_size, seed, evaluator.batch_size))
 

@@ -21,7 +21,7 @@ A recipe is constructed as `Recipe(config, device, autocast)` and provides:
 `RecipeBase` (below) provides the set-up they share: `config`/`device`/`autocast`,
 `build_dataset`, a `preview_batch()` loaded once, and empty `state_dict`. Recipes
 subclass it and nothing else: no recipe inherits from another.
-- optionally `evaluate() -> dict[str, float]`: validation metrics (`val/psnr`, ...),
+- optionally `validation_metrics() -> dict[str, float]`: validation metrics (`val/psnr`, ...),
   logged every `log.eval_every` steps; must not change training state.
 - optionally `evaluation_generator() -> nn.Module`: an unconditional generator (with
   `latent_dim`) whose samples `[metrics]` scores against the data (FID, KID, SWD).

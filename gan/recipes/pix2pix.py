@@ -92,7 +92,7 @@ class Pix2PixRecipe(RecipeBase):
         """Strips of input | output | target for a fixed evaluation batch."""
         return {PREVIEW_NAME: preview_strips(self.generator, self.preview_batch(), self.size_multiple, self.autocast)}
 
-    def evaluate(self) -> dict[str, float]:
+    def validation_metrics(self) -> dict[str, float]:
         """PSNR/SSIM on the evaluation set (Y channel, shaved, for super-resolution)."""
         return validation_scores(self.generator, self.config, self.device, self.size_multiple, self.autocast)
 

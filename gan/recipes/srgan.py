@@ -111,6 +111,6 @@ class SRGANRecipe(RecipeBase):
         """Strips of LR input (enlarged, nearest) | output | HR target for a fixed validation batch."""
         return {PREVIEW_NAME: preview_strips(self.generator, self.preview_batch(), 1, self.autocast)}
 
-    def evaluate(self) -> dict[str, float]:
+    def validation_metrics(self) -> dict[str, float]:
         """PSNR/SSIM on the validation folder (Y channel, `data.scale` pixels shaved)."""
         return validation_scores(self.generator, self.config, self.device, 1, self.autocast)
