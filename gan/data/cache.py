@@ -135,9 +135,14 @@ def _remove_abandoned_temps(cache_dir: Path, name: str) -> None:
     """Temp files of builds of this cache whose process is gone (killed, crashed): they can be
     gigabytes. A build still running in another process keeps its own."""
     for temp in cache_dir.glob(f"{name}.*.tmp"):  # <name>.npy.<pid>.tmp, <name>.json.<pid>.<random>.tmp
-        pid = next((part for part in temp.name.split(".")[2:] if part.isdigit()), None)
-        if pid is not None and not _process_alive(int(pid)):
+        pid = _writer_pid(temp)
+        if pid is not None and not _process_alive(pid):
             temp.unlink(missing_ok=True)
+
+
+def _writer_pid(temp: Path) -> int | None:
+    """The pid in a temp file's name (`<name>.npy.<pid>.tmp`, `<name>.json.<pid>.<random>.tmp`)."""
+    return next((int(part) for part in temp.name.split(".")[2:] if part.isdigit()), None)
 
 
 def _process_alive(pid: int) -> bool:
@@ -216,8 +221,8 @@ def orphan_files(cache_dir: Path) -> list[Path]:
     named = {entry.name for entry in list_caches(cache_dir)}
     orphans = [path for path in cache_dir.glob("*.npy") if path.stem not in named] if cache_dir.is_dir() else []
     for temp in cache_dir.glob("*.tmp") if cache_dir.is_dir() else []:
-        pid = next((part for part in temp.name.split(".")[2:] if part.isdigit()), None)
-        if pid is None or not _process_alive(int(pid)):
+        pid = _writer_pid(temp)
+        if pid is None or not _process_alive(pid):
             orphans.append(temp)
     return orphans
 
