@@ -103,7 +103,7 @@ def stage_bench(out: Path, timeout: float, device: str, dry_run: bool) -> dict:
 
 
 def dcgan128_config(dry_run: bool, data_root: Path | None, cache_dir: Path, sync_debug: bool):
-    from gan.config import load_config
+    from gan.resolve import load_config
 
     if dry_run or data_root is None:
         data = ["data.dataset=synthetic", "data.num_workers=0", "data.cache=off"]
@@ -175,7 +175,7 @@ def stage_profile(out: Path, device_name: str, dry_run: bool) -> dict:
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
-    from gan.bench import our_step
+    from gan.benchmark import our_step
 
     device = torch.device(device_name)
     step, batch = our_step("dcgan64" if dry_run else "dcgan128", device, fast=not dry_run)
@@ -247,7 +247,7 @@ ABLATION = {
 def stage_ablation(out: Path, device_name: str, dry_run: bool) -> dict:
     import torch
 
-    from gan.bench import bench_model, load_baseline
+    from gan.benchmark import bench_model, load_baseline
 
     device = torch.device(device_name)
     baseline = load_baseline(baseline_file()) if baseline_file() else None

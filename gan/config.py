@@ -1,8 +1,10 @@
 """Typed run configuration: dataclasses filled from a TOML file plus `--set KEY=VALUE`.
 
-Validated once here, at the edge: unknown keys, wrong types and unknown names
-(recipe, dataset, networks, loss) are errors that name the key and list what is
-valid. The resolved config (every default filled in) is what a run directory keeps.
+Checked here, at the edge: unknown keys, wrong types and values out of range are errors
+that name the key and say what is valid. This module imports no torch and no registry,
+so reading a TOML file is cheap; `gan.resolve` then checks the names the registries hold
+(recipe, dataset, networks, loss, metrics). The resolved config (every default filled
+in) is what a run directory keeps.
 """
 
 from __future__ import annotations
@@ -187,8 +189,9 @@ def apply_override(tree: dict[str, Any], assignment: str) -> None:
     node[parts[-1]] = _parse_value(text.strip())
 
 
-def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
-    """Read a TOML config (or start from defaults when `path` is None), apply overrides, validate."""
+def read_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
+    """Read a TOML config (or start from defaults when `path` is None), apply overrides, check keys,
+    types and ranges. `gan.resolve.load_config` also checks the names against the registries."""
     tree: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
@@ -201,33 +204,14 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
     for assignment in overrides:
         apply_override(tree, assignment)
     config = _fill(Config, tree, "")
-    validate(config)
+    check_values(config)
     return config
 
 
-def validate(config: Config) -> None:
-    """Check names and ranges that types alone cannot; fills network args with their defaults."""
-    from gan.data import DATASETS
-    from gan.losses import ADVERSARIAL_LOSSES
-    from gan.metrics.generative import check_metric_names
-    from gan.nets import resolve_network_args
-    from gan.recipes import RECIPES
-
-    RECIPES.get(config.recipe)
-    DATASETS.get(config.data.dataset)
-    model = config.model
-    model.generator_args = resolve_network_args(
-        "generator", model.generator, model.generator_args, "model.generator_args"
-    )
-    model.discriminator_args = resolve_network_args(
-        "discriminator", model.discriminator, model.discriminator_args, "model.discriminator_args"
-    )
+def check_values(config: Config) -> None:
+    """Check the ranges and combinations that types alone cannot. Names that registries hold
+    (recipe, dataset, networks, loss, metrics) are checked by `gan.resolve`, above them."""
     loss = config.loss
-    if loss.adversarial not in ADVERSARIAL_LOSSES:
-        raise ConfigError(
-            f"unknown loss.adversarial '{loss.adversarial}'{suggest(loss.adversarial, list(ADVERSARIAL_LOSSES))}; "
-            f"known: {', '.join(ADVERSARIAL_LOSSES)}"
-        )
     if loss.label_smoothing and loss.adversarial not in ("vanilla", "lsgan"):
         raise ConfigError(f"loss.label_smoothing applies to vanilla and lsgan, not '{loss.adversarial}'")
     _check_range("loss.label_smoothing", loss.label_smoothing, 0.0, 0.5)
@@ -272,7 +256,6 @@ def validate(config: Config) -> None:
     for key in PATH_KEYS:
         section, name = key.split(".")
         _check_path(key, getattr(getattr(config, section), name))
-    check_metric_names(config.metrics.names, "metrics.names")
     for key in ("data.max_images", "data.num_workers", "train.lr_decay_steps", "train.ema_bn_batches",
                 "loss.instance_noise_steps", "data.load_size", "data.blur_sigma", "data.noise_std", "loss.l1_weight", "loss.cycle_weight",
                 "loss.identity_weight", "loss.pool_size", "loss.adversarial_weight", "log.eval_every",

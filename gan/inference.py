@@ -49,3 +49,25 @@ def generate(generator: nn.Module, latents: torch.Tensor, batch_size: int = 64) 
     device = next(generator.parameters()).device
     chunks = [generator(chunk.to(device)).float().cpu() for chunk in latents.split(batch_size)]
     return torch.cat(chunks).clamp_(-1, 1)
+
+
+def slerp(start: torch.Tensor, end: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation between rows of `start` and `end` (N, D) at fractions `t` (K,) -> (N, K, D).
+
+    For Gaussian latents it keeps intermediate points at a typical norm (White 2016).
+    """
+    start_unit = start / start.norm(dim=1, keepdim=True)
+    end_unit = end / end.norm(dim=1, keepdim=True)
+    omega = torch.acos((start_unit * end_unit).sum(1).clamp(-1 + 1e-7, 1 - 1e-7))[:, None]  # (N, 1)
+    t = t[None, :]  # (1, K)
+    sin_omega = torch.sin(omega)
+    start_weight = (torch.sin((1 - t) * omega) / sin_omega)[..., None]
+    end_weight = (torch.sin(t * omega) / sin_omega)[..., None]
+    return start_weight * start[:, None] + end_weight * end[:, None]
+
+
+def interpolation_latents(rows: int, steps: int, latent_dim: int, seed: int) -> torch.Tensor:
+    """(rows * steps, latent_dim): each row walks from one random latent to another in `steps`."""
+    endpoints = random_latents(2 * rows, latent_dim, seed)
+    path = slerp(endpoints[:rows], endpoints[rows:], torch.linspace(0, 1, steps))
+    return path.reshape(rows * steps, latent_dim)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gan.config import load_config
+from gan.resolve import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

@@ -8,10 +8,10 @@ import torch
 from click.testing import CliRunner
 from conftest import REPO
 
-from gan.bench import CASES, bench_model, load_baseline, our_step
+from gan.benchmark import CASES, bench_model, load_baseline, our_step
 from gan.cli import main
-from gan.config import load_config
 from gan.recipes import RECIPES
+from gan.resolve import load_config
 from gan.train import make_autocast
 
 CPU = torch.device("cpu")
@@ -76,14 +76,14 @@ def test_bench_cli_writes_json_without_a_baseline(tmp_path):
 
 
 def test_a_model_that_fails_is_reported_and_the_others_are_still_measured(tmp_path, monkeypatch):
-    import gan.bench
+    import gan.benchmark
 
     def fake_bench_model(name, *args, **kwargs):
         if name == "pix2pix256":
             raise RuntimeError("an inductor stride assertion")
-        return gan.bench.Row(name, 10.0, None, None, None, None, None, None, 1.0)
+        return gan.benchmark.Row(name, 10.0, None, None, None, None, None, None, 1.0)
 
-    monkeypatch.setattr(gan.bench, "bench_model", fake_bench_model)
+    monkeypatch.setattr(gan.benchmark, "bench_model", fake_bench_model)
     result = CliRunner().invoke(main, ["bench", "--model", "pix2pix256", "--model", "dcgan64", "--device", "cpu",
                                        "--data-root", "none", "--json", str(tmp_path / "b.json")])
     assert result.exit_code == 2 and "pix2pix256 (RuntimeError: an inductor stride assertion)" in result.output

@@ -8,7 +8,7 @@ from PIL import Image
 
 from gan.cli import main
 from gan.data.decode import UnreadableImageWarning
-from gan.sample import interpolation_latents, slerp
+from gan.inference import interpolation_latents, slerp
 
 DEMO = str(REPO / "experiments" / "dcgan_demo.toml")
 
@@ -67,6 +67,16 @@ def test_slerp_ends_at_its_endpoints():
     assert interpolation_latents(2, 5, 8, seed=0).shape == (10, 8)
 
 
+def command_paths(group=main, prefix=()) -> list[tuple[str, ...]]:
+    """Every command of the group, as the words that invoke it (`("cache", "list")`)."""
+    paths = []
+    for name, command in group.commands.items():
+        paths.append((*prefix, name))
+        if hasattr(command, "commands"):
+            paths += command_paths(command, (*prefix, name))
+    return paths
+
+
 def test_every_command_has_help_with_examples():
     runner = CliRunner()
     for command in (["--help"], ["train", "--help"], ["sample", "--help"]):
@@ -74,6 +84,23 @@ def test_every_command_has_help_with_examples():
         assert result.exit_code == 0
         assert "gan train" in result.output or "gan sample" in result.output
     assert "Examples" in runner.invoke(main, ["train", "--help"]).output
+    assert {path[0] for path in command_paths()} == {"train", "sample", "translate", "eval", "export", "bench", "cache"}
+    for path in command_paths():
+        result = runner.invoke(main, [*path, "--help"])
+        assert result.exit_code == 0, (path, result.output)
+        assert f"Usage: main {' '.join(path)}" in result.output
+        if len(path) == 1:  # each top-level command shows how it is used
+            assert "Examples" in result.output and f"gan {path[0]}" in result.output, path
+
+
+def test_every_command_is_run_for_real_by_some_test():
+    """Each command (and `gan cache` subcommand) is invoked with real arguments somewhere in tests/."""
+    sources = "".join(path.read_text() for path in (REPO / "tests").glob("test_*.py"))
+    untested = [path for path in command_paths()
+                if not any(pattern in sources for pattern in (
+                    "invoke(main, [" + ", ".join(f'"{word}"' for word in path) + ",",
+                    "invoke(group, [" + ", ".join(f'"{word}"' for word in path) + ","))]
+    assert untested == []
 
 
 @pytest.mark.parametrize("args, message", [

@@ -13,10 +13,10 @@ from torch import nn
 
 from gan.checkpoint import list_checkpoints, load_checkpoint
 from gan.cli import main
-from gan.config import load_config
 from gan.image_pool import ImagePool
 from gan.nets import network_spec
 from gan.recipes.cyclegan import CycleGANRecipe
+from gan.resolve import load_config
 from gan.train import train
 
 CONFIG = REPO / "experiments" / "cyclegan_horse2zebra.toml"

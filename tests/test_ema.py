@@ -12,8 +12,8 @@ from torch import nn
 
 from gan.cli import main
 from gan.ema import EMA, latent_batches, running_norms, standing_statistics
+from gan.generators import load_generator
 from gan.recipes.dcgan import DCGANRecipe
-from gan.sample import load_generator
 from gan.train import train
 
 CPU = torch.device("cpu")

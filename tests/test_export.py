@@ -10,9 +10,9 @@ from safetensors.torch import load_file
 
 from gan.checkpoint import CheckpointError, list_checkpoints
 from gan.cli import main
-from gan.export import read_export
+from gan.exported import read_export
+from gan.generators import load_generator
 from gan.inference import generate, random_latents
-from gan.sample import load_generator
 
 CPU = torch.device("cpu")
 

@@ -251,7 +251,7 @@ def test_no_shipped_config_readme_command_or_help_example_names_the_shared_folde
 
 
 def test_the_readme_states_the_celeba_learning_rates_the_configs_use_and_a_cpu_only_install():
-    from gan.config import load_config
+    from gan.resolve import load_config
 
     readme = " ".join((REPO / "README.md").read_text().split())
     for name in ("dcgan_celeba64.toml", "dcgan_celeba128.toml"):

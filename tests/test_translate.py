@@ -12,7 +12,7 @@ from PIL import Image
 from torch import nn
 
 from gan.cli import main
-from gan.translate import translate_tensor
+from gan.tiling import translate_tensor
 
 
 def _sets(*items):

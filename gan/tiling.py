@@ -16,7 +16,7 @@ from torch import nn
 
 from gan.checkpoint import CheckpointError
 from gan.data.super_resolution import bicubic_resize
-from gan.export import generator_name, load_source
+from gan.exported import generator_name, load_source
 from gan.images import pil_to_signed, signed_to_pil
 from gan.inference import run_padded
 from gan.nets import NetworkSpec

@@ -23,9 +23,9 @@ from typing import Callable
 
 import torch
 
-from gan.config import load_config
 from gan.files import write_text_atomically
 from gan.recipes import RECIPES
+from gan.resolve import load_config
 from gan.speed import accelerate, to_device
 from gan.train import MetricWatch, _set_learning_rates, lr_scale, make_autocast, seed_everything
 

@@ -1,4 +1,5 @@
-"""Generating images from a trained unconditional generator (what `gan sample` does)."""
+"""The unconditional generator of a run directory, checkpoint or export, ready to generate
+(`gan sample` and `gan eval` load it)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import torch
 from torch import nn
 
 from gan.checkpoint import CheckpointError
-from gan.inference import random_latents
+from gan.exported import load_source
 from gan.nets import NetworkSpec
 
 
@@ -28,8 +29,6 @@ GENERATORS = ("ema", "live")  # which weights of a checkpoint to sample: the ave
 
 def load_generator(source: str | Path, device: torch.device, which: str = "ema") -> LoadedGenerator:
     """The unconditional generator of a run directory (newest checkpoint), checkpoint file or export."""
-    from gan.export import load_source
-
     path, state = load_source(source)
     return generator_from_checkpoint(state, path, device, which)
 
@@ -59,25 +58,3 @@ def generator_from_checkpoint(state: dict[str, Any], path: Path, device: torch.d
         raise image_to_image
     return LoadedGenerator(generator.to(device).eval().requires_grad_(False), path, use_ema, state["config"],
                            state["step"])
-
-
-def slerp(start: torch.Tensor, end: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """Spherical interpolation between rows of `start` and `end` (N, D) at fractions `t` (K,) -> (N, K, D).
-
-    For Gaussian latents it keeps intermediate points at a typical norm (White 2016).
-    """
-    start_unit = start / start.norm(dim=1, keepdim=True)
-    end_unit = end / end.norm(dim=1, keepdim=True)
-    omega = torch.acos((start_unit * end_unit).sum(1).clamp(-1 + 1e-7, 1 - 1e-7))[:, None]  # (N, 1)
-    t = t[None, :]  # (1, K)
-    sin_omega = torch.sin(omega)
-    start_weight = (torch.sin((1 - t) * omega) / sin_omega)[..., None]
-    end_weight = (torch.sin(t * omega) / sin_omega)[..., None]
-    return start_weight * start[:, None] + end_weight * end[:, None]
-
-
-def interpolation_latents(rows: int, steps: int, latent_dim: int, seed: int) -> torch.Tensor:
-    """(rows * steps, latent_dim): each row walks from one random latent to another in `steps`."""
-    endpoints = random_latents(2 * rows, latent_dim, seed)
-    path = slerp(endpoints[:rows], endpoints[rows:], torch.linspace(0, 1, steps))
-    return path.reshape(rows * steps, latent_dim)

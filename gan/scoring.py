@@ -31,10 +31,10 @@ from gan.data.decode import find_images, read_rgb
 from gan.data.paired import augment_together, paired_dataset
 from gan.data.super_resolution import Degradation, bicubic_resize, crop_to_multiple
 from gan.files import write_text_atomically
+from gan.generators import LoadedGenerator
 from gan.metrics import psnr, signed_to_255, ssim
 from gan.metrics.generative import GenerativeEvaluator, score_generator
-from gan.sample import LoadedGenerator
-from gan.translate import Translator, translate_tensor
+from gan.tiling import Translator, translate_tensor
 
 
 def _to_255(image: Image.Image) -> torch.Tensor:

@@ -1,0 +1,102 @@
+"""Training speed against a plain baseline, and the data path: `gan bench`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from gan.commands.common import fail
+
+
+@click.command()
+@click.option("--model", "models", multiple=True, help="Repeatable; default: all of dcgan64, dcgan128, pix2pix256, "
+              "cyclegan256, srresnet4x, srgan4x.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write results here.")
+@click.option("--rounds", default=5, show_default=True, help="Alternating rounds of ours and the baseline.")
+@click.option("--iters", default=0, show_default=True,
+              help="Training iterations per side per round; 0 = as many as take about 2 seconds.")
+@click.option("--warmup", default=3, show_default=True, help="Untimed iterations per side first (compilation).")
+@click.option("--eager", is_flag=True, help="Turn our speed switches off (compile, channels_last, bf16).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Config override for our side, e.g. train.compile=off (repeatable; after --eager).")
+@click.option("--baseline", "baseline_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="The plain implementation to compare with (a Python file of the canonical models); without "
+                   "it the baseline columns stay empty.")
+@click.option("--data-root", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder of images (with subfolders) for the data-path benchmark; without it (or 'none') that "
+                   "part is skipped.")
+@click.option("--data-workers", default=2, show_default=True, help="Loader workers for the uncached data path.")
+@click.option("--threads", type=int, help="torch.set_num_threads for the run.")
+def bench(models: tuple[str, ...], device: str, json_path: Path | None, rounds: int, iters: int, warmup: int,
+          eager: bool, overrides: tuple[str, ...], baseline_path: Path | None, data_root: Path | None,
+          data_workers: int, threads: int | None) -> None:
+    """Training images/s of each recipe's canonical configuration, against the plain baseline.
+
+    Both run in this process on random tensors, in alternating rounds; the table gives
+    images/s, the ratio ours / baseline, peak CUDA memory and achieved TFLOP/s (FLOPs of
+    one step counted by torch.utils.flop_counter). Then the data path: the decoded-image
+    cache against torchvision ImageFolder + transforms at 128x128.
+
+    \b
+    Examples:
+      gan bench --baseline baseline.py            # everything, on CUDA if present
+      gan bench --model dcgan64 --model dcgan128 --device cuda --json bench.json
+      gan bench --data-root datasets/celeba/img_align_celeba   # also the data path
+      gan bench --model pix2pix256 --rounds 2 --data-root none
+      gan bench --model dcgan128 --set train.compile=off --device cuda   # one switch's share
+    """
+    import tempfile
+    import traceback
+
+    import torch
+
+    from gan.benchmark import CASES, bench_data, bench_model, format_table, load_baseline, write_json
+    from gan.benchmark import threads as thread_count
+    from gan.registry import ConfigError
+    from gan.resolve import load_config
+    from gan.train import DeviceUnavailable, select_device
+
+    unknown = [name for name in models if name not in CASES]
+    if unknown:
+        raise click.BadParameter(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(CASES)}",
+                                 param_hint="--model")
+    try:
+        torch_device = select_device(device)
+        for name in models or CASES:  # a bad --set stops here, not inside every model's run
+            load_config(None, [*CASES[name].overrides, *overrides])
+        baseline = load_baseline(baseline_path) if baseline_path else None
+    except (DeviceUnavailable, ConfigError, FileNotFoundError) as error:
+        fail(error)
+    if baseline is None:
+        click.echo("no --baseline given: the baseline columns stay empty", err=True)
+    rows, data_rows, failures = [], [], {}
+    with thread_count(threads):
+        settings = {"device": str(torch_device), "torch": torch.__version__, "threads": torch.get_num_threads(),
+                    "rounds": rounds, "iters": iters, "eager": eager, "overrides": list(overrides)}
+        for name in models or CASES:
+            try:
+                rows.append(bench_model(name, torch_device, baseline, rounds, iters, warmup, fast=not eager,
+                                        flops=True, overrides=overrides))
+            except Exception as error:  # one model's failure must not cost the others' figures
+                traceback.print_exc()
+                failures[name] = f"{type(error).__name__}: {error}"
+            if json_path:  # after every model: a run cut short keeps what it measured
+                write_json(json_path, rows, data_rows, settings, failures)
+        if data_root is not None and str(data_root) != "none":
+            with tempfile.TemporaryDirectory() as cache_dir:
+                data_rows.append(bench_data(data_root, 128, 64, 40, data_workers, Path(cache_dir)))
+    click.echo(format_table(rows))
+    if baseline is None:
+        click.echo("(baseline columns empty: no --baseline file was given)")
+    for row in data_rows:
+        click.echo(f"\ndata path at {row['resolution']}px, batch {row['batch_size']}, {row['images']} images: cached "
+                   f"{row['cached_images_per_s']:.0f} img/s vs ImageFolder+transforms "
+                   f"{row['imagefolder_images_per_s']:.0f} img/s with {row['workers']} workers: "
+                   f"{row['ratio']:.1f}x (cache built once in {row['cache_build_s']:.1f} s)")
+    if json_path:
+        write_json(json_path, rows, data_rows, settings, failures)
+        click.echo(f"wrote {json_path}", err=True)
+    if failures:
+        fail(RuntimeError("failed: " + "; ".join(f"{name} ({error})" for name, error in failures.items())))

@@ -1,0 +1,141 @@
+"""Measuring a checkpoint: `gan eval`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from gan.commands.common import fail
+
+DEFAULT_EVAL_METRICS = "fid,kid,swd"
+
+
+def _format_row(row: dict) -> str:
+    return "  ".join(f"{key} {value:.4f}" if isinstance(value, float) else str(value) for key, value in row.items())
+
+
+@click.command(name="eval")
+@click.argument("checkpoint", type=click.Path(exists=True, path_type=Path))
+@click.option("--data", "folder", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Super-resolution: a folder of HR images. Paired: a folder of pairs. Unconditional: "
+                   "the real images to compare with [default: the run's data.root].")
+@click.option("--metrics", "metric_names",
+              help="Unconditional checkpoints: comma-separated, of fid, kid, swd, pr (precision/recall) "
+                   "[default: fid,kid,swd, skipping (with a warning) those whose weights are not on this machine].")
+@click.option("--n", "count", default=10000, show_default=True,
+              help="Unconditional checkpoints: generated images, and real images in the reference set.")
+@click.option("--inception-weights", type=click.Path(dir_okay=False, path_type=Path),
+              help="Inception-v3 weights file for fid/kid/pr [default: torch-fidelity's cache folder].")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where reference statistics are cached [default: ~/.cache/gan/reference-statistics].")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Unconditional checkpoints: where to write the results "
+                   "[default: metrics-<step>.json in the run directory].")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Image-to-image checkpoints: where to write per-image results "
+                   "[default: eval-<data>-<step>.csv in the run directory].")
+@click.option("--tile", default=512, show_default=True, help="Process larger images in tiles of this many pixels.")
+@click.option("--generator", "which", type=click.Choice(["ema", "live"]), default="ema", show_default=True,
+              help="Unconditional checkpoints: score the EMA weights (when present) or the trained ones.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+def evaluate(checkpoint: Path, folder: Path | None, metric_names: str | None, count: int, inception_weights: Path | None,
+             cache_dir: Path | None, json_path: Path | None, csv_path: Path | None, tile: int, which: str,
+             device: str) -> None:
+    """Measure a checkpoint (CHECKPOINT: a run directory or a checkpoint file).
+
+    Unconditional (DCGAN) checkpoints: FID, KID, SWD and precision/recall of --n images
+    from the EMA generator (--generator live: the trained one) against --n real images of
+    the run's data set, printed and written as JSON. FID/KID need the Inception-v3
+    weights (README, "Metrics"); SWD needs nothing. Real-image statistics are cached, so
+    later evaluations only generate.
+
+    Image-to-image checkpoints: PSNR and SSIM on a --data folder, per image and mean.
+    Super-resolution checkpoints are measured as papers report them: the LR input is
+    the bicubic downsampling of each HR image, PSNR/SSIM are on the Y channel with
+    `scale` pixels shaved, and plain bicubic upsampling is shown beside the model.
+    CycleGAN checkpoints: --data holds testA/ and testB/; each image goes to the
+    other domain and back, and the cycle-reconstruction L1 and PSNR are reported.
+
+    \b
+    Examples:
+      gan eval runs/00000-dcgan_celeba64 --metrics fid,kid,swd --n 10000
+      gan eval runs/00000-dcgan_celeba64 --metrics swd --n 2000 --json swd.json
+      gan eval runs/00002-sr_pix2pix_x4 --data datasets/sr/Set5
+      gan eval runs/00001-pix2pix_facades --data datasets/facades/val --csv val.csv
+      gan eval runs/00003-cyclegan_horse2zebra --data datasets/horse2zebra
+    """
+    from gan.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint
+    from gan.train import DeviceUnavailable, select_device
+
+    try:
+        path = resolve_checkpoint(checkpoint)
+        state = load_checkpoint(path)
+        if state["config"]["recipe"] == "dcgan":
+            _evaluate_generative(state, path, folder, metric_names, count, inception_weights, cache_dir,
+                                 json_path, which, select_device(device))
+        else:
+            if folder is None:
+                raise click.UsageError("image-to-image checkpoints need --data FOLDER")
+            _evaluate_image_to_image(path, folder, csv_path, tile, select_device(device))
+    except (CheckpointError, FileNotFoundError, NotADirectoryError, DeviceUnavailable, ValueError) as error:
+        fail(error)
+
+
+def _evaluate_generative(state: dict, path: Path, folder: Path | None, metric_names: str | None, count: int,
+                         inception_weights: Path | None, cache_dir: Path | None, json_path: Path | None,
+                         which: str, device) -> None:
+    import json
+
+    from gan.files import write_text_atomically
+    from gan.generators import generator_from_checkpoint
+    from gan.metrics.generative import check_metric_names
+    from gan.registry import ConfigError
+    from gan.scoring import evaluate_generative
+
+    try:
+        names = check_metric_names((metric_names or DEFAULT_EVAL_METRICS).split(","), "--metrics")
+    except ConfigError as error:
+        raise click.BadParameter(str(error)) from None
+    if count < 2:
+        raise click.BadParameter("--n must be at least 2")
+    loaded = generator_from_checkpoint(state, path, device, which)
+    # Asked for by name, a metric that cannot run is an error; by default it is skipped, saying why.
+    result = evaluate_generative(loaded, names, count, device, folder, inception_weights, cache_dir,
+                                 require_weights=metric_names is not None)
+    suffix = "" if loaded.used_ema or "generator_ema" not in state["networks"] else "-live"
+    json_path = json_path or path.parent / f"metrics-{loaded.step:08d}{suffix}.json"
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomically(json_path, json.dumps(result, indent=2) + "\n")
+    scores = {key: value for key, value in result.items() if isinstance(value, float)}
+    click.echo(f"step {result['step']}  " + "  ".join(f"{key} {value:.4f}" for key, value in scores.items()))
+    if result["skipped"]:
+        click.echo(f"skipped {', '.join(result['skipped'])}: {next(iter(result['skipped'].values()))}", err=True)
+    click.echo(f"wrote {json_path} ({result['num_images']} generated vs {result['num_images']} real images "
+               f"from {result['reference']}; {path})", err=True)
+
+
+def _evaluate_image_to_image(path: Path, folder: Path, csv_path: Path | None, tile: int, device) -> None:
+    from gan.scoring import evaluate_cycle, evaluate_paired, evaluate_super_resolution, mean_row, write_csv
+    from gan.tiling import load_translator
+
+    translator = load_translator(path, device, tile)
+    data = translator.config["data"]
+    if translator.config["recipe"] == "cyclegan":
+        backward = load_translator(path, translator.device, tile, direction="BtoA")
+        rows_iterator = evaluate_cycle(translator, backward, folder, data["resolution"])
+    elif data["dataset"] == "sr_pairs":
+        rows_iterator = evaluate_super_resolution(translator, folder, data["scale"])
+    else:
+        rows_iterator = evaluate_paired(translator, folder, data)
+    rows = []
+    for row in rows_iterator:
+        rows.append(row)
+        click.echo(_format_row(row), err=True)
+    if not rows:
+        raise FileNotFoundError(f"nothing to evaluate in '{folder}'")
+    rows.append(mean_row(rows))
+    csv_path = csv_path or translator.checkpoint.parent / f"eval-{folder.name}-{translator.step:08d}.csv"
+    write_csv(rows, csv_path)
+    click.echo(_format_row(rows[-1]))
+    click.echo(f"wrote {csv_path} ({len(rows) - 1} images, {translator.checkpoint})", err=True)

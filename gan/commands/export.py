@@ -1,0 +1,39 @@
+"""A run's generator written for sampling and translating: `gan export`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from gan.commands.common import fail
+
+
+@click.command()
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="File to write, e.g. generator.safetensors.")
+@click.option("--format", "export_format", type=click.Choice(["safetensors", "pt"]), default="safetensors",
+              show_default=True, help="safetensors (tensors only) or a plain torch file.")
+@click.option("--direction", type=click.Choice(["AtoB", "BtoA"]), help="CycleGAN: which generator.")
+def export(source: Path, out: Path, export_format: str, direction: str | None) -> None:
+    """Write the generator of SOURCE (run directory or checkpoint) for sampling and translating.
+
+    The EMA weights when the run has them; the network spec, config and step go into the
+    file's metadata and a JSON beside it. `gan sample` and `gan translate` take the file.
+
+    \b
+    Examples:
+      gan export runs/00000-dcgan_celeba64 --out faces.safetensors
+      gan sample faces.safetensors --n 64 --out faces.png
+      gan export runs/00003-cyclegan_horse2zebra --direction BtoA --out zebra2horse.safetensors
+    """
+    from gan.checkpoint import CheckpointError
+    from gan.exported import export_generator
+
+    try:
+        metadata = export_generator(source, out, export_format, direction)
+    except (CheckpointError, OSError) as error:
+        fail(error)
+    click.echo(f"wrote {out} ({metadata['network']}, step {metadata['step']}) and {out.name}.json from "
+               f"{metadata['source']}")

@@ -1,0 +1,84 @@
+"""Training a recipe from its config: `gan train`."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+
+import click
+
+from gan.commands.common import fail
+
+
+@click.command()
+@click.argument("config", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a config value, e.g. --set train.steps=2000 (repeatable).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"), show_default=True,
+              help="Folder in which a new numbered run directory is made.")
+@click.option("--resume", type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="Continue the run in this directory from its newest checkpoint.")
+@click.option("--device", default="auto", show_default=True, help="auto (CUDA if present), cpu, cuda or cuda:N.")
+@click.option("--strict", is_flag=True, help="Unreadable image files are errors instead of skipped with a warning.")
+@click.option("--on-nan", type=click.Choice(["stop", "rollback"]), default="stop", show_default=True,
+              help="When a loss becomes NaN/Inf: stop, or resume the last checkpoint with the learning rates "
+                   "halved (up to 3 times).")
+def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Path | None, device: str,
+          strict: bool, on_nan: str) -> None:
+    """Train the recipe described by CONFIG (a TOML file).
+
+    Makes a run directory inside --out with config.toml (the resolved config),
+    checkpoint-*.pt, TensorBoard event files and samples/*.png.
+
+    \b
+    Examples:
+      gan train experiments/dcgan_demo.toml
+      gan train experiments/dcgan_celeba128.toml --set data.root=/data/celeba/img_align_celeba
+      gan train experiments/dcgan_celeba64.toml --set train.steps=500 --set train.batch_size=32 --out runs
+      gan train --resume runs/00003-dcgan_celeba128            # continue after a stop
+      gan train --resume runs/00003-dcgan_celeba128 --set train.steps=80000   # train longer
+    """
+    import torch
+
+    from gan.checkpoint import CheckpointError
+    from gan.data.decode import ImageReadError
+    from gan.distributed import broadcast_object, from_environment, initialise, shutdown
+    from gan.files import LOCK_NAME, RunDirectoryBusy, WriteError
+    from gan.registry import ConfigError
+    from gan.resolve import load_config
+    from gan.train import DeviceUnavailable, NonFiniteLossError, create_run_dir, select_device, train_rolling_back
+    from gan.train import train as run_training
+
+    if config is None and resume is None:
+        raise click.UsageError("give a CONFIG file, or --resume RUN_DIR")
+    overrides = (*overrides, "data.strict=true") if strict else overrides
+    run_dir = resume
+    group = from_environment()  # torchrun's processes, or just this one
+    try:
+        resolved = load_config(config if config is not None else resume / "config.toml", list(overrides))
+        torch_device = select_device(device)
+        if group.distributed and torch_device.type == "cuda":
+            torch_device = torch.device("cuda", group.local_rank)  # one GPU per process
+            torch.cuda.set_device(torch_device)
+        initialise(group, torch_device, resolved.train.dist_timeout_s)
+        if resume is None:  # rank 0 numbers the run; the others learn its directory
+            run_dir = broadcast_object(create_run_dir(out, config.stem) if group.is_main else None, group)
+        run = train_rolling_back if on_nan == "rollback" else run_training
+        result = run(resolved, run_dir, torch_device, resume=resume is not None, group=group)
+    except Exception as error:
+        if resume is None and run_dir is not None and group.is_main:
+            with contextlib.suppress(OSError):  # a start that failed leaves no empty run directory
+                (run_dir / LOCK_NAME).unlink(missing_ok=True)
+                run_dir.rmdir()  # (rmdir keeps any content)
+        if isinstance(error, NonFiniteLossError):
+            click.echo(f"error: {error}", err=True)
+            sys.exit(1)
+        if isinstance(error, (ConfigError, CheckpointError, ImageReadError, FileNotFoundError, NotADirectoryError,
+                              DeviceUnavailable, WriteError, RunDirectoryBusy)):
+            fail(error)
+        raise
+    finally:
+        shutdown(group)
+    if result.interrupted_by:
+        sys.exit(130 if result.interrupted_by == "SIGINT" else 143)

@@ -1,0 +1,42 @@
+"""A config checked against the registries: the one validation step between reading a
+TOML file (`gan.config`, which imports neither torch nor any recipe) and running it.
+
+It sits above the registries it asks (recipes, datasets, networks, losses, metrics), so
+none of them has to know about it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gan.config import Config, read_config
+from gan.data import DATASETS
+from gan.losses import ADVERSARIAL_LOSSES
+from gan.metrics.generative import check_metric_names
+from gan.nets import resolve_network_args
+from gan.recipes import RECIPES
+from gan.registry import ConfigError, suggest
+
+
+def resolve_names(config: Config) -> Config:
+    """Check every name against its registry and fill the network arguments with their
+    constructors' defaults (in place; returns `config`)."""
+    RECIPES.get(config.recipe)
+    DATASETS.get(config.data.dataset)
+    model = config.model
+    model.generator_args = resolve_network_args("generator", model.generator, model.generator_args,
+                                                "model.generator_args")
+    model.discriminator_args = resolve_network_args("discriminator", model.discriminator, model.discriminator_args,
+                                                    "model.discriminator_args")
+    adversarial = config.loss.adversarial
+    if adversarial not in ADVERSARIAL_LOSSES:
+        raise ConfigError(f"unknown loss.adversarial '{adversarial}'{suggest(adversarial, list(ADVERSARIAL_LOSSES))}; "
+                          f"known: {', '.join(ADVERSARIAL_LOSSES)}")
+    check_metric_names(config.metrics.names, "metrics.names")
+    return config
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
+    """Read a TOML config (or the defaults when `path` is None) with `--set` overrides, and check
+    it whole: keys, types, ranges and names."""
+    return resolve_names(read_config(path, overrides))
