@@ -26,8 +26,9 @@ import torch
 from gan.files import write_text_atomically
 from gan.recipes import RECIPES
 from gan.resolve import load_config
+from gan.schedules import lr_factor
 from gan.speed import accelerate, to_device
-from gan.train import MetricWatch, _set_learning_rates, lr_scale, make_autocast, seed_everything
+from gan.train import MetricWatch, _set_learning_rates, make_autocast, seed_everything
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ def our_step(name: str, device: torch.device, fast: bool,
 
     def step() -> None:
         counter["step"] += 1
-        _set_learning_rates(recipe, lr_scale(counter["step"], config.train.steps, config.train.lr_decay_steps))
+        _set_learning_rates(recipe, lr_factor(counter["step"], config.train))
         watch.add(counter["step"], recipe.step(batch, counter["step"]))
 
     return step, config.train.batch_size

@@ -34,6 +34,7 @@ class DataConfig:
     a_root: str = ""  # unpaired: folder of domain A ("" = root/<split>A)
     b_root: str = ""  # unpaired: folder of domain B ("" = root/<split>B)
     hflip: bool = True  # random horizontal flips (paired: the same flip on both sides)
+    rot90: bool = False  # sr_pairs: random 90-degree rotations of both sides (with hflip: all 8 orientations)
     layout: str = "auto"  # paired: auto | aligned (A|B side by side) | folders (A/ and B/)
     direction: str = "AtoB"  # paired: AtoB | BtoA (which side is the input)
     load_size: int = 286  # paired, unpaired: resize to this, then random-crop `resolution`; 0 = no jitter
@@ -72,12 +73,13 @@ class LossConfig:
     cycle_weight: float = 10.0  # cyclegan: weight of each cycle-consistency L1 term (lambda)
     identity_weight: float = 0.5  # cyclegan: identity loss weight, as a fraction of cycle_weight; 0 = off
     pool_size: int = 50  # cyclegan: generated images kept for each discriminator; 0 = off
-    content: str = "mse"  # srgan: content loss, mse (pixels) or vgg (perceptual)
+    content: str = "mse"  # srgan: content loss, mse or l1 (pixels) or vgg (perceptual)
     vgg_layer: str = "relu5_4"  # srgan: VGG layer of the perceptual loss (relu2_2 = VGG22, relu5_4 = VGG54)
     vgg_arch: str = "vgg19"  # srgan: vgg19 or vgg16
     vgg_weights: str = ""  # srgan: torchvision weights file; "" = $TORCH_HOME/hub/checkpoints; "random" = tests
     vgg_feature_scale: float = 0.0784313725490196  # srgan: features multiplied by this (1/12.75, as SRGAN)
-    adversarial_weight: float = 1e-3  # srgan: weight of the adversarial term; 0 = no discriminator (SRResNet)
+    adversarial_weight: float = -1.0  # pix2pix, srgan: weight of the adversarial term; -1 = the recipe's default
+    # (pix2pix 1 as the paper, srgan 1e-3); srgan: 0 = no discriminator (SRResNet)
 
 
 @dataclass
@@ -89,7 +91,13 @@ class TrainConfig:
     beta1: float = 0.5
     beta2: float = 0.999
     d_steps: int = 1  # discriminator updates per generator update
-    lr_decay_steps: int = 0  # linear decay of both learning rates to 0 over the last N steps
+    lr_schedule: str = "linear_decay"  # linear_decay | cosine | step (gan/schedules.py), after warmup_steps
+    lr_decay_steps: int = 0  # linear_decay: both learning rates fall linearly to 0 over the last N steps
+    lr_milestones: list[int] = field(default_factory=list)  # step: learning rates times lr_gamma after each
+    lr_gamma: float = 0.5  # step: the factor at each milestone
+    warmup_steps: int = 0  # learning rates rise linearly from 0 over the first N steps (any schedule)
+    adversarial_start: int = 0  # pix2pix, srgan, cyclegan: reconstruction loss alone for N steps, then G's
+    # adversarial term and D's updates start
     divergence_bound: float = 1e6  # a loss or weight beyond this magnitude stops the run as a NaN does (--on-nan)
     ema_decay: float = 0.999  # EMA of generator weights; 0 = off
     ema_bn_batches: int = 32  # EMA generator: BatchNorm statistics recomputed for its own weights over this many
@@ -201,11 +209,22 @@ def read_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
             tree = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as error:
             raise ConfigError(f"{path}: not valid TOML: {error}") from None
+        _upgrade_written_config(tree)
     for assignment in overrides:
         apply_override(tree, assignment)
     config = _fill(Config, tree, "")
     check_values(config)
     return config
+
+
+def _upgrade_written_config(tree: dict[str, Any]) -> None:
+    """Keep resumed runs doing what they did. Before `train.adversarial_start` existed, pix2pix
+    ignored `loss.adversarial_weight` (weight 1) while the resolved config.toml recorded srgan's
+    1e-3 for it; a run directory from then must go on with weight 1."""
+    loss, train = tree.get("loss"), tree.get("train")
+    if (tree.get("recipe") == "pix2pix" and isinstance(loss, dict) and isinstance(train, dict)
+            and "adversarial_start" not in train and loss.get("adversarial_weight") == 1e-3):
+        loss["adversarial_weight"] = 1.0
 
 
 def check_values(config: Config) -> None:
@@ -237,12 +256,21 @@ def check_values(config: Config) -> None:
     if config.train.compile_mode != "default" and config.train.compile_backend != "inductor":
         raise ConfigError(f"train.compile_mode '{config.train.compile_mode}' is an inductor mode; "
                           f"train.compile_backend is '{config.train.compile_backend}'")
+    _check_choice("train.lr_schedule", config.train.lr_schedule, ("linear_decay", "cosine", "step"))
+    _check_range("train.lr_gamma", config.train.lr_gamma, 1e-12, 1.0)
+    milestones = config.train.lr_milestones
+    if any(m < 1 for m in milestones) or milestones != sorted(set(milestones)):
+        raise ConfigError(f"train.lr_milestones must be increasing steps >= 1, got {milestones}")
+    if config.loss.adversarial_weight != -1.0:
+        _check_range("loss.adversarial_weight", config.loss.adversarial_weight, 0, math.inf)
     _check_choice("train.optimizer_kernel", config.train.optimizer_kernel, ("auto", "fused", "foreach", "loop"))
     if data.cache != "off" and data.dataset not in ("celeba", "folder"):
         raise ConfigError(f"data.cache applies to the celeba and folder datasets, not '{data.dataset}'; "
                           "set data.cache=\"off\"")
     _check_choice("data.scale", data.scale, (2, 3, 4, 8))
-    _check_choice("loss.content", config.loss.content, ("mse", "vgg"))
+    if data.rot90 and data.dataset != "sr_pairs":
+        raise ConfigError(f"data.rot90 applies to the sr_pairs dataset, not '{data.dataset}'")
+    _check_choice("loss.content", config.loss.content, ("mse", "l1", "vgg"))
     _check_choice("loss.vgg_arch", config.loss.vgg_arch, ("vgg16", "vgg19"))
     _check_range("data.jpeg_quality", data.jpeg_quality, 0, 100)
     _check_range("metrics.num_samples", config.metrics.num_samples, 2, MAX_METRIC_SAMPLES)
@@ -258,7 +286,7 @@ def check_values(config: Config) -> None:
         _check_path(key, getattr(getattr(config, section), name))
     for key in ("data.max_images", "data.num_workers", "train.lr_decay_steps", "train.ema_bn_batches",
                 "loss.instance_noise_steps", "data.load_size", "data.blur_sigma", "data.noise_std", "loss.l1_weight", "loss.cycle_weight",
-                "loss.identity_weight", "loss.pool_size", "loss.adversarial_weight", "log.eval_every",
+                "loss.identity_weight", "loss.pool_size", "train.warmup_steps", "train.adversarial_start", "log.eval_every",
                 "metrics.every"):
         section, name = key.split(".")
         _check_range(key, getattr(getattr(config, section), name), 0, math.inf)

@@ -48,6 +48,16 @@ def image_format_of(path: Path) -> str:
     return name
 
 
+def side_by_side(images: list[Image.Image]) -> Image.Image:
+    """One strip of `images` left to right, each resized (bicubic) to the last one's size."""
+    size = images[-1].size
+    strip = Image.new("RGB", (size[0] * len(images), size[1]))
+    for index, image in enumerate(images):
+        shown = image if image.size == size else image.resize(size, Image.Resampling.BICUBIC)
+        strip.paste(shown.convert("RGB"), (index * size[0], 0))
+    return strip
+
+
 def save_image(image: Image.Image, path: str | Path) -> Path:
     """Write a PIL image atomically (never a half-written file), in the format of its extension;
     creates parent folders."""

@@ -21,7 +21,9 @@ from gan.registry import ConfigError, suggest
 def resolve_names(config: Config) -> Config:
     """Check every name against its registry and fill the network arguments with their
     constructors' defaults (in place; returns `config`)."""
-    RECIPES.get(config.recipe)
+    recipe = RECIPES.get(config.recipe)
+    if config.loss.adversarial_weight == -1.0:  # "the recipe's default"
+        config.loss.adversarial_weight = recipe.default_adversarial_weight
     DATASETS.get(config.data.dataset)
     model = config.model
     model.generator_args = resolve_network_args("generator", model.generator, model.generator_args,

@@ -32,6 +32,7 @@ from gan.data.paired import augment_together, paired_dataset
 from gan.data.super_resolution import Degradation, bicubic_resize, crop_to_multiple
 from gan.files import write_text_atomically
 from gan.generators import LoadedGenerator
+from gan.images import save_image, side_by_side
 from gan.metrics import psnr, signed_to_255, ssim
 from gan.metrics.generative import GenerativeEvaluator, score_generator
 from gan.tiling import Translator, translate_tensor
@@ -58,22 +59,27 @@ def evaluate_generative(loaded: LoadedGenerator, names: list[str], count: int, d
             "skipped": evaluator.skipped, **scores}
 
 
-def evaluate_super_resolution(translator: Translator, folder: Path, scale: int) -> Iterator[dict]:
-    """One row per HR image: PSNR/SSIM (Y, shave `scale`) of the model and of bicubic upsampling."""
+def evaluate_super_resolution(translator: Translator, folder: Path, scale: int,
+                              save_images: Path | None = None) -> Iterator[dict]:
+    """One row per HR image: PSNR/SSIM of the model and of bicubic upsampling, on the Y channel
+    (most SR papers) and on RGB (the others), with `scale` pixels shaved. With `save_images`,
+    each image is also written there as a bicubic | model | ground-truth strip."""
     downsample = Degradation(scale)
     for path in find_images(folder):
         hr_image = crop_to_multiple(read_rgb(path), scale)
         lr_image = downsample(hr_image, rng=None)
         restored = translator(lr_image)
         bicubic = bicubic_resize(lr_image, hr_image.size)
+        name = path.relative_to(folder).as_posix()
+        if save_images is not None:
+            save_image(side_by_side([bicubic, restored, hr_image]), save_images / Path(name).with_suffix(".png"))
         reference = _to_255(hr_image)
-        yield {
-            "image": path.relative_to(folder).as_posix(),
-            "psnr": psnr(_to_255(restored), reference, crop_border=scale, y_channel=True),
-            "ssim": ssim(_to_255(restored), reference, crop_border=scale, y_channel=True),
-            "bicubic_psnr": psnr(_to_255(bicubic), reference, crop_border=scale, y_channel=True),
-            "bicubic_ssim": ssim(_to_255(bicubic), reference, crop_border=scale, y_channel=True),
-        }
+        row = {"image": name}
+        for prefix, image in (("", restored), ("bicubic_", bicubic)):
+            for suffix, y_channel in (("", True), ("_rgb", False)):
+                row[f"{prefix}psnr{suffix}"] = psnr(_to_255(image), reference, crop_border=scale, y_channel=y_channel)
+                row[f"{prefix}ssim{suffix}"] = ssim(_to_255(image), reference, crop_border=scale, y_channel=y_channel)
+        yield row
 
 
 def evaluate_paired(translator: Translator, folder: Path, data_config: dict) -> Iterator[dict]:

@@ -43,7 +43,7 @@ from gan.checkpoint import (
     save_checkpoint,
 )
 from gan.compilation import uncompiled
-from gan.config import Config, config_to_dict, dump_config
+from gan.config import Config, TrainConfig, config_to_dict, dump_config
 from gan.data import training_batches
 from gan.distributed import (
     SINGLE_PROCESS,
@@ -62,6 +62,7 @@ from gan.progress import Progress, format_duration
 from gan.recipes import RECIPES
 from gan.recipes.base import AutocastFactory, Recipe
 from gan.registry import ConfigError
+from gan.schedules import adversarial_on, lr_factor
 from gan.speed import accelerate, to_device
 
 
@@ -137,13 +138,6 @@ def create_run_dir(out: Path, name: str) -> Path:
         run_dir = out / f"{max(numbers, default=-1) + 1:05d}-{name}"
         run_dir.mkdir()
     return run_dir
-
-
-def lr_scale(step: int, total_steps: int, decay_steps: int) -> float:
-    """Constant, then linear decay over the last `decay_steps` steps (pix2pix's schedule);
-    over the whole run when `decay_steps` exceeds it (a shortened smoke run, say)."""
-    decay_steps = min(decay_steps, total_steps)
-    return 1.0 - max(0, step - (total_steps - decay_steps)) / (decay_steps + 1)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -344,7 +338,7 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
                             break
                         raise
                     step += 1
-                    _set_learning_rates(recipe, lr_scale(step, train_config.steps, train_config.lr_decay_steps))
+                    _set_learning_rates(recipe, lr_factor(step, train_config))
                     metrics = recipe.step(to_device(batch, device, speed), step)
                     samples_seen += train_config.batch_size
                     watch.add(step, metrics)
@@ -366,7 +360,7 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
                     images_per_second = (step - timer_step) * train_config.batch_size / busy
                     timer_start, timer_step, paused = now, step, 0.0
                     means = watch.means()
-                    _log_scalars(writer, step, means, recipe, images_per_second)
+                    _log_scalars(writer, step, means, recipe, images_per_second, train_config)
                     if device.type == "cuda":  # the allocator's own count: no sync
                         writer.add_scalar("perf/peak_memory_mib", torch.cuda.max_memory_allocated(device) / 2**20, step)
                     progress.update(step, means, images_per_second)
@@ -486,11 +480,14 @@ def _set_learning_rates(recipe: Recipe, scale: float) -> None:
             group["lr"] = group["base_lr"] * scale
 
 
-def _log_scalars(writer: Any, step: int, means: dict[str, float], recipe: Recipe, images_per_second: float) -> None:
+def _log_scalars(writer: Any, step: int, means: dict[str, float], recipe: Recipe, images_per_second: float,
+                 train_config: TrainConfig) -> None:
     for name, value in means.items():
         writer.add_scalar(name, value, step)
     for name, optimizer in recipe.optimizers.items():
         writer.add_scalar(f"lr/{name}", optimizer.param_groups[0]["lr"], step)
+    if train_config.adversarial_start:
+        writer.add_scalar("schedule/adversarial_on", float(adversarial_on(step, train_config)), step)
     writer.add_scalar("perf/images_per_s", images_per_second, step)
 
 

@@ -230,7 +230,7 @@ def test_every_shipped_config_without_its_data_says_which_key_to_set_and_where_t
     assert result.exit_code == 2 and "Traceback" not in result.output, result.output
     if config == "srgan_x4.toml":
         assert "model.init_generator is empty" in result.output
-        assert "gan train experiments/srgan_x4.toml --set model.init_generator=runs/<N>-srresnet_x4" in result.output
+        assert "gan train experiments/srgan_x4.toml --set model.init_generator=runs/<N>-edsr_x4" in result.output
     else:
         assert re.search(r"does not exist.*; it is set by data\.(root|val_root)", result.output)
         assert "datasets/README.md" in result.output

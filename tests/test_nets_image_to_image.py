@@ -178,7 +178,7 @@ def test_registry_names_and_alias_defaults():
     for name, num_downs in [("unet", 8), ("unet_128", 7), ("unet_256", 8)]:
         spec = network_spec("generator", name, {}, "k")
         assert spec.kwargs == {"in_channels": 3, "out_channels": 3, "num_downs": num_downs, "channels": 64,
-                               "norm": "batch", "dropout": 0.5}
+                               "norm": "batch", "dropout": 0.5, "upsample": "transposed", "residual": False}
     spec = network_spec("generator", "unet_128", {"num_downs": 6, "channels": 4}, "k")
     assert spec.kwargs["num_downs"] == 6  # the alias only changes the default
     assert NetworkSpec.from_dict(spec.to_dict()).build().size_multiple == 64

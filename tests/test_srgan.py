@@ -3,6 +3,7 @@
 import csv
 import warnings
 
+import numpy as np
 import pytest
 import torch
 import torchvision
@@ -31,8 +32,31 @@ def test_srresnet_options_and_errors():
     default = network_spec("generator", "srresnet", {}, "g", scale=4).build()
     assert sum(isinstance(m, nn.BatchNorm2d) for m in default.modules()) == 2 * 16 + 1
     assert 1.5e6 < sum(p.numel() for p in default.parameters()) < 1.6e6  # the paper's ~1.5M
-    with pytest.raises(ValueError, match="by 2, 4 or 8, not 3"):
-        network_spec("generator", "srresnet", {}, "g", scale=3).build()
+    with pytest.raises(ValueError, match="by 2, 3, 4 or 8, not 5"):
+        network_spec("generator", "srresnet", {}, "g", scale=5).build()
+    with pytest.raises(ValueError, match="residual_scale must be in"):
+        network_spec("generator", "srresnet", {"residual_scale": 0.0}, "g", scale=4).build()
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4, 8])
+@pytest.mark.parametrize("batch_norm", [True, False])
+def test_srresnet_and_edsr_upsample_by_every_scale(scale, batch_norm):
+    network = network_spec("generator", "srresnet", {"channels": 8, "num_blocks": 2, "batch_norm": batch_norm,
+                                                      "residual_scale": 0.1}, "g", scale=scale).build()
+    assert network(torch.rand(2, 3, 10, 7) * 2 - 1).shape == (2, 3, 10 * scale, 7 * scale)
+    shuffles = [m.upscale_factor for m in network.modules() if isinstance(m, nn.PixelShuffle)]
+    assert shuffles == ([3] if scale == 3 else [2] * {2: 1, 4: 2, 8: 3}[scale])
+
+
+def test_residual_srresnet_starts_as_bicubic_upsampling():
+    network = network_spec("generator", "srresnet", {"channels": 8, "num_blocks": 2, "residual": True}, "g",
+                           scale=4).build()
+    lr_images = torch.rand(1, 3, 12, 9) * 2 - 1
+    bicubic = torch.nn.functional.interpolate(lr_images, scale_factor=4, mode="bicubic", align_corners=False)
+    assert torch.equal(network(lr_images), bicubic)
+    # ... and it learns: the zeroed tail gets gradients
+    network(lr_images).sub(1).abs().mean().backward()
+    assert network.tail.weight.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("size", [(96, 96), (128, 80), (16, 16)])
@@ -156,10 +180,22 @@ def test_srresnet_logs_validation_psnr_and_evaluates_beside_bicubic(srresnet_run
     assert Image.open(tmp_path / "big.png").size == (52, 36)  # the network's own x4
 
 
+def test_srgan_x4_starts_where_edsr_x4_ends():
+    """The shipped SRGAN config takes the recommended PSNR recipe's generator as it is."""
+    from gan.resolve import load_config
+
+    edsr, srgan = (load_config(REPO / "experiments" / name, ["model.init_generator=none"])
+                   for name in ("edsr_x4.toml", "srgan_x4.toml"))
+    assert srgan.model.generator == edsr.model.generator
+    assert srgan.model.generator_args == edsr.model.generator_args
+    assert (srgan.data.scale, srgan.data.upsample_input) == (edsr.data.scale, edsr.data.upsample_input)
+
+
 def test_srgan_starts_from_the_srresnet_checkpoint(srresnet_run, hr_folder, tmp_path):
     args = ["train", str(REPO / "experiments" / "srgan_x4.toml"), *_sets(
         *TINY_SR, f"data.root={hr_folder}", f"data.val_root={hr_folder}", "loss.vgg_weights=random",
-        "loss.vgg_layer=relu2_2", "model.discriminator_args.channels=8", f"model.init_generator={srresnet_run}"),
+        "loss.vgg_layer=relu2_2", "model.discriminator_args.channels=8", f"model.init_generator={srresnet_run}",
+        "model.generator_args.batch_norm=true", "model.generator_args.residual=false"),  # srresnet_x4's
         "--out", str(tmp_path / "runs")]
     with pytest.warns(UserWarning, match="RANDOM weights"):
         result = CliRunner().invoke(main, args)
@@ -181,3 +217,30 @@ def test_srgan_needs_lr_inputs(tmp_path):
     result = CliRunner().invoke(main, ["train", str(REPO / "experiments" / "srresnet_x4.toml"),
                                        "--set", "data.upsample_input=true", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "data.upsample_input = false" in result.output
+
+
+def test_sr_eval_reports_y_and_rgb_beside_bicubic_and_saves_strips(srresnet_run, hr_folder, tmp_path):
+    from gan.data.super_resolution import Degradation, bicubic_resize
+    from gan.metrics import psnr, ssim
+
+    result = CliRunner().invoke(main, ["eval", str(srresnet_run), "--data", str(hr_folder), "--csv",
+                                       str(tmp_path / "e.csv"), "--save-images", str(tmp_path / "strips")])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(open(tmp_path / "e.csv")))
+    assert {"psnr", "ssim", "psnr_rgb", "ssim_rgb", "bicubic_psnr", "bicubic_ssim", "bicubic_psnr_rgb",
+            "bicubic_ssim_rgb"} <= set(rows[0])
+    hr_image = Image.open(hr_folder / "0.png").convert("RGB")
+    hr_image = hr_image.crop((0, 0, 48, 44))  # already a multiple of 4
+    bicubic = bicubic_resize(Degradation(4)(hr_image, None), hr_image.size)
+
+    def to_255(image):
+        return torch.from_numpy(np.asarray(image, dtype=np.float64).copy()).permute(2, 0, 1)
+
+    row = next(r for r in rows if r["image"] == "0.png")
+    assert float(row["bicubic_psnr_rgb"]) == pytest.approx(psnr(to_255(bicubic), to_255(hr_image), 4), abs=1e-5)
+    assert float(row["bicubic_ssim"]) == pytest.approx(ssim(to_255(bicubic), to_255(hr_image), 4, True), abs=1e-5)
+    assert float(row["bicubic_psnr"]) != pytest.approx(float(row["bicubic_psnr_rgb"]))  # Y differs from RGB
+    strip = Image.open(tmp_path / "strips" / "0.png")
+    assert strip.size == (3 * 48, 44)
+    assert np.array_equal(np.asarray(strip)[:, :48], np.asarray(bicubic))  # bicubic | model | ground truth
+    assert np.array_equal(np.asarray(strip)[:, 96:], np.asarray(hr_image))

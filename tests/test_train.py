@@ -9,12 +9,12 @@ from conftest import REPO, TINY, only_run, tiny_config
 
 from gan.checkpoint import list_checkpoints, load_checkpoint
 from gan.recipes.dcgan import DCGANRecipe
+from gan.schedules import lr_scale
 from gan.train import (
     DeviceUnavailable,
     MetricWatch,
     NonFiniteLossError,
     create_run_dir,
-    lr_scale,
     select_device,
     train,
     train_rolling_back,

@@ -116,7 +116,8 @@ def test_super_resolution_run_and_eval_beside_bicubic(tmp_path):
     assert evaluated.exit_code == 0, evaluated.output
     (csv_path,) = run_dir.glob("eval-hr-00000002.csv")
     rows = list(csv.DictReader(open(csv_path)))
-    assert list(rows[0]) == ["image", "psnr", "ssim", "bicubic_psnr", "bicubic_ssim"]
+    assert list(rows[0]) == ["image", "psnr", "ssim", "psnr_rgb", "ssim_rgb", "bicubic_psnr", "bicubic_ssim",
+                             "bicubic_psnr_rgb", "bicubic_ssim_rgb"]
     assert 5 < float(rows[-1]["bicubic_psnr"]) < 40
     upscaled = CliRunner().invoke(main, ["translate", str(run_dir), str(hr / "0.png"), str(tmp_path / "big.png")])
     assert upscaled.exit_code == 0, upscaled.output

@@ -35,13 +35,16 @@ def _format_row(row: dict) -> str:
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Image-to-image checkpoints: where to write per-image results "
                    "[default: eval-<data>-<step>.csv in the run directory].")
+@click.option("--save-images", type=click.Path(file_okay=False, path_type=Path),
+              help="Super-resolution checkpoints: also write each image as a bicubic | model | ground-truth strip "
+                   "into this folder.")
 @click.option("--tile", default=512, show_default=True, help="Process larger images in tiles of this many pixels.")
 @click.option("--generator", "which", type=click.Choice(["ema", "live"]), default="ema", show_default=True,
               help="Unconditional checkpoints: score the EMA weights (when present) or the trained ones.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 def evaluate(checkpoint: Path, folder: Path | None, metric_names: str | None, count: int, inception_weights: Path | None,
-             cache_dir: Path | None, json_path: Path | None, csv_path: Path | None, tile: int, which: str,
-             device: str) -> None:
+             cache_dir: Path | None, json_path: Path | None, csv_path: Path | None, save_images: Path | None,
+             tile: int, which: str, device: str) -> None:
     """Measure a checkpoint (CHECKPOINT: a run directory or a checkpoint file).
 
     Unconditional (DCGAN) checkpoints: FID, KID, SWD and precision/recall of --n images
@@ -52,8 +55,9 @@ def evaluate(checkpoint: Path, folder: Path | None, metric_names: str | None, co
 
     Image-to-image checkpoints: PSNR and SSIM on a --data folder, per image and mean.
     Super-resolution checkpoints are measured as papers report them: the LR input is
-    the bicubic downsampling of each HR image, PSNR/SSIM are on the Y channel with
-    `scale` pixels shaved, and plain bicubic upsampling is shown beside the model.
+    the bicubic downsampling of each HR image, PSNR/SSIM are on the Y channel (psnr, ssim)
+    and on RGB (psnr_rgb, ssim_rgb) with `scale` pixels shaved, and plain bicubic
+    upsampling is shown beside the model (bicubic_*).
     CycleGAN checkpoints: --data holds testA/ and testB/; each image goes to the
     other domain and back, and the cycle-reconstruction L1 and PSNR are reported.
 
@@ -62,6 +66,7 @@ def evaluate(checkpoint: Path, folder: Path | None, metric_names: str | None, co
       gan eval runs/00000-dcgan_celeba64 --metrics fid,kid,swd --n 10000
       gan eval runs/00000-dcgan_celeba64 --metrics swd --n 2000 --json swd.json
       gan eval runs/00002-sr_pix2pix_x4 --data datasets/sr/Set5
+      gan eval runs/00004-edsr_x4 --data datasets/sr/Set5 --save-images set5_strips/
       gan eval runs/00001-pix2pix_facades --data datasets/facades/val --csv val.csv
       gan eval runs/00003-cyclegan_horse2zebra --data datasets/horse2zebra
     """
@@ -77,7 +82,7 @@ def evaluate(checkpoint: Path, folder: Path | None, metric_names: str | None, co
         else:
             if folder is None:
                 raise click.UsageError("image-to-image checkpoints need --data FOLDER")
-            _evaluate_image_to_image(path, folder, csv_path, tile, select_device(device))
+            _evaluate_image_to_image(path, folder, csv_path, tile, select_device(device), save_images)
     except (CheckpointError, FileNotFoundError, NotADirectoryError, DeviceUnavailable, ValueError) as error:
         fail(error)
 
@@ -115,17 +120,20 @@ def _evaluate_generative(state: dict, path: Path, folder: Path | None, metric_na
                f"from {result['reference']}; {path})", err=True)
 
 
-def _evaluate_image_to_image(path: Path, folder: Path, csv_path: Path | None, tile: int, device) -> None:
+def _evaluate_image_to_image(path: Path, folder: Path, csv_path: Path | None, tile: int, device,
+                             save_images: Path | None) -> None:
     from gan.scoring import evaluate_cycle, evaluate_paired, evaluate_super_resolution, mean_row, write_csv
     from gan.tiling import load_translator
 
     translator = load_translator(path, device, tile)
     data = translator.config["data"]
+    if save_images is not None and data["dataset"] != "sr_pairs":
+        raise click.UsageError("--save-images is for super-resolution checkpoints")
     if translator.config["recipe"] == "cyclegan":
         backward = load_translator(path, translator.device, tile, direction="BtoA")
         rows_iterator = evaluate_cycle(translator, backward, folder, data["resolution"])
     elif data["dataset"] == "sr_pairs":
-        rows_iterator = evaluate_super_resolution(translator, folder, data["scale"])
+        rows_iterator = evaluate_super_resolution(translator, folder, data["scale"], save_images)
     else:
         rows_iterator = evaluate_paired(translator, folder, data)
     rows = []

@@ -36,12 +36,11 @@ def translate(checkpoint: Path, source: Path, output: Path, side_by_side: bool, 
       gan translate runs/00002-sr_pix2pix_x4 small.png large.png --tile 256
       gan translate runs/00003-cyclegan_horse2zebra zebras/ horses/ --direction BtoA
     """
-    from PIL import Image
-
     from gan.checkpoint import CheckpointError
     from gan.data.decode import ImageReadError, find_images, read_rgb
     from gan.files import WriteError
     from gan.images import image_format_of, save_image
+    from gan.images import side_by_side as side_by_side_strip
     from gan.progress import Progress
     from gan.tiling import load_translator
     from gan.train import DeviceUnavailable, select_device
@@ -65,11 +64,7 @@ def translate(checkpoint: Path, source: Path, output: Path, side_by_side: bool, 
             continue
         result = translator(image)
         if side_by_side:
-            shown = translator.prepare(image).resize(result.size)
-            strip = Image.new("RGB", (result.width * 2, result.height))
-            strip.paste(shown, (0, 0))
-            strip.paste(result, (result.width, 0))
-            result = strip
+            result = side_by_side_strip([translator.prepare(image), result])
         try:
             save_image(result, output_path)
         except WriteError as error:

@@ -61,7 +61,7 @@ def _sr_pairs(config: DataConfig, train: bool) -> Dataset:
     _require_root(config)
     root = config.root if train else (config.val_root or config.root)
     return super_resolution_dataset(root, degradation(config), config.resolution, config.upsample_input, train,
-                                    config.hflip, config.strict, config.max_images if train else 0)
+                                    config.hflip, config.strict, config.max_images if train else 0, config.rot90)
 
 
 @DATASETS.register("unpaired")

@@ -66,16 +66,21 @@ def crop_to_multiple(image: Image.Image, multiple: int) -> Image.Image:
     return image.crop((0, 0, width - width % multiple, height - height % multiple))
 
 
+ROTATIONS = {1: Image.Transpose.ROTATE_90, 2: Image.Transpose.ROTATE_180, 3: Image.Transpose.ROTATE_270}
+
+
 class SuperResolutionPairs(Dataset):
     """`{"input", "target"}` in [-1, 1] from HR files.
 
-    Training: a random `hr_size` crop (flipped with probability 0.5 if `hflip`).
+    Training: a random `hr_size` crop, flipped with probability 0.5 if `hflip` and turned by a
+    random multiple of 90 degrees if `rot90`; the LR input is made from it, so both stay aligned.
     Evaluation (`train=False`): the whole image, cropped to a multiple of the scale
     (sizes differ between images, so batch size 1).
     """
 
     def __init__(self, paths: list[Path], degradation: Degradation, hr_size: int, upsample_input: bool = True,
-                 train: bool = True, hflip: bool = True, strict: bool = False, skipped_at_scan: int = 0):
+                 train: bool = True, hflip: bool = True, strict: bool = False, skipped_at_scan: int = 0,
+                 rot90: bool = False):
         if hr_size % degradation.scale:
             raise ValueError(f"data.resolution ({hr_size}) must be a multiple of data.scale ({degradation.scale})")
         self.paths = paths
@@ -84,6 +89,7 @@ class SuperResolutionPairs(Dataset):
         self.upsample_input = upsample_input
         self.train = train
         self.hflip = hflip
+        self.rot90 = rot90
         self.skip_unreadable = SkipUnreadable(strict, skipped_at_scan)
 
     def __len__(self) -> int:
@@ -106,6 +112,9 @@ class SuperResolutionPairs(Dataset):
             hr_image = hr_image.crop((left, top, left + self.hr_size, top + self.hr_size))
             if self.hflip and rng.random() < 0.5:
                 hr_image = hr_image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+            turns = rng.randrange(4) if self.rot90 else 0
+            if turns:
+                hr_image = hr_image.transpose(ROTATIONS[turns])
         else:
             hr_image = crop_to_multiple(hr_image, self.degradation.scale)
         lr_image = self.degradation(hr_image, rng)
@@ -119,7 +128,7 @@ class SuperResolutionPairs(Dataset):
 
 def super_resolution_dataset(root: str | Path, degradation: Degradation, hr_size: int, upsample_input: bool = True,
                              train: bool = True, hflip: bool = True, strict: bool = False,
-                             max_images: int = 0) -> SuperResolutionPairs:
+                             max_images: int = 0, rot90: bool = False) -> SuperResolutionPairs:
     """SR pairs from every image under `root` (recursive)."""
     paths = find_images(Path(root))
     paths = paths[:max_images] if max_images else paths
@@ -132,7 +141,8 @@ def super_resolution_dataset(root: str | Path, degradation: Degradation, hr_size
         readable = large_enough
     if not readable:
         raise ImageReadError(f"no usable images under '{root}' ({len(paths)} image files, {len(skipped)} unreadable)")
-    return SuperResolutionPairs(readable, degradation, hr_size, upsample_input, train, hflip, strict, len(skipped))
+    return SuperResolutionPairs(readable, degradation, hr_size, upsample_input, train, hflip, strict, len(skipped),
+                                rot90)
 
 
 def _size(path: Path) -> tuple[int, int]:

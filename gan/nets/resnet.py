@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from gan.nets import register_network
-from gan.nets.common import init_normal_, norm_layer
+from gan.nets.common import init_normal_, norm_layer, upsample_layers, zero_last_conv_
 
 NUM_DOWNSAMPLINGS = 2
 
@@ -37,7 +37,8 @@ class ResidualBlock(nn.Module):
 
 @register_network("generator", "resnet")
 class ResnetGenerator(nn.Module):
-    """images (N, in_channels, H, W) in [-1, 1] -> images (N, out_channels, H, W) in [-1, 1].
+    """images (N, in_channels, H, W) in [-1, 1] -> images (N, out_channels, H, W) in [-1, 1]
+    (with `residual`, linear: the input plus a correction, which callers clamp when they save).
 
     H and W must be multiples of 4 (`size_multiple`; `gan translate` pads to it).
     """
@@ -50,10 +51,15 @@ class ResnetGenerator(nn.Module):
         num_blocks: int = 9,  # residual blocks: 9 for 256 px, 6 for 128 px in the paper
         norm: str = "instance",  # "instance" (the paper), "batch" or "none"
         dropout: float = 0.0,  # inside each residual block; 0 disables (the CycleGAN default)
+        upsample: str = "transposed",  # the two x2 steps: transposed (the paper) | resize | pixelshuffle
+        residual: bool = False,  # output = input + a learnt correction (restoration); starts as the identity
     ):
         super().__init__()
         if num_blocks < 0:
             raise ValueError(f"num_blocks must be >= 0, got {num_blocks}")
+        if residual and in_channels != out_channels:
+            raise ValueError(f"residual needs in_channels == out_channels, got {in_channels} and {out_channels}")
+        self.residual = residual
         self.size_multiple = 2**NUM_DOWNSAMPLINGS
         bias = norm != "batch"  # a BatchNorm shift replaces the bias
         layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(in_channels, channels, 7, bias=bias),
@@ -65,15 +71,19 @@ class ResnetGenerator(nn.Module):
             width *= 2
         layers += [ResidualBlock(width, norm, dropout, bias) for _ in range(num_blocks)]
         for _ in range(NUM_DOWNSAMPLINGS):
-            layers += [nn.ConvTranspose2d(width, width // 2, 3, stride=2, padding=1, output_padding=1, bias=bias),
+            transposed = nn.ConvTranspose2d(width, width // 2, 3, stride=2, padding=1, output_padding=1, bias=bias)
+            layers += [*upsample_layers(upsample, width, width // 2, bias, transposed),
                        norm_layer(norm, width // 2), nn.ReLU(inplace=True)]
             width //= 2
-        layers += [nn.ReflectionPad2d(3), nn.Conv2d(width, out_channels, 7), nn.Tanh()]
+        # Residual outputs stay linear: input + correction must reach [-1, 1] exactly.
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(width, out_channels, 7), *([] if residual else [nn.Tanh()])]
         self.net = nn.Sequential(*layers)
         self.apply(init_normal_)
+        if residual:
+            zero_last_conv_(self.net)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.net(images)
+        return images + self.net(images) if self.residual else self.net(images)
 
 
 # The two depths CycleGAN ships; num_blocks stays settable, with these defaults.

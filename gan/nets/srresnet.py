@@ -1,28 +1,33 @@
 """SRResNet and the SRGAN discriminator (Ledig et al. 2017).
 
 SRResNet: 9x9 head conv + PReLU, `num_blocks` residual blocks (conv-BN-PReLU-conv-BN),
-a conv-BN with a global skip from the head, sub-pixel (PixelShuffle x2) upsampling
-stages, and a 9x9 tail conv. It takes the LR image and returns the HR image.
+a conv-BN with a global skip from the head, sub-pixel (PixelShuffle x2, or one x3)
+upsampling stages, and a 9x9 tail conv. It takes the LR image and returns the HR image.
+With `batch_norm = false`, `residual_scale` and an L1 loss it is EDSR's baseline (Lim et
+al. 2017); with `residual = true` it predicts only what bicubic upsampling misses.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from gan.nets import register_network
+from gan.nets.common import icnr_, zero_last_conv_
 
 
 class _ResidualBlock(nn.Module):
-    def __init__(self, channels: int, batch_norm: bool):
+    def __init__(self, channels: int, batch_norm: bool, scale: float):
         super().__init__()
+        self.scale = scale
         norm = (lambda: nn.BatchNorm2d(channels)) if batch_norm else nn.Identity
         self.body = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1, bias=not batch_norm), norm(),
                                   nn.PReLU(channels),
                                   nn.Conv2d(channels, channels, 3, padding=1, bias=not batch_norm), norm())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
+        return x + self.body(x) * self.scale if self.scale != 1 else x + self.body(x)
 
 
 @register_network("generator", "srresnet")
@@ -35,29 +40,41 @@ class SRResNet(nn.Module):
 
     def __init__(
         self,
-        scale: int,  # 2, 4 or 8: one PixelShuffle x2 stage per factor of 2 (supplied from data.scale)
+        scale: int,  # 2, 3, 4 or 8: PixelShuffle x2 stages (one x3 stage for 3), supplied from data.scale
         channels: int = 64,  # width of the residual trunk
         num_blocks: int = 16,  # residual blocks (B = 16 in the paper)
         batch_norm: bool = True,  # BatchNorm in the blocks; off gives the EDSR-style variant
         image_channels: int = 3,
+        residual_scale: float = 1.0,  # each block adds its output times this (EDSR: 0.1 for wide trunks)
+        residual: bool = False,  # output = bicubic upsampling of the input + a learnt correction
     ):
         super().__init__()
-        if scale not in (2, 4, 8):
-            raise ValueError(f"SRResNet upsamples by 2, 4 or 8, not {scale}")
+        if scale not in (2, 3, 4, 8):
+            raise ValueError(f"SRResNet upsamples by 2, 3, 4 or 8, not {scale}")
+        if not 0 < residual_scale <= 1:
+            raise ValueError(f"residual_scale must be in (0, 1], got {residual_scale}")
         self.upscale = scale
+        self.residual = residual
         self.head = nn.Sequential(nn.Conv2d(image_channels, channels, 9, padding=4), nn.PReLU(channels))
         trunk_norm = nn.BatchNorm2d(channels) if batch_norm else nn.Identity()
-        self.trunk = nn.Sequential(*[_ResidualBlock(channels, batch_norm) for _ in range(num_blocks)],
+        self.trunk = nn.Sequential(*[_ResidualBlock(channels, batch_norm, residual_scale) for _ in range(num_blocks)],
                                    nn.Conv2d(channels, channels, 3, padding=1, bias=not batch_norm), trunk_norm)
         stages: list[nn.Module] = []
-        for _ in range(scale.bit_length() - 1):
-            stages += [nn.Conv2d(channels, channels * 4, 3, padding=1), nn.PixelShuffle(2), nn.PReLU(channels)]
+        for factor in [3] if scale == 3 else [2] * (scale.bit_length() - 1):
+            conv = nn.Conv2d(channels, channels * factor**2, 3, padding=1)
+            icnr_(conv, factor)  # starts free of checkerboard
+            stages += [conv, nn.PixelShuffle(factor), nn.PReLU(channels)]
         self.upsample = nn.Sequential(*stages)
         self.tail = nn.Conv2d(channels, image_channels, 9, padding=4)
+        if residual:
+            zero_last_conv_(self.tail)
 
     def forward(self, lr_images: torch.Tensor) -> torch.Tensor:
         features = self.head(lr_images)
-        return self.tail(self.upsample(features + self.trunk(features)))
+        output = self.tail(self.upsample(features + self.trunk(features)))
+        if self.residual:
+            output = output + F.interpolate(lr_images, scale_factor=self.upscale, mode="bicubic", align_corners=False)
+        return output
 
 
 @register_network("discriminator", "srgan")

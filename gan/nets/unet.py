@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from gan.nets import register_network
-from gan.nets.common import init_normal_, norm_layer
+from gan.nets.common import init_normal_, norm_layer, upsample_layers, zero_last_conv_
 
 # Below this the reference's fixed ngf, 2ngf, 4ngf, 8ngf ... 8ngf layout has no room.
 MIN_NUM_DOWNS = 5
@@ -25,7 +25,8 @@ MIN_NUM_DOWNS = 5
 
 @register_network("generator", "unet")
 class UNetGenerator(nn.Module):
-    """images (N, in_channels, H, W) in [-1, 1] -> images (N, out_channels, H, W) in [-1, 1].
+    """images (N, in_channels, H, W) in [-1, 1] -> images (N, out_channels, H, W) in [-1, 1]
+    (with `residual`, linear: the input plus a correction, which callers clamp when they save).
 
     H and W must be multiples of `size_multiple` = 2**num_downs (`gan translate`
     pads inputs to it). Encoder widths are channels * [1, 2, 4, 8, 8, ...].
@@ -39,12 +40,17 @@ class UNetGenerator(nn.Module):
         channels: int = 64,  # width of the outermost level (ngf); capped at 8x deeper in
         norm: str = "batch",  # "batch", "instance" or "none"
         dropout: float = 0.5,  # in the num_downs - 5 decoder blocks next to the innermost; 0 disables
+        upsample: str = "transposed",  # decoder x2 steps: transposed (the paper) | resize | pixelshuffle
+        residual: bool = False,  # output = input + a learnt correction (restoration); starts as the identity
     ):
         super().__init__()
         if num_downs < MIN_NUM_DOWNS:
             raise ValueError(f"num_downs must be at least {MIN_NUM_DOWNS}, got {num_downs}")
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if residual and in_channels != out_channels:
+            raise ValueError(f"residual needs in_channels == out_channels, got {in_channels} and {out_channels}")
+        self.residual = residual
         self.num_downs = num_downs
         self.size_multiple = 2**num_downs
         # Convs followed by BatchNorm need no bias (its shift replaces it); the reference's use_bias.
@@ -67,21 +73,25 @@ class UNetGenerator(nn.Module):
             up_in = width if level == innermost else 2 * width  # [skip, decoder] except at the bottom
             if level == 0:
                 # No norm follows, so this conv keeps its bias whatever the norm.
+                # Residual outputs stay linear: input + correction must reach [-1, 1] exactly.
                 up: list[nn.Module] = [
                     nn.ReLU(inplace=True),
-                    nn.ConvTranspose2d(up_in, out_channels, 4, 2, 1),
-                    nn.Tanh(),
+                    *upsample_layers(upsample, up_in, out_channels, True,
+                                     nn.ConvTranspose2d(up_in, out_channels, 4, 2, 1)),
+                    *([] if residual else [nn.Tanh()]),
                 ]
             else:
                 up = [
                     nn.ReLU(inplace=True),
-                    nn.ConvTranspose2d(up_in, outer, 4, 2, 1, bias=bias),
+                    *upsample_layers(upsample, up_in, outer, bias, nn.ConvTranspose2d(up_in, outer, 4, 2, 1, bias=bias)),
                     norm_layer(norm, outer),
                 ]
                 if dropout > 0 and 4 <= level < innermost:  # the reference's num_downs - 5 8ngf blocks
                     up.append(nn.Dropout(dropout))
             self.decoder.append(nn.Sequential(*up))
         self.apply(init_normal_)
+        if residual:
+            zero_last_conv_(self.decoder[0])
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         height, width = images.shape[-2:]
@@ -98,7 +108,7 @@ class UNetGenerator(nn.Module):
         x = self.decoder[-1](features[-1])
         for level in reversed(range(self.num_downs - 1)):
             x = self.decoder[level](torch.cat([features[level], x], dim=1))
-        return x
+        return images + x if self.residual else x
 
 
 # The two sizes pix2pix ships; num_downs stays settable, with these defaults.

@@ -72,6 +72,9 @@ class RecipeBase:
     of its own to checkpoint unless a recipe overrides `state_dict`/`load_state_dict`.
     """
 
+    # The weight of the adversarial term when loss.adversarial_weight is left at -1.
+    default_adversarial_weight = 1.0
+
     def __init__(self, config: Config, device: torch.device, autocast: AutocastFactory):
         self.config, self.device, self.autocast = config, device, autocast
         self._preview_batch: dict[str, torch.Tensor] | None = None

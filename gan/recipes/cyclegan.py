@@ -20,6 +20,7 @@ from gan.losses import AdversarialLoss
 from gan.nets import network_spec
 from gan.recipes import RECIPES
 from gan.recipes.base import AutocastFactory, RecipeBase, adam, set_requires_grad
+from gan.schedules import adversarial_on
 
 DIRECTIONS = ("AtoB", "BtoA")
 
@@ -56,6 +57,7 @@ class CycleGANRecipe(RecipeBase):
         to_b, to_a = self.generators["AtoB"], self.generators["BtoA"]
         cycle_weight = self.config.loss.cycle_weight
         identity_weight = self.config.loss.identity_weight * cycle_weight
+        adversarial = adversarial_on(step, self.config.train)  # else the cycle and identity terms alone
 
         # Generators: fool both discriminators, reconstruct both inputs, leave the target domain alone.
         for discriminator in self.discriminators.values():
@@ -63,11 +65,13 @@ class CycleGANRecipe(RecipeBase):
         with self.autocast():
             fake = {"B": to_b(real["A"]), "A": to_a(real["B"])}
             reconstructed = {"A": to_a(fake["B"]), "B": to_b(fake["A"])}
-            fake_logits = {domain: self.discriminators[domain](fake[domain]).float() for domain in ("A", "B")}
+            fake_logits = {domain: self.discriminators[domain](fake[domain]).float()
+                           for domain in ("A", "B")} if adversarial else None
             identity = {"A": to_a(real["A"]), "B": to_b(real["B"])} if identity_weight else None
         terms = {}
         for domain in ("A", "B"):
-            terms[f"loss/g_{domain}"] = self.loss.generator(fake_logits[domain])
+            terms[f"loss/g_{domain}"] = (self.loss.generator(fake_logits[domain]) if adversarial
+                                         else torch.zeros((), device=real[domain].device))
             terms[f"loss/cycle_{domain}"] = F.l1_loss(reconstructed[domain].float(), real[domain])
             if identity is not None:
                 terms[f"loss/identity_{domain}"] = F.l1_loss(identity[domain].float(), real[domain])
@@ -79,6 +83,11 @@ class CycleGANRecipe(RecipeBase):
         self.optimizers["generator"].step()
 
         # Discriminators: real vs. a mix of new and past fakes; objective halved as in the paper.
+        if not adversarial:
+            zero = torch.zeros((), device=g_loss.device)
+            scores = {f"d_{domain}/{kind}": zero for domain in ("A", "B") for kind in ("real", "fake")}
+            terms.update({"loss/d_A": zero, "loss/d_B": zero})
+            return {**{name: value.detach() for name, value in terms.items()}, "loss/g": g_loss.detach(), **scores}
         scores = {}
         for domain, discriminator in self.discriminators.items():
             set_requires_grad(discriminator, True)

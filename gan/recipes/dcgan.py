@@ -14,6 +14,7 @@ from gan.losses import AdversarialLoss, add_instance_noise, annealed_std
 from gan.nets import network_spec
 from gan.recipes import RECIPES
 from gan.recipes.base import AutocastFactory, RecipeBase, adam, set_requires_grad
+from gan.registry import ConfigError
 
 
 @RECIPES.register("dcgan")
@@ -27,6 +28,9 @@ class DCGANRecipe(RecipeBase):
     def __init__(self, config: Config, device: torch.device, autocast: AutocastFactory):
         super().__init__(config, device, autocast)
         model, train = config.model, config.train
+        if train.adversarial_start:
+            raise ConfigError("train.adversarial_start is for recipes with a reconstruction loss to train on first "
+                              "(pix2pix, srgan, cyclegan); dcgan's generator learns only from its discriminator")
         resolution = config.data.resolution
         self.specs = {
             "generator": network_spec("generator", model.generator, model.generator_args,

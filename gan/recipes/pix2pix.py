@@ -16,6 +16,7 @@ from gan.recipes import RECIPES
 from gan.recipes.base import AutocastFactory, RecipeBase, adam, set_requires_grad
 from gan.recipes.image_to_image import preview_pairs, preview_strips, validation_scores
 from gan.registry import ConfigError
+from gan.schedules import adversarial_on
 
 PREVIEW_NAME = "input_output_target"
 
@@ -24,8 +25,10 @@ PREVIEW_NAME = "input_output_target"
 class Pix2PixRecipe(RecipeBase):
     """G(input) -> output; a conditional D sees (input, output) or (input, target) stacked.
 
-    D minimises half the adversarial objective (as the paper does, to slow D);
-    G minimises the adversarial loss + `loss.l1_weight` * L1(output, target).
+    D minimises half the adversarial objective (as the paper does, to slow D); G minimises
+    `loss.adversarial_weight` (1 as the paper) * the adversarial loss + `loss.l1_weight` *
+    L1(output, target). For the first `train.adversarial_start` steps G learns from L1 alone
+    and D waits.
     """
 
     def __init__(self, config: Config, device: torch.device, autocast: AutocastFactory):
@@ -50,28 +53,34 @@ class Pix2PixRecipe(RecipeBase):
         }
         self.loss = AdversarialLoss(config.loss.adversarial, config.loss.label_smoothing, config.loss.gp_weight)
         self.l1_weight = config.loss.l1_weight
+        self.adversarial_weight = config.loss.adversarial_weight
 
     def step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
         source, target = batch["input"], batch["target"]
         generator, discriminator = self.generator, self.discriminator
         with self.autocast():
             output = generator(source)
+        zero = torch.zeros((), device=output.device)
+        d_loss = g_adversarial = real_score = fake_score = zero
+        adversarial = adversarial_on(step, self.config.train)
 
-        set_requires_grad(discriminator, True)
-        with self.autocast():
-            fake_logits = discriminator(torch.cat([source, output.detach()], 1)).float()
-            real_logits = discriminator(torch.cat([source, target], 1)).float()
-        d_loss = 0.5 * self.loss.discriminator(real_logits, fake_logits)
-        self.optimizers["discriminator"].zero_grad(set_to_none=True)
-        d_loss.backward()
-        self.optimizers["discriminator"].step()
+        if adversarial:
+            set_requires_grad(discriminator, True)
+            with self.autocast():
+                fake_logits = discriminator(torch.cat([source, output.detach()], 1)).float()
+                real_logits = discriminator(torch.cat([source, target], 1)).float()
+            d_loss = 0.5 * self.loss.discriminator(real_logits, fake_logits)
+            self.optimizers["discriminator"].zero_grad(set_to_none=True)
+            d_loss.backward()
+            self.optimizers["discriminator"].step()
+            real_score = self.loss.score(real_logits.detach()).mean()
+            fake_score = self.loss.score(fake_logits.detach()).mean()
 
-        set_requires_grad(discriminator, False)
-        with self.autocast():
-            g_logits = discriminator(torch.cat([source, output], 1)).float()
-        g_adversarial = self.loss.generator(g_logits)
+            set_requires_grad(discriminator, False)
+            with self.autocast():
+                g_adversarial = self.loss.generator(discriminator(torch.cat([source, output], 1)).float())
         g_l1 = F.l1_loss(output.float(), target)
-        g_loss = g_adversarial + self.l1_weight * g_l1
+        g_loss = self.adversarial_weight * g_adversarial + self.l1_weight * g_l1
         self.optimizers["generator"].zero_grad(set_to_none=True)
         g_loss.backward()
         self.optimizers["generator"].step()
@@ -81,8 +90,8 @@ class Pix2PixRecipe(RecipeBase):
             "loss/g": g_loss.detach(),
             "loss/g_adversarial": g_adversarial.detach(),
             "loss/g_l1": g_l1.detach(),
-            "d/real": self.loss.score(real_logits.detach()).mean(),
-            "d/fake": self.loss.score(fake_logits.detach()).mean(),
+            "d/real": real_score,
+            "d/fake": fake_score,
         }
 
     def load_preview_items(self) -> dict[str, torch.Tensor]:

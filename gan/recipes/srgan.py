@@ -1,7 +1,8 @@
 """Super-resolution with a network that upsamples itself: SRResNet and SRGAN (Ledig et al. 2017).
 
 SRResNet (`recipe = "srresnet"`, `loss.adversarial_weight = 0`): the generator alone,
-trained on a content loss, pixel MSE by default (the PSNR-oriented baseline).
+trained on a content loss, pixel MSE by default (the PSNR-oriented baseline), or L1 as
+EDSR (`loss.content = "l1"`, `batch_norm = false`).
 SRGAN (`recipe = "srgan"`): the same generator, usually started from an SRResNet
 checkpoint (`model.init_generator`), trained on a VGG content loss plus
 `loss.adversarial_weight` (1e-3) times the adversarial loss against the SRGAN
@@ -24,6 +25,7 @@ from gan.recipes import RECIPES
 from gan.recipes.base import AutocastFactory, RecipeBase, adam, set_requires_grad
 from gan.recipes.image_to_image import preview_pairs, preview_strips, validation_scores
 from gan.registry import ConfigError
+from gan.schedules import adversarial_on
 
 PREVIEW_NAME = "input_output_target"
 
@@ -31,6 +33,8 @@ PREVIEW_NAME = "input_output_target"
 @RECIPES.register("srgan")
 @RECIPES.register("srresnet")
 class SRGANRecipe(RecipeBase):
+    default_adversarial_weight = 1e-3  # the paper's
+
     def __init__(self, config: Config, device: torch.device, autocast: AutocastFactory):
         super().__init__(config, device, autocast)
         data, model, loss, train = config.data, config.model, config.loss, config.train
@@ -41,10 +45,10 @@ class SRGANRecipe(RecipeBase):
                                                 "model.generator_args", scale=data.scale)}
         self.generator = self.specs["generator"].build().to(device)
         if config.recipe == "srgan" and not model.init_generator:
-            raise ConfigError("model.init_generator is empty: SRGAN starts from a trained SRResNet. Train one, then "
-                              "pass its run directory (or a checkpoint file):\n"
-                              "  gan train experiments/srresnet_x4.toml\n"
-                              "  gan train experiments/srgan_x4.toml --set model.init_generator=runs/<N>-srresnet_x4\n"
+            raise ConfigError("model.init_generator is empty: SRGAN starts from a trained PSNR-oriented "
+                              "generator. Train one, then pass its run directory (or a checkpoint file):\n"
+                              "  gan train experiments/edsr_x4.toml\n"
+                              "  gan train experiments/srgan_x4.toml --set model.init_generator=runs/<N>-edsr_x4\n"
                               '(model.init_generator = "none" trains from random weights)')
         if model.init_generator not in ("", "none"):
             self._load_initial_generator(model.init_generator)
@@ -61,7 +65,7 @@ class SRGANRecipe(RecipeBase):
             extractor = VGGFeatures(loss.vgg_layer, loss.vgg_arch, loss.vgg_weights).to(device)
             self.content_loss = PerceptualLoss(extractor, loss.vgg_feature_scale)
         else:
-            self.content_loss = F.mse_loss
+            self.content_loss = F.l1_loss if loss.content == "l1" else F.mse_loss
 
     def _load_initial_generator(self, source: str) -> None:
         path = resolve_checkpoint(Path(source))
@@ -77,7 +81,11 @@ class SRGANRecipe(RecipeBase):
         with self.autocast():
             sr_images = self.generator(lr_images)
         metrics = {}
+        adversarial = self.adversarial_weight and adversarial_on(step, self.config.train)
         if self.adversarial_weight:
+            zero = torch.zeros((), device=sr_images.device)
+            metrics = {"loss/d": zero, "d/real": zero, "d/fake": zero, "loss/g_adversarial": zero}
+        if adversarial:
             set_requires_grad(self.discriminator, True)
             with self.autocast():
                 real_logits = self.discriminator(hr_images).float()
@@ -94,7 +102,7 @@ class SRGANRecipe(RecipeBase):
         with self.autocast():
             content = self.content_loss(sr_images.float(), hr_images)
         g_loss = content
-        if self.adversarial_weight:
+        if adversarial:
             with self.autocast():
                 g_adversarial = self.adversarial.generator(self.discriminator(sr_images).float())
             g_loss = content + self.adversarial_weight * g_adversarial
