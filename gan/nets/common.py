@@ -60,6 +60,9 @@ def upsample_layers(kind: str, in_channels: int, out_channels: int, bias: bool,
     nearest-neighbour x2, then a 3x3 convolution (Odena et al. 2016). "pixelshuffle": a 3x3
     convolution to 4x the channels, then PixelShuffle(2) (Shi et al. 2016), initialised
     with ICNR so that it starts as a resize-convolution, free of checkerboard.
+
+    The caller builds `transposed` even when another kind is used: its construction draws
+    from the RNG, and the measured runs (README) were initialised with that draw.
     """
     if kind == "transposed":
         return [transposed]

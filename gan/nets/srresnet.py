@@ -27,7 +27,7 @@ class _ResidualBlock(nn.Module):
                                   nn.Conv2d(channels, channels, 3, padding=1, bias=not batch_norm), norm())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x) * self.scale if self.scale != 1 else x + self.body(x)
+        return x + self.body(x) * self.scale
 
 
 @register_network("generator", "srresnet")
