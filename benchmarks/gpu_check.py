@@ -239,7 +239,9 @@ ABLATION = {
     "compile off": (True, ("train.compile=off",)),
     "bf16 off": (True, ("train.amp=false",)),
     "channels_last off": (True, ("train.channels_last=off",)),
-    "compile reduce-overhead (CUDA graphs)": (True, ("train.compile_mode=reduce-overhead",)),
+    "EMA off": (True, ("train.ema_decay=0",)),
+    "CUDA graph of the step off": (True, ("train.cuda_graph=off",)),
+    "compile reduce-overhead (CUDA graphs per network)": (True, ("train.compile_mode=reduce-overhead",)),
     "all off (eager fp32)": (False, ()),
 }
 
@@ -257,7 +259,7 @@ def stage_ablation(out: Path, device_name: str, dry_run: bool) -> dict:
     for label, (fast, overrides) in variants.items():
         log(f"ablation: {model} {label}")
         try:
-            row = bench_model(model, device, baseline, rounds, 1 if dry_run else 0, 0 if dry_run else 3, fast=fast,
+            row = bench_model(model, device, baseline, rounds, 1 if dry_run else 0, 0 if dry_run else 5, fast=fast,
                               flops=False, overrides=overrides)
             results[label] = {"images_per_s": row.ours_images_per_s, "baseline_images_per_s":
                               row.baseline_images_per_s, "ratio": row.ratio, "peak_mib": row.ours_peak_mib}

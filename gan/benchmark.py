@@ -23,12 +23,13 @@ from typing import Callable
 
 import torch
 
+from gan.cuda_graphs import set_learning_rates
 from gan.files import write_text_atomically
 from gan.recipes import RECIPES
 from gan.resolve import load_config
 from gan.schedules import lr_factor
-from gan.speed import accelerate, to_device
-from gan.train import MetricWatch, _set_learning_rates, make_autocast, seed_everything
+from gan.speed import accelerate, to_device, training_step
+from gan.train import MetricWatch, make_autocast, seed_everything
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ def our_step(name: str, device: torch.device, fast: bool,
 
     `fast` keeps the speed switches at their defaults; otherwise they are all off
     (eager fp32, as the baseline runs). `overrides` (`train.compile=off`, ...) come last."""
-    switches = () if fast else ("train.amp=false", "train.compile=off", "train.channels_last=off")
+    switches = () if fast else ("train.amp=false", "train.compile=off", "train.channels_last=off", "train.cuda_graph=off")
     config = load_config(None, [*CASES[name].overrides, "train.steps=1000000", *switches, *overrides])
     seed_everything(0)
     recipe = RECIPES.get(config.recipe)(config, device, make_autocast(device, config.train.amp))
@@ -88,12 +89,13 @@ def our_step(name: str, device: torch.device, fast: bool,
     batch = to_device(synthetic_batch(config.recipe, config.train.batch_size, config.data.resolution, device),
                       device, speed)
     watch = MetricWatch(device)
+    run_step = training_step(recipe, speed, device)
     counter = {"step": 0}
 
     def step() -> None:
         counter["step"] += 1
-        _set_learning_rates(recipe, lr_factor(counter["step"], config.train))
-        watch.add(counter["step"], recipe.step(batch, counter["step"]))
+        set_learning_rates(recipe.optimizers, lr_factor(counter["step"], config.train))
+        watch.add(counter["step"], run_step(batch, counter["step"]))
 
     return step, config.train.batch_size
 

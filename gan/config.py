@@ -108,6 +108,7 @@ class TrainConfig:
     compile: str = "auto"  # torch.compile G and D: auto (= on for CUDA) | on | off; falls back to eager on failure
     compile_backend: str = "inductor"  # torch.compile backend: inductor | aot_eager | eager (the last two debug)
     compile_mode: str = "default"  # inductor: default | reduce-overhead (CUDA graphs) | max-autotune-no-cudagraphs
+    cuda_graph: str = "auto"  # replay each training step as one CUDA graph: auto (= on for CUDA) | on | off
     optimizer_kernel: str = "auto"  # Adam: auto (fused on CUDA, foreach on CPU) | fused | foreach | loop
     cudnn_benchmark: bool = True  # let cuDNN time its convolution algorithms (CUDA only)
     sync_debug: bool = False  # CUDA: raise on any host-GPU sync inside a steady-state step (a check)
@@ -256,6 +257,10 @@ def check_values(config: Config) -> None:
     if config.train.compile_mode != "default" and config.train.compile_backend != "inductor":
         raise ConfigError(f"train.compile_mode '{config.train.compile_mode}' is an inductor mode; "
                           f"train.compile_backend is '{config.train.compile_backend}'")
+    _check_choice("train.cuda_graph", config.train.cuda_graph, ("auto", "on", "off"))
+    if config.train.cuda_graph == "on" and config.train.compile_mode == "reduce-overhead":
+        raise ConfigError("train.cuda_graph = \"on\" captures the whole step; train.compile_mode "
+                          "'reduce-overhead' captures each network on its own: choose one")
     _check_choice("train.lr_schedule", config.train.lr_schedule, ("linear_decay", "cosine", "step"))
     _check_range("train.lr_gamma", config.train.lr_gamma, 1e-12, 1.0)
     milestones = config.train.lr_milestones

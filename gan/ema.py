@@ -14,25 +14,35 @@ from torch import nn
 class EMA:
     """A frozen copy of `network` whose parameters track an EMA of the original's.
 
-    The decay warms up as min(decay, (1 + step) / (10 + step)), so the average is not
-    dominated by the random initialisation early in training. Buffers (BatchNorm
-    running statistics) are copied as they are, not averaged: they belong to the live
-    weights, so before the average is used, `standing_statistics` recomputes them for
-    its own. `average` is the copy to sample from; it stays in eval mode.
+    The decay warms up as min(decay, (1 + n) / (10 + n)) after n updates, so the average
+    is not dominated by the random initialisation early in training. n counts on the
+    device from the first update's step, so an update inside a training step replayed as
+    a CUDA graph warms up as an eager one does. Buffers (BatchNorm running statistics)
+    are copied as they are, not averaged: they belong to the live weights, so before the
+    average is used, `standing_statistics` recomputes them for its own. `average` is the
+    copy to sample from; it stays in eval mode.
     """
 
     def __init__(self, network: nn.Module, decay: float):
         self.decay = decay
         self.average = copy.deepcopy(network).eval().requires_grad_(False)
+        self.updates: torch.Tensor | None = None  # float64 on the device; set by the first update
 
     @torch.no_grad()
     def update(self, network: nn.Module, step: int) -> None:
-        """Blend in `network`'s weights after training step `step` (1, 2, ...)."""
-        decay = min(self.decay, (1 + step) / (10 + step))
+        """Blend in `network`'s weights after training step `step` (1, 2, ...; a resumed run
+        starts later), one update per step."""
         averages = list(self.average.parameters())
-        torch._foreach_lerp_(averages, [p.detach() for p in network.parameters()], 1.0 - decay)
-        for average_buffer, buffer in zip(self.average.buffers(), network.buffers()):
-            average_buffer.copy_(buffer)
+        if self.updates is None:
+            self.updates = torch.full((), step - 1, dtype=torch.float64, device=averages[0].device)
+        self.updates += 1
+        decay = torch.clamp((1 + self.updates) / (10 + self.updates), max=self.decay)
+        deltas = torch._foreach_sub([p.detach() for p in network.parameters()], averages)
+        torch._foreach_mul_(deltas, (1 - decay).to(averages[0].dtype))
+        torch._foreach_add_(averages, deltas)
+        buffers = list(self.average.buffers())
+        if buffers:
+            torch._foreach_copy_(buffers, list(network.buffers()))
 
 
 def running_norms(network: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:

@@ -2,9 +2,10 @@
 
 channels_last (NHWC tensors, which tensor cores and oneDNN prefer), torch.compile of the
 trained networks (in place, so checkpoints keep their plain parameter names) and
-cuDNN autotuning. "auto" turns a switch on where it helps: on CUDA. bf16 autocast
-(`train.amp`) and the Adam kernel (`train.optimizer_kernel`) are applied where the
-loop and recipes make autocast contexts and optimizers.
+cuDNN autotuning, and the whole training step replayed as a CUDA graph
+(`train.cuda_graph`, gan/cuda_graphs.py). "auto" turns a switch on where it helps: on
+CUDA. bf16 autocast (`train.amp`) and the Adam kernel (`train.optimizer_kernel`) are
+applied where the loop and recipes make autocast contexts and optimizers.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 
 from gan.compilation import CompileReport, compile_networks
 from gan.config import TrainConfig
+from gan.cuda_graphs import GraphedStep, StepFunction
 from gan.recipes.base import Recipe
 
 
@@ -28,6 +30,7 @@ def switch_on(value: str, device: torch.device) -> bool:
 class Speed:
     memory_format: torch.memory_format  # for image batches moved to the device
     compile_report: CompileReport | None  # None: not compiled
+    cuda_graph: bool = False  # each step replayed as a CUDA graph
 
     @property
     def compiled(self) -> bool:
@@ -35,11 +38,13 @@ class Speed:
 
     def describe(self) -> str:
         return (f"channels_last {'on' if self.memory_format == torch.channels_last else 'off'}, "
-                f"compile {'on' if self.compiled else 'off'}")
+                f"compile {'on' if self.compiled else 'off'}, CUDA graph {'on' if self.cuda_graph else 'off'}")
 
 
-def accelerate(recipe: Recipe, train: TrainConfig, device: torch.device) -> Speed:
-    """Apply the switches to every network of `recipe`; returns what is on."""
+def accelerate(recipe: Recipe, train: TrainConfig, device: torch.device, distributed: bool = False) -> Speed:
+    """Apply the switches to every network of `recipe`; returns what is on. Under torchrun
+    (`distributed`) steps are not captured: DDP's gradient all-reduce would need its own
+    capture set-up."""
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = train.cudnn_benchmark
     memory_format = torch.contiguous_format
@@ -54,7 +59,20 @@ def accelerate(recipe: Recipe, train: TrainConfig, device: torch.device) -> Spee
         compile_networks({name: network for name, network in recipe.networks.items() if not name.endswith("_ema")},
                          train.compile_backend, train.compile_mode)
         print("torch.compile: the first step compiles the networks and is slow", file=sys.stderr)
-    return Speed(memory_format, report)
+    return Speed(memory_format, report, captures_steps(train, device, distributed))
+
+
+def captures_steps(train: TrainConfig, device: torch.device, distributed: bool) -> bool:
+    """Whether steps are replayed as CUDA graphs: on CUDA in one process, and with "auto" only
+    where the networks are not captured on their own (compile mode reduce-overhead)."""
+    return (device.type == "cuda" and not distributed and train.cuda_graph != "off"
+            and not (train.cuda_graph == "auto" and train.compile_mode == "reduce-overhead"))
+
+
+def training_step(recipe: Recipe, speed: Speed, device: torch.device) -> StepFunction:
+    """What the loop calls for one step: the recipe's step, captured and replayed where
+    `speed.cuda_graph` says so."""
+    return GraphedStep(recipe.step, recipe.graph_key, recipe.optimizers, device) if speed.cuda_graph else recipe.step
 
 
 def to_device(batch: dict[str, torch.Tensor], device: torch.device, speed: Speed) -> dict[str, torch.Tensor]:

@@ -44,6 +44,7 @@ from gan.checkpoint import (
 )
 from gan.compilation import uncompiled
 from gan.config import Config, TrainConfig, config_to_dict, dump_config
+from gan.cuda_graphs import GraphedStep, plain_optimizer_state, set_learning_rates
 from gan.data import training_batches
 from gan.distributed import (
     SINGLE_PROCESS,
@@ -63,7 +64,7 @@ from gan.recipes import RECIPES
 from gan.recipes.base import AutocastFactory, Recipe
 from gan.registry import ConfigError
 from gan.schedules import adversarial_on, lr_factor
-from gan.speed import accelerate, to_device
+from gan.speed import accelerate, to_device, training_step
 
 
 class NonFiniteLossError(RuntimeError):
@@ -266,7 +267,7 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
     evaluator = _generative_evaluator(config, recipe, device) if main else None
     if group.distributed:
         _prepare_data_parallel(recipe, config, device, group)
-    speed = accelerate(recipe, train_config, device)
+    speed = accelerate(recipe, train_config, device, group.distributed)
 
     start_step, samples_seen, last_checkpoint = 0, 0, None
     if main:  # under the lock, every temp file is one a writer that died (kill -9, a crash) left
@@ -323,6 +324,7 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
         saved_step = at_step
         return path
 
+    run_step = training_step(recipe, speed, device)
     timer_start, timer_step, paused = time.perf_counter(), start_step, 0.0
     try:
         with StopRequest() as stop:
@@ -338,8 +340,8 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
                             break
                         raise
                     step += 1
-                    _set_learning_rates(recipe, lr_factor(step, train_config))
-                    metrics = recipe.step(to_device(batch, device, speed), step)
+                    set_learning_rates(recipe.optimizers, lr_factor(step, train_config))
+                    metrics = run_step(to_device(batch, device, speed), step)
                     samples_seen += train_config.batch_size
                     watch.add(step, metrics)
                 if speed.compile_report and step == start_step + 1:
@@ -393,6 +395,8 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
 
     if speed.compile_report:
         say(speed.compile_report.describe())
+    if isinstance(run_step, GraphedStep):
+        say(run_step.describe())
     skipped = getattr(dataset, "num_skipped", 0)
     if skipped:
         say(f"warning: {skipped} unreadable image file(s) were skipped (named in the warnings above)")
@@ -474,18 +478,12 @@ def _prepare_outputs(recipe: Recipe, step: int) -> None:
             recipe.prepare_outputs(step)
 
 
-def _set_learning_rates(recipe: Recipe, scale: float) -> None:
-    for optimizer in recipe.optimizers.values():
-        for group in optimizer.param_groups:
-            group["lr"] = group["base_lr"] * scale
-
-
 def _log_scalars(writer: Any, step: int, means: dict[str, float], recipe: Recipe, images_per_second: float,
                  train_config: TrainConfig) -> None:
     for name, value in means.items():
         writer.add_scalar(name, value, step)
     for name, optimizer in recipe.optimizers.items():
-        writer.add_scalar(f"lr/{name}", optimizer.param_groups[0]["lr"], step)
+        writer.add_scalar(f"lr/{name}", float(optimizer.param_groups[0]["lr"]), step)
     if train_config.adversarial_start:
         writer.add_scalar("schedule/adversarial_on", float(adversarial_on(step, train_config)), step)
     writer.add_scalar("perf/images_per_s", images_per_second, step)
@@ -592,7 +590,7 @@ def _state(recipe: Recipe, config: Config, step: int, samples_seen: int) -> dict
         "config": config_to_dict(config),
         "specs": {name: spec.to_dict() for name, spec in recipe.specs.items()},
         "networks": {name: network.state_dict() for name, network in recipe.networks.items()},
-        "optimizers": {name: optimizer.state_dict() for name, optimizer in recipe.optimizers.items()},
+        "optimizers": {name: plain_optimizer_state(optimizer) for name, optimizer in recipe.optimizers.items()},
         "recipe": recipe.state_dict(),
         "rng": capture_rng_state(),
     }

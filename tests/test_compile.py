@@ -9,7 +9,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 from conftest import RECIPE_CONFIGS, REPO, only_run, tiny_config, tiny_recipe_config, write_recipe_data
-from test_speed import PLAIN, two_steps
+from test_speed import PLAIN, first_steps
 
 from gan.cli import main
 from gan.compilation import CompileReport, compile_failed, compile_networks, uncompiled
@@ -24,8 +24,8 @@ REPORT = re.compile(r"torch\.compile: (\d+) graphs compiled, (\d+) recompilation
 
 @pytest.mark.slow
 def test_wgan_gp_trains_with_compile_on_and_matches_eager():
-    plain_losses, plain_weights = two_steps(*PLAIN, *WGAN_GP)
-    losses, weights = two_steps(*PLAIN, *WGAN_GP, "train.compile=on")
+    plain_losses, plain_weights = first_steps(*PLAIN, *WGAN_GP)
+    losses, weights = first_steps(*PLAIN, *WGAN_GP, "train.compile=on")
     for plain_step, step in zip(plain_losses, losses):
         assert set(step) == set(plain_step) and "loss/gp" in step
         for name, value in plain_step.items():

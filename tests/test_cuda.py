@@ -1,19 +1,24 @@
 """What only a GPU can prove (`pytest -m cuda`; skipped without one). benchmarks/gpu_check.sh runs
-these on a bare GPU machine: every recipe in bf16 and compiled without recompiling, compile
-against eager (WGAN-GP's double backward included), resume, the device cache, and steady-state
-steps that never make the host wait for the GPU."""
+these on a bare GPU machine: every recipe in bf16, compiled without recompiling and replayed as a
+CUDA graph, compile against eager (WGAN-GP's double backward included), graphed steps against
+eager ones, resume, the device cache, and steady-state steps that never make the host wait for
+the GPU."""
 
+import contextlib
 import re
 import warnings
 
 import pytest
 import torch
 from conftest import RECIPE_CONFIGS, random_rgb, tiny_config, tiny_recipe_config, write_recipe_data
-from test_speed import two_steps
+from test_speed import first_steps
 
 from gan.config import DataConfig
+from gan.cuda_graphs import GraphedStep
 from gan.data import build_dataset, training_batches
-from gan.train import _host_syncs_forbidden, train
+from gan.recipes import RECIPES
+from gan.speed import accelerate, to_device, training_step
+from gan.train import _host_syncs_forbidden, make_autocast, seed_everything, train
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(
     not torch.cuda.is_available(), reason="needs a CUDA GPU (benchmarks/gpu_check.sh runs these on one)")]
@@ -38,12 +43,16 @@ def test_each_recipe_trains_in_bf16_compiled_without_recompiling(recipe, recipe_
     config = tiny_recipe_config(recipe, recipe_data, "train.steps=4")  # CUDA defaults: bf16, compile, NHWC, fused
     assert config.train.amp and config.train.compile == "auto"
     torch._dynamo.reset()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # srgan's randomly initialised VGG says so
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # (srgan's randomly initialised VGG warns too)
         result = train(config, tmp_path / "run", CUDA)  # a non-finite loss would raise
     assert result.step == 4
-    graphs, recompilations = map(int, REPORT.search(capsys.readouterr().err).groups())
+    assert not [str(w.message) for w in caught if "capture" in str(w.message)]
+    err = capsys.readouterr().err
+    graphs, recompilations = map(int, REPORT.search(err).groups())
     assert graphs >= 1 and recompilations == 0
+    # Steps 1-3 warm up, step 4 is captured and replayed; CycleGAN's image pool keeps it eager.
+    assert f"CUDA graph: {0 if recipe == 'cyclegan' else 1} captured" in err
     state = torch.load(result.checkpoint, weights_only=True)
     for network in state["networks"].values():
         for value in network.values():
@@ -53,13 +62,9 @@ def test_each_recipe_trains_in_bf16_compiled_without_recompiling(recipe, recipe_
 @pytest.mark.parametrize("loss", [(), ("loss.adversarial=wgan-gp", "model.discriminator_args.norm=none")])
 def test_compiled_steps_match_eager_ones_on_cuda(loss):
     exact = ("train.amp=false", "train.channels_last=off")  # fp32, to compare tightly
-    previous = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        eager_losses, eager_weights = two_steps(*exact, *loss, "train.compile=off", device=CUDA)
-        losses, weights = two_steps(*exact, *loss, "train.compile=on", device=CUDA)
-    finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = previous
+    with no_tf32():
+        eager_losses, eager_weights = first_steps(*exact, *loss, "train.compile=off", device=CUDA)
+        losses, weights = first_steps(*exact, *loss, "train.compile=on", device=CUDA)
     for eager_step, step in zip(eager_losses, losses):
         for name, value in eager_step.items():
             assert step[name] == pytest.approx(value, rel=1e-3, abs=1e-3), name
@@ -67,12 +72,66 @@ def test_compiled_steps_match_eager_ones_on_cuda(loss):
         torch.testing.assert_close(weights[key], value, rtol=1e-2, atol=1e-3)
 
 
+@contextlib.contextmanager
+def no_tf32():
+    previous = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = previous
+
+
+@pytest.mark.parametrize("compile", ["off", "on"])
+def test_graphed_steps_match_eager_ones_on_cuda(compile):
+    # Steps 1-3 warm up eagerly, step 4 is captured, 4-8 are replays: fresh latents each step,
+    # the learning rates and the EMA's warm-up read from the device.
+    exact = ("train.amp=false", "train.channels_last=off", f"train.compile={compile}")
+    networks = ("generator", "discriminator", "generator_ema")
+    with no_tf32():
+        eager_losses, eager_weights = first_steps(*exact, "train.cuda_graph=off", device=CUDA, steps=8,
+                                                  networks=networks)
+        losses, weights = first_steps(*exact, "train.cuda_graph=on", device=CUDA, steps=8, networks=networks)
+    for eager_step, step in zip(eager_losses, losses):
+        for name, value in eager_step.items():
+            assert step[name] == pytest.approx(value, rel=1e-3, abs=1e-3), name
+    for key, value in eager_weights.items():
+        torch.testing.assert_close(weights[key], value, rtol=1e-2, atol=1e-3, msg=key)
+
+
+def recipe_steps(config, steps: int) -> tuple[list[dict[str, float]], object]:
+    """The losses of `steps` steps of `config`'s recipe on one fixed random batch, and the step runner."""
+    seed_everything(0)
+    recipe = RECIPES.get(config.recipe)(config, CUDA, make_autocast(CUDA, config.train.amp))
+    speed = accelerate(recipe, config.train, CUDA)
+    run_step = training_step(recipe, speed, CUDA)
+    size, generator = config.data.resolution, torch.Generator().manual_seed(1)
+    batch = {key: torch.rand(config.train.batch_size, 3, size, size, generator=generator) * 2 - 1
+             for key in ("input", "target")}
+    return [{name: float(value) for name, value in run_step(to_device(batch, CUDA, speed), step).items()}
+            for step in range(1, steps + 1)], run_step
+
+
+def test_a_graph_per_key_follows_the_adversarial_start(recipe_data):
+    # pix2pix trains on L1 alone for 4 steps, then with its discriminator: two graphs, each
+    # captured after its own warm-up, and the losses of eager steps throughout.
+    exact = ("train.amp=false", "train.channels_last=off", "train.adversarial_start=4")
+    with no_tf32():
+        eager, _ = recipe_steps(tiny_recipe_config("pix2pix", recipe_data, *exact, "train.cuda_graph=off"), 10)
+        graphed, run_step = recipe_steps(tiny_recipe_config("pix2pix", recipe_data, *exact, "train.cuda_graph=on"), 10)
+    assert isinstance(run_step, GraphedStep) and run_step.graphs == 2 and not run_step.failed
+    for eager_step, step in zip(eager, graphed):
+        for name, value in eager_step.items():
+            assert step[name] == pytest.approx(value, rel=1e-3, abs=1e-3), name
+
+
 def test_a_resume_on_cuda_continues_within_tolerance(tmp_path):
-    common = ("train.checkpoint_every=2", "train.compile=off")
-    straight = train(tiny_config(*common, "train.steps=4"), tmp_path / "straight", CUDA)
-    train(tiny_config(*common, "train.steps=2"), tmp_path / "resumed", CUDA)
-    resumed = train(tiny_config(*common, "train.steps=4"), tmp_path / "resumed", CUDA, resume=True)
-    assert resumed.step == straight.step == 4
+    # 8 steps straight (4-8 replayed as a CUDA graph) against 4 + 4 (each run warms up eagerly again).
+    common = ("train.checkpoint_every=4", "train.compile=off")
+    straight = train(tiny_config(*common, "train.steps=8"), tmp_path / "straight", CUDA)
+    train(tiny_config(*common, "train.steps=4"), tmp_path / "resumed", CUDA)
+    resumed = train(tiny_config(*common, "train.steps=8"), tmp_path / "resumed", CUDA, resume=True)
+    assert resumed.step == straight.step == 8
     one = torch.load(straight.checkpoint, weights_only=True)["networks"]
     two = torch.load(resumed.checkpoint, weights_only=True)["networks"]
     for name in one:

@@ -7,22 +7,26 @@ import torch
 from conftest import tiny_config
 
 from gan.recipes.dcgan import DCGANRecipe
-from gan.speed import accelerate, switch_on, to_device
+from gan.speed import accelerate, switch_on, to_device, training_step
 from gan.train import make_autocast, seed_everything
 
 CPU = torch.device("cpu")
 
 
-def two_steps(*overrides: str, device: torch.device = CPU) -> tuple[list[dict[str, float]], dict[str, torch.Tensor]]:
-    """Losses of two DCGAN steps on a fixed batch, and the generator weights after them (on the CPU)."""
+def first_steps(*overrides: str, device: torch.device = CPU, steps: int = 2, networks: tuple[str, ...] = ("generator",)
+                ) -> tuple[list[dict[str, float]], dict[str, torch.Tensor]]:
+    """Losses of the first DCGAN steps on a fixed batch, run as the loop runs them, and the weights
+    of `networks` after them (on the CPU)."""
     config = tiny_config(*overrides)
     seed_everything(0)
     recipe = DCGANRecipe(config, device, make_autocast(device, config.train.amp))
     speed = accelerate(recipe, config.train, device)
+    run_step = training_step(recipe, speed, device)
     batch = {"image": torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1}
-    losses = [{name: float(value) for name, value in recipe.step(to_device(batch, device, speed), step).items()}
-              for step in (1, 2)]
-    return losses, {key: value.detach().cpu().clone() for key, value in recipe.generator.state_dict().items()}
+    losses = [{name: float(value) for name, value in run_step(to_device(batch, device, speed), step).items()}
+              for step in range(1, steps + 1)]
+    return losses, {f"{name}.{key}": value.detach().cpu().clone()
+                    for name in networks for key, value in recipe.networks[name].state_dict().items()}
 
 
 PLAIN = ("train.channels_last=off", "train.compile=off", "train.optimizer_kernel=loop")
@@ -35,8 +39,8 @@ PLAIN = ("train.channels_last=off", "train.compile=off", "train.optimizer_kernel
     pytest.param("train.compile=on", 1e-4, marks=pytest.mark.slow),  # fused kernels reorder float sums
 ])
 def test_a_speed_switch_changes_no_result_beyond_float_rounding(switch, tolerance):
-    plain_losses, plain_weights = two_steps(*PLAIN)
-    losses, weights = two_steps(*PLAIN, switch)
+    plain_losses, plain_weights = first_steps(*PLAIN)
+    losses, weights = first_steps(*PLAIN, switch)
     for plain_step, step in zip(plain_losses, losses):
         for name, value in plain_step.items():
             assert step[name] == pytest.approx(value, rel=tolerance, abs=tolerance), name

@@ -17,8 +17,9 @@ from gan.commands.common import fail
 @click.option("--rounds", default=5, show_default=True, help="Alternating rounds of ours and the baseline.")
 @click.option("--iters", default=0, show_default=True,
               help="Training iterations per side per round; 0 = as many as take about 2 seconds.")
-@click.option("--warmup", default=3, show_default=True, help="Untimed iterations per side first (compilation).")
-@click.option("--eager", is_flag=True, help="Turn our speed switches off (compile, channels_last, bf16).")
+@click.option("--warmup", default=5, show_default=True,
+              help="Untimed iterations per side first (compilation, then the capture of the CUDA graph at the 4th).")
+@click.option("--eager", is_flag=True, help="Turn our speed switches off (compile, CUDA graph, channels_last, bf16).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Config override for our side, e.g. train.compile=off (repeatable; after --eager).")
 @click.option("--baseline", "baseline_path", type=click.Path(dir_okay=False, path_type=Path),

@@ -28,12 +28,16 @@ subclass it and nothing else: no recipe inherits from another.
 - optionally `prepare_outputs(step)`: called before the previews, metrics or checkpoint
   of a step (e.g. to recompute an averaged generator's BatchNorm statistics); must not
   draw from the global RNG or change what training computes.
+- `graph_key(step)`: the host values `step(batch, step)` depends on at `step`, for
+  `train.cuda_graph` (gan/cuda_graphs.py): steps with equal keys launch the same GPU work,
+  so one captured graph replays them all; None runs the step eagerly (RecipeBase's
+  default, for a recipe whose step decides something on the host).
 """
 
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Hashable, Protocol
 
 import torch
 from torch import nn
@@ -56,6 +60,8 @@ class Recipe(Protocol):
     def build_dataset(self) -> Dataset: ...
 
     def step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]: ...
+
+    def graph_key(self, step: int) -> Hashable | None: ...
 
     def preview(self) -> dict[str, torch.Tensor]: ...
 
@@ -93,6 +99,9 @@ class RecipeBase:
         dataset = build_dataset(self.config.data, train=False)
         items = [dataset[index] for index in range(min(self.config.log.num_samples, len(dataset)))]
         return {key: torch.stack([item[key] for item in items]) for key in items[0]}
+
+    def graph_key(self, step: int) -> Hashable | None:
+        return None
 
     def state_dict(self) -> dict[str, Any]:
         return {}

@@ -8,7 +8,7 @@ history pool of past generated images.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Hashable
 
 import torch
 import torch.nn.functional as F
@@ -51,6 +51,10 @@ class CycleGANRecipe(RecipeBase):
         self.loss = AdversarialLoss(loss.adversarial, loss.label_smoothing, loss.gp_weight)
         self.pools = {domain: ImagePool(loss.pool_size) for domain in ("A", "B")}
         self.size_multiple = getattr(self.generators["AtoB"], "size_multiple", 1)
+
+    def graph_key(self, step: int) -> Hashable | None:
+        # The image pool swaps images on host-side draws: only a step without it can be captured.
+        return None if self.config.loss.pool_size else adversarial_on(step, self.config.train)
 
     def step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
         real = {"A": batch["a"], "B": batch["b"]}

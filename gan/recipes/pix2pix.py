@@ -6,6 +6,8 @@ LR image to the HR image (`data.dataset = "sr_pairs"`).
 
 from __future__ import annotations
 
+from typing import Hashable
+
 import torch
 import torch.nn.functional as F
 
@@ -54,6 +56,9 @@ class Pix2PixRecipe(RecipeBase):
         self.loss = AdversarialLoss(config.loss.adversarial, config.loss.label_smoothing, config.loss.gp_weight)
         self.l1_weight = config.loss.l1_weight
         self.adversarial_weight = config.loss.adversarial_weight
+
+    def graph_key(self, step: int) -> Hashable | None:
+        return adversarial_on(step, self.config.train)
 
     def step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
         source, target = batch["input"], batch["target"]

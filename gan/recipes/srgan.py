@@ -12,6 +12,7 @@ discriminator.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Hashable
 
 import torch
 import torch.nn.functional as F
@@ -75,6 +76,9 @@ class SRGANRecipe(RecipeBase):
                               f"({state.get('specs', {}).get('generator')}) from this config's "
                               f"({self.specs['generator'].to_dict()})")
         self.generator.load_state_dict(state["networks"]["generator"])
+
+    def graph_key(self, step: int) -> Hashable | None:
+        return bool(self.adversarial_weight) and adversarial_on(step, self.config.train)
 
     def step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
         lr_images, hr_images = batch["input"], batch["target"]
