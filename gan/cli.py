@@ -12,6 +12,7 @@ from gan.commands.cache import cache
 from gan.commands.eval import evaluate
 from gan.commands.export import export
 from gan.commands.sample import sample
+from gan.commands.sweep import sweep
 from gan.commands.train import train
 from gan.commands.translate import translate
 
@@ -36,10 +37,11 @@ def main() -> None:
     gan bench --baseline baseline.py                 # speed against a plain baseline
     gan cache list                                   # decoded-image caches
     torchrun --nproc_per_node=4 -m gan train experiments/dcgan_celeba128.toml
+    gan sweep experiments/dcgan_demo.toml --grid loss.adversarial=hinge,lsgan --seeds 3 --out sweeps/loss
     tensorboard --logdir runs                        # compare runs
     """
     warnings.formatwarning = _format_warning
 
 
-for _command in (train, sample, translate, evaluate, export, bench, cache):
+for _command in (train, sweep, sample, translate, evaluate, export, bench, cache):
     main.add_command(_command)

@@ -55,7 +55,7 @@ from gan.distributed import (
     use_sync_batchnorm,
 )
 from gan.event_log import EventLog
-from gan.files import RunLock, WriteError, remove_stale_temps, write_text_atomically
+from gan.files import LOCK_NAME, RunLock, WriteError, remove_stale_temps, write_text_atomically
 from gan.images import image_grid, save_image_grid
 from gan.metrics.generative import GenerativeEvaluator, score_generator
 from gan.nets import first_mismatch
@@ -139,6 +139,24 @@ def create_run_dir(out: Path, name: str) -> Path:
         run_dir = out / f"{max(numbers, default=-1) + 1:05d}-{name}"
         run_dir.mkdir()
     return run_dir
+
+
+def start_or_resume(run_dir: Path) -> bool:
+    """For a run trained into a named directory (`gan train --run-dir`, `gan sweep`): True when
+    `run_dir` has a checkpoint to resume. Files without a checkpoint (a start that died before
+    its first one) are set aside whole as `<name>.abandoned-N`, so the run starts clean and
+    nothing is lost; RunDirectoryBusy when another process trains there."""
+    if not run_dir.is_dir():
+        return False
+    if list_checkpoints(run_dir):
+        return True
+    if any(path.name != LOCK_NAME for path in run_dir.iterdir()):
+        with RunLock(run_dir):
+            number = 0
+            while run_dir.with_name(f"{run_dir.name}.abandoned-{number}").exists():
+                number += 1
+            run_dir.rename(run_dir.with_name(f"{run_dir.name}.abandoned-{number}"))
+    return False
 
 
 # ----------------------------------------------------------------------------- helpers

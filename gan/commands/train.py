@@ -19,13 +19,16 @@ from gan.commands.common import fail
               help="Folder in which a new numbered run directory is made.")
 @click.option("--resume", type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="Continue the run in this directory from its newest checkpoint.")
+@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Train in exactly this directory instead of a new numbered one: a new run, or the run "
+                   "resumed when it has a checkpoint (the same line again is safe; gan sweep uses it).")
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA if present), cpu, cuda or cuda:N.")
 @click.option("--strict", is_flag=True, help="Unreadable image files are errors instead of skipped with a warning.")
 @click.option("--on-nan", type=click.Choice(["stop", "rollback"]), default="stop", show_default=True,
               help="When a loss becomes NaN/Inf: stop, or resume the last checkpoint with the learning rates "
                    "halved (up to 3 times).")
-def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Path | None, device: str,
-          strict: bool, on_nan: str) -> None:
+def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Path | None, run_dir: Path | None,
+          device: str, strict: bool, on_nan: str) -> None:
     """Train the recipe described by CONFIG (a TOML file).
 
     Makes a run directory inside --out with config.toml (the resolved config),
@@ -38,6 +41,7 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
       gan train experiments/dcgan_celeba64.toml --set train.steps=500 --set train.batch_size=32 --out runs
       gan train --resume runs/00003-dcgan_celeba128            # continue after a stop
       gan train --resume runs/00003-dcgan_celeba128 --set train.steps=80000   # train longer
+      gan train experiments/dcgan_demo.toml --run-dir runs/demo-hinge --set loss.adversarial=hinge
     """
     import torch
 
@@ -47,13 +51,25 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
     from gan.files import LOCK_NAME, RunDirectoryBusy, WriteError
     from gan.registry import ConfigError
     from gan.resolve import load_config
-    from gan.train import DeviceUnavailable, NonFiniteLossError, create_run_dir, select_device, train_rolling_back
+    from gan.train import (
+        DeviceUnavailable,
+        NonFiniteLossError,
+        create_run_dir,
+        select_device,
+        start_or_resume,
+        train_rolling_back,
+    )
     from gan.train import train as run_training
 
     if config is None and resume is None:
         raise click.UsageError("give a CONFIG file, or --resume RUN_DIR")
+    if run_dir is not None and (resume is not None or config is None):
+        raise click.UsageError("--run-dir trains CONFIG in that directory (resuming it when it has a checkpoint); "
+                               "it does not go with --resume")
     overrides = (*overrides, "data.strict=true") if strict else overrides
-    run_dir = resume
+    named_dir = run_dir is not None
+    run_dir = run_dir if named_dir else resume
+    resuming = resume is not None
     group = from_environment()  # torchrun's processes, or just this one
     try:
         resolved = load_config(config if config is not None else resume / "config.toml", list(overrides))
@@ -62,12 +78,15 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
             torch_device = torch.device("cuda", group.local_rank)  # one GPU per process
             torch.cuda.set_device(torch_device)
         initialise(group, torch_device, resolved.train.dist_timeout_s)
-        if resume is None:  # rank 0 numbers the run; the others learn its directory
+        if named_dir:  # rank 0 looks; the others learn whether it resumes
+            resuming = broadcast_object(start_or_resume(run_dir) if group.is_main else None, group)
+        elif not resuming:  # rank 0 numbers the run; the others learn its directory
             run_dir = broadcast_object(create_run_dir(out, config.stem) if group.is_main else None, group)
         run = train_rolling_back if on_nan == "rollback" else run_training
-        result = run(resolved, run_dir, torch_device, resume=resume is not None, group=group)
+        result = run(resolved, run_dir, torch_device, resume=resuming, group=group)
     except Exception as error:
-        if resume is None and run_dir is not None and group.is_main:
+        # (Another process's directory, RunDirectoryBusy, is not this start's to clean.)
+        if not resuming and run_dir is not None and group.is_main and not isinstance(error, RunDirectoryBusy):
             with contextlib.suppress(OSError):  # a start that failed leaves no empty run directory
                 (run_dir / LOCK_NAME).unlink(missing_ok=True)
                 run_dir.rmdir()  # (rmdir keeps any content)

@@ -1,0 +1,73 @@
+"""A grid of runs of one config: `gan sweep`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from gan.commands.common import fail
+
+
+@click.command()
+@click.argument("config", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--grid", "grids", multiple=True, metavar="KEY=V1,V2,...",
+              help="Values to sweep for one config key (repeatable: every combination is run).")
+@click.option("--seeds", default=1, show_default=True, type=click.IntRange(1),
+              help="Runs per combination, with train.seed = 0, 1, ... (groups that gan compare averages).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override a config value in every run (repeatable).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="The sweep's folder: one run directory per combination, and sweep.toml.")
+@click.option("--jobs", default=1, show_default=True, type=click.IntRange(1),
+              help="Runs trained at once: each on its own GPU in turn where there are several; on a CPU "
+                   "they share the cores (each log in OUT/logs/).")
+@click.option("--device", default="auto", show_default=True, help="auto (every GPU there is, else cpu), cpu or cuda.")
+@click.option("--print-commands", is_flag=True,
+              help="Print one `gan train` line per run instead of training (for a cluster's job array).")
+def sweep(config: Path, grids: tuple[str, ...], seeds: int, sets: tuple[str, ...], out: Path, jobs: int,
+          device: str, print_commands: bool) -> None:
+    """Train CONFIG once for every combination of the --grid values (times --seeds) in OUT.
+
+    Each run is named by its overrides (OUT/00003-adversarial=hinge-seed=1). The same
+    command again skips finished runs and resumes interrupted ones; OUT/sweep.toml records
+    what was asked. Compare the runs with `gan compare OUT`.
+
+    \b
+    Examples:
+      gan sweep experiments/dcgan_demo.toml --grid loss.adversarial=vanilla,lsgan,hinge --seeds 3 --out sweeps/loss
+      gan sweep experiments/dcgan_demo.toml --grid train.g_lr=1e-4,2e-4 --grid train.d_lr=1e-4,4e-4 --out sweeps/lr
+      gan sweep experiments/dcgan_celeba64.toml --grid loss.adversarial=hinge,lsgan --out sweeps/c64 --print-commands
+    """
+    from gan.registry import ConfigError
+    from gan.sweep import expand, manifest_text, parse_grid, run_sweep, shell_line, train_command, write_manifest
+
+    try:
+        grid = [parse_grid(option) for option in grids]
+        runs = expand(grid, seeds)
+        text = manifest_text(config, list(sets), grid, seeds, runs)
+        if print_commands:
+            for run in runs:
+                click.echo(shell_line(train_command(config, list(sets), run, out / run.name,
+                                                    None if device == "auto" else device, ["gan"])))
+            write_manifest(out, text)
+            return
+        write_manifest(out, text)
+        failed = run_sweep(config, list(sets), runs, out, jobs, _devices(device))
+    except ConfigError as error:
+        fail(error)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    if failed:
+        click.echo(f"error: {len(failed)} run(s) failed: {', '.join(failed)}", err=True)
+        sys.exit(1)
+
+
+def _devices(device: str) -> list[str]:
+    """One device per job slot in turn: every GPU for "auto" (none on a CPU machine)."""
+    if device != "auto":
+        return [device]
+    import torch
+
+    return [f"cuda:{index}" for index in range(torch.cuda.device_count())]

@@ -1,0 +1,193 @@
+"""`gan sweep`: a grid of config overrides times seeds, trained as runs inside one folder.
+
+Each run is a `gan train CONFIG --set ... --run-dir DIR/<name>` process, named by its
+overrides (`00003-adversarial=hinge-seed=1`). `DIR/sweep.toml` records what was asked; the
+same command again skips finished runs and resumes interrupted ones (`--run-dir` starts or
+resumes, and the run-directory lock keeps two sweeps from writing one run). `--jobs J` runs
+J at once, each on its own GPU where there are several; `--print-commands` prints the
+`gan train` lines instead, for a cluster's job array.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from gan.checkpoint import list_checkpoints
+from gan.files import write_text_atomically
+from gan.progress import format_duration
+from gan.registry import ConfigError
+from gan.resolve import load_config
+
+MANIFEST = "sweep.toml"
+
+
+@dataclass(frozen=True)
+class SweepRun:
+    name: str  # the run directory's name: number, then the overrides that differ
+    overrides: tuple[str, ...]  # KEY=VALUE, after the sweep's own --set ones
+
+
+def parse_grid(option: str) -> tuple[str, list[str]]:
+    """`KEY=V1,V2,...` -> (KEY, [V1, V2, ...])."""
+    key, separator, values = option.partition("=")
+    listed = [value.strip() for value in values.split(",")]
+    if not separator or not key.strip() or not all(listed):
+        raise ConfigError(f"--grid expects KEY=V1,V2,... (for example loss.adversarial=hinge,lsgan), got '{option}'")
+    if len(set(listed)) != len(listed):
+        raise ConfigError(f"--grid {key}: a value is listed twice in '{values}'")
+    return key.strip(), listed
+
+
+def _label(value: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._+-]", "_", value)[:40]
+
+
+def expand(grid: list[tuple[str, list[str]]], seeds: int) -> list[SweepRun]:
+    """Every combination of the grid's values (the first key varies slowest), each with seeds
+    0..seeds-1 (`train.seed`; left to the config when `seeds` is 1)."""
+    keys = [key for key, _ in grid]
+    if len(set(keys)) != len(keys):
+        raise ConfigError(f"--grid names a key twice: {', '.join(sorted(k for k in keys if keys.count(k) > 1))}")
+    if "train.seed" in keys and seeds > 1:
+        raise ConfigError("--grid train.seed and --seeds both set the seed: use one")
+    short = {key: key.rsplit(".", 1)[-1] for key in keys}  # the full key where two would read alike
+    short = {key: name if list(short.values()).count(name) == 1 else key for key, name in short.items()}
+    runs = []
+    for values in itertools.product(*(values for _, values in grid)):
+        for seed in range(seeds):
+            overrides = [f"{key}={value}" for key, value in zip(keys, values)]
+            labels = [f"{short[key]}={_label(value)}" for key, value in zip(keys, values)]
+            if seeds > 1:
+                overrides.append(f"train.seed={seed}")
+                labels.append(f"seed={seed}")
+            runs.append(SweepRun(f"{len(runs):05d}-{'-'.join(labels) or 'run'}", tuple(overrides)))
+    return runs
+
+
+def manifest_text(config: Path, sets: list[str], grid: list[tuple[str, list[str]]], seeds: int,
+                  runs: list[SweepRun]) -> str:
+    """sweep.toml: what was asked, and the runs it expanded to (JSON strings are TOML strings)."""
+    lines = ["# gan sweep: the same command again skips finished runs and resumes the others",
+             f"config = {json.dumps(str(config.resolve()))}", f"sets = {json.dumps(sets)}", f"seeds = {seeds}",
+             f"grid = {json.dumps([[key, *values] for key, values in grid])}", "", "[runs]"]
+    lines += [f"{json.dumps(run.name)} = {json.dumps(list(run.overrides))}" for run in runs]
+    return "\n".join(lines) + "\n"
+
+
+def write_manifest(out: Path, text: str) -> None:
+    """Write DIR/sweep.toml, or check that the one there asks for the same sweep."""
+    path = out / MANIFEST
+    if path.is_file():
+        try:
+            same = tomllib.loads(path.read_text()) == tomllib.loads(text)
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"'{path}' is not a sweep manifest ({error}); use another --out") from error
+        if not same:
+            raise ConfigError(f"'{out}' holds another sweep ({path} asks for other runs): use another --out, "
+                              f"or the command that made it")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomically(path, text)
+
+
+def finished(run_dir: Path, steps: int) -> bool:
+    """Whether the run has a checkpoint of its last step (or later)."""
+    checkpoints = list_checkpoints(run_dir) if run_dir.is_dir() else []
+    return bool(checkpoints) and int(checkpoints[-1].stem.split("-")[1]) >= steps
+
+
+def train_command(config: Path, sets: list[str], run: SweepRun, run_dir: Path, device: str | None,
+                  program: list[str]) -> list[str]:
+    """The `gan train` command line of one run (`program`: how gan is invoked)."""
+    command = [*program, "train", str(config)]
+    for assignment in (*sets, *run.overrides):
+        command += ["--set", assignment]
+    command += ["--run-dir", str(run_dir)]
+    return command + (["--device", device] if device else [])
+
+
+def shell_line(command: list[str]) -> str:
+    return shlex.join(command)
+
+
+@dataclass
+class _Running:
+    run: SweepRun
+    process: subprocess.Popen
+    started: float
+    log: object | None
+
+
+def run_sweep(config: Path, sets: list[str], runs: list[SweepRun], out: Path, jobs: int, devices: list[str],
+              say: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)) -> list[str]:
+    """Train the runs that are not finished, `jobs` at a time; returns the names of those that
+    failed. With one job the run's own progress shows in the terminal; with more, each writes
+    to DIR/logs/<name>.log. `devices`: one per job slot in turn (GPUs), or empty (the default)."""
+    steps = {run.name: load_config(config, [*sets, *run.overrides]).train.steps for run in runs}
+    to_do = [run for run in runs if not finished(out / run.name, steps[run.name])]
+    say(f"sweep '{out}': {len(runs)} runs, {len(runs) - len(to_do)} finished, {len(to_do)} to do"
+        + (f", {jobs} at a time" if jobs > 1 else ""))
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    program = [sys.executable, "-m", "gan"]
+    running: dict[int, _Running] = {}
+    failed, durations, done = [], [], len(runs) - len(to_do)
+    queue = list(to_do)
+    try:
+        while queue or running:
+            for slot in range(jobs):
+                if slot in running or not queue:
+                    continue
+                run = queue.pop(0)
+                device = devices[slot % len(devices)] if devices else None
+                environment = dict(os.environ)
+                if device in (None, "cpu"):  # the runs share the cores
+                    environment["OMP_NUM_THREADS"] = str(threads)
+                log = None
+                if jobs > 1:
+                    (out / "logs").mkdir(exist_ok=True)
+                    log = open(out / "logs" / f"{run.name}.log", "a")  # noqa: SIM115 - closed when the run ends
+                command = train_command(config, sets, run, out / run.name, device, program)
+                process = subprocess.Popen(command, env=environment, stdout=log, stderr=log)
+                running[slot] = _Running(run, process, time.monotonic(), log)
+                say(f"sweep: run {run.name} started{f' on {device}' if device else ''} "
+                    f"({done} done, {len(queue) + len(running)} to go)")
+            time.sleep(0.2)
+            for slot, job in list(running.items()):
+                code = job.process.poll()
+                if code is None:
+                    continue
+                del running[slot]
+                if job.log:
+                    job.log.close()
+                took = time.monotonic() - job.started
+                if code == 0:
+                    done += 1
+                    durations.append(took)
+                    left = len(queue) + len(running)
+                    eta = sum(durations) / len(durations) * left / jobs
+                    say(f"sweep: run {job.run.name} finished in {format_duration(took)} ({done}/{len(runs)} done"
+                        + (f", about {format_duration(eta)} to go)" if left else ")"))
+                else:
+                    failed.append(job.run.name)
+                    where = f"; its log: {out / 'logs' / (job.run.name + '.log')}" if job.log else ""
+                    say(f"sweep: run {job.run.name} failed (exit {code}){where}")
+    except KeyboardInterrupt:  # the runs checkpoint on SIGINT; the same command resumes them
+        for job in running.values():
+            job.process.send_signal(signal.SIGINT)
+        for job in running.values():
+            job.process.wait()
+        say("sweep: interrupted; the same command resumes it")
+        raise
+    return failed

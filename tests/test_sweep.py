@@ -1,0 +1,118 @@
+"""`gan sweep` and `gan train --run-dir`: grid expansion and names, the manifest, commands for a
+job array, and a sweep run again that skips finished runs and resumes an interrupted one."""
+
+import shlex
+
+import pytest
+from click.testing import CliRunner
+from conftest import REPO, TINY
+
+from gan.checkpoint import list_checkpoints
+from gan.cli import main
+from gan.files import RunDirectoryBusy, RunLock
+from gan.registry import ConfigError
+from gan.sweep import MANIFEST, expand, manifest_text, parse_grid, write_manifest
+from gan.train import start_or_resume
+
+DEMO = REPO / "experiments" / "dcgan_demo.toml"
+
+
+def test_a_grid_expands_to_named_runs_with_seeds_innermost():
+    grid = [parse_grid("loss.adversarial=vanilla,hinge"), parse_grid("train.g_lr=1e-4,2e-4")]
+    runs = expand(grid, seeds=2)
+    assert len(runs) == 8
+    assert runs[0].name == "00000-adversarial=vanilla-g_lr=1e-4-seed=0"
+    assert runs[0].overrides == ("loss.adversarial=vanilla", "train.g_lr=1e-4", "train.seed=0")
+    assert runs[1].name == "00001-adversarial=vanilla-g_lr=1e-4-seed=1"
+    assert runs[7].name == "00007-adversarial=hinge-g_lr=2e-4-seed=1"
+    assert len({run.name for run in runs}) == 8
+    one_seed = expand([parse_grid("loss.adversarial=hinge,lsgan")], seeds=1)
+    assert [run.overrides for run in one_seed] == [("loss.adversarial=hinge",), ("loss.adversarial=lsgan",)]
+    # keys that end alike keep their full names; values that are not file-name safe are replaced
+    alike = expand([parse_grid("model.generator_args.channels=8"), parse_grid("model.discriminator_args.channels=4"),
+                    parse_grid("data.root=/data/a b")], seeds=1)
+    assert alike[0].name == ("00000-model.generator_args.channels=8-model.discriminator_args.channels=4-"
+                             "root=_data_a_b")
+
+
+@pytest.mark.parametrize("option, message", [
+    ("loss.adversarial", "KEY=V1,V2"), ("=a,b", "KEY=V1,V2"), ("loss.adversarial=hinge,", "KEY=V1,V2"),
+    ("loss.adversarial=hinge,hinge", "listed twice"),
+])
+def test_a_malformed_grid_is_named(option, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_grid(option)
+
+
+def test_a_grid_may_not_set_a_key_twice_or_fight_the_seeds():
+    with pytest.raises(ConfigError, match="names a key twice: loss.adversarial"):
+        expand([parse_grid("loss.adversarial=a,b"), parse_grid("loss.adversarial=c,d")], seeds=1)
+    with pytest.raises(ConfigError, match="--seeds"):
+        expand([parse_grid("train.seed=1,2")], seeds=2)
+
+
+def test_the_manifest_guards_the_folder_against_another_sweep(tmp_path):
+    grid = [parse_grid("loss.adversarial=vanilla,hinge")]
+    text = manifest_text(DEMO, ["train.steps=3"], grid, 2, expand(grid, 2))
+    write_manifest(tmp_path, text)
+    write_manifest(tmp_path, text)  # the same sweep again: fine
+    other = manifest_text(DEMO, ["train.steps=5"], grid, 2, expand(grid, 2))
+    with pytest.raises(ConfigError, match="holds another sweep"):
+        write_manifest(tmp_path, other)
+    assert (tmp_path / MANIFEST).read_text() == text
+
+
+def test_print_commands_gives_one_train_line_per_run(tmp_path):
+    result = CliRunner().invoke(main, ["sweep", str(DEMO), "--grid", "loss.adversarial=vanilla,lsgan", "--seeds", "2",
+                                       "--set", "train.steps=10", "--out", str(tmp_path / "sweep"),
+                                       "--print-commands"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 4
+    words = shlex.split(lines[3])
+    assert words[:3] == ["gan", "train", str(DEMO)]
+    assert words[words.index("--run-dir") + 1] == str(tmp_path / "sweep" / "00003-adversarial=lsgan-seed=1")
+    sets = [words[i + 1] for i, word in enumerate(words) if word == "--set"]
+    assert sets == ["train.steps=10", "loss.adversarial=lsgan", "train.seed=1"]
+    assert (tmp_path / "sweep" / MANIFEST).is_file()
+    assert not list((tmp_path / "sweep").glob("0000*"))  # nothing trained
+
+
+def test_run_dir_starts_resumes_and_sets_aside_a_start_that_died(tmp_path):
+    run_dir = tmp_path / "run"
+    assert start_or_resume(run_dir) is False and not run_dir.exists()
+    run_dir.mkdir()
+    (run_dir / "config.toml").write_text("recipe = 'dcgan'\n")  # died before its first checkpoint
+    assert start_or_resume(run_dir) is False
+    assert not run_dir.exists() and (tmp_path / "run.abandoned-0" / "config.toml").is_file()
+    run_dir.mkdir()
+    (run_dir / "checkpoint-00000002.pt").write_bytes(b"")
+    assert start_or_resume(run_dir) is True
+    (run_dir / "checkpoint-00000002.pt").unlink()
+    (run_dir / "config.toml").write_text("")
+    with RunLock(run_dir), pytest.raises(RunDirectoryBusy):  # another writer is training there
+        start_or_resume(run_dir)
+    assert (run_dir / "config.toml").is_file()
+
+
+def test_a_sweep_run_again_skips_finished_runs_and_resumes_an_interrupted_one(tmp_path):
+    out = tmp_path / "sweep"
+    command = ["sweep", str(DEMO), "--grid", "loss.adversarial=vanilla,hinge",
+               *[arg for item in TINY for arg in ("--set", item)], "--out", str(out), "--device", "cpu"]
+    first = CliRunner().invoke(main, command)
+    assert first.exit_code == 0, first.output
+    names = ["00000-adversarial=vanilla", "00001-adversarial=hinge"]
+    for name in names:
+        assert [path.name for path in list_checkpoints(out / name)] == ["checkpoint-00000002.pt",
+                                                                        "checkpoint-00000004.pt"]
+    finished = (out / names[0] / "checkpoint-00000004.pt").stat().st_mtime_ns
+    halfway = (out / names[1] / "checkpoint-00000002.pt").stat().st_mtime_ns
+    (out / names[1] / "checkpoint-00000004.pt").unlink()  # as if stopped after step 2
+    again = CliRunner().invoke(main, command)
+    assert again.exit_code == 0, again.output
+    assert "2 runs, 1 finished, 1 to do" in again.output
+    assert f"run {names[1]} started" in again.output and f"run {names[0]} started" not in again.output
+    assert (out / names[0] / "checkpoint-00000004.pt").stat().st_mtime_ns == finished
+    assert (out / names[1] / "checkpoint-00000004.pt").is_file()
+    # resumed from step 2, not started over (which would have rewritten step 2's checkpoint)
+    assert (out / names[1] / "checkpoint-00000002.pt").stat().st_mtime_ns == halfway
