@@ -2,11 +2,15 @@
 
 A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so it
 loads with `torch.load(weights_only=True)`. Files are `checkpoint-<step>.pt` in the
-run directory; the newest that loads is the one a resume continues from.
+run directory; the newest that loads is the one a resume continues from. With
+`train.keep_best`, `best.pt` beside them is the checkpoint best by a metric so far, and
+`best.json` says which metric, its value and the step.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import random
 import re
 from pathlib import Path
@@ -15,9 +19,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from gan.files import write_atomically
+from gan.files import write_atomically, write_text_atomically
 
 FORMAT = "gan.checkpoint/1"
+BEST_NAME, BEST_RECORD = "best.pt", "best.json"
 _NAME = re.compile(r"^checkpoint-(\d+)\.pt$")
 
 
@@ -67,6 +72,46 @@ def resolve_checkpoint(run_or_file: Path) -> Path:
             raise CheckpointError(f"no checkpoint-*.pt in run directory '{run_or_file}'")
         return found[-1]
     raise CheckpointError(f"'{run_or_file}' is neither a checkpoint file nor a run directory")
+
+
+def best_checkpoint(run_dir: Path) -> Path:
+    """`run_dir`'s best.pt (`train.keep_best`); CheckpointError when the run kept none."""
+    path = run_dir / BEST_NAME
+    if not run_dir.is_dir():
+        raise CheckpointError(f"--best takes a run directory; '{run_dir}' is not one")
+    if not path.is_file():
+        raise CheckpointError(f"no {BEST_NAME} in run directory '{run_dir}': the run kept none "
+                              f"(train.keep_best names the metric to keep it by)")
+    return path
+
+
+class BestCheckpoint:
+    """best.pt and best.json in a run directory: the checkpoint with the best value of `metric`
+    so far (`direction` "lower" or "higher"), carried on from best.json when a run resumes."""
+
+    def __init__(self, run_dir: Path, metric: str, direction: str):
+        self.run_dir, self.metric, self.lower = run_dir, metric, direction == "lower"
+        self.value: float | None = None
+        record = run_dir / BEST_RECORD
+        if record.is_file():
+            try:
+                saved = json.loads(record.read_text())
+            except (OSError, ValueError):
+                saved = {}  # a damaged record: the next evaluation writes a new best
+            if saved.get("metric") == metric and isinstance(saved.get("value"), (int, float)):
+                self.value = float(saved["value"])
+
+    def improves(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        return self.value is None or (value < self.value if self.lower else value > self.value)
+
+    def save(self, state: dict[str, Any], step: int, value: float) -> None:
+        """best.pt, then best.json (each atomically); WriteError when the disk refuses."""
+        save_checkpoint({**state, "best": {"metric": self.metric, "value": value}}, self.run_dir / BEST_NAME)
+        write_text_atomically(self.run_dir / BEST_RECORD,
+                              json.dumps({"metric": self.metric, "value": value, "step": step}) + "\n")
+        self.value = value
 
 
 def prune_checkpoints(run_dir: Path, keep: int) -> None:

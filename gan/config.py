@@ -117,6 +117,7 @@ class TrainConfig:
     sync_batchnorm: bool = False  # torchrun on CUDA: BatchNorm statistics over the global batch, not per GPU
     checkpoint_every: int = 1000  # steps; a checkpoint is also written at the end and on SIGINT/SIGTERM
     keep_checkpoints: int = 3  # newest checkpoints kept in the run directory
+    keep_best: str = ""  # keep best.pt, the checkpoint best by this metric (BEST_METRICS); "" = off
 
 
 @dataclass
@@ -258,6 +259,7 @@ def check_values(config: Config) -> None:
         raise ConfigError(f"train.compile_mode '{config.train.compile_mode}' is an inductor mode; "
                           f"train.compile_backend is '{config.train.compile_backend}'")
     _check_choice("train.cuda_graph", config.train.cuda_graph, ("auto", "on", "off"))
+    _check_choice("train.keep_best", config.train.keep_best, ("", *BEST_METRICS))
     if config.train.cuda_graph == "on" and config.train.compile_mode == "reduce-overhead":
         raise ConfigError("train.cuda_graph = \"on\" captures the whole step; train.compile_mode "
                           "'reduce-overhead' captures each network on its own: choose one")
@@ -309,6 +311,12 @@ def _check_path(key: str, value: str) -> None:
     if "\0" in value or len(encoded) > 4096 or longest > 255:
         raise ConfigError(f"{key} is not a usable path ({len(encoded)} bytes, longest name {longest} bytes; the limits "
                           f"are 4096 and 255, and no NUL): {value[:80]}...")
+
+
+# What `train.keep_best` can follow, and which way is better. swd/fid/kid/precision/recall come
+# from [metrics] (unconditional recipes), val/* from validation (log.eval_every).
+BEST_METRICS = {"swd/mean": "lower", "fid": "lower", "kid": "lower", "precision": "higher", "recall": "higher",
+                "val/psnr": "higher", "val/ssim": "higher"}
 
 
 def _check_choice(key: str, value: Any, choices: tuple) -> None:

@@ -32,7 +32,9 @@ import numpy as np
 import torch
 
 from gan.checkpoint import (
+    BEST_NAME,
     FORMAT,
+    BestCheckpoint,
     CheckpointError,
     capture_rng_state,
     checkpoint_path,
@@ -43,7 +45,7 @@ from gan.checkpoint import (
     save_checkpoint,
 )
 from gan.compilation import uncompiled
-from gan.config import Config, TrainConfig, config_to_dict, dump_config
+from gan.config import BEST_METRICS, Config, TrainConfig, config_to_dict, dump_config
 from gan.cuda_graphs import GraphedStep, plain_optimizer_state, set_learning_rates
 from gan.data import training_batches
 from gan.distributed import (
@@ -283,6 +285,7 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
         for param_group in optimizer.param_groups:
             param_group.setdefault("base_lr", param_group["lr"])
     evaluator = _generative_evaluator(config, recipe, device) if main else None
+    best = _best_checkpoint(config, recipe, evaluator, run_dir) if main else None
     if group.distributed:
         _prepare_data_parallel(recipe, config, device, group)
     speed = accelerate(recipe, train_config, device, group.distributed)
@@ -396,10 +399,11 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
                         _prepare_outputs(recipe, step)
                     if previews:
                         _write_previews(recipe, writer, run_dir, step)
-                    if validation:
-                        _log_validation(recipe, writer, step)
+                    scores = _log_validation(recipe, writer, step) if validation else {}
                     if scoring:
-                        _log_generative_metrics(evaluator, recipe, writer, run_dir, step)
+                        scores.update(_log_generative_metrics(evaluator, recipe, writer, run_dir, step))
+                    if best and best.metric in scores and best.improves(scores[best.metric]):
+                        _save_best(best, recipe, config, step, samples_seen, scores[best.metric])
                 if step % train_config.checkpoint_every == 0 or last or stopping:
                     last_checkpoint = save(step, final=last or stopping)
                 paused += time.perf_counter() - io_start
@@ -538,14 +542,50 @@ def _write_previews(recipe: Recipe, writer: Any, run_dir: Path, step: int) -> No
             warnings.warn(f"{error}; training goes on", stacklevel=2)
 
 
-def _log_validation(recipe: Recipe, writer: Any, step: int) -> None:
+def _log_validation(recipe: Recipe, writer: Any, step: int) -> dict[str, float]:
     """The recipe's validation metrics (if it has any) to TensorBoard and the terminal."""
     if not hasattr(recipe, "validation_metrics"):
-        return
+        return {}
     scores = recipe.validation_metrics()
     for name, value in scores.items():
         writer.add_scalar(name, value, step)
     print(f"\nstep {step}: " + "  ".join(f"{name} {value:.4f}" for name, value in scores.items()), file=sys.stderr)
+    return scores
+
+
+def _best_checkpoint(config: Config, recipe: Recipe, evaluator: GenerativeEvaluator | None,
+                     run_dir: Path) -> BestCheckpoint | None:
+    """What `train.keep_best` follows, checked against what the run computes: a metric it does not
+    compute (metrics switched off for a smoke run, say) is warned about once, and no best.pt kept."""
+    metric = config.train.keep_best
+    if not metric:
+        return None
+    if metric.startswith("val/"):
+        missing = None if config.log.eval_every and hasattr(recipe, "validation_metrics") else (
+            f"it follows validation, which needs log.eval_every > 0 (now {config.log.eval_every}) and a recipe "
+            f"that validates (pix2pix, srresnet, srgan; this is {config.recipe})")
+    else:
+        family = {"precision": "pr", "recall": "pr", "swd/mean": "swd"}.get(metric, metric)
+        computed = evaluator.names if evaluator else []
+        missing = None if family in computed else (
+            f"it needs [metrics] to compute '{family}' (metrics.every > 0 and '{family}' in metrics.names" +
+            ("" if family == "swd" else ", with the Inception weights") +
+            f"); this run computes {', '.join(computed) or 'no generative metrics'}")
+    if missing:
+        warnings.warn(f"train.keep_best = '{metric}': no best.pt is kept: {missing}", stacklevel=3)
+        return None
+    return BestCheckpoint(run_dir, metric, BEST_METRICS[metric])
+
+
+def _save_best(best: BestCheckpoint, recipe: Recipe, config: Config, step: int, samples_seen: int,
+               value: float) -> None:
+    """best.pt for a new best value; a write that fails (disk full) is warned about, training goes on."""
+    try:
+        best.save(_state(recipe, config, step, samples_seen), step, value)
+    except WriteError as error:
+        warnings.warn(f"{error}; best.pt stays at its previous best; training goes on", stacklevel=2)
+        return
+    print(f"step {step}: new best {best.metric} {value:.4g}, kept as '{best.run_dir / BEST_NAME}'", file=sys.stderr)
 
 
 def _generative_evaluator(config: Config, recipe: Recipe, device: torch.device) -> GenerativeEvaluator | None:
@@ -562,7 +602,7 @@ def _generative_evaluator(config: Config, recipe: Recipe, device: torch.device) 
 
 
 def _log_generative_metrics(evaluator: GenerativeEvaluator, recipe: Recipe, writer: Any, run_dir: Path,
-                            step: int) -> None:
+                            step: int) -> dict[str, float]:
     """Scores of the (EMA) generator to TensorBoard (`metrics/...`), metrics.jsonl and the terminal."""
     scores = score_generator(evaluator, recipe.evaluation_generator())
     for name, value in scores.items():
@@ -574,6 +614,7 @@ def _log_generative_metrics(evaluator: GenerativeEvaluator, recipe: Recipe, writ
     except WriteError as error:
         warnings.warn(f"{error}; training goes on", stacklevel=2)
     print(f"\nstep {step}: " + "  ".join(f"{name} {value:.4g}" for name, value in scores.items()), file=sys.stderr)
+    return scores
 
 
 def _changed_model_keys(saved: dict[str, Any], config: Config) -> str:

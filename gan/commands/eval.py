@@ -41,10 +41,12 @@ def _format_row(row: dict) -> str:
 @click.option("--tile", default=512, show_default=True, help="Process larger images in tiles of this many pixels.")
 @click.option("--generator", "which", type=click.Choice(["ema", "live"]), default="ema", show_default=True,
               help="Unconditional checkpoints: score the EMA weights (when present) or the trained ones.")
+@click.option("--best", is_flag=True, help="Use the run's best.pt (kept by train.keep_best) instead of its newest "
+                                        "checkpoint.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 def evaluate(checkpoint: Path, folder: Path | None, metric_names: str | None, count: int, inception_weights: Path | None,
              cache_dir: Path | None, json_path: Path | None, csv_path: Path | None, save_images: Path | None,
-             tile: int, which: str, device: str) -> None:
+             tile: int, which: str, best: bool, device: str) -> None:
     """Measure a checkpoint (CHECKPOINT: a run directory or a checkpoint file).
 
     Unconditional (DCGAN) checkpoints: FID, KID, SWD and precision/recall of --n images
@@ -69,12 +71,13 @@ def evaluate(checkpoint: Path, folder: Path | None, metric_names: str | None, co
       gan eval runs/00004-edsr_x4 --data datasets/sr/Set5 --save-images set5_strips/
       gan eval runs/00001-pix2pix_facades --data datasets/facades/val --csv val.csv
       gan eval runs/00003-cyclegan_horse2zebra --data datasets/horse2zebra
+      gan eval runs/00002-sr_pix2pix_x4 --data datasets/sr/Set5 --best   # the checkpoint best by val/psnr
     """
-    from gan.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint
+    from gan.checkpoint import CheckpointError, best_checkpoint, load_checkpoint, resolve_checkpoint
     from gan.train import DeviceUnavailable, select_device
 
     try:
-        path = resolve_checkpoint(checkpoint)
+        path = best_checkpoint(checkpoint) if best else resolve_checkpoint(checkpoint)
         state = load_checkpoint(path)
         if state["config"]["recipe"] == "dcgan":
             _evaluate_generative(state, path, folder, metric_names, count, inception_weights, cache_dir,

@@ -20,9 +20,11 @@ from gan.commands.common import fail
               help="Write a latent interpolation instead: --n rows of this many steps each.")
 @click.option("--generator", "which", type=click.Choice(["ema", "live"]), default="ema", show_default=True,
               help="The EMA weights (when the checkpoint has them) or the trained ones.")
+@click.option("--best", is_flag=True, help="Use the run's best.pt (kept by train.keep_best) instead of its newest "
+                                        "checkpoint.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 def sample(source: Path, count: int, out: Path | None, separate: Path | None, seed: int, steps: int,
-           which: str, device: str) -> None:
+           which: str, best: bool, device: str) -> None:
     """Generate images from SOURCE: a run directory (newest checkpoint), checkpoint file or export.
 
     Uses the EMA generator when the checkpoint has one (--generator live for the trained weights).
@@ -33,8 +35,9 @@ def sample(source: Path, count: int, out: Path | None, separate: Path | None, se
       gan sample runs/00000-dcgan_demo/checkpoint-00002000.pt --n 16 --seed 7 --out seven.png
       gan sample runs/00000-dcgan_demo --n 100 --separate faces/      # one PNG per sample
       gan sample runs/00000-dcgan_demo --interpolate 10 --n 6 --out walk.png
+      gan sample runs/00000-dcgan_demo --best --n 64 --out best.png   # the checkpoint best by SWD
     """
-    from gan.checkpoint import CheckpointError
+    from gan.checkpoint import CheckpointError, best_checkpoint
     from gan.files import WriteError
     from gan.generators import load_generator
     from gan.images import image_format_of, save_image, save_image_grid, signed_to_pil
@@ -51,7 +54,7 @@ def sample(source: Path, count: int, out: Path | None, separate: Path | None, se
         except ValueError as error:
             raise click.BadParameter(str(error), param_hint="--out") from None
     try:
-        loaded = load_generator(source, select_device(device), which)
+        loaded = load_generator(best_checkpoint(source) if best else source, select_device(device), which)
         generator, path, used_ema = loaded.generator, loaded.checkpoint, loaded.used_ema
     except (CheckpointError, DeviceUnavailable) as error:
         fail(error)

@@ -20,9 +20,11 @@ from gan.commands.common import fail
 @click.option("--overlap", default=32, show_default=True, help="Overlap between tiles, blended linearly.")
 @click.option("--direction", type=click.Choice(["AtoB", "BtoA"]),
               help="Which generator of a CycleGAN checkpoint to run [default: AtoB].")
+@click.option("--best", is_flag=True, help="Use the run's best.pt (kept by train.keep_best) instead of its newest "
+                                        "checkpoint.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 def translate(checkpoint: Path, source: Path, output: Path, side_by_side: bool, tile: int, overlap: int,
-              direction: str | None, device: str) -> None:
+              direction: str | None, best: bool, device: str) -> None:
     """Run an image-to-image generator on INPUT (an image, or a folder searched
     recursively) and write OUTPUT (an image, or a folder with the same relative names).
 
@@ -35,8 +37,9 @@ def translate(checkpoint: Path, source: Path, output: Path, side_by_side: bool, 
       gan translate runs/00001-pix2pix_facades drawings/ photos/ --side-by-side
       gan translate runs/00002-sr_pix2pix_x4 small.png large.png --tile 256
       gan translate runs/00003-cyclegan_horse2zebra zebras/ horses/ --direction BtoA
+      gan translate runs/00002-sr_pix2pix_x4 small.png large.png --best   # the checkpoint best by val/psnr
     """
-    from gan.checkpoint import CheckpointError
+    from gan.checkpoint import CheckpointError, best_checkpoint
     from gan.data.decode import ImageReadError, find_images, read_rgb
     from gan.files import WriteError
     from gan.images import image_format_of, save_image
@@ -46,6 +49,7 @@ def translate(checkpoint: Path, source: Path, output: Path, side_by_side: bool, 
     from gan.train import DeviceUnavailable, select_device
 
     try:
+        checkpoint = best_checkpoint(checkpoint) if best else checkpoint
         translator = load_translator(checkpoint, select_device(device), tile, overlap, direction)
         if source.is_dir():
             inputs = [(image, output / image.relative_to(source)) for image in find_images(source)]

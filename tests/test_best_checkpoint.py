@@ -1,0 +1,94 @@
+"""`train.keep_best`: best.pt follows the metric through a run and its resume, and the commands
+take it with --best."""
+
+import json
+import math
+import warnings
+
+import pytest
+import torch
+from click.testing import CliRunner
+from conftest import tiny_config, tiny_recipe_config, write_recipe_data
+
+from gan.checkpoint import BEST_NAME, BEST_RECORD, BestCheckpoint, load_checkpoint
+from gan.cli import main
+from gan.recipes.pix2pix import Pix2PixRecipe
+from gan.registry import ConfigError
+from gan.train import train
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def recipe_data(tmp_path_factory):
+    return write_recipe_data(tmp_path_factory.mktemp("data"))
+
+
+def scripted_psnr(monkeypatch, values):
+    """pix2pix's validation reports `values` in turn, one per validation."""
+    remaining = list(values)
+    monkeypatch.setattr(Pix2PixRecipe, "validation_metrics", lambda self: {"val/psnr": remaining.pop(0),
+                                                                           "val/ssim": 0.5})
+
+
+def test_best_pt_follows_the_metric_through_a_run_and_its_resume(recipe_data, tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    common = ("train.keep_best=val/psnr", "log.eval_every=1", "train.checkpoint_every=1")
+    scripted_psnr(monkeypatch, [20.0, 25.0, 22.0])  # improves, improves, worsens
+    train(tiny_recipe_config("pix2pix", recipe_data, *common, "train.steps=3"), run_dir, CPU)
+    assert json.loads((run_dir / BEST_RECORD).read_text()) == {"metric": "val/psnr", "value": 25.0, "step": 2}
+    best = load_checkpoint(run_dir / BEST_NAME)
+    assert best["step"] == 2 and best["best"] == {"metric": "val/psnr", "value": 25.0}
+    step_two = load_checkpoint(run_dir / "checkpoint-00000002.pt")
+    for key, value in step_two["networks"]["generator"].items():
+        assert torch.equal(best["networks"]["generator"][key], value), key
+    # The resumed run carries the best value on: 24 is no better than 25; 27 is.
+    scripted_psnr(monkeypatch, [24.0, 27.0])
+    train(tiny_recipe_config("pix2pix", recipe_data, *common, "train.steps=4"), run_dir, CPU, resume=True)
+    assert json.loads((run_dir / BEST_RECORD).read_text())["step"] == 2
+    train(tiny_recipe_config("pix2pix", recipe_data, *common, "train.steps=5"), run_dir, CPU, resume=True)
+    assert json.loads((run_dir / BEST_RECORD).read_text()) == {"metric": "val/psnr", "value": 27.0, "step": 5}
+    assert load_checkpoint(run_dir / BEST_NAME)["step"] == 5
+
+    out = tmp_path / "exported.safetensors"
+    result = CliRunner().invoke(main, ["export", str(run_dir), "--best", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "step 5" in result.output and "best.pt" in result.output
+
+
+def test_lower_is_better_for_distances_and_a_bad_value_never_wins(tmp_path):
+    best = BestCheckpoint(tmp_path, "swd/mean", "lower")
+    assert best.improves(30.0)
+    best.value = 30.0
+    assert best.improves(29.0) and not best.improves(31.0) and not best.improves(math.nan)
+    (tmp_path / BEST_RECORD).write_text('{"metric": "fid", "value": 3.0, "step": 7}')
+    assert BestCheckpoint(tmp_path, "swd/mean", "lower").value is None  # another metric's record
+    assert BestCheckpoint(tmp_path, "fid", "lower").value == 3.0
+    (tmp_path / BEST_RECORD).write_text('{"metric": "fid", "val')  # damaged: a new best is written
+    assert BestCheckpoint(tmp_path, "fid", "lower").value is None
+
+
+def test_a_metric_the_run_does_not_compute_is_warned_about(tmp_path):
+    config = tiny_config("train.keep_best=swd/mean", "train.steps=2")  # TINY has metrics.every = 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(config, tmp_path / "run", CPU)
+    assert any("train.keep_best = 'swd/mean': no best.pt is kept" in str(w.message) and "metrics.every" in
+               str(w.message) for w in caught)
+    assert not (tmp_path / "run" / BEST_NAME).exists()
+    result = CliRunner().invoke(main, ["sample", str(tmp_path / "run"), "--best", "--out", str(tmp_path / "a.png")])
+    assert result.exit_code != 0 and "no best.pt in run directory" in result.output
+    with pytest.raises(ConfigError, match="train.keep_best must be one of"):
+        tiny_config("train.keep_best=psnr")
+
+
+def test_dcgan_keeps_its_best_by_swd(tmp_path):
+    config = tiny_config("train.keep_best=swd/mean", "metrics.every=2", "metrics.names=[\"swd\"]",
+                         "metrics.num_samples=64", "train.steps=4")
+    train(config, tmp_path / "run", CPU)
+    record = json.loads((tmp_path / "run" / BEST_RECORD).read_text())
+    assert record["metric"] == "swd/mean" and record["step"] in (2, 4) and record["value"] > 0
+    result = CliRunner().invoke(main, ["sample", str(tmp_path / "run"), "--best", "--n", "4",
+                                       "--out", str(tmp_path / "best.png")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "best.png").is_file()
