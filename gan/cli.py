@@ -9,6 +9,7 @@ import click
 from gan import __version__
 from gan.commands.bench import bench
 from gan.commands.cache import cache
+from gan.commands.compare import compare
 from gan.commands.eval import evaluate
 from gan.commands.export import export
 from gan.commands.sample import sample
@@ -38,10 +39,11 @@ def main() -> None:
     gan cache list                                   # decoded-image caches
     torchrun --nproc_per_node=4 -m gan train experiments/dcgan_celeba128.toml
     gan sweep experiments/dcgan_demo.toml --grid loss.adversarial=hinge,lsgan --seeds 3 --out sweeps/loss
+    gan compare sweeps/loss                          # the sweep's table and curves
     tensorboard --logdir runs                        # compare runs
     """
     warnings.formatwarning = _format_warning
 
 
-for _command in (train, sweep, sample, translate, evaluate, export, bench, cache):
+for _command in (train, sweep, compare, sample, translate, evaluate, export, bench, cache):
     main.add_command(_command)

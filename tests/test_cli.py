@@ -84,8 +84,8 @@ def test_every_command_has_help_with_examples():
         assert result.exit_code == 0
         assert "gan train" in result.output or "gan sample" in result.output
     assert "Examples" in runner.invoke(main, ["train", "--help"]).output
-    assert {path[0] for path in command_paths()} == {"train", "sweep", "sample", "translate", "eval", "export", "bench",
-                                                    "cache"}
+    assert {path[0] for path in command_paths()} == {"train", "sweep", "compare", "sample", "translate", "eval",
+                                                    "export", "bench", "cache"}
     for path in command_paths():
         result = runner.invoke(main, [*path, "--help"])
         assert result.exit_code == 0, (path, result.output)

@@ -18,7 +18,7 @@ LAYERS = (
     ("metrics", ("gan.metrics",)),
     ("recipes", ("gan.recipes",)),
     ("runs", ("gan.resolve", "gan.train", "gan.speed", "gan.exported", "gan.generators", "gan.tiling", "gan.scoring",
-              "gan.benchmark", "gan.sweep")),
+              "gan.benchmark", "gan.sweep", "gan.compare")),
     ("commands", ("gan.commands", "gan.cli", "gan.__main__")),
 )
 

@@ -1,0 +1,43 @@
+"""Runs side by side, seeds pooled: `gan compare`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from gan.commands.common import fail
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--metric", help="The scalar to rank by [default: val/psnr for image-to-image runs, else swd/mean].")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for compare.md, compare.csv and compare.png [default: the sweep folder, when one is "
+                   "given alone].")
+def compare(paths: tuple[Path, ...], metric: str | None, out: Path | None) -> None:
+    """Compare runs (RUN_OR_SWEEP_DIR ...): runs that differ only in train.seed form a group.
+
+    Per group: seeds, best and final value of the metric (mean ± std over seeds), the step
+    of the best, final loss/d and loss/g, images/s; and one figure of the loss and metric
+    curves (mean line, min-max band over seeds, smoothed as TensorBoard does).
+
+    \b
+    Examples:
+      gan compare sweeps/loss
+      gan compare sweeps/loss --metric fid
+      gan compare runs/00003-dcgan_celeba64 runs/00004-dcgan_celeba64 --out comparisons/two
+    """
+    from gan.compare import CompareError
+    from gan.compare import compare as run_compare
+
+    if out is None:
+        if len(paths) != 1 or (paths[0] / "config.toml").is_file():
+            raise click.UsageError("give --out DIR (a run directory has one writer: its training)")
+        out = paths[0]
+    try:
+        table, _ = run_compare(list(paths), metric, out)
+    except CompareError as error:
+        fail(error)
+    click.echo(table, nl=False)
+    click.echo(f"wrote {out / 'compare.md'}, compare.csv and compare.png")

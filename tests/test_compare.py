@@ -1,0 +1,110 @@
+"""`gan compare`: runs grouped by config (seeds pooled), the table's mean ± std against values
+computed by hand from synthetic event files, and the figure."""
+
+import csv
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+from torch.utils.tensorboard import SummaryWriter
+
+from gan.cli import main
+from gan.compare import CompareError, compare, find_runs, group_runs, plot, read_scalars, smooth
+
+# swd/mean at steps 100, 200, 300 for each (loss, seed): the best is the lowest.
+SWD = {("hinge", 0): [30.0, 10.0, 20.0], ("hinge", 1): [30.0, 12.0, 22.0], ("hinge", 2): [14.0, 40.0, 24.0],
+       ("lsgan", 0): [50.0, 45.0, 40.0], ("lsgan", 1): [52.0, 47.0, 44.0]}
+
+
+def make_run(folder, name, loss, seed, swd, recipe="dcgan"):
+    run = folder / name
+    run.mkdir(parents=True)
+    (run / "config.toml").write_text(f'recipe = "{recipe}"\n\n[loss]\nadversarial = "{loss}"\n\n'
+                                     f"[train]\nseed = {seed}\nsteps = 300\n")
+    writer = SummaryWriter(str(run))
+    for index, value in enumerate(swd):
+        step = 100 * (index + 1)
+        writer.add_scalar("metrics/swd/mean", value, step)
+        writer.add_scalar("loss/d", 1.0 + seed + index, step)
+        writer.add_scalar("loss/g", 2.0 * (index + 1), step)
+        writer.add_scalar("perf/images_per_s", 100.0 + 10 * index, step)
+    writer.close()
+    return run
+
+
+@pytest.fixture
+def sweep(tmp_path):
+    folder = tmp_path / "sweep"
+    for index, ((loss, seed), swd) in enumerate(SWD.items()):
+        make_run(folder, f"{index:05d}-adversarial={loss}-seed={seed}", loss, seed, swd)
+    return folder
+
+
+def test_runs_that_differ_only_by_seed_form_one_group(sweep):
+    runs = find_runs([sweep])
+    assert len(runs) == 5
+    groups = group_runs(runs)
+    assert {label: len(members) for label, members in groups.items()} == {"adversarial=hinge": 3,
+                                                                          "adversarial=lsgan": 2}
+    assert read_scalars(runs[0])["metrics/swd/mean"][1].tolist() == [30.0, 10.0, 20.0]
+
+
+def test_the_table_gives_mean_and_std_over_seeds(sweep, tmp_path):
+    table, summaries = compare([sweep], None, tmp_path / "out")
+    hinge, lsgan = summaries
+    # hinge bests 10 (step 200), 12 (200), 14 (100): mean 12, sample std 2; finals 20, 22, 24
+    assert hinge.seeds == 3 and hinge.best == pytest.approx((12.0, 2.0)) and hinge.best_step == pytest.approx(500 / 3)
+    assert hinge.final == pytest.approx((22.0, 2.0))
+    # final loss/d per seed 3, 4, 5 -> 4; loss/g 6; images/s mean of 100, 110, 120 -> 110
+    assert hinge.final_losses == pytest.approx({"loss/d": 4.0, "loss/g": 6.0}) and hinge.images_per_s == 110.0
+    # lsgan bests 40 and 44 (both at step 300): mean 42, std 2.828...
+    assert lsgan.best == pytest.approx((42.0, 2.8284271), rel=1e-6) and lsgan.best_step == 300
+    assert "| adversarial=hinge | 3 | 12 ± 2 | 167 | 22 ± 2 |" in table
+    assert "best swd/mean (lower is better)" in table
+    rows = list(csv.DictReader((tmp_path / "out" / "compare.csv").open()))
+    assert [row["group"] for row in rows] == ["adversarial=hinge", "adversarial=lsgan"]
+    assert float(rows[1]["best_swd/mean_std"]) == pytest.approx(2.8284271, rel=1e-6)
+    assert (tmp_path / "out" / "compare.md").read_text() == table
+
+
+def test_the_figure_has_one_line_per_group_in_each_panel(sweep, tmp_path):
+    grouped = {label: {run: read_scalars(run) for run in members}
+               for label, members in group_runs(find_runs([sweep])).items()}
+    drawn = plot(grouped, "swd/mean", tmp_path / "curves.png")
+    assert drawn == {panel: ["adversarial=hinge (n=3)", "adversarial=lsgan (n=2)"]
+                     for panel in ("loss/d", "loss/g", "swd/mean")}
+    with Image.open(tmp_path / "curves.png") as image:
+        assert image.format == "PNG" and image.width > 1000 and image.height > 300
+
+
+def test_smoothing_is_tensorboards_debiased_average():
+    import numpy as np
+
+    values = np.array([1.0, 3.0, 2.0])
+    # by hand with weight 0.6: 0.4*1/0.4 = 1; (0.24+1.2)/0.64 = 2.25; (0.864+0.8)/0.784
+    assert smooth(values).tolist() == pytest.approx([1.0, 2.25, 1.664 / 0.784])
+
+
+def test_image_to_image_runs_rank_by_validation_psnr(tmp_path):
+    for index, seed in enumerate((0, 1)):
+        run = make_run(tmp_path / "sr", f"{index:05d}-seed={seed}", "vanilla", seed, [], recipe="srgan")
+        writer = SummaryWriter(str(run))
+        for step, psnr in ((500, 28.0 + seed), (1000, 27.0 + seed)):
+            writer.add_scalar("val/psnr", psnr, step)
+        writer.close()
+    table, (summary,) = compare([tmp_path / "sr"], None, tmp_path / "out")
+    assert summary.label == "all runs" and summary.best == pytest.approx((28.5, 0.70710678))
+    assert summary.best_step == 500 and "best val/psnr (higher is better)" in table
+
+
+def test_the_command_writes_into_the_sweep_folder_and_names_bad_paths(sweep, tmp_path):
+    result = CliRunner().invoke(main, ["compare", str(sweep)])
+    assert result.exit_code == 0, result.output
+    assert "adversarial=hinge" in result.output
+    assert all((sweep / name).is_file() for name in ("compare.md", "compare.csv", "compare.png"))
+    one_run = sweep / "00000-adversarial=hinge-seed=0"
+    result = CliRunner().invoke(main, ["compare", str(one_run)])
+    assert result.exit_code != 0 and "--out" in result.output  # never written into a run directory
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CompareError, match="neither a run directory"):
+        find_runs([tmp_path / "empty"])
