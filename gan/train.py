@@ -58,6 +58,7 @@ from gan.distributed import (
 )
 from gan.event_log import EventLog
 from gan.files import LOCK_NAME, RunLock, WriteError, remove_stale_temps, write_text_atomically
+from gan.health import HealthWatch
 from gan.images import image_grid, save_image_grid
 from gan.metrics.generative import GenerativeEvaluator, score_generator
 from gan.nets import first_mismatch
@@ -286,6 +287,9 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
             param_group.setdefault("base_lr", param_group["lr"])
     evaluator = _generative_evaluator(config, recipe, device) if main else None
     best = _best_checkpoint(config, recipe, evaluator, run_dir) if main else None
+    health = HealthWatch(saturation_scores=config.loss.adversarial in ("vanilla", "lsgan")) if main else None
+    unconditional = hasattr(recipe, "evaluation_generator")
+    real_images: torch.Tensor | None = None  # a first batch of real images, for the collapse check
     if group.distributed:
         _prepare_data_parallel(recipe, config, device, group)
     speed = accelerate(recipe, train_config, device, group.distributed)
@@ -361,6 +365,8 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
                             break
                         raise
                     step += 1
+                    if unconditional and real_images is None:  # (the first step is no steady one)
+                        real_images = batch["image"][:log_config.num_samples].detach().float().cpu()
                     set_learning_rates(recipe.optimizers, lr_factor(step, train_config))
                     metrics = run_step(to_device(batch, device, speed), step)
                     samples_seen += train_config.batch_size
@@ -384,6 +390,9 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
                     timer_start, timer_step, paused = now, step, 0.0
                     means = watch.means()
                     _log_scalars(writer, step, means, recipe, images_per_second, train_config)
+                    if health:
+                        for name, value in health.window(step, means).items():
+                            writer.add_scalar(name, value, step)
                     if device.type == "cuda":  # the allocator's own count: no sync
                         writer.add_scalar("perf/peak_memory_mib", torch.cuda.max_memory_allocated(device) / 2**20, step)
                     progress.update(step, means, images_per_second)
@@ -398,7 +407,10 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
                     if previews or scoring:
                         _prepare_outputs(recipe, step)
                     if previews:
-                        _write_previews(recipe, writer, run_dir, step)
+                        grids = _write_previews(recipe, writer, run_dir, step)
+                        if health and unconditional and "generator" in grids and real_images is not None:
+                            for name, value in health.samples(step, grids["generator"], real_images).items():
+                                writer.add_scalar(name, value, step)
                     scores = _log_validation(recipe, writer, step) if validation else {}
                     if scoring:
                         scores.update(_log_generative_metrics(evaluator, recipe, writer, run_dir, step))
@@ -532,14 +544,17 @@ def _largest_weight(network: torch.nn.Module) -> float:
     return float(torch.stack(maxima).max()) if maxima else 0.0
 
 
-def _write_previews(recipe: Recipe, writer: Any, run_dir: Path, step: int) -> None:
-    """Grids to TensorBoard and as PNGs; a PNG that cannot be written (disk full) is warned about."""
-    for name, images in recipe.preview().items():
+def _write_previews(recipe: Recipe, writer: Any, run_dir: Path, step: int) -> dict[str, torch.Tensor]:
+    """Grids to TensorBoard and as PNGs; a PNG that cannot be written (disk full) is warned about.
+    Returns the previewed image batches."""
+    grids = recipe.preview()
+    for name, images in grids.items():
         writer.add_image(f"samples/{name}", image_grid(images).add(1).div(2).clamp(0, 1), step)
         try:
             save_image_grid(images, run_dir / "samples" / f"{step:08d}-{name}.png")
         except WriteError as error:
             warnings.warn(f"{error}; training goes on", stacklevel=2)
+    return grids
 
 
 def _log_validation(recipe: Recipe, writer: Any, step: int) -> dict[str, float]:

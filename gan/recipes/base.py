@@ -116,6 +116,16 @@ def set_requires_grad(network: nn.Module, flag: bool) -> None:
         parameter.requires_grad_(flag)
 
 
+def gradient_norm(*networks: nn.Module) -> torch.Tensor:
+    """The L2 norm of every parameter gradient of `networks` together (0 when there is none), as a
+    device tensor: logged as grad/<network>, read back only at log points."""
+    grads = [parameter.grad for network in networks for parameter in network.parameters()
+             if parameter.grad is not None]
+    if not grads:
+        return torch.zeros((), device=next(networks[0].parameters()).device)
+    return torch.linalg.vector_norm(torch.stack([norm.float() for norm in torch._foreach_norm(grads)]))
+
+
 def adam(networks: nn.Module | list[nn.Module], lr: float, train: TrainConfig,
          device: torch.device) -> torch.optim.Adam:
     """Adam over the networks' parameters with `train.beta1/beta2`, as GAN papers use it.

@@ -19,7 +19,7 @@ from gan.inference import eval_mode, run_padded
 from gan.losses import AdversarialLoss
 from gan.nets import network_spec
 from gan.recipes import RECIPES
-from gan.recipes.base import AutocastFactory, RecipeBase, adam, set_requires_grad
+from gan.recipes.base import AutocastFactory, RecipeBase, adam, gradient_norm, set_requires_grad
 from gan.schedules import adversarial_on
 
 DIRECTIONS = ("AtoB", "BtoA")
@@ -84,13 +84,14 @@ class CycleGANRecipe(RecipeBase):
             g_loss = g_loss + identity_weight * (terms["loss/identity_A"] + terms["loss/identity_B"])
         self.optimizers["generator"].zero_grad(set_to_none=True)
         g_loss.backward()
+        terms["grad/generator"] = gradient_norm(to_b, to_a)
         self.optimizers["generator"].step()
 
         # Discriminators: real vs. a mix of new and past fakes; objective halved as in the paper.
         if not adversarial:
             zero = torch.zeros((), device=g_loss.device)
             scores = {f"d_{domain}/{kind}": zero for domain in ("A", "B") for kind in ("real", "fake")}
-            terms.update({"loss/d_A": zero, "loss/d_B": zero})
+            terms.update({"loss/d_A": zero, "loss/d_B": zero, "grad/discriminator": zero})
             return {**{name: value.detach() for name, value in terms.items()}, "loss/g": g_loss.detach(), **scores}
         scores = {}
         for domain, discriminator in self.discriminators.items():
@@ -104,6 +105,7 @@ class CycleGANRecipe(RecipeBase):
             scores[f"d_{domain}/fake"] = self.loss.score(pooled_logits.detach()).mean()
         self.optimizers["discriminator"].zero_grad(set_to_none=True)
         (terms["loss/d_A"] + terms["loss/d_B"]).backward()
+        terms["grad/discriminator"] = gradient_norm(*self.discriminators.values())
         self.optimizers["discriminator"].step()
 
         return {**{name: value.detach() for name, value in terms.items()}, "loss/g": g_loss.detach(), **scores}

@@ -13,7 +13,7 @@ from gan.inference import eval_mode
 from gan.losses import AdversarialLoss, add_instance_noise, annealed_std
 from gan.nets import network_spec
 from gan.recipes import RECIPES
-from gan.recipes.base import AutocastFactory, RecipeBase, adam, set_requires_grad
+from gan.recipes.base import AutocastFactory, RecipeBase, adam, gradient_norm, set_requires_grad
 from gan.registry import ConfigError
 
 
@@ -85,6 +85,7 @@ class DCGANRecipe(RecipeBase):
             d_total = d_loss if penalty is None else d_loss + penalty
             self.optimizers["discriminator"].zero_grad(set_to_none=True)
             d_total.backward()
+            d_gradient = gradient_norm(discriminator)
             self.optimizers["discriminator"].step()
 
         set_requires_grad(discriminator, False)
@@ -93,6 +94,7 @@ class DCGANRecipe(RecipeBase):
         g_loss = self.loss.generator(g_logits)
         self.optimizers["generator"].zero_grad(set_to_none=True)
         g_loss.backward()
+        g_gradient = gradient_norm(generator)
         self.optimizers["generator"].step()
         if self.ema:
             self.ema.update(generator, step)
@@ -102,6 +104,8 @@ class DCGANRecipe(RecipeBase):
             "loss/g": g_loss.detach(),
             "d/real": self.loss.score(real_logits.detach()).mean(),
             "d/fake": self.loss.score(fake_logits.detach()).mean(),
+            "grad/generator": g_gradient,
+            "grad/discriminator": d_gradient,
         }
         if penalty is not None:
             metrics["loss/gp"] = penalty.detach()

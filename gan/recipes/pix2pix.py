@@ -15,7 +15,7 @@ from gan.config import Config
 from gan.losses import AdversarialLoss
 from gan.nets import network_spec
 from gan.recipes import RECIPES
-from gan.recipes.base import AutocastFactory, RecipeBase, adam, set_requires_grad
+from gan.recipes.base import AutocastFactory, RecipeBase, adam, gradient_norm, set_requires_grad
 from gan.recipes.image_to_image import preview_pairs, preview_strips, validation_scores
 from gan.registry import ConfigError
 from gan.schedules import adversarial_on
@@ -66,7 +66,7 @@ class Pix2PixRecipe(RecipeBase):
         with self.autocast():
             output = generator(source)
         zero = torch.zeros((), device=output.device)
-        d_loss = g_adversarial = real_score = fake_score = zero
+        d_loss = g_adversarial = real_score = fake_score = d_gradient = zero
         adversarial = adversarial_on(step, self.config.train)
 
         if adversarial:
@@ -77,6 +77,7 @@ class Pix2PixRecipe(RecipeBase):
             d_loss = 0.5 * self.loss.discriminator(real_logits, fake_logits)
             self.optimizers["discriminator"].zero_grad(set_to_none=True)
             d_loss.backward()
+            d_gradient = gradient_norm(discriminator)
             self.optimizers["discriminator"].step()
             real_score = self.loss.score(real_logits.detach()).mean()
             fake_score = self.loss.score(fake_logits.detach()).mean()
@@ -88,6 +89,7 @@ class Pix2PixRecipe(RecipeBase):
         g_loss = self.adversarial_weight * g_adversarial + self.l1_weight * g_l1
         self.optimizers["generator"].zero_grad(set_to_none=True)
         g_loss.backward()
+        g_gradient = gradient_norm(generator)
         self.optimizers["generator"].step()
 
         return {
@@ -97,6 +99,8 @@ class Pix2PixRecipe(RecipeBase):
             "loss/g_l1": g_l1.detach(),
             "d/real": real_score,
             "d/fake": fake_score,
+            "grad/generator": g_gradient,
+            "grad/discriminator": d_gradient,
         }
 
     def load_preview_items(self) -> dict[str, torch.Tensor]:

@@ -23,7 +23,7 @@ from gan.losses import AdversarialLoss, PerceptualLoss
 from gan.nets import network_spec
 from gan.nets.vgg import VGGFeatures
 from gan.recipes import RECIPES
-from gan.recipes.base import AutocastFactory, RecipeBase, adam, set_requires_grad
+from gan.recipes.base import AutocastFactory, RecipeBase, adam, gradient_norm, set_requires_grad
 from gan.recipes.image_to_image import preview_pairs, preview_strips, validation_scores
 from gan.registry import ConfigError
 from gan.schedules import adversarial_on
@@ -88,7 +88,8 @@ class SRGANRecipe(RecipeBase):
         adversarial = self.adversarial_weight and adversarial_on(step, self.config.train)
         if self.adversarial_weight:
             zero = torch.zeros((), device=sr_images.device)
-            metrics = {"loss/d": zero, "d/real": zero, "d/fake": zero, "loss/g_adversarial": zero}
+            metrics = {"loss/d": zero, "d/real": zero, "d/fake": zero, "loss/g_adversarial": zero,
+                       "grad/discriminator": zero}
         if adversarial:
             set_requires_grad(self.discriminator, True)
             with self.autocast():
@@ -97,6 +98,7 @@ class SRGANRecipe(RecipeBase):
             d_loss = self.adversarial.discriminator(real_logits, fake_logits)
             self.optimizers["discriminator"].zero_grad(set_to_none=True)
             d_loss.backward()
+            metrics["grad/discriminator"] = gradient_norm(self.discriminator)
             self.optimizers["discriminator"].step()
             set_requires_grad(self.discriminator, False)
             metrics.update({"loss/d": d_loss.detach(),
@@ -113,6 +115,7 @@ class SRGANRecipe(RecipeBase):
             metrics["loss/g_adversarial"] = g_adversarial.detach()
         self.optimizers["generator"].zero_grad(set_to_none=True)
         g_loss.backward()
+        metrics["grad/generator"] = gradient_norm(self.generator)
         self.optimizers["generator"].step()
         return {"loss/content": content.detach(), "loss/g": g_loss.detach(), **metrics}
 

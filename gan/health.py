@@ -1,0 +1,95 @@
+"""The training-health watch: what goes wrong in GAN training, noticed while it happens.
+
+It reads only what the loop reads back anyway (the window means at log points, the preview
+grids), so it adds no host sync to a step. Each finding is logged under `health/` in
+TensorBoard and warned once in the terminal with the step and what to try:
+
+- discriminator saturation: D(x) -> 1 and D(G(z)) -> 0 for a whole logging window (losses
+  whose scores are probabilities or targets in [0, 1]: vanilla, lsgan);
+- mode collapse: the per-pixel standard deviation across the fixed preview batch falls below
+  `COLLAPSE_FRACTION` of the data's, and below half its own best so far (a freshly initialised
+  generator starts low; a collapse is a fall: a collapsed DCGAN had 0.022 against 0.47 for
+  real faces);
+- an exploding loss: a window mean `EXPLOSION_FACTOR` times its median over the windows before
+  (and beyond `EXPLOSION_FLOOR` in magnitude), or a gradient norm that does the same.
+"""
+
+from __future__ import annotations
+
+import statistics
+import warnings
+
+import torch
+
+SATURATION = 0.99  # D(x) above this and D(G(z)) below 1 - this, for a whole window
+COLLAPSE_FRACTION = 0.2
+EXPLOSION_FACTOR = 10.0
+EXPLOSION_FLOOR = 10.0
+MIN_HISTORY = 5  # windows before a loss can be said to explode
+
+ADVICE = {
+    "saturation": "D wins outright and G gets no gradient: lower train.d_lr, add loss.label_smoothing or "
+                  "loss.instance_noise, or try loss.adversarial = \"hinge\" or \"wgan-gp\"",
+    "collapse": "the samples look alike: check samples/*.png; lower the learning rates, train.d_steps = 2, "
+                "or try loss.adversarial = \"wgan-gp\"; --on-nan rollback does not catch this",
+    "explosion": "lower the learning rates or raise train.warmup_steps; train.divergence_bound stops the run "
+                 "if it goes on",
+}
+
+
+def sample_spread(images: torch.Tensor) -> float:
+    """Mean over pixels of the standard deviation across the batch (images in [-1, 1])."""
+    return float(images.float().std(dim=0).mean()) if images.shape[0] > 1 else 0.0
+
+
+class HealthWatch:
+    """Checks each logging window and each preview grid; warns once per kind of finding."""
+
+    def __init__(self, saturation_scores: bool):
+        self.saturation_scores = saturation_scores  # d/real, d/fake are probabilities or [0, 1] targets
+        self.history: dict[str, list[float]] = {}
+        self.data_spread: float | None = None
+        self.peak_spread = 0.0
+        self.warned: set[str] = set()
+
+    def window(self, step: int, means: dict[str, float]) -> dict[str, float]:
+        """health/ scalars for a window's means (`loss/...`, `grad/...`, `d/real`, `d/fake`)."""
+        scalars = {}
+        real, fake = means.get("d/real"), means.get("d/fake")
+        if self.saturation_scores and real is not None and fake is not None:
+            saturated = real > SATURATION and fake < 1 - SATURATION
+            scalars["health/d_saturated"] = float(saturated)
+            if saturated:
+                self._warn("saturation", step, f"the discriminator is saturated: D(x) = {real:.4f} and "
+                                                f"D(G(z)) = {fake:.4f} over the last window")
+        for name, value in means.items():
+            if not (name.startswith("loss/") or name.startswith("grad/")):
+                continue
+            past = self.history.setdefault(name, [])
+            if len(past) >= MIN_HISTORY:
+                typical = statistics.median(abs(v) for v in past)
+                growth = abs(value) / typical if typical > 0 else 0.0
+                scalars[f"health/growth/{name}"] = growth
+                if growth > EXPLOSION_FACTOR and abs(value) > EXPLOSION_FLOOR:
+                    self._warn("explosion", step, f"{name} is exploding: {value:.4g} over the last window, "
+                                                   f"{growth:.0f}x its median so far ({typical:.4g})")
+            past.append(value)
+        return scalars
+
+    def samples(self, step: int, images: torch.Tensor, data_images: torch.Tensor) -> dict[str, float]:
+        """health/ scalars for a preview batch of generated images, against real ones."""
+        if self.data_spread is None:
+            self.data_spread = sample_spread(data_images)
+        spread = sample_spread(images)
+        ratio = spread / self.data_spread if self.data_spread > 0 else 1.0
+        fell = spread < 0.5 * self.peak_spread
+        self.peak_spread = max(self.peak_spread, spread)
+        if ratio < COLLAPSE_FRACTION and fell:
+            self._warn("collapse", step, f"mode collapse: the samples' per-pixel std is {spread:.3f} against "
+                                         f"{self.data_spread:.3f} for real images ({ratio:.2f}x)")
+        return {"health/sample_std": spread, "health/data_std": self.data_spread, "health/sample_std_ratio": ratio}
+
+    def _warn(self, kind: str, step: int, finding: str) -> None:
+        if kind not in self.warned:
+            self.warned.add(kind)
+            warnings.warn(f"step {step}: {finding}. Try: {ADVICE[kind]}", stacklevel=3)
