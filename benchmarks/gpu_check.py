@@ -152,7 +152,8 @@ def train_for(out: Path, seconds: float, device_name: str, dry_run: bool, sync_d
         timer.cancel()
     wall = time.perf_counter() - start
     scalars = EventAccumulator(str(work / "run"), size_guidance={"scalars": 0}).Reload()
-    rates = [event.value for event in scalars.Scalars("perf/images_per_s")][2:]  # the first include compiling
+    logged = [event.value for event in scalars.Scalars("perf/images_per_s")]
+    rates = logged[2:] or logged  # the first include compiling (a short dry run on a busy CPU may log no more)
     grids = sorted((work / "run" / "samples").glob("*-generator_ema.png"))
     if grids:
         shutil.copy(grids[-1], out / "dcgan128_samples.png")
