@@ -365,7 +365,7 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
                             break
                         raise
                     step += 1
-                    if unconditional and real_images is None:  # (the first step is no steady one)
+                    if unconditional and real_images is None:  # the first step: a sync is fine here
                         real_images = batch["image"][:log_config.num_samples].detach().float().cpu()
                     set_learning_rates(recipe.optimizers, lr_factor(step, train_config))
                     metrics = run_step(to_device(batch, device, speed), step)
