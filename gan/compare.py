@@ -2,7 +2,7 @@
 files, read with TensorBoard's own reader. Runs whose configs differ only in `train.seed` form
 one group. Per group: the best and final value of a metric as mean ± std over seeds, the step
 of the best, the final losses and images/s; a figure of the curves (mean line, min-max band
-over seeds, smoothed as TensorBoard smooths).
+over seeds; losses smoothed as TensorBoard smooths them).
 """
 
 from __future__ import annotations
@@ -183,11 +183,11 @@ def smooth(values: np.ndarray, weight: float = SMOOTHING) -> np.ndarray:
     return smoothed
 
 
-def band(curves: list[Curve]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(steps, mean, min, max) of smoothed curves over seeds, on the steps all of them reach."""
+def band(curves: list[Curve], smoothed: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(steps, mean, min, max) of the (smoothed) curves over seeds, on the steps all of them reach."""
     last_common = min(steps[-1] for steps, _ in curves)
     steps = curves[0][0][curves[0][0] <= last_common]
-    stacked = np.stack([np.interp(steps, s, smooth(v)) for s, v in curves])
+    stacked = np.stack([np.interp(steps, s, smooth(v) if smoothed else v) for s, v in curves])
     return steps, stacked.mean(0), stacked.min(0), stacked.max(0)
 
 
@@ -210,9 +210,10 @@ def plot(groups: dict[str, dict[Path, dict[str, Curve]]], metric: str, path: Pat
                       and len(curves[tag][0])]
             if not curves:
                 continue
-            steps, mean, low, high = band(curves)
+            steps, mean, low, high = band(curves, smoothed=panel != metric)  # a few evaluations: as they are
             colour = colours[index % len(colours)]
-            axis.plot(steps, mean, color=colour, label=f"{label} (n={len(curves)})")
+            axis.plot(steps, mean, color=colour, label=f"{label} (n={len(curves)})",
+                      marker="o" if panel == metric else None, markersize=3)
             drawn.setdefault(panel, []).append(f"{label} (n={len(curves)})")
             if len(curves) > 1:
                 axis.fill_between(steps, low, high, color=colour, alpha=0.2, linewidth=0)
@@ -221,7 +222,8 @@ def plot(groups: dict[str, dict[Path, dict[str, Curve]]], metric: str, path: Pat
         axis.grid(alpha=0.3)
     if panels:
         axes[0][0].legend(fontsize=8)
-    figure.suptitle(f"smoothed {SMOOTHING} as TensorBoard does; bands: min-max over seeds", fontsize=9)
+    figure.suptitle(f"losses smoothed {SMOOTHING} as TensorBoard does, {metric} as evaluated; lines: mean over "
+                    f"seeds, bands: min-max", fontsize=9)
     figure.tight_layout()
     write_atomically(path, lambda temp: figure.savefig(temp, format="png", dpi=110))
     plt.close(figure)

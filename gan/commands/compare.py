@@ -20,7 +20,7 @@ def compare(paths: tuple[Path, ...], metric: str | None, out: Path | None) -> No
 
     Per group: seeds, best and final value of the metric (mean ± std over seeds), the step
     of the best, final loss/d and loss/g, images/s; and one figure of the loss and metric
-    curves (mean line, min-max band over seeds, smoothed as TensorBoard does).
+    curves (mean line, min-max band over seeds; losses smoothed as TensorBoard does).
 
     \b
     Examples:
