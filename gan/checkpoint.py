@@ -34,9 +34,15 @@ def checkpoint_path(run_dir: Path, step: int) -> Path:
     return run_dir / f"checkpoint-{step:08d}.pt"
 
 
+def checkpoint_step(path: Path) -> int | None:
+    """The step in a `checkpoint-<step>.pt` name; None for any other file."""
+    match = _NAME.match(path.name)
+    return int(match.group(1)) if match else None
+
+
 def list_checkpoints(run_dir: Path) -> list[Path]:
     """Checkpoints in `run_dir`, oldest step first."""
-    found = [(int(m.group(1)), p) for p in run_dir.glob("checkpoint-*.pt") if (m := _NAME.match(p.name))]
+    found = [(step, p) for p in run_dir.glob("checkpoint-*.pt") if (step := checkpoint_step(p)) is not None]
     return [path for _, path in sorted(found)]
 
 

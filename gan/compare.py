@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gan.config import BEST_METRICS
+from gan.config import BEST_METRICS, flatten_config
 from gan.files import write_atomically, write_text_atomically
 
 IMAGE_TO_IMAGE = ("pix2pix", "srresnet", "srgan")  # recipes that validate: val/psnr by default
@@ -60,22 +60,20 @@ def read_scalars(run_dir: Path) -> dict[str, Curve]:
     return curves
 
 
-def _flatten(tree: dict, prefix: str = "") -> dict[str, object]:
-    flat = {}
-    for key, value in tree.items():
-        flat.update(_flatten(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
-    return flat
-
-
-def group_runs(runs: list[Path]) -> dict[str, list[Path]]:
-    """Runs grouped by their configs without `train.seed`; each group named by the keys that set it
-    apart from the others (`adversarial=hinge`), or by its folder's name when all agree."""
+def read_configs(runs: list[Path]) -> dict[Path, dict[str, object]]:
+    """Each run's config.toml, flattened to dotted keys."""
     configs = {}
     for run in runs:
         try:
-            configs[run] = _flatten(tomllib.loads((run / "config.toml").read_text()))
+            configs[run] = flatten_config(tomllib.loads((run / "config.toml").read_text()))
         except (OSError, tomllib.TOMLDecodeError) as error:
             raise CompareError(f"cannot read '{run / 'config.toml'}': {error}") from error
+    return configs
+
+
+def group_runs(configs: dict[Path, dict[str, object]]) -> dict[str, list[Path]]:
+    """Runs (`read_configs`) grouped by their configs without `train.seed`; each group named by the
+    keys that set it apart from the others (`adversarial=hinge`), or "all runs" when all agree."""
     keys = sorted({key for config in configs.values() for key in config} - {"train.seed"})
     differing = [key for key in keys if len({repr(config.get(key)) for config in configs.values()}) > 1]
     short = {key: key.rsplit(".", 1)[-1] for key in differing}
@@ -87,8 +85,8 @@ def group_runs(runs: list[Path]) -> dict[str, list[Path]]:
     return groups
 
 
-def default_metric(runs: list[Path]) -> str:
-    recipes = {tomllib.loads((run / "config.toml").read_text()).get("recipe") for run in runs}
+def default_metric(configs: dict[Path, dict[str, object]]) -> str:
+    recipes = {config.get("recipe") for config in configs.values()}
     return "val/psnr" if recipes and recipes <= set(IMAGE_TO_IMAGE) else "swd/mean"
 
 
@@ -233,10 +231,10 @@ def plot(groups: dict[str, dict[Path, dict[str, Curve]]], metric: str, path: Pat
 def compare(paths: list[Path], metric: str | None, out: Path) -> tuple[str, list[GroupSummary]]:
     """Read, group, summarise; write compare.md, compare.csv and compare.png into `out`.
     Returns the Markdown table and the summaries."""
-    runs = find_runs(paths)
-    metric = metric or default_metric(runs)
+    configs = read_configs(find_runs(paths))
+    metric = metric or default_metric(configs)
     lower = BEST_METRICS.get(metric, "lower") == "lower"
-    grouped = {label: {run: read_scalars(run) for run in members} for label, members in group_runs(runs).items()}
+    grouped = {label: {run: read_scalars(run) for run in members} for label, members in group_runs(configs).items()}
     summaries = [summarise(label, members, metric, lower) for label, members in grouped.items()]
     table = markdown_table(summaries, metric, lower)
     out.mkdir(parents=True, exist_ok=True)

@@ -339,6 +339,14 @@ def config_to_dict(config: Config) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
+def flatten_config(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A config as a dict (`config_to_dict`, a config.toml read back) -> {"train.steps": 4000, ...}."""
+    items = {}
+    for key, value in tree.items():
+        items.update(flatten_config(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return items
+
+
 # ----------------------------------------------------------------------------- writing
 
 

@@ -14,7 +14,6 @@ import itertools
 import json
 import os
 import re
-import shlex
 import signal
 import subprocess
 import sys
@@ -22,9 +21,9 @@ import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import IO, Callable
 
-from gan.checkpoint import list_checkpoints
+from gan.checkpoint import checkpoint_step, list_checkpoints
 from gan.files import write_text_atomically
 from gan.progress import format_duration
 from gan.registry import ConfigError
@@ -105,7 +104,7 @@ def write_manifest(out: Path, text: str) -> None:
 def finished(run_dir: Path, steps: int) -> bool:
     """Whether the run has a checkpoint of its last step (or later)."""
     checkpoints = list_checkpoints(run_dir) if run_dir.is_dir() else []
-    return bool(checkpoints) and int(checkpoints[-1].stem.split("-")[1]) >= steps
+    return bool(checkpoints) and checkpoint_step(checkpoints[-1]) >= steps
 
 
 def train_command(config: Path, sets: list[str], run: SweepRun, run_dir: Path, device: str | None,
@@ -118,16 +117,12 @@ def train_command(config: Path, sets: list[str], run: SweepRun, run_dir: Path, d
     return command + (["--device", device] if device else [])
 
 
-def shell_line(command: list[str]) -> str:
-    return shlex.join(command)
-
-
 @dataclass
 class _Running:
     run: SweepRun
     process: subprocess.Popen
     started: float
-    log: object | None
+    log: IO[str] | None
 
 
 def run_sweep(config: Path, sets: list[str], runs: list[SweepRun], out: Path, jobs: int, devices: list[str],

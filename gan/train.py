@@ -45,7 +45,7 @@ from gan.checkpoint import (
     save_checkpoint,
 )
 from gan.compilation import uncompiled
-from gan.config import BEST_METRICS, Config, TrainConfig, config_to_dict, dump_config
+from gan.config import BEST_METRICS, Config, TrainConfig, config_to_dict, dump_config, flatten_config
 from gan.cuda_graphs import GraphedStep, plain_optimizer_state, set_learning_rates
 from gan.data import training_batches
 from gan.distributed import (
@@ -634,14 +634,8 @@ def _log_generative_metrics(evaluator: GenerativeEvaluator, recipe: Recipe, writ
 
 def _changed_model_keys(saved: dict[str, Any], config: Config) -> str:
     """Which keys that shape the networks differ between the run's saved config and this one."""
-    def flatten(tree: dict[str, Any], prefix: str) -> dict[str, Any]:
-        items = {}
-        for key, value in tree.items():
-            items.update(flatten(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
-        return items
-
     def shaping(tree: dict[str, Any]) -> dict[str, Any]:
-        values = flatten(tree.get("model", {}), "model.")
+        values = flatten_config(tree.get("model", {}), "model.")
         for key in ("data.resolution", "data.scale", "train.ema_decay"):
             section, name = key.split(".")
             values[key] = tree.get(section, {}).get(name)

@@ -9,7 +9,7 @@ from PIL import Image
 from torch.utils.tensorboard import SummaryWriter
 
 from gan.cli import main
-from gan.compare import CompareError, compare, find_runs, group_runs, plot, read_scalars, smooth
+from gan.compare import CompareError, compare, find_runs, group_runs, plot, read_configs, read_scalars, smooth
 
 # swd/mean at steps 100, 200, 300 for each (loss, seed): the best is the lowest.
 SWD = {("hinge", 0): [30.0, 10.0, 20.0], ("hinge", 1): [30.0, 12.0, 22.0], ("hinge", 2): [14.0, 40.0, 24.0],
@@ -43,7 +43,7 @@ def sweep(tmp_path):
 def test_runs_that_differ_only_by_seed_form_one_group(sweep):
     runs = find_runs([sweep])
     assert len(runs) == 5
-    groups = group_runs(runs)
+    groups = group_runs(read_configs(runs))
     assert {label: len(members) for label, members in groups.items()} == {"adversarial=hinge": 3,
                                                                           "adversarial=lsgan": 2}
     assert read_scalars(runs[0])["metrics/swd/mean"][1].tolist() == [30.0, 10.0, 20.0]
@@ -69,7 +69,7 @@ def test_the_table_gives_mean_and_std_over_seeds(sweep, tmp_path):
 
 def test_the_figure_has_one_line_per_group_in_each_panel(sweep, tmp_path):
     grouped = {label: {run: read_scalars(run) for run in members}
-               for label, members in group_runs(find_runs([sweep])).items()}
+               for label, members in group_runs(read_configs(find_runs([sweep]))).items()}
     drawn = plot(grouped, "swd/mean", tmp_path / "curves.png")
     assert drawn == {panel: ["adversarial=hinge (n=3)", "adversarial=lsgan (n=2)"]
                      for panel in ("loss/d", "loss/g", "swd/mean")}

@@ -40,8 +40,10 @@ def sweep(config: Path, grids: tuple[str, ...], seeds: int, sets: tuple[str, ...
       gan sweep experiments/dcgan_demo.toml --grid train.g_lr=1e-4,2e-4 --grid train.d_lr=1e-4,4e-4 --out sweeps/lr
       gan sweep experiments/dcgan_celeba64.toml --grid loss.adversarial=hinge,lsgan --out sweeps/c64 --print-commands
     """
+    import shlex
+
     from gan.registry import ConfigError
-    from gan.sweep import expand, manifest_text, parse_grid, run_sweep, shell_line, train_command, write_manifest
+    from gan.sweep import expand, manifest_text, parse_grid, run_sweep, train_command, write_manifest
 
     try:
         grid = [parse_grid(option) for option in grids]
@@ -49,7 +51,7 @@ def sweep(config: Path, grids: tuple[str, ...], seeds: int, sets: tuple[str, ...
         text = manifest_text(config, list(sets), grid, seeds, runs)
         if print_commands:
             for run in runs:
-                click.echo(shell_line(train_command(config, list(sets), run, out / run.name,
+                click.echo(shlex.join(train_command(config, list(sets), run, out / run.name,
                                                     None if device == "auto" else device, ["gan"])))
             write_manifest(out, text)
             return
