@@ -69,6 +69,9 @@ class LossConfig:
     instance_noise: float = 0.0  # std of Gaussian noise added to D inputs, annealed linearly to 0
     instance_noise_steps: int = 0  # steps over which instance noise anneals to 0; 0 = train.steps
     gp_weight: float = 10.0  # wgan-gp gradient penalty weight
+    r1_gamma: float = 0.0  # R1 penalty gamma/2 * E||grad D(real)||^2 on D (Mescheder et al. 2018); 0 = off
+    r1_every: int = 16  # R1 is lazy: computed every N steps with gamma scaled by N (StyleGAN2); 1 = every step
+    diffaugment: str = ""  # DiffAugment (Zhao et al. 2020) of every image D sees: any of "color,translation,cutout"
     l1_weight: float = 100.0  # pix2pix: weight of the L1 distance to the target
     cycle_weight: float = 10.0  # cyclegan: weight of each cycle-consistency L1 term (lambda)
     identity_weight: float = 0.5  # cyclegan: identity loss weight, as a fraction of cycle_weight; 0 = off
@@ -237,6 +240,8 @@ def check_values(config: Config) -> None:
         raise ConfigError(f"loss.label_smoothing applies to vanilla and lsgan, not '{loss.adversarial}'")
     _check_range("loss.label_smoothing", loss.label_smoothing, 0.0, 0.5)
     _check_range("loss.instance_noise", loss.instance_noise, 0.0, math.inf)
+    _check_range("loss.r1_gamma", loss.r1_gamma, 0.0, math.inf)
+    _check_range("loss.r1_every", loss.r1_every, 1, math.inf)
     _check_range("train.ema_decay", config.train.ema_decay, 0.0, 1.0 - 1e-12)
     for key in ("train.steps", "train.batch_size", "train.d_steps", "train.checkpoint_every",
                 "train.keep_checkpoints", "train.dist_timeout_s", "log.every", "log.image_every", "log.num_samples", "data.resolution"):

@@ -13,7 +13,8 @@ What a captured step may depend on, besides its batch:
   (compilation, cuDNN autotuning, lazily made optimizer state); a key of None runs the step
   eagerly (CycleGAN's image pool decides on the host).
 Random numbers drawn inside the graph advance the CUDA generator on every replay, so each
-step draws fresh ones and a checkpoint's RNG state stays exact.
+step draws fresh ones and a checkpoint's RNG state stays exact; so do those of the other
+generators the recipe names (`device_generators()`: DiffAugment's), registered with each graph.
 """
 
 from __future__ import annotations
@@ -76,11 +77,12 @@ class GraphedStep:
     them (or copy them) before the next call, as the training loop does."""
 
     def __init__(self, step: StepFunction, graph_key: Callable[[int], Hashable | None],
-                 optimizers: dict[str, torch.optim.Optimizer], device: torch.device, warmup: int = 3):
+                 optimizers: dict[str, torch.optim.Optimizer], device: torch.device, warmup: int = 3,
+                 generators: list[torch.Generator] = ()):
         if device.type != "cuda":
             raise ValueError(f"CUDA graphs need a CUDA device, not '{device}'")
         self.step, self.graph_key, self.optimizers = step, graph_key, optimizers
-        self.device, self.warmup = device, warmup
+        self.device, self.warmup, self.generators = device, warmup, list(generators)
         self.eager_steps: dict[Hashable, int] = {}
         self.captured: dict[Hashable, _Captured] = {}
         self.failed = False
@@ -138,6 +140,8 @@ class GraphedStep:
         try:
             with _syncs_allowed():
                 self._make_capturable(True)
+                for generator in self.generators:  # else each replay would repeat the captured draws
+                    graph.register_generator_state(generator)
                 with torch.cuda.graph(graph, capture_error_mode="thread_local"):
                     outputs = self.step(static_batch, step)
         except Exception as error:  # noqa: BLE001 - the step runs eagerly instead, and says so

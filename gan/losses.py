@@ -6,6 +6,8 @@ scalar. The one place in the package where the GAN objectives are written.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -80,6 +82,42 @@ def gradient_penalty(discriminator: nn.Module, real: torch.Tensor, fake: torch.T
         scores = discriminator(mixed)
     (grad,) = torch.autograd.grad(scores.sum(), mixed, create_graph=True)
     return ((grad.flatten(1).norm(2, dim=1) - 1.0) ** 2).mean()
+
+
+def r1_penalty(discriminator: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor) -> torch.Tensor:
+    """R1 (Mescheder et al. 2018): E[||grad_x D(x)||^2] over real images x, each output summed (a
+    PatchGAN's map too). Unweighted; see `LazyR1`. D runs eagerly, as for the WGAN-GP penalty."""
+    real = real.detach().requires_grad_(True)
+    with uncompiled():
+        scores = discriminator(real)
+    (grad,) = torch.autograd.grad(scores.float().sum(), real, create_graph=True)
+    return grad.float().flatten(1).square().sum(dim=1).mean()
+
+
+class LazyR1:
+    """`loss.r1_gamma` and `loss.r1_every`: the R1 penalty, added to D's loss every `every` steps
+    as gamma/2 * every * R1, StyleGAN2's lazy regularisation (the same expected strength, at
+    1/every of the cost). `latest` is the last R1 computed, a device tensor logged every step as
+    loss/r1 (a constant set of metrics; it is 0 until the first R1 step)."""
+
+    def __init__(self, gamma: float, every: int, device: torch.device):
+        self.gamma, self.every = gamma, max(1, every)
+        self.latest = torch.zeros((), device=device)
+
+    @property
+    def enabled(self) -> bool:
+        return self.gamma > 0
+
+    def due(self, step: int) -> bool:
+        return self.enabled and step % self.every == 0
+
+    def __call__(self, *terms: tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """The weighted term for D's loss at a step where it is `due`, for one or more
+        (discriminator, real images) pairs (CycleGAN's two domains): their penalties summed;
+        `latest` is their mean."""
+        penalties = [r1_penalty(discriminator, real) for discriminator, real in terms]
+        self.latest.copy_(torch.stack(penalties).detach().mean())
+        return 0.5 * self.gamma * self.every * sum(penalties)
 
 
 def add_instance_noise(images: torch.Tensor, std: float) -> torch.Tensor:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from gan.augment import parse_policy
 from gan.config import Config, read_config
 from gan.data import DATASETS
 from gan.losses import ADVERSARIAL_LOSSES
@@ -35,6 +36,7 @@ def resolve_names(config: Config) -> Config:
         raise ConfigError(f"unknown loss.adversarial '{adversarial}'{suggest(adversarial, list(ADVERSARIAL_LOSSES))}; "
                           f"known: {', '.join(ADVERSARIAL_LOSSES)}")
     check_metric_names(config.metrics.names, "metrics.names")
+    parse_policy(config.loss.diffaugment, "loss.diffaugment")
     return config
 
 

@@ -72,7 +72,9 @@ def captures_steps(train: TrainConfig, device: torch.device, distributed: bool) 
 def training_step(recipe: Recipe, speed: Speed, device: torch.device) -> StepFunction:
     """What the loop calls for one step: the recipe's step, captured and replayed where
     `speed.cuda_graph` says so."""
-    return GraphedStep(recipe.step, recipe.graph_key, recipe.optimizers, device) if speed.cuda_graph else recipe.step
+    if not speed.cuda_graph:
+        return recipe.step
+    return GraphedStep(recipe.step, recipe.graph_key, recipe.optimizers, device, generators=recipe.device_generators())
 
 
 def to_device(batch: dict[str, torch.Tensor], device: torch.device, speed: Speed) -> dict[str, torch.Tensor]:

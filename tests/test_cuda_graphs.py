@@ -86,19 +86,29 @@ def test_dcgan_steps_are_captured_once_instance_noise_has_annealed():
 
 
 def test_pix2pix_and_srgan_keys_follow_the_adversarial_start(recipe_data):
+    # keys: (adversarial term on, lazy R1 due)
     pix2pix = build(tiny_recipe_config("pix2pix", recipe_data, "train.adversarial_start=5"))
-    assert [pix2pix.graph_key(step) for step in (1, 5, 6, 100)] == [False, False, True, True]
+    assert [pix2pix.graph_key(step) for step in (1, 5, 6, 100)] == [(False, False), (False, False),
+                                                                      (True, False), (True, False)]
     srgan = build(tiny_recipe_config("srgan", recipe_data, "train.adversarial_start=5"))
-    assert [srgan.graph_key(step) for step in (5, 6)] == [False, True]
+    assert [srgan.graph_key(step) for step in (5, 6)] == [(False, False), (True, False)]
     srresnet = build(tiny_recipe_config("srresnet", recipe_data))  # no discriminator at all
-    assert {srresnet.graph_key(step) for step in (1, 100)} == {False}
+    assert {srresnet.graph_key(step) for step in (1, 100)} == {(False, False)}
+
+
+def test_lazy_r1_steps_get_a_graph_of_their_own(recipe_data):
+    pix2pix = build(tiny_recipe_config("pix2pix", recipe_data, "train.adversarial_start=5", "loss.r1_gamma=1",
+                                       "loss.r1_every=4"))
+    assert [pix2pix.graph_key(step) for step in (4, 7, 8)] == [(False, False), (True, False), (True, True)]
+    dcgan = build(tiny_config("loss.r1_gamma=1", "loss.r1_every=4"))
+    assert dcgan.graph_key(8) != dcgan.graph_key(9) == dcgan.graph_key(10)
 
 
 def test_cyclegan_is_captured_only_without_its_image_pool(recipe_data):
     pooled = build(tiny_recipe_config("cyclegan", recipe_data))
     assert pooled.config.loss.pool_size > 0 and pooled.graph_key(10) is None  # host-side draws per image
     unpooled = build(tiny_recipe_config("cyclegan", recipe_data, "loss.pool_size=0", "train.adversarial_start=3"))
-    assert [unpooled.graph_key(step) for step in (3, 4)] == [False, True]
+    assert [unpooled.graph_key(step) for step in (3, 4)] == [(False, False), (True, False)]
 
 
 def test_capture_is_for_cuda_alone_and_excludes_per_network_graphs():

@@ -102,6 +102,18 @@ def icnr_(conv: nn.Conv2d, scale: int) -> None:
         conv.bias.copy_(conv.bias[:out_channels].repeat_interleave(groups, dim=0))
 
 
+def spectral_norm_(network: nn.Module) -> nn.Module:
+    """Spectral normalisation (Miyato et al. 2018) of every convolution and linear layer of
+    `network`, with PyTorch's parametrisation: each weight is divided by its largest singular
+    value, estimated by one power iteration per training forward (transposed convolutions
+    along their output dimension). The power-iteration vectors are buffers, so a checkpoint
+    holds them and a resume continues exactly. Call it after the weights are initialised."""
+    for module in list(network.modules()):
+        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.utils.parametrizations.spectral_norm(module)
+    return network
+
+
 @torch.no_grad()
 def zero_last_conv_(module: nn.Module) -> None:
     """Zero the weights and bias of the last convolution in `module`: a residual network

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from gan.nets import register_network
-from gan.nets.common import init_normal_, log2_resolution, norm_layer
+from gan.nets.common import init_normal_, log2_resolution, norm_layer, spectral_norm_
 
 
 def _widths(resolution: int, channels: int, max_channels: int) -> list[int]:
@@ -86,6 +86,7 @@ class DCGANDiscriminator(nn.Module):
         max_channels: int = 1024,
         image_channels: int = 3,
         norm: str = "batch",  # "batch" (the paper); "none" for WGAN-GP, whose penalty is per sample
+        spectral_norm: bool = False,  # every layer spectrally normalised (SNGAN; usually with norm = "none")
     ):
         super().__init__()
         self.resolution = resolution
@@ -100,6 +101,8 @@ class DCGANDiscriminator(nn.Module):
         layers.append(ScoreHead(widths[-1], 1, 4, 1, 0))  # 4x4 -> one score
         self.net = nn.Sequential(*layers)
         self.apply(init_normal_)
+        if spectral_norm:
+            spectral_norm_(self)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images).flatten()

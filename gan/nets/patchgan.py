@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from gan.nets import register_network
-from gan.nets.common import init_normal_, norm_layer
+from gan.nets.common import init_normal_, norm_layer, spectral_norm_
 
 
 @register_network("discriminator", "patchgan")
@@ -29,6 +29,7 @@ class PatchDiscriminator(nn.Module):
         channels: int = 64,  # width of the first layer (ndf); doubles per layer, capped at 8x
         n_layers: int = 3,  # stride-2 convs; 3 gives the 70x70 PatchGAN
         norm: str = "batch",  # "batch", "instance" or "none"
+        spectral_norm: bool = False,  # every conv spectrally normalised (Miyato et al. 2018)
     ):
         super().__init__()
         if n_layers < 1:
@@ -46,6 +47,8 @@ class PatchDiscriminator(nn.Module):
         layers.append(nn.Conv2d(widths[-1], 1, 4, 1, 1))
         self.net = nn.Sequential(*layers)
         self.apply(init_normal_)
+        if spectral_norm:
+            spectral_norm_(self)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)
@@ -64,6 +67,7 @@ class PixelDiscriminator(nn.Module):
         in_channels: int,  # channels seen: 6 for a conditional RGB pix2pix discriminator
         channels: int = 64,  # width of the first layer (ndf); the second has twice as many
         norm: str = "batch",  # "batch", "instance" or "none"
+        spectral_norm: bool = False,  # every conv spectrally normalised (Miyato et al. 2018)
     ):
         super().__init__()
         bias = norm != "batch"
@@ -76,6 +80,8 @@ class PixelDiscriminator(nn.Module):
             nn.Conv2d(2 * channels, 1, 1, bias=bias),  # the reference drops this bias with BatchNorm too
         )
         self.apply(init_normal_)
+        if spectral_norm:
+            spectral_norm_(self)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gan.nets import register_network
-from gan.nets.common import icnr_, zero_last_conv_
+from gan.nets.common import icnr_, spectral_norm_, zero_last_conv_
 
 
 class _ResidualBlock(nn.Module):
@@ -91,6 +91,7 @@ class SRGANDiscriminator(nn.Module):
         self,
         in_channels: int = 3,
         channels: int = 64,  # width of the first conv; doubles every second conv
+        spectral_norm: bool = False,  # every conv and linear layer spectrally normalised (Miyato et al. 2018)
     ):
         super().__init__()
         layers: list[nn.Module] = [nn.Conv2d(in_channels, channels, 3, padding=1), nn.LeakyReLU(0.2, inplace=True)]
@@ -104,6 +105,8 @@ class SRGANDiscriminator(nn.Module):
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, 1024),
                                         nn.LeakyReLU(0.2, inplace=True), nn.Linear(1024, 1))
+        if spectral_norm:
+            spectral_norm_(self)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(images)).flatten()

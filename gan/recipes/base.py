@@ -28,6 +28,10 @@ subclass it and nothing else: no recipe inherits from another.
 - optionally `prepare_outputs(step)`: called before the previews, metrics or checkpoint
   of a step (e.g. to recompute an averaged generator's BatchNorm statistics); must not
   draw from the global RNG or change what training computes.
+- the regularisers of D, set up here for every recipe with a discriminator: `self.r1` (lazy R1,
+  gan/losses.py; `r1.due(step)` belongs in the graph key) and `self.for_discriminator(images)`,
+  DiffAugment (gan/augment.py) of every image D sees when `loss.diffaugment` is set, after
+  `use_diffaugment()`.
 - `graph_key(step)`: the host values `step(batch, step)` depends on at `step`, for
   `train.cuda_graph` (gan/cuda_graphs.py): steps with equal keys launch the same GPU work,
   so one captured graph replays them all; None runs the step eagerly (RecipeBase's
@@ -43,9 +47,12 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from gan.augment import DiffAugment
 from gan.config import Config, TrainConfig
 from gan.data import build_dataset
+from gan.losses import LazyR1
 from gan.nets import NetworkSpec
+from gan.registry import ConfigError
 
 AutocastFactory = Callable[[], AbstractContextManager]
 
@@ -62,6 +69,8 @@ class Recipe(Protocol):
     def step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]: ...
 
     def graph_key(self, step: int) -> Hashable | None: ...
+
+    def device_generators(self) -> list[torch.Generator]: ...
 
     def preview(self) -> dict[str, torch.Tensor]: ...
 
@@ -84,6 +93,30 @@ class RecipeBase:
     def __init__(self, config: Config, device: torch.device, autocast: AutocastFactory):
         self.config, self.device, self.autocast = config, device, autocast
         self._preview_batch: dict[str, torch.Tensor] | None = None
+        self.r1 = LazyR1(config.loss.r1_gamma, config.loss.r1_every, device)
+        self.augment: DiffAugment | None = None
+
+    def use_diffaugment(self, image_channels: tuple[int, ...] = (3,)) -> None:
+        """DiffAugment from `loss.diffaugment` (none when it is empty) for a D that sees images of
+        `image_channels` stacked on channels (pix2pix: input and output)."""
+        if self.config.loss.diffaugment:
+            self.augment = DiffAugment(self.config.loss.diffaugment, self.device, self.config.train.seed,
+                                       image_channels)
+
+    def for_discriminator(self, images: torch.Tensor) -> torch.Tensor:
+        """What D sees of `images`: augmented (freshly drawn) when DiffAugment is on, else themselves."""
+        return self.augment(images) if self.augment else images
+
+    def device_generators(self) -> list[torch.Generator]:
+        """Random generators, other than the default ones, that a training step draws from on the
+        device: a captured CUDA graph must advance them at each replay."""
+        return [self.augment.generator] if self.augment else []
+
+    def refuse_regularisers(self, why: str) -> None:
+        """Stop with a clear error when R1 or DiffAugment is set for a run without a discriminator."""
+        for key, value in (("loss.r1_gamma", self.config.loss.r1_gamma), ("loss.diffaugment", self.config.loss.diffaugment)):
+            if value:
+                raise ConfigError(f"{key} regularises a discriminator, and {why}")
 
     def build_dataset(self) -> Dataset:
         return build_dataset(self.config.data, train=True)
@@ -104,10 +137,11 @@ class RecipeBase:
         return None
 
     def state_dict(self) -> dict[str, Any]:
-        return {}
+        return {"augment": self.augment.state_dict()} if self.augment else {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass
+        if self.augment and "augment" in state:  # (a run started without DiffAugment has none: a fresh seed)
+            self.augment.load_state_dict(state["augment"])
 
 
 def set_requires_grad(network: nn.Module, flag: bool) -> None:

@@ -50,11 +50,15 @@ class CycleGANRecipe(RecipeBase):
         }
         self.loss = AdversarialLoss(loss.adversarial, loss.label_smoothing, loss.gp_weight)
         self.pools = {domain: ImagePool(loss.pool_size) for domain in ("A", "B")}
+        self.use_diffaugment()
         self.size_multiple = getattr(self.generators["AtoB"], "size_multiple", 1)
 
     def graph_key(self, step: int) -> Hashable | None:
         # The image pool swaps images on host-side draws: only a step without it can be captured.
-        return None if self.config.loss.pool_size else adversarial_on(step, self.config.train)
+        if self.config.loss.pool_size:
+            return None
+        adversarial = adversarial_on(step, self.config.train)
+        return adversarial, adversarial and self.r1.due(step)
 
     def step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
         real = {"A": batch["a"], "B": batch["b"]}
@@ -69,7 +73,7 @@ class CycleGANRecipe(RecipeBase):
         with self.autocast():
             fake = {"B": to_b(real["A"]), "A": to_a(real["B"])}
             reconstructed = {"A": to_a(fake["B"]), "B": to_b(fake["A"])}
-            fake_logits = {domain: self.discriminators[domain](fake[domain]).float()
+            fake_logits = {domain: self.discriminators[domain](self.for_discriminator(fake[domain])).float()
                            for domain in ("A", "B")} if adversarial else None
             identity = {"A": to_a(real["A"]), "B": to_b(real["B"])} if identity_weight else None
         terms = {}
@@ -92,20 +96,29 @@ class CycleGANRecipe(RecipeBase):
             zero = torch.zeros((), device=g_loss.device)
             scores = {f"d_{domain}/{kind}": zero for domain in ("A", "B") for kind in ("real", "fake")}
             terms.update({"loss/d_A": zero, "loss/d_B": zero, "grad/discriminator": zero})
+            if self.r1.enabled:
+                terms["loss/r1"] = self.r1.latest
             return {**{name: value.detach() for name, value in terms.items()}, "loss/g": g_loss.detach(), **scores}
         scores = {}
+        d_total = torch.zeros((), device=g_loss.device)
         for domain, discriminator in self.discriminators.items():
             set_requires_grad(discriminator, True)
             pooled = self.pools[domain].query(fake[domain].float())
             with self.autocast():
-                real_logits = discriminator(real[domain]).float()
-                pooled_logits = discriminator(pooled).float()
+                real_logits = discriminator(self.for_discriminator(real[domain])).float()
+                pooled_logits = discriminator(self.for_discriminator(pooled)).float()
             terms[f"loss/d_{domain}"] = 0.5 * self.loss.discriminator(real_logits, pooled_logits)
             scores[f"d_{domain}/real"] = self.loss.score(real_logits.detach()).mean()
             scores[f"d_{domain}/fake"] = self.loss.score(pooled_logits.detach()).mean()
+            d_total = d_total + terms[f"loss/d_{domain}"]
+        if self.r1.due(step):
+            d_total = d_total + self.r1(*[(lambda images, net=net: net(self.for_discriminator(images)), real[domain])
+                                          for domain, net in self.discriminators.items()])
         self.optimizers["discriminator"].zero_grad(set_to_none=True)
-        (terms["loss/d_A"] + terms["loss/d_B"]).backward()
+        d_total.backward()
         terms["grad/discriminator"] = gradient_norm(*self.discriminators.values())
+        if self.r1.enabled:
+            terms["loss/r1"] = self.r1.latest
         self.optimizers["discriminator"].step()
 
         return {**{name: value.detach() for name, value in terms.items()}, "loss/g": g_loss.detach(), **scores}
@@ -124,8 +137,9 @@ class CycleGANRecipe(RecipeBase):
                 "B_fakeA_recB": torch.cat([batch["b"], fake_a.float(), rec_b.float()], dim=-1)}
 
     def state_dict(self) -> dict[str, Any]:
-        return {f"pool_{domain}": pool.state_dict() for domain, pool in self.pools.items()}
+        return {**super().state_dict(), **{f"pool_{domain}": pool.state_dict() for domain, pool in self.pools.items()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
         for domain, pool in self.pools.items():
             pool.load_state_dict(state[f"pool_{domain}"], self.device)

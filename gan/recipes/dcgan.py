@@ -50,6 +50,7 @@ class DCGANRecipe(RecipeBase):
             "discriminator": adam(self.discriminator, train.d_lr, train, device),
         }
         self.loss = AdversarialLoss(config.loss.adversarial, config.loss.label_smoothing, config.loss.gp_weight)
+        self.use_diffaugment()
         # Fixed latents for preview grids, from their own generator so the global RNG is untouched.
         # (rank, processes) under torchrun: each step's latents are drawn for the global batch and
         # sliced, so the result does not depend on how many processes share it.
@@ -64,7 +65,7 @@ class DCGANRecipe(RecipeBase):
 
     def graph_key(self, step: int) -> Hashable | None:
         # Instance noise's std is a host number that anneals every step: those steps run eagerly.
-        return "no instance noise" if self._noise_std(step) == 0 else None
+        return ("no instance noise", self.r1.due(step)) if self._noise_std(step) == 0 else None
 
     def step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
         real = batch["image"]
@@ -78,11 +79,14 @@ class DCGANRecipe(RecipeBase):
             latents = torch.randn(num * processes, self.latent_dim, device=self.device)[rank * num:(rank + 1) * num]
             with self.autocast():
                 fake = generator(latents)
-                real_logits = discriminator(add_instance_noise(real, noise_std)).float()
-                fake_logits = discriminator(add_instance_noise(fake.detach(), noise_std)).float()
+                real_seen, fake_seen = self.for_discriminator(real), self.for_discriminator(fake.detach())
+                real_logits = discriminator(add_instance_noise(real_seen, noise_std)).float()
+                fake_logits = discriminator(add_instance_noise(fake_seen, noise_std)).float()
             d_loss = self.loss.discriminator(real_logits, fake_logits)
-            penalty = self.loss.penalty(discriminator, real, fake.float())
+            penalty = self.loss.penalty(discriminator, real_seen, fake_seen.float())
             d_total = d_loss if penalty is None else d_loss + penalty
+            if self.r1.due(step):
+                d_total = d_total + self.r1((lambda images: discriminator(self.for_discriminator(images)), real))
             self.optimizers["discriminator"].zero_grad(set_to_none=True)
             d_total.backward()
             d_gradient = gradient_norm(discriminator)
@@ -90,7 +94,7 @@ class DCGANRecipe(RecipeBase):
 
         set_requires_grad(discriminator, False)
         with self.autocast():
-            g_logits = discriminator(add_instance_noise(fake, noise_std)).float()
+            g_logits = discriminator(add_instance_noise(self.for_discriminator(fake), noise_std)).float()
         g_loss = self.loss.generator(g_logits)
         self.optimizers["generator"].zero_grad(set_to_none=True)
         g_loss.backward()
@@ -109,6 +113,8 @@ class DCGANRecipe(RecipeBase):
         }
         if penalty is not None:
             metrics["loss/gp"] = penalty.detach()
+        if self.r1.enabled:
+            metrics["loss/r1"] = self.r1.latest
         return metrics
 
     def prepare_outputs(self, step: int) -> None:
@@ -137,8 +143,9 @@ class DCGANRecipe(RecipeBase):
         return self.ema.average if self.ema else self.generator
 
     def state_dict(self) -> dict[str, Any]:
-        return {"fixed_latents": self.fixed_latents.cpu()}
+        return {**super().state_dict(), "fixed_latents": self.fixed_latents.cpu()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
         self.fixed_latents = state["fixed_latents"].to(self.device)
 

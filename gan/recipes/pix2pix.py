@@ -56,9 +56,13 @@ class Pix2PixRecipe(RecipeBase):
         self.loss = AdversarialLoss(config.loss.adversarial, config.loss.label_smoothing, config.loss.gp_weight)
         self.l1_weight = config.loss.l1_weight
         self.adversarial_weight = config.loss.adversarial_weight
+        # D sees (input, output) stacked: augmented together, so the pair stays aligned.
+        generator_args = self.specs["generator"].kwargs
+        self.use_diffaugment((generator_args.get("in_channels", 3), generator_args.get("out_channels", 3)))
 
     def graph_key(self, step: int) -> Hashable | None:
-        return adversarial_on(step, self.config.train)
+        adversarial = adversarial_on(step, self.config.train)
+        return adversarial, adversarial and self.r1.due(step)
 
     def step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
         source, target = batch["input"], batch["target"]
@@ -71,12 +75,16 @@ class Pix2PixRecipe(RecipeBase):
 
         if adversarial:
             set_requires_grad(discriminator, True)
+            real_pair = torch.cat([source, target], 1)
             with self.autocast():
-                fake_logits = discriminator(torch.cat([source, output.detach()], 1)).float()
-                real_logits = discriminator(torch.cat([source, target], 1)).float()
+                fake_logits = discriminator(self.for_discriminator(torch.cat([source, output.detach()], 1))).float()
+                real_logits = discriminator(self.for_discriminator(real_pair)).float()
             d_loss = 0.5 * self.loss.discriminator(real_logits, fake_logits)
+            d_total = d_loss
+            if self.r1.due(step):
+                d_total = d_loss + self.r1((lambda pairs: discriminator(self.for_discriminator(pairs)), real_pair))
             self.optimizers["discriminator"].zero_grad(set_to_none=True)
-            d_loss.backward()
+            d_total.backward()
             d_gradient = gradient_norm(discriminator)
             self.optimizers["discriminator"].step()
             real_score = self.loss.score(real_logits.detach()).mean()
@@ -84,7 +92,8 @@ class Pix2PixRecipe(RecipeBase):
 
             set_requires_grad(discriminator, False)
             with self.autocast():
-                g_adversarial = self.loss.generator(discriminator(torch.cat([source, output], 1)).float())
+                g_adversarial = self.loss.generator(
+                    discriminator(self.for_discriminator(torch.cat([source, output], 1))).float())
         g_l1 = F.l1_loss(output.float(), target)
         g_loss = self.adversarial_weight * g_adversarial + self.l1_weight * g_l1
         self.optimizers["generator"].zero_grad(set_to_none=True)
@@ -92,7 +101,7 @@ class Pix2PixRecipe(RecipeBase):
         g_gradient = gradient_norm(generator)
         self.optimizers["generator"].step()
 
-        return {
+        metrics = {
             "loss/d": d_loss.detach(),
             "loss/g": g_loss.detach(),
             "loss/g_adversarial": g_adversarial.detach(),
@@ -102,6 +111,9 @@ class Pix2PixRecipe(RecipeBase):
             "grad/generator": g_gradient,
             "grad/discriminator": d_gradient,
         }
+        if self.r1.enabled:
+            metrics["loss/r1"] = self.r1.latest
+        return metrics
 
     def load_preview_items(self) -> dict[str, torch.Tensor]:
         return preview_pairs(self.config)  # SR evaluation images differ in size: cropped to a common one

@@ -62,6 +62,9 @@ class SRGANRecipe(RecipeBase):
             self.networks["discriminator"] = self.discriminator
             self.optimizers["discriminator"] = adam(self.discriminator, train.d_lr, train, device)
             self.adversarial = AdversarialLoss(loss.adversarial, loss.label_smoothing, loss.gp_weight)
+            self.use_diffaugment()
+        else:
+            self.refuse_regularisers("loss.adversarial_weight = 0 trains no discriminator (SRResNet)")
         if loss.content == "vgg":
             extractor = VGGFeatures(loss.vgg_layer, loss.vgg_arch, loss.vgg_weights).to(device)
             self.content_loss = PerceptualLoss(extractor, loss.vgg_feature_scale)
@@ -78,7 +81,8 @@ class SRGANRecipe(RecipeBase):
         self.generator.load_state_dict(state["networks"]["generator"])
 
     def graph_key(self, step: int) -> Hashable | None:
-        return bool(self.adversarial_weight) and adversarial_on(step, self.config.train)
+        adversarial = bool(self.adversarial_weight) and adversarial_on(step, self.config.train)
+        return adversarial, adversarial and self.r1.due(step)
 
     def step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
         lr_images, hr_images = batch["input"], batch["target"]
@@ -90,14 +94,20 @@ class SRGANRecipe(RecipeBase):
             zero = torch.zeros((), device=sr_images.device)
             metrics = {"loss/d": zero, "d/real": zero, "d/fake": zero, "loss/g_adversarial": zero,
                        "grad/discriminator": zero}
+            if self.r1.enabled:
+                metrics["loss/r1"] = self.r1.latest
         if adversarial:
             set_requires_grad(self.discriminator, True)
             with self.autocast():
-                real_logits = self.discriminator(hr_images).float()
-                fake_logits = self.discriminator(sr_images.detach()).float()
+                real_logits = self.discriminator(self.for_discriminator(hr_images)).float()
+                fake_logits = self.discriminator(self.for_discriminator(sr_images.detach())).float()
             d_loss = self.adversarial.discriminator(real_logits, fake_logits)
+            d_total = d_loss
+            if self.r1.due(step):
+                d_total = d_loss + self.r1((lambda images: self.discriminator(self.for_discriminator(images)),
+                                            hr_images))
             self.optimizers["discriminator"].zero_grad(set_to_none=True)
-            d_loss.backward()
+            d_total.backward()
             metrics["grad/discriminator"] = gradient_norm(self.discriminator)
             self.optimizers["discriminator"].step()
             set_requires_grad(self.discriminator, False)
@@ -110,7 +120,8 @@ class SRGANRecipe(RecipeBase):
         g_loss = content
         if adversarial:
             with self.autocast():
-                g_adversarial = self.adversarial.generator(self.discriminator(sr_images).float())
+                g_adversarial = self.adversarial.generator(
+                    self.discriminator(self.for_discriminator(sr_images)).float())
             g_loss = content + self.adversarial_weight * g_adversarial
             metrics["loss/g_adversarial"] = g_adversarial.detach()
         self.optimizers["generator"].zero_grad(set_to_none=True)

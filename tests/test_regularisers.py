@@ -1,0 +1,258 @@
+"""The discriminator's regularisers: spectral normalisation, lazy R1 and DiffAugment, on their own
+and in every recipe (resumes stay bit-exact, compile keeps working)."""
+
+import shutil
+import sys
+import warnings
+
+import pytest
+import torch
+from conftest import tiny_config, tiny_recipe_config, write_recipe_data
+from test_speed import PLAIN, first_steps
+from torch import nn
+
+from gan.augment import DiffAugment, parse_policy
+from gan.checkpoint import list_checkpoints, load_checkpoint
+from gan.losses import LazyR1, r1_penalty
+from gan.nets import network_spec
+from gan.registry import ConfigError
+from gan.train import train
+
+CPU = torch.device("cpu")
+ALL_ON = ("loss.r1_gamma=1", "loss.r1_every=2", "loss.diffaugment=color,translation,cutout",
+          "model.discriminator_args.spectral_norm=true")
+
+
+@pytest.fixture(scope="module")
+def recipe_data(tmp_path_factory):
+    return write_recipe_data(tmp_path_factory.mktemp("data"))
+
+
+def _largest_singular_values(network: nn.Module) -> list[float]:
+    """sigma_max of each spectrally normalised weight as the layer uses it, as a matrix
+    (out x rest; a transposed convolution's output dimension first), without a power step."""
+    values = []
+    with torch.no_grad():
+        network.eval()  # (reading .weight in training mode would run a power iteration)
+        for module in network.modules():
+            if nn.utils.parametrize.is_parametrized(module, "weight"):
+                weight = module.weight
+                if isinstance(module, nn.ConvTranspose2d):
+                    weight = weight.transpose(0, 1)
+                values.append(float(torch.linalg.matrix_norm(weight.flatten(1), ord=2)))
+        network.train()
+    return values
+
+
+# ----------------------------------------------------------------------------- spectral norm
+
+
+@pytest.mark.parametrize("name,kwargs,supplied,shape", [
+    ("dcgan", {"channels": 8, "norm": "none"}, {"resolution": 32}, (4, 3, 32, 32)),
+    ("patchgan", {"channels": 8, "n_layers": 2}, {"in_channels": 6}, (4, 6, 32, 32)),
+    ("pixelgan", {"channels": 8}, {"in_channels": 6}, (4, 6, 16, 16)),
+    ("srgan", {"channels": 8}, {}, (4, 3, 32, 32)),
+])
+def test_spectral_norm_holds_every_layer_near_one_while_it_trains(name, kwargs, supplied, shape):
+    key = "model.discriminator_args"
+    spec = network_spec("discriminator", name, {**kwargs, "spectral_norm": True}, key, **supplied)
+    torch.manual_seed(0)
+    network = spec.build()
+    layers = [m for m in network.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))]
+    assert layers and all(nn.utils.parametrize.is_parametrized(m, "weight") for m in layers)
+    optimizer = torch.optim.Adam(network.parameters(), lr=1e-2)
+    images = torch.randn(*shape)
+    for _ in range(20):  # large steps move the weights; one power iteration per forward keeps up
+        loss = network(images).square().mean() - network(images.flip(0)).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    network(images)  # the power iteration for the last weights
+    assert _largest_singular_values(network) == pytest.approx([1.0] * len(layers), abs=0.05)
+    # without it, the same layers are far from 1
+    plain = network_spec("discriminator", name, kwargs, key, **supplied).build()
+    raw = [float(torch.linalg.matrix_norm(m.weight.detach().flatten(1), ord=2)) for m in plain.modules()
+           if isinstance(m, (nn.Conv2d, nn.Linear))]
+    assert max(abs(value - 1) for value in raw) > 0.3
+
+
+def test_spectral_norm_state_holds_the_power_iteration_vectors():
+    spec = network_spec("discriminator", "dcgan", {"channels": 8, "spectral_norm": True},
+                        "model.discriminator_args", resolution=32)
+    state = spec.build().state_dict()
+    assert "net.0.parametrizations.weight.original" in state
+    assert "net.0.parametrizations.weight.0._u" in state and "net.0.parametrizations.weight.0._v" in state
+
+
+# ----------------------------------------------------------------------------- R1
+
+
+def test_r1_of_a_linear_critic_is_its_squared_weight_norm_with_lazy_scaling():
+    weight = torch.tensor([1.0, -2.0, 0.5, 3.0]).view(1, 4, 1, 1)
+
+    def critic(images):  # D(x) = <w, x>: grad_x D = w for every image
+        return (images * weight).flatten(1).sum(1)
+
+    real = torch.randn(5, 4, 1, 1)
+    assert r1_penalty(critic, real).item() == pytest.approx(1 + 4 + 0.25 + 9)
+    lazy = LazyR1(gamma=10.0, every=4, device=CPU)
+    assert [step for step in range(1, 13) if lazy.due(step)] == [4, 8, 12]
+    assert lazy((critic, real)).item() == pytest.approx(0.5 * 10.0 * 4 * 14.25)  # gamma/2 * interval * R1
+    assert lazy.latest.item() == pytest.approx(14.25)
+    assert not LazyR1(gamma=0.0, every=1, device=CPU).due(1)
+
+
+def test_r1_of_a_quadratic_critic_and_of_two_critics_together():
+    def critic(images):  # D(x) = sum x^2: grad = 2x, so R1 = mean over images of sum 4x^2
+        return images.square().flatten(1).sum(1)
+
+    real = torch.randn(3, 2, 4, 4)
+    expected = (4 * real.square()).flatten(1).sum(1).mean().item()
+    assert r1_penalty(critic, real).item() == pytest.approx(expected, rel=1e-6)
+    other = torch.randn(3, 2, 4, 4)
+    lazy = LazyR1(gamma=2.0, every=1, device=CPU)
+    total = lazy((critic, real), (critic, other)).item()
+    expected_other = (4 * other.square()).flatten(1).sum(1).mean().item()
+    assert total == pytest.approx(expected + expected_other, rel=1e-6)  # gamma/2 = 1: the sum
+    assert lazy.latest.item() == pytest.approx((expected + expected_other) / 2, rel=1e-6)
+
+
+def test_r1_gradient_reaches_the_discriminator_weights():
+    critic = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Softplus(), nn.Flatten(), nn.Linear(4 * 8 * 8, 1))
+    penalty = r1_penalty(critic, torch.randn(2, 3, 8, 8))
+    penalty.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in critic.parameters() if p.dim() > 1)
+
+
+def test_r1_settings_are_checked():
+    with pytest.raises(ConfigError, match="loss.r1_every must be"):
+        tiny_config("loss.r1_every=0")
+    with pytest.raises(ConfigError, match="loss.r1_gamma must be"):
+        tiny_config("loss.r1_gamma=-1")
+
+
+# ----------------------------------------------------------------------------- DiffAugment
+
+
+def test_diffaugment_keeps_a_stacked_pair_aligned():
+    image = torch.rand(6, 3, 32, 32) * 2 - 1
+    for policy in ("color", "translation", "cutout", "color,translation,cutout"):
+        augment = DiffAugment(policy, CPU, seed=0, image_channels=(3, 3))
+        augmented = augment(torch.cat([image, image], 1))
+        assert not torch.equal(augmented[:, :3], image), policy  # it did something
+        assert torch.equal(augmented[:, :3], augmented[:, 3:]), policy  # the same to both images of a pair
+
+
+def test_diffaugment_translation_moves_a_pixel_and_cutout_zeroes_a_quarter():
+    image = torch.zeros(64, 1, 16, 16)
+    image[:, :, 8, 8] = 1.0
+    moved = DiffAugment("translation", CPU, seed=1, image_channels=(1,))(image)
+    positions = moved.flatten(1).argmax(1)
+    rows, cols = positions // 16 - 8, positions % 16 - 8
+    assert moved.flatten(1).sum(1).eq(1).all()  # moved, not lost (the shift is at most 2 of 16 pixels)
+    assert rows.abs().max() <= 2 and cols.abs().max() <= 2 and len(set(zip(rows.tolist(), cols.tolist()))) > 10
+    ones = torch.ones(256, 3, 16, 16)
+    cut = DiffAugment("cutout", CPU, seed=2)(ones)
+    zeroed = (cut == 0).float().mean(dim=(1, 2, 3))
+    assert zeroed.max() == pytest.approx(0.25) and zeroed.min() > 0  # 8x8 of 16x16, clipped at the borders
+    assert (cut[:, 0] == cut[:, 1]).all()  # all channels together
+
+
+def test_diffaugment_is_differentiable():
+    images = torch.randn(4, 3, 16, 16, requires_grad=True)
+    augmented = DiffAugment("color,translation,cutout", CPU, seed=3)(images)
+    (augmented * torch.randn_like(augmented)).sum().backward()
+    assert images.grad is not None and images.grad.abs().sum() > 0
+    # translation alone moves the gradient with the pixels: the sum of outputs sees each kept pixel once
+    images.grad = None
+    DiffAugment("translation", CPU, seed=4)(images).sum().backward()
+    assert set(images.grad.unique().tolist()) <= {0.0, 1.0} and images.grad.sum() > 0.5 * images.numel()
+
+
+def test_diffaugment_draws_from_its_own_seeded_generator_and_resumes_it():
+    images = torch.rand(4, 3, 16, 16)
+    first, second = DiffAugment("color,translation", CPU, seed=7), DiffAugment("color,translation", CPU, seed=7)
+    global_state = torch.get_rng_state()
+    assert torch.equal(first(images), second(images))
+    assert torch.equal(torch.get_rng_state(), global_state)  # the global RNG is untouched
+    saved = first.state_dict()
+    expected = first(images)
+    resumed = DiffAugment("color,translation", CPU, seed=0)
+    resumed.load_state_dict(saved)
+    assert torch.equal(resumed(images), expected)
+    assert not torch.equal(DiffAugment("color,translation", CPU, seed=8)(images), second(images))
+
+
+def test_diffaugment_off_is_the_identity_and_names_are_checked():
+    from gan.recipes.dcgan import DCGANRecipe
+
+    recipe = DCGANRecipe(tiny_config(), CPU, lambda: torch.no_grad())
+    images = torch.rand(2, 3, 32, 32)
+    assert recipe.augment is None and recipe.for_discriminator(images) is images
+    assert parse_policy("cutout, color") == ("color", "cutout")
+    with pytest.raises(ConfigError, match="loss.diffaugment: unknown augmentation 'colour'.*color"):
+        tiny_config("loss.diffaugment=colour")
+
+
+def test_regularisers_need_a_discriminator(recipe_data):
+    from gan.recipes import RECIPES
+
+    for setting in ("loss.r1_gamma=1", "loss.diffaugment=color"):
+        config = tiny_recipe_config("srresnet", recipe_data, setting)
+        with pytest.raises(ConfigError, match="regularises a discriminator, and loss.adversarial_weight = 0"):
+            RECIPES.get("srresnet")(config, CPU, lambda: torch.no_grad())
+
+
+# ----------------------------------------------------------------------------- in the recipes
+
+
+@pytest.mark.parametrize("recipe", ["dcgan", "pix2pix", "cyclegan", "srgan"])
+def test_every_recipe_trains_with_all_three_and_resumes_bit_exactly(recipe, recipe_data, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    overrides = [*ALL_ON, "train.steps=4", "train.checkpoint_every=2", "log.image_every=4", "log.eval_every=0"]
+    config = tiny_recipe_config(recipe, recipe_data, *overrides)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # srgan's randomly initialised VGG says so
+        straight = train(config, tmp_path / "straight", CPU, progress_stream=sys.stdout)
+        split = tmp_path / "split"
+        shutil.copytree(straight.run_dir, split)
+        list_checkpoints(split)[-1].unlink()
+        train(config, split, CPU, resume=True, progress_stream=sys.stdout)
+    last, again = (load_checkpoint(list_checkpoints(run)[-1]) for run in (straight.run_dir, split))
+    assert torch.equal(last["recipe"]["augment"]["generator"], again["recipe"]["augment"]["generator"])
+    for name, weights in last["networks"].items():
+        for key, value in weights.items():
+            assert torch.equal(value, again["networks"][name][key]), (name, key)
+    discriminator = next(name for name in last["networks"] if name.startswith("discriminator"))
+    assert any(key.endswith("parametrizations.weight.0._u") for key in last["networks"][discriminator])
+    r1 = [event.value for event in EventAccumulator(str(straight.run_dir)).Reload().Scalars("loss/r1")]
+    assert r1[0] == 0 and r1[1] > 0  # lazy: first computed at step 2 (r1_every = 2)
+
+
+def test_r1_and_diffaugment_change_what_d_learns_and_nothing_when_off():
+    baseline_losses, baseline = first_steps(*PLAIN, networks=("discriminator",), steps=2)
+    zero_losses, zero = first_steps(*PLAIN, "loss.r1_gamma=0", "loss.diffaugment=", networks=("discriminator",),
+                                    steps=2)
+    assert zero_losses == baseline_losses
+    assert all(torch.equal(zero[key], value) for key, value in baseline.items())
+    for setting in ("loss.r1_gamma=10", "loss.diffaugment=translation"):
+        _, changed = first_steps(*PLAIN, setting, "loss.r1_every=1", networks=("discriminator",), steps=2)
+        assert any(not torch.equal(changed[key], value) for key, value in baseline.items()), setting
+
+
+@pytest.mark.slow
+def test_all_three_train_compiled_and_match_eager():
+    settings = (*PLAIN, *ALL_ON, "loss.r1_every=1", "model.discriminator_args.norm=none")
+    eager_losses, eager = first_steps(*settings, networks=("discriminator",), steps=3)
+    torch._dynamo.reset()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        losses, compiled = first_steps(*settings, "train.compile=on", "train.compile_backend=aot_eager",
+                                       networks=("discriminator",), steps=3)
+    assert not [w for w in caught if "torch.compile failed" in str(w.message)]  # (it would run eagerly)
+    for eager_step, step in zip(eager_losses, losses):
+        assert step["loss/r1"] == pytest.approx(eager_step["loss/r1"], rel=1e-4, abs=1e-6)
+        assert step["loss/d"] == pytest.approx(eager_step["loss/d"], rel=1e-4, abs=1e-5)
+    for key, value in eager.items():
+        torch.testing.assert_close(compiled[key], value, rtol=1e-4, atol=1e-5)
