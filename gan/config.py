@@ -321,7 +321,8 @@ def _check_path(key: str, value: str) -> None:
 # What `train.keep_best` can follow, and which way is better. swd/fid/kid/precision/recall come
 # from [metrics] (unconditional recipes), val/* from validation (log.eval_every).
 BEST_METRICS = {"swd/mean": "lower", "fid": "lower", "kid": "lower", "precision": "higher", "recall": "higher",
-                "val/psnr": "higher", "val/ssim": "higher"}
+                "val/psnr": "higher", "val/ssim": "higher", "val/swd": "lower", "val/fid": "lower", "val/kid": "lower",
+                "val/cycle_l1": "lower"}
 
 
 def _check_choice(key: str, value: Any, choices: tuple) -> None:

@@ -11,6 +11,10 @@ do), restored by the model and compared with the HR image on the Y channel with
 checkpoints: outputs are compared with targets on RGB. CycleGAN checkpoints: each
 test image goes to the other domain and back, and the reconstruction is compared
 with it (cycle-consistency L1, in [0, 1] units, and PSNR).
+
+Translations are also scored as distributions (gan/metrics/translation.py): SWD, FID and
+KID of a paired checkpoint's outputs against the targets, and of a CycleGAN's A -> B
+translations of testA against testB (B -> A against testA).
 """
 
 from __future__ import annotations
@@ -32,9 +36,10 @@ from gan.data.paired import augment_together, paired_dataset
 from gan.data.super_resolution import Degradation, bicubic_resize, crop_to_multiple
 from gan.files import write_text_atomically
 from gan.generators import LoadedGenerator
-from gan.images import save_image, side_by_side
+from gan.images import save_image, side_by_side, signed_to_uint8
 from gan.metrics import psnr, signed_to_255, ssim
 from gan.metrics.generative import GenerativeEvaluator, score_generator
+from gan.metrics.translation import TranslationMetrics
 from gan.tiling import Translator, translate_tensor
 
 
@@ -82,14 +87,23 @@ def evaluate_super_resolution(translator: Translator, folder: Path, scale: int,
         yield row
 
 
-def evaluate_paired(translator: Translator, folder: Path, data_config: dict) -> Iterator[dict]:
-    """One row per pair: PSNR/SSIM (RGB) of output against target, at the training resolution."""
+ImageSets = dict[str, tuple[list[torch.Tensor], list[torch.Tensor]]]  # name -> (outputs, targets), uint8
+
+
+def evaluate_paired(translator: Translator, folder: Path, data_config: dict,
+                    image_sets: ImageSets | None = None) -> Iterator[dict]:
+    """One row per pair: PSNR/SSIM (RGB) of output against target, at the training resolution.
+    Outputs and targets are collected in `image_sets[""]` as uint8 when it is given."""
     dataset = paired_dataset(folder, "all", data_config["resolution"], direction=data_config["direction"],
                              layout=data_config["layout"], train=False)
     for index, (first, _) in enumerate(dataset.pairs):
         item = dataset[index]
         output = translate_tensor(translator.generator, item["input"][None].to(translator.device),
                                   translator.size_multiple, translator.tile, translator.overlap)
+        if image_sets is not None:
+            outputs, targets = image_sets.setdefault("", ([], []))
+            outputs.append(signed_to_uint8(output[0].cpu().clamp(-1, 1)))
+            targets.append(signed_to_uint8(item["target"]))
         output, target = signed_to_255(output[0].cpu()), signed_to_255(item["target"])
         yield {"image": first.relative_to(folder).as_posix(), "psnr": psnr(output, target),
                "ssim": ssim(output, target)}
@@ -103,16 +117,38 @@ def cycle_folders(root: Path) -> tuple[Path, Path]:
     raise FileNotFoundError(f"'{root}' holds neither testA/ and testB/ nor A/ and B/")
 
 
-def evaluate_cycle(to_b: Translator, to_a: Translator, root: Path, resolution: int) -> Iterator[dict]:
-    """One row per test image of either domain: L1 and PSNR of its reconstruction after a round trip."""
+def evaluate_cycle(to_b: Translator, to_a: Translator, root: Path, resolution: int,
+                   image_sets: ImageSets | None = None) -> Iterator[dict]:
+    """One row per test image of either domain: L1 and PSNR of its reconstruction after a round trip.
+    With `image_sets`, the translations of testA and the testB images are collected as "_AtoB"
+    (outputs, targets), and those of testB with the testA images as "_BtoA", uint8."""
     a_folder, b_folder = cycle_folders(root)
-    for domain, folder, forward, backward in (("A", a_folder, to_b, to_a), ("B", b_folder, to_a, to_b)):
+    for domain, other, folder, forward, backward in (("A", "B", a_folder, to_b, to_a), ("B", "A", b_folder, to_a, to_b)):
         for path in find_images(folder):
             (image,) = augment_together([read_rgb(path)], resolution, 0, None, False)
-            reconstructed = backward(forward(image))
+            translated = forward(image)
+            reconstructed = backward(translated)
             original, result = _to_255(image), _to_255(reconstructed)
+            if image_sets is not None:
+                image_sets.setdefault(f"_{domain}to{other}", ([], []))[0].append(_to_255(translated).to(torch.uint8))
+                image_sets.setdefault(f"_{other}to{domain}", ([], []))[1].append(original.to(torch.uint8))
             yield {"image": f"{domain}/{path.relative_to(folder).as_posix()}",
                    "cycle_l1": float((original - result).abs().mean() / 255), "cycle_psnr": psnr(result, original)}
+
+
+def distribution_scores(image_sets: ImageSets, device: torch.device, inception_weights: str | None = None,
+                        require_weights: bool = False) -> tuple[dict[str, float], dict[str, str]]:
+    """({'swd<name>': ..., 'fid<name>', 'kid<name>'} for each (outputs, targets) set, {skipped metric: why}).
+    Sets of fewer than 2 images are left out."""
+    metrics = TranslationMetrics(device, inception_weights, require_weights)
+    scores = {}
+    for name, (outputs, targets) in image_sets.items():
+        if len(outputs) < 2 or len(targets) < 2:
+            continue
+        outputs_tensor = torch.stack(outputs)
+        statistics = metrics.targets(torch.stack(targets), len(outputs_tensor))
+        scores.update({f"{metric}{name}": value for metric, value in metrics.score(outputs_tensor, statistics).items()})
+    return scores, metrics.skipped
 
 
 def mean_row(rows: list[dict]) -> dict:

@@ -578,7 +578,7 @@ def _best_checkpoint(config: Config, recipe: Recipe, evaluator: GenerativeEvalua
     if metric.startswith("val/"):
         missing = None if config.log.eval_every and hasattr(recipe, "validation_metrics") else (
             f"it follows validation, which needs log.eval_every > 0 (now {config.log.eval_every}) and a recipe "
-            f"that validates (pix2pix, srresnet, srgan; this is {config.recipe})")
+            f"that validates (pix2pix, srresnet, srgan, cyclegan; this is {config.recipe})")
     else:
         family = {"precision": "pr", "recall": "pr", "swd/mean": "swd"}.get(metric, metric)
         computed = evaluator.names if evaluator else []

@@ -26,7 +26,8 @@ def _format_row(row: dict) -> str:
 @click.option("--n", "count", default=10000, show_default=True,
               help="Unconditional checkpoints: generated images, and real images in the reference set.")
 @click.option("--inception-weights", type=click.Path(dir_okay=False, path_type=Path),
-              help="Inception-v3 weights file for fid/kid/pr [default: torch-fidelity's cache folder].")
+              help="Inception-v3 weights file for fid/kid/pr, and for the fid/kid of translations "
+                   "[default: torch-fidelity's cache folder, skipped with a warning when absent].")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Where reference statistics are cached [default: ~/.cache/gan/reference-statistics].")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
@@ -62,6 +63,10 @@ def evaluate(checkpoint: Path, folder: Path | None, metric_names: str | None, co
     upsampling is shown beside the model (bicubic_*).
     CycleGAN checkpoints: --data holds testA/ and testB/; each image goes to the
     other domain and back, and the cycle-reconstruction L1 and PSNR are reported.
+    Paired and CycleGAN checkpoints: the translations are also scored as distributions,
+    SWD (and FID, KID with the Inception weights) of the outputs against the targets, or of
+    testA's A -> B translations against testB and testB's B -> A against testA (swd_AtoB,
+    swd_BtoA, ...), printed and written as JSON beside the CSV.
 
     \b
     Examples:
@@ -85,7 +90,8 @@ def evaluate(checkpoint: Path, folder: Path | None, metric_names: str | None, co
         else:
             if folder is None:
                 raise click.UsageError("image-to-image checkpoints need --data FOLDER")
-            _evaluate_image_to_image(path, folder, csv_path, tile, select_device(device), save_images)
+            _evaluate_image_to_image(path, folder, csv_path, tile, select_device(device), save_images,
+                                     inception_weights)
     except (CheckpointError, FileNotFoundError, NotADirectoryError, DeviceUnavailable, ValueError) as error:
         fail(error)
 
@@ -124,21 +130,32 @@ def _evaluate_generative(state: dict, path: Path, folder: Path | None, metric_na
 
 
 def _evaluate_image_to_image(path: Path, folder: Path, csv_path: Path | None, tile: int, device,
-                             save_images: Path | None) -> None:
-    from gan.scoring import evaluate_cycle, evaluate_paired, evaluate_super_resolution, mean_row, write_csv
+                             save_images: Path | None, inception_weights: Path | None) -> None:
+    import json
+
+    from gan.files import write_text_atomically
+    from gan.scoring import (
+        distribution_scores,
+        evaluate_cycle,
+        evaluate_paired,
+        evaluate_super_resolution,
+        mean_row,
+        write_csv,
+    )
     from gan.tiling import load_translator
 
     translator = load_translator(path, device, tile)
     data = translator.config["data"]
     if save_images is not None and data["dataset"] != "sr_pairs":
         raise click.UsageError("--save-images is for super-resolution checkpoints")
+    image_sets = {}  # translations as distributions: not for SR, whose images differ in size
     if translator.config["recipe"] == "cyclegan":
         backward = load_translator(path, translator.device, tile, direction="BtoA")
-        rows_iterator = evaluate_cycle(translator, backward, folder, data["resolution"])
+        rows_iterator = evaluate_cycle(translator, backward, folder, data["resolution"], image_sets)
     elif data["dataset"] == "sr_pairs":
         rows_iterator = evaluate_super_resolution(translator, folder, data["scale"], save_images)
     else:
-        rows_iterator = evaluate_paired(translator, folder, data)
+        rows_iterator = evaluate_paired(translator, folder, data, image_sets)
     rows = []
     for row in rows_iterator:
         rows.append(row)
@@ -150,3 +167,16 @@ def _evaluate_image_to_image(path: Path, folder: Path, csv_path: Path | None, ti
     write_csv(rows, csv_path)
     click.echo(_format_row(rows[-1]))
     click.echo(f"wrote {csv_path} ({len(rows) - 1} images, {translator.checkpoint})", err=True)
+    if image_sets:
+        # Asked for by --inception-weights, FID/KID must run; by default they are skipped without the weights.
+        scores, skipped = distribution_scores(image_sets, translator.device, inception_weights,
+                                              require_weights=inception_weights is not None)
+        json_path = csv_path.with_suffix(".json")
+        result = {"checkpoint": str(translator.checkpoint), "step": translator.step, "data": str(folder.resolve()),
+                  "images": {name: [len(outputs), len(targets)] for name, (outputs, targets) in image_sets.items()},
+                  "skipped": skipped, **scores}
+        write_text_atomically(json_path, json.dumps(result, indent=2) + "\n")
+        click.echo("  ".join(f"{name} {value:.4f}" for name, value in scores.items()))
+        if skipped:
+            click.echo(f"skipped {', '.join(skipped)}: {next(iter(skipped.values()))}", err=True)
+        click.echo(f"wrote {json_path} (translations against real images of the target domain)", err=True)

@@ -14,12 +14,15 @@ import torch
 import torch.nn.functional as F
 
 from gan.config import Config
+from gan.data import build_dataset
 from gan.image_pool import ImagePool
+from gan.images import signed_to_uint8
 from gan.inference import eval_mode, run_padded
 from gan.losses import AdversarialLoss
 from gan.nets import network_spec
 from gan.recipes import RECIPES
 from gan.recipes.base import AutocastFactory, RecipeBase, adam, gradient_norm, set_requires_grad
+from gan.recipes.image_to_image import DistributionScores
 from gan.schedules import adversarial_on
 
 DIRECTIONS = ("AtoB", "BtoA")
@@ -52,6 +55,8 @@ class CycleGANRecipe(RecipeBase):
         self.pools = {domain: ImagePool(loss.pool_size) for domain in ("A", "B")}
         self.use_diffaugment()
         self.size_multiple = getattr(self.generators["AtoB"], "size_multiple", 1)
+        self.distribution = DistributionScores(config, device)
+        self._test_images: dict[str, torch.Tensor] | None = None
 
     def graph_key(self, step: int) -> Hashable | None:
         # The image pool swaps images on host-side draws: only a step without it can be captured.
@@ -135,6 +140,43 @@ class CycleGANRecipe(RecipeBase):
             rec_b = run_padded(to_b, fake_a, self.size_multiple)
         return {"A_fakeB_recA": torch.cat([batch["a"], fake_b.float(), rec_a.float()], dim=-1),
                 "B_fakeA_recB": torch.cat([batch["b"], fake_a.float(), rec_b.float()], dim=-1)}
+
+    def test_images(self) -> dict[str, torch.Tensor]:
+        """Every evaluation image of each domain once ({"A": (n_A, 3, R, R), "B": ...} in [-1, 1]), loaded once."""
+        if self._test_images is None:
+            dataset = build_dataset(self.config.data, train=False)
+            self._test_images = {
+                "A": torch.stack([dataset[index]["a"] for index in range(len(dataset.a_paths))]),
+                "B": torch.stack([dataset[index]["b"] for index in range(len(dataset.b_paths))]),
+            }
+        return self._test_images
+
+    @torch.no_grad()
+    def validation_metrics(self) -> dict[str, float]:
+        """On the evaluation images (data.val_split, testA/testB): the cycle-reconstruction L1 (in [0, 1]
+        units, both domains' images together) and SWD (FID, KID) of the A -> B translations of testA
+        against testB, and of B -> A against testA."""
+        images = self.test_images()
+        generators = {"B": self.generators["AtoB"], "A": self.generators["BtoA"]}  # by the domain they make
+        translated, reconstruction_error, count = {}, 0.0, 0
+        with eval_mode(generators["A"]), eval_mode(generators["B"]):
+            for source, target in (("A", "B"), ("B", "A")):
+                outputs, errors = [], []
+                for batch in images[source].split(self.config.train.batch_size):
+                    batch = batch.to(self.device)
+                    with self.autocast():
+                        fake = run_padded(generators[target], batch, self.size_multiple).float().clamp(-1, 1)
+                        back = run_padded(generators[source], fake, self.size_multiple).float().clamp(-1, 1)
+                    outputs.append(signed_to_uint8(fake.cpu()))
+                    errors.append((back - batch).abs().flatten(1).mean(1).cpu() / 2)  # [-1, 1] -> [0, 1] units
+                translated[target] = torch.cat(outputs)
+                reconstruction_error += float(torch.cat(errors).sum())
+                count += len(images[source])
+        scores = {"val/cycle_l1": reconstruction_error / count}
+        for source, target in (("A", "B"), ("B", "A")):
+            scores.update(self.distribution.score(f"_{source}to{target}", translated[target],
+                                                  lambda target=target: signed_to_uint8(images[target])))
+        return scores
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), **{f"pool_{domain}": pool.state_dict() for domain, pool in self.pools.items()}}

@@ -1,7 +1,10 @@
-"""What the image-to-image recipes (pix2pix, SRResNet/SRGAN) share: preview strips of a
-fixed evaluation batch, and PSNR/SSIM on the evaluation set during training."""
+"""What the image-to-image recipes (pix2pix, SRResNet/SRGAN, CycleGAN) share: preview strips of
+a fixed evaluation batch, PSNR/SSIM on the evaluation set during training, and the generative
+metrics (SWD, FID, KID) of translations."""
 
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -10,8 +13,10 @@ from torch.utils.data import Dataset
 
 from gan.config import Config, DataConfig
 from gan.data import build_dataset
+from gan.images import signed_to_uint8
 from gan.inference import eval_mode, run_padded
 from gan.metrics import psnr, signed_to_255, ssim
+from gan.metrics.translation import TargetStatistics, TranslationMetrics
 from gan.recipes.base import AutocastFactory
 
 
@@ -54,19 +59,26 @@ def preview_strips(generator: nn.Module, batch: dict[str, torch.Tensor], size_mu
 
 @torch.no_grad()
 def validation_scores(generator: nn.Module, config: Config, device: torch.device, size_multiple: int,
-                      autocast: AutocastFactory) -> dict[str, float]:
-    """Mean PSNR/SSIM of the generator, in eval mode, on the evaluation set."""
+                      autocast: AutocastFactory, distribution: DistributionScores | None = None) -> dict[str, float]:
+    """Mean PSNR/SSIM of the generator, in eval mode, on the evaluation set; with `distribution`,
+    also SWD (FID, KID) of its outputs against the targets (paired data of one size, not SR)."""
+    outputs: list[torch.Tensor] | None = [] if distribution else None
     with eval_mode(generator):
-        return pair_scores(generator, build_dataset(config.data, train=False), config.data, device, size_multiple,
-                           autocast)
+        scores = pair_scores(generator, build_dataset(config.data, train=False), config.data, device, size_multiple,
+                             autocast, outputs)
+    if distribution:
+        scores.update(distribution.score("", torch.stack([output for output, _ in outputs]),
+                                         lambda: torch.stack([target for _, target in outputs])))
+    return scores
 
 
 @torch.no_grad()
 def pair_scores(generator: nn.Module, dataset: Dataset, data: DataConfig, device: torch.device, size_multiple: int,
-                autocast: AutocastFactory) -> dict[str, float]:
+                autocast: AutocastFactory, outputs: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+                ) -> dict[str, float]:
     """Mean PSNR/SSIM of the generator, in the mode it is in, on the pairs of `dataset`, whole
     images one at a time; for super-resolution on the Y channel with `data.scale` pixels shaved,
-    as papers report."""
+    as papers report. Each (output, target) pair is appended to `outputs` as uint8 when given."""
     super_resolution = data.dataset == "sr_pairs"
     border = data.scale if super_resolution else 0
     scores = {"val/psnr": 0.0, "val/ssim": 0.0}
@@ -74,7 +86,32 @@ def pair_scores(generator: nn.Module, dataset: Dataset, data: DataConfig, device
         item = dataset[index]
         with autocast():
             output = run_padded(generator, item["input"][None].to(device), size_multiple).float()
+        if outputs is not None:
+            outputs.append((signed_to_uint8(output[0].cpu()), signed_to_uint8(item["target"])))
         output, target = signed_to_255(output[0].cpu()), signed_to_255(item["target"])
         scores["val/psnr"] += psnr(output, target, border, super_resolution) / len(dataset)
         scores["val/ssim"] += ssim(output, target, border, super_resolution) / len(dataset)
     return scores
+
+
+class DistributionScores:
+    """SWD (and FID, KID with the Inception weights) of a recipe's translations during training:
+    the Inception network loaded at the first validation, each target set's statistics computed
+    once (the sets are fixed), logged as val/swd, val/fid, val/kid plus a direction suffix."""
+
+    def __init__(self, config: Config, device: torch.device):
+        self.config, self.device = config, device
+        self.metrics: TranslationMetrics | None = None
+        self.targets: dict[str, TargetStatistics] = {}
+
+    def score(self, suffix: str, outputs: torch.Tensor, targets: Callable[[], torch.Tensor]) -> dict[str, float]:
+        """Scores of uint8 `outputs` against the target set named by `suffix` (read with `targets()` once);
+        none for fewer than 2 outputs (a distribution of one image says nothing)."""
+        if len(outputs) < 2:
+            return {}
+        if self.metrics is None:
+            with torch.random.fork_rng(devices=[]):  # building Inception draws initial weights: not training's RNG
+                self.metrics = TranslationMetrics(self.device, self.config.metrics.inception_weights or None)
+        if suffix not in self.targets:
+            self.targets[suffix] = self.metrics.targets(targets(), len(outputs))
+        return {f"val/{name}{suffix}": value for name, value in self.metrics.score(outputs, self.targets[suffix]).items()}

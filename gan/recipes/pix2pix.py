@@ -16,7 +16,7 @@ from gan.losses import AdversarialLoss
 from gan.nets import network_spec
 from gan.recipes import RECIPES
 from gan.recipes.base import AutocastFactory, RecipeBase, adam, gradient_norm, set_requires_grad
-from gan.recipes.image_to_image import preview_pairs, preview_strips, validation_scores
+from gan.recipes.image_to_image import DistributionScores, preview_pairs, preview_strips, validation_scores
 from gan.registry import ConfigError
 from gan.schedules import adversarial_on
 
@@ -59,6 +59,9 @@ class Pix2PixRecipe(RecipeBase):
         # D sees (input, output) stacked: augmented together, so the pair stays aligned.
         generator_args = self.specs["generator"].kwargs
         self.use_diffaugment((generator_args.get("in_channels", 3), generator_args.get("out_channels", 3)))
+        # Outputs against targets as distributions too, where they are RGB images of one size (not SR).
+        rgb = generator_args.get("out_channels", 3) == 3
+        self.distribution = DistributionScores(config, device) if config.data.dataset == "paired" and rgb else None
 
     def graph_key(self, step: int) -> Hashable | None:
         adversarial = adversarial_on(step, self.config.train)
@@ -123,6 +126,8 @@ class Pix2PixRecipe(RecipeBase):
         return {PREVIEW_NAME: preview_strips(self.generator, self.preview_batch(), self.size_multiple, self.autocast)}
 
     def validation_metrics(self) -> dict[str, float]:
-        """PSNR/SSIM on the evaluation set (Y channel, shaved, for super-resolution)."""
-        return validation_scores(self.generator, self.config, self.device, self.size_multiple, self.autocast)
+        """PSNR/SSIM on the evaluation set (Y channel, shaved, for super-resolution); for paired
+        data also SWD (FID, KID) of the outputs against the targets."""
+        return validation_scores(self.generator, self.config, self.device, self.size_multiple, self.autocast,
+                                 self.distribution)
 

@@ -1,0 +1,95 @@
+"""Generative metrics of translations: are the translated images distributed like real images
+of the target domain? FID, KID and SWD of a set of outputs against a set of real targets.
+
+pix2pix: the outputs of the validation inputs against the validation targets. CycleGAN: the
+A -> B translations of testA against testB, and B -> A of testB against testA. Unlike PSNR,
+these do not ask for the one right answer per input, only for outputs that look like the
+domain, as papers compare translations.
+
+SWD needs no weights; FID and KID need the Inception-v3 weights and are skipped, with one
+warning, when they are absent (as for DCGAN). Both sets are uint8 images of one size. SWD
+compares equal numbers of images: the larger set is cut to the smaller one's size by a fixed
+random choice. Validation sets are small (100-200 images), so FID is biased upwards and only
+comparable between runs on the same set; KID is unbiased.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from gan.metrics.feature_distances import GaussianStatistics, frechet_distance, kernel_inception_distance
+from gan.metrics.inception import InceptionWeightsNotFoundError, inception_features, load_inception
+from gan.metrics.swd import patch_descriptors, swd_from_descriptors
+
+TRANSLATION_METRICS = ("swd", "fid", "kid")
+
+
+def fixed_subset(images: torch.Tensor, count: int, seed: int = 0) -> torch.Tensor:
+    """`count` of the images, chosen at random with `seed` (all of them, in order, when there are no more)."""
+    if count >= len(images):
+        return images
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:count]
+    return images[order.sort().values]
+
+
+@dataclass
+class TargetStatistics:
+    """What a target set is compared by, computed once: SWD descriptors of `count` images and
+    Inception features of all of them (None without the weights)."""
+    count: int
+    resolution: int
+    descriptors: list[torch.Tensor]
+    features: torch.Tensor | None
+
+
+class TranslationMetrics:
+    """Scores sets of translated uint8 images against target sets. With `require_weights` False
+    (training), FID/KID are dropped with one warning when the Inception weights are absent."""
+
+    def __init__(self, device: torch.device, inception_weights: str | None = None, require_weights: bool = False,
+                 batch_size: int = 64):
+        self.device, self.batch_size = device, batch_size
+        self.inception: nn.Module | None = None
+        self.skipped: dict[str, str] = {}
+        try:
+            self.inception = load_inception(inception_weights, device)
+        except InceptionWeightsNotFoundError as error:
+            if require_weights:
+                raise
+            self.skipped = {"fid": str(error), "kid": str(error)}
+            warnings.warn(f"skipping fid, kid of translations: {error}", stacklevel=2)
+
+    def targets(self, images: torch.Tensor, count: int) -> TargetStatistics:
+        """Statistics of the real target images (n, 3, H, W) uint8, for output sets of `count` images."""
+        _check_images(images, "targets")
+        count = min(count, len(images))
+        features = inception_features(self.inception, images, self.batch_size) if self.inception else None
+        return TargetStatistics(count, min(images.shape[-2:]), patch_descriptors(fixed_subset(images, count)), features)
+
+    def score(self, outputs: torch.Tensor, targets: TargetStatistics) -> dict[str, float]:
+        """{'swd': mean over pyramid levels (x1e3), 'fid', 'kid'} of translated uint8 images (n, 3, H, W)."""
+        _check_images(outputs, "outputs")
+        if min(outputs.shape[-2:]) != targets.resolution:
+            raise ValueError(f"outputs are {tuple(outputs.shape[-2:])} px, targets {targets.resolution} px")
+        count = min(targets.count, len(outputs))
+        if count != targets.count:
+            raise ValueError(f"the target statistics are for {targets.count} outputs, got {len(outputs)}")
+        levels = swd_from_descriptors(targets.descriptors, patch_descriptors(fixed_subset(outputs, count), seed=1),
+                                      targets.resolution)
+        scores = {"swd": levels["swd/mean"]}
+        if targets.features is not None:
+            real = targets.features.numpy()
+            fake = inception_features(self.inception, outputs, self.batch_size).numpy()
+            scores["fid"] = frechet_distance(GaussianStatistics.of(real), GaussianStatistics.of(fake))
+            scores["kid"], _ = kernel_inception_distance(real, fake)
+        return scores
+
+
+def _check_images(images: torch.Tensor, what: str) -> None:
+    if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3 or len(images) < 2:
+        raise TypeError(f"translation metrics take at least 2 uint8 images (N, 3, H, W) as {what}, "
+                        f"got {images.dtype} {tuple(images.shape)}")

@@ -1,0 +1,142 @@
+"""Generative metrics of translations (SWD, FID, KID of outputs against target images): on
+constructed sets, in the training loop of pix2pix and CycleGAN, and in `gan eval`."""
+
+import json
+import random
+import sys
+import warnings
+
+import pytest
+import torch
+from click.testing import CliRunner
+from conftest import tiny_recipe_config, write_recipe_data
+from PIL import ImageFilter
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from test_generative_metrics import random_inception_weights, to_uint8  # noqa: F401 (a fixture)
+
+from gan.checkpoint import list_checkpoints, load_checkpoint
+from gan.cli import main
+from gan.data.synthetic import draw_face
+from gan.metrics.inception import InceptionWeightsNotFoundError
+from gan.metrics.translation import TranslationMetrics, fixed_subset
+from gan.train import train
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def faces():
+    return [draw_face(64, random.Random(index)) for index in range(96)]
+
+
+def _blurred(faces, radius):
+    return to_uint8([face.filter(ImageFilter.GaussianBlur(radius)) for face in faces])
+
+
+def test_identical_sets_give_swd_near_its_floor_and_blurred_outputs_score_worse(faces, tmp_path):
+    with pytest.warns(UserWarning, match="skipping fid, kid of translations"):
+        metrics = TranslationMetrics(CPU, str(tmp_path / "absent.pth"))
+    targets = to_uint8(faces)
+    statistics = metrics.targets(targets, len(targets))
+    same = metrics.score(targets, statistics)
+    assert set(same) == {"swd"}  # no Inception weights here: FID and KID skipped, named
+    assert set(metrics.skipped) == {"fid", "kid"}
+    blurred = [metrics.score(_blurred(faces, radius), statistics)["swd"] for radius in (1, 2, 3)]
+    # (measured: 16.7 for the same images at other random patches; 40, 85, 122 blurred)
+    assert same["swd"] < 0.5 * blurred[0] and blurred[0] < blurred[1] < blurred[2]
+    assert same["swd"] < 0.2 * blurred[2]
+    # unequal sets: 60 outputs against the 96 targets (cut to a fixed 60 of them)
+    fewer = metrics.targets(targets, 60)
+    assert fewer.count == 60
+    assert metrics.score(targets[:60], fewer)["swd"] < 0.5 * metrics.score(_blurred(faces[:60], 2), fewer)["swd"]
+    with pytest.raises(ValueError, match="statistics are for 60 outputs, got 10"):
+        metrics.score(targets[:10], fewer)
+    with pytest.raises(TypeError, match="uint8 images"):
+        metrics.score(targets.float(), statistics)
+
+
+def test_fixed_subset_is_a_fixed_choice():
+    images = torch.arange(10)
+    assert torch.equal(fixed_subset(images, 20), images)
+    chosen = fixed_subset(images, 4, seed=3)
+    assert torch.equal(chosen, fixed_subset(images, 4, seed=3)) and len(set(chosen.tolist())) == 4
+    assert chosen.tolist() == sorted(chosen.tolist())
+
+
+def test_fid_and_kid_of_translations_with_inception_weights(faces, random_inception_weights):  # noqa: F811
+    # Randomly initialised Inception features barely vary between images (the real weights cannot be
+    # downloaded here), so this checks the path, not the ranking: the ranking is SWD's test above.
+    metrics = TranslationMetrics(CPU, str(random_inception_weights), require_weights=True)
+    targets = to_uint8(faces[:12])
+    statistics = metrics.targets(targets, 8)
+    assert statistics.features.shape == (12, 2048) and statistics.count == 8
+    same = metrics.score(targets, statistics)
+    assert set(same) == {"swd", "fid", "kid"} and not metrics.skipped
+    assert same["fid"] == pytest.approx(0, abs=1e-6) and abs(same["kid"]) < 1e-6
+
+
+def test_asked_for_weights_that_are_absent_are_an_error(tmp_path):
+    with pytest.raises(InceptionWeightsNotFoundError):
+        TranslationMetrics(CPU, str(tmp_path / "absent.pth"), require_weights=True)
+
+
+# ----------------------------------------------------------------------------- in training and gan eval
+
+
+@pytest.fixture(scope="module")
+def recipe_data(tmp_path_factory):
+    return write_recipe_data(tmp_path_factory.mktemp("data"))
+
+
+def _scalars(run_dir, tag):
+    return [event.value for event in EventAccumulator(str(run_dir)).Reload().Scalars(tag)]
+
+
+@pytest.mark.parametrize("recipe,tags", [
+    ("pix2pix", ["val/psnr", "val/swd"]),
+    ("cyclegan", ["val/cycle_l1", "val/swd_AtoB", "val/swd_BtoA"]),
+])
+def test_validation_logs_translation_metrics_and_changes_no_training(recipe, tags, recipe_data, tmp_path):
+    size = ("data.resolution=32", "data.load_size=36", "train.steps=4")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # fid, kid skipped: no Inception weights here
+        validated = train(tiny_recipe_config(recipe, recipe_data, *size, "log.eval_every=2"), tmp_path / "on", CPU,
+                          progress_stream=sys.stdout)
+        plain = train(tiny_recipe_config(recipe, recipe_data, *size, "log.eval_every=0"), tmp_path / "off", CPU,
+                      progress_stream=sys.stdout)
+    for tag in tags:
+        values = _scalars(validated.run_dir, tag)
+        assert len(values) == 2 and all(value > 0 for value in values), tag
+    on, off = (load_checkpoint(list_checkpoints(run)[-1]) for run in (validated.run_dir, plain.run_dir))
+    for name, weights in off["networks"].items():
+        assert all(torch.equal(value, on["networks"][name][key]) for key, value in weights.items()), name
+
+
+def test_keep_best_can_follow_the_translations_swd(recipe_data, tmp_path):
+    best = tiny_recipe_config("pix2pix", recipe_data, "log.eval_every=2", "train.keep_best=val/swd",
+                              "train.steps=4")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run = train(best, tmp_path / "run", CPU, progress_stream=sys.stdout)
+    kept = json.loads((run.run_dir / "best.json").read_text())
+    assert kept["metric"] == "val/swd" and kept["value"] == pytest.approx(min(_scalars(run.run_dir, "val/swd")))
+
+
+@pytest.mark.parametrize("recipe,keys", [("pix2pix", {"swd"}), ("cyclegan", {"swd_AtoB", "swd_BtoA"})])
+def test_gan_eval_scores_translations_as_distributions(recipe, keys, recipe_data, tmp_path):
+    size = ("data.resolution=32", "data.load_size=36")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run = train(tiny_recipe_config(recipe, recipe_data, *size, "log.eval_every=0"), tmp_path / "run", CPU,
+                    progress_stream=sys.stdout)
+    folder = recipe_data["paired"] / "val" if recipe == "pix2pix" else recipe_data["unpaired"]
+    result = CliRunner().invoke(main, ["eval", str(run.run_dir), "--data", str(folder), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    (json_path,) = run.run_dir.glob("eval-*.json")
+    scores = json.loads(json_path.read_text())
+    assert keys <= set(scores) and all(scores[key] > 0 for key in keys)
+    assert set(scores["skipped"]) == {"fid", "kid"}
+    if recipe == "cyclegan":  # 2 testA images against the 2 testB images, and back
+        assert scores["images"] == {"_AtoB": [2, 2], "_BtoA": [2, 2]}
+    for key in keys:
+        assert f"{key} " in result.output
