@@ -39,18 +39,35 @@ class SweepRun:
 
 
 def parse_grid(option: str) -> tuple[str, list[str]]:
-    """`KEY=V1,V2,...` -> (KEY, [V1, V2, ...])."""
+    """`KEY=V1,V2,...` -> (KEY, [V1, V2, ...]). A value in double quotes may hold commas or be
+    empty: `loss.diffaugment="","color,translation,cutout"`; an unquoted empty value is a typo."""
     key, separator, values = option.partition("=")
-    listed = [value.strip() for value in values.split(",")]
-    if not separator or not key.strip() or not all(listed):
-        raise ConfigError(f"--grid expects KEY=V1,V2,... (for example loss.adversarial=hinge,lsgan), got '{option}'")
+    listed = _split_values(values)
+    usage = f"--grid expects KEY=V1,V2,... (for example loss.adversarial=hinge,lsgan), got '{option}'"
+    if listed is None or not separator or not key.strip() or not all(value or quoted for value, quoted in listed):
+        raise ConfigError(usage)
+    listed = [value for value, _ in listed]
     if len(set(listed)) != len(listed):
         raise ConfigError(f"--grid {key}: a value is listed twice in '{values}'")
     return key.strip(), listed
 
 
+def _split_values(text: str) -> list[tuple[str, bool]] | None:
+    """Comma-separated (value, was quoted) pairs, commas inside double quotes kept; None for an unclosed quote."""
+    values, current, quoted, was_quoted = [], "", False, False
+    for char in text + ",":
+        if char == '"':
+            quoted, was_quoted = not quoted, True
+        elif char == "," and not quoted:
+            values.append((current.strip(), was_quoted))
+            current, was_quoted = "", False
+        else:
+            current += char
+    return None if quoted else values
+
+
 def _label(value: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._+-]", "_", value)[:40]
+    return re.sub(r"[^A-Za-z0-9._+-]", "_", value)[:40] if value else "none"
 
 
 def expand(grid: list[tuple[str, list[str]]], seeds: int) -> list[SweepRun]:

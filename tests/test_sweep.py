@@ -35,7 +35,17 @@ def test_a_grid_expands_to_named_runs_with_seeds_innermost():
                              "root=_data_a_b")
 
 
+def test_grid_values_in_quotes_may_hold_commas_or_be_empty():
+    key, values = parse_grid('loss.diffaugment="","color,translation,cutout", translation')
+    assert key == "loss.diffaugment" and values == ["", "color,translation,cutout", "translation"]
+    runs = expand([(key, values)], seeds=1)
+    assert [run.name for run in runs] == ["00000-diffaugment=none", "00001-diffaugment=color_translation_cutout",
+                                          "00002-diffaugment=translation"]
+    assert runs[0].overrides == ("loss.diffaugment=",)
+
+
 @pytest.mark.parametrize("option, message", [
+    ('loss.diffaugment="color', "KEY=V1,V2"), ("loss.diffaugment=,color", "KEY=V1,V2"),
     ("loss.adversarial", "KEY=V1,V2"), ("=a,b", "KEY=V1,V2"), ("loss.adversarial=hinge,", "KEY=V1,V2"),
     ("loss.adversarial=hinge,hinge", "listed twice"),
 ])

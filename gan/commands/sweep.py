@@ -13,7 +13,8 @@ from gan.commands.common import fail
 @click.command()
 @click.argument("config", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @click.option("--grid", "grids", multiple=True, metavar="KEY=V1,V2,...",
-              help="Values to sweep for one config key (repeatable: every combination is run).")
+              help="Values to sweep for one config key (repeatable: every combination is run). A value in "
+                   "double quotes may hold commas or be empty: 'loss.diffaugment=\"\",\"color,cutout\"'.")
 @click.option("--seeds", default=1, show_default=True, type=click.IntRange(1),
               help="Runs per combination, with train.seed = 0, 1, ... (groups that gan compare averages).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
