@@ -136,6 +136,8 @@ class MetricsConfig:
     every: int = 0  # steps between generative metrics of the (EMA) generator (dcgan); 0 = off
     names: list[str] = field(default_factory=lambda: ["swd", "fid", "kid"])  # of fid, kid, swd, pr
     num_samples: int = 2048  # generated images per evaluation, and real images in the reference set
+    root: str = ""  # real images to compare with, read as [data] says (all of them); "" = the training images.
+    # A held-out folder measures generalisation rather than memorisation (data.max_images runs)
     inception_weights: str = ""  # fid/kid/pr: Inception-v3 weights file; "" = torch-fidelity's cache folder
     cache_dir: str = ""  # reference statistics; "" = $XDG_CACHE_HOME/gan or ~/.cache/gan
 
@@ -306,7 +308,7 @@ def check_values(config: Config) -> None:
 
 MAX_METRIC_SAMPLES = 1_000_000  # 20x FID's customary 50,000; more is a typo that would exhaust memory
 PATH_KEYS = ("data.root", "data.val_root", "data.a_root", "data.b_root", "data.cache_dir", "model.init_generator",
-             "loss.vgg_weights", "metrics.inception_weights", "metrics.cache_dir")
+             "loss.vgg_weights", "metrics.inception_weights", "metrics.cache_dir", "metrics.root")
 
 
 def _check_path(key: str, value: str) -> None:

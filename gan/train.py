@@ -611,7 +611,8 @@ def _generative_evaluator(config: Config, recipe: Recipe, device: torch.device) 
     if not hasattr(recipe, "evaluation_generator"):
         raise ConfigError(f"metrics.every: generative metrics are for unconditional recipes such as dcgan; "
                           f"recipe '{config.recipe}' reports validation metrics instead (log.eval_every)")
-    evaluator = GenerativeEvaluator(config.data, metrics.names, metrics.num_samples, device,
+    reference = dataclasses.replace(config.data, root=metrics.root, max_images=0) if metrics.root else config.data
+    evaluator = GenerativeEvaluator(reference, metrics.names, metrics.num_samples, device,
                                     metrics.inception_weights, metrics.cache_dir, require_weights=False)
     return evaluator if evaluator.names else None
 

@@ -218,6 +218,27 @@ def test_training_logs_swd_and_skips_fid_without_weights(tmp_path):
     assert {"metrics/swd/32px", "metrics/swd/16px", "metrics/swd/mean"} <= set(scalars)
 
 
+def test_metrics_root_compares_with_other_real_images(tmp_path):
+    # Training on 16 images of a folder (data.max_images), measured against those 16 (the default),
+    # against the whole folder, or against a folder of blurred copies: the reference is what is asked for.
+    faces, blurred = tmp_path / "faces", tmp_path / "blurred"
+    faces.mkdir(), blurred.mkdir()
+    for index in range(48):
+        face = draw_face(32, random.Random(index))
+        face.save(faces / f"{index:03d}.png")
+        face.filter(ImageFilter.GaussianBlur(2)).save(blurred / f"{index:03d}.png")
+    common = ("data.dataset=folder", f"data.root={faces}", "data.max_images=16", "metrics.every=4",
+              "metrics.num_samples=32", "metrics.names=['swd']", f"metrics.cache_dir='{tmp_path / 'cache'}'")
+    scores = {}
+    for name, root in (("training", ""), ("faces", faces), ("blurred", blurred)):
+        result = train(tiny_config(*common, f"metrics.root='{root}'"), tmp_path / name, CPU, progress_stream=sys.stdout)
+        (line,) = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+        scores[name] = line
+    assert scores["training"]["num_images"] == 16  # the training images: max_images of them
+    assert scores["faces"]["num_images"] == scores["blurred"]["num_images"] == 32  # all 48 on offer; 32 asked
+    assert scores["faces"]["swd/mean"] != scores["blurred"]["swd/mean"]
+
+
 def test_in_loop_metrics_do_not_change_training(tmp_path):
     with_metrics = train(tiny_config("metrics.every=1", "metrics.num_samples=8", "metrics.names=['swd']",
                                      f"metrics.cache_dir='{tmp_path / 'cache'}'"), tmp_path / "a", CPU,
