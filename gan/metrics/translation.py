@@ -25,8 +25,6 @@ from gan.metrics.feature_distances import GaussianStatistics, frechet_distance, 
 from gan.metrics.inception import InceptionWeightsNotFoundError, inception_features, load_inception
 from gan.metrics.swd import patch_descriptors, swd_from_descriptors
 
-TRANSLATION_METRICS = ("swd", "fid", "kid")
-
 
 def fixed_subset(images: torch.Tensor, count: int, seed: int = 0) -> torch.Tensor:
     """`count` of the images, chosen at random with `seed` (all of them, in order, when there are no more)."""
