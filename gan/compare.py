@@ -86,7 +86,10 @@ def group_runs(configs: dict[Path, dict[str, object]]) -> dict[str, list[Path]]:
 
 
 def default_metric(configs: dict[Path, dict[str, object]]) -> str:
+    """val/psnr for paired image-to-image runs, val/cycle_l1 for CycleGAN runs, else swd/mean."""
     recipes = {config.get("recipe") for config in configs.values()}
+    if recipes == {"cyclegan"}:
+        return "val/cycle_l1"
     return "val/psnr" if recipes and recipes <= set(IMAGE_TO_IMAGE) else "swd/mean"
 
 

@@ -97,6 +97,18 @@ def test_image_to_image_runs_rank_by_validation_psnr(tmp_path):
     assert summary.best_step == 500 and "best val/psnr (higher is better)" in table
 
 
+def test_cyclegan_runs_rank_by_cycle_l1(tmp_path):
+    for index, seed in enumerate((0, 1)):
+        run = make_run(tmp_path / "cg", f"{index:05d}-seed={seed}", "lsgan", seed, [], recipe="cyclegan")
+        writer = SummaryWriter(str(run))
+        for step, error in ((500, 0.12 + seed / 100), (1000, 0.10 + seed / 100)):
+            writer.add_scalar("val/cycle_l1", error, step)
+        writer.close()
+    table, (summary,) = compare([tmp_path / "cg"], None, tmp_path / "out")
+    assert summary.best == pytest.approx((0.105, 0.0070710678)) and summary.best_step == 1000
+    assert "best val/cycle_l1 (lower is better)" in table
+
+
 def test_the_command_writes_into_the_sweep_folder_and_names_bad_paths(sweep, tmp_path):
     result = CliRunner().invoke(main, ["compare", str(sweep)])
     assert result.exit_code == 0, result.output
