@@ -156,6 +156,7 @@ def run_sweep(config: Path, sets: list[str], runs: list[SweepRun], out: Path, jo
     running: dict[int, _Running] = {}
     failed, durations, done = [], [], len(runs) - len(to_do)
     queue = list(to_do)
+    previous_handler = signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         while queue or running:
             for slot in range(jobs):
@@ -195,11 +196,26 @@ def run_sweep(config: Path, sets: list[str], runs: list[SweepRun], out: Path, jo
                     failed.append(job.run.name)
                     where = f"; its log: {out / 'logs' / (job.run.name + '.log')}" if job.log else ""
                     say(f"sweep: run {job.run.name} failed (exit {code}){where}")
-    except KeyboardInterrupt:  # the runs checkpoint on SIGINT; the same command resumes them
+    except KeyboardInterrupt as stop:  # the runs checkpoint on SIGINT and SIGTERM; the same command resumes them
         for job in running.values():
-            job.process.send_signal(signal.SIGINT)
+            job.process.send_signal(getattr(stop, "signum", signal.SIGINT))
         for job in running.values():
             job.process.wait()
         say("sweep: interrupted; the same command resumes it")
         raise
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
     return failed
+
+
+class SweepStopped(KeyboardInterrupt):
+    """SIGTERM (`kill`, a scheduler ending the job), handled as Ctrl-C is: passed on to the runs,
+    which checkpoint and stop, rather than killing the sweep and leaving them running alone."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"signal {signum}")
+        self.signum = signum
+
+
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    raise SweepStopped(signum)

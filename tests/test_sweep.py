@@ -126,3 +126,32 @@ def test_a_sweep_run_again_skips_finished_runs_and_resumes_an_interrupted_one(tm
     assert (out / names[1] / "checkpoint-00000004.pt").is_file()
     # resumed from step 2, not started over (which would have rewritten step 2's checkpoint)
     assert (out / names[1] / "checkpoint-00000002.pt").stat().st_mtime_ns == halfway
+
+
+def test_sigterm_reaches_the_runs_which_checkpoint_and_the_same_command_resumes(tmp_path):
+    """`kill` (or a scheduler ending the job) stops the sweep as Ctrl-C does: the running run gets
+    the signal, checkpoints and exits, and no run is left training without its sweep."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "sweep"
+    sets = [*TINY, "train.steps=100000", "train.checkpoint_every=100000", "log.every=100000", "log.image_every=100000"]
+    command = [sys.executable, "-m", "gan", "sweep", str(DEMO), "--grid", "loss.adversarial=vanilla,hinge",
+               *[arg for item in sets for arg in ("--set", item)], "--out", str(out), "--device", "cpu"]
+    sweep = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    run_dir = out / "00000-adversarial=vanilla"
+    deadline = time.monotonic() + 120
+    while not list(run_dir.glob("events.out.tfevents.*")) and time.monotonic() < deadline:
+        time.sleep(0.2)  # the run has started training
+    time.sleep(1)
+    sweep.send_signal(signal.SIGTERM)
+    _, errors = sweep.communicate(timeout=120)
+    assert sweep.returncode == 128 + signal.SIGTERM, errors
+    assert "interrupted; the same command resumes it" in errors
+    (checkpoint,) = list_checkpoints(run_dir)  # written by the run on the signal
+    assert 0 < int(checkpoint.stem.split("-")[1]) < 100000
+    assert not (out / "00001-adversarial=hinge").exists()  # no new run started after the signal
+    with RunLock(run_dir):  # nothing trains there any more
+        pass

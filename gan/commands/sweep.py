@@ -42,6 +42,7 @@ def sweep(config: Path, grids: tuple[str, ...], seeds: int, sets: tuple[str, ...
       gan sweep experiments/dcgan_celeba64.toml --grid loss.adversarial=hinge,lsgan --out sweeps/c64 --print-commands
     """
     import shlex
+    import signal
 
     from gan.registry import ConfigError
     from gan.sweep import expand, manifest_text, parse_grid, run_sweep, train_command, write_manifest
@@ -60,8 +61,8 @@ def sweep(config: Path, grids: tuple[str, ...], seeds: int, sets: tuple[str, ...
         failed = run_sweep(config, list(sets), runs, out, jobs, _devices(device))
     except ConfigError as error:
         fail(error)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    except KeyboardInterrupt as stop:  # Ctrl-C (130) or SIGTERM (143), passed on to the runs
+        sys.exit(128 + getattr(stop, "signum", signal.SIGINT))
     if failed:
         click.echo(f"error: {len(failed)} run(s) failed: {', '.join(failed)}", err=True)
         sys.exit(1)
