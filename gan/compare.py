@@ -17,8 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from gan.config import BEST_METRICS, flatten_config
+from gan.config import BEST_METRICS, config_to_dict, flatten_config
 from gan.files import write_atomically, write_text_atomically
+from gan.registry import ConfigError
+from gan.resolve import load_config
 
 IMAGE_TO_IMAGE = ("pix2pix", "srresnet", "srgan")  # recipes that validate: val/psnr by default
 SMOOTHING = 0.6  # TensorBoard's default smoothing weight
@@ -61,13 +63,20 @@ def read_scalars(run_dir: Path) -> dict[str, Curve]:
 
 
 def read_configs(runs: list[Path]) -> dict[Path, dict[str, object]]:
-    """Each run's config.toml, flattened to dotted keys."""
+    """Each run's config.toml with every default filled in (dataclass keys and network arguments),
+    flattened to dotted keys: a run written before a key existed then agrees with one that spells
+    out its default. A config this version cannot read whole (a key since removed) is taken as written."""
     configs = {}
     for run in runs:
+        path = run / "config.toml"
         try:
-            configs[run] = flatten_config(tomllib.loads((run / "config.toml").read_text()))
+            written = tomllib.loads(path.read_text())
         except (OSError, tomllib.TOMLDecodeError) as error:
-            raise CompareError(f"cannot read '{run / 'config.toml'}': {error}") from error
+            raise CompareError(f"cannot read '{path}': {error}") from error
+        try:
+            configs[run] = flatten_config(config_to_dict(load_config(path)))
+        except ConfigError:
+            configs[run] = flatten_config(written)
     return configs
 
 

@@ -49,6 +49,19 @@ def test_runs_that_differ_only_by_seed_form_one_group(sweep):
     assert read_scalars(runs[0])["metrics/swd/mean"][1].tolist() == [30.0, 10.0, 20.0]
 
 
+def test_a_run_written_before_a_key_existed_groups_with_one_that_spells_out_its_default(tmp_path):
+    old = make_run(tmp_path / "runs", "00000-seed=0", "hinge", 0, [20.0])
+    new = make_run(tmp_path / "runs", "00001-seed=1", "hinge", 1, [22.0])
+    new_config = (new / "config.toml").read_text().replace(
+        '[loss]\n', '[loss]\ndiffaugment = ""\nr1_gamma = 0.0\n') + "\n[model.discriminator_args]\nspectral_norm = false\n"
+    (new / "config.toml").write_text(new_config)
+    groups = group_runs(read_configs([old, new]))
+    assert groups == {"all runs": [old, new]}
+    different = make_run(tmp_path / "runs", "00002-seed=0", "hinge", 0, [30.0])
+    (different / "config.toml").write_text(new_config.replace("spectral_norm = false", "spectral_norm = true"))
+    assert set(group_runs(read_configs([old, new, different]))) == {"spectral_norm=False", "spectral_norm=True"}
+
+
 def test_the_table_gives_mean_and_std_over_seeds(sweep, tmp_path):
     table, summaries = compare([sweep], None, tmp_path / "out")
     hinge, lsgan = summaries
