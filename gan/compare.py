@@ -114,15 +114,16 @@ def metric_tag(curves: dict[str, Curve], metric: str) -> str | None:
 class GroupSummary:
     label: str
     seeds: int
-    best: tuple[float, float] | None  # mean, std over seeds of each seed's best value
+    best: tuple[float, float | None] | None  # mean, std (None for one seed) over seeds of each seed's best
     best_step: float | None  # mean over seeds of the step of each seed's best
-    final: tuple[float, float] | None
+    final: tuple[float, float | None] | None
     final_losses: dict[str, float]  # mean over seeds of the last logged value
     images_per_s: float | None  # mean over seeds of each run's mean
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+def _mean_std(values: list[float]) -> tuple[float, float | None]:
+    """Mean and sample std; no std for one seed (it is undefined, not 0)."""
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
 
 
 def summarise(label: str, runs: dict[Path, dict[str, Curve]], metric: str, lower: bool) -> GroupSummary:
@@ -148,9 +149,11 @@ def summarise(label: str, runs: dict[Path, dict[str, Curve]], metric: str, lower
                         losses, statistics.fmean(speeds) if speeds else None)
 
 
-def _pm(value: tuple[float, float] | None, digits: int = 4) -> str:
+def _pm(value: tuple[float, float | None] | None, digits: int = 4) -> str:
     if value is None:
         return "-"
+    if value[1] is None:
+        return f"{value[0]:.{digits}g} (one seed)"
     return f"{value[0]:.{digits}g} ± {value[1]:.2g}"
 
 

@@ -57,6 +57,8 @@ def test_a_run_written_before_a_key_existed_groups_with_one_that_spells_out_its_
     (new / "config.toml").write_text(new_config)
     groups = group_runs(read_configs([old, new]))
     assert groups == {"all runs": [old, new]}
+    table, summaries = compare([old], None, tmp_path / "one")
+    assert "20 (one seed)" in table and "±" not in table.split("\n")[2]  # no std from one seed
     different = make_run(tmp_path / "runs", "00002-seed=0", "hinge", 0, [30.0])
     (different / "config.toml").write_text(new_config.replace("spectral_norm = false", "spectral_norm = true"))
     assert set(group_runs(read_configs([old, new, different]))) == {"spectral_norm=False", "spectral_norm=True"}
