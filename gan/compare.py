@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from gan.config import BEST_METRICS, config_to_dict, flatten_config
+from gan.config import BEST_METRICS, config_from_dict, config_to_dict, flatten_config
 from gan.files import write_atomically, write_text_atomically
 from gan.registry import ConfigError
-from gan.resolve import load_config
+from gan.resolve import resolve_names
 
 IMAGE_TO_IMAGE = ("pix2pix", "srresnet", "srgan")  # recipes that validate: val/psnr by default
 SMOOTHING = 0.6  # TensorBoard's default smoothing weight
@@ -74,7 +74,7 @@ def read_configs(runs: list[Path]) -> dict[Path, dict[str, object]]:
         except (OSError, tomllib.TOMLDecodeError) as error:
             raise CompareError(f"cannot read '{path}': {error}") from error
         try:
-            configs[run] = flatten_config(config_to_dict(load_config(path)))
+            configs[run] = flatten_config(config_to_dict(resolve_names(config_from_dict(written))))
         except ConfigError:
             configs[run] = flatten_config(written)
     return configs

@@ -62,23 +62,23 @@ def validation_scores(generator: nn.Module, config: Config, device: torch.device
                       autocast: AutocastFactory, distribution: DistributionScores | None = None) -> dict[str, float]:
     """Mean PSNR/SSIM of the generator, in eval mode, on the evaluation set; with `distribution`,
     also SWD (FID, KID) of its outputs against the targets (paired data of one size, not SR)."""
-    outputs: list[torch.Tensor] | None = [] if distribution else None
+    pairs: list[tuple[torch.Tensor, torch.Tensor]] | None = [] if distribution else None
     with eval_mode(generator):
         scores = pair_scores(generator, build_dataset(config.data, train=False), config.data, device, size_multiple,
-                             autocast, outputs)
+                             autocast, pairs)
     if distribution:
-        scores.update(distribution.score("", torch.stack([output for output, _ in outputs]),
-                                         lambda: torch.stack([target for _, target in outputs])))
+        scores.update(distribution.score("", torch.stack([output for output, _ in pairs]),
+                                         lambda: torch.stack([target for _, target in pairs])))
     return scores
 
 
 @torch.no_grad()
 def pair_scores(generator: nn.Module, dataset: Dataset, data: DataConfig, device: torch.device, size_multiple: int,
-                autocast: AutocastFactory, outputs: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+                autocast: AutocastFactory, pairs: list[tuple[torch.Tensor, torch.Tensor]] | None = None
                 ) -> dict[str, float]:
     """Mean PSNR/SSIM of the generator, in the mode it is in, on the pairs of `dataset`, whole
     images one at a time; for super-resolution on the Y channel with `data.scale` pixels shaved,
-    as papers report. Each (output, target) pair is appended to `outputs` as uint8 when given."""
+    as papers report. Each (output, target) pair is appended to `pairs` as uint8 when given."""
     super_resolution = data.dataset == "sr_pairs"
     border = data.scale if super_resolution else 0
     scores = {"val/psnr": 0.0, "val/ssim": 0.0}
@@ -86,8 +86,8 @@ def pair_scores(generator: nn.Module, dataset: Dataset, data: DataConfig, device
         item = dataset[index]
         with autocast():
             output = run_padded(generator, item["input"][None].to(device), size_multiple).float()
-        if outputs is not None:
-            outputs.append((signed_to_uint8(output[0].cpu()), signed_to_uint8(item["target"])))
+        if pairs is not None:
+            pairs.append((signed_to_uint8(output[0].cpu()), signed_to_uint8(item["target"])))
         output, target = signed_to_255(output[0].cpu()), signed_to_255(item["target"])
         scores["val/psnr"] += psnr(output, target, border, super_resolution) / len(dataset)
         scores["val/ssim"] += ssim(output, target, border, super_resolution) / len(dataset)
