@@ -19,6 +19,12 @@ the pair stays aligned.
 The random draws come from the augmenter's own generator on the device, seeded from
 `train.seed` and saved in checkpoints, so a resume continues the same sequence and turning
 augmentation on leaves the rest of training's random numbers alone.
+
+`loss.augment_p` applies each augmentation to an image with probability p (1, the default:
+always, as DiffAugment). "adaptive" is StyleGAN2-ADA's heuristic (Karras et al. 2020):
+p starts at 0 and moves to hold the share of reals D is sure of, r_t = E[sign(D(real) -
+boundary)], at `loss.augment_target` (AdaptiveProbability below): D gets only as much
+augmentation as its overfitting calls for, and sees clean images the rest of the time.
 """
 
 from __future__ import annotations
@@ -46,22 +52,82 @@ def parse_policy(text: str, key: str = "loss.diffaugment") -> tuple[str, ...]:
     return tuple(name for name in AUGMENTATIONS if name in names)
 
 
-class DiffAugment:
-    """Callable on images (N, C, H, W) -> augmented images of the same shape, differentiably."""
+class AdaptiveProbability:
+    """ADA's augmentation probability p, adjusted on the device from D's outputs on reals.
 
-    def __init__(self, policy: str, device: torch.device, seed: int, image_channels: tuple[int, ...] = (3,)):
+    After every `interval` observed D steps, r_t = E[sign(real logits - boundary)] over them,
+    and p += sign(r_t - target) * (images seen) / `speed_images`, clipped to [0, 1]: p can
+    cross [0, 1] in `speed_images` images (ADA's 500k). Everything stays in device tensors,
+    updated in place without a host sync, so a captured CUDA graph replays it; under
+    torch.distributed the counts are summed over processes, so every process holds the same p.
+    """
+
+    def __init__(self, target: float, interval: int, speed_images: int, boundary: float, device: torch.device):
+        self.target, self.interval, self.speed_images, self.boundary = target, interval, speed_images, boundary
+        self.p = torch.zeros((), device=device)
+        self.rt = torch.zeros((), device=device)  # the last r_t, logged as augment/rt
+        # Since the last adjustment: sum of signs, logits counted, images seen, D steps observed.
+        self.totals = torch.zeros(4, device=device)
+
+    @torch.no_grad()
+    def observe(self, real_logits: torch.Tensor) -> None:
+        """Count one D step's logits on (augmented) reals, and adjust p when `interval` are in."""
+        logits = real_logits.detach().float()
+        signs = (logits - self.boundary).sign().sum()
+        # (full_like, not tensor(): a fill kernel, which a CUDA graph can capture; a host copy cannot)
+        step_totals = torch.stack([signs, torch.full_like(signs, logits.numel()),
+                                   torch.full_like(signs, logits.shape[0]), torch.ones_like(signs)])
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(step_totals)
+            step_totals[3] = 1.0  # one D step, however many processes shared it
+        self.totals.add_(step_totals)
+        signs, count, images, steps = self.totals
+        due = steps >= self.interval
+        rt = signs / count.clamp(min=1)
+        adjusted = (self.p + (rt - self.target).sign() * images / self.speed_images).clamp(0, 1)
+        self.p.copy_(torch.where(due, adjusted, self.p))
+        self.rt.copy_(torch.where(due, rt, self.rt))
+        self.totals.copy_(torch.where(due, torch.zeros_like(self.totals), self.totals))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"p": self.p.cpu(), "rt": self.rt.cpu(), "totals": self.totals.cpu()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name in ("p", "rt", "totals"):  # in place: a captured graph holds these tensors
+            getattr(self, name).copy_(state[name])
+
+
+class DiffAugment:
+    """Callable on images (N, C, H, W) -> augmented images of the same shape, differentiably.
+
+    `p`: each augmentation is applied to each image with this probability (a number, or an
+    AdaptiveProbability); at 1 every image gets every augmentation and no extra draws are made.
+    """
+
+    def __init__(self, policy: str, device: torch.device, seed: int, image_channels: tuple[int, ...] = (3,),
+                 p: float | AdaptiveProbability = 1.0):
         self.policy = parse_policy(policy)
         if not self.policy:
             raise ValueError("DiffAugment needs at least one augmentation; leave it out for none")
         self.image_channels = list(image_channels)
         self.generator = torch.Generator(device=device).manual_seed(seed + SEED_OFFSET)
+        self.adaptive = p if isinstance(p, AdaptiveProbability) else None
+        if self.adaptive:
+            self.p: torch.Tensor | None = self.adaptive.p
+        else:
+            self.p = None if p == 1 else torch.tensor(float(p), device=device)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         if images.shape[1] != sum(self.image_channels):
             raise ValueError(f"DiffAugment expected {sum(self.image_channels)} channels "
                              f"({' + '.join(map(str, self.image_channels))}), got {images.shape[1]}")
         for name in self.policy:
-            images = {"color": self._color, "translation": self._translation, "cutout": self._cutout}[name](images)
+            augmented = {"color": self._color, "translation": self._translation, "cutout": self._cutout}[name](images)
+            if self.p is None:
+                images = augmented
+            else:  # per image, with probability p
+                chosen = torch.rand(images.shape[0], generator=self.generator, device=images.device) < self.p
+                images = torch.where(chosen[:, None, None, None], augmented, images)
         return images
 
     def _uniform(self, images: torch.Tensor, low: float, high: float) -> torch.Tensor:
@@ -112,7 +178,12 @@ class DiffAugment:
         return images * keep[:, None].to(images.dtype)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state()}
+        state = {"generator": self.generator.get_state()}
+        if self.adaptive:
+            state["adaptive"] = self.adaptive.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator"])
+        if self.adaptive and "adaptive" in state:
+            self.adaptive.load_state_dict(state["adaptive"])

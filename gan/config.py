@@ -72,6 +72,10 @@ class LossConfig:
     r1_gamma: float = 0.0  # R1 penalty gamma/2 * E||grad D(real)||^2 on D (Mescheder et al. 2018); 0 = off
     r1_every: int = 16  # R1 is lazy: computed every N steps with gamma scaled by N (StyleGAN2); 1 = every step
     diffaugment: str = ""  # DiffAugment (Zhao et al. 2020) of every image D sees: any of "color,translation,cutout"
+    augment_p: float | str = 1.0  # DiffAugment: probability of each augmentation per image; "adaptive" = ADA
+    augment_target: float = 0.6  # adaptive: the r_t = E[sign D(real)] that p is moved to hold (ADA's 0.6)
+    augment_interval: int = 4  # adaptive: D steps between adjustments of p
+    augment_images: int = 500000  # adaptive: images over which p can cross from 0 to 1 (ADA's 500k)
     l1_weight: float = 100.0  # pix2pix: weight of the L1 distance to the target
     cycle_weight: float = 10.0  # cyclegan: weight of each cycle-consistency L1 term (lambda)
     identity_weight: float = 0.5  # cyclegan: identity loss weight, as a fraction of cycle_weight; 0 = off
@@ -244,6 +248,7 @@ def check_values(config: Config) -> None:
     _check_range("loss.instance_noise", loss.instance_noise, 0.0, math.inf)
     _check_range("loss.r1_gamma", loss.r1_gamma, 0.0, math.inf)
     _check_range("loss.r1_every", loss.r1_every, 1, math.inf)
+    _check_augment_probability(loss)
     _check_range("train.ema_decay", config.train.ema_decay, 0.0, 1.0 - 1e-12)
     for key in ("train.steps", "train.batch_size", "train.d_steps", "train.checkpoint_every",
                 "train.keep_checkpoints", "train.dist_timeout_s", "log.every", "log.image_every", "log.num_samples", "data.resolution"):
@@ -325,6 +330,23 @@ def _check_path(key: str, value: str) -> None:
 BEST_METRICS = {"swd/mean": "lower", "fid": "lower", "kid": "lower", "precision": "higher", "recall": "higher",
                 "val/psnr": "higher", "val/ssim": "higher", "val/swd": "lower", "val/fid": "lower", "val/kid": "lower",
                 "val/cycle_l1": "lower"}
+
+
+def _check_augment_probability(loss: LossConfig) -> None:
+    if isinstance(loss.augment_p, str):
+        if loss.augment_p != "adaptive":
+            raise ConfigError(f"loss.augment_p must be a probability in [0, 1] or \"adaptive\", got '{loss.augment_p}'")
+        if loss.adversarial == "wgan-gp":
+            raise ConfigError("loss.augment_p = \"adaptive\" steers by the sign of D's output on reals, which a "
+                              "WGAN critic's arbitrary offset makes meaningless; use a fixed loss.augment_p")
+    else:
+        _check_range("loss.augment_p", loss.augment_p, 0.0, 1.0)
+    if loss.augment_p != 1.0 and not loss.diffaugment:
+        raise ConfigError(f"loss.augment_p = {loss.augment_p!r} sets how often DiffAugment applies; "
+                          "loss.diffaugment names no augmentation (e.g. \"color,translation,cutout\")")
+    _check_range("loss.augment_target", loss.augment_target, 1e-6, 1.0 - 1e-6)
+    _check_range("loss.augment_interval", loss.augment_interval, 1, math.inf)
+    _check_range("loss.augment_images", loss.augment_images, 1, math.inf)
 
 
 def _check_choice(key: str, value: Any, choices: tuple) -> None:

@@ -66,6 +66,11 @@ class AdversarialLoss:
             return None
         return self.gp_weight * gradient_penalty(discriminator, real, fake)
 
+    @property
+    def boundary(self) -> float:
+        """D's output halfway between its real and fake targets: 0.5 for lsgan (1 and 0), else 0."""
+        return 0.5 if self.kind == "lsgan" else 0.0
+
     def score(self, logits: torch.Tensor) -> torch.Tensor:
         """What to log as D(x) / D(G(z)): a probability for vanilla, the raw score otherwise."""
         return torch.sigmoid(logits) if self.kind == "vanilla" else logits

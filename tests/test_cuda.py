@@ -144,6 +144,22 @@ def test_graphed_steps_with_diffaugment_r1_and_spectral_norm_match_eager_ones(re
             assert step[name] == pytest.approx(value, rel=1e-3, abs=1e-3), name
 
 
+def test_graphed_steps_adapt_the_augment_probability_as_eager_ones_do(recipe_data):
+    # ADA's p and its counts are device tensors updated in place inside the captured step.
+    settings = ("train.amp=false", "train.channels_last=off", "train.compile=off",
+                "loss.diffaugment=color,translation,cutout", "loss.augment_p=adaptive", "loss.augment_interval=1",
+                "loss.augment_target=0.01", "loss.augment_images=8")
+    with no_tf32():
+        eager, _ = recipe_steps(tiny_recipe_config("pix2pix", recipe_data, *settings, "train.cuda_graph=off"), 12)
+        graphed, run_step = recipe_steps(tiny_recipe_config("pix2pix", recipe_data, *settings, "train.cuda_graph=on"),
+                                         12)
+    assert isinstance(run_step, GraphedStep) and run_step.graphs == 1 and not run_step.failed
+    assert len({step["augment/p"] for step in eager}) > 1  # p moved
+    for eager_step, step in zip(eager, graphed):
+        for name, value in eager_step.items():
+            assert step[name] == pytest.approx(value, rel=1e-3, abs=1e-3), name
+
+
 def test_spectral_norm_r1_and_diffaugment_train_in_bf16(recipe_data, tmp_path):
     config = tiny_recipe_config("dcgan", recipe_data, "loss.r1_gamma=1", "loss.r1_every=2",
                                 "loss.diffaugment=color,translation,cutout", "model.discriminator_args.norm=none",

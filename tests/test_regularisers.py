@@ -11,7 +11,7 @@ from conftest import tiny_config, tiny_recipe_config, write_recipe_data
 from test_speed import PLAIN, first_steps
 from torch import nn
 
-from gan.augment import DiffAugment, parse_policy
+from gan.augment import AdaptiveProbability, DiffAugment, parse_policy
 from gan.checkpoint import list_checkpoints, load_checkpoint
 from gan.losses import LazyR1, r1_penalty
 from gan.nets import network_spec
@@ -194,6 +194,71 @@ def test_diffaugment_off_is_the_identity_and_names_are_checked():
         tiny_config("loss.diffaugment=colour")
 
 
+def test_augment_probability_applies_each_augmentation_to_that_share_of_images():
+    images = torch.rand(400, 3, 16, 16) * 2 - 1
+    never = DiffAugment("color,translation,cutout", CPU, seed=5, p=0.0)
+    assert torch.equal(never(images), images)
+    half = DiffAugment("cutout", CPU, seed=5, p=0.5)
+    changed = (half(images) != images).flatten(1).any(1).float().mean().item()
+    assert changed == pytest.approx(0.5, abs=0.08)
+    # p = 1 makes no extra draws: the very sequence of plain DiffAugment
+    always = DiffAugment("color,translation,cutout", CPU, seed=5, p=1.0)
+    assert always.p is None and torch.equal(always(images), DiffAugment("color,translation,cutout", CPU, seed=5)(images))
+    pair = DiffAugment("color,translation,cutout", CPU, seed=6, image_channels=(3, 3), p=0.5)(torch.cat([images] * 2, 1))
+    assert torch.equal(pair[:, :3], pair[:, 3:])  # a pair stays aligned when some images are left alone
+
+
+def test_adaptive_probability_follows_ada_heuristic():
+    ada = AdaptiveProbability(target=0.6, interval=2, speed_images=80, boundary=0.0, device=CPU)
+    sure = torch.tensor([[3.0], [2.0], [1.0], [-1.0]])  # three reals above the boundary, one below: signs sum to 2
+    ada.observe(torch.ones(4, 1))
+    assert ada.p.item() == 0  # adjusted only after `interval` D steps
+    ada.observe(sure)
+    # r_t over both steps = (4 + 2) / 8 = 0.75 > 0.6: p rises by the 8 images seen / 80
+    assert ada.rt.item() == pytest.approx(0.75) and ada.p.item() == pytest.approx(0.1)
+    for _ in range(4):
+        ada.observe(-torch.ones(4, 1))  # D unsure of reals: p falls back, and stops at 0
+    assert ada.rt.item() == -1 and ada.p.item() == 0
+    for _ in range(40):
+        ada.observe(torch.ones(4, 1))
+    assert ada.p.item() == 1  # clipped at 1
+    # PatchGAN logits count each patch; lsgan's boundary is 0.5
+    lsgan = AdaptiveProbability(target=0.6, interval=1, speed_images=40, boundary=0.5, device=CPU)
+    lsgan.observe(torch.full((4, 1, 3, 3), 0.4))
+    lsgan.observe(torch.full((4, 1, 3, 3), 0.9))
+    assert lsgan.rt.item() == 1 and lsgan.p.item() == pytest.approx(0.1)
+    saved = lsgan.state_dict()
+    resumed = AdaptiveProbability(target=0.6, interval=1, speed_images=40, boundary=0.5, device=CPU)
+    p_tensor = resumed.p
+    resumed.load_state_dict(saved)
+    assert resumed.p is p_tensor and resumed.p.item() == pytest.approx(0.1)  # in place: graphs keep the tensor
+
+
+def test_adaptive_probability_counts_every_process_of_a_distributed_run(monkeypatch):
+    # Another process that saw the same: all_reduce doubles the counts. p must move by the global
+    # batch, r_t stay a mean, and the interval still count D steps, not processes.
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "all_reduce", lambda tensor: tensor.mul_(2))
+    ada = AdaptiveProbability(target=0.6, interval=2, speed_images=80, boundary=0.0, device=CPU)
+    ada.observe(torch.ones(4, 1))
+    assert ada.p.item() == 0
+    ada.observe(torch.tensor([[3.0], [2.0], [1.0], [-1.0]]))
+    assert ada.rt.item() == pytest.approx(0.75) and ada.p.item() == pytest.approx(0.2)  # 16 images / 80
+
+
+def test_augment_probability_settings_are_checked():
+    for setting, message in (("loss.augment_p=sometimes", "loss.augment_p must be a probability in \\[0, 1\\] or \"adaptive\""),
+                             ("loss.augment_p=1.5", "loss.augment_p must be"),
+                             ("loss.augment_p=adaptive", "loss.diffaugment names no augmentation"),
+                             ("loss.augment_target=1", "loss.augment_target must be")):
+        with pytest.raises(ConfigError, match=message):
+            tiny_config(setting)
+    with pytest.raises(ConfigError, match="WGAN critic"):
+        tiny_config("loss.diffaugment=color", "loss.augment_p=adaptive", "loss.adversarial=wgan-gp")
+    assert tiny_config("loss.diffaugment=color", "loss.augment_p=adaptive").loss.augment_p == "adaptive"
+    assert tiny_config("loss.diffaugment=color", "loss.augment_p=0.25").loss.augment_p == 0.25
+
+
 def test_regularisers_need_a_discriminator(recipe_data):
     from gan.recipes import RECIPES
 
@@ -228,6 +293,35 @@ def test_every_recipe_trains_with_all_three_and_resumes_bit_exactly(recipe, reci
     assert any(key.endswith("parametrizations.weight.0._u") for key in last["networks"][discriminator])
     r1 = [event.value for event in EventAccumulator(str(straight.run_dir)).Reload().Scalars("loss/r1")]
     assert r1[0] == 0 and r1[1] > 0  # lazy: first computed at step 2 (r1_every = 2)
+
+
+@pytest.mark.parametrize("recipe", ["dcgan", "pix2pix", "cyclegan", "srgan"])
+def test_every_recipe_adapts_the_augment_probability_and_resumes_it_exactly(recipe, recipe_data, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    # A low target and a fast speed, so that p moves within 4 steps of a tiny D.
+    overrides = ["loss.diffaugment=color,translation,cutout", "loss.augment_p=adaptive", "loss.augment_interval=1",
+                 "loss.augment_target=0.01", "loss.augment_images=8", "train.steps=4", "train.checkpoint_every=2",
+                 "log.every=1", "log.image_every=4", "log.eval_every=0"]
+    if recipe == "cyclegan":  # (lsgan's boundary, 0.5, is above every output of its fresh tiny Ds)
+        overrides.append("loss.adversarial=vanilla")
+    config = tiny_recipe_config(recipe, recipe_data, *overrides)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # srgan's randomly initialised VGG says so
+        straight = train(config, tmp_path / "straight", CPU, progress_stream=sys.stdout)
+        split = tmp_path / "split"
+        shutil.copytree(straight.run_dir, split)
+        list_checkpoints(split)[-1].unlink()
+        train(config, split, CPU, resume=True, progress_stream=sys.stdout)
+    last, again = (load_checkpoint(list_checkpoints(run)[-1]) for run in (straight.run_dir, split))
+    for name in ("p", "rt", "totals"):
+        assert torch.equal(last["recipe"]["augment"]["adaptive"][name], again["recipe"]["augment"]["adaptive"][name])
+    for name, weights in last["networks"].items():
+        for key, value in weights.items():
+            assert torch.equal(value, again["networks"][name][key]), (name, key)
+    events = EventAccumulator(str(straight.run_dir)).Reload()
+    p = [event.value for event in events.Scalars("augment/p")]
+    assert len(p) == 4 and max(p) > 0 and len(events.Scalars("augment/rt")) == 4
 
 
 def test_r1_and_diffaugment_change_what_d_learns_and_nothing_when_off():

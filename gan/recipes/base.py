@@ -31,7 +31,8 @@ subclass it and nothing else: no recipe inherits from another.
 - the regularisers of D, set up here for every recipe with a discriminator: `self.r1` (lazy R1,
   gan/losses.py; `r1.due(step)` belongs in the graph key) and `self.for_discriminator(images)`,
   DiffAugment (gan/augment.py) of every image D sees when `loss.diffaugment` is set, after
-  `use_diffaugment()`.
+  `use_diffaugment()`; each D step passes its logits on reals to `observe_real_logits` (an
+  adaptive `loss.augment_p` steers by them) and logs `augment_metrics()`.
 - `graph_key(step)`: the host values `step(batch, step)` depends on at `step`, for
   `train.cuda_graph` (gan/cuda_graphs.py): steps with equal keys launch the same GPU work,
   so one captured graph replays them all; None runs the step eagerly (RecipeBase's
@@ -47,10 +48,10 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from gan.augment import DiffAugment
+from gan.augment import AdaptiveProbability, DiffAugment
 from gan.config import Config, TrainConfig
 from gan.data import build_dataset
-from gan.losses import LazyR1
+from gan.losses import AdversarialLoss, LazyR1
 from gan.nets import NetworkSpec
 from gan.registry import ConfigError
 
@@ -99,13 +100,29 @@ class RecipeBase:
     def use_diffaugment(self, image_channels: tuple[int, ...] = (3,)) -> None:
         """DiffAugment from `loss.diffaugment` (none when it is empty) for a D that sees images of
         `image_channels` stacked on channels (pix2pix: input and output)."""
-        if self.config.loss.diffaugment:
-            self.augment = DiffAugment(self.config.loss.diffaugment, self.device, self.config.train.seed,
-                                       image_channels)
+        loss = self.config.loss
+        if loss.diffaugment:
+            p = loss.augment_p
+            if p == "adaptive":
+                boundary = AdversarialLoss(loss.adversarial).boundary
+                p = AdaptiveProbability(loss.augment_target, loss.augment_interval, loss.augment_images, boundary,
+                                        self.device)
+            self.augment = DiffAugment(loss.diffaugment, self.device, self.config.train.seed, image_channels, p)
 
     def for_discriminator(self, images: torch.Tensor) -> torch.Tensor:
         """What D sees of `images`: augmented (freshly drawn) when DiffAugment is on, else themselves."""
         return self.augment(images) if self.augment else images
+
+    def observe_real_logits(self, real_logits: torch.Tensor) -> None:
+        """D's outputs on the reals of a D step, which steer an adaptive `loss.augment_p`."""
+        if self.augment and self.augment.adaptive:
+            self.augment.adaptive.observe(real_logits)
+
+    def augment_metrics(self) -> dict[str, torch.Tensor]:
+        """augment/p and augment/rt to log, when `loss.augment_p` is adaptive."""
+        if not (self.augment and self.augment.adaptive):
+            return {}
+        return {"augment/p": self.augment.adaptive.p.clone(), "augment/rt": self.augment.adaptive.rt.clone()}
 
     def device_generators(self) -> list[torch.Generator]:
         """Random generators, other than the default ones, that a training step draws from on the

@@ -103,7 +103,8 @@ class CycleGANRecipe(RecipeBase):
             terms.update({"loss/d_A": zero, "loss/d_B": zero, "grad/discriminator": zero})
             if self.r1.enabled:
                 terms["loss/r1"] = self.r1.latest
-            return {**{name: value.detach() for name, value in terms.items()}, "loss/g": g_loss.detach(), **scores}
+            return {**{name: value.detach() for name, value in terms.items()}, "loss/g": g_loss.detach(), **scores,
+                    **self.augment_metrics()}
         scores = {}
         d_total = torch.zeros((), device=g_loss.device)
         for domain, discriminator in self.discriminators.items():
@@ -112,6 +113,7 @@ class CycleGANRecipe(RecipeBase):
             with self.autocast():
                 real_logits = discriminator(self.for_discriminator(real[domain])).float()
                 pooled_logits = discriminator(self.for_discriminator(pooled)).float()
+            self.observe_real_logits(real_logits)  # both domains steer one adaptive p
             terms[f"loss/d_{domain}"] = 0.5 * self.loss.discriminator(real_logits, pooled_logits)
             scores[f"d_{domain}/real"] = self.loss.score(real_logits.detach()).mean()
             scores[f"d_{domain}/fake"] = self.loss.score(pooled_logits.detach()).mean()
@@ -126,7 +128,8 @@ class CycleGANRecipe(RecipeBase):
             terms["loss/r1"] = self.r1.latest
         self.optimizers["discriminator"].step()
 
-        return {**{name: value.detach() for name, value in terms.items()}, "loss/g": g_loss.detach(), **scores}
+        return {**{name: value.detach() for name, value in terms.items()}, "loss/g": g_loss.detach(), **scores,
+                **self.augment_metrics()}
 
     @torch.no_grad()
     def preview(self) -> dict[str, torch.Tensor]:

@@ -82,6 +82,7 @@ class DCGANRecipe(RecipeBase):
                 real_seen, fake_seen = self.for_discriminator(real), self.for_discriminator(fake.detach())
                 real_logits = discriminator(add_instance_noise(real_seen, noise_std)).float()
                 fake_logits = discriminator(add_instance_noise(fake_seen, noise_std)).float()
+            self.observe_real_logits(real_logits)
             d_loss = self.loss.discriminator(real_logits, fake_logits)
             penalty = self.loss.penalty(discriminator, real_seen, fake_seen.float())
             d_total = d_loss if penalty is None else d_loss + penalty
@@ -110,6 +111,7 @@ class DCGANRecipe(RecipeBase):
             "d/fake": self.loss.score(fake_logits.detach()).mean(),
             "grad/generator": g_gradient,
             "grad/discriminator": d_gradient,
+            **self.augment_metrics(),
         }
         if penalty is not None:
             metrics["loss/gp"] = penalty.detach()

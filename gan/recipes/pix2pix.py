@@ -82,6 +82,7 @@ class Pix2PixRecipe(RecipeBase):
             with self.autocast():
                 fake_logits = discriminator(self.for_discriminator(torch.cat([source, output.detach()], 1))).float()
                 real_logits = discriminator(self.for_discriminator(real_pair)).float()
+            self.observe_real_logits(real_logits)
             d_loss = 0.5 * self.loss.discriminator(real_logits, fake_logits)
             d_total = d_loss
             if self.r1.due(step):
@@ -113,6 +114,7 @@ class Pix2PixRecipe(RecipeBase):
             "d/fake": fake_score,
             "grad/generator": g_gradient,
             "grad/discriminator": d_gradient,
+            **self.augment_metrics(),
         }
         if self.r1.enabled:
             metrics["loss/r1"] = self.r1.latest

@@ -101,6 +101,7 @@ class SRGANRecipe(RecipeBase):
             with self.autocast():
                 real_logits = self.discriminator(self.for_discriminator(hr_images)).float()
                 fake_logits = self.discriminator(self.for_discriminator(sr_images.detach())).float()
+            self.observe_real_logits(real_logits)
             d_loss = self.adversarial.discriminator(real_logits, fake_logits)
             d_total = d_loss
             if self.r1.due(step):
@@ -128,7 +129,7 @@ class SRGANRecipe(RecipeBase):
         g_loss.backward()
         metrics["grad/generator"] = gradient_norm(self.generator)
         self.optimizers["generator"].step()
-        return {"loss/content": content.detach(), "loss/g": g_loss.detach(), **metrics}
+        return {"loss/content": content.detach(), "loss/g": g_loss.detach(), **metrics, **self.augment_metrics()}
 
     def load_preview_items(self) -> dict[str, torch.Tensor]:
         return preview_pairs(self.config)  # SR evaluation images differ in size: cropped to a common one
