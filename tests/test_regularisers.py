@@ -271,12 +271,9 @@ def test_regularisers_need_a_discriminator(recipe_data):
 # ----------------------------------------------------------------------------- in the recipes
 
 
-@pytest.mark.parametrize("recipe", ["dcgan", "pix2pix", "cyclegan", "srgan"])
-def test_every_recipe_trains_with_all_three_and_resumes_bit_exactly(recipe, recipe_data, tmp_path):
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    overrides = [*ALL_ON, "train.steps=4", "train.checkpoint_every=2", "log.image_every=4", "log.eval_every=0"]
-    config = tiny_recipe_config(recipe, recipe_data, *overrides)
+def _train_straight_and_resumed(config, tmp_path):
+    """Train `config` straight through, and again resumed from its next-to-last checkpoint: the
+    straight run's directory and both last checkpoints."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # srgan's randomly initialised VGG says so
         straight = train(config, tmp_path / "straight", CPU, progress_stream=sys.stdout)
@@ -285,13 +282,27 @@ def test_every_recipe_trains_with_all_three_and_resumes_bit_exactly(recipe, reci
         list_checkpoints(split)[-1].unlink()
         train(config, split, CPU, resume=True, progress_stream=sys.stdout)
     last, again = (load_checkpoint(list_checkpoints(run)[-1]) for run in (straight.run_dir, split))
-    assert torch.equal(last["recipe"]["augment"]["generator"], again["recipe"]["augment"]["generator"])
+    return straight.run_dir, last, again
+
+
+def _assert_same_weights(last, again):
     for name, weights in last["networks"].items():
         for key, value in weights.items():
             assert torch.equal(value, again["networks"][name][key]), (name, key)
+
+
+@pytest.mark.parametrize("recipe", ["dcgan", "pix2pix", "cyclegan", "srgan"])
+def test_every_recipe_trains_with_all_three_and_resumes_bit_exactly(recipe, recipe_data, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    overrides = [*ALL_ON, "train.steps=4", "train.checkpoint_every=2", "log.image_every=4", "log.eval_every=0"]
+    config = tiny_recipe_config(recipe, recipe_data, *overrides)
+    straight, last, again = _train_straight_and_resumed(config, tmp_path)
+    assert torch.equal(last["recipe"]["augment"]["generator"], again["recipe"]["augment"]["generator"])
+    _assert_same_weights(last, again)
     discriminator = next(name for name in last["networks"] if name.startswith("discriminator"))
     assert any(key.endswith("parametrizations.weight.0._u") for key in last["networks"][discriminator])
-    r1 = [event.value for event in EventAccumulator(str(straight.run_dir)).Reload().Scalars("loss/r1")]
+    r1 = [event.value for event in EventAccumulator(str(straight)).Reload().Scalars("loss/r1")]
     assert r1[0] == 0 and r1[1] > 0  # lazy: first computed at step 2 (r1_every = 2)
 
 
@@ -306,20 +317,11 @@ def test_every_recipe_adapts_the_augment_probability_and_resumes_it_exactly(reci
     if recipe == "cyclegan":  # (lsgan's boundary, 0.5, is above every output of its fresh tiny Ds)
         overrides.append("loss.adversarial=vanilla")
     config = tiny_recipe_config(recipe, recipe_data, *overrides)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # srgan's randomly initialised VGG says so
-        straight = train(config, tmp_path / "straight", CPU, progress_stream=sys.stdout)
-        split = tmp_path / "split"
-        shutil.copytree(straight.run_dir, split)
-        list_checkpoints(split)[-1].unlink()
-        train(config, split, CPU, resume=True, progress_stream=sys.stdout)
-    last, again = (load_checkpoint(list_checkpoints(run)[-1]) for run in (straight.run_dir, split))
+    straight, last, again = _train_straight_and_resumed(config, tmp_path)
     for name in ("p", "rt", "totals"):
         assert torch.equal(last["recipe"]["augment"]["adaptive"][name], again["recipe"]["augment"]["adaptive"][name])
-    for name, weights in last["networks"].items():
-        for key, value in weights.items():
-            assert torch.equal(value, again["networks"][name][key]), (name, key)
-    events = EventAccumulator(str(straight.run_dir)).Reload()
+    _assert_same_weights(last, again)
+    events = EventAccumulator(str(straight)).Reload()
     p = [event.value for event in events.Scalars("augment/p")]
     assert len(p) == 4 and max(p) > 0 and len(events.Scalars("augment/rt")) == 4
 
