@@ -80,6 +80,13 @@ def read_configs(runs: list[Path]) -> dict[Path, dict[str, object]]:
     return configs
 
 
+def _as_written(value: object) -> str:
+    """A config value as a label shows it: as in TOML for booleans and the empty string."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return '""' if value == "" else str(value)
+
+
 def group_runs(configs: dict[Path, dict[str, object]]) -> dict[str, list[Path]]:
     """Runs (`read_configs`) grouped by their configs without `train.seed`; each group named by the
     keys that set it apart from the others (`adversarial=hinge`), or "all runs" when all agree."""
@@ -89,7 +96,7 @@ def group_runs(configs: dict[Path, dict[str, object]]) -> dict[str, list[Path]]:
     short = {key: name if list(short.values()).count(name) == 1 else key for key, name in short.items()}
     groups: dict[str, list[Path]] = {}
     for run, config in configs.items():
-        label = " ".join(f"{short[key]}={config.get(key)}" for key in differing) or "all runs"
+        label = " ".join(f"{short[key]}={_as_written(config.get(key))}" for key in differing) or "all runs"
         groups.setdefault(label, []).append(run)
     return groups
 

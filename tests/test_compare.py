@@ -61,7 +61,7 @@ def test_a_run_written_before_a_key_existed_groups_with_one_that_spells_out_its_
     assert "20 (one seed)" in table and "±" not in table.split("\n")[2]  # no std from one seed
     different = make_run(tmp_path / "runs", "00002-seed=0", "hinge", 0, [30.0])
     (different / "config.toml").write_text(new_config.replace("spectral_norm = false", "spectral_norm = true"))
-    assert set(group_runs(read_configs([old, new, different]))) == {"spectral_norm=False", "spectral_norm=True"}
+    assert set(group_runs(read_configs([old, new, different]))) == {"spectral_norm=false", "spectral_norm=true"}
 
 
 def test_the_table_gives_mean_and_std_over_seeds(sweep, tmp_path):
