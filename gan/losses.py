@@ -68,8 +68,9 @@ class AdversarialLoss:
 
     @property
     def boundary(self) -> float:
-        """D's output halfway between its real and fake targets: 0.5 for lsgan (1 and 0), else 0."""
-        return 0.5 if self.kind == "lsgan" else 0.0
+        """D's output halfway between its real and fake targets: for lsgan half its real target
+        (0.5 without label smoothing), else 0 (a logit, a hinge margin's centre)."""
+        return 0.5 * self.real_target if self.kind == "lsgan" else 0.0
 
     def score(self, logits: torch.Tensor) -> torch.Tensor:
         """What to log as D(x) / D(G(z)): a probability for vanilla, the raw score otherwise."""

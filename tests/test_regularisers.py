@@ -13,7 +13,7 @@ from torch import nn
 
 from gan.augment import AdaptiveProbability, DiffAugment, parse_policy
 from gan.checkpoint import list_checkpoints, load_checkpoint
-from gan.losses import LazyR1, r1_penalty
+from gan.losses import AdversarialLoss, LazyR1, r1_penalty
 from gan.nets import network_spec
 from gan.registry import ConfigError
 from gan.train import train
@@ -222,6 +222,9 @@ def test_adaptive_probability_follows_ada_heuristic():
     for _ in range(40):
         ada.observe(torch.ones(4, 1))
     assert ada.p.item() == 1  # clipped at 1
+    # the boundary is halfway between D's targets: lsgan's 1 and 0 (or 1 - smoothing and 0), else 0
+    assert AdversarialLoss("lsgan").boundary == 0.5 and AdversarialLoss("lsgan", 0.2).boundary == pytest.approx(0.4)
+    assert AdversarialLoss("vanilla", 0.1).boundary == AdversarialLoss("hinge").boundary == 0
     # PatchGAN logits count each patch; lsgan's boundary is 0.5
     lsgan = AdaptiveProbability(target=0.6, interval=1, speed_images=40, boundary=0.5, device=CPU)
     lsgan.observe(torch.full((4, 1, 3, 3), 0.4))

@@ -104,7 +104,7 @@ class RecipeBase:
         if loss.diffaugment:
             p = loss.augment_p
             if p == "adaptive":
-                boundary = AdversarialLoss(loss.adversarial).boundary
+                boundary = AdversarialLoss(loss.adversarial, loss.label_smoothing).boundary
                 p = AdaptiveProbability(loss.augment_target, loss.augment_interval, loss.augment_images, boundary,
                                         self.device)
             self.augment = DiffAugment(loss.diffaugment, self.device, self.config.train.seed, image_channels, p)
