@@ -113,16 +113,20 @@ class RecipeBase:
         """What D sees of `images`: augmented (freshly drawn) when DiffAugment is on, else themselves."""
         return self.augment(images) if self.augment else images
 
+    @property
+    def adaptive_augment(self) -> AdaptiveProbability | None:
+        """The adaptive `loss.augment_p`, when there is one."""
+        return self.augment.adaptive if self.augment else None
+
     def observe_real_logits(self, real_logits: torch.Tensor) -> None:
         """D's outputs on the reals of a D step, which steer an adaptive `loss.augment_p`."""
-        if self.augment and self.augment.adaptive:
-            self.augment.adaptive.observe(real_logits)
+        if self.adaptive_augment:
+            self.adaptive_augment.observe(real_logits)
 
     def augment_metrics(self) -> dict[str, torch.Tensor]:
         """augment/p and augment/rt to log, when `loss.augment_p` is adaptive."""
-        if not (self.augment and self.augment.adaptive):
-            return {}
-        return {"augment/p": self.augment.adaptive.p.clone(), "augment/rt": self.augment.adaptive.rt.clone()}
+        adaptive = self.adaptive_augment
+        return {"augment/p": adaptive.p.clone(), "augment/rt": adaptive.rt.clone()} if adaptive else {}
 
     def device_generators(self) -> list[torch.Generator]:
         """Random generators, other than the default ones, that a training step draws from on the
