@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.distributed as dist
@@ -99,21 +99,27 @@ def average_gradients_before_steps(optimizers: dict[str, torch.optim.Optimizer],
     """Hook every optimizer so its gradients are averaged over the group just before it steps."""
     if not group.distributed:
         return
+    for optimizer in optimizers.values():
+        optimizer.register_step_pre_hook(gradient_averager(group.world_size))
 
+
+def gradient_averager(world_size: int) -> Callable[[torch.optim.Optimizer, Any, Any], None]:
+    """An optimizer step pre-hook: its gradients averaged over the `world_size` processes of the
+    initialised process group, in one flat all-reduce. Device work only, so a CUDA graph of the
+    step captures it with the step (NCCL)."""
     def average(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
         if not grads:
             return
         flat = torch.cat([grad.reshape(-1) for grad in grads])
         dist.all_reduce(flat)
-        flat /= group.world_size
+        flat /= world_size
         offset = 0
         for grad in grads:
             grad.copy_(flat[offset:offset + grad.numel()].view_as(grad))
             offset += grad.numel()
 
-    for optimizer in optimizers.values():
-        optimizer.register_step_pre_hook(average)
+    return average
 
 
 def synchronise_weights(networks: dict[str, nn.Module], group: ProcessGroup) -> None:

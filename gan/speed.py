@@ -41,10 +41,10 @@ class Speed:
                 f"compile {'on' if self.compiled else 'off'}, CUDA graph {'on' if self.cuda_graph else 'off'}")
 
 
-def accelerate(recipe: Recipe, train: TrainConfig, device: torch.device, distributed: bool = False) -> Speed:
-    """Apply the switches to every network of `recipe`; returns what is on. Under torchrun
-    (`distributed`) steps are not captured: DDP's gradient all-reduce would need its own
-    capture set-up."""
+def accelerate(recipe: Recipe, train: TrainConfig, device: torch.device) -> Speed:
+    """Apply the switches to every network of `recipe`; returns what is on. Under torchrun the
+    captured step holds the gradient all-reduce too (NCCL collectives can be captured): every
+    process captures at the same step, since graph keys depend on the step alone."""
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = train.cudnn_benchmark
     memory_format = torch.contiguous_format
@@ -59,13 +59,13 @@ def accelerate(recipe: Recipe, train: TrainConfig, device: torch.device, distrib
         compile_networks({name: network for name, network in recipe.networks.items() if not name.endswith("_ema")},
                          train.compile_backend, train.compile_mode)
         print("torch.compile: the first step compiles the networks and is slow", file=sys.stderr)
-    return Speed(memory_format, report, captures_steps(train, device, distributed))
+    return Speed(memory_format, report, captures_steps(train, device))
 
 
-def captures_steps(train: TrainConfig, device: torch.device, distributed: bool) -> bool:
-    """Whether steps are replayed as CUDA graphs: on CUDA in one process, and with "auto" only
-    where the networks are not captured on their own (compile mode reduce-overhead)."""
-    return (device.type == "cuda" and not distributed and train.cuda_graph != "off"
+def captures_steps(train: TrainConfig, device: torch.device) -> bool:
+    """Whether steps are replayed as CUDA graphs: on CUDA, and with "auto" only where the
+    networks are not captured on their own (compile mode reduce-overhead)."""
+    return (device.type == "cuda" and train.cuda_graph != "off"
             and not (train.cuda_graph == "auto" and train.compile_mode == "reduce-overhead"))
 
 

@@ -292,7 +292,7 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
     real_images: torch.Tensor | None = None  # a first batch of real images, for the collapse check
     if group.distributed:
         _prepare_data_parallel(recipe, config, device, group)
-    speed = accelerate(recipe, train_config, device, group.distributed)
+    speed = accelerate(recipe, train_config, device)
 
     start_step, samples_seen, last_checkpoint = 0, 0, None
     if main:  # under the lock, every temp file is one a writer that died (kill -9, a crash) left

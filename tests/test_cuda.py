@@ -6,16 +6,19 @@ the GPU."""
 
 import contextlib
 import re
+import socket
 import warnings
 
 import pytest
 import torch
+import torch.distributed as dist
 from conftest import RECIPE_CONFIGS, random_rgb, tiny_config, tiny_recipe_config, write_recipe_data
 from test_speed import first_steps
 
 from gan.checkpoint import list_checkpoints, load_checkpoint
 from gan.config import DataConfig
 from gan.cuda_graphs import GraphedStep
+from gan.distributed import gradient_averager
 from gan.data import build_dataset, training_batches
 from gan.recipes import RECIPES
 from gan.speed import accelerate, to_device, training_step
@@ -52,8 +55,8 @@ def test_each_recipe_trains_in_bf16_compiled_without_recompiling(recipe, recipe_
     err = capsys.readouterr().err
     graphs, recompilations = map(int, REPORT.search(err).groups())
     assert graphs >= 1 and recompilations == 0
-    # Steps 1-3 warm up, step 4 is captured and replayed; CycleGAN's image pool keeps it eager.
-    assert f"CUDA graph: {0 if recipe == 'cyclegan' else 1} captured" in err
+    # Steps 1-3 warm up, step 4 is captured and replayed (CycleGAN with its image pool too).
+    assert "CUDA graph: 1 captured" in err
     state = torch.load(result.checkpoint, weights_only=True)
     for network in state["networks"].values():
         for value in network.values():
@@ -100,15 +103,19 @@ def test_graphed_steps_match_eager_ones_on_cuda(compile):
         torch.testing.assert_close(weights[key], value, rtol=1e-2, atol=1e-3, msg=key)
 
 
-def recipe_steps(config, steps: int) -> tuple[list[dict[str, float]], object]:
-    """The losses of `steps` steps of `config`'s recipe on one fixed random batch, and the step runner."""
+def recipe_steps(config, steps: int, average_gradients: bool = False) -> tuple[list[dict[str, float]], object]:
+    """The losses of `steps` steps of `config`'s recipe on one fixed random batch, and the step runner;
+    `average_gradients`: through torchrun's gradient all-reduce (in an initialised process group of one)."""
     seed_everything(0)
     recipe = RECIPES.get(config.recipe)(config, CUDA, make_autocast(CUDA, config.train.amp))
+    if average_gradients:
+        for optimizer in recipe.optimizers.values():
+            optimizer.register_step_pre_hook(gradient_averager(world_size=1))
     speed = accelerate(recipe, config.train, CUDA)
     run_step = training_step(recipe, speed, CUDA)
     size, generator = config.data.resolution, torch.Generator().manual_seed(1)
-    batch = {key: torch.rand(config.train.batch_size, 3, size, size, generator=generator) * 2 - 1
-             for key in ("input", "target")}
+    keys = ("a", "b") if config.recipe == "cyclegan" else ("input", "target")
+    batch = {key: torch.rand(config.train.batch_size, 3, size, size, generator=generator) * 2 - 1 for key in keys}
     return [{name: float(value) for name, value in run_step(to_device(batch, CUDA, speed), step).items()}
             for step in range(1, steps + 1)], run_step
 
@@ -142,6 +149,48 @@ def test_graphed_steps_with_diffaugment_r1_and_spectral_norm_match_eager_ones(re
     for eager_step, step in zip(eager, graphed):
         for name, value in eager_step.items():
             assert step[name] == pytest.approx(value, rel=1e-3, abs=1e-3), name
+
+
+def test_graphed_cyclegan_steps_with_the_image_pool_match_eager_ones(recipe_data):
+    # Batches of 2 fill the pool over steps 1-5 (captured at 4), then it swaps inside replays: its draws come from its
+    # own generator, which each replay must advance, and its fill count is a device tensor.
+    settings = ("train.amp=false", "train.channels_last=off", "train.compile=off", "loss.pool_size=10")
+    with no_tf32():
+        eager, _ = recipe_steps(tiny_recipe_config("cyclegan", recipe_data, *settings, "train.cuda_graph=off"), 12)
+        graphed, run_step = recipe_steps(tiny_recipe_config("cyclegan", recipe_data, *settings,
+                                                            "train.cuda_graph=on"), 12)
+    assert isinstance(run_step, GraphedStep) and run_step.graphs == 1 and not run_step.failed
+    for eager_step, step in zip(eager, graphed):
+        for name, value in eager_step.items():
+            assert step[name] == pytest.approx(value, rel=1e-3, abs=1e-3), name
+
+
+def test_a_captured_step_holds_the_nccl_gradient_all_reduce(recipe_data, monkeypatch):
+    # torchrun's path: gradients averaged by an NCCL all-reduce before each Adam step, captured with
+    # the step. One process is a group of one, so its average is the gradient itself and the graphed
+    # steps must give the eager steps' losses (several GPUs: benchmarks/gpu_check.sh on a bigger machine).
+    settings = ("train.amp=false", "train.channels_last=off", "train.compile=off")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(free_port()))
+    dist.init_process_group("nccl", rank=0, world_size=1, device_id=torch.device("cuda", 0))
+    try:
+        with no_tf32():
+            eager, _ = recipe_steps(tiny_recipe_config("pix2pix", recipe_data, *settings, "train.cuda_graph=off"), 8,
+                                    average_gradients=True)
+            graphed, run_step = recipe_steps(tiny_recipe_config("pix2pix", recipe_data, *settings,
+                                                                "train.cuda_graph=on"), 8, average_gradients=True)
+    finally:
+        dist.destroy_process_group()
+    assert isinstance(run_step, GraphedStep) and run_step.graphs == 1 and not run_step.failed
+    for eager_step, step in zip(eager, graphed):
+        for name, value in eager_step.items():
+            assert step[name] == pytest.approx(value, rel=1e-3, abs=1e-3), name
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def test_graphed_steps_adapt_the_augment_probability_as_eager_ones_do(recipe_data):

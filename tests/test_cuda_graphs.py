@@ -104,11 +104,12 @@ def test_lazy_r1_steps_get_a_graph_of_their_own(recipe_data):
     assert dcgan.graph_key(8) != dcgan.graph_key(9) == dcgan.graph_key(10)
 
 
-def test_cyclegan_is_captured_only_without_its_image_pool(recipe_data):
-    pooled = build(tiny_recipe_config("cyclegan", recipe_data))
-    assert pooled.config.loss.pool_size > 0 and pooled.graph_key(10) is None  # host-side draws per image
-    unpooled = build(tiny_recipe_config("cyclegan", recipe_data, "loss.pool_size=0", "train.adversarial_start=3"))
-    assert [unpooled.graph_key(step) for step in (3, 4)] == [(False, False), (True, False)]
+def test_cyclegan_is_captured_with_its_image_pool(recipe_data):
+    # The pool decides on the device, from a generator the graph must advance at each replay.
+    pooled = build(tiny_recipe_config("cyclegan", recipe_data, "train.adversarial_start=3"))
+    assert pooled.config.loss.pool_size > 0
+    assert [pooled.graph_key(step) for step in (3, 4)] == [(False, False), (True, False)]
+    assert {id(pool.generator) for pool in pooled.pools.values()} <= {id(g) for g in pooled.device_generators()}
 
 
 def test_capture_is_for_cuda_alone_and_excludes_per_network_graphs():
@@ -122,9 +123,8 @@ def test_capture_is_for_cuda_alone_and_excludes_per_network_graphs():
     with pytest.raises(ConfigError, match="train.compile_mode 'reduce-overhead'"):
         tiny_config("train.cuda_graph=on", "train.compile_mode=reduce-overhead")
     cuda = torch.device("cuda")  # only named: no GPU is touched
-    assert captures_steps(tiny_config().train, cuda, distributed=False)
-    assert not captures_steps(tiny_config().train, cuda, distributed=True)  # DDP's all-reduce
-    assert not captures_steps(tiny_config("train.compile_mode=reduce-overhead").train, cuda, distributed=False)
-    assert not captures_steps(tiny_config("train.cuda_graph=off").train, cuda, distributed=False)
+    assert captures_steps(tiny_config().train, cuda)  # under torchrun too: the all-reduce is captured with the step
+    assert not captures_steps(tiny_config("train.compile_mode=reduce-overhead").train, cuda)
+    assert not captures_steps(tiny_config("train.cuda_graph=off").train, cuda)
     with pytest.raises(ConfigError, match="train.cuda_graph"):
         tiny_config("train.cuda_graph=yes")

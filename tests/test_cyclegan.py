@@ -43,32 +43,75 @@ def test_resnet_matches_cyclegan_parameter_count():
     assert sum(p.numel() for p in generator.parameters()) == 11_378_179
 
 
+def reference_pool_queries(size: int, batches: list[torch.Tensor], seed: int) -> list[torch.Tensor]:
+    """The reference's rule (a Python list, image by image), fed the draws the device pool makes."""
+    generator = ImagePool(size, seed=seed).generator
+    stored, results = [], []
+    for images in batches:
+        swap_draws = torch.rand(len(images), generator=generator)
+        slot_draws = torch.randint(size, (len(images),), generator=generator)
+        returned = []
+        for image, draw, slot in zip(images, swap_draws, slot_draws):
+            if len(stored) < size:
+                stored.append(image.clone())
+                returned.append(image)
+            elif draw < 0.5:
+                returned.append(stored[slot].clone())
+                stored[slot] = image.clone()
+            else:
+                returned.append(image)
+        results.append(torch.stack(returned))
+    return results
+
+
+def test_the_device_pool_follows_the_reference_rule_draw_for_draw():
+    # Fills over a query (3 + 2 images into 4 slots), then swaps; a batch may swap twice into one slot.
+    batches = [torch.rand(n, 3, 2, 2, generator=torch.Generator().manual_seed(n + 10 * k))
+               for k, n in enumerate([3, 2, 4, 1, 5, 3, 4, 4])]
+    pool = ImagePool(size=4, seed=7)
+    for images, expected in zip(batches, reference_pool_queries(4, batches, seed=7), strict=True):
+        assert torch.equal(pool.query(images), expected)
+
+
 def test_image_pool_fills_then_swaps_half_the_time():
-    torch.manual_seed(0)
     pool = ImagePool(size=4)
-    first = torch.arange(3.0).reshape(3, 1, 1, 1)
+    first = torch.arange(4.0).reshape(4, 1, 1, 1)
     assert torch.equal(pool.query(first), first)  # filling: the new images come back
-    stored, returned_old = set(), 0
+    assert int(pool.count) == 4 and torch.equal(pool.images, first)
+    returned_old = 0
     for round_ in range(200):
         images = torch.full((2, 1, 1, 1), 100.0 + round_)
-        before = {float(image) for image in pool.images}
+        before = pool.images.flatten().tolist()
         result = pool.query(images)
-        assert len(pool.images) <= 4
         for value in result.flatten().tolist():
-            assert value in before or value >= 100.0 + round_  # an old stored image, or a new one
+            assert value in before or value == 100.0 + round_  # an old stored image, or the new one
             returned_old += value in before and value != 100.0 + round_
-        stored |= {float(image) for image in pool.images}
-    assert len(pool.images) == 4
+        # The pool holds what it held plus the new images, less what it returned.
+        assert sorted(pool.images.flatten().tolist() + result.flatten().tolist()) == \
+            sorted(before + images.flatten().tolist())
+    assert int(pool.count) == 4 and pool.images.shape == (4, 1, 1, 1)
     assert 0.4 < returned_old / 400 < 0.6  # about half once full
     assert torch.equal(ImagePool(size=0).query(first), first)
 
 
-def test_image_pool_state_round_trip():
-    pool = ImagePool(size=3)
+def test_image_pool_state_round_trip_continues_the_same_draws():
+    pool = ImagePool(size=3, seed=1)
     pool.query(torch.rand(2, 3, 4, 4))
-    restored = ImagePool(size=3)
+    restored = ImagePool(size=3, seed=99)
     restored.load_state_dict(pool.state_dict(), torch.device("cpu"))
-    assert all(torch.equal(a, b) for a, b in zip(pool.images, restored.images))
+    assert torch.equal(restored.images[:2], pool.images[:2]) and int(restored.count) == 2
+    for _ in range(5):
+        images = torch.rand(2, 3, 4, 4)
+        assert torch.equal(restored.query(images), pool.query(images))
+
+
+def test_a_pool_saved_before_it_had_a_generator_loads():
+    images = torch.rand(2, 3, 4, 4)
+    pool = ImagePool(size=3)
+    pool.load_state_dict({"images": images}, torch.device("cpu"))  # the earlier list-based pool's state
+    assert int(pool.count) == 2 and torch.equal(pool.images[:2], images)
+    pool.query(torch.rand(1, 3, 4, 4))
+    assert int(pool.count) == 3
 
 
 def _scaling_conv(factor: float) -> nn.Conv2d:

@@ -52,18 +52,19 @@ class CycleGANRecipe(RecipeBase):
             "discriminator": adam(list(self.discriminators.values()), train.d_lr, train, device),
         }
         self.loss = AdversarialLoss(loss.adversarial, loss.label_smoothing, loss.gp_weight)
-        self.pools = {domain: ImagePool(loss.pool_size) for domain in ("A", "B")}
+        self.pools = {domain: ImagePool(loss.pool_size, device, seed=train.seed + index)
+                      for index, domain in enumerate(("A", "B"))}
         self.use_diffaugment()
         self.size_multiple = getattr(self.generators["AtoB"], "size_multiple", 1)
         self.distribution = DistributionScores(config, device)
         self._test_images: dict[str, torch.Tensor] | None = None
 
     def graph_key(self, step: int) -> Hashable | None:
-        # The image pool swaps images on host-side draws: only a step without it can be captured.
-        if self.config.loss.pool_size:
-            return None
         adversarial = adversarial_on(step, self.config.train)
         return adversarial, adversarial and self.r1.due(step)
+
+    def device_generators(self) -> list[torch.Generator]:
+        return [*super().device_generators(), *(pool.generator for pool in self.pools.values())]
 
     def step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
         real = {"A": batch["a"], "B": batch["b"]}
