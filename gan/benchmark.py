@@ -95,6 +95,7 @@ def our_step(name: str, device: torch.device, fast: bool,
     def step() -> None:
         counter["step"] += 1
         set_learning_rates(recipe.optimizers, lr_factor(counter["step"], config.train))
+        recipe.before_step(counter["step"])
         watch.add(counter["step"], run_step(batch, counter["step"]))
 
     return step, config.train.batch_size

@@ -126,9 +126,13 @@ class LazyR1:
         return 0.5 * self.gamma * self.every * sum(penalties)
 
 
-def add_instance_noise(images: torch.Tensor, std: float) -> torch.Tensor:
-    """images + N(0, std^2) (Sønderby et al. 2016); unchanged when std == 0."""
-    return images + std * torch.randn_like(images) if std > 0 else images
+def add_instance_noise(images: torch.Tensor, std: float | torch.Tensor | None) -> torch.Tensor:
+    """images + N(0, std^2) (Sønderby et al. 2016); unchanged when std is None or the number 0.
+    A 0-d device tensor `std` is read on the device (a captured step reads its current value),
+    so the noise is drawn even when it holds 0."""
+    if std is None or (not isinstance(std, torch.Tensor) and std <= 0):
+        return images
+    return images + std * torch.randn_like(images)
 
 
 def annealed_std(initial_std: float, step: int, anneal_steps: int) -> float:

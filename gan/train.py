@@ -368,6 +368,7 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
                     if unconditional and real_images is None:  # the first step: a sync is fine here
                         real_images = batch["image"][:log_config.num_samples].detach().float().cpu()
                     set_learning_rates(recipe.optimizers, lr_factor(step, train_config))
+                    recipe.before_step(step)
                     metrics = run_step(to_device(batch, device, speed), step)
                     samples_seen += train_config.batch_size
                     watch.add(step, metrics)

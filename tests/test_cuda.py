@@ -103,6 +103,20 @@ def test_graphed_steps_match_eager_ones_on_cuda(compile):
         torch.testing.assert_close(weights[key], value, rtol=1e-2, atol=1e-3, msg=key)
 
 
+def test_graphed_steps_read_the_annealed_instance_noise_as_eager_ones_do():
+    # One graph for the whole anneal: the std is a device tensor that the loop fills before each step.
+    exact = ("train.amp=false", "train.channels_last=off", "train.compile=off", "loss.instance_noise=0.1",
+             "loss.instance_noise_steps=8")
+    with no_tf32():
+        eager_losses, eager_weights = first_steps(*exact, "train.cuda_graph=off", device=CUDA, steps=10)
+        losses, weights = first_steps(*exact, "train.cuda_graph=on", device=CUDA, steps=10)
+    for eager_step, step in zip(eager_losses, losses):
+        for name, value in eager_step.items():
+            assert step[name] == pytest.approx(value, rel=1e-3, abs=1e-3), name
+    for key, value in eager_weights.items():
+        torch.testing.assert_close(weights[key], value, rtol=1e-2, atol=1e-3, msg=key)
+
+
 def recipe_steps(config, steps: int, average_gradients: bool = False) -> tuple[list[dict[str, float]], object]:
     """The losses of `steps` steps of `config`'s recipe on one fixed random batch, and the step runner;
     `average_gradients`: through torchrun's gradient all-reduce (in an initialised process group of one)."""

@@ -77,12 +77,23 @@ def test_checkpoints_keep_plain_rates_and_load_into_an_uncaptured_optimizer():
     assert fresh.param_groups[0]["lr"] == pytest.approx(0.025)
 
 
-def test_dcgan_steps_are_captured_once_instance_noise_has_annealed():
+def test_dcgan_with_annealed_instance_noise_is_one_graph_reading_its_std_on_the_device():
+    torch.manual_seed(0)
     plain = build(tiny_config())
-    assert plain.graph_key(1) == plain.graph_key(500) is not None
+    assert plain.graph_key(1) == plain.graph_key(500) is not None and plain.noise_std is None
+    torch.manual_seed(0)
     noisy = build(tiny_config("loss.instance_noise=0.1", "loss.instance_noise_steps=10"))
-    assert noisy.graph_key(1) is None and noisy.graph_key(10) is None  # the std changes every step
-    assert noisy.graph_key(11) == plain.graph_key(1)  # annealed to 0
+    assert noisy.graph_key(1) == noisy.graph_key(6) == noisy.graph_key(11) == plain.graph_key(1)
+    for step, std in ((1, 0.1), (6, 0.05), (11, 0.0), (30, 0.0)):
+        noisy.before_step(step)  # the loop's call, outside any graph
+        assert float(noisy.noise_std) == pytest.approx(std)
+    # Annealed to 0, the noise drawn is multiplied away: a step equals one without instance noise.
+    batch = {"image": torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1}
+    losses = []
+    for recipe in (plain, noisy):
+        torch.manual_seed(3)
+        losses.append({name: float(value) for name, value in recipe.step(batch, 11).items()})
+    assert losses[0] == losses[1]
 
 
 def test_pix2pix_and_srgan_keys_follow_the_adversarial_start(recipe_data):

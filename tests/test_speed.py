@@ -23,8 +23,10 @@ def first_steps(*overrides: str, device: torch.device = CPU, steps: int = 2, net
     speed = accelerate(recipe, config.train, device)
     run_step = training_step(recipe, speed, device)
     batch = {"image": torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1}
-    losses = [{name: float(value) for name, value in run_step(to_device(batch, device, speed), step).items()}
-              for step in range(1, steps + 1)]
+    losses = []
+    for step in range(1, steps + 1):
+        recipe.before_step(step)
+        losses.append({name: float(value) for name, value in run_step(to_device(batch, device, speed), step).items()})
     return losses, {f"{name}.{key}": value.detach().cpu().clone()
                     for name in networks for key, value in recipe.networks[name].state_dict().items()}
 

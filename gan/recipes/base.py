@@ -33,6 +33,9 @@ subclass it and nothing else: no recipe inherits from another.
   DiffAugment (gan/augment.py) of every image D sees when `loss.diffaugment` is set, after
   `use_diffaugment()`; each D step passes its logits on reals to `observe_real_logits` (an
   adaptive `loss.augment_p` steers by them) and logs `augment_metrics()`.
+- `before_step(step)`: called by the loop before each step, outside any captured graph: fills the
+  device tensors through which a step reads host values that change with the step (DCGAN's annealed
+  instance-noise std), as the loop fills the learning rates. RecipeBase's does nothing.
 - `graph_key(step)`: the host values `step(batch, step)` depends on at `step`, for
   `train.cuda_graph` (gan/cuda_graphs.py): steps with equal keys launch the same GPU work,
   so one captured graph replays them all; None runs the step eagerly (RecipeBase's
@@ -68,6 +71,8 @@ class Recipe(Protocol):
     def build_dataset(self) -> Dataset: ...
 
     def step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]: ...
+
+    def before_step(self, step: int) -> None: ...
 
     def graph_key(self, step: int) -> Hashable | None: ...
 
@@ -153,6 +158,9 @@ class RecipeBase:
         dataset = build_dataset(self.config.data, train=False)
         items = [dataset[index] for index in range(min(self.config.log.num_samples, len(dataset)))]
         return {key: torch.stack([item[key] for item in items]) for key in items[0]}
+
+    def before_step(self, step: int) -> None:
+        pass
 
     def graph_key(self, step: int) -> Hashable | None:
         return None

@@ -58,19 +58,24 @@ class DCGANRecipe(RecipeBase):
         latents_rng = torch.Generator().manual_seed(train.seed + 12345)
         self.fixed_latents = torch.randn(config.log.num_samples, self.latent_dim, generator=latents_rng).to(device)
         self._statistics_step: int | None = None  # the step whose EMA statistics are in place
+        # Instance noise's annealed std, a device tensor that `before_step` fills: a captured step reads it.
+        self.noise_std = torch.full((), self._noise_std(1), device=device) if config.loss.instance_noise else None
 
     def _noise_std(self, step: int) -> float:
         loss = self.config.loss
         return annealed_std(loss.instance_noise, step - 1, loss.instance_noise_steps or self.config.train.steps)
 
+    def before_step(self, step: int) -> None:
+        if self.noise_std is not None:
+            self.noise_std.fill_(self._noise_std(step))
+
     def graph_key(self, step: int) -> Hashable | None:
-        # Instance noise's std is a host number that anneals every step: those steps run eagerly.
-        return ("no instance noise", self.r1.due(step)) if self._noise_std(step) == 0 else None
+        return ("dcgan", self.r1.due(step))
 
     def step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
         real = batch["image"]
         num = real.shape[0]
-        noise_std = self._noise_std(step)
+        noise_std = self.noise_std
         generator, discriminator = self.generator, self.discriminator
 
         set_requires_grad(discriminator, True)
