@@ -13,8 +13,18 @@ runs out of time still leaves the others' figures):
    GPU busy time against the step's wall time (host- or device-bound), top host operators.
 5. Only when asked (`--stages ...,ablation`): DCGAN-128 against the baseline with each speed
    switch off in turn, and with CUDA graphs (compile mode reduce-overhead).
+6. Only when asked (`scaling`): DCGAN-128 at batch 64, 128 and 256 beside the baseline at the
+   same batch, with the GPU's busy share of each step.
+7. Only when asked (`flagship`): experiments/dcgan_celeba128.toml for `--flagship-steps` on the
+   prepared 4,500 training faces at 128 px, SWD against the 500 held-out faces every
+   `--flagship-metrics-every` steps; then SWD of the best checkpoint's EMA generator against the
+   held-out and the training faces, the real-vs-real floor (held-out against training faces), a
+   progress strip and the best checkpoint's sample grid (PNG), and the run's scalars and
+   config.toml for `gan compare`. `--flagship-set KEY=VALUE` (repeatable) changes the config
+   (DiffAugment, say) and `--flagship-label` names its outputs.
 
 `--dry-run` runs the same stages on the CPU at toy sizes, so the script cannot rot.
+`--prepare-faces SOURCE` (what `gpu_check.sh --prepare` runs) writes the 128-px faces.
 """
 
 from __future__ import annotations
@@ -35,6 +45,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # gan itself, installed or not
 PREPARED = REPO / "benchmarks" / ".gpu_check"
+FACES128 = PREPARED / "faces128"  # train/ and heldout/: CelebA crops at 128 px (--prepare-faces)
+HELDOUT_FACES = 500  # the last faces by name, never trained on
 # Goals of the issue that asked for this check (ratios against the baseline, same run).
 GOALS = {"dcgan128": 3.0, "pix2pix256": 2.0, "cyclegan256": 2.0, "srgan4x": 2.0}
 DCGAN128_IMAGES_PER_S_GOAL = 20000
@@ -86,9 +98,8 @@ def baseline_file() -> Path | None:
     return None
 
 
-def stage_bench(out: Path, timeout: float, device: str, dry_run: bool) -> dict:
+def stage_bench(out: Path, timeout: float, device: str, dry_run: bool, faces: Path) -> dict:
     baseline = baseline_file()
-    faces = PREPARED / "faces"
     command = [sys.executable, "-m", "gan", "bench", "--device", device, "--json", str(out / "bench.json"),
                *(["--baseline", str(baseline)] if baseline else []),
                "--data-root", str(faces) if faces.is_dir() and dry_run else "none"]
@@ -117,18 +128,19 @@ def dcgan128_config(dry_run: bool, data_root: Path | None, cache_dir: Path, sync
         f"train.sync_debug={'true' if sync_debug else 'false'}"])
 
 
-def stage_train(out: Path, seconds: float, device_name: str, dry_run: bool) -> dict:
+def stage_train(out: Path, seconds: float, device_name: str, dry_run: bool, faces: Path) -> dict:
     """Train DCGAN-128 for `seconds` with host syncs forbidden in steady-state steps; should one
     happen, the error is recorded and the speed measured again without the check."""
     try:
-        return train_for(out, seconds, device_name, dry_run, sync_debug=not dry_run)
+        return train_for(out, seconds, device_name, dry_run, faces, sync_debug=not dry_run)
     except RuntimeError as error:
         if "synchroniz" not in str(error):
             raise
-        return {**train_for(out, seconds / 2, device_name, dry_run, sync_debug=False), "sync_error": str(error)}
+        return {**train_for(out, seconds / 2, device_name, dry_run, faces, sync_debug=False),
+                "sync_error": str(error)}
 
 
-def train_for(out: Path, seconds: float, device_name: str, dry_run: bool, sync_debug: bool) -> dict:
+def train_for(out: Path, seconds: float, device_name: str, dry_run: bool, faces: Path, sync_debug: bool) -> dict:
     """Train DCGAN-128 for `seconds` (then SIGTERM: the loop saves and stops), read what it logged."""
     import tempfile
 
@@ -138,9 +150,9 @@ def train_for(out: Path, seconds: float, device_name: str, dry_run: bool, sync_d
     from gan.train import train
 
     device = torch.device(device_name)
-    faces = PREPARED / "faces" / "train"
     work = Path(tempfile.mkdtemp(prefix="gpu_check_train_"))  # out gets back only a few files
-    config = dcgan128_config(dry_run, faces if faces.is_dir() else None, work / "cache", sync_debug)
+    train_faces = faces / "train"
+    config = dcgan128_config(dry_run, train_faces if train_faces.is_dir() else None, work / "cache", sync_debug)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     timer = threading.Timer(seconds, os.kill, (os.getpid(), signal.SIGTERM))
@@ -269,6 +281,203 @@ def stage_ablation(out: Path, device_name: str, dry_run: bool) -> dict:
     return {"model": model, "variants": results}
 
 
+def prepare_faces(source: Path, destination: Path, size: int = 128, heldout: int = HELDOUT_FACES) -> dict:
+    """The face crops of `source` (sorted by name) as `size`-px squares (centre square, bicubic),
+    JPEG quality 95: the last `heldout` into heldout/, the rest into train/."""
+    from PIL import Image
+
+    paths = sorted(path for path in source.iterdir() if path.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    if len(paths) <= heldout:
+        sys.exit(f"gpu_check: '{source}' holds {len(paths)} images; more than {heldout} are needed")
+    shutil.rmtree(destination, ignore_errors=True)
+    for split, chosen in (("train", paths[:-heldout]), ("heldout", paths[-heldout:])):
+        (destination / split).mkdir(parents=True)
+        for path in chosen:
+            with Image.open(path) as image:
+                image = image.convert("RGB")
+                side = min(image.size)
+                left, top = (image.width - side) // 2, (image.height - side) // 2
+                square = image.crop((left, top, left + side, top + side)).resize((size, size), Image.Resampling.BICUBIC)
+                square.save(destination / split / f"{path.stem}.jpg", quality=95)
+    counts = {split: len(list((destination / split).iterdir())) for split in ("train", "heldout")}
+    log(f"prepared {counts['train']} training and {counts['heldout']} held-out faces at {size} px in {destination}")
+    return counts
+
+
+def busy_share(model: str, device_name: str, overrides: tuple[str, ...], steps: int) -> dict:
+    """Wall time of `steps` training steps of bench's `model` (default switches) and the GPU's busy
+    time in them, from torch.profiler's kernel times; on the CPU, the wall time alone."""
+    import torch
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    from gan.benchmark import our_step
+
+    device = torch.device(device_name)
+    step, _ = our_step(model, device, fast=device.type == "cuda", overrides=overrides)
+    for _ in range(max(3, steps)):  # compile, autotune, capture
+        step()
+
+    def timed() -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - start
+
+    wall = timed()
+    if device.type != "cuda":
+        return {"step_ms": wall / steps * 1000, "gpu_busy_ms": None, "gpu_busy_share": None}
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as profiler:
+        timed()
+    busy = sum(_device_time(event) for event in profiler.key_averages() if event.device_type == DeviceType.CUDA)
+    busy_ms = busy / steps / 1000
+    return {"step_ms": wall / steps * 1000, "gpu_busy_ms": busy_ms, "gpu_busy_share": busy_ms / (wall / steps * 1000)}
+
+
+def stage_scaling(device_name: str, dry_run: bool) -> dict:
+    """DCGAN-128 images/s at growing batches, beside the baseline at the same batch, and how busy
+    the GPU is in a step: what a bigger batch buys on a big GPU."""
+    import torch
+
+    from gan.benchmark import bench_model, load_baseline
+
+    device = torch.device(device_name)
+    baseline = load_baseline(baseline_file()) if baseline_file() else None
+    model, batches = ("dcgan64", (8, 16)) if dry_run else ("dcgan128", (64, 128, 256))
+    rows = []
+    for batch in batches:
+        log(f"scaling: {model} at batch {batch}")
+        row = bench_model(model, device, baseline, 1 if dry_run else 2, 1 if dry_run else 0, 0 if dry_run else 5,
+                          fast=not dry_run, flops=False, batch_size=batch)
+        busy = busy_share(model, device_name, (f"train.batch_size={batch}",), 2 if dry_run else 20)
+        rows.append({"batch_size": batch, "images_per_s": row.ours_images_per_s,
+                     "baseline_images_per_s": row.baseline_images_per_s, "ratio": row.ratio,
+                     "peak_mib": row.ours_peak_mib, **busy})
+    return {"model": model, "rows": rows}
+
+
+def flagship_config(dry_run: bool, faces: Path, work: Path, steps: int, metrics_every: int, overrides: list[str]):
+    """experiments/dcgan_celeba128.toml on the prepared faces (toy sizes for a dry run), with SWD
+    against the held-out faces; `overrides` last."""
+    from gan.resolve import load_config
+
+    toy = ["data.resolution=32", "model.generator_args.channels=8", "model.discriminator_args.channels=8",
+           "train.batch_size=16", "log.num_samples=16", "data.cache=off", "data.num_workers=0"] if dry_run else \
+        ["data.cache=device", f"data.cache_dir={work / 'cache'}"]
+    return load_config(REPO / "experiments" / "dcgan_celeba128.toml", [f"metrics.cache_dir={work / 'reference'}",
+        "data.dataset=folder", f"data.root={faces / 'train'}", f"metrics.root={faces / 'heldout'}",
+        f"metrics.num_samples={count_images(faces / 'heldout')}", "metrics.names=[\"swd\"]", f"train.steps={steps}",
+        f"metrics.every={metrics_every}", f"log.image_every={metrics_every}", f"train.checkpoint_every={metrics_every}",
+        "log.every=100", *toy, *overrides])
+
+
+def stage_flagship(out: Path, device_name: str, dry_run: bool, faces: Path, steps: int, metrics_every: int,
+                   seconds: float, overrides: list[str], label: str) -> dict:
+    """Train the flagship config on the prepared faces (stopped by SIGTERM after `seconds` at the
+    latest: the loop checkpoints and stops), then score its best checkpoint."""
+    import tempfile
+
+    import torch
+
+    from gan.checkpoint import best_checkpoint
+    from gan.generators import load_generator
+    from gan.images import save_image_grid
+    from gan.inference import generate, random_latents
+    from gan.scoring import evaluate_generative
+    from gan.train import train
+
+    if not (faces / "heldout").is_dir():
+        raise FileNotFoundError(f"no prepared faces in {faces}: run benchmarks/gpu_check.sh --prepare first")
+    device = torch.device(device_name)
+    work = Path(tempfile.mkdtemp(prefix="gpu_check_flagship_"))
+    config = flagship_config(dry_run, faces, work, steps, metrics_every, overrides)
+    heldout = count_images(faces / "heldout")
+    timer = threading.Timer(seconds, os.kill, (os.getpid(), signal.SIGTERM))
+    start = time.perf_counter()
+    timer.start()
+    try:
+        result = train(config, work / "run", device)
+    finally:
+        timer.cancel()
+    wall = time.perf_counter() - start
+    run = work / "run"
+    history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    best = best_checkpoint(run)
+    loaded = load_generator(best, device)
+    scores = {split: evaluate_generative(loaded, ["swd"], heldout, device, data_root=faces / split,
+                                         cache_dir=str(work / "reference"))["swd/mean"] for split in ("heldout", "train")}
+    scores["floor"] = real_vs_real_swd(config, faces, work / "reference", device)
+    save_image_grid(generate(loaded.generator, random_latents(32, loaded.generator.latent_dim, seed=0)).float().cpu(),
+                    out / f"{label}_best.png", num_columns=8)
+    progress_strip(run / "samples", out / f"{label}_progress.png", config.data.resolution)
+    scalars_for_compare(run, out / f"{label}-run")
+    report = {"label": label, "overrides": overrides, "steps": result.step, "planned_steps": steps,
+              "wall_seconds": round(wall, 1), "images_seen": result.step * config.train.batch_size,
+              "epochs": result.step * config.train.batch_size / count_images(faces / "train"),
+              "best": json.loads((run / "best.json").read_text()), "best_checkpoint": best.name,
+              "swd_history": [{"step": row.get("step"), "swd_mean": row.get("swd/mean")} for row in history],
+              "best_swd_heldout": scores["heldout"], "best_swd_train": scores["train"],
+              "real_vs_real_floor": scores["floor"], "heldout_over_floor": scores["heldout"] / scores["floor"]}
+    shutil.rmtree(work, ignore_errors=True)  # best.pt (hundreds of MB) cannot come back: the figures and grids do
+    return report
+
+
+def count_images(folder: Path) -> int:
+    return sum(1 for path in folder.iterdir() if path.suffix.lower() in (".jpg", ".jpeg", ".png"))
+
+
+def real_vs_real_swd(config, faces: Path, cache_dir: Path, device) -> float:
+    """SWD of the held-out faces against as many training faces: the floor a generator can reach."""
+    import dataclasses
+
+    from gan.metrics.generative import GenerativeEvaluator, load_reference_images
+
+    heldout = load_reference_images(dataclasses.replace(config.data, root=str(faces / "heldout")),
+                                    count_images(faces / "heldout"))
+    evaluator = GenerativeEvaluator(dataclasses.replace(config.data, root=str(faces / "train")), ["swd"],
+                                    len(heldout), device, cache_dir=cache_dir)
+    return evaluator.score(heldout)["swd/mean"]
+
+
+def progress_strip(samples: Path, path: Path, resolution: int, rows: int = 6) -> None:
+    """The first row of up to `rows` EMA sample grids spread over the run, top to bottom: the same
+    latents as training went on."""
+    from PIL import Image
+
+    grids = sorted(samples.glob("*-generator_ema.png"))
+    if not grids:
+        return
+    chosen = [grids[round(i * (len(grids) - 1) / max(1, rows - 1))] for i in range(min(rows, len(grids)))]
+    strips = []
+    for grid in dict.fromkeys(chosen):
+        with Image.open(grid) as image:  # make_grid's rows: 2 px of padding above and below each
+            strips.append(image.convert("RGB").crop((0, 0, image.width, resolution + 4)))
+    strip = Image.new("RGB", (strips[0].width, sum(part.height for part in strips)))
+    for index, part in enumerate(strips):
+        strip.paste(part, (0, sum(p.height for p in strips[:index])))
+    strip.save(path)
+
+
+def scalars_for_compare(run: Path, destination: Path) -> None:
+    """The run's config.toml and its scalars (no images) as a TensorBoard run `gan compare` reads:
+    small enough to come back from the GPU machine."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from torch.utils.tensorboard import SummaryWriter
+
+    destination.mkdir(parents=True, exist_ok=True)
+    shutil.copy(run / "config.toml", destination / "config.toml")
+    events = EventAccumulator(str(run), size_guidance={"scalars": 0}).Reload()
+    writer = SummaryWriter(str(destination))
+    for tag in events.Tags()["scalars"]:
+        for event in events.Scalars(tag):
+            writer.add_scalar(tag, event.value, event.step, walltime=event.wall_time)
+    writer.close()
+
+
 def environment(device_name: str) -> dict:
     import torch
 
@@ -311,6 +520,20 @@ def summary(report: dict) -> str:
         result = variant.get("error") or (f"{variant['images_per_s']:.0f} img/s, "
                                           f"{variant['ratio'] or 0:.2f}x baseline")
         lines.append(f"| ablation {report['ablation']['model']}: {label} | {result} | |")
+    scaling = report.get("scaling", {})
+    for row in scaling.get("rows", []):
+        busy = "" if row["gpu_busy_share"] is None else f", GPU busy {100 * row['gpu_busy_share']:.0f}% of the step"
+        ratio = "-" if row["ratio"] is None else f"{row['ratio']:.2f}x"
+        lines.append(f"| scaling {scaling['model']} batch {row['batch_size']} | {row['images_per_s']:.0f} img/s, "
+                     f"{ratio} baseline{busy} | |")
+    flagship = report.get("flagship", {})
+    if "best_swd_heldout" in flagship:
+        lines.append(f"| {flagship['label']}: {flagship['steps']} steps, {flagship['epochs']:.0f} epochs, "
+                     f"{flagship['wall_seconds']} s | best SWD {flagship['best_swd_heldout']:.2f} held-out, "
+                     f"{flagship['best_swd_train']:.2f} train, floor {flagship['real_vs_real_floor']:.2f} "
+                     f"({flagship['heldout_over_floor']:.2f}x) | held-out <= 3x floor |")
+    elif "error" in flagship:
+        lines.append(f"| flagship | error: {flagship['error'][:200]} | |")
     return "\n".join(lines)
 
 
@@ -322,9 +545,24 @@ def main() -> None:
     parser.add_argument("--tests-timeout", type=float, default=180.0)
     parser.add_argument("--bench-timeout", type=float, default=200.0)
     parser.add_argument("--stages", default="tests,bench,train,profile",
-                        help="comma-separated, of tests, bench, train, profile, ablation (default: all but "
-                             "ablation, which is for diagnosing a missed goal: about 2 more minutes)")
+                        help="comma-separated, of tests, bench, train, profile, ablation, scaling, flagship (default: "
+                             "the first four; ablation diagnoses a missed goal, about 2 more minutes; scaling about "
+                             "1 minute; flagship as long as --flagship-steps take)")
+    parser.add_argument("--flagship-steps", type=int, default=40000, help="planned length (instance noise anneals over it)")
+    parser.add_argument("--flagship-metrics-every", type=int, default=4000)
+    parser.add_argument("--flagship-seconds", type=float, default=420.0, help="stop (with a checkpoint) after this")
+    parser.add_argument("--flagship-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config override for the flagship run (repeatable)")
+    parser.add_argument("--flagship-label", default="flagship", help="names the flagship's output files")
+    parser.add_argument("--faces", type=Path, default=FACES128,
+                        help="the prepared faces: train/ and heldout/ (default: benchmarks/.gpu_check/faces128)")
+    parser.add_argument("--prepare-faces", type=Path, metavar="SOURCE",
+                        help="write SOURCE's faces at 128 px into --faces (the last --heldout by name held out) and exit")
+    parser.add_argument("--heldout", type=int, default=HELDOUT_FACES)
     args = parser.parse_args()
+    if args.prepare_faces:
+        prepare_faces(args.prepare_faces, args.faces, heldout=args.heldout)
+        return
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
 
@@ -341,10 +579,16 @@ def main() -> None:
 
     stages = [
         ("tests", lambda: stage_tests(out, args.tests_timeout)),
-        ("bench", lambda: stage_bench(out, args.bench_timeout, device, args.dry_run)),
-        ("train", lambda: stage_train(out, 8.0 if args.dry_run else args.train_seconds, device, args.dry_run)),
+        ("bench", lambda: stage_bench(out, args.bench_timeout, device, args.dry_run, args.faces)),
+        ("train", lambda: stage_train(out, 8.0 if args.dry_run else args.train_seconds, device, args.dry_run,
+                                      args.faces)),
         ("profile", lambda: stage_profile(out, device, args.dry_run)),
         ("ablation", lambda: stage_ablation(out, device, args.dry_run)),
+        ("scaling", lambda: stage_scaling(device, args.dry_run)),
+        ("flagship", lambda: stage_flagship(
+            out, device, args.dry_run, args.faces, 12 if args.dry_run else args.flagship_steps,
+            4 if args.dry_run else args.flagship_metrics_every, 120.0 if args.dry_run else args.flagship_seconds,
+            args.flagship_set, args.flagship_label)),
     ]
     chosen = args.stages.split(",")
     unknown = set(chosen) - {name for name, _ in stages}

@@ -2,8 +2,8 @@
 # The one-call GPU check: proves gan's CUDA path and measures it on a bare GPU machine
 # (its own Python with torch, no package registry, only this working tree).
 #
-#   benchmarks/gpu_check.sh --prepare        # here, where pip reaches a registry and ../shared exists:
-#                                            # wheels, the baseline and 512 real faces into benchmarks/.gpu_check/
+#   benchmarks/gpu_check.sh --prepare        # here, where pip reaches a registry and ../shared exists: wheels,
+#                                            # the baseline and 5,000 real faces at 128 px into benchmarks/.gpu_check/
 #   benchmarks/gpu_check.sh [OUT_DIR [ARGS]] # on the GPU machine: offline install, then the checks (ARGS: gpu_check.py --help);
 #                                            # results in OUT_DIR (default $OUT, else ./gpu_check_out)
 #   benchmarks/gpu_check.sh --dry-run [DIR]  # the same sequence on the CPU at toy sizes (a test runs it)
@@ -16,11 +16,11 @@ SHARED=../shared
 
 case "${1:-}" in
   --prepare)
-    rm -rf "$PREPARED" && mkdir -p "$PREPARED/wheels" "$PREPARED/faces/train"
+    rm -rf "$PREPARED" && mkdir -p "$PREPARED/wheels"
     # torch-fidelity (pure Python) is what a torch image usually lacks; the rest is there.
     python -m pip download -q --no-deps --only-binary=:all: -d "$PREPARED/wheels" "torch-fidelity>=0.4,<0.5"
     cp "$SHARED/bench/baseline.py" "$PREPARED/baseline.py"
-    find "$SHARED/data/faces_wild/train" -name '*.jpg' | sort | head -n 512 | xargs cp -t "$PREPARED/faces/train"
+    python benchmarks/gpu_check.py --prepare-faces "$SHARED/data/faces_wild/train"  # 4,500 train + 500 held out
     du -sh "$PREPARED"
     exit 0
     ;;

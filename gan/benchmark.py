@@ -111,13 +111,16 @@ def load_baseline(path: Path) -> ModuleType:
     return module
 
 
-def baseline_step(module: ModuleType, name: str, device: torch.device) -> tuple[Callable[[], None], int]:
+def baseline_step(module: ModuleType, name: str, device: torch.device,
+                  batch_size: int | None = None) -> tuple[Callable[[], None], int]:
+    """(one training iteration of the baseline's `name`, batch size: its default unless given)."""
     default_batch, build = module.MODELS[name]
+    batch_size = batch_size or default_batch
     torch.manual_seed(0)
-    setup = build(default_batch, device, SimpleNamespace(vgg=False))
+    setup = build(batch_size, device, SimpleNamespace(vgg=False))
     for network in setup["G"] + setup["D"]:
         network.train()
-    return setup["step"], default_batch
+    return setup["step"], batch_size
 
 
 def _sync(device: torch.device) -> None:
@@ -177,14 +180,17 @@ class _Side:
 
 def bench_model(name: str, device: torch.device, baseline: ModuleType | None, rounds: int, iterations: int,
                 warmup: int, fast: bool, flops: bool, round_seconds: float = 2.0, log=sys.stderr,
-                overrides: tuple[str, ...] = ()) -> Row:
+                overrides: tuple[str, ...] = (), batch_size: int | None = None) -> Row:
     """Time `name`, ours (with config `overrides`) and the baseline's, in `rounds` alternating rounds
-    of `iterations` steps (0: as many as take about `round_seconds`, judged from one timed step of ours)."""
+    of `iterations` steps (0: as many as take about `round_seconds`, judged from one timed step of ours).
+    `batch_size` replaces the canonical batch on both sides."""
+    if batch_size:
+        overrides = (*overrides, f"train.batch_size={batch_size}")
     step, batch = our_step(name, device, fast, overrides)
     sides = {"ours": _Side(step, batch, device)}
     baseline_name = CASES[name].baseline
     if baseline is not None and baseline_name is not None:
-        sides["baseline"] = _Side(*baseline_step(baseline, baseline_name, device), device)
+        sides["baseline"] = _Side(*baseline_step(baseline, baseline_name, device, batch_size), device)
     for side in sides.values():
         for _ in range(warmup):
             side.step()

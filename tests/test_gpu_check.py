@@ -3,8 +3,11 @@
 import json
 import subprocess
 
+import sys
+
 import pytest
-from conftest import REPO
+from conftest import REPO, random_rgb
+from PIL import Image
 
 
 @pytest.mark.slow
@@ -25,3 +28,37 @@ def test_the_gpu_check_dry_run_runs_every_stage_and_writes_its_report(tmp_path):
     variants = report["ablation"]["variants"]
     assert variants["defaults"]["images_per_s"] > 0 and variants["compile off"]["images_per_s"] > 0
     assert "| pytest -m cuda |" in (tmp_path / "summary.md").read_text() and "| check |" in result.stdout
+
+
+@pytest.mark.slow
+def test_the_dry_run_prepares_faces_then_scales_the_batch_and_trains_the_flagship(tmp_path):
+    source, faces, out = tmp_path / "crops", tmp_path / "faces128", tmp_path / "out"
+    source.mkdir()
+    for index in range(24):  # in-the-wild crops: not square, of varied size
+        random_rgb((60 + index, 50 + 2 * index), seed=index).save(source / f"{index:03d}.png")
+    script = str(REPO / "benchmarks" / "gpu_check.py")
+    subprocess.run([sys.executable, script, "--prepare-faces", str(source), "--faces", str(faces), "--heldout", "8"],
+                   check=True, capture_output=True, timeout=120)
+    assert sorted(path.name for path in (faces / "heldout").iterdir()) == [f"{i:03d}.jpg" for i in range(16, 24)]
+    assert len(list((faces / "train").iterdir())) == 16  # the held-out faces are never trained on
+    with Image.open(faces / "train" / "005.jpg") as face:
+        assert face.size == (128, 128)
+    result = subprocess.run([sys.executable, script, "--dry-run", "--out", str(out), "--faces", str(faces),
+                             "--stages", "scaling,flagship", "--flagship-label", "ada",
+                             "--flagship-set", "loss.diffaugment=color", "--flagship-set", "loss.augment_p=adaptive"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((out / "gpu_check.json").read_text())
+    assert [row["batch_size"] for row in report["scaling"]["rows"]] == [8, 16]
+    assert all(row["images_per_s"] > 0 for row in report["scaling"]["rows"])
+    flagship = report["flagship"]
+    assert "error" not in flagship, flagship
+    assert flagship["steps"] == 12 and [row["step"] for row in flagship["swd_history"]] == [4, 8, 12]
+    assert flagship["real_vs_real_floor"] > 0 and flagship["best_swd_heldout"] > 0 and flagship["best_swd_train"] > 0
+    assert flagship["heldout_over_floor"] == pytest.approx(flagship["best_swd_heldout"] / flagship["real_vs_real_floor"])
+    assert "loss.augment_p=adaptive" in flagship["overrides"]
+    assert 'augment_p = "adaptive"' in (out / "ada-run" / "config.toml").read_text()
+    assert list((out / "ada-run").glob("events.out.tfevents.*"))  # scalars for gan compare
+    for name in ("ada_best.png", "ada_progress.png"):
+        assert (out / name).stat().st_size > 0
+    assert "| ada: 12 steps" in (out / "summary.md").read_text()
