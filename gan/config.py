@@ -217,9 +217,14 @@ def read_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
         if not path.is_file():
             raise ConfigError(f"config file '{path}' does not exist")
         try:
-            tree = tomllib.loads(path.read_text())
+            tree = tomllib.loads(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as error:
+            raise ConfigError(f"{path}: not UTF-8 text (byte {error.start}: {error.object[error.start:error.start + 1]!r}); "
+                              "TOML config files are UTF-8") from None
         except tomllib.TOMLDecodeError as error:
             raise ConfigError(f"{path}: not valid TOML: {error}") from None
+        except OSError as error:
+            raise ConfigError(f"config file '{path}' cannot be read: {error.strerror or error}") from None
         _upgrade_written_config(tree)
     for assignment in overrides:
         apply_override(tree, assignment)
@@ -293,6 +298,12 @@ def check_values(config: Config) -> None:
     _check_choice("loss.vgg_arch", config.loss.vgg_arch, ("vgg16", "vgg19"))
     _check_range("data.jpeg_quality", data.jpeg_quality, 0, 100)
     _check_range("metrics.num_samples", config.metrics.num_samples, 2, MAX_METRIC_SAMPLES)
+    _check_range("log.num_samples", config.log.num_samples, 1, MAX_PREVIEW_SAMPLES)
+    _check_range("data.resolution", data.resolution, 1, MAX_RESOLUTION)
+    _check_range("data.synthetic_size", data.synthetic_size, 1, math.inf)
+    _check_range("loss.gp_weight", loss.gp_weight, 0.0, math.inf)
+    _check_range("loss.vgg_feature_scale", loss.vgg_feature_scale, 0.0, math.inf)
+    _check_text(config)
     _check_range("train.seed", config.train.seed, 0, 2**32 - 1)
     for key in ("train.g_lr", "train.d_lr"):
         _check_range(key, getattr(config.train, key.split(".")[1]), 0, math.inf)
@@ -312,6 +323,21 @@ def check_values(config: Config) -> None:
 
 
 MAX_METRIC_SAMPLES = 1_000_000  # 20x FID's customary 50,000; more is a typo that would exhaust memory
+MAX_PREVIEW_SAMPLES = 1024  # a 32x32 grid: more is no grid a person can look at, and costs memory every preview
+MAX_RESOLUTION = 8192  # pixels a side; more is a typo (a 8192^2 batch of 64 is already 50 GB of float input)
+
+
+def _check_text(config: Config) -> None:
+    """Every string must be text that config.toml can hold: a `--set` value with bytes that are not
+    UTF-8 (read from the command line as lone surrogates) would make a file no resume can read."""
+    for key, value in flatten_config(config_to_dict(config)).items():
+        for text in value if isinstance(value, list) else [value]:
+            if isinstance(text, str):
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise ConfigError(f"{key} holds bytes that are not UTF-8 text: "
+                                      f"{text.encode('utf-8', 'backslashreplace').decode()[:80]!r}") from None
 PATH_KEYS = ("data.root", "data.val_root", "data.a_root", "data.b_root", "data.cache_dir", "model.init_generator",
              "loss.vgg_weights", "metrics.inception_weights", "metrics.cache_dir", "metrics.root")
 
@@ -355,9 +381,11 @@ def _check_choice(key: str, value: Any, choices: tuple) -> None:
 
 
 def _check_range(key: str, value: float, low: float, high: float) -> None:
-    if not low <= value <= high:
+    """`value` in [low, high]; a bound of inf means "no bound", never that infinity is a value."""
+    if not (low <= value <= high and math.isfinite(value)):
         bound = f">= {low}" if high == math.inf else f"in [{low}, {high}]"
-        raise ConfigError(f"{key} must be {bound}, got {value}")
+        finite = "" if math.isfinite(value) or math.isnan(value) else "a finite number "
+        raise ConfigError(f"{key} must be {finite}{bound}, got {value}")
 
 
 def config_from_dict(tree: dict[str, Any]) -> Config:
@@ -380,6 +408,14 @@ def flatten_config(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 # ----------------------------------------------------------------------------- writing
 
 
+_TOML_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r", "\b": "\\b", "\f": "\\f"}
+
+
+def _is_control(char: str) -> bool:
+    """A character TOML's basic strings hold only as an escape."""
+    return ord(char) < 0x20 or ord(char) == 0x7F
+
+
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -392,8 +428,8 @@ def _toml_value(value: Any) -> str:
             return "inf" if value > 0 else "-inf"
         return repr(value)
     if isinstance(value, str):
-        escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-        return f'"{escaped}"'
+        return '"' + "".join(_TOML_ESCAPES.get(char) or (f"\\u{ord(char):04x}" if _is_control(char) else char)
+                             for char in value) + '"'
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(item) for item in value) + "]"
     if value is None:

@@ -7,16 +7,37 @@ none of them has to know about it.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from gan.augment import parse_policy
-from gan.config import Config, read_config
+from gan.config import Config, config_to_dict, flatten_config, read_config
 from gan.data import DATASETS
 from gan.losses import ADVERSARIAL_LOSSES
 from gan.metrics.generative import check_metric_names
 from gan.nets import resolve_network_args
 from gan.recipes import RECIPES
 from gan.registry import ConfigError, suggest
+
+
+# Keys that only some recipes read: set away from their default for another recipe, they
+# would change nothing, which a user who set them cannot tell from the run.
+RECIPE_KEYS = {
+    "loss.instance_noise": ("dcgan",), "loss.instance_noise_steps": ("dcgan",), "train.d_steps": ("dcgan",),
+    "loss.l1_weight": ("pix2pix",),
+    "loss.cycle_weight": ("cyclegan",), "loss.identity_weight": ("cyclegan",), "loss.pool_size": ("cyclegan",),
+    **{key: ("srgan", "srresnet") for key in ("loss.content", "loss.vgg_layer", "loss.vgg_arch", "loss.vgg_weights",
+                                              "loss.vgg_feature_scale", "model.init_generator")},
+}
+
+
+def warn_about_ignored_keys(config: Config) -> None:
+    """One warning naming every key set for another recipe than `config.recipe`."""
+    defaults, values = flatten_config(config_to_dict(Config())), flatten_config(config_to_dict(config))
+    ignored = [f"{key} = {values[key]!r} ({' and '.join(recipes)} only)" for key, recipes in RECIPE_KEYS.items()
+               if config.recipe not in recipes and values[key] != defaults[key]]
+    if ignored:
+        warnings.warn(f"recipe '{config.recipe}' ignores {'; '.join(ignored)}", stacklevel=3)
 
 
 def resolve_names(config: Config) -> Config:
@@ -37,6 +58,7 @@ def resolve_names(config: Config) -> Config:
                           f"known: {', '.join(ADVERSARIAL_LOSSES)}")
     check_metric_names(config.metrics.names, "metrics.names")
     parse_policy(config.loss.diffaugment, "loss.diffaugment")
+    warn_about_ignored_keys(config)
     return config
 
 

@@ -53,7 +53,11 @@ def coerce(value: Any, annotation: Any, key: str) -> Any:
             return value
     elif annotation is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            try:
+                return float(value)
+            except OverflowError:  # an integer of hundreds of digits
+                raise ConfigError(f"{key} must be a finite number, got an integer of {len(str(value))} digits, "
+                                  "beyond any float") from None
     elif annotation is str:
         if isinstance(value, str):
             return value

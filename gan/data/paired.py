@@ -96,10 +96,22 @@ def _name_key(root: Path, path: Path) -> str:
     return path.relative_to(root).with_suffix("").as_posix()
 
 
+def _files_by_name(folder: Path) -> dict[str, Path]:
+    """The images of `folder` by relative name without extension; two files of one name
+    (`0.png` and `0.jpg`) are an error, since either could be the pair's side."""
+    files: dict[str, Path] = {}
+    for path in find_images(folder):
+        name = _name_key(folder, path)
+        if name in files:
+            raise ValueError(f"'{files[name]}' and '{path}' have the same name without extension, so the pair "
+                             f"'{name}' is ambiguous: keep one of them (files pair by name without extension)")
+        files[name] = path
+    return files
+
+
 def matched_folders(root: Path) -> list[tuple[Path, Path]]:
     """Files of root/A and root/B paired by relative name; any unmatched name is an error."""
-    a_files = {_name_key(root / "A", p): p for p in find_images(root / "A")}
-    b_files = {_name_key(root / "B", p): p for p in find_images(root / "B")}
+    a_files, b_files = _files_by_name(root / "A"), _files_by_name(root / "B")
     problems = []
     for side, other, mine, theirs in (("A", "B", a_files, b_files), ("B", "A", b_files, a_files)):
         alone = sorted(set(mine) - set(theirs))

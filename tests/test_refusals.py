@@ -1,0 +1,79 @@
+"""Nonsense is refused before anything runs, in one line naming the key and what was expected:
+values that would train something else than asked, or crash later with a raw traceback."""
+
+import warnings
+
+import pytest
+from click.testing import CliRunner
+from conftest import REPO, random_rgb
+
+from gan.cli import main
+from gan.config import dump_config
+from gan.data.paired import paired_dataset
+from gan.registry import ConfigError
+from gan.resolve import load_config
+
+
+@pytest.mark.parametrize("assignment, expected", [
+    ("train.g_lr=1" + "0" * 400, "train.g_lr must be a finite number, got an integer of 401 digits"),  # OverflowError
+    ("train.g_lr=1e400", "train.g_lr must be a finite number >= 0, got inf"),
+    ("train.d_lr=inf", "train.d_lr must be a finite number >= 0, got inf"),
+    ("data.synthetic_size=0", "data.synthetic_size must be >= 1, got 0"),  # a ZeroDivisionError before
+    ("loss.gp_weight=-10", "loss.gp_weight must be >= 0.0, got -10"),  # the penalty would become a reward
+    ("loss.vgg_feature_scale=-1", "loss.vgg_feature_scale must be >= 0.0"),
+    ("log.num_samples=100000000", "log.num_samples must be in [1, 1024], got 100000000"),  # allocation error
+    ("data.resolution=1000000", "data.resolution must be in [1, 8192]"),
+])
+def test_values_that_would_crash_or_mislead_are_refused(assignment, expected):
+    with pytest.raises(ConfigError, match=expected.replace("[", "\\[").replace("(", "\\(")):
+        load_config(REPO / "experiments" / "dcgan_demo.toml", [assignment])
+
+
+def test_every_string_written_to_config_toml_reads_back(tmp_path):
+    # Control characters once made a config.toml that the next --resume could not read.
+    text = "".join(chr(code) for code in range(1, 32)) + "\x7f quote\" back\\slash é ☃"
+    config = load_config(None, [f"data.root={text}", f"metrics.cache_dir=a\tb\rc"])
+    path = tmp_path / "config.toml"
+    path.write_text(dump_config(config), encoding="utf-8")
+    again = load_config(path)
+    assert again.data.root == text and again.metrics.cache_dir == "a\tb\rc"
+    assert again == config
+
+
+def test_command_line_bytes_that_are_not_utf8_are_refused_not_written():
+    # A shell passes undecodable bytes as lone surrogates; config.toml could not hold them.
+    with pytest.raises(ConfigError, match="data.root holds bytes that are not UTF-8 text"):
+        load_config(None, ["data.root=/data/caf\udce9"])
+
+
+def test_a_config_file_that_is_not_utf8_is_named(tmp_path):
+    path = tmp_path / "latin1.toml"
+    path.write_bytes('recipe = "dcgan"\n[data]\nroot = "caf\xe9"\n'.encode("latin-1"))
+    with pytest.raises(ConfigError, match="latin1.toml: not UTF-8 text"):
+        load_config(path)
+    result = CliRunner().invoke(main, ["train", str(path)])
+    assert result.exit_code == 2 and "not UTF-8 text" in result.output and "Traceback" not in result.output
+
+
+def test_keys_of_another_recipe_are_warned_about():
+    with pytest.warns(UserWarning, match=r"recipe 'dcgan' ignores loss.l1_weight = 5.0 \(pix2pix only\); "
+                                         r"loss.cycle_weight = 3.0 \(cyclegan only\)"):
+        load_config(REPO / "experiments" / "dcgan_demo.toml", ["loss.cycle_weight=3", "loss.l1_weight=5"])
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "experiments").glob("*.toml")), ids=lambda path: path.name)
+def test_no_shipped_config_sets_a_key_its_recipe_ignores(path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_config(path)
+
+
+def test_paired_folders_with_two_files_of_one_name_are_refused(tmp_path):
+    # A/0.png and A/0.jpg: one of them was silently dropped.
+    for side in ("A", "B"):
+        (tmp_path / "train" / side).mkdir(parents=True)
+        for index in range(2):
+            random_rgb((16, 16), seed=index).save(tmp_path / "train" / side / f"{index}.png")
+    random_rgb((16, 16), seed=9).save(tmp_path / "train" / "A" / "0.jpg")
+    with pytest.raises(ValueError, match=r"0\.(png|jpg)' and .*0\.(png|jpg)' have the same name without extension"):
+        paired_dataset(tmp_path, "train", 16)
