@@ -13,6 +13,7 @@ import json
 import math
 import random
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +42,35 @@ def checkpoint_step(path: Path) -> int | None:
 
 
 def list_checkpoints(run_dir: Path) -> list[Path]:
-    """Checkpoints in `run_dir`, oldest step first."""
+    """Checkpoints in `run_dir`, oldest step first by their names (`checkpoints_by_content` reads
+    the steps they hold)."""
     found = [(step, p) for p in run_dir.glob("checkpoint-*.pt") if (step := checkpoint_step(p)) is not None]
     return [path for _, path in sorted(found)]
+
+
+def stored_step(path: Path) -> int | None:
+    """The step a checkpoint holds, read cheaply (memory-mapped: the tensors are not read);
+    None for a file that does not load as a checkpoint."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - a damaged or foreign file: the resume's fallback reports it
+        return None
+    step = state.get("step") if isinstance(state, dict) else None
+    return step if isinstance(step, int) else None
+
+
+def checkpoints_by_content(run_dir: Path) -> list[tuple[int, Path]]:
+    """(step, path) of the checkpoints in `run_dir`, oldest first by the step each holds, with a
+    warning for a name that disagrees (a copy renamed by hand). A file that does not load keeps
+    the step of its name, so that a resume tries it in its place and reports it."""
+    found = []
+    for path in list_checkpoints(run_dir):
+        named, held = checkpoint_step(path), stored_step(path)
+        if held is not None and held != named:
+            warnings.warn(f"'{path}' holds step {held}, not the {named} of its name: it is ordered by the step "
+                          "it holds", stacklevel=2)
+        found.append((named if held is None else held, path))
+    return sorted(found)
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
@@ -69,14 +96,14 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu",
 
 
 def resolve_checkpoint(run_or_file: Path) -> Path:
-    """A checkpoint file itself, or the newest checkpoint in a run directory."""
+    """A checkpoint file itself, or the newest checkpoint in a run directory (by the step it holds)."""
     if run_or_file.is_file():
         return run_or_file
     if run_or_file.is_dir():
-        found = list_checkpoints(run_or_file)
+        found = checkpoints_by_content(run_or_file)
         if not found:
             raise CheckpointError(f"no checkpoint-*.pt in run directory '{run_or_file}'")
-        return found[-1]
+        return found[-1][1]
     raise CheckpointError(f"'{run_or_file}' is neither a checkpoint file nor a run directory")
 
 
@@ -103,9 +130,14 @@ class BestCheckpoint:
             try:
                 saved = json.loads(record.read_text())
             except (OSError, ValueError):
-                saved = {}  # a damaged record: the next evaluation writes a new best
-            if saved.get("metric") == metric and isinstance(saved.get("value"), (int, float)):
-                self.value = float(saved["value"])
+                saved = None
+            value = saved.get("value") if isinstance(saved, dict) else None
+            usable = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            if not usable:  # NaN, text, a torn file: it would never be beaten, freezing best.pt
+                warnings.warn(f"'{record}' is malformed ({str(value if saved else 'unreadable')[:40]} is no "
+                              "metric value): the next evaluation replaces it and best.pt", stacklevel=2)
+            elif saved.get("metric") == metric:
+                self.value = float(value)
 
     def improves(self, value: float) -> bool:
         if not math.isfinite(value):
@@ -120,10 +152,16 @@ class BestCheckpoint:
         self.value = value
 
 
-def prune_checkpoints(run_dir: Path, keep: int) -> None:
-    """Delete all but the newest `keep` checkpoints."""
-    for path in list_checkpoints(run_dir)[:-keep]:
-        path.unlink(missing_ok=True)
+def prune_checkpoints(run_dir: Path, keep: int, written: Path) -> None:
+    """Delete all but the newest `keep` checkpoints by the steps they hold, never one that holds a
+    later step than `written` (the checkpoint just saved), whatever the names say."""
+    ordered = checkpoints_by_content(run_dir)
+    newest = next((step for step, path in ordered if path == written), None)
+    if newest is None:
+        return
+    for step, path in ordered[:-keep]:
+        if step < newest:
+            path.unlink(missing_ok=True)
 
 
 def capture_rng_state() -> dict[str, Any]:

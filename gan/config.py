@@ -304,6 +304,9 @@ def check_values(config: Config) -> None:
     _check_range("loss.gp_weight", loss.gp_weight, 0.0, math.inf)
     _check_range("loss.vgg_feature_scale", loss.vgg_feature_scale, 0.0, math.inf)
     _check_text(config)
+    if config.metrics.root and data.dataset not in ("celeba", "folder"):
+        raise ConfigError(f"metrics.root is read as [data] says, and data.dataset '{data.dataset}' has no image "
+                          "folder to read it with (celeba or folder do)")
     _check_range("train.seed", config.train.seed, 0, 2**32 - 1)
     for key in ("train.g_lr", "train.d_lr"):
         _check_range(key, getattr(config.train, key.split(".")[1]), 0, math.inf)

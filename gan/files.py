@@ -72,7 +72,10 @@ def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
         os.replace(temp, path)
         _fsync_folder(path.parent)
     except BaseException as error:
-        temp.unlink(missing_ok=True)
+        try:
+            temp.unlink(missing_ok=True)
+        except OSError:  # (its folder gone or unwritable): the write's own error is the one to report
+            pass
         if not _is_write_failure(error):
             raise
         reason = (str(error).splitlines() or [type(error).__name__])[0]
@@ -102,13 +105,37 @@ def remove_stale_temps(folder: Path) -> None:
         temp.unlink(missing_ok=True)
 
 
+# Descriptors of the run locks this process holds. A forked child (a DataLoader worker) shares
+# their open files, and with them the flock: after a kill -9 of the trainer its workers would
+# hold the run directory locked until they notice and exit, refusing an immediate restart. So
+# every child drops them at once (`_drop_inherited_locks`); exec'd children never get them
+# (Python opens files close-on-exec).
+_HELD_LOCK_DESCRIPTORS: set[int] = set()
+
+
+def _drop_inherited_locks() -> None:
+    """In a forked child: point each held lock's descriptor at /dev/null, which ends the child's
+    share in the lock (the parent's stays) and leaves the child's file object a harmless one."""
+    if not _HELD_LOCK_DESCRIPTORS:
+        return
+    null = os.open(os.devnull, os.O_RDWR)
+    for descriptor in _HELD_LOCK_DESCRIPTORS:
+        os.dup2(null, descriptor)
+    os.close(null)
+    _HELD_LOCK_DESCRIPTORS.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_drop_inherited_locks)
+
+
 class RunLock:
     """An exclusive lock on a run directory for the life of a training process.
 
     It is an advisory `flock` on `<run_dir>/.lock`: the kernel releases it when the process
-    ends in any way, kill -9 included, so a lock is never stale. A second writer fails at once
-    with the holder's pid. Readers (sample, translate, eval, export) take no lock: they only
-    ever see complete files.
+    ends in any way, kill -9 included, so a lock is never stale. Forked children (DataLoader
+    workers) do not keep it (above). A second writer fails at once with the holder's pid.
+    Readers (sample, translate, eval, export) take no lock: they only ever see complete files.
     """
 
     def __init__(self, run_dir: Path):
@@ -133,9 +160,11 @@ class RunLock:
         handle.write(f"{os.getpid()}\n")
         handle.flush()
         self._handle = handle
+        _HELD_LOCK_DESCRIPTORS.add(handle.fileno())
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         if self._handle is not None:
+            _HELD_LOCK_DESCRIPTORS.discard(self._handle.fileno())
             self._handle.close()  # closing releases the flock
             self._handle = None

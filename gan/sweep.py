@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Callable
 
-from gan.checkpoint import checkpoint_step, list_checkpoints
+from gan.checkpoint import checkpoints_by_content
 from gan.files import write_text_atomically
 from gan.progress import format_duration
 from gan.registry import ConfigError
@@ -120,8 +120,8 @@ def write_manifest(out: Path, text: str) -> None:
 
 def finished(run_dir: Path, steps: int) -> bool:
     """Whether the run has a checkpoint of its last step (or later)."""
-    checkpoints = list_checkpoints(run_dir) if run_dir.is_dir() else []
-    return bool(checkpoints) and checkpoint_step(checkpoints[-1]) >= steps
+    checkpoints = checkpoints_by_content(run_dir) if run_dir.is_dir() else []
+    return bool(checkpoints) and checkpoints[-1][0] >= steps
 
 
 def train_command(config: Path, sets: list[str], run: SweepRun, run_dir: Path, device: str | None,
@@ -142,12 +142,24 @@ class _Running:
     log: IO[str] | None
 
 
+def planned_steps(config: Path, sets: list[str], runs: list[SweepRun]) -> dict[str, int]:
+    """Each run's `train.steps`, from its whole config: every grid point is checked (keys, types,
+    ranges, names), so a sweep that cannot run says so before it writes anything."""
+    steps = {}
+    for run in runs:
+        try:
+            steps[run.name] = load_config(config, [*sets, *run.overrides]).train.steps
+        except ConfigError as error:
+            raise ConfigError(f"run {run.name} ({' '.join(run.overrides) or 'no overrides'}): {error}") from None
+    return steps
+
+
 def run_sweep(config: Path, sets: list[str], runs: list[SweepRun], out: Path, jobs: int, devices: list[str],
               say: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)) -> list[str]:
     """Train the runs that are not finished, `jobs` at a time; returns the names of those that
     failed. With one job the run's own progress shows in the terminal; with more, each writes
     to DIR/logs/<name>.log. `devices`: one per job slot in turn (GPUs), or empty (the default)."""
-    steps = {run.name: load_config(config, [*sets, *run.overrides]).train.steps for run in runs}
+    steps = planned_steps(config, sets, runs)
     to_do = [run for run in runs if not finished(out / run.name, steps[run.name])]
     say(f"sweep '{out}': {len(runs)} runs, {len(runs) - len(to_do)} finished, {len(to_do)} to do"
         + (f", {jobs} at a time" if jobs > 1 else ""))

@@ -26,7 +26,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -38,6 +38,7 @@ from gan.checkpoint import (
     CheckpointError,
     capture_rng_state,
     checkpoint_path,
+    checkpoints_by_content,
     list_checkpoints,
     load_checkpoint,
     prune_checkpoints,
@@ -62,6 +63,7 @@ from gan.health import HealthWatch
 from gan.images import image_grid, save_image_grid
 from gan.metrics.generative import GenerativeEvaluator, score_generator
 from gan.nets import first_mismatch
+from gan.preflight import check_run_can_finish
 from gan.progress import Progress, format_duration
 from gan.recipes import RECIPES
 from gan.recipes.base import AutocastFactory, Recipe
@@ -83,6 +85,24 @@ class NonFiniteLossError(RuntimeError):
             what = f"became NaN or infinite at step {step}"
         super().__init__(f"'{term}' {what}; stopping ({kept}). Lower the learning rates or check the data.")
         self.step, self.term, self.checkpoint = step, term, checkpoint
+
+
+# The periodic side tasks of the loop, and the key that switches each off.
+SIDE_TASKS = {"logging": "log.every", "previews": "log.image_every", "validation": "log.eval_every",
+              "generative metrics": "metrics.every=0", "the best checkpoint": 'train.keep_best=""'}
+
+
+class SideTaskError(RuntimeError):
+    """A periodic side task (previews, validation, metrics, best.pt, TensorBoard logging) failed
+    after training began; the loop wrote a checkpoint of the step first, so nothing is lost."""
+
+    def __init__(self, task: str, step: int, error: Exception, checkpoint: Path | None, run_dir: Path,
+                 save_error: Exception | None = None):
+        reason = (str(error).strip().splitlines() or [""])[0][:300]
+        kept = (f"training stopped with a checkpoint of step {step} ('{checkpoint}'), so nothing is lost"
+                if save_error is None else f"no checkpoint could be written ({save_error}); '{checkpoint}' is kept")
+        super().__init__(f"{task} failed at step {step} ({type(error).__name__}: {reason}); {kept}. Fix the cause "
+                         f"(or switch it off: {SIDE_TASKS[task]}), then: gan train --resume {run_dir}")
 
 
 @dataclass
@@ -238,7 +258,7 @@ class StopRequest:
 def _newest_loadable_checkpoint(run_dir: Path) -> tuple[Path, dict[str, Any]]:
     """The newest checkpoint in `run_dir` that loads and holds a whole training state; warns
     about any newer broken ones."""
-    found = list_checkpoints(run_dir)
+    found = [path for _, path in checkpoints_by_content(run_dir)]  # by the step each holds, not its name
     if not found:
         raise CheckpointError(f"cannot resume: no checkpoint-*.pt in '{run_dir}'")
     for path in reversed(found):
@@ -289,6 +309,7 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
     best = _best_checkpoint(config, recipe, evaluator, run_dir) if main else None
     health = HealthWatch(saturation_scores=config.loss.adversarial in ("vanilla", "lsgan")) if main else None
     unconditional = hasattr(recipe, "evaluation_generator")
+    check_run_can_finish(config, run_dir, evaluation_set=not unconditional)  # every path still to be read, now
     real_images: torch.Tensor | None = None  # a first batch of real images, for the collapse check
     if group.distributed:
         _prepare_data_parallel(recipe, config, device, group)
@@ -345,7 +366,7 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
             kept = f"'{last_checkpoint}' is kept" if last_checkpoint else "no checkpoint was written yet"
             warnings.warn(f"{error}; training goes on and retries at the next checkpoint ({kept})", stacklevel=2)
             return last_checkpoint
-        prune_checkpoints(run_dir, train_config.keep_checkpoints)
+        prune_checkpoints(run_dir, train_config.keep_checkpoints, path)
         saved_step = at_step
         return path
 
@@ -382,41 +403,52 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
                 elif step % log_config.every == 0:  # an all-reduce; rarely, so no per-step sync
                     stopping = any_rank(stop.signal_name is not None, group, device)
 
-                if step % log_config.every == 0 or last or step == start_step + 1:
-                    _raise_if_non_finite(watch, last_checkpoint)
-                    _raise_if_weights_diverged(recipe, step, train_config.divergence_bound, last_checkpoint)
-                    now = time.perf_counter()
-                    busy = max(now - timer_start - paused, 1e-9)  # leaves out writing grids and checkpoints
-                    images_per_second = (step - timer_step) * train_config.batch_size / busy
-                    timer_start, timer_step, paused = now, step, 0.0
-                    means = watch.means()
-                    _log_scalars(writer, step, means, recipe, images_per_second, train_config)
-                    if health:
-                        for name, value in health.window(step, means).items():
-                            writer.add_scalar(name, value, step)
-                    if device.type == "cuda":  # the allocator's own count: no sync
-                        writer.add_scalar("perf/peak_memory_mib", torch.cuda.max_memory_allocated(device) / 2**20, step)
-                    progress.update(step, means, images_per_second)
-
-                io_start = time.perf_counter()
-                if not main:
-                    continue
-                previews = step % log_config.image_every == 0 or last
-                validation = log_config.eval_every and (step % log_config.eval_every == 0 or last)
-                scoring = evaluator and (step % config.metrics.every == 0 or last)
-                with uncompiled():  # other batch sizes, eval mode, no_grad: never the training graphs
-                    if previews or scoring:
-                        _prepare_outputs(recipe, step)
-                    if previews:
-                        grids = _write_previews(recipe, writer, run_dir, step)
-                        if health and unconditional and "generator" in grids and real_images is not None:
-                            for name, value in health.samples(step, grids["generator"], real_images).items():
+                task = "logging"  # what a failure below was doing: the side tasks of this step
+                try:
+                    if step % log_config.every == 0 or last or step == start_step + 1:
+                        _raise_if_non_finite(watch, last_checkpoint)
+                        _raise_if_weights_diverged(recipe, step, train_config.divergence_bound, last_checkpoint)
+                        now = time.perf_counter()
+                        busy = max(now - timer_start - paused, 1e-9)  # leaves out writing grids and checkpoints
+                        images_per_second = (step - timer_step) * train_config.batch_size / busy
+                        timer_start, timer_step, paused = now, step, 0.0
+                        means = watch.means()
+                        _log_scalars(writer, step, means, recipe, images_per_second, train_config)
+                        if health:
+                            for name, value in health.window(step, means).items():
                                 writer.add_scalar(name, value, step)
-                    scores = _log_validation(recipe, writer, step) if validation else {}
-                    if scoring:
-                        scores.update(_log_generative_metrics(evaluator, recipe, writer, run_dir, step))
-                    if best and best.metric in scores and best.improves(scores[best.metric]):
-                        _save_best(best, recipe, config, step, samples_seen, scores[best.metric])
+                        if device.type == "cuda":  # the allocator's own count: no sync
+                            writer.add_scalar("perf/peak_memory_mib",
+                                              torch.cuda.max_memory_allocated(device) / 2**20, step)
+                        progress.update(step, means, images_per_second)
+
+                    io_start = time.perf_counter()
+                    if not main:
+                        continue
+                    previews = step % log_config.image_every == 0 or last
+                    validation = log_config.eval_every and (step % log_config.eval_every == 0 or last)
+                    scoring = evaluator and (step % config.metrics.every == 0 or last)
+                    with uncompiled():  # other batch sizes, eval mode, no_grad: never the training graphs
+                        task = "previews"
+                        if previews or scoring:
+                            _prepare_outputs(recipe, step)
+                        if previews:
+                            grids = _write_previews(recipe, writer, run_dir, step)
+                            if health and unconditional and "generator" in grids and real_images is not None:
+                                for name, value in health.samples(step, grids["generator"], real_images).items():
+                                    writer.add_scalar(name, value, step)
+                        task = "validation"
+                        scores = _log_validation(recipe, writer, step) if validation else {}
+                        task = "generative metrics"
+                        if scoring:
+                            scores.update(_log_generative_metrics(evaluator, recipe, writer, run_dir, step))
+                        task = "the best checkpoint"
+                        if best and best.metric in scores and best.improves(scores[best.metric]):
+                            _save_best(best, recipe, config, step, samples_seen, scores[best.metric])
+                except NonFiniteLossError:
+                    raise
+                except Exception as error:  # noqa: BLE001 - a side task must not cost the steps trained
+                    raise _side_task_failed(task, step, error, save, saved_step, last_checkpoint, run_dir) from error
                 if step % train_config.checkpoint_every == 0 or last or stopping:
                     last_checkpoint = save(step, final=last or stopping)
                 paused += time.perf_counter() - io_start
@@ -442,6 +474,17 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
     else:
         say(f"done: {step} steps in {elapsed}; checkpoint '{last_checkpoint}', samples in '{run_dir / 'samples'}'")
     return TrainResult(run_dir, step, last_checkpoint, interrupted_by)
+
+
+def _side_task_failed(task: str, step: int, error: Exception, save: Callable[[int, bool], Path | None],
+                      saved_step: int, last_checkpoint: Path | None, run_dir: Path) -> SideTaskError:
+    """The error to stop with when side task `task` failed at `step`, after a checkpoint of the step."""
+    if saved_step == step:
+        return SideTaskError(task, step, error, last_checkpoint, run_dir)
+    try:
+        return SideTaskError(task, step, error, save(step, True), run_dir)
+    except Exception as save_error:  # noqa: BLE001 - (the side task may have broken what saving needs too)
+        return SideTaskError(task, step, error, last_checkpoint, run_dir, save_error)
 
 
 @contextlib.contextmanager

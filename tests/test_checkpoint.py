@@ -76,7 +76,7 @@ def test_listing_pruning_and_resolving(tmp_path):
         save_checkpoint({"format": FORMAT, "step": step}, checkpoint_path(tmp_path, step))
     assert [p.name for p in list_checkpoints(tmp_path)] == [
         "checkpoint-00000004.pt", "checkpoint-00000030.pt", "checkpoint-00000100.pt", "checkpoint-00000200.pt"]
-    prune_checkpoints(tmp_path, keep=2)
+    prune_checkpoints(tmp_path, keep=2, written=checkpoint_path(tmp_path, 200))
     assert [load_checkpoint(p)["step"] for p in list_checkpoints(tmp_path)] == [100, 200]
     assert resolve_checkpoint(tmp_path) == checkpoint_path(tmp_path, 200)
     (tmp_path / "empty_run").mkdir()

@@ -18,7 +18,7 @@ LAYERS = (
     ("data and networks", ("gan.data", "gan.nets")),
     ("metrics", ("gan.metrics",)),
     ("recipes", ("gan.recipes",)),
-    ("runs", ("gan.resolve", "gan.train", "gan.speed", "gan.exported", "gan.generators", "gan.tiling", "gan.scoring",
+    ("runs", ("gan.resolve", "gan.preflight", "gan.train", "gan.speed", "gan.exported", "gan.generators", "gan.tiling", "gan.scoring",
               "gan.benchmark", "gan.sweep", "gan.compare")),
     ("commands", ("gan.commands", "gan.cli", "gan.__main__")),
 )

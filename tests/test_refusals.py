@@ -23,6 +23,7 @@ from gan.resolve import load_config
     ("loss.vgg_feature_scale=-1", "loss.vgg_feature_scale must be >= 0.0"),
     ("log.num_samples=100000000", "log.num_samples must be in [1, 1024], got 100000000"),  # allocation error
     ("data.resolution=1000000", "data.resolution must be in [1, 8192]"),
+    ("metrics.root=/data/held-out", "metrics.root is read as [data] says, and data.dataset 'synthetic' has no"),
 ])
 def test_values_that_would_crash_or_mislead_are_refused(assignment, expected):
     with pytest.raises(ConfigError, match=expected.replace("[", "\\[").replace("(", "\\(")):
@@ -77,3 +78,17 @@ def test_paired_folders_with_two_files_of_one_name_are_refused(tmp_path):
     random_rgb((16, 16), seed=9).save(tmp_path / "train" / "A" / "0.jpg")
     with pytest.raises(ValueError, match=r"0\.(png|jpg)' and .*0\.(png|jpg)' have the same name without extension"):
         paired_dataset(tmp_path, "train", 16)
+
+
+def test_a_vgg_weights_file_holding_pickled_objects_is_refused_in_one_line(tmp_path):
+    import datetime
+
+    import torch
+
+    from gan.nets.vgg import VGGFeatures
+
+    path = tmp_path / "vgg19.pth"
+    torch.save({"features.0.weight": torch.zeros(1), "payload": datetime.datetime(2026, 1, 1)}, path)
+    with pytest.raises(ValueError, match=r"vgg19.pth' is not a plain PyTorch state dict of vgg19 weights "
+                                         r"\(loss.vgg_weights\), or it holds pickled objects"):
+        VGGFeatures("relu2_2", "vgg19", str(path))

@@ -45,11 +45,12 @@ def sweep(config: Path, grids: tuple[str, ...], seeds: int, sets: tuple[str, ...
     import signal
 
     from gan.registry import ConfigError
-    from gan.sweep import expand, manifest_text, parse_grid, run_sweep, train_command, write_manifest
+    from gan.sweep import expand, manifest_text, parse_grid, planned_steps, run_sweep, train_command, write_manifest
 
     try:
         grid = [parse_grid(option) for option in grids]
         runs = expand(grid, seeds)
+        planned_steps(config, list(sets), runs)  # every grid point valid before sweep.toml is written
         text = manifest_text(config, list(sets), grid, seeds, runs)
         if print_commands:
             for run in runs:

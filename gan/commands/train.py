@@ -54,6 +54,7 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
     from gan.train import (
         DeviceUnavailable,
         NonFiniteLossError,
+        SideTaskError,
         create_run_dir,
         select_device,
         start_or_resume,
@@ -94,7 +95,7 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
             click.echo(f"error: {error}", err=True)
             sys.exit(1)
         if isinstance(error, (ConfigError, CheckpointError, ImageReadError, FileNotFoundError, NotADirectoryError,
-                              DeviceUnavailable, WriteError, RunDirectoryBusy)):
+                              DeviceUnavailable, WriteError, RunDirectoryBusy, SideTaskError)):
             fail(error)
         raise
     finally:

@@ -86,7 +86,12 @@ class VGGFeatures(nn.Module):
             warnings.warn(f"{arch} perceptual loss uses RANDOM weights (loss.vgg_weights = \"random\"): "
                           "fine for tests and smoke runs, meaningless for training", stacklevel=2)
         else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            try:  # weights only: a file holding pickled code is refused, in one line
+                state = torch.load(path, map_location="cpu", weights_only=True)
+            except Exception as error:  # noqa: BLE001 - torch raises many types for foreign files
+                reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+                raise ValueError(f"'{path}' is not a plain PyTorch state dict of {arch} weights (loss.vgg_weights), "
+                                 f"or it holds pickled objects other than tensors: {reason[:200]}") from None
             try:
                 vgg.load_state_dict(state)
             except RuntimeError as error:

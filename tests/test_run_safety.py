@@ -1,0 +1,253 @@
+"""A run's progress is never lost to what surrounds its steps: a checkpoint's name that lies,
+a folder missing at the first validation, a side task that fails, a stale lock after kill -9,
+a malformed best record."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from conftest import REPO, TINY, random_rgb, tiny_config, tiny_recipe_config, write_recipe_data
+
+from gan import train as train_module
+from gan.checkpoint import (
+    BEST_RECORD,
+    FORMAT,
+    BestCheckpoint,
+    checkpoint_path,
+    checkpoints_by_content,
+    list_checkpoints,
+    load_checkpoint,
+    prune_checkpoints,
+    resolve_checkpoint,
+    save_checkpoint,
+)
+from gan.cli import main
+from gan.files import WriteError, write_atomically
+from gan.recipes.pix2pix import Pix2PixRecipe
+from gan.registry import ConfigError
+from gan.train import SideTaskError, train
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def recipe_data(tmp_path_factory):
+    return write_recipe_data(tmp_path_factory.mktemp("data"))
+
+
+# ----------------------------------------------------------------------------- names that lie
+
+
+def test_a_checkpoint_named_for_another_step_is_ordered_by_the_step_it_holds(tmp_path, capsys):
+    # A copy of step 4 named checkpoint-00000100.pt was trusted: the resume started at step 4, and
+    # pruning then deleted the real newest checkpoints.
+    common = ("train.checkpoint_every=2", "train.keep_checkpoints=2")
+    run_dir = train(tiny_config(*common, "train.steps=6"), tmp_path / "run", CPU).run_dir
+    shutil.copy(checkpoint_path(run_dir, 4), checkpoint_path(run_dir, 100))
+    with pytest.warns(UserWarning, match="holds step 4, not the 100 of its name"):
+        assert resolve_checkpoint(run_dir) == checkpoint_path(run_dir, 6)
+        resumed = train(tiny_config(*common, "train.steps=10"), run_dir, CPU, resume=True)
+    assert "at step 6" in capsys.readouterr().err and resumed.step == 10
+    # The two newest by content are kept; the misnamed old copy went with the other old ones.
+    assert [(step, path.name) for step, path in checkpoints_by_content(run_dir)] == [
+        (8, "checkpoint-00000008.pt"), (10, "checkpoint-00000010.pt")]
+
+
+def test_pruning_never_deletes_a_checkpoint_newer_than_the_one_written(tmp_path):
+    for name_step, held in ((2, 50), (4, 4), (6, 6)):  # the file named 2 holds step 50
+        save_checkpoint({"format": FORMAT, "step": held}, checkpoint_path(tmp_path, name_step))
+    with pytest.warns(UserWarning, match="holds step 50"):
+        prune_checkpoints(tmp_path, keep=1, written=checkpoint_path(tmp_path, 6))
+    assert [path.name for path in list_checkpoints(tmp_path)] == ["checkpoint-00000002.pt", "checkpoint-00000006.pt"]
+    assert load_checkpoint(checkpoint_path(tmp_path, 2))["step"] == 50
+
+
+def test_a_malformed_best_record_is_reported_and_replaced(tmp_path):
+    # A NaN in best.json was never beaten, so best.pt stayed frozen.
+    for record in ('{"metric": "val/psnr", "value": NaN, "step": 3}', '{"metric": "val/psnr", "value": "high"}',
+                   "[1, 2]", '{"metric": "val/psnr", "val'):
+        (tmp_path / BEST_RECORD).write_text(record)
+        with pytest.warns(UserWarning, match="malformed"):
+            best = BestCheckpoint(tmp_path, "val/psnr", "higher")
+        assert best.value is None and best.improves(1.0)
+
+
+# ----------------------------------------------------------------------------- before step 1
+
+
+def test_a_run_whose_validation_folder_is_missing_stops_before_step_1(tmp_path, monkeypatch):
+    # Without data.val_root, sr_pix2pix_x4 trained until its first validation, then stopped
+    # without a checkpoint: every step was lost.
+    monkeypatch.chdir(tmp_path)  # datasets/sr/Set5, the config's val_root, is not there
+    train_folder = tmp_path / "hr"
+    train_folder.mkdir()
+    for index in range(3):
+        random_rgb((64, 64), seed=index).save(train_folder / f"{index}.png")
+    result = CliRunner().invoke(main, ["train", str(REPO / "experiments" / "sr_pix2pix_x4.toml"),
+                                       "--set", f"data.root={train_folder}", "--out", str(tmp_path / "runs")])
+    assert result.exit_code == 2, result.output
+    assert "this run could not finish, so it does not start" in result.output
+    assert "datasets/sr/Set5" in result.output and "data.val_root" in result.output
+    assert "step 1/" not in result.output and not list((tmp_path / "runs").glob("*/checkpoint-*.pt"))
+    assert not [path for path in (tmp_path / "runs").iterdir() if path.is_dir()]  # no run directory left behind
+
+
+def test_every_problem_is_listed_at_once(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    (tmp_path / "faces").mkdir()
+    for index in range(4):
+        random_rgb((40, 40), seed=index).save(tmp_path / "faces" / f"{index}.png")
+    config = tiny_config("data.dataset=folder", f"data.root={tmp_path / 'faces'}", "metrics.every=2", f"metrics.root={tmp_path / 'held-out'}",
+                         f"metrics.cache_dir={blocker / 'cache'}", "metrics.names=[\"swd\"]")
+    with pytest.raises(ConfigError) as error:
+        train(config, tmp_path / "run", CPU)
+    lines = str(error.value).splitlines()
+    assert lines[0] == "this run could not finish, so it does not start:"
+    assert any(line.startswith("  - metrics.root:") and "held-out" in line for line in lines)
+    assert any(line.startswith("  - metrics.cache_dir:") and "cannot be written" in line for line in lines)
+    assert not list_checkpoints(tmp_path / "run")
+
+
+# ----------------------------------------------------------------------------- side tasks
+
+
+def fail_on_call(monkeypatch, name: str, call: int):
+    """gan.train's `name` raises on its `call`-th call, and works otherwise."""
+    original, calls = getattr(train_module, name), {"n": 0}
+
+    def patched(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == call:
+            raise RuntimeError(f"{name} broke")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, name, patched)
+
+
+@pytest.mark.parametrize("function, task", [
+    ("_log_scalars", "logging"), ("_write_previews", "previews"), ("_log_validation", "validation"),
+    ("_save_best", "the best checkpoint")])
+def test_a_side_task_that_fails_costs_no_progress(function, task, recipe_data, tmp_path, monkeypatch):
+    psnr = iter(range(100))  # validation improves every step: best.pt is saved every step
+    monkeypatch.setattr(Pix2PixRecipe, "validation_metrics", lambda self: {"val/psnr": float(next(psnr))})
+    settings = ("train.steps=5", "train.checkpoint_every=100", "log.every=1", "log.image_every=1",
+                "log.eval_every=1", "train.keep_best=val/psnr")
+    fail_on_call(monkeypatch, function, 3)  # step 3
+    with pytest.raises(SideTaskError) as error:
+        train(tiny_recipe_config("pix2pix", recipe_data, *settings), tmp_path / "run", CPU)
+    message = str(error.value)
+    assert message.startswith(f"{task} failed at step 3 (RuntimeError: {function} broke)")
+    assert "nothing is lost" in message and f"gan train --resume {tmp_path / 'run'}" in message
+    assert load_checkpoint(resolve_checkpoint(tmp_path / "run"))["step"] == 3
+    monkeypatch.undo()
+    monkeypatch.setattr(Pix2PixRecipe, "validation_metrics", lambda self: {"val/psnr": 1.0})
+    resumed = train(tiny_recipe_config("pix2pix", recipe_data, *settings), tmp_path / "run", CPU, resume=True)
+    assert resumed.step == 5
+
+
+def test_failing_generative_metrics_cost_no_progress_either(tmp_path, monkeypatch):
+    fail_on_call(monkeypatch, "_log_generative_metrics", 2)  # step 4 (every 2 steps)
+    config = tiny_config("train.steps=6", "train.checkpoint_every=100", "metrics.every=2", "metrics.names=[\"swd\"]",
+                         "metrics.num_samples=16", f"metrics.cache_dir={tmp_path / 'cache'}")
+    with pytest.raises(SideTaskError, match=r"^generative metrics failed at step 4 .*metrics.every=0"):
+        train(config, tmp_path / "run", CPU)
+    assert load_checkpoint(resolve_checkpoint(tmp_path / "run"))["step"] == 4
+
+
+def test_the_command_reports_a_side_task_failure_in_one_line(tmp_path, monkeypatch):
+    fail_on_call(monkeypatch, "_write_previews", 1)
+    sets = [arg for item in (*TINY, "train.steps=3", "log.image_every=2") for arg in ("--set", item)]
+    result = CliRunner().invoke(main, ["train", str(REPO / "experiments" / "dcgan_demo.toml"), *sets,
+                                       "--out", str(tmp_path), "--device", "cpu"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "error: previews failed at step 2" in result.output
+
+
+# ----------------------------------------------------------------------------- kill -9
+
+
+def children_of(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(child) for child in path.read_text().split()] if path.exists() else []
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads child processes from Linux's /proc")
+def test_a_trainer_killed_with_its_loader_workers_running_restarts_at_once(tmp_path):
+    # Workers inherited the lock's file and outlived their killed parent for a few seconds, so an
+    # immediate restart was refused as "in use by another gan process (pid N)" with N dead.
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    for index in range(32):
+        random_rgb((40, 40), seed=index).save(faces / f"{index:02d}.png")
+    sets = [arg for item in (*TINY, "data.dataset=folder", f"data.root={faces}", "data.num_workers=2",
+                             "data.cache=off", "train.steps=100000", "train.checkpoint_every=1", "log.every=1",
+                             "log.image_every=100000") for arg in ("--set", item)]
+    command = [sys.executable, "-m", "gan", "train", str(REPO / "experiments" / "dcgan_demo.toml"), *sets,
+               "--run-dir", str(tmp_path / "run"), "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    workers: list[int] = []
+    try:
+        for attempt in range(3):  # restart at once after each kill
+            trainer = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
+            for line in trainer.stderr:
+                if "step 3/" in line or "step 3 " in line or f"step {4 + attempt}/" in line:
+                    break
+            workers = children_of(trainer.pid)
+            assert len(workers) >= 2  # the loader workers are running
+            os.kill(trainer.pid, signal.SIGKILL)
+            trainer.wait()
+            trainer.stderr.close()
+        restarted = subprocess.run([*command[:4], "--resume", str(tmp_path / "run"), "--set", "train.steps=1",
+                                    "--device", "cpu"], capture_output=True, text=True, env=env, timeout=120)
+        assert "in use by another gan process" not in restarted.stderr
+        assert restarted.returncode == 0, restarted.stderr[-2000:]
+    finally:
+        for worker in workers:
+            try:
+                os.kill(worker, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.1)
+
+
+# ----------------------------------------------------------------------------- atomic writes
+
+
+def test_a_failed_write_whose_cleanup_also_fails_reports_the_write(tmp_path, monkeypatch):
+    def write(temp: Path) -> None:
+        raise OSError(28, "No space left on device")
+
+    def unlink(self, missing_ok=False):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    with pytest.raises(WriteError, match="No space left on device"):
+        write_atomically(tmp_path / "out.json", write)
+    monkeypatch.undo()
+    assert json.loads(json.dumps({"ok": True}))  # (the module still works after the patch is gone)
+
+
+# ----------------------------------------------------------------------------- sweeps
+
+
+def test_a_sweep_that_fails_validation_writes_nothing_and_the_corrected_command_runs(tmp_path):
+    # A grid value that fails validation left a sweep.toml that then refused the corrected command.
+    config, out = str(REPO / "experiments" / "dcgan_demo.toml"), tmp_path / "sweep"
+    bad = CliRunner().invoke(main, ["sweep", config, "--grid", "loss.adversarial=hinge,hinj", "--out", str(out),
+                                    "--print-commands"])
+    assert bad.exit_code == 2 and "loss.adversarial" in bad.output and "hinj" in bad.output
+    assert "run 00001-adversarial=hinj" in bad.output and not out.exists()
+    good = CliRunner().invoke(main, ["sweep", config, "--grid", "loss.adversarial=hinge,lsgan", "--out", str(out),
+                                     "--print-commands"])
+    assert good.exit_code == 0, good.output
+    assert (out / "sweep.toml").is_file() and len(good.output.strip().splitlines()) == 2
