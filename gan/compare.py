@@ -3,15 +3,23 @@ files, read with TensorBoard's own reader. Runs whose configs differ only in `tr
 one group. Per group: the best and final value of a metric as mean ± std over seeds, the step
 of the best, the final losses and images/s; a figure of the curves (mean line, min-max band
 over seeds; losses smoothed as TensorBoard smooths them).
+
+Nothing is left out silently: a damaged event file, a run with no scalars, runs without the
+metric, a metric whose direction gan does not know are each warned of; a metric no run has
+is refused with the names the runs do have. Outputs never go into a run directory.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import difflib
 import io
+import logging
 import math
 import statistics
 import tomllib
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +41,22 @@ class CompareError(ValueError):
     """Nothing to compare, or a run that cannot be read; the message names it."""
 
 
+class CompareWarning(UserWarning):
+    """Something compare reads is missing or damaged; the comparison goes on without it."""
+
+
+MAX_NAMED = 5  # runs named in a warning; the rest are counted
+
+
+def check_output_folder(out: Path) -> None:
+    """Refuse an output folder that is a run directory (it holds config.toml) or lies inside one:
+    a run's folder belongs to its training, and compare's files would mix with the run's."""
+    for folder in (out.resolve(), *out.resolve().parents):
+        if (folder / "config.toml").is_file():
+            raise CompareError(f"--out '{out}' is in the run directory '{folder}' (it holds config.toml), whose "
+                               "files belong to its training; give a folder outside any run")
+
+
 def find_runs(paths: list[Path]) -> list[Path]:
     """Run directories (with a config.toml) named directly or found one level inside a folder (a sweep)."""
     runs = []
@@ -50,16 +74,70 @@ def find_runs(paths: list[Path]) -> list[Path]:
 
 
 def read_scalars(run_dir: Path) -> dict[str, Curve]:
-    """Every scalar tag of the run's event files as (steps, values), in step order."""
+    """Every scalar tag of the run's event files as (steps, values), in step order. Event files that
+    are damaged mid-way (TensorBoard's reader stops there without a word) are warned of, by name."""
     from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
 
     accumulator = EventAccumulator(str(run_dir), size_guidance={SCALARS: 0})  # 0: keep every point
-    accumulator.Reload()
+    with _reader_damage() as damaged:
+        accumulator.Reload()
+    for path, problem in damaged.items():
+        warnings.warn(f"the event file '{path}' is damaged ({problem}); its scalars from there on are left out",
+                      CompareWarning, stacklevel=2)
     curves = {}
     for tag in accumulator.Tags()["scalars"]:
         events = sorted(accumulator.Scalars(tag), key=lambda event: event.step)
         curves[tag] = (np.array([e.step for e in events]), np.array([e.value for e in events], dtype=np.float64))
     return curves
+
+
+class _DamageLog(logging.Handler):
+    """Collects the records TensorBoard's reader logs, at debug level only, when it stops at a
+    record that fails its checksum. A file cut short at its end (a run killed, or still writing)
+    loses nothing that is there, and is not counted."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.damaged: dict[str, str] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if str(record.msg).startswith("Truncated record in") and len(record.args or ()) == 2:
+            path, error = (str(arg) for arg in record.args)
+            if "truncat" not in error.lower():  # the path is named once, by the warning
+                problem = error.replace(repr(path.encode()), "").replace(path, "").strip(" :")
+                self.damaged[path] = problem or "a record fails its checksum"
+
+
+@contextlib.contextmanager
+def _reader_damage():
+    """{event file: what is wrong} for the damaged records TensorBoard's reader meets in the block."""
+    logger = logging.getLogger("tensorboard")
+    handler, level = _DamageLog(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield handler.damaged
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def read_runs_scalars(runs: list[Path]) -> dict[Path, dict[str, Curve]]:
+    """`read_scalars` of each run; a run with no readable scalars is left out with a warning."""
+    scalars = {}
+    for run in runs:
+        try:
+            curves = read_scalars(run)
+        except OSError as error:
+            warnings.warn(f"cannot read the event files of '{run}' ({error}); the run is left out", CompareWarning,
+                          stacklevel=2)
+            continue
+        if not curves:
+            warnings.warn(f"'{run}' has no readable scalars (no event file, or none that could be read); the run is "
+                          "left out", CompareWarning, stacklevel=2)
+            continue
+        scalars[run] = curves
+    return scalars
 
 
 def read_configs(runs: list[Path]) -> dict[Path, dict[str, object]]:
@@ -117,6 +195,45 @@ def metric_tag(curves: dict[str, Curve], metric: str) -> str | None:
     return None
 
 
+def metric_name(tag: str) -> str:
+    """A tag as --metric and BEST_METRICS name it: without the metrics/ prefix."""
+    return tag.removeprefix("metrics/")
+
+
+def _measured(curves: dict[str, Curve], metric: str) -> bool:
+    """Whether a run logged `metric` with at least one value that is a number (not NaN)."""
+    tag = metric_tag(curves, metric)
+    return tag is not None and bool(np.any(~np.isnan(curves[tag][1])))
+
+
+def _named(runs: list[Path]) -> str:
+    shown = ", ".join(str(run) for run in runs[:MAX_NAMED])
+    return shown + (f" and {len(runs) - MAX_NAMED} more" if len(runs) > MAX_NAMED else "")
+
+
+def check_metric(metric: str | None, default: str, scalars: dict[Path, dict[str, Curve]]) -> str:
+    """The metric to rank by: `metric` when some run logged it, else an error naming the closest
+    scalar and all the runs have; `default` when none is given. Runs without it are warned of."""
+    available = sorted({metric_name(tag) for curves in scalars.values() for tag in curves})
+    if metric is not None and not any(metric_tag(curves, metric) for curves in scalars.values()):
+        closest = difflib.get_close_matches(metric_name(metric), available, n=1)
+        guess = f"; did you mean '{closest[0]}'?" if closest else ""
+        raise CompareError(f"no run has the scalar '{metric}'{guess} The runs have: {', '.join(available)}")
+    chosen = "" if metric else " (the default metric)"
+    metric = metric or default
+    missing = [run for run, curves in scalars.items() if not _measured(curves, metric)]
+    if len(missing) == len(scalars):
+        warnings.warn(f"no run has a value of {metric}{chosen}; give --metric, one of: {', '.join(available)}",
+                      CompareWarning, stacklevel=2)
+    elif missing:
+        warnings.warn(f"{len(missing)} of {len(scalars)} runs have no value of {metric}: {_named(missing)}; the best "
+                      f"and final {metric} of their groups are over the other seeds", CompareWarning, stacklevel=2)
+    if metric_name(metric) not in BEST_METRICS:
+        warnings.warn(f"gan does not know whether a higher or lower {metric} is better; the best is taken as the "
+                      "lowest", CompareWarning, stacklevel=2)
+    return metric
+
+
 @dataclass
 class GroupSummary:
     label: str
@@ -136,10 +253,9 @@ def _mean_std(values: list[float]) -> tuple[float, float | None]:
 def summarise(label: str, runs: dict[Path, dict[str, Curve]], metric: str, lower: bool) -> GroupSummary:
     bests, best_steps, finals = [], [], []
     for curves in runs.values():
-        tag = metric_tag(curves, metric)
-        if tag is None or not len(curves[tag][1]):
+        if not _measured(curves, metric):
             continue
-        steps, values = curves[tag]
+        steps, values = curves[metric_tag(curves, metric)]
         index = int(np.nanargmin(values) if lower else np.nanargmax(values))
         bests.append(float(values[index]))
         best_steps.append(float(steps[index]))
@@ -253,10 +369,15 @@ def plot(groups: dict[str, dict[Path, dict[str, Curve]]], metric: str, path: Pat
 def compare(paths: list[Path], metric: str | None, out: Path) -> tuple[str, list[GroupSummary]]:
     """Read, group, summarise; write compare.md, compare.csv and compare.png into `out`.
     Returns the Markdown table and the summaries."""
+    check_output_folder(out)
     configs = read_configs(find_runs(paths))
-    metric = metric or default_metric(configs)
-    lower = BEST_METRICS.get(metric, "lower") == "lower"
-    grouped = {label: {run: read_scalars(run) for run in members} for label, members in group_runs(configs).items()}
+    scalars = read_runs_scalars(list(configs))
+    if not scalars:
+        raise CompareError(f"no run in {', '.join(repr(str(path)) for path in paths)} has readable scalars to compare")
+    configs = {run: config for run, config in configs.items() if run in scalars}
+    metric = check_metric(metric, default_metric(configs), scalars)
+    lower = BEST_METRICS.get(metric_name(metric), "lower") == "lower"
+    grouped = {label: {run: scalars[run] for run in members} for label, members in group_runs(configs).items()}
     summaries = [summarise(label, members, metric, lower) for label, members in grouped.items()]
     table = markdown_table(summaries, metric, lower)
     out.mkdir(parents=True, exist_ok=True)

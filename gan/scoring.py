@@ -15,6 +15,10 @@ with it (cycle-consistency L1, in [0, 1] units, and PSNR).
 Translations are also scored as distributions (gan/metrics/translation.py): SWD, FID and
 KID of a paired checkpoint's outputs against the targets, and of a CycleGAN's A -> B
 translations of testA against testB (B -> A against testA).
+
+An image that cannot be scored (unreadable, or too small for the metric) is reported as
+`Skipped`: it has no row, no share of any mean and no place among the distributions. No
+other image's scores ever stand in for it.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import csv
 import dataclasses
 import io
 import math
+from collections import Counter
 from pathlib import Path
 from typing import Iterator
 
@@ -31,16 +36,24 @@ import torch
 from PIL import Image
 
 from gan.config import config_from_dict
-from gan.data.decode import find_images, read_rgb
-from gan.data.paired import augment_together, paired_dataset
+from gan.data.decode import ImageReadError, check_header, find_images, read_rgb
+from gan.data.paired import PairedImages, augment_together, check_pair_shapes, detect_layout, matched_folders
 from gan.data.super_resolution import Degradation, bicubic_resize, crop_to_multiple
 from gan.files import write_text_atomically
 from gan.generators import LoadedGenerator
 from gan.images import save_image, side_by_side, signed_to_uint8
 from gan.metrics import psnr, signed_to_255, ssim
 from gan.metrics.generative import GenerativeEvaluator, score_generator
+from gan.metrics.image_quality import SSIM_WINDOW_SIZE
 from gan.metrics.translation import TranslationMetrics
 from gan.tiling import Translator, translate_tensor
+
+
+@dataclasses.dataclass
+class Skipped:
+    """An image file that could not be scored: it gets no row and is in no mean."""
+    image: str  # named as rows name images: relative to the data folder
+    reason: str
 
 
 def _to_255(image: Image.Image) -> torch.Tensor:
@@ -55,7 +68,9 @@ def evaluate_generative(loaded: LoadedGenerator, names: list[str], count: int, d
     metrics whose Inception weights are absent are skipped with a warning (listed in "skipped")."""
     data = config_from_dict(loaded.config).data
     if data_root is not None:
-        data = dataclasses.replace(data, root=str(data_root), max_images=0)
+        # a run on synthetic data has no way to read files: the folder is read as a plain image folder
+        dataset = "folder" if data.dataset == "synthetic" else data.dataset
+        data = dataclasses.replace(data, dataset=dataset, root=str(data_root), max_images=0)
     evaluator = GenerativeEvaluator(data, names, count, device, inception_weights, cache_dir, require_weights)
     scores = score_generator(evaluator, loaded.generator) if evaluator.names else {}
     reference = "synthetic" if data.dataset == "synthetic" else str(Path(data.root).resolve())
@@ -64,20 +79,40 @@ def evaluate_generative(loaded: LoadedGenerator, names: list[str], count: int, d
             "skipped": evaluator.skipped, **scores}
 
 
+def smallest_sr_image(scale: int) -> int:
+    """The smallest HR side (a multiple of `scale`) SR evaluation can score: SSIM's 11x11 window
+    must fit after `scale` pixels are shaved from each border."""
+    needed = SSIM_WINDOW_SIZE + 2 * scale
+    return -(-needed // scale) * scale
+
+
 def evaluate_super_resolution(translator: Translator, folder: Path, scale: int,
-                              save_images: Path | None = None) -> Iterator[dict]:
+                              save_images: Path | None = None) -> Iterator[dict | Skipped]:
     """One row per HR image: PSNR/SSIM of the model and of bicubic upsampling, on the Y channel
     (most SR papers) and on RGB (the others), with `scale` pixels shaved. With `save_images`,
-    each image is also written there as a bicubic | model | ground-truth strip."""
-    downsample = Degradation(scale)
-    for path in find_images(folder):
-        hr_image = crop_to_multiple(read_rgb(path), scale)
+    each image is also written there as a bicubic | model | ground-truth strip. Unreadable
+    images, and those smaller than `smallest_sr_image`, are Skipped."""
+    downsample, smallest = Degradation(scale), smallest_sr_image(scale)
+    paths = find_images(folder)
+    strip_names = _strip_names(paths, folder)
+    for path in paths:
+        name = path.relative_to(folder).as_posix()
+        try:
+            original = read_rgb(path)
+        except ImageReadError as error:
+            yield Skipped(name, str(error))
+            continue
+        hr_image = crop_to_multiple(original, scale)
+        if min(hr_image.size) < smallest:
+            yield Skipped(name, f"is {original.width}x{original.height} pixels; x{scale} evaluation needs at least "
+                                f"{smallest}x{smallest} (SSIM's {SSIM_WINDOW_SIZE}x{SSIM_WINDOW_SIZE} window after "
+                                f"{scale} pixels are shaved from each border)")
+            continue
         lr_image = downsample(hr_image, rng=None)
         restored = translator(lr_image)
         bicubic = bicubic_resize(lr_image, hr_image.size)
-        name = path.relative_to(folder).as_posix()
         if save_images is not None:
-            save_image(side_by_side([bicubic, restored, hr_image]), save_images / Path(name).with_suffix(".png"))
+            save_image(side_by_side([bicubic, restored, hr_image]), save_images / strip_names[path])
         reference = _to_255(hr_image)
         row = {"image": name}
         for prefix, image in (("", restored), ("bicubic_", bicubic)):
@@ -87,17 +122,32 @@ def evaluate_super_resolution(translator: Translator, folder: Path, scale: int,
         yield row
 
 
+def _strip_names(paths: list[Path], folder: Path) -> dict[Path, Path]:
+    """Each image's strip file, `a.png` for `a.jpg`; `a.jpg.png` when another image is also `a`, so
+    that no strip overwrites another."""
+    shared = Counter(path.with_suffix("") for path in paths)
+    return {path: path.relative_to(folder).with_suffix(".png") if shared[path.with_suffix("")] == 1
+            else Path(f"{path.relative_to(folder).as_posix()}.png") for path in paths}
+
+
 ImageSets = dict[str, tuple[list[torch.Tensor], list[torch.Tensor]]]  # name -> (outputs, targets), uint8
 
 
 def evaluate_paired(translator: Translator, folder: Path, data_config: dict,
-                    image_sets: ImageSets | None = None) -> Iterator[dict]:
+                    image_sets: ImageSets | None = None) -> Iterator[dict | Skipped]:
     """One row per pair: PSNR/SSIM (RGB) of output against target, at the training resolution.
-    Outputs and targets are collected in `image_sets[""]` as uint8 when it is given."""
-    dataset = paired_dataset(folder, "all", data_config["resolution"], direction=data_config["direction"],
-                             layout=data_config["layout"], train=False)
+    Outputs and targets are collected in `image_sets[""]` as uint8 when it is given. A pair with
+    a file that cannot be read is Skipped, named by its first file."""
+    # strict: a pair that fails to decode raises instead of lending it the next pair's images
+    dataset = PairedImages(_evaluation_pairs(folder, data_config["layout"]), data_config["resolution"], load_size=0,
+                           direction=data_config["direction"], train=False, strict=True)
     for index, (first, _) in enumerate(dataset.pairs):
-        item = dataset[index]
+        name = first.relative_to(folder).as_posix()
+        try:
+            item = dataset[index]
+        except ImageReadError as error:
+            yield Skipped(name, str(error))
+            continue
         output = translate_tensor(translator.generator, item["input"][None].to(translator.device),
                                   translator.size_multiple, translator.tile, translator.overlap)
         if image_sets is not None:
@@ -105,8 +155,18 @@ def evaluate_paired(translator: Translator, folder: Path, data_config: dict,
             outputs.append(signed_to_uint8(output[0].cpu().clamp(-1, 1)))
             targets.append(signed_to_uint8(item["target"]))
         output, target = signed_to_255(output[0].cpu()), signed_to_255(item["target"])
-        yield {"image": first.relative_to(folder).as_posix(), "psnr": psnr(output, target),
-               "ssim": ssim(output, target)}
+        yield {"image": name, "psnr": psnr(output, target), "ssim": ssim(output, target)}
+
+
+def _evaluation_pairs(folder: Path, layout: str) -> list[tuple[Path, Path | None]]:
+    """Every pair in `folder`, readable or not, so that each gets a row or is named as skipped: A/ and
+    B/ files matched by name, or single AB images. Pairs whose aspect ratios differ are warned of."""
+    if (detect_layout(folder) if layout == "auto" else layout) == "aligned":
+        return [(path, None) for path in find_images(folder)]
+    pairs = matched_folders(folder)
+    check_pair_shapes([pair for pair in pairs if all(check_header(path) is None for path in pair)], folder,
+                      strict=False)
+    return pairs
 
 
 def cycle_folders(root: Path) -> tuple[Path, Path]:
@@ -118,14 +178,19 @@ def cycle_folders(root: Path) -> tuple[Path, Path]:
 
 
 def evaluate_cycle(to_b: Translator, to_a: Translator, root: Path, resolution: int,
-                   image_sets: ImageSets | None = None) -> Iterator[dict]:
+                   image_sets: ImageSets | None = None) -> Iterator[dict | Skipped]:
     """One row per test image of either domain: L1 and PSNR of its reconstruction after a round trip.
     With `image_sets`, the translations of testA and the testB images are collected as "_AtoB"
-    (outputs, targets), and those of testB with the testA images as "_BtoA", uint8."""
+    (outputs, targets), and those of testB with the testA images as "_BtoA", uint8. Unreadable
+    images are Skipped."""
     a_folder, b_folder = cycle_folders(root)
     for domain, other, folder, forward, backward in (("A", "B", a_folder, to_b, to_a), ("B", "A", b_folder, to_a, to_b)):
         for path in find_images(folder):
-            (image,) = augment_together([read_rgb(path)], resolution, 0, None, False)
+            try:
+                (image,) = augment_together([read_rgb(path)], resolution, 0, None, False)
+            except ImageReadError as error:
+                yield Skipped(f"{domain}/{path.relative_to(folder).as_posix()}", str(error))
+                continue
             translated = forward(image)
             reconstructed = backward(translated)
             original, result = _to_255(image), _to_255(reconstructed)

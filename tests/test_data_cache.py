@@ -226,7 +226,9 @@ def test_gan_cache_list_verify_and_clear(folder, tmp_path):
     cache_dir = tmp_path / "cache"
     _, array = build_once(folder, tmp_path)
     build_once(folder, tmp_path, resolution=8)
-    (cache_dir / "leftover.npy.999999999.tmp").write_bytes(b"x" * 1000)
+    leftover = cache_dir / f"{array.stem}.npy.999999999.tmp"  # a temp of a build whose process is gone
+    leftover.write_bytes(b"x" * 1000)
+    os.utime(leftover, (time.time() - 6 * 86400,) * 2)  # --older-than applies to leftovers too
     listed = CliRunner().invoke(main, ["cache", "list", "--dir", str(cache_dir)])
     assert listed.exit_code == 0 and "2 cache(s)" in listed.output and str(folder.resolve()) in listed.output
     assert "1 leftover file(s)" in listed.output
@@ -241,6 +243,6 @@ def test_gan_cache_list_verify_and_clear(folder, tmp_path):
     os.utime(newest.header_path, (time.time() - 3 * 86400,) * 2)
     kept = CliRunner().invoke(main, ["cache", "clear", "--older-than", "5", "--dir", str(cache_dir)])
     assert "removed 0 cache(s)" in kept.output and newest.array_path.exists()
-    assert not (cache_dir / "leftover.npy.999999999.tmp").exists()
+    assert not leftover.exists()
     cleared = CliRunner().invoke(main, ["cache", "clear", "--older-than", "2", "--dir", str(cache_dir)])
     assert "removed 1 cache(s)" in cleared.output and list(cache_dir.iterdir()) == []

@@ -1,4 +1,10 @@
-"""The decoded-image caches: `gan cache list|verify|clear`."""
+"""The decoded-image caches: `gan cache list|verify|clear`.
+
+Each command touches only files gan provably wrote (`gan.data.cache.scan_cache_folder`): a
+header that hashes to its own name with its array, a header-less array of gan's name and
+shape, or a temp file of gan's name whose build is over. Anything else in the folder is
+named and left alone.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,10 @@ import time
 from pathlib import Path
 
 import click
+
+from gan.commands.common import fail
+
+MAX_NAMED = 5  # files named in a line; the rest are counted
 
 
 def _cache_dir_option(command):
@@ -21,9 +31,42 @@ def _resolve_cache_dir(cache_dir: Path | None) -> Path:
     return cache_dir or user_cache_dir("decoded")
 
 
+def _scan(folder: Path):
+    """The folder's files sorted by `scan_cache_folder`; an unreadable folder ends the command."""
+    from gan.data.cache import scan_cache_folder
+
+    try:
+        return scan_cache_folder(folder)
+    except OSError as error:
+        fail(f"cannot read the cache folder '{folder}': {error}")
+
+
+def _named(paths: list[Path]) -> str:
+    """`a, b, c and 4 more`: the first few file names of a list."""
+    shown = ", ".join(path.name for path in paths[:MAX_NAMED])
+    return shown + (f" and {len(paths) - MAX_NAMED} more" if len(paths) > MAX_NAMED else "")
+
+
+def _mib(paths: list[Path]) -> float:
+    from gan.data.cache import file_size
+
+    return sum(file_size(path) for path in paths) / 2**20
+
+
+def _echo_untouched(building: list[Path], foreign: list[Path]) -> None:
+    """Say what the command did not touch, and why."""
+    if building:
+        click.echo(f"left alone {len(building)} temp file(s) of builds that may still run (their process is alive, "
+                   f"or they were written in the last 10 minutes): {_named(building)}", err=True)
+    if foreign:
+        click.echo(f"left alone {len(foreign)} file(s) that are not gan caches: {_named(foreign)}", err=True)
+
+
 @click.group()
 def cache() -> None:
     """The decoded-image caches that data.cache builds: list, verify and clear them.
+
+    Only files gan wrote are touched; anything else in the folder is named and left alone.
 
     \b
     Examples:
@@ -39,22 +82,20 @@ def cache_list(cache_dir: Path | None) -> None:
     """Show each cache: size, images, resolution, last use and the folder it was decoded from."""
     import datetime
 
-    from gan.data.cache import list_caches, orphan_files
-
     folder = _resolve_cache_dir(cache_dir)
-    entries, orphans = list_caches(folder), orphan_files(folder)
-    click.echo(f"{folder}: {len(entries)} cache(s)")
-    for entry in entries:
+    found = _scan(folder)
+    click.echo(f"{folder}: {len(found.caches)} cache(s)")
+    for entry in found.caches:
         used = datetime.datetime.fromtimestamp(entry.last_used).strftime("%Y-%m-%d %H:%M")
         header = entry.header
-        click.echo(f"  {entry.name}  {entry.size_bytes / 2**20:9.1f} MiB  {header.get('count', '?'):>7} images  "
-                   f"{header.get('resolution', '?')} px  used {used}  {header.get('root', header.get('dataset', ''))}")
-    orphan_bytes = sum(path.stat().st_size for path in orphans)
-    if orphans:
-        click.echo(f"  {len(orphans)} leftover file(s) of broken or abandoned builds, {orphan_bytes / 2**20:.1f} MiB "
-                   "(gan cache clear removes them)")
-    total = sum(entry.size_bytes for entry in entries) + orphan_bytes
-    click.echo(f"total {total / 2**20:.1f} MiB")
+        click.echo(f"  {entry.name}  {entry.size_bytes / 2**20:9.1f} MiB  {header['count']:>7} images  "
+                   f"{header['resolution']} px  used {used}  {header.get('root', header.get('dataset', ''))}")
+    if found.leftovers:
+        click.echo(f"  {len(found.leftovers)} leftover file(s) of broken or abandoned builds, "
+                   f"{_mib(found.leftovers):.1f} MiB (gan cache clear removes them)")
+    total = sum(entry.size_bytes for entry in found.caches) / 2**20 + _mib(found.leftovers) + _mib(found.building)
+    click.echo(f"total {total:.1f} MiB")
+    _echo_untouched(found.building, found.foreign)
 
 
 @cache.command(name="verify")
@@ -62,38 +103,56 @@ def cache_list(cache_dir: Path | None) -> None:
 def cache_verify(cache_dir: Path | None) -> None:
     """Check every cache against its header: size, shape and every checksum. A damaged cache is
     removed (the next run that needs it rebuilds it); exits with 1 when any was damaged."""
-    from gan.data.cache import cache_damage, list_caches
+    from gan.data.cache import cache_damage
 
+    found = _scan(_resolve_cache_dir(cache_dir))
     damaged = 0
-    for entry in list_caches(_resolve_cache_dir(cache_dir)):
+    for entry in found.caches:
         _, damage = cache_damage(entry.array_path, entry.header, verify_all=True)
         if damage is None:
             click.echo(f"ok       {entry.name}  {entry.header.get('root', '')}")
-        else:
-            damaged += 1
+            continue
+        damaged += 1
+        try:
             entry.remove()
-            click.echo(f"damaged  {entry.name}  {entry.header.get('root', '')}: {damage}; removed, the next run "
-                       "that uses it rebuilds it")
+        except OSError as error:
+            fail(f"the cache '{entry.array_path}' {damage}, and it could not be removed: {error}")
+        click.echo(f"damaged  {entry.name}  {entry.header.get('root', '')}: {damage}; removed, the next run "
+                   "that uses it rebuilds it")
+    _echo_untouched([], found.foreign)
     if damaged:
         sys.exit(1)
 
 
 @cache.command(name="clear")
 @_cache_dir_option
-@click.option("--older-than", "days", type=click.FloatRange(min=0), help="Only caches no run used for this many days.")
+@click.option("--older-than", "days", type=click.FloatRange(min=0),
+              help="Only caches no run used, and leftovers not written, for this many days.")
 def cache_clear(cache_dir: Path | None, days: float | None) -> None:
-    """Remove caches (all, or those unused for --older-than DAYS) and leftovers of broken builds."""
-    from gan.data.cache import list_caches, orphan_files
+    """Remove caches (all, or those unused for --older-than DAYS) and leftovers of broken builds
+    (all, or those not written for DAYS). Temp files of builds that may still run, and files
+    gan did not write, are never removed."""
+    from gan.data.cache import file_size, modified_at
 
     folder = _resolve_cache_dir(cache_dir)
+    found = _scan(folder)
     cutoff = time.time() - days * 86400 if days is not None else float("inf")
-    freed = removed = 0
-    for entry in list_caches(folder):
-        if entry.last_used < cutoff:
-            freed += entry.size_bytes
-            removed += 1
-            entry.remove()
-    for path in orphan_files(folder):
-        freed += path.stat().st_size
-        path.unlink(missing_ok=True)
-    click.echo(f"removed {removed} cache(s) from {folder}, {freed / 2**20:.1f} MiB freed")
+    old_caches = [entry for entry in found.caches if entry.last_used < cutoff]
+    old_leftovers = [path for path in found.leftovers if modified_at(path) < cutoff]
+    removals = [(entry.size_bytes, entry.remove) for entry in old_caches]
+    removals += [(file_size(path), lambda path=path: path.unlink(missing_ok=True)) for path in old_leftovers]
+    freed = 0
+    for done, (size, remove) in enumerate(removals):
+        try:
+            remove()
+        except OSError as error:
+            fail(f"could not remove a file from the cache folder '{folder}' (after removing {done} of "
+                 f"{len(removals)}): {error}")
+        freed += size
+    click.echo(f"removed {len(old_caches)} cache(s) and {len(old_leftovers)} leftover file(s) of broken builds "
+               f"from {folder}, {freed / 2**20:.1f} MiB freed")
+    kept_caches, kept_leftovers = len(found.caches) - len(old_caches), len(found.leftovers) - len(old_leftovers)
+    if kept_caches or kept_leftovers:
+        click.echo(f"kept {kept_caches} cache(s) used and {kept_leftovers} leftover file(s) written in the last "
+                   f"{days:g} day(s)", err=True)
+    _echo_untouched(found.building, found.foreign)

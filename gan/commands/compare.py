@@ -37,7 +37,7 @@ def compare(paths: tuple[Path, ...], metric: str | None, out: Path | None) -> No
         out = paths[0]
     try:
         table, _ = run_compare(list(paths), metric, out)
-    except CompareError as error:
+    except (CompareError, OSError) as error:  # OSError: the outputs could not be written
         fail(error)
     click.echo(table, nl=False)
     click.echo(f"wrote {out / 'compare.md'}, compare.csv and compare.png")

@@ -9,6 +9,7 @@ import click
 from gan.commands.common import fail
 
 DEFAULT_EVAL_METRICS = "fid,kid,swd"
+MAX_NAMED = 5  # skipped images named in the summary line; the rest are counted
 
 
 def _format_row(row: dict) -> str:
@@ -79,6 +80,8 @@ def evaluate(checkpoint: Path, folder: Path | None, metric_names: str | None, co
       gan eval runs/00002-sr_pix2pix_x4 --data datasets/sr/Set5 --best   # the checkpoint best by val/psnr
     """
     from gan.checkpoint import CheckpointError, best_checkpoint, load_checkpoint, resolve_checkpoint
+    from gan.data.decode import ImageReadError
+    from gan.files import WriteError
     from gan.train import DeviceUnavailable, select_device
 
     try:
@@ -92,7 +95,8 @@ def evaluate(checkpoint: Path, folder: Path | None, metric_names: str | None, co
                 raise click.UsageError("image-to-image checkpoints need --data FOLDER")
             _evaluate_image_to_image(path, folder, csv_path, tile, select_device(device), save_images,
                                      inception_weights)
-    except (CheckpointError, FileNotFoundError, NotADirectoryError, DeviceUnavailable, ValueError) as error:
+    except (CheckpointError, FileNotFoundError, NotADirectoryError, DeviceUnavailable, ValueError, ImageReadError,
+            WriteError) as error:
         fail(error)
 
 
@@ -146,8 +150,8 @@ def _evaluate_image_to_image(path: Path, folder: Path, csv_path: Path | None, ti
 
     translator = load_translator(path, device, tile)
     data = translator.config["data"]
-    if save_images is not None and data["dataset"] != "sr_pairs":
-        raise click.UsageError("--save-images is for super-resolution checkpoints")
+    if save_images is not None:
+        _check_strip_folder(save_images, folder, data["dataset"])
     image_sets = {}  # translations as distributions: not for SR, whose images differ in size
     if translator.config["recipe"] == "cyclegan":
         backward = load_translator(path, translator.device, tile, direction="BtoA")
@@ -156,27 +160,63 @@ def _evaluate_image_to_image(path: Path, folder: Path, csv_path: Path | None, ti
         rows_iterator = evaluate_super_resolution(translator, folder, data["scale"], save_images)
     else:
         rows_iterator = evaluate_paired(translator, folder, data, image_sets)
-    rows = []
-    for row in rows_iterator:
-        rows.append(row)
-        click.echo(_format_row(row), err=True)
-    if not rows:
-        raise FileNotFoundError(f"nothing to evaluate in '{folder}'")
+    rows, skipped = _collect_rows(rows_iterator, folder)
     rows.append(mean_row(rows))
     csv_path = csv_path or translator.checkpoint.parent / f"eval-{folder.name}-{translator.step:08d}.csv"
     write_csv(rows, csv_path)
     click.echo(_format_row(rows[-1]))
-    click.echo(f"wrote {csv_path} ({len(rows) - 1} images, {translator.checkpoint})", err=True)
+    click.echo(f"wrote {csv_path} ({len(rows) - 1} images, {translator.checkpoint}){_skipped_summary(skipped)}",
+               err=True)
     if image_sets:
         # Asked for by --inception-weights, FID/KID must run; by default they are skipped without the weights.
-        scores, skipped = distribution_scores(image_sets, translator.device, inception_weights,
-                                              require_weights=inception_weights is not None)
+        scores, skipped_metrics = distribution_scores(image_sets, translator.device, inception_weights,
+                                                      require_weights=inception_weights is not None)
         json_path = csv_path.with_suffix(".json")
         result = {"checkpoint": str(translator.checkpoint), "step": translator.step, "data": str(folder.resolve()),
                   "images": {name: [len(outputs), len(targets)] for name, (outputs, targets) in image_sets.items()},
-                  "skipped": skipped, **scores}
+                  "skipped": skipped_metrics, "skipped_images": {one.image: one.reason for one in skipped}, **scores}
         write_text_atomically(json_path, json.dumps(result, indent=2) + "\n")
         click.echo("  ".join(f"{name} {value:.4f}" for name, value in scores.items()))
-        if skipped:
-            click.echo(f"skipped {', '.join(skipped)}: {next(iter(skipped.values()))}", err=True)
+        if skipped_metrics:
+            click.echo(f"skipped {', '.join(skipped_metrics)}: {next(iter(skipped_metrics.values()))}", err=True)
         click.echo(f"wrote {json_path} (translations against real images of the target domain)", err=True)
+
+
+def _check_strip_folder(save_images: Path, folder: Path, dataset: str) -> None:
+    """--save-images is for SR, and never inside --data: strips would overwrite the images measured
+    (a strip of `a.png` is `a.png`), or be measured themselves next time."""
+    if dataset != "sr_pairs":
+        raise click.UsageError("--save-images is for super-resolution checkpoints")
+    strips, data = save_images.resolve(), folder.resolve()
+    if strips == data or data in strips.parents:
+        raise ValueError(f"--save-images '{save_images}' is inside --data '{folder}': its strips would overwrite "
+                         "or join the images being measured; give a folder outside it")
+
+
+def _collect_rows(results, folder: Path) -> tuple[list[dict], list]:
+    """The scored rows and the Skipped images of an evaluation, each printed as it comes; an error
+    naming the folder when no image could be scored."""
+    from gan.scoring import Skipped
+
+    rows, skipped = [], []
+    for result in results:
+        if isinstance(result, Skipped):
+            skipped.append(result)
+            click.echo(f"skipped {result.image}: {result.reason}", err=True)
+        else:
+            rows.append(result)
+            click.echo(_format_row(result), err=True)
+    if not rows:
+        first = skipped[0]
+        raise FileNotFoundError(f"nothing to evaluate in '{folder}': none of its {len(skipped)} image file(s) could "
+                                f"be scored ({first.image}: {first.reason})")
+    return rows, skipped
+
+
+def _skipped_summary(skipped: list) -> str:
+    """`; 2 image(s) skipped, in no row and no mean: a.png, b.jpg` for the summary line, or nothing."""
+    if not skipped:
+        return ""
+    named = ", ".join(one.image for one in skipped[:MAX_NAMED])
+    more = f" and {len(skipped) - MAX_NAMED} more" if len(skipped) > MAX_NAMED else ""
+    return f"; {len(skipped)} image(s) skipped, in no row and no mean: {named}{more}"

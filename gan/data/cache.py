@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import sys
 import time
 import warnings
@@ -35,6 +36,11 @@ from gan.registry import ConfigError
 VERSION = 2  # 2: per-chunk checksums in the header, ctime in the files' fingerprint
 CHECKSUM_IMAGES = 256  # images per checksum: verifying one chunk reads 12 MiB at 128 px
 SAMPLED_CHUNKS = 2  # chunks verified on every open unless data.cache_verify asks for all
+NAME = re.compile(r"[0-9a-f]{20}")  # a cache's name: the start of its header's SHA-256 (`cache_name`)
+# Temp files of a build: <name>.npy.<pid>.tmp, <name>.json.<pid>.<random>.tmp (<name>.json.<pid>.tmp before)
+TEMP_NAME = re.compile(r"[0-9a-f]{20}\.(?:npy|json)\.(?P<pid>\d+)(?:\.[0-9a-f]+)?\.tmp")
+MAX_HEADER_BYTES = 16 * 2**20  # a header of a million images is ~150 KB; larger JSON is not ours to parse
+QUIET_SECONDS = 600  # a leftover written more recently may belong to a build on another machine
 
 
 def user_cache_dir(name: str) -> Path:
@@ -57,6 +63,13 @@ def cache_header(dataset: ImageFileDataset, identity: dict) -> dict:
     """What the cached array depends on: the data set's identity (source, resolution, crop, ...), its files."""
     return {"version": VERSION, **identity, "count": len(dataset), "resolution": dataset.resolution,
             "files": files_fingerprint(dataset.paths)}
+
+
+def cache_name(header: dict) -> str:
+    """A cache's file name: the start of the SHA-256 of its header without the checksums, so that
+    a header proves it is gan's by hashing to its own name."""
+    identity = {key: value for key, value in header.items() if key != "checksums"}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
 
 
 def chunk_checksums(images: np.ndarray, chunks: Iterable[int] | None = None) -> dict[int, str]:
@@ -103,7 +116,7 @@ def load_or_build_cache(dataset: ImageFileDataset, identity: dict, cache_dir: Pa
     Safe against other processes building the same cache: each writes under temp names of
     its own and renames, so a reader maps either a complete old array or a complete new one."""
     header = cache_header(dataset, identity)
-    name = hashlib.sha256(json.dumps(header, sort_keys=True).encode()).hexdigest()[:20]
+    name = cache_name(header)
     array_path, header_path = cache_dir / f"{name}.npy", cache_dir / f"{name}.json"
     stored = _read_header(header_path)
     if stored is not None and {key: stored.get(key) for key in header} == header and array_path.is_file():
@@ -126,7 +139,7 @@ def load_or_build_cache(dataset: ImageFileDataset, identity: dict, cache_dir: Pa
 def _read_header(path: Path) -> dict | None:
     try:
         header = json.loads(path.read_text())
-    except (ValueError, OSError):
+    except (ValueError, OSError, RecursionError):
         return None  # missing or damaged: the cache is rebuilt
     return header if isinstance(header, dict) else None
 
@@ -142,7 +155,8 @@ def _remove_abandoned_temps(cache_dir: Path, name: str) -> None:
 
 def _writer_pid(temp: Path) -> int | None:
     """The pid in a temp file's name (`<name>.npy.<pid>.tmp`, `<name>.json.<pid>.<random>.tmp`)."""
-    return next((int(part) for part in temp.name.split(".")[2:] if part.isdigit()), None)
+    match = TEMP_NAME.fullmatch(temp.name)
+    return int(match["pid"]) if match else None
 
 
 def _process_alive(pid: int) -> bool:
@@ -195,36 +209,107 @@ class CacheEntry:
 
     @property
     def size_bytes(self) -> int:
-        return sum(path.stat().st_size for path in (self.array_path, self.header_path) if path.exists())
+        return sum(file_size(path) for path in (self.array_path, self.header_path))
 
     @property
     def last_used(self) -> float:
-        return self.header_path.stat().st_mtime
+        return modified_at(self.header_path)
 
     def remove(self) -> None:
         for path in (self.header_path, self.array_path):  # the header first: it marks the array complete
             path.unlink(missing_ok=True)
 
 
+def file_size(path: Path) -> int:
+    """Bytes of a file; 0 when it is gone (another process may remove it while we look)."""
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def modified_at(path: Path) -> float:
+    """Last modification time; 0 (long ago) when the file is gone."""
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def gan_header(header_path: Path) -> dict | None:
+    """The header at `header_path` if gan wrote it, else None. Proof: gan names a cache by the hash
+    of its header (`cache_name`), so a JSON object that hashes to its own file name is gan's; the
+    fields `cache_damage` reads must also have their types."""
+    if not NAME.fullmatch(header_path.stem) or not header_path.is_file() or file_size(header_path) > MAX_HEADER_BYTES:
+        return None
+    header = _read_header(header_path)
+    if header is None or cache_name(header) != header_path.stem:
+        return None
+    sizes = (header.get("count"), header.get("resolution"))
+    checksums = header.get("checksums", [])
+    if not all(type(size) is int and size >= 0 for size in sizes) or not isinstance(checksums, list):
+        return None
+    return header
+
+
+def is_cache_array(path: Path) -> bool:
+    """Whether `path` is named as gan names a cache's array and holds what gan writes there: an
+    .npy of uint8 (N, 3, R, R). Only its header is read, so a cut-short array still counts."""
+    if not NAME.fullmatch(path.stem) or path.suffix != ".npy" or not path.is_file():
+        return False
+    read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    try:
+        with open(path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            shape, _, dtype = read_header[version](handle)
+    except (OSError, ValueError, SyntaxError, EOFError, KeyError):  # not an .npy numpy.save or gan writes
+        return False
+    return dtype == np.uint8 and len(shape) == 4 and shape[1] == 3 and shape[2] == shape[3]
+
+
+def may_be_building(path: Path) -> bool:
+    """Whether a build may still be writing `path` (a temp file, or an array about to get its header):
+    the process a temp's name gives is alive here, or it was written in the last QUIET_SECONDS (a
+    folder shared over the network may hold another machine's build, whose pid means nothing here)."""
+    pid = _writer_pid(path)
+    return (pid is not None and _process_alive(pid)) or time.time() - modified_at(path) < QUIET_SECONDS
+
+
+@dataclass
+class CacheFolder:
+    """What a cache folder holds, sorted by what `gan cache` may do with each file."""
+    caches: list[CacheEntry]  # complete caches, oldest use first
+    leftovers: list[Path]  # gan's, never read again: arrays whose header is gone, temps of dead builds
+    building: list[Path]  # gan's, but a build may still be writing them: never touched
+    foreign: list[Path]  # not provably gan's: never touched
+
+
 def list_caches(cache_dir: Path) -> list[CacheEntry]:
-    """The caches in `cache_dir` (those with a readable header), oldest use first."""
+    """The caches in `cache_dir` whose headers gan wrote (`gan_header`), oldest use first."""
     entries = []
     for header_path in cache_dir.glob("*.json") if cache_dir.is_dir() else []:
-        header = _read_header(header_path)
-        if header is not None and "files" in header:
+        header = gan_header(header_path)
+        if header is not None:
             entries.append(CacheEntry(header_path.stem, header_path.with_suffix(".npy"), header_path, header))
     return sorted(entries, key=lambda entry: entry.last_used)
 
 
-def orphan_files(cache_dir: Path) -> list[Path]:
-    """Arrays without a readable header and temp files of builds that are gone: never read again."""
-    named = {entry.name for entry in list_caches(cache_dir)}
-    orphans = [path for path in cache_dir.glob("*.npy") if path.stem not in named] if cache_dir.is_dir() else []
-    for temp in cache_dir.glob("*.tmp") if cache_dir.is_dir() else []:
-        pid = _writer_pid(temp)
-        if pid is None or not _process_alive(pid):
-            orphans.append(temp)
-    return orphans
+def scan_cache_folder(cache_dir: Path) -> CacheFolder:
+    """Every file of `cache_dir`, each one a cache's, a leftover, a running build's, or not gan's."""
+    caches = list_caches(cache_dir)
+    owned = {path for entry in caches for path in (entry.header_path, entry.array_path)}
+    folder = CacheFolder(caches, [], [], [])
+    for path in sorted(cache_dir.iterdir()) if cache_dir.is_dir() else []:
+        if path in owned:
+            continue
+        if TEMP_NAME.fullmatch(path.name) and path.is_file():
+            (folder.building if may_be_building(path) else folder.leftovers).append(path)
+        elif is_cache_array(path) and not path.with_suffix(".json").exists():
+            # an array beside a JSON that is not a gan header is not provably ours
+            (folder.building if may_be_building(path) else folder.leftovers).append(path)
+        else:
+            folder.foreign.append(path)
+    return folder
 
 
 def load_or_build_shared_cache(dataset: ImageFileDataset, identity: dict, cache_dir: Path,

@@ -1,0 +1,339 @@
+"""Issue 27: the cache, eval and compare commands touch only what is theirs, leave no file's
+scores to another file, and end in one clear line rather than a traceback or a table of dashes."""
+
+import csv
+import json
+import math
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from conftest import random_rgb, tiny_recipe_config, write_recipe_data
+from torch.utils.tensorboard import SummaryWriter
+
+import gan.data.cache as cache_module
+from gan.cli import main
+from gan.config import DataConfig
+from gan.data import build_dataset, training_batches
+from gan.train import train
+
+CPU = torch.device("cpu")
+DAY = 86400
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(main, [str(arg) for arg in args])
+
+
+def assert_one_error_line(result, *fragments: str) -> None:
+    """Exit code 2 and a single `error:` line holding every fragment: no traceback."""
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in result.output, result.output
+    for fragment in fragments:
+        assert fragment in errors[0], (fragment, errors[0])
+
+
+def age(path: Path, days: float) -> None:
+    stamp = time.time() - days * DAY
+    os.utime(path, (stamp, stamp))
+
+
+# ----------------------------------------------------------------------------- gan cache
+
+
+@pytest.fixture
+def cache_dir(tmp_path) -> Path:
+    """A cache folder with one complete cache built by training code."""
+    images = tmp_path / "images"
+    images.mkdir()
+    for index in range(6):
+        random_rgb((30 + index, 24), seed=index).save(images / f"{index}.png")
+    config = DataConfig(dataset="folder", root=str(images), resolution=8, num_workers=0, cache="mmap",
+                        cache_dir=str(tmp_path / "cache"))
+    next(training_batches(config, build_dataset(config), 2, 0, 0, CPU))
+    return tmp_path / "cache"
+
+
+def dead_pid() -> int:
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    return finished.pid  # names no process now
+
+
+def write_foreign_files(folder: Path) -> dict[Path, bytes]:
+    """Files a user or another tool keeps in the same folder, some named or shaped like gan's; their bytes."""
+    before = set(folder.iterdir())
+    np.save(folder / "results.npy", np.arange(5.0))
+    np.save(folder / "0123456789abcdef0123.npy", np.arange(5.0))  # a cache-like name, not an image array
+    np.save(folder / "abcdefabcdefabcdefab.npy", np.zeros((1, 3, 8, 8), np.uint8))  # beside a header not gan's
+    (folder / "abcdefabcdefabcdefab.json").write_text(json.dumps({"version": 2, "files": "x", "count": 1,
+                                                                  "resolution": 8}))
+    (folder / "settings.json").write_text(json.dumps({"files": ["a.png"], "count": "many"}))
+    (folder / "list.json").write_text("[1, 2]")
+    (folder / "notes.tmp").write_text("a draft")
+    (folder / f"report.npy.{dead_pid()}.tmp").write_text("someone else's temp file")
+    return {path: path.read_bytes() for path in set(folder.iterdir()) - before}
+
+
+def assert_untouched(files: dict[Path, bytes]) -> None:
+    for path, content in files.items():
+        assert path.is_file() and path.read_bytes() == content, path
+
+
+def test_clear_older_than_removes_nothing_young_and_nothing_not_gans(cache_dir):
+    (cache,) = cache_module.list_caches(cache_dir)
+    foreign = write_foreign_files(cache_dir)
+    result = invoke("cache", "clear", "--older-than", "30", "--dir", cache_dir)
+    assert result.exit_code == 0, result.output
+    assert "removed 0 cache(s)" in result.output and "0.0 MiB freed" in result.output
+    assert cache.array_path.is_file() and cache.header_path.is_file()
+    assert_untouched(foreign)
+    assert "left alone 8 file(s)" in result.output  # said, not silently skipped
+
+
+def test_clear_removes_gans_files_only_and_says_what_it_removed(cache_dir):
+    (cache,) = cache_module.list_caches(cache_dir)
+    orphan = cache_dir / "fedcba9876543210fedc.npy"  # an array whose header was lost: gan's, never read again
+    shutil.copy(cache.array_path, orphan)
+    abandoned = cache_dir / f"{cache.name}.npy.{dead_pid()}.tmp"
+    building = cache_dir / f"{cache.name}.npy.{os.getppid()}.tmp"  # its writer is alive: a build under way
+    for temp in (abandoned, building):
+        temp.write_bytes(b"partial")
+    for path in (orphan, abandoned):
+        age(path, 1)  # written recently, either could be a build on another machine sharing the folder
+    foreign = write_foreign_files(cache_dir)
+    result = invoke("cache", "clear", "--dir", cache_dir)
+    assert result.exit_code == 0, result.output
+    assert "removed 1 cache(s) and 2 leftover file(s)" in result.output
+    assert not cache.array_path.exists() and not cache.header_path.exists()
+    assert not orphan.exists() and not abandoned.exists() and building.exists()
+    assert "1 temp file(s) of builds that may still run" in result.output
+    assert_untouched(foreign)
+
+
+def test_leftovers_of_broken_builds_obey_older_than(cache_dir):
+    (cache,) = cache_module.list_caches(cache_dir)
+    orphan = cache_dir / "fedcba9876543210fedc.npy"
+    shutil.copy(cache.array_path, orphan)
+    abandoned = cache_dir / f"{cache.name}.npy.{dead_pid()}.tmp"
+    abandoned.write_bytes(b"partial")
+    for path in (orphan, abandoned):
+        age(path, 3)
+    age(abandoned, 0.5)  # its builder died half a day ago
+    kept = invoke("cache", "clear", "--older-than", "1", "--dir", cache_dir)
+    assert "removed 0 cache(s) and 1 leftover file(s)" in kept.output, kept.output
+    assert not orphan.exists() and abandoned.exists() and cache.array_path.exists()
+    age(abandoned, 2)
+    removed = invoke("cache", "clear", "--older-than", "1", "--dir", cache_dir)
+    assert "removed 0 cache(s) and 1 leftover file(s)" in removed.output and not abandoned.exists()
+
+
+def test_verify_and_list_leave_foreign_json_alone(cache_dir):
+    foreign = write_foreign_files(cache_dir)
+    verified = invoke("cache", "verify", "--dir", cache_dir)
+    assert verified.exit_code == 0, verified.output
+    assert verified.output.count("ok ") == 1 and "not gan caches" in verified.output
+    listed = invoke("cache", "list", "--dir", cache_dir)
+    assert listed.exit_code == 0 and ": 1 cache(s)" in listed.output and "leftover" not in listed.output
+    assert_untouched(foreign)
+
+
+# ----------------------------------------------------------------------------- gan eval
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    """Tiny SR, pix2pix and CycleGAN runs (2-4 CPU steps each) and the folders they trained on."""
+    root = tmp_path_factory.mktemp("eval")
+    data = write_recipe_data(root / "data")
+    made = {"data": data}
+    for recipe in ("srresnet", "pix2pix", "cyclegan"):
+        config = tiny_recipe_config(recipe, data, "log.eval_every=0")
+        made[recipe] = train(config, root / recipe, CPU, progress_stream=open(os.devnull, "w")).run_dir
+    return made
+
+
+def cut_short(source: Path, target: Path) -> None:
+    """A file whose header reads but whose pixels do not: it passes a header scan and fails to decode."""
+    target.write_bytes(source.read_bytes()[:200])
+
+
+def read_rows(path: Path) -> list[dict]:
+    return list(csv.DictReader(open(path)))
+
+
+def assert_mean_of_rows(rows: list[dict], column: str) -> None:
+    scored = [float(row[column]) for row in rows if row["image"] != "mean"]
+    assert float(rows[-1][column]) == pytest.approx(sum(scored) / len(scored), abs=1e-5)
+
+
+def test_paired_eval_gives_an_unreadable_pair_no_row_and_no_share_of_the_mean(runs, tmp_path):
+    folder = tmp_path / "val"
+    shutil.copytree(runs["data"]["paired"] / "val", folder)
+    cut_short(folder / "1.png", folder / "2.png")
+    (folder / "3.jpg").write_text("not an image")
+    result = invoke("eval", runs["pix2pix"], "--data", folder, "--csv", tmp_path / "e.csv")
+    assert result.exit_code == 0, result.output
+    rows = read_rows(tmp_path / "e.csv")
+    assert [row["image"] for row in rows] == ["0.png", "1.png", "mean"]
+    assert_mean_of_rows(rows, "psnr")
+    assert "2 image(s) skipped" in result.output and "2.png" in result.output and "3.jpg" in result.output
+    scores = json.loads((tmp_path / "e.json").read_text())
+    assert scores["images"][""] == [2, 2] and sorted(scores["skipped_images"]) == ["2.png", "3.jpg"]
+
+
+def test_sr_eval_skips_unreadable_and_too_small_images(runs, tmp_path):
+    folder = tmp_path / "hr"
+    shutil.copytree(runs["data"]["hr"], folder)
+    (folder / "text.jpg").write_text("not an image")
+    cut_short(folder / "0.png", folder / "cut.png")
+    random_rgb((1, 1), 7).save(folder / "dot.png")
+    random_rgb((19, 40), 8).save(folder / "narrow.png")  # 16 px wide at x4: 8 left after shaving, SSIM needs 11
+    random_rgb((20, 20), 9).save(folder / "edge.png")  # the smallest that is scored at x4
+    result = invoke("eval", runs["srresnet"], "--data", folder, "--csv", tmp_path / "e.csv")
+    assert result.exit_code == 0, result.output
+    rows = read_rows(tmp_path / "e.csv")
+    assert [row["image"] for row in rows] == ["0.png", "1.png", "2.png", "edge.png", "mean"]
+    for column in ("psnr", "ssim", "bicubic_psnr"):
+        assert_mean_of_rows(rows, column)
+    assert "4 image(s) skipped" in result.output
+    assert all(name in result.output for name in ("text.jpg", "cut.png", "dot.png", "narrow.png"))
+    assert "at least 20x20" in result.output
+
+
+def test_cycle_eval_skips_an_unreadable_image(runs, tmp_path):
+    folder = tmp_path / "unpaired"
+    shutil.copytree(runs["data"]["unpaired"], folder)
+    (folder / "testA" / "9.png").write_text("not an image")
+    cut_short(folder / "testB" / "0.png", folder / "testB" / "8.png")
+    result = invoke("eval", runs["cyclegan"], "--data", folder, "--csv", tmp_path / "c.csv")
+    assert result.exit_code == 0, result.output
+    rows = read_rows(tmp_path / "c.csv")
+    assert [row["image"] for row in rows] == ["A/0.png", "A/1.png", "B/0.png", "B/1.png", "mean"]
+    assert_mean_of_rows(rows, "cycle_l1")
+    assert "2 image(s) skipped" in result.output and "A/9.png" in result.output and "B/8.png" in result.output
+    assert json.loads((tmp_path / "c.json").read_text())["images"] == {"_AtoB": [2, 2], "_BtoA": [2, 2]}
+
+
+@pytest.mark.parametrize("contents", ["one_pixel", "not_images", "empty"])
+def test_sr_eval_with_nothing_to_score_ends_in_one_line_naming_the_folder(runs, tmp_path, contents):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    if contents == "one_pixel":
+        for index in range(2):
+            random_rgb((1, 1), index).save(folder / f"{index}.png")
+    elif contents == "not_images":
+        (folder / "a.png").write_text("text")
+        (folder / "b.jpg").write_bytes(b"\0" * 64)
+        (folder / "notes.txt").write_text("text")
+    result = invoke("eval", runs["srresnet"], "--data", folder, "--csv", tmp_path / "e.csv")
+    assert_one_error_line(result, str(folder))
+    assert not (tmp_path / "e.csv").exists()
+
+
+def test_save_images_never_writes_over_the_images_it_measures(runs, tmp_path):
+    folder = tmp_path / "hr"
+    shutil.copytree(runs["data"]["hr"], folder)
+    before = {path.name: path.read_bytes() for path in folder.iterdir()}
+    for target in (folder, folder / "strips"):
+        result = invoke("eval", runs["srresnet"], "--data", folder, "--save-images", target, "--csv",
+                        tmp_path / "e.csv")
+        assert_one_error_line(result, "--save-images", str(folder))
+    assert {path.name: path.read_bytes() for path in folder.iterdir()} == before
+    random_rgb((40, 40), 5).convert("RGB").save(folder / "0.jpg")  # its strip would be 0.png, as 0.png's is
+    result = invoke("eval", runs["srresnet"], "--data", folder, "--save-images", tmp_path / "strips", "--csv",
+                    tmp_path / "e.csv")
+    assert result.exit_code == 0, result.output
+    assert sorted(path.name for path in (tmp_path / "strips").iterdir()) == ["0.jpg.png", "0.png.png", "1.png",
+                                                                             "2.png"]
+
+
+def test_eval_of_a_synthetic_run_compares_with_the_data_folder_it_is_given(tiny_demo_run, tmp_path):
+    folder = tmp_path / "real"
+    folder.mkdir()
+    for index in range(4):
+        random_rgb((32, 32), index).save(folder / f"{index}.png")
+    result = invoke("eval", tiny_demo_run, "--metrics", "swd", "--n", "4", "--data", folder,
+                    "--cache-dir", tmp_path / "statistics", "--json", tmp_path / "scores.json")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "scores.json").read_text())["reference"] == str(folder.resolve())
+
+
+# ----------------------------------------------------------------------------- gan compare
+
+
+def write_run(folder: Path, seed: int, scalars: dict[str, list[float]]) -> Path:
+    """A run directory: a config and one event file with each scalar at steps 100, 200, ..."""
+    folder.mkdir(parents=True)
+    (folder / "config.toml").write_text(f'recipe = "dcgan"\n\n[train]\nseed = {seed}\nsteps = 300\n')
+    writer = SummaryWriter(str(folder))
+    for tag, values in scalars.items():
+        for index, value in enumerate(values):
+            writer.add_scalar(tag, value, 100 * (index + 1))
+    writer.close()
+    return folder
+
+
+SCALARS = {"metrics/swd/mean": [30.0, 10.0, 20.0], "loss/d": [1.0, 0.9, 0.8], "loss/g": [2.0, 2.1, 2.2]}
+
+
+@pytest.fixture
+def sweep(tmp_path) -> Path:
+    for seed in range(3):
+        write_run(tmp_path / "sweep" / f"{seed:05d}-seed={seed}", seed, SCALARS)
+    return tmp_path / "sweep"
+
+
+def test_compare_refuses_a_metric_no_run_has_and_names_the_closest(sweep, tmp_path):
+    result = invoke("compare", sweep, "--metric", "swd/maen", "--out", tmp_path / "out")
+    assert_one_error_line(result, "swd/maen", "did you mean 'swd/mean'", "loss/d")
+    assert not (tmp_path / "out").exists()
+
+
+def test_compare_warns_of_a_damaged_event_file_and_goes_on_with_the_others(sweep, tmp_path):
+    (garbage,) = (sweep / "00001-seed=1").glob("events.out.tfevents.*")
+    garbage.write_bytes(b"not an event file" * 40)
+    (flipped,) = (sweep / "00002-seed=2").glob("events.out.tfevents.*")
+    data = bytearray(flipped.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # a bit flipped mid-file: the reader stops there
+    flipped.write_bytes(bytes(data))
+    with pytest.warns(UserWarning) as caught:
+        result = invoke("compare", sweep, "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    warnings = [str(warning.message) for warning in caught]
+    assert any(str(garbage) in line for line in warnings) and any(str(flipped) in line for line in warnings)
+    assert any("00001-seed=1" in line and "left out" in line for line in warnings)
+    assert "| all runs | 2 |" in result.output  # seeds 0 and 2; seed 1 has nothing readable
+    for run in ("00000-seed=0", "00002-seed=2"):
+        for path in (sweep / run).glob("events.out.tfevents.*"):
+            path.write_bytes(b"\0" * 64)
+    with pytest.warns(UserWarning):
+        assert_one_error_line(invoke("compare", sweep, "--out", tmp_path / "out2"), "no run", str(sweep))
+
+
+def test_compare_never_writes_inside_a_run_directory(sweep, tmp_path):
+    run = sweep / "00000-seed=0"
+    before = sorted(path.name for path in run.iterdir())
+    for out in (run, run / "comparison", run / "deeper" / "still"):
+        assert_one_error_line(invoke("compare", sweep, "--out", out), str(run), "run directory")
+    assert sorted(path.name for path in run.iterdir()) == before
+
+
+def test_compare_says_which_runs_lack_the_metric_and_ranks_known_metrics_their_way(tmp_path):
+    write_run(tmp_path / "runs" / "a", 0, {**SCALARS, "metrics/precision": [0.2, 0.6, 0.4]})
+    write_run(tmp_path / "runs" / "b", 1, {**SCALARS, "metrics/precision": [0.3, 0.5, 0.1]})
+    write_run(tmp_path / "runs" / "c", 2, {"loss/d": [1.0], "loss/g": [1.0], "metrics/precision": [math.nan] * 2})
+    with pytest.warns(UserWarning) as caught:
+        result = invoke("compare", tmp_path / "runs", "--metric", "metrics/precision", "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert "(higher is better)" in result.output and "| 0.55 ± 0.071 |" in result.output
+    (warning,) = [str(warning.message) for warning in caught if "no value" in str(warning.message)]
+    assert "1 of 3 runs have no value of metrics/precision" in warning and str(tmp_path / "runs" / "c") in warning
