@@ -14,10 +14,14 @@ import dataclasses
 from pathlib import Path
 from typing import Callable
 
+import torch
+from torch import nn
+
 from gan.config import Config
 from gan.data import build_dataset
 from gan.data.cache import user_cache_dir
 from gan.files import temp_name
+from gan.inference import eval_mode
 from gan.metrics.generative import INCEPTION_METRICS
 from gan.metrics.inception import resolve_weights_path
 from gan.registry import ConfigError
@@ -69,3 +73,79 @@ def _require_writable(folder: Path, what: str) -> None:
         probe.unlink()
     except OSError as error:
         raise PermissionError(f"{what} '{folder}' cannot be written: {error.strerror or error}") from None
+
+
+def check_batch_fits(networks: dict[str, nn.Module], config: Config, device: torch.device) -> None:
+    """ConfigError when `train.batch_size` images cannot fit in the memory left on `device`, judged
+    by a lower bound: the outputs of every layer of every trained network in one forward pass
+    (measured at batch 1, in eval mode and without gradients, so no training state changes),
+    times the batch. A step needs more (backward, the optimizers), so a refused batch could never
+    have run: without this, the kernel kills the process with no message once memory runs out."""
+    available = available_memory(device)
+    if available is None:
+        return
+    per_image = sum(activation_bytes(network, example_input(name, network, config, device))
+                    for name, network in networks.items() if not name.endswith("_ema"))
+    needed = per_image * config.train.batch_size
+    if needed > available:
+        raise ConfigError(f"train.batch_size {config.train.batch_size} needs at least {_size(needed)} for one "
+                          f"step's activations ({_size(per_image)} per image, measured by a forward pass of each "
+                          f"network; the backward pass needs about as much again), and {device} has {_size(available)} "
+                          f"available: at most about {max(1, available // (2 * per_image)):,} images fit in a batch")
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Bytes free on a CUDA device, or available to new processes on a Linux host; None when unknown."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def example_input(name: str, network: nn.Module, config: Config, device: torch.device) -> torch.Tensor:
+    """A zero input of one item for `network` as training feeds it: latents for an unconditional
+    generator, else images at the training resolution (low resolution for a generator that upsamples)."""
+    if hasattr(network, "latent_dim"):
+        return torch.zeros(1, network.latent_dim, device=device)
+    first = next(module for module in network.modules() if isinstance(module, (nn.Conv2d, nn.Linear)))
+    size = config.data.resolution
+    if name.startswith("generator") and config.data.dataset == "sr_pairs" and not config.data.upsample_input:
+        size //= config.data.scale
+    return torch.zeros(1, first.in_channels, size, size, device=device)
+
+
+@torch.no_grad()
+def activation_bytes(network: nn.Module, inputs: torch.Tensor) -> int:
+    """Bytes of every leaf module's output in one forward pass of `inputs` (in-place layers aside)."""
+    total = 0
+
+    def count(module: nn.Module, args: object, output: object) -> None:
+        nonlocal total
+        for tensor in output if isinstance(output, (tuple, list)) else [output]:
+            if isinstance(tensor, torch.Tensor):
+                total += tensor.numel() * tensor.element_size()
+
+    # (an in-place layer's output is its input, already counted)
+    hooks = [module.register_forward_hook(count) for module in network.modules()
+             if not list(module.children()) and not getattr(module, "inplace", False)]
+    try:
+        with eval_mode(network):
+            network(inputs)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return total
+
+
+def _size(count: float) -> str:
+    """Bytes in the largest binary unit under 1024 of it: `3.1 TB`."""
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if count < 1024:
+            return f"{count:,.0f} {unit}" if unit == "bytes" else f"{count:,.1f} {unit}"
+        count /= 1024
+    return f"{count:,.1f} TB"

@@ -63,7 +63,7 @@ from gan.health import HealthWatch
 from gan.images import image_grid, save_image_grid
 from gan.metrics.generative import GenerativeEvaluator, score_generator
 from gan.nets import first_mismatch
-from gan.preflight import check_run_can_finish
+from gan.preflight import check_batch_fits, check_run_can_finish
 from gan.progress import Progress, format_duration
 from gan.recipes import RECIPES
 from gan.recipes.base import AutocastFactory, Recipe
@@ -310,6 +310,7 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
     health = HealthWatch(saturation_scores=config.loss.adversarial in ("vanilla", "lsgan")) if main else None
     unconditional = hasattr(recipe, "evaluation_generator")
     check_run_can_finish(config, run_dir, evaluation_set=not unconditional)  # every path still to be read, now
+    check_batch_fits(recipe.networks, config, device)  # else the kernel kills an oversized run without a word
     real_images: torch.Tensor | None = None  # a first batch of real images, for the collapse check
     if group.distributed:
         _prepare_data_parallel(recipe, config, device, group)

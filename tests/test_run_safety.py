@@ -4,6 +4,7 @@ a malformed best record."""
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -251,3 +252,36 @@ def test_a_sweep_that_fails_validation_writes_nothing_and_the_corrected_command_
                                      "--print-commands"])
     assert good.exit_code == 0, good.output
     assert (out / "sweep.toml").is_file() and len(good.output.strip().splitlines()) == 2
+
+
+# ----------------------------------------------------------------------------- a batch that cannot fit
+
+
+def test_a_batch_that_cannot_fit_in_memory_is_refused_with_the_figure(tmp_path):
+    # --set train.batch_size=100000000 was killed by the kernel after 82 s, with no message.
+    sets = [arg for item in (*TINY, "train.batch_size=100000000") for arg in ("--set", item)]
+    started = time.perf_counter()
+    result = CliRunner().invoke(main, ["train", str(REPO / "experiments" / "dcgan_demo.toml"), *sets,
+                                       "--out", str(tmp_path), "--device", "cpu"])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert re.search(r"train.batch_size 100000000 needs at least [\d.,]+ TB for one step's activations "
+                     r"\([\d.,]+ KB per image.*and cpu has [\d.,]+ GB available: at most about [\d,]+ images fit",
+                     result.output), result.output
+    assert time.perf_counter() - started < 30 and not list(tmp_path.glob("*/checkpoint-*.pt"))
+
+
+def test_the_activation_estimate_is_a_lower_bound_of_what_a_step_holds():
+    from gan.preflight import activation_bytes, example_input
+    from gan.recipes.dcgan import DCGANRecipe
+    from gan.train import make_autocast
+
+    config = tiny_config()
+    recipe = DCGANRecipe(config, CPU, make_autocast(CPU, False))
+    generator = recipe.networks["generator"]
+    per_image = activation_bytes(generator, example_input("generator", generator, config, CPU))
+    # What autograd keeps for backward from a forward of 8 latents, counted by its saved-tensor hooks.
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel() * t.element_size()) or t,
+                                                  lambda t: t):
+        generator(torch.randn(8, generator.latent_dim))
+    assert 0 < per_image * 8 <= sum(saved) * 1.05
