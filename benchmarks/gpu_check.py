@@ -147,7 +147,6 @@ def train_for(out: Path, seconds: float, device_name: str, dry_run: bool, faces:
     import torch
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from gan.train import train
 
     device = torch.device(device_name)
     work = Path(tempfile.mkdtemp(prefix="gpu_check_train_"))  # out gets back only a few files
@@ -155,14 +154,7 @@ def train_for(out: Path, seconds: float, device_name: str, dry_run: bool, faces:
     config = dcgan128_config(dry_run, train_faces if train_faces.is_dir() else None, work / "cache", sync_debug)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    timer = threading.Timer(seconds, os.kill, (os.getpid(), signal.SIGTERM))
-    start = time.perf_counter()
-    timer.start()
-    try:
-        result = train(config, work / "run", device)
-    finally:
-        timer.cancel()
-    wall = time.perf_counter() - start
+    result, wall = train_with_deadline(config, work / "run", device, seconds)
     scalars = EventAccumulator(str(work / "run"), size_guidance={"scalars": 0}).Reload()
     logged = [event.value for event in scalars.Scalars("perf/images_per_s")]
     rates = logged[2:] or logged  # the first include compiling (a short dry run on a busy CPU may log no more)
@@ -180,6 +172,21 @@ def train_for(out: Path, seconds: float, device_name: str, dry_run: bool, faces:
     }
     shutil.rmtree(work, ignore_errors=True)
     return report
+
+
+def train_with_deadline(config, run_dir: Path, device, seconds: float):
+    """(the training result, wall seconds) of `config`, stopped by SIGTERM after `seconds` at the
+    latest: the loop writes a checkpoint and stops, as on a preempted cluster job."""
+    from gan.train import train
+
+    timer = threading.Timer(seconds, os.kill, (os.getpid(), signal.SIGTERM))
+    start = time.perf_counter()
+    timer.start()
+    try:
+        result = train(config, run_dir, device)
+    finally:
+        timer.cancel()
+    return result, time.perf_counter() - start
 
 
 def stage_profile(out: Path, device_name: str, dry_run: bool) -> dict:
@@ -388,7 +395,6 @@ def stage_flagship(out: Path, device_name: str, dry_run: bool, faces: Path, step
     from gan.images import save_image_grid
     from gan.inference import generate, random_latents
     from gan.scoring import evaluate_generative
-    from gan.train import train
 
     if not (faces / "heldout").is_dir():
         raise FileNotFoundError(f"no prepared faces in {faces}: run benchmarks/gpu_check.sh --prepare first")
@@ -396,14 +402,7 @@ def stage_flagship(out: Path, device_name: str, dry_run: bool, faces: Path, step
     work = Path(tempfile.mkdtemp(prefix="gpu_check_flagship_"))
     config = flagship_config(dry_run, faces, work, steps, metrics_every, overrides)
     heldout = count_images(faces / "heldout")
-    timer = threading.Timer(seconds, os.kill, (os.getpid(), signal.SIGTERM))
-    start = time.perf_counter()
-    timer.start()
-    try:
-        result = train(config, work / "run", device)
-    finally:
-        timer.cancel()
-    wall = time.perf_counter() - start
+    result, wall = train_with_deadline(config, work / "run", device, seconds)
     run = work / "run"
     history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
     best = best_checkpoint(run)

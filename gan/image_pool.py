@@ -25,7 +25,8 @@ class ImagePool:
     the pool off.
     """
 
-    def __init__(self, size: int = 50, device: torch.device = torch.device("cpu"), seed: int = 0):
+    def __init__(self, size: int = 50, device: torch.device | None = None, seed: int = 0):
+        device = device or torch.device("cpu")
         self.size = size
         self.generator = torch.Generator(device=device).manual_seed(seed + SEED_OFFSET)
         self.images: torch.Tensor | None = None  # (size, C, H, W), made at the first query (eagerly)

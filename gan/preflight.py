@@ -26,6 +26,7 @@ from gan.metrics.generative import INCEPTION_METRICS
 from gan.metrics.inception import resolve_weights_path
 from gan.registry import ConfigError
 
+
 def check_run_can_finish(config: Config, run_dir: Path, evaluation_set: bool) -> None:
     """ConfigError listing every problem found, one per line; nothing when there is none.
     `evaluation_set`: the recipe's previews and validation read `[data]`'s evaluation images

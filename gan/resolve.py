@@ -19,7 +19,6 @@ from gan.nets import resolve_network_args
 from gan.recipes import RECIPES
 from gan.registry import ConfigError, suggest
 
-
 # Keys that only some recipes read: set away from their default for another recipe, they
 # would change nothing, which a user who set them cannot tell from the run.
 RECIPE_KEYS = {

@@ -18,8 +18,8 @@ from test_speed import first_steps
 from gan.checkpoint import list_checkpoints, load_checkpoint
 from gan.config import DataConfig
 from gan.cuda_graphs import GraphedStep
-from gan.distributed import gradient_averager
 from gan.data import build_dataset, training_batches
+from gan.distributed import gradient_averager
 from gan.recipes import RECIPES
 from gan.speed import accelerate, to_device, training_step
 from gan.train import _host_syncs_forbidden, make_autocast, seed_everything, train

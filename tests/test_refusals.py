@@ -33,7 +33,7 @@ def test_values_that_would_crash_or_mislead_are_refused(assignment, expected):
 def test_every_string_written_to_config_toml_reads_back(tmp_path):
     # Control characters once made a config.toml that the next --resume could not read.
     text = "".join(chr(code) for code in range(1, 32)) + "\x7f quote\" back\\slash é ☃"
-    config = load_config(None, [f"data.root={text}", f"metrics.cache_dir=a\tb\rc"])
+    config = load_config(None, [f"data.root={text}", "metrics.cache_dir=a\tb\rc"])
     path = tmp_path / "config.toml"
     path.write_text(dump_config(config), encoding="utf-8")
     again = load_config(path)
