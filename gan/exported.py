@@ -4,7 +4,8 @@
 is the generator's plain state dict, loadable by anyone, and its metadata entry "gan"
 is JSON with what rebuilds it: the network spec, the run's config and the step. A JSON
 file with the same metadata is written beside it for people. `pt` is the same as a
-plain torch file, which loads with `weights_only=True`.
+plain torch file, which loads with `weights_only=True`. The extension names the format
+(`.safetensors`, `.pt`), since readers go by it.
 
 Both read back as a checkpoint-shaped dict (specs, networks, config, step), so every
 loader takes a run directory, a checkpoint or an export alike.
@@ -23,6 +24,28 @@ from gan.files import WriteError, write_atomically, write_text_atomically
 
 EXPORT_FORMAT = "gan.export/1"
 EXPORT_FORMATS = ("safetensors", "pt")
+# The extension decides how `load_source` reads a file back (exactly ".safetensors", or else
+# as a torch file), so it decides the format an export is written in.
+EXPORT_EXTENSIONS = {".safetensors": "safetensors", ".pt": "pt", ".pth": "pt"}
+
+
+def export_format_of(out: Path, requested: str | None = None) -> str:
+    """The format of an export written to `out`: its extension's. `requested` (--format), when
+    given, must be the same: a torch file under a safetensors name would not load back."""
+    implied = EXPORT_EXTENSIONS.get(out.suffix)
+    if implied is None:
+        raise ValueError(f"cannot tell the export format of '{out}' from its extension '{out.suffix}': expected "
+                         ".safetensors, or .pt (or .pth) for a torch file")
+    if requested is not None and requested != implied:
+        wanted = " or ".join(suffix for suffix, name in EXPORT_EXTENSIONS.items() if name == requested)
+        raise ValueError(f"--format {requested} does not match the extension '{out.suffix}' of '{out}' (a "
+                         f"{implied} file): name it {wanted}, or leave --format out")
+    return implied
+
+
+def sidecar_path(out: Path) -> Path:
+    """The JSON written beside an export, describing it for people."""
+    return out.with_name(out.name + ".json")
 
 
 def generator_name(specs: dict, direction: str | None, path: Path) -> str:
@@ -37,11 +60,13 @@ def generator_name(specs: dict, direction: str | None, path: Path) -> str:
     return f"generator_{direction}"
 
 
-def export_generator(source: Path, out: Path, export_format: str = "safetensors",
+def export_generator(source: Path, out: Path, export_format: str | None = None,
                      direction: str | None = None) -> dict[str, Any]:
-    """Write the (EMA, when there is one) generator of `source` to `out`; returns the metadata written."""
-    if export_format not in EXPORT_FORMATS:
+    """Write the (EMA, when there is one) generator of `source` to `out`, in the format of its
+    extension (`export_format`, when given, must agree); returns the metadata written."""
+    if export_format is not None and export_format not in EXPORT_FORMATS:
         raise ValueError(f"unknown export format '{export_format}'; use {' or '.join(EXPORT_FORMATS)}")
+    export_format = export_format_of(out, export_format)
     path = resolve_checkpoint(source)
     state = load_checkpoint(path)
     name = generator_name(state["specs"], direction, path)
@@ -57,7 +82,7 @@ def export_generator(source: Path, out: Path, export_format: str = "safetensors"
     else:
         write_atomically(out, lambda temp: torch.save({**metadata, "networks": {stored: weights}}, temp))
     try:
-        write_text_atomically(out.with_name(out.name + ".json"), json.dumps(metadata, indent=2) + "\n")
+        write_text_atomically(sidecar_path(out), json.dumps(metadata, indent=2) + "\n")
     except WriteError:
         out.unlink(missing_ok=True)  # no weights without their description
         raise

@@ -32,10 +32,30 @@ def signed_to_pil(image: torch.Tensor) -> Image.Image:
     return Image.fromarray(signed_to_uint8(image).permute(1, 2, 0).cpu().numpy(), "RGB")
 
 
+GRID_PADDING = 2  # pixels between and around the images of a grid
+# PIL's Image.MAX_IMAGE_PIXELS: a larger image opens only with a DecompressionBombWarning
+# (and not at all beyond twice this), so gan writes no grid larger.
+MAX_GRID_PIXELS = 89_478_485
+
+
+def grid_columns(count: int, num_columns: int | None = None) -> int:
+    """The columns of a grid of `count` images: `num_columns` (at most `count`), else roughly square."""
+    return min(num_columns, count) if num_columns else max(1, math.ceil(math.sqrt(count)))
+
+
+def grid_size(count: int, height: int, width: int, num_columns: int | None = None) -> tuple[int, int]:
+    """(width, height) in pixels of `image_grid` of `count` images of height x width, before writing it."""
+    if count == 1:  # make_grid returns a lone image as it is, unpadded
+        return width, height
+    columns = grid_columns(count, num_columns)
+    rows = math.ceil(count / columns)
+    return columns * (width + GRID_PADDING) + GRID_PADDING, rows * (height + GRID_PADDING) + GRID_PADDING
+
+
 def image_grid(images: torch.Tensor, num_columns: int | None = None) -> torch.Tensor:
     """(N, 3, H, W) in [-1, 1] -> one (3, H', W') grid in [-1, 1], roughly square by default."""
-    num_columns = num_columns or max(1, math.ceil(math.sqrt(images.shape[0])))
-    return make_grid(images.detach().float().cpu(), nrow=num_columns, padding=2, pad_value=-1.0)
+    columns = grid_columns(images.shape[0], num_columns)
+    return make_grid(images.detach().float().cpu(), nrow=columns, padding=GRID_PADDING, pad_value=-1.0)
 
 
 def image_format_of(path: Path) -> str:

@@ -14,7 +14,7 @@ LAYERS = (
     ("foundation", ("gan", "gan.registry", "gan.typecheck", "gan.config")),
     ("support", ("gan.files", "gan.images", "gan.inference", "gan.progress", "gan.distributed", "gan.event_log",
                  "gan.compilation", "gan.cuda_graphs", "gan.health", "gan.ema", "gan.image_pool", "gan.checkpoint",
-                 "gan.losses", "gan.augment", "gan.schedules")),
+                 "gan.losses", "gan.augment", "gan.schedules", "gan.outputs")),
     ("data and networks", ("gan.data", "gan.nets")),
     ("metrics", ("gan.metrics",)),
     ("recipes", ("gan.recipes",)),

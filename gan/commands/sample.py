@@ -2,11 +2,91 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
 
 import click
 
 from gan.commands.common import fail
+
+if TYPE_CHECKING:  # the command imports torch only when it runs
+    import torch
+
+# The latents come from torch's CPU generator, which seeds itself from a seed's low 32 bits:
+# a larger seed would silently give a smaller one's images.
+MAX_SEED = 2**32 - 1
+# One command writes at most this many images: --separate names them 00000.png .. 99999.png.
+MAX_IMAGES = 100_000
+BATCH = 64  # images generated and written at a time, so memory does not grow with --n
+
+
+def check_seed(seed: int) -> None:
+    """A usage error for a seed the latent generator cannot take as its own."""
+    if not 0 <= seed <= MAX_SEED:
+        raise click.BadParameter(f"{seed} is out of range: expected 0 .. {MAX_SEED} (torch's CPU generator uses "
+                                 "the seed's low 32 bits, so a larger seed would repeat a smaller one's images)",
+                                 param_hint="--seed")
+
+
+def image_count(count: int, steps: int) -> int:
+    """The number of images --n (and --interpolate) ask for; a usage error beyond MAX_IMAGES."""
+    total = count * (steps or 1)
+    if total > MAX_IMAGES:
+        asked = f"{count:,} rows × --interpolate {steps:,} steps = {total:,} images" if steps else f"{total:,} images"
+        raise click.BadParameter(f"{asked} is more than the {MAX_IMAGES:,} one command writes (--separate names "
+                                 "them 00000.png .. 99999.png); sample the rest with another --seed into another "
+                                 "folder", param_hint="--n")
+    return total
+
+
+def separate_path(folder: Path, index: int) -> Path:
+    return folder / f"{index:05d}.png"
+
+
+def planned_outputs(out: Path | None, separate: Path | None, total: int) -> list[Path]:
+    """Every file the command will write: the grid, then one PNG per image."""
+    grid = [out] if out is not None else []
+    return grid + ([separate_path(separate, index) for index in range(total)] if separate is not None else [])
+
+
+def check_grid_fits(total: int, image_height: int, image_width: int, num_columns: int | None) -> None:
+    """Fail before writing anything when the --out grid would be too large for image readers."""
+    from gan.images import MAX_GRID_PIXELS, grid_size
+
+    width, height = grid_size(total, image_height, image_width, num_columns)
+    if width * height > MAX_GRID_PIXELS:
+        fail(f"--out: a grid of {total:,} images of {image_width}×{image_height} would be {width:,}×{height:,} "
+             f"pixels, more than the {MAX_GRID_PIXELS:,} that image readers open without a warning; write them "
+             "with --separate alone, or fewer with --n")
+
+
+def image_batches(generator: torch.nn.Module, latents: torch.Tensor) -> Iterator[torch.Tensor]:
+    """(<= BATCH, 3, H, W) images in [-1, 1] for consecutive slices of `latents`, one slice at a time."""
+    from gan.inference import generate
+
+    for chunk in latents.split(BATCH):
+        yield generate(generator, chunk, batch_size=BATCH)
+
+
+def write_samples(batches: Iterator[torch.Tensor], out: Path | None, separate: Path | None, num_columns: int | None,
+                  written: list[Path]) -> None:
+    """Write each batch's images into `separate` as they come, then the grid of all to `out`;
+    appends every file written to `written`, so that a failure can remove them."""
+    import torch
+
+    from gan.images import save_image, save_image_grid, signed_to_pil
+
+    grid_images, index = [], 0
+    for batch in batches:
+        if separate is not None:
+            for image in batch:
+                written.append(save_image(signed_to_pil(image), separate_path(separate, index)))
+                index += 1
+        if out is not None:
+            grid_images.append(batch)  # bounded: check_grid_fits has passed
+    if out is not None:
+        written.append(save_image_grid(torch.cat(grid_images), out, num_columns=num_columns))
 
 
 @click.command()
@@ -22,12 +102,14 @@ from gan.commands.common import fail
               help="The EMA weights (when the checkpoint has them) or the trained ones.")
 @click.option("--best", is_flag=True, help="Use the run's best.pt (kept by train.keep_best) instead of its newest "
                                         "checkpoint.")
+@click.option("--overwrite", is_flag=True, help="Replace existing files (never a checkpoint or a run's own files).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 def sample(source: Path, count: int, out: Path | None, separate: Path | None, seed: int, steps: int,
-           which: str, best: bool, device: str) -> None:
+           which: str, best: bool, overwrite: bool, device: str) -> None:
     """Generate images from SOURCE: a run directory (newest checkpoint), checkpoint file or export.
 
     Uses the EMA generator when the checkpoint has one (--generator live for the trained weights).
+    Existing files are replaced only with --overwrite; a run's own files never.
 
     \b
     Examples:
@@ -40,40 +122,45 @@ def sample(source: Path, count: int, out: Path | None, separate: Path | None, se
     from gan.checkpoint import CheckpointError, best_checkpoint
     from gan.files import WriteError
     from gan.generators import load_generator
-    from gan.images import image_format_of, save_image, save_image_grid, signed_to_pil
-    from gan.inference import generate, interpolation_latents, random_latents
+    from gan.images import image_format_of
+    from gan.inference import interpolation_latents, random_latents
+    from gan.outputs import OutputRefused, check_outputs
     from gan.train import DeviceUnavailable, select_device
 
     if out is None and separate is None:
         raise click.UsageError("give --out FILE.png and/or --separate DIR")
     if count < 1 or steps < 0 or steps == 1:
         raise click.UsageError("--n must be >= 1 and --interpolate >= 2")
+    check_seed(seed)
+    total = image_count(count, steps)
     if out is not None:
         try:
             image_format_of(out)
         except ValueError as error:
             raise click.BadParameter(str(error), param_hint="--out") from None
     try:
+        check_outputs(planned_outputs(out, separate, total), inputs=[source], overwrite=overwrite)
         loaded = load_generator(best_checkpoint(source) if best else source, select_device(device), which)
         generator, path, used_ema = loaded.generator, loaded.checkpoint, loaded.used_ema
-    except (CheckpointError, DeviceUnavailable) as error:
+    except (OutputRefused, CheckpointError, DeviceUnavailable) as error:
         fail(error)
     if steps:
         latents = interpolation_latents(count, steps, generator.latent_dim, seed)
     else:
         latents = random_latents(count, generator.latent_dim, seed)
-    images = generate(generator, latents)
+    batches = image_batches(generator, latents)
+    first = next(batches)
+    if out is not None:
+        check_grid_fits(total, *first.shape[-2:], num_columns=steps or None)
     written: list[Path] = []
     try:
-        if out is not None:
-            written.append(save_image_grid(images, out, num_columns=steps or None))
-            click.echo(f"wrote {out} ({len(images)} images)")
-        if separate is not None:
-            for index, image in enumerate(images):
-                written.append(save_image(signed_to_pil(image), separate / f"{index:05d}.png"))
-            click.echo(f"wrote {len(images)} PNGs to {separate}")
+        write_samples(itertools.chain([first], batches), out, separate, steps or None, written)
     except WriteError as error:
         for written_path in written:  # a failed command leaves none of its files
             written_path.unlink(missing_ok=True)
         fail(error)
+    if out is not None:
+        click.echo(f"wrote {out} ({total} images)")
+    if separate is not None:
+        click.echo(f"wrote {total} PNGs to {separate}")
     click.echo(f"from {path} ({'EMA generator' if used_ema else 'generator'}, seed {seed})", err=True)

@@ -1,0 +1,159 @@
+"""Where `gan sample`, `gan translate` and `gan export` may write (issue 27).
+
+A command plans every path it will write and passes them all to `check_outputs` before it
+writes any. Three kinds of output are refused even with --overwrite:
+
+- an input of the command: paths are compared after resolving `..` and symlinks, and
+  existing files also by device and inode, so another spelling, a symlinked folder or a
+  hard link of an input is still that input;
+- a name training writes (`checkpoint-*.pt`, `best.pt`, `best.json`), anywhere: a file of
+  that name is taken for a run's state by resumes, `--best` and `gan sample RUN`;
+- an existing file inside a run directory (config.toml, metrics.jsonl, events, samples,
+  a checkpoint): a run's record is only ever written by its training.
+
+Any other existing file is replaced only with --overwrite; the writes themselves stay
+atomic (gan/files.py). This module needs no torch: the checks run before a model loads.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from gan.files import LOCK_NAME
+
+# The names gan/checkpoint.py gives a run's state, spelled here so that this module needs
+# no torch (tests/test_outputs.py checks that they agree).
+TRAINING_STATE_NAMES = ("checkpoint-*.pt", "best.pt", "best.json")
+RUN_CONFIG = "config.toml"
+
+
+class OutputRefused(ValueError):
+    """An output would replace an input, a run's file, or an existing file without --overwrite."""
+
+
+def is_training_state_name(path: Path) -> bool:
+    """Whether `path` is named like a checkpoint, best.pt or best.json."""
+    return any(fnmatch.fnmatchcase(path.name, pattern) for pattern in TRAINING_STATE_NAMES)
+
+
+def is_run_directory(folder: Path) -> bool:
+    """Whether `folder` is a run directory: its config.toml beside training state, or beside
+    the lock of a run that has written none yet."""
+    if not (folder / RUN_CONFIG).is_file():
+        return False
+    try:
+        return (folder / LOCK_NAME).exists() or any(is_training_state_name(path) for path in folder.iterdir())
+    except OSError:  # an unreadable folder: its config.toml alone says run
+        return True
+
+
+def file_identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the file `path` names, following symlinks; None when there is none."""
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
+
+
+class _Inputs:
+    """The files a command reads, by resolved path and by identity, each with its own spelling."""
+
+    def __init__(self, paths: Iterable[Path]):
+        self.by_path: dict[Path, Path] = {}
+        self.by_identity: dict[tuple[int, int], Path] = {}
+        for path in paths:
+            self.by_path.setdefault(path.resolve(), path)
+            identity = file_identity(path)
+            if identity is not None:
+                self.by_identity.setdefault(identity, path)
+
+    def matching(self, output: Path, resolved: Path, exists: bool) -> Path | None:
+        """The input that `output` (resolved: `resolved`) would overwrite, or None."""
+        if resolved in self.by_path:
+            return self.by_path[resolved]
+        identity = file_identity(output) if exists else None
+        return self.by_identity.get(identity) if identity is not None else None
+
+
+class _Folders:
+    """What outputs need to know about their folders, looked up once per folder."""
+
+    def __init__(self):
+        self._resolved: dict[Path, Path] = {}
+        self._runs: dict[Path, Path | None] = {}
+        self._blockers: dict[Path, Path | None] = {}
+
+    def resolve(self, path: Path) -> Path:
+        """`path` with `..` and symlinks resolved, resolving each folder once (thousands of outputs
+        share a few folders)."""
+        if path.name in ("", ".", "..") or path.is_symlink():
+            return path.resolve()
+        if path.parent not in self._resolved:
+            self._resolved[path.parent] = path.parent.resolve()
+        return self._resolved[path.parent] / path.name
+
+    def run_directory_of(self, folder: Path) -> Path | None:
+        """The run directory that `folder` (resolved) is or lies in, or None."""
+        if folder not in self._runs:
+            if is_run_directory(folder):
+                self._runs[folder] = folder
+            else:
+                self._runs[folder] = None if folder.parent == folder else self.run_directory_of(folder.parent)
+        return self._runs[folder]
+
+    def file_in_the_way(self, folder: Path) -> Path | None:
+        """The nearest existing path above a file to be written in `folder`, when it is not a folder."""
+        if folder not in self._blockers:
+            if os.path.lexists(folder):
+                self._blockers[folder] = None if folder.is_dir() else folder
+            else:
+                self._blockers[folder] = None if folder.parent == folder else self.file_in_the_way(folder.parent)
+        return self._blockers[folder]
+
+
+def _refuse_protected(output: Path, resolved: Path, inputs: _Inputs, folders: _Folders, exists: bool) -> None:
+    """Raise OutputRefused when `output` is one that --overwrite cannot allow, or cannot be a file."""
+    if is_training_state_name(output) or is_training_state_name(resolved):
+        raise OutputRefused(f"'{output}' is a name gan keeps for a run's state (checkpoint-*.pt, best.pt or "
+                            "best.json); choose another name (not even --overwrite writes one)")
+    source = inputs.matching(output, resolved, exists)
+    if source is not None:
+        raise OutputRefused(f"output '{output}' would overwrite the input '{source}'; write somewhere else "
+                            "(not even --overwrite replaces an input)")
+    if exists:
+        run_dir = folders.run_directory_of(resolved.parent)
+        if run_dir is not None:
+            raise OutputRefused(f"'{output}' is a file of run directory '{run_dir}'; gan never replaces a run's "
+                                "files, even with --overwrite: write somewhere else")
+        if resolved.is_dir():
+            raise OutputRefused(f"output '{output}' is a folder; expected a file name")
+    else:
+        blocker = folders.file_in_the_way(output.parent)
+        if blocker is not None:
+            raise OutputRefused(f"'{blocker}' is a file, so '{output}' cannot be written inside it")
+
+
+def check_outputs(outputs: Sequence[Path], inputs: Iterable[Path] = (), overwrite: bool = False) -> None:
+    """Raise OutputRefused unless a command may write every path of `outputs`: none is an input,
+    a training-state name, an existing file of a run directory, or planned twice; and, unless
+    `overwrite`, none exists yet. Call it with all outputs before writing any."""
+    protected, folders = _Inputs(inputs), _Folders()
+    planned: set[Path] = set()
+    existing: list[Path] = []
+    for output in outputs:
+        resolved = folders.resolve(output)
+        exists = os.path.lexists(output)  # a symlink counts, even a dangling one: the write replaces it
+        _refuse_protected(output, resolved, protected, folders, exists)
+        if resolved in planned:
+            raise OutputRefused(f"'{output}' would be written twice by this command; give its outputs distinct "
+                                "names")
+        planned.add(resolved)
+        if exists:
+            existing.append(output)
+    if existing and not overwrite:
+        raise OutputRefused(f"{len(existing)} of {len(outputs)} output file(s) already exist (the first: "
+                            f"'{existing[0]}'); pass --overwrite to replace them")

@@ -1,0 +1,317 @@
+"""Outputs never clobber what a command reads or what a run wrote (issue 27).
+
+`gan translate`, `gan sample` and `gan export` refuse an output that is one of their inputs,
+a checkpoint's name or an existing file of a run directory (even with --overwrite), and any
+other existing file without --overwrite; all before writing anything. Also: translate counts
+what it really wrote, export's format follows its extension, sample's --seed and --n are
+bounded with one-line errors.
+"""
+
+import os
+import shutil
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from conftest import REPO, TINY_PIX2PIX, only_run, random_rgb
+from PIL import Image
+
+from gan.cli import main
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(arg) for arg in args])
+
+
+def contents(folder) -> dict:
+    """{relative path: bytes} of every file under `folder`, to show that nothing changed."""
+    return {path.relative_to(folder): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def assert_clean_error(result, *phrases):
+    """Exit 2 through `fail` or click, with every phrase in the output and no traceback."""
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit), result.exception
+    for phrase in phrases:
+        assert phrase in result.output, (phrase, result.output)
+
+
+@pytest.fixture(scope="module")
+def pix2pix_run(tmp_path_factory):
+    """A tiny pix2pix run: an image-to-image checkpoint for `gan translate`."""
+    root = tmp_path_factory.mktemp("paired")
+    for split in ("train", "val"):
+        (root / split).mkdir()
+        for index in range(2):
+            a = np.asarray(random_rgb((40, 40), index))
+            Image.fromarray(np.concatenate([a, 255 - a], axis=1)).save(root / split / f"{index}.png")
+    out = tmp_path_factory.mktemp("runs")
+    sets = [arg for item in [*TINY_PIX2PIX, f"data.root={root}"] for arg in ("--set", item)]
+    result = invoke("train", REPO / "experiments" / "pix2pix_facades.toml", *sets, "--out", out, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    return only_run(out)
+
+
+@pytest.fixture
+def demo_run(tiny_demo_run, tmp_path):
+    """A copy of the tiny DCGAN run that a test may try (and must fail) to damage."""
+    return shutil.copytree(tiny_demo_run, tmp_path / "run")
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    """in/a.png and in/in/a.png: a folder of inputs with a nested folder of the same name."""
+    folder = tmp_path / "in"
+    (folder / "in").mkdir(parents=True)
+    random_rgb((36, 28), 1).save(folder / "a.png")
+    random_rgb((20, 24), 2).save(folder / "in" / "a.png")
+    return folder
+
+
+# ----------------------------------------------------------------------------- translate: inputs are never outputs
+
+
+@pytest.mark.parametrize("source,output", [
+    ("in/a.png", "in/a.png"),                # the input file itself
+    ("in/a.png", "./in/in/../a.png"),        # the same file through another spelling
+    ("in/a.png", "link/a.png"),              # through a symlinked folder
+    ("in", "in"),                            # the folder of inputs
+    ("in", "./in/../in"),
+    ("in", "link"),
+    ("in", "in/in"),                         # in/in/a.png is both an input and in/a.png's output
+])
+@pytest.mark.parametrize("flags", [[], ["--side-by-side"], ["--overwrite"]])
+def test_translate_never_writes_over_an_input(pix2pix_run, inputs, tmp_path, monkeypatch, source, output, flags):
+    monkeypatch.chdir(tmp_path)
+    os.symlink(inputs, tmp_path / "link")
+    before = contents(inputs)
+    result = invoke("translate", pix2pix_run, source, output, "--device", "cpu", *flags)
+    assert_clean_error(result, "would overwrite the input")
+    assert contents(inputs) == before
+
+
+def test_translate_refuses_existing_outputs_without_overwrite_before_writing_any(pix2pix_run, inputs, tmp_path):
+    out = tmp_path / "out"
+    (out / "in").mkdir(parents=True)
+    (out / "in" / "a.png").write_bytes(b"an earlier result")
+    result = invoke("translate", pix2pix_run, inputs, out, "--device", "cpu")
+    assert_clean_error(result, "1 of 2 output file(s) already exist", f"'{out / 'in' / 'a.png'}'", "--overwrite")
+    assert contents(out) == {(out / "in" / "a.png").relative_to(out): b"an earlier result"}  # a.png not written
+    result = invoke("translate", pix2pix_run, inputs, out, "--device", "cpu", "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert Image.open(out / "in" / "a.png").size == (20, 24) and Image.open(out / "a.png").size == (36, 28)
+
+
+def test_translate_into_a_file_where_a_folder_is_needed_is_a_clear_error(pix2pix_run, inputs, tmp_path):
+    taken = tmp_path / "taken.png"
+    taken.write_bytes(b"a file")
+    assert_clean_error(invoke("translate", pix2pix_run, inputs, taken, "--device", "cpu"), f"'{taken}' is a file")
+
+
+@pytest.mark.parametrize("flags", [[], ["--overwrite"]])
+def test_translate_never_writes_over_a_file_of_a_run(pix2pix_run, demo_run, inputs, flags):
+    before = contents(demo_run)
+    grid = demo_run / "samples" / "00000004-generator_ema.png"
+    result = invoke("translate", pix2pix_run, inputs / "a.png", grid, "--device", "cpu", *flags)
+    assert_clean_error(result, f"run directory '{demo_run}'")
+    assert contents(demo_run) == before
+
+
+# ----------------------------------------------------------------------------- translate: what it really wrote
+
+
+def test_translate_reports_what_it_wrote_and_skipped(pix2pix_run, tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    random_rgb((24, 24), 3).save(folder / "good.png")
+    (folder / "broken.png").write_bytes(b"not a png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = invoke("translate", pix2pix_run, folder, tmp_path / "out", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert "wrote 1 image(s)" in result.output and "skipped 1 unreadable" in result.output
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["good.png"]
+
+
+def test_translate_that_writes_nothing_fails(pix2pix_run, tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = invoke("translate", pix2pix_run, broken, tmp_path / "out.png", "--device", "cpu")
+    assert_clean_error(result, "wrote nothing", "1 input image(s)", "broken.png")
+    assert "wrote 1 image(s)" not in result.output and not (tmp_path / "out.png").exists()
+
+
+# ----------------------------------------------------------------------------- export
+
+
+@pytest.mark.parametrize("name", ["checkpoint-00000004.pt", "checkpoint-00000099.pt", "best.pt",
+                                  "../run/checkpoint-00000002.pt"])
+@pytest.mark.parametrize("flags", [[], ["--overwrite"]])
+def test_export_never_writes_a_checkpoint(demo_run, name, flags):
+    before = contents(demo_run)
+    result = invoke("export", demo_run, "--out", demo_run / name, *flags)
+    assert_clean_error(result, "checkpoint-*.pt, best.pt or best.json")
+    assert contents(demo_run) == before
+
+
+def test_export_takes_no_checkpoint_name_outside_a_run_either(tiny_demo_run, tmp_path):
+    result = invoke("export", tiny_demo_run, "--out", tmp_path / "checkpoint-00000001.pt")
+    assert_clean_error(result, "checkpoint-*.pt")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("flags", [[], ["--overwrite"]])
+def test_export_never_writes_over_its_source(demo_run, tmp_path, flags):
+    source = shutil.copy(demo_run / "checkpoint-00000004.pt", tmp_path / "mine.pt")
+    before = source.read_bytes()
+    assert_clean_error(invoke("export", source, "--out", source, *flags), "would overwrite the input")
+    assert source.read_bytes() == before
+
+
+def test_export_replaces_an_existing_file_or_its_json_only_with_overwrite(tiny_demo_run, tmp_path):
+    out, sidecar = tmp_path / "g.safetensors", tmp_path / "g.safetensors.json"
+    assert invoke("export", tiny_demo_run, "--out", out).exit_code == 0
+    before = out.read_bytes()
+    assert_clean_error(invoke("export", tiny_demo_run, "--out", out), "2 of 2 output file(s) already exist",
+                       "--overwrite")
+    out.unlink()
+    assert_clean_error(invoke("export", tiny_demo_run, "--out", out), f"'{sidecar}'")
+    assert not out.exists()
+    result = invoke("export", tiny_demo_run, "--out", out, "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes() == before
+
+
+@pytest.mark.parametrize("flags", [[], ["--overwrite"]])
+def test_a_file_written_into_a_run_directory_is_then_the_runs(demo_run, flags):
+    out = demo_run / "g.safetensors"
+    assert invoke("export", demo_run, "--out", out).exit_code == 0  # a new file beside the run's own
+    before = contents(demo_run)
+    assert_clean_error(invoke("export", demo_run, "--out", out, *flags), f"run directory '{demo_run}'")
+    assert contents(demo_run) == before
+
+
+def test_export_format_follows_the_extension(tiny_demo_run, tmp_path):
+    result = invoke("export", tiny_demo_run, "--out", tmp_path / "g.pt")
+    assert result.exit_code == 0, result.output
+    assert torch.load(tmp_path / "g.pt", weights_only=True)["format"] == "gan.export/1"
+
+
+@pytest.mark.parametrize("args,phrases", [
+    (["--format", "pt", "--out", "g.safetensors"], ["--format pt", "'.safetensors'"]),
+    (["--format", "safetensors", "--out", "g.pt"], ["--format safetensors", "'.pt'"]),
+    (["--out", "g.bin"], ["'.bin'", ".safetensors", ".pt"]),
+])
+def test_export_refuses_an_extension_its_format_contradicts(tiny_demo_run, tmp_path, monkeypatch, args, phrases):
+    monkeypatch.chdir(tmp_path)
+    assert_clean_error(invoke("export", tiny_demo_run, *args), *phrases)
+    assert list(tmp_path.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------- sample
+
+
+@pytest.mark.parametrize("flags", [[], ["--overwrite"]])
+def test_sample_never_writes_over_a_file_of_a_run(demo_run, flags):
+    before = contents(demo_run)
+    grid = demo_run / "samples" / "00000004-generator_ema.png"
+    result = invoke("sample", demo_run, "--n", "4", "--out", grid, *flags)
+    assert_clean_error(result, f"run directory '{demo_run}'")
+    assert contents(demo_run) == before
+
+
+def test_sample_refuses_existing_files_without_overwrite(tiny_demo_run, tmp_path):
+    separate = tmp_path / "each"
+    separate.mkdir()
+    (separate / "00003.png").write_bytes(b"kept")
+    result = invoke("sample", tiny_demo_run, "--n", "6", "--out", tmp_path / "grid.png", "--separate", separate)
+    assert_clean_error(result, "1 of 7 output file(s) already exist", "00003.png", "--overwrite")
+    assert list(separate.iterdir()) == [separate / "00003.png"] and not (tmp_path / "grid.png").exists()
+    result = invoke("sample", tiny_demo_run, "--n", "6", "--separate", separate, "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert len(list(separate.iterdir())) == 6
+
+
+def test_sample_refuses_a_grid_that_one_of_its_own_pngs_would_replace(tiny_demo_run, tmp_path):
+    result = invoke("sample", tiny_demo_run, "--n", "4", "--out", tmp_path / "each" / "00001.png",
+                    "--separate", tmp_path / "each")
+    assert_clean_error(result, "twice")
+    assert not (tmp_path / "each").exists()
+
+
+@pytest.mark.parametrize("seed", ["99999999999999999999", "-1", str(2**32)])
+def test_sample_seed_out_of_range_is_one_line(tiny_demo_run, tmp_path, seed):
+    result = invoke("sample", tiny_demo_run, "--seed", seed, "--out", tmp_path / "s.png")
+    assert_clean_error(result, seed, "0 .. 4294967295")
+    assert not (tmp_path / "s.png").exists()
+
+
+def test_the_largest_seed_samples(tiny_demo_run, tmp_path):
+    result = invoke("sample", tiny_demo_run, "--n", "2", "--seed", str(2**32 - 1), "--out", tmp_path / "s.png")
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("args,phrases", [
+    (["--n", "1000000000"], ["1,000,000,000 images", "more than the 100,000"]),
+    (["--n", "1000", "--interpolate", "1000"], ["1,000,000 images", "more than the 100,000"]),
+])
+def test_sample_count_beyond_one_command_is_one_line(tiny_demo_run, tmp_path, args, phrases):
+    result = invoke("sample", tiny_demo_run, *args, "--separate", tmp_path / "each")
+    assert_clean_error(result, *phrases)
+    assert not (tmp_path / "each").exists()
+
+
+def test_sample_grid_too_large_to_open_is_refused_with_its_size(tiny_demo_run, tmp_path):
+    result = invoke("sample", tiny_demo_run, "--n", "80000", "--out", tmp_path / "huge.png",
+                    "--separate", tmp_path / "each")
+    assert_clean_error(result, "80,000 images of 32×32", "9,624×9,624", "--separate")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sample_in_chunks_gives_the_images_of_one_batch(tiny_demo_run, tmp_path):
+    from gan.generators import load_generator
+    from gan.images import signed_to_pil
+    from gan.inference import generate, random_latents
+
+    result = invoke("sample", tiny_demo_run, "--n", "130", "--seed", "5", "--separate", tmp_path / "each")
+    assert result.exit_code == 0, result.output
+    generator = load_generator(tiny_demo_run, torch.device("cpu")).generator
+    expected = generate(generator, random_latents(130, generator.latent_dim, 5))
+    for index in (0, 64, 129):
+        written = np.asarray(Image.open(tmp_path / "each" / f"{index:05d}.png"))
+        assert np.array_equal(written, np.asarray(signed_to_pil(expected[index]))), index
+
+
+# ----------------------------------------------------------------------------- the rules themselves
+
+
+def test_the_names_training_writes_are_protected_everywhere(tmp_path):
+    from gan.checkpoint import BEST_NAME, BEST_RECORD, checkpoint_path
+    from gan.outputs import OutputRefused, check_outputs
+
+    for path in (checkpoint_path(tmp_path, 8), tmp_path / BEST_NAME, tmp_path / BEST_RECORD):
+        with pytest.raises(OutputRefused, match="checkpoint-\\*.pt, best.pt or best.json"):
+            check_outputs([path], overwrite=True)
+
+
+def test_a_hard_link_to_an_input_is_the_input(tmp_path):
+    from gan.outputs import OutputRefused, check_outputs
+
+    source = tmp_path / "a.png"
+    source.write_bytes(b"input")
+    os.link(source, tmp_path / "b.png")
+    with pytest.raises(OutputRefused, match="would overwrite the input"):
+        check_outputs([tmp_path / "b.png"], inputs=[source], overwrite=True)
+    check_outputs([tmp_path / "c.png"], inputs=[source])  # a new file is fine
+
+
+@pytest.mark.parametrize("count,columns", [(1, None), (6, None), (80, None), (10, 5), (3, 5)])
+def test_grid_size_is_the_size_image_grid_writes(count, columns):
+    from gan.images import grid_size, image_grid
+
+    grid = image_grid(torch.zeros(count, 3, 7, 5), num_columns=columns)
+    assert grid_size(count, 7, 5, columns) == (grid.shape[2], grid.shape[1])
