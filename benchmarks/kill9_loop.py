@@ -5,7 +5,8 @@ ends with the weights of an uninterrupted run.
     python benchmarks/kill9_loop.py --kills 20 --out /tmp/kill9
     python benchmarks/kill9_loop.py --kills 9 --workers 2 --out /tmp/kill9-workers
 
-Each restart follows its kill at once. Prints, per kill, the last step the run reported and
+Each restart follows its kill at once. With `--workers`, each kill lands once the run has
+reported a random step from 1 to 40 (counted from its start), so its workers are running. Prints, per kill, the last step the run reported and
 the step it resumed from (the steps lost), how many restarts were refused because the run
 directory still looked locked (with `--workers`, DataLoader workers outlive their killed
 parent for a few seconds), then whether the final checkpoint equals the uninterrupted run's:
@@ -29,13 +30,14 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 BUSY = "in use by another gan process"
 SETTINGS = ["model.generator_args.channels=16", "model.discriminator_args.channels=16",
-            "train.batch_size=32", "train.steps=2000", "train.checkpoint_every=10", "train.keep_checkpoints=2",
+            "train.batch_size=32", "train.checkpoint_every=10", "train.keep_checkpoints=2",
             "log.every=1", "log.image_every=100", "metrics.every=0", "loss.instance_noise=0.1",
             "loss.label_smoothing=0.1"]
 
 
-def gan_train(args: list[str], log_path: Path, workers: int = 0) -> subprocess.Popen:
-    sets = [arg for item in (*SETTINGS, f"data.num_workers={workers}") for arg in ("--set", item)]
+def gan_train(args: list[str], log_path: Path, workers: int = 0, steps: int = 2000) -> subprocess.Popen:
+    sets = [arg for item in (*SETTINGS, f"data.num_workers={workers}", f"train.steps={steps}")
+            for arg in ("--set", item)]
     with open(log_path, "w") as log:
         return subprocess.Popen([sys.executable, "-m", "gan", "train", *args, *sets, "--device", "cpu"],
                                 stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
@@ -73,24 +75,32 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("/tmp/kill9"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes of each run")
+    parser.add_argument("--steps", type=int, default=2000, help="the run's length")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     config = str(REPO / "experiments" / "dcgan_demo.toml")
     args.out.mkdir(parents=True, exist_ok=True)
 
     started = time.perf_counter()
-    straight = gan_train([config, "--out", str(args.out / "straight")], args.out / "straight.log", args.workers)
+    straight = gan_train([config, "--out", str(args.out / "straight")], args.out / "straight.log", args.workers,
+                         args.steps)
     if straight.wait() != 0:
         sys.exit(f"the uninterrupted run failed; see {args.out / 'straight.log'}")
     print(f"uninterrupted run: {time.perf_counter() - started:.0f} s", flush=True)
     straight_dir = next(p for p in (args.out / "straight").iterdir() if p.is_dir())
 
-    run_dir, lost, history, refused = None, [], [], 0
+    # --run-dir starts the run, or resumes it once it has a checkpoint: the same line after every kill.
+    run_dir, lost, history, refused = args.out / "killed", [], [], 0
+    launch = [config, "--run-dir", str(run_dir)]
     for kill in range(args.kills):
         log_path = args.out / f"kill{kill:02d}.log"
-        launch = [config, "--out", str(args.out / "killed")] if run_dir is None else ["--resume", str(run_dir)]
-        process = gan_train(launch, log_path, args.workers)
-        time.sleep(rng.uniform(1.0, 6.0))  # start-up included: some kills land before the first step
+        process = gan_train(launch, log_path, args.workers, args.steps)
+        if args.workers:  # mid-epoch, with the workers running: once the run reports a random step
+            target, deadline = rng.randint(1, 40), time.perf_counter() + 120
+            while process.poll() is None and last_reported_step(log_path) < target and time.perf_counter() < deadline:
+                time.sleep(0.05)
+        else:
+            time.sleep(rng.uniform(1.0, 6.0))  # start-up included: some kills land before the first step
         if process.poll() is not None:
             if BUSY in log_path.read_text():  # the restart was refused: a stale lock
                 refused += 1
@@ -100,20 +110,14 @@ def main() -> None:
             break
         os.kill(process.pid, signal.SIGKILL)
         process.wait()
-        if run_dir is None:
-            candidates = [p for p in (args.out / "killed").iterdir() if p.is_dir()]
-            run_dir = candidates[0] if candidates else None
-        checkpoints = sorted(run_dir.glob("checkpoint-*.pt")) if run_dir else []
+        checkpoints = sorted(run_dir.glob("checkpoint-*.pt"))
         saved = int(checkpoints[-1].stem.split("-")[1]) if checkpoints else 0
         reached = max(last_reported_step(log_path), resumed_from(log_path), saved)
         lost.append(reached - saved)
         history.append(f"kill {kill + 1:2d}: reached step {reached:3d}, newest checkpoint {saved:3d}, "
-                       f"{reached - saved} steps to redo; leftover temp files: "
-                       f"{len(list(run_dir.glob('*.tmp'))) if run_dir else 0}")
-        if run_dir is None:  # killed before the run directory existed: start again
-            continue
+                       f"{reached - saved} steps to redo; leftover temp files: {len(list(run_dir.glob('*.tmp')))}")
     final_log = args.out / "final.log"
-    process = gan_train(["--resume", str(run_dir)], final_log, args.workers)
+    process = gan_train(launch, final_log, args.workers, args.steps)
     if process.wait() != 0:
         sys.exit(f"the final resume failed; see {final_log}")
     print("\n".join(history))
