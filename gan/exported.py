@@ -4,29 +4,34 @@
 is the generator's plain state dict, loadable by anyone, and its metadata entry "gan"
 is JSON with what rebuilds it: the network spec, the run's config and the step. A JSON
 file with the same metadata is written beside it for people. `pt` is the same as a
-plain torch file, which loads with `weights_only=True`. The extension names the format
-(`.safetensors`, `.pt`), since readers go by it.
+plain torch file, which loads with `weights_only=True`. `onnx` is the generator as a
+graph for ONNX Runtime (gan/onnx_export.py), with the same metadata plus its input and
+output shapes. The extension names the format (`.safetensors`, `.pt`, `.onnx`), since
+readers go by it.
 
-Both read back as a checkpoint-shaped dict (specs, networks, config, step), so every
-loader takes a run directory, a checkpoint or an export alike.
+safetensors and pt read back as a checkpoint-shaped dict (specs, networks, config, step),
+so every loader takes a run directory, a checkpoint or an export alike; ONNX files are
+for other engines, and gan's loaders say so.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
 from gan.checkpoint import FORMAT, CheckpointError, load_checkpoint, resolve_checkpoint
-from gan.files import WriteError, write_atomically, write_text_atomically
+from gan.files import WriteError, write_atomically
 
 EXPORT_FORMAT = "gan.export/1"
-EXPORT_FORMATS = ("safetensors", "pt")
-# The extension decides how `load_source` reads a file back (exactly ".safetensors", or else
-# as a torch file), so it decides the format an export is written in.
-EXPORT_EXTENSIONS = {".safetensors": "safetensors", ".pt": "pt", ".pth": "pt"}
+EXPORT_FORMATS = ("safetensors", "pt", "onnx")
+# The extension decides how `load_source` reads a file back (exactly ".safetensors", ".onnx"
+# refused, or else as a torch file), so it decides the format an export is written in.
+EXPORT_EXTENSIONS = {".safetensors": "safetensors", ".pt": "pt", ".pth": "pt", ".onnx": "onnx"}
+GENERATOR_WEIGHTS = ("ema", "live")  # the average of the trained weights, or the trained ones
 
 
 def export_format_of(out: Path, requested: str | None = None) -> str:
@@ -35,7 +40,7 @@ def export_format_of(out: Path, requested: str | None = None) -> str:
     implied = EXPORT_EXTENSIONS.get(out.suffix)
     if implied is None:
         raise ValueError(f"cannot tell the export format of '{out}' from its extension '{out.suffix}': expected "
-                         ".safetensors, or .pt (or .pth) for a torch file")
+                         ".safetensors, .pt (or .pth) for a torch file, or .onnx")
     if requested is not None and requested != implied:
         wanted = " or ".join(suffix for suffix, name in EXPORT_EXTENSIONS.items() if name == requested)
         raise ValueError(f"--format {requested} does not match the extension '{out.suffix}' of '{out}' (a "
@@ -60,17 +65,24 @@ def generator_name(specs: dict, direction: str | None, path: Path) -> str:
     return f"generator_{direction}"
 
 
-def export_generator(source: Path, out: Path, export_format: str | None = None,
-                     direction: str | None = None) -> dict[str, Any]:
-    """Write the (EMA, when there is one) generator of `source` to `out`, in the format of its
-    extension (`export_format`, when given, must agree); returns the metadata written."""
+def export_generator(source: Path, out: Path, export_format: str | None = None, direction: str | None = None,
+                     which: str = "ema") -> dict[str, Any]:
+    """Write the generator of `source` to `out`, in the format of its extension (`export_format`,
+    when given, must agree): with `which="ema"` its EMA weights when it has them, else the
+    trained ("live") ones. Returns the metadata written."""
     if export_format is not None and export_format not in EXPORT_FORMATS:
         raise ValueError(f"unknown export format '{export_format}'; use {' or '.join(EXPORT_FORMATS)}")
+    if which not in GENERATOR_WEIGHTS:
+        raise ValueError(f"generator must be one of {', '.join(GENERATOR_WEIGHTS)}, got '{which}'")
     export_format = export_format_of(out, export_format)
+    if export_format == "onnx":
+        from gan.onnx_export import require_onnx
+
+        require_onnx()  # before loading anything
     path = resolve_checkpoint(source)
     state = load_checkpoint(path)
     name = generator_name(state["specs"], direction, path)
-    stored = f"{name}_ema" if f"{name}_ema" in state["networks"] else name
+    stored = f"{name}_ema" if which == "ema" and f"{name}_ema" in state["networks"] else name
     weights = {key: value.contiguous() for key, value in state["networks"][stored].items()}
     metadata = {"format": EXPORT_FORMAT, "network": stored, "specs": {name: state["specs"][name]},
                 "config": state["config"], "step": state["step"], "source": str(path)}
@@ -78,15 +90,54 @@ def export_generator(source: Path, out: Path, export_format: str | None = None,
     if export_format == "safetensors":
         from safetensors.torch import save_file
 
-        write_atomically(out, lambda temp: save_file(weights, str(temp), metadata={"gan": json.dumps(metadata)}))
+        write_following_umask(out, lambda temp: save_file(weights, str(temp), metadata={"gan": json.dumps(metadata)}))
+    elif export_format == "pt":
+        write_following_umask(out, lambda temp: torch.save({**metadata, "networks": {stored: weights}}, temp))
     else:
-        write_atomically(out, lambda temp: torch.save({**metadata, "networks": {stored: weights}}, temp))
+        metadata = write_onnx_export(out, state["specs"][name], weights, metadata, path)
     try:
-        write_text_atomically(sidecar_path(out), json.dumps(metadata, indent=2) + "\n")
+        write_following_umask(sidecar_path(out), lambda temp: temp.write_text(json.dumps(metadata, indent=2) + "\n",
+                                                                              encoding="utf-8"))
     except WriteError:
         out.unlink(missing_ok=True)  # no weights without their description
         raise
     return metadata
+
+
+def write_onnx_export(out: Path, spec: dict[str, Any], weights: dict[str, torch.Tensor], metadata: dict[str, Any],
+                      checkpoint: Path) -> dict[str, Any]:
+    """Write the generator of `spec` with `weights` (read from `checkpoint`) to `out` as ONNX;
+    returns `metadata` with the graph's description (input and output shapes, size multiple)
+    added as "onnx"."""
+    from gan.nets import NetworkSpec
+    from gan.onnx_export import onnx_program, write_onnx
+
+    try:
+        generator = NetworkSpec.from_dict(spec).load(weights, f"'{checkpoint}'").eval().requires_grad_(False)
+    except ValueError as error:
+        raise CheckpointError(str(error)) from None
+    program, description = onnx_program(generator, metadata["config"])
+    metadata = {**metadata, "onnx": description}
+    write_following_umask(out, lambda temp: write_onnx(program, metadata, temp))
+    return metadata
+
+
+def write_following_umask(path: Path, write: Callable[[Path], None]) -> None:
+    """`write_atomically`, with the file's permissions set by the umask as for a plain open():
+    some writers (safetensors) create their file 0600 whatever the umask."""
+    def write_then_set_mode(temp: Path) -> None:
+        write(temp)
+        os.chmod(temp, 0o666 & ~current_umask())
+
+    write_atomically(path, write_then_set_mode)
+
+
+def current_umask() -> int:
+    """The process's umask. Reading it means setting it: the probe is 0o077, so that a file another
+    thread creates in that instant is the more private, never the less."""
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
 
 
 def read_export(path: Path) -> dict[str, Any]:
@@ -108,6 +159,9 @@ def read_export(path: Path) -> dict[str, Any]:
 def load_source(source: str | Path) -> tuple[Path, dict[str, Any]]:
     """(file, checkpoint-shaped state) of a run directory, checkpoint file or export."""
     source = Path(source)
+    if source.suffix == ".onnx":
+        raise CheckpointError(f"'{source}' is an ONNX export, for ONNX Runtime and other engines; gan sample, "
+                              "translate and eval read run directories, checkpoints and .safetensors or .pt exports")
     if source.suffix == ".safetensors":
         if not source.is_file():
             raise CheckpointError(f"export '{source}' does not exist")

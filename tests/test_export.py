@@ -1,6 +1,7 @@
 """`gan export`: generator weights as safetensors or a plain torch file, read back by sample and translate."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,28 @@ def test_an_export_whose_spec_asks_for_too_much_or_the_unknown_is_refused_before
     save_file(load_file(str(out)), str(out), metadata={"gan": json.dumps(metadata)})
     with pytest.raises(CheckpointError, match=message):
         load_generator(out, CPU)
+
+
+def test_generator_live_exports_the_trained_weights(run, tmp_path):
+    out = tmp_path / "live.safetensors"
+    result = CliRunner().invoke(main, ["export", str(run), "--generator", "live", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    checkpoint = torch.load(list_checkpoints(run)[-1], weights_only=True)
+    weights = load_file(str(out))
+    assert all(torch.equal(value, checkpoint["networks"]["generator"][key]) for key, value in weights.items())
+    assert json.loads((tmp_path / "live.safetensors.json").read_text())["network"] == "generator"
+    assert not load_generator(out, CPU).used_ema
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
+@pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_exports_follow_the_umask_like_every_other_file(run, tmp_path, suffix, umask, mode):
+    out = tmp_path / f"g{suffix}"
+    previous = os.umask(umask)
+    try:
+        result = CliRunner().invoke(main, ["export", str(run), "--out", str(out)])
+    finally:
+        os.umask(previous)
+    assert result.exit_code == 0, result.output
+    assert {path.name: oct(path.stat().st_mode & 0o777) for path in (out, tmp_path / f"g{suffix}.json")} == \
+           {out.name: oct(mode), f"g{suffix}.json": oct(mode)}

@@ -18,8 +18,8 @@ LAYERS = (
     ("data and networks", ("gan.data", "gan.nets")),
     ("metrics", ("gan.metrics",)),
     ("recipes", ("gan.recipes",)),
-    ("runs", ("gan.resolve", "gan.preflight", "gan.train", "gan.speed", "gan.exported", "gan.generators", "gan.tiling", "gan.scoring",
-              "gan.benchmark", "gan.sweep", "gan.compare")),
+    ("runs", ("gan.resolve", "gan.preflight", "gan.train", "gan.speed", "gan.exported", "gan.onnx_export",
+              "gan.generators", "gan.tiling", "gan.scoring", "gan.benchmark", "gan.sweep", "gan.compare")),
     ("commands", ("gan.commands", "gan.cli", "gan.__main__")),
 )
 

@@ -1,0 +1,112 @@
+"""A generator as an ONNX graph, for ONNX Runtime and other engines that have neither gan nor torch.
+
+torch's export-based ONNX exporter writes it (it needs onnxscript; the TorchScript exporter
+it replaced is deprecated). The batch axis is dynamic. An image-to-image generator also
+takes any H and W that are multiples of its `size_multiple` (U-Net: 2**num_downs, the ResNet:
+4, SRResNet: any size): they are declared as `size_multiple * k`, so `torch.export` proves
+the graph valid for every such size, and the graph's input shape names the multiple
+("32*height_blocks"). ONNX has no way to refuse other sizes up front; a U-Net fails on
+them in its skip connections, other networks may return a wrongly sized image.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+INSTALL_HINT = 'pip install -e ".[onnx]"'
+EXAMPLE_BATCH = 2  # not 1: torch.export takes a size-1 dimension for a constant
+
+
+class OnnxUnavailable(RuntimeError):
+    """The packages ONNX export needs (the `onnx` extra) are not installed."""
+
+
+class OnnxExportFailed(RuntimeError):
+    """torch's exporter could not turn the generator into an ONNX graph."""
+
+
+def require_onnx() -> None:
+    """Raise OnnxUnavailable, naming the install command, unless the exporter's packages import."""
+    missing = []
+    for module in ("onnx", "onnxscript"):
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(module)
+    if missing:
+        raise OnnxUnavailable(f"ONNX export needs {' and '.join(missing)}, which this Python lacks: run "
+                              f"{INSTALL_HINT} in the gan checkout (the onnx extra: onnx, onnxscript, onnxruntime)")
+
+
+def example_and_dynamic_shapes(generator: nn.Module) -> tuple[str, torch.Tensor, dict[int, Any]]:
+    """(input name, an example input, its dynamic dimensions) for tracing `generator`: latents
+    (N, latent_dim) for unconditional generators, images (N, C, H, W) for the others."""
+    from torch.export import Dim
+
+    batch = Dim("batch", min=1)
+    if hasattr(generator, "latent_dim"):
+        return "latents", torch.zeros(EXAMPLE_BATCH, generator.latent_dim), {0: batch}
+    # Every image-to-image generator of the zoo registers the convolution that reads the image first.
+    channels = next(module for module in generator.modules() if isinstance(module, nn.Conv2d)).in_channels
+    multiple = size_multiple_of(generator)
+    if multiple > 1:
+        height, width = multiple * Dim("height_blocks", min=1), multiple * Dim("width_blocks", min=1)
+    else:
+        height, width = Dim("height", min=1), Dim("width", min=1)
+    # Unequal H and W, so that no guard ties the two together.
+    return "images", torch.zeros(EXAMPLE_BATCH, channels, 2 * multiple, 3 * multiple), {0: batch, 2: height, 3: width}
+
+
+def size_multiple_of(generator: nn.Module) -> int:
+    """What H and W of the generator's input must be multiples of (1: any size)."""
+    return getattr(generator, "size_multiple", 1)
+
+
+def input_upscale(config: dict[str, Any]) -> int:
+    """By how much inputs are bicubic-upsampled before the network sees them: the data's scale for
+    pix2pix-style super-resolution (`gan translate` does the same), else 1."""
+    data = config.get("data", {})
+    return data["scale"] if data.get("dataset") == "sr_pairs" and data.get("upsample_input") else 1
+
+
+def _shape(value: Any) -> list[int | str]:
+    """A graph input's or output's shape: sizes, and names (`batch`, `4*height`) for dynamic ones."""
+    return [dim if isinstance(dim, int) else str(dim.value) for dim in value.shape]
+
+
+def onnx_program(generator: nn.Module, config: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """(the exported program, a description of its input and output for the sidecar) of an
+    eval-mode `generator` trained with the run config `config`."""
+    input_name, example, dynamic = example_and_dynamic_shapes(generator)
+    try:
+        program = torch.onnx.export(generator, (example,), None, input_names=[input_name], output_names=["generated"],
+                                    dynamic_shapes=(dynamic,), dynamo=True, external_data=False, verbose=False)
+    except Exception as error:  # the exporter raises many types; each is one failure to trace or translate
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise OnnxExportFailed(f"could not export {type(generator).__name__} to ONNX: {reason}") from error
+    graph = program.model.graph
+    value_range = [-1.0, 1.0]
+    description: dict[str, Any] = {
+        "opset": program.model.opset_imports[""],
+        "input": {"name": input_name, "shape": _shape(graph.inputs[0]),
+                  **({"distribution": "standard normal"} if input_name == "latents" else {"range": value_range})},
+        # Residual and super-resolution outputs are linear and may overshoot: clip before making pixels.
+        "output": {"name": "generated", "shape": _shape(graph.outputs[0]), "range": value_range},
+    }
+    if input_name == "images":
+        description["size_multiple"] = size_multiple_of(generator)
+        if input_upscale(config) > 1:
+            description["input"]["bicubic_upsample_first"] = input_upscale(config)
+    return program, description
+
+
+def write_onnx(program: Any, metadata: dict[str, Any], path: Path) -> None:
+    """Write `program` to `path` as one self-contained file, with `metadata` (the sidecar's JSON)
+    as its "gan" metadata entry, which ONNX Runtime reads back as custom metadata."""
+    program.model.metadata_props["gan"] = json.dumps(metadata)
+    program.save(path, external_data=False)
