@@ -89,10 +89,50 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu",
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises many types for truncated or foreign files
-        raise CheckpointError(f"checkpoint '{path}' is corrupt or not a gan checkpoint: {error}") from error
+        # torch's own text can advise weights_only=False, which would run the file's code: never pass it on
+        reason = _unloadable_reason(path, error)
+        # a damaged torch file is most likely a checkpoint cut short: what a command takes would not help
+        expected = "" if reason == _DAMAGED else f": expected {_expected(formats)}"
+        raise CheckpointError(f"'{path}' is corrupt or not a gan checkpoint ({reason}){expected}") from None
     if not isinstance(state, dict) or state.get("format") not in formats:
-        raise CheckpointError(f"'{path}' is not a gan checkpoint (expected format {' or '.join(formats)})")
+        raise CheckpointError(f"'{path}' is not a gan checkpoint ({_held(state)}): expected {_expected(formats)}")
     return state
+
+
+# What each "format" entry is, in words, for the messages of files that are none of them.
+_FORMAT_WORDS = {FORMAT: ("a checkpoint written by `gan train` (checkpoint-*.pt, best.pt)", "a run directory"),
+                 "gan.export/1": ("an export written by `gan export`",)}
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes zip archives
+_DAMAGED = "a damaged or truncated torch file"
+
+
+def _expected(formats: tuple[str, ...]) -> str:
+    """`formats` as the kinds of file a command takes: "a checkpoint ..., a run directory or an export ..."."""
+    words = [word for name in formats for word in _FORMAT_WORDS.get(name, (f"a file of format {name}",))]
+    return ", ".join(words[:-1]) + f" or {words[-1]}" if len(words) > 1 else words[0]
+
+
+def _unloadable_reason(path: Path, error: Exception) -> str:
+    """Why torch could not load `path`, in words of our own."""
+    try:
+        with path.open("rb") as file:
+            torch_file = file.read(len(_ZIP_MAGIC)) == _ZIP_MAGIC
+    except OSError as read_error:
+        return f"it cannot be read: {read_error.strerror}"
+    if not torch_file:
+        return "not a torch file"
+    if "weights only load failed" in str(error).lower():
+        return "it holds Python objects besides tensors, numbers and strings, which gan never unpickles"
+    return _DAMAGED
+
+
+def _held(state: object) -> str:
+    """What a loaded file that is no gan checkpoint holds, briefly."""
+    if not isinstance(state, dict):
+        return f"it holds a {type(state).__name__}"
+    if "format" not in state:
+        return "it has no \"format\" entry"
+    return f"its format is {str(state['format'])[:40]!r}"
 
 
 def resolve_checkpoint(run_or_file: Path) -> Path:

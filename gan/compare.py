@@ -167,14 +167,13 @@ def _as_written(value: object) -> str:
 
 def group_runs(configs: dict[Path, dict[str, object]]) -> dict[str, list[Path]]:
     """Runs (`read_configs`) grouped by their configs without `train.seed`; each group named by the
-    keys that set it apart from the others (`adversarial=hinge`), or "all runs" when all agree."""
+    keys that set it apart from the others, in full (`loss.adversarial=hinge`: a last part alone,
+    `every=500`, could be any section's), or "all runs" when all agree."""
     keys = sorted({key for config in configs.values() for key in config} - {"train.seed"})
     differing = [key for key in keys if len({repr(config.get(key)) for config in configs.values()}) > 1]
-    short = {key: key.rsplit(".", 1)[-1] for key in differing}
-    short = {key: name if list(short.values()).count(name) == 1 else key for key, name in short.items()}
     groups: dict[str, list[Path]] = {}
     for run, config in configs.items():
-        label = " ".join(f"{short[key]}={_as_written(config.get(key))}" for key in differing) or "all runs"
+        label = " ".join(f"{key}={_as_written(config.get(key))}" for key in differing) or "all runs"
         groups.setdefault(label, []).append(run)
     return groups
 

@@ -248,7 +248,9 @@ def check_values(config: Config) -> None:
     (recipe, dataset, networks, loss, metrics) are checked by `gan.resolve`, above them."""
     loss = config.loss
     if loss.label_smoothing and loss.adversarial not in ("vanilla", "lsgan"):
-        raise ConfigError(f"loss.label_smoothing applies to vanilla and lsgan, not '{loss.adversarial}'")
+        raise ConfigError(f"loss.label_smoothing applies to vanilla and lsgan, not '{loss.adversarial}' (it has "
+                          f"no targets to smooth; this config sets {loss.label_smoothing}): turn it off with "
+                          "--set loss.label_smoothing=0")
     _check_range("loss.label_smoothing", loss.label_smoothing, 0.0, 0.5)
     _check_range("loss.instance_noise", loss.instance_noise, 0.0, math.inf)
     _check_range("loss.r1_gamma", loss.r1_gamma, 0.0, math.inf)

@@ -158,6 +158,37 @@ def evaluate_paired(translator: Translator, folder: Path, data_config: dict,
         yield {"image": name, "psnr": psnr(output, target), "ssim": ssim(output, target)}
 
 
+SPLIT_NAMES = ("train", "val", "test")  # pix2pix's split subfolders, besides those a config names
+
+
+def paired_evaluation_folder(root: Path, data_config: dict, split: str | None = None) -> tuple[Path, str | None]:
+    """(folder of pairs, split) that `gan eval --data root` scores for a paired checkpoint.
+
+    `split` (--split) names a subfolder of `root`, or "all" for every pair under it. By default the
+    run's validation split (data.val_split, else data.split), as training validates, when `root`
+    has that subfolder; a `root` without split subfolders is a folder of pairs itself (split None).
+    A `root` with other split subfolders but not that one is an error: scoring them all together
+    would mix the training pairs in."""
+    splits = [*dict.fromkeys([data_config["split"], data_config["val_split"], *SPLIT_NAMES])]
+    present = [name for name in splits if name not in ("", "all") and (root / name).is_dir()]
+    if split is None:
+        default = data_config["val_split"] or data_config["split"]
+        if default in ("", "all") or not present:
+            return root, None
+        if (root / default).is_dir():
+            return root / default, default
+        raise FileNotFoundError(f"'{root}' has split subfolders {', '.join(present)} but no {default}/ (this run's "
+                                f"validation split): pass --split NAME to score one of them, or --split all for every "
+                                "pair under it")
+    if split in ("", "all"):
+        return root, None
+    if not (root / split).is_dir():
+        has = f"it has {', '.join(present)}" if present else "it has no split subfolders"
+        raise FileNotFoundError(f"--split {split}: '{root / split}' does not exist ({has}; --split all scores every "
+                                "pair under it)")
+    return root / split, split
+
+
 def _evaluation_pairs(folder: Path, layout: str) -> list[tuple[Path, Path | None]]:
     """Every pair in `folder`, readable or not, so that each gets a row or is named as skipped: A/ and
     B/ files matched by name, or single AB images. Pairs whose aspect ratios differ are warned of."""

@@ -19,8 +19,12 @@ def _format_row(row: dict) -> str:
 @click.command(name="eval")
 @click.argument("checkpoint", type=click.Path(exists=True, path_type=Path))
 @click.option("--data", "folder", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Super-resolution: a folder of HR images. Paired: a folder of pairs. Unconditional: "
-                   "the real images to compare with [default: the run's data.root].")
+              help="Super-resolution: a folder of HR images. Paired: a folder of pairs, or a root of split "
+                   "subfolders (train/ val/ ...; see --split). Unconditional: the real images to compare with "
+                   "[default: the run's data.root].")
+@click.option("--split", help="Paired checkpoints: the subfolder of --data to score, or \"all\" for every pair under "
+                              "it [default: the run's data.val_split (else data.split) when --data has it, as "
+                              "training validates].")
 @click.option("--metrics", "metric_names",
               help="Unconditional checkpoints: comma-separated, of fid, kid, swd, pr (precision/recall) "
                    "[default: fid,kid,swd, skipping (with a warning) those whose weights are not on this machine].")
@@ -46,9 +50,9 @@ def _format_row(row: dict) -> str:
 @click.option("--best", is_flag=True, help="Use the run's best.pt (kept by train.keep_best) instead of its newest "
                                         "checkpoint.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-def evaluate(checkpoint: Path, folder: Path | None, metric_names: str | None, count: int, inception_weights: Path | None,
-             cache_dir: Path | None, json_path: Path | None, csv_path: Path | None, save_images: Path | None,
-             tile: int, which: str, best: bool, device: str) -> None:
+def evaluate(checkpoint: Path, folder: Path | None, split: str | None, metric_names: str | None, count: int,
+             inception_weights: Path | None, cache_dir: Path | None, json_path: Path | None, csv_path: Path | None,
+             save_images: Path | None, tile: int, which: str, best: bool, device: str) -> None:
     """Measure a checkpoint (CHECKPOINT: a run directory or a checkpoint file).
 
     Unconditional (DCGAN) checkpoints: FID, KID, SWD and precision/recall of --n images
@@ -58,6 +62,8 @@ def evaluate(checkpoint: Path, folder: Path | None, metric_names: str | None, co
     later evaluations only generate.
 
     Image-to-image checkpoints: PSNR and SSIM on a --data folder, per image and mean.
+    Paired checkpoints given a root of split subfolders score one split: the run's
+    validation split by default, or --split NAME.
     Super-resolution checkpoints are measured as papers report them: the LR input is
     the bicubic downsampling of each HR image, PSNR/SSIM are on the Y channel (psnr, ssim)
     and on RGB (psnr_rgb, ssim_rgb) with `scale` pixels shaved, and plain bicubic
@@ -76,6 +82,7 @@ def evaluate(checkpoint: Path, folder: Path | None, metric_names: str | None, co
       gan eval runs/00002-sr_pix2pix_x4 --data datasets/sr/Set5
       gan eval runs/00004-edsr_x4 --data datasets/sr/Set5 --save-images set5_strips/
       gan eval runs/00001-pix2pix_facades --data datasets/facades/val --csv val.csv
+      gan eval runs/00001-pix2pix_facades --data datasets/facades --split test
       gan eval runs/00003-cyclegan_horse2zebra --data datasets/horse2zebra
       gan eval runs/00002-sr_pix2pix_x4 --data datasets/sr/Set5 --best   # the checkpoint best by val/psnr
     """
@@ -87,13 +94,16 @@ def evaluate(checkpoint: Path, folder: Path | None, metric_names: str | None, co
     try:
         path = best_checkpoint(checkpoint) if best else resolve_checkpoint(checkpoint)
         state = load_checkpoint(path)
+        if split is not None and state["config"]["data"]["dataset"] != "paired":
+            raise ValueError(f"--split is for checkpoints trained on paired data (pix2pix); '{path}' trained on "
+                             f"'{state['config']['data']['dataset']}' data")
         if state["config"]["recipe"] == "dcgan":
             _evaluate_generative(state, path, folder, metric_names, count, inception_weights, cache_dir,
                                  json_path, which, select_device(device))
         else:
             if folder is None:
                 raise click.UsageError("image-to-image checkpoints need --data FOLDER")
-            _evaluate_image_to_image(path, folder, csv_path, tile, select_device(device), save_images,
+            _evaluate_image_to_image(path, folder, split, csv_path, tile, select_device(device), save_images,
                                      inception_weights)
     except (CheckpointError, FileNotFoundError, NotADirectoryError, DeviceUnavailable, ValueError, ImageReadError,
             WriteError) as error:
@@ -127,13 +137,11 @@ def _evaluate_generative(state: dict, path: Path, folder: Path | None, metric_na
     write_text_atomically(json_path, json.dumps(result, indent=2) + "\n")
     scores = {key: value for key, value in result.items() if isinstance(value, float)}
     click.echo(f"step {result['step']}  " + "  ".join(f"{key} {value:.4f}" for key, value in scores.items()))
-    if result["skipped"]:
-        click.echo(f"skipped {', '.join(result['skipped'])}: {next(iter(result['skipped'].values()))}", err=True)
     click.echo(f"wrote {json_path} ({result['num_images']} generated vs {result['num_images']} real images "
                f"from {result['reference']}; {path})", err=True)
 
 
-def _evaluate_image_to_image(path: Path, folder: Path, csv_path: Path | None, tile: int, device,
+def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_path: Path | None, tile: int, device,
                              save_images: Path | None, inception_weights: Path | None) -> None:
     import json
 
@@ -144,6 +152,7 @@ def _evaluate_image_to_image(path: Path, folder: Path, csv_path: Path | None, ti
         evaluate_paired,
         evaluate_super_resolution,
         mean_row,
+        paired_evaluation_folder,
         write_csv,
     )
     from gan.tiling import load_translator
@@ -153,33 +162,44 @@ def _evaluate_image_to_image(path: Path, folder: Path, csv_path: Path | None, ti
     if save_images is not None:
         _check_strip_folder(save_images, folder, data["dataset"])
     image_sets = {}  # translations as distributions: not for SR, whose images differ in size
+    scored, csv_name = folder, folder.name  # what is scored, and the name its CSV takes
+    if data["dataset"] == "paired":
+        scored, split = paired_evaluation_folder(folder, data, split)
+        csv_name = f"{folder.name}-{split}" if split else folder.name
     if translator.config["recipe"] == "cyclegan":
         backward = load_translator(path, translator.device, tile, direction="BtoA")
         rows_iterator = evaluate_cycle(translator, backward, folder, data["resolution"], image_sets)
     elif data["dataset"] == "sr_pairs":
         rows_iterator = evaluate_super_resolution(translator, folder, data["scale"], save_images)
     else:
-        rows_iterator = evaluate_paired(translator, folder, data, image_sets)
-    rows, skipped = _collect_rows(rows_iterator, folder)
+        rows_iterator = evaluate_paired(translator, scored, data, image_sets)
+    rows, skipped = _collect_rows(rows_iterator, scored)
     rows.append(mean_row(rows))
-    csv_path = csv_path or translator.checkpoint.parent / f"eval-{folder.name}-{translator.step:08d}.csv"
+    csv_path = csv_path or translator.checkpoint.parent / f"eval-{csv_name}-{translator.step:08d}.csv"
     write_csv(rows, csv_path)
     click.echo(_format_row(rows[-1]))
-    click.echo(f"wrote {csv_path} ({len(rows) - 1} images, {translator.checkpoint}){_skipped_summary(skipped)}",
-               err=True)
+    click.echo(f"wrote {csv_path} ({_scored_summary(len(rows) - 1, data['dataset'], folder, scored, split)}, "
+               f"{translator.checkpoint}){_skipped_summary(skipped)}", err=True)
     if image_sets:
         # Asked for by --inception-weights, FID/KID must run; by default they are skipped without the weights.
         scores, skipped_metrics = distribution_scores(image_sets, translator.device, inception_weights,
                                                       require_weights=inception_weights is not None)
         json_path = csv_path.with_suffix(".json")
-        result = {"checkpoint": str(translator.checkpoint), "step": translator.step, "data": str(folder.resolve()),
+        result = {"checkpoint": str(translator.checkpoint), "step": translator.step, "data": str(scored.resolve()),
+                  "split": split,
                   "images": {name: [len(outputs), len(targets)] for name, (outputs, targets) in image_sets.items()},
                   "skipped": skipped_metrics, "skipped_images": {one.image: one.reason for one in skipped}, **scores}
         write_text_atomically(json_path, json.dumps(result, indent=2) + "\n")
         click.echo("  ".join(f"{name} {value:.4f}" for name, value in scores.items()))
-        if skipped_metrics:
-            click.echo(f"skipped {', '.join(skipped_metrics)}: {next(iter(skipped_metrics.values()))}", err=True)
         click.echo(f"wrote {json_path} (translations against real images of the target domain)", err=True)
+
+
+def _scored_summary(count: int, dataset: str, folder: Path, scored: Path, split: str | None) -> str:
+    """What the rows are, for the summary line: `2 pairs of split 'val' in 'facades'` for paired data
+    (which split of a root, so that a mean over train and val together cannot pass unnoticed)."""
+    if dataset != "paired":
+        return f"{count} images"
+    return f"{count} pairs of split '{split}' in '{folder}'" if split else f"{count} pairs in '{scored}'"
 
 
 def _check_strip_folder(save_images: Path, folder: Path, dataset: str) -> None:

@@ -5,10 +5,14 @@ from __future__ import annotations
 import time
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from gan.commands.common import fail
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 
 def planned_translations(source: Path, output: Path) -> list[tuple[Path, Path]]:
@@ -23,8 +27,57 @@ def planned_translations(source: Path, output: Path) -> list[tuple[Path, Path]]:
     return [(source, output)]
 
 
-def translate_each(translator, pairs: list[tuple[Path, Path]], side_by_side: bool) -> tuple[int, list[Path]]:
-    """Translate and write each pair in turn; returns (images written, inputs skipped as unreadable)."""
+def input_and_target(pair: Image.Image, direction: str) -> tuple[Image.Image, Image.Image]:
+    """The (input, target) halves of an A|B image (A on the left) for a model trained `direction`:
+    AtoB takes the left half, BtoA the right."""
+    from gan.data.paired import split_side_by_side
+
+    a_image, b_image = split_side_by_side(pair)
+    return (b_image, a_image) if direction == "BtoA" else (a_image, b_image)
+
+
+def check_paired_input(config: dict, checkpoint: Path) -> None:
+    """--paired-input needs a model trained on pairs: its data.direction says which half is the input."""
+    dataset = config["data"]["dataset"]
+    if dataset != "paired":
+        raise ValueError(f"--paired-input is for checkpoints trained on paired data (data.dataset = \"paired\", as "
+                         f"pix2pix is); '{checkpoint}' is a {config['recipe']} checkpoint trained on '{dataset}' data")
+
+
+def refuse_pair_shaped_inputs(config: dict, images: list[Path]) -> None:
+    """Refuse inputs shaped like the A|B pairs the model trained on, passed without --paired-input or
+    --whole-input: translated whole, the two halves would go through the network as one picture.
+    Only where the run's training images say so (`training_pair_shapes`): a wide image may also be
+    a panorama, or one side of wider pairs. When that data is not on this machine, inputs twice as
+    wide as high are warned of instead."""
+    from gan.data.decode import header_size
+    from gan.data.paired import training_pair_shapes
+
+    shapes = training_pair_shapes(config["data"])
+    shaped = [(path, size) for path in images if (size := header_size(path)) is not None and shapes.fits(*size)]
+    if not shaped:
+        return
+    (first, (width, height)), more = shaped[0], len(shaped) - 1
+    others = f", as {'is' if more == 1 else 'are'} {more} more of the {len(images)} inputs" if more else ""
+    direction = config["data"]["direction"]
+    side = "the A half (the left one)" if direction == "AtoB" else "the B half (the right one)"
+    what_to_do = (f"pass --paired-input to translate {side}, this {direction} model's input, or --whole-input to "
+                  "translate each image whole")
+    if shapes.known:
+        aspects = (f"{shapes.lowest:.2f}:1" if shapes.highest - shapes.lowest < 0.005
+                   else f"{shapes.lowest:.2f}:1 to {shapes.highest:.2f}:1")
+        raise ValueError(f"'{first}' is {width}x{height}, shaped like the A|B pairs this model trained on ({aspects})"
+                         f"{others}: {what_to_do}")
+    warnings.warn(f"'{first}' is {width}x{height}, twice as wide as high like an A|B pair{others}, and this model's "
+                  f"training data ('{config['data']['root']}') is not here to tell whether it trained on such pairs: "
+                  f"if these are pairs, {what_to_do}", stacklevel=2)
+
+
+def translate_each(translator, pairs: list[tuple[Path, Path]], side_by_side: bool,
+                   paired_direction: str | None = None) -> tuple[int, list[Path]]:
+    """Translate and write each pair in turn; returns (images written, inputs skipped as unreadable).
+    With `paired_direction` each input is an A|B image: its input half is translated, and a side-by-side
+    strip ends with the other half, the target."""
     from gan.data.decode import ImageReadError, read_rgb
     from gan.files import WriteError
     from gan.images import save_image
@@ -41,9 +94,10 @@ def translate_each(translator, pairs: list[tuple[Path, Path]], side_by_side: boo
                 warnings.warn(f"skipping {error}", stacklevel=1)
                 skipped.append(image_path)
                 continue
-            result = translator(image)
+            source, target = input_and_target(image, paired_direction) if paired_direction else (image, None)
+            result = translator(source)
             if side_by_side:
-                result = side_by_side_strip([translator.prepare(image), result])
+                result = side_by_side_strip([translator.prepare(source), result, *([target] if target else [])])
             try:
                 save_image(result, output_path)
             except WriteError as error:
@@ -59,7 +113,13 @@ def translate_each(translator, pairs: list[tuple[Path, Path]], side_by_side: boo
 @click.argument("checkpoint", type=click.Path(exists=True, path_type=Path))
 @click.argument("source", metavar="INPUT", type=click.Path(exists=True, path_type=Path))
 @click.argument("output", type=click.Path(path_type=Path))
-@click.option("--side-by-side", is_flag=True, help="Write input | output strips instead of outputs alone.")
+@click.option("--side-by-side", is_flag=True, help="Write input | output strips instead of outputs alone "
+                                                "(input | output | target with --paired-input).")
+@click.option("--paired-input/--whole-input", "paired_input", default=None,
+              help="--paired-input: each input is an A|B pair (A left, B right), as in pix2pix's aligned data; "
+                   "translate the half the model takes (its data.direction: AtoB the left, BtoA the right). "
+                   "--whole-input: translate each image whole, even one shaped like such a pair. Without either, "
+                   "inputs shaped like the A|B pairs the model trained on are refused.")
 @click.option("--tile", default=512, show_default=True, help="Process larger images in tiles of this many pixels.")
 @click.option("--overlap", default=32, show_default=True, help="Overlap between tiles, blended linearly.")
 @click.option("--direction", type=click.Choice(["AtoB", "BtoA"]),
@@ -69,8 +129,8 @@ def translate_each(translator, pairs: list[tuple[Path, Path]], side_by_side: boo
 @click.option("--overwrite", is_flag=True, help="Replace existing files (never an input, a checkpoint or a run's "
                                              "own files).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-def translate(checkpoint: Path, source: Path, output: Path, side_by_side: bool, tile: int, overlap: int,
-              direction: str | None, best: bool, overwrite: bool, device: str) -> None:
+def translate(checkpoint: Path, source: Path, output: Path, side_by_side: bool, paired_input: bool | None, tile: int,
+              overlap: int, direction: str | None, best: bool, overwrite: bool, device: str) -> None:
     """Run an image-to-image generator on INPUT (an image, or a folder searched
     recursively) and write OUTPUT (an image, or a folder with the same relative names).
 
@@ -82,6 +142,7 @@ def translate(checkpoint: Path, source: Path, output: Path, side_by_side: bool, 
     Examples:
       gan translate runs/00001-pix2pix_facades contour.jpg photo.png
       gan translate runs/00001-pix2pix_facades drawings/ photos/ --side-by-side
+      gan translate runs/00001-pix2pix_facades facades/val/ strips/ --paired-input --side-by-side
       gan translate runs/00002-sr_pix2pix_x4 small.png large.png --tile 256
       gan translate runs/00003-cyclegan_horse2zebra zebras/ horses/ --direction BtoA
       gan translate runs/00002-sr_pix2pix_x4 small.png large.png --best   # the checkpoint best by val/psnr
@@ -97,9 +158,14 @@ def translate(checkpoint: Path, source: Path, output: Path, side_by_side: bool, 
                       inputs=[checkpoint, *(image for image, _ in pairs)], overwrite=overwrite)
         checkpoint = best_checkpoint(checkpoint) if best else checkpoint
         translator = load_translator(checkpoint, select_device(device), tile, overlap, direction)
+        if paired_input:
+            check_paired_input(translator.config, translator.checkpoint)
+        elif paired_input is None:
+            refuse_pair_shaped_inputs(translator.config, [image for image, _ in pairs])
     except (CheckpointError, FileNotFoundError, NotADirectoryError, DeviceUnavailable, ValueError) as error:
         fail(error)
-    written, skipped = translate_each(translator, pairs, side_by_side)
+    paired_direction = translator.config["data"]["direction"] if paired_input else None
+    written, skipped = translate_each(translator, pairs, side_by_side, paired_direction)
     if not written:
         fail(f"wrote nothing: the {len(pairs)} input image(s) could not be read (the first: '{skipped[0]}')")
     skipped_note = f"; skipped {len(skipped)} unreadable input(s), warned about above" if skipped else ""

@@ -69,6 +69,16 @@ def check_header(path: Path) -> str | None:
     return None
 
 
+def header_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) read from the header alone; None when Pillow cannot open the file (reading
+    it reports why)."""
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except DECODE_ERRORS:
+        return None
+
+
 def find_images(root: Path, recursive: bool = True) -> list[Path]:
     """Image files (by extension, any case) under `root`, sorted; errors if there are none."""
     if not root.exists():

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import random
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from gan.data.decode import ImageReadError, find_images, read_rgb, readable_images
+from gan.data.decode import ImageReadError, find_images, header_size, read_rgb, readable_images
 from gan.data.image_files import SkipUnreadable, augmentation_key
 from gan.images import pil_to_signed
 
@@ -26,6 +27,58 @@ def split_side_by_side(image: Image.Image) -> tuple[Image.Image, Image.Image]:
     width, height = image.size
     half = width // 2
     return image.crop((0, 0, half, height)), image.crop((half, 0, 2 * half, height))
+
+
+SHAPE_SAMPLE = 1000  # training images whose headers tell the shape of a run's pairs (the first, by name)
+
+
+@dataclass(frozen=True)
+class PairShapes:
+    """The width/height range of the A|B images a run trained on, as far as this machine can tell.
+
+    `known` is False when the training folder is not here. `lowest` and `highest` are 0 when the
+    run did not train on A|B images at least twice as wide as high (A/ and B/ folders, another
+    data set, pairs of portrait halves): then no input is shaped like its pairs.
+    """
+    known: bool
+    lowest: float = 0.0
+    highest: float = 0.0
+
+    def fits(self, width: int, height: int) -> bool:
+        """Whether a `width` x `height` image is shaped like these pairs, within 1%. Unknown pairs
+        are taken to be twice as wide as high, as pix2pix's A|B data sets are."""
+        aspect = width / height
+        if not self.known:
+            return abs(aspect - 2) <= 0.02
+        return self.highest > 0 and 0.99 * self.lowest <= aspect <= 1.01 * self.highest
+
+
+def training_pair_shapes(data: dict) -> PairShapes:
+    """What a run's `[data]` section (a checkpoint's config) trained on, read from the headers of
+    its first SHAPE_SAMPLE training images. Its A|B images count when most are at least twice as
+    wide as high (square or wider halves), and their range of shapes says which inputs are pairs:
+    after 2:1 pairs a 2:1 input is one, after 4:1 pairs it is a single side, and a 3:1 panorama
+    is a pair only for a run whose pairs were that wide."""
+    if data.get("dataset") != "paired" or data.get("layout") == "folders":
+        return PairShapes(known=True)
+    if not data.get("root"):
+        return PairShapes(known=False)
+    split = data.get("split", "")
+    folder = Path(data["root"]) if split in ("", "all") else Path(data["root"]) / split
+    if not folder.is_dir():
+        return PairShapes(known=False)
+    if data.get("layout", "auto") == "auto" and detect_layout(folder) == "folders":
+        return PairShapes(known=True)
+    try:
+        sizes = [size for path in find_images(folder)[:SHAPE_SAMPLE] if (size := header_size(path)) is not None]
+    except FileNotFoundError:
+        sizes = []
+    if not sizes:  # no readable images: nothing to tell by
+        return PairShapes(known=False)
+    wide = [width / height for width, height in sizes if width >= 0.99 * 2 * height]
+    if len(wide) < len(sizes) / 2:
+        return PairShapes(known=True)
+    return PairShapes(known=True, lowest=min(wide), highest=max(wide))
 
 
 def augment_together(images: list[Image.Image], size: int, load_size: int, rng: random.Random | None,

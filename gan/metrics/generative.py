@@ -18,6 +18,7 @@ from typing import Iterable
 
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 
 from gan.checkpoint import CheckpointError, save_checkpoint
 from gan.config import DataConfig
@@ -30,7 +31,12 @@ from gan.metrics.feature_distances import (
     kernel_inception_distance,
     precision_recall,
 )
-from gan.metrics.inception import InceptionWeightsNotFoundError, inception_features, load_inception
+from gan.metrics.inception import (
+    InceptionWeightsNotFoundError,
+    inception_features,
+    load_inception,
+    skipped_for_missing_weights,
+)
 from gan.metrics.swd import patch_descriptors, swd_from_descriptors
 from gan.registry import ConfigError, suggest
 
@@ -91,11 +97,17 @@ class ReferenceCache:
             warnings.warn(f"could not cache reference statistics: {error}", stacklevel=2)
 
 
-def load_reference_images(data: DataConfig, count: int, seed: int = 0) -> torch.Tensor:
-    """uint8 (n, 3, R, R): a fixed random `count` of the data set's images (all if fewer), not augmented."""
+def reference_dataset(data: DataConfig) -> Dataset:
+    """The real images `data` describes, read as evaluation reads them (no flips)."""
     from gan.data import build_dataset
 
-    dataset = build_dataset(dataclasses.replace(data, hflip=False), train=False)
+    return build_dataset(dataclasses.replace(data, hflip=False), train=False)
+
+
+def load_reference_images(data: DataConfig, count: int, seed: int = 0, dataset: Dataset | None = None) -> torch.Tensor:
+    """uint8 (n, 3, R, R): a fixed random `count` of the data set's images (all if fewer), not augmented.
+    `dataset` is `reference_dataset(data)` when the caller has built it already."""
+    dataset = reference_dataset(data) if dataset is None else dataset
     size = len(dataset)
     order = torch.randperm(size, generator=torch.Generator().manual_seed(seed))[:min(count, size)]
     return torch.stack([signed_to_uint8(dataset[int(index)]["image"]) for index in order.sort().values])
@@ -128,7 +140,7 @@ class GenerativeEvaluator:
                 dropped = [name for name in self.names if name in INCEPTION_METRICS]
                 self.names = [name for name in self.names if name not in INCEPTION_METRICS]
                 self.skipped = {name: str(error) for name in dropped}
-                warnings.warn(f"skipping {', '.join(dropped)}: {error}", stacklevel=2)
+                warnings.warn(skipped_for_missing_weights(", ".join(dropped), error), stacklevel=2)
         self._reference: dict[str, dict[str, torch.Tensor]] | None = None
 
     def reference(self) -> dict[str, dict[str, torch.Tensor]]:
@@ -142,13 +154,21 @@ class GenerativeEvaluator:
                 statistics = self.cache.load(key)
                 if statistics is None:
                     if images is None:
-                        print(f"computing reference statistics of {self.count} real images "
-                              f"(cached in {self.cache.folder})", file=sys.stderr)
-                        images = load_reference_images(self.data, self.count)
+                        images = self._load_reference_images()
                     statistics = self._statistics(kind, images)
                     self.cache.store(key, statistics)
                 self._reference[kind] = statistics
         return self._reference
+
+    def _load_reference_images(self) -> torch.Tensor:
+        """The real images, announced with the number actually used: a data set smaller than the
+        count asked for gives all it holds."""
+        dataset = reference_dataset(self.data)
+        used = min(self.count, len(dataset))
+        fewer = f"all the data set holds, not the {self.count} asked for; " if used < self.count else ""
+        print(f"computing reference statistics of {used} real images ({fewer}cached in {self.cache.folder})",
+              file=sys.stderr)
+        return load_reference_images(self.data, used, 0, dataset)
 
     def _statistics(self, kind: str, images: torch.Tensor) -> dict[str, torch.Tensor]:
         statistics = {"num_images": torch.tensor(len(images))}

@@ -21,7 +21,22 @@ FEATURE_SIZE = 2048
 
 
 class InceptionWeightsNotFoundError(FileNotFoundError):
-    """The Inception-v3 weights file is not on this machine."""
+    """The Inception-v3 weights file is not on this machine (`path`: where it was looked for)."""
+
+    def __init__(self, path: Path):
+        super().__init__(
+            f"Inception-v3 weights not found at '{path}'. FID and KID need the TF-ported weights "
+            f"'{WEIGHTS_FILE}' (from {WEIGHTS_URL}); download it on a machine with internet and pass "
+            f"--inception-weights PATH (metrics.inception_weights in a config), or put it at "
+            f"'{default_weights_path()}'.")
+        self.path = path
+
+
+def skipped_for_missing_weights(skipped: str, error: InceptionWeightsNotFoundError) -> str:
+    """The warning when metrics that need the weights are skipped (`skipped`: "fid, kid"): two lines,
+    where the file was looked for and how to provide it, where the error says it all on one long line."""
+    return (f"skipping {skipped}: Inception-v3 weights not found at '{error.path}'\n"
+            f"  to compute them, download {WEIGHTS_URL} to that path, or pass --inception-weights PATH")
 
 
 def default_weights_path() -> Path:
@@ -33,11 +48,7 @@ def resolve_weights_path(path: str | Path | None) -> Path:
     """`path`, or the default location; an error naming both the file and where to put it when absent."""
     resolved = Path(path).expanduser() if path else default_weights_path()
     if not resolved.is_file():
-        raise InceptionWeightsNotFoundError(
-            f"Inception-v3 weights not found at '{resolved}'. FID and KID need the TF-ported weights "
-            f"'{WEIGHTS_FILE}' (from {WEIGHTS_URL}); download it on a machine with internet and pass "
-            f"--inception-weights PATH (metrics.inception_weights in a config), or put it at "
-            f"'{default_weights_path()}'.")
+        raise InceptionWeightsNotFoundError(resolved)
     return resolved
 
 
@@ -53,8 +64,10 @@ def load_inception(path: str | Path | None, device: torch.device) -> nn.Module:
     resolved = resolve_weights_path(path)
     try:
         state = torch.load(resolved, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise ValueError(f"'{resolved}' is not a plain PyTorch state dict of Inception-v3 weights: {error}") from None
+    except Exception:  # torch's text may advise weights_only=False, which would run the file's code
+        raise ValueError(f"'{resolved}' is not a plain PyTorch state dict of Inception-v3 weights ({WEIGHTS_FILE}): "
+                         "it is damaged, another kind of file, or holds pickled objects, which gan never "
+                         "unpickles") from None
     if not isinstance(state, dict) or "Mixed_7c.branch_pool.conv.weight" not in state:
         raise ValueError(f"'{resolved}' does not hold torch-fidelity's Inception-v3 weights ({WEIGHTS_FILE})")
     with tempfile.TemporaryDirectory() as folder:

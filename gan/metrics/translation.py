@@ -22,7 +22,12 @@ import torch
 from torch import nn
 
 from gan.metrics.feature_distances import GaussianStatistics, frechet_distance, kernel_inception_distance
-from gan.metrics.inception import InceptionWeightsNotFoundError, inception_features, load_inception
+from gan.metrics.inception import (
+    InceptionWeightsNotFoundError,
+    inception_features,
+    load_inception,
+    skipped_for_missing_weights,
+)
 from gan.metrics.swd import patch_descriptors, swd_from_descriptors
 
 
@@ -59,7 +64,7 @@ class TranslationMetrics:
             if require_weights:
                 raise
             self.skipped = {"fid": str(error), "kid": str(error)}
-            warnings.warn(f"skipping fid, kid of translations: {error}", stacklevel=2)
+            warnings.warn(skipped_for_missing_weights("fid, kid of translations", error), stacklevel=2)
 
     def targets(self, images: torch.Tensor, count: int) -> TargetStatistics:
         """Statistics of the real target images (n, 3, H, W) uint8, for output sets of `count` images."""
