@@ -89,9 +89,10 @@ class VGGFeatures(nn.Module):
             try:  # weights only: a file holding pickled code is refused, in one line
                 state = torch.load(path, map_location="cpu", weights_only=True)
             except Exception as error:  # noqa: BLE001 - torch raises many types for foreign files
-                reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-                raise ValueError(f"'{path}' is not a plain PyTorch state dict of {arch} weights (loss.vgg_weights), "
-                                 f"or it holds pickled objects other than tensors: {reason[:200]}") from None
+                # (torch's own message would advise weights_only=False: exactly what must not be done here)
+                raise ValueError(f"'{path}' is not a plain PyTorch state dict of {arch} weights (loss.vgg_weights): "
+                                 f"it is not a torch file, or it holds pickled objects other than tensors "
+                                 f"({type(error).__name__})") from None
             try:
                 vgg.load_state_dict(state)
             except RuntimeError as error:
