@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Unpack and check CelebA's aligned faces for `gan train experiments/dcgan_celeba128.toml`.
+"""Unpack and check CelebA's aligned faces for `gan train experiments/dcgan_celeba128.toml` (or 64).
 
 Nothing is downloaded: fetch img_align_celeba.zip (and optionally
 list_eval_partition.txt) yourself, as datasets/README.md describes, then
@@ -24,6 +24,7 @@ from PIL import Image
 
 OFFICIAL_COUNT = 202_599
 OFFICIAL_SIZE = (178, 218)
+CROP = 148  # data.crop of the CelebA configs, in official pixels
 
 
 def unpack(archive: Path, out: Path) -> None:
@@ -35,11 +36,12 @@ def unpack(archive: Path, out: Path) -> None:
         zipped.extractall(out, members)
 
 
-def check(out: Path, sample_every: int = 1000) -> bool:
+def check(out: Path, sample_every: int = 1000) -> tuple[int, int] | None:
+    """Report what `out` holds; the most common image size, or None when there are no faces."""
     image_dir = out / "img_align_celeba"
     if not image_dir.is_dir():
         print(f"missing folder {image_dir}")
-        return False
+        return None
     images = sorted(image_dir.glob("*.jpg"))
     print(f"{len(images)} images in {image_dir} (the full set has {OFFICIAL_COUNT})")
     sizes = Counter()
@@ -47,7 +49,6 @@ def check(out: Path, sample_every: int = 1000) -> bool:
         with Image.open(path) as image:
             sizes[image.size] += 1
     print("sizes of every", sample_every, "th image:", dict(sizes))
-    ok = bool(images)
     if sizes and set(sizes) != {OFFICIAL_SIZE}:
         print(f"note: the official aligned faces are {OFFICIAL_SIZE}; the crop is scaled to the width found")
     partition = out / "list_eval_partition.txt"
@@ -56,7 +57,7 @@ def check(out: Path, sample_every: int = 1000) -> bool:
         print(f"partition: train {splits['0']}, valid {splits['1']}, test {splits['2']}")
     else:
         print(f"no {partition}: data.split must stay \"all\"")
-    return ok
+    return sizes.most_common(1)[0][0] if images else None
 
 
 def main() -> None:
@@ -70,9 +71,23 @@ def main() -> None:
         unpack(args.zip, args.out)
     if args.partition:
         shutil.copy(args.partition, args.out / "list_eval_partition.txt")
-    if not check(args.out):
+    size = check(args.out)
+    if size is None:
         sys.exit(1)
-    print(f"ready: gan train experiments/dcgan_celeba128.toml --set data.root={args.out / 'img_align_celeba'}")
+    print(ready_message(size, args.out / "img_align_celeba"))
+
+
+def ready_message(size: tuple[int, int], image_dir: Path) -> str:
+    """The config that fits faces of `size`: the centred crop (148 of 178 official pixels) must
+    hold the training resolution without upsampling, so half-size copies (89x109) train at 64."""
+    crop = round(CROP * size[0] / OFFICIAL_SIZE[0])
+    for resolution in (128, 64):
+        if crop >= resolution:
+            return (f"ready: gan train experiments/dcgan_celeba{resolution}.toml --set data.root={image_dir}"
+                    + ("" if resolution == 128 else f"  (the faces are {size[0]}x{size[1]}: their {crop}-px crop "
+                       "is too small for 128x128 without upsampling)"))
+    return (f"the faces are only {size[0]}x{size[1]} (a {crop}-px crop): too small even for "
+            "experiments/dcgan_celeba64.toml without upsampling")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """`gan bench`: training-step speed of each recipe's canonical configuration, side by side
 with a plain eager fp32 baseline (`--baseline baseline.py`, a file of the same models written
-without gan; see the README), and the data path.
+without gan; see docs/performance.md), and the data path.
 
 Both sides run in this process on random tensors made once on the device, in
 alternating rounds, so machine noise hits them alike; the figure to read is the ratio.

@@ -5,7 +5,8 @@ The loop calls it once the recipe and its training set are built (their construc
 read the training folders, `model.init_generator` and the VGG weights by then). It checks,
 where the config turns each on: the evaluation set that previews and validation read
 (`data.val_root`, `data.val_split`), `metrics.root`, Inception weights named in
-`metrics.inception_weights`, and that the run directory and the caches can be written.
+`metrics.inception_weights`, and that the run directory and the caches can be written;
+and that a batch's activations can fit in the memory left (`check_batch_fits`).
 """
 
 from __future__ import annotations

@@ -51,10 +51,14 @@ def test_a_full_disk_mid_run_is_reported_and_loses_no_training(tmp_path, monkeyp
             assert torch.equal(load_checkpoint(result.checkpoint)["networks"][name][key], value)
 
 
+# The failed write at step 2 is warned of with torch's own text; the warning is part of the fault, so it is
+# captured here rather than left for the warnings summary, where it would read as a real failure.
+@pytest.mark.filterwarnings("error:could not write:UserWarning")
 def test_a_failed_final_checkpoint_stops_with_one_line_naming_the_file_and_the_free_space(tmp_path, monkeypatch):
     monkeypatch.setattr(checkpoint_module.torch, "save", torch_save_on_a_full_disk({2, 4}))
-    result = CliRunner().invoke(main, ["train", str(REPO / "experiments" / "dcgan_demo.toml"),
-                                       *[arg for item in TINY for arg in ("--set", item)], "--out", str(tmp_path)])
+    with pytest.warns(UserWarning, match=r"checkpoint-00000002.pt' \(.* MiB free\): .*; training goes on and retries"):
+        result = CliRunner().invoke(main, ["train", str(REPO / "experiments" / "dcgan_demo.toml"),
+                                           *[arg for item in TINY for arg in ("--set", item)], "--out", str(tmp_path)])
     assert result.exit_code == 2, result.output
     error_lines = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(error_lines) == 1 and "Traceback" not in result.output
@@ -253,7 +257,7 @@ def test_no_shipped_config_readme_command_or_help_example_names_the_shared_folde
 def test_the_readme_states_the_celeba_learning_rates_the_configs_use_and_a_cpu_only_install():
     from gan.resolve import load_config
 
-    readme = " ".join((REPO / "README.md").read_text().split())
+    readme = " ".join(" ".join((REPO / name).read_text() for name in ("README.md", "docs/training.md")).split())
     for name in ("dcgan_celeba64.toml", "dcgan_celeba128.toml"):
         train_config = load_config(REPO / "experiments" / name, []).train
         assert train_config.g_lr == train_config.d_lr

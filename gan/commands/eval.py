@@ -58,7 +58,7 @@ def evaluate(checkpoint: Path, folder: Path | None, split: str | None, metric_na
     Unconditional (DCGAN) checkpoints: FID, KID, SWD and precision/recall of --n images
     from the EMA generator (--generator live: the trained one) against --n real images of
     the run's data set, printed and written as JSON. FID/KID need the Inception-v3
-    weights (README, "Metrics"); SWD needs nothing. Real-image statistics are cached, so
+    weights (docs/metrics.md); SWD needs nothing. Real-image statistics are cached, so
     later evaluations only generate.
 
     Image-to-image checkpoints: PSNR and SSIM on a --data folder, per image and mean.

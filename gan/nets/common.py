@@ -62,7 +62,7 @@ def upsample_layers(kind: str, in_channels: int, out_channels: int, bias: bool,
     with ICNR so that it starts as a resize-convolution, free of checkerboard.
 
     The caller builds `transposed` even when another kind is used: its construction draws
-    from the RNG, and the measured runs (README) were initialised with that draw.
+    from the RNG, and the measured runs (docs/results.md) were initialised with that draw.
     """
     if kind == "transposed":
         return [transposed]
