@@ -246,8 +246,9 @@ def test_no_shipped_config_readme_command_or_help_example_names_the_shared_folde
 
     texts = {path.name: path.read_text() for path in (REPO / "experiments").glob("*.toml")}
     commands = ("gan ", "python ", "torchrun ", "bash ", "pip ", "benchmarks/")
-    texts["README.md commands"] = "\n".join(line for line in (REPO / "README.md").read_text().splitlines()
-                                            if any(command in line for command in commands))
+    for page in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        texts[f"{page.name} commands"] = "\n".join(line for line in page.read_text().splitlines()
+                                                 if any(command in line for command in commands))
     for name in group.commands:
         texts[f"gan {name} --help"] = CliRunner().invoke(main, [name, "--help"]).output
     texts["gan --help"] = CliRunner().invoke(main, ["--help"]).output
