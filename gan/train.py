@@ -87,8 +87,8 @@ class NonFiniteLossError(RuntimeError):
         self.step, self.term, self.checkpoint = step, term, checkpoint
 
 
-# The periodic side tasks of the loop, and the key that switches each off.
-SIDE_TASKS = {"logging": "log.every", "previews": "log.image_every", "validation": "log.eval_every",
+# The periodic side tasks of the loop, and the setting that switches each off (logging and previews have none).
+SIDE_TASKS = {"logging": None, "previews": None, "validation": "log.eval_every=0",
               "generative metrics": "metrics.every=0", "the best checkpoint": 'train.keep_best=""'}
 
 
@@ -101,8 +101,9 @@ class SideTaskError(RuntimeError):
         reason = (str(error).strip().splitlines() or [""])[0][:300]
         kept = (f"training stopped with a checkpoint of step {step} ('{checkpoint}'), so nothing is lost"
                 if save_error is None else f"no checkpoint could be written ({save_error}); '{checkpoint}' is kept")
-        super().__init__(f"{task} failed at step {step} ({type(error).__name__}: {reason}); {kept}. Fix the cause "
-                         f"(or switch it off: {SIDE_TASKS[task]}), then: gan train --resume {run_dir}")
+        switch = f" (or switch it off: {SIDE_TASKS[task]})" if SIDE_TASKS[task] else ""
+        super().__init__(f"{task} failed at step {step} ({type(error).__name__}: {reason}); {kept}. Fix the cause"
+                         f"{switch}, then: gan train --resume {run_dir}")
 
 
 @dataclass
@@ -449,7 +450,8 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
                 except NonFiniteLossError:
                     raise
                 except Exception as error:  # noqa: BLE001 - a side task must not cost the steps trained
-                    raise _side_task_failed(task, step, error, save, saved_step, last_checkpoint, run_dir) from error
+                    raise _side_task_failed(task, step, error, save if main else None, saved_step, last_checkpoint,
+                                            run_dir) from error
                 if step % train_config.checkpoint_every == 0 or last or stopping:
                     last_checkpoint = save(step, final=last or stopping)
                 paused += time.perf_counter() - io_start
@@ -477,10 +479,11 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
     return TrainResult(run_dir, step, last_checkpoint, interrupted_by)
 
 
-def _side_task_failed(task: str, step: int, error: Exception, save: Callable[[int, bool], Path | None],
+def _side_task_failed(task: str, step: int, error: Exception, save: Callable[[int, bool], Path | None] | None,
                       saved_step: int, last_checkpoint: Path | None, run_dir: Path) -> SideTaskError:
-    """The error to stop with when side task `task` failed at `step`, after a checkpoint of the step."""
-    if saved_step == step:
+    """The error to stop with when side task `task` failed at `step`, after a checkpoint of the step
+    (`save`; None on processes other than rank 0, which write nothing)."""
+    if saved_step == step or save is None:
         return SideTaskError(task, step, error, last_checkpoint, run_dir)
     try:
         return SideTaskError(task, step, error, save(step, True), run_dir)
