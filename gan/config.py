@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gan.presets import LOSS_PRESETS
 from gan.registry import ConfigError, suggest
 from gan.typecheck import coerce
 
@@ -64,6 +65,7 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
+    preset: str = ""  # vanilla | lsgan | hinge | wgan-gp: a loss with its paper's settings (gan/presets.py); "" = none
     adversarial: str = "vanilla"  # vanilla | lsgan | hinge | wgan-gp
     label_smoothing: float = 0.0  # one-sided: real target 1 - label_smoothing (vanilla, lsgan)
     instance_noise: float = 0.0  # std of Gaussian noise added to D inputs, annealed linearly to 0
@@ -196,7 +198,12 @@ def apply_override(tree: dict[str, Any], assignment: str) -> None:
     if "=" not in assignment:
         raise ConfigError(f"--set expects KEY=VALUE (for example train.steps=1000), got '{assignment}'")
     key, text = assignment.split("=", 1)
-    parts = key.strip().split(".")
+    set_key(tree, key.strip(), _parse_value(text.strip()))
+
+
+def set_key(tree: dict[str, Any], key: str, value: Any) -> None:
+    """Set the dotted `key` of a nested dict in place, making its sections as needed."""
+    parts = key.split(".")
     if not all(parts):
         raise ConfigError(f"--set: malformed key '{key}'")
     node = tree
@@ -205,7 +212,7 @@ def apply_override(tree: dict[str, Any], assignment: str) -> None:
         if not isinstance(child, dict):
             raise ConfigError(f"--set {key}: '{part}' is a value, not a section")
         node = child
-    node[parts[-1]] = _parse_value(text.strip())
+    node[parts[-1]] = value
 
 
 def read_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
@@ -226,11 +233,50 @@ def read_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
         except OSError as error:
             raise ConfigError(f"config file '{path}' cannot be read: {error.strerror or error}") from None
         _upgrade_written_config(tree)
+    tree, overrides = _apply_preset(tree, list(overrides), path)
     for assignment in overrides:
         apply_override(tree, assignment)
     config = _fill(Config, tree, "")
     check_values(config)
     return config
+
+
+def _apply_preset(tree: dict[str, Any], overrides: list[str], path: Path | None) -> tuple[dict[str, Any], list[str]]:
+    """Fill the keys of the loss preset in effect (gan/presets.py): one named with `--set` over the
+    file (the last such `--set` wins; "" means none), else one the file names under the file's own
+    keys. Returns the tree and the other overrides, still to be applied over it."""
+    named = [assignment for assignment in overrides if assignment.split("=", 1)[0].strip() == "loss.preset"]
+    others = [assignment for assignment in overrides if assignment not in named]
+    if named:
+        scratch: dict[str, Any] = {}
+        apply_override(scratch, named[-1])
+        name = scratch["loss"]["preset"]
+        tree = _merged(tree, _preset_tree(name, "--set loss.preset")) if name else tree
+        tree.setdefault("loss", {})["preset"] = name
+    else:
+        name = tree.get("loss", {}).get("preset", "") if isinstance(tree.get("loss"), dict) else ""
+        if name:
+            tree = _merged(_preset_tree(name, f"{path}: loss.preset"), tree)
+    return tree, others
+
+
+def _preset_tree(name: Any, where: str) -> dict[str, Any]:
+    if not isinstance(name, str) or name not in LOSS_PRESETS:
+        raise ConfigError(f"{where} = {name!r} is no preset{suggest(str(name), list(LOSS_PRESETS))}; known: "
+                          f"{', '.join(LOSS_PRESETS)}, or \"\" for none")
+    tree: dict[str, Any] = {}
+    for key, value in LOSS_PRESETS[name].values.items():
+        set_key(tree, key, value)
+    return tree
+
+
+def _merged(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `top`'s values over it, section by section (new dicts; the inputs are unchanged)."""
+    merged = dict(base)
+    for key, value in top.items():
+        below = merged.get(key)
+        merged[key] = _merged(below, value) if isinstance(value, dict) and isinstance(below, dict) else value
+    return merged
 
 
 def _upgrade_written_config(tree: dict[str, Any]) -> None:
@@ -247,6 +293,7 @@ def check_values(config: Config) -> None:
     """Check the ranges and combinations that types alone cannot. Names that registries hold
     (recipe, dataset, networks, loss, metrics) are checked by `gan.resolve`, above them."""
     loss = config.loss
+    _check_preset(config)
     if loss.label_smoothing and loss.adversarial not in ("vanilla", "lsgan"):
         raise ConfigError(f"loss.label_smoothing applies to vanilla and lsgan, not '{loss.adversarial}' (it has "
                           f"no targets to smooth; this config sets {loss.label_smoothing}): turn it off with "
@@ -361,6 +408,21 @@ def _check_path(key: str, value: str) -> None:
 BEST_METRICS = {"swd/mean": "lower", "fid": "lower", "kid": "lower", "precision": "higher", "recall": "higher",
                 "val/psnr": "higher", "val/ssim": "higher", "val/swd": "lower", "val/fid": "lower", "val/kid": "lower",
                 "val/cycle_l1": "lower"}
+
+
+def _check_preset(config: Config) -> None:
+    """A preset names a loss with its settings: other settings may refine it, another loss may not."""
+    preset = config.loss.preset
+    if not preset:
+        return
+    if config.recipe != "dcgan":
+        raise ConfigError(f"loss.preset sets the unconditional recipe's loss and optimiser (recipe dcgan); recipe "
+                          f"'{config.recipe}' keeps its own paper's settings: remove loss.preset = {preset!r}")
+    own = LOSS_PRESETS[preset].values["loss.adversarial"]
+    if config.loss.adversarial != own:
+        raise ConfigError(f"loss.adversarial = {config.loss.adversarial!r} contradicts loss.preset = {preset!r} (the "
+                          f"{own} loss at its paper's settings): choose --set loss.preset={config.loss.adversarial}, "
+                          "or no preset (--set loss.preset=) and set the keys one by one")
 
 
 def _check_augment_probability(loss: LossConfig) -> None:

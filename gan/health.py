@@ -10,6 +10,10 @@ TensorBoard and warned once in the terminal with the step and what to try:
   `COLLAPSE_FRACTION` of the data's, and below half its own best so far (a freshly initialised
   generator starts low; a collapse is a fall: a collapsed DCGAN had 0.022 against 0.47 for
   real faces);
+- partial collapse: the preview samples' diversity (`diversity`: the effective number of distinct
+  samples, by structure rather than colour) falls below `DIVERSITY_FRACTION` of the same measure
+  on as many real images. It sees what the per-pixel std misses: a few faces repeated, or one
+  face in different colours, keep a high per-pixel std;
 - an exploding loss: a window mean `EXPLOSION_FACTOR` times its median over the windows before
   (and beyond `EXPLOSION_FLOOR` in magnitude), or a gradient norm that does the same.
 """
@@ -20,18 +24,29 @@ import statistics
 import warnings
 
 import torch
+import torch.nn.functional as F
 
 SATURATION = 0.99  # D(x) above this and D(G(z)) below 1 - this, for a whole window
 COLLAPSE_FRACTION = 0.2
 EXPLOSION_FACTOR = 10.0
 EXPLOSION_FLOOR = 10.0
 MIN_HISTORY = 5  # windows before a loss can be said to explode
+# Distinct samples relative to real images' (docs/results.md, "Partial collapse"): of 64 CelebA faces,
+# 62 count as distinct; healthy DCGAN-64 previews 0.93-1.01 of that from step 250 on; 16 faces each
+# repeated 4 times 0.26, one face recoloured 0.02.
+DIVERSITY_FRACTION = 0.5
+DIVERSITY_SIZE = 16  # side of the greyscale thumbnails compared: the layout of a face, not its texture
+DIVERSITY_WIDTH = 0.5  # kernel width: codes this far apart (unit vectors; real faces' nearest: ~0.8) half count as one
+MIN_DIVERSITY_SAMPLES = 8
 
 ADVICE = {
     "saturation": "D wins outright and G gets no gradient: lower train.d_lr, add loss.label_smoothing or "
                   "loss.instance_noise, or try loss.adversarial = \"hinge\" or \"wgan-gp\"",
     "collapse": "the samples look alike: check samples/*.png; lower the learning rates, train.d_steps = 2, "
                 "or try loss.adversarial = \"wgan-gp\"; --on-nan rollback does not catch this",
+    "partial collapse": "many samples are near-copies of others: check samples/*.png; go back to an earlier "
+                        "checkpoint (best.pt with [metrics]), lower the learning rates, or try another loss preset "
+                        "(loss.preset, docs/training.md)",
     "explosion": "lower the learning rates or raise train.warmup_steps; train.divergence_bound stops the run "
                  "if it goes on",
 }
@@ -42,6 +57,24 @@ def sample_spread(images: torch.Tensor) -> float:
     return float(images.float().std(dim=0).mean()) if images.shape[0] > 1 else 0.0
 
 
+def diversity(images: torch.Tensor) -> float:
+    """The effective number of distinct images in a batch: 1 for copies, up to the batch size.
+
+    Each image is reduced to its structure (grey, `DIVERSITY_SIZE` pixels a side, less its mean,
+    scaled to unit length, so a copy in other colours or brightness is a copy), and the batch's
+    Vendi score (Friedman and Dieng 2023) is taken with a Gaussian kernel of width
+    `DIVERSITY_WIDTH` on those codes: the exponential of the entropy of the normalised kernel
+    matrix's eigenvalues. k distinct images, each repeated, score k. Needs no weights."""
+    grey = images.detach().float().mean(dim=1, keepdim=True)
+    codes = F.adaptive_avg_pool2d(grey, DIVERSITY_SIZE).flatten(1)
+    codes = codes - codes.mean(dim=1, keepdim=True)
+    codes = codes / codes.norm(dim=1, keepdim=True).clamp_min(1e-8)
+    kernel = torch.exp(-torch.cdist(codes, codes).square() / DIVERSITY_WIDTH**2)
+    eigenvalues = torch.linalg.eigvalsh(kernel.double() / len(codes)).clamp_min(0)
+    eigenvalues = eigenvalues[eigenvalues > 1e-12] / eigenvalues.sum()
+    return float(torch.exp(-(eigenvalues * eigenvalues.log()).sum()))
+
+
 class HealthWatch:
     """Checks each logging window and each preview grid; warns once per kind of finding."""
 
@@ -49,6 +82,7 @@ class HealthWatch:
         self.saturation_scores = saturation_scores  # d/real, d/fake are probabilities or [0, 1] targets
         self.history: dict[str, list[float]] = {}
         self.data_spread: float | None = None
+        self.data_diversity: float | None = None
         self.peak_spread = 0.0
         self.warned: set[str] = set()
 
@@ -87,7 +121,24 @@ class HealthWatch:
         if ratio < COLLAPSE_FRACTION and fell:
             self._warn("collapse", step, f"mode collapse: the samples' per-pixel std is {spread:.3f} against "
                                          f"{self.data_spread:.3f} for real images ({ratio:.2f}x)")
-        return {"health/sample_std": spread, "health/data_std": self.data_spread, "health/sample_std_ratio": ratio}
+        scalars = {"health/sample_std": spread, "health/data_std": self.data_spread, "health/sample_std_ratio": ratio}
+        return scalars | self._diversity(step, images, data_images)
+
+    def _diversity(self, step: int, images: torch.Tensor, data_images: torch.Tensor) -> dict[str, float]:
+        """health/diversity and its ratio to real images', from as many of each (it counts images)."""
+        count = min(images.shape[0], data_images.shape[0])
+        if count < MIN_DIVERSITY_SAMPLES:
+            return {}
+        if self.data_diversity is None:
+            self.data_diversity = diversity(data_images[:count])
+        value = diversity(images[:count])
+        ratio = value / self.data_diversity if self.data_diversity > 0 else 1.0
+        if ratio < DIVERSITY_FRACTION and "collapse" not in self.warned:  # a whole collapse says it all
+            self._warn("partial collapse", step, f"partial mode collapse: {value:.1f} of {count} samples are "
+                                                 f"distinct, against {self.data_diversity:.1f} of {count} real images "
+                                                 f"({ratio:.2f}x)")
+        return {"health/diversity": value, "health/data_diversity": self.data_diversity,
+                "health/diversity_ratio": ratio}
 
     def _warn(self, kind: str, step: int, finding: str) -> None:
         if kind not in self.warned:

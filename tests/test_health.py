@@ -5,9 +5,11 @@ import warnings
 
 import pytest
 import torch
-from conftest import tiny_config
+from conftest import shared_data, tiny_config
 
-from gan.health import HealthWatch
+from gan.config import DataConfig
+from gan.data import build_dataset
+from gan.health import DIVERSITY_FRACTION, HealthWatch, diversity
 from gan.train import train
 
 
@@ -44,7 +46,7 @@ def test_mode_collapse_is_a_fall_of_the_samples_spread():
     torch.manual_seed(0)
     real = torch.rand(16, 3, 8, 8) * 2 - 1
     watch = HealthWatch(saturation_scores=True)
-    start = real.mean(0, keepdim=True).repeat(16, 1, 1, 1) + 0.01 * torch.randn(16, 3, 8, 8)
+    start = 0.05 * real  # a new generator's outputs: varied, but faint
     assert findings(lambda: watch.samples(1, start, real)) == []  # a new generator starts low: no fall yet
     assert findings(lambda: watch.samples(2, torch.rand(16, 3, 8, 8) * 2 - 1, real)) == []  # diverse
     collapsed = real[:1].repeat(16, 1, 1, 1) + 0.001 * torch.randn(16, 3, 8, 8)
@@ -58,11 +60,66 @@ def test_mode_collapse_is_a_fall_of_the_samples_spread():
 def test_a_healthy_demo_run_stays_quiet_and_logs_gradient_norms(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    config = tiny_config("train.steps=30", "log.every=5", "log.image_every=5", "train.keep_best=")
+    config = tiny_config("train.steps=30", "log.every=5", "log.image_every=5", "train.keep_best=", "log.num_samples=8")
     found = findings(lambda: train(config, tmp_path / "run", torch.device("cpu")))
     assert [message for message in found if "Try:" in message] == []
     events = EventAccumulator(str(tmp_path / "run"))
     events.Reload()
     tags = events.Tags()["scalars"]
-    assert {"grad/generator", "grad/discriminator", "health/sample_std_ratio", "health/d_saturated"} <= set(tags)
+    assert {"grad/generator", "grad/discriminator", "health/sample_std_ratio", "health/d_saturated",
+            "health/diversity", "health/diversity_ratio"} <= set(tags)
+    assert all(event.value > DIVERSITY_FRACTION for event in events.Scalars("health/diversity_ratio"))
     assert all(event.value > 0 for event in events.Scalars("grad/discriminator"))
+
+
+def constructed_batches(images: torch.Tensor) -> dict[str, torch.Tensor]:
+    """From 128 real images: the other 64, and collapses of them (with a little noise, as a
+    generator's copies are never exact), most diverse first."""
+    generator = torch.Generator().manual_seed(0)
+    others = images[64:128]
+
+    def noisy(batch):
+        return (batch + 0.05 * torch.randn(batch.shape, generator=generator)).clamp(-1, 1)
+
+    recoloured = others[:1] * (0.5 + torch.rand(64, 3, 1, 1, generator=generator)) + 0.3 * (
+        torch.rand(64, 3, 1, 1, generator=generator) - 0.5)
+    return {"real": others, "16 images, each 4 times": noisy(others[:16].repeat(4, 1, 1, 1)),
+            "4 images, each 16 times": noisy(others[:4].repeat(16, 1, 1, 1)),
+            "one image": noisy(others[:1].repeat(64, 1, 1, 1)), "one image recoloured": recoloured.clamp(-1, 1)}
+
+
+def check_diversity_orders_and_flags(images: torch.Tensor) -> None:
+    reference, batches = images[:64], constructed_batches(images)
+    scores = {name: diversity(batch) for name, batch in batches.items()}
+    ordered = ["real", "16 images, each 4 times", "4 images, each 16 times", "one image"]
+    assert [scores[name] for name in ordered] == sorted((scores[name] for name in ordered), reverse=True), scores
+    assert 3 < scores["4 images, each 16 times"] < 8  # it counts distinct images (noise adds a little)
+    assert scores["one image recoloured"] < 0.1 * scores["real"]  # colour is not structure
+    for name, batch in batches.items():
+        found = findings(lambda: HealthWatch(saturation_scores=True).samples(250, batch, reference))
+        collapsed = [message for message in found if "partial mode collapse" in message]
+        if name == "real":
+            assert found == []
+        else:
+            assert len(collapsed) == 1 and "step 250" in collapsed[0] and "Try:" in collapsed[0], (name, found)
+
+
+def test_diversity_orders_synthetic_faces_and_flags_only_collapsed_batches():
+    faces = build_dataset(DataConfig(dataset="synthetic", resolution=32, hflip=False, num_workers=0), train=True)
+    check_diversity_orders_and_flags(torch.stack([faces[index]["image"] for index in range(128)]))
+
+
+def test_diversity_orders_celeba_faces_and_flags_only_collapsed_batches(shared_data):
+    root = shared_data / "faces"
+    faces = build_dataset(DataConfig(dataset="celeba", root=str(root), resolution=64, hflip=False, num_workers=0,
+                                     max_images=128), train=True)
+    check_diversity_orders_and_flags(torch.stack([faces[index]["image"] for index in range(128)]))
+
+
+def test_a_whole_collapse_is_reported_once_not_twice():
+    torch.manual_seed(0)
+    real = torch.rand(16, 3, 8, 8) * 2 - 1
+    watch = HealthWatch(saturation_scores=True)
+    watch.samples(1, real.flip(0), real)
+    found = findings(lambda: watch.samples(2, real[:1].repeat(16, 1, 1, 1), real))
+    assert len(found) == 1 and "step 2: mode collapse" in found[0]

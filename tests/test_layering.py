@@ -11,7 +11,7 @@ from conftest import REPO
 
 # Bottom to top; a module belongs to the first layer with a prefix that names it or a package above it.
 LAYERS = (
-    ("foundation", ("gan", "gan.registry", "gan.typecheck", "gan.config")),
+    ("foundation", ("gan", "gan.registry", "gan.typecheck", "gan.presets", "gan.config")),
     ("support", ("gan.files", "gan.images", "gan.inference", "gan.progress", "gan.distributed", "gan.event_log",
                  "gan.compilation", "gan.cuda_graphs", "gan.health", "gan.ema", "gan.image_pool", "gan.checkpoint",
                  "gan.losses", "gan.augment", "gan.schedules", "gan.outputs")),
