@@ -41,12 +41,12 @@ MIN_DIVERSITY_SAMPLES = 8
 
 ADVICE = {
     "saturation": "D wins outright and G gets no gradient: lower train.d_lr, add loss.label_smoothing or "
-                  "loss.instance_noise, or try loss.adversarial = \"hinge\" or \"wgan-gp\"",
+                  "loss.instance_noise, or try loss.preset = \"hinge\" or \"wgan-gp\" (docs/configs.md)",
     "collapse": "the samples look alike: check samples/*.png; lower the learning rates, train.d_steps = 2, "
-                "or try loss.adversarial = \"wgan-gp\"; --on-nan rollback does not catch this",
+                "or try loss.preset = \"wgan-gp\"; --on-nan rollback does not catch this",
     "partial collapse": "many samples are near-copies of others: check samples/*.png; go back to an earlier "
                         "checkpoint (best.pt with [metrics]), lower the learning rates, or try another loss preset "
-                        "(loss.preset, docs/training.md)",
+                        "(loss.preset, docs/configs.md)",
     "explosion": "lower the learning rates or raise train.warmup_steps; train.divergence_bound stops the run "
                  "if it goes on",
 }

@@ -64,6 +64,7 @@ from gan.images import image_grid, save_image_grid
 from gan.metrics.generative import GenerativeEvaluator, score_generator
 from gan.nets import first_mismatch
 from gan.preflight import check_batch_fits, check_run_can_finish
+from gan.presets import LOSS_PRESETS
 from gan.progress import Progress, format_duration
 from gan.recipes import RECIPES
 from gan.recipes.base import AutocastFactory, Recipe
@@ -349,6 +350,8 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
                    if group.distributed else "")
     say(f"run directory: {run_dir}\n{len(dataset)} training images, batch {train_config.batch_size}{per_process}, "
         f"device {device} ({speed.describe()}), {train_config.steps - start_step} steps to go")
+    if config.loss.preset:
+        say(f"loss preset '{config.loss.preset}': {LOSS_PRESETS[config.loss.preset].source}")
 
     step = saved_step = start_step
 

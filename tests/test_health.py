@@ -5,7 +5,7 @@ import warnings
 
 import pytest
 import torch
-from conftest import shared_data, tiny_config
+from conftest import tiny_config
 
 from gan.config import DataConfig
 from gan.data import build_dataset
@@ -96,7 +96,7 @@ def check_diversity_orders_and_flags(images: torch.Tensor) -> None:
     assert 3 < scores["4 images, each 16 times"] < 8  # it counts distinct images (noise adds a little)
     assert scores["one image recoloured"] < 0.1 * scores["real"]  # colour is not structure
     for name, batch in batches.items():
-        found = findings(lambda: HealthWatch(saturation_scores=True).samples(250, batch, reference))
+        found = findings(HealthWatch(saturation_scores=True).samples, 250, batch, reference)
         collapsed = [message for message in found if "partial mode collapse" in message]
         if name == "real":
             assert found == []

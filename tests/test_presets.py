@@ -105,3 +105,11 @@ def test_a_sweep_grid_varies_the_whole_preset_as_one_value(tmp_path):
     assert (wgan["loss.adversarial"], wgan["train.d_steps"], wgan["model.discriminator_args.norm"]) == (
         "wgan-gp", 5, "none")
     assert runs["00000-preset=vanilla"]["train.d_steps"] == 1
+
+
+def test_a_run_names_its_preset_and_the_source_of_its_values(tmp_path):
+    sets = [word for assignment in [*TINY, "train.steps=1", "train.keep_best=", "loss.preset=hinge"]
+            for word in ("--set", assignment)]
+    result = CliRunner().invoke(main, ["train", str(DEMO), *sets, "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "loss preset 'hinge': SAGAN, Zhang et al. 2019" in result.output
