@@ -177,8 +177,8 @@ def run_sweep(config: Path, sets: list[str], runs: list[SweepRun], out: Path, jo
                 run = queue.pop(0)
                 device = devices[slot % len(devices)] if devices else None
                 environment = dict(os.environ)
-                if device in (None, "cpu"):  # the runs share the cores
-                    environment["OMP_NUM_THREADS"] = str(threads)
+                if device in (None, "cpu") and "OMP_NUM_THREADS" not in os.environ:  # the runs share the cores
+                    environment["OMP_NUM_THREADS"] = str(threads)  # (a user's own setting stands)
                 log = None
                 if jobs > 1:
                     (out / "logs").mkdir(exist_ok=True)

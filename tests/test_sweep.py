@@ -155,3 +155,35 @@ def test_sigterm_reaches_the_runs_which_checkpoint_and_the_same_command_resumes(
     assert not (out / "00001-adversarial=hinge").exists()  # no new run started after the signal
     with RunLock(run_dir):  # nothing trains there any more
         pass
+
+
+class _FinishedProcess:
+    def __init__(self, command, env, **kwargs):
+        self.env = env
+        _FinishedProcess.started.append(self)
+
+    def poll(self):
+        return 0
+
+    started: list = []
+
+
+@pytest.mark.parametrize("user_threads, expected", [(None, "1"), ("1", "1"), ("3", "3")])
+def test_runs_on_the_cpu_share_the_cores_unless_the_user_set_the_threads(user_threads, expected, tmp_path,
+                                                                           monkeypatch):
+    """Two jobs on a CPU get cores / 2 threads each; an OMP_NUM_THREADS the user set is kept (the
+    sweep once replaced it, and three 2-thread runs on 2 cores ran at a quarter of their speed)."""
+    import gan.sweep
+
+    monkeypatch.setattr(gan.sweep.os, "cpu_count", lambda: 2)
+    if user_threads is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", user_threads)
+    _FinishedProcess.started = []
+    monkeypatch.setattr(gan.sweep.subprocess, "Popen", _FinishedProcess)
+    runs = expand([parse_grid("train.g_lr=1e-4,2e-4")], seeds=1)
+    (tmp_path / "sweep").mkdir()
+    failed = gan.sweep.run_sweep(DEMO, [*TINY], runs, tmp_path / "sweep", jobs=2, devices=[], say=lambda line: None)
+    assert failed == [] and len(_FinishedProcess.started) == 2
+    assert [process.env["OMP_NUM_THREADS"] for process in _FinishedProcess.started] == [expected, expected]
