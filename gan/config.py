@@ -252,7 +252,8 @@ def _apply_preset(tree: dict[str, Any], overrides: list[str], path: Path | None)
         apply_override(scratch, named[-1])
         name = scratch["loss"]["preset"]
         tree = _merged(tree, _preset_tree(name, "--set loss.preset")) if name else tree
-        tree.setdefault("loss", {})["preset"] = name
+        if isinstance(tree.setdefault("loss", {}), dict):  # (else filling it names the mistake)
+            tree["loss"]["preset"] = name
     else:
         name = tree.get("loss", {}).get("preset", "") if isinstance(tree.get("loss"), dict) else ""
         if name:
