@@ -31,12 +31,15 @@ COLLAPSE_FRACTION = 0.2
 EXPLOSION_FACTOR = 10.0
 EXPLOSION_FLOOR = 10.0
 MIN_HISTORY = 5  # windows before a loss can be said to explode
-# Distinct samples relative to real images' (docs/results.md, "Partial collapse"): of 64 CelebA faces,
-# 62 count as distinct; healthy DCGAN-64 previews 0.93-1.01 of that from step 250 on; 16 faces each
-# repeated 4 times 0.26, one face recoloured 0.02.
+# Distinct samples relative to real images' (docs/results.md, "Partial collapse, seen"): of 64 CelebA
+# faces about 41 count as distinct (64 others: 1.10 of that); a new DCGAN generator 0.8-1.2; healthy
+# DCGAN-64 previews 0.96-1.14 from step 250 on; partial collapses (one face template with varied hair
+# and background) 0.34-0.37; 16 faces each repeated 4 times 0.36.
 DIVERSITY_FRACTION = 0.5
+DIVERSITY_CROP = 0.6  # the centre 60% of each side, where a centred subject is: a collapsed generator
+# still varies its borders and backgrounds, so they would count its copies as distinct
 DIVERSITY_SIZE = 16  # side of the greyscale thumbnails compared: the layout of a face, not its texture
-DIVERSITY_WIDTH = 0.5  # kernel width: codes this far apart (unit vectors; real faces' nearest: ~0.8) half count as one
+DIVERSITY_WIDTH = 0.7  # kernel width on the unit-length codes (real faces' nearest neighbour: ~0.8)
 MIN_DIVERSITY_SAMPLES = 8
 
 ADVICE = {
@@ -57,15 +60,24 @@ def sample_spread(images: torch.Tensor) -> float:
     return float(images.float().std(dim=0).mean()) if images.shape[0] > 1 else 0.0
 
 
+def centre(images: torch.Tensor, fraction: float) -> torch.Tensor:
+    """The central `fraction` of each side of images (..., H, W)."""
+    height, width = images.shape[-2:]
+    rows, columns = max(1, round(height * fraction)), max(1, round(width * fraction))
+    top, left = (height - rows) // 2, (width - columns) // 2
+    return images[..., top:top + rows, left:left + columns]
+
+
 def diversity(images: torch.Tensor) -> float:
     """The effective number of distinct images in a batch: 1 for copies, up to the batch size.
 
-    Each image is reduced to its structure (grey, `DIVERSITY_SIZE` pixels a side, less its mean,
-    scaled to unit length, so a copy in other colours or brightness is a copy), and the batch's
-    Vendi score (Friedman and Dieng 2023) is taken with a Gaussian kernel of width
-    `DIVERSITY_WIDTH` on those codes: the exponential of the entropy of the normalised kernel
-    matrix's eigenvalues. k distinct images, each repeated, score k. Needs no weights."""
-    grey = images.detach().float().mean(dim=1, keepdim=True)
+    Each image is reduced to the structure of its centre (the central `DIVERSITY_CROP` of each
+    side, grey, `DIVERSITY_SIZE` pixels a side, less its mean, scaled to unit length, so a copy in
+    other colours or brightness is a copy), and the batch's Vendi score (Friedman and Dieng 2023)
+    is taken with a Gaussian kernel of width `DIVERSITY_WIDTH` on those codes: the exponential of
+    the entropy of the normalised kernel matrix's eigenvalues. k distinct images, each repeated,
+    score k. Needs no weights."""
+    grey = centre(images.detach().float(), DIVERSITY_CROP).mean(dim=1, keepdim=True)
     codes = F.adaptive_avg_pool2d(grey, DIVERSITY_SIZE).flatten(1)
     codes = codes - codes.mean(dim=1, keepdim=True)
     codes = codes / codes.norm(dim=1, keepdim=True).clamp_min(1e-8)

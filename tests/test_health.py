@@ -123,3 +123,31 @@ def test_a_whole_collapse_is_reported_once_not_twice():
     watch.samples(1, real.flip(0), real)
     found = findings(lambda: watch.samples(2, real[:1].repeat(16, 1, 1, 1), real))
     assert len(found) == 1 and "step 2: mode collapse" in found[0]
+
+
+def test_the_replay_reads_a_runs_previews_as_the_watch_saw_them(tmp_path):
+    """benchmarks/diversity_replay.py: it reads back the very images of each saved preview grid,
+    and replays every preview the watch logged."""
+    import importlib.util
+
+    from conftest import REPO
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from gan.images import save_image_grid
+
+    spec = importlib.util.spec_from_file_location("diversity_replay", REPO / "benchmarks" / "diversity_replay.py")
+    replay = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(replay)
+    images = torch.rand(10, 3, 24, 24) * 2 - 1
+    save_image_grid(images, tmp_path / "grid.png")
+    assert torch.allclose(replay.grid_images(tmp_path / "grid.png", 10, 24), images, atol=1 / 127.5)
+
+    config = tiny_config("train.steps=4", "log.image_every=2", "log.num_samples=9", "train.keep_best=")
+    train(config, tmp_path / "run", torch.device("cpu"))
+    events = EventAccumulator(str(tmp_path / "run"))
+    events.Reload()
+    logged = {event.step: event.value for event in events.Scalars("health/diversity")}
+    rows = replay.replay(tmp_path / "run", real_count=9)
+    assert [row["step"] for row in rows] == sorted(logged) == [2, 4]
+    for row in rows:  # (a new generator's faint images lose detail to 8 bits)
+        assert row["health/diversity"] == pytest.approx(logged[row["step"]], rel=0.25)

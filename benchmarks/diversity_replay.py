@@ -1,0 +1,83 @@
+"""Replay the health watch's sample checks over runs that have finished.
+
+For each run directory: the preview grids it wrote (`samples/<step>-generator.png`, the live
+generator's fixed latents: the batch the watch saw, 8-bit), against the first images of the
+run's training data read as its config.toml says. Prints per preview the per-pixel std ratio
+and the diversity ratio (`gan.health`), and the findings the watch makes now: how the watch
+of this version of gan judges runs trained before it, or with other thresholds.
+
+    python benchmarks/diversity_replay.py sweeps/c64-fair-*/0* sweeps/few-faces-sn/0* --json replay.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import re
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from gan.config import read_config
+from gan.data import build_dataset
+from gan.health import HealthWatch
+from gan.images import GRID_PADDING, grid_columns
+
+
+def grid_images(path: Path, count: int, size: int) -> torch.Tensor:
+    """The `count` images (N, 3, size, size) in [-1, 1] of a grid written by `gan.images.image_grid`."""
+    pixels = torch.from_numpy(np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 127.5 - 1)
+    grid = pixels.permute(2, 0, 1)
+    columns = grid_columns(count)
+    images = []
+    for index in range(count):
+        row, column = divmod(index, columns)
+        top, left = GRID_PADDING + row * (size + GRID_PADDING), GRID_PADDING + column * (size + GRID_PADDING)
+        images.append(grid[:, top:top + size, left:left + size])
+    return torch.stack(images)
+
+
+def replay(run_dir: Path, real_count: int) -> list[dict]:
+    config = read_config(run_dir / "config.toml")
+    data = dataclasses.replace(config.data, hflip=False, num_workers=0, cache="off")
+    dataset = build_dataset(data, train=True)
+    real = torch.stack([dataset[index]["image"] for index in range(min(real_count, len(dataset)))])
+    watch = HealthWatch(saturation_scores=config.loss.adversarial in ("vanilla", "lsgan"))
+    rows = []
+    grids = sorted(run_dir.glob("samples/*-generator.png"), key=lambda path: int(path.name.split("-")[0]))
+    for path in grids:
+        step = int(re.match(r"(\d+)-", path.name).group(1))
+        images = grid_images(path, config.log.num_samples, config.data.resolution)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            scalars = watch.samples(step, images, real)
+        findings = [str(warning.message).split(". Try:")[0] for warning in caught]
+        rows.append({"run": str(run_dir), "step": step, **scalars, "findings": findings})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="run directories")
+    parser.add_argument("--real", type=int, default=64, help="real images to compare with (the watch: a batch)")
+    parser.add_argument("--json", type=Path, help="also write every row here")
+    args = parser.parse_args()
+    rows = []
+    for run_dir in args.runs:
+        print(f"{run_dir}:")
+        for row in replay(run_dir, args.real):
+            rows.append(row)
+            print(f"  step {row['step']:>6}  std ratio {row['health/sample_std_ratio']:.2f}  diversity ratio "
+                  f"{row.get('health/diversity_ratio', float('nan')):.2f}  {'; '.join(row['findings'])}")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1) + "\n")
+        print(f"wrote {args.json}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
