@@ -32,9 +32,9 @@ EXPLOSION_FACTOR = 10.0
 EXPLOSION_FLOOR = 10.0
 MIN_HISTORY = 5  # windows before a loss can be said to explode
 # Distinct samples relative to real images' (docs/results.md, "Partial collapse, seen"): of 64 CelebA
-# faces about 41 count as distinct (64 others: 1.10 of that); a new DCGAN generator 0.8-1.2; healthy
-# DCGAN-64 previews 0.96-1.14 from step 250 on; partial collapses (one face template with varied hair
-# and background) 0.34-0.37; 16 faces each repeated 4 times 0.36.
+# faces about 41 count as distinct (64 others: 1.10 of that); a new DCGAN generator 0.8-1.2; previews
+# of healthy DCGAN-64 runs 0.62-1.14 (the lowest early on); five collapses, full or partial (one face
+# template with varied hair and background), 0.03-0.40; 16 faces each repeated 4 times 0.36.
 DIVERSITY_FRACTION = 0.5
 DIVERSITY_CROP = 0.6  # the centre 60% of each side, where a centred subject is: a collapsed generator
 # still varies its borders and backgrounds, so they would count its copies as distinct
