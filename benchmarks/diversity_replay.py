@@ -3,7 +3,7 @@
 For each run directory: the preview grids it wrote (`samples/<step>-generator.png`, the live
 generator's fixed latents: the batch the watch saw, 8-bit), against the first images of the
 run's training data read as its config.toml says. Prints per preview the per-pixel std ratio
-and the diversity ratio (`gan.health`), and the findings the watch makes now: how the watch
+and the diversity ratio (`gan.training.health`), and the findings the watch makes now: how the watch
 of this version of gan judges runs trained before it, or with other thresholds.
 
     python benchmarks/diversity_replay.py sweeps/c64-fair-*/0* sweeps/few-faces-sn/0* --json replay.json
@@ -23,14 +23,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from gan.config import read_config
+from gan.core.config import read_config
+from gan.core.images import GRID_PADDING, grid_columns
 from gan.data import build_dataset
-from gan.health import HealthWatch
-from gan.images import GRID_PADDING, grid_columns
+from gan.training.health import HealthWatch
 
 
 def grid_images(path: Path, count: int, size: int) -> torch.Tensor:
-    """The `count` images (N, 3, size, size) in [-1, 1] of a grid written by `gan.images.image_grid`."""
+    """The `count` images (N, 3, size, size) in [-1, 1] of a grid written by `gan.core.images.image_grid`."""
     pixels = torch.from_numpy(np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 127.5 - 1)
     grid = pixels.permute(2, 0, 1)
     columns = grid_columns(count)

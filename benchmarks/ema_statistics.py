@@ -23,14 +23,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gan.checkpoint import list_checkpoints, load_checkpoint  # noqa: E402
-from gan.config import config_from_dict  # noqa: E402
+from gan.core.checkpoint import list_checkpoints, load_checkpoint  # noqa: E402
+from gan.core.config import config_from_dict  # noqa: E402
+from gan.core.images import save_image_grid  # noqa: E402
 from gan.data.decode import find_images  # noqa: E402
-from gan.ema import latent_batches, standing_statistics  # noqa: E402
-from gan.images import save_image_grid  # noqa: E402
-from gan.inference import generate, random_latents  # noqa: E402
 from gan.metrics.generative import GenerativeEvaluator, generated_images, score_generator  # noqa: E402
 from gan.nets import NetworkSpec  # noqa: E402
+from gan.nets.running import generate, random_latents  # noqa: E402
+from gan.recipes.ema import latent_batches, standing_statistics  # noqa: E402
 
 CPU = torch.device("cpu")
 

@@ -114,7 +114,7 @@ def stage_bench(out: Path, timeout: float, device: str, dry_run: bool, faces: Pa
 
 
 def dcgan128_config(dry_run: bool, data_root: Path | None, cache_dir: Path, sync_debug: bool):
-    from gan.resolve import load_config
+    from gan.training.resolve import load_config
 
     if dry_run or data_root is None:
         data = ["data.dataset=synthetic", "data.num_workers=0", "data.cache=off"]
@@ -177,7 +177,7 @@ def train_for(out: Path, seconds: float, device_name: str, dry_run: bool, faces:
 def train_with_deadline(config, run_dir: Path, device, seconds: float):
     """(the training result, wall seconds) of `config`, stopped by SIGTERM after `seconds` at the
     latest: the loop writes a checkpoint and stops, as on a preempted cluster job."""
-    from gan.train import train
+    from gan.training.loop import train
 
     timer = threading.Timer(seconds, os.kill, (os.getpid(), signal.SIGTERM))
     start = time.perf_counter()
@@ -195,7 +195,7 @@ def stage_profile(out: Path, device_name: str, dry_run: bool) -> dict:
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
-    from gan.benchmark import our_step
+    from gan.tools.benchmark import our_step
 
     device = torch.device(device_name)
     step, batch = our_step("dcgan64" if dry_run else "dcgan128", device, fast=not dry_run)
@@ -269,7 +269,7 @@ ABLATION = {
 def stage_ablation(out: Path, device_name: str, dry_run: bool) -> dict:
     import torch
 
-    from gan.benchmark import bench_model, load_baseline
+    from gan.tools.benchmark import bench_model, load_baseline
 
     device = torch.device(device_name)
     baseline = load_baseline(baseline_file()) if baseline_file() else None
@@ -318,7 +318,7 @@ def busy_share(model: str, device_name: str, overrides: tuple[str, ...], steps: 
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
-    from gan.benchmark import our_step
+    from gan.tools.benchmark import our_step
 
     device = torch.device(device_name)
     step, _ = our_step(model, device, fast=device.type == "cuda", overrides=overrides)
@@ -350,7 +350,7 @@ def stage_scaling(device_name: str, dry_run: bool) -> dict:
     the GPU is in a step: what a bigger batch buys on a big GPU."""
     import torch
 
-    from gan.benchmark import bench_model, load_baseline
+    from gan.tools.benchmark import bench_model, load_baseline
 
     device = torch.device(device_name)
     baseline = load_baseline(baseline_file()) if baseline_file() else None
@@ -370,7 +370,7 @@ def stage_scaling(device_name: str, dry_run: bool) -> dict:
 def flagship_config(dry_run: bool, faces: Path, work: Path, steps: int, metrics_every: int, overrides: list[str]):
     """experiments/dcgan_celeba128.toml on the prepared faces (toy sizes for a dry run), with SWD
     against the held-out faces; `overrides` last."""
-    from gan.resolve import load_config
+    from gan.training.resolve import load_config
 
     toy = ["data.resolution=32", "model.generator_args.channels=8", "model.discriminator_args.channels=8",
            "train.batch_size=16", "log.num_samples=16", "data.cache=off", "data.num_workers=0"] if dry_run else \
@@ -390,11 +390,11 @@ def stage_flagship(out: Path, device_name: str, dry_run: bool, faces: Path, step
 
     import torch
 
-    from gan.checkpoint import best_checkpoint
-    from gan.generators import load_generator
-    from gan.images import save_image_grid
-    from gan.inference import generate, random_latents
-    from gan.scoring import evaluate_generative
+    from gan.core.checkpoint import best_checkpoint
+    from gan.core.images import save_image_grid
+    from gan.inference.generators import load_generator
+    from gan.inference.scoring import evaluate_generative
+    from gan.nets.running import generate, random_latents
 
     if not (faces / "heldout").is_dir():
         raise FileNotFoundError(f"no prepared faces in {faces}: run benchmarks/gpu_check.sh --prepare first")

@@ -9,7 +9,7 @@ Scores every checkpoint of a pix2pix (or SRResNet) run on its evaluation set (PS
 - `reference`: the whole network in train mode, as the pix2pix reference's test script runs
   it by default (the test image's own statistics and dropout on);
 - `standing-N`: BatchNorm statistics recomputed for the checkpoint's weights over N batches
-  of training inputs (`gan.ema.standing_statistics`), then eval mode.
+  of training inputs (`gan.recipes.ema.standing_statistics`), then eval mode.
 
 Modes that compute the same function as `eval` for a network (no running statistics, no
 dropout) are left out.
@@ -32,11 +32,11 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gan.checkpoint import list_checkpoints, load_checkpoint  # noqa: E402
-from gan.config import Config, config_from_dict  # noqa: E402
+from gan.core.checkpoint import list_checkpoints, load_checkpoint  # noqa: E402
+from gan.core.config import Config, config_from_dict  # noqa: E402
 from gan.data import build_dataset  # noqa: E402
-from gan.ema import running_norms, standing_statistics  # noqa: E402
 from gan.nets import NetworkSpec  # noqa: E402
+from gan.recipes.ema import running_norms, standing_statistics  # noqa: E402
 from gan.recipes.image_to_image import pair_scores  # noqa: E402
 
 CPU = torch.device("cpu")

@@ -1,3 +1,3 @@
-from gan.cli import main
+from gan.commands.main import main
 
 main()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gan.resolve import load_config
+from gan.training.resolve import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -120,7 +120,7 @@ def tiny_demo_run(tmp_path_factory) -> Path:
     """The demo config shrunk to TINY, trained 4 steps through `gan train`; tests only read it."""
     from click.testing import CliRunner
 
-    from gan.cli import main
+    from gan.commands.main import main
 
     out = tmp_path_factory.mktemp("runs")
     sets = [arg for item in TINY for arg in ("--set", item)]

@@ -8,11 +8,11 @@ import torch
 from click.testing import CliRunner
 from conftest import REPO
 
-from gan.benchmark import CASES, bench_model, load_baseline, our_step
-from gan.cli import main
+from gan.commands.main import main
 from gan.recipes import RECIPES
-from gan.resolve import load_config
-from gan.train import make_autocast
+from gan.tools.benchmark import CASES, bench_model, load_baseline, our_step
+from gan.training.loop import make_autocast
+from gan.training.resolve import load_config
 
 CPU = torch.device("cpu")
 SHARED_BASELINE = REPO.parent / "shared" / "bench" / "baseline.py"
@@ -76,14 +76,14 @@ def test_bench_cli_writes_json_without_a_baseline(tmp_path):
 
 
 def test_a_model_that_fails_is_reported_and_the_others_are_still_measured(tmp_path, monkeypatch):
-    import gan.benchmark
+    import gan.tools.benchmark
 
     def fake_bench_model(name, *args, **kwargs):
         if name == "pix2pix256":
             raise RuntimeError("an inductor stride assertion")
-        return gan.benchmark.Row(name, 10.0, None, None, None, None, None, None, 1.0)
+        return gan.tools.benchmark.Row(name, 10.0, None, None, None, None, None, None, 1.0)
 
-    monkeypatch.setattr(gan.benchmark, "bench_model", fake_bench_model)
+    monkeypatch.setattr(gan.tools.benchmark, "bench_model", fake_bench_model)
     result = CliRunner().invoke(main, ["bench", "--model", "pix2pix256", "--model", "dcgan64", "--device", "cpu",
                                        "--data-root", "none", "--json", str(tmp_path / "b.json")])
     assert result.exit_code == 2 and "pix2pix256 (RuntimeError: an inductor stride assertion)" in result.output

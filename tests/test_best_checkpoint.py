@@ -10,11 +10,11 @@ import torch
 from click.testing import CliRunner
 from conftest import tiny_config, tiny_recipe_config, write_recipe_data
 
-from gan.checkpoint import BEST_NAME, BEST_RECORD, BestCheckpoint, load_checkpoint
-from gan.cli import main
+from gan.commands.main import main
+from gan.core.checkpoint import BEST_NAME, BEST_RECORD, BestCheckpoint, load_checkpoint
+from gan.core.registry import ConfigError
 from gan.recipes.pix2pix import Pix2PixRecipe
-from gan.registry import ConfigError
-from gan.train import train
+from gan.training.loop import train
 
 CPU = torch.device("cpu")
 

@@ -1,11 +1,12 @@
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from gan.checkpoint import (
+from gan.core.checkpoint import (
     FORMAT,
     CheckpointError,
     capture_rng_state,
@@ -17,7 +18,7 @@ from gan.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from gan.files import WriteError
+from gan.core.files import WriteError
 
 
 def test_round_trip(tmp_path):
@@ -98,3 +99,27 @@ def test_rng_state_round_trip_through_a_weights_only_file(tmp_path):
     assert torch.equal(torch.rand(3), expected[0])
     assert random.random() == expected[1]
     assert np.random.normal() == expected[2]
+
+
+BEFORE_REGROUP = Path(__file__).parent / "data" / "before-regroup"
+
+
+def test_a_checkpoint_from_before_the_regroup_resumes_as_the_run_would_have_gone_on(tmp_path):
+    """Written at step 2 of 4 by gan at f9c4396 (2026-12-02), when the top of gan/ was loose modules
+    (gan/train.py, gan/losses.py, ...): checkpoints hold no module paths, so the regrouped code
+    resumes it, and ends where its own uninterrupted run of the same config ends."""
+    from gan.training.loop import train
+    from gan.training.resolve import load_config
+
+    run_dir = tmp_path / "before-regroup"
+    shutil.copytree(BEFORE_REGROUP, run_dir)
+    config = load_config(run_dir / "config.toml")
+    resumed = train(config, run_dir, torch.device("cpu"), resume=True)
+    fresh = train(config, tmp_path / "fresh", torch.device("cpu"))
+    assert resumed.step == fresh.step == 4
+    resumed_networks = load_checkpoint(resumed.checkpoint)["networks"]
+    fresh_networks = load_checkpoint(fresh.checkpoint)["networks"]
+    assert sorted(resumed_networks) == ["discriminator", "generator", "generator_ema"]
+    for name, weights in fresh_networks.items():
+        for key, tensor in weights.items():  # (a tolerance: the old run was computed on another CPU)
+            torch.testing.assert_close(resumed_networks[name][key], tensor, rtol=1e-4, atol=1e-5, msg=key)

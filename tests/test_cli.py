@@ -6,9 +6,9 @@ from click.testing import CliRunner
 from conftest import REPO, TINY, only_run
 from PIL import Image
 
-from gan.cli import main
+from gan.commands.main import main
 from gan.data.decode import UnreadableImageWarning
-from gan.inference import interpolation_latents, slerp
+from gan.nets.running import interpolation_latents, slerp
 
 DEMO = str(REPO / "experiments" / "dcgan_demo.toml")
 
@@ -163,7 +163,7 @@ def test_a_resolution_the_unet_cannot_take_is_a_config_error(tmp_path):
 
 
 def test_weights_that_do_not_fit_their_spec_are_a_clear_error(trained_run, tmp_path):
-    from gan.checkpoint import load_checkpoint, save_checkpoint
+    from gan.core.checkpoint import load_checkpoint, save_checkpoint
 
     state = load_checkpoint(trained_run / "checkpoint-00000004.pt")
     state["specs"]["generator"]["kwargs"]["channels"] = 16  # the stored weights were trained with 8
@@ -176,3 +176,25 @@ def test_weights_that_do_not_fit_their_spec_are_a_clear_error(trained_run, tmp_p
 def test_unknown_device_is_a_clear_error(tmp_path):
     result = CliRunner().invoke(main, ["train", DEMO, "--device", "tpu", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "unknown device 'tpu'" in result.output
+
+
+def test_gan_and_python_m_gan_are_one_command_group():
+    """The installed `gan` script and `python -m gan` start the same group (issue 30 moved it)."""
+    import importlib
+    import subprocess
+    import sys
+    import tomllib
+
+    module, attribute = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]["gan"].split(":")
+    assert getattr(importlib.import_module(module), attribute) is main
+    result = subprocess.run([sys.executable, "-m", "gan", "--help"], capture_output=True, text=True, cwd=REPO,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+
+    def commands(help_text: str) -> list[str]:
+        return [line.split()[0] for line in help_text.split("Commands:")[1].splitlines() if line.startswith("  ")
+                and not line.startswith("   ")]
+
+    assert commands(result.stdout) == commands(CliRunner().invoke(main, ["--help"]).output)
+    assert {"train", "sweep", "compare", "sample", "translate", "eval", "export", "bench", "cache"} <= set(
+        commands(result.stdout))

@@ -8,8 +8,8 @@ from click.testing import CliRunner
 from PIL import Image
 from torch.utils.tensorboard import SummaryWriter
 
-from gan.cli import main
-from gan.compare import CompareError, compare, find_runs, group_runs, plot, read_configs, read_scalars, smooth
+from gan.commands.main import main
+from gan.tools.compare import CompareError, compare, find_runs, group_runs, plot, read_configs, read_scalars, smooth
 
 # swd/mean at steps 100, 200, 300 for each (loss, seed): the best is the lowest.
 SWD = {("hinge", 0): [30.0, 10.0, 20.0], ("hinge", 1): [30.0, 12.0, 22.0], ("hinge", 2): [14.0, 40.0, 24.0],

@@ -11,11 +11,11 @@ from click.testing import CliRunner
 from conftest import RECIPE_CONFIGS, REPO, only_run, tiny_config, tiny_recipe_config, write_recipe_data
 from test_speed import PLAIN, first_steps
 
-from gan.cli import main
-from gan.compilation import CompileReport, compile_failed, compile_networks, uncompiled
+from gan.commands.main import main
+from gan.core.compilation import CompileReport, compile_failed, compile_networks, uncompiled
 from gan.recipes.dcgan import DCGANRecipe
-from gan.speed import accelerate
-from gan.train import train
+from gan.training.loop import train
+from gan.training.speed import accelerate
 
 CPU = torch.device("cpu")
 WGAN_GP = ("loss.adversarial=wgan-gp", "model.discriminator_args.norm=none")
@@ -109,7 +109,7 @@ def test_real_errors_keep_their_traceback_and_nothing_is_switched_globally():
 
 
 def test_compile_settings_are_checked_where_the_config_is_read():
-    from gan.registry import ConfigError
+    from gan.core.registry import ConfigError
 
     assert tiny_config("train.compile_mode=reduce-overhead").train.compile_mode == "reduce-overhead"
     with pytest.raises(ConfigError, match="train.compile_mode 'reduce-overhead' is an inductor mode; "

@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from gan.config import Config, config_from_dict, config_to_dict, dump_config
-from gan.registry import ConfigError
-from gan.resolve import load_config
+from gan.core.config import Config, config_from_dict, config_to_dict, dump_config
+from gan.core.registry import ConfigError
+from gan.training.resolve import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = sorted((REPO / "experiments").glob("*.toml"))

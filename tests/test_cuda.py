@@ -15,14 +15,14 @@ import torch.distributed as dist
 from conftest import RECIPE_CONFIGS, random_rgb, tiny_config, tiny_recipe_config, write_recipe_data
 from test_speed import first_steps
 
-from gan.checkpoint import list_checkpoints, load_checkpoint
-from gan.config import DataConfig
-from gan.cuda_graphs import GraphedStep
+from gan.core.checkpoint import list_checkpoints, load_checkpoint
+from gan.core.config import DataConfig
+from gan.core.distributed import gradient_averager
 from gan.data import build_dataset, training_batches
-from gan.distributed import gradient_averager
 from gan.recipes import RECIPES
-from gan.speed import accelerate, to_device, training_step
-from gan.train import _host_syncs_forbidden, make_autocast, seed_everything, train
+from gan.training.cuda_graphs import GraphedStep
+from gan.training.loop import _host_syncs_forbidden, make_autocast, seed_everything, train
+from gan.training.speed import accelerate, to_device, training_step
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(
     not torch.cuda.is_available(), reason="needs a CUDA GPU (benchmarks/gpu_check.sh runs these on one)")]

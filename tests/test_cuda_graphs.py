@@ -8,12 +8,12 @@ import torch
 from conftest import tiny_config, tiny_recipe_config, write_recipe_data
 from torch import nn
 
-from gan.cuda_graphs import GraphedStep, plain_optimizer_state, set_learning_rates
-from gan.ema import EMA
+from gan.core.registry import ConfigError
 from gan.recipes import RECIPES
-from gan.registry import ConfigError
-from gan.speed import accelerate, captures_steps, training_step
-from gan.train import make_autocast
+from gan.recipes.ema import EMA
+from gan.training.cuda_graphs import GraphedStep, plain_optimizer_state, set_learning_rates
+from gan.training.loop import make_autocast
+from gan.training.speed import accelerate, captures_steps, training_step
 
 CPU = torch.device("cpu")
 

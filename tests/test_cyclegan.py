@@ -11,13 +11,13 @@ from conftest import REPO, TINY_CYCLEGAN, TINY_PIX2PIX, only_run, random_rgb
 from PIL import Image
 from torch import nn
 
-from gan.checkpoint import list_checkpoints, load_checkpoint
-from gan.cli import main
-from gan.image_pool import ImagePool
+from gan.commands.main import main
+from gan.core.checkpoint import list_checkpoints, load_checkpoint
 from gan.nets import network_spec
 from gan.recipes.cyclegan import CycleGANRecipe
-from gan.resolve import load_config
-from gan.train import train
+from gan.recipes.image_pool import ImagePool
+from gan.training.loop import train
+from gan.training.resolve import load_config
 
 CONFIG = REPO / "experiments" / "cyclegan_horse2zebra.toml"
 TINY = TINY_CYCLEGAN

@@ -6,13 +6,13 @@ import torch
 from conftest import random_rgb, write_png16
 from PIL import Image
 
+from gan.core.registry import ConfigError
 from gan.data import build_dataset
 from gan.data.decode import ImageReadError, UnreadableImageWarning, read_rgb
 from gan.data.image_files import celeba_dataset, image_folder_dataset
 from gan.data.sampling import ResumableSampler, batches
 from gan.data.synthetic import SyntheticFaces
-from gan.registry import ConfigError
-from gan.resolve import load_config
+from gan.training.resolve import load_config
 
 
 @pytest.fixture

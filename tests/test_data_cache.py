@@ -11,10 +11,10 @@ import torch
 from conftest import random_rgb, tiny_config
 
 import gan.data.cache as cache_module
-from gan.config import DataConfig
+from gan.core.config import DataConfig
+from gan.core.registry import ConfigError
 from gan.data import build_dataset, training_batches
-from gan.registry import ConfigError
-from gan.train import train
+from gan.training.loop import train
 
 CPU = torch.device("cpu")
 
@@ -221,7 +221,7 @@ def test_a_rebuilt_cache_replaces_the_old_one_of_the_same_source(folder, tmp_pat
 def test_gan_cache_list_verify_and_clear(folder, tmp_path):
     from click.testing import CliRunner
 
-    from gan.cli import main
+    from gan.commands.main import main
 
     cache_dir = tmp_path / "cache"
     _, array = build_once(folder, tmp_path)

@@ -8,10 +8,10 @@ import pytest
 import torch
 from conftest import REPO, TINY, only_run, tiny_config
 
-from gan.checkpoint import list_checkpoints
+from gan.core.checkpoint import list_checkpoints
+from gan.core.distributed import ProcessGroup, ShardedSampler
 from gan.data.sampling import ResumableSampler
-from gan.distributed import ProcessGroup, ShardedSampler
-from gan.train import train
+from gan.training.loop import train
 
 CPU = torch.device("cpu")
 # No BatchNorm (its statistics are per process without SyncBatchNorm, which needs CUDA), and
@@ -64,7 +64,7 @@ def test_two_gloo_processes_give_the_weights_of_one_with_the_global_batch(tmp_pa
 
 def tiny_generator_init() -> torch.Tensor:
     from gan.recipes.dcgan import DCGANRecipe
-    from gan.train import seed_everything
+    from gan.training.loop import seed_everything
 
     seed_everything(0)
     return DCGANRecipe(tiny_config(*EXACT), CPU, lambda: torch.no_grad()).generator.state_dict()["net.0.weight"]
@@ -91,7 +91,7 @@ def test_two_gloo_processes_build_the_data_cache_once_and_train(tmp_path, shared
 def test_the_process_group_waits_as_long_as_train_dist_timeout_s(monkeypatch):
     from datetime import timedelta
 
-    import gan.distributed as distributed
+    import gan.core.distributed as distributed
 
     joined = {}
     monkeypatch.setattr(distributed.dist, "is_initialized", lambda: False)

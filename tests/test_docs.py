@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
-from gan.config import Config, config_to_dict, flatten_config
+from gan.core.config import Config, config_to_dict, flatten_config
 from gan.nets import _zoo, network_names
 
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]

@@ -10,11 +10,11 @@ from conftest import REPO, TINY, only_run, tiny_config
 from PIL import Image
 from torch import nn
 
-from gan.cli import main
-from gan.ema import EMA, latent_batches, running_norms, standing_statistics
-from gan.generators import load_generator
+from gan.commands.main import main
+from gan.inference.generators import load_generator
 from gan.recipes.dcgan import DCGANRecipe
-from gan.train import train
+from gan.recipes.ema import EMA, latent_batches, running_norms, standing_statistics
+from gan.training.loop import train
 
 CPU = torch.device("cpu")
 

@@ -9,11 +9,11 @@ import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
 
-from gan.checkpoint import CheckpointError, list_checkpoints
-from gan.cli import main
-from gan.exported import read_export
-from gan.generators import load_generator
-from gan.inference import generate, random_latents
+from gan.commands.main import main
+from gan.core.checkpoint import CheckpointError, list_checkpoints
+from gan.inference.exported import read_export
+from gan.inference.generators import load_generator
+from gan.nets.running import generate, random_latents
 
 CPU = torch.device("cpu")
 

@@ -14,12 +14,13 @@ import torch
 from click.testing import CliRunner
 from conftest import REPO, TINY, tiny_config
 
-import gan.checkpoint as checkpoint_module
-import gan.files as files_module
-from gan.checkpoint import list_checkpoints, load_checkpoint
-from gan.cli import main
-from gan.files import RunDirectoryBusy, RunLock, temp_name
-from gan.train import NonFiniteLossError, _newest_loadable_checkpoint, train
+import gan.core.checkpoint as checkpoint_module
+import gan.core.files as files_module
+from gan.commands.main import main
+from gan.core.checkpoint import list_checkpoints, load_checkpoint
+from gan.core.files import RunDirectoryBusy, RunLock, temp_name
+from gan.training.loop import NonFiniteLossError, train
+from gan.training.state import newest_loadable_checkpoint
 
 CPU = torch.device("cpu")
 
@@ -71,7 +72,7 @@ def test_kill_9_while_a_checkpoint_is_written_leaves_the_previous_one_loadable(t
     script = textwrap.dedent(f"""
         import time, torch
         from pathlib import Path
-        from gan.checkpoint import FORMAT, checkpoint_path, save_checkpoint
+        from gan.core.checkpoint import FORMAT, checkpoint_path, save_checkpoint
         run = Path({str(tmp_path)!r})
         weights = {{"w": torch.arange(1000.0)}}
         state = {{"format": FORMAT, "step": 1, "samples_seen": 8, "config": {{}}, "networks": weights,
@@ -93,7 +94,7 @@ def test_kill_9_while_a_checkpoint_is_written_leaves_the_previous_one_loadable(t
     assert second(), "the child never started writing checkpoint 2"
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
-    path, state = _newest_loadable_checkpoint(tmp_path)
+    path, state = newest_loadable_checkpoint(tmp_path)
     assert path.name == "checkpoint-00000001.pt" and state["step"] == 1
     assert torch.equal(state["networks"]["w"], torch.arange(1000.0))
     assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-00000001.pt"]  # no half file renamed in
@@ -115,7 +116,7 @@ def test_a_second_writer_on_a_run_directory_stops_at_once_naming_the_holder(tmp_
 def test_the_lock_of_a_killed_writer_is_released_by_the_kernel(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import sys, time
-        from gan.files import RunLock
+        from gan.core.files import RunLock
         with RunLock({str(tmp_path)!r}):
             print("locked", flush=True)
             time.sleep(60)
@@ -218,7 +219,7 @@ def test_a_malformed_newest_checkpoint_falls_back_like_a_corrupt_one(tmp_path):
     del state["networks"]  # a gan-format file without the training state
     torch.save(state, newest)
     with pytest.warns(UserWarning, match="malformed: it has no 'networks'.*falling back"):
-        path, restored = _newest_loadable_checkpoint(first.run_dir)
+        path, restored = newest_loadable_checkpoint(first.run_dir)
     assert path.name == "checkpoint-00000002.pt" and restored["step"] == 2
 
 
@@ -242,7 +243,7 @@ def test_every_shipped_config_without_its_data_says_which_key_to_set_and_where_t
 
 
 def test_no_shipped_config_readme_command_or_help_example_names_the_shared_folder():
-    from gan.cli import main as group
+    from gan.commands.main import main as group
 
     texts = {path.name: path.read_text() for path in (REPO / "experiments").glob("*.toml")}
     commands = ("gan ", "python ", "torchrun ", "bash ", "pip ", "benchmarks/")
@@ -256,7 +257,7 @@ def test_no_shipped_config_readme_command_or_help_example_names_the_shared_folde
 
 
 def test_the_readme_states_the_celeba_learning_rates_the_configs_use_and_a_cpu_only_install():
-    from gan.resolve import load_config
+    from gan.training.resolve import load_config
 
     readme = " ".join(" ".join((REPO / name).read_text() for name in ("README.md", "docs/training.md")).split())
     for name in ("dcgan_celeba64.toml", "dcgan_celeba128.toml"):
@@ -267,7 +268,7 @@ def test_the_readme_states_the_celeba_learning_rates_the_configs_use_and_a_cpu_o
 
 
 def test_tensorboard_events_on_a_full_disk_are_warned_about_once_and_resume_later(tmp_path):
-    from gan.event_log import EventLog
+    from gan.training.event_log import EventLog
 
     class Writer:
         """Like TensorBoard's: once a write fails, every later call raises the same error."""

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from conftest import REPO, TINY_PIX2PIX, only_run, random_rgb, write_recipe_data
 from PIL import Image
 
-from gan.cli import main
+from gan.commands.main import main
 
 
 def _sets(*items):
@@ -154,7 +154,7 @@ def test_eval_refuses_a_root_whose_splits_lack_the_validation_one(paired_run, tm
 
 
 def test_the_128px_pix2pix_config_trains_a_step_on_given_pairs(tmp_path):
-    from gan.resolve import load_config
+    from gan.training.resolve import load_config
 
     config = load_config(REPO / "experiments" / "pix2pix_facades128.toml", [])
     assert (config.model.generator, config.data.resolution, config.data.load_size) == ("unet_128", 128, 143)
@@ -203,8 +203,8 @@ def test_a_file_that_is_not_a_checkpoint_gets_one_line_naming_it_and_what_was_ex
 
 @pytest.mark.parametrize("loss", ["hinge", "wgan-gp"])
 def test_label_smoothing_with_a_loss_without_targets_says_how_to_turn_it_off(loss):
-    from gan.registry import ConfigError
-    from gan.resolve import load_config
+    from gan.core.registry import ConfigError
+    from gan.training.resolve import load_config
 
     with pytest.raises(ConfigError, match=r"--set loss\.label_smoothing=0"):
         load_config(None, [f"loss.adversarial={loss}", "loss.label_smoothing=0.1"])
@@ -241,7 +241,7 @@ def test_sweeps_are_ignored_by_git_like_runs():
 
 
 def test_compare_groups_are_labelled_by_their_full_keys(tmp_path):
-    from gan.compare import group_runs
+    from gan.tools.compare import group_runs
 
     configs = {tmp_path / "a": {"log.every": 500, "train.seed": 0}, tmp_path / "b": {"log.every": 100}}
     assert set(group_runs(configs)) == {"log.every=500", "log.every=100"}

@@ -18,7 +18,7 @@ from PIL import Image
 from gan.data.decode import UnreadableImageWarning
 from gan.data.image_files import image_folder_dataset
 from gan.data.sampling import batches
-from gan.train import train
+from gan.training.loop import train
 
 CPU = torch.device("cpu")
 

@@ -13,8 +13,9 @@ from conftest import random_rgb, tiny_config
 from PIL import Image, ImageFilter
 
 import gan.metrics.generative as generative
-from gan.cli import main
-from gan.config import DataConfig
+from gan.commands.main import main
+from gan.core.config import DataConfig
+from gan.core.registry import ConfigError
 from gan.data.synthetic import draw_face
 from gan.metrics.generative import GenerativeEvaluator, ReferenceCache, reference_key
 from gan.metrics.inception import (
@@ -24,8 +25,7 @@ from gan.metrics.inception import (
     load_inception,
 )
 from gan.metrics.swd import laplacian_pyramid, patch_descriptors, pyramid_resolutions, swd_from_descriptors
-from gan.registry import ConfigError
-from gan.train import train
+from gan.training.loop import train
 
 CPU = torch.device("cpu")
 
@@ -256,19 +256,19 @@ def test_in_loop_metrics_do_not_change_training(tmp_path):
 
 
 def test_metrics_names_are_checked():
-    from gan.registry import ConfigError
+    from gan.core.registry import ConfigError
 
     with pytest.raises(ConfigError, match="metrics.names: unknown metric 'fdi'.*did you mean 'fid'"):
         tiny_config("metrics.names=['swd', 'fdi']")
 
 
 def test_generative_metrics_need_an_unconditional_recipe(tmp_path):
-    from gan.registry import ConfigError
+    from gan.core.registry import ConfigError
 
     config = tiny_config("metrics.every=2")
     config.recipe = "pix2pix"
     with pytest.raises(ConfigError, match="metrics.every.*unconditional"):
-        from gan.train import _generative_evaluator
+        from gan.training.loop import _generative_evaluator
 
         _generative_evaluator(config, object(), CPU)
 

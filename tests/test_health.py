@@ -7,10 +7,10 @@ import pytest
 import torch
 from conftest import tiny_config
 
-from gan.config import DataConfig
+from gan.core.config import DataConfig
 from gan.data import build_dataset
-from gan.health import DIVERSITY_FRACTION, HealthWatch, diversity
-from gan.train import train
+from gan.training.health import DIVERSITY_FRACTION, HealthWatch, diversity
+from gan.training.loop import train
 
 
 def findings(action, *args) -> list[str]:
@@ -133,7 +133,7 @@ def test_the_replay_reads_a_runs_previews_as_the_watch_saw_them(tmp_path):
     from conftest import REPO
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from gan.images import save_image_grid
+    from gan.core.images import save_image_grid
 
     spec = importlib.util.spec_from_file_location("diversity_replay", REPO / "benchmarks" / "diversity_replay.py")
     replay = importlib.util.module_from_spec(spec)

@@ -1,6 +1,6 @@
-"""Imports run downward (issue 15): every module of gan/ sits in one layer and imports only
-from its own layer or the ones below; the library needs no click, and reading a config
-needs no torch. The README's Layout section describes the same layers."""
+"""Imports run downward (issues 15 and 30): every module of gan/ sits in the layer of its package
+and imports only from its own layer or the ones below; the library needs no click, and reading a
+config needs no torch. docs/layout.md describes the same layers, one line per package."""
 
 import ast
 import subprocess
@@ -9,19 +9,17 @@ import sys
 import pytest
 from conftest import REPO
 
-# Bottom to top; a module belongs to the first layer with a prefix that names it or a package above it.
+# Bottom to top, by package: a new module is placed by the folder it is put in.
 LAYERS = (
-    ("foundation", ("gan", "gan.registry", "gan.typecheck", "gan.presets", "gan.config")),
-    ("support", ("gan.files", "gan.images", "gan.inference", "gan.progress", "gan.distributed", "gan.event_log",
-                 "gan.compilation", "gan.cuda_graphs", "gan.health", "gan.ema", "gan.image_pool", "gan.checkpoint",
-                 "gan.losses", "gan.augment", "gan.schedules", "gan.outputs")),
+    ("core", ("gan", "gan.core")),
     ("data and networks", ("gan.data", "gan.nets")),
     ("metrics", ("gan.metrics",)),
     ("recipes", ("gan.recipes",)),
-    ("runs", ("gan.resolve", "gan.preflight", "gan.train", "gan.speed", "gan.exported", "gan.onnx_export",
-              "gan.generators", "gan.tiling", "gan.scoring", "gan.benchmark", "gan.sweep", "gan.compare")),
-    ("commands", ("gan.commands", "gan.cli", "gan.__main__")),
+    ("runs", ("gan.training", "gan.inference")),
+    ("tools", ("gan.tools",)),
+    ("commands", ("gan.commands", "gan.__main__")),
 )
+TOP_LEVEL_LIMIT = 11  # entries at the top of gan/: the packages above, __init__.py and __main__.py
 
 
 def module_name(path) -> str:
@@ -29,9 +27,14 @@ def module_name(path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def package_of(module: str) -> str:
+    """`gan.core.config` -> `gan.core`: the package at the top of gan/ that holds a module."""
+    return ".".join(module.split(".")[:2])
+
+
 def layer_of(module: str) -> int | None:
-    for index, (_, prefixes) in enumerate(LAYERS):
-        if any(module == prefix or (prefix != "gan" and module.startswith(prefix + ".")) for prefix in prefixes):
+    for index, (_, packages) in enumerate(LAYERS):
+        if package_of(module) in packages:
             return index
     return None
 
@@ -52,6 +55,22 @@ MODULES = {module_name(path): path for path in (REPO / "gan").rglob("*.py")}
 
 def test_every_module_has_a_layer():
     assert [name for name in MODULES if layer_of(name) is None] == []
+
+
+def test_the_top_of_gan_is_a_short_list_of_packages():
+    entries = sorted(path.name for path in (REPO / "gan").iterdir() if path.name != "__pycache__")
+    loose = [name for name in entries if name.endswith(".py") and name not in ("__init__.py", "__main__.py")]
+    assert loose == [], "modules belong in a package whose name says their role"
+    assert len(entries) <= TOP_LEVEL_LIMIT, entries
+
+
+def test_training_and_inference_do_not_import_each_other():
+    """One layer, two sides: using a trained generator never needs the training loop, and the
+    loop never needs an export or a tiled translation."""
+    crossing = {name: sorted(imported & {"gan.training", "gan.inference"} - {package_of(name)})
+                for name, path in MODULES.items() if package_of(name) in ("gan.training", "gan.inference")
+                for imported in [{package_of(module) for module in imported_modules(path)}]}
+    assert {name: packages for name, packages in crossing.items() if packages} == {}
 
 
 @pytest.mark.parametrize("module", sorted(MODULES))
@@ -76,8 +95,8 @@ def run_python(code: str) -> str:
 
 def test_reading_a_config_imports_neither_torch_nor_any_recipe():
     loaded = run_python(
-        "import sys, gan.config\n"
-        "config = gan.config.read_config('experiments/dcgan_celeba128.toml', ['train.steps=5'])\n"
+        "import sys, gan.core.config\n"
+        "config = gan.core.config.read_config('experiments/dcgan_celeba128.toml', ['train.steps=5'])\n"
         "assert config.train.steps == 5\n"
         "print(' '.join(name for name in sys.modules if name.split('.')[0] in ('torch', 'gan')))")
     assert "torch" not in loaded.split()
@@ -85,8 +104,8 @@ def test_reading_a_config_imports_neither_torch_nor_any_recipe():
 
 
 def test_the_library_imports_without_click():
-    library = ["gan.train", "gan.checkpoint", "gan.distributed", "gan.speed", "gan.progress", "gan.ema",
-               "gan.image_pool", "gan.resolve", "gan.generators", "gan.tiling", "gan.scoring", "gan.exported",
-               "gan.benchmark"]
+    library = ["gan.training.loop", "gan.core.checkpoint", "gan.core.distributed", "gan.training.speed", "gan.core.progress", "gan.recipes.ema",
+               "gan.recipes.image_pool", "gan.training.resolve", "gan.inference.generators", "gan.inference.tiling", "gan.inference.scoring", "gan.inference.exported",
+               "gan.tools.benchmark"]
     assert run_python("import sys\nsys.modules['click'] = None  # any import of click now fails\n"
                       + "".join(f"import {name}\n" for name in library) + "print('imported')") == "imported"

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from gan.losses import AdversarialLoss, add_instance_noise, annealed_std, gradient_penalty
+from gan.recipes.losses import AdversarialLoss, add_instance_noise, annealed_std, gradient_penalty
 
 
 def softplus(x: float) -> float:

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
+from gan.core.registry import ConfigError
 from gan.nets import NetworkSpec, network_names, network_spec
-from gan.registry import ConfigError
 
 
 @pytest.mark.parametrize("resolution", [32, 64, 128, 256])

@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch import nn
 
+from gan.core.registry import ConfigError
 from gan.nets import NetworkSpec, network_names, network_spec
 from gan.nets.common import norm_layer
-from gan.registry import ConfigError
 
 
 def unet(name: str = "unet", **args) -> nn.Module:

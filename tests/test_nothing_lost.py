@@ -18,10 +18,10 @@ from conftest import random_rgb, tiny_recipe_config, write_recipe_data
 from torch.utils.tensorboard import SummaryWriter
 
 import gan.data.cache as cache_module
-from gan.cli import main
-from gan.config import DataConfig
+from gan.commands.main import main
+from gan.core.config import DataConfig
 from gan.data import build_dataset, training_batches
-from gan.train import train
+from gan.training.loop import train
 
 CPU = torch.device("cpu")
 DAY = 86400

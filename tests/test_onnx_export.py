@@ -10,10 +10,10 @@ import torch
 from click.testing import CliRunner
 from conftest import tiny_recipe_config, write_recipe_data
 
-from gan.cli import main
-from gan.generators import load_generator
-from gan.tiling import load_translator
-from gan.train import train
+from gan.commands.main import main
+from gan.inference.generators import load_generator
+from gan.inference.tiling import load_translator
+from gan.training.loop import train
 
 CPU = torch.device("cpu")
 TOLERANCE = 1e-4  # float32 kernels of two engines: the order of additions differs, nothing else

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from conftest import REPO, TINY_PIX2PIX, only_run, random_rgb
 from PIL import Image
 
-from gan.cli import main
+from gan.commands.main import main
 
 
 def invoke(*args):
@@ -273,9 +273,9 @@ def test_sample_grid_too_large_to_open_is_refused_with_its_size(tiny_demo_run, t
 
 
 def test_sample_in_chunks_gives_the_images_of_one_batch(tiny_demo_run, tmp_path):
-    from gan.generators import load_generator
-    from gan.images import signed_to_pil
-    from gan.inference import generate, random_latents
+    from gan.core.images import signed_to_pil
+    from gan.inference.generators import load_generator
+    from gan.nets.running import generate, random_latents
 
     result = invoke("sample", tiny_demo_run, "--n", "130", "--seed", "5", "--separate", tmp_path / "each")
     assert result.exit_code == 0, result.output
@@ -290,8 +290,8 @@ def test_sample_in_chunks_gives_the_images_of_one_batch(tiny_demo_run, tmp_path)
 
 
 def test_the_names_training_writes_are_protected_everywhere(tmp_path):
-    from gan.checkpoint import BEST_NAME, BEST_RECORD, checkpoint_path
-    from gan.outputs import OutputRefused, check_outputs
+    from gan.core.checkpoint import BEST_NAME, BEST_RECORD, checkpoint_path
+    from gan.inference.outputs import OutputRefused, check_outputs
 
     for path in (checkpoint_path(tmp_path, 8), tmp_path / BEST_NAME, tmp_path / BEST_RECORD):
         with pytest.raises(OutputRefused, match="checkpoint-\\*.pt, best.pt or best.json"):
@@ -299,7 +299,7 @@ def test_the_names_training_writes_are_protected_everywhere(tmp_path):
 
 
 def test_a_hard_link_to_an_input_is_the_input(tmp_path):
-    from gan.outputs import OutputRefused, check_outputs
+    from gan.inference.outputs import OutputRefused, check_outputs
 
     source = tmp_path / "a.png"
     source.write_bytes(b"input")
@@ -311,7 +311,7 @@ def test_a_hard_link_to_an_input_is_the_input(tmp_path):
 
 @pytest.mark.parametrize("count,columns", [(1, None), (6, None), (80, None), (10, 5), (3, 5)])
 def test_grid_size_is_the_size_image_grid_writes(count, columns):
-    from gan.images import grid_size, image_grid
+    from gan.core.images import grid_size, image_grid
 
     grid = image_grid(torch.zeros(count, 3, 7, 5), num_columns=columns)
     assert grid_size(count, 7, 5, columns) == (grid.shape[2], grid.shape[1])

@@ -8,11 +8,11 @@ import pytest
 from click.testing import CliRunner
 from conftest import REPO, TINY
 
-from gan.cli import main
-from gan.config import dump_config, flatten_config
-from gan.presets import LOSS_PRESETS
-from gan.registry import ConfigError
-from gan.resolve import load_config
+from gan.commands.main import main
+from gan.core.config import dump_config, flatten_config
+from gan.core.presets import LOSS_PRESETS
+from gan.core.registry import ConfigError
+from gan.training.resolve import load_config
 
 DEMO = REPO / "experiments" / "dcgan_demo.toml"
 CELEBA = REPO / "experiments" / "dcgan_celeba64.toml"  # label smoothing and instance noise 0.1: not a preset's

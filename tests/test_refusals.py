@@ -7,11 +7,11 @@ import pytest
 from click.testing import CliRunner
 from conftest import REPO, random_rgb
 
-from gan.cli import main
-from gan.config import dump_config
+from gan.commands.main import main
+from gan.core.config import dump_config
+from gan.core.registry import ConfigError
 from gan.data.paired import paired_dataset
-from gan.registry import ConfigError
-from gan.resolve import load_config
+from gan.training.resolve import load_config
 
 
 @pytest.mark.parametrize("assignment, expected", [

@@ -11,12 +11,12 @@ from conftest import tiny_config, tiny_recipe_config, write_recipe_data
 from test_speed import PLAIN, first_steps
 from torch import nn
 
-from gan.augment import AdaptiveProbability, DiffAugment, parse_policy
-from gan.checkpoint import list_checkpoints, load_checkpoint
-from gan.losses import AdversarialLoss, LazyR1, r1_penalty
+from gan.core.checkpoint import list_checkpoints, load_checkpoint
+from gan.core.registry import ConfigError
 from gan.nets import network_spec
-from gan.registry import ConfigError
-from gan.train import train
+from gan.recipes.augment import AdaptiveProbability, DiffAugment, parse_policy
+from gan.recipes.losses import AdversarialLoss, LazyR1, r1_penalty
+from gan.training.loop import train
 
 CPU = torch.device("cpu")
 ALL_ON = ("loss.r1_gamma=1", "loss.r1_every=2", "loss.diffaugment=color,translation,cutout",

@@ -11,15 +11,15 @@ from conftest import REPO, tiny_recipe_config, write_recipe_data
 from PIL import Image
 from torch import nn
 
-from gan.checkpoint import list_checkpoints, load_checkpoint
-from gan.config import TrainConfig, read_config
+from gan.core.checkpoint import list_checkpoints, load_checkpoint
+from gan.core.config import TrainConfig, read_config
+from gan.core.registry import ConfigError
 from gan.data.super_resolution import Degradation, SuperResolutionPairs
 from gan.nets import network_spec
 from gan.nets.common import SubPixelConv, upsample_layers
-from gan.registry import ConfigError
-from gan.resolve import load_config
-from gan.schedules import adversarial_on, lr_factor
-from gan.train import train
+from gan.recipes.schedules import adversarial_on, lr_factor
+from gan.training.loop import train
+from gan.training.resolve import load_config
 
 CPU = torch.device("cpu")
 

@@ -17,8 +17,8 @@ import torch
 from click.testing import CliRunner
 from conftest import REPO, TINY, random_rgb, tiny_config, tiny_recipe_config, write_recipe_data
 
-from gan import train as train_module
-from gan.checkpoint import (
+from gan.commands.main import main
+from gan.core.checkpoint import (
     BEST_RECORD,
     FORMAT,
     BestCheckpoint,
@@ -30,11 +30,11 @@ from gan.checkpoint import (
     resolve_checkpoint,
     save_checkpoint,
 )
-from gan.cli import main
-from gan.files import WriteError, write_atomically
+from gan.core.files import WriteError, write_atomically
+from gan.core.registry import ConfigError
 from gan.recipes.pix2pix import Pix2PixRecipe
-from gan.registry import ConfigError
-from gan.train import SideTaskError, train
+from gan.training import loop as train_module
+from gan.training.loop import SideTaskError, train
 
 CPU = torch.device("cpu")
 
@@ -122,7 +122,7 @@ def test_every_problem_is_listed_at_once(tmp_path):
 
 
 def fail_on_call(monkeypatch, name: str, call: int):
-    """gan.train's `name` raises on its `call`-th call, and works otherwise."""
+    """gan.training.loop's `name` raises on its `call`-th call, and works otherwise."""
     original, calls = getattr(train_module, name), {"n": 0}
 
     def patched(*args, **kwargs):
@@ -271,9 +271,9 @@ def test_a_batch_that_cannot_fit_in_memory_is_refused_with_the_figure(tmp_path):
 
 
 def test_the_activation_estimate_is_a_lower_bound_of_what_a_step_holds():
-    from gan.preflight import activation_bytes, example_input
     from gan.recipes.dcgan import DCGANRecipe
-    from gan.train import make_autocast
+    from gan.training.loop import make_autocast
+    from gan.training.preflight import activation_bytes, example_input
 
     config = tiny_config()
     recipe = DCGANRecipe(config, CPU, make_autocast(CPU, False))

@@ -12,10 +12,10 @@ from conftest import REPO, TINY_SR, only_run, random_rgb
 from PIL import Image
 from torch import nn
 
-from gan.cli import main
-from gan.losses import PerceptualLoss
+from gan.commands.main import main
 from gan.nets import network_spec
 from gan.nets.vgg import VGGFeatures, WeightsNotFoundError, layer_names
+from gan.recipes.losses import PerceptualLoss
 
 
 @pytest.mark.parametrize("scale", [2, 4, 8])
@@ -182,7 +182,7 @@ def test_srresnet_logs_validation_psnr_and_evaluates_beside_bicubic(srresnet_run
 
 def test_srgan_x4_starts_where_edsr_x4_ends():
     """The shipped SRGAN config takes the recommended PSNR recipe's generator as it is."""
-    from gan.resolve import load_config
+    from gan.training.resolve import load_config
 
     edsr, srgan = (load_config(REPO / "experiments" / name, ["model.init_generator=none"])
                    for name in ("edsr_x4.toml", "srgan_x4.toml"))
@@ -202,7 +202,7 @@ def test_srgan_starts_from_the_srresnet_checkpoint(srresnet_run, hr_folder, tmp_
     assert result.exit_code == 0, result.output
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from gan.checkpoint import list_checkpoints, load_checkpoint
+    from gan.core.checkpoint import list_checkpoints, load_checkpoint
 
     run_dir = only_run(tmp_path / "runs")
     scalars = set(EventAccumulator(str(run_dir)).Reload().Tags()["scalars"])

@@ -7,12 +7,12 @@ import pytest
 from click.testing import CliRunner
 from conftest import REPO, TINY
 
-from gan.checkpoint import list_checkpoints
-from gan.cli import main
-from gan.files import RunDirectoryBusy, RunLock
-from gan.registry import ConfigError
-from gan.sweep import MANIFEST, expand, manifest_text, parse_grid, write_manifest
-from gan.train import start_or_resume
+from gan.commands.main import main
+from gan.core.checkpoint import list_checkpoints
+from gan.core.files import RunDirectoryBusy, RunLock
+from gan.core.registry import ConfigError
+from gan.tools.sweep import MANIFEST, expand, manifest_text, parse_grid, write_manifest
+from gan.training.loop import start_or_resume
 
 DEMO = REPO / "experiments" / "dcgan_demo.toml"
 
@@ -173,17 +173,17 @@ def test_runs_on_the_cpu_share_the_cores_unless_the_user_set_the_threads(user_th
                                                                            monkeypatch):
     """Two jobs on a CPU get cores / 2 threads each; an OMP_NUM_THREADS the user set is kept (the
     sweep once replaced it, and three 2-thread runs on 2 cores ran at a quarter of their speed)."""
-    import gan.sweep
+    import gan.tools.sweep
 
-    monkeypatch.setattr(gan.sweep.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(gan.tools.sweep.os, "cpu_count", lambda: 2)
     if user_threads is None:
         monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     else:
         monkeypatch.setenv("OMP_NUM_THREADS", user_threads)
     _FinishedProcess.started = []
-    monkeypatch.setattr(gan.sweep.subprocess, "Popen", _FinishedProcess)
+    monkeypatch.setattr(gan.tools.sweep.subprocess, "Popen", _FinishedProcess)
     runs = expand([parse_grid("train.g_lr=1e-4,2e-4")], seeds=1)
     (tmp_path / "sweep").mkdir()
-    failed = gan.sweep.run_sweep(DEMO, [*TINY], runs, tmp_path / "sweep", jobs=2, devices=[], say=lambda line: None)
+    failed = gan.tools.sweep.run_sweep(DEMO, [*TINY], runs, tmp_path / "sweep", jobs=2, devices=[], say=lambda line: None)
     assert failed == [] and len(_FinishedProcess.started) == 2
     assert [process.env["OMP_NUM_THREADS"] for process in _FinishedProcess.started] == [expected, expected]

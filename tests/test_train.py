@@ -7,10 +7,10 @@ import pytest
 import torch
 from conftest import REPO, TINY, only_run, tiny_config
 
-from gan.checkpoint import list_checkpoints, load_checkpoint
+from gan.core.checkpoint import list_checkpoints, load_checkpoint
 from gan.recipes.dcgan import DCGANRecipe
-from gan.schedules import lr_scale
-from gan.train import (
+from gan.recipes.schedules import lr_scale
+from gan.training.loop import (
     DeviceUnavailable,
     MetricWatch,
     NonFiniteLossError,

@@ -11,8 +11,8 @@ from conftest import REPO, TINY_PIX2PIX, only_run, random_rgb
 from PIL import Image
 from torch import nn
 
-from gan.cli import main
-from gan.tiling import translate_tensor
+from gan.commands.main import main
+from gan.inference.tiling import translate_tensor
 
 
 def _sets(*items):
@@ -174,8 +174,8 @@ def test_output_names_without_an_image_extension_are_refused_before_any_work(pix
 def test_the_norm_statistics_benchmark_runs_a_generator_each_way(pix2pix_run):
     import importlib.util
 
-    from gan.checkpoint import list_checkpoints, load_checkpoint
-    from gan.config import config_from_dict
+    from gan.core.checkpoint import list_checkpoints, load_checkpoint
+    from gan.core.config import config_from_dict
     from gan.data import build_dataset
     from gan.nets import NetworkSpec
     from gan.recipes.image_to_image import pair_scores

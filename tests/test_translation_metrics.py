@@ -14,12 +14,12 @@ from PIL import ImageFilter
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from test_generative_metrics import random_inception_weights, to_uint8  # noqa: F401 (a fixture)
 
-from gan.checkpoint import list_checkpoints, load_checkpoint
-from gan.cli import main
+from gan.commands.main import main
+from gan.core.checkpoint import list_checkpoints, load_checkpoint
 from gan.data.synthetic import draw_face
 from gan.metrics.inception import InceptionWeightsNotFoundError
 from gan.metrics.translation import TranslationMetrics, fixed_subset
-from gan.train import train
+from gan.training.loop import train
 
 CPU = torch.device("cpu")
 

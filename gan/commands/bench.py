@@ -53,11 +53,11 @@ def bench(models: tuple[str, ...], device: str, json_path: Path | None, rounds: 
 
     import torch
 
-    from gan.benchmark import CASES, bench_data, bench_model, format_table, load_baseline, write_json
-    from gan.benchmark import threads as thread_count
-    from gan.registry import ConfigError
-    from gan.resolve import load_config
-    from gan.train import DeviceUnavailable, select_device
+    from gan.core.registry import ConfigError
+    from gan.tools.benchmark import CASES, bench_data, bench_model, format_table, load_baseline, write_json
+    from gan.tools.benchmark import threads as thread_count
+    from gan.training.loop import DeviceUnavailable, select_device
+    from gan.training.resolve import load_config
 
     unknown = [name for name in models if name not in CASES]
     if unknown:

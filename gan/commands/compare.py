@@ -28,8 +28,8 @@ def compare(paths: tuple[Path, ...], metric: str | None, out: Path | None) -> No
       gan compare sweeps/loss --metric fid
       gan compare runs/00003-dcgan_celeba64 runs/00004-dcgan_celeba64 --out comparisons/two
     """
-    from gan.compare import CompareError
-    from gan.compare import compare as run_compare
+    from gan.tools.compare import CompareError
+    from gan.tools.compare import compare as run_compare
 
     if out is None:
         if len(paths) != 1 or (paths[0] / "config.toml").is_file():

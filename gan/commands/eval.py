@@ -86,10 +86,10 @@ def evaluate(checkpoint: Path, folder: Path | None, split: str | None, metric_na
       gan eval runs/00003-cyclegan_horse2zebra --data datasets/horse2zebra
       gan eval runs/00002-sr_pix2pix_x4 --data datasets/sr/Set5 --best   # the checkpoint best by val/psnr
     """
-    from gan.checkpoint import CheckpointError, best_checkpoint, load_checkpoint, resolve_checkpoint
+    from gan.core.checkpoint import CheckpointError, best_checkpoint, load_checkpoint, resolve_checkpoint
+    from gan.core.files import WriteError
     from gan.data.decode import ImageReadError
-    from gan.files import WriteError
-    from gan.train import DeviceUnavailable, select_device
+    from gan.training.loop import DeviceUnavailable, select_device
 
     try:
         path = best_checkpoint(checkpoint) if best else resolve_checkpoint(checkpoint)
@@ -115,11 +115,11 @@ def _evaluate_generative(state: dict, path: Path, folder: Path | None, metric_na
                          which: str, device) -> None:
     import json
 
-    from gan.files import write_text_atomically
-    from gan.generators import generator_from_checkpoint
+    from gan.core.files import write_text_atomically
+    from gan.core.registry import ConfigError
+    from gan.inference.generators import generator_from_checkpoint
+    from gan.inference.scoring import evaluate_generative
     from gan.metrics.generative import check_metric_names
-    from gan.registry import ConfigError
-    from gan.scoring import evaluate_generative
 
     try:
         names = check_metric_names((metric_names or DEFAULT_EVAL_METRICS).split(","), "--metrics")
@@ -145,8 +145,8 @@ def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_pa
                              save_images: Path | None, inception_weights: Path | None) -> None:
     import json
 
-    from gan.files import write_text_atomically
-    from gan.scoring import (
+    from gan.core.files import write_text_atomically
+    from gan.inference.scoring import (
         distribution_scores,
         evaluate_cycle,
         evaluate_paired,
@@ -155,7 +155,7 @@ def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_pa
         paired_evaluation_folder,
         write_csv,
     )
-    from gan.tiling import load_translator
+    from gan.inference.tiling import load_translator
 
     translator = load_translator(path, device, tile)
     data = translator.config["data"]
@@ -216,7 +216,7 @@ def _check_strip_folder(save_images: Path, folder: Path, dataset: str) -> None:
 def _collect_rows(results, folder: Path) -> tuple[list[dict], list]:
     """The scored rows and the Skipped images of an evaluation, each printed as it comes; an error
     naming the folder when no image could be scored."""
-    from gan.scoring import Skipped
+    from gan.inference.scoring import Skipped
 
     rows, skipped = [], []
     for result in results:

@@ -48,10 +48,10 @@ def export(source: Path, out: Path, export_format: str | None, which: str, direc
       gan export runs/00000-dcgan_celeba64 --out faces.pt                  # a plain torch file
       gan export runs/00003-cyclegan_horse2zebra --out horse2zebra.onnx    # for ONNX Runtime
     """
-    from gan.checkpoint import CheckpointError, best_checkpoint, resolve_checkpoint
-    from gan.exported import export_format_of, export_generator, sidecar_path
-    from gan.onnx_export import OnnxExportFailed, OnnxUnavailable, require_onnx
-    from gan.outputs import check_outputs
+    from gan.core.checkpoint import CheckpointError, best_checkpoint, resolve_checkpoint
+    from gan.inference.exported import export_format_of, export_generator, sidecar_path
+    from gan.inference.onnx_export import OnnxExportFailed, OnnxUnavailable, require_onnx
+    from gan.inference.outputs import check_outputs
 
     try:
         export_format = export_format_of(out, export_format)

@@ -52,7 +52,7 @@ def planned_outputs(out: Path | None, separate: Path | None, total: int) -> list
 
 def check_grid_fits(total: int, image_height: int, image_width: int, num_columns: int | None) -> None:
     """Fail before writing anything when the --out grid would be too large for image readers."""
-    from gan.images import MAX_GRID_PIXELS, grid_size
+    from gan.core.images import MAX_GRID_PIXELS, grid_size
 
     width, height = grid_size(total, image_height, image_width, num_columns)
     if width * height > MAX_GRID_PIXELS:
@@ -63,7 +63,7 @@ def check_grid_fits(total: int, image_height: int, image_width: int, num_columns
 
 def image_batches(generator: torch.nn.Module, latents: torch.Tensor) -> Iterator[torch.Tensor]:
     """(<= BATCH, 3, H, W) images in [-1, 1] for consecutive slices of `latents`, one slice at a time."""
-    from gan.inference import generate
+    from gan.nets.running import generate
 
     for chunk in latents.split(BATCH):
         yield generate(generator, chunk, batch_size=BATCH)
@@ -75,7 +75,7 @@ def write_samples(batches: Iterator[torch.Tensor], out: Path | None, separate: P
     appends every file written to `written`, so that a failure can remove them."""
     import torch
 
-    from gan.images import save_image, save_image_grid, signed_to_pil
+    from gan.core.images import save_image, save_image_grid, signed_to_pil
 
     grid_images, index = [], 0
     for batch in batches:
@@ -119,13 +119,13 @@ def sample(source: Path, count: int, out: Path | None, separate: Path | None, se
       gan sample runs/00000-dcgan_demo --interpolate 10 --n 6 --out walk.png
       gan sample runs/00000-dcgan_demo --best --n 64 --out best.png   # the checkpoint best by SWD
     """
-    from gan.checkpoint import CheckpointError, best_checkpoint
-    from gan.files import WriteError
-    from gan.generators import load_generator
-    from gan.images import image_format_of
-    from gan.inference import interpolation_latents, random_latents
-    from gan.outputs import OutputRefused, check_outputs
-    from gan.train import DeviceUnavailable, select_device
+    from gan.core.checkpoint import CheckpointError, best_checkpoint
+    from gan.core.files import WriteError
+    from gan.core.images import image_format_of
+    from gan.inference.generators import load_generator
+    from gan.inference.outputs import OutputRefused, check_outputs
+    from gan.nets.running import interpolation_latents, random_latents
+    from gan.training.loop import DeviceUnavailable, select_device
 
     if out is None and separate is None:
         raise click.UsageError("give --out FILE.png and/or --separate DIR")

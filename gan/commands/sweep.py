@@ -44,8 +44,16 @@ def sweep(config: Path, grids: tuple[str, ...], seeds: int, sets: tuple[str, ...
     import shlex
     import signal
 
-    from gan.registry import ConfigError
-    from gan.sweep import expand, manifest_text, parse_grid, planned_steps, run_sweep, train_command, write_manifest
+    from gan.core.registry import ConfigError
+    from gan.tools.sweep import (
+        expand,
+        manifest_text,
+        parse_grid,
+        planned_steps,
+        run_sweep,
+        train_command,
+        write_manifest,
+    )
 
     try:
         grid = [parse_grid(option) for option in grids]

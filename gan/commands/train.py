@@ -45,13 +45,12 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
     """
     import torch
 
-    from gan.checkpoint import CheckpointError
+    from gan.core.checkpoint import CheckpointError
+    from gan.core.distributed import broadcast_object, from_environment, initialise, shutdown
+    from gan.core.files import LOCK_NAME, RunDirectoryBusy, WriteError
+    from gan.core.registry import ConfigError
     from gan.data.decode import ImageReadError
-    from gan.distributed import broadcast_object, from_environment, initialise, shutdown
-    from gan.files import LOCK_NAME, RunDirectoryBusy, WriteError
-    from gan.registry import ConfigError
-    from gan.resolve import load_config
-    from gan.train import (
+    from gan.training.loop import (
         DeviceUnavailable,
         NonFiniteLossError,
         SideTaskError,
@@ -60,7 +59,8 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
         start_or_resume,
         train_rolling_back,
     )
-    from gan.train import train as run_training
+    from gan.training.loop import train as run_training
+    from gan.training.resolve import load_config
 
     if config is None and resume is None:
         raise click.UsageError("give a CONFIG file, or --resume RUN_DIR")

@@ -18,8 +18,8 @@ if TYPE_CHECKING:
 def planned_translations(source: Path, output: Path) -> list[tuple[Path, Path]]:
     """(input image, output file) pairs: one image to OUTPUT, or every image under a folder to
     the same relative name under OUTPUT."""
+    from gan.core.images import image_format_of
     from gan.data.decode import find_images
-    from gan.images import image_format_of
 
     if source.is_dir():
         return [(image, output / image.relative_to(source)) for image in find_images(source)]
@@ -78,11 +78,11 @@ def translate_each(translator, pairs: list[tuple[Path, Path]], side_by_side: boo
     """Translate and write each pair in turn; returns (images written, inputs skipped as unreadable).
     With `paired_direction` each input is an A|B image: its input half is translated, and a side-by-side
     strip ends with the other half, the target."""
+    from gan.core.files import WriteError
+    from gan.core.images import save_image
+    from gan.core.images import side_by_side as side_by_side_strip
+    from gan.core.progress import Progress
     from gan.data.decode import ImageReadError, read_rgb
-    from gan.files import WriteError
-    from gan.images import save_image
-    from gan.images import side_by_side as side_by_side_strip
-    from gan.progress import Progress
 
     progress = Progress(len(pairs), unit="image")
     written, skipped = 0, []
@@ -147,10 +147,10 @@ def translate(checkpoint: Path, source: Path, output: Path, side_by_side: bool, 
       gan translate runs/00003-cyclegan_horse2zebra zebras/ horses/ --direction BtoA
       gan translate runs/00002-sr_pix2pix_x4 small.png large.png --best   # the checkpoint best by val/psnr
     """
-    from gan.checkpoint import CheckpointError, best_checkpoint
-    from gan.outputs import check_outputs
-    from gan.tiling import load_translator
-    from gan.train import DeviceUnavailable, select_device
+    from gan.core.checkpoint import CheckpointError, best_checkpoint
+    from gan.inference.outputs import check_outputs
+    from gan.inference.tiling import load_translator
+    from gan.training.loop import DeviceUnavailable, select_device
 
     try:
         pairs = planned_translations(source, output)

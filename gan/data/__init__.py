@@ -8,7 +8,9 @@ from typing import Iterator
 import torch
 from torch.utils.data import Dataset
 
-from gan.config import DataConfig
+from gan.core.config import DataConfig
+from gan.core.distributed import SINGLE_PROCESS, ProcessGroup
+from gan.core.registry import ConfigError, Registry
 from gan.data.cache import CachedBatches, load_or_build_shared_cache, user_cache_dir
 from gan.data.image_files import ImageFileDataset, celeba_dataset, image_folder_dataset
 from gan.data.paired import paired_dataset
@@ -16,8 +18,6 @@ from gan.data.sampling import batches
 from gan.data.super_resolution import Degradation, super_resolution_dataset
 from gan.data.synthetic import SyntheticFaces
 from gan.data.unpaired import domain_folders, unpaired_dataset
-from gan.distributed import SINGLE_PROCESS, ProcessGroup
-from gan.registry import ConfigError, Registry
 
 # name -> builder(config, train): `train=False` gives the evaluation / preview set
 # (no random augmentation; for paired data the `val_split`, for SR the `val_root`).

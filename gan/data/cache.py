@@ -26,12 +26,12 @@ from typing import Iterable, Iterator
 import numpy as np
 import torch
 
+from gan.core.distributed import SINGLE_PROCESS, ProcessGroup, barrier
+from gan.core.files import WriteError, free_space, write_text_atomically
+from gan.core.progress import Progress
+from gan.core.registry import ConfigError
 from gan.data.image_files import ImageFileDataset
 from gan.data.sampling import ResumableSampler, shard
-from gan.distributed import SINGLE_PROCESS, ProcessGroup, barrier
-from gan.files import WriteError, free_space, write_text_atomically
-from gan.progress import Progress
-from gan.registry import ConfigError
 
 VERSION = 2  # 2: per-chunk checksums in the header, ctime in the files' fingerprint
 CHECKSUM_IMAGES = 256  # images per checksum: verifying one chunk reads 12 MiB at 128 px

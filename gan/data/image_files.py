@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from gan.core.images import pil_to_signed
 from gan.data.decode import ImageReadError, UnreadableImageWarning, find_images, read_rgb, readable_images
-from gan.images import pil_to_signed
 
 # (width, height) -> (left, top, right, bottom) region to resize to the training resolution.
 CropBox = Callable[[int, int], tuple[int, int, int, int]]

@@ -15,9 +15,9 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from gan.core.images import pil_to_signed
 from gan.data.decode import ImageReadError, find_images, header_size, read_rgb, readable_images
 from gan.data.image_files import SkipUnreadable, augmentation_key
-from gan.images import pil_to_signed
 
 MAX_LISTED = 20  # unmatched names listed per folder in an error
 

@@ -7,7 +7,7 @@ from typing import Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from gan.distributed import SINGLE_PROCESS, ProcessGroup, ShardedSampler
+from gan.core.distributed import SINGLE_PROCESS, ProcessGroup, ShardedSampler
 
 _MASK63 = (1 << 63) - 1
 

@@ -20,9 +20,9 @@ import torch
 from PIL import Image, ImageFilter
 from torch.utils.data import Dataset
 
+from gan.core.images import pil_to_signed
 from gan.data.decode import ImageReadError, find_images, read_rgb, readable_images
 from gan.data.image_files import SkipUnreadable, augmentation_key
-from gan.images import pil_to_signed
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ import torch
 from PIL import Image, ImageDraw
 from torch.utils.data import Dataset
 
+from gan.core.images import pil_to_signed
 from gan.data.image_files import augmentation_key
-from gan.images import pil_to_signed
 
 _SKIN = [(255, 219, 172), (241, 194, 125), (224, 172, 105), (198, 134, 66), (141, 85, 36), (255, 205, 148)]
 _HAIR = [(35, 25, 20), (90, 56, 37), (165, 110, 60), (230, 200, 120), (120, 120, 120), (170, 50, 30)]

@@ -13,10 +13,10 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
+from gan.core.images import pil_to_signed
 from gan.data.decode import ImageReadError, find_images, read_rgb, readable_images
 from gan.data.image_files import SkipUnreadable, augmentation_key
 from gan.data.paired import augment_together
-from gan.images import pil_to_signed
 
 
 class UnpairedImages(Dataset):

@@ -20,11 +20,11 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from gan.checkpoint import CheckpointError, save_checkpoint
-from gan.config import DataConfig
+from gan.core.checkpoint import CheckpointError, save_checkpoint
+from gan.core.config import DataConfig
+from gan.core.images import signed_to_uint8
+from gan.core.registry import ConfigError, suggest
 from gan.data.cache import user_cache_dir
-from gan.images import signed_to_uint8
-from gan.inference import eval_mode, generate, random_latents
 from gan.metrics.feature_distances import (
     GaussianStatistics,
     frechet_distance,
@@ -38,7 +38,7 @@ from gan.metrics.inception import (
     skipped_for_missing_weights,
 )
 from gan.metrics.swd import patch_descriptors, swd_from_descriptors
-from gan.registry import ConfigError, suggest
+from gan.nets.running import eval_mode, generate, random_latents
 
 METRIC_NAMES = ("fid", "kid", "swd", "pr")
 INCEPTION_METRICS = ("fid", "kid", "pr")

@@ -17,7 +17,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from gan.images import signed_to_uint8
+from gan.core.images import signed_to_uint8
 
 SSIM_WINDOW_SIZE = 11
 SSIM_SIGMA = 1.5
@@ -29,7 +29,7 @@ def signed_to_255(images: torch.Tensor) -> torch.Tensor:
     """Float tensor in [-1, 1] (any shape) -> float64 tensor of whole numbers in [0, 255].
 
     Rounded and clamped exactly as when the image is written as an 8-bit PNG
-    (`gan.images.signed_to_uint8`), because PSNR/SSIM of SR models are always reported
+    (`gan.core.images.signed_to_uint8`), because PSNR/SSIM of SR models are always reported
     on 8-bit images; skipping the rounding shifts PSNR by a few hundredths of a dB.
     """
     return signed_to_uint8(images).to(torch.float64)

@@ -19,8 +19,9 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from gan.registry import ConfigError, Registry, suggest
-from gan.typecheck import coerce
+from gan.core.checkpoint import first_mismatch
+from gan.core.registry import ConfigError, Registry, suggest
+from gan.core.typecheck import coerce
 
 ROLES = ("generator", "discriminator", "feature_extractor")
 _REGISTRIES: dict[str, Registry[Callable[..., nn.Module]]] = {role: Registry(role) for role in ROLES}
@@ -96,23 +97,6 @@ def _check_size(arg: str, value: Any, name: str) -> None:
     smallest = 0 if arg in COUNTS_FROM_ZERO else 1
     if isinstance(value, int) and not isinstance(value, bool) and value < smallest:
         raise ValueError(f"{name} must be at least {smallest}, got {value}")
-
-
-def first_mismatch(expected: dict[str, Any], given: dict[str, Any]) -> str | None:
-    """What first differs between a network's state dict and weights to load into it, or None."""
-    missing = [key for key in expected if key not in given]
-    unexpected = [key for key in given if key not in expected]
-    if missing:
-        return f"parameter '{missing[0]}' is missing from the file ({len(missing)} missing in all)"
-    if unexpected:
-        return f"parameter '{unexpected[0]}' is not in the network ({len(unexpected)} such in all)"
-    for key, tensor in expected.items():
-        other = given[key]
-        if not hasattr(other, "shape"):
-            return f"'{key}' is not a tensor"
-        if tuple(other.shape) != tuple(tensor.shape):
-            return f"parameter '{key}' has shape {list(other.shape)} in the file and {list(tensor.shape)} in the network"
-    return None
 
 
 @dataclass(frozen=True)

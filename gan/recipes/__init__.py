@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from gan.registry import Registry
+from gan.core.registry import Registry
 
 RECIPES: Registry = Registry("recipe")
 

@@ -1,6 +1,6 @@
 """What a recipe is: the part of training that knows the GAN math for one family.
 
-The training loop (gan/train.py) owns everything else: device, seeding, precision,
+The training loop (gan/training/loop.py) owns everything else: device, seeding, precision,
 data iteration, learning-rate schedule, checkpoints, logging, progress, signals.
 A recipe is constructed as `Recipe(config, device, autocast)` and provides:
 
@@ -29,15 +29,15 @@ subclass it and nothing else: no recipe inherits from another.
   of a step (e.g. to recompute an averaged generator's BatchNorm statistics); must not
   draw from the global RNG or change what training computes.
 - the regularisers of D, set up here for every recipe with a discriminator: `self.r1` (lazy R1,
-  gan/losses.py; `r1.due(step)` belongs in the graph key) and `self.for_discriminator(images)`,
-  DiffAugment (gan/augment.py) of every image D sees when `loss.diffaugment` is set, after
+  gan/recipes/losses.py; `r1.due(step)` belongs in the graph key) and `self.for_discriminator(images)`,
+  DiffAugment (gan/recipes/augment.py) of every image D sees when `loss.diffaugment` is set, after
   `use_diffaugment()`; each D step passes its logits on reals to `observe_real_logits` (an
   adaptive `loss.augment_p` steers by them) and logs `augment_metrics()`.
 - `before_step(step)`: called by the loop before each step, outside any captured graph: fills the
   device tensors through which a step reads host values that change with the step (DCGAN's annealed
   instance-noise std), as the loop fills the learning rates. RecipeBase's does nothing.
 - `graph_key(step)`: the host values `step(batch, step)` depends on at `step`, for
-  `train.cuda_graph` (gan/cuda_graphs.py): steps with equal keys launch the same GPU work,
+  `train.cuda_graph` (gan/training/cuda_graphs.py): steps with equal keys launch the same GPU work,
   so one captured graph replays them all; None runs the step eagerly (RecipeBase's
   default, for a recipe whose step decides something on the host).
 """
@@ -51,12 +51,12 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from gan.augment import AdaptiveProbability, DiffAugment
-from gan.config import Config, TrainConfig
+from gan.core.config import Config, TrainConfig
+from gan.core.registry import ConfigError
 from gan.data import build_dataset
-from gan.losses import AdversarialLoss, LazyR1
 from gan.nets import NetworkSpec
-from gan.registry import ConfigError
+from gan.recipes.augment import AdaptiveProbability, DiffAugment
+from gan.recipes.losses import AdversarialLoss, LazyR1
 
 AutocastFactory = Callable[[], AbstractContextManager]
 

@@ -13,17 +13,17 @@ from typing import Any, Hashable
 import torch
 import torch.nn.functional as F
 
-from gan.config import Config
+from gan.core.config import Config
+from gan.core.images import signed_to_uint8
 from gan.data import build_dataset
-from gan.image_pool import ImagePool
-from gan.images import signed_to_uint8
-from gan.inference import eval_mode, run_padded
-from gan.losses import AdversarialLoss
 from gan.nets import network_spec
+from gan.nets.running import eval_mode, run_padded
 from gan.recipes import RECIPES
 from gan.recipes.base import AutocastFactory, RecipeBase, adam, gradient_norm, set_requires_grad
+from gan.recipes.image_pool import ImagePool
 from gan.recipes.image_to_image import DistributionScores
-from gan.schedules import adversarial_on
+from gan.recipes.losses import AdversarialLoss
+from gan.recipes.schedules import adversarial_on
 
 DIRECTIONS = ("AtoB", "BtoA")
 

@@ -7,14 +7,14 @@ from typing import Any, Hashable
 import torch
 from torch import nn
 
-from gan.config import Config
-from gan.ema import EMA, latent_batches, standing_statistics
-from gan.inference import eval_mode
-from gan.losses import AdversarialLoss, add_instance_noise, annealed_std
+from gan.core.config import Config
+from gan.core.registry import ConfigError
 from gan.nets import network_spec
+from gan.nets.running import eval_mode
 from gan.recipes import RECIPES
 from gan.recipes.base import AutocastFactory, RecipeBase, adam, gradient_norm, set_requires_grad
-from gan.registry import ConfigError
+from gan.recipes.ema import EMA, latent_batches, standing_statistics
+from gan.recipes.losses import AdversarialLoss, add_instance_noise, annealed_std
 
 
 @RECIPES.register("dcgan")

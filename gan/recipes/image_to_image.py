@@ -11,12 +11,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from gan.config import Config, DataConfig
+from gan.core.config import Config, DataConfig
+from gan.core.images import signed_to_uint8
 from gan.data import build_dataset
-from gan.images import signed_to_uint8
-from gan.inference import eval_mode, run_padded
 from gan.metrics import psnr, signed_to_255, ssim
 from gan.metrics.translation import TargetStatistics, TranslationMetrics
+from gan.nets.running import eval_mode, run_padded
 from gan.recipes.base import AutocastFactory
 
 

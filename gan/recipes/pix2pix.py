@@ -11,14 +11,14 @@ from typing import Hashable
 import torch
 import torch.nn.functional as F
 
-from gan.config import Config
-from gan.losses import AdversarialLoss
+from gan.core.config import Config
+from gan.core.registry import ConfigError
 from gan.nets import network_spec
 from gan.recipes import RECIPES
 from gan.recipes.base import AutocastFactory, RecipeBase, adam, gradient_norm, set_requires_grad
 from gan.recipes.image_to_image import DistributionScores, preview_pairs, preview_strips, validation_scores
-from gan.registry import ConfigError
-from gan.schedules import adversarial_on
+from gan.recipes.losses import AdversarialLoss
+from gan.recipes.schedules import adversarial_on
 
 PREVIEW_NAME = "input_output_target"
 

@@ -17,16 +17,16 @@ from typing import Hashable
 import torch
 import torch.nn.functional as F
 
-from gan.checkpoint import load_checkpoint, resolve_checkpoint
-from gan.config import Config
-from gan.losses import AdversarialLoss, PerceptualLoss
+from gan.core.checkpoint import load_checkpoint, resolve_checkpoint
+from gan.core.config import Config
+from gan.core.registry import ConfigError
 from gan.nets import network_spec
 from gan.nets.vgg import VGGFeatures
 from gan.recipes import RECIPES
 from gan.recipes.base import AutocastFactory, RecipeBase, adam, gradient_norm, set_requires_grad
 from gan.recipes.image_to_image import preview_pairs, preview_strips, validation_scores
-from gan.registry import ConfigError
-from gan.schedules import adversarial_on
+from gan.recipes.losses import AdversarialLoss, PerceptualLoss
+from gan.recipes.schedules import adversarial_on
 
 PREVIEW_NAME = "input_output_target"
 

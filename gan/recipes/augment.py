@@ -34,7 +34,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from gan.registry import ConfigError, suggest
+from gan.core.registry import ConfigError, suggest
 
 AUGMENTATIONS = ("color", "translation", "cutout")
 TRANSLATION_RATIO = 0.125

@@ -6,7 +6,7 @@ import types
 import typing
 from typing import Any
 
-from gan.registry import ConfigError
+from gan.core.registry import ConfigError
 
 
 def type_name(annotation: Any) -> str:

@@ -14,12 +14,12 @@ import torch
 from PIL import Image
 from torch import nn
 
-from gan.checkpoint import CheckpointError
+from gan.core.checkpoint import CheckpointError
+from gan.core.images import pil_to_signed, signed_to_pil
 from gan.data.super_resolution import bicubic_resize
-from gan.exported import generator_name, load_source
-from gan.images import pil_to_signed, signed_to_pil
-from gan.inference import run_padded
+from gan.inference.exported import generator_name, load_source
 from gan.nets import NetworkSpec
+from gan.nets.running import run_padded
 
 
 def _tile_starts(length: int, tile: int, stride: int) -> list[int]:

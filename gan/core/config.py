@@ -2,7 +2,7 @@
 
 Checked here, at the edge: unknown keys, wrong types and values out of range are errors
 that name the key and say what is valid. This module imports no torch and no registry,
-so reading a TOML file is cheap; `gan.resolve` then checks the names the registries hold
+so reading a TOML file is cheap; `gan.training.resolve` then checks the names the registries hold
 (recipe, dataset, networks, loss, metrics). The resolved config (every default filled
 in) is what a run directory keeps.
 """
@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gan.presets import LOSS_PRESETS
-from gan.registry import ConfigError, suggest
-from gan.typecheck import coerce
+from gan.core.presets import LOSS_PRESETS
+from gan.core.registry import ConfigError, suggest
+from gan.core.typecheck import coerce
 
 
 @dataclass
@@ -65,7 +65,7 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    preset: str = ""  # vanilla | lsgan | hinge | wgan-gp: a loss with its paper's settings (gan/presets.py); "" = none
+    preset: str = ""  # vanilla | lsgan | hinge | wgan-gp: a loss with its paper's settings (gan/core/presets.py); "" = none
     adversarial: str = "vanilla"  # vanilla | lsgan | hinge | wgan-gp
     label_smoothing: float = 0.0  # one-sided: real target 1 - label_smoothing (vanilla, lsgan)
     instance_noise: float = 0.0  # std of Gaussian noise added to D inputs, annealed linearly to 0
@@ -100,7 +100,7 @@ class TrainConfig:
     beta1: float = 0.5
     beta2: float = 0.999
     d_steps: int = 1  # discriminator updates per generator update
-    lr_schedule: str = "linear_decay"  # linear_decay | cosine | step (gan/schedules.py), after warmup_steps
+    lr_schedule: str = "linear_decay"  # linear_decay | cosine | step (gan/recipes/schedules.py), after warmup_steps
     lr_decay_steps: int = 0  # linear_decay: both learning rates fall linearly to 0 over the last N steps
     lr_milestones: list[int] = field(default_factory=list)  # step: learning rates times lr_gamma after each
     lr_gamma: float = 0.5  # step: the factor at each milestone
@@ -217,7 +217,7 @@ def set_key(tree: dict[str, Any], key: str, value: Any) -> None:
 
 def read_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
     """Read a TOML config (or start from defaults when `path` is None), apply overrides, check keys,
-    types and ranges. `gan.resolve.load_config` also checks the names against the registries."""
+    types and ranges. `gan.training.resolve.load_config` also checks the names against the registries."""
     tree: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
@@ -242,7 +242,7 @@ def read_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
 
 
 def _apply_preset(tree: dict[str, Any], overrides: list[str], path: Path | None) -> tuple[dict[str, Any], list[str]]:
-    """Fill the keys of the loss preset in effect (gan/presets.py): one named with `--set` over the
+    """Fill the keys of the loss preset in effect (gan/core/presets.py): one named with `--set` over the
     file (the last such `--set` wins; "" means none), else one the file names under the file's own
     keys. Returns the tree and the other overrides, still to be applied over it."""
     named = [assignment for assignment in overrides if assignment.split("=", 1)[0].strip() == "loss.preset"]
@@ -292,7 +292,7 @@ def _upgrade_written_config(tree: dict[str, Any]) -> None:
 
 def check_values(config: Config) -> None:
     """Check the ranges and combinations that types alone cannot. Names that registries hold
-    (recipe, dataset, networks, loss, metrics) are checked by `gan.resolve`, above them."""
+    (recipe, dataset, networks, loss, metrics) are checked by `gan.training.resolve`, above them."""
     loss = config.loss
     _check_preset(config)
     if loss.label_smoothing and loss.adversarial not in ("vanilla", "lsgan"):

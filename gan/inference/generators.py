@@ -10,8 +10,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from gan.checkpoint import CheckpointError
-from gan.exported import load_source
+from gan.core.checkpoint import CheckpointError
+from gan.inference.exported import load_source
 from gan.nets import NetworkSpec
 
 

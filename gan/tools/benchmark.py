@@ -23,13 +23,13 @@ from typing import Callable
 
 import torch
 
-from gan.cuda_graphs import set_learning_rates
-from gan.files import write_text_atomically
+from gan.core.files import write_text_atomically
 from gan.recipes import RECIPES
-from gan.resolve import load_config
-from gan.schedules import lr_factor
-from gan.speed import accelerate, to_device, training_step
-from gan.train import MetricWatch, make_autocast, seed_everything
+from gan.recipes.schedules import lr_factor
+from gan.training.cuda_graphs import set_learning_rates
+from gan.training.loop import MetricWatch, make_autocast, seed_everything
+from gan.training.resolve import load_config
+from gan.training.speed import accelerate, to_device, training_step
 
 
 @dataclass(frozen=True)
@@ -253,7 +253,7 @@ def bench_data(root: Path, resolution: int, batch_size: int, batches: int, worke
     import torchvision
     from torchvision import transforms
 
-    from gan.config import DataConfig
+    from gan.core.config import DataConfig
     from gan.data import build_dataset, training_batches
 
     data = DataConfig(dataset="folder", root=str(root), resolution=resolution, num_workers=workers,

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from torchvision.utils import make_grid
 
-from gan.files import write_atomically
+from gan.core.files import write_atomically
 
 
 def pil_to_signed(image: Image.Image) -> torch.Tensor:

@@ -18,14 +18,14 @@ from typing import Callable
 import torch
 from torch import nn
 
-from gan.config import Config
+from gan.core.config import Config
+from gan.core.files import temp_name
+from gan.core.registry import ConfigError
 from gan.data import build_dataset
 from gan.data.cache import user_cache_dir
-from gan.files import temp_name
-from gan.inference import eval_mode
 from gan.metrics.generative import INCEPTION_METRICS
 from gan.metrics.inception import resolve_weights_path
-from gan.registry import ConfigError
+from gan.nets.running import eval_mode
 
 
 def check_run_can_finish(config: Config, run_dir: Path, evaluation_set: bool) -> None:

@@ -5,7 +5,7 @@ the thread dies, and from then on every call re-raises its error, which would en
 run. `EventLog` drops a writer that failed, warns once, and opens a fresh event file
 (TensorBoard reads all files of a run directory together) at most every `retry_s`
 seconds, so logging resumes when there is space again. Scalars logged while the disk
-was full are lost; checkpoints are written and retried on their own (gan/files.py).
+was full are lost; checkpoints are written and retried on their own (gan/core/files.py).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ writes any. Three kinds of output are refused even with --overwrite:
   a checkpoint): a run's record is only ever written by its training.
 
 Any other existing file is replaced only with --overwrite; the writes themselves stay
-atomic (gan/files.py). This module needs no torch: the checks run before a model loads.
+atomic (gan/core/files.py). This module needs no torch: the checks run before a model loads.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from gan.files import LOCK_NAME
+from gan.core.files import LOCK_NAME
 
-# The names gan/checkpoint.py gives a run's state, spelled here so that this module needs
+# The names gan/core/checkpoint.py gives a run's state, spelled here so that this module needs
 # no torch (tests/test_outputs.py checks that they agree).
 TRAINING_STATE_NAMES = ("checkpoint-*.pt", "best.pt", "best.json")
 RUN_CONFIG = "config.toml"

@@ -7,7 +7,7 @@ so the step waits on Python. Captured once as a CUDA graph, the step is one laun
 What a captured step may depend on, besides its batch:
 - device tensors changed in place between steps: weights, optimizer state, the learning
   rates (`GraphedStep` turns them into device tensors that `set_learning_rates` fills),
-  the EMA's update count (gan/ema.py);
+  the EMA's update count (gan/recipes/ema.py);
 - host values named by the recipe's `graph_key(step)` (whether the adversarial term is on,
   say): one graph per distinct key, each captured after `warmup` eager steps with that key
   (compilation, cuDNN autotuning, lazily made optimizer state); a key of None runs the step

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-from gan.config import TrainConfig
+from gan.core.config import TrainConfig
 
 LR_SCHEDULES = ("linear_decay", "cosine", "step")
 

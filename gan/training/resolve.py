@@ -1,5 +1,5 @@
 """A config checked against the registries: the one validation step between reading a
-TOML file (`gan.config`, which imports neither torch nor any recipe) and running it.
+TOML file (`gan.core.config`, which imports neither torch nor any recipe) and running it.
 
 It sits above the registries it asks (recipes, datasets, networks, losses, metrics), so
 none of them has to know about it.
@@ -10,14 +10,14 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from gan.augment import parse_policy
-from gan.config import Config, config_to_dict, flatten_config, read_config
+from gan.core.config import Config, config_to_dict, flatten_config, read_config
+from gan.core.registry import ConfigError, suggest
 from gan.data import DATASETS
-from gan.losses import ADVERSARIAL_LOSSES
 from gan.metrics.generative import check_metric_names
 from gan.nets import resolve_network_args
 from gan.recipes import RECIPES
-from gan.registry import ConfigError, suggest
+from gan.recipes.augment import parse_policy
+from gan.recipes.losses import ADVERSARIAL_LOSSES
 
 # Keys that only some recipes read: set away from their default for another recipe, they
 # would change nothing, which a user who set them cannot tell from the run.

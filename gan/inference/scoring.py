@@ -35,18 +35,18 @@ import numpy as np
 import torch
 from PIL import Image
 
-from gan.config import config_from_dict
+from gan.core.config import config_from_dict
+from gan.core.files import write_text_atomically
+from gan.core.images import save_image, side_by_side, signed_to_uint8
 from gan.data.decode import ImageReadError, check_header, find_images, read_rgb
 from gan.data.paired import PairedImages, augment_together, check_pair_shapes, detect_layout, matched_folders
 from gan.data.super_resolution import Degradation, bicubic_resize, crop_to_multiple
-from gan.files import write_text_atomically
-from gan.generators import LoadedGenerator
-from gan.images import save_image, side_by_side, signed_to_uint8
+from gan.inference.generators import LoadedGenerator
+from gan.inference.tiling import Translator, translate_tensor
 from gan.metrics import psnr, signed_to_255, ssim
 from gan.metrics.generative import GenerativeEvaluator, score_generator
 from gan.metrics.image_quality import SSIM_WINDOW_SIZE
 from gan.metrics.translation import TranslationMetrics
-from gan.tiling import Translator, translate_tensor
 
 
 @dataclasses.dataclass

@@ -5,7 +5,7 @@ is the generator's plain state dict, loadable by anyone, and its metadata entry 
 is JSON with what rebuilds it: the network spec, the run's config and the step. A JSON
 file with the same metadata is written beside it for people. `pt` is the same as a
 plain torch file, which loads with `weights_only=True`. `onnx` is the generator as a
-graph for ONNX Runtime (gan/onnx_export.py), with the same metadata plus its input and
+graph for ONNX Runtime (gan/inference/onnx_export.py), with the same metadata plus its input and
 output shapes. The extension names the format (`.safetensors`, `.pt`, `.onnx`), since
 readers go by it.
 
@@ -23,8 +23,8 @@ from typing import Any, Callable
 
 import torch
 
-from gan.checkpoint import FORMAT, CheckpointError, load_checkpoint, resolve_checkpoint
-from gan.files import WriteError, write_atomically
+from gan.core.checkpoint import FORMAT, CheckpointError, load_checkpoint, resolve_checkpoint
+from gan.core.files import WriteError, write_atomically
 
 EXPORT_FORMAT = "gan.export/1"
 EXPORT_FORMATS = ("safetensors", "pt", "onnx")
@@ -76,7 +76,7 @@ def export_generator(source: Path, out: Path, export_format: str | None = None, 
         raise ValueError(f"generator must be one of {', '.join(GENERATOR_WEIGHTS)}, got '{which}'")
     export_format = export_format_of(out, export_format)
     if export_format == "onnx":
-        from gan.onnx_export import require_onnx
+        from gan.inference.onnx_export import require_onnx
 
         require_onnx()  # before loading anything
     path = resolve_checkpoint(source)
@@ -109,8 +109,8 @@ def write_onnx_export(out: Path, spec: dict[str, Any], weights: dict[str, torch.
     """Write the generator of `spec` with `weights` (read from `checkpoint`) to `out` as ONNX;
     returns `metadata` with the graph's description (input and output shapes, size multiple)
     added as "onnx"."""
+    from gan.inference.onnx_export import onnx_program, write_onnx
     from gan.nets import NetworkSpec
-    from gan.onnx_export import onnx_program, write_onnx
 
     try:
         generator = NetworkSpec.from_dict(spec).load(weights, f"'{checkpoint}'").eval().requires_grad_(False)

@@ -5,7 +5,7 @@ critic step and Adam beta1 = 0.5 trails; at its own 5 critic steps and beta = (0
 its paper measured). `loss.preset = NAME` sets every key below at once, so a config or a sweep grid
 (`--grid loss.preset=vanilla,lsgan,hinge,wgan-gp`) selects a whole recipe as one value.
 
-Where a preset applies (`gan.config.read_config`):
+Where a preset applies (`gan.core.config.read_config`):
 - named in a config file, it fills its keys under the file's own: the file refines its preset;
 - named with `--set`, it fills them over the file, and every other `--set` still overrides it.
 The resolved config.toml holds the name and every value, so a run reads back the same.

@@ -3,7 +3,7 @@
 channels_last (NHWC tensors, which tensor cores and oneDNN prefer), torch.compile of the
 trained networks (in place, so checkpoints keep their plain parameter names) and
 cuDNN autotuning, and the whole training step replayed as a CUDA graph
-(`train.cuda_graph`, gan/cuda_graphs.py). "auto" turns a switch on where it helps: on
+(`train.cuda_graph`, gan/training/cuda_graphs.py). "auto" turns a switch on where it helps: on
 CUDA. bf16 autocast (`train.amp`) and the Adam kernel (`train.optimizer_kernel`) are
 applied where the loop and recipes make autocast contexts and optimizers.
 """
@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 import torch
 
-from gan.compilation import CompileReport, compile_networks
-from gan.config import TrainConfig
-from gan.cuda_graphs import GraphedStep, StepFunction
+from gan.core.compilation import CompileReport, compile_networks
+from gan.core.config import TrainConfig
 from gan.recipes.base import Recipe
+from gan.training.cuda_graphs import GraphedStep, StepFunction
 
 
 def switch_on(value: str, device: torch.device) -> bool:
@@ -55,7 +55,7 @@ def accelerate(recipe: Recipe, train: TrainConfig, device: torch.device) -> Spee
     report = None
     if switch_on(train.compile, device):
         report = CompileReport()
-        # The EMA copy only runs for previews and metrics, which run eagerly (gan/compilation.py).
+        # The EMA copy only runs for previews and metrics, which run eagerly (gan/core/compilation.py).
         compile_networks({name: network for name, network in recipe.networks.items() if not name.endswith("_ema")},
                          train.compile_backend, train.compile_mode)
         print("torch.compile: the first step compiles the networks and is slow", file=sys.stderr)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gan.files import write_atomically, write_text_atomically
+from gan.core.files import write_atomically, write_text_atomically
 
 FORMAT = "gan.checkpoint/1"
 BEST_NAME, BEST_RECORD = "best.pt", "best.json"
@@ -74,7 +74,7 @@ def checkpoints_by_content(run_dir: Path) -> list[tuple[int, Path]]:
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
-    """Write `state` to `path` atomically (gan/files.py): a crash at any moment leaves either
+    """Write `state` to `path` atomically (gan/core/files.py): a crash at any moment leaves either
     the old file or the complete new one. On failure (disk full, say) the temp file is
     removed and WriteError raised, naming the path and the free space."""
     write_atomically(path, lambda temp: torch.save(state, temp))
@@ -227,3 +227,20 @@ def restore_rng_state(state: dict[str, Any]) -> None:
                          numpy_state["has_gauss"], numpy_state["cached_gaussian"]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def first_mismatch(expected: dict[str, Any], given: dict[str, Any]) -> str | None:
+    """What first differs between a network's state dict and weights to load into it, or None."""
+    missing = [key for key in expected if key not in given]
+    unexpected = [key for key in given if key not in expected]
+    if missing:
+        return f"parameter '{missing[0]}' is missing from the file ({len(missing)} missing in all)"
+    if unexpected:
+        return f"parameter '{unexpected[0]}' is not in the network ({len(unexpected)} such in all)"
+    for key, tensor in expected.items():
+        other = given[key]
+        if not hasattr(other, "shape"):
+            return f"'{key}' is not a tensor"
+        if tuple(other.shape) != tuple(tensor.shape):
+            return f"parameter '{key}' has shape {list(other.shape)} in the file and {list(tensor.shape)} in the network"
+    return None

@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Callable
 
-from gan.checkpoint import checkpoints_by_content
-from gan.files import write_text_atomically
-from gan.progress import format_duration
-from gan.registry import ConfigError
-from gan.resolve import load_config
+from gan.core.checkpoint import checkpoints_by_content
+from gan.core.files import write_text_atomically
+from gan.core.progress import format_duration
+from gan.core.registry import ConfigError
+from gan.training.resolve import load_config
 
 MANIFEST = "sweep.toml"
 

@@ -25,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from gan.config import BEST_METRICS, config_from_dict, config_to_dict, flatten_config
-from gan.files import write_atomically, write_text_atomically
-from gan.registry import ConfigError
-from gan.resolve import resolve_names
+from gan.core.config import BEST_METRICS, config_from_dict, config_to_dict, flatten_config
+from gan.core.files import write_atomically, write_text_atomically
+from gan.core.registry import ConfigError
+from gan.training.resolve import resolve_names
 
 IMAGE_TO_IMAGE = ("pix2pix", "srresnet", "srgan")  # recipes that validate: val/psnr by default
 SMOOTHING = 0.6  # TensorBoard's default smoothing weight

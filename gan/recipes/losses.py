@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gan.compilation import uncompiled
+from gan.core.compilation import uncompiled
 
 ADVERSARIAL_LOSSES = ("vanilla", "lsgan", "hinge", "wgan-gp")
 

@@ -26,30 +26,23 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import torch
+from torch.utils.data import Dataset
 
-from gan.checkpoint import (
+from gan.core.checkpoint import (
     BEST_NAME,
-    FORMAT,
     BestCheckpoint,
-    CheckpointError,
-    capture_rng_state,
     checkpoint_path,
-    checkpoints_by_content,
     list_checkpoints,
-    load_checkpoint,
     prune_checkpoints,
-    restore_rng_state,
     save_checkpoint,
 )
-from gan.compilation import uncompiled
-from gan.config import BEST_METRICS, Config, TrainConfig, config_to_dict, dump_config, flatten_config
-from gan.cuda_graphs import GraphedStep, plain_optimizer_state, set_learning_rates
-from gan.data import training_batches
-from gan.distributed import (
+from gan.core.compilation import uncompiled
+from gan.core.config import BEST_METRICS, Config, TrainConfig, dump_config
+from gan.core.distributed import (
     SINGLE_PROCESS,
     ProcessGroup,
     any_rank,
@@ -57,20 +50,22 @@ from gan.distributed import (
     synchronise_weights,
     use_sync_batchnorm,
 )
-from gan.event_log import EventLog
-from gan.files import LOCK_NAME, RunLock, WriteError, remove_stale_temps, write_text_atomically
-from gan.health import HealthWatch
-from gan.images import image_grid, save_image_grid
+from gan.core.files import LOCK_NAME, RunLock, WriteError, remove_stale_temps, write_text_atomically
+from gan.core.images import image_grid, save_image_grid
+from gan.core.presets import LOSS_PRESETS
+from gan.core.progress import Progress, format_duration
+from gan.core.registry import ConfigError
+from gan.data import training_batches
 from gan.metrics.generative import GenerativeEvaluator, score_generator
-from gan.nets import first_mismatch
-from gan.preflight import check_batch_fits, check_run_can_finish
-from gan.presets import LOSS_PRESETS
-from gan.progress import Progress, format_duration
 from gan.recipes import RECIPES
 from gan.recipes.base import AutocastFactory, Recipe
-from gan.registry import ConfigError
-from gan.schedules import adversarial_on, lr_factor
-from gan.speed import accelerate, to_device, training_step
+from gan.recipes.schedules import adversarial_on, lr_factor
+from gan.training.cuda_graphs import GraphedStep, StepFunction, set_learning_rates
+from gan.training.event_log import EventLog
+from gan.training.health import HealthWatch
+from gan.training.preflight import check_batch_fits, check_run_can_finish
+from gan.training.speed import Speed, accelerate, to_device, training_step
+from gan.training.state import newest_loadable_checkpoint, restore_training_state, training_state
 
 
 class NonFiniteLossError(RuntimeError):
@@ -257,22 +252,6 @@ class StopRequest:
             signal.signal(signum, handler)
 
 
-def _newest_loadable_checkpoint(run_dir: Path) -> tuple[Path, dict[str, Any]]:
-    """The newest checkpoint in `run_dir` that loads and holds a whole training state; warns
-    about any newer broken ones."""
-    found = [path for _, path in checkpoints_by_content(run_dir)]  # by the step each holds, not its name
-    if not found:
-        raise CheckpointError(f"cannot resume: no checkpoint-*.pt in '{run_dir}'")
-    for path in reversed(found):
-        try:
-            state = load_checkpoint(path)
-            _check_training_state(state, path)
-            return path, state
-        except CheckpointError as error:
-            warnings.warn(f"{error}; falling back to an older checkpoint", stacklevel=2)
-    raise CheckpointError(f"cannot resume: none of the {len(found)} checkpoints in '{run_dir}' loads")
-
-
 # ----------------------------------------------------------------------------- the loop
 
 
@@ -280,24 +259,97 @@ def train(config: Config, run_dir: Path, device: torch.device, resume: bool = Fa
           progress_stream: Any = None, group: ProcessGroup = SINGLE_PROCESS) -> TrainResult:
     """Train `config` in `run_dir` (made if missing); with `resume`, continue its newest checkpoint.
 
-    The run directory has one writer: this process holds its lock (gan/files.py) for the
+    The run directory has one writer: this process holds its lock (gan/core/files.py) for the
     whole run, and another writer stops at once with RunDirectoryBusy. With a `group` of
     several processes (torchrun), each trains on its share of every global batch with
-    gradients averaged over all (gan/distributed.py); only rank 0 writes, and locks.
+    gradients averaged over all (gan/core/distributed.py); only rank 0 writes, and locks.
     """
     with RunLock(run_dir) if group.is_main else contextlib.nullcontext():
         return _train(config, run_dir, device, resume, progress_stream, group)
 
 
-def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, progress_stream: Any,
-           group: ProcessGroup) -> TrainResult:
-    train_config, log_config = config.train, config.log
-    main = group.is_main
+@dataclass
+class _Run:
+    """What the phases of one training run share: made by `_set_up`, advanced by the others."""
 
-    def say(message: str) -> None:
-        if main:
+    config: Config
+    run_dir: Path
+    device: torch.device
+    group: ProcessGroup
+    recipe: Recipe
+    dataset: Dataset
+    speed: Speed
+    evaluator: GenerativeEvaluator | None  # rank 0 only, like everything that writes
+    best: BestCheckpoint | None
+    health: HealthWatch | None
+    unconditional: bool  # the recipe has an evaluation generator (dcgan)
+    start_step: int = 0
+    step: int = 0
+    samples_seen: int = 0
+    saved_step: int = 0  # the step of the newest checkpoint this process wrote or resumed
+    last_checkpoint: Path | None = None
+    real_images: torch.Tensor | None = None  # a first batch of real images, for the collapse checks
+    # What `_start_logging` adds, once there is something to train:
+    writer: Any = None
+    data: Iterator | None = None
+    watch: MetricWatch | None = None
+    progress: Progress | None = None
+    run_step: StepFunction | None = None
+    timer_start: float = 0.0  # since the last log point, for images/s
+    timer_step: int = 0
+    paused: float = 0.0  # seconds of writing grids and checkpoints since then, left out of images/s
+
+    @property
+    def main(self) -> bool:
+        return self.group.is_main
+
+    def say(self, message: str) -> None:
+        if self.main:
             print(message, file=sys.stderr)
 
+
+def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, progress_stream: Any,
+           group: ProcessGroup) -> TrainResult:
+    """The run in phases: set up, restore, then one step and its periodic work until the end or a
+    signal, a checkpoint whenever one is due, and the closing report."""
+    run = _set_up(config, run_dir, device, group)
+    if resume:
+        _restore(run)
+    if run.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomically(run_dir / "config.toml", dump_config(config))
+    if run.step >= config.train.steps:
+        run.say(f"nothing to do: the run is at step {run.step} and train.steps is {config.train.steps}")
+        return TrainResult(run_dir, run.step, run.last_checkpoint, None)
+    _start_logging(run, resume, progress_stream)
+    try:
+        with StopRequest() as stop:
+            stopping = False  # agreed by all processes: they stop at the same step
+            while run.step < config.train.steps and not stopping:
+                if not _one_step(run, stop):
+                    break  # stopped by a signal while waiting for data
+                last = run.step == config.train.steps
+                stopping = _stop_agreed(run, stop)
+                io_start = _periodic_work(run, last)
+                if io_start is None:  # processes other than rank 0 write nothing
+                    continue
+                if run.step % config.train.checkpoint_every == 0 or last or stopping:
+                    run.last_checkpoint = _save(run, run.step, final=last or stopping)
+                run.paused += time.perf_counter() - io_start
+            interrupted_by = stop.signal_name or ("a signal to another process" if stopping else None)
+            if interrupted_by and run.saved_step != run.step and run.main:  # stopped while waiting for data
+                run.last_checkpoint = _save(run, run.step, final=True)
+    finally:
+        run.progress.close()
+        run.writer.close()
+        run.data = None  # shuts loader workers down
+    return _finish(run, interrupted_by)
+
+
+def _set_up(config: Config, run_dir: Path, device: torch.device, group: ProcessGroup) -> _Run:
+    """Seed, build the recipe and its data, check that the run can finish, and apply the speed
+    switches: everything before the first checkpoint is read or written."""
+    train_config = config.train
     seed_everything(train_config.seed)
     try:
         recipe: Recipe = RECIPES.get(config.recipe)(config, device, make_autocast(device, train_config.amp))
@@ -307,191 +359,204 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
     for optimizer in recipe.optimizers.values():
         for param_group in optimizer.param_groups:
             param_group.setdefault("base_lr", param_group["lr"])
+    main = group.is_main
     evaluator = _generative_evaluator(config, recipe, device) if main else None
     best = _best_checkpoint(config, recipe, evaluator, run_dir) if main else None
     health = HealthWatch(saturation_scores=config.loss.adversarial in ("vanilla", "lsgan")) if main else None
     unconditional = hasattr(recipe, "evaluation_generator")
     check_run_can_finish(config, run_dir, evaluation_set=not unconditional)  # every path still to be read, now
     check_batch_fits(recipe.networks, config, device)  # else the kernel kills an oversized run without a word
-    real_images: torch.Tensor | None = None  # a first batch of real images, for the collapse check
     if group.distributed:
         _prepare_data_parallel(recipe, config, device, group)
     speed = accelerate(recipe, train_config, device)
-
-    start_step, samples_seen, last_checkpoint = 0, 0, None
     if main:  # under the lock, every temp file is one a writer that died (kill -9, a crash) left
         remove_stale_temps(run_dir)
         remove_stale_temps(run_dir / "samples")
-    if resume:
-        last_checkpoint, state = _newest_loadable_checkpoint(run_dir)
-        configured_lrs = {name: [g["base_lr"] for g in opt.param_groups] for name, opt in recipe.optimizers.items()}
-        _restore(recipe, state, config, last_checkpoint)
-        for name, optimizer in recipe.optimizers.items():  # the config's rates, not the checkpoint's:
-            for param_group, base_lr in zip(optimizer.param_groups, configured_lrs[name]):  # --set can change them
-                param_group["base_lr"] = base_lr
-        start_step, samples_seen = state["step"], state["samples_seen"]
-        say(f"resuming from '{last_checkpoint}' at step {start_step}")
-    if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_text_atomically(run_dir / "config.toml", dump_config(config))
-    if start_step >= train_config.steps:
-        say(f"nothing to do: the run is at step {start_step} and train.steps is {train_config.steps}")
-        return TrainResult(run_dir, start_step, last_checkpoint, None)
+    return _Run(config, run_dir, device, group, recipe, dataset, speed, evaluator, best, health, unconditional)
 
+
+def _restore(run: _Run) -> None:
+    """Continue from the newest checkpoint that loads, with the config's learning rates (a resume
+    with --set may change them), not the checkpoint's."""
+    recipe = run.recipe
+    run.last_checkpoint, state = newest_loadable_checkpoint(run.run_dir)
+    configured_lrs = {name: [group["base_lr"] for group in opt.param_groups] for name, opt in recipe.optimizers.items()}
+    restore_training_state(recipe, state, run.config, run.last_checkpoint)
+    for name, optimizer in recipe.optimizers.items():
+        for param_group, base_lr in zip(optimizer.param_groups, configured_lrs[name]):
+            param_group["base_lr"] = base_lr
+    run.start_step = run.step = run.saved_step = state["step"]
+    run.samples_seen = state["samples_seen"]
+    run.say(f"resuming from '{run.last_checkpoint}' at step {run.start_step}")
+
+
+def _start_logging(run: _Run, resume: bool, progress_stream: Any) -> None:
+    """The event log, the data from where the run left off, the loss watch and the progress line."""
     from torch.utils.tensorboard import SummaryWriter  # slow import: only when training
 
-    writer = (EventLog(lambda purge: SummaryWriter(str(run_dir), purge_step=purge), run_dir,
-                       purge_step=start_step + 1 if resume else None) if main else _NullWriter())
-    data: Iterator = training_batches(config.data, dataset, train_config.batch_size, train_config.seed,
-                                      samples_seen, device, group)
-    watch = MetricWatch(device, train_config.divergence_bound)
-    progress = Progress(train_config.steps, start_step, progress_stream if main else io.StringIO())
+    config, group, train_config = run.config, run.group, run.config.train
+    run.writer = (EventLog(lambda purge: SummaryWriter(str(run.run_dir), purge_step=purge), run.run_dir,
+                           purge_step=run.start_step + 1 if resume else None) if run.main else _NullWriter())
+    run.data = training_batches(config.data, run.dataset, train_config.batch_size, train_config.seed,
+                                run.samples_seen, run.device, group)
+    run.watch = MetricWatch(run.device, train_config.divergence_bound)
+    run.progress = Progress(train_config.steps, run.start_step, progress_stream if run.main else io.StringIO())
     per_process = (f" ({train_config.batch_size // group.world_size} per process x {group.world_size} processes)"
                    if group.distributed else "")
-    say(f"run directory: {run_dir}\n{len(dataset)} training images, batch {train_config.batch_size}{per_process}, "
-        f"device {device} ({speed.describe()}), {train_config.steps - start_step} steps to go")
+    run.say(f"run directory: {run.run_dir}\n{len(run.dataset)} training images, batch {train_config.batch_size}"
+            f"{per_process}, device {run.device} ({run.speed.describe()}), "
+            f"{train_config.steps - run.start_step} steps to go")
     if config.loss.preset:
-        say(f"loss preset '{config.loss.preset}': {LOSS_PRESETS[config.loss.preset].source}")
+        run.say(f"loss preset '{config.loss.preset}': {LOSS_PRESETS[config.loss.preset].source}")
+    run.run_step = training_step(run.recipe, run.speed, run.device)
+    run.timer_start, run.timer_step, run.paused = time.perf_counter(), run.start_step, 0.0
 
-    step = saved_step = start_step
 
-    def save(at_step: int, final: bool) -> Path | None:
-        """Write a checkpoint. A failed write (disk full, say) mid-run is reported and training
-        goes on in memory, to retry at the next checkpoint; only a failed final write stops."""
-        nonlocal saved_step
-        _raise_if_non_finite(watch, last_checkpoint)  # never save a diverged state
-        _raise_if_weights_diverged(recipe, at_step, train_config.divergence_bound, last_checkpoint)
-        _prepare_outputs(recipe, at_step)
-        path = checkpoint_path(run_dir, at_step)
+def _one_step(run: _Run, stop: StopRequest) -> bool:
+    """Train one step on the next batch; False when a signal stopped the data first."""
+    train_config, device = run.config.train, run.device
+    steady = run.step - run.start_step >= 2  # the first steps compile and autotune; after them no step waits
+    with _host_syncs_forbidden(train_config.sync_debug and steady and device.type == "cuda"):
         try:
-            save_checkpoint(_state(recipe, config, at_step, samples_seen), path)
-        except WriteError as error:
-            if final:
-                raise
-            kept = f"'{last_checkpoint}' is kept" if last_checkpoint else "no checkpoint was written yet"
-            warnings.warn(f"{error}; training goes on and retries at the next checkpoint ({kept})", stacklevel=2)
-            return last_checkpoint
-        prune_checkpoints(run_dir, train_config.keep_checkpoints, path)
-        saved_step = at_step
-        return path
+            batch = next(run.data)
+        except Exception:
+            if stop.signal_name:  # loader workers die on Ctrl-C too; the state is consistent
+                return False
+            raise
+        run.step += 1
+        if run.unconditional and run.real_images is None:  # the first step: a sync is fine here
+            run.real_images = batch["image"][:run.config.log.num_samples].detach().float().cpu()
+        set_learning_rates(run.recipe.optimizers, lr_factor(run.step, train_config))
+        run.recipe.before_step(run.step)
+        metrics = run.run_step(to_device(batch, device, run.speed), run.step)
+        run.samples_seen += train_config.batch_size
+        run.watch.add(run.step, metrics)
+    if run.speed.compile_report and run.step == run.start_step + 1:
+        run.speed.compile_report.end_warm_up()
+    if device.type == "cpu":  # reading back is free here: stop at the very step
+        _raise_if_non_finite(run.watch, run.last_checkpoint)
+    return True
 
-    run_step = training_step(recipe, speed, device)
-    timer_start, timer_step, paused = time.perf_counter(), start_step, 0.0
+
+def _stop_agreed(run: _Run, stop: StopRequest) -> bool:
+    """Whether to stop after this step: a signal here, or under torchrun one to any process (an
+    all-reduce, so only at log points: no per-step sync)."""
+    if not run.group.distributed:
+        return stop.signal_name is not None
+    if run.step % run.config.log.every == 0:
+        return any_rank(stop.signal_name is not None, run.group, run.device)
+    return False
+
+
+def _periodic_work(run: _Run, last: bool) -> float | None:
+    """The side tasks due at this step: scalars and the health watch, previews, validation,
+    generative metrics and best.pt. A failure in any stops the run with SideTaskError, after a
+    checkpoint of this step. Returns when the writing began (None on processes other than rank 0)."""
+    step, log_config, recipe, writer = run.step, run.config.log, run.recipe, run.writer
+    task = "logging"  # what a failure below was doing
     try:
-        with StopRequest() as stop:
-            stopping = False  # agreed by all processes: they stop at the same step
-            while step < train_config.steps and not stopping:
-                # The first steps compile and autotune; after them a step never waits for the GPU.
-                steady = step - start_step >= 2
-                with _host_syncs_forbidden(train_config.sync_debug and steady and device.type == "cuda"):
-                    try:
-                        batch = next(data)
-                    except Exception:
-                        if stop.signal_name:  # loader workers die on Ctrl-C too; the state is consistent
-                            break
-                        raise
-                    step += 1
-                    if unconditional and real_images is None:  # the first step: a sync is fine here
-                        real_images = batch["image"][:log_config.num_samples].detach().float().cpu()
-                    set_learning_rates(recipe.optimizers, lr_factor(step, train_config))
-                    recipe.before_step(step)
-                    metrics = run_step(to_device(batch, device, speed), step)
-                    samples_seen += train_config.batch_size
-                    watch.add(step, metrics)
-                if speed.compile_report and step == start_step + 1:
-                    speed.compile_report.end_warm_up()
-                if device.type == "cpu":  # reading back is free here: stop at the very step
-                    _raise_if_non_finite(watch, last_checkpoint)
-                last = step == train_config.steps
-                if not group.distributed:
-                    stopping = stop.signal_name is not None
-                elif step % log_config.every == 0:  # an all-reduce; rarely, so no per-step sync
-                    stopping = any_rank(stop.signal_name is not None, group, device)
+        if step % log_config.every == 0 or last or step == run.start_step + 1:
+            _log_window(run)
+        io_start = time.perf_counter()
+        if not run.main:
+            return None
+        previews = step % log_config.image_every == 0 or last
+        validation = log_config.eval_every and (step % log_config.eval_every == 0 or last)
+        scoring = run.evaluator and (step % run.config.metrics.every == 0 or last)
+        with uncompiled():  # other batch sizes, eval mode, no_grad: never the training graphs
+            task = "previews"
+            if previews or scoring:
+                _prepare_outputs(recipe, step)
+            if previews:
+                grids = _write_previews(recipe, writer, run.run_dir, step)
+                if run.health and run.unconditional and "generator" in grids and run.real_images is not None:
+                    for name, value in run.health.samples(step, grids["generator"], run.real_images).items():
+                        writer.add_scalar(name, value, step)
+            task = "validation"
+            scores = _log_validation(recipe, writer, step) if validation else {}
+            task = "generative metrics"
+            if scoring:
+                scores.update(_log_generative_metrics(run.evaluator, recipe, writer, run.run_dir, step))
+            task = "the best checkpoint"
+            best = run.best
+            if best and best.metric in scores and best.improves(scores[best.metric]):
+                _save_best(best, recipe, run.config, step, run.samples_seen, scores[best.metric])
+        return io_start
+    except NonFiniteLossError:
+        raise
+    except Exception as error:  # noqa: BLE001 - a side task must not cost the steps trained
+        raise _side_task_failed(run, task, error) from error
 
-                task = "logging"  # what a failure below was doing: the side tasks of this step
-                try:
-                    if step % log_config.every == 0 or last or step == start_step + 1:
-                        _raise_if_non_finite(watch, last_checkpoint)
-                        _raise_if_weights_diverged(recipe, step, train_config.divergence_bound, last_checkpoint)
-                        now = time.perf_counter()
-                        busy = max(now - timer_start - paused, 1e-9)  # leaves out writing grids and checkpoints
-                        images_per_second = (step - timer_step) * train_config.batch_size / busy
-                        timer_start, timer_step, paused = now, step, 0.0
-                        means = watch.means()
-                        _log_scalars(writer, step, means, recipe, images_per_second, train_config)
-                        if health:
-                            for name, value in health.window(step, means).items():
-                                writer.add_scalar(name, value, step)
-                        if device.type == "cuda":  # the allocator's own count: no sync
-                            writer.add_scalar("perf/peak_memory_mib",
-                                              torch.cuda.max_memory_allocated(device) / 2**20, step)
-                        progress.update(step, means, images_per_second)
 
-                    io_start = time.perf_counter()
-                    if not main:
-                        continue
-                    previews = step % log_config.image_every == 0 or last
-                    validation = log_config.eval_every and (step % log_config.eval_every == 0 or last)
-                    scoring = evaluator and (step % config.metrics.every == 0 or last)
-                    with uncompiled():  # other batch sizes, eval mode, no_grad: never the training graphs
-                        task = "previews"
-                        if previews or scoring:
-                            _prepare_outputs(recipe, step)
-                        if previews:
-                            grids = _write_previews(recipe, writer, run_dir, step)
-                            if health and unconditional and "generator" in grids and real_images is not None:
-                                for name, value in health.samples(step, grids["generator"], real_images).items():
-                                    writer.add_scalar(name, value, step)
-                        task = "validation"
-                        scores = _log_validation(recipe, writer, step) if validation else {}
-                        task = "generative metrics"
-                        if scoring:
-                            scores.update(_log_generative_metrics(evaluator, recipe, writer, run_dir, step))
-                        task = "the best checkpoint"
-                        if best and best.metric in scores and best.improves(scores[best.metric]):
-                            _save_best(best, recipe, config, step, samples_seen, scores[best.metric])
-                except NonFiniteLossError:
-                    raise
-                except Exception as error:  # noqa: BLE001 - a side task must not cost the steps trained
-                    raise _side_task_failed(task, step, error, save if main else None, saved_step, last_checkpoint,
-                                            run_dir) from error
-                if step % train_config.checkpoint_every == 0 or last or stopping:
-                    last_checkpoint = save(step, final=last or stopping)
-                paused += time.perf_counter() - io_start
-            interrupted_by = stop.signal_name or ("a signal to another process" if stopping else None)
-            if interrupted_by and saved_step != step and main:  # stopped while waiting for data
-                last_checkpoint = save(step, final=True)
-    finally:
-        progress.close()
-        writer.close()
-        del data  # shuts loader workers down
+def _log_window(run: _Run) -> None:
+    """At a log point: stop on a diverged run, else the window's means, images/s and the health
+    watch to TensorBoard and the progress line."""
+    step, train_config, writer = run.step, run.config.train, run.writer
+    _raise_if_non_finite(run.watch, run.last_checkpoint)
+    _raise_if_weights_diverged(run.recipe, step, train_config.divergence_bound, run.last_checkpoint)
+    now = time.perf_counter()
+    busy = max(now - run.timer_start - run.paused, 1e-9)  # leaves out writing grids and checkpoints
+    images_per_second = (step - run.timer_step) * train_config.batch_size / busy
+    run.timer_start, run.timer_step, run.paused = now, step, 0.0
+    means = run.watch.means()
+    _log_scalars(writer, step, means, run.recipe, images_per_second, train_config)
+    if run.health:
+        for name, value in run.health.window(step, means).items():
+            writer.add_scalar(name, value, step)
+    if run.device.type == "cuda":  # the allocator's own count: no sync
+        writer.add_scalar("perf/peak_memory_mib", torch.cuda.max_memory_allocated(run.device) / 2**20, step)
+    run.progress.update(step, means, images_per_second)
 
-    if speed.compile_report:
-        say(speed.compile_report.describe())
-    if isinstance(run_step, GraphedStep):
-        say(run_step.describe())
-    skipped = getattr(dataset, "num_skipped", 0)
+
+def _save(run: _Run, at_step: int, final: bool) -> Path | None:
+    """Write a checkpoint. A failed write (disk full, say) mid-run is reported and training goes
+    on in memory, to retry at the next checkpoint; only a failed final write stops."""
+    train_config = run.config.train
+    _raise_if_non_finite(run.watch, run.last_checkpoint)  # never save a diverged state
+    _raise_if_weights_diverged(run.recipe, at_step, train_config.divergence_bound, run.last_checkpoint)
+    _prepare_outputs(run.recipe, at_step)
+    path = checkpoint_path(run.run_dir, at_step)
+    try:
+        save_checkpoint(training_state(run.recipe, run.config, at_step, run.samples_seen), path)
+    except WriteError as error:
+        if final:
+            raise
+        kept = f"'{run.last_checkpoint}' is kept" if run.last_checkpoint else "no checkpoint was written yet"
+        warnings.warn(f"{error}; training goes on and retries at the next checkpoint ({kept})", stacklevel=2)
+        return run.last_checkpoint
+    prune_checkpoints(run.run_dir, train_config.keep_checkpoints, path)
+    run.saved_step = at_step
+    return path
+
+
+def _finish(run: _Run, interrupted_by: str | None) -> TrainResult:
+    """What the run did, said once at the end."""
+    if run.speed.compile_report:
+        run.say(run.speed.compile_report.describe())
+    if isinstance(run.run_step, GraphedStep):
+        run.say(run.run_step.describe())
+    skipped = getattr(run.dataset, "num_skipped", 0)
     if skipped:
-        say(f"warning: {skipped} unreadable image file(s) were skipped (named in the warnings above)")
-    elapsed = format_duration(time.perf_counter() - progress.started_at)
+        run.say(f"warning: {skipped} unreadable image file(s) were skipped (named in the warnings above)")
+    elapsed = format_duration(time.perf_counter() - run.progress.started_at)
     if interrupted_by:
-        say(f"stopped by {interrupted_by} at step {step} after {elapsed}; checkpoint '{last_checkpoint}'. "
-            f"Continue with: gan train --resume {run_dir}")
+        run.say(f"stopped by {interrupted_by} at step {run.step} after {elapsed}; checkpoint "
+                f"'{run.last_checkpoint}'. Continue with: gan train --resume {run.run_dir}")
     else:
-        say(f"done: {step} steps in {elapsed}; checkpoint '{last_checkpoint}', samples in '{run_dir / 'samples'}'")
-    return TrainResult(run_dir, step, last_checkpoint, interrupted_by)
+        run.say(f"done: {run.step} steps in {elapsed}; checkpoint '{run.last_checkpoint}', samples in "
+                f"'{run.run_dir / 'samples'}'")
+    return TrainResult(run.run_dir, run.step, run.last_checkpoint, interrupted_by)
 
 
-def _side_task_failed(task: str, step: int, error: Exception, save: Callable[[int, bool], Path | None] | None,
-                      saved_step: int, last_checkpoint: Path | None, run_dir: Path) -> SideTaskError:
-    """The error to stop with when side task `task` failed at `step`, after a checkpoint of the step
-    (`save`; None on processes other than rank 0, which write nothing)."""
-    if saved_step == step or save is None:
-        return SideTaskError(task, step, error, last_checkpoint, run_dir)
+def _side_task_failed(run: _Run, task: str, error: Exception) -> SideTaskError:
+    """The error to stop with when side task `task` failed at this step, after a checkpoint of the
+    step (rank 0 only: the other processes write nothing)."""
+    if run.saved_step == run.step or not run.main:
+        return SideTaskError(task, run.step, error, run.last_checkpoint, run.run_dir)
     try:
-        return SideTaskError(task, step, error, save(step, True), run_dir)
+        return SideTaskError(task, run.step, error, _save(run, run.step, True), run.run_dir)
     except Exception as save_error:  # noqa: BLE001 - (the side task may have broken what saving needs too)
-        return SideTaskError(task, step, error, last_checkpoint, run_dir, save_error)
+        return SideTaskError(task, run.step, error, run.last_checkpoint, run.run_dir, save_error)
 
 
 @contextlib.contextmanager
@@ -647,7 +712,7 @@ def _save_best(best: BestCheckpoint, recipe: Recipe, config: Config, step: int, 
                value: float) -> None:
     """best.pt for a new best value; a write that fails (disk full) is warned about, training goes on."""
     try:
-        best.save(_state(recipe, config, step, samples_seen), step, value)
+        best.save(training_state(recipe, config, step, samples_seen), step, value)
     except WriteError as error:
         warnings.warn(f"{error}; best.pt stays at its previous best; training goes on", stacklevel=2)
         return
@@ -684,63 +749,3 @@ def _log_generative_metrics(evaluator: GenerativeEvaluator, recipe: Recipe, writ
     return scores
 
 
-def _changed_model_keys(saved: dict[str, Any], config: Config) -> str:
-    """Which keys that shape the networks differ between the run's saved config and this one."""
-    def shaping(tree: dict[str, Any]) -> dict[str, Any]:
-        values = flatten_config(tree.get("model", {}), "model.")
-        for key in ("data.resolution", "data.scale", "train.ema_decay"):
-            section, name = key.split(".")
-            values[key] = tree.get(section, {}).get(name)
-        return values
-
-    then, now = shaping(saved), shaping(config_to_dict(config))
-    changed = [key for key in sorted(set(then) | set(now)) if then.get(key) != now.get(key)]
-    if not changed:
-        return "The run's config and this one build it alike; the checkpoint may come from another version of gan."
-    return ("The run was trained with " + ", ".join(f"{key} = {then.get(key)!r}" for key in changed) +
-            "; this config has " + ", ".join(f"{now.get(key)!r}" for key in changed) +
-            ". Set them back (--set KEY=VALUE) or train a new run.")
-
-
-def _state(recipe: Recipe, config: Config, step: int, samples_seen: int) -> dict[str, Any]:
-    return {
-        "format": FORMAT,
-        "step": step,
-        "samples_seen": samples_seen,
-        "config": config_to_dict(config),
-        "specs": {name: spec.to_dict() for name, spec in recipe.specs.items()},
-        "networks": {name: network.state_dict() for name, network in recipe.networks.items()},
-        "optimizers": {name: plain_optimizer_state(optimizer) for name, optimizer in recipe.optimizers.items()},
-        "recipe": recipe.state_dict(),
-        "rng": capture_rng_state(),
-    }
-
-
-TRAINING_STATE = {"step": int, "samples_seen": int, "config": dict, "networks": dict, "optimizers": dict,
-                  "recipe": dict, "rng": dict}  # what a checkpoint must hold for a resume
-
-
-def _check_training_state(state: dict[str, Any], path: Path) -> None:
-    """A checkpoint that lacks part of the training state is malformed (an export, say, or a
-    hand-edited file): CheckpointError, so that a resume falls back as from a corrupt one."""
-    for key, kind in TRAINING_STATE.items():
-        if not isinstance(state.get(key), kind):
-            raise CheckpointError(f"checkpoint '{path}' is malformed: it has no '{key}' (a checkpoint of "
-                                  "`gan train` holds the whole training state; an export holds weights only)")
-
-
-def _restore(recipe: Recipe, state: dict[str, Any], config: Config, path: Path) -> None:
-    """Load the training state; a network this config builds differently from the run's is a
-    ConfigError naming it, the first parameter that differs and the config keys that changed."""
-    for name, network in recipe.networks.items():
-        weights = state["networks"].get(name)
-        mismatch = (f"the checkpoint has no network '{name}'" if weights is None
-                    else first_mismatch(network.state_dict(), weights))
-        if mismatch:
-            raise ConfigError(f"cannot resume from '{path}': network '{name}' of this config does not fit: "
-                              f"{mismatch}. {_changed_model_keys(state['config'], config)}")
-        network.load_state_dict(weights)
-    for name, optimizer in recipe.optimizers.items():
-        optimizer.load_state_dict(state["optimizers"][name])
-    recipe.load_state_dict(state["recipe"])
-    restore_rng_state(state["rng"])

@@ -1,0 +1,103 @@
+"""The training state a checkpoint holds: what the loop saves, and what a resume checks and
+restores (weights, optimizers, the recipe's own state, random generators), with a clear error
+when this config builds a network differently from the run's."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+from gan.core.checkpoint import (
+    FORMAT,
+    CheckpointError,
+    capture_rng_state,
+    checkpoints_by_content,
+    first_mismatch,
+    load_checkpoint,
+    restore_rng_state,
+)
+from gan.core.config import Config, config_to_dict, flatten_config
+from gan.core.registry import ConfigError
+from gan.recipes.base import Recipe
+from gan.training.cuda_graphs import plain_optimizer_state
+
+
+def newest_loadable_checkpoint(run_dir: Path) -> tuple[Path, dict[str, Any]]:
+    """The newest checkpoint in `run_dir` that loads and holds a whole training state; warns
+    about any newer broken ones."""
+    found = [path for _, path in checkpoints_by_content(run_dir)]  # by the step each holds, not its name
+    if not found:
+        raise CheckpointError(f"cannot resume: no checkpoint-*.pt in '{run_dir}'")
+    for path in reversed(found):
+        try:
+            state = load_checkpoint(path)
+            check_training_state(state, path)
+            return path, state
+        except CheckpointError as error:
+            warnings.warn(f"{error}; falling back to an older checkpoint", stacklevel=2)
+    raise CheckpointError(f"cannot resume: none of the {len(found)} checkpoints in '{run_dir}' loads")
+
+
+
+
+def _changed_model_keys(saved: dict[str, Any], config: Config) -> str:
+    """Which keys that shape the networks differ between the run's saved config and this one."""
+    def shaping(tree: dict[str, Any]) -> dict[str, Any]:
+        values = flatten_config(tree.get("model", {}), "model.")
+        for key in ("data.resolution", "data.scale", "train.ema_decay"):
+            section, name = key.split(".")
+            values[key] = tree.get(section, {}).get(name)
+        return values
+
+    then, now = shaping(saved), shaping(config_to_dict(config))
+    changed = [key for key in sorted(set(then) | set(now)) if then.get(key) != now.get(key)]
+    if not changed:
+        return "The run's config and this one build it alike; the checkpoint may come from another version of gan."
+    return ("The run was trained with " + ", ".join(f"{key} = {then.get(key)!r}" for key in changed) +
+            "; this config has " + ", ".join(f"{now.get(key)!r}" for key in changed) +
+            ". Set them back (--set KEY=VALUE) or train a new run.")
+
+
+def training_state(recipe: Recipe, config: Config, step: int, samples_seen: int) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "step": step,
+        "samples_seen": samples_seen,
+        "config": config_to_dict(config),
+        "specs": {name: spec.to_dict() for name, spec in recipe.specs.items()},
+        "networks": {name: network.state_dict() for name, network in recipe.networks.items()},
+        "optimizers": {name: plain_optimizer_state(optimizer) for name, optimizer in recipe.optimizers.items()},
+        "recipe": recipe.state_dict(),
+        "rng": capture_rng_state(),
+    }
+
+
+TRAINING_STATE = {"step": int, "samples_seen": int, "config": dict, "networks": dict, "optimizers": dict,
+                  "recipe": dict, "rng": dict}  # what a checkpoint must hold for a resume
+
+
+def check_training_state(state: dict[str, Any], path: Path) -> None:
+    """A checkpoint that lacks part of the training state is malformed (an export, say, or a
+    hand-edited file): CheckpointError, so that a resume falls back as from a corrupt one."""
+    for key, kind in TRAINING_STATE.items():
+        if not isinstance(state.get(key), kind):
+            raise CheckpointError(f"checkpoint '{path}' is malformed: it has no '{key}' (a checkpoint of "
+                                  "`gan train` holds the whole training state; an export holds weights only)")
+
+
+def restore_training_state(recipe: Recipe, state: dict[str, Any], config: Config, path: Path) -> None:
+    """Load the training state; a network this config builds differently from the run's is a
+    ConfigError naming it, the first parameter that differs and the config keys that changed."""
+    for name, network in recipe.networks.items():
+        weights = state["networks"].get(name)
+        mismatch = (f"the checkpoint has no network '{name}'" if weights is None
+                    else first_mismatch(network.state_dict(), weights))
+        if mismatch:
+            raise ConfigError(f"cannot resume from '{path}': network '{name}' of this config does not fit: "
+                              f"{mismatch}. {_changed_model_keys(state['config'], config)}")
+        network.load_state_dict(weights)
+    for name, optimizer in recipe.optimizers.items():
+        optimizer.load_state_dict(state["optimizers"][name])
+    recipe.load_state_dict(state["recipe"])
+    restore_rng_state(state["rng"])
