@@ -39,8 +39,6 @@ def newest_loadable_checkpoint(run_dir: Path) -> tuple[Path, dict[str, Any]]:
     raise CheckpointError(f"cannot resume: none of the {len(found)} checkpoints in '{run_dir}' loads")
 
 
-
-
 def _changed_model_keys(saved: dict[str, Any], config: Config) -> str:
     """Which keys that shape the networks differ between the run's saved config and this one."""
     def shaping(tree: dict[str, Any]) -> dict[str, Any]:
