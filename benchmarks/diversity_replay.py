@@ -24,22 +24,15 @@ import torch
 from PIL import Image
 
 from gan.core.config import read_config
-from gan.core.images import GRID_PADDING, grid_columns
+from gan.core.images import split_grid
 from gan.data import build_dataset
 from gan.training.health import HealthWatch
 
 
 def grid_images(path: Path, count: int, size: int) -> torch.Tensor:
-    """The `count` images (N, 3, size, size) in [-1, 1] of a grid written by `gan.core.images.image_grid`."""
+    """The `count` images (N, 3, size, size) in [-1, 1] of a grid PNG written by `gan.core.images.image_grid`."""
     pixels = torch.from_numpy(np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 127.5 - 1)
-    grid = pixels.permute(2, 0, 1)
-    columns = grid_columns(count)
-    images = []
-    for index in range(count):
-        row, column = divmod(index, columns)
-        top, left = GRID_PADDING + row * (size + GRID_PADDING), GRID_PADDING + column * (size + GRID_PADDING)
-        images.append(grid[:, top:top + size, left:left + size])
-    return torch.stack(images)
+    return split_grid(pixels.permute(2, 0, 1), count, size, size)
 
 
 def replay(run_dir: Path, real_count: int) -> list[dict]:

@@ -58,6 +58,17 @@ def image_grid(images: torch.Tensor, num_columns: int | None = None) -> torch.Te
     return make_grid(images.detach().float().cpu(), nrow=columns, padding=GRID_PADDING, pad_value=-1.0)
 
 
+def split_grid(grid: torch.Tensor, count: int, height: int, width: int) -> torch.Tensor:
+    """The inverse of `image_grid` (default columns): (3, H', W') -> the `count` images (N, 3, H, W)."""
+    columns = grid_columns(count)
+    images = []
+    for index in range(count):
+        row, column = divmod(index, columns)
+        top, left = GRID_PADDING + row * (height + GRID_PADDING), GRID_PADDING + column * (width + GRID_PADDING)
+        images.append(grid[:, top:top + height, left:left + width])
+    return torch.stack(images)
+
+
 def image_format_of(path: Path) -> str:
     """PIL's format name for an output path's extension; a clear error when it has none PIL writes."""
     extensions = Image.registered_extensions()
