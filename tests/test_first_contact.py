@@ -54,10 +54,25 @@ def test_paired_input_translates_the_half_the_model_takes_and_shows_the_other_as
     assert np.array_equal(np.asarray(Image.open(output_path)), strip_pixels[:, 40:80])
 
 
-def test_the_input_side_follows_the_direction():
+def test_paired_input_skips_an_image_too_narrow_to_split_and_translates_the_rest(paired_run, tmp_path):
+    run_dir, root = paired_run
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name in ("a.png", "c.png"):
+        Image.open(root / "val" / "0.png").save(inputs / name)
+    Image.new("RGB", (1, 40)).save(inputs / "b.png")
+    with pytest.warns(UserWarning, match="b.png' is 1x40, too narrow to split"):
+        result = CliRunner().invoke(main, ["translate", str(run_dir), str(inputs), str(tmp_path / "out"),
+                                           "--paired-input"])
+    assert result.exit_code == 0, result.output
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["a.png", "c.png"]
+
+
+def test_the_input_side_follows_the_direction(tmp_path):
     from gan.commands.translate import input_and_target
 
-    pair = Image.fromarray(np.concatenate([np.zeros((4, 4, 3), np.uint8), np.full((4, 4, 3), 255, np.uint8)], 1))
+    pair = tmp_path / "pair.png"
+    Image.fromarray(np.concatenate([np.zeros((4, 4, 3), np.uint8), np.full((4, 4, 3), 255, np.uint8)], 1)).save(pair)
     for direction, (source_value, target_value) in (("AtoB", (0, 255)), ("BtoA", (255, 0))):
         source, target = input_and_target(pair, direction)
         assert source.size == target.size == (4, 4)

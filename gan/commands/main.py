@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 
 import click
+from PIL import Image
 
 from gan import __version__
 from gan.commands.bench import bench
@@ -43,6 +44,8 @@ def main() -> None:
     tensorboard --logdir runs                        # compare runs
     """
     warnings.formatwarning = _format_warning
+    # gan.data.decode warns of such images with their file name; Pillow's own warning names none
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 for _command in (train, sweep, compare, sample, translate, evaluate, export, bench, cache):

@@ -27,12 +27,13 @@ def planned_translations(source: Path, output: Path) -> list[tuple[Path, Path]]:
     return [(source, output)]
 
 
-def input_and_target(pair: Image.Image, direction: str) -> tuple[Image.Image, Image.Image]:
-    """The (input, target) halves of an A|B image (A on the left) for a model trained `direction`:
-    AtoB takes the left half, BtoA the right."""
-    from gan.data.paired import split_side_by_side
+def input_and_target(pair: Path, direction: str) -> tuple[Image.Image, Image.Image]:
+    """The (input, target) halves of the A|B image at `pair` (A on the left) for a model trained
+    `direction`: AtoB takes the left half, BtoA the right. ImageReadError when it cannot be read or
+    split."""
+    from gan.data.paired import read_side_by_side
 
-    a_image, b_image = split_side_by_side(pair)
+    a_image, b_image = read_side_by_side(pair)
     return (b_image, a_image) if direction == "BtoA" else (a_image, b_image)
 
 
@@ -89,12 +90,12 @@ def translate_each(translator, pairs: list[tuple[Path, Path]], side_by_side: boo
     try:
         for done, (image_path, output_path) in enumerate(pairs, 1):
             try:
-                image = read_rgb(image_path)
+                source, target = (input_and_target(image_path, paired_direction) if paired_direction
+                                  else (read_rgb(image_path), None))
             except ImageReadError as error:
                 warnings.warn(f"skipping {error}", stacklevel=1)
                 skipped.append(image_path)
                 continue
-            source, target = input_and_target(image, paired_direction) if paired_direction else (image, None)
             result = translator(source)
             if side_by_side:
                 result = side_by_side_strip([translator.prepare(source), result, *([target] if target else [])])

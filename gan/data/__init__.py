@@ -11,7 +11,8 @@ from torch.utils.data import Dataset
 from gan.core.config import DataConfig
 from gan.core.distributed import SINGLE_PROCESS, ProcessGroup
 from gan.core.registry import ConfigError, Registry
-from gan.data.cache import CachedBatches, load_or_build_shared_cache, user_cache_dir
+from gan.data.cache import CachedBatches, files_fingerprint, load_or_build_shared_cache, user_cache_dir
+from gan.data.decode import find_images
 from gan.data.image_files import ImageFileDataset, celeba_dataset, image_folder_dataset
 from gan.data.paired import paired_dataset
 from gan.data.sampling import batches
@@ -114,6 +115,13 @@ def data_identity(config: DataConfig) -> dict:
     if config.dataset == "celeba":
         identity["crop"] = config.crop
     return identity
+
+
+def source_fingerprint(config: DataConfig) -> str:
+    """Changes when any image file under `data.root` changes (`files_fingerprint`); empty for synthetic
+    data. For what is derived from the files and kept between runs."""
+    roots = [] if config.dataset == "synthetic" else [root for root in (config.root, config.a_root, config.b_root) if root]
+    return files_fingerprint([path for root in roots for path in find_images(Path(root))]) if roots else ""
 
 
 def training_batches(config: DataConfig, dataset: Dataset, batch_size: int, seed: int, start_sample: int,

@@ -30,6 +30,7 @@ from gan.core.distributed import SINGLE_PROCESS, ProcessGroup, barrier
 from gan.core.files import WriteError, free_space, write_text_atomically
 from gan.core.progress import Progress
 from gan.core.registry import ConfigError
+from gan.data.decode import UnreadableImageWarning
 from gan.data.image_files import ImageFileDataset
 from gan.data.sampling import ResumableSampler, shard
 
@@ -55,7 +56,8 @@ def files_fingerprint(paths: list[Path]) -> str:
     digest = hashlib.sha256()
     for path in paths:
         stat = path.stat()
-        digest.update(f"{path.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}\0{stat.st_ctime_ns}\n".encode())
+        # fsencode: a file name need not be valid UTF-8 (it is bytes on POSIX)
+        digest.update(os.fsencode(path.resolve()) + f"\0{stat.st_size}\0{stat.st_mtime_ns}\0{stat.st_ctime_ns}\n".encode())
     return digest.hexdigest()
 
 
@@ -65,10 +67,13 @@ def cache_header(dataset: ImageFileDataset, identity: dict) -> dict:
             "files": files_fingerprint(dataset.paths)}
 
 
+BUILD_RECORDS = ("checksums", "undecodable")  # header fields the build writes, not part of the name
+
+
 def cache_name(header: dict) -> str:
-    """A cache's file name: the start of the SHA-256 of its header without the checksums, so that
-    a header proves it is gan's by hashing to its own name."""
-    identity = {key: value for key, value in header.items() if key != "checksums"}
+    """A cache's file name: the start of the SHA-256 of its header without what the build recorded
+    (`BUILD_RECORDS`), so that a header proves it is gan's by hashing to its own name."""
+    identity = {key: value for key, value in header.items() if key not in BUILD_RECORDS}
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
 
 
@@ -123,17 +128,33 @@ def load_or_build_cache(dataset: ImageFileDataset, identity: dict, cache_dir: Pa
         images, damage = cache_damage(array_path, stored, verify_all)
         if images is not None:
             os.utime(header_path)  # last used: what `gan cache clear --older-than` goes by
+            _report_undecodable(dataset, stored.get("undecodable"), array_path)
             return images
         warnings.warn(f"the decoded-image cache '{array_path}' {damage}; rebuilding it", stacklevel=2)
     cache_dir.mkdir(parents=True, exist_ok=True)
     header_path.unlink(missing_ok=True)  # the header, written last, marks a complete array
     _remove_abandoned_temps(cache_dir, name)
     checksums = _build(dataset, array_path, progress_stream)
-    write_text_atomically(header_path, json.dumps({**header, "checksums": checksums}, indent=1))
+    undecodable = [str(dataset.paths[index]) for index in sorted(dataset.skip_unreadable.failed)]
+    write_text_atomically(header_path, json.dumps({**header, "checksums": checksums, "undecodable": undecodable},
+                                                  indent=1))
     for older in list_caches(cache_dir):
         if older.name != name and {key: older.header.get(key) for key in identity} == identity:
             older.remove()  # the same source, decoded before its files (or gan's format) changed
     return np.load(array_path, mmap_mode="r")
+
+
+def _report_undecodable(dataset: ImageFileDataset, undecodable, array_path: Path) -> None:
+    """A reused cache still names the files that failed to decode when it was built (each holds the
+    next readable image there, as in the uncached path), and counts them as skipped."""
+    if not isinstance(undecodable, list) or not undecodable:
+        return
+    named = "; ".join(f"'{name}'" for name in undecodable[:20]) + (f" and {len(undecodable) - 20} more"
+                                                                   if len(undecodable) > 20 else "")
+    warnings.warn(f"{len(undecodable)} image file(s) could not be decoded when the cache '{array_path}' was built "
+                  f"and are left out (their slots hold the next readable image): {named}", UnreadableImageWarning,
+                  stacklevel=3)
+    dataset.skip_unreadable.skipped_at_scan += len(undecodable)
 
 
 def _read_header(path: Path) -> dict | None:

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
 # Pillow raises more than OSError on bad files: SyntaxError (broken PNG chunks),
 # ValueError, DecompressionBombError (a header claiming a huge size).
 DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
+EXIF_ORIENTATION = 0x0112
+TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 
 
 class ImageReadError(OSError):
@@ -27,31 +33,94 @@ def to_rgb(image: Image.Image) -> Image.Image:
     """Any Pillow image -> 8-bit RGB.
 
     16-bit grayscale is scaled to 8 bits (not clipped); transparent images (RGBA,
-    LA, palette with transparency) are composited over white so that what was
-    invisible does not show up as arbitrary colour.
+    LA, palette with transparency, a PNG's colour key) are composited over white so
+    that what was invisible does not show up as arbitrary colour. Float images with
+    NaN or infinite pixels raise ValueError.
     """
-    if image.mode == "RGB":
+    keyed = "transparency" in image.info
+    if image.mode == "RGB" and not keyed:
         return image
-    if image.mode.startswith("I"):  # 16/32-bit integer grayscale
-        array = np.asarray(image).astype(np.float64)
-        scale = 257.0 if image.mode.startswith("I;16") or array.max() > 255 else 1.0
-        return Image.fromarray(np.clip(array / scale + 0.5, 0, 255).astype(np.uint8), "L").convert("RGB")
-    if image.mode == "F":
-        array = np.asarray(image)
-        array = array * 255.0 if array.max() <= 1.0 else array
-        return Image.fromarray(np.clip(array + 0.5, 0, 255).astype(np.uint8), "L").convert("RGB")
-    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (image.mode == "P" and "transparency" in image.info):
+    if image.mode.startswith("I") or image.mode == "F":
+        return _grey_to_rgb(image)
+    if keyed or image.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return image.convert("RGB")
 
 
-def read_rgb(path: str | Path) -> Image.Image:
-    """Decode `path` fully into an RGB image; raises ImageReadError naming the file."""
+def _grey_to_rgb(image: Image.Image) -> Image.Image:
+    """16/32-bit integer or float grayscale -> 8-bit RGB. Integer images are 16-bit when their mode
+    says so or their format only stores 16 (PNG, and PPM, which Pillow scales to 0..65535); other
+    32-bit integers (TIFF) are taken as 16-bit only when a value exceeds 255. Float images are in
+    [0, 1] unless a value exceeds 1. A colour-keyed grey value (PNG tRNS) becomes white."""
+    array = np.asarray(image).astype(np.float64)
+    if image.mode == "F":
+        if not np.isfinite(array).all():
+            raise ValueError(f"{image.mode} image has NaN or infinite pixel values")
+        scale = 1 / 255 if array.max(initial=0) <= 1.0 else 1.0
+    else:
+        sixteen_bit = (image.mode.startswith("I;16") or image.format in ("PNG", "PPM")
+                       or array.max(initial=0) > 255)
+        scale = 257.0 if sixteen_bit else 1.0
+    grey = np.clip(array / scale + 0.5, 0, 255).astype(np.uint8)
+    key = image.info.get("transparency")
+    if isinstance(key, int):
+        grey[array == key] = 255
+    return Image.fromarray(grey, "L").convert("RGB")
+
+
+def regular_file_problem(path: str | Path) -> str | None:
+    """Why `path` cannot be opened as an image file without blocking (a FIFO, a device, a folder, a
+    broken link), or None. Opening a FIFO would wait forever for a writer."""
+    path = Path(path)
+    if path.is_file():
+        return None
+    if path.is_symlink():
+        return ("a broken or looping symbolic link" if not path.exists()
+                else "a symbolic link to something that is not a regular file")
+    return "not a regular file"
+
+
+class LargeImageWarning(UserWarning):
+    """An image file is larger than Pillow's decompression-bomb limit (but under twice it)."""
+
+
+@contextmanager
+def opened_image(path: str | Path) -> Iterator[Image.Image]:
+    """Image.open for a regular file only (opening a FIFO waits forever for a writer), warning with
+    its name when it is larger than Pillow's decompression-bomb limit (Pillow's own warning names
+    no file; the command line silences it)."""
+    problem = regular_file_problem(path)
+    if problem:
+        raise OSError(problem)
+    with Image.open(path) as image:
+        width, height = image.size
+        if Image.MAX_IMAGE_PIXELS and width * height > Image.MAX_IMAGE_PIXELS:
+            warnings.warn(f"'{path}' is {width}x{height} pixels, more than Pillow's limit of "
+                          f"{Image.MAX_IMAGE_PIXELS} against decompression bombs: check that it is the image "
+                          "you meant", LargeImageWarning, stacklevel=3)
+        yield image
+
+
+def oriented_size(image: Image.Image) -> tuple[int, int]:
+    """(width, height) as the image is shown: its EXIF orientation may turn it by 90 degrees."""
+    width, height = image.size
     try:
-        with Image.open(path) as image:
+        orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+    except DECODE_ERRORS:  # a damaged EXIF block: shown as stored
+        orientation = 1
+    return (height, width) if orientation in TRANSPOSING_ORIENTATIONS else (width, height)
+
+
+def read_rgb(path: str | Path) -> Image.Image:
+    """Decode `path` fully into an RGB image, turned upright by its EXIF orientation (as viewers
+    show it); raises ImageReadError naming the file."""
+    try:
+        with opened_image(path) as image:
             image.load()
+            if image.getexif().get(EXIF_ORIENTATION, 1) != 1:
+                ImageOps.exif_transpose(image, in_place=True)
             return to_rgb(image)
     except DECODE_ERRORS as error:
         raise ImageReadError(f"cannot read image '{path}': {error}") from error
@@ -60,7 +129,7 @@ def read_rgb(path: str | Path) -> Image.Image:
 def check_header(path: Path) -> str | None:
     """Cheap check (header only) that `path` is an image Pillow can open; returns the problem or None."""
     try:
-        with Image.open(path) as image:
+        with opened_image(path) as image:
             width, height = image.size
         if width < 1 or height < 1:
             return f"empty image ({width}x{height})"
@@ -70,27 +139,46 @@ def check_header(path: Path) -> str | None:
 
 
 def header_size(path: Path) -> tuple[int, int] | None:
-    """(width, height) read from the header alone; None when Pillow cannot open the file (reading
-    it reports why)."""
+    """(width, height) as shown (EXIF orientation applied), read from the header alone; None when
+    Pillow cannot open the file (reading it reports why)."""
     try:
-        with Image.open(path) as image:
-            return image.size
+        with opened_image(path) as image:
+            return oriented_size(image)
     except DECODE_ERRORS:
         return None
 
 
 def find_images(root: Path, recursive: bool = True) -> list[Path]:
-    """Image files (by extension, any case) under `root`, sorted; errors if there are none."""
+    """Image files (by extension, any case) under `root`, sorted; errors if there are none.
+
+    Hidden files and folders (a leading dot: `.ipynb_checkpoints/`, `.thumbnails/`) are left out.
+    Linked folders are followed, each real folder once, so a link loop ends.
+    """
     if not root.exists():
         raise FileNotFoundError(f"image folder '{root}' does not exist")
     if not root.is_dir():
         raise NotADirectoryError(f"'{root}' is not a folder of images")
-    pattern = root.rglob("*") if recursive else root.iterdir()
-    paths = sorted(p for p in pattern if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
+    paths = sorted(path for path in (_walk(root) if recursive else root.iterdir())
+                   if path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith("."))
     if not paths:
         where = "under" if recursive else "in"
         raise FileNotFoundError(f"no images found {where} '{root}' (looked for {', '.join(IMAGE_EXTENSIONS)})")
     return paths
+
+
+def _walk(root: Path) -> Iterator[Path]:
+    """Every entry under `root`, following linked folders but never into a real folder twice (a link
+    to a parent would loop), and leaving out hidden folders. Folders are listed too: one named like
+    an image is then skipped with a warning."""
+    seen = set()
+    for folder, subfolders, files in os.walk(root, followlinks=True):
+        real = os.stat(folder)
+        if (real.st_dev, real.st_ino) in seen:
+            subfolders.clear()
+            continue
+        seen.add((real.st_dev, real.st_ino))
+        subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
+        yield from (Path(folder) / name for name in [*subfolders, *files])
 
 
 def readable_images(paths: list[Path], strict: bool) -> tuple[list[Path], list[Path]]:
@@ -100,7 +188,7 @@ def readable_images(paths: list[Path], strict: bool) -> tuple[list[Path], list[P
     """
     readable, skipped = [], []
     for path in paths:
-        problem = check_header(path) if path.is_file() or path.is_symlink() else "not a regular file"
+        problem = check_header(path)
         if problem is None:
             readable.append(path)
             continue

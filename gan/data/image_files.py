@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import warnings
 from pathlib import Path
@@ -54,11 +55,12 @@ class SkipUnreadable:
     raised instead. Truncated files pass a header scan and only fail here.
     """
 
-    def __init__(self, strict: bool, skipped_at_scan: int = 0):
+    def __init__(self, strict: bool, skipped_at_scan: int = 0, where: str = ""):
         self.strict = strict
+        self.where = where
         self.skipped_at_scan = skipped_at_scan
         self.skipped_at_load = torch.zeros(1, dtype=torch.int64).share_memory_()
-        self._warned: set[int] = set()
+        self.failed: set[int] = set()  # indices that failed to decode in this process
 
     def __call__(self, load: Callable[[int], T], index: int, size: int) -> T:
         for attempt in range(size):
@@ -68,11 +70,12 @@ class SkipUnreadable:
             except ImageReadError as error:
                 if self.strict:
                     raise
-                if candidate not in self._warned:
-                    self._warned.add(candidate)
+                if candidate not in self.failed:
+                    self.failed.add(candidate)
                     self.skipped_at_load += 1
                     warnings.warn(f"skipping {error}", UnreadableImageWarning, stacklevel=3)
-        raise ImageReadError(f"none of the {size} items could be read")
+        where = f" {self.where}" if self.where else ""
+        raise ImageReadError(f"none of the {size} images{where} could be decoded (each is named in a warning above)")
 
     @property
     def num_skipped(self) -> int:
@@ -96,7 +99,7 @@ class ImageFileDataset(Dataset):
         self.resolution = resolution
         self.crop_box = crop_box
         self.hflip = hflip
-        self.skip_unreadable = SkipUnreadable(strict, skipped_at_scan)
+        self.skip_unreadable = SkipUnreadable(strict, skipped_at_scan, location_of(paths))
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -117,6 +120,14 @@ class ImageFileDataset(Dataset):
     @property
     def num_skipped(self) -> int:
         return self.skip_unreadable.num_skipped
+
+
+def location_of(paths: list[Path]) -> str:
+    """'under FOLDER' for the folder holding all of `paths`, for messages."""
+    try:
+        return f"under '{os.path.commonpath([path.parent for path in paths])}'" if paths else ""
+    except ValueError:  # absolute and relative paths mixed
+        return ""
 
 
 def _first(paths: list[Path], max_images: int) -> list[Path]:
@@ -164,7 +175,7 @@ def _read_partition(image_dir: Path) -> dict[str, int]:
     for path in candidates:
         if path.is_file():
             partition = {}
-            for number, line in enumerate(path.read_text().splitlines(), 1):
+            for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
                 fields = line.split()
                 if not fields:
                     continue

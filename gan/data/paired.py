@@ -16,8 +16,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from gan.core.images import pil_to_signed
-from gan.data.decode import ImageReadError, find_images, header_size, read_rgb, readable_images
-from gan.data.image_files import SkipUnreadable, augmentation_key
+from gan.data.decode import ImageReadError, UnreadableImageWarning, find_images, header_size, read_rgb, readable_images
+from gan.data.image_files import SkipUnreadable, augmentation_key, location_of
 
 MAX_LISTED = 20  # unmatched names listed per folder in an error
 
@@ -27,6 +27,43 @@ def split_side_by_side(image: Image.Image) -> tuple[Image.Image, Image.Image]:
     width, height = image.size
     half = width // 2
     return image.crop((0, 0, half, height)), image.crop((half, 0, 2 * half, height))
+
+
+def too_narrow_to_split(path: Path, width: int, height: int) -> str:
+    return f"'{path}' is {width}x{height}, too narrow to split into A|B halves"
+
+
+def read_side_by_side(path: Path) -> tuple[Image.Image, Image.Image]:
+    """The (A, B) halves of the AB image at `path`; ImageReadError when it is under 2 px wide."""
+    image = read_rgb(path)
+    if image.width < 2:
+        raise ImageReadError(f"cannot read image pair: {too_narrow_to_split(path, *image.size)}")
+    return split_side_by_side(image)
+
+
+def check_side_by_side_shapes(paths: list[Path], root: Path, strict: bool) -> list[Path]:
+    """The AB images of `paths` that can be split: those under 2 px wide are skipped, each with a
+    warning. Images narrower than 2:1 among a majority at least 2:1 (a stray photo among the pairs)
+    are warned of, named. With `strict` either is an error."""
+    sizes = {path: size for path in paths if (size := header_size(path)) is not None}
+    narrow = {path for path, (width, _) in sizes.items() if width < 2}
+    stray = []
+    if sum(width >= 0.99 * 2 * height for width, height in sizes.values()) >= len(sizes) / 2:
+        stray = [f"{path.relative_to(root)} {width}x{height}" for path, (width, height) in sizes.items()
+                 if path not in narrow and width < 0.99 * 2 * height]
+    problems = [(f"skipping {too_narrow_to_split(path, *sizes[path])}", UnreadableImageWarning)
+                for path in sorted(narrow)]
+    if stray:
+        shown = "; ".join(stray[:MAX_LISTED]) + (f"; and {len(stray) - MAX_LISTED} more"
+                                                 if len(stray) > MAX_LISTED else "")
+        problems.append((f"{len(stray)} image(s) in '{root}' are narrower than 2:1 while most are A|B pairs at least "
+                         f"twice as wide as high, so their halves may not be a pair: {shown}", UserWarning))
+    if strict and problems:
+        raise ImageReadError("; ".join(message for message, _ in problems)
+                             + " (data.strict / --strict makes this an error)")
+    for message, category in problems:
+        warnings.warn(message, category, stacklevel=3)
+    return [path for path in paths if path not in narrow]
 
 
 SHAPE_SAMPLE = 1000  # training images whose headers tell the shape of a run's pairs (the first, by name)
@@ -114,7 +151,7 @@ class PairedImages(Dataset):
         self.reverse = direction == "BtoA"
         self.train = train
         self.hflip = hflip
-        self.skip_unreadable = SkipUnreadable(strict, skipped_at_scan)
+        self.skip_unreadable = SkipUnreadable(strict, skipped_at_scan, location_of([first for first, _ in pairs]))
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -123,7 +160,7 @@ class PairedImages(Dataset):
         """(A, B) images of pair `index`, unaugmented."""
         first, second = self.pairs[index]
         if second is None:
-            return split_side_by_side(read_rgb(first))
+            return read_side_by_side(first)
         return read_rgb(first), read_rgb(second)
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
@@ -183,8 +220,10 @@ def check_pair_shapes(pairs: list[tuple[Path, Path]], root: Path, strict: bool) 
     and pixels no longer correspond."""
     mismatched = []
     for a_path, b_path in pairs:
-        with Image.open(a_path) as a_image, Image.open(b_path) as b_image:  # headers only: no decoding
-            (a_width, a_height), (b_width, b_height) = a_image.size, b_image.size
+        a_size, b_size = header_size(a_path), header_size(b_path)
+        if a_size is None or b_size is None:  # unreadable: skipped and named when loaded
+            continue
+        (a_width, a_height), (b_width, b_height) = a_size, b_size
         if abs(a_width * b_height - b_width * a_height) > 0.01 * a_height * b_width:
             mismatched.append(f"{a_path.relative_to(root)} {a_width}x{a_height} / "
                               f"{b_path.relative_to(root)} {b_width}x{b_height}")
@@ -205,10 +244,19 @@ def paired_dataset(root: str | Path, split: str, resolution: int, load_size: int
     """Pairs under `root`, in `root/split` when that folder exists (pix2pix's train/ val/ test/)."""
     root = Path(root)
     folder = root if split in ("", "all") else root / split
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"paired data folder '{folder}' is a file, not a folder (data.root names a folder "
+                                 "of A|B images or of A/ and B/ folders)")
     if not folder.is_dir():
         raise FileNotFoundError(f"paired data folder '{folder}' does not exist (data.split names a subfolder of "
                                 f"data.root; \"all\" uses data.root itself)")
-    layout = detect_layout(folder) if layout == "auto" else layout
+    if layout == "auto":
+        layout = detect_layout(folder)
+        nested = sorted(sub.name for sub in folder.iterdir() if sub.is_dir() and detect_layout(sub) == "folders")
+        if layout == "aligned" and nested:
+            raise ValueError(f"'{folder}' holds A/ and B/ folders one level down ({', '.join(nested)}), which would "
+                             f"be read as A|B images cut in halves: set data.split to one of {', '.join(nested)} "
+                             "(or data.root to it)")
     if layout == "folders":
         pairs = matched_folders(folder)
         pairs = pairs[:max_images] if max_images else pairs
@@ -221,7 +269,9 @@ def paired_dataset(root: str | Path, split: str, resolution: int, load_size: int
         files = find_images(folder)
         files = files[:max_images] if max_images else files
         readable, skipped = readable_images(files, strict)
-        kept = [(path, None) for path in readable]
+        splittable = check_side_by_side_shapes(readable, folder, strict)
+        skipped += sorted(set(readable) - set(splittable))
+        kept = [(path, None) for path in splittable]
     if not kept:
         raise ImageReadError(f"no readable image pairs in '{folder}'")
     return PairedImages(kept, resolution, load_size, direction, train, hflip, strict, len(skipped))

@@ -21,8 +21,8 @@ from PIL import Image, ImageFilter
 from torch.utils.data import Dataset
 
 from gan.core.images import pil_to_signed
-from gan.data.decode import ImageReadError, find_images, read_rgb, readable_images
-from gan.data.image_files import SkipUnreadable, augmentation_key
+from gan.data.decode import ImageReadError, find_images, header_size, read_rgb, readable_images
+from gan.data.image_files import SkipUnreadable, augmentation_key, location_of
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ class SuperResolutionPairs(Dataset):
         self.train = train
         self.hflip = hflip
         self.rot90 = rot90
-        self.skip_unreadable = SkipUnreadable(strict, skipped_at_scan)
+        self.skip_unreadable = SkipUnreadable(strict, skipped_at_scan, location_of(paths))
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -125,6 +125,28 @@ class SuperResolutionPairs(Dataset):
     def num_skipped(self) -> int:
         return self.skip_unreadable.num_skipped
 
+    def without_images_under(self, side: int, why: str) -> SuperResolutionPairs:
+        """This evaluation set without the images whose sides, cropped to a multiple of the scale,
+        are under `side` px (`why` says what needs it), each named in one warning; an error when
+        none is left."""
+        scale = self.degradation.scale
+        sizes = {path: _size(path) for path in self.paths}
+        small = {path: (width, height) for path, (width, height) in sizes.items()
+                 if min(width - width % scale, height - height % scale) < side}
+        if not small:
+            return self
+        named = "; ".join(f"'{path}' ({width}x{height})" for path, (width, height) in list(small.items())[:20])
+        more = f" and {len(small) - 20} more" if len(small) > 20 else ""
+        if len(small) == len(self.paths):
+            raise ImageReadError(f"every evaluation image is smaller than {side}x{side} pixels, which {why}: {named}"
+                                 f"{more}")
+        warnings.warn(f"leaving out {len(small)} evaluation image(s) smaller than {side}x{side} pixels, which {why}: "
+                      f"{named}{more}", stacklevel=2)
+        return SuperResolutionPairs([path for path in self.paths if path not in small], self.degradation,
+                                    self.hr_size, self.upsample_input, self.train, self.hflip,
+                                    self.skip_unreadable.strict, self.skip_unreadable.skipped_at_scan + len(small),
+                                    self.rot90)
+
 
 def super_resolution_dataset(root: str | Path, degradation: Degradation, hr_size: int, upsample_input: bool = True,
                              train: bool = True, hflip: bool = True, strict: bool = False,
@@ -146,5 +168,4 @@ def super_resolution_dataset(root: str | Path, degradation: Degradation, hr_size
 
 
 def _size(path: Path) -> tuple[int, int]:
-    with Image.open(path) as image:
-        return image.size
+    return header_size(path) or (0, 0)  # an unreadable header was skipped by readable_images

@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 
 from gan.core.images import pil_to_signed
 from gan.data.decode import ImageReadError, find_images, read_rgb, readable_images
-from gan.data.image_files import SkipUnreadable, augmentation_key
+from gan.data.image_files import SkipUnreadable, augmentation_key, location_of
 from gan.data.paired import augment_together
 
 
@@ -29,7 +29,7 @@ class UnpairedImages(Dataset):
         self.load_size = load_size
         self.train = train
         self.hflip = hflip
-        self.skip_unreadable = SkipUnreadable(strict, skipped_at_scan)
+        self.skip_unreadable = SkipUnreadable(strict, skipped_at_scan, location_of([*a_paths, *b_paths]))
 
     def __len__(self) -> int:
         return max(len(self.a_paths), len(self.b_paths))

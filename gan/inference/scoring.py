@@ -45,7 +45,7 @@ from gan.inference.generators import LoadedGenerator
 from gan.inference.tiling import Translator, translate_tensor
 from gan.metrics import psnr, signed_to_255, ssim
 from gan.metrics.generative import GenerativeEvaluator, score_generator
-from gan.metrics.image_quality import SSIM_WINDOW_SIZE
+from gan.metrics.image_quality import SSIM_WINDOW_SIZE, smallest_sr_image
 from gan.metrics.translation import TranslationMetrics
 
 
@@ -77,13 +77,6 @@ def evaluate_generative(loaded: LoadedGenerator, names: list[str], count: int, d
     return {"checkpoint": str(loaded.checkpoint), "step": loaded.step, "reference": reference,
             "num_images": evaluator.reference_size, "ema": loaded.used_ema,
             "skipped": evaluator.skipped, **scores}
-
-
-def smallest_sr_image(scale: int) -> int:
-    """The smallest HR side (a multiple of `scale`) SR evaluation can score: SSIM's 11x11 window
-    must fit after `scale` pixels are shaved from each border."""
-    needed = SSIM_WINDOW_SIZE + 2 * scale
-    return -(-needed // scale) * scale
 
 
 def evaluate_super_resolution(translator: Translator, folder: Path, scale: int,
@@ -253,12 +246,20 @@ def mean_row(rows: list[dict]) -> dict:
     return {"image": "mean", **{key: float(np.mean([row[key] for row in rows])) for key in columns}}
 
 
+def _csv_value(value):
+    if isinstance(value, float) and math.isfinite(value):
+        return f"{value:.6f}"
+    if isinstance(value, str):  # a file name that is not UTF-8 holds lone surrogates: written as \udcff
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
+
+
 def write_csv(rows: list[dict], path: Path) -> None:
     """The rows as CSV, written atomically."""
     text = io.StringIO(newline="")
     writer = csv.DictWriter(text, fieldnames=list(rows[0]))
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: (f"{v:.6f}" if isinstance(v, float) and math.isfinite(v) else v) for k, v in row.items()})
+        writer.writerow({key: _csv_value(value) for key, value in row.items()})
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomically(path, text.getvalue())

@@ -62,10 +62,11 @@ def check_metric_names(names: Iterable[str], key: str) -> list[str]:
 
 
 def reference_key(data: DataConfig, count: int, kind: str) -> dict:
-    """Everything the cached `kind` ('inception' or 'swd') statistics of a data set depend on."""
-    from gan.data import data_identity
+    """Everything the cached `kind` ('inception' or 'swd') statistics of a data set depend on, its
+    files included: statistics of images since changed are recomputed, not reused."""
+    from gan.data import data_identity, source_fingerprint
 
-    return {"version": VERSION, "kind": kind, "count": count, **data_identity(data)}
+    return {"version": VERSION, "kind": kind, "count": count, **data_identity(data), "files": source_fingerprint(data)}
 
 
 class ReferenceCache:

@@ -62,6 +62,13 @@ def psnr(image: torch.Tensor, reference: torch.Tensor, crop_border: int = 0, y_c
     return sum(scores) / len(scores)
 
 
+def smallest_sr_image(scale: int) -> int:
+    """The smallest HR side (a multiple of `scale`) SR evaluation can score: SSIM's 11x11 window
+    must fit after `scale` pixels are shaved from each border."""
+    needed = SSIM_WINDOW_SIZE + 2 * scale
+    return -(-needed // scale) * scale
+
+
 def ssim(image: torch.Tensor, reference: torch.Tensor, crop_border: int = 0, y_channel: bool = False) -> float:
     """Structural similarity (Wang et al. 2004) as BasicSR and MATLAB compute it, in float64.
 

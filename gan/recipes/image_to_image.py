@@ -15,15 +15,27 @@ from gan.core.config import Config, DataConfig
 from gan.core.images import signed_to_uint8
 from gan.data import build_dataset
 from gan.metrics import psnr, signed_to_255, ssim
+from gan.metrics.image_quality import smallest_sr_image
 from gan.metrics.translation import TargetStatistics, TranslationMetrics
 from gan.nets.running import eval_mode, run_padded
 from gan.recipes.base import AutocastFactory
 
 
+def evaluation_set(data: DataConfig) -> Dataset:
+    """The evaluation set of previews and validation: for super-resolution without the images too
+    small to score (each named in a warning), as `gan eval` leaves them out."""
+    dataset = build_dataset(data, train=False)
+    if data.dataset == "sr_pairs":
+        dataset = dataset.without_images_under(smallest_sr_image(data.scale),
+                                               f"x{data.scale} validation needs (SSIM's window after "
+                                               f"{data.scale} pixels are shaved from each border)")
+    return dataset
+
+
 def preview_pairs(config: Config) -> dict[str, torch.Tensor]:
     """The first `log.num_samples` evaluation pairs, centre-cropped to a common size (SR
     validation images differ in size), as `{"input", "target"}` batches."""
-    dataset = build_dataset(config.data, train=False)
+    dataset = evaluation_set(config.data)
     items = [dataset[index] for index in range(min(config.log.num_samples, len(dataset)))]
     height = min(item["target"].shape[-2] for item in items)
     width = min(item["target"].shape[-1] for item in items)
@@ -64,7 +76,7 @@ def validation_scores(generator: nn.Module, config: Config, device: torch.device
     also SWD (FID, KID) of its outputs against the targets (paired data of one size, not SR)."""
     pairs: list[tuple[torch.Tensor, torch.Tensor]] | None = [] if distribution else None
     with eval_mode(generator):
-        scores = pair_scores(generator, build_dataset(config.data, train=False), config.data, device, size_multiple,
+        scores = pair_scores(generator, evaluation_set(config.data), config.data, device, size_multiple,
                              autocast, pairs)
     if distribution:
         scores.update(distribution.score("", torch.stack([output for output, _ in pairs]),

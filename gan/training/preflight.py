@@ -26,6 +26,7 @@ from gan.data.cache import user_cache_dir
 from gan.metrics.generative import INCEPTION_METRICS
 from gan.metrics.inception import resolve_weights_path
 from gan.nets.running import eval_mode
+from gan.recipes.image_to_image import evaluation_set as build_evaluation_set
 
 
 def check_run_can_finish(config: Config, run_dir: Path, evaluation_set: bool) -> None:
@@ -49,7 +50,7 @@ def run_problems(config: Config, run_dir: Path, evaluation_set: bool) -> list[st
 
     data, metrics = config.data, config.metrics
     if evaluation_set:
-        check("the evaluation images (previews, validation)", lambda: build_dataset(data, train=False))
+        check("the evaluation images (previews, validation)", lambda: build_evaluation_set(data))
     if metrics.every and metrics.root:
         check("metrics.root", lambda: build_dataset(dataclasses.replace(data, root=metrics.root, max_images=0),
                                                     train=False))

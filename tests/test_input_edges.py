@@ -1,0 +1,263 @@
+"""Image inputs at the edges: EXIF orientation, colour keys, 16-bit and float files, linked and
+hidden folders, FIFOs, A|B images too narrow to split, file names that are not UTF-8, and files
+that change under cached statistics. Each is read as a viewer shows it, or named and left out."""
+
+import os
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from conftest import random_rgb, tiny_recipe_config, write_recipe_data
+from PIL import Image
+
+from gan.core.config import DataConfig
+from gan.data import build_dataset, source_fingerprint, training_batches
+from gan.data.cache import files_fingerprint
+from gan.data.decode import (
+    ImageReadError,
+    LargeImageWarning,
+    check_header,
+    find_images,
+    header_size,
+    read_rgb,
+    readable_images,
+)
+from gan.data.image_files import celeba_dataset, image_folder_dataset
+from gan.data.paired import paired_dataset
+from gan.inference.scoring import write_csv
+from gan.metrics.generative import reference_key
+from gan.recipes.image_to_image import evaluation_set
+
+RED, BLUE = (255, 0, 0), (0, 0, 255)
+CPU = torch.device("cpu")
+POSIX_ONLY = pytest.mark.skipif(sys.platform == "win32", reason="FIFOs and byte file names are POSIX")
+
+
+def sideways_jpeg(path, size=(16, 8)) -> None:
+    """Stored red | blue, left to right, with EXIF orientation 6: viewers turn it 90 degrees
+    clockwise, so it shows red on top of blue, `size` turned."""
+    image = Image.new("RGB", size, RED)
+    image.paste(BLUE, (size[0] // 2, 0, size[0], size[1]))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    image.save(path, exif=exif, quality=100)
+
+
+def caught_warnings(action):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = action()
+    return result, [str(warning.message) for warning in caught]
+
+
+# ----------------------------------------------------------------------------- decoding
+
+
+def test_an_exif_rotated_photo_is_read_and_measured_as_viewers_show_it(tmp_path):
+    sideways_jpeg(tmp_path / "turned.jpg")
+    image = np.asarray(read_rgb(tmp_path / "turned.jpg")).astype(int)
+    assert image.shape == (16, 8, 3)
+    assert abs(image[1, 4] - RED).max() < 40 and abs(image[-2, 4] - BLUE).max() < 40
+    assert header_size(tmp_path / "turned.jpg") == (8, 16)
+
+
+def test_an_upright_a_beside_an_exif_rotated_b_is_a_pair_of_one_shape(tmp_path):
+    root = tmp_path / "pairs"
+    for side in ("A", "B"):
+        (root / side).mkdir(parents=True)
+    Image.new("RGB", (8, 16), RED).save(root / "A" / "x.png")
+    sideways_jpeg(root / "B" / "x.jpg")
+    dataset, messages = caught_warnings(lambda: paired_dataset(root, "all", 8, load_size=0, train=False))
+    assert not [message for message in messages if "aspect" in message], messages
+    a_image, b_image = dataset.load(0)
+    assert a_image.size == b_image.size == (8, 16)
+
+
+def test_a_colour_keyed_png_is_composited_over_white(tmp_path):
+    rgb = Image.new("RGB", (8, 8), RED)
+    rgb.paste((0, 128, 0), (0, 0, 4, 8))
+    rgb.save(tmp_path / "rgb.png", transparency=RED)
+    grey = Image.new("L", (8, 8), 10)
+    grey.paste(200, (0, 0, 4, 8))
+    grey.save(tmp_path / "grey.png", transparency=10)
+    for name, kept in (("rgb.png", (0, 128, 0)), ("grey.png", (200, 200, 200))):
+        pixels = np.asarray(read_rgb(tmp_path / name))
+        assert tuple(pixels[0, 7]) == (255, 255, 255), name  # the keyed colour: transparent
+        assert tuple(pixels[0, 0]) == kept, name
+
+
+def test_a_dark_16_bit_ppm_is_scaled_as_16_bit(tmp_path):
+    # a 16-bit PGM named .png: Pillow opens it as mode I; 200 of 65535 is 1 of 255, not 200
+    Image.fromarray(np.full((8, 8), 200, np.uint16)).save(tmp_path / "dark.png", format="PPM")
+    assert np.asarray(read_rgb(tmp_path / "dark.png")).max() == 1
+
+
+def test_a_float_image_with_nan_pixels_is_refused_naming_the_file(tmp_path):
+    array = np.full((8, 8), 0.5, np.float32)
+    array[2, 3] = np.nan
+    Image.fromarray(array, "F").save(tmp_path / "nan.png", format="TIFF")
+    with pytest.raises(ImageReadError, match=r"nan\.png.*NaN"):
+        read_rgb(tmp_path / "nan.png")
+
+
+def test_an_image_over_pillows_size_limit_is_warned_of_by_name(tmp_path, monkeypatch):
+    random_rgb((20, 20), 0).save(tmp_path / "large.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 300)  # 400 pixels: over the limit, under twice it
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert check_header(tmp_path / "large.png") is None
+    (warning,) = [one for one in caught if issubclass(one.category, LargeImageWarning)]
+    assert "large.png" in str(warning.message) and "20x20" in str(warning.message)
+
+
+# ----------------------------------------------------------------------------- finding files
+
+
+def test_linked_folders_are_followed_once_and_hidden_folders_left_out(tmp_path):
+    root, elsewhere = tmp_path / "root", tmp_path / "elsewhere"
+    for folder in (root / "real", root / ".ipynb_checkpoints", elsewhere):
+        folder.mkdir(parents=True)
+    random_rgb((8, 8), 0).save(root / "real" / "a.png")
+    random_rgb((8, 8), 1).save(root / ".ipynb_checkpoints" / "a-checkpoint.png")
+    random_rgb((8, 8), 2).save(elsewhere / "b.png")
+    (root / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (root / "real" / "loop").symlink_to(root, target_is_directory=True)  # a link to a parent
+    found = [path.relative_to(root).as_posix() for path in find_images(root)]
+    assert found == ["linked/b.png", "real/a.png"]
+
+
+@POSIX_ONLY
+def test_a_link_to_a_fifo_is_skipped_without_waiting_for_a_writer(tmp_path):
+    random_rgb((8, 8), 0).save(tmp_path / "good.png")
+    os.mkfifo(tmp_path / "pipe")
+    (tmp_path / "pipe.png").symlink_to(tmp_path / "pipe")
+    (readable, skipped), messages = caught_warnings(lambda: readable_images(find_images(tmp_path), strict=False))
+    assert [path.name for path in readable] == ["good.png"] and [path.name for path in skipped] == ["pipe.png"]
+    assert any("pipe.png" in message and "not a regular file" in message for message in messages)
+
+
+def test_a_partition_file_with_a_byte_order_mark_keeps_its_first_entry(tmp_path):
+    folder = tmp_path / "img_align_celeba"
+    folder.mkdir()
+    for name in ("000001.jpg", "000002.jpg", "000003.jpg"):
+        random_rgb((20, 24), 0).save(folder / name)
+    (tmp_path / "list_eval_partition.txt").write_text("\ufeff000001.jpg 0\r\n000002.jpg 0\r\n000003.jpg 1\r\n",
+                                                      encoding="utf-8")
+    dataset = celeba_dataset(tmp_path, 8, split="train")
+    assert [path.name for path in dataset.paths] == ["000001.jpg", "000002.jpg"]
+
+
+def test_a_folder_of_undecodable_images_names_the_folder(tmp_path):
+    folder = tmp_path / "cut"
+    folder.mkdir()
+    for index in range(2):
+        random_rgb((64, 64), index).save(folder / f"{index}.jpg", quality=95)
+        data = (folder / f"{index}.jpg").read_bytes()
+        (folder / f"{index}.jpg").write_bytes(data[:len(data) // 2])  # headers pass; decoding fails
+    dataset = image_folder_dataset(folder, 8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(ImageReadError, match=f"none of the 2 images under '{folder}'"):
+            dataset[0]
+
+
+# ----------------------------------------------------------------------------- A|B images
+
+
+def test_ab_images_too_narrow_to_split_are_skipped_and_a_stray_photo_is_named(tmp_path):
+    folder = tmp_path / "train"
+    folder.mkdir()
+    for index in range(3):
+        random_rgb((80, 40), index).save(folder / f"{index}.png")
+    random_rgb((1, 40), 5).save(folder / "sliver.png")
+    random_rgb((40, 40), 6).save(folder / "photo.png")
+    dataset, messages = caught_warnings(lambda: paired_dataset(tmp_path, "train", 8, load_size=0))
+    assert sorted(path.name for path, _ in dataset.pairs) == ["0.png", "1.png", "2.png", "photo.png"]
+    assert dataset.num_skipped == 1
+    assert any("sliver.png" in message and "too narrow" in message for message in messages), messages
+    assert any("photo.png 40x40" in message and "narrower than 2:1" in message for message in messages), messages
+    with pytest.raises(ImageReadError, match="sliver.png"):
+        paired_dataset(tmp_path, "train", 8, load_size=0, strict=True)
+
+
+def test_a_one_pixel_wide_ab_image_is_refused_when_loaded(tmp_path):
+    from gan.data.paired import PairedImages
+
+    random_rgb((1, 40), 0).save(tmp_path / "sliver.png")
+    dataset = PairedImages([(tmp_path / "sliver.png", None)], 8, load_size=0, strict=True)
+    with pytest.raises(ImageReadError, match="too narrow to split"):
+        dataset[0]
+
+
+def test_split_all_over_split_folders_of_a_and_b_is_refused(tmp_path):
+    for side in ("A", "B"):
+        (tmp_path / "train" / side).mkdir(parents=True)
+        random_rgb((16, 16), 0).save(tmp_path / "train" / side / "0.png")
+    with pytest.raises(ValueError, match="set data.split to one of train"):
+        paired_dataset(tmp_path, "all", 8)
+
+
+def test_a_paired_root_that_is_a_file_is_named_as_a_file(tmp_path):
+    random_rgb((16, 8), 0).save(tmp_path / "pair.png")
+    with pytest.raises(NotADirectoryError, match="is a file, not a folder"):
+        paired_dataset(tmp_path / "pair.png", "all", 8)
+
+
+# ----------------------------------------------------------------------------- names and what is derived
+
+
+@POSIX_ONLY
+def test_file_names_that_are_not_utf8_are_fingerprinted_and_written_to_csv(tmp_path):
+    name = os.fsdecode(b"bad\xffname.png")
+    random_rgb((8, 8), 0).save(tmp_path / name)
+    assert len(files_fingerprint(find_images(tmp_path))) == 64
+    write_csv([{"image": name, "psnr": 20.0}], tmp_path / "scores.csv")
+    assert "bad\\udcffname.png,20.000000" in (tmp_path / "scores.csv").read_text()
+
+
+def test_cached_reference_statistics_are_keyed_by_the_files(tmp_path):
+    for index in range(3):
+        random_rgb((16, 16), index).save(tmp_path / f"{index}.png")
+    data = DataConfig(dataset="folder", root=str(tmp_path), resolution=8)
+    before = reference_key(data, 3, "swd")
+    assert reference_key(data, 3, "swd") == before
+    Image.new("RGB", (16, 16), "white").save(tmp_path / "1.png")  # rewritten in place, same name
+    assert reference_key(data, 3, "swd") != before
+    assert source_fingerprint(DataConfig(dataset="synthetic")) == ""
+
+
+def test_a_reused_cache_still_names_the_files_that_failed_to_decode(tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for index in range(4):
+        random_rgb((24, 24), index).save(folder / f"{index}.jpg", quality=95)
+    data = (folder / "2.jpg").read_bytes()
+    (folder / "2.jpg").write_bytes(data[:len(data) // 2])
+    config = DataConfig(dataset="folder", root=str(folder), resolution=8, num_workers=0, cache="mmap",
+                        cache_dir=str(tmp_path / "cache"))
+    for attempt in ("build", "reuse"):
+        dataset = build_dataset(config)
+        _, messages = caught_warnings(lambda dataset=dataset: next(training_batches(config, dataset, 4, 0, 0, CPU)))
+        assert any("2.jpg" in message for message in messages), (attempt, messages)
+        assert dataset.num_skipped == 1, attempt
+
+
+# ----------------------------------------------------------------------------- super-resolution evaluation
+
+
+def test_sr_evaluation_leaves_out_images_too_small_to_score_and_names_them(tmp_path):
+    data = write_recipe_data(tmp_path)
+    small = tmp_path / "val"
+    small.mkdir()
+    random_rgb((48, 48), 0).save(small / "big.png")
+    random_rgb((3, 3), 1).save(small / "three.png")
+    random_rgb((12, 12), 2).save(small / "twelve.png")
+    config = tiny_recipe_config("srresnet", data, f"data.val_root={small}")
+    dataset, messages = caught_warnings(lambda: evaluation_set(config.data))
+    assert [path.name for path in dataset.paths] == ["big.png"]
+    assert any("three.png" in message and "twelve.png" in message for message in messages), messages
+    (small / "big.png").unlink()
+    with pytest.raises(ImageReadError, match="every evaluation image is smaller"):
+        evaluation_set(config.data)
