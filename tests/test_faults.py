@@ -134,11 +134,21 @@ def test_temp_files_are_unique_to_their_writer_and_stale_ones_are_removed_on_res
     assert temp_name(tmp_path / "a.pt") != temp_name(tmp_path / "a.pt")
     assert str(os.getpid()) in temp_name(tmp_path / "a.pt").name
     first = train(tiny_config(), tmp_path / "run", CPU, progress_stream=sys.stdout)
-    stale = [first.run_dir / "checkpoint-00000006.pt.999.abcd.tmp", first.run_dir / "samples" / "x.png.9.ab.tmp"]
+    finished = subprocess.Popen(["true"])
+    finished.wait()  # its pid names no process now
+    stale = [first.run_dir / f"checkpoint-00000006.pt.{finished.pid}.abcd1234.tmp",
+             first.run_dir / "samples" / f"x.png.{finished.pid}.00ff00ff.tmp"]
     for path in stale:
         path.write_bytes(b"left by kill -9")
+    # not a dead writer's: a user's files, a folder, a live writer's temp (a gan eval writing now)
+    kept = [first.run_dir / "notes.tmp", first.run_dir / "samples" / "mine.tmp",
+            first.run_dir / f"metrics-00000004.json.{os.getppid()}.abcd1234.tmp"]
+    for path in kept:
+        path.write_bytes(b"keep me")
+    (first.run_dir / "old.tmp").mkdir()
     train(tiny_config("train.steps=6"), first.run_dir, CPU, resume=True, progress_stream=sys.stdout)
     assert not any(path.exists() for path in stale)
+    assert all(path.read_bytes() == b"keep me" for path in kept) and (first.run_dir / "old.tmp").is_dir()
 
 
 # ----------------------------------------------------------------------------- no partial artefacts

@@ -3,12 +3,62 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 import sys
+import threading
+import warnings
 from pathlib import Path
 
 import click
 
 from gan.commands.common import fail
+
+
+def interrupt_on_sigterm() -> None:
+    """SIGTERM raises KeyboardInterrupt, as Ctrl-C does, so that a stop before training begins
+    (building a decoded-image cache can take minutes) cleans up what it started instead of dying
+    mid-write. The training loop handles both signals itself while it runs."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def changed_keys(before, after) -> list[str]:
+    """`key old -> new` for every setting two configs disagree on."""
+    from gan.core.config import config_to_dict, flatten_config
+
+    old, new = flatten_config(config_to_dict(before)), flatten_config(config_to_dict(after))
+    return [f"{key} {old.get(key)!r} -> {new.get(key)!r}" for key in sorted(set(old) | set(new))
+            if old.get(key) != new.get(key)]
+
+
+def refuse_other_settings(run_dir: Path, written, resolved) -> None:
+    """`--run-dir` continues a run only with the settings it was started with (train.steps may grow):
+    the same line again resumes; another line there would mix two experiments in one run."""
+    from gan.core.registry import ConfigError
+
+    changes = [change for change in changed_keys(written, resolved) if not change.startswith("train.steps ")]
+    if changes:
+        raise ConfigError(f"--run-dir '{run_dir}' holds a run started with other settings ({'; '.join(changes)}): "
+                          f"give another --run-dir for a new run, or continue this one with different settings by "
+                          f"gan train --resume {run_dir} --set KEY=VALUE")
+
+
+def report_changes(run_dir: Path, written, resolved) -> None:
+    """Say which settings a resume with --set changes, and warn of those that cannot take effect."""
+    changes = changed_keys(written, resolved)
+    if changes:
+        click.echo(f"resuming '{run_dir}' with changed settings: {'; '.join(changes)}", err=True)
+    if written.train.seed != resolved.train.seed:
+        warnings.warn("train.seed changed on resume: the networks, optimiser and random state come from the "
+                      "checkpoint, so this is not a run of the new seed (start a new run for that)", stacklevel=2)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C raises KeyboardInterrupt."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated
 
 
 @click.command()
@@ -64,14 +114,19 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
 
     if config is None and resume is None:
         raise click.UsageError("give a CONFIG file, or --resume RUN_DIR")
+    if config is not None and resume is not None:
+        raise click.UsageError(f"--resume continues '{resume}' with its own config.toml; give CONFIG or --resume, "
+                               "not both (--set KEY=VALUE changes a setting on resume)")
     if run_dir is not None and (resume is not None or config is None):
         raise click.UsageError("--run-dir trains CONFIG in that directory (resuming it when it has a checkpoint); "
                                "it does not go with --resume")
     overrides = (*overrides, "data.strict=true") if strict else overrides
     named_dir = run_dir is not None
     run_dir = run_dir if named_dir else resume
+    existed = run_dir is not None and run_dir.exists()  # a failed start removes only a folder it made
     resuming = resume is not None
     group = from_environment()  # torchrun's processes, or just this one
+    interrupt_on_sigterm()  # until the loop takes over: SIGTERM while setting up stops as Ctrl-C does
     try:
         resolved = load_config(config if config is not None else resume / "config.toml", list(overrides))
         torch_device = select_device(device)
@@ -81,16 +136,26 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
         initialise(group, torch_device, resolved.train.dist_timeout_s)
         if named_dir:  # rank 0 looks; the others learn whether it resumes
             resuming = broadcast_object(start_or_resume(run_dir) if group.is_main else None, group)
+            if resuming:
+                refuse_other_settings(run_dir, load_config(run_dir / "config.toml"), resolved)
+        elif resuming and group.is_main:
+            report_changes(run_dir, load_config(run_dir / "config.toml"), resolved)
         elif not resuming:  # rank 0 numbers the run; the others learn its directory
             run_dir = broadcast_object(create_run_dir(out, config.stem) if group.is_main else None, group)
         run = train_rolling_back if on_nan == "rollback" else run_training
         result = run(resolved, run_dir, torch_device, resume=resuming, group=group)
-    except Exception as error:
+    except BaseException as error:
         # (Another process's directory, RunDirectoryBusy, is not this start's to clean.)
-        if not resuming and run_dir is not None and group.is_main and not isinstance(error, RunDirectoryBusy):
+        if (not resuming and run_dir is not None and not existed and group.is_main
+                and not isinstance(error, RunDirectoryBusy)):
             with contextlib.suppress(OSError):  # a start that failed leaves no empty run directory
                 (run_dir / LOCK_NAME).unlink(missing_ok=True)
                 run_dir.rmdir()  # (rmdir keeps any content)
+        if isinstance(error, KeyboardInterrupt):  # while setting up, or a second Ctrl-C in the loop
+            signal_name = "SIGTERM" if isinstance(error, Terminated) else "Ctrl-C"
+            click.echo(f"error: stopped by {signal_name} without saving a checkpoint (checkpoints written before "
+                       "are kept)", err=True)
+            sys.exit(143 if isinstance(error, Terminated) else 130)
         if isinstance(error, NonFiniteLossError):
             click.echo(f"error: {error}", err=True)
             sys.exit(1)

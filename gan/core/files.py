@@ -11,6 +11,7 @@ torch's zip writer, as SafetensorError by safetensors) removes the temp file and
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 from pathlib import Path
@@ -99,10 +100,35 @@ def _fsync_folder(folder: Path) -> None:
         os.close(descriptor)
 
 
+TEMP_NAME = re.compile(r".+\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp")  # what `temp_name` makes
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    except (OverflowError, ValueError):  # not a pid this system can have
+        return False
+    return True
+
+
+def is_stale_temp(path: Path) -> bool:
+    """Whether `path` is a temp file `temp_name` made for a writer that is gone (kill -9, a crash).
+    A user's own `notes.tmp`, a folder, and a live writer's temp (a `gan eval` writing into the run
+    directory right now) are not."""
+    match = TEMP_NAME.fullmatch(path.name)
+    return (match is not None and int(match["pid"]) != os.getpid() and not process_alive(int(match["pid"]))
+            and path.is_file() and not path.is_symlink())
+
+
 def remove_stale_temps(folder: Path) -> None:
-    """Remove temp files that writers which died (kill -9, a crash) left in `folder`."""
+    """Remove the temp files that writers which died left in `folder`; nothing else."""
     for temp in folder.glob("*.tmp"):
-        temp.unlink(missing_ok=True)
+        if is_stale_temp(temp):
+            temp.unlink(missing_ok=True)
 
 
 # Descriptors of the run locks this process holds. A forked child (a DataLoader worker) shares

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from gan.core.distributed import SINGLE_PROCESS, ProcessGroup, barrier
-from gan.core.files import WriteError, free_space, write_text_atomically
+from gan.core.files import WriteError, free_space, process_alive, write_text_atomically
 from gan.core.progress import Progress
 from gan.core.registry import ConfigError
 from gan.data.decode import UnreadableImageWarning
@@ -95,7 +95,8 @@ def cache_damage(array_path: Path, header: dict, verify_all: bool) -> tuple[np.n
     try:
         images = np.load(array_path, mmap_mode="r")
     except Exception as error:  # numpy raises ValueError, EOFError, OSError for damaged files
-        return None, f"is unreadable ({error})"
+        # (numpy's advice for a file that looks pickled, to load it "unsafely", is not passed on)
+        return None, "is not a NumPy array file" if "pickle" in str(error) else f"is unreadable ({error})"
     if images.shape != shape or images.dtype != np.uint8:
         return None, f"holds {images.dtype}{list(images.shape)} where the header says uint8{list(shape)}"
     expected_size = images.offset + images.nbytes
@@ -123,6 +124,10 @@ def load_or_build_cache(dataset: ImageFileDataset, identity: dict, cache_dir: Pa
     header = cache_header(dataset, identity)
     name = cache_name(header)
     array_path, header_path = cache_dir / f"{name}.npy", cache_dir / f"{name}.json"
+    for path in (array_path, header_path):
+        if path.exists() and not path.is_file():
+            raise WriteError(f"'{path}' is where this data set's decoded-image cache goes, but it is not a file: move "
+                             "it away (gan never removes what it did not write), or set data.cache_dir elsewhere")
     stored = _read_header(header_path)
     if stored is not None and {key: stored.get(key) for key in header} == header and array_path.is_file():
         images, damage = cache_damage(array_path, stored, verify_all)
@@ -131,6 +136,9 @@ def load_or_build_cache(dataset: ImageFileDataset, identity: dict, cache_dir: Pa
             _report_undecodable(dataset, stored.get("undecodable"), array_path)
             return images
         warnings.warn(f"the decoded-image cache '{array_path}' {damage}; rebuilding it", stacklevel=2)
+    elif header_path.is_file():  # named by the hash of what it should say: edited or damaged
+        what = "is not a JSON object" if stored is None else "does not describe this data set"
+        warnings.warn(f"the decoded-image cache header '{header_path}' {what}; rebuilding the cache", stacklevel=2)
     cache_dir.mkdir(parents=True, exist_ok=True)
     header_path.unlink(missing_ok=True)  # the header, written last, marks a complete array
     _remove_abandoned_temps(cache_dir, name)
@@ -166,11 +174,15 @@ def _read_header(path: Path) -> dict | None:
 
 
 def _remove_abandoned_temps(cache_dir: Path, name: str) -> None:
-    """Temp files of builds of this cache whose process is gone (killed, crashed): they can be
-    gigabytes. A build still running in another process keeps its own."""
-    for temp in cache_dir.glob(f"{name}.*.tmp"):  # <name>.npy.<pid>.tmp, <name>.json.<pid>.<random>.tmp
+    """Temp files of builds whose process is gone (killed, crashed): they can be gigabytes. Those
+    of this cache go when their pid is dead here; those of other caches also only when quiet for
+    QUIET_SECONDS (`may_be_building`: a shared folder may hold another machine's build). A build
+    still running keeps its own."""
+    for temp in cache_dir.glob("*.tmp"):  # <name>.npy.<pid>.tmp, <name>.json.<pid>.<random>.tmp
         pid = _writer_pid(temp)
-        if pid is not None and not _process_alive(pid):
+        if pid is None or process_alive(pid) or not temp.is_file():
+            continue
+        if temp.name.startswith(f"{name}.") or not may_be_building(temp):
             temp.unlink(missing_ok=True)
 
 
@@ -178,16 +190,6 @@ def _writer_pid(temp: Path) -> int | None:
     """The pid in a temp file's name (`<name>.npy.<pid>.tmp`, `<name>.json.<pid>.<random>.tmp`)."""
     match = TEMP_NAME.fullmatch(temp.name)
     return int(match["pid"]) if match else None
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        return True
-    return True
 
 
 def _build(dataset: ImageFileDataset, array_path: Path, progress_stream) -> list[str]:
@@ -217,6 +219,9 @@ def _build(dataset: ImageFileDataset, array_path: Path, progress_stream) -> list
         temp.unlink(missing_ok=True)
         raise WriteError(f"could not write the decoded-image cache '{array_path}' ({free_space(array_path.parent)}): "
                          f"{error}; set data.cache_dir to a disk with room, or data.cache=\"off\"") from error
+    except BaseException:  # Ctrl-C or SIGTERM mid-build: no half-built array of gigabytes left behind
+        temp.unlink(missing_ok=True)
+        raise
     return checksums
 
 
@@ -293,7 +298,7 @@ def may_be_building(path: Path) -> bool:
     the process a temp's name gives is alive here, or it was written in the last QUIET_SECONDS (a
     folder shared over the network may hold another machine's build, whose pid means nothing here)."""
     pid = _writer_pid(path)
-    return (pid is not None and _process_alive(pid)) or time.time() - modified_at(path) < QUIET_SECONDS
+    return (pid is not None and process_alive(pid)) or time.time() - modified_at(path) < QUIET_SECONDS
 
 
 @dataclass

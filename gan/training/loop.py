@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fnmatch
 import io
 import json
 import math
@@ -50,7 +51,7 @@ from gan.core.distributed import (
     synchronise_weights,
     use_sync_batchnorm,
 )
-from gan.core.files import LOCK_NAME, RunLock, WriteError, remove_stale_temps, write_text_atomically
+from gan.core.files import LOCK_NAME, RunLock, WriteError, is_stale_temp, remove_stale_temps, write_text_atomically
 from gan.core.images import image_grid, save_image_grid
 from gan.core.presets import LOSS_PRESETS
 from gan.core.progress import Progress, format_duration
@@ -161,21 +162,44 @@ def create_run_dir(out: Path, name: str) -> Path:
     return run_dir
 
 
+# What a run writes into its directory before its first checkpoint (and gan eval beside it):
+# a folder holding only these is a start that died, safe to set aside.
+RUN_FILE_PATTERNS = (LOCK_NAME, "config.toml", "metrics.jsonl", "best.json", "events.out.tfevents.*", "samples",
+                     "metrics-*.json", "eval-*.csv", "eval-*.json")
+
+
 def start_or_resume(run_dir: Path) -> bool:
     """For a run trained into a named directory (`gan train --run-dir`, `gan sweep`): True when
-    `run_dir` has a checkpoint to resume. Files without a checkpoint (a start that died before
-    its first one) are set aside whole as `<name>.abandoned-N`, so the run starts clean and
-    nothing is lost; RunDirectoryBusy when another process trains there."""
+    `run_dir` has a checkpoint to resume. A folder holding only what a start that died before its
+    first checkpoint wrote is set aside whole as `<name>.abandoned-N` (said in one line), so the run
+    starts clean and nothing is lost. Any other folder is refused, untouched: one with files gan
+    did not write (a data folder, a folder of runs given for --out), or a best.pt without the
+    checkpoints to resume. RunDirectoryBusy when another process trains there."""
     if not run_dir.is_dir():
         return False
     if list_checkpoints(run_dir):
         return True
-    if any(path.name != LOCK_NAME for path in run_dir.iterdir()):
+    entries = sorted(run_dir.iterdir())
+    foreign = [entry.name for entry in entries
+               if not any(fnmatch.fnmatchcase(entry.name, pattern) for pattern in RUN_FILE_PATTERNS)
+               and not is_stale_temp(entry)]
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        what = ("a best.pt but no checkpoint-*.pt to resume from" if foreign == ["best.pt"]
+                else f"files gan did not write ({shown}) and no checkpoint")
+        raise ConfigError(f"--run-dir '{run_dir}' holds {what}: it is not a run gan can start or resume there, and "
+                          "nothing in it was touched; give a new or empty folder (--out makes numbered run folders "
+                          "inside a folder)")
+    if any(entry.name != LOCK_NAME for entry in entries):
+        real = run_dir.resolve()  # ('.' has no name to extend)
         with RunLock(run_dir):
             number = 0
-            while run_dir.with_name(f"{run_dir.name}.abandoned-{number}").exists():
+            while real.with_name(f"{real.name}.abandoned-{number}").exists():
                 number += 1
-            run_dir.rename(run_dir.with_name(f"{run_dir.name}.abandoned-{number}"))
+            aside = real.with_name(f"{real.name}.abandoned-{number}")
+            real.rename(aside)
+        print(f"'{run_dir}' held a start that stopped before its first checkpoint: set aside as '{aside}'; "
+              "starting afresh", file=sys.stderr)
     return False
 
 
@@ -312,13 +336,10 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
            group: ProcessGroup) -> TrainResult:
     """The run in phases: set up, restore, then one step and its periodic work until the end or a
     signal, a checkpoint whenever one is due, and the closing report."""
-    run = _set_up(config, run_dir, device, group)
+    run = _set_up(config, run_dir, device, group, resume)
     if resume:
         _restore(run)
-    if run.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_text_atomically(run_dir / "config.toml", dump_config(config))
-    if run.step >= config.train.steps:
+    if run.step >= config.train.steps:  # (and its config.toml stays as it was)
         run.say(f"nothing to do: the run is at step {run.step} and train.steps is {config.train.steps}")
         return TrainResult(run_dir, run.step, run.last_checkpoint, None)
     _start_logging(run, resume, progress_stream)
@@ -346,13 +367,17 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
     return _finish(run, interrupted_by)
 
 
-def _set_up(config: Config, run_dir: Path, device: torch.device, group: ProcessGroup) -> _Run:
+def _set_up(config: Config, run_dir: Path, device: torch.device, group: ProcessGroup, resume: bool) -> _Run:
     """Seed, build the recipe and its data, check that the run can finish, and apply the speed
     switches: everything before the first checkpoint is read or written."""
     train_config = config.train
     seed_everything(train_config.seed)
+    # A resume takes every weight from its checkpoint: the run that model.init_generator names need
+    # not be there any more (nor at the same relative path).
+    built_from = (dataclasses.replace(config, model=dataclasses.replace(config.model, init_generator="none"))
+                  if resume and config.model.init_generator else config)
     try:
-        recipe: Recipe = RECIPES.get(config.recipe)(config, device, make_autocast(device, train_config.amp))
+        recipe: Recipe = RECIPES.get(config.recipe)(built_from, device, make_autocast(device, train_config.amp))
         dataset = recipe.build_dataset()
     except ValueError as error:  # a value the constructors of networks or data sets reject
         raise ConfigError(str(error)) from error
@@ -391,14 +416,18 @@ def _restore(run: _Run) -> None:
 
 
 def _start_logging(run: _Run, resume: bool, progress_stream: Any) -> None:
-    """The event log, the data from where the run left off, the loss watch and the progress line."""
+    """The data from where the run left off, config.toml, the event log, the loss watch and the
+    progress line."""
     from torch.utils.tensorboard import SummaryWriter  # slow import: only when training
 
     config, group, train_config = run.config, run.group, run.config.train
-    run.writer = (EventLog(lambda purge: SummaryWriter(str(run.run_dir), purge_step=purge), run.run_dir,
-                           purge_step=run.start_step + 1 if resume else None) if run.main else _NullWriter())
     run.data = training_batches(config.data, run.dataset, train_config.batch_size, train_config.seed,
                                 run.samples_seen, run.device, group)
+    if run.main:  # once the data is ready (a decoded-image cache may take minutes to build first)
+        run.run_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomically(run.run_dir / "config.toml", dump_config(config))
+    run.writer = (EventLog(lambda purge: SummaryWriter(str(run.run_dir), purge_step=purge), run.run_dir,
+                           purge_step=run.start_step + 1 if resume else None) if run.main else _NullWriter())
     run.watch = MetricWatch(run.device, train_config.divergence_bound)
     run.progress = Progress(train_config.steps, run.start_step, progress_stream if run.main else io.StringIO())
     per_process = (f" ({train_config.batch_size // group.world_size} per process x {group.world_size} processes)"

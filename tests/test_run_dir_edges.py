@@ -1,0 +1,215 @@
+"""A run directory named by the user (`--run-dir`, `--resume`) holds one experiment and nothing
+of the user's is touched: folders gan did not make are refused, a user's `.tmp` files stay, a
+stop while setting up leaves no half-built cache or empty run, and a resume says what it changes."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+from conftest import REPO, TINY, random_rgb, tiny_recipe_config, write_recipe_data
+
+import gan.data.cache as cache_module
+from gan.commands.main import main
+from gan.core.config import DataConfig
+from gan.data import build_dataset
+from gan.data.cache import load_or_build_cache
+from gan.training import loop as loop_module
+
+DEMO = str(REPO / "experiments" / "dcgan_demo.toml")
+
+
+def sets(*items: str) -> list[str]:
+    return [arg for item in items for arg in ("--set", item)]
+
+
+def train_command(*args: str):
+    return CliRunner().invoke(main, ["train", *args])
+
+
+def error_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.startswith("error:")]
+
+
+# ----------------------------------------------------------------------------- --run-dir on existing folders
+
+
+@pytest.mark.parametrize("contents", [["notes.txt"], ["best.pt"], ["config.toml", "photo.jpg"]])
+def test_a_folder_gan_did_not_make_is_refused_untouched(tmp_path, contents):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for name in contents:
+        (folder / name).write_bytes(b"precious")
+    result = train_command(DEMO, *sets(*TINY), "--run-dir", str(folder))
+    assert result.exit_code == 2 and len(error_lines(result.output)) == 1, result.output
+    assert "nothing in it was touched" in result.output
+    assert "best.pt but no checkpoint" in result.output if contents == ["best.pt"] else "files gan did not write"
+    assert sorted(path.name for path in folder.iterdir()) == sorted(contents)
+    assert [path.name for path in tmp_path.iterdir()] == ["mine"]  # nothing renamed beside it
+
+
+def test_a_start_that_died_before_its_first_checkpoint_is_set_aside_with_a_line(tmp_path):
+    folder = tmp_path / "run"
+    (folder / "samples").mkdir(parents=True)
+    (folder / "config.toml").write_text("recipe = \"dcgan\"\n")
+    (folder / "events.out.tfevents.1.host.2.0").write_bytes(b"")
+    result = train_command(DEMO, *sets(*TINY), "--run-dir", str(folder))
+    assert result.exit_code == 0, result.output
+    assert "set aside as" in result.output and (tmp_path / "run.abandoned-0" / "config.toml").is_file()
+    assert (folder / "checkpoint-00000004.pt").is_file()
+
+
+def test_the_same_line_resumes_and_another_line_is_refused(tmp_path):
+    folder = tmp_path / "run"
+    assert train_command(DEMO, *sets(*TINY), "--run-dir", str(folder)).exit_code == 0
+    longer = train_command(DEMO, *sets(*TINY, "train.steps=6"), "--run-dir", str(folder))
+    assert longer.exit_code == 0 and (folder / "checkpoint-00000006.pt").is_file(), longer.output
+    config_before = (folder / "config.toml").read_text()
+    other = train_command(DEMO, *sets(*TINY, "train.steps=8", "train.batch_size=4"), "--run-dir", str(folder))
+    assert other.exit_code == 2 and "train.batch_size 8 -> 4" in other.output, other.output
+    assert "--resume" in other.output and (folder / "config.toml").read_text() == config_before
+
+
+def test_config_and_resume_together_are_refused(tmp_path):
+    folder = tmp_path / "run"
+    assert train_command(DEMO, *sets(*TINY), "--run-dir", str(folder)).exit_code == 0
+    result = train_command(DEMO, "--resume", str(folder))
+    assert result.exit_code == 2 and "give CONFIG or --resume, not both" in result.output, result.output
+
+
+def test_a_resume_names_what_it_changes_and_warns_of_a_new_seed(tmp_path):
+    folder = tmp_path / "run"
+    assert train_command(DEMO, *sets(*TINY), "--run-dir", str(folder)).exit_code == 0
+    with pytest.warns(UserWarning, match="train.seed changed on resume"):
+        result = train_command("--resume", str(folder), *sets("train.steps=6", "train.seed=7"))
+    assert result.exit_code == 0, result.output
+    assert "changed settings: train.seed 0 -> 7; train.steps 4 -> 6" in result.output
+
+
+def test_nothing_to_do_leaves_config_toml_as_it_was(tmp_path):
+    folder = tmp_path / "run"
+    assert train_command(DEMO, *sets(*TINY, "train.steps=6"), "--run-dir", str(folder)).exit_code == 0
+    before = (folder / "config.toml").read_text()
+    result = train_command("--resume", str(folder), *sets("train.steps=2"))
+    assert result.exit_code == 0 and "nothing to do" in result.output
+    assert (folder / "config.toml").read_text() == before
+
+
+# ----------------------------------------------------------------------------- stops while setting up
+
+
+def images_folder(tmp_path, count: int = 6):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for index in range(count):
+        random_rgb((20, 20), index).save(folder / f"{index}.png")
+    return folder
+
+
+@pytest.mark.parametrize("interruption", [KeyboardInterrupt, "terminated"])
+def test_a_stop_while_the_cache_builds_leaves_no_temp_and_no_run(tmp_path, monkeypatch, interruption):
+    from gan.commands.train import Terminated
+
+    raised = Terminated if interruption == "terminated" else KeyboardInterrupt
+    folder, cache, out = images_folder(tmp_path), tmp_path / "cache", tmp_path / "runs"
+
+    def interrupted(*args, **kwargs):
+        raise raised
+
+    monkeypatch.setattr(cache_module.Progress, "update", interrupted)  # mid-build, after the temp is made
+    result = train_command(DEMO, *sets(*TINY, "data.dataset=folder", f"data.root={folder}", "data.cache=mmap",
+                                       f"data.cache_dir={cache}"), "--out", str(out))
+    assert result.exit_code == (143 if raised is Terminated else 130), result.output
+    assert len(error_lines(result.output)) == 1 and "without saving a checkpoint" in result.output
+    assert not list(cache.glob("*.tmp")) and not [path for path in out.iterdir() if path.is_dir()]
+
+
+def test_sigterm_while_setting_up_raises_where_ctrl_c_would(monkeypatch):
+    import signal
+
+    from gan.commands.train import Terminated, interrupt_on_sigterm
+
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        interrupt_on_sigterm()
+        with pytest.raises(Terminated):
+            signal.raise_signal(signal.SIGTERM)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+# ----------------------------------------------------------------------------- the decoded-image cache
+
+
+def cache_config(tmp_path) -> DataConfig:
+    return DataConfig(dataset="folder", root=str(images_folder(tmp_path)), resolution=8, num_workers=0,
+                      cache="mmap", cache_dir=str(tmp_path / "cache"))
+
+
+def test_a_folder_where_a_cache_file_goes_is_named_not_removed(tmp_path):
+    config = cache_config(tmp_path)
+    dataset = build_dataset(config)
+    load_or_build_cache(dataset, {"source": "test"}, tmp_path / "cache")
+    (header,) = (tmp_path / "cache").glob("*.json")
+    header.unlink()
+    header.mkdir()
+    (header / "mine.txt").write_text("keep")
+    with pytest.raises(cache_module.WriteError, match="not a file: move it away"):
+        load_or_build_cache(build_dataset(config), {"source": "test"}, tmp_path / "cache")
+    assert (header / "mine.txt").read_text() == "keep"
+
+
+def test_an_edited_header_and_a_pickle_shaped_array_are_reported_plainly(tmp_path):
+    config = cache_config(tmp_path)
+    load_or_build_cache(build_dataset(config), {"source": "test"}, tmp_path / "cache")
+    (header,) = (tmp_path / "cache").glob("*.json")
+    stored = json.loads(header.read_text())
+    header.write_text(json.dumps({**stored, "count": 99}))
+    with pytest.warns(UserWarning, match="does not describe this data set"):
+        load_or_build_cache(build_dataset(config), {"source": "test"}, tmp_path / "cache")
+    (array,) = (tmp_path / "cache").glob("*.npy")
+    array.write_bytes(b"\x80\x04" + bytes(array.stat().st_size - 2))  # starts like a pickle
+    with pytest.warns(UserWarning) as caught:
+        load_or_build_cache(build_dataset(config), {"source": "test"}, tmp_path / "cache")
+    messages = " ".join(str(warning.message) for warning in caught)
+    assert "is not a NumPy array file" in messages and "pickle" not in messages
+
+
+def test_a_dead_builds_temp_of_another_cache_is_removed_once_quiet(tmp_path):
+    config = cache_config(tmp_path)
+    cache_dir = tmp_path / "cache"
+    cache_dir.mkdir()
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    other = cache_dir / f"{'a' * 20}.npy.{finished.pid}.tmp"
+    other.write_bytes(b"half of another data set")
+    recent = cache_dir / f"{'b' * 20}.npy.{finished.pid}.tmp"
+    recent.write_bytes(b"maybe another machine's build")
+    old = 1_000_000_000
+    os.utime(other, (old, old))
+    load_or_build_cache(build_dataset(config), {"source": "test"}, cache_dir)
+    assert not other.exists() and recent.exists()
+
+
+# ----------------------------------------------------------------------------- resuming SRGAN
+
+
+def test_srgan_resumes_after_its_initial_generator_run_is_gone(tmp_path):
+    data = write_recipe_data(tmp_path / "data")
+    cpu = loop_module.select_device("cpu")
+    first = loop_module.train(tiny_recipe_config("srresnet", data), tmp_path / "srresnet", cpu,
+                              progress_stream=sys.stdout)
+    srresnet_shape = ["model.generator_args.batch_norm=true", "model.generator_args.residual=false"]
+
+    def srgan(steps: int):
+        return tiny_recipe_config("srgan", data, *srresnet_shape, f"model.init_generator={first.run_dir}",
+                                  f"train.steps={steps}")
+
+    with pytest.warns(UserWarning, match="RANDOM weights"):
+        run = loop_module.train(srgan(2), tmp_path / "srgan", cpu, progress_stream=sys.stdout)
+        shutil.rmtree(first.run_dir)
+        resumed = loop_module.train(srgan(4), run.run_dir, cpu, resume=True, progress_stream=sys.stdout)
+    assert resumed.step == 4
