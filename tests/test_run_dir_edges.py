@@ -213,3 +213,23 @@ def test_srgan_resumes_after_its_initial_generator_run_is_gone(tmp_path):
         shutil.rmtree(first.run_dir)
         resumed = loop_module.train(srgan(4), run.run_dir, cpu, resume=True, progress_stream=sys.stdout)
     assert resumed.step == 4
+
+
+# ----------------------------------------------------------------------------- --resume on what is not a run
+
+
+def test_resume_says_what_a_folder_is_when_it_is_not_a_run(tmp_path):
+    runs = tmp_path / "runs"
+    assert train_command(DEMO, *sets(*TINY), "--out", str(runs)).exit_code == 0
+    (run,) = [path for path in runs.iterdir() if path.is_dir()]
+    parent = train_command("--resume", str(runs))
+    assert parent.exit_code == 2 and f"a folder of runs, not a run: give one of them, e.g. --resume {run}" in \
+        parent.output, parent.output
+    for checkpoint in run.glob("checkpoint-*.pt"):
+        checkpoint.rename(run / "best.pt")
+    only_best = train_command("--resume", str(run))
+    assert only_best.exit_code == 2 and "no checkpoint-*.pt to resume from (its best.pt" in only_best.output
+    (run / "config.toml").unlink()
+    no_config = train_command("--resume", str(run))
+    assert no_config.exit_code == 2 and "has no config.toml" in no_config.output
+    assert len(error_lines(no_config.output)) == 1

@@ -22,6 +22,27 @@ def interrupt_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, _raise_terminated)
 
 
+def check_resumable(run_dir: Path) -> None:
+    """ConfigError saying what `run_dir` is when it is not a run `--resume` can continue."""
+    from gan.core.checkpoint import list_checkpoints
+    from gan.core.registry import ConfigError
+
+    if (run_dir / "config.toml").is_file() and list_checkpoints(run_dir):
+        return
+    runs = sorted(path.name for path in run_dir.iterdir() if (path / "config.toml").is_file())
+    if runs and not (run_dir / "config.toml").exists():
+        raise ConfigError(f"--resume '{run_dir}' is a folder of runs, not a run: give one of them, e.g. "
+                          f"--resume {run_dir / runs[-1]}")
+    if not (run_dir / "config.toml").is_file():
+        raise ConfigError(f"--resume '{run_dir}' has no config.toml: it is not a run directory gan made (or its "
+                          "config.toml was removed: the run's settings are also in each checkpoint's 'config')")
+    if not list_checkpoints(run_dir):
+        best = " (its best.pt is the best checkpoint kept, not a point to resume from)" if (
+            run_dir / "best.pt").is_file() else ""
+        raise ConfigError(f"--resume '{run_dir}' has no checkpoint-*.pt to resume from{best}: the run stopped before "
+                          "its first checkpoint, or they were deleted; start it again with gan train CONFIG")
+
+
 def changed_keys(before, after) -> list[str]:
     """`key old -> new` for every setting two configs disagree on."""
     from gan.core.config import config_to_dict, flatten_config
@@ -128,6 +149,8 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
     group = from_environment()  # torchrun's processes, or just this one
     interrupt_on_sigterm()  # until the loop takes over: SIGTERM while setting up stops as Ctrl-C does
     try:
+        if resume is not None:
+            check_resumable(resume)
         resolved = load_config(config if config is not None else resume / "config.toml", list(overrides))
         torch_device = select_device(device)
         if group.distributed and torch_device.type == "cuda":
