@@ -103,14 +103,18 @@ def opened_image(path: str | Path) -> Iterator[Image.Image]:
         yield image
 
 
+def exif_orientation(image: Image.Image) -> int:
+    """The EXIF orientation tag (1: as stored); 1 when the EXIF block is damaged, as viewers show it."""
+    try:
+        return image.getexif().get(EXIF_ORIENTATION, 1)
+    except DECODE_ERRORS:
+        return 1
+
+
 def oriented_size(image: Image.Image) -> tuple[int, int]:
     """(width, height) as the image is shown: its EXIF orientation may turn it by 90 degrees."""
     width, height = image.size
-    try:
-        orientation = image.getexif().get(EXIF_ORIENTATION, 1)
-    except DECODE_ERRORS:  # a damaged EXIF block: shown as stored
-        orientation = 1
-    return (height, width) if orientation in TRANSPOSING_ORIENTATIONS else (width, height)
+    return (height, width) if exif_orientation(image) in TRANSPOSING_ORIENTATIONS else (width, height)
 
 
 def read_rgb(path: str | Path) -> Image.Image:
@@ -119,7 +123,7 @@ def read_rgb(path: str | Path) -> Image.Image:
     try:
         with opened_image(path) as image:
             image.load()
-            if image.getexif().get(EXIF_ORIENTATION, 1) != 1:
+            if exif_orientation(image) != 1:
                 ImageOps.exif_transpose(image, in_place=True)
             return to_rgb(image)
     except DECODE_ERRORS as error:
