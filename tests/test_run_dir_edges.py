@@ -233,3 +233,14 @@ def test_resume_says_what_a_folder_is_when_it_is_not_a_run(tmp_path):
     no_config = train_command("--resume", str(run))
     assert no_config.exit_code == 2 and "has no config.toml" in no_config.output
     assert len(error_lines(no_config.output)) == 1
+
+
+def test_a_new_run_that_fails_in_its_first_step_leaves_no_run_directory(tmp_path, monkeypatch):
+    def failing_step(*args, **kwargs):
+        raise RuntimeError("a kernel refused this shape")
+
+    monkeypatch.setattr(loop_module, "training_step", lambda *args: failing_step)
+    out = tmp_path / "runs"
+    result = train_command(DEMO, *sets(*TINY), "--out", str(out))
+    assert result.exit_code != 0 and "a kernel refused this shape" in str(result.exception)
+    assert not [path for path in out.iterdir() if path.is_dir()]

@@ -343,6 +343,7 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
         run.say(f"nothing to do: the run is at step {run.step} and train.steps is {config.train.steps}")
         return TrainResult(run_dir, run.step, run.last_checkpoint, None)
     _start_logging(run, resume, progress_stream)
+    failed_before_a_step = False
     try:
         with StopRequest() as stop:
             stopping = False  # agreed by all processes: they stop at the same step
@@ -360,11 +361,25 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
             interrupted_by = stop.signal_name or ("a signal to another process" if stopping else None)
             if interrupted_by and run.saved_step != run.step and run.main:  # stopped while waiting for data
                 run.last_checkpoint = _save(run, run.step, final=True)
+    except Exception:
+        failed_before_a_step = not resume and run.samples_seen == 0 and run.main  # no step completed
+        raise
     finally:
         run.progress.close()
         run.writer.close()
         run.data = None  # shuts loader workers down
+        if failed_before_a_step:
+            _discard_start(run_dir)
     return _finish(run, interrupted_by)
+
+
+def _discard_start(run_dir: Path) -> None:
+    """What a new run wrote before its first step failed (config.toml, an empty event file): nothing
+    to look at, so the failed command leaves no run directory (`gan train` removes the emptied one)."""
+    for path in (run_dir / "config.toml", *run_dir.glob("events.out.tfevents.*")):
+        path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        (run_dir / "samples").rmdir()  # only when empty
 
 
 def _set_up(config: Config, run_dir: Path, device: torch.device, group: ProcessGroup, resume: bool) -> _Run:
