@@ -49,10 +49,13 @@ def _format_row(row: dict) -> str:
               help="Unconditional checkpoints: score the EMA weights (when present) or the trained ones.")
 @click.option("--best", is_flag=True, help="Use the run's best.pt (kept by train.keep_best) instead of its newest "
                                         "checkpoint.")
+@click.option("--overwrite", is_flag=True, help="Replace existing --json, --csv or --save-images files (never a "
+                                             "checkpoint or a run's own files; the default names in the run "
+                                             "directory are replaced by each evaluation).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 def evaluate(checkpoint: Path, folder: Path | None, split: str | None, metric_names: str | None, count: int,
              inception_weights: Path | None, cache_dir: Path | None, json_path: Path | None, csv_path: Path | None,
-             save_images: Path | None, tile: int, which: str, best: bool, device: str) -> None:
+             save_images: Path | None, tile: int, which: str, best: bool, overwrite: bool, device: str) -> None:
     """Measure a checkpoint (CHECKPOINT: a run directory or a checkpoint file).
 
     Unconditional (DCGAN) checkpoints: FID, KID, SWD and precision/recall of --n images
@@ -89,30 +92,50 @@ def evaluate(checkpoint: Path, folder: Path | None, split: str | None, metric_na
     from gan.core.checkpoint import CheckpointError, best_checkpoint, load_checkpoint, resolve_checkpoint
     from gan.core.files import WriteError
     from gan.data.decode import ImageReadError
+    from gan.inference.loading import checked_state
+    from gan.inference.outputs import OutputRefused
     from gan.training.loop import DeviceUnavailable, select_device
 
     try:
         path = best_checkpoint(checkpoint) if best else resolve_checkpoint(checkpoint)
-        state = load_checkpoint(path)
+        state = checked_state(load_checkpoint(path), path)
+        outputs = EvalOutputs(inputs=[checkpoint, path], overwrite=overwrite)
         if split is not None and state["config"]["data"]["dataset"] != "paired":
             raise ValueError(f"--split is for checkpoints trained on paired data (pix2pix); '{path}' trained on "
                              f"'{state['config']['data']['dataset']}' data")
         if state["config"]["recipe"] == "dcgan":
             _evaluate_generative(state, path, folder, metric_names, count, inception_weights, cache_dir,
-                                 json_path, which, select_device(device))
+                                 json_path, which, select_device(device), outputs)
         else:
             if folder is None:
                 raise click.UsageError("image-to-image checkpoints need --data FOLDER")
             _evaluate_image_to_image(path, folder, split, csv_path, tile, select_device(device), save_images,
-                                     inception_weights)
+                                     inception_weights, outputs)
     except (CheckpointError, FileNotFoundError, NotADirectoryError, DeviceUnavailable, ValueError, ImageReadError,
-            WriteError) as error:
+            WriteError, OutputRefused) as error:
         fail(error)
+
+
+class EvalOutputs:
+    """The files an evaluation writes, checked before it starts (gan/inference/outputs.py): an explicit
+    --json, --csv or --save-images path as `gan sample` checks its own (never an input, a training-state
+    name or an existing file of a run directory; any other existing file only with --overwrite). The
+    default names in the run directory (metrics-<step>.json, eval-<data>-<step>.csv and its JSON) are
+    eval's own results: evaluating the same step again replaces them."""
+
+    def __init__(self, inputs: list[Path], overwrite: bool):
+        self.inputs, self.overwrite = inputs, overwrite
+
+    def check(self, outputs: list[Path], defaults: list[Path]) -> None:
+        """OutputRefused unless every file of `outputs` may be written; those of `defaults` are eval's own."""
+        from gan.inference.outputs import check_outputs
+
+        check_outputs(outputs, inputs=self.inputs, overwrite=self.overwrite, own=defaults)
 
 
 def _evaluate_generative(state: dict, path: Path, folder: Path | None, metric_names: str | None, count: int,
                          inception_weights: Path | None, cache_dir: Path | None, json_path: Path | None,
-                         which: str, device) -> None:
+                         which: str, device, outputs: EvalOutputs) -> None:
     import json
 
     from gan.core.files import write_text_atomically
@@ -128,11 +151,13 @@ def _evaluate_generative(state: dict, path: Path, folder: Path | None, metric_na
     if count < 2:
         raise click.BadParameter("--n must be at least 2")
     loaded = generator_from_checkpoint(state, path, device, which)
+    suffix = "" if loaded.used_ema or "generator_ema" not in state["networks"] else "-live"
+    default = path.parent / f"metrics-{loaded.step:08d}{suffix}.json"
+    json_path = json_path or default
+    outputs.check([json_path], defaults=[default])
     # Asked for by name, a metric that cannot run is an error; by default it is skipped, saying why.
     result = evaluate_generative(loaded, names, count, device, folder, inception_weights, cache_dir,
                                  require_weights=metric_names is not None)
-    suffix = "" if loaded.used_ema or "generator_ema" not in state["networks"] else "-live"
-    json_path = json_path or path.parent / f"metrics-{loaded.step:08d}{suffix}.json"
     json_path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomically(json_path, json.dumps(result, indent=2) + "\n")
     scores = {key: value for key, value in result.items() if isinstance(value, float)}
@@ -142,7 +167,7 @@ def _evaluate_generative(state: dict, path: Path, folder: Path | None, metric_na
 
 
 def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_path: Path | None, tile: int, device,
-                             save_images: Path | None, inception_weights: Path | None) -> None:
+                             save_images: Path | None, inception_weights: Path | None, outputs: EvalOutputs) -> None:
     import json
 
     from gan.core.files import write_text_atomically
@@ -153,6 +178,7 @@ def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_pa
         evaluate_super_resolution,
         mean_row,
         paired_evaluation_folder,
+        strip_paths,
         write_csv,
     )
     from gan.inference.tiling import load_translator
@@ -166,6 +192,12 @@ def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_pa
     if data["dataset"] == "paired":
         scored, split = paired_evaluation_folder(folder, data, split)
         csv_name = f"{folder.name}-{split}" if split else folder.name
+    default = translator.checkpoint.parent / f"eval-{csv_name}-{translator.step:08d}.csv"
+    csv_path = csv_path or default
+    # the translations' scores go beside the CSV as JSON (not for SR, whose images differ in size)
+    planned = [csv_path] + ([csv_path.with_suffix(".json")] if data["dataset"] != "sr_pairs" else [])
+    strips = strip_paths(folder, save_images) if save_images is not None else []
+    outputs.check(planned + strips, defaults=[default, default.with_suffix(".json")])
     if translator.config["recipe"] == "cyclegan":
         backward = load_translator(path, translator.device, tile, direction="BtoA")
         rows_iterator = evaluate_cycle(translator, backward, folder, data["resolution"], image_sets)
@@ -175,7 +207,6 @@ def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_pa
         rows_iterator = evaluate_paired(translator, scored, data, image_sets)
     rows, skipped = _collect_rows(rows_iterator, scored)
     rows.append(mean_row(rows))
-    csv_path = csv_path or translator.checkpoint.parent / f"eval-{csv_name}-{translator.step:08d}.csv"
     write_csv(rows, csv_path)
     click.echo(_format_row(rows[-1]))
     click.echo(f"wrote {csv_path} ({_scored_summary(len(rows) - 1, data['dataset'], folder, scored, split)}, "

@@ -50,6 +50,26 @@ def planned_outputs(out: Path | None, separate: Path | None, total: int) -> list
     return grid + ([separate_path(separate, index) for index in range(total)] if separate is not None else [])
 
 
+def missing_folders(folders: list[Path]) -> list[Path]:
+    """The folders of `folders`, and those above them, that do not exist yet: deepest first, as they
+    would be removed."""
+    missing: set[Path] = set()
+    for folder in folders:
+        while not folder.exists() and folder not in missing and folder.parent != folder:
+            missing.add(folder)
+            folder = folder.parent
+    return sorted(missing, key=lambda folder: len(folder.parts), reverse=True)
+
+
+def remove_empty_folders(folders: list[Path]) -> None:
+    """Remove each of `folders` (deepest first) that is empty: those a failed command created."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (someone else's file), or already gone
+            pass
+
+
 def check_grid_fits(total: int, image_height: int, image_width: int, num_columns: int | None) -> None:
     """Fail before writing anything when the --out grid would be too large for image readers."""
     from gan.core.images import MAX_GRID_PIXELS, grid_size
@@ -153,11 +173,13 @@ def sample(source: Path, count: int, out: Path | None, separate: Path | None, se
     if out is not None:
         check_grid_fits(total, *first.shape[-2:], num_columns=steps or None)
     written: list[Path] = []
+    created = missing_folders([path.parent for path in planned_outputs(out, separate, 1)])
     try:
         write_samples(itertools.chain([first], batches), out, separate, steps or None, written)
     except WriteError as error:
-        for written_path in written:  # a failed command leaves none of its files
+        for written_path in written:  # a failed command leaves none of its files, nor the folders it made
             written_path.unlink(missing_ok=True)
+        remove_empty_folders(created)
         fail(error)
     if out is not None:
         click.echo(f"wrote {out} ({total} images)")

@@ -48,11 +48,19 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
     return [path for _, path in sorted(found)]
 
 
+def quiet_torch_load(path: Path, **options: Any) -> Any:
+    """torch.load with weights_only=True, without torch's multi-line warning about the pickle
+    protocol of a file that is no torch zip (a raw pickle): gan's own error says what the file is."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Detected pickle protocol")
+        return torch.load(path, weights_only=True, **options)
+
+
 def stored_step(path: Path) -> int | None:
     """The step a checkpoint holds, read cheaply (memory-mapped: the tensors are not read);
     None for a file that does not load as a checkpoint."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        state = quiet_torch_load(path, map_location="cpu", mmap=True)
     except Exception:  # noqa: BLE001 - a damaged or foreign file: the resume's fallback reports it
         return None
     step = state.get("step") if isinstance(state, dict) else None
@@ -87,7 +95,7 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu",
     if not path.is_file():
         raise CheckpointError(f"checkpoint '{path}' does not exist")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        state = quiet_torch_load(path, map_location=map_location)
     except Exception as error:  # torch raises many types for truncated or foreign files
         # torch's own text can advise weights_only=False, which would run the file's code: never pass it on
         reason = _unloadable_reason(path, error)

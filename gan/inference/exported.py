@@ -25,6 +25,7 @@ import torch
 
 from gan.core.checkpoint import FORMAT, CheckpointError, load_checkpoint, resolve_checkpoint
 from gan.core.files import WriteError, write_atomically
+from gan.inference.loading import build_generator, checked_state, damaged
 
 EXPORT_FORMAT = "gan.export/1"
 EXPORT_FORMATS = ("safetensors", "pt", "onnx")
@@ -56,6 +57,9 @@ def sidecar_path(out: Path) -> Path:
 def generator_name(specs: dict, direction: str | None, path: Path) -> str:
     """`generator`, or `generator_<direction>` for checkpoints with one generator per direction."""
     directional = sorted(name.removeprefix("generator_") for name in specs if name.startswith("generator_"))
+    if "generator" not in specs and not directional:
+        raise CheckpointError(f"'{path}' holds no generator spec (its specs: {', '.join(map(str, specs)) or 'none'}); "
+                              "was it written by `gan train`?")
     if direction is None:
         return "generator" if "generator" in specs else f"generator_{directional[0]}"
     if f"generator_{direction}" not in specs:
@@ -80,9 +84,10 @@ def export_generator(source: Path, out: Path, export_format: str | None = None, 
 
         require_onnx()  # before loading anything
     path = resolve_checkpoint(source)
-    state = load_checkpoint(path)
+    state = checked_state(load_checkpoint(path), path)
     name = generator_name(state["specs"], direction, path)
-    stored = f"{name}_ema" if which == "ema" and f"{name}_ema" in state["networks"] else name
+    # built, as sample and translate build it, so that no file is written that they would refuse
+    generator, stored = build_generator(state, path, name, which)
     weights = {key: value.contiguous() for key, value in state["networks"][stored].items()}
     metadata = {"format": EXPORT_FORMAT, "network": stored, "specs": {name: state["specs"][name]},
                 "config": state["config"], "step": state["step"], "source": str(path)}
@@ -94,7 +99,7 @@ def export_generator(source: Path, out: Path, export_format: str | None = None, 
     elif export_format == "pt":
         write_following_umask(out, lambda temp: torch.save({**metadata, "networks": {stored: weights}}, temp))
     else:
-        metadata = write_onnx_export(out, state["specs"][name], weights, metadata, path)
+        metadata = write_onnx_export(out, generator, metadata)
     try:
         write_following_umask(sidecar_path(out), lambda temp: temp.write_text(json.dumps(metadata, indent=2) + "\n",
                                                                               encoding="utf-8"))
@@ -104,18 +109,11 @@ def export_generator(source: Path, out: Path, export_format: str | None = None, 
     return metadata
 
 
-def write_onnx_export(out: Path, spec: dict[str, Any], weights: dict[str, torch.Tensor], metadata: dict[str, Any],
-                      checkpoint: Path) -> dict[str, Any]:
-    """Write the generator of `spec` with `weights` (read from `checkpoint`) to `out` as ONNX;
-    returns `metadata` with the graph's description (input and output shapes, size multiple)
-    added as "onnx"."""
+def write_onnx_export(out: Path, generator: torch.nn.Module, metadata: dict[str, Any]) -> dict[str, Any]:
+    """Write `generator` (built by `build_generator`) to `out` as ONNX; returns `metadata` with the
+    graph's description (input and output shapes, size multiple) added as "onnx"."""
     from gan.inference.onnx_export import onnx_program, write_onnx
-    from gan.nets import NetworkSpec
 
-    try:
-        generator = NetworkSpec.from_dict(spec).load(weights, f"'{checkpoint}'").eval().requires_grad_(False)
-    except ValueError as error:
-        raise CheckpointError(str(error)) from None
     program, description = onnx_program(generator, metadata["config"])
     metadata = {**metadata, "onnx": description}
     write_following_umask(out, lambda temp: write_onnx(program, metadata, temp))
@@ -147,17 +145,24 @@ def read_export(path: Path) -> dict[str, Any]:
 
     try:
         with safe_open(str(path), framework="pt") as handle:
-            metadata = json.loads((handle.metadata() or {}).get("gan", "null"))
+            text = (handle.metadata() or {}).get("gan")
         weights = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as error:
         raise CheckpointError(f"'{path}' is not a readable safetensors file: {error}") from None
+    try:
+        metadata = json.loads(text) if text is not None else None
+    except ValueError as error:
+        raise damaged(path, f"its \"gan\" metadata entry is not valid JSON ({error})") from None
     if not isinstance(metadata, dict) or metadata.get("format") != EXPORT_FORMAT:
         raise CheckpointError(f"'{path}' has no gan export metadata; write it with `gan export`")
+    if not isinstance(metadata.get("network"), str):
+        raise damaged(path, "its \"gan\" metadata has no \"network\" entry naming the weights it holds")
     return {**metadata, "networks": {metadata["network"]: weights}}
 
 
 def load_source(source: str | Path) -> tuple[Path, dict[str, Any]]:
-    """(file, checkpoint-shaped state) of a run directory, checkpoint file or export."""
+    """(file, checkpoint-shaped state) of a run directory, checkpoint file or export, its structure
+    checked (`checked_state`)."""
     source = Path(source)
     if source.suffix == ".onnx":
         raise CheckpointError(f"'{source}' is an ONNX export, for ONNX Runtime and other engines; gan sample, "
@@ -165,6 +170,6 @@ def load_source(source: str | Path) -> tuple[Path, dict[str, Any]]:
     if source.suffix == ".safetensors":
         if not source.is_file():
             raise CheckpointError(f"export '{source}' does not exist")
-        return source, read_export(source)
+        return source, checked_state(read_export(source), source)
     path = resolve_checkpoint(source)
-    return path, load_checkpoint(path, formats=(FORMAT, EXPORT_FORMAT))
+    return path, checked_state(load_checkpoint(path, formats=(FORMAT, EXPORT_FORMAT)), path)

@@ -12,7 +12,7 @@ from torch import nn
 
 from gan.core.checkpoint import CheckpointError
 from gan.inference.exported import load_source
-from gan.nets import NetworkSpec
+from gan.inference.loading import build_generator
 
 
 @dataclass
@@ -35,26 +35,20 @@ def load_generator(source: str | Path, device: torch.device, which: str = "ema")
 
 def generator_from_checkpoint(state: dict[str, Any], path: Path, device: torch.device,
                               which: str = "ema") -> LoadedGenerator:
-    """The generator of a loaded checkpoint `state` read from `path`: with `which="ema"` its EMA
+    """The generator of a loaded checkpoint `state` (`checked_state` output) read from `path`: with `which="ema"` its EMA
     weights when it has them (with their own BatchNorm statistics, recomputed in training),
     else the trained ("live") weights."""
     if which not in GENERATORS:
         raise ValueError(f"generator must be one of {', '.join(GENERATORS)}, got '{which}'")
-    specs = state.get("specs", {})
+    specs = state["specs"]
     if not any(name == "generator" or name.startswith("generator_") for name in specs):
         raise CheckpointError(f"'{path}' holds no generator spec; was it written by `gan train`?")
     image_to_image = CheckpointError(
-        f"'{path}' holds an image-to-image generator (recipe '{state['config'].get('recipe')}'): it takes images, "
+        f"'{path}' holds an image-to-image generator (recipe '{state['config']['recipe']}'): it takes images, "
         f"not latents; use `gan translate {path} INPUT OUTPUT`")
     if "generator" not in specs:  # CycleGAN's generator_AtoB and generator_BtoA
         raise image_to_image
-    use_ema = which == "ema" and "generator_ema" in state["networks"]
-    weights = state["networks"]["generator_ema" if use_ema else "generator"]
-    try:
-        generator = NetworkSpec.from_dict(state["specs"]["generator"]).load(weights, f"'{path}'")
-    except ValueError as error:
-        raise CheckpointError(str(error)) from None
+    generator, stored = build_generator(state, path, "generator", which)
     if not hasattr(generator, "latent_dim"):
         raise image_to_image
-    return LoadedGenerator(generator.to(device).eval().requires_grad_(False), path, use_ema, state["config"],
-                           state["step"])
+    return LoadedGenerator(generator.to(device), path, stored == "generator_ema", state["config"], state["step"])

@@ -1,4 +1,4 @@
-"""Where `gan sample`, `gan translate` and `gan export` may write (issue 27).
+"""Where `gan sample`, `gan translate`, `gan export` and `gan eval` may write (issue 27).
 
 A command plans every path it will write and passes them all to `check_outputs` before it
 writes any. Three kinds of output are refused even with --overwrite:
@@ -9,10 +9,13 @@ writes any. Three kinds of output are refused even with --overwrite:
 - a name training writes (`checkpoint-*.pt`, `best.pt`, `best.json`), anywhere: a file of
   that name is taken for a run's state by resumes, `--best` and `gan sample RUN`;
 - an existing file inside a run directory (config.toml, metrics.jsonl, events, samples,
-  a checkpoint): a run's record is only ever written by its training.
+  a checkpoint): a run's record is only ever written by its training (and by `gan eval`, its
+  own results, as below).
 
-Any other existing file is replaced only with --overwrite; the writes themselves stay
-atomic (gan/core/files.py). This module needs no torch: the checks run before a model loads.
+Any other existing file is replaced only with --overwrite, but for the results a command keeps
+under names of its own choosing (`gan eval`'s metrics-<step>.json and eval-<data>-<step>.csv in
+a run directory), which a new evaluation replaces. The writes themselves stay atomic
+(gan/core/files.py). This module needs no torch: the checks run before a model loads.
 """
 
 from __future__ import annotations
@@ -115,8 +118,10 @@ class _Folders:
         return self._blockers[folder]
 
 
-def _refuse_protected(output: Path, resolved: Path, inputs: _Inputs, folders: _Folders, exists: bool) -> None:
-    """Raise OutputRefused when `output` is one that --overwrite cannot allow, or cannot be a file."""
+def _refuse_protected(output: Path, resolved: Path, inputs: _Inputs, folders: _Folders, exists: bool,
+                      own: bool = False) -> None:
+    """Raise OutputRefused when `output` is one that --overwrite cannot allow, or cannot be a file.
+    An `own` output may replace an existing file of a run directory."""
     if is_training_state_name(output) or is_training_state_name(resolved):
         raise OutputRefused(f"'{output}' is a name gan keeps for a run's state (checkpoint-*.pt, best.pt or "
                             "best.json); choose another name (not even --overwrite writes one)")
@@ -125,7 +130,7 @@ def _refuse_protected(output: Path, resolved: Path, inputs: _Inputs, folders: _F
         raise OutputRefused(f"output '{output}' would overwrite the input '{source}'; write somewhere else "
                             "(not even --overwrite replaces an input)")
     if exists:
-        run_dir = folders.run_directory_of(resolved.parent)
+        run_dir = None if own else folders.run_directory_of(resolved.parent)
         if run_dir is not None:
             raise OutputRefused(f"'{output}' is a file of run directory '{run_dir}'; gan never replaces a run's "
                                 "files, even with --overwrite: write somewhere else")
@@ -137,22 +142,27 @@ def _refuse_protected(output: Path, resolved: Path, inputs: _Inputs, folders: _F
             raise OutputRefused(f"'{blocker}' is a file, so '{output}' cannot be written inside it")
 
 
-def check_outputs(outputs: Sequence[Path], inputs: Iterable[Path] = (), overwrite: bool = False) -> None:
+def check_outputs(outputs: Sequence[Path], inputs: Iterable[Path] = (), overwrite: bool = False,
+                  own: Iterable[Path] = ()) -> None:
     """Raise OutputRefused unless a command may write every path of `outputs`: none is an input,
     a training-state name, an existing file of a run directory, or planned twice; and, unless
-    `overwrite`, none exists yet. Call it with all outputs before writing any."""
+    `overwrite`, none exists yet. `own` names the files a command keeps its results in by default
+    (`gan eval`'s metrics-<step>.json in a run directory): a new result replaces them, without
+    --overwrite and even in a run directory, but they are still never an input or a training-state
+    name. Call it with all outputs before writing any."""
     protected, folders = _Inputs(inputs), _Folders()
+    owned = {folders.resolve(path) for path in own}
     planned: set[Path] = set()
     existing: list[Path] = []
     for output in outputs:
         resolved = folders.resolve(output)
         exists = os.path.lexists(output)  # a symlink counts, even a dangling one: the write replaces it
-        _refuse_protected(output, resolved, protected, folders, exists)
+        _refuse_protected(output, resolved, protected, folders, exists, own=resolved in owned)
         if resolved in planned:
             raise OutputRefused(f"'{output}' would be written twice by this command; give its outputs distinct "
                                 "names")
         planned.add(resolved)
-        if exists:
+        if exists and resolved not in owned:
             existing.append(output)
     if existing and not overwrite:
         raise OutputRefused(f"{len(existing)} of {len(outputs)} output file(s) already exist (the first: "

@@ -38,8 +38,15 @@ from PIL import Image
 from gan.core.config import config_from_dict
 from gan.core.files import write_text_atomically
 from gan.core.images import save_image, side_by_side, signed_to_uint8
-from gan.data.decode import ImageReadError, check_header, find_images, read_rgb
-from gan.data.paired import PairedImages, augment_together, check_pair_shapes, detect_layout, matched_folders
+from gan.data.decode import ImageReadError, check_header, find_images, header_size, read_rgb
+from gan.data.paired import (
+    PairedImages,
+    augment_together,
+    check_pair_shapes,
+    detect_layout,
+    matched_folders,
+    training_pair_shapes,
+)
 from gan.data.super_resolution import Degradation, bicubic_resize, crop_to_multiple
 from gan.inference.generators import LoadedGenerator
 from gan.inference.tiling import Translator, translate_tensor
@@ -115,6 +122,11 @@ def evaluate_super_resolution(translator: Translator, folder: Path, scale: int,
         yield row
 
 
+def strip_paths(folder: Path, save_images: Path) -> list[Path]:
+    """The strips `evaluate_super_resolution` writes into `save_images` for the images of `folder`."""
+    return [save_images / name for name in _strip_names(find_images(folder), folder).values()]
+
+
 def _strip_names(paths: list[Path], folder: Path) -> dict[Path, Path]:
     """Each image's strip file, `a.png` for `a.jpg`; `a.jpg.png` when another image is also `a`, so
     that no strip overwrites another."""
@@ -131,11 +143,16 @@ def evaluate_paired(translator: Translator, folder: Path, data_config: dict,
     """One row per pair: PSNR/SSIM (RGB) of output against target, at the training resolution.
     Outputs and targets are collected in `image_sets[""]` as uint8 when it is given. A pair with
     a file that cannot be read is Skipped, named by its first file."""
+    pairs = _evaluation_pairs(folder, data_config["layout"])
+    not_pairs = not_shaped_like_pairs([first for first, second in pairs if second is None], folder, data_config)
     # strict: a pair that fails to decode raises instead of lending it the next pair's images
-    dataset = PairedImages(_evaluation_pairs(folder, data_config["layout"]), data_config["resolution"], load_size=0,
-                           direction=data_config["direction"], train=False, strict=True)
+    dataset = PairedImages(pairs, data_config["resolution"], load_size=0, direction=data_config["direction"],
+                           train=False, strict=True)
     for index, (first, _) in enumerate(dataset.pairs):
         name = first.relative_to(folder).as_posix()
+        if first in not_pairs:
+            yield Skipped(name, not_pairs[first])
+            continue
         try:
             item = dataset[index]
         except ImageReadError as error:
@@ -149,6 +166,33 @@ def evaluate_paired(translator: Translator, folder: Path, data_config: dict,
             targets.append(signed_to_uint8(item["target"]))
         output, target = signed_to_255(output[0].cpu()), signed_to_255(item["target"])
         yield {"image": name, "psnr": psnr(output, target), "ssim": ssim(output, target)}
+
+
+def not_shaped_like_pairs(images: list[Path], folder: Path, data_config: dict) -> dict[Path, str]:
+    """{image: why it is skipped} for the A|B images of `folder` narrower than 2:1, for a model
+    trained on A|B images at least that wide (or whose training images are not here to tell):
+    halved, such an image gives no input and target, and its scores would be nonsense. A few
+    among pairs are strays, skipped; a ValueError when they are half of the images or more (a
+    folder of single photos, or of another layout)."""
+    shapes = training_pair_shapes(data_config)
+    if shapes.known and not shapes.highest:  # the run's pairs are not side by side at 2:1 or wider
+        return {}
+    sizes = {path: size for path in images if (size := header_size(path)) is not None}
+    narrow = {path: size for path, size in sizes.items() if size[0] < 0.99 * 2 * size[1]}
+    if not narrow:
+        return {}
+    first, (width, height) = next(iter(narrow.items()))
+    if len(narrow) < len(sizes) / 2:
+        return {path: f"is {path_width}x{path_height}, narrower than the 2:1 of an A|B pair (input | target side by "
+                      "side) while most images here are pairs" for path, (path_width, path_height) in narrow.items()}
+    aspects = (f"{shapes.lowest:.2f}:1" if shapes.highest - shapes.lowest < 0.005
+               else f"{shapes.lowest:.2f}:1 to {shapes.highest:.2f}:1")
+    trained = (f"like those this model trained on ({aspects})" if shapes.known else
+               f"like the 2:1 pairs of pix2pix data sets (this model's training images, in '{data_config['root']}', "
+               "are not here to tell their shape)")
+    raise ValueError(f"'{folder}' is not a folder of A|B pairs {trained}: {len(narrow)} of its {len(sizes)} images "
+                     f"are narrower than 2:1 (the first: '{first.relative_to(folder).as_posix()}', {width}x{height}), "
+                     "and halved they are no input and target; give --data a folder (or --split) of A|B pairs")
 
 
 SPLIT_NAMES = ("train", "val", "test")  # pix2pix's split subfolders, besides those a config names

@@ -18,7 +18,7 @@ from gan.core.checkpoint import CheckpointError
 from gan.core.images import pil_to_signed, signed_to_pil
 from gan.data.super_resolution import bicubic_resize
 from gan.inference.exported import generator_name, load_source
-from gan.nets import NetworkSpec
+from gan.inference.loading import build_generator
 from gan.nets.running import run_padded
 
 
@@ -118,16 +118,14 @@ def load_translator(source: str | Path, device: torch.device, tile: int = 512, o
     check_tiling(tile, overlap)
     path, state = load_source(source)
     config = state["config"]
+    unconditional = CheckpointError(f"'{path}' is an unconditional generator (it takes latents, not images); "
+                                    "use `gan sample`")
     if config["recipe"] == "dcgan":
-        raise CheckpointError(f"'{path}' is an unconditional generator (it takes latents, not images); "
-                              "use `gan sample`")
-    name = generator_name(state["specs"], direction, path)
-    weights = state["networks"].get(f"{name}_ema", state["networks"][name])
-    try:
-        generator = NetworkSpec.from_dict(state["specs"][name]).load(weights, f"'{path}'")
-    except ValueError as error:
-        raise CheckpointError(str(error)) from None
-    generator = generator.to(device).eval().requires_grad_(False)
+        raise unconditional
+    generator, _ = build_generator(state, path, generator_name(state["specs"], direction, path))
+    if hasattr(generator, "latent_dim"):  # a config naming another recipe: the spec says what the network is
+        raise unconditional
+    generator = generator.to(device)
     data = config["data"]
     input_upscale = data["scale"] if data["dataset"] == "sr_pairs" and data["upsample_input"] else 1
     return Translator(generator, device, input_upscale, getattr(generator, "size_multiple", 1), tile, overlap,

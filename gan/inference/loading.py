@@ -1,0 +1,128 @@
+"""What inference reads from a checkpoint or export, checked once, where the file is read.
+
+Checkpoints and exports are files people copy, edit and cut short. Before `gan sample`,
+`translate`, `eval` or `export` uses one, `checked_state` checks the entries they read (a config
+with a recipe and a [data] section, tables of network specs and weights, an integer step), and
+`build_generator` builds a generator only from a spec whose arguments have the constructor's
+types, with weights that fit it and are all finite. Each problem is one CheckpointError that
+names the file and the entry, never a KeyError or TypeError from deep inside a command.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from gan.core.checkpoint import CheckpointError
+from gan.core.config import config_from_dict, config_to_dict
+from gan.core.registry import ConfigError
+from gan.nets import NetworkSpec, network_names, resolve_network_args
+
+# The entries every checkpoint and export holds, and what each is, for messages.
+TABLES = {"config": "the run's config", "specs": "the network specs", "networks": "the weights by network"}
+
+
+def damaged(path: Path, problem: str) -> CheckpointError:
+    """The error for a file gan wrote that has since been edited or damaged: one line naming it."""
+    return CheckpointError(f"'{path}' is damaged or edited: {problem}")
+
+
+def checked_state(state: dict[str, Any], path: Path) -> dict[str, Any]:
+    """`state` (a loaded checkpoint or export, read from `path`) with its config rebuilt through
+    gan's config schema, so that every key a command reads is there with its type. CheckpointError
+    when an entry is missing or of the wrong kind."""
+    for key, meaning in TABLES.items():
+        if key not in state:
+            raise damaged(path, f"it has no \"{key}\" entry ({meaning})")
+        if not isinstance(state[key], dict):
+            raise damaged(path, f"its \"{key}\" entry ({meaning}) is a {type(state[key]).__name__}, expected a table")
+        named = next((name for name in state[key] if not isinstance(name, str)), None)
+        if named is not None:
+            raise damaged(path, f"its \"{key}\" entry ({meaning}) has the key {named!r}, expected names")
+    step = state.get("step")
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise damaged(path, f"its \"step\" entry is {str(step)[:40]!r}, expected a whole number of at least 0")
+    return {**state, "config": checked_config(state["config"], path)}
+
+
+def checked_config(config: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The stored config, complete, as `config_to_dict` writes it. Its recipe and data.dataset must be
+    stated: filled in from defaults, they would read the file as another kind of model."""
+    data = config.get("data")
+    if not isinstance(config.get("recipe"), str):
+        raise damaged(path, "its config has no recipe (config.recipe)")
+    if not isinstance(data, dict) or not isinstance(data.get("dataset"), str):
+        raise damaged(path, "its config has no [data] section naming the dataset (config.data.dataset), which "
+                            "says what the model takes")
+    try:
+        return config_to_dict(config_from_dict(config))
+    except (ConfigError, TypeError, ValueError) as error:
+        raise damaged(path, f"its config is not one gan reads: {error}") from None
+
+
+def stored_weights_name(state: dict[str, Any], path: Path, name: str, which: str = "ema") -> str:
+    """The entry of `state["networks"]` holding generator `name`'s weights: with `which="ema"` its
+    EMA weights (`<name>_ema`) when the file has them, else the trained ones."""
+    if which == "ema" and f"{name}_ema" in state["networks"]:
+        return f"{name}_ema"
+    if name in state["networks"]:
+        return name
+    if f"{name}_ema" in state["networks"]:  # an export of the EMA weights, asked for the trained ones
+        raise CheckpointError(f"'{path}' holds only the EMA weights of its {name}; --generator live needs its "
+                              "checkpoint, or an export written with --generator live")
+    held = ", ".join(state["networks"]) or "none"
+    raise damaged(path, f"it holds no weights for its {name} spec; the weights it holds: {held}")
+
+
+def build_generator(state: dict[str, Any], path: Path, name: str, which: str = "ema") -> tuple[nn.Module, str]:
+    """(generator `name` of `checked_state` output, in eval mode without gradients; the entry its
+    weights came from). CheckpointError for a spec that does not build, weights that do not fit
+    it, or weights that are not finite."""
+    stored = stored_weights_name(state, path, name, which)
+    spec = checked_spec(state["specs"].get(name), path, name)
+    weights = state["networks"][stored]
+    if not isinstance(weights, dict):
+        raise damaged(path, f"its {stored} weights are a {type(weights).__name__}, expected a table of tensors")
+    try:
+        network = spec.load(weights, f"'{path}'")
+    except ValueError as error:
+        raise CheckpointError(str(error)) from None
+    except TypeError as error:  # an argument the spec types cannot tell (one without a default)
+        raise damaged(path, f"its {name} spec {spec.kwargs} does not build {spec.role} '{spec.name}': {error}") from None
+    refuse_non_finite(weights, path, stored)
+    return network.eval().requires_grad_(False), stored
+
+
+def checked_spec(spec: Any, path: Path, name: str) -> NetworkSpec:
+    """The NetworkSpec of specs[`name`]: a network gan has, arguments it takes of the constructor's
+    types, sizes of at least 1 and a parameter count within bounds (`NetworkSpec.check`)."""
+    if spec is None:
+        raise damaged(path, f"it has no spec for its {name} (specs.{name}), which says how to build it")
+    try:
+        spec = NetworkSpec.from_dict(spec)
+    except ValueError as error:
+        raise damaged(path, f"specs.{name}: {error}") from None
+    if spec.name in network_names(spec.role):  # else NetworkSpec.check names the networks there are
+        settable = resolve_network_args(spec.role, spec.name, {}, "")
+        try:
+            resolve_network_args(spec.role, spec.name, {arg: value for arg, value in spec.kwargs.items()
+                                                        if arg in settable}, f"specs.{name}.kwargs")
+        except ConfigError as error:
+            raise damaged(path, str(error)) from None
+    try:
+        spec.check()
+    except ValueError as error:
+        raise damaged(path, f"specs.{name}: {error}") from None
+    return spec
+
+
+def refuse_non_finite(weights: dict[str, torch.Tensor], path: Path, stored: str) -> None:
+    """CheckpointError naming the first weight that is NaN or infinite: a generator with one gives
+    black or noise images, never an error of its own."""
+    for key, tensor in weights.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"'{path}': {stored} parameter '{key}' is not finite (NaN or inf): the run "
+                                  "diverged before this checkpoint; use an earlier checkpoint or best.pt")

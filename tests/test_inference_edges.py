@@ -1,0 +1,314 @@
+"""The inference commands (gan sample, export, eval, translate) at their edges: eval's outputs follow
+the rules of the others, paired eval refuses images that are no A|B pairs, and edited, damaged or
+diverged checkpoints and exports end in one line naming the file."""
+
+import json
+import os
+import pickle
+import shutil
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from conftest import random_rgb, tiny_recipe_config, write_recipe_data
+from safetensors.torch import load_file, save_file
+
+from gan.commands.main import main
+from gan.core.checkpoint import CheckpointError, list_checkpoints, load_checkpoint
+from gan.core.files import WriteError
+from gan.training.loop import train
+
+CPU = torch.device("cpu")
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(arg) for arg in args])
+
+
+def assert_one_error_line(result, *fragments: str) -> str:
+    """Exit code 2 and a single `error:` line holding every fragment: no traceback. Returns the line."""
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in result.output, result.output
+    for fragment in fragments:
+        assert fragment in errors[0], (fragment, errors[0])
+    return errors[0]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    """Tiny DCGAN and pix2pix runs (2-4 CPU steps each) and the folders pix2pix trained on."""
+    root = tmp_path_factory.mktemp("inference")
+    data = write_recipe_data(root / "data")
+    made = {"data": data}
+    for recipe in ("dcgan", "pix2pix"):
+        config = tiny_recipe_config(recipe, data, "log.eval_every=0")
+        made[recipe] = train(config, root / recipe, CPU, progress_stream=open(os.devnull, "w")).run_dir
+    return made
+
+
+@pytest.fixture
+def dcgan_run(runs, tmp_path) -> Path:
+    """A copy of the DCGAN run, for tests that write into it or could."""
+    return Path(shutil.copytree(runs["dcgan"], tmp_path / "dcgan_run"))
+
+
+def newest_state(run: Path) -> dict:
+    return torch.load(list_checkpoints(run)[-1], weights_only=True)
+
+
+def edited_checkpoint(run: Path, folder: Path, edit) -> Path:
+    """The run's newest checkpoint after `edit(state)`, saved as folder/edited.pt."""
+    state = newest_state(run)
+    edit(state)
+    path = folder / "edited.pt"
+    torch.save(state, path)
+    return path
+
+
+def edited_export(run: Path, folder: Path, edit_metadata=None, edit_weights=None) -> Path:
+    """A safetensors export of the run whose metadata and weights have been changed in place."""
+    out = folder / "edited.safetensors"
+    assert invoke("export", run, "--out", out).exit_code == 0
+    metadata, weights = json.loads((folder / "edited.safetensors.json").read_text()), load_file(str(out))
+    for edit, value in ((edit_metadata, metadata), (edit_weights, weights)):
+        if edit is not None:
+            edit(value)
+    save_file(weights, str(out), metadata={"gan": json.dumps(metadata)})
+    return out
+
+
+def swd_eval(run, *args):
+    return invoke("eval", run, "--metrics", "swd", "--n", "8", "--device", "cpu", *args)
+
+
+# ----------------------------------------------------------------------------- 1: eval's outputs
+
+
+@pytest.mark.parametrize("target", ["checkpoint-00000002.pt", "checkpoint-00000004.pt", "config.toml",
+                                    "metrics.jsonl", "best.pt"])
+@pytest.mark.parametrize("flags", [[], ["--overwrite"]])
+def test_eval_never_writes_its_json_over_a_checkpoint_or_a_file_of_the_run(dcgan_run, tmp_path, target, flags):
+    (dcgan_run / "metrics.jsonl").write_text('{"step": 2}\n')  # as a run with [metrics] has
+    before = {path.name: path.read_bytes() for path in dcgan_run.iterdir() if path.is_file()}
+    result = swd_eval(dcgan_run, "--cache-dir", tmp_path / "cache", "--json", dcgan_run / target, *flags)
+    assert_one_error_line(result, target)
+    assert {path.name: path.read_bytes() for path in dcgan_run.iterdir() if path.is_file()} == before
+
+
+def test_eval_never_writes_over_the_checkpoint_it_reads(dcgan_run, tmp_path):
+    source = tmp_path / "copy.pt"
+    shutil.copy(list_checkpoints(dcgan_run)[-1], source)
+    result = swd_eval(source, "--cache-dir", tmp_path / "cache", "--json", source, "--overwrite")
+    assert_one_error_line(result, "would overwrite the input")
+    assert load_checkpoint(source)["step"] == 4
+
+
+def test_eval_replaces_another_existing_file_only_with_overwrite(dcgan_run, tmp_path):
+    out = tmp_path / "scores.json"
+    out.write_text("mine\n")
+    result = swd_eval(dcgan_run, "--cache-dir", tmp_path / "cache", "--json", out)
+    assert_one_error_line(result, "already exist", str(out), "--overwrite")
+    assert out.read_text() == "mine\n"
+    result = swd_eval(dcgan_run, "--cache-dir", tmp_path / "cache", "--json", out, "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["step"] == 4
+
+
+def test_eval_replaces_its_own_default_results_in_the_run_directory(dcgan_run, tmp_path):
+    for _ in range(2):  # evaluating the same step again replaces metrics-<step>.json
+        result = swd_eval(dcgan_run, "--cache-dir", tmp_path / "cache")
+        assert result.exit_code == 0, result.output
+    assert json.loads((dcgan_run / "metrics-00000004.json").read_text())["step"] == 4
+
+
+def test_paired_eval_never_writes_its_csv_or_json_over_a_run_file(runs, tmp_path):
+    run = Path(shutil.copytree(runs["pix2pix"], tmp_path / "run"))
+    val = runs["data"]["paired"] / "val"
+    config = (run / "config.toml").read_bytes()
+    assert_one_error_line(invoke("eval", run, "--data", val, "--csv", run / "config.toml", "--overwrite"),
+                          "config.toml")
+    # the scores of the translations go beside the CSV as JSON: best.csv would write best.json
+    assert_one_error_line(invoke("eval", run, "--data", val, "--csv", tmp_path / "best.csv"), "best.json")
+    assert (run / "config.toml").read_bytes() == config and not (tmp_path / "best.json").exists()
+    assert_one_error_line(invoke("eval", run, "--data", val, "--csv", tmp_path / "same.json"), "written twice")
+    for _ in range(2):  # the default CSV and JSON are eval's own: a new evaluation replaces them
+        result = invoke("eval", run, "--data", val)
+        assert result.exit_code == 0, result.output
+    assert (run / "eval-val-00000002.csv").is_file() and (run / "eval-val-00000002.json").is_file()
+
+
+# ----------------------------------------------------------------------------- 2: paired eval on no pairs
+
+
+def test_paired_eval_refuses_a_folder_of_single_photos(runs, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for index in range(3):
+        random_rgb((40, 40), index).save(folder / f"{index}.png")
+    result = invoke("eval", runs["pix2pix"], "--data", folder, "--csv", tmp_path / "e.csv")
+    assert_one_error_line(result, str(folder), "3 of its 3 images are narrower than 2:1", "'0.png', 40x40",
+                          "2.00:1")
+    assert not (tmp_path / "e.csv").exists()
+
+
+def test_paired_eval_refuses_an_unpaired_data_set(runs, tmp_path):
+    result = invoke("eval", runs["pix2pix"], "--data", runs["data"]["unpaired"], "--csv", tmp_path / "e.csv")
+    assert_one_error_line(result, "is not a folder of A|B pairs", "narrower than 2:1")
+
+
+def test_paired_eval_skips_and_names_a_few_photos_among_pairs(runs, tmp_path):
+    folder = Path(shutil.copytree(runs["data"]["paired"] / "train", tmp_path / "pairs"))
+    random_rgb((40, 40), 9).save(folder / "photo.png")
+    result = invoke("eval", runs["pix2pix"], "--data", folder, "--csv", tmp_path / "e.csv")
+    assert result.exit_code == 0, result.output
+    assert "skipped photo.png: is 40x40, narrower than the 2:1 of an A|B pair" in result.output
+    assert "4 pairs in" in result.output and "1 image(s) skipped, in no row and no mean: photo.png" in result.output
+    assert "photo.png" not in (tmp_path / "e.csv").read_text()
+
+
+def test_paired_eval_scores_every_real_validation_pair_of_any_width(runs, shared_data, tmp_path):
+    folder = shared_data / "paired" / "val"  # A|B images from 2:1 to 3.26:1
+    result = invoke("eval", runs["pix2pix"], "--data", folder, "--csv", tmp_path / "e.csv")
+    assert result.exit_code == 0, result.output
+    assert f"{len(list(folder.glob('*.jpg')))} pairs in" in result.output and "skipped" not in result.output
+
+
+# ----------------------------------------------------------------------------- 3: export checks the spec
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda spec: spec["kwargs"].update(channels=10**6), "do not fit generator 'dcgan'"),
+    (lambda spec: spec["kwargs"].update(channels="x"), "specs.generator.kwargs.channels: expected int, got 'x'"),
+    (lambda spec: spec.update(name="unet"), "generator 'unet' takes no argument"),
+])
+def test_export_refuses_a_spec_that_does_not_build_the_generator_of_its_weights(runs, tmp_path, edit, message):
+    source = edited_checkpoint(runs["dcgan"], tmp_path, lambda state: edit(state["specs"]["generator"]))
+    out = tmp_path / "g.safetensors"
+    assert_one_error_line(invoke("export", source, "--out", out), str(source), message)
+    assert not out.exists() and not (tmp_path / "g.safetensors.json").exists()
+
+
+# ----------------------------------------------------------------------------- 4: non-finite weights
+
+
+def poison(weights: dict, value=float("nan")) -> None:
+    key = next(key for key, tensor in weights.items() if tensor.is_floating_point())
+    weights[key] = torch.full_like(weights[key], value)
+
+
+def test_every_command_refuses_a_generator_with_nan_weights(runs, tmp_path):
+    source = edited_checkpoint(runs["dcgan"], tmp_path, lambda state: poison(state["networks"]["generator_ema"]))
+    expected = ("generator_ema parameter", "is not finite", "the run diverged", "best.pt")
+    assert_one_error_line(invoke("sample", source, "--n", "4", "--out", tmp_path / "s.png"), str(source), *expected)
+    assert_one_error_line(invoke("export", source, "--out", tmp_path / "g.safetensors"), *expected)
+    assert_one_error_line(swd_eval(source, "--cache-dir", tmp_path / "cache", "--json", tmp_path / "m.json"),
+                          *expected)
+    assert not [path.name for path in tmp_path.iterdir() if path.suffix in (".png", ".safetensors", ".json")]
+    live = invoke("sample", source, "--n", "4", "--out", tmp_path / "s.png", "--generator", "live")
+    assert live.exit_code == 0, live.output  # the trained weights are finite
+
+
+def test_an_export_with_infinite_weights_is_refused(runs, tmp_path):
+    export = edited_export(runs["dcgan"], tmp_path, edit_weights=lambda weights: poison(weights, float("inf")))
+    assert_one_error_line(invoke("sample", export, "--n", "4", "--out", tmp_path / "s.png"), str(export),
+                          "is not finite")
+
+
+def test_translate_and_eval_refuse_an_image_to_image_generator_with_nan_weights(runs, tmp_path):
+    source = edited_checkpoint(runs["pix2pix"], tmp_path, lambda state: poison(state["networks"]["generator"]))
+    image = tmp_path / "in.png"
+    random_rgb((40, 40), 0).save(image)
+    assert_one_error_line(invoke("translate", source, image, tmp_path / "out.png"), "is not finite")
+    assert_one_error_line(invoke("eval", source, "--data", runs["data"]["paired"] / "val", "--csv",
+                                 tmp_path / "e.csv"), "is not finite")
+    assert not (tmp_path / "out.png").exists() and not (tmp_path / "e.csv").exists()
+
+
+# ----------------------------------------------------------------------------- 5: edited checkpoints, exports
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda state: state.pop("networks"), 'no "networks" entry'),
+    (lambda state: state.update(networks=list(state["networks"].values())), '"networks" entry (the weights by '
+                                                                             'network) is a list'),
+    (lambda state: state.pop("config"), 'no "config" entry'),
+    (lambda state: state.pop("specs"), 'no "specs" entry'),
+    (lambda state: state["specs"]["generator"]["kwargs"].update(latent_dim="100"),
+     "specs.generator.kwargs.latent_dim: expected int, got '100'"),
+    (lambda state: state.update(step="ten"), '"step" entry is \'ten\''),
+    (lambda state: state["config"].pop("data"), "config.data.dataset"),
+])
+@pytest.mark.parametrize("command", ["sample", "export"])
+def test_an_edited_checkpoint_is_one_line_naming_it(runs, tmp_path, edit, message, command):
+    source = edited_checkpoint(runs["dcgan"], tmp_path, edit)
+    out = ["--n", "4", "--out", tmp_path / "s.png"] if command == "sample" else ["--out", tmp_path / "g.pt"]
+    assert_one_error_line(invoke(command, source, *out), f"'{source}' is damaged or edited", message)
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda metadata: metadata.pop("config"), 'no "config" entry'),
+    (lambda metadata: metadata.update(network="discriminator"), "no weights for its generator spec"),
+    (lambda metadata: metadata["specs"]["generator"]["kwargs"].update(channels="eight"),
+     "specs.generator.kwargs.channels: expected int, got 'eight'"),
+    (lambda metadata: metadata.pop("network"), 'no "network" entry'),
+])
+def test_sample_of_an_edited_export_is_one_line_naming_it(runs, tmp_path, edit, message):
+    export = edited_export(runs["dcgan"], tmp_path, edit_metadata=edit)
+    assert_one_error_line(invoke("sample", export, "--n", "4", "--out", tmp_path / "s.png"), str(export), message)
+
+
+def test_translate_of_an_export_without_its_data_section_is_one_line(runs, tmp_path):
+    export = edited_export(runs["pix2pix"], tmp_path, edit_metadata=lambda metadata: metadata["config"].pop("data"))
+    image = tmp_path / "in.png"
+    random_rgb((40, 40), 0).save(image)
+    assert_one_error_line(invoke("translate", export, image, tmp_path / "out.png"), str(export),
+                          "config.data.dataset")
+
+
+def test_generator_live_of_an_export_of_the_ema_weights_says_so(runs, tmp_path):
+    export = edited_export(runs["dcgan"], tmp_path)
+    result = invoke("sample", export, "--n", "4", "--out", tmp_path / "s.png", "--generator", "live")
+    assert_one_error_line(result, "holds only the EMA weights", "--generator live")
+
+
+# ----------------------------------------------------------------------------- 6: foreign files, plainly
+
+
+def test_a_raw_pickle_is_refused_without_torchs_pickle_protocol_warning(tmp_path):
+    raw = tmp_path / "raw.pt"
+    raw.write_bytes(pickle.dumps({"format": "gan.checkpoint/1"}, protocol=4))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(CheckpointError, match="not a torch file"):
+            load_checkpoint(raw)
+    assert not [str(warning.message) for warning in caught], [str(warning.message) for warning in caught]
+
+
+def test_safetensors_metadata_that_is_not_json_is_named_as_such(runs, tmp_path):
+    export = edited_export(runs["dcgan"], tmp_path)
+    save_file(load_file(str(export)), str(export), metadata={"gan": "{not json"})
+    assert_one_error_line(invoke("sample", export, "--n", "4", "--out", tmp_path / "s.png"), str(export),
+                          "\"gan\" metadata entry is not valid JSON")
+
+
+# ----------------------------------------------------------------------------- 7: a failed sample leaves nothing
+
+
+def test_sample_on_a_full_disk_removes_the_folders_it_made(runs, tmp_path, monkeypatch):
+    import gan.core.images as images_module
+
+    def full_disk(path, write):
+        raise WriteError(f"could not write '{path}' (0 MiB free): [Errno 28] No space left on device")
+
+    monkeypatch.setattr(images_module, "write_atomically", full_disk)
+    separate = tmp_path / "new" / "samples"
+    result = invoke("sample", runs["dcgan"], "--n", "4", "--separate", separate, "--out", tmp_path / "grid" / "g.png")
+    assert_one_error_line(result, "No space left")
+    assert sorted(path.name for path in tmp_path.iterdir()) == []
+    (tmp_path / "mine").mkdir()  # a folder that was there before stays
+    result = invoke("sample", runs["dcgan"], "--n", "4", "--separate", tmp_path / "mine")
+    assert result.exit_code == 2 and (tmp_path / "mine").is_dir()
