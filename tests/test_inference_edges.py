@@ -312,3 +312,16 @@ def test_sample_on_a_full_disk_removes_the_folders_it_made(runs, tmp_path, monke
     (tmp_path / "mine").mkdir()  # a folder that was there before stays
     result = invoke("sample", runs["dcgan"], "--n", "4", "--separate", tmp_path / "mine")
     assert result.exit_code == 2 and (tmp_path / "mine").is_dir()
+
+
+def test_a_run_record_name_is_refused_even_before_training_writes_it(tmp_path):
+    from gan.inference.outputs import OutputRefused, check_outputs
+
+    run = tmp_path / "run"
+    (run / "samples").mkdir(parents=True)
+    (run / "config.toml").write_text("recipe = \"dcgan\"\n")
+    (run / "checkpoint-00000002.pt").write_bytes(b"state")
+    for name in ("metrics.jsonl", "events.out.tfevents.1.host.2.0", "samples/00000004.png"):
+        with pytest.raises(OutputRefused, match="keeps for its training's own records"):
+            check_outputs([run / name], overwrite=True)
+    check_outputs([run / "faces.png"])  # any other new name in a run directory is fine

@@ -8,9 +8,9 @@ writes any. Three kinds of output are refused even with --overwrite:
   hard link of an input is still that input;
 - a name training writes (`checkpoint-*.pt`, `best.pt`, `best.json`), anywhere: a file of
   that name is taken for a run's state by resumes, `--best` and `gan sample RUN`;
-- an existing file inside a run directory (config.toml, metrics.jsonl, events, samples,
-  a checkpoint): a run's record is only ever written by its training (and by `gan eval`, its
-  own results, as below).
+- an existing file inside a run directory, and one of the names its training writes there
+  even before it exists (config.toml, metrics.jsonl, events, anything in samples/): a run's
+  record is only ever written by its training (and by `gan eval`, its own results, as below).
 
 Any other existing file is replaced only with --overwrite, but for the results a command keeps
 under names of its own choosing (`gan eval`'s metrics-<step>.json and eval-<data>-<step>.csv in
@@ -31,6 +31,9 @@ from gan.core.files import LOCK_NAME
 # no torch (tests/test_outputs.py checks that they agree).
 TRAINING_STATE_NAMES = ("checkpoint-*.pt", "best.pt", "best.json")
 RUN_CONFIG = "config.toml"
+# What training writes into its run directory besides its state: refused there even before it
+# exists, since training would later append to it or read it back.
+RUN_RECORD_NAMES = (RUN_CONFIG, "metrics.jsonl", "events.out.tfevents.*", LOCK_NAME)
 
 
 class OutputRefused(ValueError):
@@ -140,6 +143,18 @@ def _refuse_protected(output: Path, resolved: Path, inputs: _Inputs, folders: _F
         blocker = folders.file_in_the_way(output.parent)
         if blocker is not None:
             raise OutputRefused(f"'{blocker}' is a file, so '{output}' cannot be written inside it")
+        run_dir = folders.run_directory_of(resolved.parent)
+        if run_dir is not None and _is_run_record(resolved, run_dir):
+            raise OutputRefused(f"'{output}' is a name run directory '{run_dir}' keeps for its training's own "
+                                "records (config.toml, metrics.jsonl, events, samples/); write somewhere else")
+
+
+def _is_run_record(resolved: Path, run_dir: Path) -> bool:
+    """Whether `resolved`, a path inside `run_dir`, is one training writes: a record of the run
+    directory itself, or anything in its samples/ folder."""
+    if resolved.parent == run_dir:
+        return any(fnmatch.fnmatchcase(resolved.name, pattern) for pattern in RUN_RECORD_NAMES)
+    return resolved.is_relative_to(run_dir / "samples")
 
 
 def check_outputs(outputs: Sequence[Path], inputs: Iterable[Path] = (), overwrite: bool = False,
