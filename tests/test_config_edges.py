@@ -1,0 +1,147 @@
+"""Config values at the edges: `--set` text, TOML files a person wrote oddly, keys that change
+nothing, and the refusals of settings that cannot run (network channels and depths, torchrun's
+environment, sweeps, bench, compare), each named in one line."""
+
+import re
+import warnings
+from pathlib import Path
+
+import pytest
+
+from gan.core.registry import ConfigError
+from gan.training.resolve import load_config
+
+REPO = Path(__file__).resolve().parents[1]
+EXPERIMENTS = sorted((REPO / "experiments").glob("*.toml"))
+DEMO = REPO / "experiments" / "dcgan_demo.toml"
+
+
+def messages_of_warnings(path, overrides) -> list[str]:
+    """Every warning `load_config(path, overrides)` gives, as text."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        load_config(path, overrides)
+    return [str(warning.message) for warning in caught]
+
+
+# ----------------------------------------------------------------------------- --set text
+
+
+@pytest.mark.parametrize("text", ["2024_01", "1e3", "0x10", "inf"])
+def test_a_text_key_keeps_the_text_as_written(text):
+    """Read as TOML, 2024_01 would be 202401 and 1e3 1000.0: a path named so is another folder."""
+    assert load_config(None, [f"data.root={text}"]).data.root == text
+
+
+@pytest.mark.parametrize("assignment, expected", [
+    ("model.generator_args={channels=8}", "--set model.generator_args={channels=8} would replace all of "
+                                          "[model.generator_args], dropping the keys the config file sets there; "
+                                          "set one key at a time: --set model.generator_args.channels=8"),
+    ("data={}", "would replace all of [data]"),
+])
+def test_a_table_value_is_refused_as_it_would_drop_the_files_keys(assignment, expected):
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        load_config(DEMO, [assignment])
+
+
+@pytest.mark.parametrize("assignment, expected", [
+    ("train.g_lr=.5", "train.g_lr: expected float, got '.5'; TOML needs a digit before the point: train.g_lr=0.5"),
+    ("train.g_lr=5.", "TOML needs a digit after the point: train.g_lr=5.0"),
+    ("loss.augment_p=.5", "TOML needs a digit before the point: loss.augment_p=0.5"),
+    ("metrics.names=[swd, fid]", "strings in a TOML list need quotes: --set 'metrics.names=[\"swd\", \"fid\"]'"),
+])
+def test_a_value_written_as_other_languages_allow_gets_the_toml_spelling(assignment, expected):
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        load_config(None, ["loss.diffaugment=color", assignment])
+
+
+def test_a_value_nested_thousands_deep_is_one_line():
+    with pytest.raises(ConfigError, match=re.escape("--set train.steps: the value is nested too deeply to read")):
+        load_config(None, ["train.steps=" + "[" * 5000 + "]" * 5000])
+
+
+# ----------------------------------------------------------------------------- TOML files
+
+
+def test_a_file_with_a_byte_order_mark_is_read(tmp_path):
+    path = tmp_path / "bom.toml"
+    path.write_text("\ufeff[train]\nsteps = 7\n", encoding="utf-8")
+    assert load_config(path).train.steps == 7
+
+
+def test_a_file_nested_thousands_deep_is_one_line_naming_it(tmp_path):
+    path = tmp_path / "deep.toml"
+    path.write_text("[train]\nsteps = " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ConfigError, match=re.escape(f"{path}: nested too deeply to read")):
+        load_config(path)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("data = 3\n", "[data] is a section, but the file sets data = 3"),
+    ("[[data]]\nroot = \"x\"\n", "[data] is a section, but the file writes [[data]]"),
+    ("[model]\ngenerator_args = 5\n", "[model.generator_args] is a section, but the file sets model.generator_args = 5"),
+])
+def test_a_section_the_file_writes_as_a_value_blames_the_file_not_the_set(tmp_path, text, expected):
+    path = tmp_path / "odd.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(f"{path}: {expected}")):
+        load_config(path, ["data.root=x", "model.generator_args.channels=8"])
+
+
+def test_only_a_runs_own_config_is_upgraded_and_with_a_warning(tmp_path):
+    """A pix2pix config.toml from before train.adversarial_start recorded a weight it ignored; a
+    config a person writes with 1e-3, even named config.toml, means 1e-3."""
+    written = 'recipe = "pix2pix"\n\n[loss]\nadversarial_weight = 0.001\n\n[train]\nsteps = 5\n'
+    path = tmp_path / "config.toml"
+    path.write_text(written)
+    assert load_config(path).loss.adversarial_weight == 0.001
+    (tmp_path / "checkpoint-00000010.pt").write_bytes(b"")
+    with pytest.warns(UserWarning, match=re.escape("the run goes on with weight 1.0, as it trained")):
+        assert load_config(path).loss.adversarial_weight == 1.0
+
+
+def test_a_crop_of_zero_is_refused():
+    with pytest.raises(ConfigError, match=re.escape("data.crop must be >= 1, got 0")):
+        load_config(None, ["data.crop=0"])
+
+
+# ----------------------------------------------------------------------------- keys that change nothing
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    (["data.dataset=folder", "data.crop=100"], "data.crop = 100 changes nothing: it is read only when data.dataset "
+                                               "is 'celeba', and this config has data.dataset = 'folder'"),
+    (["data.dataset=synthetic", "data.max_images=10"], "data.max_images = 10 changes nothing"),
+    (["data.dataset=celeba", "data.synthetic_size=10"], "data.synthetic_size = 10 changes nothing"),
+    (["data.dataset=folder", "data.split=train"], "data.split = 'train' changes nothing"),
+    (["data.dataset=celeba", "data.val_root=/x"], "data.val_root = '/x' changes nothing"),
+    (["data.dataset=folder", "data.load_size=300"], "data.load_size = 300 changes nothing"),
+    (["train.lr_schedule=cosine", "train.lr_decay_steps=10"], "train.lr_decay_steps = 10 changes nothing"),
+    (["train.lr_milestones=[10]"], "train.lr_milestones = [10] changes nothing: it is read only when "
+                                   "train.lr_schedule is 'step'"),
+    (["log.eval_every=5"], "recipe 'dcgan' ignores log.eval_every = 5"),
+    (["train.g_lr=0", "train.d_lr=0"], "train.g_lr and train.d_lr are both 0: no network learns anything"),
+    (["train.steps=10", "train.warmup_steps=10"], "train.warmup_steps = 10 is not below train.steps = 10"),
+    (["train.steps=10", "train.lr_schedule=step", "train.lr_milestones=[5, 10]"],
+     "train.lr_milestones [10] change nothing: the rates change after a milestone's step, and the run ends at "
+     "train.steps = 10"),
+    (["loss.diffaugment=color", "loss.augment_p=0"], "loss.diffaugment = 'color' changes nothing: loss.augment_p = 0"),
+])
+def test_a_key_set_to_no_effect_is_warned_of_by_name(overrides, expected):
+    assert any(expected in message for message in messages_of_warnings(None, overrides)), expected
+
+
+@pytest.mark.parametrize("overrides", [
+    ["data.dataset=paired", "data.split=train", "data.val_split=val", "data.load_size=300"],
+    ["data.dataset=unpaired", "data.max_images=10", "data.strict=true"],
+    ["data.dataset=sr_pairs", "data.val_root=/x", "data.scale=2", "data.jpeg_quality=90"],
+    ["train.lr_schedule=step", "train.lr_milestones=[5]", "train.lr_gamma=0.1", "train.steps=10"],
+    ["recipe=pix2pix", "data.dataset=paired", "log.eval_every=5"],
+])
+def test_keys_read_by_the_settings_in_use_are_not_warned_of(overrides):
+    assert messages_of_warnings(None, overrides) == []
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.name)
+def test_no_shipped_config_sets_a_key_to_no_effect(path, tmp_path):
+    assert messages_of_warnings(path, [f"data.root={tmp_path}"]) == []
