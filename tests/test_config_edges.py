@@ -145,3 +145,9 @@ def test_keys_read_by_the_settings_in_use_are_not_warned_of(overrides):
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.name)
 def test_no_shipped_config_sets_a_key_to_no_effect(path, tmp_path):
     assert messages_of_warnings(path, [f"data.root={tmp_path}"]) == []
+
+
+def test_the_empty_choice_of_keep_best_is_shown_and_said():
+    """R9: "must be one of , swd/mean" hid the choice that turns best.pt off."""
+    with pytest.raises(ConfigError, match=re.escape('train.keep_best must be one of "" (empty: no best.pt), swd/mean, ')):
+        load_config(None, ["train.keep_best=none"])

@@ -444,7 +444,7 @@ def check_values(config: Config) -> None:
         raise ConfigError(f"train.compile_mode '{config.train.compile_mode}' is an inductor mode; "
                           f"train.compile_backend is '{config.train.compile_backend}'")
     _check_choice("train.cuda_graph", config.train.cuda_graph, ("auto", "on", "off"))
-    _check_choice("train.keep_best", config.train.keep_best, ("", *BEST_METRICS))
+    _check_choice("train.keep_best", config.train.keep_best, ("", *BEST_METRICS), "empty: no best.pt")
     if config.train.cuda_graph == "on" and config.train.compile_mode == "reduce-overhead":
         raise ConfigError("train.cuda_graph = \"on\" captures the whole step; train.compile_mode "
                           "'reduce-overhead' captures each network on its own: choose one")
@@ -615,9 +615,11 @@ def _check_augment_probability(loss: LossConfig) -> None:
     _check_range("loss.augment_images", loss.augment_images, 1, math.inf)
 
 
-def _check_choice(key: str, value: Any, choices: tuple) -> None:
+def _check_choice(key: str, value: Any, choices: tuple, empty: str = "") -> None:
+    """`value` among `choices`; `empty` says what the choice "" means (in a list, an empty word is invisible)."""
     if value not in choices:
-        raise ConfigError(f"{key} must be one of {', '.join(map(str, choices))}; got {value!r}")
+        shown = [f'""{f" ({empty})" if empty else ""}' if choice == "" else str(choice) for choice in choices]
+        raise ConfigError(f"{key} must be one of {', '.join(shown)}; got {value!r}")
 
 
 def _check_range(key: str, value: float, low: float, high: float) -> None:
