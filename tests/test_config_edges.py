@@ -151,3 +151,43 @@ def test_the_empty_choice_of_keep_best_is_shown_and_said():
     """R9: "must be one of , swd/mean" hid the choice that turns best.pt off."""
     with pytest.raises(ConfigError, match=re.escape('train.keep_best must be one of "" (empty: no best.pt), swd/mean, ')):
         load_config(None, ["train.keep_best=none"])
+
+
+# ----------------------------------------------------------------------------- gan sweep (R1)
+
+
+def sweep_cli(*args: str):
+    from click.testing import CliRunner
+
+    from gan.commands.main import main
+
+    return CliRunner().invoke(main, ["sweep", str(DEMO), *args])
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--grid", "loss.adversarial=hinge,lsgan", "--set", "loss.adversarial=vanilla"],
+     "--set loss.adversarial=vanilla and --grid loss.adversarial both set loss.adversarial"),
+    (["--seeds", "2", "--set", "train.seed=3"], "--set train.seed=3 and --seeds 2 both set train.seed"),
+    (["--grid", "train.g_lr=1e-4,0.0001"], "--grid train.g_lr: 1e-4 and 0.0001 are the same value (0.0001), which "
+                                           "would make two identical runs"),
+    (["--grid", "data.hflip=true,false,true"], "a value is listed twice"),
+    (["--grid", "train.steps=1,2,3,4,5,6,7,8,9,10", "--grid", "train.batch_size=1,2,3,4,5,6,7,8,9,10",
+      "--grid", "log.every=1,2,3,4,5,6,7,8,9,10", "--seeds", "2"],
+     "this sweep is 2000 runs (10 values of train.steps x 10 values of train.batch_size x 10 values of log.every x "
+     "2 seeds), more than --max-runs 1000: check the grid, or pass --max-runs 2000 to run them all"),
+    (["--grid", "loss.adversarial=hinge,lsgan", "--max-runs", "1"], "this sweep is 2 runs"),
+])
+def test_a_sweep_whose_runs_would_not_differ_or_are_too_many_is_refused(tmp_path, args, expected):
+    result = sweep_cli(*args, "--out", str(tmp_path / "sweep"), "--print-commands")
+    assert result.exit_code == 2 and expected in result.output, result.output
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_max_runs_allows_a_larger_sweep_and_the_size_is_said_before_the_configs_are_checked(tmp_path):
+    grid = ["--grid", "train.steps=1,2,3", "--seeds", "2"]
+    allowed = sweep_cli(*grid, "--max-runs", "6", "--out", str(tmp_path / "a"), "--print-commands")
+    assert allowed.exit_code == 0 and len(allowed.output.strip().splitlines()) == 6, allowed.output
+    checked = sweep_cli(*grid, "--set", "train.batch_size=0", "--out", str(tmp_path / "b"))
+    assert checked.exit_code == 2, checked.output
+    assert "sweep: 6 runs (3 values of train.steps x 2 seeds); checking their configs" in checked.output
+    assert checked.output.index("sweep: 6 runs") < checked.output.index("train.batch_size must be >= 1")
