@@ -191,3 +191,94 @@ def test_max_runs_allows_a_larger_sweep_and_the_size_is_said_before_the_configs_
     assert checked.exit_code == 2, checked.output
     assert "sweep: 6 runs (3 values of train.steps x 2 seeds); checking their configs" in checked.output
     assert checked.output.index("sweep: 6 runs") < checked.output.index("train.batch_size must be >= 1")
+
+
+# ----------------------------------------------------------------------------- networks that do not fit (R2-R4)
+
+QUICK = ["train.steps=2", "log.image_every=1000", "metrics.every=0", "data.num_workers=0", "train.batch_size=4",
+         "data.synthetic_size=16"]
+
+
+def build_recipe(config):
+    import contextlib
+
+    import torch
+
+    from gan.recipes import RECIPES
+
+    return RECIPES.get(config.recipe)(config, torch.device("cpu"), contextlib.nullcontext)
+
+
+@pytest.mark.parametrize("assignment", ["model.generator_args.image_channels=1", "model.generator_args.image_channels=4",
+                                        "model.discriminator_args.image_channels=1"])
+def test_dcgan_networks_whose_channels_do_not_fit_rgb_images_are_refused(assignment):
+    key, value = assignment.split("=")
+    config = load_config(DEMO, [*QUICK, assignment])
+    with pytest.raises(ConfigError, match=re.escape(f"{key} = {value} does not fit the data: its images are RGB "
+                                                    f"(3 channels); set {key} = 3 or leave it out")):
+        build_recipe(config)
+
+
+@pytest.mark.parametrize("recipe, assignment", [
+    ("pix2pix", "model.generator_args.in_channels=1"), ("pix2pix", "model.generator_args.out_channels=4"),
+    ("cyclegan", "model.generator_args.out_channels=1"),
+])
+def test_image_to_image_generators_whose_channels_do_not_fit_are_refused(tmp_path, recipe, assignment):
+    from conftest import RECIPE_CONFIGS
+
+    config = load_config(REPO / "experiments" / RECIPE_CONFIGS[recipe], [f"data.root={tmp_path}", assignment])
+    with pytest.raises(ConfigError, match=re.escape(f"{assignment.split('=')[0]} = ")):
+        build_recipe(config)
+
+
+def test_a_channel_mismatch_is_one_error_line_from_gan_train(tmp_path):
+    from click.testing import CliRunner
+
+    from gan.commands.main import main
+
+    sets = [word for assignment in [*QUICK, "model.generator_args.image_channels=1"] for word in ("--set", assignment)]
+    result = CliRunner().invoke(main, ["train", str(DEMO), *sets, "--out", str(tmp_path)])
+    assert result.exit_code != 0
+    assert "error: model.generator_args.image_channels = 1 does not fit the data" in result.output
+    assert "Traceback" not in result.output and "RuntimeError" not in result.output
+
+
+@pytest.mark.parametrize("assignment, expected", [
+    ("recipe=pix2pix", "model.generator = 'dcgan' does not fit this recipe: it needs resolution, which the recipe "
+                       "does not supply; generators that fit: resnet, "),
+    ("recipe=cyclegan", "model.generator = 'dcgan' does not fit this recipe: it needs resolution"),
+    ("model.discriminator=patchgan", "model.discriminator = 'patchgan' does not fit this recipe: it needs in_channels, "
+                                     "which the recipe does not supply; the recipe supplies resolution, which it does "
+                                     "not take; discriminators that fit: dcgan"),
+])
+def test_a_network_made_for_another_recipe_is_named_with_those_that_fit(assignment, expected):
+    config = load_config(DEMO, [*QUICK, assignment])
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        build_recipe(config)
+
+
+def test_a_patchgan_too_deep_for_the_crops_is_refused_with_the_deepest_that_fits():
+    sets = ["data.root=/work/shared/data/sr/T91", "data.val_root=/work/shared/data/sr/Set5"]
+    config = load_config(REPO / "experiments" / "sr_pix2pix_x4.toml", [*sets, "model.discriminator_args.n_layers=30"])
+    with pytest.raises(ConfigError, match=re.escape("model.discriminator_args.n_layers = 30 is too deep for "
+                                                    "data.resolution = 64: each layer halves the image, and n layers "
+                                                    "need at least 3 x 2^n px; the most that fits is 4")):
+        build_recipe(config)
+    tiny = load_config(None, ["recipe=pix2pix", "data.dataset=paired", "data.root=x", "data.resolution=4",
+                              "data.load_size=0", "model.generator=resnet", "model.discriminator=patchgan",
+                              "model.generator_args.channels=4", "model.discriminator_args.channels=4"])
+    with pytest.raises(ConfigError, match=re.escape("none fits: a PatchGAN needs data.resolution >= 6")):
+        build_recipe(tiny)
+
+
+@pytest.mark.parametrize("n_layers, size", [(1, 6), (2, 12), (3, 24), (4, 48), (4, 95)])
+def test_the_deepest_patchgan_that_fits_reads_its_crops(n_layers, size):
+    """The bound the refusal names is the network's own: that depth runs at that size, one deeper does not."""
+    import torch
+
+    from gan.nets.patchgan import PatchDiscriminator, deepest_for
+
+    assert deepest_for(size) == n_layers
+    PatchDiscriminator(6, 2, n_layers, norm="none")(torch.zeros(1, 6, size, size))
+    with pytest.raises(RuntimeError):
+        PatchDiscriminator(6, 2, n_layers + 1, norm="none")(torch.zeros(1, 6, size, size))

@@ -534,9 +534,9 @@ def _inert_keys(config: Config) -> list[str]:
     if train.g_lr == 0 and train.d_lr == 0:
         found.append("train.g_lr and train.d_lr are both 0: no network learns anything")
     if train.warmup_steps >= train.steps:
+        reach = "reach the values set only at the last step" if train.warmup_steps == train.steps else "never reach the values set"
         found.append(f"train.warmup_steps = {train.warmup_steps} is not below train.steps = {train.steps}: the "
-                     "learning rates rise from 0 over the whole run, and no step before the last trains at the "
-                     "values set")
+                     f"learning rates rise from 0 over the whole run and {reach}")
     late = [milestone for milestone in train.lr_milestones if milestone >= train.steps]
     if late and train.lr_schedule == "step":
         found.append(f"train.lr_milestones {late} change nothing: the rates change after a milestone's step, and "
