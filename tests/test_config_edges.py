@@ -282,3 +282,56 @@ def test_the_deepest_patchgan_that_fits_reads_its_crops(n_layers, size):
     PatchDiscriminator(6, 2, n_layers, norm="none")(torch.zeros(1, 6, size, size))
     with pytest.raises(RuntimeError):
         PatchDiscriminator(6, 2, n_layers + 1, norm="none")(torch.zeros(1, 6, size, size))
+
+
+# ----------------------------------------------------------------------------- torchrun's environment (R5)
+
+TORCHRUN = {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}
+
+
+@pytest.mark.parametrize("changes, expected", [
+    ({"RANK": None}, "WORLD_SIZE = 2 in the environment, but RANK is not set: torchrun sets both"),
+    ({"MASTER_ADDR": None}, "but MASTER_ADDR is not set"),
+    ({"WORLD_SIZE": "0"}, "WORLD_SIZE = '0' in the environment: expected the number of processes, >= 1"),
+    ({"WORLD_SIZE": "-1"}, "WORLD_SIZE = '-1' in the environment: expected the number of processes, >= 1"),
+    ({"WORLD_SIZE": "abc"}, "WORLD_SIZE = 'abc' in the environment: expected the number of processes, >= 1"),
+    ({"RANK": "2"}, "RANK = '2' in the environment: expected this process's rank, 0 to WORLD_SIZE - 1 = 1"),
+    ({"RANK": "x"}, "RANK = 'x' in the environment"),
+    ({"LOCAL_RANK": "-1"}, "LOCAL_RANK = '-1' in the environment"),
+    ({"MASTER_PORT": "http"}, "MASTER_PORT = 'http' in the environment: expected a TCP port, 1 to 65535"),
+])
+def test_torchruns_environment_is_checked_naming_the_variable(monkeypatch, changes, expected):
+    from gan.core.distributed import from_environment
+
+    for name, value in {**TORCHRUN, **changes}.items():
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        from_environment()
+
+
+def test_torchruns_environment_describes_the_group(monkeypatch):
+    from gan.core.distributed import SINGLE_PROCESS, ProcessGroup, from_environment
+
+    for name, value in TORCHRUN.items():
+        monkeypatch.setenv(name, value)
+    assert from_environment() == ProcessGroup(1, 2, 1)
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setenv("RANK", "whatever")  # one process: the rest is not read
+    assert from_environment() is SINGLE_PROCESS
+
+
+@pytest.mark.xfail(strict=True, reason="gan/commands/train.py calls from_environment() before its try block, so "
+                                       "the ConfigError escapes as a traceback; moving that call inside the try "
+                                       "(with group = SINGLE_PROCESS before it) makes this pass")
+def test_gan_train_reports_a_bad_torchrun_environment_as_one_line(monkeypatch, tmp_path):
+    from click.testing import CliRunner
+
+    from gan.commands.main import main
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.delenv("RANK", raising=False)
+    result = CliRunner().invoke(main, ["train", str(DEMO), "--set", "train.steps=1", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "error: WORLD_SIZE = 2 in the environment, but RANK is not set" in result.output
