@@ -335,3 +335,39 @@ def test_gan_train_reports_a_bad_torchrun_environment_as_one_line(monkeypatch, t
     monkeypatch.delenv("RANK", raising=False)
     result = CliRunner().invoke(main, ["train", str(DEMO), "--set", "train.steps=1", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "error: WORLD_SIZE = 2 in the environment, but RANK is not set" in result.output
+
+
+# ----------------------------------------------------------------------------- gan bench (R6)
+
+
+def bench_cli(*args: str):
+    from click.testing import CliRunner
+
+    from gan.commands.main import main
+
+    return CliRunner().invoke(main, ["bench", "--device", "cpu", "--model", "dcgan64", *args])
+
+
+@pytest.mark.parametrize("name, text, expected", [
+    ("baseline.txt", "MODELS = {}\n", "is not a Python file (.py)"),
+    ("broken.py", "import a_module_that_is_not_there\n", "cannot be imported: ModuleNotFoundError: No module named "
+                                                          "'a_module_that_is_not_there'"),
+    ("syntax.py", "def (\n", "cannot be imported: SyntaxError"),
+    ("empty.py", "x = 1\n", "defines no MODELS dict"),
+    ("partial.py", "MODELS = {'dcgan128': (64, print)}\n", "has no MODELS entry for dcgan64 (it has dcgan128)"),
+    ("odd.py", "MODELS = {'dcgan64': 64}\n", "MODELS['dcgan64'] is not a (batch size, build function) pair"),
+])
+def test_a_baseline_bench_cannot_use_is_one_line_naming_the_file(tmp_path, name, text, expected):
+    path = tmp_path / name
+    path.write_text(text)
+    result = bench_cli("--baseline", str(path))
+    assert result.exit_code == 2, result.output
+    assert f"error: --baseline '{path}'" in result.output and expected in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("option, value", [("--data-workers", "-1"), ("--rounds", "0"), ("--iters", "-1"),
+                                           ("--warmup", "-2"), ("--threads", "0")])
+def test_bench_numbers_out_of_range_are_refused_by_option(option, value):
+    result = bench_cli(option, value)
+    assert result.exit_code == 2 and f"Invalid value for '{option}': {value} is not in the range" in result.output
