@@ -371,3 +371,52 @@ def test_a_baseline_bench_cannot_use_is_one_line_naming_the_file(tmp_path, name,
 def test_bench_numbers_out_of_range_are_refused_by_option(option, value):
     result = bench_cli(option, value)
     assert result.exit_code == 2 and f"Invalid value for '{option}': {value} is not in the range" in result.output
+
+
+# ----------------------------------------------------------------------------- --tile of gan eval and translate (R7)
+
+
+@pytest.fixture(scope="module")
+def pix2pix_run(tmp_path_factory):
+    """A two-step pix2pix run on tiny paired images: (run directory, data folder)."""
+    from click.testing import CliRunner
+    from conftest import TINY_PIX2PIX, write_recipe_data
+
+    from gan.commands.main import main
+
+    data = write_recipe_data(tmp_path_factory.mktemp("data"))
+    out = tmp_path_factory.mktemp("runs")
+    sets = [word for item in [*TINY_PIX2PIX, f"data.root={data['paired']}"] for word in ("--set", item)]
+    result = CliRunner().invoke(main, ["train", str(REPO / "experiments" / "pix2pix_facades.toml"), *sets,
+                                       "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return next(out.iterdir()), data["paired"]
+
+
+@pytest.mark.parametrize("tile, expected", [
+    ("0", "--tile must be a positive number of pixels, got 0"), ("-5", "--tile must be a positive number of pixels"),
+    ("3", "--tile (3) must be at least 65: tiles overlap by 32 px, which must be less than half a tile"),
+])
+def test_gan_eval_names_only_the_tile_option_it_has(pix2pix_run, tile, expected):
+    from click.testing import CliRunner
+
+    from gan.commands.main import main
+
+    run_dir, data = pix2pix_run
+    result = CliRunner().invoke(main, ["eval", str(run_dir), "--data", str(data), "--tile", tile])
+    assert result.exit_code == 2 and expected in result.output, result.output
+    assert "--overlap" not in result.output
+
+
+def test_gan_translate_names_its_overlap_and_tile(pix2pix_run, tmp_path):
+    from click.testing import CliRunner
+
+    from gan.commands.main import main
+
+    run_dir, data = pix2pix_run
+    common = ["translate", str(run_dir), str(data / "val"), str(tmp_path / "out")]
+    too_wide = CliRunner().invoke(main, [*common, "--tile", "16", "--overlap", "8"])
+    assert too_wide.exit_code == 2 and "--overlap (8) must be at least 0 and less than half of --tile (16)" in \
+        too_wide.output
+    no_tile = CliRunner().invoke(main, [*common, "--tile", "0"])
+    assert no_tile.exit_code == 2 and "--tile must be a positive number of pixels, got 0" in no_tile.output
