@@ -420,3 +420,49 @@ def test_gan_translate_names_its_overlap_and_tile(pix2pix_run, tmp_path):
         too_wide.output
     no_tile = CliRunner().invoke(main, [*common, "--tile", "0"])
     assert no_tile.exit_code == 2 and "--tile must be a positive number of pixels, got 0" in no_tile.output
+
+
+# ----------------------------------------------------------------------------- gan compare (R8)
+
+
+def logged_run(folder: Path, name: str, seed: int, swd: list[float], steps: int = 300) -> Path:
+    """A run directory whose config plans `steps` steps and whose events log swd/mean at 100, 200, ..."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    run = folder / name
+    run.mkdir(parents=True)
+    (run / "config.toml").write_text(f'recipe = "dcgan"\n\n[train]\nseed = {seed}\nsteps = {steps}\n')
+    writer = SummaryWriter(str(run))
+    for index, value in enumerate(swd):
+        writer.add_scalar("metrics/swd/mean", value, 100 * (index + 1))
+        writer.add_scalar("loss/d", 1.0, 100 * (index + 1))
+    writer.close()
+    return run
+
+
+def test_a_metric_no_run_has_is_one_sentence_with_its_guess(tmp_path):
+    from gan.tools.compare import CompareError, compare
+
+    logged_run(tmp_path / "sweep", "00000-seed=0", 0, [3.0, 2.0, 1.0])
+    with pytest.raises(CompareError) as error:
+        compare([tmp_path / "sweep"], "swd/maen", tmp_path / "out")
+    assert str(error.value) == ("no run has the scalar 'swd/maen' (did you mean 'swd/mean'?); the runs have: loss/d, "
+                                "swd/mean")
+
+
+def test_runs_still_short_of_their_steps_are_marked_in_the_table(tmp_path):
+    import csv
+
+    from gan.tools.compare import compare
+
+    sweep = tmp_path / "sweep"
+    logged_run(sweep, "00000-seed=0", 0, [3.0, 2.0, 1.0])  # steps 100, 200, 300 of 300: finished
+    logged_run(sweep, "00001-seed=1", 1, [3.0, 2.5])  # 200 of 300: still training
+    logged_run(sweep, "00002-seed=2", 2, [4.0], steps=400)  # another group: 100 of 400
+    table, summaries = compare([sweep], None, tmp_path / "out")
+    assert "(1 of 2 runs unfinished: steps 200 of 300)" in table
+    assert "4 (one seed) (step 100 of 400)" in table
+    rows = list(csv.DictReader((tmp_path / "out" / "compare.csv").open()))
+    assert [row["unfinished"] for row in rows] == ["1 of 2 runs unfinished: steps 200 of 300", "step 100 of 400"]
+    finished = compare([sweep / "00000-seed=0"], None, tmp_path / "one")[0]
+    assert "unfinished" not in finished and "of 300)" not in finished
