@@ -141,7 +141,9 @@ def test_a_pix2pix_run_directory_from_before_the_weight_existed_keeps_weight_one
     """Such a config.toml recorded srgan's 1e-3 for a key pix2pix ignored then."""
     old = tmp_path / "config.toml"
     old.write_text('recipe = "pix2pix"\n\n[loss]\nadversarial_weight = 0.001\n\n[train]\nsteps = 5\n')
-    assert load_config(old).loss.adversarial_weight == 1.0
+    (tmp_path / "checkpoint-00000005.pt").write_bytes(b"")  # a run directory's own config.toml
+    with pytest.warns(UserWarning, match="recorded by a pix2pix run from before train.adversarial_start"):
+        assert load_config(old).loss.adversarial_weight == 1.0
     new = tmp_path / "new.toml"
     new.write_text('recipe = "pix2pix"\n\n[loss]\nadversarial_weight = 0.001\n\n[train]\nadversarial_start = 0\n')
     assert load_config(new).loss.adversarial_weight == 0.001

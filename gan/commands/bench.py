@@ -14,10 +14,10 @@ from gan.commands.common import fail
               "cyclegan256, srresnet4x, srgan4x.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write results here.")
-@click.option("--rounds", default=5, show_default=True, help="Alternating rounds of ours and the baseline.")
-@click.option("--iters", default=0, show_default=True,
+@click.option("--rounds", default=5, show_default=True, type=click.IntRange(1), help="Alternating rounds of ours and the baseline.")
+@click.option("--iters", default=0, show_default=True, type=click.IntRange(0),
               help="Training iterations per side per round; 0 = as many as take about 2 seconds.")
-@click.option("--warmup", default=5, show_default=True,
+@click.option("--warmup", default=5, show_default=True, type=click.IntRange(0),
               help="Untimed iterations per side first (compilation, then the capture of the CUDA graph at the 4th).")
 @click.option("--eager", is_flag=True, help="Turn our speed switches off (compile, CUDA graph, channels_last, bf16).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
@@ -28,8 +28,8 @@ from gan.commands.common import fail
 @click.option("--data-root", type=click.Path(file_okay=False, path_type=Path),
               help="Folder of images (with subfolders) for the data-path benchmark; without it (or 'none') that "
                    "part is skipped.")
-@click.option("--data-workers", default=2, show_default=True, help="Loader workers for the uncached data path.")
-@click.option("--threads", type=int, help="torch.set_num_threads for the run.")
+@click.option("--data-workers", default=2, show_default=True, type=click.IntRange(0), help="Loader workers for the uncached data path.")
+@click.option("--threads", type=click.IntRange(1), help="torch.set_num_threads for the run.")
 def bench(models: tuple[str, ...], device: str, json_path: Path | None, rounds: int, iters: int, warmup: int,
           eager: bool, overrides: tuple[str, ...], baseline_path: Path | None, data_root: Path | None,
           data_workers: int, threads: int | None) -> None:
@@ -54,7 +54,15 @@ def bench(models: tuple[str, ...], device: str, json_path: Path | None, rounds: 
     import torch
 
     from gan.core.registry import ConfigError
-    from gan.tools.benchmark import CASES, bench_data, bench_model, format_table, load_baseline, write_json
+    from gan.tools.benchmark import (
+        CASES,
+        BaselineError,
+        bench_data,
+        bench_model,
+        format_table,
+        load_baseline,
+        write_json,
+    )
     from gan.tools.benchmark import threads as thread_count
     from gan.training.loop import DeviceUnavailable, select_device
     from gan.training.resolve import load_config
@@ -67,8 +75,9 @@ def bench(models: tuple[str, ...], device: str, json_path: Path | None, rounds: 
         torch_device = select_device(device)
         for name in models or CASES:  # a bad --set stops here, not inside every model's run
             load_config(None, [*CASES[name].overrides, *overrides])
-        baseline = load_baseline(baseline_path) if baseline_path else None
-    except (DeviceUnavailable, ConfigError, FileNotFoundError) as error:
+        needed = [CASES[name].baseline for name in models or CASES if CASES[name].baseline]
+        baseline = load_baseline(baseline_path, needed) if baseline_path else None
+    except (DeviceUnavailable, ConfigError, FileNotFoundError, BaselineError) as error:
         fail(error)
     if baseline is None:
         click.echo("no --baseline given: the baseline columns stay empty", err=True)

@@ -25,10 +25,13 @@ from gan.commands.common import fail
               help="Runs trained at once: each on its own GPU in turn where there are several; on a CPU "
                    "they share the cores (each log in OUT/logs/).")
 @click.option("--device", default="auto", show_default=True, help="auto (every GPU there is, else cpu), cpu or cuda.")
+# 1000 is gan.tools.sweep.MAX_RUNS, spelled here as importing it would load torch for --help
+@click.option("--max-runs", default=1000, show_default=True, type=click.IntRange(1),
+              help="Refuse a sweep of more runs than this (a grid typed wrong can be thousands).")
 @click.option("--print-commands", is_flag=True,
               help="Print one `gan train` line per run instead of training (for a cluster's job array).")
 def sweep(config: Path, grids: tuple[str, ...], seeds: int, sets: tuple[str, ...], out: Path, jobs: int,
-          device: str, print_commands: bool) -> None:
+          device: str, max_runs: int, print_commands: bool) -> None:
     """Train CONFIG once for every combination of the --grid values (times --seeds) in OUT.
 
     Each run is named by its overrides (OUT/00003-adversarial=hinge-seed=1). The same
@@ -46,18 +49,23 @@ def sweep(config: Path, grids: tuple[str, ...], seeds: int, sets: tuple[str, ...
 
     from gan.core.registry import ConfigError
     from gan.tools.sweep import (
+        check_sets,
         expand,
         manifest_text,
         parse_grid,
         planned_steps,
         run_sweep,
+        sweep_shape,
         train_command,
         write_manifest,
     )
 
     try:
         grid = [parse_grid(option) for option in grids]
-        runs = expand(grid, seeds)
+        check_sets(list(sets), grid, seeds)
+        runs = expand(grid, seeds, max_runs)
+        if not print_commands:  # (its output is the commands alone)
+            click.echo(f"sweep: {len(runs)} runs ({sweep_shape(grid, seeds)}); checking their configs", err=True)
         planned_steps(config, list(sets), runs)  # every grid point valid before sweep.toml is written
         text = manifest_text(config, list(sets), grid, seeds, runs)
         if print_commands:

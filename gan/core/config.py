@@ -10,8 +10,11 @@ in) is what a run directory keeps.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import re
 import tomllib
+import types
 import typing
 import warnings
 from dataclasses import dataclass, field
@@ -20,7 +23,7 @@ from typing import Any
 
 from gan.core.presets import LOSS_PRESETS
 from gan.core.registry import ConfigError, suggest
-from gan.core.typecheck import coerce
+from gan.core.typecheck import coerce, type_name
 
 
 @dataclass
@@ -185,12 +188,78 @@ def _fill(cls: type, values: dict[str, Any], prefix: str) -> Any:
     return cls(**kwargs)
 
 
-def _parse_value(text: str) -> Any:
-    """A `--set` value: a TOML value (`3`, `2e-4`, `true`, `"x"`, `[1, 2]`), else the bare string."""
+def parse_value(key: str, text: str, option: str = "--set") -> Any:
+    """The value of `option` KEY=TEXT: a TOML value (`3`, `2e-4`, `true`, `"x"`, `[1, 2]`), else the bare text.
+
+    For a key of type str the text stays as written unless it is a quoted TOML string: read as
+    TOML, `data.root=2024_01` would become 202401 and `1e3` 1000.0. A table is refused: it would
+    replace the whole section, dropping the keys the file sets in it."""
     try:
-        return tomllib.loads(f"value = {text}")["value"]
+        value = tomllib.loads(f"value = {text}")["value"]
     except tomllib.TOMLDecodeError:
+        value = text
+        _refuse_bare_text(key, text)
+    except RecursionError:
+        raise ConfigError(f"{option} {key}: the value is nested too deeply to read") from None
+    annotation = key_annotation(key)
+    if annotation is str and not isinstance(value, str):
         return text
+    if isinstance(value, dict) and _is_section(annotation):
+        example = next(iter(flatten_config(value, f"{key}.").items()), (f"{key}.KEY", "VALUE"))
+        shown = example[1] if example[1] == "VALUE" else _toml_value(example[1])
+        raise ConfigError(f"{option} {key}={text} would replace all of [{key}], dropping the keys the config file "
+                          f"sets there; set one key at a time: --set {example[0]}={shown}")
+    return value
+
+
+def key_annotation(key: str) -> Any:
+    """The type of the dotted config `key` (`train.steps` -> int); None when the dataclasses do not
+    name it (a network argument, or a typo that filling them reports)."""
+    annotation: Any = Config
+    for part in key.split("."):
+        if not dataclasses.is_dataclass(annotation):
+            return None
+        annotation = typing.get_type_hints(annotation).get(part)
+    return annotation
+
+
+def _is_section(annotation: Any) -> bool:
+    """Whether a key of type `annotation` is a table of keys (`data`, `model.generator_args`)."""
+    return dataclasses.is_dataclass(annotation) or annotation is dict or typing.get_origin(annotation) is dict
+
+
+def _union_options(annotation: Any) -> tuple:
+    return typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types.UnionType) else ()
+
+
+def _takes_text(annotation: Any) -> bool:
+    """Whether a bare word can be a value of `annotation` (or another check reports it better)."""
+    return annotation in (None, Any, str) or _is_section(annotation) or str in _union_options(annotation)
+
+
+def _refuse_bare_text(key: str, text: str) -> None:
+    """A value that is not TOML, for a key that takes no text: the type error, with the TOML spelling
+    the user most likely meant (`.5` is 0.5 in TOML; strings in a list need quotes). A key that takes
+    a number or a word (`loss.augment_p`) is refused too when the text is a number TOML cannot read."""
+    annotation = key_annotation(key)
+    hint = toml_hint(key, text)
+    number_meant = float in _union_options(annotation) and hint and not text.startswith("[")
+    if _takes_text(annotation) and not number_meant:
+        return
+    raise ConfigError(f"{key}: expected {type_name(annotation)}, got {text!r}{hint}")
+
+
+def toml_hint(key: str, text: str) -> str:
+    """'; TOML needs ...' for a number or list written as other languages allow; '' otherwise."""
+    if re.fullmatch(r"[+-]?\.\d+([eE][+-]?\d+)?", text):
+        return f"; TOML needs a digit before the point: {key}={text.replace('.', '0.', 1)}"
+    if re.fullmatch(r"[+-]?\d+\.([eE][+-]?\d+)?", text):
+        return f"; TOML needs a digit after the point: {key}={text.replace('.', '.0', 1)}"
+    if text.startswith("[") and text.endswith("]"):
+        items = [item.strip().strip("'\"") for item in text[1:-1].split(",") if item.strip()]
+        listed = ", ".join(json.dumps(item) for item in items)
+        return f"; strings in a TOML list need quotes: --set '{key}=[{listed}]'"
+    return ""
 
 
 def apply_override(tree: dict[str, Any], assignment: str) -> None:
@@ -198,7 +267,7 @@ def apply_override(tree: dict[str, Any], assignment: str) -> None:
     if "=" not in assignment:
         raise ConfigError(f"--set expects KEY=VALUE (for example train.steps=1000), got '{assignment}'")
     key, text = assignment.split("=", 1)
-    set_key(tree, key.strip(), _parse_value(text.strip()))
+    set_key(tree, key.strip(), parse_value(key.strip(), text.strip()))
 
 
 def set_key(tree: dict[str, Any], key: str, value: Any) -> None:
@@ -217,28 +286,60 @@ def set_key(tree: dict[str, Any], key: str, value: Any) -> None:
 
 def read_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
     """Read a TOML config (or start from defaults when `path` is None), apply overrides, check keys,
-    types and ranges. `gan.training.resolve.load_config` also checks the names against the registries."""
+    types and ranges, and warn of keys set to no effect. `gan.training.resolve.load_config` also
+    checks the names against the registries."""
     tree: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file '{path}' does not exist")
-        try:
-            tree = tomllib.loads(path.read_text(encoding="utf-8"))
-        except UnicodeDecodeError as error:
-            raise ConfigError(f"{path}: not UTF-8 text (byte {error.start}: {error.object[error.start:error.start + 1]!r}); "
-                              "TOML config files are UTF-8") from None
-        except tomllib.TOMLDecodeError as error:
-            raise ConfigError(f"{path}: not valid TOML: {error}") from None
-        except OSError as error:
-            raise ConfigError(f"config file '{path}' cannot be read: {error.strerror or error}") from None
-        _upgrade_written_config(tree)
+        tree = _read_toml(path)
+        _check_sections(tree, path)
+        if _is_run_config(path):
+            _upgrade_written_config(tree, path)
     tree, overrides = _apply_preset(tree, list(overrides), path)
     for assignment in overrides:
         apply_override(tree, assignment)
     config = _fill(Config, tree, "")
     check_values(config)
+    warn_about_inert_keys(config)
     return config
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    """The TOML file at `path` as a dict; ConfigError naming the file when it cannot be read."""
+    if not path.is_file():
+        raise ConfigError(f"config file '{path}' does not exist")
+    try:
+        text = path.read_text(encoding="utf-8")
+        # Windows editors may start UTF-8 files with a byte-order mark, which TOML does not allow.
+        return tomllib.loads(text.removeprefix("\ufeff"))
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {error.start}: {error.object[error.start:error.start + 1]!r}); "
+                          "TOML config files are UTF-8") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML: {error}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to read (arrays or tables inside each other thousands "
+                          "deep); no config needs more than a few levels") from None
+    except OSError as error:
+        raise ConfigError(f"config file '{path}' cannot be read: {error.strerror or error}") from None
+
+
+def _check_sections(tree: dict[str, Any], path: Path, cls: type | None = None, prefix: str = "") -> None:
+    """A section the file writes as a value (`data = 3`, `[[data]]`) is the file's mistake: named
+    here, before a `--set data.x` over it could be blamed."""
+    hints = typing.get_type_hints(cls or Config)
+    for key, value in tree.items():
+        annotation, name = hints.get(key), f"{prefix}{key}"
+        if not (dataclasses.is_dataclass(annotation) or typing.get_origin(annotation) is dict):
+            continue
+        if isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
+            raise ConfigError(f"{path}: [{name}] is a section, but the file writes [[{name}]] (an array of "
+                              f"tables): write [{name}] once, with its keys below it")
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: [{name}] is a section, but the file sets {name} = {value!r}: write "
+                              f"[{name}] with its keys below it")
+        if dataclasses.is_dataclass(annotation):
+            _check_sections(value, path, annotation, f"{name}.")
 
 
 def _apply_preset(tree: dict[str, Any], overrides: list[str], path: Path | None) -> tuple[dict[str, Any], list[str]]:
@@ -280,14 +381,30 @@ def _merged(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _upgrade_written_config(tree: dict[str, Any]) -> None:
+# The names a run directory gives its config and its checkpoints (gan/core/checkpoint.py, which
+# imports torch), spelled here so that reading a config needs none.
+RUN_CONFIG = "config.toml"
+CHECKPOINT_GLOB = "checkpoint-*.pt"
+
+
+def _is_run_config(path: Path) -> bool:
+    """Whether `path` is the config.toml a run directory wrote beside its checkpoints (what
+    `gan train --resume` reads), rather than a config file a person wrote."""
+    return path.name == RUN_CONFIG and any(path.parent.glob(CHECKPOINT_GLOB))
+
+
+def _upgrade_written_config(tree: dict[str, Any], path: Path) -> None:
     """Keep resumed runs doing what they did. Before `train.adversarial_start` existed, pix2pix
     ignored `loss.adversarial_weight` (weight 1) while the resolved config.toml recorded srgan's
-    1e-3 for it; a run directory from then must go on with weight 1."""
+    1e-3 for it; a run directory from then must go on with weight 1. Only a run's own config.toml:
+    a config a person writes with 1e-3 means 1e-3."""
     loss, train = tree.get("loss"), tree.get("train")
     if (tree.get("recipe") == "pix2pix" and isinstance(loss, dict) and isinstance(train, dict)
             and "adversarial_start" not in train and loss.get("adversarial_weight") == 1e-3):
         loss["adversarial_weight"] = 1.0
+        warnings.warn(f"{path}: loss.adversarial_weight = 0.001 was recorded by a pix2pix run from before "
+                      "train.adversarial_start, which ignored it; the run goes on with weight 1.0, as it trained",
+                      stacklevel=3)
 
 
 def check_values(config: Config) -> None:
@@ -306,7 +423,8 @@ def check_values(config: Config) -> None:
     _check_augment_probability(loss)
     _check_range("train.ema_decay", config.train.ema_decay, 0.0, 1.0 - 1e-12)
     for key in ("train.steps", "train.batch_size", "train.d_steps", "train.checkpoint_every",
-                "train.keep_checkpoints", "train.dist_timeout_s", "log.every", "log.image_every", "log.num_samples", "data.resolution"):
+                "train.keep_checkpoints", "train.dist_timeout_s", "log.every", "log.image_every", "log.num_samples", "data.resolution",
+                "data.crop"):
         section, name = key.split(".")
         _check_range(key, getattr(getattr(config, section), name), 1, math.inf)
     data = config.data
@@ -326,7 +444,7 @@ def check_values(config: Config) -> None:
         raise ConfigError(f"train.compile_mode '{config.train.compile_mode}' is an inductor mode; "
                           f"train.compile_backend is '{config.train.compile_backend}'")
     _check_choice("train.cuda_graph", config.train.cuda_graph, ("auto", "on", "off"))
-    _check_choice("train.keep_best", config.train.keep_best, ("", *BEST_METRICS))
+    _check_choice("train.keep_best", config.train.keep_best, ("", *BEST_METRICS), "empty: no best.pt")
     if config.train.cuda_graph == "on" and config.train.compile_mode == "reduce-overhead":
         raise ConfigError("train.cuda_graph = \"on\" captures the whole step; train.compile_mode "
                           "'reduce-overhead' captures each network on its own: choose one")
@@ -373,6 +491,60 @@ def check_values(config: Config) -> None:
                 "metrics.every"):
         section, name = key.split(".")
         _check_range(key, getattr(getattr(config, section), name), 0, math.inf)
+
+
+# Keys that only some settings read: set away from their default under others, they change nothing,
+# which a user who set them cannot tell from the run. key -> (the key that decides, the values of it
+# under which the key is read): datasets in gan/data/__init__.py, schedules in gan/recipes/schedules.py.
+# (Keys only some recipes read are warned of by `gan.training.resolve`, which knows the recipes.)
+READ_ONLY_WITH = {
+    "data.crop": ("data.dataset", ("celeba",)),
+    "data.split": ("data.dataset", ("celeba", "paired", "unpaired")),
+    "data.val_split": ("data.dataset", ("paired", "unpaired")),
+    "data.layout": ("data.dataset", ("paired",)),
+    "data.direction": ("data.dataset", ("paired",)),
+    "data.load_size": ("data.dataset", ("paired", "unpaired")),
+    "data.a_root": ("data.dataset", ("unpaired",)),
+    "data.b_root": ("data.dataset", ("unpaired",)),
+    **{key: ("data.dataset", ("sr_pairs",)) for key in ("data.val_root", "data.scale", "data.upsample_input",
+                                                        "data.blur_sigma", "data.noise_std", "data.jpeg_quality")},
+    "data.max_images": ("data.dataset", ("celeba", "folder", "paired", "sr_pairs", "unpaired")),
+    "data.strict": ("data.dataset", ("celeba", "folder", "paired", "sr_pairs", "unpaired")),
+    "data.synthetic_size": ("data.dataset", ("synthetic",)),
+    "train.lr_decay_steps": ("train.lr_schedule", ("linear_decay",)),
+    "train.lr_milestones": ("train.lr_schedule", ("step",)),
+    "train.lr_gamma": ("train.lr_schedule", ("step",)),
+}
+
+
+def warn_about_inert_keys(config: Config) -> None:
+    """One warning for each key set to a value that changes nothing, naming it and why."""
+    for message in _inert_keys(config):
+        warnings.warn(message, stacklevel=3)
+
+
+def _inert_keys(config: Config) -> list[str]:
+    """A sentence for each key of `config` set to a value that changes nothing in the run it describes."""
+    defaults, values = flatten_config(config_to_dict(Config())), flatten_config(config_to_dict(config))
+    found = [f"{key} = {values[key]!r} changes nothing: it is read only when {decider} is "
+             f"{' or '.join(map(repr, readers))}, and this config has {decider} = {values[decider]!r}"
+             for key, (decider, readers) in READ_ONLY_WITH.items()
+             if values[decider] not in readers and values[key] != defaults[key]]
+    train, loss = config.train, config.loss
+    if train.g_lr == 0 and train.d_lr == 0:
+        found.append("train.g_lr and train.d_lr are both 0: no network learns anything")
+    if train.warmup_steps >= train.steps:
+        reach = "reach the values set only at the last step" if train.warmup_steps == train.steps else "never reach the values set"
+        found.append(f"train.warmup_steps = {train.warmup_steps} is not below train.steps = {train.steps}: the "
+                     f"learning rates rise from 0 over the whole run and {reach}")
+    late = [milestone for milestone in train.lr_milestones if milestone >= train.steps]
+    if late and train.lr_schedule == "step":
+        found.append(f"train.lr_milestones {late} change nothing: the rates change after a milestone's step, and "
+                     f"the run ends at train.steps = {train.steps}")
+    if loss.diffaugment and loss.augment_p == 0:
+        found.append(f"loss.diffaugment = {loss.diffaugment!r} changes nothing: loss.augment_p = 0 applies it to "
+                     "no image")
+    return found
 
 
 MAX_METRIC_SAMPLES = 1_000_000  # 20x FID's customary 50,000; more is a typo that would exhaust memory
@@ -443,9 +615,11 @@ def _check_augment_probability(loss: LossConfig) -> None:
     _check_range("loss.augment_images", loss.augment_images, 1, math.inf)
 
 
-def _check_choice(key: str, value: Any, choices: tuple) -> None:
+def _check_choice(key: str, value: Any, choices: tuple, empty: str = "") -> None:
+    """`value` among `choices`; `empty` says what the choice "" means (in a list, an empty word is invisible)."""
     if value not in choices:
-        raise ConfigError(f"{key} must be one of {', '.join(map(str, choices))}; got {value!r}")
+        shown = [f'""{f" ({empty})" if empty else ""}' if choice == "" else str(choice) for choice in choices]
+        raise ConfigError(f"{key} must be one of {', '.join(shown)}; got {value!r}")
 
 
 def _check_range(key: str, value: float, low: float, high: float) -> None:

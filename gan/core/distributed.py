@@ -19,6 +19,7 @@ Only rank 0 writes: logs, grids, metrics, checkpoints.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Callable, Iterator
@@ -27,6 +28,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.utils.data import Sampler
+
+from gan.core.registry import ConfigError
 
 
 @dataclass(frozen=True)
@@ -48,11 +51,31 @@ SINGLE_PROCESS = ProcessGroup()  # immutable: safe as a default argument
 
 
 def from_environment() -> ProcessGroup:
-    """The group torchrun describes in RANK / WORLD_SIZE / LOCAL_RANK; one process otherwise."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    """The group torchrun describes in RANK / WORLD_SIZE / LOCAL_RANK (and MASTER_ADDR / MASTER_PORT,
+    where the processes meet); one process otherwise. ConfigError naming the variable when they do
+    not describe a group, as a WORLD_SIZE set by hand without torchrun's other variables would not."""
+    world_size = _whole_number("WORLD_SIZE", 1, "the number of processes, >= 1")
     if world_size == 1:
         return SINGLE_PROCESS
-    return ProcessGroup(int(os.environ["RANK"]), world_size, int(os.environ.get("LOCAL_RANK", "0")))
+    for name in ("RANK", "MASTER_ADDR", "MASTER_PORT"):
+        if not os.environ.get(name):
+            raise ConfigError(f"WORLD_SIZE = {world_size} in the environment, but {name} is not set: torchrun sets "
+                              f"both (torchrun --nproc_per_node={world_size} -m gan train ...); unset WORLD_SIZE to "
+                              "train in one process")
+    _whole_number("MASTER_PORT", 0, "a TCP port, 1 to 65535", 1, 65535)
+    rank = _whole_number("RANK", 0, f"this process's rank, 0 to WORLD_SIZE - 1 = {world_size - 1}", 0, world_size - 1)
+    local_rank = _whole_number("LOCAL_RANK", 0, f"this process's rank on its machine, 0 to {world_size - 1}", 0,
+                               world_size - 1)
+    return ProcessGroup(rank, world_size, local_rank)
+
+
+def _whole_number(name: str, default: int, expected: str, low: int = 1, high: int | None = None) -> int:
+    """The environment variable `name` as an integer in [low, high] (`default` when unset)."""
+    text = os.environ.get(name, str(default)).strip()
+    value = int(text) if re.fullmatch(r"[+-]?\d{1,18}", text) else None
+    if value is None or value < low or (high is not None and value > high):
+        raise ConfigError(f"{name} = {text!r} in the environment: expected {expected} (torchrun sets it)")
+    return value
 
 
 def initialise(group: ProcessGroup, device: torch.device, timeout_s: float = 3600) -> None:

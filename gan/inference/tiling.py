@@ -48,14 +48,25 @@ def _edge_weights(length: int, overlap: int, rise: bool, fall: bool) -> torch.Te
     return weights
 
 
-def check_tiling(tile: int, overlap: int) -> None:
-    if overlap < 0 or 2 * overlap >= tile:
+DEFAULT_OVERLAP = 32  # pixels shared by neighbouring tiles (gan translate's --overlap default)
+
+
+def check_tiling(tile: int, overlap: int | None) -> None:
+    """`--tile` and `--overlap` as a command takes them; `overlap` None for a command that has no
+    --overlap option (gan eval) and tiles with DEFAULT_OVERLAP, whose message names --tile alone."""
+    if tile < 1:
+        raise ValueError(f"--tile must be a positive number of pixels, got {tile}")
+    if overlap is None:
+        if 2 * DEFAULT_OVERLAP >= tile:
+            raise ValueError(f"--tile ({tile}) must be at least {2 * DEFAULT_OVERLAP + 1}: tiles overlap by "
+                             f"{DEFAULT_OVERLAP} px, which must be less than half a tile")
+    elif overlap < 0 or 2 * overlap >= tile:
         raise ValueError(f"--overlap ({overlap}) must be at least 0 and less than half of --tile ({tile})")
 
 
 @torch.no_grad()
 def translate_tensor(generator: nn.Module, images: torch.Tensor, size_multiple: int = 1, tile: int = 512,
-                     overlap: int = 32) -> torch.Tensor:
+                     overlap: int = DEFAULT_OVERLAP) -> torch.Tensor:
     """(1, C, H, W) in [-1, 1] -> the generator's output for the whole image, tile by tile if needed."""
     height, width = images.shape[-2:]
     check_tiling(tile, overlap)
@@ -90,7 +101,7 @@ class Translator:
     input_upscale: int = 1  # bicubic-upsample inputs by this first (pix2pix-style super-resolution)
     size_multiple: int = 1  # H and W the network needs to divide (U-Net-256: 256)
     tile: int = 512
-    overlap: int = 32
+    overlap: int = DEFAULT_OVERLAP
     checkpoint: Path | None = None  # where the weights came from
     config: dict | None = None  # the training config stored in the checkpoint
     step: int = 0  # training steps behind the weights
@@ -108,14 +119,16 @@ class Translator:
         return signed_to_pil(output[0].clamp(-1, 1))
 
 
-def load_translator(source: str | Path, device: torch.device, tile: int = 512, overlap: int = 32,
+def load_translator(source: str | Path, device: torch.device, tile: int = 512, overlap: int | None = None,
                     direction: str | None = None) -> Translator:
     """The image-to-image generator of a run directory (newest checkpoint) or checkpoint file.
 
+    `overlap` None: DEFAULT_OVERLAP, for a command without an --overlap option.
     `direction` ("AtoB" or "BtoA") picks one of a CycleGAN checkpoint's two generators
     (AtoB when not given); checkpoints with one generator take no direction.
     """
     check_tiling(tile, overlap)
+    overlap = DEFAULT_OVERLAP if overlap is None else overlap
     path, state = load_source(source)
     config = state["config"]
     unconditional = CheckpointError(f"'{path}' is an unconditional generator (it takes latents, not images); "

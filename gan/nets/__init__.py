@@ -161,9 +161,32 @@ class NetworkSpec:
         return cls(role, name, kwargs)
 
 
+def _misfit(role: str, name: str, supplied: dict[str, Any]) -> str:
+    """Why network `name` cannot be built from what a recipe supplies ('' when it can): an argument
+    without a default that the recipe does not supply, or one the recipe supplies that it does not take."""
+    parameters = _parameters(_zoo(role).get(name))
+    needed = [arg for arg, parameter in parameters.items()
+              if parameter.default is inspect.Parameter.empty and arg not in supplied]
+    unknown = [arg for arg in supplied if arg not in parameters]
+    reasons = [f"it needs {', '.join(needed)}, which the recipe does not supply"] if needed else []
+    reasons += [f"the recipe supplies {', '.join(unknown)}, which it does not take"] if unknown else []
+    return "; ".join(reasons)
+
+
+def _check_fit(role: str, name: str, key: str, supplied: dict[str, Any]) -> None:
+    """A network made for another recipe (dcgan's generator, which needs `resolution`, under pix2pix)
+    is refused naming the config key and the networks that do fit, before a constructor's TypeError."""
+    misfit = _misfit(role, name, supplied)
+    if misfit:
+        fitting = [other for other in network_names(role) if not _misfit(role, other, supplied)]
+        raise ConfigError(f"{key.removesuffix('_args')} = '{name}' does not fit this recipe: {misfit}; "
+                          f"{role}s that fit: {', '.join(fitting) or 'none'}")
+
+
 def network_spec(role: str, name: str, args: dict[str, Any], key: str, **supplied: Any) -> NetworkSpec:
     """The spec of network `name` from config `args` plus recipe-`supplied` arguments."""
     resolved = resolve_network_args(role, name, args, key)
+    _check_fit(role, name, key, supplied)
     for arg in supplied:
         if arg in args:
             raise ConfigError(f"'{key}.{arg}' is set by the recipe from another config key; remove it")

@@ -15,6 +15,17 @@ from gan.nets import register_network
 from gan.nets.common import init_normal_, norm_layer, spectral_norm_
 
 
+def smallest_input(n_layers: int) -> int:
+    """The smallest side a PatchGAN of `n_layers` reads: its n stride-2 convs halve the side (rounding
+    down) to at least 3 px, which its two stride-1 convs of kernel 4 take to a single logit."""
+    return 3 * 2**n_layers
+
+
+def deepest_for(size: int) -> int:
+    """The largest `n_layers` whose PatchGAN reads size x size images; 0 when none does."""
+    return max((n_layers for n_layers in range(1, 32) if smallest_input(n_layers) <= size), default=0)
+
+
 @register_network("discriminator", "patchgan")
 class PatchDiscriminator(nn.Module):
     """images (N, in_channels, H, W) -> logits (N, 1, H/2**n_layers - 2, W/2**n_layers - 2).

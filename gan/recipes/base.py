@@ -59,6 +59,17 @@ from gan.recipes.augment import AdaptiveProbability, DiffAugment
 from gan.recipes.losses import AdversarialLoss, LazyR1
 
 AutocastFactory = Callable[[], AbstractContextManager]
+RGB_CHANNELS = 3  # every data set yields RGB images (gan/data/decode.py converts whatever it reads)
+
+
+def require_rgb(spec: NetworkSpec, key: str, *args: str) -> None:
+    """The channel counts `args` of network `spec` (set under `key`) that meet the data set's images
+    must be 3: a network of other channels fails at its first step, far from the setting."""
+    for arg in args:
+        value = spec.kwargs.get(arg, RGB_CHANNELS)
+        if value != RGB_CHANNELS:
+            raise ConfigError(f"{key}.{arg} = {value} does not fit the data: its images are RGB ({RGB_CHANNELS} "
+                              f"channels); set {key}.{arg} = {RGB_CHANNELS} or leave it out")
 
 
 class Recipe(Protocol):

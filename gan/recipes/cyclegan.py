@@ -19,9 +19,9 @@ from gan.data import build_dataset
 from gan.nets import network_spec
 from gan.nets.running import eval_mode, run_padded
 from gan.recipes import RECIPES
-from gan.recipes.base import AutocastFactory, RecipeBase, adam, gradient_norm, set_requires_grad
+from gan.recipes.base import AutocastFactory, RecipeBase, adam, gradient_norm, require_rgb, set_requires_grad
 from gan.recipes.image_pool import ImagePool
-from gan.recipes.image_to_image import DistributionScores
+from gan.recipes.image_to_image import DistributionScores, check_discriminator_depth
 from gan.recipes.losses import AdversarialLoss
 from gan.recipes.schedules import adversarial_on
 
@@ -40,10 +40,12 @@ class CycleGANRecipe(RecipeBase):
         self.specs = {f"generator_{direction}": network_spec("generator", model.generator, model.generator_args,
                                                              "model.generator_args")
                       for direction in DIRECTIONS}
+        require_rgb(self.specs["generator_AtoB"], "model.generator_args", "in_channels", "out_channels")
         self.generators = {direction: self.specs[f"generator_{direction}"].build().to(device)
                            for direction in DIRECTIONS}
         discriminator_spec = network_spec("discriminator", model.discriminator, model.discriminator_args,
                                           "model.discriminator_args", in_channels=3)
+        check_discriminator_depth(discriminator_spec, config.data.resolution)
         self.discriminators = {domain: discriminator_spec.build().to(device) for domain in ("A", "B")}
         self.networks = {**{f"generator_{d}": g for d, g in self.generators.items()},
                          **{f"discriminator_{d}": net for d, net in self.discriminators.items()}}

@@ -12,7 +12,7 @@ from gan.core.registry import ConfigError
 from gan.nets import network_spec
 from gan.nets.running import eval_mode
 from gan.recipes import RECIPES
-from gan.recipes.base import AutocastFactory, RecipeBase, adam, gradient_norm, set_requires_grad
+from gan.recipes.base import AutocastFactory, RecipeBase, adam, gradient_norm, require_rgb, set_requires_grad
 from gan.recipes.ema import EMA, latent_batches, standing_statistics
 from gan.recipes.losses import AdversarialLoss, add_instance_noise, annealed_std
 
@@ -38,6 +38,9 @@ class DCGANRecipe(RecipeBase):
         }
         discriminator_spec = network_spec("discriminator", model.discriminator, model.discriminator_args,
                                           "model.discriminator_args", resolution=resolution)
+        # G's images and the real ones both go to D: each network's image side meets the data.
+        require_rgb(self.specs["generator"], "model.generator_args", "image_channels")
+        require_rgb(discriminator_spec, "model.discriminator_args", "image_channels")
         self.generator = self.specs["generator"].build().to(device)
         self.discriminator = discriminator_spec.build().to(device)
         self.latent_dim = self.generator.latent_dim

@@ -13,12 +13,27 @@ from torch.utils.data import Dataset
 
 from gan.core.config import Config, DataConfig
 from gan.core.images import signed_to_uint8
+from gan.core.registry import ConfigError
 from gan.data import build_dataset
 from gan.metrics import psnr, signed_to_255, ssim
 from gan.metrics.image_quality import smallest_sr_image
 from gan.metrics.translation import TargetStatistics, TranslationMetrics
+from gan.nets import NetworkSpec
+from gan.nets.patchgan import deepest_for, smallest_input
 from gan.nets.running import eval_mode, run_padded
 from gan.recipes.base import AutocastFactory
+
+
+def check_discriminator_depth(spec: NetworkSpec, size: int) -> None:
+    """A PatchGAN too deep for the `size` px training crops it judges fails at its first step, far
+    from the setting: refused here, naming the deepest that fits."""
+    if spec.name != "patchgan" or size >= smallest_input(spec.kwargs["n_layers"]):
+        return
+    deepest = deepest_for(size)
+    fits = (f"the most that fits is {deepest}" if deepest else
+            f"none fits: a PatchGAN needs data.resolution >= {smallest_input(1)}")
+    raise ConfigError(f"model.discriminator_args.n_layers = {spec.kwargs['n_layers']} is too deep for data.resolution "
+                      f"= {size}: each layer halves the image, and n layers need at least 3 x 2^n px; {fits}")
 
 
 def evaluation_set(data: DataConfig) -> Dataset:

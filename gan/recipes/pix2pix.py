@@ -15,8 +15,14 @@ from gan.core.config import Config
 from gan.core.registry import ConfigError
 from gan.nets import network_spec
 from gan.recipes import RECIPES
-from gan.recipes.base import AutocastFactory, RecipeBase, adam, gradient_norm, set_requires_grad
-from gan.recipes.image_to_image import DistributionScores, preview_pairs, preview_strips, validation_scores
+from gan.recipes.base import AutocastFactory, RecipeBase, adam, gradient_norm, require_rgb, set_requires_grad
+from gan.recipes.image_to_image import (
+    DistributionScores,
+    check_discriminator_depth,
+    preview_pairs,
+    preview_strips,
+    validation_scores,
+)
 from gan.recipes.losses import AdversarialLoss
 from gan.recipes.schedules import adversarial_on
 
@@ -38,6 +44,8 @@ class Pix2PixRecipe(RecipeBase):
         model, train = config.model, config.train
         self.specs = {"generator": network_spec("generator", model.generator, model.generator_args,
                                                 "model.generator_args")}
+        # (the discriminator's in_channels follow the generator's: input and output stacked)
+        require_rgb(self.specs["generator"], "model.generator_args", "in_channels", "out_channels")
         self.generator = self.specs["generator"].build().to(device)
         self.size_multiple = getattr(self.generator, "size_multiple", 1)
         if config.data.resolution % self.size_multiple:
@@ -47,6 +55,7 @@ class Pix2PixRecipe(RecipeBase):
             self.specs["generator"].kwargs.get("out_channels", 3)
         discriminator_spec = network_spec("discriminator", model.discriminator, model.discriminator_args,
                                           "model.discriminator_args", in_channels=image_channels)
+        check_discriminator_depth(discriminator_spec, config.data.resolution)
         self.discriminator = discriminator_spec.build().to(device)
         self.networks = {"generator": self.generator, "discriminator": self.discriminator}
         self.optimizers = {
@@ -59,9 +68,8 @@ class Pix2PixRecipe(RecipeBase):
         # D sees (input, output) stacked: augmented together, so the pair stays aligned.
         generator_args = self.specs["generator"].kwargs
         self.use_diffaugment((generator_args.get("in_channels", 3), generator_args.get("out_channels", 3)))
-        # Outputs against targets as distributions too, where they are RGB images of one size (not SR).
-        rgb = generator_args.get("out_channels", 3) == 3
-        self.distribution = DistributionScores(config, device) if config.data.dataset == "paired" and rgb else None
+        # Outputs against targets as distributions too, where they are images of one size (not SR).
+        self.distribution = DistributionScores(config, device) if config.data.dataset == "paired" else None
 
     def graph_key(self, step: int) -> Hashable | None:
         adversarial = adversarial_on(step, self.config.train)

@@ -23,7 +23,7 @@ from gan.core.registry import ConfigError
 from gan.nets import network_spec
 from gan.nets.vgg import VGGFeatures
 from gan.recipes import RECIPES
-from gan.recipes.base import AutocastFactory, RecipeBase, adam, gradient_norm, set_requires_grad
+from gan.recipes.base import AutocastFactory, RecipeBase, adam, gradient_norm, require_rgb, set_requires_grad
 from gan.recipes.image_to_image import preview_pairs, preview_strips, validation_scores
 from gan.recipes.losses import AdversarialLoss, PerceptualLoss
 from gan.recipes.schedules import adversarial_on
@@ -44,6 +44,7 @@ class SRGANRecipe(RecipeBase):
                               "data.upsample_input = false: its generator upsamples the LR image itself")
         self.specs = {"generator": network_spec("generator", model.generator, model.generator_args,
                                                 "model.generator_args", scale=data.scale)}
+        require_rgb(self.specs["generator"], "model.generator_args", "image_channels")
         self.generator = self.specs["generator"].build().to(device)
         if config.recipe == "srgan" and not model.init_generator:
             raise ConfigError("model.init_generator is empty: SRGAN starts from a trained PSNR-oriented "
@@ -57,8 +58,10 @@ class SRGANRecipe(RecipeBase):
         self.optimizers = {"generator": adam(self.generator, train.g_lr, train, device)}
         self.adversarial_weight = loss.adversarial_weight
         if self.adversarial_weight:
-            self.discriminator = network_spec("discriminator", model.discriminator, model.discriminator_args,
-                                              "model.discriminator_args").build().to(device)
+            discriminator_spec = network_spec("discriminator", model.discriminator, model.discriminator_args,
+                                              "model.discriminator_args")
+            require_rgb(discriminator_spec, "model.discriminator_args", "in_channels")
+            self.discriminator = discriminator_spec.build().to(device)
             self.networks["discriminator"] = self.discriminator
             self.optimizers["discriminator"] = adam(self.discriminator, train.d_lr, train, device)
             self.adversarial = AdversarialLoss(loss.adversarial, loss.label_smoothing, loss.gp_weight)

@@ -101,13 +101,36 @@ def our_step(name: str, device: torch.device, fast: bool,
     return step, config.train.batch_size
 
 
-def load_baseline(path: Path) -> ModuleType:
-    """The baseline module at `path`; FileNotFoundError naming it when absent."""
+class BaselineError(ValueError):
+    """The --baseline file is not a module of the plain models that bench can time."""
+
+
+def load_baseline(path: Path, names: list[str] | tuple[str, ...] = ()) -> ModuleType:
+    """The baseline module at `path`, which must define MODELS = {name: (batch size, build)} with each
+    of `names`; FileNotFoundError naming it when absent, BaselineError when it is not such a module."""
     if not path.is_file():
         raise FileNotFoundError(f"no baseline file '{path}' (--baseline names a Python file of the plain models)")
+    if path.suffix != ".py":
+        raise BaselineError(f"--baseline '{path}' is not a Python file (.py): it names the file of the plain models, "
+                            "such as baseline.py")
     spec = importlib.util.spec_from_file_location("gan_bench_baseline", path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as error:  # any error of the user's own module, reported in one line
+        raise BaselineError(f"--baseline '{path}' cannot be imported: {type(error).__name__}: {error}") from None
+    models = getattr(module, "MODELS", None)
+    if not isinstance(models, dict):
+        raise BaselineError(f"--baseline '{path}' defines no MODELS dict ({{name: (batch size, build function)}}), "
+                            "which bench times")
+    missing = [name for name in names if name not in models]
+    if missing:
+        raise BaselineError(f"--baseline '{path}' has no MODELS entry for {', '.join(missing)} (it has "
+                            f"{', '.join(map(str, models)) or 'none'}); leave --baseline out to time ours alone")
+    unusable = [name for name in names if not (isinstance(models[name], tuple) and len(models[name]) == 2
+                                                and isinstance(models[name][0], int) and callable(models[name][1]))]
+    if unusable:
+        raise BaselineError(f"--baseline '{path}': MODELS[{unusable[0]!r}] is not a (batch size, build function) pair")
     return module
 
 

@@ -6,7 +6,8 @@ over seeds; losses smoothed as TensorBoard smooths them).
 
 Nothing is left out silently: a damaged event file, a run with no scalars, runs without the
 metric, a metric whose direction gan does not know are each warned of; a metric no run has
-is refused with the names the runs do have. Outputs never go into a run directory.
+is refused with the names the runs do have; a run that has not reached its train.steps is
+marked in the table. Outputs never go into a run directory.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import math
 import statistics
 import tomllib
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -216,8 +217,8 @@ def check_metric(metric: str | None, default: str, scalars: dict[Path, dict[str,
     available = sorted({metric_name(tag) for curves in scalars.values() for tag in curves})
     if metric is not None and not any(metric_tag(curves, metric) for curves in scalars.values()):
         closest = difflib.get_close_matches(metric_name(metric), available, n=1)
-        guess = f"; did you mean '{closest[0]}'?" if closest else ""
-        raise CompareError(f"no run has the scalar '{metric}'{guess} The runs have: {', '.join(available)}")
+        guess = f" (did you mean '{closest[0]}'?)" if closest else ""
+        raise CompareError(f"no run has the scalar '{metric}'{guess}; the runs have: {', '.join(available)}")
     chosen = "" if metric else " (the default metric)"
     metric = metric or default
     missing = [run for run, curves in scalars.items() if not _measured(curves, metric)]
@@ -242,6 +243,8 @@ class GroupSummary:
     final: tuple[float, float | None] | None
     final_losses: dict[str, float]  # mean over seeds of the last logged value
     images_per_s: float | None  # mean over seeds of each run's mean
+    unfinished: list[tuple[int, int]] = field(default_factory=list)  # (last logged step, train.steps) of each run
+    # that stopped short: its "final" values are where it stands, not where it ends
 
 
 def _mean_std(values: list[float]) -> tuple[float, float | None]:
@@ -249,7 +252,25 @@ def _mean_std(values: list[float]) -> tuple[float, float | None]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
 
 
-def summarise(label: str, runs: dict[Path, dict[str, Curve]], metric: str, lower: bool) -> GroupSummary:
+def last_step(curves: dict[str, Curve]) -> int | None:
+    """The last step a run logged any scalar at (the loop logs at its last step)."""
+    return max((int(steps[-1]) for steps, _ in curves.values() if len(steps)), default=None)
+
+
+def unfinished_runs(runs: dict[Path, dict[str, Curve]], planned: dict[Path, int]) -> list[tuple[int, int]]:
+    """(last logged step, train.steps) of each run that logged nothing at its planned last step: still
+    training, or stopped."""
+    found = []
+    for run, curves in runs.items():
+        last, steps = last_step(curves), planned.get(run)
+        if last is not None and isinstance(steps, int) and last < steps:
+            found.append((last, steps))
+    return found
+
+
+def summarise(label: str, runs: dict[Path, dict[str, Curve]], metric: str, lower: bool,
+              planned: dict[Path, int] | None = None) -> GroupSummary:
+    """The group's figures; `planned`: each run's train.steps, to mark runs that have not reached it."""
     bests, best_steps, finals = [], [], []
     for curves in runs.values():
         if not _measured(curves, metric):
@@ -268,7 +289,7 @@ def summarise(label: str, runs: dict[Path, dict[str, Curve]], metric: str, lower
               if "perf/images_per_s" in curves and len(curves["perf/images_per_s"][1])]
     return GroupSummary(label, len(runs), _mean_std(bests) if bests else None,
                         statistics.fmean(best_steps) if best_steps else None, _mean_std(finals) if finals else None,
-                        losses, statistics.fmean(speeds) if speeds else None)
+                        losses, statistics.fmean(speeds) if speeds else None, unfinished_runs(runs, planned or {}))
 
 
 def _pm(value: tuple[float, float | None] | None, digits: int = 4) -> str:
@@ -283,8 +304,20 @@ def _number(value: float | None, digits: int = 4) -> str:
     return "-" if value is None or not math.isfinite(value) else f"{value:.{digits}g}"
 
 
+def unfinished_note(summary: GroupSummary) -> str:
+    """'(step 250 of 400)' for a group's one run that has not reached train.steps; for several, how
+    many and where; '' when every run finished."""
+    if not summary.unfinished:
+        return ""
+    if summary.seeds == 1:
+        return "(step {} of {})".format(*summary.unfinished[0])
+    steps = ", ".join(str(last) for last, _ in summary.unfinished)
+    return f"({len(summary.unfinished)} of {summary.seeds} runs unfinished: steps {steps} of {summary.unfinished[0][1]})"
+
+
 def table_rows(summaries: list[GroupSummary]) -> list[list[str]]:
-    return [[s.label, str(s.seeds), _pm(s.best), "-" if s.best_step is None else str(round(s.best_step)), _pm(s.final),
+    return [[s.label, str(s.seeds), _pm(s.best), "-" if s.best_step is None else str(round(s.best_step)),
+             " ".join(filter(None, [_pm(s.final), unfinished_note(s)])),
              _number(s.final_losses.get("loss/d")), _number(s.final_losses.get("loss/g")),
              _number(s.images_per_s, 3)] for s in summaries]
 
@@ -301,11 +334,12 @@ def csv_text(summaries: list[GroupSummary], metric: str) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["group", "seeds", f"best_{metric}_mean", f"best_{metric}_std", "best_step",
-                     f"final_{metric}_mean", f"final_{metric}_std", "final_loss_d", "final_loss_g", "images_per_s"])
+                     f"final_{metric}_mean", f"final_{metric}_std", "final_loss_d", "final_loss_g", "images_per_s",
+                     "unfinished"])
     for s in summaries:
         best, final = s.best or (None, None), s.final or (None, None)
         writer.writerow([s.label, s.seeds, *best, s.best_step, *final, s.final_losses.get("loss/d"),
-                         s.final_losses.get("loss/g"), s.images_per_s])
+                         s.final_losses.get("loss/g"), s.images_per_s, unfinished_note(s).strip("()")])
     return buffer.getvalue()
 
 
@@ -377,7 +411,8 @@ def compare(paths: list[Path], metric: str | None, out: Path) -> tuple[str, list
     metric = check_metric(metric, default_metric(configs), scalars)
     lower = BEST_METRICS.get(metric_name(metric), "lower") == "lower"
     grouped = {label: {run: scalars[run] for run in members} for label, members in group_runs(configs).items()}
-    summaries = [summarise(label, members, metric, lower) for label, members in grouped.items()]
+    planned = {run: config.get("train.steps") for run, config in configs.items()}
+    summaries = [summarise(label, members, metric, lower, planned) for label, members in grouped.items()]
     table = markdown_table(summaries, metric, lower)
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomically(out / "compare.md", table)

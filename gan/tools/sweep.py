@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import re
 import signal
@@ -24,12 +25,16 @@ from pathlib import Path
 from typing import IO, Callable
 
 from gan.core.checkpoint import checkpoints_by_content
+from gan.core.config import parse_value
 from gan.core.files import write_text_atomically
 from gan.core.progress import format_duration
 from gan.core.registry import ConfigError
 from gan.training.resolve import load_config
 
 MANIFEST = "sweep.toml"
+# A grid of more runs than this is more likely typed wrong (ten keys of four values is a million
+# runs) than meant: refused unless --max-runs allows it (docs/comparing-runs.md).
+MAX_RUNS = 1000
 
 
 @dataclass(frozen=True)
@@ -46,10 +51,50 @@ def parse_grid(option: str) -> tuple[str, list[str]]:
     usage = f"--grid expects KEY=V1,V2,... (for example loss.adversarial=hinge,lsgan), got '{option}'"
     if listed is None or not separator or not key.strip() or not all(value or quoted for value, quoted in listed):
         raise ConfigError(usage)
-    listed = [value for value, _ in listed]
+    key, listed = key.strip(), [value for value, _ in listed]
     if len(set(listed)) != len(listed):
         raise ConfigError(f"--grid {key}: a value is listed twice in '{values}'")
-    return key.strip(), listed
+    _refuse_equal_values(key, listed)
+    return key, listed
+
+
+def _refuse_equal_values(key: str, listed: list[str]) -> None:
+    """Two values spelled differently that the config reads as one (`1e-4` and `0.0001`) would
+    make two identical runs."""
+    parsed = [parse_value(key, value, "--grid") for value in listed]
+    for later, value in enumerate(parsed):
+        for earlier in range(later):
+            if parsed[earlier] == value and isinstance(parsed[earlier], bool) == isinstance(value, bool):
+                raise ConfigError(f"--grid {key}: {listed[earlier]} and {listed[later]} are the same value "
+                                  f"({value!r}), which would make two identical runs")
+
+
+def check_sets(sets: list[str], grid: list[tuple[str, list[str]]], seeds: int) -> None:
+    """A `--set` of a key the grid varies (or of train.seed with --seeds) would be overridden in
+    every run, silently: refused, naming the key."""
+    varied = {key: f"--grid {key}" for key, _ in grid}
+    if seeds > 1:
+        varied["train.seed"] = f"--seeds {seeds}"
+    for assignment in sets:
+        key = assignment.partition("=")[0].strip()
+        if key in varied:
+            raise ConfigError(f"--set {assignment} and {varied[key]} both set {key}: each run takes the "
+                              f"{varied[key].split()[0]} value, so the --set would change nothing; drop one")
+
+
+def sweep_shape(grid: list[tuple[str, list[str]]], seeds: int) -> str:
+    """The size of a sweep in words: `2 values of loss.adversarial x 3 seeds`."""
+    parts = [f"{len(values)} values of {key}" for key, values in grid] + ([f"{seeds} seeds"] if seeds > 1 else [])
+    return " x ".join(parts) or "no grid"
+
+
+def check_size(grid: list[tuple[str, list[str]]], seeds: int, max_runs: int = MAX_RUNS) -> int:
+    """The number of runs the sweep makes; ConfigError above `max_runs`, before any is listed."""
+    count = math.prod(len(values) for _, values in grid) * seeds
+    if count > max_runs:
+        raise ConfigError(f"this sweep is {count} runs ({sweep_shape(grid, seeds)}), more than --max-runs "
+                          f"{max_runs}: check the grid, or pass --max-runs {count} to run them all")
+    return count
 
 
 def _split_values(text: str) -> list[tuple[str, bool]] | None:
@@ -70,9 +115,10 @@ def _label(value: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]", "_", value)[:40] if value else "none"
 
 
-def expand(grid: list[tuple[str, list[str]]], seeds: int) -> list[SweepRun]:
+def expand(grid: list[tuple[str, list[str]]], seeds: int, max_runs: int = MAX_RUNS) -> list[SweepRun]:
     """Every combination of the grid's values (the first key varies slowest), each with seeds
-    0..seeds-1 (`train.seed`; left to the config when `seeds` is 1)."""
+    0..seeds-1 (`train.seed`; left to the config when `seeds` is 1); at most `max_runs` of them."""
+    check_size(grid, seeds, max_runs)
     keys = [key for key, _ in grid]
     if len(set(keys)) != len(keys):
         raise ConfigError(f"--grid names a key twice: {', '.join(sorted(k for k in keys if keys.count(k) > 1))}")

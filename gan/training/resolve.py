@@ -25,6 +25,7 @@ RECIPE_KEYS = {
     "loss.instance_noise": ("dcgan",), "loss.instance_noise_steps": ("dcgan",), "train.d_steps": ("dcgan",),
     "loss.l1_weight": ("pix2pix",),
     "loss.cycle_weight": ("cyclegan",), "loss.identity_weight": ("cyclegan",), "loss.pool_size": ("cyclegan",),
+    "log.eval_every": ("pix2pix", "cyclegan", "srgan", "srresnet"),  # the recipes with `validation_metrics`
     **{key: ("srgan", "srresnet") for key in ("loss.content", "loss.vgg_layer", "loss.vgg_arch", "loss.vgg_weights",
                                               "loss.vgg_feature_scale", "model.init_generator")},
 }
