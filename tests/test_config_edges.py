@@ -323,9 +323,6 @@ def test_torchruns_environment_describes_the_group(monkeypatch):
     assert from_environment() is SINGLE_PROCESS
 
 
-@pytest.mark.xfail(strict=True, reason="gan/commands/train.py calls from_environment() before its try block, so "
-                                       "the ConfigError escapes as a traceback; moving that call inside the try "
-                                       "(with group = SINGLE_PROCESS before it) makes this pass")
 def test_gan_train_reports_a_bad_torchrun_environment_as_one_line(monkeypatch, tmp_path):
     from click.testing import CliRunner
 

@@ -117,7 +117,7 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
     import torch
 
     from gan.core.checkpoint import CheckpointError
-    from gan.core.distributed import broadcast_object, from_environment, initialise, shutdown
+    from gan.core.distributed import SINGLE_PROCESS, broadcast_object, from_environment, initialise, shutdown
     from gan.core.files import LOCK_NAME, RunDirectoryBusy, WriteError
     from gan.core.registry import ConfigError
     from gan.data.decode import ImageReadError
@@ -146,9 +146,10 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
     run_dir = run_dir if named_dir else resume
     existed = run_dir is not None and run_dir.exists()  # a failed start removes only a folder it made
     resuming = resume is not None
-    group = from_environment()  # torchrun's processes, or just this one
+    group = SINGLE_PROCESS  # until torchrun's environment is read and checked, in the try below
     interrupt_on_sigterm()  # until the loop takes over: SIGTERM while setting up stops as Ctrl-C does
     try:
+        group = from_environment()  # torchrun's processes, or just this one
         if resume is not None:
             check_resumable(resume)
         resolved = load_config(config if config is not None else resume / "config.toml", list(overrides))
