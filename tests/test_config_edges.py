@@ -7,6 +7,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+from conftest import TINY
 
 from gan.core.registry import ConfigError
 from gan.training.resolve import load_config
@@ -463,3 +464,36 @@ def test_runs_still_short_of_their_steps_are_marked_in_the_table(tmp_path):
     assert [row["unfinished"] for row in rows] == ["1 of 2 runs unfinished: steps 200 of 300", "step 100 of 400"]
     finished = compare([sweep / "00000-seed=0"], None, tmp_path / "one")[0]
     assert "unfinished" not in finished and "of 300)" not in finished
+
+
+# ----------------------------------------------------------------------------- weights files
+
+
+def test_vgg_weights_that_are_not_vgg19s_are_one_line_saying_what_they_are(tmp_path):
+    import torch
+    import torchvision
+
+    from gan.nets.vgg import VGGFeatures
+
+    torch.save(torchvision.models.resnet18().state_dict(), tmp_path / "resnet18.pth")
+    torch.save({"state_dict": torchvision.models.vgg19().state_dict()}, tmp_path / "nested.pth")
+    nan = torchvision.models.vgg19().state_dict()
+    nan["features.0.bias"][0] = float("nan")
+    torch.save(nan, tmp_path / "nan.pth")
+    for file, expected in (("resnet18.pth", "is it another network's?"), ("nested.pth", "nested under 'state_dict'"),
+                           ("nan.pth", "non-finite (NaN or inf) weights (features.0.bias)"), ("", "is a folder")):
+        with pytest.raises(ValueError, match=re.escape(expected)) as caught:
+            VGGFeatures("relu2_2", "vgg19", str(tmp_path / file))
+        assert "\n" not in str(caught.value) and len(str(caught.value)) < 600
+
+
+def test_an_inception_weights_folder_is_named_as_a_folder_in_one_error_line(tmp_path):
+    from click.testing import CliRunner
+
+    from gan.commands.main import main
+
+    result = CliRunner().invoke(main, ["train", str(REPO / "experiments" / "dcgan_demo.toml"),
+                                       *[arg for item in (*TINY, 'metrics.names=["fid", "swd"]', "metrics.every=2",
+                                                          f"metrics.inception_weights={tmp_path}")
+                                         for arg in ("--set", item)], "--out", str(tmp_path / "runs")])
+    assert result.exit_code == 2 and "is a folder; it names the file itself" in result.output, result.output

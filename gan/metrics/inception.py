@@ -47,6 +47,9 @@ def default_weights_path() -> Path:
 def resolve_weights_path(path: str | Path | None) -> Path:
     """`path`, or the default location; an error naming both the file and where to put it when absent."""
     resolved = Path(path).expanduser() if path else default_weights_path()
+    if resolved.is_dir():
+        raise ValueError(f"the Inception-v3 weights path '{resolved}' is a folder; it names the file itself, e.g. "
+                         f"'{resolved / WEIGHTS_FILE}'")
     if not resolved.is_file():
         raise InceptionWeightsNotFoundError(resolved)
     return resolved

@@ -57,6 +57,9 @@ def resolve_weights(arch: str, weights: str) -> Path | None:
     if weights == "random":
         return None
     path = Path(os.path.expanduser(weights)) if weights else default_weights_path(arch)
+    if path.is_dir():
+        raise ValueError(f"loss.vgg_weights '{path}' is a folder; it names the weights file itself, e.g. "
+                         f"'{path / WEIGHT_FILES[arch]}'")
     if not path.is_file():
         file_name = WEIGHT_FILES[arch]
         raise WeightsNotFoundError(
@@ -65,6 +68,35 @@ def resolve_weights(arch: str, weights: str) -> Path | None:
             f"--set loss.vgg_weights=/path/to/{file_name}"
         )
     return path
+
+
+def load_vgg_weights(vgg: nn.Module, state: object, path: Path, arch: str) -> None:
+    """Load torchvision's `arch` state dict `state` (read from `path`) into `vgg`; ValueError in one
+    line when it is another network's (a summary of the keys, not torch's list of hundreds), nested
+    in a training checkpoint, or not finite."""
+    if not isinstance(state, dict):
+        raise ValueError(f"'{path}' holds a {type(state).__name__}, not a state dict of {arch} weights "
+                         "(loss.vgg_weights)")
+    expected = vgg.state_dict()
+    missing = [key for key in expected if key not in state]
+    unexpected = [key for key in state if key not in expected]
+    if missing or unexpected:
+        nested = [key for key, value in state.items() if isinstance(value, dict)]
+        hint = (f"; its weights may be nested under '{nested[0]}': save that entry alone" if nested else
+                f"; is it another network's? (expected torchvision's {arch}: {WEIGHT_FILES[arch]})")
+        raise ValueError(f"'{path}' is not a torchvision {arch} state dict (loss.vgg_weights): {len(missing)} of "
+                         f"its {len(expected)} weights missing (first: {', '.join(missing[:3]) or '-'}), "
+                         f"{len(unexpected)} unknown (first: {', '.join(map(str, unexpected[:3])) or '-'}){hint}")
+    try:
+        vgg.load_state_dict(state)
+    except RuntimeError as error:  # every key present, some of another shape
+        first = str(error).strip().splitlines()[-1].strip()
+        raise ValueError(f"'{path}' is not a torchvision {arch} state dict (loss.vgg_weights): {first}") from None
+    bad = next((key for key, tensor in state.items()
+                if torch.is_tensor(tensor) and tensor.is_floating_point() and not torch.isfinite(tensor).all()), None)
+    if bad is not None:
+        raise ValueError(f"'{path}' holds non-finite (NaN or inf) weights ({bad}): the file is damaged; "
+                         f"fetch {WEIGHT_FILES[arch]} again (loss.vgg_weights)")
 
 
 @register_network("feature_extractor", "vgg")
@@ -93,10 +125,7 @@ class VGGFeatures(nn.Module):
                 raise ValueError(f"'{path}' is not a plain PyTorch state dict of {arch} weights (loss.vgg_weights): "
                                  f"it is not a torch file, or it holds pickled objects other than tensors "
                                  f"({type(error).__name__})") from None
-            try:
-                vgg.load_state_dict(state)
-            except RuntimeError as error:
-                raise ValueError(f"'{path}' is not a torchvision {arch} state dict: {error}") from None
+            load_vgg_weights(vgg, state, path, arch)
         names = layer_names(vgg.features)
         if layer not in names:
             raise ValueError(f"unknown VGG layer '{layer}'; valid: {', '.join(names)}")

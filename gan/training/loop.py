@@ -772,8 +772,11 @@ def _generative_evaluator(config: Config, recipe: Recipe, device: torch.device) 
         raise ConfigError(f"metrics.every: generative metrics are for unconditional recipes such as dcgan; "
                           f"recipe '{config.recipe}' reports validation metrics instead (log.eval_every)")
     reference = dataclasses.replace(config.data, root=metrics.root, max_images=0) if metrics.root else config.data
-    evaluator = GenerativeEvaluator(reference, metrics.names, metrics.num_samples, device,
-                                    metrics.inception_weights, metrics.cache_dir, require_weights=False)
+    try:
+        evaluator = GenerativeEvaluator(reference, metrics.names, metrics.num_samples, device,
+                                        metrics.inception_weights, metrics.cache_dir, require_weights=False)
+    except ValueError as error:  # a weights file that is a folder, damaged, or another network's
+        raise ConfigError(f"[metrics]: {error}") from None
     return evaluator if evaluator.names else None
 
 
