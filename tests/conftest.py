@@ -109,6 +109,26 @@ def random_rgb(size: tuple[int, int], seed: int) -> Image.Image:
     return Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8), "RGB")
 
 
+def invoke(*args):
+    """`gan ARGS...` through click's test runner (arguments may be paths)."""
+    from click.testing import CliRunner
+
+    from gan.commands.main import main
+
+    return CliRunner().invoke(main, [str(arg) for arg in args])
+
+
+def assert_one_error_line(result, *fragments: str) -> str:
+    """Exit code 2 and a single `error:` line holding every fragment: no traceback. Returns the line."""
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in result.output, result.output
+    for fragment in fragments:
+        assert fragment in errors[0], (fragment, errors[0])
+    return errors[0]
+
+
 def only_run(out: Path) -> Path:
     """The single run directory inside a runs folder (which also holds a hidden lock file)."""
     (run_dir,) = [path for path in out.iterdir() if path.is_dir()]

@@ -11,31 +11,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from click.testing import CliRunner
-from conftest import random_rgb, tiny_recipe_config, write_recipe_data
+from conftest import assert_one_error_line, invoke, random_rgb, tiny_recipe_config, write_recipe_data
 from safetensors.torch import load_file, save_file
 
-from gan.commands.main import main
 from gan.core.checkpoint import CheckpointError, list_checkpoints, load_checkpoint
 from gan.core.files import WriteError
 from gan.training.loop import train
 
 CPU = torch.device("cpu")
-
-
-def invoke(*args):
-    return CliRunner().invoke(main, [str(arg) for arg in args])
-
-
-def assert_one_error_line(result, *fragments: str) -> str:
-    """Exit code 2 and a single `error:` line holding every fragment: no traceback. Returns the line."""
-    assert result.exit_code == 2, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "Traceback" not in result.output, result.output
-    for fragment in fragments:
-        assert fragment in errors[0], (fragment, errors[0])
-    return errors[0]
 
 
 @pytest.fixture(scope="module")

@@ -13,32 +13,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
-from conftest import random_rgb, tiny_recipe_config, write_recipe_data
+from conftest import assert_one_error_line, invoke, random_rgb, tiny_recipe_config, write_recipe_data
 from torch.utils.tensorboard import SummaryWriter
 
 import gan.data.cache as cache_module
-from gan.commands.main import main
 from gan.core.config import DataConfig
 from gan.data import build_dataset, training_batches
 from gan.training.loop import train
 
 CPU = torch.device("cpu")
 DAY = 86400
-
-
-def invoke(*args: str):
-    return CliRunner().invoke(main, [str(arg) for arg in args])
-
-
-def assert_one_error_line(result, *fragments: str) -> None:
-    """Exit code 2 and a single `error:` line holding every fragment: no traceback."""
-    assert result.exit_code == 2, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "Traceback" not in result.output, result.output
-    for fragment in fragments:
-        assert fragment in errors[0], (fragment, errors[0])
 
 
 def age(path: Path, days: float) -> None:
