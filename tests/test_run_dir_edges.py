@@ -244,3 +244,25 @@ def test_a_new_run_that_fails_in_its_first_step_leaves_no_run_directory(tmp_path
     result = train_command(DEMO, *sets(*TINY), "--out", str(out))
     assert result.exit_code != 0 and "a kernel refused this shape" in str(result.exception)
     assert not [path for path in out.iterdir() if path.is_dir()]
+
+
+def test_a_prebuilt_cache_on_a_read_only_disk_is_only_read(tmp_path, monkeypatch):
+    from gan.training import preflight
+
+    folder, cache = images_folder(tmp_path), tmp_path / "cache"
+    line = [DEMO, *sets(*TINY, "data.dataset=folder", f"data.root={folder}", "data.cache=mmap",
+                        f"data.cache_dir={cache}")]
+    assert train_command(*line, "--out", str(tmp_path / "first")).exit_code == 0
+    real_check = preflight._require_writable
+
+    def read_only(folder, what):
+        if what == "data.cache_dir":
+            raise OSError(30, "Read-only file system")
+        real_check(folder, what)
+
+    monkeypatch.setattr(preflight, "_require_writable", read_only)
+    monkeypatch.setattr(cache_module.os, "utime", lambda *args: (_ for _ in ()).throw(OSError(30, "Read-only")))
+    reused = train_command(*line, "--out", str(tmp_path / "second"))
+    assert reused.exit_code == 0, reused.output
+    other = train_command(*line[:-1], f"data.cache_dir={tmp_path / 'empty'}", "--out", str(tmp_path / "third"))
+    assert other.exit_code == 2 and "data.cache_dir" in other.output and "Read-only" in other.output

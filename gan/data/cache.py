@@ -11,6 +11,7 @@ flips as the uncached path. Under torchrun one process per machine builds it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -114,6 +115,16 @@ def cache_damage(array_path: Path, header: dict, verify_all: bool) -> tuple[np.n
     return images, None
 
 
+def is_built(dataset: ImageFileDataset, identity: dict, cache_dir: Path) -> bool:
+    """Whether `cache_dir` holds this data set's cache, complete by its header (its array is checked
+    when opened): a run that only reads it needs no write access there."""
+    header = cache_header(dataset, identity)
+    name = cache_name(header)
+    stored = _read_header(cache_dir / f"{name}.json")
+    return (stored is not None and {key: stored.get(key) for key in header} == header
+            and (cache_dir / f"{name}.npy").is_file())
+
+
 def load_or_build_cache(dataset: ImageFileDataset, identity: dict, cache_dir: Path, progress_stream=None,
                         verify_all: bool = False) -> np.ndarray:
     """The (N, 3, R, R) uint8 array of the data set, memory-mapped; built first if missing, stale
@@ -132,7 +143,8 @@ def load_or_build_cache(dataset: ImageFileDataset, identity: dict, cache_dir: Pa
     if stored is not None and {key: stored.get(key) for key in header} == header and array_path.is_file():
         images, damage = cache_damage(array_path, stored, verify_all)
         if images is not None:
-            os.utime(header_path)  # last used: what `gan cache clear --older-than` goes by
+            with contextlib.suppress(OSError):  # (a shared cache on a read-only disk is only read)
+                os.utime(header_path)  # last used: what `gan cache clear --older-than` goes by
             _report_undecodable(dataset, stored.get("undecodable"), array_path)
             return images
         warnings.warn(f"the decoded-image cache '{array_path}' {damage}; rebuilding it", stacklevel=2)

@@ -404,7 +404,7 @@ def _set_up(config: Config, run_dir: Path, device: torch.device, group: ProcessG
     best = _best_checkpoint(config, recipe, evaluator, run_dir) if main else None
     health = HealthWatch(saturation_scores=config.loss.adversarial in ("vanilla", "lsgan")) if main else None
     unconditional = hasattr(recipe, "evaluation_generator")
-    check_run_can_finish(config, run_dir, evaluation_set=not unconditional)  # every path still to be read, now
+    check_run_can_finish(config, run_dir, not unconditional, dataset)  # every path still to be read, now
     check_batch_fits(recipe.networks, config, device)  # else the kernel kills an oversized run without a word
     if group.distributed:
         _prepare_data_parallel(recipe, config, device, group)

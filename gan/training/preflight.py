@@ -17,29 +17,32 @@ from typing import Callable
 
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 
 from gan.core.config import Config
 from gan.core.files import temp_name
 from gan.core.registry import ConfigError
-from gan.data import build_dataset
-from gan.data.cache import user_cache_dir
+from gan.data import build_dataset, data_identity
+from gan.data.cache import is_built, user_cache_dir
+from gan.data.image_files import ImageFileDataset
 from gan.metrics.generative import INCEPTION_METRICS
 from gan.metrics.inception import resolve_weights_path
 from gan.nets.running import eval_mode
 from gan.recipes.image_to_image import evaluation_set as build_evaluation_set
 
 
-def check_run_can_finish(config: Config, run_dir: Path, evaluation_set: bool) -> None:
+def check_run_can_finish(config: Config, run_dir: Path, evaluation_set: bool, dataset: Dataset | None = None) -> None:
     """ConfigError listing every problem found, one per line; nothing when there is none.
     `evaluation_set`: the recipe's previews and validation read `[data]`'s evaluation images
-    (image-to-image recipes; an unconditional one draws latents)."""
-    problems = run_problems(config, run_dir, evaluation_set)
+    (image-to-image recipes; an unconditional one draws latents). `dataset`: the training set, whose
+    decoded-image cache, when already built, needs no write access."""
+    problems = run_problems(config, run_dir, evaluation_set, dataset)
     if problems:
         raise ConfigError("this run could not finish, so it does not start:\n" +
                           "\n".join(f"  - {problem}" for problem in problems))
 
 
-def run_problems(config: Config, run_dir: Path, evaluation_set: bool) -> list[str]:
+def run_problems(config: Config, run_dir: Path, evaluation_set: bool, dataset: Dataset | None = None) -> list[str]:
     problems: list[str] = []
 
     def check(what: str, test: Callable[[], object]) -> None:
@@ -59,7 +62,9 @@ def run_problems(config: Config, run_dir: Path, evaluation_set: bool) -> list[st
     check("the run directory", lambda: _require_writable(run_dir, "the run directory"))
     if data.cache != "off":
         cache = Path(data.cache_dir) if data.cache_dir else user_cache_dir("decoded")
-        check("data.cache_dir", lambda: _require_writable(cache, "data.cache_dir"))
+        prebuilt = isinstance(dataset, ImageFileDataset) and is_built(dataset, data_identity(data), cache)
+        if not prebuilt:  # (a cache already built is only read)
+            check("data.cache_dir", lambda: _require_writable(cache, "data.cache_dir"))
     if metrics.every:
         cache = Path(metrics.cache_dir) if metrics.cache_dir else user_cache_dir("reference-statistics")
         check("metrics.cache_dir", lambda: _require_writable(cache, "metrics.cache_dir"))
