@@ -7,10 +7,11 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import REPO, TINY, random_rgb, tiny_recipe_config, write_recipe_data
+from conftest import REPO, TINY, assert_one_error_line, random_rgb, tiny_recipe_config, write_recipe_data
 
 import gan.data.cache as cache_module
 from gan.commands.main import main
@@ -266,3 +267,68 @@ def test_a_prebuilt_cache_on_a_read_only_disk_is_only_read(tmp_path, monkeypatch
     assert reused.exit_code == 0, reused.output
     other = train_command(*line[:-1], f"data.cache_dir={tmp_path / 'empty'}", "--out", str(tmp_path / "third"))
     assert other.exit_code == 2 and "data.cache_dir" in other.output and "Read-only" in other.output
+
+
+# ----------------------------------------------------------------------------- --run-dir, second round
+
+
+def dead_start(folder):
+    """What a start that died before its first checkpoint leaves."""
+    folder.mkdir(parents=True)
+    (folder / "config.toml").write_text("recipe = \"dcgan\"\n")
+    (folder / "events.out.tfevents.1.host.2.0").write_bytes(b"")
+
+
+def test_a_dead_start_in_the_folder_the_command_runs_in_or_behind_a_link_is_refused(tmp_path, monkeypatch):
+    dead_start(tmp_path / "here")
+    monkeypatch.chdir(tmp_path / "here")
+    in_place = train_command(DEMO, *sets(*TINY), "--run-dir", ".")
+    assert_one_error_line(in_place, "is the folder this command runs in")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "link").symlink_to(tmp_path / "here", target_is_directory=True)
+    linked = train_command(DEMO, *sets(*TINY), "--run-dir", "link")
+    assert_one_error_line(linked, "is a link to")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["here", "link"]
+    assert (tmp_path / "here" / "config.toml").read_text() == "recipe = \"dcgan\"\n"
+
+
+def test_a_persons_config_in_the_folder_is_not_taken_for_a_dead_start(tmp_path):
+    folder = tmp_path / "exp"
+    folder.mkdir()
+    (folder / "config.toml").write_text(Path(DEMO).read_text())
+    for config in (folder / "config.toml", DEMO):
+        result = train_command(str(config), *sets(*TINY), "--run-dir", str(folder))
+        assert_one_error_line(result, "nothing in it was touched")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["exp"]
+    assert (folder / "config.toml").read_text() == Path(DEMO).read_text()
+
+
+def test_hidden_files_count_for_nothing_and_strict_is_the_same_run(tmp_path):
+    folder = tmp_path / "finder"
+    folder.mkdir()
+    (folder / ".DS_Store").write_bytes(b"\0")
+    assert train_command(DEMO, *sets(*TINY), "--run-dir", str(folder)).exit_code == 0
+    assert (folder / ".DS_Store").is_file() and (folder / "checkpoint-00000004.pt").is_file()
+    stricter = train_command(DEMO, *sets(*TINY, "train.steps=6"), "--strict", "--run-dir", str(folder))
+    assert stricter.exit_code == 0 and (folder / "checkpoint-00000006.pt").is_file(), stricter.output
+
+
+def test_the_same_line_continues_with_the_rates_a_rollback_halved(tmp_path):
+    folder = tmp_path / "run"
+    assert train_command(DEMO, *sets(*TINY), "--on-nan", "rollback", "--run-dir", str(folder)).exit_code == 0
+    config = folder / "config.toml"
+    config.write_text(config.read_text().replace("g_lr = 0.0002", "g_lr = 0.0001").replace("d_lr = 0.0002",
+                                                                                          "d_lr = 0.0001"))
+    result = train_command(DEMO, *sets(*TINY, "train.steps=6"), "--on-nan", "rollback", "--run-dir", str(folder))
+    assert result.exit_code == 0 and "rollback halved: g 0.0001, d 0.0001" in result.output, result.output
+    assert "g_lr = 0.0001" in config.read_text()
+
+
+def test_a_second_ctrl_c_in_a_new_runs_first_step_leaves_no_run_directory(tmp_path, monkeypatch):
+    def interrupted_step(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop_module, "training_step", lambda *args: interrupted_step)
+    out = tmp_path / "runs"
+    result = train_command(DEMO, *sets(*TINY), "--out", str(out))
+    assert result.exit_code == 130 and not [path for path in out.iterdir() if path.is_dir()]

@@ -92,7 +92,8 @@ def test_run_dir_starts_resumes_and_sets_aside_a_start_that_died(tmp_path):
     run_dir = tmp_path / "run"
     assert start_or_resume(run_dir) is False and not run_dir.exists()
     run_dir.mkdir()
-    (run_dir / "config.toml").write_text("recipe = 'dcgan'\n")  # died before its first checkpoint
+    (run_dir / "config.toml").write_text("recipe = 'dcgan'\n")  # died before its first checkpoint,
+    (run_dir / ".lock").write_text("12345")  # and after taking the lock, as every start does first
     assert start_or_resume(run_dir) is False
     assert not run_dir.exists() and (tmp_path / "run.abandoned-0" / "config.toml").is_file()
     run_dir.mkdir()

@@ -52,16 +52,35 @@ def changed_keys(before, after) -> list[str]:
             if old.get(key) != new.get(key)]
 
 
-def refuse_other_settings(run_dir: Path, written, resolved) -> None:
-    """`--run-dir` continues a run only with the settings it was started with (train.steps may grow):
-    the same line again resumes; another line there would mix two experiments in one run."""
+# What the same --run-dir line may change: the length of the run, and how strictly files are read.
+SAME_RUN_KEYS = ("train.steps", "data.strict")
+ROLLBACK_HALVINGS = (0.5, 0.25, 0.125)  # --on-nan rollback halves both rates, up to 3 times
+
+
+def settings_to_continue(run_dir: Path, written, resolved):
+    """The config a `--run-dir` line continues its run with: the line's own (train.steps may grow),
+    with the learning rates the run's `--on-nan rollback` halved kept as config.toml records them.
+    Another line there would mix two experiments in one run: refused, naming each difference."""
+    import dataclasses
+
     from gan.core.registry import ConfigError
 
-    changes = [change for change in changed_keys(written, resolved) if not change.startswith("train.steps ")]
+    train = resolved.train
+    halved = any(written.train.g_lr == train.g_lr * factor and written.train.d_lr == train.d_lr * factor
+                 for factor in ROLLBACK_HALVINGS)
+    if halved:
+        resolved = dataclasses.replace(resolved, train=dataclasses.replace(train, g_lr=written.train.g_lr,
+                                                                           d_lr=written.train.d_lr))
+    changes = [change for change in changed_keys(written, resolved)
+               if not change.startswith(tuple(f"{key} " for key in SAME_RUN_KEYS))]
     if changes:
         raise ConfigError(f"--run-dir '{run_dir}' holds a run started with other settings ({'; '.join(changes)}): "
                           f"give another --run-dir for a new run, or continue this one with different settings by "
                           f"gan train --resume {run_dir} --set KEY=VALUE")
+    if halved:
+        click.echo(f"continuing '{run_dir}' with the learning rates its --on-nan rollback halved: g "
+                   f"{written.train.g_lr:g}, d {written.train.d_lr:g}", err=True)
+    return resolved
 
 
 def report_changes(run_dir: Path, written, resolved) -> None:
@@ -159,9 +178,9 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
             torch.cuda.set_device(torch_device)
         initialise(group, torch_device, resolved.train.dist_timeout_s)
         if named_dir:  # rank 0 looks; the others learn whether it resumes
-            resuming = broadcast_object(start_or_resume(run_dir) if group.is_main else None, group)
+            resuming = broadcast_object(start_or_resume(run_dir, config) if group.is_main else None, group)
             if resuming:
-                refuse_other_settings(run_dir, load_config(run_dir / "config.toml"), resolved)
+                resolved = settings_to_continue(run_dir, load_config(run_dir / "config.toml"), resolved)
         elif resuming and group.is_main:
             report_changes(run_dir, load_config(run_dir / "config.toml"), resolved)
         elif not resuming:  # rank 0 numbers the run; the others learn its directory

@@ -509,7 +509,6 @@ READ_ONLY_WITH = {
     **{key: ("data.dataset", ("sr_pairs",)) for key in ("data.val_root", "data.scale", "data.upsample_input",
                                                         "data.blur_sigma", "data.noise_std", "data.jpeg_quality")},
     "data.max_images": ("data.dataset", ("celeba", "folder", "paired", "sr_pairs", "unpaired")),
-    "data.strict": ("data.dataset", ("celeba", "folder", "paired", "sr_pairs", "unpaired")),
     "data.synthetic_size": ("data.dataset", ("synthetic",)),
     "train.lr_decay_steps": ("train.lr_schedule", ("linear_decay",)),
     "train.lr_milestones": ("train.lr_schedule", ("step",)),

@@ -166,23 +166,33 @@ def create_run_dir(out: Path, name: str) -> Path:
 # a folder holding only these is a start that died, safe to set aside.
 RUN_FILE_PATTERNS = (LOCK_NAME, "config.toml", "metrics.jsonl", "best.json", "events.out.tfevents.*", "samples",
                      "metrics-*.json", "eval-*.csv", "eval-*.json")
+# What only a start of gan train leaves (the lock is taken first, the event file follows): without
+# either, a config.toml there is a person's, not a dead start's.
+START_EVIDENCE = (LOCK_NAME, "events.out.tfevents.*")
 
 
-def start_or_resume(run_dir: Path) -> bool:
+def start_or_resume(run_dir: Path, config_file: Path | None = None) -> bool:
     """For a run trained into a named directory (`gan train --run-dir`, `gan sweep`): True when
     `run_dir` has a checkpoint to resume. A folder holding only what a start that died before its
-    first checkpoint wrote is set aside whole as `<name>.abandoned-N` (said in one line), so the run
-    starts clean and nothing is lost. Any other folder is refused, untouched: one with files gan
-    did not write (a data folder, a folder of runs given for --out), or a best.pt without the
-    checkpoints to resume. RunDirectoryBusy when another process trains there."""
+    first checkpoint wrote (its lock or event file among them) is set aside whole as
+    `<name>.abandoned-N` (said in one line), so the run starts clean and nothing is lost. Any other
+    folder is refused, untouched: one with files gan did not write (a data folder, a folder of runs
+    given for --out, the CONFIG file itself), a best.pt without the checkpoints to resume, the
+    folder the command runs in, or a link. Hidden files (.DS_Store) count for nothing.
+    RunDirectoryBusy when another process trains there."""
     if not run_dir.is_dir():
         return False
     if list_checkpoints(run_dir):
         return True
-    entries = sorted(run_dir.iterdir())
+    entries = sorted(entry for entry in run_dir.iterdir() if entry.name == LOCK_NAME or not entry.name.startswith("."))
     foreign = [entry.name for entry in entries
                if not any(fnmatch.fnmatchcase(entry.name, pattern) for pattern in RUN_FILE_PATTERNS)
                and not is_stale_temp(entry)]
+    started = any(fnmatch.fnmatchcase(entry.name, pattern) for entry in entries for pattern in START_EVIDENCE)
+    if config_file is not None and config_file.resolve().parent == run_dir.resolve():
+        foreign.insert(0, f"{config_file.name}, the CONFIG file of this command")
+    elif not started and any(entry.name != LOCK_NAME for entry in entries):
+        foreign = foreign or [entry.name for entry in entries]  # a person's config.toml, say: no start left it
     if foreign:
         shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
         what = ("a best.pt but no checkpoint-*.pt to resume from" if foreign == ["best.pt"]
@@ -191,16 +201,29 @@ def start_or_resume(run_dir: Path) -> bool:
                           "nothing in it was touched; give a new or empty folder (--out makes numbered run folders "
                           "inside a folder)")
     if any(entry.name != LOCK_NAME for entry in entries):
-        real = run_dir.resolve()  # ('.' has no name to extend)
-        with RunLock(run_dir):
-            number = 0
-            while real.with_name(f"{real.name}.abandoned-{number}").exists():
-                number += 1
-            aside = real.with_name(f"{real.name}.abandoned-{number}")
-            real.rename(aside)
-        print(f"'{run_dir}' held a start that stopped before its first checkpoint: set aside as '{aside}'; "
-              "starting afresh", file=sys.stderr)
+        _set_aside(run_dir)
     return False
+
+
+def _set_aside(run_dir: Path) -> None:
+    """Rename the dead start in `run_dir` to `<name>.abandoned-N`, said in one line; refused for a
+    link (the link would dangle) and for the folder the command runs in (it would train there)."""
+    real = run_dir.resolve()  # ('.' has no name to extend)
+    if run_dir.is_symlink():
+        raise ConfigError(f"--run-dir '{run_dir}' is a link to '{real}', which holds a start that stopped before its "
+                          "first checkpoint: give the folder itself, or a new one")
+    if Path.cwd().resolve().is_relative_to(real):
+        raise ConfigError(f"--run-dir '{run_dir}' holds a start that stopped before its first checkpoint and is the "
+                          "folder this command runs in, so it cannot be set aside: run from another folder, or give "
+                          "a new one")
+    with RunLock(run_dir):
+        number = 0
+        while real.with_name(f"{real.name}.abandoned-{number}").exists():
+            number += 1
+        aside = real.with_name(f"{real.name}.abandoned-{number}")
+        real.rename(aside)
+    print(f"'{run_dir}' held a start that stopped before its first checkpoint: set aside as '{aside}'; "
+          "starting afresh", file=sys.stderr)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -361,7 +384,7 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
             interrupted_by = stop.signal_name or ("a signal to another process" if stopping else None)
             if interrupted_by and run.saved_step != run.step and run.main:  # stopped while waiting for data
                 run.last_checkpoint = _save(run, run.step, final=True)
-    except Exception:
+    except BaseException:  # (a second Ctrl-C too)
         failed_before_a_step = not resume and run.samples_seen == 0 and run.main  # no step completed
         raise
     finally:
