@@ -143,6 +143,20 @@ def test_paired_eval_refuses_an_unpaired_data_set(runs, tmp_path):
     assert_one_error_line(result, "is not a folder of A|B pairs", "narrower than 2:1")
 
 
+def test_a_model_of_portrait_pairs_is_evaluated_where_its_training_images_are_not(tmp_path):
+    pairs = tmp_path / "portrait"
+    for split, count in (("train", 4), ("val", 2)):
+        (pairs / split).mkdir(parents=True)
+        for index in range(count):
+            random_rgb((40, 40), index).save(pairs / split / f"{index}.png")  # A|B of 20x40 portrait halves
+    config = tiny_recipe_config("pix2pix", {"paired": pairs, "unpaired": None, "hr": None}, "log.eval_every=0")
+    run = train(config, tmp_path / "run", CPU, progress_stream=open(os.devnull, "w")).run_dir
+    moved = Path(shutil.move(pairs, tmp_path / "elsewhere"))  # data.root no longer finds them
+    with pytest.warns(UserWarning, match="not here to tell whether it trained on such pairs"):
+        result = invoke("eval", run, "--data", moved, "--csv", tmp_path / "e.csv")
+    assert result.exit_code == 0 and "2 pairs" in result.output, result.output
+
+
 def test_paired_eval_skips_and_names_a_few_photos_among_pairs(runs, tmp_path):
     folder = Path(shutil.copytree(runs["data"]["paired"] / "train", tmp_path / "pairs"))
     random_rgb((40, 40), 9).save(folder / "photo.png")

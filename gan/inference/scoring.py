@@ -27,6 +27,7 @@ import csv
 import dataclasses
 import io
 import math
+import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Iterator
@@ -170,10 +171,11 @@ def evaluate_paired(translator: Translator, folder: Path, data_config: dict,
 
 def not_shaped_like_pairs(images: list[Path], folder: Path, data_config: dict) -> dict[Path, str]:
     """{image: why it is skipped} for the A|B images of `folder` narrower than 2:1, for a model
-    trained on A|B images at least that wide (or whose training images are not here to tell):
-    halved, such an image gives no input and target, and its scores would be nonsense. A few
-    among pairs are strays, skipped; a ValueError when they are half of the images or more (a
-    folder of single photos, or of another layout)."""
+    trained on A|B images at least that wide: halved, such an image gives no input and target, and
+    its scores would be nonsense. A few among pairs are strays, skipped; a ValueError when they are
+    half of the images or more (a folder of single photos, or of another layout). When the training
+    images are not here to tell their shape, a warning only (as `gan translate` does): pairs of
+    portrait halves are pairs too."""
     shapes = training_pair_shapes(data_config)
     if shapes.known and not shapes.highest:  # the run's pairs are not side by side at 2:1 or wider
         return {}
@@ -182,15 +184,19 @@ def not_shaped_like_pairs(images: list[Path], folder: Path, data_config: dict) -
     if not narrow:
         return {}
     first, (width, height) = next(iter(narrow.items()))
+    if not shapes.known:  # pairs of portrait halves are pairs too: without the training images, a warning
+        warnings.warn(f"{len(narrow)} of the {len(sizes)} images in '{folder}' are narrower than 2:1 (the first: "
+                      f"'{first.relative_to(folder).as_posix()}', {width}x{height}), and this model's training images "
+                      f"('{data_config['root']}') are not here to tell whether it trained on such pairs: if these are "
+                      "not A|B pairs, their scores mean nothing", stacklevel=2)
+        return {}
     if len(narrow) < len(sizes) / 2:
         return {path: f"is {path_width}x{path_height}, narrower than the 2:1 of an A|B pair (input | target side by "
                       "side) while most images here are pairs" for path, (path_width, path_height) in narrow.items()}
     aspects = (f"{shapes.lowest:.2f}:1" if shapes.highest - shapes.lowest < 0.005
                else f"{shapes.lowest:.2f}:1 to {shapes.highest:.2f}:1")
-    trained = (f"like those this model trained on ({aspects})" if shapes.known else
-               f"like the 2:1 pairs of pix2pix data sets (this model's training images, in '{data_config['root']}', "
-               "are not here to tell their shape)")
-    raise ValueError(f"'{folder}' is not a folder of A|B pairs {trained}: {len(narrow)} of its {len(sizes)} images "
+    raise ValueError(f"'{folder}' is not a folder of A|B pairs like those this model trained on ({aspects}): "
+                     f"{len(narrow)} of its {len(sizes)} images "
                      f"are narrower than 2:1 (the first: '{first.relative_to(folder).as_posix()}', {width}x{height}), "
                      "and halved they are no input and target; give --data a folder (or --split) of A|B pairs")
 
