@@ -261,3 +261,14 @@ def test_sr_evaluation_leaves_out_images_too_small_to_score_and_names_them(tmp_p
     (small / "big.png").unlink()
     with pytest.raises(ImageReadError, match="every evaluation image is smaller"):
         evaluation_set(config.data)
+
+
+def test_latent_i_is_the_same_whatever_the_count():
+    from gan.nets.running import random_latents
+
+    for latent_dim in (100, 128, 7):
+        reference = random_latents(33, latent_dim, seed=3)
+        for count in (1, 2, 5, 7, 32):
+            assert torch.equal(random_latents(count, latent_dim, seed=3), reference[:count]), (latent_dim, count)
+    plain = torch.randn(64, 100, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(random_latents(64, 100, seed=3), plain)  # what earlier runs drew, where it was whole

@@ -115,7 +115,7 @@ def write_samples(batches: Iterator[torch.Tensor], out: Path | None, separate: P
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="PNG file for the grid.")
 @click.option("--separate", type=click.Path(file_okay=False, path_type=Path),
               help="Also write one PNG per sample into this folder.")
-@click.option("--seed", default=0, show_default=True, help="Latent seed: the same seed gives the same images.")
+@click.option("--seed", default=0, show_default=True, help="Latent seed: the same seed gives the same images, image i the same whatever --n is.")
 @click.option("--interpolate", "steps", type=int, default=0,
               help="Write a latent interpolation instead: --n rows of this many steps each.")
 @click.option("--generator", "which", type=click.Choice(["ema", "live"]), default="ema", show_default=True,

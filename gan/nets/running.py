@@ -38,9 +38,18 @@ def run_padded(generator: nn.Module, images: torch.Tensor, size_multiple: int) -
     return output[..., : height * upscale, : width * upscale]
 
 
+NORMAL_BLOCK = 16  # torch's CPU normal sampler transforms uniforms in blocks of 16 values
+
+
 def random_latents(count: int, latent_dim: int, seed: int) -> torch.Tensor:
-    """(count, latent_dim) standard normal latents, reproducible from `seed` on any device."""
-    return torch.randn(count, latent_dim, generator=torch.Generator().manual_seed(seed))
+    """(count, latent_dim) standard normal latents, reproducible from `seed` on any device, latent i
+    the same whatever `count` is (`gan sample --n 4` begins with `--n 1`'s image). torch fills a last
+    partial block of 16 values from fresh uniforms, so a draw of another size would differ there:
+    whole blocks are drawn and the rest dropped (the same values as a plain draw when
+    count x latent_dim is a multiple of 16)."""
+    numel = count * latent_dim
+    drawn = torch.randn(-(-numel // NORMAL_BLOCK) * NORMAL_BLOCK, generator=torch.Generator().manual_seed(seed))
+    return drawn[:numel].view(count, latent_dim)
 
 
 @torch.no_grad()
