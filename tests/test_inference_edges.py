@@ -322,3 +322,32 @@ def test_a_run_record_name_is_refused_even_before_training_writes_it(tmp_path):
         with pytest.raises(OutputRefused, match="keeps for its training's own records"):
             check_outputs([run / name], overwrite=True)
     check_outputs([run / "faces.png"])  # any other new name in a run directory is fine
+
+
+def test_eval_keeps_a_default_result_of_another_data_set_or_checkpoint(dcgan_run, tmp_path):
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    for index in range(4):
+        random_rgb((32, 32), index).save(faces / f"{index}.png")
+    first = invoke("eval", dcgan_run, "--metrics", "swd", "--n", "4", "--cache-dir", tmp_path / "c")
+    assert first.exit_code == 0, first.output
+    (result,) = dcgan_run.glob("metrics-*.json")
+    recorded = result.read_text()
+    again = invoke("eval", dcgan_run, "--metrics", "swd", "--n", "4", "--cache-dir", tmp_path / "c")
+    assert again.exit_code == 0, again.output  # the same evaluation again: its own file, replaced
+    other = invoke("eval", dcgan_run, "--metrics", "swd", "--n", "4", "--data", faces, "--cache-dir", tmp_path / "c")
+    assert_one_error_line(other, "holds an evaluation of", f"not of {list_checkpoints(dcgan_run)[-1].name} on "
+                                                           f"{faces.resolve()}", "--overwrite")
+    assert result.read_text() == recorded
+    forced = invoke("eval", dcgan_run, "--metrics", "swd", "--n", "4", "--data", faces, "--cache-dir", tmp_path / "c",
+                    "--overwrite")
+    assert forced.exit_code == 0 and str(faces.resolve()) in result.read_text()
+
+
+def test_eval_refuses_a_reference_of_one_real_image(dcgan_run, tmp_path):
+    one = tmp_path / "one"
+    one.mkdir()
+    random_rgb((32, 32), 0).save(one / "0.png")
+    result = invoke("eval", dcgan_run, "--metrics", "swd", "--n", "8", "--data", one, "--cache-dir", tmp_path / "c",
+                    "--json", tmp_path / "m.json")
+    assert_one_error_line(result, "are 1: scores between distributions need at least 2")

@@ -332,3 +332,11 @@ def test_a_second_ctrl_c_in_a_new_runs_first_step_leaves_no_run_directory(tmp_pa
     out = tmp_path / "runs"
     result = train_command(DEMO, *sets(*TINY), "--out", str(out))
     assert result.exit_code == 130 and not [path for path in out.iterdir() if path.is_dir()]
+
+
+def test_training_says_when_its_metrics_use_fewer_images_than_asked(tmp_path):
+    result = train_command(DEMO, *sets(*TINY, "data.synthetic_size=16", "metrics.every=2", "metrics.num_samples=32",
+                                       'metrics.names=["swd"]', f"metrics.cache_dir={tmp_path / 'c'}"),
+                           "--out", str(tmp_path / "runs"))
+    assert result.exit_code == 0, result.output
+    assert "(16 images: all the data set holds, not the 32 of metrics.num_samples)" in result.output

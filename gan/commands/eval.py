@@ -126,11 +126,37 @@ class EvalOutputs:
     def __init__(self, inputs: list[Path], overwrite: bool):
         self.inputs, self.overwrite = inputs, overwrite
 
-    def check(self, outputs: list[Path], defaults: list[Path]) -> None:
-        """OutputRefused unless every file of `outputs` may be written; those of `defaults` are eval's own."""
+    def check(self, outputs: list[Path], defaults: list[Path], checkpoint: Path | None = None,
+              data: str | None = None) -> None:
+        """OutputRefused unless every file of `outputs` may be written; those of `defaults` are eval's own,
+        replaced without --overwrite only by an evaluation of the same `checkpoint` on the same `data`."""
         from gan.inference.outputs import check_outputs
 
         check_outputs(outputs, inputs=self.inputs, overwrite=self.overwrite, own=defaults)
+        if not self.overwrite and checkpoint is not None:
+            for path in outputs:
+                if path in defaults:
+                    refuse_another_evaluation(path, checkpoint, data)
+
+
+def refuse_another_evaluation(path: Path, checkpoint: Path, data: str | None) -> None:
+    """A default result file that records another checkpoint or another data set (a loose checkpoint of
+    the same step beside this one, a data folder of the same name elsewhere) is not replaced without
+    --overwrite: it is another evaluation, not an earlier run of this one."""
+    import json
+
+    from gan.inference.outputs import OutputRefused
+
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # none yet, or unreadable: nothing to tell, so eval's own name is reused
+        return
+    if not isinstance(stored, dict):
+        return
+    before = (Path(str(stored.get("checkpoint"))).name, stored.get("reference", stored.get("data")))
+    if before != (checkpoint.name, data):
+        raise OutputRefused(f"'{path}' holds an evaluation of {before[0]} on {before[1]}, not of {checkpoint.name} on "
+                            f"{data}: pass --json/--csv PATH to keep both, or --overwrite to replace it")
 
 
 def _evaluate_generative(state: dict, path: Path, folder: Path | None, metric_names: str | None, count: int,
@@ -138,6 +164,7 @@ def _evaluate_generative(state: dict, path: Path, folder: Path | None, metric_na
                          which: str, device, outputs: EvalOutputs) -> None:
     import json
 
+    from gan.core.config import config_from_dict
     from gan.core.files import write_text_atomically
     from gan.core.registry import ConfigError
     from gan.inference.generators import generator_from_checkpoint
@@ -154,7 +181,8 @@ def _evaluate_generative(state: dict, path: Path, folder: Path | None, metric_na
     suffix = "" if loaded.used_ema or "generator_ema" not in state["networks"] else "-live"
     default = path.parent / f"metrics-{loaded.step:08d}{suffix}.json"
     json_path = json_path or default
-    outputs.check([json_path], defaults=[default])
+    reference = reference_of(folder or config_from_dict(loaded.config).data)
+    outputs.check([json_path], defaults=[default], checkpoint=path, data=reference)
     # Asked for by name, a metric that cannot run is an error; by default it is skipped, saying why.
     result = evaluate_generative(loaded, names, count, device, folder, inception_weights, cache_dir,
                                  require_weights=metric_names is not None)
@@ -164,6 +192,14 @@ def _evaluate_generative(state: dict, path: Path, folder: Path | None, metric_na
     click.echo(f"step {result['step']}  " + "  ".join(f"{key} {value:.4f}" for key, value in scores.items()))
     click.echo(f"wrote {json_path} ({result['num_images']} generated vs {result['num_images']} real images "
                f"from {result['reference']}; {path})", err=True)
+
+
+def reference_of(source) -> str:
+    """What a DCGAN evaluation compares against, as its JSON records it: a --data folder (resolved), or
+    the run's [data] (its folder, or "synthetic")."""
+    if isinstance(source, Path):
+        return str(source.resolve())
+    return "synthetic" if source.dataset == "synthetic" else str(Path(source.root).resolve())
 
 
 def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_path: Path | None, tile: int, device,
@@ -197,7 +233,8 @@ def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_pa
     # the translations' scores go beside the CSV as JSON (not for SR, whose images differ in size)
     planned = [csv_path] + ([csv_path.with_suffix(".json")] if data["dataset"] != "sr_pairs" else [])
     strips = strip_paths(folder, save_images) if save_images is not None else []
-    outputs.check(planned + strips, defaults=[default, default.with_suffix(".json")])
+    outputs.check(planned + strips, defaults=[default, default.with_suffix(".json")], checkpoint=path,
+                  data=str(scored.resolve()))
     if translator.config["recipe"] == "cyclegan":
         backward = load_translator(path, translator.device, tile, direction="BtoA")
         rows_iterator = evaluate_cycle(translator, backward, folder, data["resolution"], image_sets)

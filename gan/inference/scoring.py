@@ -80,6 +80,9 @@ def evaluate_generative(loaded: LoadedGenerator, names: list[str], count: int, d
         dataset = "folder" if data.dataset == "synthetic" else data.dataset
         data = dataclasses.replace(data, dataset=dataset, root=str(data_root), max_images=0)
     evaluator = GenerativeEvaluator(data, names, count, device, inception_weights, cache_dir, require_weights)
+    if evaluator.names and evaluator.reference_size < 2:
+        raise ValueError(f"the real images ({data.root or data.dataset}) are {evaluator.reference_size}: scores "
+                         "between distributions need at least 2 (as --n does)")
     scores = score_generator(evaluator, loaded.generator) if evaluator.names else {}
     reference = "synthetic" if data.dataset == "synthetic" else str(Path(data.root).resolve())
     return {"checkpoint": str(loaded.checkpoint), "step": loaded.step, "reference": reference,

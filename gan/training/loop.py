@@ -815,7 +815,10 @@ def _log_generative_metrics(evaluator: GenerativeEvaluator, recipe: Recipe, writ
         write_text_atomically(path, (path.read_text() if path.exists() else "") + line)
     except WriteError as error:
         warnings.warn(f"{error}; training goes on", stacklevel=2)
-    print(f"\nstep {step}: " + "  ".join(f"{name} {value:.4g}" for name, value in scores.items()), file=sys.stderr)
+    fewer = (f"  ({evaluator.reference_size} images: all the data set holds, not the {evaluator.count} of "
+             "metrics.num_samples)" if evaluator.reference_size < evaluator.count else "")
+    print(f"\nstep {step}: " + "  ".join(f"{name} {value:.4g}" for name, value in scores.items()) + fewer,
+          file=sys.stderr)
     return scores
 
 
