@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from conftest import TINY
+from PIL import Image
 
 from gan.core.registry import ConfigError
 from gan.training.resolve import load_config
@@ -497,3 +498,20 @@ def test_an_inception_weights_folder_is_named_as_a_folder_in_one_error_line(tmp_
                                                           f"metrics.inception_weights={tmp_path}")
                                          for arg in ("--set", item)], "--out", str(tmp_path / "runs")])
     assert result.exit_code == 2 and "is a folder; it names the file itself" in result.output, result.output
+
+
+def test_a_data_root_bench_cannot_read_is_refused_before_anything_is_timed(tmp_path):
+    from click.testing import CliRunner
+
+    from gan.commands.main import main
+
+    flat, few = tmp_path / "flat", tmp_path / "few" / "class"
+    for folder, count in ((flat, 2), (few, 3)):
+        folder.mkdir(parents=True)
+        for index in range(count):
+            Image.new("RGB", (8, 8)).save(folder / f"{index}.png")
+    for root, expected in ((flat, "has no subfolders"), (few.parent, "holds 3 images; the data-path benchmark needs at "
+                                                                       "least 64")):
+        result = CliRunner().invoke(main, ["bench", "--model", "dcgan64", "--device", "cpu", "--rounds", "1",
+                                           "--iters", "1", "--warmup", "0", "--data-root", str(root)])
+        assert result.exit_code == 2 and expected in result.output and "img/s" not in result.output, result.output

@@ -44,7 +44,7 @@ def bench(models: tuple[str, ...], device: str, json_path: Path | None, rounds: 
     Examples:
       gan bench --baseline baseline.py            # everything, on CUDA if present
       gan bench --model dcgan64 --model dcgan128 --device cuda --json bench.json
-      gan bench --data-root datasets/celeba/img_align_celeba   # also the data path
+      gan bench --data-root datasets/celeba                    # also the data path (a folder of image folders)
       gan bench --model pix2pix256 --rounds 2 --data-root none
       gan bench --model dcgan128 --set train.compile=off --device cuda   # one switch's share
     """
@@ -56,9 +56,12 @@ def bench(models: tuple[str, ...], device: str, json_path: Path | None, rounds: 
     from gan.core.registry import ConfigError
     from gan.tools.benchmark import (
         CASES,
+        DATA_BATCH,
         BaselineError,
+        DataRootError,
         bench_data,
         bench_model,
+        check_data_root,
         format_table,
         load_baseline,
         write_json,
@@ -77,7 +80,9 @@ def bench(models: tuple[str, ...], device: str, json_path: Path | None, rounds: 
             load_config(None, [*CASES[name].overrides, *overrides])
         needed = [CASES[name].baseline for name in models or CASES if CASES[name].baseline]
         baseline = load_baseline(baseline_path, needed) if baseline_path else None
-    except (DeviceUnavailable, ConfigError, FileNotFoundError, BaselineError) as error:
+        if data_root is not None and str(data_root) != "none":
+            check_data_root(data_root)
+    except (DeviceUnavailable, ConfigError, FileNotFoundError, BaselineError, DataRootError) as error:
         fail(error)
     if baseline is None:
         click.echo("no --baseline given: the baseline columns stay empty", err=True)
@@ -96,7 +101,7 @@ def bench(models: tuple[str, ...], device: str, json_path: Path | None, rounds: 
                 write_json(json_path, rows, data_rows, settings, failures)
         if data_root is not None and str(data_root) != "none":
             with tempfile.TemporaryDirectory() as cache_dir:
-                data_rows.append(bench_data(data_root, 128, 64, 40, data_workers, Path(cache_dir)))
+                data_rows.append(bench_data(data_root, 128, DATA_BATCH, 40, data_workers, Path(cache_dir)))
     click.echo(format_table(rows))
     if baseline is None:
         click.echo("(baseline columns empty: no --baseline file was given)")

@@ -270,6 +270,32 @@ def write_json(path: Path, rows: list[Row], data_rows: list[dict], settings: dic
 # ----------------------------------------------------------------------------- the data path
 
 
+DATA_BATCH = 64  # the data-path benchmark's batch size
+
+
+class DataRootError(ValueError):
+    """The --data-root folder is not one the data-path benchmark can read."""
+
+
+def check_data_root(root: Path, batch_size: int = DATA_BATCH) -> None:
+    """DataRootError, before anything is timed, for a --data-root the data-path benchmark cannot
+    read: torchvision's ImageFolder (its comparison) needs ROOT/<subfolder>/images, and a batch
+    needs `batch_size` images (fewer would leave its loader empty, and the timing loop waiting)."""
+    from gan.data.decode import IMAGE_EXTENSIONS, find_images
+
+    if not root.is_dir():
+        raise FileNotFoundError(f"--data-root '{root}' is not a folder")
+    subfolders = [folder for folder in root.iterdir() if folder.is_dir() and not folder.name.startswith(".")]
+    if not subfolders:
+        raise DataRootError(f"--data-root '{root}' has no subfolders: the data-path benchmark compares with "
+                            f"torchvision's ImageFolder, which reads ROOT/<subfolder>/*{IMAGE_EXTENSIONS[0]} (the "
+                            f"folder holding img_align_celeba/, say)")
+    count = len(find_images(root))
+    if count < batch_size:
+        raise DataRootError(f"--data-root '{root}' holds {count} images; the data-path benchmark needs at least "
+                            f"{batch_size} (one batch)")
+
+
 def bench_data(root: Path, resolution: int, batch_size: int, batches: int, workers: int,
                cache_dir: Path, log=sys.stderr) -> dict:
     """Images/s of the cached path against torchvision ImageFolder + transforms with `workers` workers."""
