@@ -246,3 +246,16 @@ def test_gan_cache_list_verify_and_clear(folder, tmp_path):
     assert not leftover.exists()
     cleared = CliRunner().invoke(main, ["cache", "clear", "--older-than", "2", "--dir", str(cache_dir)])
     assert "removed 1 cache(s)" in cleared.output and list(cache_dir.iterdir()) == []
+
+
+def test_cache_commands_refuse_a_missing_dir_and_days_that_are_no_number(tmp_path):
+    from click.testing import CliRunner
+
+    from gan.commands.main import main
+
+    for command in (["list"], ["verify"], ["clear"]):
+        result = CliRunner().invoke(main, ["cache", *command, "--dir", str(tmp_path / "typo")])
+        assert result.exit_code == 2 and "does not exist" in result.output, result.output
+    for days in ("nan", "inf"):
+        result = CliRunner().invoke(main, ["cache", "clear", "--older-than", days, "--dir", str(tmp_path)])
+        assert result.exit_code == 2 and "--older-than" in result.output, result.output

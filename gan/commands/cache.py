@@ -26,8 +26,12 @@ def _cache_dir_option(command):
 
 
 def _resolve_cache_dir(cache_dir: Path | None) -> Path:
+    """The cache folder; a --dir that does not exist ends the command (a mistyped path must not read
+    as an empty cache). The default folder may not exist yet: nothing was cached."""
     from gan.data.cache import user_cache_dir
 
+    if cache_dir is not None and not cache_dir.exists():
+        fail(f"--dir '{cache_dir}' does not exist (data.cache_dir names the cache folder a run used)")
     return cache_dir or user_cache_dir("decoded")
 
 
@@ -126,7 +130,7 @@ def cache_verify(cache_dir: Path | None) -> None:
 
 @cache.command(name="clear")
 @_cache_dir_option
-@click.option("--older-than", "days", type=click.FloatRange(min=0),
+@click.option("--older-than", "days", type=click.FloatRange(min=0, max=1e6),
               help="Only caches no run used, and leftovers not written, for this many days.")
 def cache_clear(cache_dir: Path | None, days: float | None) -> None:
     """Remove caches (all, or those unused for --older-than DAYS) and leftovers of broken builds
@@ -134,6 +138,8 @@ def cache_clear(cache_dir: Path | None, days: float | None) -> None:
     gan did not write, are never removed."""
     from gan.data.cache import file_size, modified_at
 
+    if days is not None and days != days:  # NaN passes the range check: every comparison with it is false
+        raise click.BadParameter("expected a number of days, got nan", param_hint="--older-than")
     folder = _resolve_cache_dir(cache_dir)
     found = _scan(folder)
     cutoff = time.time() - days * 86400 if days is not None else float("inf")
