@@ -51,6 +51,9 @@ def test_a_table_value_is_refused_as_it_would_drop_the_files_keys(assignment, ex
     ("train.g_lr=5.", "TOML needs a digit after the point: train.g_lr=5.0"),
     ("loss.augment_p=.5", "TOML needs a digit before the point: loss.augment_p=0.5"),
     ("metrics.names=[swd, fid]", "strings in a TOML list need quotes: --set 'metrics.names=[\"swd\", \"fid\"]'"),
+    ("data.hflip=True", "TOML writes booleans in lower case: data.hflip=true"),
+    ("metrics.names=swd", "a TOML list is written in brackets: --set 'metrics.names=[\"swd\"]'"),
+    ("train.lr_milestones=100,200", "a TOML list is written in brackets: --set 'train.lr_milestones=[100, 200]'"),
 ])
 def test_a_value_written_as_other_languages_allow_gets_the_toml_spelling(assignment, expected):
     with pytest.raises(ConfigError, match=re.escape(expected)):

@@ -255,10 +255,15 @@ def toml_hint(key: str, text: str) -> str:
         return f"; TOML needs a digit before the point: {key}={text.replace('.', '0.', 1)}"
     if re.fullmatch(r"[+-]?\d+\.([eE][+-]?\d+)?", text):
         return f"; TOML needs a digit after the point: {key}={text.replace('.', '.0', 1)}"
-    if text.startswith("[") and text.endswith("]"):
-        items = [item.strip().strip("'\"") for item in text[1:-1].split(",") if item.strip()]
-        listed = ", ".join(json.dumps(item) for item in items)
-        return f"; strings in a TOML list need quotes: --set '{key}=[{listed}]'"
+    if text.lower() in ("true", "false"):
+        return f"; TOML writes booleans in lower case: {key}={text.lower()}"
+    bracketed = text.startswith("[") and text.endswith("]")
+    if bracketed or typing.get_origin(key_annotation(key)) is list:
+        items = [item.strip().strip("'\"") for item in (text[1:-1] if bracketed else text).split(",") if item.strip()]
+        numbers = all(re.fullmatch(r"[+-]?\d+(\.\d*)?([eE][+-]?\d+)?", item) for item in items)
+        listed = ", ".join(item if numbers else json.dumps(item) for item in items)
+        what = "a TOML list is written in brackets" if not bracketed else "strings in a TOML list need quotes"
+        return f"; {what}: --set '{key}=[{listed}]'"
     return ""
 
 
