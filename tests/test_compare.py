@@ -137,3 +137,9 @@ def test_the_command_writes_into_the_sweep_folder_and_names_bad_paths(sweep, tmp
     (tmp_path / "empty").mkdir()
     with pytest.raises(CompareError, match="neither a run directory"):
         find_runs([tmp_path / "empty"])
+
+
+def test_an_out_named_like_a_file_is_refused_before_a_folder_of_that_name_is_made(sweep, tmp_path):
+    result = CliRunner().invoke(main, ["compare", str(sweep), "--out", str(tmp_path / "cmp.png")])
+    assert result.exit_code == 2 and "looks like a file name" in result.output, result.output
+    assert not (tmp_path / "cmp.png").exists()

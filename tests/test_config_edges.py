@@ -518,3 +518,10 @@ def test_a_data_root_bench_cannot_read_is_refused_before_anything_is_timed(tmp_p
         result = CliRunner().invoke(main, ["bench", "--model", "dcgan64", "--device", "cpu", "--rounds", "1",
                                            "--iters", "1", "--warmup", "0", "--data-root", str(root)])
         assert result.exit_code == 2 and expected in result.output and "img/s" not in result.output, result.output
+
+
+def test_a_path_key_starting_with_a_tilde_is_the_home_folders(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    config = load_config(DEMO, ["data.cache_dir=~/cache", "metrics.cache_dir=~", "data.root=not~home"])
+    assert config.data.cache_dir == str(tmp_path / "cache") and config.metrics.cache_dir == str(tmp_path)
+    assert config.data.root == "not~home"

@@ -218,6 +218,12 @@ def test_translate_directions_and_cycle_eval(unpaired_root, tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "c.csv")))
     assert [row["image"] for row in rows] == ["A/0.png", "A/1.png", "B/0.png", "B/1.png", "mean"]
     assert 0 < float(rows[-1]["cycle_l1"]) < 1
+    exported = tmp_path / "AtoB.safetensors"
+    assert runner.invoke(main, ["export", str(run_dir), "--direction", "AtoB", "--out", str(exported)]).exit_code == 0
+    other = runner.invoke(main, ["translate", str(exported), str(image), str(tmp_path / "x.png"), "--direction",
+                                 "BtoA"])
+    assert other.exit_code == 2 and "has no BtoA generator, only AtoB" in other.output, other.output
+    assert "--direction BtoA` writes that one" in other.output
 
 
 def test_direction_needs_a_cyclegan_checkpoint(tmp_path):

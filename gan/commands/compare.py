@@ -31,6 +31,9 @@ def compare(paths: tuple[Path, ...], metric: str | None, out: Path | None) -> No
     from gan.tools.compare import CompareError
     from gan.tools.compare import compare as run_compare
 
+    if out is not None and out.suffix.lower() in (".png", ".md", ".csv", ".jpg", ".svg", ".pdf") and not out.is_dir():
+        raise click.UsageError(f"--out '{out}' looks like a file name; --out names a folder, which gets compare.md, "
+                               f"compare.csv and compare.png (--out {out.with_suffix('')}, say)")
     if out is None:
         if len(paths) != 1 or (paths[0] / "config.toml").is_file():
             raise click.UsageError("give --out DIR (a run directory has one writer: its training)")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import re
 import tomllib
 import types
@@ -304,9 +305,20 @@ def read_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
     for assignment in overrides:
         apply_override(tree, assignment)
     config = _fill(Config, tree, "")
+    _expand_home(config)
     check_values(config)
     warn_about_inert_keys(config)
     return config
+
+
+def _expand_home(config: Config) -> None:
+    """`~/data` in a path key is the home folder's, as a shell would read it (a shell leaves the `~` of
+    `--set data.root=~/data` alone, and a TOML file never expands it): else a literal `./~/` folder."""
+    for key in PATH_KEYS:
+        section, name = key.split(".")
+        value = getattr(getattr(config, section), name)
+        if value.startswith("~"):
+            setattr(getattr(config, section), name, os.path.expanduser(value))
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

@@ -63,8 +63,11 @@ def generator_name(specs: dict, direction: str | None, path: Path) -> str:
     if direction is None:
         return "generator" if "generator" in specs else f"generator_{directional[0]}"
     if f"generator_{direction}" not in specs:
-        has = f"directions {', '.join(directional)}" if directional else "one generator and no directions"
-        raise CheckpointError(f"'{path}' has no {direction} generator ({has}); --direction is for CycleGAN "
+        if directional:  # a CycleGAN export holds the one direction it was exported with
+            raise CheckpointError(f"'{path}' has no {direction} generator, only {' and '.join(directional)} (an export "
+                                  f"holds the direction it was exported with: `gan export RUN --direction {direction}` "
+                                  "writes that one)")
+        raise CheckpointError(f"'{path}' has one generator and no directions; --direction is for CycleGAN "
                               "checkpoints")
     return f"generator_{direction}"
 
