@@ -120,9 +120,15 @@ def is_built(dataset: ImageFileDataset, identity: dict, cache_dir: Path) -> bool
     when opened): a run that only reads it needs no write access there."""
     header = cache_header(dataset, identity)
     name = cache_name(header)
-    stored = _read_header(cache_dir / f"{name}.json")
-    return (stored is not None and {key: stored.get(key) for key in header} == header
-            and (cache_dir / f"{name}.npy").is_file())
+    return _stored_header(header, cache_dir / f"{name}.json", cache_dir / f"{name}.npy") is not None
+
+
+def _stored_header(header: dict, header_path: Path, array_path: Path) -> dict | None:
+    """The header at `header_path` when it describes `header`'s data set and its array is there (the
+    array itself is checked when opened, `cache_damage`); None otherwise."""
+    stored = _read_header(header_path)
+    matches = stored is not None and {key: stored.get(key) for key in header} == header and array_path.is_file()
+    return stored if matches else None
 
 
 def load_or_build_cache(dataset: ImageFileDataset, identity: dict, cache_dir: Path, progress_stream=None,
@@ -139,8 +145,8 @@ def load_or_build_cache(dataset: ImageFileDataset, identity: dict, cache_dir: Pa
         if path.exists() and not path.is_file():
             raise WriteError(f"'{path}' is where this data set's decoded-image cache goes, but it is not a file: move "
                              "it away (gan never removes what it did not write), or set data.cache_dir elsewhere")
-    stored = _read_header(header_path)
-    if stored is not None and {key: stored.get(key) for key in header} == header and array_path.is_file():
+    stored = _stored_header(header, header_path, array_path)
+    if stored is not None:
         images, damage = cache_damage(array_path, stored, verify_all)
         if images is not None:
             with contextlib.suppress(OSError):  # (a shared cache on a read-only disk is only read)
@@ -148,8 +154,9 @@ def load_or_build_cache(dataset: ImageFileDataset, identity: dict, cache_dir: Pa
             _report_undecodable(dataset, stored.get("undecodable"), array_path)
             return images
         warnings.warn(f"the decoded-image cache '{array_path}' {damage}; rebuilding it", stacklevel=2)
-    elif header_path.is_file():  # named by the hash of what it should say: edited or damaged
-        what = "is not a JSON object" if stored is None else "does not describe this data set"
+    elif header_path.is_file():  # named by the hash of what it should say: edited, damaged, or its array gone
+        what = ("is not a JSON object" if _read_header(header_path) is None else
+                "has no array beside it" if not array_path.is_file() else "does not describe this data set")
         warnings.warn(f"the decoded-image cache header '{header_path}' {what}; rebuilding the cache", stacklevel=2)
     cache_dir.mkdir(parents=True, exist_ok=True)
     header_path.unlink(missing_ok=True)  # the header, written last, marks a complete array

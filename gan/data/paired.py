@@ -29,6 +29,11 @@ def split_side_by_side(image: Image.Image) -> tuple[Image.Image, Image.Image]:
     return image.crop((0, 0, half, height)), image.crop((half, 0, 2 * half, height))
 
 
+def pair_wide(width: int, height: int) -> bool:
+    """At least twice as wide as high (within 1%): shaped like an A|B pair of square or wider halves."""
+    return width >= 0.99 * 2 * height
+
+
 def too_narrow_to_split(path: Path, width: int, height: int) -> str:
     return f"'{path}' is {width}x{height}, too narrow to split into A|B halves"
 
@@ -48,9 +53,9 @@ def check_side_by_side_shapes(paths: list[Path], root: Path, strict: bool) -> li
     sizes = {path: size for path in paths if (size := header_size(path)) is not None}
     narrow = {path for path, (width, _) in sizes.items() if width < 2}
     stray = []
-    if sum(width >= 0.99 * 2 * height for width, height in sizes.values()) >= len(sizes) / 2:
+    if sum(pair_wide(*size) for size in sizes.values()) >= len(sizes) / 2:
         stray = [f"{path.relative_to(root)} {width}x{height}" for path, (width, height) in sizes.items()
-                 if path not in narrow and width < 0.99 * 2 * height]
+                 if path not in narrow and not pair_wide(width, height)]
     problems = [(f"skipping {too_narrow_to_split(path, *sizes[path])}", UnreadableImageWarning)
                 for path in sorted(narrow)]
     if stray:
@@ -112,7 +117,7 @@ def training_pair_shapes(data: dict) -> PairShapes:
         sizes = []
     if not sizes:  # no readable images: nothing to tell by
         return PairShapes(known=False)
-    wide = [width / height for width, height in sizes if width >= 0.99 * 2 * height]
+    wide = [width / height for width, height in sizes if pair_wide(width, height)]
     if len(wide) < len(sizes) / 2:
         return PairShapes(known=True)
     return PairShapes(known=True, lowest=min(wide), highest=max(wide))

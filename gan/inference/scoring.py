@@ -46,6 +46,7 @@ from gan.data.paired import (
     check_pair_shapes,
     detect_layout,
     matched_folders,
+    pair_wide,
     training_pair_shapes,
 )
 from gan.data.super_resolution import Degradation, bicubic_resize, crop_to_multiple
@@ -183,7 +184,7 @@ def not_shaped_like_pairs(images: list[Path], folder: Path, data_config: dict) -
     if shapes.known and not shapes.highest:  # the run's pairs are not side by side at 2:1 or wider
         return {}
     sizes = {path: size for path in images if (size := header_size(path)) is not None}
-    narrow = {path: size for path, size in sizes.items() if size[0] < 0.99 * 2 * size[1]}
+    narrow = {path: size for path, size in sizes.items() if not pair_wide(*size)}
     if not narrow:
         return {}
     first, (width, height) = next(iter(narrow.items()))
