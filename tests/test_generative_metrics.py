@@ -201,6 +201,19 @@ def test_inception_statistics_cache_and_scores(image_folder, tmp_path, random_in
     assert sorted(path.name.split("-")[0] for path in tmp_path.glob("*.pt")) == ["inception", "swd"]
 
 
+def test_the_files_of_the_reference_set_are_fingerprinted_once_for_all_kinds(image_folder, tmp_path,
+                                                                               random_inception_weights, monkeypatch):
+    """Taking the fingerprint stats every file (seconds at CelebA's 200k): once per evaluator."""
+    import gan.data
+
+    calls = []
+    original = gan.data.source_fingerprint
+    monkeypatch.setattr(gan.data, "source_fingerprint", lambda data: calls.append(data) or original(data))
+    data = DataConfig(dataset="folder", root=str(image_folder), resolution=32)
+    evaluator = GenerativeEvaluator(data, ["fid", "swd"], 12, CPU, str(random_inception_weights), tmp_path)
+    assert set(evaluator.reference()) == {"inception", "swd"} and len(calls) == 1
+
+
 # ----------------------------------------------------------------------------- in the loop and `gan eval`
 
 

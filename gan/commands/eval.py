@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -185,7 +186,7 @@ def _evaluate_generative(state: dict, path: Path, folder: Path | None, metric_na
     outputs.check([json_path], defaults=[default], checkpoint=path, data=reference)
     # Asked for by name, a metric that cannot run is an error; by default it is skipped, saying why.
     result = evaluate_generative(loaded, names, count, device, folder, inception_weights, cache_dir,
-                                 require_weights=metric_names is not None)
+                                 require_weights=metric_names is not None, progress_stream=sys.stderr)
     json_path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomically(json_path, json.dumps(result, indent=2) + "\n")
     scores = {key: value for key, value in result.items() if isinstance(value, float)}

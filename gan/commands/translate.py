@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -104,7 +103,7 @@ def translate_each(translator, pairs: list[tuple[Path, Path]], side_by_side: boo
             except WriteError as error:
                 fail(f"{error}; {written} of {len(pairs)} image(s) were written before it, each complete")
             written += 1
-            progress.update(done, {}, done / max(time.perf_counter() - progress.started_at, 1e-9))
+            progress.update(done)
     finally:
         progress.close()
     return written, skipped

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from typing import TextIO
@@ -15,23 +16,32 @@ def format_duration(seconds: float) -> str:
 
 
 class Progress:
-    """Redraws one line on a terminal; prints one line per update elsewhere (logs, CI)."""
+    """Redraws one line on a terminal; prints one line per update elsewhere (logs, CI), or at
+    most one per `log_interval` seconds there, and always the last."""
 
-    def __init__(self, total: int, start: int = 0, stream: TextIO | None = None, unit: str = "step"):
+    def __init__(self, total: int, start: int = 0, stream: TextIO | None = None, unit: str = "step",
+                 rate_unit: str = "img", log_interval: float = 0.0):
         self.total = total
-        self.unit = unit
+        self.unit, self.rate_unit = unit, rate_unit
         self.start = start
         self.stream = stream or sys.stderr
         self.started_at = time.perf_counter()
         self.interactive = self.stream.isatty()
+        self.log_interval, self._logged_at = log_interval, -math.inf
 
-    def update(self, step: int, values: dict[str, float], images_per_second: float) -> None:
+    def update(self, step: int, values: dict[str, float] | None = None, rate: float | None = None) -> None:
+        """`rate` is in `rate_unit`s per second; without it, units done since the start per second."""
         elapsed = time.perf_counter() - self.started_at
+        if not self.interactive and step < self.total and elapsed - self._logged_at < self.log_interval:
+            return
+        self._logged_at = elapsed
         done = step - self.start
         eta = elapsed / done * (self.total - step) if done else 0.0
-        terms = "  ".join(f"{name} {value:.4g}" for name, value in values.items())
-        line = (f"{self.unit} {step}/{self.total} ({100 * step / self.total:.0f}%)  {terms}  "
-                f"{images_per_second:.1f} img/s  elapsed {format_duration(elapsed)}  ETA {format_duration(eta)}")
+        if rate is None:
+            rate = done / max(elapsed, 1e-9)
+        terms = "".join(f"{name} {value:.4g}  " for name, value in (values or {}).items())
+        line = (f"{self.unit} {step}/{self.total} ({100 * step / self.total:.0f}%)  {terms}"
+                f"{rate:.1f} {self.rate_unit}/s  elapsed {format_duration(elapsed)}  ETA {format_duration(eta)}")
         if self.interactive:
             self.stream.write("\r\033[K" + line)
         else:

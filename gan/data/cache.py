@@ -228,7 +228,7 @@ def _build(dataset: ImageFileDataset, array_path: Path, progress_stream) -> list
             image = dataset.skip_unreadable(dataset.load, index, count)
             array[index] = np.asarray(image, dtype=np.uint8).transpose(2, 0, 1)
             if index % 500 == 499 or index == count - 1:
-                progress.update(index + 1, {}, (index + 1) / max(time.perf_counter() - progress.started_at, 1e-9))
+                progress.update(index + 1)
         progress.close()
         checksums = list(chunk_checksums(array).values())
         array.flush()

@@ -30,7 +30,7 @@ import math
 import warnings
 from collections import Counter
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, TextIO
 
 import numpy as np
 import torch
@@ -71,7 +71,8 @@ def _to_255(image: Image.Image) -> torch.Tensor:
 
 def evaluate_generative(loaded: LoadedGenerator, names: list[str], count: int, device: torch.device,
                         data_root: Path | None = None, inception_weights: str | None = None,
-                        cache_dir: str | None = None, require_weights: bool = True) -> dict:
+                        cache_dir: str | None = None, require_weights: bool = True,
+                        progress_stream: TextIO | None = None) -> dict:
     """Metrics of `count` generated images against as many real ones of the run's data set
     (or of `data_root`, read the way the run's `[data]` section says). Without `require_weights`,
     metrics whose Inception weights are absent are skipped with a warning (listed in "skipped")."""
@@ -80,7 +81,8 @@ def evaluate_generative(loaded: LoadedGenerator, names: list[str], count: int, d
         # a run on synthetic data has no way to read files: the folder is read as a plain image folder
         dataset = "folder" if data.dataset == "synthetic" else data.dataset
         data = dataclasses.replace(data, dataset=dataset, root=str(data_root), max_images=0)
-    evaluator = GenerativeEvaluator(data, names, count, device, inception_weights, cache_dir, require_weights)
+    evaluator = GenerativeEvaluator(data, names, count, device, inception_weights, cache_dir, require_weights,
+                                    progress_stream=progress_stream)
     if evaluator.names and evaluator.reference_size < 2:
         raise ValueError(f"the real images ({data.root or data.dataset}) are {evaluator.reference_size}: scores "
                          "between distributions need at least 2 (as --n does)")

@@ -13,8 +13,9 @@ import hashlib
 import json
 import sys
 import warnings
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Iterable
+from typing import TextIO
 
 import torch
 from torch import nn
@@ -23,6 +24,7 @@ from torch.utils.data import Dataset
 from gan.core.checkpoint import CheckpointError, save_checkpoint
 from gan.core.config import DataConfig
 from gan.core.images import signed_to_uint8
+from gan.core.progress import Progress
 from gan.core.registry import ConfigError, suggest
 from gan.data.cache import user_cache_dir
 from gan.metrics.feature_distances import (
@@ -37,7 +39,7 @@ from gan.metrics.inception import (
     load_inception,
     skipped_for_missing_weights,
 )
-from gan.metrics.swd import patch_descriptors, swd_from_descriptors
+from gan.metrics.swd import patch_descriptors, swd_directions, swd_from_descriptors
 from gan.nets.running import eval_mode, generate, random_latents
 
 METRIC_NAMES = ("fid", "kid", "swd", "pr")
@@ -61,12 +63,14 @@ def check_metric_names(names: Iterable[str], key: str) -> list[str]:
 # ----------------------------------------------------------------------------- reference set
 
 
-def reference_key(data: DataConfig, count: int, kind: str) -> dict:
+def reference_key(data: DataConfig, count: int, kind: str, files: str | None = None) -> dict:
     """Everything the cached `kind` ('inception' or 'swd') statistics of a data set depend on, its
-    files included: statistics of images since changed are recomputed, not reused."""
+    files included: statistics of images since changed are recomputed, not reused. `files` is the
+    data's `source_fingerprint` when already taken (it stats every file)."""
     from gan.data import data_identity, source_fingerprint
 
-    return {"version": VERSION, "kind": kind, "count": count, **data_identity(data), "files": source_fingerprint(data)}
+    files = source_fingerprint(data) if files is None else files
+    return {"version": VERSION, "kind": kind, "count": count, **data_identity(data), "files": files}
 
 
 class ReferenceCache:
@@ -126,8 +130,9 @@ class GenerativeEvaluator:
 
     def __init__(self, data: DataConfig, names: Iterable[str], count: int, device: torch.device,
                  inception_weights: str | None = None, cache_dir: str | Path | None = None,
-                 require_weights: bool = True, batch_size: int = 64):
+                 require_weights: bool = True, batch_size: int = 64, progress_stream: TextIO | None = None):
         self.data, self.count, self.device, self.batch_size = data, count, device, batch_size
+        self.progress_stream = progress_stream  # where a progress line of the slow SWD sort goes; None: silent
         self.names = check_metric_names(names, "metrics")
         self.cache = ReferenceCache(Path(cache_dir) if cache_dir else user_cache_dir("reference-statistics"))
         self.inception: nn.Module | None = None
@@ -147,11 +152,14 @@ class GenerativeEvaluator:
     def reference(self) -> dict[str, dict[str, torch.Tensor]]:
         """Reference statistics by kind, from the cache or computed (and cached) now."""
         if self._reference is None:
+            from gan.data import source_fingerprint
+
             kinds = (["inception"] if self.inception is not None else []) + (["swd"] if "swd" in self.names else [])
             images: torch.Tensor | None = None
             self._reference = {}
+            files = source_fingerprint(self.data) if kinds else ""
             for kind in kinds:
-                key = reference_key(self.data, self.count, kind)
+                key = reference_key(self.data, self.count, kind, files)
                 statistics = self.cache.load(key)
                 if statistics is None:
                     if images is None:
@@ -199,8 +207,24 @@ class GenerativeEvaluator:
                 scores["precision"], scores["recall"] = precision_recall(real, fake)
         if "swd" in self.names:
             real_levels = [reference["swd"][f"level{i}"] for i in range(len(reference["swd"]) - 1)]
-            scores.update(swd_from_descriptors(real_levels, patch_descriptors(images, seed=1), images.shape[-1]))
+            scores.update(swd_from_descriptors(real_levels, patch_descriptors(images, seed=1), images.shape[-1],
+                                               advance=self._swd_progress(images.shape[-1])))
         return scores
+
+
+    def _swd_progress(self, resolution: int) -> Callable[[int], None] | None:
+        if self.progress_stream is None:
+            return None
+        progress, done = Progress(swd_directions(resolution), stream=self.progress_stream, unit="SWD direction",
+                                  rate_unit="direction", log_interval=5.0), 0
+
+        def advance(count: int) -> None:
+            nonlocal done
+            done += count
+            progress.update(done)
+            if done == progress.total:
+                progress.close()
+        return advance
 
 
 @torch.no_grad()

@@ -10,6 +10,8 @@ as the paper's tables are; lower is better.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -96,9 +98,10 @@ def patch_descriptors(images: torch.Tensor, seed: int = 0, batch_size: int = 256
 
 
 def sliced_wasserstein(first: torch.Tensor, second: torch.Tensor, seed: int = 0,
-                       directions_per_chunk: int = 32) -> float:
+                       directions_per_chunk: int = 32, advance: Callable[[int], None] | None = None) -> float:
     """Mean over random unit directions of the 1-D Wasserstein-1 distance between the projected
-    sets (sorted projections, matched in order); both sets need the same number of rows."""
+    sets (sorted projections, matched in order); both sets need the same number of rows.
+    `advance(k)` is called as each k directions are done (sorting them is the slow part)."""
     if first.shape != second.shape:
         raise ValueError(f"SWD compares descriptor sets of equal shape, got {tuple(first.shape)} "
                          f"and {tuple(second.shape)}")
@@ -113,18 +116,26 @@ def sliced_wasserstein(first: torch.Tensor, second: torch.Tensor, seed: int = 0,
             projected_second = torch.sort((second @ chunk).T.contiguous(), dim=1).values
             total += float((projected_first - projected_second).abs().sum(dtype=torch.float64))
             count += projected_first.numel()
+            if advance is not None:
+                advance(chunk.shape[1])
     return total / count
 
 
+def swd_directions(resolution: int) -> int:
+    """How many projections `swd_from_descriptors` sorts for images of `resolution`."""
+    return len(pyramid_resolutions(resolution)) * DIRECTION_REPEATS * DIRECTIONS_PER_REPEAT
+
+
 def swd_from_descriptors(first: list[torch.Tensor], second: list[torch.Tensor], resolution: int,
-                         seed: int = 0) -> dict[str, float]:
+                         seed: int = 0, advance: Callable[[int], None] | None = None) -> dict[str, float]:
     """{'swd/64px': ..., 'swd/32px': ..., 'swd/16px': ..., 'swd/mean': ...} for images of
-    `resolution`, each x1e3 as the paper reports."""
+    `resolution`, each x1e3 as the paper reports; `advance` as in `sliced_wasserstein`, over
+    `swd_directions(resolution)` directions in all."""
     sizes = pyramid_resolutions(resolution)
     if not len(first) == len(second) == len(sizes):
         raise ValueError(f"descriptor sets have {len(first)} and {len(second)} pyramid levels; "
                          f"{resolution} px images have {len(sizes)}")
-    scores = {f"swd/{size}px": 1e3 * sliced_wasserstein(level_first, level_second, seed)
+    scores = {f"swd/{size}px": 1e3 * sliced_wasserstein(level_first, level_second, seed, advance=advance)
               for size, level_first, level_second in zip(sizes, first, second)}
     scores["swd/mean"] = sum(scores.values()) / len(scores)
     return scores

@@ -1,0 +1,68 @@
+"""Long work shows progress: the line's rate and ETA count only the work done since the start
+(a resumed run's earlier steps are not in its speed), and slow metrics show a line too."""
+
+import io
+
+import pytest
+from click.testing import CliRunner
+
+from gan.commands.main import main
+from gan.core import progress as progress_module
+from gan.core.progress import Progress
+
+
+class Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch) -> Clock:
+    clock = Clock()
+    monkeypatch.setattr(progress_module.time, "perf_counter", clock)
+    return clock
+
+
+def test_rate_and_eta_count_only_what_was_done_since_the_start(clock):
+    stream = io.StringIO()
+    progress = Progress(100, start=50, stream=stream, unit="image")
+    clock.now += 10
+    progress.update(60)  # 10 images in 10 s, 40 to go
+    assert stream.getvalue() == "image 60/100 (60%)  1.0 img/s  elapsed 0m10s  ETA 0m40s\n"
+
+
+def test_a_log_gets_a_line_per_interval_and_always_the_last(clock):
+    stream = io.StringIO()
+    progress = Progress(10, stream=stream, unit="SWD direction", rate_unit="direction", log_interval=5.0)
+    for done in range(1, 11):
+        clock.now += 1
+        progress.update(done)
+    lines = stream.getvalue().splitlines()
+    assert [line.split()[2] for line in lines] == ["1/10", "6/10", "10/10"], lines
+    assert all("direction/s" in line for line in lines)
+
+
+def test_a_terminal_gets_every_update_on_one_redrawn_line(clock):
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    stream = Terminal()
+    progress = Progress(3, stream=stream, log_interval=60.0)
+    for step in range(1, 4):
+        clock.now += 1
+        progress.update(step, {"g": 0.5}, rate=64.0)
+    progress.close()
+    assert stream.getvalue().count("\r\033[K") == 3 and stream.getvalue().endswith("ETA 0m00s\n")
+    assert "g 0.5  64.0 img/s" in stream.getvalue()
+
+
+def test_eval_shows_the_progress_of_the_slow_swd_sort(tiny_demo_run, tmp_path):
+    result = CliRunner().invoke(main, ["eval", str(tiny_demo_run), "--metrics", "swd", "--n", "16",
+                                       "--cache-dir", str(tmp_path), "--json", str(tmp_path / "m.json")])
+    assert result.exit_code == 0, result.output
+    # 32 px images: two pyramid levels of 4 x 128 directions each
+    assert "SWD direction 1024/1024 (100%)" in result.output and "direction/s" in result.output, result.output
