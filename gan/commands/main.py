@@ -46,6 +46,10 @@ def main() -> None:
     warnings.formatwarning = _format_warning
     # gan.data.decode warns of such images with their file name; Pillow's own warning names none
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+    # Pillow's EXIF parser warns of each damaged tag ("Tag data larger than file. Skipping tag
+    # 270") without naming the file; gan reads only the orientation tag (upright as viewers
+    # show it, also when its neighbours are damaged), so the others change nothing it reads.
+    warnings.filterwarnings("ignore", module=r"PIL\.TiffImagePlugin")
 
 
 for _command in (train, sweep, compare, sample, translate, evaluate, export, bench, cache):
