@@ -219,6 +219,31 @@ def test_srgan_needs_lr_inputs(tmp_path):
     assert result.exit_code == 2 and "data.upsample_input = false" in result.output
 
 
+def test_srresnet_trains_no_discriminator_unless_a_weight_asks_for_one(tmp_path):
+    """The recipe's name says content loss only: a config that leaves loss.adversarial_weight
+    unset must not get SRGAN's 1e-3 (a discriminator, silently)."""
+    import contextlib
+
+    from conftest import write_recipe_data
+
+    from gan.recipes import RECIPES
+    from gan.training.resolve import load_config
+
+    data = write_recipe_data(tmp_path)
+    common = ["model.generator=srresnet", "model.discriminator=srgan", "model.discriminator_args.channels=8",
+              *TINY_SR, f"data.root={data['hr']}"]
+
+    def networks(recipe: str, *overrides: str) -> list[str]:
+        config = load_config(None, [f"recipe={recipe}", "data.dataset=sr_pairs", "data.upsample_input=false",
+                                    "model.init_generator=none", *common, *overrides])
+        return sorted(RECIPES.get(recipe)(config, torch.device("cpu"), contextlib.nullcontext).networks)
+
+    assert networks("srresnet") == ["generator"]
+    assert networks("srgan") == ["discriminator", "generator"]  # the paper's 1e-3
+    with pytest.warns(UserWarning, match=r"srresnet.*adversarial_weight = 0.001 trains a discriminator.*srgan"):
+        assert networks("srresnet", "loss.adversarial_weight=1e-3") == ["discriminator", "generator"]
+
+
 def test_sr_eval_reports_y_and_rgb_beside_bicubic_and_saves_strips(srresnet_run, hr_folder, tmp_path):
     from gan.data.super_resolution import Degradation, bicubic_resize
     from gan.metrics import psnr, ssim

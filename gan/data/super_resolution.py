@@ -56,7 +56,10 @@ class Degradation:
 
 
 def bicubic_resize(image: Image.Image, size: tuple[int, int]) -> Image.Image:
-    """Bicubic resize; antialiased when shrinking (Pillow widens the kernel, like MATLAB's imresize)."""
+    """Pillow's bicubic resize (a = -0.5, antialiased when shrinking by a widened kernel, as MATLAB's
+    imresize is). Not bit-identical to imresize: Pillow renormalises the kernel at the borders
+    where imresize mirrors, and rounds between its two passes (Set5 x4: LR pixels within 1-2
+    levels inside, up to 14 at the border; bicubic's PSNR within 0.004 dB)."""
     return image.resize(size, Image.Resampling.BICUBIC)
 
 

@@ -11,6 +11,7 @@ discriminator.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Hashable
 
@@ -32,7 +33,6 @@ PREVIEW_NAME = "input_output_target"
 
 
 @RECIPES.register("srgan")
-@RECIPES.register("srresnet")
 class SRGANRecipe(RecipeBase):
     default_adversarial_weight = 1e-3  # the paper's
 
@@ -144,3 +144,17 @@ class SRGANRecipe(RecipeBase):
     def validation_metrics(self) -> dict[str, float]:
         """PSNR/SSIM on the validation folder (Y channel, `data.scale` pixels shaved)."""
         return validation_scores(self.generator, self.config, self.device, 1, self.autocast)
+
+
+@RECIPES.register("srresnet")
+class SRResNetRecipe(SRGANRecipe):
+    """SRGAN's generator on the content loss alone: no discriminator unless a weight asks for one."""
+
+    default_adversarial_weight = 0.0
+
+    def __init__(self, config: Config, device: torch.device, autocast: AutocastFactory):
+        if config.loss.adversarial_weight:
+            warnings.warn(f"recipe 'srresnet' with loss.adversarial_weight = {config.loss.adversarial_weight:g} "
+                          "trains a discriminator as SRGAN does; recipe = \"srgan\" names that (and starts from "
+                          "a trained generator, model.init_generator)", stacklevel=2)
+        super().__init__(config, device, autocast)
