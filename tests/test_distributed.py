@@ -101,3 +101,56 @@ def test_the_process_group_waits_as_long_as_train_dist_timeout_s(monkeypatch):
     distributed.initialise(ProcessGroup(1, 2, 1), CPU, config.train.dist_timeout_s)
     assert joined == {"backend": "gloo", "timeout": timedelta(seconds=5400), "device_id": None}
     assert tiny_config().train.dist_timeout_s == 3600  # longer than a rank-0 checkpoint + metrics pass
+
+
+DIES_AT_STEP_3 = """
+import os
+import sys
+
+from gan.training import loop
+
+if os.environ["RANK"] == "1":
+    one_step = loop._one_step
+
+    def dying(run, stop):
+        if run.step == 3:
+            os._exit(9)  # as a process killed mid-run: no message, no goodbye to the group
+        return one_step(run, stop)
+
+    loop._one_step = dying
+
+from gan.commands.main import main
+
+main(sys.argv[1:])
+"""
+
+
+@pytest.mark.slow
+def test_a_process_that_dies_leaves_the_others_one_line_that_says_how_to_resume(tmp_path):
+    script = tmp_path / "dies.py"
+    script.write_text(DIES_AT_STEP_3)
+    sets = [arg for item in [*TINY, *EXACT, "train.steps=50", "data.num_workers=0"] for arg in ("--set", item)]
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script), "train",
+         str(REPO / "experiments" / "dcgan_demo.toml"), *sets, "--out", str(tmp_path / "runs"), "--device", "cpu"],
+        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert result.returncode != 0
+    # (torchrun's own agent then prints its ChildFailedError traceback: not ours to change)
+    ours = [line for line in result.stderr.splitlines() if line.startswith(("[rank0]", "error:", "Exception ignored"))]
+    run_dir = only_run(tmp_path / "runs")
+    assert len(ours) == 1 and "another process of this torchrun run stopped" in ours[0], result.stderr[-3000:]
+    assert f"torchrun ... -m gan train --resume {run_dir}" in ours[0]
+    assert [path.name for path in list_checkpoints(run_dir)] == ["checkpoint-00000002.pt"]  # kept
+
+
+def test_only_a_lost_process_is_told_in_one_line_other_errors_keep_their_traceback():
+    from gan.commands.train import lost_process
+
+    worker = lost_process(RuntimeError("DataLoader worker (pid 497) is killed by signal: Killed. "), False)
+    assert "data-loading worker process died (DataLoader worker (pid 497) is killed by signal: Killed;" in worker
+    assert "data.num_workers" in worker
+    peer = RuntimeError("[../gloo/transport/tcp/pair.cc:545] Read error [127.0.0.1]:8582: Connection reset by peer.")
+    assert "another process of this torchrun run" in lost_process(peer, True)
+    assert lost_process(peer, False) is None  # one process alone has no peer to lose
+    assert lost_process(RuntimeError("mat1 and mat2 shapes cannot be multiplied"), True) is None
+    assert lost_process(ValueError("Connection reset by peer"), True) is None

@@ -22,6 +22,25 @@ def interrupt_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, _raise_terminated)
 
 
+def lost_process(error: BaseException, distributed: bool) -> str | None:
+    """One line for a process that this one depended on and that died (another rank of a torchrun
+    run, a data-loading worker), or None for any other error: those keep their traceback."""
+    if not isinstance(error, RuntimeError):
+        return None
+    first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    if "DataLoader worker" in first_line and "killed by signal" in first_line:
+        return (f"a data-loading worker process died ({first_line.rstrip('. ')}; the system may have run out of "
+                "memory: fewer data.num_workers, or data.cache, need less)")
+    import torch.distributed
+
+    broken_link = any(word in first_line for word in ("Connection reset", "Connection closed", "Broken pipe",
+                                                      "Socket Timeout", "NCCL communicator was aborted"))
+    if distributed and (isinstance(error, torch.distributed.DistError) or broken_link):
+        return ("another process of this torchrun run stopped or lost its connection (its own output says why; "
+                f"here: {first_line[:200]})")
+    return None
+
+
 def check_resumable(run_dir: Path) -> None:
     """ConfigError saying what `run_dir` is when it is not a run `--resume` can continue."""
     from gan.core.checkpoint import list_checkpoints
@@ -201,6 +220,14 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
             sys.exit(143 if isinstance(error, Terminated) else 130)
         if isinstance(error, NonFiniteLossError):
             click.echo(f"error: {error}", err=True)
+            sys.exit(1)
+        lost = lost_process(error, group.distributed)
+        if lost:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)  # torchrun's SIGTERM to the survivors ends this one quietly
+            launcher = "torchrun ... -m gan" if group.distributed else "gan"
+            kept = f"; checkpoints written before are kept: resume with `{launcher} train --resume {run_dir}`" if (
+                run_dir is not None and (run_dir / "config.toml").exists()) else ""
+            click.echo(f"error: {lost}{kept}", err=True)
             sys.exit(1)
         if isinstance(error, (ConfigError, CheckpointError, ImageReadError, FileNotFoundError, NotADirectoryError,
                               DeviceUnavailable, WriteError, RunDirectoryBusy, SideTaskError)):
