@@ -56,6 +56,38 @@ def test_best_pt_follows_the_metric_through_a_run_and_its_resume(recipe_data, tm
     assert "step 5" in result.output and "best.pt" in result.output
 
 
+def test_a_resume_sets_aside_a_best_pt_kept_at_a_step_it_trains_again(recipe_data, tmp_path, monkeypatch, capsys):
+    """Killed after step 4 before its checkpoint: the resume trains steps 3 and 4 again, so step 3's
+    best.pt (30 dB there) is no longer this run's history (TensorBoard purges those steps too)."""
+    run_dir = tmp_path / "run"
+    common = ("train.keep_best=val/psnr", "log.eval_every=1", "train.checkpoint_every=2")
+    scripted_psnr(monkeypatch, [20.0, 21.0, 30.0, 22.0])
+    train(tiny_recipe_config("pix2pix", recipe_data, *common, "train.steps=4"), run_dir, CPU)
+    assert json.loads((run_dir / BEST_RECORD).read_text())["step"] == 3
+    (run_dir / "checkpoint-00000004.pt").unlink()  # as a kill -9 before it was written
+    scripted_psnr(monkeypatch, [23.0, 24.0])
+    train(tiny_recipe_config("pix2pix", recipe_data, *common, "train.steps=4"), run_dir, CPU, resume=True)
+    assert "best.pt (val/psnr 30 at step 3) came from steps this resume from step 2 trains again" in (
+        capsys.readouterr().err)
+    assert json.loads((run_dir / BEST_RECORD).read_text()) == {"metric": "val/psnr", "value": 24.0, "step": 4}
+    assert load_checkpoint(run_dir / BEST_NAME)["step"] == 4
+    assert json.loads((run_dir / "best-discarded-00000003.json").read_text())["value"] == 30.0  # kept aside
+    assert load_checkpoint(run_dir / "best-discarded-00000003.pt")["step"] == 3
+
+
+def test_a_resume_drops_the_metrics_rows_of_the_steps_it_trains_again(tmp_path):
+    settings = ("metrics.every=2", "metrics.num_samples=16", "metrics.names=['swd']", "train.checkpoint_every=2",
+                f"metrics.cache_dir='{tmp_path / 'cache'}'", "train.steps=4")
+    result = train(tiny_config(*settings), tmp_path / "run", CPU)
+    record = result.run_dir / "metrics.jsonl"
+    first = [json.loads(line) for line in record.read_text().splitlines()]
+    (result.run_dir / "checkpoint-00000004.pt").unlink()
+    train(tiny_config(*settings), result.run_dir, CPU, resume=True)
+    again = [json.loads(line) for line in record.read_text().splitlines()]
+    assert [row["step"] for row in again] == [2, 4]  # not 2, 4, 4
+    assert again == first  # the resume is exact: step 4 scores as it did
+
+
 def test_lower_is_better_for_distances_and_a_bad_value_never_wins(tmp_path):
     best = BestCheckpoint(tmp_path, "swd/mean", "lower")
     assert best.improves(30.0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import re
 import warnings
@@ -173,6 +174,7 @@ class BestCheckpoint:
     def __init__(self, run_dir: Path, metric: str, direction: str):
         self.run_dir, self.metric, self.lower = run_dir, metric, direction == "lower"
         self.value: float | None = None
+        self.step: int | None = None  # where the best so far was kept
         record = run_dir / BEST_RECORD
         if record.is_file():
             try:
@@ -186,6 +188,23 @@ class BestCheckpoint:
                               "metric value): the next evaluation replaces it and best.pt", stacklevel=2)
             elif saved.get("metric") == metric:
                 self.value = float(value)
+                step = saved.get("step")
+                self.step = step if isinstance(step, int) and not isinstance(step, bool) else None
+
+    def discard_after(self, step: int) -> str | None:
+        """A resume from `step` trains the steps after it again: a best.pt kept at one of them is
+        set aside (renamed, not deleted) and the next evaluation keeps best.pt anew. Returns what
+        was done, for the log, or None when the best so far is from `step` or before."""
+        if self.step is None or self.step <= step:
+            return None
+        aside = f"best-discarded-{self.step:08d}"
+        for name, suffix in ((BEST_NAME, ".pt"), (BEST_RECORD, ".json")):
+            if (self.run_dir / name).exists():
+                os.replace(self.run_dir / name, self.run_dir / f"{aside}{suffix}")
+        message = (f"best.pt ({self.metric} {self.value:.4g} at step {self.step}) came from steps this resume from "
+                   f"step {step} trains again: set aside as {aside}.pt; the next evaluation keeps best.pt anew")
+        self.value = self.step = None
+        return message
 
     def improves(self, value: float) -> bool:
         if not math.isfinite(value):
@@ -197,7 +216,7 @@ class BestCheckpoint:
         save_checkpoint({**state, "best": {"metric": self.metric, "value": value}}, self.run_dir / BEST_NAME)
         write_text_atomically(self.run_dir / BEST_RECORD,
                               json.dumps({"metric": self.metric, "value": value, "step": step}) + "\n")
-        self.value = value
+        self.value, self.step = value, step
 
 
 def prune_checkpoints(run_dir: Path, keep: int, written: Path) -> None:

@@ -27,7 +27,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -164,7 +164,8 @@ def create_run_dir(out: Path, name: str) -> Path:
 
 # What a run writes into its directory before its first checkpoint (and gan eval beside it):
 # a folder holding only these is a start that died, safe to set aside.
-RUN_FILE_PATTERNS = (LOCK_NAME, "config.toml", "metrics.jsonl", "best.json", "events.out.tfevents.*", "samples",
+METRICS_RECORD = "metrics.jsonl"  # one JSON row per generative evaluation
+RUN_FILE_PATTERNS = (LOCK_NAME, "config.toml", METRICS_RECORD, "best.json", "events.out.tfevents.*", "samples",
                      "metrics-*.json", "eval-*.csv", "eval-*.json")
 # What only a start of gan train leaves (the lock is taken first, the event file follows): without
 # either, a config.toml there is a person's, not a dead start's.
@@ -466,6 +467,11 @@ def _start_logging(run: _Run, resume: bool, progress_stream: Any) -> None:
         write_text_atomically(run.run_dir / "config.toml", dump_config(config))
     run.writer = (EventLog(lambda purge: SummaryWriter(str(run.run_dir), purge_step=purge), run.run_dir,
                            purge_step=run.start_step + 1 if resume else None) if run.main else _NullWriter())
+    if resume and run.main:  # TensorBoard purges the steps to train again; so do the run's other records
+        _drop_metrics_after(run.run_dir / METRICS_RECORD, run.start_step, run.say)
+        discarded = run.best.discard_after(run.start_step) if run.best else None
+        if discarded:
+            run.say(discarded)
     run.watch = MetricWatch(run.device, train_config.divergence_bound)
     run.progress = Progress(train_config.steps, run.start_step, progress_stream if run.main else io.StringIO())
     per_process = (f" ({train_config.batch_size // group.world_size} per process x {group.world_size} processes)"
@@ -803,13 +809,33 @@ def _generative_evaluator(config: Config, recipe: Recipe, device: torch.device) 
     return evaluator if evaluator.names else None
 
 
+def _drop_metrics_after(path: Path, step: int, say: Callable[[str], None]) -> None:
+    """Drop the rows of steps after `step` from metrics.jsonl: a resume from `step` scores them anew
+    (a line that is not a row is kept as it is)."""
+    if not path.is_file():
+        return
+    kept, dropped = [], 0
+    for line in path.read_text().splitlines(keepends=True):
+        try:
+            row_step = json.loads(line).get("step")
+        except (ValueError, AttributeError):
+            row_step = None
+        if isinstance(row_step, int) and row_step > step:
+            dropped += 1
+        else:
+            kept.append(line)
+    if dropped:
+        write_text_atomically(path, "".join(kept))
+        say(f"{path.name}: dropped {dropped} row(s) past step {step}, the steps this resume trains again")
+
+
 def _log_generative_metrics(evaluator: GenerativeEvaluator, recipe: Recipe, writer: Any, run_dir: Path,
                             step: int) -> dict[str, float]:
     """Scores of the (EMA) generator to TensorBoard (`metrics/...`), metrics.jsonl and the terminal."""
     scores = score_generator(evaluator, recipe.evaluation_generator())
     for name, value in scores.items():
         writer.add_scalar(f"metrics/{name}", value, step)
-    path = run_dir / "metrics.jsonl"  # rewritten whole, atomically: never a torn line
+    path = run_dir / METRICS_RECORD  # rewritten whole, atomically: never a torn line
     line = json.dumps({"step": step, "num_images": evaluator.reference_size, **scores}) + "\n"
     try:
         write_text_atomically(path, (path.read_text() if path.exists() else "") + line)
