@@ -151,3 +151,25 @@ def test_the_replay_reads_a_runs_previews_as_the_watch_saw_them(tmp_path):
     assert [row["step"] for row in rows] == sorted(logged) == [2, 4]
     for row in rows:  # (a new generator's faint images lose detail to 8 bits)
         assert row["health/diversity"] == pytest.approx(logged[row["step"]], rel=0.25)
+
+
+def test_a_resumed_run_logs_the_health_of_an_uninterrupted_one(tmp_path):
+    """The watch's history and its real images survive a resume: growth ratios go on at once (they
+    need 5 windows of history), and the data's own measures do not jump."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    common = ("log.every=1", "log.image_every=2", "train.checkpoint_every=4", "train.keep_best=", "log.num_samples=8")
+    train(tiny_config(*common, "train.steps=8"), tmp_path / "whole", torch.device("cpu"))
+    train(tiny_config(*common, "train.steps=4"), tmp_path / "split", torch.device("cpu"))
+    train(tiny_config(*common, "train.steps=8"), tmp_path / "split", torch.device("cpu"), resume=True)
+
+    def health(run) -> dict[str, list[tuple[int, float]]]:
+        events = EventAccumulator(str(run), size_guidance={"scalars": 0})
+        events.Reload()
+        return {tag: [(event.step, round(event.value, 4)) for event in events.Scalars(tag)]
+                for tag in events.Tags()["scalars"] if tag.startswith("health/")}
+
+    whole, split = health(tmp_path / "whole"), health(tmp_path / "split")
+    assert [step for step, _ in whole["health/growth/loss/d"]] == [6, 7, 8]
+    assert {"health/data_std", "health/data_diversity", "health/growth/loss/d"} <= set(whole)
+    assert split == whole

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Iterator
 
 import torch
@@ -49,6 +50,14 @@ def shard(sampler: Sampler, batch_size: int, group: ProcessGroup) -> tuple[Sampl
         return sampler, batch_size
     sharded = ShardedSampler(sampler, batch_size, group)
     return sharded, sharded.local_batch
+
+
+def first_samples(dataset: Dataset, count: int, seed: int) -> dict[str, torch.Tensor]:
+    """The first `count` samples of the training stream (position 0 on, augmented as there), as one
+    batch: the same images whether a run started or resumed, in any process."""
+    keys = itertools.islice(ResumableSampler(len(dataset), seed), min(count, len(dataset)))
+    items = [dataset[key] for key in keys]
+    return {name: torch.stack([item[name] for item in items]) for name in items[0]}
 
 
 def batches(dataset: Dataset, batch_size: int, seed: int, start_sample: int, num_workers: int,

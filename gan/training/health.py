@@ -98,6 +98,17 @@ class HealthWatch:
         self.peak_spread = 0.0
         self.warned: set[str] = set()
 
+    def state_dict(self) -> dict:
+        """What a resume needs to go on as the run would have (plain values: a checkpoint loads them
+        with weights_only). The data's measures are not in it: they come from the same real images."""
+        return {"history": {name: list(values) for name, values in self.history.items()},
+                "peak_spread": self.peak_spread, "warned": sorted(self.warned)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.history = {str(name): [float(value) for value in values] for name, values in state["history"].items()}
+        self.peak_spread = float(state["peak_spread"])
+        self.warned = {str(kind) for kind in state["warned"]}
+
     def window(self, step: int, means: dict[str, float]) -> dict[str, float]:
         """health/ scalars for a window's means (`loss/...`, `grad/...`, `d/real`, `d/fake`)."""
         scalars = {}

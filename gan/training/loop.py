@@ -57,6 +57,7 @@ from gan.core.presets import LOSS_PRESETS
 from gan.core.progress import Progress, format_duration
 from gan.core.registry import ConfigError
 from gan.data import training_batches
+from gan.data.sampling import first_samples
 from gan.metrics.generative import GenerativeEvaluator, score_generator
 from gan.recipes import RECIPES
 from gan.recipes.base import AutocastFactory, Recipe
@@ -336,7 +337,7 @@ class _Run:
     samples_seen: int = 0
     saved_step: int = 0  # the step of the newest checkpoint this process wrote or resumed
     last_checkpoint: Path | None = None
-    real_images: torch.Tensor | None = None  # a first batch of real images, for the collapse checks
+    real_images: torch.Tensor | None = None  # the stream's first real images, for the collapse checks
     # What `_start_logging` adds, once there is something to train:
     writer: Any = None
     data: Iterator | None = None
@@ -451,6 +452,13 @@ def _restore(run: _Run) -> None:
             param_group["base_lr"] = base_lr
     run.start_step = run.step = run.saved_step = state["step"]
     run.samples_seen = state["samples_seen"]
+    if run.health and "health" in state:
+        try:
+            run.health.load_state_dict(state["health"])
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            warnings.warn(f"'{run.last_checkpoint}': its health-watch state is malformed ({error!r}); the watch "
+                          "starts afresh", stacklevel=2)
+            run.health = HealthWatch(run.health.saturation_scores)
     run.say(f"resuming from '{run.last_checkpoint}' at step {run.start_step}")
 
 
@@ -473,6 +481,8 @@ def _start_logging(run: _Run, resume: bool, progress_stream: Any) -> None:
         if discarded:
             run.say(discarded)
     run.watch = MetricWatch(run.device, train_config.divergence_bound)
+    if run.health and run.unconditional:  # the collapse checks' real images: the same after a resume
+        run.real_images = first_samples(run.dataset, config.log.num_samples, train_config.seed)["image"]
     run.progress = Progress(train_config.steps, run.start_step, progress_stream if run.main else io.StringIO())
     per_process = (f" ({train_config.batch_size // group.world_size} per process x {group.world_size} processes)"
                    if group.distributed else "")
@@ -497,8 +507,6 @@ def _one_step(run: _Run, stop: StopRequest) -> bool:
                 return False
             raise
         run.step += 1
-        if run.unconditional and run.real_images is None:  # the first step: a sync is fine here
-            run.real_images = batch["image"][:run.config.log.num_samples].detach().float().cpu()
         set_learning_rates(run.recipe.optimizers, lr_factor(run.step, train_config))
         run.recipe.before_step(run.step)
         metrics = run.run_step(to_device(batch, device, run.speed), run.step)
@@ -590,7 +598,10 @@ def _save(run: _Run, at_step: int, final: bool) -> Path | None:
     _prepare_outputs(run.recipe, at_step)
     path = checkpoint_path(run.run_dir, at_step)
     try:
-        save_checkpoint(training_state(run.recipe, run.config, at_step, run.samples_seen), path)
+        state = training_state(run.recipe, run.config, at_step, run.samples_seen)
+        if run.health:  # optional in a checkpoint: those written before it had none resume too
+            state["health"] = run.health.state_dict()
+        save_checkpoint(state, path)
     except WriteError as error:
         if final:
             raise
