@@ -151,6 +151,11 @@ def test_losses_match_hand_computed_values():
     total = (expected["loss/g_A"] + expected["loss/g_B"]
              + identity_weight * (expected["loss/identity_A"] + expected["loss/identity_B"]))
     assert metrics["loss/g"].item() == pytest.approx(total.item(), abs=1e-6)
+    # the tags every recipe logs, so runs of any recipe overlay and `gan compare` reads them
+    assert metrics["loss/d"].item() == pytest.approx((expected["loss/d_A"] + expected["loss/d_B"]).item(), abs=1e-6)
+    for kind in ("real", "fake"):
+        both = (metrics[f"d_A/{kind}"] + metrics[f"d_B/{kind}"]) / 2
+        assert metrics[f"d/{kind}"].item() == pytest.approx(both.item(), abs=1e-6)
 
 
 class _null:

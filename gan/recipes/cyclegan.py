@@ -103,7 +103,8 @@ class CycleGANRecipe(RecipeBase):
         if not adversarial:
             zero = torch.zeros((), device=g_loss.device)
             scores = {f"d_{domain}/{kind}": zero for domain in ("A", "B") for kind in ("real", "fake")}
-            terms.update({"loss/d_A": zero, "loss/d_B": zero, "grad/discriminator": zero})
+            terms.update({"loss/d_A": zero, "loss/d_B": zero, "loss/d": zero, "grad/discriminator": zero})
+            scores.update({"d/real": zero, "d/fake": zero})
             if self.r1.enabled:
                 terms["loss/r1"] = self.r1.latest
             return {**{name: value.detach() for name, value in terms.items()}, "loss/g": g_loss.detach(), **scores,
@@ -121,6 +122,10 @@ class CycleGANRecipe(RecipeBase):
             scores[f"d_{domain}/real"] = self.loss.score(real_logits.detach()).mean()
             scores[f"d_{domain}/fake"] = self.loss.score(pooled_logits.detach()).mean()
             d_total = d_total + terms[f"loss/d_{domain}"]
+        # every recipe's tags (docs/comparing-runs.md): both objectives' sum, the domains' mean scores
+        terms["loss/d"] = d_total.detach()
+        for kind in ("real", "fake"):
+            scores[f"d/{kind}"] = (scores[f"d_A/{kind}"] + scores[f"d_B/{kind}"]) / 2
         if self.r1.due(step):
             d_total = d_total + self.r1(*[(lambda images, net=net: net(self.for_discriminator(images)), real[domain])
                                           for domain, net in self.discriminators.items()])
