@@ -89,6 +89,9 @@ def test_tensorboard_gets_every_term(tmp_path):
             "perf/images_per_s"} <= scalars
     assert [event.step for event in events.Scalars("loss/g")] == [1, 2, 3, 4]
     assert {"samples/generator", "samples/generator_ema"} <= set(events.Tags()["images"])
+    # step 1 carries the start-up: its time is logged as such, never as a speed that means would average in
+    assert [event.step for event in events.Scalars("perf/images_per_s")] == [2, 3, 4]
+    assert [event.step for event in events.Scalars("perf/first_step_s")] == [1]
 
 
 def test_nan_loss_stops_naming_step_and_term_and_keeps_the_good_checkpoint(tmp_path, monkeypatch):

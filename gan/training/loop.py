@@ -580,7 +580,12 @@ def _log_window(run: _Run) -> None:
     images_per_second = (step - run.timer_step) * train_config.batch_size / busy
     run.timer_start, run.timer_step, run.paused = now, step, 0.0
     means = run.watch.means()
-    _log_scalars(writer, step, means, run.recipe, images_per_second, train_config)
+    # The first step of a start or resume carries its start-up (workers, compilation, autotuning):
+    # its time is logged as such, not as a throughput that would pull down every mean of images/s.
+    first_step = step == run.start_step + 1
+    _log_scalars(writer, step, means, run.recipe, None if first_step else images_per_second, train_config)
+    if first_step:
+        writer.add_scalar("perf/first_step_s", busy, step)
     if run.health:
         for name, value in run.health.window(step, means).items():
             writer.add_scalar(name, value, step)
@@ -712,7 +717,7 @@ def _prepare_outputs(recipe: Recipe, step: int) -> None:
             recipe.prepare_outputs(step)
 
 
-def _log_scalars(writer: Any, step: int, means: dict[str, float], recipe: Recipe, images_per_second: float,
+def _log_scalars(writer: Any, step: int, means: dict[str, float], recipe: Recipe, images_per_second: float | None,
                  train_config: TrainConfig) -> None:
     for name, value in means.items():
         writer.add_scalar(name, value, step)
@@ -720,7 +725,8 @@ def _log_scalars(writer: Any, step: int, means: dict[str, float], recipe: Recipe
         writer.add_scalar(f"lr/{name}", float(optimizer.param_groups[0]["lr"]), step)
     if train_config.adversarial_start:
         writer.add_scalar("schedule/adversarial_on", float(adversarial_on(step, train_config)), step)
-    writer.add_scalar("perf/images_per_s", images_per_second, step)
+    if images_per_second is not None:
+        writer.add_scalar("perf/images_per_s", images_per_second, step)
 
 
 def _raise_if_non_finite(watch: MetricWatch, last_checkpoint: Path | None) -> None:
