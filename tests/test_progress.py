@@ -2,13 +2,14 @@
 (a resumed run's earlier steps are not in its speed), and slow metrics show a line too."""
 
 import io
+import os
 
 import pytest
 from click.testing import CliRunner
 
 from gan.commands.main import main
 from gan.core import progress as progress_module
-from gan.core.progress import Progress
+from gan.core.progress import Progress, print_above
 
 
 class Clock:
@@ -45,11 +46,16 @@ def test_a_log_gets_a_line_per_interval_and_always_the_last(clock):
     assert all("direction/s" in line for line in lines)
 
 
-def test_a_terminal_gets_every_update_on_one_redrawn_line(clock):
-    class Terminal(io.StringIO):
-        def isatty(self) -> bool:
-            return True
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
 
+    def fileno(self) -> int:
+        return 2
+
+
+def test_a_terminal_gets_every_update_on_one_redrawn_line(clock, monkeypatch):
+    monkeypatch.setattr(progress_module.os, "get_terminal_size", lambda fd: os.terminal_size((200, 24)))
     stream = Terminal()
     progress = Progress(3, stream=stream, log_interval=60.0)
     for step in range(1, 4):
@@ -58,6 +64,31 @@ def test_a_terminal_gets_every_update_on_one_redrawn_line(clock):
     progress.close()
     assert stream.getvalue().count("\r\033[K") == 3 and stream.getvalue().endswith("ETA 0m00s\n")
     assert "g 0.5  64.0 img/s" in stream.getvalue()
+
+
+def test_the_line_is_cut_to_the_terminal_width(clock, monkeypatch):
+    """A line wider than the terminal wraps, and erasing the last row would leave the others behind."""
+    monkeypatch.setattr(progress_module.os, "get_terminal_size", lambda fd: os.terminal_size((40, 24)))
+    stream = Terminal()
+    Progress(100, stream=stream).update(1, {f"loss/term_{index}": 0.5 for index in range(10)}, rate=64.0)
+    assert stream.getvalue() == "\r\033[K" + "step 1/100 (1%)  loss/term_0 0.5  loss/"  # 39 columns
+
+
+def test_messages_between_updates_take_the_progress_lines_place_on_a_terminal_only():
+    terminal, log = Terminal(), io.StringIO()
+    for stream in (terminal, log):
+        print_above("step 4: val/psnr 21.5", stream)
+    assert terminal.getvalue() == "\r\033[Kstep 4: val/psnr 21.5\n"
+    assert log.getvalue() == "step 4: val/psnr 21.5\n"  # no empty line in a log
+
+
+def test_a_warning_on_a_terminal_clears_the_progress_line_first(monkeypatch):
+    from gan.commands import main as main_module
+
+    monkeypatch.setattr(main_module.sys, "stderr", Terminal())
+    assert main_module._format_warning("slow disk", UserWarning, "x.py", 1) == "\r\033[Kwarning: slow disk\n"
+    monkeypatch.setattr(main_module.sys, "stderr", io.StringIO())
+    assert main_module._format_warning("slow disk", UserWarning, "x.py", 1) == "warning: slow disk\n"
 
 
 def test_eval_shows_the_progress_of_the_slow_swd_sort(tiny_demo_run, tmp_path):

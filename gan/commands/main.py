@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
 
 import click
@@ -17,11 +18,13 @@ from gan.commands.sample import sample
 from gan.commands.sweep import sweep
 from gan.commands.train import train
 from gan.commands.translate import translate
+from gan.core.progress import CLEAR_LINE
 
 
 def _format_warning(message, category, filename, lineno, line=None) -> str:
-    """Warnings on the command line read as one plain line, without source locations."""
-    return f"warning: {message}\n"
+    """Warnings on the command line read as one plain line, without source locations; on a
+    terminal the line takes a progress line's place rather than running on from its end."""
+    return f"{CLEAR_LINE if sys.stderr.isatty() else ''}warning: {message}\n"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from typing import TextIO
@@ -13,6 +14,25 @@ def format_duration(seconds: float) -> str:
     hours, rest = divmod(seconds, 3600)
     minutes, seconds = divmod(rest, 60)
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
+
+
+CLEAR_LINE = "\r\033[K"  # back to the line's start, erase it: where a progress line is drawn
+
+
+def print_above(message: str, stream: TextIO | None = None) -> None:
+    """A message between progress updates: on a terminal it takes the progress line's place (the
+    next update draws the line again below it); elsewhere it is a line of its own."""
+    stream = stream or sys.stderr
+    stream.write((CLEAR_LINE if stream.isatty() else "") + message + "\n")
+    stream.flush()
+
+
+def terminal_width(stream: TextIO) -> int | None:
+    """Columns of the terminal `stream` writes to, or None when unknown."""
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, OSError, ValueError):
+        return None
 
 
 class Progress:
@@ -43,7 +63,8 @@ class Progress:
         line = (f"{self.unit} {step}/{self.total} ({100 * step / self.total:.0f}%)  {terms}"
                 f"{rate:.1f} {self.rate_unit}/s  elapsed {format_duration(elapsed)}  ETA {format_duration(eta)}")
         if self.interactive:
-            self.stream.write("\r\033[K" + line)
+            width = terminal_width(self.stream)  # a wrapped line would leave its upper rows behind
+            self.stream.write(CLEAR_LINE + (line[:width - 1] if width else line))
         else:
             self.stream.write(line + "\n")
         self.stream.flush()

@@ -54,7 +54,7 @@ from gan.core.distributed import (
 from gan.core.files import LOCK_NAME, RunLock, WriteError, is_stale_temp, remove_stale_temps, write_text_atomically
 from gan.core.images import image_grid, save_image_grid
 from gan.core.presets import LOSS_PRESETS
-from gan.core.progress import Progress, format_duration
+from gan.core.progress import Progress, format_duration, print_above
 from gan.core.registry import ConfigError
 from gan.data import training_batches
 from gan.data.sampling import first_samples
@@ -287,8 +287,8 @@ class StopRequest:
         if self.signal_name is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.signal_name = signal.Signals(signum).name
-        print(f"\nreceived {self.signal_name}: saving a checkpoint after this step "
-              "(Ctrl-C again to abort without saving)", file=sys.stderr, flush=True)
+        print_above(f"received {self.signal_name}: saving a checkpoint after this step "
+                    "(Ctrl-C again to abort without saving)")
 
     def __enter__(self) -> "StopRequest":
         if threading.current_thread() is threading.main_thread():
@@ -705,9 +705,8 @@ def train_rolling_back(config: Config, run_dir: Path, device: torch.device, resu
             rates = dataclasses.replace(config.train, g_lr=config.train.g_lr / 2, d_lr=config.train.d_lr / 2)
             config, resume = dataclasses.replace(config, train=rates), True
             if group.is_main:
-                print(f"\n{error}\nrolling back to '{error.checkpoint}' with learning rates halved to "
-                      f"g {rates.g_lr:g}, d {rates.d_lr:g} (rollback {rollbacks} of {max_rollbacks})",
-                      file=sys.stderr)
+                print_above(f"{error}\nrolling back to '{error.checkpoint}' with learning rates halved to "
+                            f"g {rates.g_lr:g}, d {rates.d_lr:g} (rollback {rollbacks} of {max_rollbacks})")
 
 
 def _prepare_outputs(recipe: Recipe, step: int) -> None:
@@ -770,7 +769,7 @@ def _log_validation(recipe: Recipe, writer: Any, step: int) -> dict[str, float]:
     scores = recipe.validation_metrics()
     for name, value in scores.items():
         writer.add_scalar(name, value, step)
-    print(f"\nstep {step}: " + "  ".join(f"{name} {value:.4f}" for name, value in scores.items()), file=sys.stderr)
+    print_above(f"step {step}: " + "  ".join(f"{name} {value:.4f}" for name, value in scores.items()))
     return scores
 
 
@@ -806,7 +805,7 @@ def _save_best(best: BestCheckpoint, recipe: Recipe, config: Config, step: int, 
     except WriteError as error:
         warnings.warn(f"{error}; best.pt stays at its previous best; training goes on", stacklevel=2)
         return
-    print(f"step {step}: new best {best.metric} {value:.4g}, kept as '{best.run_dir / BEST_NAME}'", file=sys.stderr)
+    print_above(f"step {step}: new best {best.metric} {value:.4g}, kept as '{best.run_dir / BEST_NAME}'")
 
 
 def _generative_evaluator(config: Config, recipe: Recipe, device: torch.device) -> GenerativeEvaluator | None:
@@ -860,8 +859,7 @@ def _log_generative_metrics(evaluator: GenerativeEvaluator, recipe: Recipe, writ
         warnings.warn(f"{error}; training goes on", stacklevel=2)
     fewer = (f"  ({evaluator.reference_size} images: all the data set holds, not the {evaluator.count} of "
              "metrics.num_samples)" if evaluator.reference_size < evaluator.count else "")
-    print(f"\nstep {step}: " + "  ".join(f"{name} {value:.4g}" for name, value in scores.items()) + fewer,
-          file=sys.stderr)
+    print_above(f"step {step}: " + "  ".join(f"{name} {value:.4g}" for name, value in scores.items()) + fewer)
     return scores
 
 
