@@ -66,6 +66,23 @@ def test_a_run_written_before_a_key_existed_groups_with_one_that_spells_out_its_
                                                                     "model.discriminator_args.spectral_norm=true"}
 
 
+def test_runs_of_two_recipes_are_named_by_their_folders_not_by_dozens_of_keys(tmp_path):
+    runs = tmp_path / "runs"
+    dcgan = [make_run(runs, f"0000{seed}-dcgan_demo", "hinge", seed, [20.0], "dcgan") for seed in (0, 1)]
+    pix2pix = make_run(runs, "00002-pix2pix_facades", "vanilla", 0, [20.0], "pix2pix")
+    groups = group_runs(read_configs([*dcgan, pix2pix]))
+    assert groups == {"00000-dcgan_demo": dcgan, "00002-pix2pix_facades": [pix2pix]}  # seeds still group
+    # the same folder names under two sweeps: the parent tells them apart
+    other = make_run(tmp_path / "other", "00002-pix2pix_facades", "lsgan", 0, [20.0], "pix2pix")
+    assert set(group_runs(read_configs([*dcgan, pix2pix, other]))) == {
+        "runs/00000-dcgan_demo", "runs/00002-pix2pix_facades", "other/00002-pix2pix_facades"}
+    # one recipe, but five keys apart: also named by folder
+    tuned = make_run(runs, "00003-tuned", "hinge", 0, [20.0], "dcgan")
+    (tuned / "config.toml").write_text((tuned / "config.toml").read_text().replace(
+        "steps = 300\n", "steps = 300\ng_lr = 1e-3\nd_lr = 1e-3\nbeta1 = 0.0\nbeta2 = 0.9\nbatch_size = 32\n"))
+    assert set(group_runs(read_configs([dcgan[0], tuned]))) == {"00000-dcgan_demo", "00003-tuned"}
+
+
 def test_the_table_gives_mean_and_std_over_seeds(sweep, tmp_path):
     table, summaries = compare([sweep], None, tmp_path / "out")
     hinge, lsgan = summaries

@@ -159,6 +159,9 @@ def read_configs(runs: list[Path]) -> dict[Path, dict[str, object]]:
     return configs
 
 
+MAX_LABEL_KEYS = 4  # a label of more differing keys is unreadable
+
+
 def _as_written(value: object) -> str:
     """A config value as a label shows it: as in TOML for booleans and the empty string."""
     if isinstance(value, bool):
@@ -169,14 +172,21 @@ def _as_written(value: object) -> str:
 def group_runs(configs: dict[Path, dict[str, object]]) -> dict[str, list[Path]]:
     """Runs (`read_configs`) grouped by their configs without `train.seed`; each group named by the
     keys that set it apart from the others, in full (`loss.adversarial=hinge`: a last part alone,
-    `every=500`, could be any section's), or "all runs" when all agree."""
+    `every=500`, could be any section's), or "all runs" when all agree. Runs of several recipes, or
+    groups that differ in more than `MAX_LABEL_KEYS` keys, are named by each group's first run's
+    folder instead: such labels would run to dozens of keys."""
     keys = sorted({key for config in configs.values() for key in config} - {"train.seed"})
     differing = [key for key in keys if len({repr(config.get(key)) for config in configs.values()}) > 1]
-    groups: dict[str, list[Path]] = {}
+    by_config: dict[str, list[Path]] = {}
     for run, config in configs.items():
         label = " ".join(f"{key}={_as_written(config.get(key))}" for key in differing) or "all runs"
-        groups.setdefault(label, []).append(run)
-    return groups
+        by_config.setdefault(label, []).append(run)
+    if len(differing) <= MAX_LABEL_KEYS and "recipe" not in differing:
+        return by_config
+    firsts = [members[0] for members in by_config.values()]
+    unique = len({run.name for run in firsts}) == len(firsts)  # else the parent folder tells them apart
+    return {(run.name if unique else f"{run.parent.name}/{run.name}"): members
+            for run, members in zip(firsts, by_config.values())}
 
 
 def default_metric(configs: dict[Path, dict[str, object]]) -> str:
