@@ -44,7 +44,7 @@ def _assert_identical(left, right):
 
 
 @pytest.mark.parametrize("workers", [0, 1])
-def test_resume_is_bit_identical_to_a_straight_run(tmp_path, workers):
+def test_resume_is_bit_identical_to_a_straight_run(tmp_path, workers, capsys):
     """4 straight steps == 2 steps, resume, 2 steps: weights, optimizer moments, EMA."""
     # instance noise and label smoothing exercise the RNG and the step-dependent schedule
     extra = [f"data.num_workers={workers}", "loss.instance_noise=0.1", "loss.instance_noise_steps=4",
@@ -53,8 +53,10 @@ def test_resume_is_bit_identical_to_a_straight_run(tmp_path, workers):
     split_dir = tmp_path / "split"
     first = train(tiny_config(*extra, "train.steps=2"), split_dir, CPU, progress_stream=sys.stdout)
     assert first.step == 2
+    capsys.readouterr()
     second = train(tiny_config(*extra), split_dir, CPU, resume=True, progress_stream=sys.stdout)
     assert straight.step == second.step == 4
+    assert "done: 4 steps (2 of them now) in" in capsys.readouterr().err  # the time is this process's
     step_a, networks_a, optimizers_a = _weights(straight.run_dir)
     step_b, networks_b, optimizers_b = _weights(split_dir)
     assert step_a == step_b == 4

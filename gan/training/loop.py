@@ -632,7 +632,8 @@ def _finish(run: _Run, interrupted_by: str | None) -> TrainResult:
         run.say(f"stopped by {interrupted_by} at step {run.step} after {elapsed}; checkpoint "
                 f"'{run.last_checkpoint}'. Continue with: gan train --resume {run.run_dir}")
     else:
-        run.say(f"done: {run.step} steps in {elapsed}; checkpoint '{run.last_checkpoint}', samples in "
+        this_time = f" ({run.step - run.start_step} of them now)" if run.start_step else ""  # a resume's share
+        run.say(f"done: {run.step} steps{this_time} in {elapsed}; checkpoint '{run.last_checkpoint}', samples in "
                 f"'{run.run_dir / 'samples'}'")
     return TrainResult(run.run_dir, run.step, run.last_checkpoint, interrupted_by)
 
