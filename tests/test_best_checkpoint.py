@@ -73,6 +73,12 @@ def test_a_resume_sets_aside_a_best_pt_kept_at_a_step_it_trains_again(recipe_dat
     assert load_checkpoint(run_dir / BEST_NAME)["step"] == 4
     assert json.loads((run_dir / "best-discarded-00000003.json").read_text())["value"] == 30.0  # kept aside
     assert load_checkpoint(run_dir / "best-discarded-00000003.pt")["step"] == 3
+    # discarded at the same step again (a second kill -9): the first set-aside copy stays
+    record = BestCheckpoint(run_dir, "val/psnr", "higher")
+    record.step = 3  # as if step 3's best had been kept again
+    assert "set aside as best-discarded-00000003-1.pt" in record.discard_after(2)
+    assert json.loads((run_dir / "best-discarded-00000003.json").read_text())["value"] == 30.0
+    assert (run_dir / "best-discarded-00000003-1.pt").is_file() and not (run_dir / BEST_NAME).exists()
 
 
 def test_a_resume_drops_the_metrics_rows_of_the_steps_it_trains_again(tmp_path):

@@ -198,6 +198,10 @@ class BestCheckpoint:
         if self.step is None or self.step <= step:
             return None
         aside = f"best-discarded-{self.step:08d}"
+        taken = 0  # an earlier resume may have set aside a best of the same step: keep both
+        while any((self.run_dir / f"{aside}{suffix}").exists() for suffix in (".pt", ".json")):
+            taken += 1
+            aside = f"best-discarded-{self.step:08d}-{taken}"
         for name, suffix in ((BEST_NAME, ".pt"), (BEST_RECORD, ".json")):
             if (self.run_dir / name).exists():
                 os.replace(self.run_dir / name, self.run_dir / f"{aside}{suffix}")
