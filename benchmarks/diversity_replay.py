@@ -2,7 +2,7 @@
 
 For each run directory: the preview grids it wrote (`samples/<step>-generator.png`, the live
 generator's fixed latents: the batch the watch saw, 8-bit), against the first images of the
-run's training data read as its config.toml says. Prints per preview the per-pixel std ratio
+run's training stream as the watch takes them (`first_samples`). Prints per preview the per-pixel std ratio
 and the diversity ratio (`gan.training.health`), and the findings the watch makes now: how the watch
 of this version of gan judges runs trained before it, or with other thresholds.
 
@@ -26,6 +26,7 @@ from PIL import Image
 from gan.core.config import read_config
 from gan.core.images import split_grid
 from gan.data import build_dataset
+from gan.data.sampling import first_samples
 from gan.training.health import HealthWatch
 
 
@@ -35,11 +36,11 @@ def grid_images(path: Path, count: int, size: int) -> torch.Tensor:
     return split_grid(pixels.permute(2, 0, 1), count, size, size)
 
 
-def replay(run_dir: Path, real_count: int) -> list[dict]:
+def replay(run_dir: Path, real_count: int | None) -> list[dict]:
     config = read_config(run_dir / "config.toml")
-    data = dataclasses.replace(config.data, hflip=False, num_workers=0, cache="off")
-    dataset = build_dataset(data, train=True)
-    real = torch.stack([dataset[index]["image"] for index in range(min(real_count, len(dataset)))])
+    dataset = build_dataset(dataclasses.replace(config.data, num_workers=0, cache="off"), train=True)
+    # the watch's own real images: the training stream's first (log.num_samples unless told)
+    real = first_samples(dataset, real_count or config.log.num_samples, config.train.seed)["image"]
     watch = HealthWatch(saturation_scores=config.loss.adversarial in ("vanilla", "lsgan"))
     rows = []
     grids = sorted(run_dir.glob("samples/*-generator.png"), key=lambda path: int(path.name.split("-")[0]))
@@ -57,7 +58,8 @@ def replay(run_dir: Path, real_count: int) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, help="run directories")
-    parser.add_argument("--real", type=int, default=64, help="real images to compare with (the watch: a batch)")
+    parser.add_argument("--real", type=int, help="real images to compare with (default: the watch's, the "
+                                                  "training stream's first log.num_samples)")
     parser.add_argument("--json", type=Path, help="also write every row here")
     args = parser.parse_args()
     rows = []

@@ -76,6 +76,10 @@ def test_runs_of_two_recipes_are_named_by_their_folders_not_by_dozens_of_keys(tm
     other = make_run(tmp_path / "other", "00002-pix2pix_facades", "lsgan", 0, [20.0], "pix2pix")
     assert set(group_runs(read_configs([*dcgan, pix2pix, other]))) == {
         "runs/00000-dcgan_demo", "runs/00002-pix2pix_facades", "other/00002-pix2pix_facades"}
+    # ... or as many parents as it takes: no group may hide another
+    deep = [make_run(tmp_path / side / "runs", "x", "hinge", 0, [20.0], recipe)
+            for side, recipe in (("a", "dcgan"), ("b", "cyclegan"))]
+    assert set(group_runs(read_configs(deep))) == {"a/runs/x", "b/runs/x"}
     # one recipe, but five keys apart: also named by folder
     tuned = make_run(runs, "00003-tuned", "hinge", 0, [20.0], "dcgan")
     (tuned / "config.toml").write_text((tuned / "config.toml").read_text().replace(

@@ -147,29 +147,47 @@ def test_the_replay_reads_a_runs_previews_as_the_watch_saw_them(tmp_path):
     events = EventAccumulator(str(tmp_path / "run"))
     events.Reload()
     logged = {event.step: event.value for event in events.Scalars("health/diversity")}
-    rows = replay.replay(tmp_path / "run", real_count=9)
+    data_std = {event.step: event.value for event in events.Scalars("health/data_std")}
+    rows = replay.replay(tmp_path / "run", real_count=None)
     assert [row["step"] for row in rows] == sorted(logged) == [2, 4]
     for row in rows:  # (a new generator's faint images lose detail to 8 bits)
         assert row["health/diversity"] == pytest.approx(logged[row["step"]], rel=0.25)
+        assert row["health/data_std"] == pytest.approx(data_std[row["step"]], rel=1e-6)  # the watch's real images
 
 
-def test_a_resumed_run_logs_the_health_of_an_uninterrupted_one(tmp_path):
+@pytest.mark.parametrize("every, growth_steps", [(1, [6, 7, 8, 9, 10]), (2, [10])])
+def test_a_resumed_run_logs_the_health_of_an_uninterrupted_one(tmp_path, every, growth_steps):
     """The watch's history and its real images survive a resume: growth ratios go on at once (they
-    need 5 windows of history), and the data's own measures do not jump."""
+    need 5 windows of history), the data's own measures do not jump, and the resume's first step
+    adds no window of its own between log points."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    common = ("log.every=1", "log.image_every=2", "train.checkpoint_every=4", "train.keep_best=", "log.num_samples=8")
-    train(tiny_config(*common, "train.steps=8"), tmp_path / "whole", torch.device("cpu"))
+    common = (f"log.every={every}", "log.image_every=2", "train.checkpoint_every=4", "train.keep_best=",
+              "log.num_samples=8")
+    train(tiny_config(*common, "train.steps=10"), tmp_path / "whole", torch.device("cpu"))
     train(tiny_config(*common, "train.steps=4"), tmp_path / "split", torch.device("cpu"))
-    train(tiny_config(*common, "train.steps=8"), tmp_path / "split", torch.device("cpu"), resume=True)
+    train(tiny_config(*common, "train.steps=10"), tmp_path / "split", torch.device("cpu"), resume=True)
 
-    def health(run) -> dict[str, list[tuple[int, float]]]:
+    def logged(run) -> dict[str, list[tuple[int, float]]]:
         events = EventAccumulator(str(run), size_guidance={"scalars": 0})
         events.Reload()
         return {tag: [(event.step, round(event.value, 4)) for event in events.Scalars(tag)]
-                for tag in events.Tags()["scalars"] if tag.startswith("health/")}
+                for tag in events.Tags()["scalars"] if tag.startswith(("health/", "loss/", "d/"))}
 
-    whole, split = health(tmp_path / "whole"), health(tmp_path / "split")
-    assert [step for step, _ in whole["health/growth/loss/d"]] == [6, 7, 8]
-    assert {"health/data_std", "health/data_diversity", "health/growth/loss/d"} <= set(whole)
+    whole, split = logged(tmp_path / "whole"), logged(tmp_path / "split")
+    assert [step for step, _ in whole["health/growth/loss/d"]] == growth_steps
+    assert {"health/data_std", "health/data_diversity", "loss/d"} <= set(whole)
     assert split == whole
+
+
+@pytest.mark.parametrize("damage", ["a string", torch.zeros(3), {"history": {"loss/d": 3.0}}])
+def test_a_malformed_health_state_in_a_checkpoint_warns_and_the_watch_starts_afresh(tmp_path, damage):
+    common = ("log.every=1", "train.keep_best=", "log.num_samples=8", "train.checkpoint_every=2")
+    train(tiny_config(*common, "train.steps=2"), tmp_path / "run", torch.device("cpu"))
+    checkpoint = tmp_path / "run" / "checkpoint-00000002.pt"
+    state = torch.load(checkpoint, weights_only=True)
+    state["health"] = damage
+    torch.save(state, checkpoint)
+    found = findings(lambda: train(tiny_config(*common, "train.steps=3"), tmp_path / "run", torch.device("cpu"),
+                                   resume=True))
+    assert any("health-watch state is malformed" in message and "starts afresh" in message for message in found)

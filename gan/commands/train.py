@@ -28,7 +28,7 @@ def lost_process(error: BaseException, distributed: bool) -> str | None:
     if not isinstance(error, RuntimeError):
         return None
     first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    if "DataLoader worker" in first_line and "killed by signal" in first_line:
+    if "DataLoader worker" in first_line and ("killed by signal" in first_line or "exited unexpectedly" in first_line):
         return (f"a data-loading worker process died ({first_line.rstrip('. ')}; the system may have run out of "
                 "memory: fewer data.num_workers, or data.cache, need less)")
     import torch.distributed

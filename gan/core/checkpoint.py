@@ -189,7 +189,9 @@ class BestCheckpoint:
             elif saved.get("metric") == metric:
                 self.value = float(value)
                 step = saved.get("step")
-                self.step = step if isinstance(step, int) and not isinstance(step, bool) else None
+                if not isinstance(step, int) or isinstance(step, bool):  # a record written before it had one
+                    step = stored_step(run_dir / BEST_NAME) if (run_dir / BEST_NAME).is_file() else None
+                self.step = step
 
     def discard_after(self, step: int) -> str | None:
         """A resume from `step` trains the steps after it again: a best.pt kept at one of them is

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import sys
 import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -24,7 +23,7 @@ from torch.utils.data import Dataset
 from gan.core.checkpoint import CheckpointError, save_checkpoint
 from gan.core.config import DataConfig
 from gan.core.images import signed_to_uint8
-from gan.core.progress import Progress
+from gan.core.progress import Progress, print_above
 from gan.core.registry import ConfigError, suggest
 from gan.data.cache import user_cache_dir
 from gan.metrics.feature_distances import (
@@ -175,8 +174,8 @@ class GenerativeEvaluator:
         dataset = reference_dataset(self.data)
         used = min(self.count, len(dataset))
         fewer = f"all the data set holds, not the {self.count} asked for; " if used < self.count else ""
-        print(f"computing reference statistics of {used} real images ({fewer}cached in {self.cache.folder})",
-              file=sys.stderr)
+        # (mid-run, on a terminal, in the place of the progress line)
+        print_above(f"computing reference statistics of {used} real images ({fewer}cached in {self.cache.folder})")
         return load_reference_images(self.data, used, 0, dataset)
 
     def _statistics(self, kind: str, images: torch.Tensor) -> dict[str, torch.Tensor]:

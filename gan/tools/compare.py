@@ -174,7 +174,7 @@ def group_runs(configs: dict[Path, dict[str, object]]) -> dict[str, list[Path]]:
     keys that set it apart from the others, in full (`loss.adversarial=hinge`: a last part alone,
     `every=500`, could be any section's), or "all runs" when all agree. Runs of several recipes, or
     groups that differ in more than `MAX_LABEL_KEYS` keys, are named by each group's first run's
-    folder instead: such labels would run to dozens of keys."""
+    folder instead (`distinct_names`): such labels would run to dozens of keys."""
     keys = sorted({key for config in configs.values() for key in config} - {"train.seed"})
     differing = [key for key in keys if len({repr(config.get(key)) for config in configs.values()}) > 1]
     by_config: dict[str, list[Path]] = {}
@@ -184,9 +184,17 @@ def group_runs(configs: dict[Path, dict[str, object]]) -> dict[str, list[Path]]:
     if len(differing) <= MAX_LABEL_KEYS and "recipe" not in differing:
         return by_config
     firsts = [members[0] for members in by_config.values()]
-    unique = len({run.name for run in firsts}) == len(firsts)  # else the parent folder tells them apart
-    return {(run.name if unique else f"{run.parent.name}/{run.name}"): members
-            for run, members in zip(firsts, by_config.values())}
+    return dict(zip(distinct_names(firsts), by_config.values()))
+
+
+def distinct_names(runs: list[Path]) -> list[str]:
+    """The runs' folder names, with as many parent folders as it takes to tell them all apart."""
+    depth = 1
+    while True:
+        names = ["/".join(run.resolve().parts[-depth:]) for run in runs]
+        if len(set(names)) == len(names) or depth >= max(len(run.resolve().parts) for run in runs):
+            return names
+        depth += 1
 
 
 def default_metric(configs: dict[Path, dict[str, object]]) -> str:

@@ -354,7 +354,7 @@ class _Run:
 
     def say(self, message: str) -> None:
         if self.main:
-            print(message, file=sys.stderr)
+            print_above(message)
 
 
 def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, progress_stream: Any,
@@ -455,7 +455,7 @@ def _restore(run: _Run) -> None:
     if run.health and "health" in state:
         try:
             run.health.load_state_dict(state["health"])
-        except (KeyError, TypeError, ValueError, AttributeError) as error:
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError, RuntimeError) as error:
             warnings.warn(f"'{run.last_checkpoint}': its health-watch state is malformed ({error!r}); the watch "
                           "starts afresh", stacklevel=2)
             run.health = HealthWatch(run.health.saturation_scores)
@@ -536,8 +536,9 @@ def _periodic_work(run: _Run, last: bool) -> float | None:
     step, log_config, recipe, writer = run.step, run.config.log, run.recipe, run.writer
     task = "logging"  # what a failure below was doing
     try:
-        if step % log_config.every == 0 or last or step == run.start_step + 1:
-            _log_window(run)
+        regular = step % log_config.every == 0 or last or step == 1
+        if regular or step == run.start_step + 1:  # (and a resume's first step shows it is under way)
+            _log_window(run, closes_window=regular)
         io_start = time.perf_counter()
         if not run.main:
             return None
@@ -569,23 +570,28 @@ def _periodic_work(run: _Run, last: bool) -> float | None:
         raise _side_task_failed(run, task, error) from error
 
 
-def _log_window(run: _Run) -> None:
+def _log_window(run: _Run, closes_window: bool = True) -> None:
     """At a log point: stop on a diverged run, else the window's means, images/s and the health
-    watch to TensorBoard and the progress line."""
+    watch to TensorBoard and the progress line. A resume's first step between log points shows
+    only its time and the progress line: its window goes on to the next log point, as in a run
+    that never stopped, so a resumed run logs what an uninterrupted one does."""
     step, train_config, writer = run.step, run.config.train, run.writer
-    _raise_if_non_finite(run.watch, run.last_checkpoint)
-    _raise_if_weights_diverged(run.recipe, step, train_config.divergence_bound, run.last_checkpoint)
     now = time.perf_counter()
     busy = max(now - run.timer_start - run.paused, 1e-9)  # leaves out writing grids and checkpoints
     images_per_second = (step - run.timer_step) * train_config.batch_size / busy
     run.timer_start, run.timer_step, run.paused = now, step, 0.0
-    means = run.watch.means()
     # The first step of a start or resume carries its start-up (workers, compilation, autotuning):
     # its time is logged as such, not as a throughput that would pull down every mean of images/s.
     first_step = step == run.start_step + 1
-    _log_scalars(writer, step, means, run.recipe, None if first_step else images_per_second, train_config)
     if first_step:
         writer.add_scalar("perf/first_step_s", busy, step)
+    if not closes_window:
+        run.progress.update(step, rate=images_per_second)
+        return
+    _raise_if_non_finite(run.watch, run.last_checkpoint)
+    _raise_if_weights_diverged(run.recipe, step, train_config.divergence_bound, run.last_checkpoint)
+    means = run.watch.means()
+    _log_scalars(writer, step, means, run.recipe, None if first_step else images_per_second, train_config)
     if run.health:
         for name, value in run.health.window(step, means).items():
             writer.add_scalar(name, value, step)
@@ -837,7 +843,7 @@ def _drop_metrics_after(path: Path, step: int, say: Callable[[str], None]) -> No
             row_step = json.loads(line).get("step")
         except (ValueError, AttributeError):
             row_step = None
-        if isinstance(row_step, int) and row_step > step:
+        if isinstance(row_step, (int, float)) and not isinstance(row_step, bool) and row_step > step:
             dropped += 1
         else:
             kept.append(line)
