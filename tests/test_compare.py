@@ -164,3 +164,16 @@ def test_an_out_named_like_a_file_is_refused_before_a_folder_of_that_name_is_mad
     result = CliRunner().invoke(main, ["compare", str(sweep), "--out", str(tmp_path / "cmp.png")])
     assert result.exit_code == 2 and "looks like a file name" in result.output, result.output
     assert not (tmp_path / "cmp.png").exists()
+
+
+def test_a_sweep_run_that_never_started_is_named_under_the_table(tmp_path):
+    folder = tmp_path / "sweep"
+    make_run(folder, "00000-adversarial=hinge", "hinge", 0, [20.0])
+    (folder / "sweep.toml").write_text('config = "demo.toml"\nsets = []\nseeds = 1\n'
+                                       'grid = [["loss.adversarial", "hinge", "lsgan"]]\n\n[runs]\n'
+                                       '"00000-adversarial=hinge" = ["loss.adversarial=hinge"]\n'
+                                       '"00001-adversarial=lsgan" = ["loss.adversarial=lsgan"]\n')
+    table, summaries = compare([folder], None, tmp_path / "out")
+    assert len(summaries) == 1
+    assert "Not compared: 1 run(s) that sweep.toml lists never started: sweep/00001-adversarial=lsgan." in table
+    assert (tmp_path / "out" / "compare.md").read_text() == table

@@ -98,3 +98,33 @@ def test_prepare_celeba_suggests_the_config_the_faces_are_large_enough_for(tmp_p
     half = module.ready_message((89, 109), tmp_path)  # the half-size copies: a 74-px crop
     assert "dcgan_celeba64.toml" in half and "too small for 128x128" in half
     assert "too small even for" in module.ready_message((40, 49), tmp_path)
+
+
+def documented_sweeps() -> list[str]:
+    """Every `gan sweep` command of the README, the guides and `gan sweep --help`, continuations joined."""
+    from gan.commands.sweep import sweep
+
+    texts = [(REPO / "README.md").read_text(), *(path.read_text() for path in (REPO / "docs").glob("*.md")),
+             sweep.help or ""]
+    commands = []
+    for text in texts:
+        joined = re.sub(r"\\\n\s*", "", text)
+        commands += [match.strip().rstrip("`") for match in re.findall(r"gan sweep [^\n`|]+", joined)]
+    return sorted(command for command in set(commands) if "$" not in command)  # (shell variables of a script)
+
+
+@pytest.mark.parametrize("command", documented_sweeps())
+def test_every_documented_sweep_expands_to_valid_configs(command, tmp_path):
+    """--print-commands checks every grid point's config, as the sweep would before its first run."""
+    import shlex
+
+    from click.testing import CliRunner
+
+    from gan.commands.main import main
+
+    arguments = shlex.split(command)[2:]
+    if "--out" in arguments:
+        arguments[arguments.index("--out") + 1] = str(tmp_path / "sweep")
+    arguments = [str(REPO / arg) if arg.startswith("experiments/") else arg for arg in arguments]
+    result = CliRunner().invoke(main, ["sweep", *arguments, "--print-commands"])
+    assert result.exit_code == 0, (command, result.output)

@@ -74,6 +74,22 @@ def test_the_same_line_resumes_and_another_line_is_refused(tmp_path):
     assert "--resume" in other.output and (folder / "config.toml").read_text() == config_before
 
 
+@pytest.mark.parametrize("command", ["train --out RUN", "train --out RUN/samples", "train --run-dir RUN/nested",
+                                     "sweep --out RUN"])
+def test_new_runs_are_never_made_inside_a_run_directory(tmp_path, command):
+    run = tmp_path / "runs" / "run"
+    assert train_command(DEMO, *sets(*TINY), "--run-dir", str(run)).exit_code == 0
+    before = sorted(path.relative_to(run) for path in run.rglob("*"))
+    name, option, where = command.split()
+    arguments = [DEMO, *sets(*TINY), option, where.replace("RUN", str(run))]
+    if name == "sweep":
+        arguments[1:1] = ["--grid", "train.g_lr=1e-4,2e-4"]
+    result = CliRunner().invoke(main, [name, *arguments])
+    assert result.exit_code == 2, result.output
+    assert_one_error_line(result, f"the run directory '{run}'", f"such as '{run.parent}'")
+    assert sorted(path.relative_to(run) for path in run.rglob("*")) == before  # nothing written there
+
+
 def test_config_and_resume_together_are_refused(tmp_path):
     folder = tmp_path / "run"
     assert train_command(DEMO, *sets(*TINY), "--run-dir", str(folder)).exit_code == 0

@@ -188,3 +188,29 @@ def test_runs_on_the_cpu_share_the_cores_unless_the_user_set_the_threads(user_th
     failed = gan.tools.sweep.run_sweep(DEMO, [*TINY], runs, tmp_path / "sweep", jobs=2, devices=[], say=lambda line: None)
     assert failed == [] and len(_FinishedProcess.started) == 2
     assert [process.env["OMP_NUM_THREADS"] for process in _FinishedProcess.started] == [expected, expected]
+
+
+def test_ctrl_c_in_a_terminal_stops_the_runs_with_a_checkpoint(tmp_path):
+    """A terminal's Ctrl-C goes to its whole process group, the sweep and its runs alike: the sweep
+    must not add a second SIGINT, which tells a run to abort without saving."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "sweep"
+    sets = [*TINY, "train.steps=100000", "train.checkpoint_every=100000", "log.every=100000", "log.image_every=100000"]
+    command = [sys.executable, "-m", "gan", "sweep", str(DEMO), "--grid", "loss.adversarial=vanilla,hinge",
+               *[arg for item in sets for arg in ("--set", item)], "--out", str(out), "--device", "cpu"]
+    sweep = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, start_new_session=True)  # as a terminal's job
+    run_dir = out / "00000-adversarial=vanilla"
+    deadline = time.monotonic() + 120
+    while not list(run_dir.glob("events.out.tfevents.*")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1)
+    os.killpg(sweep.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
+    _, errors = sweep.communicate(timeout=120)
+    assert "interrupted; the same command resumes it" in errors, errors
+    (checkpoint,) = list_checkpoints(run_dir)  # the run saved its step
+    assert 0 < int(checkpoint.stem.split("-")[1]) < 100000

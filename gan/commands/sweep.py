@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from gan.commands.common import fail
+from gan.commands.common import fail, refuse_folder_in_a_run
 
 
 @click.command()
@@ -42,7 +42,8 @@ def sweep(config: Path, grids: tuple[str, ...], seeds: int, sets: tuple[str, ...
     Examples:
       gan sweep experiments/dcgan_demo.toml --grid loss.adversarial=vanilla,lsgan,hinge --seeds 3 --out sweeps/loss
       gan sweep experiments/dcgan_demo.toml --grid train.g_lr=1e-4,2e-4 --grid train.d_lr=1e-4,4e-4 --out sweeps/lr
-      gan sweep experiments/dcgan_celeba64.toml --grid loss.adversarial=hinge,lsgan --out sweeps/c64 --print-commands
+      gan sweep experiments/dcgan_celeba64.toml --grid loss.adversarial=hinge,lsgan --set loss.label_smoothing=0 \
+          --out sweeps/c64 --print-commands
     """
     import shlex
     import signal
@@ -61,6 +62,7 @@ def sweep(config: Path, grids: tuple[str, ...], seeds: int, sets: tuple[str, ...
     )
 
     try:
+        refuse_folder_in_a_run(out, "--out")
         grid = [parse_grid(option) for option in grids]
         check_sets(list(sets), grid, seeds)
         runs = expand(grid, seeds, max_runs)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from gan.commands.common import fail
+from gan.commands.common import fail, refuse_folder_in_a_run
 
 
 def interrupt_on_sigterm() -> None:
@@ -197,12 +197,14 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
             torch.cuda.set_device(torch_device)
         initialise(group, torch_device, resolved.train.dist_timeout_s)
         if named_dir:  # rank 0 looks; the others learn whether it resumes
+            refuse_folder_in_a_run(run_dir.parent, "--run-dir's parent")
             resuming = broadcast_object(start_or_resume(run_dir, config) if group.is_main else None, group)
             if resuming:
                 resolved = settings_to_continue(run_dir, load_config(run_dir / "config.toml"), resolved)
         elif resuming and group.is_main:
             report_changes(run_dir, load_config(run_dir / "config.toml"), resolved)
         elif not resuming:  # rank 0 numbers the run; the others learn its directory
+            refuse_folder_in_a_run(out, "--out")
             run_dir = broadcast_object(create_run_dir(out, config.stem) if group.is_main else None, group)
         run = train_rolling_back if on_nan == "rollback" else run_training
         result = run(resolved, run_dir, torch_device, resume=resuming, group=group)

@@ -56,6 +56,15 @@ def is_run_directory(folder: Path) -> bool:
         return True
 
 
+def enclosing_run(folder: Path) -> Path | None:
+    """The run directory that `folder` is, or lies inside, or None: a folder of new runs there would
+    mix with that run's own files."""
+    for candidate in (folder.resolve(), *folder.resolve().parents):
+        if is_run_directory(candidate):
+            return candidate
+    return None
+
+
 def file_identity(path: Path) -> tuple[int, int] | None:
     """(device, inode) of the file `path` names, following symlinks; None when there is none."""
     try:

@@ -74,6 +74,20 @@ def find_runs(paths: list[Path]) -> list[Path]:
     return list(dict.fromkeys(runs))
 
 
+def sweep_runs_not_started(paths: list[Path]) -> list[str]:
+    """The runs that a sweep folder's sweep.toml lists but that have no run directory there yet."""
+    from gan.tools.sweep import MANIFEST
+
+    missing = []
+    for path in paths:
+        try:
+            listed = tomllib.loads((path / MANIFEST).read_text()).get("runs", {})
+        except (OSError, tomllib.TOMLDecodeError):  # no sweep folder, or not one gan can read
+            continue
+        missing += [f"{path.name}/{name}" for name in listed if not (path / name / "config.toml").is_file()]
+    return missing
+
+
 def read_scalars(run_dir: Path) -> dict[str, Curve]:
     """Every scalar tag of the run's event files as (steps, values), in step order. Event files that
     are damaged mid-way (TensorBoard's reader stops there without a word) are warned of, by name."""
@@ -432,6 +446,11 @@ def compare(paths: list[Path], metric: str | None, out: Path) -> tuple[str, list
     planned = {run: config.get("train.steps") for run, config in configs.items()}
     summaries = [summarise(label, members, metric, lower, planned) for label, members in grouped.items()]
     table = markdown_table(summaries, metric, lower)
+    not_started = sweep_runs_not_started(paths)
+    if not_started:
+        named = ", ".join(not_started[:MAX_NAMED]) + (f" and {len(not_started) - MAX_NAMED} more"
+                                                      if len(not_started) > MAX_NAMED else "")
+        table += f"\nNot compared: {len(not_started)} run(s) that sweep.toml lists never started: {named}.\n"
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomically(out / "compare.md", table)
     write_text_atomically(out / "compare.csv", csv_text(summaries, metric))

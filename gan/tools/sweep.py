@@ -254,9 +254,12 @@ def run_sweep(config: Path, sets: list[str], runs: list[SweepRun], out: Path, jo
                     failed.append(job.run.name)
                     where = f"; its log: {out / 'logs' / (job.run.name + '.log')}" if job.log else ""
                     say(f"sweep: run {job.run.name} failed (exit {code}){where}")
-    except KeyboardInterrupt as stop:  # the runs checkpoint on SIGINT and SIGTERM; the same command resumes them
+    except KeyboardInterrupt:  # the runs checkpoint on SIGINT and SIGTERM; the same command resumes them
+        # SIGTERM, whatever stopped the sweep: a terminal's Ctrl-C reaches the runs too (one process
+        # group), and a second SIGINT would make them abort without saving; after a SIGINT, a
+        # SIGTERM is the same stop.
         for job in running.values():
-            job.process.send_signal(getattr(stop, "signum", signal.SIGINT))
+            job.process.send_signal(signal.SIGTERM)
         for job in running.values():
             job.process.wait()
         say("sweep: interrupted; the same command resumes it")
