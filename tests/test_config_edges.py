@@ -450,6 +450,8 @@ def test_a_metric_no_run_has_is_one_sentence_with_its_guess(tmp_path):
         compare([tmp_path / "sweep"], "swd/maen", tmp_path / "out")
     assert str(error.value) == ("no run has the scalar 'swd/maen' (did you mean 'swd/mean'?); the runs have: loss/d, "
                                 "swd/mean")
+    with pytest.raises(CompareError, match=r"no run has the scalar 'swd' \(did you mean 'swd/mean'\?\)"):
+        compare([tmp_path / "sweep"], "swd", tmp_path / "out")  # a part of the name, too short for difflib
 
 
 def test_runs_still_short_of_their_steps_are_marked_in_the_table(tmp_path):

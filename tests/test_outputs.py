@@ -110,6 +110,16 @@ def test_translate_into_a_file_where_a_folder_is_needed_is_a_clear_error(pix2pix
     assert_clean_error(invoke("translate", pix2pix_run, inputs, taken, "--device", "cpu"), f"'{taken}' is a file")
 
 
+def test_translate_says_which_output_an_input_needs(pix2pix_run, inputs, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    one = invoke("translate", pix2pix_run, inputs / "a.png", folder, "--device", "cpu")
+    assert_clean_error(one, f"OUTPUT '{folder}' is a folder", f"such as '{folder / 'a.png'}'")
+    many = invoke("translate", pix2pix_run, inputs, tmp_path / "single.png", "--device", "cpu")
+    assert_clean_error(many, "is named as an image file", "give a folder name")
+    assert list(folder.iterdir()) == [] and not (tmp_path / "single.png").exists()
+
+
 @pytest.mark.parametrize("flags", [[], ["--overwrite"]])
 def test_translate_never_writes_over_a_file_of_a_run(pix2pix_run, demo_run, inputs, flags):
     before = contents(demo_run)
@@ -263,6 +273,13 @@ def test_sample_count_beyond_one_command_is_one_line(tiny_demo_run, tmp_path, ar
     result = invoke("sample", tiny_demo_run, *args, "--separate", tmp_path / "each")
     assert_clean_error(result, *phrases)
     assert not (tmp_path / "each").exists()
+
+
+@pytest.mark.parametrize("steps", ["0", "1", "-2"])
+def test_an_interpolation_of_fewer_than_two_steps_is_refused(tiny_demo_run, tmp_path, steps):
+    result = invoke("sample", tiny_demo_run, "--n", "2", "--interpolate", steps, "--out", tmp_path / "i.png")
+    assert result.exit_code == 2 and "--interpolate >= 2" in result.output, result.output
+    assert not (tmp_path / "i.png").exists()
 
 
 def test_sample_grid_too_large_to_open_is_refused_with_its_size(tiny_demo_run, tmp_path):

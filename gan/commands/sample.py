@@ -116,15 +116,15 @@ def write_samples(batches: Iterator[torch.Tensor], out: Path | None, separate: P
 @click.option("--separate", type=click.Path(file_okay=False, path_type=Path),
               help="Also write one PNG per sample into this folder.")
 @click.option("--seed", default=0, show_default=True, help="Latent seed: the same seed gives the same images, image i the same whatever --n is.")
-@click.option("--interpolate", "steps", type=int, default=0,
-              help="Write a latent interpolation instead: --n rows of this many steps each.")
+@click.option("--interpolate", "steps", type=int, default=None,
+              help="Write a latent interpolation instead: --n rows of this many steps each (at least 2).")
 @click.option("--generator", "which", type=click.Choice(["ema", "live"]), default="ema", show_default=True,
               help="The EMA weights (when the checkpoint has them) or the trained ones.")
 @click.option("--best", is_flag=True, help="Use the run's best.pt (kept by train.keep_best) instead of its newest "
                                         "checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Replace existing files (never a checkpoint or a run's own files).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-def sample(source: Path, count: int, out: Path | None, separate: Path | None, seed: int, steps: int,
+def sample(source: Path, count: int, out: Path | None, separate: Path | None, seed: int, steps: int | None,
            which: str, best: bool, overwrite: bool, device: str) -> None:
     """Generate images from SOURCE: a run directory (newest checkpoint), checkpoint file or export.
 
@@ -149,8 +149,9 @@ def sample(source: Path, count: int, out: Path | None, separate: Path | None, se
 
     if out is None and separate is None:
         raise click.UsageError("give --out FILE.png and/or --separate DIR")
-    if count < 1 or steps < 0 or steps == 1:
+    if count < 1 or (steps is not None and steps < 2):
         raise click.UsageError("--n must be >= 1 and --interpolate >= 2")
+    steps = steps or 0  # 0: samples, not an interpolation
     check_seed(seed)
     total = image_count(count, steps)
     if out is not None:

@@ -18,10 +18,16 @@ def planned_translations(source: Path, output: Path) -> list[tuple[Path, Path]]:
     """(input image, output file) pairs: one image to OUTPUT, or every image under a folder to
     the same relative name under OUTPUT."""
     from gan.core.images import image_format_of
-    from gan.data.decode import find_images
+    from gan.data.decode import IMAGE_EXTENSIONS, find_images
 
     if source.is_dir():
+        if output.suffix.lower() in IMAGE_EXTENSIONS and not output.exists():  # (an existing file: refused below)
+            raise ValueError(f"OUTPUT '{output}' is named as an image file, but a folder INPUT ('{source}') is "
+                             "translated into a folder of images: give a folder name")
         return [(image, output / image.relative_to(source)) for image in find_images(source)]
+    if output.is_dir():
+        raise ValueError(f"OUTPUT '{output}' is a folder; one INPUT image is translated into one image file: "
+                         f"give its name, such as '{output / source.with_suffix('.png').name}'")
     image_format_of(output)
     return [(source, output)]
 

@@ -248,7 +248,9 @@ def check_metric(metric: str | None, default: str, scalars: dict[Path, dict[str,
     scalar and all the runs have; `default` when none is given. Runs without it are warned of."""
     available = sorted({metric_name(tag) for curves in scalars.values() for tag in curves})
     if metric is not None and not any(metric_tag(curves, metric) for curves in scalars.values()):
-        closest = difflib.get_close_matches(metric_name(metric), available, n=1)
+        wanted = metric_name(metric)  # a part of a tag's name (swd of swd/mean) comes before spelling
+        closest = ([name for name in available if wanted in name.split("/")]
+                   or difflib.get_close_matches(wanted, available, n=1))
         guess = f" (did you mean '{closest[0]}'?)" if closest else ""
         raise CompareError(f"no run has the scalar '{metric}'{guess}; the runs have: {', '.join(available)}")
     chosen = "" if metric else " (the default metric)"
