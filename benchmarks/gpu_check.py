@@ -121,7 +121,7 @@ def dcgan128_config(dry_run: bool, data_root: Path | None, cache_dir: Path, sync
     else:
         data = ["data.dataset=folder", f"data.root={data_root}", "data.cache=device", f"data.cache_dir={cache_dir}"]
     toy = ["data.resolution=32", "model.generator_args.channels=8", "model.discriminator_args.channels=8",
-           "train.batch_size=16", "log.every=5", "log.image_every=20", "log.num_samples=16"] if dry_run else \
+           "train.batch_size=16", "log.every=5", "log.image_every=5", "log.num_samples=16"] if dry_run else \
         ["log.every=100", "log.image_every=4000"]
     return load_config(REPO / "experiments" / "dcgan_celeba128.toml", [
         *data, *toy, "train.steps=100000000", "train.checkpoint_every=100000000", "metrics.every=0",
@@ -321,6 +321,8 @@ def busy_share(model: str, device_name: str, overrides: tuple[str, ...], steps: 
     from gan.tools.benchmark import our_step
 
     device = torch.device(device_name)
+    if device.type == "cuda":
+        torch._dynamo.reset()  # static shapes for this batch, as its own training run would compile
     step, _ = our_step(model, device, fast=device.type == "cuda", overrides=overrides)
     for _ in range(max(3, steps)):  # compile, autotune, capture
         step()
@@ -345,9 +347,10 @@ def busy_share(model: str, device_name: str, overrides: tuple[str, ...], steps: 
     return {"step_ms": wall / steps * 1000, "gpu_busy_ms": busy_ms, "gpu_busy_share": busy_ms / (wall / steps * 1000)}
 
 
-def stage_scaling(device_name: str, dry_run: bool) -> dict:
+def stage_scaling(device_name: str, dry_run: bool, report: dict, save) -> dict:
     """DCGAN-128 images/s at growing batches, beside the baseline at the same batch, and how busy
-    the GPU is in a step: what a bigger batch buys on a big GPU."""
+    the GPU is in a step: what a bigger batch buys on a big GPU. Each row goes into `report` and
+    is saved as it comes, so a call cut short keeps the rows it measured."""
     import torch
 
     from gan.tools.benchmark import bench_model, load_baseline
@@ -355,7 +358,8 @@ def stage_scaling(device_name: str, dry_run: bool) -> dict:
     device = torch.device(device_name)
     baseline = load_baseline(baseline_file()) if baseline_file() else None
     model, batches = ("dcgan64", (8, 16)) if dry_run else ("dcgan128", (64, 128, 256))
-    rows = []
+    rows = report.setdefault("rows", [])
+    report["model"] = model
     for batch in batches:
         log(f"scaling: {model} at batch {batch}")
         row = bench_model(model, device, baseline, 1 if dry_run else 2, 1 if dry_run else 0, 0 if dry_run else 5,
@@ -364,7 +368,8 @@ def stage_scaling(device_name: str, dry_run: bool) -> dict:
         rows.append({"batch_size": batch, "images_per_s": row.ours_images_per_s,
                      "baseline_images_per_s": row.baseline_images_per_s, "ratio": row.ratio,
                      "peak_mib": row.ours_peak_mib, **busy})
-    return {"model": model, "rows": rows}
+        save()
+    return report
 
 
 def flagship_config(dry_run: bool, faces: Path, work: Path, steps: int, metrics_every: int, overrides: list[str]):
@@ -390,22 +395,31 @@ def stage_flagship(out: Path, device_name: str, dry_run: bool, faces: Path, step
 
     import torch
 
-    from gan.core.checkpoint import best_checkpoint
+    if not (faces / "heldout").is_dir():
+        raise FileNotFoundError(f"no prepared faces in {faces}: run benchmarks/gpu_check.sh --prepare first")
+    device = torch.device(device_name)
+    work = Path(tempfile.mkdtemp(prefix="gpu_check_flagship_"))
+    try:  # best.pt (hundreds of MB) cannot come back: the figures and grids do; the temp goes whatever happens
+        return _flagship(out, device, dry_run, faces, work, steps, metrics_every, seconds, overrides, label)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _flagship(out: Path, device, dry_run: bool, faces: Path, work: Path, steps: int, metrics_every: int,
+              seconds: float, overrides: list[str], label: str) -> dict:
+    from gan.core.checkpoint import BEST_NAME, best_checkpoint, resolve_checkpoint
     from gan.core.images import save_image_grid
     from gan.inference.generators import load_generator
     from gan.inference.scoring import evaluate_generative
     from gan.nets.running import generate, random_latents
 
-    if not (faces / "heldout").is_dir():
-        raise FileNotFoundError(f"no prepared faces in {faces}: run benchmarks/gpu_check.sh --prepare first")
-    device = torch.device(device_name)
-    work = Path(tempfile.mkdtemp(prefix="gpu_check_flagship_"))
     config = flagship_config(dry_run, faces, work, steps, metrics_every, overrides)
     heldout = count_images(faces / "heldout")
     result, wall = train_with_deadline(config, work / "run", device, seconds)
     run = work / "run"
-    history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    best = best_checkpoint(run)
+    records = run / "metrics.jsonl"  # absent when the deadline came before the first measurement
+    history = [json.loads(line) for line in records.read_text().splitlines() if line.strip()] if records.is_file() else []
+    best = best_checkpoint(run) if (run / BEST_NAME).is_file() else resolve_checkpoint(run)  # else the newest
     loaded = load_generator(best, device)
     scores = {split: evaluate_generative(loaded, ["swd"], heldout, device, data_root=faces / split,
                                          cache_dir=str(work / "reference"))["swd/mean"] for split in ("heldout", "train")}
@@ -417,11 +431,11 @@ def stage_flagship(out: Path, device_name: str, dry_run: bool, faces: Path, step
     report = {"label": label, "overrides": overrides, "steps": result.step, "planned_steps": steps,
               "wall_seconds": round(wall, 1), "images_seen": result.step * config.train.batch_size,
               "epochs": result.step * config.train.batch_size / count_images(faces / "train"),
-              "best": json.loads((run / "best.json").read_text()), "best_checkpoint": best.name,
+              "best": json.loads((run / "best.json").read_text()) if (run / "best.json").is_file() else None,
+              "best_checkpoint": best.name,
               "swd_history": [{"step": row.get("step"), "swd_mean": row.get("swd/mean")} for row in history],
               "best_swd_heldout": scores["heldout"], "best_swd_train": scores["train"],
               "real_vs_real_floor": scores["floor"], "heldout_over_floor": scores["heldout"] / scores["floor"]}
-    shutil.rmtree(work, ignore_errors=True)  # best.pt (hundreds of MB) cannot come back: the figures and grids do
     return report
 
 
@@ -475,6 +489,18 @@ def scalars_for_compare(run: Path, destination: Path) -> None:
         for event in events.Scalars(tag):
             writer.add_scalar(tag, event.value, event.step, walltime=event.wall_time)
     writer.close()
+
+
+def source_commit() -> str | None:
+    """The commit measured: written by --prepare (the GPU machine's copy has no .git), else asked of git."""
+    prepared = PREPARED / "commit.txt"
+    if prepared.is_file():
+        return prepared.read_text().strip()
+    try:
+        return subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO, capture_output=True, text=True,
+                              timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 def environment(device_name: str) -> dict:
@@ -570,11 +596,21 @@ def main() -> None:
     device = "cpu" if args.dry_run else "cuda"
     if device == "cuda" and not torch.cuda.is_available():
         sys.exit("gpu_check: PyTorch sees no CUDA GPU here; use --dry-run for the CPU rehearsal")
-    report = {"dry_run": args.dry_run, "environment": environment(device), "goals": {
-        "ratio_vs_baseline": GOALS, "dcgan128_images_per_s": DCGAN128_IMAGES_PER_S_GOAL}}
+    chosen = args.stages.split(",")
+    if not args.dry_run:  # minutes of a scarce GPU are not spent on a check that cannot give its figures
+        if {"bench", "scaling"} & set(chosen) and baseline_file() is None:
+            sys.exit("gpu_check: no baseline.py in benchmarks/.gpu_check: run benchmarks/gpu_check.sh --prepare "
+                     "before the call and carry benchmarks/.gpu_check")
+        if "flagship" in chosen and not (args.faces / "heldout").is_dir():
+            sys.exit(f"gpu_check: no prepared faces in {args.faces}: run benchmarks/gpu_check.sh --prepare first")
+    report = {"commit": source_commit(), "arguments": sys.argv[1:], "dry_run": args.dry_run,
+              "environment": environment(device),
+              "goals": {"ratio_vs_baseline": GOALS, "dcgan128_images_per_s": DCGAN128_IMAGES_PER_S_GOAL}}
 
-    def save() -> None:
+    def save() -> None:  # after every stage (and scaling row): a call cut short keeps what it measured
         (out / "gpu_check.json").write_text(json.dumps(report, indent=2) + "\n")
+
+    save()
 
     stages = [
         ("tests", lambda: stage_tests(out, args.tests_timeout)),
@@ -583,13 +619,12 @@ def main() -> None:
                                       args.faces)),
         ("profile", lambda: stage_profile(out, device, args.dry_run)),
         ("ablation", lambda: stage_ablation(out, device, args.dry_run)),
-        ("scaling", lambda: stage_scaling(device, args.dry_run)),
+        ("scaling", lambda: stage_scaling(device, args.dry_run, report.setdefault("scaling", {}), save)),
         ("flagship", lambda: stage_flagship(
             out, device, args.dry_run, args.faces, 12 if args.dry_run else args.flagship_steps,
             4 if args.dry_run else args.flagship_metrics_every, 120.0 if args.dry_run else args.flagship_seconds,
             args.flagship_set, args.flagship_label)),
     ]
-    chosen = args.stages.split(",")
     unknown = set(chosen) - {name for name, _ in stages}
     if unknown:
         parser.error(f"unknown stage(s) {', '.join(sorted(unknown))}")
@@ -598,8 +633,11 @@ def main() -> None:
             continue
         log(f"stage {name}")
         start = time.perf_counter()
+        report.setdefault(name, {})["status"] = "started (the call ended before this stage did)"
+        save()
         try:
             report[name] = stage()
+            report[name].pop("status", None)
         except Exception as error:  # one stage's failure must not cost the others' figures
             import traceback
 

@@ -21,6 +21,7 @@ case "${1:-}" in
     python -m pip download -q --no-deps --only-binary=:all: -d "$PREPARED/wheels" "torch-fidelity>=0.4,<0.5"
     cp "$SHARED/bench/baseline.py" "$PREPARED/baseline.py"
     python benchmarks/gpu_check.py --prepare-faces "$SHARED/data/faces_wild/train"  # 4,500 train + 500 held out
+    git describe --always --dirty > "$PREPARED/commit.txt"  # the results name what they measured
     du -sh "$PREPARED"
     exit 0
     ;;

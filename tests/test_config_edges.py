@@ -527,3 +527,36 @@ def test_a_path_key_starting_with_a_tilde_is_the_home_folders(monkeypatch, tmp_p
     config = load_config(DEMO, ["data.cache_dir=~/cache", "metrics.cache_dir=~", "data.root=not~home"])
     assert config.data.cache_dir == str(tmp_path / "cache") and config.metrics.cache_dir == str(tmp_path)
     assert config.data.root == "not~home"
+
+
+@pytest.mark.parametrize("recipe, overrides, expected", [
+    ("cyclegan", ["data.dataset=paired"], "recipe 'cyclegan' trains on data.dataset 'unpaired', not 'paired'"),
+    ("dcgan", ["data.dataset=paired"], "recipe 'dcgan' trains on data.dataset 'synthetic' or 'folder' or 'celeba'"),
+    ("dcgan", ["data.dataset=sr_pairs"], "not 'sr_pairs'"),
+    ("pix2pix", ["data.dataset=unpaired"], "recipe 'pix2pix' trains on data.dataset 'paired' or 'sr_pairs'"),
+    ("pix2pix", ["data.dataset=sr_pairs", "data.upsample_input=false"], "needs data.upsample_input = true"),
+    ("pix2pix", ["loss.adversarial=wgan-gp"], "applies no gradient penalty"),
+    ("cyclegan", ["loss.adversarial=wgan-gp"], "applies no gradient penalty"),
+])
+def test_a_recipe_refuses_data_and_losses_it_cannot_train_on_before_step_1(tmp_path, recipe, overrides, expected):
+    """Each was a traceback deep in step 1 (a batch without the recipe's keys, a U-Net fed LR
+    images) or, for wgan-gp, a critic trained without its penalty."""
+    from conftest import tiny_recipe_config, write_recipe_data
+
+    data = write_recipe_data(tmp_path / "data")
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        build_recipe(tiny_recipe_config(recipe, data, *overrides))
+
+
+@pytest.mark.parametrize("recipe, key, value", [("pix2pix", "train.ema_decay", "0.9"),
+                                                ("dcgan", "loss.adversarial_weight", "0.5"),
+                                                ("cyclegan", "loss.adversarial_weight", "0.5")])
+def test_keys_a_recipe_ignores_are_named_and_their_off_values_are_not(tmp_path, recipe, key, value):
+    from conftest import tiny_recipe_config, write_recipe_data
+
+    data = write_recipe_data(tmp_path / "data")
+    with pytest.warns(UserWarning, match=f"recipe '{recipe}' ignores {re.escape(key)} = {value}"):
+        tiny_recipe_config(recipe, data, f"{key}={value}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the shipped configs spell out ema_decay = 0 and adversarial_weight = 1
+        tiny_recipe_config(recipe, data)

@@ -270,3 +270,20 @@ def test_steady_state_steps_never_wait_for_the_gpu(cache, face_folder, tmp_path)
                          f"data.cache_dir={tmp_path / 'cache'}", "train.sync_debug=true", "train.steps=12",
                          "log.every=5", "log.image_every=6", "train.checkpoint_every=6")
     assert train(config, tmp_path / "run", CUDA).step == 12  # a host sync inside a step would have raised
+
+
+def test_swd_on_the_gpu_gives_the_cpus_score():
+    """The flagship's SWD measurements sort on the GPU (seconds instead of minutes of a call): the
+    same patches and directions, so the same score up to float rounding."""
+    from gan.metrics.swd import patch_descriptors, swd_from_descriptors
+
+    generator = torch.Generator().manual_seed(0)
+    real = torch.randint(0, 256, (64, 3, 64, 64), dtype=torch.uint8, generator=generator)
+    fake = (real.float() * 0.8 + 20).round().byte()
+    scores = {}
+    for device in (torch.device("cpu"), CUDA):
+        reference = patch_descriptors(real, device=device)
+        scores[device.type] = swd_from_descriptors(reference, patch_descriptors(fake, seed=1, device=device), 64,
+                                                   device=device)
+    for name, value in scores["cpu"].items():
+        assert scores["cuda"][name] == pytest.approx(value, rel=1e-3), name

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import REPO, random_rgb
@@ -58,6 +59,24 @@ def test_the_dry_run_prepares_faces_then_scales_the_batch_and_trains_the_flagshi
     assert "loss.augment_p=adaptive" in flagship["overrides"]
     assert 'augment_p = "adaptive"' in (out / "ada-run" / "config.toml").read_text()
     assert list((out / "ada-run").glob("events.out.tfevents.*"))  # scalars for gan compare
+    # the results say what ran, on which commit; no stage is left marked as cut short
+    assert report["arguments"][:2] == ["--dry-run", "--out"] and report["commit"]
+    assert all("status" not in report[stage] for stage in ("scaling", "flagship"))
+
+    # a deadline before the first measurement: the newest checkpoint is scored, nothing crashes or stays behind
+    import importlib.util
+    import tempfile
+
+    spec = importlib.util.spec_from_file_location("gpu_check", script)
+    gpu_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_check)
+    before = set(Path(tempfile.gettempdir()).glob("gpu_check_flagship_*"))
+    early = gpu_check.stage_flagship(out, "cpu", True, faces, steps=100000, metrics_every=100000, seconds=5,
+                                     overrides=[], label="early")
+    assert early["swd_history"] == [] and early["best"] is None
+    assert early["best_checkpoint"] == f"checkpoint-{early['steps']:08d}.pt"  # the one the deadline's stop wrote
+    assert early["best_swd_heldout"] > 0
+    assert set(Path(tempfile.gettempdir()).glob("gpu_check_flagship_*")) == before
     for name in ("ada_best.png", "ada_progress.png"):
         assert (out / name).stat().st_size > 0
     assert "| ada: 12 steps" in (out / "summary.md").read_text()

@@ -183,7 +183,8 @@ class GenerativeEvaluator:
         if kind == "inception":
             statistics["features"] = inception_features(self.inception, images, self.batch_size)
         else:
-            statistics.update({f"level{index}": level for index, level in enumerate(patch_descriptors(images))})
+            descriptors = patch_descriptors(images, device=self.device)
+            statistics.update({f"level{index}": level for index, level in enumerate(descriptors)})
         return statistics
 
     @property
@@ -206,8 +207,9 @@ class GenerativeEvaluator:
                 scores["precision"], scores["recall"] = precision_recall(real, fake)
         if "swd" in self.names:
             real_levels = [reference["swd"][f"level{i}"] for i in range(len(reference["swd"]) - 1)]
-            scores.update(swd_from_descriptors(real_levels, patch_descriptors(images, seed=1), images.shape[-1],
-                                               advance=self._swd_progress(images.shape[-1])))
+            scores.update(swd_from_descriptors(real_levels, patch_descriptors(images, seed=1, device=self.device),
+                                               images.shape[-1], advance=self._swd_progress(images.shape[-1]),
+                                               device=self.device))
         return scores
 
 

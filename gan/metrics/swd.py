@@ -68,48 +68,53 @@ def _random_patches(level: torch.Tensor, count: int, generator: torch.Generator)
     half = PATCH_SIZE // 2
     rows = torch.randint(half, height - half, (batch, count), generator=generator)
     cols = torch.randint(half, width - half, (batch, count), generator=generator)
-    offsets = torch.arange(-half, half + 1)
+    rows, cols = rows.to(level.device), cols.to(level.device)  # drawn on the CPU: the same places on any device
+    offsets = torch.arange(-half, half + 1, device=level.device)
     row_index = (rows[..., None, None] + offsets[:, None]).expand(-1, -1, PATCH_SIZE, PATCH_SIZE)
     col_index = (cols[..., None, None] + offsets[None, :]).expand(-1, -1, PATCH_SIZE, PATCH_SIZE)
-    image_index = torch.arange(batch)[:, None, None, None].expand_as(row_index)
+    image_index = torch.arange(batch, device=level.device)[:, None, None, None].expand_as(row_index)
     patches = level.permute(0, 2, 3, 1)[image_index, row_index, col_index]  # (N, count, 7, 7, C)
     return patches.permute(0, 1, 4, 2, 3).reshape(batch * count, channels, PATCH_SIZE, PATCH_SIZE)
 
 
 @torch.no_grad()
-def patch_descriptors(images: torch.Tensor, seed: int = 0, batch_size: int = 256) -> list[torch.Tensor]:
+def patch_descriptors(images: torch.Tensor, seed: int = 0, batch_size: int = 256,
+                      device: torch.device | None = None) -> list[torch.Tensor]:
     """Per pyramid level, (N * 128, 147) float16 patch descriptors of uint8 images (N, 3, H, W),
-    normalised per colour channel over the whole set (the paper's `finalize_descriptors`)."""
+    normalised per colour channel over the whole set (the paper's `finalize_descriptors`);
+    computed on `device` (default: the images'), returned on the CPU."""
     if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
         raise TypeError(f"SWD takes uint8 images (N, 3, H, W), got {images.dtype} {tuple(images.shape)}")
     levels = len(pyramid_resolutions(min(images.shape[-2:])))
     generator = torch.Generator().manual_seed(seed)
     per_level: list[list[torch.Tensor]] = [[] for _ in range(levels)]
     for chunk in images.split(batch_size):
-        for index, level in enumerate(laplacian_pyramid(chunk.float(), levels)):
+        for index, level in enumerate(laplacian_pyramid(chunk.to(device).float(), levels)):
             per_level[index].append(_random_patches(level, PATCHES_PER_IMAGE, generator))
     descriptors = []
     for chunks in per_level:
         patches = torch.cat(chunks)
         mean = patches.mean(dim=(0, 2, 3), dtype=torch.float64, keepdim=True)
         std = (patches.double() - mean).square().mean(dim=(0, 2, 3), keepdim=True).sqrt()
-        descriptors.append(((patches - mean.float()) / std.float().clamp_min(1e-8)).flatten(1).half())
+        descriptors.append(((patches - mean.float()) / std.float().clamp_min(1e-8)).flatten(1).half().cpu())
     return descriptors
 
 
 def sliced_wasserstein(first: torch.Tensor, second: torch.Tensor, seed: int = 0,
-                       directions_per_chunk: int = 32, advance: Callable[[int], None] | None = None) -> float:
+                       directions_per_chunk: int = 32, advance: Callable[[int], None] | None = None,
+                       device: torch.device | None = None) -> float:
     """Mean over random unit directions of the 1-D Wasserstein-1 distance between the projected
     sets (sorted projections, matched in order); both sets need the same number of rows.
-    `advance(k)` is called as each k directions are done (sorting them is the slow part)."""
+    `advance(k)` is called as each k directions are done (sorting them is the slow part: a GPU
+    `device` does it in a fraction of the time)."""
     if first.shape != second.shape:
         raise ValueError(f"SWD compares descriptor sets of equal shape, got {tuple(first.shape)} "
                          f"and {tuple(second.shape)}")
     generator = torch.Generator().manual_seed(seed)
-    first, second = first.float(), second.float()
+    first, second = first.to(device).float(), second.to(device).float()
     total, count = 0.0, 0
     for _ in range(DIRECTION_REPEATS):
-        directions = torch.randn(first.shape[1], DIRECTIONS_PER_REPEAT, generator=generator)
+        directions = torch.randn(first.shape[1], DIRECTIONS_PER_REPEAT, generator=generator).to(first.device)
         directions /= directions.norm(dim=0, keepdim=True)
         for chunk in directions.split(directions_per_chunk, dim=1):
             projected_first = torch.sort((first @ chunk).T.contiguous(), dim=1).values  # rows sort faster
@@ -127,7 +132,8 @@ def swd_directions(resolution: int) -> int:
 
 
 def swd_from_descriptors(first: list[torch.Tensor], second: list[torch.Tensor], resolution: int,
-                         seed: int = 0, advance: Callable[[int], None] | None = None) -> dict[str, float]:
+                         seed: int = 0, advance: Callable[[int], None] | None = None,
+                         device: torch.device | None = None) -> dict[str, float]:
     """{'swd/64px': ..., 'swd/32px': ..., 'swd/16px': ..., 'swd/mean': ...} for images of
     `resolution`, each x1e3 as the paper reports; `advance` as in `sliced_wasserstein`, over
     `swd_directions(resolution)` directions in all."""
@@ -135,7 +141,7 @@ def swd_from_descriptors(first: list[torch.Tensor], second: list[torch.Tensor], 
     if not len(first) == len(second) == len(sizes):
         raise ValueError(f"descriptor sets have {len(first)} and {len(second)} pyramid levels; "
                          f"{resolution} px images have {len(sizes)}")
-    scores = {f"swd/{size}px": 1e3 * sliced_wasserstein(level_first, level_second, seed, advance=advance)
+    scores = {f"swd/{size}px": 1e3 * sliced_wasserstein(level_first, level_second, seed, advance=advance, device=device)
               for size, level_first, level_second in zip(sizes, first, second)}
     scores["swd/mean"] = sum(scores.values()) / len(scores)
     return scores

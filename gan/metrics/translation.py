@@ -71,7 +71,7 @@ class TranslationMetrics:
         _check_images(images, "targets")
         count = min(count, len(images))
         features = inception_features(self.inception, images, self.batch_size) if self.inception else None
-        return TargetStatistics(count, min(images.shape[-2:]), patch_descriptors(fixed_subset(images, count)), features)
+        return TargetStatistics(count, min(images.shape[-2:]), patch_descriptors(fixed_subset(images, count), device=self.device), features)
 
     def score(self, outputs: torch.Tensor, targets: TargetStatistics) -> dict[str, float]:
         """{'swd': mean over pyramid levels (x1e3), 'fid', 'kid'} of translated uint8 images (n, 3, H, W)."""
@@ -81,8 +81,9 @@ class TranslationMetrics:
         count = min(targets.count, len(outputs))
         if count != targets.count:
             raise ValueError(f"the target statistics are for {targets.count} outputs, got {len(outputs)}")
-        levels = swd_from_descriptors(targets.descriptors, patch_descriptors(fixed_subset(outputs, count), seed=1),
-                                      targets.resolution)
+        levels = swd_from_descriptors(targets.descriptors,
+                                      patch_descriptors(fixed_subset(outputs, count), seed=1, device=self.device),
+                                      targets.resolution, device=self.device)
         scores = {"swd": levels["swd/mean"]}
         if targets.features is not None:
             real = targets.features.numpy()

@@ -107,6 +107,11 @@ class RecipeBase:
     # The weight of the adversarial term when loss.adversarial_weight is left at -1.
     default_adversarial_weight = 1.0
 
+    @classmethod
+    def adversarial_weight_default(cls, name: str) -> float:
+        """`default_adversarial_weight` for the recipe registered as `name` (a class may serve several)."""
+        return cls.default_adversarial_weight
+
     def __init__(self, config: Config, device: torch.device, autocast: AutocastFactory):
         self.config, self.device, self.autocast = config, device, autocast
         self._preview_batch: dict[str, torch.Tensor] | None = None

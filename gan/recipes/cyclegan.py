@@ -34,6 +34,8 @@ class CycleGANRecipe(RecipeBase):
     tells real B from generated B. Both generators share one optimiser, as do both
     discriminators (as in the reference)."""
 
+    datasets = ("unpaired",)
+
     def __init__(self, config: Config, device: torch.device, autocast: AutocastFactory):
         super().__init__(config, device, autocast)
         model, train, loss = config.model, config.train, config.loss

@@ -19,6 +19,8 @@ from gan.recipes.losses import AdversarialLoss, add_instance_noise, annealed_std
 
 @RECIPES.register("dcgan")
 class DCGANRecipe(RecipeBase):
+    gradient_penalty = True  # wgan-gp's penalty is applied here (the other recipes have none: refused there)
+    datasets = ("synthetic", "folder", "celeba")  # single images
     """z -> G -> fake; D sees real and fake in separate batches (BatchNorm statistics).
 
     Per step: `train.d_steps` discriminator updates (fresh z each), then one

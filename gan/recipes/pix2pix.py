@@ -39,9 +39,15 @@ class Pix2PixRecipe(RecipeBase):
     and D waits.
     """
 
+    datasets = ("paired", "sr_pairs")  # (input, target) pairs
+
     def __init__(self, config: Config, device: torch.device, autocast: AutocastFactory):
         super().__init__(config, device, autocast)
         model, train = config.model, config.train
+        if config.data.dataset == "sr_pairs" and not config.data.upsample_input:
+            raise ConfigError("recipe 'pix2pix' on data.dataset = \"sr_pairs\" needs data.upsample_input = true: its "
+                              "generator keeps its input's size (recipes srresnet and srgan upsample the LR image "
+                              "themselves)")
         self.specs = {"generator": network_spec("generator", model.generator, model.generator_args,
                                                 "model.generator_args")}
         # (the discriminator's in_channels follow the generator's: input and output stacked)

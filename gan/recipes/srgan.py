@@ -33,8 +33,15 @@ PREVIEW_NAME = "input_output_target"
 
 
 @RECIPES.register("srgan")
+@RECIPES.register("srresnet")
 class SRGANRecipe(RecipeBase):
     default_adversarial_weight = 1e-3  # the paper's
+    datasets = ("sr_pairs",)
+
+    @classmethod
+    def adversarial_weight_default(cls, name: str) -> float:
+        """srresnet is the generator on its content loss alone: no discriminator unless a weight asks."""
+        return 0.0 if name == "srresnet" else cls.default_adversarial_weight
 
     def __init__(self, config: Config, device: torch.device, autocast: AutocastFactory):
         super().__init__(config, device, autocast)
@@ -57,6 +64,10 @@ class SRGANRecipe(RecipeBase):
         self.networks = {"generator": self.generator}
         self.optimizers = {"generator": adam(self.generator, train.g_lr, train, device)}
         self.adversarial_weight = loss.adversarial_weight
+        if self.adversarial_weight and config.recipe == "srresnet":
+            warnings.warn(f"recipe 'srresnet' with loss.adversarial_weight = {self.adversarial_weight:g} trains a "
+                          "discriminator as SRGAN does; recipe = \"srgan\" names that (and starts from a trained "
+                          "generator, model.init_generator)", stacklevel=2)
         if self.adversarial_weight:
             discriminator_spec = network_spec("discriminator", model.discriminator, model.discriminator_args,
                                               "model.discriminator_args")
@@ -145,16 +156,3 @@ class SRGANRecipe(RecipeBase):
         """PSNR/SSIM on the validation folder (Y channel, `data.scale` pixels shaved)."""
         return validation_scores(self.generator, self.config, self.device, 1, self.autocast)
 
-
-@RECIPES.register("srresnet")
-class SRResNetRecipe(SRGANRecipe):
-    """SRGAN's generator on the content loss alone: no discriminator unless a weight asks for one."""
-
-    default_adversarial_weight = 0.0
-
-    def __init__(self, config: Config, device: torch.device, autocast: AutocastFactory):
-        if config.loss.adversarial_weight:
-            warnings.warn(f"recipe 'srresnet' with loss.adversarial_weight = {config.loss.adversarial_weight:g} "
-                          "trains a discriminator as SRGAN does; recipe = \"srgan\" names that (and starts from "
-                          "a trained generator, model.init_generator)", stacklevel=2)
-        super().__init__(config, device, autocast)

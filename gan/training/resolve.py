@@ -23,6 +23,8 @@ from gan.recipes.losses import ADVERSARIAL_LOSSES
 # would change nothing, which a user who set them cannot tell from the run.
 RECIPE_KEYS = {
     "loss.instance_noise": ("dcgan",), "loss.instance_noise_steps": ("dcgan",), "train.d_steps": ("dcgan",),
+    "train.ema_decay": ("dcgan",), "train.ema_bn_batches": ("dcgan",),  # the unconditional generator's EMA
+    "loss.adversarial_weight": ("pix2pix", "srgan", "srresnet"),
     "loss.l1_weight": ("pix2pix",),
     "loss.cycle_weight": ("cyclegan",), "loss.identity_weight": ("cyclegan",), "loss.pool_size": ("cyclegan",),
     "log.eval_every": ("pix2pix", "cyclegan", "srgan", "srresnet"),  # the recipes with `validation_metrics`
@@ -31,11 +33,17 @@ RECIPE_KEYS = {
 }
 
 
+# Values of those keys that ask for nothing (an EMA turned off, the recipe's own adversarial weight):
+# a config may spell them out for any recipe.
+ASKS_NOTHING = {"train.ema_decay": (0.0,), "loss.adversarial_weight": (-1.0, 1.0)}
+
+
 def warn_about_ignored_keys(config: Config) -> None:
     """One warning naming every key set for another recipe than `config.recipe`."""
     defaults, values = flatten_config(config_to_dict(Config())), flatten_config(config_to_dict(config))
     ignored = [f"{key} = {values[key]!r} ({' and '.join(recipes)} only)" for key, recipes in RECIPE_KEYS.items()
-               if config.recipe not in recipes and values[key] != defaults[key]]
+               if config.recipe not in recipes and values[key] != defaults[key]
+               and values[key] not in ASKS_NOTHING.get(key, ())]
     if ignored:
         warnings.warn(f"recipe '{config.recipe}' ignores {'; '.join(ignored)}", stacklevel=3)
 
@@ -45,8 +53,11 @@ def resolve_names(config: Config) -> Config:
     constructors' defaults (in place; returns `config`)."""
     recipe = RECIPES.get(config.recipe)
     if config.loss.adversarial_weight == -1.0:  # "the recipe's default"
-        config.loss.adversarial_weight = recipe.default_adversarial_weight
+        config.loss.adversarial_weight = recipe.adversarial_weight_default(config.recipe)
     DATASETS.get(config.data.dataset)
+    if config.data.dataset not in recipe.datasets:  # else a batch without the recipe's keys, deep in step 1
+        raise ConfigError(f"recipe '{config.recipe}' trains on data.dataset "
+                          f"{' or '.join(repr(name) for name in recipe.datasets)}, not '{config.data.dataset}'")
     model = config.model
     model.generator_args = resolve_network_args("generator", model.generator, model.generator_args,
                                                 "model.generator_args")
@@ -56,6 +67,9 @@ def resolve_names(config: Config) -> Config:
     if adversarial not in ADVERSARIAL_LOSSES:
         raise ConfigError(f"unknown loss.adversarial '{adversarial}'{suggest(adversarial, list(ADVERSARIAL_LOSSES))}; "
                           f"known: {', '.join(ADVERSARIAL_LOSSES)}")
+    if adversarial == "wgan-gp" and not getattr(recipe, "gradient_penalty", False):  # a critic without its penalty
+        raise ConfigError(f"loss.adversarial = 'wgan-gp': recipe '{config.recipe}' applies no gradient penalty "
+                          "(dcgan does), so its critic would train unconstrained; use vanilla, lsgan or hinge")
     check_metric_names(config.metrics.names, "metrics.names")
     parse_policy(config.loss.diffaugment, "loss.diffaugment")
     warn_about_ignored_keys(config)
