@@ -571,8 +571,8 @@ def main() -> None:
     parser.add_argument("--bench-timeout", type=float, default=200.0)
     parser.add_argument("--stages", default="tests,bench,train,profile",
                         help="comma-separated, of tests, bench, train, profile, ablation, scaling, flagship (default: "
-                             "the first four; ablation diagnoses a missed goal, about 2 more minutes; scaling about "
-                             "1 minute; flagship as long as --flagship-steps take)")
+                             "the first four; ablation diagnoses a missed goal, about 2 more minutes; scaling 1-3 "
+                             "minutes (it compiles 6 times); flagship as long as --flagship-steps take)")
     parser.add_argument("--flagship-steps", type=int, default=40000, help="planned length (instance noise anneals over it)")
     parser.add_argument("--flagship-metrics-every", type=int, default=4000)
     parser.add_argument("--flagship-seconds", type=float, default=420.0, help="stop (with a checkpoint) after this")
