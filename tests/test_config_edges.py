@@ -249,15 +249,15 @@ def test_a_channel_mismatch_is_one_error_line_from_gan_train(tmp_path):
 
 
 @pytest.mark.parametrize("assignment, expected", [
-    ("recipe=pix2pix", "model.generator = 'dcgan' does not fit this recipe: it needs resolution, which the recipe "
-                       "does not supply; generators that fit: resnet, "),
-    ("recipe=cyclegan", "model.generator = 'dcgan' does not fit this recipe: it needs resolution"),
+    ("recipe=pix2pix data.dataset=paired", "model.generator = 'dcgan' does not fit this recipe: it needs resolution, "
+                                           "which the recipe does not supply; generators that fit: resnet, "),
+    ("recipe=cyclegan data.dataset=unpaired", "model.generator = 'dcgan' does not fit this recipe: it needs resolution"),
     ("model.discriminator=patchgan", "model.discriminator = 'patchgan' does not fit this recipe: it needs in_channels, "
                                      "which the recipe does not supply; the recipe supplies resolution, which it does "
                                      "not take; discriminators that fit: dcgan"),
 ])
 def test_a_network_made_for_another_recipe_is_named_with_those_that_fit(assignment, expected):
-    config = load_config(DEMO, [*QUICK, assignment])
+    config = load_config(DEMO, [*QUICK, *assignment.split()])
     with pytest.raises(ConfigError, match=re.escape(expected)):
         build_recipe(config)
 

@@ -106,6 +106,8 @@ class RecipeBase:
 
     # The weight of the adversarial term when loss.adversarial_weight is left at -1.
     default_adversarial_weight = 1.0
+    # The data sets whose batches the recipe's step reads (empty: any).
+    datasets: tuple[str, ...] = ()
 
     @classmethod
     def adversarial_weight_default(cls, name: str) -> float:
@@ -113,6 +115,9 @@ class RecipeBase:
         return cls.default_adversarial_weight
 
     def __init__(self, config: Config, device: torch.device, autocast: AutocastFactory):
+        if self.datasets and config.data.dataset not in self.datasets:  # else a batch without its keys, in step 1
+            raise ConfigError(f"recipe '{config.recipe}' trains on data.dataset "
+                              f"{' or '.join(repr(name) for name in self.datasets)}, not '{config.data.dataset}'")
         self.config, self.device, self.autocast = config, device, autocast
         self._preview_batch: dict[str, torch.Tensor] | None = None
         self.r1 = LazyR1(config.loss.r1_gamma, config.loss.r1_every, device)

@@ -55,9 +55,6 @@ def resolve_names(config: Config) -> Config:
     if config.loss.adversarial_weight == -1.0:  # "the recipe's default"
         config.loss.adversarial_weight = recipe.adversarial_weight_default(config.recipe)
     DATASETS.get(config.data.dataset)
-    if config.data.dataset not in recipe.datasets:  # else a batch without the recipe's keys, deep in step 1
-        raise ConfigError(f"recipe '{config.recipe}' trains on data.dataset "
-                          f"{' or '.join(repr(name) for name in recipe.datasets)}, not '{config.data.dataset}'")
     model = config.model
     model.generator_args = resolve_network_args("generator", model.generator, model.generator_args,
                                                 "model.generator_args")
