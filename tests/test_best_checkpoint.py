@@ -132,3 +132,15 @@ def test_dcgan_keeps_its_best_by_swd(tmp_path):
                                        "--out", str(tmp_path / "best.png")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "best.png").is_file()
+
+
+def test_a_validation_metric_the_recipe_never_gives_is_said_once(recipe_data, tmp_path):
+    """CycleGAN's validation gives val/cycle_l1 and val/swd_AtoB, never val/psnr: no best.pt, said once."""
+    config = tiny_recipe_config("cyclegan", recipe_data, "train.keep_best=val/psnr", "log.eval_every=1",
+                                "train.steps=3")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(config, tmp_path / "run", CPU)
+    said = [str(w.message) for w in caught if "train.keep_best = 'val/psnr'" in str(w.message)]
+    assert len(said) == 1 and "val/cycle_l1" in said[0], said
+    assert not (tmp_path / "run" / BEST_NAME).exists()

@@ -561,7 +561,11 @@ def _periodic_work(run: _Run, last: bool) -> float | None:
                 scores.update(_log_generative_metrics(run.evaluator, recipe, writer, run.run_dir, step))
             task = "the best checkpoint"
             best = run.best
-            if best and best.metric in scores and best.improves(scores[best.metric]):
+            if best and validation and best.metric.startswith("val/") and best.metric not in scores:
+                run.best = None  # said once: this recipe's validation never gives the metric
+                warnings.warn(f"train.keep_best = '{best.metric}': no best.pt is kept: this run's validation gives "
+                              f"{', '.join(sorted(scores)) or 'no scores'}", stacklevel=2)
+            elif best and best.metric in scores and best.improves(scores[best.metric]):
                 _save_best(best, recipe, run.config, step, run.samples_seen, scores[best.metric])
         return io_start
     except NonFiniteLossError:
