@@ -356,3 +356,17 @@ def test_training_says_when_its_metrics_use_fewer_images_than_asked(tmp_path):
                            "--out", str(tmp_path / "runs"))
     assert result.exit_code == 0, result.output
     assert "(16 images: all the data set holds, not the 32 of metrics.num_samples)" in result.output
+
+
+def test_a_resume_warns_of_its_config_once_with_the_values_it_runs_with(tmp_path):
+    import warnings
+
+    run = tmp_path / "run"
+    assert train_command(DEMO, *sets(*TINY, "train.steps=3", "train.warmup_steps=100"), "--run-dir",
+                         str(run)).exit_code == 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = train_command("--resume", str(run), *sets("train.steps=5"))
+    assert result.exit_code == 0, result.output
+    said = [str(w.message) for w in caught if "train.warmup_steps = 100" in str(w.message)]
+    assert len(said) == 1 and "train.steps = 5" in said[0], said  # not also the run's old 3

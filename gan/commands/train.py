@@ -41,6 +41,16 @@ def lost_process(error: BaseException, distributed: bool) -> str | None:
     return None
 
 
+def written_config(run_dir: Path):
+    """The run's own config.toml, read to compare with the config it resumes with: quietly, as the
+    warnings it would give are the resumed config's to give, with its values (once, not twice)."""
+    from gan.training.resolve import load_config
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return load_config(run_dir / "config.toml")
+
+
 def check_resumable(run_dir: Path) -> None:
     """ConfigError saying what `run_dir` is when it is not a run `--resume` can continue."""
     from gan.core.checkpoint import list_checkpoints
@@ -200,9 +210,9 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
             refuse_folder_in_a_run(run_dir.parent, "--run-dir's parent")
             resuming = broadcast_object(start_or_resume(run_dir, config) if group.is_main else None, group)
             if resuming:
-                resolved = settings_to_continue(run_dir, load_config(run_dir / "config.toml"), resolved)
+                resolved = settings_to_continue(run_dir, written_config(run_dir), resolved)
         elif resuming and group.is_main:
-            report_changes(run_dir, load_config(run_dir / "config.toml"), resolved)
+            report_changes(run_dir, written_config(run_dir), resolved)
         elif not resuming:  # rank 0 numbers the run; the others learn its directory
             refuse_folder_in_a_run(out, "--out")
             run_dir = broadcast_object(create_run_dir(out, config.stem) if group.is_main else None, group)
