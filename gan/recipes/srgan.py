@@ -79,6 +79,7 @@ class SRGANRecipe(RecipeBase):
             self.use_diffaugment()
         else:
             self.refuse_regularisers("loss.adversarial_weight = 0 trains no discriminator (SRResNet)")
+            warn_of_discriminator_keys(config)
         if loss.content == "vgg":
             extractor = VGGFeatures(loss.vgg_layer, loss.vgg_arch, loss.vgg_weights).to(device)
             self.content_loss = PerceptualLoss(extractor, loss.vgg_feature_scale)
@@ -156,3 +157,19 @@ class SRGANRecipe(RecipeBase):
         """PSNR/SSIM on the validation folder (Y channel, `data.scale` pixels shaved)."""
         return validation_scores(self.generator, self.config, self.device, 1, self.autocast)
 
+
+# What only a discriminator reads: set with adversarial_weight = 0 they change nothing.
+DISCRIMINATOR_KEYS = ("loss.adversarial", "loss.label_smoothing", "train.d_lr", "train.adversarial_start")
+
+
+def warn_of_discriminator_keys(config: Config) -> None:
+    """One warning naming the discriminator's keys a run without one was given (they change nothing)."""
+    from gan.core.config import config_to_dict, flatten_config
+
+    defaults, values = flatten_config(config_to_dict(Config())), flatten_config(config_to_dict(config))
+    given = [f"{key} = {values[key]!r}" for key in DISCRIMINATOR_KEYS if values[key] != defaults[key]]
+    given += [f"model.discriminator_args.{name} = {value!r}" for name, value in config.model.discriminator_args.items()
+              if name == "spectral_norm" and value]
+    if given:
+        warnings.warn(f"{'; '.join(given)}: {'it changes' if len(given) == 1 else 'they change'} nothing, as "
+                      "loss.adversarial_weight = 0 trains no discriminator", stacklevel=3)
