@@ -219,6 +219,8 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
         run = train_rolling_back if on_nan == "rollback" else run_training
         result = run(resolved, run_dir, torch_device, resume=resuming, group=group)
     except BaseException as error:
+        # A SIGTERM now (torchrun ending the survivors of a dead process) must not cut this report short.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         # (Another process's directory, RunDirectoryBusy, is not this start's to clean.)
         if (not resuming and run_dir is not None and not existed and group.is_main
                 and not isinstance(error, RunDirectoryBusy)):
@@ -235,7 +237,6 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
             sys.exit(1)
         lost = lost_process(error, group.distributed)
         if lost:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)  # torchrun's SIGTERM to the survivors ends this one quietly
             launcher = "torchrun ... -m gan" if group.distributed else "gan"
             kept = f"; checkpoints written before are kept: resume with `{launcher} train --resume {run_dir}`" if (
                 run_dir is not None and (run_dir / "config.toml").exists()) else ""
