@@ -131,6 +131,14 @@ def test_a_crop_of_zero_is_refused():
      "train.lr_milestones [10] change nothing: the rates change after a milestone's step, and the run ends at "
      "train.steps = 10"),
     (["loss.diffaugment=color", "loss.augment_p=0"], "loss.diffaugment = 'color' changes nothing: loss.augment_p = 0"),
+    (["loss.gp_weight=5"], "loss.gp_weight = 5.0 changes nothing: it is read only when loss.adversarial is 'wgan-gp'"),
+    (["loss.diffaugment=color", "loss.augment_target=0.5"],
+     "loss.augment_target = 0.5 changes nothing: it is read only when loss.augment_p is 'adaptive'"),
+    (["loss.augment_images=1000"], "loss.augment_images = 1000 changes nothing"),
+    (["loss.r1_every=4"], "loss.r1_every = 4 changes nothing: it tunes loss.r1_gamma, which is 0 (off)"),
+    (["loss.instance_noise_steps=100"], "loss.instance_noise_steps = 100 changes nothing: it tunes loss.instance_noise"),
+    (["recipe=pix2pix", "data.dataset=paired", "train.steps=10", "train.adversarial_start=10"],
+     "train.adversarial_start = 10 is not below train.steps = 10: the adversarial term never turns on"),
 ])
 def test_a_key_set_to_no_effect_is_warned_of_by_name(overrides, expected):
     assert any(expected in message for message in messages_of_warnings(None, overrides)), expected
@@ -142,6 +150,11 @@ def test_a_key_set_to_no_effect_is_warned_of_by_name(overrides, expected):
     ["data.dataset=sr_pairs", "data.val_root=/x", "data.scale=2", "data.jpeg_quality=90"],
     ["train.lr_schedule=step", "train.lr_milestones=[5]", "train.lr_gamma=0.1", "train.steps=10"],
     ["recipe=pix2pix", "data.dataset=paired", "log.eval_every=5"],
+    ["recipe=pix2pix", "data.dataset=paired", "train.steps=10", "train.adversarial_start=9"],
+    ["loss.adversarial=wgan-gp", "loss.gp_weight=5"],
+    ["loss.diffaugment=color", "loss.augment_p=adaptive", "loss.augment_target=0.5", "loss.augment_images=1000"],
+    ["loss.r1_gamma=1", "loss.r1_every=4"],
+    ["loss.instance_noise=0.1", "loss.instance_noise_steps=100"],
 ])
 def test_keys_read_by_the_settings_in_use_are_not_warned_of(overrides):
     assert messages_of_warnings(None, overrides) == []

@@ -218,3 +218,25 @@ def test_rotations_keep_sr_pairs_aligned(tmp_path):
         for turns in (1, 2, 3):  # any other orientation of the target is far from the input
             assert aligned < (source - target.rot90(turns, (1, 2))).abs().mean() / 4
     assert len(targets) == 4  # all four rotations were drawn
+
+
+@pytest.mark.parametrize("recipe", ["pix2pix", "cyclegan", "srgan"])
+def test_the_discriminators_scalars_average_only_the_steps_it_trained(recipe, recipe_data, tmp_path):
+    """Before train.adversarial_start a step returns zeros for D's terms (one set of outputs for a
+    captured graph): they are not measurements, so no window logs them and none is averaged with them."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    def logged(every: int) -> dict[str, dict[int, float]]:
+        overrides = ["train.steps=4", "train.adversarial_start=3", "log.image_every=4", "log.eval_every=0",
+                     "train.keep_best=", f"log.every={every}"]
+        run = train(tiny_recipe_config(recipe, recipe_data, *overrides), tmp_path / str(every), CPU).run_dir
+        events = EventAccumulator(str(run), size_guidance={"scalars": 0}).Reload()
+        return {tag: {event.step: event.value for event in events.Scalars(tag)} for tag in events.Tags()["scalars"]}
+
+    each, pairs = logged(1), logged(2)
+    discriminator_tags = ["loss/d", "d/real", "d/fake", "grad/discriminator"]
+    for tag in discriminator_tags:
+        assert list(each[tag]) == [4] and list(pairs[tag]) == [4], tag  # measured at step 4 alone
+        assert pairs[tag][4] == pytest.approx(each[tag][4], rel=1e-6), tag
+        assert each[tag][4] != 0, tag
+    assert pairs["loss/g"][4] == pytest.approx((each["loss/g"][3] + each["loss/g"][4]) / 2, rel=1e-6)

@@ -530,7 +530,12 @@ READ_ONLY_WITH = {
     "train.lr_decay_steps": ("train.lr_schedule", ("linear_decay",)),
     "train.lr_milestones": ("train.lr_schedule", ("step",)),
     "train.lr_gamma": ("train.lr_schedule", ("step",)),
+    "loss.gp_weight": ("loss.adversarial", ("wgan-gp",)),
+    **{key: ("loss.augment_p", ("adaptive",)) for key in ("loss.augment_target", "loss.augment_interval",
+                                                          "loss.augment_images")},
 }
+# Keys that tune something another key turns on: set while it is off (0), they change nothing.
+READ_ONLY_WHEN_ON = {"loss.r1_every": "loss.r1_gamma", "loss.instance_noise_steps": "loss.instance_noise"}
 
 
 def warn_about_inert_keys(config: Config) -> None:
@@ -546,7 +551,12 @@ def _inert_keys(config: Config) -> list[str]:
              f"{' or '.join(map(repr, readers))}, and this config has {decider} = {values[decider]!r}"
              for key, (decider, readers) in READ_ONLY_WITH.items()
              if values[decider] not in readers and values[key] != defaults[key]]
+    found += [f"{key} = {values[key]!r} changes nothing: it tunes {switch}, which is 0 (off) in this config"
+              for key, switch in READ_ONLY_WHEN_ON.items() if values[switch] == 0 and values[key] != defaults[key]]
     train, loss = config.train, config.loss
+    if 0 < train.steps <= train.adversarial_start:
+        found.append(f"train.adversarial_start = {train.adversarial_start} is not below train.steps = {train.steps}: "
+                     "the adversarial term never turns on, and the discriminator never trains")
     if train.g_lr == 0 and train.d_lr == 0:
         found.append("train.g_lr and train.d_lr are both 0: no network learns anything")
     if train.warmup_steps >= train.steps:

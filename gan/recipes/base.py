@@ -57,8 +57,15 @@ from gan.data import build_dataset
 from gan.nets import NetworkSpec
 from gan.recipes.augment import AdaptiveProbability, DiffAugment
 from gan.recipes.losses import AdversarialLoss, LazyR1
+from gan.recipes.schedules import adversarial_on
 
 AutocastFactory = Callable[[], AbstractContextManager]
+# What a step measures only while the discriminator trains. Before `train.adversarial_start` a step
+# returns zeros in their place (one set of outputs, as a captured graph keeps), which the loop leaves
+# out of its means: a window's loss/d is the mean of the steps that had one, not diluted by zeros.
+DISCRIMINATOR_METRICS = frozenset({
+    "loss/d", "loss/d_A", "loss/d_B", "d/real", "d/fake", "d_A/real", "d_A/fake", "d_B/real", "d_B/fake",
+    "grad/discriminator", "loss/r1", "loss/g_adversarial", "loss/g_A", "loss/g_B"})
 RGB_CHANNELS = 3  # every data set yields RGB images (gan/data/decode.py converts whatever it reads)
 
 
@@ -86,6 +93,8 @@ class Recipe(Protocol):
     def before_step(self, step: int) -> None: ...
 
     def graph_key(self, step: int) -> Hashable | None: ...
+
+    def idle_metrics(self, step: int) -> frozenset[str]: ...
 
     def device_generators(self) -> list[torch.Generator]: ...
 
@@ -185,6 +194,10 @@ class RecipeBase:
 
     def graph_key(self, step: int) -> Hashable | None:
         return None
+
+    def idle_metrics(self, step: int) -> frozenset[str]:
+        """The metrics `step` returns as placeholders: the discriminator's, before it trains."""
+        return frozenset() if adversarial_on(step, self.config.train) else DISCRIMINATOR_METRICS
 
     def state_dict(self) -> dict[str, Any]:
         return {"augment": self.augment.state_dict()} if self.augment else {}

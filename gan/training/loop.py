@@ -241,21 +241,32 @@ class MetricWatch:
         self.bound = bound
         self.names: list[str] | None = None
 
-    def add(self, step: int, metrics: dict[str, torch.Tensor]) -> None:
+    def add(self, step: int, metrics: dict[str, torch.Tensor], idle: frozenset[str] = frozenset()) -> None:
+        """Add a step's `metrics`; those named in `idle` are placeholders the step did not measure
+        (D's before `train.adversarial_start`), left out of their means."""
         if self.names is None:
             self.names = list(metrics)
             self.sums = torch.zeros(len(self.names), device=self.device, dtype=torch.float64)
             self.first_bad = torch.full((len(self.names),), -1, device=self.device, dtype=torch.int64)
             self.bad_values = torch.zeros(len(self.names), device=self.device, dtype=torch.float64)
-            self.count = 0
+            self.counts = [0] * len(self.names)
+            self._measured_masks: dict[frozenset[str], torch.Tensor] = {}
         if list(metrics) != self.names:
             raise RuntimeError(f"the recipe must return the same metrics every step: {self.names} vs {list(metrics)}")
         values = torch.stack([metrics[name].detach().reshape(()).to(torch.float64) for name in self.names])
-        self.sums += values
+        idle = idle.intersection(self.names)
+        self.sums += values * self._measured_mask(idle) if idle else values
         first = (~torch.isfinite(values) | (values.abs() > self.bound)) & (self.first_bad < 0)
         self.first_bad = torch.where(first, step, self.first_bad)
         self.bad_values = torch.where(first, values, self.bad_values)
-        self.count += 1
+        self.counts = [count + (name not in idle) for count, name in zip(self.counts, self.names)]
+
+    def _measured_mask(self, idle: frozenset[str]) -> torch.Tensor:
+        """1 for each measured metric, 0 for each idle one, on the device (made once per kind of step)."""
+        if idle not in self._measured_masks:
+            self._measured_masks[idle] = torch.tensor([float(name not in idle) for name in self.names],
+                                                      dtype=torch.float64).to(self.device)
+        return self._measured_masks[idle]
 
     def first_non_finite(self) -> tuple[int, str, float] | None:
         """(step, term, value) of the earliest value seen that was non-finite or beyond the bound,
@@ -267,12 +278,13 @@ class MetricWatch:
         return min(bad) if bad else None
 
     def means(self) -> dict[str, float]:
-        """Means since the last call; then resets."""
-        if self.names is None or self.count == 0:
+        """Means since the last call, of the metrics measured in it; then resets."""
+        if self.names is None:
             return {}
-        means = dict(zip(self.names, (self.sums / self.count).tolist()))
+        means = {name: total / count for name, total, count in zip(self.names, self.sums.tolist(), self.counts)
+                 if count}
         self.sums.zero_()
-        self.count = 0
+        self.counts = [0] * len(self.names)
         return means
 
 
@@ -511,7 +523,7 @@ def _one_step(run: _Run, stop: StopRequest) -> bool:
         run.recipe.before_step(run.step)
         metrics = run.run_step(to_device(batch, device, run.speed), run.step)
         run.samples_seen += train_config.batch_size
-        run.watch.add(run.step, metrics)
+        run.watch.add(run.step, metrics, run.recipe.idle_metrics(run.step))
     if run.speed.compile_report and run.step == run.start_step + 1:
         run.speed.compile_report.end_warm_up()
     if device.type == "cpu":  # reading back is free here: stop at the very step
