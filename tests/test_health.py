@@ -32,6 +32,21 @@ def test_a_saturated_discriminator_is_reported_once_for_probability_scores():
     assert findings(lambda: HealthWatch(False).window(1, saturated)) == []
 
 
+def test_a_conditional_recipes_saturation_advice_names_only_keys_it_reads():
+    """pix2pix, CycleGAN and SRGAN read neither loss.instance_noise nor wgan-gp (refused outside dcgan)."""
+    import re
+
+    from gan.training.resolve import RECIPE_KEYS
+
+    saturated = {"d/real": 0.999, "d/fake": 0.002}
+    advice = {unconditional: findings(lambda: HealthWatch(True, unconditional).window(5, saturated))[0]
+              for unconditional in (True, False)}
+    assert "loss.instance_noise" in advice[True] and "wgan-gp" in advice[True]
+    named = set(re.findall(r"\b(?:loss|train)\.[a-z_0-9]+", advice[False]))
+    assert named and not [key for key in named if RECIPE_KEYS.get(key) == ("dcgan",)], named
+    assert "wgan-gp" not in advice[False]
+
+
 def test_an_exploding_loss_is_reported_against_its_own_history():
     watch = HealthWatch(saturation_scores=False)
     for step, value in enumerate([1.0, 1.2, 0.9, 1.1, 1.0, 1.3, 0.8]):

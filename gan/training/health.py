@@ -53,6 +53,13 @@ ADVICE = {
     "explosion": "lower the learning rates or raise train.warmup_steps; train.divergence_bound stops the run "
                  "if it goes on",
 }
+# The conditional recipes read neither loss.instance_noise nor wgan-gp (dcgan's alone): their own advice.
+CONDITIONAL_ADVICE = {
+    **ADVICE,
+    "saturation": "D wins outright and G gets no adversarial gradient: lower train.d_lr, add "
+                  "loss.label_smoothing, loss.r1_gamma or loss.diffaugment, or try loss.preset = \"hinge\" "
+                  "(docs/regularisers.md)",
+}
 
 
 def sample_spread(images: torch.Tensor) -> float:
@@ -90,8 +97,9 @@ def diversity(images: torch.Tensor) -> float:
 class HealthWatch:
     """Checks each logging window and each preview grid; warns once per kind of finding."""
 
-    def __init__(self, saturation_scores: bool):
+    def __init__(self, saturation_scores: bool, unconditional: bool = True):
         self.saturation_scores = saturation_scores  # d/real, d/fake are probabilities or [0, 1] targets
+        self.unconditional = unconditional  # dcgan, whose keys the advice may name
         self.history: dict[str, list[float]] = {}
         self.data_spread: float | None = None
         self.data_diversity: float | None = None
@@ -166,4 +174,5 @@ class HealthWatch:
     def _warn(self, kind: str, step: int, finding: str) -> None:
         if kind not in self.warned:
             self.warned.add(kind)
-            warnings.warn(f"step {step}: {finding}. Try: {ADVICE[kind]}", stacklevel=3)
+            advice = ADVICE if self.unconditional else CONDITIONAL_ADVICE
+            warnings.warn(f"step {step}: {finding}. Try: {advice[kind]}", stacklevel=3)
