@@ -485,6 +485,20 @@ def test_runs_still_short_of_their_steps_are_marked_in_the_table(tmp_path):
     assert "unfinished" not in finished and "of 300)" not in finished
 
 
+def test_a_loss_compared_on_is_not_shown_a_second_time(tmp_path):
+    import csv
+
+    from gan.tools.compare import compare
+
+    logged_run(tmp_path / "sweep", "00000-seed=0", 0, [3.0, 2.0])
+    table, _ = compare([tmp_path / "sweep"], "loss/d", tmp_path / "out")
+    header = table.splitlines()[0]
+    assert header.count("loss/d") == 2 and "best loss/d" in header and "final loss/d" in header, header
+    assert "final loss/g" in header
+    columns = next(csv.reader((tmp_path / "out" / "compare.csv").open()))
+    assert "final_loss_d" not in columns and "final_loss_g" in columns, columns
+
+
 # ----------------------------------------------------------------------------- weights files
 
 

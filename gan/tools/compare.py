@@ -349,31 +349,37 @@ def unfinished_note(summary: GroupSummary) -> str:
     return f"({len(summary.unfinished)} of {summary.seeds} runs unfinished: steps {steps} of {summary.unfinished[0][1]})"
 
 
-def table_rows(summaries: list[GroupSummary]) -> list[list[str]]:
+def other_losses(metric: str) -> list[str]:
+    """The final losses the table shows beside `metric` (not `metric` itself a second time)."""
+    return [name for name in LOSSES if name != metric]
+
+
+def table_rows(summaries: list[GroupSummary], metric: str) -> list[list[str]]:
     return [[s.label, str(s.seeds), _pm(s.best), "-" if s.best_step is None else str(round(s.best_step)),
              " ".join(filter(None, [_pm(s.final), unfinished_note(s)])),
-             _number(s.final_losses.get("loss/d")), _number(s.final_losses.get("loss/g")),
+             *(_number(s.final_losses.get(name)) for name in other_losses(metric)),
              _number(s.images_per_s, 3)] for s in summaries]
 
 
 def markdown_table(summaries: list[GroupSummary], metric: str, lower: bool) -> str:
     header = ["group", "seeds", f"best {metric} ({'lower' if lower else 'higher'} is better)", "step of best (mean)",
-              f"final {metric}", "final loss/d", "final loss/g", "images/s"]
+              f"final {metric}", *(f"final {name}" for name in other_losses(metric)), "images/s"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in table_rows(summaries)]
+    lines += ["| " + " | ".join(row) + " |" for row in table_rows(summaries, metric)]
     return "\n".join(lines) + "\n"
 
 
 def csv_text(summaries: list[GroupSummary], metric: str) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
+    losses = other_losses(metric)
     writer.writerow(["group", "seeds", f"best_{metric}_mean", f"best_{metric}_std", "best_step",
-                     f"final_{metric}_mean", f"final_{metric}_std", "final_loss_d", "final_loss_g", "images_per_s",
-                     "unfinished"])
+                     f"final_{metric}_mean", f"final_{metric}_std",
+                     *(f"final_{name.replace('/', '_')}" for name in losses), "images_per_s", "unfinished"])
     for s in summaries:
         best, final = s.best or (None, None), s.final or (None, None)
-        writer.writerow([s.label, s.seeds, *best, s.best_step, *final, s.final_losses.get("loss/d"),
-                         s.final_losses.get("loss/g"), s.images_per_s, unfinished_note(s).strip("()")])
+        writer.writerow([s.label, s.seeds, *best, s.best_step, *final, *(s.final_losses.get(name) for name in losses),
+                         s.images_per_s, unfinished_note(s).strip("()")])
     return buffer.getvalue()
 
 
