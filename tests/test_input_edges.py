@@ -2,6 +2,7 @@
 hidden folders, FIFOs, A|B images too narrow to split, file names that are not UTF-8, and files
 that change under cached statistics. Each is read as a viewer shows it, or named and left out."""
 
+import io
 import os
 import sys
 import warnings
@@ -106,6 +107,27 @@ def test_a_damaged_exif_tag_beside_the_orientation_gives_no_nameless_warning_on_
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "Skipping tag" not in result.stderr and "warning:" not in result.stderr, result.stderr
+
+
+def test_an_off_standard_exif_tag_beside_the_orientation_still_turns_the_image(tmp_path):
+    """A RATIONAL value stored under a tag the standard types SHORT: Pillow's exif_transpose raises
+    on it (struct.error), where viewers turn the image and go on."""
+    exif = Image.Exif()
+    exif[0x0112], exif[0x011A] = 6, (72, 1)  # orientation 6, XResolution 72/1 (RATIONAL)
+    image = Image.new("RGB", (12, 8), RED)
+    image.paste(BLUE, (6, 0, 12, 8))
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", exif=exif.tobytes(), quality=100)
+    data = buffer.getvalue()
+    entry = data.find(b"\x01\x1a\x00\x05")  # the XResolution entry, little-endian
+    assert entry > 0
+    (tmp_path / "x.jpg").write_bytes(data[:entry] + b"\x01\x19" + data[entry + 2:])  # -> MaxSampleValue, a SHORT
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Pillow's nameless "Metadata Warning"
+        upright = np.asarray(read_rgb(tmp_path / "x.jpg")).astype(int)
+        assert header_size(tmp_path / "x.jpg") == (8, 12)
+    assert upright.shape == (12, 8, 3)
+    assert abs(upright[1, 4] - RED).max() < 40 and abs(upright[-2, 4] - BLUE).max() < 40
 
 
 def test_an_upright_a_beside_an_exif_rotated_b_is_a_pair_of_one_shape(tmp_path):
@@ -317,3 +339,19 @@ def test_latent_i_is_the_same_whatever_the_count():
             assert torch.equal(random_latents(count, latent_dim, seed=3), reference[:count]), (latent_dim, count)
     plain = torch.randn(64, 100, generator=torch.Generator().manual_seed(3))
     assert torch.equal(random_latents(64, 100, seed=3), plain)  # what earlier runs drew, where it was whole
+
+
+def test_tiff_gif_and_jfif_files_are_read_and_other_formats_are_counted_in_one_warning(tmp_path):
+    for name in ("a.tif", "b.TIFF", "c.gif", "d.jfif", "e.jpe", "f.png"):
+        Image.new("RGB", (8, 8), RED).save(tmp_path / name, format={"jfif": "JPEG", "jpe": "JPEG"}.get(
+            name.rsplit(".", 1)[1], None))
+    Image.new("RGB", (8, 8), RED).save(tmp_path / "g.ico")
+    Image.new("RGB", (8, 8), RED).save(tmp_path / "h.ico")
+    Image.new("RGB", (8, 8), RED).save(tmp_path / "i.pdf")
+    (tmp_path / "notes.txt").write_text("not an image")
+    paths, messages = caught_warnings(lambda: find_images(tmp_path))
+    assert [path.name for path in paths] == ["a.tif", "b.TIFF", "c.gif", "d.jfif", "e.jpe", "f.png"]
+    assert len(messages) == 1 and "3 files" in messages[0] and "2 .ico, 1 .pdf" in messages[0], messages
+    assert str(tmp_path) in messages[0] and ".txt" not in messages[0]
+    for path in paths:
+        assert abs(np.asarray(read_rgb(path))[4, 4].astype(int) - RED).max() < 8, path  # JPEG: lossy

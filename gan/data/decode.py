@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif",
+                    ".ppm", ".pgm", ".pnm")
 
 # Pillow raises more than OSError on bad files: SyntaxError (broken PNG chunks),
 # ValueError, DecompressionBombError (a header claiming a huge size).
@@ -19,6 +21,14 @@ DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
 EXIF_ORIENTATION = 0x0112
 TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+# How each EXIF orientation is undone (the table of the EXIF standard, as ImageOps.exif_transpose
+# applies it). Applied here from the tag already read: exif_transpose parses the whole EXIF block
+# again and fails on tags that break the standard, where viewers still turn the image.
+UPRIGHT_BY_ORIENTATION = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 class ImageReadError(OSError):
@@ -106,9 +116,10 @@ def opened_image(path: str | Path) -> Iterator[Image.Image]:
 def exif_orientation(image: Image.Image) -> int:
     """The EXIF orientation tag (1: as stored); 1 when the EXIF block is damaged, as viewers show it."""
     try:
-        return image.getexif().get(EXIF_ORIENTATION, 1)
+        orientation = image.getexif().get(EXIF_ORIENTATION, 1)
     except DECODE_ERRORS:
         return 1
+    return orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else 1
 
 
 def oriented_size(image: Image.Image) -> tuple[int, int]:
@@ -123,9 +134,8 @@ def read_rgb(path: str | Path) -> Image.Image:
     try:
         with opened_image(path) as image:
             image.load()
-            if exif_orientation(image) != 1:
-                ImageOps.exif_transpose(image, in_place=True)
-            return to_rgb(image)
+            upright = UPRIGHT_BY_ORIENTATION.get(exif_orientation(image))
+            return to_rgb(image.transpose(upright) if upright is not None else image)
     except DECODE_ERRORS as error:
         raise ImageReadError(f"cannot read image '{path}': {error}") from error
 
@@ -156,14 +166,28 @@ def find_images(root: Path, recursive: bool = True) -> list[Path]:
     """Image files (by extension, any case) under `root`, sorted; errors if there are none.
 
     Hidden files and folders (a leading dot: `.ipynb_checkpoints/`, `.thumbnails/`) are left out.
-    Linked folders are followed, each real folder once, so a link loop ends.
+    Linked folders are followed, each real folder once, so a link loop ends. Files in other formats
+    Pillow knows (.psd, .ico, .pdf, ...) are left out with one warning that counts them.
     """
     if not root.exists():
         raise FileNotFoundError(f"image folder '{root}' does not exist")
     if not root.is_dir():
         raise NotADirectoryError(f"'{root}' is not a folder of images")
-    paths = sorted(path for path in (_walk(root) if recursive else root.iterdir())
-                   if path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith("."))
+    paths, other_formats = [], Counter()
+    for path in (_walk(root) if recursive else root.iterdir()):
+        suffix = path.suffix.lower()
+        if path.name.startswith("."):
+            continue
+        if suffix in IMAGE_EXTENSIONS:
+            paths.append(path)
+        elif suffix in Image.registered_extensions():
+            other_formats[suffix] += 1
+    paths.sort()
+    if other_formats:
+        counts = ", ".join(f"{count} {suffix}" for suffix, count in sorted(other_formats.items()))
+        warnings.warn(f"left out {sum(other_formats.values())} files under '{root}' in formats gan does not read "
+                      f"as training images ({counts}); convert them to PNG or JPEG to use them",
+                      UnreadableImageWarning, stacklevel=2)
     if not paths:
         where = "under" if recursive else "in"
         raise FileNotFoundError(f"no images found {where} '{root}' (looked for {', '.join(IMAGE_EXTENSIONS)})")
