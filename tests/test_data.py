@@ -1,3 +1,6 @@
+import os
+import signal
+import time
 import warnings
 
 import numpy as np
@@ -183,3 +186,21 @@ def test_batches_with_workers_equal_batches_without():
     with_workers = batches(dataset, 4, seed=1, start_sample=8, num_workers=2)
     for _ in range(6):
         assert torch.equal(next(in_process)["image"], next(with_workers)["image"])
+
+
+@pytest.mark.skipif(not hasattr(os, "setsid"), reason="process groups are POSIX")
+def test_loader_workers_are_out_of_reach_of_a_signal_to_the_trainers_process_group():
+    """Ctrl-C and a scheduler's SIGTERM reach every process of the group; the trainer still needs
+    batches to finish its step and save, so its workers leave the group and ignore SIGINT."""
+    loader = batches(SyntheticFaces(16, size=20), 4, seed=1, start_sample=0, num_workers=2)
+    next(loader)
+    workers = list(loader._workers)
+    for worker in workers:
+        assert os.getpgid(worker.pid) != os.getpgrp()
+        os.kill(worker.pid, signal.SIGINT)
+    time.sleep(0.5)
+    assert all(worker.is_alive() for worker in workers)
+    for _ in range(8):
+        assert next(loader)["image"].shape[0] == 4
+    loader._shutdown_workers()  # as the trainer's exit does: each is still ended by its SIGTERM
+    assert not any(worker.is_alive() for worker in workers)

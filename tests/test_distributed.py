@@ -153,6 +153,8 @@ def test_only_a_lost_process_is_told_in_one_line_other_errors_keep_their_traceba
     assert "data-loading worker process died (DataLoader worker (pid 497) is killed by signal: Killed;" in worker
     assert "data.num_workers" in worker
     # PyTorch words it so too, when the loader notices the pipe before the signal
+    terminated = lost_process(RuntimeError("DataLoader worker (pid 498) is killed by signal: Terminated. "), False)
+    assert "a signal sent to it" in terminated and "memory" not in terminated
     assert "worker process died" in lost_process(RuntimeError("DataLoader worker (pid(s) 7800) exited unexpectedly"),
                                                  False)
     peer = RuntimeError("[../gloo/transport/tcp/pair.cc:545] Read error [127.0.0.1]:8582: Connection reset by peer.")

@@ -39,7 +39,7 @@ def test_a_conditional_recipes_saturation_advice_names_only_keys_it_reads():
     from gan.training.resolve import RECIPE_KEYS
 
     saturated = {"d/real": 0.999, "d/fake": 0.002}
-    advice = {unconditional: findings(lambda: HealthWatch(True, unconditional).window(5, saturated))[0]
+    advice = {unconditional: findings(lambda flag=unconditional: HealthWatch(True, flag).window(5, saturated))[0]
               for unconditional in (True, False)}
     assert "loss.instance_noise" in advice[True] and "wgan-gp" in advice[True]
     named = set(re.findall(r"\b(?:loss|train)\.[a-z_0-9]+", advice[False]))

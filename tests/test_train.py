@@ -1,3 +1,4 @@
+import os
 import signal
 import subprocess
 import sys
@@ -177,6 +178,27 @@ def test_signal_saves_a_checkpoint_and_resume_finishes(tmp_path, signum, code):
                              "--set", f"train.steps={stopped_at + 2}"], capture_output=True, text=True, timeout=120)
     assert finish.returncode == 0, finish.stderr
     assert load_checkpoint(list_checkpoints(run_dir)[-1])["step"] == stopped_at + 2
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_to_the_whole_process_group_with_loader_workers_saves_a_checkpoint(tmp_path, signum, code):
+    """Ctrl-C in a terminal, or a scheduler's SIGTERM, reaches the loader workers too: they leave
+    stopping to the trainer, which finishes its step and saves."""
+    overrides = [arg for item in TINY if not item.startswith("train.steps") for arg in ("--set", item)]
+    command = [sys.executable, "-m", "gan", "train", str(REPO / "experiments" / "dcgan_demo.toml"), *overrides,
+               "--set", "train.steps=100000", "--set", "train.checkpoint_every=100000",
+               "--set", "data.num_workers=2", "--set", "metrics.every=2",
+               "--set", "metrics.names=[\"swd\"]", "--set", "metrics.num_samples=64", "--out", str(tmp_path)]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 120
+    for line in process.stderr:
+        if line.startswith("step 3/") or time.time() > deadline:
+            break
+    os.killpg(process.pid, signum)
+    _, rest = process.communicate(timeout=120)
+    assert process.returncode == code, rest
+    (checkpoint,) = list_checkpoints(only_run(tmp_path))
+    assert f"stopped by {signal.Signals(signum).name} at step {load_checkpoint(checkpoint)['step']}" in rest
 
 
 def test_a_resume_takes_the_learning_rates_of_its_config(tmp_path):

@@ -29,8 +29,11 @@ def lost_process(error: BaseException, distributed: bool) -> str | None:
         return None
     first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
     if "DataLoader worker" in first_line and ("killed by signal" in first_line or "exited unexpectedly" in first_line):
-        return (f"a data-loading worker process died ({first_line.rstrip('. ')}; the system may have run out of "
-                "memory: fewer data.num_workers, or data.cache, need less)")
+        # SIGKILL is what the kernel's out-of-memory killer sends; any other signal came from someone
+        cause = ("the system may have run out of memory: fewer data.num_workers, or data.cache, need less"
+                 if "killed by signal" not in first_line or first_line.rstrip(". ").endswith("Killed")
+                 else "a signal sent to it")
+        return f"a data-loading worker process died ({first_line.rstrip('. ')}; {cause})"
     import torch.distributed
 
     broken_link = any(word in first_line for word in ("Connection reset", "Connection closed", "Broken pipe",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import os
+import signal
 from typing import Iterator
 
 import torch
@@ -60,6 +62,16 @@ def first_samples(dataset: Dataset, count: int, seed: int) -> dict[str, torch.Te
     return {name: torch.stack([item[name] for item in items]) for name in items[0]}
 
 
+def _leave_stopping_to_the_trainer(worker_id: int) -> None:
+    """A loader worker leaves the trainer's process group, and ignores SIGINT. Ctrl-C, and a
+    scheduler's SIGTERM to the group, would otherwise kill it while the trainer finishes its step
+    and saves a checkpoint, which needs the next batches. The trainer ends its workers itself (with
+    a SIGTERM to each, which still works), and they end on their own when it dies."""
+    if hasattr(os, "setsid"):
+        os.setsid()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def batches(dataset: Dataset, batch_size: int, seed: int, start_sample: int, num_workers: int,
             pin_memory: bool = False, group: ProcessGroup = SINGLE_PROCESS) -> Iterator[dict[str, torch.Tensor]]:
     """Endless batches, starting at sample `start_sample` of the endless stream; with several
@@ -74,6 +86,7 @@ def batches(dataset: Dataset, batch_size: int, seed: int, start_sample: int, num
         drop_last=True,
         # A private generator: creating the loader's iterator must not draw from the global RNG.
         generator=torch.Generator().manual_seed(seed),
+        worker_init_fn=_leave_stopping_to_the_trainer,
         # The sampler is endless, so the one iterator lives for the whole run: persistent
         # workers would change nothing. Deeper prefetch rides out slow files.
         prefetch_factor=4 if num_workers else None,
