@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from conftest import REPO, TINY, tiny_config
 import gan.core.checkpoint as checkpoint_module
 import gan.core.files as files_module
 from gan.commands.main import main
-from gan.core.checkpoint import list_checkpoints, load_checkpoint
+from gan.core.checkpoint import CheckpointError, list_checkpoints, load_checkpoint
 from gan.core.files import RunDirectoryBusy, RunLock, temp_name
 from gan.training.loop import NonFiniteLossError, train
 from gan.training.state import newest_loadable_checkpoint
@@ -229,6 +230,25 @@ def test_a_malformed_newest_checkpoint_falls_back_like_a_corrupt_one(tmp_path):
     del state["networks"]  # a gan-format file without the training state
     torch.save(state, newest)
     with pytest.warns(UserWarning, match="malformed: it has no 'networks'.*falling back"):
+        path, restored = newest_loadable_checkpoint(first.run_dir)
+    assert path.name == "checkpoint-00000002.pt" and restored["step"] == 2
+
+
+def test_a_flipped_bit_in_the_newest_checkpoints_weights_is_found_and_the_resume_falls_back(tmp_path):
+    """torch.load does not check the zip's CRC-32s: without gan's check, the damaged weights would
+    load silently."""
+    first = train(tiny_config(), tmp_path / "run", CPU, progress_stream=sys.stdout)
+    newest = list_checkpoints(first.run_dir)[-1]
+    data = bytearray(newest.read_bytes())
+    with zipfile.ZipFile(newest) as archive:
+        record = max(archive.infolist(), key=lambda info: info.file_size)  # the largest tensor
+    start = record.header_offset + 30 + len(record.orig_filename.encode()) + len(record.extra)
+    data[start + record.file_size // 2] ^= 0x10
+    newest.write_bytes(bytes(data))
+    torch.load(newest, weights_only=True)  # loads without a word
+    with pytest.raises(CheckpointError, match=rf"{newest.name}' is corrupt: its record '.*' fails its checksum"):
+        load_checkpoint(newest)
+    with pytest.warns(UserWarning, match="fails its checksum.*falling back"):
         path, restored = newest_loadable_checkpoint(first.run_dir)
     assert path.name == "checkpoint-00000002.pt" and restored["step"] == 2
 
