@@ -93,3 +93,25 @@ def test_a_vgg_weights_file_holding_pickled_objects_is_refused_in_one_line(tmp_p
                                          r"\(loss.vgg_weights\): it is not a torch file, or it holds pickled") as error:
         VGGFeatures("relu2_2", "vgg19", str(path))
     assert "weights_only" not in str(error.value)
+
+
+def test_a_read_only_or_misplaced_output_folder_ends_in_one_line_naming_it(tmp_path, monkeypatch):
+    """Root ignores permissions, so a read-only disk is stood in for by mkdir raising EROFS; a
+    file where a folder belongs is real."""
+    import errno
+    from pathlib import Path
+
+    demo = str(REPO / "experiments" / "dcgan_demo.toml")
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("a file, not a folder")
+    sweep = CliRunner().invoke(main, ["sweep", demo, "--grid", "train.steps=1", "--out", str(a_file / "sweeps")])
+    assert sweep.exit_code == 2 and "Traceback" not in sweep.output, sweep.output
+    assert f"error: '{a_file / 'sweeps'}': Not a directory (a part of the path is a file" in sweep.output
+
+    def read_only(self, *args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    train = CliRunner().invoke(main, ["train", demo, "--set", "train.steps=1", "--out", str(tmp_path / "runs")])
+    assert train.exit_code == 2 and "Traceback" not in train.output, train.output
+    assert f"error: '{tmp_path / 'runs'}': Read-only file system (the file system is read-only" in train.output

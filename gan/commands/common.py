@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 from pathlib import Path
 
@@ -25,3 +26,22 @@ def refuse_folder_in_a_run(folder: Path, option: str) -> None:
         raise ConfigError(f"{option} '{folder}' is {'' if run == folder.resolve() else 'inside '}the run directory "
                           f"'{run}': new runs there would mix with its files; give a folder of runs, such as "
                           f"'{run.parent}'")
+
+
+# What a person can do about the file errors a command meets, by errno.
+_FILE_ERROR_ADVICE = {
+    errno.EACCES: "choose a folder you may write to, or change its permissions",
+    errno.EPERM: "choose a folder you may write to, or change its permissions",
+    errno.EROFS: "the file system is read-only: choose a folder on another",
+    errno.ENOSPC: "the disk is full: free space, or choose a folder on another disk",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EISDIR: "a folder stands where a file is meant to be",
+}
+
+
+def file_error(error: OSError) -> str:
+    """One line for an operating-system error on a named file: the file, what went wrong, and what
+    to do about it where that is clear."""
+    advice = _FILE_ERROR_ADVICE.get(error.errno)
+    where = f"'{error.filename}'" + (f" -> '{error.filename2}'" if error.filename2 else "")
+    return f"{where}: {error.strerror or error}" + (f" ({advice})" if advice else "")

@@ -11,6 +11,7 @@ from PIL import Image
 from gan import __version__
 from gan.commands.bench import bench
 from gan.commands.cache import cache
+from gan.commands.common import fail, file_error
 from gan.commands.compare import compare
 from gan.commands.eval import evaluate
 from gan.commands.export import export
@@ -27,7 +28,20 @@ def _format_warning(message, category, filename, lineno, line=None) -> str:
     return f"{CLEAR_LINE if sys.stderr.isatty() else ''}warning: {message}\n"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Commands(click.Group):
+    """The command group, ending any command's unhandled error on a named file (a read-only or
+    full disk, a file where a folder belongs) with one line instead of a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except OSError as error:
+            if error.filename is None:
+                raise
+            fail(file_error(error))
+
+
+@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="gan")
 def main() -> None:
     """GANs on one zoo of networks and one training loop.
