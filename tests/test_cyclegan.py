@@ -246,3 +246,25 @@ def test_direction_needs_a_cyclegan_checkpoint(tmp_path):
     result = runner.invoke(main, ["translate", str(run_dir), str(root / "val" / "0.png"), str(tmp_path / "x.png"),
                                   "--direction", "BtoA"])
     assert result.exit_code == 2 and "--direction is for CycleGAN checkpoints" in result.output
+
+
+def test_a_broken_file_in_either_domain_is_named_and_counted_once_per_domain(tmp_path):
+    """Each domain keeps its own record of the files that failed: A's index 0 failing must not
+    hide B's index 0 failing, nor be counted for it."""
+    import warnings
+
+    from gan.data.unpaired import unpaired_dataset
+
+    for side in ("trainA", "trainB"):
+        (tmp_path / side).mkdir()
+        for index in range(2):
+            random_rgb((64, 64), index).save(tmp_path / side / f"{index}.jpg", quality=95)
+        broken = tmp_path / side / "0.jpg"
+        broken.write_bytes(broken.read_bytes()[: broken.stat().st_size // 3])  # passes the header scan
+    dataset = unpaired_dataset(tmp_path / "trainA", tmp_path / "trainB", 8, load_size=0, train=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        item = dataset[0]
+    named = sorted(str(warning.message) for warning in caught if "skipping" in str(warning.message))
+    assert len(named) == 2 and "trainA" in named[0] and "trainB" in named[1], named
+    assert dataset.num_skipped == 2 and item["a"].shape == item["b"].shape == (3, 8, 8)

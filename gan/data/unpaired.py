@@ -21,7 +21,8 @@ from gan.data.paired import augment_together
 
 class UnpairedImages(Dataset):
     def __init__(self, a_paths: list[Path], b_paths: list[Path], resolution: int, load_size: int = 286,
-                 train: bool = True, hflip: bool = True, strict: bool = False, skipped_at_scan: int = 0):
+                 train: bool = True, hflip: bool = True, strict: bool = False,
+                 skipped_at_scan: tuple[int, int] = (0, 0)):
         if load_size and load_size < resolution:
             raise ValueError(f"data.load_size ({load_size}) must be 0 or at least data.resolution ({resolution})")
         self.a_paths, self.b_paths = a_paths, b_paths
@@ -29,7 +30,10 @@ class UnpairedImages(Dataset):
         self.load_size = load_size
         self.train = train
         self.hflip = hflip
-        self.skip_unreadable = SkipUnreadable(strict, skipped_at_scan, location_of([*a_paths, *b_paths]))
+        # One per domain: each remembers the indices that failed in its own list of files
+        self.skip_unreadable = {name: SkipUnreadable(strict, skipped, location_of(paths))
+                                for name, paths, skipped in (("a", a_paths, skipped_at_scan[0]),
+                                                             ("b", b_paths, skipped_at_scan[1]))}
 
     def __len__(self) -> int:
         return max(len(self.a_paths), len(self.b_paths))
@@ -40,7 +44,7 @@ class UnpairedImages(Dataset):
         b_index = rng.randrange(len(self.b_paths)) if self.train else index % len(self.b_paths)
         images = {}
         for name, paths, start in (("a", self.a_paths, index % len(self.a_paths)), ("b", self.b_paths, b_index)):
-            image = self.skip_unreadable(lambda i, paths=paths: read_rgb(paths[i]), start, len(paths))
+            image = self.skip_unreadable[name](lambda i, paths=paths: read_rgb(paths[i]), start, len(paths))
             (image,) = augment_together([image], self.resolution, self.load_size, rng if self.train else None,
                                         self.hflip)
             images[name] = pil_to_signed(image)
@@ -48,7 +52,7 @@ class UnpairedImages(Dataset):
 
     @property
     def num_skipped(self) -> int:
-        return self.skip_unreadable.num_skipped
+        return sum(skip.num_skipped for skip in self.skip_unreadable.values())
 
 
 def domain_folders(root: str | Path, split: str, a_root: str = "", b_root: str = "") -> tuple[Path, Path]:
@@ -59,14 +63,13 @@ def domain_folders(root: str | Path, split: str, a_root: str = "", b_root: str =
 
 def unpaired_dataset(a_folder: Path, b_folder: Path, resolution: int, load_size: int = 286, train: bool = True,
                      hflip: bool = True, strict: bool = False, max_images: int = 0) -> UnpairedImages:
-    folders = {}
-    skipped_total = 0
+    folders, skipped = {}, {}
     for name, folder in (("A", a_folder), ("B", b_folder)):
         paths = find_images(folder)
         paths = paths[:max_images] if max_images else paths
-        readable, skipped = readable_images(paths, strict)
+        readable, unreadable = readable_images(paths, strict)
         if not readable:
             raise ImageReadError(f"none of the {len(paths)} image files of domain {name} in '{folder}' could be read")
-        folders[name] = readable
-        skipped_total += len(skipped)
-    return UnpairedImages(folders["A"], folders["B"], resolution, load_size, train, hflip, strict, skipped_total)
+        folders[name], skipped[name] = readable, len(unreadable)
+    return UnpairedImages(folders["A"], folders["B"], resolution, load_size, train, hflip, strict,
+                          (skipped["A"], skipped["B"]))
