@@ -77,6 +77,21 @@ def test_a_and_b_folders_match_by_name(tmp_path):
     assert (item["input"] + item["target"]).abs().max() <= 2 / 127.5 + 1e-6
 
 
+def test_lower_case_a_and_b_folders_are_sides_and_two_other_folders_of_single_images_are_refused(tmp_path):
+    """Read as A|B images, each 64x48 photo of a/ or input/ would be cut in two halves silently."""
+    for sides in (("a", "b"), ("input", "target")):
+        root = tmp_path / sides[0]
+        for side in sides:
+            (root / side).mkdir(parents=True)
+            for name in ("x", "y"):
+                Image.fromarray(_pattern(64, 48, len(name))).save(root / side / f"{name}.png")
+    pairs = matched_folders(tmp_path / "a")
+    assert [(a.parent.name, b.parent.name, a.name) for a, b in pairs] == [("a", "b", "x.png"), ("a", "b", "y.png")]
+    assert paired_dataset(tmp_path / "a", "all", 32, load_size=0)[0]["input"].shape == (3, 32, 32)
+    with pytest.raises(ValueError, match=r"two folders of single images \(input/ and target/\).*name them A/ and B/"):
+        paired_dataset(tmp_path / "input", "all", 32)
+
+
 def test_unmatched_files_are_an_error_listing_them(tmp_path):
     (tmp_path / "A").mkdir()
     (tmp_path / "B").mkdir()

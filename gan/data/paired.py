@@ -181,9 +181,37 @@ class PairedImages(Dataset):
         return self.skip_unreadable.num_skipped
 
 
+def side_folder(root: Path, side: str) -> Path:
+    """`root/A` (or `root/B`), also when written in lower case (`a/`); both cases at once is an error."""
+    found = [root / name for name in (side.upper(), side.lower()) if (root / name).is_dir()]
+    if len(found) == 2 and not found[0].samefile(found[1]):
+        raise ValueError(f"'{root}' holds both {side.upper()}/ and {side.lower()}/: keep one folder per side")
+    return found[0] if found else root / side.upper()
+
+
 def detect_layout(root: Path) -> str:
-    """'folders' when root holds A/ and B/, else 'aligned'."""
-    return "folders" if (root / "A").is_dir() and (root / "B").is_dir() else "aligned"
+    """'folders' when root holds A/ and B/ (in either case), else 'aligned'."""
+    return "folders" if side_folder(root, "A").is_dir() and side_folder(root, "B").is_dir() else "aligned"
+
+
+def refuse_two_folders_of_single_images(root: Path) -> None:
+    """ValueError when `root`, about to be read as A|B images cut in halves, holds no images of its
+    own but two folders of images mostly narrower than 2:1: the sides of pairs, named other than
+    A/ and B/ (input/ and target/, say), whose images would each be cut in two."""
+    if any(path.is_file() for path in root.iterdir()):
+        return
+    folders = sorted(sub for sub in root.iterdir() if sub.is_dir() and not sub.name.startswith("."))
+    if len(folders) != 2:
+        return
+    try:
+        sizes = [size for folder in folders for path in find_images(folder)[:SHAPE_SAMPLE // 2]
+                 if (size := header_size(path)) is not None]
+    except FileNotFoundError:
+        return
+    if sizes and sum(pair_wide(*size) for size in sizes) < len(sizes) / 2:
+        names = " and ".join(f"{folder.name}/" for folder in folders)
+        raise ValueError(f"'{root}' holds two folders of single images ({names}), which would be read as A|B images "
+                         "cut in halves: name them A/ and B/ so that their files pair by name (or set data.layout)")
 
 
 def _name_key(root: Path, path: Path) -> str:
@@ -206,7 +234,7 @@ def _files_by_name(folder: Path) -> dict[str, Path]:
 
 def matched_folders(root: Path) -> list[tuple[Path, Path]]:
     """Files of root/A and root/B paired by relative name; any unmatched name is an error."""
-    a_files, b_files = _files_by_name(root / "A"), _files_by_name(root / "B")
+    a_files, b_files = _files_by_name(side_folder(root, "A")), _files_by_name(side_folder(root, "B"))
     problems = []
     for side, other, mine, theirs in (("A", "B", a_files, b_files), ("B", "A", b_files, a_files)):
         alone = sorted(set(mine) - set(theirs))
@@ -262,6 +290,8 @@ def paired_dataset(root: str | Path, split: str, resolution: int, load_size: int
             raise ValueError(f"'{folder}' holds A/ and B/ folders one level down ({', '.join(nested)}), which would "
                              f"be read as A|B images cut in halves: set data.split to one of {', '.join(nested)} "
                              "(or data.root to it)")
+        if layout == "aligned":
+            refuse_two_folders_of_single_images(folder)
     if layout == "folders":
         pairs = matched_folders(folder)
         pairs = pairs[:max_images] if max_images else pairs

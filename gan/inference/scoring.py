@@ -47,6 +47,7 @@ from gan.data.paired import (
     detect_layout,
     matched_folders,
     pair_wide,
+    refuse_two_folders_of_single_images,
     training_pair_shapes,
 )
 from gan.data.super_resolution import Degradation, bicubic_resize, crop_to_multiple
@@ -242,6 +243,8 @@ def _evaluation_pairs(folder: Path, layout: str) -> list[tuple[Path, Path | None
     """Every pair in `folder`, readable or not, so that each gets a row or is named as skipped: A/ and
     B/ files matched by name, or single AB images. Pairs whose aspect ratios differ are warned of."""
     if (detect_layout(folder) if layout == "auto" else layout) == "aligned":
+        if layout == "auto":
+            refuse_two_folders_of_single_images(folder)
         return [(path, None) for path in find_images(folder)]
     pairs = matched_folders(folder)
     check_pair_shapes([pair for pair in pairs if all(check_header(path) is None for path in pair)], folder,
