@@ -162,6 +162,12 @@ def test_a_resolution_the_unet_cannot_take_is_a_config_error(tmp_path):
     assert result.exit_code == 2 and "data.resolution (200) must be a multiple of 256" in result.output
 
 
+def test_a_resolution_the_resnet_generator_cannot_take_is_a_config_error(tmp_path):
+    result = CliRunner().invoke(main, ["train", str(REPO / "experiments" / "cyclegan_horse2zebra.toml"),
+                                       "--set", "data.resolution=30", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "data.resolution (30) must be a multiple of 4" in result.output, result.output
+
+
 def test_weights_that_do_not_fit_their_spec_are_a_clear_error(trained_run, tmp_path):
     from gan.core.checkpoint import load_checkpoint, save_checkpoint
 

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from gan.core.config import Config
+from gan.core.registry import ConfigError
 from gan.core.images import signed_to_uint8
 from gan.data import build_dataset
 from gan.nets import network_spec
@@ -60,6 +61,9 @@ class CycleGANRecipe(RecipeBase):
                       for index, domain in enumerate(("A", "B"))}
         self.use_diffaugment()
         self.size_multiple = getattr(self.generators["AtoB"], "size_multiple", 1)
+        if config.data.resolution % self.size_multiple:
+            raise ConfigError(f"data.resolution ({config.data.resolution}) must be a multiple of "
+                              f"{self.size_multiple} for generator '{model.generator}'")
         self.distribution = DistributionScores(config, device)
         self._test_images: dict[str, torch.Tensor] | None = None
 
