@@ -164,6 +164,13 @@ def test_failing_generative_metrics_cost_no_progress_either(tmp_path, monkeypatc
     assert load_checkpoint(resolve_checkpoint(tmp_path / "run"))["step"] == 4
 
 
+def test_a_side_task_failure_before_any_checkpoint_does_not_advise_a_resume(tmp_path):
+    error = SideTaskError("previews", 1, RuntimeError("broke"), None, tmp_path / "run",
+                          save_error=OSError(28, "No space left on device"))
+    assert "'None'" not in str(error) and "--resume" not in str(error)
+    assert "none was written before" in str(error) and str(error).endswith("start the run again with gan train CONFIG")
+
+
 def test_the_command_reports_a_side_task_failure_in_one_line(tmp_path, monkeypatch):
     fail_on_call(monkeypatch, "_write_previews", 1)
     sets = [arg for item in (*TINY, "train.steps=3", "log.image_every=2") for arg in ("--set", item)]

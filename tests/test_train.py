@@ -154,6 +154,10 @@ def test_cuda_without_a_gpu_is_a_clear_error():
         select_device("cuda")
     with pytest.raises(DeviceUnavailable, match="unknown device 'tpu'"):
         select_device("tpu")
+    for name in ("mps", "xpu", "meta", "cpu:7"):  # devices torch knows, that gan does not run on
+        with pytest.raises(DeviceUnavailable, match=f"unknown device '{name}'; use auto, cpu, cuda or cuda:N"):
+            select_device(name)
+    assert select_device("cpu") == CPU
     assert select_device("auto") == CPU
 
 

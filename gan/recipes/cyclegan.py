@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from gan.core.config import Config
-from gan.core.registry import ConfigError
 from gan.core.images import signed_to_uint8
+from gan.core.registry import ConfigError
 from gan.data import build_dataset
 from gan.nets import network_spec
 from gan.nets.running import eval_mode, run_padded

@@ -97,11 +97,16 @@ class SideTaskError(RuntimeError):
     def __init__(self, task: str, step: int, error: Exception, checkpoint: Path | None, run_dir: Path,
                  save_error: Exception | None = None):
         reason = (str(error).strip().splitlines() or [""])[0][:300]
-        kept = (f"training stopped with a checkpoint of step {step} ('{checkpoint}'), so nothing is lost"
-                if save_error is None else f"no checkpoint could be written ({save_error}); '{checkpoint}' is kept")
+        if save_error is None:
+            kept = f"training stopped with a checkpoint of step {step} ('{checkpoint}'), so nothing is lost"
+        elif checkpoint is not None:
+            kept = f"no checkpoint could be written ({save_error}); '{checkpoint}' is kept"
+        else:
+            kept = f"no checkpoint could be written ({save_error}), and none was written before"
+        then = f"gan train --resume {run_dir}" if checkpoint is not None else "start the run again with gan train CONFIG"
         switch = f" (or switch it off: {SIDE_TASKS[task]})" if SIDE_TASKS[task] else ""
         super().__init__(f"{task} failed at step {step} ({type(error).__name__}: {reason}); {kept}. Fix the cause"
-                         f"{switch}, then: gan train --resume {run_dir}")
+                         f"{switch}, then: {then}")
 
 
 @dataclass
@@ -127,6 +132,9 @@ def select_device(name: str = "auto") -> torch.device:
         device = torch.device(name)
     except RuntimeError:
         raise DeviceUnavailable(f"unknown device '{name}'; use auto, cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda") or (device.type == "cpu" and device.index not in (None, 0)):
+        # gan's recipes run and are tested on CUDA and the CPU only (one CPU device: cpu:1 is no other)
+        raise DeviceUnavailable(f"unknown device '{name}'; use auto, cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise DeviceUnavailable(f"--device {name} was asked for, but PyTorch sees no CUDA GPU; use --device cpu")
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
