@@ -110,6 +110,19 @@ def test_a_crop_of_zero_is_refused():
         load_config(None, ["data.crop=0"])
 
 
+@pytest.mark.parametrize("assignment, expected", [
+    ("data.num_workers=100000", "data.num_workers must be in [0, 256], got 100000"),
+    ("data.synthetic_size=10000000000", "data.synthetic_size must be in [1, 10000000], got 10000000000"),
+    ("train.d_steps=1000000", "train.d_steps must be in [1, 100], got 1000000"),
+    ("train.ema_bn_batches=100000000", "train.ema_bn_batches must be in [0, 10000], got 100000000"),
+])
+def test_a_count_that_would_exhaust_the_machine_is_refused(assignment, expected):
+    """Each is a typo's value: forking 100,000 workers, or an epoch order of ten billion, would
+    stop the machine rather than train."""
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        load_config(None, [assignment])
+
+
 # ----------------------------------------------------------------------------- keys that change nothing
 
 

@@ -485,7 +485,10 @@ def check_values(config: Config) -> None:
     _check_range("metrics.num_samples", config.metrics.num_samples, 2, MAX_METRIC_SAMPLES)
     _check_range("log.num_samples", config.log.num_samples, 1, MAX_PREVIEW_SAMPLES)
     _check_range("data.resolution", data.resolution, 1, MAX_RESOLUTION)
-    _check_range("data.synthetic_size", data.synthetic_size, 1, math.inf)
+    _check_range("data.synthetic_size", data.synthetic_size, 1, MAX_SYNTHETIC_SIZE)
+    _check_range("data.num_workers", data.num_workers, 0, MAX_LOADER_WORKERS)
+    _check_range("train.d_steps", config.train.d_steps, 1, MAX_D_STEPS)
+    _check_range("train.ema_bn_batches", config.train.ema_bn_batches, 0, MAX_EMA_BN_BATCHES)
     _check_range("loss.gp_weight", loss.gp_weight, 0.0, math.inf)
     _check_range("loss.vgg_feature_scale", loss.vgg_feature_scale, 0.0, math.inf)
     _check_text(config)
@@ -575,6 +578,10 @@ def _inert_keys(config: Config) -> list[str]:
 
 MAX_METRIC_SAMPLES = 1_000_000  # 20x FID's customary 50,000; more is a typo that would exhaust memory
 MAX_PREVIEW_SAMPLES = 1024  # a 32x32 grid: more is no grid a person can look at, and costs memory every preview
+MAX_SYNTHETIC_SIZE = 10_000_000  # each epoch's order is a list of this many: 10M is 40x CelebA already
+MAX_LOADER_WORKERS = 256  # processes; more is a typo that would fork until the machine stops
+MAX_D_STEPS = 100  # discriminator updates per generator update (WGAN uses 5); more is a typo
+MAX_EMA_BN_BATCHES = 10_000  # batches of BatchNorm statistics per EMA evaluation; more is a typo
 MAX_RESOLUTION = 8192  # pixels a side; more is a typo (a 8192^2 batch of 64 is already 50 GB of float input)
 
 
