@@ -93,6 +93,13 @@ def test_a_resume_drops_the_metrics_rows_of_the_steps_it_trains_again(tmp_path):
     again = [json.loads(line) for line in record.read_text().splitlines()]
     assert [row["step"] for row in again] == [2, 4]  # not 2, 4, 4
     assert again == first  # the resume is exact: step 4 scores as it did
+    # a line damaged by hand (a byte that is no UTF-8) is kept as it is, by the resume and the next row
+    damaged = b'{"note": "\xff"}\n'
+    record.write_bytes(record.read_bytes() + damaged)
+    (result.run_dir / "checkpoint-00000004.pt").unlink()
+    train(tiny_config(*settings), result.run_dir, CPU, resume=True)
+    lines = record.read_bytes().splitlines(keepends=True)
+    assert lines[1] == damaged and [json.loads(line)["step"] for line in (lines[0], *lines[2:])] == [2, 4]
 
 
 def test_lower_is_better_for_distances_and_a_bad_value_never_wins(tmp_path):

@@ -51,7 +51,15 @@ from gan.core.distributed import (
     synchronise_weights,
     use_sync_batchnorm,
 )
-from gan.core.files import LOCK_NAME, RunLock, WriteError, is_stale_temp, remove_stale_temps, write_text_atomically
+from gan.core.files import (
+    LOCK_NAME,
+    RunLock,
+    WriteError,
+    is_stale_temp,
+    remove_stale_temps,
+    write_atomically,
+    write_text_atomically,
+)
 from gan.core.images import image_grid, save_image_grid
 from gan.core.presets import LOSS_PRESETS
 from gan.core.progress import Progress, format_duration, print_above
@@ -862,17 +870,17 @@ def _drop_metrics_after(path: Path, step: int, say: Callable[[str], None]) -> No
     if not path.is_file():
         return
     kept, dropped = [], 0
-    for line in path.read_text().splitlines(keepends=True):
+    for line in path.read_bytes().splitlines(keepends=True):  # bytes: a damaged line is kept as it is
         try:
             row_step = json.loads(line).get("step")
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError):  # (UnicodeDecodeError is a ValueError)
             row_step = None
         if isinstance(row_step, (int, float)) and not isinstance(row_step, bool) and row_step > step:
             dropped += 1
         else:
             kept.append(line)
     if dropped:
-        write_text_atomically(path, "".join(kept))
+        write_atomically(path, lambda temp: temp.write_bytes(b"".join(kept)))
         say(f"{path.name}: dropped {dropped} row(s) past step {step}, the steps this resume trains again")
 
 
@@ -885,7 +893,8 @@ def _log_generative_metrics(evaluator: GenerativeEvaluator, recipe: Recipe, writ
     path = run_dir / METRICS_RECORD  # rewritten whole, atomically: never a torn line
     line = json.dumps({"step": step, "num_images": evaluator.reference_size, **scores}) + "\n"
     try:
-        write_text_atomically(path, (path.read_text() if path.exists() else "") + line)
+        before = path.read_bytes() if path.exists() else b""
+        write_atomically(path, lambda temp: temp.write_bytes(before + line.encode()))
     except WriteError as error:
         warnings.warn(f"{error}; training goes on", stacklevel=2)
     fewer = (f"  ({evaluator.reference_size} images: all the data set holds, not the {evaluator.count} of "
