@@ -66,6 +66,14 @@ def test_a_run_written_before_a_key_existed_groups_with_one_that_spells_out_its_
                                                                     "model.discriminator_args.spectral_norm=true"}
 
 
+def test_a_config_that_is_not_utf8_is_named_in_one_line(tmp_path):
+    run = make_run(tmp_path / "runs", "00000-seed=0", "hinge", 0, [20.0])
+    (run / "config.toml").write_bytes((run / "config.toml").read_bytes() + b"# caf\xe9\n")  # Latin-1
+    result = CliRunner().invoke(main, ["compare", str(run), "--out", str(tmp_path / "table")])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert f"cannot read '{run / 'config.toml'}'" in result.output and "utf-8" in result.output
+
+
 def test_runs_of_two_recipes_are_named_by_their_folders_not_by_dozens_of_keys(tmp_path):
     runs = tmp_path / "runs"
     dcgan = [make_run(runs, f"0000{seed}-dcgan_demo", "hinge", seed, [20.0], "dcgan") for seed in (0, 1)]

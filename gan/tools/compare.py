@@ -81,8 +81,8 @@ def sweep_runs_not_started(paths: list[Path]) -> list[str]:
     missing = []
     for path in paths:
         try:
-            listed = tomllib.loads((path / MANIFEST).read_text()).get("runs", {})
-        except (OSError, tomllib.TOMLDecodeError):  # no sweep folder, or not one gan can read
+            listed = tomllib.loads((path / MANIFEST).read_text(encoding="utf-8")).get("runs", {})
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):  # no sweep folder, or not one gan can read
             continue
         missing += [f"{path.name}/{name}" for name in listed if not (path / name / "config.toml").is_file()]
     return missing
@@ -163,8 +163,8 @@ def read_configs(runs: list[Path]) -> dict[Path, dict[str, object]]:
     for run in runs:
         path = run / "config.toml"
         try:
-            written = tomllib.loads(path.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as error:
+            written = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:  # TOML is UTF-8
             raise CompareError(f"cannot read '{path}': {error}") from error
         try:
             configs[run] = flatten_config(config_to_dict(resolve_names(config_from_dict(written))))
