@@ -11,7 +11,8 @@ from click.testing import CliRunner
 from conftest import tiny_config, tiny_recipe_config, write_recipe_data
 
 from gan.commands.main import main
-from gan.core.checkpoint import BEST_NAME, BEST_RECORD, BestCheckpoint, load_checkpoint
+from gan.core.checkpoint import BEST_NAME, BEST_RECORD, FORMAT, BestCheckpoint, load_checkpoint
+from gan.core.files import WriteError
 from gan.core.registry import ConfigError
 from gan.recipes.pix2pix import Pix2PixRecipe
 from gan.training.loop import train
@@ -151,3 +152,24 @@ def test_a_validation_metric_the_recipe_never_gives_is_said_once(recipe_data, tm
     said = [str(w.message) for w in caught if "train.keep_best = 'val/psnr'" in str(w.message)]
     assert len(said) == 1 and "val/cycle_l1" in said[0], said
     assert not (tmp_path / "run" / BEST_NAME).exists()
+
+
+def test_best_pt_written_and_best_json_refused_is_still_the_best_and_a_resume_reads_it(tmp_path, monkeypatch):
+    """best.pt is written first; a full disk then refusing best.json must not let a worse value
+    replace best.pt later, nor a resume believe the older best.json."""
+    import gan.core.checkpoint as checkpoint_module
+
+    best = BestCheckpoint(tmp_path, "swd/mean", "lower")
+    best.save({"format": FORMAT, "step": 2}, 2, 30.0)
+
+    def disk_full(path, text):
+        raise WriteError(f"could not write '{path}': No space left on device")
+
+    monkeypatch.setattr(checkpoint_module, "write_text_atomically", disk_full)
+    with pytest.raises(WriteError):
+        best.save({"format": FORMAT, "step": 4}, 4, 20.0)
+    assert (best.value, best.step) == (20.0, 4) and not best.improves(25.0)  # 25 is worse than best.pt's 20
+    monkeypatch.undo()
+    with pytest.warns(UserWarning, match=r"disagrees with best.pt, which holds swd/mean 20 of step 4"):
+        resumed = BestCheckpoint(tmp_path, "swd/mean", "lower")
+    assert (resumed.value, resumed.step) == (20.0, 4)

@@ -192,7 +192,7 @@ class BestCheckpoint:
         self.run_dir, self.metric, self.lower = run_dir, metric, direction == "lower"
         self.value: float | None = None
         self.step: int | None = None  # where the best so far was kept
-        record = run_dir / BEST_RECORD
+        record, malformed = run_dir / BEST_RECORD, None
         if record.is_file():
             try:
                 saved = json.loads(record.read_text())
@@ -200,15 +200,18 @@ class BestCheckpoint:
                 saved = None
             value = saved.get("value") if isinstance(saved, dict) else None
             usable = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-            if not usable:  # NaN, text, a torn file: it would never be beaten, freezing best.pt
-                warnings.warn(f"'{record}' is malformed ({str(value if saved else 'unreadable')[:40]} is no "
-                              "metric value): the next evaluation replaces it and best.pt", stacklevel=2)
-            elif saved.get("metric") == metric:
+            malformed = None if usable else str(value if saved else 'unreadable')[:40]
+            if usable and saved.get("metric") == metric:
                 self.value = float(value)
                 step = saved.get("step")
                 if not isinstance(step, int) or isinstance(step, bool):  # a record written before it had one
                     step = stored_step(run_dir / BEST_NAME) if (run_dir / BEST_NAME).is_file() else None
                 self.step = step
+        self._agree_with_best_pt()
+        if malformed is not None and self.value is None:
+            # NaN, text, a torn file: it would never be beaten, freezing best.pt
+            warnings.warn(f"'{record}' is malformed ({malformed} is no metric value): the next evaluation "
+                          "replaces it and best.pt", stacklevel=2)
 
     def discard_after(self, step: int) -> str | None:
         """A resume from `step` trains the steps after it again: a best.pt kept at one of them is
@@ -235,11 +238,32 @@ class BestCheckpoint:
         return self.value is None or (value < self.value if self.lower else value > self.value)
 
     def save(self, state: dict[str, Any], step: int, value: float) -> None:
-        """best.pt, then best.json (each atomically); WriteError when the disk refuses."""
+        """best.pt, then best.json (each atomically); WriteError when the disk refuses. Once best.pt
+        is written it is the best so far, also when best.json then fails (best.pt records its own
+        metric, value and step, which a resume reads when the two disagree)."""
         save_checkpoint({**state, "best": {"metric": self.metric, "value": value}}, self.run_dir / BEST_NAME)
+        self.value, self.step = value, step
         write_text_atomically(self.run_dir / BEST_RECORD,
                               json.dumps({"metric": self.metric, "value": value, "step": step}) + "\n")
-        self.value, self.step = value, step
+
+    def _agree_with_best_pt(self) -> None:
+        """Take best.pt's own record (metric, value, step) where best.json disagrees with it: a
+        best.json that failed to write after best.pt did, or one edited by hand."""
+        path = self.run_dir / BEST_NAME
+        try:
+            state = quiet_torch_load(path, map_location="cpu", mmap=True) if path.is_file() else None
+        except Exception:  # noqa: BLE001 - a damaged best.pt: the next evaluation replaces it
+            return
+        held = state.get("best") if isinstance(state, dict) else None
+        if not isinstance(held, dict) or held.get("metric") != self.metric:
+            return
+        value, step = held.get("value"), state.get("step")
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and isinstance(step, int)):
+            return
+        if (value, step) != (self.value, self.step):
+            warnings.warn(f"'{self.run_dir / BEST_RECORD}' disagrees with {BEST_NAME}, which holds {self.metric} "
+                          f"{value:.4g} of step {step}: best.pt's own record is used", stacklevel=3)
+            self.value, self.step = float(value), step
 
 
 def prune_checkpoints(run_dir: Path, keep: int, written: Path) -> None:

@@ -842,7 +842,9 @@ def _save_best(best: BestCheckpoint, recipe: Recipe, config: Config, step: int, 
     try:
         best.save(training_state(recipe, config, step, samples_seen), step, value)
     except WriteError as error:
-        warnings.warn(f"{error}; best.pt stays at its previous best; training goes on", stacklevel=2)
+        kept = ("best.pt holds this new best, best.json still the one before" if best.step == step
+                else "best.pt stays at its previous best")
+        warnings.warn(f"{error}; {kept}; training goes on", stacklevel=2)
         return
     print_above(f"step {step}: new best {best.metric} {value:.4g}, kept as '{best.run_dir / BEST_NAME}'")
 
