@@ -137,3 +137,34 @@ def test_pairs_whose_sides_differ_in_aspect_ratio_are_named_in_one_warning_or_re
     assert "same" not in message and "scaled" not in message  # a proportional size is fine
     with pytest.raises(ImageReadError, match="odd.png 100x50"):
         paired_dataset(tmp_path, "all", 32, load_size=40, strict=True)
+
+
+def test_a_validation_image_that_fails_to_decode_is_left_out_of_the_mean_not_replaced(tmp_path):
+    """A training set puts the next image in a broken one's place; a validation mean doing so
+    would count that image twice."""
+    import contextlib
+    import warnings
+
+    from torch import nn
+
+    from gan.core.config import DataConfig
+    from gan.recipes.image_to_image import pair_scores
+
+    for root, names in ((tmp_path / "with", ("0", "1", "2")), (tmp_path / "without", ("1", "2"))):
+        for side in ("A", "B"):
+            (root / side).mkdir(parents=True)
+        for index, name in enumerate(("0", "1", "2")):
+            if name in names:
+                a = _pattern(64, 64, index + 1)
+                Image.fromarray(a).save(root / "A" / f"{name}.jpg", quality=95)
+                Image.fromarray(255 - a if index == 1 else a).save(root / "B" / f"{name}.jpg", quality=95)
+    broken = tmp_path / "with" / "B" / "0.jpg"
+    broken.write_bytes(broken.read_bytes()[: broken.stat().st_size // 3])  # passes the header scan
+    data = DataConfig(dataset="paired", resolution=32)
+    scores = {}
+    for name in ("with", "without"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            dataset = paired_dataset(tmp_path / name, "all", 32, load_size=0, train=False)
+            scores[name] = pair_scores(nn.Identity(), dataset, data, torch.device("cpu"), 1, contextlib.nullcontext)
+    assert scores["with"] == pytest.approx(scores["without"])

@@ -4,6 +4,8 @@ metrics (SWD, FID, KID) of translations."""
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from typing import Callable
 
 import torch
@@ -15,6 +17,7 @@ from gan.core.config import Config, DataConfig
 from gan.core.images import signed_to_uint8
 from gan.core.registry import ConfigError
 from gan.data import build_dataset
+from gan.data.decode import ImageReadError
 from gan.metrics import psnr, signed_to_255, ssim
 from gan.metrics.image_quality import smallest_sr_image
 from gan.metrics.translation import TargetStatistics, TranslationMetrics
@@ -51,11 +54,21 @@ def preview_pairs(config: Config) -> dict[str, torch.Tensor]:
     """The first `log.num_samples` evaluation pairs, centre-cropped to a common size (SR
     validation images differ in size), as `{"input", "target"}` batches."""
     dataset = evaluation_set(config.data)
-    items = [dataset[index] for index in range(min(config.log.num_samples, len(dataset)))]
+    items = list(itertools.islice(readable_items(dataset), config.log.num_samples))
     height = min(item["target"].shape[-2] for item in items)
     width = min(item["target"].shape[-1] for item in items)
     items = [_centre_crop_pair(item, height, width) for item in items]
     return {key: torch.stack([item[key] for item in items]) for key in ("input", "target")}
+
+
+def readable_items(dataset: Dataset) -> Iterator[dict[str, torch.Tensor]]:
+    """The items of an evaluation set in order, leaving out each whose file fails to decode (named in
+    the dataset's warning): the next image, which a training set puts in its place, would count twice."""
+    skip = getattr(dataset, "skip_unreadable", None)
+    for index in range(len(dataset)):
+        item = dataset[index]
+        if skip is None or index not in skip.failed:
+            yield item
 
 
 def _centre_crop_pair(item: dict[str, torch.Tensor], height: int, width: int) -> dict[str, torch.Tensor]:
@@ -108,17 +121,20 @@ def pair_scores(generator: nn.Module, dataset: Dataset, data: DataConfig, device
     as papers report. Each (output, target) pair is appended to `pairs` as uint8 when given."""
     super_resolution = data.dataset == "sr_pairs"
     border = data.scale if super_resolution else 0
-    scores = {"val/psnr": 0.0, "val/ssim": 0.0}
-    for index in range(len(dataset)):
-        item = dataset[index]
+    totals, scored = {"val/psnr": 0.0, "val/ssim": 0.0}, 0
+    for item in readable_items(dataset):
         with autocast():
             output = run_padded(generator, item["input"][None].to(device), size_multiple).float()
         if pairs is not None:
             pairs.append((signed_to_uint8(output[0].cpu()), signed_to_uint8(item["target"])))
         output, target = signed_to_255(output[0].cpu()), signed_to_255(item["target"])
-        scores["val/psnr"] += psnr(output, target, border, super_resolution) / len(dataset)
-        scores["val/ssim"] += ssim(output, target, border, super_resolution) / len(dataset)
-    return scores
+        totals["val/psnr"] += psnr(output, target, border, super_resolution)
+        totals["val/ssim"] += ssim(output, target, border, super_resolution)
+        scored += 1
+    if not scored:
+        raise ImageReadError(f"none of the {len(dataset)} validation images could be decoded (each is named in a "
+                             "warning above)")
+    return {name: total / scored for name, total in totals.items()}
 
 
 class DistributionScores:
