@@ -63,10 +63,11 @@ def test_bad_sizes(hr_folder):
     with pytest.raises(ValueError, match="must be a multiple of data.scale"):
         super_resolution_dataset(hr_folder, Degradation(3), 64)
     random_rgb((40, 40), 9).save(hr_folder / "small.png")
-    with pytest.warns(UserWarning, match="1 image\\(s\\) .* smaller than the 64 px training crop"):
+    with pytest.warns(UserWarning, match="leaving out 1 image\\(s\\) .* smaller than the 64 px training crop: "
+                                         ".*small.png' \\(40x40\\)"):
         dataset = super_resolution_dataset(hr_folder, Degradation(4), 64)
     assert len(dataset) == 3
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with pytest.raises(OSError, match="no usable images"):
+        with pytest.raises(OSError, match="no usable images .* 4 smaller than the 256 px training crop: .*small.png"):
             super_resolution_dataset(hr_folder, Degradation(4), 256)

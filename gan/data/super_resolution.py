@@ -138,13 +138,11 @@ class SuperResolutionPairs(Dataset):
                  if min(width - width % scale, height - height % scale) < side}
         if not small:
             return self
-        named = "; ".join(f"'{path}' ({width}x{height})" for path, (width, height) in list(small.items())[:20])
-        more = f" and {len(small) - 20} more" if len(small) > 20 else ""
         if len(small) == len(self.paths):
-            raise ImageReadError(f"every evaluation image is smaller than {side}x{side} pixels, which {why}: {named}"
-                                 f"{more}")
+            raise ImageReadError(f"every evaluation image is smaller than {side}x{side} pixels, which {why}: "
+                                 f"{_named_with_sizes(small)}")
         warnings.warn(f"leaving out {len(small)} evaluation image(s) smaller than {side}x{side} pixels, which {why}: "
-                      f"{named}{more}", stacklevel=2)
+                      f"{_named_with_sizes(small)}", stacklevel=2)
         return SuperResolutionPairs([path for path in self.paths if path not in small], self.degradation,
                                     self.hr_size, self.upsample_input, self.train, self.hflip,
                                     self.skip_unreadable.strict, self.skip_unreadable.skipped_at_scan + len(small),
@@ -158,16 +156,29 @@ def super_resolution_dataset(root: str | Path, degradation: Degradation, hr_size
     paths = find_images(Path(root))
     paths = paths[:max_images] if max_images else paths
     readable, skipped = readable_images(paths, strict)
+    small = {}
     if train:  # images smaller than the crop cannot give a training pair
-        large_enough = [path for path in readable if min(_size(path)) >= hr_size]
-        if len(large_enough) < len(readable):
-            warnings.warn(f"{len(readable) - len(large_enough)} image(s) under '{root}' are smaller than the "
-                          f"{hr_size} px training crop and are left out", stacklevel=2)
-        readable = large_enough
+        small = {path: size for path in readable if min(size := _size(path)) < hr_size}
+        if small and len(small) < len(readable):
+            warnings.warn(f"leaving out {len(small)} image(s) under '{root}' smaller than the {hr_size} px training "
+                          f"crop: {_named_with_sizes(small)}", stacklevel=2)
+        readable = [path for path in readable if path not in small]
     if not readable:
-        raise ImageReadError(f"no usable images under '{root}' ({len(paths)} image files, {len(skipped)} unreadable)")
+        too_small = (f", {len(small)} smaller than the {hr_size} px training crop: {_named_with_sizes(small)}"
+                     if small else "")
+        raise ImageReadError(f"no usable images under '{root}' ({len(paths)} image files, {len(skipped)} unreadable"
+                             f"{too_small})")
     return SuperResolutionPairs(readable, degradation, hr_size, upsample_input, train, hflip, strict, len(skipped),
                                 rot90)
+
+
+MAX_NAMED = 20  # files named in one message; the rest are counted
+
+
+def _named_with_sizes(sizes: dict[Path, tuple[int, int]]) -> str:
+    """'path' (WxH); ... for the first MAX_NAMED files, then how many more."""
+    named = "; ".join(f"'{path}' ({width}x{height})" for path, (width, height) in list(sizes.items())[:MAX_NAMED])
+    return named + (f" and {len(sizes) - MAX_NAMED} more" if len(sizes) > MAX_NAMED else "")
 
 
 def _size(path: Path) -> tuple[int, int]:
