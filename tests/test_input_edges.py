@@ -355,3 +355,31 @@ def test_tiff_gif_and_jfif_files_are_read_and_other_formats_are_counted_in_one_w
     assert str(tmp_path) in messages[0] and ".txt" not in messages[0]
     for path in paths:
         assert abs(np.asarray(read_rgb(path))[4, 4].astype(int) - RED).max() < 8, path  # JPEG: lossy
+
+
+def swapped_primaries_profile() -> bytes:
+    """An RGB ICC profile whose red and blue primaries are sRGB's swapped: a colour-managed viewer
+    shows a pixel stored as red as blue."""
+    import struct
+
+    from PIL import ImageCms
+
+    profile = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    count = struct.unpack(">I", profile[128:132])[0]
+    entries = {bytes(profile[132 + 12 * i:136 + 12 * i]): 132 + 12 * i for i in range(count)}
+    red, blue = entries[b"rXYZ"], entries[b"bXYZ"]
+    profile[red + 4:red + 12], profile[blue + 4:blue + 12] = profile[blue + 4:blue + 12], profile[red + 4:red + 12]
+    return bytes(profile)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_an_embedded_colour_profile_is_applied_as_colour_managed_viewers_do(tmp_path, suffix):
+    stored = Image.new("RGB", (8, 8), (200, 30, 30))
+    stored.save(tmp_path / f"tagged{suffix}", icc_profile=swapped_primaries_profile(), quality=100)
+    red, green, blue = (int(value) for value in np.asarray(read_rgb(tmp_path / f"tagged{suffix}"))[4, 4])
+    assert blue > 150 and red < 80 and green < 80, (red, green, blue)
+    (tmp_path / "damaged").mkdir()
+    stored.save(tmp_path / "damaged" / f"x{suffix}", icc_profile=b"not a profile", quality=100)
+    with pytest.warns(UserWarning, match=rf"x{suffix}': its embedded colour profile cannot be applied"):
+        as_stored = np.asarray(read_rgb(tmp_path / "damaged" / f"x{suffix}"))[4, 4].astype(int)
+    assert abs(as_stored - (200, 30, 30)).max() < 8

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import io
 import os
 import warnings
 from collections import Counter
@@ -10,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageCms
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif",
                     ".ppm", ".pgm", ".pnm")
@@ -128,6 +130,37 @@ def oriented_size(image: Image.Image) -> tuple[int, int]:
     return (height, width) if exif_orientation(image) in TRANSPOSING_ORIENTATIONS else (width, height)
 
 
+# Modes whose embedded colour profile is applied (grey and palette images keep their values).
+PROFILED_MODES = {"RGB": "RGB", "RGBA": "RGBA", "CMYK": "RGB"}
+
+
+class ColourProfileWarning(UserWarning):
+    """An image's embedded colour profile could not be applied; its values are taken as sRGB."""
+
+
+def in_srgb(image: Image.Image, path: str | Path) -> Image.Image:
+    """`image` converted from its embedded ICC profile (a phone's Display P3, Adobe RGB, a print
+    CMYK) to sRGB, as colour-managed viewers show it; as it is without one. A profile that cannot
+    be applied is warned of by file name and the values are taken as sRGB."""
+    profile = image.info.get("icc_profile")
+    output_mode = PROFILED_MODES.get(image.mode)
+    if not profile or output_mode is None:
+        return image
+    try:
+        return ImageCms.applyTransform(image, _to_srgb(bytes(profile), image.mode, output_mode))
+    except (ImageCms.PyCMSError, OSError, ValueError) as error:
+        warnings.warn(f"'{path}': its embedded colour profile cannot be applied ({error}); its colours are taken as "
+                      "sRGB", ColourProfileWarning, stacklevel=3)
+        return image
+
+
+@functools.lru_cache(maxsize=16)
+def _to_srgb(profile: bytes, mode: str, output_mode: str) -> ImageCms.ImageCmsTransform:
+    """The transform from `profile` to sRGB, built once per profile (a photo set shares one or two)."""
+    return ImageCms.buildTransform(ImageCms.ImageCmsProfile(io.BytesIO(profile)), ImageCms.createProfile("sRGB"),
+                                   mode, output_mode, renderingIntent=ImageCms.Intent.PERCEPTUAL)
+
+
 def read_rgb(path: str | Path) -> Image.Image:
     """Decode `path` fully into an RGB image, turned upright by its EXIF orientation (as viewers
     show it); raises ImageReadError naming the file."""
@@ -135,7 +168,7 @@ def read_rgb(path: str | Path) -> Image.Image:
         with opened_image(path) as image:
             image.load()
             upright = UPRIGHT_BY_ORIENTATION.get(exif_orientation(image))
-            return to_rgb(image.transpose(upright) if upright is not None else image)
+            return to_rgb(in_srgb(image.transpose(upright) if upright is not None else image, path))
     except DECODE_ERRORS as error:
         raise ImageReadError(f"cannot read image '{path}': {error}") from error
 
