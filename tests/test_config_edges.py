@@ -152,6 +152,13 @@ def test_a_count_that_would_exhaust_the_machine_is_refused(assignment, expected)
     (["loss.instance_noise_steps=100"], "loss.instance_noise_steps = 100 changes nothing: it tunes loss.instance_noise"),
     (["recipe=pix2pix", "data.dataset=paired", "train.steps=10", "train.adversarial_start=10"],
      "train.adversarial_start = 10 is not below train.steps = 10: the adversarial term never turns on"),
+    (["data.dataset=synthetic", "data.root=/faces"], "data.root = '/faces' changes nothing: it is read only when "
+                                                     "data.dataset is 'celeba' or 'folder'"),
+    (["data.dataset=synthetic", "data.strict=true"], "data.strict = True changes nothing"),
+    (["data.dataset=folder", "data.root=/faces", "data.cache_verify=true"],
+     "data.cache_verify = True changes nothing: it is read only when data.cache is 'mmap' or 'device'"),
+    (["train.compile=off", "train.compile_mode=max-autotune-no-cudagraphs"],
+     "train.compile_mode = 'max-autotune-no-cudagraphs' changes nothing: it is read only when train.compile is"),
 ])
 def test_a_key_set_to_no_effect_is_warned_of_by_name(overrides, expected):
     assert any(expected in message for message in messages_of_warnings(None, overrides)), expected
@@ -175,7 +182,8 @@ def test_keys_read_by_the_settings_in_use_are_not_warned_of(overrides):
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.name)
 def test_no_shipped_config_sets_a_key_to_no_effect(path, tmp_path):
-    assert messages_of_warnings(path, [f"data.root={tmp_path}"]) == []
+    reads_files = 'dataset = "synthetic"' not in path.read_text()  # (the demo draws its faces)
+    assert messages_of_warnings(path, [f"data.root={tmp_path}"] if reads_files else []) == []
 
 
 def test_the_empty_choice_of_keep_best_is_shown_and_said():

@@ -530,6 +530,10 @@ READ_ONLY_WITH = {
                                                         "data.blur_sigma", "data.noise_std", "data.jpeg_quality")},
     "data.max_images": ("data.dataset", ("celeba", "folder", "paired", "sr_pairs", "unpaired")),
     "data.synthetic_size": ("data.dataset", ("synthetic",)),
+    **{key: ("data.dataset", ("celeba", "folder", "paired", "sr_pairs", "unpaired"))  # files to read
+       for key in ("data.root", "data.strict")},
+    **{key: ("data.cache", ("mmap", "device")) for key in ("data.cache_dir", "data.cache_verify")},
+    **{key: ("train.compile", ("auto", "on")) for key in ("train.compile_backend", "train.compile_mode")},
     "train.lr_decay_steps": ("train.lr_schedule", ("linear_decay",)),
     "train.lr_milestones": ("train.lr_schedule", ("step",)),
     "train.lr_gamma": ("train.lr_schedule", ("step",)),
