@@ -244,8 +244,10 @@ def test_srresnet_trains_no_discriminator_unless_a_weight_asks_for_one(tmp_path)
         assert networks("srresnet", "loss.adversarial_weight=1e-3") == ["discriminator", "generator"]
     # a discriminator's settings without one change nothing, and are said to
     with pytest.warns(UserWarning, match=r"loss.adversarial = 'hinge'; train.d_lr = 0.001; "
-                                         r"model.discriminator_args.spectral_norm = True: they change nothing"):
-        networks("srresnet", "loss.adversarial=hinge", "train.d_lr=1e-3", "model.discriminator_args.spectral_norm=true")
+                                         r"model.discriminator_args.channels = 32; "
+                                         r"model.discriminator_args.spectral_norm = True; .*: they change nothing"):
+        networks("srresnet", "loss.adversarial=hinge", "train.d_lr=1e-3", "model.discriminator_args.spectral_norm=true",
+                 "model.discriminator_args.channels=32")
 
 
 def test_sr_eval_reports_y_and_rgb_beside_bicubic_and_saves_strips(srresnet_run, hr_folder, tmp_path):

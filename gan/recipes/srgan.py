@@ -168,8 +168,7 @@ def warn_of_discriminator_keys(config: Config) -> None:
 
     defaults, values = flatten_config(config_to_dict(Config())), flatten_config(config_to_dict(config))
     given = [f"{key} = {values[key]!r}" for key in DISCRIMINATOR_KEYS if values[key] != defaults[key]]
-    given += [f"model.discriminator_args.{name} = {value!r}" for name, value in config.model.discriminator_args.items()
-              if name == "spectral_norm" and value]
+    given += [f"model.discriminator_args.{name} = {value!r}" for name, value in config.model.discriminator_args.items()]
     if given:
         warnings.warn(f"{'; '.join(given)}: {'it changes' if len(given) == 1 else 'they change'} nothing, as "
                       "loss.adversarial_weight = 0 trains no discriminator", stacklevel=3)
