@@ -54,6 +54,8 @@ def test_a_table_value_is_refused_as_it_would_drop_the_files_keys(assignment, ex
     ("data.hflip=True", "TOML writes booleans in lower case: data.hflip=true"),
     ("metrics.names=swd", "a TOML list is written in brackets: --set 'metrics.names=[\"swd\"]'"),
     ("train.lr_milestones=100,200", "a TOML list is written in brackets: --set 'train.lr_milestones=[100, 200]'"),
+    ("train.lr_milestones=[100,200", "brackets, opened and closed: --set 'train.lr_milestones=[100, 200]'"),
+    ("metrics.names=swd,fid]", "brackets, opened and closed: --set 'metrics.names=[\"swd\", \"fid\"]'"),
 ])
 def test_a_value_written_as_other_languages_allow_gets_the_toml_spelling(assignment, expected):
     with pytest.raises(ConfigError, match=re.escape(expected)):

@@ -260,10 +260,13 @@ def toml_hint(key: str, text: str) -> str:
         return f"; TOML writes booleans in lower case: {key}={text.lower()}"
     bracketed = text.startswith("[") and text.endswith("]")
     if bracketed or typing.get_origin(key_annotation(key)) is list:
-        items = [item.strip().strip("'\"") for item in (text[1:-1] if bracketed else text).split(",") if item.strip()]
+        inside = text[1:-1] if bracketed else text.strip("[]")  # a bracket left open or unopened is no item's
+        items = [item.strip().strip("'\"") for item in inside.split(",") if item.strip()]
         numbers = all(re.fullmatch(r"[+-]?\d+(\.\d*)?([eE][+-]?\d+)?", item) for item in items)
         listed = ", ".join(item if numbers else json.dumps(item) for item in items)
-        what = "a TOML list is written in brackets" if not bracketed else "strings in a TOML list need quotes"
+        what = ("strings in a TOML list need quotes" if bracketed
+                else "a TOML list is written in brackets, opened and closed" if text.startswith("[") or text.endswith("]")
+                else "a TOML list is written in brackets")
         return f"; {what}: --set '{key}=[{listed}]'"
     return ""
 
