@@ -204,3 +204,10 @@ def test_gan_and_python_m_gan_are_one_command_group():
     assert commands(result.stdout) == commands(CliRunner().invoke(main, ["--help"]).output)
     assert {"train", "sweep", "compare", "sample", "translate", "eval", "export", "bench", "cache"} <= set(
         commands(result.stdout))
+
+
+def test_eval_refuses_options_the_checkpoint_kind_does_not_read(trained_run, tmp_path):
+    result = CliRunner().invoke(main, ["eval", str(trained_run), "--metrics", "swd", "--n", "8",
+                                       "--csv", str(tmp_path / "e.csv"), "--tile", "64"])
+    assert result.exit_code == 2 and "--csv, --tile apply to image-to-image checkpoints" in result.output, result.output
+    assert "is an unconditional (dcgan) checkpoint" in result.output and not (tmp_path / "e.csv").exists()

@@ -275,3 +275,10 @@ def test_sr_eval_reports_y_and_rgb_beside_bicubic_and_saves_strips(srresnet_run,
     assert strip.size == (3 * 48, 44)
     assert np.array_equal(np.asarray(strip)[:, :48], np.asarray(bicubic))  # bicubic | model | ground truth
     assert np.array_equal(np.asarray(strip)[:, 96:], np.asarray(hr_image))
+
+
+def test_sr_eval_refuses_the_options_of_unconditional_checkpoints(srresnet_run, hr_folder, tmp_path):
+    result = CliRunner().invoke(main, ["eval", str(srresnet_run), "--data", str(hr_folder), "--metrics", "fid",
+                                       "--json", str(tmp_path / "m.json")])
+    assert result.exit_code == 2 and "--metrics, --json apply to unconditional (dcgan) checkpoints" in result.output
+    assert not (tmp_path / "m.json").exists()

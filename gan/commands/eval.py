@@ -104,7 +104,9 @@ def evaluate(checkpoint: Path, folder: Path | None, split: str | None, metric_na
         if split is not None and state["config"]["data"]["dataset"] != "paired":
             raise ValueError(f"--split is for checkpoints trained on paired data (pix2pix); '{path}' trained on "
                              f"'{state['config']['data']['dataset']}' data")
-        if state["config"]["recipe"] == "dcgan":
+        unconditional = state["config"]["recipe"] == "dcgan"
+        refuse_options_for_other_checkpoints(path, unconditional)
+        if unconditional:
             _evaluate_generative(state, path, folder, metric_names, count, inception_weights, cache_dir,
                                  json_path, which, select_device(device), outputs)
         else:
@@ -115,6 +117,27 @@ def evaluate(checkpoint: Path, folder: Path | None, split: str | None, metric_na
     except (CheckpointError, FileNotFoundError, NotADirectoryError, DeviceUnavailable, ValueError, ImageReadError,
             WriteError, OutputRefused) as error:
         fail(error)
+
+
+# Options that apply to one kind of checkpoint only (parameter name -> option as typed).
+UNCONDITIONAL_ONLY = {"metric_names": "--metrics", "count": "--n", "json_path": "--json", "which": "--generator"}
+IMAGE_TO_IMAGE_ONLY = {"csv_path": "--csv", "save_images": "--save-images", "tile": "--tile"}
+
+
+def refuse_options_for_other_checkpoints(path: Path, unconditional: bool) -> None:
+    """UsageError naming the options given on the command line that this kind of checkpoint does
+    not read: a --csv given for a DCGAN would otherwise be dropped without a word."""
+    from click.core import ParameterSource
+
+    context = click.get_current_context()
+    others = IMAGE_TO_IMAGE_ONLY if unconditional else UNCONDITIONAL_ONLY
+    given = [option for name, option in others.items()
+             if context.get_parameter_source(name) == ParameterSource.COMMANDLINE]
+    if given:
+        kind = "an unconditional (dcgan)" if unconditional else "an image-to-image"
+        applies = "image-to-image" if unconditional else "unconditional (dcgan)"
+        raise click.UsageError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to {applies} "
+                               f"checkpoints; '{path}' is {kind} checkpoint")
 
 
 class EvalOutputs:
