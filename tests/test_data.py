@@ -193,7 +193,7 @@ def test_loader_workers_are_out_of_reach_of_a_signal_to_the_trainers_process_gro
     """Ctrl-C and a scheduler's SIGTERM reach every process of the group; the trainer still needs
     batches to finish its step and save, so its workers leave the group and ignore SIGINT."""
     loader = batches(SyntheticFaces(16, size=20), 4, seed=1, start_sample=0, num_workers=2)
-    next(loader)
+    next(loader), next(loader)  # batches come from the workers in turn: both have started
     workers = list(loader._workers)
     for worker in workers:
         assert os.getpgid(worker.pid) != os.getpgrp()

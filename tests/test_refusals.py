@@ -18,7 +18,7 @@ from gan.training.resolve import load_config
     ("train.g_lr=1" + "0" * 400, "train.g_lr must be a finite number, got an integer of 401 digits"),  # OverflowError
     ("train.g_lr=1e400", "train.g_lr must be a finite number >= 0, got inf"),
     ("train.d_lr=inf", "train.d_lr must be a finite number >= 0, got inf"),
-    ("data.synthetic_size=0", "data.synthetic_size must be >= 1, got 0"),  # a ZeroDivisionError before
+    ("data.synthetic_size=0", "data.synthetic_size must be in [1, 10000000], got 0"),  # a ZeroDivisionError before
     ("loss.gp_weight=-10", "loss.gp_weight must be >= 0.0, got -10"),  # the penalty would become a reward
     ("loss.vgg_feature_scale=-1", "loss.vgg_feature_scale must be >= 0.0"),
     ("log.num_samples=100000000", "log.num_samples must be in [1, 1024], got 100000000"),  # allocation error
