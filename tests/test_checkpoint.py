@@ -77,9 +77,11 @@ def test_listing_pruning_and_resolving(tmp_path):
         save_checkpoint({"format": FORMAT, "step": step}, checkpoint_path(tmp_path, step))
     assert [p.name for p in list_checkpoints(tmp_path)] == [
         "checkpoint-00000004.pt", "checkpoint-00000030.pt", "checkpoint-00000100.pt", "checkpoint-00000200.pt"]
+    checkpoint_path(tmp_path, 999).mkdir()  # a folder named like a checkpoint is none
     prune_checkpoints(tmp_path, keep=2, written=checkpoint_path(tmp_path, 200))
     assert [load_checkpoint(p)["step"] for p in list_checkpoints(tmp_path)] == [100, 200]
     assert resolve_checkpoint(tmp_path) == checkpoint_path(tmp_path, 200)
+    assert checkpoint_path(tmp_path, 999).is_dir()
     (tmp_path / "empty_run").mkdir()
     with pytest.raises(CheckpointError, match="no checkpoint-\\*.pt in run directory"):
         resolve_checkpoint(tmp_path / "empty_run")

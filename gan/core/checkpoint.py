@@ -46,7 +46,8 @@ def checkpoint_step(path: Path) -> int | None:
 def list_checkpoints(run_dir: Path) -> list[Path]:
     """Checkpoints in `run_dir`, oldest step first by their names (`checkpoints_by_content` reads
     the steps they hold)."""
-    found = [(step, p) for p in run_dir.glob("checkpoint-*.pt") if (step := checkpoint_step(p)) is not None]
+    found = [(step, p) for p in run_dir.glob("checkpoint-*.pt")
+             if (step := checkpoint_step(p)) is not None and not p.is_dir()]  # (a folder of that name is no file)
     return [path for _, path in sorted(found)]
 
 
