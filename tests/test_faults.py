@@ -232,6 +232,11 @@ def test_a_malformed_newest_checkpoint_falls_back_like_a_corrupt_one(tmp_path):
     with pytest.warns(UserWarning, match="malformed: it has no 'networks'.*falling back"):
         path, restored = newest_loadable_checkpoint(first.run_dir)
     assert path.name == "checkpoint-00000002.pt" and restored["step"] == 2
+    state["networks"], state["samples_seen"] = restored["networks"], -64  # a negative count, edited by hand
+    torch.save(state, newest)
+    with pytest.warns(UserWarning, match="its 'samples_seen' is -64, not a count of 0 or more.*falling back"):
+        path, _ = newest_loadable_checkpoint(first.run_dir)
+    assert path.name == "checkpoint-00000002.pt"
 
 
 def test_a_flipped_bit_in_the_newest_checkpoints_weights_is_found_and_the_resume_falls_back(tmp_path):

@@ -82,6 +82,10 @@ def check_training_state(state: dict[str, Any], path: Path) -> None:
         if not isinstance(state.get(key), kind):
             raise CheckpointError(f"checkpoint '{path}' is malformed: it has no '{key}' (a checkpoint of "
                                   "`gan train` holds the whole training state; an export holds weights only)")
+    for key in ("step", "samples_seen"):  # (bool is an int, and a count is never negative)
+        if isinstance(state[key], bool) or state[key] < 0:
+            raise CheckpointError(f"checkpoint '{path}' is malformed: its '{key}' is {state[key]!r}, not a count "
+                                  "of 0 or more")
 
 
 def restore_training_state(recipe: Recipe, state: dict[str, Any], config: Config, path: Path) -> None:
