@@ -246,6 +246,8 @@ def test_gan_cache_list_verify_and_clear(folder, tmp_path):
     assert not leftover.exists()
     cleared = CliRunner().invoke(main, ["cache", "clear", "--older-than", "2", "--dir", str(cache_dir)])
     assert "removed 1 cache(s)" in cleared.output and list(cache_dir.iterdir()) == []
+    empty = CliRunner().invoke(main, ["cache", "verify", "--dir", str(cache_dir)])
+    assert empty.exit_code == 0 and f"{cache_dir}: no caches to verify" in empty.output  # not silence
 
 
 def test_cache_commands_refuse_a_missing_dir_and_days_that_are_no_number(tmp_path):

@@ -109,7 +109,10 @@ def cache_verify(cache_dir: Path | None) -> None:
     removed (the next run that needs it rebuilds it); exits with 1 when any was damaged."""
     from gan.data.cache import cache_damage
 
-    found = _scan(_resolve_cache_dir(cache_dir))
+    folder = _resolve_cache_dir(cache_dir)
+    found = _scan(folder)
+    if not found.caches:
+        click.echo(f"{folder}: no caches to verify")
     damaged = 0
     for entry in found.caches:
         _, damage = cache_damage(entry.array_path, entry.header, verify_all=True)
