@@ -98,3 +98,8 @@ def test_bench_set_overrides_reach_our_side_and_bad_ones_stop_at_once(tmp_path):
     assert bad.exit_code == 2 and "train.compile must be one of auto, on, off; got 'sometimes'" in bad.output
     step, batch = our_step("dcgan64", CPU, True, ("train.batch_size=4",))
     assert batch == 4
+    from gan.tools.benchmark import unmeasured_overrides
+
+    assert unmeasured_overrides(["log.every=5", "data.root=/faces", "data.resolution=64", "train.compile=off",
+                                 "train.checkpoint_every=9", "metrics.every=1"]) == [
+        "log.every", "data.root", "train.checkpoint_every", "metrics.every"]

@@ -64,6 +64,7 @@ def bench(models: tuple[str, ...], device: str, json_path: Path | None, rounds: 
         check_data_root,
         format_table,
         load_baseline,
+        unmeasured_overrides,
         write_json,
     )
     from gan.tools.benchmark import threads as thread_count
@@ -78,6 +79,10 @@ def bench(models: tuple[str, ...], device: str, json_path: Path | None, rounds: 
         torch_device = select_device(device)
         for name in models or CASES:  # a bad --set stops here, not inside every model's run
             load_config(None, [*CASES[name].overrides, *overrides])
+        unmeasured = unmeasured_overrides(overrides)
+        if unmeasured:
+            click.echo(f"warning: --set {', '.join(unmeasured)} changes nothing gan bench measures (one training "
+                       "step on a synthetic batch: no data files, logging, metrics or checkpoints)", err=True)
         needed = [CASES[name].baseline for name in models or CASES if CASES[name].baseline]
         baseline = load_baseline(baseline_path, needed) if baseline_path else None
         if data_root is not None and str(data_root) != "none":

@@ -101,6 +101,20 @@ def our_step(name: str, device: torch.device, fast: bool,
     return step, config.train.batch_size
 
 
+# What one timed training step on a synthetic batch reads of [data], and the [train] keys it does not.
+BENCH_DATA_KEYS = ("data.resolution", "data.scale", "data.upsample_input")
+BENCH_UNREAD_TRAIN_KEYS = ("train.steps", "train.checkpoint_every", "train.keep_checkpoints", "train.keep_best",
+                           "train.dist_timeout_s", "train.seed")
+
+
+def unmeasured_overrides(overrides: tuple[str, ...] | list[str]) -> list[str]:
+    """The keys of `overrides` that change nothing a bench measures: logging, metrics, the data
+    set's files (the batch is synthetic), the run's length and checkpoints."""
+    keys = [override.split("=", 1)[0].strip() for override in overrides]
+    return [key for key in keys if key.startswith(("log.", "metrics.")) or key in BENCH_UNREAD_TRAIN_KEYS
+            or (key.startswith("data.") and key not in BENCH_DATA_KEYS)]
+
+
 class BaselineError(ValueError):
     """The --baseline file is not a module of the plain models that bench can time."""
 
