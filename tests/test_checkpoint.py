@@ -85,6 +85,13 @@ def test_listing_pruning_and_resolving(tmp_path):
     (tmp_path / "empty_run").mkdir()
     with pytest.raises(CheckpointError, match="no checkpoint-\\*.pt in run directory"):
         resolve_checkpoint(tmp_path / "empty_run")
+    runs = tmp_path / "runs"
+    for name in ("00000-a", "00001-b"):
+        (runs / name).mkdir(parents=True)
+        save_checkpoint({"format": FORMAT, "step": 1}, checkpoint_path(runs / name, 1))
+    with pytest.raises(CheckpointError, match=f"'{runs}' is a folder of runs, not a run: give one of them, e.g. "
+                                              f"'{runs / '00001-b'}'"):
+        resolve_checkpoint(runs)
     with pytest.raises(CheckpointError, match="neither a checkpoint file nor a run directory"):
         resolve_checkpoint(tmp_path / "nothing")
 

@@ -169,6 +169,10 @@ def resolve_checkpoint(run_or_file: Path) -> Path:
     if run_or_file.is_dir():
         found = checkpoints_by_content(run_or_file)
         if not found:
+            runs = sorted(path for path in run_or_file.iterdir() if path.is_dir() and list_checkpoints(path))
+            if runs and not (run_or_file / "config.toml").exists():
+                raise CheckpointError(f"'{run_or_file}' is a folder of runs, not a run: give one of them, e.g. "
+                                      f"'{runs[-1]}'")
             raise CheckpointError(f"no checkpoint-*.pt in run directory '{run_or_file}'")
         return found[-1][1]
     raise CheckpointError(f"'{run_or_file}' is neither a checkpoint file nor a run directory")
