@@ -90,18 +90,24 @@ def tiny_recipe_config(recipe: str, data: dict[str, Path], *overrides: str):
     return load_config(REPO / "experiments" / RECIPE_CONFIGS[recipe], [*roots, *overrides])
 
 
-def write_png16(path: Path, array: np.ndarray) -> None:
-    """Write a 16-bit RGB or RGBA PNG (Pillow cannot write these itself)."""
-    height, width, channels = array.shape
-    raw = b"".join(b"\x00" + array[y].astype(">u2").tobytes() for y in range(height))
-
+def write_raw_png(path: Path, width: int, height: int, bit_depth: int, colour_type: int, rows: list[bytes],
+                  colour_key: bytes | None = None) -> None:
+    """Write a PNG from its packed rows and optional tRNS chunk (for depths Pillow does not write)."""
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
-    colour_type = {3: 2, 4: 6}[channels]
-    header = struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw))
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
+    key = chunk(b"tRNS", colour_key) if colour_key is not None else b""
+    raw = b"".join(b"\x00" + row for row in rows)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + key + chunk(b"IDAT", zlib.compress(raw))
                      + chunk(b"IEND", b""))
+
+
+def write_png16(path: Path, array: np.ndarray, colour_key: bytes | None = None) -> None:
+    """Write a 16-bit RGB or RGBA PNG (Pillow cannot write these itself)."""
+    height, width, channels = array.shape
+    write_raw_png(path, width, height, 16, {3: 2, 4: 6}[channels],
+                  [array[y].astype(">u2").tobytes() for y in range(height)], colour_key)
 
 
 def random_rgb(size: tuple[int, int], seed: int) -> Image.Image:

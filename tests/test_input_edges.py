@@ -4,13 +4,14 @@ that change under cached statistics. Each is read as a viewer shows it, or named
 
 import io
 import os
+import struct
 import sys
 import warnings
 
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, random_rgb, tiny_recipe_config, write_recipe_data
+from conftest import REPO, random_rgb, tiny_recipe_config, write_png16, write_raw_png, write_recipe_data
 from PIL import Image
 
 from gan.core.config import DataConfig
@@ -153,6 +154,22 @@ def test_a_colour_keyed_png_is_composited_over_white(tmp_path):
         pixels = np.asarray(read_rgb(tmp_path / name))
         assert tuple(pixels[0, 7]) == (255, 255, 255), name  # the keyed colour: transparent
         assert tuple(pixels[0, 0]) == kept, name
+
+
+def test_the_colour_key_of_a_2_or_4_bit_grey_png_blanks_its_own_grey(tmp_path):
+    # Pillow decodes the stored values 0..3 (2 bits) as 0, 85, 170, 255 but keeps the key at 1
+    write_raw_png(tmp_path / "two.png", 4, 1, 2, 0, [bytes([0b00011011])], struct.pack(">H", 1))
+    write_raw_png(tmp_path / "four.png", 2, 1, 4, 0, [bytes([0x5A])], struct.pack(">H", 5))
+    assert np.asarray(read_rgb(tmp_path / "two.png"))[0, :, 0].tolist() == [0, 255, 170, 255]
+    assert np.asarray(read_rgb(tmp_path / "four.png"))[0, :, 0].tolist() == [255, 170]
+
+
+def test_the_colour_key_of_a_16_bit_rgb_png_is_warned_of_by_name_not_matched_at_8_bits(tmp_path):
+    # 8-bit matching would blank (0, 0, 1), whose high bytes equal the key (0, 0, 0)'s
+    write_png16(tmp_path / "deep.png", np.array([[[0, 0, 1], [5000, 6000, 7000]]]), struct.pack(">HHH", 0, 0, 0))
+    with pytest.warns(UserWarning, match=r"deep.png': the colour key \(tRNS\) of this 16-bit RGB PNG"):
+        pixels = np.asarray(read_rgb(tmp_path / "deep.png"))
+    assert pixels[0].tolist() == [[0, 0, 0], [19, 23, 27]]
 
 
 def test_a_dark_16_bit_ppm_is_scaled_as_16_bit(tmp_path):

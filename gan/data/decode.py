@@ -161,11 +161,36 @@ def _to_srgb(profile: bytes, mode: str, output_mode: str) -> ImageCms.ImageCmsTr
                                    mode, output_mode, renderingIntent=ImageCms.Intent.PERCEPTUAL)
 
 
+class ColourKeyWarning(UserWarning):
+    """A PNG's colour key (tRNS) could not be applied exactly, so it was ignored."""
+
+
+# Pillow scales 1/2/4-bit grey PNG values up to 0..255 but leaves their colour key at the stored depth.
+LOW_DEPTH_GREY_SCALE = {"L;2": 85, "L;4": 17}
+
+
+def _key_in_decoded_values(image: Image.Image, path: str | Path) -> None:
+    """Bring a PNG colour key (tRNS) to the values Pillow will decode, before `image.load()` forgets
+    the stored depth. A 16-bit RGB key is dropped with a warning: Pillow keeps only the high byte of
+    each channel, so any 8-bit match would also blank pixels of other colours."""
+    key = image.info.get("transparency")
+    if key is None or not image.tile:
+        return
+    raw_mode = image.tile[0][3]
+    if raw_mode in LOW_DEPTH_GREY_SCALE and isinstance(key, int):
+        image.info["transparency"] = key * LOW_DEPTH_GREY_SCALE[raw_mode]
+    elif raw_mode == "RGB;16B" and isinstance(key, tuple):
+        del image.info["transparency"]
+        warnings.warn(f"'{path}': the colour key (tRNS) of this 16-bit RGB PNG cannot be applied at 8 bits; "
+                      "pixels of that colour are kept opaque", ColourKeyWarning, stacklevel=4)
+
+
 def read_rgb(path: str | Path) -> Image.Image:
     """Decode `path` fully into an RGB image, turned upright by its EXIF orientation (as viewers
     show it); raises ImageReadError naming the file."""
     try:
         with opened_image(path) as image:
+            _key_in_decoded_values(image, path)
             image.load()
             upright = UPRIGHT_BY_ORIENTATION.get(exif_orientation(image))
             return to_rgb(in_srgb(image.transpose(upright) if upright is not None else image, path))
