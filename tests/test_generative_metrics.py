@@ -37,17 +37,25 @@ def to_uint8(images: list[Image.Image]) -> torch.Tensor:
 # ----------------------------------------------------------------------------- SWD
 
 
-def test_laplacian_pyramid_levels_add_back_up_to_the_image():
+@pytest.mark.parametrize("height, width, sides", [(32, 32, [32, 16, 8]), (90, 70, [70, 35, 18])])
+def test_laplacian_pyramid_levels_add_back_up_to_the_image(height, width, sides):
+    # 90 and 35 are odd: each coarser level keeps ceil(side / 2) and is upsampled back to the finer size
     from gan.metrics.swd import _pyramid_up
 
-    images = torch.rand(2, 3, 32, 32) * 255
+    images = torch.rand(2, 3, height, width) * 255
     levels = laplacian_pyramid(images, 3)
-    assert [level.shape[-1] for level in levels] == [32, 16, 8]
+    assert [level.shape[-1] for level in levels] == sides
     rebuilt = levels[-1]
     for level in reversed(levels[:-1]):
-        rebuilt = level + _pyramid_up(rebuilt)
+        rebuilt = level + _pyramid_up(rebuilt, level.shape[-2:])
     torch.testing.assert_close(rebuilt, images, rtol=0, atol=1e-3)
     assert pyramid_resolutions(64) == [64, 32, 16] and pyramid_resolutions(128) == [128, 64, 32, 16]
+    assert pyramid_resolutions(90) == [90, 45, 23]
+
+
+def test_swd_takes_sizes_whose_pyramid_has_an_odd_level():
+    images = torch.randint(0, 256, (4, 3, 90, 90), dtype=torch.uint8)
+    assert [level.shape for level in patch_descriptors(images)] == [(4 * 128, 147)] * 3
 
 
 @pytest.fixture(scope="module")

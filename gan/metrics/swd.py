@@ -34,9 +34,10 @@ def _pyramid_down(images: torch.Tensor) -> torch.Tensor:
     return _blur(images)[:, :, ::2, ::2]
 
 
-def _pyramid_up(images: torch.Tensor) -> torch.Tensor:
-    batch, channels, height, width = images.shape
-    upsampled = images.new_zeros(batch, channels, 2 * height, 2 * width)
+def _pyramid_up(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """`images` upsampled to `size` (height, width): twice theirs, or one less for an odd-sized
+    finer level (cv2.pyrUp's dstsize), since pyramid_down keeps ceil(side / 2)."""
+    upsampled = images.new_zeros(*images.shape[:2], *size)
     upsampled[:, :, ::2, ::2] = images
     return _blur(upsampled, gain=4.0)
 
@@ -48,7 +49,7 @@ def pyramid_resolutions(resolution: int) -> list[int]:
     levels = []
     while resolution >= MIN_RESOLUTION:
         levels.append(resolution)
-        resolution //= 2
+        resolution = (resolution + 1) // 2  # _pyramid_down keeps every other row from the first
     return levels
 
 
@@ -57,7 +58,7 @@ def laplacian_pyramid(images: torch.Tensor, levels: int) -> list[torch.Tensor]:
     pyramid = [images]
     for _ in range(levels - 1):
         coarser = _pyramid_down(pyramid[-1])
-        pyramid[-1] = pyramid[-1] - _pyramid_up(coarser)
+        pyramid[-1] = pyramid[-1] - _pyramid_up(coarser, pyramid[-1].shape[-2:])
         pyramid.append(coarser)
     return pyramid
 
