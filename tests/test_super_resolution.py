@@ -71,3 +71,33 @@ def test_bad_sizes(hr_folder):
         warnings.simplefilter("ignore")
         with pytest.raises(OSError, match="no usable images .* 4 smaller than the 256 px training crop: .*small.png"):
             super_resolution_dataset(hr_folder, Degradation(4), 256)
+
+
+def test_gan_eval_degrades_sr_inputs_as_the_runs_validation_and_scores_the_same(tmp_path):
+    """A run trained on blurred, noisy, JPEG-compressed inputs is scored by `gan eval` on inputs made
+    the same way (noise seeded per image as validation seeds it), so its PSNR is the run's val/psnr."""
+    import contextlib
+    import csv
+
+    from click.testing import CliRunner
+    from conftest import tiny_recipe_config, write_recipe_data
+
+    from gan.commands.main import main
+    from gan.inference.tiling import load_translator
+    from gan.recipes.image_to_image import validation_scores
+    from gan.training.loop import train
+
+    data = write_recipe_data(tmp_path / "data")
+    config = tiny_recipe_config("srresnet", data, "data.blur_sigma=1.5", "data.noise_std=12", "data.jpeg_quality=60")
+    run_dir = train(config, tmp_path / "run", torch.device("cpu")).run_dir
+    translator = load_translator(run_dir, torch.device("cpu"))
+    expected = validation_scores(translator.generator, config, torch.device("cpu"), translator.size_multiple,
+                                 contextlib.nullcontext)
+    result = CliRunner().invoke(main, ["eval", str(run_dir), "--data", str(data["hr"]), "--csv", str(tmp_path / "e.csv")])
+    assert result.exit_code == 0, result.output
+    assert ("LR inputs are made as in the run's training: Gaussian blur sigma 1.5, bicubic x4, noise std 12, "
+            "JPEG quality 60") in result.output
+    with open(tmp_path / "e.csv", newline="") as file:
+        mean = [row for row in csv.DictReader(file) if row["image"] == "mean"][0]
+    assert float(mean["psnr"]) == pytest.approx(expected["val/psnr"], abs=1e-5)
+    assert float(mean["ssim"]) == pytest.approx(expected["val/ssim"], abs=1e-5)

@@ -231,6 +231,7 @@ def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_pa
     import json
 
     from gan.core.files import write_text_atomically
+    from gan.data.super_resolution import Degradation, describe_degradation
     from gan.inference.scoring import (
         distribution_scores,
         evaluate_cycle,
@@ -263,7 +264,11 @@ def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_pa
         backward = load_translator(path, translator.device, tile, direction="BtoA")
         rows_iterator = evaluate_cycle(translator, backward, folder, data["resolution"], image_sets)
     elif data["dataset"] == "sr_pairs":
-        rows_iterator = evaluate_super_resolution(translator, folder, data["scale"], save_images)
+        downsample = Degradation(data["scale"], data.get("blur_sigma", 0.0), data.get("noise_std", 0.0),
+                                 data.get("jpeg_quality", 0))
+        if downsample != Degradation(data["scale"]):
+            click.echo(f"LR inputs are made as in the run's training: {describe_degradation(downsample)}", err=True)
+        rows_iterator = evaluate_super_resolution(translator, folder, downsample, save_images)
     else:
         rows_iterator = evaluate_paired(translator, scored, data, image_sets)
     rows, skipped = _collect_rows(rows_iterator, scored)

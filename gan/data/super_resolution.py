@@ -55,6 +55,15 @@ class Degradation:
         return lr_image
 
 
+def describe_degradation(degradation: Degradation) -> str:
+    """`Gaussian blur sigma 2, bicubic x4, noise std 10, JPEG quality 75`: the steps in their order."""
+    steps = [f"Gaussian blur sigma {degradation.blur_sigma:g}"] if degradation.blur_sigma else []
+    steps.append(f"bicubic x{degradation.scale}")
+    steps += [f"noise std {degradation.noise_std:g}"] if degradation.noise_std else []
+    steps += [f"JPEG quality {degradation.jpeg_quality}"] if degradation.jpeg_quality else []
+    return ", ".join(steps)
+
+
 def bicubic_resize(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     """Pillow's bicubic resize (a = -0.5, antialiased when shrinking by a widened kernel, as MATLAB's
     imresize is). Not bit-identical to imresize: Pillow renormalises the kernel at the borders

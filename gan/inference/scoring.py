@@ -27,6 +27,7 @@ import csv
 import dataclasses
 import io
 import math
+import random
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -94,15 +95,19 @@ def evaluate_generative(loaded: LoadedGenerator, names: list[str], count: int, d
             "skipped": evaluator.skipped, **scores}
 
 
-def evaluate_super_resolution(translator: Translator, folder: Path, scale: int,
+def evaluate_super_resolution(translator: Translator, folder: Path, downsample: Degradation,
                               save_images: Path | None = None) -> Iterator[dict | Skipped]:
     """One row per HR image: PSNR/SSIM of the model and of bicubic upsampling, on the Y channel
-    (most SR papers) and on RGB (the others), with `scale` pixels shaved. With `save_images`,
-    each image is also written there as a bicubic | model | ground-truth strip. Unreadable
-    images, and those smaller than `smallest_sr_image`, are Skipped."""
-    downsample, smallest = Degradation(scale), smallest_sr_image(scale)
+    (most SR papers) and on RGB (the others), with `scale` pixels shaved. `downsample` makes each
+    LR input as the run's validation does (its noise seeded by the image's place among those
+    scored), so the numbers equal the run's val/psnr and val/ssim. With `save_images`, each image
+    is also written there as a bicubic | model | ground-truth strip. Unreadable images, and those
+    smaller than `smallest_sr_image`, are Skipped."""
+    scale = downsample.scale
+    smallest = smallest_sr_image(scale)
     paths = find_images(folder)
     strip_names = _strip_names(paths, folder)
+    scored = 0
     for path in paths:
         name = path.relative_to(folder).as_posix()
         try:
@@ -116,7 +121,8 @@ def evaluate_super_resolution(translator: Translator, folder: Path, scale: int,
                                 f"{smallest}x{smallest} (SSIM's {SSIM_WINDOW_SIZE}x{SSIM_WINDOW_SIZE} window after "
                                 f"{scale} pixels are shaved from each border)")
             continue
-        lr_image = downsample(hr_image, rng=None)
+        lr_image = downsample(hr_image, random.Random(scored))
+        scored += 1
         restored = translator(lr_image)
         bicubic = bicubic_resize(lr_image, hr_image.size)
         if save_images is not None:
