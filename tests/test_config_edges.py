@@ -432,7 +432,7 @@ def pix2pix_run(tmp_path_factory):
 
 
 @pytest.mark.parametrize("tile, expected", [
-    ("0", "--tile must be a positive number of pixels, got 0"), ("-5", "--tile must be a positive number of pixels"),
+    ("-5", "--tile must be 0 (whole images) or a positive number of pixels, got -5"),
     ("3", "--tile (3) must be at least 65: tiles overlap by 32 px, which must be less than half a tile"),
 ])
 def test_gan_eval_names_only_the_tile_option_it_has(pix2pix_run, tile, expected):
@@ -456,8 +456,8 @@ def test_gan_translate_names_its_overlap_and_tile(pix2pix_run, tmp_path):
     too_wide = CliRunner().invoke(main, [*common, "--tile", "16", "--overlap", "8"])
     assert too_wide.exit_code == 2 and "--overlap (8) must be at least 0 and less than half of --tile (16)" in \
         too_wide.output
-    no_tile = CliRunner().invoke(main, [*common, "--tile", "0"])
-    assert no_tile.exit_code == 2 and "--tile must be a positive number of pixels, got 0" in no_tile.output
+    negative = CliRunner().invoke(main, [*common, "--tile", "-1"])
+    assert negative.exit_code == 2 and "--tile must be 0 (whole images) or a positive number" in negative.output
 
 
 # ----------------------------------------------------------------------------- gan compare (R8)

@@ -2,6 +2,7 @@
 
 import contextlib
 import csv
+import warnings
 
 import numpy as np
 import pytest
@@ -40,6 +41,47 @@ def test_tiles_blend_to_the_untiled_result(upscale):
     tiled = translate_tensor(network, images, tile=24, overlap=8)
     assert tiled.shape == whole.shape == (1, 3, 45 * upscale, 70 * upscale)
     assert torch.allclose(tiled, whole, atol=1e-5)
+
+
+class NormalisingNet(nn.Module):
+    """A 1x1 convolution after InstanceNorm: each pixel depends on the whole image's statistics."""
+
+    def __init__(self):
+        super().__init__()
+        self.norm, self.conv = nn.InstanceNorm2d(3), nn.Conv2d(3, 3, 1)
+
+    def forward(self, images):
+        return self.conv(self.norm(images))
+
+
+def test_images_go_through_whole_by_default_and_tiles_of_a_normalising_network_are_warned_of():
+    torch.manual_seed(0)
+    network = NormalisingNet().eval()
+    images = torch.rand(1, 3, 40, 600) * 2 - 1
+    images[..., 300:] = images[..., 300:] * 0.2 + 0.6  # a bright right half: tiles see other statistics
+    torch.testing.assert_close(translate_tensor(network, images), network(images))  # 600 px: not tiled
+    with pytest.warns(UserWarning, match="normalised one by one by this network's per-image normalisation"):
+        tiled = translate_tensor(network, images, tile=256, overlap=32)
+    assert (tiled - network(images)).abs().max() > 0.1  # what the warning is about
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        translate_tensor(LocalNet().eval(), images, tile=256, overlap=32)  # nothing normalised per image
+
+
+def test_a_whole_image_that_runs_out_of_memory_is_named_with_the_way_round_it(tmp_path, monkeypatch):
+    from gan.inference import tiling
+
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 80000000000 bytes")
+
+    monkeypatch.setattr(tiling, "run_padded", out_of_memory)
+    with pytest.raises(tiling.ImageTooLargeError, match="a 70x45 px input does not fit in cpu memory in one pass: "
+                                                        "pass --tile 512"):
+        translate_tensor(LocalNet(), torch.rand(1, 3, 45, 70))
+    monkeypatch.setattr(tiling, "run_padded", lambda *args: (_ for _ in ()).throw(RuntimeError("shape mismatch")))
+    with pytest.raises(RuntimeError, match="shape mismatch"):  # other errors pass through as they are
+        translate_tensor(LocalNet(), torch.rand(1, 3, 45, 70))
 
 
 def test_padding_to_the_size_multiple_is_cropped_back():

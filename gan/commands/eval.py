@@ -45,7 +45,10 @@ def _format_row(row: dict) -> str:
 @click.option("--save-images", type=click.Path(file_okay=False, path_type=Path),
               help="Super-resolution checkpoints: also write each image as a bicubic | model | ground-truth strip "
                    "into this folder.")
-@click.option("--tile", default=512, show_default=True, help="Process larger images in tiles of this many pixels.")
+@click.option("--tile", default=0, show_default=True,
+              help="Process images larger than this many pixels in overlapping tiles, to bound memory; 0: each "
+                   "image whole, as validation runs it (tiles differ from it where the network sees further than "
+                   "a quarter of the overlap, or normalises per image).")
 @click.option("--generator", "which", type=click.Choice(["ema", "live"]), default="ema", show_default=True,
               help="Unconditional checkpoints: score the EMA weights (when present) or the trained ones.")
 @click.option("--best", is_flag=True, help="Use the run's best.pt (kept by train.keep_best) instead of its newest "
@@ -95,6 +98,7 @@ def evaluate(checkpoint: Path, folder: Path | None, split: str | None, metric_na
     from gan.data.decode import ImageReadError
     from gan.inference.loading import checked_state
     from gan.inference.outputs import OutputRefused
+    from gan.inference.tiling import ImageTooLargeError
     from gan.training.loop import DeviceUnavailable, select_device
 
     try:
@@ -115,7 +119,7 @@ def evaluate(checkpoint: Path, folder: Path | None, split: str | None, metric_na
             _evaluate_image_to_image(path, folder, split, csv_path, tile, select_device(device), save_images,
                                      inception_weights, outputs)
     except (CheckpointError, FileNotFoundError, NotADirectoryError, DeviceUnavailable, ValueError, ImageReadError,
-            WriteError, OutputRefused) as error:
+            WriteError, OutputRefused, ImageTooLargeError) as error:
         fail(error)
 
 

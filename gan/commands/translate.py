@@ -89,6 +89,7 @@ def translate_each(translator, pairs: list[tuple[Path, Path]], side_by_side: boo
     from gan.core.images import side_by_side as side_by_side_strip
     from gan.core.progress import Progress
     from gan.data.decode import ImageReadError, read_rgb
+    from gan.inference.tiling import ImageTooLargeError
 
     progress = Progress(len(pairs), unit="image")
     written, skipped = 0, []
@@ -101,7 +102,10 @@ def translate_each(translator, pairs: list[tuple[Path, Path]], side_by_side: boo
                 warnings.warn(f"skipping {error}", stacklevel=1)
                 skipped.append(image_path)
                 continue
-            result = translator(source)
+            try:
+                result = translator(source)
+            except ImageTooLargeError as error:
+                fail(f"'{image_path}': {error}; {written} of {len(pairs)} image(s) were written before it")
             if side_by_side:
                 result = side_by_side_strip([translator.prepare(source), result, *([target] if target else [])])
             try:
@@ -126,7 +130,10 @@ def translate_each(translator, pairs: list[tuple[Path, Path]], side_by_side: boo
                    "translate the half the model takes (its data.direction: AtoB the left, BtoA the right). "
                    "--whole-input: translate each image whole, even one shaped like such a pair. Without either, "
                    "inputs shaped like the A|B pairs the model trained on are refused.")
-@click.option("--tile", default=512, show_default=True, help="Process larger images in tiles of this many pixels.")
+@click.option("--tile", default=0, show_default=True,
+              help="Process images larger than this many pixels in overlapping tiles, to bound memory; 0: each "
+                   "image whole, as validation runs it (tiles differ from it where the network sees further than "
+                   "a quarter of the overlap, or normalises per image).")
 @click.option("--overlap", default=32, show_default=True, help="Overlap between tiles, blended linearly.")
 @click.option("--direction", type=click.Choice(["AtoB", "BtoA"]),
               help="Which generator of a CycleGAN checkpoint to run [default: AtoB].")

@@ -53,7 +53,7 @@ from gan.data.paired import (
 )
 from gan.data.super_resolution import Degradation, bicubic_resize, crop_to_multiple
 from gan.inference.generators import LoadedGenerator
-from gan.inference.tiling import Translator, translate_tensor
+from gan.inference.tiling import ImageTooLargeError, Translator, translate_tensor
 from gan.metrics import psnr, signed_to_255, ssim
 from gan.metrics.generative import GenerativeEvaluator, score_generator
 from gan.metrics.image_quality import SSIM_WINDOW_SIZE, smallest_sr_image
@@ -123,7 +123,10 @@ def evaluate_super_resolution(translator: Translator, folder: Path, downsample: 
             continue
         lr_image = downsample(hr_image, random.Random(scored))
         scored += 1
-        restored = translator(lr_image)
+        try:
+            restored = translator(lr_image)
+        except ImageTooLargeError as error:
+            raise ImageTooLargeError(f"'{path}': {error}") from error
         bicubic = bicubic_resize(lr_image, hr_image.size)
         if save_images is not None:
             save_image(side_by_side([bicubic, restored, hr_image]), save_images / strip_names[path])

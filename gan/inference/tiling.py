@@ -1,12 +1,15 @@
 """Running an image-to-image generator on images of any size (what `gan translate` does).
 
-Inputs are padded (reflection) to the network's size multiple and cropped back; images
-larger than a tile are processed in overlapping tiles, blended so that the seams
-vanish, so memory stays bounded whatever the image size.
+Inputs are padded (reflection) to the network's size multiple and cropped back. By default an
+image goes through the network whole, as training's validation runs it. With a tile size,
+larger images are processed in overlapping tiles blended with ramps, so memory stays bounded
+whatever the image size; that is exact only for networks that see no further than a quarter of
+the overlap and normalise nothing per image (InstanceNorm normalises each tile on its own).
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,11 +54,24 @@ def _edge_weights(length: int, overlap: int, rise: bool, fall: bool) -> torch.Te
 DEFAULT_OVERLAP = 32  # pixels shared by neighbouring tiles (gan translate's --overlap default)
 
 
+WHOLE = 0  # --tile 0: every image in one pass
+
+
+class ImageTooLargeError(RuntimeError):
+    """A whole image did not fit in memory in one pass through the network."""
+
+
+class TiledNormalisationWarning(UserWarning):
+    """Tiles pass separately through layers that normalise each image, so they differ from one pass."""
+
+
 def check_tiling(tile: int, overlap: int | None) -> None:
     """`--tile` and `--overlap` as a command takes them; `overlap` None for a command that has no
     --overlap option (gan eval) and tiles with DEFAULT_OVERLAP, whose message names --tile alone."""
-    if tile < 1:
-        raise ValueError(f"--tile must be a positive number of pixels, got {tile}")
+    if tile < 0:
+        raise ValueError(f"--tile must be 0 (whole images) or a positive number of pixels, got {tile}")
+    if tile == WHOLE:
+        return
     if overlap is None:
         if 2 * DEFAULT_OVERLAP >= tile:
             raise ValueError(f"--tile ({tile}) must be at least {2 * DEFAULT_OVERLAP + 1}: tiles overlap by "
@@ -64,14 +80,38 @@ def check_tiling(tile: int, overlap: int | None) -> None:
         raise ValueError(f"--overlap ({overlap}) must be at least 0 and less than half of --tile ({tile})")
 
 
+def _normalises_each_image(generator: nn.Module) -> bool:
+    """Whether some layer normalises by statistics of the image itself (InstanceNorm without
+    running statistics, GroupNorm, LayerNorm), so that a tile is normalised differently."""
+    return any((isinstance(module, nn.modules.instancenorm._InstanceNorm) and not module.track_running_stats)
+               or isinstance(module, (nn.GroupNorm, nn.LayerNorm)) for module in generator.modules())
+
+
+def _whole(generator: nn.Module, images: torch.Tensor, size_multiple: int) -> torch.Tensor:
+    """One pass over the whole image; running out of memory is said as such, with the way round it."""
+    try:
+        return run_padded(generator, images, size_multiple)
+    except (torch.OutOfMemoryError, RuntimeError) as error:
+        if not isinstance(error, torch.OutOfMemoryError) and "can't allocate memory" not in str(error):
+            raise
+        height, width = images.shape[-2:]
+        raise ImageTooLargeError(f"a {width}x{height} px input does not fit in {images.device.type} memory in one "
+                                 "pass: pass --tile 512 (or smaller) to process it in overlapping tiles") from error
+
+
 @torch.no_grad()
-def translate_tensor(generator: nn.Module, images: torch.Tensor, size_multiple: int = 1, tile: int = 512,
+def translate_tensor(generator: nn.Module, images: torch.Tensor, size_multiple: int = 1, tile: int = WHOLE,
                      overlap: int = DEFAULT_OVERLAP) -> torch.Tensor:
-    """(1, C, H, W) in [-1, 1] -> the generator's output for the whole image, tile by tile if needed."""
+    """(1, C, H, W) in [-1, 1] -> the generator's output for the whole image: in one pass, or tile
+    by tile when the image is larger than a `tile` other than WHOLE."""
     height, width = images.shape[-2:]
     check_tiling(tile, overlap)
-    if height <= tile and width <= tile:
-        return run_padded(generator, images, size_multiple)
+    if tile == WHOLE or (height <= tile and width <= tile):
+        return _whole(generator, images, size_multiple)
+    if _normalises_each_image(generator):
+        warnings.warn(f"tiles of {tile} px are normalised one by one by this network's per-image normalisation "
+                      "(InstanceNorm), so their tones can differ from one pass over the whole image: use --tile 0 "
+                      "(whole images) where memory allows", TiledNormalisationWarning, stacklevel=3)
     output = weights = None
     for top in _tile_starts(height, tile, tile - overlap):
         for left in _tile_starts(width, tile, tile - overlap):
@@ -100,7 +140,7 @@ class Translator:
     device: torch.device
     input_upscale: int = 1  # bicubic-upsample inputs by this first (pix2pix-style super-resolution)
     size_multiple: int = 1  # H and W the network needs to divide (U-Net-256: 256)
-    tile: int = 512
+    tile: int = WHOLE  # pixels per tile; WHOLE: one pass per image
     overlap: int = DEFAULT_OVERLAP
     checkpoint: Path | None = None  # where the weights came from
     config: dict | None = None  # the training config stored in the checkpoint
@@ -119,7 +159,7 @@ class Translator:
         return signed_to_pil(output[0].clamp(-1, 1))
 
 
-def load_translator(source: str | Path, device: torch.device, tile: int = 512, overlap: int | None = None,
+def load_translator(source: str | Path, device: torch.device, tile: int = WHOLE, overlap: int | None = None,
                     direction: str | None = None) -> Translator:
     """The image-to-image generator of a run directory (newest checkpoint) or checkpoint file.
 
