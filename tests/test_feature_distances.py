@@ -86,10 +86,17 @@ def test_kid_matches_an_explicit_reference_and_torch_fidelity():
     second = random_features(40, 8, seed=9, shift=0.4)
     mean, std = kernel_inception_distance(first, second, subsets=1, subset_size=40)
     assert mean == pytest.approx(reference_mmd2(first, second), rel=1e-9)
-    assert std == 0.0
+    assert std is None  # one subset of both whole sets: no spread to report
     theirs = kid_features_to_metric(torch.from_numpy(first), torch.from_numpy(second), kid_subsets=1,
                                     kid_subset_size=40, verbose=False)["kernel_inception_distance_mean"]
     assert mean == pytest.approx(theirs, rel=1e-6)
+
+
+def test_kid_reports_a_spread_only_where_its_subsets_differ():
+    small, large = random_features(50, 8, seed=1), random_features(120, 8, seed=2)
+    assert kernel_inception_distance(small, random_features(50, 8, seed=3), subset_size=1000)[1] is None
+    mean, std = kernel_inception_distance(large, random_features(120, 8, seed=3), subsets=10, subset_size=60)
+    assert std > 0  # subsets of 60 of 120 differ
 
 
 def test_kid_is_near_zero_for_one_distribution_and_positive_for_two():

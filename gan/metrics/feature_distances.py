@@ -64,13 +64,17 @@ def _polynomial_mmd2(first: np.ndarray, second: np.ndarray) -> float:
 
 
 def kernel_inception_distance(first: np.ndarray, second: np.ndarray, subsets: int = 100,
-                              subset_size: int = 1000, seed: int = 0) -> tuple[float, float]:
+                              subset_size: int = 1000, seed: int = 0) -> tuple[float, float | None]:
     """(mean, std) of the unbiased polynomial-kernel MMD^2 over random subsets, as torch-fidelity
-    and the KID paper compute it; `subset_size` shrinks to the smaller set when that has fewer."""
+    and the KID paper compute it; `subset_size` shrinks to the smaller set when that has fewer.
+    When both sets are no larger than a subset, every subset is both whole sets, so the MMD^2 is
+    computed once and the std is None: a spread of 0 would claim a certainty there is not."""
     first, second = np.asarray(first, dtype=np.float64), np.asarray(second, dtype=np.float64)
     size = min(subset_size, len(first), len(second))
     if size < 2:
         raise ValueError(f"KID needs at least 2 samples per set, got {len(first)} and {len(second)}")
+    if size == len(first) == len(second):
+        return float(_polynomial_mmd2(first, second)), None
     rng = np.random.default_rng(seed)
     values = [_polynomial_mmd2(first[rng.choice(len(first), size, replace=False)],
                                second[rng.choice(len(second), size, replace=False)]) for _ in range(subsets)]

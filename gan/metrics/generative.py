@@ -202,7 +202,9 @@ class GenerativeEvaluator:
             if "fid" in self.names:
                 scores["fid"] = frechet_distance(GaussianStatistics.of(real), GaussianStatistics.of(fake))
             if "kid" in self.names:
-                scores["kid"], scores["kid_std"] = kernel_inception_distance(real, fake)
+                scores["kid"], spread = kernel_inception_distance(real, fake)
+                if spread is not None:  # None: both sets fit in one subset, which has no spread to give
+                    scores["kid_std"] = spread
             if "pr" in self.names:
                 scores["precision"], scores["recall"] = precision_recall(real, fake)
         if "swd" in self.names:
