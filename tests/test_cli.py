@@ -131,6 +131,31 @@ def test_the_demo_config_itself_runs(tmp_path):
     assert (run_dir / "checkpoint-00000002.pt").is_file()
 
 
+def test_a_file_that_fails_in_a_loader_worker_under_strict_is_one_line_after_a_checkpoint(tmp_path):
+    """A truncated file passes the scan and fails mid-run in a DataLoader worker, which re-raises it
+    wrapped in the worker's traceback: the error is the file's one line, and the steps trained are kept."""
+    from conftest import random_rgb
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for index in range(40):
+        random_rgb((20, 20), index).save(images / f"{index:02d}.png")
+    data = (images / "30.png").read_bytes()
+    (images / "30.png").write_bytes(data[:-200])
+    args = ["train", DEMO, *_sets(*TINY, "data.dataset=folder", f"data.root={images}", "train.steps=20",
+                                  "train.batch_size=8", "data.num_workers=2", "train.checkpoint_every=20"),
+            "--strict", "--out", str(tmp_path / "runs")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert "Original Traceback" not in result.output and "Caught ImageReadError" not in result.output
+    assert "reading the training data failed at step" in result.output
+    assert "(ImageReadError: cannot read image '" in result.output and "30.png': image file is truncated" in result.output
+    run_dir = only_run(tmp_path / "runs")
+    checkpoints = sorted(run_dir.glob("checkpoint-*.pt"))
+    assert len(checkpoints) == 1 and f"training stopped with a checkpoint of step {int(checkpoints[0].stem[-8:])}" \
+        in result.output and f"gan train --resume {run_dir}" in result.output
+
+
 def test_bad_files_are_skipped_and_counted_or_fatal_with_strict(tmp_path):
     from conftest import random_rgb
 

@@ -89,6 +89,24 @@ def test_truncated_file_is_skipped_when_loaded(tmp_path):
         strict[0]
 
 
+def test_a_file_met_by_several_loader_workers_is_counted_once(tmp_path):
+    for index in range(6):
+        random_rgb((16, 16), index).save(tmp_path / f"{index}.png")
+    data = (tmp_path / "2.png").read_bytes()
+    (tmp_path / "2.png").write_bytes(data[: len(data) // 2])  # passes the header scan, fails to decode
+    dataset = image_folder_dataset(tmp_path, resolution=8)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=1, num_workers=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(2):  # each epoch's new workers meet it
+            assert len(list(loader)) == 6
+    assert dataset.num_skipped == 1  # not once per process that met it
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dataset[2]
+    assert not caught  # the main process knows it was warned of already
+
+
 def test_empty_folder_and_missing_folder_are_clear_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="no images found under .*looked for .jpg"):
         image_folder_dataset(tmp_path, resolution=8)

@@ -222,6 +222,15 @@ def test_a_link_to_a_fifo_is_skipped_without_waiting_for_a_writer(tmp_path):
     assert any("pipe.png" in message and "not a regular file" in message for message in messages)
 
 
+def test_a_file_removed_after_the_folder_was_listed_is_named_as_gone(tmp_path):
+    for index in range(3):
+        random_rgb((8, 8), index).save(tmp_path / f"{index}.png")
+    dataset = image_folder_dataset(tmp_path, resolution=8)
+    (tmp_path / "1.png").unlink()
+    with pytest.warns(UserWarning, match=r"1.png': no such file \(removed after the folder was listed\?\)"):
+        dataset[1]
+
+
 def test_a_partition_file_with_a_byte_order_mark_keeps_its_first_entry(tmp_path):
     folder = tmp_path / "img_align_celeba"
     folder.mkdir()
@@ -299,6 +308,25 @@ def test_file_names_that_are_not_utf8_are_fingerprinted_and_written_to_csv(tmp_p
     assert len(files_fingerprint(find_images(tmp_path))) == 64
     write_csv([{"image": name, "psnr": 20.0}], tmp_path / "scores.csv")
     assert "bad\\udcffname.png,20.000000" in (tmp_path / "scores.csv").read_text()
+
+
+def test_broken_and_looping_links_are_fingerprinted_by_name_for_the_metrics_reference(tmp_path):
+    """Training skips such links; the reference statistics of the same folder once stopped the run on them."""
+    from gan.metrics.generative import GenerativeEvaluator
+
+    for index in range(4):
+        random_rgb((16, 16), index).save(tmp_path / f"{index}.png")
+    os.symlink("missing.png", tmp_path / "dangling.png")
+    os.symlink("loop2.png", tmp_path / "loop1.png")
+    os.symlink("loop1.png", tmp_path / "loop2.png")
+    data = DataConfig(dataset="folder", root=str(tmp_path), resolution=16)
+    before = source_fingerprint(data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the links' own skip warnings
+        reference = GenerativeEvaluator(data, ["swd"], 4, torch.device("cpu"), cache_dir=tmp_path / "cache").reference()
+    assert int(reference["swd"]["num_images"]) == 4
+    random_rgb((16, 16), 9).save(tmp_path / "missing.png")  # the link now leads to an image
+    assert source_fingerprint(data) != before
 
 
 def test_cached_reference_statistics_are_keyed_by_the_files(tmp_path):

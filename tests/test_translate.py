@@ -134,6 +134,21 @@ def test_translate_keeps_odd_sizes_and_relative_names(pix2pix_run, tmp_path):
     assert Image.open(tmp_path / "strip.png").size == (74, 53)
 
 
+def test_translate_skips_a_looping_link_in_its_input_folder(pix2pix_run, tmp_path):
+    run_dir, _ = pix2pix_run
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    random_rgb((40, 40), 1).save(inputs / "photo.png")
+    (inputs / "loop1.png").symlink_to("loop2.png")
+    (inputs / "loop2.png").symlink_to("loop1.png")
+    with pytest.warns(UserWarning, match="skipping an unreadable input: cannot read image .*loop1.png': a broken or "
+                                         "looping symbolic link"):
+        result = CliRunner().invoke(main, ["translate", str(run_dir), str(inputs), str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "skipped 2 unreadable input(s)" in result.output
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["photo.png"]
+
+
 def test_eval_on_paired_data_writes_a_csv_with_the_mean(pix2pix_run, tmp_path):
     run_dir, root = pix2pix_run
     result = CliRunner().invoke(main, ["eval", str(run_dir), "--data", str(root / "val"),

@@ -238,7 +238,8 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
         if isinstance(error, NonFiniteLossError):
             click.echo(f"error: {error}", err=True)
             sys.exit(1)
-        lost = lost_process(error, group.distributed)
+        # a worker that died while reading data: the loop saved the steps trained (SideTaskError) first
+        lost = lost_process(error.__cause__ if isinstance(error, SideTaskError) else error, group.distributed)
         if lost:
             launcher = "torchrun ... -m gan" if group.distributed else "gan"
             kept = f"; checkpoints written before are kept: resume with `{launcher} train --resume {run_dir}`" if (

@@ -99,7 +99,7 @@ def translate_each(translator, pairs: list[tuple[Path, Path]], side_by_side: boo
                 source, target = (input_and_target(image_path, paired_direction) if paired_direction
                                   else (read_rgb(image_path), None))
             except ImageReadError as error:
-                warnings.warn(f"skipping {error}", stacklevel=1)
+                warnings.warn(f"skipping an unreadable input: {error}", stacklevel=1)
                 skipped.append(image_path)
                 continue
             try:

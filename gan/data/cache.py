@@ -57,9 +57,13 @@ def files_fingerprint(paths: list[Path]) -> str:
     and modification time restored still changes it."""
     digest = hashlib.sha256()
     for path in paths:
-        stat = path.stat()
         # fsencode: a file name need not be valid UTF-8 (it is bytes on POSIX)
-        digest.update(os.fsencode(path.resolve()) + f"\0{stat.st_size}\0{stat.st_mtime_ns}\0{stat.st_ctime_ns}\n".encode())
+        try:
+            stat = path.stat()
+            digest.update(os.fsencode(path.resolve())
+                          + f"\0{stat.st_size}\0{stat.st_mtime_ns}\0{stat.st_ctime_ns}\n".encode())
+        except (OSError, RuntimeError):  # a broken or looping link, skipped where it is read: its name counts
+            digest.update(os.fsencode(os.path.abspath(path)) + b"\0unreadable\n")
     return digest.hexdigest()
 
 

@@ -91,7 +91,7 @@ def regular_file_problem(path: str | Path) -> str | None:
     if path.is_symlink():
         return ("a broken or looping symbolic link" if not path.exists()
                 else "a symbolic link to something that is not a regular file")
-    return "not a regular file"
+    return "not a regular file" if path.exists() else "no such file (removed after the folder was listed?)"
 
 
 class LargeImageWarning(UserWarning):

@@ -50,16 +50,16 @@ def augmentation_key(key: int | tuple[int, int]) -> tuple[int, int]:
 class SkipUnreadable:
     """Loads item `index` with a function, moving on to the next index when a file fails to decode.
 
-    Each skipped file gets one warning naming it (per process) and is counted in a
-    counter shared with DataLoader worker processes; with `strict` the error is
+    Each skipped file gets one warning naming it and is counted once, whichever DataLoader worker
+    processes meet it (a flag per file, in memory shared with them); with `strict` the error is
     raised instead. Truncated files pass a header scan and only fail here.
     """
 
-    def __init__(self, strict: bool, skipped_at_scan: int = 0, where: str = ""):
+    def __init__(self, strict: bool, count: int, skipped_at_scan: int = 0, where: str = ""):
         self.strict = strict
         self.where = where
         self.skipped_at_scan = skipped_at_scan
-        self.skipped_at_load = torch.zeros(1, dtype=torch.int64).share_memory_()
+        self.failed_anywhere = torch.zeros(count, dtype=torch.bool).share_memory_()
         self.failed: set[int] = set()  # indices that failed to decode in this process
 
     def __call__(self, load: Callable[[int], T], index: int, size: int) -> T:
@@ -72,16 +72,18 @@ class SkipUnreadable:
                     raise
                 if candidate not in self.failed:
                     self.failed.add(candidate)
-                    self.skipped_at_load += 1
-                    warnings.warn(f"skipping {error}", UnreadableImageWarning, stacklevel=3)
+                    if not self.failed_anywhere[candidate]:  # not yet met by another worker
+                        self.failed_anywhere[candidate] = True
+                        warnings.warn(f"skipping an unreadable file: {error}", UnreadableImageWarning,
+                                      stacklevel=3)
         where = f" {self.where}" if self.where else ""
         raise ImageReadError(f"none of the {size} images{where} could be decoded (each is named in a warning above)")
 
     @property
     def num_skipped(self) -> int:
-        """Files skipped so far: unreadable headers at start plus decode failures in this process
-        and its workers (a file is counted once per process that met it)."""
-        return self.skipped_at_scan + int(self.skipped_at_load.item())
+        """Files skipped so far: unreadable headers at start plus the files that failed to decode in
+        this process or its workers, each counted once."""
+        return self.skipped_at_scan + int(self.failed_anywhere.sum())
 
 
 class ImageFileDataset(Dataset):
@@ -99,7 +101,7 @@ class ImageFileDataset(Dataset):
         self.resolution = resolution
         self.crop_box = crop_box
         self.hflip = hflip
-        self.skip_unreadable = SkipUnreadable(strict, skipped_at_scan, location_of(paths))
+        self.skip_unreadable = SkipUnreadable(strict, len(paths), skipped_at_scan, location_of(paths))
 
     def __len__(self) -> int:
         return len(self.paths)

@@ -156,7 +156,8 @@ class PairedImages(Dataset):
         self.reverse = direction == "BtoA"
         self.train = train
         self.hflip = hflip
-        self.skip_unreadable = SkipUnreadable(strict, skipped_at_scan, location_of([first for first, _ in pairs]))
+        self.skip_unreadable = SkipUnreadable(strict, len(pairs), skipped_at_scan,
+                                              location_of([first for first, _ in pairs]))
 
     def __len__(self) -> int:
         return len(self.pairs)

@@ -102,7 +102,7 @@ class SuperResolutionPairs(Dataset):
         self.train = train
         self.hflip = hflip
         self.rot90 = rot90
-        self.skip_unreadable = SkipUnreadable(strict, skipped_at_scan, location_of(paths))
+        self.skip_unreadable = SkipUnreadable(strict, len(paths), skipped_at_scan, location_of(paths))
 
     def __len__(self) -> int:
         return len(self.paths)

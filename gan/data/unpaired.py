@@ -31,7 +31,7 @@ class UnpairedImages(Dataset):
         self.train = train
         self.hflip = hflip
         # One per domain: each remembers the indices that failed in its own list of files
-        self.skip_unreadable = {name: SkipUnreadable(strict, skipped, location_of(paths))
+        self.skip_unreadable = {name: SkipUnreadable(strict, len(paths), skipped, location_of(paths))
                                 for name, paths, skipped in (("a", a_paths, skipped_at_scan[0]),
                                                              ("b", b_paths, skipped_at_scan[1]))}
 

@@ -65,6 +65,15 @@ def enclosing_run(folder: Path) -> Path | None:
     return None
 
 
+def resolved(path: Path) -> Path:
+    """`path` with `..` and symlinks resolved; a looping link (which Path.resolve raises on) as far as
+    it goes, made absolute."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError):
+        return Path(os.path.abspath(path))
+
+
 def file_identity(path: Path) -> tuple[int, int] | None:
     """(device, inode) of the file `path` names, following symlinks; None when there is none."""
     try:
@@ -81,7 +90,7 @@ class _Inputs:
         self.by_path: dict[Path, Path] = {}
         self.by_identity: dict[tuple[int, int], Path] = {}
         for path in paths:
-            self.by_path.setdefault(path.resolve(), path)
+            self.by_path.setdefault(resolved(path), path)
             identity = file_identity(path)
             if identity is not None:
                 self.by_identity.setdefault(identity, path)
@@ -106,7 +115,7 @@ class _Folders:
         """`path` with `..` and symlinks resolved, resolving each folder once (thousands of outputs
         share a few folders)."""
         if path.name in ("", ".", "..") or path.is_symlink():
-            return path.resolve()
+            return resolved(path)
         if path.parent not in self._resolved:
             self._resolved[path.parent] = path.parent.resolve()
         return self._resolved[path.parent] / path.name

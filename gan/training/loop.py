@@ -95,7 +95,19 @@ class NonFiniteLossError(RuntimeError):
 
 # The periodic side tasks of the loop, and the setting that switches each off (logging and previews have none).
 SIDE_TASKS = {"logging": None, "previews": None, "validation": "log.eval_every=0",
-              "generative metrics": "metrics.every=0", "the best checkpoint": 'train.keep_best=""'}
+              "generative metrics": "metrics.every=0", "the best checkpoint": 'train.keep_best=""',
+              "reading the training data": None}
+
+
+def first_line_of(error: Exception) -> str:
+    """The line that says what went wrong: the first, or for an error re-raised from a DataLoader
+    worker ("Caught ImageReadError in DataLoader worker process 1. Original Traceback ...") the
+    worker's own message, its last line without the exception's class name."""
+    lines = str(error).strip().splitlines() or [""]
+    if lines[0].startswith("Caught ") and "Original Traceback" in str(error):
+        _, separator, message = lines[-1].partition(": ")
+        return message if separator else lines[-1]
+    return lines[0]
 
 
 class SideTaskError(RuntimeError):
@@ -104,7 +116,7 @@ class SideTaskError(RuntimeError):
 
     def __init__(self, task: str, step: int, error: Exception, checkpoint: Path | None, run_dir: Path,
                  save_error: Exception | None = None):
-        reason = (str(error).strip().splitlines() or [""])[0][:300]
+        reason = first_line_of(error)[:300]
         if save_error is None:
             kept = f"training stopped with a checkpoint of step {step} ('{checkpoint}'), so nothing is lost"
         elif checkpoint is not None:
@@ -530,10 +542,11 @@ def _one_step(run: _Run, stop: StopRequest) -> bool:
     with _host_syncs_forbidden(train_config.sync_debug and steady and device.type == "cuda"):
         try:
             batch = next(run.data)
-        except Exception:
+        except Exception as error:
             if stop.signal_name:  # loader workers die on Ctrl-C too; the state is consistent
                 return False
-            raise
+            # (--strict and a file that fails to decode, a worker that died): keep the steps trained
+            raise _side_task_failed(run, "reading the training data", error) from error
         run.step += 1
         set_learning_rates(run.recipe.optimizers, lr_factor(run.step, train_config))
         run.recipe.before_step(run.step)
