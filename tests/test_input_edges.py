@@ -172,6 +172,31 @@ def test_the_colour_key_of_a_16_bit_rgb_png_is_warned_of_by_name_not_matched_at_
     assert pixels[0].tolist() == [[0, 0, 0], [19, 23, 27]]
 
 
+def _grey_tiff(path, values, bits: int, photometric: int, sample_format: int, dtype: str) -> None:
+    """A one-row uncompressed grey TIFF with the given tags (Pillow does not write these layouts)."""
+    data = np.array([values], dtype).tobytes()
+    tags = [(256, 3, len(values)), (257, 3, 1), (258, 3, bits), (259, 3, 1), (262, 3, photometric), (273, 4, 8),
+            (277, 3, 1), (278, 3, 1), (279, 4, len(data)), (339, 3, sample_format)]
+    entries = b"".join(struct.pack("<HHI", tag, kind, 1)
+                       + (struct.pack("<HH", value, 0) if kind == 3 else struct.pack("<I", value))
+                       for tag, kind, value in tags)
+    path.write_bytes(b"II*\0" + struct.pack("<I", 8 + len(data)) + data + struct.pack("<H", len(tags)) + entries
+                     + b"\0" * 4)
+
+
+def test_a_16_bit_white_is_zero_tiff_is_inverted_as_pillow_inverts_8_bit_ones(tmp_path):
+    _grey_tiff(tmp_path / "negative.tif", [0, 16384, 65535], 16, 0, 1, "<u2")
+    assert np.asarray(read_rgb(tmp_path / "negative.tif"))[0, :, 0].tolist() == [255, 191, 0]
+
+
+@pytest.mark.parametrize("values, bits, dtype", [([-32768, 0, 17968], 16, "<i2"), ([0, 70000, 100], 32, "<u4")])
+def test_signed_and_32_bit_integer_tiffs_are_refused_naming_their_values(tmp_path, values, bits, dtype):
+    _grey_tiff(tmp_path / "deep.tif", values, bits, 1, 2 if dtype.startswith("<i") else 1, dtype)
+    with pytest.raises(ImageReadError, match=rf"deep.tif': I image has pixel values from {min(values)} to "
+                                             rf"{max(values)}: a signed or 32-bit integer image"):
+        read_rgb(tmp_path / "deep.tif")
+
+
 def test_a_dark_16_bit_ppm_is_scaled_as_16_bit(tmp_path):
     # a 16-bit PGM named .png: Pillow opens it as mode I; 200 of 65535 is 1 of 255, not 200
     Image.fromarray(np.full((8, 8), 200, np.uint16)).save(tmp_path / "dark.png", format="PPM")

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageCms
+from PIL import Image, ImageCms, ImageOps
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif",
                     ".ppm", ".pgm", ".pnm")
@@ -22,6 +22,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", "
 DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
 EXIF_ORIENTATION = 0x0112
+TIFF_PHOTOMETRIC_INTERPRETATION = 262  # 0: white is zero
 TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 # How each EXIF orientation is undone (the table of the EXIF standard, as ImageOps.exif_transpose
 # applies it). Applied here from the tag already read: exif_transpose parses the whole EXIF block
@@ -72,6 +73,9 @@ def _grey_to_rgb(image: Image.Image) -> Image.Image:
             raise ValueError(f"{image.mode} image has NaN or infinite pixel values")
         scale = 1 / 255 if array.max(initial=0) <= 1.0 else 1.0
     else:
+        if array.min(initial=0) < 0 or array.max(initial=0) > 65535:
+            raise ValueError(f"{image.mode} image has pixel values from {array.min():.0f} to {array.max():.0f}: a "
+                             "signed or 32-bit integer image, where gan reads unsigned 8- and 16-bit ones")
         sixteen_bit = (image.mode.startswith("I;16") or image.format in ("PNG", "PPM")
                        or array.max(initial=0) > 255)
         scale = 257.0 if sixteen_bit else 1.0
@@ -185,6 +189,13 @@ def _key_in_decoded_values(image: Image.Image, path: str | Path) -> None:
                       "pixels of that colour are kept opaque", ColourKeyWarning, stacklevel=4)
 
 
+def _white_is_zero_deep_grey(image: Image.Image) -> bool:
+    """A 16-bit grey TIFF stored white-is-zero (PhotometricInterpretation 0), which Pillow decodes
+    without inverting (it inverts 8-bit ones itself)."""
+    return (image.format == "TIFF" and image.mode.startswith("I")
+            and getattr(image, "tag_v2", {}).get(TIFF_PHOTOMETRIC_INTERPRETATION) == 0)
+
+
 def read_rgb(path: str | Path) -> Image.Image:
     """Decode `path` fully into an RGB image, turned upright by its EXIF orientation (as viewers
     show it); raises ImageReadError naming the file."""
@@ -193,7 +204,8 @@ def read_rgb(path: str | Path) -> Image.Image:
             _key_in_decoded_values(image, path)
             image.load()
             upright = UPRIGHT_BY_ORIENTATION.get(exif_orientation(image))
-            return to_rgb(in_srgb(image.transpose(upright) if upright is not None else image, path))
+            rgb = to_rgb(in_srgb(image.transpose(upright) if upright is not None else image, path))
+            return ImageOps.invert(rgb) if _white_is_zero_deep_grey(image) else rgb
     except DECODE_ERRORS as error:
         raise ImageReadError(f"cannot read image '{path}': {error}") from error
 

@@ -44,7 +44,9 @@ from gan.nets.running import eval_mode, generate, random_latents
 METRIC_NAMES = ("fid", "kid", "swd", "pr")
 INCEPTION_METRICS = ("fid", "kid", "pr")
 # Bump when images, features or descriptors are computed differently: old caches then miss.
-VERSION = 3  # 2: embedded ICC colour profiles applied when decoding the real images; 3: colour keys of 2-/4-bit grey PNGs
+# 2: embedded ICC colour profiles applied when decoding the real images; 3: colour keys of 2- and 4-bit
+# grey PNGs, 16-bit white-is-zero TIFFs, SWD of sizes with an odd pyramid level
+VERSION = 3
 
 
 def check_metric_names(names: Iterable[str], key: str) -> list[str]:
