@@ -321,6 +321,10 @@ def test_a_paired_root_that_is_a_file_is_named_as_a_file(tmp_path):
     random_rgb((16, 8), 0).save(tmp_path / "pair.png")
     with pytest.raises(NotADirectoryError, match="is a file, not a folder"):
         paired_dataset(tmp_path / "pair.png", "all", 8)
+    with pytest.raises(FileNotFoundError, match=r"pair.png/train' does not exist \('.*pair.png' is a file, not a "):
+        paired_dataset(tmp_path / "pair.png", "train", 8)  # the split's folder under the file
+    with pytest.raises(FileNotFoundError, match=r"pair.png/trainA' does not exist \('.*pair.png' is a file, not a "):
+        find_images(tmp_path / "pair.png" / "trainA")  # CycleGAN's domain folder under it
 
 
 # ----------------------------------------------------------------------------- names and what is derived

@@ -232,6 +232,15 @@ def header_size(path: Path) -> tuple[int, int] | None:
         return None
 
 
+def file_on_the_way(path: Path) -> str:
+    """For a folder that does not exist: ` ('x.png' is a file, not a folder)` when a file stands where
+    one of its parent folders should (data.root set to an image), else nothing."""
+    for parent in path.parents:
+        if parent.exists():
+            return f" ('{parent}' is a file, not a folder)" if not parent.is_dir() else ""
+    return ""
+
+
 def find_images(root: Path, recursive: bool = True) -> list[Path]:
     """Image files (by extension, any case) under `root`, sorted; errors if there are none.
 
@@ -240,7 +249,7 @@ def find_images(root: Path, recursive: bool = True) -> list[Path]:
     Pillow knows (.psd, .ico, .pdf, ...) are left out with one warning that counts them.
     """
     if not root.exists():
-        raise FileNotFoundError(f"image folder '{root}' does not exist")
+        raise FileNotFoundError(f"image folder '{root}' does not exist{file_on_the_way(root)}")
     if not root.is_dir():
         raise NotADirectoryError(f"'{root}' is not a folder of images")
     paths, other_formats = [], Counter()

@@ -16,7 +16,15 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from gan.core.images import pil_to_signed
-from gan.data.decode import ImageReadError, UnreadableImageWarning, find_images, header_size, read_rgb, readable_images
+from gan.data.decode import (
+    ImageReadError,
+    UnreadableImageWarning,
+    file_on_the_way,
+    find_images,
+    header_size,
+    read_rgb,
+    readable_images,
+)
 from gan.data.image_files import SkipUnreadable, augmentation_key, location_of
 
 MAX_LISTED = 20  # unmatched names listed per folder in an error
@@ -282,8 +290,8 @@ def paired_dataset(root: str | Path, split: str, resolution: int, load_size: int
         raise NotADirectoryError(f"paired data folder '{folder}' is a file, not a folder (data.root names a folder "
                                  "of A|B images or of A/ and B/ folders)")
     if not folder.is_dir():
-        raise FileNotFoundError(f"paired data folder '{folder}' does not exist (data.split names a subfolder of "
-                                f"data.root; \"all\" uses data.root itself)")
+        raise FileNotFoundError(f"paired data folder '{folder}' does not exist{file_on_the_way(folder)} (data.split "
+                                f"names a subfolder of data.root; \"all\" uses data.root itself)")
     if layout == "auto":
         layout = detect_layout(folder)
         nested = sorted(sub.name for sub in folder.iterdir() if sub.is_dir() and detect_layout(sub) == "folders")
