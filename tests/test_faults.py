@@ -178,6 +178,43 @@ def test_a_run_that_cannot_write_its_config_leaves_no_run_directory(tmp_path, mo
     assert not list(tmp_path.rglob("*.tmp"))
 
 
+def test_a_run_whose_lock_cannot_be_written_is_one_line_and_leaves_no_run_directory(tmp_path, monkeypatch):
+    real_open = open
+
+    class FullDisk:
+        """A lock file whose pid cannot be flushed, as on a full disk (the error names no file)."""
+
+        def __init__(self, handle):
+            self.handle = handle
+
+        def flush(self):
+            raise OSError(28, "No space left on device")
+
+        def __getattr__(self, name):
+            return getattr(self.handle, name)
+
+    def lock_on_a_full_disk(path, *args, **kwargs):
+        handle = real_open(path, *args, **kwargs)
+        return FullDisk(handle) if str(path).endswith(files_module.LOCK_NAME) else handle
+
+    monkeypatch.setattr(files_module, "open", lock_on_a_full_disk, raising=False)
+    result = CliRunner().invoke(main, ["train", str(REPO / "experiments" / "dcgan_demo.toml"),
+                                       *[arg for item in TINY for arg in ("--set", item)], "--out", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    assert "could not write '" in result.output and ".lock' (" in result.output and "No space left" in result.output
+    assert "Traceback" not in result.output
+    assert [path.name for path in tmp_path.iterdir() if path.is_dir()] == []
+
+
+def test_a_sweep_that_cannot_write_its_manifest_is_one_line_and_leaves_no_folder(tmp_path, monkeypatch):
+    write_failing_after(monkeypatch, 0)
+    result = CliRunner().invoke(main, ["sweep", str(REPO / "experiments" / "dcgan_demo.toml"),
+                                       "--grid", "loss.adversarial=vanilla,hinge",
+                                       *[arg for item in TINY for arg in ("--set", item)], "--out", str(tmp_path / "sw")])
+    assert result.exit_code == 2 and "sweep.toml" in result.output and "No space left" in result.output, result.output
+    assert not (tmp_path / "sw").exists()
+
+
 def test_export_that_cannot_write_its_json_leaves_no_weights(tmp_path, monkeypatch):
     run = train(tiny_config(), tmp_path / "run", CPU, progress_stream=sys.stdout)
     write_failing_after(monkeypatch, 1)  # the weights are written, their .json is not

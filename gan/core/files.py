@@ -181,10 +181,15 @@ class RunLock:
                 raise RunDirectoryBusy(f"run directory '{self.run_dir}' is in use by another gan process "
                                        f"(pid {holder}); one run directory has one writer: wait for it to end "
                                        "or stop it, or train into another directory") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
+        except OSError as error:  # a full disk: the flush names no file
+            handle.close()
+            raise WriteError(f"could not write '{self.run_dir / LOCK_NAME}' ({free_space(self.run_dir)}): "
+                             f"{error}") from error
         self._handle = handle
         _HELD_LOCK_DESCRIPTORS.add(handle.fileno())
         return self

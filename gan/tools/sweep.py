@@ -10,6 +10,7 @@ J at once, each on its own GPU where there are several; `--print-commands` print
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import math
@@ -26,7 +27,7 @@ from typing import IO, Callable
 
 from gan.core.checkpoint import checkpoints_by_content
 from gan.core.config import parse_value
-from gan.core.files import write_text_atomically
+from gan.core.files import WriteError, write_text_atomically
 from gan.core.progress import format_duration
 from gan.core.registry import ConfigError
 from gan.training.resolve import load_config
@@ -160,8 +161,15 @@ def write_manifest(out: Path, text: str) -> None:
             raise ConfigError(f"'{out}' holds another sweep ({path} asks for other runs): use another --out, "
                               f"or the command that made it")
         return
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    write_text_atomically(path, text)
+    try:
+        write_text_atomically(path, text)
+    except WriteError:  # (a full disk): no empty sweep folder is left behind
+        if created:
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise
 
 
 def finished(run_dir: Path, steps: int) -> bool:
