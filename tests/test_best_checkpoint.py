@@ -57,6 +57,25 @@ def test_best_pt_follows_the_metric_through_a_run_and_its_resume(recipe_data, tm
     assert "step 5" in result.output and "best.pt" in result.output
 
 
+@pytest.mark.parametrize("damage", ["truncated", "flipped bit", "empty"])
+def test_a_damaged_best_pt_is_warned_of_on_resume_and_replaced_by_the_next_evaluation(recipe_data, tmp_path,
+                                                                                     monkeypatch, damage):
+    run_dir = tmp_path / "run"
+    common = ("train.keep_best=val/psnr", "log.eval_every=1", "train.checkpoint_every=1")
+    scripted_psnr(monkeypatch, [25.0, 20.0])
+    train(tiny_recipe_config("pix2pix", recipe_data, *common, "train.steps=2"), run_dir, CPU)
+    data = (run_dir / BEST_NAME).read_bytes()
+    damaged = {"truncated": data[: len(data) // 2], "empty": b"",
+               "flipped bit": data[:-2000] + bytes([data[-2000] ^ 1]) + data[-1999:]}[damage]
+    (run_dir / BEST_NAME).write_bytes(damaged)
+    scripted_psnr(monkeypatch, [21.0])  # worse than the 25 best.json records, but best.pt is lost
+    with pytest.warns(UserWarning, match=r"best.pt' is corrupt.*its record is dropped, so the next evaluation keeps "
+                                         "best.pt anew"):
+        train(tiny_recipe_config("pix2pix", recipe_data, *common, "train.steps=3"), run_dir, CPU, resume=True)
+    assert json.loads((run_dir / BEST_RECORD).read_text()) == {"metric": "val/psnr", "value": 21.0, "step": 3}
+    assert load_checkpoint(run_dir / BEST_NAME)["step"] == 3
+
+
 def test_a_resume_sets_aside_a_best_pt_kept_at_a_step_it_trains_again(recipe_data, tmp_path, monkeypatch, capsys):
     """Killed after step 4 before its checkpoint: the resume trains steps 3 and 4 again, so step 3's
     best.pt (30 dB there) is no longer this run's history (TensorBoard purges those steps too)."""

@@ -255,9 +255,14 @@ class BestCheckpoint:
         """Take best.pt's own record (metric, value, step) where best.json disagrees with it: a
         best.json that failed to write after best.pt did, or one edited by hand."""
         path = self.run_dir / BEST_NAME
+        if not path.exists():
+            return
         try:
-            state = quiet_torch_load(path, map_location="cpu", mmap=True) if path.is_file() else None
-        except Exception:  # noqa: BLE001 - a damaged best.pt: the next evaluation replaces it
+            state = load_checkpoint(path)  # (checks every record's CRC: a flipped bit counts as damage)
+        except CheckpointError as error:
+            # a damaged best.pt kept as the best would never be beaten, and never replaced
+            warnings.warn(f"{error}: its record is dropped, so the next evaluation keeps best.pt anew", stacklevel=3)
+            self.value = self.step = None
             return
         held = state.get("best") if isinstance(state, dict) else None
         if not isinstance(held, dict) or held.get("metric") != self.metric:
