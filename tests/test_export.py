@@ -89,6 +89,26 @@ def test_an_export_whose_spec_asks_for_too_much_or_the_unknown_is_refused_before
         load_generator(out, CPU)
 
 
+@pytest.mark.parametrize("dtype, refused", [(torch.int32, True), (torch.bool, True), (torch.float16, False)])
+def test_weights_edited_to_another_kind_of_number_are_refused_naming_the_parameter(run, tmp_path, dtype, refused):
+    """Loading int or bool weights into float parameters would cast them (to zeros, ones) without a word."""
+    from safetensors.torch import save_file
+
+    out = tmp_path / "g.safetensors"
+    CliRunner().invoke(main, ["export", str(run), "--out", str(out)])
+    metadata = json.loads((tmp_path / "g.safetensors.json").read_text())
+    weights = load_file(str(out))
+    name = next(key for key, value in weights.items() if value.is_floating_point())
+    weights[name] = weights[name].to(dtype)
+    save_file(weights, str(out), metadata={"gan": json.dumps(metadata)})
+    if refused:
+        with pytest.raises(CheckpointError, match=rf"parameter '{name}' is {dtype} in the file and torch.float32 in "
+                                                  "the network"):
+            load_generator(out, CPU)
+    else:  # a half-precision copy is the same weights, rounded
+        assert load_generator(out, CPU).generator is not None
+
+
 def test_generator_live_exports_the_trained_weights(run, tmp_path):
     out = tmp_path / "live.safetensors"
     result = CliRunner().invoke(main, ["export", str(run), "--generator", "live", "--out", str(out)])

@@ -327,4 +327,11 @@ def first_mismatch(expected: dict[str, Any], given: dict[str, Any]) -> str | Non
             return f"'{key}' is not a tensor"
         if tuple(other.shape) != tuple(tensor.shape):
             return f"parameter '{key}' has shape {list(other.shape)} in the file and {list(tensor.shape)} in the network"
+        if isinstance(other, torch.Tensor) and _kind(other.dtype) != _kind(tensor.dtype):  # loading would cast, say, float weights to int zeros
+            return f"parameter '{key}' is {other.dtype} in the file and {tensor.dtype} in the network"
     return None
+
+
+def _kind(dtype: torch.dtype) -> str:
+    """float (any precision: a half-precision export loads into a float32 network), int or bool."""
+    return "bool" if dtype == torch.bool else "float" if dtype.is_floating_point or dtype.is_complex else "int"
