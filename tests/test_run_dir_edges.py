@@ -100,10 +100,25 @@ def test_config_and_resume_together_are_refused(tmp_path):
 def test_a_resume_names_what_it_changes_and_warns_of_a_new_seed(tmp_path):
     folder = tmp_path / "run"
     assert train_command(DEMO, *sets(*TINY), "--run-dir", str(folder)).exit_code == 0
-    with pytest.warns(UserWarning, match="train.seed changed on resume"):
+    with pytest.warns(UserWarning, match="train.seed changed on resume: .* the new seed draws the data order and the "
+                                         "latents from here on, so this is a run of neither seed"):
         result = train_command("--resume", str(folder), *sets("train.steps=6", "train.seed=7"))
     assert result.exit_code == 0, result.output
     assert "changed settings: train.seed 0 -> 7; train.steps 4 -> 6" in result.output
+
+
+def test_a_resume_names_settings_edited_into_config_toml_by_hand_as_changes(tmp_path):
+    folder = tmp_path / "run"
+    assert train_command(DEMO, *sets(*TINY), "--run-dir", str(folder)).exit_code == 0
+    text = (folder / "config.toml").read_text()
+    assert "g_lr = 0.0002\n" in text
+    (folder / "config.toml").write_text(text.replace("g_lr = 0.0002\n", "g_lr = 0.5\n").replace(
+        "steps = 4\n", "steps = 5\n"))
+    result = train_command("--resume", str(folder), *sets("train.steps=6"))
+    assert result.exit_code == 0, result.output
+    # measured against what the checkpoint trained with (steps 4), not the edited file (5)
+    assert ("changed settings: train.g_lr 0.0002 -> 0.5; train.steps 4 -> 6 (train.g_lr: edited in its "
+            "config.toml, not given by --set)") in result.output
 
 
 def test_nothing_to_do_leaves_config_toml_as_it_was(tmp_path):

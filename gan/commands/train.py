@@ -76,12 +76,27 @@ def check_resumable(run_dir: Path) -> None:
 
 
 def changed_keys(before, after) -> list[str]:
-    """`key old -> new` for every setting two configs disagree on."""
+    """`key old -> new` for every setting two configs (or config dicts) disagree on."""
     from gan.core.config import config_to_dict, flatten_config
 
-    old, new = flatten_config(config_to_dict(before)), flatten_config(config_to_dict(after))
+    old, new = (flatten_config(config if isinstance(config, dict) else config_to_dict(config))
+                for config in (before, after))
     return [f"{key} {old.get(key)!r} -> {new.get(key)!r}" for key in sorted(set(old) | set(new))
             if old.get(key) != new.get(key)]
+
+
+def trained_config(run_dir: Path) -> dict | None:
+    """The config the newest checkpoint was trained with (read memory-mapped: its tensors are not
+    read), or None when it does not load; a resume's fallback reports why."""
+    from gan.core.checkpoint import checkpoints_by_content, quiet_torch_load
+
+    found = checkpoints_by_content(run_dir)
+    try:
+        state = quiet_torch_load(found[-1][1], map_location="cpu", mmap=True) if found else None
+    except Exception:  # noqa: BLE001 - (damaged: the resume falls back past it, saying so)
+        return None
+    config = state.get("config") if isinstance(state, dict) else None
+    return config if isinstance(config, dict) else None
 
 
 # What the same --run-dir line may change: the length of the run, and how strictly files are read.
@@ -115,14 +130,23 @@ def settings_to_continue(run_dir: Path, written, resolved):
     return resolved
 
 
-def report_changes(run_dir: Path, written, resolved) -> None:
-    """Say which settings a resume with --set changes, and warn of those that cannot take effect."""
-    changes = changed_keys(written, resolved)
+def report_changes(run_dir: Path, written, resolved, overrides: tuple[str, ...]) -> None:
+    """Say which settings a resume changes from those its newest checkpoint trained with: by --set,
+    or by a hand edit of config.toml (named as such); warn of a changed seed."""
+    from gan.core.config import config_to_dict, flatten_config
+
+    trained = trained_config(run_dir) or config_to_dict(written)
+    recorded = flatten_config(trained)  # (a key newer than the checkpoint's gan is no change)
+    changes = [change for change in changed_keys(trained, resolved) if change.split(" ", 1)[0] in recorded]
+    given = {override.partition("=")[0].strip() for override in overrides}
+    edited = [change.split(" ", 1)[0] for change in changes if change.split(" ", 1)[0] not in given]
     if changes:
-        click.echo(f"resuming '{run_dir}' with changed settings: {'; '.join(changes)}", err=True)
-    if written.train.seed != resolved.train.seed:
+        by_hand = f" ({', '.join(edited)}: edited in its config.toml, not given by --set)" if edited else ""
+        click.echo(f"resuming '{run_dir}' with changed settings: {'; '.join(changes)}{by_hand}", err=True)
+    if trained.get("train", {}).get("seed") != resolved.train.seed:
         warnings.warn("train.seed changed on resume: the networks, optimiser and random state come from the "
-                      "checkpoint, so this is not a run of the new seed (start a new run for that)", stacklevel=2)
+                      "checkpoint, while the new seed draws the data order and the latents from here on, so this "
+                      "is a run of neither seed (start a new run for the new seed)", stacklevel=2)
 
 
 class Terminated(KeyboardInterrupt):
@@ -215,7 +239,7 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
             if resuming:
                 resolved = settings_to_continue(run_dir, written_config(run_dir), resolved)
         elif resuming and group.is_main:
-            report_changes(run_dir, written_config(run_dir), resolved)
+            report_changes(run_dir, written_config(run_dir), resolved, overrides)
         elif not resuming:  # rank 0 numbers the run; the others learn its directory
             refuse_folder_in_a_run(out, "--out")
             run_dir = broadcast_object(create_run_dir(out, config.stem) if group.is_main else None, group)
