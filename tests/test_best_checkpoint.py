@@ -120,6 +120,12 @@ def test_a_resume_drops_the_metrics_rows_of_the_steps_it_trains_again(tmp_path):
     train(tiny_config(*settings), result.run_dir, CPU, resume=True)
     lines = record.read_bytes().splitlines(keepends=True)
     assert lines[1] == damaged and [json.loads(line)["step"] for line in (lines[0], *lines[2:])] == [2, 4]
+    # a last line cut short by an edit (no newline) keeps the next row on a line of its own
+    record.write_bytes(lines[0] + b'{"step": 3, "swd/mean"')
+    (result.run_dir / "checkpoint-00000004.pt").unlink()
+    train(tiny_config(*settings), result.run_dir, CPU, resume=True)
+    assert record.read_bytes().splitlines()[1] == b'{"step": 3, "swd/mean"'
+    assert json.loads(record.read_bytes().splitlines()[2])["step"] == 4
 
 
 def test_lower_is_better_for_distances_and_a_bad_value_never_wins(tmp_path):

@@ -909,6 +909,8 @@ def _log_generative_metrics(evaluator: GenerativeEvaluator, recipe: Recipe, writ
     line = json.dumps({"step": step, "num_images": evaluator.reference_size, **scores}) + "\n"
     try:
         before = path.read_bytes() if path.exists() else b""
+        if before and not before.endswith(b"\n"):  # a last line cut short (an edit): keep the new row on its own
+            before += b"\n"
         write_atomically(path, lambda temp: temp.write_bytes(before + line.encode()))
     except WriteError as error:
         warnings.warn(f"{error}; training goes on", stacklevel=2)
