@@ -2,6 +2,7 @@
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -257,7 +258,21 @@ def test_resuming_with_another_architecture_names_the_parameter_the_shapes_and_t
     assert "network 'generator' of this config does not fit" in result.output
     assert re.search(r"parameter '[\w.]+' has shape \[[\d, ]+\] in the file and \[[\d, ]+\] in the network",
                      result.output)
-    assert "model.generator_args.channels = 8" in result.output and "this config has 16" in result.output
+    assert ("model.generator_args.channels = 8; this config has model.generator_args.channels = 16"
+            in result.output)
+
+
+def test_resuming_from_a_checkpoint_of_another_recipe_says_it_belongs_to_another_run(tmp_path):
+    from conftest import tiny_recipe_config, write_recipe_data
+
+    dcgan = train(tiny_config(), tmp_path / "dcgan", CPU, progress_stream=sys.stdout)
+    config = tiny_recipe_config("pix2pix", write_recipe_data(tmp_path / "data"))
+    pix2pix = train(config, tmp_path / "pix2pix", CPU, progress_stream=sys.stdout)
+    shutil.copy(list_checkpoints(dcgan.run_dir)[-1], pix2pix.run_dir / "checkpoint-00000099.pt")  # step 4: newest
+    result = CliRunner().invoke(main, ["train", "--resume", str(pix2pix.run_dir), "--set", "train.steps=8"])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert "The checkpoint was trained by recipe 'dcgan', this config is 'pix2pix': it belongs to another run" in \
+        result.output
 
 
 def test_a_malformed_newest_checkpoint_falls_back_like_a_corrupt_one(tmp_path):

@@ -48,12 +48,15 @@ def _changed_model_keys(saved: dict[str, Any], config: Config) -> str:
             values[key] = tree.get(section, {}).get(name)
         return values
 
+    if saved.get("recipe") != config.recipe:  # a file of another run: listing every key would hide that
+        return (f"The checkpoint was trained by recipe '{saved.get('recipe')}', this config is '{config.recipe}': it "
+                "belongs to another run; move it out of this run directory.")
     then, now = shaping(saved), shaping(config_to_dict(config))
     changed = [key for key in sorted(set(then) | set(now)) if then.get(key) != now.get(key)]
     if not changed:
         return "The run's config and this one build it alike; the checkpoint may come from another version of gan."
     return ("The run was trained with " + ", ".join(f"{key} = {then.get(key)!r}" for key in changed) +
-            "; this config has " + ", ".join(f"{now.get(key)!r}" for key in changed) +
+            "; this config has " + ", ".join(f"{key} = {now.get(key)!r}" for key in changed) +
             ". Set them back (--set KEY=VALUE) or train a new run.")
 
 
