@@ -2,6 +2,7 @@
 values that would train something else than asked, or crash later with a raw traceback."""
 
 import warnings
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -115,3 +116,21 @@ def test_a_read_only_or_misplaced_output_folder_ends_in_one_line_naming_it(tmp_p
     train = CliRunner().invoke(main, ["train", demo, "--set", "train.steps=1", "--out", str(tmp_path / "runs")])
     assert train.exit_code == 2 and "Traceback" not in train.output, train.output
     assert f"error: '{tmp_path / 'runs'}': Read-only file system (the file system is read-only" in train.output
+
+
+def test_outputs_into_a_read_only_folder_are_refused_before_any_work(tiny_demo_run, tmp_path, monkeypatch):
+    """gan eval of a run on a read-only disk once computed every score, then failed to write them.
+    (Root ignores permissions: a read-only folder is stood in for by os.access.)"""
+    import os
+
+    from gan.inference import outputs
+
+    real_access = os.access
+    monkeypatch.setattr(outputs.os, "access", lambda path, mode: False if Path(path) == tiny_demo_run and
+                        mode & os.W_OK else real_access(path, mode))
+    evaluation = CliRunner().invoke(main, ["eval", str(tiny_demo_run), "--metrics", "swd", "--n", "8"])
+    assert evaluation.exit_code == 2, evaluation.output
+    assert f"metrics-00000004.json' cannot be written: '{tiny_demo_run}' is read-only" in evaluation.output
+    assert "SWD direction" not in evaluation.output  # refused before scoring
+    grid = CliRunner().invoke(main, ["sample", str(tiny_demo_run), "--out", str(tmp_path / "new" / "grid.png")])
+    assert grid.exit_code == 0, grid.output  # a writable folder elsewhere is fine

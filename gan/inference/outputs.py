@@ -175,6 +175,20 @@ def _is_run_record(resolved: Path, run_dir: Path) -> bool:
     return resolved.is_relative_to(run_dir / "samples")
 
 
+def _refuse_read_only_folders(outputs: Iterable[Path]) -> None:
+    """OutputRefused when an output's folder (or, for one still to be made, the nearest folder that
+    exists) cannot be written, so that a long evaluation or translation does not end in a refusal."""
+    looked: set[Path] = set()
+    for output in outputs:
+        folder = next((parent for parent in output.parents if parent.exists()), None)
+        if folder is None or folder in looked:
+            continue
+        looked.add(folder)
+        if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+            raise OutputRefused(f"'{output}' cannot be written: '{folder}' is read-only (a read-only disk or "
+                                "folder); write the outputs elsewhere")
+
+
 def check_outputs(outputs: Sequence[Path], inputs: Iterable[Path] = (), overwrite: bool = False,
                   own: Iterable[Path] = ()) -> None:
     """Raise OutputRefused unless a command may write every path of `outputs`: none is an input,
@@ -197,6 +211,7 @@ def check_outputs(outputs: Sequence[Path], inputs: Iterable[Path] = (), overwrit
         planned.add(resolved)
         if exists and resolved not in owned:
             existing.append(output)
+    _refuse_read_only_folders(planned)
     if existing and not overwrite:
         raise OutputRefused(f"{len(existing)} of {len(outputs)} output file(s) already exist (the first: "
                             f"'{existing[0]}'); pass --overwrite to replace them")
