@@ -117,12 +117,25 @@ def test_a_crop_of_zero_is_refused():
     ("data.synthetic_size=10000000000", "data.synthetic_size must be in [1, 10000000], got 10000000000"),
     ("train.d_steps=1000000", "train.d_steps must be in [1, 100], got 1000000"),
     ("train.ema_bn_batches=100000000", "train.ema_bn_batches must be in [0, 10000], got 100000000"),
+    ("data.load_size=100000", "data.load_size must be in [0, 8192], got 100000"),  # a 10^10-pixel resize
+    ("data.blur_sigma=1e308", "data.blur_sigma must be in [0.0, 100.0], got 1e+308"),
+    ("data.noise_std=300", "data.noise_std must be in [0.0, 255.0], got 300.0"),
+    ("train.steps=9223372036854775808", "train.steps = 9223372036854775808 does not fit in 64 bits"),
+    ("model.generator_args.channels=999999999999999999999999999999", "model.generator_args.channels = "
+     "999999999999999999999999999999 does not fit in 64 bits"),
 ])
 def test_a_count_that_would_exhaust_the_machine_is_refused(assignment, expected):
     """Each is a typo's value: forking 100,000 workers, or an epoch order of ten billion, would
     stop the machine rather than train."""
     with pytest.raises(ConfigError, match=re.escape(expected)):
         load_config(None, [assignment])
+
+
+def test_dcgan_channels_beyond_max_channels_are_refused_not_capped():
+    from gan.nets.dcgan import DCGANGenerator
+
+    with pytest.raises(ValueError, match=r"channels \(2000\) is more than max_channels \(1024\), which caps"):
+        DCGANGenerator(resolution=32, channels=2000)
 
 
 # ----------------------------------------------------------------------------- keys that change nothing

@@ -169,6 +169,9 @@ def test_a_side_task_failure_before_any_checkpoint_does_not_advise_a_resume(tmp_
                           save_error=OSError(28, "No space left on device"))
     assert "'None'" not in str(error) and "--resume" not in str(error)
     assert "none was written before" in str(error) and str(error).endswith("start the run again with gan train CONFIG")
+    at_start = SideTaskError("reading the training data", 0, ValueError("radius must be >= 0"), None, tmp_path / "run")
+    assert "'None'" not in str(at_start) and "--resume" not in str(at_start)
+    assert "training stopped at step 0, before any checkpoint, with nothing trained to keep" in str(at_start)
 
 
 def test_the_command_reports_a_side_task_failure_in_one_line(tmp_path, monkeypatch):

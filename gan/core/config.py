@@ -431,6 +431,7 @@ def check_values(config: Config) -> None:
     """Check the ranges and combinations that types alone cannot. Names that registries hold
     (recipe, dataset, networks, loss, metrics) are checked by `gan.training.resolve`, above them."""
     loss = config.loss
+    _check_integer_sizes(config)
     _check_preset(config)
     if loss.label_smoothing and loss.adversarial not in ("vanilla", "lsgan"):
         raise ConfigError(f"loss.label_smoothing applies to vanilla and lsgan, not '{loss.adversarial}' (it has "
@@ -488,6 +489,9 @@ def check_values(config: Config) -> None:
     _check_range("metrics.num_samples", config.metrics.num_samples, 2, MAX_METRIC_SAMPLES)
     _check_range("log.num_samples", config.log.num_samples, 1, MAX_PREVIEW_SAMPLES)
     _check_range("data.resolution", data.resolution, 1, MAX_RESOLUTION)
+    _check_range("data.load_size", data.load_size, 0, MAX_RESOLUTION)  # images are resized to it: memory
+    _check_range("data.blur_sigma", data.blur_sigma, 0.0, MAX_BLUR_SIGMA)
+    _check_range("data.noise_std", data.noise_std, 0.0, 255.0)  # grey levels: more is noise alone
     _check_range("data.synthetic_size", data.synthetic_size, 1, MAX_SYNTHETIC_SIZE)
     _check_range("data.num_workers", data.num_workers, 0, MAX_LOADER_WORKERS)
     _check_range("train.d_steps", config.train.d_steps, 1, MAX_D_STEPS)
@@ -590,6 +594,8 @@ MAX_LOADER_WORKERS = 256  # processes; more is a typo that would fork until the 
 MAX_D_STEPS = 100  # discriminator updates per generator update (WGAN uses 5); more is a typo
 MAX_EMA_BN_BATCHES = 10_000  # batches of BatchNorm statistics per EMA evaluation; more is a typo
 MAX_RESOLUTION = 8192  # pixels a side; more is a typo (a 8192^2 batch of 64 is already 50 GB of float input)
+MAX_BLUR_SIGMA = 100.0  # HR pixels; more blurs any training crop into one colour
+MAX_INTEGER = 2**63 - 1  # TOML's integers are 64-bit: a larger one makes a config.toml other readers refuse
 
 
 def _check_text(config: Config) -> None:
@@ -660,6 +666,15 @@ def _check_choice(key: str, value: Any, choices: tuple, empty: str = "") -> None
     if value not in choices:
         shown = [f'""{f" ({empty})" if empty else ""}' if choice == "" else str(choice) for choice in choices]
         raise ConfigError(f"{key} must be one of {', '.join(shown)}; got {value!r}")
+
+
+def _check_integer_sizes(config: Config) -> None:
+    """Every integer fits in 64 bits, as TOML's do (Python's reader takes more; others refuse the file)."""
+    for key, value in flatten_config(config_to_dict(config)).items():
+        for number in value if isinstance(value, list) else [value]:
+            if isinstance(number, int) and not isinstance(number, bool) and abs(number) > MAX_INTEGER:
+                raise ConfigError(f"{key} = {number} does not fit in 64 bits, as TOML's integers must "
+                                  f"(at most {MAX_INTEGER})")
 
 
 def _check_range(key: str, value: float, low: float, high: float) -> None:

@@ -17,6 +17,9 @@ from gan.nets.common import init_normal_, log2_resolution, norm_layer, spectral_
 def _widths(resolution: int, channels: int, max_channels: int) -> list[int]:
     """Channel count at 4x4, 8x8, ..., resolution/2: doubling towards low resolution."""
     num_levels = log2_resolution(resolution, 32, 256) - 2  # 4x4 .. resolution/2
+    if channels > max_channels:  # every layer would be capped: a network narrower than asked for
+        raise ValueError(f"channels ({channels}) is more than max_channels ({max_channels}), which caps the width "
+                         "of every layer: raise max_channels with it")
     return [min(channels * 2 ** (num_levels - 1 - level), max_channels) for level in range(num_levels)]
 
 

@@ -117,7 +117,9 @@ class SideTaskError(RuntimeError):
     def __init__(self, task: str, step: int, error: Exception, checkpoint: Path | None, run_dir: Path,
                  save_error: Exception | None = None):
         reason = first_line_of(error)[:300]
-        if save_error is None:
+        if save_error is None and checkpoint is None:  # at step 0: nothing trained, nothing to keep
+            kept = f"training stopped at step {step}, before any checkpoint, with nothing trained to keep"
+        elif save_error is None:
             kept = f"training stopped with a checkpoint of step {step} ('{checkpoint}'), so nothing is lost"
         elif checkpoint is not None:
             kept = f"no checkpoint could be written ({save_error}); '{checkpoint}' is kept"
