@@ -92,6 +92,15 @@ def test_a_model_that_fails_is_reported_and_the_others_are_still_measured(tmp_pa
     assert written["failures"] == {"pix2pix256": "RuntimeError: an inductor stride assertion"}
 
 
+def test_an_override_a_models_recipe_refuses_is_one_line_not_a_traceback():
+    result = CliRunner().invoke(main, ["bench", "--model", "dcgan64", "--device", "cpu", "--data-root", "none",
+                                       "--rounds", "1", "--iters", "1", "--warmup", "0",
+                                       "--set", "train.adversarial_start=10"])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert "error: dcgan64: train.adversarial_start is for recipes with a reconstruction loss" in result.output
+    assert "| model |" not in result.output  # nothing measured: no empty table
+
+
 def test_bench_set_overrides_reach_our_side_and_bad_ones_stop_at_once(tmp_path):
     runner = CliRunner()
     bad = runner.invoke(main, ["bench", "--model", "dcgan64", "--device", "cpu", "--set", "train.compile=sometimes"])

@@ -99,6 +99,9 @@ def bench(models: tuple[str, ...], device: str, json_path: Path | None, rounds: 
             try:
                 rows.append(bench_model(name, torch_device, baseline, rounds, iters, warmup, fast=not eager,
                                         flops=True, overrides=overrides))
+            except ConfigError as error:  # a --set this model's recipe refuses: its message says it all
+                click.echo(f"error: {name}: {error}", err=True)
+                failures[name] = f"ConfigError: {error}"
             except Exception as error:  # one model's failure must not cost the others' figures
                 traceback.print_exc()
                 failures[name] = f"{type(error).__name__}: {error}"
@@ -107,9 +110,10 @@ def bench(models: tuple[str, ...], device: str, json_path: Path | None, rounds: 
         if data_root is not None and str(data_root) != "none":
             with tempfile.TemporaryDirectory() as cache_dir:
                 data_rows.append(bench_data(data_root, 128, DATA_BATCH, 40, data_workers, Path(cache_dir)))
-    click.echo(format_table(rows))
-    if baseline is None:
-        click.echo("(baseline columns empty: no --baseline file was given)")
+    if rows:  # (every model failed: no empty table)
+        click.echo(format_table(rows))
+        if baseline is None:
+            click.echo("(baseline columns empty: no --baseline file was given)")
     for row in data_rows:
         click.echo(f"\ndata path at {row['resolution']}px, batch {row['batch_size']}, {row['images']} images: cached "
                    f"{row['cached_images_per_s']:.0f} img/s vs ImageFolder+transforms "
