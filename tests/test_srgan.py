@@ -239,13 +239,18 @@ def test_srresnet_trains_no_discriminator_unless_a_weight_asks_for_one(tmp_path)
         return sorted(RECIPES.get(recipe)(config, torch.device("cpu"), contextlib.nullcontext).networks)
 
     assert networks("srresnet") == ["generator"]
+    with warnings.catch_warnings():  # the discriminator's own defaults, filled in, are nothing the user set
+        warnings.simplefilter("error")
+        config = load_config(REPO / "experiments" / "srresnet_x4.toml", [*TINY_SR, f"data.root={data['hr']}",
+                                                                        f"data.val_root={data['hr']}"])
+        RECIPES.get("srresnet")(config, torch.device("cpu"), contextlib.nullcontext)
     assert networks("srgan") == ["discriminator", "generator"]  # the paper's 1e-3
     with pytest.warns(UserWarning, match=r"srresnet.*adversarial_weight = 0.001 trains a discriminator.*srgan"):
         assert networks("srresnet", "loss.adversarial_weight=1e-3") == ["discriminator", "generator"]
     # a discriminator's settings without one change nothing, and are said to
     with pytest.warns(UserWarning, match=r"loss.adversarial = 'hinge'; train.d_lr = 0.001; "
                                          r"model.discriminator_args.channels = 32; "
-                                         r"model.discriminator_args.spectral_norm = True; .*: they change nothing"):
+                                         r"model.discriminator_args.spectral_norm = True: they change nothing"):
         networks("srresnet", "loss.adversarial=hinge", "train.d_lr=1e-3", "model.discriminator_args.spectral_norm=true",
                  "model.discriminator_args.channels=32")
 

@@ -64,6 +64,12 @@ def _parameters(constructor: Callable) -> dict[str, inspect.Parameter]:
     return {name: p.replace(annotation=hints.get(name, Any)) for name, p in params.items()}
 
 
+def network_defaults(role: str, name: str) -> dict[str, Any]:
+    """The settable arguments of network `name` with their defaults (what `resolve_network_args` fills in)."""
+    return {arg: param.default for arg, param in _parameters(_zoo(role).get(name)).items()
+            if param.default is not inspect.Parameter.empty}
+
+
 def resolve_network_args(role: str, name: str, args: dict[str, Any], key: str) -> dict[str, Any]:
     """Check user-settable `args` of network `name` and fill in the constructor's defaults.
 

@@ -163,12 +163,16 @@ DISCRIMINATOR_KEYS = ("loss.adversarial", "loss.label_smoothing", "train.d_lr", 
 
 
 def warn_of_discriminator_keys(config: Config) -> None:
-    """One warning naming the discriminator's keys a run without one was given (they change nothing)."""
+    """One warning naming the discriminator's keys a run without one was given (they change nothing):
+    those set away from their defaults (the arguments are filled with the network's own defaults)."""
     from gan.core.config import config_to_dict, flatten_config
+    from gan.nets import network_defaults
 
     defaults, values = flatten_config(config_to_dict(Config())), flatten_config(config_to_dict(config))
     given = [f"{key} = {values[key]!r}" for key in DISCRIMINATOR_KEYS if values[key] != defaults[key]]
-    given += [f"model.discriminator_args.{name} = {value!r}" for name, value in config.model.discriminator_args.items()]
+    network = network_defaults("discriminator", config.model.discriminator)
+    given += [f"model.discriminator_args.{name} = {value!r}" for name, value in config.model.discriminator_args.items()
+              if name not in network or network[name] != value]
     if given:
         warnings.warn(f"{'; '.join(given)}: {'it changes' if len(given) == 1 else 'they change'} nothing, as "
                       "loss.adversarial_weight = 0 trains no discriminator", stacklevel=3)
