@@ -35,6 +35,15 @@ def test_a_text_key_keeps_the_text_as_written(text):
     assert load_config(None, [f"data.root={text}"]).data.root == text
 
 
+@pytest.mark.parametrize("spelling", ["2024_01", "1e3", "0x1F"])
+def test_a_number_for_a_text_key_in_a_file_is_refused_as_toml_loses_its_spelling(tmp_path, spelling):
+    config = tmp_path / "c.toml"
+    config.write_text(f'recipe = "dcgan"\n[data]\ndataset = "folder"\nroot = {spelling}\n')
+    with pytest.raises(ConfigError, match=re.escape("data.root: expected text, got the number") + ".*"
+                       + re.escape('write text in quotes: root = "..."')):
+        load_config(config)
+
+
 @pytest.mark.parametrize("assignment, expected", [
     ("model.generator_args={channels=8}", "--set model.generator_args={channels=8} would replace all of "
                                           "[model.generator_args], dropping the keys the config file sets there; "

@@ -431,7 +431,6 @@ def check_values(config: Config) -> None:
     """Check the ranges and combinations that types alone cannot. Names that registries hold
     (recipe, dataset, networks, loss, metrics) are checked by `gan.training.resolve`, above them."""
     loss = config.loss
-    _check_integer_sizes(config)
     _check_preset(config)
     if loss.label_smoothing and loss.adversarial not in ("vanilla", "lsgan"):
         raise ConfigError(f"loss.label_smoothing applies to vanilla and lsgan, not '{loss.adversarial}' (it has "
@@ -518,6 +517,7 @@ def check_values(config: Config) -> None:
                 "metrics.every"):
         section, name = key.split(".")
         _check_range(key, getattr(getattr(config, section), name), 0, math.inf)
+    _check_integer_sizes(config)  # (last: a key with its own range names it more precisely)
 
 
 # Keys that only some settings read: set away from their default under others, they change nothing,

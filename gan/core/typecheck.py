@@ -62,7 +62,10 @@ def coerce(value: Any, annotation: Any, key: str) -> Any:
         if isinstance(value, str):
             return value
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return str(value)
+            # TOML has read it as a number, losing its spelling (2024_01 is 202401, 1e3 is 1000.0)
+            raise ConfigError(f"{key}: expected text, got the number {value!r}; TOML reads an unquoted "
+                              f"2024_01 as 202401 and 1e3 as 1000.0, so write text in quotes: "
+                              f"{key.rsplit('.', 1)[-1]} = \"...\"")
     else:
         raise TypeError(f"{key}: unsupported annotation {annotation!r}")
     raise ConfigError(f"{key}: expected {type_name(annotation)}, got {value!r}")
