@@ -468,6 +468,28 @@ def test_gan_eval_names_only_the_tile_option_it_has(pix2pix_run, tile, expected)
     assert "--overlap" not in result.output
 
 
+def test_an_empty_split_is_refused_rather_than_scoring_train_and_val_together(pix2pix_run):
+    from click.testing import CliRunner
+
+    from gan.commands.main import main
+
+    run_dir, data = pix2pix_run
+    result = CliRunner().invoke(main, ["eval", str(run_dir), "--data", str(data), "--split", ""])
+    assert result.exit_code == 2 and "--split is empty: name a split subfolder" in result.output, result.output
+
+
+def test_a_missing_validation_split_is_blamed_on_data_val_split(tmp_path):
+    from conftest import tiny_recipe_config, write_recipe_data
+
+    from gan.data import build_dataset
+
+    data = write_recipe_data(tmp_path)
+    config = tiny_recipe_config("pix2pix", data, "data.val_split=nosuch").data
+    with pytest.raises(FileNotFoundError, match=r"paired/nosuch' does not exist .*it is set by data.root with "
+                                                r"data.val_split \(--set data.root"):
+        build_dataset(config, train=False)
+
+
 def test_gan_translate_names_its_overlap_and_tile(pix2pix_run, tmp_path):
     from click.testing import CliRunner
 

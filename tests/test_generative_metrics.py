@@ -319,6 +319,8 @@ def test_gan_eval_without_inception_weights_is_a_clear_error(demo_run, tmp_path)
     assert "missing.pth" in result.output and WEIGHTS_FILE in result.output
     result = CliRunner().invoke(main, ["eval", str(demo_run), "--metrics", "swd,bogus"])
     assert result.exit_code == 2 and "unknown metric 'bogus'" in result.output
+    result = CliRunner().invoke(main, ["eval", str(demo_run), "--metrics", ""])  # an empty "$METRICS"
+    assert result.exit_code == 2 and "name at least one metric of fid, kid, swd, pr" in result.output, result.output
 
 
 def test_swd_on_real_faces_separates_faces_from_blurred_faces(shared_data):

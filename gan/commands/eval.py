@@ -197,9 +197,12 @@ def _evaluate_generative(state: dict, path: Path, folder: Path | None, metric_na
     from gan.core.registry import ConfigError
     from gan.inference.generators import generator_from_checkpoint
     from gan.inference.scoring import evaluate_generative
-    from gan.metrics.generative import check_metric_names
+    from gan.metrics.generative import METRIC_NAMES, check_metric_names
 
     try:
+        if metric_names is not None and not metric_names.strip(", "):
+            raise click.BadParameter(f"name at least one metric of {', '.join(METRIC_NAMES)}",
+                                     param_hint="--metrics")
         names = check_metric_names((metric_names or DEFAULT_EVAL_METRICS).split(","), "--metrics")
     except ConfigError as error:
         raise click.BadParameter(str(error)) from None

@@ -99,7 +99,7 @@ def _folder_keys(config: DataConfig, train: bool) -> str:
     if config.dataset == "unpaired" and config.a_root and config.b_root:
         return "data.a_root and data.b_root"
     if config.dataset in ("paired", "unpaired"):
-        return "data.root with data.split"
+        return "data.root with data.val_split" if not train and config.val_split else "data.root with data.split"
     return "data.root"
 
 

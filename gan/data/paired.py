@@ -290,7 +290,7 @@ def paired_dataset(root: str | Path, split: str, resolution: int, load_size: int
         raise NotADirectoryError(f"paired data folder '{folder}' is a file, not a folder (data.root names a folder "
                                  "of A|B images or of A/ and B/ folders)")
     if not folder.is_dir():
-        raise FileNotFoundError(f"paired data folder '{folder}' does not exist{file_on_the_way(folder)} (data.split "
+        raise FileNotFoundError(f"paired data folder '{folder}' does not exist{file_on_the_way(folder)} (the split "
                                 f"names a subfolder of data.root; \"all\" uses data.root itself)")
     if layout == "auto":
         layout = detect_layout(folder)

@@ -239,7 +239,9 @@ def paired_evaluation_folder(root: Path, data_config: dict, split: str | None = 
         raise FileNotFoundError(f"'{root}' has split subfolders {', '.join(present)} but no {default}/ (this run's "
                                 f"validation split): pass --split NAME to score one of them, or --split all for every "
                                 "pair under it")
-    if split in ("", "all"):
+    if not split.strip():  # an empty "$SPLIT" from a script: "all" would mix the training pairs in
+        raise ValueError("--split is empty: name a split subfolder (train, val, test), or all for every pair")
+    if split == "all":
         return root, None
     if not (root / split).is_dir():
         has = f"it has {', '.join(present)}" if present else "it has no split subfolders"
