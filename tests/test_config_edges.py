@@ -174,6 +174,8 @@ def test_dcgan_channels_beyond_max_channels_are_refused_not_capped():
     (["loss.augment_images=1000"], "loss.augment_images = 1000 changes nothing"),
     (["loss.r1_every=4"], "loss.r1_every = 4 changes nothing: it tunes loss.r1_gamma, which is 0 (off)"),
     (["loss.instance_noise_steps=100"], "loss.instance_noise_steps = 100 changes nothing: it tunes loss.instance_noise"),
+    (["train.ema_decay=0", "train.ema_bn_batches=8"], "train.ema_bn_batches = 8 changes nothing: it tunes "
+                                                      "train.ema_decay, which is 0 (off)"),
     (["recipe=pix2pix", "data.dataset=paired", "train.steps=10", "train.adversarial_start=10"],
      "train.adversarial_start = 10 is not below train.steps = 10: the adversarial term never turns on"),
     (["data.dataset=synthetic", "data.root=/faces"], "data.root = '/faces' changes nothing: it is read only when "

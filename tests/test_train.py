@@ -82,6 +82,12 @@ def test_run_directory_contents(tmp_path):
     assert create_run_dir(tmp_path / "new", "x") == tmp_path / "new" / "00000-x"
 
 
+def test_a_data_set_smaller_than_a_batch_is_warned_of(tmp_path):
+    with pytest.warns(UserWarning, match=r"the data set has 4 training images, fewer than train.batch_size = 8: "
+                                         "every batch holds some images more than once"):
+        train(tiny_config("data.synthetic_size=4", "train.steps=1"), tmp_path / "run", CPU, progress_stream=sys.stdout)
+
+
 def test_tensorboard_gets_every_term(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -549,7 +549,8 @@ READ_ONLY_WITH = {
                                                           "loss.augment_images")},
 }
 # Keys that tune something another key turns on: set while it is off (0), they change nothing.
-READ_ONLY_WHEN_ON = {"loss.r1_every": "loss.r1_gamma", "loss.instance_noise_steps": "loss.instance_noise"}
+READ_ONLY_WHEN_ON = {"loss.r1_every": "loss.r1_gamma", "loss.instance_noise_steps": "loss.instance_noise",
+                     "train.ema_bn_batches": "train.ema_decay"}
 
 
 def warn_about_inert_keys(config: Config) -> None:
