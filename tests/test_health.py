@@ -28,6 +28,9 @@ def test_a_saturated_discriminator_is_reported_once_for_probability_scores():
     assert len(found) == 1 and "step 120: the discriminator is saturated" in found[0] and "Try:" in found[0]
     assert findings(lambda: watch.window(140, saturated)) == []  # once per kind
     assert findings(lambda: HealthWatch(True).window(1, {"d/real": 0.9, "d/fake": 0.1})) == []
+    # one-sided smoothing 0.1: a D that wins outright settles at its target 0.9, not near 1
+    smoothed = findings(lambda: HealthWatch(True, real_target=0.9).window(7, {"d/real": 0.9001, "d/fake": 0.0003}))
+    assert len(smoothed) == 1 and "D(x) = 0.9001 (its target, smoothed: 0.9)" in smoothed[0]
     # hinge and WGAN scores are raw: no probability to saturate
     assert findings(lambda: HealthWatch(False).window(1, saturated)) == []
 

@@ -97,9 +97,10 @@ def diversity(images: torch.Tensor) -> float:
 class HealthWatch:
     """Checks each logging window and each preview grid; warns once per kind of finding."""
 
-    def __init__(self, saturation_scores: bool, unconditional: bool = True):
+    def __init__(self, saturation_scores: bool, unconditional: bool = True, real_target: float = 1.0):
         self.saturation_scores = saturation_scores  # d/real, d/fake are probabilities or [0, 1] targets
         self.unconditional = unconditional  # dcgan, whose keys the advice may name
+        self.real_target = real_target  # D's target for real images: 1 - loss.label_smoothing
         self.history: dict[str, list[float]] = {}
         self.data_spread: float | None = None
         self.data_diversity: float | None = None
@@ -122,10 +123,12 @@ class HealthWatch:
         scalars = {}
         real, fake = means.get("d/real"), means.get("d/fake")
         if self.saturation_scores and real is not None and fake is not None:
-            saturated = real > SATURATION and fake < 1 - SATURATION
+            # measured against D's own target: with smoothing 0.1, a D that wins outright settles at 0.9
+            saturated = real > self.real_target - (1 - SATURATION) and fake < 1 - SATURATION
             scalars["health/d_saturated"] = float(saturated)
             if saturated:
-                self._warn("saturation", step, f"the discriminator is saturated: D(x) = {real:.4f} and "
+                target = f" (its target, smoothed: {self.real_target:g})" if self.real_target < 1 else ""
+                self._warn("saturation", step, f"the discriminator is saturated: D(x) = {real:.4f}{target} and "
                                                 f"D(G(z)) = {fake:.4f} over the last window")
         for name, value in means.items():
             if not (name.startswith("loss/") or name.startswith("grad/")):

@@ -470,7 +470,8 @@ def _set_up(config: Config, run_dir: Path, device: torch.device, group: ProcessG
     evaluator = _generative_evaluator(config, recipe, device) if main else None
     best = _best_checkpoint(config, recipe, evaluator, run_dir) if main else None
     unconditional = hasattr(recipe, "evaluation_generator")
-    health = HealthWatch(config.loss.adversarial in ("vanilla", "lsgan"), unconditional) if main else None
+    health = HealthWatch(config.loss.adversarial in ("vanilla", "lsgan"), unconditional,
+                         1.0 - config.loss.label_smoothing) if main else None
     check_run_can_finish(config, run_dir, not unconditional, dataset)  # every path still to be read, now
     check_batch_fits(recipe.networks, config, device)  # else the kernel kills an oversized run without a word
     if group.distributed:
@@ -500,7 +501,7 @@ def _restore(run: _Run) -> None:
         except (KeyError, IndexError, TypeError, ValueError, AttributeError, RuntimeError) as error:
             warnings.warn(f"'{run.last_checkpoint}': its health-watch state is malformed ({error!r}); the watch "
                           "starts afresh", stacklevel=2)
-            run.health = HealthWatch(run.health.saturation_scores, run.health.unconditional)
+            run.health = HealthWatch(run.health.saturation_scores, run.health.unconditional, run.health.real_target)
     run.say(f"resuming from '{run.last_checkpoint}' at step {run.start_step}")
 
 
