@@ -355,3 +355,38 @@ def test_all_three_train_compiled_and_match_eager():
         assert step["loss/d"] == pytest.approx(eager_step["loss/d"], rel=1e-4, abs=1e-5)
     for key, value in eager.items():
         torch.testing.assert_close(compiled[key], value, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    (("loss.r1_gamma=1",), 'loss.r1_gamma = 1 penalises each image\'s gradient, but the BatchNorm of discriminator '
+                           'mixes the images of a batch, so each image\'s penalty depends on the others: set '
+                           'model.discriminator_args.norm = "none"'),
+    (("loss.adversarial=wgan-gp",), "loss.adversarial = 'wgan-gp' (loss.gp_weight = 10) penalises each image's"),
+    (("loss.r1_gamma=1", "model.discriminator_args.norm=none"), None),
+    (("loss.preset=wgan-gp",), None),  # the preset's critic has no BatchNorm
+])
+def test_a_per_image_penalty_through_a_batchnorm_discriminator_is_warned_of(tmp_path, overrides, expected):
+    """Each image's gradient penalty (R1, WGAN-GP) assumes D scores each image alone; BatchNorm in D
+    makes each score depend on the batch, which a change to one image shows."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(tiny_config(*overrides, "train.steps=1"), tmp_path / "run", CPU, progress_stream=sys.stdout)
+    said = [str(warning.message) for warning in caught if "penalis" in str(warning.message)]
+    assert said == ([] if expected is None else [said[0]]) and (expected is None or expected in said[0]), said
+
+
+def test_batchnorm_makes_each_images_r1_depend_on_the_others():
+    """Why the warning above: with BatchNorm, changing image 3 changes the R1 terms of images 0-2."""
+    torch.manual_seed(0)
+    for norm, mixes in (("batch", True), ("none", False)):
+        discriminator = network_spec("discriminator", "dcgan", {"channels": 8, "norm": norm}, "d",
+                                     resolution=32).build()
+
+        def per_image_r1(images, discriminator=discriminator):
+            images = images.clone().requires_grad_(True)
+            return torch.autograd.grad(discriminator(images).sum(), images)[0].flatten(1).square().sum(1)[:3]
+
+        images = torch.rand(4, 3, 32, 32) * 2 - 1
+        changed = images.clone()
+        changed[3] = -changed[3]
+        assert (not torch.allclose(per_image_r1(images), per_image_r1(changed))) == mixes, norm

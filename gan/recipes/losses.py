@@ -100,6 +100,23 @@ def r1_penalty(discriminator: Callable[[torch.Tensor], torch.Tensor], real: torc
     return grad.float().flatten(1).square().sum(dim=1).mean()
 
 
+def penalties_through_batchnorm(penalties: list[str], networks: dict[str, nn.Module],
+                                can_switch_off: bool) -> str | None:
+    """A warning when a per-image gradient penalty (`penalties`: the keys that ask for one) runs
+    through a discriminator with BatchNorm: it mixes the images of a batch, so each image's penalty
+    depends on the others (Gulrajani et al. use no BatchNorm in the critic for this reason)."""
+    mixing = [name for name, network in networks.items() if name.startswith("discriminator")
+              and any(isinstance(module, nn.modules.batchnorm._BatchNorm) for module in network.modules())]
+    if not penalties or not mixing:
+        return None
+    fix = ('set model.discriminator_args.norm = "none" (or "instance")' if can_switch_off
+           else "this discriminator's BatchNorm cannot be switched off; a PatchGAN or DCGAN one with norm = "
+                '"none" can')
+    verb = "penalises" if len(penalties) == 1 else "penalise"
+    return (f"{' and '.join(penalties)} {verb} each image's gradient, but the BatchNorm of {', '.join(mixing)} "
+            f"mixes the images of a batch, so each image's penalty depends on the others: {fix}")
+
+
 class LazyR1:
     """`loss.r1_gamma` and `loss.r1_every`: the R1 penalty, added to D's loss every `every` steps
     as gamma/2 * every * R1, StyleGAN2's lazy regularisation (the same expected strength, at

@@ -67,8 +67,10 @@ from gan.core.registry import ConfigError
 from gan.data import training_batches
 from gan.data.sampling import first_samples
 from gan.metrics.generative import GenerativeEvaluator, score_generator
+from gan.nets import network_defaults
 from gan.recipes import RECIPES
 from gan.recipes.base import AutocastFactory, Recipe
+from gan.recipes.losses import penalties_through_batchnorm
 from gan.recipes.schedules import adversarial_on, lr_factor
 from gan.training.cuda_graphs import GraphedStep, StepFunction, set_learning_rates
 from gan.training.event_log import EventLog
@@ -449,6 +451,17 @@ def _discard_start(run_dir: Path) -> None:
         (run_dir / "samples").rmdir()  # only when empty
 
 
+def _warn_of_penalties_through_batchnorm(config: Config, recipe: Recipe) -> None:
+    loss = config.loss
+    penalties = ([f"loss.adversarial = 'wgan-gp' (loss.gp_weight = {loss.gp_weight:g})"]
+                 if loss.adversarial == "wgan-gp" and loss.gp_weight > 0 else [])
+    penalties += [f"loss.r1_gamma = {loss.r1_gamma:g}"] if loss.r1_gamma > 0 else []
+    message = penalties_through_batchnorm(penalties, recipe.networks,
+                                          "norm" in network_defaults("discriminator", config.model.discriminator))
+    if message:
+        warnings.warn(message, stacklevel=3)
+
+
 def _set_up(config: Config, run_dir: Path, device: torch.device, group: ProcessGroup, resume: bool) -> _Run:
     """Seed, build the recipe and its data, check that the run can finish, and apply the speed
     switches: everything before the first checkpoint is read or written."""
@@ -463,6 +476,7 @@ def _set_up(config: Config, run_dir: Path, device: torch.device, group: ProcessG
         dataset = recipe.build_dataset()
     except ValueError as error:  # a value the constructors of networks or data sets reject
         raise ConfigError(str(error)) from error
+    _warn_of_penalties_through_batchnorm(config, recipe)
     for optimizer in recipe.optimizers.values():
         for param_group in optimizer.param_groups:
             param_group.setdefault("base_lr", param_group["lr"])
