@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -119,6 +120,25 @@ def test_a_resume_names_settings_edited_into_config_toml_by_hand_as_changes(tmp_
     # measured against what the checkpoint trained with (steps 4), not the edited file (5)
     assert ("changed settings: train.g_lr 0.0002 -> 0.5; train.steps 4 -> 6 (train.g_lr: edited in its "
             "config.toml, not given by --set)") in result.output
+
+
+def test_training_longer_says_which_schedules_tied_to_the_runs_length_restart(tmp_path):
+    folder = tmp_path / "run"
+    assert train_command(DEMO, *sets(*TINY, "loss.instance_noise=0.1", "train.lr_decay_steps=4"),
+                         "--run-dir", str(folder)).exit_code == 0
+    with pytest.warns(UserWarning, match=r"resuming at step 4 with these settings moves schedules tied to the run's "
+                                         r"length: at step 5, the learning rates rise from 0.2x to 0.8x of their base "
+                                         r".*; and the instance noise rises from 0.025 to 0.05 .*--set "
+                                         r"loss.instance_noise_steps=4 keeps its anneal"):
+        assert train_command("--resume", str(folder), *sets("train.steps=8")).exit_code == 0
+    folder2 = tmp_path / "run2"  # a resume that only goes on as planned moves nothing
+    assert train_command(DEMO, *sets(*TINY, "train.steps=8", "loss.instance_noise=0.1"),
+                         "--run-dir", str(folder2)).exit_code == 0
+    (folder2 / "checkpoint-00000008.pt").unlink()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert train_command("--resume", str(folder2)).exit_code == 0
+    assert not [warning for warning in caught if "moves schedules" in str(warning.message)]
 
 
 def test_nothing_to_do_leaves_config_toml_as_it_was(tmp_path):

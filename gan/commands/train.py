@@ -88,9 +88,9 @@ def changed_keys(before, after) -> list[str]:
             if old.get(key) != new.get(key)]
 
 
-def trained_config(run_dir: Path) -> dict | None:
-    """The config the newest checkpoint was trained with (read memory-mapped: its tensors are not
-    read), or None when it does not load; a resume's fallback reports why."""
+def trained_config(run_dir: Path) -> tuple[dict, int] | None:
+    """(the config the newest checkpoint was trained with, its step), read memory-mapped (its
+    tensors are not read); None when it does not load: a resume's fallback reports why."""
     from gan.core.checkpoint import checkpoints_by_content, quiet_torch_load
 
     found = checkpoints_by_content(run_dir)
@@ -99,7 +99,34 @@ def trained_config(run_dir: Path) -> dict | None:
     except Exception:  # noqa: BLE001 - (damaged: the resume falls back past it, saying so)
         return None
     config = state.get("config") if isinstance(state, dict) else None
-    return config if isinstance(config, dict) else None
+    return (config, found[-1][0]) if isinstance(config, dict) else None
+
+
+def schedule_jumps(trained: dict, step: int, resolved) -> list[str]:
+    """What a resume at `step` with `resolved` restarts of the schedules tied to the run's length
+    (a longer train.steps moves a linear decay's start and stretches dcgan's noise anneal):
+    `the learning rates from 0.01x to 1x of their base`, ..."""
+    from gan.core.config import config_from_dict
+    from gan.recipes.losses import instance_noise_std
+    from gan.recipes.schedules import lr_factor
+
+    try:
+        before = config_from_dict(trained)
+    except Exception:  # noqa: BLE001 - a checkpoint of another gan version: nothing to compare
+        return []
+    jumps = []
+    old_rate, new_rate = lr_factor(step, before.train), lr_factor(step + 1, resolved.train)
+    if new_rate > old_rate + 0.05:
+        jumps.append(f"the learning rates rise from {old_rate:.3g}x to {new_rate:.3g}x of their base "
+                     f"(train.lr_schedule = '{resolved.train.lr_schedule}' ends at the new train.steps)")
+    if resolved.recipe == "dcgan":
+        old_noise, new_noise = instance_noise_std(before, step), instance_noise_std(resolved, step + 1)
+        if new_noise > old_noise + 0.05 * resolved.loss.instance_noise:
+            keep = (f"; --set loss.instance_noise_steps={before.train.steps} keeps its anneal"
+                    if not resolved.loss.instance_noise_steps else "")
+            jumps.append(f"the instance noise rises from {old_noise:.3g} to {new_noise:.3g} (annealed over the "
+                         f"{'new train.steps' if not resolved.loss.instance_noise_steps else 'new length'}{keep})")
+    return jumps
 
 
 # What the same --run-dir line may change: the length of the run, and how strictly files are read.
@@ -138,7 +165,7 @@ def report_changes(run_dir: Path, written, resolved, overrides: tuple[str, ...])
     or by a hand edit of config.toml (named as such); warn of a changed seed."""
     from gan.core.config import config_to_dict, flatten_config
 
-    trained = trained_config(run_dir) or config_to_dict(written)
+    trained, step = trained_config(run_dir) or (config_to_dict(written), None)
     recorded = flatten_config(trained)  # (a key newer than the checkpoint's gan is no change)
     changes = [change for change in changed_keys(trained, resolved) if change.split(" ", 1)[0] in recorded]
     given = {override.partition("=")[0].strip() for override in overrides}
@@ -146,6 +173,10 @@ def report_changes(run_dir: Path, written, resolved, overrides: tuple[str, ...])
     if changes:
         by_hand = f" ({', '.join(edited)}: edited in its config.toml, not given by --set)" if edited else ""
         click.echo(f"resuming '{run_dir}' with changed settings: {'; '.join(changes)}{by_hand}", err=True)
+    jumps = schedule_jumps(trained, step, resolved) if step is not None else []
+    if jumps:
+        warnings.warn(f"resuming at step {step} with these settings moves schedules tied to the run's length: at "
+                      f"step {step + 1}, {'; and '.join(jumps)}", stacklevel=2)
     if trained.get("train", {}).get("seed") != resolved.train.seed:
         warnings.warn("train.seed changed on resume: the networks, optimiser and random state come from the "
                       "checkpoint, while the new seed draws the data order and the latents from here on, so this "

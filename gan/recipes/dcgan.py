@@ -14,7 +14,7 @@ from gan.nets.running import eval_mode
 from gan.recipes import RECIPES
 from gan.recipes.base import AutocastFactory, RecipeBase, adam, gradient_norm, require_rgb, set_requires_grad
 from gan.recipes.ema import EMA, latent_batches, standing_statistics
-from gan.recipes.losses import AdversarialLoss, add_instance_noise, annealed_std
+from gan.recipes.losses import AdversarialLoss, add_instance_noise, instance_noise_std
 
 
 @RECIPES.register("dcgan")
@@ -67,8 +67,7 @@ class DCGANRecipe(RecipeBase):
         self.noise_std = torch.full((), self._noise_std(1), device=device) if config.loss.instance_noise else None
 
     def _noise_std(self, step: int) -> float:
-        loss = self.config.loss
-        return annealed_std(loss.instance_noise, step - 1, loss.instance_noise_steps or self.config.train.steps)
+        return instance_noise_std(self.config, step)
 
     def before_step(self, step: int) -> None:
         if self.noise_std is not None:

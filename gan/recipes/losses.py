@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gan.core.compilation import uncompiled
+from gan.core.config import Config
 
 ADVERSARIAL_LOSSES = ("vanilla", "lsgan", "hinge", "wgan-gp")
 
@@ -157,6 +158,13 @@ def annealed_std(initial_std: float, step: int, anneal_steps: int) -> float:
     if anneal_steps <= 0:
         return 0.0
     return initial_std * max(0.0, 1.0 - step / anneal_steps)
+
+
+def instance_noise_std(config: Config, step: int) -> float:
+    """dcgan's instance-noise std at (1-based) `step`: `loss.instance_noise` annealed to 0 over
+    `loss.instance_noise_steps`, or over the whole run (`train.steps`) when that is 0."""
+    loss = config.loss
+    return annealed_std(loss.instance_noise, step - 1, loss.instance_noise_steps or config.train.steps)
 
 
 class PerceptualLoss(nn.Module):
