@@ -101,6 +101,36 @@ def test_an_override_a_models_recipe_refuses_is_one_line_not_a_traceback():
     assert "| model |" not in result.output  # nothing measured: no empty table
 
 
+def test_a_json_path_that_cannot_be_written_costs_no_measurement(tmp_path, monkeypatch):
+    import os
+
+    import gan.tools.benchmark
+    from gan.core.files import WriteError
+    from gan.inference import outputs
+
+    def fake_bench_model(name, *args, **kwargs):
+        return gan.tools.benchmark.Row(name, 10.0, None, None, None, None, None, None, 1.0)
+
+    monkeypatch.setattr(gan.tools.benchmark, "bench_model", fake_bench_model)
+    args = ["bench", "--model", "dcgan64", "--device", "cpu", "--data-root", "none"]
+    real_access = os.access  # a read-only folder (root ignores permissions): refused before measuring
+    monkeypatch.setattr(outputs.os, "access", lambda path, mode: False if str(path) == str(tmp_path) and
+                        mode & os.W_OK else real_access(path, mode))
+    refused = CliRunner().invoke(main, [*args, "--json", str(tmp_path / "b.json")])
+    assert refused.exit_code == 2 and f"'{tmp_path}' is read-only" in refused.output, refused.output
+    assert "| dcgan64 |" not in refused.output
+    monkeypatch.setattr(outputs.os, "access", real_access)
+
+    def full_disk(path, *args, **kwargs):
+        raise WriteError(f"could not write '{path}' (0.0 MiB free): [Errno 28] No space left on device")
+
+    monkeypatch.setattr(gan.tools.benchmark, "write_json", full_disk)  # the disk fills while measuring
+    result = CliRunner().invoke(main, [*args, "--json", str(tmp_path / "b.json")])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert "| dcgan64 |" in result.output  # the figures reach the terminal
+    assert "No space left on device; the figures are in the table above" in result.output
+
+
 def test_bench_set_overrides_reach_our_side_and_bad_ones_stop_at_once(tmp_path):
     runner = CliRunner()
     bad = runner.invoke(main, ["bench", "--model", "dcgan64", "--device", "cpu", "--set", "train.compile=sometimes"])

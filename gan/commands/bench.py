@@ -54,6 +54,7 @@ def bench(models: tuple[str, ...], device: str, json_path: Path | None, rounds: 
     import torch
 
     from gan.core.registry import ConfigError
+    from gan.inference.outputs import OutputRefused, check_outputs
     from gan.tools.benchmark import (
         CASES,
         DATA_BATCH,
@@ -65,7 +66,6 @@ def bench(models: tuple[str, ...], device: str, json_path: Path | None, rounds: 
         format_table,
         load_baseline,
         unmeasured_overrides,
-        write_json,
     )
     from gan.tools.benchmark import threads as thread_count
     from gan.training.loop import DeviceUnavailable, select_device
@@ -87,7 +87,9 @@ def bench(models: tuple[str, ...], device: str, json_path: Path | None, rounds: 
         baseline = load_baseline(baseline_path, needed) if baseline_path else None
         if data_root is not None and str(data_root) != "none":
             check_data_root(data_root)
-    except (DeviceUnavailable, ConfigError, FileNotFoundError, BaselineError, DataRootError) as error:
+        if json_path:  # a read-only folder is refused now, not after minutes of measuring
+            check_outputs([json_path], overwrite=True)
+    except (DeviceUnavailable, ConfigError, FileNotFoundError, BaselineError, DataRootError, OutputRefused) as error:
         fail(error)
     if baseline is None:
         click.echo("no --baseline given: the baseline columns stay empty", err=True)
@@ -106,7 +108,7 @@ def bench(models: tuple[str, ...], device: str, json_path: Path | None, rounds: 
                 traceback.print_exc()
                 failures[name] = f"{type(error).__name__}: {error}"
             if json_path:  # after every model: a run cut short keeps what it measured
-                write_json(json_path, rows, data_rows, settings, failures)
+                _written(json_path, rows, data_rows, settings, failures)  # (a refusal: the last write reports it)
         if data_root is not None and str(data_root) != "none":
             with tempfile.TemporaryDirectory() as cache_dir:
                 data_rows.append(bench_data(data_root, 128, DATA_BATCH, 40, data_workers, Path(cache_dir)))
@@ -120,7 +122,22 @@ def bench(models: tuple[str, ...], device: str, json_path: Path | None, rounds: 
                    f"{row['imagefolder_images_per_s']:.0f} img/s with {row['workers']} workers: "
                    f"{row['ratio']:.1f}x (cache built once in {row['cache_build_s']:.1f} s)")
     if json_path:
-        write_json(json_path, rows, data_rows, settings, failures)
+        json_error = _written(json_path, rows, data_rows, settings, failures)
+        if json_error:  # (a full disk): the figures are on the terminal above
+            fail(f"{json_error}; the figures are in the table above")
         click.echo(f"wrote {json_path}", err=True)
     if failures:
         fail(RuntimeError("failed: " + "; ".join(f"{name} ({error})" for name, error in failures.items())))
+
+
+def _written(json_path: Path, *results) -> str | None:
+    """Write the results so far to --json; the WriteError's text when the disk refuses, so that a
+    refusal costs neither the models still to measure nor the table."""
+    from gan.core.files import WriteError
+    from gan.tools.benchmark import write_json
+
+    try:
+        write_json(json_path, *results)
+    except (WriteError, OSError) as error:
+        return str(error)
+    return None

@@ -72,7 +72,8 @@ def evaluate(checkpoint: Path, folder: Path | None, split: str | None, metric_na
     Paired checkpoints given a root of split subfolders score one split: the run's
     validation split by default, or --split NAME.
     Super-resolution checkpoints are measured as papers report them: the LR input is
-    the bicubic downsampling of each HR image, PSNR/SSIM are on the Y channel (psnr, ssim)
+    the bicubic downsampling of each HR image (after the run's own blur, noise and JPEG, as
+    its validation makes it), PSNR/SSIM are on the Y channel (psnr, ssim)
     and on RGB (psnr_rgb, ssim_rgb) with `scale` pixels shaved, and plain bicubic
     upsampling is shown beside the model (bicubic_*).
     CycleGAN checkpoints: --data holds testA/ and testB/; each image goes to the
