@@ -197,6 +197,19 @@ def test_signed_and_32_bit_integer_tiffs_are_refused_naming_their_values(tmp_pat
         read_rgb(tmp_path / "deep.tif")
 
 
+def test_an_image_too_large_for_the_memory_left_is_named_not_a_traceback(tmp_path, monkeypatch):
+    from gan.data import decode
+
+    random_rgb((8, 8), 0).save(tmp_path / "huge.png")
+
+    def no_memory(image):
+        raise MemoryError()  # what Pillow raises under a memory limit (ulimit -v), with no message
+
+    monkeypatch.setattr(decode, "to_rgb", no_memory)
+    with pytest.raises(ImageReadError, match=r"huge.png': not enough memory to decode it"):
+        read_rgb(tmp_path / "huge.png")
+
+
 def test_a_dark_16_bit_ppm_is_scaled_as_16_bit(tmp_path):
     # a 16-bit PGM named .png: Pillow opens it as mode I; 200 of 65535 is 1 of 255, not 200
     Image.fromarray(np.full((8, 8), 200, np.uint16)).save(tmp_path / "dark.png", format="PPM")

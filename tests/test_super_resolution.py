@@ -78,6 +78,8 @@ def test_gan_eval_degrades_sr_inputs_as_the_runs_validation_and_scores_the_same(
     the same way (noise seeded per image as validation seeds it), so its PSNR is the run's val/psnr."""
     import contextlib
     import csv
+    import dataclasses
+    import shutil
 
     from click.testing import CliRunner
     from conftest import tiny_recipe_config, write_recipe_data
@@ -88,9 +90,13 @@ def test_gan_eval_degrades_sr_inputs_as_the_runs_validation_and_scores_the_same(
     from gan.training.loop import train
 
     data = write_recipe_data(tmp_path / "data")
+    (data["hr"] / "1.png").write_bytes((data["hr"] / "1.png").read_bytes()[:300])  # a header, then nothing
     config = tiny_recipe_config("srresnet", data, "data.blur_sigma=1.5", "data.noise_std=12", "data.jpeg_quality=60")
+    config = dataclasses.replace(config, data=dataclasses.replace(config.data, root=str(tmp_path / "train")))
+    shutil.copytree(data["hr"], tmp_path / "train", ignore=shutil.ignore_patterns("1.png"))
     run_dir = train(config, tmp_path / "run", torch.device("cpu")).run_dir
     translator = load_translator(run_dir, torch.device("cpu"))
+    # the truncated 1.png keeps its place in validation: 2.png's noise is seeded as the third image's
     expected = validation_scores(translator.generator, config, torch.device("cpu"), translator.size_multiple,
                                  contextlib.nullcontext)
     result = CliRunner().invoke(main, ["eval", str(run_dir), "--data", str(data["hr"]), "--csv", str(tmp_path / "e.csv")])

@@ -68,20 +68,29 @@ def test_images_go_through_whole_by_default_and_tiles_of_a_normalising_network_a
         translate_tensor(LocalNet().eval(), images, tile=256, overlap=32)  # nothing normalised per image
 
 
-def test_a_whole_image_that_runs_out_of_memory_is_named_with_the_way_round_it(tmp_path, monkeypatch):
+@pytest.mark.parametrize("error", [
+    RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: you tried to "
+                 "allocate 80000000000 bytes"),
+    MemoryError(),  # Python's and NumPy's, under a memory limit (ulimit -v)
+])
+def test_an_image_that_runs_out_of_memory_is_named_with_the_way_round_it(monkeypatch, error):
     from gan.inference import tiling
 
     def out_of_memory(*args, **kwargs):
-        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: "
-                           "you tried to allocate 80000000000 bytes")
+        raise error
 
     monkeypatch.setattr(tiling, "run_padded", out_of_memory)
-    with pytest.raises(tiling.ImageTooLargeError, match="a 70x45 px input does not fit in cpu memory in one pass: "
+    image = random_rgb((70, 45), 0)
+    whole = tiling.Translator(LocalNet(), torch.device("cpu"))
+    with pytest.raises(tiling.ImageTooLargeError, match=r"a 70x45 px image does not fit in cpu memory \(\w+\): "
                                                         "pass --tile 512"):
-        translate_tensor(LocalNet(), torch.rand(1, 3, 45, 70))
+        whole(image)
+    tiled = tiling.Translator(LocalNet(), torch.device("cpu"), tile=32, overlap=8)  # a tile too large as well
+    with pytest.raises(tiling.ImageTooLargeError, match="pass a smaller --tile than 32"):
+        tiled(image)
     monkeypatch.setattr(tiling, "run_padded", lambda *args: (_ for _ in ()).throw(RuntimeError("shape mismatch")))
     with pytest.raises(RuntimeError, match="shape mismatch"):  # other errors pass through as they are
-        translate_tensor(LocalNet(), torch.rand(1, 3, 45, 70))
+        whole(image)
 
 
 def test_padding_to_the_size_multiple_is_cropped_back():

@@ -208,6 +208,8 @@ def read_rgb(path: str | Path) -> Image.Image:
             return ImageOps.invert(rgb) if _white_is_zero_deep_grey(image) else rgb
     except DECODE_ERRORS as error:
         raise ImageReadError(f"cannot read image '{path}': {error}") from error
+    except MemoryError as error:  # (a process under a memory limit: the message is empty)
+        raise ImageReadError(f"cannot read image '{path}': not enough memory to decode it") from error
 
 
 def check_header(path: Path) -> str | None:

@@ -53,7 +53,7 @@ from gan.data.paired import (
 )
 from gan.data.super_resolution import Degradation, bicubic_resize, crop_to_multiple
 from gan.inference.generators import LoadedGenerator
-from gan.inference.tiling import ImageTooLargeError, Translator, translate_tensor
+from gan.inference.tiling import ImageTooLargeError, Translator, out_of_memory, too_large, translate_tensor
 from gan.metrics import psnr, signed_to_255, ssim
 from gan.metrics.generative import GenerativeEvaluator, score_generator
 from gan.metrics.image_quality import SSIM_WINDOW_SIZE, smallest_sr_image
@@ -99,15 +99,15 @@ def evaluate_super_resolution(translator: Translator, folder: Path, downsample: 
                               save_images: Path | None = None) -> Iterator[dict | Skipped]:
     """One row per HR image: PSNR/SSIM of the model and of bicubic upsampling, on the Y channel
     (most SR papers) and on RGB (the others), with `scale` pixels shaved. `downsample` makes each
-    LR input as the run's validation does (its noise seeded by the image's place among those
-    scored), so the numbers equal the run's val/psnr and val/ssim. With `save_images`, each image
-    is also written there as a bicubic | model | ground-truth strip. Unreadable images, and those
-    smaller than `smallest_sr_image`, are Skipped."""
+    LR input as the run's validation does, its noise seeded by the image's place in the validation
+    set (`sr_validation_places`), so the numbers equal the run's val/psnr and val/ssim. With
+    `save_images`, each image is also written there as a bicubic | model | ground-truth strip.
+    Unreadable images, and those smaller than `smallest_sr_image`, are Skipped."""
     scale = downsample.scale
     smallest = smallest_sr_image(scale)
     paths = find_images(folder)
     strip_names = _strip_names(paths, folder)
-    scored = 0
+    places = sr_validation_places(paths, scale)
     for path in paths:
         name = path.relative_to(folder).as_posix()
         try:
@@ -121,22 +121,44 @@ def evaluate_super_resolution(translator: Translator, folder: Path, downsample: 
                                 f"{smallest}x{smallest} (SSIM's {SSIM_WINDOW_SIZE}x{SSIM_WINDOW_SIZE} window after "
                                 f"{scale} pixels are shaved from each border)")
             continue
-        lr_image = downsample(hr_image, random.Random(scored))
-        scored += 1
         try:
-            restored = translator(lr_image)
+            row, strip = _sr_row(translator, hr_image, downsample(hr_image, random.Random(places.get(path, 0))),
+                                 save_images is not None)
         except ImageTooLargeError as error:
             raise ImageTooLargeError(f"'{path}': {error}") from error
-        bicubic = bicubic_resize(lr_image, hr_image.size)
-        if save_images is not None:
-            save_image(side_by_side([bicubic, restored, hr_image]), save_images / strip_names[path])
-        reference = _to_255(hr_image)
-        row = {"image": name}
-        for prefix, image in (("", restored), ("bicubic_", bicubic)):
-            for suffix, y_channel in (("", True), ("_rgb", False)):
-                row[f"{prefix}psnr{suffix}"] = psnr(_to_255(image), reference, crop_border=scale, y_channel=y_channel)
-                row[f"{prefix}ssim{suffix}"] = ssim(_to_255(image), reference, crop_border=scale, y_channel=y_channel)
-        yield row
+        except Exception as error:
+            if not out_of_memory(error):
+                raise
+            raise too_large(*hr_image.size, translator.device, translator.tile, error) from error
+        if strip is not None:
+            save_image(strip, save_images / strip_names[path])
+        yield {"image": name, **row}
+
+
+def sr_validation_places(paths: list[Path], scale: int) -> dict[Path, int]:
+    """Each image's index in a run's SR validation set of `paths` (which seeds its noise there):
+    among the files whose header reads and whose size, cut to the scale, can be scored. A file
+    that then fails to decode keeps its place, as it does in validation."""
+    smallest, places = smallest_sr_image(scale), {}
+    for path in paths:
+        size = header_size(path) if check_header(path) is None else None
+        if size is not None and min(side - side % scale for side in size) >= smallest:
+            places[path] = len(places)
+    return places
+
+
+def _sr_row(translator: Translator, hr_image: Image.Image, lr_image: Image.Image,
+            strip: bool) -> tuple[dict, Image.Image | None]:
+    """The model's and bicubic's PSNR/SSIM against `hr_image` (Y and RGB), and the strip to save."""
+    scale = hr_image.width // lr_image.width
+    restored = translator(lr_image)
+    bicubic = bicubic_resize(lr_image, hr_image.size)
+    reference, row = _to_255(hr_image), {}
+    for prefix, image in (("", restored), ("bicubic_", bicubic)):
+        for suffix, y_channel in (("", True), ("_rgb", False)):
+            row[f"{prefix}psnr{suffix}"] = psnr(_to_255(image), reference, crop_border=scale, y_channel=y_channel)
+            row[f"{prefix}ssim{suffix}"] = ssim(_to_255(image), reference, crop_border=scale, y_channel=y_channel)
+    return row, side_by_side([bicubic, restored, hr_image]) if strip else None
 
 
 def strip_paths(folder: Path, save_images: Path) -> list[Path]:

@@ -87,16 +87,19 @@ def _normalises_each_image(generator: nn.Module) -> bool:
                or isinstance(module, (nn.GroupNorm, nn.LayerNorm)) for module in generator.modules())
 
 
-def _whole(generator: nn.Module, images: torch.Tensor, size_multiple: int) -> torch.Tensor:
-    """One pass over the whole image; running out of memory is said as such, with the way round it."""
-    try:
-        return run_padded(generator, images, size_multiple)
-    except (torch.OutOfMemoryError, RuntimeError) as error:
-        if not isinstance(error, torch.OutOfMemoryError) and "can't allocate memory" not in str(error):
-            raise
-        height, width = images.shape[-2:]
-        raise ImageTooLargeError(f"a {width}x{height} px input does not fit in {images.device.type} memory in one "
-                                 "pass: pass --tile 512 (or smaller) to process it in overlapping tiles") from error
+def out_of_memory(error: BaseException) -> bool:
+    """Whether `error` is an allocation that failed: CUDA's, the CPU allocator's (a RuntimeError), or
+    Python's and NumPy's MemoryError (a process under a memory limit, `ulimit -v`)."""
+    return (isinstance(error, (torch.OutOfMemoryError, MemoryError))
+            or (isinstance(error, RuntimeError) and "can't allocate memory" in str(error)))
+
+
+def too_large(width: int, height: int, device: torch.device, tile: int, error: BaseException) -> ImageTooLargeError:
+    """The error for a `width` x `height` image that ran out of memory, with the way round it."""
+    way = ("pass --tile 512 (or smaller) to process it in overlapping tiles" if tile == WHOLE
+           else f"pass a smaller --tile than {tile}")
+    return ImageTooLargeError(f"a {width}x{height} px image does not fit in {device.type} memory "
+                              f"({type(error).__name__}): {way}")
 
 
 @torch.no_grad()
@@ -107,7 +110,7 @@ def translate_tensor(generator: nn.Module, images: torch.Tensor, size_multiple: 
     height, width = images.shape[-2:]
     check_tiling(tile, overlap)
     if tile == WHOLE or (height <= tile and width <= tile):
-        return _whole(generator, images, size_multiple)
+        return run_padded(generator, images, size_multiple)
     if _normalises_each_image(generator):
         warnings.warn(f"tiles of {tile} px are normalised one by one by this network's per-image normalisation "
                       "(InstanceNorm), so their tones can differ from one pass over the whole image: use --tile 0 "
@@ -153,10 +156,15 @@ class Translator:
         return image
 
     def __call__(self, image: Image.Image) -> Image.Image:
-        """RGB image of any size -> RGB output image."""
-        tensor = pil_to_signed(self.prepare(image))[None].to(self.device)
-        output = translate_tensor(self.generator, tensor, self.size_multiple, self.tile, self.overlap)
-        return signed_to_pil(output[0].clamp(-1, 1))
+        """RGB image of any size -> RGB output image; ImageTooLargeError when memory runs out."""
+        try:
+            tensor = pil_to_signed(self.prepare(image))[None].to(self.device)
+            output = translate_tensor(self.generator, tensor, self.size_multiple, self.tile, self.overlap)
+            return signed_to_pil(output[0].clamp(-1, 1))
+        except Exception as error:
+            if not out_of_memory(error):
+                raise
+            raise too_large(image.width, image.height, self.device, self.tile, error) from error
 
 
 def load_translator(source: str | Path, device: torch.device, tile: int = WHOLE, overlap: int | None = None,
