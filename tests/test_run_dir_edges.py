@@ -118,8 +118,20 @@ def test_a_resume_names_settings_edited_into_config_toml_by_hand_as_changes(tmp_
     result = train_command("--resume", str(folder), *sets("train.steps=6"))
     assert result.exit_code == 0, result.output
     # measured against what the checkpoint trained with (steps 4), not the edited file (5)
-    assert ("changed settings: train.g_lr 0.0002 -> 0.5; train.steps 4 -> 6 (train.g_lr: edited in its "
-            "config.toml, not given by --set)") in result.output
+    assert ("changed settings: train.g_lr 0.0002 -> 0.5; train.steps 4 -> 6 (train.g_lr: from its config.toml, "
+            "edited by hand or left by a later checkpoint now lost, not from --set)") in result.output
+
+
+def test_a_resume_that_falls_back_measures_its_changes_against_the_checkpoint_it_continues(tmp_path):
+    folder = tmp_path / "run"
+    assert train_command(DEMO, *sets(*TINY), "--run-dir", str(folder)).exit_code == 0
+    assert train_command("--resume", str(folder), *sets("train.steps=6", "train.seed=5",
+                                                         "train.g_lr=5e-5")).exit_code == 0
+    (folder / "checkpoint-00000006.pt").write_bytes(b"")  # the newest is lost: the resume continues step 4
+    with pytest.warns(UserWarning, match="train.seed changed on resume"):
+        result = train_command("--resume", str(folder), *sets("train.steps=8"))
+    assert result.exit_code == 0, result.output
+    assert "changed settings: train.g_lr 0.0002 -> 5e-05; train.seed 0 -> 5; train.steps 4 -> 8" in result.output
 
 
 def test_training_longer_says_which_schedules_tied_to_the_runs_length_restart(tmp_path):

@@ -89,17 +89,20 @@ def changed_keys(before, after) -> list[str]:
 
 
 def trained_config(run_dir: Path) -> tuple[dict, int] | None:
-    """(the config the newest checkpoint was trained with, its step), read memory-mapped (its
-    tensors are not read); None when it does not load: a resume's fallback reports why."""
-    from gan.core.checkpoint import checkpoints_by_content, quiet_torch_load
+    """(the config, step) of the checkpoint a resume continues: the newest that loads whole, as the
+    resume's fallback picks it (it warns of the damaged ones, so this reads them quietly); None
+    when none loads."""
+    from gan.core.checkpoint import CheckpointError, checkpoints_by_content, load_checkpoint
+    from gan.training.state import check_training_state
 
-    found = checkpoints_by_content(run_dir)
-    try:
-        state = quiet_torch_load(found[-1][1], map_location="cpu", mmap=True) if found else None
-    except Exception:  # noqa: BLE001 - (damaged: the resume falls back past it, saying so)
-        return None
-    config = state.get("config") if isinstance(state, dict) else None
-    return (config, found[-1][0]) if isinstance(config, dict) else None
+    for step, path in reversed(checkpoints_by_content(run_dir)):
+        try:
+            state = load_checkpoint(path)
+            check_training_state(state, path)
+        except CheckpointError:
+            continue
+        return state["config"], step
+    return None
 
 
 def schedule_jumps(trained: dict, step: int, resolved) -> list[str]:
@@ -171,7 +174,8 @@ def report_changes(run_dir: Path, written, resolved, overrides: tuple[str, ...])
     given = {override.partition("=")[0].strip() for override in overrides}
     edited = [change.split(" ", 1)[0] for change in changes if change.split(" ", 1)[0] not in given]
     if changes:
-        by_hand = f" ({', '.join(edited)}: edited in its config.toml, not given by --set)" if edited else ""
+        by_hand = (f" ({', '.join(edited)}: from its config.toml, edited by hand or left by a later checkpoint "
+                   "now lost, not from --set)") if edited else ""
         click.echo(f"resuming '{run_dir}' with changed settings: {'; '.join(changes)}{by_hand}", err=True)
     jumps = schedule_jumps(trained, step, resolved) if step is not None else []
     if jumps:
