@@ -76,6 +76,36 @@ def test_a_damaged_best_pt_is_warned_of_on_resume_and_replaced_by_the_next_evalu
     assert load_checkpoint(run_dir / BEST_NAME)["step"] == 3
 
 
+def test_a_best_pt_that_is_a_folder_or_another_runs_is_named_and_not_taken_as_this_runs_best(recipe_data, tmp_path,
+                                                                                             monkeypatch):
+    common = ("train.keep_best=val/psnr", "log.eval_every=1", "train.checkpoint_every=1")
+    scripted_psnr(monkeypatch, [30.0])
+    other = tmp_path / "other"  # another run, of other networks, whose best is hard to beat
+    train(tiny_recipe_config("pix2pix", recipe_data, *common, "train.steps=1", "model.generator_args.channels=8"),
+          other, CPU)
+    run_dir = tmp_path / "run"
+    scripted_psnr(monkeypatch, [25.0, 20.0])
+    train(tiny_recipe_config("pix2pix", recipe_data, *common, "train.steps=2"), run_dir, CPU)
+    (run_dir / BEST_NAME).unlink()
+    (run_dir / BEST_NAME).symlink_to(other / BEST_NAME)
+    scripted_psnr(monkeypatch, [21.0])
+    with pytest.warns(UserWarning, match=r"best.pt' \(a link to '.*other/best.pt'\) holds other networks than this "
+                                         "run's: its record is dropped"):
+        train(tiny_recipe_config("pix2pix", recipe_data, *common, "train.steps=3"), run_dir, CPU, resume=True)
+    assert not (run_dir / BEST_NAME).is_symlink() and load_checkpoint(run_dir / BEST_NAME)["step"] == 3
+    assert load_checkpoint(other / BEST_NAME)["step"] == 1  # the other run's file is left as it was
+    (run_dir / BEST_NAME).unlink()
+    (run_dir / BEST_NAME).mkdir()
+    scripted_psnr(monkeypatch, [22.0])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(tiny_recipe_config("pix2pix", recipe_data, *common, "train.steps=4"), run_dir, CPU, resume=True)
+    said = [str(warning.message) for warning in caught]
+    assert any("best.pt' is a folder, not a checkpoint: no best.pt can be kept until it is moved" in line
+               for line in said), said
+    assert any("no best.pt is kept; training goes on" in line for line in said), said
+
+
 def test_a_resume_sets_aside_a_best_pt_kept_at_a_step_it_trains_again(recipe_data, tmp_path, monkeypatch, capsys):
     """Killed after step 4 before its checkpoint: the resume trains steps 3 and 4 again, so step 3's
     best.pt (30 dB there) is no longer this run's history (TensorBoard purges those steps too)."""

@@ -193,8 +193,9 @@ class BestCheckpoint:
     """best.pt and best.json in a run directory: the checkpoint with the best value of `metric`
     so far (`direction` "lower" or "higher"), carried on from best.json when a run resumes."""
 
-    def __init__(self, run_dir: Path, metric: str, direction: str):
+    def __init__(self, run_dir: Path, metric: str, direction: str, specs: dict[str, Any] | None = None):
         self.run_dir, self.metric, self.lower = run_dir, metric, direction == "lower"
+        self.specs = specs  # this run's network specs: a best.pt of other networks is not its best
         self.value: float | None = None
         self.step: int | None = None  # where the best so far was kept
         record, malformed = run_dir / BEST_RECORD, None
@@ -257,11 +258,22 @@ class BestCheckpoint:
         path = self.run_dir / BEST_NAME
         if not path.exists():
             return
+        if not path.is_file():
+            warnings.warn(f"'{path}' is a folder, not a checkpoint: no best.pt can be kept until it is moved out "
+                          "of the way", stacklevel=3)
+            self.value = self.step = None
+            return
         try:
             state = load_checkpoint(path)  # (checks every record's CRC: a flipped bit counts as damage)
         except CheckpointError as error:
             # a damaged best.pt kept as the best would never be beaten, and never replaced
             warnings.warn(f"{error}: its record is dropped, so the next evaluation keeps best.pt anew", stacklevel=3)
+            self.value = self.step = None
+            return
+        if self.specs is not None and state.get("specs") != self.specs:
+            where = f" (a link to '{path.resolve()}')" if path.is_symlink() else ""
+            warnings.warn(f"'{path}'{where} holds other networks than this run's: its record is dropped, so the "
+                          "next evaluation keeps this run's own best.pt in its place", stacklevel=3)
             self.value = self.step = None
             return
         held = state.get("best") if isinstance(state, dict) else None

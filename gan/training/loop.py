@@ -866,7 +866,8 @@ def _best_checkpoint(config: Config, recipe: Recipe, evaluator: GenerativeEvalua
     if missing:
         warnings.warn(f"train.keep_best = '{metric}': no best.pt is kept: {missing}", stacklevel=3)
         return None
-    return BestCheckpoint(run_dir, metric, BEST_METRICS[metric])
+    return BestCheckpoint(run_dir, metric, BEST_METRICS[metric],
+                          specs={name: spec.to_dict() for name, spec in recipe.specs.items()})
 
 
 def _save_best(best: BestCheckpoint, recipe: Recipe, config: Config, step: int, samples_seen: int,
@@ -876,7 +877,7 @@ def _save_best(best: BestCheckpoint, recipe: Recipe, config: Config, step: int, 
         best.save(training_state(recipe, config, step, samples_seen), step, value)
     except WriteError as error:
         kept = ("best.pt holds this new best, best.json still the one before" if best.step == step
-                else "best.pt stays at its previous best")
+                else "best.pt stays at its previous best" if best.value is not None else "no best.pt is kept")
         warnings.warn(f"{error}; {kept}; training goes on", stacklevel=2)
         return
     print_above(f"step {step}: new best {best.metric} {value:.4g}, kept as '{best.run_dir / BEST_NAME}'")
