@@ -278,6 +278,14 @@ def test_a_partition_file_with_a_byte_order_mark_keeps_its_first_entry(tmp_path)
                                                       encoding="utf-8")
     dataset = celeba_dataset(tmp_path, 8, split="train")
     assert [path.name for path in dataset.paths] == ["000001.jpg", "000002.jpg"]
+    (tmp_path / "list_eval_partition.txt").write_bytes(b"000001.jpg 0\n\xe9\xff.jpg 0\n")  # not text
+    with pytest.raises(ValueError, match=r"list_eval_partition.txt' is not CelebA's list_eval_partition.txt: it is "
+                                         "not text"):
+        celeba_dataset(tmp_path, 8, split="train")
+    (tmp_path / "list_eval_partition.txt").unlink()
+    (tmp_path / "list_eval_partition.txt").symlink_to(tmp_path / "gone.txt")
+    with pytest.raises(FileNotFoundError, match=r"list_eval_partition.txt' is a broken or looping symbolic link"):
+        celeba_dataset(tmp_path, 8, split="train")
 
 
 def test_a_folder_of_undecodable_images_names_the_folder(tmp_path):

@@ -13,7 +13,14 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from gan.core.images import pil_to_signed
-from gan.data.decode import ImageReadError, UnreadableImageWarning, find_images, read_rgb, readable_images
+from gan.data.decode import (
+    ImageReadError,
+    UnreadableImageWarning,
+    find_images,
+    read_rgb,
+    readable_images,
+    regular_file_problem,
+)
 
 # (width, height) -> (left, top, right, bottom) region to resize to the training resolution.
 CropBox = Callable[[int, int], tuple[int, int, int, int]]
@@ -175,9 +182,16 @@ def _read_partition(image_dir: Path) -> dict[str, int]:
     candidates = [image_dir.parent / "list_eval_partition.txt", image_dir / "list_eval_partition.txt",
                   image_dir.parent / "Eval" / "list_eval_partition.txt"]
     for path in candidates:
+        if path.is_symlink() and not path.is_file():
+            raise FileNotFoundError(f"'{path}' is {regular_file_problem(path)}: link it to CelebA's "
+                                    "list_eval_partition.txt, or use data.split=\"all\"")
         if path.is_file():
             partition = {}
-            for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
+            try:
+                text = path.read_text(encoding="utf-8-sig")
+            except UnicodeDecodeError as error:  # (the file names are ASCII: this is another file)
+                raise ValueError(f"'{path}' is not CelebA's list_eval_partition.txt: it is not text ({error})") from None
+            for number, line in enumerate(text.splitlines(), 1):
                 fields = line.split()
                 if not fields:
                     continue
