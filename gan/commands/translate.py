@@ -134,7 +134,7 @@ def translate_each(translator, pairs: list[tuple[Path, Path]], side_by_side: boo
               help="Process images larger than this many pixels in overlapping tiles, to bound memory; 0: each "
                    "image whole, as validation runs it (tiles differ from it where the network sees further than "
                    "a quarter of the overlap, or normalises per image).")
-@click.option("--overlap", default=32, show_default=True, help="Overlap between tiles, blended linearly.")
+@click.option("--overlap", type=int, help="Overlap between tiles, blended linearly (with --tile) [default: 32].")
 @click.option("--direction", type=click.Choice(["AtoB", "BtoA"]),
               help="Which generator of a CycleGAN checkpoint to run [default: AtoB].")
 @click.option("--best", is_flag=True, help="Use the run's best.pt (kept by train.keep_best) instead of its newest "
@@ -143,7 +143,7 @@ def translate_each(translator, pairs: list[tuple[Path, Path]], side_by_side: boo
                                              "own files).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 def translate(checkpoint: Path, source: Path, output: Path, side_by_side: bool, paired_input: bool | None, tile: int,
-              overlap: int, direction: str | None, best: bool, overwrite: bool, device: str) -> None:
+              overlap: int | None, direction: str | None, best: bool, overwrite: bool, device: str) -> None:
     """Run an image-to-image generator on INPUT (an image, or a folder searched
     recursively) and write OUTPUT (an image, or a folder with the same relative names).
 
@@ -170,6 +170,11 @@ def translate(checkpoint: Path, source: Path, output: Path, side_by_side: bool, 
         check_outputs([output_path for _, output_path in pairs],
                       inputs=[checkpoint, *(image for image, _ in pairs)], overwrite=overwrite)
         checkpoint = best_checkpoint(checkpoint) if best else checkpoint
+        if overlap is not None and tile == 0:
+            if overlap < 0:
+                raise ValueError(f"--overlap must be at least 0, got {overlap}")
+            warnings.warn(f"--overlap {overlap} changes nothing without --tile: each image goes through whole",
+                          stacklevel=1)
         translator = load_translator(checkpoint, select_device(device), tile, overlap, direction)
         if paired_input:
             check_paired_input(translator.config, translator.checkpoint)
