@@ -505,7 +505,7 @@ def test_gan_translate_names_its_overlap_and_tile(pix2pix_run, tmp_path):
     no_tile = CliRunner().invoke(main, [*common, "--overlap", "-5"])  # images go whole: still a bad value
     assert no_tile.exit_code == 2 and "--overlap must be at least 0, got -5" in no_tile.output
     with pytest.warns(UserWarning, match="--overlap 8 changes nothing without --tile"):
-        unused = CliRunner().invoke(main, [*common, "--overlap", "8", "--whole-input"])
+        unused = CliRunner().invoke(main, [*common[:3], str(tmp_path / "whole"), "--overlap", "8", "--whole-input"])
     assert unused.exit_code == 0, unused.output
     negative = CliRunner().invoke(main, [*common, "--tile", "-1"])
     assert negative.exit_code == 2 and "--tile must be 0 (whole images) or a positive number" in negative.output
