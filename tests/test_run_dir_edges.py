@@ -297,6 +297,10 @@ def test_resume_says_what_a_folder_is_when_it_is_not_a_run(tmp_path):
     no_config = train_command("--resume", str(run))
     assert no_config.exit_code == 2 and "has no config.toml" in no_config.output
     assert len(error_lines(no_config.output)) == 1
+    (run / "config.toml").write_text("\n")
+    empty = train_command("--resume", str(run))
+    assert empty.exit_code == 2 and "its config.toml is empty (damaged" in empty.output, empty.output
+    (run / "config.toml").unlink()
     (run / "config.toml").mkdir()
     folder = train_command("--resume", str(run))
     assert folder.exit_code == 2 and "its config.toml is a folder, not the run's config file" in folder.output

@@ -65,6 +65,9 @@ def check_resumable(run_dir: Path) -> None:
     if runs and not (run_dir / "config.toml").exists():
         raise ConfigError(f"--resume '{run_dir}' is a folder of runs, not a run: give one of them, e.g. "
                           f"--resume {run_dir / runs[-1]}")
+    if (run_dir / "config.toml").is_file() and not (run_dir / "config.toml").read_bytes().strip():
+        raise ConfigError(f"--resume '{run_dir}': its config.toml is empty (damaged: the run's settings are also in "
+                          "each checkpoint's 'config')")
     if (run_dir / "config.toml").exists() and not (run_dir / "config.toml").is_file():
         raise ConfigError(f"--resume '{run_dir}': its config.toml is a folder, not the run's config file (the run's "
                           "settings are also in each checkpoint's 'config')")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import types
 import typing
 from typing import Any
@@ -61,11 +62,12 @@ def coerce(value: Any, annotation: Any, key: str) -> Any:
     elif annotation is str:
         if isinstance(value, str):
             return value
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            # TOML has read it as a number, losing its spelling (2024_01 is 202401, 1e3 is 1000.0)
-            raise ConfigError(f"{key}: expected text, got the number {value!r}; TOML reads an unquoted "
-                              f"2024_01 as 202401 and 1e3 as 1000.0, so write text in quotes: "
-                              f"{key.rsplit('.', 1)[-1]} = \"...\"")
+        if isinstance(value, (int, float, datetime.date, datetime.time)) and not isinstance(value, bool):
+            # TOML has read it as a number or a date, losing its spelling (2024_01 is 202401, 1e3 is 1000.0)
+            kind = "the number" if isinstance(value, (int, float)) else "the date or time"
+            raise ConfigError(f"{key}: expected text, got {kind} {value!r}; TOML reads an unquoted "
+                              f"2024_01 as 202401, 1e3 as 1000.0 and 2024-01-05 as a date, so write text in "
+                              f"quotes: {key.rsplit('.', 1)[-1]} = \"...\"")
     else:
         raise TypeError(f"{key}: unsupported annotation {annotation!r}")
     raise ConfigError(f"{key}: expected {type_name(annotation)}, got {value!r}")
