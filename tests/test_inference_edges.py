@@ -178,7 +178,8 @@ def test_paired_eval_scores_every_real_validation_pair_of_any_width(runs, shared
 
 
 @pytest.mark.parametrize("edit,message", [
-    (lambda spec: spec["kwargs"].update(channels=10**6), "do not fit generator 'dcgan'"),
+    (lambda spec: spec["kwargs"].update(channels=512), "do not fit generator 'dcgan'"),
+    (lambda spec: spec["kwargs"].update(channels=10**6), "channels (1000000) is more than max_channels (1024)"),
     (lambda spec: spec["kwargs"].update(channels="x"), "specs.generator.kwargs.channels: expected int, got 'x'"),
     (lambda spec: spec.update(name="unet"), "generator 'unet' takes no argument"),
 ])
