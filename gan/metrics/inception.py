@@ -25,7 +25,7 @@ class InceptionWeightsNotFoundError(FileNotFoundError):
 
     def __init__(self, path: Path):
         super().__init__(
-            f"Inception-v3 weights not found at '{path}'. FID and KID need the TF-ported weights "
+            f"Inception-v3 weights not found at '{path}'. FID, KID and precision/recall need the TF-ported weights "
             f"'{WEIGHTS_FILE}' (from {WEIGHTS_URL}); download it on a machine with internet and pass "
             f"--inception-weights PATH (metrics.inception_weights in a config), or put it at "
             f"'{default_weights_path()}'.")
@@ -36,7 +36,8 @@ def skipped_for_missing_weights(skipped: str, error: InceptionWeightsNotFoundErr
     """The warning when metrics that need the weights are skipped (`skipped`: "fid, kid"): two lines,
     where the file was looked for and how to provide it, where the error says it all on one long line."""
     return (f"skipping {skipped}: Inception-v3 weights not found at '{error.path}'\n"
-            f"  to compute them, download {WEIGHTS_URL} to that path, or pass --inception-weights PATH")
+            f"  to compute them, download {WEIGHTS_URL} to that path, or name the file: gan eval "
+            "--inception-weights PATH, gan train --set metrics.inception_weights=PATH")
 
 
 def default_weights_path() -> Path:

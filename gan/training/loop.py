@@ -893,10 +893,12 @@ def _generative_evaluator(config: Config, recipe: Recipe, device: torch.device) 
                           f"recipe '{config.recipe}' reports validation metrics instead (log.eval_every)")
     reference = dataclasses.replace(config.data, root=metrics.root, max_images=0) if metrics.root else config.data
     try:
+        # weights the config names must be there; without a name, FID/KID are skipped with a warning
         evaluator = GenerativeEvaluator(reference, metrics.names, metrics.num_samples, device,
-                                        metrics.inception_weights, metrics.cache_dir, require_weights=False)
-    except ValueError as error:  # a weights file that is a folder, damaged, or another network's
-        raise ConfigError(f"[metrics]: {error}") from None
+                                        metrics.inception_weights, metrics.cache_dir,
+                                        require_weights=bool(metrics.inception_weights))
+    except (ValueError, FileNotFoundError) as error:  # a weights file missing, a folder, damaged, another's
+        raise ConfigError(f"metrics.inception_weights: {error}") from None
     return evaluator if evaluator.names else None
 
 
