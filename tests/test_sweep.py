@@ -86,6 +86,10 @@ def test_print_commands_gives_one_train_line_per_run(tmp_path):
     assert sets == ["train.steps=10", "loss.adversarial=lsgan", "train.seed=1"]
     assert (tmp_path / "sweep" / MANIFEST).is_file()
     assert not list((tmp_path / "sweep").glob("0000*"))  # nothing trained
+    other = CliRunner().invoke(main, ["sweep", str(DEMO), "--grid", "loss.adversarial=hinge", "--out",
+                                      str(tmp_path / "sweep"), "--print-commands"])
+    assert other.exit_code == 2 and "holds another sweep" in other.output
+    assert "gan train" not in other.output  # no line a job array would run into another sweep's folder
 
 
 def test_run_dir_starts_resumes_and_sets_aside_a_start_that_died(tmp_path):

@@ -71,13 +71,12 @@ def sweep(config: Path, grids: tuple[str, ...], seeds: int, sets: tuple[str, ...
             click.echo(f"sweep: {len(runs)} runs ({sweep_shape(grid, seeds)}); checking their configs", err=True)
         planned_steps(config, list(sets), runs)  # every grid point valid before sweep.toml is written
         text = manifest_text(config, list(sets), grid, seeds, runs)
+        write_manifest(out, text)  # first: a folder of another sweep is refused before any line is printed
         if print_commands:
             for run in runs:
                 click.echo(shlex.join(train_command(config, list(sets), run, out / run.name,
                                                     None if device == "auto" else device, ["gan"])))
-            write_manifest(out, text)
             return
-        write_manifest(out, text)
         failed = run_sweep(config, list(sets), runs, out, jobs, _devices(device))
     except (ConfigError, WriteError) as error:
         fail(error)
