@@ -109,6 +109,17 @@ def test_weights_edited_to_another_kind_of_number_are_refused_naming_the_paramet
         assert load_generator(out, CPU).generator is not None
 
 
+def test_eval_names_an_export_as_one_and_the_onnx_message_names_what_reads_it(run, tmp_path):
+    out = tmp_path / "g.safetensors"
+    CliRunner().invoke(main, ["export", str(run), "--out", str(out)])
+    result = CliRunner().invoke(main, ["eval", str(out), "--metrics", "swd", "--n", "8"])
+    assert result.exit_code == 2 and "g.safetensors' is an export, for gan sample and translate; gan eval takes the " \
+        "run directory or checkpoint it was exported from" in result.output, result.output
+    (tmp_path / "g.onnx").write_bytes(b"onnx")
+    onnx = CliRunner().invoke(main, ["sample", str(tmp_path / "g.onnx"), "--out", str(tmp_path / "s.png")])
+    assert onnx.exit_code == 2 and "gan sample and translate read run directories" in onnx.output, onnx.output
+
+
 def test_generator_live_exports_the_trained_weights(run, tmp_path):
     out = tmp_path / "live.safetensors"
     result = CliRunner().invoke(main, ["export", str(run), "--generator", "live", "--out", str(out)])

@@ -11,7 +11,8 @@ from gan.commands.common import fail
 
 @click.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--metric", help="The scalar to rank by [default: val/psnr for image-to-image runs, else swd/mean].")
+@click.option("--metric", help="The scalar to rank by [default: val/psnr for pix2pix and SR runs, val/cycle_l1 "
+                                "for CycleGAN runs, else swd/mean].")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Folder for compare.md, compare.csv and compare.png [default: the sweep folder, when one is "
                    "given alone].")

@@ -168,8 +168,9 @@ def load_source(source: str | Path) -> tuple[Path, dict[str, Any]]:
     checked (`checked_state`)."""
     source = Path(source)
     if source.suffix == ".onnx":
-        raise CheckpointError(f"'{source}' is an ONNX export, for ONNX Runtime and other engines; gan sample, "
-                              "translate and eval read run directories, checkpoints and .safetensors or .pt exports")
+        raise CheckpointError(f"'{source}' is an ONNX export, for ONNX Runtime and other engines; gan sample and "
+                              "translate read run directories, checkpoints and .safetensors or .pt exports (gan eval "
+                              "run directories and checkpoints)")
     if source.suffix == ".safetensors":
         if not source.is_file():
             raise CheckpointError(f"export '{source}' does not exist")
