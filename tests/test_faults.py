@@ -243,6 +243,7 @@ def test_weights_that_explode_without_a_nan_stop_the_run_naming_the_step_and_net
     assert re.search(r"'weights of generator' reached [\d.e+]+ at step 1, beyond train.divergence_bound \(50\): "
                      "the run diverged", result.output)
     assert "done:" not in result.output
+    assert [path.name for path in tmp_path.iterdir() if path.is_dir()] == []  # a first step that failed: no run
 
 
 def test_a_logged_value_beyond_the_bound_is_treated_as_a_nan(tmp_path):
