@@ -62,6 +62,9 @@ def main() -> None:
                                                   "training stream's first log.num_samples)")
     parser.add_argument("--json", type=Path, help="also write every row here")
     args = parser.parse_args()
+    missing = [run_dir for run_dir in args.runs if not (run_dir / "config.toml").is_file()]
+    if missing:
+        sys.exit(f"error: '{missing[0]}' is no run directory (it has no config.toml)")
     rows = []
     for run_dir in args.runs:
         print(f"{run_dir}:")

@@ -87,9 +87,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, nargs="*", help="only the checkpoints of these steps")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
+    checkpoints = list_checkpoints(args.run) if args.run.is_dir() else []
+    if not checkpoints:
+        sys.exit(f"error: '{args.run}' is no run directory with checkpoint-*.pt files")
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
-    for path in list_checkpoints(args.run):
+    for path in checkpoints:
         state = load_checkpoint(path)
         if args.steps and state["step"] not in args.steps:
             continue
