@@ -283,6 +283,12 @@ def test_a_partition_file_with_a_byte_order_mark_keeps_its_first_entry(tmp_path)
                                          "not text"):
         celeba_dataset(tmp_path, 8, split="train")
     (tmp_path / "list_eval_partition.txt").unlink()
+    from gan.data import build_dataset as build
+
+    with pytest.raises(FileNotFoundError) as missing:  # the key at fault is data.split, not data.root
+        build(DataConfig(dataset="celeba", root=str(tmp_path), resolution=8, split="train"))
+    assert "data.split needs CelebA's list_eval_partition.txt" in str(missing.value)
+    assert "it is set by data.root" not in str(missing.value)
     (tmp_path / "list_eval_partition.txt").symlink_to(tmp_path / "gone.txt")
     with pytest.raises(FileNotFoundError, match=r"list_eval_partition.txt' is a broken or looping symbolic link"):
         celeba_dataset(tmp_path, 8, split="train")

@@ -13,7 +13,7 @@ from gan.core.distributed import SINGLE_PROCESS, ProcessGroup
 from gan.core.registry import ConfigError, Registry
 from gan.data.cache import CachedBatches, files_fingerprint, load_or_build_shared_cache, user_cache_dir
 from gan.data.decode import find_images
-from gan.data.image_files import ImageFileDataset, celeba_dataset, image_folder_dataset
+from gan.data.image_files import ImageFileDataset, PartitionFileError, celeba_dataset, image_folder_dataset
 from gan.data.paired import paired_dataset
 from gan.data.sampling import batches
 from gan.data.super_resolution import Degradation, super_resolution_dataset
@@ -86,6 +86,8 @@ def build_dataset(config: DataConfig, train: bool = True) -> Dataset:
     A missing folder's error names the config key that sets it and where to learn how to fill it."""
     try:
         return DATASETS.get(config.dataset)(config, train)
+    except PartitionFileError:  # its message names data.split and the file: no folder key to add
+        raise
     except FileNotFoundError as error:
         keys = _folder_keys(config, train)
         raise FileNotFoundError(f"{error}; it is set by {keys} (--set {keys.split(' ')[0]}=/path/to/folder). "

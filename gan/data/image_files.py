@@ -178,12 +178,16 @@ def celeba_dataset(root: str | Path, resolution: int, crop: int = 148, split: st
     return ImageFileDataset(readable, resolution, celeba_crop(crop), hflip, strict, len(skipped))
 
 
+class PartitionFileError(FileNotFoundError):
+    """CelebA's list_eval_partition.txt, which data.split needs, is missing; the message says so."""
+
+
 def _read_partition(image_dir: Path) -> dict[str, int]:
     candidates = [image_dir.parent / "list_eval_partition.txt", image_dir / "list_eval_partition.txt",
                   image_dir.parent / "Eval" / "list_eval_partition.txt"]
     for path in candidates:
         if path.is_symlink() and not path.is_file():
-            raise FileNotFoundError(f"'{path}' is {regular_file_problem(path)}: link it to CelebA's "
+            raise PartitionFileError(f"'{path}' is {regular_file_problem(path)}: link it to CelebA's "
                                     "list_eval_partition.txt, or use data.split=\"all\"")
         if path.is_file():
             partition = {}
@@ -199,6 +203,6 @@ def _read_partition(image_dir: Path) -> dict[str, int]:
                     raise ValueError(f"{path}:{number}: expected '<file name> <0|1|2>', got '{line}'")
                 partition[fields[0]] = int(fields[1])
             return partition
-    raise FileNotFoundError(
+    raise PartitionFileError(
         f"data.split needs CelebA's list_eval_partition.txt; put it at '{candidates[0]}' or use data.split=\"all\""
     )
