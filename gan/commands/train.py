@@ -110,8 +110,8 @@ def trained_config(run_dir: Path) -> tuple[dict, int] | None:
 
 def schedule_jumps(trained: dict, step: int, resolved) -> list[str]:
     """What a resume at `step` with `resolved` restarts of the schedules tied to the run's length
-    (a longer train.steps moves a linear decay's start and stretches dcgan's noise anneal):
-    `the learning rates from 0.01x to 1x of their base`, ..."""
+    (a longer train.steps moves a linear decay's start and stretches dcgan's noise anneal), one
+    sentence each: `the learning rates rise from 0.2x to 0.8x of their base (...)`."""
     from gan.core.config import config_from_dict
     from gan.recipes.losses import instance_noise_std
     from gan.recipes.schedules import lr_factor
@@ -167,8 +167,8 @@ def settings_to_continue(run_dir: Path, written, resolved):
 
 
 def report_changes(run_dir: Path, written, resolved, overrides: tuple[str, ...]) -> None:
-    """Say which settings a resume changes from those its newest checkpoint trained with: by --set,
-    or by a hand edit of config.toml (named as such); warn of a changed seed."""
+    """Say which settings a resume changes from those the checkpoint it continues trained with: by
+    --set, or from config.toml (named as such); warn of a changed seed and of schedules that jump."""
     from gan.core.config import config_to_dict, flatten_config
 
     trained, step = trained_config(run_dir) or (config_to_dict(written), None)
@@ -184,7 +184,7 @@ def report_changes(run_dir: Path, written, resolved, overrides: tuple[str, ...])
     if jumps:
         warnings.warn(f"resuming at step {step} with these settings moves schedules tied to the run's length: at "
                       f"step {step + 1}, {'; and '.join(jumps)}", stacklevel=2)
-    if trained.get("train", {}).get("seed") != resolved.train.seed:
+    if "train.seed" in recorded and recorded["train.seed"] != resolved.train.seed:
         warnings.warn("train.seed changed on resume: the networks, optimiser and random state come from the "
                       "checkpoint, while the new seed draws the data order and the latents from here on, so this "
                       "is a run of neither seed (start a new run for the new seed)", stacklevel=2)

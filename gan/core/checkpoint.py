@@ -339,7 +339,8 @@ def first_mismatch(expected: dict[str, Any], given: dict[str, Any]) -> str | Non
             return f"'{key}' is not a tensor"
         if tuple(other.shape) != tuple(tensor.shape):
             return f"parameter '{key}' has shape {list(other.shape)} in the file and {list(tensor.shape)} in the network"
-        if isinstance(other, torch.Tensor) and _kind(other.dtype) != _kind(tensor.dtype):  # loading would cast, say, float weights to int zeros
+        # loading would cast, say, float weights into int zeros without a word
+        if isinstance(other, torch.Tensor) and _kind(other.dtype) != _kind(tensor.dtype):
             return f"parameter '{key}' is {other.dtype} in the file and {tensor.dtype} in the network"
     return None
 

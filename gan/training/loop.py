@@ -453,6 +453,7 @@ def _discard_start(run_dir: Path) -> None:
 
 
 def _warn_of_penalties_through_batchnorm(config: Config, recipe: Recipe) -> None:
+    """The per-image gradient penalties this config asks for, warned of when D's BatchNorm mixes images."""
     loss = config.loss
     penalties = ([f"loss.adversarial = 'wgan-gp' (loss.gp_weight = {loss.gp_weight:g})"]
                  if loss.adversarial == "wgan-gp" and loss.gp_weight > 0 else [])
