@@ -169,6 +169,10 @@ def test_a_side_task_failure_before_any_checkpoint_does_not_advise_a_resume(tmp_
                           save_error=OSError(28, "No space left on device"))
     assert "'None'" not in str(error) and "--resume" not in str(error)
     assert "none was written before" in str(error) and str(error).endswith("start the run again with gan train CONFIG")
+    other_rank = SideTaskError("reading the training data", 2, ValueError("truncated"), None, tmp_path / "run",
+                               main=False)  # rank 1 of torchrun: rank 0 may well have written a checkpoint
+    assert "before any checkpoint" not in str(other_rank) and "start the run again" not in str(other_rank)
+    assert "the run's checkpoints are rank 0's to write, and its own line says which is kept" in str(other_rank)
     at_start = SideTaskError("reading the training data", 0, ValueError("radius must be >= 0"), None, tmp_path / "run")
     assert "'None'" not in str(at_start) and "--resume" not in str(at_start)
     assert "training stopped at step 0, before any checkpoint, with nothing trained to keep" in str(at_start)

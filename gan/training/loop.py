@@ -117,8 +117,13 @@ class SideTaskError(RuntimeError):
     after training began; the loop wrote a checkpoint of the step first, so nothing is lost."""
 
     def __init__(self, task: str, step: int, error: Exception, checkpoint: Path | None, run_dir: Path,
-                 save_error: Exception | None = None):
+                 save_error: Exception | None = None, main: bool = True):
         reason = first_line_of(error)[:300]
+        if not main:  # another rank of a torchrun run: rank 0 alone writes checkpoints, and says which is kept
+            super().__init__(f"{task} failed at step {step} in this process ({type(error).__name__}: {reason}); "
+                             f"the run's checkpoints are rank 0's to write, and its own line says which is kept. "
+                             f"Fix the cause, then resume '{run_dir}' as that line says")
+            return
         if save_error is None and checkpoint is None:  # at step 0: nothing trained, nothing to keep
             kept = f"training stopped at step {step}, before any checkpoint, with nothing trained to keep"
         elif save_error is None:
@@ -714,7 +719,9 @@ def _finish(run: _Run, interrupted_by: str | None) -> TrainResult:
 def _side_task_failed(run: _Run, task: str, error: Exception) -> SideTaskError:
     """The error to stop with when side task `task` failed at this step, after a checkpoint of the
     step (rank 0 only: the other processes write nothing)."""
-    if run.saved_step == run.step or not run.main:
+    if not run.main:
+        return SideTaskError(task, run.step, error, None, run.run_dir, main=False)
+    if run.saved_step == run.step:
         return SideTaskError(task, run.step, error, run.last_checkpoint, run.run_dir)
     try:
         return SideTaskError(task, run.step, error, _save(run, run.step, True), run.run_dir)
