@@ -218,3 +218,110 @@ def test_ctrl_c_in_a_terminal_stops_the_runs_with_a_checkpoint(tmp_path):
     assert "interrupted; the same command resumes it" in errors, errors
     (checkpoint,) = list_checkpoints(run_dir)  # the run saved its step
     assert 0 < int(checkpoint.stem.split("-")[1]) < 100000
+
+
+def _start_sweep(out, *extra, **popen):
+    """A sweep of two long tiny runs in a subprocess, returned once its first run trains."""
+    import subprocess
+    import sys
+    import time
+
+    sets = [*TINY, "train.steps=100000", "train.checkpoint_every=100000", "log.every=100000", "log.image_every=100000"]
+    command = [sys.executable, "-m", "gan", "sweep", str(DEMO), "--grid", "loss.adversarial=vanilla,hinge",
+               *[arg for item in sets for arg in ("--set", item)], "--out", str(out), "--device", "cpu", *extra]
+    sweep = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, **popen)
+    run_dir = out / "00000-adversarial=vanilla"
+    deadline = time.monotonic() + 120
+    while not list(run_dir.glob("events.out.tfevents.*")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1)
+    return sweep, command, run_dir
+
+
+def test_a_run_stops_with_a_checkpoint_when_its_sweep_is_killed_outright(tmp_path):
+    """kill -9 of the sweep gives it no chance to pass the stop on: its runs used to train on alone,
+    holding their locks, so the sweep run again called them failed. Now the kernel sends each run
+    SIGTERM when its sweep dies; it checkpoints and frees its directory for the same command."""
+    import time
+
+    sweep, _, run_dir = _start_sweep(tmp_path / "sweep", "--jobs", "2")
+    sweep.kill()
+    sweep.communicate(timeout=60)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with RunLock(run_dir):
+                break
+        except RunDirectoryBusy:
+            time.sleep(0.2)
+    else:
+        pytest.fail(f"the run in {run_dir} kept training after its sweep was killed")
+    (checkpoint,) = list_checkpoints(run_dir)  # it saved its step on the way out
+    assert 0 < int(checkpoint.stem.split("-")[1]) < 100000
+    log = (tmp_path / "sweep" / "logs" / f"{run_dir.name}.log").read_text()
+    assert "received SIGTERM" in log, log
+
+
+def test_a_second_sweep_into_the_same_folder_is_refused_while_the_first_runs(tmp_path):
+    """Two sweeps into one --out would each start the same runs, and the second's lock errors would
+    land in the first's logs: the second is refused at once, naming the first."""
+    import signal
+    import subprocess
+
+    out = tmp_path / "sweep"
+    first, command, run_dir = _start_sweep(out, "--jobs", "2")
+    try:
+        log = out / "logs" / f"{run_dir.name}.log"
+        before = log.read_text()
+        second = subprocess.run(command[:-2] + ["--jobs", "2"], capture_output=True, text=True, timeout=120)
+        assert second.returncode == 2, second.stderr
+        assert f"sweep folder '{out}' is in use by another gan sweep (pid {first.pid})" in second.stderr
+        assert "started" not in second.stderr
+        assert "in use by another" not in log.read_text()[len(before):]
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=120)
+
+
+def test_a_training_run_leaves_an_ignored_ctrl_c_ignored():
+    """A sweep or run started in the background of a script has SIGINT ignored, so the terminal's
+    Ctrl-C is not its to act on; the loop's handler used to replace that and stop the run."""
+    import signal
+
+    from gan.commands.train import interrupt_on_sigterm
+    from gan.training.loop import StopRequest
+
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        interrupt_on_sigterm()
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+        with StopRequest():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        with StopRequest():  # a signal that is not ignored is still the loop's
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+class _StoppedProcess(_FinishedProcess):
+    def poll(self):
+        return 143
+
+
+def test_a_run_stopped_by_a_signal_is_reported_as_resumable_not_broken(tmp_path, monkeypatch):
+    import gan.tools.sweep
+
+    monkeypatch.setattr(gan.tools.sweep.subprocess, "Popen", _StoppedProcess)
+    runs = expand([parse_grid("train.g_lr=1e-4")], seeds=1)
+    (tmp_path / "sweep").mkdir()
+    lines = []
+    failed = gan.tools.sweep.run_sweep(DEMO, [*TINY], runs, tmp_path / "sweep", jobs=1, devices=[], say=lines.append)
+    assert failed == [runs[0].name]  # not finished: the sweep still ends with an error
+    assert f"run {runs[0].name} was stopped by a signal (exit 143); the same command resumes it" in lines[-1]

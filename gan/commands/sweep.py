@@ -48,7 +48,7 @@ def sweep(config: Path, grids: tuple[str, ...], seeds: int, sets: tuple[str, ...
     import shlex
     import signal
 
-    from gan.core.files import WriteError
+    from gan.core.files import RunDirectoryBusy, WriteError
     from gan.core.registry import ConfigError
     from gan.tools.sweep import (
         check_sets,
@@ -78,7 +78,7 @@ def sweep(config: Path, grids: tuple[str, ...], seeds: int, sets: tuple[str, ...
                                                     None if device == "auto" else device, ["gan"])))
             return
         failed = run_sweep(config, list(sets), runs, out, jobs, _devices(device))
-    except (ConfigError, WriteError) as error:
+    except (ConfigError, WriteError, RunDirectoryBusy) as error:
         fail(error)
     except KeyboardInterrupt as stop:  # Ctrl-C (130) or SIGTERM (143), passed on to the runs
         sys.exit(128 + getattr(stop, "signum", signal.SIGINT))

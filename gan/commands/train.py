@@ -17,8 +17,11 @@ from gan.commands.common import fail, refuse_folder_in_a_run
 def interrupt_on_sigterm() -> None:
     """SIGTERM raises KeyboardInterrupt, as Ctrl-C does, so that a stop before training begins
     (building a decoded-image cache can take minutes) cleans up what it started instead of dying
-    mid-write. The training loop handles both signals itself while it runs."""
-    if threading.current_thread() is threading.main_thread():
+    mid-write. The training loop handles both signals itself while it runs. (An ignored SIGTERM
+    stays ignored.)"""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN:
         signal.signal(signal.SIGTERM, _raise_terminated)
 
 
@@ -237,6 +240,7 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
     from gan.core.files import LOCK_NAME, RunDirectoryBusy, WriteError
     from gan.core.registry import ConfigError
     from gan.data.decode import ImageReadError
+    from gan.tools.sweep import stop_with_the_sweep
     from gan.training.loop import (
         DeviceUnavailable,
         NonFiniteLossError,
@@ -263,8 +267,10 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
     existed = run_dir is not None and run_dir.exists()  # a failed start removes only a folder it made
     resuming = resume is not None
     group = SINGLE_PROCESS  # until torchrun's environment is read and checked, in the try below
+    sigterm_handler = signal.getsignal(signal.SIGTERM)  # restored at the end (this may run inside a caller)
     interrupt_on_sigterm()  # until the loop takes over: SIGTERM while setting up stops as Ctrl-C does
     try:
+        stop_with_the_sweep()  # (when a sweep started this run)
         group = from_environment()  # torchrun's processes, or just this one
         if resume is not None:
             check_resumable(resume)
@@ -317,5 +323,7 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
         raise
     finally:
         shutdown(group)
+        if threading.current_thread() is threading.main_thread() and sigterm_handler is not None:
+            signal.signal(signal.SIGTERM, sigterm_handler)
     if result.interrupted_by:
         sys.exit(130 if result.interrupted_by == "SIGINT" else 143)

@@ -23,6 +23,7 @@ except ImportError:  # Windows: no advisory locks; a run directory is then not p
     fcntl = None
 
 LOCK_NAME = ".lock"
+SWEEP_LOCK_NAME = ".sweep.lock"
 
 
 class WriteError(OSError):
@@ -164,13 +165,19 @@ class RunLock:
     Readers (sample, translate, eval, export) take no lock: they only ever see complete files.
     """
 
+    lock_name = LOCK_NAME
+
     def __init__(self, run_dir: Path):
         self.run_dir = Path(run_dir)
         self._handle: IO[str] | None = None
 
+    def busy_message(self, holder: str) -> str:
+        return (f"run directory '{self.run_dir}' is in use by another gan process (pid {holder}); one run "
+                "directory has one writer: wait for it to end or stop it, or train into another directory")
+
     def __enter__(self) -> RunLock:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        handle = open(self.run_dir / LOCK_NAME, "a+")
+        handle = open(self.run_dir / self.lock_name, "a+")
         if fcntl is not None:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -178,9 +185,7 @@ class RunLock:
                 handle.seek(0)
                 holder = handle.read().strip() or "unknown"
                 handle.close()
-                raise RunDirectoryBusy(f"run directory '{self.run_dir}' is in use by another gan process "
-                                       f"(pid {holder}); one run directory has one writer: wait for it to end "
-                                       "or stop it, or train into another directory") from None
+                raise RunDirectoryBusy(self.busy_message(holder)) from None
         try:
             handle.seek(0)
             handle.truncate()
@@ -188,7 +193,7 @@ class RunLock:
             handle.flush()
         except OSError as error:  # a full disk: the flush names no file
             handle.close()
-            raise WriteError(f"could not write '{self.run_dir / LOCK_NAME}' ({free_space(self.run_dir)}): "
+            raise WriteError(f"could not write '{self.run_dir / self.lock_name}' ({free_space(self.run_dir)}): "
                              f"{error}") from error
         self._handle = handle
         _HELD_LOCK_DESCRIPTORS.add(handle.fileno())
@@ -199,3 +204,14 @@ class RunLock:
             _HELD_LOCK_DESCRIPTORS.discard(self._handle.fileno())
             self._handle.close()  # closing releases the flock
             self._handle = None
+
+
+class SweepLock(RunLock):
+    """The same lock on a sweep's folder: a second `gan sweep` into one --out would start the same
+    runs again, and each would fail on the run-directory locks of the other's."""
+
+    lock_name = SWEEP_LOCK_NAME
+
+    def busy_message(self, holder: str) -> str:
+        return (f"sweep folder '{self.run_dir}' is in use by another gan sweep (pid {holder}): wait for it to "
+                "end or stop it (the same command then resumes its runs), or give another --out")

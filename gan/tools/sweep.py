@@ -27,7 +27,7 @@ from typing import IO, Callable
 
 from gan.core.checkpoint import checkpoints_by_content
 from gan.core.config import parse_value
-from gan.core.files import WriteError, write_text_atomically
+from gan.core.files import SweepLock, WriteError, write_text_atomically
 from gan.core.progress import format_duration
 from gan.core.registry import ConfigError
 from gan.training.resolve import load_config
@@ -36,6 +36,8 @@ MANIFEST = "sweep.toml"
 # A grid of more runs than this is more likely typed wrong (ten keys of four values is a million
 # runs) than meant: refused unless --max-runs allows it (docs/comparing-runs.md).
 MAX_RUNS = 1000
+# Set in each run's environment to the sweep's pid: the run asks to be stopped when the sweep dies.
+SWEEP_PID_VARIABLE = "GAN_SWEEP_PID"
 
 
 @dataclass(frozen=True)
@@ -214,6 +216,12 @@ def run_sweep(config: Path, sets: list[str], runs: list[SweepRun], out: Path, jo
     failed. With one job the run's own progress shows in the terminal; with more, each writes
     to DIR/logs/<name>.log. `devices`: one per job slot in turn (GPUs), or empty (the default)."""
     steps = planned_steps(config, sets, runs)
+    with SweepLock(out):  # one sweep per folder: a second would start the same runs again
+        return _train_runs(config, sets, runs, steps, out, jobs, devices, say)
+
+
+def _train_runs(config: Path, sets: list[str], runs: list[SweepRun], steps: dict[str, int], out: Path, jobs: int,
+                devices: list[str], say: Callable[[str], None]) -> list[str]:
     to_do = [run for run in runs if not finished(out / run.name, steps[run.name])]
     say(f"sweep '{out}': {len(runs)} runs, {len(runs) - len(to_do)} finished, {len(to_do)} to do"
         + (f", {jobs} at a time" if jobs > 1 else ""))
@@ -230,7 +238,7 @@ def run_sweep(config: Path, sets: list[str], runs: list[SweepRun], out: Path, jo
                     continue
                 run = queue.pop(0)
                 device = devices[slot % len(devices)] if devices else None
-                environment = dict(os.environ)
+                environment = {**os.environ, SWEEP_PID_VARIABLE: str(os.getpid())}
                 if device in (None, "cpu") and "OMP_NUM_THREADS" not in os.environ:  # the runs share the cores
                     environment["OMP_NUM_THREADS"] = str(threads)  # (a user's own setting stands)
                 log = None
@@ -261,7 +269,11 @@ def run_sweep(config: Path, sets: list[str], runs: list[SweepRun], out: Path, jo
                 else:
                     failed.append(job.run.name)
                     where = f"; its log: {out / 'logs' / (job.run.name + '.log')}" if job.log else ""
-                    say(f"sweep: run {job.run.name} failed (exit {code}){where}")
+                    # a run stopped on its own by a signal (130, 143, or -N when killed) is not broken
+                    stopped = code in (128 + signal.SIGINT, 128 + signal.SIGTERM) or code < 0
+                    say(f"sweep: run {job.run.name} "
+                        + (f"was stopped by a signal (exit {code}); the same command resumes it{where}" if stopped
+                           else f"failed (exit {code}){where}"))
     except KeyboardInterrupt:  # the runs checkpoint on SIGINT and SIGTERM; the same command resumes them
         # SIGTERM, whatever stopped the sweep: a terminal's Ctrl-C reaches the runs too (one process
         # group), and a second SIGINT would make them abort without saving; after a SIGINT, a
@@ -288,3 +300,18 @@ class SweepStopped(KeyboardInterrupt):
 
 def _stop_on_sigterm(signum: int, frame: object) -> None:
     raise SweepStopped(signum)
+
+
+def stop_with_the_sweep() -> None:
+    """In a run a sweep started: have the kernel send it SIGTERM when the sweep dies, kill -9
+    included, so that it checkpoints and stops instead of training on alone and holding its lock
+    against the sweep run again. Linux only (prctl); elsewhere such a run trains to its end."""
+    sweep_pid = os.environ.pop(SWEEP_PID_VARIABLE, "")
+    if not sweep_pid.isdigit() or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    set_parent_death_signal = 1  # PR_SET_PDEATHSIG, <linux/prctl.h>
+    ctypes.CDLL(None).prctl(set_parent_death_signal, signal.SIGTERM)
+    if os.getppid() != int(sweep_pid):  # the sweep died before the request was made
+        os.kill(os.getpid(), signal.SIGTERM)
