@@ -156,6 +156,27 @@ def test_a_file_that_fails_in_a_loader_worker_under_strict_is_one_line_after_a_c
         in result.output and f"gan train --resume {run_dir}" in result.output
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_strict_data_error_before_the_first_step_leaves_no_run_directory(workers, tmp_path):
+    """Every file passes the scan and fails to decode: the run fails before its first step (in the
+    collapse checks' first real images, or the first batch), so nothing of it is worth keeping:
+    config.toml and an empty event file used to stay, and made it look like a run to resume."""
+    from conftest import random_rgb
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for index in range(16):
+        random_rgb((20, 20), index).save(images / f"{index:02d}.png")
+        (images / f"{index:02d}.png").write_bytes((images / f"{index:02d}.png").read_bytes()[:-200])
+    args = ["train", DEMO, *_sets(*TINY, "data.dataset=folder", f"data.root={images}",
+                                  f"data.num_workers={workers}"), "--strict", "--out", str(tmp_path / "runs")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert "image file is truncated" in result.output
+    assert [path for path in (tmp_path / "runs").iterdir() if path.is_dir()] == []
+    assert "--resume" not in result.output
+
+
 def test_bad_files_are_skipped_and_counted_or_fatal_with_strict(tmp_path):
     from conftest import random_rgb
 

@@ -162,3 +162,39 @@ def test_only_a_lost_process_is_told_in_one_line_other_errors_keep_their_traceba
     assert lost_process(peer, False) is None  # one process alone has no peer to lose
     assert lost_process(RuntimeError("mat1 and mat2 shapes cannot be multiplied"), True) is None
     assert lost_process(ValueError("Connection reset by peer"), True) is None
+
+
+def test_a_lost_process_line_offers_resume_only_where_a_checkpoint_is(tmp_path):
+    """A run that lost a peer before its first checkpoint has a config.toml but nothing to resume:
+    the line used to offer `--resume`, which then refused the run."""
+    from gan.commands.train import lost_process, resume_advice
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.toml").write_text("recipe = 'dcgan'\n")
+    assert resume_advice(run_dir, True) == "" and resume_advice(None, True) == ""
+    (run_dir / "checkpoint-00000002.pt").write_bytes(b"")
+    assert resume_advice(run_dir, True).endswith(f"resume with `torchrun ... -m gan train --resume {run_dir}`")
+    assert resume_advice(run_dir, False).endswith(f"resume with `gan train --resume {run_dir}`")
+    # gloo's text is cut at a word, not mid-word
+    long = RuntimeError("[../gloo/transport/tcp/pair.cc:545] Connection closed by peer " + "word " * 60)
+    line = lost_process(long, True)
+    assert line.endswith("word ...)"), line
+
+
+@pytest.mark.slow
+def test_rank_0_alone_gives_the_warnings_and_errors_every_process_meets(tmp_path):
+    """Every process reads the same config: its warnings and its errors used to print once per
+    process. Rank 0 gives them; the others stay quiet about what rank 0 says."""
+    sets = [arg for item in [*TINY, *EXACT, "train.steps=2", "data.root=nowhere"] for arg in ("--set", item)]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "gan",
+               "train", str(REPO / "experiments" / "dcgan_demo.toml"), *sets, "--out", str(tmp_path / "runs"),
+               "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr.count("warning: data.root = 'nowhere' changes nothing") == 1, result.stderr[-3000:]
+    refused = subprocess.run([*command, "--set", "train.nokey=1"], capture_output=True, text=True, env=env,
+                             timeout=300)
+    assert refused.returncode != 0
+    assert refused.stderr.count("error: unknown config key 'train.nokey'") == 1, refused.stderr[-3000:]

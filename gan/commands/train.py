@@ -25,6 +25,20 @@ def interrupt_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, _raise_terminated)
 
 
+def leave_the_talking_to_rank_0() -> None:
+    """In a torchrun process other than rank 0. Every process reads the same config and scans the
+    same files while setting up, so their warnings would print once per process: rank 0 gives them.
+    Kept are the warnings of files this process alone decodes while training (its share of each
+    batch)."""
+    from gan.data.decode import ColourKeyWarning, ColourProfileWarning, LargeImageWarning, UnreadableImageWarning
+
+    warnings.filterwarnings("ignore")
+    for category in (UnreadableImageWarning, LargeImageWarning, ColourProfileWarning, ColourKeyWarning):
+        warnings.filterwarnings("default", category=category)
+    # (the scan's own, by header, is the same in every process)
+    warnings.filterwarnings("ignore", message="skipping unreadable image", category=UnreadableImageWarning)
+
+
 def lost_process(error: BaseException, distributed: bool) -> str | None:
     """One line for a process that this one depended on and that died (another rank of a torchrun
     run, a data-loading worker), or None for any other error: those keep their traceback."""
@@ -43,8 +57,23 @@ def lost_process(error: BaseException, distributed: bool) -> str | None:
                                                       "Socket Timeout", "NCCL communicator was aborted"))
     if distributed and (isinstance(error, torch.distributed.DistError) or broken_link):
         return ("another process of this torchrun run stopped or lost its connection (its own output says why; "
-                f"here: {first_line[:200]})")
+                f"here: {_shortened(first_line, 200)})")
     return None
+
+
+def _shortened(text: str, limit: int) -> str:
+    """`text` cut at a word boundary to at most about `limit` characters, marked as cut."""
+    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " ..."
+
+
+def resume_advice(run_dir: Path | None, distributed: bool) -> str:
+    """How to continue a run that stopped on an error: its command, when it has a checkpoint."""
+    from gan.core.checkpoint import list_checkpoints
+
+    if run_dir is None or not run_dir.is_dir() or not list_checkpoints(run_dir):
+        return ""
+    launcher = "torchrun ... -m gan" if distributed else "gan"
+    return f"; checkpoints written before are kept: resume with `{launcher} train --resume {run_dir}`"
 
 
 def written_config(run_dir: Path):
@@ -272,6 +301,8 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
     try:
         stop_with_the_sweep()  # (when a sweep started this run)
         group = from_environment()  # torchrun's processes, or just this one
+        if not group.is_main:
+            leave_the_talking_to_rank_0()
         if resume is not None:
             check_resumable(resume)
         resolved = load_config(config if config is not None else resume / "config.toml", list(overrides))
@@ -312,11 +343,10 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
         # a worker that died while reading data: the loop saved the steps trained (SideTaskError) first
         lost = lost_process(error.__cause__ if isinstance(error, SideTaskError) else error, group.distributed)
         if lost:
-            launcher = "torchrun ... -m gan" if group.distributed else "gan"
-            kept = f"; checkpoints written before are kept: resume with `{launcher} train --resume {run_dir}`" if (
-                run_dir is not None and (run_dir / "config.toml").exists()) else ""
-            click.echo(f"error: {lost}{kept}", err=True)
+            click.echo(f"error: {lost}{resume_advice(run_dir, group.distributed)}", err=True)
             sys.exit(1)
+        if isinstance(error, (ConfigError, CheckpointError)) and not group.is_main:
+            sys.exit(2)  # read from the same config and files by every process: rank 0 says it once
         if isinstance(error, (ConfigError, CheckpointError, ImageReadError, FileNotFoundError, NotADirectoryError,
                               DeviceUnavailable, WriteError, RunDirectoryBusy, SideTaskError)):
             fail(error)

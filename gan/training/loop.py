@@ -419,9 +419,9 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
     if run.step >= config.train.steps:  # (and its config.toml stays as it was)
         run.say(f"nothing to do: the run is at step {run.step} and train.steps is {config.train.steps}")
         return TrainResult(run_dir, run.step, run.last_checkpoint, None)
-    _start_logging(run, resume, progress_stream)
     failed_before_a_step = False
     try:
+        _start_logging(run, resume, progress_stream)  # (it reads the first images: --strict may fail there)
         with StopRequest() as stop:
             stopping = False  # agreed by all processes: they stop at the same step
             while run.step < config.train.steps and not stopping:
@@ -443,8 +443,9 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
         failed_before_a_step = not resume and run.step <= 1 and run.last_checkpoint is None and run.main
         raise
     finally:
-        run.progress.close()
-        run.writer.close()
+        for opened in (run.progress, run.writer):
+            if opened is not None:
+                opened.close()
         run.data = None  # shuts loader workers down
         if failed_before_a_step:
             _discard_start(run_dir)
