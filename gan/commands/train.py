@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import signal
 import sys
 import threading
@@ -123,23 +124,6 @@ def changed_keys(before, after) -> list[str]:
             if old.get(key) != new.get(key)]
 
 
-def trained_config(run_dir: Path) -> tuple[dict, int] | None:
-    """(the config, step) of the checkpoint a resume continues: the newest that loads whole, as the
-    resume's fallback picks it (it warns of the damaged ones, so this reads them quietly); None
-    when none loads."""
-    from gan.core.checkpoint import CheckpointError, checkpoints_by_content, load_checkpoint
-    from gan.training.state import check_training_state
-
-    for step, path in reversed(checkpoints_by_content(run_dir)):
-        try:
-            state = load_checkpoint(path)
-            check_training_state(state, path)
-        except CheckpointError:
-            continue
-        return state["config"], step
-    return None
-
-
 def schedule_jumps(trained: dict, step: int, resolved) -> list[str]:
     """What a resume at `step` with `resolved` restarts of the schedules tied to the run's length
     (a longer train.steps moves a linear decay's start and stretches dcgan's noise anneal), one
@@ -198,12 +182,12 @@ def settings_to_continue(run_dir: Path, written, resolved):
     return resolved
 
 
-def report_changes(run_dir: Path, written, resolved, overrides: tuple[str, ...]) -> None:
-    """Say which settings a resume changes from those the checkpoint it continues trained with: by
-    --set, or from config.toml (named as such); warn of a changed seed and of schedules that jump."""
-    from gan.core.config import config_to_dict, flatten_config
+def report_changes(run_dir: Path, resolved, overrides: tuple[str, ...], trained: dict, step: int) -> None:
+    """Say which settings a resume changes from those the checkpoint it continues (`trained` at
+    `step`, the newest that loads) trained with: by --set, or from config.toml (named as such);
+    warn of a changed seed and of schedules that jump."""
+    from gan.core.config import flatten_config
 
-    trained, step = trained_config(run_dir) or (config_to_dict(written), None)
     recorded = flatten_config(trained)  # (a key newer than the checkpoint's gan is no change)
     changes = [change for change in changed_keys(trained, resolved) if change.split(" ", 1)[0] in recorded]
     given = {override.partition("=")[0].strip() for override in overrides}
@@ -212,7 +196,7 @@ def report_changes(run_dir: Path, written, resolved, overrides: tuple[str, ...])
         by_hand = (f" ({', '.join(edited)}: from its config.toml, edited by hand or left by a later checkpoint "
                    "now lost, not from --set)") if edited else ""
         click.echo(f"resuming '{run_dir}' with changed settings: {'; '.join(changes)}{by_hand}", err=True)
-    jumps = schedule_jumps(trained, step, resolved) if step is not None else []
+    jumps = schedule_jumps(trained, step, resolved)
     if jumps:
         warnings.warn(f"resuming at step {step} with these settings moves schedules tied to the run's length: at "
                       f"step {step + 1}, {'; and '.join(jumps)}", stacklevel=2)
@@ -316,13 +300,13 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
             resuming = broadcast_object(start_or_resume(run_dir, config) if group.is_main else None, group)
             if resuming:
                 resolved = settings_to_continue(run_dir, written_config(run_dir), resolved)
-        elif resuming and group.is_main:
-            report_changes(run_dir, written_config(run_dir), resolved, overrides)
         elif not resuming:  # rank 0 numbers the run; the others learn its directory
             refuse_folder_in_a_run(out, "--out")
             run_dir = broadcast_object(create_run_dir(out, config.stem) if group.is_main else None, group)
         run = train_rolling_back if on_nan == "rollback" else run_training
-        result = run(resolved, run_dir, torch_device, resume=resuming, group=group)
+        # (--run-dir continues its run unchanged but for the length: settings_to_continue checked it)
+        report = functools.partial(report_changes, run_dir, resolved, overrides) if resume is not None else None
+        result = run(resolved, run_dir, torch_device, resume=resuming, group=group, on_resume=report)
     except BaseException as error:
         # A SIGTERM now (torchrun ending the survivors of a dead process) must not cut this report short.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)

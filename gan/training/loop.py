@@ -325,6 +325,11 @@ class MetricWatch:
         return means
 
 
+# Told the config and step of the checkpoint a resume continues, once it is loaded (gan train reports
+# the settings the resume changes from it).
+ResumeReport = Callable[[dict[str, Any], int], None]
+
+
 class StopRequest:
     """Turns SIGINT/SIGTERM into a flag checked between steps; a second Ctrl-C aborts at once."""
 
@@ -357,7 +362,8 @@ class StopRequest:
 
 
 def train(config: Config, run_dir: Path, device: torch.device, resume: bool = False,
-          progress_stream: Any = None, group: ProcessGroup = SINGLE_PROCESS) -> TrainResult:
+          progress_stream: Any = None, group: ProcessGroup = SINGLE_PROCESS,
+          on_resume: ResumeReport | None = None) -> TrainResult:
     """Train `config` in `run_dir` (made if missing); with `resume`, continue its newest checkpoint.
 
     The run directory has one writer: this process holds its lock (gan/core/files.py) for the
@@ -366,7 +372,7 @@ def train(config: Config, run_dir: Path, device: torch.device, resume: bool = Fa
     gradients averaged over all (gan/core/distributed.py); only rank 0 writes, and locks.
     """
     with RunLock(run_dir) if group.is_main else contextlib.nullcontext():
-        return _train(config, run_dir, device, resume, progress_stream, group)
+        return _train(config, run_dir, device, resume, progress_stream, group, on_resume)
 
 
 @dataclass
@@ -410,12 +416,12 @@ class _Run:
 
 
 def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, progress_stream: Any,
-           group: ProcessGroup) -> TrainResult:
+           group: ProcessGroup, on_resume: ResumeReport | None) -> TrainResult:
     """The run in phases: set up, restore, then one step and its periodic work until the end or a
     signal, a checkpoint whenever one is due, and the closing report."""
     run = _set_up(config, run_dir, device, group, resume)
     if resume:
-        _restore(run)
+        _restore(run, on_resume)
     if run.step >= config.train.steps:  # (and its config.toml stays as it was)
         run.say(f"nothing to do: the run is at step {run.step} and train.steps is {config.train.steps}")
         return TrainResult(run_dir, run.step, run.last_checkpoint, None)
@@ -508,11 +514,14 @@ def _set_up(config: Config, run_dir: Path, device: torch.device, group: ProcessG
     return _Run(config, run_dir, device, group, recipe, dataset, speed, evaluator, best, health, unconditional)
 
 
-def _restore(run: _Run) -> None:
+def _restore(run: _Run, on_resume: ResumeReport | None) -> None:
     """Continue from the newest checkpoint that loads, with the config's learning rates (a resume
-    with --set may change them), not the checkpoint's."""
+    with --set may change them), not the checkpoint's. `on_resume` (rank 0) is first given that
+    checkpoint's config and step: what this resume changes is measured against them."""
     recipe = run.recipe
     run.last_checkpoint, state = newest_loadable_checkpoint(run.run_dir)
+    if on_resume is not None and run.main:
+        on_resume(state["config"], state["step"])
     configured_lrs = {name: [group["base_lr"] for group in opt.param_groups] for name, opt in recipe.optimizers.items()}
     restore_training_state(recipe, state, run.config, run.last_checkpoint)
     for name, optimizer in recipe.optimizers.items():
@@ -775,6 +784,7 @@ def _prepare_data_parallel(recipe: Recipe, config: Config, device: torch.device,
 
 def train_rolling_back(config: Config, run_dir: Path, device: torch.device, resume: bool = False,
                        progress_stream: Any = None, group: ProcessGroup = SINGLE_PROCESS,
+                       on_resume: ResumeReport | None = None,
                        max_rollbacks: int = 3) -> TrainResult:
     """`train`, but a NaN/Inf resumes the last good checkpoint with every learning rate halved
     (`gan train --on-nan rollback`), up to `max_rollbacks` times; the halved rates are the
@@ -782,13 +792,13 @@ def train_rolling_back(config: Config, run_dir: Path, device: torch.device, resu
     rollbacks = 0
     while True:
         try:
-            return train(config, run_dir, device, resume, progress_stream, group)
+            return train(config, run_dir, device, resume, progress_stream, group, on_resume)
         except NonFiniteLossError as error:
             if rollbacks == max_rollbacks or error.checkpoint is None:
                 raise
             rollbacks += 1
             rates = dataclasses.replace(config.train, g_lr=config.train.g_lr / 2, d_lr=config.train.d_lr / 2)
-            config, resume = dataclasses.replace(config, train=rates), True
+            config, resume, on_resume = dataclasses.replace(config, train=rates), True, None  # (the halving is said)
             if group.is_main:
                 print_above(f"{error}\nrolling back to '{error.checkpoint}' with learning rates halved to "
                             f"g {rates.g_lr:g}, d {rates.d_lr:g} (rollback {rollbacks} of {max_rollbacks})")
