@@ -267,3 +267,26 @@ def test_the_norm_statistics_benchmark_runs_a_generator_each_way(pix2pix_run):
     scores = {name: pair_scores(network, dataset, config.data, torch.device("cpu"), 64, contextlib.nullcontext)
               for name, network in runs.items()}
     assert scores["eval"] != scores["batch"] and all(0 < score["val/psnr"] < 100 for score in scores.values())
+
+
+@pytest.mark.parametrize("where", ["network", "metrics"])
+def test_sr_evaluation_names_the_image_that_runs_out_of_memory_once(where, monkeypatch, tmp_path):
+    """Whether the network or the scores run out of memory, the error names the image (once) and
+    the way round it."""
+    from gan.data.super_resolution import Degradation
+    from gan.inference import scoring, tiling
+
+    random_rgb((64, 48), 0).save(tmp_path / "big.png")
+    random_rgb((64, 48), 1).save(tmp_path / "next.png")
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError()
+
+    monkeypatch.setattr(*((tiling, "run_padded") if where == "network" else (scoring, "ssim")), no_memory)
+    translator = tiling.Translator(LocalNet(upscale=4), torch.device("cpu"))
+    rows = scoring.evaluate_super_resolution(translator, tmp_path, Degradation(4))
+    with pytest.raises(tiling.ImageTooLargeError) as raised:
+        list(rows)
+    size = "16x12" if where == "network" else "64x48"  # the network's input is the LR image
+    assert str(raised.value) == (f"'{tmp_path / 'big.png'}': a {size} px image does not fit in cpu memory "
+                                 "(MemoryError): pass --tile 512 (or smaller) to process it in overlapping tiles")

@@ -141,10 +141,8 @@ class SuperResolutionPairs(Dataset):
         """This evaluation set without the images whose sides, cropped to a multiple of the scale,
         are under `side` px (`why` says what needs it), each named in one warning; an error when
         none is left."""
-        scale = self.degradation.scale
         sizes = {path: _size(path) for path in self.paths}
-        small = {path: (width, height) for path, (width, height) in sizes.items()
-                 if min(width - width % scale, height - height % scale) < side}
+        small = {path: size for path, size in sizes.items() if scored_side(size, self.degradation.scale) < side}
         if not small:
             return self
         if len(small) == len(self.paths):
@@ -156,6 +154,12 @@ class SuperResolutionPairs(Dataset):
                                     self.hr_size, self.upsample_input, self.train, self.hflip,
                                     self.skip_unreadable.strict, self.skip_unreadable.skipped_at_scan + len(small),
                                     self.rot90)
+
+
+def scored_side(size: tuple[int, int], scale: int) -> int:
+    """The shorter side of an HR image of `size` as evaluation scores it: cropped to a multiple of
+    the scale (the rule that decides which images a validation set keeps, and so each one's place)."""
+    return min(side - side % scale for side in size)
 
 
 def super_resolution_dataset(root: str | Path, degradation: Degradation, hr_size: int, upsample_input: bool = True,

@@ -51,9 +51,9 @@ from gan.data.paired import (
     refuse_two_folders_of_single_images,
     training_pair_shapes,
 )
-from gan.data.super_resolution import Degradation, bicubic_resize, crop_to_multiple
+from gan.data.super_resolution import Degradation, bicubic_resize, crop_to_multiple, scored_side
 from gan.inference.generators import LoadedGenerator
-from gan.inference.tiling import ImageTooLargeError, Translator, out_of_memory, too_large, translate_tensor
+from gan.inference.tiling import Translator, fitting_in_memory, translate_tensor
 from gan.metrics import psnr, signed_to_255, ssim
 from gan.metrics.generative import GenerativeEvaluator, score_generator
 from gan.metrics.image_quality import SSIM_WINDOW_SIZE, smallest_sr_image
@@ -121,15 +121,9 @@ def evaluate_super_resolution(translator: Translator, folder: Path, downsample: 
                                 f"{smallest}x{smallest} (SSIM's {SSIM_WINDOW_SIZE}x{SSIM_WINDOW_SIZE} window after "
                                 f"{scale} pixels are shaved from each border)")
             continue
-        try:
+        with fitting_in_memory(*hr_image.size, translator.device, translator.tile, str(path)):
             row, strip = _sr_row(translator, hr_image, downsample(hr_image, random.Random(places.get(path, 0))),
                                  save_images is not None)
-        except ImageTooLargeError as error:
-            raise ImageTooLargeError(f"'{path}': {error}") from error
-        except Exception as error:
-            if not out_of_memory(error):
-                raise
-            raise too_large(*hr_image.size, translator.device, translator.tile, error) from error
         if strip is not None:
             save_image(strip, save_images / strip_names[path])
         yield {"image": name, **row}
@@ -137,12 +131,13 @@ def evaluate_super_resolution(translator: Translator, folder: Path, downsample: 
 
 def sr_validation_places(paths: list[Path], scale: int) -> dict[Path, int]:
     """Each image's index in a run's SR validation set of `paths` (which seeds its noise there):
-    among the files whose header reads and whose size, cut to the scale, can be scored. A file
-    that then fails to decode keeps its place, as it does in validation."""
+    among the files whose header reads (as `readable_images` keeps them, quietly: eval names the
+    others in its own rows) and large enough to score (`SuperResolutionPairs.without_images_under`'s
+    rule). A file that then fails to decode keeps its place, as it does in validation."""
     smallest, places = smallest_sr_image(scale), {}
     for path in paths:
         size = header_size(path) if check_header(path) is None else None
-        if size is not None and min(side - side % scale for side in size) >= smallest:
+        if size is not None and scored_side(size, scale) >= smallest:
             places[path] = len(places)
     return places
 
@@ -197,8 +192,10 @@ def evaluate_paired(translator: Translator, folder: Path, data_config: dict,
         except ImageReadError as error:
             yield Skipped(name, str(error))
             continue
-        output = translate_tensor(translator.generator, item["input"][None].to(translator.device),
-                                  translator.size_multiple, translator.tile, translator.overlap)
+        with fitting_in_memory(item["input"].shape[-1], item["input"].shape[-2], translator.device, translator.tile,
+                               str(first)):
+            output = translate_tensor(translator.generator, item["input"][None].to(translator.device),
+                                      translator.size_multiple, translator.tile, translator.overlap)
         if image_sets is not None:
             outputs, targets = image_sets.setdefault("", ([], []))
             outputs.append(signed_to_uint8(output[0].cpu().clamp(-1, 1)))
@@ -307,8 +304,9 @@ def evaluate_cycle(to_b: Translator, to_a: Translator, root: Path, resolution: i
             except ImageReadError as error:
                 yield Skipped(f"{domain}/{path.relative_to(folder).as_posix()}", str(error))
                 continue
-            translated = forward(image)
-            reconstructed = backward(translated)
+            with fitting_in_memory(image.width, image.height, forward.device, forward.tile, str(path)):
+                translated = forward(image)
+                reconstructed = backward(translated)
             original, result = _to_255(image), _to_255(reconstructed)
             if image_sets is not None:
                 image_sets.setdefault(f"_{domain}to{other}", ([], []))[0].append(_to_255(translated).to(torch.uint8))

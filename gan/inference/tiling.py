@@ -10,8 +10,10 @@ the overlap and normalise nothing per image (InstanceNorm normalises each tile o
 from __future__ import annotations
 
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from PIL import Image
@@ -94,12 +96,26 @@ def out_of_memory(error: BaseException) -> bool:
             or (isinstance(error, RuntimeError) and "can't allocate memory" in str(error)))
 
 
-def too_large(width: int, height: int, device: torch.device, tile: int, error: BaseException) -> ImageTooLargeError:
-    """The error for a `width` x `height` image that ran out of memory, with the way round it."""
-    way = ("pass --tile 512 (or smaller) to process it in overlapping tiles" if tile == WHOLE
-           else f"pass a smaller --tile than {tile}")
-    return ImageTooLargeError(f"a {width}x{height} px image does not fit in {device.type} memory "
-                              f"({type(error).__name__}): {way}")
+@contextmanager
+def fitting_in_memory(width: int, height: int, device: torch.device, tile: int,
+                      name: str | None = None) -> Iterator[None]:
+    """The work on one `width` x `height` image: an allocation that fails in it (`out_of_memory`)
+    becomes an ImageTooLargeError with the way round it. With `name`, the error names the image,
+    also one raised by a nested such block (a Translator's, inside a command's per-image work)."""
+    named = f"'{name}': " if name else ""
+    try:
+        yield
+    except ImageTooLargeError as error:
+        if not named:
+            raise
+        raise ImageTooLargeError(f"{named}{error}") from error
+    except Exception as error:
+        if not out_of_memory(error):
+            raise
+        way = ("pass --tile 512 (or smaller) to process it in overlapping tiles" if tile == WHOLE
+               else f"pass a smaller --tile than {tile}")
+        raise ImageTooLargeError(f"{named}a {width}x{height} px image does not fit in {device.type} memory "
+                                 f"({type(error).__name__}): {way}") from error
 
 
 @torch.no_grad()
@@ -157,14 +173,10 @@ class Translator:
 
     def __call__(self, image: Image.Image) -> Image.Image:
         """RGB image of any size -> RGB output image; ImageTooLargeError when memory runs out."""
-        try:
+        with fitting_in_memory(image.width, image.height, self.device, self.tile):
             tensor = pil_to_signed(self.prepare(image))[None].to(self.device)
             output = translate_tensor(self.generator, tensor, self.size_multiple, self.tile, self.overlap)
             return signed_to_pil(output[0].clamp(-1, 1))
-        except Exception as error:
-            if not out_of_memory(error):
-                raise
-            raise too_large(image.width, image.height, self.device, self.tile, error) from error
 
 
 def load_translator(source: str | Path, device: torch.device, tile: int = WHOLE, overlap: int | None = None,
