@@ -1,6 +1,7 @@
 """Every speed switch on and off gives the same first steps (CPU, within a stated tolerance)."""
 
 import contextlib
+import warnings
 
 import pytest
 import torch
@@ -53,6 +54,17 @@ def test_a_speed_switch_changes_no_result_beyond_float_rounding(switch, toleranc
 def test_auto_switches_are_on_for_cuda_only():
     assert switch_on("auto", torch.device("cuda")) and not switch_on("auto", CPU)
     assert switch_on("on", CPU) and not switch_on("off", torch.device("cuda"))
+
+
+def test_a_cuda_graph_asked_for_on_the_cpu_is_warned_of_and_steps_run_as_they_are():
+    config = tiny_config("train.cuda_graph=on")
+    recipe = DCGANRecipe(config, CPU, contextlib.nullcontext)
+    with pytest.warns(UserWarning, match="train.cuda_graph = 'on' changes nothing on the cpu"):
+        speed = accelerate(recipe, config.train, CPU)
+    assert not speed.cuda_graph and training_step(recipe, speed, CPU) == recipe.step
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "auto", the default, is quiet
+        accelerate(recipe, tiny_config().train, CPU)
 
 
 def test_channels_last_reaches_networks_and_batches():

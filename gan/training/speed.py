@@ -11,6 +11,7 @@ applied where the loop and recipes make autocast contexts and optimizers.
 from __future__ import annotations
 
 import sys
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -59,6 +60,9 @@ def accelerate(recipe: Recipe, train: TrainConfig, device: torch.device) -> Spee
         compile_networks({name: network for name, network in recipe.networks.items() if not name.endswith("_ema")},
                          train.compile_backend, train.compile_mode)
         print("torch.compile: the first step compiles the networks and is slow", file=sys.stderr)
+    if train.cuda_graph == "on" and device.type != "cuda":  # (a config made for a GPU, run on a laptop)
+        warnings.warn(f"train.cuda_graph = 'on' changes nothing on the {device.type}: CUDA graphs need a CUDA "
+                      "device, so each step runs as it is", stacklevel=2)
     return Speed(memory_format, report, captures_steps(train, device))
 
 
