@@ -62,6 +62,14 @@ def test_a_checkpoint_named_for_another_step_is_ordered_by_the_step_it_holds(tmp
         (8, "checkpoint-00000008.pt"), (10, "checkpoint-00000010.pt")]
 
 
+def test_a_folder_named_like_a_checkpoint_is_warned_of_not_passed_over_in_silence(tmp_path):
+    save_checkpoint({"format": FORMAT, "step": 2}, checkpoint_path(tmp_path, 2))
+    checkpoint_path(tmp_path, 4).mkdir()  # (say, a checkpoint unpacked by hand)
+    with pytest.warns(UserWarning, match=r"checkpoint-00000004.pt' is a folder named like a checkpoint: it is "
+                                         "passed over"):
+        assert checkpoints_by_content(tmp_path) == [(2, checkpoint_path(tmp_path, 2))]
+
+
 def test_pruning_never_deletes_a_checkpoint_newer_than_the_one_written(tmp_path):
     for name_step, held in ((2, 50), (4, 4), (6, 6)):  # the file named 2 holds step 50
         save_checkpoint({"format": FORMAT, "step": held}, checkpoint_path(tmp_path, name_step))

@@ -74,6 +74,9 @@ def checkpoints_by_content(run_dir: Path) -> list[tuple[int, Path]]:
     """(step, path) of the checkpoints in `run_dir`, oldest first by the step each holds, with a
     warning for a name that disagrees (a copy renamed by hand). A file that does not load keeps
     the step of its name, so that a resume tries it in its place and reports it."""
+    for folder in sorted(path for path in run_dir.glob("checkpoint-*.pt") if path.is_dir()):
+        warnings.warn(f"'{folder}' is a folder named like a checkpoint: it is passed over, and a checkpoint of its "
+                      "step cannot be saved in its place; move it out of the run directory", stacklevel=2)
     found = []
     for path in list_checkpoints(run_dir):
         named, held = checkpoint_step(path), stored_step(path)
