@@ -222,3 +222,28 @@ def test_loader_workers_are_out_of_reach_of_a_signal_to_the_trainers_process_gro
         assert next(loader)["image"].shape[0] == 4
     loader._shutdown_workers()  # as the trainer's exit does: each is still ended by its SIGTERM
     assert not any(worker.is_alive() for worker in workers)
+
+
+def test_run_directories_inside_the_data_folder_are_left_out_of_its_images(tmp_path):
+    """`--out` inside data.root: a resumed run (and the metrics' reference set) used to count the
+    sample grids of runs there as training images."""
+    from conftest import TINY
+
+    from gan.data.decode import find_images
+    from gan.training.loop import train
+
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    for index in range(8):
+        random_rgb((20, 20), index).save(faces / f"{index}.png")
+    config = load_config(None, [*TINY, "data.dataset=folder", f"data.root={faces}", "train.steps=2"])
+    train(config, faces / "runs" / "one", torch.device("cpu"))
+    assert list((faces / "runs" / "one" / "samples").glob("*.png"))  # a grid a scan would find
+    with pytest.warns(UserWarning, match=r"left out 1 run directory of gan under .*runs/one\): their sample grids"):
+        assert find_images(faces) == sorted(faces.glob("*.png"))
+    (faces / "album").mkdir()  # a folder with a config.toml of its own but no run lock is data
+    random_rgb((20, 20), 9).save(faces / "album" / "9.png")
+    (faces / "album" / "config.toml").write_text("")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert faces / "album" / "9.png" in find_images(faces)

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageCms, ImageOps
 
+from gan.core.files import LOCK_NAME
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif",
                     ".ppm", ".pgm", ".pnm")
 
@@ -254,8 +256,8 @@ def find_images(root: Path, recursive: bool = True) -> list[Path]:
         raise FileNotFoundError(f"image folder '{root}' does not exist{file_on_the_way(root)}")
     if not root.is_dir():
         raise NotADirectoryError(f"'{root}' is not a folder of images")
-    paths, other_formats = [], Counter()
-    for path in (_walk(root) if recursive else root.iterdir()):
+    paths, other_formats, runs = [], Counter(), []
+    for path in (_walk(root, runs) if recursive else root.iterdir()):
         suffix = path.suffix.lower()
         if path.name.startswith("."):
             continue
@@ -269,16 +271,22 @@ def find_images(root: Path, recursive: bool = True) -> list[Path]:
         warnings.warn(f"left out {sum(other_formats.values())} files under '{root}' in formats gan does not read "
                       f"as training images ({counts}); convert them to PNG or JPEG to use them",
                       UnreadableImageWarning, stacklevel=2)
+    if runs:
+        warnings.warn(f"left out {len(runs)} run director{'y' if len(runs) == 1 else 'ies'} of gan under '{root}' "
+                      f"({', '.join(map(str, runs[:3]))}{', ...' if len(runs) > 3 else ''}): their sample grids are "
+                      "a run's outputs, not images to train or score on; keep runs outside the data folders",
+                      stacklevel=2)
     if not paths:
         where = "under" if recursive else "in"
         raise FileNotFoundError(f"no images found {where} '{root}' (looked for {', '.join(IMAGE_EXTENSIONS)})")
     return paths
 
 
-def _walk(root: Path) -> Iterator[Path]:
+def _walk(root: Path, runs: list[Path]) -> Iterator[Path]:
     """Every entry under `root`, following linked folders but never into a real folder twice (a link
-    to a parent would loop), and leaving out hidden folders. Folders are listed too: one named like
-    an image is then skipped with a warning."""
+    to a parent would loop), and leaving out hidden folders and run directories (added to `runs`:
+    `--out` inside the data folder would otherwise train a resumed run on its own samples).
+    Folders are listed too: one named like an image is then skipped with a warning."""
     seen = set()
     for folder, subfolders, files in os.walk(root, followlinks=True):
         real = os.stat(folder)
@@ -286,6 +294,10 @@ def _walk(root: Path) -> Iterator[Path]:
             subfolders.clear()
             continue
         seen.add((real.st_dev, real.st_ino))
+        if folder != str(root) and {LOCK_NAME, "config.toml"} <= set(files):
+            runs.append(Path(folder))
+            subfolders.clear()
+            continue
         subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
         yield from (Path(folder) / name for name in [*subfolders, *files])
 
