@@ -160,6 +160,29 @@ def test_celeba_partition_file_selects_a_split(tmp_path):
     assert sizes == {"train": 3, "valid": 2, "test": 1, "all": 6}
 
 
+def test_a_changed_partition_file_changes_the_datas_fingerprint_and_a_doubled_entry_is_refused(tmp_path):
+    """The metrics' reference statistics are keyed by the fingerprint: after the split was moved, SWD
+    was scored against the old split's cached statistics."""
+    import os
+
+    from gan.core.config import DataConfig
+    from gan.data import source_fingerprint
+
+    image_dir = _celeba_tree(tmp_path)
+    partition = image_dir.parent / "list_eval_partition.txt"
+    partition.write_text("".join(f"{i:06d}.jpg {0 if i <= 3 else 1}\n" for i in range(1, 7)))
+    config = DataConfig(dataset="celeba", root=str(image_dir), split="train", resolution=32)
+    before = source_fingerprint(config)
+    partition.write_text("".join(f"{i:06d}.jpg {0 if i <= 5 else 1}\n" for i in range(1, 7)))
+    os.utime(partition, ns=(0, 0))  # (the change time still moves)
+    assert source_fingerprint(config) != before
+    assert len(celeba_dataset(image_dir, 32, split="train")) == 5
+    partition.write_text("000001.jpg 0\n000002.jpg 0\n000001.jpg 2\n")
+    with pytest.raises(ValueError, match=r"list_eval_partition.txt:3: '000001.jpg' is listed again, in another "
+                                         r"partition \(2, after 0\)"):
+        celeba_dataset(image_dir, 32, split="train")
+
+
 def test_real_celeba_faces_through_the_celeba_loader(shared_data):
     """64 real aligned faces (stored at 89x109, half the official size)."""
     dataset = celeba_dataset(shared_data / "faces" / "img_align_celeba", resolution=64, max_images=64)

@@ -13,7 +13,14 @@ from gan.core.distributed import SINGLE_PROCESS, ProcessGroup
 from gan.core.registry import ConfigError, Registry
 from gan.data.cache import CachedBatches, files_fingerprint, load_or_build_shared_cache, user_cache_dir
 from gan.data.decode import find_images
-from gan.data.image_files import ImageFileDataset, PartitionFileError, celeba_dataset, image_folder_dataset
+from gan.data.image_files import (
+    ImageFileDataset,
+    PartitionFileError,
+    celeba_dataset,
+    celeba_image_dir,
+    image_folder_dataset,
+    partition_candidates,
+)
 from gan.data.paired import paired_dataset
 from gan.data.sampling import batches
 from gan.data.super_resolution import Degradation, super_resolution_dataset
@@ -123,7 +130,10 @@ def source_fingerprint(config: DataConfig) -> str:
     """Changes when any image file under `data.root` changes (`files_fingerprint`); empty for synthetic
     data. For what is derived from the files and kept between runs."""
     roots = [] if config.dataset == "synthetic" else [root for root in (config.root, config.a_root, config.b_root) if root]
-    return files_fingerprint([path for root in roots for path in find_images(Path(root))]) if roots else ""
+    files = [path for root in roots for path in find_images(Path(root))]
+    if config.dataset == "celeba" and config.split != "all":  # which files the split takes, as well
+        files += [path for path in partition_candidates(celeba_image_dir(config.root)) if path.is_file()]
+    return files_fingerprint(files) if roots else ""
 
 
 def training_batches(config: DataConfig, dataset: Dataset, batch_size: int, seed: int, start_sample: int,

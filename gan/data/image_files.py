@@ -161,8 +161,7 @@ def celeba_dataset(root: str | Path, resolution: int, crop: int = 148, split: st
     size (scaled for smaller copies), then resized. `split` selects the official
     partition from `list_eval_partition.txt`, looked for beside `img_align_celeba/`.
     """
-    root = Path(root)
-    image_dir = root / "img_align_celeba" if (root / "img_align_celeba").is_dir() else root
+    image_dir = celeba_image_dir(root)
     paths = find_images(image_dir, recursive=False)
     if split != "all":
         if split not in CELEBA_SPLITS:
@@ -182,15 +181,26 @@ class PartitionFileError(FileNotFoundError):
     """CelebA's list_eval_partition.txt, which data.split needs, is missing; the message says so."""
 
 
+def celeba_image_dir(root: str | Path) -> Path:
+    """The folder of CelebA's images: `root` is `img_align_celeba/` or the folder holding it."""
+    root = Path(root)
+    return root / "img_align_celeba" if (root / "img_align_celeba").is_dir() else root
+
+
+def partition_candidates(image_dir: Path) -> list[Path]:
+    """Where CelebA's list_eval_partition.txt is looked for, first found first."""
+    return [image_dir.parent / "list_eval_partition.txt", image_dir / "list_eval_partition.txt",
+            image_dir.parent / "Eval" / "list_eval_partition.txt"]
+
+
 def _read_partition(image_dir: Path) -> dict[str, int]:
-    candidates = [image_dir.parent / "list_eval_partition.txt", image_dir / "list_eval_partition.txt",
-                  image_dir.parent / "Eval" / "list_eval_partition.txt"]
+    candidates = partition_candidates(image_dir)
     for path in candidates:
         if path.is_symlink() and not path.is_file():
             raise PartitionFileError(f"'{path}' is {regular_file_problem(path)}: link it to CelebA's "
                                     "list_eval_partition.txt, or use data.split=\"all\"")
         if path.is_file():
-            partition = {}
+            partition: dict[str, int] = {}
             try:
                 text = path.read_text(encoding="utf-8-sig")
             except UnicodeDecodeError as error:  # (the file names are ASCII: this is another file)
@@ -201,7 +211,9 @@ def _read_partition(image_dir: Path) -> dict[str, int]:
                     continue
                 if len(fields) != 2 or fields[1] not in ("0", "1", "2"):
                     raise ValueError(f"{path}:{number}: expected '<file name> <0|1|2>', got '{line}'")
-                partition[fields[0]] = int(fields[1])
+                if partition.setdefault(fields[0], int(fields[1])) != int(fields[1]):  # which one is meant?
+                    raise ValueError(f"{path}:{number}: '{fields[0]}' is listed again, in another partition "
+                                     f"({fields[1]}, after {partition[fields[0]]})")
             return partition
     raise PartitionFileError(
         f"data.split needs CelebA's list_eval_partition.txt; put it at '{candidates[0]}' or use data.split=\"all\""
