@@ -474,6 +474,20 @@ def swapped_primaries_profile() -> bytes:
     return bytes(profile)
 
 
+def test_a_colour_key_and_a_palette_are_read_under_their_colour_profile(tmp_path):
+    """The profile's transform used to drop a PNG's colour key (the keyed pixel showed), and a
+    palette image's profile was not applied at all."""
+    stored = Image.new("RGB", (8, 8), (200, 30, 30))
+    stored.putpixel((0, 0), (10, 200, 40))
+    stored.save(tmp_path / "keyed.png", icc_profile=swapped_primaries_profile(), transparency=(10, 200, 40))
+    keyed = np.asarray(read_rgb(tmp_path / "keyed.png")).astype(int)
+    assert keyed[0, 0].tolist() == [255, 255, 255]  # the key: composited over white
+    assert keyed[4, 4, 2] > 150 and keyed[4, 4, 0] < 80  # the rest: under the profile, red shows as blue
+    stored.quantize(4).save(tmp_path / "palette.png", icc_profile=swapped_primaries_profile())
+    palette = np.asarray(read_rgb(tmp_path / "palette.png")).astype(int)
+    assert palette[4, 4, 2] > 150 and palette[4, 4, 0] < 80
+
+
 @pytest.mark.parametrize("suffix", [".png", ".jpg"])
 def test_an_embedded_colour_profile_is_applied_as_colour_managed_viewers_do(tmp_path, suffix):
     stored = Image.new("RGB", (8, 8), (200, 30, 30))

@@ -149,8 +149,14 @@ def in_srgb(image: Image.Image, path: str | Path) -> Image.Image:
     CMYK) to sRGB, as colour-managed viewers show it; as it is without one. A profile that cannot
     be applied is warned of by file name and the values are taken as sRGB."""
     profile = image.info.get("icc_profile")
+    if not profile:
+        return image
+    if "transparency" in image.info or image.mode in ("P", "PA"):
+        # A colour key or a palette holds values under the profile too: applied first (the transform
+        # would drop the key), the alpha then passes through it (grey images are not profiled)
+        image = image.convert("RGBA" if "transparency" in image.info or image.mode == "PA" else "RGB")
     output_mode = PROFILED_MODES.get(image.mode)
-    if not profile or output_mode is None:
+    if output_mode is None:
         return image
     try:
         return ImageCms.applyTransform(image, _to_srgb(bytes(profile), image.mode, output_mode))

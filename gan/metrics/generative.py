@@ -45,8 +45,9 @@ METRIC_NAMES = ("fid", "kid", "swd", "pr")
 INCEPTION_METRICS = ("fid", "kid", "pr")
 # Bump when images, features or descriptors are computed differently: old caches then miss.
 # 2: embedded ICC colour profiles applied when decoding the real images; 3: colour keys of 2- and 4-bit
-# grey PNGs, 16-bit white-is-zero TIFFs, SWD of sizes with an odd pyramid level
-VERSION = 3
+# grey PNGs, 16-bit white-is-zero TIFFs, SWD of sizes with an odd pyramid level; 4: palette images' profiles,
+# colour keys under a profile, the partition file in the key
+VERSION = 4
 
 
 def check_metric_names(names: Iterable[str], key: str) -> list[str]:
