@@ -196,7 +196,9 @@ def test_translate_refuses_unconditional_checkpoints(tmp_path):
     out = tmp_path / "runs"
     CliRunner().invoke(main, ["train", str(REPO / "experiments" / "dcgan_demo.toml"), *_sets(*TINY), "--out", str(out)])
     run_dir = only_run(out)
-    result = CliRunner().invoke(main, ["translate", str(run_dir), str(tmp_path), str(tmp_path / "o")])
+    (tmp_path / "photos").mkdir()
+    random_rgb((16, 16), 0).save(tmp_path / "photos" / "a.png")
+    result = CliRunner().invoke(main, ["translate", str(run_dir), str(tmp_path / "photos"), str(tmp_path / "o")])
     assert result.exit_code == 2 and "use `gan sample`" in result.output
 
 
@@ -290,3 +292,16 @@ def test_sr_evaluation_names_the_image_that_runs_out_of_memory_once(where, monke
     size = "16x12" if where == "network" else "64x48"  # the network's input is the LR image
     assert str(raised.value) == (f"'{tmp_path / 'big.png'}': a {size} px image does not fit in cpu memory "
                                  "(MemoryError): pass --tile 512 (or smaller) to process it in overlapping tiles")
+
+
+@pytest.mark.parametrize("size", [(1, 1), (3, 2), (100, 4), (4, 4)])
+def test_a_cyclegan_generator_translates_images_of_a_few_pixels(size):
+    """The ResNet generator's residual blocks reflect-pad a map of a quarter the size: an input of
+    4 px or less used to fail there with a traceback, stopping a whole folder's translation."""
+    from gan.inference.tiling import Translator
+    from gan.nets.resnet import ResnetGenerator
+
+    torch.manual_seed(0)
+    generator = ResnetGenerator(channels=4, num_blocks=1).eval()
+    output = Translator(generator, torch.device("cpu"), size_multiple=generator.size_multiple)(random_rgb(size, 0))
+    assert output.size == size

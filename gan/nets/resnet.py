@@ -40,7 +40,8 @@ class ResnetGenerator(nn.Module):
     """images (N, in_channels, H, W) in [-1, 1] -> images (N, out_channels, H, W) in [-1, 1]
     (with `residual`, linear: the input plus a correction, which callers clamp when they save).
 
-    H and W must be multiples of 4 (`size_multiple`; `gan translate` pads to it).
+    H and W must be multiples of 4 (`size_multiple`) and at least 8 (`smallest_input`); `gan
+    translate` pads to both.
     """
 
     def __init__(
@@ -61,6 +62,8 @@ class ResnetGenerator(nn.Module):
             raise ValueError(f"residual needs in_channels == out_channels, got {in_channels} and {out_channels}")
         self.residual = residual
         self.size_multiple = 2**NUM_DOWNSAMPLINGS
+        # The residual blocks' reflection pads (1 px) need a feature map of 2 px at least
+        self.smallest_input = 2 * self.size_multiple
         bias = norm != "batch"  # a BatchNorm shift replaces the bias
         layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(in_channels, channels, 7, bias=bias),
                                    norm_layer(norm, channels), nn.ReLU(inplace=True)]

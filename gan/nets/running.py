@@ -26,9 +26,11 @@ def eval_mode(network: nn.Module) -> Iterator[nn.Module]:
 
 
 def run_padded(generator: nn.Module, images: torch.Tensor, size_multiple: int) -> torch.Tensor:
-    """generator(images) for any H, W: pad bottom/right to `size_multiple`, then crop the result back."""
+    """generator(images) for any H, W: pad bottom/right to `size_multiple` (and to the network's
+    `smallest_input`, where it has one), then crop the result back."""
     height, width = images.shape[-2:]
-    pad_height, pad_width = -height % size_multiple, -width % size_multiple
+    smallest = getattr(generator, "smallest_input", 1)
+    pad_height, pad_width = (-max(side, smallest) // size_multiple * -size_multiple - side for side in (height, width))
     if pad_height or pad_width:
         # reflection needs the pad to be smaller than the side; tiny images fall back to edge replication
         mode = "reflect" if pad_height < height and pad_width < width else "replicate"
