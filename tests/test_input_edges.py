@@ -65,7 +65,7 @@ def test_an_exif_rotated_photo_is_read_and_measured_as_viewers_show_it(tmp_path)
     assert header_size(tmp_path / "turned.jpg") == (8, 16)
 
 
-@pytest.mark.parametrize("suffix", [".jpg", ".png", ".webp"])
+@pytest.mark.parametrize("suffix", [".jpg", ".png", ".webp", ".tif"])
 def test_every_exif_orientation_is_read_as_pillow_turns_it(tmp_path, suffix):
     from PIL import ImageOps
 
@@ -79,6 +79,20 @@ def test_every_exif_orientation_is_read_as_pillow_turns_it(tmp_path, suffix):
             expected = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
         assert np.array_equal(np.asarray(read_rgb(path)), expected), orientation
         assert header_size(path) == expected.shape[1::-1], orientation
+
+
+def test_the_size_of_a_png_is_read_without_decoding_its_pixels(tmp_path, monkeypatch):
+    """Pillow's PNG reader decodes every pixel when asked for EXIF the header lacks: sizing the
+    images of an SR or paired folder decoded them all before training (3.8 s for 30 2K PNGs)."""
+    from PIL import PngImagePlugin
+
+    Image.new("RGB", (30, 20), RED).save(tmp_path / "plain.png")
+
+    def decoded(*args):
+        raise AssertionError("the pixels were decoded")
+
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", decoded)
+    assert header_size(tmp_path / "plain.png") == (30, 20)
 
 
 def test_an_xmp_orientation_turns_the_image_as_pillow_does(tmp_path):

@@ -25,6 +25,7 @@ DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
 EXIF_ORIENTATION = 0x0112
 TIFF_PHOTOMETRIC_INTERPRETATION = 262  # 0: white is zero
+TIFF_IMAGE_WIDTH, TIFF_IMAGE_LENGTH = 256, 257  # the size as stored
 TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 # How each EXIF orientation is undone (the table of the EXIF standard, as ImageOps.exif_transpose
 # applies it). Applied here from the tag already read: exif_transpose parses the whole EXIF block
@@ -131,9 +132,18 @@ def exif_orientation(image: Image.Image) -> int:
 
 
 def oriented_size(image: Image.Image) -> tuple[int, int]:
-    """(width, height) as the image is shown: its EXIF orientation may turn it by 90 degrees."""
+    """(width, height) as the opened (not yet decoded) image is shown: its EXIF orientation may turn
+    it by 90 degrees. Read from the header: Pillow's PNG reader would decode every pixel to look for
+    an eXIf chunk after them (rare: the orientation of such a file is read when it is decoded)."""
     width, height = image.size
-    return (height, width) if exif_orientation(image) in TRANSPOSING_ORIENTATIONS else (width, height)
+    if image.format == "PNG" and "exif" not in image.info:
+        return width, height
+    if exif_orientation(image) not in TRANSPOSING_ORIENTATIONS:
+        return width, height
+    tags = getattr(image, "tag_v2", None)
+    stored = (tags.get(TIFF_IMAGE_WIDTH), tags.get(TIFF_IMAGE_LENGTH)) if tags is not None else (width, height)
+    # A TIFF may be open already as shown: recent Pillow turns its size at open, and its pixels on load
+    return (height, width) if stored == (width, height) else (width, height)
 
 
 # Modes whose embedded colour profile is applied (grey and palette images keep their values).
