@@ -6,7 +6,7 @@ import os
 import random
 import warnings
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Callable, Iterable, Iterator, TypeVar
 
 import torch
 from PIL import Image
@@ -91,6 +91,17 @@ class SkipUnreadable:
         """Files skipped so far: unreadable headers at start plus the files that failed to decode in
         this process or its workers, each counted once."""
         return self.skipped_at_scan + int(self.failed_anywhere.sum())
+
+
+def readable_items(dataset: Dataset, indices: Iterable[int] | None = None) -> Iterator[dict[str, torch.Tensor]]:
+    """The items of an evaluation set (or of its `indices`) in order, leaving out each whose file
+    fails to decode (named in the dataset's warning): the next image, which a training set puts
+    in its place, would count twice."""
+    skip = getattr(dataset, "skip_unreadable", None)
+    for index in range(len(dataset)) if indices is None else indices:
+        item = dataset[index]
+        if skip is None or index not in skip.failed:
+            yield item
 
 
 class ImageFileDataset(Dataset):

@@ -112,12 +112,15 @@ def reference_dataset(data: DataConfig) -> Dataset:
 
 
 def load_reference_images(data: DataConfig, count: int, seed: int = 0, dataset: Dataset | None = None) -> torch.Tensor:
-    """uint8 (n, 3, R, R): a fixed random `count` of the data set's images (all if fewer), not augmented.
-    `dataset` is `reference_dataset(data)` when the caller has built it already."""
+    """uint8 (n, 3, R, R): a fixed random `count` of the data set's images (all if fewer), not augmented,
+    less those that fail to decode (each named in a warning). `dataset` is `reference_dataset(data)`
+    when the caller has built it already."""
+    from gan.data.image_files import readable_items
+
     dataset = reference_dataset(data) if dataset is None else dataset
     size = len(dataset)
     order = torch.randperm(size, generator=torch.Generator().manual_seed(seed))[:min(count, size)]
-    return torch.stack([signed_to_uint8(dataset[int(index)]["image"]) for index in order.sort().values])
+    return torch.stack([signed_to_uint8(item["image"]) for item in readable_items(dataset, order.sort().values.tolist())])
 
 
 # ----------------------------------------------------------------------------- the evaluator

@@ -5,7 +5,6 @@ metrics (SWD, FID, KID) of translations."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from typing import Callable
 
 import torch
@@ -18,6 +17,7 @@ from gan.core.images import signed_to_uint8
 from gan.core.registry import ConfigError
 from gan.data import build_dataset
 from gan.data.decode import ImageReadError
+from gan.data.image_files import readable_items
 from gan.metrics import psnr, signed_to_255, ssim
 from gan.metrics.image_quality import smallest_sr_image
 from gan.metrics.translation import TargetStatistics, TranslationMetrics
@@ -59,16 +59,6 @@ def preview_pairs(config: Config) -> dict[str, torch.Tensor]:
     width = min(item["target"].shape[-1] for item in items)
     items = [_centre_crop_pair(item, height, width) for item in items]
     return {key: torch.stack([item[key] for item in items]) for key in ("input", "target")}
-
-
-def readable_items(dataset: Dataset) -> Iterator[dict[str, torch.Tensor]]:
-    """The items of an evaluation set in order, leaving out each whose file fails to decode (named in
-    the dataset's warning): the next image, which a training set puts in its place, would count twice."""
-    skip = getattr(dataset, "skip_unreadable", None)
-    for index in range(len(dataset)):
-        item = dataset[index]
-        if skip is None or index not in skip.failed:
-            yield item
 
 
 def _centre_crop_pair(item: dict[str, torch.Tensor], height: int, width: int) -> dict[str, torch.Tensor]:
