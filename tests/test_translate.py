@@ -305,3 +305,20 @@ def test_a_cyclegan_generator_translates_images_of_a_few_pixels(size):
     generator = ResnetGenerator(channels=4, num_blocks=1).eval()
     output = Translator(generator, torch.device("cpu"), size_multiple=generator.size_multiple)(random_rgb(size, 0))
     assert output.size == size
+
+
+def test_outputs_are_written_near_lossless_and_gif_outputs_are_warned_of(tmp_path):
+    """Pillow's defaults (JPEG quality 75 at 4:2:0, lossy WebP) cost a translation about 10 dB."""
+    from gan.commands.translate import planned_translations
+    from gan.core.images import save_image
+
+    image = random_rgb((64, 64), 0)
+    save_image(image, tmp_path / "out.webp")
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "out.webp").convert("RGB")), np.asarray(image))
+    save_image(image, tmp_path / "out.jpg")
+    error = np.abs(np.asarray(Image.open(tmp_path / "out.jpg"), dtype=float) - np.asarray(image, dtype=float))
+    assert 10 * np.log10(255**2 / (error**2).mean()) > 30  # (random pixels: 35.8 dB; Pillow's default 12.4 dB)
+    (tmp_path / "in").mkdir()
+    image.save(tmp_path / "in" / "a.gif")
+    with pytest.warns(UserWarning, match=r"1 output\(s\) are GIFs, as their inputs are: GIF keeps 256 colours"):
+        planned_translations(tmp_path / "in", tmp_path / "out")

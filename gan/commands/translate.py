@@ -24,7 +24,13 @@ def planned_translations(source: Path, output: Path) -> list[tuple[Path, Path]]:
         if output.suffix.lower() in IMAGE_EXTENSIONS and not output.exists():  # (an existing file: refused below)
             raise ValueError(f"OUTPUT '{output}' is named as an image file, but a folder INPUT ('{source}') is "
                              "translated into a folder of images: give a folder name")
-        return [(image, output / image.relative_to(source)) for image in find_images(source)]
+        pairs = [(image, output / image.relative_to(source)) for image in find_images(source)]
+        gifs = sum(path.suffix.lower() == ".gif" for _, path in pairs)
+        if gifs:  # (the outputs keep the inputs' names, so their formats)
+            warnings.warn(f"{gifs} output(s) are GIFs, as their inputs are: GIF keeps 256 colours and one frame, so "
+                          "they lose colours the network made; translate one image to a .png name to keep them",
+                          stacklevel=2)
+        return pairs
     if output.is_dir():
         raise ValueError(f"OUTPUT '{output}' is a folder; one INPUT image is translated into one image file: "
                          f"give its name, such as '{output / source.with_suffix('.png').name}'")
