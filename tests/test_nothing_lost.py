@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -321,3 +322,26 @@ def test_compare_says_which_runs_lack_the_metric_and_ranks_known_metrics_their_w
     assert "(higher is better)" in result.output and "| 0.55 ± 0.071 |" in result.output
     (warning,) = [str(warning.message) for warning in caught if "no value" in str(warning.message)]
     assert "1 of 3 runs have no value of metrics/precision" in warning and str(tmp_path / "runs" / "c") in warning
+
+
+def test_a_resume_on_changed_data_says_it_no_longer_matches_an_uninterrupted_run(tmp_path):
+    """Images added to the folder between a stop and its resume change the sample order from the
+    checkpoint's place on: the resume used to say nothing of it."""
+    from conftest import random_rgb, tiny_config
+
+    from gan.training.loop import train
+
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    for index in range(8):
+        random_rgb((20, 20), index).save(faces / f"{index}.png")
+    data = ("data.dataset=folder", f"data.root={faces}")
+    run_dir = train(tiny_config(*data, "train.steps=2"), tmp_path / "run", torch.device("cpu")).run_dir
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(tiny_config(*data, "train.steps=3"), run_dir, torch.device("cpu"), resume=True)
+    assert not [one for one in caught if "training data differ" in str(one.message)]  # the same data: no word
+    random_rgb((20, 20), 9).save(faces / "9.png")
+    with pytest.warns(UserWarning, match=r"the training data differ from those .* trained on \(8 images then, 9 "
+                                         r"now, or files renamed\)"):
+        train(tiny_config(*data, "train.steps=4"), run_dir, torch.device("cpu"), resume=True)

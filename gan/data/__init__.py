@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Iterator
 
@@ -134,6 +135,16 @@ def source_fingerprint(config: DataConfig) -> str:
     if config.dataset == "celeba" and config.split != "all":  # which files the split takes, as well
         files += [path for path in partition_candidates(celeba_image_dir(config.root)) if path.is_file()]
     return files_fingerprint(files) if roots else ""
+
+
+def data_signature(dataset: Dataset) -> dict:
+    """Which images a data set holds, in its order, cheaply (their names, not their contents): kept
+    in each checkpoint, so that a resume on data since added to, removed from or renamed (whose sample
+    order then differs from the run's) says so. Names alone, so that a moved data folder matches."""
+    paths = [path for attribute in ("paths", "a_paths", "b_paths") for path in getattr(dataset, attribute, ())]
+    paths += [path for pair in getattr(dataset, "pairs", ()) for path in pair if path is not None]
+    names = "\0".join(Path(path).name for path in paths).encode(errors="surrogateescape")
+    return {"images": len(dataset), "names": hashlib.sha256(names).hexdigest()}
 
 
 def training_batches(config: DataConfig, dataset: Dataset, batch_size: int, seed: int, start_sample: int,

@@ -64,7 +64,7 @@ from gan.core.images import image_grid, save_image_grid
 from gan.core.presets import LOSS_PRESETS
 from gan.core.progress import Progress, format_duration, print_above
 from gan.core.registry import ConfigError
-from gan.data import training_batches
+from gan.data import data_signature, training_batches
 from gan.data.sampling import first_samples
 from gan.metrics.generative import GenerativeEvaluator, score_generator
 from gan.nets import network_defaults
@@ -529,6 +529,11 @@ def _restore(run: _Run, on_resume: ResumeReport | None) -> None:
             param_group["base_lr"] = base_lr
     run.start_step = run.step = run.saved_step = state["step"]
     run.samples_seen = state["samples_seen"]
+    trained_on, now = state.get("data"), data_signature(run.dataset)
+    if isinstance(trained_on, dict) and trained_on != now and run.main:
+        warnings.warn(f"the training data differ from those '{run.last_checkpoint}' trained on ({trained_on.get('images')} "
+                      f"images then, {now['images']} now, or files renamed): the run goes on from its place in the "
+                      "stream of the data as they are now, so it no longer matches an uninterrupted run", stacklevel=2)
     if run.health and "health" in state:
         try:
             run.health.load_state_dict(state["health"])
@@ -697,6 +702,7 @@ def _save(run: _Run, at_step: int, final: bool) -> Path | None:
         state = training_state(run.recipe, run.config, at_step, run.samples_seen)
         if run.health:  # optional in a checkpoint: those written before it had none resume too
             state["health"] = run.health.state_dict()
+        state["data"] = data_signature(run.dataset)  # (optional too)
         save_checkpoint(state, path)
     except WriteError as error:
         if final:
