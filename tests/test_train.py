@@ -88,6 +88,17 @@ def test_a_data_set_smaller_than_a_batch_is_warned_of(tmp_path):
         train(tiny_config("data.synthetic_size=4", "train.steps=1"), tmp_path / "run", CPU, progress_stream=sys.stdout)
 
 
+def test_an_unpaired_domain_smaller_than_a_batch_is_warned_of(tmp_path):
+    """An unpaired data set is as long as its larger domain: 3 A and 5 B images at batch 4 used to
+    pass unwarned, though every batch repeats an A image."""
+    from conftest import tiny_recipe_config, write_recipe_data
+
+    config = tiny_recipe_config("cyclegan", write_recipe_data(tmp_path / "data"), "train.batch_size=4",
+                                "train.steps=1")
+    with pytest.warns(UserWarning, match=r"domain A has 3 training images, fewer than train.batch_size = 4"):
+        train(config, tmp_path / "run", CPU, progress_stream=sys.stdout)
+
+
 def test_tensorboard_gets_every_term(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -568,9 +568,13 @@ def _start_logging(run: _Run, resume: bool, progress_stream: Any) -> None:
     run.progress = Progress(train_config.steps, run.start_step, progress_stream if run.main else io.StringIO())
     per_process = (f" ({train_config.batch_size // group.world_size} per process x {group.world_size} processes)"
                    if group.distributed else "")
-    if len(run.dataset) < train_config.batch_size:
-        warnings.warn(f"the data set has {len(run.dataset)} training images, fewer than train.batch_size = "
-                      f"{train_config.batch_size}: every batch holds some images more than once", stacklevel=2)
+    # (an unpaired data set is as long as its larger domain: the smaller one repeats first)
+    sizes = ({"domain A": len(run.dataset.a_paths), "domain B": len(run.dataset.b_paths)}
+             if hasattr(run.dataset, "a_paths") else {"the data set": len(run.dataset)})
+    for where, size in sizes.items():
+        if size < train_config.batch_size:
+            warnings.warn(f"{where} has {size} training images, fewer than train.batch_size = "
+                          f"{train_config.batch_size}: every batch holds some images more than once", stacklevel=2)
     run.say(f"run directory: {run.run_dir}\n{len(run.dataset)} training images, batch {train_config.batch_size}"
             f"{per_process}, device {run.device} ({run.speed.describe()}), "
             f"{train_config.steps - run.start_step} steps to go")
