@@ -183,6 +183,20 @@ def test_a_changed_partition_file_changes_the_datas_fingerprint_and_a_doubled_en
         celeba_dataset(image_dir, 32, split="train")
 
 
+def test_kaggles_copy_of_celeba_reads_as_the_official_one(tmp_path):
+    """Kaggle's CelebA unpacks to archive/img_align_celeba/img_align_celeba/ with the partition as
+    list_eval_partition.csv (a header, then `000001.jpg,0`) beside the outer folder."""
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    _celeba_tree(tmp_path).parent.rename(archive / "img_align_celeba")
+    inner = archive / "img_align_celeba" / "img_align_celeba"
+    (archive / "list_eval_partition.csv").write_text(
+        "image_id,partition\n" + "".join(f"{i:06d}.jpg,{0 if i <= 4 else 2}\n" for i in range(1, 7)))
+    for root in (archive, archive / "img_align_celeba", inner):
+        sizes = {split: len(celeba_dataset(root, 32, split=split)) for split in ("train", "test", "all")}
+        assert sizes == {"train": 4, "test": 2, "all": 6}, root
+
+
 def test_real_celeba_faces_through_the_celeba_loader(shared_data):
     """64 real aligned faces (stored at 89x109, half the official size)."""
     dataset = celeba_dataset(shared_data / "faces" / "img_align_celeba", resolution=64, max_images=64)

@@ -193,15 +193,20 @@ class PartitionFileError(FileNotFoundError):
 
 
 def celeba_image_dir(root: str | Path) -> Path:
-    """The folder of CelebA's images: `root` is `img_align_celeba/` or the folder holding it."""
-    root = Path(root)
-    return root / "img_align_celeba" if (root / "img_align_celeba").is_dir() else root
+    """The folder of CelebA's images: `root` is `img_align_celeba/` or the folder holding it (Kaggle's
+    copy unpacks to `img_align_celeba/img_align_celeba/`)."""
+    image_dir = Path(root)
+    for _ in range(2):
+        if (image_dir / "img_align_celeba").is_dir():
+            image_dir = image_dir / "img_align_celeba"
+    return image_dir
 
 
 def partition_candidates(image_dir: Path) -> list[Path]:
-    """Where CelebA's list_eval_partition.txt is looked for, first found first."""
-    return [image_dir.parent / "list_eval_partition.txt", image_dir / "list_eval_partition.txt",
-            image_dir.parent / "Eval" / "list_eval_partition.txt"]
+    """Where CelebA's partition file is looked for, first found first: the official
+    list_eval_partition.txt, or Kaggle's list_eval_partition.csv beside its outer folder."""
+    folders = [image_dir.parent, image_dir, image_dir.parent / "Eval", image_dir.parent.parent]
+    return [folder / f"list_eval_partition.{suffix}" for suffix in ("txt", "csv") for folder in folders]
 
 
 def _read_partition(image_dir: Path) -> dict[str, int]:
@@ -217,8 +222,8 @@ def _read_partition(image_dir: Path) -> dict[str, int]:
             except UnicodeDecodeError as error:  # (the file names are ASCII: this is another file)
                 raise ValueError(f"'{path}' is not CelebA's list_eval_partition.txt: it is not text ({error})") from None
             for number, line in enumerate(text.splitlines(), 1):
-                fields = line.split()
-                if not fields:
+                fields = line.replace(",", " ").split()  # (Kaggle's copy is a CSV)
+                if not fields or (number == 1 and fields == ["image_id", "partition"]):  # (the CSV's header)
                     continue
                 if len(fields) != 2 or fields[1] not in ("0", "1", "2"):
                     raise ValueError(f"{path}:{number}: expected '<file name> <0|1|2>', got '{line}'")
