@@ -178,7 +178,8 @@ def celeba_dataset(root: str | Path, resolution: int, crop: int = 148, split: st
         if split not in CELEBA_SPLITS:
             raise ValueError(f"data.split must be all, train, valid or test, got '{split}'")
         partition = _read_partition(image_dir)
-        paths = [p for p in paths if partition.get(p.name) == CELEBA_SPLITS[split]]
+        # by the name without its extension: the official PNG copy (000001.png) shares the .jpg names' file
+        paths = [p for p in paths if partition.get(p.stem) == CELEBA_SPLITS[split]]
         if not paths:
             raise FileNotFoundError(f"no images of split '{split}' in '{image_dir}'")
     paths = _first(paths, max_images)
@@ -227,9 +228,10 @@ def _read_partition(image_dir: Path) -> dict[str, int]:
                     continue
                 if len(fields) != 2 or fields[1] not in ("0", "1", "2"):
                     raise ValueError(f"{path}:{number}: expected '<file name> <0|1|2>', got '{line}'")
-                if partition.setdefault(fields[0], int(fields[1])) != int(fields[1]):  # which one is meant?
+                stem = Path(fields[0]).stem
+                if partition.setdefault(stem, int(fields[1])) != int(fields[1]):  # which one is meant?
                     raise ValueError(f"{path}:{number}: '{fields[0]}' is listed again, in another partition "
-                                     f"({fields[1]}, after {partition[fields[0]]})")
+                                     f"({fields[1]}, after {partition[stem]})")
             return partition
     raise PartitionFileError(
         f"data.split needs CelebA's list_eval_partition.txt; put it at '{candidates[0]}' or use data.split=\"all\""
