@@ -246,6 +246,30 @@ def test_weights_that_explode_without_a_nan_stop_the_run_naming_the_step_and_net
     assert [path.name for path in tmp_path.iterdir() if path.is_dir()] == []  # a first step that failed: no run
 
 
+def test_a_data_error_right_after_step_1_keeps_the_run_its_checkpoint_needs(tmp_path, monkeypatch):
+    """The checkpoint of step 1 written on the way out was not counted, so the failed start's
+    clean-up deleted config.toml and the resume the error offered was refused."""
+    import gan.training.loop as loop
+    from gan.data.decode import ImageReadError
+
+    batches = loop.training_batches
+
+    def failing_after_one(*args, **kwargs):
+        stream = batches(*args, **kwargs)
+        yield next(stream)
+        raise ImageReadError("cannot read image 'x.png': image file is truncated")
+
+    monkeypatch.setattr(loop, "training_batches", failing_after_one)
+    result = CliRunner().invoke(main, ["train", str(REPO / "experiments" / "dcgan_demo.toml"),
+                                       *[arg for item in TINY for arg in ("--set", item)], "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "reading the training data failed at step 1" in result.output, result.output
+    (run_dir,) = [path for path in tmp_path.iterdir() if path.is_dir()]
+    assert (run_dir / "config.toml").is_file() and (run_dir / "checkpoint-00000001.pt").is_file()
+    monkeypatch.setattr(loop, "training_batches", batches)
+    resumed = CliRunner().invoke(main, ["train", "--resume", str(run_dir)])
+    assert resumed.exit_code == 0 and "at step 1" in resumed.output, resumed.output
+
+
 def test_a_logged_value_beyond_the_bound_is_treated_as_a_nan(tmp_path):
     with pytest.raises(NonFiniteLossError, match=r"'[\w/]+' reached .* at step 1, beyond train.divergence_bound"):
         train(tiny_config("train.divergence_bound=0.001"), tmp_path / "run", CPU, progress_stream=sys.stdout)

@@ -445,8 +445,9 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
             if interrupted_by and run.saved_step != run.step and run.main:  # stopped while waiting for data
                 run.last_checkpoint = _save(run, run.step, final=True)
     except BaseException:  # (a second Ctrl-C too)
-        # no step completed, or the first one failed (a divergence stop at step 1): nothing to keep
-        failed_before_a_step = not resume and run.step <= 1 and run.last_checkpoint is None and run.main
+        # no step completed, or the first one failed (a divergence stop at step 1), and no checkpoint
+        # was written on the way out (a data error after step 1 saves it): nothing to keep
+        failed_before_a_step = not resume and run.step <= 1 and run.saved_step == 0 and run.main
         raise
     finally:
         for opened in (run.progress, run.writer):
