@@ -198,3 +198,38 @@ def test_rank_0_alone_gives_the_warnings_and_errors_every_process_meets(tmp_path
                              timeout=300)
     assert refused.returncode != 0
     assert refused.stderr.count("error: unknown config key 'train.nokey'") == 1, refused.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_killing_torchrun_outright_stops_its_processes_with_a_checkpoint(tmp_path):
+    """torchrun starts its processes in a session of their own: after a kill -9 of the launcher they
+    used to train on alone, holding the run directory's lock against a restart."""
+    import time
+
+    from gan.core.files import RunDirectoryBusy, RunLock
+
+    run_dir = tmp_path / "run"
+    # (the processes agree to stop at a log point)
+    sets = [arg for item in [*TINY, *EXACT, "train.steps=100000", "train.checkpoint_every=100000", "log.every=5",
+                             "log.image_every=100000", "data.num_workers=0"] for arg in ("--set", item)]
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "gan", "train",
+         str(REPO / "experiments" / "dcgan_demo.toml"), *sets, "--run-dir", str(run_dir), "--device", "cpu"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 120
+    while not list(run_dir.glob("events.out.tfevents.*")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(2)
+    launcher.kill()
+    launcher.wait()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with RunLock(run_dir):
+                break
+        except RunDirectoryBusy:
+            time.sleep(0.2)
+    else:
+        pytest.fail("the torchrun processes kept training after their launcher was killed")
+    (checkpoint,) = list_checkpoints(run_dir)  # written on the way out
+    assert 0 < int(checkpoint.stem.split("-")[1]) < 100000

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import signal
 import sys
 import threading
@@ -251,6 +252,7 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
     from gan.core.checkpoint import CheckpointError
     from gan.core.distributed import SINGLE_PROCESS, broadcast_object, from_environment, initialise, shutdown
     from gan.core.files import LOCK_NAME, RunDirectoryBusy, WriteError
+    from gan.core.processes import stop_with_parent
     from gan.core.registry import ConfigError
     from gan.data.decode import ImageReadError
     from gan.tools.sweep import stop_with_the_sweep
@@ -285,6 +287,8 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
     try:
         stop_with_the_sweep()  # (when a sweep started this run)
         group = from_environment()  # torchrun's processes, or just this one
+        if group.distributed:  # a kill -9 of torchrun's launcher stops its processes too
+            stop_with_parent(os.getppid())
         if not group.is_main:
             leave_the_talking_to_rank_0()
         if resume is not None:

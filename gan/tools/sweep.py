@@ -28,6 +28,7 @@ from typing import IO, Callable
 from gan.core.checkpoint import checkpoints_by_content
 from gan.core.config import parse_value
 from gan.core.files import SweepLock, WriteError, write_text_atomically
+from gan.core.processes import stop_with_parent
 from gan.core.progress import format_duration
 from gan.core.registry import ConfigError
 from gan.training.resolve import load_config
@@ -303,15 +304,8 @@ def _stop_on_sigterm(signum: int, frame: object) -> None:
 
 
 def stop_with_the_sweep() -> None:
-    """In a run a sweep started: have the kernel send it SIGTERM when the sweep dies, kill -9
-    included, so that it checkpoints and stops instead of training on alone and holding its lock
-    against the sweep run again. Linux only (prctl); elsewhere such a run trains to its end."""
+    """In a run a sweep started: stopped with a checkpoint when the sweep dies, kill -9 included, so
+    that it does not train on alone, holding its lock against the sweep run again."""
     sweep_pid = os.environ.pop(SWEEP_PID_VARIABLE, "")
-    if not sweep_pid.isdigit() or not sys.platform.startswith("linux"):
-        return
-    import ctypes
-
-    set_parent_death_signal = 1  # PR_SET_PDEATHSIG, <linux/prctl.h>
-    ctypes.CDLL(None).prctl(set_parent_death_signal, signal.SIGTERM)
-    if os.getppid() != int(sweep_pid):  # the sweep died before the request was made
-        os.kill(os.getpid(), signal.SIGTERM)
+    if sweep_pid.isdigit():
+        stop_with_parent(int(sweep_pid))
