@@ -310,18 +310,29 @@ def test_a_training_run_leaves_an_ignored_ctrl_c_ignored():
             signal.signal(signum, handler)
 
 
-class _StoppedProcess(_FinishedProcess):
+class _EndedProcess(_FinishedProcess):
+    code = 0
+
     def poll(self):
-        return 143
+        return _EndedProcess.code
 
 
-def test_a_run_stopped_by_a_signal_is_reported_as_resumable_not_broken(tmp_path, monkeypatch):
+@pytest.mark.parametrize("code, said", [
+    (143, "was stopped by a signal (exit 143); the same command starts it again"),
+    (-15, "was stopped by a signal (exit -15); the same command starts it again"),
+    (-9, "was killed (SIGKILL, which the kernel's out-of-memory killer sends"),
+    (-11, "crashed (SIGSEGV)"),
+    (1, "failed (exit 1)"),
+])
+def test_how_a_run_ended_is_told_apart(code, said, tmp_path, monkeypatch):
+    """A run stopped by a signal is not broken; one the OOM killer ended, or that crashed, is."""
     import gan.tools.sweep
 
-    monkeypatch.setattr(gan.tools.sweep.subprocess, "Popen", _StoppedProcess)
+    _EndedProcess.code = code
+    monkeypatch.setattr(gan.tools.sweep.subprocess, "Popen", _EndedProcess)
     runs = expand([parse_grid("train.g_lr=1e-4")], seeds=1)
     (tmp_path / "sweep").mkdir()
     lines = []
     failed = gan.tools.sweep.run_sweep(DEMO, [*TINY], runs, tmp_path / "sweep", jobs=1, devices=[], say=lines.append)
     assert failed == [runs[0].name]  # not finished: the sweep still ends with an error
-    assert f"run {runs[0].name} was stopped by a signal (exit 143); the same command resumes it" in lines[-1]
+    assert f"run {runs[0].name} {said}" in lines[-1]

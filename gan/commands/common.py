@@ -36,6 +36,7 @@ _FILE_ERROR_ADVICE = {
     errno.ENOSPC: "the disk is full: free space, or choose a folder on another disk",
     errno.ENOTDIR: "a part of the path is a file, not a folder",
     errno.EISDIR: "a folder stands where a file is meant to be",
+    errno.EEXIST: "a file stands where a folder is meant to be",
 }
 
 

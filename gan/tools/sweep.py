@@ -232,6 +232,7 @@ def _train_runs(config: Path, sets: list[str], runs: list[SweepRun], steps: dict
     failed, durations, done = [], [], len(runs) - len(to_do)
     queue = list(to_do)
     previous_handler = signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    previous_interrupt = signal.getsignal(signal.SIGINT)
     try:
         while queue or running:
             for slot in range(jobs):
@@ -270,12 +271,10 @@ def _train_runs(config: Path, sets: list[str], runs: list[SweepRun], steps: dict
                 else:
                     failed.append(job.run.name)
                     where = f"; its log: {out / 'logs' / (job.run.name + '.log')}" if job.log else ""
-                    # a run stopped on its own by a signal (130, 143, or -N when killed) is not broken
-                    stopped = code in (128 + signal.SIGINT, 128 + signal.SIGTERM) or code < 0
-                    say(f"sweep: run {job.run.name} "
-                        + (f"was stopped by a signal (exit {code}); the same command resumes it{where}" if stopped
-                           else f"failed (exit {code}){where}"))
+                    say(f"sweep: run {job.run.name} {_how_it_ended(code, out / job.run.name)}{where}")
     except KeyboardInterrupt:  # the runs checkpoint on SIGINT and SIGTERM; the same command resumes them
+        for signum in (signal.SIGINT, signal.SIGTERM):  # a second signal (`timeout` sends two) has been passed on
+            signal.signal(signum, signal.SIG_IGN)
         # SIGTERM, whatever stopped the sweep: a terminal's Ctrl-C reaches the runs too (one process
         # group), and a second SIGINT would make them abort without saving; after a SIGINT, a
         # SIGTERM is the same stop.
@@ -287,7 +286,22 @@ def _train_runs(config: Path, sets: list[str], runs: list[SweepRun], steps: dict
         raise
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
+        if previous_interrupt is not None:
+            signal.signal(signal.SIGINT, previous_interrupt)
     return failed
+
+
+def _how_it_ended(code: int, run_dir: Path) -> str:
+    """Words for a run's non-zero exit `code` (-N: killed by signal N)."""
+    if code in (128 + signal.SIGINT, 128 + signal.SIGTERM, -signal.SIGINT, -signal.SIGTERM):
+        again = ("resumes it from its checkpoint" if run_dir.is_dir() and checkpoints_by_content(run_dir)
+                 else "starts it again")
+        return f"was stopped by a signal (exit {code}); the same command {again}"
+    if code == -signal.SIGKILL:
+        return "was killed (SIGKILL, which the kernel's out-of-memory killer sends: the system may be out of memory)"
+    if code < 0:
+        return f"crashed ({signal.Signals(-code).name if -code in signal.valid_signals() else f'signal {-code}'})"
+    return f"failed (exit {code})"
 
 
 class SweepStopped(KeyboardInterrupt):
