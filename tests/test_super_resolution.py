@@ -107,3 +107,37 @@ def test_gan_eval_degrades_sr_inputs_as_the_runs_validation_and_scores_the_same(
         mean = [row for row in csv.DictReader(file) if row["image"] == "mean"][0]
     assert float(mean["psnr"]) == pytest.approx(expected["val/psnr"], abs=1e-5)
     assert float(mean["ssim"]) == pytest.approx(expected["val/ssim"], abs=1e-5)
+
+
+def test_gan_eval_never_writes_over_the_images_it_scores_nor_over_another_folders_evaluation(tmp_path):
+    """`--csv` naming one of the --data images replaced it, even though no output may be an input;
+    and an SR evaluation of another folder of the same name replaced the first without --overwrite
+    (SR wrote no JSON record beside its CSV to tell them apart)."""
+    import json
+    import shutil
+
+    from click.testing import CliRunner
+    from conftest import tiny_recipe_config, write_recipe_data
+
+    from gan.commands.main import main
+    from gan.training.loop import train
+
+    data = write_recipe_data(tmp_path / "data")
+    run_dir = train(tiny_recipe_config("srresnet", data), tmp_path / "run", torch.device("cpu")).run_dir
+    image = sorted(data["hr"].glob("*.png"))[0]
+    before = image.read_bytes()
+    onto = CliRunner().invoke(main, ["eval", str(run_dir), "--data", str(data["hr"]), "--csv", str(image),
+                                     "--overwrite"])
+    assert onto.exit_code == 2 and "input" in onto.output, onto.output
+    assert image.read_bytes() == before
+    first = CliRunner().invoke(main, ["eval", str(run_dir), "--data", str(data["hr"])])
+    assert first.exit_code == 0, first.output
+    (csv_path,) = run_dir.glob(f"eval-{data['hr'].name}-*.csv")
+    record = json.loads(csv_path.with_suffix(".json").read_text())
+    assert record["data"] == str(data["hr"].resolve()) and set(record["mean"]) >= {"psnr", "ssim"}
+    elsewhere = tmp_path / "other" / data["hr"].name
+    shutil.copytree(data["hr"], elsewhere)
+    second = CliRunner().invoke(main, ["eval", str(run_dir), "--data", str(elsewhere)])
+    assert second.exit_code == 2 and "holds an evaluation of" in second.output, second.output
+    again = CliRunner().invoke(main, ["eval", str(run_dir), "--data", str(data["hr"])])  # the same one: replaced
+    assert again.exit_code == 0, again.output

@@ -159,16 +159,35 @@ class EvalOutputs:
         self.inputs, self.overwrite = inputs, overwrite
 
     def check(self, outputs: list[Path], defaults: list[Path], checkpoint: Path | None = None,
-              data: str | None = None) -> None:
-        """OutputRefused unless every file of `outputs` may be written; those of `defaults` are eval's own,
-        replaced without --overwrite only by an evaluation of the same `checkpoint` on the same `data`."""
+              data: str | None = None, data_folder: Path | None = None) -> None:
+        """OutputRefused unless every file of `outputs` may be written (never one of the images under
+        `data_folder`, the images scored); those of `defaults` are eval's own, replaced without
+        --overwrite only by an evaluation of the same `checkpoint` on the same `data`."""
         from gan.inference.outputs import check_outputs
 
-        check_outputs(outputs, inputs=self.inputs, overwrite=self.overwrite, own=defaults)
+        check_outputs(outputs, inputs=[*self.inputs, *_images_under(data_folder)], overwrite=self.overwrite,
+                      own=defaults)
         if not self.overwrite and checkpoint is not None:
             for path in outputs:
                 if path in defaults:
                     refuse_another_evaluation(path, checkpoint, data)
+
+
+def _images_under(folder: Path | None) -> list[Path]:
+    """The images under `folder` (quietly: the evaluation reads and reports them); none when there are
+    none to read, which the evaluation then says."""
+    import warnings
+
+    from gan.data.decode import find_images
+
+    if folder is None or not folder.is_dir():
+        return []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return find_images(folder)
+        except (OSError, ValueError):
+            return []
 
 
 def refuse_another_evaluation(path: Path, checkpoint: Path, data: str | None) -> None:
@@ -179,8 +198,8 @@ def refuse_another_evaluation(path: Path, checkpoint: Path, data: str | None) ->
 
     from gan.inference.outputs import OutputRefused
 
-    try:
-        stored = json.loads(path.read_text(encoding="utf-8"))
+    try:  # (a CSV's record is the JSON beside it)
+        stored = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
     except (OSError, ValueError):  # none yet, or unreadable: nothing to tell, so eval's own name is reused
         return
     if not isinstance(stored, dict):
@@ -216,8 +235,10 @@ def _evaluate_generative(state: dict, path: Path, folder: Path | None, metric_na
     suffix = "" if loaded.used_ema or "generator_ema" not in state["networks"] else "-live"
     default = path.parent / f"metrics-{loaded.step:08d}{suffix}.json"
     json_path = json_path or default
-    reference = reference_of(folder or config_from_dict(loaded.config).data)
-    outputs.check([json_path], defaults=[default], checkpoint=path, data=reference)
+    data = config_from_dict(loaded.config).data
+    reference = reference_of(folder or data)
+    real_images = folder or (Path(data.root) if data.dataset != "synthetic" else None)
+    outputs.check([json_path], defaults=[default], checkpoint=path, data=reference, data_folder=real_images)
     # Asked for by name, a metric that cannot run is an error; by default it is skipped, saying why.
     result = evaluate_generative(loaded, names, count, device, folder, inception_weights, cache_dir,
                                  require_weights=metric_names is not None, progress_stream=sys.stderr)
@@ -266,11 +287,12 @@ def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_pa
         csv_name = f"{folder.name}-{split}" if split else folder.name
     default = translator.checkpoint.parent / f"eval-{csv_name}-{translator.step:08d}.csv"
     csv_path = csv_path or default
-    # the translations' scores go beside the CSV as JSON (not for SR, whose images differ in size)
-    planned = [csv_path] + ([csv_path.with_suffix(".json")] if data["dataset"] != "sr_pairs" else [])
+    # beside the CSV, its record as JSON: what was scored, the mean, and the translations' scores as
+    # distributions (not for SR, whose images differ in size)
+    planned = [csv_path, csv_path.with_suffix(".json")]
     strips = strip_paths(folder, save_images) if save_images is not None else []
     outputs.check(planned + strips, defaults=[default, default.with_suffix(".json")], checkpoint=path,
-                  data=str(scored.resolve()))
+                  data=str(scored.resolve()), data_folder=folder)
     if translator.config["recipe"] == "cyclegan":
         backward = load_translator(path, translator.device, tile, direction="BtoA")
         rows_iterator = evaluate_cycle(translator, backward, folder, data["resolution"], image_sets)
@@ -288,18 +310,21 @@ def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_pa
     click.echo(_format_row(rows[-1]))
     click.echo(f"wrote {csv_path} ({_scored_summary(len(rows) - 1, data['dataset'], folder, scored, split)}, "
                f"{translator.checkpoint}){_skipped_summary(skipped)}", err=True)
+    json_path = csv_path.with_suffix(".json")
+    result = {"checkpoint": str(translator.checkpoint), "step": translator.step, "data": str(scored.resolve()),
+              "split": split, "mean": {key: value for key, value in rows[-1].items() if key != "image"},
+              "skipped_images": {one.image: one.reason for one in skipped}}
     if image_sets:
         # Asked for by --inception-weights, FID/KID must run; by default they are skipped without the weights.
         scores, skipped_metrics = distribution_scores(image_sets, translator.device, inception_weights,
                                                       require_weights=inception_weights is not None)
-        json_path = csv_path.with_suffix(".json")
-        result = {"checkpoint": str(translator.checkpoint), "step": translator.step, "data": str(scored.resolve()),
-                  "split": split,
-                  "images": {name: [len(outputs), len(targets)] for name, (outputs, targets) in image_sets.items()},
-                  "skipped": skipped_metrics, "skipped_images": {one.image: one.reason for one in skipped}, **scores}
-        write_text_atomically(json_path, json.dumps(result, indent=2) + "\n")
+        result.update({"images": {name: [len(outputs), len(targets)] for name, (outputs, targets) in image_sets.items()},
+                       "skipped": skipped_metrics, **scores})
         click.echo("  ".join(f"{name} {value:.4f}" for name, value in scores.items()))
-        click.echo(f"wrote {json_path} (translations against real images of the target domain)", err=True)
+    write_text_atomically(json_path, json.dumps(result, indent=2) + "\n")
+    click.echo(f"wrote {json_path} (the record of this evaluation"
+               + (", with the translations scored against real images of the target domain)" if image_sets else ")"),
+               err=True)
 
 
 def _scored_summary(count: int, dataset: str, folder: Path, scored: Path, split: str | None) -> str:
