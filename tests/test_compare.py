@@ -185,3 +185,19 @@ def test_a_sweep_run_that_never_started_is_named_under_the_table(tmp_path):
     assert len(summaries) == 1
     assert "Not compared: 1 run(s) that sweep.toml lists never started: sweep/00001-adversarial=lsgan." in table
     assert (tmp_path / "out" / "compare.md").read_text() == table
+
+
+def test_compare_without_out_never_replaces_files_it_did_not_write(tmp_path):
+    """`gan compare FOLDER` writes into FOLDER: a user's own compare.md there used to be replaced."""
+    from click.testing import CliRunner
+
+    from gan.commands.main import main
+
+    (tmp_path / "compare.md").write_text("my notes\n")
+    result = CliRunner().invoke(main, ["compare", str(tmp_path)])
+    assert result.exit_code == 2 and "was not written by gan compare" in result.output, result.output
+    assert (tmp_path / "compare.md").read_text() == "my notes\n"
+    (tmp_path / "compare.md").unlink()
+    (tmp_path / "compare.png").write_bytes(b"a picture of mine")
+    result = CliRunner().invoke(main, ["compare", str(tmp_path)])
+    assert result.exit_code == 2 and "compare.png' was not written by gan compare" in result.output, result.output

@@ -39,9 +39,29 @@ def compare(paths: tuple[Path, ...], metric: str | None, out: Path | None) -> No
         if len(paths) != 1 or (paths[0] / "config.toml").is_file():
             raise click.UsageError("give --out DIR (a run directory has one writer: its training)")
         out = paths[0]
+        _refuse_files_of_others(out)
     try:
         table, _ = run_compare(list(paths), metric, out)
     except (CompareError, OSError) as error:  # OSError: the outputs could not be written
         fail(error)
     click.echo(table, nl=False)
     click.echo(f"wrote {out / 'compare.md'}, compare.csv and compare.png")
+
+
+# How the files gan compare writes begin: files of those names that begin otherwise are someone else's.
+OWN_BEGINNINGS = {"compare.md": "| group | seeds |", "compare.csv": "group,seeds,"}
+
+
+def _refuse_files_of_others(out: Path) -> None:
+    """Without --out, compare writes into the folder it was given: refused where that would replace a
+    compare.md, compare.csv or compare.png it did not write (compare.png by the company it keeps)."""
+    for name, beginning in OWN_BEGINNINGS.items():
+        path = out / name
+        try:
+            ours = not path.exists() or path.read_text(encoding="utf-8", errors="replace").startswith(beginning)
+        except OSError:
+            ours = False
+        if not ours or (name == "compare.md" and (out / "compare.png").exists() and not path.exists()):
+            shown = path if not ours else out / "compare.png"
+            raise click.UsageError(f"'{shown}' was not written by gan compare, and it would be replaced: give "
+                                   "--out DIR for the comparison's files")
