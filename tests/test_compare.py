@@ -201,3 +201,15 @@ def test_compare_without_out_never_replaces_files_it_did_not_write(tmp_path):
     (tmp_path / "compare.png").write_bytes(b"a picture of mine")
     result = CliRunner().invoke(main, ["compare", str(tmp_path)])
     assert result.exit_code == 2 and "compare.png' was not written by gan compare" in result.output, result.output
+
+
+def test_an_out_folder_that_cannot_be_made_is_one_line_with_the_way_round_it(sweep, tmp_path):
+    from click.testing import CliRunner
+
+    from gan.commands.main import main
+
+    (tmp_path / "afile").write_text("")
+    result = CliRunner().invoke(main, ["compare", str(sweep), "--out", str(tmp_path / "afile" / "sub")])
+    assert result.exit_code == 2, result.output
+    assert "[Errno" not in result.output and "a part of the path is a file, not a folder" in result.output, \
+        result.output

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from gan.commands.common import fail
+from gan.commands.common import fail, file_error
 
 
 @click.command()
@@ -43,7 +43,7 @@ def compare(paths: tuple[Path, ...], metric: str | None, out: Path | None) -> No
     try:
         table, _ = run_compare(list(paths), metric, out)
     except (CompareError, OSError) as error:  # OSError: the outputs could not be written
-        fail(error)
+        fail(file_error(error) if isinstance(error, OSError) and error.filename else error)
     click.echo(table, nl=False)
     click.echo(f"wrote {out / 'compare.md'}, compare.csv and compare.png")
 
