@@ -332,3 +332,13 @@ def test_grid_size_is_the_size_image_grid_writes(count, columns):
 
     grid = image_grid(torch.zeros(count, 3, 7, 5), num_columns=columns)
     assert grid_size(count, 7, 5, columns) == (grid.shape[2], grid.shape[1])
+
+
+def test_sample_names_the_option_that_is_out_of_range(tiny_demo_run, tmp_path):
+    from click.testing import CliRunner
+
+    from gan.commands.main import main
+
+    result = CliRunner().invoke(main, ["sample", str(tiny_demo_run), "--n", "0", "--out", str(tmp_path / "a.png")])
+    assert result.exit_code == 2 and "--n must be at least 1, got 0" in result.output
+    assert "interpolate" not in result.output

@@ -141,3 +141,13 @@ def test_gan_eval_never_writes_over_the_images_it_scores_nor_over_another_folder
     assert second.exit_code == 2 and "holds an evaluation of" in second.output, second.output
     again = CliRunner().invoke(main, ["eval", str(run_dir), "--data", str(data["hr"])])  # the same one: replaced
     assert again.exit_code == 0, again.output
+    import os
+
+    here = os.getcwd()
+    os.chdir(data["hr"])
+    try:  # `--data .` names its CSV by the folder it is
+        dot = CliRunner().invoke(main, ["eval", str(run_dir), "--data", ".", "--overwrite"])
+    finally:
+        os.chdir(here)
+    assert dot.exit_code == 0 and f"eval-{data['hr'].name}-" in dot.output, dot.output
+    assert not list(run_dir.glob("eval--*"))

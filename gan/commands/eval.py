@@ -281,10 +281,11 @@ def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_pa
     if save_images is not None:
         _check_strip_folder(save_images, folder, data["dataset"])
     image_sets = {}  # translations as distributions: not for SR, whose images differ in size
-    scored, csv_name = folder, folder.name  # what is scored, and the name its CSV takes
+    # what is scored, and the name its CSV takes (resolved: `--data .` has a name too)
+    scored, csv_name = folder, folder.resolve().name
     if data["dataset"] == "paired":
         scored, split = paired_evaluation_folder(folder, data, split)
-        csv_name = f"{folder.name}-{split}" if split else folder.name
+        csv_name = f"{csv_name}-{split}" if split else csv_name
     default = translator.checkpoint.parent / f"eval-{csv_name}-{translator.step:08d}.csv"
     csv_path = csv_path or default
     # beside the CSV, its record as JSON: what was scored, the mean, and the translations' scores as

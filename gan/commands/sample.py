@@ -149,8 +149,10 @@ def sample(source: Path, count: int, out: Path | None, separate: Path | None, se
 
     if out is None and separate is None:
         raise click.UsageError("give --out FILE.png and/or --separate DIR")
-    if count < 1 or (steps is not None and steps < 2):
-        raise click.UsageError("--n must be >= 1 and --interpolate >= 2")
+    if count < 1:
+        raise click.UsageError(f"--n must be at least 1, got {count}")
+    if steps is not None and steps < 2:
+        raise click.UsageError(f"--interpolate must be at least 2 (the two ends), got {steps}")
     steps = steps or 0  # 0: samples, not an interpolation
     check_seed(seed)
     total = image_count(count, steps)
