@@ -175,5 +175,12 @@ def load_source(source: str | Path) -> tuple[Path, dict[str, Any]]:
         if not source.is_file():
             raise CheckpointError(f"export '{source}' does not exist")
         return source, checked_state(read_export(source), source)
-    path = resolve_checkpoint(source)
-    return path, checked_state(load_checkpoint(path, formats=(FORMAT, EXPORT_FORMAT)), path)
+    tries = 3  # a run that trains on may prune the newest checkpoint between its choice and its read
+    for attempt in range(tries):
+        path = resolve_checkpoint(source)
+        try:
+            return path, checked_state(load_checkpoint(path, formats=(FORMAT, EXPORT_FORMAT)), path)
+        except CheckpointError:
+            if attempt == tries - 1 or not source.is_dir() or path.exists():
+                raise
+    raise AssertionError("unreachable")
