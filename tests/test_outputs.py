@@ -278,7 +278,7 @@ def test_sample_count_beyond_one_command_is_one_line(tiny_demo_run, tmp_path, ar
 @pytest.mark.parametrize("steps", ["0", "1", "-2"])
 def test_an_interpolation_of_fewer_than_two_steps_is_refused(tiny_demo_run, tmp_path, steps):
     result = invoke("sample", tiny_demo_run, "--n", "2", "--interpolate", steps, "--out", tmp_path / "i.png")
-    assert result.exit_code == 2 and "--interpolate >= 2" in result.output, result.output
+    assert result.exit_code == 2 and "--interpolate must be at least 2 (the two ends)" in result.output, result.output
     assert not (tmp_path / "i.png").exists()
 
 
