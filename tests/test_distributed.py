@@ -233,3 +233,8 @@ def test_killing_torchrun_outright_stops_its_processes_with_a_checkpoint(tmp_pat
         pytest.fail("the torchrun processes kept training after their launcher was killed")
     (checkpoint,) = list_checkpoints(run_dir)  # written on the way out
     assert 0 < int(checkpoint.stem.split("-")[1]) < 100000
+
+
+def test_sync_batchnorm_in_a_single_process_is_warned_of(tmp_path):
+    with pytest.warns(UserWarning, match="train.sync_batchnorm = true changes nothing in a single process"):
+        train(tiny_config("train.sync_batchnorm=true", "train.steps=1"), tmp_path / "run", CPU)

@@ -134,3 +134,35 @@ def test_outputs_into_a_read_only_folder_are_refused_before_any_work(tiny_demo_r
     assert "SWD direction" not in evaluation.output  # refused before scoring
     grid = CliRunner().invoke(main, ["sample", str(tiny_demo_run), "--out", str(tmp_path / "new" / "grid.png")])
     assert grid.exit_code == 0, grid.output  # a writable folder elsewhere is fine
+
+
+def _tiny_sets(*items):
+    from conftest import TINY
+
+    return [arg for item in (*TINY, *items) for arg in ("--set", item)]
+
+
+def test_the_same_run_dir_line_given_as_dot_from_inside_the_run_is_safe_to_repeat(tmp_path, monkeypatch):
+    demo = str(REPO / "experiments" / "dcgan_demo.toml")
+    first = CliRunner().invoke(main, ["train", demo, *_tiny_sets(), "--run-dir", str(tmp_path / "run")])
+    assert first.exit_code == 0, first.output
+    monkeypatch.chdir(tmp_path / "run")
+    again = CliRunner().invoke(main, ["train", demo, *_tiny_sets(), "--run-dir", "."])
+    assert again.exit_code == 0 and "nothing to do" in again.output, again.output
+
+
+def test_a_missing_metrics_root_is_named_as_metrics_root_and_an_out_under_a_file_gets_advice(tmp_path):
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    for index in range(4):
+        random_rgb((16, 16), index).save(faces / f"{index}.png")
+    demo = str(REPO / "experiments" / "dcgan_demo.toml")
+    missing = CliRunner().invoke(main, ["train", demo, *_tiny_sets("data.dataset=folder", f"data.root={faces}",
+                                                                  "metrics.every=2", f"metrics.root={tmp_path / 'nope'}"),
+                                        "--out", str(tmp_path / "runs")])
+    assert missing.exit_code == 2 and "- metrics.root: image folder" in missing.output, missing.output
+    assert "set by data.root" not in missing.output and "set by metrics.root" in missing.output
+    (tmp_path / "afile").write_text("")
+    under = CliRunner().invoke(main, ["train", demo, *_tiny_sets(), "--out", str(tmp_path / "afile" / "runs")])
+    assert under.exit_code == 2 and "[Errno" not in under.output, under.output
+    assert "a part of the path is a file, not a folder" in under.output

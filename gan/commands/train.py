@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from gan.commands.common import fail, refuse_folder_in_a_run
+from gan.commands.common import fail, file_error, refuse_folder_in_a_run
 
 
 def interrupt_on_sigterm() -> None:
@@ -300,7 +300,7 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
             torch.cuda.set_device(torch_device)
         initialise(group, torch_device, resolved.train.dist_timeout_s)
         if named_dir:  # rank 0 looks; the others learn whether it resumes
-            refuse_folder_in_a_run(run_dir.parent, "--run-dir's parent")
+            refuse_folder_in_a_run(Path(os.path.abspath(run_dir)).parent, "--run-dir's parent")  # (`.` too)
             resuming = broadcast_object(start_or_resume(run_dir, config) if group.is_main else None, group)
             if resuming:
                 resolved = settings_to_continue(run_dir, written_config(run_dir), resolved)
@@ -335,6 +335,8 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
             sys.exit(1)
         if isinstance(error, (ConfigError, CheckpointError)) and not group.is_main:
             sys.exit(2)  # read from the same config and files by every process: rank 0 says it once
+        if isinstance(error, (FileNotFoundError, NotADirectoryError)) and error.filename:  # the system's own
+            fail(file_error(error))
         if isinstance(error, (ConfigError, CheckpointError, ImageReadError, FileNotFoundError, NotADirectoryError,
                               DeviceUnavailable, WriteError, RunDirectoryBusy, SideTaskError)):
             fail(error)

@@ -508,6 +508,9 @@ def _set_up(config: Config, run_dir: Path, device: torch.device, group: ProcessG
     check_batch_fits(recipe.networks, config, device)  # else the kernel kills an oversized run without a word
     if group.distributed:
         _prepare_data_parallel(recipe, config, device, group)
+    elif config.train.sync_batchnorm and main:
+        warnings.warn("train.sync_batchnorm = true changes nothing in a single process: it shares BatchNorm "
+                      "statistics between the processes of a torchrun run", stacklevel=2)
     speed = accelerate(recipe, train_config, device)
     if main:  # under the lock, every temp file is one a writer that died (kill -9, a crash) left
         remove_stale_temps(run_dir)

@@ -42,6 +42,15 @@ def check_run_can_finish(config: Config, run_dir: Path, evaluation_set: bool, da
                           "\n".join(f"  - {problem}" for problem in problems))
 
 
+def _reference_set(data, root: str) -> None:
+    """The metrics' real images, read as [data] says from `root`: a missing folder's message names
+    metrics.root, the key that set it here."""
+    try:
+        build_dataset(dataclasses.replace(data, root=root, max_images=0), train=False)
+    except (FileNotFoundError, NotADirectoryError) as error:
+        raise type(error)(str(error).replace("data.root", "metrics.root")) from error
+
+
 def run_problems(config: Config, run_dir: Path, evaluation_set: bool, dataset: Dataset | None = None) -> list[str]:
     problems: list[str] = []
 
@@ -55,8 +64,7 @@ def run_problems(config: Config, run_dir: Path, evaluation_set: bool, dataset: D
     if evaluation_set:
         check("the evaluation images (previews, validation)", lambda: build_evaluation_set(data))
     if metrics.every and metrics.root:
-        check("metrics.root", lambda: build_dataset(dataclasses.replace(data, root=metrics.root, max_images=0),
-                                                    train=False))
+        check("metrics.root", lambda: _reference_set(data, metrics.root))
     if metrics.every and metrics.inception_weights and set(metrics.names) & set(INCEPTION_METRICS):
         check("metrics.inception_weights", lambda: resolve_weights_path(metrics.inception_weights))
     check("the run directory", lambda: _require_writable(run_dir, "the run directory"))
