@@ -154,3 +154,19 @@ def tiny_demo_run(tmp_path_factory) -> Path:
                                        "--out", str(out), "--device", "cpu"])
     assert result.exit_code == 0, result.output
     return only_run(out)
+
+
+def wait_for_no_writer(run_dir: Path, seconds: float = 60) -> bool:
+    """Whether the run directory's lock came free within `seconds` (every writer of it ended)."""
+    import time
+
+    from gan.core.files import RunDirectoryBusy, RunLock
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with RunLock(run_dir):
+                return True
+        except RunDirectoryBusy:
+            time.sleep(0.2)
+    return False

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 import torch
-from conftest import REPO, TINY, only_run, tiny_config
+from conftest import REPO, TINY, only_run, tiny_config, wait_for_no_writer
 
 from gan.core.checkpoint import list_checkpoints
 from gan.core.distributed import ProcessGroup, ShardedSampler
@@ -206,7 +206,6 @@ def test_killing_torchrun_outright_stops_its_processes_with_a_checkpoint(tmp_pat
     used to train on alone, holding the run directory's lock against a restart."""
     import time
 
-    from gan.core.files import RunDirectoryBusy, RunLock
 
     run_dir = tmp_path / "run"
     # (the processes agree to stop at a log point)
@@ -222,14 +221,7 @@ def test_killing_torchrun_outright_stops_its_processes_with_a_checkpoint(tmp_pat
     time.sleep(2)
     launcher.kill()
     launcher.wait()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with RunLock(run_dir):
-                break
-        except RunDirectoryBusy:
-            time.sleep(0.2)
-    else:
+    if not wait_for_no_writer(run_dir):
         pytest.fail("the torchrun processes kept training after their launcher was killed")
     (checkpoint,) = list_checkpoints(run_dir)  # written on the way out
     assert 0 < int(checkpoint.stem.split("-")[1]) < 100000

@@ -5,7 +5,7 @@ import shlex
 
 import pytest
 from click.testing import CliRunner
-from conftest import REPO, TINY
+from conftest import REPO, TINY, wait_for_no_writer
 
 from gan.commands.main import main
 from gan.core.checkpoint import list_checkpoints
@@ -242,19 +242,10 @@ def test_a_run_stops_with_a_checkpoint_when_its_sweep_is_killed_outright(tmp_pat
     """kill -9 of the sweep gives it no chance to pass the stop on: its runs used to train on alone,
     holding their locks, so the sweep run again called them failed. Now the kernel sends each run
     SIGTERM when its sweep dies; it checkpoints and frees its directory for the same command."""
-    import time
-
     sweep, _, run_dir = _start_sweep(tmp_path / "sweep", "--jobs", "2")
     sweep.kill()
     sweep.communicate(timeout=60)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with RunLock(run_dir):
-                break
-        except RunDirectoryBusy:
-            time.sleep(0.2)
-    else:
+    if not wait_for_no_writer(run_dir):
         pytest.fail(f"the run in {run_dir} kept training after its sweep was killed")
     (checkpoint,) = list_checkpoints(run_dir)  # it saved its step on the way out
     assert 0 < int(checkpoint.stem.split("-")[1]) < 100000
