@@ -161,10 +161,11 @@ def in_srgb(image: Image.Image, path: str | Path) -> Image.Image:
     profile = image.info.get("icc_profile")
     if not profile:
         return image
-    if "transparency" in image.info or image.mode in ("P", "PA"):
+    keyed = "transparency" in image.info
+    if keyed or image.mode in ("P", "PA"):
         # A colour key or a palette holds values under the profile too: applied first (the transform
         # would drop the key), the alpha then passes through it (grey images are not profiled)
-        image = image.convert("RGBA" if "transparency" in image.info or image.mode == "PA" else "RGB")
+        image = image.convert("RGBA" if keyed or image.mode == "PA" else "RGB")
     output_mode = PROFILED_MODES.get(image.mode)
     if output_mode is None:
         return image

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Callable
 
-from gan.core.checkpoint import checkpoints_by_content
+from gan.core.checkpoint import checkpoints_by_content, list_checkpoints
 from gan.core.config import parse_value
 from gan.core.files import SweepLock, WriteError, write_text_atomically
 from gan.core.processes import stop_with_parent
@@ -294,7 +294,7 @@ def _train_runs(config: Path, sets: list[str], runs: list[SweepRun], steps: dict
 def _how_it_ended(code: int, run_dir: Path) -> str:
     """Words for a run's non-zero exit `code` (-N: killed by signal N)."""
     if code in (128 + signal.SIGINT, 128 + signal.SIGTERM, -signal.SIGINT, -signal.SIGTERM):
-        again = ("resumes it from its checkpoint" if run_dir.is_dir() and checkpoints_by_content(run_dir)
+        again = ("resumes it from its checkpoint" if run_dir.is_dir() and list_checkpoints(run_dir)
                  else "starts it again")
         return f"was stopped by a signal (exit {code}); the same command {again}"
     if code == -signal.SIGKILL:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fnmatch
+import functools
 import io
 import json
 import math
@@ -410,6 +411,11 @@ class _Run:
     def main(self) -> bool:
         return self.group.is_main
 
+    @functools.cached_property
+    def data_record(self) -> dict:
+        """The data set's `data_signature`, taken once for every checkpoint of the run."""
+        return data_signature(self.dataset)
+
     def say(self, message: str) -> None:
         if self.main:
             print_above(message)
@@ -533,7 +539,7 @@ def _restore(run: _Run, on_resume: ResumeReport | None) -> None:
             param_group["base_lr"] = base_lr
     run.start_step = run.step = run.saved_step = state["step"]
     run.samples_seen = state["samples_seen"]
-    trained_on, now = state.get("data"), data_signature(run.dataset)
+    trained_on, now = state.get("data"), run.data_record
     if isinstance(trained_on, dict) and trained_on != now and run.main:
         warnings.warn(f"the training data differ from those '{run.last_checkpoint}' trained on ({trained_on.get('images')} "
                       f"images then, {now['images']} now, or files renamed): the run goes on from its place in the "
@@ -710,7 +716,7 @@ def _save(run: _Run, at_step: int, final: bool) -> Path | None:
         state = training_state(run.recipe, run.config, at_step, run.samples_seen)
         if run.health:  # optional in a checkpoint: those written before it had none resume too
             state["health"] = run.health.state_dict()
-        state["data"] = data_signature(run.dataset)  # (optional too)
+        state["data"] = run.data_record  # (optional too)
         save_checkpoint(state, path)
     except WriteError as error:
         if final:
