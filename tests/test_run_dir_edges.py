@@ -191,18 +191,24 @@ def test_a_stop_while_the_cache_builds_leaves_no_temp_and_no_run(tmp_path, monke
     assert not list(cache.glob("*.tmp")) and not [path for path in out.iterdir() if path.is_dir()]
 
 
-def test_sigterm_while_setting_up_raises_where_ctrl_c_would(monkeypatch):
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGHUP"])
+def test_sigterm_or_sighup_while_setting_up_raises_where_ctrl_c_would(monkeypatch, name):
     import signal
 
-    from gan.commands.train import Terminated, interrupt_on_sigterm
+    from gan.commands import train as train_module
 
-    previous = signal.getsignal(signal.SIGTERM)
+    signum = getattr(signal, name)
+    left = []
+    monkeypatch.setattr(train_module, "leave_the_terminal", lambda: left.append(True))  # (pytest's own terminal)
+    previous = signal.getsignal(signum)
     try:
-        interrupt_on_sigterm()
-        with pytest.raises(Terminated):
-            signal.raise_signal(signal.SIGTERM)
+        replaced = train_module.interrupt_on_sigterm()
+        assert replaced[signum] is previous  # what `gan train` puts back at the end
+        with pytest.raises(train_module.Terminated) as stop:
+            signal.raise_signal(signum)
+        assert stop.value.signum == signum and left == ([True] if name == "SIGHUP" else [])
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signum, previous)
 
 
 # ----------------------------------------------------------------------------- the decoded-image cache

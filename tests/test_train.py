@@ -201,6 +201,49 @@ def test_signal_saves_a_checkpoint_and_resume_finishes(tmp_path, signum, code):
     assert load_checkpoint(list_checkpoints(run_dir)[-1])["step"] == stopped_at + 2
 
 
+def _in_a_terminal_of_its_own(command: list[str]) -> tuple[subprocess.Popen, int]:
+    """`command` started as a login shell starts a job: in a session of its own whose controlling
+    terminal is a new pseudo-terminal, its output going there. Returns it and the terminal's
+    master side, whose closing hangs the terminal up (what an ssh session that drops does)."""
+    import fcntl
+    import termios
+
+    master, terminal = os.openpty()
+
+    def take_the_terminal():
+        os.setsid()
+        fcntl.ioctl(1, termios.TIOCSCTTY, 0)
+
+    process = subprocess.Popen(command, stdin=terminal, stdout=terminal, stderr=terminal,
+                               preexec_fn=take_the_terminal)
+    os.close(terminal)
+    return process, master
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="terminals and SIGHUP are POSIX")
+def test_closing_the_terminal_stops_the_run_with_a_checkpoint(tmp_path):
+    """The terminal closing sends SIGHUP, which used to kill the run outright: every step since the last
+    checkpoint was lost. It now stops as SIGTERM does, and the output to the dead terminal (a write
+    there fails) is dropped rather than ending the run in a traceback."""
+    overrides = [arg for item in TINY if not item.startswith("train.steps") for arg in ("--set", item)]
+    command = [sys.executable, "-m", "gan", "train", str(REPO / "experiments" / "dcgan_demo.toml"), *overrides,
+               "--set", "train.steps=100000", "--set", "train.checkpoint_every=100000", "--out", str(tmp_path)]
+    process, master = _in_a_terminal_of_its_own(command)
+    seen, deadline = b"", time.time() + 120
+    while b"step 3/" not in seen and time.time() < deadline:
+        seen += os.read(master, 4096)
+    assert b"step 3/" in seen, seen.decode(errors="replace")
+    os.close(master)  # the terminal hangs up: its session leader, the run, gets SIGHUP
+    assert process.wait(timeout=120) == 129  # 128 + SIGHUP, as 130 and 143 after SIGINT and SIGTERM
+    run_dir = only_run(tmp_path)
+    (checkpoint,) = list_checkpoints(run_dir)
+    stopped_at = load_checkpoint(checkpoint)["step"]
+    assert stopped_at >= 3
+    finish = subprocess.run([sys.executable, "-m", "gan", "train", "--resume", str(run_dir),
+                             "--set", f"train.steps={stopped_at + 1}"], capture_output=True, text=True, timeout=120)
+    assert finish.returncode == 0, finish.stderr
+
+
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_to_the_whole_process_group_with_loader_workers_saves_a_checkpoint(tmp_path, signum, code):
     """Ctrl-C in a terminal, or a scheduler's SIGTERM, reaches the loader workers too: they leave

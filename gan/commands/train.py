@@ -10,21 +10,23 @@ import sys
 import threading
 import warnings
 from pathlib import Path
+from typing import Any
 
 import click
 
 from gan.commands.common import fail, file_error, refuse_folder_in_a_run
+from gan.core.processes import STOP_SIGNALS, leave_the_terminal
 
 
-def interrupt_on_sigterm() -> None:
-    """SIGTERM raises KeyboardInterrupt, as Ctrl-C does, so that a stop before training begins
-    (building a decoded-image cache can take minutes) cleans up what it started instead of dying
-    mid-write. The training loop handles both signals itself while it runs. (An ignored SIGTERM
-    stays ignored.)"""
+def interrupt_on_sigterm() -> dict[int, Any]:
+    """SIGTERM and SIGHUP raise KeyboardInterrupt, as Ctrl-C does, so that a stop before training
+    begins (building a decoded-image cache can take minutes) cleans up what it started instead of
+    dying mid-write. The training loop handles all three itself while it runs. (An ignored signal
+    stays ignored.) Returns the handlers replaced, for `signal.signal` to restore."""
     if threading.current_thread() is not threading.main_thread():
-        return
-    if signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN:
-        signal.signal(signal.SIGTERM, _raise_terminated)
+        return {}
+    return {signum: signal.signal(signum, _raise_terminated) for signum in STOP_SIGNALS
+            if signum != signal.SIGINT and signal.getsignal(signum) is not signal.SIG_IGN}
 
 
 def leave_the_talking_to_rank_0() -> None:
@@ -208,11 +210,17 @@ def report_changes(run_dir: Path, resolved, overrides: tuple[str, ...], trained:
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where Ctrl-C raises KeyboardInterrupt."""
+    """SIGTERM or SIGHUP, raised where Ctrl-C raises KeyboardInterrupt."""
+
+    def __init__(self, signum: int = signal.SIGTERM):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
 
 
 def _raise_terminated(signum, frame) -> None:
-    raise Terminated
+    if signum == getattr(signal, "SIGHUP", None):
+        leave_the_terminal()
+    raise Terminated(signum)
 
 
 @click.command()
@@ -282,8 +290,9 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
     existed = run_dir is not None and run_dir.exists()  # a failed start removes only a folder it made
     resuming = resume is not None
     group = SINGLE_PROCESS  # until torchrun's environment is read and checked, in the try below
-    sigterm_handler = signal.getsignal(signal.SIGTERM)  # restored at the end (this may run inside a caller)
-    interrupt_on_sigterm()  # until the loop takes over: SIGTERM while setting up stops as Ctrl-C does
+    # Until the loop takes over, SIGTERM and SIGHUP while setting up stop as Ctrl-C does; the handlers
+    # found are restored at the end (this may run inside a caller).
+    found_handlers = interrupt_on_sigterm()
     try:
         stop_with_the_sweep()  # (when a sweep started this run)
         group = from_environment()  # torchrun's processes, or just this one
@@ -313,7 +322,8 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
         result = run(resolved, run_dir, torch_device, resume=resuming, group=group, on_resume=report)
     except BaseException as error:
         # A SIGTERM now (torchrun ending the survivors of a dead process) must not cut this report short.
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for signum in found_handlers:
+            signal.signal(signum, signal.SIG_IGN)
         # (Another process's directory, RunDirectoryBusy, is not this start's to clean.)
         if (not resuming and run_dir is not None and not existed and group.is_main
                 and not isinstance(error, RunDirectoryBusy)):
@@ -321,10 +331,11 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
                 (run_dir / LOCK_NAME).unlink(missing_ok=True)
                 run_dir.rmdir()  # (rmdir keeps any content)
         if isinstance(error, KeyboardInterrupt):  # while setting up, or a second Ctrl-C in the loop
-            signal_name = "SIGTERM" if isinstance(error, Terminated) else "Ctrl-C"
+            signum = error.signum if isinstance(error, Terminated) else signal.SIGINT
+            signal_name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
             click.echo(f"error: stopped by {signal_name} without saving a checkpoint (checkpoints written before "
                        "are kept)", err=True)
-            sys.exit(143 if isinstance(error, Terminated) else 130)
+            sys.exit(128 + signum)
         if isinstance(error, NonFiniteLossError):
             click.echo(f"error: {error}", err=True)
             sys.exit(1)
@@ -343,7 +354,8 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
         raise
     finally:
         shutdown(group)
-        if threading.current_thread() is threading.main_thread() and sigterm_handler is not None:
-            signal.signal(signal.SIGTERM, sigterm_handler)
-    if result.interrupted_by:
-        sys.exit(130 if result.interrupted_by == "SIGINT" else 143)
+        for signum, handler in found_handlers.items():
+            if handler is not None:  # (None: one set outside Python, which cannot be put back)
+                signal.signal(signum, handler)
+    if result.interrupted_by:  # its name, or another process's stop (torchrun), which is SIGTERM's
+        sys.exit(128 + getattr(signal, result.interrupted_by, signal.SIGTERM))

@@ -28,7 +28,7 @@ from typing import IO, Callable
 from gan.core.checkpoint import checkpoints_by_content, list_checkpoints
 from gan.core.config import parse_value
 from gan.core.files import SweepLock, WriteError, write_text_atomically
-from gan.core.processes import stop_with_parent
+from gan.core.processes import STOP_SIGNALS, leave_the_terminal, stop_with_parent
 from gan.core.progress import format_duration
 from gan.core.registry import ConfigError
 from gan.training.resolve import load_config
@@ -231,8 +231,12 @@ def _train_runs(config: Path, sets: list[str], runs: list[SweepRun], steps: dict
     running: dict[int, _Running] = {}
     failed, durations, done = [], [], len(runs) - len(to_do)
     queue = list(to_do)
-    previous_handler = signal.signal(signal.SIGTERM, _stop_on_sigterm)
-    previous_interrupt = signal.getsignal(signal.SIGINT)
+    # SIGTERM and SIGHUP (the terminal closed) stop the sweep as Ctrl-C does; what was there before is
+    # restored at the end, SIGINT's included, which is ignored while the runs stop.
+    previous_handlers = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    for signum in STOP_SIGNALS:
+        if signum != signal.SIGINT and previous_handlers[signum] is not signal.SIG_IGN:
+            signal.signal(signum, _stop_on_sigterm)
     try:
         while queue or running:
             for slot in range(jobs):
@@ -273,7 +277,7 @@ def _train_runs(config: Path, sets: list[str], runs: list[SweepRun], steps: dict
                     where = f"; its log: {out / 'logs' / (job.run.name + '.log')}" if job.log else ""
                     say(f"sweep: run {job.run.name} {_how_it_ended(code, out / job.run.name)}{where}")
     except KeyboardInterrupt:  # the runs checkpoint on SIGINT and SIGTERM; the same command resumes them
-        for signum in (signal.SIGINT, signal.SIGTERM):  # a second signal (`timeout` sends two) has been passed on
+        for signum in STOP_SIGNALS:  # a second signal (`timeout` sends two) has been passed on
             signal.signal(signum, signal.SIG_IGN)
         # SIGTERM, whatever stopped the sweep: a terminal's Ctrl-C reaches the runs too (one process
         # group), and a second SIGINT would make them abort without saving; after a SIGINT, a
@@ -285,15 +289,15 @@ def _train_runs(config: Path, sets: list[str], runs: list[SweepRun], steps: dict
         say("sweep: interrupted; the same command resumes it")
         raise
     finally:
-        signal.signal(signal.SIGTERM, previous_handler)
-        if previous_interrupt is not None:
-            signal.signal(signal.SIGINT, previous_interrupt)
+        for signum, handler in previous_handlers.items():
+            if handler is not None:  # (None: one set outside Python, which cannot be put back)
+                signal.signal(signum, handler)
     return failed
 
 
 def _how_it_ended(code: int, run_dir: Path) -> str:
     """Words for a run's non-zero exit `code` (-N: killed by signal N)."""
-    if code in (128 + signal.SIGINT, 128 + signal.SIGTERM, -signal.SIGINT, -signal.SIGTERM):
+    if -code in STOP_SIGNALS or code - 128 in STOP_SIGNALS:  # (-N: killed by signal N; 128 + N: stopped)
         again = ("resumes it from its checkpoint" if run_dir.is_dir() and list_checkpoints(run_dir)
                  else "starts it again")
         return f"was stopped by a signal (exit {code}); the same command {again}"
@@ -305,8 +309,9 @@ def _how_it_ended(code: int, run_dir: Path) -> str:
 
 
 class SweepStopped(KeyboardInterrupt):
-    """SIGTERM (`kill`, a scheduler ending the job), handled as Ctrl-C is: passed on to the runs,
-    which checkpoint and stop, rather than killing the sweep and leaving them running alone."""
+    """SIGTERM (`kill`, a scheduler ending the job) or SIGHUP (its terminal closed), handled as Ctrl-C
+    is: passed on to the runs, which checkpoint and stop, rather than killing the sweep and leaving
+    them running alone."""
 
     def __init__(self, signum: int):
         super().__init__(f"signal {signum}")
@@ -314,6 +319,8 @@ class SweepStopped(KeyboardInterrupt):
 
 
 def _stop_on_sigterm(signum: int, frame: object) -> None:
+    if signum == getattr(signal, "SIGHUP", None):
+        leave_the_terminal()
     raise SweepStopped(signum)
 
 

@@ -63,6 +63,7 @@ from gan.core.files import (
 )
 from gan.core.images import image_grid, save_image_grid
 from gan.core.presets import LOSS_PRESETS
+from gan.core.processes import STOP_SIGNALS, leave_the_terminal
 from gan.core.progress import Progress, format_duration, print_above
 from gan.core.registry import ConfigError
 from gan.data import data_signature, training_batches
@@ -332,7 +333,8 @@ ResumeReport = Callable[[dict[str, Any], int], None]
 
 
 class StopRequest:
-    """Turns SIGINT/SIGTERM into a flag checked between steps; a second Ctrl-C aborts at once."""
+    """Turns SIGINT, SIGTERM and SIGHUP into a flag checked between steps; a second Ctrl-C aborts
+    at once. After SIGHUP (the terminal closed) the output that went to the terminal is dropped."""
 
     def __init__(self):
         self.signal_name: str | None = None
@@ -341,13 +343,16 @@ class StopRequest:
     def _handle(self, signum: int, frame: Any) -> None:
         if self.signal_name is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
+        hangup = signum == getattr(signal, "SIGHUP", None)
+        if hangup:
+            leave_the_terminal()
         self.signal_name = signal.Signals(signum).name
-        print_above(f"received {self.signal_name}: saving a checkpoint after this step "
-                    "(Ctrl-C again to abort without saving)")
+        print_above(f"received {self.signal_name}{' (the terminal closed)' if hangup else ''}: saving "
+                    "a checkpoint after this step (Ctrl-C again to abort without saving)")
 
     def __enter__(self) -> "StopRequest":
         if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):
+            for signum in STOP_SIGNALS:
                 # A signal ignored at start stays ignored, as Python leaves SIGINT: a run started in the
                 # background of a script (or by a sweep so started) is not the terminal's Ctrl-C to stop.
                 if signal.getsignal(signum) is not signal.SIG_IGN:
