@@ -239,6 +239,11 @@ def test_translate_and_eval_refuse_an_image_to_image_generator_with_nan_weights(
      "specs.generator.kwargs.latent_dim: expected int, got '100'"),
     (lambda state: state.update(step="ten"), '"step" entry is \'ten\''),
     (lambda state: state["config"].pop("data"), "config.data.dataset"),
+    (lambda state: state["config"].update(recipe="stylegan"), "recipe 'stylegan' is not one gan has (known: cyclegan"),
+    (lambda state: state["config"]["data"].update(resolution=64),  # (eval used to fail on the pyramid levels)
+     "its generator spec makes 32 px images, but its config's data.resolution is 64"),
+    (lambda state: state["networks"].pop("generator_ema"),  # the trained weights used to stand in, unsaid
+     "its config keeps an EMA of its generator (train.ema_decay = 0.995) but it holds no generator_ema weights"),
 ])
 @pytest.mark.parametrize("command", ["sample", "export"])
 def test_an_edited_checkpoint_is_one_line_naming_it(runs, tmp_path, edit, message, command):

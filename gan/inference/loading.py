@@ -16,10 +16,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from gan.core.checkpoint import CheckpointError
+from gan.core.checkpoint import FORMAT, CheckpointError
 from gan.core.config import config_from_dict, config_to_dict
 from gan.core.registry import ConfigError
 from gan.nets import NetworkSpec, network_names, resolve_network_args
+from gan.recipes import RECIPES
 
 # The entries every checkpoint and export holds, and what each is, for messages.
 TABLES = {"config": "the run's config", "specs": "the network specs", "networks": "the weights by network"}
@@ -45,7 +46,20 @@ def checked_state(state: dict[str, Any], path: Path) -> dict[str, Any]:
     step = state.get("step")
     if not isinstance(step, int) or isinstance(step, bool) or step < 0:
         raise damaged(path, f"its \"step\" entry is {str(step)[:40]!r}, expected a whole number of at least 0")
-    return {**state, "config": checked_config(state["config"], path)}
+    config = checked_config(state["config"], path)
+    _check_agreement(state, config, path)
+    return {**state, "config": config}
+
+
+def _check_agreement(state: dict[str, Any], config: dict[str, Any], path: Path) -> None:
+    """The image size a generator spec makes must be its config's, else a command reads one as the other
+    (scoring generated images against reals read at another size, say)."""
+    resolution = config["data"]["resolution"]
+    for name, spec in state["specs"].items():
+        made = spec.get("kwargs", {}).get("resolution") if isinstance(spec, dict) else None
+        if isinstance(made, int) and made != resolution:
+            raise damaged(path, f"its {name} spec makes {made} px images, but its config's data.resolution is "
+                                f"{resolution}")
 
 
 def checked_config(config: dict[str, Any], path: Path) -> dict[str, Any]:
@@ -54,6 +68,9 @@ def checked_config(config: dict[str, Any], path: Path) -> dict[str, Any]:
     data = config.get("data")
     if not isinstance(config.get("recipe"), str):
         raise damaged(path, "its config has no recipe (config.recipe)")
+    if config["recipe"] not in RECIPES:
+        raise damaged(path, f"its config's recipe {config['recipe'][:40]!r} is not one gan has (known: "
+                            f"{', '.join(RECIPES.names())})")
     if not isinstance(data, dict) or not isinstance(data.get("dataset"), str):
         raise damaged(path, "its config has no [data] section naming the dataset (config.data.dataset), which "
                             "says what the model takes")
@@ -68,6 +85,11 @@ def stored_weights_name(state: dict[str, Any], path: Path, name: str, which: str
     EMA weights (`<name>_ema`) when the file has them, else the trained ones."""
     if which == "ema" and f"{name}_ema" in state["networks"]:
         return f"{name}_ema"
+    config = state["config"]
+    if (which == "ema" and state.get("format") == FORMAT and config["train"]["ema_decay"] > 0
+            and name in RECIPES.get(config["recipe"]).averaged):  # (an export holds the one it was asked for)
+        raise damaged(path, f"its config keeps an EMA of its {name} (train.ema_decay = {config['train']['ema_decay']}) "
+                            f"but it holds no {name}_ema weights; --generator live reads the trained ones")
     if name in state["networks"]:
         return name
     if f"{name}_ema" in state["networks"]:  # an export of the EMA weights, asked for the trained ones

@@ -117,6 +117,9 @@ class RecipeBase:
     default_adversarial_weight = 1.0
     # The data sets whose batches the recipe's step reads (empty: any).
     datasets: tuple[str, ...] = ()
+    # The networks of which, with train.ema_decay > 0, the recipe keeps (and checkpoints) an
+    # exponential moving average as `<name>_ema`.
+    averaged: tuple[str, ...] = ()
 
     @classmethod
     def adversarial_weight_default(cls, name: str) -> float:

@@ -21,6 +21,7 @@ from gan.recipes.losses import AdversarialLoss, add_instance_noise, instance_noi
 class DCGANRecipe(RecipeBase):
     gradient_penalty = True  # wgan-gp's penalty is applied here (the other recipes have none: refused there)
     datasets = ("synthetic", "folder", "celeba")  # single images
+    averaged = ("generator",)
     """z -> G -> fake; D sees real and fake in separate batches (BatchNorm statistics).
 
     Per step: `train.d_steps` discriminator updates (fresh z each), then one
@@ -48,7 +49,7 @@ class DCGANRecipe(RecipeBase):
         self.latent_dim = self.generator.latent_dim
         self.networks = {"generator": self.generator, "discriminator": self.discriminator}
         self.ema = EMA(self.generator, train.ema_decay) if train.ema_decay > 0 else None
-        if self.ema:
+        if self.ema:  # (the name `averaged` promises)
             self.networks["generator_ema"] = self.ema.average
         self.optimizers = {
             "generator": adam(self.generator, train.g_lr, train, device),
