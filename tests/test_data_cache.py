@@ -160,7 +160,7 @@ def test_a_zero_byte_array_under_a_valid_header_is_rebuilt(folder, tmp_path):
     config, array = build_once(folder, tmp_path)
     array.write_bytes(b"")
     batch, message = batches_after_damage(config)
-    assert "is unreadable" in message
+    assert "is empty (0 bytes)" in message
     assert torch.equal(batch, uncached_batch(folder, tmp_path))
 
 
@@ -168,7 +168,8 @@ def test_an_array_cut_short_or_of_another_shape_is_rebuilt(folder, tmp_path):
     config, array = build_once(folder, tmp_path)
     with open(array, "r+b") as handle:
         handle.truncate(array.stat().st_size - 100)
-    assert "is unreadable (mmap length is greater than file size)" in batches_after_damage(config)[1]
+    size = array.stat().st_size
+    assert f"is {size} bytes where its header needs {size + 100}" in batches_after_damage(config)[1]
     with open(array, "ab") as handle:
         handle.write(b"\0" * 100)  # a complete array with bytes after it
     assert "bytes where its header needs" in batches_after_damage(config)[1]
@@ -231,7 +232,7 @@ def test_gan_cache_list_verify_and_clear(folder, tmp_path):
     os.utime(leftover, (time.time() - 6 * 86400,) * 2)  # --older-than applies to leftovers too
     listed = CliRunner().invoke(main, ["cache", "list", "--dir", str(cache_dir)])
     assert listed.exit_code == 0 and "2 cache(s)" in listed.output and str(folder.resolve()) in listed.output
-    assert "1 leftover file(s)" in listed.output
+    assert "1 leftover file(s)" in listed.output and "damaged" not in listed.output
     assert CliRunner().invoke(main, ["cache", "verify", "--dir", str(cache_dir)]).exit_code == 0
     images = np.load(array, mmap_mode="r+")
     images[0, 0, 0, 0] ^= 1  # one bit
@@ -248,6 +249,22 @@ def test_gan_cache_list_verify_and_clear(folder, tmp_path):
     assert "removed 1 cache(s)" in cleared.output and list(cache_dir.iterdir()) == []
     empty = CliRunner().invoke(main, ["cache", "verify", "--dir", str(cache_dir)])
     assert empty.exit_code == 0 and f"{cache_dir}: no caches to verify" in empty.output  # not silence
+
+
+def test_gan_cache_list_names_a_cache_cut_short(folder, tmp_path):
+    """A copy or disk that cut the array short used to be listed as a sound cache."""
+    from click.testing import CliRunner
+
+    from gan.commands.main import main
+
+    _, array = build_once(folder, tmp_path)
+    size = array.stat().st_size
+    with open(array, "r+b") as file:
+        file.truncate(size - 100)
+    listed = CliRunner().invoke(main, ["cache", "list", "--dir", str(tmp_path / "cache")])
+    assert listed.exit_code == 0 and "1 cache(s)" in listed.output, listed.output
+    assert f"damaged: its array is {size - 100} bytes where its header needs {size}" in listed.output
+    assert array.exists()  # listing changes nothing
 
 
 def test_cache_commands_refuse_a_missing_dir_and_days_that_are_no_number(tmp_path):

@@ -83,8 +83,11 @@ def cache() -> None:
 @cache.command(name="list")
 @_cache_dir_option
 def cache_list(cache_dir: Path | None) -> None:
-    """Show each cache: size, images, resolution, last use and the folder it was decoded from."""
+    """Show each cache: size, images, resolution, last use and the folder it was decoded from, and
+    any whose array does not fit its header (cut short, say; `verify` reads every checksum)."""
     import datetime
+
+    from gan.data.cache import cache_structure_damage
 
     folder = _resolve_cache_dir(cache_dir)
     found = _scan(folder)
@@ -94,6 +97,10 @@ def cache_list(cache_dir: Path | None) -> None:
         header = entry.header
         click.echo(f"  {entry.name}  {entry.size_bytes / 2**20:9.1f} MiB  {header['count']:>7} images  "
                    f"{header['resolution']} px  used {used}  {header.get('root', header.get('dataset', ''))}")
+        _, damage = cache_structure_damage(entry.array_path, header)
+        if damage:
+            click.echo(f"    damaged: its array {damage} (the next run that uses it rebuilds it; gan cache verify "
+                       "removes it now)")
     if found.leftovers:
         click.echo(f"  {len(found.leftovers)} leftover file(s) of broken or abandoned builds, "
                    f"{_mib(found.leftovers):.1f} MiB (gan cache clear removes them)")

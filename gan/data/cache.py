@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import random
 import re
@@ -98,17 +99,9 @@ def cache_damage(array_path: Path, header: dict, verify_all: bool) -> tuple[np.n
     Its shape, type and file size are checked against the header on every open; the checksums
     of SAMPLED_CHUNKS chunks chosen at random (all with `verify_all`). Sampling catches a file
     cut short or overwritten at large, but can miss a few changed bytes in a chunk it skipped."""
-    shape = (header["count"], 3, header["resolution"], header["resolution"])
-    try:
-        images = np.load(array_path, mmap_mode="r")
-    except Exception as error:  # numpy raises ValueError, EOFError, OSError for damaged files
-        # (numpy's advice for a file that looks pickled, to load it "unsafely", is not passed on)
-        return None, "is not a NumPy array file" if "pickle" in str(error) else f"is unreadable ({error})"
-    if images.shape != shape or images.dtype != np.uint8:
-        return None, f"holds {images.dtype}{list(images.shape)} where the header says uint8{list(shape)}"
-    expected_size = images.offset + images.nbytes
-    if array_path.stat().st_size != expected_size:
-        return None, f"is {array_path.stat().st_size} bytes where its header needs {expected_size}"
+    images, damage = cache_structure_damage(array_path, header)
+    if images is None:
+        return None, damage
     stored = header.get("checksums", [])
     if len(stored) != -(-len(images) // CHECKSUM_IMAGES):
         return None, "its header holds no checksums"
@@ -119,6 +112,32 @@ def cache_damage(array_path: Path, header: dict, verify_all: bool) -> tuple[np.n
             first = chunk * CHECKSUM_IMAGES
             return None, f"images {first}-{min(first + CHECKSUM_IMAGES, len(images)) - 1} changed since it was built"
     return images, None
+
+
+def cache_structure_damage(array_path: Path, header: dict) -> tuple[np.ndarray | None, str | None]:
+    """`cache_damage` without the checksums, which read every byte they cover: the array's shape,
+    type and file size against the header (a file cut short fails here)."""
+    shape = (header["count"], 3, header["resolution"], header["resolution"])
+    try:
+        with open(array_path, "rb") as file:  # its own header first: a file cut short does not map
+            version = np.lib.format.read_magic(file)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            stored_shape, _, dtype = read_header(file)
+            offset = file.tell()
+    except Exception as error:  # numpy raises ValueError, EOFError, OSError for damaged files
+        if array_path.stat().st_size == 0:
+            return None, "is empty (0 bytes)"
+        # (a file that is not one, a pickle say, is not met with numpy's advice to load it "unsafely")
+        return None, "is not a NumPy array file" if "magic" in str(error) else f"is unreadable ({error})"
+    if tuple(stored_shape) != shape or dtype != np.uint8:
+        return None, f"holds {dtype}{list(stored_shape)} where the header says uint8{list(shape)}"
+    expected_size = offset + math.prod(shape)
+    if array_path.stat().st_size != expected_size:
+        return None, f"is {array_path.stat().st_size} bytes where its header needs {expected_size}"
+    try:
+        return np.load(array_path, mmap_mode="r"), None
+    except Exception as error:
+        return None, f"is unreadable ({error})"
 
 
 def is_built(dataset: ImageFileDataset, identity: dict, cache_dir: Path) -> bool:
