@@ -343,8 +343,16 @@ def test_eval_keeps_a_default_result_of_another_data_set_or_checkpoint(dcgan_run
     assert again.exit_code == 0, again.output  # the same evaluation again: its own file, replaced
     other = invoke("eval", dcgan_run, "--metrics", "swd", "--n", "4", "--data", faces, "--cache-dir", tmp_path / "c")
     assert_one_error_line(other, "holds an evaluation of", f"not of {list_checkpoints(dcgan_run)[-1].name} on "
-                                                           f"{faces.resolve()}", "--overwrite")
+                                                           f"{faces.resolve()}", "pass --json PATH", "--overwrite")
     assert result.read_text() == recorded
+    shutil.copy(list_checkpoints(dcgan_run)[-1], dcgan_run / "best.pt")  # the run's best: that step's weights
+    best = invoke("eval", dcgan_run / "best.pt", "--metrics", "swd", "--n", "4", "--cache-dir", tmp_path / "c")
+    assert best.exit_code == 0, best.output  # the same evaluation, which used to be refused
+    shutil.copy(dcgan_run / "best.pt", dcgan_run / "mine.pt")  # a loose checkpoint: another evaluation
+    loose = invoke("eval", dcgan_run / "mine.pt", "--metrics", "swd", "--n", "4", "--cache-dir", tmp_path / "c")
+    assert_one_error_line(loose, "holds an evaluation of best.pt on synthetic, not of mine.pt on synthetic")
+    (dcgan_run / "best.pt").unlink(), (dcgan_run / "mine.pt").unlink()
+    assert invoke("eval", dcgan_run, "--metrics", "swd", "--n", "4", "--cache-dir", tmp_path / "c").exit_code == 0
     forced = invoke("eval", dcgan_run, "--metrics", "swd", "--n", "4", "--data", faces, "--cache-dir", tmp_path / "c",
                     "--overwrite")
     assert forced.exit_code == 0 and str(faces.resolve()) in result.read_text()

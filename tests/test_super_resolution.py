@@ -139,6 +139,7 @@ def test_gan_eval_never_writes_over_the_images_it_scores_nor_over_another_folder
     shutil.copytree(data["hr"], elsewhere)
     second = CliRunner().invoke(main, ["eval", str(run_dir), "--data", str(elsewhere)])
     assert second.exit_code == 2 and "holds an evaluation of" in second.output, second.output
+    assert "pass --csv PATH to keep both" in second.output
     again = CliRunner().invoke(main, ["eval", str(run_dir), "--data", str(data["hr"])])  # the same one: replaced
     assert again.exit_code == 0, again.output
     import os

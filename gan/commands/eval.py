@@ -159,10 +159,10 @@ class EvalOutputs:
         self.inputs, self.overwrite = inputs, overwrite
 
     def check(self, outputs: list[Path], defaults: list[Path], checkpoint: Path | None = None,
-              data: str | None = None, data_folder: Path | None = None) -> None:
+              data: str | None = None, data_folder: Path | None = None, step: int = 0) -> None:
         """OutputRefused unless every file of `outputs` may be written (never one of the images under
         `data_folder`, the images scored); those of `defaults` are eval's own, replaced without
-        --overwrite only by an evaluation of the same `checkpoint` on the same `data`."""
+        --overwrite only by an evaluation of the same `checkpoint` (at `step`) on the same `data`."""
         from gan.inference.outputs import check_outputs
 
         check_outputs(outputs, inputs=[*self.inputs, *_images_under(data_folder)], overwrite=self.overwrite,
@@ -170,7 +170,7 @@ class EvalOutputs:
         if not self.overwrite and checkpoint is not None:
             for path in outputs:
                 if path in defaults:
-                    refuse_another_evaluation(path, checkpoint, data)
+                    refuse_another_evaluation(path, checkpoint, data, step)
 
 
 def _images_under(folder: Path | None) -> list[Path]:
@@ -190,12 +190,14 @@ def _images_under(folder: Path | None) -> list[Path]:
             return []
 
 
-def refuse_another_evaluation(path: Path, checkpoint: Path, data: str | None) -> None:
+def refuse_another_evaluation(path: Path, checkpoint: Path, data: str | None, step: int) -> None:
     """A default result file that records another checkpoint or another data set (a loose checkpoint of
     the same step beside this one, a data folder of the same name elsewhere) is not replaced without
-    --overwrite: it is another evaluation, not an earlier run of this one."""
+    --overwrite: it is another evaluation, not an earlier run of this one. The run's best.pt is the
+    checkpoint of its step under another name: the same evaluation."""
     import json
 
+    from gan.core.checkpoint import BEST_NAME, checkpoint_path
     from gan.inference.outputs import OutputRefused
 
     try:  # (a CSV's record is the JSON beside it)
@@ -205,9 +207,13 @@ def refuse_another_evaluation(path: Path, checkpoint: Path, data: str | None) ->
     if not isinstance(stored, dict):
         return
     before = (Path(str(stored.get("checkpoint"))).name, stored.get("reference", stored.get("data")))
-    if before != (checkpoint.name, data):
-        raise OutputRefused(f"'{path}' holds an evaluation of {before[0]} on {before[1]}, not of {checkpoint.name} on "
-                            f"{data}: pass --json/--csv PATH to keep both, or --overwrite to replace it")
+    same_weights = {BEST_NAME, checkpoint_path(Path(), step).name}
+    if before[1] == data and (before[0] == checkpoint.name or (
+            stored.get("step") == step and {before[0], checkpoint.name} <= same_weights)):
+        return
+    option = "--csv" if path.suffix == ".csv" else "--json"
+    raise OutputRefused(f"'{path}' holds an evaluation of {before[0]} on {before[1]}, not of {checkpoint.name} on "
+                        f"{data}: pass {option} PATH to keep both, or --overwrite to replace it")
 
 
 def _evaluate_generative(state: dict, path: Path, folder: Path | None, metric_names: str | None, count: int,
@@ -238,7 +244,8 @@ def _evaluate_generative(state: dict, path: Path, folder: Path | None, metric_na
     data = config_from_dict(loaded.config).data
     reference = reference_of(folder or data)
     real_images = folder or (Path(data.root) if data.dataset != "synthetic" else None)
-    outputs.check([json_path], defaults=[default], checkpoint=path, data=reference, data_folder=real_images)
+    outputs.check([json_path], defaults=[default], checkpoint=path, data=reference, data_folder=real_images,
+                  step=loaded.step)
     # Asked for by name, a metric that cannot run is an error; by default it is skipped, saying why.
     result = evaluate_generative(loaded, names, count, device, folder, inception_weights, cache_dir,
                                  require_weights=metric_names is not None, progress_stream=sys.stderr)
@@ -293,7 +300,7 @@ def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_pa
     planned = [csv_path, csv_path.with_suffix(".json")]
     strips = strip_paths(folder, save_images) if save_images is not None else []
     outputs.check(planned + strips, defaults=[default, default.with_suffix(".json")], checkpoint=path,
-                  data=str(scored.resolve()), data_folder=folder)
+                  data=str(scored.resolve()), data_folder=folder, step=translator.step)
     if translator.config["recipe"] == "cyclegan":
         backward = load_translator(path, translator.device, tile, direction="BtoA")
         rows_iterator = evaluate_cycle(translator, backward, folder, data["resolution"], image_sets)
