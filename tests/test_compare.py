@@ -3,6 +3,7 @@ computed by hand from synthetic event files, and the figure."""
 
 import csv
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
@@ -95,6 +96,17 @@ def test_runs_of_two_recipes_are_named_by_their_folders_not_by_dozens_of_keys(tm
     assert set(group_runs(read_configs([dcgan[0], tuned]))) == {"00000-dcgan_demo", "00003-tuned"}
 
 
+def test_the_legend_names_every_group_also_one_without_the_first_panel(tmp_path):
+    """The legend used to be drawn on the first panel alone, so a group without loss/d (another
+    recipe's losses) was in the figure but not named."""
+    steps = np.arange(1, 4) * 100.0
+    grouped = {"dcgan": {tmp_path / "a": {"loss/d": (steps, steps), "metrics/swd/mean": (steps, steps)}},
+               "other": {tmp_path / "b": {"metrics/swd/mean": (steps, steps)},
+                         tmp_path / "c": {"metrics/swd/mean": (steps, steps + 1)}}}
+    drawn = plot(grouped, "swd/mean", tmp_path / "curves.png")
+    assert drawn["loss/d"] == ["dcgan (n=1)"] and drawn["legend"] == ["dcgan (n=1)", "other (n=2)"]
+
+
 def test_the_table_gives_mean_and_std_over_seeds(sweep, tmp_path):
     table, summaries = compare([sweep], None, tmp_path / "out")
     hinge, lsgan = summaries
@@ -118,13 +130,12 @@ def test_the_figure_has_one_line_per_group_in_each_panel(sweep, tmp_path):
                for label, members in group_runs(read_configs(find_runs([sweep]))).items()}
     drawn = plot(grouped, "swd/mean", tmp_path / "curves.png")
     assert drawn == {panel: ["loss.adversarial=hinge (n=3)", "loss.adversarial=lsgan (n=2)"]
-                     for panel in ("loss/d", "loss/g", "swd/mean")}
+                     for panel in ("loss/d", "loss/g", "swd/mean", "legend")}
     with Image.open(tmp_path / "curves.png") as image:
         assert image.format == "PNG" and image.width > 1000 and image.height > 300
 
 
 def test_smoothing_is_tensorboards_debiased_average():
-    import numpy as np
 
     values = np.array([1.0, 3.0, 2.0])
     # by hand with weight 0.6: 0.4*1/0.4 = 1; (0.24+1.2)/0.64 = 2.25; (0.864+0.8)/0.784

@@ -255,10 +255,11 @@ def test_eval_of_a_synthetic_run_compares_with_the_data_folder_it_is_given(tiny_
 # ----------------------------------------------------------------------------- gan compare
 
 
-def write_run(folder: Path, seed: int, scalars: dict[str, list[float]]) -> Path:
-    """A run directory: a config and one event file with each scalar at steps 100, 200, ..."""
+def write_run(folder: Path, seed: int, scalars: dict[str, list[float]], train: str = "") -> Path:
+    """A run directory: a config (with `train`'s lines in its [train] table) and one event file with
+    each scalar at steps 100, 200, ..."""
     folder.mkdir(parents=True)
-    (folder / "config.toml").write_text(f'recipe = "dcgan"\n\n[train]\nseed = {seed}\nsteps = 300\n')
+    (folder / "config.toml").write_text(f'recipe = "dcgan"\n\n[train]\nseed = {seed}\nsteps = 300\n{train}')
     writer = SummaryWriter(str(folder))
     for tag, values in scalars.items():
         for index, value in enumerate(values):
@@ -322,6 +323,18 @@ def test_compare_says_which_runs_lack_the_metric_and_ranks_known_metrics_their_w
     assert "(higher is better)" in result.output and "| 0.55 ± 0.071 |" in result.output
     (warning,) = [str(warning.message) for warning in caught if "no value" in str(warning.message)]
     assert "1 of 3 runs have no value of metrics/precision" in warning and str(tmp_path / "runs" / "c") in warning
+    assert "over their other seeds" in warning  # (a, b and c differ only in their seeds)
+
+
+def test_a_group_without_the_metric_is_said_to_have_none_not_to_be_over_other_seeds(tmp_path):
+    write_run(tmp_path / "runs" / "a", 0, {**SCALARS, "metrics/precision": [0.2, 0.6, 0.4]})
+    write_run(tmp_path / "runs" / "b", 0, SCALARS, train="g_lr = 0.001\n")  # a group of its own
+    with pytest.warns(UserWarning) as caught:
+        result = invoke("compare", tmp_path / "runs", "--metric", "metrics/precision", "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    (warning,) = [str(warning.message) for warning in caught if "no value" in str(warning.message)]
+    assert "1 of 2 runs have no value" in warning and "other seeds" not in warning
+    assert "has none (shown as -)" in warning
 
 
 def test_a_resume_on_changed_data_says_it_no_longer_matches_an_uninterrupted_run(tmp_path):

@@ -23,6 +23,7 @@ import tomllib
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -245,7 +246,8 @@ def _named(runs: list[Path]) -> str:
 
 def check_metric(metric: str | None, default: str, scalars: dict[Path, dict[str, Curve]]) -> str:
     """The metric to rank by: `metric` when some run logged it, else an error naming the closest
-    scalar and all the runs have; `default` when none is given. Runs without it are warned of."""
+    scalar and all the runs have; `default` when none is given. No run with it is warned of (and
+    some runs without it, by `warn_of_runs_without`)."""
     available = sorted({metric_name(tag) for curves in scalars.values() for tag in curves})
     if metric is not None and not any(metric_tag(curves, metric) for curves in scalars.values()):
         wanted = metric_name(metric)  # a part of a tag's name (swd of swd/mean) comes before spelling
@@ -259,9 +261,6 @@ def check_metric(metric: str | None, default: str, scalars: dict[Path, dict[str,
     if len(missing) == len(scalars):
         warnings.warn(f"no run has a value of {metric}{chosen}; give --metric, one of: {', '.join(available)}",
                       CompareWarning, stacklevel=2)
-    elif missing:
-        warnings.warn(f"{len(missing)} of {len(scalars)} runs have no value of {metric}: {_named(missing)}; the best "
-                      f"and final {metric} of their groups are over the other seeds", CompareWarning, stacklevel=2)
     if metric_name(metric) not in BEST_METRICS:
         warnings.warn(f"gan does not know whether a higher or lower {metric} is better; the best is taken as the "
                       "lowest", CompareWarning, stacklevel=2)
@@ -392,6 +391,28 @@ def smooth(values: np.ndarray, weight: float = SMOOTHING) -> np.ndarray:
     return smoothed
 
 
+def warn_of_runs_without(metric: str, groups: dict[str, dict[Path, dict[str, Curve]]]) -> None:
+    """Name the runs that have no value of `metric` when others do, and say what that does to their
+    groups' rows: taken over the group's other seeds, or left empty when no seed has one."""
+    runs = [run for members in groups.values() for run in members]
+    missing = [run for members in groups.values() for run, curves in members.items() if not _measured(curves, metric)]
+    if not missing or len(missing) == len(runs):  # (none at all: check_metric said so)
+        return
+    empty = [label for label, members in groups.items() if all(run in missing for run in members)]
+    partial = [label for label, members in groups.items() if label not in empty and any(run in missing for run in members)]
+    effects = ([f"the best and final {metric} of {_listed(partial)} are over their other seeds"] if partial else []) + (
+        [f"{_listed(empty)} {'has' if len(empty) == 1 else 'have'} none (shown as -)"] if empty else [])
+    warnings.warn(f"{len(missing)} of {len(runs)} runs have no value of {metric}: {_named(missing)}; "
+                  + "; ".join(effects), CompareWarning, stacklevel=2)
+
+
+def _listed(labels: list[str]) -> str:
+    """Group labels in a sentence: `group 'a'`, or `groups 'a', 'b' and 2 more`."""
+    shown = ", ".join(f"'{label}'" for label in labels[:MAX_NAMED])
+    more = f" and {len(labels) - MAX_NAMED} more" if len(labels) > MAX_NAMED else ""
+    return f"group{'s' if len(labels) > 1 else ''} {shown}{more}"
+
+
 def band(curves: list[Curve], smoothed: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(steps, mean, min, max) of the (smoothed) curves over seeds, on the steps all of them reach."""
     last_common = min(steps[-1] for steps, _ in curves)
@@ -402,7 +423,9 @@ def band(curves: list[Curve], smoothed: bool = True) -> tuple[np.ndarray, np.nda
 
 def plot(groups: dict[str, dict[Path, dict[str, Curve]]], metric: str, path: Path) -> dict[str, list[str]]:
     """One PNG: a panel per loss and one for the metric; per group a mean line and a min-max band
-    over seeds. Returns each panel's title with the labels of its lines."""
+    over seeds, in one colour in every panel, named once in a legend below them all (a group may
+    lack a panel's scalar). Returns each panel's title with the labels of its lines, and under
+    "legend" the legend's."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display needed
@@ -410,9 +433,13 @@ def plot(groups: dict[str, dict[Path, dict[str, Curve]]], metric: str, path: Pat
 
     panels = [tag for tag in (*LOSSES, metric)
               if any(metric_tag(curves, tag) for runs in groups.values() for curves in runs.values())]
-    figure, axes = plt.subplots(1, max(1, len(panels)), figsize=(5.5 * max(1, len(panels)), 4.2), squeeze=False)
+    columns = max(1, min(len(groups), 3 * len(panels)))  # of the legend, a row more per `columns` groups
+    rows = -(-len(groups) // columns)
+    figure, axes = plt.subplots(1, max(1, len(panels)), figsize=(5.5 * max(1, len(panels)), 4.2 + 0.2 * rows),
+                                squeeze=False)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     drawn: dict[str, list[str]] = {}
+    legend: dict[str, Any] = {}  # a group's label (with its run count): its first line
     for axis, panel in zip(axes[0], panels):
         for index, (label, runs) in enumerate(groups.items()):
             curves = [curves[tag] for curves in runs.values() if (tag := metric_tag(curves, panel))
@@ -421,19 +448,23 @@ def plot(groups: dict[str, dict[Path, dict[str, Curve]]], metric: str, path: Pat
                 continue
             steps, mean, low, high = band(curves, smoothed=panel != metric)  # a few evaluations: as they are
             colour = colours[index % len(colours)]
-            axis.plot(steps, mean, color=colour, label=f"{label} (n={len(curves)})",
-                      marker="o" if panel == metric else None, markersize=3)
+            (line,) = axis.plot(steps, mean, color=colour, marker="o" if panel == metric else None, markersize=3)
             drawn.setdefault(panel, []).append(f"{label} (n={len(curves)})")
+            legend.setdefault(f"{label} (n={len(runs)})", line)
             if len(curves) > 1:
                 axis.fill_between(steps, low, high, color=colour, alpha=0.2, linewidth=0)
         axis.set_title(panel)
         axis.set_xlabel("step")
         axis.grid(alpha=0.3)
-    if panels:
-        axes[0][0].legend(fontsize=8)
+    below = 0.0
+    if legend:
+        figure.legend(list(legend.values()), list(legend), loc="lower center", ncol=columns, fontsize=8,
+                      frameon=False)
+        below = (0.22 + 0.2 * rows) / figure.get_figheight()  # the legend's share of the height
     figure.suptitle(f"losses smoothed {SMOOTHING} as TensorBoard does, {metric} as evaluated; lines: mean over "
                     f"seeds, bands: min-max", fontsize=9)
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, below, 1, 1))
+    drawn["legend"] = list(legend)
     write_atomically(path, lambda temp: figure.savefig(temp, format="png", dpi=110))
     plt.close(figure)
     return drawn
@@ -451,6 +482,7 @@ def compare(paths: list[Path], metric: str | None, out: Path) -> tuple[str, list
     metric = check_metric(metric, default_metric(configs), scalars)
     lower = BEST_METRICS.get(metric_name(metric), "lower") == "lower"
     grouped = {label: {run: scalars[run] for run in members} for label, members in group_runs(configs).items()}
+    warn_of_runs_without(metric, grouped)
     planned = {run: config.get("train.steps") for run, config in configs.items()}
     summaries = [summarise(label, members, metric, lower, planned) for label, members in grouped.items()]
     table = markdown_table(summaries, metric, lower)
