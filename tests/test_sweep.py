@@ -72,6 +72,19 @@ def test_the_manifest_guards_the_folder_against_another_sweep(tmp_path):
     assert (tmp_path / MANIFEST).read_text() == text
 
 
+def test_the_manifest_is_written_only_by_the_sweep_that_holds_the_folder(tmp_path):
+    """Two sweeps started into one new folder at once used to both write sweep.toml before either
+    took the folder's lock: the one refused could leave its manifest over the other's runs."""
+    from gan.core.files import SweepLock
+
+    out = tmp_path / "sweep"
+    with SweepLock(out):  # another sweep, between taking the folder and writing its manifest
+        result = CliRunner().invoke(main, ["sweep", str(DEMO), "--grid", "loss.adversarial=vanilla,lsgan",
+                                           "--set", "train.steps=10", "--out", str(out), "--print-commands"])
+    assert result.exit_code == 2 and "in use by another gan sweep" in result.output, result.output
+    assert not (out / MANIFEST).exists()
+
+
 def test_print_commands_gives_one_train_line_per_run(tmp_path):
     result = CliRunner().invoke(main, ["sweep", str(DEMO), "--grid", "loss.adversarial=vanilla,lsgan", "--seeds", "2",
                                        "--set", "train.steps=10", "--out", str(tmp_path / "sweep"),

@@ -52,6 +52,7 @@ def sweep(config: Path, grids: tuple[str, ...], seeds: int, sets: tuple[str, ...
     from gan.core.registry import ConfigError
     from gan.tools.sweep import (
         check_sets,
+        claimed_sweep_folder,
         expand,
         manifest_text,
         parse_grid,
@@ -59,7 +60,6 @@ def sweep(config: Path, grids: tuple[str, ...], seeds: int, sets: tuple[str, ...
         run_sweep,
         sweep_shape,
         train_command,
-        write_manifest,
     )
 
     try:
@@ -71,13 +71,14 @@ def sweep(config: Path, grids: tuple[str, ...], seeds: int, sets: tuple[str, ...
             click.echo(f"sweep: {len(runs)} runs ({sweep_shape(grid, seeds)}); checking their configs", err=True)
         planned_steps(config, list(sets), runs)  # every grid point valid before sweep.toml is written
         text = manifest_text(config, list(sets), grid, seeds, runs)
-        write_manifest(out, text)  # first: a folder of another sweep is refused before any line is printed
-        if print_commands:
-            for run in runs:
-                click.echo(shlex.join(train_command(config, list(sets), run, out / run.name,
-                                                    None if device == "auto" else device, ["gan"])))
-            return
-        failed = run_sweep(config, list(sets), runs, out, jobs, _devices(device))
+        # first: a folder of another sweep, or one another sweep runs in, is refused before any line is printed
+        with claimed_sweep_folder(out, text):
+            if print_commands:
+                for run in runs:
+                    click.echo(shlex.join(train_command(config, list(sets), run, out / run.name,
+                                                        None if device == "auto" else device, ["gan"])))
+                return
+            failed = run_sweep(config, list(sets), runs, out, jobs, _devices(device))
     except (ConfigError, WriteError, RunDirectoryBusy) as error:
         fail(error)
     except KeyboardInterrupt as stop:  # Ctrl-C (130) or SIGTERM (143), passed on to the runs

@@ -23,11 +23,11 @@ import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Callable
+from typing import IO, Callable, Iterator
 
 from gan.core.checkpoint import checkpoints_by_content, list_checkpoints
 from gan.core.config import parse_value
-from gan.core.files import SweepLock, WriteError, write_text_atomically
+from gan.core.files import SWEEP_LOCK_NAME, SweepLock, write_text_atomically
 from gan.core.processes import STOP_SIGNALS, leave_the_terminal, stop_with_parent
 from gan.core.progress import format_duration
 from gan.core.registry import ConfigError
@@ -152,6 +152,24 @@ def manifest_text(config: Path, sets: list[str], grid: list[tuple[str, list[str]
     return "\n".join(lines) + "\n"
 
 
+@contextlib.contextmanager
+def claimed_sweep_folder(out: Path, text: str) -> Iterator[None]:
+    """Hold `out`'s sweep lock, and within it write DIR/sweep.toml (`text`) or check that the one there
+    asks for the same sweep: two sweeps started into one new folder at once must not both write
+    their manifests. A folder this made is removed again when that fails (a full disk)."""
+    created = not out.exists()
+    with SweepLock(out):  # (made here when new)
+        try:
+            write_manifest(out, text)
+        except BaseException:
+            if created:
+                with contextlib.suppress(OSError):
+                    (out / SWEEP_LOCK_NAME).unlink()
+                    out.rmdir()
+            raise
+        yield
+
+
 def write_manifest(out: Path, text: str) -> None:
     """Write DIR/sweep.toml, or check that the one there asks for the same sweep."""
     path = out / MANIFEST
@@ -164,15 +182,8 @@ def write_manifest(out: Path, text: str) -> None:
             raise ConfigError(f"'{out}' holds another sweep ({path} asks for other runs): use another --out, "
                               f"or the command that made it")
         return
-    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    try:
-        write_text_atomically(path, text)
-    except WriteError:  # (a full disk): no empty sweep folder is left behind
-        if created:
-            with contextlib.suppress(OSError):
-                out.rmdir()
-        raise
+    write_text_atomically(path, text)
 
 
 def finished(run_dir: Path, steps: int) -> bool:
@@ -215,10 +226,11 @@ def run_sweep(config: Path, sets: list[str], runs: list[SweepRun], out: Path, jo
               say: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)) -> list[str]:
     """Train the runs that are not finished, `jobs` at a time; returns the names of those that
     failed. With one job the run's own progress shows in the terminal; with more, each writes
-    to DIR/logs/<name>.log. `devices`: one per job slot in turn (GPUs), or empty (the default)."""
+    to DIR/logs/<name>.log. `devices`: one per job slot in turn (GPUs), or empty (the default).
+    The caller holds the folder (`claimed_sweep_folder`): one sweep per folder, as a second would
+    start the same runs again."""
     steps = planned_steps(config, sets, runs)
-    with SweepLock(out):  # one sweep per folder: a second would start the same runs again
-        return _train_runs(config, sets, runs, steps, out, jobs, devices, say)
+    return _train_runs(config, sets, runs, steps, out, jobs, devices, say)
 
 
 def _train_runs(config: Path, sets: list[str], runs: list[SweepRun], steps: dict[str, int], out: Path, jobs: int,
