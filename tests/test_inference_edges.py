@@ -252,12 +252,23 @@ def test_an_edited_checkpoint_is_one_line_naming_it(runs, tmp_path, edit, messag
     assert_one_error_line(invoke(command, source, *out), f"'{source}' is damaged or edited", message)
 
 
+@pytest.mark.parametrize("command", ["sample", "export", "eval"])
+def test_a_checkpoint_of_another_gan_version_is_named_as_such_not_as_a_foreign_file(runs, tmp_path, command):
+    source = edited_checkpoint(runs["dcgan"], tmp_path, lambda state: state.update(format="gan.checkpoint/2"))
+    out = {"sample": ["--n", "4", "--out", tmp_path / "s.png"], "export": ["--out", tmp_path / "g.pt"],
+           "eval": ["--metrics", "swd", "--n", "4", "--json", tmp_path / "m.json"]}[command]
+    assert_one_error_line(invoke(command, source, *out), f"'{source}' was written by another version of gan (format "
+                                                         "'gan.checkpoint/2'; this one reads gan.checkpoint/1)")
+
+
 @pytest.mark.parametrize("edit,message", [
     (lambda metadata: metadata.pop("config"), 'no "config" entry'),
     (lambda metadata: metadata.update(network="discriminator"), "no weights for its generator spec"),
     (lambda metadata: metadata["specs"]["generator"]["kwargs"].update(channels="eight"),
      "specs.generator.kwargs.channels: expected int, got 'eight'"),
     (lambda metadata: metadata.pop("network"), 'no "network" entry'),
+    (lambda metadata: metadata.update(format="gan.export/2"),  # used to read "has no gan export metadata"
+     "was written by another version of gan (format 'gan.export/2'; this one reads gan.export/1)"),
 ])
 def test_sample_of_an_edited_export_is_one_line_naming_it(runs, tmp_path, edit, message):
     export = edited_export(runs["dcgan"], tmp_path, edit_metadata=edit)

@@ -109,7 +109,9 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu",
         expected = "" if reason == _DAMAGED else f": expected {_expected(formats)}"
         raise CheckpointError(f"'{path}' is corrupt or not a gan checkpoint ({reason}){expected}") from None
     if not isinstance(state, dict) or state.get("format") not in formats:
-        raise CheckpointError(f"'{path}' is not a gan checkpoint ({_held(state)}): expected {_expected(formats)}")
+        newer_or_older = other_version(path, state.get("format") if isinstance(state, dict) else None, formats)
+        raise CheckpointError(newer_or_older
+                              or f"'{path}' is not a gan checkpoint ({_held(state)}): expected {_expected(formats)}")
     damaged = _failed_checksum(path)
     if damaged:
         raise CheckpointError(f"'{path}' is corrupt: its record '{damaged}' fails its checksum (the file was damaged "
@@ -154,6 +156,19 @@ def _unloadable_reason(path: Path, error: Exception) -> str:
     if "weights only load failed" in str(error).lower():
         return "it holds Python objects besides tensors, numbers and strings, which gan never unpickles"
     return _DAMAGED
+
+
+def other_version(path: Path, stored: object, formats: tuple[str, ...]) -> str | None:
+    """The message for a file of one of `formats`' kinds but another version (`gan.checkpoint/2`
+    where this gan reads `gan.checkpoint/1`): written by another gan, not a foreign file. None otherwise."""
+    if not isinstance(stored, str):
+        return None
+    kind = stored.rpartition("/")[0]
+    readable = [name for name in formats if name.rpartition("/")[0] == kind]
+    if not kind or not readable:
+        return None
+    return (f"'{path}' was written by another version of gan (format {stored[:40]!r}; this one reads "
+            f"{', '.join(readable)}): read it with the gan that wrote it")
 
 
 def _held(state: object) -> str:

@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import torch
 
-from gan.core.checkpoint import FORMAT, CheckpointError, load_checkpoint, resolve_checkpoint
+from gan.core.checkpoint import FORMAT, CheckpointError, load_checkpoint, other_version, resolve_checkpoint
 from gan.core.files import WriteError, write_atomically
 from gan.inference.loading import build_generator, checked_state, damaged
 
@@ -157,7 +157,9 @@ def read_export(path: Path) -> dict[str, Any]:
     except ValueError as error:
         raise damaged(path, f"its \"gan\" metadata entry is not valid JSON ({error})") from None
     if not isinstance(metadata, dict) or metadata.get("format") != EXPORT_FORMAT:
-        raise CheckpointError(f"'{path}' has no gan export metadata; write it with `gan export`")
+        newer_or_older = other_version(path, metadata.get("format") if isinstance(metadata, dict) else None,
+                                       (EXPORT_FORMAT,))
+        raise CheckpointError(newer_or_older or f"'{path}' has no gan export metadata; write it with `gan export`")
     if not isinstance(metadata.get("network"), str):
         raise damaged(path, "its \"gan\" metadata has no \"network\" entry naming the weights it holds")
     return {**metadata, "networks": {metadata["network"]: weights}}
