@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 from gan.core.images import signed_to_uint8
 
@@ -80,8 +79,8 @@ def ssim(image: torch.Tensor, reference: torch.Tensor, crop_border: int = 0, y_c
     give 1.0.
     """
     image, reference = _prepare(image, reference, crop_border, y_channel, min_size=SSIM_WINDOW_SIZE)
-    window = _gaussian_window(image.shape[1], image.device)
-    scores = [_ssim_one(one, other, window) for one, other in zip(image, reference)]
+    line = _gaussian_line(image.device)
+    scores = [_ssim_one(one, other, line) for one, other in zip(image, reference)]
     return sum(scores) / len(scores)
 
 
@@ -116,32 +115,41 @@ def _psnr_one(image: torch.Tensor, reference: torch.Tensor) -> float:
     return math.inf if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
 
 
-def _gaussian_window(channels: int, device: torch.device) -> torch.Tensor:
-    """Normalised 11x11 Gaussian (sigma 1.5), float64, as depthwise weights (channels, 1, 11, 11).
-
-    The same window as BasicSR's cv2.getGaussianKernel(11, 1.5) outer product.
-    """
+def _gaussian_line(device: torch.device) -> torch.Tensor:
+    """Normalised 11-tap Gaussian (sigma 1.5), float64: the 11x11 SSIM window is its outer product
+    with itself, the same window as BasicSR's cv2.getGaussianKernel(11, 1.5) outer product."""
     offsets = torch.arange(SSIM_WINDOW_SIZE, dtype=torch.float64, device=device) - (SSIM_WINDOW_SIZE - 1) / 2
     line = torch.exp(-(offsets**2) / (2 * SSIM_SIGMA**2))
-    line = line / line.sum()
-    return torch.outer(line, line).expand(channels, 1, SSIM_WINDOW_SIZE, SSIM_WINDOW_SIZE).contiguous()
+    return line / line.sum()
 
 
-def _ssim_one(image: torch.Tensor, reference: torch.Tensor, window: torch.Tensor) -> float:
+def _windowed_means(maps: torch.Tensor, line: torch.Tensor) -> torch.Tensor:
+    """(..., H, W) maps filtered by the window, keeping the 'valid' (H - 10, W - 10) part: by rows,
+    then by columns, as sums of shifted copies. 22 products a pixel instead of the 2-D window's 121,
+    and several times faster than float64 convolutions on a CPU (a 2K image in seconds, not 20)."""
+    taps = line.tolist()
+    height, width = maps.shape[-2:]
+    rows = maps[..., :, : width - SSIM_WINDOW_SIZE + 1] * taps[0]
+    for offset, weight in enumerate(taps[1:], start=1):
+        rows.add_(maps[..., :, offset: width - SSIM_WINDOW_SIZE + 1 + offset], alpha=weight)
+    means = rows[..., : height - SSIM_WINDOW_SIZE + 1, :] * taps[0]
+    for offset, weight in enumerate(taps[1:], start=1):
+        means.add_(rows[..., offset: height - SSIM_WINDOW_SIZE + 1 + offset, :], alpha=weight)
+    return means
+
+
+def _ssim_one(image: torch.Tensor, reference: torch.Tensor, line: torch.Tensor) -> float:
     """Mean SSIM of one (C, H, W) float64 pair in [0, 255], over channels and the valid map."""
-    channels = image.shape[0]
-
-    def local_mean(values: torch.Tensor) -> torch.Tensor:
-        # No padding: BasicSR filters with cv2.filter2D and then drops 5 pixels per side,
-        # which is exactly the 'valid' part of the map.
-        return F.conv2d(values.unsqueeze(0), window, groups=channels)[0]
-
-    mean_image, mean_reference = local_mean(image), local_mean(reference)
+    # The five local means at once: of the image, the reference, their squares and their product.
+    # No padding: BasicSR filters with cv2.filter2D and then drops 5 pixels per side, which is
+    # exactly the 'valid' part of the map.
+    stacked = torch.stack([image, reference, image**2, reference**2, image * reference])
+    mean_image, mean_reference, local_image_sq, local_reference_sq, local_product = _windowed_means(stacked, line)
     mean_image_sq, mean_reference_sq = mean_image**2, mean_reference**2
     mean_product = mean_image * mean_reference
-    variance_image = local_mean(image**2) - mean_image_sq
-    variance_reference = local_mean(reference**2) - mean_reference_sq
-    covariance = local_mean(image * reference) - mean_product
+    variance_image = local_image_sq - mean_image_sq
+    variance_reference = local_reference_sq - mean_reference_sq
+    covariance = local_product - mean_product
     ssim_map = ((2 * mean_product + SSIM_C1) * (2 * covariance + SSIM_C2)) / (
         (mean_image_sq + mean_reference_sq + SSIM_C1) * (variance_image + variance_reference + SSIM_C2)
     )
