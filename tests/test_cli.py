@@ -257,3 +257,24 @@ def test_eval_refuses_options_the_checkpoint_kind_does_not_read(trained_run, tmp
                                        "--csv", str(tmp_path / "e.csv"), "--tile", "64"])
     assert result.exit_code == 2 and "--csv, --tile apply to image-to-image checkpoints" in result.output, result.output
     assert "is an unconditional (dcgan) checkpoint" in result.output and not (tmp_path / "e.csv").exists()
+
+
+@pytest.mark.parametrize("rank, quiet", [("0", False), ("1", True)])
+def test_under_torchrun_a_usage_error_is_printed_by_rank_0_alone(monkeypatch, rank, quiet):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", rank)
+    for arguments, said in ((["trian"], "No such command 'trian'"), (["train", "--stirct"], "No such option")):
+        result = CliRunner().invoke(main, arguments)
+        assert result.exit_code == 2 and (result.output == "" if quiet else said in result.output), result.output
+
+
+def test_a_stop_request_of_another_torchrun_process_is_not_announced(capsys):
+    import signal
+
+    from gan.training.loop import StopRequest
+
+    for announce in (True, False):
+        with StopRequest(announce=announce) as stop:
+            signal.raise_signal(signal.SIGTERM)
+        assert stop.signal_name == "SIGTERM"
+        assert ("received SIGTERM" in capsys.readouterr().err) == announce

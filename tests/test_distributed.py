@@ -198,6 +198,9 @@ def test_rank_0_alone_gives_the_warnings_and_errors_every_process_meets(tmp_path
                              timeout=300)
     assert refused.returncode != 0
     assert refused.stderr.count("error: unknown config key 'train.nokey'") == 1, refused.stderr[-3000:]
+    misspelt = subprocess.run([*command, "--stirct"], capture_output=True, text=True, env=env, timeout=300)
+    assert misspelt.returncode != 0  # a usage error, which click printed in every process
+    assert misspelt.stderr.count("No such option '--stirct'") == 1, misspelt.stderr[-3000:]
 
 
 @pytest.mark.slow

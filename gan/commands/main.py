@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 
@@ -28,17 +29,39 @@ def _format_warning(message, category, filename, lineno, line=None) -> str:
     return f"{CLEAR_LINE if sys.stderr.isatty() else ''}warning: {message}\n"
 
 
+def _another_torchrun_process() -> bool:
+    """Whether this is one of torchrun's processes other than rank 0, which all read the same
+    command line: rank 0 alone says what is wrong with it."""
+    return os.environ.get("WORLD_SIZE", "1").strip() not in ("", "1") and os.environ.get("RANK", "0").strip() != "0"
+
+
 class Commands(click.Group):
     """The command group, ending any command's unhandled error on a named file (a read-only or
-    full disk, a file where a folder belongs) with one line instead of a traceback."""
+    full disk, a file where a folder belongs) with one line instead of a traceback. Under torchrun,
+    a usage error is printed by rank 0 alone (each process exits with it)."""
+
+    def make_context(self, *args, **kwargs) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.UsageError as error:  # (`gan trian`): the group's own arguments
+            _quietly_unless_rank_0(error)
+            raise
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except click.UsageError as error:  # a command's arguments
+            _quietly_unless_rank_0(error)
+            raise
         except OSError as error:
             if error.filename is None:
                 raise
             fail(file_error(error))
+
+
+def _quietly_unless_rank_0(error: click.UsageError) -> None:
+    if _another_torchrun_process():
+        sys.exit(error.exit_code)
 
 
 @click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})

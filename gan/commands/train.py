@@ -333,8 +333,9 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
         if isinstance(error, KeyboardInterrupt):  # while setting up, or a second Ctrl-C in the loop
             signum = error.signum if isinstance(error, Terminated) else signal.SIGINT
             signal_name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-            click.echo(f"error: stopped by {signal_name} without saving a checkpoint (checkpoints written before "
-                       "are kept)", err=True)
+            if group.is_main:  # (torchrun passes a stop to every process: rank 0 says it)
+                click.echo(f"error: stopped by {signal_name} without saving a checkpoint (checkpoints written "
+                           "before are kept)", err=True)
             sys.exit(128 + signum)
         if isinstance(error, NonFiniteLossError):
             click.echo(f"error: {error}", err=True)

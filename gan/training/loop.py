@@ -336,8 +336,9 @@ class StopRequest:
     """Turns SIGINT, SIGTERM and SIGHUP into a flag checked between steps; a second Ctrl-C aborts
     at once. After SIGHUP (the terminal closed) the output that went to the terminal is dropped."""
 
-    def __init__(self):
+    def __init__(self, announce: bool = True):
         self.signal_name: str | None = None
+        self.announce = announce  # (under torchrun, rank 0 says it for every process)
         self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: Any) -> None:
@@ -347,8 +348,9 @@ class StopRequest:
         if hangup:
             leave_the_terminal()
         self.signal_name = signal.Signals(signum).name
-        print_above(f"received {self.signal_name}{' (the terminal closed)' if hangup else ''}: saving "
-                    "a checkpoint after this step (Ctrl-C again to abort without saving)")
+        if self.announce:
+            print_above(f"received {self.signal_name}{' (the terminal closed)' if hangup else ''}: saving "
+                        "a checkpoint after this step (Ctrl-C again to abort without saving)")
 
     def __enter__(self) -> "StopRequest":
         if threading.current_thread() is threading.main_thread():
@@ -439,7 +441,7 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
     failed_before_a_step = False
     try:
         _start_logging(run, resume, progress_stream)  # (it reads the first images: --strict may fail there)
-        with StopRequest() as stop:
+        with StopRequest(announce=run.main) as stop:
             stopping = False  # agreed by all processes: they stop at the same step
             while run.step < config.train.steps and not stopping:
                 if not _one_step(run, stop):
