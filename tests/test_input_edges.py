@@ -465,9 +465,10 @@ def test_tiff_gif_and_jfif_files_are_read_and_other_formats_are_counted_in_one_w
     Image.new("RGB", (8, 8), RED).save(tmp_path / "h.ico")
     Image.new("RGB", (8, 8), RED).save(tmp_path / "i.pdf")
     (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "IMG_0001.HEIC").write_bytes(b"\0\0\0\x18ftypheic")  # a phone's photo, which Pillow cannot open
     paths, messages = caught_warnings(lambda: find_images(tmp_path))
     assert [path.name for path in paths] == ["a.tif", "b.TIFF", "c.gif", "d.jfif", "e.jpe", "f.png"]
-    assert len(messages) == 1 and "3 files" in messages[0] and "2 .ico, 1 .pdf" in messages[0], messages
+    assert len(messages) == 1 and "4 files" in messages[0] and "1 .heic, 2 .ico, 1 .pdf" in messages[0], messages
     assert str(tmp_path) in messages[0] and ".txt" not in messages[0]
     for path in paths:
         assert abs(np.asarray(read_rgb(path))[4, 4].astype(int) - RED).max() < 8, path  # JPEG: lossy

@@ -18,6 +18,9 @@ from gan.core.files import LOCK_NAME
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif",
                     ".ppm", ".pgm", ".pnm")
+# Photo formats Pillow itself cannot open (phones' HEIC, JPEG XL): counted with the other formats
+# left out, so that a folder of them is not just "no images found".
+PHOTO_FORMATS_WITHOUT_PILLOW = (".heic", ".heif", ".jxl")
 
 # Pillow raises more than OSError on bad files: SyntaxError (broken PNG chunks),
 # ValueError, DecompressionBombError (a header claiming a huge size).
@@ -267,7 +270,8 @@ def find_images(root: Path, recursive: bool = True) -> list[Path]:
 
     Hidden files and folders (a leading dot: `.ipynb_checkpoints/`, `.thumbnails/`) are left out.
     Linked folders are followed, each real folder once, so a link loop ends. Files in other formats
-    Pillow knows (.psd, .ico, .pdf, ...) are left out with one warning that counts them.
+    Pillow knows (.psd, .ico, .pdf, ...), and photos in formats it lacks (.heic), are left out with
+    one warning that counts them.
     """
     if not root.exists():
         raise FileNotFoundError(f"image folder '{root}' does not exist{file_on_the_way(root)}")
@@ -280,7 +284,7 @@ def find_images(root: Path, recursive: bool = True) -> list[Path]:
             continue
         if suffix in IMAGE_EXTENSIONS:
             paths.append(path)
-        elif suffix in Image.registered_extensions():
+        elif suffix in Image.registered_extensions() or suffix in PHOTO_FORMATS_WITHOUT_PILLOW:
             other_formats[suffix] += 1
     paths.sort()
     if other_formats:
