@@ -89,15 +89,16 @@ def _require_root(config: DataConfig) -> None:
                           "e.g. --set data.root=/path/to/images")
 
 
-def build_dataset(config: DataConfig, train: bool = True) -> Dataset:
+def build_dataset(config: DataConfig, train: bool = True, root_key: str = "data.root") -> Dataset:
     """The training set the `[data]` section describes, or with `train=False` its evaluation set.
-    A missing folder's error names the config key that sets it and where to learn how to fill it."""
+    A missing folder's error names the config key that sets it (`root_key` for data.root, when
+    another key put its folder there: metrics.root) and where to learn how to fill it."""
     try:
         return DATASETS.get(config.dataset)(config, train)
     except PartitionFileError:  # its message names data.split and the file: no folder key to add
         raise
     except FileNotFoundError as error:
-        keys = _folder_keys(config, train)
+        keys = _folder_keys(config, train).replace("data.root", root_key)
         raise FileNotFoundError(f"{error}; it is set by {keys} (--set {keys.split(' ')[0]}=/path/to/folder). "
                                 "datasets/README.md says how to obtain each data set and where to put it") from None
 

@@ -45,10 +45,7 @@ def check_run_can_finish(config: Config, run_dir: Path, evaluation_set: bool, da
 def _reference_set(data, root: str) -> None:
     """The metrics' real images, read as [data] says from `root`: a missing folder's message names
     metrics.root, the key that set it here."""
-    try:
-        build_dataset(dataclasses.replace(data, root=root, max_images=0), train=False)
-    except (FileNotFoundError, NotADirectoryError) as error:
-        raise type(error)(str(error).replace("data.root", "metrics.root")) from error
+    build_dataset(dataclasses.replace(data, root=root, max_images=0), train=False, root_key="metrics.root")
 
 
 def run_problems(config: Config, run_dir: Path, evaluation_set: bool, dataset: Dataset | None = None) -> list[str]:
