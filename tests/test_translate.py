@@ -93,6 +93,24 @@ def test_an_image_that_runs_out_of_memory_is_named_with_the_way_round_it(monkeyp
         whole(image)
 
 
+def test_a_cpu_pass_larger_than_the_memory_available_is_refused_before_the_kernel_kills_the_process(monkeypatch):
+    """On the CPU an allocation too large does not fail: the out-of-memory killer ended `gan translate`
+    mid-folder without a word. The pass is now estimated from the network's largest layer output."""
+    from gan.inference import tiling
+
+    network = nn.Sequential(nn.Conv2d(3, 64, 1), nn.Conv2d(64, 3, 1))  # 256 bytes a pixel
+    assert tiling.largest_layer_bytes_per_pixel(network, 1, torch.device("cpu")) == 256
+    monkeypatch.setattr(tiling, "LARGE_PASS_PIXELS", 64 * 64)  # (a megapixel: small images for the test)
+    image = random_rgb((128, 100), 0)  # 128 * 100 * 256 * 4 bytes: 12.5 MiB
+    monkeypatch.setattr(tiling, "available_memory", lambda device: 10 * 2**20)
+    with pytest.raises(tiling.ImageTooLargeError, match=r"a 128x100 px image would need about 12.5 MB of memory "
+                                                        r"in one pass, and 10.0 MB are available: pass --tile 512"):
+        tiling.Translator(network, torch.device("cpu"))(image)
+    assert tiling.Translator(network, torch.device("cpu"), tile=64, overlap=8)(image).size == image.size  # tiles fit
+    monkeypatch.setattr(tiling, "available_memory", lambda device: 20 * 2**20)
+    assert tiling.Translator(network, torch.device("cpu"))(image).size == image.size
+
+
 def test_padding_to_the_size_multiple_is_cropped_back():
     network = LocalNet().eval()
     for height, width in ((37, 53), (5, 3)):  # the second needs more padding than the image has: replicate

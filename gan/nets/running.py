@@ -6,7 +6,7 @@ imports none of them."""
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +23,26 @@ def eval_mode(network: nn.Module) -> Iterator[nn.Module]:
         yield network
     finally:
         network.train(was_training)
+
+
+@torch.no_grad()
+def layer_output_bytes(network: nn.Module, forward: Callable[[], object]) -> list[int]:
+    """Bytes of each leaf module's output while `forward()` runs `network` once: what its layers
+    allocate, which grows with the input. In-place layers are left out (their output is their input)."""
+    sizes: list[int] = []
+
+    def record(module: nn.Module, args: object, output: object) -> None:
+        tensors = output if isinstance(output, (tuple, list)) else [output]
+        sizes.append(sum(tensor.numel() * tensor.element_size() for tensor in tensors if isinstance(tensor, torch.Tensor)))
+
+    hooks = [module.register_forward_hook(record) for module in network.modules()
+             if not list(module.children()) and not getattr(module, "inplace", False)]
+    try:
+        forward()
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return sizes
 
 
 def run_padded(generator: nn.Module, images: torch.Tensor, size_multiple: int) -> torch.Tensor:

@@ -21,13 +21,14 @@ from torch.utils.data import Dataset
 
 from gan.core.config import Config
 from gan.core.files import temp_name
+from gan.core.memory import available_memory, format_bytes
 from gan.core.registry import ConfigError
 from gan.data import build_dataset, data_identity
 from gan.data.cache import is_built, user_cache_dir
 from gan.data.image_files import ImageFileDataset
 from gan.metrics.generative import INCEPTION_METRICS
 from gan.metrics.inception import resolve_weights_path
-from gan.nets.running import eval_mode
+from gan.nets.running import eval_mode, layer_output_bytes
 from gan.recipes.image_to_image import evaluation_set as build_evaluation_set
 
 
@@ -101,23 +102,10 @@ def check_batch_fits(networks: dict[str, nn.Module], config: Config, device: tor
                     for name, network in networks.items() if not name.endswith("_ema"))
     needed = per_image * config.train.batch_size
     if needed > available:
-        raise ConfigError(f"train.batch_size {config.train.batch_size} needs at least {_size(needed)} for one "
-                          f"step's activations ({_size(per_image)} per image, measured by a forward pass of each "
-                          f"network; the backward pass needs about as much again), and {device} has {_size(available)} "
+        raise ConfigError(f"train.batch_size {config.train.batch_size} needs at least {format_bytes(needed)} for one "
+                          f"step's activations ({format_bytes(per_image)} per image, measured by a forward pass of each "
+                          f"network; the backward pass needs about as much again), and {device} has {format_bytes(available)} "
                           f"available: at most about {max(1, available // (2 * per_image)):,} images fit in a batch")
-
-
-def available_memory(device: torch.device) -> int | None:
-    """Bytes free on a CUDA device, or available to new processes on a Linux host; None when unknown."""
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
 
 
 def example_input(name: str, network: nn.Module, config: Config, device: torch.device) -> torch.Tensor:
@@ -132,33 +120,7 @@ def example_input(name: str, network: nn.Module, config: Config, device: torch.d
     return torch.zeros(1, first.in_channels, size, size, device=device)
 
 
-@torch.no_grad()
 def activation_bytes(network: nn.Module, inputs: torch.Tensor) -> int:
-    """Bytes of every leaf module's output in one forward pass of `inputs` (in-place layers aside)."""
-    total = 0
-
-    def count(module: nn.Module, args: object, output: object) -> None:
-        nonlocal total
-        for tensor in output if isinstance(output, (tuple, list)) else [output]:
-            if isinstance(tensor, torch.Tensor):
-                total += tensor.numel() * tensor.element_size()
-
-    # (an in-place layer's output is its input, already counted)
-    hooks = [module.register_forward_hook(count) for module in network.modules()
-             if not list(module.children()) and not getattr(module, "inplace", False)]
-    try:
-        with eval_mode(network):
-            network(inputs)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return total
-
-
-def _size(count: float) -> str:
-    """Bytes in the largest binary unit under 1024 of it: `3.1 TB`."""
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if count < 1024:
-            return f"{count:,.0f} {unit}" if unit == "bytes" else f"{count:,.1f} {unit}"
-        count /= 1024
-    return f"{count:,.1f} TB"
+    """Bytes of every leaf module's output in one forward pass of `inputs`, in eval mode."""
+    with eval_mode(network):
+        return sum(layer_output_bytes(network, lambda: network(inputs)))

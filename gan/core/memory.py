@@ -1,0 +1,31 @@
+"""How much memory there is, for the checks that refuse work before it runs out: on the CPU, an
+allocation too large does not fail, the kernel's out-of-memory killer ends the process unsaid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Bytes free on a CUDA device, or available to new allocations on a Linux host without
+    swapping (MemAvailable); None when unknown."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def format_bytes(count: float) -> str:
+    """Bytes in the largest binary unit under 1024 of it: `3.1 TB`."""
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if count < 1024:
+            return f"{count:,.0f} {unit}" if unit == "bytes" else f"{count:,.1f} {unit}"
+        count /= 1024
+    return f"{count:,.1f} TB"
