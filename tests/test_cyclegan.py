@@ -268,3 +268,26 @@ def test_a_broken_file_in_either_domain_is_named_and_counted_once_per_domain(tmp
     named = sorted(str(warning.message) for warning in caught if "skipping" in str(warning.message))
     assert len(named) == 2 and "trainA" in named[0] and "trainB" in named[1], named
     assert dataset.num_skipped == 2 and item["a"].shape == item["b"].shape == (3, 8, 8)
+
+
+def test_validation_and_previews_leave_out_a_test_image_that_fails_to_decode(tmp_path):
+    """CycleGAN's validation took the dataset's items as they came, and a file that fails to decode
+    comes back as its neighbour: val/cycle_l1 counted that image twice and disagreed with gan eval."""
+    import warnings
+
+    for folder, count in (("trainA", 3), ("trainB", 3), ("testA", 3), ("testB", 2)):
+        (tmp_path / folder).mkdir()
+        for index in range(count):
+            random_rgb((40, 40), 10 * len(folder) + index).save(tmp_path / folder / f"{index}.jpg", quality=95)
+    broken = tmp_path / "testA" / "1.jpg"
+    broken.write_bytes(broken.read_bytes()[: broken.stat().st_size // 3])  # passes the header scan
+    config = load_config(REPO / "experiments" / "cyclegan_horse2zebra.toml",
+                         [*TINY_CYCLEGAN, f"data.root={tmp_path}", "log.num_samples=3"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (the broken file's own warning)
+        recipe = CycleGANRecipe(config, torch.device("cpu"), _null)
+        images = recipe.test_images()
+        previews = recipe.load_preview_items()
+    assert len(images["A"]) == 2 and len(images["B"]) == 2  # testA's 0 and 2, each once
+    assert not torch.equal(images["A"][0], images["A"][1])
+    assert torch.equal(previews["a"], images["A"])  # the items of testA's 0 and 2, not 1's stand-in

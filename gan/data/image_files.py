@@ -98,9 +98,13 @@ def readable_items(dataset: Dataset, indices: Iterable[int] | None = None) -> It
     fails to decode (named in the dataset's warning): the next image, which a training set puts
     in its place, would count twice."""
     skip = getattr(dataset, "skip_unreadable", None)
+    failed = getattr(dataset, "item_failed", None)  # (a data set of several files an item, unpaired)
     for index in range(len(dataset)) if indices is None else indices:
         item = dataset[index]
-        if skip is None or index not in skip.failed:
+        if failed is not None:
+            if not failed(index):
+                yield item
+        elif skip is None or index not in skip.failed:
             yield item
 
 

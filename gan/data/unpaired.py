@@ -54,6 +54,23 @@ class UnpairedImages(Dataset):
     def num_skipped(self) -> int:
         return sum(skip.num_skipped for skip in self.skip_unreadable.values())
 
+    def item_failed(self, index: int) -> bool:
+        """Whether evaluation item `index`, once loaded, holds a neighbour in place of a file of either
+        domain that failed to decode (`readable_items` leaves such items out)."""
+        return (index % len(self.a_paths) in self.skip_unreadable["a"].failed
+                or index % len(self.b_paths) in self.skip_unreadable["b"].failed)
+
+    def domain_images(self, name: str) -> list[torch.Tensor]:
+        """Every image of domain `name` ("a" or "b") of an evaluation set once, in order, leaving out
+        each whose file fails to decode: the next image, put in its place, would count twice."""
+        paths = self.a_paths if name == "a" else self.b_paths
+        images = []
+        for index in range(len(paths)):
+            image = self[index][name]  # (the other domain's file of the item does not matter here)
+            if index not in self.skip_unreadable[name].failed:
+                images.append(image)
+        return images
+
 
 def domain_folders(root: str | Path, split: str, a_root: str = "", b_root: str = "") -> tuple[Path, Path]:
     """`a_root`/`b_root` when given, else CycleGAN's `root/<split>A` and `root/<split>B`."""

@@ -44,6 +44,7 @@ subclass it and nothing else: no recipe inherits from another.
 
 from __future__ import annotations
 
+import itertools
 from contextlib import AbstractContextManager
 from typing import Any, Callable, Hashable, Protocol
 
@@ -54,6 +55,7 @@ from torch.utils.data import Dataset
 from gan.core.config import Config, TrainConfig
 from gan.core.registry import ConfigError
 from gan.data import build_dataset
+from gan.data.image_files import readable_items
 from gan.nets import NetworkSpec
 from gan.recipes.augment import AdaptiveProbability, DiffAugment
 from gan.recipes.losses import AdversarialLoss, LazyR1
@@ -187,9 +189,9 @@ class RecipeBase:
         return self._preview_batch
 
     def load_preview_items(self) -> dict[str, torch.Tensor]:
-        """The first `log.num_samples` evaluation items, stacked key by key."""
+        """The first `log.num_samples` readable evaluation items, stacked key by key."""
         dataset = build_dataset(self.config.data, train=False)
-        items = [dataset[index] for index in range(min(self.config.log.num_samples, len(dataset)))]
+        items = list(itertools.islice(readable_items(dataset), self.config.log.num_samples))
         return {key: torch.stack([item[key] for item in items]) for key in items[0]}
 
     def before_step(self, step: int) -> None:

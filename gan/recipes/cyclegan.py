@@ -162,10 +162,8 @@ class CycleGANRecipe(RecipeBase):
         """Every evaluation image of each domain once ({"A": (n_A, 3, R, R), "B": ...} in [-1, 1]), loaded once."""
         if self._test_images is None:
             dataset = build_dataset(self.config.data, train=False)
-            self._test_images = {
-                "A": torch.stack([dataset[index]["a"] for index in range(len(dataset.a_paths))]),
-                "B": torch.stack([dataset[index]["b"] for index in range(len(dataset.b_paths))]),
-            }
+            self._test_images = {"A": torch.stack(dataset.domain_images("a")),
+                                 "B": torch.stack(dataset.domain_images("b"))}
         return self._test_images
 
     @torch.no_grad()
