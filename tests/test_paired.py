@@ -168,3 +168,34 @@ def test_a_validation_image_that_fails_to_decode_is_left_out_of_the_mean_not_rep
             dataset = paired_dataset(tmp_path / name, "all", 32, load_size=0, train=False)
             scores[name] = pair_scores(nn.Identity(), dataset, data, torch.device("cpu"), 1, contextlib.nullcontext)
     assert scores["with"] == pytest.approx(scores["without"])
+
+
+def test_eval_of_a_model_trained_on_a_and_b_folders_refuses_a_folder_of_single_photos(tmp_path):
+    """Such a model used to score single photos cut in halves (left: input, right: target), and a
+    CycleGAN-style root's train and test images together, as pairs, without a word."""
+    from click.testing import CliRunner
+    from conftest import REPO, TINY_PIX2PIX, random_rgb
+
+    from gan.commands.main import main
+    from gan.training.loop import train
+    from gan.training.resolve import load_config
+
+    for split in ("train", "val"):
+        for side, offset in (("A", 0), ("B", 50)):
+            (tmp_path / "pairs" / split / side).mkdir(parents=True)
+            for index in range(3):
+                random_rgb((40, 40), offset + index).save(tmp_path / "pairs" / split / side / f"{index}.png")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for index in range(3):
+        random_rgb((60, 50), 100 + index).save(photos / f"{index}.png")
+    config = load_config(REPO / "experiments" / "pix2pix_facades.toml",
+                         [*TINY_PIX2PIX, f"data.root={tmp_path / 'pairs'}"])
+    run_dir = train(config, tmp_path / "run", torch.device("cpu")).run_dir
+    refused = CliRunner().invoke(main, ["eval", str(run_dir), "--data", str(photos), "--csv", str(tmp_path / "e.csv")])
+    assert refused.exit_code == 2 and "holds single images, which would be cut in halves" in refused.output, \
+        refused.output
+    assert "trained on pairs in A/ and B/ folders" in refused.output and not (tmp_path / "e.csv").exists()
+    scored = CliRunner().invoke(main, ["eval", str(run_dir), "--data", str(tmp_path / "pairs"),
+                                       "--csv", str(tmp_path / "e.csv")])
+    assert scored.exit_code == 0 and "3 pairs" in scored.output, scored.output

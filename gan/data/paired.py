@@ -111,11 +111,8 @@ def training_pair_shapes(data: dict) -> PairShapes:
     is a pair only for a run whose pairs were that wide."""
     if data.get("dataset") != "paired" or data.get("layout") == "folders":
         return PairShapes(known=True)
-    if not data.get("root"):
-        return PairShapes(known=False)
-    split = data.get("split", "")
-    folder = Path(data["root"]) if split in ("", "all") else Path(data["root"]) / split
-    if not folder.is_dir():
+    folder = _training_folder(data)
+    if folder is None:
         return PairShapes(known=False)
     if data.get("layout", "auto") == "auto" and detect_layout(folder) == "folders":
         return PairShapes(known=True)
@@ -129,6 +126,25 @@ def training_pair_shapes(data: dict) -> PairShapes:
     if len(wide) < len(sizes) / 2:
         return PairShapes(known=True)
     return PairShapes(known=True, lowest=min(wide), highest=max(wide))
+
+
+def training_layout(data: dict) -> str | None:
+    """How a run's `[data]` section (a checkpoint's config) laid out its pairs: "folders" (A/ and B/)
+    or "aligned" (A|B images), as set or as detected in its training folder; None when the layout
+    is auto-detected and the folder is not here to tell."""
+    if data.get("layout") in ("aligned", "folders"):
+        return data["layout"]
+    folder = _training_folder(data)
+    return detect_layout(folder) if folder is not None else None
+
+
+def _training_folder(data: dict) -> Path | None:
+    """The folder of a run's training pairs (data.root, or its data.split subfolder), when it is here."""
+    if not data.get("root"):
+        return None
+    split = data.get("split", "")
+    folder = Path(data["root"]) if split in ("", "all") else Path(data["root"]) / split
+    return folder if folder.is_dir() else None
 
 
 def augment_together(images: list[Image.Image], size: int, load_size: int, rng: random.Random | None,

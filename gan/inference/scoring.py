@@ -49,6 +49,7 @@ from gan.data.paired import (
     matched_folders,
     pair_wide,
     refuse_two_folders_of_single_images,
+    training_layout,
     training_pair_shapes,
 )
 from gan.data.super_resolution import Degradation, bicubic_resize, crop_to_multiple, scored_side
@@ -178,6 +179,10 @@ def evaluate_paired(translator: Translator, folder: Path, data_config: dict,
     Outputs and targets are collected in `image_sets[""]` as uint8 when it is given. A pair with
     a file that cannot be read is Skipped, named by its first file."""
     pairs = _evaluation_pairs(folder, data_config["layout"])
+    if any(second is None for _, second in pairs) and training_layout(data_config) == "folders":
+        raise ValueError(f"'{folder}' holds single images, which would be cut in halves as input | target, but this "
+                         f"model trained on pairs in A/ and B/ folders ('{data_config['root']}'): give --data a folder "
+                         "with A/ and B/ subfolders whose files pair by name (or split subfolders holding them)")
     not_pairs = not_shaped_like_pairs([first for first, second in pairs if second is None], folder, data_config)
     # strict: a pair that fails to decode raises instead of lending it the next pair's images
     dataset = PairedImages(pairs, data_config["resolution"], load_size=0, direction=data_config["direction"],
