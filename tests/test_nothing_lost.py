@@ -358,3 +358,33 @@ def test_a_resume_on_changed_data_says_it_no_longer_matches_an_uninterrupted_run
     with pytest.warns(UserWarning, match=r"the training data differ from those .* trained on \(8 images then, 9 "
                                          r"now, or files renamed\)"):
         train(tiny_config(*data, "train.steps=4"), run_dir, torch.device("cpu"), resume=True)
+
+
+def test_compare_takes_non_finite_values_out_of_a_group_with_a_warning_instead_of_a_traceback(tmp_path):
+    """An infinite metric (PSNR of a perfect reconstruction) or a NaN (a diverged run) ended gan compare
+    in a traceback from statistics.stdev."""
+    write_run(tmp_path / "runs" / "a", 0, {**SCALARS, "metrics/swd/mean": [30.0, 10.0, 20.0]})
+    write_run(tmp_path / "runs" / "b", 1, {**SCALARS, "metrics/swd/mean": [40.0, 12.0, math.inf]})
+    write_run(tmp_path / "runs" / "c", 2, {**SCALARS, "metrics/swd/mean": [math.nan, 14.0, 24.0]})
+    with pytest.warns(UserWarning) as caught:
+        result = invoke("compare", tmp_path / "runs", "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    (warning,) = [str(warning.message) for warning in caught if "no finite number" in str(warning.message)]
+    assert "2 run(s)" in warning and f"{tmp_path / 'runs' / 'b'} (inf at step 300)" in warning
+    assert f"{tmp_path / 'runs' / 'c'} (nan at step 100)" in warning
+    # bests 10, 12, 14 -> 12 ± 2; finals 20, 12 (b's last finite), 24 -> 18.67 ± 6.1
+    assert "| all runs | 3 | 12 ± 2 | 200 | 18.67 ± 6.1 |" in result.output, result.output
+
+
+def test_compare_counts_a_run_named_twice_once_and_warns_of_runs_of_the_same_seed(tmp_path, monkeypatch):
+    """A run given as `runs/a` and as `./runs/a` was counted as two seeds; two runs of one seed (a rerun,
+    a copy) passed for two seeds, so the ± understated the spread."""
+    write_run(tmp_path / "runs" / "a", 0, SCALARS)
+    write_run(tmp_path / "runs" / "b", 1, {**SCALARS, "metrics/swd/mean": [30.0, 14.0, 24.0]})
+    monkeypatch.chdir(tmp_path)
+    twice = invoke("compare", "runs/a", "./runs/a", str(tmp_path / "runs" / "b"), "--out", tmp_path / "out")
+    assert twice.exit_code == 0 and "| all runs | 2 | 12 ± 2.8 |" in twice.output, twice.output
+    write_run(tmp_path / "runs" / "rerun", 0, SCALARS)
+    with pytest.warns(UserWarning, match=r"group 'all runs' has runs of the same seed: .*runs/a.*runs/rerun "
+                                         r"\(train.seed 0\); they count as 3 seeds"):
+        invoke("compare", tmp_path / "runs", "--out", tmp_path / "out2")

@@ -72,7 +72,10 @@ def find_runs(paths: list[Path]) -> list[Path]:
             runs += inside
         else:
             raise CompareError(f"'{path}' does not exist")
-    return list(dict.fromkeys(runs))
+    unique: dict[Path, Path] = {}  # by the folder itself: a run named twice (`runs/a`, `./runs/a`, a link) is one run
+    for run in runs:
+        unique.setdefault(run.resolve(), run)
+    return list(unique.values())
 
 
 def sweep_runs_not_started(paths: list[Path]) -> list[str]:
@@ -302,17 +305,28 @@ def unfinished_runs(runs: dict[Path, dict[str, Curve]], planned: dict[Path, int]
 
 
 def summarise(label: str, runs: dict[Path, dict[str, Curve]], metric: str, lower: bool,
-              planned: dict[Path, int] | None = None) -> GroupSummary:
-    """The group's figures; `planned`: each run's train.steps, to mark runs that have not reached it."""
-    bests, best_steps, finals = [], [], []
-    for curves in runs.values():
+              planned: dict[Path, int] | None = None, seeds: dict[Path, object] | None = None) -> GroupSummary:
+    """The group's figures; `planned`: each run's train.steps, to mark runs that have not reached it;
+    `seeds`: each run's train.seed, to warn of runs that repeat one (their spread is no seed's)."""
+    bests, best_steps, finals, not_finite = [], [], [], []
+    for run, curves in runs.items():
         if not _measured(curves, metric):
             continue
         steps, values = curves[metric_tag(curves, metric)]
-        index = int(np.nanargmin(values) if lower else np.nanargmax(values))
+        finite = np.isfinite(values)
+        if not finite.all():  # a diverged run's NaN, a perfect reconstruction's infinite PSNR
+            first = int(np.argmin(finite))
+            not_finite.append(f"{run} ({values[first]} at step {int(steps[first])})")
+        if not finite.any():
+            continue
+        index = int(np.argmin(np.where(finite, values, np.inf)) if lower else np.argmax(np.where(finite, values, -np.inf)))
         bests.append(float(values[index]))
         best_steps.append(float(steps[index]))
-        finals.append(float(values[-1]))
+        finals.append(float(values[np.flatnonzero(finite)[-1]]))
+    if not_finite:
+        warnings.warn(f"{len(not_finite)} run(s) of group '{label}' logged {metric} values that are no finite number: "
+                      f"{', '.join(not_finite[:MAX_NAMED])}; the group's best and final {metric} are of its finite "
+                      "values", CompareWarning, stacklevel=2)
     losses = {}
     for name in LOSSES:
         last = [float(curves[name][1][-1]) for curves in runs.values() if name in curves and len(curves[name][1])]
@@ -320,9 +334,25 @@ def summarise(label: str, runs: dict[Path, dict[str, Curve]], metric: str, lower
             losses[name] = statistics.fmean(last)
     speeds = [float(np.mean(curves["perf/images_per_s"][1])) for curves in runs.values()
               if "perf/images_per_s" in curves and len(curves["perf/images_per_s"][1])]
+    _warn_of_repeated_seeds(label, runs, seeds or {})
     return GroupSummary(label, len(runs), _mean_std(bests) if bests else None,
                         statistics.fmean(best_steps) if best_steps else None, _mean_std(finals) if finals else None,
                         losses, statistics.fmean(speeds) if speeds else None, unfinished_runs(runs, planned or {}))
+
+
+def _warn_of_repeated_seeds(label: str, runs: dict[Path, dict[str, Curve]], seeds: dict[Path, object]) -> None:
+    """Runs of one group with the same train.seed are reruns or copies of one run, not other seeds:
+    their ± says nothing of how results vary with the seed."""
+    by_seed: dict[str, list[Path]] = {}
+    for run in runs:
+        if run in seeds:
+            by_seed.setdefault(repr(seeds[run]), []).append(run)
+    repeated = [members for members in by_seed.values() if len(members) > 1]
+    if repeated:
+        named = "; ".join(f"{_named(members)} (train.seed {seeds[members[0]]})" for members in repeated[:MAX_NAMED])
+        warnings.warn(f"group '{label}' has runs of the same seed: {named}; they count as {len(runs)} seeds in its "
+                      "mean ± std, which then understates how results vary from seed to seed", CompareWarning,
+                      stacklevel=2)
 
 
 def _pm(value: tuple[float, float | None] | None, digits: int = 4) -> str:
@@ -484,7 +514,8 @@ def compare(paths: list[Path], metric: str | None, out: Path) -> tuple[str, list
     grouped = {label: {run: scalars[run] for run in members} for label, members in group_runs(configs).items()}
     warn_of_runs_without(metric, grouped)
     planned = {run: config.get("train.steps") for run, config in configs.items()}
-    summaries = [summarise(label, members, metric, lower, planned) for label, members in grouped.items()]
+    seeds = {run: config.get("train.seed", 0) for run, config in configs.items()}  # (0: the default)
+    summaries = [summarise(label, members, metric, lower, planned, seeds) for label, members in grouped.items()]
     table = markdown_table(summaries, metric, lower)
     not_started = sweep_runs_not_started(paths)
     if not_started:
