@@ -201,6 +201,27 @@ def test_signal_saves_a_checkpoint_and_resume_finishes(tmp_path, signum, code):
     assert load_checkpoint(list_checkpoints(run_dir)[-1])["step"] == stopped_at + 2
 
 
+def test_a_stop_between_log_points_logs_its_last_shorter_window(tmp_path, monkeypatch):
+    """The curves used to end at the log point before a stop, so the steps after it (up to the
+    checkpoint the stop writes) were in no curve, even after a resume."""
+    from gan.tools.compare import read_scalars
+    from gan.training import loop
+
+    one_step = loop._one_step
+
+    def stopped_at_step_7(run, stop):
+        trained = one_step(run, stop)
+        if run.step == 7:
+            signal.raise_signal(signal.SIGINT)  # Ctrl-C, between the log points 5 and 10
+        return trained
+
+    monkeypatch.setattr(loop, "_one_step", stopped_at_step_7)
+    result = train(tiny_config("train.steps=100", "log.every=5", "train.checkpoint_every=100"), tmp_path / "run", CPU)
+    assert result.interrupted_by == "SIGINT" and result.step == 7
+    steps, _ = read_scalars(tmp_path / "run")["loss/d"]
+    assert steps.tolist() == [1, 5, 7]
+
+
 def _in_a_terminal_of_its_own(command: list[str]) -> tuple[subprocess.Popen, int]:
     """`command` started as a login shell starts a job: in a session of its own whose controlling
     terminal is a new pseudo-terminal, its output going there. Returns it and the terminal's

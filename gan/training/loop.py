@@ -448,7 +448,7 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
                     break  # stopped by a signal while waiting for data
                 last = run.step == config.train.steps
                 stopping = _stop_agreed(run, stop)
-                io_start = _periodic_work(run, last)
+                io_start = _periodic_work(run, last, stopping)
                 if io_start is None:  # processes other than rank 0 write nothing
                     continue
                 if run.step % config.train.checkpoint_every == 0 or last or stopping:
@@ -636,14 +636,16 @@ def _stop_agreed(run: _Run, stop: StopRequest) -> bool:
     return False
 
 
-def _periodic_work(run: _Run, last: bool) -> float | None:
+def _periodic_work(run: _Run, last: bool, stopping: bool = False) -> float | None:
     """The side tasks due at this step: scalars and the health watch, previews, validation,
     generative metrics and best.pt. A failure in any stops the run with SideTaskError, after a
-    checkpoint of this step. Returns when the writing began (None on processes other than rank 0)."""
+    checkpoint of this step. Returns when the writing began (None on processes other than rank 0).
+    A step that stops the run early (`stopping`) logs its last, shorter window of scalars, so that
+    the curves reach the checkpoint; the slower side tasks keep their schedule."""
     step, log_config, recipe, writer = run.step, run.config.log, run.recipe, run.writer
     task = "logging"  # what a failure below was doing
     try:
-        regular = step % log_config.every == 0 or last or step == 1
+        regular = step % log_config.every == 0 or last or stopping or step == 1
         if regular or step == run.start_step + 1:  # (and a resume's first step shows it is under way)
             _log_window(run, closes_window=regular)
         io_start = time.perf_counter()
