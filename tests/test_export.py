@@ -73,6 +73,7 @@ def test_bad_exports_are_clear_errors(run, tmp_path):
 
 @pytest.mark.parametrize("change,message", [
     ({"channels": 200000, "max_channels": 200000}, r"would have [\d,]+ parameters .* more than the 2,000,000,000 gan builds"),
+    ({"latent_dim": 2**63 - 1}, r"would have more parameters than torch can count, more than the 2,000,000,000"),
     ({"wings": 2}, r"generator 'dcgan' takes no argument 'wings'"),
     ({"latent_dim": 0}, r"latent_dim must be at least 1, got 0"),
 ])

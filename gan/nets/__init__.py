@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
+import math
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -136,9 +137,17 @@ class NetworkSpec:
             _check_size(arg, value, f"{self.role} '{self.name}': {arg}")
         if self.role == "feature_extractor":  # fixed architectures that read weight files when built
             return
-        with torch.device("meta"):
-            count = sum(parameter.numel() for parameter in _zoo(self.role).get(self.name)(**self.kwargs).parameters())
+        try:
+            with torch.device("meta"):
+                count = sum(parameter.numel() for parameter in _zoo(self.role).get(self.name)(**self.kwargs).parameters())
+        except RuntimeError as error:  # a tensor too large for even torch to size (2^63 elements)
+            if "overflow" not in str(error):
+                raise
+            count = math.inf
         if count > MAX_PARAMETERS:
+            if count == math.inf:
+                raise ValueError(f"{self.role} '{self.name}' with {self.kwargs} would have more parameters than "
+                                 f"torch can count, more than the {MAX_PARAMETERS:,} gan builds")
             raise ValueError(f"{self.role} '{self.name}' with {self.kwargs} would have {count:,} parameters "
                              f"({count * 4 / 2**30:,.0f} GiB in fp32), more than the {MAX_PARAMETERS:,} gan builds")
 
