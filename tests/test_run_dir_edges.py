@@ -143,6 +143,13 @@ def test_training_longer_says_which_schedules_tied_to_the_runs_length_restart(tm
                                          r".*; and the instance noise rises from 0.025 to 0.05 .*--set "
                                          r"loss.instance_noise_steps=4 keeps its anneal"):
         assert train_command("--resume", str(folder), *sets("train.steps=8")).exit_code == 0
+    by_line = tmp_path / "by-line"  # the same --run-dir line with another length (what a sweep runs) used to say nothing
+    first = train_command(DEMO, *sets(*TINY, "loss.instance_noise=0.1", "train.lr_decay_steps=4"), "--run-dir", str(by_line))
+    assert first.exit_code == 0
+    with pytest.warns(UserWarning, match=r"resuming at step 4 with these settings moves schedules tied to the run's "
+                                         r"length: at step 5, the learning rates rise from 0.2x to 0.8x"):
+        assert train_command(DEMO, *sets(*TINY, "loss.instance_noise=0.1", "train.lr_decay_steps=4", "train.steps=8"),
+                             "--run-dir", str(by_line)).exit_code == 0
     folder2 = tmp_path / "run2"  # a resume that only goes on as planned moves nothing
     assert train_command(DEMO, *sets(*TINY, "train.steps=8", "loss.instance_noise=0.1"),
                          "--run-dir", str(folder2)).exit_code == 0

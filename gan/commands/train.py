@@ -199,14 +199,20 @@ def report_changes(run_dir: Path, resolved, overrides: tuple[str, ...], trained:
         by_hand = (f" ({', '.join(edited)}: from its config.toml, edited by hand or left by a later checkpoint "
                    "now lost, not from --set)") if edited else ""
         click.echo(f"resuming '{run_dir}' with changed settings: {'; '.join(changes)}{by_hand}", err=True)
-    jumps = schedule_jumps(trained, step, resolved)
-    if jumps:
-        warnings.warn(f"resuming at step {step} with these settings moves schedules tied to the run's length: at "
-                      f"step {step + 1}, {'; and '.join(jumps)}", stacklevel=2)
+    warn_of_schedule_jumps(resolved, trained, step)
     if "train.seed" in recorded and recorded["train.seed"] != resolved.train.seed:
         warnings.warn("train.seed changed on resume: the networks, optimiser and random state come from the "
                       "checkpoint, while the new seed draws the data order and the latents from here on, so this "
                       "is a run of neither seed (start a new run for the new seed)", stacklevel=2)
+
+
+def warn_of_schedule_jumps(resolved, trained: dict, step: int) -> None:
+    """Warn when continuing the checkpoint of `trained` at `step` with `resolved` (a longer or shorter
+    train.steps, by --resume or by the same --run-dir line with another length) moves a schedule."""
+    jumps = schedule_jumps(trained, step, resolved)
+    if jumps:
+        warnings.warn(f"resuming at step {step} with these settings moves schedules tied to the run's length: at "
+                      f"step {step + 1}, {'; and '.join(jumps)}", stacklevel=3)
 
 
 class Terminated(KeyboardInterrupt):
@@ -317,8 +323,10 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
             refuse_folder_in_a_run(out, "--out")
             run_dir = broadcast_object(create_run_dir(out, config.stem) if group.is_main else None, group)
         run = train_rolling_back if on_nan == "rollback" else run_training
-        # (--run-dir continues its run unchanged but for the length: settings_to_continue checked it)
-        report = functools.partial(report_changes, run_dir, resolved, overrides) if resume is not None else None
+        # (--run-dir continues its run unchanged but for the length, settings_to_continue checked: a
+        # longer or shorter run can still move a schedule)
+        report = (functools.partial(report_changes, run_dir, resolved, overrides) if resume is not None
+                  else functools.partial(warn_of_schedule_jumps, resolved) if resuming else None)
         result = run(resolved, run_dir, torch_device, resume=resuming, group=group, on_resume=report)
     except BaseException as error:
         # A SIGTERM now (torchrun ending the survivors of a dead process) must not cut this report short.
