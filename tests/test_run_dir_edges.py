@@ -313,6 +313,12 @@ def test_resume_says_what_a_folder_is_when_it_is_not_a_run(tmp_path):
     (run / "config.toml").write_text("\n")
     empty = train_command("--resume", str(run))
     assert empty.exit_code == 2 and "its config.toml is empty (damaged" in empty.output, empty.output
+    runs2 = tmp_path / "runs2"  # with its checkpoints there, an empty config.toml was read as every default
+    assert train_command(DEMO, *sets(*TINY), "--run-dir", str(runs2 / "a")).exit_code == 0
+    (runs2 / "a" / "config.toml").write_text("")
+    for command in (["--resume", str(runs2 / "a")], [DEMO, *sets(*TINY), "--run-dir", str(runs2 / "a")]):
+        damaged = train_command(*command)
+        assert damaged.exit_code == 2 and "its config.toml is empty (damaged" in damaged.output, damaged.output
     (run / "config.toml").unlink()
     (run / "config.toml").mkdir()
     folder = train_command("--resume", str(run))

@@ -85,9 +85,21 @@ def written_config(run_dir: Path):
     warnings it would give are the resumed config's to give, with its values (once, not twice)."""
     from gan.training.resolve import load_config
 
+    refuse_an_empty_config(run_dir, "--run-dir")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return load_config(run_dir / "config.toml")
+
+
+def refuse_an_empty_config(run_dir: Path, option: str) -> None:
+    """ConfigError for a run whose config.toml is empty (a disk that filled, a truncating copy): read,
+    it would be every default, and the run resumed as another experiment or refused for the wrong reason."""
+    from gan.core.registry import ConfigError
+
+    path = run_dir / "config.toml"
+    if path.is_file() and not path.read_bytes().strip():
+        raise ConfigError(f"{option} '{run_dir}': its config.toml is empty (damaged: the run's settings are also in "
+                          "each checkpoint's 'config')")
 
 
 def check_resumable(run_dir: Path) -> None:
@@ -95,15 +107,13 @@ def check_resumable(run_dir: Path) -> None:
     from gan.core.checkpoint import list_checkpoints
     from gan.core.registry import ConfigError
 
+    refuse_an_empty_config(run_dir, "--resume")
     if (run_dir / "config.toml").is_file() and list_checkpoints(run_dir):
         return
     runs = sorted(path.name for path in run_dir.iterdir() if (path / "config.toml").is_file())
     if runs and not (run_dir / "config.toml").exists():
         raise ConfigError(f"--resume '{run_dir}' is a folder of runs, not a run: give one of them, e.g. "
                           f"--resume {run_dir / runs[-1]}")
-    if (run_dir / "config.toml").is_file() and not (run_dir / "config.toml").read_bytes().strip():
-        raise ConfigError(f"--resume '{run_dir}': its config.toml is empty (damaged: the run's settings are also in "
-                          "each checkpoint's 'config')")
     if (run_dir / "config.toml").exists() and not (run_dir / "config.toml").is_file():
         raise ConfigError(f"--resume '{run_dir}': its config.toml is a folder, not the run's config file (the run's "
                           "settings are also in each checkpoint's 'config')")
