@@ -185,6 +185,15 @@ def test_a_metric_the_run_does_not_compute_is_warned_about(tmp_path):
         tiny_config("train.keep_best=psnr")
 
 
+def test_a_generative_metric_asked_of_an_image_to_image_run_points_to_its_validation(tmp_path):
+    """The advice was [metrics] with metrics.every > 0, which an image-to-image run then refuses."""
+    config = tiny_recipe_config("pix2pix", write_recipe_data(tmp_path / "data"), "train.keep_best=swd/mean")
+    with pytest.warns(UserWarning, match=r"'swd/mean' is a generative metric of unconditional \(dcgan\) runs; a "
+                                         r"pix2pix run keeps its best by a metric of its validation \(train.keep_best "
+                                         r"= val/swd, val/psnr"):
+        train(config, tmp_path / "run", CPU)
+
+
 def test_dcgan_keeps_its_best_by_swd(tmp_path):
     config = tiny_config("train.keep_best=swd/mean", "metrics.every=2", "metrics.names=[\"swd\"]",
                          "metrics.num_samples=64", "train.steps=4")

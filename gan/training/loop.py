@@ -911,10 +911,16 @@ def _best_checkpoint(config: Config, recipe: Recipe, evaluator: GenerativeEvalua
     else:
         family = {"precision": "pr", "recall": "pr", "swd/mean": "swd"}.get(metric, metric)
         computed = evaluator.names if evaluator else []
-        missing = None if family in computed else (
-            f"it needs [metrics] to compute '{family}' (metrics.every > 0 and '{family}' in metrics.names" +
-            ("" if family == "swd" else ", with the Inception weights") +
-            f"); this run computes {', '.join(computed) or 'no generative metrics'}")
+        if family in computed:
+            missing = None
+        elif not hasattr(recipe, "evaluation_generator"):  # ([metrics] is for unconditional recipes)
+            missing = (f"'{metric}' is a generative metric of unconditional (dcgan) runs; a {config.recipe} run "
+                       "keeps its best by a metric of its validation (train.keep_best = val/swd, val/psnr, "
+                       "val/cycle_l1, ...) with log.eval_every > 0")
+        else:
+            missing = (f"it needs [metrics] to compute '{family}' (metrics.every > 0 and '{family}' in metrics.names" +
+                       ("" if family == "swd" else ", with the Inception weights") +
+                       f"); this run computes {', '.join(computed) or 'no generative metrics'}")
     if missing:
         warnings.warn(f"train.keep_best = '{metric}': no best.pt is kept: {missing}", stacklevel=3)
         return None
