@@ -140,3 +140,22 @@ def test_gan_eval_scores_translations_as_distributions(recipe, keys, recipe_data
         assert scores["images"] == {"_AtoB": [2, 2], "_BtoA": [2, 2]}
     for key in keys:
         assert f"{key} " in result.output
+
+
+def test_a_set_too_small_for_a_distribution_is_said_in_eval_and_in_validation(recipe_data, tmp_path):
+    """SWD of a single pair used to vanish without a word: no score, no reason among the skipped."""
+    import shutil
+
+    one = tmp_path / "one"
+    one.mkdir()
+    shutil.copy(sorted((recipe_data["paired"] / "val").iterdir())[0], one)
+    with pytest.warns(UserWarning, match=r"val/swd \(and FID, KID\) not computed: the validation set gives 1 "
+                                         r"translation\(s\), and a distribution needs at least 2"):
+        run = train(tiny_recipe_config("pix2pix", recipe_data, f"data.root={tmp_path}", "data.split=one",
+                                       "data.val_split=one", "train.steps=2"), tmp_path / "run", CPU)
+    with pytest.warns(UserWarning, match="swd not computed: 1 translation"):
+        result = CliRunner().invoke(main, ["eval", str(run.run_dir), "--data", str(one), "--csv",
+                                           str(tmp_path / "e.csv")])
+    assert result.exit_code == 0, result.output
+    skipped = json.loads((tmp_path / "e.json").read_text())["skipped"]
+    assert skipped["swd"] == "1 translation(s) against 1 real image(s): a distribution needs at least 2 of each"

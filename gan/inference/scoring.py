@@ -323,16 +323,19 @@ def evaluate_cycle(to_b: Translator, to_a: Translator, root: Path, resolution: i
 def distribution_scores(image_sets: ImageSets, device: torch.device, inception_weights: str | None = None,
                         require_weights: bool = False) -> tuple[dict[str, float], dict[str, str]]:
     """({'swd<name>': ..., 'fid<name>', 'kid<name>'} for each (outputs, targets) set, {skipped metric: why}).
-    Sets of fewer than 2 images are left out."""
+    Sets of fewer than 2 images are left out, with a warning and their reason among the skipped."""
     metrics = TranslationMetrics(device, inception_weights, require_weights)
-    scores = {}
+    scores, too_few = {}, {}
     for name, (outputs, targets) in image_sets.items():
-        if len(outputs) < 2 or len(targets) < 2:
+        if len(outputs) < 2 or len(targets) < 2:  # a distribution of one image says nothing
+            too_few[f"swd{name}"] = (f"{len(outputs)} translation(s) against {len(targets)} real image(s): a "
+                                     "distribution needs at least 2 of each")
+            warnings.warn(f"swd{name} not computed: {too_few[f'swd{name}']}", stacklevel=2)
             continue
         outputs_tensor = torch.stack(outputs)
         statistics = metrics.targets(torch.stack(targets), len(outputs_tensor))
         scores.update({f"{metric}{name}": value for metric, value in metrics.score(outputs_tensor, statistics).items()})
-    return scores, metrics.skipped
+    return scores, {**metrics.skipped, **too_few}
 
 
 def mean_row(rows: list[dict]) -> dict:

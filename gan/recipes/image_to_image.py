@@ -5,6 +5,7 @@ metrics (SWD, FID, KID) of translations."""
 from __future__ import annotations
 
 import itertools
+import warnings
 from typing import Callable
 
 import torch
@@ -136,11 +137,16 @@ class DistributionScores:
         self.config, self.device = config, device
         self.metrics: TranslationMetrics | None = None
         self.targets: dict[str, TargetStatistics] = {}
+        self.too_few: set[str] = set()  # suffixes whose sets are too small to score, warned of once
 
     def score(self, suffix: str, outputs: torch.Tensor, targets: Callable[[], torch.Tensor]) -> dict[str, float]:
         """Scores of uint8 `outputs` against the target set named by `suffix` (read with `targets()` once);
-        none for fewer than 2 outputs (a distribution of one image says nothing)."""
+        none for fewer than 2 outputs (a distribution of one image says nothing), said once."""
         if len(outputs) < 2:
+            if suffix not in self.too_few:
+                self.too_few.add(suffix)
+                warnings.warn(f"val/swd{suffix} (and FID, KID) not computed: the validation set gives {len(outputs)} "
+                              "translation(s), and a distribution needs at least 2", stacklevel=2)
             return {}
         if self.metrics is None:
             with torch.random.fork_rng(devices=[]):  # building Inception draws initial weights: not training's RNG
