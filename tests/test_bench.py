@@ -142,3 +142,23 @@ def test_bench_set_overrides_reach_our_side_and_bad_ones_stop_at_once(tmp_path):
     assert unmeasured_overrides(["log.every=5", "data.root=/faces", "data.resolution=64", "train.compile=off",
                                  "train.checkpoint_every=9", "metrics.every=1"]) == [
         "log.every", "data.root", "train.checkpoint_every", "metrics.every"]
+
+
+def test_a_set_batch_reaches_both_sides_and_a_set_workload_of_ours_alone_is_warned_of(baseline, tmp_path, monkeypatch):
+    """--set train.batch_size changed our side alone: the ratio divided a batch of 8 by the baseline's 64."""
+    from gan.tools import benchmark
+
+    asked = []
+    real_baseline_step = benchmark.baseline_step
+    monkeypatch.setattr(benchmark, "baseline_step", lambda module, name, device, batch_size=None: (
+        asked.append(batch_size) or real_baseline_step(module, name, device, batch_size)))
+    command = ["bench", "--model", "dcgan64", "--rounds", "1", "--iters", "1", "--warmup", "0", "--device", "cpu",
+               "--baseline", str(SHARED_BASELINE), "--json", str(tmp_path / "b.json")]
+    result = CliRunner().invoke(main, [*command, "--set", "train.batch_size=4"])
+    assert result.exit_code == 0, result.output
+    assert asked == [4] and "two different workloads" not in result.output
+    assert json.loads((tmp_path / "b.json").read_text())["settings"]["batch_size"] == 4
+    narrower = CliRunner().invoke(main, [*command, "--set", "train.batch_size=4", "--set",
+                                         "model.generator_args.channels=16"])
+    assert narrower.exit_code == 0 and "--set model.generator_args.channels changes the work of gan's step alone; " \
+        "the baseline runs its canonical model, so the ratio compares two different workloads" in narrower.output

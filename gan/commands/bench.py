@@ -60,12 +60,14 @@ def bench(models: tuple[str, ...], device: str, json_path: Path | None, rounds: 
         DATA_BATCH,
         BaselineError,
         DataRootError,
+        batch_override,
         bench_data,
         bench_model,
         check_data_root,
         format_table,
         load_baseline,
         unmeasured_overrides,
+        workload_overrides,
     )
     from gan.tools.benchmark import threads as thread_count
     from gan.training.loop import DeviceUnavailable, select_device
@@ -83,6 +85,11 @@ def bench(models: tuple[str, ...], device: str, json_path: Path | None, rounds: 
         if unmeasured:
             click.echo(f"warning: --set {', '.join(unmeasured)} changes nothing gan bench measures (one training "
                        "step on a synthetic batch: no data files, logging, metrics or checkpoints)", err=True)
+        batch_size, overrides = batch_override(overrides)  # (both sides: the baseline's batch too)
+        ours_alone = workload_overrides(overrides)
+        if ours_alone and baseline_path:
+            click.echo(f"warning: --set {', '.join(ours_alone)} changes the work of gan's step alone; the baseline "
+                       "runs its canonical model, so the ratio compares two different workloads", err=True)
         needed = [CASES[name].baseline for name in models or CASES if CASES[name].baseline]
         baseline = load_baseline(baseline_path, needed) if baseline_path else None
         if data_root is not None and str(data_root) != "none":
@@ -96,11 +103,12 @@ def bench(models: tuple[str, ...], device: str, json_path: Path | None, rounds: 
     rows, data_rows, failures = [], [], {}
     with thread_count(threads):
         settings = {"device": str(torch_device), "torch": torch.__version__, "threads": torch.get_num_threads(),
-                    "rounds": rounds, "iters": iters, "eager": eager, "overrides": list(overrides)}
+                    "rounds": rounds, "iters": iters, "eager": eager, "overrides": list(overrides),
+                    "batch_size": batch_size}
         for name in models or CASES:
             try:
                 rows.append(bench_model(name, torch_device, baseline, rounds, iters, warmup, fast=not eager,
-                                        flops=True, overrides=overrides))
+                                        flops=True, overrides=overrides, batch_size=batch_size))
             except ConfigError as error:  # a --set this model's recipe refuses: its message says it all
                 click.echo(f"error: {name}: {error}", err=True)
                 failures[name] = f"ConfigError: {error}"

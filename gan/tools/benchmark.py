@@ -115,6 +115,26 @@ def unmeasured_overrides(overrides: tuple[str, ...] | list[str]) -> list[str]:
             or (key.startswith("data.") and key not in BENCH_DATA_KEYS)]
 
 
+def workload_overrides(overrides: tuple[str, ...] | list[str]) -> list[str]:
+    """The keys of `overrides` that change the work of our step (the networks, the losses, the image
+    size), which the baseline's canonical step does not follow: a ratio then compares two workloads."""
+    keys = [override.split("=", 1)[0].strip() for override in overrides]
+    return [key for key in keys if key.startswith(("model.", "loss."))
+            or key in ("data.resolution", "data.scale", "train.d_steps")]
+
+
+def batch_override(overrides: tuple[str, ...] | list[str]) -> tuple[int | None, tuple[str, ...]]:
+    """(the batch size a `--set train.batch_size=N` asks for, or None; the other overrides): the batch
+    is set on both sides, ours and the baseline's, so that their ratio compares the same work."""
+    batch, others = None, []
+    for override in overrides:
+        if override.partition("=")[0].strip() == "train.batch_size":
+            batch = load_config(None, [override]).train.batch_size  # (as TOML reads it: 0x40 too)
+        else:
+            others.append(override)
+    return batch, tuple(others)
+
+
 class BaselineError(ValueError):
     """The --baseline file is not a module of the plain models that bench can time."""
 
