@@ -67,6 +67,16 @@ def test_slerp_ends_at_its_endpoints():
     assert interpolation_latents(2, 5, 8, seed=0).shape == (10, 8)
 
 
+def test_an_interpolation_row_is_the_same_whatever_the_number_of_rows():
+    """Row i ended at latent rows + i, so --n changed every walk but the first one's start."""
+    from gan.nets.running import random_latents
+
+    three, two = interpolation_latents(3, 4, 8, seed=1), interpolation_latents(2, 4, 8, seed=1)
+    assert torch.equal(three[:8], two)
+    samples = random_latents(6, 8, seed=1)  # row 1 walks from sample 2 to sample 3
+    assert torch.allclose(three[4], samples[2], atol=1e-5) and torch.allclose(three[7], samples[3], atol=1e-5)
+
+
 def command_paths(group=main, prefix=()) -> list[tuple[str, ...]]:
     """Every command of the group, as the words that invoke it (`("cache", "list")`)."""
     paths = []

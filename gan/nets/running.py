@@ -98,7 +98,8 @@ def slerp(start: torch.Tensor, end: torch.Tensor, t: torch.Tensor) -> torch.Tens
 
 
 def interpolation_latents(rows: int, steps: int, latent_dim: int, seed: int) -> torch.Tensor:
-    """(rows * steps, latent_dim): each row walks from one random latent to another in `steps`."""
+    """(rows * steps, latent_dim): row i walks in `steps` from latent 2i of `seed`'s draw to latent 2i + 1
+    (those of `gan sample` images 2i and 2i + 1), so a row is the same whatever the number of rows."""
     endpoints = random_latents(2 * rows, latent_dim, seed)
-    path = slerp(endpoints[:rows], endpoints[rows:], torch.linspace(0, 1, steps))
+    path = slerp(endpoints[0::2], endpoints[1::2], torch.linspace(0, 1, steps))
     return path.reshape(rows * steps, latent_dim)
