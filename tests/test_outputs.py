@@ -363,3 +363,21 @@ def test_a_checkpoint_pruned_between_its_choice_and_its_read_is_passed_for_the_n
     monkeypatch.setattr(exported, "resolve_checkpoint", pruned_once)
     path, state = exported.load_source(tiny_demo_run)
     assert path == chosen[0] and "networks" in state
+
+
+def test_tensorboards_sample_grid_is_the_png_grid_pixel_for_pixel(tmp_path):
+    """TensorBoard's grid was the float grid truncated to 8 bits, the PNG's rounded: a grey level apart."""
+    import io
+
+    from conftest import tiny_config
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from gan.training.loop import train
+
+    run = train(tiny_config("train.steps=2"), tmp_path / "run", torch.device("cpu")).run_dir
+    events = EventAccumulator(str(run), size_guidance={"images": 0}).Reload()
+    for name in ("generator", "generator_ema"):
+        (logged,) = [image for image in events.Images(f"samples/{name}") if image.step == 2]
+        with Image.open(io.BytesIO(logged.encoded_image_string)) as shown, \
+                Image.open(run / "samples" / f"00000002-{name}.png") as written:
+            assert np.array_equal(np.asarray(shown.convert("RGB")), np.asarray(written.convert("RGB"))), name

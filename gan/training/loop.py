@@ -61,7 +61,7 @@ from gan.core.files import (
     write_atomically,
     write_text_atomically,
 )
-from gan.core.images import image_grid, save_image_grid
+from gan.core.images import image_grid, save_image_grid, signed_to_uint8
 from gan.core.presets import LOSS_PRESETS
 from gan.core.processes import STOP_SIGNALS, leave_the_terminal
 from gan.core.progress import Progress, format_duration, print_above
@@ -878,7 +878,8 @@ def _write_previews(recipe: Recipe, writer: Any, run_dir: Path, step: int) -> di
     Returns the previewed image batches."""
     grids = recipe.preview()
     for name, images in grids.items():
-        writer.add_image(f"samples/{name}", image_grid(images).add(1).div(2).clamp(0, 1), step)
+        # rounded to 8 bits as the PNG is (TensorBoard truncates floats: a grey level apart)
+        writer.add_image(f"samples/{name}", signed_to_uint8(image_grid(images)), step)
         try:
             save_image_grid(images, run_dir / "samples" / f"{step:08d}-{name}.png")
         except WriteError as error:
