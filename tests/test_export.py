@@ -42,6 +42,14 @@ def test_export_round_trip_gives_identical_samples(run, tmp_path, export_format,
     assert result.exit_code == 0 and (tmp_path / "grid.png").is_file()
 
 
+def test_an_export_records_its_source_by_an_absolute_path(run, tmp_path, monkeypatch):
+    """A source given relative to the working folder was recorded so: meaningless once the export moved."""
+    monkeypatch.chdir(run.parent)
+    result = CliRunner().invoke(main, ["export", run.name, "--out", str(tmp_path / "g.safetensors")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "g.safetensors.json").read_text())["source"] == str(list_checkpoints(run)[-1])
+
+
 def test_the_safetensors_file_is_the_plain_state_dict_of_the_ema_generator(run, tmp_path):
     out = tmp_path / "g.safetensors"
     CliRunner().invoke(main, ["export", str(run), "--out", str(out)])

@@ -93,7 +93,8 @@ def export_generator(source: Path, out: Path, export_format: str | None = None, 
     generator, stored = build_generator(state, path, name, which)
     weights = {key: value.contiguous() for key, value in state["networks"][stored].items()}
     metadata = {"format": EXPORT_FORMAT, "network": stored, "specs": {name: state["specs"][name]},
-                "config": state["config"], "step": state["step"], "source": str(path)}
+                "config": state["config"], "step": state["step"],
+                "source": os.path.abspath(path)}  # (where it came from, wherever the export is moved)
     out.parent.mkdir(parents=True, exist_ok=True)
     if export_format == "safetensors":
         from safetensors.torch import save_file
