@@ -122,6 +122,15 @@ def test_a_resume_names_settings_edited_into_config_toml_by_hand_as_changes(tmp_
             "edited by hand or left by a later checkpoint now lost, not from --set)") in result.output
 
 
+def test_a_resume_with_a_preset_by_set_names_its_keys_as_from_set_not_as_edited_by_hand(tmp_path):
+    folder = tmp_path / "run"
+    assert train_command(DEMO, *sets(*TINY), "--run-dir", str(folder)).exit_code == 0
+    result = train_command("--resume", str(folder), *sets("train.steps=6", "loss.preset=lsgan"))
+    assert result.exit_code == 0, result.output
+    assert "changed settings:" in result.output and "train.d_lr" in result.output
+    assert "edited by hand" not in result.output
+
+
 def test_a_resume_that_falls_back_measures_its_changes_against_the_checkpoint_it_continues(tmp_path):
     folder = tmp_path / "run"
     assert train_command(DEMO, *sets(*TINY), "--run-dir", str(folder)).exit_code == 0

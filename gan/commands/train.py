@@ -200,10 +200,13 @@ def report_changes(run_dir: Path, resolved, overrides: tuple[str, ...], trained:
     `step`, the newest that loads) trained with: by --set, or from config.toml (named as such);
     warn of a changed seed and of schedules that jump."""
     from gan.core.config import flatten_config
+    from gan.core.presets import LOSS_PRESETS, LossPreset
 
     recorded = flatten_config(trained)  # (a key newer than the checkpoint's gan is no change)
     changes = [change for change in changed_keys(trained, resolved) if change.split(" ", 1)[0] in recorded]
     given = {override.partition("=")[0].strip() for override in overrides}
+    if "loss.preset" in given:  # a preset named by --set sets its keys too
+        given |= set(LOSS_PRESETS.get(resolved.loss.preset, LossPreset("", {})).values)
     edited = [change.split(" ", 1)[0] for change in changes if change.split(" ", 1)[0] not in given]
     if changes:
         by_hand = (f" ({', '.join(edited)}: from its config.toml, edited by hand or left by a later checkpoint "
