@@ -210,7 +210,19 @@ def test_srgan_starts_from_the_srresnet_checkpoint(srresnet_run, hr_folder, tmp_
     assert "discriminator" in load_checkpoint(list_checkpoints(run_dir)[-1])["networks"]
     mismatched = CliRunner().invoke(main, [*args[:-2], "--set", "model.generator_args.num_blocks=2",
                                            "--out", str(tmp_path / "other")])
-    assert mismatched.exit_code == 2 and "holds a different generator" in mismatched.output
+    assert mismatched.exit_code == 2 and "holds another generator: num_blocks = " in mismatched.output
+    assert "where this config has 2; set model.generator and model.generator_args as that run had them" in \
+        mismatched.output  # (it printed both specs whole)
+    state = load_checkpoint(list_checkpoints(srresnet_run)[-1])
+    weights = state["networks"]["generator"]
+    first = next(key for key, value in weights.items() if value.is_floating_point())
+    weights[first] = torch.full_like(weights[first], float("nan"))
+    torch.save(state, tmp_path / "diverged.pt")
+    diverged = CliRunner().invoke(main, [*[arg if not arg.startswith("model.init_generator=") else
+                                           f"model.init_generator={tmp_path / 'diverged.pt'}" for arg in args[:-2]],
+                                         "--out", str(tmp_path / "third")])
+    assert diverged.exit_code == 2 and f"generator parameter '{first}' is not finite" in diverged.output, \
+        diverged.output
 
 
 def test_srgan_needs_lr_inputs(tmp_path):

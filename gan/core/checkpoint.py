@@ -366,3 +366,12 @@ def first_mismatch(expected: dict[str, Any], given: dict[str, Any]) -> str | Non
 def _kind(dtype: torch.dtype) -> str:
     """float (any precision: a half-precision export loads into a float32 network), int or bool."""
     return "bool" if dtype == torch.bool else "float" if dtype.is_floating_point or dtype.is_complex else "int"
+
+
+def refuse_non_finite(weights: dict[str, torch.Tensor], path: Path, stored: str) -> None:
+    """CheckpointError naming the first weight that is NaN or infinite: a generator with one gives
+    black or noise images, never an error of its own."""
+    for key, tensor in weights.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"'{path}': {stored} parameter '{key}' is not finite (NaN or inf): the run "
+                                  "diverged before this checkpoint; use an earlier checkpoint or best.pt")

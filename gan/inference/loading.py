@@ -13,10 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
-from gan.core.checkpoint import FORMAT, CheckpointError
+from gan.core.checkpoint import FORMAT, CheckpointError, refuse_non_finite
 from gan.core.config import config_from_dict, config_to_dict
 from gan.core.registry import ConfigError
 from gan.nets import NetworkSpec, network_names, resolve_network_args
@@ -139,12 +138,3 @@ def checked_spec(spec: Any, path: Path, name: str) -> NetworkSpec:
     except ValueError as error:
         raise damaged(path, f"specs.{name}: {error}") from None
     return spec
-
-
-def refuse_non_finite(weights: dict[str, torch.Tensor], path: Path, stored: str) -> None:
-    """CheckpointError naming the first weight that is NaN or infinite: a generator with one gives
-    black or noise images, never an error of its own."""
-    for key, tensor in weights.items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise CheckpointError(f"'{path}': {stored} parameter '{key}' is not finite (NaN or inf): the run "
-                                  "diverged before this checkpoint; use an earlier checkpoint or best.pt")

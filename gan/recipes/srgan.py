@@ -18,7 +18,7 @@ from typing import Hashable
 import torch
 import torch.nn.functional as F
 
-from gan.core.checkpoint import load_checkpoint, resolve_checkpoint
+from gan.core.checkpoint import load_checkpoint, refuse_non_finite, resolve_checkpoint
 from gan.core.config import Config
 from gan.core.registry import ConfigError
 from gan.nets import network_spec
@@ -89,10 +89,21 @@ class SRGANRecipe(RecipeBase):
     def _load_initial_generator(self, source: str) -> None:
         path = resolve_checkpoint(Path(source))
         state = load_checkpoint(path)
-        if state.get("specs", {}).get("generator") != self.specs["generator"].to_dict():
-            raise ConfigError(f"model.init_generator '{path}' holds a different generator "
-                              f"({state.get('specs', {}).get('generator')}) from this config's "
-                              f"({self.specs['generator'].to_dict()})")
+        stored, wanted = state.get("specs", {}).get("generator"), self.specs["generator"].to_dict()
+        if not isinstance(stored, dict):
+            recipe = state.get("config", {}).get("recipe", "another")
+            raise ConfigError(f"model.init_generator '{path}' holds no single generator (it is a {recipe} "
+                              "checkpoint): give a run of srresnet, the PSNR-oriented stage SRGAN starts from")
+        if stored != wanted:
+            differences = [f"{key} {stored.get(key)!r} where this config has {wanted.get(key)!r}"
+                           for key in ("role", "name") if stored.get(key) != wanted.get(key)]
+            stored_args, wanted_args = stored.get("kwargs", {}), wanted.get("kwargs", {})
+            differences += [f"{arg} = {stored_args.get(arg)!r} where this config has {wanted_args.get(arg)!r}"
+                            for arg in sorted(set(stored_args) | set(wanted_args))
+                            if stored_args.get(arg) != wanted_args.get(arg)]
+            raise ConfigError(f"model.init_generator '{path}' holds another generator: {'; '.join(differences)}; set "
+                              "model.generator and model.generator_args as that run had them")
+        refuse_non_finite(state["networks"]["generator"], path, "generator")
         self.generator.load_state_dict(state["networks"]["generator"])
 
     def graph_key(self, step: int) -> Hashable | None:
