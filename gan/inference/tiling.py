@@ -187,7 +187,8 @@ class Translator:
     def _refuse_a_pass_larger_than_memory(self, width: int, height: int, size: tuple[int, int]) -> None:
         """On the CPU, an allocation too large for memory does not fail: the kernel's out-of-memory
         killer ends the process, mid-folder, without a word. So a pass of more than a megapixel is
-        first estimated (`pass_bytes`) against the memory available, and refused with the way round."""
+        first estimated (LIVE_LAYERS x the largest layer output) against the memory available, and
+        refused with the way round."""
         if self.tile != WHOLE:  # (a tile's pass)
             height, width = min(height, self.tile), min(width, self.tile)
         pixels = _rounded_up(height, self.size_multiple) * _rounded_up(width, self.size_multiple)

@@ -49,7 +49,7 @@ class DCGANRecipe(RecipeBase):
         self.latent_dim = self.generator.latent_dim
         self.networks = {"generator": self.generator, "discriminator": self.discriminator}
         self.ema = EMA(self.generator, train.ema_decay) if train.ema_decay > 0 else None
-        if self.ema:  # (the name `averaged` promises)
+        if self.ema:  # (as `averaged` says: readers expect generator_ema when ema_decay > 0)
             self.networks["generator_ema"] = self.ema.average
         self.optimizers = {
             "generator": adam(self.generator, train.g_lr, train, device),

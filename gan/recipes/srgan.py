@@ -93,7 +93,8 @@ class SRGANRecipe(RecipeBase):
         if not isinstance(stored, dict):
             recipe = state.get("config", {}).get("recipe", "another")
             raise ConfigError(f"model.init_generator '{path}' holds no single generator (it is a {recipe} "
-                              "checkpoint): give a run of srresnet, the PSNR-oriented stage SRGAN starts from")
+                              "checkpoint): give the run of the PSNR-oriented stage SRGAN starts from (srresnet_x4 "
+                              "or edsr_x4)")
         if stored != wanted:
             differences = [f"{key} {stored.get(key)!r} where this config has {wanted.get(key)!r}"
                            for key in ("role", "name") if stored.get(key) != wanted.get(key)]
