@@ -1,0 +1,53 @@
+"""SSIM speed of two versions of gan side by side: `ssim` of each tree's
+gan/metrics/image_quality.py on the same image pairs, in alternating rounds, best round each,
+with both scores (they must agree).
+
+    git worktree add /tmp/old REV
+    python benchmarks/ssim_speed.py /tmp/old . --size 2040x1020 --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import time
+from pathlib import Path
+from types import ModuleType
+
+import torch
+
+
+def load_metrics(tree: Path, name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, tree / "gan" / "metrics" / "image_quality.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("before", type=Path, help="a checkout of the older version")
+    parser.add_argument("after", type=Path, help="a checkout of the newer version")
+    parser.add_argument("--size", default="2040x1020", help="WIDTHxHEIGHT of the random image pair (a DIV2K size)")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    width, height = (int(side) for side in args.size.lower().split("x"))
+    torch.manual_seed(0)
+    image = torch.randint(0, 256, (1, 3, height, width)).double()
+    other = (image + 5 * torch.randn_like(image)).clamp(0, 255).round()  # a mildly noisy copy
+    versions = {"before": load_metrics(args.before, "metrics_before"), "after": load_metrics(args.after, "metrics_after")}
+    best = {name: float("inf") for name in versions}
+    scores = {}
+    for _ in range(args.rounds):
+        for name, module in versions.items():
+            start = time.perf_counter()
+            scores[name] = module.ssim(image, other)
+            best[name] = min(best[name], time.perf_counter() - start)
+    print(f"RGB SSIM of one {width}x{height} pair, best of {args.rounds} rounds, {torch.get_num_threads()} threads")
+    for name in versions:
+        print(f"  {name}: {best[name]:.2f} s  (score {scores[name]!r})")
+    print(f"  speed-up: {best['before'] / best['after']:.1f}x; scores differ by {abs(scores['before'] - scores['after']):.1e}")
+
+
+if __name__ == "__main__":
+    main()
