@@ -661,3 +661,10 @@ def test_keys_a_recipe_ignores_are_named_and_their_off_values_are_not(tmp_path, 
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the shipped configs spell out ema_decay = 0 and adversarial_weight = 1
         tiny_recipe_config(recipe, data)
+
+
+def test_a_config_path_that_is_no_regular_file_is_named_as_such():
+    """`gan train /dev/null` was told the file does not exist."""
+    with pytest.raises(ConfigError, match=r"config file '/dev/null' is not a regular file \(a device, a pipe or a "
+                                          r"folder\)"):
+        load_config(Path("/dev/null"))

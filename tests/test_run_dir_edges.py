@@ -159,6 +159,14 @@ def test_training_longer_says_which_schedules_tied_to_the_runs_length_restart(tm
                                          r"length: at step 5, the learning rates rise from 0.2x to 0.8x"):
         assert train_command(DEMO, *sets(*TINY, "loss.instance_noise=0.1", "train.lr_decay_steps=4", "train.steps=8"),
                              "--run-dir", str(by_line)).exit_code == 0
+    shorter = tmp_path / "shorter"  # a shorter run drops a decaying rate at once, which used to go unsaid
+    assert train_command(DEMO, *sets(*TINY, "train.steps=8", "train.lr_schedule=cosine"),
+                         "--run-dir", str(shorter)).exit_code == 0
+    (shorter / "checkpoint-00000008.pt").unlink()
+    (shorter / "checkpoint-00000006.pt").unlink()
+    with pytest.warns(UserWarning, match=r"resuming at step 4 with these settings moves schedules tied to the run's "
+                                         r"length: at step 5, the learning rates fall from 0.5x to 0x of their base"):
+        assert train_command("--resume", str(shorter), *sets("train.steps=5")).exit_code == 0
     folder2 = tmp_path / "run2"  # a resume that only goes on as planned moves nothing
     assert train_command(DEMO, *sets(*TINY, "train.steps=8", "loss.instance_noise=0.1"),
                          "--run-dir", str(folder2)).exit_code == 0

@@ -151,9 +151,11 @@ def schedule_jumps(trained: dict, step: int, resolved) -> list[str]:
         return []
     jumps = []
     old_rate, new_rate = lr_factor(step, before.train), lr_factor(step + 1, resolved.train)
-    if new_rate > old_rate + 0.05:
-        jumps.append(f"the learning rates rise from {old_rate:.3g}x to {new_rate:.3g}x of their base "
-                     f"(train.lr_schedule = '{resolved.train.lr_schedule}' ends at the new train.steps)")
+    # A longer run raises the rates; a shorter one drops them below where the run's own schedule goes next.
+    if new_rate > old_rate + 0.05 or new_rate < lr_factor(step + 1, before.train) - 0.05:
+        jumps.append(f"the learning rates {'rise' if new_rate > old_rate else 'fall'} from {old_rate:.3g}x to "
+                     f"{new_rate:.3g}x of their base (train.lr_schedule = '{resolved.train.lr_schedule}' ends at the "
+                     "new train.steps)")
     if resolved.recipe == "dcgan":
         old_noise, new_noise = instance_noise_std(before, step), instance_noise_std(resolved, step + 1)
         if new_noise > old_noise + 0.05 * resolved.loss.instance_noise:

@@ -327,7 +327,8 @@ def _expand_home(config: Config) -> None:
 def _read_toml(path: Path) -> dict[str, Any]:
     """The TOML file at `path` as a dict; ConfigError naming the file when it cannot be read."""
     if not path.is_file():
-        raise ConfigError(f"config file '{path}' does not exist")
+        kind = "is not a regular file (a device, a pipe or a folder)" if path.exists() else "does not exist"
+        raise ConfigError(f"config file '{path}' {kind}")
     try:
         text = path.read_text(encoding="utf-8")
         # Windows editors may start UTF-8 files with a byte-order mark, which TOML does not allow.
