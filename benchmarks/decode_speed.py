@@ -7,29 +7,18 @@ gan/data/decode.py over the same files, in alternating rounds, best round each.
 
 from __future__ import annotations
 
-import argparse
-import importlib.util
 import time
 from pathlib import Path
-from types import ModuleType
 
-
-def load_decoder(tree: Path, name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, tree / "gan" / "data" / "decode.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from two_trees import load_versions, two_trees_parser
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("before", type=Path, help="a checkout of the older version")
-    parser.add_argument("after", type=Path, help="a checkout of the newer version")
+    parser = two_trees_parser(__doc__)
     parser.add_argument("--images", type=Path, required=True, help="a folder of images")
     parser.add_argument("--count", type=int, default=600)
-    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    sides = {"before": load_decoder(args.before, "decode_before"), "after": load_decoder(args.after, "decode_after")}
+    sides = load_versions(args.before, args.after, "gan/data/decode.py")
     paths = sides["after"].find_images(args.images)[:args.count]
     seconds = {label: [] for label in sides}
     for _ in range(args.rounds):

@@ -8,34 +8,21 @@ with both scores (they must agree).
 
 from __future__ import annotations
 
-import argparse
-import importlib.util
 import time
-from pathlib import Path
-from types import ModuleType
 
 import torch
-
-
-def load_metrics(tree: Path, name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, tree / "gan" / "metrics" / "image_quality.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from two_trees import load_versions, two_trees_parser
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("before", type=Path, help="a checkout of the older version")
-    parser.add_argument("after", type=Path, help="a checkout of the newer version")
+    parser = two_trees_parser(__doc__)
     parser.add_argument("--size", default="2040x1020", help="WIDTHxHEIGHT of the random image pair (a DIV2K size)")
-    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     width, height = (int(side) for side in args.size.lower().split("x"))
     torch.manual_seed(0)
     image = torch.randint(0, 256, (1, 3, height, width)).double()
     other = (image + 5 * torch.randn_like(image)).clamp(0, 255).round()  # a mildly noisy copy
-    versions = {"before": load_metrics(args.before, "metrics_before"), "after": load_metrics(args.after, "metrics_after")}
+    versions = load_versions(args.before, args.after, "gan/metrics/image_quality.py")
     best = {name: float("inf") for name in versions}
     scores = {}
     for _ in range(args.rounds):
