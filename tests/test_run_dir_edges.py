@@ -220,10 +220,11 @@ def test_sigterm_or_sighup_while_setting_up_raises_where_ctrl_c_would(monkeypatc
     import signal
 
     from gan.commands import train as train_module
+    from gan.core import processes
 
     signum = getattr(signal, name)
     left = []
-    monkeypatch.setattr(train_module, "leave_the_terminal", lambda: left.append(True))  # (pytest's own terminal)
+    monkeypatch.setattr(processes, "leave_the_terminal", lambda: left.append(True))  # (pytest's own terminal)
     previous = signal.getsignal(signum)
     try:
         replaced = train_module.interrupt_on_sigterm()

@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from gan.commands.common import fail, file_error, refuse_folder_in_a_run
-from gan.core.processes import STOP_SIGNALS, leave_the_terminal
+from gan.core.processes import STOP_SIGNALS, leave_the_terminal_on_hangup
 
 
 def interrupt_on_sigterm() -> dict[int, Any]:
@@ -239,8 +239,7 @@ class Terminated(KeyboardInterrupt):
 
 
 def _raise_terminated(signum, frame) -> None:
-    if signum == getattr(signal, "SIGHUP", None):
-        leave_the_terminal()
+    leave_the_terminal_on_hangup(signum)
     raise Terminated(signum)
 
 

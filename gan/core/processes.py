@@ -16,6 +16,14 @@ SET_PARENT_DEATH_SIGNAL = 1  # PR_SET_PDEATHSIG, <linux/prctl.h>
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
+def leave_the_terminal_on_hangup(signum: int) -> bool:
+    """In a handler of the STOP_SIGNALS: after SIGHUP, `leave_the_terminal`. Returns whether it was SIGHUP."""
+    hangup = signum == getattr(signal, "SIGHUP", None)
+    if hangup:
+        leave_the_terminal()
+    return hangup
+
+
 def leave_the_terminal() -> None:
     """After SIGHUP: the terminal is gone, and a write to it fails (EIO), which would end a run in a
     traceback before its checkpoint. The standard streams that were that terminal now go to

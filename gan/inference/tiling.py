@@ -192,8 +192,10 @@ class Translator:
         if self.tile != WHOLE:  # (a tile's pass)
             height, width = min(height, self.tile), min(width, self.tile)
         pixels = _rounded_up(height, self.size_multiple) * _rounded_up(width, self.size_multiple)
+        if pixels <= LARGE_PASS_PIXELS:  # (most images: nothing read, nothing run)
+            return
         available = available_memory(self.device)
-        if pixels <= LARGE_PASS_PIXELS or available is None:
+        if available is None:
             return
         if self.bytes_per_pixel is None:
             self.bytes_per_pixel = largest_layer_bytes_per_pixel(self.generator, self.size_multiple, self.device)

@@ -28,7 +28,7 @@ from typing import IO, Callable, Iterator
 from gan.core.checkpoint import checkpoints_by_content, list_checkpoints
 from gan.core.config import parse_value
 from gan.core.files import SWEEP_LOCK_NAME, SweepLock, write_text_atomically
-from gan.core.processes import STOP_SIGNALS, leave_the_terminal, stop_with_parent
+from gan.core.processes import STOP_SIGNALS, leave_the_terminal_on_hangup, stop_with_parent
 from gan.core.progress import format_duration
 from gan.core.registry import ConfigError
 from gan.training.resolve import load_config
@@ -331,8 +331,7 @@ class SweepStopped(KeyboardInterrupt):
 
 
 def _stop_on_sigterm(signum: int, frame: object) -> None:
-    if signum == getattr(signal, "SIGHUP", None):
-        leave_the_terminal()
+    leave_the_terminal_on_hangup(signum)
     raise SweepStopped(signum)
 
 

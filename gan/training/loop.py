@@ -63,7 +63,7 @@ from gan.core.files import (
 )
 from gan.core.images import image_grid, save_image_grid, signed_to_uint8
 from gan.core.presets import LOSS_PRESETS
-from gan.core.processes import STOP_SIGNALS, leave_the_terminal
+from gan.core.processes import STOP_SIGNALS, leave_the_terminal_on_hangup
 from gan.core.progress import Progress, format_duration, print_above
 from gan.core.registry import ConfigError
 from gan.data import data_signature, training_batches
@@ -344,9 +344,7 @@ class StopRequest:
     def _handle(self, signum: int, frame: Any) -> None:
         if self.signal_name is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
-        hangup = signum == getattr(signal, "SIGHUP", None)
-        if hangup:
-            leave_the_terminal()
+        hangup = leave_the_terminal_on_hangup(signum)
         self.signal_name = signal.Signals(signum).name
         if self.announce:
             print_above(f"received {self.signal_name}{' (the terminal closed)' if hangup else ''}: saving "
