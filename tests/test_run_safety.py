@@ -79,6 +79,22 @@ def test_pruning_never_deletes_a_checkpoint_newer_than_the_one_written(tmp_path)
     assert load_checkpoint(checkpoint_path(tmp_path, 2))["step"] == 50
 
 
+def test_pruning_counts_and_deletes_only_files_that_load_as_checkpoints(tmp_path):
+    # A cut-short checkpoint took a retention slot, so a good one was deleted in its place; a
+    # foreign file named like an old checkpoint was deleted as if it were one.
+    for step in (2, 4, 6, 8):
+        save_checkpoint({"format": FORMAT, "step": step}, checkpoint_path(tmp_path, step))
+    damaged = checkpoint_path(tmp_path, 6)
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    foreign = checkpoint_path(tmp_path, 1)
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.warns(UserWarning, match=r"checkpoint-00000006.pt' does not load as a checkpoint: it is not "
+                                         "counted among the 2 kept, nor deleted"):
+        prune_checkpoints(tmp_path, keep=2, written=checkpoint_path(tmp_path, 8))
+    assert [path.name for path in list_checkpoints(tmp_path)] == [
+        "checkpoint-00000001.pt", "checkpoint-00000004.pt", "checkpoint-00000006.pt", "checkpoint-00000008.pt"]
+
+
 def test_a_malformed_best_record_is_reported_and_replaced(tmp_path):
     # A NaN in best.json was never beaten, so best.pt stayed frozen.
     for record in ('{"metric": "val/psnr", "value": NaN, "step": 3}', '{"metric": "val/psnr", "value": "high"}',

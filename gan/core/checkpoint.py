@@ -61,12 +61,13 @@ def quiet_torch_load(path: Path, **options: Any) -> Any:
 
 def stored_step(path: Path) -> int | None:
     """The step a checkpoint holds, read cheaply (memory-mapped: the tensors are not read);
-    None for a file that does not load as a checkpoint."""
+    None for a file that does not load as a checkpoint of this format."""
     try:
         state = quiet_torch_load(path, map_location="cpu", mmap=True)
     except Exception:  # noqa: BLE001 - a damaged or foreign file: the resume's fallback reports it
         return None
-    step = state.get("step") if isinstance(state, dict) else None
+    ours = isinstance(state, dict) and state.get("format") == FORMAT
+    step = state.get("step") if ours else None
     return step if isinstance(step, int) else None
 
 
@@ -74,16 +75,21 @@ def checkpoints_by_content(run_dir: Path) -> list[tuple[int, Path]]:
     """(step, path) of the checkpoints in `run_dir`, oldest first by the step each holds, with a
     warning for a name that disagrees (a copy renamed by hand). A file that does not load keeps
     the step of its name, so that a resume tries it in its place and reports it."""
+    return [(step, path) for step, path, _ in _read_checkpoint_steps(run_dir)]
+
+
+def _read_checkpoint_steps(run_dir: Path) -> list[tuple[int, Path, bool]]:
+    """checkpoints_by_content's list, each with whether the file loads as a checkpoint."""
     for folder in sorted(path for path in run_dir.glob("checkpoint-*.pt") if path.is_dir()):
         warnings.warn(f"'{folder}' is a folder named like a checkpoint: it is passed over, and a checkpoint of its "
-                      "step cannot be saved in its place; move it out of the run directory", stacklevel=2)
+                      "step cannot be saved in its place; move it out of the run directory", stacklevel=3)
     found = []
     for path in list_checkpoints(run_dir):
         named, held = checkpoint_step(path), stored_step(path)
         if held is not None and held != named:
             warnings.warn(f"'{path}' holds step {held}, not the {named} of its name: it is ordered by the step "
-                          "it holds", stacklevel=2)
-        found.append((named if held is None else held, path))
+                          "it holds", stacklevel=3)
+        found.append((named if held is None else held, path, held is not None))
     return sorted(found)
 
 
@@ -308,8 +314,16 @@ class BestCheckpoint:
 
 def prune_checkpoints(run_dir: Path, keep: int, written: Path) -> None:
     """Delete all but the newest `keep` checkpoints by the steps they hold, never one that holds a
-    later step than `written` (the checkpoint just saved), whatever the names say."""
-    ordered = checkpoints_by_content(run_dir)
+    later step than `written` (the checkpoint just saved), whatever the names say. A file that does
+    not load as a checkpoint is neither counted nor deleted: a damaged one would take the place of
+    a good one, and a foreign file named like a checkpoint is the user's."""
+    ordered = []
+    for step, path, loads in _read_checkpoint_steps(run_dir):
+        if not loads:
+            warnings.warn(f"'{path}' does not load as a checkpoint: it is not counted among the "
+                          f"{keep} kept, nor deleted; move it out of the run directory", stacklevel=2)
+        else:
+            ordered.append((step, path))
     newest = next((step for step, path in ordered if path == written), None)
     if newest is None:
         return
