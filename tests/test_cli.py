@@ -128,6 +128,18 @@ def test_train_errors_are_clear_and_make_no_run(tmp_path, args, message):
     assert not (tmp_path / "runs").exists() or not any(p.is_dir() for p in (tmp_path / "runs").iterdir())
 
 
+def test_resume_given_a_checkpoint_file_names_its_run_directory(tmp_path):
+    # click answered "Directory '...pt' is a file." with no way on
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    checkpoint = run_dir / "checkpoint-00000004.pt"
+    checkpoint.write_bytes(b"")
+    result = CliRunner().invoke(main, ["train", "--resume", str(checkpoint)])
+    assert result.exit_code == 2
+    assert (f"--resume takes a run directory, and '{checkpoint}' is a file: give --resume {run_dir}, which "
+            "continues from the newest checkpoint there") in " ".join(result.output.split())
+
+
 def test_sample_errors(tmp_path):
     result = CliRunner().invoke(main, ["sample", str(tmp_path), "--out", str(tmp_path / "x.png")])
     assert result.exit_code == 2 and "no checkpoint-*.pt in run directory" in result.output

@@ -323,4 +323,8 @@ def test_on_nan_rollback_resumes_the_last_checkpoint_with_halved_rates(tmp_path,
     monkeypatch.setattr(DCGANRecipe, "step", always_nan)
     with pytest.raises(NonFiniteLossError, match="at step 3"):  # three rollbacks, then the error
         train_rolling_back(tiny_config("train.steps=6"), tmp_path / "again", CPU, progress_stream=sys.stdout)
-    assert capsys.readouterr().err.count("rolling back to") == 3
+    said = capsys.readouterr().err
+    assert said.count("rolling back to") == 3
+    # config.toml keeps 1/8 of the rates given, which a resume continues with: said when giving up
+    assert "config.toml' keeps the learning rates the rollbacks halved: g 2.5e-05, d 2.5e-05 (1/8" in said
+    assert "g_lr = 2.5e-05" in (tmp_path / "again" / "config.toml").read_text()

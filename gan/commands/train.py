@@ -107,6 +107,9 @@ def check_resumable(run_dir: Path) -> None:
     from gan.core.checkpoint import list_checkpoints
     from gan.core.registry import ConfigError
 
+    if not run_dir.is_dir():  # a checkpoint or config.toml given for its run
+        raise ConfigError(f"--resume takes a run directory, and '{run_dir}' is a file: give --resume "
+                          f"{run_dir.parent}, which continues from the newest checkpoint there")
     refuse_an_empty_config(run_dir, "--resume")
     if (run_dir / "config.toml").is_file() and list_checkpoints(run_dir):
         return
@@ -249,7 +252,7 @@ def _raise_terminated(signum, frame) -> None:
               help="Override a config value, e.g. --set train.steps=2000 (repeatable).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"), show_default=True,
               help="Folder in which a new numbered run directory is made.")
-@click.option("--resume", type=click.Path(file_okay=False, exists=True, path_type=Path),
+@click.option("--resume", type=click.Path(exists=True, path_type=Path),  # (a file is refused with advice)
               help="Continue the run in this directory from its newest checkpoint.")
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Train in exactly this directory instead of a new numbered one: a new run, or the run "

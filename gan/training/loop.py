@@ -822,6 +822,11 @@ def train_rolling_back(config: Config, run_dir: Path, device: torch.device, resu
             return train(config, run_dir, device, resume, progress_stream, group, on_resume)
         except NonFiniteLossError as error:
             if rollbacks == max_rollbacks or error.checkpoint is None:
+                if rollbacks and group.is_main:  # what a resume of this run would continue with
+                    print_above(f"'{run_dir / 'config.toml'}' keeps the learning rates the rollbacks halved: g "
+                                f"{config.train.g_lr:g}, d {config.train.d_lr:g} (1/{2 ** rollbacks} of those "
+                                "given), which --resume and the same --run-dir line continue with; "
+                                f"--resume {run_dir} --set train.g_lr=... --set train.d_lr=... sets others")
                 raise
             rollbacks += 1
             rates = dataclasses.replace(config.train, g_lr=config.train.g_lr / 2, d_lr=config.train.d_lr / 2)
