@@ -140,6 +140,18 @@ def test_resume_given_a_checkpoint_file_names_its_run_directory(tmp_path):
             "continues from the newest checkpoint there") in " ".join(result.output.split())
 
 
+def test_ctrl_c_before_a_command_handles_it_exits_130_not_click_abort(tmp_path, monkeypatch):
+    # Ctrl-C while torch imports (before train's handlers) printed "Aborted!" and exited with 1
+    def pressed():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("gan.commands.train.interrupt_on_sigterm", pressed)
+    result = CliRunner().invoke(main, ["train", DEMO, "--out", str(tmp_path / "runs")])
+    assert result.exit_code == 130 and "Aborted!" not in result.output
+    assert "error: stopped by Ctrl-C" in result.output
+    assert not (tmp_path / "runs").exists()
+
+
 def test_sample_errors(tmp_path):
     result = CliRunner().invoke(main, ["sample", str(tmp_path), "--out", str(tmp_path / "x.png")])
     assert result.exit_code == 2 and "no checkpoint-*.pt in run directory" in result.output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import warnings
 
@@ -37,7 +38,8 @@ def _another_torchrun_process() -> bool:
 
 class Commands(click.Group):
     """The command group, ending any command's unhandled error on a named file (a read-only or
-    full disk, a file where a folder belongs) with one line instead of a traceback. Under torchrun,
+    full disk, a file where a folder belongs) with one line instead of a traceback, and a stop
+    no command handled with the shell's exit status for it. Under torchrun,
     a usage error is printed by rank 0 alone (each process exits with it)."""
 
     def make_context(self, *args, **kwargs) -> click.Context:
@@ -53,6 +55,14 @@ class Commands(click.Group):
         except click.UsageError as error:  # a command's arguments
             _quietly_unless_rank_0(error)
             raise
+        except KeyboardInterrupt as stop:
+            # Ctrl-C before a command handles stops itself (while torch imports, say): the shell's
+            # 128 + signal, not click's "Aborted!" with 1; every file is written atomically
+            signum = getattr(stop, "signum", signal.SIGINT)
+            if not _another_torchrun_process():
+                name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+                click.echo(f"error: stopped by {name}", err=True)
+            sys.exit(128 + signum)
         except OSError as error:
             if error.filename is None:
                 raise
