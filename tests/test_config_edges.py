@@ -61,6 +61,9 @@ def test_a_table_value_is_refused_as_it_would_drop_the_files_keys(assignment, ex
     ("loss.augment_p=.5", "TOML needs a digit before the point: loss.augment_p=0.5"),
     ("metrics.names=[swd, fid]", "strings in a TOML list need quotes: --set 'metrics.names=[\"swd\", \"fid\"]'"),
     ("data.hflip=True", "TOML writes booleans in lower case: data.hflip=true"),
+    ('data.hflip="true"', "data.hflip: expected bool, got 'true'; in quotes it is text: give true without them"),
+    ("train.steps='1_000'", "in quotes it is text: give 1_000 without them"),
+    ('train.g_lr="1e-4"', "in quotes it is text: give 1e-4 without them"),
     ("metrics.names=swd", "a TOML list is written in brackets: --set 'metrics.names=[\"swd\"]'"),
     ("train.lr_milestones=100,200", "a TOML list is written in brackets: --set 'train.lr_milestones=[100, 200]'"),
     ("train.lr_milestones=[100,200", "brackets, opened and closed: --set 'train.lr_milestones=[100, 200]'"),
@@ -668,3 +671,12 @@ def test_a_config_path_that_is_no_regular_file_is_named_as_such():
     with pytest.raises(ConfigError, match=r"config file '/dev/null' is not a regular file \(a device, a pipe or a "
                                           r"folder\)"):
         load_config(Path("/dev/null"))
+
+
+def test_a_value_that_is_text_only_by_its_quotes_gets_no_false_hint():
+    with pytest.raises(ConfigError) as error:
+        load_config(None, ['train.steps="many"'])
+    assert str(error.value) == "train.steps: expected int, got 'many'"
+    with pytest.raises(ConfigError) as error:  # a number is no bool
+        load_config(None, ['data.hflip="1"'])
+    assert str(error.value) == "data.hflip: expected bool, got '1'"

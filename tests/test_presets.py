@@ -82,6 +82,7 @@ def test_a_preset_named_in_a_file_is_refined_by_the_files_own_keys(tmp_path):
                                                          "'hinge'"),
     (["loss.preset=hing"], "--set loss.preset = 'hing' is no preset (did you mean 'hinge'?); known: vanilla, lsgan"),
     (["loss.preset=3"], "--set loss.preset = '3' is no preset"),
+    (["loss.preset=HINGE"], "--set loss.preset = 'HINGE' is no preset (did you mean 'hinge'?)"),
 ])
 def test_a_preset_that_cannot_be_is_refused_by_name(sets, message):
     with pytest.raises(ConfigError, match=re.escape(message)):

@@ -13,9 +13,13 @@ class ConfigError(ValueError):
 
 
 def suggest(name: str, choices: list[str]) -> str:
-    """' (did you mean 'x'?)' when a close match exists, else ''."""
-    close = difflib.get_close_matches(name, choices, n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+    """' (did you mean 'x'?)' when a close match exists, else ''. Case is no difference
+    (`HINGE`, `Train.Steps`) but breaks ties."""
+    by_lower = {}
+    for choice in choices:
+        by_lower.setdefault(choice.lower(), choice)
+    close = difflib.get_close_matches(name.lower(), list(by_lower), n=1)
+    return f" (did you mean '{by_lower[close[0]]}'?)" if close else ""
 
 
 class Registry(Generic[T]):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import tomllib
 import types
 import typing
 from typing import Any
@@ -70,4 +71,18 @@ def coerce(value: Any, annotation: Any, key: str) -> Any:
                               f"quotes: {key.rsplit('.', 1)[-1]} = \"...\"")
     else:
         raise TypeError(f"{key}: unsupported annotation {annotation!r}")
-    raise ConfigError(f"{key}: expected {type_name(annotation)}, got {value!r}")
+    raise ConfigError(f"{key}: expected {type_name(annotation)}, got {value!r}{_quotes_hint(value, annotation)}")
+
+
+def _quotes_hint(value: Any, annotation: Any) -> str:
+    """Advice for text that would be the value expected without its quotes (`hflip = "true"`)."""
+    if not isinstance(value, str):
+        return ""
+    try:
+        unquoted = tomllib.loads(f"value = {value.strip()}")["value"]
+    except (tomllib.TOMLDecodeError, KeyError):
+        return ""
+    meant = {bool: (bool,), int: (int,), float: (int, float)}.get(annotation, ())
+    if not isinstance(unquoted, meant) or (annotation is not bool and isinstance(unquoted, bool)):
+        return ""
+    return f"; in quotes it is text: give {value.strip()} without them"
