@@ -503,8 +503,12 @@ def test_gan_translate_names_its_overlap_and_tile(pix2pix_run, tmp_path):
     run_dir, data = pix2pix_run
     common = ["translate", str(run_dir), str(data / "val"), str(tmp_path / "out")]
     too_wide = CliRunner().invoke(main, [*common, "--tile", "16", "--overlap", "8"])
-    assert too_wide.exit_code == 2 and "--overlap (8) must be at least 0 and less than half of --tile (16)" in \
-        too_wide.output
+    assert too_wide.exit_code == 2 and ("--tile (16) must be more than twice --overlap (8): give --tile 17 or more, "
+                                        "or --overlap 7 or less") in too_wide.output
+    # a tile too small for the default overlap named --tile alone, though --overlap is the other way out
+    small = CliRunner().invoke(main, [*common, "--tile", "40"])
+    assert small.exit_code == 2 and ("--tile (40) must be more than twice --overlap (32, its default): give --tile "
+                                     "65 or more, or --overlap 19 or less") in small.output, small.output
     no_tile = CliRunner().invoke(main, [*common, "--overlap", "-5"])  # images go whole: still a bad value
     assert no_tile.exit_code == 2 and "--overlap must be at least 0, got -5" in no_tile.output
     with pytest.warns(UserWarning, match="--overlap 8 changes nothing without --tile"):

@@ -221,7 +221,7 @@ def test_translate_refuses_unconditional_checkpoints(tmp_path):
 
 
 def test_tile_and_overlap_are_checked(tmp_path):
-    with pytest.raises(ValueError, match="less than half of --tile"):
+    with pytest.raises(ValueError, match=r"--tile \(16\) must be more than twice --overlap \(8\)"):
         translate_tensor(LocalNet(), torch.rand(1, 3, 8, 8), tile=16, overlap=8)
 
 

@@ -168,7 +168,7 @@ def translate(checkpoint: Path, source: Path, output: Path, side_by_side: bool, 
     """
     from gan.core.checkpoint import CheckpointError, best_checkpoint
     from gan.inference.outputs import check_outputs
-    from gan.inference.tiling import load_translator
+    from gan.inference.tiling import check_tiling, load_translator
     from gan.training.loop import DeviceUnavailable, select_device
 
     try:
@@ -176,6 +176,7 @@ def translate(checkpoint: Path, source: Path, output: Path, side_by_side: bool, 
         check_outputs([output_path for _, output_path in pairs],
                       inputs=[checkpoint, *(image for image, _ in pairs)], overwrite=overwrite)
         checkpoint = best_checkpoint(checkpoint) if best else checkpoint
+        check_tiling(tile, overlap, overlap_option=True)
         if overlap is not None and tile == 0:
             if overlap < 0:
                 raise ValueError(f"--overlap must be at least 0, got {overlap}")

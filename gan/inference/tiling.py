@@ -68,19 +68,25 @@ class TiledNormalisationWarning(UserWarning):
     """Tiles pass separately through layers that normalise each image, so they differ from one pass."""
 
 
-def check_tiling(tile: int, overlap: int | None) -> None:
-    """`--tile` and `--overlap` as a command takes them; `overlap` None for a command that has no
-    --overlap option (gan eval) and tiles with DEFAULT_OVERLAP, whose message names --tile alone."""
+def check_tiling(tile: int, overlap: int | None, overlap_option: bool = False) -> None:
+    """`--tile` and `--overlap` as a command takes them; `overlap` None tiles with DEFAULT_OVERLAP.
+    `overlap_option`: the command has --overlap (gan translate), so a tile too small for the
+    default overlap names both ways out; gan eval's message names --tile alone."""
     if tile < 0:
         raise ValueError(f"--tile must be 0 (whole images) or a positive number of pixels, got {tile}")
     if tile == WHOLE:
         return
-    if overlap is None:
-        if 2 * DEFAULT_OVERLAP >= tile:
-            raise ValueError(f"--tile ({tile}) must be at least {2 * DEFAULT_OVERLAP + 1}: tiles overlap by "
-                             f"{DEFAULT_OVERLAP} px, which must be less than half a tile")
-    elif overlap < 0 or 2 * overlap >= tile:
-        raise ValueError(f"--overlap ({overlap}) must be at least 0 and less than half of --tile ({tile})")
+    if overlap is not None and overlap < 0:
+        raise ValueError(f"--overlap must be at least 0, got {overlap}")
+    shared = DEFAULT_OVERLAP if overlap is None else overlap
+    if 2 * shared < tile:
+        return
+    if overlap is None and not overlap_option:
+        raise ValueError(f"--tile ({tile}) must be at least {2 * DEFAULT_OVERLAP + 1}: tiles overlap by "
+                         f"{DEFAULT_OVERLAP} px, which must be less than half a tile")
+    default = ", its default" if overlap is None else ""
+    raise ValueError(f"--tile ({tile}) must be more than twice --overlap ({shared}{default}): give --tile "
+                     f"{2 * shared + 1} or more, or --overlap {max((tile - 1) // 2, 0)} or less")
 
 
 def _normalises_each_image(generator: nn.Module) -> bool:
