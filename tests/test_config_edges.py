@@ -481,6 +481,11 @@ def test_an_empty_split_is_refused_rather_than_scoring_train_and_val_together(pi
     run_dir, data = pix2pix_run
     result = CliRunner().invoke(main, ["eval", str(run_dir), "--data", str(data), "--split", ""])
     assert result.exit_code == 2 and "--split is empty: name a split subfolder" in result.output, result.output
+    # the splits named are those there are
+    assert f"('{data}' has train, val), or all for every pair" in " ".join(result.output.split())
+    other = CliRunner().invoke(main, ["eval", str(run_dir), "--data", str(data), "--split", "test"])
+    assert other.exit_code == 2 and f"does not exist ('{data}' has train, val; --split all" in \
+        " ".join(other.output.split()), other.output
 
 
 def test_a_missing_validation_split_is_blamed_on_data_val_split(tmp_path):

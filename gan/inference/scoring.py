@@ -263,12 +263,12 @@ def paired_evaluation_folder(root: Path, data_config: dict, split: str | None = 
         raise FileNotFoundError(f"'{root}' has split subfolders {', '.join(present)} but no {default}/ (this run's "
                                 f"validation split): pass --split NAME to score one of them, or --split all for every "
                                 "pair under it")
+    has = f"'{root}' has {', '.join(present)}" if present else f"'{root}' has no split subfolders"
     if not split.strip():  # an empty "$SPLIT" from a script: "all" would mix the training pairs in
-        raise ValueError("--split is empty: name a split subfolder (train, val, test), or all for every pair")
+        raise ValueError(f"--split is empty: name a split subfolder ({has}), or all for every pair")
     if split == "all":
         return root, None
     if not (root / split).is_dir():
-        has = f"it has {', '.join(present)}" if present else "it has no split subfolders"
         raise FileNotFoundError(f"--split {split}: '{root / split}' does not exist ({has}; --split all scores every "
                                 "pair under it)")
     return root / split, split
