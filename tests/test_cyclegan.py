@@ -1,6 +1,7 @@
 """CycleGAN: ResNet generator, image pool, the recipe's losses, end-to-end run and resume."""
 
 import csv
+import shutil
 import sys
 
 import numpy as np
@@ -229,6 +230,13 @@ def test_translate_directions_and_cycle_eval(unpaired_root, tmp_path):
                                  "BtoA"])
     assert other.exit_code == 2 and "has no BtoA generator, only AtoB" in other.output, other.output
     assert "--direction BtoA` writes that one" in other.output
+    # an empty testB/ is refused before testA's rows are printed as if scoring went well
+    half = tmp_path / "half"
+    shutil.copytree(unpaired_root / "testA", half / "testA")
+    (half / "testB").mkdir()
+    empty = runner.invoke(main, ["eval", str(run_dir), "--data", str(half), "--csv", str(tmp_path / "h.csv")])
+    assert empty.exit_code == 2 and "testB" in empty.output and "cycle_l1" not in empty.output, empty.output
+    assert not (tmp_path / "h.csv").exists()
 
 
 def test_direction_needs_a_cyclegan_checkpoint(tmp_path):

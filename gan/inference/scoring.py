@@ -302,8 +302,11 @@ def evaluate_cycle(to_b: Translator, to_a: Translator, root: Path, resolution: i
     (outputs, targets), and those of testB with the testA images as "_BtoA", uint8. Unreadable
     images are Skipped."""
     a_folder, b_folder = cycle_folders(root)
-    for domain, other, folder, forward, backward in (("A", "B", a_folder, to_b, to_a), ("B", "A", b_folder, to_a, to_b)):
-        for path in find_images(folder):
+    # both listed first: an empty testB/ is refused before testA's rows are printed
+    a_images, b_images = find_images(a_folder), find_images(b_folder)
+    for domain, other, folder, images, forward, backward in (("A", "B", a_folder, a_images, to_b, to_a),
+                                                             ("B", "A", b_folder, b_images, to_a, to_b)):
+        for path in images:
             try:
                 (image,) = augment_together([read_rgb(path)], resolution, 0, None, False)
             except ImageReadError as error:
