@@ -175,10 +175,14 @@ def test_dcgan_channels_beyond_max_channels_are_refused_not_capped():
     (["loss.diffaugment=color", "loss.augment_target=0.5"],
      "loss.augment_target = 0.5 changes nothing: it is read only when loss.augment_p is 'adaptive'"),
     (["loss.augment_images=1000"], "loss.augment_images = 1000 changes nothing"),
-    (["loss.r1_every=4"], "loss.r1_every = 4 changes nothing: it tunes loss.r1_gamma, which is 0 (off)"),
-    (["loss.instance_noise_steps=100"], "loss.instance_noise_steps = 100 changes nothing: it tunes loss.instance_noise"),
-    (["train.ema_decay=0", "train.ema_bn_batches=8"], "train.ema_bn_batches = 8 changes nothing: it tunes "
-                                                      "train.ema_decay, which is 0 (off)"),
+    (["loss.r1_every=4"], "loss.r1_every = 4 changes nothing: it is read only when loss.r1_gamma is above 0 (on), "
+                          "and this config has loss.r1_gamma = 0"),
+    (["loss.instance_noise_steps=100"], "loss.instance_noise_steps = 100 changes nothing: it is read only when "
+                                        "loss.instance_noise is above 0"),
+    (["train.ema_decay=0", "train.ema_bn_batches=8"], "train.ema_bn_batches = 8 changes nothing: it is read only "
+                                                      "when train.ema_decay is above 0 (on)"),
+    (["metrics.every=0", "metrics.num_samples=512"], "metrics.num_samples = 512 changes nothing: it is read only "
+                                                     "when metrics.every is above 0 (on)"),
     (["recipe=pix2pix", "data.dataset=paired", "train.steps=10", "train.adversarial_start=10"],
      "train.adversarial_start = 10 is not below train.steps = 10: the adversarial term never turns on"),
     (["data.dataset=synthetic", "data.root=/faces"], "data.root = '/faces' changes nothing: it is read only when "
@@ -191,6 +195,16 @@ def test_dcgan_channels_beyond_max_channels_are_refused_not_capped():
 ])
 def test_a_key_set_to_no_effect_is_warned_of_by_name(overrides, expected):
     assert any(expected in message for message in messages_of_warnings(None, overrides)), expected
+
+
+def test_metrics_keys_a_file_keeps_for_later_are_warned_of_only_when_given():
+    # the demo keeps metrics.names and num_samples; turning metrics off warned of keys never given
+    demo = REPO / "experiments" / "dcgan_demo.toml"
+    assert not [message for message in messages_of_warnings(demo, ["metrics.every=0"]) if "changes nothing" in message]
+    given = messages_of_warnings(demo, ["metrics.every=0", "metrics.num_samples=100"])
+    assert [message for message in given if "changes nothing" in message] == [
+        "metrics.num_samples = 100 changes nothing: it is read only when metrics.every is above 0 (on), and this "
+        "config has metrics.every = 0"]
 
 
 @pytest.mark.parametrize("overrides", [

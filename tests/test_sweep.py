@@ -61,6 +61,27 @@ def test_a_grid_may_not_set_a_key_twice_or_fight_the_seeds():
         expand([parse_grid("train.seed=1,2")], seeds=2)
 
 
+@pytest.mark.parametrize("grid, sets, expected", [
+    # a key the recipe does not read: 10 is cycle_weight's default, 5 is ignored
+    (["loss.cycle_weight=10,5"], [], "runs 00000-cycle_weight=10 and 00001-cycle_weight=5 would train the same "
+                                     "(recipe 'dcgan' ignores loss.cycle_weight = 5.0 (cyclegan only))"),
+    # a key another key turns off, crossed with one that changes the run: the pairs in each hflip are the same
+    (["data.hflip=true,false", "loss.instance_noise_steps=0,100"], [],
+     "runs 00000-hflip=true-instance_noise_steps=0 and 00001-hflip=true-instance_noise_steps=100 would train the "
+     "same (loss.instance_noise_steps = 100 changes nothing: it is read only when loss.instance_noise is above 0"),
+    (["metrics.num_samples=256,512"], ["metrics.every=0"], "metrics.num_samples = 512 changes nothing"),
+])
+def test_grid_values_that_change_nothing_are_refused_before_any_run(tmp_path, grid, sets, expected):
+    # each value made a run of its own, training the same as the others
+    out = tmp_path / "sweep"
+    result = CliRunner().invoke(main, ["sweep", str(DEMO), *[word for key in grid for word in ("--grid", key)],
+                                       *[word for key in sets for word in ("--set", key)], "--out", str(out)])
+    assert result.exit_code == 2 and expected in " ".join(result.output.split()), result.output
+    assert "drop the value that changes nothing from --grid, or sweep those settings separately" in \
+        " ".join(result.output.split())
+    assert not out.exists()
+
+
 def test_the_manifest_guards_the_folder_against_another_sweep(tmp_path):
     grid = [parse_grid("loss.adversarial=vanilla,hinge")]
     text = manifest_text(DEMO, ["train.steps=3"], grid, 2, expand(grid, 2))

@@ -310,7 +310,7 @@ def read_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
     config = _fill(Config, tree, "")
     _expand_home(config)
     check_values(config)
-    warn_about_inert_keys(config)
+    warn_about_inert_keys(config, {assignment.partition("=")[0].strip() for assignment in overrides})
     return config
 
 
@@ -551,41 +551,59 @@ READ_ONLY_WITH = {
 }
 # Keys that tune something another key turns on: set while it is off (0), they change nothing.
 READ_ONLY_WHEN_ON = {"loss.r1_every": "loss.r1_gamma", "loss.instance_noise_steps": "loss.instance_noise",
-                     "train.ema_bn_batches": "train.ema_decay"}
+                     "train.ema_bn_batches": "train.ema_decay",
+                     **{key: "metrics.every" for key in ("metrics.names", "metrics.num_samples", "metrics.root",
+                                                         "metrics.cache_dir")}}
+# A config file may keep these ready for when metrics.every turns them on: warned of only when --set gives them.
+WARNED_WHEN_GIVEN = ("metrics.names", "metrics.num_samples", "metrics.root", "metrics.cache_dir")
 
 
-def warn_about_inert_keys(config: Config) -> None:
-    """One warning for each key set to a value that changes nothing, naming it and why."""
-    for message in _inert_keys(config):
-        warnings.warn(message, stacklevel=3)
+def warn_about_inert_keys(config: Config, given: set[str]) -> None:
+    """One warning for each key set to a value that changes nothing, naming it and why (the keys of
+    WARNED_WHEN_GIVEN only when among `given`, those --set gives)."""
+    quiet = [key for key in WARNED_WHEN_GIVEN if key not in given]
+    for key, message in _inert_keys(config):
+        if key not in quiet:
+            warnings.warn(message, stacklevel=3)
 
 
-def _inert_keys(config: Config) -> list[str]:
-    """A sentence for each key of `config` set to a value that changes nothing in the run it describes."""
+def inert_keys(config: Config) -> dict[str, str]:
+    """key -> a sentence saying why, for each key of `config` set to a value that changes nothing in
+    the run it describes (runs that differ only in such keys train the same)."""
     defaults, values = flatten_config(config_to_dict(Config())), flatten_config(config_to_dict(config))
-    found = [f"{key} = {values[key]!r} changes nothing: it is read only when {decider} is "
-             f"{' or '.join(map(repr, readers))}, and this config has {decider} = {values[decider]!r}"
+    found = {key: f"{key} = {values[key]!r} changes nothing: it is read only when {decider} is "
+                  f"{' or '.join(map(repr, readers))}, and this config has {decider} = {values[decider]!r}"
              for key, (decider, readers) in READ_ONLY_WITH.items()
-             if values[decider] not in readers and values[key] != defaults[key]]
-    found += [f"{key} = {values[key]!r} changes nothing: it tunes {switch}, which is 0 (off) in this config"
-              for key, switch in READ_ONLY_WHEN_ON.items() if values[switch] == 0 and values[key] != defaults[key]]
-    train, loss = config.train, config.loss
+             if values[decider] not in readers and values[key] != defaults[key]}
+    found |= {key: f"{key} = {values[key]!r} changes nothing: it is read only when {switch} is above 0 (on), and "
+                   f"this config has {switch} = 0"
+              for key, switch in READ_ONLY_WHEN_ON.items() if values[switch] == 0 and values[key] != defaults[key]}
+    if config.loss.diffaugment and config.loss.augment_p == 0:
+        found["loss.diffaugment"] = (f"loss.diffaugment = {config.loss.diffaugment!r} changes nothing: "
+                                     "loss.augment_p = 0 applies it to no image")
+    return found
+
+
+def _inert_keys(config: Config) -> list[tuple[str, str]]:
+    """(key, sentence) for each key of `config` set to a value that changes nothing in the run it describes."""
+    found = list(inert_keys(config).items())
+    train = config.train
     if 0 < train.steps <= train.adversarial_start:
-        found.append(f"train.adversarial_start = {train.adversarial_start} is not below train.steps = {train.steps}: "
-                     "the adversarial term never turns on, and the discriminator never trains")
+        found.append(("train.adversarial_start",
+                      f"train.adversarial_start = {train.adversarial_start} is not below train.steps = {train.steps}: "
+                      "the adversarial term never turns on, and the discriminator never trains"))
     if train.g_lr == 0 and train.d_lr == 0:
-        found.append("train.g_lr and train.d_lr are both 0: no network learns anything")
+        found.append(("train.g_lr", "train.g_lr and train.d_lr are both 0: no network learns anything"))
     if train.warmup_steps >= train.steps:
         reach = "reach the values set only at the last step" if train.warmup_steps == train.steps else "never reach the values set"
-        found.append(f"train.warmup_steps = {train.warmup_steps} is not below train.steps = {train.steps}: the "
-                     f"learning rates rise from 0 over the whole run and {reach}")
+        found.append(("train.warmup_steps",
+                      f"train.warmup_steps = {train.warmup_steps} is not below train.steps = {train.steps}: the "
+                      f"learning rates rise from 0 over the whole run and {reach}"))
     late = [milestone for milestone in train.lr_milestones if milestone >= train.steps]
     if late and train.lr_schedule == "step":
-        found.append(f"train.lr_milestones {late} change nothing: the rates change after a milestone's step, and "
-                     f"the run ends at train.steps = {train.steps}")
-    if loss.diffaugment and loss.augment_p == 0:
-        found.append(f"loss.diffaugment = {loss.diffaugment!r} changes nothing: loss.augment_p = 0 applies it to "
-                     "no image")
+        found.append(("train.lr_milestones",
+                      f"train.lr_milestones {late} change nothing: the rates change after a milestone's step, and "
+                      f"the run ends at train.steps = {train.steps}"))
     return found
 
 

@@ -26,12 +26,12 @@ from pathlib import Path
 from typing import IO, Callable, Iterator
 
 from gan.core.checkpoint import checkpoints_by_content, list_checkpoints
-from gan.core.config import parse_value
+from gan.core.config import Config, config_to_dict, flatten_config, inert_keys, parse_value
 from gan.core.files import SWEEP_LOCK_NAME, SweepLock, write_text_atomically
 from gan.core.processes import STOP_SIGNALS, leave_the_terminal_on_hangup, stop_with_parent
 from gan.core.progress import format_duration
 from gan.core.registry import ConfigError
-from gan.training.resolve import load_config
+from gan.training.resolve import ignored_keys, load_config
 
 MANIFEST = "sweep.toml"
 # A grid of more runs than this is more likely typed wrong (ten keys of four values is a million
@@ -212,14 +212,34 @@ class _Running:
 
 def planned_steps(config: Path, sets: list[str], runs: list[SweepRun]) -> dict[str, int]:
     """Each run's `train.steps`, from its whole config: every grid point is checked (keys, types,
-    ranges, names), so a sweep that cannot run says so before it writes anything."""
-    steps = {}
+    ranges, names), so a sweep that cannot run says so before it writes anything. Two runs that
+    would train the same (a grid value that changes nothing there) are refused."""
+    steps, trained_by = {}, {}
     for run in runs:
         try:
-            steps[run.name] = load_config(config, [*sets, *run.overrides]).train.steps
+            resolved = load_config(config, [*sets, *run.overrides])
         except ConfigError as error:
             raise ConfigError(f"run {run.name} ({' '.join(run.overrides) or 'no overrides'}): {error}") from None
+        steps[run.name] = resolved.train.steps
+        settings, values, why = _what_trains(resolved)
+        if settings in trained_by:
+            first, first_values, first_why = trained_by[settings]
+            differ = [key for key in values if values[key] != first_values[key]]
+            reasons = "; ".join(dict.fromkeys(why.get(key) or first_why[key] for key in differ))
+            raise ConfigError(f"runs {first.name} and {run.name} would train the same ({reasons}): drop the value "
+                              "that changes nothing from --grid, or sweep those settings separately")
+        trained_by[settings] = (run, values, why)
     return steps
+
+
+def _what_trains(resolved) -> tuple[str, dict, dict[str, str]]:
+    """The settings a run trains with as one string (each key that changes nothing at its default),
+    its config's values by key, and key -> why, for the keys that change nothing."""
+    why = inert_keys(resolved) | {key: f"recipe '{resolved.recipe}' ignores {text}"
+                                  for key, text in ignored_keys(resolved).items()}
+    defaults, values = flatten_config(config_to_dict(Config())), flatten_config(config_to_dict(resolved))
+    settings = {key: defaults[key] if key in why else value for key, value in values.items()}
+    return json.dumps(settings, sort_keys=True, default=str), values, why
 
 
 def run_sweep(config: Path, sets: list[str], runs: list[SweepRun], out: Path, jobs: int, devices: list[str],

@@ -38,14 +38,19 @@ RECIPE_KEYS = {
 ASKS_NOTHING = {"train.ema_decay": (0.0,), "loss.adversarial_weight": (-1.0, 1.0)}
 
 
+def ignored_keys(config: Config) -> dict[str, str]:
+    """key -> `key = value (recipes only)`, for each key set for another recipe than `config.recipe`."""
+    defaults, values = flatten_config(config_to_dict(Config())), flatten_config(config_to_dict(config))
+    return {key: f"{key} = {values[key]!r} ({' and '.join(recipes)} only)" for key, recipes in RECIPE_KEYS.items()
+            if config.recipe not in recipes and values[key] != defaults[key]
+            and values[key] not in ASKS_NOTHING.get(key, ())}
+
+
 def warn_about_ignored_keys(config: Config) -> None:
     """One warning naming every key set for another recipe than `config.recipe`."""
-    defaults, values = flatten_config(config_to_dict(Config())), flatten_config(config_to_dict(config))
-    ignored = [f"{key} = {values[key]!r} ({' and '.join(recipes)} only)" for key, recipes in RECIPE_KEYS.items()
-               if config.recipe not in recipes and values[key] != defaults[key]
-               and values[key] not in ASKS_NOTHING.get(key, ())]
+    ignored = ignored_keys(config)
     if ignored:
-        warnings.warn(f"recipe '{config.recipe}' ignores {'; '.join(ignored)}", stacklevel=3)
+        warnings.warn(f"recipe '{config.recipe}' ignores {'; '.join(ignored.values())}", stacklevel=3)
 
 
 def resolve_names(config: Config) -> Config:
