@@ -62,6 +62,27 @@ def test_a_checkpoint_named_for_another_step_is_ordered_by_the_step_it_holds(tmp
         (8, "checkpoint-00000008.pt"), (10, "checkpoint-00000010.pt")]
 
 
+def test_gan_eval_results_of_steps_a_resume_trains_again_are_set_aside(tmp_path, capsys):
+    # after a fall-back past a lost checkpoint (or a rollback), metrics-00000004.json stayed under
+    # its name and claimed to score the new checkpoint-00000004.pt
+    common = ("train.checkpoint_every=2", "train.keep_checkpoints=5")
+    run_dir = train(tiny_config(*common, "train.steps=4"), tmp_path / "run", CPU).run_dir
+    results = ["metrics-00000002.json", "metrics-00000004.json", "metrics-00000004-live.json",
+               "eval-val-00000004.csv", "eval-val-00000004.json", "eval-notes.txt"]
+    for name in results:
+        (run_dir / name).write_text("old\n")
+    (run_dir / "metrics-00000004.discarded.json").write_text("set aside before\n")
+    checkpoint_path(run_dir, 4).unlink()  # lost: the resume starts from step 2
+    train(tiny_config(*common, "train.steps=4"), run_dir, CPU, resume=True)
+    assert "set aside as <name>.discarded: eval-val-00000004.csv, eval-val-00000004.json, " \
+           "metrics-00000004-live.json, metrics-00000004.json" in capsys.readouterr().err
+    kept = sorted(path.name for path in run_dir.iterdir() if "metrics-" in path.name or "eval-" in path.name)
+    assert kept == ["eval-notes.txt", "eval-val-00000004.discarded.csv", "eval-val-00000004.discarded.json",
+                    "metrics-00000002.json", "metrics-00000004-live.discarded.json", "metrics-00000004.discarded-1.json",
+                    "metrics-00000004.discarded.json"]
+    assert (run_dir / "metrics-00000004.discarded.json").read_text() == "set aside before\n"
+
+
 def test_a_folder_named_like_a_checkpoint_is_warned_of_not_passed_over_in_silence(tmp_path):
     save_checkpoint({"format": FORMAT, "step": 2}, checkpoint_path(tmp_path, 2))
     checkpoint_path(tmp_path, 4).mkdir()  # (say, a checkpoint unpacked by hand)
