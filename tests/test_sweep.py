@@ -82,6 +82,27 @@ def test_grid_values_that_change_nothing_are_refused_before_any_run(tmp_path, gr
     assert not out.exists()
 
 
+@pytest.mark.parametrize("failing", ["lock", "manifest"])
+def test_a_sweep_that_cannot_write_its_folder_leaves_no_folder(tmp_path, monkeypatch, failing):
+    # a full disk while the lock was written left an empty folder holding .sweep.lock
+    from gan.core.files import SweepLock, WriteError
+    from gan.tools import sweep as sweep_module
+
+    def full(*args, **kwargs):
+        raise WriteError(f"could not write the {failing} (0 B free)")
+
+    if failing == "lock":
+        monkeypatch.setattr(SweepLock, "__enter__", lambda self: (self.run_dir.mkdir(parents=True),
+                                                                  (self.run_dir / ".sweep.lock").touch(), full()))
+    else:
+        monkeypatch.setattr(sweep_module, "write_text_atomically", full)
+    out = tmp_path / "sweep"
+    result = CliRunner().invoke(main, ["sweep", str(DEMO), "--grid", "loss.adversarial=vanilla,hinge", "--out",
+                                       str(out), "--print-commands"])
+    assert result.exit_code == 2 and f"could not write the {failing}" in result.output, result.output
+    assert not out.exists()
+
+
 def test_the_manifest_guards_the_folder_against_another_sweep(tmp_path):
     grid = [parse_grid("loss.adversarial=vanilla,hinge")]
     text = manifest_text(DEMO, ["train.steps=3"], grid, 2, expand(grid, 2))

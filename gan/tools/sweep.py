@@ -27,7 +27,7 @@ from typing import IO, Callable, Iterator
 
 from gan.core.checkpoint import checkpoints_by_content, list_checkpoints
 from gan.core.config import Config, config_to_dict, flatten_config, inert_keys, parse_value
-from gan.core.files import SWEEP_LOCK_NAME, SweepLock, write_text_atomically
+from gan.core.files import SWEEP_LOCK_NAME, RunDirectoryBusy, SweepLock, write_text_atomically
 from gan.core.processes import STOP_SIGNALS, leave_the_terminal_on_hangup, stop_with_parent
 from gan.core.progress import format_duration
 from gan.core.registry import ConfigError
@@ -158,10 +158,13 @@ def claimed_sweep_folder(out: Path, text: str) -> Iterator[None]:
     asks for the same sweep: two sweeps started into one new folder at once must not both write
     their manifests. A folder this made is removed again when that fails (a full disk)."""
     created = not out.exists()
-    with SweepLock(out):  # (made here when new)
+    with contextlib.ExitStack() as held:
         try:
+            held.enter_context(SweepLock(out))  # (made here when new)
             write_manifest(out, text)
-        except BaseException:
+        except RunDirectoryBusy:  # the lock file is the other sweep's
+            raise
+        except BaseException:  # the lock or the manifest could not be written (a full disk)
             if created:
                 with contextlib.suppress(OSError):
                     (out / SWEEP_LOCK_NAME).unlink()
