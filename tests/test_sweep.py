@@ -103,6 +103,23 @@ def test_a_sweep_that_cannot_write_its_folder_leaves_no_folder(tmp_path, monkeyp
     assert not out.exists()
 
 
+@pytest.mark.parametrize("config, grid, expected", [
+    (DEMO, "data.resolution=32,48", "run 00001-resolution=48 (data.resolution=48): model.generator_args: "
+                                    "resolution must be a power of two from 32 to 256, got 48"),
+    (REPO / "experiments" / "pix2pix_facades.toml", "model.discriminator_args.n_layers=3,7",
+     "run 00001-n_layers=7 (model.discriminator_args.n_layers=7): model.discriminator_args.n_layers = 7 is too deep "
+     "for data.resolution = 256"),
+    (REPO / "experiments" / "cyclegan_horse2zebra.toml", "data.resolution=256,250",
+     "data.resolution (250) must be a multiple of 4 for generator 'resnet_9blocks'"),
+])
+def test_a_grid_value_the_networks_refuse_is_named_before_any_run(tmp_path, config, grid, expected):
+    # only the run of that value failed, when it started, after the others had trained
+    out = tmp_path / "sweep"
+    result = CliRunner().invoke(main, ["sweep", str(config), "--grid", grid, "--out", str(out)])
+    assert result.exit_code == 2 and expected in " ".join(result.output.split()), result.output
+    assert not out.exists()
+
+
 def test_the_manifest_guards_the_folder_against_another_sweep(tmp_path):
     grid = [parse_grid("loss.adversarial=vanilla,hinge")]
     text = manifest_text(DEMO, ["train.steps=3"], grid, 2, expand(grid, 2))

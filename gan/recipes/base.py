@@ -10,6 +10,8 @@ A recipe is constructed as `Recipe(config, device, autocast)` and provides:
   param groups; the loop sets `lr = base_lr * schedule(step)`.
 - `specs`: dict name -> NetworkSpec for the networks others rebuild from a
   checkpoint (the generator for `gan sample`).
+- `check(config)` (a classmethod): every network's spec, checked against the config
+  without building the recipe (`gan sweep` checks each grid point with it).
 - `build_dataset()`: the training data set; items are dicts of tensors.
 - `step(batch, step) -> dict[str, Tensor]`: one training iteration on a batch
   already on the device; returns 0-d tensors to log (`loss/...`, `d/real`, ...).
@@ -128,10 +130,22 @@ class RecipeBase:
         """`default_adversarial_weight` for the recipe registered as `name` (a class may serve several)."""
         return cls.default_adversarial_weight
 
-    def __init__(self, config: Config, device: torch.device, autocast: AutocastFactory):
-        if self.datasets and config.data.dataset not in self.datasets:  # else a batch without its keys, in step 1
+    @classmethod
+    def check(cls, config: Config) -> dict[str, NetworkSpec]:
+        """Every network the recipe builds from `config`, as specs checked against the config (names,
+        arguments, and sizes that fit the data), without building the recipe: no weights, data or
+        memory (`gan sweep` checks each grid point with it). ConfigError names what does not fit."""
+        if cls.datasets and config.data.dataset not in cls.datasets:  # else a batch without its keys, in step 1
             raise ConfigError(f"recipe '{config.recipe}' trains on data.dataset "
-                              f"{' or '.join(repr(name) for name in self.datasets)}, not '{config.data.dataset}'")
+                              f"{' or '.join(repr(name) for name in cls.datasets)}, not '{config.data.dataset}'")
+        return cls.network_specs(config)
+
+    @classmethod
+    def network_specs(cls, config: Config) -> dict[str, NetworkSpec]:
+        """The recipe's networks by name (one spec per network built), each checked; see `check`."""
+        raise NotImplementedError
+
+    def __init__(self, config: Config, device: torch.device, autocast: AutocastFactory):
         self.config, self.device, self.autocast = config, device, autocast
         self._preview_batch: dict[str, torch.Tensor] | None = None
         self.r1 = LazyR1(config.loss.r1_gamma, config.loss.r1_every, device)

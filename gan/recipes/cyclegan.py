@@ -15,14 +15,13 @@ import torch.nn.functional as F
 
 from gan.core.config import Config
 from gan.core.images import signed_to_uint8
-from gan.core.registry import ConfigError
 from gan.data import build_dataset
-from gan.nets import network_spec
+from gan.nets import NetworkSpec, network_spec
 from gan.nets.running import eval_mode, run_padded
 from gan.recipes import RECIPES
 from gan.recipes.base import AutocastFactory, RecipeBase, adam, gradient_norm, require_rgb, set_requires_grad
 from gan.recipes.image_pool import ImagePool
-from gan.recipes.image_to_image import DistributionScores, check_discriminator_depth
+from gan.recipes.image_to_image import DistributionScores, check_discriminator_depth, check_size_multiple
 from gan.recipes.losses import AdversarialLoss
 from gan.recipes.schedules import adversarial_on
 
@@ -37,19 +36,26 @@ class CycleGANRecipe(RecipeBase):
 
     datasets = ("unpaired",)
 
+    @classmethod
+    def network_specs(cls, config: Config) -> dict[str, NetworkSpec]:
+        model = config.model
+        generator = network_spec("generator", model.generator, model.generator_args, "model.generator_args")
+        require_rgb(generator, "model.generator_args", "in_channels", "out_channels")
+        check_size_multiple(generator, config.data.resolution)
+        discriminator = network_spec("discriminator", model.discriminator, model.discriminator_args,
+                                     "model.discriminator_args", in_channels=3)
+        check_discriminator_depth(discriminator, config.data.resolution)
+        return {**{f"generator_{direction}": generator for direction in DIRECTIONS},
+                **{f"discriminator_{domain}": discriminator for domain in ("A", "B")}}
+
     def __init__(self, config: Config, device: torch.device, autocast: AutocastFactory):
         super().__init__(config, device, autocast)
-        model, train, loss = config.model, config.train, config.loss
-        self.specs = {f"generator_{direction}": network_spec("generator", model.generator, model.generator_args,
-                                                             "model.generator_args")
-                      for direction in DIRECTIONS}
-        require_rgb(self.specs["generator_AtoB"], "model.generator_args", "in_channels", "out_channels")
-        self.generators = {direction: self.specs[f"generator_{direction}"].build().to(device)
-                           for direction in DIRECTIONS}
-        discriminator_spec = network_spec("discriminator", model.discriminator, model.discriminator_args,
-                                          "model.discriminator_args", in_channels=3)
-        check_discriminator_depth(discriminator_spec, config.data.resolution)
-        self.discriminators = {domain: discriminator_spec.build().to(device) for domain in ("A", "B")}
+        train, loss = config.train, config.loss
+        specs = self.check(config)
+        # (what a checkpoint keeps to rebuild the generators)
+        self.specs = {name: spec for name, spec in specs.items() if name.startswith("generator_")}
+        self.generators = {direction: specs[f"generator_{direction}"].build().to(device) for direction in DIRECTIONS}
+        self.discriminators = {domain: specs[f"discriminator_{domain}"].build().to(device) for domain in ("A", "B")}
         self.networks = {**{f"generator_{d}": g for d, g in self.generators.items()},
                          **{f"discriminator_{d}": net for d, net in self.discriminators.items()}}
         self.optimizers = {
@@ -61,9 +67,6 @@ class CycleGANRecipe(RecipeBase):
                       for index, domain in enumerate(("A", "B"))}
         self.use_diffaugment()
         self.size_multiple = getattr(self.generators["AtoB"], "size_multiple", 1)
-        if config.data.resolution % self.size_multiple:
-            raise ConfigError(f"data.resolution ({config.data.resolution}) must be a multiple of "
-                              f"{self.size_multiple} for generator '{model.generator}'")
         self.distribution = DistributionScores(config, device)
         self._test_images: dict[str, torch.Tensor] | None = None
 

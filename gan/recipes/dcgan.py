@@ -9,7 +9,7 @@ from torch import nn
 
 from gan.core.config import Config
 from gan.core.registry import ConfigError
-from gan.nets import network_spec
+from gan.nets import NetworkSpec, network_spec
 from gan.nets.running import eval_mode
 from gan.recipes import RECIPES
 from gan.recipes.base import AutocastFactory, RecipeBase, adam, gradient_norm, require_rgb, set_requires_grad
@@ -28,24 +28,29 @@ class DCGANRecipe(RecipeBase):
     generator update on the last fake batch, then the generator EMA update.
     """
 
-    def __init__(self, config: Config, device: torch.device, autocast: AutocastFactory):
-        super().__init__(config, device, autocast)
-        model, train = config.model, config.train
-        if train.adversarial_start:
+    @classmethod
+    def network_specs(cls, config: Config) -> dict[str, NetworkSpec]:
+        model = config.model
+        if config.train.adversarial_start:
             raise ConfigError("train.adversarial_start is for recipes with a reconstruction loss to train on first "
                               "(pix2pix, srgan, cyclegan); dcgan's generator learns only from its discriminator")
         resolution = config.data.resolution
-        self.specs = {
-            "generator": network_spec("generator", model.generator, model.generator_args,
-                                      "model.generator_args", resolution=resolution),
-        }
-        discriminator_spec = network_spec("discriminator", model.discriminator, model.discriminator_args,
-                                          "model.discriminator_args", resolution=resolution)
+        specs = {"generator": network_spec("generator", model.generator, model.generator_args,
+                                           "model.generator_args", resolution=resolution),
+                 "discriminator": network_spec("discriminator", model.discriminator, model.discriminator_args,
+                                               "model.discriminator_args", resolution=resolution)}
         # G's images and the real ones both go to D: each network's image side meets the data.
-        require_rgb(self.specs["generator"], "model.generator_args", "image_channels")
-        require_rgb(discriminator_spec, "model.discriminator_args", "image_channels")
-        self.generator = self.specs["generator"].build().to(device)
-        self.discriminator = discriminator_spec.build().to(device)
+        require_rgb(specs["generator"], "model.generator_args", "image_channels")
+        require_rgb(specs["discriminator"], "model.discriminator_args", "image_channels")
+        return specs
+
+    def __init__(self, config: Config, device: torch.device, autocast: AutocastFactory):
+        super().__init__(config, device, autocast)
+        train = config.train
+        specs = self.check(config)
+        self.specs = {"generator": specs["generator"]}  # (what a checkpoint keeps to rebuild the generator)
+        self.generator = specs["generator"].build().to(device)
+        self.discriminator = specs["discriminator"].build().to(device)
         self.latent_dim = self.generator.latent_dim
         self.networks = {"generator": self.generator, "discriminator": self.discriminator}
         self.ema = EMA(self.generator, train.ema_decay) if train.ema_decay > 0 else None

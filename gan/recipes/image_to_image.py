@@ -40,6 +40,16 @@ def check_discriminator_depth(spec: NetworkSpec, size: int) -> None:
                       f"= {size}: each layer halves the image, and n layers need at least 3 x 2^n px; {fits}")
 
 
+def check_size_multiple(spec: NetworkSpec, resolution: int) -> None:
+    """A generator that halves its input some times needs crops of a multiple of 2^times px (built
+    on the meta device to ask: no memory)."""
+    with torch.device("meta"):
+        size_multiple = getattr(spec.build(), "size_multiple", 1)
+    if resolution % size_multiple:
+        raise ConfigError(f"data.resolution ({resolution}) must be a multiple of {size_multiple} for generator "
+                          f"'{spec.name}'")
+
+
 def evaluation_set(data: DataConfig) -> Dataset:
     """The evaluation set of previews and validation: for super-resolution without the images too
     small to score (each named in a warning), as `gan eval` leaves them out."""

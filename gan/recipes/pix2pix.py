@@ -13,12 +13,13 @@ import torch.nn.functional as F
 
 from gan.core.config import Config
 from gan.core.registry import ConfigError
-from gan.nets import network_spec
+from gan.nets import NetworkSpec, network_spec
 from gan.recipes import RECIPES
 from gan.recipes.base import AutocastFactory, RecipeBase, adam, gradient_norm, require_rgb, set_requires_grad
 from gan.recipes.image_to_image import (
     DistributionScores,
     check_discriminator_depth,
+    check_size_multiple,
     preview_pairs,
     preview_strips,
     validation_scores,
@@ -41,28 +42,31 @@ class Pix2PixRecipe(RecipeBase):
 
     datasets = ("paired", "sr_pairs")  # (input, target) pairs
 
-    def __init__(self, config: Config, device: torch.device, autocast: AutocastFactory):
-        super().__init__(config, device, autocast)
-        model, train = config.model, config.train
+    @classmethod
+    def network_specs(cls, config: Config) -> dict[str, NetworkSpec]:
+        model = config.model
         if config.data.dataset == "sr_pairs" and not config.data.upsample_input:
             raise ConfigError("recipe 'pix2pix' on data.dataset = \"sr_pairs\" needs data.upsample_input = true: its "
                               "generator keeps its input's size (recipes srresnet and srgan upsample the LR image "
                               "themselves)")
-        self.specs = {"generator": network_spec("generator", model.generator, model.generator_args,
-                                                "model.generator_args")}
+        generator = network_spec("generator", model.generator, model.generator_args, "model.generator_args")
         # (the discriminator's in_channels follow the generator's: input and output stacked)
-        require_rgb(self.specs["generator"], "model.generator_args", "in_channels", "out_channels")
-        self.generator = self.specs["generator"].build().to(device)
+        require_rgb(generator, "model.generator_args", "in_channels", "out_channels")
+        check_size_multiple(generator, config.data.resolution)
+        image_channels = generator.kwargs.get("in_channels", 3) + generator.kwargs.get("out_channels", 3)
+        discriminator = network_spec("discriminator", model.discriminator, model.discriminator_args,
+                                     "model.discriminator_args", in_channels=image_channels)
+        check_discriminator_depth(discriminator, config.data.resolution)
+        return {"generator": generator, "discriminator": discriminator}
+
+    def __init__(self, config: Config, device: torch.device, autocast: AutocastFactory):
+        super().__init__(config, device, autocast)
+        train = config.train
+        specs = self.check(config)
+        self.specs = {"generator": specs["generator"]}  # (what a checkpoint keeps to rebuild the generator)
+        self.generator = specs["generator"].build().to(device)
         self.size_multiple = getattr(self.generator, "size_multiple", 1)
-        if config.data.resolution % self.size_multiple:
-            raise ConfigError(f"data.resolution ({config.data.resolution}) must be a multiple of "
-                              f"{self.size_multiple} for generator '{model.generator}'")
-        image_channels = self.specs["generator"].kwargs.get("in_channels", 3) + \
-            self.specs["generator"].kwargs.get("out_channels", 3)
-        discriminator_spec = network_spec("discriminator", model.discriminator, model.discriminator_args,
-                                          "model.discriminator_args", in_channels=image_channels)
-        check_discriminator_depth(discriminator_spec, config.data.resolution)
-        self.discriminator = discriminator_spec.build().to(device)
+        self.discriminator = specs["discriminator"].build().to(device)
         self.networks = {"generator": self.generator, "discriminator": self.discriminator}
         self.optimizers = {
             "generator": adam(self.generator, train.g_lr, train, device),

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from gan.core.checkpoint import load_checkpoint, refuse_non_finite, resolve_checkpoint
 from gan.core.config import Config
 from gan.core.registry import ConfigError
-from gan.nets import network_spec
+from gan.nets import NetworkSpec, network_spec
 from gan.nets.vgg import VGGFeatures
 from gan.recipes import RECIPES
 from gan.recipes.base import AutocastFactory, RecipeBase, adam, gradient_norm, require_rgb, set_requires_grad
@@ -43,22 +43,33 @@ class SRGANRecipe(RecipeBase):
         """srresnet is the generator on its content loss alone: no discriminator unless a weight asks."""
         return 0.0 if name == "srresnet" else cls.default_adversarial_weight
 
-    def __init__(self, config: Config, device: torch.device, autocast: AutocastFactory):
-        super().__init__(config, device, autocast)
-        data, model, loss, train = config.data, config.model, config.loss, config.train
+    @classmethod
+    def network_specs(cls, config: Config) -> dict[str, NetworkSpec]:
+        data, model = config.data, config.model
         if data.dataset != "sr_pairs" or data.upsample_input:
             raise ConfigError(f"recipe '{config.recipe}' needs data.dataset = \"sr_pairs\" with "
                               "data.upsample_input = false: its generator upsamples the LR image itself")
-        self.specs = {"generator": network_spec("generator", model.generator, model.generator_args,
-                                                "model.generator_args", scale=data.scale)}
-        require_rgb(self.specs["generator"], "model.generator_args", "image_channels")
-        self.generator = self.specs["generator"].build().to(device)
+        specs = {"generator": network_spec("generator", model.generator, model.generator_args,
+                                           "model.generator_args", scale=data.scale)}
+        require_rgb(specs["generator"], "model.generator_args", "image_channels")
         if config.recipe == "srgan" and not model.init_generator:
             raise ConfigError("model.init_generator is empty: SRGAN starts from a trained PSNR-oriented "
                               "generator. Train one, then pass its run directory (or a checkpoint file):\n"
                               "  gan train experiments/edsr_x4.toml\n"
                               "  gan train experiments/srgan_x4.toml --set model.init_generator=runs/<N>-edsr_x4\n"
                               '(model.init_generator = "none" trains from random weights)')
+        if config.loss.adversarial_weight:
+            specs["discriminator"] = network_spec("discriminator", model.discriminator, model.discriminator_args,
+                                                  "model.discriminator_args")
+            require_rgb(specs["discriminator"], "model.discriminator_args", "in_channels")
+        return specs
+
+    def __init__(self, config: Config, device: torch.device, autocast: AutocastFactory):
+        super().__init__(config, device, autocast)
+        model, loss, train = config.model, config.loss, config.train
+        specs = self.check(config)
+        self.specs = {"generator": specs["generator"]}  # (what a checkpoint keeps to rebuild the generator)
+        self.generator = specs["generator"].build().to(device)
         if model.init_generator not in ("", "none"):
             self._load_initial_generator(model.init_generator)
         self.networks = {"generator": self.generator}
@@ -69,10 +80,7 @@ class SRGANRecipe(RecipeBase):
                           "discriminator as SRGAN does; recipe = \"srgan\" names that (and starts from a trained "
                           "generator, model.init_generator)", stacklevel=2)
         if self.adversarial_weight:
-            discriminator_spec = network_spec("discriminator", model.discriminator, model.discriminator_args,
-                                              "model.discriminator_args")
-            require_rgb(discriminator_spec, "model.discriminator_args", "in_channels")
-            self.discriminator = discriminator_spec.build().to(device)
+            self.discriminator = specs["discriminator"].build().to(device)
             self.networks["discriminator"] = self.discriminator
             self.optimizers["discriminator"] = adam(self.discriminator, train.d_lr, train, device)
             self.adversarial = AdversarialLoss(loss.adversarial, loss.label_smoothing, loss.gp_weight)

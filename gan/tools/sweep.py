@@ -31,7 +31,7 @@ from gan.core.files import SWEEP_LOCK_NAME, RunDirectoryBusy, SweepLock, write_t
 from gan.core.processes import STOP_SIGNALS, leave_the_terminal_on_hangup, stop_with_parent
 from gan.core.progress import format_duration
 from gan.core.registry import ConfigError
-from gan.training.resolve import ignored_keys, load_config
+from gan.training.resolve import check_networks, ignored_keys, load_config
 
 MANIFEST = "sweep.toml"
 # A grid of more runs than this is more likely typed wrong (ten keys of four values is a million
@@ -215,12 +215,14 @@ class _Running:
 
 def planned_steps(config: Path, sets: list[str], runs: list[SweepRun]) -> dict[str, int]:
     """Each run's `train.steps`, from its whole config: every grid point is checked (keys, types,
-    ranges, names), so a sweep that cannot run says so before it writes anything. Two runs that
+    ranges, names, and the networks' arguments against the data), so a sweep that cannot run says so
+    before it writes anything. Two runs that
     would train the same (a grid value that changes nothing there) are refused."""
     steps, trained_by = {}, {}
     for run in runs:
         try:
             resolved = load_config(config, [*sets, *run.overrides])
+            check_networks(resolved)
         except ConfigError as error:
             raise ConfigError(f"run {run.name} ({' '.join(run.overrides) or 'no overrides'}): {error}") from None
         steps[run.name] = resolved.train.steps

@@ -78,6 +78,12 @@ def resolve_names(config: Config) -> Config:
     return config
 
 
+def check_networks(config: Config) -> None:
+    """What building the recipe's networks would refuse in a resolved `config` (a DCGAN resolution
+    that is not a power of two, a PatchGAN too deep for the crops), without building anything."""
+    RECIPES.get(config.recipe).check(config)
+
+
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
     """Read a TOML config (or the defaults when `path` is None) with `--set` overrides, and check
     it whole: keys, types, ranges and names."""
