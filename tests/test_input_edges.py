@@ -239,6 +239,17 @@ def test_a_float_image_with_nan_pixels_is_refused_naming_the_file(tmp_path):
         read_rgb(tmp_path / "nan.png")
 
 
+def test_a_signed_float_image_is_refused_not_clipped(tmp_path):
+    # a -1..1 float image lost its negative half to black without a word
+    array = np.linspace(-1, 1, 64, dtype=np.float32).reshape(8, 8)
+    Image.fromarray(array, "F").save(tmp_path / "signed.tif", format="TIFF")
+    with pytest.raises(ImageReadError, match=r"signed\.tif.*pixel values from -1 to 1: gan reads float images "
+                                             r"of 0\.\.1 \(or 0\.\.255\), not signed ones"):
+        read_rgb(tmp_path / "signed.tif")
+    Image.fromarray(array + 1, "F").save(tmp_path / "two.tif", format="TIFF")  # 0..2: read as 0..255
+    assert np.asarray(read_rgb(tmp_path / "two.tif")).max() == 2
+
+
 def test_an_image_over_pillows_size_limit_is_warned_of_by_name(tmp_path, monkeypatch):
     random_rgb((20, 20), 0).save(tmp_path / "large.png")
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 300)  # 400 pixels: over the limit, under twice it

@@ -77,6 +77,9 @@ def _grey_to_rgb(image: Image.Image) -> Image.Image:
     if image.mode == "F":
         if not np.isfinite(array).all():
             raise ValueError(f"{image.mode} image has NaN or infinite pixel values")
+        if array.min(initial=0) < 0:  # (-1..1, say): clipping at 0 would turn half the image black
+            raise ValueError(f"float image has pixel values from {array.min():.3g} to {array.max():.3g}: gan reads "
+                             "float images of 0..1 (or 0..255), not signed ones")
         scale = 1 / 255 if array.max(initial=0) <= 1.0 else 1.0
     else:
         if array.min(initial=0) < 0 or array.max(initial=0) > 65535:
