@@ -296,6 +296,20 @@ def test_a_resume_takes_the_learning_rates_of_its_config(tmp_path):
     assert groups["discriminator"]["param_groups"][0]["base_lr"] == 2e-4
 
 
+def test_a_resume_takes_the_betas_and_optimizer_kernel_of_its_config(tmp_path):
+    # the resume announced train.beta1 0.5 -> 0.9, and Adam went on with 0.5 from the checkpoint
+    train(tiny_config("train.steps=2"), tmp_path / "run", CPU, progress_stream=sys.stdout)
+    result = train(tiny_config("train.beta1=0.9", "train.beta2=0.95", "train.optimizer_kernel=loop"), tmp_path / "run",
+                   CPU, resume=True, progress_stream=sys.stdout)
+    for name in ("generator", "discriminator"):
+        (group,) = load_checkpoint(result.checkpoint)["optimizers"][name]["param_groups"]
+        assert tuple(group["betas"]) == (0.9, 0.95) and group["foreach"] is False, (name, group)
+    # the moments go on from the checkpoint: the same as a run given those betas from its step 2
+    straight = train(tiny_config("train.steps=2"), tmp_path / "straight", CPU, progress_stream=sys.stdout)
+    assert load_checkpoint(straight.checkpoint)["optimizers"]["generator"]["state"][0]["step"] == 2
+    assert load_checkpoint(result.checkpoint)["optimizers"]["generator"]["state"][0]["step"] == 4
+
+
 def test_on_nan_rollback_resumes_the_last_checkpoint_with_halved_rates(tmp_path, monkeypatch, capsys):
     original = DCGANRecipe.step
     poisoned_once = []

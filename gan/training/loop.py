@@ -532,18 +532,14 @@ def _set_up(config: Config, run_dir: Path, device: torch.device, group: ProcessG
 
 
 def _restore(run: _Run, on_resume: ResumeReport | None) -> None:
-    """Continue from the newest checkpoint that loads, with the config's learning rates (a resume
-    with --set may change them), not the checkpoint's. `on_resume` (rank 0) is first given that
+    """Continue from the newest checkpoint that loads, with the config's learning rates and betas (a
+    resume with --set may change them), not the checkpoint's. `on_resume` (rank 0) is first given that
     checkpoint's config and step: what this resume changes is measured against them."""
     recipe = run.recipe
     run.last_checkpoint, state = newest_loadable_checkpoint(run.run_dir)
     if on_resume is not None and run.main:
         on_resume(state["config"], state["step"])
-    configured_lrs = {name: [group["base_lr"] for group in opt.param_groups] for name, opt in recipe.optimizers.items()}
-    restore_training_state(recipe, state, run.config, run.last_checkpoint)
-    for name, optimizer in recipe.optimizers.items():
-        for param_group, base_lr in zip(optimizer.param_groups, configured_lrs[name]):
-            param_group["base_lr"] = base_lr
+    restore_training_state(recipe, state, run.config, run.last_checkpoint)  # (under the config's rates and betas)
     run.start_step = run.step = run.saved_step = state["step"]
     run.samples_seen = state["samples_seen"]
     trained_on, now = state.get("data"), run.data_record

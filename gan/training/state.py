@@ -8,6 +8,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from gan.core.checkpoint import (
     FORMAT,
     CheckpointError,
@@ -91,6 +93,22 @@ def check_training_state(state: dict[str, Any], path: Path) -> None:
                                   "of 0 or more")
 
 
+def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict[str, Any]) -> None:
+    """The saved moments and step counts, under the hyperparameters the optimizer was built with
+    from this config (betas, base rate, kernel): `load_state_dict` would bring back the saved ones,
+    so a resume with `--set train.beta1=...` would announce a change it never made."""
+    configured = [{key: value for key, value in group.items() if key not in ("params", "lr")}
+                  for group in optimizer.param_groups]
+    optimizer.load_state_dict(saved)
+    for group, settings in zip(optimizer.param_groups, configured):
+        group.update(settings)
+        on_device = group.get("fused") or group.get("capturable")  # (else the step count lives on the CPU)
+        for parameter in group["params"]:
+            moments = optimizer.state.get(parameter, {})
+            if isinstance(moments.get("step"), torch.Tensor):
+                moments["step"] = moments["step"].to(parameter.device if on_device else "cpu", torch.float32)
+
+
 def restore_training_state(recipe: Recipe, state: dict[str, Any], config: Config, path: Path) -> None:
     """Load the training state; a network this config builds differently from the run's is a
     ConfigError naming it, the first parameter that differs and the config keys that changed."""
@@ -103,6 +121,6 @@ def restore_training_state(recipe: Recipe, state: dict[str, Any], config: Config
                               f"{mismatch}. {_changed_model_keys(state['config'], config)}")
         network.load_state_dict(weights)
     for name, optimizer in recipe.optimizers.items():
-        optimizer.load_state_dict(state["optimizers"][name])
+        load_optimizer_state(optimizer, state["optimizers"][name])
     recipe.load_state_dict(state["recipe"])
     restore_rng_state(state["rng"])
