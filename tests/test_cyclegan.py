@@ -207,6 +207,18 @@ def test_resume_is_bit_identical_and_the_pool_is_restored(unpaired_root, tmp_pat
     assert strips == ["00000004-A_fakeB_recA.png", "00000004-B_fakeA_recB.png"]
 
 
+def test_a_resume_at_another_resolution_empties_the_pools_with_a_warning(unpaired_root, tmp_path):
+    # the restored pools held 16 px fakes: the first step at 24 px failed inside ImagePool.query
+    config = load_config(CONFIG, [*TINY, f"data.root={unpaired_root}", "train.steps=2"])
+    train(config, tmp_path, torch.device("cpu"), progress_stream=sys.stdout)
+    larger = load_config(CONFIG, [*TINY, f"data.root={unpaired_root}", "data.resolution=24", "data.load_size=28"])
+    with pytest.warns(UserWarning, match="the image pools hold fakes of 16x16 px from before this resume's "
+                                         "data.resolution = 24: they start empty"):
+        result = train(larger, tmp_path, torch.device("cpu"), resume=True, progress_stream=sys.stdout)
+    pool = load_checkpoint(result.checkpoint)["recipe"]["pool_A"]["images"]
+    assert result.step == 4 and tuple(pool.shape[-2:]) == (24, 24)
+
+
 def test_translate_directions_and_cycle_eval(unpaired_root, tmp_path):
     runner = CliRunner()
     sets = [arg for item in [*TINY, f"data.root={unpaired_root}"] for arg in ("--set", item)]

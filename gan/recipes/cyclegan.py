@@ -8,6 +8,7 @@ history pool of past generated images.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Hashable
 
 import torch
@@ -201,5 +202,14 @@ class CycleGANRecipe(RecipeBase):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
+        side = self.config.data.resolution
         for domain, pool in self.pools.items():
-            pool.load_state_dict(state[f"pool_{domain}"], self.device)
+            stored = state[f"pool_{domain}"]
+            images = stored["images"]
+            if len(images) and tuple(images.shape[-2:]) != (side, side):  # a resume with another data.resolution
+                if domain == "A":
+                    warnings.warn(f"the image pools hold fakes of {images.shape[-1]}x{images.shape[-2]} px from "
+                                  f"before this resume's data.resolution = {side}: they start empty, and the "
+                                  "discriminators see fakes of the new size only", stacklevel=2)
+                stored = {**stored, "images": images[:0]}
+            pool.load_state_dict(stored, self.device)
