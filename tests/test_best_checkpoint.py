@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from conftest import tiny_config, tiny_recipe_config, write_recipe_data
 
 from gan.commands.main import main
-from gan.core.checkpoint import BEST_NAME, BEST_RECORD, FORMAT, BestCheckpoint, load_checkpoint
+from gan.core.checkpoint import BEST_NAME, BEST_RECORD, FORMAT, BestCheckpoint, load_checkpoint, save_checkpoint
 from gan.core.files import WriteError
 from gan.core.registry import ConfigError
 from gan.recipes.pix2pix import Pix2PixRecipe
@@ -164,8 +164,14 @@ def test_lower_is_better_for_distances_and_a_bad_value_never_wins(tmp_path):
     best.value = 30.0
     assert best.improves(29.0) and not best.improves(31.0) and not best.improves(math.nan)
     (tmp_path / BEST_RECORD).write_text('{"metric": "fid", "value": 3.0, "step": 7}')
+    save_checkpoint({"format": FORMAT, "step": 7, "best": {"metric": "fid", "value": 3.0}}, tmp_path / BEST_NAME)
     assert BestCheckpoint(tmp_path, "swd/mean", "lower").value is None  # another metric's record
     assert BestCheckpoint(tmp_path, "fid", "lower").value == 3.0
+    # best.pt deleted by hand: its record would never be beaten, and no best.pt kept again
+    (tmp_path / BEST_NAME).unlink()
+    with pytest.warns(UserWarning, match=r"best.json' records fid 3 of step 7, but best.pt is gone: the record is "
+                                         "dropped, so the next evaluation keeps best.pt anew"):
+        assert BestCheckpoint(tmp_path, "fid", "lower").value is None
     (tmp_path / BEST_RECORD).write_text('{"metric": "fid", "val')  # damaged: a new best is written
     with pytest.warns(UserWarning, match="best.json' is malformed"):  # the fault's own warning, not the summary's
         assert BestCheckpoint(tmp_path, "fid", "lower").value is None

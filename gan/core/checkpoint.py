@@ -280,7 +280,12 @@ class BestCheckpoint:
         """Take best.pt's own record (metric, value, step) where best.json disagrees with it: a
         best.json that failed to write after best.pt did, or one edited by hand."""
         path = self.run_dir / BEST_NAME
-        if not path.exists():
+        if not os.path.lexists(path):
+            if self.value is not None:  # deleted by hand: a record kept without it would never be beaten
+                warnings.warn(f"'{self.run_dir / BEST_RECORD}' records {self.metric} {self.value:.4g} of step "
+                              f"{self.step}, but {BEST_NAME} is gone: the record is dropped, so the next evaluation "
+                              f"keeps {BEST_NAME} anew", stacklevel=3)
+                self.value = self.step = None
             return
         if not path.is_file():
             warnings.warn(f"'{path}' is a folder, not a checkpoint: no best.pt can be kept until it is moved out "
