@@ -83,6 +83,17 @@ def test_gan_eval_results_of_steps_a_resume_trains_again_are_set_aside(tmp_path,
     assert (run_dir / "metrics-00000004.discarded.json").read_text() == "set aside before\n"
 
 
+def test_sample_of_a_run_whose_newest_checkpoint_is_damaged_names_the_one_before(tmp_path):
+    # the error named the damaged file alone, while gan train --resume falls back to the one before
+    run_dir = train(tiny_config("train.checkpoint_every=2", "train.steps=4"), tmp_path / "run", CPU).run_dir
+    newest = checkpoint_path(run_dir, 4)
+    newest.write_bytes(newest.read_bytes()[:300])
+    result = CliRunner().invoke(main, ["sample", str(run_dir), "--n", "2", "--out", str(tmp_path / "s.png")])
+    assert result.exit_code == 2, result.output
+    assert (f"give an earlier checkpoint of the run instead, e.g. '{checkpoint_path(run_dir, 2)}' (gan train "
+            "--resume falls back to it)") in " ".join(result.output.split())
+
+
 def test_a_folder_named_like_a_checkpoint_is_warned_of_not_passed_over_in_silence(tmp_path):
     save_checkpoint({"format": FORMAT, "step": 2}, checkpoint_path(tmp_path, 2))
     checkpoint_path(tmp_path, 4).mkdir()  # (say, a checkpoint unpacked by hand)

@@ -23,7 +23,15 @@ from typing import Any, Callable
 
 import torch
 
-from gan.core.checkpoint import FORMAT, CheckpointError, load_checkpoint, other_version, resolve_checkpoint
+from gan.core.checkpoint import (
+    FORMAT,
+    CheckpointError,
+    checkpoints_by_content,
+    load_checkpoint,
+    other_version,
+    resolve_checkpoint,
+    stored_step,
+)
 from gan.core.files import WriteError, write_atomically
 from gan.inference.loading import build_generator, checked_state, damaged
 
@@ -183,7 +191,13 @@ def load_source(source: str | Path) -> tuple[Path, dict[str, Any]]:
         path = resolve_checkpoint(source)
         try:
             return path, checked_state(load_checkpoint(path, formats=(FORMAT, EXPORT_FORMAT)), path)
-        except CheckpointError:
+        except CheckpointError as error:
+            if source.is_dir() and path.exists():  # the newest is damaged: the one before may serve
+                earlier = [other for step, other in checkpoints_by_content(source)
+                           if other != path and stored_step(other) is not None]
+                if earlier:
+                    raise CheckpointError(f"{error}; give an earlier checkpoint of the run instead, e.g. "
+                                          f"'{earlier[-1]}' (gan train --resume falls back to it)") from None
             if attempt == tries - 1 or not source.is_dir() or path.exists():
                 raise
     raise AssertionError("unreachable")
