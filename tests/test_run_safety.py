@@ -62,7 +62,7 @@ def test_a_checkpoint_named_for_another_step_is_ordered_by_the_step_it_holds(tmp
         (8, "checkpoint-00000008.pt"), (10, "checkpoint-00000010.pt")]
 
 
-def test_gan_eval_results_of_steps_a_resume_trains_again_are_set_aside(tmp_path, capsys):
+def test_gan_eval_results_and_grids_of_steps_a_resume_trains_again_are_set_aside(tmp_path, capsys):
     # after a fall-back past a lost checkpoint (or a rollback), metrics-00000004.json stayed under
     # its name and claimed to score the new checkpoint-00000004.pt
     common = ("train.checkpoint_every=2", "train.keep_checkpoints=5")
@@ -74,13 +74,18 @@ def test_gan_eval_results_of_steps_a_resume_trains_again_are_set_aside(tmp_path,
     (run_dir / "metrics-00000004.discarded.json").write_text("set aside before\n")
     checkpoint_path(run_dir, 4).unlink()  # lost: the resume starts from step 2
     train(tiny_config(*common, "train.steps=4"), run_dir, CPU, resume=True)
-    assert "set aside as <name>.discarded: eval-val-00000004.csv, eval-val-00000004.json, " \
-           "metrics-00000004-live.json, metrics-00000004.json" in capsys.readouterr().err
+    said = capsys.readouterr().err
+    assert "gan eval results of steps past 2, which this resume trains again, set aside as <name>.discarded: " \
+           "eval-val-00000004.csv, eval-val-00000004.json, metrics-00000004-live.json, metrics-00000004.json" in said
+    assert "preview grids of steps past 2, which this resume trains again, set aside" in said
     kept = sorted(path.name for path in run_dir.iterdir() if "metrics-" in path.name or "eval-" in path.name)
     assert kept == ["eval-notes.txt", "eval-val-00000004.discarded.csv", "eval-val-00000004.discarded.json",
                     "metrics-00000002.json", "metrics-00000004-live.discarded.json", "metrics-00000004.discarded-1.json",
                     "metrics-00000004.discarded.json"]
     assert (run_dir / "metrics-00000004.discarded.json").read_text() == "set aside before\n"
+    # the grids of step 4 are the new run's: those of the lost branch were set aside first
+    grids = sorted(path.name for path in (run_dir / "samples").iterdir())
+    assert "00000004-generator_ema.discarded.png" in grids and "00000004-generator_ema.png" in grids, grids
 
 
 def test_sample_of_a_run_whose_newest_checkpoint_is_damaged_names_the_one_before(tmp_path):

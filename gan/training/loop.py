@@ -572,7 +572,7 @@ def _start_logging(run: _Run, resume: bool, progress_stream: Any) -> None:
                            purge_step=run.start_step + 1 if resume else None) if run.main else _NullWriter())
     if resume and run.main:  # TensorBoard purges the steps to train again; so do the run's other records
         _drop_metrics_after(run.run_dir / METRICS_RECORD, run.start_step, run.say)
-        _set_aside_evaluations_after(run.run_dir, run.start_step, run.say)
+        _set_aside_records_after(run.run_dir, run.start_step, run.say)
         discarded = run.best.discard_after(run.start_step) if run.best else None
         if discarded:
             run.say(discarded)
@@ -983,27 +983,32 @@ def _drop_metrics_after(path: Path, step: int, say: Callable[[str], None]) -> No
         say(f"{path.name}: dropped {dropped} row(s) past step {step}, the steps this resume trains again")
 
 
-# gan eval's default results in a run directory, by the step of the checkpoint they score
+# gan eval's default results in a run directory, and the preview grids in samples/, by the step
+# of the checkpoint they score or show
 EVALUATION_FILE = re.compile(r"(?:metrics-(\d{8})(?:-live)?\.json|eval-.+-(\d{8})\.(?:csv|json))")
+PREVIEW_FILE = re.compile(r"(\d{8})-[^.]+\.png")
 
 
-def _set_aside_evaluations_after(run_dir: Path, step: int, say: Callable[[str], None]) -> None:
-    """Rename gan eval's results of checkpoints past `step` to `<name>.discarded[-N]<suffix>`: this
-    resume trains those steps again, and a result left under its name would claim to score the new
-    checkpoint of its step."""
-    stale = []
-    for path in sorted(run_dir.iterdir()):
-        found = EVALUATION_FILE.fullmatch(path.name)
-        if found and int(found[1] or found[2]) > step and path.is_file():
-            aside, taken = path.with_name(f"{path.stem}.discarded{path.suffix}"), 0
-            while aside.exists():  # an earlier resume may have set aside a result of the same name
-                taken += 1
-                aside = path.with_name(f"{path.stem}.discarded-{taken}{path.suffix}")
-            os.replace(path, aside)
-            stale.append(path.name)
-    if stale:
-        say(f"gan eval results of steps past {step}, which this resume trains again, set aside as "
-            f"<name>.discarded: {', '.join(stale)}")
+def _set_aside_records_after(run_dir: Path, step: int, say: Callable[[str], None]) -> None:
+    """Rename gan eval's results of checkpoints past `step`, and the preview grids of steps past it,
+    to `<name>.discarded[-N]<suffix>`: this resume trains those steps again, and a file left under
+    its name would claim to score or show the new run at its step."""
+    for folder, pattern, what in ((run_dir, EVALUATION_FILE, "gan eval results"),
+                                  (run_dir / "samples", PREVIEW_FILE, "preview grids")):
+        stale = []
+        for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+            found = pattern.fullmatch(path.name)
+            if found and int(next(group for group in found.groups() if group)) > step and path.is_file():
+                aside, taken = path.with_name(f"{path.stem}.discarded{path.suffix}"), 0
+                while aside.exists():  # an earlier resume may have set aside a file of the same name
+                    taken += 1
+                    aside = path.with_name(f"{path.stem}.discarded-{taken}{path.suffix}")
+                os.replace(path, aside)
+                stale.append(path.name)
+        if stale:
+            shown = ", ".join(stale[:4]) + (f" and {len(stale) - 4} more" if len(stale) > 4 else "")
+            say(f"{what} of steps past {step}, which this resume trains again, set aside as <name>.discarded: "
+                f"{shown}")
 
 
 def _log_generative_metrics(evaluator: GenerativeEvaluator, recipe: Recipe, writer: Any, run_dir: Path,
