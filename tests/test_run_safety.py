@@ -179,6 +179,16 @@ def test_every_problem_is_listed_at_once(tmp_path):
     assert not list_checkpoints(tmp_path / "run")
 
 
+def test_a_file_named_samples_in_the_run_directory_stops_the_run_before_step_1(tmp_path):
+    # it failed at the first preview with a raw FileExistsError
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "samples").write_text("notes")
+    with pytest.raises(ConfigError, match=r"samples/: '.*run/samples' is a file where the run keeps its preview "
+                                          r"grids in a folder: move it out of the run directory"):
+        train(tiny_config(), tmp_path / "run", CPU)
+    assert (tmp_path / "run" / "samples").read_text() == "notes"
+
+
 # ----------------------------------------------------------------------------- side tasks
 
 

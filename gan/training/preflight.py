@@ -12,6 +12,7 @@ and that a batch's activations can fit in the memory left (`check_batch_fits`).
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Callable
 
@@ -66,6 +67,7 @@ def run_problems(config: Config, run_dir: Path, evaluation_set: bool, dataset: D
     if metrics.every and metrics.inception_weights and set(metrics.names) & set(INCEPTION_METRICS):
         check("metrics.inception_weights", lambda: resolve_weights_path(metrics.inception_weights))
     check("the run directory", lambda: _require_writable(run_dir, "the run directory"))
+    check("samples/", lambda: _require_folder_or_nothing(run_dir / "samples", "its preview grids"))
     if data.cache != "off":
         cache = Path(data.cache_dir) if data.cache_dir else user_cache_dir("decoded")
         prebuilt = isinstance(dataset, ImageFileDataset) and is_built(dataset, data_identity(data), cache)
@@ -75,6 +77,13 @@ def run_problems(config: Config, run_dir: Path, evaluation_set: bool, dataset: D
         cache = Path(metrics.cache_dir) if metrics.cache_dir else user_cache_dir("reference-statistics")
         check("metrics.cache_dir", lambda: _require_writable(cache, "metrics.cache_dir"))
     return problems
+
+
+def _require_folder_or_nothing(folder: Path, holding: str) -> None:
+    """A file where the run makes a folder fails at its first write, long after step 1."""
+    if os.path.lexists(folder) and not folder.is_dir():
+        raise NotADirectoryError(f"'{folder}' is a file where the run keeps {holding} in a folder: move it out of "
+                                 "the run directory")
 
 
 def _require_writable(folder: Path, what: str) -> None:
