@@ -60,6 +60,10 @@ def test_a_checkpoint_named_for_another_step_is_ordered_by_the_step_it_holds(tmp
     # The two newest by content are kept; the misnamed old copy went with the other old ones.
     assert [(step, path.name) for step, path in checkpoints_by_content(run_dir)] == [
         (8, "checkpoint-00000008.pt"), (10, "checkpoint-00000010.pt")]
+    # a copy holding the newest step under a later name does not win the tie: the run's own file does
+    shutil.copy(checkpoint_path(run_dir, 10), checkpoint_path(run_dir, 99))
+    with pytest.warns(UserWarning, match="holds step 10, not the 99 of its name"):
+        assert resolve_checkpoint(run_dir) == checkpoint_path(run_dir, 10)
 
 
 def test_gan_eval_results_and_grids_of_steps_a_resume_trains_again_are_set_aside(tmp_path, capsys):

@@ -90,7 +90,8 @@ def _read_checkpoint_steps(run_dir: Path) -> list[tuple[int, Path, bool]]:
             warnings.warn(f"'{path}' holds step {held}, not the {named} of its name: it is ordered by the step "
                           "it holds", stacklevel=3)
         found.append((named if held is None else held, path, held is not None))
-    return sorted(found)
+    # of two holding one step, the one whose name says so is the newer (the other is a copy from elsewhere)
+    return sorted(found, key=lambda item: (item[0], checkpoint_step(item[1]) == item[0], item[1]))
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
