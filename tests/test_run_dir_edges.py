@@ -175,6 +175,12 @@ def test_training_longer_says_which_schedules_tied_to_the_runs_length_restart(tm
         warnings.simplefilter("always")
         assert train_command("--resume", str(folder2)).exit_code == 0
     assert not [warning for warning in caught if "moves schedules" in str(warning.message)]
+    # nor does one with nothing left to train (it warned the rates fall to -2x of their base)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = train_command("--resume", str(folder), *sets("train.steps=2"))  # (a linear decay)
+    assert result.exit_code == 0 and "nothing to do" in result.output, result.output
+    assert not [warning for warning in caught if "moves schedules" in str(warning.message)]
 
 
 def test_nothing_to_do_leaves_config_toml_as_it_was(tmp_path):

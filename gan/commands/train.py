@@ -148,6 +148,8 @@ def schedule_jumps(trained: dict, step: int, resolved) -> list[str]:
     from gan.recipes.losses import instance_noise_std
     from gan.recipes.schedules import lr_factor
 
+    if step >= resolved.train.steps:  # nothing left to train: no schedule moves
+        return []
     try:
         before = config_from_dict(trained)
     except Exception:  # noqa: BLE001 - a checkpoint of another gan version: nothing to compare
