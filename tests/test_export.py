@@ -79,6 +79,25 @@ def test_bad_exports_are_clear_errors(run, tmp_path):
     assert result.exit_code == 2 and "has one generator and no directions; --direction is for CycleGAN" in result.output
 
 
+def test_a_flipped_bit_in_a_safetensors_export_is_refused_not_loaded_as_wrong_weights(run, tmp_path):
+    # safetensors keeps no checksum: a flipped sign bit of a running variance sampled black images
+    import struct
+
+    out = tmp_path / "g.safetensors"
+    assert CliRunner().invoke(main, ["export", str(run), "--out", str(out)]).exit_code == 0
+    data = bytearray(out.read_bytes())
+    header_size = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8:8 + header_size])
+    name = next(key for key in sorted(header) if key.endswith("running_var"))
+    data[8 + header_size + header[name]["data_offsets"][0] + 3] ^= 0x80
+    out.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"g.safetensors' is damaged or edited: its weights differ from the "
+                                              "SHA-256 digest written with them"):
+        load_generator(out, CPU)
+    result = CliRunner().invoke(main, ["sample", str(out), "--n", "2", "--out", str(tmp_path / "s.png")])
+    assert result.exit_code == 2 and not (tmp_path / "s.png").exists()
+
+
 @pytest.mark.parametrize("change,message", [
     ({"channels": 200000, "max_channels": 200000}, r"would have [\d,]+ parameters .* more than the 2,000,000,000 gan builds"),
     ({"latent_dim": 2**63 - 1}, r"would have more parameters than torch can count, more than the 2,000,000,000"),
@@ -106,6 +125,7 @@ def test_weights_edited_to_another_kind_of_number_are_refused_naming_the_paramet
     out = tmp_path / "g.safetensors"
     CliRunner().invoke(main, ["export", str(run), "--out", str(out)])
     metadata = json.loads((tmp_path / "g.safetensors.json").read_text())
+    del metadata["weights_sha256"]  # an edit on purpose
     weights = load_file(str(out))
     name = next(key for key, value in weights.items() if value.is_floating_point())
     weights[name] = weights[name].to(dtype)

@@ -16,6 +16,7 @@ for other engines, and gan's loaders say so.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -107,6 +108,7 @@ def export_generator(source: Path, out: Path, export_format: str | None = None, 
     if export_format == "safetensors":
         from safetensors.torch import save_file
 
+        metadata["weights_sha256"] = weights_digest(weights)  # (safetensors keeps no checksum of its own)
         write_following_umask(out, lambda temp: save_file(weights, str(temp), metadata={"gan": json.dumps(metadata)}))
     elif export_format == "pt":
         write_following_umask(out, lambda temp: torch.save({**metadata, "networks": {stored: weights}}, temp))
@@ -171,7 +173,23 @@ def read_export(path: Path) -> dict[str, Any]:
         raise CheckpointError(newer_or_older or f"'{path}' has no gan export metadata; write it with `gan export`")
     if not isinstance(metadata.get("network"), str):
         raise damaged(path, "its \"gan\" metadata has no \"network\" entry naming the weights it holds")
+    recorded = metadata.get("weights_sha256")  # (exports written before it was recorded have none)
+    if recorded is not None and recorded != weights_digest(weights):
+        raise damaged(path, "its weights differ from the SHA-256 digest written with them (a flipped bit, or an "
+                            "edit), so they would load as wrong weights; export it again from its run (weights "
+                            "edited on purpose, cast to half precision say, load once the \"weights_sha256\" entry "
+                            "of its \"gan\" metadata is removed)")
     return {**metadata, "networks": {metadata["network"]: weights}}
+
+
+def weights_digest(weights: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of every tensor's name, dtype, shape and bytes, in name order."""
+    digest = hashlib.sha256()
+    for key in sorted(weights):
+        tensor = weights[key].detach().cpu().contiguous()
+        digest.update(f"{key}|{tensor.dtype}|{list(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def load_source(source: str | Path) -> tuple[Path, dict[str, Any]]:
