@@ -381,3 +381,17 @@ def test_tensorboards_sample_grid_is_the_png_grid_pixel_for_pixel(tmp_path):
         with Image.open(io.BytesIO(logged.encoded_image_string)) as shown, \
                 Image.open(run / "samples" / f"00000002-{name}.png") as written:
             assert np.array_equal(np.asarray(shown.convert("RGB")), np.asarray(written.convert("RGB"))), name
+
+
+def test_an_output_larger_than_its_format_holds_is_named_with_the_limit(demo_run, pix2pix_run, tmp_path):
+    # WebP ended in a traceback past 16,383 px a side; JPEG's failure past 65,500 read as a disk fault
+    walk = invoke("sample", demo_run, "--n", "1", "--interpolate", "600", "--out", tmp_path / "walk.webp")
+    assert_clean_error(walk, "WEBP images are at most 16,383 px a side", "write it as .png or .tif",
+                       "or fewer images with --n")
+    assert not (tmp_path / "walk.webp").exists()
+    wide = tmp_path / "wide.png"
+    Image.fromarray(np.zeros((32, 16416, 3), np.uint8)).save(wide)
+    result = invoke("translate", pix2pix_run, wide, tmp_path / "wide.webp")
+    assert_clean_error(result, f"'{tmp_path / 'wide.webp'}': WEBP images are at most 16,383 px a side, and this one "
+                               "is 16,416x32: write it as .png or .tif; 0 of 1 image(s) were written before it")
+    assert not (tmp_path / "wide.webp").exists()

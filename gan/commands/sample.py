@@ -70,11 +70,16 @@ def remove_empty_folders(folders: list[Path]) -> None:
             pass
 
 
-def check_grid_fits(total: int, image_height: int, image_width: int, num_columns: int | None) -> None:
-    """Fail before writing anything when the --out grid would be too large for image readers."""
-    from gan.core.images import MAX_GRID_PIXELS, grid_size
+def check_grid_fits(out: Path, total: int, image_height: int, image_width: int, num_columns: int | None) -> None:
+    """Fail before writing anything when the --out grid would be too large for image readers or
+    for its file's format."""
+    from gan.core.images import MAX_GRID_PIXELS, FormatLimitError, check_format_fits, grid_size
 
     width, height = grid_size(total, image_height, image_width, num_columns)
+    try:
+        check_format_fits(out, width, height)
+    except FormatLimitError as error:
+        fail(f"--out {error}, or fewer images with --n")
     if width * height > MAX_GRID_PIXELS:
         fail(f"--out: a grid of {total:,} images of {image_width}×{image_height} would be {width:,}×{height:,} "
              f"pixels, more than the {MAX_GRID_PIXELS:,} that image readers open without a warning; write them "
@@ -174,7 +179,7 @@ def sample(source: Path, count: int, out: Path | None, separate: Path | None, se
     batches = image_batches(generator, latents)
     first = next(batches)
     if out is not None:
-        check_grid_fits(total, *first.shape[-2:], num_columns=steps or None)
+        check_grid_fits(out, total, *first.shape[-2:], num_columns=steps or None)
     written: list[Path] = []
     created = missing_folders([path.parent for path in planned_outputs(out, separate, 1)])
     try:

@@ -91,7 +91,7 @@ def translate_each(translator, pairs: list[tuple[Path, Path]], side_by_side: boo
     With `paired_direction` each input is an A|B image: its input half is translated, and a side-by-side
     strip ends with the other half, the target."""
     from gan.core.files import WriteError
-    from gan.core.images import save_image
+    from gan.core.images import FormatLimitError, save_image
     from gan.core.images import side_by_side as side_by_side_strip
     from gan.core.progress import Progress
     from gan.data.decode import ImageReadError, read_rgb
@@ -116,7 +116,7 @@ def translate_each(translator, pairs: list[tuple[Path, Path]], side_by_side: boo
                 result = side_by_side_strip([translator.prepare(source), result, *([target] if target else [])])
             try:
                 save_image(result, output_path)
-            except WriteError as error:
+            except (WriteError, FormatLimitError) as error:
                 fail(f"{error}; {written} of {len(pairs)} image(s) were written before it, each complete")
             written += 1
             progress.update(done)

@@ -94,11 +94,32 @@ def side_by_side(images: list[Image.Image]) -> Image.Image:
 SAVE_OPTIONS = {"JPEG": {"quality": 95, "subsampling": 0}, "WEBP": {"lossless": True}}
 
 
+# The largest side each format can hold: the encoder fails past it (WebP's with a bare ValueError,
+# JPEG's as a broken data stream that reads like a disk fault).
+FORMAT_SIDE_LIMITS = {"WEBP": 16383, "JPEG": 65500}
+
+
+class FormatLimitError(ValueError):
+    """An image is larger than its output file's format can hold."""
+
+
+def check_format_fits(path: Path, width: int, height: int) -> None:
+    """FormatLimitError, naming the file, the format's limit and what to write instead, when an image
+    of `width` x `height` is larger than the format of `path` holds."""
+    image_format = image_format_of(path)
+    limit = FORMAT_SIDE_LIMITS.get(image_format)
+    if limit is not None and max(width, height) > limit:
+        raise FormatLimitError(f"'{path}': {image_format} images are at most {limit:,} px a side, and this one is "
+                               f"{width:,}x{height:,}: write it as .png or .tif")
+
+
 def save_image(image: Image.Image, path: str | Path) -> Path:
     """Write a PIL image atomically (never a half-written file), in the format of its extension
-    (JPEG at quality 95 without chroma subsampling, WebP lossless); creates parent folders."""
+    (JPEG at quality 95 without chroma subsampling, WebP lossless); creates parent folders.
+    FormatLimitError for an image larger than that format holds."""
     path = Path(path)
     image_format = image_format_of(path)
+    check_format_fits(path, *image.size)
     path.parent.mkdir(parents=True, exist_ok=True)
     options = SAVE_OPTIONS.get(image_format, {})
     write_atomically(path, lambda temp: image.save(temp, format=image_format, **options))
