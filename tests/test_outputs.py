@@ -395,3 +395,15 @@ def test_an_output_larger_than_its_format_holds_is_named_with_the_limit(demo_run
     assert_clean_error(result, f"'{tmp_path / 'wide.webp'}': WEBP images are at most 16,383 px a side, and this one "
                                "is 16,416x32: write it as .png or .tif; 0 of 1 image(s) were written before it")
     assert not (tmp_path / "wide.webp").exists()
+
+
+def test_separate_over_a_larger_earlier_set_is_refused_not_mixed(demo_run, tmp_path):
+    # --overwrite replaced 00000-00002 and left 00003-00004 of another seed among them
+    folder = tmp_path / "sep"
+    assert invoke("sample", demo_run, "--n", "5", "--separate", folder).exit_code == 0
+    before = contents(folder)
+    result = invoke("sample", demo_run, "--n", "3", "--seed", "7", "--separate", folder, "--overwrite")
+    assert_clean_error(result, f"--separate '{folder}' holds 2 sample(s) past the 3 this command writes (the first: "
+                               "00003.png): the folder would mix two sets")
+    assert contents(folder) == before
+    assert invoke("sample", demo_run, "--n", "5", "--seed", "7", "--separate", folder, "--overwrite").exit_code == 0

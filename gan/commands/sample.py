@@ -44,6 +44,20 @@ def separate_path(folder: Path, index: int) -> Path:
     return folder / f"{index:05d}.png"
 
 
+def refuse_samples_left_beside(separate: Path, total: int) -> None:
+    """A --separate folder holding sample PNGs past those this command writes (an earlier, larger
+    --n): replaced in part, the folder would mix two sets, which FID would score as one."""
+    import re
+
+    if not separate.is_dir():
+        return
+    others = sorted(path.name for path in separate.iterdir()
+                    if re.fullmatch(r"\d{5,}\.png", path.name) and int(path.stem) >= total)
+    if others:
+        fail(f"--separate '{separate}' holds {len(others)} sample(s) past the {total} this command writes (the "
+             f"first: {others[0]}): the folder would mix two sets; give an empty folder, or remove them first")
+
+
 def planned_outputs(out: Path | None, separate: Path | None, total: int) -> list[Path]:
     """Every file the command will write: the grid, then one PNG per image."""
     grid = [out] if out is not None else []
@@ -166,6 +180,8 @@ def sample(source: Path, count: int, out: Path | None, separate: Path | None, se
             image_format_of(out)
         except ValueError as error:
             raise click.BadParameter(str(error), param_hint="--out") from None
+    if separate is not None:
+        refuse_samples_left_beside(separate, total)
     try:
         check_outputs(planned_outputs(out, separate, total), inputs=[source], overwrite=overwrite)
         loaded = load_generator(best_checkpoint(source) if best else source, select_device(device), which)
