@@ -147,9 +147,17 @@ class RecipeBase:
 
     def __init__(self, config: Config, device: torch.device, autocast: AutocastFactory):
         self.config, self.device, self.autocast = config, device, autocast
+        self.specs: dict[str, NetworkSpec] = {}
         self._preview_batch: dict[str, torch.Tensor] | None = None
         self.r1 = LazyR1(config.loss.r1_gamma, config.loss.r1_every, device)
         self.augment: DiffAugment | None = None
+
+    def build_networks(self, kept: tuple[str, ...]) -> dict[str, nn.Module]:
+        """`check`'s networks, built in its order on the device; `self.specs` keeps those named in
+        `kept` (what a checkpoint keeps to rebuild them: the generators)."""
+        specs = self.check(self.config)
+        self.specs = {name: specs[name] for name in kept}
+        return {name: spec.build().to(self.device) for name, spec in specs.items()}
 
     def use_diffaugment(self, image_channels: tuple[int, ...] = (3,)) -> None:
         """DiffAugment from `loss.diffaugment` (none when it is empty) for a D that sees images of

@@ -52,11 +52,9 @@ class CycleGANRecipe(RecipeBase):
     def __init__(self, config: Config, device: torch.device, autocast: AutocastFactory):
         super().__init__(config, device, autocast)
         train, loss = config.train, config.loss
-        specs = self.check(config)
-        # (what a checkpoint keeps to rebuild the generators)
-        self.specs = {name: spec for name, spec in specs.items() if name.startswith("generator_")}
-        self.generators = {direction: specs[f"generator_{direction}"].build().to(device) for direction in DIRECTIONS}
-        self.discriminators = {domain: specs[f"discriminator_{domain}"].build().to(device) for domain in ("A", "B")}
+        built = self.build_networks(kept=tuple(f"generator_{direction}" for direction in DIRECTIONS))
+        self.generators = {direction: built[f"generator_{direction}"] for direction in DIRECTIONS}
+        self.discriminators = {domain: built[f"discriminator_{domain}"] for domain in ("A", "B")}
         self.networks = {**{f"generator_{d}": g for d, g in self.generators.items()},
                          **{f"discriminator_{d}": net for d, net in self.discriminators.items()}}
         self.optimizers = {

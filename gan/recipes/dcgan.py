@@ -47,10 +47,8 @@ class DCGANRecipe(RecipeBase):
     def __init__(self, config: Config, device: torch.device, autocast: AutocastFactory):
         super().__init__(config, device, autocast)
         train = config.train
-        specs = self.check(config)
-        self.specs = {"generator": specs["generator"]}  # (what a checkpoint keeps to rebuild the generator)
-        self.generator = specs["generator"].build().to(device)
-        self.discriminator = specs["discriminator"].build().to(device)
+        built = self.build_networks(kept=("generator",))
+        self.generator, self.discriminator = built["generator"], built["discriminator"]
         self.latent_dim = self.generator.latent_dim
         self.networks = {"generator": self.generator, "discriminator": self.discriminator}
         self.ema = EMA(self.generator, train.ema_decay) if train.ema_decay > 0 else None

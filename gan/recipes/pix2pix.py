@@ -62,11 +62,9 @@ class Pix2PixRecipe(RecipeBase):
     def __init__(self, config: Config, device: torch.device, autocast: AutocastFactory):
         super().__init__(config, device, autocast)
         train = config.train
-        specs = self.check(config)
-        self.specs = {"generator": specs["generator"]}  # (what a checkpoint keeps to rebuild the generator)
-        self.generator = specs["generator"].build().to(device)
+        built = self.build_networks(kept=("generator",))
+        self.generator, self.discriminator = built["generator"], built["discriminator"]
         self.size_multiple = getattr(self.generator, "size_multiple", 1)
-        self.discriminator = specs["discriminator"].build().to(device)
         self.networks = {"generator": self.generator, "discriminator": self.discriminator}
         self.optimizers = {
             "generator": adam(self.generator, train.g_lr, train, device),

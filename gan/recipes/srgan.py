@@ -67,9 +67,8 @@ class SRGANRecipe(RecipeBase):
     def __init__(self, config: Config, device: torch.device, autocast: AutocastFactory):
         super().__init__(config, device, autocast)
         model, loss, train = config.model, config.loss, config.train
-        specs = self.check(config)
-        self.specs = {"generator": specs["generator"]}  # (what a checkpoint keeps to rebuild the generator)
-        self.generator = specs["generator"].build().to(device)
+        built = self.build_networks(kept=("generator",))
+        self.generator = built["generator"]
         if model.init_generator not in ("", "none"):
             self._load_initial_generator(model.init_generator)
         self.networks = {"generator": self.generator}
@@ -80,7 +79,7 @@ class SRGANRecipe(RecipeBase):
                           "discriminator as SRGAN does; recipe = \"srgan\" names that (and starts from a trained "
                           "generator, model.init_generator)", stacklevel=2)
         if self.adversarial_weight:
-            self.discriminator = specs["discriminator"].build().to(device)
+            self.discriminator = built["discriminator"]
             self.networks["discriminator"] = self.discriminator
             self.optimizers["discriminator"] = adam(self.discriminator, train.d_lr, train, device)
             self.adversarial = AdversarialLoss(loss.adversarial, loss.label_smoothing, loss.gp_weight)
