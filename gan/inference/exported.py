@@ -211,7 +211,7 @@ def load_source(source: str | Path) -> tuple[Path, dict[str, Any]]:
             return path, checked_state(load_checkpoint(path, formats=(FORMAT, EXPORT_FORMAT)), path)
         except CheckpointError as error:
             if source.is_dir() and path.exists():  # the newest is damaged: the one before may serve
-                earlier = [other for step, other in checkpoints_by_content(source)
+                earlier = [other for _, other in checkpoints_by_content(source)
                            if other != path and stored_step(other) is not None]
                 if earlier:
                     raise CheckpointError(f"{error}; give an earlier checkpoint of the run instead, e.g. "

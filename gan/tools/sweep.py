@@ -216,8 +216,8 @@ class _Running:
 def planned_steps(config: Path, sets: list[str], runs: list[SweepRun]) -> dict[str, int]:
     """Each run's `train.steps`, from its whole config: every grid point is checked (keys, types,
     ranges, names, and the networks' arguments against the data), so a sweep that cannot run says so
-    before it writes anything. Two runs that
-    would train the same (a grid value that changes nothing there) are refused."""
+    before it writes anything. Two runs that would train the same (a grid value that changes nothing
+    there) are refused."""
     steps, trained_by = {}, {}
     for run in runs:
         try:
@@ -237,7 +237,7 @@ def planned_steps(config: Path, sets: list[str], runs: list[SweepRun]) -> dict[s
     return steps
 
 
-def _what_trains(resolved) -> tuple[str, dict, dict[str, str]]:
+def _what_trains(resolved: Config) -> tuple[str, dict, dict[str, str]]:
     """The settings a run trains with as one string (each key that changes nothing at its default),
     its config's values by key, and key -> why, for the keys that change nothing."""
     why = inert_keys(resolved) | {key: f"recipe '{resolved.recipe}' ignores {text}"
