@@ -178,8 +178,6 @@ def translate(checkpoint: Path, source: Path, output: Path, side_by_side: bool, 
         checkpoint = best_checkpoint(checkpoint) if best else checkpoint
         check_tiling(tile, overlap, overlap_option=True)
         if overlap is not None and tile == 0:
-            if overlap < 0:
-                raise ValueError(f"--overlap must be at least 0, got {overlap}")
             warnings.warn(f"--overlap {overlap} changes nothing without --tile: each image goes through whole",
                           stacklevel=1)
         translator = load_translator(checkpoint, select_device(device), tile, overlap, direction)

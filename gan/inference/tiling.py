@@ -74,10 +74,10 @@ def check_tiling(tile: int, overlap: int | None, overlap_option: bool = False) -
     default overlap names both ways out; gan eval's message names --tile alone."""
     if tile < 0:
         raise ValueError(f"--tile must be 0 (whole images) or a positive number of pixels, got {tile}")
+    if overlap is not None and overlap < 0:  # (a bad value even where images go whole)
+        raise ValueError(f"--overlap must be at least 0, got {overlap}")
     if tile == WHOLE:
         return
-    if overlap is not None and overlap < 0:
-        raise ValueError(f"--overlap must be at least 0, got {overlap}")
     shared = DEFAULT_OVERLAP if overlap is None else overlap
     if 2 * shared < tile:
         return
