@@ -47,6 +47,7 @@ def edited_checkpoint(run: Path, folder: Path, edit) -> Path:
     """The run's newest checkpoint after `edit(state)`, saved as folder/edited.pt."""
     state = newest_state(run)
     edit(state)
+    folder.mkdir(parents=True, exist_ok=True)
     path = folder / "edited.pt"
     torch.save(state, path)
     return path
@@ -216,6 +217,36 @@ def test_an_export_with_infinite_weights_is_refused(runs, tmp_path):
     export = edited_export(runs["dcgan"], tmp_path, edit_weights=lambda weights: poison(weights, float("inf")))
     assert_one_error_line(invoke("sample", export, "--n", "4", "--out", tmp_path / "s.png"), str(export),
                           "is not finite")
+
+
+def overflow(weights: dict) -> None:
+    """Finite weights whose sums overflow float32: +-3e38 in turn, so that inf meets -inf (NaN)."""
+    key = next(key for key, tensor in weights.items() if tensor.is_floating_point())
+    signs = torch.ones_like(weights[key])
+    signs.view(-1)[::2] = -1
+    weights[key] = signs * 3e38
+
+
+def test_outputs_that_overflow_are_refused_rather_than_written_black(runs, tmp_path):
+    dcgan = edited_checkpoint(runs["dcgan"], tmp_path / "dcgan",
+                              lambda state: overflow(state["networks"]["generator_ema"]))
+    assert_one_error_line(invoke("sample", dcgan, "--n", "4", "--out", tmp_path / "s.png", "--separate",
+                                 tmp_path / "each"), str(dcgan), "NaN or infinite", "none is written")
+    assert_one_error_line(swd_eval(dcgan, "--cache-dir", tmp_path / "cache", "--json", tmp_path / "m.json"),
+                          str(dcgan), "NaN or infinite")
+    pix2pix = edited_checkpoint(runs["pix2pix"], tmp_path / "pix2pix",
+                                lambda state: overflow(state["networks"]["generator"]))
+    image, large = tmp_path / "pix2pix" / "in.png", tmp_path / "pix2pix" / "large.png"
+    random_rgb((40, 40), 0).save(image)
+    assert_one_error_line(invoke("translate", pix2pix, image, tmp_path / "out.png"), str(image), str(pix2pix),
+                          "NaN or infinite")
+    random_rgb((96, 96), 1).save(large)
+    assert_one_error_line(invoke("translate", pix2pix, large, tmp_path / "out.png", "--tile", "48", "--overlap",
+                                 "8"), str(large), "NaN or infinite")
+    assert_one_error_line(invoke("eval", pix2pix, "--data", runs["data"]["paired"] / "val", "--csv",
+                                 tmp_path / "e.csv"), str(pix2pix), "NaN or infinite")
+    assert not [path.name for path in tmp_path.iterdir() if path.suffix in (".png", ".csv", ".json")]
+    assert not (tmp_path / "each").exists()
 
 
 def test_translate_and_eval_refuse_an_image_to_image_generator_with_nan_weights(runs, tmp_path):

@@ -100,6 +100,7 @@ def evaluate(checkpoint: Path, folder: Path | None, split: str | None, metric_na
     from gan.inference.loading import checked_state
     from gan.inference.outputs import OutputRefused
     from gan.inference.tiling import ImageTooLargeError
+    from gan.nets.running import NonFiniteOutput
     from gan.training.loop import DeviceUnavailable, select_device
 
     try:
@@ -122,6 +123,8 @@ def evaluate(checkpoint: Path, folder: Path | None, split: str | None, metric_na
                 raise click.UsageError("image-to-image checkpoints need --data FOLDER")
             _evaluate_image_to_image(path, folder, split, csv_path, tile, select_device(device), save_images,
                                      inception_weights, outputs)
+    except NonFiniteOutput as error:  # (raised once the checkpoint has loaded)
+        fail(f"'{path}': {error}")
     except (CheckpointError, FileNotFoundError, NotADirectoryError, DeviceUnavailable, ValueError, ImageReadError,
             WriteError, OutputRefused, ImageTooLargeError) as error:
         fail(error)

@@ -163,7 +163,7 @@ def sample(source: Path, count: int, out: Path | None, separate: Path | None, se
     from gan.core.images import image_format_of
     from gan.inference.generators import load_generator
     from gan.inference.outputs import OutputRefused, check_outputs
-    from gan.nets.running import interpolation_latents, random_latents
+    from gan.nets.running import NonFiniteOutput, interpolation_latents, random_latents
     from gan.training.loop import DeviceUnavailable, select_device
 
     if out is None and separate is None:
@@ -193,18 +193,21 @@ def sample(source: Path, count: int, out: Path | None, separate: Path | None, se
     else:
         latents = random_latents(count, generator.latent_dim, seed)
     batches = image_batches(generator, latents)
-    first = next(batches)
+    try:
+        first = next(batches)
+    except NonFiniteOutput as error:
+        fail(f"'{path}': {error}")
     if out is not None:
         check_grid_fits(out, total, *first.shape[-2:], num_columns=steps or None)
     written: list[Path] = []
     created = missing_folders([path.parent for path in planned_outputs(out, separate, 1)])
     try:
         write_samples(itertools.chain([first], batches), out, separate, steps or None, written)
-    except WriteError as error:
+    except (WriteError, NonFiniteOutput) as error:
         for written_path in written:  # a failed command leaves none of its files, nor the folders it made
             written_path.unlink(missing_ok=True)
         remove_empty_folders(created)
-        fail(error)
+        fail(f"'{path}': {error}" if isinstance(error, NonFiniteOutput) else error)
     if out is not None:
         click.echo(f"wrote {out} ({total} images)")
     if separate is not None:

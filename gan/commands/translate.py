@@ -96,6 +96,7 @@ def translate_each(translator, pairs: list[tuple[Path, Path]], side_by_side: boo
     from gan.core.progress import Progress
     from gan.data.decode import ImageReadError, read_rgb
     from gan.inference.tiling import ImageTooLargeError
+    from gan.nets.running import NonFiniteOutput
 
     progress = Progress(len(pairs), unit="image")
     written, skipped = 0, []
@@ -112,6 +113,9 @@ def translate_each(translator, pairs: list[tuple[Path, Path]], side_by_side: boo
                 result = translator(source)
             except ImageTooLargeError as error:
                 fail(f"'{image_path}': {error}; {written} of {len(pairs)} image(s) were written before it")
+            except NonFiniteOutput as error:
+                fail(f"'{image_path}' through '{translator.checkpoint}': {error}; {written} of {len(pairs)} image(s) "
+                     "were written before it")
             if side_by_side:
                 result = side_by_side_strip([translator.prepare(source), result, *([target] if target else [])])
             try:

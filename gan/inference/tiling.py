@@ -25,7 +25,7 @@ from gan.core.memory import available_memory, format_bytes
 from gan.data.super_resolution import bicubic_resize
 from gan.inference.exported import generator_name, load_source
 from gan.inference.loading import build_generator
-from gan.nets.running import layer_output_bytes, run_padded
+from gan.nets.running import layer_output_bytes, require_finite, run_padded
 
 
 def _tile_starts(length: int, tile: int, stride: int) -> list[int]:
@@ -129,11 +129,12 @@ def fitting_in_memory(width: int, height: int, device: torch.device, tile: int,
 def translate_tensor(generator: nn.Module, images: torch.Tensor, size_multiple: int = 1, tile: int = WHOLE,
                      overlap: int = DEFAULT_OVERLAP) -> torch.Tensor:
     """(1, C, H, W) in [-1, 1] -> the generator's output for the whole image: in one pass, or tile
-    by tile when the image is larger than a `tile` other than WHOLE."""
+    by tile when the image is larger than a `tile` other than WHOLE. NonFiniteOutput when it holds
+    NaN or infinite values."""
     height, width = images.shape[-2:]
     check_tiling(tile, overlap)
     if tile == WHOLE or (height <= tile and width <= tile):
-        return run_padded(generator, images, size_multiple)
+        return require_finite(run_padded(generator, images, size_multiple))
     if _normalises_each_image(generator):
         warnings.warn(f"tiles of {tile} px are normalised one by one by this network's per-image normalisation "
                       "(InstanceNorm), so their tones can differ from one pass over the whole image: use --tile 0 "
@@ -142,7 +143,7 @@ def translate_tensor(generator: nn.Module, images: torch.Tensor, size_multiple: 
     for top in _tile_starts(height, tile, tile - overlap):
         for left in _tile_starts(width, tile, tile - overlap):
             patch = images[..., top: top + tile, left: left + tile]
-            result = run_padded(generator, patch, size_multiple).float()
+            result = require_finite(run_padded(generator, patch, size_multiple).float())
             upscale = result.shape[-1] // patch.shape[-1]
             if output is None:
                 output = torch.zeros(1, result.shape[1], height * upscale, width * upscale, device=result.device)

@@ -74,11 +74,27 @@ def random_latents(count: int, latent_dim: int, seed: int) -> torch.Tensor:
     return drawn[:numel].view(count, latent_dim)
 
 
+class NonFiniteOutput(ValueError):
+    """A network's output holds NaN or infinite values: finite weights that overflow float32."""
+
+
+def require_finite(output: torch.Tensor) -> torch.Tensor:
+    """`output` as it is; NonFiniteOutput when any value is NaN or infinite. Written as an image,
+    NaN turns black and infinity saturates without a word, so such an output is never used."""
+    non_finite = int((~torch.isfinite(output)).sum())
+    if non_finite:
+        raise NonFiniteOutput(f"the network gave {non_finite:,} NaN or infinite value(s) among its {output.numel():,} "
+                              "outputs (its finite weights overflow float32 on this input): images would show them "
+                              "as black or saturated pixels, so none is written")
+    return output
+
+
 @torch.no_grad()
 def generate(generator: nn.Module, latents: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
-    """Images (N, 3, H, W) in [-1, 1] on the CPU, generated in batches."""
+    """Images (N, 3, H, W) in [-1, 1] on the CPU, generated in batches; NonFiniteOutput for NaN or
+    infinite outputs, which clamping would pass on as black or saturated pixels."""
     device = next(generator.parameters()).device
-    chunks = [generator(chunk.to(device)).float().cpu() for chunk in latents.split(batch_size)]
+    chunks = [require_finite(generator(chunk.to(device)).float().cpu()) for chunk in latents.split(batch_size)]
     return torch.cat(chunks).clamp_(-1, 1)
 
 
