@@ -332,21 +332,57 @@ def test_resume_says_what_a_folder_is_when_it_is_not_a_run(tmp_path):
     assert only_best.exit_code == 2 and "no checkpoint-*.pt to resume from (its best.pt" in only_best.output
     (run / "config.toml").unlink()
     no_config = train_command("--resume", str(run))
-    assert no_config.exit_code == 2 and "has no config.toml" in no_config.output
+    assert no_config.exit_code == 2 and "has no config.toml and no checkpoint" in no_config.output
     assert len(error_lines(no_config.output)) == 1
     (run / "config.toml").write_text("\n")
     empty = train_command("--resume", str(run))
-    assert empty.exit_code == 2 and "its config.toml is empty (damaged" in empty.output, empty.output
-    runs2 = tmp_path / "runs2"  # with its checkpoints there, an empty config.toml was read as every default
-    assert train_command(DEMO, *sets(*TINY), "--run-dir", str(runs2 / "a")).exit_code == 0
-    (runs2 / "a" / "config.toml").write_text("")
-    for command in (["--resume", str(runs2 / "a")], [DEMO, *sets(*TINY), "--run-dir", str(runs2 / "a")]):
-        damaged = train_command(*command)
-        assert damaged.exit_code == 2 and "its config.toml is empty (damaged" in damaged.output, damaged.output
+    assert empty.exit_code == 2 and "no checkpoint-*.pt to resume from" in empty.output, empty.output
     (run / "config.toml").unlink()
     (run / "config.toml").mkdir()
     folder = train_command("--resume", str(run))
     assert folder.exit_code == 2 and "its config.toml is a folder, not the run's config file" in folder.output
+
+
+def toml_value(text: str, section: str, key: str) -> str:
+    """The value text of `key` under [section] in a config.toml."""
+    lines = text.split(f"[{section}]\n", 1)[1].splitlines()
+    return next(line.split(" = ", 1)[1] for line in lines if line.startswith(f"{key} = "))
+
+
+def test_a_config_toml_cut_short_or_gone_is_filled_from_the_checkpoint_not_the_defaults(tmp_path):
+    run = tmp_path / "run"
+    assert train_command(DEMO, *sets(*TINY, "train.g_lr=0.0005", "loss.label_smoothing=0.1"), "--run-dir",
+                         str(run)).exit_code == 0
+    config = run / "config.toml"
+    original = config.read_text()
+    # cut at a line end, before [loss] and [train]: those settings would be read as defaults
+    config.write_text(original[:original.index("[loss]")])
+    with pytest.warns(UserWarning, match=r"config.toml' lacks \d+ of the run's settings \(the first: loss.preset\): "
+                                          r"cut short or edited; they are taken from '.*checkpoint-00000004.pt'"):
+        resumed = train_command("--resume", str(run), *sets("train.steps=6"))
+    assert resumed.exit_code == 0, resumed.output
+    assert "changed settings: train.steps 4 -> 6" in resumed.output and "g_lr" not in resumed.output
+    assert config.read_text() == original.replace("steps = 4\n", "steps = 6\n", 1)
+    # cut inside a value: "g_lr = 0.00" reads as 0, so the last line is taken from the checkpoint too
+    original = config.read_text()
+    config.write_text(original[:original.index("g_lr = 0.0005") + len("g_lr = 0.00")])
+    with pytest.warns(UserWarning, match="its last line, train.g_lr, ends without a line end"):
+        resumed = train_command("--resume", str(run), *sets("train.steps=8"))
+    assert resumed.exit_code == 0, resumed.output
+    assert toml_value(config.read_text(), "train", "g_lr") == "0.0005"
+    assert toml_value(config.read_text(), "loss", "label_smoothing") == "0.1"
+    # gone, or empty: rebuilt whole, also by a resume that has nothing to train
+    for damage, said in ((lambda: config.unlink(), "the run's config.toml is missing: its settings are taken from"),
+                         (lambda: config.write_text(""), "lacks")):
+        damage()
+        with pytest.warns(UserWarning, match=said):
+            nothing = train_command("--resume", str(run))
+        assert nothing.exit_code == 0 and "nothing to do" in nothing.output, nothing.output
+        assert config.is_file() and toml_value(config.read_text(), "train", "g_lr") == "0.0005"
+    config.write_text("")
+    again = train_command(DEMO, *sets(*TINY, "train.g_lr=0.0005", "loss.label_smoothing=0.1", "train.steps=8"),
+                          "--run-dir", str(run))
+    assert again.exit_code == 0 and "nothing to do" in again.output, again.output
 
 
 def test_a_new_run_that_fails_in_its_first_step_leaves_no_run_directory(tmp_path, monkeypatch):

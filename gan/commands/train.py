@@ -85,21 +85,19 @@ def written_config(run_dir: Path):
     warnings it would give are the resumed config's to give, with its values (once, not twice)."""
     from gan.training.resolve import load_config
 
-    refuse_an_empty_config(run_dir, "--run-dir")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return load_config(run_dir / "config.toml")
+        run_config, trained = run_config_and_trained(run_dir)
+        return load_config(run_config, trained=trained)
 
 
-def refuse_an_empty_config(run_dir: Path, option: str) -> None:
-    """ConfigError for a run whose config.toml is empty (a disk that filled, a truncating copy): read,
-    it would be every default, and the run resumed as another experiment or refused for the wrong reason."""
-    from gan.core.registry import ConfigError
+def run_config_and_trained(run_dir: Path):
+    """(config.toml, (checkpoint, its config)) to resume `run_dir` from: config.toml is None when it is
+    gone, and the checkpoint's config fills what the file lacks (`fill_from_trained`)."""
+    from gan.core.checkpoint import trained_config
 
     path = run_dir / "config.toml"
-    if path.is_file() and not path.read_bytes().strip():
-        raise ConfigError(f"{option} '{run_dir}': its config.toml is empty (damaged: the run's settings are also in "
-                          "each checkpoint's 'config')")
+    return (path if path.exists() else None), trained_config(run_dir)
 
 
 def check_resumable(run_dir: Path) -> None:
@@ -110,24 +108,22 @@ def check_resumable(run_dir: Path) -> None:
     if not run_dir.is_dir():  # a checkpoint or config.toml given for its run
         raise ConfigError(f"--resume takes a run directory, and '{run_dir}' is a file: give --resume "
                           f"{run_dir.parent}, which continues from the newest checkpoint there")
-    refuse_an_empty_config(run_dir, "--resume")
-    if (run_dir / "config.toml").is_file() and list_checkpoints(run_dir):
+    if (run_dir / "config.toml").exists() and not (run_dir / "config.toml").is_file():
+        raise ConfigError(f"--resume '{run_dir}': its config.toml is a folder, not the run's config file (the run's "
+                          "settings are also in each checkpoint's 'config')")
+    if list_checkpoints(run_dir):  # (a config.toml gone or cut short is rebuilt from the checkpoint's config)
         return
     runs = sorted(path.name for path in run_dir.iterdir() if (path / "config.toml").is_file())
     if runs and not (run_dir / "config.toml").exists():
         raise ConfigError(f"--resume '{run_dir}' is a folder of runs, not a run: give one of them, e.g. "
                           f"--resume {run_dir / runs[-1]}")
-    if (run_dir / "config.toml").exists() and not (run_dir / "config.toml").is_file():
-        raise ConfigError(f"--resume '{run_dir}': its config.toml is a folder, not the run's config file (the run's "
-                          "settings are also in each checkpoint's 'config')")
     if not (run_dir / "config.toml").is_file():
-        raise ConfigError(f"--resume '{run_dir}' has no config.toml: it is not a run directory gan made (or its "
-                          "config.toml was removed: the run's settings are also in each checkpoint's 'config')")
-    if not list_checkpoints(run_dir):
-        best = " (its best.pt is the best checkpoint kept, not a point to resume from)" if (
-            run_dir / "best.pt").is_file() else ""
-        raise ConfigError(f"--resume '{run_dir}' has no checkpoint-*.pt to resume from{best}: the run stopped before "
-                          "its first checkpoint, or they were deleted; start it again with gan train CONFIG")
+        raise ConfigError(f"--resume '{run_dir}' has no config.toml and no checkpoint: it is not a run directory "
+                          "gan made")
+    best = " (its best.pt is the best checkpoint kept, not a point to resume from)" if (
+        run_dir / "best.pt").is_file() else ""
+    raise ConfigError(f"--resume '{run_dir}' has no checkpoint-*.pt to resume from{best}: the run stopped before "
+                      "its first checkpoint, or they were deleted; start it again with gan train CONFIG")
 
 
 def changed_keys(before, after) -> list[str]:
@@ -327,7 +323,11 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
             leave_the_talking_to_rank_0()
         if resume is not None:
             check_resumable(resume)
-        resolved = load_config(config if config is not None else resume / "config.toml", list(overrides))
+        if config is not None:
+            resolved = load_config(config, list(overrides))
+        else:
+            run_config, trained = run_config_and_trained(resume)
+            resolved = load_config(run_config, list(overrides), trained)
         torch_device = select_device(device)
         if group.distributed and torch_device.type == "cuda":
             torch_device = torch.device("cuda", group.local_rank)  # one GPU per process

@@ -59,16 +59,30 @@ def quiet_torch_load(path: Path, **options: Any) -> Any:
         return torch.load(path, weights_only=True, **options)
 
 
-def stored_step(path: Path) -> int | None:
-    """The step a checkpoint holds, read cheaply (memory-mapped: the tensors are not read);
-    None for a file that does not load as a checkpoint of this format."""
+def _stored_entry(path: Path, key: str) -> Any:
+    """One entry of a checkpoint, read cheaply (memory-mapped: the tensors are not read); None for a
+    file that does not load as a checkpoint of this format."""
     try:
         state = quiet_torch_load(path, map_location="cpu", mmap=True)
     except Exception:  # noqa: BLE001 - a damaged or foreign file: the resume's fallback reports it
         return None
-    ours = isinstance(state, dict) and state.get("format") == FORMAT
-    step = state.get("step") if ours else None
+    return state.get(key) if isinstance(state, dict) and state.get("format") == FORMAT else None
+
+
+def stored_step(path: Path) -> int | None:
+    """The step a checkpoint holds; None for a file that does not load as a checkpoint of this format."""
+    step = _stored_entry(path, "step")
     return step if isinstance(step, int) else None
+
+
+def trained_config(run_dir: Path) -> tuple[Path, dict[str, Any]] | None:
+    """(checkpoint, config) of the newest checkpoint in `run_dir` that holds its run's config: the
+    settings the run trained with, which a config.toml cut short or removed lacks. None when none does."""
+    for path in reversed(list_checkpoints(run_dir)):
+        config = _stored_entry(path, "config")
+        if isinstance(config, dict):
+            return path, config
+    return None
 
 
 def checkpoints_by_content(run_dir: Path) -> list[tuple[int, Path]]:

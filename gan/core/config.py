@@ -293,17 +293,21 @@ def set_key(tree: dict[str, Any], key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def read_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
+def read_config(path: str | Path | None, overrides: list[str] = (),
+                trained: tuple[Path, dict[str, Any]] | None = None) -> Config:
     """Read a TOML config (or start from defaults when `path` is None), apply overrides, check keys,
-    types and ranges, and warn of keys set to no effect. `gan.training.resolve.load_config` also
-    checks the names against the registries."""
+    types and ranges, and warn of keys set to no effect. `trained` is (checkpoint, its config) for a
+    run's own config.toml: the settings that file lacks are the run's, not the defaults (`fill_from_trained`).
+    `gan.training.resolve.load_config` also checks the names against the registries."""
     tree: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
         tree = _read_toml(path)
         _check_sections(tree, path)
-        if _is_run_config(path):
-            _upgrade_written_config(tree, path)
+    if trained is not None:
+        tree = fill_from_trained(tree, path, *trained)
+    if path is not None and (trained is not None or _is_run_config(path)):
+        _upgrade_written_config(tree, path)
     tree, overrides = _apply_preset(tree, list(overrides), path)
     for assignment in overrides:
         apply_override(tree, assignment)
@@ -312,6 +316,36 @@ def read_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
     check_values(config)
     warn_about_inert_keys(config, {assignment.partition("=")[0].strip() for assignment in overrides})
     return config
+
+
+def fill_from_trained(tree: dict[str, Any], path: Path | None, checkpoint: Path, trained: dict[str, Any]) -> dict[str, Any]:
+    """A run's config.toml (`tree`, read from `path`; None when the file is gone) with the settings it
+    lacks taken from `trained`, the config its `checkpoint` holds, with a warning. A file cut short (a
+    full disk, a copy) keeps its first lines, and read alone it would resume another experiment: every
+    missing key at its default. A last line without its line end (gan ends every line) may have lost
+    part of its value (`steps = 200` of `steps = 20000`), so it too is taken from the checkpoint."""
+    if path is None:
+        warnings.warn(f"the run's config.toml is missing: its settings are taken from '{checkpoint}', the config "
+                      "the run trained with, and config.toml is written again", stacklevel=3)
+        return trained
+    written = flatten_config(tree)
+    missing = [key for key in flatten_config(trained) if key not in written]
+    if not missing:
+        return tree
+    cut = ""
+    if written and not path.read_bytes().endswith(b"\n"):
+        last = list(written)[-1]
+        *sections, name = last.split(".")
+        table = tree
+        for section in sections:
+            table = table[section]
+        del table[name]
+        cut = f"; its last line, {last}, ends without a line end, so that value may be cut short too and is taken " \
+              "from there as well"
+    warnings.warn(f"'{path}' lacks {len(missing)} of the run's settings (the first: {missing[0]}): cut short or "
+                  f"edited; they are taken from '{checkpoint}', the config the run trained with, not from the "
+                  f"defaults{cut}", stacklevel=3)
+    return _merged(trained, tree)
 
 
 def _expand_home(config: Config) -> None:

@@ -27,6 +27,7 @@ import signal
 import sys
 import threading
 import time
+import tomllib
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +46,7 @@ from gan.core.checkpoint import (
     save_checkpoint,
 )
 from gan.core.compilation import uncompiled
-from gan.core.config import BEST_METRICS, Config, TrainConfig, dump_config
+from gan.core.config import BEST_METRICS, Config, TrainConfig, config_to_dict, dump_config, flatten_config
 from gan.core.distributed import (
     SINGLE_PROCESS,
     ProcessGroup,
@@ -435,7 +436,9 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
     run = _set_up(config, run_dir, device, group, resume)
     if resume:
         _restore(run, on_resume)
-    if run.step >= config.train.steps:  # (and its config.toml stays as it was)
+    if run.step >= config.train.steps:  # (and its config.toml stays as it was, unless gone or cut short)
+        if run.main and _lacks_settings(run_dir / "config.toml", config):
+            write_text_atomically(run_dir / "config.toml", dump_config(config))
         run.say(f"nothing to do: the run is at step {run.step} and train.steps is {config.train.steps}")
         return TrainResult(run_dir, run.step, run.last_checkpoint, None)
     failed_before_a_step = False
@@ -987,6 +990,16 @@ def _drop_metrics_after(path: Path, step: int, say: Callable[[str], None]) -> No
 # of the checkpoint they score or show
 EVALUATION_FILE = re.compile(r"(?:metrics-(\d{8})(?:-live)?\.json|eval-.+-(\d{8})\.(?:csv|json))")
 PREVIEW_FILE = re.compile(r"(\d{8})-[^.]+\.png")
+
+
+def _lacks_settings(path: Path, config: Config) -> bool:
+    """Whether the run's config.toml at `path` is gone, or lacks some of `config`'s settings (cut short:
+    the resume read them from its checkpoint)."""
+    try:
+        written = flatten_config(tomllib.loads(path.read_text(encoding="utf-8")))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return True
+    return not set(flatten_config(config_to_dict(config))) <= set(written)
 
 
 def _set_aside_records_after(run_dir: Path, step: int, say: Callable[[str], None]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any
 
 from gan.core.config import Config, config_to_dict, flatten_config, read_config
 from gan.core.registry import ConfigError, suggest
@@ -84,7 +85,9 @@ def check_networks(config: Config) -> None:
     RECIPES.get(config.recipe).check(config)
 
 
-def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
+def load_config(path: str | Path | None, overrides: list[str] = (),
+                trained: tuple[Path, dict[str, Any]] | None = None) -> Config:
     """Read a TOML config (or the defaults when `path` is None) with `--set` overrides, and check
-    it whole: keys, types, ranges and names."""
-    return resolve_names(read_config(path, overrides))
+    it whole: keys, types, ranges and names. `trained`: (checkpoint, its config) of a run whose
+    config.toml this is, for the settings that file lacks."""
+    return resolve_names(read_config(path, overrides, trained))
