@@ -385,6 +385,23 @@ def test_a_config_toml_cut_short_or_gone_is_filled_from_the_checkpoint_not_the_d
     assert again.exit_code == 0 and "nothing to do" in again.output, again.output
 
 
+def test_a_resume_whose_first_step_fails_leaves_config_toml_as_it_found_it(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    assert train_command(DEMO, *sets(*TINY), "--run-dir", str(run)).exit_code == 0
+    before = (run / "config.toml").read_bytes()
+
+    def failing_step(*args, **kwargs):
+        raise RuntimeError("a kernel refused this shape")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(loop_module, "training_step", lambda *args: failing_step)
+        failed = train_command("--resume", str(run), *sets("train.steps=6", "train.g_lr=0.001"))
+    assert failed.exit_code != 0 and "a kernel refused this shape" in str(failed.exception)
+    assert (run / "config.toml").read_bytes() == before  # a plain resume goes on as the run trained
+    resumed = train_command("--resume", str(run), *sets("train.steps=6"))
+    assert resumed.exit_code == 0 and "g_lr" not in resumed.output, resumed.output
+
+
 def test_a_new_run_that_fails_in_its_first_step_leaves_no_run_directory(tmp_path, monkeypatch):
     def failing_step(*args, **kwargs):
         raise RuntimeError("a kernel refused this shape")

@@ -330,8 +330,8 @@ def fill_from_trained(tree: dict[str, Any], path: Path | None, checkpoint: Path,
         return trained
     written = flatten_config(tree)
     missing = [key for key in flatten_config(trained) if key not in written]
-    if not missing:
-        return tree
+    if not missing or tree.get("recipe", trained.get("recipe")) != trained.get("recipe"):
+        return tree  # (a checkpoint of another recipe is another run's: the resume names it)
     cut = ""
     if written and not path.read_bytes().endswith(b"\n"):
         last = list(written)[-1]

@@ -405,6 +405,7 @@ class _Run:
     saved_step: int = 0  # the step of the newest checkpoint this process wrote or resumed
     last_checkpoint: Path | None = None
     real_images: torch.Tensor | None = None  # the stream's first real images, for the collapse checks
+    config_found: bytes | None = None  # a resume's config.toml as it was, put back when no step trains
     # What `_start_logging` adds, once there is something to train:
     writer: Any = None
     data: Iterator | None = None
@@ -460,18 +461,27 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
             interrupted_by = stop.signal_name or ("a signal to another process" if stopping else None)
             if interrupted_by and run.saved_step != run.step and run.main:  # stopped while waiting for data
                 run.last_checkpoint = _save(run, run.step, final=True)
-    except BaseException:  # (a second Ctrl-C too)
+    except BaseException as error:  # (a second Ctrl-C too)
         # no step completed, or the first one failed (a divergence stop at step 1), and no checkpoint
-        # was written on the way out (a data error after step 1 saves it): nothing to keep
-        failed_before_a_step = not resume and run.step <= 1 and run.saved_step == 0 and run.main
+        # was written on the way out (a data error after step 1 saves it): nothing to keep. (A resume's
+        # divergence is --on-nan rollback's to record: config.toml keeps the rates it halved.)
+        failed_before_a_step = (run.step <= run.start_step + 1 and run.saved_step == run.start_step and run.main
+                                and not (resume and isinstance(error, NonFiniteLossError)))
         raise
     finally:
         for opened in (run.progress, run.writer):
             if opened is not None:
                 opened.close()
         run.data = None  # shuts loader workers down
-        if failed_before_a_step:
+        if failed_before_a_step and not resume:
             _discard_start(run_dir)
+        elif failed_before_a_step and run.config_found is not None:  # its settings trained no step: not the run's
+            found = run.config_found
+            try:
+                write_atomically(run_dir / "config.toml", lambda temp: temp.write_bytes(found))
+            except WriteError as error:
+                warnings.warn(f"{error}: config.toml keeps the settings of this resume, which trained no step",
+                              stacklevel=2)
     return _finish(run, interrupted_by)
 
 
@@ -570,6 +580,8 @@ def _start_logging(run: _Run, resume: bool, progress_stream: Any) -> None:
                                 run.samples_seen, run.device, group)
     if run.main:  # once the data is ready (a decoded-image cache may take minutes to build first)
         run.run_dir.mkdir(parents=True, exist_ok=True)
+        if resume and (run.run_dir / "config.toml").is_file():
+            run.config_found = (run.run_dir / "config.toml").read_bytes()
         write_text_atomically(run.run_dir / "config.toml", dump_config(config))
     run.writer = (EventLog(lambda purge: SummaryWriter(str(run.run_dir), purge_step=purge), run.run_dir,
                            purge_step=run.start_step + 1 if resume else None) if run.main else _NullWriter())
