@@ -500,6 +500,37 @@ def test_a_second_ctrl_c_in_a_new_runs_first_step_leaves_no_run_directory(tmp_pa
     assert result.exit_code == 130 and not [path for path in out.iterdir() if path.is_dir()]
 
 
+def test_a_second_ctrl_c_in_a_resume_names_the_command_that_continues(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    assert train_command(DEMO, *sets(*TINY), "--run-dir", str(run)).exit_code == 0
+
+    def interrupted_step(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop_module, "training_step", lambda *args: interrupted_step)
+    result = train_command("--resume", str(run), *sets("train.steps=8"))
+    assert result.exit_code == 130, result.output
+    assert f"without saving a checkpoint (continue from the newest kept with: gan train --resume {run})" in \
+        result.output, result.output
+
+
+def test_a_signal_while_the_last_checkpoint_is_written_cuts_nothing_short(tmp_path, monkeypatch):
+    import signal
+
+    save = loop_module._save
+
+    def signalled_save(run, step, final=False):
+        if final:
+            signal.raise_signal(signal.SIGTERM)  # the scheduler's stop, as the finished run writes its checkpoint
+        return save(run, step, final)
+
+    monkeypatch.setattr(loop_module, "_save", signalled_save)
+    result = train_command(DEMO, *sets(*TINY), "--run-dir", str(tmp_path / "run"))
+    assert result.exit_code == 0, result.output
+    assert "SIGTERM came after the last step" in result.output and "done: 4 steps" in result.output
+    assert "stopped by" not in result.output
+
+
 def test_training_says_when_its_metrics_use_fewer_images_than_asked(tmp_path):
     result = train_command(DEMO, *sets(*TINY, "data.synthetic_size=16", "metrics.every=2", "metrics.num_samples=32",
                                        'metrics.names=["swd"]', f"metrics.cache_dir={tmp_path / 'c'}"),

@@ -278,7 +278,7 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
     """
     import torch
 
-    from gan.core.checkpoint import CheckpointError
+    from gan.core.checkpoint import CheckpointError, list_checkpoints
     from gan.core.distributed import SINGLE_PROCESS, broadcast_object, from_environment, initialise, shutdown
     from gan.core.files import LOCK_NAME, RunDirectoryBusy, WriteError
     from gan.core.processes import stop_with_parent
@@ -361,8 +361,9 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
             signum = error.signum if isinstance(error, Terminated) else signal.SIGINT
             signal_name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
             if group.is_main:  # (torchrun passes a stop to every process: rank 0 says it)
-                click.echo(f"error: stopped by {signal_name} without saving a checkpoint (checkpoints written "
-                           "before are kept)", err=True)
+                kept = ("checkpoints written before are kept" if run_dir is None or not list_checkpoints(run_dir)
+                        else f"continue from the newest kept with: gan train --resume {run_dir}")
+                click.echo(f"error: stopped by {signal_name} without saving a checkpoint ({kept})", err=True)
             sys.exit(128 + signum)
         if isinstance(error, NonFiniteLossError):
             click.echo(f"error: {error}", err=True)
