@@ -2,6 +2,7 @@
 of the user's is touched: folders gan did not make are refused, a user's `.tmp` files stay, a
 stop while setting up leaves no half-built cache or empty run, and a resume says what it changes."""
 
+import errno
 import json
 import os
 import shutil
@@ -529,6 +530,24 @@ def test_a_signal_while_the_last_checkpoint_is_written_cuts_nothing_short(tmp_pa
     assert result.exit_code == 0, result.output
     assert "SIGTERM came after the last step" in result.output and "done: 4 steps" in result.output
     assert "stopped by" not in result.output
+
+
+@pytest.mark.parametrize("code, fix", [(errno.EROFS, "remount its disk writable"),
+                                       (errno.EACCES, "make it writable (chmod -R u+w")])
+def test_a_resume_that_cannot_write_its_run_directory_says_how_to_go_on(tmp_path, monkeypatch, code, fix):
+    from gan.core.files import RunLock
+
+    run = tmp_path / "run"
+    assert train_command(DEMO, *sets(*TINY), "--run-dir", str(run)).exit_code == 0
+
+    def refused(self):  # (root writes past permission bits, so the disk's refusal is played here)
+        raise OSError(code, os.strerror(code), str(self.run_dir / self.lock_name))
+
+    monkeypatch.setattr(RunLock, "__enter__", refused)
+    result = train_command("--resume", str(run), *sets("train.steps=6"))
+    assert_one_error_line(result, str(run / ".lock"), fix, "copy the run directory to a disk you may write to and "
+                          "resume the copy: gan train --resume COPY")
+    assert "choose a folder on another" not in result.output
 
 
 def test_training_says_when_its_metrics_use_fewer_images_than_asked(tmp_path):

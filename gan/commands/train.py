@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import os
 import signal
@@ -98,6 +99,18 @@ def run_config_and_trained(run_dir: Path):
 
     path = run_dir / "config.toml"
     return (path if path.exists() else None), trained_config(run_dir)
+
+
+def unwritable_run(error: BaseException, run_dir: Path | None) -> str | None:
+    """For a resume that cannot write into its run directory (a read-only disk, a folder of another
+    user), the line that says so and what to do: the run cannot go elsewhere, as a new one could."""
+    if (not isinstance(error, OSError) or error.errno not in (errno.EROFS, errno.EACCES, errno.EPERM)
+            or not error.filename or run_dir is None
+            or not Path(os.path.abspath(error.filename)).is_relative_to(Path(os.path.abspath(run_dir)))):
+        return None
+    fix = "remount its disk writable" if error.errno == errno.EROFS else f"make it writable (chmod -R u+w {run_dir})"
+    return (f"'{error.filename}': {error.strerror}: a resume writes into its run directory; {fix}, or copy the run "
+            "directory to a disk you may write to and resume the copy: gan train --resume COPY")
 
 
 def check_resumable(run_dir: Path) -> None:
@@ -375,6 +388,9 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
             sys.exit(1)
         if isinstance(error, (ConfigError, CheckpointError)) and not group.is_main:
             sys.exit(2)  # read from the same config and files by every process: rank 0 says it once
+        unwritable = unwritable_run(error, run_dir) if resuming else None
+        if unwritable:
+            fail(unwritable)
         if isinstance(error, (FileNotFoundError, NotADirectoryError)) and error.filename:  # the system's own
             fail(file_error(error))
         if isinstance(error, (ConfigError, CheckpointError, ImageReadError, FileNotFoundError, NotADirectoryError,
