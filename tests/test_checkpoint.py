@@ -83,6 +83,9 @@ def test_listing_pruning_and_resolving(tmp_path):
     assert resolve_checkpoint(tmp_path) == checkpoint_path(tmp_path, 200)
     assert checkpoint_path(tmp_path, 999).is_dir()
     (tmp_path / "empty_run").mkdir()
+    with pytest.raises(CheckpointError, match="is no run directory: it holds no checkpoint-\\*.pt and no config.toml"):
+        resolve_checkpoint(tmp_path / "empty_run")
+    (tmp_path / "empty_run" / "config.toml").write_text("")  # a run that has written no checkpoint yet
     with pytest.raises(CheckpointError, match="no checkpoint-\\*.pt in run directory"):
         resolve_checkpoint(tmp_path / "empty_run")
     runs = tmp_path / "runs"

@@ -142,8 +142,9 @@ def test_eval_names_an_export_as_one_and_the_onnx_message_names_what_reads_it(ru
     out = tmp_path / "g.safetensors"
     CliRunner().invoke(main, ["export", str(run), "--out", str(out)])
     result = CliRunner().invoke(main, ["eval", str(out), "--metrics", "swd", "--n", "8"])
-    assert result.exit_code == 2 and "g.safetensors' is an export, for gan sample and translate; gan eval takes the " \
-        "run directory or checkpoint it was exported from" in result.output, result.output
+    assert result.exit_code == 2 and "g.safetensors' is an export of '" in result.output and "one generator's " \
+        "weights, for gan sample and translate; this command takes the run directory or checkpoint it was exported " \
+        "from" in result.output, result.output
     (tmp_path / "g.onnx").write_bytes(b"onnx")
     onnx = CliRunner().invoke(main, ["sample", str(tmp_path / "g.onnx"), "--out", str(tmp_path / "s.png")])
     assert onnx.exit_code == 2 and "gan sample and translate read run directories" in onnx.output, onnx.output

@@ -219,6 +219,45 @@ def test_an_export_with_infinite_weights_is_refused(runs, tmp_path):
                           "is not finite")
 
 
+def test_an_export_where_a_checkpoint_is_needed_is_named_with_the_checkpoint_it_came_from(runs, tmp_path):
+    run = runs["dcgan"]
+    for name in ("g.safetensors", "g.pt", "G.SAFETENSORS"):
+        export = tmp_path / name
+        assert invoke("export", run, "--out", export).exit_code == 0
+        origin = f"is an export of '{list_checkpoints(run)[-1].resolve()}' written by `gan export`"
+        assert_one_error_line(swd_eval(export, "--cache-dir", tmp_path / "cache"), str(export), origin,
+                              "takes the run directory or checkpoint it was exported from")
+        assert_one_error_line(invoke("export", export, "--out", tmp_path / "again.safetensors"), origin)
+        assert_one_error_line(invoke("train", "--resume", export), "is a file outside any")
+        assert_one_error_line(invoke("sample", export, "--best", "--out", tmp_path / "s.png"),
+                              "is a file: drop --best to use it")
+        # sample takes an export whatever the case of its extension
+        assert invoke("sample", export, "--n", "2", "--out", tmp_path / f"{name}.png").exit_code == 0
+
+
+def test_an_export_copied_into_a_run_under_a_checkpoint_name_is_refused_there(dcgan_run, tmp_path):
+    export = tmp_path / "g.pt"
+    assert invoke("export", dcgan_run, "--out", export).exit_code == 0
+    shutil.copy(export, dcgan_run / "checkpoint-00000099.pt")  # a later name than the run's own
+    for result in (invoke("sample", dcgan_run, "--n", "2", "--out", tmp_path / "s.png"),
+                   swd_eval(dcgan_run, "--cache-dir", tmp_path / "cache", "--json", tmp_path / "m.json")):
+        assert_one_error_line(result, "checkpoint-00000099.pt' is named as a checkpoint, but is an export of",
+                              "move it out of the run directory")
+    assert not (tmp_path / "s.png").exists()
+
+
+def test_translate_says_when_checkpoint_and_input_are_swapped(runs, tmp_path):
+    run, images = runs["pix2pix"], runs["data"]["paired"] / "val"
+    image = next(images.iterdir())
+    assert_one_error_line(invoke("translate", images, run, tmp_path / "out"), f"'{images}' is no model and '{run}' is "
+                          f"one: CHECKPOINT comes first, then INPUT: gan translate {run} {images} {tmp_path / 'out'}")
+    assert_one_error_line(invoke("translate", image, list_checkpoints(run)[-1], tmp_path / "o.png"),
+                          "CHECKPOINT comes first")
+    assert_one_error_line(invoke("translate", images, images, tmp_path / "out"), f"'{images}' is no run directory: it "
+                          "holds no checkpoint-*.pt and no config.toml")
+    assert not (tmp_path / "out").exists()
+
+
 def overflow(weights: dict) -> None:
     """Finite weights whose sums overflow float32: +-3e38 in turn, so that inf meets -inf (NaN)."""
     key = next(key for key, tensor in weights.items() if tensor.is_floating_point())

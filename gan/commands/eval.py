@@ -104,9 +104,6 @@ def evaluate(checkpoint: Path, folder: Path | None, split: str | None, metric_na
     from gan.training.loop import DeviceUnavailable, select_device
 
     try:
-        if checkpoint.suffix in (".safetensors", ".onnx"):
-            raise CheckpointError(f"'{checkpoint}' is an export, for gan sample and translate; gan eval takes the "
-                                  "run directory or checkpoint it was exported from")
         path = best_checkpoint(checkpoint) if best else resolve_checkpoint(checkpoint)
         state = checked_state(load_checkpoint(path), path)
         outputs = EvalOutputs(inputs=[checkpoint, path], overwrite=overwrite)

@@ -119,8 +119,12 @@ def check_resumable(run_dir: Path) -> None:
     from gan.core.registry import ConfigError
 
     if not run_dir.is_dir():  # a checkpoint or config.toml given for its run
+        parent = run_dir.parent
+        if not list_checkpoints(parent) and not (parent / "config.toml").is_file():  # (an export, say)
+            raise ConfigError(f"--resume takes a run directory, the one holding the run's config.toml and "
+                              f"checkpoint-*.pt, and '{run_dir}' is a file outside any")
         raise ConfigError(f"--resume takes a run directory, and '{run_dir}' is a file: give --resume "
-                          f"{run_dir.parent}, which continues from the newest checkpoint there")
+                          f"{parent}, which continues from the newest checkpoint there")
     if (run_dir / "config.toml").exists() and not (run_dir / "config.toml").is_file():
         raise ConfigError(f"--resume '{run_dir}': its config.toml is a folder, not the run's config file (the run's "
                           "settings are also in each checkpoint's 'config')")

@@ -38,6 +38,23 @@ def planned_translations(source: Path, output: Path) -> list[tuple[Path, Path]]:
     return [(source, output)]
 
 
+def refuse_swapped_arguments(checkpoint: Path, source: Path, output: Path) -> None:
+    """ValueError when INPUT is a model and CHECKPOINT is not (images, or a folder of them): the two
+    given the other way round, which would otherwise read as a run directory without checkpoints."""
+    from gan.core.checkpoint import list_checkpoints
+    from gan.data.decode import IMAGE_EXTENSIONS
+
+    def is_run(folder: Path) -> bool:
+        return folder.is_dir() and bool(list_checkpoints(folder) or (folder / "config.toml").is_file())
+
+    model = is_run(source) or (source.is_file() and source.suffix.lower() in (".pt", ".pth", ".safetensors"))
+    images = (checkpoint.is_file() and checkpoint.suffix.lower() in IMAGE_EXTENSIONS) or (
+        checkpoint.is_dir() and not is_run(checkpoint))
+    if model and images:
+        raise ValueError(f"'{checkpoint}' is no model and '{source}' is one: CHECKPOINT comes first, then INPUT: "
+                         f"gan translate {source} {checkpoint} {output}")
+
+
 def input_and_target(pair: Path, direction: str) -> tuple[Image.Image, Image.Image]:
     """The (input, target) halves of the A|B image at `pair` (A on the left) for a model trained
     `direction`: AtoB takes the left half, BtoA the right. ImageReadError when it cannot be read or
@@ -176,6 +193,7 @@ def translate(checkpoint: Path, source: Path, output: Path, side_by_side: bool, 
     from gan.training.loop import DeviceUnavailable, select_device
 
     try:
+        refuse_swapped_arguments(checkpoint, source, output)
         pairs = planned_translations(source, output)
         check_outputs([output_path for _, output_path in pairs],
                       inputs=[checkpoint, *(image for image, _ in pairs)], overwrite=overwrite)

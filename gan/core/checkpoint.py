@@ -25,6 +25,9 @@ import torch
 from gan.core.files import write_atomically, write_text_atomically
 
 FORMAT = "gan.checkpoint/1"
+# An export's (gan/inference/exported.py), and the extensions only exports have, named here for messages.
+EXPORT_FORMAT = "gan.export/1"
+EXPORT_SUFFIXES = (".safetensors", ".onnx")
 BEST_NAME, BEST_RECORD = "best.pt", "best.json"
 _NAME = re.compile(r"^checkpoint-(\d+)\.pt$")
 
@@ -121,6 +124,8 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu",
     `formats` are the values of its "format" entry accepted (an export's too, say)."""
     if not path.is_file():
         raise CheckpointError(f"checkpoint '{path}' does not exist")
+    if path.suffix.lower() in EXPORT_SUFFIXES and EXPORT_FORMAT not in formats:
+        raise CheckpointError(_export_given(path))
     try:
         state = quiet_torch_load(path, map_location=map_location)
     except Exception as error:  # torch raises many types for truncated or foreign files
@@ -129,6 +134,8 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu",
         # a damaged torch file is most likely a checkpoint cut short: what a command takes would not help
         expected = "" if reason == _DAMAGED else f": expected {_expected(formats)}"
         raise CheckpointError(f"'{path}' is corrupt or not a gan checkpoint ({reason}){expected}") from None
+    if isinstance(state, dict) and state.get("format") == EXPORT_FORMAT and EXPORT_FORMAT not in formats:
+        raise CheckpointError(_export_given(path, state.get("source")))
     if not isinstance(state, dict) or state.get("format") not in formats:
         newer_or_older = other_version(path, state.get("format") if isinstance(state, dict) else None, formats)
         raise CheckpointError(newer_or_older
@@ -154,9 +161,25 @@ def _failed_checksum(path: Path) -> str | None:
 
 # What each "format" entry is, in words, for the messages of files that are none of them.
 _FORMAT_WORDS = {FORMAT: ("a checkpoint written by `gan train` (checkpoint-*.pt, best.pt)", "a run directory"),
-                 "gan.export/1": ("an export written by `gan export`",)}
+                 EXPORT_FORMAT: ("an export written by `gan export`",)}
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes zip archives
 _DAMAGED = "a damaged or truncated torch file"
+
+
+def _export_given(path: Path, source: object = None) -> str:
+    """The message for an export given where a checkpoint is needed (gan eval, export, train, or a
+    run directory): it holds one generator's weights, without the run's other networks and state."""
+    if source is None:  # a .safetensors or .onnx export: the JSON written beside it names its checkpoint
+        try:
+            source = json.loads(path.with_name(path.name + ".json").read_text(encoding="utf-8")).get("source")
+        except (OSError, ValueError, AttributeError):
+            source = None
+    origin = f" of '{source}'" if isinstance(source, str) else ""
+    if checkpoint_step(path) is not None or path.name == BEST_NAME:  # copied into a run under a checkpoint's name
+        return (f"'{path}' is named as a checkpoint, but is an export{origin} written by `gan export`: move it out "
+                "of the run directory (a run's checkpoints hold every network and the training state)")
+    return (f"'{path}' is an export{origin} written by `gan export`: one generator's weights, for gan sample and "
+            "translate; this command takes the run directory or checkpoint it was exported from")
 
 
 def _expected(formats: tuple[str, ...]) -> str:
@@ -212,6 +235,9 @@ def resolve_checkpoint(run_or_file: Path) -> Path:
             if runs and not (run_or_file / "config.toml").exists():
                 raise CheckpointError(f"'{run_or_file}' is a folder of runs, not a run: give one of them, e.g. "
                                       f"'{runs[-1]}'")
+            if not (run_or_file / "config.toml").is_file():  # (an image folder given in its place, say)
+                raise CheckpointError(f"'{run_or_file}' is no run directory: it holds no checkpoint-*.pt and no "
+                                      "config.toml; give the run directory `gan train` made, or a checkpoint file")
             raise CheckpointError(f"no checkpoint-*.pt in run directory '{run_or_file}'")
         return found[-1][1]
     raise CheckpointError(f"'{run_or_file}' is neither a checkpoint file nor a run directory")
@@ -220,6 +246,9 @@ def resolve_checkpoint(run_or_file: Path) -> Path:
 def best_checkpoint(run_dir: Path) -> Path:
     """`run_dir`'s best.pt (`train.keep_best`); CheckpointError when the run kept none."""
     path = run_dir / BEST_NAME
+    if run_dir.is_file():
+        raise CheckpointError(f"--best takes a run directory, and '{run_dir}' is a file: drop --best to use it, or "
+                              "give the run directory whose best.pt to use")
     if not run_dir.is_dir():
         raise CheckpointError(f"--best takes a run directory; '{run_dir}' is not one")
     if not path.is_file():

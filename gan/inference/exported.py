@@ -25,6 +25,7 @@ from typing import Any, Callable
 import torch
 
 from gan.core.checkpoint import (
+    EXPORT_FORMAT,
     FORMAT,
     CheckpointError,
     checkpoints_by_content,
@@ -36,9 +37,8 @@ from gan.core.checkpoint import (
 from gan.core.files import WriteError, write_atomically
 from gan.inference.loading import build_generator, checked_state, damaged
 
-EXPORT_FORMAT = "gan.export/1"
 EXPORT_FORMATS = ("safetensors", "pt", "onnx")
-# The extension decides how `load_source` reads a file back (exactly ".safetensors", ".onnx"
+# The extension decides how `load_source` reads a file back (".safetensors" in any case, ".onnx"
 # refused, or else as a torch file), so it decides the format an export is written in.
 EXPORT_EXTENSIONS = {".safetensors": "safetensors", ".pt": "pt", ".pth": "pt", ".onnx": "onnx"}
 GENERATOR_WEIGHTS = ("ema", "live")  # the average of the trained weights, or the trained ones
@@ -47,7 +47,7 @@ GENERATOR_WEIGHTS = ("ema", "live")  # the average of the trained weights, or th
 def export_format_of(out: Path, requested: str | None = None) -> str:
     """The format of an export written to `out`: its extension's. `requested` (--format), when
     given, must be the same: a torch file under a safetensors name would not load back."""
-    implied = EXPORT_EXTENSIONS.get(out.suffix)
+    implied = EXPORT_EXTENSIONS.get(out.suffix.lower())
     if implied is None:
         raise ValueError(f"cannot tell the export format of '{out}' from its extension '{out.suffix}': expected "
                          ".safetensors, .pt (or .pth) for a torch file, or .onnx")
@@ -196,11 +196,11 @@ def load_source(source: str | Path) -> tuple[Path, dict[str, Any]]:
     """(file, checkpoint-shaped state) of a run directory, checkpoint file or export, its structure
     checked (`checked_state`)."""
     source = Path(source)
-    if source.suffix == ".onnx":
+    if source.suffix.lower() == ".onnx":
         raise CheckpointError(f"'{source}' is an ONNX export, for ONNX Runtime and other engines; gan sample and "
                               "translate read run directories, checkpoints and .safetensors or .pt exports (gan eval "
                               "run directories and checkpoints)")
-    if source.suffix == ".safetensors":
+    if source.suffix.lower() == ".safetensors":
         if not source.is_file():
             raise CheckpointError(f"export '{source}' does not exist")
         return source, checked_state(read_export(source), source)
@@ -208,7 +208,9 @@ def load_source(source: str | Path) -> tuple[Path, dict[str, Any]]:
     for attempt in range(tries):
         path = resolve_checkpoint(source)
         try:
-            return path, checked_state(load_checkpoint(path, formats=(FORMAT, EXPORT_FORMAT)), path)
+            # (in a run directory, a file under a checkpoint's name must be one: an export there is refused)
+            state = load_checkpoint(path, formats=(FORMAT,) if source.is_dir() else (FORMAT, EXPORT_FORMAT))
+            return path, checked_state(state, path)
         except CheckpointError as error:
             if source.is_dir() and path.exists():  # the newest is damaged: the one before may serve
                 earlier = [other for _, other in checkpoints_by_content(source)
