@@ -258,6 +258,13 @@ def test_translate_says_when_checkpoint_and_input_are_swapped(runs, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_eval_refuses_a_csv_named_as_its_json_record(runs, tmp_path):
+    result = invoke("eval", runs["pix2pix"], "--data", runs["data"]["paired"] / "val", "--csv", tmp_path / "x.json")
+    assert result.exit_code == 2 and "the CSV's record is written beside it under its name with .json" in \
+        result.output and f"such as '{tmp_path / 'x.csv'}'" in result.output, result.output
+    assert not (tmp_path / "x.json").exists()
+
+
 def overflow(weights: dict) -> None:
     """Finite weights whose sums overflow float32: +-3e38 in turn, so that inf meets -inf (NaN)."""
     key = next(key for key, tensor in weights.items() if tensor.is_floating_point())

@@ -137,7 +137,10 @@ def test_gan_eval_scores_translations_as_distributions(recipe, keys, recipe_data
     assert keys <= set(scores) and all(scores[key] > 0 for key in keys)
     assert set(scores["skipped"]) == {"fid", "kid"}
     if recipe == "cyclegan":  # 2 testA images against the 2 testB images, and back
-        assert scores["images"] == {"_AtoB": [2, 2], "_BtoA": [2, 2]}
+        assert scores["images"] == {"AtoB": {"translations": 2, "targets": 2},
+                                    "BtoA": {"translations": 2, "targets": 2}}
+    else:  # the outputs of the 2 validation pairs against their 2 targets
+        assert scores["images"] == {"translations": 2, "targets": 2}
     for key in keys:
         assert f"{key} " in result.output
 

@@ -103,6 +103,10 @@ def evaluate(checkpoint: Path, folder: Path | None, split: str | None, metric_na
     from gan.nets.running import NonFiniteOutput
     from gan.training.loop import DeviceUnavailable, select_device
 
+    if csv_path is not None and csv_path.suffix.lower() == ".json":
+        raise click.BadParameter(f"'{csv_path}' is named as JSON, and the CSV's record is written beside it under "
+                                 f"its name with .json: give the CSV a name of its own, such as "
+                                 f"'{csv_path.with_suffix('.csv')}'", param_hint="--csv")
     try:
         path = best_checkpoint(checkpoint) if best else resolve_checkpoint(checkpoint)
         state = checked_state(load_checkpoint(path), path)
@@ -297,7 +301,8 @@ def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_pa
     csv_path = csv_path or default
     # beside the CSV, its record as JSON: what was scored, the mean, and the translations' scores as
     # distributions (not for SR, whose images differ in size)
-    planned = [csv_path, csv_path.with_suffix(".json")]
+    json_path = csv_path.with_suffix(".json")
+    planned = [csv_path, json_path]
     strips = strip_paths(folder, save_images) if save_images is not None else []
     outputs.check(planned + strips, defaults=[default, default.with_suffix(".json")], checkpoint=path,
                   data=str(scored.resolve()), data_folder=folder, step=translator.step)
@@ -318,7 +323,6 @@ def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_pa
     click.echo(_format_row(rows[-1]))
     click.echo(f"wrote {csv_path} ({_scored_summary(len(rows) - 1, data['dataset'], folder, scored, split)}, "
                f"{translator.checkpoint}){_skipped_summary(skipped)}", err=True)
-    json_path = csv_path.with_suffix(".json")
     result = {"checkpoint": str(translator.checkpoint), "step": translator.step, "data": str(scored.resolve()),
               "split": split, "mean": {key: value for key, value in rows[-1].items() if key != "image"},
               "skipped_images": {one.image: one.reason for one in skipped}}
@@ -326,13 +330,20 @@ def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_pa
         # Asked for by --inception-weights, FID/KID must run; by default they are skipped without the weights.
         scores, skipped_metrics = distribution_scores(image_sets, translator.device, inception_weights,
                                                       require_weights=inception_weights is not None)
-        result.update({"images": {name: [len(outputs), len(targets)] for name, (outputs, targets) in image_sets.items()},
-                       "skipped": skipped_metrics, **scores})
+        result.update({"images": image_counts(image_sets), "skipped": skipped_metrics, **scores})
         click.echo("  ".join(f"{name} {value:.4f}" for name, value in scores.items()))
     write_text_atomically(json_path, json.dumps(result, indent=2) + "\n")
     click.echo(f"wrote {json_path} (the record of this evaluation"
                + (", with the translations scored against real images of the target domain)" if image_sets else ")"),
                err=True)
+
+
+def image_counts(image_sets: dict) -> dict:
+    """The images each distribution score compared, for the JSON record: {"translations": N, "targets": M}
+    for paired data; by direction for CycleGAN ({"AtoB": {...}, "BtoA": {...}}), as its scores are named."""
+    counts = {name.lstrip("_"): {"translations": len(outputs), "targets": len(targets)}
+              for name, (outputs, targets) in image_sets.items()}
+    return counts.get("", counts)
 
 
 def _scored_summary(count: int, dataset: str, folder: Path, scored: Path, split: str | None) -> str:
