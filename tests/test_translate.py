@@ -251,7 +251,8 @@ def test_sampling_an_image_to_image_run_says_to_translate(pix2pix_run, tmp_path)
 def test_output_names_without_an_image_extension_are_refused_before_any_work(pix2pix_run, tmp_path):
     run_dir, root = pix2pix_run
     result = CliRunner().invoke(main, ["translate", str(run_dir), str(root / "val" / "0.png"), str(tmp_path / "out")])
-    assert result.exit_code == 2 and "image format of" in result.output and "expected one of .png" in result.output
+    assert result.exit_code == 2 and "cannot write the image" in result.output and "expected one of .png" in \
+        result.output
     assert not (tmp_path / "out").exists()
     sample = CliRunner().invoke(main, ["sample", str(run_dir), "--out", str(tmp_path / "x.txt")])
     assert sample.exit_code == 2 and "'.txt': expected one of .png" in sample.output
@@ -338,5 +339,25 @@ def test_outputs_are_written_near_lossless_and_gif_outputs_are_warned_of(tmp_pat
     assert 10 * np.log10(255**2 / (error**2).mean()) > 30  # (random pixels: 35.8 dB; Pillow's default 12.4 dB)
     (tmp_path / "in").mkdir()
     image.save(tmp_path / "in" / "a.gif")
-    with pytest.warns(UserWarning, match=r"1 output\(s\) are GIFs, as their inputs are: GIF keeps 256 colours"):
+    with pytest.warns(UserWarning, match=r"'.*a.gif' is a GIF: GIF keeps 256 colours and one frame"):
         planned_translations(tmp_path / "in", tmp_path / "out")
+    with pytest.warns(UserWarning, match=r"'.*one.gif' is a GIF: GIF keeps 256 colours"):
+        planned_translations(tmp_path / "in" / "a.gif", tmp_path / "one.gif")
+
+
+def test_colour_is_never_written_under_a_grey_only_name(pix2pix_run, tmp_path):
+    from gan.commands.translate import planned_translations
+
+    run_dir, root = pix2pix_run
+    for output in (tmp_path / "out.pgm", tmp_path / "out.PBM", tmp_path / "out.xbm"):
+        result = CliRunner().invoke(main, ["translate", str(run_dir), str(root / "val" / "0.png"), str(output)])
+        assert result.exit_code == 2 and f"cannot write the image '{output}'" in result.output, result.output
+        assert not output.exists()
+    grey = CliRunner().invoke(main, ["sample", str(run_dir), "--out", str(tmp_path / "s.pgm")])
+    assert grey.exit_code == 2 and "holds grey images only, and these are in colour (.ppm is its colour kin)" in \
+        grey.output, grey.output
+    (tmp_path / "in").mkdir()
+    random_rgb((32, 32), 0).convert("L").save(tmp_path / "in" / "a.pgm")
+    with pytest.warns(UserWarning, match=r"1 output\(s\) are named like grey-only inputs .* written as .ppm"):
+        assert planned_translations(tmp_path / "in", tmp_path / "out") == [(tmp_path / "in" / "a.pgm",
+                                                                             tmp_path / "out" / "a.ppm")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
@@ -160,7 +161,7 @@ def sample(source: Path, count: int, out: Path | None, separate: Path | None, se
     """
     from gan.core.checkpoint import CheckpointError, best_checkpoint
     from gan.core.files import WriteError
-    from gan.core.images import image_format_of
+    from gan.core.images import image_format_of, palette_warning
     from gan.inference.generators import load_generator
     from gan.inference.outputs import OutputRefused, check_outputs
     from gan.nets.running import NonFiniteOutput, interpolation_latents, random_latents
@@ -180,6 +181,9 @@ def sample(source: Path, count: int, out: Path | None, separate: Path | None, se
             image_format_of(out)
         except ValueError as error:
             raise click.BadParameter(str(error), param_hint="--out") from None
+        palette = palette_warning([out])
+        if palette:
+            warnings.warn(palette, stacklevel=1)
     if separate is not None:
         refuse_samples_left_beside(separate, total)
     try:

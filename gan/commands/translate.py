@@ -17,25 +17,32 @@ if TYPE_CHECKING:
 def planned_translations(source: Path, output: Path) -> list[tuple[Path, Path]]:
     """(input image, output file) pairs: one image to OUTPUT, or every image under a folder to
     the same relative name under OUTPUT."""
-    from gan.core.images import image_format_of
+    from gan.core.images import GREY_ONLY, image_format_of, palette_warning
     from gan.data.decode import IMAGE_EXTENSIONS, find_images
 
     if source.is_dir():
         if output.suffix.lower() in IMAGE_EXTENSIONS and not output.exists():  # (an existing file: refused below)
             raise ValueError(f"OUTPUT '{output}' is named as an image file, but a folder INPUT ('{source}') is "
                              "translated into a folder of images: give a folder name")
+        # the outputs keep the inputs' names, so their formats, but for grey-only ones: colour goes to their kin
         pairs = [(image, output / image.relative_to(source)) for image in find_images(source)]
-        gifs = sum(path.suffix.lower() == ".gif" for _, path in pairs)
-        if gifs:  # (the outputs keep the inputs' names, so their formats)
-            warnings.warn(f"{gifs} output(s) are GIFs, as their inputs are: GIF keeps 256 colours and one frame, so "
-                          "they lose colours the network made; translate one image to a .png name to keep them",
-                          stacklevel=2)
-        return pairs
-    if output.is_dir():
+        recoloured = [(image, path.with_suffix(GREY_ONLY[path.suffix.lower()]) if path.suffix.lower() in GREY_ONLY
+                       else path) for image, path in pairs]
+        renamed = [path for (_, path), (_, new) in zip(pairs, recoloured) if path != new]
+        if renamed:
+            warnings.warn(f"{len(renamed)} output(s) are named like grey-only inputs (the first: '{renamed[0]}'), and "
+                          f"hold colour: written as {GREY_ONLY[renamed[0].suffix.lower()]} instead", stacklevel=2)
+        pairs = recoloured
+    elif output.is_dir():
         raise ValueError(f"OUTPUT '{output}' is a folder; one INPUT image is translated into one image file: "
                          f"give its name, such as '{output / source.with_suffix('.png').name}'")
-    image_format_of(output)
-    return [(source, output)]
+    else:
+        image_format_of(output)
+        pairs = [(source, output)]
+    palette = palette_warning([path for _, path in pairs])
+    if palette:
+        warnings.warn(palette, stacklevel=2)
+    return pairs
 
 
 def refuse_swapped_arguments(checkpoint: Path, source: Path, output: Path) -> None:

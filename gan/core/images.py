@@ -69,14 +69,38 @@ def split_grid(grid: torch.Tensor, count: int, height: int, width: int) -> torch
     return torch.stack(images)
 
 
+# The formats gan writes images in, by extension: each holds a colour image as it is (GIF with a
+# palette of 256 colours, said by `palette_warning`). Pillow knows more, but writes them wrongly or
+# not at all: colour in a .pgm (a grey format) under the wrong name, an error for .xbm that reads like
+# a disk fault, lossy AVIF at its default quality.
+OUTPUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".jfif": "JPEG", ".webp": "WEBP",
+                  ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF", ".ppm": "PPM", ".pnm": "PPM", ".gif": "GIF"}
+# Extensions of formats that hold grey (or black-and-white) images only, and their colour kin.
+GREY_ONLY = {".pgm": ".ppm", ".pbm": ".ppm"}
+
+
 def image_format_of(path: Path) -> str:
-    """PIL's format name for an output path's extension; a clear error when it has none PIL writes."""
-    extensions = Image.registered_extensions()
-    name = extensions.get(path.suffix.lower())
-    if name is None or name not in Image.SAVE:
-        raise ValueError(f"cannot tell the image format of '{path}' from its extension "
-                         f"'{path.suffix}': expected one of .png, .jpg, .webp, .bmp, .tif")
+    """PIL's format name for an output path's extension (any case); a clear error for one gan does not
+    write colour images in."""
+    name = OUTPUT_FORMATS.get(path.suffix.lower())
+    if name is None:
+        kin = GREY_ONLY.get(path.suffix.lower())
+        why = (f": '{path.suffix}' holds grey images only, and these are in colour ({kin} is its colour kin)" if kin
+               else f" from its extension '{path.suffix}'")
+        raise ValueError(f"cannot write the image '{path}'{why}: expected one of .png, .jpg, .webp, .bmp, .tif, "
+                         ".ppm or .gif")
     return name
+
+
+def palette_warning(paths: list[Path]) -> str | None:
+    """A warning for outputs among `paths` that are GIFs, whose palette keeps 256 colours of those the
+    network made; None when there are none."""
+    gifs = [path for path in paths if path.suffix.lower() == ".gif"]
+    if not gifs:
+        return None
+    which = f"'{gifs[0]}' is a GIF" if len(gifs) == 1 else f"{len(gifs)} outputs are GIFs (the first: '{gifs[0]}')"
+    return (f"{which}: GIF keeps 256 colours and one frame, so it loses colours the network made; write .png to "
+            "keep them")
 
 
 def side_by_side(images: list[Image.Image]) -> Image.Image:
