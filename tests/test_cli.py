@@ -3,7 +3,7 @@
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import REPO, TINY, only_run
+from conftest import REPO, TINY, invoke, only_run
 from PIL import Image
 
 from gan.commands.main import main
@@ -312,3 +312,16 @@ def test_a_stop_request_of_another_torchrun_process_is_not_announced(capsys):
             signal.raise_signal(signal.SIGTERM)
         assert stop.signal_name == "SIGTERM"
         assert ("received SIGTERM" in capsys.readouterr().err) == announce
+
+
+def test_a_quoted_tilde_in_a_path_option_is_the_home_folder_not_a_folder_named_tilde(tiny_demo_run, tmp_path,
+                                                                                    monkeypatch):
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    result = invoke("sample", tiny_demo_run, "--n", "2", "--out", "~/faces.png", "--separate", "~/each")
+    assert result.exit_code == 0, result.output
+    assert (home / "faces.png").is_file() and (home / "each" / "00001.png").is_file()
+    assert not (work / "~").exists()

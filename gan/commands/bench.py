@@ -6,14 +6,14 @@ from pathlib import Path
 
 import click
 
-from gan.commands.common import fail
+from gan.commands.common import UserPath, fail
 
 
 @click.command()
 @click.option("--model", "models", multiple=True, help="Repeatable; default: all of dcgan64, dcgan128, pix2pix256, "
               "cyclegan256, srresnet4x, srgan4x.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write results here.")
+@click.option("--json", "json_path", type=UserPath(dir_okay=False, path_type=Path), help="Also write results here.")
 @click.option("--rounds", default=5, show_default=True, type=click.IntRange(1), help="Alternating rounds of ours and the baseline.")
 @click.option("--iters", default=0, show_default=True, type=click.IntRange(0),
               help="Training iterations per side per round; 0 = as many as take about 2 seconds.")
@@ -22,10 +22,10 @@ from gan.commands.common import fail
 @click.option("--eager", is_flag=True, help="Turn our speed switches off (compile, CUDA graph, channels_last, bf16).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Config override for our side, e.g. train.compile=off (repeatable; after --eager).")
-@click.option("--baseline", "baseline_path", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--baseline", "baseline_path", type=UserPath(dir_okay=False, path_type=Path),
               help="The plain implementation to compare with (a Python file of the canonical models); without "
                    "it the baseline columns stay empty.")
-@click.option("--data-root", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--data-root", type=UserPath(file_okay=False, path_type=Path),
               help="Folder of images (with subfolders) for the data-path benchmark; without it (or 'none') that "
                    "part is skipped.")
 @click.option("--data-workers", default=2, show_default=True, type=click.IntRange(0), help="Loader workers for the uncached data path.")

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import click
 
-from gan.commands.common import fail
+from gan.commands.common import UserPath, fail
 
 MAX_NAMED = 5  # files named in a line; the rest are counted
 
 
 def _cache_dir_option(command):
-    return click.option("--dir", "cache_dir", type=click.Path(file_okay=False, path_type=Path),
+    return click.option("--dir", "cache_dir", type=UserPath(file_okay=False, path_type=Path),
                         help="Cache folder (data.cache_dir) [default: $XDG_CACHE_HOME/gan/decoded or "
                              "~/.cache/gan/decoded].")(command)
 

@@ -1,12 +1,23 @@
-"""What every command shares: how an expected error ends a command."""
+"""What every command shares: how an expected error ends a command, and how paths are read."""
 
 from __future__ import annotations
 
 import errno
+import os
 import sys
 from pathlib import Path
 
 import click
+
+
+class UserPath(click.Path):
+    """click.Path reading a leading `~` as the home folder, as a shell does when it is not quoted and as
+    config path keys do: a quoted `--out '~/runs'` would otherwise make a folder named `~` here."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and value.startswith("~"):
+            value = os.path.expanduser(value)
+        return super().convert(value, param, ctx)
 
 
 def fail(error: Exception | str) -> None:

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import click
 
-from gan.commands.common import fail, file_error
+from gan.commands.common import UserPath, fail, file_error
 
 
 @click.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("paths", nargs=-1, required=True, type=UserPath(exists=True, file_okay=False, path_type=Path))
 @click.option("--metric", help="The scalar to rank by [default: val/psnr for pix2pix and SR runs, val/cycle_l1 "
                                 "for CycleGAN runs, else swd/mean].")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--out", type=UserPath(file_okay=False, path_type=Path),
               help="Folder for compare.md, compare.csv and compare.png [default: the sweep folder, when one is "
                    "given alone].")
 def compare(paths: tuple[Path, ...], metric: str | None, out: Path | None) -> None:

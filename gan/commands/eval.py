@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from gan.commands.common import fail
+from gan.commands.common import UserPath, fail
 
 DEFAULT_EVAL_METRICS = "fid,kid,swd"
 MAX_NAMED = 5  # skipped images named in the summary line; the rest are counted
@@ -18,8 +18,8 @@ def _format_row(row: dict) -> str:
 
 
 @click.command(name="eval")
-@click.argument("checkpoint", type=click.Path(exists=True, path_type=Path))
-@click.option("--data", "folder", type=click.Path(exists=True, file_okay=False, path_type=Path),
+@click.argument("checkpoint", type=UserPath(exists=True, path_type=Path))
+@click.option("--data", "folder", type=UserPath(exists=True, file_okay=False, path_type=Path),
               help="Super-resolution: a folder of HR images. Paired: a folder of pairs, or a root of split "
                    "subfolders (train/ val/ ...; see --split). Unconditional: the real images to compare with "
                    "[default: the run's data.root].")
@@ -31,18 +31,18 @@ def _format_row(row: dict) -> str:
                    "[default: fid,kid,swd, skipping (with a warning) those whose weights are not on this machine].")
 @click.option("--n", "count", default=10000, show_default=True,
               help="Unconditional checkpoints: generated images, and real images in the reference set.")
-@click.option("--inception-weights", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--inception-weights", type=UserPath(dir_okay=False, path_type=Path),
               help="Inception-v3 weights file for fid/kid/pr, and for the fid/kid of translations "
                    "[default: torch-fidelity's cache folder, skipped with a warning when absent].")
-@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--cache-dir", type=UserPath(file_okay=False, path_type=Path),
               help="Where reference statistics are cached [default: ~/.cache/gan/reference-statistics].")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--json", "json_path", type=UserPath(dir_okay=False, path_type=Path),
               help="Unconditional checkpoints: where to write the results "
                    "[default: metrics-<step>.json in the run directory].")
-@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--csv", "csv_path", type=UserPath(dir_okay=False, path_type=Path),
               help="Image-to-image checkpoints: where to write per-image results "
                    "[default: eval-<data>-<step>.csv in the run directory].")
-@click.option("--save-images", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--save-images", type=UserPath(file_okay=False, path_type=Path),
               help="Super-resolution checkpoints: also write each image as a bicubic | model | ground-truth strip "
                    "into this folder.")
 @click.option("--tile", default=0, show_default=True,

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import click
 
-from gan.commands.common import fail
+from gan.commands.common import UserPath, fail
 
 
 @click.command()
-@click.argument("source", type=click.Path(exists=True, path_type=Path))
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+@click.argument("source", type=UserPath(exists=True, path_type=Path))
+@click.option("--out", required=True, type=UserPath(dir_okay=False, path_type=Path),
               help="File to write: name.safetensors, name.pt for a torch file, or name.onnx for ONNX Runtime.")
 @click.option("--format", "export_format", type=click.Choice(["safetensors", "pt", "onnx"]),
               help="safetensors (tensors only), a plain torch file, or an ONNX graph; must agree with --out's "

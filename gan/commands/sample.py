@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Iterator
 
 import click
 
-from gan.commands.common import fail
+from gan.commands.common import UserPath, fail
 
 if TYPE_CHECKING:  # the command imports torch only when it runs
     import torch
@@ -130,10 +130,10 @@ def write_samples(batches: Iterator[torch.Tensor], out: Path | None, separate: P
 
 
 @click.command()
-@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.argument("source", type=UserPath(exists=True, path_type=Path))
 @click.option("--n", "count", default=64, show_default=True, help="Number of samples (rows with --interpolate).")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="PNG file for the grid.")
-@click.option("--separate", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--out", type=UserPath(dir_okay=False, path_type=Path), help="PNG file for the grid.")
+@click.option("--separate", type=UserPath(file_okay=False, path_type=Path),
               help="Also write one PNG per sample into this folder.")
 @click.option("--seed", default=0, show_default=True, help="Latent seed: the same seed gives the same images, image i the same whatever --n is.")
 @click.option("--interpolate", "steps", type=int, default=None,

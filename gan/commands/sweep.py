@@ -7,11 +7,11 @@ from pathlib import Path
 
 import click
 
-from gan.commands.common import fail, refuse_folder_in_a_run
+from gan.commands.common import UserPath, fail, refuse_folder_in_a_run
 
 
 @click.command()
-@click.argument("config", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.argument("config", type=UserPath(dir_okay=False, exists=True, path_type=Path))
 @click.option("--grid", "grids", multiple=True, metavar="KEY=V1,V2,...",
               help="Values to sweep for one config key (repeatable: every combination is run). A value in "
                    "double quotes may hold commas or be empty: 'loss.diffaugment=\"\",\"color,cutout\"'.")
@@ -19,7 +19,7 @@ from gan.commands.common import fail, refuse_folder_in_a_run
               help="Runs per combination, with train.seed = 0, 1, ... (groups that gan compare averages).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Override a config value in every run (repeatable).")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+@click.option("--out", type=UserPath(file_okay=False, path_type=Path), required=True,
               help="The sweep's folder: one run directory per combination, and sweep.toml.")
 @click.option("--jobs", default=1, show_default=True, type=click.IntRange(1),
               help="Runs trained at once: each on its own GPU in turn where there are several; on a CPU "

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from gan.commands.common import fail, file_error, refuse_folder_in_a_run
+from gan.commands.common import UserPath, fail, file_error, refuse_folder_in_a_run
 from gan.core.processes import STOP_SIGNALS, leave_the_terminal_on_hangup
 
 
@@ -262,14 +262,14 @@ def _raise_terminated(signum, frame) -> None:
 
 
 @click.command()
-@click.argument("config", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("config", required=False, type=UserPath(dir_okay=False, path_type=Path))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a config value, e.g. --set train.steps=2000 (repeatable).")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"), show_default=True,
+@click.option("--out", type=UserPath(file_okay=False, path_type=Path), default=Path("runs"), show_default=True,
               help="Folder in which a new numbered run directory is made.")
-@click.option("--resume", type=click.Path(exists=True, path_type=Path),  # (a file is refused with advice)
+@click.option("--resume", type=UserPath(exists=True, path_type=Path),  # (a file is refused with advice)
               help="Continue the run in this directory from its newest checkpoint.")
-@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--run-dir", type=UserPath(file_okay=False, path_type=Path),
               help="Train in exactly this directory instead of a new numbered one: a new run, or the run "
                    "resumed when it has a checkpoint (the same line again is safe; gan sweep uses it).")
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA if present), cpu, cuda or cuda:N.")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from gan.commands.common import fail
+from gan.commands.common import UserPath, fail
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -154,9 +154,9 @@ def translate_each(translator, pairs: list[tuple[Path, Path]], side_by_side: boo
 
 
 @click.command()
-@click.argument("checkpoint", type=click.Path(exists=True, path_type=Path))
-@click.argument("source", metavar="INPUT", type=click.Path(exists=True, path_type=Path))
-@click.argument("output", type=click.Path(path_type=Path))
+@click.argument("checkpoint", type=UserPath(exists=True, path_type=Path))
+@click.argument("source", metavar="INPUT", type=UserPath(exists=True, path_type=Path))
+@click.argument("output", type=UserPath(path_type=Path))
 @click.option("--side-by-side", is_flag=True, help="Write input | output strips instead of outputs alone "
                                                 "(input | output | target with --paired-input).")
 @click.option("--paired-input/--whole-input", "paired_input", default=None,
