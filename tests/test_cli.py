@@ -154,7 +154,8 @@ def test_ctrl_c_before_a_command_handles_it_exits_130_not_click_abort(tmp_path, 
 
 def test_sample_errors(tmp_path):
     result = CliRunner().invoke(main, ["sample", str(tmp_path), "--out", str(tmp_path / "x.png")])
-    assert result.exit_code == 2 and "no checkpoint-*.pt in run directory" in result.output
+    assert result.exit_code == 2 and "is no run directory: it holds no checkpoint-*.pt and no config.toml" in \
+        result.output
 
 
 def test_the_demo_config_itself_runs(tmp_path):
