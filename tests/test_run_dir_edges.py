@@ -384,6 +384,11 @@ def test_a_config_toml_cut_short_or_gone_is_filled_from_the_checkpoint_not_the_d
     again = train_command(DEMO, *sets(*TINY, "train.g_lr=0.0005", "loss.label_smoothing=0.1", "train.steps=8"),
                           "--run-dir", str(run))
     assert again.exit_code == 0 and "nothing to do" in again.output, again.output
+    config.unlink()  # gone, with no checkpoint that loads: nothing holds the run's settings
+    for checkpoint in run.glob("checkpoint-*.pt"):
+        checkpoint.write_bytes(b"cut")
+    assert_one_error_line(train_command("--resume", str(run)), "has no config.toml, and none of its checkpoints "
+                          "loads to give the run's settings")
 
 
 def test_a_resume_whose_first_step_fails_leaves_config_toml_as_it_found_it(tmp_path, monkeypatch):

@@ -96,9 +96,13 @@ def run_config_and_trained(run_dir: Path):
     """(config.toml, (checkpoint, its config)) to resume `run_dir` from: config.toml is None when it is
     gone, and the checkpoint's config fills what the file lacks (`fill_from_trained`)."""
     from gan.core.checkpoint import trained_config
+    from gan.core.registry import ConfigError
 
-    path = run_dir / "config.toml"
-    return (path if path.exists() else None), trained_config(run_dir)
+    path, trained = run_dir / "config.toml", trained_config(run_dir)
+    if trained is None and not path.exists():  # (read as nothing, it would be every default)
+        raise ConfigError(f"'{run_dir}' has no config.toml, and none of its checkpoints loads to give the run's "
+                          "settings: it cannot be resumed")
+    return (path if path.exists() else None), trained
 
 
 def unwritable_run(error: BaseException, run_dir: Path | None) -> str | None:
