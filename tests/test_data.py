@@ -288,3 +288,26 @@ def test_run_directories_inside_the_data_folder_are_left_out_of_its_images(tmp_p
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert faces / "album" / "9.png" in find_images(faces)
+
+
+def test_a_folder_that_cannot_be_listed_is_said_not_passed_over(tmp_path, monkeypatch):
+    """os.walk passes over a folder it cannot list (no read permission): its images left the data
+    set without a word, and a root that cannot be listed read as "no images found"."""
+    from gan.data.decode import ImageReadError, find_images
+
+    for folder in ("ok", "locked"):
+        (tmp_path / folder).mkdir()
+        random_rgb((8, 8), 0).save(tmp_path / folder / "a.png")
+    scandir = os.scandir
+
+    def refusing(path="."):  # (root reads past permission bits, so the refusal is played here)
+        if str(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refusing)
+    with pytest.warns(UserWarning, match=r"left out 1 folder\(s\) under .* that cannot be listed \(Permission "
+                                         r"denied\), with any images in them: '.*locked'"):
+        assert find_images(tmp_path) == [tmp_path / "ok" / "a.png"]
+    with pytest.raises(ImageReadError, match=r"image folder '.*locked' cannot be listed: Permission denied"):
+        find_images(tmp_path / "locked")

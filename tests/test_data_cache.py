@@ -278,3 +278,18 @@ def test_cache_commands_refuse_a_missing_dir_and_days_that_are_no_number(tmp_pat
     for days in ("nan", "inf"):
         result = CliRunner().invoke(main, ["cache", "clear", "--older-than", days, "--dir", str(tmp_path)])
         assert result.exit_code == 2 and "--older-than" in result.output, result.output
+
+
+def test_strict_refuses_a_cache_built_past_an_undecodable_image(folder, tmp_path):
+    """A cache built without --strict records the files it could not decode; reused under --strict it
+    used to warn and train, where reading the files themselves stops with an error."""
+    from gan.data.decode import ImageReadError
+
+    whole = (folder / "05.png").read_bytes()
+    (folder / "05.png").write_bytes(whole[:len(whole) // 2])  # the header reads; the pixels are cut short
+    with pytest.warns(UserWarning):
+        config, _ = build_once(folder, tmp_path)
+    config.strict = True
+    with pytest.raises(ImageReadError, match=r"1 image file\(s\) could not be decoded when the cache .* was built: "
+                                             r"'.*05.png' \(data.strict / --strict makes this an error\)"):
+        next(training_batches(config, build_dataset(config), 2, 0, 0, CPU))

@@ -172,7 +172,7 @@ def test_paired_eval_gives_an_unreadable_pair_no_row_and_no_share_of_the_mean(ru
     assert_mean_of_rows(rows, "psnr")
     assert "2 image(s) skipped" in result.output and "2.png" in result.output and "3.jpg" in result.output
     scores = json.loads((tmp_path / "e.json").read_text())
-    assert scores["images"][""] == [2, 2] and sorted(scores["skipped_images"]) == ["2.png", "3.jpg"]
+    assert scores["images"] == {"translations": 2, "targets": 2} and sorted(scores["skipped_images"]) == ["2.png", "3.jpg"]
 
 
 def test_sr_eval_skips_unreadable_and_too_small_images(runs, tmp_path):
@@ -205,7 +205,8 @@ def test_cycle_eval_skips_an_unreadable_image(runs, tmp_path):
     assert [row["image"] for row in rows] == ["A/0.png", "A/1.png", "B/0.png", "B/1.png", "mean"]
     assert_mean_of_rows(rows, "cycle_l1")
     assert "2 image(s) skipped" in result.output and "A/9.png" in result.output and "B/8.png" in result.output
-    assert json.loads((tmp_path / "c.json").read_text())["images"] == {"_AtoB": [2, 2], "_BtoA": [2, 2]}
+    assert json.loads((tmp_path / "c.json").read_text())["images"] == {"AtoB": {"translations": 2, "targets": 2},
+                                                                 "BtoA": {"translations": 2, "targets": 2}}
 
 
 @pytest.mark.parametrize("contents", ["one_pixel", "not_images", "empty"])

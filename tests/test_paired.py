@@ -61,6 +61,21 @@ def test_split_subfolders(tmp_path):
     assert len(paired_dataset(tmp_path / "facades", "val", 64)) == 2
     with pytest.raises(FileNotFoundError, match="facades/test' does not exist"):
         paired_dataset(tmp_path / "facades", "test", 64)
+    # read whole, the splits would train together, and validation would score the pairs trained on
+    for split in ("all", ""):
+        with pytest.raises(ValueError, match=r"holds the split folders train/, val/, which data.split = \"all\" "
+                                             r"would read together .* set data.split to one of train, val"):
+            paired_dataset(tmp_path / "facades", split, 64)
+
+
+def test_a_folder_of_single_photos_read_as_pairs_is_warned_of(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for index in range(3):  # portrait faces, as CelebA's: their halves are no pair
+        Image.fromarray(_pattern(89, 109, index)).save(photos / f"{index}.png")
+    with pytest.warns(UserWarning, match=r"3 of the 3 images in '.*photos' are narrower than 2:1 \(the first: 0.png "
+                                         r"89x109\).* left and right halves would train as input and target"):
+        assert len(paired_dataset(photos, "all", 32)) == 3
 
 
 def test_a_and_b_folders_match_by_name(tmp_path):

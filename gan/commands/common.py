@@ -41,8 +41,8 @@ def refuse_folder_in_a_run(folder: Path, option: str) -> None:
 
 # What a person can do about the file errors a command meets, by errno.
 _FILE_ERROR_ADVICE = {
-    errno.EACCES: "choose a folder you may write to, or change its permissions",
-    errno.EPERM: "choose a folder you may write to, or change its permissions",
+    errno.EACCES: "change its permissions, or choose a file or folder you may use",
+    errno.EPERM: "change its permissions, or choose a file or folder you may use",
     errno.EROFS: "the file system is read-only: choose a folder on another",
     errno.ENOSPC: "the disk is full: free space, or choose a folder on another disk",
     errno.ENOTDIR: "a part of the path is a file, not a folder",

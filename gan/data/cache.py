@@ -32,7 +32,7 @@ from gan.core.distributed import SINGLE_PROCESS, ProcessGroup, barrier
 from gan.core.files import WriteError, free_space, process_alive, write_text_atomically
 from gan.core.progress import Progress
 from gan.core.registry import ConfigError
-from gan.data.decode import UnreadableImageWarning
+from gan.data.decode import ImageReadError, UnreadableImageWarning
 from gan.data.image_files import ImageFileDataset
 from gan.data.sampling import ResumableSampler, shard
 
@@ -203,6 +203,9 @@ def _report_undecodable(dataset: ImageFileDataset, undecodable, array_path: Path
         return
     named = "; ".join(f"'{name}'" for name in undecodable[:20]) + (f" and {len(undecodable) - 20} more"
                                                                    if len(undecodable) > 20 else "")
+    if dataset.skip_unreadable.strict:  # as the files themselves would be, read without the cache
+        raise ImageReadError(f"{len(undecodable)} image file(s) could not be decoded when the cache '{array_path}' "
+                             f"was built: {named} (data.strict / --strict makes this an error)")
     warnings.warn(f"{len(undecodable)} image file(s) could not be decoded when the cache '{array_path}' was built "
                   f"and are left out (their slots hold the next readable image): {named}", UnreadableImageWarning,
                   stacklevel=3)

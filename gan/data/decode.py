@@ -280,8 +280,21 @@ def find_images(root: Path, recursive: bool = True) -> list[Path]:
         raise FileNotFoundError(f"image folder '{root}' does not exist{file_on_the_way(root)}")
     if not root.is_dir():
         raise NotADirectoryError(f"'{root}' is not a folder of images")
-    paths, other_formats, runs = [], Counter(), []
-    for path in (_walk(root, runs) if recursive else root.iterdir()):
+    paths, other_formats, runs, unlisted = [], Counter(), [], []
+    try:
+        entries = list(_walk(root, runs, unlisted) if recursive else root.iterdir())
+    except OSError as error:
+        unlisted.append(error)
+        entries = []
+    if any(error.filename == str(root) for error in unlisted):
+        raise ImageReadError(f"image folder '{root}' cannot be listed: {unlisted[0].strerror}; give a folder you may "
+                             "read")
+    if unlisted:
+        shown = ", ".join(f"'{error.filename}'" for error in unlisted[:3]) + (" ..." if len(unlisted) > 3 else "")
+        warnings.warn(f"left out {len(unlisted)} folder(s) under '{root}' that cannot be listed "
+                      f"({unlisted[0].strerror}), with any images in them: {shown}", UnreadableImageWarning,
+                      stacklevel=2)
+    for path in entries:
         suffix = path.suffix.lower()
         if path.name.startswith("."):
             continue
@@ -306,13 +319,14 @@ def find_images(root: Path, recursive: bool = True) -> list[Path]:
     return paths
 
 
-def _walk(root: Path, runs: list[Path]) -> Iterator[Path]:
+def _walk(root: Path, runs: list[Path], unlisted: list[OSError]) -> Iterator[Path]:
     """Every entry under `root`, following linked folders but never into a real folder twice (a link
     to a parent would loop), and leaving out hidden folders and run directories (added to `runs`:
     `--out` inside the data folder would otherwise train a resumed run on its own samples).
-    Folders are listed too: one named like an image is then skipped with a warning."""
+    Folders are listed too: one named like an image is then skipped with a warning. A folder that
+    cannot be listed (no permission) is added to `unlisted`, to be said, not passed over."""
     seen = set()
-    for folder, subfolders, files in os.walk(root, followlinks=True):
+    for folder, subfolders, files in os.walk(root, followlinks=True, onerror=unlisted.append):
         real = os.stat(folder)
         if (real.st_dev, real.st_ino) in seen:
             subfolders.clear()

@@ -60,10 +60,18 @@ def check_side_by_side_shapes(paths: list[Path], root: Path, strict: bool) -> li
     are warned of, named. With `strict` either is an error."""
     sizes = {path: size for path in paths if (size := header_size(path)) is not None}
     narrow = {path for path, (width, _) in sizes.items() if width < 2}
-    stray = []
-    if sum(pair_wide(*size) for size in sizes.values()) >= len(sizes) / 2:
+    stray, wide = [], sum(pair_wide(*size) for size in sizes.values())
+    if wide >= len(sizes) / 2:
         stray = [f"{path.relative_to(root)} {width}x{height}" for path, (width, height) in sizes.items()
                  if path not in narrow and not pair_wide(width, height)]
+    elif sizes:  # (a folder of photos, not pairs: said even without --strict's error, which pairs of portrait
+        # halves, narrower than 2:1 too, would meet)
+        first, (width, height) = next(iter(sizes.items()))
+        warnings.warn(f"{len(sizes) - wide} of the {len(sizes)} images in '{root}' are narrower than 2:1 (the first: "
+                      f"{first.relative_to(root)} {width}x{height}): A|B pairs side by side are usually twice as wide "
+                      "as high, so these may be single photos whose left and right halves would train as input and "
+                      "target; if so, give A|B images or A/ and B/ folders that pair by name", UserWarning,
+                      stacklevel=3)
     problems = [(f"skipping {too_narrow_to_split(path, *sizes[path])}", UnreadableImageWarning)
                 for path in sorted(narrow)]
     if stray:
@@ -239,6 +247,21 @@ def refuse_two_folders_of_single_images(root: Path) -> None:
                          "cut in halves: name them A/ and B/ so that their files pair by name (or set data.layout)")
 
 
+# The split folders of pix2pix's data sets (facades/train, val, test).
+SPLIT_FOLDERS = ("train", "val", "test")
+
+
+def refuse_splits_read_together(root: Path) -> None:
+    """ValueError when `root`, read whole (data.split = "all"), holds split folders (train/ and val/,
+    say): their pairs would train together, and validation (data.val_split, by default the training
+    split) would score pairs the run trained on."""
+    splits = sorted(sub.name for sub in root.iterdir() if sub.is_dir() and sub.name.lower() in SPLIT_FOLDERS)
+    if len(splits) >= 2:
+        raise ValueError(f"'{root}' holds the split folders {', '.join(f'{name}/' for name in splits)}, which "
+                         f"data.split = \"all\" would read together (and validate on the pairs it trains on): set "
+                         f"data.split to one of {', '.join(splits)} and data.val_split to another")
+
+
 def _name_key(root: Path, path: Path) -> str:
     """Relative path without extension: a.png in A/ pairs with a.jpg in B/."""
     return path.relative_to(root).with_suffix("").as_posix()
@@ -317,6 +340,8 @@ def paired_dataset(root: str | Path, split: str, resolution: int, load_size: int
                              "(or data.root to it)")
         if layout == "aligned":
             refuse_two_folders_of_single_images(folder)
+    if layout != "folders" and split in ("", "all"):
+        refuse_splits_read_together(folder)
     if layout == "folders":
         pairs = matched_folders(folder)
         pairs = pairs[:max_images] if max_images else pairs
