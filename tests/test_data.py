@@ -311,3 +311,21 @@ def test_a_folder_that_cannot_be_listed_is_said_not_passed_over(tmp_path, monkey
         assert find_images(tmp_path) == [tmp_path / "ok" / "a.png"]
     with pytest.raises(ImageReadError, match=r"image folder '.*locked' cannot be listed: Permission denied"):
         find_images(tmp_path / "locked")
+
+
+def test_max_images_counts_images_that_can_be_read(tmp_path):
+    """The first N files were taken before the unreadable ones were dropped: data.max_images = 4 over
+    a folder whose second file is empty trained on 3 images."""
+    from gan.data.image_files import image_folder_dataset
+    from gan.data.super_resolution import Degradation, super_resolution_dataset
+
+    for index in range(6):
+        random_rgb((40, 40), index).save(tmp_path / f"{index}.png")
+    (tmp_path / "1.png").write_bytes(b"")  # unreadable
+    random_rgb((8, 8), 9).save(tmp_path / "2.png")  # readable, but smaller than an SR training crop
+    with pytest.warns(UserWarning, match="skipping unreadable image"):
+        folder = image_folder_dataset(tmp_path, 16, max_images=4)
+    assert [path.name for path in folder.paths] == ["0.png", "2.png", "3.png", "4.png"]
+    with pytest.warns(UserWarning):
+        sr = super_resolution_dataset(tmp_path, Degradation(4), 32, max_images=3)
+    assert len(sr) == 3  # 0, 3 and 4: neither the empty file nor the image smaller than the crop counts

@@ -340,13 +340,16 @@ def _walk(root: Path, runs: list[Path], unlisted: list[OSError]) -> Iterator[Pat
         yield from (Path(folder) / name for name in [*subfolders, *files])
 
 
-def readable_images(paths: list[Path], strict: bool) -> tuple[list[Path], list[Path]]:
-    """Split `paths` into (readable, skipped) by their headers; warns for each skipped file.
+def readable_images(paths: list[Path], strict: bool, limit: int = 0) -> tuple[list[Path], list[Path]]:
+    """Split `paths` into (readable, skipped) by their headers; warns for each skipped file. With
+    `limit` (data.max_images), the first `limit` readable ones: the files after them are not read.
 
     With `strict`, the first unreadable file raises ImageReadError instead.
     """
     readable, skipped = [], []
     for path in paths:
+        if limit and len(readable) == limit:
+            break
         problem = check_header(path)
         if problem is None:
             readable.append(path)

@@ -154,15 +154,11 @@ def location_of(paths: list[Path]) -> str:
         return ""
 
 
-def _first(paths: list[Path], max_images: int) -> list[Path]:
-    return paths[:max_images] if max_images else paths
-
-
 def image_folder_dataset(root: str | Path, resolution: int, hflip: bool = False, strict: bool = False,
                          max_images: int = 0) -> ImageFileDataset:
     """Every image under `root` (recursive), centre-square-cropped and resized."""
-    paths = _first(find_images(Path(root)), max_images)
-    readable, skipped = readable_images(paths, strict)
+    paths = find_images(Path(root))
+    readable, skipped = readable_images(paths, strict, max_images)  # (max_images counts readable ones)
     if not readable:
         raise ImageReadError(f"none of the {len(paths)} image files under '{root}' could be read")
     return ImageFileDataset(readable, resolution, centre_square, hflip, strict, len(skipped))
@@ -186,8 +182,7 @@ def celeba_dataset(root: str | Path, resolution: int, crop: int = 148, split: st
         paths = [p for p in paths if partition.get(p.stem) == CELEBA_SPLITS[split]]
         if not paths:
             raise FileNotFoundError(f"no images of split '{split}' in '{image_dir}'")
-    paths = _first(paths, max_images)
-    readable, skipped = readable_images(paths, strict)
+    readable, skipped = readable_images(paths, strict, max_images)
     if not readable:
         raise ImageReadError(f"none of the {len(paths)} image files in '{image_dir}' could be read")
     return ImageFileDataset(readable, resolution, celeba_crop(crop), hflip, strict, len(skipped))

@@ -344,16 +344,15 @@ def paired_dataset(root: str | Path, split: str, resolution: int, load_size: int
         refuse_splits_read_together(folder)
     if layout == "folders":
         pairs = matched_folders(folder)
-        pairs = pairs[:max_images] if max_images else pairs
         files = [path for pair in pairs for path in pair]
         readable, skipped = readable_images(files, strict)
         readable_set = set(readable)
         kept = [pair for pair in pairs if pair[0] in readable_set and pair[1] in readable_set]
+        kept = kept[:max_images] if max_images else kept  # (max_images counts pairs that can be read)
         check_pair_shapes(kept, folder, strict)
     else:
         files = find_images(folder)
-        files = files[:max_images] if max_images else files
-        readable, skipped = readable_images(files, strict)
+        readable, skipped = readable_images(files, strict, max_images)
         splittable = check_side_by_side_shapes(readable, folder, strict)
         skipped += sorted(set(readable) - set(splittable))
         kept = [(path, None) for path in splittable]

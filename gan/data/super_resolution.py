@@ -167,7 +167,6 @@ def super_resolution_dataset(root: str | Path, degradation: Degradation, hr_size
                              max_images: int = 0, rot90: bool = False) -> SuperResolutionPairs:
     """SR pairs from every image under `root` (recursive)."""
     paths = find_images(Path(root))
-    paths = paths[:max_images] if max_images else paths
     readable, skipped = readable_images(paths, strict)
     small = {}
     if train:  # images smaller than the crop cannot give a training pair
@@ -176,6 +175,7 @@ def super_resolution_dataset(root: str | Path, degradation: Degradation, hr_size
             warnings.warn(f"leaving out {len(small)} image(s) under '{root}' smaller than the {hr_size} px training "
                           f"crop: {_named_with_sizes(small)}", stacklevel=2)
         readable = [path for path in readable if path not in small]
+    readable = readable[:max_images] if max_images else readable  # (max_images counts usable images)
     if not readable:
         too_small = (f", {len(small)} smaller than the {hr_size} px training crop: {_named_with_sizes(small)}"
                      if small else "")

@@ -83,8 +83,7 @@ def unpaired_dataset(a_folder: Path, b_folder: Path, resolution: int, load_size:
     folders, skipped = {}, {}
     for name, folder in (("A", a_folder), ("B", b_folder)):
         paths = find_images(folder)
-        paths = paths[:max_images] if max_images else paths
-        readable, unreadable = readable_images(paths, strict)
+        readable, unreadable = readable_images(paths, strict, max_images)
         if not readable:
             raise ImageReadError(f"none of the {len(paths)} image files of domain {name} in '{folder}' could be read")
         folders[name], skipped[name] = readable, len(unreadable)
