@@ -362,3 +362,23 @@ def test_a_file_that_fails_to_decode_is_left_out_of_the_reference_set_not_replac
         images = generative.load_reference_images(data, 8)
     assert len(images) == 7
     assert len({image.numpy().tobytes() for image in images}) == 7  # no image twice
+
+
+def test_metrics_root_is_read_whole_not_by_the_training_split(tmp_path):
+    """A CelebA run on its train partition scored against a held-out folder used to demand a
+    partition file beside that folder, and scored against the CelebA folder itself it silently took
+    its train partition: metrics.root's images are all read."""
+    celeba, heldout = tmp_path / "celeba" / "img_align_celeba", tmp_path / "heldout"
+    celeba.mkdir(parents=True), heldout.mkdir()
+    for index in range(1, 17):
+        random_rgb((89, 109), index).save(celeba / f"{index:06d}.jpg")
+        random_rgb((89, 109), 100 + index).save(heldout / f"{index:06d}.jpg")
+    (celeba.parent / "list_eval_partition.txt").write_text(
+        "".join(f"{index:06d}.jpg {0 if index <= 8 else 2}\n" for index in range(1, 17)))
+    common = ("data.dataset=celeba", f"data.root={celeba}", "data.split=train", "data.resolution=32",
+              "metrics.every=4", "metrics.num_samples=64", "metrics.names=['swd']",
+              f"metrics.cache_dir='{tmp_path / 'cache'}'")
+    for name, root, count in (("heldout", heldout, 16), ("whole", celeba, 16), ("training", "", 8)):
+        result = train(tiny_config(*common, f"metrics.root='{root}'"), tmp_path / name, CPU, progress_stream=sys.stdout)
+        (line,) = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+        assert line["num_images"] == count, name

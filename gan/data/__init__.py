@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 from typing import Iterator
@@ -87,6 +88,13 @@ def _require_root(config: DataConfig) -> None:
     if not config.root:
         raise ConfigError(f"data.root is empty: set it to the image folder of dataset '{config.dataset}', "
                           "e.g. --set data.root=/path/to/images")
+
+
+def reference_data(config: DataConfig, root: str) -> DataConfig:
+    """The [data] section that reads `root` (metrics.root) as the metrics' real images: read as the
+    training images are (crop, resolution), all of them. data.split and data.max_images select among
+    the training images, not in another folder: a held-out folder of CelebA faces has no partition file."""
+    return dataclasses.replace(config, root=root, split="all", max_images=0)
 
 
 def build_dataset(config: DataConfig, train: bool = True, root_key: str = "data.root") -> Dataset:

@@ -40,6 +40,7 @@ from PIL import Image
 from gan.core.config import config_from_dict
 from gan.core.files import write_text_atomically
 from gan.core.images import save_image, side_by_side, signed_to_uint8
+from gan.data import reference_data
 from gan.data.decode import ImageReadError, check_header, find_images, header_size, read_rgb
 from gan.data.paired import (
     PairedImages,
@@ -83,7 +84,7 @@ def evaluate_generative(loaded: LoadedGenerator, names: list[str], count: int, d
     if data_root is not None:
         # a run on synthetic data has no way to read files: the folder is read as a plain image folder
         dataset = "folder" if data.dataset == "synthetic" else data.dataset
-        data = dataclasses.replace(data, dataset=dataset, root=str(data_root), max_images=0)
+        data = dataclasses.replace(reference_data(data, str(data_root)), dataset=dataset)
     evaluator = GenerativeEvaluator(data, names, count, device, inception_weights, cache_dir, require_weights,
                                     progress_stream=progress_stream)
     if evaluator.names and evaluator.reference_size < 2:

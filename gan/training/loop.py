@@ -69,7 +69,7 @@ from gan.core.presets import LOSS_PRESETS
 from gan.core.processes import STOP_SIGNALS, leave_the_terminal_on_hangup
 from gan.core.progress import Progress, format_duration, print_above
 from gan.core.registry import ConfigError
-from gan.data import data_signature, training_batches
+from gan.data import data_signature, reference_data, training_batches
 from gan.data.sampling import first_samples
 from gan.metrics.generative import GenerativeEvaluator, score_generator
 from gan.nets import network_defaults
@@ -971,7 +971,7 @@ def _generative_evaluator(config: Config, recipe: Recipe, device: torch.device) 
     if not hasattr(recipe, "evaluation_generator"):
         raise ConfigError(f"metrics.every: generative metrics are for unconditional recipes such as dcgan; "
                           f"recipe '{config.recipe}' reports validation metrics instead (log.eval_every)")
-    reference = dataclasses.replace(config.data, root=metrics.root, max_images=0) if metrics.root else config.data
+    reference = reference_data(config.data, metrics.root) if metrics.root else config.data
     try:
         # weights the config names must be there; without a name, FID/KID are skipped with a warning
         evaluator = GenerativeEvaluator(reference, metrics.names, metrics.num_samples, device,

@@ -11,7 +11,6 @@ and that a batch's activations can fit in the memory left (`check_batch_fits`).
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 from typing import Callable
@@ -24,7 +23,7 @@ from gan.core.config import Config
 from gan.core.files import temp_name
 from gan.core.memory import available_memory, format_bytes
 from gan.core.registry import ConfigError
-from gan.data import build_dataset, data_identity
+from gan.data import build_dataset, data_identity, reference_data
 from gan.data.cache import is_built, user_cache_dir
 from gan.data.image_files import ImageFileDataset
 from gan.metrics.generative import INCEPTION_METRICS
@@ -47,7 +46,7 @@ def check_run_can_finish(config: Config, run_dir: Path, evaluation_set: bool, da
 def _reference_set(data, root: str) -> None:
     """The metrics' real images, read as [data] says from `root`: a missing folder's message names
     metrics.root, the key that set it here."""
-    build_dataset(dataclasses.replace(data, root=root, max_images=0), train=False, root_key="metrics.root")
+    build_dataset(reference_data(data, root), train=False, root_key="metrics.root")
 
 
 def run_problems(config: Config, run_dir: Path, evaluation_set: bool, dataset: Dataset | None = None) -> list[str]:
