@@ -126,9 +126,22 @@ def test_the_manifest_guards_the_folder_against_another_sweep(tmp_path):
     write_manifest(tmp_path, text)
     write_manifest(tmp_path, text)  # the same sweep again: fine
     other = manifest_text(DEMO, ["train.steps=5"], grid, 2, expand(grid, 2))
-    with pytest.raises(ConfigError, match="holds another sweep"):
+    with pytest.raises(ConfigError, match=r"holds another sweep \(.*sweep.toml differs in the --set values"):
         write_manifest(tmp_path, other)
     assert (tmp_path / MANIFEST).read_text() == text
+
+
+def test_a_config_file_edited_between_two_starts_of_a_sweep_is_refused(tmp_path):
+    """sweep.toml recorded the config's path alone: after an edit, the same command kept the runs
+    trained and trained the rest with the new text, one sweep mixing two experiments."""
+    config = tmp_path / "demo.toml"
+    config.write_text(DEMO.read_text())
+    grid = [parse_grid("loss.adversarial=vanilla,hinge")]
+    write_manifest(tmp_path / "sweep", manifest_text(config, [], grid, 1, expand(grid, 1)))
+    config.write_text(DEMO.read_text().replace("g_lr = 2e-4", "g_lr = 3e-4"))
+    assert "g_lr = 3e-4" in config.read_text()
+    with pytest.raises(ConfigError, match=r"differs in the config file's text \(edited since the sweep began"):
+        write_manifest(tmp_path / "sweep", manifest_text(config, [], grid, 1, expand(grid, 1)))
 
 
 def test_the_manifest_is_written_only_by_the_sweep_that_holds_the_folder(tmp_path):

@@ -11,6 +11,7 @@ J at once, each on its own GPU where there are several; `--print-commands` print
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import json
 import math
@@ -145,8 +146,11 @@ def expand(grid: list[tuple[str, list[str]]], seeds: int, max_runs: int = MAX_RU
 def manifest_text(config: Path, sets: list[str], grid: list[tuple[str, list[str]]], seeds: int,
                   runs: list[SweepRun]) -> str:
     """sweep.toml: what was asked, and the runs it expanded to (JSON strings are TOML strings)."""
+    # (the config's text too: edited between two starts of the sweep, it would mix two experiments)
+    digest = hashlib.sha256(config.read_bytes()).hexdigest()
     lines = ["# gan sweep: the same command again skips finished runs and resumes the others",
-             f"config = {json.dumps(str(config.resolve()))}", f"sets = {json.dumps(sets)}", f"seeds = {seeds}",
+             f"config = {json.dumps(str(config.resolve()))}", f"config_sha256 = {json.dumps(digest)}",
+             f"sets = {json.dumps(sets)}", f"seeds = {seeds}",
              f"grid = {json.dumps([[key, *values] for key, values in grid])}", "", "[runs]"]
     lines += [f"{json.dumps(run.name)} = {json.dumps(list(run.overrides))}" for run in runs]
     return "\n".join(lines) + "\n"
@@ -173,17 +177,26 @@ def claimed_sweep_folder(out: Path, text: str) -> Iterator[None]:
         yield
 
 
+# What each entry of sweep.toml records, for the message that names those a command differs in.
+MANIFEST_PARTS = {"config": "the config file", "config_sha256": "the config file's text (edited since the sweep "
+                  "began: its runs so far trained with the earlier text)", "sets": "the --set values (or their order)",
+                  "seeds": "--seeds", "grid": "--grid", "runs": "the runs"}
+
+
 def write_manifest(out: Path, text: str) -> None:
     """Write DIR/sweep.toml, or check that the one there asks for the same sweep."""
     path = out / MANIFEST
     if path.is_file():
         try:
-            same = tomllib.loads(path.read_text()) == tomllib.loads(text)
+            stored, asked = tomllib.loads(path.read_text()), tomllib.loads(text)
         except tomllib.TOMLDecodeError as error:
             raise ConfigError(f"'{path}' is not a sweep manifest ({error}); use another --out") from error
-        if not same:
-            raise ConfigError(f"'{out}' holds another sweep ({path} asks for other runs): use another --out, "
-                              f"or the command that made it")
+        if "config_sha256" not in stored:  # (a sweep begun before the config's text was recorded)
+            asked.pop("config_sha256")
+        differ = [MANIFEST_PARTS.get(key, key) for key in asked if stored.get(key) != asked[key]]
+        if differ:
+            raise ConfigError(f"'{out}' holds another sweep ({path} differs in {', '.join(differ)}): use another "
+                              "--out, or the command that made it")
         return
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomically(path, text)
