@@ -111,6 +111,13 @@ def test_a_sweep_that_cannot_write_its_folder_leaves_no_folder(tmp_path, monkeyp
      "for data.resolution = 256"),
     (REPO / "experiments" / "cyclegan_horse2zebra.toml", "data.resolution=256,250",
      "data.resolution (250) must be a multiple of 4 for generator 'resnet_9blocks'"),
+    # what a recipe refuses or never reads as configured: checked by the recipe, not only when its run starts
+    (REPO / "experiments" / "srresnet_x4.toml", "train.d_lr=1e-4,1e-3", "runs 00000-d_lr=1e-4 and 00001-d_lr=1e-3 "
+     "would train the same (recipe 'srresnet' ignores train.d_lr = 0.001)"),
+    (REPO / "experiments" / "srresnet_x4.toml", "loss.r1_gamma=0,1", "run 00001-r1_gamma=1 (loss.r1_gamma=1): "
+     "loss.r1_gamma regularises a discriminator, and loss.adversarial_weight = 0 trains no discriminator"),
+    (REPO / "experiments" / "pix2pix_facades.toml", "metrics.every=0,100", "run 00001-every=100 (metrics.every=100): "
+     "metrics.every: generative metrics are for unconditional recipes such as dcgan"),
 ])
 def test_a_grid_value_the_networks_refuse_is_named_before_any_run(tmp_path, config, grid, expected):
     # only the run of that value failed, when it started, after the others had trained

@@ -138,7 +138,17 @@ class RecipeBase:
         if cls.datasets and config.data.dataset not in cls.datasets:  # else a batch without its keys, in step 1
             raise ConfigError(f"recipe '{config.recipe}' trains on data.dataset "
                               f"{' or '.join(repr(name) for name in cls.datasets)}, not '{config.data.dataset}'")
+        if config.metrics.every and not hasattr(cls, "evaluation_generator"):
+            raise ConfigError(f"metrics.every: generative metrics are for unconditional recipes such as dcgan; "
+                              f"recipe '{config.recipe}' reports validation metrics instead (log.eval_every)")
         return cls.network_specs(config)
+
+    @classmethod
+    def inert_keys(cls, config: Config) -> dict[str, str]:
+        """key -> `key = value`, for each key `config` sets that this recipe, as configured, never reads
+        (a discriminator's settings where none is trained): warned of, and two sweep runs that differ
+        only in them are the same run."""
+        return {}
 
     @classmethod
     def network_specs(cls, config: Config) -> dict[str, NetworkSpec]:
@@ -195,9 +205,10 @@ class RecipeBase:
         device: a captured CUDA graph must advance them at each replay."""
         return [self.augment.generator] if self.augment else []
 
-    def refuse_regularisers(self, why: str) -> None:
+    @staticmethod
+    def refuse_regularisers(config: Config, why: str) -> None:
         """Stop with a clear error when R1 or DiffAugment is set for a run without a discriminator."""
-        for key, value in (("loss.r1_gamma", self.config.loss.r1_gamma), ("loss.diffaugment", self.config.loss.diffaugment)):
+        for key, value in (("loss.r1_gamma", config.loss.r1_gamma), ("loss.diffaugment", config.loss.diffaugment)):
             if value:
                 raise ConfigError(f"{key} regularises a discriminator, and {why}")
 

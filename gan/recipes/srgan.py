@@ -62,7 +62,26 @@ class SRGANRecipe(RecipeBase):
             specs["discriminator"] = network_spec("discriminator", model.discriminator, model.discriminator_args,
                                                   "model.discriminator_args")
             require_rgb(specs["discriminator"], "model.discriminator_args", "in_channels")
+        else:
+            cls.refuse_regularisers(config, "loss.adversarial_weight = 0 trains no discriminator (SRResNet)")
         return specs
+
+    @classmethod
+    def inert_keys(cls, config: Config) -> dict[str, str]:
+        """The discriminator's keys a run without one was given (set away from their defaults; its
+        arguments away from the network's own)."""
+        if config.loss.adversarial_weight:
+            return {}
+        from gan.core.config import config_to_dict, flatten_config
+        from gan.nets import network_defaults
+
+        defaults, values = flatten_config(config_to_dict(Config())), flatten_config(config_to_dict(config))
+        given = {key: f"{key} = {values[key]!r}" for key in DISCRIMINATOR_KEYS if values[key] != defaults[key]}
+        network = network_defaults("discriminator", config.model.discriminator)
+        given |= {f"model.discriminator_args.{name}": f"model.discriminator_args.{name} = {value!r}"
+                  for name, value in config.model.discriminator_args.items()
+                  if name not in network or network[name] != value}
+        return given
 
     def __init__(self, config: Config, device: torch.device, autocast: AutocastFactory):
         super().__init__(config, device, autocast)
@@ -85,7 +104,6 @@ class SRGANRecipe(RecipeBase):
             self.adversarial = AdversarialLoss(loss.adversarial, loss.label_smoothing, loss.gp_weight)
             self.use_diffaugment()
         else:
-            self.refuse_regularisers("loss.adversarial_weight = 0 trains no discriminator (SRResNet)")
             warn_of_discriminator_keys(config)
         if loss.content == "vgg":
             extractor = VGGFeatures(loss.vgg_layer, loss.vgg_arch, loss.vgg_weights).to(device)
@@ -182,16 +200,8 @@ DISCRIMINATOR_KEYS = ("loss.adversarial", "loss.label_smoothing", "train.d_lr", 
 
 
 def warn_of_discriminator_keys(config: Config) -> None:
-    """One warning naming the discriminator's keys a run without one was given (they change nothing):
-    those set away from their defaults (the arguments are filled with the network's own defaults)."""
-    from gan.core.config import config_to_dict, flatten_config
-    from gan.nets import network_defaults
-
-    defaults, values = flatten_config(config_to_dict(Config())), flatten_config(config_to_dict(config))
-    given = [f"{key} = {values[key]!r}" for key in DISCRIMINATOR_KEYS if values[key] != defaults[key]]
-    network = network_defaults("discriminator", config.model.discriminator)
-    given += [f"model.discriminator_args.{name} = {value!r}" for name, value in config.model.discriminator_args.items()
-              if name not in network or network[name] != value]
+    """One warning naming the discriminator's keys a run without one was given (they change nothing)."""
+    given = list(SRGANRecipe.inert_keys(config).values())
     if given:
         warnings.warn(f"{'; '.join(given)}: {'it changes' if len(given) == 1 else 'they change'} nothing, as "
                       "loss.adversarial_weight = 0 trains no discriminator", stacklevel=3)

@@ -32,6 +32,7 @@ from gan.core.files import SWEEP_LOCK_NAME, RunDirectoryBusy, SweepLock, write_t
 from gan.core.processes import STOP_SIGNALS, leave_the_terminal_on_hangup, stop_with_parent
 from gan.core.progress import format_duration
 from gan.core.registry import ConfigError
+from gan.recipes import RECIPES
 from gan.training.resolve import check_networks, ignored_keys, load_config
 
 MANIFEST = "sweep.toml"
@@ -253,8 +254,8 @@ def planned_steps(config: Path, sets: list[str], runs: list[SweepRun]) -> dict[s
 def _what_trains(resolved: Config) -> tuple[str, dict, dict[str, str]]:
     """The settings a run trains with as one string (each key that changes nothing at its default),
     its config's values by key, and key -> why, for the keys that change nothing."""
-    why = inert_keys(resolved) | {key: f"recipe '{resolved.recipe}' ignores {text}"
-                                  for key, text in ignored_keys(resolved).items()}
+    ignored = ignored_keys(resolved) | RECIPES.get(resolved.recipe).inert_keys(resolved)
+    why = inert_keys(resolved) | {key: f"recipe '{resolved.recipe}' ignores {text}" for key, text in ignored.items()}
     defaults, values = flatten_config(config_to_dict(Config())), flatten_config(config_to_dict(resolved))
     settings = {key: defaults[key] if key in why else value for key, value in values.items()}
     return json.dumps(settings, sort_keys=True, default=str), values, why

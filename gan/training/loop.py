@@ -968,9 +968,6 @@ def _generative_evaluator(config: Config, recipe: Recipe, device: torch.device) 
     metrics = config.metrics
     if not metrics.every:
         return None
-    if not hasattr(recipe, "evaluation_generator"):
-        raise ConfigError(f"metrics.every: generative metrics are for unconditional recipes such as dcgan; "
-                          f"recipe '{config.recipe}' reports validation metrics instead (log.eval_every)")
     reference = reference_data(config.data, metrics.root) if metrics.root else config.data
     try:
         # weights the config names must be there; without a name, FID/KID are skipped with a warning
