@@ -329,3 +329,24 @@ def test_max_images_counts_images_that_can_be_read(tmp_path):
     with pytest.warns(UserWarning):
         sr = super_resolution_dataset(tmp_path, Degradation(4), 32, max_images=3)
     assert len(sr) == 3  # 0, 3 and 4: neither the empty file nor the image smaller than the crop counts
+
+
+def test_unpaired_validation_with_a_root_and_b_root_is_held_out_or_said_not_to_be(tmp_path):
+    """With data.a_root/b_root, previews and validation silently used the training folders (val_split
+    ignored), and with a_root alone paired training A images with root's testB."""
+    from gan.core.config import DataConfig
+    from gan.data import build_dataset
+
+    for folder in ("u/trainA", "u/trainB", "u/testA", "u/testB", "mine/A", "mine/B"):
+        (tmp_path / folder).mkdir(parents=True)
+        random_rgb((16, 16), 0).save(tmp_path / folder / "0.png")
+    mine = {"a_root": str(tmp_path / "mine" / "A"), "b_root": str(tmp_path / "mine" / "B")}
+    config = DataConfig(dataset="unpaired", root="", val_split="test", resolution=16, load_size=16, **mine)
+    with pytest.warns(UserWarning, match=r"previews and validation use the training folders \(data.a_root"):
+        validation = build_dataset(config, train=False)
+    assert validation.a_paths[0].parent.name == "A"
+    config = DataConfig(dataset="unpaired", root=str(tmp_path / "u"), split="train", val_split="test", resolution=16,
+                        load_size=16, a_root=mine["a_root"])
+    validation = build_dataset(config, train=False)
+    assert (validation.a_paths[0].parent.name, validation.b_paths[0].parent.name) == ("testA", "testB")
+    assert build_dataset(config, train=True).a_paths[0].parent.name == "A"

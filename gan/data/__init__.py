@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import warnings
 from pathlib import Path
 from typing import Iterator
 
@@ -77,9 +78,17 @@ def _sr_pairs(config: DataConfig, train: bool) -> Dataset:
 @DATASETS.register("unpaired")
 def _unpaired(config: DataConfig, train: bool) -> Dataset:
     split = config.split if train else (config.val_split or config.split)
-    if not (config.a_root and config.b_root):
+    a_root, b_root = config.a_root, config.b_root
+    if not train and (a_root or b_root):  # data.a_root/b_root name the training folders
+        if config.root and config.val_split:  # both domains' held-out folders, never one of each kind
+            a_root = b_root = ""
+        else:
+            warnings.warn("previews and validation use the training folders (data.a_root, data.b_root): set "
+                          "data.root and data.val_split to folders <val_split>A/ and <val_split>B/ to score held-out "
+                          "images", stacklevel=2)
+    if not (a_root and b_root):
         _require_root(config)
-    a_folder, b_folder = domain_folders(config.root, split, config.a_root, config.b_root)
+    a_folder, b_folder = domain_folders(config.root, split, a_root, b_root)
     return unpaired_dataset(a_folder, b_folder, config.resolution, config.load_size, train, config.hflip,
                             config.strict, config.max_images if train else 0)
 
