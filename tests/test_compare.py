@@ -224,3 +224,12 @@ def test_an_out_folder_that_cannot_be_made_is_one_line_with_the_way_round_it(swe
     assert result.exit_code == 2, result.output
     assert "[Errno" not in result.output and "a part of the path is a file, not a folder" in result.output, \
         result.output
+
+
+def test_groups_past_the_colour_cycle_get_lines_of_their_own():
+    """The 11th group reused the first one's colour and line: two curves that could not be told apart."""
+    from gan.tools.compare import LINE_STYLES, line_style
+
+    colours = [f"C{index}" for index in range(10)]
+    styles = [line_style(index, colours) for index in range(len(colours) * len(LINE_STYLES))]
+    assert len(set(styles)) == len(styles) and styles[10] == ("C0", "--")

@@ -451,6 +451,15 @@ def band(curves: list[Curve], smoothed: bool = True) -> tuple[np.ndarray, np.nda
     return steps, stacked.mean(0), stacked.min(0), stacked.max(0)
 
 
+LINE_STYLES = ("-", "--", ":", "-.")
+
+
+def line_style(index: int, colours: list[str]) -> tuple[str, str]:
+    """(colour, line style) of group `index`: the colours in turn, then again dashed, dotted, ...: a
+    sweep of more groups than colours (4 presets x 3 rates) never draws two alike."""
+    return colours[index % len(colours)], LINE_STYLES[index // len(colours) % len(LINE_STYLES)]
+
+
 def plot(groups: dict[str, dict[Path, dict[str, Curve]]], metric: str, path: Path) -> dict[str, list[str]]:
     """One PNG: a panel per loss and one for the metric; per group a mean line and a min-max band
     over seeds, in one colour in every panel, named once in a legend below them all (a group may
@@ -463,7 +472,7 @@ def plot(groups: dict[str, dict[Path, dict[str, Curve]]], metric: str, path: Pat
 
     panels = [tag for tag in (*LOSSES, metric)
               if any(metric_tag(curves, tag) for runs in groups.values() for curves in runs.values())]
-    columns = max(1, min(len(groups), 3 * len(panels)))  # of the legend, a row more per `columns` groups
+    columns = max(1, min(len(groups), 2 * len(panels)))  # of the legend (two labels fit a panel's width)
     rows = -(-len(groups) // columns)
     figure, axes = plt.subplots(1, max(1, len(panels)), figsize=(5.5 * max(1, len(panels)), 4.2 + 0.2 * rows),
                                 squeeze=False)
@@ -477,8 +486,9 @@ def plot(groups: dict[str, dict[Path, dict[str, Curve]]], metric: str, path: Pat
             if not curves:
                 continue
             steps, mean, low, high = band(curves, smoothed=panel != metric)  # a few evaluations: as they are
-            colour = colours[index % len(colours)]
-            (line,) = axis.plot(steps, mean, color=colour, marker="o" if panel == metric else None, markersize=3)
+            colour, dashes = line_style(index, colours)
+            (line,) = axis.plot(steps, mean, color=colour, linestyle=dashes, marker="o" if panel == metric else None,
+                                markersize=3)
             drawn.setdefault(panel, []).append(f"{label} (n={len(curves)})")
             legend.setdefault(f"{label} (n={len(runs)})", line)
             if len(curves) > 1:
