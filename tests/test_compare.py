@@ -2,6 +2,7 @@
 computed by hand from synthetic event files, and the figure."""
 
 import csv
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -233,3 +234,21 @@ def test_groups_past_the_colour_cycle_get_lines_of_their_own():
     colours = [f"C{index}" for index in range(10)]
     styles = [line_style(index, colours) for index in range(len(colours) * len(LINE_STYLES))]
     assert len(set(styles)) == len(styles) and styles[10] == ("C0", "--")
+
+
+def test_a_preset_sweep_is_named_by_its_presets_not_by_a_seeds_folder():
+    """A preset sets more keys than a label holds, so groups of a --grid loss.preset sweep were named by
+    their first run's folder, `00000-preset=vanilla-seed=0`, as if one seed's run."""
+    from gan.core.config import Config, config_to_dict, flatten_config
+    from gan.core.presets import LOSS_PRESETS
+
+    defaults = flatten_config(config_to_dict(Config()))
+    configs = {}
+    for index, (preset, seed) in enumerate([("hinge", 0), ("hinge", 1), ("lsgan", 0), ("lsgan", 1)]):
+        configs[Path(f"{index:05d}-preset={preset}-seed={seed}")] = {
+            **defaults, **LOSS_PRESETS[preset].values, "loss.preset": preset, "train.seed": seed}
+    assert len({key for key in LOSS_PRESETS["hinge"].values if LOSS_PRESETS["hinge"].values[key] !=
+                LOSS_PRESETS["lsgan"].values.get(key)}) > 4  # more than a label names
+    groups = group_runs(configs)
+    assert list(groups) == ["loss.preset=hinge", "loss.preset=lsgan"]
+    assert [len(members) for members in groups.values()] == [2, 2]

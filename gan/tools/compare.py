@@ -16,8 +16,10 @@ import contextlib
 import csv
 import difflib
 import io
+import json
 import logging
 import math
+import re
 import statistics
 import tomllib
 import warnings
@@ -197,12 +199,28 @@ def group_runs(configs: dict[Path, dict[str, object]]) -> dict[str, list[Path]]:
     differing = [key for key in keys if len({repr(config.get(key)) for config in configs.values()}) > 1]
     by_config: dict[str, list[Path]] = {}
     for run, config in configs.items():
-        label = " ".join(f"{key}={_as_written(config.get(key))}" for key in differing) or "all runs"
-        by_config.setdefault(label, []).append(run)
-    if len(differing) <= MAX_LABEL_KEYS and "recipe" not in differing:
-        return by_config
+        by_config.setdefault(json.dumps([repr(config.get(key)) for key in differing]), []).append(run)
+    naming = _naming_keys([configs[members[0]] for members in by_config.values()], differing)
+    if len(naming) <= MAX_LABEL_KEYS and "recipe" not in differing:
+        return {" ".join(f"{key}={_as_written(configs[members[0]].get(key))}" for key in naming) or "all runs": members
+                for members in by_config.values()}
     firsts = [members[0] for members in by_config.values()]
-    return dict(zip(distinct_names(firsts), by_config.values()))
+    # (a group's first run's folder, without the seed that would read as that one run's)
+    names = [re.sub(r"-seed=\d+$", "", name) for name in distinct_names(firsts)]
+    return dict(zip(names if len(set(names)) == len(names) else distinct_names(firsts), by_config.values()))
+
+
+def _naming_keys(group_configs: list[dict[str, object]], differing: list[str]) -> list[str]:
+    """The keys a group's label names: all of `differing`, but for the keys a differing loss.preset
+    sets, which the preset's name says at once, when the rest still tell the groups apart."""
+    from gan.core.presets import LOSS_PRESETS
+
+    if "loss.preset" not in differing:
+        return differing
+    by_preset = {key for preset in LOSS_PRESETS.values() for key in preset.values}
+    naming = [key for key in differing if key not in by_preset]
+    told_apart = len({tuple(repr(config.get(key)) for key in naming) for config in group_configs})
+    return naming if told_apart == len(group_configs) else differing
 
 
 def distinct_names(runs: list[Path]) -> list[str]:
