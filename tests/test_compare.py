@@ -252,3 +252,16 @@ def test_a_preset_sweep_is_named_by_its_presets_not_by_a_seeds_folder():
     groups = group_runs(configs)
     assert list(groups) == ["loss.preset=hinge", "loss.preset=lsgan"]
     assert [len(members) for members in groups.values()] == [2, 2]
+
+
+def test_a_run_whose_config_toml_is_gone_is_compared_by_its_checkpoints_config(tiny_demo_run, tmp_path):
+    """It was listed as a run that never started, though it had trained and kept checkpoints."""
+    import shutil
+
+    run = Path(shutil.copytree(tiny_demo_run, tmp_path / "sweep" / "00000-demo"))
+    config = (run / "config.toml").read_text()
+    (run / "config.toml").unlink()
+    with pytest.warns(UserWarning, match=r"00000-demo' has no config.toml: its settings are read from '.*checkpoint-"):
+        configs = read_configs(find_runs([tmp_path / "sweep"]))
+    (run / "config.toml").write_text(config)
+    assert configs == read_configs([run])

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from gan.core.checkpoint import list_checkpoints, trained_config
 from gan.core.config import BEST_METRICS, config_from_dict, config_to_dict, flatten_config
 from gan.core.files import write_atomically, write_text_atomically
 from gan.core.registry import ConfigError
@@ -61,14 +62,19 @@ def check_output_folder(out: Path) -> None:
                                "files belong to its training; give a folder outside any run")
 
 
+def is_run(folder: Path) -> bool:
+    """A run directory: its config.toml, or checkpoints whose config stands in for one gone."""
+    return (folder / "config.toml").is_file() or bool(folder.is_dir() and list_checkpoints(folder))
+
+
 def find_runs(paths: list[Path]) -> list[Path]:
-    """Run directories (with a config.toml) named directly or found one level inside a folder (a sweep)."""
+    """Run directories (`is_run`) named directly or found one level inside a folder (a sweep)."""
     runs = []
     for path in paths:
-        if (path / "config.toml").is_file():
+        if is_run(path):
             runs.append(path)
         elif path.is_dir():
-            inside = sorted(child for child in path.iterdir() if (child / "config.toml").is_file())
+            inside = sorted(child for child in path.iterdir() if is_run(child))
             if not inside:
                 raise CompareError(f"'{path}' is neither a run directory (no config.toml) nor a folder of runs")
             runs += inside
@@ -90,7 +96,7 @@ def sweep_runs_not_started(paths: list[Path]) -> list[str]:
             listed = tomllib.loads((path / MANIFEST).read_text(encoding="utf-8")).get("runs", {})
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):  # no sweep folder, or not one gan can read
             continue
-        missing += [f"{path.name}/{name}" for name in listed if not (path / name / "config.toml").is_file()]
+        missing += [f"{path.name}/{name}" for name in listed if not is_run(path / name)]
     return missing
 
 
@@ -168,10 +174,15 @@ def read_configs(runs: list[Path]) -> dict[Path, dict[str, object]]:
     configs = {}
     for run in runs:
         path = run / "config.toml"
-        try:
-            written = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:  # TOML is UTF-8
-            raise CompareError(f"cannot read '{path}': {error}") from error
+        trained = None if path.is_file() else trained_config(run)
+        if trained is not None:  # (gone: the resume that rebuilds it has not run yet)
+            warnings.warn(f"'{run}' has no config.toml: its settings are read from '{trained[0]}'", stacklevel=2)
+            written = trained[1]
+        else:
+            try:
+                written = tomllib.loads(path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:  # TOML is UTF-8
+                raise CompareError(f"cannot read '{path}': {error}") from error
         try:
             configs[run] = flatten_config(config_to_dict(resolve_names(config_from_dict(written))))
         except ConfigError:
