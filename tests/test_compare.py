@@ -265,3 +265,14 @@ def test_a_run_whose_config_toml_is_gone_is_compared_by_its_checkpoints_config(t
         configs = read_configs(find_runs([tmp_path / "sweep"]))
     (run / "config.toml").write_text(config)
     assert configs == read_configs([run])
+
+
+def test_a_config_this_gan_cannot_read_whole_is_warned_of_not_grouped_apart_silently(tmp_path):
+    runs = tmp_path / "runs"
+    make_run(runs, "00000-seed=0", "hinge", 0, [20.0])
+    odd = make_run(runs, "00001-seed=1", "hinge", 1, [21.0])
+    (odd / "config.toml").write_text((odd / "config.toml").read_text() + "removed_key = 3\n")  # a key since removed
+    with pytest.warns(UserWarning, match=r"00001-seed=1/config.toml' is not a config this gan reads whole .*unknown "
+                                         r"config key 'train.removed_key'.* compared as written"):
+        configs = read_configs(find_runs([runs]))
+    assert len(group_runs(configs)) == 2

@@ -185,7 +185,9 @@ def read_configs(runs: list[Path]) -> dict[Path, dict[str, object]]:
                 raise CompareError(f"cannot read '{path}': {error}") from error
         try:
             configs[run] = flatten_config(config_to_dict(resolve_names(config_from_dict(written))))
-        except ConfigError:
+        except ConfigError as error:  # (filled, it would differ from the others only in the keys it spells out)
+            warnings.warn(f"'{path}' is not a config this gan reads whole ({error}): it is compared as written, so "
+                          "it may form a group apart from runs of the same settings", stacklevel=2)
             configs[run] = flatten_config(written)
     return configs
 
