@@ -350,3 +350,15 @@ def test_unpaired_validation_with_a_root_and_b_root_is_held_out_or_said_not_to_b
     validation = build_dataset(config, train=False)
     assert (validation.a_paths[0].parent.name, validation.b_paths[0].parent.name) == ("testA", "testB")
     assert build_dataset(config, train=True).a_paths[0].parent.name == "A"
+
+
+def test_a_png_with_oversized_text_metadata_is_named_with_what_to_do(tmp_path):
+    from PIL import PngImagePlugin
+
+    from gan.data.decode import check_header
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("XML:com.adobe.xmp", "x" * 3_000_000, zip=True)  # unpacks to more than Pillow's 1 MB cap
+    random_rgb((8, 8), 0).save(tmp_path / "xmp.png", pnginfo=info)
+    assert "PNG text metadata (XMP, comments) is larger than the 1 MB Pillow reads; strip the metadata" in \
+        check_header(tmp_path / "xmp.png")

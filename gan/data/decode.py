@@ -232,7 +232,7 @@ def read_rgb(path: str | Path) -> Image.Image:
             rgb = to_rgb(in_srgb(image.transpose(upright) if upright is not None else image, path))
             return ImageOps.invert(rgb) if _white_is_zero_deep_grey(image) else rgb
     except DECODE_ERRORS as error:
-        raise ImageReadError(f"cannot read image '{path}': {error}") from error
+        raise ImageReadError(f"cannot read image '{path}': {decode_problem(error)}") from error
     except MemoryError as error:  # (a process under a memory limit: the message is empty)
         raise ImageReadError(f"cannot read image '{path}': not enough memory to decode it") from error
 
@@ -245,8 +245,17 @@ def check_header(path: Path) -> str | None:
         if width < 1 or height < 1:
             return f"empty image ({width}x{height})"
     except DECODE_ERRORS as error:
-        return str(error) or type(error).__name__
+        return decode_problem(error)
     return None
+
+
+def decode_problem(error: BaseException) -> str:
+    """Pillow's error in words that say what to do, where its own do not."""
+    text = str(error) or type(error).__name__
+    if "MAX_TEXT_CHUNK" in text or "MAX_TEXT_MEMORY" in text:  # (the pixels are fine: Pillow caps the text it reads)
+        return ("its PNG text metadata (XMP, comments) is larger than the 1 MB Pillow reads; strip the metadata "
+                "(`exiftool -all= FILE` or `mogrify -strip FILE`) to use the image")
+    return text
 
 
 def header_size(path: Path) -> tuple[int, int] | None:
