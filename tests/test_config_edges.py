@@ -556,6 +556,8 @@ def logged_run(folder: Path, name: str, seed: int, swd: list[float], steps: int 
 
 
 def test_a_metric_no_run_has_is_one_sentence_with_its_guess(tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+
     from gan.tools.compare import CompareError, compare
 
     logged_run(tmp_path / "sweep", "00000-seed=0", 0, [3.0, 2.0, 1.0])
@@ -565,6 +567,12 @@ def test_a_metric_no_run_has_is_one_sentence_with_its_guess(tmp_path):
                                 "swd/mean")
     with pytest.raises(CompareError, match=r"no run has the scalar 'swd' \(did you mean 'swd/mean'\?\)"):
         compare([tmp_path / "sweep"], "swd", tmp_path / "out")  # a part of the name, too short for difflib
+    scales = logged_run(tmp_path / "scales", "00000-seed=0", 0, [3.0])
+    writer = SummaryWriter(str(scales))
+    writer.add_scalar("metrics/swd/16px", 1.0, 100)  # a scale's swd, sorted before the mean
+    writer.close()
+    with pytest.raises(CompareError, match=r"no run has the scalar 'swd' \(did you mean 'swd/mean'\?\)"):
+        compare([tmp_path / "scales"], "swd", tmp_path / "out")
 
 
 def test_runs_still_short_of_their_steps_are_marked_in_the_table(tmp_path):

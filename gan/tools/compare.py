@@ -285,7 +285,9 @@ def check_metric(metric: str | None, default: str, scalars: dict[Path, dict[str,
     available = sorted({metric_name(tag) for curves in scalars.values() for tag in curves})
     if metric is not None and not any(metric_tag(curves, metric) for curves in scalars.values()):
         wanted = metric_name(metric)  # a part of a tag's name (swd of swd/mean) comes before spelling
-        closest = ([name for name in available if wanted in name.split("/")]
+        # (swd: its mean over scales, swd/mean, before any one scale)
+        closest = (sorted((name for name in available if wanted in name.split("/")),
+                          key=lambda name: not name.endswith("/mean"))
                    or difflib.get_close_matches(wanted, available, n=1))
         guess = f" (did you mean '{closest[0]}'?)" if closest else ""
         raise CompareError(f"no run has the scalar '{metric}'{guess}; the runs have: {', '.join(available)}")
