@@ -416,8 +416,13 @@ def other_losses(metric: str) -> list[str]:
     return [name for name in LOSSES if name != metric]
 
 
+def _mean_step(step: float | None) -> str:
+    """A mean over seeds of their best steps: 4.5 as 4.5, not rounded half to even to 4."""
+    return "-" if step is None else f"{step:.0f}" if step.is_integer() else f"{step:.1f}"
+
+
 def table_rows(summaries: list[GroupSummary], metric: str) -> list[list[str]]:
-    return [[s.label, str(s.seeds), _pm(s.best), "-" if s.best_step is None else str(round(s.best_step)),
+    return [[s.label, str(s.seeds), _pm(s.best), _mean_step(s.best_step),
              " ".join(filter(None, [_pm(s.final), unfinished_note(s)])),
              *(_number(s.final_losses.get(name)) for name in other_losses(metric)),
              _number(s.images_per_s, 3)] for s in summaries]
