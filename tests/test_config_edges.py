@@ -7,7 +7,7 @@ import warnings
 from pathlib import Path
 
 import pytest
-from conftest import TINY
+from conftest import TINY, tiny_config
 from PIL import Image
 
 from gan.core.registry import ConfigError
@@ -711,3 +711,10 @@ def test_a_value_that_is_text_only_by_its_quotes_gets_no_false_hint():
     with pytest.raises(ConfigError) as error:  # a number is no bool
         load_config(None, ['data.hflip="1"'])
     assert str(error.value) == "data.hflip: expected bool, got '1'"
+
+
+def test_a_celeba_crop_wider_than_the_faces_is_refused():
+    """data.crop = 300 trained exactly as 178 would: cut to the width without a word."""
+    with pytest.raises(ConfigError, match=r"data.crop = 300 is wider than CelebA's aligned faces \(178 px"):
+        tiny_config("data.dataset=celeba", "data.root=x", "data.crop=300")
+    assert tiny_config("data.dataset=celeba", "data.root=x", "data.crop=178").data.crop == 178

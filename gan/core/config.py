@@ -483,6 +483,9 @@ def check_values(config: Config) -> None:
         section, name = key.split(".")
         _check_range(key, getattr(getattr(config, section), name), 1, math.inf)
     data = config.data
+    if data.crop > CELEBA_OFFICIAL_WIDTH:  # (it was cut to the width, the same as 178, without a word)
+        raise ConfigError(f"data.crop = {data.crop} is wider than CelebA's aligned faces ({CELEBA_OFFICIAL_WIDTH} px "
+                          f"at the official 178x218 size, which data.crop counts in): at most {CELEBA_OFFICIAL_WIDTH}")
     _check_choice("data.layout", data.layout, ("auto", "aligned", "folders"))
     _check_choice("data.direction", data.direction, ("AtoB", "BtoA"))
     if data.cache == "ram":  # the old name; the decoded images were never in RAM but in a file on disk
@@ -648,6 +651,7 @@ MAX_LOADER_WORKERS = 256  # processes; more is a typo that would fork until the 
 MAX_D_STEPS = 100  # discriminator updates per generator update (WGAN uses 5); more is a typo
 MAX_EMA_BN_BATCHES = 10_000  # batches of BatchNorm statistics per EMA evaluation; more is a typo
 MAX_RESOLUTION = 8192  # pixels a side; more is a typo (a 8192^2 batch of 64 is already 50 GB of float input)
+CELEBA_OFFICIAL_WIDTH = 178  # px of CelebA's aligned faces at the official size, which data.crop counts in
 MAX_BLUR_SIGMA = 100.0  # HR pixels; more blurs any training crop into one colour
 MAX_INTEGER = 2**63 - 1  # TOML's integers are 64-bit: a larger one makes a config.toml other readers refuse
 

@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from gan.core.config import CELEBA_OFFICIAL_WIDTH
 from gan.core.images import pil_to_signed
 from gan.data.decode import (
     ImageReadError,
@@ -27,7 +28,7 @@ CropBox = Callable[[int, int], tuple[int, int, int, int]]
 
 T = TypeVar("T")
 
-CELEBA_WIDTH = 178  # official img_align_celeba size is 178x218
+CELEBA_WIDTH = CELEBA_OFFICIAL_WIDTH  # official img_align_celeba size is 178x218
 CELEBA_SPLITS = {"train": 0, "valid": 1, "test": 2}
 
 
