@@ -404,7 +404,8 @@ class _EndedProcess(_FinishedProcess):
     (143, "was stopped by a signal (exit 143); the same command starts it again"),
     (-15, "was stopped by a signal (exit -15); the same command starts it again"),
     (129, "was stopped by a signal (exit 129); the same command starts it again"),  # its terminal closed
-    (-9, "was killed (SIGKILL, which the kernel's out-of-memory killer sends"),
+    (-9, "was killed (SIGKILL: by hand, or by the kernel when the system ran out of memory); the same command "
+         "starts it again"),
     (-11, "crashed (SIGSEGV)"),
     (1, "failed (exit 1)"),
 ])

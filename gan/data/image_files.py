@@ -28,7 +28,6 @@ CropBox = Callable[[int, int], tuple[int, int, int, int]]
 
 T = TypeVar("T")
 
-CELEBA_WIDTH = CELEBA_OFFICIAL_WIDTH  # official img_align_celeba size is 178x218
 CELEBA_SPLITS = {"train": 0, "valid": 1, "test": 2}
 
 
@@ -43,7 +42,7 @@ def celeba_crop(side_at_official_size: int) -> CropBox:
     """A centred square of `side_at_official_size` px in 178x218 terms, scaled to the file's width."""
 
     def box(width: int, height: int) -> tuple[int, int, int, int]:
-        side = min(round(side_at_official_size * width / CELEBA_WIDTH), width, height)
+        side = min(round(side_at_official_size * width / CELEBA_OFFICIAL_WIDTH), width, height)
         left, top = (width - side) // 2, (height - side) // 2
         return left, top, left + side, top + side
 

@@ -66,7 +66,7 @@ def check_side_by_side_shapes(paths: list[Path], root: Path, strict: bool) -> li
                  if path not in narrow and not pair_wide(width, height)]
     elif sizes:  # (a folder of photos, not pairs: said even without --strict's error, which pairs of portrait
         # halves, narrower than 2:1 too, would meet)
-        first, (width, height) = next(iter(sizes.items()))
+        first, (width, height) = next((path, size) for path, size in sizes.items() if not pair_wide(*size))
         warnings.warn(f"{len(sizes) - wide} of the {len(sizes)} images in '{root}' are narrower than 2:1 (the first: "
                       f"{first.relative_to(root)} {width}x{height}): A|B pairs side by side are usually twice as wide "
                       "as high, so these may be single photos whose left and right halves would train as input and "

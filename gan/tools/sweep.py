@@ -348,12 +348,13 @@ def _train_runs(config: Path, sets: list[str], runs: list[SweepRun], steps: dict
 
 def _how_it_ended(code: int, run_dir: Path) -> str:
     """Words for a run's non-zero exit `code` (-N: killed by signal N)."""
+    again = ("resumes it from its newest checkpoint" if run_dir.is_dir() and list_checkpoints(run_dir)
+             else "starts it again")
     if -code in STOP_SIGNALS or code - 128 in STOP_SIGNALS:  # (-N: killed by signal N; 128 + N: stopped)
-        again = ("resumes it from its checkpoint" if run_dir.is_dir() and list_checkpoints(run_dir)
-                 else "starts it again")
         return f"was stopped by a signal (exit {code}); the same command {again}"
-    if code == -signal.SIGKILL:
-        return "was killed (SIGKILL, which the kernel's out-of-memory killer sends: the system may be out of memory)"
+    if code == -signal.SIGKILL:  # (kill -9 by a person, or the kernel's out-of-memory killer)
+        return (f"was killed (SIGKILL: by hand, or by the kernel when the system ran out of memory); the same "
+                f"command {again}")
     if code < 0:
         return f"crashed ({signal.Signals(-code).name if -code in signal.valid_signals() else f'signal {-code}'})"
     return f"failed (exit {code})"
