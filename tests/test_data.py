@@ -362,3 +362,18 @@ def test_a_png_with_oversized_text_metadata_is_named_with_what_to_do(tmp_path):
     random_rgb((8, 8), 0).save(tmp_path / "xmp.png", pnginfo=info)
     assert "PNG text metadata (XMP, comments) is larger than the 1 MB Pillow reads; strip the metadata" in \
         check_header(tmp_path / "xmp.png")
+
+
+def test_unpaired_data_with_the_default_split_names_the_split_to_set(tmp_path):
+    """It said only that '<root>/allA' does not exist."""
+    from gan.core.config import DataConfig
+    from gan.data import build_dataset
+
+    for folder in ("trainA", "trainB"):
+        (tmp_path / folder).mkdir()
+        random_rgb((16, 16), 0).save(tmp_path / folder / "0.png")
+    with pytest.raises(ConfigError, match=r"data.split = \"all\" names none \('.*allA' does not exist\): set "
+                                          r"data.split \(CycleGAN's: \"train\"\)"):
+        build_dataset(DataConfig(dataset="unpaired", root=str(tmp_path), split="all", resolution=16, load_size=16))
+    assert len(build_dataset(DataConfig(dataset="unpaired", root=str(tmp_path), split="train", resolution=16,
+                                        load_size=16))) == 1

@@ -89,6 +89,10 @@ def _unpaired(config: DataConfig, train: bool) -> Dataset:
     if not (a_root and b_root):
         _require_root(config)
     a_folder, b_folder = domain_folders(config.root, split, a_root, b_root)
+    if split in ("", "all") and not (a_folder.exists() or b_folder.exists()):  # (the default split, kept)
+        raise ConfigError(f"unpaired data is read from data.root's <split>A/ and <split>B/ folders, and data.split = "
+                          f"\"{split}\" names none ('{a_folder}' does not exist): set data.split (CycleGAN's: "
+                          "\"train\") and data.val_split (\"test\"), or data.a_root and data.b_root")
     return unpaired_dataset(a_folder, b_folder, config.resolution, config.load_size, train, config.hflip,
                             config.strict, config.max_images if train else 0)
 
