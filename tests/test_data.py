@@ -377,3 +377,19 @@ def test_unpaired_data_with_the_default_split_names_the_split_to_set(tmp_path):
         build_dataset(DataConfig(dataset="unpaired", root=str(tmp_path), split="all", resolution=16, load_size=16))
     assert len(build_dataset(DataConfig(dataset="unpaired", root=str(tmp_path), split="train", resolution=16,
                                         load_size=16))) == 1
+
+
+def test_a_folder_key_that_names_a_file_is_named_in_the_error(tmp_path):
+    from gan.core.config import DataConfig
+    from gan.data import build_dataset
+
+    image = tmp_path / "0.png"
+    random_rgb((16, 16), 0).save(image)
+    (tmp_path / "B").mkdir()
+    random_rgb((16, 16), 1).save(tmp_path / "B" / "0.png")
+    with pytest.raises(NotADirectoryError, match=r"0.png' is not a folder of images; it is set by data.a_root and "
+                                                 r"data.b_root, which names a folder"):
+        build_dataset(DataConfig(dataset="unpaired", a_root=str(image), b_root=str(tmp_path / "B"), resolution=16,
+                                 load_size=16))
+    with pytest.raises(NotADirectoryError, match=r"it is set by data.root, which names a folder"):
+        build_dataset(DataConfig(dataset="folder", root=str(image), resolution=16))

@@ -122,6 +122,9 @@ def build_dataset(config: DataConfig, train: bool = True, root_key: str = "data.
         keys = _folder_keys(config, train).replace("data.root", root_key)
         raise FileNotFoundError(f"{error}; it is set by {keys} (--set {keys.split(' ')[0]}=/path/to/folder). "
                                 "datasets/README.md says how to obtain each data set and where to put it") from None
+    except NotADirectoryError as error:  # (a file where the folder belongs: data.root set to an image)
+        keys = _folder_keys(config, train).replace("data.root", root_key)
+        raise NotADirectoryError(f"{error}; it is set by {keys}, which names a folder") from None
 
 
 def _folder_keys(config: DataConfig, train: bool) -> str:
