@@ -119,12 +119,12 @@ def unwritable_run(error: BaseException, run_dir: Path | None) -> str | None:
 
 def check_resumable(run_dir: Path) -> None:
     """ConfigError saying what `run_dir` is when it is not a run `--resume` can continue."""
-    from gan.core.checkpoint import list_checkpoints
+    from gan.core.checkpoint import holds_a_run, list_checkpoints
     from gan.core.registry import ConfigError
 
     if not run_dir.is_dir():  # a checkpoint or config.toml given for its run
         parent = run_dir.parent
-        if not list_checkpoints(parent) and not (parent / "config.toml").is_file():  # (an export, say)
+        if not holds_a_run(parent):  # (an export, say)
             raise ConfigError(f"--resume takes a run directory, the one holding the run's config.toml and "
                               f"checkpoint-*.pt, and '{run_dir}' is a file outside any")
         raise ConfigError(f"--resume takes a run directory, and '{run_dir}' is a file: give --resume "

@@ -48,15 +48,12 @@ def planned_translations(source: Path, output: Path) -> list[tuple[Path, Path]]:
 def refuse_swapped_arguments(checkpoint: Path, source: Path, output: Path) -> None:
     """ValueError when INPUT is a model and CHECKPOINT is not (images, or a folder of them): the two
     given the other way round, which would otherwise read as a run directory without checkpoints."""
-    from gan.core.checkpoint import list_checkpoints
+    from gan.core.checkpoint import holds_a_run
     from gan.data.decode import IMAGE_EXTENSIONS
 
-    def is_run(folder: Path) -> bool:
-        return folder.is_dir() and bool(list_checkpoints(folder) or (folder / "config.toml").is_file())
-
-    model = is_run(source) or (source.is_file() and source.suffix.lower() in (".pt", ".pth", ".safetensors"))
+    model = holds_a_run(source) or (source.is_file() and source.suffix.lower() in (".pt", ".pth", ".safetensors"))
     images = (checkpoint.is_file() and checkpoint.suffix.lower() in IMAGE_EXTENSIONS) or (
-        checkpoint.is_dir() and not is_run(checkpoint))
+        checkpoint.is_dir() and not holds_a_run(checkpoint))
     if model and images:
         raise ValueError(f"'{checkpoint}' is no model and '{source}' is one: CHECKPOINT comes first, then INPUT: "
                          f"gan translate {source} {checkpoint} {output}")

@@ -78,6 +78,12 @@ def stored_step(path: Path) -> int | None:
     return step if isinstance(step, int) else None
 
 
+def holds_a_run(folder: Path) -> bool:
+    """Whether `folder` is a run directory: its config.toml, or checkpoints whose config stands in
+    for one gone."""
+    return (folder / "config.toml").is_file() or bool(folder.is_dir() and list_checkpoints(folder))
+
+
 def trained_config(run_dir: Path) -> tuple[Path, dict[str, Any]] | None:
     """(checkpoint, config) of the newest checkpoint in `run_dir` that holds its run's config: the
     settings the run trained with, which a config.toml cut short or removed lacks. None when none does."""

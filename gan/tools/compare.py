@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from gan.core.checkpoint import list_checkpoints, trained_config
+from gan.core.checkpoint import holds_a_run, trained_config
 from gan.core.config import BEST_METRICS, config_from_dict, config_to_dict, flatten_config
 from gan.core.files import write_atomically, write_text_atomically
 from gan.core.registry import ConfigError
@@ -62,19 +62,14 @@ def check_output_folder(out: Path) -> None:
                                "files belong to its training; give a folder outside any run")
 
 
-def is_run(folder: Path) -> bool:
-    """A run directory: its config.toml, or checkpoints whose config stands in for one gone."""
-    return (folder / "config.toml").is_file() or bool(folder.is_dir() and list_checkpoints(folder))
-
-
 def find_runs(paths: list[Path]) -> list[Path]:
-    """Run directories (`is_run`) named directly or found one level inside a folder (a sweep)."""
+    """Run directories (`holds_a_run`) named directly or found one level inside a folder (a sweep)."""
     runs = []
     for path in paths:
-        if is_run(path):
+        if holds_a_run(path):
             runs.append(path)
         elif path.is_dir():
-            inside = sorted(child for child in path.iterdir() if is_run(child))
+            inside = sorted(child for child in path.iterdir() if holds_a_run(child))
             if not inside:
                 raise CompareError(f"'{path}' is neither a run directory (no config.toml) nor a folder of runs")
             runs += inside
@@ -96,7 +91,7 @@ def sweep_runs_not_started(paths: list[Path]) -> list[str]:
             listed = tomllib.loads((path / MANIFEST).read_text(encoding="utf-8")).get("runs", {})
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):  # no sweep folder, or not one gan can read
             continue
-        missing += [f"{path.name}/{name}" for name in listed if not is_run(path / name)]
+        missing += [f"{path.name}/{name}" for name in listed if not holds_a_run(path / name)]
     return missing
 
 
