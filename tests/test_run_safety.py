@@ -192,6 +192,19 @@ def test_a_file_named_samples_in_the_run_directory_stops_the_run_before_step_1(t
         train(tiny_config(), tmp_path / "run", CPU)
     assert (tmp_path / "run" / "samples").read_text() == "notes"
 
+def test_a_validation_folder_whose_images_are_all_truncated_stops_the_run_before_step_1(tmp_path):
+    # Truncated files pass the folder scan: the run trained until its first preview, then stopped.
+    data = write_recipe_data(tmp_path)
+    for path in (data["paired"] / "val").iterdir():
+        path.write_bytes(path.read_bytes()[:100])
+    with pytest.warns(UserWarning, match="truncated"), \
+            pytest.raises(ConfigError, match=r"the evaluation images \(previews, validation\): none of the 2 images "
+                                             r"under '.*paired/val' could be decoded"):
+        train(tiny_recipe_config("pix2pix", data, "log.image_every=10", "log.eval_every=10",
+                                 "train.steps=10"), tmp_path / "run", CPU)
+    assert not list_checkpoints(tmp_path / "run")
+
+
 
 # ----------------------------------------------------------------------------- side tasks
 

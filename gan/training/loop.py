@@ -534,7 +534,8 @@ def _set_up(config: Config, run_dir: Path, device: torch.device, group: ProcessG
     unconditional = hasattr(recipe, "evaluation_generator")
     health = HealthWatch(config.loss.adversarial in ("vanilla", "lsgan"), unconditional,
                          1.0 - config.loss.label_smoothing) if main else None
-    check_run_can_finish(config, run_dir, not unconditional, dataset)  # every path still to be read, now
+    # Every path still to be read, now; the preview images are decoded once here and kept.
+    check_run_can_finish(config, run_dir, None if unconditional else recipe.preview_batch, dataset)
     check_batch_fits(recipe.networks, config, device)  # else the kernel kills an oversized run without a word
     if group.distributed:
         _prepare_data_parallel(recipe, config, device, group)

@@ -29,15 +29,16 @@ from gan.data.image_files import ImageFileDataset
 from gan.metrics.generative import INCEPTION_METRICS
 from gan.metrics.inception import resolve_weights_path
 from gan.nets.running import eval_mode, layer_output_bytes
-from gan.recipes.image_to_image import evaluation_set as build_evaluation_set
 
 
-def check_run_can_finish(config: Config, run_dir: Path, evaluation_set: bool, dataset: Dataset | None = None) -> None:
+def check_run_can_finish(config: Config, run_dir: Path, load_previews: Callable[[], object] | None,
+                         dataset: Dataset | None = None) -> None:
     """ConfigError listing every problem found, one per line; nothing when there is none.
-    `evaluation_set`: the recipe's previews and validation read `[data]`'s evaluation images
-    (image-to-image recipes; an unconditional one draws latents). `dataset`: the training set, whose
-    decoded-image cache, when already built, needs no write access."""
-    problems = run_problems(config, run_dir, evaluation_set, dataset)
+    `load_previews`: loads the evaluation images that the recipe's previews show (image-to-image
+    recipes; an unconditional one draws latents), so that an evaluation set none of whose files
+    decode (truncated ones pass the folder scan) stops the run now. `dataset`: the training set,
+    whose decoded-image cache, when already built, needs no write access."""
+    problems = run_problems(config, run_dir, load_previews, dataset)
     if problems:
         raise ConfigError("this run could not finish, so it does not start:\n" +
                           "\n".join(f"  - {problem}" for problem in problems))
@@ -49,7 +50,8 @@ def _reference_set(data, root: str) -> None:
     build_dataset(reference_data(data, root), train=False, root_key="metrics.root")
 
 
-def run_problems(config: Config, run_dir: Path, evaluation_set: bool, dataset: Dataset | None = None) -> list[str]:
+def run_problems(config: Config, run_dir: Path, load_previews: Callable[[], object] | None,
+                 dataset: Dataset | None = None) -> list[str]:
     problems: list[str] = []
 
     def check(what: str, test: Callable[[], object]) -> None:
@@ -59,8 +61,8 @@ def run_problems(config: Config, run_dir: Path, evaluation_set: bool, dataset: D
             problems.append(f"{what}: {error}")
 
     data, metrics = config.data, config.metrics
-    if evaluation_set:
-        check("the evaluation images (previews, validation)", lambda: build_evaluation_set(data))
+    if load_previews is not None:
+        check("the evaluation images (previews, validation)", load_previews)
     if metrics.every and metrics.root:
         check("metrics.root", lambda: _reference_set(data, metrics.root))
     if metrics.every and metrics.inception_weights and set(metrics.names) & set(INCEPTION_METRICS):
