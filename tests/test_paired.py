@@ -122,6 +122,31 @@ def test_unmatched_files_are_an_error_listing_them(tmp_path):
     assert "A/20" in message and "A/21" not in message and "and 4 more" in message  # at most 20 names a side
 
 
+
+def test_names_pair_whatever_their_unicode_normal_form(tmp_path):
+    # A folder copied from macOS holds decomposed names (e + combining accent): they did not pair with
+    # the same names typed on Linux, and the error listed two names that looked identical.
+    for side, name in (("A", "caf\u00e9"), ("B", "cafe\u0301")):
+        (tmp_path / side).mkdir()
+        Image.fromarray(_pattern(16, 16, 0)).save(tmp_path / side / f"{name}.png")
+    [(a_path, b_path)] = matched_folders(tmp_path)
+    assert (a_path.stem, b_path.stem) == ("caf\u00e9", "cafe\u0301")
+
+
+def test_the_partner_of_an_unreadable_file_is_named_as_left_out(tmp_path):
+    for side in "AB":
+        (tmp_path / side).mkdir()
+        for name in ("kept", "orphan"):
+            Image.fromarray(_pattern(16, 16, 0)).save(tmp_path / side / f"{name}.png")
+    (tmp_path / "A" / "orphan.png").write_bytes(b"not an image")
+    with pytest.warns(UserWarning) as caught:
+        dataset = paired_dataset(tmp_path, "all", 16, load_size=0)
+    assert len(dataset) == 1
+    messages = [str(warning.message) for warning in caught]
+    assert any("A/orphan.png" in message for message in messages)
+    assert any("1 readable file(s)" in message and "left out with their unreadable partner: B/orphan.png" in message
+               for message in messages)
+
 def test_load_size_smaller_than_the_crop_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="load_size \\(200\\) must be 0 or at least data.resolution \\(256\\)"):
         paired_dataset(_ab_folder(tmp_path / "ab", count=1), "all", 256, load_size=200)

@@ -7,6 +7,7 @@ resize, crop and flip applied to both sides so that they stay pixel-aligned.
 from __future__ import annotations
 
 import random
+import unicodedata
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -263,8 +264,9 @@ def refuse_splits_read_together(root: Path) -> None:
 
 
 def _name_key(root: Path, path: Path) -> str:
-    """Relative path without extension: a.png in A/ pairs with a.jpg in B/."""
-    return path.relative_to(root).with_suffix("").as_posix()
+    """Relative path without extension: a.png in A/ pairs with a.jpg in B/. In Unicode's composed
+    form (NFC), since macOS writes names decomposed: a copied é.png would not pair with a typed one."""
+    return unicodedata.normalize("NFC", path.relative_to(root).with_suffix("").as_posix())
 
 
 def _files_by_name(folder: Path) -> dict[str, Path]:
@@ -293,6 +295,17 @@ def matched_folders(root: Path) -> list[tuple[Path, Path]]:
     if problems:
         raise ValueError(f"unmatched pairs in '{root}' (files pair by name without extension): " + "; ".join(problems))
     return [(a_files[name], b_files[name]) for name in sorted(a_files)]
+
+
+def _warn_of_unused_partners(pairs: list[tuple[Path, Path]], readable: set[Path], root: Path) -> None:
+    """One warning naming the readable sides of the pairs left out for an unreadable partner (each
+    named in its own warning): without it they would vanish from the data without a word."""
+    unused = [path for pair in pairs if not set(pair) <= readable for path in pair if path in readable]
+    if unused:
+        shown = ", ".join(path.relative_to(root).as_posix() for path in unused[:MAX_LISTED])
+        more = f" and {len(unused) - MAX_LISTED} more" if len(unused) > MAX_LISTED else ""
+        warnings.warn(f"{len(unused)} readable file(s) in '{root}' are left out with their unreadable partner: "
+                      f"{shown}{more}", UnreadableImageWarning, stacklevel=3)
 
 
 def check_pair_shapes(pairs: list[tuple[Path, Path]], root: Path, strict: bool) -> None:
@@ -348,6 +361,7 @@ def paired_dataset(root: str | Path, split: str, resolution: int, load_size: int
         readable, skipped = readable_images(files, strict)
         readable_set = set(readable)
         kept = [pair for pair in pairs if pair[0] in readable_set and pair[1] in readable_set]
+        _warn_of_unused_partners(pairs, readable_set, folder)
         kept = kept[:max_images] if max_images else kept  # (max_images counts pairs that can be read)
         check_pair_shapes(kept, folder, strict)
     else:
