@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import REPO, random_rgb, tiny_recipe_config, write_png16, write_raw_png, write_recipe_data
-from PIL import Image
+from PIL import Image, features
 
 from gan.core.config import DataConfig
 from gan.data import build_dataset, source_fingerprint, training_batches
@@ -483,6 +483,15 @@ def test_tiff_gif_and_jfif_files_are_read_and_other_formats_are_counted_in_one_w
     assert str(tmp_path) in messages[0] and ".txt" not in messages[0]
     for path in paths:
         assert abs(np.asarray(read_rgb(path))[4, 4].astype(int) - RED).max() < 8, path  # JPEG: lossy
+
+
+@pytest.mark.skipif(not features.check("avif"), reason="this Pillow was built without AVIF")
+def test_avif_photos_are_read_where_pillow_reads_them(tmp_path):
+    # They were counted among the formats gan does not read, although Pillow decodes them.
+    Image.new("RGB", (16, 16), RED).save(tmp_path / "a.AVIF")
+    paths, messages = caught_warnings(lambda: find_images(tmp_path))
+    assert [path.name for path in paths] == ["a.AVIF"] and not messages
+    assert abs(np.asarray(read_rgb(paths[0]))[8, 8].astype(int) - RED).max() < 8  # lossy
 
 
 def swapped_primaries_profile() -> bytes:

@@ -12,15 +12,17 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageCms, ImageOps
+from PIL import Image, ImageCms, ImageOps, features
 
 from gan.core.files import LOCK_NAME
 
+# AVIF when this Pillow was built with it (its wheels are from 11.3 on; a GPU machine's may be older).
+AVIF = (".avif",) if features.check("avif") else ()
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif",
-                    ".ppm", ".pgm", ".pnm")
-# Photo formats Pillow itself cannot open (phones' HEIC, JPEG XL): counted with the other formats
+                    ".ppm", ".pgm", ".pnm", *AVIF)
+# Photo formats this Pillow cannot open (phones' HEIC, JPEG XL): counted with the other formats
 # left out, so that a folder of them is not just "no images found".
-PHOTO_FORMATS_WITHOUT_PILLOW = (".heic", ".heif", ".jxl")
+PHOTO_FORMATS_WITHOUT_PILLOW = (".heic", ".heif", ".jxl", *((".avif",) if not AVIF else ()))
 
 # Pillow raises more than OSError on bad files: SyntaxError (broken PNG chunks),
 # ValueError, DecompressionBombError (a header claiming a huge size).
