@@ -187,6 +187,21 @@ def test_the_colour_key_of_a_16_bit_rgb_png_is_warned_of_by_name_not_matched_at_
     assert pixels[0].tolist() == [[0, 0, 0], [19, 23, 27]]
 
 
+def test_16_bit_colour_is_within_one_level_of_scaled_grey_and_exact_for_8_bit_values(tmp_path):
+    # Pillow keeps each colour sample's high byte, where grey is scaled (v / 257, rounded): for
+    # v = 256h + l the two differ only when |l - h| > 128, and then by one level, either way.
+    values = np.random.default_rng(0).integers(0, 65536, (64, 64, 3))
+    write_png16(tmp_path / "colour.png", values)
+    Image.fromarray(values[..., 0].astype(np.uint16)).save(tmp_path / "grey.png")
+    colour = np.asarray(read_rgb(tmp_path / "colour.png")).astype(int)
+    scaled = np.round(values / 257).astype(int)
+    assert np.abs(colour - scaled).max() == 1 and abs((colour - scaled).mean()) < 0.02  # no bias
+    assert np.array_equal(np.asarray(read_rgb(tmp_path / "grey.png"))[..., 0], scaled[..., 0])
+    eight_bit = np.random.default_rng(1).integers(0, 256, (16, 16, 3))
+    write_png16(tmp_path / "stored_at_16.png", eight_bit * 257)
+    assert np.array_equal(np.asarray(read_rgb(tmp_path / "stored_at_16.png")), eight_bit)
+
+
 def _grey_tiff(path, values, bits: int, photometric: int, sample_format: int, dtype: str) -> None:
     """A one-row uncompressed grey TIFF with the given tags (Pillow does not write these layouts)."""
     data = np.array([values], dtype).tobytes()

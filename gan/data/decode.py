@@ -53,7 +53,8 @@ class UnreadableImageWarning(UserWarning):
 def to_rgb(image: Image.Image) -> Image.Image:
     """Any Pillow image -> 8-bit RGB.
 
-    16-bit grayscale is scaled to 8 bits (not clipped); transparent images (RGBA,
+    16-bit grayscale is scaled to 8 bits (not clipped; 16-bit colour Pillow reads by each sample's
+    high byte, within one level of the same scaling and unbiased); transparent images (RGBA,
     LA, palette with transparency, a PNG's colour key) are composited over white so
     that what was invisible does not show up as arbitrary colour. Float images with
     NaN or infinite pixels raise ValueError.
