@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -192,6 +193,7 @@ def test_a_file_named_samples_in_the_run_directory_stops_the_run_before_step_1(t
         train(tiny_config(), tmp_path / "run", CPU)
     assert (tmp_path / "run" / "samples").read_text() == "notes"
 
+
 def test_a_validation_folder_whose_images_are_all_truncated_stops_the_run_before_step_1(tmp_path):
     # Truncated files pass the folder scan: the run trained until its first preview, then stopped.
     data = write_recipe_data(tmp_path)
@@ -204,6 +206,29 @@ def test_a_validation_folder_whose_images_are_all_truncated_stops_the_run_before
                                  "train.steps=10"), tmp_path / "run", CPU)
     assert not list_checkpoints(tmp_path / "run")
 
+
+@pytest.mark.parametrize("recipe, setting, why", [
+    ("srresnet", "data.val_root=", "data.val_root is empty"),
+    ("pix2pix", "data.val_split=", "data.val_split is empty"),
+    ("pix2pix", "data.val_split=train", "data.val_split is data.split"),
+    ("cyclegan", "data.val_split=train", "data.val_split is data.split"),
+])
+def test_validation_on_the_training_images_is_said_before_step_1(tmp_path, recipe, setting, why):
+    # val/psnr and best.pt then measured fit to the training images, without a word
+    data = write_recipe_data(tmp_path)
+    extra = ["log.eval_every=2"] if recipe == "cyclegan" else []
+    with pytest.warns(UserWarning, match=rf"validation scores the images this run trains on \({why}\)"):
+        train(tiny_recipe_config(recipe, data, setting, "train.steps=1", *extra), tmp_path / "run", CPU)
+
+
+def test_held_out_validation_images_get_no_such_warning(tmp_path):
+    data = write_recipe_data(tmp_path)
+    held_out = tmp_path / "held_out"
+    shutil.copytree(data["hr"], held_out)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(tiny_recipe_config("srresnet", data, f"data.val_root={held_out}", "train.steps=1"), tmp_path / "run", CPU)
+    assert not [str(w.message) for w in caught if "validation scores" in str(w.message)]
 
 
 # ----------------------------------------------------------------------------- side tasks

@@ -80,7 +80,7 @@ from gan.recipes.schedules import adversarial_on, lr_factor
 from gan.training.cuda_graphs import GraphedStep, StepFunction, set_learning_rates
 from gan.training.event_log import EventLog
 from gan.training.health import HealthWatch
-from gan.training.preflight import check_batch_fits, check_run_can_finish
+from gan.training.preflight import check_batch_fits, check_run_can_finish, warn_if_validation_reads_training_data
 from gan.training.speed import Speed, accelerate, to_device, training_step
 from gan.training.state import newest_loadable_checkpoint, restore_training_state, training_state
 
@@ -537,6 +537,8 @@ def _set_up(config: Config, run_dir: Path, device: torch.device, group: ProcessG
     # Every path still to be read, now; the preview images are decoded once here and kept.
     check_run_can_finish(config, run_dir, None if unconditional else recipe.preview_batch, dataset)
     check_batch_fits(recipe.networks, config, device)  # else the kernel kills an oversized run without a word
+    if main and config.log.eval_every and hasattr(recipe, "validation_metrics"):
+        warn_if_validation_reads_training_data(config)
     if group.distributed:
         _prepare_data_parallel(recipe, config, device, group)
     elif config.train.sync_batchnorm and main:

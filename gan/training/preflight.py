@@ -12,6 +12,7 @@ and that a batch's activations can fit in the memory left (`check_batch_fits`).
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -78,6 +79,27 @@ def run_problems(config: Config, run_dir: Path, load_previews: Callable[[], obje
         cache = Path(metrics.cache_dir) if metrics.cache_dir else user_cache_dir("reference-statistics")
         check("metrics.cache_dir", lambda: _require_writable(cache, "metrics.cache_dir"))
     return problems
+
+
+def warn_if_validation_reads_training_data(config: Config) -> None:
+    """Validation that scores the images the run trains on measures fit, not generalisation, and
+    best.pt then follows it: said once, before step 1, when the config leaves no held-out images.
+    (data.a_root/b_root, which name training folders, are warned of where they are read.)"""
+    data = config.data
+    if data.dataset == "sr_pairs":
+        same = not data.val_root or Path(data.val_root).resolve() == Path(data.root).resolve()
+        why, advice = ("data.val_root is empty" if not data.val_root else "data.val_root is data.root",
+                       "set data.val_root to a folder of held-out images (Set5, say)")
+    elif data.dataset in ("paired", "unpaired") and not (data.a_root or data.b_root):
+        same = (data.val_split or data.split) == data.split
+        why = "data.val_split is empty" if not data.val_split else "data.val_split is data.split"
+        advice = "set data.val_split to a held-out split folder (pix2pix's val, CycleGAN's test)"
+    else:
+        return
+    if same:
+        warnings.warn(f"validation scores the images this run trains on ({why}), so its val/ scores and best.pt "
+                      f"measure how well they are fitted, not how the generator does on new ones: {advice}",
+                      stacklevel=2)
 
 
 def _require_folder_or_nothing(folder: Path, holding: str) -> None:
