@@ -11,7 +11,7 @@ from gan.commands.main import main
 from gan.core.checkpoint import list_checkpoints
 from gan.core.files import RunDirectoryBusy, RunLock
 from gan.core.registry import ConfigError
-from gan.tools.sweep import MANIFEST, expand, manifest_text, parse_grid, write_manifest
+from gan.tools.sweep import MANIFEST, expand, manifest_text, parse_grid, planned_steps, write_manifest
 from gan.training.loop import start_or_resume
 
 DEMO = REPO / "experiments" / "dcgan_demo.toml"
@@ -136,6 +136,39 @@ def test_the_manifest_guards_the_folder_against_another_sweep(tmp_path):
     with pytest.raises(ConfigError, match=r"holds another sweep \(.*sweep.toml differs in the --set values"):
         write_manifest(tmp_path, other)
     assert (tmp_path / MANIFEST).read_text() == text
+
+
+def test_the_same_set_values_in_another_order_are_the_same_sweep(tmp_path):
+    # the same command with its --set options reordered was refused as another sweep
+    grid = [parse_grid("loss.adversarial=vanilla,hinge")]
+    text = manifest_text(DEMO, ["train.steps=3", "train.g_lr=1e-4"], grid, 1, expand(grid, 1))
+    write_manifest(tmp_path, text)
+    write_manifest(tmp_path, manifest_text(DEMO, ["train.g_lr = 1e-4", "train.steps=3"], grid, 1, expand(grid, 1)))
+    assert (tmp_path / MANIFEST).read_text() == text
+    # where a key is set twice the last value counts, so there the order does matter
+    twice = manifest_text(DEMO, ["train.steps=3", "train.g_lr=1e-4", "train.steps=5"], grid, 1, expand(grid, 1))
+    with pytest.raises(ConfigError, match="differs in the --set values"):
+        write_manifest(tmp_path, twice)
+
+
+@pytest.mark.parametrize("grid, expected", [
+    ("train.amp=true,false", "train.amp = False changes nothing on the CPU, where every run of this sweep trains: "
+                             "bf16 autocast acts on CUDA only"),
+    ("train.cudnn_benchmark=true,false", "cuDNN's autotuning acts on CUDA only"),
+    ("train.compile=auto,off", "train.compile 'auto' is 'off' on the CPU, where every run of this sweep trains"),
+])
+def test_grid_values_of_cuda_only_switches_are_refused_for_a_sweep_on_the_cpu(tmp_path, grid, expected):
+    # each value trained a run of its own on the CPU, the same as the others
+    out = tmp_path / "sweep"
+    result = CliRunner().invoke(main, ["sweep", str(DEMO), "--grid", grid, "--device", "cpu", "--out", str(out)])
+    assert result.exit_code == 2 and expected in " ".join(result.output.split()), result.output
+    assert not out.exists()
+    # while commands printed for a cluster's GPUs are made, and compile=on does act on the CPU
+    printed = CliRunner().invoke(main, ["sweep", str(DEMO), "--grid", grid, "--out", str(tmp_path / "printed"),
+                                        "--print-commands"])
+    assert printed.exit_code == 0 and len(printed.output.splitlines()) == 2, printed.output
+    acting = expand([parse_grid("train.compile=on,off")], 1)
+    assert set(planned_steps(DEMO, [], acting, on_cpu=True)) == {run.name for run in acting}
 
 
 def test_a_config_file_edited_between_two_starts_of_a_sweep_is_refused(tmp_path):

@@ -60,6 +60,7 @@ def sweep(config: Path, grids: tuple[str, ...], seeds: int, sets: tuple[str, ...
         run_sweep,
         sweep_shape,
         train_command,
+        trains_on_cpu,
     )
 
     try:
@@ -69,7 +70,9 @@ def sweep(config: Path, grids: tuple[str, ...], seeds: int, sets: tuple[str, ...
         runs = expand(grid, seeds, max_runs)
         if not print_commands:  # (its output is the commands alone)
             click.echo(f"sweep: {len(runs)} runs ({sweep_shape(grid, seeds)}); checking their configs", err=True)
-        planned_steps(config, list(sets), runs)  # every grid point valid before sweep.toml is written
+        devices = _devices(device)
+        # every grid point valid before sweep.toml is written (for the CPU here, unless the commands are printed)
+        planned_steps(config, list(sets), runs, not print_commands and trains_on_cpu(devices))
         text = manifest_text(config, list(sets), grid, seeds, runs)
         # first: a folder of another sweep, or one another sweep runs in, is refused before any line is printed
         with claimed_sweep_folder(out, text):
@@ -78,7 +81,7 @@ def sweep(config: Path, grids: tuple[str, ...], seeds: int, sets: tuple[str, ...
                     click.echo(shlex.join(train_command(config, list(sets), run, out / run.name,
                                                         None if device == "auto" else device, ["gan"])))
                 return
-            failed = run_sweep(config, list(sets), runs, out, jobs, _devices(device))
+            failed = run_sweep(config, list(sets), runs, out, jobs, devices)
     except (ConfigError, WriteError, RunDirectoryBusy) as error:
         fail(error)
     except KeyboardInterrupt as stop:  # Ctrl-C (130) or SIGTERM (143), passed on to the runs

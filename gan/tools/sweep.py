@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Callable, Iterator
 
+import torch
+
 from gan.core.checkpoint import checkpoints_by_content, list_checkpoints
 from gan.core.config import Config, config_to_dict, flatten_config, inert_keys, parse_value
 from gan.core.files import SWEEP_LOCK_NAME, RunDirectoryBusy, SweepLock, write_text_atomically
@@ -180,8 +182,17 @@ def claimed_sweep_folder(out: Path, text: str) -> Iterator[None]:
 
 # What each entry of sweep.toml records, for the message that names those a command differs in.
 MANIFEST_PARTS = {"config": "the config file", "config_sha256": "the config file's text (edited since the sweep "
-                  "began: its runs so far trained with the earlier text)", "sets": "the --set values (or their order)",
+                  "began: its runs so far trained with the earlier text)", "sets": "the --set values",
                   "seeds": "--seeds", "grid": "--grid", "runs": "the runs"}
+
+
+def _set_values(sets: list) -> dict[str, str]:
+    """--set assignments as key -> the value each run gets (the last one given for a key)."""
+    values = {}
+    for assignment in sets:
+        key, _, value = str(assignment).partition("=")
+        values[key.strip()] = value.strip()
+    return values
 
 
 def write_manifest(out: Path, text: str) -> None:
@@ -194,6 +205,8 @@ def write_manifest(out: Path, text: str) -> None:
             raise ConfigError(f"'{path}' is not a sweep manifest ({error}); use another --out") from error
         if "config_sha256" not in stored:  # (a sweep begun before the config's text was recorded)
             asked.pop("config_sha256")
+        if isinstance(stored.get("sets"), list) and _set_values(stored["sets"]) == _set_values(asked["sets"]):
+            stored["sets"] = asked["sets"]  # the same --set values in another order
         differ = [MANIFEST_PARTS.get(key, key) for key in asked if stored.get(key) != asked[key]]
         if differ:
             raise ConfigError(f"'{out}' holds another sweep ({path} differs in {', '.join(differ)}): use another "
@@ -227,11 +240,11 @@ class _Running:
     log: IO[str] | None
 
 
-def planned_steps(config: Path, sets: list[str], runs: list[SweepRun]) -> dict[str, int]:
+def planned_steps(config: Path, sets: list[str], runs: list[SweepRun], on_cpu: bool = False) -> dict[str, int]:
     """Each run's `train.steps`, from its whole config: every grid point is checked (keys, types,
     ranges, names, and the networks' arguments against the data), so a sweep that cannot run says so
     before it writes anything. Two runs that would train the same (a grid value that changes nothing
-    there) are refused."""
+    there, or on the CPU when every run trains there: `on_cpu`) are refused."""
     steps, trained_by = {}, {}
     for run in runs:
         try:
@@ -240,7 +253,7 @@ def planned_steps(config: Path, sets: list[str], runs: list[SweepRun]) -> dict[s
         except ConfigError as error:
             raise ConfigError(f"run {run.name} ({' '.join(run.overrides) or 'no overrides'}): {error}") from None
         steps[run.name] = resolved.train.steps
-        settings, values, why = _what_trains(resolved)
+        settings, values, why = _what_trains(resolved, on_cpu)
         if settings in trained_by:
             first, first_values, first_why = trained_by[settings]
             differ = [key for key in values if values[key] != first_values[key]]
@@ -251,14 +264,43 @@ def planned_steps(config: Path, sets: list[str], runs: list[SweepRun]) -> dict[s
     return steps
 
 
-def _what_trains(resolved: Config) -> tuple[str, dict, dict[str, str]]:
+# Speed switches that act on CUDA alone, and those whose 'auto' means on for CUDA, off elsewhere.
+CUDA_ONLY = {"train.amp": "bf16 autocast", "train.cudnn_benchmark": "cuDNN's autotuning",
+             "train.cuda_graph": "a CUDA graph"}
+AUTO_FOR_CUDA = ("train.channels_last", "train.compile")
+
+
+def _as_on_cpu(values: dict, defaults: dict) -> tuple[dict, dict[str, str]]:
+    """`values` as a run on the CPU trains them (the CUDA-only switches at their defaults, 'auto'
+    as 'off'), and key -> why for each key that this changes."""
+    where = "on the CPU, where every run of this sweep trains"
+    trained = {**values, **{key: defaults[key] for key in CUDA_ONLY}}
+    why = {key: f"{key} = {values[key]!r} changes nothing {where}: {what} acts on CUDA only"
+           for key, what in CUDA_ONLY.items() if values[key] != defaults[key]}
+    for key in AUTO_FOR_CUDA:
+        if values[key] in ("auto", "off"):
+            trained[key] = "off"
+            why[key] = f"{key} 'auto' is 'off' {where}"
+    return trained, why
+
+
+def _what_trains(resolved: Config, on_cpu: bool = False) -> tuple[str, dict, dict[str, str]]:
     """The settings a run trains with as one string (each key that changes nothing at its default),
     its config's values by key, and key -> why, for the keys that change nothing."""
     ignored = ignored_keys(resolved) | RECIPES.get(resolved.recipe).inert_keys(resolved)
     why = inert_keys(resolved) | {key: f"recipe '{resolved.recipe}' ignores {text}" for key, text in ignored.items()}
     defaults, values = flatten_config(config_to_dict(Config())), flatten_config(config_to_dict(resolved))
     settings = {key: defaults[key] if key in why else value for key, value in values.items()}
+    if on_cpu:
+        settings, on_cpu_why = _as_on_cpu(settings, defaults)
+        why |= on_cpu_why
     return json.dumps(settings, sort_keys=True, default=str), values, why
+
+
+def trains_on_cpu(devices: list[str]) -> bool:
+    """Whether every run trains on the CPU: `devices` (one per job slot) are all "cpu", or are none
+    (each run's default) on a machine without CUDA."""
+    return all(device == "cpu" for device in devices) if devices else not torch.cuda.is_available()
 
 
 def run_sweep(config: Path, sets: list[str], runs: list[SweepRun], out: Path, jobs: int, devices: list[str],
@@ -268,7 +310,7 @@ def run_sweep(config: Path, sets: list[str], runs: list[SweepRun], out: Path, jo
     to DIR/logs/<name>.log. `devices`: one per job slot in turn (GPUs), or empty (the default).
     The caller holds the folder (`claimed_sweep_folder`): one sweep per folder, as a second would
     start the same runs again."""
-    steps = planned_steps(config, sets, runs)
+    steps = planned_steps(config, sets, runs, trains_on_cpu(devices))
     return _train_runs(config, sets, runs, steps, out, jobs, devices, say)
 
 
