@@ -132,6 +132,39 @@ def test_a_resume_sets_aside_a_best_pt_kept_at_a_step_it_trains_again(recipe_dat
     assert (run_dir / "best-discarded-00000003-1.pt").is_file() and not (run_dir / BEST_NAME).exists()
 
 
+def test_a_resume_that_keeps_no_best_still_sets_aside_a_best_pt_of_the_steps_it_trains_again(recipe_data, tmp_path,
+                                                                                             monkeypatch, capsys):
+    # With train.keep_best off on the resume, step 3's best.pt stayed, and `gan sample --best` took it.
+    run_dir = tmp_path / "run"
+    common = ("log.eval_every=1", "train.checkpoint_every=2", "train.steps=4")
+    scripted_psnr(monkeypatch, [20.0, 21.0, 30.0, 22.0])
+    train(tiny_recipe_config("pix2pix", recipe_data, "train.keep_best=val/psnr", *common), run_dir, CPU)
+    (run_dir / "checkpoint-00000004.pt").unlink()
+    scripted_psnr(monkeypatch, [23.0, 24.0])
+    train(tiny_recipe_config("pix2pix", recipe_data, "train.keep_best=", *common), run_dir, CPU, resume=True)
+    assert "best.pt (of step 3) came from steps this resume from step 2 trains again: set aside as " \
+           "best-discarded-00000003.pt; this run keeps no best.pt" in capsys.readouterr().err
+    assert not (run_dir / BEST_NAME).exists() and load_checkpoint(run_dir / "best-discarded-00000003.pt")["step"] == 3
+
+
+def test_a_resume_that_keeps_best_by_another_metric_sets_the_old_best_pt_aside(recipe_data, tmp_path, monkeypatch,
+                                                                                capsys):
+    # The next evaluation by val/ssim replaced the best.pt kept by val/psnr without a word.
+    run_dir = tmp_path / "run"
+    common = ("log.eval_every=1", "train.checkpoint_every=2")
+    scripted_psnr(monkeypatch, [20.0, 25.0])
+    train(tiny_recipe_config("pix2pix", recipe_data, "train.keep_best=val/psnr", "train.steps=2", *common), run_dir,
+          CPU)
+    scripted_psnr(monkeypatch, [26.0, 27.0])
+    train(tiny_recipe_config("pix2pix", recipe_data, "train.keep_best=val/ssim", "train.steps=4", *common), run_dir,
+          CPU, resume=True)
+    assert "best.pt was kept by val/psnr (25 at step 2): set aside as best-by-val-psnr-00000002.pt, as this run now " \
+           "keeps best.pt by val/ssim" in capsys.readouterr().err
+    assert json.loads((run_dir / "best-by-val-psnr-00000002.json").read_text())["value"] == 25.0
+    assert load_checkpoint(run_dir / "best-by-val-psnr-00000002.pt")["best"]["metric"] == "val/psnr"
+    assert json.loads((run_dir / BEST_RECORD).read_text())["metric"] == "val/ssim"
+
+
 def test_a_resume_drops_the_metrics_rows_of_the_steps_it_trains_again(tmp_path):
     settings = ("metrics.every=2", "metrics.num_samples=16", "metrics.names=['swd']", "train.checkpoint_every=2",
                 f"metrics.cache_dir='{tmp_path / 'cache'}'", "train.steps=4")

@@ -272,6 +272,7 @@ class BestCheckpoint:
         self.specs = specs  # this run's network specs: a best.pt of other networks is not its best
         self.value: float | None = None
         self.step: int | None = None  # where the best so far was kept
+        self.other: tuple[str, float, int | None] | None = None  # (metric, value, step) of a best by another metric
         record, malformed = run_dir / BEST_RECORD, None
         if record.is_file():
             try:
@@ -281,12 +282,14 @@ class BestCheckpoint:
             value = saved.get("value") if isinstance(saved, dict) else None
             usable = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
             malformed = None if usable else str(value if saved else 'unreadable')[:40]
-            if usable and saved.get("metric") == metric:
-                self.value = float(value)
+            if usable:
                 step = saved.get("step")
                 if not isinstance(step, int) or isinstance(step, bool):  # a record written before it had one
                     step = stored_step(run_dir / BEST_NAME) if (run_dir / BEST_NAME).is_file() else None
-                self.step = step
+                if saved.get("metric") == metric:
+                    self.value, self.step = float(value), step
+                elif (run_dir / BEST_NAME).is_file():
+                    self.other = (str(saved.get("metric")), float(value), step)
         self._agree_with_best_pt()
         if malformed is not None and self.value is None:
             # NaN, text, a torn file: it would never be beaten, freezing best.pt
@@ -299,18 +302,24 @@ class BestCheckpoint:
         was done, for the log, or None when the best so far is from `step` or before."""
         if self.step is None or self.step <= step:
             return None
-        aside = f"best-discarded-{self.step:08d}"
-        taken = 0  # an earlier resume may have set aside a best of the same step: keep both
-        while any((self.run_dir / f"{aside}{suffix}").exists() for suffix in (".pt", ".json")):
-            taken += 1
-            aside = f"best-discarded-{self.step:08d}-{taken}"
-        for name, suffix in ((BEST_NAME, ".pt"), (BEST_RECORD, ".json")):
-            if (self.run_dir / name).exists():
-                os.replace(self.run_dir / name, self.run_dir / f"{aside}{suffix}")
+        aside = set_aside_best(self.run_dir, f"best-discarded-{self.step:08d}")
         message = (f"best.pt ({self.metric} {self.value:.4g} at step {self.step}) came from steps this resume from "
                    f"step {step} trains again: set aside as {aside}.pt; the next evaluation keeps best.pt anew")
         self.value = self.step = None
         return message
+
+    def set_aside_other_metric(self) -> str | None:
+        """A best.pt kept by another metric (train.keep_best changed on a resume) would be replaced
+        by the next evaluation's: it is set aside under its metric's name instead. Returns what was
+        done, for the log, or None when best.pt is this metric's or there is none."""
+        if self.other is None:
+            return None
+        metric, value, step = self.other
+        aside = set_aside_best(self.run_dir, f"best-by-{re.sub(r'[^A-Za-z0-9]+', '-', metric)}"
+                                             + (f"-{step:08d}" if step is not None else ""))
+        self.other = None
+        return (f"best.pt was kept by {metric} ({value:.4g} at step {step}): set aside as {aside}.pt, as this run now "
+                f"keeps best.pt by {self.metric} (train.keep_best)")
 
     def improves(self, value: float) -> bool:
         if not math.isfinite(value):
@@ -356,15 +365,45 @@ class BestCheckpoint:
             self.value = self.step = None
             return
         held = state.get("best") if isinstance(state, dict) else None
-        if not isinstance(held, dict) or held.get("metric") != self.metric:
+        if not isinstance(held, dict):
             return
         value, step = held.get("value"), state.get("step")
         if not (isinstance(value, (int, float)) and math.isfinite(value) and isinstance(step, int)):
             return
+        if held.get("metric") != self.metric:  # kept by another metric, whatever best.json says
+            self.other, self.value, self.step = (str(held.get("metric")), float(value), step), None, None
+            return
+        self.other = None
         if (value, step) != (self.value, self.step):
             warnings.warn(f"'{self.run_dir / BEST_RECORD}' disagrees with {BEST_NAME}, which holds {self.metric} "
                           f"{value:.4g} of step {step}: best.pt's own record is used", stacklevel=3)
             self.value, self.step = float(value), step
+
+
+def set_aside_best(run_dir: Path, name: str) -> str:
+    """Rename best.pt and best.json to `name`.pt and .json (with -1, -2, ... where an earlier resume
+    set aside one of that name: both are kept); returns the name used."""
+    aside, taken = name, 0
+    while any((run_dir / f"{aside}{suffix}").exists() for suffix in (".pt", ".json")):
+        taken += 1
+        aside = f"{name}-{taken}"
+    for kept, suffix in ((BEST_NAME, ".pt"), (BEST_RECORD, ".json")):
+        if (run_dir / kept).exists():
+            os.replace(run_dir / kept, run_dir / f"{aside}{suffix}")
+    return aside
+
+
+def discard_untracked_best_after(run_dir: Path, step: int) -> str | None:
+    """For a resume from `step` that keeps no best.pt (train.keep_best off, or its metric not
+    computed): a best.pt of a later step came from the steps it trains again, and `--best` would
+    still take it; it is set aside as BestCheckpoint.discard_after does. Returns what was done."""
+    path = run_dir / BEST_NAME
+    kept_at = stored_step(path) if path.is_file() else None
+    if kept_at is None or kept_at <= step:
+        return None
+    aside = set_aside_best(run_dir, f"best-discarded-{kept_at:08d}")
+    return (f"best.pt (of step {kept_at}) came from steps this resume from step {step} trains again: set aside as "
+            f"{aside}.pt; this run keeps no best.pt")
 
 
 def prune_checkpoints(run_dir: Path, keep: int, written: Path) -> None:

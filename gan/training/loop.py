@@ -41,6 +41,7 @@ from gan.core.checkpoint import (
     BEST_NAME,
     BestCheckpoint,
     checkpoint_path,
+    discard_untracked_best_after,
     list_checkpoints,
     prune_checkpoints,
     save_checkpoint,
@@ -595,9 +596,10 @@ def _start_logging(run: _Run, resume: bool, progress_stream: Any) -> None:
     if resume and run.main:  # TensorBoard purges the steps to train again; so do the run's other records
         _drop_metrics_after(run.run_dir / METRICS_RECORD, run.start_step, run.say)
         _set_aside_records_after(run.run_dir, run.start_step, run.say)
-        discarded = run.best.discard_after(run.start_step) if run.best else None
-        if discarded:
-            run.say(discarded)
+        said = ([run.best.set_aside_other_metric(), run.best.discard_after(run.start_step)] if run.best
+                else [discard_untracked_best_after(run.run_dir, run.start_step)])
+        for message in filter(None, said):
+            run.say(message)
     run.watch = MetricWatch(run.device, train_config.divergence_bound)
     if run.health and run.unconditional:  # the collapse checks' real images: the same after a resume
         run.real_images = first_samples(run.dataset, config.log.num_samples, train_config.seed)["image"]
