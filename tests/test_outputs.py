@@ -407,3 +407,14 @@ def test_separate_over_a_larger_earlier_set_is_refused_not_mixed(demo_run, tmp_p
                                "00003.png): the folder would mix two sets")
     assert contents(folder) == before
     assert invoke("sample", demo_run, "--n", "5", "--seed", "7", "--separate", folder, "--overwrite").exit_code == 0
+
+
+def test_the_run_file_names_spelled_without_torch_agree_with_those_training_writes(tmp_path):
+    import fnmatch
+
+    from gan.core.checkpoint import BEST_NAME, BEST_RECORD, METRICS_RECORD, checkpoint_path
+    from gan.inference.outputs import RUN_RECORD_NAMES, TRAINING_STATE_NAMES
+
+    for name in (BEST_NAME, BEST_RECORD, checkpoint_path(tmp_path, 7).name):
+        assert any(fnmatch.fnmatch(name, pattern) for pattern in TRAINING_STATE_NAMES), name
+    assert METRICS_RECORD in RUN_RECORD_NAMES

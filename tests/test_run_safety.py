@@ -194,6 +194,19 @@ def test_a_file_named_samples_in_the_run_directory_stops_the_run_before_step_1(t
     assert (tmp_path / "run" / "samples").read_text() == "notes"
 
 
+def test_a_folder_named_like_a_run_record_stops_the_run_before_step_1(tmp_path):
+    # it trained until its first evaluation, then failed with IsADirectoryError
+    (tmp_path / "run" / "metrics.jsonl").mkdir(parents=True)
+    (tmp_path / "run" / "best.json").mkdir()
+    with pytest.raises(ConfigError) as error:
+        train(tiny_config("metrics.every=2", "metrics.num_samples=16", 'metrics.names=["swd"]',
+                          "train.keep_best=swd/mean"), tmp_path / "run", CPU)
+    message = str(error.value)
+    assert "metrics.jsonl: '" in message and "is a folder where the run keeps its metrics' rows in a file" in message
+    assert "best.json: '" in message and "its best checkpoint's record" in message
+    assert not list_checkpoints(tmp_path / "run")
+
+
 def test_a_validation_folder_whose_images_are_all_truncated_stops_the_run_before_step_1(tmp_path):
     # Truncated files pass the folder scan: the run trained until its first preview, then stopped.
     data = write_recipe_data(tmp_path)

@@ -29,6 +29,7 @@ FORMAT = "gan.checkpoint/1"
 EXPORT_FORMAT = "gan.export/1"
 EXPORT_SUFFIXES = (".safetensors", ".onnx")
 BEST_NAME, BEST_RECORD = "best.pt", "best.json"
+METRICS_RECORD = "metrics.jsonl"  # a run's generative evaluations, one JSON row each
 _NAME = re.compile(r"^checkpoint-(\d+)\.pt$")
 
 

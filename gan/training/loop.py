@@ -39,6 +39,7 @@ from torch.utils.data import Dataset
 
 from gan.core.checkpoint import (
     BEST_NAME,
+    METRICS_RECORD,
     BestCheckpoint,
     checkpoint_path,
     discard_untracked_best_after,
@@ -208,7 +209,6 @@ def create_run_dir(out: Path, name: str) -> Path:
 
 # What a run writes into its directory before its first checkpoint (and gan eval beside it):
 # a folder holding only these is a start that died, safe to set aside.
-METRICS_RECORD = "metrics.jsonl"  # one JSON row per generative evaluation
 RUN_FILE_PATTERNS = (LOCK_NAME, "config.toml", METRICS_RECORD, "best.json", "events.out.tfevents.*", "samples",
                      "metrics-*.json", "eval-*.csv", "eval-*.json")
 # What only a start of gan train leaves (the lock is taken first, the event file follows): without

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from gan.core.checkpoint import BEST_RECORD, METRICS_RECORD
 from gan.core.config import Config
 from gan.core.files import temp_name
 from gan.core.memory import available_memory, format_bytes
@@ -70,6 +71,10 @@ def run_problems(config: Config, run_dir: Path, load_previews: Callable[[], obje
         check("metrics.inception_weights", lambda: resolve_weights_path(metrics.inception_weights))
     check("the run directory", lambda: _require_writable(run_dir, "the run directory"))
     check("samples/", lambda: _require_folder_or_nothing(run_dir / "samples", "its preview grids"))
+    if metrics.every:
+        check(METRICS_RECORD, lambda: _require_file_or_nothing(run_dir / METRICS_RECORD, "its metrics' rows"))
+    if config.train.keep_best:
+        check(BEST_RECORD, lambda: _require_file_or_nothing(run_dir / BEST_RECORD, "its best checkpoint's record"))
     if data.cache != "off":
         cache = Path(data.cache_dir) if data.cache_dir else user_cache_dir("decoded")
         prebuilt = isinstance(dataset, ImageFileDataset) and is_built(dataset, data_identity(data), cache)
@@ -107,6 +112,13 @@ def _require_folder_or_nothing(folder: Path, holding: str) -> None:
     if os.path.lexists(folder) and not folder.is_dir():
         raise NotADirectoryError(f"'{folder}' is a file where the run keeps {holding} in a folder: move it out of "
                                  "the run directory")
+
+
+def _require_file_or_nothing(path: Path, holding: str) -> None:
+    """A folder where the run writes a file fails at its first write, long after step 1."""
+    if path.is_dir():
+        raise IsADirectoryError(f"'{path}' is a folder where the run keeps {holding} in a file: move it out of the "
+                                "run directory")
 
 
 def _require_writable(folder: Path, what: str) -> None:
