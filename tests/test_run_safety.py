@@ -290,6 +290,42 @@ def test_failing_generative_metrics_cost_no_progress_either(tmp_path, monkeypatc
     assert load_checkpoint(resolve_checkpoint(tmp_path / "run"))["step"] == 4
 
 
+def metric_rows(run_dir: Path) -> list[tuple[int, float]]:
+    return [(row["step"], row["swd/mean"]) for row in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())]
+
+
+@pytest.mark.parametrize("failing_step", [4, 6])
+def test_the_resume_finishes_the_side_tasks_of_the_step_that_failed_as_an_uninterrupted_run(tmp_path, monkeypatch,
+                                                                                              failing_step, capsys):
+    # The step's metrics row, its scalars and its chance at best.pt were never made: a gap for good,
+    # and at the last step "nothing to do" on the resume.
+    metrics = ("train.steps=6", "train.checkpoint_every=100", "metrics.every=2", "metrics.names=[\"swd\"]",
+               "metrics.num_samples=16", f"metrics.cache_dir={tmp_path / 'cache'}", "train.keep_best=swd/mean")
+    whole = train(tiny_config(*metrics), tmp_path / "whole", CPU)
+    fail_on_call(monkeypatch, "_log_generative_metrics", failing_step // 2)
+    with pytest.raises(SideTaskError, match=f"generative metrics failed at step {failing_step}"):
+        train(tiny_config(*metrics), tmp_path / "run", CPU)
+    fail_on_call(monkeypatch, "_log_generative_metrics", 1)  # (still broken: the record stays for the next resume)
+    with pytest.raises(SideTaskError, match=f"generative metrics failed at step {failing_step}"):
+        train(tiny_config(*metrics), tmp_path / "run", CPU, resume=True)
+    monkeypatch.undo()
+    capsys.readouterr()
+    resumed = train(tiny_config(*metrics), tmp_path / "run", CPU, resume=True)
+    assert f"step {failing_step}: the side tasks left undone when the run stopped (generative metrics on) are done" \
+        in capsys.readouterr().err
+    assert resumed.step == 6 and metric_rows(tmp_path / "run") == metric_rows(whole.run_dir)
+    assert [row[0] for row in metric_rows(whole.run_dir)] == [2, 4, 6]
+    assert (json.loads((tmp_path / "run" / "best.json").read_text())
+            == json.loads((whole.run_dir / "best.json").read_text()))
+    final, expected = load_checkpoint(resumed.checkpoint), load_checkpoint(whole.checkpoint)
+    assert "side_tasks_due" not in final
+    for name, weights in expected["networks"]["generator"].items():
+        assert torch.equal(final["networks"]["generator"][name], weights), name
+    capsys.readouterr()
+    train(tiny_config(*metrics), tmp_path / "run", CPU, resume=True)  # and once done, they are not done again
+    assert "nothing to do" in capsys.readouterr().err and metric_rows(tmp_path / "run") == metric_rows(whole.run_dir)
+
+
 def test_a_side_task_failure_before_any_checkpoint_does_not_advise_a_resume(tmp_path):
     error = SideTaskError("previews", 1, RuntimeError("broke"), None, tmp_path / "run",
                           save_error=OSError(28, "No space left on device"))

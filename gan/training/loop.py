@@ -134,7 +134,9 @@ class SideTaskError(RuntimeError):
         if save_error is None and checkpoint is None:  # at step 0: nothing trained, nothing to keep
             kept = f"training stopped at step {step}, before any checkpoint, with nothing trained to keep"
         elif save_error is None:
-            kept = f"training stopped with a checkpoint of step {step} ('{checkpoint}'), so nothing is lost"
+            kept = f"training stopped with a checkpoint of step {step} ('{checkpoint}'), so nothing is lost" + (
+                f" (the resume first does the {task} of step {step}, and what follows it)" if task in OUTPUT_TASKS
+                else "")
         elif checkpoint is not None:
             kept = f"no checkpoint could be written ({save_error}); '{checkpoint}' is kept"
         else:
@@ -407,6 +409,7 @@ class _Run:
     last_checkpoint: Path | None = None
     real_images: torch.Tensor | None = None  # the stream's first real images, for the collapse checks
     config_found: bytes | None = None  # a resume's config.toml as it was, put back when no step trains
+    side_tasks_due: dict | None = None  # the side tasks of the checkpoint's step that failed, to finish first
     # What `_start_logging` adds, once there is something to train:
     writer: Any = None
     data: Iterator | None = None
@@ -438,7 +441,7 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
     run = _set_up(config, run_dir, device, group, resume)
     if resume:
         _restore(run, on_resume)
-    if run.step >= config.train.steps:  # (and its config.toml stays as it was, unless gone or cut short)
+    if run.step >= config.train.steps and not run.side_tasks_due:  # (config.toml stays, unless gone or cut short)
         if run.main and _lacks_settings(run_dir / "config.toml", config):
             write_text_atomically(run_dir / "config.toml", dump_config(config))
         run.say(f"nothing to do: the run is at step {run.step} and train.steps is {config.train.steps}")
@@ -446,6 +449,8 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
     failed_before_a_step = False
     try:
         _start_logging(run, resume, progress_stream)  # (it reads the first images: --strict may fail there)
+        if run.side_tasks_due:
+            _finish_side_tasks(run, run.side_tasks_due)
         with StopRequest(announce=run.main) as stop:
             stopping = False  # agreed by all processes: they stop at the same step
             while run.step < config.train.steps and not stopping:
@@ -478,9 +483,10 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
             if opened is not None:
                 opened.close()
         run.data = None  # shuts loader workers down
+        trained_no_step = failed_before_a_step or run.step == run.start_step  # (finishing side tasks alone, say)
         if failed_before_a_step and not resume:
             _discard_start(run_dir)
-        elif failed_before_a_step and run.config_found is not None:  # its settings trained no step: not the run's
+        elif trained_no_step and run.config_found is not None:  # its settings trained no step: not the run's
             found = run.config_found
             try:
                 write_atomically(run_dir / "config.toml", lambda temp: temp.write_bytes(found))
@@ -563,6 +569,7 @@ def _restore(run: _Run, on_resume: ResumeReport | None) -> None:
     restore_training_state(recipe, state, run.config, run.last_checkpoint)  # (under the config's rates and betas)
     run.start_step = run.step = run.saved_step = state["step"]
     run.samples_seen = state["samples_seen"]
+    run.side_tasks_due = _side_tasks_due(state)
     trained_on, now = state.get("data"), run.data_record
     if isinstance(trained_on, dict) and trained_on != now and run.main:
         warnings.warn(f"the training data differ from those '{run.last_checkpoint}' trained on ({trained_on.get('images')} "
@@ -660,48 +667,92 @@ def _stop_agreed(run: _Run, stop: StopRequest) -> bool:
 def _periodic_work(run: _Run, last: bool, stopping: bool = False) -> float | None:
     """The side tasks due at this step: scalars and the health watch, previews, validation,
     generative metrics and best.pt. A failure in any stops the run with SideTaskError, after a
-    checkpoint of this step. Returns when the writing began (None on processes other than rank 0).
-    A step that stops the run early (`stopping`) logs its last, shorter window of scalars, so that
-    the curves reach the checkpoint; the slower side tasks keep their schedule."""
-    step, log_config, recipe, writer = run.step, run.config.log, run.recipe, run.writer
-    task = "logging"  # what a failure below was doing
+    checkpoint of this step that records the tasks left undone, for the resume to finish first.
+    Returns when the writing began (None on processes other than rank 0). A step that stops the
+    run early (`stopping`) logs its last, shorter window of scalars, so that the curves reach the
+    checkpoint; the slower side tasks keep their schedule."""
+    step, log_config = run.step, run.config.log
+    due = {"previews": step % log_config.image_every == 0 or last,
+           "validation": bool(log_config.eval_every) and (step % log_config.eval_every == 0 or last),
+           "generative metrics": run.evaluator is not None and (step % run.config.metrics.every == 0 or last)}
     try:
         regular = step % log_config.every == 0 or last or stopping or step == 1
         if regular or step == run.start_step + 1:  # (and a resume's first step shows it is under way)
             _log_window(run, closes_window=regular)
-        io_start = time.perf_counter()
-        if not run.main:
-            return None
-        previews = step % log_config.image_every == 0 or last
-        validation = log_config.eval_every and (step % log_config.eval_every == 0 or last)
-        scoring = run.evaluator and (step % run.config.metrics.every == 0 or last)
-        with uncompiled():  # other batch sizes, eval mode, no_grad: never the training graphs
-            task = "previews"
-            if previews or scoring:
-                _prepare_outputs(recipe, step)
-            if previews:
-                grids = _write_previews(recipe, writer, run.run_dir, step)
-                if run.health and run.unconditional and "generator" in grids and run.real_images is not None:
-                    for name, value in run.health.samples(step, grids["generator"], run.real_images).items():
-                        writer.add_scalar(name, value, step)
-            task = "validation"
-            scores = _log_validation(recipe, writer, step) if validation else {}
-            task = "generative metrics"
-            if scoring:
-                scores.update(_log_generative_metrics(run.evaluator, recipe, writer, run.run_dir, step))
-            task = "the best checkpoint"
-            best = run.best
-            if best and validation and best.metric.startswith("val/") and best.metric not in scores:
-                run.best = None  # said once: this recipe's validation never gives the metric
-                warnings.warn(f"train.keep_best = '{best.metric}': no best.pt is kept: this run's validation gives "
-                              f"{', '.join(sorted(scores)) or 'no scores'}", stacklevel=2)
-            elif best and best.metric in scores and best.improves(scores[best.metric]):
-                _save_best(best, recipe, run.config, step, run.samples_seen, scores[best.metric])
-        return io_start
     except NonFiniteLossError:
         raise
     except Exception as error:  # noqa: BLE001 - a side task must not cost the steps trained
-        raise _side_task_failed(run, task, error) from error
+        raise _side_task_failed(run, "logging", error, {"step": step, "due": due, "from": OUTPUT_TASKS[0]}) from error
+    io_start = time.perf_counter()
+    if not run.main:
+        return None
+    _step_outputs(run, due, OUTPUT_TASKS[0])
+    return io_start
+
+
+# The side tasks that write a step's outputs, in the order they run (each may use the scores before it).
+OUTPUT_TASKS = ("previews", "validation", "generative metrics", "the best checkpoint")
+
+
+def _step_outputs(run: _Run, due: dict[str, bool], start: str, scores: dict[str, float] | None = None) -> None:
+    """Rank 0's side tasks of this step that are `due`, from task `start` on (`scores`: those the
+    tasks before it gave). A failure stops the run with SideTaskError, recording the tasks left."""
+    step, recipe, writer = run.step, run.recipe, run.writer
+    scores = dict(scores or {})
+    task = start
+    try:
+        with uncompiled():  # other batch sizes, eval mode, no_grad: never the training graphs
+            for task in OUTPUT_TASKS[OUTPUT_TASKS.index(start):]:
+                if task == "previews" and (due["previews"] or due["generative metrics"]):
+                    _prepare_outputs(recipe, step)
+                if task == "previews" and due["previews"]:
+                    grids = _write_previews(recipe, writer, run.run_dir, step)
+                    if run.health and run.unconditional and "generator" in grids and run.real_images is not None:
+                        for name, value in run.health.samples(step, grids["generator"], run.real_images).items():
+                            writer.add_scalar(name, value, step)
+                elif task == "validation" and due["validation"]:
+                    scores.update(_log_validation(recipe, writer, step))
+                elif task == "generative metrics" and due["generative metrics"]:
+                    _prepare_outputs(recipe, step)
+                    scores.update(_log_generative_metrics(run.evaluator, recipe, writer, run.run_dir, step))
+                elif task == "the best checkpoint":
+                    _keep_best(run, due["validation"], scores)
+    except NonFiniteLossError:
+        raise
+    except Exception as error:  # noqa: BLE001 - a side task must not cost the steps trained
+        raise _side_task_failed(run, task, error, {"step": step, "due": due, "from": task, "scores": scores}) from error
+
+
+def _keep_best(run: _Run, validated: bool, scores: dict[str, float]) -> None:
+    """best.pt, when this step's scores improve on the metric it follows."""
+    best = run.best
+    if best and validated and best.metric.startswith("val/") and best.metric not in scores:
+        run.best = None  # said once: this recipe's validation never gives the metric
+        warnings.warn(f"train.keep_best = '{best.metric}': no best.pt is kept: this run's validation gives "
+                      f"{', '.join(sorted(scores)) or 'no scores'}", stacklevel=3)
+    elif best and best.metric in scores and best.improves(scores[best.metric]):
+        _save_best(best, run.recipe, run.config, run.step, run.samples_seen, scores[best.metric])
+
+
+def _side_tasks_due(state: dict) -> dict | None:
+    """The side tasks a checkpoint records as left undone at its step (a resume finishes them
+    first), or None; a malformed record is none, as a checkpoint of an earlier version has none."""
+    due = state.get("side_tasks_due")
+    valid = (isinstance(due, dict) and due.get("step") == state["step"] and due.get("from") in OUTPUT_TASKS
+             and isinstance(due.get("due"), dict) and set(due["due"]) == set(OUTPUT_TASKS[:3])
+             and isinstance(due.get("scores", {}), dict))
+    return due if valid else None
+
+
+def _finish_side_tasks(run: _Run, due: dict) -> None:
+    """A resume first does the side tasks its checkpoint's step left undone (a full disk at the
+    metrics, say), as that step would have, then writes the checkpoint again without the record."""
+    if run.main:
+        _step_outputs(run, {task: bool(value) for task, value in due["due"].items()}, due["from"],
+                      {str(name): float(value) for name, value in due.get("scores", {}).items()})
+        run.last_checkpoint = _save(run, run.step, final=True)
+        run.say(f"step {run.step}: the side tasks left undone when the run stopped ({due['from']} on) are done")
+    run.side_tasks_due = None
 
 
 def _log_window(run: _Run, closes_window: bool = True) -> None:
@@ -734,9 +785,10 @@ def _log_window(run: _Run, closes_window: bool = True) -> None:
     run.progress.update(step, means, images_per_second)
 
 
-def _save(run: _Run, at_step: int, final: bool) -> Path | None:
-    """Write a checkpoint. A failed write (disk full, say) mid-run is reported and training goes
-    on in memory, to retry at the next checkpoint; only a failed final write stops."""
+def _save(run: _Run, at_step: int, final: bool, side_tasks_due: dict | None = None) -> Path | None:
+    """Write a checkpoint (with the side tasks of its step left undone, when a side task failed).
+    A failed write (disk full, say) mid-run is reported and training goes on in memory, to retry at
+    the next checkpoint; only a failed final write stops."""
     train_config = run.config.train
     _raise_if_non_finite(run.watch, run.last_checkpoint)  # never save a diverged state
     _raise_if_weights_diverged(run.recipe, at_step, train_config.divergence_bound, run.last_checkpoint)
@@ -747,6 +799,8 @@ def _save(run: _Run, at_step: int, final: bool) -> Path | None:
         if run.health:  # optional in a checkpoint: those written before it had none resume too
             state["health"] = run.health.state_dict()
         state["data"] = run.data_record  # (optional too)
+        if side_tasks_due is not None:  # (optional too)
+            state["side_tasks_due"] = side_tasks_due
         save_checkpoint(state, path)
     except WriteError as error:
         if final:
@@ -779,15 +833,16 @@ def _finish(run: _Run, interrupted_by: str | None) -> TrainResult:
     return TrainResult(run.run_dir, run.step, run.last_checkpoint, interrupted_by)
 
 
-def _side_task_failed(run: _Run, task: str, error: Exception) -> SideTaskError:
+def _side_task_failed(run: _Run, task: str, error: Exception, undone: dict | None = None) -> SideTaskError:
     """The error to stop with when side task `task` failed at this step, after a checkpoint of the
-    step (rank 0 only: the other processes write nothing)."""
+    step (rank 0 only: the other processes write nothing) that records the side tasks `undone`,
+    which the resume finishes first."""
     if not run.main:
         return SideTaskError(task, run.step, error, None, run.run_dir, main=False)
-    if run.saved_step == run.step:
+    if run.saved_step == run.step:  # (written before: a resume finishing its side tasks, which it records)
         return SideTaskError(task, run.step, error, run.last_checkpoint, run.run_dir)
     try:
-        return SideTaskError(task, run.step, error, _save(run, run.step, True), run.run_dir)
+        return SideTaskError(task, run.step, error, _save(run, run.step, True, undone), run.run_dir)
     except Exception as save_error:  # noqa: BLE001 - (the side task may have broken what saving needs too)
         return SideTaskError(task, run.step, error, run.last_checkpoint, run.run_dir, save_error)
 
