@@ -317,6 +317,11 @@ def test_translate_and_eval_refuse_an_image_to_image_generator_with_nan_weights(
     (lambda state: state.pop("specs"), 'no "specs" entry'),
     (lambda state: state["specs"]["generator"]["kwargs"].update(latent_dim="100"),
      "specs.generator.kwargs.latent_dim: expected int, got '100'"),
+    # a traceback (TypeError, AttributeError) for these two
+    (lambda state: state["specs"]["generator"]["kwargs"].pop("resolution"),
+     "specs.generator: generator 'dcgan' needs 'resolution', which it lacks"),
+    (lambda state: state["specs"]["generator"].update(kwargs=[]), "specs.generator: its kwargs are list [], not a "
+                                                                  "table of arguments"),
     (lambda state: state.update(step="ten"), '"step" entry is \'ten\''),
     (lambda state: state["config"].pop("data"), "config.data.dataset"),
     (lambda state: state["config"].update(recipe="stylegan"), "recipe 'stylegan' is not one gan has (known: cyclegan"),
@@ -347,6 +352,8 @@ def test_a_checkpoint_of_another_gan_version_is_named_as_such_not_as_a_foreign_f
     (lambda metadata: metadata["specs"]["generator"]["kwargs"].update(channels="eight"),
      "specs.generator.kwargs.channels: expected int, got 'eight'"),
     (lambda metadata: metadata.pop("network"), 'no "network" entry'),
+    (lambda metadata: metadata["specs"]["generator"]["kwargs"].pop("resolution"), "needs 'resolution', which it lacks"),
+    (lambda metadata: metadata["specs"]["generator"].update(kwargs=[]), "its kwargs are list [], not a table"),
     (lambda metadata: metadata.update(format="gan.export/2"),  # used to read "has no gan export metadata"
      "was written by another version of gan (format 'gan.export/2'; this one reads gan.export/1)"),
 ])

@@ -55,7 +55,8 @@ def _check_agreement(state: dict[str, Any], config: dict[str, Any], path: Path) 
     (scoring generated images against reals read at another size, say)."""
     resolution = config["data"]["resolution"]
     for name, spec in state["specs"].items():
-        made = spec.get("kwargs", {}).get("resolution") if isinstance(spec, dict) else None
+        kwargs = spec.get("kwargs") if isinstance(spec, dict) else None
+        made = kwargs.get("resolution") if isinstance(kwargs, dict) else None  # (a malformed spec: checked_spec's)
         if isinstance(made, int) and made != resolution:
             raise damaged(path, f"its {name} spec makes {made} px images, but its config's data.resolution is "
                                 f"{resolution}")

@@ -133,6 +133,10 @@ class NetworkSpec:
         if unknown:
             raise ValueError(f"{self.role} '{self.name}' takes no argument {', '.join(map(repr, unknown))}; "
                              f"it takes {', '.join(parameters)}")
+        missing = [arg for arg, parameter in parameters.items()
+                   if parameter.default is inspect.Parameter.empty and arg not in self.kwargs]
+        if missing:
+            raise ValueError(f"{self.role} '{self.name}' needs {', '.join(map(repr, missing))}, which it lacks")
         for arg, value in self.kwargs.items():
             _check_size(arg, value, f"{self.role} '{self.name}': {arg}")
         if self.role == "feature_extractor":  # fixed architectures that read weight files when built
@@ -168,9 +172,11 @@ class NetworkSpec:
     def from_dict(cls, data: dict[str, Any]) -> "NetworkSpec":
         """A spec read from a file; ValueError when it is not one."""
         try:
-            role, name, kwargs = data["role"], data["name"], dict(data["kwargs"])
-        except (KeyError, TypeError, ValueError):
+            role, name, kwargs = data["role"], data["name"], data["kwargs"]
+        except (KeyError, TypeError):
             raise ValueError(f"not a network spec (role, name, kwargs): {str(data)[:200]}") from None
+        if not isinstance(kwargs, dict):
+            raise ValueError(f"its kwargs are {type(kwargs).__name__} {str(kwargs)[:80]}, not a table of arguments")
         if role not in ROLES:
             raise ValueError(f"unknown network role '{role}'; known: {', '.join(ROLES)}")
         return cls(role, name, kwargs)
