@@ -289,6 +289,25 @@ def test_sample_grid_too_large_to_open_is_refused_with_its_size(tiny_demo_run, t
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_stopped_sample_removes_the_part_of_the_set_it_wrote_and_counts_with_a_progress_line(tiny_demo_run,
+                                                                                                 tmp_path, monkeypatch):
+    # Ctrl-C left hundreds of a --separate set's PNGs, which FID would later score as a whole set.
+    from gan.core import images
+
+    save_image, calls = images.save_image, {"n": 0}
+
+    def stopped_at_the_100th(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 100:
+            raise KeyboardInterrupt
+        return save_image(*args, **kwargs)
+
+    monkeypatch.setattr(images, "save_image", stopped_at_the_100th)
+    result = invoke("sample", tiny_demo_run, "--n", "130", "--separate", tmp_path / "new" / "each")
+    assert result.exit_code == 130 and "removed the 99 file(s) it had written" in result.output, result.output
+    assert "image 64/130 (49%)" in result.output and not (tmp_path / "new").exists()
+
+
 def test_sample_in_chunks_gives_the_images_of_one_batch(tiny_demo_run, tmp_path):
     from gan.core.images import signed_to_pil
     from gan.inference.generators import load_generator

@@ -76,6 +76,13 @@ def missing_folders(folders: list[Path]) -> list[Path]:
     return sorted(missing, key=lambda folder: len(folder.parts), reverse=True)
 
 
+def remove_written(written: list[Path], created: list[Path]) -> None:
+    """Remove the files a command wrote and the folders it made for them (those left empty)."""
+    for path in written:
+        path.unlink(missing_ok=True)
+    remove_empty_folders(created)
+
+
 def remove_empty_folders(folders: list[Path]) -> None:
     """Remove each of `folders` (deepest first) that is empty: those a failed command created."""
     for folder in folders:
@@ -110,23 +117,34 @@ def image_batches(generator: torch.nn.Module, latents: torch.Tensor) -> Iterator
 
 
 def write_samples(batches: Iterator[torch.Tensor], out: Path | None, separate: Path | None, num_columns: int | None,
-                  written: list[Path]) -> None:
+                  written: list[Path], total: int) -> None:
     """Write each batch's images into `separate` as they come, then the grid of all to `out`;
-    appends every file written to `written`, so that a failure can remove them."""
+    appends every file written to `written`, so that a failure can remove them. A progress line
+    counts the `total` images when there is more than one batch of them (in a log, every 10 s)."""
     import torch
 
     from gan.core.images import save_image, save_image_grid, signed_to_pil
+    from gan.core.progress import Progress
 
-    grid_images, index = [], 0
-    for batch in batches:
-        if separate is not None:
-            for image in batch:
-                written.append(save_image(signed_to_pil(image), separate_path(separate, index)))
-                index += 1
+    grid_images, done = [], 0
+    progress = Progress(total, unit="image", log_interval=10.0) if total > BATCH else None
+    try:
+        for batch in batches:
+            if separate is not None:
+                for image in batch:
+                    written.append(save_image(signed_to_pil(image), separate_path(separate, done)))
+                    done += 1
+            else:
+                done += len(batch)
+            if out is not None:
+                grid_images.append(batch)  # bounded: check_grid_fits has passed
+            if progress:
+                progress.update(done)
         if out is not None:
-            grid_images.append(batch)  # bounded: check_grid_fits has passed
-    if out is not None:
-        written.append(save_image_grid(torch.cat(grid_images), out, num_columns=num_columns))
+            written.append(save_image_grid(torch.cat(grid_images), out, num_columns=num_columns))
+    finally:
+        if progress:
+            progress.close()
 
 
 @click.command()
@@ -206,12 +224,14 @@ def sample(source: Path, count: int, out: Path | None, separate: Path | None, se
     written: list[Path] = []
     created = missing_folders([path.parent for path in planned_outputs(out, separate, 1)])
     try:
-        write_samples(itertools.chain([first], batches), out, separate, steps or None, written)
+        write_samples(itertools.chain([first], batches), out, separate, steps or None, written, total)
     except (WriteError, NonFiniteOutput) as error:
-        for written_path in written:  # a failed command leaves none of its files, nor the folders it made
-            written_path.unlink(missing_ok=True)
-        remove_empty_folders(created)
+        remove_written(written, created)  # a failed command leaves none of its files, nor the folders it made
         fail(f"'{path}': {error}" if isinstance(error, NonFiniteOutput) else error)
+    except KeyboardInterrupt:  # so does a stopped one: part of a set would pass for a whole one (FID's, say)
+        remove_written(written, created)
+        click.echo(f"removed the {len(written)} file(s) it had written", err=True)
+        raise
     if out is not None:
         click.echo(f"wrote {out} ({total} images)")
     if separate is not None:
