@@ -215,6 +215,9 @@ def test_export_format_follows_the_extension(tiny_demo_run, tmp_path):
     (["--format", "pt", "--out", "g.safetensors"], ["--format pt", "'.safetensors'"]),
     (["--format", "safetensors", "--out", "g.pt"], ["--format safetensors", "'.pt'"]),
     (["--out", "g.bin"], ["'.bin'", ".safetensors", ".pt"]),
+    (["--format", "pt", "--out", "g.onnx"], ["(an ONNX file): name it .pt or .pth"]),  # was "(a onnx file)"
+    (["--out", ".safetensors"], ["from its name, which has no extension", "'.safetensors' alone is a hidden file's "
+                                                                         "name"]),  # was "extension ''"
 ])
 def test_export_refuses_an_extension_its_format_contradicts(tiny_demo_run, tmp_path, monkeypatch, args, phrases):
     monkeypatch.chdir(tmp_path)

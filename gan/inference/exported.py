@@ -49,12 +49,16 @@ def export_format_of(out: Path, requested: str | None = None) -> str:
     given, must be the same: a torch file under a safetensors name would not load back."""
     implied = EXPORT_EXTENSIONS.get(out.suffix.lower())
     if implied is None:
-        raise ValueError(f"cannot tell the export format of '{out}' from its extension '{out.suffix}': expected "
-                         ".safetensors, .pt (or .pth) for a torch file, or .onnx")
+        extension = f"its extension '{out.suffix}'" if out.suffix else "its name, which has no extension"
+        hidden = f" ('{out.name}' alone is a hidden file's name: give it a name before the extension)" if (
+            out.name.lower() in EXPORT_EXTENSIONS) else ""
+        raise ValueError(f"cannot tell the export format of '{out}' from {extension}: expected .safetensors, .pt (or "
+                         f".pth) for a torch file, or .onnx{hidden}")
     if requested is not None and requested != implied:
         wanted = " or ".join(suffix for suffix, name in EXPORT_EXTENSIONS.items() if name == requested)
-        raise ValueError(f"--format {requested} does not match the extension '{out.suffix}' of '{out}' (a "
-                         f"{implied} file): name it {wanted}, or leave --format out")
+        kind = {"safetensors": "a safetensors file", "pt": "a torch file", "onnx": "an ONNX file"}[implied]
+        raise ValueError(f"--format {requested} does not match the extension '{out.suffix}' of '{out}' ({kind}): "
+                         f"name it {wanted}, or leave --format out")
     return implied
 
 
