@@ -15,7 +15,8 @@ TensorBoard and warned once in the terminal with the step and what to try:
   on as many real images. It sees what the per-pixel std misses: a few faces repeated, or one
   face in different colours, keep a high per-pixel std;
 - an exploding loss: a window mean `EXPLOSION_FACTOR` times its median over the windows before
-  (and beyond `EXPLOSION_FLOOR` in magnitude), or a gradient norm that does the same.
+  (the last `MAX_HISTORY`; and beyond `EXPLOSION_FLOOR` in magnitude), or a gradient norm that
+  does the same.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ COLLAPSE_FRACTION = 0.2
 EXPLOSION_FACTOR = 10.0
 EXPLOSION_FLOOR = 10.0
 MIN_HISTORY = 5  # windows before a loss can be said to explode
+# Windows a loss's median is taken over: the last ones, so that a long run with log.every = 1 pays
+# neither a median over all of them at every log point nor checkpoints that grow with the run.
+MAX_HISTORY = 1000
 # Distinct samples relative to real images' (docs/results.md, "Partial collapse, seen"): of 64 CelebA
 # faces about 41 count as distinct (64 others: 1.10 of that); a new DCGAN generator 0.8-1.2; previews
 # of healthy DCGAN-64 runs 0.62-1.14 (the lowest early on); five collapses, full or partial (one face
@@ -114,7 +118,8 @@ class HealthWatch:
                 "peak_spread": self.peak_spread, "warned": sorted(self.warned)}
 
     def load_state_dict(self, state: dict) -> None:
-        self.history = {str(name): [float(value) for value in values] for name, values in state["history"].items()}
+        self.history = {str(name): [float(value) for value in values][-MAX_HISTORY:]
+                        for name, values in state["history"].items()}
         self.peak_spread = float(state["peak_spread"])
         self.warned = {str(kind) for kind in state["warned"]}
 
@@ -140,8 +145,9 @@ class HealthWatch:
                 scalars[f"health/growth/{name}"] = growth
                 if growth > EXPLOSION_FACTOR and abs(value) > EXPLOSION_FLOOR:
                     self._warn("explosion", step, f"{name} is exploding: {value:.4g} over the last window, "
-                                                   f"{growth:.0f}x its median so far ({typical:.4g})")
+                                                   f"{growth:.0f}x its median over the windows before ({typical:.4g})")
             past.append(value)
+            del past[:-MAX_HISTORY]
         return scalars
 
     def samples(self, step: int, images: torch.Tensor, data_images: torch.Tensor) -> dict[str, float]:
