@@ -326,6 +326,17 @@ def test_the_resume_finishes_the_side_tasks_of_the_step_that_failed_as_an_uninte
     assert "nothing to do" in capsys.readouterr().err and metric_rows(tmp_path / "run") == metric_rows(whole.run_dir)
 
 
+def test_a_resume_that_switches_the_failed_task_off_as_advised_goes_on_without_it(tmp_path, monkeypatch):
+    metrics = ("train.steps=4", "train.checkpoint_every=100", "metrics.every=2", "metrics.names=[\"swd\"]",
+               "metrics.num_samples=16", f"metrics.cache_dir={tmp_path / 'cache'}")
+    fail_on_call(monkeypatch, "_log_generative_metrics", 1)
+    with pytest.raises(SideTaskError, match=r"generative metrics failed at step 2 .*metrics.every=0"):
+        train(tiny_config(*metrics), tmp_path / "run", CPU)
+    monkeypatch.undo()
+    resumed = train(tiny_config(*metrics, "metrics.every=0"), tmp_path / "run", CPU, resume=True)
+    assert resumed.step == 4 and not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
 def test_a_side_task_failure_before_any_checkpoint_does_not_advise_a_resume(tmp_path):
     error = SideTaskError("previews", 1, RuntimeError("broke"), None, tmp_path / "run",
                           save_error=OSError(28, "No space left on device"))

@@ -747,8 +747,10 @@ def _side_tasks_due(state: dict) -> dict | None:
 def _finish_side_tasks(run: _Run, due: dict) -> None:
     """A resume first does the side tasks its checkpoint's step left undone (a full disk at the
     metrics, say), as that step would have, then writes the checkpoint again without the record."""
-    if run.main:
-        _step_outputs(run, {task: bool(value) for task, value in due["due"].items()}, due["from"],
+    if run.main:  # (less what this resume switched off: metrics.every = 0, as the stop's message offers)
+        still_on = {"previews": True, "validation": bool(run.config.log.eval_every),
+                    "generative metrics": run.evaluator is not None}
+        _step_outputs(run, {task: bool(value) and still_on[task] for task, value in due["due"].items()}, due["from"],
                       {str(name): float(value) for name, value in due.get("scores", {}).items()})
         run.last_checkpoint = _save(run, run.step, final=True)
         run.say(f"step {run.step}: the side tasks left undone when the run stopped ({due['from']} on) are done")
@@ -839,8 +841,9 @@ def _side_task_failed(run: _Run, task: str, error: Exception, undone: dict | Non
     which the resume finishes first."""
     if not run.main:
         return SideTaskError(task, run.step, error, None, run.run_dir, main=False)
-    if run.saved_step == run.step:  # (written before: a resume finishing its side tasks, which it records)
+    if run.saved_step == run.step and undone is None:  # (written before: reading the data for the next step)
         return SideTaskError(task, run.step, error, run.last_checkpoint, run.run_dir)
+    # (and written again by a resume whose finishing of the side tasks failed: with those still undone)
     try:
         return SideTaskError(task, run.step, error, _save(run, run.step, True, undone), run.run_dir)
     except Exception as save_error:  # noqa: BLE001 - (the side task may have broken what saving needs too)
