@@ -1,5 +1,6 @@
 """The decoded-image cache: same batches as the uncached loader, rebuilt when its source changes."""
 
+import json
 import os
 import sys
 import time
@@ -265,6 +266,34 @@ def test_gan_cache_list_names_a_cache_cut_short(folder, tmp_path):
     assert listed.exit_code == 0 and "1 cache(s)" in listed.output, listed.output
     assert f"damaged: its array is {size - 100} bytes where its header needs {size}" in listed.output
     assert array.exists()  # listing changes nothing
+
+
+@pytest.mark.parametrize("checksums", [None, 5, {"0": 1}, [1, 2]])
+def test_a_header_whose_checksums_were_edited_is_rebuilt_not_a_traceback(folder, tmp_path, checksums):
+    # checksums are no part of the cache's name, so the edited header was used: TypeError, KeyError
+    config, array = build_once(folder, tmp_path)
+    header_path = array.with_suffix(".json")
+    header_path.write_text(json.dumps({**json.loads(header_path.read_text()), "checksums": checksums}))
+    batch, message = batches_after_damage(config)
+    assert "its header holds no checksums for its images" in message
+    assert torch.equal(batch, uncached_batch(folder, tmp_path))
+
+
+def test_a_header_whose_array_is_gone_is_listed_and_verified_as_damaged_and_the_others_still_are(folder, tmp_path):
+    # `gan cache list` and `verify` stopped at it (FileNotFoundError), so no later cache was seen
+    from click.testing import CliRunner
+
+    from gan.commands.main import main
+
+    _, lost = build_once(folder, tmp_path)
+    _, kept = build_once(folder, tmp_path, resolution=8)
+    lost.unlink()
+    listed = CliRunner().invoke(main, ["cache", "list", "--dir", str(tmp_path / "cache")])
+    assert listed.exit_code == 0 and "2 cache(s)" in listed.output and "damaged: its array is missing" in \
+        listed.output, listed.output
+    verified = CliRunner().invoke(main, ["cache", "verify", "--dir", str(tmp_path / "cache")])
+    assert verified.exit_code != 2 and "Traceback" not in verified.output, verified.output
+    assert not lost.with_suffix(".json").exists() and kept.exists()  # the damaged one removed, the sound one kept
 
 
 def test_cache_commands_refuse_a_missing_dir_and_days_that_are_no_number(tmp_path):

@@ -102,9 +102,10 @@ def cache_damage(array_path: Path, header: dict, verify_all: bool) -> tuple[np.n
     images, damage = cache_structure_damage(array_path, header)
     if images is None:
         return None, damage
-    stored = header.get("checksums", [])
-    if len(stored) != -(-len(images) // CHECKSUM_IMAGES):
-        return None, "its header holds no checksums"
+    stored = header.get("checksums")
+    if (not isinstance(stored, list) or len(stored) != -(-len(images) // CHECKSUM_IMAGES)
+            or not all(isinstance(checksum, str) for checksum in stored)):  # (checksums are no part of its name)
+        return None, "its header holds no checksums for its images"
     chunks = range(len(stored)) if verify_all else random.Random().sample(range(len(stored)),
                                                                           min(SAMPLED_CHUNKS, len(stored)))
     for chunk, checksum in chunk_checksums(images, chunks).items():
@@ -118,6 +119,8 @@ def cache_structure_damage(array_path: Path, header: dict) -> tuple[np.ndarray |
     """`cache_damage` without the checksums, which read every byte they cover: the array's shape,
     type and file size against the header (a file cut short fails here)."""
     shape = (header["count"], 3, header["resolution"], header["resolution"])
+    if not array_path.is_file():  # (a build that died between its array and its header, or a file removed)
+        return None, "is missing" if not array_path.exists() else "is not a file"
     try:
         with open(array_path, "rb") as file:  # its own header first: a file cut short does not map
             version = np.lib.format.read_magic(file)
