@@ -268,6 +268,20 @@ def test_gan_cache_list_names_a_cache_cut_short(folder, tmp_path):
     assert array.exists()  # listing changes nothing
 
 
+def test_a_build_whose_header_cannot_be_written_leaves_no_array_to_hold_the_space(folder, tmp_path, monkeypatch):
+    # A full disk at the header left the array, which then held the space the next build needed.
+    from gan.core.files import WriteError
+
+    def full(path, text):
+        raise WriteError(f"could not write '{path}' (0.0 MiB free): No space left on device")
+
+    monkeypatch.setattr(cache_module, "write_text_atomically", full)
+    config = config_for(folder, "mmap", tmp_path)
+    with pytest.raises(WriteError, match="No space left"):
+        next(training_batches(config, build_dataset(config), 2, 0, 0, CPU))
+    assert not list((tmp_path / "cache").glob("*.npy"))
+
+
 @pytest.mark.parametrize("checksums", [None, 5, {"0": 1}, [1, 2]])
 def test_a_header_whose_checksums_were_edited_is_rebuilt_not_a_traceback(folder, tmp_path, checksums):
     # checksums are no part of the cache's name, so the edited header was used: TypeError, KeyError

@@ -191,8 +191,12 @@ def load_or_build_cache(dataset: ImageFileDataset, identity: dict, cache_dir: Pa
     _remove_abandoned_temps(cache_dir, name)
     checksums = _build(dataset, array_path, progress_stream)
     undecodable = [str(dataset.paths[index]) for index in sorted(dataset.skip_unreadable.failed)]
-    write_text_atomically(header_path, json.dumps({**header, "checksums": checksums, "undecodable": undecodable},
-                                                  indent=1))
+    try:
+        write_text_atomically(header_path, json.dumps({**header, "checksums": checksums, "undecodable": undecodable},
+                                                      indent=1))
+    except WriteError:  # (a full disk): the array without its header is no cache, and would hold the space
+        array_path.unlink(missing_ok=True)  # that the next build needs
+        raise
     for older in list_caches(cache_dir):
         if older.name != name and {key: older.header.get(key) for key in identity} == identity:
             older.remove()  # the same source, decoded before its files (or gan's format) changed
