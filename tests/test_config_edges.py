@@ -166,6 +166,11 @@ def test_dcgan_channels_beyond_max_channels_are_refused_not_capped():
                                    "train.lr_schedule is 'step'"),
     (["log.eval_every=5"], "recipe 'dcgan' ignores log.eval_every = 5"),
     (["train.g_lr=0", "train.d_lr=0"], "train.g_lr and train.d_lr are both 0: no network learns anything"),
+    (["train.g_lr=0"], "train.g_lr = 0: the generator never learns"),  # (an SRResNet trained nothing, unsaid)
+    (["recipe=srresnet", "data.dataset=sr_pairs", "loss.content=l1", "loss.vgg_layer=relu2_2"],
+     "loss.vgg_layer = 'relu2_2' changes nothing: it is read only when loss.content is 'vgg'"),
+    (["recipe=srgan", "data.dataset=sr_pairs", "loss.content=mse", "loss.vgg_arch=vgg16"],
+     "loss.vgg_arch = 'vgg16' changes nothing: it is read only when loss.content is 'vgg'"),
     (["train.steps=10", "train.warmup_steps=10"], "train.warmup_steps = 10 is not below train.steps = 10"),
     (["train.steps=10", "train.lr_schedule=step", "train.lr_milestones=[5, 10]"],
      "train.lr_milestones [10] change nothing: the rates change after a milestone's step, and the run ends at "

@@ -311,3 +311,18 @@ def test_validation_and_previews_leave_out_a_test_image_that_fails_to_decode(tmp
     assert len(images["A"]) == 2 and len(images["B"]) == 2  # testA's 0 and 2, each once
     assert not torch.equal(images["A"][0], images["A"][1])
     assert torch.equal(previews["a"], images["A"])  # the items of testA's 0 and 2, not 1's stand-in
+
+
+def test_a_cycle_weight_of_0_says_the_identity_weight_changes_nothing_and_a_sweep_refuses_it(tmp_path):
+    # The identity term weighs identity_weight × cycle_weight: an ablation of the cycle term lost it too, unsaid.
+    config = load_config(REPO / "experiments" / "cyclegan_horse2zebra.toml", ["loss.cycle_weight=0"])
+    assert "loss.identity_weight = 0.5" in CycleGANRecipe.inert_keys(config)["loss.identity_weight"]
+    with pytest.warns(UserWarning, match=r"loss.identity_weight = 0.5 \(the identity term weighs loss.identity_weight "
+                                         r"× loss.cycle_weight, and loss.cycle_weight = 0\): it changes nothing"):
+        CycleGANRecipe(load_config(REPO / "experiments" / "cyclegan_horse2zebra.toml",
+                                   [*TINY_CYCLEGAN, "loss.cycle_weight=0"]), torch.device("cpu"), lambda: None)
+    result = CliRunner().invoke(main, ["sweep", str(REPO / "experiments" / "cyclegan_horse2zebra.toml"), "--grid",
+                                       "loss.identity_weight=0.5,1", "--set", "loss.cycle_weight=0", "--out",
+                                       str(tmp_path / "sweep"), "--print-commands"])
+    assert result.exit_code == 2 and "would train the same" in result.output, result.output
+    assert not CycleGANRecipe.inert_keys(load_config(REPO / "experiments" / "cyclegan_horse2zebra.toml", []))

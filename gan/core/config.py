@@ -583,6 +583,8 @@ READ_ONLY_WITH = {
     "train.lr_milestones": ("train.lr_schedule", ("step",)),
     "train.lr_gamma": ("train.lr_schedule", ("step",)),
     "loss.gp_weight": ("loss.adversarial", ("wgan-gp",)),
+    **{key: ("loss.content", ("vgg",)) for key in ("loss.vgg_layer", "loss.vgg_arch", "loss.vgg_weights",
+                                                    "loss.vgg_feature_scale")},
     **{key: ("loss.augment_p", ("adaptive",)) for key in ("loss.augment_target", "loss.augment_interval",
                                                           "loss.augment_images")},
 }
@@ -629,8 +631,9 @@ def _inert_keys(config: Config) -> list[tuple[str, str]]:
         found.append(("train.adversarial_start",
                       f"train.adversarial_start = {train.adversarial_start} is not below train.steps = {train.steps}: "
                       "the adversarial term never turns on, and the discriminator never trains"))
-    if train.g_lr == 0 and train.d_lr == 0:
-        found.append(("train.g_lr", "train.g_lr and train.d_lr are both 0: no network learns anything"))
+    if train.g_lr == 0:
+        found.append(("train.g_lr", "train.g_lr and train.d_lr are both 0: no network learns anything" if train.d_lr == 0
+                      else "train.g_lr = 0: the generator never learns (only a discriminator, where there is one)"))
     if train.warmup_steps >= train.steps:
         reach = "reach the values set only at the last step" if train.warmup_steps == train.steps else "never reach the values set"
         found.append(("train.warmup_steps",

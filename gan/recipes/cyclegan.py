@@ -49,9 +49,21 @@ class CycleGANRecipe(RecipeBase):
         return {**{f"generator_{direction}": generator for direction in DIRECTIONS},
                 **{f"discriminator_{domain}": discriminator for domain in ("A", "B")}}
 
+    @classmethod
+    def inert_keys(cls, config: Config) -> dict[str, str]:
+        """The identity term weighs loss.identity_weight × loss.cycle_weight: at a cycle weight of 0
+        the identity weight changes nothing (an ablation of the cycle term loses the identity term too)."""
+        loss = config.loss
+        if loss.cycle_weight == 0 and loss.identity_weight:
+            return {"loss.identity_weight": f"loss.identity_weight = {loss.identity_weight!r} (the identity term weighs "
+                                            "loss.identity_weight × loss.cycle_weight, and loss.cycle_weight = 0)"}
+        return {}
+
     def __init__(self, config: Config, device: torch.device, autocast: AutocastFactory):
         super().__init__(config, device, autocast)
         train, loss = config.train, config.loss
+        for text in self.inert_keys(config).values():
+            warnings.warn(f"{text}: it changes nothing", stacklevel=2)
         built = self.build_networks(kept=tuple(f"generator_{direction}" for direction in DIRECTIONS))
         self.generators = {direction: built[f"generator_{direction}"] for direction in DIRECTIONS}
         self.discriminators = {domain: built[f"discriminator_{domain}"] for domain in ("A", "B")}
