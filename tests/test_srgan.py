@@ -211,8 +211,16 @@ def test_srgan_starts_from_the_srresnet_checkpoint(srresnet_run, hr_folder, tmp_
     mismatched = CliRunner().invoke(main, [*args[:-2], "--set", "model.generator_args.num_blocks=2",
                                            "--out", str(tmp_path / "other")])
     assert mismatched.exit_code == 2 and "holds another generator: num_blocks = " in mismatched.output
-    assert "where this config has 2; set model.generator and model.generator_args as that run had them" in \
-        mismatched.output  # (it printed both specs whole)
+    assert "where this config has 2; set model.generator, model.generator_args and data.scale as that run had " \
+           "them" in " ".join(mismatched.output.split())  # (it printed both specs whole)
+    # the scale comes from data.scale: model.generator_args.scale, which it named, is no key
+    rescaled = CliRunner().invoke(main, [*args[:-2], "--set", "data.scale=2", "--out", str(tmp_path / "other")])
+    assert rescaled.exit_code == 2 and "data.scale = 4 where this config has 2" in rescaled.output, rescaled.output
+    for wrong in (tmp_path / "missing", tmp_path / "runs"):  # which key gave the path
+        given = [arg if not arg.startswith("model.init_generator=") else f"model.init_generator={wrong}"
+                 for arg in args[:-2]]
+        refused = CliRunner().invoke(main, [*given, "--out", str(tmp_path / "other")])
+        assert refused.exit_code == 2 and "error: model.init_generator: '" in refused.output, refused.output
     state = load_checkpoint(list_checkpoints(srresnet_run)[-1])
     weights = state["networks"]["generator"]
     first = next(key for key, value in weights.items() if value.is_floating_point())

@@ -18,7 +18,7 @@ from typing import Hashable
 import torch
 import torch.nn.functional as F
 
-from gan.core.checkpoint import load_checkpoint, refuse_non_finite, resolve_checkpoint
+from gan.core.checkpoint import CheckpointError, load_checkpoint, refuse_non_finite, resolve_checkpoint
 from gan.core.config import Config
 from gan.core.registry import ConfigError
 from gan.nets import NetworkSpec, network_spec
@@ -112,8 +112,11 @@ class SRGANRecipe(RecipeBase):
             self.content_loss = F.l1_loss if loss.content == "l1" else F.mse_loss
 
     def _load_initial_generator(self, source: str) -> None:
-        path = resolve_checkpoint(Path(source))
-        state = load_checkpoint(path)
+        try:
+            path = resolve_checkpoint(Path(source))
+            state = load_checkpoint(path)
+        except CheckpointError as error:  # (which key gave the path: a run has several)
+            raise ConfigError(f"model.init_generator: {error}") from None
         stored, wanted = state.get("specs", {}).get("generator"), self.specs["generator"].to_dict()
         if not isinstance(stored, dict):
             recipe = state.get("config", {}).get("recipe", "another")
@@ -124,11 +127,11 @@ class SRGANRecipe(RecipeBase):
             differences = [f"{key} {stored.get(key)!r} where this config has {wanted.get(key)!r}"
                            for key in ("role", "name") if stored.get(key) != wanted.get(key)]
             stored_args, wanted_args = stored.get("kwargs", {}), wanted.get("kwargs", {})
-            differences += [f"{arg} = {stored_args.get(arg)!r} where this config has {wanted_args.get(arg)!r}"
-                            for arg in sorted(set(stored_args) | set(wanted_args))
+            differences += [f"{SUPPLIED_FROM.get(arg, arg)} = {stored_args.get(arg)!r} where this config has "
+                            f"{wanted_args.get(arg)!r}" for arg in sorted(set(stored_args) | set(wanted_args))
                             if stored_args.get(arg) != wanted_args.get(arg)]
             raise ConfigError(f"model.init_generator '{path}' holds another generator: {'; '.join(differences)}; set "
-                              "model.generator and model.generator_args as that run had them")
+                              "model.generator, model.generator_args and data.scale as that run had them")
         refuse_non_finite(state["networks"]["generator"], path, "generator")
         self.generator.load_state_dict(state["networks"]["generator"])
 
@@ -194,6 +197,9 @@ class SRGANRecipe(RecipeBase):
         """PSNR/SSIM on the validation folder (Y channel, `data.scale` pixels shaved)."""
         return validation_scores(self.generator, self.config, self.device, 1, self.autocast)
 
+
+# The generator's arguments this recipe sets from other config keys than model.generator_args.
+SUPPLIED_FROM = {"scale": "data.scale"}
 
 # What only a discriminator reads: set with adversarial_weight = 0 they change nothing.
 DISCRIMINATOR_KEYS = ("loss.adversarial", "loss.label_smoothing", "train.d_lr", "train.adversarial_start")
