@@ -687,7 +687,10 @@ def _check_path(key: str, value: str) -> None:
 # from [metrics] (unconditional recipes), val/* from validation (log.eval_every).
 BEST_METRICS = {"swd/mean": "lower", "fid": "lower", "kid": "lower", "precision": "higher", "recall": "higher",
                 "val/psnr": "higher", "val/ssim": "higher", "val/swd": "lower", "val/fid": "lower", "val/kid": "lower",
-                "val/cycle_l1": "lower"}
+                "val/cycle_l1": "lower",
+                # CycleGAN's, one per direction of translation
+                **{f"val/{metric}_{direction}": "lower" for metric in ("swd", "fid", "kid")
+                   for direction in ("AtoB", "BtoA")}}
 
 
 def _check_preset(config: Config) -> None:
