@@ -3,6 +3,7 @@
 import csv
 import shutil
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -337,3 +338,24 @@ def test_a_cyclegan_run_keeps_its_best_by_the_swd_of_one_direction(tmp_path):
     train(config, tmp_path / "run", torch.device("cpu"))
     best = load_checkpoint(tmp_path / "run" / "best.pt")["best"]
     assert best["metric"] == "val/swd_AtoB" and best["value"] > 0
+
+
+def test_cycle_eval_scores_the_runs_validation_split_or_the_one_given(unpaired_root, tmp_path):
+    # It always scored testA/ and testB/ (or refused a root without them) while training validated on
+    # data.val_split, and --split was refused for CycleGAN.
+    root = Path(shutil.copytree(unpaired_root, tmp_path / "root"))
+    for domain in "AB":
+        shutil.copytree(root / f"test{domain}", root / f"val{domain}")
+        (root / f"val{domain}" / "1.png").unlink()  # one image a domain: told apart from test's two
+    runner = CliRunner()
+    sets = [arg for item in [*TINY, f"data.root={root}", "data.val_split=val"] for arg in ("--set", item)]
+    assert runner.invoke(main, ["train", str(CONFIG), *sets, "--out", str(tmp_path / "runs")]).exit_code == 0
+    run_dir = only_run(tmp_path / "runs")
+    for split, images in ((None, ["A/0.png", "B/0.png"]), ("test", ["A/0.png", "A/1.png", "B/0.png", "B/1.png"])):
+        scored = runner.invoke(main, ["eval", str(run_dir), "--data", str(root), *(["--split", split] if split else [])])
+        assert scored.exit_code == 0, scored.output
+        name = f"eval-root-{split or 'val'}-{load_checkpoint(list_checkpoints(run_dir)[-1])['step']:08d}.csv"
+        assert [row["image"] for row in csv.DictReader(open(run_dir / name))][:-1] == images
+        assert f"of {split or 'val'}A/ and {split or 'val'}B/ in '{root}'" in scored.output
+    missing = runner.invoke(main, ["eval", str(run_dir), "--data", str(root), "--split", "nope"])
+    assert missing.exit_code == 2 and "holds no nopeA/ and nopeB/ (--split nope)" in missing.output, missing.output

@@ -25,7 +25,8 @@ def _format_row(row: dict) -> str:
                    "[default: the run's data.root].")
 @click.option("--split", help="Paired checkpoints: the subfolder of --data to score, or \"all\" for every pair under "
                               "it [default: the run's data.val_split (else data.split) when --data has it, as "
-                              "training validates].")
+                              "training validates]. CycleGAN: score <split>A/ and <split>B/ [default: the run's "
+                              "data.val_split, else test, else A/ and B/].")
 @click.option("--metrics", "metric_names",
               help="Unconditional checkpoints: comma-separated, of fid, kid, swd, pr (precision/recall) "
                    "[default: fid,kid,swd, skipping (with a warning) those whose weights are not on this machine].")
@@ -111,9 +112,9 @@ def evaluate(checkpoint: Path, folder: Path | None, split: str | None, metric_na
         path = best_checkpoint(checkpoint) if best else resolve_checkpoint(checkpoint)
         state = checked_state(load_checkpoint(path), path)
         outputs = EvalOutputs(inputs=[checkpoint, path], overwrite=overwrite)
-        if split is not None and state["config"]["data"]["dataset"] != "paired":
-            raise ValueError(f"--split is for checkpoints trained on paired data (pix2pix); '{path}' trained on "
-                             f"'{state['config']['data']['dataset']}' data")
+        if split is not None and state["config"]["data"]["dataset"] not in ("paired", "unpaired"):
+            raise ValueError(f"--split is for checkpoints trained on paired or unpaired data (pix2pix, cyclegan); "
+                             f"'{path}' trained on '{state['config']['data']['dataset']}' data")
         unconditional = state["config"]["recipe"] == "dcgan"
         refuse_options_for_other_checkpoints(path, unconditional)
         if unconditional:
@@ -276,6 +277,7 @@ def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_pa
     from gan.core.files import write_text_atomically
     from gan.data.super_resolution import Degradation, describe_degradation
     from gan.inference.scoring import (
+        cycle_folders,
         distribution_scores,
         evaluate_cycle,
         evaluate_paired,
@@ -297,6 +299,9 @@ def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_pa
     if data["dataset"] == "paired":
         scored, split = paired_evaluation_folder(folder, data, split)
         csv_name = f"{csv_name}-{split}" if split else csv_name
+    elif translator.config["recipe"] == "cyclegan":
+        a_folder, b_folder, split = cycle_folders(folder, data, split)
+        csv_name = f"{csv_name}-{split}" if split else csv_name
     default = translator.checkpoint.parent / f"eval-{csv_name}-{translator.step:08d}.csv"
     csv_path = csv_path or default
     # beside the CSV, its record as JSON: what was scored, the mean, and the translations' scores as
@@ -308,7 +313,7 @@ def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_pa
                   data=str(scored.resolve()), data_folder=folder, step=translator.step)
     if translator.config["recipe"] == "cyclegan":
         backward = load_translator(path, translator.device, tile, direction="BtoA")
-        rows_iterator = evaluate_cycle(translator, backward, folder, data["resolution"], image_sets)
+        rows_iterator = evaluate_cycle(translator, backward, a_folder, b_folder, data["resolution"], image_sets)
     elif data["dataset"] == "sr_pairs":
         downsample = Degradation(data["scale"], data.get("blur_sigma", 0.0), data.get("noise_std", 0.0),
                                  data.get("jpeg_quality", 0))
@@ -349,6 +354,8 @@ def image_counts(image_sets: dict) -> dict:
 def _scored_summary(count: int, dataset: str, folder: Path, scored: Path, split: str | None) -> str:
     """What the rows are, for the summary line: `2 pairs of split 'val' in 'facades'` for paired data
     (which split of a root, so that a mean over train and val together cannot pass unnoticed)."""
+    if dataset == "unpaired":
+        return f"{count} images of {f'{split}A/ and {split}B/' if split else 'A/ and B/'} in '{folder}'"
     if dataset != "paired":
         return f"{count} images"
     return f"{count} pairs of split '{split}' in '{folder}'" if split else f"{count} pairs in '{scored}'"

@@ -288,21 +288,28 @@ def _evaluation_pairs(folder: Path, layout: str) -> list[tuple[Path, Path | None
     return pairs
 
 
-def cycle_folders(root: Path) -> tuple[Path, Path]:
-    """`testA/` and `testB/` under `root` (CycleGAN's layout), or `A/` and `B/`."""
-    for a_name, b_name in (("testA", "testB"), ("A", "B")):
-        if (root / a_name).is_dir() and (root / b_name).is_dir():
-            return root / a_name, root / b_name
-    raise FileNotFoundError(f"'{root}' holds neither testA/ and testB/ nor A/ and B/")
+def cycle_folders(root: Path, data_config: dict, split: str | None = None) -> tuple[Path, Path, str]:
+    """The folders of both domains to score under `root`, and their split: `<split>A/` and
+    `<split>B/` for --split, else for the run's data.val_split (as training validates), else
+    CycleGAN's testA/ and testB/, else A/ and B/ (split "")."""
+    if split is not None:
+        if not ((root / f"{split}A").is_dir() and (root / f"{split}B").is_dir()):
+            raise FileNotFoundError(f"'{root}' holds no {split}A/ and {split}B/ (--split {split})")
+        return root / f"{split}A", root / f"{split}B", split
+    for name in dict.fromkeys([data_config.get("val_split") or "test", "test", ""]):
+        if (root / f"{name}A").is_dir() and (root / f"{name}B").is_dir():
+            return root / f"{name}A", root / f"{name}B", name
+    tried = " nor ".join(f"{name}A/ and {name}B/" for name in dict.fromkeys([data_config.get("val_split") or "test",
+                                                                           "test", ""]))
+    raise FileNotFoundError(f"'{root}' holds neither {tried}")
 
 
-def evaluate_cycle(to_b: Translator, to_a: Translator, root: Path, resolution: int,
+def evaluate_cycle(to_b: Translator, to_a: Translator, a_folder: Path, b_folder: Path, resolution: int,
                    image_sets: ImageSets | None = None) -> Iterator[dict | Skipped]:
     """One row per test image of either domain: L1 and PSNR of its reconstruction after a round trip.
     With `image_sets`, the translations of testA and the testB images are collected as "_AtoB"
     (outputs, targets), and those of testB with the testA images as "_BtoA", uint8. Unreadable
     images are Skipped."""
-    a_folder, b_folder = cycle_folders(root)
     # both listed first: an empty testB/ is refused before testA's rows are printed
     a_images, b_images = find_images(a_folder), find_images(b_folder)
     for domain, other, folder, images, forward, backward in (("A", "B", a_folder, a_images, to_b, to_a),
