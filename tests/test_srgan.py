@@ -307,3 +307,17 @@ def test_sr_eval_refuses_the_options_of_unconditional_checkpoints(srresnet_run, 
                                        "--json", str(tmp_path / "m.json")])
     assert result.exit_code == 2 and "--metrics, --json apply to unconditional (dcgan) checkpoints" in result.output
     assert not (tmp_path / "m.json").exists()
+
+
+def test_a_resume_refuses_another_init_generator_which_it_would_never_read(srresnet_run, tmp_path):
+    # It was listed as a changed setting and written into config.toml: a start the weights never came from.
+    import shutil
+    from pathlib import Path
+
+    run = Path(shutil.copytree(srresnet_run, tmp_path / "run"))
+    before = (run / "config.toml").read_text()
+    result = CliRunner().invoke(main, ["train", "--resume", str(run), "--set", f"model.init_generator={srresnet_run}",
+                                       "--set", "train.steps=4"])
+    assert result.exit_code == 2 and "model.init_generator cannot change on a resume: the run started from 'random " \
+        "weights'" in " ".join(result.output.split()), result.output
+    assert (run / "config.toml").read_text() == before

@@ -225,8 +225,15 @@ def report_changes(run_dir: Path, resolved, overrides: tuple[str, ...], trained:
     warn of a changed seed and of schedules that jump."""
     from gan.core.config import flatten_config
     from gan.core.presets import LOSS_PRESETS, LossPreset
+    from gan.core.registry import ConfigError
 
     recorded = flatten_config(trained)  # (a key newer than the checkpoint's gan is no change)
+    started_from = recorded.get("model.init_generator")
+    if isinstance(started_from, str) and started_from != resolved.model.init_generator:
+        raise ConfigError(f"model.init_generator cannot change on a resume: the run started from "
+                          f"'{started_from or 'random weights'}', and a resume takes every weight from its checkpoint "
+                          f"(config.toml would record a start the weights never came from); start a new run to begin "
+                          f"from '{resolved.model.init_generator or 'random weights'}'")
     changes = [change for change in changed_keys(trained, resolved) if change.split(" ", 1)[0] in recorded]
     given = {override.partition("=")[0].strip() for override in overrides}
     if "loss.preset" in given:  # a preset named by --set sets its keys too
