@@ -162,3 +162,31 @@ def test_a_set_batch_reaches_both_sides_and_a_set_workload_of_ours_alone_is_warn
                                          "model.generator_args.channels=16"])
     assert narrower.exit_code == 0 and "--set model.generator_args.channels changes the work of gan's step alone; " \
         "the baseline runs its canonical model, so the ratio compares two different workloads" in narrower.output
+
+
+BENCH = ["bench", "--model", "dcgan64", "--device", "cpu", "--rounds", "1", "--iters", "1", "--warmup", "0",
+         "--set", "train.batch_size=2", "--data-root", "none"]
+
+
+def write_baseline(path, models: str, prelude: str = ""):
+    """A baseline file at `path` whose MODELS is `models`, after `prelude`."""
+    path.write_text(f"import torch\n{prelude}\nMODELS = {models}\n")
+    return path
+
+
+@pytest.mark.parametrize("prelude, code", [("import sys\nsys.exit(0)", "0"),
+                                           ("import argparse\nargparse.ArgumentParser().parse_args(['-x'])", "2")])
+def test_a_baseline_that_exits_at_import_is_one_line_naming_the_file(tmp_path, prelude, code):
+    """sys.exit at import ended bench with that exit code, even 0, and no word."""
+    path = write_baseline(tmp_path / "exits.py", "{}", prelude)
+    result = CliRunner().invoke(main, [*BENCH, "--baseline", str(path)])
+    assert result.exit_code == 2 and f"error: --baseline '{path}' cannot be imported: it exits at import " \
+        f"(SystemExit: {code})" in result.output, result.output
+
+
+def test_a_baseline_with_dataclasses_and_string_annotations_loads(tmp_path):
+    """@dataclass under `from __future__ import annotations` looks its module up in sys.modules."""
+    path = tmp_path / "typed.py"
+    path.write_text("from __future__ import annotations\nfrom dataclasses import dataclass\n\n\n@dataclass\n"
+                    "class Setting:\n    batch: int = 4\n\n\nMODELS = {'dcgan64': (Setting().batch, print)}\n")
+    assert load_baseline(path, ["dcgan64"]).MODELS["dcgan64"][0] == 4

@@ -147,12 +147,7 @@ def load_baseline(path: Path, names: list[str] | tuple[str, ...] = ()) -> Module
     if path.suffix != ".py":
         raise BaselineError(f"--baseline '{path}' is not a Python file (.py): it names the file of the plain models, "
                             "such as baseline.py")
-    spec = importlib.util.spec_from_file_location("gan_bench_baseline", path)
-    module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-    except Exception as error:  # any error of the user's own module, reported in one line
-        raise BaselineError(f"--baseline '{path}' cannot be imported: {type(error).__name__}: {error}") from None
+    module = _import_file(path)
     models = getattr(module, "MODELS", None)
     if not isinstance(models, dict):
         raise BaselineError(f"--baseline '{path}' defines no MODELS dict ({{name: (batch size, build function)}}), "
@@ -165,6 +160,24 @@ def load_baseline(path: Path, names: list[str] | tuple[str, ...] = ()) -> Module
                                                 and isinstance(models[name][0], int) and callable(models[name][1]))]
     if unusable:
         raise BaselineError(f"--baseline '{path}': MODELS[{unusable[0]!r}] is not a (batch size, build function) pair")
+    return module
+
+
+def _import_file(path: Path, name: str = "gan_bench_baseline") -> ModuleType:
+    """The module at `path`, imported as `name`; BaselineError for any failure of the user's code."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    # registered first, as an import does: @dataclass looks its module up there (string annotations)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except SystemExit as error:  # sys.exit, or argparse reading bench's own command line, at import
+        sys.modules.pop(name, None)
+        raise BaselineError(f"--baseline '{path}' cannot be imported: it exits at import (SystemExit: {error.code}); "
+                            "keep its command line under `if __name__ == \"__main__\":`") from None
+    except Exception as error:  # any error of the user's own module, reported in one line
+        sys.modules.pop(name, None)
+        raise BaselineError(f"--baseline '{path}' cannot be imported: {type(error).__name__}: {error}") from None
     return module
 
 
