@@ -190,3 +190,25 @@ def test_a_baseline_with_dataclasses_and_string_annotations_loads(tmp_path):
     path.write_text("from __future__ import annotations\nfrom dataclasses import dataclass\n\n\n@dataclass\n"
                     "class Setting:\n    batch: int = 4\n\n\nMODELS = {'dcgan64': (Setting().batch, print)}\n")
     assert load_baseline(path, ["dcgan64"]).MODELS["dcgan64"][0] == 4
+
+
+@pytest.mark.parametrize("entry", ["(0, print)", "(True, print)", "(-2, print)"])
+def test_a_baseline_entry_without_a_positive_batch_or_a_build_is_refused_up_front(tmp_path, entry):
+    """A batch of 0 ended in a ZeroDivisionError, a batch of True in torch's TypeError, mid-run."""
+    path = write_baseline(tmp_path / "odd.py", f"{{'dcgan64': {entry}}}")
+    result = CliRunner().invoke(main, [*BENCH, "--baseline", str(path)])
+    assert result.exit_code == 2 and f"error: --baseline '{path}': MODELS['dcgan64'] is not a (batch size, build " \
+        "function) pair with a positive int batch size" in result.output and "round" not in result.output, result.output
+
+
+@pytest.mark.parametrize("built, expected", [
+    ("{'step': lambda: None}", "returned no 'G' list of networks"),
+    ("{'G': [torch.nn.Linear(1, 1)], 'D': [], 'step': None}", "returned no 'step' function"),
+    ("None", "returned a NoneType, not a dict of 'G', 'D' and 'step'")])
+def test_a_baseline_build_that_returns_the_wrong_thing_is_one_line_before_timing(tmp_path, built, expected):
+    """A build without 'G' ended in a KeyError traceback from baseline_step."""
+    path = write_baseline(tmp_path / "odd.py", f"{{'dcgan64': (4, lambda batch, device, args: {built})}}")
+    result = CliRunner().invoke(main, [*BENCH, "--baseline", str(path)])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert f"error: dcgan64: --baseline '{path}': MODELS['dcgan64']'s build {expected}" in result.output
+    assert "round 1" not in result.output

@@ -109,7 +109,8 @@ def bench(models: tuple[str, ...], device: str, json_path: Path | None, rounds: 
             try:
                 rows.append(bench_model(name, torch_device, baseline, rounds, iters, warmup, fast=not eager,
                                         flops=True, overrides=overrides, batch_size=batch_size))
-            except ConfigError as error:  # a --set this model's recipe refuses: its message says it all
+            except (ConfigError, BaselineError) as error:  # a --set this model's recipe refuses, a baseline build
+                # that returns the wrong thing: its message says it all
                 click.echo(f"error: {name}: {error}", err=True)
                 failures[name] = f"ConfigError: {error}"
             except Exception as error:  # one model's failure must not cost the others' figures

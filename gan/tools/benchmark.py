@@ -156,11 +156,17 @@ def load_baseline(path: Path, names: list[str] | tuple[str, ...] = ()) -> Module
     if missing:
         raise BaselineError(f"--baseline '{path}' has no MODELS entry for {', '.join(missing)} (it has "
                             f"{', '.join(map(str, models)) or 'none'}); leave --baseline out to time ours alone")
-    unusable = [name for name in names if not (isinstance(models[name], tuple) and len(models[name]) == 2
-                                                and isinstance(models[name][0], int) and callable(models[name][1]))]
+    unusable = [name for name in names if not _usable_entry(models[name])]
     if unusable:
-        raise BaselineError(f"--baseline '{path}': MODELS[{unusable[0]!r}] is not a (batch size, build function) pair")
+        raise BaselineError(f"--baseline '{path}': MODELS[{unusable[0]!r}] is not a (batch size, build function) pair "
+                            f"with a positive int batch size: {models[unusable[0]]!r}")
     return module
+
+
+def _usable_entry(entry: object) -> bool:
+    """Whether a MODELS entry is (a positive int batch size, a build function); True is no batch size."""
+    return (isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[0], int)
+            and not isinstance(entry[0], bool) and entry[0] > 0 and callable(entry[1]))
 
 
 def _import_file(path: Path, name: str = "gan_bench_baseline") -> ModuleType:
@@ -188,9 +194,23 @@ def baseline_step(module: ModuleType, name: str, device: torch.device,
     batch_size = batch_size or default_batch
     torch.manual_seed(0)
     setup = build(batch_size, device, SimpleNamespace(vgg=False))
-    for network in setup["G"] + setup["D"]:
+    _check_setup(setup, f"--baseline '{module.__file__}': MODELS[{name!r}]")
+    for network in [*setup["G"], *setup["D"]]:
         network.train()
     return setup["step"], batch_size
+
+
+def _check_setup(setup: object, entry: str) -> None:
+    """BaselineError naming `entry` unless its build returned what a timing needs: {"G": [networks],
+    "D": [networks], "step": function}."""
+    if not isinstance(setup, dict):
+        raise BaselineError(f"{entry}'s build returned a {type(setup).__name__}, not a dict of 'G', 'D' and 'step'")
+    for key in ("G", "D"):
+        networks = setup.get(key)
+        if not isinstance(networks, (list, tuple)) or not all(isinstance(net, torch.nn.Module) for net in networks):
+            raise BaselineError(f"{entry}'s build returned no '{key}' list of networks (torch.nn.Module)")
+    if not callable(setup.get("step")):
+        raise BaselineError(f"{entry}'s build returned no 'step' function")
 
 
 def _sync(device: torch.device) -> None:
