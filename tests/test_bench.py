@@ -212,3 +212,25 @@ def test_a_baseline_build_that_returns_the_wrong_thing_is_one_line_before_timing
     assert result.exit_code == 2 and "Traceback" not in result.output, result.output
     assert f"error: dcgan64: --baseline '{path}': MODELS['dcgan64']'s build {expected}" in result.output
     assert "round 1" not in result.output
+
+
+TINY_BUILD = '''
+BUILT = []
+
+
+def build(batch, device, args):
+    BUILT.append(batch)
+    return {"G": [torch.nn.Linear(1, 1)], "D": [torch.nn.Linear(1, 1)], "step": lambda: None}
+'''
+
+
+def test_the_baseline_runs_at_our_batch_whatever_its_models_default(tmp_path):
+    """A baseline whose MODELS said batch 2 ran at 2 beside ours at 64: a ratio of different work, unsaid."""
+    import io
+
+    module = load_baseline(write_baseline(tmp_path / "small.py", "{'dcgan64': (2, build)}", TINY_BUILD))
+    log = io.StringIO()
+    row = bench_model("dcgan64", CPU, module, rounds=1, iterations=1, warmup=0, fast=False, flops=False, log=log,
+                      overrides=("model.generator_args.channels=4", "model.discriminator_args.channels=4"))
+    assert module.BUILT == [64] and row.batch_size == 64
+    assert "dcgan64: the baseline's MODELS batch is 2; both sides run at ours, 64" in log.getvalue()

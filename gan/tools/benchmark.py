@@ -187,17 +187,16 @@ def _import_file(path: Path, name: str = "gan_bench_baseline") -> ModuleType:
     return module
 
 
-def baseline_step(module: ModuleType, name: str, device: torch.device,
-                  batch_size: int | None = None) -> tuple[Callable[[], None], int]:
-    """(one training iteration of the baseline's `name`, batch size: its default unless given)."""
-    default_batch, build = module.MODELS[name]
-    batch_size = batch_size or default_batch
+def baseline_step(module: ModuleType, name: str, device: torch.device, batch_size: int) -> Callable[[], None]:
+    """One training iteration of the baseline's `name` at `batch_size` (ours: its MODELS default
+    batch is not used, so that the ratio compares the same work)."""
+    build = module.MODELS[name][1]
     torch.manual_seed(0)
     setup = build(batch_size, device, SimpleNamespace(vgg=False))
     _check_setup(setup, f"--baseline '{module.__file__}': MODELS[{name!r}]")
     for network in [*setup["G"], *setup["D"]]:
         network.train()
-    return setup["step"], batch_size
+    return setup["step"]
 
 
 def _check_setup(setup: object, entry: str) -> None:
@@ -237,6 +236,7 @@ class Row:
     ours_tflops: float | None  # achieved, from FlopCounterMode's count of one step
     baseline_tflops: float | None
     process_peak_rss_mib: float
+    batch_size: int | None = None  # of both sides: the baseline runs at ours
 
 
 class _Side:
@@ -273,7 +273,7 @@ def bench_model(name: str, device: torch.device, baseline: ModuleType | None, ro
                 overrides: tuple[str, ...] = (), batch_size: int | None = None) -> Row:
     """Time `name`, ours (with config `overrides`) and the baseline's, in `rounds` alternating rounds
     of `iterations` steps (0: as many as take about `round_seconds`, judged from one timed step of ours).
-    `batch_size` replaces the canonical batch on both sides."""
+    `batch_size` replaces our canonical batch; the baseline always runs at ours."""
     if batch_size:
         overrides = (*overrides, f"train.batch_size={batch_size}")
     if fast:  # compile afresh, as a training run does: another model's or batch's graphs would be reused with
@@ -282,7 +282,10 @@ def bench_model(name: str, device: torch.device, baseline: ModuleType | None, ro
     sides = {"ours": _Side(step, batch, device)}
     baseline_name = CASES[name].baseline
     if baseline is not None and baseline_name is not None:
-        sides["baseline"] = _Side(*baseline_step(baseline, baseline_name, device, batch_size), device)
+        sides["baseline"] = _Side(baseline_step(baseline, baseline_name, device, batch), batch, device)
+        if baseline.MODELS[baseline_name][0] != batch:
+            print(f"  {name}: the baseline's MODELS batch is {baseline.MODELS[baseline_name][0]}; both sides run "
+                  f"at ours, {batch}", file=log, flush=True)
     for side in sides.values():
         for _ in range(warmup):
             side.step()
@@ -315,6 +318,7 @@ def bench_model(name: str, device: torch.device, baseline: ModuleType | None, ro
         ours_tflops=achieved["ours"],
         baseline_tflops=achieved.get("baseline"),
         process_peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        batch_size=batch,
     )
 
 
