@@ -234,3 +234,25 @@ def test_the_baseline_runs_at_our_batch_whatever_its_models_default(tmp_path):
                       overrides=("model.generator_args.channels=4", "model.discriminator_args.channels=4"))
     assert module.BUILT == [64] and row.batch_size == 64
     assert "dcgan64: the baseline's MODELS batch is 2; both sides run at ours, 64" in log.getvalue()
+
+
+def test_every_set_key_but_the_speed_switches_is_warned_of_as_ours_alone():
+    """train.adversarial_start, ema_decay, lr_* changed our side's work alone, with no warning."""
+    from gan.tools.benchmark import workload_overrides
+
+    assert workload_overrides(["train.adversarial_start=5", "train.ema_decay=0", "train.g_lr=1e-3", "recipe=srgan",
+                               "model.generator_args.channels=8", "data.resolution=32", "train.compile=off",
+                               "train.amp=false", "train.cuda_graph=on", "train.batch_size=4", "data.num_workers=0",
+                               "log.every=5", "train.seed=3"]) == [
+        "train.adversarial_start", "train.ema_decay", "train.g_lr", "recipe", "model.generator_args.channels",
+        "data.resolution"]
+
+
+def test_a_set_of_the_ema_is_warned_of_on_the_command_line(tmp_path):
+    path = write_baseline(tmp_path / "small.py", "{'dcgan64': (2, build)}", TINY_BUILD)
+    result = CliRunner().invoke(main, [*BENCH, "--eager", "--set", "train.ema_decay=0", "--set",
+                                       "model.generator_args.channels=4", "--set", "model.discriminator_args.channels=4",
+                                       "--baseline", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "warning: --set train.ema_decay, model.generator_args.channels, model.discriminator_args.channels changes " \
+        "the work of gan's step alone" in result.output

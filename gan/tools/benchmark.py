@@ -115,12 +115,19 @@ def unmeasured_overrides(overrides: tuple[str, ...] | list[str]) -> list[str]:
             or (key.startswith("data.") and key not in BENCH_DATA_KEYS)]
 
 
+# How fast our step runs, not what it computes: the switches whose share a bench measures.
+BENCH_SPEED_KEYS = ("train.amp", "train.channels_last", "train.compile", "train.compile_backend", "train.compile_mode",
+                    "train.cuda_graph", "train.optimizer_kernel", "train.cudnn_benchmark", "train.sync_debug")
+
+
 def workload_overrides(overrides: tuple[str, ...] | list[str]) -> list[str]:
-    """The keys of `overrides` that change the work of our step (the networks, the losses, the image
-    size), which the baseline's canonical step does not follow: a ratio then compares two workloads."""
+    """The keys of `overrides` that change the work of our step, which the baseline's canonical step
+    does not follow: a ratio then compares two workloads. Every key is taken to change it but the speed
+    switches, the batch (set on both sides) and those that change nothing a bench measures."""
+    unmeasured = set(unmeasured_overrides(overrides))
     keys = [override.split("=", 1)[0].strip() for override in overrides]
-    return [key for key in keys if key.startswith(("model.", "loss."))
-            or key in ("data.resolution", "data.scale", "train.d_steps")]
+    return [key for key in keys if key not in unmeasured and key not in BENCH_SPEED_KEYS
+            and key != "train.batch_size"]
 
 
 def batch_override(overrides: tuple[str, ...] | list[str]) -> tuple[int | None, tuple[str, ...]]:
