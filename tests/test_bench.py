@@ -158,7 +158,7 @@ def test_a_set_batch_reaches_both_sides_and_a_set_workload_of_ours_alone_is_warn
     assert result.exit_code == 0, result.output
     assert asked == [4] and "two different workloads" not in result.output
     assert json.loads((tmp_path / "b.json").read_text())["settings"]["batch_size"] == 4
-    narrower = CliRunner().invoke(main, [*command, "--set", "train.batch_size=4", "--set",
+    narrower = CliRunner().invoke(main, [*command, "--overwrite", "--set", "train.batch_size=4", "--set",
                                          "model.generator_args.channels=16"])
     assert narrower.exit_code == 0 and "--set model.generator_args.channels changes the work of gan's step alone; " \
         "the baseline runs its canonical model, so the ratio compares two different workloads" in narrower.output
@@ -256,3 +256,22 @@ def test_a_set_of_the_ema_is_warned_of_on_the_command_line(tmp_path):
     assert result.exit_code == 0, result.output
     assert "warning: --set train.ema_decay, model.generator_args.channels, model.discriminator_args.channels changes " \
         "the work of gan's step alone" in result.output
+
+
+def test_the_json_never_replaces_the_baseline_and_an_existing_file_only_with_overwrite(tmp_path, monkeypatch):
+    """--json silently overwrote any file, even the --baseline file itself."""
+    import gan.tools.benchmark
+
+    monkeypatch.setattr(gan.tools.benchmark, "bench_model", lambda name, *args, **kwargs: gan.tools.benchmark.Row(
+        name, 10.0, None, None, None, None, None, None, 1.0))
+    path = write_baseline(tmp_path / "base.py", "{'dcgan64': (2, build)}", TINY_BUILD)
+    text = path.read_text()
+    itself = CliRunner().invoke(main, [*BENCH, "--baseline", str(path), "--json", str(path), "--overwrite"])
+    assert itself.exit_code == 2 and f"output '{path}' would overwrite the input '{path}'" in itself.output
+    assert path.read_text() == text and "| dcgan64 |" not in itself.output
+    notes = tmp_path / "notes.json"
+    notes.write_text("mine\n")
+    kept = CliRunner().invoke(main, [*BENCH, "--json", str(notes)])
+    assert kept.exit_code == 2 and "pass --overwrite to replace them" in kept.output and notes.read_text() == "mine\n"
+    replaced = CliRunner().invoke(main, [*BENCH, "--json", str(notes), "--overwrite"])
+    assert replaced.exit_code == 0 and json.loads(notes.read_text())["models"][0]["model"] == "dcgan64"

@@ -14,6 +14,7 @@ from gan.commands.common import UserPath, fail
               "cyclegan256, srresnet4x, srgan4x.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--json", "json_path", type=UserPath(dir_okay=False, path_type=Path), help="Also write results here.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --json file (never the --baseline file).")
 @click.option("--rounds", default=5, show_default=True, type=click.IntRange(1), help="Alternating rounds of ours and the baseline.")
 @click.option("--iters", default=0, show_default=True, type=click.IntRange(0),
               help="Training iterations per side per round; 0 = as many as take about 2 seconds.")
@@ -30,15 +31,16 @@ from gan.commands.common import UserPath, fail
                    "part is skipped.")
 @click.option("--data-workers", default=2, show_default=True, type=click.IntRange(0), help="Loader workers for the uncached data path.")
 @click.option("--threads", type=click.IntRange(1), help="torch.set_num_threads for the run.")
-def bench(models: tuple[str, ...], device: str, json_path: Path | None, rounds: int, iters: int, warmup: int,
-          eager: bool, overrides: tuple[str, ...], baseline_path: Path | None, data_root: Path | None,
+def bench(models: tuple[str, ...], device: str, json_path: Path | None, overwrite: bool, rounds: int, iters: int,
+          warmup: int, eager: bool, overrides: tuple[str, ...], baseline_path: Path | None, data_root: Path | None,
           data_workers: int, threads: int | None) -> None:
     """Training images/s of each recipe's canonical configuration, against the plain baseline.
 
     Both run in this process on random tensors, in alternating rounds; the table gives
     images/s, the ratio ours / baseline, peak CUDA memory and achieved TFLOP/s (FLOPs of
     one step counted by torch.utils.flop_counter). Then the data path: the decoded-image
-    cache against torchvision ImageFolder + transforms at 128x128.
+    cache against torchvision ImageFolder + transforms at 128x128. An existing --json file is
+    replaced only with --overwrite; the --baseline file never.
 
     \b
     Examples:
@@ -94,8 +96,8 @@ def bench(models: tuple[str, ...], device: str, json_path: Path | None, rounds: 
         baseline = load_baseline(baseline_path, needed) if baseline_path else None
         if data_root is not None and str(data_root) != "none":
             check_data_root(data_root)
-        if json_path:  # a read-only folder is refused now, not after minutes of measuring
-            check_outputs([json_path], overwrite=True)
+        if json_path:  # a read-only folder or an existing file is refused now, not after minutes of measuring
+            check_outputs([json_path], inputs=[baseline_path] if baseline_path else [], overwrite=overwrite)
     except (DeviceUnavailable, ConfigError, FileNotFoundError, BaselineError, DataRootError, OutputRefused) as error:
         fail(error)
     if baseline is None:
