@@ -7,6 +7,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 from conftest import REPO
+from PIL import Image
 
 from gan.commands.main import main
 from gan.recipes import RECIPES
@@ -275,3 +276,39 @@ def test_the_json_never_replaces_the_baseline_and_an_existing_file_only_with_ove
     assert kept.exit_code == 2 and "pass --overwrite to replace them" in kept.output and notes.read_text() == "mine\n"
     replaced = CliRunner().invoke(main, [*BENCH, "--json", str(notes), "--overwrite"])
     assert replaced.exit_code == 0 and json.loads(notes.read_text())["models"][0]["model"] == "dcgan64"
+
+
+def image_folder(folder, count: int):
+    folder.mkdir(parents=True, exist_ok=True)
+    for index in range(count):
+        Image.new("RGB", (8, 8)).save(folder / f"{index}.png")
+
+
+def test_a_data_root_with_fewer_than_a_batch_in_its_subfolders_is_refused(tmp_path):
+    """70 images in ROOT and 2 in ROOT/sub passed the check; ImageFolder read 2, and the timing waited forever."""
+    from gan.tools.benchmark import DataRootError, check_data_root
+
+    image_folder(tmp_path, 70)
+    image_folder(tmp_path / "sub", 2)
+    with pytest.raises(DataRootError, match=r"holds 2 images; the data-path benchmark needs at least 64 \(one batch\) "
+                                            "in its subfolders, which torchvision's ImageFolder reads"):
+        check_data_root(tmp_path)
+    (tmp_path / "empty").mkdir()  # ImageFolder refuses a subfolder without images
+    with pytest.raises(DataRootError, match="torchvision's ImageFolder refuses it: Found no valid file"):
+        check_data_root(tmp_path)
+
+
+def test_an_empty_loader_raises_instead_of_looping_forever():
+    from gan.tools.benchmark import DataRootError, _endless
+
+    class Empty:
+        passes = 0
+
+        def __iter__(self):
+            self.passes += 1
+            if self.passes > 3:
+                raise AssertionError("looped over an empty loader")
+            return iter(())
+
+    with pytest.raises(DataRootError, match="gave no batch"):
+        next(_endless(Empty()))

@@ -373,10 +373,22 @@ def check_data_root(root: Path, batch_size: int = DATA_BATCH) -> None:
         raise DataRootError(f"--data-root '{root}' has no subfolders: the data-path benchmark compares with "
                             f"torchvision's ImageFolder, which reads ROOT/<subfolder>/*{IMAGE_EXTENSIONS[0]} (the "
                             f"folder holding img_align_celeba/, say)")
-    count = len(find_images(root))
+    # both paths need a batch: ours reads every image under ROOT, ImageFolder only those in subfolders
+    count = min(len(find_images(root)), _imagefolder_count(root))
     if count < batch_size:
         raise DataRootError(f"--data-root '{root}' holds {count} images; the data-path benchmark needs at least "
-                            f"{batch_size} (one batch)")
+                            f"{batch_size} (one batch) in its subfolders, which torchvision's ImageFolder reads")
+
+
+def _imagefolder_count(root: Path) -> int:
+    """The images torchvision's ImageFolder reads under `root`, by its own listing (its extensions,
+    subfolders only); DataRootError when it refuses the folder (a subfolder without images)."""
+    from torchvision.datasets import ImageFolder
+
+    try:
+        return len(ImageFolder(str(root)).samples)
+    except FileNotFoundError as error:
+        raise DataRootError(f"--data-root '{root}': torchvision's ImageFolder refuses it: {error}") from None
 
 
 def bench_data(root: Path, resolution: int, batch_size: int, batches: int, workers: int,
@@ -421,8 +433,15 @@ def bench_data(root: Path, resolution: int, batch_size: int, batches: int, worke
 
 
 def _endless(loader):
+    """The batches of `loader`, pass after pass; DataRootError for a pass with none, which would
+    otherwise loop forever."""
     while True:
-        yield from loader
+        empty = True
+        for batch in loader:
+            empty = False
+            yield batch
+        if empty:
+            raise DataRootError("torchvision's ImageFolder loader gave no batch: fewer images than one batch")
 
 
 @contextlib.contextmanager
