@@ -312,3 +312,20 @@ def test_an_empty_loader_raises_instead_of_looping_forever():
 
     with pytest.raises(DataRootError, match="gave no batch"):
         next(_endless(Empty()))
+
+
+@pytest.mark.filterwarnings("ignore")  # (ours warns of the undecodable file and skips it)
+def test_an_undecodable_image_in_the_data_root_is_one_line_after_the_models_table(tmp_path, monkeypatch):
+    """ImageFolder's PIL.UnidentifiedImageError ended bench in a traceback after every model was timed."""
+    import gan.tools.benchmark
+
+    monkeypatch.setattr(gan.tools.benchmark, "bench_model", lambda name, *args, **kwargs: gan.tools.benchmark.Row(
+        name, 10.0, None, None, None, None, None, None, 1.0))
+    image_folder(tmp_path / "faces" / "class", 64)
+    (tmp_path / "faces" / "class" / "broken.png").write_bytes(b"not an image")
+    result = CliRunner().invoke(main, [*BENCH[:-2], "--data-root", str(tmp_path / "faces"), "--data-workers", "0",
+                                       "--json", str(tmp_path / "b.json")])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert f"error: data path: --data-root '{tmp_path / 'faces'}': torchvision's ImageFolder cannot read an image " \
+        "there (cannot identify image file" in result.output and "| dcgan64 |" in result.output
+    assert "DataRootError" in json.loads((tmp_path / "b.json").read_text())["failures"]["data path"]

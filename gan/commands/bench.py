@@ -122,7 +122,11 @@ def bench(models: tuple[str, ...], device: str, json_path: Path | None, overwrit
                 _written(json_path, rows, data_rows, settings, failures)  # (a refusal: the last write reports it)
         if data_root is not None and str(data_root) != "none":
             with tempfile.TemporaryDirectory() as cache_dir:
-                data_rows.append(bench_data(data_root, 128, DATA_BATCH, 40, data_workers, Path(cache_dir)))
+                try:
+                    data_rows.append(bench_data(data_root, 128, DATA_BATCH, 40, data_workers, Path(cache_dir)))
+                except DataRootError as error:  # (an undecodable image): the models' figures still reach the table
+                    click.echo(f"error: data path: {error}", err=True)
+                    failures["data path"] = f"DataRootError: {error}"
     if rows:  # (every model failed: no empty table)
         click.echo(format_table(rows))
         if baseline is None:

@@ -399,6 +399,7 @@ def bench_data(root: Path, resolution: int, batch_size: int, batches: int, worke
 
     from gan.core.config import DataConfig
     from gan.data import build_dataset, training_batches
+    from gan.data.decode import DECODE_ERRORS
 
     data = DataConfig(dataset="folder", root=str(root), resolution=resolution, num_workers=workers,
                       cache="mmap", cache_dir=str(cache_dir), hflip=True)
@@ -422,7 +423,12 @@ def bench_data(root: Path, resolution: int, batch_size: int, batches: int, worke
     folder = torchvision.datasets.ImageFolder(str(root), transform=transform)  # root holds class folders
     loader = torch.utils.data.DataLoader(folder, batch_size=batch_size, shuffle=True, num_workers=workers,
                                          drop_last=True, persistent_workers=workers > 0)
-    torchvision_rate = timed(lambda: _endless(loader))
+    try:
+        torchvision_rate = timed(lambda: _endless(loader))
+    except DECODE_ERRORS as error:  # ours skips such a file with a warning; ImageFolder stops at it
+        last_line = str(error).strip().splitlines()[-1]  # (a worker's error carries its traceback)
+        raise DataRootError(f"--data-root '{root}': torchvision's ImageFolder cannot read an image there "
+                            f"({last_line}); remove the undecodable files to time the data path") from None
     result = {"root": str(root), "images": len(dataset), "resolution": resolution, "batch_size": batch_size,
               "workers": workers, "cache_build_s": build_seconds, "cached_images_per_s": cached,
               "imagefolder_images_per_s": torchvision_rate, "ratio": cached / torchvision_rate}
