@@ -237,6 +237,15 @@ def test_the_baseline_runs_at_our_batch_whatever_its_models_default(tmp_path):
     assert "dcgan64: the baseline's MODELS batch is 2; both sides run at ours, 64" in log.getvalue()
 
 
+def test_each_model_says_when_it_starts_before_its_silent_warm_up():
+    import io
+
+    log = io.StringIO()
+    bench_model("dcgan64", CPU, None, rounds=1, iterations=1, warmup=0, fast=False, flops=False, log=log,
+                overrides=("model.generator_args.channels=4", "model.discriminator_args.channels=4"), batch_size=2)
+    assert log.getvalue().startswith("  timing dcgan64 ...\n  dcgan64 round 1/1: ours ")
+
+
 def test_every_set_key_but_the_speed_switches_is_warned_of_as_ours_alone():
     """train.adversarial_start, ema_decay, lr_* changed our side's work alone, with no warning."""
     from gan.tools.benchmark import workload_overrides

@@ -281,6 +281,7 @@ def bench_model(name: str, device: torch.device, baseline: ModuleType | None, ro
     """Time `name`, ours (with config `overrides`) and the baseline's, in `rounds` alternating rounds
     of `iterations` steps (0: as many as take about `round_seconds`, judged from one timed step of ours).
     `batch_size` replaces our canonical batch; the baseline always runs at ours."""
+    print(f"  timing {name} ...", file=log, flush=True)  # (a big model's build and warm-up take a while, silent)
     if batch_size:
         overrides = (*overrides, f"train.batch_size={batch_size}")
     if fast:  # compile afresh, as a training run does: another model's or batch's graphs would be reused with
