@@ -311,6 +311,27 @@ def test_a_stopped_sample_removes_the_part_of_the_set_it_wrote_and_counts_with_a
     assert "image 64/130 (49%)" in result.output and not (tmp_path / "new").exists()
 
 
+@pytest.mark.slow
+def test_a_sample_stopped_by_sigterm_removes_its_part_of_the_set_too(tiny_demo_run, tmp_path):
+    # Python's default SIGTERM ends the process at once, leaving hundreds of a set's PNGs.
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    folder = tmp_path / "new" / "each"
+    process = subprocess.Popen([sys.executable, "-m", "gan", "sample", str(tiny_demo_run), "--n", "100000",
+                                "--separate", str(folder)], stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 60
+    while not (folder.is_dir() and any(folder.iterdir())) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, errors = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM and "error: stopped by SIGTERM" in errors, errors
+    assert "file(s) it had written" in errors and not (tmp_path / "new").exists()
+
+
 def test_sample_in_chunks_gives_the_images_of_one_batch(tiny_demo_run, tmp_path):
     from gan.core.images import signed_to_pil
     from gan.inference.generators import load_generator

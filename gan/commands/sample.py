@@ -177,6 +177,9 @@ def sample(source: Path, count: int, out: Path | None, separate: Path | None, se
       gan sample runs/00000-dcgan_demo --interpolate 10 --n 6 --out walk.png
       gan sample runs/00000-dcgan_demo --best --n 64 --out best.png   # the checkpoint best by SWD
     """
+    import signal
+
+    from gan.commands.train import interrupt_on_sigterm
     from gan.core.checkpoint import CheckpointError, best_checkpoint
     from gan.core.files import WriteError
     from gan.core.images import image_format_of, palette_warning
@@ -223,6 +226,7 @@ def sample(source: Path, count: int, out: Path | None, separate: Path | None, se
         check_grid_fits(out, total, *first.shape[-2:], num_columns=steps or None)
     written: list[Path] = []
     created = missing_folders([path.parent for path in planned_outputs(out, separate, 1)])
+    stop_handlers = interrupt_on_sigterm()  # (SIGTERM, SIGHUP: `kill`, a closed terminal) as Ctrl-C
     try:
         write_samples(itertools.chain([first], batches), out, separate, steps or None, written, total)
     except (WriteError, NonFiniteOutput) as error:
@@ -232,6 +236,9 @@ def sample(source: Path, count: int, out: Path | None, separate: Path | None, se
         remove_written(written, created)
         click.echo(f"removed the {len(written)} file(s) it had written", err=True)
         raise
+    finally:
+        for signum, handler in stop_handlers.items():
+            signal.signal(signum, handler)
     if out is not None:
         click.echo(f"wrote {out} ({total} images)")
     if separate is not None:
