@@ -181,6 +181,11 @@ def test_every_problem_is_listed_at_once(tmp_path):
     assert lines[0] == "this run could not finish, so it does not start:"
     assert any(line.startswith("  - metrics.root:") and "held-out" in line for line in lines)
     assert any(line.startswith("  - metrics.cache_dir:") and "cannot be written" in line for line in lines)
+    blocker_cache = tiny_config("data.dataset=folder", f"data.root={tmp_path / 'faces'}", "data.cache=mmap",
+                                f"data.cache_dir={blocker}")  # the file itself: "File exists", it said
+    with pytest.raises(ConfigError, match=r"data.cache_dir '.*a-file' is a file, not a folder: move it, or name "
+                                          r"another folder"):
+        train(blocker_cache, tmp_path / "run2", CPU)
     assert not list_checkpoints(tmp_path / "run")
 
 

@@ -124,6 +124,8 @@ def _require_file_or_nothing(path: Path, holding: str) -> None:
 def _require_writable(folder: Path, what: str) -> None:
     """`folder` exists or can be made, and a file can be written in it (tried: a permission check
     would pass for root on a folder it still cannot write, such as a read-only mount)."""
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"{what} '{folder}' is a file, not a folder: move it, or name another folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe = temp_name(folder / ".write-test")
