@@ -461,3 +461,13 @@ def test_the_run_file_names_spelled_without_torch_agree_with_those_training_writ
     for name in (BEST_NAME, BEST_RECORD, checkpoint_path(tmp_path, 7).name):
         assert any(fnmatch.fnmatch(name, pattern) for pattern in TRAINING_STATE_NAMES), name
     assert METRICS_RECORD in RUN_RECORD_NAMES
+
+
+@pytest.mark.parametrize("command, out", [("export", "new/g.safetensors/"), ("sample", "new/g.png/")])
+def test_a_file_option_given_as_a_folder_with_a_trailing_slash_is_refused(tiny_demo_run, tmp_path, monkeypatch,
+                                                                          command, out):
+    # The slash was dropped: `--out new/g.safetensors/` wrote the file `new/g.safetensors`.
+    monkeypatch.chdir(tmp_path)
+    result = invoke(command, tiny_demo_run, "--out", out, *(["--n", "2"] if command == "sample" else []))
+    assert result.exit_code == 2 and f"'{out}' ends with '/', which names a folder" in result.output, result.output
+    assert not (tmp_path / "new").exists()

@@ -17,6 +17,9 @@ class UserPath(click.Path):
     def convert(self, value, param, ctx):
         if isinstance(value, str) and value.startswith("~"):
             value = os.path.expanduser(value)
+        if isinstance(value, str) and not self.dir_okay and value.endswith(("/", os.sep)):
+            # (Path drops the slash: `--out x.png/` would write a file where a folder was meant)
+            self.fail(f"'{value}' ends with '/', which names a folder, where a file is expected", param, ctx)
         return super().convert(value, param, ctx)
 
 
