@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import warnings
 from pathlib import Path
@@ -76,11 +77,16 @@ def missing_folders(folders: list[Path]) -> list[Path]:
     return sorted(missing, key=lambda folder: len(folder.parts), reverse=True)
 
 
-def remove_written(written: list[Path], created: list[Path]) -> None:
-    """Remove the files a command wrote and the folders it made for them (those left empty)."""
+def remove_written(written: list[Path], created: list[Path]) -> int:
+    """Remove the files a command wrote (the last may not be there yet) and the folders it made for
+    them (those left empty); returns how many files there were."""
+    removed = 0
     for path in written:
-        path.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            removed += 1
     remove_empty_folders(created)
+    return removed
 
 
 def remove_empty_folders(folders: list[Path]) -> None:
@@ -132,7 +138,9 @@ def write_samples(batches: Iterator[torch.Tensor], out: Path | None, separate: P
         for batch in batches:
             if separate is not None:
                 for image in batch:
-                    written.append(save_image(signed_to_pil(image), separate_path(separate, done)))
+                    # listed before it is written: a stop between the write and the listing would leave it
+                    written.append(separate_path(separate, done))
+                    save_image(signed_to_pil(image), written[-1])
                     done += 1
             else:
                 done += len(batch)
@@ -141,7 +149,8 @@ def write_samples(batches: Iterator[torch.Tensor], out: Path | None, separate: P
             if progress:
                 progress.update(done)
         if out is not None:
-            written.append(save_image_grid(torch.cat(grid_images), out, num_columns=num_columns))
+            written.append(out)
+            save_image_grid(torch.cat(grid_images), out, num_columns=num_columns)
     finally:
         if progress:
             progress.close()
@@ -233,8 +242,7 @@ def sample(source: Path, count: int, out: Path | None, separate: Path | None, se
         remove_written(written, created)  # a failed command leaves none of its files, nor the folders it made
         fail(f"'{path}': {error}" if isinstance(error, NonFiniteOutput) else error)
     except KeyboardInterrupt:  # so does a stopped one: part of a set would pass for a whole one (FID's, say)
-        remove_written(written, created)
-        click.echo(f"removed the {len(written)} file(s) it had written", err=True)
+        click.echo(f"removed the {remove_written(written, created)} file(s) it had written", err=True)
         raise
     finally:
         for signum, handler in stop_handlers.items():
