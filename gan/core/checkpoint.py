@@ -319,8 +319,9 @@ class BestCheckpoint:
         aside = set_aside_best(self.run_dir, f"best-by-{re.sub(r'[^A-Za-z0-9]+', '-', metric)}"
                                              + (f"-{step:08d}" if step is not None else ""))
         self.other = None
-        return (f"best.pt was kept by {metric} ({value:.4g} at step {step}): set aside as {aside}.pt, as this run now "
-                f"keeps best.pt by {self.metric} (train.keep_best)")
+        at = f" at step {step}" if step is not None else ""
+        return (f"best.pt was kept by {metric} ({value:.4g}{at}): set aside as {aside}.pt, as this run now keeps "
+                f"best.pt by {self.metric} (train.keep_best)")
 
     def improves(self, value: float) -> bool:
         if not math.isfinite(value):
