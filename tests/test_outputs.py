@@ -471,3 +471,20 @@ def test_a_file_option_given_as_a_folder_with_a_trailing_slash_is_refused(tiny_d
     result = invoke(command, tiny_demo_run, "--out", out, *(["--n", "2"] if command == "sample" else []))
     assert result.exit_code == 2 and f"'{out}' ends with '/', which names a folder" in result.output, result.output
     assert not (tmp_path / "new").exists()
+
+
+def test_a_failed_overwrite_of_a_grid_keeps_the_grid_it_would_have_replaced(tiny_demo_run, tmp_path, monkeypatch):
+    # (a stop must not leave a new file behind, nor may a failed write cost the file it would replace)
+    from gan.core import images
+    from gan.core.files import WriteError
+
+    grid = tmp_path / "grid.png"
+    grid.write_bytes(b"the user's grid")
+
+    def full(*args, **kwargs):
+        raise WriteError(f"could not write '{grid}' (0.0 MiB free): No space left on device")
+
+    monkeypatch.setattr(images, "save_image", full)
+    result = invoke("sample", tiny_demo_run, "--n", "2", "--out", grid, "--overwrite")
+    assert result.exit_code == 2 and "No space left" in result.output, result.output
+    assert grid.read_bytes() == b"the user's grid"

@@ -6,7 +6,7 @@ import contextlib
 import itertools
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import click
 
@@ -122,6 +122,18 @@ def image_batches(generator: torch.nn.Module, latents: torch.Tensor) -> Iterator
         yield generate(generator, chunk, batch_size=BATCH)
 
 
+def write_listed(write: Callable[[Path], object], path: Path, written: list[Path]) -> None:
+    """`write(path)`, with `path` added to `written`: before the write when it is a new file, so that a
+    stop between the write and the listing cannot leave it behind; after it when it replaces one
+    (--overwrite), so that a failed write never costs the file it would have replaced."""
+    new = not path.exists()
+    if new:
+        written.append(path)
+    write(path)
+    if not new:
+        written.append(path)
+
+
 def write_samples(batches: Iterator[torch.Tensor], out: Path | None, separate: Path | None, num_columns: int | None,
                   written: list[Path], total: int) -> None:
     """Write each batch's images into `separate` as they come, then the grid of all to `out`;
@@ -138,9 +150,8 @@ def write_samples(batches: Iterator[torch.Tensor], out: Path | None, separate: P
         for batch in batches:
             if separate is not None:
                 for image in batch:
-                    # listed before it is written: a stop between the write and the listing would leave it
-                    written.append(separate_path(separate, done))
-                    save_image(signed_to_pil(image), written[-1])
+                    write_listed(lambda path, image=image: save_image(signed_to_pil(image), path),
+                                 separate_path(separate, done), written)
                     done += 1
             else:
                 done += len(batch)
@@ -149,8 +160,8 @@ def write_samples(batches: Iterator[torch.Tensor], out: Path | None, separate: P
             if progress:
                 progress.update(done)
         if out is not None:
-            written.append(out)
-            save_image_grid(torch.cat(grid_images), out, num_columns=num_columns)
+            write_listed(lambda path: save_image_grid(torch.cat(grid_images), path, num_columns=num_columns), out,
+                         written)
     finally:
         if progress:
             progress.close()
