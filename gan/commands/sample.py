@@ -199,10 +199,10 @@ def sample(source: Path, count: int, out: Path | None, separate: Path | None, se
     """
     import signal
 
-    from gan.commands.train import interrupt_on_sigterm
     from gan.core.checkpoint import CheckpointError, best_checkpoint
     from gan.core.files import WriteError
     from gan.core.images import image_format_of, palette_warning
+    from gan.core.processes import interrupt_on_sigterm
     from gan.inference.generators import load_generator
     from gan.inference.outputs import OutputRefused, check_outputs
     from gan.nets.running import NonFiniteOutput, interpolation_latents, random_latents

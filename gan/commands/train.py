@@ -8,26 +8,13 @@ import functools
 import os
 import signal
 import sys
-import threading
 import warnings
 from pathlib import Path
-from typing import Any
 
 import click
 
 from gan.commands.common import UserPath, fail, file_error, refuse_folder_in_a_run
-from gan.core.processes import STOP_SIGNALS, leave_the_terminal_on_hangup
-
-
-def interrupt_on_sigterm() -> dict[int, Any]:
-    """SIGTERM and SIGHUP raise KeyboardInterrupt, as Ctrl-C does, so that a stop before training
-    begins (building a decoded-image cache can take minutes) cleans up what it started instead of
-    dying mid-write. The training loop handles all three itself while it runs. (An ignored signal
-    stays ignored.) Returns the handlers replaced, for `signal.signal` to restore."""
-    if threading.current_thread() is not threading.main_thread():
-        return {}
-    return {signum: signal.signal(signum, _raise_terminated) for signum in STOP_SIGNALS
-            if signum != signal.SIGINT and signal.getsignal(signum) is not signal.SIG_IGN}
+from gan.core.processes import Terminated, interrupt_on_sigterm
 
 
 def leave_the_talking_to_rank_0() -> None:
@@ -257,19 +244,6 @@ def warn_of_schedule_jumps(resolved, trained: dict, step: int) -> None:
     if jumps:
         warnings.warn(f"resuming at step {step} with these settings moves schedules tied to the run's length: at "
                       f"step {step + 1}, {'; and '.join(jumps)}", stacklevel=3)
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM or SIGHUP, raised where Ctrl-C raises KeyboardInterrupt."""
-
-    def __init__(self, signum: int = signal.SIGTERM):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-def _raise_terminated(signum, frame) -> None:
-    leave_the_terminal_on_hangup(signum)
-    raise Terminated(signum)
 
 
 @click.command()

@@ -8,6 +8,8 @@ import errno
 import os
 import signal
 import sys
+import threading
+from typing import Any
 
 SET_PARENT_DEATH_SIGNAL = 1  # PR_SET_PDEATHSIG, <linux/prctl.h>
 
@@ -58,3 +60,28 @@ def stop_with_parent(parent_pid: int) -> None:
     ctypes.CDLL(None).prctl(SET_PARENT_DEATH_SIGNAL, signal.SIGTERM)
     if os.getppid() != parent_pid:  # the parent died before the request was made
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+def interrupt_on_sigterm() -> dict[int, Any]:
+    """SIGTERM and SIGHUP raise KeyboardInterrupt, as Ctrl-C does, so that a command stopped by them
+    cleans up what it started instead of dying mid-write (`gan train` before training begins: a
+    decoded-image cache can take minutes; `gan sample`'s part of a set). The training loop handles
+    all three itself while it runs. (An ignored signal stays ignored.) Returns the handlers
+    replaced, for `signal.signal` to restore."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {signum: signal.signal(signum, _raise_terminated) for signum in STOP_SIGNALS
+            if signum != signal.SIGINT and signal.getsignal(signum) is not signal.SIG_IGN}
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where Ctrl-C raises KeyboardInterrupt."""
+
+    def __init__(self, signum: int = signal.SIGTERM):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_terminated(signum, frame) -> None:
+    leave_the_terminal_on_hangup(signum)
+    raise Terminated(signum)

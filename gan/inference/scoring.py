@@ -296,12 +296,11 @@ def cycle_folders(root: Path, data_config: dict, split: str | None = None) -> tu
         if not ((root / f"{split}A").is_dir() and (root / f"{split}B").is_dir()):
             raise FileNotFoundError(f"'{root}' holds no {split}A/ and {split}B/ (--split {split})")
         return root / f"{split}A", root / f"{split}B", split
-    for name in dict.fromkeys([data_config.get("val_split") or "test", "test", ""]):
+    candidates = list(dict.fromkeys([data_config.get("val_split") or "test", "test", ""]))
+    for name in candidates:
         if (root / f"{name}A").is_dir() and (root / f"{name}B").is_dir():
             return root / f"{name}A", root / f"{name}B", name
-    tried = " nor ".join(f"{name}A/ and {name}B/" for name in dict.fromkeys([data_config.get("val_split") or "test",
-                                                                           "test", ""]))
-    raise FileNotFoundError(f"'{root}' holds neither {tried}")
+    raise FileNotFoundError(f"'{root}' holds neither {' nor '.join(f'{name}A/ and {name}B/' for name in candidates)}")
 
 
 def evaluate_cycle(to_b: Translator, to_a: Translator, a_folder: Path, b_folder: Path, resolution: int,

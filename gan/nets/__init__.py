@@ -133,8 +133,7 @@ class NetworkSpec:
         if unknown:
             raise ValueError(f"{self.role} '{self.name}' takes no argument {', '.join(map(repr, unknown))}; "
                              f"it takes {', '.join(parameters)}")
-        missing = [arg for arg, parameter in parameters.items()
-                   if parameter.default is inspect.Parameter.empty and arg not in self.kwargs]
+        missing = [arg for arg in _required(parameters) if arg not in self.kwargs]
         if missing:
             raise ValueError(f"{self.role} '{self.name}' needs {', '.join(map(repr, missing))}, which it lacks")
         for arg, value in self.kwargs.items():
@@ -182,12 +181,16 @@ class NetworkSpec:
         return cls(role, name, kwargs)
 
 
+def _required(parameters: dict[str, inspect.Parameter]) -> list[str]:
+    """The names of the parameters without a default."""
+    return [arg for arg, parameter in parameters.items() if parameter.default is inspect.Parameter.empty]
+
+
 def _misfit(role: str, name: str, supplied: dict[str, Any]) -> str:
     """Why network `name` cannot be built from what a recipe supplies ('' when it can): an argument
     without a default that the recipe does not supply, or one the recipe supplies that it does not take."""
     parameters = _parameters(_zoo(role).get(name))
-    needed = [arg for arg, parameter in parameters.items()
-              if parameter.default is inspect.Parameter.empty and arg not in supplied]
+    needed = [arg for arg in _required(parameters) if arg not in supplied]
     unknown = [arg for arg in supplied if arg not in parameters]
     reasons = [f"it needs {', '.join(needed)}, which the recipe does not supply"] if needed else []
     reasons += [f"the recipe supplies {', '.join(unknown)}, which it does not take"] if unknown else []
