@@ -8,10 +8,8 @@ with both scores (they must agree).
 
 from __future__ import annotations
 
-import time
-
 import torch
-from two_trees import load_versions, two_trees_parser
+from two_trees import best_of_rounds, load_versions, two_trees_parser
 
 
 def main() -> None:
@@ -23,13 +21,7 @@ def main() -> None:
     image = torch.randint(0, 256, (1, 3, height, width)).double()
     other = (image + 5 * torch.randn_like(image)).clamp(0, 255).round()  # a mildly noisy copy
     versions = load_versions(args.before, args.after, "gan/metrics/image_quality.py")
-    best = {name: float("inf") for name in versions}
-    scores = {}
-    for _ in range(args.rounds):
-        for name, module in versions.items():
-            start = time.perf_counter()
-            scores[name] = module.ssim(image, other)
-            best[name] = min(best[name], time.perf_counter() - start)
+    best, scores = best_of_rounds(versions, lambda module: module.ssim(image, other), args.rounds)
     print(f"RGB SSIM of one {width}x{height} pair, best of {args.rounds} rounds, {torch.get_num_threads()} threads")
     for name in versions:
         print(f"  {name}: {best[name]:.2f} s  (score {scores[name]!r})")
