@@ -338,3 +338,18 @@ def test_an_undecodable_image_in_the_data_root_is_one_line_after_the_models_tabl
     assert f"error: data path: --data-root '{tmp_path / 'faces'}': torchvision's ImageFolder cannot read an image " \
         "there (cannot identify image file" in result.output and "| dcgan64 |" in result.output
     assert "DataRootError" in json.loads((tmp_path / "b.json").read_text())["failures"]["data path"]
+
+
+def test_each_round_line_reports_that_round_and_the_result_all_rounds():
+    """The round lines were running averages: a slow round was hidden in the next lines' figures."""
+    import time
+
+    from gan.tools.benchmark import _Side
+
+    delays = iter([0.05, 0.05, 0.0, 0.0])
+    side = _Side(lambda: time.sleep(next(delays)), batch=10, device=CPU)
+    side.run(2)
+    slow = side.round_images_per_second
+    side.run(2)
+    assert slow < 250 and side.round_images_per_second > 1000  # 20 images in 0.1 s, then in no time
+    assert side.images_per_second == pytest.approx(40 / side.seconds) and side.images_per_second < 500

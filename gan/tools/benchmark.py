@@ -247,11 +247,13 @@ class Row:
 
 
 class _Side:
-    """One contender: its step, batch, and accumulated timing."""
+    """One contender: its step, batch, and timing accumulated over rounds (the figure reported) and of
+    the last round alone (the progress line: a running average would hide a slow or noisy round)."""
 
     def __init__(self, step: Callable[[], None], batch: int, device: torch.device):
         self.step, self.batch, self.device = step, batch, device
         self.seconds, self.iterations, self.peak = 0.0, 0, 0
+        self.round_images_per_second = 0.0
 
     def run(self, iterations: int) -> None:
         if self.device.type == "cuda":
@@ -261,8 +263,10 @@ class _Side:
         for _ in range(iterations):
             self.step()
         _sync(self.device)
-        self.seconds += time.perf_counter() - start
+        elapsed = time.perf_counter() - start
+        self.seconds += elapsed
         self.iterations += iterations
+        self.round_images_per_second = self.batch * iterations / elapsed
         if self.device.type == "cuda":
             self.peak = max(self.peak, torch.cuda.max_memory_allocated(self.device))
 
@@ -308,7 +312,7 @@ def bench_model(name: str, device: torch.device, baseline: ModuleType | None, ro
         for side in order:
             side.run(iterations)
         print(f"  {name} round {index + 1}/{rounds}: " + "  ".join(
-            f"{label} {side.images_per_second:.2f} img/s" for label, side in sides.items()), file=log, flush=True)
+            f"{label} {side.round_images_per_second:.2f} img/s" for label, side in sides.items()), file=log, flush=True)
     achieved = {}
     for label, side in sides.items():
         # ours is counted on an eager step of the same arithmetic: a CUDA-graph replay runs no operator
