@@ -108,6 +108,8 @@ def test_the_trained_weights_are_exported_with_generator_live(onnxruntime, runs,
 def test_the_size_multiple_is_stated_and_other_sizes_are_refused(onnxruntime, exports):
     described = {recipe: exports[recipe][1]["onnx"] for recipe in ("pix2pix", "cyclegan", "srresnet", "dcgan")}
     assert [described[recipe].get("size_multiple") for recipe in described] == [32, 4, 1, None]
+    assert [described[recipe].get("smallest_size") for recipe in described] == [32, 8, 1, None]
+    assert described["cyclegan"]["input"]["shape"] == ["batch", 3, "4*height_blocks", "4*width_blocks"]
     assert described["pix2pix"]["input"]["shape"] == ["batch", 3, "32*height_blocks", "32*width_blocks"]
     assert described["srresnet"]["output"]["shape"] == ["batch", 3, "4*height", "4*width"]
     unet = exports["pix2pix"][0]
@@ -116,6 +118,8 @@ def test_the_size_multiple_is_stated_and_other_sizes_are_refused(onnxruntime, ex
     assert metadata == exports["pix2pix"][1]
     with pytest.raises(Exception, match="(?i)concat|dimension|shape"):  # 48 is not a multiple of 32
         run_onnx(onnxruntime, unet, np.zeros((1, 3, 48, 64), np.float32))
+    with pytest.raises(Exception, match="(?i)pad"):  # a multiple of 4, but below the ResNet's smallest 8
+        run_onnx(onnxruntime, exports["cyclegan"][0], np.zeros((1, 3, 4, 4), np.float32))
     help_text = CliRunner().invoke(main, ["export", "--help"]).output
     assert "2**num_downs" in help_text and "multiple" in help_text
 

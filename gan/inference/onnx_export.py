@@ -3,10 +3,12 @@
 torch's export-based ONNX exporter writes it (it needs onnxscript; the TorchScript exporter
 it replaced is deprecated). The batch axis is dynamic. An image-to-image generator also
 takes any H and W that are multiples of its `size_multiple` (U-Net: 2**num_downs, the ResNet:
-4, SRResNet: any size): they are declared as `size_multiple * k`, so `torch.export` proves
-the graph valid for every such size, and the graph's input shape names the multiple
-("32*height_blocks"). ONNX has no way to refuse other sizes up front; a U-Net fails on
-them in its skip connections, other networks may return a wrongly sized image.
+4, SRResNet: any size) and at least its `smallest_size` (the ResNet: 8, whose residual blocks'
+reflection pads need 2 px at 1/4 scale): they are declared as `size_multiple * k`, k from
+`smallest_size / size_multiple` up, so `torch.export` proves the graph valid for every such
+size, and the graph's input shape names the multiple ("32*height_blocks"). ONNX has no way
+to refuse other sizes up front; a U-Net fails on them in its skip connections, a ResNet
+below its smallest size in a reflection pad, other networks may return a wrongly sized image.
 """
 
 from __future__ import annotations
@@ -53,18 +55,26 @@ def example_and_dynamic_shapes(generator: nn.Module) -> tuple[str, torch.Tensor,
         return "latents", torch.zeros(EXAMPLE_BATCH, generator.latent_dim), {0: batch}
     # Every image-to-image generator of the zoo registers the convolution that reads the image first.
     channels = next(module for module in generator.modules() if isinstance(module, nn.Conv2d)).in_channels
-    multiple = size_multiple_of(generator)
+    multiple, fewest = size_multiple_of(generator), smallest_size_of(generator) // size_multiple_of(generator)
     if multiple > 1:
-        height, width = multiple * Dim("height_blocks", min=1), multiple * Dim("width_blocks", min=1)
+        height, width = multiple * Dim("height_blocks", min=fewest), multiple * Dim("width_blocks", min=fewest)
     else:
-        height, width = Dim("height", min=1), Dim("width", min=1)
+        height, width = Dim("height", min=fewest), Dim("width", min=fewest)
     # Unequal H and W, so that no guard ties the two together.
-    return "images", torch.zeros(EXAMPLE_BATCH, channels, 2 * multiple, 3 * multiple), {0: batch, 2: height, 3: width}
+    example = torch.zeros(EXAMPLE_BATCH, channels, 2 * fewest * multiple, 3 * fewest * multiple)
+    return "images", example, {0: batch, 2: height, 3: width}
 
 
 def size_multiple_of(generator: nn.Module) -> int:
     """What H and W of the generator's input must be multiples of (1: any size)."""
     return getattr(generator, "size_multiple", 1)
+
+
+def smallest_size_of(generator: nn.Module) -> int:
+    """The smallest H and W the generator's input may have: its `smallest_input` rounded up to its
+    size multiple, else the size multiple."""
+    multiple = size_multiple_of(generator)
+    return -(-getattr(generator, "smallest_input", multiple) // multiple) * multiple
 
 
 def input_upscale(config: dict[str, Any]) -> int:
@@ -100,6 +110,7 @@ def onnx_program(generator: nn.Module, config: dict[str, Any]) -> tuple[Any, dic
     }
     if input_name == "images":
         description["size_multiple"] = size_multiple_of(generator)
+        description["smallest_size"] = smallest_size_of(generator)
         if input_upscale(config) > 1:
             description["input"]["bicubic_upsample_first"] = input_upscale(config)
     return program, description
