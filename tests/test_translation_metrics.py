@@ -94,7 +94,7 @@ def _scalars(run_dir, tag):
 
 @pytest.mark.parametrize("recipe,tags", [
     ("pix2pix", ["val/psnr", "val/swd"]),
-    ("cyclegan", ["val/cycle_l1", "val/swd_AtoB", "val/swd_BtoA"]),
+    ("cyclegan", ["val/cycle_l1", "val/swd_AtoB", "val/swd_BtoA", "val/swd"]),
 ])
 def test_validation_logs_translation_metrics_and_changes_no_training(recipe, tags, recipe_data, tmp_path):
     size = ("data.resolution=32", "data.load_size=36", "train.steps=4")
@@ -107,6 +107,9 @@ def test_validation_logs_translation_metrics_and_changes_no_training(recipe, tag
     for tag in tags:
         values = _scalars(validated.run_dir, tag)
         assert len(values) == 2 and all(value > 0 for value in values), tag
+    if recipe == "cyclegan":  # val/swd: the mean of both directions, as one figure to compare and keep a best by
+        by_direction = zip(*(_scalars(validated.run_dir, f"val/swd_{way}") for way in ("AtoB", "BtoA")), strict=True)
+        assert _scalars(validated.run_dir, "val/swd") == pytest.approx([sum(pair) / 2 for pair in by_direction])
     on, off = (load_checkpoint(list_checkpoints(run)[-1]) for run in (validated.run_dir, plain.run_dir))
     for name, weights in off["networks"].items():
         assert all(torch.equal(value, on["networks"][name][key]) for key, value in weights.items()), name
@@ -122,7 +125,7 @@ def test_keep_best_can_follow_the_translations_swd(recipe_data, tmp_path):
     assert kept["metric"] == "val/swd" and kept["value"] == pytest.approx(min(_scalars(run.run_dir, "val/swd")))
 
 
-@pytest.mark.parametrize("recipe,keys", [("pix2pix", {"swd"}), ("cyclegan", {"swd_AtoB", "swd_BtoA"})])
+@pytest.mark.parametrize("recipe,keys", [("pix2pix", {"swd"}), ("cyclegan", {"swd_AtoB", "swd_BtoA", "swd"})])
 def test_gan_eval_scores_translations_as_distributions(recipe, keys, recipe_data, tmp_path):
     size = ("data.resolution=32", "data.load_size=36")
     with warnings.catch_warnings():
@@ -137,6 +140,7 @@ def test_gan_eval_scores_translations_as_distributions(recipe, keys, recipe_data
     assert keys <= set(scores) and all(scores[key] > 0 for key in keys)
     assert set(scores["skipped"]) == {"fid", "kid"}
     if recipe == "cyclegan":  # 2 testA images against the 2 testB images, and back
+        assert scores["swd"] == pytest.approx((scores["swd_AtoB"] + scores["swd_BtoA"]) / 2)
         assert scores["images"] == {"AtoB": {"translations": 2, "targets": 2},
                                     "BtoA": {"translations": 2, "targets": 2}}
     else:  # the outputs of the 2 validation pairs against their 2 targets

@@ -688,7 +688,7 @@ def _check_path(key: str, value: str) -> None:
 BEST_METRICS = {"swd/mean": "lower", "fid": "lower", "kid": "lower", "precision": "higher", "recall": "higher",
                 "val/psnr": "higher", "val/ssim": "higher", "val/swd": "lower", "val/fid": "lower", "val/kid": "lower",
                 "val/cycle_l1": "lower",
-                # CycleGAN's, one per direction of translation
+                # CycleGAN's, one per direction of translation (val/swd, ... are the mean of both)
                 **{f"val/{metric}_{direction}": "lower" for metric in ("swd", "fid", "kid")
                    for direction in ("AtoB", "BtoA")}}
 

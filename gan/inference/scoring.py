@@ -59,7 +59,7 @@ from gan.inference.tiling import Translator, fitting_in_memory, translate_tensor
 from gan.metrics import psnr, signed_to_255, ssim
 from gan.metrics.generative import GenerativeEvaluator, score_generator
 from gan.metrics.image_quality import SSIM_WINDOW_SIZE, smallest_sr_image
-from gan.metrics.translation import TranslationMetrics
+from gan.metrics.translation import TranslationMetrics, with_both_directions
 
 
 @dataclasses.dataclass
@@ -332,7 +332,8 @@ def evaluate_cycle(to_b: Translator, to_a: Translator, a_folder: Path, b_folder:
 
 def distribution_scores(image_sets: ImageSets, device: torch.device, inception_weights: str | None = None,
                         require_weights: bool = False) -> tuple[dict[str, float], dict[str, str]]:
-    """({'swd<name>': ..., 'fid<name>', 'kid<name>'} for each (outputs, targets) set, {skipped metric: why}).
+    """({'swd<name>': ..., 'fid<name>', 'kid<name>'} for each (outputs, targets) set, and CycleGAN's mean of
+    both directions as 'swd' (...), {skipped metric: why}).
     Sets of fewer than 2 images are left out, with a warning and their reason among the skipped."""
     metrics = TranslationMetrics(device, inception_weights, require_weights)
     scores, too_few = {}, {}
@@ -345,7 +346,7 @@ def distribution_scores(image_sets: ImageSets, device: torch.device, inception_w
         outputs_tensor = torch.stack(outputs)
         statistics = metrics.targets(torch.stack(targets), len(outputs_tensor))
         scores.update({f"{metric}{name}": value for metric, value in metrics.score(outputs_tensor, statistics).items()})
-    return scores, {**metrics.skipped, **too_few}
+    return with_both_directions(scores), {**metrics.skipped, **too_few}
 
 
 def mean_row(rows: list[dict]) -> dict:

@@ -39,6 +39,18 @@ def fixed_subset(images: torch.Tensor, count: int, seed: int = 0) -> torch.Tenso
     return images[order.sort().values]
 
 
+def with_both_directions(scores: dict[str, float], prefix: str = "") -> dict[str, float]:
+    """CycleGAN's scores by direction (`swd_AtoB`, `swd_BtoA`, ...) plus, for each metric that both
+    directions give, their mean under the plain name (`swd`), as pix2pix names its one direction: one
+    figure to keep a best.pt by and to compare runs of either recipe on. `prefix`: "val/" in training."""
+    both = {}
+    for metric in ("swd", "fid", "kid"):
+        pair = [scores.get(f"{prefix}{metric}_{direction}") for direction in ("AtoB", "BtoA")]
+        if None not in pair:
+            both[f"{prefix}{metric}"] = sum(pair) / 2
+    return {**scores, **both}
+
+
 @dataclass
 class TargetStatistics:
     """What a target set is compared by, computed once: SWD descriptors of `count` images and

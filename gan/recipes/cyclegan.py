@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from gan.core.config import Config
 from gan.core.images import signed_to_uint8
 from gan.data import build_dataset
+from gan.metrics.translation import with_both_directions
 from gan.nets import NetworkSpec, network_spec
 from gan.nets.running import eval_mode, run_padded
 from gan.recipes import RECIPES
@@ -184,7 +185,7 @@ class CycleGANRecipe(RecipeBase):
     def validation_metrics(self) -> dict[str, float]:
         """On the evaluation images (data.val_split, testA/testB): the cycle-reconstruction L1 (in [0, 1]
         units, both domains' images together) and SWD (FID, KID) of the A -> B translations of testA
-        against testB, and of B -> A against testA."""
+        against testB, of B -> A against testA, and their mean (val/swd)."""
         images = self.test_images()
         generators = {"B": self.generators["AtoB"], "A": self.generators["BtoA"]}  # by the domain they make
         translated, reconstruction_error, count = {}, 0.0, 0
@@ -205,7 +206,7 @@ class CycleGANRecipe(RecipeBase):
         for source, target in (("A", "B"), ("B", "A")):
             scores.update(self.distribution.score(f"_{source}to{target}", translated[target],
                                                   lambda target=target: signed_to_uint8(images[target])))
-        return scores
+        return with_both_directions(scores, "val/")
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), **{f"pool_{domain}": pool.state_dict() for domain, pool in self.pools.items()}}
