@@ -266,7 +266,7 @@ def fail_on_call(monkeypatch, name: str, call: int):
 
 
 @pytest.mark.parametrize("function, task", [
-    ("_log_scalars", "logging"), ("_write_previews", "previews"), ("_log_validation", "validation"),
+    ("_window_scalars", "logging"), ("_write_previews", "previews"), ("_log_validation", "validation"),
     ("_save_best", "the best checkpoint")])
 def test_a_side_task_that_fails_costs_no_progress(function, task, recipe_data, tmp_path, monkeypatch):
     psnr = iter(range(100))  # validation improves every step: best.pt is saved every step
@@ -284,6 +284,44 @@ def test_a_side_task_that_fails_costs_no_progress(function, task, recipe_data, t
     monkeypatch.setattr(Pix2PixRecipe, "validation_metrics", lambda self: {"val/psnr": 1.0})
     resumed = train(tiny_recipe_config("pix2pix", recipe_data, *settings), tmp_path / "run", CPU, resume=True)
     assert resumed.step == 5
+
+
+def loss_events(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every (step, value) TensorBoard shows for each loss and learning rate, in file order."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0}).Reload()
+    return {tag: [(event.step, event.value) for event in events.Scalars(tag)]
+            for tag in events.Tags()["scalars"] if tag.startswith(("loss/", "lr/", "d/"))}
+
+
+@pytest.mark.parametrize("failing_call", [13, 25])  # (a window writes 10 scalars: steps 2 and 3, part-written)
+def test_a_logging_window_that_failed_is_written_by_the_resume_once_and_whole(tmp_path, monkeypatch, failing_call):
+    # The window's scalars were lost for good ("nothing is lost", said the stop), or those written
+    # before the failure stayed beside nothing.
+    from gan.training.event_log import EventLog
+
+    settings = ("train.steps=4", "train.checkpoint_every=100", "log.every=1", "log.image_every=100")
+    whole = train(tiny_config(*settings), tmp_path / "whole", CPU)
+    original, calls = EventLog.add_scalar, {"n": 0}
+
+    def add_scalar(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == failing_call:
+            raise ValueError("the event writer broke")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(EventLog, "add_scalar", add_scalar)
+    with pytest.raises(SideTaskError, match=r"^logging failed at step (2|3) .*nothing is lost") as stopped:
+        train(tiny_config(*settings), tmp_path / "run", CPU)
+    assert load_checkpoint(resolve_checkpoint(tmp_path / "run"))["side_tasks_due"]["scalars"]
+    monkeypatch.undo()
+    train(tiny_config(*settings), tmp_path / "run", CPU, resume=True)
+    resumed, expected = loss_events(tmp_path / "run"), loss_events(whole.run_dir)
+    assert set(resumed) == set(expected) and "loss/d" in resumed, (stopped.value, sorted(resumed))
+    for tag, series in expected.items():
+        assert [step for step, _ in resumed[tag]] == [1, 2, 3, 4], (tag, resumed[tag])
+        assert [value for _, value in resumed[tag]] == pytest.approx([value for _, value in series]), tag
 
 
 def test_failing_generative_metrics_cost_no_progress_either(tmp_path, monkeypatch):

@@ -599,7 +599,7 @@ def _start_logging(run: _Run, resume: bool, progress_stream: Any) -> None:
             run.config_found = (run.run_dir / "config.toml").read_bytes()
         write_text_atomically(run.run_dir / "config.toml", dump_config(config))
     run.writer = (EventLog(lambda purge: SummaryWriter(str(run.run_dir), purge_step=purge), run.run_dir,
-                           purge_step=run.start_step + 1 if resume else None) if run.main else _NullWriter())
+                           purge_step=_purge_from(run) if resume else None) if run.main else _NullWriter())
     if resume and run.main:  # TensorBoard purges the steps to train again; so do the run's other records
         _drop_metrics_after(run.run_dir / METRICS_RECORD, run.start_step, run.say)
         _set_aside_records_after(run.run_dir, run.start_step, run.say)
@@ -627,6 +627,12 @@ def _start_logging(run: _Run, resume: bool, progress_stream: Any) -> None:
         run.say(f"loss preset '{config.loss.preset}': {LOSS_PRESETS[config.loss.preset].source}")
     run.run_step = training_step(run.recipe, run.speed, run.device)
     run.timer_start, run.timer_step, run.paused = time.perf_counter(), run.start_step, 0.0
+
+
+def _purge_from(run: _Run) -> int:
+    """The first step whose earlier events a resume drops: those it trains again, and the step it
+    resumes at, too, when that step's logging window failed and the resume writes it whole."""
+    return run.start_step + (0 if run.side_tasks_due and run.side_tasks_due.get("scalars") else 1)
 
 
 def _one_step(run: _Run, stop: StopRequest) -> bool:
@@ -675,14 +681,16 @@ def _periodic_work(run: _Run, last: bool, stopping: bool = False) -> float | Non
     due = {"previews": step % log_config.image_every == 0 or last,
            "validation": bool(log_config.eval_every) and (step % log_config.eval_every == 0 or last),
            "generative metrics": run.evaluator is not None and (step % run.config.metrics.every == 0 or last)}
+    scalars: dict[str, float] = {}  # this window's, once computed: a failure to write them leaves them to the resume
     try:
         regular = step % log_config.every == 0 or last or stopping or step == 1
         if regular or step == run.start_step + 1:  # (and a resume's first step shows it is under way)
-            _log_window(run, closes_window=regular)
+            _log_window(run, scalars, closes_window=regular)
     except NonFiniteLossError:
         raise
     except Exception as error:  # noqa: BLE001 - a side task must not cost the steps trained
-        raise _side_task_failed(run, "logging", error, {"step": step, "due": due, "from": OUTPUT_TASKS[0]}) from error
+        undone = {"step": step, "due": due, "from": OUTPUT_TASKS[0], "scalars": scalars}
+        raise _side_task_failed(run, "logging", error, undone) from error
     io_start = time.perf_counter()
     if not run.main:
         return None
@@ -740,14 +748,18 @@ def _side_tasks_due(state: dict) -> dict | None:
     due = state.get("side_tasks_due")
     valid = (isinstance(due, dict) and due.get("step") == state["step"] and due.get("from") in OUTPUT_TASKS
              and isinstance(due.get("due"), dict) and set(due["due"]) == set(OUTPUT_TASKS[:3])
-             and isinstance(due.get("scores", {}), dict))
+             and all(isinstance(due.get(record, {}), dict) for record in ("scores", "scalars")))
     return due if valid else None
 
 
 def _finish_side_tasks(run: _Run, due: dict) -> None:
     """A resume first does the side tasks its checkpoint's step left undone (a full disk at the
-    metrics, say), as that step would have, then writes the checkpoint again without the record."""
+    metrics, say), as that step would have, then writes the checkpoint again without the record.
+    A failed logging window's scalars come first: the event log opened with the step's events
+    purged (`_purge_from`), so none that the failure let through is written twice."""
     if run.main:  # (less what this resume switched off: metrics.every = 0, as the stop's message offers)
+        for name, value in due.get("scalars", {}).items():
+            run.writer.add_scalar(str(name), float(value), run.step)
         still_on = {"previews": True, "validation": bool(run.config.log.eval_every),
                     "generative metrics": run.evaluator is not None}
         _step_outputs(run, {task: bool(value) and still_on[task] for task, value in due["due"].items()}, due["from"],
@@ -757,12 +769,13 @@ def _finish_side_tasks(run: _Run, due: dict) -> None:
     run.side_tasks_due = None
 
 
-def _log_window(run: _Run, closes_window: bool = True) -> None:
+def _log_window(run: _Run, scalars: dict[str, float], closes_window: bool = True) -> None:
     """At a log point: stop on a diverged run, else the window's means, images/s and the health
     watch to TensorBoard and the progress line. A resume's first step between log points shows
     only its time and the progress line: its window goes on to the next log point, as in a run
-    that never stopped, so a resumed run logs what an uninterrupted one does."""
-    step, train_config, writer = run.step, run.config.train, run.writer
+    that never stopped, so a resumed run logs what an uninterrupted one does. `scalars` is filled
+    with the window's values before any is written, for a resume to write should writing fail."""
+    step, train_config = run.step, run.config.train
     now = time.perf_counter()
     busy = max(now - run.timer_start - run.paused, 1e-9)  # leaves out writing grids and checkpoints
     images_per_second = (step - run.timer_step) * train_config.batch_size / busy
@@ -771,20 +784,21 @@ def _log_window(run: _Run, closes_window: bool = True) -> None:
     # its time is logged as such, not as a throughput that would pull down every mean of images/s.
     first_step = step == run.start_step + 1
     if first_step:
-        writer.add_scalar("perf/first_step_s", busy, step)
-    if not closes_window:
-        run.progress.update(step, rate=images_per_second)
-        return
-    _raise_if_non_finite(run.watch, run.last_checkpoint)
-    _raise_if_weights_diverged(run.recipe, step, train_config.divergence_bound, run.last_checkpoint)
-    means = run.watch.means()
-    _log_scalars(writer, step, means, run.recipe, None if first_step else images_per_second, train_config)
-    if run.health:
-        for name, value in run.health.window(step, means).items():
-            writer.add_scalar(name, value, step)
-    if run.device.type == "cuda":  # the allocator's own count: no sync
-        writer.add_scalar("perf/peak_memory_mib", torch.cuda.max_memory_allocated(run.device) / 2**20, step)
-    run.progress.update(step, means, images_per_second)
+        scalars["perf/first_step_s"] = busy
+    means = {}
+    if closes_window:
+        _raise_if_non_finite(run.watch, run.last_checkpoint)
+        _raise_if_weights_diverged(run.recipe, step, train_config.divergence_bound, run.last_checkpoint)
+        means = run.watch.means()
+        scalars.update(_window_scalars(step, means, run.recipe, None if first_step else images_per_second,
+                                       train_config))
+        if run.health:
+            scalars.update(run.health.window(step, means))
+        if run.device.type == "cuda":  # the allocator's own count: no sync
+            scalars["perf/peak_memory_mib"] = torch.cuda.max_memory_allocated(run.device) / 2**20
+    for name, value in scalars.items():
+        run.writer.add_scalar(name, value, step)
+    run.progress.update(step, means or None, images_per_second)
 
 
 def _save(run: _Run, at_step: int, final: bool, side_tasks_due: dict | None = None) -> Path | None:
@@ -924,16 +938,17 @@ def _prepare_outputs(recipe: Recipe, step: int) -> None:
             recipe.prepare_outputs(step)
 
 
-def _log_scalars(writer: Any, step: int, means: dict[str, float], recipe: Recipe, images_per_second: float | None,
-                 train_config: TrainConfig) -> None:
-    for name, value in means.items():
-        writer.add_scalar(name, value, step)
+def _window_scalars(step: int, means: dict[str, float], recipe: Recipe, images_per_second: float | None,
+                    train_config: TrainConfig) -> dict[str, float]:
+    """A log window's scalars: the loss means, learning rates, schedule and images/s."""
+    scalars = dict(means)
     for name, optimizer in recipe.optimizers.items():
-        writer.add_scalar(f"lr/{name}", float(optimizer.param_groups[0]["lr"]), step)
+        scalars[f"lr/{name}"] = float(optimizer.param_groups[0]["lr"])
     if train_config.adversarial_start:
-        writer.add_scalar("schedule/adversarial_on", float(adversarial_on(step, train_config)), step)
+        scalars["schedule/adversarial_on"] = float(adversarial_on(step, train_config))
     if images_per_second is not None:
-        writer.add_scalar("perf/images_per_s", images_per_second, step)
+        scalars["perf/images_per_s"] = images_per_second
+    return scalars
 
 
 def _raise_if_non_finite(watch: MetricWatch, last_checkpoint: Path | None) -> None:
