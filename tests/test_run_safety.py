@@ -369,6 +369,23 @@ def test_the_resume_finishes_the_side_tasks_of_the_step_that_failed_as_an_uninte
     assert "nothing to do" in capsys.readouterr().err and metric_rows(tmp_path / "run") == metric_rows(whole.run_dir)
 
 
+def test_a_resume_that_only_finishes_side_tasks_leaves_config_toml_as_the_checkpoint_it_writes(tmp_path, monkeypatch):
+    # It put the old config.toml back (a resume that trains no step changes nothing), beside a checkpoint it had
+    # written again with its own settings: the next plain resume reported changes nobody made.
+    from gan.training.resolve import load_config
+
+    metrics = ("train.steps=2", "train.checkpoint_every=100", "metrics.every=2", "metrics.names=[\"swd\"]",
+               "metrics.num_samples=16", f"metrics.cache_dir={tmp_path / 'cache'}")
+    fail_on_call(monkeypatch, "_log_generative_metrics", 1)
+    with pytest.raises(SideTaskError, match="generative metrics failed at step 2"):
+        train(tiny_config(*metrics), tmp_path / "run", CPU)
+    monkeypatch.undo()
+    train(tiny_config(*metrics, "metrics.num_samples=8"), tmp_path / "run", CPU, resume=True)
+    written = load_checkpoint(resolve_checkpoint(tmp_path / "run"))
+    assert "side_tasks_due" not in written and written["config"]["metrics"]["num_samples"] == 8
+    assert load_config(tmp_path / "run" / "config.toml", []).metrics.num_samples == 8
+
+
 def test_a_resume_that_switches_the_failed_task_off_as_advised_goes_on_without_it(tmp_path, monkeypatch):
     metrics = ("train.steps=4", "train.checkpoint_every=100", "metrics.every=2", "metrics.names=[\"swd\"]",
                "metrics.num_samples=16", f"metrics.cache_dir={tmp_path / 'cache'}")

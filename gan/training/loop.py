@@ -483,7 +483,7 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
             if opened is not None:
                 opened.close()
         run.data = None  # shuts loader workers down
-        trained_no_step = failed_before_a_step or run.step == run.start_step  # (finishing side tasks alone, say)
+        trained_no_step = failed_before_a_step or run.step == run.start_step  # (a second Ctrl-C at the start, say)
         if failed_before_a_step and not resume:
             _discard_start(run_dir)
         elif trained_no_step and run.config_found is not None:  # its settings trained no step: not the run's
@@ -765,6 +765,7 @@ def _finish_side_tasks(run: _Run, due: dict) -> None:
         _step_outputs(run, {task: bool(value) and still_on[task] for task, value in due["due"].items()}, due["from"],
                       {str(name): float(value) for name, value in due.get("scores", {}).items()})
         run.last_checkpoint = _save(run, run.step, final=True)
+        run.config_found = None  # config.toml stays as written: the settings of the checkpoint just written
         run.say(f"step {run.step}: the side tasks left undone when the run stopped ({due['from']} on) are done")
     run.side_tasks_due = None
 
