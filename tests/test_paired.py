@@ -239,3 +239,38 @@ def test_eval_of_a_model_trained_on_a_and_b_folders_refuses_a_folder_of_single_p
     scored = CliRunner().invoke(main, ["eval", str(run_dir), "--data", str(tmp_path / "pairs"),
                                        "--csv", str(tmp_path / "e.csv")])
     assert scored.exit_code == 0 and "3 pairs" in scored.output, scored.output
+
+
+def test_pix2pix_with_l1_alone_trains_no_discriminator_and_says_what_it_ignores(tmp_path):
+    # At loss.adversarial_weight = 0 a discriminator trained every step for nothing, its settings
+    # (d_lr, label smoothing, ...) changed nothing without a word, and both weights at 0 "trained".
+    import warnings
+
+    from conftest import tiny_recipe_config, write_recipe_data
+
+    from gan.core.checkpoint import load_checkpoint
+    from gan.core.registry import ConfigError
+    from gan.recipes.pix2pix import Pix2PixRecipe
+    from gan.training.loop import train
+
+    data = write_recipe_data(tmp_path / "data")
+    alone = ("loss.adversarial_weight=0", "train.steps=2", "train.keep_best=", "log.eval_every=0")
+    inert = Pix2PixRecipe.inert_keys(tiny_recipe_config("pix2pix", data, *alone, "train.d_lr=1e-3"))
+    assert inert["train.d_lr"] == "train.d_lr = 0.001" and "model.discriminator_args.channels" in inert
+    assert Pix2PixRecipe.inert_keys(tiny_recipe_config("pix2pix", data, "train.d_lr=1e-3")) == {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run = train(tiny_recipe_config("pix2pix", data, *alone, "train.d_lr=1e-3"), tmp_path / "run",
+                    torch.device("cpu"))
+    said = [str(warning.message) for warning in caught]
+    assert any(message.startswith("train.d_lr = 0.001; model.discriminator_args.channels = 4")
+               and message.endswith("they change nothing, as loss.adversarial_weight = 0 trains no discriminator")
+               for message in said), said
+    saved = load_checkpoint(run.checkpoint)
+    assert "discriminator" not in saved["networks"] and "discriminator" not in saved["optimizers"]
+    assert "discriminator" not in saved["specs"]
+    for regulariser, value in (("loss.r1_gamma", "1"), ("loss.diffaugment", "color")):
+        with pytest.raises(ConfigError, match=f"{regulariser} regularises a discriminator, and loss.adversarial_weight"):
+            Pix2PixRecipe.check(tiny_recipe_config("pix2pix", data, *alone, f"{regulariser}={value}"))
+    with pytest.raises(ConfigError, match="loss.l1_weight and loss.adversarial_weight are both 0"):
+        Pix2PixRecipe.check(tiny_recipe_config("pix2pix", data, *alone, "loss.l1_weight=0"))

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from gan.core.config import Config, DataConfig
+from gan.core.config import Config, DataConfig, config_to_dict, flatten_config
 from gan.core.images import signed_to_uint8
 from gan.core.registry import ConfigError
 from gan.data import build_dataset
@@ -22,10 +22,35 @@ from gan.data.image_files import readable_items
 from gan.metrics import psnr, signed_to_255, ssim
 from gan.metrics.image_quality import smallest_sr_image
 from gan.metrics.translation import TargetStatistics, TranslationMetrics
-from gan.nets import NetworkSpec
+from gan.nets import NetworkSpec, network_defaults
 from gan.nets.patchgan import deepest_for, smallest_input
 from gan.nets.running import eval_mode, run_padded
 from gan.recipes.base import AutocastFactory
+
+# What only a discriminator reads: set with loss.adversarial_weight = 0 (pix2pix, SRResNet/SRGAN) they change nothing.
+DISCRIMINATOR_KEYS = ("loss.adversarial", "loss.label_smoothing", "train.d_lr", "train.adversarial_start")
+
+
+def unused_discriminator_keys(config: Config) -> dict[str, str]:
+    """key -> `key = value` for the discriminator's keys a run with loss.adversarial_weight = 0 (no
+    discriminator) was given: set away from their defaults, its arguments away from the network's own."""
+    if config.loss.adversarial_weight:
+        return {}
+    defaults, values = flatten_config(config_to_dict(Config())), flatten_config(config_to_dict(config))
+    given = {key: f"{key} = {values[key]!r}" for key in DISCRIMINATOR_KEYS if values[key] != defaults[key]}
+    network = network_defaults("discriminator", config.model.discriminator)
+    given |= {f"model.discriminator_args.{name}": f"model.discriminator_args.{name} = {value!r}"
+              for name, value in config.model.discriminator_args.items()
+              if name not in network or network[name] != value}
+    return given
+
+
+def warn_of_discriminator_keys(config: Config) -> None:
+    """One warning naming the discriminator's keys a run without one was given (they change nothing)."""
+    given = list(unused_discriminator_keys(config).values())
+    if given:
+        warnings.warn(f"{'; '.join(given)}: {'it changes' if len(given) == 1 else 'they change'} nothing, as "
+                      "loss.adversarial_weight = 0 trains no discriminator", stacklevel=3)
 
 
 def check_discriminator_depth(spec: NetworkSpec, size: int) -> None:

@@ -22,7 +22,9 @@ from gan.recipes.image_to_image import (
     check_size_multiple,
     preview_pairs,
     preview_strips,
+    unused_discriminator_keys,
     validation_scores,
+    warn_of_discriminator_keys,
 )
 from gan.recipes.losses import AdversarialLoss
 from gan.recipes.schedules import adversarial_on
@@ -37,7 +39,7 @@ class Pix2PixRecipe(RecipeBase):
     D minimises half the adversarial objective (as the paper does, to slow D); G minimises
     `loss.adversarial_weight` (1 as the paper) * the adversarial loss + `loss.l1_weight` *
     L1(output, target). For the first `train.adversarial_start` steps G learns from L1 alone
-    and D waits.
+    and D waits; at `loss.adversarial_weight` = 0 (the paper's L1-alone ablation) there is no D.
     """
 
     datasets = ("paired", "sr_pairs")  # (input, target) pairs
@@ -53,23 +55,35 @@ class Pix2PixRecipe(RecipeBase):
         # (the discriminator's in_channels follow the generator's: input and output stacked)
         require_rgb(generator, "model.generator_args", "in_channels", "out_channels")
         check_size_multiple(generator, config.data.resolution)
+        if not config.loss.adversarial_weight:  # the paper's "L1 alone" ablation: no discriminator to train
+            if not config.loss.l1_weight:
+                raise ConfigError("loss.l1_weight and loss.adversarial_weight are both 0: the generator would learn "
+                                  "nothing; set either above 0 (the paper: 100 and 1)")
+            cls.refuse_regularisers(config, "loss.adversarial_weight = 0 trains no discriminator (L1 alone)")
+            return {"generator": generator}
         image_channels = generator.kwargs.get("in_channels", 3) + generator.kwargs.get("out_channels", 3)
         discriminator = network_spec("discriminator", model.discriminator, model.discriminator_args,
                                      "model.discriminator_args", in_channels=image_channels)
         check_discriminator_depth(discriminator, config.data.resolution)
         return {"generator": generator, "discriminator": discriminator}
 
+    @classmethod
+    def inert_keys(cls, config: Config) -> dict[str, str]:
+        return unused_discriminator_keys(config)
+
     def __init__(self, config: Config, device: torch.device, autocast: AutocastFactory):
         super().__init__(config, device, autocast)
         train = config.train
         built = self.build_networks(kept=("generator",))
-        self.generator, self.discriminator = built["generator"], built["discriminator"]
+        self.generator, self.discriminator = built["generator"], built.get("discriminator")
         self.size_multiple = getattr(self.generator, "size_multiple", 1)
-        self.networks = {"generator": self.generator, "discriminator": self.discriminator}
-        self.optimizers = {
-            "generator": adam(self.generator, train.g_lr, train, device),
-            "discriminator": adam(self.discriminator, train.d_lr, train, device),
-        }
+        self.networks = {"generator": self.generator}
+        self.optimizers = {"generator": adam(self.generator, train.g_lr, train, device)}
+        if self.discriminator is not None:
+            self.networks["discriminator"] = self.discriminator
+            self.optimizers["discriminator"] = adam(self.discriminator, train.d_lr, train, device)
+        else:
+            warn_of_discriminator_keys(config)
         self.loss = AdversarialLoss(config.loss.adversarial, config.loss.label_smoothing, config.loss.gp_weight)
         self.l1_weight = config.loss.l1_weight
         self.adversarial_weight = config.loss.adversarial_weight
@@ -80,8 +94,14 @@ class Pix2PixRecipe(RecipeBase):
         self.distribution = DistributionScores(config, device) if config.data.dataset == "paired" else None
 
     def graph_key(self, step: int) -> Hashable | None:
-        adversarial = adversarial_on(step, self.config.train)
+        adversarial = self.trains_discriminator(step)
         return adversarial, adversarial and self.r1.due(step)
+
+    def trains_discriminator(self, step: int) -> bool:
+        return self.discriminator is not None and adversarial_on(step, self.config.train)
+
+    def idle_metrics(self, step: int) -> frozenset[str]:
+        return super().idle_metrics(step) if self.discriminator is not None else frozenset()
 
     def step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
         source, target = batch["input"], batch["target"]
@@ -90,7 +110,7 @@ class Pix2PixRecipe(RecipeBase):
             output = generator(source)
         zero = torch.zeros((), device=output.device)
         d_loss = g_adversarial = real_score = fake_score = d_gradient = zero
-        adversarial = adversarial_on(step, self.config.train)
+        adversarial = self.trains_discriminator(step)
 
         if adversarial:
             set_requires_grad(discriminator, True)
@@ -121,17 +141,10 @@ class Pix2PixRecipe(RecipeBase):
         g_gradient = gradient_norm(generator)
         self.optimizers["generator"].step()
 
-        metrics = {
-            "loss/d": d_loss.detach(),
-            "loss/g": g_loss.detach(),
-            "loss/g_adversarial": g_adversarial.detach(),
-            "loss/g_l1": g_l1.detach(),
-            "d/real": real_score,
-            "d/fake": fake_score,
-            "grad/generator": g_gradient,
-            "grad/discriminator": d_gradient,
-            **self.augment_metrics(),
-        }
+        metrics = {"loss/g": g_loss.detach(), "loss/g_l1": g_l1.detach(), "grad/generator": g_gradient}
+        if self.discriminator is not None:  # (none at loss.adversarial_weight = 0: nothing of it to log)
+            metrics |= {"loss/d": d_loss.detach(), "loss/g_adversarial": g_adversarial.detach(), "d/real": real_score,
+                        "d/fake": fake_score, "grad/discriminator": d_gradient, **self.augment_metrics()}
         if self.r1.enabled:
             metrics["loss/r1"] = self.r1.latest
         return metrics

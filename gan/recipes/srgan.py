@@ -25,7 +25,13 @@ from gan.nets import NetworkSpec, network_spec
 from gan.nets.vgg import VGGFeatures
 from gan.recipes import RECIPES
 from gan.recipes.base import AutocastFactory, RecipeBase, adam, gradient_norm, require_rgb, set_requires_grad
-from gan.recipes.image_to_image import preview_pairs, preview_strips, validation_scores
+from gan.recipes.image_to_image import (
+    preview_pairs,
+    preview_strips,
+    unused_discriminator_keys,
+    validation_scores,
+    warn_of_discriminator_keys,
+)
 from gan.recipes.losses import AdversarialLoss, PerceptualLoss
 from gan.recipes.schedules import adversarial_on
 
@@ -68,20 +74,7 @@ class SRGANRecipe(RecipeBase):
 
     @classmethod
     def inert_keys(cls, config: Config) -> dict[str, str]:
-        """The discriminator's keys a run without one was given (set away from their defaults; its
-        arguments away from the network's own)."""
-        if config.loss.adversarial_weight:
-            return {}
-        from gan.core.config import config_to_dict, flatten_config
-        from gan.nets import network_defaults
-
-        defaults, values = flatten_config(config_to_dict(Config())), flatten_config(config_to_dict(config))
-        given = {key: f"{key} = {values[key]!r}" for key in DISCRIMINATOR_KEYS if values[key] != defaults[key]}
-        network = network_defaults("discriminator", config.model.discriminator)
-        given |= {f"model.discriminator_args.{name}": f"model.discriminator_args.{name} = {value!r}"
-                  for name, value in config.model.discriminator_args.items()
-                  if name not in network or network[name] != value}
-        return given
+        return unused_discriminator_keys(config)
 
     def __init__(self, config: Config, device: torch.device, autocast: AutocastFactory):
         super().__init__(config, device, autocast)
@@ -200,14 +193,3 @@ class SRGANRecipe(RecipeBase):
 
 # The generator's arguments this recipe sets from other config keys than model.generator_args.
 SUPPLIED_FROM = {"scale": "data.scale"}
-
-# What only a discriminator reads: set with adversarial_weight = 0 they change nothing.
-DISCRIMINATOR_KEYS = ("loss.adversarial", "loss.label_smoothing", "train.d_lr", "train.adversarial_start")
-
-
-def warn_of_discriminator_keys(config: Config) -> None:
-    """One warning naming the discriminator's keys a run without one was given (they change nothing)."""
-    given = list(SRGANRecipe.inert_keys(config).values())
-    if given:
-        warnings.warn(f"{'; '.join(given)}: {'it changes' if len(given) == 1 else 'they change'} nothing, as "
-                      "loss.adversarial_weight = 0 trains no discriminator", stacklevel=3)
