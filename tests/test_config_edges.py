@@ -167,6 +167,13 @@ def test_dcgan_channels_beyond_max_channels_are_refused_not_capped():
     (["log.eval_every=5"], "recipe 'dcgan' ignores log.eval_every = 5"),
     (["train.g_lr=0", "train.d_lr=0"], "train.g_lr and train.d_lr are both 0: no network learns anything"),
     (["train.g_lr=0"], "train.g_lr = 0: the generator never learns"),  # (an SRResNet trained nothing, unsaid)
+    (["train.d_lr=0"], "train.d_lr = 0: the discriminator, where there is one, never learns"),
+    (["train.steps=10", "loss.r1_gamma=1", "loss.r1_every=16"],
+     "loss.r1_every = 16 is above train.steps = 10: R1 is due every 16 steps, so it never runs"),
+    (["train.lr_schedule=step", "train.lr_gamma=0.1"], "train.lr_schedule = 'step' with no train.lr_milestones: the "
+                                                       "learning rates never change"),
+    (["train.lr_schedule=step", "train.lr_milestones=[5]", "train.lr_gamma=1"],
+     "train.lr_schedule = 'step' with train.lr_gamma = 1: the learning rates never change"),
     (["recipe=srresnet", "data.dataset=sr_pairs", "loss.content=l1", "loss.vgg_layer=relu2_2"],
      "loss.vgg_layer = 'relu2_2' changes nothing: it is read only when loss.content is 'vgg'"),
     (["recipe=srgan", "data.dataset=sr_pairs", "loss.content=mse", "loss.vgg_arch=vgg16"],

@@ -634,6 +634,19 @@ def _inert_keys(config: Config) -> list[tuple[str, str]]:
     if train.g_lr == 0:
         found.append(("train.g_lr", "train.g_lr and train.d_lr are both 0: no network learns anything" if train.d_lr == 0
                       else "train.g_lr = 0: the generator never learns (only a discriminator, where there is one)"))
+    elif train.d_lr == 0:
+        found.append(("train.d_lr", "train.d_lr = 0: the discriminator, where there is one, never learns, and the "
+                                    "generator is trained against its random initial weights"))
+    if config.loss.r1_gamma and train.steps < config.loss.r1_every:
+        found.append(("loss.r1_every", f"loss.r1_every = {config.loss.r1_every} is above train.steps = {train.steps}: "
+                                       f"R1 is due every {config.loss.r1_every} steps, so it never runs, and "
+                                       f"loss.r1_gamma = {config.loss.r1_gamma:g} changes nothing"))
+    if train.lr_schedule == "step" and (not train.lr_milestones or train.lr_gamma == 1):
+        found.append(("train.lr_schedule",
+                      "train.lr_schedule = 'step' " + ("with no train.lr_milestones" if not train.lr_milestones
+                                                       else "with train.lr_gamma = 1") +
+                      ": the learning rates never change (set train.lr_milestones, the steps after which they are "
+                      "multiplied by train.lr_gamma)"))
     if train.warmup_steps >= train.steps:
         reach = "reach the values set only at the last step" if train.warmup_steps == train.steps else "never reach the values set"
         found.append(("train.warmup_steps",
