@@ -104,7 +104,7 @@ def test_a_sweep_that_cannot_write_its_folder_leaves_no_folder(tmp_path, monkeyp
 
 
 @pytest.mark.parametrize("config, grid, expected", [
-    (DEMO, "data.resolution=32,48", "run 00001-resolution=48 (data.resolution=48): model.generator_args: "
+    (DEMO, "data.resolution=32,48", "run 00001-resolution=48 (data.resolution=48): data.resolution: "
                                     "resolution must be a power of two from 32 to 256, got 48"),
     (REPO / "experiments" / "pix2pix_facades.toml", "model.discriminator_args.n_layers=3,7",
      "run 00001-n_layers=7 (model.discriminator_args.n_layers=7): model.discriminator_args.n_layers = 7 is too deep "

@@ -207,8 +207,10 @@ def _check_fit(role: str, name: str, key: str, supplied: dict[str, Any]) -> None
                           f"{role}s that fit: {', '.join(fitting) or 'none'}")
 
 
-def network_spec(role: str, name: str, args: dict[str, Any], key: str, **supplied: Any) -> NetworkSpec:
-    """The spec of network `name` from config `args` plus recipe-`supplied` arguments."""
+def network_spec(role: str, name: str, args: dict[str, Any], key: str, supplied_from: dict[str, str] | None = None,
+                 **supplied: Any) -> NetworkSpec:
+    """The spec of network `name` from config `args` plus recipe-`supplied` arguments; `supplied_from`
+    names the config key each supplied argument comes from (resolution: data.resolution), for errors."""
     resolved = resolve_network_args(role, name, args, key)
     _check_fit(role, name, key, supplied)
     for arg in supplied:
@@ -217,6 +219,8 @@ def network_spec(role: str, name: str, args: dict[str, Any], key: str, **supplie
     spec = NetworkSpec(role, name, {**resolved, **supplied})
     try:
         spec.check()
-    except ValueError as error:
-        raise ConfigError(f"{key}: {error}") from None
+    except ValueError as error:  # (a network's own errors start with the argument they refuse)
+        source = next((config_key for arg, config_key in (supplied_from or {}).items() if str(error).startswith(arg)),
+                      key)
+        raise ConfigError(f"{source}: {error}") from None
     return spec

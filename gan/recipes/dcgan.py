@@ -35,10 +35,11 @@ class DCGANRecipe(RecipeBase):
             raise ConfigError("train.adversarial_start is for recipes with a reconstruction loss to train on first "
                               "(pix2pix, srgan, cyclegan); dcgan's generator learns only from its discriminator")
         resolution = config.data.resolution
+        from_data = {"resolution": "data.resolution"}
         specs = {"generator": network_spec("generator", model.generator, model.generator_args,
-                                           "model.generator_args", resolution=resolution),
+                                           "model.generator_args", from_data, resolution=resolution),
                  "discriminator": network_spec("discriminator", model.discriminator, model.discriminator_args,
-                                               "model.discriminator_args", resolution=resolution)}
+                                               "model.discriminator_args", from_data, resolution=resolution)}
         # G's images and the real ones both go to D: each network's image side meets the data.
         require_rgb(specs["generator"], "model.generator_args", "image_channels")
         require_rgb(specs["discriminator"], "model.discriminator_args", "image_channels")

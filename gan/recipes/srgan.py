@@ -56,7 +56,7 @@ class SRGANRecipe(RecipeBase):
             raise ConfigError(f"recipe '{config.recipe}' needs data.dataset = \"sr_pairs\" with "
                               "data.upsample_input = false: its generator upsamples the LR image itself")
         specs = {"generator": network_spec("generator", model.generator, model.generator_args,
-                                           "model.generator_args", scale=data.scale)}
+                                           "model.generator_args", SUPPLIED_FROM, scale=data.scale)}
         require_rgb(specs["generator"], "model.generator_args", "image_channels")
         if config.recipe == "srgan" and not model.init_generator:
             raise ConfigError("model.init_generator is empty: SRGAN starts from a trained PSNR-oriented "
