@@ -361,3 +361,51 @@ def test_colour_is_never_written_under_a_grey_only_name(pix2pix_run, tmp_path):
     with pytest.warns(UserWarning, match=r"1 output\(s\) are named like grey-only inputs .* written as .ppm"):
         assert planned_translations(tmp_path / "in", tmp_path / "out") == [(tmp_path / "in" / "a.pgm",
                                                                              tmp_path / "out" / "a.ppm")]
+
+
+def test_an_input_in_a_format_gan_reads_but_does_not_write_comes_out_as_png(pix2pix_run, tmp_path):
+    # An .avif in a folder was translated, then its output name stopped the command with a traceback.
+    from PIL import features
+
+    if not features.check("avif"):
+        pytest.skip("this Pillow reads no AVIF")
+    run_dir, _ = pix2pix_run
+    (tmp_path / "in").mkdir()
+    random_rgb((32, 32), 0).save(tmp_path / "in" / "a.png")
+    random_rgb((32, 32), 1).save(tmp_path / "in" / "b.avif")
+    with pytest.warns(UserWarning, match=r"1 output\(s\) are named like inputs in a format gan reads but does not "
+                                         r"write \(the first: '.*b.avif'\): written as .png instead"):
+        result = CliRunner().invoke(main, ["translate", str(run_dir), str(tmp_path / "in"), str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["a.png", "b.png"]
+
+
+def test_a_stopped_folder_translation_keeps_whole_outputs_counts_them_and_restores_the_handlers(
+        pix2pix_run, tmp_path, monkeypatch):
+    # SIGTERM and SIGHUP killed it mid-write, leaving '.tmp' files and no word of what was written.
+    import signal
+
+    from gan.core import images
+
+    run_dir, _ = pix2pix_run
+    (tmp_path / "in").mkdir()
+    for index in range(4):
+        random_rgb((32, 32), index).save(tmp_path / "in" / f"{index}.png")
+    (tmp_path / "in" / "2.png").write_bytes(b"not an image")  # skipped, and still counted by the progress line
+    save_image, calls, handlers = images.save_image, {"n": 0}, {}
+
+    def terminated_during_the_third(image, path):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            handlers.update({signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGHUP)})
+            signal.raise_signal(signal.SIGTERM)
+        return save_image(image, path)
+
+    monkeypatch.setattr(images, "save_image", terminated_during_the_third)
+    before = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGHUP)}
+    result = CliRunner().invoke(main, ["translate", str(run_dir), str(tmp_path / "in"), str(tmp_path / "out")])
+    assert result.exit_code == 128 + signal.SIGTERM, result.output
+    assert "image 3/4" in result.output and "stopped: 2 of 4 image(s) were written, each complete" in result.output
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["0.png", "1.png"]
+    assert all(handler is not before[signum] for signum, handler in handlers.items())  # SIGTERM raised, not killed
+    assert {signum: signal.getsignal(signum) for signum in before} == before

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,22 +18,26 @@ if TYPE_CHECKING:
 def planned_translations(source: Path, output: Path) -> list[tuple[Path, Path]]:
     """(input image, output file) pairs: one image to OUTPUT, or every image under a folder to
     the same relative name under OUTPUT."""
-    from gan.core.images import GREY_ONLY, image_format_of, palette_warning
+    from gan.core.images import GREY_ONLY, OUTPUT_FORMATS, image_format_of, palette_warning
     from gan.data.decode import IMAGE_EXTENSIONS, find_images
 
     if source.is_dir():
         if output.suffix.lower() in IMAGE_EXTENSIONS and not output.exists():  # (an existing file: refused below)
             raise ValueError(f"OUTPUT '{output}' is named as an image file, but a folder INPUT ('{source}') is "
                              "translated into a folder of images: give a folder name")
-        # the outputs keep the inputs' names, so their formats, but for grey-only ones: colour goes to their kin
+        # the outputs keep the inputs' names, so their formats, but for grey-only ones: colour goes to their kin;
+        # and formats gan reads but does not write (AVIF) go to PNG
         pairs = [(image, output / image.relative_to(source)) for image in find_images(source)]
-        recoloured = [(image, path.with_suffix(GREY_ONLY[path.suffix.lower()]) if path.suffix.lower() in GREY_ONLY
-                       else path) for image, path in pairs]
-        renamed = [path for (_, path), (_, new) in zip(pairs, recoloured) if path != new]
-        if renamed:
-            warnings.warn(f"{len(renamed)} output(s) are named like grey-only inputs (the first: '{renamed[0]}'), and "
-                          f"hold colour: written as {GREY_ONLY[renamed[0].suffix.lower()]} instead", stacklevel=2)
-        pairs = recoloured
+        grey = [path for _, path in pairs if path.suffix.lower() in GREY_ONLY]
+        unwritable = [path for _, path in pairs if path.suffix.lower() not in (*OUTPUT_FORMATS, *GREY_ONLY)]
+        if grey:
+            warnings.warn(f"{len(grey)} output(s) are named like grey-only inputs (the first: '{grey[0]}'), and "
+                          f"hold colour: written as {GREY_ONLY[grey[0].suffix.lower()]} instead", stacklevel=2)
+        if unwritable:
+            warnings.warn(f"{len(unwritable)} output(s) are named like inputs in a format gan reads but does not "
+                          f"write (the first: '{unwritable[0]}'): written as .png instead", stacklevel=2)
+        pairs = [(image, path.with_suffix(GREY_ONLY[path.suffix.lower()]) if path in grey else
+                  path.with_suffix(".png") if path in unwritable else path) for image, path in pairs]
     elif output.is_dir():
         raise ValueError(f"OUTPUT '{output}' is a folder; one INPUT image is translated into one image file: "
                          f"give its name, such as '{output / source.with_suffix('.png').name}'")
@@ -114,13 +119,15 @@ def translate_each(translator, pairs: list[tuple[Path, Path]], side_by_side: boo
     from gan.core.files import WriteError
     from gan.core.images import FormatLimitError, save_image
     from gan.core.images import side_by_side as side_by_side_strip
+    from gan.core.processes import interrupt_on_sigterm
     from gan.core.progress import Progress
     from gan.data.decode import ImageReadError, read_rgb
     from gan.inference.tiling import ImageTooLargeError
     from gan.nets.running import NonFiniteOutput
 
     progress = Progress(len(pairs), unit="image")
-    written, skipped = 0, []
+    written, skipped, stopped = 0, [], False
+    stop_handlers = interrupt_on_sigterm()  # (SIGTERM, SIGHUP: `kill`, a closed terminal) as Ctrl-C
     try:
         for done, (image_path, output_path) in enumerate(pairs, 1):
             try:
@@ -129,6 +136,7 @@ def translate_each(translator, pairs: list[tuple[Path, Path]], side_by_side: boo
             except ImageReadError as error:
                 warnings.warn(f"skipping an unreadable input: {error}", stacklevel=1)
                 skipped.append(image_path)
+                progress.update(done)
                 continue
             try:
                 result = translator(source)
@@ -145,8 +153,15 @@ def translate_each(translator, pairs: list[tuple[Path, Path]], side_by_side: boo
                 fail(f"{error}; {written} of {len(pairs)} image(s) were written before it, each complete")
             written += 1
             progress.update(done)
+    except KeyboardInterrupt:  # each output is written whole or not at all: those done are kept, and counted
+        stopped = True
+        raise
     finally:
         progress.close()
+        for signum, handler in stop_handlers.items():
+            signal.signal(signum, handler)
+        if stopped:
+            click.echo(f"stopped: {written} of {len(pairs)} image(s) were written, each complete", err=True)
     return written, skipped
 
 
