@@ -195,11 +195,12 @@ def test_a_sweep_run_that_never_started_is_named_under_the_table(tmp_path):
                                        '"00001-adversarial=lsgan" = ["loss.adversarial=lsgan"]\n')
     table, summaries = compare([folder], None, tmp_path / "out")
     assert len(summaries) == 1
-    assert "Not compared: 1 run(s) that sweep.toml lists never started: sweep/00001-adversarial=lsgan." in table
+    assert ("Not compared: 1 run(s) that sweep.toml lists have no run directory (never started, or failed before their "
+            "first checkpoint, which removes it): sweep/00001-adversarial=lsgan.") in table
     assert (tmp_path / "out" / "compare.md").read_text() == table
 
 
-def test_compare_without_out_never_replaces_files_it_did_not_write(tmp_path):
+def test_compare_never_replaces_files_it_did_not_write_with_or_without_out(tmp_path):
     """`gan compare FOLDER` writes into FOLDER: a user's own compare.md there used to be replaced."""
     from click.testing import CliRunner
 
@@ -213,6 +214,14 @@ def test_compare_without_out_never_replaces_files_it_did_not_write(tmp_path):
     (tmp_path / "compare.png").write_bytes(b"a picture of mine")
     result = CliRunner().invoke(main, ["compare", str(tmp_path)])
     assert result.exit_code == 2 and "compare.png' was not written by gan compare" in result.output, result.output
+    # nor with --out: naming the folder, or another that holds such files, replaced them without a word
+    (tmp_path / "compare.png").unlink()
+    (tmp_path / "compare.csv").write_text("a,b\n")
+    for out in (tmp_path, tmp_path / "."):
+        result = CliRunner().invoke(main, ["compare", str(tmp_path), str(tmp_path) + "/", "--out", str(out)])
+        assert result.exit_code == 2 and "compare.csv' was not written by gan compare, and it would be replaced: " \
+            "give another --out folder" in result.output, result.output
+    assert (tmp_path / "compare.csv").read_text() == "a,b\n"
 
 
 def test_an_out_folder_that_cannot_be_made_is_one_line_with_the_way_round_it(sweep, tmp_path):

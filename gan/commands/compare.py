@@ -35,11 +35,16 @@ def compare(paths: tuple[Path, ...], metric: str | None, out: Path | None) -> No
     if out is not None and out.suffix.lower() in (".png", ".md", ".csv", ".jpg", ".svg", ".pdf") and not out.is_dir():
         raise click.UsageError(f"--out '{out}' looks like a file name; --out names a folder, which gets compare.md, "
                                f"compare.csv and compare.png (--out {out.with_suffix('')}, say)")
+    unique: dict[Path, Path] = {}  # (one folder named twice, `sweeps/a sweeps/a/`, is one folder)
+    for path in paths:
+        unique.setdefault(path.resolve(), path)
+    paths = tuple(unique.values())
+    given_out = out is not None
     if out is None:
         if len(paths) != 1 or (paths[0] / "config.toml").is_file():
             raise click.UsageError("give --out DIR (a run directory has one writer: its training)")
         out = paths[0]
-        _refuse_files_of_others(out)
+    _refuse_files_of_others(out, given_out)
     try:
         table, _ = run_compare(list(paths), metric, out)
     except (CompareError, OSError) as error:  # OSError: the outputs could not be written
@@ -52,9 +57,9 @@ def compare(paths: tuple[Path, ...], metric: str | None, out: Path | None) -> No
 OWN_BEGINNINGS = {"compare.md": "| group | seeds |", "compare.csv": "group,seeds,"}
 
 
-def _refuse_files_of_others(out: Path) -> None:
-    """Without --out, compare writes into the folder it was given: refused where that would replace a
-    compare.md, compare.csv or compare.png it did not write (compare.png by the company it keeps)."""
+def _refuse_files_of_others(out: Path, given_out: bool) -> None:
+    """Refused: writing into `out` (--out, or the sweep folder given alone) where that would replace a
+    compare.md, compare.csv or compare.png gan compare did not write (compare.png by the company it keeps)."""
     for name, beginning in OWN_BEGINNINGS.items():
         path = out / name
         try:
@@ -63,5 +68,6 @@ def _refuse_files_of_others(out: Path) -> None:
             ours = False
         if not ours or (name == "compare.md" and (out / "compare.png").exists() and not path.exists()):
             shown = path if not ours else out / "compare.png"
+            where = "another --out folder" if given_out else "--out DIR"
             raise click.UsageError(f"'{shown}' was not written by gan compare, and it would be replaced: give "
-                                   "--out DIR for the comparison's files")
+                                   f"{where} for the comparison's files")

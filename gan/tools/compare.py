@@ -564,7 +564,8 @@ def compare(paths: list[Path], metric: str | None, out: Path) -> tuple[str, list
     if not_started:
         named = ", ".join(not_started[:MAX_NAMED]) + (f" and {len(not_started) - MAX_NAMED} more"
                                                       if len(not_started) > MAX_NAMED else "")
-        table += f"\nNot compared: {len(not_started)} run(s) that sweep.toml lists never started: {named}.\n"
+        table += (f"\nNot compared: {len(not_started)} run(s) that sweep.toml lists have no run directory (never "
+                  f"started, or failed before their first checkpoint, which removes it): {named}.\n")
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomically(out / "compare.md", table)
     write_text_atomically(out / "compare.csv", csv_text(summaries, metric))
