@@ -233,3 +233,20 @@ def test_killing_torchrun_outright_stops_its_processes_with_a_checkpoint(tmp_pat
 def test_sync_batchnorm_in_a_single_process_is_warned_of(tmp_path):
     with pytest.warns(UserWarning, match="train.sync_batchnorm = true changes nothing in a single process"):
         train(tiny_config("train.sync_batchnorm=true", "train.steps=1"), tmp_path / "run", CPU)
+
+
+@pytest.mark.slow
+def test_on_nan_rollback_rolls_every_process_back_together_and_rank_0_says_it_once(tmp_path):
+    # Rank 1 never wrote a checkpoint, so it took the divergence for one before any and stopped while
+    # rank 0 rolled back: rank 0 then lost its peer, and both printed the divergence.
+    sets = [arg for item in [*TINY, *EXACT, "train.steps=60", "train.d_lr=0.5", "train.g_lr=0.5", "train.keep_best="]
+            for arg in ("--set", item)]
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "gan", "train",
+         str(REPO / "experiments" / "dcgan_demo.toml"), *sets, "--out", str(tmp_path / "runs"), "--device", "cpu",
+         "--on-nan", "rollback"], capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        timeout=300)
+    said = result.stderr
+    assert result.returncode != 0 and "another process of this torchrun run" not in said, said[-3000:]
+    assert [said.count(f"(rollback {index} of 3)") for index in (1, 2, 3)] == [1, 1, 1], said[-3000:]
+    assert said.count("error: 'grad/discriminator' reached") + said.count("error: 'loss/") == 1, said[-3000:]

@@ -368,7 +368,8 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
                 click.echo(f"error: stopped by {signal_name} without saving a checkpoint ({kept})", err=True)
             sys.exit(128 + signum)
         if isinstance(error, NonFiniteLossError):
-            click.echo(f"error: {error}", err=True)
+            if group.is_main:  # (under torchrun every process meets it alike: rank 0 says it once)
+                click.echo(f"error: {error}", err=True)
             sys.exit(1)
         # a worker that died while reading data: the loop saved the steps trained (SideTaskError) first
         lost = lost_process(error.__cause__ if isinstance(error, SideTaskError) else error, group.distributed)

@@ -459,9 +459,12 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
                 last = run.step == config.train.steps
                 stopping = _stop_agreed(run, stop)
                 io_start = _periodic_work(run, last, stopping)
-                if io_start is None:  # processes other than rank 0 write nothing
+                due = run.step % config.train.checkpoint_every == 0 or last or stopping
+                if io_start is None:  # processes other than rank 0 write nothing, but know rank 0's checkpoints
+                    if due:  # (--on-nan rollback: every process rolls back, or none)
+                        run.last_checkpoint = checkpoint_path(run_dir, run.step)
                     continue
-                if run.step % config.train.checkpoint_every == 0 or last or stopping:
+                if due:
                     run.last_checkpoint = _save(run, run.step, final=last or stopping)
                 run.paused += time.perf_counter() - io_start
             interrupted_by = stop.signal_name or ("a signal to another process" if stopping else None)
