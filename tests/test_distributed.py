@@ -60,6 +60,13 @@ def test_two_gloo_processes_give_the_weights_of_one_with_the_global_batch(tmp_pa
         for key, value in one[name].items():
             torch.testing.assert_close(two[name][key], value, rtol=1e-4, atol=1e-5, msg=f"{name}.{key}")
     assert not torch.equal(one["generator"]["net.0.weight"], tiny_generator_init())
+    # and log what one process does: the window means are the global batch's, not rank 0's share's
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logged = [EventAccumulator(str(folder)).Reload() for folder in (single.run_dir, run_dir)]
+    for tag in ("loss/d", "loss/g", "d/real", "d/fake"):
+        alone, together = ([event.value for event in events.Scalars(tag)] for events in logged)
+        assert len(alone) == 4 and together == pytest.approx(alone, rel=1e-4), tag
 
 
 def tiny_generator_init() -> torch.Tensor:

@@ -118,6 +118,16 @@ def any_rank(flag: bool, group: ProcessGroup, device: torch.device) -> bool:
     return bool(value.item())
 
 
+def mean_over_ranks(values: dict[str, float], group: ProcessGroup, device: torch.device) -> dict[str, float]:
+    """Each value averaged over the ranks, on every rank (a log window's loss means: each process
+    measures its share of the global batch). Every rank must give the same keys."""
+    if not group.distributed or not values:
+        return values
+    stacked = torch.tensor(list(values.values()), dtype=torch.float64, device=device)
+    dist.all_reduce(stacked)
+    return dict(zip(values, (stacked / group.world_size).tolist(), strict=True))
+
+
 def average_gradients_before_steps(optimizers: dict[str, torch.optim.Optimizer], group: ProcessGroup) -> None:
     """Hook every optimizer so its gradients are averaged over the group just before it steps."""
     if not group.distributed:

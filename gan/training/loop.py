@@ -54,6 +54,7 @@ from gan.core.distributed import (
     ProcessGroup,
     any_rank,
     average_gradients_before_steps,
+    mean_over_ranks,
     synchronise_weights,
     use_sync_batchnorm,
 )
@@ -793,7 +794,7 @@ def _log_window(run: _Run, scalars: dict[str, float], closes_window: bool = True
     if closes_window:
         _raise_if_non_finite(run.watch, run.last_checkpoint)
         _raise_if_weights_diverged(run.recipe, step, train_config.divergence_bound, run.last_checkpoint)
-        means = run.watch.means()
+        means = mean_over_ranks(run.watch.means(), run.group, run.device)  # (the global batch's, under torchrun)
         scalars.update(_window_scalars(step, means, run.recipe, None if first_step else images_per_second,
                                        train_config))
         if run.health:
