@@ -257,3 +257,35 @@ def test_on_nan_rollback_rolls_every_process_back_together_and_rank_0_says_it_on
     assert result.returncode != 0 and "another process of this torchrun run" not in said, said[-3000:]
     assert [said.count(f"(rollback {index} of 3)") for index in (1, 2, 3)] == [1, 1, 1], said[-3000:]
     assert said.count("error: 'grad/discriminator' reached") + said.count("error: 'loss/") == 1, said[-3000:]
+
+
+@pytest.mark.slow
+def test_a_two_process_cyclegan_resumes_exactly_with_each_process_own_image_pools(tmp_path):
+    # The checkpoint held rank 0's pools alone, and every process resumed with them: rank 1's
+    # discriminators then saw other fakes than an uninterrupted run's.
+    from conftest import TINY_CYCLEGAN, write_recipe_data
+
+    data = write_recipe_data(tmp_path / "data")
+    sets = [arg for item in [*TINY_CYCLEGAN, f"data.root={data['unpaired']}", "train.batch_size=4",
+                             "loss.pool_size=2", "log.eval_every=0", "train.keep_best="]
+            for arg in ("--set", item)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "gan",
+                "train"]
+    config = str(REPO / "experiments" / "cyclegan_horse2zebra.toml")
+
+    def run(*args: str) -> None:
+        result = subprocess.run([*torchrun, *args, "--device", "cpu"], capture_output=True, text=True, env=env,
+                                timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+
+    run(config, *sets, "--set", "train.steps=6", "--run-dir", str(tmp_path / "whole"))
+    run(config, *sets, "--set", "train.steps=4", "--run-dir", str(tmp_path / "parted"))
+    run("--resume", str(tmp_path / "parted"), "--set", "train.steps=6")
+    whole, parted = (torch.load(list_checkpoints(tmp_path / name)[-1], weights_only=True)
+                     for name in ("whole", "parted"))
+    assert whole["step"] == parted["step"] == 6 and len(parted["per_process"]) == 2
+    assert not torch.equal(parted["per_process"][0]["pool_A"]["images"], parted["per_process"][1]["pool_A"]["images"])
+    for name, weights in whole["networks"].items():
+        for key, value in weights.items():
+            assert torch.equal(parted["networks"][name][key], value), f"{name}.{key}"

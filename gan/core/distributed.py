@@ -118,6 +118,15 @@ def any_rank(flag: bool, group: ProcessGroup, device: torch.device) -> bool:
     return bool(value.item())
 
 
+def gather_objects(value: Any, group: ProcessGroup) -> list[Any]:
+    """Every rank's `value`, in rank order, on every rank ([value] in a single process)."""
+    if not group.distributed:
+        return [value]
+    gathered: list[Any] = [None] * group.world_size
+    dist.all_gather_object(gathered, value)
+    return gathered
+
+
 def mean_over_ranks(values: dict[str, float], group: ProcessGroup, device: torch.device) -> dict[str, float]:
     """Each value averaged over the ranks, on every rank (a log window's loss means: each process
     measures its share of the global batch). Every rank must give the same keys."""

@@ -209,10 +209,18 @@ class CycleGANRecipe(RecipeBase):
         return with_both_directions(scores, "val/")
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), **{f"pool_{domain}": pool.state_dict() for domain, pool in self.pools.items()}}
+        return {**super().state_dict(), **self.per_process_state()}
+
+    def per_process_state(self) -> dict[str, Any]:
+        """What each process of a torchrun run holds of its own: its image pools, of the fakes of its
+        share of the batches (the checkpoint keeps every process's, for an exact resume)."""
+        return {f"pool_{domain}": pool.state_dict() for domain, pool in self.pools.items()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
+        self.load_per_process_state(state)
+
+    def load_per_process_state(self, state: dict[str, Any]) -> None:
         side = self.config.data.resolution
         for domain, pool in self.pools.items():
             stored = state[f"pool_{domain}"]

@@ -54,6 +54,7 @@ from gan.core.distributed import (
     ProcessGroup,
     any_rank,
     average_gradients_before_steps,
+    gather_objects,
     mean_over_ranks,
     synchronise_weights,
     use_sync_batchnorm,
@@ -411,6 +412,7 @@ class _Run:
     real_images: torch.Tensor | None = None  # the stream's first real images, for the collapse checks
     config_found: bytes | None = None  # a resume's config.toml as it was, put back when no step trains
     side_tasks_due: dict | None = None  # the side tasks of the checkpoint's step that failed, to finish first
+    per_process: tuple[int, list] | None = None  # (step, each process's own state) under torchrun, for checkpoints
     # What `_start_logging` adds, once there is something to train:
     writer: Any = None
     data: Iterator | None = None
@@ -461,6 +463,8 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
                 stopping = _stop_agreed(run, stop)
                 io_start = _periodic_work(run, last, stopping)
                 due = run.step % config.train.checkpoint_every == 0 or last or stopping
+                if due and group.distributed and hasattr(run.recipe, "per_process_state"):  # (all ranks take part)
+                    run.per_process = (run.step, gather_objects(run.recipe.per_process_state(), group))
                 if io_start is None:  # processes other than rank 0 write nothing, but know rank 0's checkpoints
                     if due:  # (--on-nan rollback: every process rolls back, or none)
                         run.last_checkpoint = checkpoint_path(run_dir, run.step)
@@ -571,6 +575,7 @@ def _restore(run: _Run, on_resume: ResumeReport | None) -> None:
     if on_resume is not None and run.main:
         on_resume(state["config"], state["step"])
     restore_training_state(recipe, state, run.config, run.last_checkpoint)  # (under the config's rates and betas)
+    _restore_per_process(run, state)
     run.start_step = run.step = run.saved_step = state["step"]
     run.samples_seen = state["samples_seen"]
     run.side_tasks_due = _side_tasks_due(state)
@@ -587,6 +592,20 @@ def _restore(run: _Run, on_resume: ResumeReport | None) -> None:
                           "starts afresh", stacklevel=2)
             run.health = HealthWatch(run.health.saturation_scores, run.health.unconditional, run.health.real_target)
     run.say(f"resuming from '{run.last_checkpoint}' at step {run.start_step}")
+
+
+def _restore_per_process(run: _Run, state: dict) -> None:
+    """Each process's own state (CycleGAN's image pools) from a checkpoint of a torchrun run with as
+    many processes; otherwise every process keeps rank 0's, which `restore_training_state` loaded."""
+    saved = state.get("per_process")
+    if not hasattr(run.recipe, "load_per_process_state") or not isinstance(saved, list):
+        return
+    if len(saved) == run.group.world_size:
+        run.recipe.load_per_process_state(saved[run.group.rank])
+    elif run.main:
+        warnings.warn(f"'{run.last_checkpoint}' holds the image pools of {len(saved)} processes, and this resume "
+                      f"runs {run.group.world_size}: each process starts from rank 0's pools, so the run no longer "
+                      "matches an uninterrupted one exactly", stacklevel=3)
 
 
 def _start_logging(run: _Run, resume: bool, progress_stream: Any) -> None:
@@ -822,6 +841,8 @@ def _save(run: _Run, at_step: int, final: bool, side_tasks_due: dict | None = No
         state["data"] = run.data_record  # (optional too)
         if side_tasks_due is not None:  # (optional too)
             state["side_tasks_due"] = side_tasks_due
+        if run.per_process and run.per_process[0] == at_step:  # (optional too: torchrun, gathered at due steps)
+            state["per_process"] = run.per_process[1]
         save_checkpoint(state, path)
     except WriteError as error:
         if final:
