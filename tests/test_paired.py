@@ -274,3 +274,16 @@ def test_pix2pix_with_l1_alone_trains_no_discriminator_and_says_what_it_ignores(
             Pix2PixRecipe.check(tiny_recipe_config("pix2pix", data, *alone, f"{regulariser}={value}"))
     with pytest.raises(ConfigError, match="loss.l1_weight and loss.adversarial_weight are both 0"):
         Pix2PixRecipe.check(tiny_recipe_config("pix2pix", data, *alone, "loss.l1_weight=0"))
+
+
+def test_max_images_counts_only_pairs_that_split(tmp_path):
+    # A 1 px wide A|B file counted among data.max_images, then was dropped: 3 pairs where 4 were asked for.
+    import warnings
+
+    root = _ab_folder(tmp_path / "ab" / "train", count=5, height=32)
+    Image.new("RGB", (1, 20)).save(root / "1a-one.png")  # sorts among the first four
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dataset = paired_dataset(tmp_path / "ab", "train", 32, 36, max_images=4)
+    assert len(dataset) == 4 and dataset.num_skipped == 1
+    assert any("1a-one.png" in str(warning.message) for warning in caught)

@@ -7,7 +7,7 @@ import io
 import os
 import warnings
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -352,19 +352,22 @@ def _walk(root: Path, runs: list[Path], unlisted: list[OSError]) -> Iterator[Pat
         yield from (Path(folder) / name for name in [*subfolders, *files])
 
 
-def readable_images(paths: list[Path], strict: bool, limit: int = 0) -> tuple[list[Path], list[Path]]:
+def readable_images(paths: list[Path], strict: bool, limit: int = 0,
+                    counts: Callable[[Path], bool] | None = None) -> tuple[list[Path], list[Path]]:
     """Split `paths` into (readable, skipped) by their headers; warns for each skipped file. With
-    `limit` (data.max_images), the first `limit` readable ones: the files after them are not read.
+    `limit` (data.max_images), up to the `limit`-th readable one that `counts` (all, by default: an
+    A|B image too narrow to split does not count) the files after it are not read.
 
     With `strict`, the first unreadable file raises ImageReadError instead.
     """
-    readable, skipped = [], []
+    readable, skipped, counted = [], [], 0
     for path in paths:
-        if limit and len(readable) == limit:
+        if limit and counted == limit:
             break
         problem = check_header(path)
         if problem is None:
             readable.append(path)
+            counted += counts is None or counts(path)
             continue
         if strict:
             raise ImageReadError(f"cannot read image '{path}': {problem}")

@@ -55,6 +55,13 @@ def read_side_by_side(path: Path) -> tuple[Image.Image, Image.Image]:
     return split_side_by_side(image)
 
 
+def splittable_side_by_side(path: Path) -> bool:
+    """Whether an A|B image is at least 2 px wide, so that it splits into two halves (a file whose
+    header cannot be read counts: it is skipped elsewhere, said there)."""
+    size = header_size(path)
+    return size is None or size[0] >= 2
+
+
 def check_side_by_side_shapes(paths: list[Path], root: Path, strict: bool) -> list[Path]:
     """The AB images of `paths` that can be split: those under 2 px wide are skipped, each with a
     warning. Images narrower than 2:1 among a majority at least 2:1 (a stray photo among the pairs)
@@ -366,7 +373,7 @@ def paired_dataset(root: str | Path, split: str, resolution: int, load_size: int
         check_pair_shapes(kept, folder, strict)
     else:
         files = find_images(folder)
-        readable, skipped = readable_images(files, strict, max_images)
+        readable, skipped = readable_images(files, strict, max_images, counts=splittable_side_by_side)
         splittable = check_side_by_side_shapes(readable, folder, strict)
         skipped += sorted(set(readable) - set(splittable))
         kept = [(path, None) for path in splittable]
