@@ -287,3 +287,35 @@ def test_max_images_counts_only_pairs_that_split(tmp_path):
         dataset = paired_dataset(tmp_path / "ab", "train", 32, 36, max_images=4)
     assert len(dataset) == 4 and dataset.num_skipped == 1
     assert any("1a-one.png" in str(warning.message) for warning in caught)
+
+
+def test_validation_leaves_out_the_strays_gan_eval_leaves_out_so_the_two_agree(tmp_path):
+    # val/psnr (which picks best.pt) scored a stray single photo among the A|B pairs; gan eval skipped it.
+    import csv
+    import json
+    import warnings
+
+    from click.testing import CliRunner
+    from conftest import random_rgb, tiny_recipe_config, write_recipe_data
+
+    from gan.commands.main import main
+    from gan.training.loop import train
+
+    data = write_recipe_data(tmp_path / "data")
+    for index in (2, 3):  # more pairs, so that the stray is one among a majority
+        a = np.asarray(random_rgb((40, 40), 50 + index))
+        Image.fromarray(np.concatenate([a, 255 - a], axis=1)).save(data["paired"] / "val" / f"{index}.png")
+    random_rgb((40, 40), 99).save(data["paired"] / "val" / "stray.png")
+    config = tiny_recipe_config("pix2pix", data, "train.steps=2", "log.eval_every=2", "train.keep_best=val/psnr")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run = train(config, tmp_path / "run", torch.device("cpu"))
+    assert any("leaving out 1 evaluation image(s) narrower than 2:1" in str(warning.message) and "stray.png"
+               in str(warning.message) for warning in caught)
+    logged = json.loads((tmp_path / "run" / "best.json").read_text())["value"]
+    result = CliRunner().invoke(main, ["eval", str(run.run_dir), "--data", str(data["paired"] / "val"),
+                                       "--csv", str(tmp_path / "val.csv")])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(open(tmp_path / "val.csv")))
+    assert [row["image"] for row in rows] == ["0.png", "1.png", "2.png", "3.png", "mean"]
+    assert float(rows[-1]["psnr"]) == pytest.approx(logged, abs=1e-3)

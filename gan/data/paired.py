@@ -221,6 +221,24 @@ class PairedImages(Dataset):
     def num_skipped(self) -> int:
         return self.skip_unreadable.num_skipped
 
+    def without_strays(self) -> PairedImages:
+        """This evaluation set without the A|B images narrower than 2:1 among a majority at least that
+        wide (a stray photo among the pairs), named in one warning: halved, such an image is no input
+        and target, and `gan eval` leaves it out of its scores too."""
+        sizes = {first: size for first, second in self.pairs
+                 if second is None and (size := header_size(first)) is not None}
+        narrow = [path for path, size in sizes.items() if not pair_wide(*size)]
+        if not narrow or len(narrow) >= len(sizes) / 2:  # (none; or no majority of pairs to stray from)
+            return self
+        shown = ", ".join(path.name for path in narrow[:MAX_LISTED]) + (
+            f" and {len(narrow) - MAX_LISTED} more" if len(narrow) > MAX_LISTED else "")
+        warnings.warn(f"leaving out {len(narrow)} evaluation image(s) narrower than 2:1 while most are A|B pairs, as "
+                      f"gan eval does (halved, they are no input and target): {shown}", stacklevel=2)
+        dropped = set(narrow)
+        return PairedImages([pair for pair in self.pairs if pair[0] not in dropped], self.resolution, self.load_size,
+                            "BtoA" if self.reverse else "AtoB", self.train, self.hflip, self.skip_unreadable.strict,
+                            self.skip_unreadable.skipped_at_scan + len(dropped))
+
 
 def side_folder(root: Path, side: str) -> Path:
     """`root/A` (or `root/B`), also when written in lower case (`a/`); both cases at once is an error."""

@@ -77,8 +77,11 @@ def check_size_multiple(spec: NetworkSpec, resolution: int) -> None:
 
 def evaluation_set(data: DataConfig) -> Dataset:
     """The evaluation set of previews and validation: for super-resolution without the images too
-    small to score (each named in a warning), as `gan eval` leaves them out."""
+    small to score, for A|B pairs without the strays narrower than 2:1 (each named in a warning), as
+    `gan eval` leaves them out."""
     dataset = build_dataset(data, train=False)
+    if data.dataset == "paired":
+        dataset = dataset.without_strays()
     if data.dataset == "sr_pairs":
         dataset = dataset.without_images_under(smallest_sr_image(data.scale),
                                                f"x{data.scale} validation needs (SSIM's window after "
