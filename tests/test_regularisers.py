@@ -192,6 +192,9 @@ def test_diffaugment_off_is_the_identity_and_names_are_checked():
     assert parse_policy("cutout, color") == ("color", "cutout")
     with pytest.raises(ConfigError, match="loss.diffaugment: unknown augmentation 'colour'.*color"):
         tiny_config("loss.diffaugment=colour")
+    for nothing in (",", ",,"):  # passed the config check, then stopped the run naming no key
+        with pytest.raises(ConfigError, match=f"loss.diffaugment = '{nothing}' names no augmentation"):
+            tiny_config(f"loss.diffaugment={nothing}")
 
 
 def test_augment_probability_applies_each_augmentation_to_that_share_of_images():

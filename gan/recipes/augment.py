@@ -43,8 +43,12 @@ SEED_OFFSET = 0x0D1FFA  # the augmenter's generator: train.seed + this, apart fr
 
 
 def parse_policy(text: str, key: str = "loss.diffaugment") -> tuple[str, ...]:
-    """The augmentations named in a comma-separated `text`, in the canonical order; () for ""."""
+    """The augmentations named in a comma-separated `text`, in the canonical order; () for "". Text
+    that names none (",", " ") is refused: it reads as asking for augmentation, and gives none."""
     names = [name.strip().lower() for name in text.split(",") if name.strip()]
+    if text and not names:
+        raise ConfigError(f"{key} = {text!r} names no augmentation; give any comma-separated subset of "
+                          f"{', '.join(AUGMENTATIONS)}, or \"\" for none")
     for name in names:
         if name not in AUGMENTATIONS:
             raise ConfigError(f"{key}: unknown augmentation '{name}'{suggest(name, list(AUGMENTATIONS))}; "
