@@ -265,6 +265,8 @@ def sweep_cli(*args: str):
     (["--grid", "train.g_lr=1e-4,0.0001"], "--grid train.g_lr: 1e-4 and 0.0001 are the same value (0.0001), which "
                                            "would make two identical runs"),
     (["--grid", "data.hflip=true,false,true"], "a value is listed twice"),
+    (["--grid", "train.steps=2,2.0"], "--grid train.steps: expected int, got 2.0"),  # (not "the same value")
+    (["--grid", "train.g_lr=1,1.0"], "--grid train.g_lr: 1 and 1.0 are the same value (1.0)"),
     (["--grid", "train.steps=1,2,3,4,5,6,7,8,9,10", "--grid", "train.batch_size=1,2,3,4,5,6,7,8,9,10",
       "--grid", "log.every=1,2,3,4,5,6,7,8,9,10", "--seeds", "2"],
      "this sweep is 2000 runs (10 values of train.steps x 10 values of train.batch_size x 10 values of log.every x "

@@ -29,11 +29,12 @@ from typing import IO, Callable, Iterator
 import torch
 
 from gan.core.checkpoint import checkpoints_by_content, list_checkpoints
-from gan.core.config import Config, config_to_dict, flatten_config, inert_keys, parse_value
+from gan.core.config import Config, config_to_dict, flatten_config, inert_keys, key_annotation, parse_value
 from gan.core.files import SWEEP_LOCK_NAME, RunDirectoryBusy, SweepLock, write_text_atomically
 from gan.core.processes import STOP_SIGNALS, leave_the_terminal_on_hangup, stop_with_parent
 from gan.core.progress import format_duration
 from gan.core.registry import ConfigError
+from gan.core.typecheck import coerce
 from gan.recipes import RECIPES
 from gan.training.resolve import check_networks, ignored_keys, load_config
 
@@ -68,8 +69,12 @@ def parse_grid(option: str) -> tuple[str, list[str]]:
 
 def _refuse_equal_values(key: str, listed: list[str]) -> None:
     """Two values spelled differently that the config reads as one (`1e-4` and `0.0001`) would
-    make two identical runs."""
+    make two identical runs. Each is read as the key's type first, so a value of the wrong type
+    (`train.steps=2.0`) is refused as such, not as the same as another."""
+    annotation = key_annotation(key)
     parsed = [parse_value(key, value, "--grid") for value in listed]
+    if annotation is not None:
+        parsed = [coerce(value, annotation, f"--grid {key}") for value in parsed]
     for later, value in enumerate(parsed):
         for earlier in range(later):
             if parsed[earlier] == value and isinstance(parsed[earlier], bool) == isinstance(value, bool):
