@@ -5,6 +5,7 @@ stop while setting up leaves no half-built cache or empty run, and a resume says
 import errno
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -372,6 +373,19 @@ def test_a_config_toml_cut_short_or_gone_is_filled_from_the_checkpoint_not_the_d
     assert resumed.exit_code == 0, resumed.output
     assert toml_value(config.read_text(), "train", "g_lr") == "0.0005"
     assert toml_value(config.read_text(), "loss", "label_smoothing") == "0.1"
+    # cut where the rest is no TOML at all ("g_lr = ", "g_lr = 0.", '[tra'): it stopped the resume as not valid TOML
+    for cut in ("g_lr = ", "g_lr = 0.", "[tra"):
+        original = config.read_text()
+        at = original.index("g_lr = 0.0005") if cut.startswith("g_lr") else original.index("[train]")
+        config.write_text(original[:at + len(cut)])
+        with pytest.warns(UserWarning, match=f"its last line, '{re.escape(cut.strip())}', ends without a line end and "
+                                             "is not valid TOML, so it is taken from there as well"):
+            resumed = train_command("--resume", str(run))
+        assert resumed.exit_code == 0, resumed.output
+        assert toml_value(config.read_text(), "train", "g_lr") == "0.0005"
+    config.write_text(config.read_text().replace("[loss]\n", "[loss]\nbroken = = 1\n"))  # an edit: refused
+    assert "not valid TOML" in train_command("--resume", str(run)).output
+    config.write_text(config.read_text().replace("broken = = 1\n", ""))
     # gone, or empty: rebuilt whole, also by a resume that has nothing to train
     for damage, said in ((lambda: config.unlink(), "the run's config.toml is missing: its settings are taken from"),
                          (lambda: config.write_text(""), "lacks")):

@@ -300,12 +300,13 @@ def read_config(path: str | Path | None, overrides: list[str] = (),
     run's own config.toml: the settings that file lacks are the run's, not the defaults (`fill_from_trained`).
     `gan.training.resolve.load_config` also checks the names against the registries."""
     tree: dict[str, Any] = {}
+    cut_line: str | None = None
     if path is not None:
         path = Path(path)
-        tree = _read_toml(path)
+        tree, cut_line = (_read_toml(path), None) if trained is None else _read_run_config(path)
         _check_sections(tree, path)
     if trained is not None:
-        tree = fill_from_trained(tree, path, *trained)
+        tree = fill_from_trained(tree, path, *trained, cut_line)
     if path is not None and (trained is not None or _is_run_config(path)):
         _upgrade_written_config(tree, path)
     tree, overrides = _apply_preset(tree, list(overrides), path)
@@ -318,12 +319,31 @@ def read_config(path: str | Path | None, overrides: list[str] = (),
     return config
 
 
-def fill_from_trained(tree: dict[str, Any], path: Path | None, checkpoint: Path, trained: dict[str, Any]) -> dict[str, Any]:
+def _read_run_config(path: Path) -> tuple[dict[str, Any], str | None]:
+    """A run's config.toml as a dict, and the last line when the file was cut short inside it (no
+    line end, and not valid TOML: `g_lr = 0.` or `root = "/da`): the lines before it are read, and
+    `fill_from_trained` takes the rest from the checkpoint. Any other invalid TOML is an error."""
+    try:
+        return _read_toml(path), None
+    except ConfigError:
+        text = path.read_bytes().decode("utf-8", errors="replace").removeprefix("\ufeff")
+        if text.endswith("\n"):
+            raise
+        complete, _, cut = text.rpartition("\n")
+        try:
+            return tomllib.loads(complete + "\n" if complete else ""), cut
+        except tomllib.TOMLDecodeError:
+            raise ConfigError(f"{path}: not valid TOML, before its last line too") from None
+
+
+def fill_from_trained(tree: dict[str, Any], path: Path | None, checkpoint: Path, trained: dict[str, Any],
+                      cut_line: str | None = None) -> dict[str, Any]:
     """A run's config.toml (`tree`, read from `path`; None when the file is gone) with the settings it
     lacks taken from `trained`, the config its `checkpoint` holds, with a warning. A file cut short (a
     full disk, a copy) keeps its first lines, and read alone it would resume another experiment: every
     missing key at its default. A last line without its line end (gan ends every line) may have lost
-    part of its value (`steps = 200` of `steps = 20000`), so it too is taken from the checkpoint."""
+    part of its value (`steps = 200` of `steps = 20000`), so it too is taken from the checkpoint;
+    `cut_line` is such a line that was not even valid TOML (`_read_run_config` left it out)."""
     if path is None:
         warnings.warn(f"the run's config.toml is missing: its settings are taken from '{checkpoint}', the config "
                       "the run trained with, and config.toml is written again", stacklevel=3)
@@ -333,7 +353,10 @@ def fill_from_trained(tree: dict[str, Any], path: Path | None, checkpoint: Path,
     if not missing or tree.get("recipe", trained.get("recipe")) != trained.get("recipe"):
         return tree  # (a checkpoint of another recipe is another run's: the resume names it)
     cut = ""
-    if written and not path.read_bytes().endswith(b"\n"):
+    if cut_line is not None:
+        cut = f"; its last line, {cut_line.strip()[:60]!r}, ends without a line end and is not valid TOML, so it is " \
+              "taken from there as well"
+    elif written and not path.read_bytes().endswith(b"\n"):
         last = list(written)[-1]
         *sections, name = last.split(".")
         table = tree
