@@ -220,6 +220,13 @@ def test_a_metric_the_run_does_not_compute_is_warned_about(tmp_path):
     assert not (tmp_path / "run" / BEST_NAME).exists()
     result = CliRunner().invoke(main, ["sample", str(tmp_path / "run"), "--best", "--out", str(tmp_path / "a.png")])
     assert result.exit_code != 0 and "no best.pt in run directory" in result.output
+    # and why: it blamed train.keep_best, which was set, where [metrics] (or validation) was off
+    assert "train.keep_best = 'swd/mean' follows [metrics], and metrics.every = 0 switched them off" in result.output
+    pix2pix = tiny_recipe_config("pix2pix", write_recipe_data(tmp_path / "data"), "train.keep_best=val/psnr",
+                                 "log.eval_every=0", "train.steps=1")
+    train(pix2pix, tmp_path / "p2p", CPU)
+    result = CliRunner().invoke(main, ["eval", str(tmp_path / "p2p"), "--best", "--data", str(tmp_path / "data")])
+    assert "train.keep_best = 'val/psnr' follows validation, and log.eval_every = 0 switched it off" in result.output
     with pytest.raises(ConfigError, match="train.keep_best must be one of"):
         tiny_config("train.keep_best=psnr")
 

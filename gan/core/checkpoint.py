@@ -259,9 +259,27 @@ def best_checkpoint(run_dir: Path) -> Path:
     if not run_dir.is_dir():
         raise CheckpointError(f"--best takes a run directory; '{run_dir}' is not one")
     if not path.is_file():
-        raise CheckpointError(f"no {BEST_NAME} in run directory '{run_dir}': the run kept none "
-                              f"(train.keep_best names the metric to keep it by)")
+        raise CheckpointError(f"no {BEST_NAME} in run directory '{run_dir}': the run kept none ({_why_no_best(run_dir)})")
     return path
+
+
+def _why_no_best(run_dir: Path) -> str:
+    """Why a run kept no best.pt, as far as its config.toml tells."""
+    import tomllib
+
+    try:
+        config = tomllib.loads((run_dir / "config.toml").read_text(encoding="utf-8"))
+        metric = config["train"]["keep_best"]
+        validates, measures = config["log"]["eval_every"], config["metrics"]["every"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "train.keep_best names the metric to keep it by"
+    if not metric:
+        return "train.keep_best is empty"
+    if str(metric).startswith("val/") and not validates:
+        return f"train.keep_best = '{metric}' follows validation, and log.eval_every = 0 switched it off"
+    if not str(metric).startswith("val/") and not measures:
+        return f"train.keep_best = '{metric}' follows [metrics], and metrics.every = 0 switched them off"
+    return f"train.keep_best = '{metric}': no evaluation of it was kept yet, or the run does not compute it"
 
 
 class BestCheckpoint:
