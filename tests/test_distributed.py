@@ -289,3 +289,26 @@ def test_a_two_process_cyclegan_resumes_exactly_with_each_process_own_image_pool
     for name, weights in whole["networks"].items():
         for key, value in weights.items():
             assert torch.equal(parted["networks"][name][key], value), f"{name}.{key}"
+
+
+@pytest.mark.slow
+def test_a_stopped_torchrun_run_says_to_resume_it_with_torchrun(tmp_path):
+    # It said `gan train --resume`, which resumes in one process (and a BatchNorm run then changes).
+    import signal
+    import time
+
+    run_dir = tmp_path / "run"
+    sets = [arg for item in [*TINY, *EXACT, "train.steps=100000", "train.checkpoint_every=100000"]
+            for arg in ("--set", item)]
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "gan", "train",
+         str(REPO / "experiments" / "dcgan_demo.toml"), *sets, "--run-dir", str(run_dir), "--device", "cpu"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 120
+    while not list(run_dir.glob("events.out.tfevents.*")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1)
+    launcher.send_signal(signal.SIGTERM)
+    _, said = launcher.communicate(timeout=120)
+    assert f"Continue with: torchrun ... -m gan train --resume {run_dir}" in said, said[-3000:]
+    assert list_checkpoints(run_dir)
