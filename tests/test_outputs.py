@@ -438,6 +438,12 @@ def test_an_output_larger_than_its_format_holds_is_named_with_the_limit(demo_run
     assert_clean_error(result, f"'{tmp_path / 'wide.webp'}': WEBP images are at most 16,383 px a side, and this one "
                                "is 16,416x32: write it as .png or .tif; 0 of 1 image(s) were written before it")
     assert not (tmp_path / "wide.webp").exists()
+    # in a folder the output keeps the input's name and format, which no option changes: convert the input
+    (tmp_path / "in").mkdir()
+    Image.fromarray(np.zeros((32, 8208, 3), np.uint8)).save(tmp_path / "in" / "wide.webp", lossless=True)
+    folder = invoke("translate", pix2pix_run, tmp_path / "in", tmp_path / "out", "--side-by-side")  # 16,416 px
+    assert_clean_error(folder, f"(outputs keep their inputs' formats: convert '{tmp_path / 'in' / 'wide.webp'}' to "
+                               ".png or .tif first); 0 of 1 image(s) were written before it")
 
 
 def test_separate_over_a_larger_earlier_set_is_refused_not_mixed(demo_run, tmp_path):

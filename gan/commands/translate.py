@@ -150,7 +150,11 @@ def translate_each(translator, pairs: list[tuple[Path, Path]], side_by_side: boo
             try:
                 save_image(result, output_path)
             except (WriteError, FormatLimitError) as error:
-                fail(f"{error}; {written} of {len(pairs)} image(s) were written before it, each complete")
+                # (a folder's outputs keep their inputs' names and formats: the input is what to convert)
+                kept_format = isinstance(error, FormatLimitError) and output_path.name == image_path.name
+                hint = (f" (outputs keep their inputs' formats: convert '{image_path}' to .png or .tif first)"
+                        if kept_format else "")
+                fail(f"{error}{hint}; {written} of {len(pairs)} image(s) were written before it, each complete")
             written += 1
             progress.update(done)
     except KeyboardInterrupt:  # each output is written whole or not at all: those done are kept, and counted
