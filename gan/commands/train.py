@@ -61,11 +61,11 @@ def _shortened(text: str, limit: int) -> str:
 def resume_advice(run_dir: Path | None, distributed: bool) -> str:
     """How to continue a run that stopped on an error: its command, when it has a checkpoint."""
     from gan.core.checkpoint import list_checkpoints
+    from gan.core.distributed import gan_launcher
 
     if run_dir is None or not run_dir.is_dir() or not list_checkpoints(run_dir):
         return ""
-    launcher = "torchrun ... -m gan" if distributed else "gan"
-    return f"; checkpoints written before are kept: resume with `{launcher} train --resume {run_dir}`"
+    return f"; checkpoints written before are kept: resume with `{gan_launcher(distributed)} train --resume {run_dir}`"
 
 
 def written_config(run_dir: Path):

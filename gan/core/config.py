@@ -325,8 +325,11 @@ def _read_run_config(path: Path) -> tuple[dict[str, Any], str | None]:
     `fill_from_trained` takes the rest from the checkpoint. Any other invalid TOML is an error."""
     try:
         return _read_toml(path), None
-    except ConfigError:
-        text = path.read_bytes().decode("utf-8", errors="replace").removeprefix("\ufeff")
+    except ConfigError as error:
+        try:  # (only a TOML error can be a cut: a file that is no UTF-8 text, or unreadable, stays refused)
+            text = path.read_text(encoding="utf-8").removeprefix("\ufeff")
+        except (OSError, UnicodeDecodeError):
+            raise error from None
         if text.endswith("\n"):
             raise
         complete, _, cut = text.rpartition("\n")

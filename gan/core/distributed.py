@@ -118,6 +118,12 @@ def any_rank(flag: bool, group: ProcessGroup, device: torch.device) -> bool:
     return bool(value.item())
 
 
+def gan_launcher(distributed: bool) -> str:
+    """How a command line starts gan again for a run: under torchrun when it ran under torchrun (a
+    plain `gan train --resume` would go on in one process)."""
+    return "torchrun ... -m gan" if distributed else "gan"
+
+
 def gather_objects(value: Any, group: ProcessGroup) -> list[Any]:
     """Every rank's `value`, in rank order, on every rank ([value] in a single process)."""
     if not group.distributed:

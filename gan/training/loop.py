@@ -54,6 +54,7 @@ from gan.core.distributed import (
     ProcessGroup,
     any_rank,
     average_gradients_before_steps,
+    gan_launcher,
     gather_objects,
     mean_over_ranks,
     synchronise_weights,
@@ -867,8 +868,8 @@ def _finish(run: _Run, interrupted_by: str | None) -> TrainResult:
     elapsed = format_duration(time.perf_counter() - run.progress.started_at)
     if interrupted_by:
         run.say(f"stopped by {interrupted_by} at step {run.step} after {elapsed}; checkpoint "
-                f"'{run.last_checkpoint}'. Continue with: {'torchrun ... -m gan' if run.group.distributed else 'gan'} "
-                f"train --resume {run.run_dir}")
+                f"'{run.last_checkpoint}'. Continue with: {gan_launcher(run.group.distributed)} train --resume "
+                f"{run.run_dir}")
     else:
         this_time = f" ({run.step - run.start_step} of them now)" if run.start_step else ""  # a resume's share
         run.say(f"done: {run.step} steps{this_time} in {elapsed}; checkpoint '{run.last_checkpoint}', samples in "
