@@ -326,3 +326,18 @@ def test_a_quoted_tilde_in_a_path_option_is_the_home_folder_not_a_folder_named_t
     assert result.exit_code == 0, result.output
     assert (home / "faces.png").is_file() and (home / "each" / "00001.png").is_file()
     assert not (work / "~").exists()
+
+
+def test_a_second_stop_signal_is_not_announced_again_and_ctrl_c_is_offered_only_from_a_terminal(capsys, monkeypatch):
+    import signal
+
+    from gan.training import loop
+
+    for at_terminal in (True, False):
+        monkeypatch.setattr(loop, "ctrl_c_reaches_this_process", lambda at_terminal=at_terminal: at_terminal)
+        with loop.StopRequest() as stop:
+            signal.raise_signal(signal.SIGTERM)
+            signal.raise_signal(signal.SIGTERM)  # (a sweep passing its own stop on, `timeout`'s second)
+        said = capsys.readouterr().err
+        assert stop.signal_name == "SIGTERM" and said.count("received SIGTERM") == 1, said
+        assert ("Ctrl-C again" in said) == at_terminal, said

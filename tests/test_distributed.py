@@ -312,3 +312,34 @@ def test_a_stopped_torchrun_run_says_to_resume_it_with_torchrun(tmp_path):
     _, said = launcher.communicate(timeout=120)
     assert f"Continue with: torchrun ... -m gan train --resume {run_dir}" in said, said[-3000:]
     assert list_checkpoints(run_dir)
+
+
+@pytest.mark.slow
+def test_a_divergence_one_process_alone_sees_stops_every_process_at_its_step(tmp_path):
+    # Each process watches its own share of the batch (its losses, its gradient norms before they
+    # are averaged): rank 1 stopped alone and rank 0 waited for it, then reported a lost process.
+    # Here rank 1's loss/d alone reads NaN at step 3.
+    injected = tmp_path / "injected"
+    injected.mkdir()
+    (injected / "sitecustomize.py").write_text(
+        "import os\n"
+        "if os.environ.get('RANK') == '1':\n"
+        "    from gan.recipes.dcgan import DCGANRecipe\n"
+        "    original = DCGANRecipe.step\n"
+        "    def step(self, batch, step):\n"
+        "        metrics = original(self, batch, step)\n"
+        "        if step == 3:\n"
+        "            metrics['loss/d'] = metrics['loss/d'] * float('nan')\n"
+        "        return metrics\n"
+        "    DCGANRecipe.step = step\n")
+    sets = [arg for item in [*TINY, *EXACT, "train.steps=6", "train.dist_timeout_s=60"] for arg in ("--set", item)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(injected), os.environ.get("PYTHONPATH")]))}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "gan", "train",
+         str(REPO / "experiments" / "dcgan_demo.toml"), *sets, "--out", str(tmp_path / "runs"), "--device", "cpu"],
+        capture_output=True, text=True, env=env, timeout=300)
+    said = result.stderr
+    assert result.returncode == 1, said[-3000:]
+    assert said.count("error: 'loss/d' became NaN or infinite at step 3") == 1, said[-3000:]
+    assert "another process" not in said and "lost" not in said, said[-3000:]

@@ -26,6 +26,15 @@ def leave_the_terminal_on_hangup(signum: int) -> bool:
     return hangup
 
 
+def ctrl_c_reaches_this_process() -> bool:
+    """Whether this process is in its terminal's foreground group, where a Ctrl-C typed reaches it
+    (not so for a run that `kill` or a scheduler stops, nor one started in the background)."""
+    try:
+        return os.tcgetpgrp(sys.stdin.fileno()) == os.getpgrp()
+    except (AttributeError, OSError, ValueError):  # (no stdin, not a terminal, or not POSIX)
+        return False
+
+
 def leave_the_terminal() -> None:
     """After SIGHUP: the terminal is gone, and a write to it fails (EIO), which would end a run in a
     traceback before its checkpoint. The standard streams that were that terminal now go to

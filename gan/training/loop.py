@@ -53,6 +53,7 @@ from gan.core.distributed import (
     SINGLE_PROCESS,
     ProcessGroup,
     any_rank,
+    any_rank,
     average_gradients_before_steps,
     gan_launcher,
     gather_objects,
@@ -71,7 +72,7 @@ from gan.core.files import (
 )
 from gan.core.images import image_grid, save_image_grid, signed_to_uint8
 from gan.core.presets import LOSS_PRESETS
-from gan.core.processes import STOP_SIGNALS, leave_the_terminal_on_hangup
+from gan.core.processes import STOP_SIGNALS, ctrl_c_reaches_this_process, leave_the_terminal_on_hangup
 from gan.core.progress import Progress, format_duration, print_above
 from gan.core.registry import ConfigError
 from gan.data import data_signature, reference_data, training_batches
@@ -351,13 +352,17 @@ class StopRequest:
         self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if self.signal_name is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
+        if self.signal_name is not None:
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            leave_the_terminal_on_hangup(signum)
+            return  # (already stopping: a sweep passing a Ctrl-C on, `timeout`'s second signal)
         hangup = leave_the_terminal_on_hangup(signum)
         self.signal_name = signal.Signals(signum).name
         if self.announce:
+            abort = " (Ctrl-C again to abort without saving)" if ctrl_c_reaches_this_process() else ""
             print_above(f"received {self.signal_name}{' (the terminal closed)' if hangup else ''}: saving "
-                        "a checkpoint after this step (Ctrl-C again to abort without saving)")
+                        f"a checkpoint after this step{abort}")
 
     def __enter__(self) -> "StopRequest":
         if threading.current_thread() is threading.main_thread():
@@ -464,7 +469,9 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
                 stopping = _stop_agreed(run, stop)
                 io_start = _periodic_work(run, last, stopping)
                 due = run.step % config.train.checkpoint_every == 0 or last or stopping
-                if due and group.distributed and hasattr(run.recipe, "per_process_state"):  # (all ranks take part)
+                if due and group.distributed:  # (all ranks take part)
+                    _raise_if_non_finite(run)  # (before rank 0 alone checks again as it saves)
+                if due and group.distributed and hasattr(run.recipe, "per_process_state"):
                     run.per_process = (run.step, gather_objects(run.recipe.per_process_state(), group))
                 if io_start is None:  # processes other than rank 0 write nothing, but know rank 0's checkpoints
                     if due:  # (--on-nan rollback: every process rolls back, or none)
@@ -680,7 +687,7 @@ def _one_step(run: _Run, stop: StopRequest) -> bool:
     if run.speed.compile_report and run.step == run.start_step + 1:
         run.speed.compile_report.end_warm_up()
     if device.type == "cpu":  # reading back is free here: stop at the very step
-        _raise_if_non_finite(run.watch, run.last_checkpoint)
+        _raise_if_non_finite(run)
     return True
 
 
@@ -812,7 +819,7 @@ def _log_window(run: _Run, scalars: dict[str, float], closes_window: bool = True
         scalars["perf/first_step_s"] = busy
     means = {}
     if closes_window:
-        _raise_if_non_finite(run.watch, run.last_checkpoint)
+        _raise_if_non_finite(run)
         _raise_if_weights_diverged(run.recipe, step, train_config.divergence_bound, run.last_checkpoint)
         means = mean_over_ranks(run.watch.means(), run.group, run.device)  # (the global batch's, under torchrun)
         scalars.update(_window_scalars(step, means, run.recipe, None if first_step else images_per_second,
@@ -831,7 +838,7 @@ def _save(run: _Run, at_step: int, final: bool, side_tasks_due: dict | None = No
     A failed write (disk full, say) mid-run is reported and training goes on in memory, to retry at
     the next checkpoint; only a failed final write stops."""
     train_config = run.config.train
-    _raise_if_non_finite(run.watch, run.last_checkpoint)  # never save a diverged state
+    _raise_if_non_finite(run, agree=False)  # never save a diverged state (rank 0 alone saves: agreed before)
     _raise_if_weights_diverged(run.recipe, at_step, train_config.divergence_bound, run.last_checkpoint)
     _prepare_outputs(run.recipe, at_step)
     path = checkpoint_path(run.run_dir, at_step)
@@ -979,10 +986,16 @@ def _window_scalars(step: int, means: dict[str, float], recipe: Recipe, images_p
     return scalars
 
 
-def _raise_if_non_finite(watch: MetricWatch, last_checkpoint: Path | None) -> None:
-    found = watch.first_non_finite()
+def _raise_if_non_finite(run: _Run, agree: bool = True) -> None:
+    """Raises on the earliest non-finite or out-of-bound value seen. Under torchrun the processes
+    `agree` first (every one must call): each watches its own share of the batch (its losses, its
+    gradients' norms before they are averaged), and one stopping alone would leave the others
+    waiting for it."""
+    found = run.watch.first_non_finite()
+    if agree and run.group.distributed and any_rank(found is not None, run.group, run.device):
+        found = min(report for report in gather_objects(found, run.group) if report is not None)
     if found:
-        raise NonFiniteLossError(*found[:2], last_checkpoint, found[2], watch.bound)
+        raise NonFiniteLossError(*found[:2], run.last_checkpoint, found[2], run.watch.bound)
 
 
 def _raise_if_weights_diverged(recipe: Recipe, step: int, bound: float, last_checkpoint: Path | None) -> None:
