@@ -314,32 +314,56 @@ def test_a_stopped_torchrun_run_says_to_resume_it_with_torchrun(tmp_path):
     assert list_checkpoints(run_dir)
 
 
-@pytest.mark.slow
-def test_a_divergence_one_process_alone_sees_stops_every_process_at_its_step(tmp_path):
-    # Each process watches its own share of the batch (its losses, its gradient norms before they
-    # are averaged): rank 1 stopped alone and rank 0 waited for it, then reported a lost process.
-    # Here rank 1's loss/d alone reads NaN at step 3.
+def train_two_processes_with(tmp_path, injected_code: str, *options: str) -> str:
+    """stderr of a 2-process tiny DCGAN run of 6 steps whose processes first run `injected_code`
+    (a sitecustomize module: it may read RANK to act in one process alone)."""
     injected = tmp_path / "injected"
     injected.mkdir()
-    (injected / "sitecustomize.py").write_text(
-        "import os\n"
-        "if os.environ.get('RANK') == '1':\n"
-        "    from gan.recipes.dcgan import DCGANRecipe\n"
-        "    original = DCGANRecipe.step\n"
-        "    def step(self, batch, step):\n"
-        "        metrics = original(self, batch, step)\n"
-        "        if step == 3:\n"
-        "            metrics['loss/d'] = metrics['loss/d'] * float('nan')\n"
-        "        return metrics\n"
-        "    DCGANRecipe.step = step\n")
+    (injected / "sitecustomize.py").write_text(injected_code)
     sets = [arg for item in [*TINY, *EXACT, "train.steps=6", "train.dist_timeout_s=60"] for arg in ("--set", item)]
     env = {**os.environ, "OMP_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(injected), os.environ.get("PYTHONPATH")]))}
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "gan", "train",
-         str(REPO / "experiments" / "dcgan_demo.toml"), *sets, "--out", str(tmp_path / "runs"), "--device", "cpu"],
-        capture_output=True, text=True, env=env, timeout=300)
-    said = result.stderr
-    assert result.returncode == 1, said[-3000:]
+         str(REPO / "experiments" / "dcgan_demo.toml"), *sets, "--out", str(tmp_path / "runs"), "--device", "cpu",
+         *options], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 1, result.stderr[-3000:]
+    return result.stderr
+
+
+LOSS_D_NAN_AT_STEP_3 = (
+    "    from gan.recipes.dcgan import DCGANRecipe\n"
+    "    original = DCGANRecipe.step\n"
+    "    def step(self, batch, step):\n"
+    "        metrics = original(self, batch, step)\n"
+    "        if step == 3:\n"
+    "            metrics['loss/d'] = metrics['loss/d'] * float('nan')\n"
+    "        return metrics\n"
+    "    DCGANRecipe.step = step\n")
+
+
+@pytest.mark.slow
+def test_a_divergence_one_process_alone_sees_stops_every_process_at_its_step(tmp_path):
+    # Each process watches its own share of the batch (its losses, its gradient norms before they
+    # are averaged): rank 1 stopped alone and rank 0 waited for it, then reported a lost process.
+    said = train_two_processes_with(tmp_path, "import os\nif os.environ.get('RANK') == '1':\n" + LOSS_D_NAN_AT_STEP_3)
     assert said.count("error: 'loss/d' became NaN or infinite at step 3") == 1, said[-3000:]
+    assert "another process" not in said and "lost" not in said, said[-3000:]
+
+
+@pytest.mark.slow
+def test_rollback_follows_rank_0s_checkpoints_when_its_write_failed(tmp_path):
+    # The other processes take rank 0's checkpoint at each due step as written. When its write
+    # failed (a full disk) there is none to roll back to: rank 1 rolled back alone.
+    said = train_two_processes_with(
+        tmp_path,
+        "import os\n"
+        "if os.environ.get('RANK') == '0':\n"
+        "    import gan.training.loop as loop\n"
+        "    def refuse(state, path):\n"
+        "        raise loop.WriteError(f'cannot write {path}: no space left')\n"
+        "    loop.save_checkpoint = refuse\n"
+        "if os.environ.get('RANK') is not None:\n" + LOSS_D_NAN_AT_STEP_3,
+        "--set", "train.checkpoint_every=2", "--on-nan", "rollback")
+    assert said.count("stopping (no checkpoint was written yet)") == 1 and "rolling back" not in said, said[-3000:]
     assert "another process" not in said and "lost" not in said, said[-3000:]

@@ -53,8 +53,8 @@ from gan.core.distributed import (
     SINGLE_PROCESS,
     ProcessGroup,
     any_rank,
-    any_rank,
     average_gradients_before_steps,
+    broadcast_object,
     gan_launcher,
     gather_objects,
     mean_over_ranks,
@@ -951,7 +951,9 @@ def train_rolling_back(config: Config, run_dir: Path, device: torch.device, resu
         try:
             return train(config, run_dir, device, resume, progress_stream, group, on_resume)
         except NonFiniteLossError as error:
-            if rollbacks == max_rollbacks or error.checkpoint is None:
+            # (all processes stop at the same step; the others know rank 0's checkpoints as due, not
+            # whether its write succeeded: rank 0 decides whether there is one to roll back to)
+            if rollbacks == max_rollbacks or not broadcast_object(error.checkpoint is not None, group):
                 if rollbacks and group.is_main:  # what a resume of this run would continue with
                     print_above(f"'{run_dir / 'config.toml'}' keeps the learning rates the rollbacks halved: g "
                                 f"{config.train.g_lr:g}, d {config.train.d_lr:g} (1/{2 ** rollbacks} of those "
