@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import struct
 import zlib
 from pathlib import Path
@@ -22,6 +23,20 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data folder {SHARED_DATA} is absent (it sits beside the checkout on project machines)")
     return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def no_signal_handler_leaks():
+    """A test that leaves a stop-signal handler of its own behind fails: the handler would act in
+    the tests after it (a SIGTERM raising Terminated where the default would end the process)."""
+    watched = [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)]
+    before = {signum: signal.getsignal(signum) for signum in watched}
+    yield
+    leaked = [signal.Signals(signum).name for signum in watched if signal.getsignal(signum) is not before[signum]]
+    for signum, handler in before.items():
+        signal.signal(signum, handler)
+    if leaked:
+        pytest.fail(f"the test left its own handler of {', '.join(leaked)} behind")
 
 
 TINY = [

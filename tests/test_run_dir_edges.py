@@ -234,14 +234,15 @@ def test_sigterm_or_sighup_while_setting_up_raises_where_ctrl_c_would(monkeypatc
     left = []
     monkeypatch.setattr(processes, "leave_the_terminal", lambda: left.append(True))  # (pytest's own terminal)
     previous = signal.getsignal(signum)
+    replaced = train_module.interrupt_on_sigterm()
     try:
-        replaced = train_module.interrupt_on_sigterm()
         assert replaced[signum] is previous  # what `gan train` puts back at the end
         with pytest.raises(train_module.Terminated) as stop:
             signal.raise_signal(signum)
         assert stop.value.signum == signum and left == ([True] if name == "SIGHUP" else [])
     finally:
-        signal.signal(signum, previous)
+        for replaced_signum, handler in replaced.items():  # (SIGTERM's and SIGHUP's both: none leaks on)
+            signal.signal(replaced_signum, handler)
 
 
 # ----------------------------------------------------------------------------- the decoded-image cache

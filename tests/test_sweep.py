@@ -407,7 +407,7 @@ def test_a_training_run_leaves_an_ignored_ctrl_c_ignored():
     from gan.commands.train import interrupt_on_sigterm
     from gan.training.loop import StopRequest
 
-    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
