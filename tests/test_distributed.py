@@ -367,3 +367,29 @@ def test_rollback_follows_rank_0s_checkpoints_when_its_write_failed(tmp_path):
         "--set", "train.checkpoint_every=2", "--on-nan", "rollback")
     assert said.count("stopping (no checkpoint was written yet)") == 1 and "rolling back" not in said, said[-3000:]
     assert "another process" not in said and "lost" not in said, said[-3000:]
+
+
+def test_image_pools_of_another_number_of_processes_are_warned_of_on_resume(tmp_path):
+    # A checkpoint rank 0 wrote alone (a stop while reading data) holds its pools only: every
+    # process resumed with them in silence.
+    import warnings
+    from types import SimpleNamespace
+
+    from gan.training.loop import _restore_per_process
+
+    loaded = []
+    recipe = SimpleNamespace(load_per_process_state=loaded.append)
+
+    def run(rank: int) -> SimpleNamespace:
+        return SimpleNamespace(recipe=recipe, group=ProcessGroup(rank, 2, rank), main=rank == 0,
+                               last_checkpoint=tmp_path / "checkpoint-00000006.pt")
+
+    with pytest.warns(UserWarning, match="holds the image pools of one process .* each of the 2 processes starts"):
+        _restore_per_process(run(0), {})
+    with pytest.warns(UserWarning, match="holds the image pools of 3 processes, and this resume runs 2"):
+        _restore_per_process(run(0), {"per_process": [{"rank": 0}, {"rank": 1}, {"rank": 2}]})
+    assert loaded == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _restore_per_process(run(1), {"per_process": [{"rank": 0}, {"rank": 1}]})
+    assert loaded == [{"rank": 1}]

@@ -606,7 +606,14 @@ def _restore_per_process(run: _Run, state: dict) -> None:
     """Each process's own state (CycleGAN's image pools) from a checkpoint of a torchrun run with as
     many processes; otherwise every process keeps rank 0's, which `restore_training_state` loaded."""
     saved = state.get("per_process")
-    if not hasattr(run.recipe, "load_per_process_state") or not isinstance(saved, list):
+    if not hasattr(run.recipe, "load_per_process_state"):
+        return
+    if not isinstance(saved, list):
+        if run.group.distributed and run.main:  # (rank 0 alone saves on a stop while waiting for data)
+            warnings.warn(f"'{run.last_checkpoint}' holds the image pools of one process (a single-process run's, "
+                          "or rank 0's alone, written as a torchrun run stopped while reading data or on a failed "
+                          f"side task): each of the {run.group.world_size} processes starts from them, so the run no "
+                          "longer matches an uninterrupted one exactly", stacklevel=3)
         return
     if len(saved) == run.group.world_size:
         run.recipe.load_per_process_state(saved[run.group.rank])
