@@ -549,3 +549,20 @@ def test_an_embedded_colour_profile_is_applied_as_colour_managed_viewers_do(tmp_
     with pytest.warns(UserWarning, match=rf"x{suffix}': its embedded colour profile cannot be applied"):
         as_stored = np.asarray(read_rgb(tmp_path / "damaged" / f"x{suffix}"))[4, 4].astype(int)
     assert abs(as_stored - (200, 30, 30)).max() < 8
+
+
+def test_an_sr_run_reads_its_evaluation_set_once_for_every_validation_and_preview(tmp_path):
+    # Each validation scanned the folder again (and warned again of the images it leaves out), and
+    # scored whatever the folder held by then: one run's val/psnr were of different sets.
+    from gan.training.loop import train
+
+    data = write_recipe_data(tmp_path)
+    small = tmp_path / "val"
+    small.mkdir()
+    for index in range(2):
+        random_rgb((48, 48), index).save(small / f"big{index}.png")
+    random_rgb((3, 3), 1).save(small / "three.png")
+    config = tiny_recipe_config("srresnet", data, f"data.val_root={small}", "train.steps=3", "log.eval_every=1",
+                                "log.image_every=1")
+    _, messages = caught_warnings(lambda: train(config, tmp_path / "run", CPU))
+    assert sum("three.png" in message for message in messages) == 1, messages

@@ -86,7 +86,7 @@ def test_gan_eval_degrades_sr_inputs_as_the_runs_validation_and_scores_the_same(
 
     from gan.commands.main import main
     from gan.inference.tiling import load_translator
-    from gan.recipes.image_to_image import validation_scores
+    from gan.recipes.image_to_image import evaluation_set, validation_scores
     from gan.training.loop import train
 
     data = write_recipe_data(tmp_path / "data")
@@ -97,8 +97,8 @@ def test_gan_eval_degrades_sr_inputs_as_the_runs_validation_and_scores_the_same(
     run_dir = train(config, tmp_path / "run", torch.device("cpu")).run_dir
     translator = load_translator(run_dir, torch.device("cpu"))
     # the truncated 1.png keeps its place in validation: 2.png's noise is seeded as the third image's
-    expected = validation_scores(translator.generator, config, torch.device("cpu"), translator.size_multiple,
-                                 contextlib.nullcontext)
+    expected = validation_scores(translator.generator, evaluation_set(config.data), config.data, torch.device("cpu"),
+                                 translator.size_multiple, contextlib.nullcontext)
     result = CliRunner().invoke(main, ["eval", str(run_dir), "--data", str(data["hr"]), "--csv", str(tmp_path / "e.csv")])
     assert result.exit_code == 0, result.output
     assert ("LR inputs are made as in the run's training: Gaussian blur sigma 1.5, bicubic x4, noise std 12, "

@@ -89,11 +89,25 @@ def evaluation_set(data: DataConfig) -> Dataset:
     return dataset
 
 
-def preview_pairs(config: Config) -> dict[str, torch.Tensor]:
-    """The first `log.num_samples` evaluation pairs, centre-cropped to a common size (SR
-    validation images differ in size), as `{"input", "target"}` batches."""
-    dataset = evaluation_set(config.data)
-    items = list(itertools.islice(readable_items(dataset), config.log.num_samples))
+class RunEvaluationSet:
+    """A run's `evaluation_set`, read at its first use and kept: every validation and the previews
+    see the same images (a resume reads the folder again), and the scan, and its warnings of the
+    images left out, happen once rather than at each validation."""
+
+    def __init__(self, data: DataConfig):
+        self.data = data
+        self._dataset: Dataset | None = None
+
+    def get(self) -> Dataset:
+        if self._dataset is None:
+            self._dataset = evaluation_set(self.data)
+        return self._dataset
+
+
+def preview_pairs(dataset: Dataset, num_samples: int) -> dict[str, torch.Tensor]:
+    """The first `num_samples` evaluation pairs, centre-cropped to a common size (SR validation
+    images differ in size), as `{"input", "target"}` batches."""
+    items = list(itertools.islice(readable_items(dataset), num_samples))
     height = min(item["target"].shape[-2] for item in items)
     width = min(item["target"].shape[-1] for item in items)
     items = [_centre_crop_pair(item, height, width) for item in items]
@@ -127,14 +141,15 @@ def preview_strips(generator: nn.Module, batch: dict[str, torch.Tensor], size_mu
 
 
 @torch.no_grad()
-def validation_scores(generator: nn.Module, config: Config, device: torch.device, size_multiple: int,
-                      autocast: AutocastFactory, distribution: DistributionScores | None = None) -> dict[str, float]:
-    """Mean PSNR/SSIM of the generator, in eval mode, on the evaluation set; with `distribution`,
-    also SWD (FID, KID) of its outputs against the targets (paired data of one size, not SR)."""
+def validation_scores(generator: nn.Module, dataset: Dataset, data: DataConfig, device: torch.device,
+                      size_multiple: int, autocast: AutocastFactory,
+                      distribution: DistributionScores | None = None) -> dict[str, float]:
+    """Mean PSNR/SSIM of the generator, in eval mode, on the evaluation `dataset`; with
+    `distribution`, also SWD (FID, KID) of its outputs against the targets (paired data of one
+    size, not SR)."""
     pairs: list[tuple[torch.Tensor, torch.Tensor]] | None = [] if distribution else None
     with eval_mode(generator):
-        scores = pair_scores(generator, evaluation_set(config.data), config.data, device, size_multiple,
-                             autocast, pairs)
+        scores = pair_scores(generator, dataset, data, device, size_multiple, autocast, pairs)
     if distribution:
         scores.update(distribution.score("", torch.stack([output for output, _ in pairs]),
                                          lambda: torch.stack([target for _, target in pairs])))

@@ -18,6 +18,7 @@ from gan.recipes import RECIPES
 from gan.recipes.base import AutocastFactory, RecipeBase, adam, gradient_norm, require_rgb, set_requires_grad
 from gan.recipes.image_to_image import (
     DistributionScores,
+    RunEvaluationSet,
     check_discriminator_depth,
     check_size_multiple,
     preview_pairs,
@@ -92,6 +93,7 @@ class Pix2PixRecipe(RecipeBase):
         self.use_diffaugment((generator_args.get("in_channels", 3), generator_args.get("out_channels", 3)))
         # Outputs against targets as distributions too, where they are images of one size (not SR).
         self.distribution = DistributionScores(config, device) if config.data.dataset == "paired" else None
+        self.evaluation_images = RunEvaluationSet(config.data)
 
     def graph_key(self, step: int) -> Hashable | None:
         adversarial = self.trains_discriminator(step)
@@ -150,7 +152,8 @@ class Pix2PixRecipe(RecipeBase):
         return metrics
 
     def load_preview_items(self) -> dict[str, torch.Tensor]:
-        return preview_pairs(self.config)  # SR evaluation images differ in size: cropped to a common one
+        # (SR evaluation images differ in size: cropped to a common one)
+        return preview_pairs(self.evaluation_images.get(), self.config.log.num_samples)
 
     def preview(self) -> dict[str, torch.Tensor]:
         """Strips of input | output | target for a fixed evaluation batch."""
@@ -159,6 +162,6 @@ class Pix2PixRecipe(RecipeBase):
     def validation_metrics(self) -> dict[str, float]:
         """PSNR/SSIM on the evaluation set (Y channel, shaved, for super-resolution); for paired
         data also SWD (FID, KID) of the outputs against the targets."""
-        return validation_scores(self.generator, self.config, self.device, self.size_multiple, self.autocast,
-                                 self.distribution)
+        return validation_scores(self.generator, self.evaluation_images.get(), self.config.data, self.device,
+                                 self.size_multiple, self.autocast, self.distribution)
 

@@ -26,6 +26,7 @@ from gan.nets.vgg import VGGFeatures
 from gan.recipes import RECIPES
 from gan.recipes.base import AutocastFactory, RecipeBase, adam, gradient_norm, require_rgb, set_requires_grad
 from gan.recipes.image_to_image import (
+    RunEvaluationSet,
     preview_pairs,
     preview_strips,
     unused_discriminator_keys,
@@ -103,6 +104,7 @@ class SRGANRecipe(RecipeBase):
             self.content_loss = PerceptualLoss(extractor, loss.vgg_feature_scale)
         else:
             self.content_loss = F.l1_loss if loss.content == "l1" else F.mse_loss
+        self.evaluation_images = RunEvaluationSet(config.data)
 
     def _load_initial_generator(self, source: str) -> None:
         try:
@@ -180,7 +182,8 @@ class SRGANRecipe(RecipeBase):
         return {"loss/content": content.detach(), "loss/g": g_loss.detach(), **metrics, **self.augment_metrics()}
 
     def load_preview_items(self) -> dict[str, torch.Tensor]:
-        return preview_pairs(self.config)  # SR evaluation images differ in size: cropped to a common one
+        # (SR evaluation images differ in size: cropped to a common one)
+        return preview_pairs(self.evaluation_images.get(), self.config.log.num_samples)
 
     def preview(self) -> dict[str, torch.Tensor]:
         """Strips of LR input (enlarged, nearest) | output | HR target for a fixed validation batch."""
@@ -188,7 +191,8 @@ class SRGANRecipe(RecipeBase):
 
     def validation_metrics(self) -> dict[str, float]:
         """PSNR/SSIM on the validation folder (Y channel, `data.scale` pixels shaved)."""
-        return validation_scores(self.generator, self.config, self.device, 1, self.autocast)
+        return validation_scores(self.generator, self.evaluation_images.get(), self.config.data, self.device, 1,
+                                 self.autocast)
 
 
 # The generator's arguments this recipe sets from other config keys than model.generator_args.
