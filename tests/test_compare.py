@@ -285,3 +285,16 @@ def test_a_config_this_gan_cannot_read_whole_is_warned_of_not_grouped_apart_sile
                                          r"config key 'train.removed_key'.* compared as written"):
         configs = read_configs(find_runs([runs]))
     assert len(group_runs(configs)) == 2
+
+
+def test_starts_a_rerun_sweep_set_aside_are_no_runs_of_the_comparison(sweep, tmp_path):
+    # A rerun sweep sets a run's dead start aside as `<name>.abandoned-0`: compare counted it as
+    # one more seed of its group, its curves in the mean.
+    from gan.core.checkpoint import set_aside_path
+
+    make_run(sweep, set_aside_path(Path("00000-adversarial=hinge-seed=0"), 0).name, "hinge", 0, [900.0])
+    with pytest.warns(UserWarning, match=r"leaving out 1 start\(s\) in .* set aside before their first checkpoint"):
+        runs = find_runs([sweep])
+    assert len(runs) == 5 and not any("abandoned" in run.name for run in runs)
+    alone = sweep / set_aside_path(Path("00000-adversarial=hinge-seed=0"), 0).name
+    assert find_runs([alone]) == [alone]  # named, it is compared

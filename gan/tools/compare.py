@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from gan.core.checkpoint import holds_a_run, trained_config
+from gan.core.checkpoint import holds_a_run, is_set_aside, trained_config
 from gan.core.config import BEST_METRICS, config_from_dict, config_to_dict, flatten_config
 from gan.core.files import write_atomically, write_text_atomically
 from gan.core.registry import ConfigError
@@ -63,15 +63,24 @@ def check_output_folder(out: Path) -> None:
 
 
 def find_runs(paths: list[Path]) -> list[Path]:
-    """Run directories (`holds_a_run`) named directly or found one level inside a folder (a sweep)."""
+    """Run directories (`holds_a_run`) named directly or found one level inside a folder (a sweep),
+    there less the dead starts `gan train --run-dir` set aside (a rerun sweep's), which are no
+    runs, let alone more seeds: named in a warning."""
     runs = []
     for path in paths:
         if holds_a_run(path):
             runs.append(path)
         elif path.is_dir():
             inside = sorted(child for child in path.iterdir() if holds_a_run(child))
+            set_aside = [child for child in inside if is_set_aside(child)]
+            if set_aside:
+                warnings.warn(f"leaving out {len(set_aside)} start(s) in '{path}' set aside before their first "
+                              f"checkpoint ({_named(set_aside)}); name one to compare it", CompareWarning,
+                              stacklevel=2)
+            inside = [child for child in inside if child not in set_aside]
             if not inside:
-                raise CompareError(f"'{path}' is neither a run directory (no config.toml) nor a folder of runs")
+                raise CompareError(f"'{path}' is neither a run directory (no config.toml) nor a folder of runs"
+                                   + (" (only starts set aside)" if set_aside else ""))
             runs += inside
         else:
             raise CompareError(f"'{path}' does not exist")

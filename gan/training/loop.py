@@ -46,6 +46,7 @@ from gan.core.checkpoint import (
     list_checkpoints,
     prune_checkpoints,
     save_checkpoint,
+    set_aside_path,
 )
 from gan.core.compilation import uncompiled
 from gan.core.config import BEST_METRICS, Config, TrainConfig, config_to_dict, dump_config, flatten_config
@@ -269,9 +270,9 @@ def _set_aside(run_dir: Path) -> None:
                           "a new one")
     with RunLock(run_dir):
         number = 0
-        while real.with_name(f"{real.name}.abandoned-{number}").exists():
+        while set_aside_path(real, number).exists():
             number += 1
-        aside = real.with_name(f"{real.name}.abandoned-{number}")
+        aside = set_aside_path(real, number)
         real.rename(aside)
     print(f"'{run_dir}' held a start that stopped before its first checkpoint: set aside as '{aside}'; "
           "starting afresh", file=sys.stderr)
