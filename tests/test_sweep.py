@@ -454,3 +454,18 @@ def test_how_a_run_ended_is_told_apart(code, said, tmp_path, monkeypatch):
     failed = gan.tools.sweep.run_sweep(DEMO, [*TINY], runs, tmp_path / "sweep", jobs=1, devices=[], say=lines.append)
     assert failed == [runs[0].name]  # not finished: the sweep still ends with an error
     assert f"run {runs[0].name} {said}" in lines[-1]
+
+
+@pytest.mark.parametrize("device, expected", [("foo", "unknown device 'foo'"), ("cuda:7", "cuda:7")])
+def test_a_device_this_machine_lacks_is_refused_before_the_sweep_folder_is_made(tmp_path, device, expected):
+    # Every run was started, to fail alike, and sweep.toml was left in a folder of nothing else.
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has a cuda:7")
+    out = tmp_path / "sweep"
+    result = CliRunner().invoke(main, ["sweep", str(DEMO), "--grid", "loss.adversarial=vanilla,hinge", "--device",
+                                       device, "--out", str(out)])
+    assert result.exit_code == 2 and expected in result.output, result.output
+    assert result.output.count("error:") == 1 and "started" not in result.output, result.output
+    assert not out.exists()

@@ -62,6 +62,7 @@ def sweep(config: Path, grids: tuple[str, ...], seeds: int, sets: tuple[str, ...
         train_command,
         trains_on_cpu,
     )
+    from gan.training.loop import DeviceUnavailable, select_device
 
     try:
         refuse_folder_in_a_run(out, "--out")
@@ -70,6 +71,8 @@ def sweep(config: Path, grids: tuple[str, ...], seeds: int, sets: tuple[str, ...
         runs = expand(grid, seeds, max_runs)
         if not print_commands:  # (its output is the commands alone)
             click.echo(f"sweep: {len(runs)} runs ({sweep_shape(grid, seeds)}); checking their configs", err=True)
+        if not print_commands:  # (printed commands may be for another machine)
+            select_device(device)  # a device this machine lacks fails here once, not in every run
         devices = _devices(device)
         # every grid point valid before sweep.toml is written (for the CPU here, unless the commands are printed)
         planned_steps(config, list(sets), runs, not print_commands and trains_on_cpu(devices))
@@ -82,7 +85,7 @@ def sweep(config: Path, grids: tuple[str, ...], seeds: int, sets: tuple[str, ...
                                                         None if device == "auto" else device, ["gan"])))
                 return
             failed = run_sweep(config, list(sets), runs, out, jobs, devices)
-    except (ConfigError, WriteError, RunDirectoryBusy) as error:
+    except (ConfigError, WriteError, RunDirectoryBusy, DeviceUnavailable) as error:
         fail(error)
     except KeyboardInterrupt as stop:  # Ctrl-C (130) or SIGTERM (143), passed on to the runs
         sys.exit(128 + getattr(stop, "signum", signal.SIGINT))
