@@ -225,3 +225,13 @@ def test_a_malformed_health_state_in_a_checkpoint_warns_and_the_watch_starts_afr
     found = findings(lambda: train(tiny_config(*common, "train.steps=3"), tmp_path / "run", torch.device("cpu"),
                                    resume=True))
     assert any("health-watch state is malformed" in message and "starts afresh" in message for message in found)
+
+
+def test_a_value_just_beyond_the_divergence_bound_reads_as_beyond_it():
+    # "reached 1e+06 ..., beyond train.divergence_bound (1e+06)" read as a contradiction.
+    from gan.training.loop import NonFiniteLossError
+
+    said = str(NonFiniteLossError(1, "weights of discriminator", None, 1000043.5, 1e6))
+    assert "reached 1.00004e+06 at step 1, beyond train.divergence_bound (1e+06)" in said, said
+    assert "reached 2.5e+07 at step 1" in str(NonFiniteLossError(1, "loss/g", None, 2.5e7, 1e6))
+    assert "reached -1.00004e+06" in str(NonFiniteLossError(1, "loss/g", None, -1000043.5, 1e6))

@@ -100,7 +100,8 @@ class NonFiniteLossError(RuntimeError):
                  bound: float = float("inf")):
         kept = f"the last good checkpoint is '{checkpoint}'" if checkpoint else "no checkpoint was written yet"
         if math.isfinite(value):
-            what = f"reached {value:.3g} at step {step}, beyond train.divergence_bound ({bound:g}): the run diverged"
+            what = (f"reached {_beyond(value, bound)} at step {step}, beyond train.divergence_bound ({bound:g}): the "
+                    "run diverged")
         else:
             what = f"became NaN or infinite at step {step}"
         super().__init__(f"'{term}' {what}; stopping ({kept}). Lower the learning rates or check the data.")
@@ -150,6 +151,14 @@ class SideTaskError(RuntimeError):
         switch = f" (or switch it off: {SIDE_TASKS[task]})" if SIDE_TASKS[task] else ""
         super().__init__(f"{task} failed at step {step} ({type(error).__name__}: {reason}); {kept}. Fix the cause"
                          f"{switch}, then: {then}")
+
+
+def _beyond(value: float, bound: float) -> str:
+    """`value` with the digits it takes to read as beyond `bound` (1.00004e+06, not 1e+06)."""
+    digits = 3
+    while digits < 17 and float(f"{abs(value):.{digits}g}") <= bound:
+        digits += 1
+    return f"{value:.{digits}g}"
 
 
 @dataclass
