@@ -42,12 +42,15 @@ def test_grid_values_in_quotes_may_hold_commas_or_be_empty():
     assert [run.name for run in runs] == ["00000-diffaugment=none", "00001-diffaugment=color_translation_cutout",
                                           "00002-diffaugment=translation"]
     assert runs[0].overrides == ("loss.diffaugment=",)
+    assert parse_grid('train.lr_milestones="[1, 2]","[3]"') == ("train.lr_milestones", ["[1, 2]", "[3]"])
 
 
 @pytest.mark.parametrize("option, message", [
     ('loss.diffaugment="color', "KEY=V1,V2"), ("loss.diffaugment=,color", "KEY=V1,V2"),
     ("loss.adversarial", "KEY=V1,V2"), ("=a,b", "KEY=V1,V2"), ("loss.adversarial=hinge,", "KEY=V1,V2"),
     ("loss.adversarial=hinge,hinge", "listed twice"),
+    # (its hint was --set's, to close the bracket, where the grid's comma had cut the list)
+    ("train.lr_milestones=[1,2],[3]", "'\\[1' is part of a list, as --grid splits its values at every comma"),
 ])
 def test_a_malformed_grid_is_named(option, message):
     with pytest.raises(ConfigError, match=message):

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 import tomllib
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Callable, Iterator
@@ -72,6 +73,10 @@ def _refuse_equal_values(key: str, listed: list[str]) -> None:
     make two identical runs. Each is read as the key's type first, so a value of the wrong type
     (`train.steps=2.0`) is refused as such, not as the same as another."""
     annotation = key_annotation(key)
+    cut = [value for value in listed if value.startswith("[") != value.endswith("]")]
+    if cut and typing.get_origin(annotation) is list:  # (`[1,2],[3]`: the comma inside a list split it too)
+        raise ConfigError(f"--grid {key}: '{cut[0]}' is part of a list, as --grid splits its values at every comma "
+                          f"outside quotes; quote each list whole: --grid '{key}=\"[1, 2]\",\"[3]\"'")
     parsed = [parse_value(key, value, "--grid") for value in listed]
     if annotation is not None:
         parsed = [coerce(value, annotation, f"--grid {key}") for value in parsed]
