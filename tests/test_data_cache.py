@@ -336,3 +336,11 @@ def test_strict_refuses_a_cache_built_past_an_undecodable_image(folder, tmp_path
     with pytest.raises(ImageReadError, match=r"1 image file\(s\) could not be decoded when the cache .* was built: "
                                              r"'.*05.png' \(data.strict / --strict makes this an error\)"):
         next(training_batches(config, build_dataset(config), 2, 0, 0, CPU))
+
+
+def test_the_cache_build_line_gives_a_small_cache_size_in_a_unit_that_shows_it(folder, tmp_path, capsys):
+    # "(0 MiB)" for 10 images of 16 px
+    config = config_for(folder, "mmap", tmp_path)
+    next(training_batches(config, build_dataset(config), 4, 0, 0, CPU))
+    said = capsys.readouterr().err
+    assert "decoding 10 images once into the cache" in said and "(7.5 KB)" in said, said  # 10 x 3 x 16 x 16 bytes

@@ -30,6 +30,7 @@ import torch
 
 from gan.core.distributed import SINGLE_PROCESS, ProcessGroup, barrier
 from gan.core.files import WriteError, free_space, process_alive, write_text_atomically
+from gan.core.memory import format_bytes
 from gan.core.progress import Progress
 from gan.core.registry import ConfigError
 from gan.data.decode import ImageReadError, UnreadableImageWarning
@@ -249,7 +250,7 @@ def _writer_pid(temp: Path) -> int | None:
 def _build(dataset: ImageFileDataset, array_path: Path, progress_stream) -> list[str]:
     """Decode the data set into `array_path`; returns the checksums of its chunks."""
     count, size = len(dataset), dataset.resolution
-    print(f"decoding {count} images once into the cache '{array_path}' ({count * 3 * size * size / 2**20:.0f} MiB)",
+    print(f"decoding {count} images once into the cache '{array_path}' ({format_bytes(count * 3 * size * size)})",
           file=sys.stderr)
     temp = array_path.with_suffix(f".npy.{os.getpid()}.tmp")  # never a file another process has open
     try:
