@@ -242,6 +242,20 @@ def test_save_images_never_writes_over_the_images_it_measures(runs, tmp_path):
                                                                              "2.png"]
 
 
+def test_save_images_never_writes_over_the_runs_own_training_images_even_with_overwrite(runs, tmp_path):
+    # Only the --data folder's images were protected: strips of a copy of the training folder,
+    # saved into that folder with --overwrite, replaced the training images.
+    training = Path(runs["data"]["hr"])
+    copy = tmp_path / "copy"
+    shutil.copytree(training, copy)
+    before = {path.name: path.read_bytes() for path in training.iterdir()}
+    result = invoke("eval", runs["srresnet"], "--data", copy, "--save-images", training, "--csv", tmp_path / "e.csv",
+                    "--overwrite")
+    assert_one_error_line(result, str(training))
+    assert {path.name: path.read_bytes() for path in training.iterdir()} == before
+    assert not (tmp_path / "e.csv").exists()
+
+
 def test_eval_of_a_synthetic_run_compares_with_the_data_folder_it_is_given(tiny_demo_run, tmp_path):
     folder = tmp_path / "real"
     folder.mkdir()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -164,18 +165,36 @@ class EvalOutputs:
         self.inputs, self.overwrite = inputs, overwrite
 
     def check(self, outputs: list[Path], defaults: list[Path], checkpoint: Path | None = None,
-              data: str | None = None, data_folder: Path | None = None, step: int = 0) -> None:
+              data: str | None = None, data_folder: Path | None = None, step: int = 0,
+              run_config: dict | None = None) -> None:
         """OutputRefused unless every file of `outputs` may be written (never one of the images under
-        `data_folder`, the images scored); those of `defaults` are eval's own, replaced without
-        --overwrite only by an evaluation of the same `checkpoint` (at `step`) on the same `data`."""
+        `data_folder`, the images scored, nor of the run's own data in `run_config`); those of
+        `defaults` are eval's own, replaced without --overwrite only by an evaluation of the same
+        `checkpoint` (at `step`) on the same `data`."""
         from gan.inference.outputs import check_outputs
 
-        check_outputs(outputs, inputs=[*self.inputs, *_images_under(data_folder)], overwrite=self.overwrite,
-                      own=defaults)
+        # (the run's folders are listed only where an output lies: a training set may be large)
+        folders = [data_folder, *_holding(outputs, run_data_folders(run_config or {}))]
+        images = [image for folder in folders for image in _images_under(folder)]
+        check_outputs(outputs, inputs=[*self.inputs, *images], overwrite=self.overwrite, own=defaults)
         if not self.overwrite and checkpoint is not None:
             for path in outputs:
                 if path in defaults:
                     refuse_another_evaluation(path, checkpoint, data, step)
+
+
+def run_data_folders(config: dict) -> list[Path]:
+    """The image folders a run's config names: what it trained, validated and measured on."""
+    data, metrics = config.get("data", {}), config.get("metrics", {})
+    named = [data.get(key) for key in ("root", "val_root", "a_root", "b_root")] + [metrics.get("root")]
+    return [Path(folder) for folder in named if isinstance(folder, str) and folder]
+
+
+def _holding(outputs: list[Path], folders: list[Path]) -> list[Path]:
+    """Those of `folders` that hold one of `outputs` (links resolved)."""
+    targets = [Path(os.path.realpath(output)) for output in outputs]
+    return [folder for folder in folders
+            if any(target.is_relative_to(os.path.realpath(folder)) for target in targets)]
 
 
 def _images_under(folder: Path | None) -> list[Path]:
@@ -250,7 +269,7 @@ def _evaluate_generative(state: dict, path: Path, folder: Path | None, metric_na
     reference = reference_of(folder or data)
     real_images = folder or (Path(data.root) if data.dataset != "synthetic" else None)
     outputs.check([json_path], defaults=[default], checkpoint=path, data=reference, data_folder=real_images,
-                  step=loaded.step)
+                  step=loaded.step, run_config=loaded.config)
     # Asked for by name, a metric that cannot run is an error; by default it is skipped, saying why.
     result = evaluate_generative(loaded, names, count, device, folder, inception_weights, cache_dir,
                                  require_weights=metric_names is not None, progress_stream=sys.stderr)
@@ -310,7 +329,7 @@ def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_pa
     planned = [csv_path, json_path]
     strips = strip_paths(folder, save_images) if save_images is not None else []
     outputs.check(planned + strips, defaults=[default, default.with_suffix(".json")], checkpoint=path,
-                  data=str(scored.resolve()), data_folder=folder, step=translator.step)
+                  data=str(scored.resolve()), data_folder=folder, step=translator.step, run_config=translator.config)
     if translator.config["recipe"] == "cyclegan":
         backward = load_translator(path, translator.device, tile, direction="BtoA")
         rows_iterator = evaluate_cycle(translator, backward, a_folder, b_folder, data["resolution"], image_sets)
