@@ -463,3 +463,25 @@ def test_eval_refuses_a_reference_of_one_real_image(dcgan_run, tmp_path):
     result = invoke("eval", dcgan_run, "--metrics", "swd", "--n", "8", "--data", one, "--cache-dir", tmp_path / "c",
                     "--json", tmp_path / "m.json")
     assert_one_error_line(result, "are 1: scores between distributions need at least 2")
+
+
+@pytest.mark.parametrize("unwritable", ["under_a_file", "write_fails"])
+def test_a_reference_cache_that_cannot_be_written_slows_eval_and_never_fails_it(dcgan_run, tmp_path, monkeypatch,
+                                                                               unwritable):
+    # The statistics were computed, then the store failed (a read-only --cache-dir: a WriteError,
+    # or mkdir's OSError) and eval ended in an error with no scores.
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where the cache folder would be")
+    cache = {"under_a_file": blocker / "sub", "write_fails": tmp_path / "cache"}[unwritable]
+    if unwritable == "write_fails":
+        from gan.core.files import WriteError
+        from gan.metrics import generative
+
+        def refuse(state, path):
+            raise WriteError(f"could not write '{path}': Read-only file system")
+
+        monkeypatch.setattr(generative, "save_checkpoint", refuse)
+    with pytest.warns(UserWarning, match="could not cache reference statistics in .*; they are computed again"):
+        result = swd_eval(dcgan_run, "--cache-dir", cache, "--json", tmp_path / "scores.json")
+    assert result.exit_code == 0, result.output
+    assert "swd/mean" in json.loads((tmp_path / "scores.json").read_text())

@@ -97,11 +97,12 @@ class ReferenceCache:
         return stored["statistics"] if stored.get("key") == key else None
 
     def store(self, key: dict, statistics: dict[str, torch.Tensor]) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
         try:
+            self.folder.mkdir(parents=True, exist_ok=True)
             save_checkpoint({"key": key, "statistics": statistics}, self.path(key))
-        except CheckpointError as error:  # a read-only cache is slow, not fatal
-            warnings.warn(f"could not cache reference statistics: {error}", stacklevel=2)
+        except (CheckpointError, OSError) as error:  # a read-only or full cache is slow, not fatal (WriteError)
+            warnings.warn(f"could not cache reference statistics in '{self.folder}' ({error}); they are computed "
+                          "again next time", stacklevel=2)
 
 
 def reference_dataset(data: DataConfig) -> Dataset:
