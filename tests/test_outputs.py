@@ -494,3 +494,12 @@ def test_a_failed_overwrite_of_a_grid_keeps_the_grid_it_would_have_replaced(tiny
     result = invoke("sample", tiny_demo_run, "--n", "2", "--out", grid, "--overwrite")
     assert result.exit_code == 2 and "No space left" in result.output, result.output
     assert grid.read_bytes() == b"the user's grid"
+
+
+def test_a_grid_named_as_the_folder_of_the_separate_images_is_refused_before_any_work(tiny_demo_run, tmp_path):
+    # Every image was written into the folder g.png/, then the grid's rename onto it failed, in a
+    # message of a temp name and free space.
+    grid = tmp_path / "out" / "g.png"
+    result = invoke("sample", tiny_demo_run, "--n", "4", "--out", grid, "--separate", grid)
+    assert_clean_error(result, f"'{grid}' would be both a file this command writes and the folder of")
+    assert not (tmp_path / "out").exists()

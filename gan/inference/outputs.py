@@ -211,6 +211,11 @@ def check_outputs(outputs: Sequence[Path], inputs: Iterable[Path] = (), overwrit
         planned.add(resolved)
         if exists and resolved not in owned:
             existing.append(output)
+    for output in outputs:  # (`gan sample --out X --separate X`: X would be the grid file and its folder)
+        folder = next((parent for parent in folders.resolve(output).parents if parent in planned), None)
+        if folder is not None:
+            raise OutputRefused(f"'{folder}' would be both a file this command writes and the folder of '{output}'; "
+                                "give them distinct names")
     _refuse_read_only_folders(planned)
     if existing and not overwrite:
         raise OutputRefused(f"{len(existing)} of {len(outputs)} output file(s) already exist (the first: "
