@@ -485,3 +485,23 @@ def test_a_reference_cache_that_cannot_be_written_slows_eval_and_never_fails_it(
         result = swd_eval(dcgan_run, "--cache-dir", cache, "--json", tmp_path / "scores.json")
     assert result.exit_code == 0, result.output
     assert "swd/mean" in json.loads((tmp_path / "scores.json").read_text())
+
+
+def test_eval_shows_progress_while_it_reads_the_real_images_and_generates(dcgan_run, tmp_path):
+    # Reading the real images and generating as many took a minute or more in silence at --n 10000.
+    result = swd_eval(dcgan_run, "--cache-dir", tmp_path / "cache", "--json", tmp_path / "scores.json")
+    assert result.exit_code == 0, result.output
+    said = result.output
+    assert "real image 8/8 (100%)" in said and "generated image 8/8 (100%)" in said, said
+    assert said.index("real image 8/8") < said.index("generated image 8/8") < said.index("SWD direction 1024/1024")
+
+
+def test_generated_images_are_the_same_told_of_progress_or_not(runs):
+    from gan.inference.generators import generator_from_checkpoint
+    from gan.metrics.generative import generated_images
+
+    generator = generator_from_checkpoint(newest_state(runs["dcgan"]), list_checkpoints(runs["dcgan"])[-1],
+                                          torch.device("cpu")).generator
+    told = []
+    with_progress = generated_images(generator, 10, seed=3, batch_size=4, advance=told.append)
+    assert told == [4, 4, 2] and torch.equal(with_progress, generated_images(generator, 10, seed=3, batch_size=64))

@@ -112,16 +112,22 @@ def reference_dataset(data: DataConfig) -> Dataset:
     return build_dataset(dataclasses.replace(data, hflip=False), train=False)
 
 
-def load_reference_images(data: DataConfig, count: int, seed: int = 0, dataset: Dataset | None = None) -> torch.Tensor:
+def load_reference_images(data: DataConfig, count: int, seed: int = 0, dataset: Dataset | None = None,
+                          advance: Callable[[int], None] | None = None) -> torch.Tensor:
     """uint8 (n, 3, R, R): a fixed random `count` of the data set's images (all if fewer), not augmented,
     less those that fail to decode (each named in a warning). `dataset` is `reference_dataset(data)`
-    when the caller has built it already."""
+    when the caller has built it already; `advance(1)` is told of each image read."""
     from gan.data.image_files import readable_items
 
     dataset = reference_dataset(data) if dataset is None else dataset
     size = len(dataset)
-    order = torch.randperm(size, generator=torch.Generator().manual_seed(seed))[:min(count, size)]
-    return torch.stack([signed_to_uint8(item["image"]) for item in readable_items(dataset, order.sort().values.tolist())])
+    indices = torch.randperm(size, generator=torch.Generator().manual_seed(seed))[:min(count, size)].sort().values
+    images = []
+    for item in readable_items(dataset, indices.tolist()):
+        images.append(signed_to_uint8(item["image"]))
+        if advance is not None:
+            advance(1)
+    return torch.stack(images)
 
 
 # ----------------------------------------------------------------------------- the evaluator
@@ -183,7 +189,7 @@ class GenerativeEvaluator:
         fewer = f"all the data set holds, not the {self.count} asked for; " if used < self.count else ""
         # (mid-run, on a terminal, in the place of the progress line)
         print_above(f"computing reference statistics of {used} real images ({fewer}cached in {self.cache.folder})")
-        return load_reference_images(self.data, used, 0, dataset)
+        return load_reference_images(self.data, used, 0, dataset, self.progress(used, "real image"))
 
     def _statistics(self, kind: str, images: torch.Tensor) -> dict[str, torch.Tensor]:
         statistics = {"num_images": torch.tensor(len(images))}
@@ -217,16 +223,20 @@ class GenerativeEvaluator:
         if "swd" in self.names:
             real_levels = [reference["swd"][f"level{i}"] for i in range(len(reference["swd"]) - 1)]
             scores.update(swd_from_descriptors(real_levels, patch_descriptors(images, seed=1, device=self.device),
-                                               images.shape[-1], advance=self._swd_progress(images.shape[-1]),
+                                               images.shape[-1],
+                                               advance=self.progress(swd_directions(images.shape[-1]), "SWD direction",
+                                                                     "direction"),
                                                device=self.device))
         return scores
 
 
-    def _swd_progress(self, resolution: int) -> Callable[[int], None] | None:
+    def progress(self, total: int, unit: str, rate_unit: str = "img") -> Callable[[int], None] | None:
+        """`advance(count)` of a progress line of `total` `unit`s on `progress_stream` (slow steps of
+        an evaluation: reading the real images, generating, the SWD sort); None when silent."""
         if self.progress_stream is None:
             return None
-        progress, done = Progress(swd_directions(resolution), stream=self.progress_stream, unit="SWD direction",
-                                  rate_unit="direction", log_interval=5.0), 0
+        progress, done = Progress(total, stream=self.progress_stream, unit=unit, rate_unit=rate_unit,
+                                  log_interval=5.0), 0
 
         def advance(count: int) -> None:
             nonlocal done
@@ -238,13 +248,22 @@ class GenerativeEvaluator:
 
 
 @torch.no_grad()
-def generated_images(generator: nn.Module, count: int, seed: int = 0, batch_size: int = 64) -> torch.Tensor:
-    """uint8 (count, 3, R, R) from latents drawn with their own seeded generator (the global RNG is untouched)."""
+def generated_images(generator: nn.Module, count: int, seed: int = 0, batch_size: int = 64,
+                     advance: Callable[[int], None] | None = None) -> torch.Tensor:
+    """uint8 (count, 3, R, R) from latents drawn with their own seeded generator (the global RNG is
+    untouched); `advance(n)` is told of each batch of n generated."""
+    chunks = []
     with eval_mode(generator):
-        return signed_to_uint8(generate(generator, random_latents(count, generator.latent_dim, seed), batch_size))
+        for latents in random_latents(count, generator.latent_dim, seed).split(batch_size):
+            chunks.append(signed_to_uint8(generate(generator, latents, batch_size)))
+            if advance is not None:
+                advance(len(latents))
+    return torch.cat(chunks)
 
 
 def score_generator(evaluator: GenerativeEvaluator, generator: nn.Module, seed: int = 0) -> dict[str, float]:
     """Generate as many images as the reference set has and score them."""
-    return evaluator.score(generated_images(generator, evaluator.reference_size, seed, evaluator.batch_size))
+    count = evaluator.reference_size
+    return evaluator.score(generated_images(generator, count, seed, evaluator.batch_size,
+                                            evaluator.progress(count, "generated image")))
 
