@@ -95,6 +95,15 @@ def test_listing_pruning_and_resolving(tmp_path):
     with pytest.raises(CheckpointError, match=f"'{runs}' is a folder of runs, not a run: give one of them, e.g. "
                                               f"'{runs / '00001-b'}'"):
         resolve_checkpoint(runs)
+    # the run named is one the command reads: `gan sample runs` named the newest, an SR run it refuses
+    (runs / "00000-a" / "config.toml").write_text('recipe = "dcgan"\n')
+    (runs / "00001-b" / "config.toml").write_text('recipe = "srgan"\n')
+    for unconditional, named in ((True, "00000-a"), (False, "00001-b")):
+        with pytest.raises(CheckpointError, match=f"give one of them, e.g. '{runs / named}'"):
+            resolve_checkpoint(runs, unconditional)
+    (runs / "00000-a" / "config.toml").write_text('recipe = "pix2pix"\n')
+    with pytest.raises(CheckpointError, match="it holds no run of an unconditional generator, which this command"):
+        resolve_checkpoint(runs, unconditional=True)
     with pytest.raises(CheckpointError, match="neither a checkpoint file nor a run directory"):
         resolve_checkpoint(tmp_path / "nothing")
 

@@ -245,8 +245,10 @@ def _held(state: object) -> str:
     return f"its format is {str(state['format'])[:40]!r}"
 
 
-def resolve_checkpoint(run_or_file: Path) -> Path:
-    """A checkpoint file itself, or the newest checkpoint in a run directory (by the step it holds)."""
+def resolve_checkpoint(run_or_file: Path, unconditional: bool | None = None) -> Path:
+    """A checkpoint file itself, or the newest checkpoint in a run directory (by the step it holds).
+    Given a folder of runs, the error names one to give instead: one of an `unconditional` (dcgan)
+    generator or not, as the command reads (None: any)."""
     if run_or_file.is_file():
         return run_or_file
     if run_or_file.is_dir():
@@ -254,14 +256,28 @@ def resolve_checkpoint(run_or_file: Path) -> Path:
         if not found:
             runs = sorted(path for path in run_or_file.iterdir() if path.is_dir() and list_checkpoints(path))
             if runs and not (run_or_file / "config.toml").exists():
-                raise CheckpointError(f"'{run_or_file}' is a folder of runs, not a run: give one of them, e.g. "
-                                      f"'{runs[-1]}'")
+                fitting = [run for run in runs if unconditional is None or (_recipe_of(run) == "dcgan") == unconditional]
+                example = f"give one of them, e.g. '{fitting[-1]}'" if fitting else (
+                    f"it holds no run of {'an unconditional' if unconditional else 'an image-to-image'} generator, "
+                    "which this command reads")
+                raise CheckpointError(f"'{run_or_file}' is a folder of runs, not a run: {example}")
             if not (run_or_file / "config.toml").is_file():  # (an image folder given in its place, say)
                 raise CheckpointError(f"'{run_or_file}' is no run directory: it holds no checkpoint-*.pt and no "
                                       "config.toml; give the run directory `gan train` made, or a checkpoint file")
             raise CheckpointError(f"no checkpoint-*.pt in run directory '{run_or_file}'")
         return found[-1][1]
     raise CheckpointError(f"'{run_or_file}' is neither a checkpoint file nor a run directory")
+
+
+def _recipe_of(run_dir: Path) -> str | None:
+    """The recipe a run's config.toml names; None when it cannot be read."""
+    import tomllib
+
+    try:
+        recipe = tomllib.loads((run_dir / "config.toml").read_text(encoding="utf-8")).get("recipe")
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+    return recipe if isinstance(recipe, str) else None
 
 
 def best_checkpoint(run_dir: Path) -> Path:

@@ -196,9 +196,10 @@ def weights_digest(weights: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def load_source(source: str | Path) -> tuple[Path, dict[str, Any]]:
+def load_source(source: str | Path, unconditional: bool | None = None) -> tuple[Path, dict[str, Any]]:
     """(file, checkpoint-shaped state) of a run directory, checkpoint file or export, its structure
-    checked (`checked_state`)."""
+    checked (`checked_state`); `unconditional`: the kind of generator the command reads, for the
+    run a folder of runs is answered with (`resolve_checkpoint`)."""
     source = Path(source)
     if source.suffix.lower() == ".onnx":
         raise CheckpointError(f"'{source}' is an ONNX export, for ONNX Runtime and other engines; gan sample and "
@@ -210,7 +211,7 @@ def load_source(source: str | Path) -> tuple[Path, dict[str, Any]]:
         return source, checked_state(read_export(source), source)
     tries = 3  # a run that trains on may prune the newest checkpoint between its choice and its read
     for attempt in range(tries):
-        path = resolve_checkpoint(source)
+        path = resolve_checkpoint(source, unconditional)
         try:
             # (in a run directory, a file under a checkpoint's name must be one: an export there is refused)
             state = load_checkpoint(path, formats=(FORMAT,) if source.is_dir() else (FORMAT, EXPORT_FORMAT))

@@ -29,7 +29,7 @@ GENERATORS = ("ema", "live")  # which weights of a checkpoint to sample: the ave
 
 def load_generator(source: str | Path, device: torch.device, which: str = "ema") -> LoadedGenerator:
     """The unconditional generator of a run directory (newest checkpoint), checkpoint file or export."""
-    path, state = load_source(source)
+    path, state = load_source(source, unconditional=True)
     return generator_from_checkpoint(state, path, device, which)
 
 

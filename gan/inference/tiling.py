@@ -243,7 +243,7 @@ def load_translator(source: str | Path, device: torch.device, tile: int = WHOLE,
     """
     check_tiling(tile, overlap)
     overlap = DEFAULT_OVERLAP if overlap is None else overlap
-    path, state = load_source(source)
+    path, state = load_source(source, unconditional=False)
     config = state["config"]
     unconditional = CheckpointError(f"'{path}' is an unconditional generator (it takes latents, not images); "
                                     "use `gan sample`")
