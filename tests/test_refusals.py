@@ -91,9 +91,27 @@ def test_a_vgg_weights_file_holding_pickled_objects_is_refused_in_one_line(tmp_p
     path = tmp_path / "vgg19.pth"
     torch.save({"features.0.weight": torch.zeros(1), "payload": datetime.datetime(2026, 1, 1)}, path)
     with pytest.raises(ValueError, match=r"vgg19.pth' is not a plain PyTorch state dict of vgg19 weights "
-                                         r"\(loss.vgg_weights\): it is not a torch file, or it holds pickled") as error:
+                                         r"\(loss.vgg_weights\): it holds Python objects besides tensors") as error:
         VGGFeatures("relu2_2", "vgg19", str(path))
     assert "weights_only" not in str(error.value)
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_a_truncated_weights_file_is_called_truncated(tmp_path, legacy):
+    # It was "not a torch file, or it holds pickled objects": a cut download reads as neither.
+    import torch
+
+    from gan.metrics.inception import WEIGHTS_FILE, load_inception
+    from gan.nets.vgg import VGGFeatures
+
+    whole = tmp_path / "whole.pth"
+    torch.save({"features.0.weight": torch.zeros(64, 3, 3, 3)}, whole, _use_new_zipfile_serialization=not legacy)
+    for name in ("vgg19.pth", WEIGHTS_FILE):
+        (tmp_path / name).write_bytes(whole.read_bytes()[:len(whole.read_bytes()) // 2])
+    with pytest.raises(ValueError, match=r"\(loss.vgg_weights\): a damaged or truncated torch file"):
+        VGGFeatures("relu2_2", "vgg19", str(tmp_path / "vgg19.pth"))
+    with pytest.raises(ValueError, match=r"Inception-v3 weights .*: a damaged or truncated torch file"):
+        load_inception(str(tmp_path / WEIGHTS_FILE), torch.device("cpu"))
 
 
 def test_a_read_only_or_misplaced_output_folder_ends_in_one_line_naming_it(tmp_path, monkeypatch):

@@ -151,7 +151,7 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu",
         state = quiet_torch_load(path, map_location=map_location)
     except Exception as error:  # torch raises many types for truncated or foreign files
         # torch's own text can advise weights_only=False, which would run the file's code: never pass it on
-        reason = _unloadable_reason(path, error)
+        reason = unloadable_reason(path, error)
         # a damaged torch file is most likely a checkpoint cut short: what a command takes would not help
         expected = "" if reason == _DAMAGED else f": expected {_expected(formats)}"
         raise CheckpointError(f"'{path}' is corrupt or not a gan checkpoint ({reason}){expected}") from None
@@ -184,6 +184,7 @@ def _failed_checksum(path: Path) -> str | None:
 _FORMAT_WORDS = {FORMAT: ("a checkpoint written by `gan train` (checkpoint-*.pt, best.pt)", "a run directory"),
                  EXPORT_FORMAT: ("an export written by `gan export`",)}
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes zip archives
+_LEGACY_MAGIC = b"\x80\x02\x8a"  # ... and wrote pickles before PyTorch 1.6 (older hub weights files)
 _DAMAGED = "a damaged or truncated torch file"
 
 
@@ -209,11 +210,12 @@ def _expected(formats: tuple[str, ...]) -> str:
     return ", ".join(words[:-1]) + f" or {words[-1]}" if len(words) > 1 else words[0]
 
 
-def _unloadable_reason(path: Path, error: Exception) -> str:
-    """Why torch could not load `path`, in words of our own."""
+def unloadable_reason(path: Path, error: Exception) -> str:
+    """Why `torch.load(path, weights_only=True)` failed with `error`, in words of our own (torch's
+    would advise weights_only=False, which would run whatever code the file holds)."""
     try:
         with path.open("rb") as file:
-            torch_file = file.read(len(_ZIP_MAGIC)) == _ZIP_MAGIC
+            torch_file = file.read(len(_ZIP_MAGIC)).startswith((_ZIP_MAGIC, _LEGACY_MAGIC))
     except OSError as read_error:
         return f"it cannot be read: {read_error.strerror}"
     if not torch_file:

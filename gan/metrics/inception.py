@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from gan.core.checkpoint import unloadable_reason
+
 WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
 WEIGHTS_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{WEIGHTS_FILE}"
 FEATURE_SIZE = 2048
@@ -68,10 +70,9 @@ def load_inception(path: str | Path | None, device: torch.device) -> nn.Module:
     resolved = resolve_weights_path(path)
     try:
         state = torch.load(resolved, map_location="cpu", weights_only=True)
-    except Exception:  # torch's text may advise weights_only=False, which would run the file's code
+    except Exception as error:  # noqa: BLE001 - torch raises many types for foreign files
         raise ValueError(f"'{resolved}' is not a plain PyTorch state dict of Inception-v3 weights ({WEIGHTS_FILE}): "
-                         "it is damaged, another kind of file, or holds pickled objects, which gan never "
-                         "unpickles") from None
+                         f"{unloadable_reason(Path(resolved), error)}") from None
     if not isinstance(state, dict) or "Mixed_7c.branch_pool.conv.weight" not in state:
         raise ValueError(f"'{resolved}' does not hold torch-fidelity's Inception-v3 weights ({WEIGHTS_FILE})")
     with tempfile.TemporaryDirectory() as folder:

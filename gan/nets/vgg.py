@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torchvision import models
 
+from gan.core.checkpoint import unloadable_reason
 from gan.nets import register_network
 
 # torchvision's file names for the ImageNet weights, as torch.hub caches them.
@@ -121,10 +122,8 @@ class VGGFeatures(nn.Module):
             try:  # weights only: a file holding pickled code is refused, in one line
                 state = torch.load(path, map_location="cpu", weights_only=True)
             except Exception as error:  # noqa: BLE001 - torch raises many types for foreign files
-                # (torch's own message would advise weights_only=False: exactly what must not be done here)
                 raise ValueError(f"'{path}' is not a plain PyTorch state dict of {arch} weights (loss.vgg_weights): "
-                                 f"it is not a torch file, or it holds pickled objects other than tensors "
-                                 f"({type(error).__name__})") from None
+                                 f"{unloadable_reason(Path(path), error)}") from None
             load_vgg_weights(vgg, state, path, arch)
         names = layer_names(vgg.features)
         if layer not in names:
