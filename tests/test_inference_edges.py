@@ -230,7 +230,9 @@ def test_an_export_where_a_checkpoint_is_needed_is_named_with_the_checkpoint_it_
         assert_one_error_line(swd_eval(export, "--cache-dir", tmp_path / "cache"), str(export), origin,
                               "takes the run directory or checkpoint it was exported from")
         assert_one_error_line(invoke("export", export, "--out", tmp_path / "again.safetensors"), origin)
-        assert_one_error_line(invoke("train", "--resume", export), "is a file outside any")
+        # (it was "a file outside any" run, where the docs promise it is named as an export)
+        assert_one_error_line(invoke("train", "--resume", export), "--resume takes a run directory", origin,
+                              f"give the run it came from: --resume {run.resolve()}")
         assert_one_error_line(invoke("sample", export, "--best", "--out", tmp_path / "s.png"),
                               "is a file: drop --best to use it")
         # sample takes an export whatever the case of its extension

@@ -106,10 +106,18 @@ def unwritable_run(error: BaseException, run_dir: Path | None) -> str | None:
 
 def check_resumable(run_dir: Path) -> None:
     """ConfigError saying what `run_dir` is when it is not a run `--resume` can continue."""
-    from gan.core.checkpoint import holds_a_run, list_checkpoints
+    from gan.core.checkpoint import EXPORT_SUFFIXES, export_source, holds_a_run, list_checkpoints
     from gan.core.registry import ConfigError
 
     if not run_dir.is_dir():  # a checkpoint or config.toml given for its run
+        source = export_source(run_dir)
+        if source is not None or run_dir.suffix.lower() in EXPORT_SUFFIXES:
+            # (one generator's weights: no run to continue, wherever the file lies)
+            then = (f"give the run it came from: --resume {Path(source).parent}" if source
+                    else "give the run directory it was exported from")
+            raise ConfigError(f"--resume takes a run directory, and '{run_dir}' is an export"
+                              f"{f' of {source!r}' if source else ''} written by `gan export`: one generator's "
+                              f"weights, without the other networks and training state a resume needs; {then}")
         parent = run_dir.parent
         if not holds_a_run(parent):  # (an export, say)
             raise ConfigError(f"--resume takes a run directory, the one holding the run's config.toml and "

@@ -188,14 +188,21 @@ _LEGACY_MAGIC = b"\x80\x02\x8a"  # ... and wrote pickles before PyTorch 1.6 (old
 _DAMAGED = "a damaged or truncated torch file"
 
 
+def export_source(path: Path) -> str | None:
+    """The checkpoint an export was written from, as the JSON `gan export` writes beside it names
+    it; None without one."""
+    try:
+        source = json.loads(path.with_name(path.name + ".json").read_text(encoding="utf-8")).get("source")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return source if isinstance(source, str) else None
+
+
 def _export_given(path: Path, source: object = None) -> str:
     """The message for an export given where a checkpoint is needed (gan eval, export, train, or a
     run directory): it holds one generator's weights, without the run's other networks and state."""
     if source is None:  # a .safetensors or .onnx export: the JSON written beside it names its checkpoint
-        try:
-            source = json.loads(path.with_name(path.name + ".json").read_text(encoding="utf-8")).get("source")
-        except (OSError, ValueError, AttributeError):
-            source = None
+        source = export_source(path)
     origin = f" of '{source}'" if isinstance(source, str) else ""
     if checkpoint_step(path) is not None or path.name == BEST_NAME:  # copied into a run under a checkpoint's name
         return (f"'{path}' is named as a checkpoint, but is an export{origin} written by `gan export`: move it out "

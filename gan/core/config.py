@@ -149,7 +149,7 @@ class MetricsConfig:
     root: str = ""  # real images to compare with, read as [data] says (all of them); "" = the training images.
     # A held-out folder measures generalisation rather than memorisation (data.max_images runs)
     inception_weights: str = ""  # fid/kid/pr: Inception-v3 weights file; "" = torch-fidelity's cache folder
-    cache_dir: str = ""  # reference statistics; "" = $XDG_CACHE_HOME/gan or ~/.cache/gan
+    cache_dir: str = ""  # reference statistics; "" = $XDG_CACHE_HOME/gan/reference-statistics or ~/.cache/gan/...
 
 
 @dataclass
