@@ -69,9 +69,8 @@ def sweep(config: Path, grids: tuple[str, ...], seeds: int, sets: tuple[str, ...
         grid = [parse_grid(option) for option in grids]
         check_sets(list(sets), grid, seeds)
         runs = expand(grid, seeds, max_runs)
-        if not print_commands:  # (its output is the commands alone)
+        if not print_commands:  # (its output is the commands alone, which may be for another machine)
             click.echo(f"sweep: {len(runs)} runs ({sweep_shape(grid, seeds)}); checking their configs", err=True)
-        if not print_commands:  # (printed commands may be for another machine)
             select_device(device)  # a device this machine lacks fails here once, not in every run
         devices = _devices(device)
         # every grid point valid before sweep.toml is written (for the CPU here, unless the commands are printed)
