@@ -157,7 +157,8 @@ def test_a_set_too_small_for_a_distribution_is_said_in_eval_and_in_validation(re
     one.mkdir()
     shutil.copy(sorted((recipe_data["paired"] / "val").iterdir())[0], one)
     with pytest.warns(UserWarning, match=r"val/swd \(and FID, KID\) not computed: the validation set gives 1 "
-                                         r"translation\(s\), and a distribution needs at least 2"):
+                                         r"translation\(s\) against 1 target image\(s\), and a distribution needs "
+                                         r"at least 2 of each"):
         run = train(tiny_recipe_config("pix2pix", recipe_data, f"data.root={tmp_path}", "data.split=one",
                                        "data.val_split=one", "train.steps=2"), tmp_path / "run", CPU)
     with pytest.warns(UserWarning, match="swd not computed: 1 translation"):
@@ -166,3 +167,24 @@ def test_a_set_too_small_for_a_distribution_is_said_in_eval_and_in_validation(re
     assert result.exit_code == 0, result.output
     skipped = json.loads((tmp_path / "e.json").read_text())["skipped"]
     assert skipped["swd"] == "1 translation(s) against 1 real image(s): a distribution needs at least 2 of each"
+
+
+def test_a_cyclegan_test_folder_of_one_image_skips_its_direction_and_trains_on(recipe_data, tmp_path):
+    # Two testA images translated against one testB image: the target set's size was never
+    # checked, and the first validation stopped training in a TypeError.
+    import shutil
+
+    data = tmp_path / "unpaired"
+    shutil.copytree(recipe_data["unpaired"], data)
+    for extra in sorted((data / "testB").iterdir())[1:]:
+        extra.unlink()
+    with pytest.warns(UserWarning, match=r"val/swd_AtoB \(and FID, KID\) not computed: the validation set gives 2 "
+                                         r"translation\(s\) against 1 target image\(s\)"):
+        run = train(tiny_recipe_config("cyclegan", recipe_data, f"data.root={data}", "log.eval_every=2"),
+                    tmp_path / "run", CPU)
+    assert run.step == 4
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = set(EventAccumulator(str(run.run_dir)).Reload().Tags()["scalars"])
+    # (and B -> A translates the one testB image: too few translations that way)
+    assert "val/cycle_l1" in tags and not {"val/swd_AtoB", "val/swd_BtoA", "val/swd"} & tags, tags

@@ -194,16 +194,20 @@ class DistributionScores:
 
     def score(self, suffix: str, outputs: torch.Tensor, targets: Callable[[], torch.Tensor]) -> dict[str, float]:
         """Scores of uint8 `outputs` against the target set named by `suffix` (read with `targets()` once);
-        none for fewer than 2 outputs (a distribution of one image says nothing), said once."""
-        if len(outputs) < 2:
-            if suffix not in self.too_few:
+        none for fewer than 2 outputs or targets (a distribution of one image says nothing), said once.
+        The validation sets are fixed, so a set too small is so at every validation."""
+        if suffix in self.too_few:
+            return {}
+        if suffix not in self.targets:
+            images = targets()
+            if len(outputs) < 2 or len(images) < 2:
                 self.too_few.add(suffix)
                 warnings.warn(f"val/swd{suffix} (and FID, KID) not computed: the validation set gives {len(outputs)} "
-                              "translation(s), and a distribution needs at least 2", stacklevel=2)
-            return {}
-        if self.metrics is None:
-            with torch.random.fork_rng(devices=[]):  # building Inception draws initial weights: not training's RNG
-                self.metrics = TranslationMetrics(self.device, self.config.metrics.inception_weights or None)
-        if suffix not in self.targets:
-            self.targets[suffix] = self.metrics.targets(targets(), len(outputs))
+                              f"translation(s) against {len(images)} target image(s), and a distribution needs at "
+                              "least 2 of each", stacklevel=2)
+                return {}
+            if self.metrics is None:
+                with torch.random.fork_rng(devices=[]):  # building Inception draws initial weights: not training's RNG
+                    self.metrics = TranslationMetrics(self.device, self.config.metrics.inception_weights or None)
+            self.targets[suffix] = self.metrics.targets(images, len(outputs))
         return {f"val/{name}{suffix}": value for name, value in self.metrics.score(outputs, self.targets[suffix]).items()}
