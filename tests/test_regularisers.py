@@ -308,8 +308,24 @@ def test_every_recipe_trains_with_all_three_and_resumes_bit_exactly(recipe, reci
     _assert_same_weights(last, again)
     discriminator = next(name for name in last["networks"] if name.startswith("discriminator"))
     assert any(key.endswith("parametrizations.weight.0._u") for key in last["networks"][discriminator])
-    r1 = [event.value for event in EventAccumulator(str(straight)).Reload().Scalars("loss/r1")]
-    assert r1[0] == 0 and r1[1] > 0  # lazy: first computed at step 2 (r1_every = 2)
+    r1 = [(event.step, event.value) for event in EventAccumulator(str(straight)).Reload().Scalars("loss/r1")]
+    assert [step for step, _ in r1] == [2, 4] and all(value > 0 for _, value in r1)  # lazy: r1_every = 2
+
+
+def test_a_lazy_r1_logs_the_same_after_a_resume_as_straight_through(recipe_data, tmp_path):
+    # loss/r1 repeated the last R1 computed on the steps between, and a resume began from 0: the
+    # window after it logged (0 + R1 at step 6) / 2 where the straight run logged (R1 at 3 + R1 at 6) / 2.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = tiny_recipe_config("dcgan", recipe_data, "loss.r1_gamma=1", "loss.r1_every=3", "log.every=2",
+                                "model.discriminator_args.norm=none", "train.steps=6", "train.checkpoint_every=2",
+                                "log.image_every=6")
+    straight, last, again = _train_straight_and_resumed(config, tmp_path)
+    _assert_same_weights(last, again)
+    logged = [[(event.step, event.value) for event in EventAccumulator(str(run)).Reload().Scalars("loss/r1")]
+              for run in (straight, tmp_path / "split")]
+    assert [step for step, _ in logged[0]] == [4, 6] and logged[0] == logged[1], logged  # (R1 at steps 3 and 6)
+    assert last["health"]["history"]["loss/r1"] == again["health"]["history"]["loss/r1"]
 
 
 @pytest.mark.parametrize("recipe", ["dcgan", "pix2pix", "cyclegan", "srgan"])

@@ -70,6 +70,7 @@ AutocastFactory = Callable[[], AbstractContextManager]
 DISCRIMINATOR_METRICS = frozenset({
     "loss/d", "loss/d_A", "loss/d_B", "d/real", "d/fake", "d_A/real", "d_A/fake", "d_B/real", "d_B/fake",
     "grad/discriminator", "loss/r1", "loss/g_adversarial", "loss/g_A", "loss/g_B"})
+_LAZY_R1_IDLE = frozenset({"loss/r1"})
 RGB_CHANNELS = 3  # every data set yields RGB images (gan/data/decode.py converts whatever it reads)
 
 
@@ -234,8 +235,12 @@ class RecipeBase:
         return None
 
     def idle_metrics(self, step: int) -> frozenset[str]:
-        """The metrics `step` returns as placeholders: the discriminator's, before it trains."""
-        return frozenset() if adversarial_on(step, self.config.train) else DISCRIMINATOR_METRICS
+        """The metrics `step` returns as placeholders: the discriminator's, before it trains, and a lazy
+        R1's between the steps that compute it (loss/r1 is the mean of those that do: a value held
+        over from an earlier step would weigh in again, and not after a resume)."""
+        if not adversarial_on(step, self.config.train):
+            return DISCRIMINATOR_METRICS
+        return frozenset() if self.r1.due(step) or not self.r1.enabled else _LAZY_R1_IDLE
 
     def state_dict(self) -> dict[str, Any]:
         return {"augment": self.augment.state_dict()} if self.augment else {}

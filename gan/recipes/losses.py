@@ -121,8 +121,8 @@ def penalties_through_batchnorm(penalties: list[str], networks: dict[str, nn.Mod
 class LazyR1:
     """`loss.r1_gamma` and `loss.r1_every`: the R1 penalty, added to D's loss every `every` steps
     as gamma/2 * every * R1, StyleGAN2's lazy regularisation (the same expected strength, at
-    1/every of the cost). `latest` is the last R1 computed, a device tensor logged every step as
-    loss/r1 (a constant set of metrics; it is 0 until the first R1 step)."""
+    1/every of the cost). `latest` is the last R1 computed, a device tensor every step returns as
+    loss/r1 (a constant set of metrics), idle between R1 steps (`RecipeBase.idle_metrics`)."""
 
     def __init__(self, gamma: float, every: int, device: torch.device):
         self.gamma, self.every = gamma, max(1, every)
