@@ -342,3 +342,22 @@ def test_on_nan_rollback_resumes_the_last_checkpoint_with_halved_rates(tmp_path,
     # config.toml keeps 1/8 of the rates given, which a resume continues with: said when giving up
     assert "config.toml' keeps the learning rates the rollbacks halved: g 2.5e-05, d 2.5e-05 (1/8" in said
     assert "g_lr = 2.5e-05" in (tmp_path / "again" / "config.toml").read_text()
+
+
+def test_a_resume_with_another_log_num_samples_previews_that_many_keeping_the_first_samples_latents():
+    # The checkpoint's latents replaced the new count's: the resume said "log.num_samples 4 -> 9",
+    # and every grid after it still showed 4 samples.
+    import torch
+
+    from gan.recipes.dcgan import DCGANRecipe
+
+    before = DCGANRecipe(tiny_config("log.num_samples=4"), torch.device("cpu"), lambda: torch.no_grad())
+    for count in (9, 2):
+        after = DCGANRecipe(tiny_config(f"log.num_samples={count}", "train.seed=5"), torch.device("cpu"),
+                            lambda: torch.no_grad())
+        drawn = after.fixed_latents.clone()
+        after.load_state_dict(before.state_dict())
+        kept = min(count, 4)
+        assert after.fixed_latents.shape == (count, after.latent_dim)
+        assert torch.equal(after.fixed_latents[:kept], before.fixed_latents[:kept])
+        assert torch.equal(after.fixed_latents[kept:], drawn[kept:])

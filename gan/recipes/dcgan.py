@@ -162,6 +162,9 @@ class DCGANRecipe(RecipeBase):
         return {**super().state_dict(), "fixed_latents": self.fixed_latents.cpu()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """The run's preview latents; a resume with another `log.num_samples` keeps those of the
+        samples it still shows and takes the others from this run's own draw."""
         super().load_state_dict(state)
-        self.fixed_latents = state["fixed_latents"].to(self.device)
+        stored, count = state["fixed_latents"].to(self.device), len(self.fixed_latents)
+        self.fixed_latents = torch.cat([stored[:count], self.fixed_latents[len(stored):]])
 
