@@ -103,8 +103,10 @@ def test_config_and_resume_together_are_refused(tmp_path):
 def test_a_resume_names_what_it_changes_and_warns_of_a_new_seed(tmp_path):
     folder = tmp_path / "run"
     assert train_command(DEMO, *sets(*TINY), "--run-dir", str(folder)).exit_code == 0
-    with pytest.warns(UserWarning, match="train.seed changed on resume: .* the new seed draws the data order and the "
-                                         "latents from here on, so this is a run of neither seed"):
+    # (not the latents: the training's random state is the checkpoint's)
+    with pytest.warns(UserWarning, match="train.seed changed on resume: .* come from the checkpoint, while the new "
+                                         "seed draws the data order and flips from here on, so this is a run of "
+                                         "neither seed"):
         result = train_command("--resume", str(folder), *sets("train.steps=6", "train.seed=7"))
     assert result.exit_code == 0, result.output
     assert "changed settings: train.seed 0 -> 7; train.steps 4 -> 6" in result.output

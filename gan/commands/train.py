@@ -240,9 +240,11 @@ def report_changes(run_dir: Path, resolved, overrides: tuple[str, ...], trained:
         click.echo(f"resuming '{run_dir}' with changed settings: {'; '.join(changes)}{by_hand}", err=True)
     warn_of_schedule_jumps(resolved, trained, step)
     if "train.seed" in recorded and recorded["train.seed"] != resolved.train.seed:
-        warnings.warn("train.seed changed on resume: the networks, optimiser and random state come from the "
-                      "checkpoint, while the new seed draws the data order and the latents from here on, so this "
-                      "is a run of neither seed (start a new run for the new seed)", stacklevel=2)
+        warnings.warn("train.seed changed on resume: the networks, optimiser and random state (the training "
+                      "latents, noise and DiffAugment's draws) come from the checkpoint, while the new seed draws the "
+                      "data order and flips from here on, so this is a run of neither seed (start a new run for the "
+                      "new seed)",
+                      stacklevel=2)
 
 
 def warn_of_schedule_jumps(resolved, trained: dict, step: int) -> None:
