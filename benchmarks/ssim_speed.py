@@ -8,15 +8,27 @@ with both scores (they must agree).
 
 from __future__ import annotations
 
+import argparse
+import re
+
 import torch
 from two_trees import best_of_rounds, load_versions, two_trees_parser
 
 
+def image_size(text: str) -> tuple[int, int]:
+    """An argparse type: WIDTHxHEIGHT, each at least 11 (SSIM's window)."""
+    match = re.fullmatch(r"(\d+)[xX](\d+)", text.strip())
+    if not match or min(int(side) for side in match.groups()) < 11:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, each at least 11 (SSIM's window), got {text!r}")
+    return int(match[1]), int(match[2])
+
+
 def main() -> None:
     parser = two_trees_parser(__doc__)
-    parser.add_argument("--size", default="2040x1020", help="WIDTHxHEIGHT of the random image pair (a DIV2K size)")
+    parser.add_argument("--size", type=image_size, default="2040x1020",
+                        help="WIDTHxHEIGHT of the random image pair (a DIV2K size)")
     args = parser.parse_args()
-    width, height = (int(side) for side in args.size.lower().split("x"))
+    width, height = args.size
     torch.manual_seed(0)
     image = torch.randint(0, 256, (1, 3, height, width)).double()
     other = (image + 5 * torch.randn_like(image)).clamp(0, 255).round()  # a mildly noisy copy

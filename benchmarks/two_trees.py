@@ -52,10 +52,18 @@ def positive_count(text: str) -> int:
     return value
 
 
+def checkout(text: str) -> Path:
+    """An argparse type: a folder holding a checkout of gan (its gan/ package)."""
+    path = Path(text)
+    if not (path / "gan").is_dir():
+        raise argparse.ArgumentTypeError(f"expected a checkout of gan (a folder holding gan/), got {text!r}")
+    return path
+
+
 def two_trees_parser(description: str) -> argparse.ArgumentParser:
     """A parser with the two checkouts' positional arguments and --rounds."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("before", type=Path, help="a checkout of the older version")
-    parser.add_argument("after", type=Path, help="a checkout of the newer version")
+    parser.add_argument("before", type=checkout, help="a checkout of the older version")
+    parser.add_argument("after", type=checkout, help="a checkout of the newer version")
     parser.add_argument("--rounds", type=positive_count, default=3, help="timed rounds, at least 1")
     return parser

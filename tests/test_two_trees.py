@@ -41,3 +41,20 @@ def test_decode_speed_times_both_trees_and_refuses_what_it_cannot_time(tmp_path)
         refused = run_decode_speed(*args)
         assert refused.returncode == 2 and "Traceback" not in refused.stderr
         assert expected in refused.stderr.splitlines()[-1], refused.stderr
+
+
+def test_a_missing_checkout_or_a_malformed_size_is_refused_in_one_line(tmp_path):
+    # They ended in tracebacks (a FileNotFoundError of gan/data/decode.py; int('a') of --size).
+    def run(script: str, before: str, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(REPO / "benchmarks" / script), before, str(REPO), *args],
+                              capture_output=True, text=True, timeout=120)
+
+    cases = [("decode_speed.py", str(tmp_path / "none"), ("--images", str(tmp_path)), "expected a checkout of gan"),
+             *[("ssim_speed.py", str(REPO), (f"--size={size}",), "--size: expected WIDTHxHEIGHT, each at least 11")
+               for size in ("100", "axb", "-5x10", "10x10")]]
+    for script, before, args, expected in cases:
+        refused = run(script, before, *args)
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+        assert expected in refused.stderr.splitlines()[-1], refused.stderr
+    timed = run("ssim_speed.py", str(REPO), "--size", "16x12", "--rounds", "1")
+    assert timed.returncode == 0 and "RGB SSIM of one 16x12 pair" in timed.stdout, timed.stderr
