@@ -353,3 +353,18 @@ def test_each_round_line_reports_that_round_and_the_result_all_rounds():
     side.run(2)
     assert slow < 250 and side.round_images_per_second > 1000  # 20 images in 0.1 s, then in no time
     assert side.images_per_second == pytest.approx(40 / side.seconds) and side.images_per_second < 500
+
+
+def test_the_sr_model_without_a_baseline_is_benched_without_warnings_of_its_own_settings(baseline, tmp_path):
+    # srresnet4x carried the discriminator's train.d_lr it shares with srgan4x ("changes nothing"),
+    # and a workload --set warned of "the ratio" where this model has no baseline and no ratio.
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = CliRunner().invoke(main, ["bench", "--model", "srresnet4x", "--device", "cpu", "--rounds", "1",
+                                           "--iters", "1", "--warmup", "0", "--baseline", str(SHARED_BASELINE),
+                                           "--set", "train.batch_size=1", "--set", "data.resolution=16"])
+    assert result.exit_code == 0, result.output
+    said = result.output + "".join(str(warning.message) for warning in caught)
+    assert "train.d_lr" not in said and "two different workloads" not in said, said

@@ -89,10 +89,10 @@ def bench(models: tuple[str, ...], device: str, json_path: Path | None, overwrit
                        "step on a synthetic batch: no data files, logging, metrics or checkpoints)", err=True)
         batch_size, overrides = batch_override(overrides)  # (both sides: the baseline's batch too)
         ours_alone = workload_overrides(overrides)
-        if ours_alone and baseline_path:
+        needed = [CASES[name].baseline for name in models or CASES if CASES[name].baseline]
+        if ours_alone and baseline_path and needed:  # (a model with no baseline has no ratio to mislead)
             click.echo(f"warning: --set {', '.join(ours_alone)} changes the work of gan's step alone; the baseline "
                        "runs its canonical model, so the ratio compares two different workloads", err=True)
-        needed = [CASES[name].baseline for name in models or CASES if CASES[name].baseline]
         baseline = load_baseline(baseline_path, needed) if baseline_path else None
         if data_root is not None and str(data_root) != "none":
             check_data_root(data_root)

@@ -42,8 +42,7 @@ class Case:
 _DCGAN = ("recipe=dcgan", "data.dataset=synthetic", "train.batch_size=64", "model.generator_args.latent_dim=100",
           "model.generator_args.channels=64", "model.discriminator_args.channels=64")
 _SR = ("model.generator=srresnet", "data.dataset=sr_pairs", "data.resolution=96", "data.scale=4",
-       "data.upsample_input=false", "train.batch_size=16", "train.g_lr=1e-4", "train.d_lr=1e-4", "train.beta1=0.9",
-       "train.ema_decay=0")
+       "data.upsample_input=false", "train.batch_size=16", "train.g_lr=1e-4", "train.beta1=0.9", "train.ema_decay=0")
 CASES = {
     "dcgan64": Case((*_DCGAN, "data.resolution=64"), "dcgan64"),
     "dcgan128": Case((*_DCGAN, "data.resolution=128"), "dcgan128"),
@@ -54,7 +53,8 @@ CASES = {
                          "model.discriminator_args.norm=instance", "loss.adversarial=lsgan",
                          "train.batch_size=1", "train.ema_decay=0"), "cyclegan256"),
     "srresnet4x": Case(("recipe=srresnet", *_SR, "loss.adversarial_weight=0"), None),
-    "srgan4x": Case(("recipe=srgan", "model.discriminator=srgan", "model.init_generator=none", *_SR), "srgan4x"),
+    "srgan4x": Case(("recipe=srgan", "model.discriminator=srgan", "model.init_generator=none", *_SR, "train.d_lr=1e-4"),
+                    "srgan4x"),
 }
 
 
