@@ -335,8 +335,11 @@ def test_an_undecodable_image_in_the_data_root_is_one_line_after_the_models_tabl
     result = CliRunner().invoke(main, [*BENCH[:-2], "--data-root", str(tmp_path / "faces"), "--data-workers", "0",
                                        "--json", str(tmp_path / "b.json")])
     assert result.exit_code == 2 and "Traceback" not in result.output, result.output
-    assert f"error: data path: --data-root '{tmp_path / 'faces'}': torchvision's ImageFolder cannot read an image " \
-        "there (cannot identify image file" in result.output and "| dcgan64 |" in result.output
+    # (once, after the table: it was said before the table, then again in the last line)
+    said = f"data path (DataRootError: --data-root '{tmp_path / 'faces'}': torchvision's ImageFolder cannot read an " \
+        "image there (cannot identify image file"
+    assert result.output.count("cannot identify image file") == 1 and said in result.output.splitlines()[-1]
+    assert result.output.index("| dcgan64 |") < result.output.index(said), result.output
     assert "DataRootError" in json.loads((tmp_path / "b.json").read_text())["failures"]["data path"]
 
 

@@ -124,8 +124,7 @@ def bench(models: tuple[str, ...], device: str, json_path: Path | None, overwrit
             with tempfile.TemporaryDirectory() as cache_dir:
                 try:
                     data_rows.append(bench_data(data_root, 128, DATA_BATCH, 40, data_workers, Path(cache_dir)))
-                except DataRootError as error:  # (an undecodable image): the models' figures still reach the table
-                    click.echo(f"error: data path: {error}", err=True)
+                except DataRootError as error:  # (an undecodable image): said after the models' table, once
                     failures["data path"] = f"DataRootError: {error}"
     if rows:  # (every model failed: no empty table)
         click.echo(format_table(rows))
