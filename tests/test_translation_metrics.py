@@ -165,6 +165,7 @@ def test_a_set_too_small_for_a_distribution_is_said_in_eval_and_in_validation(re
         result = CliRunner().invoke(main, ["eval", str(run.run_dir), "--data", str(one), "--csv",
                                            str(tmp_path / "e.csv")])
     assert result.exit_code == 0, result.output
+    assert "\n\n" not in result.output and not result.output.startswith("\n"), result.output  # (no empty score line)
     skipped = json.loads((tmp_path / "e.json").read_text())["skipped"]
     assert skipped["swd"] == "1 translation(s) against 1 real image(s): a distribution needs at least 2 of each"
 

@@ -355,7 +355,8 @@ def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_pa
         scores, skipped_metrics = distribution_scores(image_sets, translator.device, inception_weights,
                                                       require_weights=inception_weights is not None)
         result.update({"images": image_counts(image_sets), "skipped": skipped_metrics, **scores})
-        click.echo("  ".join(f"{name} {value:.4f}" for name, value in scores.items()))
+        if scores:  # (none when every set was too small: the warnings said why)
+            click.echo("  ".join(f"{name} {value:.4f}" for name, value in scores.items()))
     write_text_atomically(json_path, json.dumps(result, indent=2) + "\n")
     click.echo(f"wrote {json_path} (the record of this evaluation"
                + (", with the translations scored against real images of the target domain)" if image_sets else ")"),
