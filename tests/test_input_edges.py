@@ -227,6 +227,16 @@ def test_signed_and_32_bit_integer_tiffs_are_refused_naming_their_values(tmp_pat
         read_rgb(tmp_path / "deep.tif")
 
 
+def test_a_signed_8_bit_tiff_is_refused_naming_its_values_not_read_wrapped(tmp_path):
+    # Pillow reads its samples as unsigned: -1 became 255 (white), -128 became 128, in silence.
+    _grey_tiff(tmp_path / "signed.tif", [-128, -1, 0, 127], 8, 1, 2, "<i1")
+    with pytest.raises(ImageReadError, match=r"signed.tif': signed 8-bit L image has pixel values from -128 to 127: "
+                                             r"a signed integer image"):
+        read_rgb(tmp_path / "signed.tif")
+    _grey_tiff(tmp_path / "positive.tif", [0, 1, 127], 8, 1, 2, "<i1")  # (read the same either way)
+    assert np.asarray(read_rgb(tmp_path / "positive.tif"))[0, :, 0].tolist() == [0, 1, 127]
+
+
 def test_an_image_too_large_for_the_memory_left_is_named_not_a_traceback(tmp_path, monkeypatch):
     from gan.data import decode
 

@@ -224,6 +224,23 @@ def _white_is_zero_deep_grey(image: Image.Image) -> bool:
             and getattr(image, "tag_v2", {}).get(TIFF_PHOTOMETRIC_INTERPRETATION) == 0)
 
 
+TIFF_SAMPLE_FORMAT, SIGNED_INTEGER = 339, 2
+
+
+def _refuse_negative_signed_bytes(image: Image.Image) -> None:
+    """A TIFF of signed 8-bit samples, which Pillow reads as unsigned (-1 as 255: white), is refused
+    as the signed 16-bit ones are when it holds a negative value (0..127 read the same either way)."""
+    if image.format != "TIFF" or image.mode.startswith("I") or image.mode == "F":
+        return
+    formats = getattr(image, "tag_v2", {}).get(TIFF_SAMPLE_FORMAT)
+    if SIGNED_INTEGER not in (formats if isinstance(formats, tuple) else (formats,)):
+        return
+    signed = np.asarray(image).view(np.int8)
+    if signed.min(initial=0) < 0:
+        raise ValueError(f"signed 8-bit {image.mode} image has pixel values from {signed.min()} to {signed.max()}: a "
+                         "signed integer image, where gan reads unsigned 8- and 16-bit ones")
+
+
 def read_rgb(path: str | Path) -> Image.Image:
     """Decode `path` fully into an RGB image, turned upright by its EXIF orientation (as viewers
     show it); raises ImageReadError naming the file."""
@@ -231,6 +248,7 @@ def read_rgb(path: str | Path) -> Image.Image:
         with opened_image(path) as image:
             _key_in_decoded_values(image, path)
             image.load()
+            _refuse_negative_signed_bytes(image)
             upright = UPRIGHT_BY_ORIENTATION.get(exif_orientation(image))
             rgb = to_rgb(in_srgb(image.transpose(upright) if upright is not None else image, path))
             return ImageOps.invert(rgb) if _white_is_zero_deep_grey(image) else rgb
