@@ -160,6 +160,18 @@ def test_celeba_partition_file_selects_a_split(tmp_path):
     assert sizes == {"train": 3, "valid": 2, "test": 1, "all": 6}
 
 
+def test_images_the_partition_file_does_not_list_are_warned_of_and_a_utf16_file_is_read(tmp_path):
+    # Images missing from the partition file belonged to no split, without a word; a partition file
+    # saved as UTF-16 (Notepad's "Unicode") was refused as "not text".
+    image_dir = _celeba_tree(tmp_path)
+    partition = image_dir.parent / "list_eval_partition.txt"
+    partition.write_text("\r\n".join(f"{i:06d}.jpg {0 if i <= 2 else 1}" for i in range(1, 5)) + "\r\n\r\n",
+                         encoding="utf-16")
+    with pytest.warns(UserWarning, match=r"2 of the 6 images in .* are not listed in .*list_eval_partition.txt', so "
+                                         r"no data.split holds them \(000005.jpg, 000006.jpg\)"):
+        assert len(celeba_dataset(image_dir, 32, split="train")) == 2
+
+
 def test_a_changed_partition_file_changes_the_datas_fingerprint_and_a_doubled_entry_is_refused(tmp_path):
     """The metrics' reference statistics are keyed by the fingerprint: after the split was moved, SWD
     was scored against the old split's cached statistics."""

@@ -177,7 +177,14 @@ def celeba_dataset(root: str | Path, resolution: int, crop: int = 148, split: st
     if split != "all":
         if split not in CELEBA_SPLITS:
             raise ValueError(f"data.split must be all, train, valid or test, got '{split}'")
-        partition = _read_partition(image_dir)
+        partition_file, partition = _read_partition(image_dir)
+        unlisted = [path for path in paths if path.stem not in partition]
+        if unlisted:  # (a partition file of another copy, or images added since)
+            shown = ", ".join(path.name for path in unlisted[:NAMES_SHOWN]) + (
+                f" and {len(unlisted) - NAMES_SHOWN} more" if len(unlisted) > NAMES_SHOWN else "")
+            warnings.warn(f"{len(unlisted)} of the {len(paths)} images in '{image_dir}' are not listed in "
+                          f"'{partition_file}', so no data.split holds them ({shown}); data.split = \"all\" reads "
+                          "them", UserWarning, stacklevel=2)
         # by the name without its extension: the official PNG copy (000001.png) shares the .jpg names' file
         paths = [p for p in paths if partition.get(p.stem) == CELEBA_SPLITS[split]]
         if not paths:
@@ -186,6 +193,9 @@ def celeba_dataset(root: str | Path, resolution: int, crop: int = 148, split: st
     if not readable:
         raise ImageReadError(f"none of the {len(paths)} image files in '{image_dir}' could be read")
     return ImageFileDataset(readable, resolution, celeba_crop(crop), hflip, strict, len(skipped))
+
+
+NAMES_SHOWN = 5  # of the images a warning is about
 
 
 class PartitionFileError(FileNotFoundError):
@@ -209,7 +219,8 @@ def partition_candidates(image_dir: Path) -> list[Path]:
     return [folder / f"list_eval_partition.{suffix}" for suffix in ("txt", "csv") for folder in folders]
 
 
-def _read_partition(image_dir: Path) -> dict[str, int]:
+def _read_partition(image_dir: Path) -> tuple[Path, dict[str, int]]:
+    """(the partition file, each image's name without extension -> 0, 1 or 2)."""
     candidates = partition_candidates(image_dir)
     for path in candidates:
         if path.is_symlink() and not path.is_file():
@@ -217,8 +228,9 @@ def _read_partition(image_dir: Path) -> dict[str, int]:
                                     "list_eval_partition.txt, or use data.split=\"all\"")
         if path.is_file():
             partition: dict[str, int] = {}
-            try:
-                text = path.read_text(encoding="utf-8-sig")
+            raw = path.read_bytes()
+            try:  # (saved as UTF-16, "Unicode" in Windows' Notepad, it starts with its byte-order mark)
+                text = raw.decode("utf-16" if raw.startswith((b"\xff\xfe", b"\xfe\xff")) else "utf-8-sig")
             except UnicodeDecodeError as error:  # (the file names are ASCII: this is another file)
                 raise ValueError(f"'{path}' is not CelebA's list_eval_partition.txt: it is not text ({error})") from None
             for number, line in enumerate(text.splitlines(), 1):
@@ -231,7 +243,7 @@ def _read_partition(image_dir: Path) -> dict[str, int]:
                 if partition.setdefault(stem, int(fields[1])) != int(fields[1]):  # which one is meant?
                     raise ValueError(f"{path}:{number}: '{fields[0]}' is listed again, in another partition "
                                      f"({fields[1]}, after {partition[stem]})")
-            return partition
+            return path, partition
     raise PartitionFileError(
         f"data.split needs CelebA's list_eval_partition.txt; put it at '{candidates[0]}' or use data.split=\"all\""
     )
