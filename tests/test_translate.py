@@ -361,6 +361,26 @@ def test_colour_is_never_written_under_a_grey_only_name(pix2pix_run, tmp_path):
     with pytest.warns(UserWarning, match=r"1 output\(s\) are named like grey-only inputs .* written as .ppm"):
         assert planned_translations(tmp_path / "in", tmp_path / "out") == [(tmp_path / "in" / "a.pgm",
                                                                              tmp_path / "out" / "a.ppm")]
+    # beside an a.ppm of its own, a.pgm's colour kin takes the whole name: both were a.ppm, "written twice"
+    random_rgb((32, 32), 1).save(tmp_path / "in" / "a.ppm")
+    with pytest.warns(UserWarning, match="named like grey-only inputs"):
+        result = CliRunner().invoke(main, ["translate", str(run_dir), str(tmp_path / "in"), str(tmp_path / "both")])
+    assert result.exit_code == 0, result.output
+    assert sorted(path.name for path in (tmp_path / "both").iterdir()) == ["a.pgm.ppm", "a.ppm"]
+
+
+def test_a_folder_named_like_an_image_is_skipped_not_a_refusal_of_the_whole_folder(pix2pix_run, tmp_path):
+    # x.png/ (holding inner.png) planned an output x.png and the folder x.png/ for inner.png's:
+    # the whole translation was refused as "both a file and the folder of" an output.
+    run_dir, _ = pix2pix_run
+    (tmp_path / "in" / "x.png").mkdir(parents=True)
+    random_rgb((32, 32), 0).save(tmp_path / "in" / "x.png" / "inner.png")
+    random_rgb((32, 32), 1).save(tmp_path / "in" / "a.png")
+    with pytest.warns(UserWarning, match="x.png"):
+        result = CliRunner().invoke(main, ["translate", str(run_dir), str(tmp_path / "in"), str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "wrote 2 image(s)" in result.output and "skipped 1 unreadable input(s)" in result.output, result.output
+    assert (tmp_path / "out" / "a.png").is_file() and (tmp_path / "out" / "x.png" / "inner.png").is_file()
 
 
 def test_an_input_in_a_format_gan_reads_but_does_not_write_comes_out_as_png(pix2pix_run, tmp_path):

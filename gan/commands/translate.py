@@ -36,8 +36,8 @@ def planned_translations(source: Path, output: Path) -> list[tuple[Path, Path]]:
         if unwritable:
             warnings.warn(f"{len(unwritable)} output(s) are named like inputs in a format gan reads but does not "
                           f"write (the first: '{unwritable[0]}'): written as .png instead", stacklevel=2)
-        pairs = [(image, path.with_suffix(GREY_ONLY[path.suffix.lower()]) if path in grey else
-                  path.with_suffix(".png") if path in unwritable else path) for image, path in pairs]
+        pairs = _renamed(pairs, {path: GREY_ONLY[path.suffix.lower()] for path in grey}
+                         | {path: ".png" for path in unwritable})
     elif output.is_dir():
         raise ValueError(f"OUTPUT '{output}' is a folder; one INPUT image is translated into one image file: "
                          f"give its name, such as '{output / source.with_suffix('.png').name}'")
@@ -48,6 +48,20 @@ def planned_translations(source: Path, output: Path) -> list[tuple[Path, Path]]:
     if palette:
         warnings.warn(palette, stacklevel=2)
     return pairs
+
+
+def _renamed(pairs: list[tuple[Path, Path]], suffixes: dict[Path, str]) -> list[tuple[Path, Path]]:
+    """`pairs` with the outputs in `suffixes` given that suffix: `a.pgm` -> `a.ppm`, or `a.pgm.ppm`
+    where another output already takes that name (`a.ppm` beside `a.pgm` in the folder)."""
+    taken = {path for _, path in pairs if path not in suffixes}
+    renamed = []
+    for image, path in pairs:
+        if path in suffixes:
+            plain = path.with_suffix(suffixes[path])
+            path = plain if plain not in taken else path.with_name(path.name + suffixes[path])
+            taken.add(path)
+        renamed.append((image, path))
+    return renamed
 
 
 def refuse_swapped_arguments(checkpoint: Path, source: Path, output: Path) -> None:
@@ -218,7 +232,8 @@ def translate(checkpoint: Path, source: Path, output: Path, side_by_side: bool, 
     try:
         refuse_swapped_arguments(checkpoint, source, output)
         pairs = planned_translations(source, output)
-        check_outputs([output_path for _, output_path in pairs],
+        # (a folder named like an image, x.png/, is skipped as unreadable: it has no output to plan)
+        check_outputs([output_path for image, output_path in pairs if not image.is_dir()],
                       inputs=[checkpoint, *(image for image, _ in pairs)], overwrite=overwrite)
         checkpoint = best_checkpoint(checkpoint) if best else checkpoint
         check_tiling(tile, overlap, overlap_option=True)
