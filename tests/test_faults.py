@@ -430,3 +430,29 @@ def test_a_run_whose_event_file_cannot_be_written_finishes(tmp_path, monkeypatch
     with pytest.warns(UserWarning, match="TensorBoard events .* could not be written"):
         result = train(tiny_config(), tmp_path / "run", CPU, progress_stream=sys.stdout)
     assert result.step == 4 and result.checkpoint.name == "checkpoint-00000004.pt"
+
+
+def test_a_disk_full_for_a_while_says_each_failed_write_not_only_the_first(tmp_path, monkeypatch):
+    # The CLI shows each distinct warning once ("default"): the same words at each failure of
+    # metrics.jsonl, best.pt or a preview grid hid every failure after the first.
+    import warnings
+
+    from gan.core import checkpoint as checkpoint_module
+    from gan.core.files import WriteError
+    from gan.training import loop
+
+    def refuse(path, write):
+        raise WriteError(f"could not write '{path}' (0.0 MiB free): [Errno 28] No space left on device")
+
+    monkeypatch.setattr(loop, "write_atomically", refuse)  # metrics.jsonl
+    monkeypatch.setattr(loop, "save_image_grid", lambda images, path: refuse(path, None))
+    monkeypatch.setattr(checkpoint_module, "write_atomically", refuse)  # checkpoints and best.pt
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(WriteError):  # (the final checkpoint)
+            train(tiny_config("metrics.every=1", "metrics.num_samples=8", "train.steps=3", "log.image_every=1",
+                              "train.checkpoint_every=1"), tmp_path / "run", CPU, progress_stream=sys.stdout)
+    said = [str(warning.message) for warning in caught if "No space left" in str(warning.message)]
+    for what in ("metrics.jsonl", ".png", "checkpoint-"):
+        failures = {message for message in said if what in message}
+        assert len(failures) >= 2, (what, said)  # one distinct message per step that failed

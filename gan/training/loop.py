@@ -873,7 +873,8 @@ def _save(run: _Run, at_step: int, final: bool, side_tasks_due: dict | None = No
         if final:
             raise
         kept = f"'{run.last_checkpoint}' is kept" if run.last_checkpoint else "no checkpoint was written yet"
-        warnings.warn(f"{error}; training goes on and retries at the next checkpoint ({kept})", stacklevel=2)
+        warnings.warn(f"step {at_step}: {error}; training goes on and retries at the next checkpoint ({kept})",
+                      stacklevel=2)
         return run.last_checkpoint
     prune_checkpoints(run.run_dir, train_config.keep_checkpoints, path)
     run.saved_step = at_step
@@ -1041,8 +1042,8 @@ def _write_previews(recipe: Recipe, writer: Any, run_dir: Path, step: int) -> di
         writer.add_image(f"samples/{name}", signed_to_uint8(image_grid(images)), step)
         try:
             save_image_grid(images, run_dir / "samples" / f"{step:08d}-{name}.png")
-        except WriteError as error:
-            warnings.warn(f"{error}; training goes on", stacklevel=2)
+        except WriteError as error:  # (the step in it: a disk full for a while fails every write alike)
+            warnings.warn(f"step {step}: {error}; training goes on", stacklevel=2)
     return grids
 
 
@@ -1096,7 +1097,7 @@ def _save_best(best: BestCheckpoint, recipe: Recipe, config: Config, step: int, 
     except WriteError as error:
         kept = ("best.pt holds this new best, best.json still the one before" if best.step == step
                 else "best.pt stays at its previous best" if best.value is not None else "no best.pt is kept")
-        warnings.warn(f"{error}; {kept}; training goes on", stacklevel=2)
+        warnings.warn(f"step {step}: {error}; {kept}; training goes on", stacklevel=2)
         return
     print_above(f"step {step}: new best {best.metric} {value:.4g}, kept as '{best.run_dir / BEST_NAME}'")
 
@@ -1188,8 +1189,9 @@ def _log_generative_metrics(evaluator: GenerativeEvaluator, recipe: Recipe, writ
         if before and not before.endswith(b"\n"):  # a last line cut short (an edit): keep the new row on its own
             before += b"\n"
         write_atomically(path, lambda temp: temp.write_bytes(before + line.encode()))
-    except WriteError as error:
-        warnings.warn(f"{error}; training goes on", stacklevel=2)
+    except WriteError as error:  # (the step in it: each failure is said, not only the first of its words)
+        warnings.warn(f"step {step}: {error}; its scores are in the event log and the line below, not in "
+                      f"{METRICS_RECORD}; training goes on", stacklevel=2)
     fewer = (f"  ({evaluator.reference_size} images: all the data set holds, not the {evaluator.count} of "
              "metrics.num_samples)" if evaluator.reference_size < evaluator.count else "")
     print_above(f"step {step}: " + "  ".join(f"{name} {value:.4g}" for name, value in scores.items()) + fewer)
