@@ -456,3 +456,46 @@ def test_a_disk_full_for_a_while_says_each_failed_write_not_only_the_first(tmp_p
     for what in ("metrics.jsonl", ".png", "checkpoint-"):
         failures = {message for message in said if what in message}
         assert len(failures) >= 2, (what, said)  # one distinct message per step that failed
+
+
+def test_a_run_lock_a_full_disk_refuses_is_one_line_not_a_traceback(tmp_path, monkeypatch):
+    # The failed write was buffered; closing the file flushed it again and raised a second OSError
+    # from inside the handler, as a traceback.
+    import builtins
+    import errno
+    import io
+
+    from gan.core.files import RunLock, WriteError
+
+    real_open = builtins.open
+
+    class FullDisk:
+        """A file on a full disk, as Python's file objects meet it: a buffered one fails when its
+        buffer is flushed (by flush, and again by close while data is pending), a raw one at write."""
+
+        def __init__(self, handle):
+            self.handle, self.pending = handle, False
+
+        def write(self, data):
+            if isinstance(self.handle, io.RawIOBase):
+                raise OSError(errno.ENOSPC, "No space left on device")
+            self.pending = True
+
+        def flush(self):
+            if self.pending:
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+        def close(self):
+            try:
+                self.flush()
+            finally:
+                self.handle.close()
+
+        def __getattr__(self, name):
+            return getattr(self.handle, name)
+
+    monkeypatch.setattr(builtins, "open", lambda path, *args, **kwargs: FullDisk(real_open(path, *args, **kwargs))
+                        if str(path).endswith(".lock") else real_open(path, *args, **kwargs))
+    with pytest.raises(WriteError, match=r"could not write '.*\.lock' \(.* free\): .*No space left on device"):
+        with RunLock(tmp_path / "run"):
+            pass

@@ -169,7 +169,7 @@ class RunLock:
 
     def __init__(self, run_dir: Path):
         self.run_dir = Path(run_dir)
-        self._handle: IO[str] | None = None
+        self._handle: IO[bytes] | None = None
 
     def busy_message(self, holder: str) -> str:
         return (f"run directory '{self.run_dir}' is in use by another gan process (pid {holder}); one run "
@@ -177,21 +177,21 @@ class RunLock:
 
     def __enter__(self) -> RunLock:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        handle = open(self.run_dir / self.lock_name, "a+")
+        # unbuffered: a write a full disk refuses fails at once, and closing has nothing left to flush
+        handle = open(self.run_dir / self.lock_name, "a+b", buffering=0)  # noqa: SIM115 - held until __exit__
         if fcntl is not None:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 handle.seek(0)
-                holder = handle.read().strip() or "unknown"
+                holder = handle.read().decode(errors="replace").strip() or "unknown"
                 handle.close()
                 raise RunDirectoryBusy(self.busy_message(holder)) from None
         try:
             handle.seek(0)
             handle.truncate()
-            handle.write(f"{os.getpid()}\n")
-            handle.flush()
-        except OSError as error:  # a full disk: the flush names no file
+            handle.write(f"{os.getpid()}\n".encode())
+        except OSError as error:  # a full disk: the write names no file
             handle.close()
             raise WriteError(f"could not write '{self.run_dir / self.lock_name}' ({free_space(self.run_dir)}): "
                              f"{error}") from error
