@@ -499,3 +499,27 @@ def test_a_run_lock_a_full_disk_refuses_is_one_line_not_a_traceback(tmp_path, mo
     with pytest.raises(WriteError, match=r"could not write '.*\.lock' \(.* free\): .*No space left on device"):
         with RunLock(tmp_path / "run"):
             pass
+
+
+def test_a_resume_that_cannot_write_its_config_leaves_it_and_says_nothing_untrue_of_it(tmp_path, monkeypatch):
+    # The resume's config.toml was never written, yet it warned "config.toml keeps the settings of
+    # this resume, which trained no step" (a restore of the old one had failed too).
+    import warnings
+
+    from gan.core.files import WriteError
+    from gan.training import loop
+
+    run = train(tiny_config(), tmp_path / "run", CPU, progress_stream=sys.stdout).run_dir
+    before = (run / "config.toml").read_bytes()
+
+    def refuse(path, *args, **kwargs):
+        raise WriteError(f"could not write '{path}' (0.0 MiB free): [Errno 28] No space left on device")
+
+    monkeypatch.setattr(loop, "write_text_atomically", refuse)
+    monkeypatch.setattr(loop, "write_atomically", refuse)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(WriteError, match="config.toml"):
+            train(tiny_config("train.steps=6"), run, CPU, resume=True, progress_stream=sys.stdout)
+    assert not [warning for warning in caught if "keeps the settings of this resume" in str(warning.message)]
+    assert (run / "config.toml").read_bytes() == before

@@ -643,9 +643,10 @@ def _start_logging(run: _Run, resume: bool, progress_stream: Any) -> None:
                                 run.samples_seen, run.device, group)
     if run.main:  # once the data is ready (a decoded-image cache may take minutes to build first)
         run.run_dir.mkdir(parents=True, exist_ok=True)
-        if resume and (run.run_dir / "config.toml").is_file():
-            run.config_found = (run.run_dir / "config.toml").read_bytes()
+        found = (run.run_dir / "config.toml").read_bytes() if resume and (run.run_dir / "config.toml").is_file() \
+            else None
         write_text_atomically(run.run_dir / "config.toml", dump_config(config))
+        run.config_found = found  # (to put back only once replaced: a write that failed left it as it was)
     run.writer = (EventLog(lambda purge: SummaryWriter(str(run.run_dir), purge_step=purge), run.run_dir,
                            purge_step=_purge_from(run) if resume else None) if run.main else _NullWriter())
     if resume and run.main:  # TensorBoard purges the steps to train again; so do the run's other records
