@@ -523,3 +523,15 @@ def test_a_resume_that_cannot_write_its_config_leaves_it_and_says_nothing_untrue
             train(tiny_config("train.steps=6"), run, CPU, resume=True, progress_stream=sys.stdout)
     assert not [warning for warning in caught if "keeps the settings of this resume" in str(warning.message)]
     assert (run / "config.toml").read_bytes() == before
+
+
+def test_a_one_step_run_whose_only_checkpoint_fails_leaves_no_run_directory(tmp_path, monkeypatch):
+    # Its preview grids stayed, in a folder --run-dir then called foreign ("files gan did not
+    # write (samples)") and gan compare no run.
+    monkeypatch.setattr(checkpoint_module.torch, "save", torch_save_on_a_full_disk({1}))
+    result = CliRunner().invoke(main, ["train", str(REPO / "experiments" / "dcgan_demo.toml"),
+                                       *[arg for item in [*TINY, "train.steps=1", "log.image_every=1"]
+                                         for arg in ("--set", item)], "--out", str(tmp_path / "runs")])
+    assert result.exit_code == 2 and "checkpoint-00000001.pt" in result.output, result.output
+    left = [path for path in (tmp_path / "runs").iterdir() if path.is_dir()]  # (beside .run-numbers.lock)
+    assert not left, list((tmp_path / "runs").rglob("*"))

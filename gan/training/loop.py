@@ -523,9 +523,12 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
 
 
 def _discard_start(run_dir: Path) -> None:
-    """What a new run wrote before its first step failed (config.toml, an empty event file): nothing
-    to look at, so the failed command leaves no run directory (`gan train` removes the emptied one)."""
-    for path in (run_dir / "config.toml", *run_dir.glob("events.out.tfevents.*")):
+    """What a new run wrote before its first step failed, or before its first checkpoint when that
+    step's failed (config.toml, the event file, that step's preview grids): nothing to resume, so
+    the failed command leaves no run directory (`gan train` removes the emptied one), where a
+    half-left one would read as foreign to `--run-dir` and `gan compare`."""
+    for path in (run_dir / "config.toml", *run_dir.glob("events.out.tfevents.*"),
+                 *(run_dir / "samples").glob("[0-9]" * 8 + "-*.png")):
         path.unlink(missing_ok=True)
     with contextlib.suppress(OSError):
         (run_dir / "samples").rmdir()  # only when empty
