@@ -298,3 +298,22 @@ def test_starts_a_rerun_sweep_set_aside_are_no_runs_of_the_comparison(sweep, tmp
     assert len(runs) == 5 and not any("abandoned" in run.name for run in runs)
     alone = sweep / set_aside_path(Path("00000-adversarial=hinge-seed=0"), 0).name
     assert find_runs([alone]) == [alone]  # named, it is compared
+
+
+def test_a_figure_the_disk_refuses_leaves_the_last_comparisons_table_and_csv(sweep, tmp_path, monkeypatch):
+    # compare.md and compare.csv of the new runs were written, then the figure failed: a table of
+    # these runs beside the figure of the last comparison.
+    from gan.core.files import WriteError
+    from gan.tools import compare as compare_module
+
+    out = tmp_path / "out"
+    compare([sweep / "00000-adversarial=hinge-seed=0"], None, out)
+    before = {name: (out / name).read_bytes() for name in ("compare.md", "compare.csv", "compare.png")}
+
+    def refuse(path, write):
+        raise WriteError(f"could not write '{path}' (0.0 MiB free)")
+
+    monkeypatch.setattr(compare_module, "write_atomically", refuse)
+    with pytest.raises(WriteError, match="compare.png"):
+        compare([sweep], None, out)
+    assert {name: (out / name).read_bytes() for name in before} == before

@@ -576,7 +576,9 @@ def compare(paths: list[Path], metric: str | None, out: Path) -> tuple[str, list
         table += (f"\nNot compared: {len(not_started)} run(s) that sweep.toml lists have no run directory (never "
                   f"started, or failed before their first checkpoint, which removes it): {named}.\n")
     out.mkdir(parents=True, exist_ok=True)
-    write_text_atomically(out / "compare.md", table)
-    write_text_atomically(out / "compare.csv", csv_text(summaries, metric))
+    # The figure first, the largest file: a disk that refuses it leaves the three of the last
+    # comparison, not a table of these runs beside a figure of others.
     plot(grouped, metric, out / "compare.png")
+    write_text_atomically(out / "compare.csv", csv_text(summaries, metric))
+    write_text_atomically(out / "compare.md", table)
     return table, summaries
