@@ -503,3 +503,23 @@ def test_a_grid_named_as_the_folder_of_the_separate_images_is_refused_before_any
     result = invoke("sample", tiny_demo_run, "--n", "4", "--out", grid, "--separate", grid)
     assert_clean_error(result, f"'{grid}' would be both a file this command writes and the folder of")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_sample_set_the_disk_cuts_short_removes_what_it_wrote_and_says_how_many(tiny_demo_run, tmp_path,
+                                                                                  monkeypatch):
+    # Only Ctrl-C said how many it removed; a full disk's one line did not, as the docs promise.
+    from gan.core import images
+    from gan.core.files import WriteError
+
+    save_image, calls = images.save_image, {"n": 0}
+
+    def full_at_the_31st(image, path, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 31:
+            raise WriteError(f"could not write '{path}' (0.0 MiB free): [Errno 28] No space left on device")
+        return save_image(image, path, *args, **kwargs)
+
+    monkeypatch.setattr(images, "save_image", full_at_the_31st)
+    result = invoke("sample", tiny_demo_run, "--n", "40", "--separate", tmp_path / "new" / "each")
+    assert_clean_error(result, "00030.png' (0.0 MiB free)", "; removed the 30 file(s) it had written")
+    assert not (tmp_path / "new").exists()

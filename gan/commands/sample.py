@@ -250,8 +250,9 @@ def sample(source: Path, count: int, out: Path | None, separate: Path | None, se
     try:
         write_samples(itertools.chain([first], batches), out, separate, steps or None, written, total)
     except (WriteError, NonFiniteOutput) as error:
-        remove_written(written, created)  # a failed command leaves none of its files, nor the folders it made
-        fail(f"'{path}': {error}" if isinstance(error, NonFiniteOutput) else error)
+        removed = remove_written(written, created)  # a failed command leaves none of its files, nor its folders
+        removed_note = f"; removed the {removed} file(s) it had written" if removed else ""
+        fail(f"'{path}': {error}{removed_note}" if isinstance(error, NonFiniteOutput) else f"{error}{removed_note}")
     except KeyboardInterrupt:  # so does a stopped one: part of a set would pass for a whole one (FID's, say)
         click.echo(f"removed the {remove_written(written, created)} file(s) it had written", err=True)
         raise
