@@ -535,3 +535,30 @@ def test_a_one_step_run_whose_only_checkpoint_fails_leaves_no_run_directory(tmp_
     assert result.exit_code == 2 and "checkpoint-00000001.pt" in result.output, result.output
     left = [path for path in (tmp_path / "runs").iterdir() if path.is_dir()]  # (beside .run-numbers.lock)
     assert not left, list((tmp_path / "runs").rglob("*"))
+
+
+def test_each_retry_on_a_disk_still_full_leaves_no_empty_event_file(tmp_path):
+    # Every retry (one a minute) made a fresh event file the full disk left empty: hundreds a night.
+    from gan.training.event_log import EventLog
+
+    class Writer:
+        """Makes its event file, as TensorBoard's does, then fails to write anything into it."""
+        count = 0
+
+        def __init__(self, purge_step):
+            Writer.count += 1
+            (tmp_path / f"events.out.tfevents.{Writer.count}").touch()
+
+        def add_scalar(self, *args):
+            raise OSError(28, "No space left on device")
+
+        def close(self):
+            pass
+
+    (tmp_path / "events.out.tfevents.0").write_bytes(b"the events written before")
+    with pytest.warns(UserWarning, match=r"could not be written \(.* MiB free: .*No space left"):
+        log = EventLog(Writer, tmp_path, retry_s=0)
+        for step in range(5):
+            log.add_scalar("loss", 1.0, step)
+        log.close()
+    assert Writer.count == 5 and [path.name for path in tmp_path.iterdir()] == ["events.out.tfevents.0"]

@@ -10,11 +10,16 @@ was full are lost; checkpoints are written and retried on their own (gan/core/fi
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable
+
+from gan.core.files import free_space
+
+EVENT_FILES = "events.out.tfevents.*"
 
 
 class EventLog:
@@ -26,6 +31,7 @@ class EventLog:
         self._warned = False
         self._failed_at = 0.0
         self._writer = None
+        self._files_before: set[Path] = set()
         # TensorBoard's thread prints its OSError as a traceback before the error reaches us;
         # the warning below says it in one line, so that thread's OSErrors are not printed.
         self._previous_hook = threading.excepthook
@@ -37,6 +43,7 @@ class EventLog:
             self._previous_hook(args)
 
     def _try_open(self, purge_step: int | None = None) -> None:
+        self._files_before = set(self.run_dir.glob(EVENT_FILES))
         try:
             self._writer = self._open(purge_step)
         except OSError as error:
@@ -48,11 +55,16 @@ class EventLog:
                 self._writer.close()
             except Exception:  # the dead thread's error again; the events it held are lost either way
                 pass
+        # An attempt on a disk still full leaves an empty event file: one a minute, for as long as it stays full.
+        for path in set(self.run_dir.glob(EVENT_FILES)) - self._files_before:
+            with contextlib.suppress(OSError):
+                if path.stat().st_size == 0:
+                    path.unlink()
         self._writer, self._failed_at = None, time.monotonic()
         if not self._warned:
             self._warned = True
-            warnings.warn(f"TensorBoard events in '{self.run_dir}' could not be written ({error}); training goes "
-                          "on, and logging resumes when there is space again", stacklevel=3)
+            warnings.warn(f"TensorBoard events in '{self.run_dir}' could not be written ({free_space(self.run_dir)}: "
+                          f"{error}); training goes on, and logging resumes when there is space again", stacklevel=3)
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> None:
         if self._writer is None:
