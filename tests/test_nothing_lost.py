@@ -403,3 +403,18 @@ def test_compare_counts_a_run_named_twice_once_and_warns_of_runs_of_the_same_see
     with pytest.warns(UserWarning, match=r"group 'all runs' has runs of the same seed: .*runs/a.*runs/rerun "
                                          r"\(train.seed 0\); they count as 3 seeds"):
         invoke("compare", tmp_path / "runs", "--out", tmp_path / "out2")
+
+
+def test_the_temp_files_a_killed_command_left_beside_its_outputs_go_at_the_next_write_there(tiny_demo_run,
+                                                                                             tmp_path):
+    # A kill -9 of gan sample --separate, translate or export left <name>.<pid>.<hex>.tmp files that
+    # no later command removed (only run directories were cleaned).
+    each = tmp_path / "each"
+    each.mkdir()
+    stale, live, own = (each / f"00003.png.{dead_pid()}.0badcafe.tmp", each / f"00004.png.{os.getpid()}.0badcafe.tmp",
+                        each / "notes.tmp")
+    for path in (stale, live, own):
+        path.write_bytes(b"partial")
+    result = invoke("sample", tiny_demo_run, "--n", "2", "--separate", each)
+    assert result.exit_code == 0, result.output
+    assert not stale.exists() and live.exists() and own.exists()  # (a live writer's, and a person's own, stay)

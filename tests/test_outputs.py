@@ -396,8 +396,8 @@ def test_a_checkpoint_pruned_between_its_choice_and_its_read_is_passed_for_the_n
     chosen = []
     resolve = exported.resolve_checkpoint
 
-    def pruned_once(source):
-        path = resolve(source)
+    def pruned_once(source, *options):
+        path = resolve(source, *options)
         if not chosen:  # the first choice: a checkpoint the run has just pruned
             chosen.append(path)
             return path.with_name("checkpoint-99999999.pt")

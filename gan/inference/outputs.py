@@ -25,7 +25,7 @@ import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from gan.core.files import LOCK_NAME
+from gan.core.files import LOCK_NAME, remove_stale_temps
 
 # The names gan/core/checkpoint.py gives a run's state, spelled here so that this module needs
 # no torch (tests/test_outputs.py checks that they agree).
@@ -196,7 +196,8 @@ def check_outputs(outputs: Sequence[Path], inputs: Iterable[Path] = (), overwrit
     `overwrite`, none exists yet. `own` names the files a command keeps its results in by default
     (`gan eval`'s metrics-<step>.json in a run directory): a new result replaces them, without
     --overwrite and even in a run directory, but they are still never an input or a training-state
-    name. Call it with all outputs before writing any."""
+    name. Call it with all outputs before writing any: once they may be written, it removes the
+    temp files of writers that died (kill -9) from their folders."""
     protected, folders = _Inputs(inputs), _Folders()
     owned = {folders.resolve(path) for path in own}
     planned: set[Path] = set()
@@ -220,3 +221,6 @@ def check_outputs(outputs: Sequence[Path], inputs: Iterable[Path] = (), overwrit
     if existing and not overwrite:
         raise OutputRefused(f"{len(existing)} of {len(outputs)} output file(s) already exist (the first: "
                             f"'{existing[0]}'); pass --overwrite to replace them")
+    for folder in {path.parent for path in planned}:  # what a command killed there (kill -9) left half-written
+        if folder.is_dir():
+            remove_stale_temps(folder)
