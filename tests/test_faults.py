@@ -183,10 +183,13 @@ def test_a_run_whose_lock_cannot_be_written_is_one_line_and_leaves_no_run_direct
     real_open = open
 
     class FullDisk:
-        """A lock file whose pid cannot be flushed, as on a full disk (the error names no file)."""
+        """A lock file whose pid cannot be written, as on a full disk (the error names no file)."""
 
         def __init__(self, handle):
             self.handle = handle
+
+        def write(self, data):  # (the lock file is unbuffered: the write itself meets the full disk)
+            raise OSError(28, "No space left on device")
 
         def flush(self):
             raise OSError(28, "No space left on device")
