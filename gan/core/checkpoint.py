@@ -85,6 +85,9 @@ def holds_a_run(folder: Path) -> bool:
     return (folder / "config.toml").is_file() or bool(folder.is_dir() and list_checkpoints(folder))
 
 
+_SET_ASIDE_MARK = ".abandoned-"
+
+
 def set_aside_path(run_dir: Path, number: int) -> Path:
     """Where `gan train --run-dir` moves a start that died before its first checkpoint (its
     `number`th): beside it, for a person to look at, and no run of a sweep's comparison."""
@@ -94,9 +97,6 @@ def set_aside_path(run_dir: Path, number: int) -> Path:
 def is_set_aside(folder: Path) -> bool:
     """Whether `folder` is a start `set_aside_path` named."""
     return re.fullmatch(rf".+{re.escape(_SET_ASIDE_MARK)}\d+", folder.name) is not None
-
-
-_SET_ASIDE_MARK = ".abandoned-"
 
 
 def trained_config(run_dir: Path) -> tuple[Path, dict[str, Any]] | None:

@@ -245,13 +245,13 @@ def load_translator(source: str | Path, device: torch.device, tile: int = WHOLE,
     overlap = DEFAULT_OVERLAP if overlap is None else overlap
     path, state = load_source(source, unconditional=False)
     config = state["config"]
-    unconditional = CheckpointError(f"'{path}' is an unconditional generator (it takes latents, not images); "
+    takes_latents = CheckpointError(f"'{path}' is an unconditional generator (it takes latents, not images); "
                                     "use `gan sample`")
     if config["recipe"] == "dcgan":
-        raise unconditional
+        raise takes_latents
     generator, _ = build_generator(state, path, generator_name(state["specs"], direction, path))
     if hasattr(generator, "latent_dim"):  # a config naming another recipe: the spec says what the network is
-        raise unconditional
+        raise takes_latents
     generator = generator.to(device)
     data = config["data"]
     input_upscale = data["scale"] if data["dataset"] == "sr_pairs" and data["upsample_input"] else 1
