@@ -80,3 +80,24 @@ def test_the_dry_run_prepares_faces_then_scales_the_batch_and_trains_the_flagshi
     for name in ("ada_best.png", "ada_progress.png"):
         assert (out / name).stat().st_size > 0
     assert "| ada: 12 steps" in (out / "summary.md").read_text()
+
+
+def load_gpu_check():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_check", REPO / "benchmarks" / "gpu_check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_bench_stage_measures_the_models_named_and_refuses_a_typo_before_the_call(tmp_path, monkeypatch):
+    gpu_check = load_gpu_check()
+    commands = []
+    monkeypatch.setattr(gpu_check, "run_stage", lambda command, timeout, log: commands.append(command) or {})
+    gpu_check.stage_bench(tmp_path, 300, "cuda", False, tmp_path, gpu_check.bench_models("srgan4x, dcgan128"))
+    (command,) = commands
+    assert [command[i + 1] for i, arg in enumerate(command) if arg == "--model"] == ["srgan4x", "dcgan128"]
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--bench-models", "srgan4,dcgan128"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "srgan4: expected some of dcgan128," in result.stderr
