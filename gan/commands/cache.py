@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from gan.commands.common import UserPath, fail
+from gan.core.wording import first_few
 
 MAX_NAMED = 5  # files named in a line; the rest are counted
 
@@ -47,8 +48,7 @@ def _scan(folder: Path):
 
 def _named(paths: list[Path]) -> str:
     """`a, b, c and 4 more`: the first few file names of a list."""
-    shown = ", ".join(path.name for path in paths[:MAX_NAMED])
-    return shown + (f" and {len(paths) - MAX_NAMED} more" if len(paths) > MAX_NAMED else "")
+    return first_few([path.name for path in paths], MAX_NAMED)
 
 
 def _mib(paths: list[Path]) -> float:

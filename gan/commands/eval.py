@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from gan.commands.common import UserPath, fail
+from gan.core.wording import first_few
 
 DEFAULT_EVAL_METRICS = "fid,kid,swd"
 MAX_NAMED = 5  # skipped images named in the summary line; the rest are counted
@@ -416,6 +417,4 @@ def _skipped_summary(skipped: list) -> str:
     """`; 2 image(s) skipped, in no row and no mean: a.png, b.jpg` for the summary line, or nothing."""
     if not skipped:
         return ""
-    named = ", ".join(one.image for one in skipped[:MAX_NAMED])
-    more = f" and {len(skipped) - MAX_NAMED} more" if len(skipped) > MAX_NAMED else ""
-    return f"; {len(skipped)} image(s) skipped, in no row and no mean: {named}{more}"
+    return f"; {len(skipped)} image(s) skipped, in no row and no mean: {first_few([one.image for one in skipped], MAX_NAMED)}"

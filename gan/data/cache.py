@@ -33,6 +33,7 @@ from gan.core.files import WriteError, free_space, process_alive, write_text_ato
 from gan.core.memory import format_bytes
 from gan.core.progress import Progress
 from gan.core.registry import ConfigError
+from gan.core.wording import first_few
 from gan.data.decode import ImageReadError, UnreadableImageWarning
 from gan.data.image_files import ImageFileDataset
 from gan.data.sampling import ResumableSampler, shard
@@ -209,8 +210,7 @@ def _report_undecodable(dataset: ImageFileDataset, undecodable, array_path: Path
     next readable image there, as in the uncached path), and counts them as skipped."""
     if not isinstance(undecodable, list) or not undecodable:
         return
-    named = "; ".join(f"'{name}'" for name in undecodable[:20]) + (f" and {len(undecodable) - 20} more"
-                                                                   if len(undecodable) > 20 else "")
+    named = first_few([f"'{name}'" for name in undecodable], 20, "; ")
     if dataset.skip_unreadable.strict:  # as the files themselves would be, read without the cache
         raise ImageReadError(f"{len(undecodable)} image file(s) could not be decoded when the cache '{array_path}' "
                              f"was built: {named} (data.strict / --strict makes this an error)")

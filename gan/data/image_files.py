@@ -14,6 +14,7 @@ from torch.utils.data import Dataset
 
 from gan.core.config import CELEBA_OFFICIAL_WIDTH
 from gan.core.images import pil_to_signed
+from gan.core.wording import first_few
 from gan.data.decode import (
     ImageReadError,
     UnreadableImageWarning,
@@ -180,8 +181,7 @@ def celeba_dataset(root: str | Path, resolution: int, crop: int = 148, split: st
         partition_file, partition = _read_partition(image_dir)
         unlisted = [path for path in paths if path.stem not in partition]
         if unlisted:  # (a partition file of another copy, or images added since)
-            shown = ", ".join(path.name for path in unlisted[:NAMES_SHOWN]) + (
-                f" and {len(unlisted) - NAMES_SHOWN} more" if len(unlisted) > NAMES_SHOWN else "")
+            shown = first_few([path.name for path in unlisted], NAMES_SHOWN)
             warnings.warn(f"{len(unlisted)} of the {len(paths)} images in '{image_dir}' are not listed in "
                           f"'{partition_file}', so no data.split holds them ({shown}); data.split = \"all\" reads "
                           "them", UserWarning, stacklevel=2)

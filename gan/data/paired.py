@@ -17,6 +17,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from gan.core.images import pil_to_signed
+from gan.core.wording import first_few
 from gan.data.decode import (
     ImageReadError,
     UnreadableImageWarning,
@@ -83,10 +84,9 @@ def check_side_by_side_shapes(paths: list[Path], root: Path, strict: bool) -> li
     problems = [(f"skipping {too_narrow_to_split(path, *sizes[path])}", UnreadableImageWarning)
                 for path in sorted(narrow)]
     if stray:
-        shown = "; ".join(stray[:MAX_LISTED]) + (f"; and {len(stray) - MAX_LISTED} more"
-                                                 if len(stray) > MAX_LISTED else "")
         problems.append((f"{len(stray)} image(s) in '{root}' are narrower than 2:1 while most are A|B pairs at least "
-                         f"twice as wide as high, so their halves may not be a pair: {shown}", UserWarning))
+                         f"twice as wide as high, so their halves may not be a pair: {first_few(stray, MAX_LISTED, '; ')}",
+                         UserWarning))
     if strict and problems:
         raise ImageReadError("; ".join(message for message, _ in problems)
                              + " (data.strict / --strict makes this an error)")
@@ -230,8 +230,7 @@ class PairedImages(Dataset):
         narrow = [path for path, size in sizes.items() if not pair_wide(*size)]
         if not narrow or len(narrow) >= len(sizes) / 2:  # (none; or no majority of pairs to stray from)
             return self
-        shown = ", ".join(path.name for path in narrow[:MAX_LISTED]) + (
-            f" and {len(narrow) - MAX_LISTED} more" if len(narrow) > MAX_LISTED else "")
+        shown = first_few([path.name for path in narrow], MAX_LISTED)
         warnings.warn(f"leaving out {len(narrow)} evaluation image(s) narrower than 2:1 while most are A|B pairs, as "
                       f"gan eval does (halved, they are no input and target): {shown}", stacklevel=2)
         dropped = set(narrow)
@@ -314,9 +313,8 @@ def matched_folders(root: Path) -> list[tuple[Path, Path]]:
     for side, other, mine, theirs in (("A", "B", a_files, b_files), ("B", "A", b_files, a_files)):
         alone = sorted(set(mine) - set(theirs))
         if alone:
-            shown = ", ".join(f"{side}/{name}" for name in alone[:MAX_LISTED])
-            more = f" and {len(alone) - MAX_LISTED} more" if len(alone) > MAX_LISTED else ""
-            problems.append(f"{len(alone)} file(s) in {side}/ have no partner in {other}/: {shown}{more}")
+            shown = first_few([f"{side}/{name}" for name in alone], MAX_LISTED)
+            problems.append(f"{len(alone)} file(s) in {side}/ have no partner in {other}/: {shown}")
     if problems:
         raise ValueError(f"unmatched pairs in '{root}' (files pair by name without extension): " + "; ".join(problems))
     return [(a_files[name], b_files[name]) for name in sorted(a_files)]
@@ -348,8 +346,7 @@ def check_pair_shapes(pairs: list[tuple[Path, Path]], root: Path, strict: bool) 
                               f"{b_path.relative_to(root)} {b_width}x{b_height}")
     if not mismatched:
         return
-    shown = "; ".join(mismatched[:MAX_LISTED]) + (f"; and {len(mismatched) - MAX_LISTED} more"
-                                                  if len(mismatched) > MAX_LISTED else "")
+    shown = first_few(mismatched, MAX_LISTED, "; ")
     message = (f"{len(mismatched)} pair(s) in '{root}' have A and B of different aspect ratios, so their pixels do "
                f"not correspond after resizing: {shown}")
     if strict:

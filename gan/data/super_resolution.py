@@ -21,6 +21,7 @@ from PIL import Image, ImageFilter
 from torch.utils.data import Dataset
 
 from gan.core.images import pil_to_signed
+from gan.core.wording import first_few
 from gan.data.decode import ImageReadError, find_images, header_size, read_rgb, readable_images
 from gan.data.image_files import SkipUnreadable, augmentation_key, location_of
 
@@ -190,8 +191,7 @@ MAX_NAMED = 20  # files named in one message; the rest are counted
 
 def _named_with_sizes(sizes: dict[Path, tuple[int, int]]) -> str:
     """'path' (WxH); ... for the first MAX_NAMED files, then how many more."""
-    named = "; ".join(f"'{path}' ({width}x{height})" for path, (width, height) in list(sizes.items())[:MAX_NAMED])
-    return named + (f" and {len(sizes) - MAX_NAMED} more" if len(sizes) > MAX_NAMED else "")
+    return first_few([f"'{path}' ({width}x{height})" for path, (width, height) in sizes.items()], MAX_NAMED, "; ")
 
 
 def _size(path: Path) -> tuple[int, int]:

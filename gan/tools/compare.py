@@ -33,6 +33,7 @@ from gan.core.checkpoint import holds_a_run, is_set_aside, trained_config
 from gan.core.config import BEST_METRICS, config_from_dict, config_to_dict, flatten_config
 from gan.core.files import write_atomically, write_text_atomically
 from gan.core.registry import ConfigError
+from gan.core.wording import first_few
 from gan.training.resolve import resolve_names
 
 IMAGE_TO_IMAGE = ("pix2pix", "srresnet", "srgan")  # recipes that validate: val/psnr by default
@@ -278,8 +279,7 @@ def _measured(curves: dict[str, Curve], metric: str) -> bool:
 
 
 def _named(runs: list[Path]) -> str:
-    shown = ", ".join(str(run) for run in runs[:MAX_NAMED])
-    return shown + (f" and {len(runs) - MAX_NAMED} more" if len(runs) > MAX_NAMED else "")
+    return first_few([str(run) for run in runs], MAX_NAMED)
 
 
 def check_metric(metric: str | None, default: str, scalars: dict[Path, dict[str, Curve]]) -> str:
@@ -480,9 +480,8 @@ def warn_of_runs_without(metric: str, groups: dict[str, dict[Path, dict[str, Cur
 
 def _listed(labels: list[str]) -> str:
     """Group labels in a sentence: `group 'a'`, or `groups 'a', 'b' and 2 more`."""
-    shown = ", ".join(f"'{label}'" for label in labels[:MAX_NAMED])
-    more = f" and {len(labels) - MAX_NAMED} more" if len(labels) > MAX_NAMED else ""
-    return f"group{'s' if len(labels) > 1 else ''} {shown}{more}"
+    quoted = [f"'{label}'" for label in labels]
+    return f"group{'s' if len(labels) > 1 else ''} {first_few(quoted, MAX_NAMED)}"
 
 
 def band(curves: list[Curve], smoothed: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -571,10 +570,9 @@ def compare(paths: list[Path], metric: str | None, out: Path) -> tuple[str, list
     table = markdown_table(summaries, metric, lower)
     not_started = sweep_runs_not_started(paths)
     if not_started:
-        named = ", ".join(not_started[:MAX_NAMED]) + (f" and {len(not_started) - MAX_NAMED} more"
-                                                      if len(not_started) > MAX_NAMED else "")
         table += (f"\nNot compared: {len(not_started)} run(s) that sweep.toml lists have no run directory (never "
-                  f"started, or failed before their first checkpoint, which removes it): {named}.\n")
+                  f"started, or failed before their first checkpoint, which removes it): "
+                  f"{first_few(not_started, MAX_NAMED)}.\n")
     out.mkdir(parents=True, exist_ok=True)
     # The figure first, the largest file: a disk that refuses it leaves the three of the last
     # comparison, not a table of these runs beside a figure of others.

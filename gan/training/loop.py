@@ -76,6 +76,7 @@ from gan.core.presets import LOSS_PRESETS
 from gan.core.processes import STOP_SIGNALS, ctrl_c_reaches_this_process, leave_the_terminal_on_hangup
 from gan.core.progress import Progress, format_duration, print_above
 from gan.core.registry import ConfigError
+from gan.core.wording import first_few
 from gan.data import data_signature, reference_data, training_batches
 from gan.data.sampling import first_samples
 from gan.metrics.generative import GenerativeEvaluator, score_generator
@@ -255,9 +256,8 @@ def start_or_resume(run_dir: Path, config_file: Path | None = None) -> bool:
     elif not started and any(entry.name != LOCK_NAME for entry in entries):
         foreign = foreign or [entry.name for entry in entries]  # a person's config.toml, say: no start left it
     if foreign:
-        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
         what = ("a best.pt but no checkpoint-*.pt to resume from" if foreign == ["best.pt"]
-                else f"files gan did not write ({shown}) and no checkpoint")
+                else f"files gan did not write ({first_few(foreign, 5)}) and no checkpoint")
         raise ConfigError(f"--run-dir '{run_dir}' holds {what}: it is not a run gan can start or resume there, and "
                           "nothing in it was touched; give a new or empty folder (--out makes numbered run folders "
                           "inside a folder)")
@@ -1175,9 +1175,8 @@ def _set_aside_records_after(run_dir: Path, step: int, say: Callable[[str], None
                 os.replace(path, aside)
                 stale.append(path.name)
         if stale:
-            shown = ", ".join(stale[:4]) + (f" and {len(stale) - 4} more" if len(stale) > 4 else "")
             say(f"{what} of steps past {step}, which this resume trains again, set aside as <name>.discarded: "
-                f"{shown}")
+                f"{first_few(stale, 4)}")
 
 
 def _log_generative_metrics(evaluator: GenerativeEvaluator, recipe: Recipe, writer: Any, run_dir: Path,
