@@ -41,6 +41,30 @@ def torch_save_on_a_full_disk(steps: set[int]):
     return save
 
 
+def test_a_failed_write_names_the_free_space_after_its_writer_let_go_of_the_temp(tmp_path, monkeypatch):
+    """torch's zip writer fails on a full disk from inside its frames, during another error, and
+    those frames hold the (unlinked) temp open: its space is free only once they let go. Measured
+    before that, the message read "0.0 MiB free" on a disk the failed write had filled."""
+    import weakref
+
+    held = []
+
+    def write(temp):
+        handle = open(temp, "wb")  # held by this frame's locals, as torch's writer holds its file
+        held.append(weakref.ref(handle))
+        handle.write(bytes(4096))
+        try:
+            raise RuntimeError("basic_ios::clear: iostream error")
+        finally:  # torch's __exit__ raises its own error during the first one
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+
+    seen_open = []
+    monkeypatch.setattr(files_module, "free_space", lambda folder: seen_open.append(held[0]() is not None) or "? free")
+    with pytest.raises(files_module.WriteError, match=r"could not write '.*c.pt' \(\? free\): \[enforce fail"):
+        files_module.write_atomically(tmp_path / "c.pt", write)
+    assert seen_open == [False] and list(tmp_path.iterdir()) == []
+
+
 def test_a_full_disk_mid_run_is_reported_and_loses_no_training(tmp_path, monkeypatch):
     straight = train(tiny_config(), tmp_path / "straight", CPU, progress_stream=sys.stdout)
     monkeypatch.setattr(checkpoint_module.torch, "save", torch_save_on_a_full_disk({2}))
