@@ -130,6 +130,19 @@ def random_rgb(size: tuple[int, int], seed: int) -> Image.Image:
     return Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8), "RGB")
 
 
+def damage_past_the_header(path: Path) -> None:
+    """Damage an image file so that only decoding it finds out: its header and its end marker still
+    read (a file cut short is found at the scan). A JPEG's Huffman table is made bogus; a PNG's pixel
+    data is cut short before an IEND chunk."""
+    data = bytearray(path.read_bytes())
+    if data.startswith(b"\x89PNG"):
+        path.write_bytes(bytes(data[:len(data) // 2]) + b"\x00\x00\x00\x00IEND\xaeB`\x82")
+        return
+    table = data.index(b"\xff\xc4") + 5  # DHT: its 16 code-length counts, now summing past 256
+    data[table:table + 16] = b"\xff" * 16
+    path.write_bytes(bytes(data))
+
+
 def invoke(*args):
     """`gan ARGS...` through click's test runner (arguments may be paths)."""
     from click.testing import CliRunner

@@ -6,7 +6,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from conftest import random_rgb, write_png16
+from conftest import damage_past_the_header, random_rgb, write_png16
 from PIL import Image
 
 from gan.core.registry import ConfigError
@@ -72,28 +72,47 @@ def test_corrupt_file_is_an_error_when_strict(tmp_path):
         image_folder_dataset(tmp_path, resolution=8, strict=True)
 
 
-def test_truncated_file_is_skipped_when_loaded(tmp_path):
-    """A truncated JPEG has a valid header: it fails only when decoded, mid-training."""
-    random_rgb((64, 64), 0).save(tmp_path / "a_truncated.jpg", quality=95)
-    data = (tmp_path / "a_truncated.jpg").read_bytes()
-    (tmp_path / "a_truncated.jpg").write_bytes(data[: len(data) // 3])
+def test_a_file_damaged_past_its_header_is_skipped_when_loaded(tmp_path):
+    """A damaged JPEG with a valid header and end marker fails only when decoded, mid-training."""
+    random_rgb((64, 64), 0).save(tmp_path / "a_damaged.jpg", quality=95)
+    damage_past_the_header(tmp_path / "a_damaged.jpg")
     random_rgb((64, 64), 1).save(tmp_path / "b_good.jpg")
     dataset = image_folder_dataset(tmp_path, resolution=8)
     assert len(dataset) == 2  # passes the header scan
-    with pytest.warns(UnreadableImageWarning, match="a_truncated.jpg"):
+    with pytest.warns(UnreadableImageWarning, match="a_damaged.jpg"):
         item = dataset[0]["image"]
     assert torch.equal(item, dataset[1]["image"])  # the next image stands in
     assert dataset.num_skipped == 1
     strict = image_folder_dataset(tmp_path, resolution=8, strict=True)
-    with pytest.raises(ImageReadError, match="a_truncated.jpg"):
+    with pytest.raises(ImageReadError, match="a_damaged.jpg"):
         strict[0]
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_a_file_cut_short_is_skipped_at_the_scan_so_max_images_and_the_count_leave_it_out(tmp_path, suffix):
+    """Its header reads, so it used to count among data.max_images and the training images, then
+    fail when decoded: its neighbour stood in, and was drawn twice as often."""
+    for index in range(4):
+        random_rgb((64, 64), index).save(tmp_path / f"{index}{suffix}")
+    data = (tmp_path / f"1{suffix}").read_bytes()
+    (tmp_path / f"1{suffix}").write_bytes(data[: len(data) // 3])
+    with pytest.warns(UnreadableImageWarning, match=rf"skipping unreadable image '.*1\{suffix}': cut short: "):
+        dataset = image_folder_dataset(tmp_path, resolution=8, max_images=3)
+    assert [path.name for path in dataset.paths] == [f"0{suffix}", f"2{suffix}", f"3{suffix}"]
+    with pytest.raises(ImageReadError, match=rf"1\{suffix}': cut short"):
+        image_folder_dataset(tmp_path, resolution=8, strict=True)
+    padded = tmp_path / f"0{suffix}"  # bytes after the end marker (some writers add them) are no damage
+    padded.write_bytes(padded.read_bytes() + bytes(200))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        image_folder_dataset(tmp_path, resolution=8, max_images=1)
+    assert not [w for w in caught if issubclass(w.category, UnreadableImageWarning)]
 
 
 def test_a_file_met_by_several_loader_workers_is_counted_once(tmp_path):
     for index in range(6):
         random_rgb((16, 16), index).save(tmp_path / f"{index}.png")
-    data = (tmp_path / "2.png").read_bytes()
-    (tmp_path / "2.png").write_bytes(data[: len(data) // 2])  # passes the header scan, fails to decode
+    damage_past_the_header(tmp_path / "2.png")  # passes the header scan, fails to decode
     dataset = image_folder_dataset(tmp_path, resolution=8)
     loader = torch.utils.data.DataLoader(dataset, batch_size=1, num_workers=2)
     with warnings.catch_warnings():

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import random_rgb, tiny_config
+from conftest import damage_past_the_header, random_rgb, tiny_config
 
 import gan.data.cache as cache_module
 from gan.core.config import DataConfig
@@ -328,8 +328,7 @@ def test_strict_refuses_a_cache_built_past_an_undecodable_image(folder, tmp_path
     used to warn and train, where reading the files themselves stops with an error."""
     from gan.data.decode import ImageReadError
 
-    whole = (folder / "05.png").read_bytes()
-    (folder / "05.png").write_bytes(whole[:len(whole) // 2])  # the header reads; the pixels are cut short
+    damage_past_the_header(folder / "05.png")  # the header reads; the pixels are cut short
     with pytest.warns(UserWarning):
         config, _ = build_once(folder, tmp_path)
     config.strict = True

@@ -12,7 +12,7 @@ import zlib
 import numpy as np
 import pytest
 import torch
-from conftest import random_rgb, tiny_config, write_png16
+from conftest import damage_past_the_header, random_rgb, tiny_config, write_png16
 from PIL import Image
 
 from gan.data.decode import UnreadableImageWarning
@@ -37,7 +37,8 @@ def png_header_only(width: int, height: int) -> bytes:
 EXPECTED = {
     "good_0.png": "read", "good_1.png": "read", "good_2.jpg": "read",
     "png_named_as.jpg": "read", "sixteen_bit.png": "read", "cmyk.jpg": "read", "one_pixel.png": "read",
-    "truncated.jpg": "read-then-skipped",  # its header is fine; decoding fails, at load time
+    "damaged.jpg": "read-then-skipped",  # its header and end marker are fine; decoding fails, at load time
+    "truncated.jpg": "skipped",  # its header is fine, its end is missing
     "zero_bytes.jpg": "skipped", "bomb.png": "skipped", "not_an_image.png": "skipped",
     "folder_named.png": "skipped", "broken_symlink.png": "skipped", "no_permission.png": "skipped",
 }
@@ -57,6 +58,8 @@ def bad_folder(tmp_path):
     jpeg = io.BytesIO()
     random_rgb((64, 64), 5).save(jpeg, format="JPEG", quality=95)
     (root / "truncated.jpg").write_bytes(jpeg.getvalue()[: len(jpeg.getvalue()) // 2])
+    (root / "damaged.jpg").write_bytes(jpeg.getvalue())
+    damage_past_the_header(root / "damaged.jpg")
     (root / "zero_bytes.jpg").write_bytes(b"")
     (root / "bomb.png").write_bytes(png_header_only(200_000, 200_000))
     (root / "not_an_image.png").write_text("just text, not pixels\n")
@@ -92,7 +95,7 @@ def test_each_bad_file_is_read_or_skipped_with_a_warning_naming_it(bad_folder):
     assert images.shape[1:] == (3, 16, 16) and torch.isfinite(images).all()
     assert images.min() >= -1 and images.max() <= 1
     late = [str(w.message) for w in caught if issubclass(w.category, UnreadableImageWarning)]
-    assert len(late) == 1 and "truncated.jpg" in late[0]  # warned once, then its slot takes the next image
+    assert len(late) == 1 and "damaged.jpg" in late[0]  # warned once, then its slot takes the next image
 
 
 def test_a_training_run_over_the_bad_folder_finishes_and_reports_the_skips(bad_folder, tmp_path, capsys):

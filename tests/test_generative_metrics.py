@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import random_rgb, tiny_config
+from conftest import damage_past_the_header, random_rgb, tiny_config
 from PIL import Image, ImageFilter
 
 import gan.metrics.generative as generative
@@ -355,7 +355,7 @@ def test_gan_eval_by_default_computes_what_can_run_here_and_names_what_it_skippe
 def test_a_file_that_fails_to_decode_is_left_out_of_the_reference_set_not_replaced_by_its_neighbour(tmp_path):
     for index in range(8):
         random_rgb((16, 16), index).save(tmp_path / f"{index}.png")
-    (tmp_path / "3.png").write_bytes((tmp_path / "3.png").read_bytes()[:-100])  # the header still reads
+    damage_past_the_header(tmp_path / "3.png")  # the header still reads
     data = DataConfig(dataset="folder", root=str(tmp_path), resolution=16)
     with pytest.warns(UserWarning, match=r"skipping an unreadable file: .*3.png"):
         images = generative.load_reference_images(data, 8)

@@ -11,7 +11,15 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, random_rgb, tiny_recipe_config, write_png16, write_raw_png, write_recipe_data
+from conftest import (
+    REPO,
+    damage_past_the_header,
+    random_rgb,
+    tiny_recipe_config,
+    write_png16,
+    write_raw_png,
+    write_recipe_data,
+)
 from PIL import Image, features
 
 from gan.core.config import DataConfig
@@ -350,8 +358,7 @@ def test_a_folder_of_undecodable_images_names_the_folder(tmp_path):
     folder.mkdir()
     for index in range(2):
         random_rgb((64, 64), index).save(folder / f"{index}.jpg", quality=95)
-        data = (folder / f"{index}.jpg").read_bytes()
-        (folder / f"{index}.jpg").write_bytes(data[:len(data) // 2])  # headers pass; decoding fails
+        damage_past_the_header(folder / f"{index}.jpg")  # headers pass; decoding fails
     dataset = image_folder_dataset(folder, 8)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -452,8 +459,7 @@ def test_a_reused_cache_still_names_the_files_that_failed_to_decode(tmp_path):
     folder.mkdir()
     for index in range(4):
         random_rgb((24, 24), index).save(folder / f"{index}.jpg", quality=95)
-    data = (folder / "2.jpg").read_bytes()
-    (folder / "2.jpg").write_bytes(data[:len(data) // 2])
+    damage_past_the_header(folder / "2.jpg")
     config = DataConfig(dataset="folder", root=str(folder), resolution=8, num_workers=0, cache="mmap",
                         cache_dir=str(tmp_path / "cache"))
     for attempt in ("build", "reuse"):

@@ -259,14 +259,39 @@ def read_rgb(path: str | Path) -> Image.Image:
 
 
 def check_header(path: Path) -> str | None:
-    """Cheap check (header only) that `path` is an image Pillow can open; returns the problem or None."""
+    """Cheap check that `path` is an image Pillow can open, and, for JPEG and PNG, that the file was
+    not cut short; returns the problem or None."""
     try:
         with opened_image(path) as image:
             width, height = image.size
-        if width < 1 or height < 1:
-            return f"empty image ({width}x{height})"
+            if width < 1 or height < 1:
+                return f"empty image ({width}x{height})"
+            return cut_short_problem(path, image)
     except DECODE_ERRORS as error:
         return decode_problem(error)
+
+
+# How a whole file of these formats ends. A file cut short (a copy or an unpack stopped) still has
+# its header: found only when decoded, it would be counted among data.max_images and the training
+# images, then replaced by its neighbour, which would be drawn twice as often.
+COMPLETE_ENDINGS = {"JPEG": b"\xff\xd9", "PNG": b"IEND\xaeB`\x82"}
+TAIL_BYTES = 64  # some writers add bytes after the end marker
+
+
+def cut_short_problem(path: Path, image: Image.Image) -> str | None:
+    """For a JPEG or PNG whose last bytes hold no end marker, the decoder's problem with the whole
+    file (decoded to be sure: some writers pad after the marker), else None. The tail is one read."""
+    ending = COMPLETE_ENDINGS.get(image.format or "")
+    if ending is None:
+        return None
+    with open(path, "rb") as file:
+        file.seek(max(0, file.seek(0, os.SEEK_END) - TAIL_BYTES))
+        if ending in file.read():
+            return None
+    try:
+        image.load()
+    except DECODE_ERRORS as error:
+        return f"cut short: {decode_problem(error)}"
     return None
 
 
