@@ -5,76 +5,209 @@ Nothing is downloaded: fetch img_align_celeba.zip (and optionally
 list_eval_partition.txt) yourself, as datasets/README.md describes, then
 
     python datasets/prepare_celeba.py --zip ~/Downloads/img_align_celeba.zip \
-        --partition ~/Downloads/list_eval_partition.txt --out data/celeba
+        --partition ~/Downloads/list_eval_partition.txt --out datasets/celeba
 
-which leaves data/celeba/img_align_celeba/*.jpg and data/celeba/list_eval_partition.txt.
-With only --out, it checks an existing folder. Exits non-zero when something is off.
+which leaves datasets/celeba/img_align_celeba/*.jpg and datasets/celeba/list_eval_partition.txt.
+Run again after an interruption, it keeps the files already unpacked whole and goes on. It never
+replaces a file that differs from the zip's. With only --out, it checks an existing folder: every
+image is opened and checked for being cut short. Exits non-zero when something is off.
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
+import json
+import os
 import sys
 import zipfile
+import zlib
 from collections import Counter
 from pathlib import Path
 
-from PIL import Image
+from gan.core.files import is_stale_temp, remove_stale_temps, temp_name, write_atomically, write_text_atomically
+from gan.core.wording import first_few
+from gan.data.decode import check_header, header_size
+from gan.data.image_files import read_partition_file
 
 OFFICIAL_COUNT = 202_599
 OFFICIAL_SIZE = (178, 218)
 CROP = 148  # data.crop of the CelebA configs, in official pixels
+IMAGE_FOLDER = "img_align_celeba"
+PARTITION_NAME = "list_eval_partition.txt"
+RECORD_NAME = "prepare_celeba.json"  # what the last unpack took from which zip, and whether it finished
+NAMED = 5  # files named in one message; the rest are counted
 
 
-def unpack(archive: Path, out: Path) -> None:
-    with zipfile.ZipFile(archive) as zipped:
-        members = [m for m in zipped.namelist() if m.startswith("img_align_celeba/") and m.endswith(".jpg")]
-        if not members:
-            sys.exit(f"{archive}: no img_align_celeba/*.jpg inside; is this CelebA's aligned-faces zip?")
-        print(f"unpacking {len(members)} images to {out / 'img_align_celeba'} ...")
-        zipped.extractall(out, members)
+def fail(message: str) -> None:
+    sys.exit(f"prepare_celeba: error: {message}")
 
 
-def check(out: Path, sample_every: int = 1000) -> tuple[int, int] | None:
-    """Report what `out` holds; the most common image size, or None when there are no faces."""
-    image_dir = out / "img_align_celeba"
-    if not image_dir.is_dir():
-        print(f"missing folder {image_dir}")
+def faces_in(archive: Path) -> dict[str, zipfile.ZipInfo]:
+    """The zip's face JPEGs by file name: those in a folder named img_align_celeba, as in the official
+    zip (img_align_celeba/000001.jpg) and Kaggle's (img_align_celeba/img_align_celeba/000001.jpg)."""
+    if not archive.is_file():
+        fail(f"--zip '{archive}' is not a file")
+    try:
+        zipped = zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, OSError) as error:
+        fail(f"--zip '{archive}' is not a readable zip ({error}); download it again")
+    with zipped:
+        members = [info for info in zipped.infolist() if not info.is_dir()]
+    faces: dict[str, zipfile.ZipInfo] = {}
+    for info in members:
+        path = Path(info.filename)
+        if path.suffix.lower() == ".jpg" and path.parent.name == IMAGE_FOLDER:
+            if path.name in faces:
+                fail(f"--zip '{archive}' holds '{path.name}' twice ({faces[path.name].filename} and {info.filename})")
+            faces[path.name] = info
+    if not faces:
+        held = first_few([info.filename for info in members], NAMED) or "nothing"
+        fail(f"--zip '{archive}' holds no {IMAGE_FOLDER}/*.jpg (it holds {held}): is it CelebA's aligned-faces zip?")
+    return faces
+
+
+def file_crc(path: Path) -> int:
+    crc = 0
+    with open(path, "rb") as file:
+        while chunk := file.read(1 << 20):
+            crc = zlib.crc32(chunk, crc)
+    return crc
+
+
+def already_there(path: Path, info: zipfile.ZipInfo) -> bool | None:
+    """True when `path` holds the member's bytes, False when it holds others, None when it is absent."""
+    if not path.exists():
         return None
-    images = sorted(image_dir.glob("*.jpg"))
-    print(f"{len(images)} images in {image_dir} (the full set has {OFFICIAL_COUNT})")
-    sizes = Counter()
-    for path in images[::sample_every]:
-        with Image.open(path) as image:
-            sizes[image.size] += 1
-    print("sizes of every", sample_every, "th image:", dict(sizes))
-    if sizes and set(sizes) != {OFFICIAL_SIZE}:
-        print(f"note: the official aligned faces are {OFFICIAL_SIZE}; the crop is scaled to the width found")
-    partition = out / "list_eval_partition.txt"
+    return path.is_file() and path.stat().st_size == info.file_size and file_crc(path) == info.CRC
+
+
+def unpack(archive: Path, faces: dict[str, zipfile.ZipInfo], image_dir: Path, record: Path) -> None:
+    """Each face to a temp name, checked against its CRC, then renamed: an interrupted or damaged
+    unpack leaves only whole files, and the record says it did not finish."""
+    remove_stale_temps(image_dir)  # an earlier unpack's, killed mid-file
+    missing = [name for name, info in sorted(faces.items()) if not already_there(image_dir / name, info)]
+    write_text_atomically(record, json.dumps({"zip": str(archive.resolve()), "images": len(faces),
+                                              "complete": False}) + "\n")
+    print(f"unpacking {len(missing)} images to {image_dir} ({len(faces) - len(missing)} already there) ...")
+    with zipfile.ZipFile(archive) as zipped:
+        for count, name in enumerate(missing, 1):
+            destination = image_dir / name
+            temp = temp_name(destination)
+            try:
+                with zipped.open(faces[name]) as source, open(temp, "wb") as target:
+                    while chunk := source.read(1 << 20):  # zipfile checks the CRC at the member's end
+                        target.write(chunk)
+                os.replace(temp, destination)
+            except (zipfile.BadZipFile, OSError, EOFError) as error:
+                temp.unlink(missing_ok=True)
+                fail(f"could not unpack '{faces[name].filename}' from '{archive}' ({error}); the {count - 1} images "
+                     "unpacked before it are whole: free space, or download the zip again, then run this again")
+            if count % 5000 == 0 or count == len(missing):
+                print(f"  {count}/{len(missing)}", flush=True)
+    write_text_atomically(record, json.dumps({"zip": str(archive.resolve()), "images": len(faces),
+                                              "complete": True}) + "\n")
+
+
+def refuse_to_replace(faces: dict[str, zipfile.ZipInfo], image_dir: Path, partition: Path | None,
+                      partition_destination: Path) -> None:
+    """Files of --out that the unpack or the copy would replace with other bytes: named, nothing written."""
+    differing = [name for name, info in sorted(faces.items()) if already_there(image_dir / name, info) is False]
+    if partition and partition_destination.exists() and not partition_destination.samefile(partition) \
+            and partition_destination.read_bytes() != partition.read_bytes():
+        differing.append(str(partition_destination))
+    if differing:
+        fail(f"{len(differing)} file(s) in '{image_dir.parent}' differ from what would replace them "
+             f"({first_few(differing, NAMED)}): nothing was written; move them away or choose another --out")
+
+
+def check(out: Path) -> tuple[tuple[int, int] | None, list[str]]:
+    """Report what `out` holds: (the most common image size or None, the problems found)."""
+    image_dir = out / IMAGE_FOLDER
+    if not image_dir.is_dir():
+        return None, [f"no folder '{image_dir}'"]
+    problems = []
+    leftovers = [path for path in image_dir.glob("*.tmp") if is_stale_temp(path)]
+    record_path = out / RECORD_NAME
+    record = json.loads(record_path.read_text()) if record_path.is_file() else None
+    if leftovers or (record and not record.get("complete")):
+        problems.append(f"an unpack into '{image_dir}' did not finish: run the same --zip command again (it keeps "
+                        "the images already unpacked whole)")
+    images = sorted(path for path in image_dir.iterdir() if path.suffix.lower() == ".jpg")
+    print(f"checking {len(images)} images in {image_dir} (the full set has {OFFICIAL_COUNT:,}) ...", flush=True)
+    if record and record.get("complete") and len(images) < record["images"]:
+        problems.append(f"{record['images'] - len(images)} of the {record['images']} images unpacked from "
+                        f"'{record['zip']}' are missing; run the --zip command again")
+    elif not record and len(images) < OFFICIAL_COUNT:
+        print(f"note: fewer than the official {OFFICIAL_COUNT:,} faces (fine for a subset)")
+    sizes: Counter[tuple[int, int]] = Counter()
+    unreadable = []
+    for path in images:
+        problem = check_header(path)
+        if problem:
+            unreadable.append(f"{path.name} ({problem})")
+        else:
+            sizes[header_size(path)] += 1
+    if unreadable:
+        problems.append(f"{len(unreadable)} image(s) cannot be read: {first_few(unreadable, NAMED, '; ')}")
+    if len(sizes) > 1:
+        shown = ", ".join(f"{count} at {width}x{height}" for (width, height), count in sizes.most_common())
+        problems.append(f"the images are of {len(sizes)} sizes ({shown}): two copies of CelebA mixed?")
+    elif sizes and set(sizes) != {OFFICIAL_SIZE}:
+        print(f"note: the official aligned faces are {OFFICIAL_SIZE[0]}x{OFFICIAL_SIZE[1]}; the crop is scaled "
+              "to the width found")
+    partition = out / PARTITION_NAME
     if partition.is_file():
-        splits = Counter(line.split()[1] for line in partition.read_text().splitlines() if line.strip())
-        print(f"partition: train {splits['0']}, valid {splits['1']}, test {splits['2']}")
+        try:
+            splits = read_partition_file(partition)
+        except ValueError as error:
+            problems.append(str(error))
+        else:
+            counts = Counter(splits.values())
+            print(f"partition: train {counts[0]}, valid {counts[1]}, test {counts[2]}")
+            absent = len(set(splits) - {path.stem for path in images})
+            if absent:
+                print(f"note: {absent} of the images the partition lists are not in the folder")
     else:
         print(f"no {partition}: data.split must stay \"all\"")
-    return sizes.most_common(1)[0][0] if images else None
+    return (sizes.most_common(1)[0][0] if sizes else None), problems
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--zip", type=Path, help="img_align_celeba.zip, downloaded by you")
-    parser.add_argument("--partition", type=Path, help="list_eval_partition.txt, downloaded by you")
+    parser.add_argument("--partition", type=Path, help="list_eval_partition.txt (or Kaggle's .csv), downloaded by you")
     parser.add_argument("--out", type=Path, required=True, help="folder to hold img_align_celeba/")
     args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
-    if args.zip:
-        unpack(args.zip, args.out)
+    out, image_dir = args.out, args.out / IMAGE_FOLDER
+    partition_destination = out / PARTITION_NAME
+    # Everything that can be checked is, before anything is written.
+    faces = faces_in(args.zip) if args.zip else {}
     if args.partition:
-        shutil.copy(args.partition, args.out / "list_eval_partition.txt")
-    size = check(args.out)
-    if size is None:
+        if not args.partition.is_file():
+            fail(f"--partition '{args.partition}' is not a file")
+        try:
+            read_partition_file(args.partition)
+        except ValueError as error:
+            fail(f"--partition: {error}")
+    if out.exists() and not out.is_dir():
+        fail(f"--out '{out}' is a file, not a folder")
+    if faces or args.partition:
+        refuse_to_replace(faces, image_dir, args.partition, partition_destination)
+        try:
+            image_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            fail(f"cannot make '{image_dir}': {error.strerror or error}")
+    if faces:
+        unpack(args.zip, faces, image_dir, out / RECORD_NAME)
+    if args.partition and not (partition_destination.exists() and partition_destination.samefile(args.partition)):
+        # (a .csv keeps its text: the loader reads both forms)
+        write_atomically(partition_destination, lambda temp: temp.write_bytes(args.partition.read_bytes()))
+    size, problems = check(out)
+    for problem in problems:
+        print(f"problem: {problem}")
+    if problems or size is None:
         sys.exit(1)
-    print(ready_message(size, args.out / "img_align_celeba"))
+    print(ready_message(size, image_dir))
 
 
 def ready_message(size: tuple[int, int], image_dir: Path) -> str:
@@ -91,4 +224,7 @@ def ready_message(size: tuple[int, int], image_dir: Path) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except OSError as error:  # a full disk, a read-only folder, mid-unpack: one line, no traceback
+        fail(f"{error.strerror or error}{f': {error.filename!r}' if error.filename else ''}")

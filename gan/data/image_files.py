@@ -219,6 +219,28 @@ def partition_candidates(image_dir: Path) -> list[Path]:
     return [folder / f"list_eval_partition.{suffix}" for suffix in ("txt", "csv") for folder in folders]
 
 
+def read_partition_file(path: Path) -> dict[str, int]:
+    """CelebA's list_eval_partition.txt (or Kaggle's .csv; UTF-8 or UTF-16): each image's name without
+    extension -> 0 (train), 1 (valid) or 2 (test). ValueError names the file and line of a problem."""
+    partition: dict[str, int] = {}
+    raw = path.read_bytes()
+    try:  # (saved as UTF-16, "Unicode" in Windows' Notepad, it starts with its byte-order mark)
+        text = raw.decode("utf-16" if raw.startswith((b"\xff\xfe", b"\xfe\xff")) else "utf-8-sig")
+    except UnicodeDecodeError as error:  # (the file names are ASCII: this is another file)
+        raise ValueError(f"'{path}' is not CelebA's list_eval_partition.txt: it is not text ({error})") from None
+    for number, line in enumerate(text.splitlines(), 1):
+        fields = line.replace(",", " ").split()  # (Kaggle's copy is a CSV)
+        if not fields or (number == 1 and fields == ["image_id", "partition"]):  # (the CSV's header)
+            continue
+        if len(fields) != 2 or fields[1] not in ("0", "1", "2"):
+            raise ValueError(f"{path}:{number}: expected '<file name> <0|1|2>', got '{line}'")
+        stem = Path(fields[0]).stem
+        if partition.setdefault(stem, int(fields[1])) != int(fields[1]):  # which one is meant?
+            raise ValueError(f"{path}:{number}: '{fields[0]}' is listed again, in another partition "
+                             f"({fields[1]}, after {partition[stem]})")
+    return partition
+
+
 def _read_partition(image_dir: Path) -> tuple[Path, dict[str, int]]:
     """(the partition file, each image's name without extension -> 0, 1 or 2)."""
     candidates = partition_candidates(image_dir)
@@ -227,23 +249,7 @@ def _read_partition(image_dir: Path) -> tuple[Path, dict[str, int]]:
             raise PartitionFileError(f"'{path}' is {regular_file_problem(path)}: link it to CelebA's "
                                     "list_eval_partition.txt, or use data.split=\"all\"")
         if path.is_file():
-            partition: dict[str, int] = {}
-            raw = path.read_bytes()
-            try:  # (saved as UTF-16, "Unicode" in Windows' Notepad, it starts with its byte-order mark)
-                text = raw.decode("utf-16" if raw.startswith((b"\xff\xfe", b"\xfe\xff")) else "utf-8-sig")
-            except UnicodeDecodeError as error:  # (the file names are ASCII: this is another file)
-                raise ValueError(f"'{path}' is not CelebA's list_eval_partition.txt: it is not text ({error})") from None
-            for number, line in enumerate(text.splitlines(), 1):
-                fields = line.replace(",", " ").split()  # (Kaggle's copy is a CSV)
-                if not fields or (number == 1 and fields == ["image_id", "partition"]):  # (the CSV's header)
-                    continue
-                if len(fields) != 2 or fields[1] not in ("0", "1", "2"):
-                    raise ValueError(f"{path}:{number}: expected '<file name> <0|1|2>', got '{line}'")
-                stem = Path(fields[0]).stem
-                if partition.setdefault(stem, int(fields[1])) != int(fields[1]):  # which one is meant?
-                    raise ValueError(f"{path}:{number}: '{fields[0]}' is listed again, in another partition "
-                                     f"({fields[1]}, after {partition[stem]})")
-            return path, partition
+            return path, read_partition_file(path)
     raise PartitionFileError(
         f"data.split needs CelebA's list_eval_partition.txt; put it at '{candidates[0]}' or use data.split=\"all\""
     )

@@ -1,0 +1,135 @@
+"""datasets/prepare_celeba.py: unpacks CelebA's zip without replacing anything that differs, leaves
+only whole files when stopped, and says "ready" only for a folder that is."""
+
+import io
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from conftest import REPO, random_rgb
+
+SCRIPT = REPO / "datasets" / "prepare_celeba.py"
+FACES = 12
+
+
+def prepare(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True, timeout=120)
+
+
+def jpeg(size: tuple[int, int], seed: int) -> bytes:
+    buffer = io.BytesIO()
+    random_rgb(size, seed).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def write_zip(path: Path, size=(178, 218), seed=0, folder="img_align_celeba/", damaged: int | None = None) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zipped:
+        for index in range(1, FACES + 1):
+            data = jpeg(size, seed + index)
+            zipped.writestr(f"{folder}{index:06d}.jpg", data)
+    if damaged is not None:  # flip bytes inside one member's stored data: its CRC fails when read
+        raw = bytearray(path.read_bytes())
+        with zipfile.ZipFile(path) as zipped:
+            info = zipped.getinfo(f"{folder}{damaged:06d}.jpg")
+        start = info.header_offset + 30 + len(info.filename) + len(info.extra) + info.file_size // 2
+        raw[start:start + 8] = bytes(8)
+        path.write_bytes(bytes(raw))
+    return path
+
+
+def write_partition(path: Path, encoding="utf-8") -> Path:
+    path.write_text("".join(f"{index:06d}.jpg {0 if index <= 8 else 1 if index <= 10 else 2}\n"
+                            for index in range(1, FACES + 1)), encoding=encoding)
+    return path
+
+
+def test_unpacks_checks_and_suggests_the_config_then_a_rerun_keeps_what_is_there(tmp_path):
+    archive, partition, out = write_zip(tmp_path / "celeba.zip"), write_partition(tmp_path / "p.txt"), tmp_path / "out"
+    first = prepare("--zip", archive, "--partition", partition, "--out", out)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "partition: train 8, valid 2, test 2" in first.stdout
+    assert f"ready: gan train experiments/dcgan_celeba128.toml --set data.root={out / 'img_align_celeba'}" in first.stdout
+    assert len(list((out / "img_align_celeba").glob("*.jpg"))) == FACES
+    again = prepare("--zip", archive, "--partition", partition, "--out", out)
+    assert again.returncode == 0 and f"unpacking 0 images to {out / 'img_align_celeba'} ({FACES} already there)" \
+        in again.stdout, again.stdout + again.stderr
+
+
+def test_files_that_differ_are_never_replaced(tmp_path):
+    out = tmp_path / "out"
+    assert prepare("--zip", write_zip(tmp_path / "full.zip"), "--out", out).returncode == 0
+    before = {path.name: path.read_bytes() for path in (out / "img_align_celeba").iterdir()}
+    half = prepare("--zip", write_zip(tmp_path / "half.zip", size=(89, 109), seed=100), "--out", out)
+    assert half.returncode == 1 and "ready:" not in half.stdout
+    assert half.stderr.strip().startswith(f"prepare_celeba: error: {FACES} file(s) in '{out}' differ from what would "
+                                          "replace them (000001.jpg, ") and "nothing was written" in half.stderr
+    assert {path.name: path.read_bytes() for path in (out / "img_align_celeba").iterdir()} == before
+    (out / "list_eval_partition.txt").write_text("000001.jpg 0\n")
+    other = prepare("--partition", write_partition(tmp_path / "p.txt"), "--out", out)
+    assert other.returncode == 1 and "list_eval_partition.txt)" in other.stderr
+    assert (out / "list_eval_partition.txt").read_text() == "000001.jpg 0\n"
+
+
+def test_a_damaged_zip_leaves_only_whole_files_and_the_check_says_it_did_not_finish(tmp_path):
+    out = tmp_path / "out"
+    damaged = prepare("--zip", write_zip(tmp_path / "bad.zip", damaged=6), "--out", out)
+    assert damaged.returncode == 1 and "Traceback" not in damaged.stderr
+    assert "could not unpack 'img_align_celeba/000006.jpg'" in damaged.stderr and "the 5 images" in damaged.stderr
+    assert sorted(path.name for path in (out / "img_align_celeba").iterdir()) == [f"{i:06d}.jpg" for i in range(1, 6)]
+    check = prepare("--out", out)  # the five whole files are no finished set
+    assert check.returncode == 1 and "ready:" not in check.stdout
+    assert "problem: an unpack into" in check.stdout and "did not finish" in check.stdout
+    good = prepare("--zip", write_zip(tmp_path / "good.zip"), "--out", out)  # goes on from where it stopped
+    assert good.returncode == 0 and f"unpacking {FACES - 5} images" in good.stdout, good.stdout + good.stderr
+
+
+def test_the_check_finds_files_cut_short_and_mixed_sizes(tmp_path):
+    out = tmp_path / "out"
+    assert prepare("--zip", write_zip(tmp_path / "celeba.zip"), "--out", out).returncode == 0
+    image_dir = out / "img_align_celeba"
+    cut = image_dir / "000003.jpg"
+    cut.write_bytes(cut.read_bytes()[:-2000])  # its header whole, its end missing
+    (image_dir / "000004.jpg").write_bytes(jpeg((89, 109), 7))
+    check = prepare("--out", out)
+    assert check.returncode == 1 and "ready:" not in check.stdout
+    assert "problem: 1 image(s) cannot be read: 000003.jpg (cut short: " in check.stdout
+    assert f"problem: the images are of 2 sizes ({FACES - 2} at 178x218, 1 at 89x109)" in check.stdout
+
+
+@pytest.mark.parametrize("form", ["utf-16", "kaggle-csv"])
+def test_the_partition_forms_the_loader_reads_are_read_here_too(tmp_path, form):
+    out = tmp_path / "out"
+    if form == "utf-16":
+        partition = write_partition(tmp_path / "p.txt", encoding="utf-16")
+    else:
+        partition = tmp_path / "list_eval_partition.csv"
+        partition.write_text("image_id,partition\n" + "".join(
+            f"{index:06d}.jpg,{0 if index <= 8 else 1 if index <= 10 else 2}\n" for index in range(1, FACES + 1)))
+    result = prepare("--zip", write_zip(tmp_path / "celeba.zip", folder="img_align_celeba/img_align_celeba/"),
+                     "--partition", partition, "--out", out)  # Kaggle's zip nests the folder
+    assert result.returncode == 0 and "partition: train 8, valid 2, test 2" in result.stdout, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("case", ["text named .zip", "no faces inside", "missing zip", "bad partition", "out is a file"])
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, case):
+    out, archive, partition = tmp_path / "out", tmp_path / "celeba.zip", None
+    if case == "text named .zip":
+        archive.write_text("not a zip")
+    elif case == "no faces inside":
+        with zipfile.ZipFile(archive, "w") as zipped:
+            zipped.writestr("readme.txt", "hello")
+    elif case == "missing zip":
+        archive = tmp_path / "absent.zip"
+    else:
+        write_zip(archive)
+    if case == "bad partition":
+        partition = tmp_path / "p.txt"
+        partition.write_text("000001.jpg 7\n")
+    if case == "out is a file":
+        out.write_text("x")
+    result = prepare("--zip", archive, *(["--partition", partition] if partition else []), "--out", out)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1 and lines[0].startswith("prepare_celeba: error: "), result.stderr
+    assert out.is_file() if case == "out is a file" else not out.exists()
