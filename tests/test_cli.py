@@ -167,16 +167,15 @@ def test_the_demo_config_itself_runs(tmp_path):
 
 
 def test_a_file_that_fails_in_a_loader_worker_under_strict_is_one_line_after_a_checkpoint(tmp_path):
-    """A truncated file passes the scan and fails mid-run in a DataLoader worker, which re-raises it
+    """A damaged file passes the scan and fails mid-run in a DataLoader worker, which re-raises it
     wrapped in the worker's traceback: the error is the file's one line, and the steps trained are kept."""
-    from conftest import random_rgb
+    from conftest import damage_past_the_header, random_rgb
 
     images = tmp_path / "images"
     images.mkdir()
     for index in range(40):
         random_rgb((20, 20), index).save(images / f"{index:02d}.png")
-    data = (images / "30.png").read_bytes()
-    (images / "30.png").write_bytes(data[:-200])
+    damage_past_the_header(images / "30.png")
     args = ["train", DEMO, *_sets(*TINY, "data.dataset=folder", f"data.root={images}", "train.steps=20",
                                   "train.batch_size=8", "data.num_workers=2", "train.checkpoint_every=20"),
             "--strict", "--out", str(tmp_path / "runs")]

@@ -424,3 +424,27 @@ def test_a_folder_key_that_names_a_file_is_named_in_the_error(tmp_path):
                                  load_size=16))
     with pytest.raises(NotADirectoryError, match=r"it is set by data.root, which names a folder"):
         build_dataset(DataConfig(dataset="folder", root=str(image), resolution=16))
+
+
+def test_a_crop_smaller_than_the_resolution_is_warned_of_as_upsampled(tmp_path):
+    """CelebA's half-size copies (89x109) hold a 74-px face crop: trained at 128 they were upsampled
+    1.7x without a word, while datasets/prepare_celeba.py says they are too small for 128."""
+    celeba = tmp_path / "img_align_celeba"
+    celeba.mkdir()
+    for index in range(1, 5):
+        random_rgb((89, 109), index).save(celeba / f"{index:06d}.jpg")
+    with pytest.warns(UserWarning, match=r"the faces' centred crop \(data.crop = 148\) is smaller than data.resolution "
+                                         r"= 128 in every image \(smallest: 74 px, in the 89x109 '.*000001.jpg'\), so "
+                                         r"they are upsampled, up to 1.7x"):
+        celeba_dataset(celeba, 128)
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for index, size in enumerate([(64, 80), (50, 40), (70, 70)]):
+        random_rgb(size, index).save(folder / f"{index}.png")
+    with pytest.warns(UserWarning, match=r"their centred square is smaller than data.resolution = 64 in 1 of 3 images "
+                                         r"sampled \(smallest: 40 px, in the 50x40 '.*1.png'\)"):
+        image_folder_dataset(folder, 64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # large enough: no word
+        celeba_dataset(celeba, 64)
+        image_folder_dataset(folder, 32)

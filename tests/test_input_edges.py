@@ -119,10 +119,10 @@ def test_a_damaged_exif_tag_beside_the_orientation_gives_no_nameless_warning_on_
     directory = struct.pack("<H", len(entries)) + b"".join(struct.pack("<HHII", *entry) for entry in entries)
     folder = tmp_path / "images"
     folder.mkdir()
-    Image.new("RGB", (20, 30), RED).save(folder / "x.jpg", exif=b"Exif\x00\x00II*\x00" + struct.pack("<I", 8)
+    Image.new("RGB", (40, 60), RED).save(folder / "x.jpg", exif=b"Exif\x00\x00II*\x00" + struct.pack("<I", 8)
                                          + directory + b"\x00" * 4)
-    Image.new("RGB", (30, 20), BLUE).save(folder / "y.png")
-    assert read_rgb(folder / "x.jpg").size == header_size(folder / "x.jpg") == (30, 20)
+    Image.new("RGB", (60, 40), BLUE).save(folder / "y.png")
+    assert read_rgb(folder / "x.jpg").size == header_size(folder / "x.jpg") == (60, 40)
     # a process of its own: pytest records warnings itself, so they never reach the output here
     result = subprocess.run([sys.executable, "-m", "gan", "train", str(REPO / "experiments" / "dcgan_demo.toml"),
                              "--set", "data.dataset=folder", "--set", f"data.root={folder}", "--set", "train.steps=1",

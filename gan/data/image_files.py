@@ -19,6 +19,7 @@ from gan.data.decode import (
     ImageReadError,
     UnreadableImageWarning,
     find_images,
+    header_size,
     read_rgb,
     readable_images,
     regular_file_problem,
@@ -162,7 +163,33 @@ def image_folder_dataset(root: str | Path, resolution: int, hflip: bool = False,
     readable, skipped = readable_images(paths, strict, max_images)  # (max_images counts readable ones)
     if not readable:
         raise ImageReadError(f"none of the {len(paths)} image files under '{root}' could be read")
+    warn_of_upsampling(readable, centre_square, resolution, "their centred square")
     return ImageFileDataset(readable, resolution, centre_square, hflip, strict, len(skipped))
+
+
+UPSAMPLING_SAMPLE = 100  # images whose headers are read for the check: evenly spaced over the set
+
+
+def warn_of_upsampling(paths: list[Path], crop_box: CropBox, resolution: int, crop: str) -> None:
+    """A crop smaller than data.resolution is upsampled: the samples can hold no more detail than it
+    (CelebA's half-size copies at 128 px, say). Said once, from a sample of the images' headers."""
+    step = max(1, len(paths) // UPSAMPLING_SAMPLE)
+    sides = {}
+    for path in paths[::step]:
+        size = header_size(path)
+        if size is not None:
+            left, _, right, _ = crop_box(*size)
+            sides[path] = (right - left, size)
+    small = {path: side for path, side in sides.items() if side[0] < resolution}
+    if not small:
+        return
+    smallest = min(small, key=lambda path: small[path][0])
+    side, (width, height) = small[smallest]
+    share = "every image" if len(small) == len(sides) else f"{len(small)} of {len(sides)} images sampled"
+    warnings.warn(f"{crop} is smaller than data.resolution = {resolution} in {share} (smallest: {side} px, in the "
+                  f"{width}x{height} '{smallest}'), so they are upsampled, up to {resolution / side:.1f}x: the samples "
+                  f"hold no more detail than that; train at a lower data.resolution, or on larger images",
+                  UserWarning, stacklevel=3)
 
 
 def celeba_dataset(root: str | Path, resolution: int, crop: int = 148, split: str = "all",
@@ -192,6 +219,7 @@ def celeba_dataset(root: str | Path, resolution: int, crop: int = 148, split: st
     readable, skipped = readable_images(paths, strict, max_images)
     if not readable:
         raise ImageReadError(f"none of the {len(paths)} image files in '{image_dir}' could be read")
+    warn_of_upsampling(readable, celeba_crop(crop), resolution, f"the faces' centred crop (data.crop = {crop})")
     return ImageFileDataset(readable, resolution, celeba_crop(crop), hflip, strict, len(skipped))
 
 
