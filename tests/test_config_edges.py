@@ -204,9 +204,35 @@ def test_dcgan_channels_beyond_max_channels_are_refused_not_capped():
      "data.cache_verify = True changes nothing: it is read only when data.cache is 'mmap' or 'device'"),
     (["train.compile=off", "train.compile_mode=max-autotune-no-cudagraphs"],
      "train.compile_mode = 'max-autotune-no-cudagraphs' changes nothing: it is read only when train.compile is"),
+    # R1 regularises D, which trains only after adversarial_start: its one due step (16) fell before it
+    (["recipe=pix2pix", "data.dataset=paired", "train.steps=20", "train.adversarial_start=17", "loss.r1_gamma=10",
+      "loss.r1_every=16"], "loss.r1_every = 16: R1 is due at its multiples, and none falls after "
+                           "train.adversarial_start = 17 (when the discriminator trains) up to train.steps = 20"),
+    # adaptive p starts at 0 and first moves after augment_interval D steps (dcgan: d_steps each step)
+    (["train.steps=30", "train.d_steps=3", "loss.diffaugment=color", "loss.augment_p=adaptive",
+      "loss.augment_interval=100"], "loss.augment_interval = 100 is above the 90 discriminator steps this run has: "
+                                    "adaptive p starts at 0 and is first moved after that many, so it never leaves 0"),
+    (["recipe=cyclegan", "data.dataset=unpaired", "train.steps=30", "loss.diffaugment=color",
+      "loss.augment_p=adaptive", "loss.augment_interval=64"], "is above the 60 discriminator steps"),  # two Ds
+    # the EMA's decay warms up as (1 + n) / (10 + n): 0.9999 at 1,500 steps averaged as 0.995 did
+    (["train.steps=1500", "train.ema_decay=0.9999"], "train.ema_decay = 0.9999 (an average over about 10,000 steps) "
+                                                     "is never reached: the decay warms up as (1 + n) / (10 + n) after "
+                                                     "n steps, and ends this run's 1500 at 0.9940 (about 168 steps)"),
 ])
 def test_a_key_set_to_no_effect_is_warned_of_by_name(overrides, expected):
     assert any(expected in message for message in messages_of_warnings(None, overrides)), expected
+
+
+@pytest.mark.parametrize("overrides", [
+    ["recipe=pix2pix", "data.dataset=paired", "train.steps=20", "train.adversarial_start=15", "loss.r1_gamma=10",
+     "loss.r1_every=16", "train.ema_decay=0"],  # step 16 is after the adversarial start
+    ["train.steps=30", "train.d_steps=4", "loss.diffaugment=color", "loss.augment_p=adaptive",
+     "loss.augment_interval=100", "train.ema_decay=0"],  # 120 D steps
+    ["train.steps=1500", "train.ema_decay=0.995"],  # ends at 0.994: near enough that another value would differ
+])
+def test_a_key_that_takes_effect_late_in_the_run_is_not_warned_of(overrides):
+    assert not [message for message in messages_of_warnings(None, overrides)
+                if "never" in message or "changes nothing" in message]
 
 
 def test_metrics_keys_a_file_keeps_for_later_are_warned_of_only_when_given():

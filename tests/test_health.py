@@ -48,6 +48,15 @@ def test_a_conditional_recipes_saturation_advice_names_only_keys_it_reads():
     named = set(re.findall(r"\b(?:loss|train)\.[a-z_0-9]+", advice[False]))
     assert named and not [key for key in named if RECIPE_KEYS.get(key) == ("dcgan",)], named
     assert "wgan-gp" not in advice[False]
+    # the settings it names are ones such a recipe takes (it advised loss.preset = "hinge", which is dcgan's)
+    from conftest import REPO
+
+    from gan.training.resolve import load_config
+
+    settings = [f"{key}={value.strip(chr(34))}" for key, value in
+                re.findall(r"\b((?:loss|train|model)\.[a-z_.0-9]+) = (\"[^\"]*\"|true|false|[0-9.e-]+)", advice[False])]
+    assert settings, advice[False]
+    load_config(REPO / "experiments" / "pix2pix_facades.toml", settings)
 
 
 def test_an_exploding_loss_is_reported_against_its_own_history():

@@ -113,4 +113,15 @@ def test_a_run_names_its_preset_and_the_source_of_its_values(tmp_path):
             for word in ("--set", assignment)]
     result = CliRunner().invoke(main, ["train", str(DEMO), *sets, "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert "loss preset 'hinge': SAGAN, Zhang et al. 2019" in result.output
+    assert "loss preset 'hinge': SAGAN, Zhang et al. 2019" in result.output and "refines" not in result.output
+
+
+def test_the_preset_line_names_the_values_this_run_sets_otherwise(tmp_path):
+    # It stated the paper's values while the run trained with others (1 critic step, lambda 1)
+    sets = [word for assignment in [*TINY, "train.steps=1", "train.keep_best=", "loss.preset=wgan-gp",
+                                    "train.d_steps=1", "loss.gp_weight=1"] for word in ("--set", assignment)]
+    result = CliRunner().invoke(main, ["train", str(DEMO), *sets, "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert ("loss preset 'wgan-gp': WGAN-GP, Gulrajani et al. 2017: 5 critic steps per G step, lambda 10, Adam lr "
+            "1e-4, beta (0, 0.9), no BatchNorm in the critic; this run refines it: train.d_steps 5 -> 1, "
+            "loss.gp_weight 10.0 -> 1.0") in result.output, result.output

@@ -649,6 +649,11 @@ def inert_keys(config: Config) -> dict[str, str]:
     return found
 
 
+# Discriminator steps per training step that adaptive p counts, where not train.d_steps (dcgan) or
+# 1: CycleGAN's two discriminators each count.
+ADAPTIVE_STEPS_PER_STEP = {"cyclegan": 2}
+
+
 def _inert_keys(config: Config) -> list[tuple[str, str]]:
     """(key, sentence) for each key of `config` set to a value that changes nothing in the run it describes."""
     found = list(inert_keys(config).items())
@@ -663,10 +668,32 @@ def _inert_keys(config: Config) -> list[tuple[str, str]]:
     elif train.d_lr == 0:
         found.append(("train.d_lr", "train.d_lr = 0: the discriminator, where there is one, never learns, and the "
                                     "generator is trained against its random initial weights"))
-    if config.loss.r1_gamma and train.steps < config.loss.r1_every:
-        found.append(("loss.r1_every", f"loss.r1_every = {config.loss.r1_every} is above train.steps = {train.steps}: "
-                                       f"R1 is due every {config.loss.r1_every} steps, so it never runs, and "
-                                       f"loss.r1_gamma = {config.loss.r1_gamma:g} changes nothing"))
+    loss = config.loss
+    if loss.r1_gamma and train.steps < loss.r1_every:
+        found.append(("loss.r1_every", f"loss.r1_every = {loss.r1_every} is above train.steps = {train.steps}: "
+                                       f"R1 is due every {loss.r1_every} steps, so it never runs, and "
+                                       f"loss.r1_gamma = {loss.r1_gamma:g} changes nothing"))
+    elif loss.r1_gamma and train.steps // loss.r1_every * loss.r1_every <= train.adversarial_start < train.steps:
+        # (R1 regularises D, which trains only after adversarial_start)
+        found.append(("loss.r1_every", f"loss.r1_every = {loss.r1_every}: R1 is due at its multiples, and none falls "
+                                       f"after train.adversarial_start = {train.adversarial_start} (when the "
+                                       f"discriminator trains) up to train.steps = {train.steps}, so R1 never runs, and "
+                                       f"loss.r1_gamma = {loss.r1_gamma:g} changes nothing"))
+    discriminator_steps = (train.steps - train.adversarial_start) * ADAPTIVE_STEPS_PER_STEP.get(
+        config.recipe, 1 if config.recipe != "dcgan" else train.d_steps)
+    if loss.diffaugment and loss.augment_p == "adaptive" and 0 < discriminator_steps < loss.augment_interval:
+        found.append(("loss.augment_interval",
+                      f"loss.augment_interval = {loss.augment_interval} is above the {discriminator_steps} "
+                      "discriminator steps this run has: adaptive p starts at 0 and is first moved after that many, so "
+                      f"it never leaves 0, and loss.diffaugment = {loss.diffaugment!r} changes nothing"))
+    if train.ema_decay > 0:
+        reached = (1 + train.steps) / (10 + train.steps)  # the EMA's warm-up after the run's last update
+        if reached < train.ema_decay and 1 / (1 - reached) < 0.5 / (1 - train.ema_decay):
+            found.append(("train.ema_decay",
+                          f"train.ema_decay = {train.ema_decay:g} (an average over about {1 / (1 - train.ema_decay):,.0f}"
+                          " steps) is never reached: the decay warms up as (1 + n) / (10 + n) after n steps, and ends "
+                          f"this run's {train.steps} at {reached:.4f} (about {1 / (1 - reached):,.0f} steps), so any "
+                          f"train.ema_decay above {reached:.4f} trains the same"))
     if train.lr_schedule == "step" and (not train.lr_milestones or train.lr_gamma == 1):
         found.append(("train.lr_schedule",
                       "train.lr_schedule = 'step' " + ("with no train.lr_milestones" if not train.lr_milestones

@@ -61,8 +61,8 @@ ADVICE = {
 CONDITIONAL_ADVICE = {
     **ADVICE,
     "saturation": "D wins outright and G gets no adversarial gradient: lower train.d_lr, add "
-                  "loss.label_smoothing, loss.r1_gamma or loss.diffaugment, or try loss.preset = \"hinge\" "
-                  "(docs/regularisers.md)",
+                  "loss.label_smoothing, loss.r1_gamma or loss.diffaugment, or try loss.adversarial = \"hinge\" "
+                  "with model.discriminator_args.spectral_norm = true (docs/regularisers.md)",
 }
 
 

@@ -676,7 +676,11 @@ def _start_logging(run: _Run, resume: bool, progress_stream: Any) -> None:
             f"{per_process}, device {run.device} ({run.speed.describe()}), "
             f"{train_config.steps - run.start_step} steps to go")
     if config.loss.preset:
-        run.say(f"loss preset '{config.loss.preset}': {LOSS_PRESETS[config.loss.preset].source}")
+        values = flatten_config(config_to_dict(config))
+        refined = [f"{key} {value!r} -> {values[key]!r}" for key, value in LOSS_PRESETS[config.loss.preset].values.items()
+                   if values[key] != value]  # (the file's or --set's own keys refine the preset)
+        run.say(f"loss preset '{config.loss.preset}': {LOSS_PRESETS[config.loss.preset].source}"
+                + (f"; this run refines it: {', '.join(refined)}" if refined else ""))
     run.run_step = training_step(run.recipe, run.speed, run.device)
     run.timer_start, run.timer_step, run.paused = time.perf_counter(), run.start_step, 0.0
 
