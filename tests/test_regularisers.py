@@ -1,6 +1,7 @@
 """The discriminator's regularisers: spectral normalisation, lazy R1 and DiffAugment, on their own
 and in every recipe (resumes stay bit-exact, compile keeps working)."""
 
+import io
 import shutil
 import sys
 import warnings
@@ -409,3 +410,39 @@ def test_batchnorm_makes_each_images_r1_depend_on_the_others():
         changed = images.clone()
         changed[3] = -changed[3]
         assert (not torch.allclose(per_image_r1(images), per_image_r1(changed))) == mixes, norm
+
+
+@pytest.mark.parametrize("recipe, overrides, measured", [
+    # r_t is measured at every 3rd D step: with 2 D steps a step, D steps 3, 6, 9, 12 fall in steps 2, 3, 5, 6
+    ("dcgan", ["train.d_steps=2", "train.steps=6"], [2, 3, 5, 6]),
+    # no D before the adversarial start: nothing logged then, the first interval ends at step 5
+    ("pix2pix", ["train.adversarial_start=2", "train.steps=6"], [5]),
+])
+def test_augment_rt_is_logged_only_where_it_was_measured(recipe, overrides, measured, recipe_data, tmp_path):
+    """It was each window's mean of the held value: its starting 0 and every value again counted, so
+    a window that measured 0.75 once logged 0.25."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = tiny_recipe_config(recipe, recipe_data, "loss.diffaugment=color", "loss.augment_p=adaptive",
+                                "loss.augment_interval=3", "loss.augment_target=0.01", "loss.augment_images=8",
+                                "log.every=1", "log.image_every=100", "log.eval_every=0", "train.checkpoint_every=1", "train.keep_checkpoints=10",
+                                "train.ema_decay=0", *overrides)
+    run_dir = train(config, tmp_path / "run", CPU, progress_stream=io.StringIO()).run_dir
+    events = EventAccumulator(str(run_dir)).Reload()
+    logged = {event.step: event.value for event in events.Scalars("augment/rt")}
+    assert sorted(logged) == measured
+    for step, value in logged.items():  # each the r_t its step measured, as the checkpoint holds it
+        assert value == pytest.approx(float(load_checkpoint(run_dir / f"checkpoint-{step:08d}.pt")
+                                            ["recipe"]["augment"]["adaptive"]["rt"]), abs=1e-6)
+    assert min(event.step for event in events.Scalars("augment/p")) == int(config.train.adversarial_start) + 1
+
+
+def test_a_reordered_or_repeated_diffaugment_list_is_said_and_recorded_as_it_trains():
+    # It trained in the canonical order, each once, while config.toml kept the list as written
+    with pytest.warns(UserWarning, match=r"loss.diffaugment = 'cutout,cutout,color' is applied as 'color,cutout': the "
+                                         r"augmentations run in the order color, translation, cutout, each once"):
+        config = tiny_config("loss.diffaugment=cutout,cutout,color")
+    assert config.loss.diffaugment == "color,cutout"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert tiny_config("loss.diffaugment=Color, Cutout", "train.ema_decay=0").loss.diffaugment == "color,cutout"

@@ -73,6 +73,10 @@ def test_a_grid_may_not_set_a_key_twice_or_fight_the_seeds():
      "runs 00000-hflip=true-instance_noise_steps=0 and 00001-hflip=true-instance_noise_steps=100 would train the "
      "same (loss.instance_noise_steps = 100 changes nothing: it is read only when loss.instance_noise is above 0"),
     (["metrics.num_samples=256,512"], ["metrics.every=0"], "metrics.num_samples = 512 changes nothing"),
+    # DiffAugment's augmentations run in one order, each once: the two lists are one policy
+    (['loss.diffaugment="color,cutout","cutout,cutout,color"'], [],
+     "runs 00000-diffaugment=color_cutout and 00001-diffaugment=cutout_cutout_color would train the same (their "
+     "configs are the same once read"),
 ])
 def test_grid_values_that_change_nothing_are_refused_before_any_run(tmp_path, grid, sets, expected):
     # each value made a run of its own, training the same as the others

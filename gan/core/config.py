@@ -649,9 +649,12 @@ def inert_keys(config: Config) -> dict[str, str]:
     return found
 
 
-# Discriminator steps per training step that adaptive p counts, where not train.d_steps (dcgan) or
-# 1: CycleGAN's two discriminators each count.
-ADAPTIVE_STEPS_PER_STEP = {"cyclegan": 2}
+def discriminator_steps(config: Config, step: int) -> int:
+    """The discriminator steps a run has taken by the end of `step` (adaptive p counts them): none
+    before train.adversarial_start, then train.d_steps a step for dcgan, and CycleGAN's two
+    discriminators each count."""
+    per_step = {"dcgan": config.train.d_steps, "cyclegan": 2}.get(config.recipe, 1)
+    return max(0, step - config.train.adversarial_start) * per_step
 
 
 def _inert_keys(config: Config) -> list[tuple[str, str]]:
@@ -679,11 +682,10 @@ def _inert_keys(config: Config) -> list[tuple[str, str]]:
                                        f"after train.adversarial_start = {train.adversarial_start} (when the "
                                        f"discriminator trains) up to train.steps = {train.steps}, so R1 never runs, and "
                                        f"loss.r1_gamma = {loss.r1_gamma:g} changes nothing"))
-    discriminator_steps = (train.steps - train.adversarial_start) * ADAPTIVE_STEPS_PER_STEP.get(
-        config.recipe, 1 if config.recipe != "dcgan" else train.d_steps)
-    if loss.diffaugment and loss.augment_p == "adaptive" and 0 < discriminator_steps < loss.augment_interval:
+    run_d_steps = discriminator_steps(config, train.steps)
+    if loss.diffaugment and loss.augment_p == "adaptive" and 0 < run_d_steps < loss.augment_interval:
         found.append(("loss.augment_interval",
-                      f"loss.augment_interval = {loss.augment_interval} is above the {discriminator_steps} "
+                      f"loss.augment_interval = {loss.augment_interval} is above the {run_d_steps} "
                       "discriminator steps this run has: adaptive p starts at 0 and is first moved after that many, so "
                       f"it never leaves 0, and loss.diffaugment = {loss.diffaugment!r} changes nothing"))
     if train.ema_decay > 0:

@@ -54,7 +54,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from gan.core.config import Config, TrainConfig
+from gan.core.config import Config, TrainConfig, discriminator_steps
 from gan.core.registry import ConfigError
 from gan.data import build_dataset
 from gan.data.image_files import readable_items
@@ -69,8 +69,9 @@ AutocastFactory = Callable[[], AbstractContextManager]
 # out of its means: a window's loss/d is the mean of the steps that had one, not diluted by zeros.
 DISCRIMINATOR_METRICS = frozenset({
     "loss/d", "loss/d_A", "loss/d_B", "d/real", "d/fake", "d_A/real", "d_A/fake", "d_B/real", "d_B/fake",
-    "grad/discriminator", "loss/r1", "loss/g_adversarial", "loss/g_A", "loss/g_B"})
+    "grad/discriminator", "loss/r1", "loss/g_adversarial", "loss/g_A", "loss/g_B", "augment/p", "augment/rt"})
 _LAZY_R1_IDLE = frozenset({"loss/r1"})
+_UNMEASURED_RT = frozenset({"augment/rt"})  # adaptive p's r_t holds its last measurement between them
 RGB_CHANNELS = 3  # every data set yields RGB images (gan/data/decode.py converts whatever it reads)
 
 
@@ -235,12 +236,19 @@ class RecipeBase:
         return None
 
     def idle_metrics(self, step: int) -> frozenset[str]:
-        """The metrics `step` returns as placeholders: the discriminator's, before it trains, and a lazy
+        """The metrics `step` returns as placeholders: the discriminator's, before it trains, a lazy
         R1's between the steps that compute it (loss/r1 is the mean of those that do: a value held
-        over from an earlier step would weigh in again, and not after a resume)."""
+        over from an earlier step would weigh in again, and not after a resume), and adaptive p's r_t
+        between its measurements (augment/rt was a mean that counted its starting 0 and each value
+        again; augment/p is the mean of p over the window's steps)."""
         if not adversarial_on(step, self.config.train):
             return DISCRIMINATOR_METRICS
-        return frozenset() if self.r1.due(step) or not self.r1.enabled else _LAZY_R1_IDLE
+        idle = frozenset() if self.r1.due(step) or not self.r1.enabled else _LAZY_R1_IDLE
+        if self.adaptive_augment:  # r_t is measured at the steps that end an interval of D steps
+            interval = self.config.loss.augment_interval
+            if discriminator_steps(self.config, step) // interval == discriminator_steps(self.config, step - 1) // interval:
+                idle |= _UNMEASURED_RT
+        return idle
 
     def state_dict(self) -> dict[str, Any]:
         return {"augment": self.augment.state_dict()} if self.augment else {}

@@ -17,7 +17,7 @@ from gan.data import DATASETS
 from gan.metrics.generative import check_metric_names
 from gan.nets import resolve_network_args
 from gan.recipes import RECIPES
-from gan.recipes.augment import parse_policy
+from gan.recipes.augment import AUGMENTATIONS, parse_policy
 from gan.recipes.losses import ADVERSARIAL_LOSSES
 
 # Keys that only some recipes read: set away from their default for another recipe, they
@@ -74,7 +74,12 @@ def resolve_names(config: Config) -> Config:
         raise ConfigError(f"loss.adversarial = 'wgan-gp': recipe '{config.recipe}' applies no gradient penalty "
                           "(dcgan does), so its critic would train unconstrained; use vanilla, lsgan or hinge")
     check_metric_names(config.metrics.names, "metrics.names")
-    parse_policy(config.loss.diffaugment, "loss.diffaugment")
+    policy = parse_policy(config.loss.diffaugment, "loss.diffaugment")
+    written = [name.strip().lower() for name in config.loss.diffaugment.split(",") if name.strip()]
+    if written != list(policy):  # (config.toml and a sweep's runs then show what trains)
+        warnings.warn(f"loss.diffaugment = {config.loss.diffaugment!r} is applied as {','.join(policy)!r}: the "
+                      f"augmentations run in the order {', '.join(AUGMENTATIONS)}, each once", stacklevel=3)
+    config.loss.diffaugment = ",".join(policy)
     warn_about_ignored_keys(config)
     return config
 
