@@ -35,6 +35,20 @@ def test_rate_and_eta_count_only_what_was_done_since_the_start(clock):
     assert stream.getvalue() == "image 60/100 (60%)  1.0 img/s  elapsed 0m10s  ETA 0m40s\n"
 
 
+def test_the_eta_leaves_out_the_start_up_of_the_first_step(clock):
+    """A compiled run's first step took 26 s and the next 49 took 1 s: the ETA at step 50 was 1h20m-
+    like, 40x the 3 s left, and step 1 showed its start-up as 0.2 img/s."""
+    stream = io.StringIO()
+    progress = Progress(200, stream=stream)
+    clock.now += 26
+    progress.update(1, rate=0.2, start_up=26.0)
+    clock.now += 1
+    progress.update(50, rate=3136.0)
+    first, later = stream.getvalue().splitlines()
+    assert first == "step 1/200 (0%)  start-up 26.0s  elapsed 0m26s  ETA ?"
+    assert later.endswith("3136.0 img/s  elapsed 0m27s  ETA 0m03s")  # 150 steps at 49 per second
+
+
 def test_a_log_gets_a_line_per_interval_and_always_the_last(clock):
     stream = io.StringIO()
     progress = Progress(10, stream=stream, unit="SWD direction", rate_unit="direction", log_interval=5.0)

@@ -48,20 +48,33 @@ class Progress:
         self.started_at = time.perf_counter()
         self.interactive = self.stream.isatty()
         self.log_interval, self._logged_at = log_interval, -math.inf
+        # (elapsed, step) at the first update: later ETAs leave out the start-up it carried (loader
+        # workers, compilation, autotuning), which would weigh on every estimate of a long run
+        self._settled: tuple[float, int] | None = None
 
-    def update(self, step: int, values: dict[str, float] | None = None, rate: float | None = None) -> None:
-        """`rate` is in `rate_unit`s per second; without it, units done since the start per second."""
+    def update(self, step: int, values: dict[str, float] | None = None, rate: float | None = None,
+               start_up: float | None = None) -> None:
+        """`rate` is in `rate_unit`s per second; without it, units done since the start per second.
+        `start_up` (seconds) shows in the rate's place, for an update whose time is mostly start-up."""
         elapsed = time.perf_counter() - self.started_at
         if not self.interactive and step < self.total and elapsed - self._logged_at < self.log_interval:
             return
         self._logged_at = elapsed
         done = step - self.start
-        eta = elapsed / done * (self.total - step) if done else 0.0
+        if self._settled is None and done:
+            self._settled = (elapsed, step)
+        settled_at, settled_step = self._settled or (0.0, self.start)
+        if step > settled_step:
+            eta = format_duration((elapsed - settled_at) / (step - settled_step) * (self.total - step))
+        else:  # one update: its time is all there is to go by, unless it was start-up
+            eta = "?" if start_up is not None and step < self.total else format_duration(
+                elapsed / done * (self.total - step) if done else 0.0)
         if rate is None:
             rate = done / max(elapsed, 1e-9)
+        pace = f"start-up {start_up:.1f}s" if start_up is not None else f"{rate:.1f} {self.rate_unit}/s"
         terms = "".join(f"{name} {value:.4g}  " for name, value in (values or {}).items())
         line = (f"{self.unit} {step}/{self.total} ({100 * step / self.total:.0f}%)  {terms}"
-                f"{rate:.1f} {self.rate_unit}/s  elapsed {format_duration(elapsed)}  ETA {format_duration(eta)}")
+                f"{pace}  elapsed {format_duration(elapsed)}  ETA {eta}")
         if self.interactive:
             width = terminal_width(self.stream)  # a wrapped line would leave its upper rows behind
             self.stream.write(CLEAR_LINE + (line[:width - 1] if width else line))

@@ -855,7 +855,7 @@ def _log_window(run: _Run, scalars: dict[str, float], closes_window: bool = True
             scalars["perf/peak_memory_mib"] = torch.cuda.max_memory_allocated(run.device) / 2**20
     for name, value in scalars.items():
         run.writer.add_scalar(name, value, step)
-    run.progress.update(step, means or None, images_per_second)
+    run.progress.update(step, means or None, images_per_second, start_up=busy if first_step else None)
 
 
 def _save(run: _Run, at_step: int, final: bool, side_tasks_due: dict | None = None) -> Path | None:
