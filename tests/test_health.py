@@ -98,6 +98,8 @@ def test_mode_collapse_is_a_fall_of_the_samples_spread():
     assert len(found) == 1 and "step 3: mode collapse" in found[0]
     assert scalars["health/sample_std_ratio"] < 0.05 and scalars["health/data_std"] == pytest.approx(
         float(real.std(0).mean()))
+    # one sample (log.num_samples = 1) has no spread: it logged 0 against 0, a ratio of 1.0, "healthy"
+    assert HealthWatch(True).samples(4, real[:1], real[:1]) == {}
 
 
 def test_a_healthy_demo_run_stays_quiet_and_logs_gradient_norms(tmp_path):

@@ -151,7 +151,10 @@ class HealthWatch:
         return scalars
 
     def samples(self, step: int, images: torch.Tensor, data_images: torch.Tensor) -> dict[str, float]:
-        """health/ scalars for a preview batch of generated images, against real ones."""
+        """health/ scalars for a preview batch of generated images, against real ones; none from one
+        image (log.num_samples = 1), which has no spread to measure: 0 against 0 read as healthy."""
+        if min(images.shape[0], data_images.shape[0]) < 2:
+            return {}
         if self.data_spread is None:
             self.data_spread = sample_spread(data_images)
         spread = sample_spread(images)
