@@ -361,3 +361,18 @@ def test_a_resume_with_another_log_num_samples_previews_that_many_keeping_the_fi
         assert after.fixed_latents.shape == (count, after.latent_dim)
         assert torch.equal(after.fixed_latents[:kept], before.fixed_latents[:kept])
         assert torch.equal(after.fixed_latents[kept:], drawn[kept:])
+
+
+@pytest.mark.parametrize("recipe", ["pix2pix", "cyclegan"])
+def test_a_preview_grid_smaller_than_log_num_samples_is_said(recipe, tmp_path):
+    """log.num_samples = 50 over a few evaluation images showed a few strips, unsaid."""
+    import io
+
+    from conftest import tiny_recipe_config, write_recipe_data
+
+    from gan.training.loop import train
+
+    config = tiny_recipe_config(recipe, write_recipe_data(tmp_path / "data"), "log.num_samples=50", "train.steps=2", "log.eval_every=0")
+    with pytest.warns(UserWarning, match=r"log.num_samples = 50: the evaluation images hold \d+ readable item\(s\), so "
+                                         r"each preview grid shows \d+"):
+        train(config, tmp_path / "run", CPU, progress_stream=io.StringIO())

@@ -46,7 +46,6 @@ subclass it and nothing else: no recipe inherits from another.
 
 from __future__ import annotations
 
-import itertools
 from contextlib import AbstractContextManager
 from typing import Any, Callable, Hashable, Protocol
 
@@ -57,7 +56,7 @@ from torch.utils.data import Dataset
 from gan.core.config import Config, TrainConfig, discriminator_steps
 from gan.core.registry import ConfigError
 from gan.data import build_dataset
-from gan.data.image_files import readable_items
+from gan.data.image_files import preview_items
 from gan.nets import NetworkSpec
 from gan.recipes.augment import AdaptiveProbability, DiffAugment
 from gan.recipes.losses import AdversarialLoss, LazyR1
@@ -226,7 +225,7 @@ class RecipeBase:
     def load_preview_items(self) -> dict[str, torch.Tensor]:
         """The first `log.num_samples` readable evaluation items, stacked key by key."""
         dataset = build_dataset(self.config.data, train=False)
-        items = list(itertools.islice(readable_items(dataset), self.config.log.num_samples))
+        items = preview_items(dataset, self.config.log.num_samples)
         return {key: torch.stack([item[key] for item in items]) for key in items[0]}
 
     def before_step(self, step: int) -> None:

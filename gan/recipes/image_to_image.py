@@ -4,7 +4,6 @@ metrics (SWD, FID, KID) of translations."""
 
 from __future__ import annotations
 
-import itertools
 import warnings
 from typing import Callable
 
@@ -18,7 +17,7 @@ from gan.core.images import signed_to_uint8
 from gan.core.registry import ConfigError
 from gan.data import build_dataset
 from gan.data.decode import ImageReadError
-from gan.data.image_files import readable_items
+from gan.data.image_files import preview_items, readable_items
 from gan.metrics import psnr, signed_to_255, ssim
 from gan.metrics.image_quality import smallest_sr_image
 from gan.metrics.translation import TargetStatistics, TranslationMetrics
@@ -107,7 +106,7 @@ class RunEvaluationSet:
 def preview_pairs(dataset: Dataset, num_samples: int) -> dict[str, torch.Tensor]:
     """The first `num_samples` evaluation pairs, centre-cropped to a common size (SR validation
     images differ in size), as `{"input", "target"}` batches."""
-    items = list(itertools.islice(readable_items(dataset), num_samples))
+    items = preview_items(dataset, num_samples)
     height = min(item["target"].shape[-2] for item in items)
     width = min(item["target"].shape[-1] for item in items)
     items = [_centre_crop_pair(item, height, width) for item in items]
