@@ -127,6 +127,7 @@ def test_a_damaged_exif_tag_beside_the_orientation_gives_no_nameless_warning_on_
     result = subprocess.run([sys.executable, "-m", "gan", "train", str(REPO / "experiments" / "dcgan_demo.toml"),
                              "--set", "data.dataset=folder", "--set", f"data.root={folder}", "--set", "train.steps=1",
                              "--set", "metrics.every=0", "--set", "train.keep_best=''", "--set", "train.batch_size=2",
+                             "--set", "train.ema_decay=0",
                              "--out", str(tmp_path / "runs")],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import REPO, TINY, random_rgb, tiny_config, tiny_recipe_config, write_recipe_data
+from conftest import REPO, TINY, damage_past_the_header, random_rgb, tiny_config, tiny_recipe_config, write_recipe_data
 
 from gan.commands.main import main
 from gan.core.checkpoint import (
@@ -213,11 +213,12 @@ def test_a_folder_named_like_a_run_record_stops_the_run_before_step_1(tmp_path):
 
 
 def test_a_validation_folder_whose_images_are_all_truncated_stops_the_run_before_step_1(tmp_path):
-    # Truncated files pass the folder scan: the run trained until its first preview, then stopped.
+    # Files damaged past their header pass the folder scan: the run trained until its first preview,
+    # then stopped. (Files cut short are found by the scan.)
     data = write_recipe_data(tmp_path)
     for path in (data["paired"] / "val").iterdir():
-        path.write_bytes(path.read_bytes()[:100])
-    with pytest.warns(UserWarning, match="truncated"), \
+        damage_past_the_header(path)
+    with pytest.warns(UserWarning, match="truncated|broken data stream"), \
             pytest.raises(ConfigError, match=r"the evaluation images \(previews, validation\): none of the 2 images "
                                              r"under '.*paired/val' could be decoded"):
         train(tiny_recipe_config("pix2pix", data, "log.image_every=10", "log.eval_every=10",

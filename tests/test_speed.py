@@ -62,9 +62,10 @@ def test_a_cuda_graph_asked_for_on_the_cpu_is_warned_of_and_steps_run_as_they_ar
     with pytest.warns(UserWarning, match="train.cuda_graph = 'on' changes nothing on the cpu"):
         speed = accelerate(recipe, config.train, CPU)
     assert not speed.cuda_graph and training_step(recipe, speed, CPU) == recipe.step
+    default = tiny_config().train
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # "auto", the default, is quiet
-        accelerate(recipe, tiny_config().train, CPU)
+        accelerate(recipe, default, CPU)
 
 
 def test_channels_last_reaches_networks_and_batches():
