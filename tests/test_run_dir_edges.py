@@ -171,6 +171,11 @@ def test_training_longer_says_which_schedules_tied_to_the_runs_length_restart(tm
     with pytest.warns(UserWarning, match=r"resuming at step 4 with these settings moves schedules tied to the run's "
                                          r"length: at step 5, the learning rates fall from 0.5x to 0x of their base"):
         assert train_command("--resume", str(shorter), *sets("train.steps=5")).exit_code == 0
+    warm = tmp_path / "warm"  # a warm-up added at the run's end drops the rate at once, which went unsaid
+    assert train_command(DEMO, *sets(*TINY, "train.lr_decay_steps=0"), "--run-dir", str(warm)).exit_code == 0
+    with pytest.warns(UserWarning, match=r"at step 5, the learning rates fall from 1x to 0.5x of their base "
+                                         r"\(train.warmup_steps = 10 warms up from 0 again, after 0\)"):
+        assert train_command("--resume", str(warm), *sets("train.steps=20", "train.warmup_steps=10")).exit_code == 0
     folder2 = tmp_path / "run2"  # a resume that only goes on as planned moves nothing
     assert train_command(DEMO, *sets(*TINY, "train.steps=8", "loss.instance_noise=0.1"),
                          "--run-dir", str(folder2)).exit_code == 0

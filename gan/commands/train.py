@@ -168,11 +168,15 @@ def schedule_jumps(trained: dict, step: int, resolved) -> list[str]:
         return []
     jumps = []
     old_rate, new_rate = lr_factor(step, before.train), lr_factor(step + 1, resolved.train)
-    # A longer run raises the rates; a shorter one drops them below where the run's own schedule goes next.
-    if new_rate > old_rate + 0.05 or new_rate < lr_factor(step + 1, before.train) - 0.05:
+    # A longer run raises the rates; a shorter one drops them below where the run's own schedule goes
+    # next (at its end, where it trained last: past it, its schedule reads 0 and hid every fall).
+    next_rate = lr_factor(step + 1, before.train) if step < before.train.steps else old_rate
+    if new_rate > old_rate + 0.05 or new_rate < next_rate - 0.05:
+        cause = (f"train.warmup_steps = {resolved.train.warmup_steps} warms up from 0 again, after "
+                 f"{before.train.warmup_steps}" if resolved.train.warmup_steps != before.train.warmup_steps else
+                 f"train.lr_schedule = '{resolved.train.lr_schedule}' ends at the new train.steps")
         jumps.append(f"the learning rates {'rise' if new_rate > old_rate else 'fall'} from {old_rate:.3g}x to "
-                     f"{new_rate:.3g}x of their base (train.lr_schedule = '{resolved.train.lr_schedule}' ends at the "
-                     "new train.steps)")
+                     f"{new_rate:.3g}x of their base ({cause})")
     if resolved.recipe == "dcgan":
         old_noise, new_noise = instance_noise_std(before, step), instance_noise_std(resolved, step + 1)
         if new_noise > old_noise + 0.05 * resolved.loss.instance_noise:
