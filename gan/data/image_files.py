@@ -62,7 +62,7 @@ class SkipUnreadable:
 
     Each skipped file gets one warning naming it and is counted once, whichever DataLoader worker
     processes meet it (a flag per file, in memory shared with them); with `strict` the error is
-    raised instead. Truncated files pass a header scan and only fail here.
+    raised instead. Files damaged past their header and end marker pass the scan and only fail here.
     """
 
     def __init__(self, strict: bool, count: int, skipped_at_scan: int = 0, where: str = ""):

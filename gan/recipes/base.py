@@ -238,8 +238,8 @@ class RecipeBase:
         """The metrics `step` returns as placeholders: the discriminator's, before it trains, a lazy
         R1's between the steps that compute it (loss/r1 is the mean of those that do: a value held
         over from an earlier step would weigh in again, and not after a resume), and adaptive p's r_t
-        between its measurements (augment/rt was a mean that counted its starting 0 and each value
-        again; augment/p is the mean of p over the window's steps)."""
+        between its measurements, which it holds (augment/rt is the mean of those measured in a
+        window; augment/p the mean of p over the window's steps)."""
         if not adversarial_on(step, self.config.train):
             return DISCRIMINATOR_METRICS
         idle = frozenset() if self.r1.due(step) or not self.r1.enabled else _LAZY_R1_IDLE

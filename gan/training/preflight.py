@@ -38,7 +38,7 @@ def check_run_can_finish(config: Config, run_dir: Path, load_previews: Callable[
     """ConfigError listing every problem found, one per line; nothing when there is none.
     `load_previews`: loads the evaluation images that the recipe's previews show (image-to-image
     recipes; an unconditional one draws latents), so that an evaluation set none of whose files
-    decode (truncated ones pass the folder scan) stops the run now. `dataset`: the training set,
+    decode (ones damaged past their header pass the folder scan) stops the run now. `dataset`: the training set,
     whose decoded-image cache, when already built, needs no write access."""
     problems = run_problems(config, run_dir, load_previews, dataset)
     if problems:
