@@ -229,6 +229,7 @@ def test_a_key_set_to_no_effect_is_warned_of_by_name(overrides, expected):
     ["train.steps=30", "train.d_steps=4", "loss.diffaugment=color", "loss.augment_p=adaptive",
      "loss.augment_interval=100", "train.ema_decay=0"],  # 120 D steps
     ["train.steps=1500", "train.ema_decay=0.995"],  # ends at 0.994: near enough that another value would differ
+    ["recipe=pix2pix", "data.dataset=paired", "train.steps=100"],  # keeps no EMA generator: its ema_decay is unread
 ])
 def test_a_key_that_takes_effect_late_in_the_run_is_not_warned_of(overrides):
     assert not [message for message in messages_of_warnings(None, overrides)
@@ -759,3 +760,12 @@ def test_a_celeba_crop_wider_than_the_faces_is_refused():
     with pytest.raises(ConfigError, match=r"data.crop = 300 is wider than CelebA's aligned faces \(178 px"):
         tiny_config("data.dataset=celeba", "data.root=x", "data.crop=300")
     assert tiny_config("data.dataset=celeba", "data.root=x", "data.crop=178").data.crop == 178
+
+
+def test_a_diffaugment_list_recorded_in_another_order_is_no_changed_setting_on_resume():
+    """A run from before the list was recorded as it trains resumed as if its config.toml was edited."""
+    from gan.commands.train import changed_keys
+
+    assert changed_keys({"loss": {"diffaugment": "cutout,color"}}, {"loss": {"diffaugment": "color,cutout"}}) == []
+    assert changed_keys({"loss": {"diffaugment": "cutout"}}, {"loss": {"diffaugment": "color,cutout"}}) == [
+        "loss.diffaugment 'cutout' -> 'color,cutout'"]

@@ -446,3 +446,25 @@ def test_a_reordered_or_repeated_diffaugment_list_is_said_and_recorded_as_it_tra
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert tiny_config("loss.diffaugment=Color, Cutout", "train.ema_decay=0").loss.diffaugment == "color,cutout"
+
+
+def test_augment_rt_follows_the_restored_interval_after_a_resume_that_changes_d_steps(recipe_data, tmp_path):
+    """The measured steps were worked out as if the resumed d_steps had held from step 0: after
+    3 -> 1, r_t measured at steps 6 and 10 was logged (held) at steps 8 and 12."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    common = ["loss.diffaugment=color", "loss.augment_p=adaptive", "loss.augment_interval=4", "loss.augment_target=0.01",
+              "loss.augment_images=64", "log.every=1", "log.image_every=100", "train.checkpoint_every=1",
+              "train.keep_checkpoints=100", "train.ema_decay=0"]
+    run_dir = tmp_path / "run"
+    train(tiny_recipe_config("dcgan", recipe_data, *common, "train.d_steps=3", "train.steps=5"), run_dir, CPU,
+          progress_stream=io.StringIO())
+    resumed = tiny_recipe_config("dcgan", recipe_data, *common, "train.d_steps=1", "train.steps=12")
+    train(resumed, run_dir, CPU, resume=True, progress_stream=io.StringIO())
+    # D steps 4, 8, 12 of the first 5 steps (3 each) fall in steps 2, 3, 4; 3 more are counted by step 5,
+    # so with 1 D step a step the next r_t is measured at step 6, then at 10
+    logged = {event.step: event.value for event in EventAccumulator(str(run_dir)).Reload().Scalars("augment/rt")}
+    assert sorted(logged) == [2, 3, 4, 6, 10]
+    for step, value in logged.items():
+        rt = load_checkpoint(run_dir / f"checkpoint-{step:08d}.pt")["recipe"]["augment"]["adaptive"]["rt"]
+        assert value == pytest.approx(float(rt), abs=1e-6)

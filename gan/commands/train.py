@@ -149,7 +149,21 @@ def changed_keys(before, after) -> list[str]:
     old, new = (flatten_config(config if isinstance(config, dict) else config_to_dict(config))
                 for config in (before, after))
     return [f"{key} {old.get(key)!r} -> {new.get(key)!r}" for key in sorted(set(old) | set(new))
-            if old.get(key) != new.get(key)]
+            if not _same_setting(key, old.get(key), new.get(key))]
+
+
+def _same_setting(key: str, old, new) -> bool:
+    """A DiffAugment list is read in one order, each name once: a run's 'cutout,color' (written
+    before it was recorded so) is the 'color,cutout' it resumes with."""
+    if key == "loss.diffaugment" and isinstance(old, str) and isinstance(new, str):
+        from gan.core.registry import ConfigError
+        from gan.recipes.augment import parse_policy
+
+        try:
+            return parse_policy(old) == parse_policy(new)
+        except ConfigError:
+            return False
+    return old == new
 
 
 def schedule_jumps(trained: dict, step: int, resolved) -> list[str]:

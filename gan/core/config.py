@@ -688,14 +688,14 @@ def _inert_keys(config: Config) -> list[tuple[str, str]]:
                       f"loss.augment_interval = {loss.augment_interval} is above the {run_d_steps} "
                       "discriminator steps this run has: adaptive p starts at 0 and is first moved after that many, so "
                       f"it never leaves 0, and loss.diffaugment = {loss.diffaugment!r} changes nothing"))
-    if train.ema_decay > 0:
+    if train.ema_decay > 0 and config.recipe == "dcgan":  # (the recipe that keeps an EMA generator)
         reached = (1 + train.steps) / (10 + train.steps)  # the EMA's warm-up after the run's last update
         if reached < train.ema_decay and 1 / (1 - reached) < 0.5 / (1 - train.ema_decay):
             found.append(("train.ema_decay",
                           f"train.ema_decay = {train.ema_decay:g} (an average over about {1 / (1 - train.ema_decay):,.0f}"
                           " steps) is never reached: the decay warms up as (1 + n) / (10 + n) after n steps, and ends "
                           f"this run's {train.steps} at {reached:.4f} (about {1 / (1 - reached):,.0f} steps), so any "
-                          f"train.ema_decay above {reached:.4f} trains the same"))
+                          f"train.ema_decay above {reached:.4f} gives the same EMA generator"))
     if train.lr_schedule == "step" and (not train.lr_milestones or train.lr_gamma == 1):
         found.append(("train.lr_schedule",
                       "train.lr_schedule = 'step' " + ("with no train.lr_milestones" if not train.lr_milestones

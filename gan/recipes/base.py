@@ -161,6 +161,10 @@ class RecipeBase:
         self.specs: dict[str, NetworkSpec] = {}
         self._preview_batch: dict[str, torch.Tensor] | None = None
         self.r1 = LazyR1(config.loss.r1_gamma, config.loss.r1_every, device)
+        # Where adaptive p's interval stood: (a step, the D steps counted since r_t's last measurement
+        # at its end). A resume restores the count, whose step is the one before the next `idle_metrics`:
+        # its interval goes on from there, whatever d_steps or adversarial_start the run had before.
+        self._interval_anchor: tuple[int | None, int] = (0, 0)
         self.augment: DiffAugment | None = None
 
     def build_networks(self, kept: tuple[str, ...]) -> dict[str, nn.Module]:
@@ -244,8 +248,14 @@ class RecipeBase:
             return DISCRIMINATOR_METRICS
         idle = frozenset() if self.r1.due(step) or not self.r1.enabled else _LAZY_R1_IDLE
         if self.adaptive_augment:  # r_t is measured at the steps that end an interval of D steps
-            interval = self.config.loss.augment_interval
-            if discriminator_steps(self.config, step) // interval == discriminator_steps(self.config, step - 1) // interval:
+            anchor, counted = self._interval_anchor
+            if anchor is None:
+                anchor, self._interval_anchor = step - 1, (step - 1, counted)
+
+            def count(at: int) -> int:
+                return counted + discriminator_steps(self.config, at) - discriminator_steps(self.config, anchor)
+
+            if count(step) // self.config.loss.augment_interval == count(step - 1) // self.config.loss.augment_interval:
                 idle |= _UNMEASURED_RT
         return idle
 
@@ -255,6 +265,8 @@ class RecipeBase:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if self.augment and "augment" in state:  # (a run started without DiffAugment has none: a fresh seed)
             self.augment.load_state_dict(state["augment"])
+        if self.adaptive_augment:  # (one read, at the resume: steps never wait on it)
+            self._interval_anchor = (None, int(self.adaptive_augment.totals[3]))
 
 
 def set_requires_grad(network: nn.Module, flag: bool) -> None:

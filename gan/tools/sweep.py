@@ -268,7 +268,7 @@ def planned_steps(config: Path, sets: list[str], runs: list[SweepRun], on_cpu: b
             first, first_values, first_why = trained_by[settings]
             differ = [key for key in values if values[key] != first_values[key]]
             reasons = ("; ".join(dict.fromkeys(why.get(key) or first_why[key] for key in differ))
-                       or "their configs are the same once read, as the warnings above say")
+                       or "their configs are the same once read")
             raise ConfigError(f"runs {first.name} and {run.name} would train the same ({reasons}): drop the value "
                               "that changes nothing from --grid, or sweep those settings separately")
         trained_by[settings] = (run, values, why)
