@@ -1,3 +1,4 @@
+import io
 import os
 import signal
 import time
@@ -11,7 +12,7 @@ from PIL import Image
 
 from gan.core.registry import ConfigError
 from gan.data import build_dataset
-from gan.data.decode import ImageReadError, UnreadableImageWarning, read_rgb
+from gan.data.decode import ImageReadError, UnreadableImageWarning, check_header, read_rgb
 from gan.data.image_files import celeba_dataset, image_folder_dataset
 from gan.data.sampling import ResumableSampler, batches
 from gan.data.synthetic import SyntheticFaces
@@ -101,12 +102,34 @@ def test_a_file_cut_short_is_skipped_at_the_scan_so_max_images_and_the_count_lea
     assert [path.name for path in dataset.paths] == [f"0{suffix}", f"2{suffix}", f"3{suffix}"]
     with pytest.raises(ImageReadError, match=rf"1\{suffix}': cut short"):
         image_folder_dataset(tmp_path, resolution=8, strict=True)
-    padded = tmp_path / f"0{suffix}"  # bytes after the end marker (some writers add them) are no damage
-    padded.write_bytes(padded.read_bytes() + bytes(200))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        image_folder_dataset(tmp_path, resolution=8, max_images=1)
-    assert not [w for w in caught if issubclass(w.category, UnreadableImageWarning)]
+    padded = tmp_path / f"0{suffix}"  # bytes after the end marker (a phone's trailer, a video) are no damage
+    padded.write_bytes(padded.read_bytes() + bytes(5000))
+    assert check_header(padded) is None
+
+
+def test_a_jpeg_with_data_after_its_end_is_checked_without_decoding_it(tmp_path, monkeypatch):
+    """A phone's trailer or appended video put the end marker far from the end: each such photo was
+    decoded whole at every scan (150 ms for a 12-megapixel one, against 0.1 ms)."""
+    from PIL import ImageFile
+
+    photo = tmp_path / "photo.jpg"
+    random_rgb((64, 64), 0).save(photo, exif=Image.Exif().tobytes())  # (a thumbnail's markers come first)
+    photo.write_bytes(photo.read_bytes() + os.urandom(20000))
+
+    def decode(image):
+        raise AssertionError("decoded")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", decode)
+    assert check_header(photo) is None
+
+
+def test_a_phone_photo_with_a_second_picture_cut_short_is_found(tmp_path):
+    """Pillow calls such a JPEG 'MPO': it was not checked."""
+    buffer = io.BytesIO()
+    random_rgb((64, 64), 0).save(buffer, "MPO", save_all=True, append_images=[random_rgb((64, 64), 1)])
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(buffer.getvalue()[:len(buffer.getvalue()) // 4])
+    assert check_header(photo).startswith("cut short: ")
 
 
 def test_a_file_met_by_several_loader_workers_is_counted_once(tmp_path):

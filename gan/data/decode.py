@@ -273,14 +273,16 @@ def check_header(path: Path) -> str | None:
 
 # How a whole file of these formats ends. A file cut short (a copy or an unpack stopped) still has
 # its header: found only when decoded, it would be counted among data.max_images and the training
-# images, then replaced by its neighbour, which would be drawn twice as often.
-COMPLETE_ENDINGS = {"JPEG": b"\xff\xd9", "PNG": b"IEND\xaeB`\x82"}
-TAIL_BYTES = 64  # some writers add bytes after the end marker
+# images, then replaced by its neighbour, which would be drawn twice as often. (MPO: a phone's
+# JPEG with a second picture.)
+COMPLETE_ENDINGS = {"JPEG": b"\xff\xd9", "MPO": b"\xff\xd9", "PNG": b"IEND\xaeB`\x82"}
+TAIL_BYTES = 64  # a marker this near the end: the common case, one small read
 
 
 def cut_short_problem(path: Path, image: Image.Image) -> str | None:
-    """For a JPEG or PNG whose last bytes hold no end marker, the decoder's problem with the whole
-    file (decoded to be sure: some writers pad after the marker), else None. The tail is one read."""
+    """For a JPEG or PNG that does not reach its end marker, the decoder's problem with it, else
+    None. Most files end with the marker; others (a phone's trailer or appended video after it) are
+    read whole and searched, and only a file the search finds no end in is decoded to be sure."""
     ending = COMPLETE_ENDINGS.get(image.format or "")
     if ending is None:
         return None
@@ -288,11 +290,31 @@ def cut_short_problem(path: Path, image: Image.Image) -> str | None:
         file.seek(max(0, file.seek(0, os.SEEK_END) - TAIL_BYTES))
         if ending in file.read():
             return None
+        file.seek(0)
+        data = file.read()
+    if (_jpeg_ends(data) if ending == COMPLETE_ENDINGS["JPEG"] else ending in data):
+        return None
     try:
         image.load()
     except DECODE_ERRORS as error:
         return f"cut short: {decode_problem(error)}"
     return None
+
+
+def _jpeg_ends(data: bytes) -> bool:
+    """Whether a JPEG's image data reaches its end marker: past the header's segments (their lengths
+    skip an EXIF thumbnail's own markers), an FF D9 after the first scan's start, where the coded
+    data can hold no other (its FF bytes are stuffed)."""
+    position = 2
+    while position + 4 <= len(data) and data[position] == 0xFF:
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill
+            position += 1
+        elif marker == 0xDA:  # start of scan
+            return data.find(b"\xff\xd9", position) != -1
+        else:
+            position += 2 + int.from_bytes(data[position + 2:position + 4], "big")
+    return False
 
 
 def decode_problem(error: BaseException) -> str:
