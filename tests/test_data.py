@@ -471,3 +471,12 @@ def test_a_crop_smaller_than_the_resolution_is_warned_of_as_upsampled(tmp_path):
         warnings.simplefilter("error")  # large enough: no word
         celeba_dataset(celeba, 64)
         image_folder_dataset(folder, 32)
+
+
+def test_the_upsampling_check_samples_at_random_so_a_pattern_of_sizes_cannot_hide_it(tmp_path):
+    """Every third file large: a stride of 3 read only those, and 200 upsampled images went unsaid."""
+    for index in range(300):
+        Image.new("RGB", (40, 40) if index % 3 == 0 else (20, 20)).save(tmp_path / f"{index:03d}.png")
+    with pytest.warns(UserWarning, match=r"their centred square is smaller than data.resolution = 32 in \d+ of 100 "
+                                         r"images sampled \(smallest: 20 px"):
+        image_folder_dataset(tmp_path, 32)

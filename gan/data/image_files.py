@@ -178,15 +178,16 @@ def image_folder_dataset(root: str | Path, resolution: int, hflip: bool = False,
     return ImageFileDataset(readable, resolution, centre_square, hflip, strict, len(skipped))
 
 
-UPSAMPLING_SAMPLE = 100  # images whose headers are read for the check: evenly spaced over the set
+UPSAMPLING_SAMPLE = 100  # images whose headers are read for the check, drawn at random over the set
 
 
 def warn_of_upsampling(paths: list[Path], crop_box: CropBox, resolution: int, crop: str) -> None:
     """A crop smaller than data.resolution is upsampled: the samples can hold no more detail than it
-    (CelebA's half-size copies at 128 px, say). Said once, from a sample of the images' headers."""
-    step = max(1, len(paths) // UPSAMPLING_SAMPLE)
+    (CelebA's half-size copies at 128 px, say). Said once, from a sample of the images' headers
+    drawn at random (a fixed stride met only one size of a folder whose sizes alternate)."""
+    chosen = sorted(random.Random(0).sample(range(len(paths)), min(len(paths), UPSAMPLING_SAMPLE)))
     sides = {}
-    for path in paths[::step]:
+    for path in [paths[index] for index in chosen]:
         size = header_size(path)
         if size is not None:
             left, _, right, _ = crop_box(*size)
@@ -196,7 +197,8 @@ def warn_of_upsampling(paths: list[Path], crop_box: CropBox, resolution: int, cr
         return
     smallest = min(small, key=lambda path: small[path][0])
     side, (width, height) = small[smallest]
-    share = "every image" if len(small) == len(sides) else f"{len(small)} of {len(sides)} images sampled"
+    share = ("every image" if len(sides) == len(paths) else f"every one of {len(sides)} images sampled") \
+        if len(small) == len(sides) else f"{len(small)} of {len(sides)} images sampled"
     warnings.warn(f"{crop} is smaller than data.resolution = {resolution} in {share} (smallest: {side} px, in the "
                   f"{width}x{height} '{smallest}'), so they are upsampled, up to {resolution / side:.1f}x: the samples "
                   f"hold no more detail than that; train at a lower data.resolution, or on larger images",
