@@ -26,7 +26,7 @@ from pathlib import Path
 
 from gan.core.files import is_stale_temp, remove_stale_temps, temp_name, write_atomically, write_text_atomically
 from gan.core.wording import first_few
-from gan.data.decode import check_header, header_size
+from gan.data.decode import IMAGE_EXTENSIONS, check_header, header_size
 from gan.data.image_files import read_partition_file
 
 OFFICIAL_COUNT = 202_599
@@ -111,10 +111,11 @@ def unpack(archive: Path, faces: dict[str, zipfile.ZipInfo], image_dir: Path, re
 def refuse_to_replace(faces: dict[str, zipfile.ZipInfo], image_dir: Path, partition: Path | None,
                       partition_destination: Path) -> None:
     """Files of --out that the unpack or the copy would replace with other bytes: named, nothing written."""
-    differing = [name for name, info in sorted(faces.items()) if already_there(image_dir / name, info) is False]
+    differing = [f"{IMAGE_FOLDER}/{name}" for name, info in sorted(faces.items())
+                 if already_there(image_dir / name, info) is False]
     if partition and partition_destination.exists() and not partition_destination.samefile(partition) \
             and partition_destination.read_bytes() != partition.read_bytes():
-        differing.append(str(partition_destination))
+        differing.append(PARTITION_NAME)
     if differing:
         fail(f"{len(differing)} file(s) in '{image_dir.parent}' differ from what would replace them "
              f"({first_few(differing, NAMED)}): nothing was written; move them away or choose another --out")
@@ -128,11 +129,20 @@ def check(out: Path) -> tuple[tuple[int, int] | None, list[str]]:
     problems = []
     leftovers = [path for path in image_dir.glob("*.tmp") if is_stale_temp(path)]
     record_path = out / RECORD_NAME
-    record = json.loads(record_path.read_text()) if record_path.is_file() else None
+    try:
+        record = json.loads(record_path.read_text()) if record_path.is_file() else None
+        if record is not None and not (isinstance(record.get("images"), int) and "complete" in record):
+            raise ValueError("not this script's record")
+    except (ValueError, AttributeError):  # (not JSON, or JSON of another shape)
+        problems.append(f"'{record_path}' is damaged; run the --zip command again to rewrite it")
+        record = None
     if leftovers or (record and not record.get("complete")):
         problems.append(f"an unpack into '{image_dir}' did not finish: run the same --zip command again (it keeps "
                         "the images already unpacked whole)")
-    images = sorted(path for path in image_dir.iterdir() if path.suffix.lower() == ".jpg")
+    # every file the loader reads (the official PNG copy, a stray .jpeg), not the zip's .jpg alone
+    images = sorted(path for path in image_dir.iterdir() if path.suffix.lower() in IMAGE_EXTENSIONS)
+    if not images:
+        return None, [*problems, f"no images in '{image_dir}'"]
     print(f"checking {len(images)} images in {image_dir} (the full set has {OFFICIAL_COUNT:,}) ...", flush=True)
     if record and record.get("complete") and len(images) < record["images"]:
         problems.append(f"{record['images'] - len(images)} of the {record['images']} images unpacked from "
@@ -168,7 +178,8 @@ def check(out: Path) -> tuple[tuple[int, int] | None, list[str]]:
             if absent:
                 print(f"note: {absent} of the images the partition lists are not in the folder")
     else:
-        print(f"no {partition}: data.split must stay \"all\"")
+        print(f"no {partition}: data.split must stay \"all\" (Kaggle's zip holds list_eval_partition.csv: "
+              "give it with --partition)")
     return (sizes.most_common(1)[0][0] if sizes else None), problems
 
 

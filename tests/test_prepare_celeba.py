@@ -64,11 +64,11 @@ def test_files_that_differ_are_never_replaced(tmp_path):
     half = prepare("--zip", write_zip(tmp_path / "half.zip", size=(89, 109), seed=100), "--out", out)
     assert half.returncode == 1 and "ready:" not in half.stdout
     assert half.stderr.strip().startswith(f"prepare_celeba: error: {FACES} file(s) in '{out}' differ from what would "
-                                          "replace them (000001.jpg, ") and "nothing was written" in half.stderr
+                                          "replace them (img_align_celeba/000001.jpg, ") and "nothing was written" in half.stderr
     assert {path.name: path.read_bytes() for path in (out / "img_align_celeba").iterdir()} == before
     (out / "list_eval_partition.txt").write_text("000001.jpg 0\n")
     other = prepare("--partition", write_partition(tmp_path / "p.txt"), "--out", out)
-    assert other.returncode == 1 and "list_eval_partition.txt)" in other.stderr
+    assert other.returncode == 1 and "(list_eval_partition.txt)" in other.stderr
     assert (out / "list_eval_partition.txt").read_text() == "000001.jpg 0\n"
 
 
@@ -133,3 +133,22 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, case):
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 1 and len(lines) == 1 and lines[0].startswith("prepare_celeba: error: "), result.stderr
     assert out.is_file() if case == "out is a file" else not out.exists()
+
+
+def test_the_check_reads_every_image_type_the_loader_reads_and_names_a_damaged_record(tmp_path):
+    out = tmp_path / "out"
+    image_dir = out / "img_align_celeba"
+    image_dir.mkdir(parents=True)
+    for index in range(1, 4):  # the official PNG copy: "checking 0 images", exit 1, no word why
+        random_rgb((178, 218), index).save(image_dir / f"{index:06d}.png")
+    assert prepare("--out", out).returncode == 0
+    cut = image_dir / "000002.png"
+    cut.write_bytes(cut.read_bytes()[:-3000])
+    (out / "prepare_celeba.json").write_text("{bad")
+    check = prepare("--out", out)
+    assert check.returncode == 1 and "Traceback" not in check.stderr and "ready:" not in check.stdout
+    assert "000002.png (cut short" in check.stdout and "prepare_celeba.json' is damaged" in check.stdout
+    empty = tmp_path / "empty"
+    (empty / "img_align_celeba").mkdir(parents=True)
+    nothing = prepare("--out", empty)
+    assert nothing.returncode == 1 and f"problem: no images in '{empty / 'img_align_celeba'}'" in nothing.stdout
