@@ -64,6 +64,16 @@ def test_a_failed_write_names_the_free_space_after_its_writer_let_go_of_the_temp
         files_module.write_atomically(tmp_path / "c.pt", write)
     assert seen_open == [False] and list(tmp_path.iterdir()) == []
 
+    def fail_outside(kept="the caller's"):
+        raise KeyError(kept)
+
+    try:  # an error the caller is handling keeps its frames: it is not this write's to release
+        fail_outside()
+    except KeyError as outer:
+        with pytest.raises(files_module.WriteError):
+            files_module.write_atomically(tmp_path / "d.pt", write)
+        assert outer.__traceback__.tb_next.tb_frame.f_locals == {"kept": "the caller's"}
+
 
 def test_a_full_disk_mid_run_is_reported_and_loses_no_training(tmp_path, monkeypatch):
     straight = train(tiny_config(), tmp_path / "straight", CPU, progress_stream=sys.stdout)

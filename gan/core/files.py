@@ -14,6 +14,7 @@ import os
 import re
 import secrets
 import shutil
+import sys
 import traceback
 from pathlib import Path
 from typing import IO, Callable
@@ -68,6 +69,7 @@ def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
     """
     path = Path(path)
     temp = temp_name(path)
+    handled = sys.exc_info()[1]  # an error the caller is handling: not this write's to release
     try:
         write(temp)
         with open(temp, "rb+") as handle:
@@ -81,16 +83,17 @@ def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
             pass
         if not _is_write_failure(error):
             raise
-        _release_frames(error)
+        _release_frames(error, handled)
         reason = (str(error).splitlines() or [type(error).__name__])[0]
         raise WriteError(f"could not write '{path}' ({free_space(path.parent)}): {reason}") from error
 
 
-def _release_frames(error: BaseException | None) -> None:
+def _release_frames(error: BaseException | None, handled: BaseException | None) -> None:
     """A failed writer (torch's zip writer, say) still holds the unlinked temp open from the locals of
-    its frames, in this error's traceback and those of the errors it was raised during: let them go,
-    so the space the temp took is free again and the message names what the disk has now."""
-    while error is not None:
+    its frames, in this error's traceback and those of the errors it was raised during (up to
+    `handled`, the caller's own): let them go, so the space the temp took is free again and the
+    message names what the disk has now."""
+    while error is not None and error is not handled:
         traceback.clear_frames(error.__traceback__)
         error = error.__context__
 
