@@ -81,13 +81,18 @@ def already_there(path: Path, info: zipfile.ZipInfo) -> bool | None:
     return path.is_file() and path.stat().st_size == info.file_size and file_crc(path) == info.CRC
 
 
-def unpack(archive: Path, faces: dict[str, zipfile.ZipInfo], image_dir: Path, record: Path) -> None:
-    """Each face to a temp name, checked against its CRC, then renamed: an interrupted or damaged
-    unpack leaves only whole files, and the record says it did not finish."""
+def write_record(record: Path, archive: Path, images: int, complete: bool) -> None:
+    write_text_atomically(record, json.dumps({"zip": str(archive.resolve()), "images": images,
+                                              "complete": complete}) + "\n")
+
+
+def unpack(archive: Path, faces: dict[str, zipfile.ZipInfo], there: dict[str, bool | None], image_dir: Path,
+           record: Path) -> None:
+    """Each face `there` does not hold yet to a temp name, checked against its CRC, then renamed: an
+    interrupted or damaged unpack leaves only whole files, and the record says it did not finish."""
     remove_stale_temps(image_dir)  # an earlier unpack's, killed mid-file
-    missing = [name for name, info in sorted(faces.items()) if not already_there(image_dir / name, info)]
-    write_text_atomically(record, json.dumps({"zip": str(archive.resolve()), "images": len(faces),
-                                              "complete": False}) + "\n")
+    missing = [name for name in sorted(faces) if not there[name]]
+    write_record(record, archive, len(faces), complete=False)
     print(f"unpacking {len(missing)} images to {image_dir} ({len(faces) - len(missing)} already there) ...")
     with zipfile.ZipFile(archive) as zipped:
         for count, name in enumerate(missing, 1):
@@ -104,15 +109,13 @@ def unpack(archive: Path, faces: dict[str, zipfile.ZipInfo], image_dir: Path, re
                      "unpacked before it are whole: free space, or download the zip again, then run this again")
             if count % 5000 == 0 or count == len(missing):
                 print(f"  {count}/{len(missing)}", flush=True)
-    write_text_atomically(record, json.dumps({"zip": str(archive.resolve()), "images": len(faces),
-                                              "complete": True}) + "\n")
+    write_record(record, archive, len(faces), complete=True)
 
 
-def refuse_to_replace(faces: dict[str, zipfile.ZipInfo], image_dir: Path, partition: Path | None,
+def refuse_to_replace(there: dict[str, bool | None], image_dir: Path, partition: Path | None,
                       partition_destination: Path) -> None:
     """Files of --out that the unpack or the copy would replace with other bytes: named, nothing written."""
-    differing = [f"{IMAGE_FOLDER}/{name}" for name, info in sorted(faces.items())
-                 if already_there(image_dir / name, info) is False]
+    differing = [f"{IMAGE_FOLDER}/{name}" for name in sorted(there) if there[name] is False]
     if partition and partition_destination.exists() and not partition_destination.samefile(partition) \
             and partition_destination.read_bytes() != partition.read_bytes():
         differing.append(PARTITION_NAME)
@@ -202,14 +205,16 @@ def main() -> None:
             fail(f"--partition: {error}")
     if out.exists() and not out.is_dir():
         fail(f"--out '{out}' is a file, not a folder")
+    # each face already in --out read once (its CRC): what to refuse, and what a rerun keeps
+    there = {name: already_there(image_dir / name, info) for name, info in faces.items()}
     if faces or args.partition:
-        refuse_to_replace(faces, image_dir, args.partition, partition_destination)
+        refuse_to_replace(there, image_dir, args.partition, partition_destination)
         try:
             image_dir.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             fail(f"cannot make '{image_dir}': {error.strerror or error}")
     if faces:
-        unpack(args.zip, faces, image_dir, out / RECORD_NAME)
+        unpack(args.zip, faces, there, image_dir, out / RECORD_NAME)
     if args.partition and not (partition_destination.exists() and partition_destination.samefile(args.partition)):
         # (a .csv keeps its text: the loader reads both forms)
         write_atomically(partition_destination, lambda temp: temp.write_bytes(args.partition.read_bytes()))
