@@ -210,10 +210,14 @@ def test_dcgan_channels_beyond_max_channels_are_refused_not_capped():
                            "train.adversarial_start = 17 (when the discriminator trains) up to train.steps = 20"),
     # adaptive p starts at 0 and first moves after augment_interval D steps (dcgan: d_steps each step)
     (["train.steps=30", "train.d_steps=3", "loss.diffaugment=color", "loss.augment_p=adaptive",
-      "loss.augment_interval=100"], "loss.augment_interval = 100 is above the 90 discriminator steps this run has: "
-                                    "adaptive p starts at 0 and is first moved after that many, so it never leaves 0"),
+      "loss.augment_interval=100"], "loss.augment_interval = 100 is not below the 90 discriminator steps this run "
+                                    "has: adaptive p starts at 0 and is first moved after that many, so it never "
+                                    "leaves 0"),
     (["recipe=cyclegan", "data.dataset=unpaired", "train.steps=30", "loss.diffaugment=color",
-      "loss.augment_p=adaptive", "loss.augment_interval=64"], "is above the 60 discriminator steps"),  # two Ds
+      "loss.augment_p=adaptive", "loss.augment_interval=64"], "is not below the 60 discriminator steps"),  # two Ds
+    # CycleGAN trains D after the generators: p's first move at its very last D step reaches no image
+    (["recipe=cyclegan", "data.dataset=unpaired", "train.steps=30", "loss.diffaugment=color",
+      "loss.augment_p=adaptive", "loss.augment_interval=60"], "is not below the 60 discriminator steps"),
     # the EMA's decay warms up as (1 + n) / (10 + n): 0.9999 at 1,500 steps averaged as 0.995 did
     (["train.steps=1500", "train.ema_decay=0.9999"], "train.ema_decay = 0.9999 (an average over about 10,000 steps) "
                                                      "is never reached: the decay warms up as (1 + n) / (10 + n) after "
@@ -229,6 +233,13 @@ def test_a_key_set_to_no_effect_is_warned_of_by_name(overrides, expected):
     ["train.steps=30", "train.d_steps=4", "loss.diffaugment=color", "loss.augment_p=adaptive",
      "loss.augment_interval=100", "train.ema_decay=0"],  # 120 D steps
     ["train.steps=1500", "train.ema_decay=0.995"],  # ends at 0.994: near enough that another value would differ
+    # p first moves at the last D step: dcgan's generator step after it, and CycleGAN's R1 at it, augment with it
+    ["train.steps=30", "train.d_steps=3", "loss.diffaugment=color", "loss.augment_p=adaptive",
+     "loss.augment_interval=90", "train.ema_decay=0"],
+    ["recipe=cyclegan", "data.dataset=unpaired", "train.steps=30", "loss.diffaugment=color", "loss.augment_p=adaptive",
+     "loss.augment_interval=60", "loss.r1_gamma=1", "loss.r1_every=10"],
+    ["recipe=cyclegan", "data.dataset=unpaired", "train.steps=30", "loss.diffaugment=color", "loss.augment_p=adaptive",
+     "loss.augment_interval=59"],  # the second discriminator of the last step sees p's first move
     ["recipe=pix2pix", "data.dataset=paired", "train.steps=100"],  # keeps no EMA generator: its ema_decay is unread
 ])
 def test_a_key_that_takes_effect_late_in_the_run_is_not_warned_of(overrides):

@@ -77,6 +77,18 @@ def test_a_grid_may_not_set_a_key_twice_or_fight_the_seeds():
     (['loss.diffaugment="color,cutout","cutout,cutout,color"'], [],
      "runs 00000-diffaugment=color_cutout and 00001-diffaugment=cutout_cutout_color would train the same (their "
      "configs are the same once read"),
+    # settings that the run's length leaves without effect (the demo trains 1,500 steps)
+    (["train.ema_decay=0.9999,0.99995"], [], "runs 00000-ema_decay=0.9999 and 00001-ema_decay=0.99995 would train "
+     "the same (train.ema_decay = 0.99995 (an average over about 20,000 steps) is never reached"),
+    (["loss.r1_every=2000,4000"], ["loss.r1_gamma=1"], "runs 00000-r1_every=2000 and 00001-r1_every=4000 would train "
+     "the same (loss.r1_every = 4000 is above train.steps = 1500: R1 is due every 4000 steps, so it never runs"),
+    (["loss.augment_interval=2000,4000"], ["loss.diffaugment=color", "loss.augment_p=adaptive"],
+     "(loss.augment_interval = 4000 is not below the 1500 discriminator steps this run has"),
+    (["train.lr_gamma=0.5,0.1"], ["train.lr_schedule=step", "train.lr_milestones=[2000]"],
+     "runs 00000-lr_gamma=0.5 and 00001-lr_gamma=0.1 would train the same (train.lr_schedule = 'step' with no "
+     "train.lr_milestones below train.steps: the learning rates never change"),
+    (["train.lr_schedule=linear_decay,step"], [], "would train the same (train.lr_schedule = 'step' with no "
+     "train.lr_milestones: the learning rates never change"),
 ])
 def test_grid_values_that_change_nothing_are_refused_before_any_run(tmp_path, grid, sets, expected):
     # each value made a run of its own, training the same as the others

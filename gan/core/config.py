@@ -627,9 +627,9 @@ def warn_about_inert_keys(config: Config, given: set[str]) -> None:
     """One warning for each key set to a value that changes nothing, naming it and why (the keys of
     WARNED_WHEN_GIVEN only when among `given`, those --set gives)."""
     quiet = [key for key in WARNED_WHEN_GIVEN if key not in given]
-    for key, message in _inert_keys(config):
-        if key not in quiet:
-            warnings.warn(message, stacklevel=3)
+    for inert in inert_settings(config):
+        if inert.warn and inert.key not in quiet:
+            warnings.warn(inert.message, stacklevel=3)
 
 
 def inert_keys(config: Config) -> dict[str, str]:
@@ -657,62 +657,102 @@ def discriminator_steps(config: Config, step: int) -> int:
     return max(0, step - config.train.adversarial_start) * per_step
 
 
-def _inert_keys(config: Config) -> list[tuple[str, str]]:
-    """(key, sentence) for each key of `config` set to a value that changes nothing in the run it describes."""
-    found = list(inert_keys(config).items())
+class InertSetting(typing.NamedTuple):
+    """A setting that changes nothing in the run it describes: the key, a sentence saying why,
+    the values the run trains the same with (key -> value: what the sweep compares grid points
+    by), and whether the run warns of it."""
+    key: str
+    message: str
+    trains_as: tuple[tuple[str, Any], ...] = ()
+    warn: bool = True
+
+
+def inert_settings(config: Config) -> list[InertSetting]:
+    """Each setting of `config` that changes nothing in the run it describes: the keys of
+    `inert_keys`, and those that the run's length, warm-ups and schedules leave without effect."""
+    defaults = flatten_config(config_to_dict(Config()))
+    found = [InertSetting(key, message, ((key, defaults[key]),)) for key, message in inert_keys(config).items()]
     train = config.train
     if 0 < train.steps <= train.adversarial_start:
-        found.append(("train.adversarial_start",
-                      f"train.adversarial_start = {train.adversarial_start} is not below train.steps = {train.steps}: "
-                      "the adversarial term never turns on, and the discriminator never trains"))
+        found.append(InertSetting(
+            "train.adversarial_start",
+            f"train.adversarial_start = {train.adversarial_start} is not below train.steps = {train.steps}: "
+            "the adversarial term never turns on, and the discriminator never trains",
+            (("train.adversarial_start", train.steps),)))
     if train.g_lr == 0:
-        found.append(("train.g_lr", "train.g_lr and train.d_lr are both 0: no network learns anything" if train.d_lr == 0
-                      else "train.g_lr = 0: the generator never learns (only a discriminator, where there is one)"))
+        found.append(InertSetting("train.g_lr", "train.g_lr and train.d_lr are both 0: no network learns anything"
+                                  if train.d_lr == 0 else
+                                  "train.g_lr = 0: the generator never learns (only a discriminator, where there is one)"))
     elif train.d_lr == 0:
-        found.append(("train.d_lr", "train.d_lr = 0: the discriminator, where there is one, never learns, and the "
-                                    "generator is trained against its random initial weights"))
+        found.append(InertSetting("train.d_lr", "train.d_lr = 0: the discriminator, where there is one, never learns, "
+                                                "and the generator is trained against its random initial weights"))
     loss = config.loss
+    r1_off = (("loss.r1_gamma", 0.0), ("loss.r1_every", defaults["loss.r1_every"]))
     if loss.r1_gamma and train.steps < loss.r1_every:
-        found.append(("loss.r1_every", f"loss.r1_every = {loss.r1_every} is above train.steps = {train.steps}: "
-                                       f"R1 is due every {loss.r1_every} steps, so it never runs, and "
-                                       f"loss.r1_gamma = {loss.r1_gamma:g} changes nothing"))
+        found.append(InertSetting("loss.r1_every", f"loss.r1_every = {loss.r1_every} is above train.steps = "
+                                  f"{train.steps}: R1 is due every {loss.r1_every} steps, so it never runs, and "
+                                  f"loss.r1_gamma = {loss.r1_gamma:g} changes nothing", r1_off))
     elif loss.r1_gamma and train.steps // loss.r1_every * loss.r1_every <= train.adversarial_start < train.steps:
         # (R1 regularises D, which trains only after adversarial_start)
-        found.append(("loss.r1_every", f"loss.r1_every = {loss.r1_every}: R1 is due at its multiples, and none falls "
-                                       f"after train.adversarial_start = {train.adversarial_start} (when the "
-                                       f"discriminator trains) up to train.steps = {train.steps}, so R1 never runs, and "
-                                       f"loss.r1_gamma = {loss.r1_gamma:g} changes nothing"))
-    run_d_steps = discriminator_steps(config, train.steps)
-    if loss.diffaugment and loss.augment_p == "adaptive" and 0 < run_d_steps < loss.augment_interval:
-        found.append(("loss.augment_interval",
-                      f"loss.augment_interval = {loss.augment_interval} is above the {run_d_steps} "
-                      "discriminator steps this run has: adaptive p starts at 0 and is first moved after that many, so "
-                      f"it never leaves 0, and loss.diffaugment = {loss.diffaugment!r} changes nothing"))
+        found.append(InertSetting(
+            "loss.r1_every", f"loss.r1_every = {loss.r1_every}: R1 is due at its multiples, and none falls after "
+            f"train.adversarial_start = {train.adversarial_start} (when the discriminator trains) up to train.steps = "
+            f"{train.steps}, so R1 never runs, and loss.r1_gamma = {loss.r1_gamma:g} changes nothing", r1_off))
+    if loss.diffaugment and loss.augment_p == "adaptive" and _adaptive_p_stays_zero(config):
+        found.append(InertSetting(
+            "loss.augment_interval",
+            f"loss.augment_interval = {loss.augment_interval} is not below the {discriminator_steps(config, train.steps)} "
+            "discriminator steps this run has: adaptive p starts at 0 and is first moved after that many, so it "
+            f"never leaves 0 for an image D sees, and loss.diffaugment = {loss.diffaugment!r} changes nothing",
+            tuple((key, defaults[key]) for key in ("loss.diffaugment", "loss.augment_p", "loss.augment_target",
+                                                   "loss.augment_interval", "loss.augment_images"))))
     if train.ema_decay > 0 and config.recipe == "dcgan":  # (the recipe that keeps an EMA generator)
         reached = (1 + train.steps) / (10 + train.steps)  # the EMA's warm-up after the run's last update
-        if reached < train.ema_decay and 1 / (1 - reached) < 0.5 / (1 - train.ema_decay):
-            found.append(("train.ema_decay",
-                          f"train.ema_decay = {train.ema_decay:g} (an average over about {1 / (1 - train.ema_decay):,.0f}"
-                          " steps) is never reached: the decay warms up as (1 + n) / (10 + n) after n steps, and ends "
-                          f"this run's {train.steps} at {reached:.4f} (about {1 / (1 - reached):,.0f} steps), so any "
-                          f"train.ema_decay above {reached:.4f} gives the same EMA generator"))
-    if train.lr_schedule == "step" and (not train.lr_milestones or train.lr_gamma == 1):
-        found.append(("train.lr_schedule",
-                      "train.lr_schedule = 'step' " + ("with no train.lr_milestones" if not train.lr_milestones
-                                                       else "with train.lr_gamma = 1") +
-                      ": the learning rates never change (set train.lr_milestones, the steps after which they are "
-                      "multiplied by train.lr_gamma)"))
-    if train.warmup_steps >= train.steps:
-        reach = "reach the values set only at the last step" if train.warmup_steps == train.steps else "never reach the values set"
-        found.append(("train.warmup_steps",
-                      f"train.warmup_steps = {train.warmup_steps} is not below train.steps = {train.steps}: the "
-                      f"learning rates rise from 0 over the whole run and {reach}"))
+        if reached <= train.ema_decay:  # every update blends by the warm-up alone
+            found.append(InertSetting(
+                "train.ema_decay",
+                f"train.ema_decay = {train.ema_decay:g} (an average over about {1 / (1 - train.ema_decay):,.0f} steps) "
+                "is never reached: the decay warms up as (1 + n) / (10 + n) after n steps, and ends this run's "
+                f"{train.steps} at {reached:.4f} (about {1 / (1 - reached):,.0f} steps), so any train.ema_decay above "
+                f"{reached:.4f} gives the same EMA generator",
+                (("train.ema_decay", f"the warm-up's, at least {reached!r}"),),
+                # warned of only when far off: a smoke run a little short of its decay is no mistake
+                warn=1 / (1 - reached) < 0.5 / (1 - train.ema_decay)))
     late = [milestone for milestone in train.lr_milestones if milestone >= train.steps]
     if late and train.lr_schedule == "step":
-        found.append(("train.lr_milestones",
-                      f"train.lr_milestones {late} change nothing: the rates change after a milestone's step, and "
-                      f"the run ends at train.steps = {train.steps}"))
+        found.append(InertSetting(
+            "train.lr_milestones", f"train.lr_milestones {late} change nothing: the rates change after a "
+            f"milestone's step, and the run ends at train.steps = {train.steps}",
+            (("train.lr_milestones", [milestone for milestone in train.lr_milestones if milestone < train.steps]),)))
+    if train.lr_schedule == "step" and (len(late) == len(train.lr_milestones) or train.lr_gamma == 1):
+        found.append(InertSetting(
+            "train.lr_schedule",
+            "train.lr_schedule = 'step' " + ("with no train.lr_milestones" if not train.lr_milestones
+                                             else "with train.lr_gamma = 1" if train.lr_gamma == 1
+                                             else "with no train.lr_milestones below train.steps") +
+            ": the learning rates never change (set train.lr_milestones, the steps after which they are multiplied "
+            "by train.lr_gamma)",
+            # the same rates as linear_decay over no steps (a constant rate)
+            (("train.lr_schedule", "linear_decay"), ("train.lr_decay_steps", 0), ("train.lr_milestones", []),
+             ("train.lr_gamma", defaults["train.lr_gamma"])),
+            warn=not late))  # (the milestones' own warning says it)
+    if train.warmup_steps >= train.steps:
+        reach = ("reach the values set only at the last step" if train.warmup_steps == train.steps
+                 else "never reach the values set")
+        found.append(InertSetting(
+            "train.warmup_steps", f"train.warmup_steps = {train.warmup_steps} is not below train.steps = "
+            f"{train.steps}: the learning rates rise from 0 over the whole run and {reach}"))
     return found
+
+
+def _adaptive_p_stays_zero(config: Config) -> bool:
+    """Whether adaptive p is still 0 whenever D sees an image: its first move comes after
+    `loss.augment_interval` D steps, which CycleGAN (generators first, then D) may reach at its very
+    last D step, unless R1, which augments too, is due at that step."""
+    run_d_steps, interval = discriminator_steps(config, config.train.steps), config.loss.augment_interval
+    if config.recipe != "cyclegan" or interval != run_d_steps:
+        return 0 < run_d_steps < interval
+    return not (config.loss.r1_gamma and config.train.steps % config.loss.r1_every == 0)
 
 
 MAX_METRIC_SAMPLES = 1_000_000  # 20x FID's customary 50,000; more is a typo that would exhaust memory

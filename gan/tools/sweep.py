@@ -30,7 +30,7 @@ from typing import IO, Callable, Iterator
 import torch
 
 from gan.core.checkpoint import checkpoints_by_content, list_checkpoints
-from gan.core.config import Config, config_to_dict, flatten_config, inert_keys, key_annotation, parse_value
+from gan.core.config import Config, config_to_dict, flatten_config, inert_settings, key_annotation, parse_value
 from gan.core.files import SWEEP_LOCK_NAME, RunDirectoryBusy, SweepLock, write_text_atomically
 from gan.core.processes import STOP_SIGNALS, leave_the_terminal_on_hangup, stop_with_parent
 from gan.core.progress import format_duration
@@ -299,9 +299,13 @@ def _what_trains(resolved: Config, on_cpu: bool = False) -> tuple[str, dict, dic
     """The settings a run trains with as one string (each key that changes nothing at its default),
     its config's values by key, and key -> why, for the keys that change nothing."""
     ignored = ignored_keys(resolved) | RECIPES.get(resolved.recipe).inert_keys(resolved)
-    why = inert_keys(resolved) | {key: f"recipe '{resolved.recipe}' ignores {text}" for key, text in ignored.items()}
     defaults, values = flatten_config(config_to_dict(Config())), flatten_config(config_to_dict(resolved))
-    settings = {key: defaults[key] if key in why else value for key, value in values.items()}
+    trains_as = {key: defaults[key] for key in ignored}
+    why = {key: f"recipe '{resolved.recipe}' ignores {text}" for key, text in ignored.items()}
+    for inert in inert_settings(resolved):
+        trains_as |= dict(inert.trains_as)
+        why |= {key: inert.message for key, _ in inert.trains_as}
+    settings = {**values, **trains_as}
     if on_cpu:
         settings, on_cpu_why = _as_on_cpu(settings, defaults)
         why |= on_cpu_why
