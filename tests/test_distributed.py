@@ -64,7 +64,7 @@ def test_two_gloo_processes_give_the_weights_of_one_with_the_global_batch(tmp_pa
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     logged = [EventAccumulator(str(folder)).Reload() for folder in (single.run_dir, run_dir)]
-    for tag in ("loss/d", "loss/g", "d/real", "d/fake"):
+    for tag in ("loss/d", "loss/g", "d/real", "d/fake", "grad/generator", "grad/discriminator"):
         alone, together = ([event.value for event in events.Scalars(tag)] for events in logged)
         assert len(alone) == 4 and together == pytest.approx(alone, rel=1e-4), tag
 

@@ -277,7 +277,9 @@ def set_requires_grad(network: nn.Module, flag: bool) -> None:
 
 def gradient_norm(*networks: nn.Module) -> torch.Tensor:
     """The L2 norm of every parameter gradient of `networks` together (0 when there is none), as a
-    device tensor: logged as grad/<network>, read back only at log points."""
+    device tensor: logged as grad/<network>, read back only at log points. Taken after the
+    optimizer's step, whose pre-hook averages the gradients over torchrun's processes: the norm of
+    the global batch's gradient, as one process with it logs, not a mean of each share's."""
     grads = [parameter.grad for network in networks for parameter in network.parameters()
              if parameter.grad is not None]
     if not grads:

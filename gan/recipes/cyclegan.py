@@ -117,8 +117,8 @@ class CycleGANRecipe(RecipeBase):
             g_loss = g_loss + identity_weight * (terms["loss/identity_A"] + terms["loss/identity_B"])
         self.optimizers["generator"].zero_grad(set_to_none=True)
         g_loss.backward()
-        terms["grad/generator"] = gradient_norm(to_b, to_a)
         self.optimizers["generator"].step()
+        terms["grad/generator"] = gradient_norm(to_b, to_a)
 
         # Discriminators: real vs. a mix of new and past fakes; objective halved as in the paper.
         if not adversarial:
@@ -152,10 +152,10 @@ class CycleGANRecipe(RecipeBase):
                                           for domain, net in self.discriminators.items()])
         self.optimizers["discriminator"].zero_grad(set_to_none=True)
         d_total.backward()
+        self.optimizers["discriminator"].step()
         terms["grad/discriminator"] = gradient_norm(*self.discriminators.values())
         if self.r1.enabled:
             terms["loss/r1"] = self.r1.latest
-        self.optimizers["discriminator"].step()
 
         return {**{name: value.detach() for name, value in terms.items()}, "loss/g": g_loss.detach(), **scores,
                 **self.augment_metrics()}

@@ -104,8 +104,8 @@ class DCGANRecipe(RecipeBase):
                 d_total = d_total + self.r1((lambda images: discriminator(self.for_discriminator(images)), real))
             self.optimizers["discriminator"].zero_grad(set_to_none=True)
             d_total.backward()
-            d_gradient = gradient_norm(discriminator)
             self.optimizers["discriminator"].step()
+            d_gradient = gradient_norm(discriminator)
 
         set_requires_grad(discriminator, False)
         with self.autocast():
@@ -113,8 +113,8 @@ class DCGANRecipe(RecipeBase):
         g_loss = self.loss.generator(g_logits)
         self.optimizers["generator"].zero_grad(set_to_none=True)
         g_loss.backward()
-        g_gradient = gradient_norm(generator)
         self.optimizers["generator"].step()
+        g_gradient = gradient_norm(generator)
         if self.ema:
             self.ema.update(generator, step)
 

@@ -127,8 +127,8 @@ class Pix2PixRecipe(RecipeBase):
                 d_total = d_loss + self.r1((lambda pairs: discriminator(self.for_discriminator(pairs)), real_pair))
             self.optimizers["discriminator"].zero_grad(set_to_none=True)
             d_total.backward()
-            d_gradient = gradient_norm(discriminator)
             self.optimizers["discriminator"].step()
+            d_gradient = gradient_norm(discriminator)
             real_score = self.loss.score(real_logits.detach()).mean()
             fake_score = self.loss.score(fake_logits.detach()).mean()
 
@@ -140,8 +140,8 @@ class Pix2PixRecipe(RecipeBase):
         g_loss = self.adversarial_weight * g_adversarial + self.l1_weight * g_l1
         self.optimizers["generator"].zero_grad(set_to_none=True)
         g_loss.backward()
-        g_gradient = gradient_norm(generator)
         self.optimizers["generator"].step()
+        g_gradient = gradient_norm(generator)
 
         metrics = {"loss/g": g_loss.detach(), "loss/g_l1": g_l1.detach(), "grad/generator": g_gradient}
         if self.discriminator is not None:  # (none at loss.adversarial_weight = 0: nothing of it to log)

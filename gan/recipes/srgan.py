@@ -159,8 +159,8 @@ class SRGANRecipe(RecipeBase):
                                             hr_images))
             self.optimizers["discriminator"].zero_grad(set_to_none=True)
             d_total.backward()
-            metrics["grad/discriminator"] = gradient_norm(self.discriminator)
             self.optimizers["discriminator"].step()
+            metrics["grad/discriminator"] = gradient_norm(self.discriminator)
             set_requires_grad(self.discriminator, False)
             metrics.update({"loss/d": d_loss.detach(),
                             "d/real": self.adversarial.score(real_logits.detach()).mean(),
@@ -177,8 +177,8 @@ class SRGANRecipe(RecipeBase):
             metrics["loss/g_adversarial"] = g_adversarial.detach()
         self.optimizers["generator"].zero_grad(set_to_none=True)
         g_loss.backward()
-        metrics["grad/generator"] = gradient_norm(self.generator)
         self.optimizers["generator"].step()
+        metrics["grad/generator"] = gradient_norm(self.generator)
         return {"loss/content": content.detach(), "loss/g": g_loss.detach(), **metrics, **self.augment_metrics()}
 
     def load_preview_items(self) -> dict[str, torch.Tensor]:
