@@ -125,12 +125,53 @@ def test_a_killed_builders_temp_file_is_removed_and_a_live_ones_kept(folder, tmp
     header.unlink()  # so the next start rebuilds
     gone = subprocess.Popen(["true"])
     gone.wait()  # its pid now names no process
-    abandoned = tmp_path / "cache" / f"{header.stem}.npy.{gone.pid}.tmp"
-    building = tmp_path / "cache" / f"{header.stem}.npy.{os.getppid()}.tmp"  # a process that is alive
-    for path in (abandoned, building):
+    here = cache_module.host_tag()
+    abandoned = tmp_path / "cache" / f"{header.stem}.npy.{gone.pid}.{here}.tmp"
+    building = tmp_path / "cache" / f"{header.stem}.npy.{os.getppid()}.{here}.tmp"  # a process that is alive
+    # Another machine sharing the folder, building this cache: its pid names no process here.
+    elsewhere = tmp_path / "cache" / f"{header.stem}.npy.{gone.pid}.h0000beef.tmp"
+    long_quiet = tmp_path / "cache" / f"{header.stem}.npy.999999999.h0000beef.tmp"
+    for path in (abandoned, building, elsewhere, long_quiet):
         path.write_bytes(b"partial")
+    os.utime(long_quiet, (time.time() - 601,) * 2)
     next(training_batches(config, build_dataset(config), 2, 0, 0, CPU))
     assert not abandoned.exists() and building.exists()
+    assert elsewhere.exists() and not long_quiet.exists()  # (removing it failed that build's rename)
+
+
+ANOTHER_MACHINE = """
+import sys, time, socket
+from pathlib import Path
+import gan.data.cache as cache_module
+from gan.core.config import DataConfig
+from gan.data import build_dataset, data_identity
+socket.gethostname = lambda: "another-machine"
+config = DataConfig(dataset="folder", root=sys.argv[1], resolution=16, num_workers=0)
+dataset = build_dataset(config)
+load = dataset.load
+dataset.load = lambda index: time.sleep(0.3) or load(index)  # a slow build, under way while this machine starts
+images = cache_module.load_or_build_cache(dataset, data_identity(config), Path(sys.argv[2]))
+print("built", images.shape[0])
+"""
+
+
+def test_a_build_on_another_machine_sharing_the_folder_is_left_to_finish(folder, tmp_path, monkeypatch):
+    # Its pid means nothing here and looked dead: this machine's build removed its temp, and its
+    # rename then failed as a full disk
+    import subprocess
+
+    config = config_for(folder, "mmap", tmp_path)
+    cache_dir = tmp_path / "cache"
+    other = subprocess.Popen([sys.executable, "-c", ANOTHER_MACHINE, str(folder), str(cache_dir)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not list(cache_dir.glob("*.npy.*.tmp")) and time.time() < deadline and other.poll() is None:
+        time.sleep(0.05)
+    monkeypatch.setattr(cache_module, "process_alive", lambda pid: pid == os.getpid())  # another machine's pid
+    next(training_batches(config, build_dataset(config), 2, 0, 0, CPU))  # built here too, meanwhile
+    output, errors = other.communicate(timeout=60)
+    assert other.returncode == 0 and "built 10" in output, errors[-2000:]
+    assert not list(cache_dir.glob("*.tmp"))
 
 
 # ----------------------------------------------------------------------------- damage, and managing caches

@@ -18,6 +18,7 @@ import math
 import os
 import random
 import re
+import socket
 import sys
 import time
 import warnings
@@ -44,8 +45,9 @@ VERSION = 5  # 2: per-chunk checksums in the header, ctime in the files' fingerp
 CHECKSUM_IMAGES = 256  # images per checksum: verifying one chunk reads 12 MiB at 128 px
 SAMPLED_CHUNKS = 2  # chunks verified on every open unless data.cache_verify asks for all
 NAME = re.compile(r"[0-9a-f]{20}")  # a cache's name: the start of its header's SHA-256 (`cache_name`)
-# Temp files of a build: <name>.npy.<pid>.tmp, <name>.json.<pid>.<random>.tmp (<name>.json.<pid>.tmp before)
-TEMP_NAME = re.compile(r"[0-9a-f]{20}\.(?:npy|json)\.(?P<pid>\d+)(?:\.[0-9a-f]+)?\.tmp")
+# Temp files of a build: <name>.npy.<pid>.<host>.tmp (<host>: `host_tag`; <name>.npy.<pid>.tmp before),
+# <name>.json.<pid>.<random>.tmp (<name>.json.<pid>.tmp before)
+TEMP_NAME = re.compile(r"[0-9a-f]{20}\.(?:npy|json)\.(?P<pid>\d+)(?:\.(?P<host>h[0-9a-f]{8})|\.[0-9a-f]+)?\.tmp")
 MAX_HEADER_BYTES = 16 * 2**20  # a header of a million images is ~150 KB; larger JSON is not ours to parse
 QUIET_SECONDS = 600  # a leftover written more recently may belong to a build on another machine
 
@@ -190,7 +192,7 @@ def load_or_build_cache(dataset: ImageFileDataset, identity: dict, cache_dir: Pa
         warnings.warn(f"the decoded-image cache header '{header_path}' {what}; rebuilding the cache", stacklevel=2)
     cache_dir.mkdir(parents=True, exist_ok=True)
     header_path.unlink(missing_ok=True)  # the header, written last, marks a complete array
-    _remove_abandoned_temps(cache_dir, name)
+    _remove_abandoned_temps(cache_dir)
     checksums = _build(dataset, array_path, progress_stream)
     undecodable = [str(dataset.paths[index]) for index in sorted(dataset.skip_unreadable.failed)]
     try:
@@ -228,16 +230,11 @@ def _read_header(path: Path) -> dict | None:
     return header if isinstance(header, dict) else None
 
 
-def _remove_abandoned_temps(cache_dir: Path, name: str) -> None:
-    """Temp files of builds whose process is gone (killed, crashed): they can be gigabytes. Those
-    of this cache go when their pid is dead here; those of other caches also only when quiet for
-    QUIET_SECONDS (`may_be_building`: a shared folder may hold another machine's build). A build
-    still running keeps its own."""
-    for temp in cache_dir.glob("*.tmp"):  # <name>.npy.<pid>.tmp, <name>.json.<pid>.<random>.tmp
-        pid = _writer_pid(temp)
-        if pid is None or process_alive(pid) or not temp.is_file():
-            continue
-        if temp.name.startswith(f"{name}.") or not may_be_building(temp):
+def _remove_abandoned_temps(cache_dir: Path) -> None:
+    """Temp files of builds whose process is gone (killed, crashed): they can be gigabytes.
+    `may_be_building` keeps those of a live build, this machine's or another's sharing the folder."""
+    for temp in cache_dir.glob("*.tmp"):  # <name>.npy.<pid>.<host>.tmp, <name>.json.<pid>.<random>.tmp
+        if _writer_pid(temp) is not None and temp.is_file() and not may_be_building(temp):
             temp.unlink(missing_ok=True)
 
 
@@ -252,7 +249,7 @@ def _build(dataset: ImageFileDataset, array_path: Path, progress_stream) -> list
     count, size = len(dataset), dataset.resolution
     print(f"decoding {count} images once into the cache '{array_path}' ({format_bytes(count * 3 * size * size)})",
           file=sys.stderr)
-    temp = array_path.with_suffix(f".npy.{os.getpid()}.tmp")  # never a file another process has open
+    temp = array_path.with_suffix(f".npy.{os.getpid()}.{host_tag()}.tmp")  # no file another process has open
     try:
         array = np.lib.format.open_memmap(temp, mode="w+", dtype=np.uint8, shape=(count, 3, size, size))
         if hasattr(os, "posix_fallocate"):  # claim the space now: a full disk is an error here, not a
@@ -350,10 +347,19 @@ def is_cache_array(path: Path) -> bool:
 
 def may_be_building(path: Path) -> bool:
     """Whether a build may still be writing `path` (a temp file, or an array about to get its header):
-    the process a temp's name gives is alive here, or it was written in the last QUIET_SECONDS (a
-    folder shared over the network may hold another machine's build, whose pid means nothing here)."""
-    pid = _writer_pid(path)
-    return (pid is not None and process_alive(pid)) or time.time() - modified_at(path) < QUIET_SECONDS
+    for an array's temp this machine wrote (its name holds `host_tag`), whether the process its name
+    gives is alive; otherwise, also whether it was written in the last QUIET_SECONDS (a folder
+    shared over the network may hold another machine's build, whose pid means nothing here)."""
+    match = TEMP_NAME.fullmatch(path.name)
+    alive = match is not None and process_alive(int(match["pid"]))
+    if match is not None and match["host"] == host_tag():
+        return alive
+    return alive or time.time() - modified_at(path) < QUIET_SECONDS
+
+
+def host_tag() -> str:
+    """This machine in an array's temp name: 'h' and 8 hex digits of its host name's hash."""
+    return "h" + hashlib.sha256(socket.gethostname().encode("utf-8", "surrogateescape")).hexdigest()[:8]
 
 
 @dataclass
