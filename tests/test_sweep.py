@@ -4,6 +4,7 @@ job array, and a sweep run again that skips finished runs and resumes an interru
 import shlex
 
 import pytest
+import torch
 from click.testing import CliRunner
 from conftest import REPO, TINY, wait_for_no_writer
 
@@ -488,3 +489,48 @@ def test_a_device_this_machine_lacks_is_refused_before_the_sweep_folder_is_made(
     assert result.exit_code == 2 and expected in result.output, result.output
     assert result.output.count("error:") == 1 and "started" not in result.output, result.output
     assert not out.exists()
+
+
+def test_a_run_whose_last_step_left_side_tasks_undone_is_resumed_not_skipped(tmp_path, monkeypatch):
+    # Its checkpoint of the last step records previews that failed (a full disk, say): the sweep run
+    # again counted it finished, and that step's grids, metrics and best.pt were never made.
+    import gan.training.loop as loop_module
+    from gan.training.resolve import load_config
+
+    out = tmp_path / "sweep"
+    command = ["sweep", str(DEMO), "--grid", "loss.adversarial=vanilla,hinge",
+               *[arg for item in TINY for arg in ("--set", item)], "--out", str(out), "--device", "cpu"]
+    assert CliRunner().invoke(main, command).exit_code == 0
+    run_dir = out / "00001-adversarial=hinge"
+    (run_dir / "checkpoint-00000004.pt").unlink()
+    grids = sorted(path.name for path in (run_dir / "samples").iterdir())
+    for path in (run_dir / "samples").glob("*00000004*"):
+        path.unlink()
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(loop_module, "_write_previews", full_disk)
+    with pytest.raises(Exception, match="previews failed at step 4"):
+        loop_module.train(load_config(run_dir / "config.toml", []), run_dir, torch.device("cpu"), resume=True)
+    monkeypatch.undo()
+    assert [path.name for path in list_checkpoints(run_dir)][-1] == "checkpoint-00000004.pt"
+    again = CliRunner().invoke(main, command)
+    assert again.exit_code == 0 and "2 runs, 1 finished, 1 to do" in again.output, again.output
+    assert sorted(path.name for path in (run_dir / "samples").iterdir()) == grids
+
+
+def test_a_new_sweep_into_a_folder_of_other_runs_is_refused(tmp_path):
+    # A run under a sweep run's name counted as that run, finished, whatever it trained; any
+    # other joined the sweep's comparison.
+    out = tmp_path / "runs"
+    foreign = out / "00000-adversarial=vanilla"
+    foreign.mkdir(parents=True)
+    (foreign / "config.toml").write_text(DEMO.read_text().replace('adversarial = "vanilla"', 'adversarial = "hinge"'))
+    (out / "notes").mkdir()  # (a folder that holds no run is no matter)
+    result = CliRunner().invoke(main, ["sweep", str(DEMO), "--grid", "loss.adversarial=vanilla,hinge",
+                                       "--out", str(out), "--print-commands"])
+    assert result.exit_code == 2, result.output
+    assert f"'{out}' holds 1 run(s) that no sweep made there ('00000-adversarial=vanilla'): use another --out" \
+        in " ".join(result.output.split())
+    assert sorted(path.name for path in out.iterdir()) == ["00000-adversarial=vanilla", "notes"]

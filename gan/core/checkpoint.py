@@ -63,7 +63,7 @@ def quiet_torch_load(path: Path, **options: Any) -> Any:
         return torch.load(path, weights_only=True, **options)
 
 
-def _stored_entry(path: Path, key: str) -> Any:
+def stored_entry(path: Path, key: str) -> Any:
     """One entry of a checkpoint, read cheaply (memory-mapped: the tensors are not read); None for a
     file that does not load as a checkpoint of this format."""
     try:
@@ -75,7 +75,7 @@ def _stored_entry(path: Path, key: str) -> Any:
 
 def stored_step(path: Path) -> int | None:
     """The step a checkpoint holds; None for a file that does not load as a checkpoint of this format."""
-    step = _stored_entry(path, "step")
+    step = stored_entry(path, "step")
     return step if isinstance(step, int) else None
 
 
@@ -103,7 +103,7 @@ def trained_config(run_dir: Path) -> tuple[Path, dict[str, Any]] | None:
     """(checkpoint, config) of the newest checkpoint in `run_dir` that holds its run's config: the
     settings the run trained with, which a config.toml cut short or removed lacks. None when none does."""
     for path in reversed(list_checkpoints(run_dir)):
-        config = _stored_entry(path, "config")
+        config = stored_entry(path, "config")
         if isinstance(config, dict):
             return path, config
     return None

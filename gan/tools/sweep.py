@@ -29,14 +29,16 @@ from typing import IO, Callable, Iterator
 
 import torch
 
-from gan.core.checkpoint import checkpoints_by_content, list_checkpoints
+from gan.core.checkpoint import checkpoints_by_content, holds_a_run, list_checkpoints
 from gan.core.config import Config, config_to_dict, flatten_config, inert_settings, key_annotation, parse_value
 from gan.core.files import SWEEP_LOCK_NAME, RunDirectoryBusy, SweepLock, write_text_atomically
 from gan.core.processes import STOP_SIGNALS, leave_the_terminal_on_hangup, stop_with_parent
 from gan.core.progress import format_duration
 from gan.core.registry import ConfigError
 from gan.core.typecheck import coerce
+from gan.core.wording import first_few
 from gan.recipes import RECIPES
+from gan.training.loop import side_tasks_left
 from gan.training.resolve import check_networks, ignored_keys, load_config
 
 MANIFEST = "sweep.toml"
@@ -173,18 +175,19 @@ def manifest_text(config: Path, sets: list[str], grid: list[tuple[str, list[str]
 def claimed_sweep_folder(out: Path, text: str) -> Iterator[None]:
     """Hold `out`'s sweep lock, and within it write DIR/sweep.toml (`text`) or check that the one there
     asks for the same sweep: two sweeps started into one new folder at once must not both write
-    their manifests. A folder this made is removed again when that fails (a full disk)."""
-    created = not out.exists()
+    their manifests. What this made is removed again when that fails (a full disk, a refusal)."""
+    created, lock_made = not out.exists(), not (out / SWEEP_LOCK_NAME).exists()
     with contextlib.ExitStack() as held:
         try:
             held.enter_context(SweepLock(out))  # (made here when new)
             write_manifest(out, text)
         except RunDirectoryBusy:  # the lock file is the other sweep's
             raise
-        except BaseException:  # the lock or the manifest could not be written (a full disk)
-            if created:
-                with contextlib.suppress(OSError):
+        except BaseException:  # the lock or the manifest could not be written, or the folder is refused
+            with contextlib.suppress(OSError):
+                if lock_made:
                     (out / SWEEP_LOCK_NAME).unlink()
+                if created:
                     out.rmdir()
             raise
         yield
@@ -222,14 +225,22 @@ def write_manifest(out: Path, text: str) -> None:
             raise ConfigError(f"'{out}' holds another sweep ({path} differs in {', '.join(differ)}): use another "
                               "--out, or the command that made it")
         return
+    # Runs no sweep made would count as this one's (one under a run's name as that run, finished)
+    # and join its comparison.
+    foreign = sorted(child.name for child in out.iterdir() if child.is_dir() and holds_a_run(child)) \
+        if out.is_dir() else []
+    if foreign:
+        raise ConfigError(f"'{out}' holds {len(foreign)} run(s) that no sweep made there "
+                          f"({first_few([repr(name) for name in foreign], 3)}): use another --out")
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomically(path, text)
 
 
 def finished(run_dir: Path, steps: int) -> bool:
-    """Whether the run has a checkpoint of its last step (or later)."""
+    """Whether the run has a checkpoint of its last step (or later) that leaves none of that
+    step's side tasks (previews, metrics, best.pt) to a resume."""
     checkpoints = checkpoints_by_content(run_dir) if run_dir.is_dir() else []
-    return bool(checkpoints) and checkpoints[-1][0] >= steps
+    return bool(checkpoints) and checkpoints[-1][0] >= steps and not side_tasks_left(checkpoints[-1][1])
 
 
 def train_command(config: Path, sets: list[str], run: SweepRun, run_dir: Path, device: str | None,

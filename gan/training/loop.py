@@ -47,6 +47,8 @@ from gan.core.checkpoint import (
     prune_checkpoints,
     save_checkpoint,
     set_aside_path,
+    stored_entry,
+    stored_step,
 )
 from gan.core.compilation import uncompiled
 from gan.core.config import BEST_METRICS, Config, TrainConfig, config_to_dict, dump_config, flatten_config
@@ -806,6 +808,12 @@ def _side_tasks_due(state: dict) -> dict | None:
              and isinstance(due.get("due"), dict) and set(due["due"]) == set(OUTPUT_TASKS[:3])
              and all(isinstance(due.get(record, {}), dict) for record in ("scores", "scalars")))
     return due if valid else None
+
+
+def side_tasks_left(checkpoint: Path) -> bool:
+    """Whether `checkpoint` records side tasks of its step left undone, which a resume finishes."""
+    return _side_tasks_due({"step": stored_step(checkpoint),
+                            "side_tasks_due": stored_entry(checkpoint, "side_tasks_due")}) is not None
 
 
 def _finish_side_tasks(run: _Run, due: dict) -> None:
