@@ -370,6 +370,35 @@ def test_the_resume_finishes_the_side_tasks_of_the_step_that_failed_as_an_uninte
     assert "nothing to do" in capsys.readouterr().err and metric_rows(tmp_path / "run") == metric_rows(whole.run_dir)
 
 
+@pytest.mark.parametrize("function, target", [("write_atomically", "metrics.jsonl"),
+                                              ("save_image_grid", "00000004-generator.png")])
+def test_a_side_task_that_failed_after_its_events_leaves_them_to_the_resume_once(tmp_path, monkeypatch, function,
+                                                                                 target):
+    # Its scores (or grids) went to TensorBoard before the file that failed, and the resume, doing the
+    # task again, wrote the step's events a second time.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    settings = ("train.steps=4", "train.checkpoint_every=100", "log.image_every=2", "metrics.every=2",
+                "metrics.names=[\"swd\"]", "metrics.num_samples=16", f"metrics.cache_dir={tmp_path / 'cache'}")
+    original = getattr(train_module, function)
+
+    def failing(*args, **kwargs):
+        path = Path(args[0] if function == "write_atomically" else args[1])
+        if path.name == target and (function != "write_atomically" or path.exists()):  # step 4's, not 2's
+            raise RuntimeError(f"writing {target} broke")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, function, failing)
+    with pytest.raises(SideTaskError, match="failed at step 4"):
+        train(tiny_config(*settings), tmp_path / "run", CPU)
+    monkeypatch.undo()
+    train(tiny_config(*settings), tmp_path / "run", CPU, resume=True)
+    events = EventAccumulator(str(tmp_path / "run"), size_guidance={"scalars": 0, "images": 0}).Reload()
+    assert [event.step for event in events.Scalars("metrics/swd/mean")] == [2, 4]
+    assert [event.step for event in events.Images("samples/generator")] == [2, 4]
+    assert [row[0] for row in metric_rows(tmp_path / "run")] == [2, 4]
+
+
 def test_a_resume_that_only_finishes_side_tasks_leaves_config_toml_as_the_checkpoint_it_writes(tmp_path, monkeypatch):
     # It put the old config.toml back (a resume that trains no step changes nothing), beside a checkpoint it had
     # written again with its own settings: the next plain resume reported changes nobody made.

@@ -772,10 +772,15 @@ def _step_outputs(run: _Run, due: dict[str, bool], start: str, scores: dict[str,
                 if task == "previews" and (due["previews"] or due["generative metrics"]):
                     _prepare_outputs(recipe, step)
                 if task == "previews" and due["previews"]:
-                    grids = _write_previews(recipe, writer, run.run_dir, step)
-                    if run.health and run.unconditional and "generator" in grids and run.real_images is not None:
-                        for name, value in run.health.samples(step, grids["generator"], run.real_images).items():
-                            writer.add_scalar(name, value, step)
+                    grids = _write_previews(recipe, run.run_dir, step)
+                    health = (run.health.samples(step, grids["generator"], run.real_images) if run.health and
+                              run.unconditional and "generator" in grids and run.real_images is not None else {})
+                    # (events last, here and in each task: one that failed wrote none for its resume to repeat)
+                    for name, images in grids.items():
+                        # rounded to 8 bits as the PNG is (TensorBoard truncates floats: a grey level apart)
+                        writer.add_image(f"samples/{name}", signed_to_uint8(image_grid(images)), step)
+                    for name, value in health.items():
+                        writer.add_scalar(name, value, step)
                 elif task == "validation" and due["validation"]:
                     scores.update(_log_validation(recipe, writer, step))
                 elif task == "generative metrics" and due["generative metrics"]:
@@ -1049,13 +1054,11 @@ def _largest_weight(network: torch.nn.Module) -> float:
     return float(torch.stack(maxima).max()) if maxima else 0.0
 
 
-def _write_previews(recipe: Recipe, writer: Any, run_dir: Path, step: int) -> dict[str, torch.Tensor]:
-    """Grids to TensorBoard and as PNGs; a PNG that cannot be written (disk full) is warned about.
-    Returns the previewed image batches."""
+def _write_previews(recipe: Recipe, run_dir: Path, step: int) -> dict[str, torch.Tensor]:
+    """The recipe's preview grids as PNGs; a PNG that cannot be written (disk full) is warned about.
+    Returns the previewed image batches, for TensorBoard."""
     grids = recipe.preview()
     for name, images in grids.items():
-        # rounded to 8 bits as the PNG is (TensorBoard truncates floats: a grey level apart)
-        writer.add_image(f"samples/{name}", signed_to_uint8(image_grid(images)), step)
         try:
             save_image_grid(images, run_dir / "samples" / f"{step:08d}-{name}.png")
         except WriteError as error:  # (the step in it: a disk full for a while fails every write alike)
@@ -1193,10 +1196,8 @@ def _set_aside_records_after(run_dir: Path, step: int, say: Callable[[str], None
 
 def _log_generative_metrics(evaluator: GenerativeEvaluator, recipe: Recipe, writer: Any, run_dir: Path,
                             step: int) -> dict[str, float]:
-    """Scores of the (EMA) generator to TensorBoard (`metrics/...`), metrics.jsonl and the terminal."""
+    """Scores of the (EMA) generator to metrics.jsonl, TensorBoard (`metrics/...`) and the terminal."""
     scores = score_generator(evaluator, recipe.evaluation_generator())
-    for name, value in scores.items():
-        writer.add_scalar(f"metrics/{name}", value, step)
     path = run_dir / METRICS_RECORD  # rewritten whole, atomically: never a torn line
     line = json.dumps({"step": step, "num_images": evaluator.reference_size, **scores}) + "\n"
     try:
@@ -1207,6 +1208,8 @@ def _log_generative_metrics(evaluator: GenerativeEvaluator, recipe: Recipe, writ
     except WriteError as error:  # (the step in it: each failure is said, not only the first of its words)
         warnings.warn(f"step {step}: {error}; its scores are in the event log and the line below, not in "
                       f"{METRICS_RECORD}; training goes on", stacklevel=2)
+    for name, value in scores.items():  # (last: a failure above wrote no event for the resume to repeat)
+        writer.add_scalar(f"metrics/{name}", value, step)
     fewer = (f"  ({evaluator.reference_size} images: all the data set holds, not the {evaluator.count} of "
              "metrics.num_samples)" if evaluator.reference_size < evaluator.count else "")
     print_above(f"step {step}: " + "  ".join(f"{name} {value:.4g}" for name, value in scores.items()) + fewer)
