@@ -458,6 +458,53 @@ def test_separate_over_a_larger_earlier_set_is_refused_not_mixed(demo_run, tmp_p
     assert invoke("sample", demo_run, "--n", "5", "--seed", "7", "--separate", folder, "--overwrite").exit_code == 0
 
 
+
+@pytest.mark.parametrize("stop", ["ctrl-c", "full disk"])
+def test_an_overwrite_that_stops_half_way_leaves_the_earlier_set_whole(tiny_demo_run, tmp_path, monkeypatch, stop):
+    # Stopped after 71 of 3,000, --overwrite removed the 71 it had written, which had replaced the
+    # earlier set's 00000-00070: the folder held 2,929 images of the old set, passing for one.
+    from gan.core import images
+    from gan.core.files import WriteError
+
+    folder, grid = tmp_path / "sep", tmp_path / "g.png"
+    assert invoke("sample", tiny_demo_run, "--n", "5", "--separate", folder, "--out", grid).exit_code == 0
+    before, grid_before = contents(folder), grid.read_bytes()
+    save_image, calls = images.save_image, {"n": 0}
+
+    def stopped_at_the_third(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt if stop == "ctrl-c" else WriteError("No space left on device")
+        return save_image(*args, **kwargs)
+
+    monkeypatch.setattr(images, "save_image", stopped_at_the_third)
+    result = invoke("sample", tiny_demo_run, "--n", "5", "--seed", "7", "--separate", folder, "--out", grid,
+                    "--overwrite")
+    assert result.exit_code in (2, 130) and "removed the 2 file(s) it had written; the files it would have " \
+        "replaced are as they were" in " ".join(result.output.split()), result.output
+    assert contents(folder) == before and grid.read_bytes() == grid_before
+    monkeypatch.undo()
+    result = invoke("sample", tiny_demo_run, "--n", "5", "--seed", "7", "--separate", folder, "--out", grid,
+                    "--overwrite")
+    assert result.exit_code == 0 and sorted(contents(folder)) == sorted(before)
+    assert contents(folder) != before and grid.read_bytes() != grid_before
+
+
+def test_the_staging_folder_a_killed_sample_left_goes_at_the_next_sample_there(tiny_demo_run, tmp_path):
+    import subprocess
+
+    finished = subprocess.Popen(["true"])
+    finished.wait()  # its pid names no process now, as a killed sample's
+    folder = tmp_path / "sep"
+    stale, live = folder / f".gan-sample-staging.{finished.pid}.tmp", folder / f".gan-sample-staging.{os.getppid()}.tmp"
+    for staging in (stale, live):
+        staging.mkdir(parents=True)
+        (staging / "00000.png").write_bytes(b"part of a set")
+    assert invoke("sample", tiny_demo_run, "--n", "2", "--separate", folder).exit_code == 0
+    assert not stale.exists() and (live / "00000.png").is_file()  # (a live one is another sample's, under way)
+    assert sorted(path.name for path in folder.iterdir()) == [live.name, "00000.png", "00001.png"]
+
+
 def test_the_run_file_names_spelled_without_torch_agree_with_those_training_writes(tmp_path):
     import fnmatch
 

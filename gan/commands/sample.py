@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
+import shutil
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import click
 
@@ -77,16 +79,64 @@ def missing_folders(folders: list[Path]) -> list[Path]:
     return sorted(missing, key=lambda folder: len(folder.parts), reverse=True)
 
 
-def remove_written(written: list[Path], created: list[Path]) -> int:
-    """Remove the files a command wrote (the last may not be there yet) and the folders it made for
-    them (those left empty); returns how many files there were."""
-    removed = 0
-    for path in written:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-            removed += 1
-    remove_empty_folders(created)
-    return removed
+class StagedOutputs:
+    """A command's output files, written first into a staging folder beside each (under the names
+    they get) and moved into place together at the end, with the stop signals held back for the
+    moves: a command that fails or is stopped leaves each file it would have replaced as it was (an
+    earlier set's PNGs, which FID would score as a whole), and none of its own."""
+
+    def __init__(self) -> None:
+        self.moves: list[tuple[Path, Path]] = []
+        self.folders: list[Path] = []
+        self.committed = False
+
+    def path_for(self, target: Path) -> Path:
+        """Where to write `target` until `commit`."""
+        folder = target.parent / f"{STAGING_PREFIX}{os.getpid()}.tmp"
+        if folder not in self.folders:
+            remove_stale_staging(target.parent)
+            self.folders.append(folder)
+        self.moves.append((folder / target.name, target))
+        return folder / target.name
+
+    def commit(self) -> None:
+        from gan.core.processes import stop_signals_held
+
+        with stop_signals_held():
+            for staged, target in self.moves:
+                os.replace(staged, target)
+            self.committed = True
+            for folder in self.folders:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+
+    def discard(self) -> int:
+        """Remove what was written so far; returns how many files there were."""
+        written = sum(staged.is_file() for staged, _ in self.moves)
+        for folder in self.folders:
+            shutil.rmtree(folder, ignore_errors=True)
+        return written
+
+
+STAGING_PREFIX = ".gan-sample-staging."  # + <pid>.tmp
+
+
+def remove_stale_staging(folder: Path) -> None:
+    """Staging folders that a killed `gan sample` left in `folder` (they hold only its PNGs)."""
+    from gan.core.files import process_alive
+
+    if not folder.is_dir():
+        return
+    for staging in folder.glob(f"{STAGING_PREFIX}*.tmp"):
+        pid = staging.name[len(STAGING_PREFIX):-len(".tmp")]
+        if pid.isdigit() and not process_alive(int(pid)) and staging.is_dir() and not staging.is_symlink():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def replaced_note(staged: StagedOutputs) -> str:
+    """What a failed or stopped command says of the files it would have replaced: kept as they were."""
+    return "; the files it would have replaced are as they were" if any(target.exists()
+                                                                         for _, target in staged.moves) else ""
 
 
 def remove_empty_folders(folders: list[Path]) -> None:
@@ -122,22 +172,10 @@ def image_batches(generator: torch.nn.Module, latents: torch.Tensor) -> Iterator
         yield generate(generator, chunk, batch_size=BATCH)
 
 
-def write_listed(write: Callable[[Path], object], path: Path, written: list[Path]) -> None:
-    """`write(path)`, with `path` added to `written`: before the write when it is a new file, so that a
-    stop between the write and the listing cannot leave it behind; after it when it replaces one
-    (--overwrite), so that a failed write never costs the file it would have replaced."""
-    new = not path.exists()
-    if new:
-        written.append(path)
-    write(path)
-    if not new:
-        written.append(path)
-
-
 def write_samples(batches: Iterator[torch.Tensor], out: Path | None, separate: Path | None, num_columns: int | None,
-                  written: list[Path], total: int) -> None:
-    """Write each batch's images into `separate` as they come, then the grid of all to `out`;
-    appends every file written to `written`, so that a failure can remove them. A progress line
+                  staged: StagedOutputs, total: int) -> None:
+    """Write each batch's images into `separate` as they come, then the grid of all to `out`, each
+    where `staged` says until it commits them. A progress line
     counts the `total` images when there is more than one batch of them (in a log, every 10 s)."""
     import torch
 
@@ -150,8 +188,7 @@ def write_samples(batches: Iterator[torch.Tensor], out: Path | None, separate: P
         for batch in batches:
             if separate is not None:
                 for image in batch:
-                    write_listed(lambda path, image=image: save_image(signed_to_pil(image), path),
-                                 separate_path(separate, done), written)
+                    save_image(signed_to_pil(image), staged.path_for(separate_path(separate, done)))
                     done += 1
             else:
                 done += len(batch)
@@ -160,8 +197,7 @@ def write_samples(batches: Iterator[torch.Tensor], out: Path | None, separate: P
             if progress:
                 progress.update(done)
         if out is not None:
-            write_listed(lambda path: save_image_grid(torch.cat(grid_images), path, num_columns=num_columns), out,
-                         written)
+            save_image_grid(torch.cat(grid_images), staged.path_for(out), num_columns=num_columns)
     finally:
         if progress:
             progress.close()
@@ -244,17 +280,23 @@ def sample(source: Path, count: int, out: Path | None, separate: Path | None, se
         fail(f"'{path}': {error}")
     if out is not None:
         check_grid_fits(out, total, *first.shape[-2:], num_columns=steps or None)
-    written: list[Path] = []
+    staged = StagedOutputs()
     created = missing_folders([path.parent for path in planned_outputs(out, separate, 1)])
     stop_handlers = interrupt_on_sigterm()  # (SIGTERM, SIGHUP: `kill`, a closed terminal) as Ctrl-C
     try:
-        write_samples(itertools.chain([first], batches), out, separate, steps or None, written, total)
-    except (WriteError, NonFiniteOutput) as error:
-        removed = remove_written(written, created)  # a failed command leaves none of its files, nor its folders
-        removed_note = f"; removed the {removed} file(s) it had written" if removed else ""
+        write_samples(itertools.chain([first], batches), out, separate, steps or None, staged, total)
+        staged.commit()
+    except (WriteError, NonFiniteOutput, OSError) as error:
+        # a failed command leaves none of its files, nor its folders, and the ones it would replace as they were
+        removed = staged.discard()
+        remove_empty_folders(created)
+        removed_note = (f"; removed the {removed} file(s) it had written" if removed else "") + replaced_note(staged)
         fail(f"'{path}': {error}{removed_note}" if isinstance(error, NonFiniteOutput) else f"{error}{removed_note}")
     except KeyboardInterrupt:  # so does a stopped one: part of a set would pass for a whole one (FID's, say)
-        click.echo(f"removed the {remove_written(written, created)} file(s) it had written", err=True)
+        if not staged.committed:
+            removed = staged.discard()
+            remove_empty_folders(created)
+            click.echo(f"removed the {removed} file(s) it had written{replaced_note(staged)}", err=True)
         raise
     finally:
         for signum, handler in stop_handlers.items():

@@ -3,13 +3,14 @@ a terminal that goes away, and a parent (a sweep, torchrun) that dies first."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
 import signal
 import sys
 import threading
-from typing import Any
+from typing import Any, Iterator
 
 SET_PARENT_DEATH_SIGNAL = 1  # PR_SET_PDEATHSIG, <linux/prctl.h>
 
@@ -94,3 +95,17 @@ class Terminated(KeyboardInterrupt):
 def _raise_terminated(signum, frame) -> None:
     leave_the_terminal_on_hangup(signum)
     raise Terminated(signum)
+
+
+@contextlib.contextmanager
+def stop_signals_held() -> Iterator[None]:
+    """Hold the stop signals back (blocked, so each waits in the kernel) until the block ends, and
+    deliver them then: for steps that must not be left half done (moving a set of files into place)."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
