@@ -340,16 +340,20 @@ def test_swd_on_real_faces_separates_faces_from_blurred_faces(shared_data):
     assert real < 0.5 * blur  # measured: 16.8 against 59.8
 
 
-def test_gan_eval_by_default_computes_what_can_run_here_and_names_what_it_skipped(demo_run, tmp_path):
+def test_gan_eval_by_default_computes_what_can_run_here_and_names_what_it_skipped(demo_run, tmp_path, monkeypatch):
     out = tmp_path / "scores.json"
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # where the weights would be, and are not
     # the skip is said once, by the warning (issue 28: the command no longer repeats it)
-    with pytest.warns(UserWarning, match="skipping fid, kid: Inception-v3 weights not found at .*missing.pth"):
-        result = CliRunner().invoke(main, ["eval", str(demo_run), "--n", "16", "--inception-weights",
-                                           str(tmp_path / "missing.pth"), "--cache-dir", str(tmp_path / "cache"),
+    with pytest.warns(UserWarning, match=f"skipping fid, kid: Inception-v3 weights not found at .*{WEIGHTS_FILE}"):
+        result = CliRunner().invoke(main, ["eval", str(demo_run), "--n", "16", "--cache-dir", str(tmp_path / "cache"),
                                            "--json", str(out)])
     assert result.exit_code == 0, result.output
     scores = json.loads(out.read_text())
     assert list(scores["skipped"]) == ["fid", "kid"] and "swd/mean" in scores and "fid" not in scores
+    # a file named by --inception-weights is asked for: its absence is an error (it said to do what was done)
+    result = CliRunner().invoke(main, ["eval", str(demo_run), "--n", "16", "--inception-weights",
+                                       str(tmp_path / "missing.pth"), "--json", str(tmp_path / "named.json")])
+    assert result.exit_code == 2 and "missing.pth" in result.output and not (tmp_path / "named.json").exists()
 
 
 def test_a_file_that_fails_to_decode_is_left_out_of_the_reference_set_not_replaced_by_its_neighbour(tmp_path):

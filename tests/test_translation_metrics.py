@@ -147,6 +147,13 @@ def test_gan_eval_scores_translations_as_distributions(recipe, keys, recipe_data
         assert scores["images"] == {"translations": 2, "targets": 2}
     for key in keys:
         assert f"{key} " in result.output
+    # Weights asked for and absent: refused before any image is scored (after the whole table and its
+    # CSV, which then stood without its record, and refused the rerun)
+    csv = tmp_path / "named.csv"
+    result = CliRunner().invoke(main, ["eval", str(run.run_dir), "--data", str(folder), "--device", "cpu", "--csv",
+                                       str(csv), "--inception-weights", str(tmp_path / "absent.pth")])
+    assert result.exit_code == 2 and "absent.pth" in result.output and "mean" not in result.output, result.output
+    assert not csv.exists()
 
 
 def test_a_set_too_small_for_a_distribution_is_said_in_eval_and_in_validation(recipe_data, tmp_path):

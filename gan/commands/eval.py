@@ -272,8 +272,10 @@ def _evaluate_generative(state: dict, path: Path, folder: Path | None, metric_na
     outputs.check([json_path], defaults=[default], checkpoint=path, data=reference, data_folder=real_images,
                   step=loaded.step, run_config=loaded.config)
     # Asked for by name, a metric that cannot run is an error; by default it is skipped, saying why.
+    # (and so is one that needs --inception-weights when that file is absent)
     result = evaluate_generative(loaded, names, count, device, folder, inception_weights, cache_dir,
-                                 require_weights=metric_names is not None, progress_stream=sys.stderr)
+                                 require_weights=metric_names is not None or inception_weights is not None,
+                                 progress_stream=sys.stderr)
     json_path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomically(json_path, json.dumps(result, indent=2) + "\n")
     scores = {key: value for key, value in result.items() if isinstance(value, float)}
@@ -308,6 +310,7 @@ def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_pa
         write_csv,
     )
     from gan.inference.tiling import load_translator
+    from gan.metrics.translation import TranslationMetrics
 
     translator = load_translator(path, device, tile)
     data = translator.config["data"]
@@ -331,6 +334,10 @@ def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_pa
     strips = strip_paths(folder, save_images) if save_images is not None else []
     outputs.check(planned + strips, defaults=[default, default.with_suffix(".json")], checkpoint=path,
                   data=str(scored.resolve()), data_folder=folder, step=translator.step, run_config=translator.config)
+    # Asked for by --inception-weights, FID/KID must run (checked here, before any image is scored);
+    # by default they are skipped without the weights. (Not for SR, whose images differ in size.)
+    metrics = (TranslationMetrics(translator.device, inception_weights, require_weights=inception_weights is not None)
+               if data["dataset"] != "sr_pairs" else None)
     if translator.config["recipe"] == "cyclegan":
         backward = load_translator(path, translator.device, tile, direction="BtoA")
         rows_iterator = evaluate_cycle(translator, backward, a_folder, b_folder, data["resolution"], image_sets)
@@ -351,10 +358,8 @@ def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_pa
     result = {"checkpoint": str(translator.checkpoint), "step": translator.step, "data": str(scored.resolve()),
               "split": split, "mean": {key: value for key, value in rows[-1].items() if key != "image"},
               "skipped_images": {one.image: one.reason for one in skipped}}
-    if image_sets:
-        # Asked for by --inception-weights, FID/KID must run; by default they are skipped without the weights.
-        scores, skipped_metrics = distribution_scores(image_sets, translator.device, inception_weights,
-                                                      require_weights=inception_weights is not None)
+    if image_sets and metrics is not None:
+        scores, skipped_metrics = distribution_scores(image_sets, metrics)
         result.update({"images": image_counts(image_sets), "skipped": skipped_metrics, **scores})
         if scores:  # (none when every set was too small: the warnings said why)
             click.echo("  ".join(f"{name} {value:.4f}" for name, value in scores.items()))

@@ -330,12 +330,11 @@ def evaluate_cycle(to_b: Translator, to_a: Translator, a_folder: Path, b_folder:
                    "cycle_l1": float((original - result).abs().mean() / 255), "cycle_psnr": psnr(result, original)}
 
 
-def distribution_scores(image_sets: ImageSets, device: torch.device, inception_weights: str | None = None,
-                        require_weights: bool = False) -> tuple[dict[str, float], dict[str, str]]:
+def distribution_scores(image_sets: ImageSets, metrics: TranslationMetrics) -> tuple[dict[str, float], dict[str, str]]:
     """({'swd<name>': ..., 'fid<name>', 'kid<name>'} for each (outputs, targets) set, and CycleGAN's mean of
-    both directions as 'swd' (...), {skipped metric: why}).
+    both directions as 'swd' (...), {skipped metric: why}), by `metrics` (made before the images are
+    translated, so that weights asked for and absent fail before that work).
     Sets of fewer than 2 images are left out, with a warning and their reason among the skipped."""
-    metrics = TranslationMetrics(device, inception_weights, require_weights)
     scores, too_few = {}, {}
     for name, (outputs, targets) in image_sets.items():
         if len(outputs) < 2 or len(targets) < 2:  # a distribution of one image says nothing
