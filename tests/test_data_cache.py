@@ -378,6 +378,20 @@ def test_strict_refuses_a_cache_built_past_an_undecodable_image(folder, tmp_path
         next(training_batches(config, build_dataset(config), 2, 0, 0, CPU))
 
 
+def test_a_file_the_cache_could_not_decode_is_counted_once_when_it_is_read_again(folder, tmp_path):
+    # A reused cache counted it, and the first preview, reading it from disk, warned and counted it again:
+    # "2 unreadable image file(s) were skipped", of one
+    damage_past_the_header(folder / "05.png")
+    with pytest.warns(UserWarning):
+        config, _ = build_once(folder, tmp_path)
+    dataset = build_dataset(config)
+    with pytest.warns(UserWarning, match="could not be decoded when the cache") as said:
+        next(training_batches(config, dataset, 2, 0, 0, CPU))
+        assert dataset.skip_unreadable(dataset.load, 5, len(dataset)) is not None  # (its neighbour, from disk)
+    assert dataset.skip_unreadable.num_skipped == 1
+    assert not [warning for warning in said if "skipping an unreadable file" in str(warning.message)]
+
+
 def test_the_cache_build_line_gives_a_small_cache_size_in_a_unit_that_shows_it(folder, tmp_path, capsys):
     # "(0 MiB)" for 10 images of 16 px
     config = config_for(folder, "mmap", tmp_path)

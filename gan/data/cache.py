@@ -219,7 +219,15 @@ def _report_undecodable(dataset: ImageFileDataset, undecodable, array_path: Path
     warnings.warn(f"{len(undecodable)} image file(s) could not be decoded when the cache '{array_path}' was built "
                   f"and are left out (their slots hold the next readable image): {named}", UnreadableImageWarning,
                   stacklevel=3)
-    dataset.skip_unreadable.skipped_at_scan += len(undecodable)
+    # Marked as met, so that reading one from disk (the first preview, say) neither warns nor counts it again.
+    skip, index_of = dataset.skip_unreadable, {str(path): index for index, path in enumerate(dataset.paths)}
+    for name in undecodable:
+        index = index_of.get(name)
+        if index is None:  # (a header of other files would not have matched: counted all the same)
+            skip.skipped_at_scan += 1
+        else:
+            skip.failed.add(index)
+            skip.failed_anywhere[index] = True
 
 
 def _read_header(path: Path) -> dict | None:
