@@ -314,6 +314,9 @@ def test_gan_eval_writes_json_with_the_asked_metrics(demo_run, tmp_path, random_
     assert scores["step"] == 4 and scores["num_images"] == 16 and scores["ema"] is True
     assert scores["fid"] > 0 and {"kid", "swd/mean"} <= set(scores)
     assert "swd/mean" in result.stdout
+    # the Inception passes, the slow part on a CPU (0.4 s an image), show their progress too
+    assert "real image through Inception 16/16" in result.output
+    assert "generated image through Inception 16/16" in result.output
 
 
 def test_gan_eval_without_inception_weights_is_a_clear_error(demo_run, tmp_path):

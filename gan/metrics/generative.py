@@ -194,7 +194,8 @@ class GenerativeEvaluator:
     def _statistics(self, kind: str, images: torch.Tensor) -> dict[str, torch.Tensor]:
         statistics = {"num_images": torch.tensor(len(images))}
         if kind == "inception":
-            statistics["features"] = inception_features(self.inception, images, self.batch_size)
+            statistics["features"] = inception_features(self.inception, images, self.batch_size,
+                                                        self.progress(len(images), "real image through Inception"))
         else:
             descriptors = patch_descriptors(images, device=self.device)
             statistics.update({f"level{index}": level for index, level in enumerate(descriptors)})
@@ -211,7 +212,8 @@ class GenerativeEvaluator:
         scores: dict[str, float] = {}
         if self.inception is not None:
             real = reference["inception"]["features"].numpy()
-            fake = inception_features(self.inception, images, self.batch_size).numpy()
+            fake = inception_features(self.inception, images, self.batch_size,
+                                      self.progress(len(images), "generated image through Inception")).numpy()
             if "fid" in self.names:
                 scores["fid"] = frechet_distance(GaussianStatistics.of(real), GaussianStatistics.of(fake))
             if "kid" in self.names:

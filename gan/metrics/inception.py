@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
@@ -87,10 +88,16 @@ def load_inception(path: str | Path | None, device: torch.device) -> nn.Module:
 
 
 @torch.no_grad()
-def inception_features(model: nn.Module, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
-    """(N, 2048) float32 CPU features of uint8 images (N, 3, H, W), computed in batches."""
+def inception_features(model: nn.Module, images: torch.Tensor, batch_size: int = 64,
+                       advance: Callable[[int], None] | None = None) -> torch.Tensor:
+    """(N, 2048) float32 CPU features of uint8 images (N, 3, H, W), computed in batches; `advance(n)`
+    is told of each batch of n (on a CPU, 10,000 images take the best part of an hour)."""
     if images.dtype != torch.uint8:
         raise TypeError(f"Inception features are computed from uint8 images, got {images.dtype}")
     device = next(model.parameters()).device
-    chunks = [model(chunk.to(device))[0].float().cpu() for chunk in images.split(batch_size)]
+    chunks = []
+    for chunk in images.split(batch_size):
+        chunks.append(model(chunk.to(device))[0].float().cpu())
+        if advance is not None:
+            advance(len(chunk))
     return torch.cat(chunks) if chunks else torch.empty(0, FEATURE_SIZE)
