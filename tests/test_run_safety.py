@@ -240,6 +240,32 @@ def test_validation_on_the_training_images_is_said_before_step_1(tmp_path, recip
         train(tiny_recipe_config(recipe, data, setting, "train.steps=1", *extra), tmp_path / "run", CPU)
 
 
+@pytest.mark.parametrize("recipe, nested, settings, why", [
+    # the shared data's layout, sr/{T91,Set5}: data.root at sr/ trained on Set5 too
+    ("srresnet", ("hr", "hr/Set5"), ["data.root={hr}", "data.val_root={hr}/Set5"],
+     "data.val_root, '{hr}/Set5', is inside data.root, '{hr}'"),
+    # A|B images with one split folder beside them: "all" read val/ with the rest
+    ("pix2pix", ("paired/val", "paired/train/val"), ["data.root={paired}/train", "data.split=all",
+                                                      "data.val_split=val"],
+     "data.val_split = 'val' (data.root/val), '{paired}/train/val', is inside data.split = 'all' (data.root), "
+     "'{paired}/train'"),
+    ("cyclegan", None, ["data.a_root={unpaired}/testA", "data.b_root={unpaired}/testB", "data.val_split=test",
+                        "log.eval_every=2"],
+     "the validation folder of domain A is the training folder of domain A"),
+])
+def test_validation_folders_inside_the_training_folders_are_said_before_step_1(tmp_path, recipe, nested, settings,
+                                                                              why):
+    # Training reads its folder with the subfolders: the validation images were trained on, without a word
+    data = write_recipe_data(tmp_path)
+    folders = {name: str(path) for name, path in data.items()}
+    if nested:
+        shutil.copytree(tmp_path / nested[0], tmp_path / nested[1])
+    with pytest.warns(UserWarning, match=re.escape(f"validation scores the images this run trains on "
+                                                   f"({why.format(**folders)})")):
+        train(tiny_recipe_config(recipe, data, *[setting.format(**folders) for setting in settings],
+                                 "train.steps=1"), tmp_path / "run", CPU)
+
+
 def test_held_out_validation_images_get_no_such_warning(tmp_path):
     data = write_recipe_data(tmp_path)
     held_out = tmp_path / "held_out"

@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from gan.core.checkpoint import BEST_RECORD, METRICS_RECORD
-from gan.core.config import Config
+from gan.core.config import Config, DataConfig
 from gan.core.files import temp_name
 from gan.core.memory import available_memory, format_bytes
 from gan.core.registry import ConfigError
@@ -88,23 +88,65 @@ def run_problems(config: Config, run_dir: Path, load_previews: Callable[[], obje
 
 def warn_if_validation_reads_training_data(config: Config) -> None:
     """Validation that scores the images the run trains on measures fit, not generalisation, and
-    best.pt then follows it: said once, before step 1, when the config leaves no held-out images.
-    (data.a_root/b_root, which name training folders, are warned of where they are read.)"""
+    best.pt then follows it: said once, before step 1, when the config leaves no held-out images:
+    validation reads a training folder, or one inside it or around it (each is read with its
+    subfolders). (data.a_root/b_root alone, which name training folders, are warned of where read.)"""
     data = config.data
     if data.dataset == "sr_pairs":
-        same = not data.val_root or Path(data.val_root).resolve() == Path(data.root).resolve()
-        why, advice = ("data.val_root is empty" if not data.val_root else "data.val_root is data.root",
-                       "set data.val_root to a folder of held-out images (Set5, say)")
-    elif data.dataset in ("paired", "unpaired") and not (data.a_root or data.b_root):
-        same = (data.val_split or data.split) == data.split
-        why = "data.val_split is empty" if not data.val_split else "data.val_split is data.split"
-        advice = "set data.val_split to a held-out split folder (pix2pix's val, CycleGAN's test)"
+        folders = [("data.root", data.root, "data.val_root", data.val_root)] if data.val_root else []
+        why = "data.val_root is empty" if not data.val_root else None
+        advice = "set data.val_root to a folder of held-out images (Set5, say)"
+    elif data.dataset == "paired":
+        val_split = data.val_split or data.split
+        folders = [(_split_key("data.split", data.split), _split_folder(data.root, data.split),
+                    _split_key("data.val_split", val_split), _split_folder(data.root, val_split))]
+        why = _same_split(data)
+        advice = "set data.val_split to a held-out split folder (pix2pix's val)"
+    elif data.dataset == "unpaired" and (not (data.a_root or data.b_root) or (data.root and data.val_split)):
+        from gan.data.unpaired import domain_folders
+
+        trained = domain_folders(data.root, data.split, data.a_root, data.b_root)
+        validated = domain_folders(data.root, data.val_split or data.split)
+        folders = [(f"the training folder of domain {domain}", str(train), f"the validation folder of domain {domain}",
+                    str(val)) for domain, train, val in zip("AB", trained, validated)]
+        why = _same_split(data) if not (data.a_root or data.b_root) else None
+        advice = "set data.val_split to a held-out split folder (CycleGAN's test)"
     else:
         return
-    if same:
+    for train_key, train_folder, val_key, val_folder in folders:
+        if why is None:
+            why = _overlap(train_key, train_folder, val_key, val_folder)
+    if why:
         warnings.warn(f"validation scores the images this run trains on ({why}), so its val/ scores and best.pt "
                       f"measure how well they are fitted, not how the generator does on new ones: {advice}",
                       stacklevel=2)
+
+
+def _same_split(data: DataConfig) -> str | None:
+    return ("data.val_split is empty" if not data.val_split else
+            "data.val_split is data.split" if data.val_split == data.split else None)
+
+
+def _split_folder(root: str, split: str) -> str:
+    """The folder a paired split reads: data.root itself for "all"."""
+    return root if split in ("", "all") else str(Path(root) / split)
+
+
+def _split_key(key: str, split: str) -> str:
+    return f"{key} = {split!r} (data.root{'' if split in ('', 'all') else '/' + split})"
+
+
+def _overlap(train_key: str, train_folder: str, val_key: str, val_folder: str) -> str | None:
+    """How the validation folder shares the training folder's images, or None: the same folder, or
+    one inside the other (training and validation each read their folder with its subfolders)."""
+    train, val = Path(train_folder).resolve(), Path(val_folder).resolve()
+    if train == val:
+        return f"{val_key} is {train_key}"
+    if train in val.parents:
+        return f"{val_key}, '{val_folder}', is inside {train_key}, '{train_folder}'"
+    if val in train.parents:
+        return f"{train_key}, '{train_folder}', is inside {val_key}, '{val_folder}'"
+    return None
 
 
 def _require_folder_or_nothing(folder: Path, holding: str) -> None:
