@@ -105,6 +105,23 @@ def test_lower_case_a_and_b_folders_are_sides_and_two_other_folders_of_single_im
     assert paired_dataset(tmp_path / "a", "all", 32, load_size=0)[0]["input"].shape == (3, 32, 32)
     with pytest.raises(ValueError, match=r"two folders of single images \(input/ and target/\).*name them A/ and B/"):
         paired_dataset(tmp_path / "input", "all", 32)
+    # a file of its own that is no image (macOS's .DS_Store, a README) let them through, cut in halves
+    (tmp_path / "input" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    (tmp_path / "input" / "README.txt").write_text("inputs and targets")
+    with pytest.raises(ValueError, match=r"two folders of single images \(input/ and target/\)"):
+        paired_dataset(tmp_path / "input", "all", 32)
+
+
+def test_a_b_images_beside_a_and_b_folders_are_warned_of_as_left_out(tmp_path):
+    # they were dropped without a word
+    for side in ("A", "B"):
+        (tmp_path / side).mkdir()
+        Image.fromarray(_pattern(40, 40, 1)).save(tmp_path / side / "0.png")
+    for index in range(5):
+        Image.fromarray(_pattern(80, 40, index)).save(tmp_path / f"ab{index}.png")
+    with pytest.warns(UserWarning, match=r"holds 5 image file\(s\) beside its A/ and B/ folders, which are left out "
+                                         r"\(pairs are read from A/ and B/ alone\): ab0.png, ab1.png, ab2.png and 2 more"):
+        assert len(paired_dataset(tmp_path, "all", 32, load_size=0)) == 1
 
 
 def test_unmatched_files_are_an_error_listing_them(tmp_path):

@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 from gan.core.images import pil_to_signed
 from gan.core.wording import first_few
 from gan.data.decode import (
+    IMAGE_EXTENSIONS,
     ImageReadError,
     UnreadableImageWarning,
     file_on_the_way,
@@ -256,7 +257,7 @@ def refuse_two_folders_of_single_images(root: Path) -> None:
     """ValueError when `root`, about to be read as A|B images cut in halves, holds no images of its
     own but two folders of images mostly narrower than 2:1: the sides of pairs, named other than
     A/ and B/ (input/ and target/, say), whose images would each be cut in two."""
-    if any(path.is_file() for path in root.iterdir()):
+    if _images_beside(root):  # (a .DS_Store or a README is no image of its own)
         return
     folders = sorted(sub for sub in root.iterdir() if sub.is_dir() and not sub.name.startswith("."))
     if len(folders) != 2:
@@ -269,7 +270,13 @@ def refuse_two_folders_of_single_images(root: Path) -> None:
     if sizes and sum(pair_wide(*size) for size in sizes) < len(sizes) / 2:
         names = " and ".join(f"{folder.name}/" for folder in folders)
         raise ValueError(f"'{root}' holds two folders of single images ({names}), which would be read as A|B images "
-                         "cut in halves: name them A/ and B/ so that their files pair by name (or set data.layout)")
+                         "cut in halves: name them A/ and B/ so that their files pair by name")
+
+
+def _images_beside(folder: Path) -> list[Path]:
+    """The image files right in `folder` (not hidden), as find_images would read them."""
+    return sorted(path for path in folder.iterdir() if path.suffix.lower() in IMAGE_EXTENSIONS
+                  and not path.name.startswith(".") and path.is_file())
 
 
 # The split folders of pix2pix's data sets (facades/train, val, test).
@@ -378,6 +385,11 @@ def paired_dataset(root: str | Path, split: str, resolution: int, load_size: int
     if layout != "folders" and split in ("", "all"):
         refuse_splits_read_together(folder)
     if layout == "folders":
+        beside = _images_beside(folder)
+        if beside:  # (A|B images beside the folders, say: the folders layout reads A/ and B/ alone)
+            warnings.warn(f"'{folder}' holds {len(beside)} image file(s) beside its A/ and B/ folders, which are left "
+                          f"out (pairs are read from A/ and B/ alone): {first_few([p.name for p in beside], 3)}; move "
+                          "them into A/ and B/ as pairs, or out of the folder", stacklevel=2)
         pairs = matched_folders(folder)
         files = [path for pair in pairs for path in pair]
         readable, skipped = readable_images(files, strict)
