@@ -95,6 +95,21 @@ def test_runs_of_two_recipes_are_named_by_their_folders_not_by_dozens_of_keys(tm
     (tuned / "config.toml").write_text((tuned / "config.toml").read_text().replace(
         "steps = 300\n", "steps = 300\ng_lr = 1e-3\nd_lr = 1e-3\nbeta1 = 0.0\nbeta2 = 0.9\nbatch_size = 32\n"))
     assert set(group_runs(read_configs([dcgan[0], tuned]))) == {"00000-dcgan_demo", "00003-tuned"}
+    # a seeds sweep beside a one-seed sweep of the same names: without the seed they read alike, so the
+    # parents tell them apart (a group of two seeds was named after one seed's run)
+    seeds = [make_run(tmp_path / "s1", f"00000-preset=vanilla-seed={seed}", "hinge", seed, [20.0]) for seed in (0, 1)]
+    single = make_run(tmp_path / "si", "00000-preset=vanilla", "vanilla", 0, [20.0], "pix2pix")
+    assert group_runs(read_configs([*seeds, single])) == {"s1/00000-preset=vanilla": seeds,
+                                                          "si/00000-preset=vanilla": [single]}
+
+
+def test_a_group_whose_others_are_unreadable_keeps_the_label_that_sets_it_apart(sweep, tmp_path):
+    # it read "all runs", after warnings that the other group's runs were left out
+    for run in sweep.glob("*lsgan*"):
+        for events in run.glob("events.out.tfevents.*"):
+            events.write_bytes(b"")
+    table, _ = compare([sweep], None, tmp_path / "out")
+    assert "loss.adversarial=hinge" in table and "all runs" not in table, table
 
 
 def test_the_legend_names_every_group_also_one_without_the_first_panel(tmp_path):

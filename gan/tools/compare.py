@@ -222,10 +222,8 @@ def group_runs(configs: dict[Path, dict[str, object]]) -> dict[str, list[Path]]:
     if len(naming) <= MAX_LABEL_KEYS and "recipe" not in differing:
         return {" ".join(f"{key}={_as_written(configs[members[0]].get(key))}" for key in naming) or "all runs": members
                 for members in by_config.values()}
-    firsts = [members[0] for members in by_config.values()]
     # (a group's first run's folder, without the seed that would read as that one run's)
-    names = [re.sub(r"-seed=\d+$", "", name) for name in distinct_names(firsts)]
-    return dict(zip(names if len(set(names)) == len(names) else distinct_names(firsts), by_config.values()))
+    return dict(zip(distinct_names([members[0] for members in by_config.values()]), by_config.values()))
 
 
 def _naming_keys(group_configs: list[dict[str, object]], differing: list[str]) -> list[str]:
@@ -242,10 +240,12 @@ def _naming_keys(group_configs: list[dict[str, object]], differing: list[str]) -
 
 
 def distinct_names(runs: list[Path]) -> list[str]:
-    """The runs' folder names, with as many parent folders as it takes to tell them all apart."""
+    """The runs' folder names less a last `-seed=N` (they name groups of seeds), with as many parent
+    folders as it takes to tell them all apart."""
     depth = 1
     while True:
-        names = ["/".join(run.resolve().parts[-depth:]) for run in runs]
+        names = ["/".join((*run.resolve().parts[-depth:-1], re.sub(r"-seed=\d+$", "", run.resolve().name)))
+                 for run in runs]
         if len(set(names)) == len(names) or depth >= max(len(run.resolve().parts) for run in runs):
             return names
         depth += 1
@@ -559,10 +559,14 @@ def compare(paths: list[Path], metric: str | None, out: Path) -> tuple[str, list
     scalars = read_runs_scalars(list(configs))
     if not scalars:
         raise CompareError(f"no run in {', '.join(repr(str(path)) for path in paths)} has readable scalars to compare")
+    # Labelled among all the runs found: a group left alone when the others' runs are unreadable still
+    # says what sets it apart, not "all runs".
+    labelled = group_runs(configs)
     configs = {run: config for run, config in configs.items() if run in scalars}
     metric = check_metric(metric, default_metric(configs), scalars)
     lower = BEST_METRICS.get(metric_name(metric), "lower") == "lower"
-    grouped = {label: {run: scalars[run] for run in members} for label, members in group_runs(configs).items()}
+    grouped = {label: {run: scalars[run] for run in members if run in scalars} for label, members in labelled.items()
+               if any(run in scalars for run in members)}
     warn_of_runs_without(metric, grouped)
     planned = {run: config.get("train.steps") for run, config in configs.items()}
     seeds = {run: config.get("train.seed", 0) for run, config in configs.items()}  # (0: the default)
