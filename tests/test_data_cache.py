@@ -75,6 +75,20 @@ def test_the_cache_is_built_once_and_rebuilt_when_the_source_changes(folder, tmp
     assert len(builds) == 4
 
 
+def test_an_out_of_date_cache_of_the_same_images_is_removed_before_the_rebuild(folder, tmp_path, monkeypatch, capsys):
+    # It was removed only after a successful build, whose disk space it held: a disk with room for one
+    # cache failed the rebuild as full.
+    config = config_for(folder, "mmap", tmp_path)
+    next(training_batches(config, build_dataset(config), 2, 0, 0, CPU))
+    (old_array,) = (tmp_path / "cache").glob("*.npy")
+    random_rgb((40, 40), seed=99).save(folder / "03.png")
+    original, present = cache_module._build, []
+    monkeypatch.setattr(cache_module, "_build", lambda *args: present.append(old_array.exists()) or original(*args))
+    next(training_batches(config, build_dataset(config), 2, 0, 0, CPU))
+    assert present == [False] and len(list((tmp_path / "cache").glob("*.npy"))) == 1
+    assert f"removing the out-of-date cache '{old_array}' of the same images" in capsys.readouterr().err
+
+
 def test_a_cache_without_its_header_is_rebuilt(folder, tmp_path):
     config = config_for(folder, "mmap", tmp_path)
     next(training_batches(config, build_dataset(config), 2, 0, 0, CPU))

@@ -193,6 +193,13 @@ def load_or_build_cache(dataset: ImageFileDataset, identity: dict, cache_dir: Pa
     cache_dir.mkdir(parents=True, exist_ok=True)
     header_path.unlink(missing_ok=True)  # the header, written last, marks a complete array
     _remove_abandoned_temps(cache_dir)
+    # Caches of the same source decoded before its files (or gan's format) changed: never read again,
+    # and removed before the build, whose disk space they may be holding. (A run mapping one reads on.)
+    for older in list_caches(cache_dir):
+        if older.name != name and {key: older.header.get(key) for key in identity} == identity:
+            print(f"removing the out-of-date cache '{older.array_path}' of the same images "
+                  f"({format_bytes(older.size_bytes)})", file=sys.stderr)
+            older.remove()
     checksums = _build(dataset, array_path, progress_stream)
     undecodable = [str(dataset.paths[index]) for index in sorted(dataset.skip_unreadable.failed)]
     try:
@@ -201,9 +208,6 @@ def load_or_build_cache(dataset: ImageFileDataset, identity: dict, cache_dir: Pa
     except WriteError:  # (a full disk): the array without its header is no cache, and would hold the space
         array_path.unlink(missing_ok=True)  # that the next build needs
         raise
-    for older in list_caches(cache_dir):
-        if older.name != name and {key: older.header.get(key) for key in identity} == identity:
-            older.remove()  # the same source, decoded before its files (or gan's format) changed
     return np.load(array_path, mmap_mode="r")
 
 
