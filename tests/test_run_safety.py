@@ -573,6 +573,25 @@ def test_a_batch_that_cannot_fit_in_memory_is_refused_with_the_figure(tmp_path):
     assert time.perf_counter() - started < 30 and not list(tmp_path.glob("*/checkpoint-*.pt"))
 
 
+def test_a_batch_that_fits_only_without_its_backward_pass_is_warned_of(monkeypatch):
+    # The refusal advised "at most about N images fit", yet let batches up to twice N through without a word.
+    from gan.recipes.dcgan import DCGANRecipe
+    from gan.training import preflight
+
+    config = tiny_config("train.batch_size=64")
+    recipe = DCGANRecipe(config, CPU, lambda: torch.no_grad())
+    per_image = sum(preflight.activation_bytes(network, preflight.example_input(name, network, config, CPU))
+                    for name, network in recipe.networks.items() if not name.endswith("_ema"))
+    monkeypatch.setattr(preflight, "available_memory", lambda device: int(per_image * 64 * 1.5))
+    with pytest.warns(UserWarning, match=r"train.batch_size 64 needs about .* with the backward pass .* the run may "
+                                         r"be stopped for lack of memory; at most about 48 images fit in a batch"):
+        preflight.check_batch_fits(recipe.networks, config, CPU)
+    monkeypatch.setattr(preflight, "available_memory", lambda device: per_image * 64 * 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        preflight.check_batch_fits(recipe.networks, config, CPU)
+
+
 def test_the_activation_estimate_is_a_lower_bound_of_what_a_step_holds():
     from gan.recipes.dcgan import DCGANRecipe
     from gan.training.loop import make_autocast

@@ -189,11 +189,17 @@ def check_batch_fits(networks: dict[str, nn.Module], config: Config, device: tor
     per_image = sum(activation_bytes(network, example_input(name, network, config, device))
                     for name, network in networks.items() if not name.endswith("_ema"))
     needed = per_image * config.train.batch_size
+    fit = f"at most about {max(1, available // (2 * per_image)):,} images fit in a batch"
     if needed > available:
         raise ConfigError(f"train.batch_size {config.train.batch_size} needs at least {format_bytes(needed)} for one "
                           f"step's activations ({format_bytes(per_image)} per image, measured by a forward pass of each "
                           f"network; the backward pass needs about as much again), and {device} has {format_bytes(available)} "
-                          f"available: at most about {max(1, available // (2 * per_image)):,} images fit in a batch")
+                          f"available: {fit}")
+    if 2 * needed > available:  # (the estimate with the backward pass: it may still fit, so not refused)
+        warnings.warn(f"train.batch_size {config.train.batch_size} needs about {format_bytes(2 * needed)} for one step's "
+                      f"activations with the backward pass ({format_bytes(per_image)} per image forward, as much again "
+                      f"backward), more than the {format_bytes(available)} {device} has available: the run may be "
+                      f"stopped for lack of memory; {fit}", stacklevel=2)
 
 
 def example_input(name: str, network: nn.Module, config: Config, device: torch.device) -> torch.Tensor:
