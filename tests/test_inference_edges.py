@@ -195,6 +195,26 @@ def test_export_refuses_a_spec_that_does_not_build_the_generator_of_its_weights(
     assert not out.exists() and not (tmp_path / "g.safetensors.json").exists()
 
 
+@pytest.mark.parametrize("recipe, arg, command", [("dcgan", "image_channels", "sample"),
+                                                  ("pix2pix", "in_channels", "translate")])
+def test_a_generator_of_other_than_rgb_images_is_refused_in_one_line(runs, tmp_path, recipe, arg, command):
+    # Edited with weights that fit it: translate ran into a traceback, sample wrote a grid of wrong colours.
+    from gan.nets import NetworkSpec
+
+    def one_channel(state):
+        state["specs"]["generator"]["kwargs"][arg] = 1
+        weights = NetworkSpec.from_dict(state["specs"]["generator"]).build().state_dict()
+        state["networks"] = {name: weights for name in state["networks"] if name.startswith("generator")}
+
+    source = edited_checkpoint(runs[recipe], tmp_path, one_channel)
+    image = tmp_path / "in.png"
+    random_rgb((40, 40), 1).save(image)
+    args = ["--n", "4", "--out", tmp_path / "s.png"] if command == "sample" else [image, tmp_path / "s.png"]
+    assert_one_error_line(invoke(command, source, *args), str(source),
+                          f"specs.generator.kwargs.{arg} = 1 does not fit the data: its images are RGB (3 channels)")
+    assert not (tmp_path / "s.png").exists()
+
+
 # ----------------------------------------------------------------------------- 4: non-finite weights
 
 

@@ -20,6 +20,7 @@ from gan.core.config import config_from_dict, config_to_dict
 from gan.core.registry import ConfigError
 from gan.nets import NetworkSpec, network_names, resolve_network_args
 from gan.recipes import RECIPES
+from gan.recipes.base import require_rgb
 
 # The entries every checkpoint and export holds, and what each is, for messages.
 TABLES = {"config": "the run's config", "specs": "the network specs", "networks": "the weights by network"}
@@ -136,6 +137,13 @@ def checked_spec(spec: Any, path: Path, name: str) -> NetworkSpec:
             raise damaged(path, str(error)) from None
     try:
         spec.check()
-    except ValueError as error:
-        raise damaged(path, f"specs.{name}: {error}") from None
+        # every data set yields RGB images, and the commands feed and show RGB: a generator of other
+        # channels ran into a traceback (translate) or a grid of the wrong colours (sample)
+        require_rgb(spec, f"specs.{name}.kwargs", *(arg for arg in IMAGE_CHANNEL_ARGS if arg in spec.kwargs))
+    except (ValueError, ConfigError) as error:
+        raise damaged(path, f"specs.{name}: {error}" if isinstance(error, ValueError) else str(error)) from None
     return spec
+
+
+# The arguments of gan's networks that count the channels of the images they take or make.
+IMAGE_CHANNEL_ARGS = ("image_channels", "in_channels", "out_channels")
