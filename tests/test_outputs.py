@@ -118,6 +118,20 @@ def test_translate_says_which_output_an_input_needs(pix2pix_run, inputs, tmp_pat
     many = invoke("translate", pix2pix_run, inputs, tmp_path / "single.png", "--device", "cpu")
     assert_clean_error(many, "is named as an image file", "give a folder name")
     assert list(folder.iterdir()) == [] and not (tmp_path / "single.png").exists()
+    # into the image's own folder: the name it offered was the input's, which is refused
+    own = invoke("translate", pix2pix_run, inputs / "a.png", inputs, "--device", "cpu")
+    assert_clean_error(own, f"such as '{inputs / 'a-translated.png'}'")
+
+
+def test_translate_into_a_folder_inside_its_input_says_why_it_cannot_run_again(pix2pix_run, inputs, tmp_path):
+    # The second run named the same file as output and input, and not the cause
+    out = inputs / "out"
+    assert invoke("translate", pix2pix_run, inputs, out, "--device", "cpu").exit_code == 0
+    before = contents(inputs)
+    again = invoke("translate", pix2pix_run, inputs, out, "--device", "cpu", "--overwrite")
+    assert_clean_error(again, "would overwrite the input", f"OUTPUT '{out}' is inside INPUT '{inputs}'",
+                       "give an OUTPUT folder outside INPUT")
+    assert contents(inputs) == before
 
 
 @pytest.mark.parametrize("flags", [[], ["--overwrite"]])

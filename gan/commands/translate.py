@@ -39,8 +39,11 @@ def planned_translations(source: Path, output: Path) -> list[tuple[Path, Path]]:
         pairs = _renamed(pairs, {path: GREY_ONLY[path.suffix.lower()] for path in grey}
                          | {path: ".png" for path in unwritable})
     elif output.is_dir():
+        example = output / source.with_suffix(".png").name
+        if example.resolve() == source.resolve():  # (not the input itself, which is refused)
+            example = output / f"{source.stem}-translated.png"
         raise ValueError(f"OUTPUT '{output}' is a folder; one INPUT image is translated into one image file: "
-                         f"give its name, such as '{output / source.with_suffix('.png').name}'")
+                         f"give its name, such as '{example}'")
     else:
         image_format_of(output)
         pairs = [(source, output)]
@@ -225,7 +228,7 @@ def translate(checkpoint: Path, source: Path, output: Path, side_by_side: bool, 
       gan translate runs/00002-sr_pix2pix_x4 small.png large.png --best   # the checkpoint best by val/psnr
     """
     from gan.core.checkpoint import CheckpointError, best_checkpoint
-    from gan.inference.outputs import check_outputs
+    from gan.inference.outputs import OutputRefused, check_outputs
     from gan.inference.tiling import check_tiling, load_translator
     from gan.training.loop import DeviceUnavailable, select_device
 
@@ -233,8 +236,15 @@ def translate(checkpoint: Path, source: Path, output: Path, side_by_side: bool, 
         refuse_swapped_arguments(checkpoint, source, output)
         pairs = planned_translations(source, output)
         # (a folder named like an image, x.png/, is skipped as unreadable: it has no output to plan)
-        check_outputs([output_path for image, output_path in pairs if not image.is_dir()],
-                      inputs=[checkpoint, *(image for image, _ in pairs)], overwrite=overwrite)
+        try:
+            check_outputs([output_path for image, output_path in pairs if not image.is_dir()],
+                          inputs=[checkpoint, *(image for image, _ in pairs)], overwrite=overwrite)
+        except OutputRefused as error:
+            if source.is_dir() and output.resolve().is_relative_to(source.resolve()) and "the input" in str(error):
+                raise OutputRefused(f"{error}: OUTPUT '{output}' is inside INPUT '{source}', so the images in it (an "
+                                    "earlier run's outputs among them) are inputs too; give an OUTPUT folder outside "
+                                    "INPUT") from None
+            raise
         checkpoint = best_checkpoint(checkpoint) if best else checkpoint
         check_tiling(tile, overlap, overlap_option=True)
         if overlap is not None and tile == 0:
