@@ -125,7 +125,7 @@ def test_verify_and_list_leave_foreign_json_alone(cache_dir):
     foreign = write_foreign_files(cache_dir)
     verified = invoke("cache", "verify", "--dir", cache_dir)
     assert verified.exit_code == 0, verified.output
-    assert verified.output.count("ok ") == 1 and "not gan caches" in verified.output
+    assert verified.output.count("ok ") == 1 and "cannot tell are its own caches" in verified.output
     listed = invoke("cache", "list", "--dir", cache_dir)
     assert listed.exit_code == 0 and ": 1 cache(s)" in listed.output and "leftover" not in listed.output
     assert_untouched(foreign)

@@ -63,7 +63,9 @@ def _echo_untouched(building: list[Path], foreign: list[Path]) -> None:
         click.echo(f"left alone {len(building)} temp file(s) of builds that may still run (their process is alive, "
                    f"or they were written in the last 10 minutes): {_named(building)}", err=True)
     if foreign:
-        click.echo(f"left alone {len(foreign)} file(s) that are not gan caches: {_named(foreign)}", err=True)
+        click.echo(f"left alone {len(foreign)} file(s) that gan cannot tell are its own caches (another program's, "
+                   f"or a cache whose header was damaged or edited; the run that needs one rebuilds it): "
+                   f"{_named(foreign)}", err=True)
 
 
 @click.group()
