@@ -468,3 +468,23 @@ def test_augment_rt_follows_the_restored_interval_after_a_resume_that_changes_d_
     for step, value in logged.items():
         rt = load_checkpoint(run_dir / f"checkpoint-{step:08d}.pt")["recipe"]["augment"]["adaptive"]["rt"]
         assert value == pytest.approx(float(rt), abs=1e-6)
+
+
+def test_augment_rt_follows_a_resume_that_lowers_the_interval_below_the_count_restored(recipe_data, tmp_path):
+    # 5 D steps counted toward an interval of 8, resumed with 4: measured at once (step 6), then at 10,
+    # but logged at 8 and 12
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    common = ["loss.diffaugment=color", "loss.augment_p=adaptive", "loss.augment_target=0.01", "loss.augment_images=64",
+              "log.every=1", "log.image_every=100", "train.checkpoint_every=1", "train.keep_checkpoints=100",
+              "train.ema_decay=0"]
+    run_dir = tmp_path / "run"
+    train(tiny_recipe_config("dcgan", recipe_data, *common, "loss.augment_interval=8", "train.steps=5"), run_dir, CPU,
+          progress_stream=io.StringIO())
+    train(tiny_recipe_config("dcgan", recipe_data, *common, "loss.augment_interval=4", "train.steps=12"), run_dir, CPU,
+          resume=True, progress_stream=io.StringIO())
+    logged = {event.step: event.value for event in EventAccumulator(str(run_dir)).Reload().Scalars("augment/rt")}
+    assert sorted(logged) == [6, 10]
+    for step, value in logged.items():
+        rt = load_checkpoint(run_dir / f"checkpoint-{step:08d}.pt")["recipe"]["augment"]["adaptive"]["rt"]
+        assert value == pytest.approx(float(rt), abs=1e-6)

@@ -252,10 +252,17 @@ class RecipeBase:
             if anchor is None:
                 anchor, self._interval_anchor = step - 1, (step - 1, counted)
 
-            def count(at: int) -> int:
-                return counted + discriminator_steps(self.config, at) - discriminator_steps(self.config, anchor)
+            interval = self.config.loss.augment_interval
+            # observe() measures once its count reaches the interval, then counts from 0: the first
+            # measurement is at D step `first` after the anchor (the next one when a resume lowered
+            # the interval below the count restored), then every `interval`
+            first = max(1, interval - counted)
 
-            if count(step) // self.config.loss.augment_interval == count(step - 1) // self.config.loss.augment_interval:
+            def measurements(at: int) -> int:
+                done = discriminator_steps(self.config, at) - discriminator_steps(self.config, anchor)
+                return 0 if done < first else (done - first) // interval + 1
+
+            if measurements(step) == measurements(step - 1):
                 idle |= _UNMEASURED_RT
         return idle
 
