@@ -176,6 +176,14 @@ def test_training_longer_says_which_schedules_tied_to_the_runs_length_restart(tm
     with pytest.warns(UserWarning, match=r"at step 5, the learning rates fall from 1x to 0.5x of their base "
                                          r"\(train.warmup_steps = 10 warms up from 0 again, after 0\)"):
         assert train_command("--resume", str(warm), *sets("train.steps=20", "train.warmup_steps=10")).exit_code == 0
+    stronger = tmp_path / "stronger"  # a stronger noise asked for: the advice to keep the anneal changed nothing
+    assert train_command(DEMO, *sets(*TINY, "train.steps=6", "loss.instance_noise=0.1"),
+                         "--run-dir", str(stronger)).exit_code == 0
+    for newer in ("checkpoint-00000006.pt", "checkpoint-00000004.pt"):
+        (stronger / newer).unlink()
+    with pytest.warns(UserWarning, match=r"the instance noise rises from 0.0833 to 0.133 \(loss.instance_noise = 0.2 "
+                                         r"now, after 0.1\)$"):
+        assert train_command("--resume", str(stronger), *sets("loss.instance_noise=0.2")).exit_code == 0
     folder2 = tmp_path / "run2"  # a resume that only goes on as planned moves nothing
     assert train_command(DEMO, *sets(*TINY, "train.steps=8", "loss.instance_noise=0.1"),
                          "--run-dir", str(folder2)).exit_code == 0

@@ -194,10 +194,15 @@ def schedule_jumps(trained: dict, step: int, resolved) -> list[str]:
     if resolved.recipe == "dcgan":
         old_noise, new_noise = instance_noise_std(before, step), instance_noise_std(resolved, step + 1)
         if new_noise > old_noise + 0.05 * resolved.loss.instance_noise:
-            keep = (f"; --set loss.instance_noise_steps={before.train.steps} keeps its anneal"
-                    if not resolved.loss.instance_noise_steps else "")
-            jumps.append(f"the instance noise rises from {old_noise:.3g} to {new_noise:.3g} (annealed over the "
-                         f"{'new train.steps' if not resolved.loss.instance_noise_steps else 'new length'}{keep})")
+            old_loss, new_loss = before.loss, resolved.loss
+            if new_loss.instance_noise != old_loss.instance_noise:  # (asked for: no advice to undo it)
+                cause = f"loss.instance_noise = {new_loss.instance_noise:g} now, after {old_loss.instance_noise:g}"
+            elif new_loss.instance_noise_steps != old_loss.instance_noise_steps:
+                cause = f"annealed over loss.instance_noise_steps = {new_loss.instance_noise_steps or 'train.steps'} now"
+            else:
+                cause = (f"annealed over the new train.steps; --set loss.instance_noise_steps={before.train.steps} keeps "
+                         "its anneal")
+            jumps.append(f"the instance noise rises from {old_noise:.3g} to {new_noise:.3g} ({cause})")
     return jumps
 
 
