@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -351,6 +352,22 @@ def test_a_malformed_newest_checkpoint_falls_back_like_a_corrupt_one(tmp_path):
     with pytest.warns(UserWarning, match="its 'samples_seen' is -64, not a count of 0 or more.*falling back"):
         path, _ = newest_loadable_checkpoint(first.run_dir)
     assert path.name == "checkpoint-00000002.pt"
+
+
+def test_when_every_checkpoint_is_damaged_none_promises_a_fall_back_and_the_error_says_what_next(tmp_path):
+    # The oldest said "falling back to an older checkpoint" too, and the error left the user there.
+    first = train(tiny_config(), tmp_path / "run", CPU, progress_stream=sys.stdout)
+    checkpoints = list_checkpoints(first.run_dir)
+    for path in checkpoints:
+        path.write_bytes(path.read_bytes()[:1000])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(CheckpointError, match=rf"none of the {len(checkpoints)} checkpoints in '.*' loads \(each is "
+                                                  r"named above\); train a new run .*or restore a copy"):
+            newest_loadable_checkpoint(first.run_dir)
+    said = [str(warning.message) for warning in caught]
+    assert len(said) == len(checkpoints) and sum("falling back" in line for line in said) == len(checkpoints) - 1
+    assert checkpoints[0].name in said[-1] and "falling back" not in said[-1]
 
 
 def test_a_flipped_bit_in_the_newest_checkpoints_weights_is_found_and_the_resume_falls_back(tmp_path):

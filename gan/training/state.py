@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from gan.core.checkpoint import (
+    BEST_NAME,
     FORMAT,
     CheckpointError,
     capture_rng_state,
@@ -37,8 +38,14 @@ def newest_loadable_checkpoint(run_dir: Path) -> tuple[Path, dict[str, Any]]:
             check_training_state(state, path)
             return path, state
         except CheckpointError as error:
-            warnings.warn(f"{error}; falling back to an older checkpoint", stacklevel=2)
-    raise CheckpointError(f"cannot resume: none of the {len(found)} checkpoints in '{run_dir}' loads")
+            if path != found[0]:  # (the oldest has none to fall back to: the error below says what then)
+                warnings.warn(f"{error}; falling back to an older checkpoint", stacklevel=2)
+            else:
+                warnings.warn(str(error), stacklevel=2)
+    best = run_dir / BEST_NAME
+    kept = (f"; its best.pt may still load for gan sample, translate or export ('{best}')" if best.is_file() else "")
+    raise CheckpointError(f"cannot resume: none of the {len(found)} checkpoints in '{run_dir}' loads (each is named "
+                          f"above){kept}; train a new run (another --out), or restore a copy of a checkpoint")
 
 
 def _changed_model_keys(saved: dict[str, Any], config: Config) -> str:
