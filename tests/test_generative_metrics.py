@@ -370,6 +370,21 @@ def test_a_file_that_fails_to_decode_is_left_out_of_the_reference_set_not_replac
     assert len({image.numpy().tobytes() for image in images}) == 7  # no image twice
 
 
+def test_the_evaluator_says_how_many_real_images_its_reference_set_holds_after_a_failed_decode(tmp_path, capsys):
+    # "computing reference statistics of 8 real images", and a progress line that stopped at 7/8
+    for index in range(8):
+        random_rgb((16, 16), index).save(tmp_path / f"{index}.png")
+    damage_past_the_header(tmp_path / "3.png")
+    evaluator = generative.GenerativeEvaluator(DataConfig(dataset="folder", root=str(tmp_path), resolution=16), ["swd"],
+                                               8, torch.device("cpu"), cache_dir=tmp_path / "cache",
+                                               progress_stream=sys.stderr)
+    with pytest.warns(UserWarning, match="3.png"):
+        assert evaluator.reference_size == 7
+    said = capsys.readouterr().err
+    assert "the reference set holds 7 real images: 1 of the 8 could not be decoded (named above)" in said
+    assert "real image 8/8" in said
+
+
 def test_metrics_root_is_read_whole_not_by_the_training_split(tmp_path):
     """A CelebA run on its train partition scored against a held-out folder used to demand a
     partition file beside that folder, and scored against the CelebA folder itself it silently took

@@ -189,7 +189,14 @@ class GenerativeEvaluator:
         fewer = f"all the data set holds, not the {self.count} asked for; " if used < self.count else ""
         # (mid-run, on a terminal, in the place of the progress line)
         print_above(f"computing reference statistics of {used} real images ({fewer}cached in {self.cache.folder})")
-        return load_reference_images(self.data, used, 0, dataset, self.progress(used, "real image"))
+        advance = self.progress(used, "real image")
+        images = load_reference_images(self.data, used, 0, dataset, advance)
+        if len(images) < used:  # files that failed to decode, each named in a warning
+            if advance is not None:
+                advance(used - len(images))  # (the progress line ends as the others do)
+            print_above(f"the reference set holds {len(images)} real images: {used - len(images)} of the {used} could "
+                        "not be decoded (named above)")
+        return images
 
     def _statistics(self, kind: str, images: torch.Tensor) -> dict[str, torch.Tensor]:
         statistics = {"num_images": torch.tensor(len(images))}
