@@ -445,8 +445,24 @@ def test_a_folder_key_that_names_a_file_is_named_in_the_error(tmp_path):
                                                  r"data.b_root, which names a folder"):
         build_dataset(DataConfig(dataset="unpaired", a_root=str(image), b_root=str(tmp_path / "B"), resolution=16,
                                  load_size=16))
-    with pytest.raises(NotADirectoryError, match=r"it is set by data.root, which names a folder"):
+    with pytest.raises(NotADirectoryError, match=r"it is set by data.root, which names a folder. datasets/README.md "
+                                                 r"says how to obtain each data set"):
         build_dataset(DataConfig(dataset="folder", root=str(image), resolution=16))
+
+
+def test_a_folder_whose_images_none_can_be_read_names_the_key_that_set_it(tmp_path):
+    from gan.core.config import DataConfig
+
+    for folder in ("trainA", "trainB"):
+        (tmp_path / folder).mkdir()
+        random_rgb((16, 16), 0).save(tmp_path / folder / "0.png")
+    (tmp_path / "trainB" / "0.png").write_bytes(b"not a png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(ImageReadError, match=r"none of the 1 image files of domain B in '.*trainB' could be read; "
+                                                 r"the folder is set by data.root with data.split$"):
+            build_dataset(DataConfig(dataset="unpaired", root=str(tmp_path), split="train", resolution=16,
+                                     load_size=16))
 
 
 def test_a_crop_smaller_than_the_resolution_is_warned_of_as_upsampled(tmp_path):

@@ -15,7 +15,7 @@ from gan.core.config import DataConfig
 from gan.core.distributed import SINGLE_PROCESS, ProcessGroup
 from gan.core.registry import ConfigError, Registry
 from gan.data.cache import CachedBatches, files_fingerprint, load_or_build_shared_cache, user_cache_dir
-from gan.data.decode import find_images
+from gan.data.decode import NoReadableImages, find_images
 from gan.data.image_files import (
     ImageFileDataset,
     PartitionFileError,
@@ -124,7 +124,11 @@ def build_dataset(config: DataConfig, train: bool = True, root_key: str = "data.
                                 "datasets/README.md says how to obtain each data set and where to put it") from None
     except NotADirectoryError as error:  # (a file where the folder belongs: data.root set to an image)
         keys = _folder_keys(config, train).replace("data.root", root_key)
-        raise NotADirectoryError(f"{error}; it is set by {keys}, which names a folder") from None
+        raise NotADirectoryError(f"{error}; it is set by {keys}, which names a folder. datasets/README.md says how "
+                                 "to obtain each data set and where to put it") from None
+    except NoReadableImages as error:  # (a folder of files that none can be read: which key put it there)
+        keys = _folder_keys(config, train).replace("data.root", root_key)
+        raise NoReadableImages(f"{error}; the folder is set by {keys}") from None
 
 
 def _folder_keys(config: DataConfig, train: bool) -> str:

@@ -46,6 +46,10 @@ class ImageReadError(OSError):
     """An image file could not be read; the message names it."""
 
 
+class NoReadableImages(ImageReadError):
+    """None of a folder's image files could be read; the message names the folder."""
+
+
 class UnreadableImageWarning(UserWarning):
     """An image file was skipped because it could not be read."""
 

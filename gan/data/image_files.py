@@ -18,6 +18,7 @@ from gan.core.images import pil_to_signed
 from gan.core.wording import first_few
 from gan.data.decode import (
     ImageReadError,
+    NoReadableImages,
     UnreadableImageWarning,
     find_images,
     header_size,
@@ -173,7 +174,7 @@ def image_folder_dataset(root: str | Path, resolution: int, hflip: bool = False,
     paths = find_images(Path(root))
     readable, skipped = readable_images(paths, strict, max_images)  # (max_images counts readable ones)
     if not readable:
-        raise ImageReadError(f"none of the {len(paths)} image files under '{root}' could be read")
+        raise NoReadableImages(f"none of the {len(paths)} image files under '{root}' could be read")
     warn_of_upsampling(readable, centre_square, resolution, "their centred square")
     return ImageFileDataset(readable, resolution, centre_square, hflip, strict, len(skipped))
 
@@ -231,7 +232,7 @@ def celeba_dataset(root: str | Path, resolution: int, crop: int = 148, split: st
             raise FileNotFoundError(f"no images of split '{split}' in '{image_dir}'")
     readable, skipped = readable_images(paths, strict, max_images)
     if not readable:
-        raise ImageReadError(f"none of the {len(paths)} image files in '{image_dir}' could be read")
+        raise NoReadableImages(f"none of the {len(paths)} image files in '{image_dir}' could be read")
     warn_of_upsampling(readable, celeba_crop(crop), resolution, f"the faces' centred crop (data.crop = {crop})")
     return ImageFileDataset(readable, resolution, celeba_crop(crop), hflip, strict, len(skipped))
 

@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import Dataset
 
 from gan.core.images import pil_to_signed
-from gan.data.decode import ImageReadError, find_images, read_rgb, readable_images
+from gan.data.decode import NoReadableImages, find_images, read_rgb, readable_images
 from gan.data.image_files import SkipUnreadable, augmentation_key, location_of
 from gan.data.paired import augment_together
 
@@ -85,7 +85,7 @@ def unpaired_dataset(a_folder: Path, b_folder: Path, resolution: int, load_size:
         paths = find_images(folder)
         readable, unreadable = readable_images(paths, strict, max_images)
         if not readable:
-            raise ImageReadError(f"none of the {len(paths)} image files of domain {name} in '{folder}' could be read")
+            raise NoReadableImages(f"none of the {len(paths)} image files of domain {name} in '{folder}' could be read")
         folders[name], skipped[name] = readable, len(unreadable)
     return UnpairedImages(folders["A"], folders["B"], resolution, load_size, train, hflip, strict,
                           (skipped["A"], skipped["B"]))
