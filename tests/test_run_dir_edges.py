@@ -605,3 +605,12 @@ def test_a_resume_warns_of_its_config_once_with_the_values_it_runs_with(tmp_path
     assert result.exit_code == 0, result.output
     said = [str(w.message) for w in caught if "train.warmup_steps = 100" in str(w.message)]
     assert len(said) == 1 and "train.steps = 5" in said[0], said  # not also the run's old 3
+
+
+def test_a_resume_that_turns_the_ema_off_says_it_drops_the_generator_that_sampling_uses(tmp_path):
+    # Said only as "train.ema_decay 0.995 -> 0.0": the EMA weights vanished as old checkpoints were pruned.
+    folder = tmp_path / "run"
+    assert train_command(DEMO, *sets(*TINY), "--run-dir", str(folder)).exit_code == 0
+    with pytest.warns(UserWarning, match=r"train.ema_decay = 0 on this resume drops the EMA generator, the one gan "
+                                         r"sample, eval and export use: .* checkpoints of step 4 and before"):
+        assert train_command("--resume", str(folder), *sets("train.steps=6", "train.ema_decay=0")).exit_code == 0

@@ -262,6 +262,11 @@ def report_changes(run_dir: Path, resolved, overrides: tuple[str, ...], trained:
                    "now lost, not from --set)") if edited else ""
         click.echo(f"resuming '{run_dir}' with changed settings: {'; '.join(changes)}{by_hand}", err=True)
     warn_of_schedule_jumps(resolved, trained, step)
+    if resolved.recipe == "dcgan" and recorded.get("train.ema_decay", 0) and not resolved.train.ema_decay:
+        warnings.warn(f"train.ema_decay = 0 on this resume drops the EMA generator, the one gan sample, eval and "
+                      f"export use: checkpoints from here on keep the trained generator alone, and the EMA weights "
+                      f"stay only in the checkpoints of step {step} and before, until they are pruned (a later resume "
+                      f"cannot turn the EMA on again)", stacklevel=2)
     if "train.seed" in recorded and recorded["train.seed"] != resolved.train.seed:
         warnings.warn("train.seed changed on resume: the networks, optimiser and random state (the training "
                       "latents, noise and DiffAugment's draws) come from the checkpoint, while the new seed draws the "
