@@ -370,6 +370,23 @@ def test_a_file_that_fails_to_decode_is_left_out_of_the_reference_set_not_replac
     assert len({image.numpy().tobytes() for image in images}) == 7  # no image twice
 
 
+def test_cached_real_features_of_other_inception_weights_are_not_reused(tmp_path, random_inception_weights):
+    # The cache's key left out the weights: FID against another network's features, without a word
+    other = tmp_path / "other.pth"
+    state = torch.load(random_inception_weights, weights_only=True)
+    first = next(key for key, value in state.items() if value.is_floating_point() and value.dim() == 4)
+    state[first] = state[first] * 1.5
+    torch.save(state, other)
+    for index in range(4):
+        random_rgb((16, 16), index).save(tmp_path / f"{index}.png")
+    data = DataConfig(dataset="folder", root=str(tmp_path), resolution=16)
+    features = [generative.GenerativeEvaluator(data, ["fid"], 4, torch.device("cpu"), str(weights),
+                                               tmp_path / "cache").reference()["inception"]["features"]
+                for weights in (random_inception_weights, other, random_inception_weights)]
+    assert not torch.allclose(features[0], features[1]) and torch.equal(features[0], features[2])
+    assert len(list((tmp_path / "cache").glob("inception-*.pt"))) == 2
+
+
 def test_the_evaluator_says_how_many_real_images_its_reference_set_holds_after_a_failed_decode(tmp_path, capsys):
     # "computing reference statistics of 8 real images", and a progress line that stopped at 7/8
     for index in range(8):

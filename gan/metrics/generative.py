@@ -36,6 +36,7 @@ from gan.metrics.inception import (
     InceptionWeightsNotFoundError,
     inception_features,
     load_inception,
+    resolve_weights_path,
     skipped_for_missing_weights,
 )
 from gan.metrics.swd import patch_descriptors, swd_directions, swd_from_descriptors
@@ -65,14 +66,17 @@ def check_metric_names(names: Iterable[str], key: str) -> list[str]:
 # ----------------------------------------------------------------------------- reference set
 
 
-def reference_key(data: DataConfig, count: int, kind: str, files: str | None = None) -> dict:
+def reference_key(data: DataConfig, count: int, kind: str, files: str | None = None, weights: str = "") -> dict:
     """Everything the cached `kind` ('inception' or 'swd') statistics of a data set depend on, its
     files included: statistics of images since changed are recomputed, not reused. `files` is the
-    data's `source_fingerprint` when already taken (it stats every file)."""
+    data's `source_fingerprint` when already taken (it stats every file); `weights`, the digest of
+    the Inception weights file that made the features (features of other weights would give a
+    silently wrong FID)."""
     from gan.data import data_identity, source_fingerprint
 
     files = source_fingerprint(data) if files is None else files
-    return {"version": VERSION, "kind": kind, "count": count, **data_identity(data), "files": files}
+    return {"version": VERSION, "kind": kind, "count": count, **data_identity(data), "files": files,
+            **({"weights": weights} if weights else {})}
 
 
 class ReferenceCache:
@@ -148,10 +152,13 @@ class GenerativeEvaluator:
         self.names = check_metric_names(names, "metrics")
         self.cache = ReferenceCache(Path(cache_dir) if cache_dir else user_cache_dir("reference-statistics"))
         self.inception: nn.Module | None = None
+        self.inception_digest = ""
         self.skipped: dict[str, str] = {}  # metric -> why it cannot run here
         if any(name in INCEPTION_METRICS for name in self.names):
             try:
                 self.inception = load_inception(inception_weights, device)
+                with open(resolve_weights_path(inception_weights), "rb") as weights_file:  # (0.2 s for its 92 MB)
+                    self.inception_digest = hashlib.file_digest(weights_file, "sha256").hexdigest()[:16]
             except InceptionWeightsNotFoundError as error:
                 if require_weights:
                     raise
@@ -171,7 +178,8 @@ class GenerativeEvaluator:
             self._reference = {}
             files = source_fingerprint(self.data) if kinds else ""
             for kind in kinds:
-                key = reference_key(self.data, self.count, kind, files)
+                key = reference_key(self.data, self.count, kind, files,
+                                    self.inception_digest if kind == "inception" else "")
                 statistics = self.cache.load(key)
                 if statistics is None:
                     if images is None:
