@@ -101,6 +101,10 @@ def test_runs_of_two_recipes_are_named_by_their_folders_not_by_dozens_of_keys(tm
     single = make_run(tmp_path / "si", "00000-preset=vanilla", "vanilla", 0, [20.0], "pix2pix")
     assert group_runs(read_configs([*seeds, single])) == {"s1/00000-preset=vanilla": seeds,
                                                           "si/00000-preset=vanilla": [single]}
+    # ... and where only the seed tells two groups' folders apart, it stays (a group was lost)
+    apart = [make_run(tmp_path / "x", f"a-seed={seed}", "hinge", seed, [20.0], recipe)
+             for seed, recipe in ((0, "dcgan"), (1, "pix2pix"))]
+    assert group_runs(read_configs(apart)) == {"a-seed=0": [apart[0]], "a-seed=1": [apart[1]]}
 
 
 def test_a_group_whose_others_are_unreadable_keeps_the_label_that_sets_it_apart(sweep, tmp_path):

@@ -241,14 +241,15 @@ def _naming_keys(group_configs: list[dict[str, object]], differing: list[str]) -
 
 def distinct_names(runs: list[Path]) -> list[str]:
     """The runs' folder names less a last `-seed=N` (they name groups of seeds), with as many parent
-    folders as it takes to tell them all apart."""
-    depth = 1
-    while True:
-        names = ["/".join((*run.resolve().parts[-depth:-1], re.sub(r"-seed=\d+$", "", run.resolve().name)))
-                 for run in runs]
-        if len(set(names)) == len(names) or depth >= max(len(run.resolve().parts) for run in runs):
-            return names
-        depth += 1
+    folders as it takes to tell them all apart; with the seed where only it tells two apart."""
+    paths = [run.resolve() for run in runs]
+    deepest = max(len(path.parts) for path in paths)
+    for strip in (r"-seed=\d+$", r"(?!)"):  # (the second strips nothing)
+        for depth in range(1, deepest + 1):
+            names = [Path(*path.parts[-depth:-1], re.sub(strip, "", path.name)).as_posix() for path in paths]
+            if len(set(names)) == len(names):
+                return names
+    return [path.as_posix() for path in paths]  # (the same run twice: no name could tell them apart)
 
 
 def default_metric(configs: dict[Path, dict[str, object]]) -> str:
