@@ -507,16 +507,46 @@ def test_an_overwrite_that_stops_half_way_leaves_the_earlier_set_whole(tiny_demo
 def test_the_staging_folder_a_killed_sample_left_goes_at_the_next_sample_there(tiny_demo_run, tmp_path):
     import subprocess
 
+    from gan.core.files import host_tag
+
     finished = subprocess.Popen(["true"])
     finished.wait()  # its pid names no process now, as a killed sample's
     folder = tmp_path / "sep"
-    stale, live = folder / f".gan-sample-staging.{finished.pid}.tmp", folder / f".gan-sample-staging.{os.getppid()}.tmp"
-    for staging in (stale, live):
+    stale, live, elsewhere = (folder / f".gan-sample-staging.{pid}.{host}.tmp"
+                              for pid, host in ((finished.pid, host_tag()), (os.getppid(), host_tag()),
+                                                (finished.pid, "h0000beef")))
+    for staging in (stale, live, elsewhere):
         staging.mkdir(parents=True)
         (staging / "00000.png").write_bytes(b"part of a set")
     assert invoke("sample", tiny_demo_run, "--n", "2", "--separate", folder).exit_code == 0
-    assert not stale.exists() and (live / "00000.png").is_file()  # (a live one is another sample's, under way)
-    assert sorted(path.name for path in folder.iterdir()) == [live.name, "00000.png", "00001.png"]
+    assert not stale.exists()
+    # a live one is another sample's, under way; so may be one of another machine sharing the folder
+    assert (live / "00000.png").is_file() and (elsewhere / "00000.png").is_file()
+    assert sorted(path.name for path in folder.iterdir()) == sorted([live.name, elsewhere.name, "00000.png",
+                                                                     "00001.png"])
+
+
+def test_a_stop_that_comes_while_the_set_moves_into_place_leaves_it_whole_and_says_so(tiny_demo_run, tmp_path,
+                                                                                    monkeypatch):
+    # It is held back until every file is in place; the command then said "stopped by SIGTERM" with exit
+    # 143, over a whole set that a retry was refused to replace.
+    import signal
+
+    replace, calls = os.replace, []
+
+    def stopped_midway(source, target):
+        if ".gan-sample-staging." in str(source) and ".gan-sample-staging." not in str(target):  # a move into place
+            calls.append(target)
+            if len(calls) == 2:
+                os.kill(os.getpid(), signal.SIGTERM)
+        return replace(source, target)
+
+    monkeypatch.setattr(os, "replace", stopped_midway)
+    result = invoke("sample", tiny_demo_run, "--n", "5", "--separate", tmp_path / "sep")
+    monkeypatch.undo()
+    assert result.exit_code == 0 and "stopped once every file was in place: nothing is missing" in result.output, \
+        result.output
+    assert sorted(path.name for path in (tmp_path / "sep").iterdir()) == [f"{index:05d}.png" for index in range(5)]
 
 
 def test_the_run_file_names_spelled_without_torch_agree_with_those_training_writes(tmp_path):

@@ -92,7 +92,9 @@ class StagedOutputs:
 
     def path_for(self, target: Path) -> Path:
         """Where to write `target` until `commit`."""
-        folder = target.parent / f"{STAGING_PREFIX}{os.getpid()}.tmp"
+        from gan.core.files import host_tag
+
+        folder = target.parent / f"{STAGING_PREFIX}{os.getpid()}.{host_tag()}.tmp"
         if folder not in self.folders:
             remove_stale_staging(target.parent)
             self.folders.append(folder)
@@ -118,25 +120,31 @@ class StagedOutputs:
         return written
 
 
-STAGING_PREFIX = ".gan-sample-staging."  # + <pid>.tmp
+STAGING_PREFIX = ".gan-sample-staging."  # + <pid>.<host>.tmp (`host_tag`)
 
 
 def remove_stale_staging(folder: Path) -> None:
-    """Staging folders that a killed `gan sample` left in `folder` (they hold only its PNGs)."""
-    from gan.core.files import process_alive
+    """Staging folders that a killed `gan sample` on this machine left in `folder` (they hold only
+    its PNGs). Another machine's, in a shared folder, may be a live command's: left alone."""
+    import re
+
+    from gan.core.files import host_tag, process_alive
 
     if not folder.is_dir():
         return
     for staging in folder.glob(f"{STAGING_PREFIX}*.tmp"):
-        pid = staging.name[len(STAGING_PREFIX):-len(".tmp")]
-        if pid.isdigit() and not process_alive(int(pid)) and staging.is_dir() and not staging.is_symlink():
+        match = re.fullmatch(rf"{re.escape(STAGING_PREFIX)}(\d+)\.(h[0-9a-f]{{8}})\.tmp", staging.name)
+        if (match and match[2] == host_tag() and not process_alive(int(match[1])) and staging.is_dir()
+                and not staging.is_symlink()):
             shutil.rmtree(staging, ignore_errors=True)
 
 
 def replaced_note(staged: StagedOutputs) -> str:
-    """What a failed or stopped command says of the files it would have replaced: kept as they were."""
-    return "; the files it would have replaced are as they were" if any(target.exists()
-                                                                         for _, target in staged.moves) else ""
+    """What a failed or stopped command says of the files it would have replaced: kept as they were
+    (the new set is written beside them, so an --overwrite needs room for both)."""
+    return ("; the files it would have replaced are as they were (an --overwrite writes the new files beside "
+            "them and then swaps them in: it needs disk room for both)"
+            if any(target.exists() for _, target in staged.moves) else "")
 
 
 def remove_empty_folders(folders: list[Path]) -> None:
@@ -297,7 +305,9 @@ def sample(source: Path, count: int, out: Path | None, separate: Path | None, se
             removed = staged.discard()
             remove_empty_folders(created)
             click.echo(f"removed the {removed} file(s) it had written{replaced_note(staged)}", err=True)
-        raise
+            raise
+        # (a stop held back while the files moved into place came when all were there: the command is done)
+        click.echo("stopped once every file was in place: nothing is missing", err=True)
     finally:
         for signum, handler in stop_handlers.items():
             signal.signal(signum, handler)

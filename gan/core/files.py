@@ -10,10 +10,12 @@ torch's zip writer, as SafetensorError by safetensors) removes the temp file and
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import secrets
 import shutil
+import socket
 import sys
 import traceback
 from pathlib import Path
@@ -128,6 +130,13 @@ def process_alive(pid: int) -> bool:
     except (OverflowError, ValueError):  # not a pid this system can have
         return False
     return True
+
+
+def host_tag() -> str:
+    """This machine in the name of a temp that may sit in a folder other machines share (a cache's
+    array, a sample's staging folder): 'h' and 8 hex digits of its host name's hash, so that a pid
+    is judged dead only on the machine that wrote it."""
+    return "h" + hashlib.sha256(socket.gethostname().encode("utf-8", "surrogateescape")).hexdigest()[:8]
 
 
 def is_stale_temp(path: Path) -> bool:

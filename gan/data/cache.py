@@ -18,7 +18,6 @@ import math
 import os
 import random
 import re
-import socket
 import sys
 import time
 import warnings
@@ -30,7 +29,7 @@ import numpy as np
 import torch
 
 from gan.core.distributed import SINGLE_PROCESS, ProcessGroup, barrier
-from gan.core.files import WriteError, free_space, process_alive, write_text_atomically
+from gan.core.files import WriteError, free_space, host_tag, process_alive, write_text_atomically
 from gan.core.memory import format_bytes
 from gan.core.progress import Progress
 from gan.core.registry import ConfigError
@@ -367,11 +366,6 @@ def may_be_building(path: Path) -> bool:
     if match is not None and match["host"] == host_tag():
         return alive
     return alive or time.time() - modified_at(path) < QUIET_SECONDS
-
-
-def host_tag() -> str:
-    """This machine in an array's temp name: 'h' and 8 hex digits of its host name's hash."""
-    return "h" + hashlib.sha256(socket.gethostname().encode("utf-8", "surrogateescape")).hexdigest()[:8]
 
 
 @dataclass
