@@ -184,6 +184,11 @@ def test_training_longer_says_which_schedules_tied_to_the_runs_length_restart(tm
     with pytest.warns(UserWarning, match=r"the instance noise rises from 0.0833 to 0.133 \(loss.instance_noise = 0.2 "
                                          r"now, after 0.1\)$"):
         assert train_command("--resume", str(stronger), *sets("loss.instance_noise=0.2")).exit_code == 0
+    weaker = tmp_path / "weaker"  # a weaker noise over a longer run: the length raises it, as its advice says
+    assert train_command(DEMO, *sets(*TINY, "loss.instance_noise=0.1"), "--run-dir", str(weaker)).exit_code == 0
+    with pytest.warns(UserWarning, match=r"the instance noise rises from 0.025 to 0.045 \(annealed over the new "
+                                         r"train.steps; --set loss.instance_noise_steps=4 keeps its anneal\)$"):
+        assert train_command("--resume", str(weaker), *sets("loss.instance_noise=0.05", "train.steps=40")).exit_code == 0
     folder2 = tmp_path / "run2"  # a resume that only goes on as planned moves nothing
     assert train_command(DEMO, *sets(*TINY, "train.steps=8", "loss.instance_noise=0.1"),
                          "--run-dir", str(folder2)).exit_code == 0

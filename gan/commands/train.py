@@ -194,16 +194,33 @@ def schedule_jumps(trained: dict, step: int, resolved) -> list[str]:
     if resolved.recipe == "dcgan":
         old_noise, new_noise = instance_noise_std(before, step), instance_noise_std(resolved, step + 1)
         if new_noise > old_noise + 0.05 * resolved.loss.instance_noise:
-            old_loss, new_loss = before.loss, resolved.loss
-            if new_loss.instance_noise != old_loss.instance_noise:  # (asked for: no advice to undo it)
-                cause = f"loss.instance_noise = {new_loss.instance_noise:g} now, after {old_loss.instance_noise:g}"
-            elif new_loss.instance_noise_steps != old_loss.instance_noise_steps:
-                cause = f"annealed over loss.instance_noise_steps = {new_loss.instance_noise_steps or 'train.steps'} now"
-            else:
-                cause = (f"annealed over the new train.steps; --set loss.instance_noise_steps={before.train.steps} keeps "
-                         "its anneal")
-            jumps.append(f"the instance noise rises from {old_noise:.3g} to {new_noise:.3g} ({cause})")
+            jumps.append(f"the instance noise rises from {old_noise:.3g} to {new_noise:.3g} "
+                         f"({noise_rise_causes(before, resolved, step, old_noise)})")
     return jumps
+
+
+def noise_rise_causes(before, resolved, step: int, old_noise: float) -> str:
+    """Which change raised dcgan's instance noise at a resume's first step: a stronger
+    loss.instance_noise (asked for: no advice to undo it), or a longer anneal (a new train.steps, for
+    which loss.instance_noise_steps keeps the old one, or a new instance_noise_steps)."""
+    import dataclasses
+
+    from gan.recipes.losses import instance_noise_std
+
+    old_loss, new_loss = before.loss, resolved.loss
+    causes = []
+    if new_loss.instance_noise > old_loss.instance_noise:
+        causes.append(f"loss.instance_noise = {new_loss.instance_noise:g} now, after {old_loss.instance_noise:g}")
+    # the old strength over the new anneal: what the new length alone does
+    longer = dataclasses.replace(resolved, loss=dataclasses.replace(new_loss, instance_noise=old_loss.instance_noise))
+    if instance_noise_std(longer, step + 1) > old_noise + 0.05 * old_loss.instance_noise:
+        if new_loss.instance_noise_steps != old_loss.instance_noise_steps:
+            causes.append(f"annealed over loss.instance_noise_steps = {new_loss.instance_noise_steps or 'train.steps'} "
+                          "now")
+        else:
+            causes.append(f"annealed over the new train.steps; --set loss.instance_noise_steps={before.train.steps} "
+                          "keeps its anneal")
+    return "; ".join(causes) or "the changed settings together"
 
 
 # What the same --run-dir line may change: the length of the run, and how strictly files are read.
