@@ -156,6 +156,18 @@ def test_gan_eval_scores_translations_as_distributions(recipe, keys, recipe_data
     assert not csv.exists()
 
 
+def test_gan_eval_shows_the_inception_passes_of_translations(recipe_data, tmp_path, random_inception_weights):  # noqa: F811
+    # minutes on a CPU without a line, where the DCGAN evaluation shows them
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run = train(tiny_recipe_config("pix2pix", recipe_data, "data.resolution=32", "data.load_size=36",
+                                       "log.eval_every=0"), tmp_path / "run", CPU, progress_stream=sys.stdout)
+    result = CliRunner().invoke(main, ["eval", str(run.run_dir), "--data", str(recipe_data["paired"] / "val"),
+                                       "--device", "cpu", "--inception-weights", str(random_inception_weights)])
+    assert result.exit_code == 0, result.output
+    assert "target through Inception 2/2" in result.output and "translation through Inception 2/2" in result.output
+
+
 def test_a_set_too_small_for_a_distribution_is_said_in_eval_and_in_validation(recipe_data, tmp_path):
     """SWD of a single pair used to vanish without a word: no score, no reason among the skipped."""
     import shutil

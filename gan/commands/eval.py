@@ -336,8 +336,8 @@ def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_pa
                   data=str(scored.resolve()), data_folder=folder, step=translator.step, run_config=translator.config)
     # Asked for by --inception-weights, FID/KID must run (checked here, before any image is scored);
     # by default they are skipped without the weights. (Not for SR, whose images differ in size.)
-    metrics = (TranslationMetrics(translator.device, inception_weights, require_weights=inception_weights is not None)
-               if data["dataset"] != "sr_pairs" else None)
+    metrics = (TranslationMetrics(translator.device, inception_weights, require_weights=inception_weights is not None,
+                                  progress_stream=sys.stderr) if data["dataset"] != "sr_pairs" else None)
     if translator.config["recipe"] == "cyclegan":
         backward = load_translator(path, translator.device, tile, direction="BtoA")
         rows_iterator = evaluate_cycle(translator, backward, a_folder, b_folder, data["resolution"], image_sets)

@@ -6,7 +6,7 @@ import math
 import os
 import sys
 import time
-from typing import TextIO
+from typing import Callable, TextIO
 
 
 def format_duration(seconds: float) -> str:
@@ -86,3 +86,20 @@ class Progress:
         if self.interactive:
             self.stream.write("\n")
             self.stream.flush()
+
+
+def progress_counter(total: int, stream: TextIO | None, unit: str, rate_unit: str = "img"
+                     ) -> Callable[[int], None] | None:
+    """`advance(count)` of a progress line of `total` `unit`s on `stream` (a slow step of an
+    evaluation: reading images, generating, the SWD sort, Inception); None when `stream` is None."""
+    if stream is None:
+        return None
+    progress, done = Progress(total, stream=stream, unit=unit, rate_unit=rate_unit, log_interval=5.0), 0
+
+    def advance(count: int) -> None:
+        nonlocal done
+        done += count
+        progress.update(done)
+        if done == progress.total:
+            progress.close()
+    return advance

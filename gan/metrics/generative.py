@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 from gan.core.checkpoint import CheckpointError, save_checkpoint
 from gan.core.config import DataConfig
 from gan.core.images import signed_to_uint8
-from gan.core.progress import Progress, print_above
+from gan.core.progress import print_above, progress_counter
 from gan.core.registry import ConfigError, suggest
 from gan.data.cache import user_cache_dir
 from gan.metrics.feature_distances import (
@@ -248,20 +248,8 @@ class GenerativeEvaluator:
 
 
     def progress(self, total: int, unit: str, rate_unit: str = "img") -> Callable[[int], None] | None:
-        """`advance(count)` of a progress line of `total` `unit`s on `progress_stream` (slow steps of
-        an evaluation: reading the real images, generating, the SWD sort); None when silent."""
-        if self.progress_stream is None:
-            return None
-        progress, done = Progress(total, stream=self.progress_stream, unit=unit, rate_unit=rate_unit,
-                                  log_interval=5.0), 0
-
-        def advance(count: int) -> None:
-            nonlocal done
-            done += count
-            progress.update(done)
-            if done == progress.total:
-                progress.close()
-        return advance
+        """`advance(count)` of a progress line on `progress_stream`; None when silent."""
+        return progress_counter(total, self.progress_stream, unit, rate_unit)
 
 
 @torch.no_grad()

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import TextIO
 
 import torch
 from torch import nn
 
+from gan.core.progress import progress_counter
 from gan.metrics.feature_distances import GaussianStatistics, frechet_distance, kernel_inception_distance
 from gan.metrics.inception import (
     InceptionWeightsNotFoundError,
@@ -66,8 +68,9 @@ class TranslationMetrics:
     (training), FID/KID are dropped with one warning when the Inception weights are absent."""
 
     def __init__(self, device: torch.device, inception_weights: str | None = None, require_weights: bool = False,
-                 batch_size: int = 64):
+                 batch_size: int = 64, progress_stream: TextIO | None = None):
         self.device, self.batch_size = device, batch_size
+        self.progress_stream = progress_stream  # where the Inception passes show progress (gan eval); None: silent
         self.inception: nn.Module | None = None
         self.skipped: dict[str, str] = {}
         try:
@@ -82,7 +85,9 @@ class TranslationMetrics:
         """Statistics of the real target images (n, 3, H, W) uint8, for output sets of `count` images."""
         _check_images(images, "targets")
         count = min(count, len(images))
-        features = inception_features(self.inception, images, self.batch_size) if self.inception else None
+        features = (inception_features(self.inception, images, self.batch_size,
+                                       progress_counter(len(images), self.progress_stream, "target through Inception"))
+                    if self.inception else None)
         return TargetStatistics(count, min(images.shape[-2:]), patch_descriptors(fixed_subset(images, count), device=self.device), features)
 
     def score(self, outputs: torch.Tensor, targets: TargetStatistics) -> dict[str, float]:
@@ -99,7 +104,9 @@ class TranslationMetrics:
         scores = {"swd": levels["swd/mean"]}
         if targets.features is not None:
             real = targets.features.numpy()
-            fake = inception_features(self.inception, outputs, self.batch_size).numpy()
+            fake = inception_features(self.inception, outputs, self.batch_size,
+                                      progress_counter(len(outputs), self.progress_stream,
+                                                       "translation through Inception")).numpy()
             scores["fid"] = frechet_distance(GaussianStatistics.of(real), GaussianStatistics.of(fake))
             scores["kid"], _ = kernel_inception_distance(real, fake)
         return scores
