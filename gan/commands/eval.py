@@ -103,6 +103,7 @@ def evaluate(checkpoint: Path, folder: Path | None, split: str | None, metric_na
     from gan.inference.loading import checked_state
     from gan.inference.outputs import OutputRefused
     from gan.inference.tiling import ImageTooLargeError
+    from gan.metrics.inception import resolve_weights_path
     from gan.nets.running import NonFiniteOutput
     from gan.training.loop import DeviceUnavailable, select_device
 
@@ -111,6 +112,8 @@ def evaluate(checkpoint: Path, folder: Path | None, split: str | None, metric_na
                                  f"its name with .json: give the CSV a name of its own, such as "
                                  f"'{csv_path.with_suffix('.csv')}'", param_hint="--csv")
     try:
+        if inception_weights is not None:  # named, it is asked for, whichever metrics then use it
+            resolve_weights_path(inception_weights)
         path = best_checkpoint(checkpoint) if best else resolve_checkpoint(checkpoint)
         state = checked_state(load_checkpoint(path), path)
         outputs = EvalOutputs(inputs=[checkpoint, path], overwrite=overwrite)
