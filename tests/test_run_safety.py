@@ -251,7 +251,7 @@ def test_validation_on_the_training_images_is_said_before_step_1(tmp_path, recip
      "'{paired}/train'"),
     ("cyclegan", None, ["data.a_root={unpaired}/testA", "data.b_root={unpaired}/testB", "data.val_split=test",
                         "log.eval_every=2"],
-     "the validation folder of domain A is the training folder of domain A"),
+     "the validation folder of domain A is the training folder of domain A, '{unpaired}/testA'"),
 ])
 def test_validation_folders_inside_the_training_folders_are_said_before_step_1(tmp_path, recipe, nested, settings,
                                                                               why):

@@ -141,7 +141,7 @@ def _overlap(train_key: str, train_folder: str, val_key: str, val_folder: str) -
     one inside the other (training and validation each read their folder with its subfolders)."""
     train, val = Path(train_folder).resolve(), Path(val_folder).resolve()
     if train == val:
-        return f"{val_key} is {train_key}"
+        return f"{val_key} is {train_key}" + (f", '{train_folder}'" if not train_key.startswith("data.") else "")
     if train in val.parents:
         return f"{val_key}, '{val_folder}', is inside {train_key}, '{train_folder}'"
     if val in train.parents:
