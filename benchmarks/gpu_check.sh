@@ -15,7 +15,15 @@ PREPARED=benchmarks/.gpu_check
 SHARED=../shared
 
 case "${1:-}" in
+  -h|--help)
+    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'  # the usage above, with no side effects
+    exec python benchmarks/gpu_check.py --help
+    ;;
   --prepare)
+    for needed in "$SHARED/bench/baseline.py" "$SHARED/data/faces_wild/train"; do  # checked before anything goes
+      [ -e "$needed" ] || { echo "gpu_check.sh --prepare: '$needed' is missing (it reads ../shared beside the" \
+                                 "checkout); run it in a checkout that has it" >&2; exit 2; }
+    done
     rm -rf "$PREPARED" && mkdir -p "$PREPARED/wheels"
     # torch-fidelity (pure Python) is what a torch image usually lacks; the rest is there.
     python -m pip download -q --no-deps --only-binary=:all: -d "$PREPARED/wheels" "torch-fidelity>=0.4,<0.5"
@@ -31,6 +39,10 @@ case "${1:-}" in
     ;;
 esac
 
+if [[ "${1:-}" == -* ]]; then  # (an option where OUT_DIR goes: a typo, not a folder to install and write into)
+  echo "gpu_check.sh: unknown option '$1': give --prepare, --dry-run, --help, or OUT_DIR first" >&2
+  exit 2
+fi
 PYTHON=${PYTHON:-python3}
 if ! (cd / && "$PYTHON" -c "import gan") 2>/dev/null; then
   "$PYTHON" -m pip install -q --no-deps --no-build-isolation -e . || export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"

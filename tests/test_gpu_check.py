@@ -101,3 +101,23 @@ def test_the_bench_stage_measures_the_models_named_and_refuses_a_typo_before_the
     result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--bench-models", "srgan4,dcgan128"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "srgan4: expected some of dcgan128," in result.stderr
+
+
+def test_the_script_prints_its_usage_and_refuses_an_unknown_option_without_installing(tmp_path):
+    # --help ran the GPU path: pip-installed the project into whatever python3 was first, then failed
+    # on `--out --help`
+    script = REPO / "benchmarks" / "gpu_check.sh"
+    shown = subprocess.run(["bash", str(script), "--help"], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert shown.returncode == 0 and "benchmarks/gpu_check.sh --prepare" in shown.stdout, shown.stderr
+    assert "usage: gpu_check.py" in shown.stdout and not (REPO / "--help").exists()
+    typo = subprocess.run(["bash", str(script), "--prepar"], capture_output=True, text=True, timeout=60)
+    assert typo.returncode == 2 and "unknown option '--prepar'" in typo.stderr
+    # --prepare beside no ../shared: said first, before its folder is emptied
+    checkout = tmp_path / "checkout"
+    (checkout / "benchmarks" / ".gpu_check").mkdir(parents=True)
+    (checkout / "benchmarks" / ".gpu_check" / "commit.txt").write_text("prepared before")
+    copy = checkout / "benchmarks" / "gpu_check.sh"
+    copy.write_text(script.read_text())
+    prepared = subprocess.run(["bash", str(copy), "--prepare"], capture_output=True, text=True, timeout=60)
+    assert prepared.returncode == 2 and "../shared/bench/baseline.py' is missing" in prepared.stderr, prepared.stderr
+    assert (checkout / "benchmarks" / ".gpu_check" / "commit.txt").read_text() == "prepared before"
