@@ -496,3 +496,18 @@ def test_the_upsampling_check_samples_at_random_so_a_pattern_of_sizes_cannot_hid
     with pytest.warns(UserWarning, match=r"their centred square is smaller than data.resolution = 32 in \d+ of 100 "
                                          r"images sampled \(smallest: 20 px"):
         image_folder_dataset(tmp_path, 32)
+
+
+def test_a_celeba_split_with_no_images_names_data_split_and_the_splits_there_are(tmp_path):
+    # It said the folder "is set by data.root (--set data.root=/path/to/folder)": the folder was fine
+    from gan.core.config import DataConfig
+
+    celeba = tmp_path / "img_align_celeba"
+    celeba.mkdir()
+    for index in range(1, 4):
+        random_rgb((89, 109), index).save(celeba / f"{index:06d}.jpg")
+    (tmp_path / "list_eval_partition.txt").write_text("".join(f"{index:06d}.jpg 0\n" for index in range(1, 4)))
+    with pytest.raises(FileNotFoundError, match=r"data.split = 'valid' holds no images of '.*img_align_celeba' "
+                                                r"\('.*list_eval_partition.txt' lists them under train\): set "
+                                                r"data.split to 'train' or 'all'$"):
+        build_dataset(DataConfig(dataset="celeba", root=str(tmp_path), split="valid", resolution=32))

@@ -227,9 +227,14 @@ def celeba_dataset(root: str | Path, resolution: int, crop: int = 148, split: st
                           f"'{partition_file}', so no data.split holds them ({shown}); data.split = \"all\" reads "
                           "them", UserWarning, stacklevel=2)
         # by the name without its extension: the official PNG copy (000001.png) shares the .jpg names' file
-        paths = [p for p in paths if partition.get(p.stem) == CELEBA_SPLITS[split]]
-        if not paths:
-            raise FileNotFoundError(f"no images of split '{split}' in '{image_dir}'")
+        chosen = [p for p in paths if partition.get(p.stem) == CELEBA_SPLITS[split]]
+        if not chosen:  # (the folder is there: the split is what to change)
+            held = [name for name, number in CELEBA_SPLITS.items()
+                    if any(partition.get(p.stem) == number for p in paths)]
+            raise PartitionFileError(f"data.split = '{split}' holds no images of '{image_dir}' ('{partition_file}' "
+                                     f"lists them under {', '.join(held) or 'no split'}): set data.split to "
+                                     f"{' or '.join(f'{name!r}' for name in [*held, 'all'])}")
+        paths = chosen
     readable, skipped = readable_images(paths, strict, max_images)
     if not readable:
         raise NoReadableImages(f"none of the {len(paths)} image files in '{image_dir}' could be read")
