@@ -213,6 +213,10 @@ def test_a_baseline_build_that_returns_the_wrong_thing_is_one_line_before_timing
     assert result.exit_code == 2 and "Traceback" not in result.output, result.output
     assert f"error: dcgan64: --baseline '{path}': MODELS['dcgan64']'s build {expected}" in result.output
     assert "round 1" not in result.output
+    # the JSON names the error as what it is (it said ConfigError)
+    report = tmp_path / "bench.json"
+    CliRunner().invoke(main, [*BENCH, "--baseline", str(path), "--json", str(report)])
+    assert json.loads(report.read_text())["failures"]["dcgan64"].startswith("BaselineError: ")
 
 
 TINY_BUILD = '''
@@ -371,3 +375,14 @@ def test_the_sr_model_without_a_baseline_is_benched_without_warnings_of_its_own_
     assert result.exit_code == 0, result.output
     said = result.output + "".join(str(warning.message) for warning in caught)
     assert "train.d_lr" not in said and "two different workloads" not in said, said
+
+
+def test_a_model_the_baseline_has_none_of_is_said_under_the_table(tmp_path):
+    # srresnet4x's baseline columns showed "-" with no word, beside a --baseline that was given
+    path = write_baseline(tmp_path / "small.py", "{'dcgan64': (2, build)}", TINY_BUILD)
+    result = CliRunner().invoke(main, ["bench", "--model", "srresnet4x", "--device", "cpu", "--rounds", "1", "--iters",
+                                       "1", "--warmup", "0", "--baseline", str(path), "--set", "train.batch_size=2",
+                                       "--set", "model.generator_args.channels=4",
+                                       "--set", "model.generator_args.num_blocks=1"])
+    assert result.exit_code == 0, result.output
+    assert "(baseline columns empty for srresnet4x: the baseline has no such model)" in result.output

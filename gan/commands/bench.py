@@ -114,7 +114,7 @@ def bench(models: tuple[str, ...], device: str, json_path: Path | None, overwrit
             except (ConfigError, BaselineError) as error:  # a --set this model's recipe refuses, a baseline build
                 # that returns the wrong thing: its message says it all
                 click.echo(f"error: {name}: {error}", err=True)
-                failures[name] = f"ConfigError: {error}"
+                failures[name] = f"{type(error).__name__}: {error}"
             except Exception as error:  # one model's failure must not cost the others' figures
                 traceback.print_exc()
                 failures[name] = f"{type(error).__name__}: {error}"
@@ -130,6 +130,10 @@ def bench(models: tuple[str, ...], device: str, json_path: Path | None, overwrit
         click.echo(format_table(rows))
         if baseline is None:
             click.echo("(baseline columns empty: no --baseline file was given)")
+        else:
+            unmatched = [row.model for row in rows if CASES[row.model].baseline is None]
+            if unmatched:
+                click.echo(f"(baseline columns empty for {', '.join(unmatched)}: the baseline has no such model)")
     for row in data_rows:
         click.echo(f"\ndata path at {row['resolution']}px, batch {row['batch_size']}, {row['images']} images: cached "
                    f"{row['cached_images_per_s']:.0f} img/s vs ImageFolder+transforms "
