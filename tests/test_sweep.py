@@ -138,6 +138,8 @@ def test_a_sweep_that_cannot_write_its_folder_leaves_no_folder(tmp_path, monkeyp
      "loss.r1_gamma regularises a discriminator, and loss.adversarial_weight = 0 trains no discriminator"),
     (REPO / "experiments" / "pix2pix_facades.toml", "metrics.every=0,100", "run 00001-every=100 (metrics.every=100): "
      "metrics.every: generative metrics are for unconditional recipes such as dcgan"),
+    # a value the grid gives is named as the grid's (it said --set loss.preset)
+    (DEMO, "loss.preset=hinge,foo", "run 00001-preset=foo (loss.preset=foo): --grid loss.preset = 'foo' is no preset"),
 ])
 def test_a_grid_value_the_networks_refuse_is_named_before_any_run(tmp_path, config, grid, expected):
     # only the run of that value failed, when it started, after the others had trained

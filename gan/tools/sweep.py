@@ -272,7 +272,10 @@ def planned_steps(config: Path, sets: list[str], runs: list[SweepRun], on_cpu: b
             resolved = load_config(config, [*sets, *run.overrides])
             check_networks(resolved)
         except ConfigError as error:
-            raise ConfigError(f"run {run.name} ({' '.join(run.overrides) or 'no overrides'}): {error}") from None
+            message = str(error)
+            for key in (override.partition("=")[0].strip() for override in run.overrides):
+                message = message.replace(f"--set {key}", f"--grid {key}")  # (the grid's values go in as --set)
+            raise ConfigError(f"run {run.name} ({' '.join(run.overrides) or 'no overrides'}): {message}") from None
         steps[run.name] = resolved.train.steps
         settings, values, why = _what_trains(resolved, on_cpu)
         if settings in trained_by:
