@@ -56,5 +56,22 @@ def test_spec_round_trip_rebuilds_the_same_architecture():
 
 
 def test_recipe_supplied_arguments_cannot_be_set_in_config():
-    with pytest.raises(ConfigError, match="unknown key 'model.generator_args.resolution'"):
+    # said "unknown key" (with a "did you mean" of another argument), though the network takes it from the recipe
+    with pytest.raises(ConfigError, match=r"'model.generator_args.resolution' is set by the recipe from another config "
+                                          r"key \(data.resolution"):
         network_spec("generator", "dcgan", {"resolution": 64}, "model.generator_args", resolution=64)
+
+
+@pytest.mark.parametrize("value", [float("nan"), 1.0, -0.1])
+def test_a_resnet_generator_refuses_a_dropout_outside_0_to_1(value):
+    # nan failed at step 1 in a traceback; 1.0 zeroed every residual branch in training alone
+    with pytest.raises(ConfigError, match=rf"model.generator_args: dropout must be in \[0, 1\), got {value}"):
+        network_spec("generator", "resnet_9blocks", {"dropout": value}, "model.generator_args", in_channels=3,
+                     out_channels=3)
+
+
+def test_a_spec_read_from_a_file_with_a_float_where_an_int_belongs_is_a_value_error():
+    # an edited checkpoint's resolution = 32.0 ran into a TypeError inside the constructor
+    spec = NetworkSpec("generator", "dcgan", {"channels": 8, "latent_dim": 8, "resolution": 32.0})
+    with pytest.raises(ValueError, match="resolution"):
+        spec.check()

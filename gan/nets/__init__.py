@@ -77,9 +77,13 @@ def resolve_network_args(role: str, name: str, args: dict[str, Any], key: str) -
     `key` is the config key the args came from (`model.generator_args`), for messages.
     """
     constructor = _zoo(role).get(name)
-    settable = {n: p for n, p in _parameters(constructor).items() if p.default is not inspect.Parameter.empty}
+    parameters = _parameters(constructor)
+    settable = {n: p for n, p in parameters.items() if p.default is not inspect.Parameter.empty}
     resolved = {}
     for arg, value in args.items():
+        if arg in parameters and arg not in settable:  # (resolution, in_channels of a pair: the recipe's)
+            raise ConfigError(f"'{key}.{arg}' is set by the recipe from another config key (data.resolution, the "
+                              f"data's channels, ...); remove it")
         if arg not in settable:
             valid = ", ".join(sorted(settable)) or "(none)"
             raise ConfigError(
@@ -137,6 +141,10 @@ class NetworkSpec:
         if missing:
             raise ValueError(f"{self.role} '{self.name}' needs {', '.join(map(repr, missing))}, which it lacks")
         for arg, value in self.kwargs.items():
+            try:  # (a spec read from a file: a float where an int belongs failed as a TypeError deep inside)
+                coerce(value, parameters[arg].annotation, f"{self.role} '{self.name}': {arg}")
+            except ConfigError as error:
+                raise ValueError(str(error)) from None
             _check_size(arg, value, f"{self.role} '{self.name}': {arg}")
         if self.role == "feature_extractor":  # fixed architectures that read weight files when built
             return

@@ -58,6 +58,8 @@ class ResnetGenerator(nn.Module):
         super().__init__()
         if num_blocks < 0:
             raise ValueError(f"num_blocks must be >= 0, got {num_blocks}")
+        if not 0 <= dropout < 1:  # (1 zeroes every residual branch in training alone; nan fails at step 1)
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         if residual and in_channels != out_channels:
             raise ValueError(f"residual needs in_channels == out_channels, got {in_channels} and {out_channels}")
         self.residual = residual
