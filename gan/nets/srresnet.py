@@ -3,8 +3,10 @@
 SRResNet: 9x9 head conv + PReLU, `num_blocks` residual blocks (conv-BN-PReLU-conv-BN),
 a conv-BN with a global skip from the head, sub-pixel (PixelShuffle x2, or one x3)
 upsampling stages, and a 9x9 tail conv. It takes the LR image and returns the HR image.
-With `batch_norm = false`, `residual_scale` and an L1 loss it is EDSR's baseline (Lim et
-al. 2017); with `residual = true` it predicts only what bicubic upsampling misses.
+With `batch_norm = false`, `residual_scale` and an L1 loss it is EDSR-style (Lim et al.
+2017: EDSR's baseline keeps no BatchNorm either, but has 3x3 head and tail convs, ReLU in
+its blocks and no activation in the upsampler, 1.52 M parameters at 64 x 16 against 1.55 M
+here); with `residual = true` it predicts only what bicubic upsampling misses.
 """
 
 from __future__ import annotations
