@@ -665,6 +665,8 @@ def _start_logging(run: _Run, resume: bool, progress_stream: Any) -> None:
     if run.health and run.unconditional:  # the collapse checks' real images: the same after a resume
         run.real_images = first_samples(run.dataset, config.log.num_samples, train_config.seed)["image"]
     run.progress = Progress(train_config.steps, run.start_step, progress_stream if run.main else io.StringIO())
+    if run.evaluator is not None:  # its slow parts (generating, Inception, the SWD sort) show progress as gan eval's
+        run.evaluator.progress_stream = run.progress.stream
     per_process = (f" ({train_config.batch_size // group.world_size} per process x {group.world_size} processes)"
                    if group.distributed else "")
     # (an unpaired data set is as long as its larger domain: the smaller one repeats first)
