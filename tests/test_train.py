@@ -80,6 +80,11 @@ def test_run_directory_contents(tmp_path):
     assert result.run_dir.name == "00000-demo"
     assert create_run_dir(tmp_path, "other").name == "00001-other"  # numbers are unique across names
     assert create_run_dir(tmp_path / "new", "x") == tmp_path / "new" / "00000-x"
+    # a file named like the next run took its number, and past 99999 the numbers were used again
+    (tmp_path / "new" / "00001-x").write_text("a file of the user's")
+    assert create_run_dir(tmp_path / "new", "x").name == "00002-x"
+    (tmp_path / "new" / "99999-x").mkdir()
+    assert [create_run_dir(tmp_path / "new", "x").name for _ in range(2)] == ["100000-x", "100001-x"]
 
 
 def test_a_data_set_smaller_than_a_batch_is_warned_of(tmp_path):

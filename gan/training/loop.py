@@ -220,7 +220,8 @@ def create_run_dir(out: Path, name: str) -> Path:
     with open(out / ".run-numbers.lock", "w") as lock:
         if fcntl is not None:
             fcntl.flock(lock, fcntl.LOCK_EX)
-        numbers = [int(p.name[:5]) for p in out.glob("[0-9][0-9][0-9][0-9][0-9]-*") if p.is_dir()]
+        # every number taken, by a folder or anything else, and of any width (past 99999: 100000-...)
+        numbers = [int(match[1]) for path in out.iterdir() if (match := re.fullmatch(r"(\d{5,})-.*", path.name))]
         run_dir = out / f"{max(numbers, default=-1) + 1:05d}-{name}"
         run_dir.mkdir()
     return run_dir
