@@ -329,7 +329,9 @@ def test_on_nan_rollback_resumes_the_last_checkpoint_with_halved_rates(tmp_path,
     monkeypatch.setattr(DCGANRecipe, "step", poisoned)
     result = train_rolling_back(tiny_config(), tmp_path, CPU, progress_stream=sys.stdout)
     assert result.step == 4 and poisoned_once == [3]
-    assert "rolling back to" in capsys.readouterr().err
+    said = capsys.readouterr().err
+    # the closing line counts the whole command's steps and time, not those after the rollback ("2 of them now")
+    assert "rolling back to" in said and "done: 4 steps in" in said and "of them now" not in said
     saved = load_checkpoint(result.checkpoint)
     assert saved["config"]["train"]["g_lr"] == 1e-4 and saved["config"]["train"]["d_lr"] == 1e-4
     assert "g_lr = 0.0001" in (tmp_path / "config.toml").read_text()

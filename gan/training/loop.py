@@ -165,6 +165,15 @@ def _beyond(value: float, bound: float) -> str:
 
 
 @dataclass
+class CommandStart:
+    """The step a `gan train` command began at and when its first step started (None until known):
+    its closing line's figures, which an --on-nan rollback, training again from an earlier
+    checkpoint, must not reset."""
+    first_step: int | None = None
+    started_at: float | None = None
+
+
+@dataclass
 class TrainResult:
     run_dir: Path
     step: int  # steps completed
@@ -396,7 +405,7 @@ class StopRequest:
 
 def train(config: Config, run_dir: Path, device: torch.device, resume: bool = False,
           progress_stream: Any = None, group: ProcessGroup = SINGLE_PROCESS,
-          on_resume: ResumeReport | None = None) -> TrainResult:
+          on_resume: ResumeReport | None = None, command: CommandStart | None = None) -> TrainResult:
     """Train `config` in `run_dir` (made if missing); with `resume`, continue its newest checkpoint.
 
     The run directory has one writer: this process holds its lock (gan/core/files.py) for the
@@ -405,7 +414,7 @@ def train(config: Config, run_dir: Path, device: torch.device, resume: bool = Fa
     gradients averaged over all (gan/core/distributed.py); only rank 0 writes, and locks.
     """
     with RunLock(run_dir) if group.is_main else contextlib.nullcontext():
-        return _train(config, run_dir, device, resume, progress_stream, group, on_resume)
+        return _train(config, run_dir, device, resume, progress_stream, group, on_resume, command or CommandStart())
 
 
 @dataclass
@@ -432,6 +441,7 @@ class _Run:
     config_found: bytes | None = None  # a resume's config.toml as it was, put back when no step trains
     side_tasks_due: dict | None = None  # the side tasks of the checkpoint's step that failed, to finish first
     per_process: tuple[int, list] | None = None  # (step, each process's own state) under torchrun, for checkpoints
+    command: CommandStart | None = None  # where and when the command began (the first of --on-nan's attempts)
     # What `_start_logging` adds, once there is something to train:
     writer: Any = None
     data: Iterator | None = None
@@ -457,12 +467,15 @@ class _Run:
 
 
 def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, progress_stream: Any,
-           group: ProcessGroup, on_resume: ResumeReport | None) -> TrainResult:
+           group: ProcessGroup, on_resume: ResumeReport | None, command: CommandStart) -> TrainResult:
     """The run in phases: set up, restore, then one step and its periodic work until the end or a
     signal, a checkpoint whenever one is due, and the closing report."""
     run = _set_up(config, run_dir, device, group, resume)
+    run.command = command
     if resume:
         _restore(run, on_resume)
+    if command.first_step is None:  # (an --on-nan rollback trains again from a later start: the command's is kept)
+        command.first_step = run.start_step
     if run.step >= config.train.steps and not run.side_tasks_due:  # (config.toml stays, unless gone or cut short)
         if run.main and _lacks_settings(run_dir / "config.toml", config):
             write_text_atomically(run_dir / "config.toml", dump_config(config))
@@ -666,6 +679,8 @@ def _start_logging(run: _Run, resume: bool, progress_stream: Any) -> None:
     if run.health and run.unconditional:  # the collapse checks' real images: the same after a resume
         run.real_images = first_samples(run.dataset, config.log.num_samples, train_config.seed)["image"]
     run.progress = Progress(train_config.steps, run.start_step, progress_stream if run.main else io.StringIO())
+    if run.command.started_at is None:
+        run.command.started_at = run.progress.started_at
     if run.evaluator is not None:  # its slow parts (generating, Inception, the SWD sort) show progress as gan eval's
         run.evaluator.progress_stream = run.progress.stream
     per_process = (f" ({train_config.batch_size // group.world_size} per process x {group.world_size} processes)"
@@ -914,13 +929,14 @@ def _finish(run: _Run, interrupted_by: str | None) -> TrainResult:
     skipped = getattr(run.dataset, "num_skipped", 0)
     if skipped:
         run.say(f"warning: {skipped} unreadable image file(s) were skipped (named in the warnings above)")
-    elapsed = format_duration(time.perf_counter() - run.progress.started_at)
+    elapsed = format_duration(time.perf_counter() - run.command.started_at)
     if interrupted_by:
         run.say(f"stopped by {interrupted_by} at step {run.step} after {elapsed}; checkpoint "
                 f"'{run.last_checkpoint}'. Continue with: {gan_launcher(run.group.distributed)} train --resume "
                 f"{run.run_dir}")
     else:
-        this_time = f" ({run.step - run.start_step} of them now)" if run.start_step else ""  # a resume's share
+        first = run.command.first_step  # (a resume's share; after a rollback, all this command trained)
+        this_time = f" ({run.step - first} of them now)" if first else ""
         run.say(f"done: {run.step} steps{this_time} in {elapsed}; checkpoint '{run.last_checkpoint}', samples in "
                 f"'{run.run_dir / 'samples'}'")
     return TrainResult(run.run_dir, run.step, run.last_checkpoint, interrupted_by)
@@ -988,10 +1004,10 @@ def train_rolling_back(config: Config, run_dir: Path, device: torch.device, resu
     """`train`, but a NaN/Inf resumes the last good checkpoint with every learning rate halved
     (`gan train --on-nan rollback`), up to `max_rollbacks` times; the halved rates are the
     run's config from then on (config.toml)."""
-    rollbacks = 0
+    rollbacks, command = 0, CommandStart()
     while True:
         try:
-            return train(config, run_dir, device, resume, progress_stream, group, on_resume)
+            return train(config, run_dir, device, resume, progress_stream, group, on_resume, command)
         except NonFiniteLossError as error:
             # (all processes stop at the same step; the others know rank 0's checkpoints as due, not
             # whether its write succeeded: rank 0 decides whether there is one to roll back to)
