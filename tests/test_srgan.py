@@ -8,7 +8,7 @@ import pytest
 import torch
 import torchvision
 from click.testing import CliRunner
-from conftest import REPO, TINY_SR, only_run, random_rgb
+from conftest import REPO, TINY_SR, only_run, random_rgb, tiny_recipe_config, write_recipe_data
 from PIL import Image
 from torch import nn
 
@@ -321,3 +321,14 @@ def test_a_resume_refuses_another_init_generator_which_it_would_never_read(srres
     assert result.exit_code == 2 and "model.init_generator cannot change on a resume: the run started from 'random " \
         "weights'" in " ".join(result.output.split()), result.output
     assert (run / "config.toml").read_text() == before
+
+
+def test_a_vgg_layer_the_arch_lacks_is_refused_naming_both_keys(tmp_path):
+    # "unknown VGG layer 'relu5_4'" named neither key, and came once the network was built
+    from gan.core.registry import ConfigError
+    from gan.recipes.srgan import SRGANRecipe
+
+    config = tiny_recipe_config("srgan", write_recipe_data(tmp_path), "loss.vgg_arch=vgg16", "loss.vgg_layer=relu5_4")
+    with pytest.raises(ConfigError, match=r"loss.vgg_layer = 'relu5_4' is no layer of loss.vgg_arch = 'vgg16'; its "
+                                          r"layers: conv1_1, relu1_1, .*relu5_3, pool5$"):
+        SRGANRecipe.check(config)

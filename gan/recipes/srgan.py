@@ -22,7 +22,7 @@ from gan.core.checkpoint import CheckpointError, load_checkpoint, refuse_non_fin
 from gan.core.config import Config
 from gan.core.registry import ConfigError
 from gan.nets import NetworkSpec, network_spec
-from gan.nets.vgg import VGGFeatures
+from gan.nets.vgg import VGGFeatures, vgg_layer_names
 from gan.recipes import RECIPES
 from gan.recipes.base import AutocastFactory, RecipeBase, adam, gradient_norm, require_rgb, set_requires_grad
 from gan.recipes.image_to_image import (
@@ -65,6 +65,10 @@ class SRGANRecipe(RecipeBase):
                               "  gan train experiments/edsr_x4.toml\n"
                               "  gan train experiments/srgan_x4.toml --set model.init_generator=runs/<N>-edsr_x4\n"
                               '(model.init_generator = "none" trains from random weights)')
+        if config.loss.content == "vgg" and config.loss.vgg_layer not in vgg_layer_names(config.loss.vgg_arch):
+            # (found before any weights load, naming the keys: it was found when the network was built)
+            raise ConfigError(f"loss.vgg_layer = '{config.loss.vgg_layer}' is no layer of loss.vgg_arch = "
+                              f"'{config.loss.vgg_arch}'; its layers: {', '.join(vgg_layer_names(config.loss.vgg_arch))}")
         if config.loss.adversarial_weight:
             specs["discriminator"] = network_spec("discriminator", model.discriminator, model.discriminator_args,
                                                   "model.discriminator_args")
