@@ -549,6 +549,26 @@ def test_a_stop_that_comes_while_the_set_moves_into_place_leaves_it_whole_and_sa
     assert sorted(path.name for path in (tmp_path / "sep").iterdir()) == [f"{index:05d}.png" for index in range(5)]
 
 
+def test_a_move_into_place_that_fails_says_the_folder_holds_part_of_the_new_set(tiny_demo_run, tmp_path, monkeypatch):
+    # It could not be undone, yet the message said the replaced files were as they were
+    folder = tmp_path / "sep"
+    assert invoke("sample", tiny_demo_run, "--n", "3", "--separate", folder).exit_code == 0
+    replace, moves = os.replace, []
+
+    def failing_second(source, target):
+        if ".gan-sample-staging." in str(source) and ".gan-sample-staging." not in str(target):
+            moves.append(target)
+            if len(moves) == 2:
+                raise OSError(21, "Is a directory")
+        return replace(source, target)
+
+    monkeypatch.setattr(os, "replace", failing_second)
+    result = invoke("sample", tiny_demo_run, "--n", "3", "--seed", "7", "--separate", folder, "--overwrite")
+    assert_clean_error(result, "after 1 of 3 files", "the folder holds part of the new set until the command runs "
+                       "again")
+    assert "as they were" not in result.output
+
+
 def test_the_run_file_names_spelled_without_torch_agree_with_those_training_writes(tmp_path):
     import fnmatch
 

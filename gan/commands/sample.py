@@ -89,6 +89,7 @@ class StagedOutputs:
         self.moves: list[tuple[Path, Path]] = []
         self.folders: list[Path] = []
         self.committed = False
+        self.moved = 0  # files moved into place by a commit that failed
 
     def path_for(self, target: Path) -> Path:
         """Where to write `target` until `commit`."""
@@ -102,11 +103,18 @@ class StagedOutputs:
         return folder / target.name
 
     def commit(self) -> None:
+        from gan.core.files import WriteError
         from gan.core.processes import stop_signals_held
 
         with stop_signals_held():
-            for staged, target in self.moves:
-                os.replace(staged, target)
+            for done, (staged, target) in enumerate(self.moves):
+                try:
+                    os.replace(staged, target)
+                except OSError as error:  # (a folder where a file goes, say: it cannot be undone, so it is said)
+                    self.moved = done
+                    raise WriteError(f"could not move '{staged}' into place as '{target}' after {done} of "
+                                     f"{len(self.moves)} files: {error}; the folder holds part of the new set until "
+                                     "the command runs again") from error
             self.committed = True
             for folder in self.folders:
                 with contextlib.suppress(OSError):
@@ -144,7 +152,7 @@ def replaced_note(staged: StagedOutputs) -> str:
     (the new set is written beside them, so an --overwrite needs room for both)."""
     return ("; the files it would have replaced are as they were (an --overwrite writes the new files beside "
             "them and then swaps them in: it needs disk room for both)"
-            if any(target.exists() for _, target in staged.moves) else "")
+            if not staged.moved and any(target.exists() for _, target in staged.moves) else "")
 
 
 def remove_empty_folders(folders: list[Path]) -> None:
