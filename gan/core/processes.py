@@ -99,13 +99,20 @@ def _raise_terminated(signum, frame) -> None:
 
 @contextlib.contextmanager
 def stop_signals_held() -> Iterator[None]:
-    """Hold the stop signals back (blocked, so each waits in the kernel) until the block ends, and
-    deliver them then: for steps that must not be left half done (moving a set of files into place)."""
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+    """Hold the stop signals back until the block ends, then deliver the first that came, to the
+    handlers there were: for steps that must not be left half done (moving a set of files into
+    place). Each is noted by a handler of its own meanwhile (Python runs handlers in the main thread
+    whichever thread the kernel gave the signal, so a mask of this thread alone would not hold)."""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    received: list[int] = []
+    previous = {signum: signal.signal(signum, lambda signum, frame: received.append(signum))
+                for signum in STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if received:
+            signal.raise_signal(received[0])
