@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 import warnings
 
 import click
@@ -71,7 +72,13 @@ class Commands(click.Group):
 
 def _quietly_unless_rank_0(error: click.UsageError) -> None:
     if _another_torchrun_process():
+        # Rank 0 meets the same error at the same moment: exiting first, this process got it killed by
+        # torchrun before it had printed, and the error went unsaid.
+        time.sleep(USAGE_ERROR_GRACE_S)
         sys.exit(error.exit_code)
+
+
+USAGE_ERROR_GRACE_S = 3.0  # how long the other processes leave rank 0 to print a usage error
 
 
 @click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
