@@ -3,6 +3,9 @@
 All-convolutional; BatchNorm everywhere except the generator's output layer and
 the discriminator's input layer; ReLU in G, LeakyReLU(0.2) in D; tanh output.
 The discriminator returns logits (the sigmoid lives in the loss, for stability).
+Widths follow the reference code (dcgan.torch, PyTorch's DCGAN example): `channels` (64) at the
+last upsampling, doubling towards 4x4, so a 64-px generator starts at 4x4x512, where the paper's
+Figure 1 draws 1024; `channels = 128` gives the figure's widths.
 """
 
 from __future__ import annotations
