@@ -275,10 +275,9 @@ def _evaluate_generative(state: dict, path: Path, folder: Path | None, metric_na
     outputs.check([json_path], defaults=[default], checkpoint=path, data=reference, data_folder=real_images,
                   step=loaded.step, run_config=loaded.config)
     # Asked for by name, a metric that cannot run is an error; by default it is skipped, saying why.
-    # (and so is one that needs --inception-weights when that file is absent)
+    # (A named --inception-weights file was checked on the way in.)
     result = evaluate_generative(loaded, names, count, device, folder, inception_weights, cache_dir,
-                                 require_weights=metric_names is not None or inception_weights is not None,
-                                 progress_stream=sys.stderr)
+                                 require_weights=metric_names is not None, progress_stream=sys.stderr)
     json_path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomically(json_path, json.dumps(result, indent=2) + "\n")
     scores = {key: value for key, value in result.items() if isinstance(value, float)}
