@@ -12,7 +12,7 @@ runs out of time still leaves the others' figures):
 4. A torch.profiler summary of DCGAN-128 steps: top kernels, share of GPU time in GEMM/conv,
    GPU busy time against the step's wall time (host- or device-bound), top host operators.
 5. Only when asked (`--stages ...,ablation`): DCGAN-128 against the baseline with each speed
-   switch off in turn, and with CUDA graphs (compile mode reduce-overhead).
+   switch off in turn, and with inductor's autotuned kernels (compile mode max-autotune).
 6. Only when asked (`scaling`): DCGAN-128 at batch 64, 128 and 256 beside the baseline at the
    same batch, with the GPU's busy share of each step.
 7. Only when asked (`flagship`): experiments/dcgan_celeba128.toml for `--flagship-steps` on the
@@ -271,7 +271,6 @@ ABLATION = {
     "channels_last off": (True, ("train.channels_last=off",)),
     "EMA off": (True, ("train.ema_decay=0",)),
     "CUDA graph of the step off": (True, ("train.cuda_graph=off",)),
-    "compile reduce-overhead (CUDA graphs per network)": (True, ("train.compile_mode=reduce-overhead",)),
     "compile max-autotune (inductor's timed kernels, the step still one graph)":
         (True, ("train.compile_mode=max-autotune-no-cudagraphs",)),
     "all off (eager fp32)": (False, ()),

@@ -120,7 +120,7 @@ class TrainConfig:
     channels_last: str = "auto"  # NHWC memory format for networks and images: auto (= on for CUDA) | on | off
     compile: str = "auto"  # torch.compile G and D: auto (= on for CUDA) | on | off; falls back to eager on failure
     compile_backend: str = "inductor"  # torch.compile backend: inductor | aot_eager | eager (the last two debug)
-    compile_mode: str = "default"  # inductor: default | reduce-overhead (CUDA graphs) | max-autotune-no-cudagraphs
+    compile_mode: str = "default"  # inductor: default | max-autotune-no-cudagraphs
     cuda_graph: str = "auto"  # replay each training step as one CUDA graph: auto (= on for CUDA) | on | off
     optimizer_kernel: str = "auto"  # Adam: auto (fused on CUDA, foreach on CPU) | fused | foreach | loop
     cudnn_benchmark: bool = True  # let cuDNN time its convolution algorithms (CUDA only)
@@ -522,16 +522,18 @@ def check_values(config: Config) -> None:
     _check_choice("train.channels_last", config.train.channels_last, ("auto", "on", "off"))
     _check_choice("train.compile", config.train.compile, ("auto", "on", "off"))
     _check_choice("train.compile_backend", config.train.compile_backend, ("inductor", "aot_eager", "eager"))
-    _check_choice("train.compile_mode", config.train.compile_mode,
-                  ("default", "reduce-overhead", "max-autotune-no-cudagraphs"))
+    if config.train.compile_mode == "reduce-overhead":
+        raise ConfigError("train.compile_mode 'reduce-overhead' (a CUDA graph per network) is not offered: a GAN "
+                          "step calls a network again before its backward pass, which those graphs do not survive "
+                          "(an H200 run read an overwritten generator output); train.cuda_graph replays the whole "
+                          "step as one graph instead. Set train.compile_mode=default (a saved run resumes with "
+                          "--set train.compile_mode=default)")
+    _check_choice("train.compile_mode", config.train.compile_mode, ("default", "max-autotune-no-cudagraphs"))
     if config.train.compile_mode != "default" and config.train.compile_backend != "inductor":
         raise ConfigError(f"train.compile_mode '{config.train.compile_mode}' is an inductor mode; "
                           f"train.compile_backend is '{config.train.compile_backend}'")
     _check_choice("train.cuda_graph", config.train.cuda_graph, ("auto", "on", "off"))
     _check_choice("train.keep_best", config.train.keep_best, ("", *BEST_METRICS), "empty: no best.pt")
-    if config.train.cuda_graph == "on" and config.train.compile_mode == "reduce-overhead":
-        raise ConfigError("train.cuda_graph = \"on\" captures the whole step; train.compile_mode "
-                          "'reduce-overhead' captures each network on its own: choose one")
     _check_choice("train.lr_schedule", config.train.lr_schedule, ("linear_decay", "cosine", "step"))
     _check_range("train.lr_gamma", config.train.lr_gamma, 1e-12, 1.0)
     milestones = config.train.lr_milestones

@@ -67,10 +67,8 @@ def accelerate(recipe: Recipe, train: TrainConfig, device: torch.device) -> Spee
 
 
 def captures_steps(train: TrainConfig, device: torch.device) -> bool:
-    """Whether steps are replayed as CUDA graphs: on CUDA, and with "auto" only where the
-    networks are not captured on their own (compile mode reduce-overhead)."""
-    return (device.type == "cuda" and train.cuda_graph != "off"
-            and not (train.cuda_graph == "auto" and train.compile_mode == "reduce-overhead"))
+    """Whether steps are replayed as CUDA graphs: on CUDA, unless `train.cuda_graph` is off."""
+    return device.type == "cuda" and train.cuda_graph != "off"
 
 
 def training_step(recipe: Recipe, speed: Speed, device: torch.device) -> StepFunction:
