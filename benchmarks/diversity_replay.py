@@ -71,7 +71,8 @@ def main() -> None:
         for row in replay(run_dir, args.real):
             rows.append(row)
             print(f"  step {row['step']:>6}  std ratio {row['health/sample_std_ratio']:.2f}  diversity ratio "
-                  f"{row.get('health/diversity_ratio', float('nan')):.2f}  {'; '.join(row['findings'])}")
+                  f"{row.get('health/diversity_ratio', float('nan')):.2f}  structure ratio "
+                  f"{row.get('health/structure_ratio', float('nan')):.3f}  {'; '.join(row['findings'])}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1) + "\n")
         print(f"wrote {args.json}", file=sys.stderr)

@@ -9,7 +9,7 @@ from conftest import tiny_config
 
 from gan.core.config import DataConfig
 from gan.data import build_dataset
-from gan.training.health import DIVERSITY_FRACTION, HealthWatch, diversity
+from gan.training.health import DIVERSITY_FRACTION, FLAT_FRACTION, HealthWatch, diversity, sample_spread, structure
 from gan.training.loop import train
 
 
@@ -112,8 +112,12 @@ def test_a_healthy_demo_run_stays_quiet_and_logs_gradient_norms(tmp_path):
     events.Reload()
     tags = events.Tags()["scalars"]
     assert {"grad/generator", "grad/discriminator", "health/sample_std_ratio", "health/d_saturated",
-            "health/diversity", "health/diversity_ratio"} <= set(tags)
-    assert all(event.value > DIVERSITY_FRACTION for event in events.Scalars("health/diversity_ratio"))
+            "health/diversity", "health/diversity_ratio", "health/structure_ratio"} <= set(tags)
+    # The tiny generator starts flat (its early previews count as one image, and are no collapse);
+    # once its samples have structure, they are as diverse as real images.
+    structured = {event.step for event in events.Scalars("health/structure_ratio") if event.value >= FLAT_FRACTION}
+    assert structured and all(event.value > DIVERSITY_FRACTION for event in events.Scalars("health/diversity_ratio")
+                              if event.step in structured)
     assert all(event.value > 0 for event in events.Scalars("grad/discriminator"))
 
 
@@ -161,6 +165,26 @@ def test_diversity_orders_celeba_faces_and_flags_only_collapsed_batches(shared_d
     check_diversity_orders_and_flags(torch.stack([faces[index]["image"] for index in range(128)]))
 
 
+def test_flat_samples_count_as_one_image_however_they_are_coloured():
+    """A generator collapsed to flat images, each its own colour: a high per-pixel std, and faint
+    variation that, scaled to unit length, would read as 64 distinct structures."""
+    generator = torch.Generator().manual_seed(0)
+    real = build_dataset(DataConfig(dataset="synthetic", resolution=32, hflip=False, num_workers=0), train=True)
+    reference = torch.stack([real[index]["image"] for index in range(64)])
+    colours = torch.rand(64, 3, 1, 1, generator=generator) * 1.6 - 0.8
+    flat = (colours + 1e-3 * torch.randn(64, 3, 32, 32, generator=generator)).expand(64, 3, 32, 32)
+    assert sample_spread(flat) > 0.5 * sample_spread(reference)  # what the whole-collapse check reads as healthy
+    assert diversity(flat, flat_below=FLAT_FRACTION * structure(reference)) < 2
+    watch = HealthWatch(saturation_scores=True)
+    assert findings(watch.samples, 200, reference.flip(0), reference) == []
+    found = findings(watch.samples, 300, flat, reference)
+    assert len(found) == 1 and "step 300: partial mode collapse: 1." in found[0], found
+    # A new generator whose samples are still flat has not collapsed: nothing to say yet.
+    new = HealthWatch(saturation_scores=True)
+    assert findings(new.samples, 1, flat, reference) == [] and new.samples(1, flat, reference)[
+        "health/structure_ratio"] < FLAT_FRACTION
+
+
 def test_a_whole_collapse_is_reported_once_not_twice():
     torch.manual_seed(0)
     real = torch.rand(16, 3, 8, 8) * 2 - 1
@@ -191,12 +215,13 @@ def test_the_replay_reads_a_runs_previews_as_the_watch_saw_them(tmp_path):
     train(config, tmp_path / "run", torch.device("cpu"))
     events = EventAccumulator(str(tmp_path / "run"))
     events.Reload()
-    logged = {event.step: event.value for event in events.Scalars("health/diversity")}
+    logged = {event.step: event.value for event in events.Scalars("health/structure_ratio")}
     data_std = {event.step: event.value for event in events.Scalars("health/data_std")}
     rows = replay.replay(tmp_path / "run", real_count=None)
     assert [row["step"] for row in rows] == sorted(logged) == [2, 4]
-    for row in rows:  # (a new generator's faint images lose detail to 8 bits)
-        assert row["health/diversity"] == pytest.approx(logged[row["step"]], rel=0.25)
+    for row in rows:
+        # 8 bits keep a pixel to 1/127.5: this new generator's faint images gain a little structure
+        assert row["health/structure_ratio"] == pytest.approx(logged[row["step"]], abs=0.01)
         assert row["health/data_std"] == pytest.approx(data_std[row["step"]], rel=1e-6)  # the watch's real images
 
 

@@ -11,8 +11,8 @@ TensorBoard and warned once in the terminal with the step and what to try:
   generator starts low; a collapse is a fall: a collapsed DCGAN had 0.022 against 0.47 for
   real faces);
 - partial collapse: the preview samples' diversity (`diversity`: the effective number of distinct
-  samples, by structure rather than colour) falls below `DIVERSITY_FRACTION` of the same measure
-  on as many real images. It sees what the per-pixel std misses: a few faces repeated, or one
+  samples, by structure rather than colour; flat images count as one) falls below
+  `DIVERSITY_FRACTION` of the same measure on as many real images. It sees what the per-pixel std misses: a few faces repeated, or one
   face in different colours, keep a high per-pixel std;
 - an exploding loss: a window mean `EXPLOSION_FACTOR` times its median over the windows before
   (the last `MAX_HISTORY`; and beyond `EXPLOSION_FLOOR` in magnitude), or a gradient norm that
@@ -45,6 +45,10 @@ DIVERSITY_CROP = 0.6  # the centre 60% of each side, where a centred subject is:
 DIVERSITY_SIZE = 16  # side of the greyscale thumbnails compared: the layout of a face, not its texture
 DIVERSITY_WIDTH = 0.7  # kernel width on the unit-length codes (real faces' nearest neighbour: ~0.8)
 MIN_DIVERSITY_SAMPLES = 8
+# Images with less structure than this fraction of real images' mean are flat, and count as one: scaled to
+# unit length, their last faint variation would count as structure (a generator collapsed to one flat colour
+# read as fully diverse). New DCGAN generators' outputs have 0.04-0.13 of real faces' structure.
+FLAT_FRACTION = 0.01
 
 ADVICE = {
     "saturation": "D wins outright and G gets no gradient: lower train.d_lr, add loss.label_smoothing or "
@@ -79,19 +83,30 @@ def centre(images: torch.Tensor, fraction: float) -> torch.Tensor:
     return images[..., top:top + rows, left:left + columns]
 
 
-def diversity(images: torch.Tensor) -> float:
-    """The effective number of distinct images in a batch: 1 for copies, up to the batch size.
-
-    Each image is reduced to the structure of its centre (the central `DIVERSITY_CROP` of each
-    side, grey, `DIVERSITY_SIZE` pixels a side, less its mean, scaled to unit length, so a copy in
-    other colours or brightness is a copy), and the batch's Vendi score (Friedman and Dieng 2023)
-    is taken with a Gaussian kernel of width `DIVERSITY_WIDTH` on those codes: the exponential of
-    the entropy of the normalised kernel matrix's eigenvalues. k distinct images, each repeated,
-    score k. Needs no weights."""
+def structure_codes(images: torch.Tensor) -> torch.Tensor:
+    """The structure of each image's centre: the central `DIVERSITY_CROP` of each side, grey,
+    `DIVERSITY_SIZE` pixels a side, less its mean (N, DIVERSITY_SIZE**2)."""
     grey = centre(images.detach().float(), DIVERSITY_CROP).mean(dim=1, keepdim=True)
     codes = F.adaptive_avg_pool2d(grey, DIVERSITY_SIZE).flatten(1)
-    codes = codes - codes.mean(dim=1, keepdim=True)
-    codes = codes / codes.norm(dim=1, keepdim=True).clamp_min(1e-8)
+    return codes - codes.mean(dim=1, keepdim=True)
+
+
+def structure(images: torch.Tensor) -> float:
+    """How much structure a batch's images have: the mean length of their `structure_codes`."""
+    return float(structure_codes(images).norm(dim=1).mean())
+
+
+def diversity(images: torch.Tensor, flat_below: float = 0.0) -> float:
+    """The effective number of distinct images in a batch: 1 for copies, up to the batch size.
+
+    Each image's `structure_codes` are scaled to unit length (so a copy in other colours or
+    brightness is a copy; codes shorter than `flat_below` are scaled as if that long, so flat
+    images stay near each other and count as one), and the batch's Vendi score (Friedman and
+    Dieng 2023) is taken with a Gaussian kernel of width `DIVERSITY_WIDTH` on those codes: the
+    exponential of the entropy of the normalised kernel matrix's eigenvalues. k distinct images,
+    each repeated, score k. Needs no weights."""
+    codes = structure_codes(images)
+    codes = codes / codes.norm(dim=1, keepdim=True).clamp_min(max(flat_below, 1e-8))
     kernel = torch.exp(-torch.cdist(codes, codes).square() / DIVERSITY_WIDTH**2)
     eigenvalues = torch.linalg.eigvalsh(kernel.double() / len(codes)).clamp_min(0)
     eigenvalues = eigenvalues[eigenvalues > 1e-12] / eigenvalues.sum()
@@ -108,19 +123,22 @@ class HealthWatch:
         self.history: dict[str, list[float]] = {}
         self.data_spread: float | None = None
         self.data_diversity: float | None = None
+        self.data_structure: float | None = None
         self.peak_spread = 0.0
+        self.peak_structure = 0.0  # of the samples, against real images'
         self.warned: set[str] = set()
 
     def state_dict(self) -> dict:
         """What a resume needs to go on as the run would have (plain values: a checkpoint loads them
         with weights_only). The data's measures are not in it: they come from the same real images."""
         return {"history": {name: list(values) for name, values in self.history.items()},
-                "peak_spread": self.peak_spread, "warned": sorted(self.warned)}
+                "peak_spread": self.peak_spread, "peak_structure": self.peak_structure, "warned": sorted(self.warned)}
 
     def load_state_dict(self, state: dict) -> None:
         self.history = {str(name): [float(value) for value in values][-MAX_HISTORY:]
                         for name, values in state["history"].items()}
         self.peak_spread = float(state["peak_spread"])
+        self.peak_structure = float(state.get("peak_structure", 0.0))  # (not in checkpoints before 2026-12-04)
         self.warned = {str(kind) for kind in state["warned"]}
 
     def window(self, step: int, means: dict[str, float]) -> dict[str, float]:
@@ -173,15 +191,21 @@ class HealthWatch:
         if count < MIN_DIVERSITY_SAMPLES:
             return {}
         if self.data_diversity is None:
-            self.data_diversity = diversity(data_images[:count])
-        value = diversity(images[:count])
+            self.data_structure = structure(data_images[:count])
+            self.data_diversity = diversity(data_images[:count], FLAT_FRACTION * self.data_structure)
+        value = diversity(images[:count], FLAT_FRACTION * self.data_structure)
         ratio = value / self.data_diversity if self.data_diversity > 0 else 1.0
-        if ratio < DIVERSITY_FRACTION and "collapse" not in self.warned:  # a whole collapse says it all
+        structure_ratio = structure(images[:count]) / self.data_structure if self.data_structure > 0 else 1.0
+        self.peak_structure = max(self.peak_structure, structure_ratio)
+        # Samples that have never had structure are a new generator's (small ones start flat), not a collapse;
+        # after a whole collapse, a partial one says nothing more.
+        had_structure = self.peak_structure >= FLAT_FRACTION
+        if ratio < DIVERSITY_FRACTION and had_structure and "collapse" not in self.warned:
             self._warn("partial collapse", step, f"partial mode collapse: {value:.1f} of {count} samples are "
                                                  f"distinct, against {self.data_diversity:.1f} of {count} real images "
                                                  f"({ratio:.2f}x)")
         return {"health/diversity": value, "health/data_diversity": self.data_diversity,
-                "health/diversity_ratio": ratio}
+                "health/diversity_ratio": ratio, "health/structure_ratio": structure_ratio}
 
     def _warn(self, kind: str, step: int, finding: str) -> None:
         if kind not in self.warned:
