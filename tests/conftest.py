@@ -54,7 +54,8 @@ def tiny_config(*overrides: str):
 
 TINY_PIX2PIX = [
     "data.resolution=32", "data.load_size=36", "data.num_workers=0",
-    "model.generator=unet", "model.generator_args.num_downs=5", "model.generator_args.channels=4",
+    "model.generator=unet", "model.generator_args.num_downs=5", "model.generator_args.dropout=0",
+    "model.generator_args.channels=4",
     "model.discriminator_args.channels=4", "train.steps=2", "train.batch_size=2",
     "train.checkpoint_every=2", "log.every=1", "log.image_every=2", "log.num_samples=2",
 ]

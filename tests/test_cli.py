@@ -246,6 +246,19 @@ def test_a_resolution_the_resnet_generator_cannot_take_is_a_config_error(tmp_pat
     result = CliRunner().invoke(main, ["train", str(REPO / "experiments" / "cyclegan_horse2zebra.toml"),
                                        "--set", "data.resolution=30", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "data.resolution (30) must be a multiple of 4" in result.output, result.output
+    # A multiple of 4 below the ResNet's smallest input: its norms failed at step 1, with a traceback.
+    result = CliRunner().invoke(main, ["train", str(REPO / "experiments" / "cyclegan_horse2zebra.toml"),
+                                       "--set", "data.resolution=4", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "data.resolution (4) must be at least 8 for generator 'resnet_9blocks'" \
+        in result.output, result.output
+
+
+def test_a_crop_the_srgan_discriminator_cannot_take_is_a_config_error(tmp_path):
+    result = CliRunner().invoke(main, ["train", str(REPO / "experiments" / "srgan_x4.toml"), "--set",
+                                       "model.init_generator=none", "--set", "data.resolution=16", "--set",
+                                       "train.batch_size=1", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "data.resolution = 16 with train.batch_size = 1 is too small for the SRGAN " \
+        "discriminator" in result.output, result.output
 
 
 def test_weights_that_do_not_fit_their_spec_are_a_clear_error(trained_run, tmp_path):

@@ -1,5 +1,6 @@
 import pytest
 import torch
+from torch import nn
 
 from gan.core.registry import ConfigError
 from gan.nets import NetworkSpec, network_names, network_spec
@@ -45,6 +46,14 @@ def test_registry_lists_and_rejects_names():
     assert "dcgan" in network_names("generator") and "dcgan" in network_names("discriminator")
     with pytest.raises(ConfigError, match="unknown generator 'dcgna' \\(did you mean 'dcgan'\\?\\); known: dcgan"):
         network_spec("generator", "dcgna", {}, "model.generator_args", resolution=64)
+
+
+def test_every_zoo_entry_builds_a_network():
+    """The registry maps names to network constructors (the VGG entry once named a helper of layer names)."""
+    with pytest.warns(UserWarning, match="RANDOM weights"):
+        extractor = NetworkSpec("feature_extractor", "vgg", {"arch": "vgg16", "layer": "relu1_2",
+                                                             "weights": "random"}).build()
+    assert isinstance(extractor, nn.Module) and extractor(torch.zeros(1, 3, 8, 8)).shape == (1, 64, 8, 8)
 
 
 def test_spec_round_trip_rebuilds_the_same_architecture():

@@ -1,5 +1,7 @@
 """The pix2pix/CycleGAN networks: U-Net generator, PatchGAN and PixelGAN discriminators."""
 
+import warnings
+
 import pytest
 import torch
 from torch import nn
@@ -88,6 +90,21 @@ def test_dropout_sits_in_the_num_downs_minus_5_blocks_next_to_the_innermost(num_
     assert all(isinstance(generator.decoder[level][-1], nn.Dropout) for level in with_dropout)
     no_dropout = unet(num_downs=num_downs, dropout=0.0)
     assert not any(isinstance(m, nn.Dropout) for m in no_dropout.modules())
+
+
+def test_a_unet_dropout_with_no_block_to_sit_in_is_warned_of_naming_the_key():
+    def warned(args):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            network_spec("generator", "unet", args, "model.generator_args", in_channels=3, out_channels=3)
+        return [str(warning.message) for warning in caught]
+
+    found = warned({"num_downs": 5, "dropout": 0.5})
+    assert len(found) == 1 and found[0].startswith("model.generator_args.dropout = 0.5 changes nothing: ") \
+        and "num_downs = 5 has none" in found[0]
+    # Dropout that applies, dropout off, and the default nobody chose: quiet.
+    assert warned({"num_downs": 6, "dropout": 0.5}) == warned({"num_downs": 5, "dropout": 0.0}) == []
+    assert warned({"num_downs": 5}) == []
 
 
 def test_unet_conv_biases_follow_the_norm():

@@ -81,7 +81,8 @@ class SRResNet(nn.Module):
 
 @register_network("discriminator", "srgan")
 class SRGANDiscriminator(nn.Module):
-    """HR images (N, in_channels, H, W) -> logits (N,), for any H, W >= 16.
+    """HR images (N, in_channels, H, W) -> logits (N,), for any H, W >= 16 (above 16 at N = 1: the
+    last BatchNorm needs more than one value per channel).
 
     The paper's eight 3x3 convolutions (64, 64s2, 128, 128s2, 256, 256s2, 512, 512s2)
     with LeakyReLU(0.2) and BatchNorm after the first, then global average pooling

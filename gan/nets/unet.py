@@ -112,5 +112,14 @@ class UNetGenerator(nn.Module):
 
 
 # The two sizes pix2pix ships; num_downs stays settable, with these defaults.
+def unet_inert_args(num_downs: int = 8, dropout: float = 0.5, **_: object) -> dict[str, str]:
+    """Arguments that change nothing beside the others: dropout with no decoder block to sit in."""
+    if dropout > 0 and num_downs - 5 < 1:
+        return {"dropout": f"the U-Net's dropout sits in the num_downs - 5 decoder blocks next to the innermost, "
+                           f"and num_downs = {num_downs} has none (6 or more has)"}
+    return {}
+
+
+UNetGenerator.inert_args = staticmethod(unet_inert_args)
 register_network("generator", "unet_128")(functools.partial(UNetGenerator, num_downs=7))
 register_network("generator", "unet_256")(functools.partial(UNetGenerator, num_downs=8))

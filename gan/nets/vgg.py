@@ -100,13 +100,13 @@ def load_vgg_weights(vgg: nn.Module, state: object, path: Path, arch: str) -> No
                          f"fetch {WEIGHT_FILES[arch]} again (loss.vgg_weights)")
 
 
-@register_network("feature_extractor", "vgg")
 def vgg_layer_names(arch: str) -> list[str]:
     """The layer names of VGG `arch` (vgg19 or vgg16), from a copy on the meta device: no memory."""
     with torch.device("meta"):
         return layer_names(getattr(models, arch)(weights=None).features)
 
 
+@register_network("feature_extractor", "vgg")
 class VGGFeatures(nn.Module):
     """images (N, 3, H, W) in [-1, 1] -> features of `layer` (N, C, H', W'); frozen, always in eval mode."""
 

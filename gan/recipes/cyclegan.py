@@ -23,7 +23,7 @@ from gan.nets.running import eval_mode, run_padded
 from gan.recipes import RECIPES
 from gan.recipes.base import AutocastFactory, RecipeBase, adam, gradient_norm, require_rgb, set_requires_grad
 from gan.recipes.image_pool import ImagePool
-from gan.recipes.image_to_image import DistributionScores, check_discriminator_depth, check_size_multiple
+from gan.recipes.image_to_image import DistributionScores, check_crop_size, check_discriminator_depth
 from gan.recipes.losses import AdversarialLoss
 from gan.recipes.schedules import adversarial_on
 
@@ -43,7 +43,7 @@ class CycleGANRecipe(RecipeBase):
         model = config.model
         generator = network_spec("generator", model.generator, model.generator_args, "model.generator_args")
         require_rgb(generator, "model.generator_args", "in_channels", "out_channels")
-        check_size_multiple(generator, config.data.resolution)
+        check_crop_size(generator, config.data.resolution)
         discriminator = network_spec("discriminator", model.discriminator, model.discriminator_args,
                                      "model.discriminator_args", in_channels=3)
         check_discriminator_depth(discriminator, config.data.resolution)

@@ -64,11 +64,14 @@ def check_discriminator_depth(spec: NetworkSpec, size: int) -> None:
                       f"= {size}: each layer halves the image, and n layers need at least 3 x 2^n px; {fits}")
 
 
-def check_size_multiple(spec: NetworkSpec, resolution: int) -> None:
-    """A generator that halves its input some times needs crops of a multiple of 2^times px (built
-    on the meta device to ask: no memory)."""
+def check_crop_size(spec: NetworkSpec, resolution: int) -> None:
+    """A generator that halves its input some times needs crops of a multiple of 2^times px, and
+    some a smallest size (built on the meta device to ask: no memory)."""
     with torch.device("meta"):
-        size_multiple = getattr(spec.build(), "size_multiple", 1)
+        generator = spec.build()
+    size_multiple, smallest = getattr(generator, "size_multiple", 1), getattr(generator, "smallest_input", 1)
+    if resolution < smallest:  # (the ResNet's norms need more than one value: a traceback at step 1)
+        raise ConfigError(f"data.resolution ({resolution}) must be at least {smallest} for generator '{spec.name}'")
     if resolution % size_multiple:
         raise ConfigError(f"data.resolution ({resolution}) must be a multiple of {size_multiple} for generator "
                           f"'{spec.name}'")

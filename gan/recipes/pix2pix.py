@@ -19,8 +19,8 @@ from gan.recipes.base import AutocastFactory, RecipeBase, adam, gradient_norm, r
 from gan.recipes.image_to_image import (
     DistributionScores,
     RunEvaluationSet,
+    check_crop_size,
     check_discriminator_depth,
-    check_size_multiple,
     preview_pairs,
     preview_strips,
     unused_discriminator_keys,
@@ -55,7 +55,7 @@ class Pix2PixRecipe(RecipeBase):
         generator = network_spec("generator", model.generator, model.generator_args, "model.generator_args")
         # (the discriminator's in_channels follow the generator's: input and output stacked)
         require_rgb(generator, "model.generator_args", "in_channels", "out_channels")
-        check_size_multiple(generator, config.data.resolution)
+        check_crop_size(generator, config.data.resolution)
         if not config.loss.adversarial_weight:  # the paper's "L1 alone" ablation: no discriminator to train
             if not config.loss.l1_weight:
                 raise ConfigError("loss.l1_weight and loss.adversarial_weight are both 0: the generator would learn "

@@ -4,9 +4,9 @@ SRResNet (`recipe = "srresnet"`, `loss.adversarial_weight = 0`): the generator a
 trained on a content loss, pixel MSE by default (the PSNR-oriented baseline), or L1 as
 EDSR (`loss.content = "l1"`, `batch_norm = false`).
 SRGAN (`recipe = "srgan"`): the same generator, usually started from an SRResNet
-checkpoint (`model.init_generator`), trained on a VGG content loss plus
-`loss.adversarial_weight` (1e-3) times the adversarial loss against the SRGAN
-discriminator.
+checkpoint (`model.init_generator`), trained on its content loss (experiments/srgan_x4.toml:
+VGG features; pixel MSE when `loss.content` is left out) plus `loss.adversarial_weight` (1e-3)
+times the adversarial loss against the SRGAN discriminator.
 """
 
 from __future__ import annotations
@@ -73,6 +73,11 @@ class SRGANRecipe(RecipeBase):
             specs["discriminator"] = network_spec("discriminator", model.discriminator, model.discriminator_args,
                                                   "model.discriminator_args")
             require_rgb(specs["discriminator"], "model.discriminator_args", "in_channels")
+            if model.discriminator == "srgan" and config.train.batch_size == 1 and data.resolution <= 16:
+                # (a traceback at step 1: BatchNorm cannot train on one value per channel)
+                raise ConfigError(f"data.resolution = {data.resolution} with train.batch_size = 1 is too small for "
+                                  "the SRGAN discriminator: its four stride-2 convolutions leave one value per channel "
+                                  "for its BatchNorm; crop above 16 px or train a batch of 2 or more")
         else:
             cls.refuse_regularisers(config, "loss.adversarial_weight = 0 trains no discriminator (SRResNet)")
         return specs
