@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 import zipfile
 import zlib
 from collections import Counter
@@ -26,8 +27,8 @@ from pathlib import Path
 
 from gan.core.files import is_stale_temp, remove_stale_temps, temp_name, write_atomically, write_text_atomically
 from gan.core.wording import first_few
-from gan.data.decode import IMAGE_EXTENSIONS, check_header, header_size
-from gan.data.image_files import read_partition_file
+from gan.data.decode import check_header, find_images, header_size
+from gan.data.image_files import celeba_image_dir, partition_candidates, read_partition_file
 
 OFFICIAL_COUNT = 202_599
 OFFICIAL_SIZE = (178, 218)
@@ -56,7 +57,9 @@ def faces_in(archive: Path) -> dict[str, zipfile.ZipInfo]:
     faces: dict[str, zipfile.ZipInfo] = {}
     for info in members:
         path = Path(info.filename)
-        if path.suffix.lower() == ".jpg" and path.parent.name == IMAGE_FOLDER:
+        # (a zip made on a Mac holds __MACOSX/img_align_celeba/._000001.jpg beside each face: no image)
+        hidden = any(part.startswith(".") or part == "__MACOSX" for part in path.parts)
+        if path.suffix.lower() == ".jpg" and path.parent.name == IMAGE_FOLDER and not hidden:
             if path.name in faces:
                 fail(f"--zip '{archive}' holds '{path.name}' twice ({faces[path.name].filename} and {info.filename})")
             faces[path.name] = info
@@ -125,10 +128,11 @@ def refuse_to_replace(there: dict[str, bool | None], image_dir: Path, partition:
 
 
 def check(out: Path) -> tuple[tuple[int, int] | None, list[str]]:
-    """Report what `out` holds: (the most common image size or None, the problems found)."""
-    image_dir = out / IMAGE_FOLDER
-    if not image_dir.is_dir():
-        return None, [f"no folder '{image_dir}'"]
+    """Report what `out` holds, as the loader reads it (its image folder, Kaggle's nested one too, and
+    partition file): (the most common image size or None, the problems found)."""
+    image_dir = celeba_image_dir(out)
+    if not image_dir.is_dir() or image_dir == out:
+        return None, [f"no folder '{out / IMAGE_FOLDER}'"]
     problems = []
     leftovers = [path for path in image_dir.glob("*.tmp") if is_stale_temp(path)]
     record_path = out / RECORD_NAME
@@ -143,7 +147,12 @@ def check(out: Path) -> tuple[tuple[int, int] | None, list[str]]:
         problems.append(f"an unpack into '{image_dir}' did not finish: run the same --zip command again (it keeps "
                         "the images already unpacked whole)")
     # every file the loader reads (the official PNG copy, a stray .jpeg), not the zip's .jpg alone
-    images = sorted(path for path in image_dir.iterdir() if path.suffix.lower() in IMAGE_EXTENSIONS)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # (files of other formats: the loader warns of them at training)
+            images = find_images(image_dir, recursive=False)
+    except FileNotFoundError:  # (none there)
+        images = []
     if not images:
         return None, [*problems, f"no images in '{image_dir}'"]
     print(f"checking {len(images)} images in {image_dir} (the full set has {OFFICIAL_COUNT:,}) ...", flush=True)
@@ -168,8 +177,8 @@ def check(out: Path) -> tuple[tuple[int, int] | None, list[str]]:
     elif sizes and set(sizes) != {OFFICIAL_SIZE}:
         print(f"note: the official aligned faces are {OFFICIAL_SIZE[0]}x{OFFICIAL_SIZE[1]}; the crop is scaled "
               "to the width found")
-    partition = out / PARTITION_NAME
-    if partition.is_file():
+    partition = next((path for path in partition_candidates(image_dir) if path.is_file()), None)
+    if partition:
         try:
             splits = read_partition_file(partition)
         except ValueError as error:
@@ -181,8 +190,8 @@ def check(out: Path) -> tuple[tuple[int, int] | None, list[str]]:
             if absent:
                 print(f"note: {absent} of the images the partition lists are not in the folder")
     else:
-        print(f"no {partition}: data.split must stay \"all\" (Kaggle's zip holds list_eval_partition.csv: "
-              "give it with --partition)")
+        print(f"no {PARTITION_NAME} beside '{image_dir}': data.split must stay \"all\" (Kaggle's zip holds "
+              "list_eval_partition.csv: give it with --partition)")
     return (sizes.most_common(1)[0][0] if sizes else None), problems
 
 
@@ -223,7 +232,7 @@ def main() -> None:
         print(f"problem: {problem}")
     if problems or size is None:
         sys.exit(1)
-    print(ready_message(size, image_dir))
+    print(ready_message(size, celeba_image_dir(out)))  # (Kaggle's nested folder too, as the loader finds it)
 
 
 def ready_message(size: tuple[int, int], image_dir: Path) -> str:
@@ -242,5 +251,9 @@ def ready_message(size: tuple[int, int], image_dir: Path) -> str:
 if __name__ == "__main__":
     try:
         main()
+    except KeyboardInterrupt:  # (what was unpacked whole stays; the rerun keeps it)
+        print("prepare_celeba: stopped; run the same command again: it keeps the images already unpacked whole",
+              file=sys.stderr)
+        sys.exit(130)
     except OSError as error:  # a full disk, a read-only folder, mid-unpack: one line, no traceback
         fail(f"{error.strerror or error}{f': {error.filename!r}' if error.filename else ''}")

@@ -107,6 +107,21 @@ def test_a_file_cut_short_is_skipped_at_the_scan_so_max_images_and_the_count_lea
     assert check_header(padded) is None
 
 
+@pytest.mark.parametrize("image_format", ["BMP", "PPM", "GIF", "TIFF", "WEBP"])
+def test_other_formats_cut_short_are_found_at_the_scan_too(tmp_path, image_format):
+    """They were checked for JPEG and PNG alone: a BMP cut short counted among data.max_images,
+    and its neighbour stood in for it."""
+    for index in range(4):
+        random_rgb((64, 64), index).save(tmp_path / f"{index}.{image_format.lower()}", image_format)
+    whole = tmp_path / f"1.{image_format.lower()}"
+    assert check_header(whole) is None
+    whole.write_bytes(whole.read_bytes()[:len(whole.read_bytes()) * 4 // 5])
+    assert check_header(whole) is not None
+    with pytest.warns(UnreadableImageWarning, match=rf"skipping unreadable image '.*1\.{image_format.lower()}'"):
+        dataset = image_folder_dataset(tmp_path, resolution=8, max_images=3)
+    assert [path.stem for path in dataset.paths] == ["0", "2", "3"]
+
+
 def test_a_jpeg_with_data_after_its_end_is_checked_without_decoding_it(tmp_path, monkeypatch):
     """A phone's trailer or appended video put the end marker far from the end: each such photo was
     decoded whole at every scan (150 ms for a 12-megapixel one, against 0.1 ms)."""
@@ -404,6 +419,11 @@ def test_unpaired_validation_with_a_root_and_b_root_is_held_out_or_said_not_to_b
     validation = build_dataset(config, train=False)
     assert (validation.a_paths[0].parent.name, validation.b_paths[0].parent.name) == ("testA", "testB")
     assert build_dataset(config, train=True).a_paths[0].parent.name == "A"
+    # The held-out folders missing: named by the keys that place them, not by a_root/b_root, which do not.
+    config = DataConfig(dataset="unpaired", root=str(tmp_path / "elsewhere"), val_split="test", resolution=16,
+                        load_size=16, **mine)
+    with pytest.raises(FileNotFoundError, match=r"testA' does not exist; it is set by data.root with data.val_split"):
+        build_dataset(config, train=False)
 
 
 def test_a_png_with_oversized_text_metadata_is_named_with_what_to_do(tmp_path):

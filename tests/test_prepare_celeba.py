@@ -152,3 +152,30 @@ def test_the_check_reads_every_image_type_the_loader_reads_and_names_a_damaged_r
     (empty / "img_align_celeba").mkdir(parents=True)
     nothing = prepare("--out", empty)
     assert nothing.returncode == 1 and f"problem: no images in '{empty / 'img_align_celeba'}'" in nothing.stdout
+
+
+def test_a_zip_made_on_a_mac_unpacks_its_faces_alone(tmp_path):
+    """Its __MACOSX/img_align_celeba/._000001.jpg entries were unpacked as faces, then failed the check."""
+    archive = write_zip(tmp_path / "celeba.zip")
+    with zipfile.ZipFile(archive, "a") as zipped:
+        for index in range(1, FACES + 1):
+            zipped.writestr(f"__MACOSX/img_align_celeba/._{index:06d}.jpg", b"\x00\x05\x16\x07 AppleDouble")
+    result = prepare("--zip", archive, "--out", tmp_path / "out")
+    assert result.returncode == 0 and f"unpacking {FACES} images" in result.stdout, result.stdout + result.stderr
+    assert not list((tmp_path / "out" / "img_align_celeba").glob(".*"))
+
+
+def test_the_check_reads_kaggles_unpacked_layout_as_the_loader_does(tmp_path):
+    """archive/img_align_celeba/img_align_celeba/*.jpg with archive/list_eval_partition.csv: the loader
+    trains on it, and the check said there were no images, or no partition file."""
+    archive = tmp_path / "archive"
+    faces = archive / "img_align_celeba" / "img_align_celeba"
+    faces.mkdir(parents=True)
+    for index in range(1, FACES + 1):
+        (faces / f"{index:06d}.jpg").write_bytes(jpeg((178, 218), index))
+    (archive / "list_eval_partition.csv").write_text("image_id,partition\n" + "".join(
+        f"{index:06d}.jpg,{0 if index <= 8 else 1 if index <= 10 else 2}\n" for index in range(1, FACES + 1)))
+    for out in (archive, archive / "img_align_celeba"):
+        result = prepare("--out", out)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "partition: train 8, valid 2, test 2" in result.stdout and f"data.root={faces}" in result.stdout

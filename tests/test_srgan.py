@@ -1,6 +1,7 @@
 """SRResNet, the SRGAN discriminator, the VGG perceptual loss, and the SR recipes end to end."""
 
 import csv
+import math
 import warnings
 
 import numpy as np
@@ -300,6 +301,27 @@ def test_sr_eval_reports_y_and_rgb_beside_bicubic_and_saves_strips(srresnet_run,
     assert strip.size == (3 * 48, 44)
     assert np.array_equal(np.asarray(strip)[:, :48], np.asarray(bicubic))  # bicubic | model | ground truth
     assert np.array_equal(np.asarray(strip)[:, 96:], np.asarray(hr_image))
+
+
+def test_an_image_identical_to_its_target_is_left_out_of_that_mean_and_named(srresnet_run, hr_folder, tmp_path):
+    """A flat image's bicubic upscaling is exact: its infinite PSNR made the mean infinite, hiding the
+    other images, and the JSON record held a non-standard Infinity."""
+    import json
+    import shutil
+
+    data = tmp_path / "hr"
+    shutil.copytree(hr_folder, data)
+    Image.new("RGB", (48, 44), "white").save(data / "white.png")
+    result = CliRunner().invoke(main, ["eval", str(srresnet_run), "--data", str(data), "--csv", str(tmp_path / "e.csv")])
+    assert result.exit_code == 0, result.output
+    rows = {row["image"]: row for row in csv.DictReader(open(tmp_path / "e.csv"))}
+    assert rows["white.png"]["bicubic_psnr"] == "inf"
+    others = [float(rows[f"{index}.png"]["bicubic_psnr"]) for index in range(3)]
+    assert float(rows["mean"]["bicubic_psnr"]) == pytest.approx(np.mean(others), abs=1e-5)
+    assert "bicubic_psnr infinite (identical to the target) for 1 image(s), left out of its mean: white.png" \
+        in result.output
+    record = json.loads((tmp_path / "e.json").read_text(), parse_constant=lambda name: pytest.fail(name))
+    assert record["infinite_scores"]["bicubic_psnr"] == ["white.png"] and math.isfinite(record["mean"]["bicubic_psnr"])
 
 
 def test_sr_eval_refuses_the_options_of_unconditional_checkpoints(srresnet_run, hr_folder, tmp_path):

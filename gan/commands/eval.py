@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from pathlib import Path
@@ -306,6 +307,7 @@ def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_pa
         evaluate_cycle,
         evaluate_paired,
         evaluate_super_resolution,
+        infinite_scores,
         mean_row,
         paired_evaluation_folder,
         strip_paths,
@@ -352,14 +354,17 @@ def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_pa
     else:
         rows_iterator = evaluate_paired(translator, scored, data, image_sets)
     rows, skipped = _collect_rows(rows_iterator, scored)
+    infinite = infinite_scores(rows)
     rows.append(mean_row(rows))
     write_csv(rows, csv_path)
     click.echo(_format_row(rows[-1]))
     click.echo(f"wrote {csv_path} ({_scored_summary(len(rows) - 1, data['dataset'], folder, scored, split)}, "
-               f"{translator.checkpoint}){_skipped_summary(skipped)}", err=True)
+               f"{translator.checkpoint}){_skipped_summary(skipped)}{_infinite_summary(infinite)}", err=True)
+    # (JSON has no infinity: a mean infinite throughout is written as null)
     result = {"checkpoint": str(translator.checkpoint), "step": translator.step, "data": str(scored.resolve()),
-              "split": split, "mean": {key: value for key, value in rows[-1].items() if key != "image"},
-              "skipped_images": {one.image: one.reason for one in skipped}}
+              "split": split, "mean": {key: value if math.isfinite(value) else None
+                                       for key, value in rows[-1].items() if key != "image"},
+              "infinite_scores": infinite, "skipped_images": {one.image: one.reason for one in skipped}}
     if image_sets and metrics is not None:
         scores, skipped_metrics = distribution_scores(image_sets, metrics)
         result.update({"images": image_counts(image_sets), "skipped": skipped_metrics, **scores})
@@ -418,6 +423,12 @@ def _collect_rows(results, folder: Path) -> tuple[list[dict], list]:
         raise FileNotFoundError(f"nothing to evaluate in '{folder}': none of its {len(skipped)} image file(s) could "
                                 f"be scored ({first.image}: {first.reason})")
     return rows, skipped
+
+
+def _infinite_summary(infinite: dict[str, list[str]]) -> str:
+    """`; bicubic_psnr infinite (identical to the target) for 1 image, left out of its mean: a.png`, or nothing."""
+    return "".join(f"; {column} infinite (identical to the target) for {len(images)} image(s), left out of its mean: "
+                   f"{first_few(images, MAX_NAMED)}" for column, images in infinite.items())
 
 
 def _skipped_summary(skipped: list) -> str:

@@ -135,7 +135,8 @@ def _folder_keys(config: DataConfig, train: bool) -> str:
     """The config key(s) that place the data set's folder, for messages."""
     if config.dataset == "sr_pairs" and not train and config.val_root:
         return "data.val_root"
-    if config.dataset == "unpaired" and config.a_root and config.b_root:
+    held_out = not train and config.root and config.val_split  # (what _unpaired reads then, a_root or not)
+    if config.dataset == "unpaired" and config.a_root and config.b_root and not held_out:
         return "data.a_root and data.b_root"
     if config.dataset in ("paired", "unpaired"):
         return "data.root with data.val_split" if not train and config.val_split else "data.root with data.split"

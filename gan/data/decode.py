@@ -263,8 +263,8 @@ def read_rgb(path: str | Path) -> Image.Image:
 
 
 def check_header(path: Path) -> str | None:
-    """Cheap check that `path` is an image Pillow can open, and, for JPEG and PNG, that the file was
-    not cut short; returns the problem or None."""
+    """Cheap check that `path` is an image Pillow can open, and that the file was not cut short
+    (`cut_short_problem`); returns the problem or None."""
     try:
         with opened_image(path) as image:
             width, height = image.size
@@ -284,12 +284,17 @@ TAIL_BYTES = 64  # a marker this near the end: the common case, one small read
 
 
 def cut_short_problem(path: Path, image: Image.Image) -> str | None:
-    """For a JPEG or PNG that does not reach its end marker, the decoder's problem with it, else
-    None. Most files end with the marker; others (a phone's trailer or appended video after it) are
-    read whole and searched, and only a file the search finds no end in is decoded to be sure."""
+    """For a file cut short, the decoder's problem with it, else None. A JPEG or PNG must reach its
+    end marker: most files end with it; others (a phone's trailer or appended video after it) are
+    read whole and searched, and only a file the search finds no end in is decoded to be sure. A
+    WEBP or BMP must be as long as its header says; any other format (GIF, TIFF, PPM, ...: rare in
+    data sets, and with no such cheap sign) is decoded."""
     ending = COMPLETE_ENDINGS.get(image.format or "")
     if ending is None:
-        return None
+        declared = _declared_length(path, image.format or "")
+        if declared is not None and path.stat().st_size >= declared:
+            return None
+        return _load_problem(image)
     with open(path, "rb") as file:
         file.seek(max(0, file.seek(0, os.SEEK_END) - TAIL_BYTES))
         if ending in file.read():
@@ -298,11 +303,28 @@ def cut_short_problem(path: Path, image: Image.Image) -> str | None:
         data = file.read()
     if (_jpeg_ends(data) if ending == COMPLETE_ENDINGS["JPEG"] else ending in data):
         return None
+    return _load_problem(image)
+
+
+def _load_problem(image: Image.Image) -> str | None:
+    """The decoder's problem with the whole of `image` (its first frame), else None."""
     try:
         image.load()
     except DECODE_ERRORS as error:
         return f"cut short: {decode_problem(error)}"
     return None
+
+
+def _declared_length(path: Path, image_format: str) -> int | None:
+    """The file length a WEBP's RIFF header or a BMP's file header states (None for other formats,
+    and for a BMP whose writer left it 0)."""
+    offset = {"WEBP": 4, "BMP": 2}.get(image_format)
+    if offset is None:
+        return None
+    with open(path, "rb") as file:
+        file.seek(offset)
+        length = int.from_bytes(file.read(4), "little")
+    return (length + 8 if image_format == "WEBP" else length) or None
 
 
 def _jpeg_ends(data: bytes) -> bool:

@@ -349,9 +349,23 @@ def distribution_scores(image_sets: ImageSets, metrics: TranslationMetrics) -> t
 
 
 def mean_row(rows: list[dict]) -> dict:
-    """Column means (PSNR of identical images is inf and stays inf in the mean)."""
+    """Column means. An image identical to its target (a flat one, say) has an infinite PSNR: it is
+    left out of that column's mean, which would else be infinite whatever the others scored
+    (`infinite_scores` names it); a column infinite throughout has an infinite mean."""
     columns = [key for key in rows[0] if key != "image"]
-    return {"image": "mean", **{key: float(np.mean([row[key] for row in rows])) for key in columns}}
+
+    def mean(values: list[float]) -> float:
+        finite = [value for value in values if math.isfinite(value)]
+        return float(np.mean(finite)) if finite else float(np.mean(values))
+
+    return {"image": "mean", **{key: mean([row[key] for row in rows]) for key in columns}}
+
+
+def infinite_scores(rows: list[dict]) -> dict[str, list[str]]:
+    """Column -> the images whose score there is infinite (identical to their target), for columns with any."""
+    columns = [key for key in rows[0] if key != "image"] if rows else []
+    found = {key: [row["image"] for row in rows if not math.isfinite(row[key])] for key in columns}
+    return {key: images for key, images in found.items() if images}
 
 
 def _csv_value(value):
