@@ -504,6 +504,27 @@ def test_an_overwrite_that_stops_half_way_leaves_the_earlier_set_whole(tiny_demo
     assert contents(folder) != before and grid.read_bytes() != grid_before
 
 
+def test_a_file_another_command_wrote_while_sampling_is_not_replaced(tiny_demo_run, tmp_path, monkeypatch):
+    """Outputs are checked before sampling, which can take minutes: a second gan sample to the same
+    --out finished first, and the first then replaced its grid without --overwrite."""
+    from gan.core import images
+
+    grid = tmp_path / "g.png"
+    save_image = images.save_image
+
+    def another_command_writes_first(*args, **kwargs):
+        if not grid.exists():
+            grid.write_bytes(b"another command's grid")
+        return save_image(*args, **kwargs)
+
+    monkeypatch.setattr(images, "save_image", another_command_writes_first)
+    result = invoke("sample", tiny_demo_run, "--n", "4", "--out", grid)
+    assert result.exit_code == 2 and "1 output file(s) appeared while sampling" in result.output, result.output
+    assert grid.read_bytes() == b"another command's grid" and sorted(os.listdir(tmp_path)) == ["g.png"]
+    result = invoke("sample", tiny_demo_run, "--n", "4", "--out", grid, "--overwrite")
+    assert result.exit_code == 0 and grid.read_bytes() != b"another command's grid"
+
+
 def test_the_staging_folder_a_killed_sample_left_goes_at_the_next_sample_there(tiny_demo_run, tmp_path):
     import subprocess
 
@@ -532,16 +553,16 @@ def test_a_stop_that_comes_while_the_set_moves_into_place_leaves_it_whole_and_sa
     # 143, over a whole set that a retry was refused to replace.
     import signal
 
-    replace, calls = os.replace, []
+    link, calls = os.link, []
 
     def stopped_midway(source, target):
         if ".gan-sample-staging." in str(source) and ".gan-sample-staging." not in str(target):  # a move into place
             calls.append(target)
             if len(calls) == 2:
                 os.kill(os.getpid(), signal.SIGTERM)
-        return replace(source, target)
+        return link(source, target)
 
-    monkeypatch.setattr(os, "replace", stopped_midway)
+    monkeypatch.setattr(os, "link", stopped_midway)  # (how a file moves in without --overwrite: never over another)
     # Another thread that takes signals (torch's, a writer's): the kernel may hand the signal to it, and
     # Python then raises in the main thread all the same (a mask of the main thread alone did not hold)
     import threading

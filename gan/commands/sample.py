@@ -85,7 +85,8 @@ class StagedOutputs:
     moves: a command that fails or is stopped leaves each file it would have replaced as it was (an
     earlier set's PNGs, which FID would score as a whole), and none of its own."""
 
-    def __init__(self) -> None:
+    def __init__(self, overwrite: bool = False) -> None:
+        self.overwrite = overwrite  # else a target that appeared since the outputs were checked is refused
         self.moves: list[tuple[Path, Path]] = []
         self.folders: list[Path] = []
         self.committed = False
@@ -107,9 +108,14 @@ class StagedOutputs:
         from gan.core.processes import stop_signals_held
 
         with stop_signals_held():
+            # (another command may have written a target while this one sampled, after its outputs were checked)
+            appeared = [target for _, target in self.moves if not self.overwrite and os.path.lexists(target)]
+            if appeared:
+                raise WriteError(f"{len(appeared)} output file(s) appeared while sampling ('{appeared[0]}'; another "
+                                 "command wrote it?): nothing was replaced; run again with --overwrite to replace them")
             for done, (staged, target) in enumerate(self.moves):
                 try:
-                    os.replace(staged, target)
+                    self._move(staged, target)
                 except OSError as error:  # (a folder where a file goes, say: it cannot be undone, so it is said)
                     self.moved = done
                     raise WriteError(f"could not move '{staged}' into place as '{target}' after {done} of "
@@ -119,6 +125,21 @@ class StagedOutputs:
             for folder in self.folders:
                 with contextlib.suppress(OSError):
                     folder.rmdir()
+
+    def _move(self, staged: Path, target: Path) -> None:
+        """`staged` into place as `target`; without overwrite, never over a file that appeared meanwhile
+        (a hard link fails on an existing name, where a rename would replace it)."""
+        if self.overwrite:
+            os.replace(staged, target)
+            return
+        try:
+            os.link(staged, target)
+        except FileExistsError:
+            raise
+        except OSError:  # (a file system without hard links: the check above is all there is)
+            os.replace(staged, target)
+            return
+        os.unlink(staged)
 
     def discard(self) -> int:
         """Remove what was written so far; returns how many files there were."""
@@ -296,7 +317,7 @@ def sample(source: Path, count: int, out: Path | None, separate: Path | None, se
         fail(f"'{path}': {error}")
     if out is not None:
         check_grid_fits(out, total, *first.shape[-2:], num_columns=steps or None)
-    staged = StagedOutputs()
+    staged = StagedOutputs(overwrite)
     created = missing_folders([path.parent for path in planned_outputs(out, separate, 1)])
     stop_handlers = interrupt_on_sigterm()  # (SIGTERM, SIGHUP: `kill`, a closed terminal) as Ctrl-C
     try:
