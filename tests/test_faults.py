@@ -433,7 +433,12 @@ def test_the_readme_states_the_celeba_learning_rates_the_configs_use_and_a_cpu_o
     assert "--index-url https://download.pytorch.org/whl/cpu" in readme
 
 
-def test_tensorboard_events_on_a_full_disk_are_warned_about_once_and_resume_later(tmp_path):
+@pytest.mark.parametrize("room_returns", ["at the next scalar", "only at the close"])
+def test_tensorboard_events_on_a_full_disk_are_warned_about_once_and_resume_with_the_scalars_kept(
+        tmp_path, monkeypatch, room_returns):
+    """A fresh event file waited 60 s after the disk had room again, and the scalars logged without a
+    writer were dropped: a run ending within that minute lost everything after the failure."""
+    from gan.training import event_log
     from gan.training.event_log import EventLog
 
     class Writer:
@@ -457,15 +462,21 @@ def test_tensorboard_events_on_a_full_disk_are_warned_about_once_and_resume_late
     import threading
 
     hook = threading.excepthook
+    room = {"free": False}
+    monkeypatch.setattr(EventLog, "_has_room", lambda self: room["free"])
     log = EventLog(Writer, tmp_path, retry_s=3600)
     with pytest.warns(UserWarning, match="could not be written .*No space left.*logging resumes") as caught:
         for step in range(1, 7):
             log.add_scalar("loss", 1.0, step)
-    assert len(caught) == 1 and Writer.opened[0].scalars == [1, 2] and len(Writer.opened) == 1
-    log.retry_s = 0  # space again: the next call opens a fresh event file
-    log.add_scalar("loss", 1.0, 7)
+    assert len(caught) == 1 and Writer.opened[0].scalars == [1, 2] and len(Writer.opened) == 1 and not log.alive
+    room["free"] = True  # space again: the next call (or the close) opens a fresh event file
+    if room_returns == "at the next scalar":
+        log.add_scalar("loss", 1.0, 7)
+        assert log.alive
     log.close()
-    assert len(Writer.opened) == 2 and Writer.opened[1].scalars == [7]
+    kept = [4, 5, 6] + ([7] if room_returns == "at the next scalar" else [])  # (step 3's died with the writer)
+    assert len(Writer.opened) == 2 and Writer.opened[1].scalars == kept
+    assert event_log.MAX_PENDING >= 10_000
     assert threading.excepthook is hook  # TensorBoard's thread errors are quiet only while the log is open
 
 
@@ -486,7 +497,8 @@ def test_a_run_whose_event_file_cannot_be_written_finishes(tmp_path, monkeypatch
     assert result.step == 4 and result.checkpoint.name == "checkpoint-00000004.pt"
 
 
-def test_a_disk_full_for_a_while_says_each_failed_write_not_only_the_first(tmp_path, monkeypatch):
+@pytest.mark.parametrize("event_log_writes", [True, False])
+def test_a_disk_full_for_a_while_says_each_failed_write_not_only_the_first(tmp_path, monkeypatch, event_log_writes):
     # The CLI shows each distinct warning once ("default"): the same words at each failure of
     # metrics.jsonl, best.pt or a preview grid hid every failure after the first.
     import warnings
@@ -501,6 +513,9 @@ def test_a_disk_full_for_a_while_says_each_failed_write_not_only_the_first(tmp_p
     monkeypatch.setattr(loop, "write_atomically", refuse)  # metrics.jsonl
     monkeypatch.setattr(loop, "save_image_grid", lambda images, path: refuse(path, None))
     monkeypatch.setattr(checkpoint_module, "write_atomically", refuse)  # checkpoints and best.pt
+    from gan.training.event_log import EventLog
+
+    monkeypatch.setattr(EventLog, "alive", property(lambda self: event_log_writes))  # (its own failure, or not)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with pytest.raises(WriteError):  # (the final checkpoint)
@@ -510,6 +525,11 @@ def test_a_disk_full_for_a_while_says_each_failed_write_not_only_the_first(tmp_p
     for what in ("metrics.jsonl", ".png", "checkpoint-"):
         failures = {message for message in said if what in message}
         assert len(failures) >= 2, (what, said)  # one distinct message per step that failed
+    # Where the scores are: the event log said to hold them though it had failed too.
+    where = "the event log and the line below" if event_log_writes else \
+        "the line below, and kept for the event log until the disk has room"
+    assert all(f"its scores are in {where}, not in metrics.jsonl" in message for message in said
+               if "metrics.jsonl" in message)
 
 
 def test_a_run_lock_a_full_disk_refuses_is_one_line_not_a_traceback(tmp_path, monkeypatch):

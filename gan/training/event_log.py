@@ -3,14 +3,18 @@
 TensorBoard's writer writes from a background thread. When a write fails (a full disk),
 the thread dies, and from then on every call re-raises its error, which would end the
 run. `EventLog` drops a writer that failed, warns once, and opens a fresh event file
-(TensorBoard reads all files of a run directory together) at most every `retry_s`
-seconds, so logging resumes when there is space again. Scalars logged while the disk
-was full are lost; checkpoints are written and retried on their own (gan/core/files.py).
+(TensorBoard reads all files of a run directory together) as soon as the disk has room
+again (or every `retry_s` seconds, where free space cannot be told), so logging resumes
+with the next scalar. Scalars logged without a writer are kept (up to `MAX_PENDING`) and
+written into the fresh file, at the latest when the log closes; images are not (their
+grids are PNGs in samples/ too). What the dead writer's thread still held is lost.
+Checkpoints are written and retried on their own (gan/core/files.py).
 """
 
 from __future__ import annotations
 
 import contextlib
+import shutil
 import threading
 import time
 import warnings
@@ -20,6 +24,8 @@ from typing import Any, Callable
 from gan.core.files import free_space
 
 EVENT_FILES = "events.out.tfevents.*"
+ROOM_BYTES = 2**20  # free space that makes a fresh event file worth trying
+MAX_PENDING = 100_000  # scalars kept while no writer takes them (a few MB)
 
 
 class EventLog:
@@ -31,6 +37,7 @@ class EventLog:
         self._warned = False
         self._failed_at = 0.0
         self._writer = None
+        self._pending: list[tuple[tuple, dict]] = []  # add_scalar calls made without a writer
         self._files_before: set[Path] = set()
         # TensorBoard's thread prints its OSError as a traceback before the error reaches us;
         # the warning below says it in one line, so that thread's OSErrors are not printed.
@@ -66,17 +73,43 @@ class EventLog:
             warnings.warn(f"TensorBoard events in '{self.run_dir}' could not be written ({free_space(self.run_dir)}: "
                           f"{error}); training goes on, and logging resumes when there is space again", stacklevel=3)
 
-    def _call(self, method: str, *args: Any, **kwargs: Any) -> None:
+    @property
+    def alive(self) -> bool:
+        """Whether events are being written (False from a failure until a fresh file opens)."""
+        return self._writer is not None
+
+    def _has_room(self) -> bool:
+        try:
+            return shutil.disk_usage(self.run_dir).free >= ROOM_BYTES
+        except OSError:
+            return False
+
+    def _reopened(self) -> bool:
+        """A writer, opening a fresh file when one is due, with the scalars kept meanwhile written into it."""
         if self._writer is None:
-            if time.monotonic() - self._failed_at < self.retry_s:
-                return
+            if time.monotonic() - self._failed_at < self.retry_s and not self._has_room():
+                return False
             self._try_open()
             if self._writer is None:
-                return
+                return False
+            pending, self._pending = self._pending, []
+            for args, kwargs in pending:
+                self._write("add_scalar", *args, **kwargs)
+        return self._writer is not None
+
+    def _write(self, method: str, *args: Any, **kwargs: Any) -> None:
+        if self._writer is None:
+            if method == "add_scalar" and len(self._pending) < MAX_PENDING:
+                self._pending.append((args, kwargs))
+            return
         try:
             getattr(self._writer, method)(*args, **kwargs)
         except OSError as error:
             self._fail(error)
+
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> None:
+        self._reopened()
+        self._write(method, *args, **kwargs)
 
     def add_scalar(self, *args: Any, **kwargs: Any) -> None:
         self._call("add_scalar", *args, **kwargs)
@@ -85,6 +118,8 @@ class EventLog:
         self._call("add_image", *args, **kwargs)
 
     def close(self) -> None:
+        if self._pending:  # (the last chance for the scalars kept while the disk was full)
+            self._reopened()
         if self._writer is not None:
             try:
                 self._writer.close()

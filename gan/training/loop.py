@@ -1225,8 +1225,11 @@ def _log_generative_metrics(evaluator: GenerativeEvaluator, recipe: Recipe, writ
             before += b"\n"
         write_atomically(path, lambda temp: temp.write_bytes(before + line.encode()))
     except WriteError as error:  # (the step in it: each failure is said, not only the first of its words)
-        warnings.warn(f"step {step}: {error}; its scores are in the event log and the line below, not in "
-                      f"{METRICS_RECORD}; training goes on", stacklevel=2)
+        # (an event log that failed too keeps them until the disk has room: they are not in it yet)
+        where = ("the event log and the line below" if getattr(writer, "alive", True) else
+                 "the line below, and kept for the event log until the disk has room")
+        warnings.warn(f"step {step}: {error}; its scores are in {where}, not in {METRICS_RECORD}; training goes on",
+                      stacklevel=2)
     for name, value in scores.items():  # (last: a failure above wrote no event for the resume to repeat)
         writer.add_scalar(f"metrics/{name}", value, step)
     fewer = (f"  ({evaluator.reference_size} images: all the data set holds, not the {evaluator.count} of "
