@@ -360,3 +360,14 @@ def test_cycle_eval_scores_the_runs_validation_split_or_the_one_given(unpaired_r
         assert f"of {split or 'val'}A/ and {split or 'val'}B/ in '{root}'" in scored.output
     missing = runner.invoke(main, ["eval", str(run_dir), "--data", str(root), "--split", "nope"])
     assert missing.exit_code == 2 and "holds no nopeA/ and nopeB/ (--split nope)" in missing.output, missing.output
+
+
+@pytest.mark.parametrize("name", ["cyclegan_horse2zebra.toml", "cyclegan_photo2manga128.toml"])
+def test_the_shipped_configs_validate_so_gan_compare_has_its_default_metric(name):
+    """gan compare ranks CycleGAN runs by val/cycle_l1, which neither shipped config logged."""
+    from gan.tools.compare import default_metric
+    from gan.training.resolve import load_config
+
+    config = load_config(REPO / "experiments" / name, [])
+    assert default_metric({Path(name): {"recipe": config.recipe}}) == "val/cycle_l1"
+    assert 0 < config.log.eval_every <= config.train.steps and config.data.val_split

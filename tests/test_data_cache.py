@@ -411,4 +411,4 @@ def test_the_cache_build_line_gives_a_small_cache_size_in_a_unit_that_shows_it(f
     config = config_for(folder, "mmap", tmp_path)
     next(training_batches(config, build_dataset(config), 4, 0, 0, CPU))
     said = capsys.readouterr().err
-    assert "decoding 10 images once into the cache" in said and "(7.5 KB)" in said, said  # 10 x 3 x 16 x 16 bytes
+    assert "decoding 10 images once into the cache" in said and "(7.5 KiB)" in said, said  # 10 x 3 x 16 x 16 bytes

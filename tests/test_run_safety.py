@@ -567,8 +567,8 @@ def test_a_batch_that_cannot_fit_in_memory_is_refused_with_the_figure(tmp_path):
     result = CliRunner().invoke(main, ["train", str(REPO / "experiments" / "dcgan_demo.toml"), *sets,
                                        "--out", str(tmp_path), "--device", "cpu"])
     assert result.exit_code == 2 and "Traceback" not in result.output, result.output
-    assert re.search(r"train.batch_size 100000000 needs at least [\d.,]+ TB for one step's activations "
-                     r"\([\d.,]+ KB per image.*and cpu has [\d.,]+ GB available: at most about [\d,]+ images fit",
+    assert re.search(r"train.batch_size 100000000 needs at least [\d.,]+ TiB for one step's activations "
+                     r"\([\d.,]+ KiB per image.*and cpu has [\d.,]+ GiB available: at most about [\d,]+ images fit",
                      result.output), result.output
     assert time.perf_counter() - started < 30 and not list(tmp_path.glob("*/checkpoint-*.pt"))
 

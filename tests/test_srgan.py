@@ -324,6 +324,36 @@ def test_an_image_identical_to_its_target_is_left_out_of_that_mean_and_named(srr
     assert record["infinite_scores"]["bicubic_psnr"] == ["white.png"] and math.isfinite(record["mean"]["bicubic_psnr"])
 
 
+@pytest.mark.parametrize("stop", ["SIGTERM", "full disk"])
+def test_an_eval_that_ends_early_says_its_strips_are_a_partial_set(srresnet_run, hr_folder, tmp_path, monkeypatch,
+                                                                     stop):
+    """SIGTERM ended gan eval without a word, and a stop or a full disk left part of the strips, unsaid."""
+    import os
+    import signal
+
+    from gan.core.files import WriteError
+    from gan.inference import scoring
+
+    save_image, calls = scoring.save_image, []
+
+    def ends_at_the_second(image, path):
+        calls.append(path)
+        if len(calls) == 2:
+            if stop == "SIGTERM":
+                os.kill(os.getpid(), signal.SIGTERM)
+            else:
+                raise WriteError(f"could not write '{path}' (0.0 MiB free): No space left on device")
+        return save_image(image, path)
+
+    monkeypatch.setattr(scoring, "save_image", ends_at_the_second)
+    result = CliRunner().invoke(main, ["eval", str(srresnet_run), "--data", str(hr_folder), "--csv",
+                                       str(tmp_path / "e.csv"), "--save-images", str(tmp_path / "strips")])
+    assert result.exit_code == (143 if stop == "SIGTERM" else 2), result.output
+    assert f"1 of the 3 strips were written to '{tmp_path / 'strips'}' before it ended: a partial set" in result.output
+    assert ("error: stopped by SIGTERM" if stop == "SIGTERM" else "No space left on device") in result.output
+    assert signal.getsignal(signal.SIGTERM) is not None and not (tmp_path / "e.csv").exists()
+
+
 def test_sr_eval_refuses_the_options_of_unconditional_checkpoints(srresnet_run, hr_folder, tmp_path):
     result = CliRunner().invoke(main, ["eval", str(srresnet_run), "--data", str(hr_folder), "--metrics", "fid",
                                        "--json", str(tmp_path / "m.json")])

@@ -103,8 +103,8 @@ def test_a_cpu_pass_larger_than_the_memory_available_is_refused_before_the_kerne
     monkeypatch.setattr(tiling, "LARGE_PASS_PIXELS", 64 * 64)  # (a megapixel: small images for the test)
     image = random_rgb((128, 100), 0)  # 128 * 100 * 256 * 4 bytes: 12.5 MiB
     monkeypatch.setattr(tiling, "available_memory", lambda device: 10 * 2**20)
-    with pytest.raises(tiling.ImageTooLargeError, match=r"a 128x100 px image would need about 12.5 MB of memory "
-                                                        r"in one pass, and 10.0 MB are available: pass --tile 512"):
+    with pytest.raises(tiling.ImageTooLargeError, match=r"a 128x100 px image would need about 12.5 MiB of memory "
+                                                        r"in one pass, and 10.0 MiB are available: pass --tile 512"):
         tiling.Translator(network, torch.device("cpu"))(image)
     assert tiling.Translator(network, torch.device("cpu"), tile=64, overlap=8)(image).size == image.size  # tiles fit
     monkeypatch.setattr(tiling, "available_memory", lambda device: 20 * 2**20)

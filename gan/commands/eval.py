@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -336,6 +337,7 @@ def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_pa
     json_path = csv_path.with_suffix(".json")
     planned = [csv_path, json_path]
     strips = strip_paths(folder, save_images) if save_images is not None else []
+    started_ns = time.time_ns()
     outputs.check(planned + strips, defaults=[default, default.with_suffix(".json")], checkpoint=path,
                   data=str(scored.resolve()), data_folder=folder, step=translator.step, run_config=translator.config)
     # Asked for by --inception-weights, FID/KID must run (checked here, before any image is scored);
@@ -353,7 +355,14 @@ def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_pa
         rows_iterator = evaluate_super_resolution(translator, folder, downsample, save_images)
     else:
         rows_iterator = evaluate_paired(translator, scored, data, image_sets)
-    rows, skipped = _collect_rows(rows_iterator, scored)
+    try:
+        rows, skipped = _collect_rows(rows_iterator, scored)
+    except BaseException:  # (stopped, a full disk, an image too large: the strips so far would pass for a set)
+        written = [strip for strip in strips if strip.is_file() and strip.stat().st_mtime_ns >= started_ns]
+        if written:
+            click.echo(f"{len(written)} of the {len(strips)} strips were written to '{save_images}' before it ended: "
+                       "a partial set, with no CSV or JSON", err=True)
+        raise
     infinite = infinite_scores(rows)
     rows.append(mean_row(rows))
     write_csv(rows, csv_path)

@@ -22,6 +22,7 @@ from gan.commands.sample import sample
 from gan.commands.sweep import sweep
 from gan.commands.train import train
 from gan.commands.translate import translate
+from gan.core.processes import stops_raise_interrupts
 from gan.core.progress import CLEAR_LINE
 
 
@@ -52,7 +53,10 @@ class Commands(click.Group):
 
     def invoke(self, ctx: click.Context):
         try:
-            return super().invoke(ctx)
+            # SIGTERM and SIGHUP (`kill`, a closed terminal) stop every command as Ctrl-C does: its temp
+            # files go and it says so, where the default action ended it without a word
+            with stops_raise_interrupts():
+                return super().invoke(ctx)
         except click.UsageError as error:  # a command's arguments
             _quietly_unless_rank_0(error)
             raise

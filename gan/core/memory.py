@@ -23,9 +23,9 @@ def available_memory(device: torch.device) -> int | None:
 
 
 def format_bytes(count: float) -> str:
-    """Bytes in the largest binary unit under 1024 of it: `3.1 TB`."""
-    for unit in ("bytes", "KB", "MB", "GB"):
+    """Bytes in the largest binary unit under 1024 of it, named as one (`gan cache list` says MiB too): `3.1 TiB`."""
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
         if count < 1024:
             return f"{count:,.0f} {unit}" if unit == "bytes" else f"{count:,.1f} {unit}"
         count /= 1024
-    return f"{count:,.1f} TB"
+    return f"{count:,.1f} TiB"

@@ -84,6 +84,17 @@ def interrupt_on_sigterm() -> dict[int, Any]:
             if signum != signal.SIGINT and signal.getsignal(signum) is not signal.SIG_IGN}
 
 
+@contextlib.contextmanager
+def stops_raise_interrupts() -> Iterator[None]:
+    """Inside the block, SIGTERM and SIGHUP raise KeyboardInterrupt as Ctrl-C does (`interrupt_on_sigterm`)."""
+    handlers = interrupt_on_sigterm()
+    try:
+        yield
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM or SIGHUP, raised where Ctrl-C raises KeyboardInterrupt."""
 
