@@ -336,3 +336,7 @@ def test_a_figure_the_disk_refuses_leaves_the_last_comparisons_table_and_csv(swe
     with pytest.raises(WriteError, match="compare.png"):
         compare([sweep], None, out)
     assert {name: (out / name).read_bytes() for name in before} == before
+    # A new folder the disk refused every file of is not left behind, empty (its parents it made neither).
+    with pytest.raises(WriteError, match="compare.png"):
+        compare([sweep], None, tmp_path / "new" / "out")
+    assert not (tmp_path / "new").exists()

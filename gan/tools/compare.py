@@ -578,10 +578,17 @@ def compare(paths: list[Path], metric: str | None, out: Path) -> tuple[str, list
         table += (f"\nNot compared: {len(not_started)} run(s) that sweep.toml lists have no run directory (never "
                   f"started, or failed before their first checkpoint, which removes it): "
                   f"{first_few(not_started, MAX_NAMED)}.\n")
+    created = [folder for folder in (out, *out.parents) if not folder.exists()]
     out.mkdir(parents=True, exist_ok=True)
-    # The figure first, the largest file: a disk that refuses it leaves the three of the last
-    # comparison, not a table of these runs beside a figure of others.
-    plot(grouped, metric, out / "compare.png")
-    write_text_atomically(out / "compare.csv", csv_text(summaries, metric))
-    write_text_atomically(out / "compare.md", table)
+    try:
+        # The figure first, the largest file: a disk that refuses it leaves the three of the last
+        # comparison, not a table of these runs beside a figure of others.
+        plot(grouped, metric, out / "compare.png")
+        write_text_atomically(out / "compare.csv", csv_text(summaries, metric))
+        write_text_atomically(out / "compare.md", table)
+    except BaseException:  # (a full disk, a stop: no empty folder of its own left behind)
+        for folder in created:  # innermost first
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
     return table, summaries
