@@ -250,6 +250,17 @@ def test_each_model_says_when_it_starts_before_its_silent_warm_up():
     assert log.getvalue().startswith("  timing dcgan64 ...\n  dcgan64 round 1/1: ours ")
 
 
+@pytest.mark.parametrize("penalty", ["loss.preset=wgan-gp", "loss.r1_gamma=1"])
+def test_a_step_that_differentiates_twice_is_timed_though_its_flops_cannot_be_counted(penalty):
+    """torch's FLOP counter cannot follow autograd.grad's double backward: `gan bench --set
+    loss.preset=wgan-gp` failed after timing the step."""
+    with pytest.warns(UserWarning, match="dcgan64: TFLOP/s not counted: torch's FLOP counter cannot follow"):
+        row = bench_model("dcgan64", CPU, None, rounds=1, iterations=1, warmup=0, fast=False, flops=True,
+                          overrides=("model.generator_args.channels=4", "model.discriminator_args.channels=4",
+                                     penalty, *(("loss.r1_every=1",) if "r1" in penalty else ())), batch_size=2)
+    assert row.ours_images_per_s > 0 and row.ours_tflops is None
+
+
 def test_every_set_key_but_the_speed_switches_is_warned_of_as_ours_alone():
     """train.adversarial_start, ema_decay, lr_* changed our side's work alone, with no warning."""
     from gan.tools.benchmark import workload_overrides
