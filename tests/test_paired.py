@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -225,6 +227,31 @@ def test_a_validation_image_that_fails_to_decode_is_left_out_of_the_mean_not_rep
             dataset = paired_dataset(tmp_path / name, "all", 32, load_size=0, train=False)
             scores[name] = pair_scores(nn.Identity(), dataset, data, torch.device("cpu"), 1, contextlib.nullcontext)
     assert scores["with"] == pytest.approx(scores["without"])
+
+
+def test_validation_leaves_an_output_equal_to_its_target_out_of_the_mean_psnr(tmp_path):
+    """Its infinite PSNR made val/psnr infinite whatever the other images scored (and best.pt by it
+    meaningless)."""
+    import contextlib
+
+    from torch import nn
+
+    from gan.core.config import DataConfig
+    from gan.recipes.image_to_image import pair_scores
+
+    for side in ("A", "B"):
+        (tmp_path / side).mkdir()
+    for index in range(2):
+        a = _pattern(64, 64, index + 1)
+        Image.fromarray(a).save(tmp_path / "A" / f"{index}.png")
+        Image.fromarray(255 - a if index == 1 else a).save(tmp_path / "B" / f"{index}.png")  # 0: B equals A
+    dataset = paired_dataset(tmp_path, "all", 32, load_size=0, train=False)
+    with pytest.warns(UserWarning, match="val/psnr leaves out 1 of the 2 validation images: their outputs equal"):
+        scores = pair_scores(nn.Identity(), dataset, DataConfig(dataset="paired", resolution=32), torch.device("cpu"),
+                             1, contextlib.nullcontext)
+    only_other = pair_scores(nn.Identity(), torch.utils.data.Subset(dataset, [1]),
+                             DataConfig(dataset="paired", resolution=32), torch.device("cpu"), 1, contextlib.nullcontext)
+    assert math.isfinite(scores["val/psnr"]) and scores["val/psnr"] == pytest.approx(only_other["val/psnr"])
 
 
 def test_eval_of_a_model_trained_on_a_and_b_folders_refuses_a_folder_of_single_photos(tmp_path):

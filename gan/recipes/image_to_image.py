@@ -4,6 +4,7 @@ metrics (SWD, FID, KID) of translations."""
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Callable
 
@@ -167,20 +168,25 @@ def pair_scores(generator: nn.Module, dataset: Dataset, data: DataConfig, device
     as papers report. Each (output, target) pair is appended to `pairs` as uint8 when given."""
     super_resolution = data.dataset == "sr_pairs"
     border = data.scale if super_resolution else 0
-    totals, scored = {"val/psnr": 0.0, "val/ssim": 0.0}, 0
+    psnrs, ssim_total = [], 0.0
     for item in readable_items(dataset):
         with autocast():
             output = run_padded(generator, item["input"][None].to(device), size_multiple).float()
         if pairs is not None:
             pairs.append((signed_to_uint8(output[0].cpu()), signed_to_uint8(item["target"])))
         output, target = signed_to_255(output[0].cpu()), signed_to_255(item["target"])
-        totals["val/psnr"] += psnr(output, target, border, super_resolution)
-        totals["val/ssim"] += ssim(output, target, border, super_resolution)
-        scored += 1
-    if not scored:
+        psnrs.append(psnr(output, target, border, super_resolution))
+        ssim_total += ssim(output, target, border, super_resolution)
+    if not psnrs:
         raise ImageReadError(f"none of the {len(dataset)} validation images could be decoded (each is named in a "
                              "warning above)")
-    return {name: total / scored for name, total in totals.items()}
+    # An output identical to its target (a flat image) has an infinite PSNR, which would make the mean
+    # infinite whatever the others scored: left out of it, and said (as gan eval does).
+    finite = [value for value in psnrs if math.isfinite(value)]
+    if finite and len(finite) < len(psnrs):
+        warnings.warn(f"val/psnr leaves out {len(psnrs) - len(finite)} of the {len(psnrs)} validation images: "
+                      "their outputs equal their targets (an infinite PSNR)", stacklevel=2)
+    return {"val/psnr": sum(finite) / len(finite) if finite else math.inf, "val/ssim": ssim_total / len(psnrs)}
 
 
 class DistributionScores:
