@@ -353,3 +353,16 @@ def test_a_second_stop_signal_is_not_announced_again_and_ctrl_c_is_offered_only_
         said = capsys.readouterr().err
         assert stop.signal_name == "SIGTERM" and said.count("received SIGTERM") == 1, said
         assert ("Ctrl-C again" in said) == at_terminal, said
+
+
+def test_a_numbered_run_that_does_not_exist_names_the_runs_of_that_name(tmp_path):
+    """The docs' runs/00000-dcgan_celeba128 is 00001 after the demo: click said only "does not exist"."""
+    for name in ("00001-dcgan_celeba128", "00002-pix2pix_facades"):
+        (tmp_path / "runs" / name).mkdir(parents=True)
+    for command in (["sample", str(tmp_path / "runs" / "00000-dcgan_celeba128"), "--out", str(tmp_path / "x.png")],
+                    ["train", "--resume", str(tmp_path / "runs" / "00000-dcgan_celeba128")]):
+        result = CliRunner().invoke(main, command)
+        assert result.exit_code == 2 and f"'{tmp_path / 'runs'}' holds 00001-dcgan_celeba128 (gan train numbers" \
+            in " ".join(result.output.split()), result.output
+    other = CliRunner().invoke(main, ["sample", str(tmp_path / "runs" / "00000-cyclegan"), "--out", "x.png"])
+    assert other.exit_code == 2 and "holds" not in other.output and "does not exist" in other.output

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -20,7 +21,31 @@ class UserPath(click.Path):
         if isinstance(value, str) and not self.dir_okay and value.endswith(("/", os.sep)):
             # (Path drops the slash: `--out x.png/` would write a file where a folder was meant)
             self.fail(f"'{value}' ends with '/', which names a folder, where a file is expected", param, ctx)
+        if self.exists and isinstance(value, str) and not os.path.lexists(value):
+            hint = _numbered_run_hint(Path(value))
+            if hint:
+                self.fail(f"'{value}' does not exist; {hint}", param, ctx)
         return super().convert(value, param, ctx)
+
+
+RUN_NUMBER = re.compile(r"^\d{5,}-")  # runs/00003-dcgan_celeba128: gan train numbers its runs
+
+
+def _numbered_run_hint(path: Path) -> str:
+    """For a numbered run that does not exist (the docs' `runs/00000-...`, when earlier runs took that
+    number), the runs beside it of the same name under another number."""
+    if not RUN_NUMBER.match(path.name) or not path.parent.is_dir():
+        return ""
+    name = RUN_NUMBER.sub("", path.name)
+    try:
+        others = sorted(entry.name for entry in path.parent.iterdir()
+                        if RUN_NUMBER.match(entry.name) and RUN_NUMBER.sub("", entry.name) == name)
+    except OSError:
+        return ""
+    if not others:
+        return ""
+    return (f"'{path.parent}' holds {', '.join(others[-3:])} (gan train numbers its runs by those already there: "
+            "its first line names the run's directory)")
 
 
 def fail(error: Exception | str) -> None:
