@@ -238,6 +238,21 @@ def test_training_shows_the_progress_of_its_metric_passes(tmp_path):
     assert "real image 16/16" in said and "SWD direction" in said, said
 
 
+@pytest.mark.parametrize("recipe", ["pix2pix", "cyclegan"])
+def test_a_translation_runs_named_weights_that_are_absent_are_refused_before_step_1(recipe, tmp_path):
+    """Its validation scores FID and KID of translations with them: it warned of skipping them at the
+    first validation, telling the user to set the key they had set."""
+    from conftest import tiny_recipe_config, write_recipe_data
+
+    data = write_recipe_data(tmp_path / "data")
+    config = tiny_recipe_config(recipe, data, "log.eval_every=2", f"metrics.inception_weights='{tmp_path / 'absent.pth'}'")
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(
+            ConfigError, match="metrics.inception_weights: Inception-v3 weights not found at .*absent.pth"):
+        warnings.simplefilter("always")
+        train(config, tmp_path / "run", CPU, progress_stream=sys.stdout)
+    assert not [w for w in caught if "skipping" in str(w.message)] and not (tmp_path / "run" / "samples").exists()
+
+
 def test_training_logs_swd_and_skips_fid_without_weights(tmp_path, monkeypatch):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

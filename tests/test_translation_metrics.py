@@ -208,3 +208,19 @@ def test_a_cyclegan_test_folder_of_one_image_skips_its_direction_and_trains_on(r
     tags = set(EventAccumulator(str(run.run_dir)).Reload().Tags()["scalars"])
     # (and B -> A translates the one testB image: too few translations that way)
     assert "val/cycle_l1" in tags and not {"val/swd_AtoB", "val/swd_BtoA", "val/swd"} & tags, tags
+
+
+def test_translations_too_small_for_swd_train_and_evaluate_without_it_said(recipe_data, tmp_path):
+    """A CycleGAN of 12 px crops stopped at its first validation (SWD needs 16 px), and the advice,
+    log.eval_every=0, lost val/cycle_l1 too; gan eval left its CSV without the JSON."""
+    with pytest.warns(UserWarning, match="skipping swd of translations: SWD needs images of at least 16 px, these "
+                                         "are 12 px"):
+        run = train(tiny_recipe_config("cyclegan", recipe_data, "data.resolution=12", "data.load_size=14",
+                                       "log.eval_every=2"), tmp_path / "run", CPU)
+    tags = set(EventAccumulator(str(run.run_dir)).Reload().Tags()["scalars"])
+    assert run.step == 4 and "val/cycle_l1" in tags and not any(tag.startswith("val/swd") for tag in tags)
+    with pytest.warns(UserWarning, match="skipping swd of translations"):
+        result = CliRunner().invoke(main, ["eval", str(run.run_dir), "--data", str(recipe_data["unpaired"]),
+                                           "--csv", str(tmp_path / "e.csv")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "e.json").read_text())["skipped"]["swd"].startswith("SWD needs images of at least")

@@ -30,6 +30,7 @@ from gan.metrics.inception import (
     load_inception,
     skipped_for_missing_weights,
 )
+from gan.metrics.swd import MIN_RESOLUTION as SWD_MIN_RESOLUTION
 from gan.metrics.swd import patch_descriptors, swd_from_descriptors
 
 
@@ -55,17 +56,18 @@ def with_both_directions(scores: dict[str, float], prefix: str = "") -> dict[str
 
 @dataclass
 class TargetStatistics:
-    """What a target set is compared by, computed once: SWD descriptors of `count` images and
-    Inception features of all of them (None without the weights)."""
+    """What a target set is compared by, computed once: SWD descriptors of `count` images (None for
+    images too small for SWD's pyramid) and Inception features of all of them (None without the weights)."""
     count: int
     resolution: int
-    descriptors: list[torch.Tensor]
+    descriptors: list[torch.Tensor] | None
     features: torch.Tensor | None
 
 
 class TranslationMetrics:
     """Scores sets of translated uint8 images against target sets. With `require_weights` False
-    (training), FID/KID are dropped with one warning when the Inception weights are absent."""
+    (training), FID/KID are dropped with one warning when the Inception weights are absent; SWD is,
+    the same way, for images smaller than its pyramid's 16 px."""
 
     def __init__(self, device: torch.device, inception_weights: str | None = None, require_weights: bool = False,
                  batch_size: int = 64, progress_stream: TextIO | None = None):
@@ -85,10 +87,17 @@ class TranslationMetrics:
         """Statistics of the real target images (n, 3, H, W) uint8, for output sets of `count` images."""
         _check_images(images, "targets")
         count = min(count, len(images))
+        resolution = min(images.shape[-2:])
+        descriptors = None
+        if resolution >= SWD_MIN_RESOLUTION:
+            descriptors = patch_descriptors(fixed_subset(images, count), device=self.device)
+        elif "swd" not in self.skipped:  # (a run of 12 px crops: its validation failed at the first step)
+            self.skipped["swd"] = f"SWD needs images of at least {SWD_MIN_RESOLUTION} px, these are {resolution} px"
+            warnings.warn(f"skipping swd of translations: {self.skipped['swd']}", stacklevel=2)
         features = (inception_features(self.inception, images, self.batch_size,
                                        progress_counter(len(images), self.progress_stream, "target through Inception"))
                     if self.inception else None)
-        return TargetStatistics(count, min(images.shape[-2:]), patch_descriptors(fixed_subset(images, count), device=self.device), features)
+        return TargetStatistics(count, resolution, descriptors, features)
 
     def score(self, outputs: torch.Tensor, targets: TargetStatistics) -> dict[str, float]:
         """{'swd': mean over pyramid levels (x1e3), 'fid', 'kid'} of translated uint8 images (n, 3, H, W)."""
@@ -98,10 +107,12 @@ class TranslationMetrics:
         count = min(targets.count, len(outputs))
         if count != targets.count:
             raise ValueError(f"the target statistics are for {targets.count} outputs, got {len(outputs)}")
-        levels = swd_from_descriptors(targets.descriptors,
-                                      patch_descriptors(fixed_subset(outputs, count), seed=1, device=self.device),
-                                      targets.resolution, device=self.device)
-        scores = {"swd": levels["swd/mean"]}
+        scores = {}
+        if targets.descriptors is not None:
+            levels = swd_from_descriptors(targets.descriptors,
+                                          patch_descriptors(fixed_subset(outputs, count), seed=1, device=self.device),
+                                          targets.resolution, device=self.device)
+            scores["swd"] = levels["swd/mean"]
         if targets.features is not None:
             real = targets.features.numpy()
             fake = inception_features(self.inception, outputs, self.batch_size,

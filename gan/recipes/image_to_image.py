@@ -189,6 +189,13 @@ def pair_scores(generator: nn.Module, dataset: Dataset, data: DataConfig, device
     return {"val/psnr": sum(finite) / len(finite) if finite else math.inf, "val/ssim": ssim_total / len(psnrs)}
 
 
+def scores_translations(config: Config) -> bool:
+    """Whether the run's validation scores its translations as distributions (SWD; FID, KID with the
+    Inception weights): CycleGAN's, and pix2pix's of A|B pairs (SR outputs differ in size)."""
+    return bool(config.log.eval_every) and (config.recipe == "cyclegan" or
+                                            (config.recipe == "pix2pix" and config.data.dataset == "paired"))
+
+
 class DistributionScores:
     """SWD (and FID, KID with the Inception weights) of a recipe's translations during training:
     the Inception network loaded at the first validation, each target set's statistics computed
@@ -216,6 +223,8 @@ class DistributionScores:
                 return {}
             if self.metrics is None:
                 with torch.random.fork_rng(devices=[]):  # building Inception draws initial weights: not training's RNG
-                    self.metrics = TranslationMetrics(self.device, self.config.metrics.inception_weights or None)
+                    # (named, the weights are asked for: their absence is an error, as for gan eval)
+                    weights = self.config.metrics.inception_weights
+                    self.metrics = TranslationMetrics(self.device, weights or None, require_weights=bool(weights))
             self.targets[suffix] = self.metrics.targets(images, len(outputs))
         return {f"val/{name}{suffix}": value for name, value in self.metrics.score(outputs, self.targets[suffix]).items()}

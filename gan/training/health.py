@@ -100,13 +100,14 @@ def diversity(images: torch.Tensor, flat_below: float = 0.0) -> float:
     """The effective number of distinct images in a batch: 1 for copies, up to the batch size.
 
     Each image's `structure_codes` are scaled to unit length (so a copy in other colours or
-    brightness is a copy; codes shorter than `flat_below` are scaled as if that long, so flat
-    images stay near each other and count as one), and the batch's Vendi score (Friedman and
+    brightness is a copy; codes shorter than `flat_below` are flat images, set to zero so that
+    they all count as one, whatever faint noise they hold), and the batch's Vendi score (Friedman and
     Dieng 2023) is taken with a Gaussian kernel of width `DIVERSITY_WIDTH` on those codes: the
     exponential of the entropy of the normalised kernel matrix's eigenvalues. k distinct images,
     each repeated, score k. Needs no weights."""
     codes = structure_codes(images)
-    codes = codes / codes.norm(dim=1, keepdim=True).clamp_min(max(flat_below, 1e-8))
+    lengths = codes.norm(dim=1, keepdim=True)
+    codes = torch.where(lengths >= max(flat_below, 1e-8), codes / lengths.clamp_min(1e-8), torch.zeros_like(codes))
     kernel = torch.exp(-torch.cdist(codes, codes).square() / DIVERSITY_WIDTH**2)
     eigenvalues = torch.linalg.eigvalsh(kernel.double() / len(codes)).clamp_min(0)
     eigenvalues = eigenvalues[eigenvalues > 1e-12] / eigenvalues.sum()
@@ -138,7 +139,8 @@ class HealthWatch:
         self.history = {str(name): [float(value) for value in values][-MAX_HISTORY:]
                         for name, values in state["history"].items()}
         self.peak_spread = float(state["peak_spread"])
-        self.peak_structure = float(state.get("peak_structure", 0.0))  # (not in checkpoints before 2026-12-04)
+        # (not in checkpoints before 2026-12-04: a run with previews counts as structured, as the watch then took it)
+        self.peak_structure = float(state.get("peak_structure", FLAT_FRACTION if self.peak_spread > 0 else 0.0))
         self.warned = {str(kind) for kind in state["warned"]}
 
     def window(self, step: int, means: dict[str, float]) -> dict[str, float]:

@@ -31,6 +31,7 @@ from gan.data.image_files import ImageFileDataset
 from gan.metrics.generative import INCEPTION_METRICS
 from gan.metrics.inception import resolve_weights_path
 from gan.nets.running import eval_mode, layer_output_bytes
+from gan.recipes.image_to_image import scores_translations
 
 
 def check_run_can_finish(config: Config, run_dir: Path, load_previews: Callable[[], object] | None,
@@ -67,7 +68,9 @@ def run_problems(config: Config, run_dir: Path, load_previews: Callable[[], obje
         check("the evaluation images (previews, validation)", load_previews)
     if metrics.every and metrics.root:
         check("metrics.root", lambda: _reference_set(data, metrics.root))
-    if metrics.every and metrics.inception_weights and set(metrics.names) & set(INCEPTION_METRICS):
+    scores_inception = ((metrics.every and set(metrics.names) & set(INCEPTION_METRICS))
+                        or scores_translations(config))  # (FID, KID of translations, at validation)
+    if metrics.inception_weights and scores_inception:
         check("metrics.inception_weights", lambda: resolve_weights_path(metrics.inception_weights))
     check("the run directory", lambda: _require_writable(run_dir, "the run directory"))
     check("samples/", lambda: _require_folder_or_nothing(run_dir / "samples", "its preview grids"))
