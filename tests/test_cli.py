@@ -253,12 +253,25 @@ def test_a_resolution_the_resnet_generator_cannot_take_is_a_config_error(tmp_pat
         in result.output, result.output
 
 
-def test_a_crop_the_srgan_discriminator_cannot_take_is_a_config_error(tmp_path):
+def test_a_crop_the_srgan_discriminator_cannot_take_is_a_config_error(tmp_path, monkeypatch):
     result = CliRunner().invoke(main, ["train", str(REPO / "experiments" / "srgan_x4.toml"), "--set",
                                        "model.init_generator=none", "--set", "data.resolution=16", "--set",
                                        "train.batch_size=1", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "data.resolution = 16 with train.batch_size = 1 is too small for the SRGAN " \
         "discriminator" in result.output, result.output
+    # Under torchrun each process's BatchNorm sees its share: 2 over 2 processes is 1 each.
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", "29500")
+    from gan.core.registry import ConfigError
+    from gan.recipes.srgan import SRGANRecipe
+    from gan.training.resolve import load_config
+
+    config = load_config(REPO / "experiments" / "srgan_x4.toml", ["model.init_generator=none", "data.resolution=16",
+                                                                  "train.batch_size=2"])
+    with pytest.raises(ConfigError, match=r"train.batch_size = 2 over 2 processes \(1 each\) is too small"):
+        SRGANRecipe.network_specs(config)
 
 
 def test_weights_that_do_not_fit_their_spec_are_a_clear_error(trained_run, tmp_path):

@@ -253,6 +253,19 @@ def test_a_translation_runs_named_weights_that_are_absent_are_refused_before_ste
     assert not [w for w in caught if "skipping" in str(w.message)] and not (tmp_path / "run" / "samples").exists()
 
 
+def test_too_few_samples_for_precision_recall_are_refused_before_anything_is_scored(tmp_path):
+    """pr with 3 samples per set failed at the first metrics pass (training), or after both sets had
+    passed through Inception (gan eval), naming neither metrics.num_samples nor --n."""
+    with pytest.raises(ConfigError, match=r"metrics.num_samples = 3 is too few for metrics.names = \['pr'\]: at "
+                                          r"least 4 \(pr compares each image with its 3 nearest neighbours\)"):
+        train(tiny_config("metrics.every=2", "metrics.num_samples=3", "metrics.names=['pr']"), tmp_path / "run", CPU)
+    assert not (tmp_path / "run" / "samples").exists()
+    run = train(tiny_config("train.steps=2", "train.ema_decay=0"), tmp_path / "ok", CPU)
+    result = CliRunner().invoke(main, ["eval", str(run.run_dir), "--metrics", "pr,swd", "--n", "3"])
+    assert result.exit_code == 2 and "--n must be at least 4 (pr compares each image with its 3 nearest " \
+        "neighbours), got 3" in " ".join(result.output.split()), result.output
+
+
 def test_training_logs_swd_and_skips_fid_without_weights(tmp_path, monkeypatch):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -93,10 +93,10 @@ def test_dropout_sits_in_the_num_downs_minus_5_blocks_next_to_the_innermost(num_
 
 
 def test_a_unet_dropout_with_no_block_to_sit_in_is_warned_of_naming_the_key():
-    def warned(args):
+    def warned(args, name="unet"):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            network_spec("generator", "unet", args, "model.generator_args", in_channels=3, out_channels=3)
+            network_spec("generator", name, args, "model.generator_args", in_channels=3, out_channels=3)
         return [str(warning.message) for warning in caught]
 
     found = warned({"num_downs": 5, "dropout": 0.5})
@@ -105,6 +105,9 @@ def test_a_unet_dropout_with_no_block_to_sit_in_is_warned_of_naming_the_key():
     # Dropout that applies, dropout off, and the default nobody chose: quiet.
     assert warned({"num_downs": 6, "dropout": 0.5}) == warned({"num_downs": 5, "dropout": 0.0}) == []
     assert warned({"num_downs": 5}) == []
+    # The zoo's unet_128 and unet_256 (the U-Net with num_downs given) say the same
+    assert len(warned({"num_downs": 5, "dropout": 0.5}, "unet_128")) == 1
+    assert warned({"dropout": 0.5}, "unet_128") == warned({"dropout": 0.5}, "unet_256") == []
 
 
 def test_unet_conv_biases_follow_the_norm():

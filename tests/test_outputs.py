@@ -519,7 +519,8 @@ def test_a_file_another_command_wrote_while_sampling_is_not_replaced(tiny_demo_r
 
     monkeypatch.setattr(images, "save_image", another_command_writes_first)
     result = invoke("sample", tiny_demo_run, "--n", "4", "--out", grid)
-    assert result.exit_code == 2 and "1 output file(s) appeared while sampling" in result.output, result.output
+    assert result.exit_code == 2 and "1 output(s) appeared while sampling" in result.output, result.output
+    assert "would have replaced" not in result.output  # (without --overwrite it would have replaced nothing)
     assert grid.read_bytes() == b"another command's grid" and sorted(os.listdir(tmp_path)) == ["g.png"]
     result = invoke("sample", tiny_demo_run, "--n", "4", "--out", grid, "--overwrite")
     assert result.exit_code == 0 and grid.read_bytes() != b"another command's grid"

@@ -256,7 +256,7 @@ def _evaluate_generative(state: dict, path: Path, folder: Path | None, metric_na
     from gan.core.registry import ConfigError
     from gan.inference.generators import generator_from_checkpoint
     from gan.inference.scoring import evaluate_generative
-    from gan.metrics.generative import METRIC_NAMES, check_metric_names
+    from gan.metrics.generative import METRIC_NAMES, check_metric_names, smallest_count
 
     try:
         if metric_names is not None and not metric_names.strip(", "):
@@ -265,8 +265,9 @@ def _evaluate_generative(state: dict, path: Path, folder: Path | None, metric_na
         names = check_metric_names((metric_names or DEFAULT_EVAL_METRICS).split(","), "--metrics")
     except ConfigError as error:
         raise click.BadParameter(str(error)) from None
-    if count < 2:
-        raise click.BadParameter("--n must be at least 2")
+    fewest, why = smallest_count(names)
+    if count < fewest:  # (pr failed after both sets had passed through Inception)
+        raise click.BadParameter(f"--n must be at least {fewest} ({why}), got {count}")
     loaded = generator_from_checkpoint(state, path, device, which)
     suffix = "" if loaded.used_ema or "generator_ema" not in state["networks"] else "-live"
     default = path.parent / f"metrics-{loaded.step:08d}{suffix}.json"
@@ -435,9 +436,13 @@ def _collect_rows(results, folder: Path) -> tuple[list[dict], list]:
 
 
 def _infinite_summary(infinite: dict[str, list[str]]) -> str:
-    """`; bicubic_psnr infinite (identical to the target) for 1 image, left out of its mean: a.png`, or nothing."""
-    return "".join(f"; {column} infinite (identical to the target) for {len(images)} image(s), left out of its mean: "
-                   f"{first_few(images, MAX_NAMED)}" for column, images in infinite.items())
+    """`; 1 image(s) with an infinite score (identical to the target: bicubic_psnr) left out of every mean:
+    a.png`, or nothing."""
+    images = sorted({image for found in infinite.values() for image in found})
+    if not images:
+        return ""
+    return (f"; {len(images)} image(s) with an infinite score (identical to the target: {', '.join(infinite)}) left "
+            f"out of every mean: {first_few(images, MAX_NAMED)}")
 
 
 def _skipped_summary(skipped: list) -> str:

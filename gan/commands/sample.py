@@ -111,7 +111,7 @@ class StagedOutputs:
             # (another command may have written a target while this one sampled, after its outputs were checked)
             appeared = [target for _, target in self.moves if not self.overwrite and os.path.lexists(target)]
             if appeared:
-                raise WriteError(f"{len(appeared)} output file(s) appeared while sampling ('{appeared[0]}'; another "
+                raise WriteError(f"{len(appeared)} output(s) appeared while sampling ('{appeared[0]}'; another "
                                  "command wrote it?): nothing was replaced; run again with --overwrite to replace them")
             for done, (staged, target) in enumerate(self.moves):
                 try:
@@ -173,7 +173,7 @@ def replaced_note(staged: StagedOutputs) -> str:
     (the new set is written beside them, so an --overwrite needs room for both)."""
     return ("; the files it would have replaced are as they were (an --overwrite writes the new files beside "
             "them and then swaps them in: it needs disk room for both)"
-            if not staged.moved and any(target.exists() for _, target in staged.moves) else "")
+            if staged.overwrite and not staged.moved and any(target.exists() for _, target in staged.moves) else "")
 
 
 def remove_empty_folders(folders: list[Path]) -> None:

@@ -350,15 +350,12 @@ def distribution_scores(image_sets: ImageSets, metrics: TranslationMetrics) -> t
 
 def mean_row(rows: list[dict]) -> dict:
     """Column means. An image identical to its target (a flat one, say) has an infinite PSNR: it is
-    left out of that column's mean, which would else be infinite whatever the others scored
-    (`infinite_scores` names it); a column infinite throughout has an infinite mean."""
+    left out of every column's mean, so that the model and bicubic columns compare the same images
+    and no mean is infinite whatever the others scored (`infinite_scores` names it); with no image
+    finite throughout, the means are over all of them."""
     columns = [key for key in rows[0] if key != "image"]
-
-    def mean(values: list[float]) -> float:
-        finite = [value for value in values if math.isfinite(value)]
-        return float(np.mean(finite)) if finite else float(np.mean(values))
-
-    return {"image": "mean", **{key: mean([row[key] for row in rows]) for key in columns}}
+    finite = [row for row in rows if all(math.isfinite(row[key]) for key in columns)] or rows
+    return {"image": "mean", **{key: float(np.mean([row[key] for row in finite])) for key in columns}}
 
 
 def infinite_scores(rows: list[dict]) -> dict[str, list[str]]:

@@ -44,6 +44,15 @@ from gan.nets.running import eval_mode, generate, random_latents
 
 METRIC_NAMES = ("fid", "kid", "swd", "pr")
 INCEPTION_METRICS = ("fid", "kid", "pr")
+PR_NEIGHBOURS = 3  # precision/recall's k (Kynkäänniemi et al.)
+
+
+def smallest_count(names: Iterable[str]) -> tuple[int, str]:
+    """The fewest images per set that `names` can score, and why: 2 for a distribution, more for pr,
+    which compares each image with its k nearest neighbours."""
+    if "pr" in names:
+        return PR_NEIGHBOURS + 1, f"pr compares each image with its {PR_NEIGHBOURS} nearest neighbours"
+    return 2, "a distribution needs 2 images"
 # Bump when images, features or descriptors are computed differently: old caches then miss.
 # 2: embedded ICC colour profiles applied when decoding the real images; 3: colour keys of 2- and 4-bit
 # grey PNGs, 16-bit white-is-zero TIFFs, SWD of sizes with an odd pyramid level; 4: palette images' profiles,
@@ -236,7 +245,7 @@ class GenerativeEvaluator:
                 if spread is not None:  # None: both sets fit in one subset, which has no spread to give
                     scores["kid_std"] = spread
             if "pr" in self.names:
-                scores["precision"], scores["recall"] = precision_recall(real, fake)
+                scores["precision"], scores["recall"] = precision_recall(real, fake, PR_NEIGHBOURS)
         if "swd" in self.names:
             real_levels = [reference["swd"][f"level{i}"] for i in range(len(reference["swd"]) - 1)]
             scores.update(swd_from_descriptors(real_levels, patch_descriptors(images, seed=1, device=self.device),

@@ -232,8 +232,10 @@ def network_spec(role: str, name: str, args: dict[str, Any], key: str, supplied_
         source = next((config_key for arg, config_key in (supplied_from or {}).items() if str(error).startswith(arg)),
                       key)
         raise ConfigError(f"{source}: {error}") from None
-    inert_args = getattr(_zoo(role).get(name), "inert_args", None)  # (a network's own word on its arguments)
-    for arg, why in (inert_args(**spec.kwargs) if inert_args else {}).items():
+    constructor = _zoo(role).get(name)  # (unet_128 is a functools.partial of the U-Net: its own word is the U-Net's)
+    inert_args = getattr(getattr(constructor, "func", constructor), "inert_args", None)
+    built_with = {**getattr(constructor, "keywords", {}), **spec.kwargs}
+    for arg, why in (inert_args(**built_with) if inert_args else {}).items():
         if arg in args:  # (a default that changes nothing is no one's choice)
             warnings.warn(f"{key}.{arg} = {args[arg]!r} changes nothing: {why}", stacklevel=2)
     return spec

@@ -168,25 +168,25 @@ def pair_scores(generator: nn.Module, dataset: Dataset, data: DataConfig, device
     as papers report. Each (output, target) pair is appended to `pairs` as uint8 when given."""
     super_resolution = data.dataset == "sr_pairs"
     border = data.scale if super_resolution else 0
-    psnrs, ssim_total = [], 0.0
+    scores = []  # (psnr, ssim) of each image
     for item in readable_items(dataset):
         with autocast():
             output = run_padded(generator, item["input"][None].to(device), size_multiple).float()
         if pairs is not None:
             pairs.append((signed_to_uint8(output[0].cpu()), signed_to_uint8(item["target"])))
         output, target = signed_to_255(output[0].cpu()), signed_to_255(item["target"])
-        psnrs.append(psnr(output, target, border, super_resolution))
-        ssim_total += ssim(output, target, border, super_resolution)
-    if not psnrs:
+        scores.append((psnr(output, target, border, super_resolution), ssim(output, target, border, super_resolution)))
+    if not scores:
         raise ImageReadError(f"none of the {len(dataset)} validation images could be decoded (each is named in a "
                              "warning above)")
     # An output identical to its target (a flat image) has an infinite PSNR, which would make the mean
-    # infinite whatever the others scored: left out of it, and said (as gan eval does).
-    finite = [value for value in psnrs if math.isfinite(value)]
-    if finite and len(finite) < len(psnrs):
-        warnings.warn(f"val/psnr leaves out {len(psnrs) - len(finite)} of the {len(psnrs)} validation images: "
-                      "their outputs equal their targets (an infinite PSNR)", stacklevel=2)
-    return {"val/psnr": sum(finite) / len(finite) if finite else math.inf, "val/ssim": ssim_total / len(psnrs)}
+    # infinite whatever the others scored: left out of both means, and said (as gan eval does).
+    finite = [pair for pair in scores if math.isfinite(pair[0])]
+    if finite and len(finite) < len(scores):
+        warnings.warn(f"val/psnr and val/ssim leave out {len(scores) - len(finite)} of the {len(scores)} validation "
+                      "images: their outputs equal their targets (an infinite PSNR)", stacklevel=2)
+    kept = finite or scores
+    return {"val/psnr": sum(pair[0] for pair in kept) / len(kept), "val/ssim": sum(pair[1] for pair in kept) / len(kept)}
 
 
 def scores_translations(config: Config) -> bool:

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from gan.core.checkpoint import CheckpointError, load_checkpoint, refuse_non_finite, resolve_checkpoint
 from gan.core.config import Config
+from gan.core.distributed import from_environment
 from gan.core.registry import ConfigError
 from gan.nets import NetworkSpec, network_spec
 from gan.nets.vgg import VGGFeatures, vgg_layer_names
@@ -73,11 +74,14 @@ class SRGANRecipe(RecipeBase):
             specs["discriminator"] = network_spec("discriminator", model.discriminator, model.discriminator_args,
                                                   "model.discriminator_args")
             require_rgb(specs["discriminator"], "model.discriminator_args", "in_channels")
-            if model.discriminator == "srgan" and config.train.batch_size == 1 and data.resolution <= 16:
+            processes = from_environment().world_size  # (each process's BatchNorm sees its own share of the batch)
+            if model.discriminator == "srgan" and config.train.batch_size // processes == 1 and data.resolution <= 16:
                 # (a traceback at step 1: BatchNorm cannot train on one value per channel)
-                raise ConfigError(f"data.resolution = {data.resolution} with train.batch_size = 1 is too small for "
-                                  "the SRGAN discriminator: its four stride-2 convolutions leave one value per channel "
-                                  "for its BatchNorm; crop above 16 px or train a batch of 2 or more")
+                shared = f" over {processes} processes (1 each)" if processes > 1 else ""
+                raise ConfigError(f"data.resolution = {data.resolution} with train.batch_size = "
+                                  f"{config.train.batch_size}{shared} is too small for the SRGAN discriminator: its "
+                                  "four stride-2 convolutions leave one value per channel for its BatchNorm; crop "
+                                  "above 16 px or train a batch of 2 or more per process")
         else:
             cls.refuse_regularisers(config, "loss.adversarial_weight = 0 trains no discriminator (SRResNet)")
         return specs

@@ -106,6 +106,7 @@ class EventLog:
             getattr(self._writer, method)(*args, **kwargs)
         except OSError as error:
             self._fail(error)
+            self._write(method, *args, **kwargs)  # (kept, as the next ones are: the writer is gone)
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> None:
         self._reopened()

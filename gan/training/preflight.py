@@ -28,7 +28,7 @@ from gan.core.registry import ConfigError
 from gan.data import build_dataset, data_identity, reference_data
 from gan.data.cache import is_built, user_cache_dir
 from gan.data.image_files import ImageFileDataset
-from gan.metrics.generative import INCEPTION_METRICS
+from gan.metrics.generative import INCEPTION_METRICS, smallest_count
 from gan.metrics.inception import resolve_weights_path
 from gan.nets.running import eval_mode, layer_output_bytes
 from gan.recipes.image_to_image import scores_translations
@@ -68,6 +68,10 @@ def run_problems(config: Config, run_dir: Path, load_previews: Callable[[], obje
         check("the evaluation images (previews, validation)", load_previews)
     if metrics.every and metrics.root:
         check("metrics.root", lambda: _reference_set(data, metrics.root))
+    fewest, why = smallest_count(metrics.names)
+    if metrics.every and metrics.num_samples < fewest:  # (it failed at the first metrics pass)
+        problems.append(f"metrics.num_samples = {metrics.num_samples} is too few for metrics.names = "
+                        f"{list(metrics.names)}: at least {fewest} ({why})")
     scores_inception = ((metrics.every and set(metrics.names) & set(INCEPTION_METRICS))
                         or scores_translations(config))  # (FID, KID of translations, at validation)
     if metrics.inception_weights and scores_inception:
