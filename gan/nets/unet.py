@@ -111,7 +111,6 @@ class UNetGenerator(nn.Module):
         return images + x if self.residual else x
 
 
-# The two sizes pix2pix ships; num_downs stays settable, with these defaults.
 def unet_inert_args(num_downs: int = 8, dropout: float = 0.5, **_: object) -> dict[str, str]:
     """Arguments that change nothing beside the others: dropout with no decoder block to sit in."""
     if dropout > 0 and num_downs - 5 < 1:
@@ -120,6 +119,8 @@ def unet_inert_args(num_downs: int = 8, dropout: float = 0.5, **_: object) -> di
     return {}
 
 
-UNetGenerator.inert_args = staticmethod(unet_inert_args)
+UNetGenerator.inert_args = staticmethod(unet_inert_args)  # (read by gan.nets.network_spec, naming the config key)
+
+# The two sizes pix2pix ships; num_downs stays settable, with these defaults.
 register_network("generator", "unet_128")(functools.partial(UNetGenerator, num_downs=7))
 register_network("generator", "unet_256")(functools.partial(UNetGenerator, num_downs=8))

@@ -12,8 +12,9 @@ TensorBoard and warned once in the terminal with the step and what to try:
   real faces);
 - partial collapse: the preview samples' diversity (`diversity`: the effective number of distinct
   samples, by structure rather than colour; flat images count as one) falls below
-  `DIVERSITY_FRACTION` of the same measure on as many real images. It sees what the per-pixel std misses: a few faces repeated, or one
-  face in different colours, keep a high per-pixel std;
+  `DIVERSITY_FRACTION` of the same measure on as many real images, once the samples have had
+  structure. It sees what the per-pixel std misses: a few faces repeated, or one face in
+  different colours, keep a high per-pixel std;
 - an exploding loss: a window mean `EXPLOSION_FACTOR` times its median over the windows before
   (the last `MAX_HISTORY`; and beyond `EXPLOSION_FLOOR` in magnitude), or a gradient norm that
   does the same.
