@@ -8,10 +8,11 @@ gradients of its parameters are averaged over all processes, in one flat all-red
 optimizer. That is DistributedDataParallel's arithmetic, done at the optimizer rather
 than in a module wrapper: GAN steps run D several times per update and freeze it during
 G's, which DDP's per-forward bookkeeping does not allow without `no_sync` juggling
-(StyleGAN3 syncs gradients the same way). Random inputs a recipe draws per step are
+(StyleGAN3 syncs gradients the same way). Random inputs a recipe draws per step (latents,
+instance noise, DiffAugment's, WGAN-GP's mixing points: `gan.recipes.losses.shard_draw`) are
 drawn for the global batch and sliced, so N processes compute what one process with
-the global batch would, up to float summation order and BatchNorm statistics, which
-stay per process unless `train.sync_batchnorm` (CUDA only).
+the global batch would, up to float summation order, dropout masks and BatchNorm
+statistics, which stay per process unless `train.sync_batchnorm` (CUDA only).
 
 Only rank 0 writes: logs, grids, metrics, checkpoints.
 """

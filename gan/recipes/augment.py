@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from gan.core.registry import ConfigError, suggest
+from gan.recipes.losses import WHOLE_BATCH, shard_draw
 
 AUGMENTATIONS = ("color", "translation", "cutout")
 TRANSLATION_RATIO = 0.125
@@ -115,6 +116,7 @@ class DiffAugment:
             raise ValueError("DiffAugment needs at least one augmentation; leave it out for none")
         self.image_channels = list(image_channels)
         self.generator = torch.Generator(device=device).manual_seed(seed + SEED_OFFSET)
+        self.shard = WHOLE_BATCH  # under torchrun, this process's share of the global batch (the loop sets it)
         self.adaptive = p if isinstance(p, AdaptiveProbability) else None
         if self.adaptive:
             self.p: torch.Tensor | None = self.adaptive.p
@@ -130,18 +132,23 @@ class DiffAugment:
             if self.p is None:
                 images = augmented
             else:  # per image, with probability p
-                chosen = torch.rand(images.shape[0], generator=self.generator, device=images.device) < self.p
+                chosen = shard_draw(self._rand, images.shape[0], self.shard) < self.p
                 images = torch.where(chosen[:, None, None, None], augmented, images)
         return images
 
+    def _rand(self, count: int) -> torch.Tensor:
+        return torch.rand(count, generator=self.generator, device=self.generator.device)
+
     def _uniform(self, images: torch.Tensor, low: float, high: float) -> torch.Tensor:
         """One U(low, high) factor per image, (N, 1, 1, 1), in the images' dtype."""
-        draw = torch.rand(images.shape[0], 1, 1, 1, generator=self.generator, device=images.device)
+        draw = shard_draw(lambda count: torch.rand(count, 1, 1, 1, generator=self.generator, device=images.device),
+                          images.shape[0], self.shard)
         return (low + (high - low) * draw).to(images.dtype)
 
     def _integers(self, images: torch.Tensor, low: int, high: int) -> torch.Tensor:
         """One integer in [low, high] per image, (N,)."""
-        return torch.randint(low, high + 1, (images.shape[0],), generator=self.generator, device=images.device)
+        return shard_draw(lambda count: torch.randint(low, high + 1, (count,), generator=self.generator,
+                                                      device=images.device), images.shape[0], self.shard)
 
     def _color(self, images: torch.Tensor) -> torch.Tensor:
         brightness = self._uniform(images, -0.5, 0.5)

@@ -94,11 +94,11 @@ class DCGANRecipe(RecipeBase):
             with self.autocast():
                 fake = generator(latents)
                 real_seen, fake_seen = self.for_discriminator(real), self.for_discriminator(fake.detach())
-                real_logits = discriminator(add_instance_noise(real_seen, noise_std)).float()
-                fake_logits = discriminator(add_instance_noise(fake_seen, noise_std)).float()
+                real_logits = discriminator(add_instance_noise(real_seen, noise_std, self.process_shard)).float()
+                fake_logits = discriminator(add_instance_noise(fake_seen, noise_std, self.process_shard)).float()
             self.observe_real_logits(real_logits)
             d_loss = self.loss.discriminator(real_logits, fake_logits)
-            penalty = self.loss.penalty(discriminator, real_seen, fake_seen.float())
+            penalty = self.loss.penalty(discriminator, real_seen, fake_seen.float(), self.process_shard)
             d_total = d_loss if penalty is None else d_loss + penalty
             if self.r1.due(step):
                 d_total = d_total + self.r1((lambda images: discriminator(self.for_discriminator(images)), real))
@@ -109,7 +109,8 @@ class DCGANRecipe(RecipeBase):
 
         set_requires_grad(discriminator, False)
         with self.autocast():
-            g_logits = discriminator(add_instance_noise(self.for_discriminator(fake), noise_std)).float()
+            g_logits = discriminator(add_instance_noise(self.for_discriminator(fake), noise_std,
+                                                        self.process_shard)).float()
         g_loss = self.loss.generator(g_logits)
         self.optimizers["generator"].zero_grad(set_to_none=True)
         g_loss.backward()

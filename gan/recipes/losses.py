@@ -15,6 +15,9 @@ from torch import nn
 from gan.core.compilation import uncompiled
 from gan.core.config import Config
 
+Shard = tuple[int, int]  # (this process's rank, processes): its share of the global batch
+WHOLE_BATCH: Shard = (0, 1)
+
 ADVERSARIAL_LOSSES = ("vanilla", "lsgan", "hinge", "wgan-gp")
 
 
@@ -61,11 +64,12 @@ class AdversarialLoss:
             return ((fake_logits - 1.0) ** 2).mean()
         return -fake_logits.mean()
 
-    def penalty(self, discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor | None:
+    def penalty(self, discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor,
+                shard: Shard = WHOLE_BATCH) -> torch.Tensor | None:
         """The weighted gradient penalty for wgan-gp; None for the other kinds."""
         if self.kind != "wgan-gp":
             return None
-        return self.gp_weight * gradient_penalty(discriminator, real, fake)
+        return self.gp_weight * gradient_penalty(discriminator, real, fake, shard)
 
     @property
     def boundary(self) -> float:
@@ -78,12 +82,14 @@ class AdversarialLoss:
         return torch.sigmoid(logits) if self.kind == "vanilla" else logits
 
 
-def gradient_penalty(discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+def gradient_penalty(discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor,
+                     shard: Shard = WHOLE_BATCH) -> torch.Tensor:
     """E[(||grad D(x_hat)||_2 - 1)^2] at random points x_hat between real and fake (N, ...).
 
     D runs eagerly here even when compiled: the penalty's gradient is differentiated again
     (double backward), which compiled graphs (AOTAutograd) do not support."""
-    alpha = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device, dtype=real.dtype)
+    alpha = shard_draw(lambda count: torch.rand(count, *([1] * (real.dim() - 1)), device=real.device,
+                                                dtype=real.dtype), real.shape[0], shard)
     mixed = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
     with uncompiled():
         scores = discriminator(mixed)
@@ -144,13 +150,24 @@ class LazyR1:
         return 0.5 * self.gamma * self.every * sum(penalties)
 
 
-def add_instance_noise(images: torch.Tensor, std: float | torch.Tensor | None) -> torch.Tensor:
+def shard_draw(draw: Callable[[int], torch.Tensor], count: int, shard: Shard) -> torch.Tensor:
+    """The rows of `draw(count * processes)` for this process's `count` images: every process draws
+    for the global batch (their random streams are seeded alike) and keeps its own share, so N
+    processes draw what one would for the whole batch, and no two shards draw alike."""
+    rank, processes = shard
+    return draw(count * processes)[rank * count:(rank + 1) * count]
+
+
+def add_instance_noise(images: torch.Tensor, std: float | torch.Tensor | None, shard: Shard = WHOLE_BATCH
+                       ) -> torch.Tensor:
     """images + N(0, std^2) (Sønderby et al. 2016); unchanged when std is None or the number 0.
     A 0-d device tensor `std` is read on the device (a captured step reads its current value),
-    so the noise is drawn even when it holds 0."""
+    so the noise is drawn even when it holds 0. Under torchrun, `shard` says whose noise it is."""
     if std is None or (not isinstance(std, torch.Tensor) and std <= 0):
         return images
-    return images + std * torch.randn_like(images)
+    noise = shard_draw(lambda count: torch.randn((count, *images.shape[1:]), device=images.device,
+                                                 dtype=images.dtype), images.shape[0], shard)
+    return images + std * noise
 
 
 def annealed_std(initial_std: float, step: int, anneal_steps: int) -> float:

@@ -993,6 +993,8 @@ def _prepare_data_parallel(recipe: Recipe, config: Config, device: torch.device,
         use_sync_batchnorm({name: net for name, net in recipe.networks.items() if not name.endswith("_ema")})
     if hasattr(recipe, "process_shard"):
         recipe.process_shard = (group.rank, group.world_size)
+    if getattr(recipe, "augment", None) is not None:  # (DiffAugment's draws too: each process its share)
+        recipe.augment.shard = (group.rank, group.world_size)
     synchronise_weights(recipe.networks, group)
     average_gradients_before_steps(recipe.optimizers, group)
 
