@@ -26,6 +26,7 @@ from collections import Counter
 from pathlib import Path
 
 from gan.core.files import is_stale_temp, remove_stale_temps, temp_name, write_atomically, write_text_atomically
+from gan.core.processes import interrupt_on_sigterm
 from gan.core.wording import first_few
 from gan.data.decode import check_header, find_images, header_size
 from gan.data.image_files import celeba_image_dir, partition_candidates, read_partition_file
@@ -106,6 +107,9 @@ def unpack(archive: Path, faces: dict[str, zipfile.ZipInfo], there: dict[str, bo
                     while chunk := source.read(1 << 20):  # zipfile checks the CRC at the member's end
                         target.write(chunk)
                 os.replace(temp, destination)
+            except KeyboardInterrupt:  # (Ctrl-C, SIGTERM: no partial file is left)
+                temp.unlink(missing_ok=True)
+                raise
             except (zipfile.BadZipFile, OSError, EOFError) as error:
                 temp.unlink(missing_ok=True)
                 fail(f"could not unpack '{faces[name].filename}' from '{archive}' ({error}); the {count - 1} images "
@@ -202,6 +206,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="folder to hold img_align_celeba/")
     args = parser.parse_args()
     out, image_dir = args.out, args.out / IMAGE_FOLDER
+    if args.zip and celeba_image_dir(out) != image_dir and image_dir.is_dir():
+        # (Kaggle's copy unpacked by hand nests the folder: the loader and the check read the inner one)
+        fail(f"--out '{out}' holds '{celeba_image_dir(out)}', which the loader reads: unpacking beside it into "
+             f"'{image_dir}' would make a second copy nothing reads; check it with --out alone, or choose another --out")
     partition_destination = out / PARTITION_NAME
     # Everything that can be checked is, before anything is written.
     faces = faces_in(args.zip) if args.zip else {}
@@ -249,6 +257,7 @@ def ready_message(size: tuple[int, int], image_dir: Path) -> str:
 
 
 if __name__ == "__main__":
+    interrupt_on_sigterm()  # (SIGTERM, SIGHUP stop it as Ctrl-C does: said, no partial file left)
     try:
         main()
     except KeyboardInterrupt:  # (what was unpacked whole stays; the rerun keeps it)

@@ -173,3 +173,26 @@ def test_exports_follow_the_umask_like_every_other_file(run, tmp_path, suffix, u
     assert result.exit_code == 0, result.output
     assert {path.name: oct(path.stat().st_mode & 0o777) for path in (out, tmp_path / f"g{suffix}.json")} == \
            {out.name: oct(mode), f"g{suffix}.json": oct(mode)}
+
+
+def test_a_stop_while_exporting_waits_until_the_weights_and_their_description_are_both_written(run, tmp_path,
+                                                                                                monkeypatch):
+    """SIGTERM between the two files of an --overwrite left the new weights beside the old description."""
+    import signal
+
+    from gan.inference import exported
+
+    out = tmp_path / "g.safetensors"
+    assert CliRunner().invoke(main, ["export", str(run), "--generator", "live", "--out", str(out)]).exit_code == 0
+    write = exported.write_following_umask
+
+    def stopped_after_the_weights(path, writer):
+        write(path, writer)
+        if path == out:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(exported, "write_following_umask", stopped_after_the_weights)
+    result = CliRunner().invoke(main, ["export", str(run), "--out", str(out), "--overwrite"])  # the EMA one
+    assert result.exit_code == 143 and "stopped by SIGTERM" in result.output, result.output
+    assert json.loads((tmp_path / "g.safetensors.json").read_text())["network"] == "generator_ema"
+    assert load_generator(out, CPU).used_ema  # the weights and their description agree

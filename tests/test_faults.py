@@ -480,6 +480,28 @@ def test_tensorboard_events_on_a_full_disk_are_warned_about_once_and_resume_with
     assert threading.excepthook is hook  # TensorBoard's thread errors are quiet only while the log is open
 
 
+def test_a_resumes_purge_step_waits_for_the_first_writer_that_opens(tmp_path, monkeypatch):
+    """A resume onto a full disk opened its fresh file later without the purge step: the steps trained
+    again showed twice in TensorBoard."""
+    from gan.training.event_log import EventLog
+
+    opened = []
+
+    def open_writer(purge_step):
+        if not getattr(open_writer, "tried", False):  # the disk is full the first time
+            open_writer.tried = True
+            raise OSError(28, "No space left on device")
+        opened.append(purge_step)
+        return type("Writer", (), {"add_scalar": lambda *args, **kwargs: None, "close": lambda self: None})()
+
+    monkeypatch.setattr(EventLog, "_has_room", lambda self: True)
+    with pytest.warns(UserWarning, match="could not be written"):
+        log = EventLog(open_writer, tmp_path, purge_step=5, retry_s=0)
+    log.add_scalar("loss", 1.0, 5)
+    log.close()
+    assert opened == [5]
+
+
 def test_a_run_whose_event_file_cannot_be_written_finishes(tmp_path, monkeypatch):
     import torch.utils.tensorboard as tensorboard
 

@@ -179,3 +179,14 @@ def test_the_check_reads_kaggles_unpacked_layout_as_the_loader_does(tmp_path):
         result = prepare("--out", out)
         assert result.returncode == 0, result.stdout + result.stderr
         assert "partition: train 8, valid 2, test 2" in result.stdout and f"data.root={faces}" in result.stdout
+
+
+def test_a_zip_is_not_unpacked_beside_kaggles_nested_folder_which_the_loader_reads(tmp_path):
+    """It unpacked into out/img_align_celeba while the check and the loader read the nested folder:
+    a second copy nothing read, and 'run the --zip command again' for ever."""
+    nested = tmp_path / "out" / "img_align_celeba" / "img_align_celeba"
+    nested.mkdir(parents=True)
+    (nested / "000001.jpg").write_bytes(jpeg((178, 218), 1))
+    result = prepare("--zip", write_zip(tmp_path / "celeba.zip"), "--out", tmp_path / "out")
+    assert result.returncode == 1 and f"holds '{nested}', which the loader reads" in result.stderr, result.stderr
+    assert sorted(path.name for path in (tmp_path / "out" / "img_align_celeba").iterdir()) == ["img_align_celeba"]

@@ -35,6 +35,7 @@ from gan.core.checkpoint import (
     stored_step,
 )
 from gan.core.files import WriteError, write_atomically
+from gan.core.processes import stop_signals_held
 from gan.inference.loading import build_generator, checked_state, damaged
 
 EXPORT_FORMATS = ("safetensors", "pt", "onnx")
@@ -109,21 +110,25 @@ def export_generator(source: Path, out: Path, export_format: str | None = None, 
                 "config": state["config"], "step": state["step"],
                 "source": os.path.abspath(path)}  # (where it came from, wherever the export is moved)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if export_format == "safetensors":
-        from safetensors.torch import save_file
+    # A stop (Ctrl-C, SIGTERM) waits until both files are written: between them, an --overwrite left
+    # the new weights beside the old description.
+    with stop_signals_held():
+        if export_format == "safetensors":
+            from safetensors.torch import save_file
 
-        metadata["weights_sha256"] = weights_digest(weights)  # (safetensors keeps no checksum of its own)
-        write_following_umask(out, lambda temp: save_file(weights, str(temp), metadata={"gan": json.dumps(metadata)}))
-    elif export_format == "pt":
-        write_following_umask(out, lambda temp: torch.save({**metadata, "networks": {stored: weights}}, temp))
-    else:
-        metadata = write_onnx_export(out, generator, metadata)
-    try:
-        write_following_umask(sidecar_path(out), lambda temp: temp.write_text(json.dumps(metadata, indent=2) + "\n",
-                                                                              encoding="utf-8"))
-    except WriteError:
-        out.unlink(missing_ok=True)  # no weights without their description
-        raise
+            metadata["weights_sha256"] = weights_digest(weights)  # (safetensors keeps no checksum of its own)
+            write_following_umask(out, lambda temp: save_file(weights, str(temp),
+                                                              metadata={"gan": json.dumps(metadata)}))
+        elif export_format == "pt":
+            write_following_umask(out, lambda temp: torch.save({**metadata, "networks": {stored: weights}}, temp))
+        else:
+            metadata = write_onnx_export(out, generator, metadata)
+        try:
+            write_following_umask(sidecar_path(out), lambda temp: temp.write_text(
+                json.dumps(metadata, indent=2) + "\n", encoding="utf-8"))
+        except WriteError:
+            out.unlink(missing_ok=True)  # no weights without their description
+            raise
     return metadata
 
 

@@ -75,7 +75,8 @@ class SRGANRecipe(RecipeBase):
                                                   "model.discriminator_args")
             require_rgb(specs["discriminator"], "model.discriminator_args", "in_channels")
             processes = from_environment().world_size  # (each process's BatchNorm sees its own share of the batch)
-            if model.discriminator == "srgan" and config.train.batch_size // processes == 1 and data.resolution <= 16:
+            one_each = config.train.batch_size == processes  # (a batch the processes cannot share is refused later)
+            if model.discriminator == "srgan" and one_each and data.resolution <= 16:
                 # (a traceback at step 1: BatchNorm cannot train on one value per channel)
                 shared = f" over {processes} processes (1 each)" if processes > 1 else ""
                 raise ConfigError(f"data.resolution = {data.resolution} with train.batch_size = "

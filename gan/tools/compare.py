@@ -32,6 +32,7 @@ import numpy as np
 from gan.core.checkpoint import holds_a_run, is_set_aside, trained_config
 from gan.core.config import BEST_METRICS, config_from_dict, config_to_dict, flatten_config
 from gan.core.files import write_atomically, write_text_atomically
+from gan.core.processes import stop_signals_held
 from gan.core.registry import ConfigError
 from gan.core.wording import first_few
 from gan.training.resolve import resolve_names
@@ -583,9 +584,10 @@ def compare(paths: list[Path], metric: str | None, out: Path) -> tuple[str, list
     try:
         # The figure first, the largest file: a disk that refuses it leaves the three of the last
         # comparison, not a table of these runs beside a figure of others.
-        plot(grouped, metric, out / "compare.png")
-        write_text_atomically(out / "compare.csv", csv_text(summaries, metric))
-        write_text_atomically(out / "compare.md", table)
+        with stop_signals_held():  # (a stop between the three left a figure and table of other runs beside these)
+            plot(grouped, metric, out / "compare.png")
+            write_text_atomically(out / "compare.csv", csv_text(summaries, metric))
+            write_text_atomically(out / "compare.md", table)
     except BaseException:  # (a full disk, a stop: no empty folder of its own left behind)
         for folder in created:  # innermost first
             with contextlib.suppress(OSError):

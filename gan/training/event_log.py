@@ -37,6 +37,7 @@ class EventLog:
         self._warned = False
         self._failed_at = 0.0
         self._writer = None
+        self._purge_step: int | None = None  # a resume's, until a writer has opened with it
         self._pending: list[tuple[tuple, dict]] = []  # add_scalar calls made without a writer
         self._files_before: set[Path] = set()
         # TensorBoard's thread prints its OSError as a traceback before the error reaches us;
@@ -51,10 +52,16 @@ class EventLog:
 
     def _try_open(self, purge_step: int | None = None) -> None:
         self._files_before = set(self.run_dir.glob(EVENT_FILES))
+        # (a resume's purge step holds until a writer has opened with it: else the steps trained again
+        # would show twice, when the first writer could not open on a full disk)
+        if purge_step is not None:
+            self._purge_step = purge_step
         try:
-            self._writer = self._open(purge_step)
+            self._writer = self._open(self._purge_step)
         except OSError as error:
             self._fail(error)
+        else:
+            self._purge_step = None
 
     def _fail(self, error: OSError) -> None:
         if self._writer is not None:

@@ -50,6 +50,10 @@ MIN_DIVERSITY_SAMPLES = 8
 # unit length, their last faint variation would count as structure (a generator collapsed to one flat colour
 # read as fully diverse). New DCGAN generators' outputs have 0.04-0.13 of real faces' structure.
 FLAT_FRACTION = 0.01
+# Samples whose structure has never reached this fraction of real images' are a new generator's, not a
+# collapse: a DCGAN-64 on CelebA had 0.010 at step 10, half its images below FLAT_FRACTION (counted as one),
+# and was warned of a partial collapse it never had (the warning, once given, then silences a real one).
+STRUCTURED_FRACTION = 0.1
 
 ADVICE = {
     "saturation": "D wins outright and G gets no gradient: lower train.d_lr, add loss.label_smoothing or "
@@ -141,7 +145,7 @@ class HealthWatch:
                         for name, values in state["history"].items()}
         self.peak_spread = float(state["peak_spread"])
         # (not in checkpoints before 2026-12-04: a run with previews counts as structured, as the watch then took it)
-        self.peak_structure = float(state.get("peak_structure", FLAT_FRACTION if self.peak_spread > 0 else 0.0))
+        self.peak_structure = float(state.get("peak_structure", STRUCTURED_FRACTION if self.peak_spread > 0 else 0.0))
         self.warned = {str(kind) for kind in state["warned"]}
 
     def window(self, step: int, means: dict[str, float]) -> dict[str, float]:
@@ -202,7 +206,7 @@ class HealthWatch:
         self.peak_structure = max(self.peak_structure, structure_ratio)
         # Samples that have never had structure are a new generator's (small ones start flat), not a collapse;
         # after a whole collapse, a partial one says nothing more.
-        had_structure = self.peak_structure >= FLAT_FRACTION
+        had_structure = self.peak_structure >= STRUCTURED_FRACTION
         if ratio < DIVERSITY_FRACTION and had_structure and "collapse" not in self.warned:
             self._warn("partial collapse", step, f"partial mode collapse: {value:.1f} of {count} samples are "
                                                  f"distinct, against {self.data_diversity:.1f} of {count} real images "
