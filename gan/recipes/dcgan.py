@@ -14,7 +14,7 @@ from gan.nets.running import eval_mode
 from gan.recipes import RECIPES
 from gan.recipes.base import AutocastFactory, RecipeBase, adam, gradient_norm, require_rgb, set_requires_grad
 from gan.recipes.ema import EMA, latent_batches, standing_statistics
-from gan.recipes.losses import AdversarialLoss, add_instance_noise, instance_noise_std
+from gan.recipes.losses import AdversarialLoss, add_instance_noise, instance_noise_std, shard_draw
 
 
 @RECIPES.register("dcgan")
@@ -89,8 +89,8 @@ class DCGANRecipe(RecipeBase):
 
         set_requires_grad(discriminator, True)
         for _ in range(self.config.train.d_steps):
-            rank, processes = self.process_shard
-            latents = torch.randn(num * processes, self.latent_dim, device=self.device)[rank * num:(rank + 1) * num]
+            latents = shard_draw(lambda count: torch.randn(count, self.latent_dim, device=self.device), num,
+                                 self.process_shard)
             with self.autocast():
                 fake = generator(latents)
                 real_seen, fake_seen = self.for_discriminator(real), self.for_discriminator(fake.detach())
