@@ -401,3 +401,53 @@ def test_image_pools_of_another_number_of_processes_are_warned_of_on_resume(tmp_
         warnings.simplefilter("error")
         _restore_per_process(run(1), {"per_process": [{"rank": 0}, {"rank": 1}]})
     assert loaded == [{"rank": 1}]
+
+
+@pytest.mark.slow
+def test_a_collective_that_waits_past_dist_timeout_s_is_said_in_one_line(tmp_path):
+    # gloo's "Timed out waiting 3000ms for send operation" came out as a traceback, naming no setting.
+    said = train_two_processes_with(
+        tmp_path,
+        "import os\n"
+        "if os.environ.get('RANK') == '0':\n"
+        "    import time\n"
+        "    from gan.recipes.dcgan import DCGANRecipe\n"
+        "    original = DCGANRecipe.step\n"
+        "    def step(self, batch, step):\n"
+        "        if step == 3:\n"
+        "            time.sleep(12)\n"
+        "        return original(self, batch, step)\n"
+        "    DCGANRecipe.step = step\n",
+        "--set", "train.dist_timeout_s=3")
+    assert "waited longer than train.dist_timeout_s = 3 s" in said, said[-3000:]
+    ours = [line for line in said.splitlines() if line.startswith(("[rank0]", "[rank1]", "error:"))]
+    assert len(ours) <= 2 and not any("Traceback" in line for line in ours), said[-3000:]  # (a line a process)
+
+
+def test_a_collective_timeout_is_told_apart_from_a_lost_process():
+    from gan.commands.train import lost_process
+
+    gloo = RuntimeError("[../gloo/transport/tcp/unbound_buffer.cc:129] Timed out waiting 3000ms for send operation")
+    line = lost_process(gloo, True, 900)
+    assert "waited longer than train.dist_timeout_s = 900 s" in line and "Timed out waiting 3000ms" in line
+    assert "another process of this torchrun run stopped" in lost_process(
+        RuntimeError("Connection closed by peer [127.0.0.1]:41377"), True, 900)
+    assert lost_process(gloo, False, 900) is None  # one process has no collective to wait in
+
+
+def test_a_side_task_failure_under_torchrun_says_to_resume_with_torchrun(tmp_path):
+    from gan.training.loop import SideTaskError
+
+    checkpoint = tmp_path / "run" / "checkpoint-00000004.pt"
+    alone = SideTaskError("previews", 4, RuntimeError("broke"), checkpoint, tmp_path / "run")
+    assert str(alone).endswith(f"then: gan train --resume {tmp_path / 'run'}")
+    torchrun = SideTaskError("previews", 4, RuntimeError("broke"), checkpoint, tmp_path / "run", distributed=True)
+    assert str(torchrun).endswith(f"then: torchrun ... -m gan train --resume {tmp_path / 'run'}")
+
+
+def test_train_dist_timeout_s_is_bounded_where_the_config_is_read():
+    from gan.core.registry import ConfigError
+
+    assert tiny_config("train.dist_timeout_s=604800").train.dist_timeout_s == 604800
+    with pytest.raises(ConfigError, match=r"train.dist_timeout_s must be in \[1, 604800\], got 10000000000"):
+        tiny_config("train.dist_timeout_s=10000000000")

@@ -31,9 +31,15 @@ def leave_the_talking_to_rank_0() -> None:
     warnings.filterwarnings("ignore", message="skipping unreadable image", category=UnreadableImageWarning)
 
 
-def lost_process(error: BaseException, distributed: bool) -> str | None:
-    """One line for a process that this one depended on and that died (another rank of a torchrun
-    run, a data-loading worker), or None for any other error: those keep their traceback."""
+# gloo's words for a collective that waited past the process group's timeout, and NCCL's watchdog's
+COLLECTIVE_TIMEOUTS = ("Timed out waiting", "Application timeout caused pair closure",
+                       "Watchdog caught collective operation timeout")
+
+
+def lost_process(error: BaseException, distributed: bool, timeout_s: int | None = None) -> str | None:
+    """One line for a process that this one depended on and that died or stalled (another rank of a
+    torchrun run, a data-loading worker), or None for any other error: those keep their traceback.
+    `timeout_s` is train.dist_timeout_s, which a collective's wait ran past."""
     if not isinstance(error, RuntimeError):
         return None
     first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
@@ -45,6 +51,12 @@ def lost_process(error: BaseException, distributed: bool) -> str | None:
         return f"a data-loading worker process died ({first_line.rstrip('. ')}; {cause})"
     import torch.distributed
 
+    if distributed and any(word in first_line for word in COLLECTIVE_TIMEOUTS):
+        limit = f"train.dist_timeout_s = {timeout_s} s" if timeout_s else "train.dist_timeout_s"
+        return (f"a collective of this torchrun run waited longer than {limit}: another process stalled or stopped "
+                "(its own output says if it failed), or rank 0 took longer than that to write a checkpoint, score "
+                "metrics or build the data cache, which a larger train.dist_timeout_s allows "
+                f"(here: {_shortened(first_line, 160)})")
     broken_link = any(word in first_line for word in ("Connection reset", "Connection closed", "Broken pipe",
                                                       "Socket Timeout", "NCCL communicator was aborted"))
     if distributed and (isinstance(error, torch.distributed.DistError) or broken_link):
@@ -367,6 +379,7 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
     run_dir = run_dir if named_dir else resume
     existed = run_dir is not None and run_dir.exists()  # a failed start removes only a folder it made
     resuming = resume is not None
+    dist_timeout_s = None  # (train.dist_timeout_s, once the config is read)
     group = SINGLE_PROCESS  # until torchrun's environment is read and checked, in the try below
     # Until the loop takes over, SIGTERM and SIGHUP while setting up stop as Ctrl-C does; the handlers
     # found are restored at the end (this may run inside a caller).
@@ -389,7 +402,8 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
         if group.distributed and torch_device.type == "cuda":
             torch_device = torch.device("cuda", group.local_rank)  # one GPU per process
             torch.cuda.set_device(torch_device)
-        initialise(group, torch_device, resolved.train.dist_timeout_s)
+        dist_timeout_s = resolved.train.dist_timeout_s
+        initialise(group, torch_device, dist_timeout_s)
         if named_dir:  # rank 0 looks; the others learn whether it resumes
             refuse_folder_in_a_run(Path(os.path.abspath(run_dir)).parent, "--run-dir's parent")  # (`.` too)
             resuming = broadcast_object(start_or_resume(run_dir, config) if group.is_main else None, group)
@@ -427,7 +441,8 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
                 click.echo(f"error: {error}", err=True)
             sys.exit(1)
         # a worker that died while reading data: the loop saved the steps trained (SideTaskError) first
-        lost = lost_process(error.__cause__ if isinstance(error, SideTaskError) else error, group.distributed)
+        lost = lost_process(error.__cause__ if isinstance(error, SideTaskError) else error, group.distributed,
+                            dist_timeout_s)
         if lost:
             click.echo(f"error: {lost}{resume_advice(run_dir, group.distributed)}", err=True)
             sys.exit(1)

@@ -504,10 +504,11 @@ def check_values(config: Config) -> None:
     _check_augment_probability(loss)
     _check_range("train.ema_decay", config.train.ema_decay, 0.0, 1.0 - 1e-12)
     for key in ("train.steps", "train.batch_size", "train.d_steps", "train.checkpoint_every",
-                "train.keep_checkpoints", "train.dist_timeout_s", "log.every", "log.image_every", "log.num_samples", "data.resolution",
+                "train.keep_checkpoints", "log.every", "log.image_every", "log.num_samples", "data.resolution",
                 "data.crop"):
         section, name = key.split(".")
         _check_range(key, getattr(getattr(config, section), name), 1, math.inf)
+    _check_range("train.dist_timeout_s", config.train.dist_timeout_s, 1, MAX_DIST_TIMEOUT_S)
     data = config.data
     if data.crop > CELEBA_OFFICIAL_WIDTH:  # (it was cut to the width, the same as 178, without a word)
         raise ConfigError(f"data.crop = {data.crop} is wider than CelebA's aligned faces ({CELEBA_OFFICIAL_WIDTH} px "
@@ -761,6 +762,7 @@ MAX_METRIC_SAMPLES = 1_000_000  # 20x FID's customary 50,000; more is a typo tha
 MAX_PREVIEW_SAMPLES = 1024  # a 32x32 grid: more is no grid a person can look at, and costs memory every preview
 MAX_SYNTHETIC_SIZE = 10_000_000  # each epoch's order is a list of this many: 10M is 40x CelebA already
 MAX_LOADER_WORKERS = 256  # processes; more is a typo that would fork until the machine stops
+MAX_DIST_TIMEOUT_S = 7 * 24 * 3600  # a week: far past any wait rank 0 causes; more overflows the group's clocks
 MAX_D_STEPS = 100  # discriminator updates per generator update (WGAN uses 5); more is a typo
 MAX_EMA_BN_BATCHES = 10_000  # batches of BatchNorm statistics per EMA evaluation; more is a typo
 MAX_RESOLUTION = 8192  # pixels a side; more is a typo (a 8192^2 batch of 64 is already 50 GB of float input)

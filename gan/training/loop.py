@@ -133,7 +133,7 @@ class SideTaskError(RuntimeError):
     after training began; the loop wrote a checkpoint of the step first, so nothing is lost."""
 
     def __init__(self, task: str, step: int, error: Exception, checkpoint: Path | None, run_dir: Path,
-                 save_error: Exception | None = None, main: bool = True):
+                 save_error: Exception | None = None, main: bool = True, distributed: bool = False):
         reason = first_line_of(error)[:300]
         if not main:  # another rank of a torchrun run: rank 0 alone writes checkpoints, and says which is kept
             super().__init__(f"{task} failed at step {step} in this process ({type(error).__name__}: {reason}); "
@@ -150,7 +150,9 @@ class SideTaskError(RuntimeError):
             kept = f"no checkpoint could be written ({save_error}); '{checkpoint}' is kept"
         else:
             kept = f"no checkpoint could be written ({save_error}), and none was written before"
-        then = f"gan train --resume {run_dir}" if checkpoint is not None else "start the run again with gan train CONFIG"
+        launcher = gan_launcher(distributed)  # (a plain `gan train --resume` would go on in one process)
+        then = (f"{launcher} train --resume {run_dir}" if checkpoint is not None
+                else f"start the run again with {launcher} train CONFIG")
         switch = f" (or switch it off: {SIDE_TASKS[task]})" if SIDE_TASKS[task] else ""
         super().__init__(f"{task} failed at step {step} ({type(error).__name__}: {reason}); {kept}. Fix the cause"
                          f"{switch}, then: {then}")
@@ -948,13 +950,15 @@ def _side_task_failed(run: _Run, task: str, error: Exception, undone: dict | Non
     which the resume finishes first."""
     if not run.main:
         return SideTaskError(task, run.step, error, None, run.run_dir, main=False)
+    distributed = run.group.distributed
     if run.saved_step == run.step and undone is None:  # (written before: reading the data for the next step)
-        return SideTaskError(task, run.step, error, run.last_checkpoint, run.run_dir)
+        return SideTaskError(task, run.step, error, run.last_checkpoint, run.run_dir, distributed=distributed)
     # (and written again by a resume whose finishing of the side tasks failed: with those still undone)
     try:
-        return SideTaskError(task, run.step, error, _save(run, run.step, True, undone), run.run_dir)
+        return SideTaskError(task, run.step, error, _save(run, run.step, True, undone), run.run_dir,
+                             distributed=distributed)
     except Exception as save_error:  # noqa: BLE001 - (the side task may have broken what saving needs too)
-        return SideTaskError(task, run.step, error, run.last_checkpoint, run.run_dir, save_error)
+        return SideTaskError(task, run.step, error, run.last_checkpoint, run.run_dir, save_error, distributed=distributed)
 
 
 @contextlib.contextmanager
