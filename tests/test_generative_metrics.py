@@ -2,6 +2,7 @@
 
 import json
 import random
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -27,6 +28,7 @@ from gan.metrics.inception import (
 )
 from gan.metrics.swd import laplacian_pyramid, patch_descriptors, pyramid_resolutions, swd_from_descriptors
 from gan.training.loop import train
+from gan.training.resolve import resolve_names
 
 CPU = torch.device("cpu")
 
@@ -463,3 +465,38 @@ def test_metrics_root_is_read_whole_not_by_the_training_split(tmp_path):
         result = train(tiny_config(*common, f"metrics.root='{root}'"), tmp_path / name, CPU, progress_stream=sys.stdout)
         (line,) = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
         assert line["num_images"] == count, name
+
+
+@pytest.mark.parametrize("names, held, refused", [
+    (["pr"], 3, "at least 4 (pr compares each image with its 3 nearest neighbours)"),
+    (["fid", "swd"], 1, "at least 2 (a distribution needs 2 images)"),
+    (["fid"], 3, None), (["swd"], 1, None),  # (SWD compares patches: one image has many)
+])
+def test_a_reference_set_too_small_for_the_metrics_is_refused_before_step_1(tmp_path, random_inception_weights,
+                                                                              names, held, refused):
+    """A data set (or metrics.root) of fewer real images than pr or FID can score trained to the
+    first metrics pass, then stopped on 'precision/recall with k=3 needs more than 3 samples'."""
+    from gan.core.checkpoint import list_checkpoints
+
+    for folder, count in (("small", held), ("eight", 8)):
+        (tmp_path / folder).mkdir()
+        for index in range(count):
+            random_rgb((32, 32), index).save(tmp_path / folder / f"{index}.png")
+    settings = ("data.dataset='folder'", "metrics.every=2", "metrics.num_samples=8", f"metrics.names={names}",
+                f"metrics.inception_weights='{random_inception_weights}'", f"metrics.cache_dir='{tmp_path / 'cache'}'",
+                "train.keep_best=''", "train.batch_size=2", "train.steps=2")
+    for roots, run, where in (([f"data.root='{tmp_path / 'small'}'"], "run", "metrics.names: data.root"),
+                              ([f"data.root='{tmp_path / 'eight'}'", f"metrics.root='{tmp_path / 'small'}'"], "held",
+                               "metrics.root: ")):
+        config = tiny_config(*settings, *roots)
+        if refused is None:  # (the pre-flight check alone: a metrics pass through Inception takes minutes here)
+            from gan.data import build_dataset
+            from gan.training.preflight import run_problems
+
+            (tmp_path / run).mkdir()
+            assert run_problems(resolve_names(config), tmp_path / run, None, build_dataset(config.data)) == []
+            continue
+        with pytest.raises(ConfigError, match=re.escape(refused)) as error:
+            train(config, tmp_path / run, CPU)
+        assert where in str(error.value) and f"holds {held} image" in str(error.value)
+        assert not list_checkpoints(tmp_path / run)

@@ -149,6 +149,17 @@ def test_a_grid_value_the_networks_refuse_is_named_before_any_run(tmp_path, conf
     assert not out.exists()
 
 
+def test_too_few_metric_samples_for_one_grid_value_are_named_before_any_run(tmp_path):
+    # checked only at that run's pre-flight, after the runs before it had trained
+    out = tmp_path / "sweep"
+    result = CliRunner().invoke(main, ["sweep", str(DEMO), "--grid", "metrics.num_samples=64,3", "--set",
+                                       "metrics.names=['swd', 'pr']", "--out", str(out)])
+    assert result.exit_code == 2 and ("run 00001-num_samples=3 (metrics.num_samples=3): metrics.num_samples = 3 is "
+                                      "too few for metrics.names = ['swd', 'pr']: at least 4") in " ".join(
+        result.output.split()), result.output
+    assert not out.exists()
+
+
 def test_the_manifest_guards_the_folder_against_another_sweep(tmp_path):
     grid = [parse_grid("loss.adversarial=vanilla,hinge")]
     text = manifest_text(DEMO, ["train.steps=3"], grid, 2, expand(grid, 2))

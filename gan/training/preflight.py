@@ -29,7 +29,7 @@ from gan.data import build_dataset, data_identity, reference_data
 from gan.data.cache import is_built, user_cache_dir
 from gan.data.image_files import ImageFileDataset
 from gan.metrics.generative import INCEPTION_METRICS, smallest_count
-from gan.metrics.inception import resolve_weights_path
+from gan.metrics.inception import InceptionWeightsNotFoundError, resolve_weights_path
 from gan.nets.running import eval_mode, layer_output_bytes
 from gan.recipes.image_to_image import scores_translations
 
@@ -47,10 +47,27 @@ def check_run_can_finish(config: Config, run_dir: Path, load_previews: Callable[
                           "\n".join(f"  - {problem}" for problem in problems))
 
 
-def _reference_set(data, root: str) -> None:
+def _reference_set(data, root: str) -> Dataset:
     """The metrics' real images, read as [data] says from `root`: a missing folder's message names
     metrics.root, the key that set it here."""
-    build_dataset(reference_data(data, root), train=False, root_key="metrics.root")
+    return build_dataset(reference_data(data, root), train=False, root_key="metrics.root")
+
+
+def _too_few_real_images(metrics, reference: Dataset, where: str) -> None:
+    """Refuse a reference set smaller than the Inception metrics that will run can score (pr's
+    neighbours, a distribution's two): they failed at the first metrics pass. SWD compares patches,
+    which one image has many of; metrics whose weights are absent are dropped, not run."""
+    scored = [name for name in metrics.names if name in INCEPTION_METRICS]
+    if not scored or len(reference) >= smallest_count(scored)[0]:
+        return
+    try:
+        resolve_weights_path(metrics.inception_weights)
+    except InceptionWeightsNotFoundError:
+        return
+    fewest, why = smallest_count(scored)
+    count = f"{len(reference)} image" + ("s" if len(reference) != 1 else "")
+    raise ConfigError(f"{where} holds {count}, too few for metrics.names = {list(metrics.names)}, "
+                      f"whose real images it gives: at least {fewest} ({why})")
 
 
 def run_problems(config: Config, run_dir: Path, load_previews: Callable[[], object] | None,
@@ -67,11 +84,10 @@ def run_problems(config: Config, run_dir: Path, load_previews: Callable[[], obje
     if load_previews is not None:
         check("the evaluation images (previews, validation)", load_previews)
     if metrics.every and metrics.root:
-        check("metrics.root", lambda: _reference_set(data, metrics.root))
-    fewest, why = smallest_count(metrics.names)
-    if metrics.every and metrics.num_samples < fewest:  # (it failed at the first metrics pass)
-        problems.append(f"metrics.num_samples = {metrics.num_samples} is too few for metrics.names = "
-                        f"{list(metrics.names)}: at least {fewest} ({why})")
+        check("metrics.root", lambda: _too_few_real_images(metrics, _reference_set(data, metrics.root),
+                                                           f"'{metrics.root}'"))
+    elif metrics.every and dataset is not None:
+        check("metrics.names", lambda: _too_few_real_images(metrics, dataset, f"data.root '{data.root}'"))
     scores_inception = ((metrics.every and set(metrics.names) & set(INCEPTION_METRICS))
                         or scores_translations(config))  # (FID, KID of translations, at validation)
     if metrics.inception_weights and scores_inception:

@@ -14,7 +14,7 @@ from typing import Any
 from gan.core.config import Config, config_to_dict, flatten_config, read_config
 from gan.core.registry import ConfigError, suggest
 from gan.data import DATASETS
-from gan.metrics.generative import check_metric_names
+from gan.metrics.generative import check_metric_names, smallest_count
 from gan.nets import resolve_network_args
 from gan.recipes import RECIPES
 from gan.recipes.augment import AUGMENTATIONS, parse_policy
@@ -73,7 +73,12 @@ def resolve_names(config: Config) -> Config:
     if adversarial == "wgan-gp" and not getattr(recipe, "gradient_penalty", False):  # a critic without its penalty
         raise ConfigError(f"loss.adversarial = 'wgan-gp': recipe '{config.recipe}' applies no gradient penalty "
                           "(dcgan does), so its critic would train unconstrained; use vanilla, lsgan or hinge")
-    check_metric_names(config.metrics.names, "metrics.names")
+    metrics = config.metrics
+    check_metric_names(metrics.names, "metrics.names")
+    fewest, why = smallest_count(metrics.names)
+    if metrics.every and metrics.num_samples < fewest:  # (a sweep's grid value is then refused before any run)
+        raise ConfigError(f"metrics.num_samples = {metrics.num_samples} is too few for metrics.names = "
+                          f"{list(metrics.names)}: at least {fewest} ({why})")
     policy = parse_policy(config.loss.diffaugment, "loss.diffaugment")
     written = [name.strip().lower() for name in config.loss.diffaugment.split(",") if name.strip()]
     if written != list(policy):  # (config.toml and a sweep's runs then show what trains)
