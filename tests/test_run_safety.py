@@ -23,6 +23,7 @@ from gan.core.checkpoint import (
     BEST_RECORD,
     FORMAT,
     BestCheckpoint,
+    CheckpointError,
     checkpoint_path,
     checkpoints_by_content,
     list_checkpoints,
@@ -135,6 +136,24 @@ def test_pruning_counts_and_deletes_only_files_that_load_as_checkpoints(tmp_path
         prune_checkpoints(tmp_path, keep=2, written=checkpoint_path(tmp_path, 8))
     assert [path.name for path in list_checkpoints(tmp_path)] == [
         "checkpoint-00000001.pt", "checkpoint-00000004.pt", "checkpoint-00000006.pt", "checkpoint-00000008.pt"]
+
+
+def test_pruning_does_not_count_a_checkpoint_that_fails_its_checksum(tmp_path):
+    # A flipped bit in a tensor's bytes still reads the step (the resume fell back past it), so it
+    # took a retention slot and the good checkpoint before it was deleted.
+    for step in (3, 6, 7, 9):
+        save_checkpoint({"format": FORMAT, "step": step, "weights": torch.arange(4096.0)}, checkpoint_path(tmp_path, step))
+    flipped = checkpoint_path(tmp_path, 7)
+    data = bytearray(flipped.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    flipped.write_bytes(bytes(data))
+    with pytest.warns(UserWarning, match=r"checkpoint-00000007.pt' is corrupt \(its record 'data/\d+' fails its "
+                                         "checksum\): it is not counted among the 2 kept, nor deleted"):
+        prune_checkpoints(tmp_path, keep=2, written=checkpoint_path(tmp_path, 9))
+    assert [path.name for path in list_checkpoints(tmp_path)] == [
+        "checkpoint-00000006.pt", "checkpoint-00000007.pt", "checkpoint-00000009.pt"]
+    with pytest.raises(CheckpointError, match=r"its record 'data/\d+' fails its checksum"):  # (not the temp name)
+        load_checkpoint(flipped)
 
 
 def test_a_malformed_best_record_is_reported_and_replaced(tmp_path):

@@ -175,9 +175,11 @@ def _failed_checksum(path: Path) -> str | None:
         return None
     try:
         with zipfile.ZipFile(path) as archive:
-            return archive.testzip()
+            damaged = archive.testzip()
     except (zipfile.BadZipFile, OSError) as error:
         return f"? ({error})"
+    # (the archive's top folder is the name torch.save wrote it under: the atomic write's temp name)
+    return (damaged.partition("/")[2] or damaged) if damaged else None
 
 
 # What each "format" entry is, in words, for the messages of files that are none of them.
@@ -468,8 +470,8 @@ def discard_untracked_best_after(run_dir: Path, step: int) -> str | None:
 def prune_checkpoints(run_dir: Path, keep: int, written: Path) -> None:
     """Delete all but the newest `keep` checkpoints by the steps they hold, never one that holds a
     later step than `written` (the checkpoint just saved), whatever the names say. A file that does
-    not load as a checkpoint is neither counted nor deleted: a damaged one would take the place of
-    a good one, and a foreign file named like a checkpoint is the user's."""
+    not load as a checkpoint, or fails its checksum, is neither counted nor deleted: a damaged one
+    would take the place of a good one, and a foreign file named like a checkpoint is the user's."""
     ordered = []
     for step, path, loads in _read_checkpoint_steps(run_dir):
         if not loads:
@@ -480,8 +482,17 @@ def prune_checkpoints(run_dir: Path, keep: int, written: Path) -> None:
     newest = next((step for step, path in ordered if path == written), None)
     if newest is None:
         return
-    for step, path in ordered[:-keep]:
-        if step < newest:
+    kept = 0
+    for step, path in reversed(ordered):  # newest first: the kept are checked whole, the rest go
+        if kept < keep or step >= newest:
+            # (the step's entry reads from a damaged file: only its records' checksums tell)
+            damaged = None if path == written else _failed_checksum(path)
+            if damaged:
+                warnings.warn(f"'{path}' is corrupt (its record '{damaged}' fails its checksum): it is not counted "
+                              f"among the {keep} kept, nor deleted; move it out of the run directory", stacklevel=2)
+            else:
+                kept += 1
+        else:
             path.unlink(missing_ok=True)
 
 
