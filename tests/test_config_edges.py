@@ -782,3 +782,22 @@ def test_a_diffaugment_list_recorded_in_another_order_is_no_changed_setting_on_r
     assert changed_keys({"loss": {"diffaugment": "cutout,color"}}, {"loss": {"diffaugment": "color,cutout"}}) == []
     assert changed_keys({"loss": {"diffaugment": "cutout"}}, {"loss": {"diffaugment": "color,cutout"}}) == [
         "loss.diffaugment 'cutout' -> 'color,cutout'"]
+
+
+def test_a_metric_that_ends_before_the_runs_other_scalars_marks_it_unfinished(tmp_path):
+    # An event file cut short mid-way (TensorBoard's reader stops there without a word) kept the
+    # losses of the last step and lost its SWD: the group's "final" mixed step 200 and step 300.
+    from torch.utils.tensorboard import SummaryWriter
+
+    from gan.tools.compare import CompareWarning, compare
+
+    sweep = tmp_path / "sweep"
+    logged_run(sweep, "00000-seed=0", 0, [3.0, 2.0, 1.0])
+    cut = logged_run(sweep, "00001-seed=1", 1, [3.0, 2.5])  # swd at 100, 200
+    writer = SummaryWriter(str(cut))
+    writer.add_scalar("loss/d", 1.0, 300)  # ... and its losses at the last step
+    writer.close()
+    with pytest.warns(CompareWarning, match=r"00001-seed=1' logged swd/mean up to step 200, its other scalars up to "
+                                            "its last step 300: its event file may be cut short"):
+        table, _ = compare([sweep], None, tmp_path / "out")
+    assert "(1 of 2 runs unfinished: steps 200 of 300)" in table

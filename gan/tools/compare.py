@@ -332,13 +332,23 @@ def last_step(curves: dict[str, Curve]) -> int | None:
     return max((int(steps[-1]) for steps, _ in curves.values() if len(steps)), default=None)
 
 
-def unfinished_runs(runs: dict[Path, dict[str, Curve]], planned: dict[Path, int]) -> list[tuple[int, int]]:
+def unfinished_runs(runs: dict[Path, dict[str, Curve]], planned: dict[Path, int], metric: str) -> list[tuple[int, int]]:
     """(last logged step, train.steps) of each run that logged nothing at its planned last step: still
-    training, or stopped."""
+    training, or stopped. The loop logs every scalar there, so a run whose other scalars reached it
+    and whose `metric` did not (an event file cut short, a run stopped in its last evaluation) is one
+    too, at the metric's last step, and warned of: its final value is not of the run's end."""
     found = []
     for run, curves in runs.items():
         last, steps = last_step(curves), planned.get(run)
-        if last is not None and isinstance(steps, int) and last < steps:
+        if last is None or not isinstance(steps, int):
+            continue
+        measured = int(curves[metric_tag(curves, metric)][0][-1]) if _measured(curves, metric) else last
+        if last >= steps > measured:
+            warnings.warn(f"'{run}' logged {metric} up to step {measured}, its other scalars up to its last step "
+                          f"{last}: its event file may be cut short, or the run stopped in its last evaluation; its "
+                          f"final {metric} is step {measured}'s", CompareWarning, stacklevel=3)
+            found.append((measured, steps))
+        elif last < steps:
             found.append((last, steps))
     return found
 
@@ -376,7 +386,7 @@ def summarise(label: str, runs: dict[Path, dict[str, Curve]], metric: str, lower
     _warn_of_repeated_seeds(label, runs, seeds or {})
     return GroupSummary(label, len(runs), _mean_std(bests) if bests else None,
                         statistics.fmean(best_steps) if best_steps else None, _mean_std(finals) if finals else None,
-                        losses, statistics.fmean(speeds) if speeds else None, unfinished_runs(runs, planned or {}))
+                        losses, statistics.fmean(speeds) if speeds else None, unfinished_runs(runs, planned or {}, metric))
 
 
 def _warn_of_repeated_seeds(label: str, runs: dict[Path, dict[str, Curve]], seeds: dict[Path, object]) -> None:
