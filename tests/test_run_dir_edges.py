@@ -572,6 +572,35 @@ def test_a_signal_while_the_last_checkpoint_is_written_cuts_nothing_short(tmp_pa
     assert "stopped by" not in result.output
 
 
+@pytest.mark.parametrize("during", ["checkpoint", "previews"])
+def test_a_signal_during_a_steps_side_tasks_or_checkpoint_trains_no_further_step(tmp_path, monkeypatch, during):
+    # The stop was read just after the step, before its outputs and checkpoint: one that came during
+    # them trained another step and wrote a second checkpoint, inside a preemption's grace period.
+    import signal
+
+    from gan.core.checkpoint import list_checkpoints
+
+    save, previews = loop_module._save, loop_module._write_previews
+
+    def signalled_save(run, step, final=False):
+        if step == 2 and during == "checkpoint":
+            signal.raise_signal(signal.SIGTERM)
+        return save(run, step, final)
+
+    def signalled_previews(recipe, run_dir, step):
+        if step == 3 and during == "previews":
+            signal.raise_signal(signal.SIGTERM)
+        return previews(recipe, run_dir, step)
+
+    monkeypatch.setattr(loop_module, "_save", signalled_save)
+    monkeypatch.setattr(loop_module, "_write_previews", signalled_previews)
+    run = tmp_path / "run"
+    result = train_command(DEMO, *sets(*TINY, "train.steps=8", "log.image_every=1"), "--run-dir", str(run))
+    assert result.exit_code == 143, result.output
+    stopped_at = 2 if during == "checkpoint" else 3  # (TINY checkpoints every 2 steps; the stop writes its own)
+    assert list_checkpoints(run)[-1].name == f"checkpoint-{stopped_at:08d}.pt", result.output
+
+
 @pytest.mark.parametrize("code, fix", [(errno.EROFS, "remount its disk writable"),
                                        (errno.EACCES, "make it writable (chmod -R u+w")])
 def test_a_resume_that_cannot_write_its_run_directory_says_how_to_go_on(tmp_path, monkeypatch, code, fix):

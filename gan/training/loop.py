@@ -508,10 +508,13 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
                 if due:
                     run.last_checkpoint = _save(run, run.step, final=last or stopping)
                 run.paused += time.perf_counter() - io_start
+                # a stop during this step's side tasks or checkpoint trains no further step (under torchrun
+                # the processes agree on a stop at log points only, so they stop at the same step)
+                stopping = stopping or (not group.distributed and stop.signal_name is not None)
             interrupted_by = stop.signal_name or ("a signal to another process" if stopping else None)
             if interrupted_by and run.step >= config.train.steps:  # it came while the last step was saved
-                run.say(f"{interrupted_by} came after the last step, while its checkpoint was written: the run "
-                        "is complete, so it cut nothing short")
+                run.say(f"{interrupted_by} came after the last step, while its outputs and checkpoint were "
+                        "written: the run is complete, so it cut nothing short")
                 interrupted_by = None
             if interrupted_by and run.saved_step != run.step and run.main:  # stopped while waiting for data
                 run.last_checkpoint = _save(run, run.step, final=True)
