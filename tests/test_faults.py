@@ -325,6 +325,19 @@ def test_resuming_with_another_architecture_names_the_parameter_the_shapes_and_t
             in result.output)
 
 
+def test_a_resume_refused_for_its_networks_does_not_first_blame_the_runs_best_pt(tmp_path):
+    # best.pt was checked against the changed networks before the checkpoint refused them: "best.pt
+    # holds other networks than this run's: its record is dropped", of the run's own best.pt.
+    first = train(tiny_config("metrics.every=2", "metrics.num_samples=16"), tmp_path / "run", CPU)
+    assert (first.run_dir / "best.pt").is_file()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = CliRunner().invoke(main, ["train", "--resume", str(first.run_dir), "--set", "train.steps=6",
+                                           "--set", "model.generator_args.channels=16"])
+    assert result.exit_code == 2 and "does not fit" in result.output, result.output
+    assert not [str(w.message) for w in caught if "best" in str(w.message)]
+
+
 def test_resuming_from_a_checkpoint_of_another_recipe_says_it_belongs_to_another_run(tmp_path):
     from conftest import tiny_recipe_config, write_recipe_data
 

@@ -476,6 +476,8 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
     run.command = command
     if resume:
         _restore(run, on_resume)
+        if run.main:
+            run.best = _best_checkpoint(config, run.recipe, run.evaluator, run_dir)
     if command.first_step is None:  # (an --on-nan rollback trains again from a later start: the command's is kept)
         command.first_step = run.start_step
     if run.step >= config.train.steps and not run.side_tasks_due:  # (config.toml stays, unless gone or cut short)
@@ -587,7 +589,9 @@ def _set_up(config: Config, run_dir: Path, device: torch.device, group: ProcessG
             param_group.setdefault("base_lr", param_group["lr"])
     main = group.is_main
     evaluator = _generative_evaluator(config, recipe, device) if main else None
-    best = _best_checkpoint(config, recipe, evaluator, run_dir) if main else None
+    # (a resume's best.pt is read once its checkpoint has loaded: one that this resume's changed networks
+    # refuse is the config's error, not a best.pt of other networks to warn of)
+    best = _best_checkpoint(config, recipe, evaluator, run_dir) if main and not resume else None
     unconditional = hasattr(recipe, "evaluation_generator")
     health = HealthWatch(config.loss.adversarial in ("vanilla", "lsgan"), unconditional,
                          1.0 - config.loss.label_smoothing) if main else None
