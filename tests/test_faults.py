@@ -150,6 +150,19 @@ def test_a_second_writer_on_a_run_directory_stops_at_once_naming_the_holder(tmp_
     assert {path.name: path.read_bytes() for path in first.run_dir.glob("checkpoint-*.pt")} == before
 
 
+def test_resuming_a_run_that_trains_now_before_its_first_checkpoint_names_the_holder(tmp_path):
+    # It said "has no checkpoint-*.pt ...: start it again with gan train CONFIG", of a run still training.
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.toml").write_text('recipe = "dcgan"\n')
+    with RunLock(run_dir):
+        result = CliRunner().invoke(main, ["train", "--resume", str(run_dir)])
+    assert result.exit_code == 2 and f"is in use by another gan process (pid {os.getpid()})" in result.output, \
+        result.output
+    result = CliRunner().invoke(main, ["train", "--resume", str(run_dir)])  # (once it has ended)
+    assert result.exit_code == 2 and "has no checkpoint-*.pt to resume from" in result.output, result.output
+
+
 def test_the_lock_of_a_killed_writer_is_released_by_the_kernel(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import sys, time

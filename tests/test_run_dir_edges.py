@@ -100,6 +100,17 @@ def test_config_and_resume_together_are_refused(tmp_path):
     assert result.exit_code == 2 and "give CONFIG or --resume, not both" in result.output, result.output
 
 
+def test_out_with_resume_or_run_dir_is_refused_not_passed_over(tmp_path):
+    # `--resume RUN --out OTHER` resumed RUN in place and made nothing in OTHER, without a word.
+    folder = tmp_path / "run"
+    assert train_command(DEMO, *sets(*TINY), "--run-dir", str(folder)).exit_code == 0
+    before = sorted(path.name for path in folder.iterdir())
+    for command in (["--resume", str(folder)], [str(DEMO), "--run-dir", str(folder)]):
+        result = train_command(*command, *sets("train.steps=6"), "--out", str(tmp_path / "other"))
+        assert result.exit_code == 2 and "--out does not go with it" in result.output, result.output
+    assert sorted(path.name for path in folder.iterdir()) == before and not (tmp_path / "other").exists()
+
+
 def test_a_resume_names_what_it_changes_and_warns_of_a_new_seed(tmp_path):
     folder = tmp_path / "run"
     assert train_command(DEMO, *sets(*TINY), "--run-dir", str(folder)).exit_code == 0

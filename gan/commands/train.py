@@ -119,6 +119,7 @@ def unwritable_run(error: BaseException, run_dir: Path | None) -> str | None:
 def check_resumable(run_dir: Path) -> None:
     """ConfigError saying what `run_dir` is when it is not a run `--resume` can continue."""
     from gan.core.checkpoint import EXPORT_SUFFIXES, export_source, holds_a_run, list_checkpoints
+    from gan.core.files import LOCK_NAME, RunLock
     from gan.core.registry import ConfigError
 
     if not run_dir.is_dir():  # a checkpoint or config.toml given for its run
@@ -148,6 +149,9 @@ def check_resumable(run_dir: Path) -> None:
     if not (run_dir / "config.toml").is_file():
         raise ConfigError(f"--resume '{run_dir}' has no config.toml and no checkpoint: it is not a run directory "
                           "gan made")
+    if (run_dir / LOCK_NAME).is_file():  # a run training now, before its first checkpoint: it says whose
+        with RunLock(run_dir):
+            pass
     best = " (its best.pt is the best checkpoint kept, not a point to resume from)" if (
         run_dir / "best.pt").is_file() else ""
     raise ConfigError(f"--resume '{run_dir}' has no checkpoint-*.pt to resume from{best}: the run stopped before "
@@ -371,6 +375,11 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
     if config is not None and resume is not None:
         raise click.UsageError(f"--resume continues '{resume}' with its own config.toml; give CONFIG or --resume, "
                                "not both (--set KEY=VALUE changes a setting on resume)")
+    out_given = click.get_current_context().get_parameter_source("out") != click.core.ParameterSource.DEFAULT
+    if out_given and (resume is not None or run_dir is not None):  # (it was passed over in silence)
+        raise click.UsageError(f"--out is the folder a new run is numbered in; {'--resume' if resume else '--run-dir'} "
+                               "names the run directory itself, so --out does not go with it (to continue a copy "
+                               "of a run, copy its directory and resume the copy)")
     if run_dir is not None and (resume is not None or config is None):
         raise click.UsageError("--run-dir trains CONFIG in that directory (resuming it when it has a checkpoint); "
                                "it does not go with --resume")
