@@ -1170,23 +1170,31 @@ def _generative_evaluator(config: Config, recipe: Recipe, device: torch.device) 
 
 
 def _drop_metrics_after(path: Path, step: int, say: Callable[[str], None]) -> None:
-    """Drop the rows of steps after `step` from metrics.jsonl: a resume from `step` scores them anew
-    (a line that is not a row is kept as it is)."""
+    """Drop the rows of steps after `step` from metrics.jsonl: a resume from `step` scores them anew.
+    A last line cut short (no newline, no row: a write the stop cut) goes too; any other line that
+    is not a row is kept as it is."""
     if not path.is_file():
         return
-    kept, dropped = [], 0
-    for line in path.read_bytes().splitlines(keepends=True):  # bytes: a damaged line is kept as it is
+    kept, dropped, torn = [], 0, False
+    lines = path.read_bytes().splitlines(keepends=True)  # bytes: a damaged line is kept as it is
+    for index, line in enumerate(lines):
         try:
-            row_step = json.loads(line).get("step")
+            row = json.loads(line)
+            row_step = row.get("step")
         except (ValueError, AttributeError):  # (UnicodeDecodeError is a ValueError)
-            row_step = None
+            row, row_step = None, None
         if isinstance(row_step, (int, float)) and not isinstance(row_step, bool) and row_step > step:
             dropped += 1
+        elif row is None and index == len(lines) - 1 and not line.endswith(b"\n"):
+            torn = True
         else:
             kept.append(line)
-    if dropped:
+    if dropped or torn:
         write_atomically(path, lambda temp: temp.write_bytes(b"".join(kept)))
+    if dropped:
         say(f"{path.name}: dropped {dropped} row(s) past step {step}, the steps this resume trains again")
+    if torn:
+        say(f"{path.name}: dropped its last line, cut short before its end ({lines[-1][:40]!r}...)")
 
 
 # gan eval's default results in a run directory, and the preview grids in samples/, by the step
