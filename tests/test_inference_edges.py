@@ -277,6 +277,10 @@ def test_translate_says_when_checkpoint_and_input_are_swapped(runs, tmp_path):
                           f"one: CHECKPOINT comes first, then INPUT: gan translate {run} {images} {tmp_path / 'out'}")
     assert_one_error_line(invoke("translate", image, list_checkpoints(run)[-1], tmp_path / "o.png"),
                           "CHECKPOINT comes first")
+    spaced = tmp_path / "my images"  # the command given is one to paste: quoted where a path needs it
+    shutil.copytree(images, spaced)
+    assert_one_error_line(invoke("translate", spaced, run, tmp_path / "out"),
+                          f"CHECKPOINT comes first, then INPUT: gan translate {run} '{spaced}' {tmp_path / 'out'}")
     assert_one_error_line(invoke("translate", images, images, tmp_path / "out"), f"'{images}' is no run directory: it "
                           "holds no checkpoint-*.pt and no config.toml")
     assert not (tmp_path / "out").exists()

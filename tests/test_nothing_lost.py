@@ -100,8 +100,12 @@ def test_clear_removes_gans_files_only_and_says_what_it_removed(cache_dir):
     assert "removed 1 cache(s) and 2 leftover file(s)" in result.output
     assert not cache.array_path.exists() and not cache.header_path.exists()
     assert not orphan.exists() and not abandoned.exists() and building.exists()
-    assert "1 temp file(s) of builds that may still run" in result.output
+    assert "1 file(s) that a build may still be writing" in result.output
     assert_untouched(foreign)
+    recent = cache_dir / "0123456789abcdef0123.npy"  # an array just written, its header still to come
+    np.save(recent, np.zeros((1, 3, 4, 4), np.uint8))
+    result = invoke("cache", "clear", "--dir", cache_dir)
+    assert recent.exists() and "(temp files, or arrays still without their header;" in result.output, result.output
 
 
 def test_leftovers_of_broken_builds_obey_older_than(cache_dir):

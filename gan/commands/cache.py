@@ -60,8 +60,9 @@ def _mib(paths: list[Path]) -> float:
 def _echo_untouched(building: list[Path], foreign: list[Path]) -> None:
     """Say what the command did not touch, and why."""
     if building:
-        click.echo(f"left alone {len(building)} temp file(s) of builds that may still run (their process is alive, "
-                   f"or they were written in the last 10 minutes): {_named(building)}", err=True)
+        click.echo(f"left alone {len(building)} file(s) that a build may still be writing (temp files, or arrays "
+                   f"still without their header; their process is alive, or they were written in the last 10 "
+                   f"minutes): {_named(building)}", err=True)
     if foreign:
         click.echo(f"left alone {len(foreign)} file(s) that gan cannot tell are its own caches (another program's, "
                    f"or a cache whose header was damaged or edited; the run that needs one rebuilds it): "

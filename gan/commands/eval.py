@@ -24,9 +24,9 @@ def _format_row(row: dict) -> str:
 @click.command(name="eval")
 @click.argument("checkpoint", type=UserPath(exists=True, path_type=Path))
 @click.option("--data", "folder", type=UserPath(exists=True, file_okay=False, path_type=Path),
-              help="Super-resolution: a folder of HR images. Paired: a folder of pairs, or a root of split "
-                   "subfolders (train/ val/ ...; see --split). Unconditional: the real images to compare with "
-                   "[default: the run's data.root].")
+              help="Super-resolution (required): a folder of HR images. Paired (required): a folder of pairs, or "
+                   "a root of split subfolders (train/ val/ ...; see --split). Unconditional: the real images to "
+                   "compare with [default: the run's data.root].")
 @click.option("--split", help="Paired checkpoints: the subfolder of --data to score, or \"all\" for every pair under "
                               "it [default: the run's data.val_split (else data.split) when --data has it, as "
                               "training validates]. CycleGAN: score <split>A/ and <split>B/ [default: the run's "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import signal
 import warnings
 from pathlib import Path
@@ -77,8 +78,9 @@ def refuse_swapped_arguments(checkpoint: Path, source: Path, output: Path) -> No
     images = (checkpoint.is_file() and checkpoint.suffix.lower() in IMAGE_EXTENSIONS) or (
         checkpoint.is_dir() and not holds_a_run(checkpoint))
     if model and images:
+        command = shlex.join(["gan", "translate", str(source), str(checkpoint), str(output)])  # (pasted as it is)
         raise ValueError(f"'{checkpoint}' is no model and '{source}' is one: CHECKPOINT comes first, then INPUT: "
-                         f"gan translate {source} {checkpoint} {output}")
+                         f"{command}")
 
 
 def input_and_target(pair: Path, direction: str) -> tuple[Image.Image, Image.Image]:
