@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -64,6 +65,12 @@ def sweep(config: Path, grids: tuple[str, ...], seeds: int, sets: tuple[str, ...
     )
     from gan.training.loop import DeviceUnavailable, select_device
 
+    if os.environ.get("WORLD_SIZE", "1").strip() not in ("", "1"):  # started by torchrun: one sweep per process
+        if os.environ.get("RANK", "0").strip() != "0":
+            sys.exit(2)  # (rank 0 says why)
+        fail("gan sweep starts its runs as processes of its own (--jobs, one GPU each), so torchrun would start "
+             "one sweep per process, and each run would read torchrun's variables as its own: run gan sweep "
+             "without torchrun, or give --print-commands and start each printed `gan train` under torchrun")
     try:
         refuse_folder_in_a_run(out, "--out")
         grid = [parse_grid(option) for option in grids]
