@@ -87,7 +87,8 @@ def test_a_model_that_fails_is_reported_and_the_others_are_still_measured(tmp_pa
     monkeypatch.setattr(gan.tools.benchmark, "bench_model", fake_bench_model)
     result = CliRunner().invoke(main, ["bench", "--model", "pix2pix256", "--model", "dcgan64", "--device", "cpu",
                                        "--data-root", "none", "--json", str(tmp_path / "b.json")])
-    assert result.exit_code == 2 and "pix2pix256 (RuntimeError: an inductor stride assertion)" in result.output
+    assert result.exit_code == 2 and "RuntimeError: an inductor stride assertion" in result.output, result.output
+    assert result.output.splitlines()[-1] == "error: failed: pix2pix256 (said above)"  # (not twice in full)
     written = json.loads((tmp_path / "b.json").read_text())
     assert [row["model"] for row in written["models"]] == ["dcgan64"]
     assert written["failures"] == {"pix2pix256": "RuntimeError: an inductor stride assertion"}
@@ -100,6 +101,21 @@ def test_an_override_a_models_recipe_refuses_is_one_line_not_a_traceback():
     assert result.exit_code == 2 and "Traceback" not in result.output, result.output
     assert "error: dcgan64: train.adversarial_start is for recipes with a reconstruction loss" in result.output
     assert "| model |" not in result.output  # nothing measured: no empty table
+
+
+def test_networks_a_set_does_not_fit_and_a_batch_past_memory_are_refused_before_any_timing():
+    # srresnet4x was timed in full before dcgan64 refused a resolution of 48; a batch far past memory
+    # was killed by the kernel without a word, where gan train refuses it.
+    result = CliRunner().invoke(main, ["bench", "--model", "srresnet4x", "--model", "dcgan64", "--device", "cpu",
+                                       "--data-root", "none", "--rounds", "1", "--iters", "1", "--warmup", "0",
+                                       "--set", "data.resolution=48"])
+    assert result.exit_code == 2 and "timing" not in result.output, result.output
+    assert "error: dcgan64: data.resolution: resolution must be a power of two" in result.output
+    result = CliRunner().invoke(main, ["bench", "--model", "dcgan64", "--device", "cpu", "--data-root", "none",
+                                       "--rounds", "1", "--iters", "1", "--warmup", "0",
+                                       "--set", "train.batch_size=100000000"])
+    assert result.exit_code == 2 and "error: dcgan64: train.batch_size 100000000 needs at least" in result.output
+    assert "round 1/1" not in result.output, result.output
 
 
 def test_a_json_path_that_cannot_be_written_costs_no_measurement(tmp_path, monkeypatch):

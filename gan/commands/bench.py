@@ -73,7 +73,7 @@ def bench(models: tuple[str, ...], device: str, json_path: Path | None, overwrit
     )
     from gan.tools.benchmark import threads as thread_count
     from gan.training.loop import DeviceUnavailable, select_device
-    from gan.training.resolve import load_config
+    from gan.training.resolve import check_networks, load_config
 
     unknown = [name for name in models if name not in CASES]
     if unknown:
@@ -81,8 +81,11 @@ def bench(models: tuple[str, ...], device: str, json_path: Path | None, overwrit
                                  param_hint="--model")
     try:
         torch_device = select_device(device)
-        for name in models or CASES:  # a bad --set stops here, not inside every model's run
-            load_config(None, [*CASES[name].overrides, *overrides])
+        for name in models or CASES:  # a bad --set, or networks it does not fit, stop here, not after other models
+            try:
+                check_networks(load_config(None, [*CASES[name].overrides, *overrides]))
+            except ConfigError as error:
+                raise ConfigError(f"{name}: {error}") from None
         unmeasured = unmeasured_overrides(overrides)
         if unmeasured:
             click.echo(f"warning: --set {', '.join(unmeasured)} changes nothing gan bench measures (one training "
@@ -144,8 +147,9 @@ def bench(models: tuple[str, ...], device: str, json_path: Path | None, overwrit
         if json_error:  # (a full disk): the figures are on the terminal above
             fail(f"{json_error}; the figures are in the table above")
         click.echo(f"wrote {json_path}", err=True)
-    if failures:
-        fail(RuntimeError("failed: " + "; ".join(f"{name} ({error})" for name, error in failures.items())))
+    if failures:  # (each model's error was said as it failed; the data path's was not)
+        fail("failed: " + "; ".join(f"{name} ({'said above' if name != 'data path' else error})"
+                                    for name, error in failures.items()))
 
 
 def _written(json_path: Path, *results) -> str | None:
