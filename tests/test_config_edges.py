@@ -132,6 +132,8 @@ def test_a_crop_of_zero_is_refused():
     ("data.load_size=100000", "data.load_size must be in [0, 8192], got 100000"),  # a 10^10-pixel resize
     ("data.blur_sigma=1e308", "data.blur_sigma must be in [0.0, 100.0], got 1e+308"),
     ("data.noise_std=300", "data.noise_std must be in [0.0, 255.0], got 300.0"),
+    # (D saw noise alone: zero gradients, frozen losses, and no word)
+    ("loss.instance_noise=1e30", "loss.instance_noise must be in [0.0, 10.0], got 1e+30"),
     ("train.steps=9223372036854775808", "train.steps = 9223372036854775808 does not fit in 64 bits"),
     ("model.generator_args.channels=999999999999999999999999999999", "model.generator_args.channels = "
      "999999999999999999999999999999 does not fit in 64 bits"),
@@ -141,6 +143,16 @@ def test_a_count_that_would_exhaust_the_machine_is_refused(assignment, expected)
     stop the machine rather than train."""
     with pytest.raises(ConfigError, match=re.escape(expected)):
         load_config(None, [assignment])
+
+
+@pytest.mark.parametrize("sets", [["loss.adversarial=wgan-gp", "loss.gp_weight=0"],
+                                  ["loss.preset=wgan-gp", "loss.gp_weight=0"]])
+def test_wgan_gp_without_its_penalty_is_refused(sets):
+    # It trained an unconstrained critic in silence (a recipe without the penalty is refused for that)
+    with pytest.raises(ConfigError, match=r"loss.adversarial = 'wgan-gp' with loss.gp_weight = 0 trains its critic "
+                                          "unconstrained"):
+        load_config(None, sets)
+    assert load_config(None, [sets[0], "loss.gp_weight=1"]).loss.gp_weight == 1
 
 
 def test_dcgan_channels_beyond_max_channels_are_refused_not_capped():

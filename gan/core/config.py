@@ -498,7 +498,7 @@ def check_values(config: Config) -> None:
                           f"no targets to smooth; this config sets {loss.label_smoothing}): turn it off with "
                           "--set loss.label_smoothing=0")
     _check_range("loss.label_smoothing", loss.label_smoothing, 0.0, 0.5)
-    _check_range("loss.instance_noise", loss.instance_noise, 0.0, math.inf)
+    _check_range("loss.instance_noise", loss.instance_noise, 0.0, MAX_INSTANCE_NOISE)
     _check_range("loss.r1_gamma", loss.r1_gamma, 0.0, math.inf)
     _check_range("loss.r1_every", loss.r1_every, 1, math.inf)
     _check_augment_probability(loss)
@@ -563,6 +563,10 @@ def check_values(config: Config) -> None:
     _check_range("train.d_steps", config.train.d_steps, 1, MAX_D_STEPS)
     _check_range("train.ema_bn_batches", config.train.ema_bn_batches, 0, MAX_EMA_BN_BATCHES)
     _check_range("loss.gp_weight", loss.gp_weight, 0.0, math.inf)
+    if loss.adversarial == "wgan-gp" and loss.gp_weight == 0:  # (as a recipe without the penalty is refused)
+        raise ConfigError("loss.adversarial = 'wgan-gp' with loss.gp_weight = 0 trains its critic unconstrained, "
+                          "which the Wasserstein loss needs bounded: a weight > 0 (10 in the WGAN-GP paper), or "
+                          "another loss (vanilla, lsgan, hinge)")
     _check_range("loss.vgg_feature_scale", loss.vgg_feature_scale, 0.0, math.inf)
     _check_text(config)
     if config.metrics.root and data.dataset not in ("celeba", "folder"):
@@ -763,6 +767,7 @@ MAX_PREVIEW_SAMPLES = 1024  # a 32x32 grid: more is no grid a person can look at
 MAX_SYNTHETIC_SIZE = 10_000_000  # each epoch's order is a list of this many: 10M is 40x CelebA already
 MAX_LOADER_WORKERS = 256  # processes; more is a typo that would fork until the machine stops
 MAX_DIST_TIMEOUT_S = 7 * 24 * 3600  # a week: far past any wait rank 0 causes; more overflows the group's clocks
+MAX_INSTANCE_NOISE = 10.0  # std, on images in [-1, 1]: 5x their whole range already hides them from D
 MAX_D_STEPS = 100  # discriminator updates per generator update (WGAN uses 5); more is a typo
 MAX_EMA_BN_BATCHES = 10_000  # batches of BatchNorm statistics per EMA evaluation; more is a typo
 MAX_RESOLUTION = 8192  # pixels a side; more is a typo (a 8192^2 batch of 64 is already 50 GB of float input)
