@@ -140,6 +140,10 @@ def test_a_sweep_that_cannot_write_its_folder_leaves_no_folder(tmp_path, monkeyp
      "metrics.every: generative metrics are for unconditional recipes such as dcgan"),
     # a value the grid gives is named as the grid's (it said --set loss.preset)
     (DEMO, "loss.preset=hinge,foo", "run 00001-preset=foo (loss.preset=foo): --grid loss.preset = 'foo' is no preset"),
+    # data folders, from their paths alone: the runs before the one that named none had trained
+    (DEMO, "data.dataset=synthetic,folder", "run 00001-dataset=folder (data.dataset=folder): data.root is empty"),
+    (REPO / "experiments" / "dcgan_celeba64.toml", f"data.root={REPO / 'datasets'},/nonexistent/faces",
+     "run 00001-root=_nonexistent_faces (data.root=/nonexistent/faces): data.root '/nonexistent/faces' does not exist"),
 ])
 def test_a_grid_value_the_networks_refuse_is_named_before_any_run(tmp_path, config, grid, expected):
     # only the run of that value failed, when it started, after the others had trained

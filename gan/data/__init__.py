@@ -103,6 +103,24 @@ def _require_root(config: DataConfig) -> None:
                           "e.g. --set data.root=/path/to/images")
 
 
+# The folder keys each data set reads (the rest read data.root alone; synthetic, none).
+FOLDER_KEYS = {"synthetic": (), "sr_pairs": ("root", "val_root"), "unpaired": ("root", "a_root", "b_root")}
+
+
+def check_data_folders(config: DataConfig, metrics_root: str = "") -> None:
+    """What building the data sets would refuse of their folders, from the paths alone (no scan): an
+    empty data.root that the data set needs, or a folder key naming nothing or a file. A sweep
+    checks each run so before any trains; building a data set checks the rest (its images)."""
+    if config.dataset != "synthetic" and not (config.dataset == "unpaired" and config.a_root and config.b_root):
+        _require_root(config)
+    named = [(f"data.{key}", getattr(config, key)) for key in FOLDER_KEYS.get(config.dataset, ("root",))]
+    for key, folder in [*named, ("metrics.root", metrics_root)]:
+        if folder and not Path(folder).is_dir():
+            what = "does not exist" if not Path(folder).exists() else "is a file, not a folder"
+            raise ConfigError(f"{key} '{folder}' {what}. datasets/README.md says how to obtain each data set and "
+                              "where to put it")
+
+
 def reference_data(config: DataConfig, root: str) -> DataConfig:
     """The [data] section that reads `root` (metrics.root) as the metrics' real images: read as the
     training images are (crop, resolution), all of them. data.split and data.max_images select among

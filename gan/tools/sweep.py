@@ -37,6 +37,7 @@ from gan.core.progress import format_duration
 from gan.core.registry import ConfigError
 from gan.core.typecheck import coerce
 from gan.core.wording import first_few
+from gan.data import check_data_folders
 from gan.recipes import RECIPES
 from gan.training.loop import side_tasks_left
 from gan.training.resolve import check_networks, ignored_keys, load_config
@@ -261,21 +262,19 @@ class _Running:
     log: IO[str] | None
 
 
-def planned_steps(config: Path, sets: list[str], runs: list[SweepRun], on_cpu: bool = False) -> dict[str, int]:
+def planned_steps(config: Path, sets: list[str], runs: list[SweepRun], on_cpu: bool = False,
+                  here: bool = True) -> dict[str, int]:
     """Each run's `train.steps`, from its whole config: every grid point is checked (keys, types,
-    ranges, names, and the networks' arguments against the data), so a sweep that cannot run says so
-    before it writes anything. Two runs that would train the same (a grid value that changes nothing
-    there, or on the CPU when every run trains there: `on_cpu`) are refused."""
-    steps, trained_by = {}, {}
+    ranges, names, the networks' arguments against the data, and, for runs that train `here`,
+    their data folders), so a sweep that cannot run says so before it writes anything. Two runs
+    that would train the same (a grid value that changes nothing there, or on the CPU when every
+    run trains there: `on_cpu`) are refused."""
+    steps, trained_by, resolved_runs = {}, {}, []
     for run in runs:
-        try:
+        with _named_run(run):
             resolved = load_config(config, [*sets, *run.overrides])
             check_networks(resolved)
-        except ConfigError as error:
-            message = str(error)
-            for key in (override.partition("=")[0].strip() for override in run.overrides):
-                message = message.replace(f"--set {key}", f"--grid {key}")  # (the grid's values go in as --set)
-            raise ConfigError(f"run {run.name} ({' '.join(run.overrides) or 'no overrides'}): {message}") from None
+        resolved_runs.append((run, resolved))
         steps[run.name] = resolved.train.steps
         settings, values, why = _what_trains(resolved, on_cpu)
         if settings in trained_by:
@@ -286,7 +285,22 @@ def planned_steps(config: Path, sets: list[str], runs: list[SweepRun], on_cpu: b
             raise ConfigError(f"runs {first.name} and {run.name} would train the same ({reasons}): drop the value "
                               "that changes nothing from --grid, or sweep those settings separately")
         trained_by[settings] = (run, values, why)
+    for run, resolved in resolved_runs if here else ():  # (printed commands may train elsewhere, on its folders)
+        with _named_run(run):
+            check_data_folders(resolved.data, resolved.metrics.root if resolved.metrics.every else "")
     return steps
+
+
+@contextlib.contextmanager
+def _named_run(run: SweepRun):
+    """A ConfigError met checking `run`, said as that run's, with the grid's keys named as --grid."""
+    try:
+        yield
+    except ConfigError as error:
+        message = str(error)
+        for key in (override.partition("=")[0].strip() for override in run.overrides):
+            message = message.replace(f"--set {key}", f"--grid {key}")  # (the grid's values go in as --set)
+        raise ConfigError(f"run {run.name} ({' '.join(run.overrides) or 'no overrides'}): {message}") from None
 
 
 # Speed switches that act on CUDA alone, and those whose 'auto' means on for CUDA, off elsewhere.
