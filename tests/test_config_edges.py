@@ -403,6 +403,23 @@ def test_a_network_made_for_another_recipe_is_named_with_those_that_fit(assignme
         build_recipe(config)
 
 
+@pytest.mark.parametrize("config, assignment, expected", [
+    (REPO / "experiments" / "cyclegan_photo2manga128.toml", "model.discriminator=dcgan",
+     "model.discriminator = 'dcgan' does not fit this recipe: it needs resolution"),
+    (REPO / "experiments" / "pix2pix_facades.toml", "model.generator=srresnet",
+     "model.generator = 'srresnet' does not fit this recipe: it needs scale"),
+    (DEMO, "model.generator=unet", "model.generator = 'unet' does not fit this recipe"),
+])
+def test_a_network_swapped_in_is_refused_as_a_misfit_before_its_arguments(config, assignment, expected):
+    # The config's arguments are the old network's: "unknown key 'model.discriminator_args.n_layers' for
+    # discriminator 'dcgan'" came first, and once fixed, the network's misfit.
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        load_config(config, [assignment])
+    with pytest.raises(ConfigError, match=re.escape("unknown key 'model.generator_args.nrom' for generator "
+                                                    "'unet_256' (did you mean 'norm'?)")):  # (a typo is still one)
+        load_config(REPO / "experiments" / "pix2pix_facades.toml", ["model.generator_args.nrom=batch"])
+
+
 def test_a_patchgan_too_deep_for_the_crops_is_refused_with_the_deepest_that_fits():
     sets = ["data.root=/work/shared/data/sr/T91", "data.val_root=/work/shared/data/sr/Set5"]
     config = load_config(REPO / "experiments" / "sr_pix2pix_x4.toml", [*sets, "model.discriminator_args.n_layers=30"])

@@ -7,6 +7,7 @@ none of them has to know about it.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from pathlib import Path
 from typing import Any
@@ -62,10 +63,8 @@ def resolve_names(config: Config) -> Config:
         config.loss.adversarial_weight = recipe.adversarial_weight_default(config.recipe)
     DATASETS.get(config.data.dataset)
     model = config.model
-    model.generator_args = resolve_network_args("generator", model.generator, model.generator_args,
-                                                "model.generator_args")
-    model.discriminator_args = resolve_network_args("discriminator", model.discriminator, model.discriminator_args,
-                                                    "model.discriminator_args")
+    model.generator_args = _network_args(config, "generator")
+    model.discriminator_args = _network_args(config, "discriminator")
     adversarial = config.loss.adversarial
     if adversarial not in ADVERSARIAL_LOSSES:
         raise ConfigError(f"unknown loss.adversarial '{adversarial}'{suggest(adversarial, list(ADVERSARIAL_LOSSES))}; "
@@ -87,6 +86,26 @@ def resolve_names(config: Config) -> Config:
     config.loss.diffaugment = ",".join(policy)
     warn_about_ignored_keys(config)
     return config
+
+
+def _network_args(config: Config, role: str) -> dict[str, Any]:
+    """model.<role>_args checked and filled (`resolve_network_args`). When they do not fit the network
+    because the network does not fit the recipe (model.generator swapped in a config whose arguments
+    are the old network's), that is said instead: fixing the arguments first would only meet it next."""
+    name, args = getattr(config.model, role), getattr(config.model, f"{role}_args")
+    try:
+        return resolve_network_args(role, name, args, f"model.{role}_args")
+    except ConfigError as error:
+        bare = dataclasses.replace(config, model=dataclasses.replace(config.model, generator_args={},
+                                                                     discriminator_args={}))
+        try:
+            RECIPES.get(config.recipe).check(bare)
+        except ConfigError as misfit:
+            if str(misfit).startswith(f"model.{role} = '{name}' does not fit this recipe"):
+                raise misfit from None
+        except Exception:  # noqa: BLE001 - (any other complaint of the bare networks is not this one's)
+            pass
+        raise error from None
 
 
 def check_networks(config: Config) -> None:
