@@ -9,6 +9,7 @@ in) is what a run directory keeps.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -309,14 +310,37 @@ def read_config(path: str | Path | None, overrides: list[str] = (),
         tree = fill_from_trained(tree, path, *trained, cut_line)
     if path is not None and (trained is not None or _is_run_config(path)):
         _upgrade_written_config(tree, path)
+    as_written = copy.deepcopy(tree)
     tree, overrides = _apply_preset(tree, list(overrides), path)
     for assignment in overrides:
         apply_override(tree, assignment)
-    config = _fill(Config, tree, "")
-    _expand_home(config)
-    check_values(config)
+    try:
+        config = _fill(Config, tree, "")
+        _expand_home(config)
+        check_values(config)
+    except ConfigError as error:
+        raise _naming_the_file(error, as_written, path) from None
     warn_about_inert_keys(config, {assignment.partition("=")[0].strip() for assignment in overrides})
     return config
+
+
+def _naming_the_file(error: ConfigError, as_written: dict[str, Any], path: Path | None) -> ConfigError:
+    """`error` with the config file named when the file alone, as written, gives it: a key or value
+    of the file, not of a --set (whose own messages name --set)."""
+    if path is None or str(error).startswith(f"{path}:"):
+        return error
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            config = _fill(Config, copy.deepcopy(as_written), "")
+            _expand_home(config)
+            check_values(config)
+    except ConfigError as own:
+        if str(own) == str(error):
+            return ConfigError(f"{path}: {error}")
+    except Exception:  # noqa: BLE001 - (the file alone may fail otherwise: then it is not the file's to name)
+        pass
+    return error
 
 
 def _read_run_config(path: Path) -> tuple[dict[str, Any], str | None]:
