@@ -74,6 +74,20 @@ def test_bench_cli_writes_json_without_a_baseline(tmp_path):
     assert report["models"][0]["model"] == "dcgan64" and report["models"][0]["ratio"] is None
     result = CliRunner().invoke(main, ["bench", "--model", "dcgan65"])
     assert result.exit_code == 2 and "unknown model(s) dcgan65" in result.output
+    result = CliRunner().invoke(main, ["bench", "--model", "DCGAN64"])
+    assert result.exit_code == 2 and "unknown model(s) DCGAN64 (did you mean 'dcgan64'?)" in result.output
+
+
+def test_a_model_given_twice_is_timed_once(tmp_path, monkeypatch):
+    import gan.tools.benchmark
+
+    timed = []
+    monkeypatch.setattr(gan.tools.benchmark, "bench_model", lambda name, *args, **kwargs: timed.append(name) or
+                        gan.tools.benchmark.Row(name, 10.0, None, None, None, None, None, None, 1.0))
+    result = CliRunner().invoke(main, ["bench", "--model", "dcgan64", "--model", "dcgan64", "--device", "cpu",
+                                       "--data-root", "none", "--json", str(tmp_path / "b.json")])
+    assert result.exit_code == 0 and timed == ["dcgan64"], result.output
+    assert [row["model"] for row in json.loads((tmp_path / "b.json").read_text())["models"]] == ["dcgan64"]
 
 
 def test_a_model_that_fails_is_reported_and_the_others_are_still_measured(tmp_path, monkeypatch):

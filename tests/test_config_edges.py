@@ -846,3 +846,12 @@ def test_a_key_or_value_of_the_config_file_is_refused_naming_the_file(tmp_path, 
     with pytest.raises(ConfigError) as error:  # (a --set's own value: no file to name)
         load_config(DEMO, ["train.steps=-1"])
     assert str(error.value) == "train.steps must be >= 1, got -1"
+
+
+def test_metric_names_are_kept_as_they_are_computed_and_a_network_argument_is_named_in_full():
+    # ["SWD", "swd"] was computed once as swd and written to config.toml as given; a bad norm was
+    # "model.generator_args: unknown norm 'foo'", without the key's last part.
+    assert load_config(DEMO, ["metrics.names=['SWD', 'swd']"]).metrics.names == ["swd"]
+    config = load_config(REPO / "experiments" / "pix2pix_facades.toml", ["model.generator_args.norm=foo"])
+    with pytest.raises(ConfigError, match=re.escape("model.generator_args.norm: unknown norm 'foo'; valid: batch")):
+        build_recipe(config)

@@ -1,6 +1,7 @@
 """`gan sweep` and `gan train --run-dir`: grid expansion and names, the manifest, commands for a
 job array, and a sweep run again that skips finished runs and resumes an interrupted one."""
 
+import re
 import shlex
 
 import pytest
@@ -52,6 +53,9 @@ def test_grid_values_in_quotes_may_hold_commas_or_be_empty():
     ("loss.adversarial=hinge,hinge", "listed twice"),
     # (its hint was --set's, to close the bracket, where the grid's comma had cut the list)
     ("train.lr_milestones=[1,2],[3]", "'\\[1' is part of a list, as --grid splits its values at every comma"),
+    # (its example was of numbers, and quoted so that a list of strings could not follow it)
+    ('metrics.names=["swd"],["swd","pr"]', re.escape("its strings in single ones: --grid \"metrics.names=\\\"['a']\\\","
+                                                     "\\\"['a', 'b']\\\"\"")),
 ])
 def test_a_malformed_grid_is_named(option, message):
     with pytest.raises(ConfigError, match=message):

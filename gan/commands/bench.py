@@ -55,7 +55,7 @@ def bench(models: tuple[str, ...], device: str, json_path: Path | None, overwrit
 
     import torch
 
-    from gan.core.registry import ConfigError
+    from gan.core.registry import ConfigError, suggest
     from gan.inference.outputs import OutputRefused, check_outputs
     from gan.tools.benchmark import (
         CASES,
@@ -75,10 +75,11 @@ def bench(models: tuple[str, ...], device: str, json_path: Path | None, overwrit
     from gan.training.loop import DeviceUnavailable, select_device
     from gan.training.resolve import check_networks, load_config
 
-    unknown = [name for name in models if name not in CASES]
+    unknown = [f"{name}{suggest(name, list(CASES))}" for name in models if name not in CASES]
     if unknown:
         raise click.BadParameter(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(CASES)}",
                                  param_hint="--model")
+    models = tuple(dict.fromkeys(models))  # (a model given twice is timed once: one row per model)
     try:
         torch_device = select_device(device)
         for name in models or CASES:  # a bad --set, or networks it does not fit, stop here, not after other models

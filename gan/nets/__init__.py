@@ -13,6 +13,7 @@ import functools
 import importlib
 import inspect
 import math
+import re
 import typing
 import warnings
 from dataclasses import dataclass, field
@@ -229,8 +230,9 @@ def network_spec(role: str, name: str, args: dict[str, Any], key: str, supplied_
     try:
         spec.check()
     except ValueError as error:  # (a network's own errors start with the argument they refuse)
+        named = [arg for arg in args if re.search(rf"\b{re.escape(arg)}\b", str(error))]
         source = next((config_key for arg, config_key in (supplied_from or {}).items() if str(error).startswith(arg)),
-                      key)
+                      f"{key}.{named[0]}" if len(named) == 1 else key)  # (the one argument of the user's it names)
         raise ConfigError(f"{source}: {error}") from None
     constructor = _zoo(role).get(name)  # (unet_128 is a functools.partial of the U-Net: its own word is the U-Net's)
     inert_args = getattr(getattr(constructor, "func", constructor), "inert_args", None)

@@ -79,7 +79,8 @@ def _refuse_equal_values(key: str, listed: list[str]) -> None:
     cut = [value for value in listed if value.startswith("[") != value.endswith("]")]
     if cut and typing.get_origin(annotation) is list:  # (`[1,2],[3]`: the comma inside a list split it too)
         raise ConfigError(f"--grid {key}: '{cut[0]}' is part of a list, as --grid splits its values at every comma "
-                          f"outside quotes; quote each list whole: --grid '{key}=\"[1, 2]\",\"[3]\"'")
+                          f"outside quotes; quote each list whole in double quotes, its strings in single ones: "
+                          f"--grid \"{key}={_lists_quoted(annotation)}\"")
     parsed = [parse_value(key, value, "--grid") for value in listed]
     if annotation is not None:
         parsed = [coerce(value, annotation, f"--grid {key}") for value in parsed]
@@ -88,6 +89,14 @@ def _refuse_equal_values(key: str, listed: list[str]) -> None:
             if parsed[earlier] == value and isinstance(parsed[earlier], bool) == isinstance(value, bool):
                 raise ConfigError(f"--grid {key}: {listed[earlier]} and {listed[later]} are the same value "
                                   f"({value!r}), which would make two identical runs")
+
+
+def _lists_quoted(annotation: object) -> str:
+    """An example of two lists of the key's kind for a --grid in a shell's double quotes: each list in
+    escaped double quotes, strings in single ones (`\\"['a']\\",\\"['a', 'b']\\"`)."""
+    strings = typing.get_args(annotation) == (str,)
+    lists = ["['a']", "['a', 'b']"] if strings else ["[1, 2]", "[3]"]
+    return ",".join(f'\\"{text}\\"' for text in lists)
 
 
 def check_sets(sets: list[str], grid: list[tuple[str, list[str]]], seeds: int) -> None:

@@ -73,7 +73,7 @@ def resolve_names(config: Config) -> Config:
         raise ConfigError(f"loss.adversarial = 'wgan-gp': recipe '{config.recipe}' applies no gradient penalty "
                           "(dcgan does), so its critic would train unconstrained; use vanilla, lsgan or hinge")
     metrics = config.metrics
-    check_metric_names(metrics.names, "metrics.names")
+    metrics.names = list(dict.fromkeys(check_metric_names(metrics.names, "metrics.names")))  # (as config.toml shows)
     fewest, why = smallest_count(metrics.names)
     if metrics.every and metrics.num_samples < fewest:  # (a sweep's grid value is then refused before any run)
         raise ConfigError(f"metrics.num_samples = {metrics.num_samples} is too few for metrics.names = "
