@@ -74,7 +74,7 @@ def test_recipe_supplied_arguments_cannot_be_set_in_config():
 @pytest.mark.parametrize("value", [float("nan"), 1.0, -0.1])
 def test_a_resnet_generator_refuses_a_dropout_outside_0_to_1(value):
     # nan failed at step 1 in a traceback; 1.0 zeroed every residual branch in training alone
-    with pytest.raises(ConfigError, match=rf"model.generator_args: dropout must be in \[0, 1\), got {value}"):
+    with pytest.raises(ConfigError, match=rf"model.generator_args.dropout: dropout must be in \[0, 1\), got {value}"):
         network_spec("generator", "resnet_9blocks", {"dropout": value}, "model.generator_args", in_channels=3,
                      out_channels=3)
 
