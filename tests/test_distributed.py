@@ -451,3 +451,36 @@ def test_train_dist_timeout_s_is_bounded_where_the_config_is_read():
     assert tiny_config("train.dist_timeout_s=604800").train.dist_timeout_s == 604800
     with pytest.raises(ConfigError, match=r"train.dist_timeout_s must be in \[1, 604800\], got 10000000000"):
         tiny_config("train.dist_timeout_s=10000000000")
+
+
+@pytest.mark.slow
+def test_the_closing_count_of_unreadable_files_joins_every_process(tmp_path):
+    # Each process decodes its own share of the batches: rank 0's closing line counted only the
+    # files it met itself. Here rank 1 alone meets one (as if its decode failed), rank 0 none.
+    from conftest import random_rgb
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for index in range(16):
+        random_rgb((32, 32), index).save(images / f"{index:02d}.png")
+    injected = tmp_path / "injected"
+    injected.mkdir()
+    (injected / "sitecustomize.py").write_text(
+        "import os\n"
+        "if os.environ.get('RANK') == '1':\n"
+        "    from gan.data import image_files\n"
+        "    call = image_files.SkipUnreadable.__call__\n"
+        "    def failing(self, load, index, size):\n"
+        "        self.failed_anywhere[3] = True\n"
+        "        return call(self, load, index, size)\n"
+        "    image_files.SkipUnreadable.__call__ = failing\n")
+    sets = [arg for item in [*TINY, *EXACT, "data.dataset=folder", f"data.root={images}", "data.num_workers=0"]
+            for arg in ("--set", item)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(injected), os.environ.get("PYTHONPATH")]))}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "gan", "train",
+         str(REPO / "experiments" / "dcgan_demo.toml"), *sets, "--out", str(tmp_path / "runs"), "--device", "cpu"],
+        capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "warning: 1 unreadable image file(s) were skipped" in result.stderr, result.stderr[-3000:]

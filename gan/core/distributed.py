@@ -119,6 +119,15 @@ def any_rank(flag: bool, group: ProcessGroup, device: torch.device) -> bool:
     return bool(value.item())
 
 
+def union_over_ranks(mask: torch.Tensor, group: ProcessGroup, device: torch.device) -> torch.Tensor:
+    """A boolean mask true where it is true on any rank, on every rank (the files each process met)."""
+    if not group.distributed:
+        return mask
+    joined = mask.to(device, torch.float32)
+    dist.all_reduce(joined, op=dist.ReduceOp.MAX)
+    return joined.bool().cpu()
+
+
 def gan_launcher(distributed: bool) -> str:
     """How a command line starts gan again for a run: under torchrun when it ran under torchrun (a
     plain `gan train --resume` would go on in one process)."""

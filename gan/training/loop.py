@@ -62,6 +62,7 @@ from gan.core.distributed import (
     gather_objects,
     mean_over_ranks,
     synchronise_weights,
+    union_over_ranks,
     use_sync_batchnorm,
 )
 from gan.core.files import (
@@ -929,13 +930,28 @@ def _save(run: _Run, at_step: int, final: bool, side_tasks_due: dict | None = No
     return path
 
 
+def _skipped_over_processes(run: _Run) -> int:
+    """The unreadable files the run skipped. Under torchrun each process decodes its own share of
+    the batches, so the files each met are joined (a collective: every process ends here), a file
+    met by two counted once."""
+    dataset = run.dataset
+    if not run.group.distributed:
+        return getattr(dataset, "num_skipped", 0)
+    found = getattr(dataset, "skip_unreadable", None)
+    skips = list(found.values()) if isinstance(found, dict) else [found] if found is not None else []
+    if not skips:
+        return 0
+    failed = union_over_ranks(torch.cat([skip.failed_anywhere for skip in skips]), run.group, run.device)
+    return sum(skip.skipped_at_scan for skip in skips) + int(failed.sum())
+
+
 def _finish(run: _Run, interrupted_by: str | None) -> TrainResult:
     """What the run did, said once at the end."""
     if run.speed.compile_report:
         run.say(run.speed.compile_report.describe())
     if isinstance(run.run_step, GraphedStep):
         run.say(run.run_step.describe())
-    skipped = getattr(run.dataset, "num_skipped", 0)
+    skipped = _skipped_over_processes(run)
     if skipped:
         run.say(f"warning: {skipped} unreadable image file(s) were skipped (named in the warnings above)")
     elapsed = format_duration(time.perf_counter() - run.command.started_at)
