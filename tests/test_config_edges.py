@@ -827,6 +827,8 @@ def test_a_metric_that_ends_before_the_runs_other_scalars_marks_it_unfinished(tm
     sweep = tmp_path / "sweep"
     logged_run(sweep, "00000-seed=0", 0, [3.0, 2.0, 1.0])
     cut = logged_run(sweep, "00001-seed=1", 1, [3.0, 2.5])  # swd at 100, 200
+    for run in sweep.iterdir():  # (scored every 100 steps: so at the last step too)
+        (run / "config.toml").write_text((run / "config.toml").read_text() + "\n[metrics]\nevery = 100\n")
     writer = SummaryWriter(str(cut))
     writer.add_scalar("loss/d", 1.0, 300)  # ... and its losses at the last step
     writer.close()
@@ -849,3 +851,21 @@ def test_metric_names_are_kept_as_they_are_computed_and_a_network_argument_is_na
     config = load_config(REPO / "experiments" / "pix2pix_facades.toml", ["model.generator_args.norm=foo"])
     with pytest.raises(ConfigError, match=re.escape("model.generator_args.norm: unknown norm 'foo'; valid: batch")):
         build_recipe(config)
+
+
+def test_a_run_whose_metrics_a_resume_switched_off_is_not_called_cut_short(tmp_path):
+    # `--resume --set metrics.every=0` (which a metrics failure offers) left swd at step 200 of 300:
+    # it was warned of as an event file cut short, and the finished run marked unfinished.
+    from torch.utils.tensorboard import SummaryWriter
+
+    from gan.tools.compare import compare
+
+    run = logged_run(tmp_path / "sweep", "00000-seed=0", 0, [3.0, 2.5])
+    (run / "config.toml").write_text('recipe = "dcgan"\n\n[train]\nseed = 0\nsteps = 300\n\n[metrics]\nevery = 0\n')
+    writer = SummaryWriter(str(run))
+    writer.add_scalar("loss/d", 1.0, 300)
+    writer.close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        table, _ = compare([tmp_path / "sweep"], "swd/mean", tmp_path / "out")
+    assert "unfinished" not in table and "of 300)" not in table, table

@@ -567,3 +567,26 @@ def test_a_sweep_under_torchrun_is_refused_by_rank_0_alone(tmp_path, monkeypatch
     result = CliRunner().invoke(main, ["sweep", str(DEMO), "--grid", "train.seed=1,2", "--out", str(out)])
     assert result.exit_code == 2 and not out.exists()
     assert ("torchrun would start one sweep per process" in result.output) == said, result.output
+
+
+def test_the_data_folder_check_reads_the_folders_each_run_reads_and_skips_runs_already_started(tmp_path):
+    # Unpaired data with both domain folders never reads data.root, yet the sweep refused the config
+    # gan train trains; and a sweep run again was refused for a finished run whose data had moved.
+    from gan.core.config import DataConfig
+    from gan.data import check_data_folders
+
+    (tmp_path / "A").mkdir()
+    (tmp_path / "B").mkdir()
+    check_data_folders(DataConfig(dataset="unpaired", root=str(tmp_path / "gone"), a_root=str(tmp_path / "A"),
+                                  b_root=str(tmp_path / "B"), val_split=""))
+    with pytest.raises(ConfigError, match="data.root '.*gone' does not exist"):  # (val_split's folders are in it)
+        check_data_folders(DataConfig(dataset="unpaired", root=str(tmp_path / "gone"), a_root=str(tmp_path / "A"),
+                                      b_root=str(tmp_path / "B"), val_split="test"))
+    celeba = REPO / "experiments" / "dcgan_celeba64.toml"
+    runs = expand([("train.seed", ["1", "2"])], 1, 10)
+    sets = [f"data.root={tmp_path / 'moved'}"]
+    with pytest.raises(ConfigError, match="does not exist"):
+        planned_steps(celeba, sets, runs, out=tmp_path / "sweep")
+    for run in runs:
+        (tmp_path / "sweep" / run.name).mkdir(parents=True)  # (both started: they read their data then)
+    assert set(planned_steps(celeba, sets, runs, out=tmp_path / "sweep")) == {run.name for run in runs}

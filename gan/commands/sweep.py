@@ -81,7 +81,8 @@ def sweep(config: Path, grids: tuple[str, ...], seeds: int, sets: tuple[str, ...
             select_device(device)  # a device this machine lacks fails here once, not in every run
         devices = _devices(device)
         # every grid point valid before sweep.toml is written (for the CPU here, unless the commands are printed)
-        planned_steps(config, list(sets), runs, not print_commands and trains_on_cpu(devices), here=not print_commands)
+        planned_steps(config, list(sets), runs, not print_commands and trains_on_cpu(devices), here=not print_commands,
+                      out=out)
         text = manifest_text(config, list(sets), grid, seeds, runs)
         # first: a folder of another sweep, or one another sweep runs in, is refused before any line is printed
         with claimed_sweep_folder(out, text):

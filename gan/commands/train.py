@@ -377,9 +377,9 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
                                "not both (--set KEY=VALUE changes a setting on resume)")
     out_given = click.get_current_context().get_parameter_source("out") != click.core.ParameterSource.DEFAULT
     if out_given and (resume is not None or run_dir is not None):  # (it was passed over in silence)
+        copy = " (to continue a copy of a run, copy its directory and resume the copy)" if resume else ""
         raise click.UsageError(f"--out is the folder a new run is numbered in; {'--resume' if resume else '--run-dir'} "
-                               "names the run directory itself, so --out does not go with it (to continue a copy "
-                               "of a run, copy its directory and resume the copy)")
+                               f"names the run directory itself, so --out does not go with it{copy}")
     if run_dir is not None and (resume is not None or config is None):
         raise click.UsageError("--run-dir trains CONFIG in that directory (resuming it when it has a checkpoint); "
                                "it does not go with --resume")

@@ -489,7 +489,8 @@ def prune_checkpoints(run_dir: Path, keep: int, written: Path) -> None:
             damaged = None if path == written else _failed_checksum(path)
             if damaged:
                 warnings.warn(f"'{path}' is corrupt (its record '{damaged}' fails its checksum): it is not counted "
-                              f"among the {keep} kept, nor deleted; move it out of the run directory", stacklevel=2)
+                              f"among the {keep} kept, and goes with the older ones once {keep} good ones are "
+                              "newer; move it out of the run directory to keep it", stacklevel=2)
             else:
                 kept += 1
         else:

@@ -111,9 +111,14 @@ def check_data_folders(config: DataConfig, metrics_root: str = "") -> None:
     """What building the data sets would refuse of their folders, from the paths alone (no scan): an
     empty data.root that the data set needs, or a folder key naming nothing or a file. A sweep
     checks each run so before any trains; building a data set checks the rest (its images)."""
-    if config.dataset != "synthetic" and not (config.dataset == "unpaired" and config.a_root and config.b_root):
+    # (unpaired data with both domain folders reads data.root only for val_split's held-out folders)
+    own_folders = config.dataset == "unpaired" and config.a_root and config.b_root
+    if config.dataset != "synthetic" and not own_folders:
         _require_root(config)
-    named = [(f"data.{key}", getattr(config, key)) for key in FOLDER_KEYS.get(config.dataset, ("root",))]
+    keys = FOLDER_KEYS.get(config.dataset, ("root",))
+    if own_folders and not config.val_split:
+        keys = ("a_root", "b_root")
+    named = [(f"data.{key}", getattr(config, key)) for key in keys]
     for key, folder in [*named, ("metrics.root", metrics_root)]:
         if folder and not Path(folder).is_dir():
             what = "does not exist" if not Path(folder).exists() else "is a file, not a folder"

@@ -332,7 +332,19 @@ def last_step(curves: dict[str, Curve]) -> int | None:
     return max((int(steps[-1]) for steps, _ in curves.values() if len(steps)), default=None)
 
 
-def unfinished_runs(runs: dict[Path, dict[str, Curve]], planned: dict[Path, int], metric: str) -> list[tuple[int, int]]:
+def scores_at_its_end(config: dict[str, object], metric: str) -> bool:
+    """Whether a run of `config` (flattened) logs `metric` at its last step, as the loop does each
+    scalar of a side task switched on: validation's `val/*` with log.eval_every, generative metrics
+    with metrics.every (a resume may switch either off); the losses and the rest at every log."""
+    if metric.startswith("val/"):
+        return bool(config.get("log.eval_every", 1))
+    if metric_name(metric) in BEST_METRICS:  # (swd/mean, fid, kid, precision, recall)
+        return bool(config.get("metrics.every", 1))
+    return True
+
+
+def unfinished_runs(runs: dict[Path, dict[str, Curve]], planned: dict[Path, int], metric: str,
+                    scored: dict[Path, bool] | None = None) -> list[tuple[int, int]]:
     """(last logged step, train.steps) of each run that logged nothing at its planned last step: still
     training, or stopped. The loop logs every scalar there, so a run whose other scalars reached it
     and whose `metric` did not (an event file cut short, a run stopped in its last evaluation) is one
@@ -342,7 +354,8 @@ def unfinished_runs(runs: dict[Path, dict[str, Curve]], planned: dict[Path, int]
         last, steps = last_step(curves), planned.get(run)
         if last is None or not isinstance(steps, int):
             continue
-        measured = int(curves[metric_tag(curves, metric)][0][-1]) if _measured(curves, metric) else last
+        measured = (int(curves[metric_tag(curves, metric)][0][-1])
+                    if _measured(curves, metric) and (scored or {}).get(run, True) else last)
         if last >= steps > measured:
             warnings.warn(f"'{run}' logged {metric} up to step {measured}, its other scalars up to its last step "
                           f"{last}: its event file may be cut short, or the run stopped in its last evaluation; its "
@@ -354,7 +367,8 @@ def unfinished_runs(runs: dict[Path, dict[str, Curve]], planned: dict[Path, int]
 
 
 def summarise(label: str, runs: dict[Path, dict[str, Curve]], metric: str, lower: bool,
-              planned: dict[Path, int] | None = None, seeds: dict[Path, object] | None = None) -> GroupSummary:
+              planned: dict[Path, int] | None = None, seeds: dict[Path, object] | None = None,
+              scored: dict[Path, bool] | None = None) -> GroupSummary:
     """The group's figures; `planned`: each run's train.steps, to mark runs that have not reached it;
     `seeds`: each run's train.seed, to warn of runs that repeat one (their spread is no seed's)."""
     bests, best_steps, finals, not_finite = [], [], [], []
@@ -386,7 +400,7 @@ def summarise(label: str, runs: dict[Path, dict[str, Curve]], metric: str, lower
     _warn_of_repeated_seeds(label, runs, seeds or {})
     return GroupSummary(label, len(runs), _mean_std(bests) if bests else None,
                         statistics.fmean(best_steps) if best_steps else None, _mean_std(finals) if finals else None,
-                        losses, statistics.fmean(speeds) if speeds else None, unfinished_runs(runs, planned or {}, metric))
+                        losses, statistics.fmean(speeds) if speeds else None, unfinished_runs(runs, planned or {}, metric, scored))
 
 
 def _warn_of_repeated_seeds(label: str, runs: dict[Path, dict[str, Curve]], seeds: dict[Path, object]) -> None:
@@ -582,7 +596,8 @@ def compare(paths: list[Path], metric: str | None, out: Path) -> tuple[str, list
     warn_of_runs_without(metric, grouped)
     planned = {run: config.get("train.steps") for run, config in configs.items()}
     seeds = {run: config.get("train.seed", 0) for run, config in configs.items()}  # (0: the default)
-    summaries = [summarise(label, members, metric, lower, planned, seeds) for label, members in grouped.items()]
+    scored = {run: scores_at_its_end(config, metric) for run, config in configs.items()}  # (else switched off)
+    summaries = [summarise(label, members, metric, lower, planned, seeds, scored) for label, members in grouped.items()]
     table = markdown_table(summaries, metric, lower)
     not_started = sweep_runs_not_started(paths)
     if not_started:

@@ -272,10 +272,11 @@ class _Running:
 
 
 def planned_steps(config: Path, sets: list[str], runs: list[SweepRun], on_cpu: bool = False,
-                  here: bool = True) -> dict[str, int]:
+                  here: bool = True, out: Path | None = None) -> dict[str, int]:
     """Each run's `train.steps`, from its whole config: every grid point is checked (keys, types,
     ranges, names, the networks' arguments against the data, and, for runs that train `here`,
-    their data folders), so a sweep that cannot run says so before it writes anything. Two runs
+    their data folders; not of runs already started in `out`, which read theirs when they started),
+    so a sweep that cannot run says so before it writes anything. Two runs
     that would train the same (a grid value that changes nothing there, or on the CPU when every
     run trains there: `on_cpu`) are refused."""
     steps, trained_by, resolved_runs = {}, {}, []
@@ -295,6 +296,8 @@ def planned_steps(config: Path, sets: list[str], runs: list[SweepRun], on_cpu: b
                               "that changes nothing from --grid, or sweep those settings separately")
         trained_by[settings] = (run, values, why)
     for run, resolved in resolved_runs if here else ():  # (printed commands may train elsewhere, on its folders)
+        if out is not None and (out / run.name).exists():  # (finished, or resumed: its data may have moved since)
+            continue
         with _named_run(run):
             check_data_folders(resolved.data, resolved.metrics.root if resolved.metrics.every else "")
     return steps

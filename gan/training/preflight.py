@@ -66,7 +66,7 @@ def _too_few_real_images(metrics, reference: Dataset, where: str) -> None:
         return
     fewest, why = smallest_count(scored)
     count = f"{len(reference)} image" + ("s" if len(reference) != 1 else "")
-    raise ConfigError(f"{where} holds {count}, too few for metrics.names = {list(metrics.names)}, "
+    raise ConfigError(f"{where} gives {count}, too few for metrics.names = {list(metrics.names)}, "
                       f"whose real images it gives: at least {fewest} ({why})")
 
 
@@ -87,7 +87,9 @@ def run_problems(config: Config, run_dir: Path, load_previews: Callable[[], obje
         check("metrics.root", lambda: _too_few_real_images(metrics, _reference_set(data, metrics.root),
                                                            f"'{metrics.root}'"))
     elif metrics.every and dataset is not None:
-        check("metrics.names", lambda: _too_few_real_images(metrics, dataset, f"data.root '{data.root}'"))
+        where = (f"data.synthetic_size = {data.synthetic_size}" if data.dataset == "synthetic" else
+                 f"data.root '{data.root}'" + (f" with data.max_images = {data.max_images}" if data.max_images else ""))
+        check("metrics.names", lambda: _too_few_real_images(metrics, dataset, where))
     scores_inception = ((metrics.every and set(metrics.names) & set(INCEPTION_METRICS))
                         or scores_translations(config))  # (FID, KID of translations, at validation)
     if metrics.inception_weights and scores_inception:
