@@ -1187,8 +1187,8 @@ def _generative_evaluator(config: Config, recipe: Recipe, device: torch.device) 
 
 def _drop_metrics_after(path: Path, step: int, say: Callable[[str], None]) -> None:
     """Drop the rows of steps after `step` from metrics.jsonl: a resume from `step` scores them anew.
-    A last line cut short (no newline, no row: a write the stop cut) goes too; any other line that
-    is not a row is kept as it is."""
+    A line that is not a row is kept as it is; a last one cut short (no newline: a write a stop cut,
+    or an edit) is said, as what follows it is this resume's."""
     if not path.is_file():
         return
     kept, dropped, torn = [], 0, False
@@ -1201,16 +1201,15 @@ def _drop_metrics_after(path: Path, step: int, say: Callable[[str], None]) -> No
             row, row_step = None, None
         if isinstance(row_step, (int, float)) and not isinstance(row_step, bool) and row_step > step:
             dropped += 1
-        elif row is None and index == len(lines) - 1 and not line.endswith(b"\n"):
-            torn = True
         else:
+            torn = torn or (row is None and index == len(lines) - 1 and not line.endswith(b"\n"))
             kept.append(line)
-    if dropped or torn:
-        write_atomically(path, lambda temp: temp.write_bytes(b"".join(kept)))
     if dropped:
+        write_atomically(path, lambda temp: temp.write_bytes(b"".join(kept)))
         say(f"{path.name}: dropped {dropped} row(s) past step {step}, the steps this resume trains again")
     if torn:
-        say(f"{path.name}: dropped its last line, cut short before its end ({lines[-1][:40]!r}...)")
+        say(f"{path.name}: its last line is cut short before its end ({lines[-1][:40]!r}...): it is kept as it "
+            "is, and this resume's rows go on the lines after it")
 
 
 # gan eval's default results in a run directory, and the preview grids in samples/, by the step
