@@ -498,5 +498,5 @@ def test_a_reference_set_too_small_for_the_metrics_is_refused_before_step_1(tmp_
             continue
         with pytest.raises(ConfigError, match=re.escape(refused)) as error:
             train(config, tmp_path / run, CPU)
-        assert where in str(error.value) and f"gives {held} image" in str(error.value)
+        assert where in str(error.value) and f"gives {held} real image" in str(error.value)
         assert not list_checkpoints(tmp_path / run)

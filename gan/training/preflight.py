@@ -65,9 +65,9 @@ def _too_few_real_images(metrics, reference: Dataset, where: str) -> None:
     except InceptionWeightsNotFoundError:
         return
     fewest, why = smallest_count(scored)
-    count = f"{len(reference)} image" + ("s" if len(reference) != 1 else "")
-    raise ConfigError(f"{where} gives {count}, too few for metrics.names = {list(metrics.names)}, "
-                      f"whose real images it gives: at least {fewest} ({why})")
+    count = f"{len(reference)} real image" + ("s" if len(reference) != 1 else "")
+    raise ConfigError(f"{where} gives {count} to score against, too few for metrics.names = "
+                      f"{list(metrics.names)}: at least {fewest} ({why})")
 
 
 def run_problems(config: Config, run_dir: Path, load_previews: Callable[[], object] | None,
