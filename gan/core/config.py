@@ -315,12 +315,18 @@ def read_config(path: str | Path | None, overrides: list[str] = (),
     for assignment in overrides:
         apply_override(tree, assignment)
     try:
-        config = _fill(Config, tree, "")
-        _expand_home(config)
-        check_values(config)
+        config = _checked(tree)
     except ConfigError as error:
         raise _naming_the_file(error, as_written, path) from None
     warn_about_inert_keys(config, {assignment.partition("=")[0].strip() for assignment in overrides})
+    return config
+
+
+def _checked(tree: dict[str, Any]) -> Config:
+    """The Config a TOML tree describes, its keys, types and ranges checked (`~` expanded first)."""
+    config = _fill(Config, tree, "")
+    _expand_home(config)
+    check_values(config)
     return config
 
 
@@ -332,9 +338,7 @@ def _naming_the_file(error: ConfigError, as_written: dict[str, Any], path: Path 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            config = _fill(Config, copy.deepcopy(as_written), "")
-            _expand_home(config)
-            check_values(config)
+            _checked(copy.deepcopy(as_written))
     except ConfigError as own:
         if str(own) == str(error):
             return ConfigError(f"{path}: {error}")

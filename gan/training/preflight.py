@@ -58,13 +58,13 @@ def _too_few_real_images(metrics, reference: Dataset, where: str) -> None:
     neighbours, a distribution's two): they failed at the first metrics pass. SWD compares patches,
     which one image has many of; metrics whose weights are absent are dropped, not run."""
     scored = [name for name in metrics.names if name in INCEPTION_METRICS]
-    if not scored or len(reference) >= smallest_count(scored)[0]:
+    fewest, why = smallest_count(scored)
+    if not scored or len(reference) >= fewest:
         return
     try:
         resolve_weights_path(metrics.inception_weights)
     except InceptionWeightsNotFoundError:
         return
-    fewest, why = smallest_count(scored)
     count = f"{len(reference)} real image" + ("s" if len(reference) != 1 else "")
     raise ConfigError(f"{where} gives {count} to score against, too few for metrics.names = "
                       f"{list(metrics.names)}: at least {fewest} ({why})")
