@@ -103,6 +103,10 @@ def test_a_file_nested_thousands_deep_is_one_line_naming_it(tmp_path):
     ("[Train]\nsteps = 4\n", "unknown config key 'Train' (did you mean 'train'?)"),
     ("[data]\nresolution = 32.0\n", "data.resolution: expected int, got 32.0"),
     ("[train]\nsteps = -3\n", "train.steps must be >= 1, got -3"),
+    # (names checked against the registries did not name the file either)
+    ("[model.generator_args]\nlatent_dimm = 3\n", "unknown key 'model.generator_args.latent_dimm' for generator"),
+    ("[loss]\nadversarial = \"hinje\"\n", "unknown loss.adversarial 'hinje' (did you mean 'hinge'?)"),
+    ("[metrics]\nnames = [\"swdd\"]\n", "metrics.names: unknown metric 'swdd' (did you mean 'swd'?)"),
 ])
 def test_a_section_the_file_writes_as_a_value_blames_the_file_not_the_set(tmp_path, text, expected):
     path = tmp_path / "odd.toml"
@@ -842,6 +846,9 @@ def test_a_sets_own_value_names_no_file():
     with pytest.raises(ConfigError) as error:  # (a --set's own value: no file to name)
         load_config(DEMO, ["train.steps=-1"])
     assert str(error.value) == "train.steps must be >= 1, got -1"
+    with pytest.raises(ConfigError) as error:
+        load_config(DEMO, ["loss.adversarial=hinje"])
+    assert str(error.value).startswith("unknown loss.adversarial 'hinje'")
 
 
 def test_metric_names_are_kept_as_they_are_computed_and_a_network_argument_is_named_in_full():

@@ -21,7 +21,7 @@ import typing
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from gan.core.presets import LOSS_PRESETS
 from gan.core.registry import ConfigError, suggest
@@ -317,7 +317,7 @@ def read_config(path: str | Path | None, overrides: list[str] = (),
     try:
         config = _checked(tree)
     except ConfigError as error:
-        raise _naming_the_file(error, as_written, path) from None
+        raise naming_the_file(error, path, lambda: _checked(copy.deepcopy(as_written))) from None
     warn_about_inert_keys(config, {assignment.partition("=")[0].strip() for assignment in overrides})
     return config
 
@@ -330,15 +330,15 @@ def _checked(tree: dict[str, Any]) -> Config:
     return config
 
 
-def _naming_the_file(error: ConfigError, as_written: dict[str, Any], path: Path | None) -> ConfigError:
-    """`error` with the config file named when the file alone, as written, gives it: a key or value
-    of the file, not of a --set (whose own messages name --set)."""
+def naming_the_file(error: ConfigError, path: Path | None, check_file_alone: Callable[[], object]) -> ConfigError:
+    """`error` with the config file named when the file alone, as written, gives it (`check_file_alone`
+    raises the same): a key, value or name of the file, not of a --set (whose own messages name --set)."""
     if path is None or str(error).startswith(f"{path}:"):
         return error
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            _checked(copy.deepcopy(as_written))
+            check_file_alone()
     except ConfigError as own:
         if str(own) == str(error):
             return ConfigError(f"{path}: {error}")

@@ -12,7 +12,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from gan.core.config import Config, config_to_dict, flatten_config, read_config
+from gan.core.config import Config, config_to_dict, flatten_config, naming_the_file, read_config
 from gan.core.registry import ConfigError, suggest
 from gan.data import DATASETS
 from gan.metrics.generative import check_metric_names, smallest_count
@@ -119,4 +119,9 @@ def load_config(path: str | Path | None, overrides: list[str] = (),
     """Read a TOML config (or the defaults when `path` is None) with `--set` overrides, and check
     it whole: keys, types, ranges and names. `trained`: (checkpoint, its config) of a run whose
     config.toml this is, for the settings that file lacks."""
-    return resolve_names(read_config(path, overrides, trained))
+    config = read_config(path, overrides, trained)
+    try:
+        return resolve_names(config)
+    except ConfigError as error:
+        raise naming_the_file(error, None if path is None else Path(path),
+                              lambda: resolve_names(read_config(path, [], trained))) from None
