@@ -227,6 +227,38 @@ def test_a_stop_between_log_points_logs_its_last_shorter_window(tmp_path, monkey
     assert steps.tolist() == [1, 5, 7]
 
 
+@pytest.mark.parametrize("when", ["side tasks", "waiting for data"])
+def test_a_stop_after_the_step_logs_its_last_shorter_window_too(tmp_path, monkeypatch, when):
+    """A stop that came during step 7's side tasks (or while the next batch was read) ended the run
+    at step 7 with its checkpoint, but the losses of steps 6 and 7 were in no curve."""
+    from gan.tools.compare import read_scalars
+    from gan.training import loop
+
+    one_step, periodic_work = loop._one_step, loop._periodic_work
+
+    def stopped_waiting_for_step_8(run, stop):
+        if run.step == 7:
+            signal.raise_signal(signal.SIGINT)
+            return False  # (what a loader whose workers died of the Ctrl-C gives)
+        return one_step(run, stop)
+
+    def stopped_during_side_tasks_of_step_7(run, last, stopping=False):
+        io_start = periodic_work(run, last, stopping)
+        if run.step == 7:
+            signal.raise_signal(signal.SIGINT)
+        return io_start
+
+    if when == "side tasks":
+        monkeypatch.setattr(loop, "_periodic_work", stopped_during_side_tasks_of_step_7)
+    else:
+        monkeypatch.setattr(loop, "_one_step", stopped_waiting_for_step_8)
+    result = train(tiny_config("train.steps=100", "log.every=5", "train.checkpoint_every=100"), tmp_path / "run", CPU)
+    assert result.interrupted_by == "SIGINT" and result.step == 7
+    assert [load_checkpoint(path)["step"] for path in list_checkpoints(tmp_path / "run")] == [7]
+    steps, _ = read_scalars(tmp_path / "run")["loss/d"]
+    assert steps.tolist() == [1, 5, 7]
+
+
 def _in_a_terminal_of_its_own(command: list[str]) -> tuple[subprocess.Popen, int]:
     """`command` started as a login shell starts a job: in a session of its own whose controlling
     terminal is a new pseudo-terminal, its output going there. Returns it and the terminal's

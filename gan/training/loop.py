@@ -453,6 +453,7 @@ class _Run:
     run_step: StepFunction | None = None
     timer_start: float = 0.0  # since the last log point, for images/s
     timer_step: int = 0
+    window_closed_at: int = 0  # the step of the last log point whose window of losses was logged
     paused: float = 0.0  # seconds of writing grids and checkpoints since then, left out of images/s
 
     @property
@@ -515,6 +516,10 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
                 # the processes agree on a stop at log points only, so they stop at the same step)
                 stopping = stopping or (not group.distributed and stop.signal_name is not None)
             interrupted_by = stop.signal_name or ("a signal to another process" if stopping else None)
+            if interrupted_by and not group.distributed and run.window_closed_at < run.step:
+                # a stop after the step (during its side tasks or checkpoint, or while waiting for the
+                # next batch) logs the last, shorter window that a stop during the step logs
+                _log_scalars(run, dict.fromkeys(OUTPUT_TASKS[:3], False))
             if interrupted_by and run.step >= config.train.steps:  # it came while the last step was saved
                 run.say(f"{interrupted_by} came after the last step, while its outputs and checkpoint were "
                         "written: the run is complete, so it cut nothing short")
@@ -713,6 +718,7 @@ def _start_logging(run: _Run, resume: bool, progress_stream: Any) -> None:
                 + (f"; this run refines it: {', '.join(refined)}" if refined else ""))
     run.run_step = training_step(run.recipe, run.speed, run.device)
     run.timer_start, run.timer_step, run.paused = time.perf_counter(), run.start_step, 0.0
+    run.window_closed_at = run.start_step
 
 
 def _purge_from(run: _Run) -> int:
@@ -767,16 +773,9 @@ def _periodic_work(run: _Run, last: bool, stopping: bool = False) -> float | Non
     due = {"previews": step % log_config.image_every == 0 or last,
            "validation": bool(log_config.eval_every) and (step % log_config.eval_every == 0 or last),
            "generative metrics": run.evaluator is not None and (step % run.config.metrics.every == 0 or last)}
-    scalars: dict[str, float] = {}  # this window's, once computed: a failure to write them leaves them to the resume
-    try:
-        regular = step % log_config.every == 0 or last or stopping or step == 1
-        if regular or step == run.start_step + 1:  # (and a resume's first step shows it is under way)
-            _log_window(run, scalars, closes_window=regular)
-    except NonFiniteLossError:
-        raise
-    except Exception as error:  # noqa: BLE001 - a side task must not cost the steps trained
-        undone = {"step": step, "due": due, "from": OUTPUT_TASKS[0], "scalars": scalars}
-        raise _side_task_failed(run, "logging", error, undone) from error
+    regular = step % log_config.every == 0 or last or stopping or step == 1
+    if regular or step == run.start_step + 1:  # (and a resume's first step shows it is under way)
+        _log_scalars(run, due, closes_window=regular)
     io_start = time.perf_counter()
     if not run.main:
         return None
@@ -786,6 +785,19 @@ def _periodic_work(run: _Run, last: bool, stopping: bool = False) -> float | Non
 
 # The side tasks that write a step's outputs, in the order they run (each may use the scores before it).
 OUTPUT_TASKS = ("previews", "validation", "generative metrics", "the best checkpoint")
+
+
+def _log_scalars(run: _Run, due: dict[str, bool], closes_window: bool = True) -> None:
+    """`_log_window`, whose failure stops the run with SideTaskError after a checkpoint of this step
+    recording the window's scalars and the output tasks `due`, for the resume to write."""
+    scalars: dict[str, float] = {}  # this window's, once computed: a failure to write them leaves them to the resume
+    try:
+        _log_window(run, scalars, closes_window)
+    except NonFiniteLossError:
+        raise
+    except Exception as error:  # noqa: BLE001 - a side task must not cost the steps trained
+        undone = {"step": run.step, "due": due, "from": OUTPUT_TASKS[0], "scalars": scalars}
+        raise _side_task_failed(run, "logging", error, undone) from error
 
 
 def _step_outputs(run: _Run, due: dict[str, bool], start: str, scores: dict[str, float] | None = None) -> None:
@@ -885,6 +897,7 @@ def _log_window(run: _Run, scalars: dict[str, float], closes_window: bool = True
         scalars["perf/first_step_s"] = busy
     means = {}
     if closes_window:
+        run.window_closed_at = step
         _raise_if_non_finite(run)
         _raise_if_weights_diverged(run.recipe, step, train_config.divergence_bound, run.last_checkpoint)
         means = mean_over_ranks(run.watch.means(), run.group, run.device)  # (the global batch's, under torchrun)
