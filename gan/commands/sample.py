@@ -270,12 +270,9 @@ def sample(source: Path, count: int, out: Path | None, separate: Path | None, se
       gan sample runs/00000-dcgan_demo --interpolate 10 --n 6 --out walk.png
       gan sample runs/00000-dcgan_demo --best --n 64 --out best.png   # the checkpoint best by SWD
     """
-    import signal
-
     from gan.core.checkpoint import CheckpointError, best_checkpoint
     from gan.core.files import WriteError
     from gan.core.images import image_format_of, palette_warning
-    from gan.core.processes import interrupt_on_sigterm
     from gan.inference.generators import load_generator
     from gan.inference.outputs import OutputRefused, check_outputs
     from gan.nets.running import NonFiniteOutput, interpolation_latents, random_latents
@@ -319,7 +316,6 @@ def sample(source: Path, count: int, out: Path | None, separate: Path | None, se
         check_grid_fits(out, total, *first.shape[-2:], num_columns=steps or None)
     staged = StagedOutputs(overwrite)
     created = missing_folders([path.parent for path in planned_outputs(out, separate, 1)])
-    stop_handlers = interrupt_on_sigterm()  # (SIGTERM, SIGHUP: `kill`, a closed terminal) as Ctrl-C
     try:
         write_samples(itertools.chain([first], batches), out, separate, steps or None, staged, total)
         staged.commit()
@@ -337,9 +333,6 @@ def sample(source: Path, count: int, out: Path | None, separate: Path | None, se
             raise
         # (a stop held back while the files moved into place came when all were there: the command is done)
         click.echo("stopped once every file was in place: nothing is missing", err=True)
-    finally:
-        for signum, handler in stop_handlers.items():
-            signal.signal(signum, handler)
     if out is not None:
         click.echo(f"wrote {out} ({total} images)")
     if separate is not None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shlex
-import signal
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -138,7 +137,6 @@ def translate_each(translator, pairs: list[tuple[Path, Path]], side_by_side: boo
     from gan.core.files import WriteError
     from gan.core.images import FormatLimitError, save_image
     from gan.core.images import side_by_side as side_by_side_strip
-    from gan.core.processes import interrupt_on_sigterm
     from gan.core.progress import Progress
     from gan.data.decode import ImageReadError, read_rgb
     from gan.inference.tiling import ImageTooLargeError
@@ -146,7 +144,6 @@ def translate_each(translator, pairs: list[tuple[Path, Path]], side_by_side: boo
 
     progress = Progress(len(pairs), unit="image")
     written, skipped, stopped = 0, [], False
-    stop_handlers = interrupt_on_sigterm()  # (SIGTERM, SIGHUP: `kill`, a closed terminal) as Ctrl-C
     try:
         for done, (image_path, output_path) in enumerate(pairs, 1):
             try:
@@ -181,8 +178,6 @@ def translate_each(translator, pairs: list[tuple[Path, Path]], side_by_side: boo
         raise
     finally:
         progress.close()
-        for signum, handler in stop_handlers.items():
-            signal.signal(signum, handler)
         if stopped:
             click.echo(f"stopped: {written} of {len(pairs)} image(s) were written, each complete", err=True)
     return written, skipped
