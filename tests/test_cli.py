@@ -225,7 +225,7 @@ def test_bad_files_are_skipped_and_counted_or_fatal_with_strict(tmp_path):
     with pytest.warns(UnreadableImageWarning, match="broken.jpg"):
         result = runner.invoke(main, args)
     assert result.exit_code == 0, result.output
-    assert "1 unreadable image file(s) were skipped" in result.output
+    assert "1 unreadable image file(s) of the training set were skipped" in result.output
     strict = runner.invoke(main, [*args, "--strict"])
     assert strict.exit_code == 2 and "broken.jpg" in strict.output
 

@@ -3,13 +3,14 @@
 import csv
 import shutil
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import REPO, TINY_CYCLEGAN, TINY_PIX2PIX, damage_past_the_header, only_run, random_rgb
+from conftest import REPO, TINY_CYCLEGAN, TINY_PIX2PIX, damage_past_the_header, only_run, random_rgb, write_recipe_data
 from PIL import Image
 from torch import nn
 
@@ -312,6 +313,24 @@ def test_validation_and_previews_leave_out_a_test_image_that_fails_to_decode(tmp
     assert len(images["A"]) == 2 and len(images["B"]) == 2  # testA's 0 and 2, each once
     assert not torch.equal(images["A"][0], images["A"][1])
     assert torch.equal(previews["a"], images["A"])  # the items of testA's 0 and 2, not 1's stand-in
+
+
+def test_a_test_image_that_cannot_be_read_is_warned_of_once_and_not_counted_as_training_data(tmp_path):
+    # The previews and the validation each read testB, and each named its broken file; the closing
+    # count said "1 unreadable image file(s) were skipped" of the training set's alone.
+    data = write_recipe_data(tmp_path / "data")
+    (data["unpaired"] / "testB" / "broken.jpg").write_bytes(b"not an image")
+    (data["unpaired"] / "trainA" / "broken.jpg").write_bytes(b"not an image")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = CliRunner().invoke(main, ["train", str(REPO / "experiments" / "cyclegan_horse2zebra.toml"),
+                                           *[arg for item in [*TINY_CYCLEGAN, f"data.root={data['unpaired']}",
+                                                              "log.eval_every=2"] for arg in ("--set", item)],
+                                           "--out", str(tmp_path / "runs")])
+    assert result.exit_code == 0, result.output
+    named = [str(warning.message) for warning in caught if "testB/broken.jpg" in str(warning.message)]
+    assert len(named) == 1, named
+    assert "1 unreadable image file(s) of the training set were skipped" in result.output
 
 
 def test_a_cycle_weight_of_0_says_the_identity_weight_changes_nothing_and_a_sweep_refuses_it(tmp_path):

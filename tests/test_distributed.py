@@ -483,4 +483,4 @@ def test_the_closing_count_of_unreadable_files_joins_every_process(tmp_path):
          str(REPO / "experiments" / "dcgan_demo.toml"), *sets, "--out", str(tmp_path / "runs"), "--device", "cpu"],
         capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "warning: 1 unreadable image file(s) were skipped" in result.stderr, result.stderr[-3000:]
+    assert "warning: 1 unreadable image file(s) of the training set were skipped" in result.stderr, result.stderr[-3000:]

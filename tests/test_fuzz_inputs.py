@@ -106,7 +106,8 @@ def test_a_training_run_over_the_bad_folder_finishes_and_reports_the_skips(bad_f
         result = train(config, tmp_path / "run", CPU, progress_stream=sys.stdout)
     assert result.step == 12 and result.interrupted_by is None
     skipped = sum(outcome == "skipped" for outcome in expected.values())
-    reported = re.search(r"warning: (\d+) unreadable image file\(s\) were skipped", capsys.readouterr().err)
+    reported = re.search(r"warning: (\d+) unreadable image file\(s\) of the training set were skipped",
+                         capsys.readouterr().err)
     # the truncated file is counted once by each process that met it: the loader workers, and the
     # main one where it is among the health watch's real images (the stream's first)
     assert reported and skipped + 1 <= int(reported.group(1)) <= skipped + 3

@@ -103,6 +103,28 @@ def test_the_size_of_a_png_is_read_without_decoding_its_pixels(tmp_path, monkeyp
     assert header_size(tmp_path / "plain.png") == (30, 20)
 
 
+def test_a_png_orientation_after_its_pixels_is_ignored_when_decoded_as_when_measured(tmp_path):
+    """An eXIf chunk after the pixel data (which PNG's third edition forbids; browsers ignore it) went
+    unread by the header measurement but turned the decoded image: an A|B pair was checked as
+    512x256 and trained as two halves of a 256x512 image."""
+    import struct
+    import zlib
+
+    path = tmp_path / "late.png"
+    Image.fromarray(np.arange(4 * 6 * 3, dtype=np.uint8).reshape(4, 6, 3)).save(path)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = exif.tobytes().removeprefix(b"Exif\x00\x00")
+    chunk = struct.pack(">I", len(data)) + b"eXIf" + data + struct.pack(">I", zlib.crc32(b"eXIf" + data))
+    stored = path.read_bytes()
+    end = stored.rindex(b"IEND") - 4
+    path.write_bytes(stored[:end] + chunk + stored[end:])
+    with Image.open(path) as image:
+        image.load()
+        assert image.getexif()[0x0112] == 6  # (Pillow reads it, once it has decoded the pixels)
+    assert read_rgb(path).size == header_size(path) == (6, 4)
+
+
 def test_an_xmp_orientation_turns_the_image_as_pillow_does(tmp_path):
     xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:Description tiff:Orientation="8"/></x:xmpmeta>'
     Image.new("RGB", (12, 4), RED).save(tmp_path / "x.jpg", xmp=xmp)

@@ -1,4 +1,6 @@
 import math
+import re
+import warnings
 
 import numpy as np
 import pytest
@@ -124,6 +126,35 @@ def test_a_b_images_beside_a_and_b_folders_are_warned_of_as_left_out(tmp_path):
     with pytest.warns(UserWarning, match=r"holds 5 image file\(s\) beside its A/ and B/ folders, which are left out "
                                          r"\(pairs are read from A/ and B/ alone\): ab0.png, ab1.png, ab2.png and 2 more"):
         assert len(paired_dataset(tmp_path, "all", 32, load_size=0)) == 1
+
+
+def test_the_folders_layout_on_a_b_images_says_it_reads_a_and_b_folders(tmp_path):
+    # It warned of the images "beside its A/ and B/ folders", which were not there, and then said
+    # that train/A does not exist, naming data.root and data.split but not data.layout.
+    for index in range(2):
+        Image.fromarray(_pattern(80, 40, index)).save(tmp_path / f"ab{index}.png")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(FileNotFoundError, match=re.escape(f'data.layout = "folders" reads pairs from '
+                                                              f"'{tmp_path}/A' and '{tmp_path}/B', and '{tmp_path}' "
+                                                              "has neither A/ nor B/; for A|B images side by side set "
+                                                              "data.layout=aligned")):
+            paired_dataset(tmp_path, "all", 32, layout="folders")
+    assert not caught
+    (tmp_path / "a").mkdir()  # (either case)
+    with pytest.raises(FileNotFoundError, match="has no B/;"):
+        paired_dataset(tmp_path, "all", 32, layout="folders")
+    assert len(paired_dataset(tmp_path, "all", 32, layout="auto")) == 2
+
+
+def test_an_a_b_image_too_narrow_to_split_is_skipped_in_a_sentence(tmp_path):
+    # "skipping '.../one.png' is 1x1, too narrow to split into A|B halves"
+    for index in range(2):
+        Image.fromarray(_pattern(80, 40, index)).save(tmp_path / f"ab{index}.png")
+    Image.new("RGB", (1, 1)).save(tmp_path / "one.png")
+    with pytest.warns(UserWarning, match=re.escape(f"skipping '{tmp_path / 'one.png'}': it is 1x1, too narrow to "
+                                                   "split into A|B halves")):
+        assert len(paired_dataset(tmp_path, "all", 32)) == 2
 
 
 def test_unmatched_files_are_an_error_listing_them(tmp_path):

@@ -38,9 +38,9 @@ from gan.data.decode import ImageReadError, UnreadableImageWarning
 from gan.data.image_files import ImageFileDataset
 from gan.data.sampling import ResumableSampler, shard
 
-VERSION = 5  # 2: per-chunk checksums in the header, ctime in the files' fingerprint; 3: ICC profiles applied;
+VERSION = 6  # 2: per-chunk checksums in the header, ctime in the files' fingerprint; 3: ICC profiles applied;
 # 4: colour keys of 2- and 4-bit grey PNGs applied, 16-bit white-is-zero TIFFs inverted; 5: the profiles of
-# palette images, and colour keys under a profile
+# palette images, and colour keys under a profile; 6: a PNG's eXIf chunk after its pixels turns nothing
 CHECKSUM_IMAGES = 256  # images per checksum: verifying one chunk reads 12 MiB at 128 px
 SAMPLED_CHUNKS = 2  # chunks verified on every open unless data.cache_verify asks for all
 NAME = re.compile(r"[0-9a-f]{20}")  # a cache's name: the start of its header's SHA-256 (`cache_name`)

@@ -144,14 +144,18 @@ def exif_orientation(image: Image.Image) -> int:
     return orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else 1
 
 
+def orientation_in_header(image: Image.Image) -> bool:
+    """Whether an opened, not yet decoded image's orientation is read: a PNG's counts from an eXIf
+    chunk before its pixels, where PNG's third edition puts it. Browsers ignore one after them, and
+    so does gan, for Pillow's reader would decode every pixel to look for it (measuring would be decoding)."""
+    return image.format != "PNG" or "exif" in image.info
+
+
 def oriented_size(image: Image.Image) -> tuple[int, int]:
-    """(width, height) as the opened (not yet decoded) image is shown: its EXIF orientation may turn
-    it by 90 degrees. Read from the header: Pillow's PNG reader would decode every pixel to look for
-    an eXIf chunk after them (rare: the orientation of such a file is read when it is decoded)."""
+    """(width, height) as the opened (not yet decoded) image is shown: its EXIF orientation
+    (`orientation_in_header`) may turn it by 90 degrees."""
     width, height = image.size
-    if image.format == "PNG" and "exif" not in image.info:
-        return width, height
-    if exif_orientation(image) not in TRANSPOSING_ORIENTATIONS:
+    if not orientation_in_header(image) or exif_orientation(image) not in TRANSPOSING_ORIENTATIONS:
         return width, height
     tags = getattr(image, "tag_v2", None)
     stored = (tags.get(TIFF_IMAGE_WIDTH), tags.get(TIFF_IMAGE_LENGTH)) if tags is not None else (width, height)
@@ -251,9 +255,10 @@ def read_rgb(path: str | Path) -> Image.Image:
     try:
         with opened_image(path) as image:
             _key_in_decoded_values(image, path)
+            oriented = orientation_in_header(image)  # (as measured)
             image.load()
             _refuse_negative_signed_bytes(image)
-            upright = UPRIGHT_BY_ORIENTATION.get(exif_orientation(image))
+            upright = UPRIGHT_BY_ORIENTATION.get(exif_orientation(image)) if oriented else None
             rgb = to_rgb(in_srgb(image.transpose(upright) if upright is not None else image, path))
             return ImageOps.invert(rgb) if _white_is_zero_deep_grey(image) else rgb
     except DECODE_ERRORS as error:

@@ -45,15 +45,15 @@ def pair_wide(width: int, height: int) -> bool:
     return width >= 0.99 * 2 * height
 
 
-def too_narrow_to_split(path: Path, width: int, height: int) -> str:
-    return f"'{path}' is {width}x{height}, too narrow to split into A|B halves"
+def too_narrow_to_split(width: int, height: int) -> str:
+    return f"{width}x{height}, too narrow to split into A|B halves"
 
 
 def read_side_by_side(path: Path) -> tuple[Image.Image, Image.Image]:
     """The (A, B) halves of the AB image at `path`; ImageReadError when it is under 2 px wide."""
     image = read_rgb(path)
     if image.width < 2:
-        raise ImageReadError(f"cannot read image pair: {too_narrow_to_split(path, *image.size)}")
+        raise ImageReadError(f"cannot read image pair: '{path}' is {too_narrow_to_split(*image.size)}")
     return split_side_by_side(image)
 
 
@@ -82,7 +82,7 @@ def check_side_by_side_shapes(paths: list[Path], root: Path, strict: bool) -> li
                       "as high, so these may be single photos whose left and right halves would train as input and "
                       "target; if so, give A|B images or A/ and B/ folders that pair by name", UserWarning,
                       stacklevel=3)
-    problems = [(f"skipping {too_narrow_to_split(path, *sizes[path])}", UnreadableImageWarning)
+    problems = [(f"skipping '{path}': it is {too_narrow_to_split(*sizes[path])}", UnreadableImageWarning)
                 for path in sorted(narrow)]
     if stray:
         problems.append((f"{len(stray)} image(s) in '{root}' are narrower than 2:1 while most are A|B pairs at least "
@@ -385,6 +385,11 @@ def paired_dataset(root: str | Path, split: str, resolution: int, load_size: int
     if layout != "folders" and split in ("", "all"):
         refuse_splits_read_together(folder)
     if layout == "folders":
+        missing = [name for name in ("A", "B") if not side_folder(folder, name).is_dir()]
+        if missing:
+            raise FileNotFoundError(f"data.layout = \"folders\" reads pairs from '{folder}/A' and '{folder}/B', and "
+                                    f"'{folder}' has {'neither A/ nor B/' if len(missing) == 2 else f'no {missing[0]}/'}; for A|B images "
+                                    "side by side set data.layout=aligned (or auto, which tells them apart)")
         beside = _images_beside(folder)
         if beside:  # (A|B images beside the folders, say: the folders layout reads A/ and B/ alone)
             warnings.warn(f"'{folder}' holds {len(beside)} image file(s) beside its A/ and B/ folders, which are left "

@@ -226,10 +226,13 @@ class RecipeBase:
             self._preview_batch = {key: value.to(self.device) for key, value in self.load_preview_items().items()}
         return self._preview_batch
 
+    def evaluation_dataset(self) -> Dataset:
+        """The evaluation set the previews are taken from (a recipe that validates on it too keeps it)."""
+        return build_dataset(self.config.data, train=False)
+
     def load_preview_items(self) -> dict[str, torch.Tensor]:
         """The first `log.num_samples` readable evaluation items, stacked key by key."""
-        dataset = build_dataset(self.config.data, train=False)
-        items = preview_items(dataset, self.config.log.num_samples)
+        items = preview_items(self.evaluation_dataset(), self.config.log.num_samples)
         return {key: torch.stack([item[key] for item in items]) for key in items[0]}
 
     def before_step(self, step: int) -> None:

@@ -13,17 +13,17 @@ from typing import Any, Hashable
 
 import torch
 import torch.nn.functional as F
+from torch.utils.data import Dataset
 
 from gan.core.config import Config
 from gan.core.images import signed_to_uint8
-from gan.data import build_dataset
 from gan.metrics.translation import with_both_directions
 from gan.nets import NetworkSpec, network_spec
 from gan.nets.running import eval_mode, run_padded
 from gan.recipes import RECIPES
 from gan.recipes.base import AutocastFactory, RecipeBase, adam, gradient_norm, require_rgb, set_requires_grad
 from gan.recipes.image_pool import ImagePool
-from gan.recipes.image_to_image import DistributionScores, check_crop_size, check_discriminator_depth
+from gan.recipes.image_to_image import DistributionScores, RunEvaluationSet, check_crop_size, check_discriminator_depth
 from gan.recipes.losses import AdversarialLoss
 from gan.recipes.schedules import adversarial_on
 
@@ -80,6 +80,7 @@ class CycleGANRecipe(RecipeBase):
         self.use_diffaugment()
         self.size_multiple = getattr(self.generators["AtoB"], "size_multiple", 1)
         self.distribution = DistributionScores(config, device)
+        self.evaluation_images = RunEvaluationSet(config.data)
         self._test_images: dict[str, torch.Tensor] | None = None
 
     def graph_key(self, step: int) -> Hashable | None:
@@ -173,10 +174,14 @@ class CycleGANRecipe(RecipeBase):
         return {"A_fakeB_recA": torch.cat([batch["a"], fake_b.float(), rec_a.float()], dim=-1),
                 "B_fakeA_recB": torch.cat([batch["b"], fake_a.float(), rec_b.float()], dim=-1)}
 
+    def evaluation_dataset(self) -> Dataset:
+        # (read once for the previews and validation: its unreadable files are warned of once)
+        return self.evaluation_images.get()
+
     def test_images(self) -> dict[str, torch.Tensor]:
         """Every evaluation image of each domain once ({"A": (n_A, 3, R, R), "B": ...} in [-1, 1]), loaded once."""
         if self._test_images is None:
-            dataset = build_dataset(self.config.data, train=False)
+            dataset = self.evaluation_dataset()
             self._test_images = {"A": torch.stack(dataset.domain_images("a")),
                                  "B": torch.stack(dataset.domain_images("b"))}
         return self._test_images

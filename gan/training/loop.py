@@ -966,7 +966,8 @@ def _finish(run: _Run, interrupted_by: str | None) -> TrainResult:
         run.say(run.run_step.describe())
     skipped = _skipped_over_processes(run)
     if skipped:
-        run.say(f"warning: {skipped} unreadable image file(s) were skipped (named in the warnings above)")
+        run.say(f"warning: {skipped} unreadable image file(s) of the training set were skipped (named in the warnings "
+                "above)")
     elapsed = format_duration(time.perf_counter() - run.command.started_at)
     if interrupted_by:
         run.say(f"stopped by {interrupted_by} at step {run.step} after {elapsed}; checkpoint "
