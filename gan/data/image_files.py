@@ -198,8 +198,9 @@ def warn_of_upsampling(paths: list[Path], crop_box: CropBox, resolution: int, cr
         return
     smallest = min(small, key=lambda path: small[path][0])
     side, (width, height) = small[smallest]
-    share = ("every image" if len(sides) == len(paths) else f"every one of {len(sides)} images sampled") \
-        if len(small) == len(sides) else f"{len(small)} of {len(sides)} images sampled"
+    sampled = "" if len(chosen) == len(paths) else " sampled"  # (every header read: no sample)
+    share = ("every image" if len(sides) == len(paths) else f"every one of {len(sides)} images{sampled}") \
+        if len(small) == len(sides) else f"{len(small)} of {len(sides)} images{sampled}"
     warnings.warn(f"{crop} is smaller than data.resolution = {resolution} in {share} (smallest: {side} px, in the "
                   f"{width}x{height} '{smallest}'), so they are upsampled, up to {resolution / side:.1f}x: the samples "
                   f"hold no more detail than that; train at a lower data.resolution, or on larger images",
