@@ -127,7 +127,7 @@ def test_missing_inception_weights_name_the_file_and_where_to_put_it(tmp_path):
 
 
 def test_inception_weights_load_without_unpickling_and_give_2048_features(random_inception_weights, tmp_path):
-    model = load_inception(random_inception_weights, CPU)
+    model, _ = load_inception(random_inception_weights, CPU)
     images = torch.randint(0, 256, (3, 3, 64, 64), dtype=torch.uint8)
     features = inception_features(model, images, batch_size=2)
     assert features.shape == (3, 2048) and torch.isfinite(features).all()
@@ -255,6 +255,29 @@ def test_a_translation_runs_named_weights_that_are_absent_are_refused_before_ste
     assert not [w for w in caught if "skipping" in str(w.message)] and not (tmp_path / "run" / "samples").exists()
 
 
+@pytest.mark.parametrize("recipe", ["pix2pix", "cyclegan"])
+@pytest.mark.parametrize("named", [True, False])
+def test_a_translation_runs_damaged_weights_are_refused_before_step_1(recipe, named, tmp_path, monkeypatch):
+    """A damaged file was found, not read, before step 1: the run trained to its first validation
+    (log.eval_every steps) and stopped there. Unnamed, at the default place, it was blamed on
+    metrics.inception_weights, which the user never set."""
+    from conftest import tiny_recipe_config, write_recipe_data
+
+    from gan.metrics.inception import WEIGHTS_FILE
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    damaged = tmp_path / "torch-home" / "hub" / "checkpoints" / WEIGHTS_FILE
+    damaged.parent.mkdir(parents=True)
+    damaged.write_bytes(b"PK\x03\x04 not the weights")
+    setting = [f"metrics.inception_weights='{damaged}'"] if named else []
+    config = tiny_recipe_config(recipe, write_recipe_data(tmp_path / "data"), "log.eval_every=2", *setting)
+    blamed = ("metrics.inception_weights" if named else
+              "the Inception-v3 weights at their default place (metrics.inception_weights is unset)")
+    with pytest.raises(ConfigError, match=re.escape(f"{blamed}: '{damaged}' is not a plain PyTorch state dict")):
+        train(config, tmp_path / "run", CPU, progress_stream=sys.stdout)
+    assert not (tmp_path / "run" / "samples").exists()
+
+
 def test_too_few_samples_for_precision_recall_are_refused_before_anything_is_scored(tmp_path):
     """pr with 3 samples per set failed at the first metrics pass (training), or after both sets had
     passed through Inception (gan eval), naming neither metrics.num_samples nor --n."""
@@ -343,6 +366,28 @@ def test_generative_metrics_need_an_unconditional_recipe(tmp_path):
 @pytest.fixture
 def demo_run(tiny_demo_run):
     return tiny_demo_run
+
+
+def test_gan_eval_refuses_real_images_too_few_for_pr_before_scoring_generated_ones(demo_run, tmp_path,
+                                                                                 random_inception_weights, monkeypatch):
+    # Both sets went through Inception first; then "precision/recall with k=3 needs more than 3 samples
+    # per set", naming neither the folder nor its 3 images.
+    import gan.inference.scoring
+
+    three = tmp_path / "three"
+    three.mkdir()
+    for index in range(3):
+        random_rgb((32, 32), index).save(three / f"{index}.png")
+
+    def scored(*args, **kwargs):
+        raise AssertionError("generated images were scored")
+
+    monkeypatch.setattr(gan.inference.scoring, "score_generator", scored)
+    result = CliRunner().invoke(main, ["eval", str(demo_run), "--metrics", "pr", "--n", "16", "--data", str(three),
+                                       "--inception-weights", str(random_inception_weights),
+                                       "--cache-dir", str(tmp_path / "cache"), "--json", str(tmp_path / "m.json")])
+    assert result.exit_code == 2 and f"error: the real images ('{three}') are 3 images, too few for --metrics pr: " \
+        "at least 4 (pr compares each image with its 3 nearest neighbours)" in result.output, result.output
 
 
 def test_gan_eval_writes_json_with_the_asked_metrics(demo_run, tmp_path, random_inception_weights):

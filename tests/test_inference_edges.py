@@ -482,13 +482,28 @@ def test_eval_keeps_a_default_result_of_another_data_set_or_checkpoint(dcgan_run
     assert forced.exit_code == 0 and str(faces.resolve()) in result.read_text()
 
 
-def test_eval_refuses_a_reference_of_one_real_image(dcgan_run, tmp_path):
+def test_eval_scores_swd_against_one_real_image_as_training_does(dcgan_run, tmp_path):
+    # gan eval refused it ("scores between distributions need at least 2") where training scores it:
+    # SWD compares patches, of which one image has many
     one = tmp_path / "one"
     one.mkdir()
     random_rgb((32, 32), 0).save(one / "0.png")
     result = invoke("eval", dcgan_run, "--metrics", "swd", "--n", "8", "--data", one, "--cache-dir", tmp_path / "c",
                     "--json", tmp_path / "m.json")
-    assert_one_error_line(result, "are 1: scores between distributions need at least 2")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "m.json").read_text())["num_images"] == 1
+    assert "(1 generated vs 1 real image from" in result.output
+
+
+def test_eval_of_a_run_whose_data_root_moved_says_so_and_offers_data(dcgan_run, tmp_path):
+    # "error: image folder '...' does not exist", with no word of the run's data.root or of --data
+    def on_a_folder_since_moved(state):
+        state["config"]["data"].update(dataset="folder", root=str(tmp_path / "moved"))
+
+    edited = edited_checkpoint(dcgan_run, tmp_path / "edited", on_a_folder_since_moved)
+    assert_one_error_line(invoke("eval", edited, "--metrics", "swd", "--n", "8", "--cache-dir", tmp_path / "c"),
+                          f"the run's data.root '{tmp_path / 'moved'}' is not there (moved since it trained?): give "
+                          "its real images with --data FOLDER")
 
 
 @pytest.mark.parametrize("unwritable", ["under_a_file", "write_fails"])

@@ -276,6 +276,20 @@ def test_srresnet_trains_no_discriminator_unless_a_weight_asks_for_one(tmp_path)
                  "model.discriminator_args.channels=32")
 
 
+@pytest.mark.parametrize("option, said", [
+    ("--inception-weights", "--inception-weights is for FID and KID, which super-resolution checkpoints are not scored by"),
+    ("--cache-dir", "--cache-dir applies to unconditional (dcgan) checkpoints"),
+])
+def test_sr_eval_refuses_options_it_would_drop(srresnet_run, hr_folder, tmp_path, option, said):
+    # Both finished without a word that they changed nothing.
+    (tmp_path / "w.pth").write_bytes(b"")
+    value = tmp_path / "w.pth" if option == "--inception-weights" else tmp_path / "cache"
+    result = CliRunner().invoke(main, ["eval", str(srresnet_run), "--data", str(hr_folder), option, str(value),
+                                       "--csv", str(tmp_path / "e.csv")])
+    assert result.exit_code == 2 and said in " ".join(result.output.split()), result.output
+    assert not (tmp_path / "e.csv").exists()
+
+
 def test_sr_eval_reports_y_and_rgb_beside_bicubic_and_saves_strips(srresnet_run, hr_folder, tmp_path):
     from gan.data.super_resolution import Degradation, bicubic_resize
     from gan.metrics import psnr, ssim

@@ -123,7 +123,7 @@ def evaluate(checkpoint: Path, folder: Path | None, split: str | None, metric_na
             raise ValueError(f"--split is for checkpoints trained on paired or unpaired data (pix2pix, cyclegan); "
                              f"'{path}' trained on '{state['config']['data']['dataset']}' data")
         unconditional = state["config"]["recipe"] == "dcgan"
-        refuse_options_for_other_checkpoints(path, unconditional)
+        refuse_options_for_other_checkpoints(path, unconditional, state["config"]["data"]["dataset"] == "sr_pairs")
         if unconditional:
             _evaluate_generative(state, path, folder, metric_names, count, inception_weights, cache_dir,
                                  json_path, which, select_device(device), outputs)
@@ -140,24 +140,32 @@ def evaluate(checkpoint: Path, folder: Path | None, split: str | None, metric_na
 
 
 # Options that apply to one kind of checkpoint only (parameter name -> option as typed).
-UNCONDITIONAL_ONLY = {"metric_names": "--metrics", "count": "--n", "json_path": "--json", "which": "--generator"}
+UNCONDITIONAL_ONLY = {"metric_names": "--metrics", "count": "--n", "json_path": "--json", "which": "--generator",
+                      "cache_dir": "--cache-dir"}  # (the cache holds real images' statistics: translations' are not kept)
 IMAGE_TO_IMAGE_ONLY = {"csv_path": "--csv", "save_images": "--save-images", "tile": "--tile"}
 
 
-def refuse_options_for_other_checkpoints(path: Path, unconditional: bool) -> None:
+def refuse_options_for_other_checkpoints(path: Path, unconditional: bool, super_resolution: bool) -> None:
     """UsageError naming the options given on the command line that this kind of checkpoint does
-    not read: a --csv given for a DCGAN would otherwise be dropped without a word."""
+    not read: a --csv given for a DCGAN would otherwise be dropped without a word, as would
+    --inception-weights for super-resolution (scored by PSNR and SSIM alone)."""
     from click.core import ParameterSource
 
     context = click.get_current_context()
-    others = IMAGE_TO_IMAGE_ONLY if unconditional else UNCONDITIONAL_ONLY
-    given = [option for name, option in others.items()
-             if context.get_parameter_source(name) == ParameterSource.COMMANDLINE]
-    if given:
+
+    def given(options: dict[str, str]) -> list[str]:
+        return [option for name, option in options.items()
+                if context.get_parameter_source(name) == ParameterSource.COMMANDLINE]
+
+    others = given(IMAGE_TO_IMAGE_ONLY if unconditional else UNCONDITIONAL_ONLY)
+    if others:
         kind = "an unconditional (dcgan)" if unconditional else "an image-to-image"
         applies = "image-to-image" if unconditional else "unconditional (dcgan)"
-        raise click.UsageError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to {applies} "
+        raise click.UsageError(f"{', '.join(others)} {'applies' if len(others) == 1 else 'apply'} to {applies} "
                                f"checkpoints; '{path}' is {kind} checkpoint")
+    if super_resolution and given({"inception_weights": "--inception-weights"}):
+        raise click.UsageError(f"--inception-weights is for FID and KID, which super-resolution checkpoints are not "
+                               f"scored by (PSNR and SSIM need no weights); '{path}' is one")
 
 
 class EvalOutputs:
@@ -285,7 +293,8 @@ def _evaluate_generative(state: dict, path: Path, folder: Path | None, metric_na
     write_text_atomically(json_path, json.dumps(result, indent=2) + "\n")
     scores = {key: value for key, value in result.items() if isinstance(value, float)}
     click.echo(f"step {result['step']}  " + "  ".join(f"{key} {value:.4f}" for key, value in scores.items()))
-    click.echo(f"wrote {json_path} ({result['num_images']} generated vs {result['num_images']} real images "
+    images = "image" if result["num_images"] == 1 else "images"
+    click.echo(f"wrote {json_path} ({result['num_images']} generated vs {result['num_images']} real {images} "
                f"from {result['reference']}; {path})", err=True)
 
 

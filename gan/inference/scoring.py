@@ -57,7 +57,7 @@ from gan.data.super_resolution import Degradation, bicubic_resize, crop_to_multi
 from gan.inference.generators import LoadedGenerator
 from gan.inference.tiling import Translator, fitting_in_memory, translate_tensor
 from gan.metrics import psnr, signed_to_255, ssim
-from gan.metrics.generative import GenerativeEvaluator, score_generator
+from gan.metrics.generative import INCEPTION_METRICS, GenerativeEvaluator, score_generator, smallest_count
 from gan.metrics.image_quality import SSIM_WINDOW_SIZE, smallest_sr_image
 from gan.metrics.translation import TranslationMetrics, with_both_directions
 
@@ -85,11 +85,17 @@ def evaluate_generative(loaded: LoadedGenerator, names: list[str], count: int, d
         # a run on synthetic data has no way to read files: the folder is read as a plain image folder
         dataset = "folder" if data.dataset == "synthetic" else data.dataset
         data = dataclasses.replace(reference_data(data, str(data_root)), dataset=dataset)
+    elif data.dataset != "synthetic" and not Path(data.root).is_dir():
+        raise FileNotFoundError(f"the run's data.root '{data.root}' is not there (moved since it trained?): give its "
+                                "real images with --data FOLDER")
     evaluator = GenerativeEvaluator(data, names, count, device, inception_weights, cache_dir, require_weights,
                                     progress_stream=progress_stream)
-    if evaluator.names and evaluator.reference_size < 2:
-        raise ValueError(f"the real images ({data.root or data.dataset}) are {evaluator.reference_size}: scores "
-                         "between distributions need at least 2 (as --n does)")
+    # (as training: SWD compares patches, of which one image has many; the Inception metrics need more)
+    fewest, why = smallest_count(scored) if (scored := [n for n in evaluator.names if n in INCEPTION_METRICS]) else (1, "")
+    if evaluator.names and evaluator.reference_size < fewest:  # (before any generated image is scored)
+        count_said = f"{evaluator.reference_size} image" + ("s" if evaluator.reference_size != 1 else "")
+        raise ValueError(f"the real images ('{data.root or data.dataset}') are {count_said}, too few for --metrics "
+                         f"{','.join(evaluator.names)}: at least {fewest} ({why})")
     scores = score_generator(evaluator, loaded.generator) if evaluator.names else {}
     reference = "synthetic" if data.dataset == "synthetic" else str(Path(data.root).resolve())
     return {"checkpoint": str(loaded.checkpoint), "step": loaded.step, "reference": reference,

@@ -36,7 +36,6 @@ from gan.metrics.inception import (
     InceptionWeightsNotFoundError,
     inception_features,
     load_inception,
-    resolve_weights_path,
     skipped_for_missing_weights,
 )
 from gan.metrics.swd import patch_descriptors, swd_directions, swd_from_descriptors
@@ -165,9 +164,7 @@ class GenerativeEvaluator:
         self.skipped: dict[str, str] = {}  # metric -> why it cannot run here
         if any(name in INCEPTION_METRICS for name in self.names):
             try:
-                self.inception = load_inception(inception_weights, device)
-                with open(resolve_weights_path(inception_weights), "rb") as weights_file:  # (0.2 s for its 92 MB)
-                    self.inception_digest = hashlib.file_digest(weights_file, "sha256").hexdigest()[:16]
+                self.inception, self.inception_digest = load_inception(inception_weights, device)
             except InceptionWeightsNotFoundError as error:
                 if require_weights:
                     raise

@@ -8,6 +8,8 @@ downloaded: the file is looked for where torch-fidelity itself caches it.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -48,6 +50,13 @@ def default_weights_path() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / WEIGHTS_FILE
 
 
+def weights_setting(path: str | Path | None) -> str:
+    """What a problem with the weights file is blamed on in a training config: the key that names it,
+    or the default place it was found at without one."""
+    return ("metrics.inception_weights" if path else
+            "the Inception-v3 weights at their default place (metrics.inception_weights is unset)")
+
+
 def resolve_weights_path(path: str | Path | None) -> Path:
     """`path`, or the default location; an error naming both the file and where to put it when absent."""
     resolved = Path(path).expanduser() if path else default_weights_path()
@@ -59,23 +68,30 @@ def resolve_weights_path(path: str | Path | None) -> Path:
     return resolved
 
 
-def load_inception(path: str | Path | None, device: torch.device) -> nn.Module:
-    """torch-fidelity's FID Inception-v3, returning (N, 2048) pool features for uint8 (N, 3, H, W) images.
-
-    The file is read with `weights_only=True` first, so a file holding pickled code is
-    refused; torch-fidelity's own loader (which unpickles) only ever sees a copy
-    re-saved here from those plain tensors.
-    """
-    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
-
+def read_inception_weights(path: str | Path | None) -> tuple[dict[str, torch.Tensor], str]:
+    """The state dict of torch-fidelity's Inception-v3 weights at `path` (or the default location)
+    and the start of the file's SHA-256 (its reference statistics are cached under it), the file read
+    once. Read with `weights_only=True`, so a file holding pickled code is refused; a file that is
+    not these weights is a ValueError naming it."""
     resolved = resolve_weights_path(path)
+    contents = resolved.read_bytes()  # (92 MB)
     try:
-        state = torch.load(resolved, map_location="cpu", weights_only=True)
+        state = torch.load(io.BytesIO(contents), map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - torch raises many types for foreign files
         raise ValueError(f"'{resolved}' is not a plain PyTorch state dict of Inception-v3 weights ({WEIGHTS_FILE}): "
                          f"{unloadable_reason(Path(resolved), error)}") from None
     if not isinstance(state, dict) or "Mixed_7c.branch_pool.conv.weight" not in state:
         raise ValueError(f"'{resolved}' does not hold torch-fidelity's Inception-v3 weights ({WEIGHTS_FILE})")
+    return state, hashlib.sha256(contents).hexdigest()[:16]
+
+
+def load_inception(path: str | Path | None, device: torch.device) -> tuple[nn.Module, str]:
+    """torch-fidelity's FID Inception-v3, returning (N, 2048) pool features for uint8 (N, 3, H, W) images,
+    and its weights file's digest (`read_inception_weights`). Torch-fidelity's own loader (which
+    unpickles) only ever sees a copy re-saved here from the plain tensors read."""
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    state, digest = read_inception_weights(path)
     with tempfile.TemporaryDirectory() as folder:
         copy = os.path.join(folder, WEIGHTS_FILE)
         torch.save({name: tensor for name, tensor in state.items() if isinstance(tensor, torch.Tensor)}, copy)
@@ -83,8 +99,9 @@ def load_inception(path: str | Path | None, device: torch.device) -> nn.Module:
             model = FeatureExtractorInceptionV3("inception-v3-compat", [str(FEATURE_SIZE)],
                                                 feature_extractor_weights_path=copy)
         except RuntimeError as error:  # shape or key mismatch
-            raise ValueError(f"'{resolved}' does not match torch-fidelity's Inception-v3: {error}") from None
-    return model.to(device)
+            raise ValueError(f"'{resolve_weights_path(path)}' does not match torch-fidelity's Inception-v3: "
+                             f"{error}") from None
+    return model.to(device), digest
 
 
 @torch.no_grad()

@@ -76,7 +76,7 @@ class TranslationMetrics:
         self.inception: nn.Module | None = None
         self.skipped: dict[str, str] = {}
         try:
-            self.inception = load_inception(inception_weights, device)
+            self.inception, _ = load_inception(inception_weights, device)
         except InceptionWeightsNotFoundError as error:
             if require_weights:
                 raise

@@ -4,8 +4,8 @@ says so before it starts, rather than at its first validation with its steps los
 The loop calls it once the recipe and its training set are built (their constructors have
 read the training folders, `model.init_generator` and the VGG weights by then). It checks,
 where the config turns each on: the evaluation set that previews and validation read
-(`data.val_root`, `data.val_split`; its preview images decoded), `metrics.root`, Inception weights named in
-`metrics.inception_weights`, and that the run directory and the caches can be written;
+(`data.val_root`, `data.val_split`; its preview images decoded), `metrics.root`, the Inception weights
+(named in `metrics.inception_weights`, or found at their default place) when a metric needs them, and that the run directory and the caches can be written;
 and that a batch's activations can fit in the memory left (`check_batch_fits`).
 """
 
@@ -29,7 +29,13 @@ from gan.data import build_dataset, data_identity, reference_data
 from gan.data.cache import is_built, user_cache_dir
 from gan.data.image_files import ImageFileDataset
 from gan.metrics.generative import INCEPTION_METRICS, smallest_count
-from gan.metrics.inception import InceptionWeightsNotFoundError, resolve_weights_path
+from gan.metrics.inception import (
+    InceptionWeightsNotFoundError,
+    default_weights_path,
+    read_inception_weights,
+    resolve_weights_path,
+    weights_setting,
+)
 from gan.nets.running import eval_mode, layer_output_bytes
 from gan.recipes.image_to_image import scores_translations
 
@@ -92,8 +98,9 @@ def run_problems(config: Config, run_dir: Path, load_previews: Callable[[], obje
         check("metrics.names", lambda: _too_few_real_images(metrics, dataset, where))
     scores_inception = ((metrics.every and set(metrics.names) & set(INCEPTION_METRICS))
                         or scores_translations(config))  # (FID, KID of translations, at validation)
-    if metrics.inception_weights and scores_inception:
-        check("metrics.inception_weights", lambda: resolve_weights_path(metrics.inception_weights))
+    if scores_inception and (metrics.inception_weights or default_weights_path().is_file()):
+        # read, not only found: a damaged file stopped image-to-image runs at their first validation
+        check(weights_setting(metrics.inception_weights), lambda: read_inception_weights(metrics.inception_weights))
     check("the run directory", lambda: _require_writable(run_dir, "the run directory"))
     check("samples/", lambda: _require_folder_or_nothing(run_dir / "samples", "its preview grids"))
     if metrics.every:
