@@ -25,11 +25,15 @@ import zlib
 from collections import Counter
 from pathlib import Path
 
-from gan.core.files import is_stale_temp, remove_stale_temps, temp_name, write_atomically, write_text_atomically
-from gan.core.processes import interrupt_on_sigterm
-from gan.core.wording import first_few
-from gan.data.decode import check_header, find_images, header_size
-from gan.data.image_files import celeba_image_dir, partition_candidates, read_partition_file
+try:  # (torch comes with them, which takes seconds: a Ctrl-C then is one line too, not a traceback)
+    from gan.core.files import is_stale_temp, remove_stale_temps, temp_name, write_atomically, write_text_atomically
+    from gan.core.processes import interrupt_on_sigterm
+    from gan.core.wording import first_few
+    from gan.data.decode import check_header, find_images, header_size
+    from gan.data.image_files import celeba_image_dir, partition_candidates, read_partition_file
+except KeyboardInterrupt:
+    print("prepare_celeba: stopped before it began; nothing was written", file=sys.stderr)
+    sys.exit(130)
 
 OFFICIAL_COUNT = 202_599
 OFFICIAL_SIZE = (178, 218)
@@ -264,5 +268,8 @@ if __name__ == "__main__":
         print("prepare_celeba: stopped; run the same command again: it keeps the images already unpacked whole",
               file=sys.stderr)
         sys.exit(130)
+    except BrokenPipeError:  # (its output piped into `head`, which has read enough)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)
     except OSError as error:  # a full disk, a read-only folder, mid-unpack: one line, no traceback
         fail(f"{error.strerror or error}{f': {error.filename!r}' if error.filename else ''}")

@@ -190,3 +190,29 @@ def test_a_zip_is_not_unpacked_beside_kaggles_nested_folder_which_the_loader_rea
     result = prepare("--zip", write_zip(tmp_path / "celeba.zip"), "--out", tmp_path / "out")
     assert result.returncode == 1 and f"holds '{nested}', which the loader reads" in result.stderr, result.stderr
     assert sorted(path.name for path in (tmp_path / "out" / "img_align_celeba").iterdir()) == ["img_align_celeba"]
+
+
+def test_a_ctrl_c_while_torch_imports_is_one_line(tmp_path):
+    # The imports (torch among them) take seconds, and a Ctrl-C then printed a traceback.
+    interrupted_import = (
+        "import builtins, runpy, sys\n"
+        "real_import = builtins.__import__\n"
+        "def importing(name, *args, **kwargs):\n"
+        "    if name == 'torch':\n"
+        "        raise KeyboardInterrupt\n"
+        "    return real_import(name, *args, **kwargs)\n"
+        "builtins.__import__ = importing\n"
+        f"sys.argv = [{str(SCRIPT)!r}, '--out', {str(tmp_path / 'out')!r}]\n"
+        f"runpy.run_path({str(SCRIPT)!r}, run_name='__main__')\n")
+    result = subprocess.run([sys.executable, "-c", interrupted_import], capture_output=True, text=True, timeout=120,
+                            cwd=REPO)
+    assert result.returncode == 130 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr == "prepare_celeba: stopped before it began; nothing was written\n"
+    assert not (tmp_path / "out").exists()
+
+
+def test_its_output_piped_into_head_ends_quietly(tmp_path):
+    write_zip(tmp_path / "celeba.zip")
+    result = subprocess.run(f"'{sys.executable}' '{SCRIPT}' --zip '{tmp_path / 'celeba.zip'}' --out '{tmp_path / 'out'}'"
+                            " | head -c 1", shell=True, capture_output=True, text=True, timeout=120)
+    assert "Broken pipe" not in result.stderr and "Traceback" not in result.stderr, result.stderr
