@@ -501,7 +501,7 @@ def test_a_crop_smaller_than_the_resolution_is_warned_of_as_upsampled(tmp_path):
     for index, size in enumerate([(64, 80), (50, 40), (70, 70)]):
         random_rgb(size, index).save(folder / f"{index}.png")
     # (each of the 3 headers read: "in 1 of 3 images sampled" said a sample)
-    with pytest.warns(UserWarning, match=r"their centred square is smaller than data.resolution = 64 in 1 of 3 images "
+    with pytest.warns(UserWarning, match=r"the images' centred square is smaller than data.resolution = 64 in 1 of 3 images "
                                          r"\(smallest: 40 px, in the 50x40 '.*1.png'\)"):
         image_folder_dataset(folder, 64)
     with warnings.catch_warnings():
@@ -514,7 +514,7 @@ def test_the_upsampling_check_samples_at_random_so_a_pattern_of_sizes_cannot_hid
     """Every third file large: a stride of 3 read only those, and 200 upsampled images went unsaid."""
     for index in range(300):
         Image.new("RGB", (40, 40) if index % 3 == 0 else (20, 20)).save(tmp_path / f"{index:03d}.png")
-    with pytest.warns(UserWarning, match=r"their centred square is smaller than data.resolution = 32 in \d+ of 100 "
+    with pytest.warns(UserWarning, match=r"the images' centred square is smaller than data.resolution = 32 in \d+ of 100 "
                                          r"images sampled \(smallest: 20 px"):
         image_folder_dataset(tmp_path, 32)
 

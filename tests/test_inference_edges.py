@@ -129,6 +129,16 @@ def test_paired_eval_never_writes_its_csv_or_json_over_a_run_file(runs, tmp_path
     assert (run / "eval-val-00000002.csv").is_file() and (run / "eval-val-00000002.json").is_file()
 
 
+def test_the_default_csv_takes_the_name_of_the_data_folder_as_typed(runs, tmp_path):
+    # `--data datasets/facades`, a link to the data, wrote eval-paired-val-...: the name of the link's target
+    run = Path(shutil.copytree(runs["pix2pix"], tmp_path / "run"))
+    (tmp_path / "facades").symlink_to(runs["data"]["paired"], target_is_directory=True)
+    result = invoke("eval", run, "--data", tmp_path / "facades")
+    assert result.exit_code == 0, result.output
+    assert sorted(path.name for path in run.glob("eval-*")) == ["eval-facades-val-00000002.csv",
+                                                                "eval-facades-val-00000002.json"]
+
+
 # ----------------------------------------------------------------------------- 2: paired eval on no pairs
 
 

@@ -332,8 +332,9 @@ def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_pa
     if save_images is not None:
         _check_strip_folder(save_images, folder, data["dataset"])
     image_sets = {}  # translations as distributions: not for SR, whose images differ in size
-    # what is scored, and the name its CSV takes (resolved: `--data .` has a name too)
-    scored, csv_name = folder, folder.resolve().name
+    # what is scored, and the name its CSV takes: the folder's as typed (`datasets/facades`, a link to
+    # the data, gives "facades"), made absolute without following links (`--data .` has a name too)
+    scored, csv_name = folder, Path(os.path.abspath(folder)).name
     if data["dataset"] == "paired":
         scored, split = paired_evaluation_folder(folder, data, split)
         csv_name = f"{csv_name}-{split}" if split else csv_name

@@ -93,7 +93,7 @@ def main() -> None:
     \b
     gan train experiments/dcgan_demo.toml            # no download needed
     gan sample runs/00000-dcgan_demo --n 64 --out faces.png
-    gan translate runs/00001-pix2pix_facades photos/ translated/
+    gan translate runs/00001-pix2pix_facades labels/ photos/   # facades: label maps in, photos out
     gan eval runs/00002-sr_pix2pix_x4 --data datasets/sr/Set5
     gan eval runs/00000-dcgan_demo --metrics swd --n 2000
     gan export runs/00000-dcgan_demo --out faces.safetensors

@@ -175,7 +175,7 @@ def image_folder_dataset(root: str | Path, resolution: int, hflip: bool = False,
     readable, skipped = readable_images(paths, strict, max_images)  # (max_images counts readable ones)
     if not readable:
         raise NoReadableImages(f"none of the {len(paths)} image files under '{root}' could be read")
-    warn_of_upsampling(readable, centre_square, resolution, "their centred square")
+    warn_of_upsampling(readable, centre_square, resolution, "the images' centred square")
     return ImageFileDataset(readable, resolution, centre_square, hflip, strict, len(skipped))
 
 
