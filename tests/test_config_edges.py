@@ -851,6 +851,18 @@ def test_a_sets_own_value_names_no_file():
     assert str(error.value).startswith("unknown loss.adversarial 'hinje'")
 
 
+def test_a_config_that_cannot_run_is_refused_without_the_warnings_about_its_settings():
+    # The EMA warm-up's long warning came first and buried the one line that said what was wrong.
+    settings = ["train.steps=10", "train.ema_decay=0.995"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(ConfigError, match="unknown loss.adversarial 'hinje'"):
+            load_config(DEMO, [*settings, "loss.adversarial=hinje"])
+    assert not caught, [str(warning.message) for warning in caught]
+    with pytest.warns(UserWarning, match="train.ema_decay = 0.995 .* is never reached"):
+        assert load_config(DEMO, settings).train.ema_decay == 0.995
+
+
 def test_metric_names_are_kept_as_they_are_computed_and_a_network_argument_is_named_in_full():
     # ["SWD", "swd"] was computed once as swd and written to config.toml as given; a bad norm was
     # "model.generator_args: unknown norm 'foo'", without the key's last part.

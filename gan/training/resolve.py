@@ -119,9 +119,13 @@ def load_config(path: str | Path | None, overrides: list[str] = (),
     """Read a TOML config (or the defaults when `path` is None) with `--set` overrides, and check
     it whole: keys, types, ranges and names. `trained`: (checkpoint, its config) of a run whose
     config.toml this is, for the settings that file lacks."""
-    config = read_config(path, overrides, trained)
-    try:
-        return resolve_names(config)
-    except ConfigError as error:
-        raise naming_the_file(error, None if path is None else Path(path),
-                              lambda: resolve_names(read_config(path, [], trained))) from None
+    with warnings.catch_warnings(record=True) as held:  # (said once the config is known to run)
+        warnings.simplefilter("always")
+        try:
+            config = resolve_names(read_config(path, overrides, trained))
+        except ConfigError as error:  # alone: warnings about settings of a config that cannot run would bury it
+            raise naming_the_file(error, None if path is None else Path(path),
+                                  lambda: resolve_names(read_config(path, [], trained))) from None
+    for warning in held:
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    return config
