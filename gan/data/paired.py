@@ -387,9 +387,10 @@ def paired_dataset(root: str | Path, split: str, resolution: int, load_size: int
     if layout == "folders":
         missing = [name for name in ("A", "B") if not side_folder(folder, name).is_dir()]
         if missing:
+            lacks = "neither A/ nor B/" if len(missing) == 2 else f"no {missing[0]}/"
             raise FileNotFoundError(f"data.layout = \"folders\" reads pairs from '{folder}/A' and '{folder}/B', and "
-                                    f"'{folder}' has {'neither A/ nor B/' if len(missing) == 2 else f'no {missing[0]}/'}; for A|B images "
-                                    "side by side set data.layout=aligned (or auto, which tells them apart)")
+                                    f"'{folder}' has {lacks}; for A|B images side by side set data.layout=aligned "
+                                    "(or auto, which tells them apart)")
         beside = _images_beside(folder)
         if beside:  # (A|B images beside the folders, say: the folders layout reads A/ and B/ alone)
             warnings.warn(f"'{folder}' holds {len(beside)} image file(s) beside its A/ and B/ folders, which are left "

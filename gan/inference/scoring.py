@@ -90,8 +90,9 @@ def evaluate_generative(loaded: LoadedGenerator, names: list[str], count: int, d
                                 "real images with --data FOLDER")
     evaluator = GenerativeEvaluator(data, names, count, device, inception_weights, cache_dir, require_weights,
                                     progress_stream=progress_stream)
-    # (as training: SWD compares patches, of which one image has many; the Inception metrics need more)
-    fewest, why = smallest_count(scored) if (scored := [n for n in evaluator.names if n in INCEPTION_METRICS]) else (1, "")
+    # (as in training: SWD compares patches, of which one image has many; the Inception metrics need more)
+    inception_scored = [name for name in evaluator.names if name in INCEPTION_METRICS]
+    fewest, why = smallest_count(inception_scored) if inception_scored else (1, "")
     if evaluator.names and evaluator.reference_size < fewest:  # (before any generated image is scored)
         count_said = f"{evaluator.reference_size} image" + ("s" if evaluator.reference_size != 1 else "")
         raise ValueError(f"the real images ('{data.root or data.dataset}') are {count_said}, too few for --metrics "

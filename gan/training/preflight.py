@@ -4,9 +4,10 @@ says so before it starts, rather than at its first validation with its steps los
 The loop calls it once the recipe and its training set are built (their constructors have
 read the training folders, `model.init_generator` and the VGG weights by then). It checks,
 where the config turns each on: the evaluation set that previews and validation read
-(`data.val_root`, `data.val_split`; its preview images decoded), `metrics.root`, the Inception weights
-(named in `metrics.inception_weights`, or found at their default place) when a metric needs them, and that the run directory and the caches can be written;
-and that a batch's activations can fit in the memory left (`check_batch_fits`).
+(`data.val_root`, `data.val_split`; its preview images decoded), `metrics.root`, the Inception
+weights a metric will read (named in `metrics.inception_weights`, or at their default place),
+and that the run directory and the caches can be written; and that a batch's activations can
+fit in the memory left (`check_batch_fits`).
 """
 
 from __future__ import annotations
