@@ -157,6 +157,9 @@ def test_diffaugment_translation_moves_a_pixel_and_cutout_zeroes_a_quarter():
     zeroed = (cut == 0).float().mean(dim=(1, 2, 3))
     assert zeroed.max() == pytest.approx(0.25) and zeroed.min() > 0  # 8x8 of 16x16, clipped at the borders
     assert (cut[:, 0] == cut[:, 1]).all()  # all channels together
+    # the centre ranges over 0..16 as the reference's does (it stopped at 15): 4 rows clipped at either edge
+    rows_cut = {tuple(rows.nonzero().flatten().tolist()) for rows in (cut[:, 0] == 0).any(dim=2)}
+    assert (0, 1, 2, 3) in rows_cut and (12, 13, 14, 15) in rows_cut
 
 
 def test_diffaugment_is_differentiable():

@@ -106,7 +106,7 @@ class TrainConfig:
     beta2: float = 0.999
     d_steps: int = 1  # discriminator updates per generator update
     lr_schedule: str = "linear_decay"  # linear_decay | cosine | step (gan/recipes/schedules.py), after warmup_steps
-    lr_decay_steps: int = 0  # linear_decay: both learning rates fall linearly to 0 over the last N steps
+    lr_decay_steps: int = 0  # linear_decay: both rates fall linearly towards 0 over the last N steps (1/(N+1) last)
     lr_milestones: list[int] = field(default_factory=list)  # step: learning rates times lr_gamma after each
     lr_gamma: float = 0.5  # step: the factor at each milestone
     warmup_steps: int = 0  # learning rates rise linearly from 0 over the first N steps (any schedule)

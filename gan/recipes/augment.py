@@ -176,11 +176,12 @@ class DiffAugment:
         return padded[batch, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
 
     def _cutout(self, images: torch.Tensor) -> torch.Tensor:
-        """Zero a (H/2) x (W/2) rectangle per image, centred anywhere (clipped at the borders)."""
+        """Zero a (H/2) x (W/2) rectangle per image, centred anywhere (clipped at the borders): as the
+        reference draws it, the centre of an even-sized one reaches the far edge too (0..H, not 0..H-1)."""
         _, _, height, width = images.shape
         size_y, size_x = int(height * CUTOUT_RATIO + 0.5), int(width * CUTOUT_RATIO + 0.5)
-        top = self._integers(images, 0, height - 1)[:, None] - size_y // 2  # (N, 1)
-        left = self._integers(images, 0, width - 1)[:, None] - size_x // 2
+        top = self._integers(images, 0, height - size_y % 2)[:, None] - size_y // 2  # (N, 1)
+        left = self._integers(images, 0, width - size_x % 2)[:, None] - size_x // 2
         rows = torch.arange(height, device=images.device)
         cols = torch.arange(width, device=images.device)
         inside_rows = (rows >= top) & (rows < top + size_y)  # (N, H)

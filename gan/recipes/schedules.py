@@ -23,7 +23,8 @@ def lr_factor(step: int, train: TrainConfig) -> float:
     """The factor on the base learning rates at (1-based) `step`: a linear warm-up over
     `train.warmup_steps`, times the schedule `train.lr_schedule`:
 
-    - linear_decay: constant, then linear to 0 over the last `train.lr_decay_steps` (0 = constant);
+    - linear_decay: constant, then linear towards 0 over the last `train.lr_decay_steps` N, at 1/(N + 1)
+      on the last step, as the pix2pix/CycleGAN reference's rule (0 = constant);
     - cosine: half a cosine from 1 after the warm-up to 0 at `train.steps`;
     - step: times `train.lr_gamma` at each of `train.lr_milestones` (BasicSR's MultiStepLR).
     """
