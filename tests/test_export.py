@@ -184,15 +184,43 @@ def test_a_stop_while_exporting_waits_until_the_weights_and_their_description_ar
 
     out = tmp_path / "g.safetensors"
     assert CliRunner().invoke(main, ["export", str(run), "--generator", "live", "--out", str(out)]).exit_code == 0
-    write = exported.write_following_umask
+    following_umask = exported.following_umask
 
-    def stopped_after_the_weights(path, writer):
-        write(path, writer)
-        if path == out:
-            os.kill(os.getpid(), signal.SIGTERM)
+    def stopped_after_the_weights(write):
+        def written_then_stopped(path):
+            following_umask(write)(path)
+            if path.name.startswith(out.name + "."):  # (the weights' temp, not the description's)
+                os.kill(os.getpid(), signal.SIGTERM)
+        return written_then_stopped
 
-    monkeypatch.setattr(exported, "write_following_umask", stopped_after_the_weights)
+    monkeypatch.setattr(exported, "following_umask", stopped_after_the_weights)
     result = CliRunner().invoke(main, ["export", str(run), "--out", str(out), "--overwrite"])  # the EMA one
     assert result.exit_code == 143 and "stopped by SIGTERM" in result.output, result.output
     assert json.loads((tmp_path / "g.safetensors.json").read_text())["network"] == "generator_ema"
     assert load_generator(out, CPU).used_ema  # the weights and their description agree
+
+
+def test_an_overwrite_whose_description_cannot_be_written_keeps_the_earlier_export_whole(run, tmp_path,
+                                                                                        monkeypatch):
+    """The new weights replaced the old, the description failed (a full disk), and the new weights
+    were then deleted: the user's earlier export was gone, its description left describing nothing."""
+    import errno
+
+    from gan.inference import exported
+
+    out = tmp_path / "g.safetensors"
+    assert CliRunner().invoke(main, ["export", str(run), "--generator", "live", "--out", str(out)]).exit_code == 0
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    following_umask = exported.following_umask
+
+    def description_on_a_full_disk(write):
+        def written(path):
+            if path.name.startswith(out.name + ".json"):
+                raise OSError(errno.ENOSPC, "No space left on device")
+            following_umask(write)(path)
+        return written
+
+    monkeypatch.setattr(exported, "following_umask", description_on_a_full_disk)
+    result = CliRunner().invoke(main, ["export", str(run), "--out", str(out), "--overwrite"])
+    assert result.exit_code == 2 and "could not write" in result.output and "g.safetensors.json" in result.output
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before  # no temp left either

@@ -69,25 +69,42 @@ def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
     `write` may open the temp path itself (torch.save, PIL, safetensors take paths). Raises
     WriteError on any failure to write, with the temp file removed.
     """
-    path = Path(path)
-    temp = temp_name(path)
+    write_together({Path(path): write})
+
+
+def write_together(writes: dict[Path, Callable[[Path], None]]) -> None:
+    """`write_atomically` for files that belong together (weights and their description): each is
+    written to its temp path, and only when all are whole are they renamed into place, so that a
+    failure to write any leaves every one as it was. (Should a rename fail after others, the files
+    it made go again; one it replaced is named.) WriteError names the file that failed."""
+    writes = {Path(path): write for path, write in writes.items()}
+    temps = {path: temp_name(path) for path in writes}
+    existed = {path: os.path.lexists(path) for path in writes}
     handled = sys.exc_info()[1]  # an error the caller is handling: not this write's to release
+    current, moved = next(iter(writes)), []  # the file being written or moved, for the message
     try:
-        write(temp)
-        with open(temp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-        _fsync_folder(path.parent)
+        for current, write in writes.items():
+            write(temps[current])
+            with open(temps[current], "rb+") as handle:
+                os.fsync(handle.fileno())
+        for current, temp in temps.items():
+            os.replace(temp, current)
+            moved.append(current)
+        for folder in dict.fromkeys(path.parent for path in writes):
+            _fsync_folder(folder)
     except BaseException as error:
-        try:
-            temp.unlink(missing_ok=True)
-        except OSError:  # (its folder gone or unwritable): the write's own error is the one to report
-            pass
+        for leftover in [*temps.values(), *(path for path in moved if not existed[path])]:
+            try:
+                leftover.unlink(missing_ok=True)
+            except OSError:  # (its folder gone or unwritable): the write's own error is the one to report
+                pass
         if not _is_write_failure(error):
             raise
         _release_frames(error, handled)
         reason = (str(error).splitlines() or [type(error).__name__])[0]
-        raise WriteError(f"could not write '{path}' ({free_space(path.parent)}): {reason}") from error
+        replaced = [str(path) for path in moved if existed[path]]
+        note = f"; '{replaced[0]}' was replaced already" if replaced else ""
+        raise WriteError(f"could not write '{current}' ({free_space(current.parent)}): {reason}{note}") from error
 
 
 def _release_frames(error: BaseException | None, handled: BaseException | None) -> None:

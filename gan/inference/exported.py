@@ -34,7 +34,7 @@ from gan.core.checkpoint import (
     resolve_checkpoint,
     stored_step,
 )
-from gan.core.files import WriteError, write_atomically
+from gan.core.files import write_together
 from gan.core.processes import stop_signals_held
 from gan.inference.loading import build_generator, checked_state, damaged
 
@@ -109,48 +109,45 @@ def export_generator(source: Path, out: Path, export_format: str | None = None, 
     metadata = {"format": EXPORT_FORMAT, "network": stored, "specs": {name: state["specs"][name]},
                 "config": state["config"], "step": state["step"],
                 "source": os.path.abspath(path)}  # (where it came from, wherever the export is moved)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # A stop (Ctrl-C, SIGTERM) waits until both files are written: between them, an --overwrite left
-    # the new weights beside the old description.
-    with stop_signals_held():
-        if export_format == "safetensors":
-            from safetensors.torch import save_file
+    if export_format == "safetensors":
+        from safetensors.torch import save_file
 
-            metadata["weights_sha256"] = weights_digest(weights)  # (safetensors keeps no checksum of its own)
-            write_following_umask(out, lambda temp: save_file(weights, str(temp),
-                                                              metadata={"gan": json.dumps(metadata)}))
-        elif export_format == "pt":
-            write_following_umask(out, lambda temp: torch.save({**metadata, "networks": {stored: weights}}, temp))
-        else:
-            metadata = write_onnx_export(out, generator, metadata)
-        try:
-            write_following_umask(sidecar_path(out), lambda temp: temp.write_text(
-                json.dumps(metadata, indent=2) + "\n", encoding="utf-8"))
-        except WriteError:
-            out.unlink(missing_ok=True)  # no weights without their description
-            raise
+        metadata["weights_sha256"] = weights_digest(weights)  # (safetensors keeps no checksum of its own)
+        write_weights = lambda temp: save_file(weights, str(temp), metadata={"gan": json.dumps(metadata)})  # noqa: E731
+    elif export_format == "pt":
+        write_weights = lambda temp: torch.save({**metadata, "networks": {stored: weights}}, temp)  # noqa: E731
+    else:
+        metadata, write_weights = onnx_writer(generator, metadata)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # The weights and their description are moved into place together, a stop (Ctrl-C, SIGTERM)
+    # held back meanwhile: an --overwrite whose description failed to write deleted the new weights,
+    # and the earlier export with them; one stopped between the two left new weights, old description.
+    with stop_signals_held():
+        write_together({out: following_umask(write_weights),
+                        sidecar_path(out): following_umask(lambda temp: temp.write_text(
+                            json.dumps(metadata, indent=2) + "\n", encoding="utf-8"))})
     return metadata
 
 
-def write_onnx_export(out: Path, generator: torch.nn.Module, metadata: dict[str, Any]) -> dict[str, Any]:
-    """Write `generator` (built by `build_generator`) to `out` as ONNX; returns `metadata` with the
-    graph's description (input and output shapes, size multiple) added as "onnx"."""
+def onnx_writer(generator: torch.nn.Module,
+                metadata: dict[str, Any]) -> tuple[dict[str, Any], Callable[[Path], None]]:
+    """`metadata` with the ONNX graph's description of `generator` (built by `build_generator`: input
+    and output shapes, size multiple) added as "onnx", and what writes the graph to a path."""
     from gan.inference.onnx_export import onnx_program, write_onnx
 
     program, description = onnx_program(generator, metadata["config"])
     metadata = {**metadata, "onnx": description}
-    write_following_umask(out, lambda temp: write_onnx(program, metadata, temp))
-    return metadata
+    return metadata, lambda path: write_onnx(program, metadata, path)
 
 
-def write_following_umask(path: Path, write: Callable[[Path], None]) -> None:
-    """`write_atomically`, with the file's permissions set by the umask as for a plain open():
-    some writers (safetensors) create their file 0600 whatever the umask."""
+def following_umask(write: Callable[[Path], None]) -> Callable[[Path], None]:
+    """`write`, with the file's permissions then set by the umask as for a plain open(): some
+    writers (safetensors) create their file 0600 whatever the umask."""
     def write_then_set_mode(temp: Path) -> None:
         write(temp)
         os.chmod(temp, 0o666 & ~current_umask())
 
-    write_atomically(path, write_then_set_mode)
+    return write_then_set_mode
 
 
 def current_umask() -> int:
