@@ -193,11 +193,33 @@ def test_a_corrupt_cache_file_is_recomputed(image_folder, tmp_path):
     key = reference_key(data, 4, "swd")
     cache = ReferenceCache(tmp_path)
     cache.path(key).write_bytes(b"truncated")
-    with pytest.warns(UserWarning, match="unreadable reference statistics"):
+    with pytest.warns(UserWarning, match=r"the reference statistics .* are damaged \(not a torch file\): computed "
+                                         "again"):  # (it said "unreadable ...: 101", torch's bare number)
         assert cache.load(key) is None
         statistics = GenerativeEvaluator(data, ["swd"], 4, CPU, cache_dir=tmp_path).reference()["swd"]
     assert int(statistics["num_images"]) == 4
     assert cache.load(key) is not None  # rewritten whole
+
+
+def test_reference_statistics_damaged_inside_are_recomputed_not_scored_against(image_folder, tmp_path):
+    """torch.load checks no CRC: bytes flipped inside the cached descriptors loaded as they were, and
+    SWD came out at 1e7 (best.pt kept by it) in every later run and gan eval."""
+    import zipfile
+
+    data = DataConfig(dataset="folder", root=str(image_folder), resolution=16)
+    evaluator = GenerativeEvaluator(data, ["swd"], 4, CPU, cache_dir=tmp_path)
+    good = {name: value.clone() for name, value in evaluator.reference()["swd"].items()}
+    (path,) = tmp_path.glob("swd-*.pt")
+    raw = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as archive:
+        record = max(archive.infolist(), key=lambda info: info.file_size)  # the descriptors
+    start = record.header_offset + 30 + len(record.filename) + len(record.extra) + record.file_size // 2
+    raw[start:start + 16] = bytes(byte ^ 0xFF for byte in raw[start:start + 16])
+    path.write_bytes(bytes(raw))
+    with pytest.warns(UserWarning, match=r"the reference statistics .* are damaged \(its record .* fails its "
+                                         r"checksum\): computed again"):
+        again = GenerativeEvaluator(data, ["swd"], 4, CPU, cache_dir=tmp_path).reference()["swd"]
+    assert all(torch.equal(again[name], good[name]) for name in good)
 
 
 def test_inception_statistics_cache_and_scores(image_folder, tmp_path, random_inception_weights):

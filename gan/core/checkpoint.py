@@ -161,14 +161,14 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu",
         newer_or_older = other_version(path, state.get("format") if isinstance(state, dict) else None, formats)
         raise CheckpointError(newer_or_older
                               or f"'{path}' is not a gan checkpoint ({_held(state)}): expected {_expected(formats)}")
-    damaged = _failed_checksum(path)
+    damaged = failed_checksum(path)
     if damaged:
         raise CheckpointError(f"'{path}' is corrupt: its record '{damaged}' fails its checksum (the file was damaged "
                               "after it was written, on disk or in a copy)")
     return state
 
 
-def _failed_checksum(path: Path) -> str | None:
+def failed_checksum(path: Path) -> str | None:
     """The first record of a torch zip file whose bytes fail their CRC-32, or None. torch.load does
     not check them: a flipped bit in the tensors' bytes would load as silently wrong weights."""
     if not zipfile.is_zipfile(path):  # torch's legacy format has no checksums to check
@@ -486,7 +486,7 @@ def prune_checkpoints(run_dir: Path, keep: int, written: Path) -> None:
     for step, path in reversed(ordered):  # newest first: the kept are checked whole, the rest go
         if kept < keep or step >= newest:
             # (the step's entry reads from a damaged file: only its records' checksums tell)
-            damaged = None if path == written else _failed_checksum(path)
+            damaged = None if path == written else failed_checksum(path)
             if damaged:
                 warnings.warn(f"'{path}' is corrupt (its record '{damaged}' fails its checksum): it is not counted "
                               f"among the {keep} kept, and goes with the older ones once {keep} good ones are "

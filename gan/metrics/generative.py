@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from gan.core.checkpoint import CheckpointError, save_checkpoint
+from gan.core.checkpoint import CheckpointError, failed_checksum, save_checkpoint, unloadable_reason
 from gan.core.config import DataConfig
 from gan.core.images import signed_to_uint8
 from gan.core.progress import print_above, progress_counter
@@ -104,7 +104,12 @@ class ReferenceCache:
         try:
             stored = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as error:  # a truncated file from a killed run: recompute
-            warnings.warn(f"ignoring unreadable reference statistics '{path}': {error}", stacklevel=2)
+            problem = unloadable_reason(path, error)
+        else:  # (torch.load checks no CRC: a damaged statistic gave a silently wrong score, best.pt kept by it)
+            damaged = failed_checksum(path)
+            problem = f"its record '{damaged}' fails its checksum" if damaged else None
+        if problem:
+            warnings.warn(f"the reference statistics '{path}' are damaged ({problem}): computed again", stacklevel=2)
             return None
         return stored["statistics"] if stored.get("key") == key else None
 
