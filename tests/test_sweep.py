@@ -299,6 +299,22 @@ def test_a_sweep_run_again_skips_finished_runs_and_resumes_an_interrupted_one(tm
     assert (out / names[1] / "checkpoint-00000002.pt").stat().st_mtime_ns == halfway
 
 
+def test_a_finished_run_resumed_by_hand_with_other_settings_is_not_counted_as_the_grids(tmp_path):
+    # "2 runs, 2 finished, 0 to do", and gan compare labelled it with settings it trained only part of
+    out = tmp_path / "sweep"
+    command = ["sweep", str(DEMO), "--grid", "train.g_lr=1e-4,2e-4",
+               *[arg for item in TINY for arg in ("--set", item)], "--out", str(out), "--device", "cpu"]
+    assert CliRunner().invoke(main, command).exit_code == 0
+    run = out / "00001-g_lr=2e-4"
+    (run / "checkpoint-00000004.pt").unlink()
+    resumed = CliRunner().invoke(main, ["train", "--resume", str(run), "--set", "train.d_lr=1e-3"])
+    assert resumed.exit_code == 0, resumed.output
+    again = CliRunner().invoke(main, command)
+    assert again.exit_code == 2 and "error: run 00001-g_lr=2e-4 finished with settings other than this sweep gives " \
+        "it (train.d_lr 0.001 -> 0.0002; resumed with --set by hand?)" in again.output, again.output
+    assert "started" not in again.output
+
+
 def test_sigterm_reaches_the_runs_which_checkpoint_and_the_same_command_resumes(tmp_path):
     """`kill` (or a scheduler ending the job) stops the sweep as Ctrl-C does: the running run gets
     the signal, checkpoints and exits, and no run is left training without its sweep."""

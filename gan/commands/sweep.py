@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import click
@@ -81,8 +82,8 @@ def sweep(config: Path, grids: tuple[str, ...], seeds: int, sets: tuple[str, ...
             select_device(device)  # a device this machine lacks fails here once, not in every run
         devices = _devices(device)
         # every grid point valid before sweep.toml is written (for the CPU here, unless the commands are printed)
-        planned_steps(config, list(sets), runs, not print_commands and trains_on_cpu(devices), here=not print_commands,
-                      out=out)
+        steps = planned_steps(config, list(sets), runs, not print_commands and trains_on_cpu(devices),
+                              here=not print_commands, out=out)
         text = manifest_text(config, list(sets), grid, seeds, runs)
         # first: a folder of another sweep, or one another sweep runs in, is refused before any line is printed
         with claimed_sweep_folder(out, text):
@@ -91,6 +92,7 @@ def sweep(config: Path, grids: tuple[str, ...], seeds: int, sets: tuple[str, ...
                     click.echo(shlex.join(train_command(config, list(sets), run, out / run.name,
                                                         None if device == "auto" else device, ["gan"])))
                 return
+            refuse_runs_finished_otherwise(config, list(sets), runs, out, steps)
             failed = run_sweep(config, list(sets), runs, out, jobs, devices)
     except (ConfigError, WriteError, RunDirectoryBusy, DeviceUnavailable) as error:
         fail(error)
@@ -99,6 +101,29 @@ def sweep(config: Path, grids: tuple[str, ...], seeds: int, sets: tuple[str, ...
     if failed:
         click.echo(f"error: {len(failed)} run(s) failed: {', '.join(failed)}", err=True)
         sys.exit(1)
+
+
+def refuse_runs_finished_otherwise(config: Path, sets: list[str], runs: list, out: Path, steps: dict[str, int]) -> None:
+    """ConfigError for a finished run of the sweep whose settings are not those the sweep gives it
+    (resumed by hand with a --set): it was counted as the grid's run, and gan compare labelled it
+    with settings it trained only part of the way with. (An unfinished one is refused by its
+    `gan train --run-dir`, as the sweep resumes it.)"""
+    from gan.commands.train import other_settings, written_config
+    from gan.core.registry import ConfigError
+    from gan.tools.sweep import finished
+    from gan.training.resolve import load_config
+
+    for run in runs:
+        run_dir = out / run.name
+        if not finished(run_dir, steps[run.name]):
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # (said when the sweep's configs were checked)
+            changes, _, _ = other_settings(written_config(run_dir), load_config(config, [*sets, *run.overrides]))
+        if changes:
+            raise ConfigError(f"run {run.name} finished with settings other than this sweep gives it "
+                              f"({'; '.join(changes)}; resumed with --set by hand?), so it is not the grid's run: "
+                              f"move '{run_dir}' out of '{out}' for the sweep to train that run again")
 
 
 def _devices(device: str) -> list[str]:

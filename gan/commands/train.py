@@ -244,13 +244,11 @@ SAME_RUN_KEYS = ("train.steps", "data.strict")
 ROLLBACK_HALVINGS = (0.5, 0.25, 0.125)  # --on-nan rollback halves both rates, up to 3 times
 
 
-def settings_to_continue(run_dir: Path, written, resolved):
-    """The config a `--run-dir` line continues its run with: the line's own (train.steps may grow),
-    with the learning rates the run's `--on-nan rollback` halved kept as config.toml records them.
-    Another line there would mix two experiments in one run: refused, naming each difference."""
+def other_settings(written, resolved) -> tuple[list[str], object, bool]:
+    """What a run's config.toml (`written`) holds other than the `resolved` config of a `--run-dir`
+    line for it (`key old -> new`, past what the same line may change: its length), the config the
+    line continues with, and whether that keeps the rates the run's `--on-nan rollback` halved."""
     import dataclasses
-
-    from gan.core.registry import ConfigError
 
     train = resolved.train
     halved = any(written.train.g_lr == train.g_lr * factor and written.train.d_lr == train.d_lr * factor
@@ -260,6 +258,16 @@ def settings_to_continue(run_dir: Path, written, resolved):
                                                                            d_lr=written.train.d_lr))
     changes = [change for change in changed_keys(written, resolved)
                if not change.startswith(tuple(f"{key} " for key in SAME_RUN_KEYS))]
+    return changes, resolved, halved
+
+
+def settings_to_continue(run_dir: Path, written, resolved):
+    """The config a `--run-dir` line continues its run with: the line's own (train.steps may grow),
+    with the learning rates the run's `--on-nan rollback` halved kept as config.toml records them.
+    Another line there would mix two experiments in one run: refused, naming each difference."""
+    from gan.core.registry import ConfigError
+
+    changes, resolved, halved = other_settings(written, resolved)
     if changes:
         raise ConfigError(f"--run-dir '{run_dir}' holds a run started with other settings ({'; '.join(changes)}): "
                           f"give another --run-dir for a new run, or continue this one with different settings by "
