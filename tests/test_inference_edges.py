@@ -129,6 +129,31 @@ def test_paired_eval_never_writes_its_csv_or_json_over_a_run_file(runs, tmp_path
     assert (run / "eval-val-00000002.csv").is_file() and (run / "eval-val-00000002.json").is_file()
 
 
+def test_an_eval_whose_record_cannot_be_written_keeps_the_earlier_csv_and_record_together(runs, tmp_path,
+                                                                                         monkeypatch):
+    # The new CSV replaced the old, the JSON failed (a full disk): the pair disagreed on the step scored
+    import errno
+
+    import gan.core.files
+
+    run, val = runs["pix2pix"], runs["data"]["paired"] / "val"
+    assert invoke("eval", run, "--data", val, "--csv", tmp_path / "r.csv").exit_code == 0
+    (tmp_path / "r.csv").write_text("the earlier evaluation\n")  # (told apart from the one about to fail)
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    replace = gan.core.files.os.replace
+
+    def full_disk_at_the_record(source, target):
+        if str(target).endswith(".json"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return replace(source, target)
+
+    monkeypatch.setattr(gan.core.files.os, "replace", full_disk_at_the_record)
+    result = invoke("eval", run, "--data", val, "--csv", tmp_path / "r.csv", "--overwrite")
+    assert result.exit_code == 2 and "could not write" in result.output and "r.json" in result.output
+    # (the JSON's rename failed after the CSV's: the CSV it replaced is put back, and no temp is left)
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before
+
+
 def test_the_default_csv_takes_the_name_of_the_data_folder_as_typed(runs, tmp_path):
     # `--data datasets/facades`, a link to the data, wrote eval-paired-val-...: the name of the link's target
     run = Path(shutil.copytree(runs["pix2pix"], tmp_path / "run"))

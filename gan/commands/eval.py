@@ -310,9 +310,10 @@ def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_pa
                              save_images: Path | None, inception_weights: Path | None, outputs: EvalOutputs) -> None:
     import json
 
-    from gan.core.files import write_text_atomically
+    from gan.core.files import write_together
     from gan.data.super_resolution import Degradation, describe_degradation
     from gan.inference.scoring import (
+        csv_text,
         cycle_folders,
         distribution_scores,
         evaluate_cycle,
@@ -322,7 +323,6 @@ def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_pa
         mean_row,
         paired_evaluation_folder,
         strip_paths,
-        write_csv,
     )
     from gan.inference.tiling import load_translator
     from gan.metrics.translation import TranslationMetrics
@@ -376,10 +376,7 @@ def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_pa
         raise
     infinite = infinite_scores(rows)
     rows.append(mean_row(rows))
-    write_csv(rows, csv_path)
     click.echo(_format_row(rows[-1]))
-    click.echo(f"wrote {csv_path} ({_scored_summary(len(rows) - 1, data['dataset'], folder, scored, split)}, "
-               f"{translator.checkpoint}){_skipped_summary(skipped)}{_infinite_summary(infinite)}", err=True)
     # (JSON has no infinity: a mean infinite throughout is written as null)
     result = {"checkpoint": str(translator.checkpoint), "step": translator.step, "data": str(scored.resolve()),
               "split": split, "mean": {key: value if math.isfinite(value) else None
@@ -390,7 +387,13 @@ def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_pa
         result.update({"images": image_counts(image_sets), "skipped": skipped_metrics, **scores})
         if scores:  # (none when every set was too small: the warnings said why)
             click.echo("  ".join(f"{name} {value:.4f}" for name, value in scores.items()))
-    write_text_atomically(json_path, json.dumps(result, indent=2) + "\n")
+    # the CSV and its record move into place together: one that failed left an --overwrite's pair
+    # disagreeing (the new CSV beside the record of the evaluation before)
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    write_together({csv_path: lambda temp: temp.write_text(csv_text(rows), encoding="utf-8"),
+                    json_path: lambda temp: temp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")})
+    click.echo(f"wrote {csv_path} ({_scored_summary(len(rows) - 1, data['dataset'], folder, scored, split)}, "
+               f"{translator.checkpoint}){_skipped_summary(skipped)}{_infinite_summary(infinite)}", err=True)
     click.echo(f"wrote {json_path} (the record of this evaluation"
                + (", with the translations scored against real images of the target domain)" if image_sets else ")"),
                err=True)

@@ -10,6 +10,7 @@ torch's zip writer, as SafetensorError by safetensors) removes the temp file and
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -75,11 +76,12 @@ def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
 def write_together(writes: dict[Path, Callable[[Path], None]]) -> None:
     """`write_atomically` for files that belong together (weights and their description): each is
     written to its temp path, and only when all are whole are they renamed into place, so that a
-    failure to write any leaves every one as it was. (Should a rename fail after others, the files
-    it made go again; one it replaced is named.) WriteError names the file that failed."""
+    failure to write any leaves every one as it was. (Should a rename fail after others, those are
+    undone: the files they replaced were kept as hard links until all were in place.) WriteError
+    names the file that failed."""
     writes = {Path(path): write for path, write in writes.items()}
     temps = {path: temp_name(path) for path in writes}
-    existed = {path: os.path.lexists(path) for path in writes}
+    kept: dict[Path, Path | None] = {}  # each file replaced -> a link to what it held, None where none could be made
     handled = sys.exc_info()[1]  # an error the caller is handling: not this write's to release
     current, moved = next(iter(writes)), []  # the file being written or moved, for the message
     try:
@@ -87,24 +89,43 @@ def write_together(writes: dict[Path, Callable[[Path], None]]) -> None:
             write(temps[current])
             with open(temps[current], "rb+") as handle:
                 os.fsync(handle.fileno())
+        if len(writes) > 1:
+            kept = {path: _linked_copy(path) for path in writes if os.path.lexists(path)}
         for current, temp in temps.items():
             os.replace(temp, current)
             moved.append(current)
         for folder in dict.fromkeys(path.parent for path in writes):
             _fsync_folder(folder)
     except BaseException as error:
-        for leftover in [*temps.values(), *(path for path in moved if not existed[path])]:
-            try:
+        for path in moved:  # (a rename failed after others: undo them)
+            with contextlib.suppress(OSError):
+                if path not in kept:  # (this write made it)
+                    path.unlink()
+                elif kept[path] is not None:  # (what it replaced, put back)
+                    os.replace(kept[path], path)
+        for leftover in temps.values():
+            with contextlib.suppress(OSError):  # (its folder gone or unwritable): the write's own error is the one
                 leftover.unlink(missing_ok=True)
-            except OSError:  # (its folder gone or unwritable): the write's own error is the one to report
-                pass
         if not _is_write_failure(error):
             raise
         _release_frames(error, handled)
         reason = (str(error).splitlines() or [type(error).__name__])[0]
-        replaced = [str(path) for path in moved if existed[path]]
-        note = f"; '{replaced[0]}' was replaced already" if replaced else ""
-        raise WriteError(f"could not write '{current}' ({free_space(current.parent)}): {reason}{note}") from error
+        raise WriteError(f"could not write '{current}' ({free_space(current.parent)}): {reason}") from error
+    finally:
+        for link in kept.values():
+            if link is not None:
+                with contextlib.suppress(OSError):
+                    link.unlink(missing_ok=True)
+
+
+def _linked_copy(path: Path) -> Path | None:
+    """A hard link to `path` under a temp name (no data copied), or None where the file system has none."""
+    link = temp_name(path)
+    try:
+        os.link(path, link)
+    except OSError:
+        return None
+    return link
 
 
 def _release_frames(error: BaseException | None, handled: BaseException | None) -> None:

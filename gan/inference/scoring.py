@@ -38,7 +38,6 @@ import torch
 from PIL import Image
 
 from gan.core.config import config_from_dict
-from gan.core.files import write_text_atomically
 from gan.core.images import save_image, side_by_side, signed_to_uint8
 from gan.data import reference_data
 from gan.data.decode import ImageReadError, check_header, find_images, header_size, read_rgb
@@ -380,12 +379,12 @@ def _csv_value(value):
     return value
 
 
-def write_csv(rows: list[dict], path: Path) -> None:
-    """The rows as CSV, written atomically."""
+def csv_text(rows: list[dict]) -> str:
+    """The rows as CSV text."""
     text = io.StringIO(newline="")
     writer = csv.DictWriter(text, fieldnames=list(rows[0]))
     writer.writeheader()
     for row in rows:
         writer.writerow({key: _csv_value(value) for key, value in row.items()})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomically(path, text.getvalue())
+    return text.getvalue()
+
