@@ -340,3 +340,49 @@ def test_a_figure_the_disk_refuses_leaves_the_last_comparisons_table_and_csv(swe
     with pytest.raises(WriteError, match="compare.png"):
         compare([sweep], None, tmp_path / "new" / "out")
     assert not (tmp_path / "new").exists()
+
+
+def test_folders_of_runs_one_level_further_down_are_named_not_dropped_in_silence(sweep, tmp_path):
+    # A folder holding a loose run and a sweep folder was compared as the loose run alone, without a
+    # word of the sweep's runs; one holding only sweep folders was "neither a run nor a folder of runs".
+    folder = tmp_path / "studies"
+    make_run(folder, "00000-loose", "hinge", 0, [30.0])
+    sweep.rename(folder / "sweep")
+    with pytest.warns(UserWarning, match=r"leaving out the runs of 1 folder\(s\) inside .*studies' \(.*studies/sweep\), "
+                                         r"which hold runs of their own: name them too .*gan compare .*studies "
+                                         r".*studies/sweep\)"):
+        assert find_runs([folder]) == [folder / "00000-loose"]
+    (folder / "00000-loose" / "config.toml").unlink()  # (no run any more: only the sweep folder inside)
+    with pytest.raises(CompareError, match=r"nor a folder of runs; the folders of runs inside it are named one by "
+                                           r"one: gan compare .*studies/sweep$"):
+        find_runs([folder])
+    assert len(find_runs([folder / "sweep"])) == 5
+
+
+def test_a_group_is_drawn_to_the_end_of_its_longest_seed_over_the_seeds_there():
+    # The figure cut every line of a group at its shortest seed: a finished seed's best steps were not drawn
+    from gan.tools.compare import band
+
+    short = (np.array([100.0, 200.0]), np.array([10.0, 20.0]))
+    finished = (np.array([100.0, 200.0, 300.0, 400.0]), np.array([30.0, 40.0, 50.0, 60.0]))
+    steps, mean, low, high = band([short, finished], smoothed=False)
+    assert steps.tolist() == [100, 200, 300, 400]
+    assert mean.tolist() == [20.0, 30.0, 50.0, 60.0] and low.tolist() == [10.0, 20.0, 50.0, 60.0]
+    assert high.tolist() == [30.0, 40.0, 50.0, 60.0]
+
+
+def test_a_nan_leaves_a_gap_where_it_is_not_the_rest_of_the_curve():
+    # TensorBoard's smoothing leaves a non-finite value out; ours carried it on to every later point,
+    # and one seed's NaN made its group's mean NaN
+    from gan.tools.compare import band
+
+    values = np.array([1.0, np.nan, 3.0, 5.0])
+    smoothed = smooth(values, 0.5)
+    assert smoothed[0] == 1.0 and np.isnan(smoothed[1]) and smoothed[2:].tolist() == pytest.approx(
+        [(0.25 * 1 + 0.5 * 3) / 0.75, (0.125 * 1 + 0.25 * 3 + 0.5 * 5) / 0.875])
+    steps = np.array([1.0, 2.0, 3.0])
+    _, mean, _, _ = band([(steps, np.array([1.0, np.nan, 3.0])), (steps, np.array([5.0, 6.0, np.nan]))],
+                         smoothed=False)
+    assert mean.tolist() == [3.0, 6.0, 3.0]
+    _, mean, _, _ = band([(steps, np.array([np.nan, 2.0, 3.0]))], smoothed=False)
+    assert np.isnan(mean[0]) and mean[1:].tolist() == [2.0, 3.0]

@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import re
+import shlex
 import statistics
 import tomllib
 import warnings
@@ -67,22 +68,32 @@ def check_output_folder(out: Path) -> None:
 def find_runs(paths: list[Path]) -> list[Path]:
     """Run directories (`holds_a_run`) named directly or found one level inside a folder (a sweep),
     there less the dead starts `gan train --run-dir` set aside (a rerun sweep's), which are no
-    runs, let alone more seeds: named in a warning."""
+    runs, let alone more seeds: named in a warning. Folders of runs one level further down (sweeps
+    in a folder of sweeps) are named, not read: runs of other sweeps are not more seeds of these."""
     runs = []
     for path in paths:
         if holds_a_run(path):
             runs.append(path)
         elif path.is_dir():
-            inside = sorted(child for child in path.iterdir() if holds_a_run(child))
+            children = sorted(child for child in path.iterdir() if child.is_dir())
+            inside = [child for child in children if holds_a_run(child)]
+            nested = [child for child in children if child not in inside and any(map(holds_a_run, _folders(child)))]
             set_aside = [child for child in inside if is_set_aside(child)]
             if set_aside:
                 warnings.warn(f"leaving out {len(set_aside)} start(s) in '{path}' set aside before their first "
                               f"checkpoint ({_named(set_aside)}); name one to compare it", CompareWarning,
                               stacklevel=2)
             inside = [child for child in inside if child not in set_aside]
+            together = " ".join(shlex.quote(str(folder)) for folder in [*([path] if inside else []), *nested])
             if not inside:
                 raise CompareError(f"'{path}' is neither a run directory (no config.toml) nor a folder of runs"
-                                   + (" (only starts set aside)" if set_aside else ""))
+                                   + (" (only starts set aside)" if set_aside else "")
+                                   + (f"; the folders of runs inside it are named one by one: gan compare {together}"
+                                      if nested else ""))
+            if nested:
+                warnings.warn(f"leaving out the runs of {len(nested)} folder(s) inside '{path}' ({_named(nested)}), "
+                              f"which hold runs of their own: name them too to compare them with these (gan compare "
+                              f"{together})", CompareWarning, stacklevel=2)
             runs += inside
         else:
             raise CompareError(f"'{path}' does not exist")
@@ -90,6 +101,13 @@ def find_runs(paths: list[Path]) -> list[Path]:
     for run in runs:
         unique.setdefault(run.resolve(), run)
     return list(unique.values())
+
+
+def _folders(path: Path) -> list[Path]:
+    try:
+        return [child for child in path.iterdir() if child.is_dir()]
+    except OSError:  # (unreadable: not one to name)
+        return []
 
 
 def sweep_runs_not_started(paths: list[Path]) -> list[str]:
@@ -481,11 +499,16 @@ def csv_text(summaries: list[GroupSummary], metric: str) -> str:
 
 
 def smooth(values: np.ndarray, weight: float = SMOOTHING) -> np.ndarray:
-    """TensorBoard's smoothing: an exponential moving average, debiased for its start."""
-    smoothed, last = np.empty_like(values), 0.0
+    """TensorBoard's smoothing: an exponential moving average, debiased for its start. As there, a
+    non-finite value stays as it is and is left out of the average (one NaN carried on to every
+    later point, and the figure's line stopped there)."""
+    smoothed, last, finite = np.empty_like(values), 0.0, 0
     for index, value in enumerate(values):
-        last = last * weight + (1 - weight) * value
-        smoothed[index] = last / (1 - weight ** (index + 1))
+        if not math.isfinite(value):
+            smoothed[index] = value
+            continue
+        last, finite = last * weight + (1 - weight) * value, finite + 1
+        smoothed[index] = last / (1 - weight ** finite)
     return smoothed
 
 
@@ -511,11 +534,21 @@ def _listed(labels: list[str]) -> str:
 
 
 def band(curves: list[Curve], smoothed: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(steps, mean, min, max) of the (smoothed) curves over seeds, on the steps all of them reach."""
-    last_common = min(steps[-1] for steps, _ in curves)
-    steps = curves[0][0][curves[0][0] <= last_common]
-    stacked = np.stack([np.interp(steps, s, smooth(v) if smoothed else v) for s, v in curves])
-    return steps, stacked.mean(0), stacked.min(0), stacked.max(0)
+    """(steps, mean, min, max) of the (smoothed) curves over seeds, at every step any logged: over
+    the seeds that reach it with a finite value (a group's curves stopped at its shortest seed, and
+    one seed's NaN made the group's mean NaN there); NaN where none does, a gap in the line."""
+    steps = np.unique(np.concatenate([seed_steps for seed_steps, _ in curves]))
+    stacked = np.full((len(curves), len(steps)), np.nan)
+    for row, (seed_steps, values) in zip(stacked, curves):
+        values = smooth(values) if smoothed else values
+        finite = np.isfinite(values)
+        if finite.any():
+            reached = (steps >= seed_steps[0]) & (steps <= seed_steps[-1])
+            row[reached] = np.interp(steps[reached], seed_steps[finite], values[finite])
+            row[np.isin(steps, seed_steps[~finite])] = np.nan  # (its own non-finite values: not interpolated over)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # (steps no seed has a finite value at: NaN, a gap)
+        return steps, np.nanmean(stacked, 0), np.nanmin(stacked, 0), np.nanmax(stacked, 0)
 
 
 LINE_STYLES = ("-", "--", ":", "-.")
