@@ -56,6 +56,9 @@ def test_grid_values_in_quotes_may_hold_commas_or_be_empty():
     # (its example was of numbers, and quoted so that a list of strings could not follow it)
     ('metrics.names=["swd"],["swd","pr"]', re.escape("its strings in single ones: --grid \"metrics.names=\\\"['a']\\\","
                                                      "\\\"['a', 'b']\\\"\"")),
+    # (a value TOML cannot read named the key alone, as if the config file were wrong)
+    ("data.hflip=true,True", re.escape("--grid data.hflip: expected bool, got 'True'; TOML writes booleans")),
+    ("train.g_lr=1e-4,abc", re.escape("--grid train.g_lr: expected float, got 'abc'")),
 ])
 def test_a_malformed_grid_is_named(option, message):
     with pytest.raises(ConfigError, match=message):

@@ -99,7 +99,8 @@ def sweep(config: Path, grids: tuple[str, ...], seeds: int, sets: tuple[str, ...
     except KeyboardInterrupt as stop:  # Ctrl-C (130) or SIGTERM (143), passed on to the runs
         sys.exit(128 + getattr(stop, "signum", signal.SIGINT))
     if failed:
-        click.echo(f"error: {len(failed)} run(s) failed: {', '.join(failed)}", err=True)
+        # (stopped by a signal, killed or failed: each said above, with whether the same command goes on)
+        click.echo(f"error: {len(failed)} run(s) did not finish: {', '.join(failed)}", err=True)
         sys.exit(1)
 
 

@@ -81,7 +81,10 @@ def _refuse_equal_values(key: str, listed: list[str]) -> None:
         raise ConfigError(f"--grid {key}: '{cut[0]}' is part of a list, as --grid splits its values at every comma "
                           f"outside quotes; quote each list whole in double quotes, its strings in single ones: "
                           f"--grid \"{key}={_lists_quoted(annotation)}\"")
-    parsed = [parse_value(key, value, "--grid") for value in listed]
+    try:
+        parsed = [parse_value(key, value, "--grid") for value in listed]
+    except ConfigError as error:  # (a type error names the key alone: it read as the config file's)
+        raise ConfigError(str(error) if str(error).startswith("--grid") else f"--grid {error}") from None
     if annotation is not None:
         parsed = [coerce(value, annotation, f"--grid {key}") for value in parsed]
     for later, value in enumerate(parsed):
@@ -417,7 +420,7 @@ def _train_runs(config: Path, sets: list[str], runs: list[SweepRun], steps: dict
                     done += 1
                     durations.append(took)
                     left = len(queue) + len(running)
-                    eta = sum(durations) / len(durations) * left / jobs
+                    eta = sum(durations) / len(durations) * math.ceil(left / jobs)  # (rounds of `jobs` at a time)
                     say(f"sweep: run {job.run.name} finished in {format_duration(took)} ({done}/{len(runs)} done"
                         + (f", about {format_duration(eta)} to go)" if left else ")"))
                 else:
