@@ -386,3 +386,27 @@ def test_a_nan_leaves_a_gap_where_it_is_not_the_rest_of_the_curve():
     assert mean.tolist() == [3.0, 6.0, 3.0]
     _, mean, _, _ = band([(steps, np.array([np.nan, 2.0, 3.0]))], smoothed=False)
     assert np.isnan(mean[0]) and mean[1:].tolist() == [2.0, 3.0]
+
+
+def test_a_folder_compare_cannot_write_is_refused_before_any_run_is_read(sweep, monkeypatch):
+    # On a read-only sweep folder it read every run, then failed at compare.png with no way round it
+    import errno
+
+    import gan.tools.compare
+    from gan.commands.main import main
+
+    write_bytes = Path.write_bytes
+
+    def read_only(path, data):
+        if path.parent == sweep:
+            raise OSError(errno.EROFS, "Read-only file system")
+        return write_bytes(path, data)
+
+    def compared(*args, **kwargs):
+        raise AssertionError("the runs were read")
+
+    monkeypatch.setattr(Path, "write_bytes", read_only)
+    monkeypatch.setattr(gan.tools.compare, "compare", compared)
+    result = CliRunner().invoke(main, ["compare", str(sweep)])
+    assert result.exit_code == 2 and f"error: '{sweep}' cannot be written (Read-only file system): give --out DIR " \
+        "for the comparison's files" in result.output, result.output

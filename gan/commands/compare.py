@@ -45,6 +45,7 @@ def compare(paths: tuple[Path, ...], metric: str | None, out: Path | None) -> No
             raise click.UsageError("give --out DIR (a run directory has one writer: its training)")
         out = paths[0]
     _refuse_files_of_others(out, given_out)
+    _refuse_a_folder_it_cannot_write(out, given_out)
     try:
         table, _ = run_compare(list(paths), metric, out)
     except (CompareError, OSError) as error:  # OSError: the outputs could not be written
@@ -55,6 +56,26 @@ def compare(paths: tuple[Path, ...], metric: str | None, out: Path | None) -> No
 
 # How the files gan compare writes begin: files of those names that begin otherwise are someone else's.
 OWN_BEGINNINGS = {"compare.md": "| group | seeds |", "compare.csv": "group,seeds,"}
+
+
+def _refuse_a_folder_it_cannot_write(out: Path, given_out: bool) -> None:
+    """Refused before the runs are read (minutes for a large sweep): an `out` where no file can be
+    written (a read-only mount: tried, as root passes every permission check), or, when it does not
+    exist yet, the nearest folder above it that does. Nothing is made."""
+    from gan.core.files import temp_name
+
+    folder = out
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        return  # (a file on the way: writing says so, naming it)
+    probe = temp_name(folder / ".compare-write-test")
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        way = "give another --out folder" if given_out else "give --out DIR for the comparison's files"
+        fail(f"'{folder}' cannot be written ({error.strerror or error}): {way}")
 
 
 def _refuse_files_of_others(out: Path, given_out: bool) -> None:
