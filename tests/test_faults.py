@@ -150,6 +150,33 @@ def test_a_second_writer_on_a_run_directory_stops_at_once_naming_the_holder(tmp_
     assert {path.name: path.read_bytes() for path in first.run_dir.glob("checkpoint-*.pt")} == before
 
 
+@pytest.mark.parametrize("record, said", [
+    ("12345\n", "(pid 12345)"),  # (a lock of an earlier version: the pid alone)
+    ("12345 h00000000 pid:[1]\n", "(pid 12345 on another machine that shares this folder)"),
+    ("1 {host} pid:[1]\n", "(pid 1 in another PID namespace (a container's), not this machine's process 1)"),
+])
+def test_a_lock_held_elsewhere_says_where_its_pid_belongs(tmp_path, record, said):
+    # A run in a container (another PID namespace) was named as "pid 1": this machine's init
+    from gan.core.files import host_tag
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ".lock").write_text(record.format(host=host_tag()))
+    # held by another process (flock is per open file), as a writer elsewhere holds it
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time; handle = open(sys.argv[1], 'rb'); "
+                               "fcntl.flock(handle, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)",
+                               str(run / ".lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RunDirectoryBusy) as busy:
+            with RunLock(run):
+                pass
+        assert f"is in use by another gan process {said};" in str(busy.value)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_resuming_a_run_that_trains_now_before_its_first_checkpoint_names_the_holder(tmp_path):
     # It said "has no checkpoint-*.pt ...: start it again with gan train CONFIG", of a run still training.
     run_dir = tmp_path / "run"

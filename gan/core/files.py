@@ -233,7 +233,7 @@ class RunLock:
         self._handle: IO[bytes] | None = None
 
     def busy_message(self, holder: str) -> str:
-        return (f"run directory '{self.run_dir}' is in use by another gan process (pid {holder}); one run "
+        return (f"run directory '{self.run_dir}' is in use by another gan process ({holder}); one run "
                 "directory has one writer: wait for it to end or stop it, or train into another directory")
 
     def __enter__(self) -> RunLock:
@@ -245,13 +245,13 @@ class RunLock:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 handle.seek(0)
-                holder = handle.read().decode(errors="replace").strip() or "unknown"
+                holder = handle.read().decode(errors="replace")
                 handle.close()
-                raise RunDirectoryBusy(self.busy_message(holder)) from None
+                raise RunDirectoryBusy(self.busy_message(_holder_said(holder))) from None
         try:
             handle.seek(0)
             handle.truncate()
-            handle.write(f"{os.getpid()}\n".encode())
+            handle.write(f"{os.getpid()} {host_tag()} {_pid_namespace()}\n".encode())  # (`_holder_said` reads it)
         except OSError as error:  # a full disk: the write names no file
             handle.close()
             raise WriteError(f"could not write '{self.run_dir / self.lock_name}' ({free_space(self.run_dir)}): "
@@ -267,6 +267,28 @@ class RunLock:
             self._handle = None
 
 
+def _pid_namespace() -> str:
+    """This process's PID namespace ('pid:[4026531836]' on Linux; '-' elsewhere): a pid means
+    nothing in another (a container's pid 1 is no process here)."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return "-"
+
+
+def _holder_said(record: str) -> str:
+    """A lock file's holder (`pid host namespace`; a bare pid from older versions) in words: its
+    pid, and where that pid is not one of this machine's processes, why."""
+    pid, host, namespace = (record.split() + ["", "", ""])[:3]
+    if not pid:
+        return "pid unknown"
+    if host and host != host_tag():
+        return f"pid {pid} on another machine that shares this folder"
+    if namespace and namespace != _pid_namespace():
+        return f"pid {pid} in another PID namespace (a container's), not this machine's process {pid}"
+    return f"pid {pid}"
+
+
 class SweepLock(RunLock):
     """The same lock on a sweep's folder: a second `gan sweep` into one --out would start the same
     runs again, and each would fail on the run-directory locks of the other's."""
@@ -274,5 +296,5 @@ class SweepLock(RunLock):
     lock_name = SWEEP_LOCK_NAME
 
     def busy_message(self, holder: str) -> str:
-        return (f"sweep folder '{self.run_dir}' is in use by another gan sweep (pid {holder}): wait for it to "
+        return (f"sweep folder '{self.run_dir}' is in use by another gan sweep ({holder}): wait for it to "
                 "end or stop it (the same command then resumes its runs), or give another --out")
