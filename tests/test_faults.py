@@ -177,6 +177,40 @@ def test_a_lock_held_elsewhere_says_where_its_pid_belongs(tmp_path, record, said
         holder.wait()
 
 
+def test_a_lock_taken_on_a_file_removed_meanwhile_is_taken_again_on_the_one_there(tmp_path, monkeypatch):
+    # A failed start removes its .lock: a writer that had opened it just before held a lock on a file
+    # no other writer would see, and a third could lock the new one
+    flock, removed = files_module.fcntl.flock, []
+
+    def removed_meanwhile(handle, operation):
+        flock(handle, operation)
+        if not removed:
+            removed.append(os.fstat(handle.fileno()).st_ino)
+            (tmp_path / ".lock").unlink()
+
+    monkeypatch.setattr(files_module.fcntl, "flock", removed_meanwhile)
+    with RunLock(tmp_path) as lock:
+        assert os.path.samestat(os.fstat(lock._handle.fileno()), os.stat(tmp_path / ".lock"))
+    assert len(removed) == 1
+
+
+def test_a_failed_start_leaves_a_lock_another_writer_took_meanwhile(tmp_path):
+    from gan.core.files import remove_lock_file
+
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from gan.core.files import RunLock\n"
+                               "with RunLock(sys.argv[1]):\n    print('held', flush=True); time.sleep(60)",
+                               str(tmp_path)], stdout=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        remove_lock_file(tmp_path)
+        assert (tmp_path / ".lock").is_file()  # (removing it would let a third writer in beside the holder)
+    finally:
+        holder.kill()
+        holder.wait()
+    remove_lock_file(tmp_path)
+    assert not (tmp_path / ".lock").exists()
+
+
 def test_resuming_a_run_that_trains_now_before_its_first_checkpoint_names_the_holder(tmp_path):
     # It said "has no checkpoint-*.pt ...: start it again with gan train CONFIG", of a run still training.
     run_dir = tmp_path / "run"
@@ -204,7 +238,7 @@ def test_the_lock_of_a_killed_writer_is_released_by_the_kernel(tmp_path):
     os.kill(holder.pid, signal.SIGKILL)
     holder.wait()
     with RunLock(tmp_path):  # no stale lock after kill -9
-        assert (tmp_path / ".lock").read_text().strip() == str(os.getpid())
+        assert (tmp_path / ".lock").read_text().split()[0] == str(os.getpid())
 
 
 def test_temp_files_are_unique_to_their_writer_and_stale_ones_are_removed_on_resume(tmp_path):

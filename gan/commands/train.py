@@ -361,7 +361,7 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
 
     from gan.core.checkpoint import CheckpointError, list_checkpoints
     from gan.core.distributed import SINGLE_PROCESS, broadcast_object, from_environment, initialise, shutdown
-    from gan.core.files import LOCK_NAME, RunDirectoryBusy, WriteError
+    from gan.core.files import RunDirectoryBusy, WriteError, remove_lock_file
     from gan.core.processes import stop_with_parent
     from gan.core.registry import ConfigError
     from gan.data.decode import ImageReadError
@@ -442,9 +442,9 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
         # (Another process's directory, RunDirectoryBusy, is not this start's to clean.)
         if (not resuming and run_dir is not None and not existed and group.is_main
                 and not isinstance(error, RunDirectoryBusy)):
-            with contextlib.suppress(OSError):  # a start that failed leaves no empty run directory
-                (run_dir / LOCK_NAME).unlink(missing_ok=True)
-                run_dir.rmdir()  # (rmdir keeps any content)
+            remove_lock_file(run_dir)  # a start that failed leaves no empty run directory
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()  # (rmdir keeps any content, another writer's lock among it)
         if isinstance(error, KeyboardInterrupt):  # while setting up, or a second Ctrl-C in the loop
             signum = error.signum if isinstance(error, Terminated) else signal.SIGINT
             signal_name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name

@@ -237,17 +237,7 @@ class RunLock:
                 "directory has one writer: wait for it to end or stop it, or train into another directory")
 
     def __enter__(self) -> RunLock:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        # unbuffered: a write a full disk refuses fails at once, and closing has nothing left to flush
-        handle = open(self.run_dir / self.lock_name, "a+b", buffering=0)  # noqa: SIM115 - held until __exit__
-        if fcntl is not None:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.seek(0)
-                holder = handle.read().decode(errors="replace")
-                handle.close()
-                raise RunDirectoryBusy(self.busy_message(_holder_said(holder))) from None
+        handle = self.locked_handle()
         try:
             handle.seek(0)
             handle.truncate()
@@ -260,11 +250,52 @@ class RunLock:
         _HELD_LOCK_DESCRIPTORS.add(handle.fileno())
         return self
 
+    def locked_handle(self) -> IO[bytes]:
+        """The lock file open, flock held (RunDirectoryBusy naming the holder when another has it)."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        path = self.run_dir / self.lock_name
+        while True:
+            # unbuffered: a write a full disk refuses fails at once, and closing has nothing left to flush
+            handle = open(path, "a+b", buffering=0)  # noqa: SIM115 - held until __exit__
+            if fcntl is None:
+                break
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().decode(errors="replace")
+                handle.close()
+                raise RunDirectoryBusy(self.busy_message(_holder_said(holder))) from None
+            # a lock taken on a file a failed start removed meanwhile (`remove_lock_file`) locks nothing
+            # another writer would see: take the one at the path now
+            if _same_file(handle, path):
+                break
+            handle.close()
+        return handle
+
     def __exit__(self, *exc_info: object) -> None:
         if self._handle is not None:
             _HELD_LOCK_DESCRIPTORS.discard(self._handle.fileno())
             self._handle.close()  # closing releases the flock
             self._handle = None
+
+
+def _same_file(handle: IO[bytes], path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(handle.fileno()), os.stat(path))
+    except OSError:  # (gone)
+        return False
+
+
+def remove_lock_file(run_dir: Path) -> None:
+    """Remove the `.lock` of a run directory a failed start made, holding the lock as it does: one
+    taken meanwhile by another writer (a --run-dir of the same name) is not this start's to remove."""
+    with contextlib.suppress(RunDirectoryBusy, OSError):
+        handle = RunLock(run_dir).locked_handle()  # (the flock alone: a full disk may be why the start failed)
+        try:
+            (run_dir / LOCK_NAME).unlink()
+        finally:
+            handle.close()
 
 
 def _pid_namespace() -> str:
