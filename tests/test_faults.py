@@ -21,7 +21,7 @@ import gan.core.checkpoint as checkpoint_module
 import gan.core.files as files_module
 from gan.commands.main import main
 from gan.core.checkpoint import CheckpointError, list_checkpoints, load_checkpoint
-from gan.core.files import RunDirectoryBusy, RunLock, temp_name
+from gan.core.files import RunDirectoryBusy, RunLock, host_tag, temp_name
 from gan.training.loop import NonFiniteLossError, train
 from gan.training.state import newest_loadable_checkpoint
 
@@ -243,17 +243,19 @@ def test_the_lock_of_a_killed_writer_is_released_by_the_kernel(tmp_path):
 
 def test_temp_files_are_unique_to_their_writer_and_stale_ones_are_removed_on_resume(tmp_path):
     assert temp_name(tmp_path / "a.pt") != temp_name(tmp_path / "a.pt")
-    assert str(os.getpid()) in temp_name(tmp_path / "a.pt").name
+    assert f".{os.getpid()}.{host_tag()}." in temp_name(tmp_path / "a.pt").name
     first = train(tiny_config(), tmp_path / "run", CPU, progress_stream=sys.stdout)
     finished = subprocess.Popen(["true"])
     finished.wait()  # its pid names no process now
-    stale = [first.run_dir / f"checkpoint-00000006.pt.{finished.pid}.abcd1234.tmp",
-             first.run_dir / "samples" / f"x.png.{finished.pid}.00ff00ff.tmp"]
+    stale = [first.run_dir / f"checkpoint-00000006.pt.{finished.pid}.{host_tag()}.abcd1234.tmp",
+             first.run_dir / "samples" / f"x.png.{finished.pid}.00ff00ff.tmp"]  # (as earlier versions named it)
     for path in stale:
         path.write_bytes(b"left by kill -9")
-    # not a dead writer's: a user's files, a folder, a live writer's temp (a gan eval writing now)
+    # not a dead writer's: a user's files, a folder, a live writer's temp (a gan eval writing now), and
+    # one of another machine sharing the folder, whose pid says nothing here
     kept = [first.run_dir / "notes.tmp", first.run_dir / "samples" / "mine.tmp",
-            first.run_dir / f"metrics-00000004.json.{os.getppid()}.abcd1234.tmp"]
+            first.run_dir / f"metrics-00000004.json.{os.getppid()}.abcd1234.tmp",
+            first.run_dir / f"metrics-00000004.json.{finished.pid}.h0000beef.abcd1234.tmp"]
     for path in kept:
         path.write_bytes(b"keep me")
     (first.run_dir / "old.tmp").mkdir()

@@ -1,7 +1,7 @@
 """Writing files so that none is ever seen half-written, and one writer per run directory.
 
 Every file gan writes goes through `write_atomically`: the content goes to a temp file
-named for its writer (`<name>.<pid>.<random>.tmp`) beside the target, is flushed to disk
+named for its writer (`<name>.<pid>.<host>.<random>.tmp`) beside the target, is flushed to disk
 and renamed over the target, so a reader sees the old file or the complete new one. A
 failed write (a full disk reported as OSError by Python and PIL, as RuntimeError by
 torch's zip writer, as SafetensorError by safetensors) removes the temp file and raises
@@ -51,8 +51,9 @@ def free_space(path: Path) -> str:
 
 
 def temp_name(path: Path) -> Path:
-    """A temp file name beside `path` that no other writer uses."""
-    return path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    """A temp file name beside `path` that no other writer uses, naming its writer's pid and machine
+    (`is_stale_temp` judges a pid on the machine that wrote it alone)."""
+    return path.with_name(f"{path.name}.{os.getpid()}.{host_tag()}.{secrets.token_hex(4)}.tmp")
 
 
 def _is_write_failure(error: BaseException) -> bool:
@@ -155,7 +156,8 @@ def _fsync_folder(folder: Path) -> None:
         os.close(descriptor)
 
 
-TEMP_NAME = re.compile(r".+\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp")  # what `temp_name` makes
+# what `temp_name` makes (earlier versions named no machine: those are judged as this one's)
+TEMP_NAME = re.compile(r".+\.(?P<pid>\d+)(\.(?P<host>h[0-9a-f]{8}))?\.[0-9a-f]{8}\.tmp")
 
 
 def process_alive(pid: int) -> bool:
@@ -179,11 +181,12 @@ def host_tag() -> str:
 
 def is_stale_temp(path: Path) -> bool:
     """Whether `path` is a temp file `temp_name` made for a writer that is gone (kill -9, a crash).
-    A user's own `notes.tmp`, a folder, and a live writer's temp (a `gan eval` writing into the run
-    directory right now) are not."""
+    A user's own `notes.tmp`, a folder, a live writer's temp (a `gan eval` writing into the run
+    directory right now), and one another machine sharing the folder wrote, whose pid says nothing
+    here, are not."""
     match = TEMP_NAME.fullmatch(path.name)
-    return (match is not None and int(match["pid"]) != os.getpid() and not process_alive(int(match["pid"]))
-            and path.is_file() and not path.is_symlink())
+    return (match is not None and match["host"] in (None, host_tag()) and int(match["pid"]) != os.getpid()
+            and not process_alive(int(match["pid"])) and path.is_file() and not path.is_symlink())
 
 
 def remove_stale_temps(folder: Path) -> None:
