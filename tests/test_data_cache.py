@@ -145,11 +145,12 @@ def test_a_killed_builders_temp_file_is_removed_and_a_live_ones_kept(folder, tmp
     # Another machine sharing the folder, building this cache: its pid names no process here.
     elsewhere = tmp_path / "cache" / f"{header.stem}.npy.{gone.pid}.h0000beef.tmp"
     long_quiet = tmp_path / "cache" / f"{header.stem}.npy.999999999.h0000beef.tmp"
-    for path in (abandoned, building, elsewhere, long_quiet):
+    header_temp = tmp_path / "cache" / f"{header.stem}.json.{gone.pid}.{here}.abcd1234.tmp"  # (temp_name's form)
+    for path in (abandoned, building, elsewhere, long_quiet, header_temp):
         path.write_bytes(b"partial")
     os.utime(long_quiet, (time.time() - 601,) * 2)
     next(training_batches(config, build_dataset(config), 2, 0, 0, CPU))
-    assert not abandoned.exists() and building.exists()
+    assert not abandoned.exists() and building.exists() and not header_temp.exists()
     assert elsewhere.exists() and not long_quiet.exists()  # (removing it failed that build's rename)
 
 

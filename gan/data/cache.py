@@ -45,8 +45,8 @@ CHECKSUM_IMAGES = 256  # images per checksum: verifying one chunk reads 12 MiB a
 SAMPLED_CHUNKS = 2  # chunks verified on every open unless data.cache_verify asks for all
 NAME = re.compile(r"[0-9a-f]{20}")  # a cache's name: the start of its header's SHA-256 (`cache_name`)
 # Temp files of a build: <name>.npy.<pid>.<host>.tmp (<host>: `host_tag`; <name>.npy.<pid>.tmp before),
-# <name>.json.<pid>.<random>.tmp (<name>.json.<pid>.tmp before)
-TEMP_NAME = re.compile(r"[0-9a-f]{20}\.(?:npy|json)\.(?P<pid>\d+)(?:\.(?P<host>h[0-9a-f]{8})|\.[0-9a-f]+)?\.tmp")
+# <name>.json.<pid>.<host>.<random>.tmp (`temp_name`'s; <name>.json.<pid>.<random>.tmp and .<pid>.tmp before)
+TEMP_NAME = re.compile(r"[0-9a-f]{20}\.(?:npy|json)\.(?P<pid>\d+)(?:\.(?P<host>h[0-9a-f]{8}))?(?:\.[0-9a-f]+)?\.tmp")
 MAX_HEADER_BYTES = 16 * 2**20  # a header of a million images is ~150 KB; larger JSON is not ours to parse
 QUIET_SECONDS = 600  # a leftover written more recently may belong to a build on another machine
 
@@ -244,13 +244,13 @@ def _read_header(path: Path) -> dict | None:
 def _remove_abandoned_temps(cache_dir: Path) -> None:
     """Temp files of builds whose process is gone (killed, crashed): they can be gigabytes.
     `may_be_building` keeps those of a live build, this machine's or another's sharing the folder."""
-    for temp in cache_dir.glob("*.tmp"):  # <name>.npy.<pid>.<host>.tmp, <name>.json.<pid>.<random>.tmp
+    for temp in cache_dir.glob("*.tmp"):  # <name>.npy.<pid>.<host>.tmp, <name>.json.<pid>.<host>.<random>.tmp
         if _writer_pid(temp) is not None and temp.is_file() and not may_be_building(temp):
             temp.unlink(missing_ok=True)
 
 
 def _writer_pid(temp: Path) -> int | None:
-    """The pid in a temp file's name (`<name>.npy.<pid>.tmp`, `<name>.json.<pid>.<random>.tmp`)."""
+    """The pid in a temp file's name (`TEMP_NAME`)."""
     match = TEMP_NAME.fullmatch(temp.name)
     return int(match["pid"]) if match else None
 
