@@ -748,3 +748,17 @@ def test_each_retry_on_a_disk_still_full_leaves_no_empty_event_file(tmp_path):
         log.close()
     # (five scalars, and the close's last try for the ones kept)
     assert Writer.count == 6 and [path.name for path in tmp_path.iterdir()] == ["events.out.tfevents.0"]
+
+
+def test_a_long_legal_file_name_is_written_and_one_too_long_is_named_as_such(tmp_path):
+    # A 240-byte name failed ("File name too long", naming the temp): the temp name added 30 bytes
+    from gan.core.files import WriteError, is_stale_temp, write_text_atomically
+
+    long_name = tmp_path / ("é" * 118 + ".png")  # 240 bytes in UTF-8
+    write_text_atomically(long_name, "whole")
+    assert long_name.read_text() == "whole" and sorted(tmp_path.iterdir()) == [long_name]
+    assert len(os.fsencode(temp_name(long_name).name)) <= 255 and not is_stale_temp(temp_name(long_name))
+    too_long = tmp_path / ("x" * 252 + ".png")
+    with pytest.raises(WriteError, match=r"its name is 256 bytes, more than a file name holds here \(at most 255"):
+        write_text_atomically(too_long, "whole")
+    assert sorted(tmp_path.iterdir()) == [long_name]

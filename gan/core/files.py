@@ -11,6 +11,7 @@ torch's zip writer, as SafetensorError by safetensors) removes the temp file and
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import re
@@ -27,6 +28,7 @@ try:
 except ImportError:  # Windows: no advisory locks; a run directory is then not protected
     fcntl = None
 
+MAX_NAME_BYTES = 255  # what a file name may hold on most file systems (ext4, XFS, APFS, NTFS's 255 characters)
 LOCK_NAME = ".lock"
 SWEEP_LOCK_NAME = ".sweep.lock"
 
@@ -52,8 +54,10 @@ def free_space(path: Path) -> str:
 
 def temp_name(path: Path) -> Path:
     """A temp file name beside `path` that no other writer uses, naming its writer's pid and machine
-    (`is_stale_temp` judges a pid on the machine that wrote it alone)."""
-    return path.with_name(f"{path.name}.{os.getpid()}.{host_tag()}.{secrets.token_hex(4)}.tmp")
+    (`is_stale_temp` judges a pid on the machine that wrote it alone). Within the 255 bytes a file
+    name may hold: the start of a long name is kept (a legal name of 240 bytes failed to write)."""
+    suffix = f".{os.getpid()}.{host_tag()}.{secrets.token_hex(4)}.tmp"
+    return path.with_name(os.fsdecode(os.fsencode(path.name)[:MAX_NAME_BYTES - len(suffix)]) + suffix)
 
 
 def _is_write_failure(error: BaseException) -> bool:
@@ -111,6 +115,9 @@ def write_together(writes: dict[Path, Callable[[Path], None]]) -> None:
             raise
         _release_frames(error, handled)
         reason = (str(error).splitlines() or [type(error).__name__])[0]
+        if isinstance(error, OSError) and error.errno == errno.ENAMETOOLONG:  # (it named the temp, or nothing)
+            reason = (f"its name is {len(os.fsencode(current.name))} bytes, more than a file name holds here (at "
+                      f"most {MAX_NAME_BYTES} on most file systems); give a shorter name")
         raise WriteError(f"could not write '{current}' ({free_space(current.parent)}): {reason}") from error
     finally:
         for link in kept.values():
