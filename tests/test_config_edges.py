@@ -861,6 +861,11 @@ def test_a_config_that_cannot_run_is_refused_without_the_warnings_about_its_sett
     assert not caught, [str(warning.message) for warning in caught]
     with pytest.warns(UserWarning, match="train.ema_decay = 0.995 .* is never reached"):
         assert load_config(DEMO, settings).train.ema_decay == 0.995
+    with warnings.catch_warnings(record=True) as caught:  # (a sweep reads a config per run: said once, as before)
+        warnings.simplefilter("default")
+        for _ in range(3):
+            load_config(DEMO, settings)
+    assert len([warning for warning in caught if "is never reached" in str(warning.message)]) == 1
 
 
 def test_metric_names_are_kept_as_they_are_computed_and_a_network_argument_is_named_in_full():

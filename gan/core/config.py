@@ -300,6 +300,15 @@ def read_config(path: str | Path | None, overrides: list[str] = (),
     types and ranges, and warn of keys set to no effect. `trained` is (checkpoint, its config) for a
     run's own config.toml: the settings that file lacks are the run's, not the defaults (`fill_from_trained`).
     `gan.training.resolve.load_config` also checks the names against the registries."""
+    config, set_keys = read_config_quietly(path, overrides, trained)
+    warn_about_inert_keys(config, set_keys)
+    return config
+
+
+def read_config_quietly(path: str | Path | None, overrides: list[str] = (),
+                        trained: tuple[Path, dict[str, Any]] | None = None) -> tuple[Config, set[str]]:
+    """`read_config` without its warnings of keys set to no effect, which a caller gives once it has
+    checked more (`warn_about_inert_keys`): the config, and the keys the overrides set."""
     tree: dict[str, Any] = {}
     cut_line: str | None = None
     if path is not None:
@@ -318,8 +327,7 @@ def read_config(path: str | Path | None, overrides: list[str] = (),
         config = _checked(tree)
     except ConfigError as error:
         raise naming_the_file(error, path, lambda: _checked(copy.deepcopy(as_written))) from None
-    warn_about_inert_keys(config, {assignment.partition("=")[0].strip() for assignment in overrides})
-    return config
+    return config, {assignment.partition("=")[0].strip() for assignment in overrides}
 
 
 def _checked(tree: dict[str, Any]) -> Config:
