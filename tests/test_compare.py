@@ -410,3 +410,16 @@ def test_a_folder_compare_cannot_write_is_refused_before_any_run_is_read(sweep, 
     result = CliRunner().invoke(main, ["compare", str(sweep)])
     assert result.exit_code == 2 and f"error: '{sweep}' cannot be written (Read-only file system): give --out DIR " \
         "for the comparison's files" in result.output, result.output
+
+
+def test_a_seeds_nan_is_a_gap_also_at_the_steps_of_seeds_that_log_elsewhere():
+    # Seed A's NaN at step 10 was bridged at seed B's steps 5 and 15 (interpolated over it)
+    from gan.tools.compare import band
+
+    a = (np.array([0.0, 10.0, 20.0, 30.0]), np.array([1.0, np.nan, 3.0, np.inf]))
+    b = (np.array([5.0, 15.0, 25.0]), np.array([10.0, 20.0, 30.0]))
+    steps, mean, _, _ = band([a, b], smoothed=False)
+    assert steps.tolist() == [0, 5, 10, 15, 20, 25, 30]
+    assert mean.tolist()[:4] == [1.0, 10.0, 15.0, 20.0]  # (B alone next to A's NaN)
+    assert mean[4] == (3.0 + 25.0) / 2
+    assert mean[5] == 30.0 and np.isnan(mean[6])  # (A's inf is no value: B's reach ends at 25)

@@ -194,6 +194,14 @@ def test_a_lock_taken_on_a_file_removed_meanwhile_is_taken_again_on_the_one_ther
     assert len(removed) == 1
 
 
+def test_a_lock_file_replaced_every_time_it_is_locked_is_an_error_not_a_spin(tmp_path, monkeypatch):
+    from gan.core.files import WriteError
+
+    monkeypatch.setattr(files_module, "_same_file", lambda handle, path: False)  # (identities that never agree)
+    with pytest.raises(WriteError, match=r"could not lock '.*\.lock': the file was replaced each of 100 times"):
+        RunLock(tmp_path).__enter__()
+
+
 def test_a_failed_start_leaves_a_lock_another_writer_took_meanwhile(tmp_path):
     from gan.core.files import remove_lock_file
 
@@ -248,9 +256,12 @@ def test_temp_files_are_unique_to_their_writer_and_stale_ones_are_removed_on_res
     finished = subprocess.Popen(["true"])
     finished.wait()  # its pid names no process now
     stale = [first.run_dir / f"checkpoint-00000006.pt.{finished.pid}.{host_tag()}.abcd1234.tmp",
-             first.run_dir / "samples" / f"x.png.{finished.pid}.00ff00ff.tmp"]  # (as earlier versions named it)
+             first.run_dir / "samples" / f"x.png.{finished.pid}.00ff00ff.tmp",  # (as earlier versions named it)
+             # another machine's, or a container's before a restart (a new host name), long untouched
+             first.run_dir / f"checkpoint-00000006.pt.{finished.pid}.h0000beef.00ff00ff.tmp"]
     for path in stale:
         path.write_bytes(b"left by kill -9")
+    os.utime(stale[-1], (time.time() - 601,) * 2)
     # not a dead writer's: a user's files, a folder, a live writer's temp (a gan eval writing now), and
     # one of another machine sharing the folder, whose pid says nothing here
     kept = [first.run_dir / "notes.tmp", first.run_dir / "samples" / "mine.tmp",
@@ -762,3 +773,24 @@ def test_a_long_legal_file_name_is_written_and_one_too_long_is_named_as_such(tmp
     with pytest.raises(WriteError, match=r"its name is 256 bytes, more than a file name holds here \(at most 255"):
         write_text_atomically(too_long, "whole")
     assert sorted(tmp_path.iterdir()) == [long_name]
+
+
+def test_a_replaced_file_that_cannot_be_put_back_is_kept_and_named(tmp_path, monkeypatch):
+    # Where renames keep failing, the copy of what the first file held was deleted with the other temps
+    from gan.core.files import WriteError, write_together
+
+    first, second = tmp_path / "a.csv", tmp_path / "a.json"
+    first.write_text("earlier a"), second.write_text("earlier b")
+    replace = files_module.os.replace
+
+    def renames_into_place_fail_after_the_first(source, target):
+        if str(target) in (str(second), str(first)) and (tmp_path / "a.csv").read_text() != "earlier a":
+            raise OSError(28, "No space left on device")
+        return replace(source, target)
+
+    monkeypatch.setattr(files_module.os, "replace", renames_into_place_fail_after_the_first)
+    with pytest.raises(WriteError, match=r"could not write '.*a\.json' .*; the earlier '.*a\.csv' is kept as "
+                                         r"'(?P<copy>.*\.tmp)'") as failed:
+        write_together({first: lambda temp: temp.write_text("new a"), second: lambda temp: temp.write_text("new b")})
+    copy = Path(re.search(r"is kept as '(.*)'", str(failed.value))[1])
+    assert copy.read_text() == "earlier a" and second.read_text() == "earlier b"

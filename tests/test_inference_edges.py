@@ -129,21 +129,28 @@ def test_paired_eval_never_writes_its_csv_or_json_over_a_run_file(runs, tmp_path
     assert (run / "eval-val-00000002.csv").is_file() and (run / "eval-val-00000002.json").is_file()
 
 
+@pytest.mark.parametrize("hard_links", [True, False])
 def test_an_eval_whose_record_cannot_be_written_keeps_the_earlier_csv_and_record_together(runs, tmp_path,
-                                                                                         monkeypatch):
-    # The new CSV replaced the old, the JSON failed (a full disk): the pair disagreed on the step scored
+                                                                                         monkeypatch, hard_links):
+    # The new CSV replaced the old, the JSON failed (a full disk): the pair disagreed on the step scored.
+    # (Where the file system has no hard links, the CSV replaced is renamed aside instead.)
     import errno
 
     import gan.core.files
+
+    if not hard_links:
+        monkeypatch.setattr(gan.core.files.os, "link", lambda *args: (_ for _ in ()).throw(
+            OSError(errno.EPERM, "Operation not permitted")))
 
     run, val = runs["pix2pix"], runs["data"]["paired"] / "val"
     assert invoke("eval", run, "--data", val, "--csv", tmp_path / "r.csv").exit_code == 0
     (tmp_path / "r.csv").write_text("the earlier evaluation\n")  # (told apart from the one about to fail)
     before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
-    replace = gan.core.files.os.replace
+    replace, failed = gan.core.files.os.replace, []
 
     def full_disk_at_the_record(source, target):
-        if str(target).endswith(".json"):
+        if str(target).endswith(".json") and not failed:  # (the new record's rename, once)
+            failed.append(target)
             raise OSError(errno.ENOSPC, "No space left on device")
         return replace(source, target)
 
@@ -152,6 +159,21 @@ def test_an_eval_whose_record_cannot_be_written_keeps_the_earlier_csv_and_record
     assert result.exit_code == 2 and "could not write" in result.output and "r.json" in result.output
     # (the JSON's rename failed after the CSV's: the CSV it replaced is put back, and no temp is left)
     assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before
+
+
+def test_eval_with_damaged_weights_at_the_default_place_says_where_and_what_to_do(runs, tmp_path, monkeypatch):
+    # "error: '...pth' is not a plain PyTorch state dict ...": no word that it was the default place
+    from gan.metrics.inception import WEIGHTS_FILE
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    damaged = tmp_path / "torch-home" / "hub" / "checkpoints" / WEIGHTS_FILE
+    damaged.parent.mkdir(parents=True)
+    damaged.write_bytes(b"not the weights")
+    assert_one_error_line(invoke("eval", runs["pix2pix"], "--data", runs["data"]["paired"] / "val", "--csv",
+                                 tmp_path / "e.csv"),
+                          f"the Inception-v3 weights at their default place: '{damaged}' is not a plain PyTorch",
+                          "or remove it (FID and KID are then skipped, as without weights)")
+    assert not (tmp_path / "e.csv").exists()
 
 
 def test_the_default_csv_takes_the_name_of_the_data_folder_as_typed(runs, tmp_path):

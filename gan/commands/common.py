@@ -50,7 +50,10 @@ def _numbered_run_hint(path: Path) -> str:
 
 def fail(error: Exception | str) -> None:
     """Print `error` as one line and exit with 2: for errors the message explains (a bad file,
-    key or value), where a traceback would only hide it."""
+    key or value), where a traceback would only hide it. An operating system's error on a named
+    file reads as `file_error` words it, not as `[Errno 36] ...`."""
+    if isinstance(error, OSError) and error.filename is not None:
+        error = file_error(error)
     click.echo(f"error: {error}", err=True)
     sys.exit(2)
 
@@ -76,6 +79,7 @@ _FILE_ERROR_ADVICE = {
     errno.ENOTDIR: "a part of the path is a file, not a folder",
     errno.EISDIR: "a folder stands where a file is meant to be",
     errno.EEXIST: "a file stands where a folder is meant to be",
+    errno.ENAMETOOLONG: "a file name holds at most 255 bytes on most file systems: choose a shorter one",
 }
 
 

@@ -105,7 +105,7 @@ def evaluate(checkpoint: Path, folder: Path | None, split: str | None, metric_na
     from gan.inference.loading import checked_state
     from gan.inference.outputs import OutputRefused
     from gan.inference.tiling import ImageTooLargeError
-    from gan.metrics.inception import resolve_weights_path
+    from gan.metrics.inception import InceptionWeightsDamaged, damaged_weights_advice, resolve_weights_path
     from gan.nets.running import NonFiniteOutput
     from gan.training.loop import DeviceUnavailable, select_device
 
@@ -134,6 +134,9 @@ def evaluate(checkpoint: Path, folder: Path | None, split: str | None, metric_na
                                      inception_weights, outputs)
     except NonFiniteOutput as error:  # (raised once the checkpoint has loaded)
         fail(f"'{path}': {error}")
+    except InceptionWeightsDamaged as error:  # (said as the weights of --inception-weights, or of the default place)
+        where = "--inception-weights" if inception_weights else "the Inception-v3 weights at their default place"
+        fail(f"{where}: {error}; {damaged_weights_advice(inception_weights)}")
     except (CheckpointError, FileNotFoundError, NotADirectoryError, DeviceUnavailable, ValueError, ImageReadError,
             WriteError, OutputRefused, ImageTooLargeError) as error:
         fail(error)

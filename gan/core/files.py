@@ -19,6 +19,7 @@ import secrets
 import shutil
 import socket
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import IO, Callable
@@ -28,6 +29,8 @@ try:
 except ImportError:  # Windows: no advisory locks; a run directory is then not protected
     fcntl = None
 
+QUIET_SECONDS = 600  # a temp of another machine written more recently may be a write still under way
+LOCK_ATTEMPTS = 100  # a lock file removed between its opening and its locking is opened again, so often
 MAX_NAME_BYTES = 255  # what a file name may hold on most file systems (ext4, XFS, APFS, NTFS's 255 characters)
 LOCK_NAME = ".lock"
 SWEEP_LOCK_NAME = ".sweep.lock"
@@ -82,13 +85,14 @@ def write_together(writes: dict[Path, Callable[[Path], None]]) -> None:
     """`write_atomically` for files that belong together (weights and their description): each is
     written to its temp path, and only when all are whole are they renamed into place, so that a
     failure to write any leaves every one as it was. (Should a rename fail after others, those are
-    undone: the files they replaced were kept as hard links until all were in place.) WriteError
-    names the file that failed."""
+    undone: the files they replaced were kept as hard links until all were in place, or, where the
+    file system has none, renamed aside.) WriteError names the file that failed."""
     writes = {Path(path): write for path, write in writes.items()}
     temps = {path: temp_name(path) for path in writes}
-    kept: dict[Path, Path | None] = {}  # each file replaced -> a link to what it held, None where none could be made
+    kept: dict[Path, Path | None] = {}  # each file replaced -> what it held, under a temp name
     handled = sys.exc_info()[1]  # an error the caller is handling: not this write's to release
-    current, moved = next(iter(writes)), []  # the file being written or moved, for the message
+    current = next(iter(writes))  # the file being written or moved, for the message
+    moved, aside = [], []
     try:
         for current, write in writes.items():
             write(temps[current])
@@ -97,17 +101,25 @@ def write_together(writes: dict[Path, Callable[[Path], None]]) -> None:
         if len(writes) > 1:
             kept = {path: _linked_copy(path) for path in writes if os.path.lexists(path)}
         for current, temp in temps.items():
+            if current in kept and kept[current] is None:  # (no hard link here: renamed aside, a moment unseen)
+                kept[current] = temp_name(current)
+                os.replace(current, kept[current])
+                aside.append(current)
             os.replace(temp, current)
             moved.append(current)
         for folder in dict.fromkeys(path.parent for path in writes):
             _fsync_folder(folder)
     except BaseException as error:
-        for path in moved:  # (a rename failed after others: undo them)
-            with contextlib.suppress(OSError):
+        unrestored = []  # (copies of files replaced that could not be put back: kept, and named)
+        for path in dict.fromkeys([*moved, *aside]):  # (a rename failed after others: undo them)
+            try:
                 if path not in kept:  # (this write made it)
                     path.unlink()
-                elif kept[path] is not None:  # (what it replaced, put back)
+                else:  # (what it replaced, put back)
                     os.replace(kept[path], path)
+            except OSError:
+                if path in kept:
+                    unrestored.append(f"; the earlier '{path}' is kept as '{kept.pop(path)}'")
         for leftover in temps.values():
             with contextlib.suppress(OSError):  # (its folder gone or unwritable): the write's own error is the one
                 leftover.unlink(missing_ok=True)
@@ -118,12 +130,13 @@ def write_together(writes: dict[Path, Callable[[Path], None]]) -> None:
         if isinstance(error, OSError) and error.errno == errno.ENAMETOOLONG:  # (it named the temp, or nothing)
             reason = (f"its name is {len(os.fsencode(current.name))} bytes, more than a file name holds here (at "
                       f"most {MAX_NAME_BYTES} on most file systems); give a shorter name")
-        raise WriteError(f"could not write '{current}' ({free_space(current.parent)}): {reason}") from error
+        raise WriteError(f"could not write '{current}' ({free_space(current.parent)}): {reason}"
+                         f"{''.join(unrestored)}") from error
     finally:
-        for link in kept.values():
-            if link is not None:
+        for copy in kept.values():  # (copies no longer needed: all in place, or put back)
+            if copy is not None:
                 with contextlib.suppress(OSError):
-                    link.unlink(missing_ok=True)
+                    copy.unlink(missing_ok=True)
 
 
 def _linked_copy(path: Path) -> Path | None:
@@ -188,12 +201,18 @@ def host_tag() -> str:
 
 def is_stale_temp(path: Path) -> bool:
     """Whether `path` is a temp file `temp_name` made for a writer that is gone (kill -9, a crash).
-    A user's own `notes.tmp`, a folder, a live writer's temp (a `gan eval` writing into the run
-    directory right now), and one another machine sharing the folder wrote, whose pid says nothing
-    here, are not."""
+    A user's own `notes.tmp`, a folder, and a live writer's temp (a `gan eval` writing into the run
+    directory right now) are not. Another machine's (or a container's before a restart: a new host
+    name), whose pid says nothing here, is stale once untouched for QUIET_SECONDS."""
     match = TEMP_NAME.fullmatch(path.name)
-    return (match is not None and match["host"] in (None, host_tag()) and int(match["pid"]) != os.getpid()
-            and not process_alive(int(match["pid"])) and path.is_file() and not path.is_symlink())
+    if match is None or not path.is_file() or path.is_symlink():
+        return False
+    if match["host"] not in (None, host_tag()):
+        try:
+            return time.time() - path.stat().st_mtime > QUIET_SECONDS
+        except OSError:
+            return False
+    return int(match["pid"]) != os.getpid() and not process_alive(int(match["pid"]))
 
 
 def remove_stale_temps(folder: Path) -> None:
@@ -264,24 +283,26 @@ class RunLock:
         """The lock file open, flock held (RunDirectoryBusy naming the holder when another has it)."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         path = self.run_dir / self.lock_name
-        while True:
+        for _ in range(LOCK_ATTEMPTS):
             # unbuffered: a write a full disk refuses fails at once, and closing has nothing left to flush
             handle = open(path, "a+b", buffering=0)  # noqa: SIM115 - held until __exit__
-            if fcntl is None:
-                break
+            if fcntl is None:  # (no flock on this system: the run directory is not guarded)
+                return handle
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 handle.seek(0)
-                holder = handle.read().decode(errors="replace")
+                holder = handle.read().decode(errors="backslashreplace")
                 handle.close()
                 raise RunDirectoryBusy(self.busy_message(_holder_said(holder))) from None
             # a lock taken on a file a failed start removed meanwhile (`remove_lock_file`) locks nothing
             # another writer would see: take the one at the path now
             if _same_file(handle, path):
-                break
+                return handle
             handle.close()
-        return handle
+        # (a file system whose files change identity between two looks at them: no lock holds there)
+        raise WriteError(f"could not lock '{path}': the file was replaced each of {LOCK_ATTEMPTS} times it was "
+                         "locked; train into a folder on another file system")
 
     def __exit__(self, *exc_info: object) -> None:
         if self._handle is not None:

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from gan.core.distributed import SINGLE_PROCESS, ProcessGroup, barrier
-from gan.core.files import WriteError, free_space, host_tag, process_alive, write_text_atomically
+from gan.core.files import QUIET_SECONDS, WriteError, free_space, host_tag, process_alive, write_text_atomically
 from gan.core.memory import format_bytes
 from gan.core.progress import Progress
 from gan.core.registry import ConfigError
@@ -48,7 +48,6 @@ NAME = re.compile(r"[0-9a-f]{20}")  # a cache's name: the start of its header's 
 # <name>.json.<pid>.<host>.<random>.tmp (`temp_name`'s; <name>.json.<pid>.<random>.tmp and .<pid>.tmp before)
 TEMP_NAME = re.compile(r"[0-9a-f]{20}\.(?:npy|json)\.(?P<pid>\d+)(?:\.(?P<host>h[0-9a-f]{8}))?(?:\.[0-9a-f]+)?\.tmp")
 MAX_HEADER_BYTES = 16 * 2**20  # a header of a million images is ~150 KB; larger JSON is not ours to parse
-QUIET_SECONDS = 600  # a leftover written more recently may belong to a build on another machine
 
 
 def user_cache_dir(name: str) -> Path:

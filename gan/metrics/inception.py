@@ -37,6 +37,17 @@ class InceptionWeightsNotFoundError(FileNotFoundError):
         self.path = path
 
 
+class InceptionWeightsDamaged(ValueError):
+    """A file where the Inception-v3 weights are looked for that does not hold them (damaged, cut
+    short, another network's)."""
+
+
+def damaged_weights_advice(path: str | Path | None) -> str:
+    """What to do about `InceptionWeightsDamaged` of `path` (None: the default place)."""
+    fix = f"replace it with {WEIGHTS_URL}"
+    return fix if path else f"{fix}, or remove it (FID and KID are then skipped, as without weights)"
+
+
 def skipped_for_missing_weights(skipped: str, error: InceptionWeightsNotFoundError) -> str:
     """The warning when metrics that need the weights are skipped (`skipped`: "fid, kid"): two lines,
     where the file was looked for and how to provide it, where the error says it all on one long line."""
@@ -78,10 +89,11 @@ def read_inception_weights(path: str | Path | None) -> tuple[dict[str, torch.Ten
     try:
         state = torch.load(io.BytesIO(contents), map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - torch raises many types for foreign files
-        raise ValueError(f"'{resolved}' is not a plain PyTorch state dict of Inception-v3 weights ({WEIGHTS_FILE}): "
-                         f"{unloadable_reason(Path(resolved), error)}") from None
+        raise InceptionWeightsDamaged(f"'{resolved}' is not a plain PyTorch state dict of Inception-v3 weights "
+                                      f"({WEIGHTS_FILE}): {unloadable_reason(Path(resolved), error)}") from None
     if not isinstance(state, dict) or "Mixed_7c.branch_pool.conv.weight" not in state:
-        raise ValueError(f"'{resolved}' does not hold torch-fidelity's Inception-v3 weights ({WEIGHTS_FILE})")
+        raise InceptionWeightsDamaged(f"'{resolved}' does not hold torch-fidelity's Inception-v3 weights "
+                                      f"({WEIGHTS_FILE})")
     return state, hashlib.sha256(contents).hexdigest()[:16]
 
 
@@ -99,8 +111,8 @@ def load_inception(path: str | Path | None, device: torch.device) -> tuple[nn.Mo
             model = FeatureExtractorInceptionV3("inception-v3-compat", [str(FEATURE_SIZE)],
                                                 feature_extractor_weights_path=copy)
         except RuntimeError as error:  # shape or key mismatch
-            raise ValueError(f"'{resolve_weights_path(path)}' does not match torch-fidelity's Inception-v3: "
-                             f"{error}") from None
+            raise InceptionWeightsDamaged(f"'{resolve_weights_path(path)}' does not match torch-fidelity's "
+                                          f"Inception-v3: {error}") from None
     return model.to(device), digest
 
 

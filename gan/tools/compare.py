@@ -541,11 +541,10 @@ def band(curves: list[Curve], smoothed: bool = True) -> tuple[np.ndarray, np.nda
     stacked = np.full((len(curves), len(steps)), np.nan)
     for row, (seed_steps, values) in zip(stacked, curves):
         values = smooth(values) if smoothed else values
-        finite = np.isfinite(values)
-        if finite.any():
-            reached = (steps >= seed_steps[0]) & (steps <= seed_steps[-1])
-            row[reached] = np.interp(steps[reached], seed_steps[finite], values[finite])
-            row[np.isin(steps, seed_steps[~finite])] = np.nan  # (its own non-finite values: not interpolated over)
+        values = np.where(np.isfinite(values), values, np.nan)
+        reached = (steps >= seed_steps[0]) & (steps <= seed_steps[-1])
+        # (between its own points; NaN next to a non-finite one: a gap at other seeds' steps there too)
+        row[reached] = np.interp(steps[reached], seed_steps, values)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # (steps no seed has a finite value at: NaN, a gap)
         return steps, np.nanmean(stacked, 0), np.nanmin(stacked, 0), np.nanmax(stacked, 0)

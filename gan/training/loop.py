@@ -83,7 +83,7 @@ from gan.core.wording import first_few
 from gan.data import data_signature, reference_data, training_batches
 from gan.data.sampling import first_samples
 from gan.metrics.generative import GenerativeEvaluator, score_generator
-from gan.metrics.inception import weights_setting
+from gan.metrics.inception import InceptionWeightsDamaged, damaged_weights_advice, weights_setting
 from gan.nets import network_defaults
 from gan.recipes import RECIPES
 from gan.recipes.base import AutocastFactory, Recipe
@@ -1196,7 +1196,9 @@ def _generative_evaluator(config: Config, recipe: Recipe, device: torch.device) 
                                         metrics.inception_weights, metrics.cache_dir,
                                         require_weights=bool(metrics.inception_weights))
     except (ValueError, FileNotFoundError) as error:  # a weights file missing, a folder, damaged, another's
-        raise ConfigError(f"{weights_setting(metrics.inception_weights)}: {error}") from None
+        advice = (f"; {damaged_weights_advice(metrics.inception_weights)}" if isinstance(error, InceptionWeightsDamaged)
+                  else "")
+        raise ConfigError(f"{weights_setting(metrics.inception_weights)}: {error}{advice}") from None
     return evaluator if evaluator.names else None
 
 

@@ -31,7 +31,9 @@ from gan.data.cache import is_built, user_cache_dir
 from gan.data.image_files import ImageFileDataset
 from gan.metrics.generative import INCEPTION_METRICS, smallest_count
 from gan.metrics.inception import (
+    InceptionWeightsDamaged,
     InceptionWeightsNotFoundError,
+    damaged_weights_advice,
     default_weights_path,
     read_inception_weights,
     resolve_weights_path,
@@ -77,6 +79,14 @@ def _too_few_real_images(metrics, reference: Dataset, where: str) -> None:
                       f"{list(metrics.names)}: at least {fewest} ({why})")
 
 
+def _read_weights(path: str | None) -> None:
+    """Read the Inception weights at `path` (or the default place), a damaged file said with what to do."""
+    try:
+        read_inception_weights(path)
+    except InceptionWeightsDamaged as error:
+        raise InceptionWeightsDamaged(f"{error}; {damaged_weights_advice(path)}") from None
+
+
 def run_problems(config: Config, run_dir: Path, load_previews: Callable[[], object] | None,
                  dataset: Dataset | None = None) -> list[str]:
     problems: list[str] = []
@@ -101,7 +111,7 @@ def run_problems(config: Config, run_dir: Path, load_previews: Callable[[], obje
                         or scores_translations(config))  # (FID, KID of translations, at validation)
     if scores_inception and (metrics.inception_weights or default_weights_path().is_file()):
         # read, not only found: a damaged file stopped image-to-image runs at their first validation
-        check(weights_setting(metrics.inception_weights), lambda: read_inception_weights(metrics.inception_weights))
+        check(weights_setting(metrics.inception_weights), lambda: _read_weights(metrics.inception_weights))
     check("the run directory", lambda: _require_writable(run_dir, "the run directory"))
     check("samples/", lambda: _require_folder_or_nothing(run_dir / "samples", "its preview grids"))
     if metrics.every:
