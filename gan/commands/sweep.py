@@ -50,6 +50,7 @@ def sweep(config: Path, grids: tuple[str, ...], seeds: int, sets: tuple[str, ...
     import shlex
     import signal
 
+    from gan.core.checkpoint import CheckpointError
     from gan.core.files import RunDirectoryBusy, WriteError
     from gan.core.registry import ConfigError
     from gan.tools.sweep import (
@@ -94,8 +95,8 @@ def sweep(config: Path, grids: tuple[str, ...], seeds: int, sets: tuple[str, ...
                 return
             refuse_runs_finished_otherwise(config, list(sets), runs, out, steps)
             failed = run_sweep(config, list(sets), runs, out, jobs, devices)
-    except (ConfigError, WriteError, RunDirectoryBusy, DeviceUnavailable) as error:
-        fail(error)
+    except (ConfigError, CheckpointError, WriteError, RunDirectoryBusy, DeviceUnavailable) as error:
+        fail(error)  # (CheckpointError: a finished run's checkpoint read to compare its settings)
     except KeyboardInterrupt as stop:  # Ctrl-C (130) or SIGTERM (143), passed on to the runs
         sys.exit(128 + getattr(stop, "signum", signal.SIGINT))
     if failed:
