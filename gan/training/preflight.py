@@ -107,11 +107,12 @@ def run_problems(config: Config, run_dir: Path, load_previews: Callable[[], obje
         where = (f"data.synthetic_size = {data.synthetic_size}" if data.dataset == "synthetic" else
                  f"data.root '{data.root}'" + (f" with data.max_images = {data.max_images}" if data.max_images else ""))
         check("metrics.names", lambda: _too_few_real_images(metrics, dataset, where))
-    scores_inception = ((metrics.every and set(metrics.names) & set(INCEPTION_METRICS))
-                        or scores_translations(config))  # (FID, KID of translations, at validation)
-    if scores_inception and (metrics.inception_weights or default_weights_path().is_file()):
-        # read, not only found: a damaged file stopped image-to-image runs at their first validation
+    if scores_translations(config) and (metrics.inception_weights or default_weights_path().is_file()):
+        # read, not only found: a damaged file stopped image-to-image runs at their first validation (FID,
+        # KID of translations); the generative metrics' evaluator has read the file before this check
         check(weights_setting(metrics.inception_weights), lambda: _read_weights(metrics.inception_weights))
+    elif metrics.inception_weights and metrics.every and set(metrics.names) & set(INCEPTION_METRICS):
+        check("metrics.inception_weights", lambda: resolve_weights_path(metrics.inception_weights))
     check("the run directory", lambda: _require_writable(run_dir, "the run directory"))
     check("samples/", lambda: _require_folder_or_nothing(run_dir / "samples", "its preview grids"))
     if metrics.every:
