@@ -76,16 +76,32 @@ def test_a_terminal_gets_every_update_on_one_redrawn_line(clock, monkeypatch):
         clock.now += 1
         progress.update(step, {"g": 0.5}, rate=64.0)
     progress.close()
-    assert stream.getvalue().count("\r\033[K") == 3 and stream.getvalue().endswith("ETA 0m00s\n")
-    assert "g 0.5  64.0 img/s" in stream.getvalue()
+    assert stream.getvalue().count("\r\033[K") == 3 and stream.getvalue().endswith("g 0.5\n")
+    assert "step 3/3 (100%)  64.0 img/s  elapsed 0m03s  ETA 0m00s  g 0.5" in stream.getvalue()
 
 
-def test_the_line_is_cut_to_the_terminal_width(clock, monkeypatch):
-    """A line wider than the terminal wraps, and erasing the last row would leave the others behind."""
-    monkeypatch.setattr(progress_module.os, "get_terminal_size", lambda fd: os.terminal_size((40, 24)))
+def test_the_line_is_cut_to_the_terminal_width_after_its_pace_and_eta(clock, monkeypatch):
+    """A line wider than the terminal wraps, and erasing the last row would leave the others behind.
+    The losses come last: a DCGAN line is 160 columns, and one cut at 100 showed no images/s or ETA."""
+    monkeypatch.setattr(progress_module.os, "get_terminal_size", lambda fd: os.terminal_size((80, 24)))
     stream = Terminal()
-    Progress(100, stream=stream).update(1, {f"loss/term_{index}": 0.5 for index in range(10)}, rate=64.0)
-    assert stream.getvalue() == "\r\033[K" + "step 1/100 (1%)  loss/term_0 0.5  loss/"  # 39 columns
+    progress = Progress(100, stream=stream)
+    clock.now += 1
+    progress.update(1, {f"loss/term_{index}": 0.5 for index in range(10)}, rate=64.0)
+    assert stream.getvalue() == "\r\033[K" + (  # 79 columns
+        "step 1/100 (1%)  64.0 img/s  elapsed 0m01s  ETA 1m39s  loss/term_0 0.5  loss/te")
+
+
+def test_the_eta_counts_the_pauses_to_come_not_those_past(clock):
+    """With SWD every 20 of 60 steps, the ETA at step 20 said 6 s and 56 s were left: the passes to
+    come were not in it. Nor should a pass already made count as steps' time."""
+    stream = io.StringIO()
+    progress = Progress(60, stream=stream)
+    clock.now += 1
+    progress.update(1, rate=10.0, start_up=1.0)
+    clock.now += 19 + 15  # 19 steps of a second, then a 15 s pass
+    progress.update(20, rate=10.0, paused=15.0, ahead=30.0)  # two more passes: at 40 and after step 60
+    assert stream.getvalue().splitlines()[-1].endswith("ETA 1m10s")  # 40 steps + 30 s
 
 
 def test_messages_between_updates_take_the_progress_lines_place_on_a_terminal_only():
@@ -111,3 +127,21 @@ def test_eval_shows_the_progress_of_the_slow_swd_sort(tiny_demo_run, tmp_path):
     assert result.exit_code == 0, result.output
     # 32 px images: two pyramid levels of 4 x 128 directions each
     assert "SWD direction 1024/1024 (100%)" in result.output and "direction/s" in result.output, result.output
+
+
+def test_the_training_eta_foresees_each_side_task_at_its_schedule_and_after_the_last_step():
+    from types import SimpleNamespace
+
+    from gan.training.loop import _side_tasks_ahead
+    from conftest import tiny_config
+
+    config = tiny_config("train.steps=60", "metrics.every=20", "train.checkpoint_every=25", "log.image_every=10",
+                         "log.eval_every=0")
+    run = SimpleNamespace(config=config, step=20, side_task_seconds={
+        "generative metrics": 3.0, "checkpoint": 1.0, "previews": 0.5, "validation": 7.0})
+    # metrics at 20, 40, 60; checkpoints at 25, 50, 60; previews at 20..60; no validation
+    assert _side_tasks_ahead(run) == 3 * 3.0 + 3 * 1.0 + 5 * 0.5
+    run.step = 21
+    assert _side_tasks_ahead(run) == 2 * 3.0 + 3 * 1.0 + 4 * 0.5
+    run.step = 60
+    assert _side_tasks_ahead(run) == 3.0 + 1.0 + 0.5

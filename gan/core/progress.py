@@ -1,4 +1,4 @@
-"""A dependency-free progress line: step, losses, images/s, ETA."""
+"""A dependency-free progress line: step, images/s, ETA, losses."""
 
 from __future__ import annotations
 
@@ -53,28 +53,32 @@ class Progress:
         self._settled: tuple[float, int] | None = None
 
     def update(self, step: int, values: dict[str, float] | None = None, rate: float | None = None,
-               start_up: float | None = None) -> None:
+               start_up: float | None = None, paused: float = 0.0, ahead: float = 0.0) -> None:
         """`rate` is in `rate_unit`s per second; without it, units done since the start per second.
-        `start_up` (seconds) shows in the rate's place, for an update whose time is mostly start-up."""
+        `start_up` (seconds) shows in the rate's place, for an update whose time is mostly start-up.
+        `paused`: seconds since the start spent on work between units (grids, metrics, checkpoints),
+        left out of a unit's time; `ahead`: seconds of such work still to come, added to the ETA."""
         elapsed = time.perf_counter() - self.started_at
         if not self.interactive and step < self.total and elapsed - self._logged_at < self.log_interval:
             return
         self._logged_at = elapsed
         done = step - self.start
+        working = elapsed - paused  # (a unit's time: the pauses between units are foreseen in `ahead`)
         if self._settled is None and done:
-            self._settled = (elapsed, step)
+            self._settled = (working, step)
         settled_at, settled_step = self._settled or (0.0, self.start)
         if step > settled_step:
-            eta = format_duration((elapsed - settled_at) / (step - settled_step) * (self.total - step))
+            eta = format_duration((working - settled_at) / (step - settled_step) * (self.total - step) + ahead)
         else:  # one update: its time is all there is to go by, unless it was start-up
             eta = "?" if start_up is not None and step < self.total else format_duration(
-                elapsed / done * (self.total - step) if done else 0.0)
+                (working / done * (self.total - step) if done else 0.0) + ahead)
         if rate is None:
             rate = done / max(elapsed, 1e-9)
         pace = f"start-up {start_up:.1f}s" if start_up is not None else f"{rate:.1f} {self.rate_unit}/s"
-        terms = "".join(f"{name} {value:.4g}  " for name, value in (values or {}).items())
-        line = (f"{self.unit} {step}/{self.total} ({100 * step / self.total:.0f}%)  {terms}"
-                f"{pace}  elapsed {format_duration(elapsed)}  ETA {eta}")
+        terms = "".join(f"  {name} {value:.4g}" for name, value in (values or {}).items())
+        # the pace and ETA before the terms: a terminal narrower than the line cuts its end
+        line = (f"{self.unit} {step}/{self.total} ({100 * step / self.total:.0f}%)  {pace}  "
+                f"elapsed {format_duration(elapsed)}  ETA {eta}{terms}")
         if self.interactive:
             width = terminal_width(self.stream)  # a wrapped line would leave its upper rows behind
             self.stream.write(CLEAR_LINE + (line[:width - 1] if width else line))

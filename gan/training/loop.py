@@ -456,6 +456,8 @@ class _Run:
     timer_step: int = 0
     window_closed_at: int = 0  # the step of the last log point whose window of losses was logged
     paused: float = 0.0  # seconds of writing grids and checkpoints since then, left out of images/s
+    paused_in_all: float = 0.0  # since this start or resume, left out of the time the ETA gives a step
+    side_task_seconds: dict[str, float] = dataclasses.field(default_factory=dict)  # each one's last time, for the ETA
 
     @property
     def main(self) -> bool:
@@ -511,8 +513,11 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
                         run.last_checkpoint = checkpoint_path(run_dir, run.step)
                     continue
                 if due:
+                    saving_start = time.perf_counter()
                     run.last_checkpoint = _save(run, run.step, final=last or stopping)
+                    run.side_task_seconds["checkpoint"] = time.perf_counter() - saving_start
                 run.paused += time.perf_counter() - io_start
+                run.paused_in_all += time.perf_counter() - io_start
                 # a stop during this step's side tasks or checkpoint trains no further step (under torchrun
                 # the processes agree on a stop at log points only, so they stop at the same step)
                 stopping = stopping or (not group.distributed and stop.signal_name is not None)
@@ -810,6 +815,7 @@ def _step_outputs(run: _Run, due: dict[str, bool], start: str, scores: dict[str,
     try:
         with uncompiled():  # other batch sizes, eval mode, no_grad: never the training graphs
             for task in OUTPUT_TASKS[OUTPUT_TASKS.index(start):]:
+                task_start = time.perf_counter()
                 if task == "previews" and (due["previews"] or due["generative metrics"]):
                     _prepare_outputs(recipe, step)
                 if task == "previews" and due["previews"]:
@@ -829,6 +835,8 @@ def _step_outputs(run: _Run, due: dict[str, bool], start: str, scores: dict[str,
                     scores.update(_log_generative_metrics(run.evaluator, recipe, writer, run.run_dir, step))
                 elif task == "the best checkpoint":
                     _keep_best(run, due["validation"], scores)
+                if due.get(task):
+                    run.side_task_seconds[task] = time.perf_counter() - task_start
     except NonFiniteLossError:
         raise
     except Exception as error:  # noqa: BLE001 - a side task must not cost the steps trained
@@ -910,7 +918,23 @@ def _log_window(run: _Run, scalars: dict[str, float], closes_window: bool = True
             scalars["perf/peak_memory_mib"] = torch.cuda.max_memory_allocated(run.device) / 2**20
     for name, value in scalars.items():
         run.writer.add_scalar(name, value, step)
-    run.progress.update(step, means or None, images_per_second, start_up=busy if first_step else None)
+    run.progress.update(step, means or None, images_per_second, start_up=busy if first_step else None,
+                        paused=run.paused_in_all, ahead=_side_tasks_ahead(run))
+
+
+def _side_tasks_ahead(run: _Run) -> float:
+    """Seconds the side tasks still to come will take (this step's included: they follow its log
+    point), each timed as it last ran: the ETA of a run that measures SWD every 1,000 steps counts
+    those passes, the one after the last step too."""
+    step, total, config = run.step, run.config.train.steps, run.config
+    every = {"previews": config.log.image_every, "validation": config.log.eval_every,
+             "generative metrics": config.metrics.every, "checkpoint": config.train.checkpoint_every}
+    seconds = 0.0
+    for task, took in run.side_task_seconds.items():
+        if every.get(task):  # (each runs at its multiples and at the last step)
+            times = total // every[task] - (step - 1) // every[task] + (total % every[task] != 0)
+            seconds += took * times
+    return seconds
 
 
 def _save(run: _Run, at_step: int, final: bool, side_tasks_due: dict | None = None) -> Path | None:
