@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import REPO, TINY, tiny_config
+from conftest import REPO, TINY, only_run, tiny_config
 
 import gan.core.checkpoint as checkpoint_module
 import gan.core.files as files_module
@@ -61,7 +61,7 @@ def test_a_failed_write_names_the_free_space_after_its_writer_let_go_of_the_temp
 
     seen_open = []
     monkeypatch.setattr(files_module, "free_space", lambda folder: seen_open.append(held[0]() is not None) or "? free")
-    with pytest.raises(files_module.WriteError, match=r"could not write '.*c.pt' \(\? free\): \[enforce fail"):
+    with pytest.raises(files_module.WriteError, match=r"could not write '.*c.pt' \(\? free\): the writer could not write all of it"):
         files_module.write_atomically(tmp_path / "c.pt", write)
     assert seen_open == [False] and list(tmp_path.iterdir()) == []
 
@@ -79,7 +79,7 @@ def test_a_failed_write_names_the_free_space_after_its_writer_let_go_of_the_temp
 def test_a_full_disk_mid_run_is_reported_and_loses_no_training(tmp_path, monkeypatch):
     straight = train(tiny_config(), tmp_path / "straight", CPU, progress_stream=sys.stdout)
     monkeypatch.setattr(checkpoint_module.torch, "save", torch_save_on_a_full_disk({2}))
-    with pytest.warns(UserWarning, match=r"checkpoint-00000002.pt' \(.* MiB free\): .*unexpected pos.*; "
+    with pytest.warns(UserWarning, match=r"checkpoint-00000002.pt' \(.* MiB free\): the writer could not write all of it .*; "
                                          "training goes on and retries"):
         result = train(tiny_config(), tmp_path / "full", CPU, progress_stream=sys.stdout)
     assert result.step == 4 and [p.name for p in list_checkpoints(result.run_dir)] == ["checkpoint-00000004.pt"]
@@ -101,7 +101,21 @@ def test_a_failed_final_checkpoint_stops_with_one_line_naming_the_file_and_the_f
     error_lines = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(error_lines) == 1 and "Traceback" not in result.output
     assert re.search(r"checkpoint-00000004.pt' \(\d+\.\d MiB free\)", error_lines[0])
+    assert "steps 1-4 are lost (no checkpoint was written yet)" in error_lines[0]
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+@pytest.mark.filterwarnings("error:could not write:UserWarning")
+def test_a_failed_final_checkpoint_says_which_steps_are_lost_and_where_to_go_on(tmp_path, monkeypatch):
+    """It said torch's words alone: not that checkpoint 2 is kept, steps 3-4 lost, nor how to go on."""
+    monkeypatch.setattr(checkpoint_module.torch, "save", torch_save_on_a_full_disk({4}))
+    result = CliRunner().invoke(main, ["train", str(REPO / "experiments" / "dcgan_demo.toml"),
+                                       *[arg for item in TINY for arg in ("--set", item)], "--out", str(tmp_path)])
+    run_dir = only_run(tmp_path)
+    assert result.exit_code == 2, result.output
+    assert re.search(r"^error: could not write '.*checkpoint-00000004.pt' .*: the writer could not write all of it "
+                     r".*; steps 3-4 are lost \('.*checkpoint-00000002.pt' is kept\); make room, then continue from "
+                     rf"step 2 with: gan train --resume {re.escape(str(run_dir))}$", result.output, re.M), result.output
 
 
 def test_kill_9_while_a_checkpoint_is_written_leaves_the_previous_one_loadable(tmp_path):
@@ -794,3 +808,38 @@ def test_a_replaced_file_that_cannot_be_put_back_is_kept_and_named(tmp_path, mon
         write_together({first: lambda temp: temp.write_text("new a"), second: lambda temp: temp.write_text("new b")})
     copy = Path(re.search(r"is kept as '(.*)'", str(failed.value))[1])
     assert copy.read_text() == "earlier a" and second.read_text() == "earlier b"
+
+
+def test_a_ctrl_c_after_the_rename_keeps_the_file_written(tmp_path, monkeypatch):
+    """A Ctrl-C during the folder's fsync, after a file replaced another, deleted it: metrics.jsonl
+    was lost whole (a one-file write keeps no copy of what it replaced, to put back)."""
+    from gan.core.files import write_text_atomically
+
+    target = tmp_path / "metrics.jsonl"
+    target.write_text("step 4\n")
+
+    def interrupted(folder):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(files_module, "_fsync_folder", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_text_atomically(target, "step 4\nstep 8\n")
+    assert target.read_text() == "step 4\nstep 8\n" and sorted(tmp_path.iterdir()) == [target]
+
+
+def test_torchs_words_for_a_short_write_are_said_plainly_and_a_disk_out_of_inodes_is_named(tmp_path, monkeypatch):
+    from gan.core.files import WriteError, write_atomically
+
+    def zip_writer_fails(temp):
+        temp.write_bytes(b"PK")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 128 vs 0")
+
+    with pytest.raises(WriteError) as failed:
+        write_atomically(tmp_path / "checkpoint-00000030.pt", zip_writer_fails)
+    assert "inline_container" not in str(failed.value) and "could not write all of it" in str(failed.value)
+    stats = os.statvfs(tmp_path)
+    no_inodes = os.statvfs_result((*stats[:7], 0, *stats[8:]))  # f_favail 0, f_files as it is
+
+    monkeypatch.setattr(files_module.os, "statvfs", lambda folder: no_inodes)
+    with pytest.raises(WriteError, match=r"MiB free, no free inodes\)"):
+        write_atomically(tmp_path / "a.txt", lambda temp: (_ for _ in ()).throw(OSError(28, "No space left on device")))

@@ -49,10 +49,20 @@ def free_space(path: Path) -> str:
     for folder in (path, *path.parents):
         if folder.exists():
             try:
-                return f"{shutil.disk_usage(folder).free / 2**20:.1f} MiB free"
+                free = f"{shutil.disk_usage(folder).free / 2**20:.1f} MiB free"
             except OSError:
                 break
+            # a disk out of inodes is full with space left: "48.8 MiB free: No space left" needs this
+            return free + (", no free inodes" if _out_of_inodes(folder) else "")
     return "free space unknown"
+
+
+def _out_of_inodes(folder: Path) -> bool:
+    try:
+        stats = os.statvfs(folder)
+    except (OSError, AttributeError):  # (Windows has no statvfs)
+        return False
+    return bool(stats.f_files) and not stats.f_favail  # (f_files 0: a file system that does not count them)
 
 
 def temp_name(path: Path) -> Path:
@@ -93,6 +103,7 @@ def write_together(writes: dict[Path, Callable[[Path], None]]) -> None:
     handled = sys.exc_info()[1]  # an error the caller is handling: not this write's to release
     current = next(iter(writes))  # the file being written or moved, for the message
     moved, aside = [], []
+    in_place = False
     try:
         for current, write in writes.items():
             write(temps[current])
@@ -107,11 +118,12 @@ def write_together(writes: dict[Path, Callable[[Path], None]]) -> None:
                 aside.append(current)
             os.replace(temp, current)
             moved.append(current)
+        in_place = True  # (a Ctrl-C from here on finds every file written: nothing to undo, a file lost if undone)
         for folder in dict.fromkeys(path.parent for path in writes):
             _fsync_folder(folder)
     except BaseException as error:
         unrestored = []  # (copies of files replaced that could not be put back: kept, and named)
-        for path in dict.fromkeys([*moved, *aside]):  # (a rename failed after others: undo them)
+        for path in [] if in_place else dict.fromkeys([*moved, *aside]):  # (a rename failed after others: undo them)
             try:
                 if path not in kept:  # (this write made it)
                     path.unlink()
@@ -127,6 +139,8 @@ def write_together(writes: dict[Path, Callable[[Path], None]]) -> None:
             raise
         _release_frames(error, handled)
         reason = (str(error).splitlines() or [type(error).__name__])[0]
+        if "unexpected pos" in reason or "file write failed" in reason:  # (torch's zip writer, in its words)
+            reason = "the writer could not write all of it (a full disk or quota?)"
         if isinstance(error, OSError) and error.errno == errno.ENAMETOOLONG:  # (it named the temp, or nothing)
             reason = (f"its name is {len(os.fsencode(current.name))} bytes, more than a file name holds here (at "
                       f"most {MAX_NAME_BYTES} on most file systems); give a shorter name")

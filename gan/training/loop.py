@@ -957,9 +957,13 @@ def _save(run: _Run, at_step: int, final: bool, side_tasks_due: dict | None = No
             state["per_process"] = run.per_process[1]
         save_checkpoint(state, path)
     except WriteError as error:
-        if final:
-            raise
         kept = f"'{run.last_checkpoint}' is kept" if run.last_checkpoint else "no checkpoint was written yet"
+        if final:  # what the failure costs, and where to go on from
+            lost = (f"steps {run.saved_step + 1}-{at_step} are" if at_step > run.saved_step + 1 else
+                    f"step {at_step} is")
+            go_on = (f"; make room, then continue from step {run.saved_step} with: "
+                     f"{gan_launcher(run.group.distributed)} train --resume {run.run_dir}") if run.last_checkpoint else ""
+            raise WriteError(f"{error}; {lost} lost ({kept}){go_on}") from error
         warnings.warn(f"step {at_step}: {error}; training goes on and retries at the next checkpoint ({kept})",
                       stacklevel=2)
         return run.last_checkpoint
