@@ -659,3 +659,23 @@ def test_a_resume_that_turns_the_ema_off_says_it_drops_the_generator_that_sampli
     with pytest.warns(UserWarning, match=r"train.ema_decay = 0 on this resume drops the EMA generator, the one gan "
                                          r"sample, eval and export use: .* checkpoints of step 4 and before"):
         assert train_command("--resume", str(folder), *sets("train.steps=6", "train.ema_decay=0")).exit_code == 0
+
+
+def test_a_signal_as_the_finished_runs_event_file_closes_cuts_nothing_short(tmp_path, monkeypatch):
+    """A Ctrl-C while TensorBoard's writer flushed, after the last checkpoint, said 'stopped by Ctrl-C
+    without saving a checkpoint' and exited 130: a sweep counted the finished run as failed."""
+    import signal
+
+    from gan.training.event_log import EventLog
+
+    close = EventLog.close
+
+    def interrupted_close(self):
+        signal.raise_signal(signal.SIGINT)
+        close(self)
+
+    monkeypatch.setattr(EventLog, "close", interrupted_close)
+    result = train_command(DEMO, *sets(*TINY), "--run-dir", str(tmp_path / "run"))
+    assert result.exit_code == 0, result.output
+    assert "SIGINT came after the last checkpoint" in result.output and "done: 4 steps" in result.output
+    assert "stopped by" not in result.output

@@ -491,6 +491,9 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
         run.say(f"nothing to do: the run is at step {run.step} and train.steps is {config.train.steps}")
         return TrainResult(run_dir, run.step, run.last_checkpoint, None)
     failed_before_a_step = False
+    # a signal while the event file closes and the run is summed up, after its last checkpoint: the run
+    # is done, and a scheduler's stop then (or a Ctrl-C) is said as such, not as a stop without a checkpoint
+    late_stop = StopRequest(announce=False)
     try:
         _start_logging(run, resume, progress_stream)  # (it reads the first images: --strict may fail there)
         if run.side_tasks_due:
@@ -540,9 +543,10 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
                                 and not (resume and isinstance(error, NonFiniteLossError)))
         raise
     finally:
-        for opened in (run.progress, run.writer):
-            if opened is not None:
-                opened.close()
+        with late_stop:
+            for opened in (run.progress, run.writer):
+                if opened is not None:
+                    opened.close()
         run.data = None  # shuts loader workers down
         trained_no_step = failed_before_a_step or run.step == run.start_step  # (a second Ctrl-C at the start, say)
         if failed_before_a_step and not resume:
@@ -554,7 +558,11 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
             except WriteError as error:
                 warnings.warn(f"{error}: config.toml keeps the settings of this resume, which trained no step",
                               stacklevel=2)
-    return _finish(run, interrupted_by)
+    with late_stop:
+        if late_stop.signal_name and not interrupted_by:
+            run.say(f"{late_stop.signal_name} came after the last checkpoint, as the run's files were closed: "
+                    "it cut nothing short")
+        return _finish(run, interrupted_by)
 
 
 def _discard_start(run_dir: Path) -> None:
