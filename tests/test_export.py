@@ -224,3 +224,53 @@ def test_an_overwrite_whose_description_cannot_be_written_keeps_the_earlier_expo
     result = CliRunner().invoke(main, ["export", str(run), "--out", str(out), "--overwrite"])
     assert result.exit_code == 2 and "could not write" in result.output and "g.safetensors.json" in result.output
     assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before  # no temp left either
+
+
+def test_overwrite_never_replaces_a_training_checkpoint_kept_under_a_name_of_its_own(run, tmp_path):
+    """`--overwrite` turned a user's full checkpoint, copied out as other.pt, into a 258 KB export that
+    could no longer be resumed: only the names checkpoint-*.pt and best.pt were protected."""
+    kept = tmp_path / "celeba_final.pt"
+    kept.write_bytes(list_checkpoints(run)[-1].read_bytes())
+    before = kept.read_bytes()
+    result = CliRunner().invoke(main, ["export", str(run), "--out", str(kept), "--overwrite"])
+    assert result.exit_code == 2 and "is a checkpoint written by gan train" in result.output, result.output
+    assert kept.read_bytes() == before
+    exported = tmp_path / "generator.pt"  # an export, a plain state dict, is replaced as before
+    for _ in range(2):
+        assert CliRunner().invoke(main, ["export", str(run), "--out", str(exported), "--overwrite"]).exit_code == 0
+
+
+def test_exporting_a_run_that_prunes_its_newest_checkpoint_meanwhile_takes_the_next(run, tmp_path, monkeypatch):
+    """A run training on pruned the checkpoint export had chosen before reading it (1 export in 231
+    failed: "is neither a checkpoint file nor a run directory"); sample and translate retried."""
+    import gan.inference.exported as exported_module
+
+    training = tmp_path / "run"
+    training.mkdir()
+    for checkpoint in list_checkpoints(run):
+        (training / checkpoint.name).write_bytes(checkpoint.read_bytes())
+    (training / "config.toml").write_bytes((run / "config.toml").read_bytes())
+    newest, earlier = list_checkpoints(training)[-1], list_checkpoints(training)[-2]
+    load, pruned = exported_module.load_checkpoint, []
+
+    def pruned_before_its_read(path, **options):
+        if not pruned:
+            pruned.append(path)
+            path.unlink()  # (and the run writes the next... here only the one before remains)
+        return load(path, **options)
+
+    monkeypatch.setattr(exported_module, "load_checkpoint", pruned_before_its_read)
+    result = CliRunner().invoke(main, ["export", str(training), "--out", str(tmp_path / "g.safetensors")])
+    assert result.exit_code == 0, result.output
+    assert pruned == [newest] and f"from {earlier}" in result.output
+
+
+def test_exporting_a_run_whose_newest_checkpoint_is_damaged_names_the_one_before(run, tmp_path):
+    damaged = tmp_path / "run"
+    damaged.mkdir()
+    for checkpoint in list_checkpoints(run):
+        (damaged / checkpoint.name).write_bytes(checkpoint.read_bytes())
+    newest, earlier = list_checkpoints(damaged)[-1], list_checkpoints(damaged)[-2]
+    newest.write_bytes(newest.read_bytes()[:5000])
+    result = CliRunner().invoke(main, ["export", str(damaged), "--out", str(tmp_path / "g.safetensors")])
+    assert result.exit_code == 2 and f"give an earlier checkpoint of the run instead, e.g. '{earlier}'" in result.output

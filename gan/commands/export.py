@@ -18,7 +18,7 @@ from gan.commands.common import UserPath, fail
                    "extension [default: --out's extension]")
 @click.option("--generator", "which", type=click.Choice(["ema", "live"]), default="ema", show_default=True,
               help="The EMA weights (when the checkpoint has them) or the trained ones.")
-@click.option("--direction", type=click.Choice(["AtoB", "BtoA"]), help="CycleGAN: which generator.")
+@click.option("--direction", type=click.Choice(["AtoB", "BtoA"]), help="CycleGAN: which generator (AtoB when not given).")
 @click.option("--best", is_flag=True, help="Use the run's best.pt (kept by train.keep_best) instead of its newest "
                                         "checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Replace existing files (never a checkpoint, the source or a run's "
@@ -60,7 +60,8 @@ def export(source: Path, out: Path, export_format: str | None, which: str, direc
             require_onnx()  # before any work
         checkpoint = best_checkpoint(source) if best else resolve_checkpoint(source)
         check_outputs([out, sidecar_path(out)], inputs=[checkpoint], overwrite=overwrite)
-        metadata = export_generator(checkpoint, out, export_format, direction, which)
+        # (a run's newest is chosen again as it is read: a run that trains on may have pruned this one)
+        metadata = export_generator(checkpoint if best else source, out, export_format, direction, which)
     except (CheckpointError, OSError, ValueError, OnnxUnavailable, OnnxExportFailed) as error:
         fail(error)
     click.echo(f"wrote {out} ({metadata['network']}, step {metadata['step']}) and {sidecar_path(out).name} from "

@@ -73,6 +73,18 @@ def stored_entry(path: Path, key: str) -> Any:
     return state.get(key) if isinstance(state, dict) and state.get("format") == FORMAT else None
 
 
+def holds_training_state(path: Path) -> bool:
+    """Whether `path` is a checkpoint `gan train` wrote, whatever its name (a user's copy kept as
+    `celeba_final.pt`): read cheaply, from its zip magic, then memory-mapped."""
+    try:
+        with open(path, "rb") as file:
+            if file.read(len(_ZIP_MAGIC)) != _ZIP_MAGIC:
+                return False
+    except OSError:
+        return False
+    return stored_entry(path, "format") is not None
+
+
 def stored_step(path: Path) -> int | None:
     """The step a checkpoint holds; None for a file that does not load as a checkpoint of this format."""
     step = stored_entry(path, "step")

@@ -100,8 +100,7 @@ def export_generator(source: Path, out: Path, export_format: str | None = None, 
         from gan.inference.onnx_export import require_onnx
 
         require_onnx()  # before loading anything
-    path = resolve_checkpoint(source)
-    state = checked_state(load_checkpoint(path), path)
+    path, state = read_checkpoint(Path(source))
     name = generator_name(state["specs"], direction, path)
     # built, as sample and translate build it, so that no file is written that they would refuse
     generator, stored = build_generator(state, path, name, which)
@@ -211,13 +210,19 @@ def load_source(source: str | Path, unconditional: bool | None = None) -> tuple[
         if not source.is_file():
             raise CheckpointError(f"export '{source}' does not exist")
         return source, checked_state(read_export(source), source)
+    # (in a run directory, a file under a checkpoint's name must be one: an export there is refused)
+    return read_checkpoint(source, unconditional, (FORMAT,) if source.is_dir() else (FORMAT, EXPORT_FORMAT))
+
+
+def read_checkpoint(source: Path, unconditional: bool | None = None, formats: tuple[str, ...] = (FORMAT,)
+                    ) -> tuple[Path, dict[str, Any]]:
+    """(file, state) of a run directory's newest checkpoint or of a checkpoint file (`formats`: as
+    `load_checkpoint`), its structure checked; a newest found damaged names the one before it."""
     tries = 3  # a run that trains on may prune the newest checkpoint between its choice and its read
     for attempt in range(tries):
         path = resolve_checkpoint(source, unconditional)
         try:
-            # (in a run directory, a file under a checkpoint's name must be one: an export there is refused)
-            state = load_checkpoint(path, formats=(FORMAT,) if source.is_dir() else (FORMAT, EXPORT_FORMAT))
-            return path, checked_state(state, path)
+            return path, checked_state(load_checkpoint(path, formats=formats), path)
         except CheckpointError as error:
             if source.is_dir() and path.exists():  # the newest is damaged: the one before may serve
                 earlier = [other for _, other in checkpoints_by_content(source)

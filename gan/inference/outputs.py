@@ -25,6 +25,7 @@ import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from gan.core.checkpoint import holds_training_state
 from gan.core.files import LOCK_NAME, remove_stale_temps
 
 # The names gan/core/checkpoint.py gives a run's state, spelled here so that this module needs
@@ -157,6 +158,9 @@ def _refuse_protected(output: Path, resolved: Path, inputs: _Inputs, folders: _F
                                 "files, even with --overwrite: write somewhere else")
         if resolved.is_dir():
             raise OutputRefused(f"output '{output}' is a folder; expected a file name")
+        if holds_training_state(resolved):
+            raise OutputRefused(f"'{output}' is a checkpoint written by gan train (its discriminator, optimisers "
+                                "and step too); gan never replaces one, even with --overwrite: write somewhere else")
     else:
         blocker = folders.file_in_the_way(output.parent)
         if blocker is not None:
