@@ -491,3 +491,30 @@ def test_the_closing_count_of_unreadable_files_joins_every_process(tmp_path):
         capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "warning: 1 unreadable image file(s) of the training set were skipped" in result.stderr, result.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_a_torchrun_stop_far_from_a_log_point_saves_its_checkpoint_within_torchruns_grace(tmp_path):
+    """The processes agreed on a stop at log points alone: with the next 50 steps taking over 30 s,
+    torchrun's grace ran out, it sent SIGKILL, and every step since the last checkpoint was lost."""
+    import signal
+    import time
+
+    run_dir = tmp_path / "run"
+    sets = [arg for item in [*TINY, *EXACT, "train.steps=100000", "train.checkpoint_every=100000",
+                             "log.every=100000", "log.image_every=100000", "data.num_workers=0"]
+            for arg in ("--set", item)]
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "gan", "train",
+         str(REPO / "experiments" / "dcgan_demo.toml"), *sets, "--run-dir", str(run_dir), "--device", "cpu"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 120
+    while not list(run_dir.glob("events.out.tfevents.*")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(2)
+    signalled = time.monotonic()
+    launcher.send_signal(signal.SIGTERM)
+    _, said = launcher.communicate(timeout=120)
+    assert time.monotonic() - signalled < 25 and launcher.returncode != -signal.SIGKILL, said[-3000:]
+    (checkpoint,) = list_checkpoints(run_dir)
+    assert 1 < int(checkpoint.stem.split("-")[1]) < 100000 and "Continue with: torchrun" in said, said[-3000:]

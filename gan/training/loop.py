@@ -55,6 +55,7 @@ from gan.core.config import BEST_METRICS, Config, TrainConfig, config_to_dict, d
 from gan.core.distributed import (
     SINGLE_PROCESS,
     ProcessGroup,
+    StopVote,
     any_rank,
     average_gradients_before_steps,
     broadcast_object,
@@ -499,12 +500,14 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
         if run.side_tasks_due:
             _finish_side_tasks(run, run.side_tasks_due)
         with StopRequest(announce=run.main) as stop:
+            vote = StopVote(group)
             stopping = False  # agreed by all processes: they stop at the same step
             while run.step < config.train.steps and not stopping:
                 if not _one_step(run, stop):
                     break  # stopped by a signal while waiting for data
                 last = run.step == config.train.steps
-                stopping = _stop_agreed(run, stop)
+                # a signal here, or under torchrun one that reached any process by the step before
+                stopping = vote.cast(stop.signal_name is not None)
                 io_start = _periodic_work(run, last, stopping)
                 due = run.step % config.train.checkpoint_every == 0 or last or stopping
                 if due and group.distributed:  # (all ranks take part)
@@ -522,8 +525,9 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
                 run.paused += time.perf_counter() - io_start
                 run.paused_in_all += time.perf_counter() - io_start
                 # a stop during this step's side tasks or checkpoint trains no further step (under torchrun
-                # the processes agree on a stop at log points only, so they stop at the same step)
+                # the next step's vote agrees on it, so the processes stop at the same step)
                 stopping = stopping or (not group.distributed and stop.signal_name is not None)
+            vote.close()
             interrupted_by = stop.signal_name or ("a signal to another process" if stopping else None)
             if interrupted_by and not group.distributed and run.window_closed_at < run.step:
                 # a stop after the step (during its side tasks or checkpoint, or while waiting for the
@@ -764,16 +768,6 @@ def _one_step(run: _Run, stop: StopRequest) -> bool:
     if device.type == "cpu":  # reading back is free here: stop at the very step
         _raise_if_non_finite(run)
     return True
-
-
-def _stop_agreed(run: _Run, stop: StopRequest) -> bool:
-    """Whether to stop after this step: a signal here, or under torchrun one to any process (an
-    all-reduce, so only at log points: no per-step sync)."""
-    if not run.group.distributed:
-        return stop.signal_name is not None
-    if run.step % run.config.log.every == 0:
-        return any_rank(stop.signal_name is not None, run.group, run.device)
-    return False
 
 
 def _periodic_work(run: _Run, last: bool, stopping: bool = False) -> float | None:
