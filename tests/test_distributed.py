@@ -518,3 +518,22 @@ def test_a_torchrun_stop_far_from_a_log_point_saves_its_checkpoint_within_torchr
     assert time.monotonic() - signalled < 25 and launcher.returncode != -signal.SIGKILL, said[-3000:]
     (checkpoint,) = list_checkpoints(run_dir)
     assert 1 < int(checkpoint.stem.split("-")[1]) < 100000 and "Continue with: torchrun" in said, said[-3000:]
+
+
+def test_a_resume_with_another_number_of_processes_is_warned_of(tmp_path):
+    """A 2-process run resumed in one process (the stop line says `--resume`, not how many) went on
+    without a word, its BatchNorm statistics now over the whole batch: 4-25% apart after 36 steps."""
+    import warnings
+
+    first = train(tiny_config("train.steps=2"), tmp_path / "run", CPU)
+    state = torch.load(first.checkpoint, weights_only=True)
+    assert state["processes"] == 1
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(tiny_config("train.steps=3"), tmp_path / "run", CPU, resume=True)
+    assert not [w for w in caught if "process(es)" in str(w.message)]
+    torch.save({**torch.load(list_checkpoints(tmp_path / "run")[-1], weights_only=True), "processes": 2},
+               tmp_path / "run" / "checkpoint-00000003.pt")
+    with pytest.warns(UserWarning, match=r"checkpoint-00000003.pt' was written by a run of 2 process\(es\), and this "
+                                         r"resume runs 1: .*BatchNorm.*torchrun --nproc_per_node=2 resumes it as it ran"):
+        train(tiny_config("train.steps=4"), tmp_path / "run", CPU, resume=True)

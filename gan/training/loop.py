@@ -668,7 +668,14 @@ def _restore_per_process(run: _Run, state: dict) -> None:
     """Each process's own state (CycleGAN's image pools) from a checkpoint of a torchrun run with as
     many processes; otherwise every process keeps rank 0's, which `restore_training_state` loaded."""
     saved = state.get("per_process")
+    processes = state.get("processes")  # (optional: checkpoints written before it have none)
     if not hasattr(run.recipe, "load_per_process_state"):
+        if isinstance(processes, int) and processes != run.group.world_size and run.main:
+            as_it_ran = f"torchrun --nproc_per_node={processes}" if processes > 1 else "a plain gan train --resume"
+            warnings.warn(f"'{run.last_checkpoint}' was written by a run of {processes} process(es), and this resume "
+                          f"runs {run.group.world_size}: each process normalises its own share of the batch "
+                          "(BatchNorm's statistics) and draws its own dropout masks, so the run no longer matches an "
+                          f"uninterrupted one exactly ({as_it_ran} resumes it as it ran)", stacklevel=3)
         return
     if not isinstance(saved, list):
         if run.group.distributed and run.main:  # (rank 0 alone saves on a stop while waiting for data)
@@ -953,6 +960,7 @@ def _save(run: _Run, at_step: int, final: bool, side_tasks_due: dict | None = No
         if run.health:  # optional in a checkpoint: those written before it had none resume too
             state["health"] = run.health.state_dict()
         state["data"] = run.data_record  # (optional too)
+        state["processes"] = run.group.world_size  # (optional too: a resume with another number is warned of)
         if side_tasks_due is not None:  # (optional too)
             state["side_tasks_due"] = side_tasks_due
         if run.per_process and run.per_process[0] == at_step:  # (optional too: torchrun, gathered at due steps)
