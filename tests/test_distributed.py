@@ -223,6 +223,20 @@ def test_rank_0_alone_gives_the_warnings_and_errors_every_process_meets(tmp_path
     misspelt = subprocess.run([*command, "--stirct"], capture_output=True, text=True, env=env, timeout=300)
     assert misspelt.returncode != 0  # a usage error, which click printed in every process
     assert misspelt.stderr.count("No such option '--stirct'") == 1, misspelt.stderr[-3000:]
+    # the data every process scans alike: a missing folder was said once per process
+    missing = subprocess.run([*command, "--set", "data.dataset=folder", "--set", f"data.root={tmp_path / 'none'}"],
+                             capture_output=True, text=True, env=env, timeout=300)
+    assert missing.returncode != 0 and missing.stderr.count("does not exist") == 1, missing.stderr[-3000:]
+
+
+def test_only_the_writing_process_probes_the_run_directory(tmp_path):
+    """Rank 1's write probe recreated a run directory that rank 0 had removed on a failed start."""
+    from gan.training.preflight import check_run_can_finish
+
+    check_run_can_finish(tiny_config(), tmp_path / "run", None, writes=False)
+    assert not (tmp_path / "run").exists()
+    check_run_can_finish(tiny_config(), tmp_path / "run", None)
+    assert (tmp_path / "run").is_dir()
 
 
 @pytest.mark.slow

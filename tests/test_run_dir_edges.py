@@ -550,6 +550,8 @@ def test_a_second_ctrl_c_in_a_new_runs_first_step_leaves_no_run_directory(tmp_pa
     out = tmp_path / "runs"
     result = train_command(DEMO, *sets(*TINY), "--out", str(out))
     assert result.exit_code == 130 and not [path for path in out.iterdir() if path.is_dir()]
+    # (it said "checkpoints written before are kept", of a run that had written none)
+    assert "stopped by Ctrl-C without saving a checkpoint (none was written before)" in result.output, result.output
 
 
 def test_a_second_ctrl_c_in_a_resume_names_the_command_that_continues(tmp_path, monkeypatch):

@@ -261,7 +261,7 @@ def other_settings(written, resolved) -> tuple[list[str], object, bool]:
     return changes, resolved, halved
 
 
-def settings_to_continue(run_dir: Path, written, resolved):
+def settings_to_continue(run_dir: Path, written, resolved, say: bool = True):
     """The config a `--run-dir` line continues its run with: the line's own (train.steps may grow),
     with the learning rates the run's `--on-nan rollback` halved kept as config.toml records them.
     Another line there would mix two experiments in one run: refused, naming each difference."""
@@ -273,8 +273,9 @@ def settings_to_continue(run_dir: Path, written, resolved):
                           f"give another --run-dir for a new run, or continue this one with different settings by "
                           f"gan train --resume {run_dir} --set KEY=VALUE")
     if halved:
-        click.echo(f"continuing '{run_dir}' with the learning rates its --on-nan rollback halved: g "
-                   f"{written.train.g_lr:g}, d {written.train.d_lr:g}", err=True)
+        if say:  # (under torchrun, rank 0 says it for every process)
+            click.echo(f"continuing '{run_dir}' with the learning rates its --on-nan rollback halved: g "
+                       f"{written.train.g_lr:g}, d {written.train.d_lr:g}", err=True)
     return resolved
 
 
@@ -360,7 +361,14 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
     import torch
 
     from gan.core.checkpoint import CheckpointError, list_checkpoints
-    from gan.core.distributed import SINGLE_PROCESS, broadcast_object, from_environment, initialise, shutdown
+    from gan.core.distributed import (
+        SINGLE_PROCESS,
+        broadcast_object,
+        from_environment,
+        gan_launcher,
+        initialise,
+        shutdown,
+    )
     from gan.core.files import RunDirectoryBusy, WriteError, remove_lock_file
     from gan.core.processes import stop_with_parent
     from gan.core.registry import ConfigError
@@ -401,6 +409,7 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
     # Until the loop takes over, SIGTERM and SIGHUP while setting up stop as Ctrl-C does; the handlers
     # found are restored at the end (this may run inside a caller).
     found_handlers = interrupt_on_sigterm()
+    begun = False  # (a process lost before: rank 0 stopped while it looked at the run directory, a busy one say)
     try:
         stop_with_the_sweep()  # (when a sweep started this run)
         group = from_environment()  # torchrun's processes, or just this one
@@ -425,7 +434,7 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
             refuse_folder_in_a_run(Path(os.path.abspath(run_dir)).parent, "--run-dir's parent")  # (`.` too)
             resuming = broadcast_object(start_or_resume(run_dir, config) if group.is_main else None, group)
             if resuming:
-                resolved = settings_to_continue(run_dir, written_config(run_dir), resolved)
+                resolved = settings_to_continue(run_dir, written_config(run_dir), resolved, say=group.is_main)
         elif not resuming:  # rank 0 numbers the run; the others learn its directory
             refuse_folder_in_a_run(out, "--out")
             run_dir = broadcast_object(create_run_dir(out, config.stem) if group.is_main else None, group)
@@ -434,6 +443,7 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
         # longer or shorter run can still move a schedule)
         report = (functools.partial(report_changes, run_dir, resolved, overrides) if resume is not None
                   else functools.partial(warn_of_schedule_jumps, resolved) if resuming else None)
+        begun = True
         result = run(resolved, run_dir, torch_device, resume=resuming, group=group, on_resume=report)
     except BaseException as error:
         # A SIGTERM now (torchrun ending the survivors of a dead process) must not cut this report short.
@@ -449,8 +459,9 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
             signum = error.signum if isinstance(error, Terminated) else signal.SIGINT
             signal_name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
             if group.is_main:  # (torchrun passes a stop to every process: rank 0 says it)
-                kept = ("checkpoints written before are kept" if run_dir is None or not list_checkpoints(run_dir)
-                        else f"continue from the newest kept with: gan train --resume {run_dir}")
+                kept = ("none was written before" if run_dir is None or not list_checkpoints(run_dir)
+                        else f"continue from the newest kept with: {gan_launcher(group.distributed)} train --resume "
+                             f"{run_dir}")
                 click.echo(f"error: stopped by {signal_name} without saving a checkpoint ({kept})", err=True)
             sys.exit(128 + signum)
         if isinstance(error, NonFiniteLossError):
@@ -461,10 +472,13 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
         lost = lost_process(error.__cause__ if isinstance(error, SideTaskError) else error, group.distributed,
                             dist_timeout_s)
         if lost:
-            click.echo(f"error: {lost}{resume_advice(run_dir, group.distributed)}", err=True)
+            click.echo(f"error: {lost}{resume_advice(run_dir, group.distributed) if begun else ''}", err=True)
             sys.exit(1)
-        if isinstance(error, (ConfigError, CheckpointError)) and not group.is_main:
-            sys.exit(2)  # read from the same config and files by every process: rank 0 says it once
+        if isinstance(error, (ConfigError, CheckpointError, ImageReadError, FileNotFoundError, NotADirectoryError,
+                              DeviceUnavailable)) and not group.is_main:
+            # met alike by every process setting up (the config, the files, the scan of the data, the device;
+            # a file that fails to decode in this process's share while training is a SideTaskError): rank 0 says it
+            sys.exit(2)
         unwritable = unwritable_run(error, run_dir) if resuming else None
         if unwritable:
             fail(unwritable)

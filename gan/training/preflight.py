@@ -44,13 +44,15 @@ from gan.recipes.image_to_image import scores_translations
 
 
 def check_run_can_finish(config: Config, run_dir: Path, load_previews: Callable[[], object] | None,
-                         dataset: Dataset | None = None) -> None:
+                         dataset: Dataset | None = None, writes: bool = True) -> None:
     """ConfigError listing every problem found, one per line; nothing when there is none.
     `load_previews`: loads the evaluation images that the recipe's previews show (image-to-image
     recipes; an unconditional one draws latents), so that an evaluation set none of whose files
     decode (ones damaged past their header pass the folder scan) stops the run now. `dataset`: the training set,
-    whose decoded-image cache, when already built, needs no write access."""
-    problems = run_problems(config, run_dir, load_previews, dataset)
+    whose decoded-image cache, when already built, needs no write access. `writes`: whether this
+    process writes the run directory and the metrics' cache (torchrun's rank 0 alone: another
+    rank's probe there recreated a run directory that rank 0 had removed on a failed start)."""
+    problems = run_problems(config, run_dir, load_previews, dataset, writes)
     if problems:
         raise ConfigError("this run could not finish, so it does not start:\n" +
                           "\n".join(f"  - {problem}" for problem in problems))
@@ -88,7 +90,7 @@ def _read_weights(path: str | None) -> None:
 
 
 def run_problems(config: Config, run_dir: Path, load_previews: Callable[[], object] | None,
-                 dataset: Dataset | None = None) -> list[str]:
+                 dataset: Dataset | None = None, writes: bool = True) -> list[str]:
     problems: list[str] = []
 
     def check(what: str, test: Callable[[], object]) -> None:
@@ -113,18 +115,19 @@ def run_problems(config: Config, run_dir: Path, load_previews: Callable[[], obje
         check(weights_setting(metrics.inception_weights), lambda: _read_weights(metrics.inception_weights))
     elif metrics.inception_weights and metrics.every and set(metrics.names) & set(INCEPTION_METRICS):
         check("metrics.inception_weights", lambda: resolve_weights_path(metrics.inception_weights))
-    check("the run directory", lambda: _require_writable(run_dir, "the run directory"))
-    check("samples/", lambda: _require_folder_or_nothing(run_dir / "samples", "its preview grids"))
-    if metrics.every:
+    if writes:
+        check("the run directory", lambda: _require_writable(run_dir, "the run directory"))
+        check("samples/", lambda: _require_folder_or_nothing(run_dir / "samples", "its preview grids"))
+    if writes and metrics.every:
         check(METRICS_RECORD, lambda: _require_file_or_nothing(run_dir / METRICS_RECORD, "its metrics' rows"))
-    if config.train.keep_best:
+    if writes and config.train.keep_best:
         check(BEST_RECORD, lambda: _require_file_or_nothing(run_dir / BEST_RECORD, "its best checkpoint's record"))
     if data.cache != "off":
         cache = Path(data.cache_dir) if data.cache_dir else user_cache_dir("decoded")
         prebuilt = isinstance(dataset, ImageFileDataset) and is_built(dataset, data_identity(data), cache)
         if not prebuilt:  # (a cache already built is only read)
             check("data.cache_dir", lambda: _require_writable(cache, "data.cache_dir"))
-    if metrics.every:
+    if writes and metrics.every:
         cache = Path(metrics.cache_dir) if metrics.cache_dir else user_cache_dir("reference-statistics")
         check("metrics.cache_dir", lambda: _require_writable(cache, "metrics.cache_dir"))
     return problems
