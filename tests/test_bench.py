@@ -234,7 +234,11 @@ def test_a_baseline_entry_without_a_positive_batch_or_a_build_is_refused_up_fron
 
 @pytest.mark.parametrize("built, expected", [
     ("{'step': lambda: None}", "returned no 'G' list of networks"),
-    ("{'G': [torch.nn.Linear(1, 1)], 'D': [], 'step': None}", "returned no 'step' function"),
+    ("{'G': [torch.nn.Linear(1, 1)], 'D': [torch.nn.Linear(1, 1)], 'step': None}", "returned no 'step' function"),
+    # (empty lists and a step of nothing timed 500,000 img/s, reported as a ratio of 0.000)
+    ("{'G': [], 'D': [], 'step': lambda: None}", "returned no network with parameters in 'G'"),
+    ("{'G': [torch.nn.ReLU()], 'D': [torch.nn.Linear(1, 1)], 'step': lambda: None}",
+     "returned no network with parameters in 'G'"),
     ("None", "returned a NoneType, not a dict of 'G', 'D' and 'step'")])
 def test_a_baseline_build_that_returns_the_wrong_thing_is_one_line_before_timing(tmp_path, built, expected):
     """A build without 'G' ended in a KeyError traceback from baseline_step."""
@@ -395,7 +399,7 @@ def test_each_round_line_reports_that_round_and_the_result_all_rounds():
     from gan.tools.benchmark import _Side
 
     delays = iter([0.05, 0.05, 0.0, 0.0])
-    side = _Side(lambda: time.sleep(next(delays)), batch=10, device=CPU)
+    side = _Side(lambda: time.sleep(next(delays)), batch=10, device=CPU, cudnn_benchmark=False)
     side.run(2)
     slow = side.round_images_per_second
     side.run(2)
@@ -427,3 +431,67 @@ def test_a_model_the_baseline_has_none_of_is_said_under_the_table(tmp_path):
                                        "--set", "model.generator_args.num_blocks=1"])
     assert result.exit_code == 0, result.output
     assert "(baseline columns empty for srresnet4x: the baseline has no such model)" in result.output
+
+
+@pytest.mark.parametrize("models, expected", [
+    ("{'dcgan64': (4, lambda batch, device, args: 1 / 0)}",
+     "MODELS['dcgan64']'s build(batch, device, options) failed: ZeroDivisionError: division by zero"),
+    ("{'dcgan64': (4, lambda batch, device: None)}", "MODELS['dcgan64']'s build(batch, device, options) failed: "
+                                                      "TypeError: "),
+    ("{'dcgan64': (4, lambda batch, device, args: {'G': [torch.nn.Linear(1, 1)], 'D': [torch.nn.Linear(1, 1)], "
+     "'step': lambda extra: None})}", "MODELS['dcgan64']'s step() failed: TypeError: ")])
+def test_a_baseline_whose_build_or_step_fails_is_one_line_naming_the_file(tmp_path, models, expected):
+    """Each printed a traceback, then 'failed: dcgan64 (said above)', which named no file."""
+    path = write_baseline(tmp_path / "odd.py", models)
+    result = CliRunner().invoke(main, [*BENCH, "--baseline", str(path)])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert f"error: dcgan64: --baseline '{path}': {expected}" in result.output, result.output
+
+
+def test_a_data_root_none_of_whose_images_decode_is_one_line_after_the_models_table(tmp_path, monkeypatch):
+    """Files named as images passed the check by name, then a NoReadableImages traceback lost the table."""
+    import gan.tools.benchmark
+
+    monkeypatch.setattr(gan.tools.benchmark, "bench_model", lambda name, *args, **kwargs: gan.tools.benchmark.Row(
+        name, 10.0, None, None, None, None, None, None, 1.0))
+    folder = tmp_path / "faces" / "class"
+    folder.mkdir(parents=True)
+    for index in range(70):
+        (folder / f"{index}.jpg").write_bytes(b"")
+    result = CliRunner().invoke(main, [*BENCH[:-2], "--data-root", str(tmp_path / "faces"), "--data-workers", "0",
+                                       "--json", str(tmp_path / "b.json")])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert "| dcgan64 |" in result.output and "could be read; the folder is set by --data-root" in \
+        result.output.splitlines()[-1], result.output
+    assert "DataRootError" in json.loads((tmp_path / "b.json").read_text())["failures"]["data path"]
+
+
+def test_the_super_resolution_batch_follows_a_set_scale():
+    """`--set data.scale=2` timed a x2 network on x4 inputs: a size-mismatch traceback."""
+    from gan.core.config import DataConfig
+    from gan.tools.benchmark import synthetic_batch
+
+    for scale, upsample, size in ((2, False, 48), (4, False, 24), (8, False, 12), (4, True, 96)):
+        batch = synthetic_batch("srresnet", 2, DataConfig(resolution=96, scale=scale, upsample_input=upsample), CPU)
+        assert batch["input"].shape == (2, 3, size, size) and batch["target"].shape == (2, 3, 96, 96)
+
+
+def test_each_side_runs_with_its_own_cudnn_autotuning_and_the_process_keeps_its_own(tmp_path, monkeypatch):
+    """Our step turns cuDNN's benchmark on for the process, and the baseline, built after it, then
+    autotuned too: a plain PyTorch run does not (a --set train.cudnn_benchmark=false changed both)."""
+    import gan.tools.benchmark as benchmark_module
+
+    seen = []
+    path = write_baseline(tmp_path / "plain.py", "{'dcgan64': (4, lambda batch, device, args: {'G': [torch.nn.Linear("
+                          "1, 1)], 'D': [torch.nn.Linear(1, 1)], 'step': lambda: SEEN.append(torch.backends.cudnn."
+                          "benchmark)})}", prelude="SEEN = []")
+    module = load_baseline(path)
+    before = torch.backends.cudnn.benchmark
+    monkeypatch.setattr(benchmark_module, "our_step", lambda *args, **kwargs: (
+        setattr(torch.backends.cudnn, "benchmark", True) or (lambda: seen.append(torch.backends.cudnn.benchmark), 4)))
+    try:
+        torch.backends.cudnn.benchmark = False
+        bench_model("dcgan64", CPU, module, rounds=2, iterations=1, warmup=1, fast=False, flops=False)
+        assert set(seen) == {True} and set(module.SEEN) == {False} and not torch.backends.cudnn.benchmark
+    finally:
+        torch.backends.cudnn.benchmark = before

@@ -24,6 +24,7 @@ from typing import Callable
 
 import torch
 
+from gan.core.config import DataConfig
 from gan.core.files import write_text_atomically
 from gan.recipes import RECIPES
 from gan.recipes.schedules import lr_factor
@@ -60,17 +61,19 @@ CASES = {
 }
 
 
-def synthetic_batch(recipe_name: str, batch_size: int, resolution: int, device: torch.device) -> dict:
-    """Random tensors in each recipe's batch layout."""
+def synthetic_batch(recipe_name: str, batch_size: int, data: DataConfig, device: torch.device) -> dict:
+    """Random tensors in each recipe's batch layout, at the sizes `data` gives them."""
     def images(size: int) -> torch.Tensor:
         return torch.rand(batch_size, 3, size, size, device=device) * 2 - 1
 
+    resolution = data.resolution
     if recipe_name == "dcgan":
         return {"image": images(resolution)}
     if recipe_name == "cyclegan":
         return {"a": images(resolution), "b": images(resolution)}
-    if recipe_name in ("srgan", "srresnet"):
-        return {"input": images(resolution // 4), "target": images(resolution)}
+    if recipe_name in ("srgan", "srresnet"):  # (a --set data.scale=2 tried a x2 net on x4 inputs: a traceback)
+        return {"input": images(resolution if data.upsample_input else resolution // data.scale),
+                "target": images(resolution)}
     return {"input": images(resolution), "target": images(resolution)}
 
 
@@ -89,7 +92,7 @@ def our_step(name: str, device: torch.device, fast: bool,
         for group in optimizer.param_groups:
             group.setdefault("base_lr", group["lr"])
     speed = accelerate(recipe, config.train, device)
-    batch = to_device(synthetic_batch(config.recipe, config.train.batch_size, config.data.resolution, device),
+    batch = to_device(synthetic_batch(config.recipe, config.train.batch_size, config.data, device),
                       device, speed)
     watch = MetricWatch(device)
     run_step = training_step(recipe, speed, device)
@@ -201,12 +204,27 @@ def baseline_step(module: ModuleType, name: str, device: torch.device, batch_siz
     """One training iteration of the baseline's `name` at `batch_size` (ours: its MODELS default
     batch is not used, so that the ratio compares the same work)."""
     build = module.MODELS[name][1]
+    entry = f"--baseline '{module.__file__}': MODELS[{name!r}]"
     torch.manual_seed(0)
-    setup = build(batch_size, device, SimpleNamespace(vgg=False))
-    _check_setup(setup, f"--baseline '{module.__file__}': MODELS[{name!r}]")
+    try:
+        setup = build(batch_size, device, SimpleNamespace(vgg=False))
+    except Exception as error:  # noqa: BLE001 - the baseline's own code: said in a line naming it
+        raise BaselineError(f"{entry}'s build(batch, device, options) failed: {_in_a_line(error)}") from None
+    _check_setup(setup, entry)
     for network in [*setup["G"], *setup["D"]]:
         network.train()
-    return setup["step"]
+    step = setup["step"]
+
+    def baseline_training_step() -> None:
+        try:
+            step()
+        except Exception as error:  # noqa: BLE001
+            raise BaselineError(f"{entry}'s step() failed: {_in_a_line(error)}") from None
+    return baseline_training_step
+
+
+def _in_a_line(error: BaseException) -> str:
+    return f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0]}"
 
 
 def _check_setup(setup: object, entry: str) -> None:
@@ -218,6 +236,10 @@ def _check_setup(setup: object, entry: str) -> None:
         networks = setup.get(key)
         if not isinstance(networks, (list, tuple)) or not all(isinstance(net, torch.nn.Module) for net in networks):
             raise BaselineError(f"{entry}'s build returned no '{key}' list of networks (torch.nn.Module)")
+        if not any(parameter.numel() for net in networks for parameter in net.parameters()):
+            # (empty lists and a step of nothing timed 500,000 img/s: a ratio of 0.000 that passed for one)
+            raise BaselineError(f"{entry}'s build returned no network with parameters in '{key}'; the baseline "
+                                "must train the model it names")
     if not callable(setup.get("step")):
         raise BaselineError(f"{entry}'s build returned no 'step' function")
 
@@ -258,14 +280,23 @@ class Row:
 
 class _Side:
     """One contender: its step, batch, and timing accumulated over rounds (the figure reported) and of
-    the last round alone (the progress line: a running average would hide a slow or noisy round)."""
+    the last round alone (the progress line: a running average would hide a slow or noisy round).
+    `cudnn_benchmark`: its setting of cuDNN's autotuner, a process-wide switch that each side's rounds
+    set for themselves (ours turns it on as training does; a plain PyTorch baseline runs without it)."""
 
-    def __init__(self, step: Callable[[], None], batch: int, device: torch.device):
+    def __init__(self, step: Callable[[], None], batch: int, device: torch.device, cudnn_benchmark: bool):
         self.step, self.batch, self.device = step, batch, device
+        self.cudnn_benchmark = cudnn_benchmark
         self.seconds, self.iterations, self.peak = 0.0, 0, 0
         self.round_images_per_second = 0.0
 
+    def warm_up(self, iterations: int) -> None:
+        torch.backends.cudnn.benchmark = self.cudnn_benchmark
+        for _ in range(iterations):
+            self.step()
+
     def run(self, iterations: int) -> None:
+        torch.backends.cudnn.benchmark = self.cudnn_benchmark
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         _sync(self.device)
@@ -300,49 +331,53 @@ def bench_model(name: str, device: torch.device, baseline: ModuleType | None, ro
         overrides = (*overrides, f"train.batch_size={batch_size}")
     if fast:  # compile afresh, as a training run does: another model's or batch's graphs would be reused with
         torch._dynamo.reset()  # dynamic shapes (automatic dynamic), which no run of this model would get
-    step, batch = our_step(name, device, fast, overrides)
-    sides = {"ours": _Side(step, batch, device)}
-    baseline_name = CASES[name].baseline
-    if baseline is not None and baseline_name is not None:
-        sides["baseline"] = _Side(baseline_step(baseline, baseline_name, device, batch), batch, device)
-        if baseline.MODELS[baseline_name][0] != batch:
-            print(f"  {name}: the baseline's MODELS batch is {baseline.MODELS[baseline_name][0]}; both sides run "
-                  f"at ours, {batch}", file=log, flush=True)
-    for side in sides.values():
-        for _ in range(warmup):
-            side.step()
-    if iterations < 1:
-        _sync(device)
-        start = time.perf_counter()
-        sides["ours"].step()
-        _sync(device)
-        iterations = max(1, round(round_seconds / (time.perf_counter() - start)))
-    for index in range(rounds):
-        order = list(sides.values()) if index % 2 == 0 else list(sides.values())[::-1]
-        for side in order:
-            side.run(iterations)
-        print(f"  {name} round {index + 1}/{rounds}: " + "  ".join(
-            f"{label} {side.round_images_per_second:.2f} img/s" for label, side in sides.items()), file=log, flush=True)
-    achieved = {}
-    for label, side in sides.items():
-        # ours is counted on an eager step of the same arithmetic: a CUDA-graph replay runs no operator
-        # that FlopCounterMode can see
-        counted = our_step(name, device, False, overrides)[0] if label == "ours" and fast else side.step
-        per_image = _flops_per_image(counted, side.batch, name) if flops else None
-        achieved[label] = per_image * side.images_per_second / 1e12 if per_image is not None else None
-    ours, base = sides["ours"], sides.get("baseline")
-    return Row(
-        model=name,
-        ours_images_per_s=ours.images_per_second,
-        baseline_images_per_s=base.images_per_second if base else None,
-        ratio=ours.images_per_second / base.images_per_second if base else None,
-        ours_peak_mib=ours.peak_mib,
-        baseline_peak_mib=base.peak_mib if base else None,
-        ours_tflops=achieved["ours"],
-        baseline_tflops=achieved.get("baseline"),
-        process_peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        batch_size=batch,
-    )
+    plain_cudnn = torch.backends.cudnn.benchmark  # (the process's own, before our step sets it)
+    try:
+        step, batch = our_step(name, device, fast, overrides)
+        sides = {"ours": _Side(step, batch, device, torch.backends.cudnn.benchmark)}
+        baseline_name = CASES[name].baseline
+        if baseline is not None and baseline_name is not None:
+            torch.backends.cudnn.benchmark = plain_cudnn
+            sides["baseline"] = _Side(baseline_step(baseline, baseline_name, device, batch), batch, device, plain_cudnn)
+            if baseline.MODELS[baseline_name][0] != batch:
+                print(f"  {name}: the baseline's MODELS batch is {baseline.MODELS[baseline_name][0]}; both sides run "
+                      f"at ours, {batch}", file=log, flush=True)
+        for side in sides.values():
+            side.warm_up(warmup)
+        if iterations < 1:
+            _sync(device)
+            start = time.perf_counter()
+            sides["ours"].step()
+            _sync(device)
+            iterations = max(1, round(round_seconds / (time.perf_counter() - start)))
+        for index in range(rounds):
+            order = list(sides.values()) if index % 2 == 0 else list(sides.values())[::-1]
+            for side in order:
+                side.run(iterations)
+            print(f"  {name} round {index + 1}/{rounds}: " + "  ".join(
+                f"{label} {side.round_images_per_second:.2f} img/s" for label, side in sides.items()), file=log, flush=True)
+        achieved = {}
+        for label, side in sides.items():
+            # ours is counted on an eager step of the same arithmetic: a CUDA-graph replay runs no operator
+            # that FlopCounterMode can see
+            counted = our_step(name, device, False, overrides)[0] if label == "ours" and fast else side.step
+            per_image = _flops_per_image(counted, side.batch, name) if flops else None
+            achieved[label] = per_image * side.images_per_second / 1e12 if per_image is not None else None
+        ours, base = sides["ours"], sides.get("baseline")
+        return Row(
+            model=name,
+            ours_images_per_s=ours.images_per_second,
+            baseline_images_per_s=base.images_per_second if base else None,
+            ratio=ours.images_per_second / base.images_per_second if base else None,
+            ours_peak_mib=ours.peak_mib,
+            baseline_peak_mib=base.peak_mib if base else None,
+            ours_tflops=achieved["ours"],
+            baseline_tflops=achieved.get("baseline"),
+            process_peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            batch_size=batch,
+        )
+    finally:  # (the next model's sides start from the process's own setting)
+        torch.backends.cudnn.benchmark = plain_cudnn
 
 
 def format_table(rows: list[Row]) -> str:
@@ -415,13 +450,16 @@ def bench_data(root: Path, resolution: int, batch_size: int, batches: int, worke
 
     from gan.core.config import DataConfig
     from gan.data import build_dataset, training_batches
-    from gan.data.decode import DECODE_ERRORS
+    from gan.data.decode import DECODE_ERRORS, ImageReadError
 
     data = DataConfig(dataset="folder", root=str(root), resolution=resolution, num_workers=workers,
                       cache="mmap", cache_dir=str(cache_dir), hflip=True)
-    dataset = build_dataset(data)
     start = time.perf_counter()
-    stream = training_batches(data, dataset, batch_size, 0, 0, torch.device("cpu"))
+    try:
+        dataset = build_dataset(data, root_key="--data-root")
+        stream = training_batches(data, dataset, batch_size, 0, 0, torch.device("cpu"))
+    except ImageReadError as error:  # (a folder of files none of which decode passes the check by name)
+        raise DataRootError(str(error)) from None
     build_seconds = time.perf_counter() - start
 
     def timed(make_iterator: Callable[[], object]) -> float:
