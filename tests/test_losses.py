@@ -85,3 +85,25 @@ def test_instance_noise_and_its_anneal():
 def test_bad_loss_arguments(kind, smoothing):
     with pytest.raises(ValueError):
         AdversarialLoss(kind, label_smoothing=smoothing)
+
+
+def test_with_several_critic_steps_the_discriminators_terms_are_their_mean():
+    """With train.d_steps = 5 (WGAN-GP) loss/d, d/*, grad/discriminator and loss/gp were the last
+    critic step's: one trained four times on the batch already, so loss/d read -2.50 for a mean of -2.38."""
+    import contextlib
+
+    from conftest import tiny_config
+
+    from gan.recipes import RECIPES
+
+    config = tiny_config("loss.preset=wgan-gp", "train.d_steps=3")
+    recipe = RECIPES.get(config.recipe)(config, torch.device("cpu"), contextlib.nullcontext)
+    losses, penalties = [], []
+    discriminator_loss, penalty = recipe.loss.discriminator, recipe.loss.penalty
+    recipe.loss.discriminator = lambda *args: losses.append(discriminator_loss(*args)) or losses[-1]
+    recipe.loss.penalty = lambda *args: penalties.append(penalty(*args)) or penalties[-1]
+    torch.manual_seed(0)
+    metrics = recipe.step({"image": torch.rand(8, 3, 32, 32) * 2 - 1}, 1)
+    assert len(losses) == 3 and float(losses[0]) != float(losses[-1])
+    assert torch.allclose(metrics["loss/d"], torch.stack([loss.detach() for loss in losses]).mean())
+    assert torch.allclose(metrics["loss/gp"], torch.stack([gp.detach() for gp in penalties]).mean())

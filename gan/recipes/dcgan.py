@@ -88,7 +88,9 @@ class DCGANRecipe(RecipeBase):
         generator, discriminator = self.generator, self.discriminator
 
         set_requires_grad(discriminator, True)
-        for _ in range(self.config.train.d_steps):
+        d_steps = self.config.train.d_steps
+        critic: dict[str, torch.Tensor] = {}  # the critic's terms summed over its steps, logged as their mean
+        for _ in range(d_steps):
             latents = shard_draw(lambda count: torch.randn(count, self.latent_dim, device=self.device), num,
                                  self.process_shard)
             with self.autocast():
@@ -105,7 +107,13 @@ class DCGANRecipe(RecipeBase):
             self.optimizers["discriminator"].zero_grad(set_to_none=True)
             d_total.backward()
             self.optimizers["discriminator"].step()
-            d_gradient = gradient_norm(discriminator)
+            terms = {"loss/d": d_loss.detach(), "d/real": self.loss.score(real_logits.detach()).mean(),
+                     "d/fake": self.loss.score(fake_logits.detach()).mean(),
+                     "grad/discriminator": gradient_norm(discriminator)}
+            if penalty is not None:
+                terms["loss/gp"] = penalty.detach()
+            for name, value in terms.items():
+                critic[name] = critic[name] + value if name in critic else value
 
         set_requires_grad(discriminator, False)
         with self.autocast():
@@ -119,17 +127,18 @@ class DCGANRecipe(RecipeBase):
         if self.ema:
             self.ema.update(generator, step)
 
+        # (the last critic step's alone, once trained d_steps - 1 times on this batch, read lower than the steps')
+        critic = {name: value / d_steps for name, value in critic.items()}
         metrics = {
-            "loss/d": d_loss.detach(),
+            "loss/d": critic.pop("loss/d"),
             "loss/g": g_loss.detach(),
-            "d/real": self.loss.score(real_logits.detach()).mean(),
-            "d/fake": self.loss.score(fake_logits.detach()).mean(),
+            "d/real": critic.pop("d/real"),
+            "d/fake": critic.pop("d/fake"),
             "grad/generator": g_gradient,
-            "grad/discriminator": d_gradient,
+            "grad/discriminator": critic.pop("grad/discriminator"),
             **self.augment_metrics(),
+            **critic,  # (loss/gp)
         }
-        if penalty is not None:
-            metrics["loss/gp"] = penalty.detach()
         if self.r1.enabled:
             metrics["loss/r1"] = self.r1.latest
         return metrics
