@@ -69,6 +69,26 @@ def test_an_exploding_loss_is_reported_against_its_own_history():
     assert all(findings(quiet.window, step, {"loss/d": -50.0 - step}) == [] for step in range(12))
 
 
+def test_a_loss_whose_median_is_zero_still_has_its_explosion_found():
+    """A saturated D's loss/d read 0 in most windows: growth was 0 whatever came, and the check was off."""
+    watch = HealthWatch(saturation_scores=False)
+    for step in range(8):
+        assert findings(watch.window, step, {"loss/d": 0.0}) == []
+    scalars = {}
+    found = findings(lambda: scalars.update(watch.window(8, {"loss/d": 500.0})))
+    assert len(found) == 1 and "loss/d is exploding: 500 over the last window, past its median" in found[0]
+    assert "health/growth/loss/d" not in scalars  # (no infinite point in TensorBoard)
+    assert findings(lambda: watch.window(9, {"loss/d": 0.0})) == []
+
+
+def test_non_finite_samples_are_not_measured_as_a_collapse():
+    """NaN previews (a diverged run, before the check that stops it) warned of a partial mode collapse."""
+    real = torch.rand(16, 3, 8, 8) * 2 - 1
+    watch = HealthWatch(saturation_scores=True)
+    assert findings(lambda: watch.samples(1, torch.full((16, 3, 8, 8), float("nan")), real)) == []
+    assert watch.samples(1, torch.full((16, 3, 8, 8), float("nan")), real) == {}
+
+
 def test_a_loss_is_measured_against_its_last_windows_so_a_long_run_pays_no_more_per_log_point():
     # The median over every window so far cost 76 ms per log point at 100k windows, and each
     # checkpoint held them all.

@@ -22,6 +22,7 @@ TensorBoard and warned once in the terminal with the step and what to try:
 
 from __future__ import annotations
 
+import math
 import statistics
 import warnings
 
@@ -166,11 +167,14 @@ class HealthWatch:
             past = self.history.setdefault(name, [])
             if len(past) >= MIN_HISTORY:
                 typical = statistics.median(abs(v) for v in past)
-                growth = abs(value) / typical if typical > 0 else 0.0
-                scalars[f"health/growth/{name}"] = growth
+                # (a median of 0, a saturated D's loss, turned the check off: any value is past 10x it)
+                growth = abs(value) / typical if typical > 0 else math.inf if value else 0.0
+                if math.isfinite(growth):
+                    scalars[f"health/growth/{name}"] = growth
                 if growth > EXPLOSION_FACTOR and abs(value) > EXPLOSION_FLOOR:
+                    times = f"{growth:.0f}x its median" if math.isfinite(growth) else "past its median"
                     self._warn("explosion", step, f"{name} is exploding: {value:.4g} over the last window, "
-                                                   f"{growth:.0f}x its median over the windows before ({typical:.4g})")
+                                                   f"{times} over the windows before ({typical:.4g})")
             past.append(value)
             del past[:-MAX_HISTORY]
         return scalars
@@ -178,8 +182,8 @@ class HealthWatch:
     def samples(self, step: int, images: torch.Tensor, data_images: torch.Tensor) -> dict[str, float]:
         """health/ scalars for a preview batch of generated images, against real ones; none from one
         image (log.num_samples = 1), which has no spread to measure: 0 against 0 read as healthy."""
-        if min(images.shape[0], data_images.shape[0]) < 2:
-            return {}
+        if min(images.shape[0], data_images.shape[0]) < 2 or not torch.isfinite(images).all():
+            return {}  # (non-finite samples stop the run: measured, they read as a collapse)
         if self.data_spread is None:
             self.data_spread = sample_spread(data_images)
         spread = sample_spread(images)
