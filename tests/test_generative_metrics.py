@@ -1,6 +1,7 @@
 """SWD, the Inception loader, the reference-statistics cache, in-loop metrics and `gan eval`."""
 
 import json
+import os
 import random
 import re
 import sys
@@ -199,6 +200,24 @@ def test_a_corrupt_cache_file_is_recomputed(image_folder, tmp_path):
         statistics = GenerativeEvaluator(data, ["swd"], 4, CPU, cache_dir=tmp_path).reference()["swd"]
     assert int(statistics["num_images"]) == 4
     assert cache.load(key) is not None  # rewritten whole
+
+
+def test_a_killed_runs_temp_of_reference_statistics_is_removed_when_the_next_are_stored(image_folder, tmp_path):
+    """A run killed as it wrote its statistics left a 2.4 MB temp that nothing ever removed."""
+    import subprocess
+
+    from gan.core.files import host_tag
+
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    data = DataConfig(dataset="folder", root=str(image_folder), resolution=16)
+    path = ReferenceCache(tmp_path).path(reference_key(data, 4, "swd"))
+    dead = tmp_path / f"{path.name}.{finished.pid}.{host_tag()}.0badc0de.tmp"
+    live = tmp_path / f"{path.name}.{os.getpid()}.{host_tag()}.0c0ffee0.tmp"
+    for temp in (dead, live):
+        temp.write_bytes(b"PK")
+    GenerativeEvaluator(data, ["swd"], 4, CPU, cache_dir=tmp_path).reference()
+    assert path.is_file() and not dead.exists() and live.exists()
 
 
 def test_reference_statistics_damaged_inside_are_recomputed_not_scored_against(image_folder, tmp_path):

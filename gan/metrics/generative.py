@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 
 from gan.core.checkpoint import CheckpointError, failed_checksum, save_checkpoint, unloadable_reason
 from gan.core.config import DataConfig
+from gan.core.files import remove_stale_temps
 from gan.core.images import signed_to_uint8
 from gan.core.progress import print_above, progress_counter
 from gan.core.registry import ConfigError, suggest
@@ -116,6 +117,7 @@ class ReferenceCache:
     def store(self, key: dict, statistics: dict[str, torch.Tensor]) -> None:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
+            remove_stale_temps(self.folder)  # (a run killed as it stored statistics left its temp for good)
             save_checkpoint({"key": key, "statistics": statistics}, self.path(key))
         except (CheckpointError, OSError) as error:  # a read-only or full cache is slow, not fatal (WriteError)
             warnings.warn(f"could not cache reference statistics in '{self.folder}' ({error}); they are computed "
