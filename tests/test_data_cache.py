@@ -413,3 +413,41 @@ def test_the_cache_build_line_gives_a_small_cache_size_in_a_unit_that_shows_it(f
     next(training_batches(config, build_dataset(config), 4, 0, 0, CPU))
     said = capsys.readouterr().err
     assert "decoding 10 images once into the cache" in said and "(7.5 KiB)" in said, said  # 10 x 3 x 16 x 16 bytes
+
+
+def test_a_cache_array_removed_while_its_structure_is_checked_reads_as_missing(tmp_path, monkeypatch):
+    """`gan cache clear` in another shell between the check that the array is a file and its open:
+    the stat for the message raised FileNotFoundError, a traceback."""
+    import builtins
+
+    array = tmp_path / "0123.npy"
+    np.save(array, np.zeros((1, 3, 4, 4), np.uint8))
+    real_open = builtins.open
+
+    def removed_first(path, *args, **kwargs):
+        if Path(path) == array:
+            array.unlink()
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", removed_first)
+    assert cache_module.cache_structure_damage(array, {"count": 1, "resolution": 4}) == (None, "is missing")
+
+
+def test_a_damaged_cache_that_cannot_be_rebuilt_where_it_is_says_which_key_to_change(folder, tmp_path, monkeypatch):
+    """On a read-only shared cache found damaged the run said "'....json': Permission denied"."""
+    from gan.core.files import WriteError
+
+    config, array = build_once(folder, tmp_path)
+    array.write_bytes(array.read_bytes()[:-10])  # cut short
+    unlink = Path.unlink
+
+    def read_only(path, *args, **kwargs):
+        if path.parent == tmp_path / "cache":
+            raise PermissionError(13, "Permission denied", str(path))
+        return unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "unlink", read_only)
+    with pytest.warns(UserWarning, match="rebuilding it"), pytest.raises(WriteError, match=(
+            r"the decoded-image cache '.*\.npy' needs building, but its folder data.cache_dir = '.*cache' cannot be "
+            r"written \(Permission denied\): set data.cache_dir to a folder you may write, or data.cache = \"off\"")):
+        next(training_batches(config, build_dataset(config), 2, 0, 0, CPU))

@@ -130,19 +130,30 @@ def cache_structure_damage(array_path: Path, header: dict) -> tuple[np.ndarray |
             stored_shape, _, dtype = read_header(file)
             offset = file.tell()
     except Exception as error:  # numpy raises ValueError, EOFError, OSError for damaged files
-        if array_path.stat().st_size == 0:
+        size = _size(array_path)
+        if size is None:  # (removed meanwhile: `gan cache clear` in another shell)
+            return None, "is missing"
+        if size == 0:
             return None, "is empty (0 bytes)"
         # (a file that is not one, a pickle say, is not met with numpy's advice to load it "unsafely")
         return None, "is not a NumPy array file" if "magic" in str(error) else f"is unreadable ({error})"
     if tuple(stored_shape) != shape or dtype != np.uint8:
         return None, f"holds {dtype}{list(stored_shape)} where the header says uint8{list(shape)}"
-    expected_size = offset + math.prod(shape)
-    if array_path.stat().st_size != expected_size:
-        return None, f"is {array_path.stat().st_size} bytes where its header needs {expected_size}"
+    expected_size, size = offset + math.prod(shape), _size(array_path)
+    if size != expected_size:
+        return None, "is missing" if size is None else f"is {size} bytes where its header needs {expected_size}"
     try:
         return np.load(array_path, mmap_mode="r"), None
     except Exception as error:
         return None, f"is unreadable ({error})"
+
+
+def _size(path: Path) -> int | None:
+    """`path`'s size in bytes; None once it is gone."""
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
 
 
 def is_built(dataset: ImageFileDataset, identity: dict, cache_dir: Path) -> bool:
@@ -188,8 +199,13 @@ def load_or_build_cache(dataset: ImageFileDataset, identity: dict, cache_dir: Pa
         what = ("is not a JSON object" if _read_header(header_path) is None else
                 "has no array beside it" if not array_path.is_file() else "does not describe this data set")
         warnings.warn(f"the decoded-image cache header '{header_path}' {what}; rebuilding the cache", stacklevel=2)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    header_path.unlink(missing_ok=True)  # the header, written last, marks a complete array
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        header_path.unlink(missing_ok=True)  # the header, written last, marks a complete array
+    except OSError as error:  # (a shared cache on a read-only disk, found damaged: it cannot be rebuilt there)
+        raise WriteError(f"the decoded-image cache '{array_path}' needs building, but its folder data.cache_dir = "
+                         f"'{cache_dir}' cannot be written ({error.strerror or error}): set data.cache_dir to a "
+                         "folder you may write, or data.cache = \"off\" to read the images themselves") from None
     _remove_abandoned_temps(cache_dir)
     # Caches of the same source decoded before its files (or gan's format) changed: never read again,
     # and removed before the build, whose disk space they may be holding. (A run mapping one reads on.)
