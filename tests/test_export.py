@@ -274,3 +274,14 @@ def test_exporting_a_run_whose_newest_checkpoint_is_damaged_names_the_one_before
     newest.write_bytes(newest.read_bytes()[:5000])
     result = CliRunner().invoke(main, ["export", str(damaged), "--out", str(tmp_path / "g.safetensors")])
     assert result.exit_code == 2 and f"give an earlier checkpoint of the run instead, e.g. '{earlier}'" in result.output
+
+
+def test_a_safetensors_export_under_a_pt_name_is_named_as_one(run, tmp_path):
+    """It read "not a torch file", with nothing to say the file was a whole, good export."""
+    exported = tmp_path / "g.safetensors"
+    assert CliRunner().invoke(main, ["export", str(run), "--out", str(exported)]).exit_code == 0
+    renamed = tmp_path / "g.pt"
+    renamed.write_bytes(exported.read_bytes())
+    result = CliRunner().invoke(main, ["sample", str(renamed), "--n", "4", "--out", str(tmp_path / "s.png")])
+    assert result.exit_code == 2 and "a safetensors file: give it the extension .safetensors" in result.output, \
+        result.output

@@ -236,10 +236,12 @@ def unloadable_reason(path: Path, error: Exception) -> str:
     would advise weights_only=False, which would run whatever code the file holds)."""
     try:
         with path.open("rb") as file:
-            torch_file = file.read(len(_ZIP_MAGIC)).startswith((_ZIP_MAGIC, _LEGACY_MAGIC))
+            start = file.read(9)
     except OSError as read_error:
         return f"it cannot be read: {read_error.strerror}"
-    if not torch_file:
+    if start[8:9] == b"{" and int.from_bytes(start[:8], "little") < 100_000_000:  # (its JSON header's length, then it)
+        return "a safetensors file: give it the extension .safetensors, which gan reads as an export"
+    if not start.startswith((_ZIP_MAGIC, _LEGACY_MAGIC)):
         return "not a torch file"
     if "weights only load failed" in str(error).lower():
         return "it holds Python objects besides tensors, numbers and strings, which gan never unpickles"
