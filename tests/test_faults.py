@@ -843,3 +843,15 @@ def test_torchs_words_for_a_short_write_are_said_plainly_and_a_disk_out_of_inode
     monkeypatch.setattr(files_module.os, "statvfs", lambda folder: no_inodes)
     with pytest.raises(WriteError, match=r"MiB free, no free inodes\)"):
         write_atomically(tmp_path / "a.txt", lambda temp: (_ for _ in ()).throw(OSError(28, "No space left on device")))
+
+
+def test_a_refused_write_does_not_name_the_free_space_as_if_the_disk_were_full(tmp_path):
+    """Writing into /sys said "(0.0 MiB free): ... Permission denied", which reads as a full disk."""
+    from gan.core.files import WriteError, write_atomically
+
+    def refused(temp):
+        raise PermissionError(13, "Permission denied", str(temp))
+
+    with pytest.raises(WriteError) as failed:
+        write_atomically(tmp_path / "x.safetensors", refused)
+    assert "MiB free" not in str(failed.value) and "Permission denied" in str(failed.value)

@@ -144,8 +144,10 @@ def write_together(writes: dict[Path, Callable[[Path], None]]) -> None:
         if isinstance(error, OSError) and error.errno == errno.ENAMETOOLONG:  # (it named the temp, or nothing)
             reason = (f"its name is {len(os.fsencode(current.name))} bytes, more than a file name holds here (at "
                       f"most {MAX_NAME_BYTES} on most file systems); give a shorter name")
-        raise WriteError(f"could not write '{current}' ({free_space(current.parent)}): {reason}"
-                         f"{''.join(unrestored)}") from error
+        # (the free space, where it may be why: "(0.0 MiB free): Permission denied" read as a full disk)
+        refused = isinstance(error, OSError) and error.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
+        space = "" if refused else f" ({free_space(current.parent)})"
+        raise WriteError(f"could not write '{current}'{space}: {reason}{''.join(unrestored)}") from error
     finally:
         for copy in kept.values():  # (copies no longer needed: all in place, or put back)
             if copy is not None:
