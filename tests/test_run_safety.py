@@ -222,7 +222,6 @@ def test_a_folder_named_like_a_run_record_stops_the_run_before_step_1(tmp_path):
     # it trained until its first evaluation, then failed with IsADirectoryError
     (tmp_path / "run" / "metrics.jsonl").mkdir(parents=True)
     (tmp_path / "run" / "best.json").mkdir()
-    (tmp_path / "run" / "best.pt").mkdir()
     (tmp_path / "run" / "checkpoint-00000004.pt").mkdir()  # (found as the last step's checkpoint failed to write)
     with pytest.raises(ConfigError) as error:
         train(tiny_config("metrics.every=2", "metrics.num_samples=16", 'metrics.names=["swd"]',
@@ -230,7 +229,7 @@ def test_a_folder_named_like_a_run_record_stops_the_run_before_step_1(tmp_path):
     message = str(error.value)
     assert "metrics.jsonl: '" in message and "is a folder where the run keeps its metrics' rows in a file" in message
     assert "best.json: '" in message and "its best checkpoint's record" in message
-    assert "best.pt: '" in message and "checkpoint-00000004.pt: '" in message and "keeps a checkpoint in a file" in message
+    assert "checkpoint-00000004.pt: '" in message and "keeps a checkpoint in a file" in message
     assert not (tmp_path / "run" / "events.out.tfevents").exists() and not list((tmp_path / "run").glob("samples/*"))
 
 

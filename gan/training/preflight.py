@@ -122,7 +122,6 @@ def run_problems(config: Config, run_dir: Path, load_previews: Callable[[], obje
         check(METRICS_RECORD, lambda: _require_file_or_nothing(run_dir / METRICS_RECORD, "its metrics' rows"))
     if writes and config.train.keep_best:
         check(BEST_RECORD, lambda: _require_file_or_nothing(run_dir / BEST_RECORD, "its best checkpoint's record"))
-        check("best.pt", lambda: _require_file_or_nothing(run_dir / "best.pt", "its best checkpoint"))
     if writes and run_dir.is_dir():  # (the final checkpoint failed to write there, after every step had trained)
         for folder in sorted(run_dir.glob("checkpoint-*.pt")):
             check(folder.name, lambda folder=folder: _require_file_or_nothing(folder, "a checkpoint"))
