@@ -132,8 +132,9 @@ def test_eval_shows_the_progress_of_the_slow_swd_sort(tiny_demo_run, tmp_path):
 def test_the_training_eta_foresees_each_side_task_at_its_schedule_and_after_the_last_step():
     from types import SimpleNamespace
 
-    from gan.training.loop import _side_tasks_ahead
     from conftest import tiny_config
+
+    from gan.training.loop import _side_tasks_ahead
 
     config = tiny_config("train.steps=60", "metrics.every=20", "train.checkpoint_every=25", "log.image_every=10",
                          "log.eval_every=0")
