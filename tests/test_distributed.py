@@ -320,14 +320,13 @@ def test_a_two_process_cyclegan_resumes_exactly_with_each_process_own_image_pool
             assert torch.equal(parted["networks"][name][key], value), f"{name}.{key}"
 
 
-@pytest.mark.slow
-def test_a_stopped_torchrun_run_says_to_resume_it_with_torchrun(tmp_path):
-    # It said `gan train --resume`, which resumes in one process (and a BatchNorm run then changes).
+def stopped_torchrun(run_dir, extra_sets: list[str], settle_s: float) -> tuple[subprocess.Popen, str, float]:
+    """A 2-process demo run in `run_dir` that trains on, sent SIGTERM `settle_s` after its event file
+    appears: (torchrun, what it said, seconds from the signal to its end)."""
     import signal
     import time
 
-    run_dir = tmp_path / "run"
-    sets = [arg for item in [*TINY, *EXACT, "train.steps=100000", "train.checkpoint_every=100000"]
+    sets = [arg for item in [*TINY, *EXACT, "train.steps=100000", "train.checkpoint_every=100000", *extra_sets]
             for arg in ("--set", item)]
     launcher = subprocess.Popen(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "gan", "train",
@@ -336,9 +335,18 @@ def test_a_stopped_torchrun_run_says_to_resume_it_with_torchrun(tmp_path):
     deadline = time.monotonic() + 120
     while not list(run_dir.glob("events.out.tfevents.*")) and time.monotonic() < deadline:
         time.sleep(0.2)
-    time.sleep(1)
+    time.sleep(settle_s)
+    signalled = time.monotonic()
     launcher.send_signal(signal.SIGTERM)
     _, said = launcher.communicate(timeout=120)
+    return launcher, said, time.monotonic() - signalled
+
+
+@pytest.mark.slow
+def test_a_stopped_torchrun_run_says_to_resume_it_with_torchrun(tmp_path):
+    # It said `gan train --resume`, which resumes in one process (and a BatchNorm run then changes).
+    run_dir = tmp_path / "run"
+    _, said, _ = stopped_torchrun(run_dir, [], settle_s=1)
     assert f"Continue with: torchrun ... -m gan train --resume {run_dir}" in said, said[-3000:]
     assert list_checkpoints(run_dir)
 
@@ -512,24 +520,11 @@ def test_a_torchrun_stop_far_from_a_log_point_saves_its_checkpoint_within_torchr
     """The processes agreed on a stop at log points alone: with the next 50 steps taking over 30 s,
     torchrun's grace ran out, it sent SIGKILL, and every step since the last checkpoint was lost."""
     import signal
-    import time
 
     run_dir = tmp_path / "run"
-    sets = [arg for item in [*TINY, *EXACT, "train.steps=100000", "train.checkpoint_every=100000",
-                             "log.every=100000", "log.image_every=100000", "data.num_workers=0"]
-            for arg in ("--set", item)]
-    launcher = subprocess.Popen(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "gan", "train",
-         str(REPO / "experiments" / "dcgan_demo.toml"), *sets, "--run-dir", str(run_dir), "--device", "cpu"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    deadline = time.monotonic() + 120
-    while not list(run_dir.glob("events.out.tfevents.*")) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    time.sleep(2)
-    signalled = time.monotonic()
-    launcher.send_signal(signal.SIGTERM)
-    _, said = launcher.communicate(timeout=120)
-    assert time.monotonic() - signalled < 25 and launcher.returncode != -signal.SIGKILL, said[-3000:]
+    launcher, said, seconds = stopped_torchrun(run_dir, ["log.every=100000", "log.image_every=100000",
+                                                         "data.num_workers=0"], settle_s=2)
+    assert seconds < 25 and launcher.returncode != -signal.SIGKILL, said[-3000:]
     (checkpoint,) = list_checkpoints(run_dir)
     assert 1 < int(checkpoint.stem.split("-")[1]) < 100000 and "Continue with: torchrun" in said, said[-3000:]
 
