@@ -469,11 +469,14 @@ def test_a_data_root_none_of_whose_images_decode_is_one_line_after_the_models_ta
 def test_the_super_resolution_batch_follows_a_set_scale():
     """`--set data.scale=2` timed a x2 network on x4 inputs: a size-mismatch traceback."""
     from gan.core.config import DataConfig
+    from gan.core.registry import ConfigError
     from gan.tools.benchmark import synthetic_batch
 
     for scale, upsample, size in ((2, False, 48), (4, False, 24), (8, False, 12), (4, True, 96)):
         batch = synthetic_batch("srresnet", 2, DataConfig(resolution=96, scale=scale, upsample_input=upsample), CPU)
         assert batch["input"].shape == (2, 3, size, size) and batch["target"].shape == (2, 3, 96, 96)
+    with pytest.raises(ConfigError, match=r"data.resolution \(100\) must be a multiple of data.scale \(8\)"):
+        synthetic_batch("srresnet", 2, DataConfig(resolution=100, scale=8, upsample_input=False), CPU)
 
 
 def test_each_side_runs_with_its_own_cudnn_autotuning_and_the_process_keeps_its_own(tmp_path, monkeypatch):

@@ -7,6 +7,7 @@ import sys
 import pytest
 import torch
 from conftest import REPO, TINY, only_run, tiny_config, wait_for_no_writer
+from PIL import Image
 
 from gan.core.checkpoint import list_checkpoints
 from gan.core.distributed import ProcessGroup, ShardedSampler
@@ -546,3 +547,68 @@ def test_a_resume_with_another_number_of_processes_is_warned_of(tmp_path):
     with pytest.warns(UserWarning, match=r"checkpoint-00000003.pt' was written by a run of 2 process\(es\), and this "
                                          r"resume runs 1: .*BatchNorm.*torchrun --nproc_per_node=2 resumes it as it ran"):
         train(tiny_config("train.steps=4"), tmp_path / "run", CPU, resume=True)
+    # networks with no BatchNorm and no dropout compute the same in any number of processes: no warning
+    plain = [*EXACT, "train.steps=2"]
+    train(tiny_config(*plain), tmp_path / "plain", CPU)
+    torch.save({**torch.load(list_checkpoints(tmp_path / "plain")[-1], weights_only=True), "processes": 2},
+               tmp_path / "plain" / "checkpoint-00000002.pt")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(tiny_config(*EXACT, "train.steps=3"), tmp_path / "plain", CPU, resume=True)
+    assert not [w for w in caught if "process(es)" in str(w.message)]
+
+
+def torchrun_injected(tmp_path, code: str, *args: str) -> tuple[subprocess.CompletedProcess, float]:
+    """A 2-process run whose processes first run `code` (a sitecustomize: what one process alone
+    meets); (the result, seconds it took)."""
+    import textwrap
+    import time
+
+    inject = tmp_path / "inject"
+    inject.mkdir(exist_ok=True)
+    (inject / "sitecustomize.py").write_text(textwrap.dedent(code))
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(inject), str(REPO), os.environ.get("PYTHONPATH", "")])}
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                             "-m", "gan", "train", *args, "--device", "cpu"], capture_output=True, text=True,
+                            env=env, timeout=300, cwd=tmp_path)
+    return result, time.monotonic() - started
+
+
+@pytest.mark.slow
+def test_a_failure_of_rank_0_alone_before_the_loop_ends_every_process_promptly(tmp_path):
+    """The stop vote's group was made after rank 0's own start-up work: when that failed, rank 1
+    waited in the group's making, ignored torchrun's SIGTERM, and was killed 30 s later."""
+    sets = [arg for item in [*TINY, *EXACT] for arg in ("--set", item)]
+    result, seconds = torchrun_injected(tmp_path, """
+        import os
+        if os.environ.get("RANK") == "0":
+            import gan.training.loop as loop
+            from gan.core.files import WriteError
+            start = loop._start_logging
+            def failing(*args, **kwargs):
+                start(*args, **kwargs)
+                raise WriteError("could not write the event file (injected)")
+            loop._start_logging = failing
+        """, str(REPO / "experiments" / "dcgan_demo.toml"), *sets, "--run-dir", str(tmp_path / "run"))
+    assert result.returncode != 0 and "(injected)" in result.stderr, result.stderr[-3000:]
+    assert seconds < 25 and "forcefully exiting" not in result.stderr, result.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_a_setup_error_met_on_another_machine_is_said_by_the_process_that_met_it(tmp_path):
+    """A data folder missing on the second machine alone was said by no process: the others were
+    silenced as if every process met it alike."""
+    (tmp_path / "faces").mkdir()
+    for index in range(8):
+        Image.new("RGB", (32, 32), (index * 30, 0, 0)).save(tmp_path / "faces" / f"{index}.png")
+    sets = [arg for item in [*TINY, *EXACT, "data.dataset=folder", "data.root=faces", "data.cache=off"]
+            for arg in ("--set", item)]
+    result, _ = torchrun_injected(tmp_path, """
+        import os
+        if os.environ.get("RANK") == "1":  # as on a second machine, where the relative folder is missing
+            os.environ["LOCAL_RANK"] = "0"
+            os.chdir("/")
+        """, str(REPO / "experiments" / "dcgan_demo.toml"), *sets, "--run-dir", str(tmp_path / "run"))
+    assert result.returncode != 0 and "image folder 'faces' does not exist" in result.stderr, result.stderr[-3000:]

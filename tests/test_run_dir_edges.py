@@ -681,3 +681,30 @@ def test_a_signal_as_the_finished_runs_event_file_closes_cuts_nothing_short(tmp_
     assert result.exit_code == 0, result.output
     assert "SIGINT came after the last checkpoint" in result.output and "done: 4 steps" in result.output
     assert "stopped by" not in result.output
+
+
+def test_a_signal_as_the_finished_runs_loader_workers_shut_down_cuts_nothing_short(tmp_path, monkeypatch):
+    """The shutdown of the loader workers came after the late stop's cover: "Exception ignored in
+    __del__ ... Terminated: SIGTERM", and the workers' shutdown cut short."""
+    import signal
+
+    batches = loop_module.training_batches
+
+    class SignalledAtItsEnd:
+        def __init__(self, stream):
+            self.stream = stream
+
+        def __iter__(self):
+            return self
+
+        def __next__(self):
+            return next(self.stream)
+
+        def __del__(self):
+            signal.raise_signal(signal.SIGTERM)
+
+    monkeypatch.setattr(loop_module, "training_batches", lambda *args, **kwargs: SignalledAtItsEnd(
+        batches(*args, **kwargs)))
+    result = train_command(DEMO, *sets(*TINY), "--run-dir", str(tmp_path / "run"))
+    assert result.exit_code == 0 and "SIGTERM came after the last checkpoint" in result.output, result.output
+    assert "Traceback" not in result.output and "Exception ignored" not in result.output

@@ -474,10 +474,12 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
         if lost:
             click.echo(f"error: {lost}{resume_advice(run_dir, group.distributed) if begun else ''}", err=True)
             sys.exit(1)
-        if isinstance(error, (ConfigError, CheckpointError, ImageReadError, FileNotFoundError, NotADirectoryError,
-                              DeviceUnavailable)) and not group.is_main:
-            # met alike by every process setting up (the config, the files, the scan of the data, the device;
-            # a file that fails to decode in this process's share while training is a SideTaskError): rank 0 says it
+        beside_rank_0 = group.rank == group.local_rank  # (on rank 0's machine: the same files, the same devices)
+        if not group.is_main and (isinstance(error, (ConfigError, CheckpointError)) or beside_rank_0 and isinstance(
+                error, (ImageReadError, FileNotFoundError, NotADirectoryError, DeviceUnavailable))):
+            # met alike by every process setting up (the config; the files, the scan of the data, the device on
+            # rank 0's machine, where another's may differ; a file that fails to decode in this process's share
+            # while training is a SideTaskError): rank 0 says it
             sys.exit(2)
         unwritable = unwritable_run(error, run_dir) if resuming else None
         if unwritable:

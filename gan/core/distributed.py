@@ -123,7 +123,8 @@ class StopVote:
     """Agreement on a stop at every step with no wait for it: each step posts whether a signal
     reached this process, in an all-reduce over a CPU (gloo) group of its own that runs beside the
     step, and reads the vote the step before posted. Every process reads the same vote at the same
-    step, so all stop at one step, the one after the signal. (Agreeing at log points alone left a
+    step, so all stop at one step: the one after the signal (two after, for a signal during rank 0's
+    side tasks, after its step's vote). (Agreeing at log points alone left a
     stop 50 slow steps away, past torchrun's 30 s grace before SIGKILL: no checkpoint was written.)"""
 
     def __init__(self, group: ProcessGroup):

@@ -103,7 +103,6 @@ def write_together(writes: dict[Path, Callable[[Path], None]]) -> None:
     handled = sys.exc_info()[1]  # an error the caller is handling: not this write's to release
     current = next(iter(writes))  # the file being written or moved, for the message
     moved, aside = [], []
-    in_place = False
     try:
         for current, write in writes.items():
             write(temps[current])
@@ -118,11 +117,13 @@ def write_together(writes: dict[Path, Callable[[Path], None]]) -> None:
                 aside.append(current)
             os.replace(temp, current)
             moved.append(current)
-        in_place = True  # (a Ctrl-C from here on finds every file written: nothing to undo, a file lost if undone)
         for folder in dict.fromkeys(path.parent for path in writes):
             _fsync_folder(folder)
     except BaseException as error:
         unrestored = []  # (copies of files replaced that could not be put back: kept, and named)
+        # every file in place (a Ctrl-C during the folders' fsync): the write is done, and undoing a one-file
+        # write, which keeps no copy of what it replaced, would delete it
+        in_place = len(moved) == len(writes)
         for path in [] if in_place else dict.fromkeys([*moved, *aside]):  # (a rename failed after others: undo them)
             try:
                 if path not in kept:  # (this write made it)
@@ -139,13 +140,17 @@ def write_together(writes: dict[Path, Callable[[Path], None]]) -> None:
             raise
         _release_frames(error, handled)
         reason = (str(error).splitlines() or [type(error).__name__])[0]
-        if "unexpected pos" in reason or "file write failed" in reason:  # (torch's zip writer, in its words)
+        opening = re.search(r"open file failed with strerror: (.*)", reason)  # (torch's zip writer, in its words)
+        if opening:
+            reason = opening[1]
+        elif "unexpected pos" in reason or "file write failed" in reason:
             reason = "the writer could not write all of it (a full disk or quota?)"
         if isinstance(error, OSError) and error.errno == errno.ENAMETOOLONG:  # (it named the temp, or nothing)
             reason = (f"its name is {len(os.fsencode(current.name))} bytes, more than a file name holds here (at "
                       f"most {MAX_NAME_BYTES} on most file systems); give a shorter name")
         # (the free space, where it may be why: "(0.0 MiB free): Permission denied" read as a full disk)
-        refused = isinstance(error, OSError) and error.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
+        refused = (error.errno in (errno.EACCES, errno.EPERM, errno.EROFS) if isinstance(error, OSError) else
+                   any(words in reason for words in ("Permission denied", "Read-only file system")))  # (torch's, safetensors')
         space = "" if refused else f" ({free_space(current.parent)})"
         raise WriteError(f"could not write '{current}'{space}: {reason}{''.join(unrestored)}") from error
     finally:

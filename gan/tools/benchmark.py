@@ -26,6 +26,7 @@ import torch
 
 from gan.core.config import DataConfig
 from gan.core.files import write_text_atomically
+from gan.core.registry import ConfigError
 from gan.recipes import RECIPES
 from gan.recipes.schedules import lr_factor
 from gan.training.cuda_graphs import set_learning_rates
@@ -72,6 +73,8 @@ def synthetic_batch(recipe_name: str, batch_size: int, data: DataConfig, device:
     if recipe_name == "cyclegan":
         return {"a": images(resolution), "b": images(resolution)}
     if recipe_name in ("srgan", "srresnet"):  # (a --set data.scale=2 tried a x2 net on x4 inputs: a traceback)
+        if resolution % data.scale:  # (as the data set refuses it in training)
+            raise ConfigError(f"data.resolution ({resolution}) must be a multiple of data.scale ({data.scale})")
         return {"input": images(resolution if data.upsample_input else resolution // data.scale),
                 "target": images(resolution)}
     return {"input": images(resolution), "target": images(resolution)}

@@ -437,6 +437,7 @@ class _Run:
     best: BestCheckpoint | None
     health: HealthWatch | None
     unconditional: bool  # the recipe has an evaluation generator (dcgan)
+    stop_vote: StopVote  # (made first, by every process: one that rank 0 fails before would wait for it)
     start_step: int = 0
     step: int = 0
     samples_seen: int = 0
@@ -500,7 +501,7 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
         if run.side_tasks_due:
             _finish_side_tasks(run, run.side_tasks_due)
         with StopRequest(announce=run.main) as stop:
-            vote = StopVote(group)
+            vote = run.stop_vote
             stopping = False  # agreed by all processes: they stop at the same step
             while run.step < config.train.steps and not stopping:
                 if not _one_step(run, stop):
@@ -551,7 +552,7 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
             for opened in (run.progress, run.writer):
                 if opened is not None:
                     opened.close()
-        run.data = None  # shuts loader workers down
+            run.data = None  # shuts loader workers down
         trained_no_step = failed_before_a_step or run.step == run.start_step  # (a second Ctrl-C at the start, say)
         if failed_before_a_step and not resume:
             _discard_start(run_dir)
@@ -597,6 +598,7 @@ def _set_up(config: Config, run_dir: Path, device: torch.device, group: ProcessG
     """Seed, build the recipe and its data, check that the run can finish, and apply the speed
     switches: everything before the first checkpoint is read or written."""
     train_config = config.train
+    stop_vote = StopVote(group)  # (a collective: before anything rank 0 alone does, which may fail)
     seed_everything(train_config.seed)
     # A resume takes every weight from its checkpoint: the run that model.init_generator names need
     # not be there any more (nor at the same relative path).
@@ -633,7 +635,8 @@ def _set_up(config: Config, run_dir: Path, device: torch.device, group: ProcessG
     if main:  # under the lock, every temp file is one a writer that died (kill -9, a crash) left
         remove_stale_temps(run_dir)
         remove_stale_temps(run_dir / "samples")
-    return _Run(config, run_dir, device, group, recipe, dataset, speed, evaluator, best, health, unconditional)
+    return _Run(config, run_dir, device, group, recipe, dataset, speed, evaluator, best, health, unconditional,
+                stop_vote)
 
 
 def _restore(run: _Run, on_resume: ResumeReport | None) -> None:
@@ -670,12 +673,12 @@ def _restore_per_process(run: _Run, state: dict) -> None:
     saved = state.get("per_process")
     processes = state.get("processes")  # (optional: checkpoints written before it have none)
     if not hasattr(run.recipe, "load_per_process_state"):
-        if isinstance(processes, int) and processes != run.group.world_size and run.main:
+        differs = _per_process_parts(run.recipe, run.config.train.sync_batchnorm)
+        if isinstance(processes, int) and processes != run.group.world_size and run.main and differs:
             as_it_ran = f"torchrun --nproc_per_node={processes}" if processes > 1 else "a plain gan train --resume"
             warnings.warn(f"'{run.last_checkpoint}' was written by a run of {processes} process(es), and this resume "
-                          f"runs {run.group.world_size}: each process normalises its own share of the batch "
-                          "(BatchNorm's statistics) and draws its own dropout masks, so the run no longer matches an "
-                          f"uninterrupted one exactly ({as_it_ran} resumes it as it ran)", stacklevel=3)
+                          f"runs {run.group.world_size}: each process {' and '.join(differs)}, so the run no longer "
+                          f"matches an uninterrupted one exactly ({as_it_ran} resumes it as it ran)", stacklevel=3)
         return
     if not isinstance(saved, list):
         if run.group.distributed and run.main:  # (rank 0 alone saves on a stop while waiting for data)
@@ -690,6 +693,18 @@ def _restore_per_process(run: _Run, state: dict) -> None:
         warnings.warn(f"'{run.last_checkpoint}' holds the image pools of {len(saved)} processes, and this resume "
                       f"runs {run.group.world_size}: each process starts from rank 0's pools, so the run no longer "
                       "matches an uninterrupted one exactly", stacklevel=3)
+
+
+def _per_process_parts(recipe: Recipe, sync_batchnorm: bool) -> list[str]:
+    """What each process computes from its own share of the batch: what another number of processes
+    changes (every other draw is made for the global batch)."""
+    modules = [module for network in recipe.networks.values() for module in network.modules()]
+    parts = []
+    if not sync_batchnorm and any(isinstance(module, torch.nn.modules.batchnorm._BatchNorm) for module in modules):
+        parts.append("normalises its own share of the batch (BatchNorm's statistics)")
+    if any(isinstance(module, torch.nn.modules.dropout._DropoutNd) and module.p > 0 for module in modules):
+        parts.append("draws its own dropout masks")
+    return parts
 
 
 def _start_logging(run: _Run, resume: bool, progress_stream: Any) -> None:
