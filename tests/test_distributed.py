@@ -165,7 +165,7 @@ def test_a_process_that_dies_leaves_the_others_one_line_that_says_how_to_resume(
     assert len(ours) == 1, result.stderr[-3000:]
     if "stopped by SIGTERM" not in ours[0]:
         assert "another process of this torchrun run stopped" in ours[0], ours
-        assert f"torchrun ... -m gan train --resume {run_dir}" in ours[0]
+        assert f"torchrun --nproc_per_node=2 ... -m gan train --resume {run_dir}" in ours[0]
     assert [path.name for path in list_checkpoints(run_dir)] == ["checkpoint-00000002.pt"]  # kept
 
 
@@ -195,10 +195,10 @@ def test_a_lost_process_line_offers_resume_only_where_a_checkpoint_is(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "config.toml").write_text("recipe = 'dcgan'\n")
-    assert resume_advice(run_dir, True) == "" and resume_advice(None, True) == ""
+    assert resume_advice(run_dir, 2) == "" and resume_advice(None, 2) == ""
     (run_dir / "checkpoint-00000002.pt").write_bytes(b"")
-    assert resume_advice(run_dir, True).endswith(f"resume with `torchrun ... -m gan train --resume {run_dir}`")
-    assert resume_advice(run_dir, False).endswith(f"resume with `gan train --resume {run_dir}`")
+    assert resume_advice(run_dir, 2).endswith(f"resume with `torchrun --nproc_per_node=2 ... -m gan train --resume {run_dir}`")
+    assert resume_advice(run_dir, 1).endswith(f"resume with `gan train --resume {run_dir}`")
     # gloo's text is cut at a word, not mid-word
     long = RuntimeError("[../gloo/transport/tcp/pair.cc:545] Connection closed by peer " + "word " * 60)
     line = lost_process(long, True)
@@ -348,7 +348,7 @@ def test_a_stopped_torchrun_run_says_to_resume_it_with_torchrun(tmp_path):
     # It said `gan train --resume`, which resumes in one process (and a BatchNorm run then changes).
     run_dir = tmp_path / "run"
     _, said, _ = stopped_torchrun(run_dir, [], settle_s=1)
-    assert f"Continue with: torchrun ... -m gan train --resume {run_dir}" in said, said[-3000:]
+    assert f"Continue with: torchrun --nproc_per_node=2 ... -m gan train --resume {run_dir}" in said, said[-3000:]
     assert list_checkpoints(run_dir)
 
 
@@ -471,8 +471,8 @@ def test_a_side_task_failure_under_torchrun_says_to_resume_with_torchrun(tmp_pat
     checkpoint = tmp_path / "run" / "checkpoint-00000004.pt"
     alone = SideTaskError("previews", 4, RuntimeError("broke"), checkpoint, tmp_path / "run")
     assert str(alone).endswith(f"then: gan train --resume {tmp_path / 'run'}")
-    torchrun = SideTaskError("previews", 4, RuntimeError("broke"), checkpoint, tmp_path / "run", distributed=True)
-    assert str(torchrun).endswith(f"then: torchrun ... -m gan train --resume {tmp_path / 'run'}")
+    torchrun = SideTaskError("previews", 4, RuntimeError("broke"), checkpoint, tmp_path / "run", processes=2)
+    assert str(torchrun).endswith(f"then: torchrun --nproc_per_node=2 ... -m gan train --resume {tmp_path / 'run'}")
 
 
 def test_train_dist_timeout_s_is_bounded_where_the_config_is_read():

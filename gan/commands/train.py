@@ -70,14 +70,14 @@ def _shortened(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " ..."
 
 
-def resume_advice(run_dir: Path | None, distributed: bool) -> str:
+def resume_advice(run_dir: Path | None, processes: int) -> str:
     """How to continue a run that stopped on an error: its command, when it has a checkpoint."""
     from gan.core.checkpoint import list_checkpoints
     from gan.core.distributed import gan_launcher
 
     if run_dir is None or not run_dir.is_dir() or not list_checkpoints(run_dir):
         return ""
-    return f"; checkpoints written before are kept: resume with `{gan_launcher(distributed)} train --resume {run_dir}`"
+    return f"; checkpoints written before are kept: resume with `{gan_launcher(processes)} train --resume {run_dir}`"
 
 
 def written_config(run_dir: Path):
@@ -460,7 +460,7 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
             signal_name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
             if group.is_main:  # (torchrun passes a stop to every process: rank 0 says it)
                 kept = ("none was written before" if run_dir is None or not list_checkpoints(run_dir)
-                        else f"continue from the newest kept with: {gan_launcher(group.distributed)} train --resume "
+                        else f"continue from the newest kept with: {gan_launcher(group.world_size)} train --resume "
                              f"{run_dir}")
                 click.echo(f"error: stopped by {signal_name} without saving a checkpoint ({kept})", err=True)
             sys.exit(128 + signum)
@@ -472,7 +472,7 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
         lost = lost_process(error.__cause__ if isinstance(error, SideTaskError) else error, group.distributed,
                             dist_timeout_s)
         if lost:
-            click.echo(f"error: {lost}{resume_advice(run_dir, group.distributed) if begun else ''}", err=True)
+            click.echo(f"error: {lost}{resume_advice(run_dir, group.world_size) if begun else ''}", err=True)
             sys.exit(1)
         beside_rank_0 = group.rank == group.local_rank  # (on rank 0's machine: the same files, the same devices)
         if not group.is_main and (isinstance(error, (ConfigError, CheckpointError)) or beside_rank_0 and isinstance(

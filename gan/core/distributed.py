@@ -159,10 +159,11 @@ def union_over_ranks(mask: torch.Tensor, group: ProcessGroup, device: torch.devi
     return joined.bool().cpu()
 
 
-def gan_launcher(distributed: bool) -> str:
-    """How a command line starts gan again for a run: under torchrun when it ran under torchrun (a
-    plain `gan train --resume` would go on in one process)."""
-    return "torchrun ... -m gan" if distributed else "gan"
+def gan_launcher(processes: int) -> str:
+    """How a command line starts gan again for a run of `processes`: under torchrun, with as many,
+    when it ran under torchrun (a plain `gan train --resume` would go on in one process, and
+    another number would change what BatchNorm computes)."""
+    return f"torchrun --nproc_per_node={processes} ... -m gan" if processes > 1 else "gan"
 
 
 def gather_objects(value: Any, group: ProcessGroup) -> list[Any]:

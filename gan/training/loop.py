@@ -136,7 +136,7 @@ class SideTaskError(RuntimeError):
     after training began; the loop wrote a checkpoint of the step first, so nothing is lost."""
 
     def __init__(self, task: str, step: int, error: Exception, checkpoint: Path | None, run_dir: Path,
-                 save_error: Exception | None = None, main: bool = True, distributed: bool = False):
+                 save_error: Exception | None = None, main: bool = True, processes: int = 1):
         reason = first_line_of(error)[:300]
         if not main:  # another rank of a torchrun run: rank 0 alone writes checkpoints, and says which is kept
             super().__init__(f"{task} failed at step {step} in this process ({type(error).__name__}: {reason}); "
@@ -153,7 +153,7 @@ class SideTaskError(RuntimeError):
             kept = f"no checkpoint could be written ({save_error}); '{checkpoint}' is kept"
         else:
             kept = f"no checkpoint could be written ({save_error}), and none was written before"
-        launcher = gan_launcher(distributed)  # (a plain `gan train --resume` would go on in one process)
+        launcher = gan_launcher(processes)  # (a plain `gan train --resume` would go on in one process)
         then = (f"{launcher} train --resume {run_dir}" if checkpoint is not None
                 else f"start the run again with {launcher} train CONFIG")
         switch = f" (or switch it off: {SIDE_TASKS[task]})" if SIDE_TASKS[task] else ""
@@ -987,7 +987,7 @@ def _save(run: _Run, at_step: int, final: bool, side_tasks_due: dict | None = No
             lost = (f"steps {run.saved_step + 1}-{at_step} are" if at_step > run.saved_step + 1 else
                     f"step {at_step} is")
             go_on = (f"; make room, then continue from step {run.saved_step} with: "
-                     f"{gan_launcher(run.group.distributed)} train --resume {run.run_dir}") if run.last_checkpoint else ""
+                     f"{gan_launcher(run.group.world_size)} train --resume {run.run_dir}") if run.last_checkpoint else ""
             raise WriteError(f"{error}; {lost} lost ({kept}){go_on}") from error
         warnings.warn(f"step {at_step}: {error}; training goes on and retries at the next checkpoint ({kept})",
                       stacklevel=2)
@@ -1025,7 +1025,7 @@ def _finish(run: _Run, interrupted_by: str | None) -> TrainResult:
     elapsed = format_duration(time.perf_counter() - run.command.started_at)
     if interrupted_by:
         run.say(f"stopped by {interrupted_by} at step {run.step} after {elapsed}; checkpoint "
-                f"'{run.last_checkpoint}'. Continue with: {gan_launcher(run.group.distributed)} train --resume "
+                f"'{run.last_checkpoint}'. Continue with: {gan_launcher(run.group.world_size)} train --resume "
                 f"{run.run_dir}")
     else:
         first = run.command.first_step  # (a resume's share; after a rollback, all this command trained)
@@ -1041,15 +1041,15 @@ def _side_task_failed(run: _Run, task: str, error: Exception, undone: dict | Non
     which the resume finishes first."""
     if not run.main:
         return SideTaskError(task, run.step, error, None, run.run_dir, main=False)
-    distributed = run.group.distributed
+    processes = run.group.world_size
     if run.saved_step == run.step and undone is None:  # (written before: reading the data for the next step)
-        return SideTaskError(task, run.step, error, run.last_checkpoint, run.run_dir, distributed=distributed)
+        return SideTaskError(task, run.step, error, run.last_checkpoint, run.run_dir, processes=processes)
     # (and written again by a resume whose finishing of the side tasks failed: with those still undone)
     try:
         return SideTaskError(task, run.step, error, _save(run, run.step, True, undone), run.run_dir,
-                             distributed=distributed)
+                             processes=processes)
     except Exception as save_error:  # noqa: BLE001 - (the side task may have broken what saving needs too)
-        return SideTaskError(task, run.step, error, run.last_checkpoint, run.run_dir, save_error, distributed=distributed)
+        return SideTaskError(task, run.step, error, run.last_checkpoint, run.run_dir, save_error, processes=processes)
 
 
 @contextlib.contextmanager
