@@ -232,7 +232,6 @@ def test_pairs_whose_sides_differ_in_aspect_ratio_are_named_in_one_warning_or_re
 def test_a_validation_image_that_fails_to_decode_is_left_out_of_the_mean_not_replaced(tmp_path):
     """A training set puts the next image in a broken one's place; a validation mean doing so
     would count that image twice."""
-    import contextlib
     import warnings
 
     from torch import nn
@@ -256,15 +255,13 @@ def test_a_validation_image_that_fails_to_decode_is_left_out_of_the_mean_not_rep
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             dataset = paired_dataset(tmp_path / name, "all", 32, load_size=0, train=False)
-            scores[name] = pair_scores(nn.Identity(), dataset, data, torch.device("cpu"), 1, contextlib.nullcontext)
+            scores[name] = pair_scores(nn.Identity(), dataset, data, torch.device("cpu"), 1)
     assert scores["with"] == pytest.approx(scores["without"])
 
 
 def test_validation_leaves_an_output_equal_to_its_target_out_of_the_mean_psnr(tmp_path):
     """Its infinite PSNR made val/psnr infinite whatever the other images scored (and best.pt by it
     meaningless)."""
-    import contextlib
-
     from torch import nn
 
     from gan.core.config import DataConfig
@@ -278,10 +275,9 @@ def test_validation_leaves_an_output_equal_to_its_target_out_of_the_mean_psnr(tm
         Image.fromarray(255 - a if index == 1 else a).save(tmp_path / "B" / f"{index}.png")  # 0: B equals A
     dataset = paired_dataset(tmp_path, "all", 32, load_size=0, train=False)
     with pytest.warns(UserWarning, match="val/psnr and val/ssim leave out 1 of the 2 validation images: their outputs equal"):
-        scores = pair_scores(nn.Identity(), dataset, DataConfig(dataset="paired", resolution=32), torch.device("cpu"),
-                             1, contextlib.nullcontext)
+        scores = pair_scores(nn.Identity(), dataset, DataConfig(dataset="paired", resolution=32), torch.device("cpu"), 1)
     only_other = pair_scores(nn.Identity(), torch.utils.data.Subset(dataset, [1]),
-                             DataConfig(dataset="paired", resolution=32), torch.device("cpu"), 1, contextlib.nullcontext)
+                             DataConfig(dataset="paired", resolution=32), torch.device("cpu"), 1)
     assert math.isfinite(scores["val/psnr"]) and scores == pytest.approx(only_other)  # (the same images in both)
 
 
@@ -394,3 +390,22 @@ def test_validation_leaves_out_the_strays_gan_eval_leaves_out_so_the_two_agree(t
     rows = list(csv.DictReader(open(tmp_path / "val.csv")))
     assert [row["image"] for row in rows] == ["0.png", "1.png", "2.png", "3.png", "mean"]
     assert float(rows[-1]["psnr"]) == pytest.approx(logged, abs=1e-3)
+
+
+@pytest.mark.parametrize("recipe", ["pix2pix", "srresnet", "cyclegan"])
+def test_validation_scores_in_fp32_whatever_autocast_the_training_steps_use(tmp_path, recipe):
+    """On a GPU `train.amp` runs the steps in bf16 autocast; validation ran in it too, so val/psnr
+    (and best.pt chosen by it) was not the number `gan eval` gives the same checkpoint in fp32."""
+    import contextlib
+
+    from conftest import tiny_recipe_config, write_recipe_data
+
+    from gan.recipes import RECIPES
+
+    config = tiny_recipe_config(recipe, write_recipe_data(tmp_path), "log.eval_every=2")
+    cpu = torch.device("cpu")
+    scores = {}
+    for name, autocast in (("fp32", contextlib.nullcontext), ("bf16", lambda: torch.autocast("cpu", dtype=torch.bfloat16))):
+        torch.manual_seed(0)
+        scores[name] = RECIPES.get(recipe)(config, cpu, autocast).validation_metrics()
+    assert scores["bf16"] == scores["fp32"]

@@ -76,7 +76,6 @@ def test_bad_sizes(hr_folder):
 def test_gan_eval_degrades_sr_inputs_as_the_runs_validation_and_scores_the_same(tmp_path):
     """A run trained on blurred, noisy, JPEG-compressed inputs is scored by `gan eval` on inputs made
     the same way (noise seeded per image as validation seeds it), so its PSNR is the run's val/psnr."""
-    import contextlib
     import csv
     import dataclasses
     import shutil
@@ -98,7 +97,7 @@ def test_gan_eval_degrades_sr_inputs_as_the_runs_validation_and_scores_the_same(
     translator = load_translator(run_dir, torch.device("cpu"))
     # the truncated 1.png keeps its place in validation: 2.png's noise is seeded as the third image's
     expected = validation_scores(translator.generator, evaluation_set(config.data), config.data, torch.device("cpu"),
-                                 translator.size_multiple, contextlib.nullcontext)
+                                 translator.size_multiple)
     result = CliRunner().invoke(main, ["eval", str(run_dir), "--data", str(data["hr"]), "--csv", str(tmp_path / "e.csv")])
     assert result.exit_code == 0, result.output
     assert ("LR inputs are made as in the run's training: Gaussian blur sigma 1.5, bicubic x4, noise std 12, "

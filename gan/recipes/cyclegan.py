@@ -190,7 +190,8 @@ class CycleGANRecipe(RecipeBase):
     def validation_metrics(self) -> dict[str, float]:
         """On the evaluation images (data.val_split, testA/testB): the cycle-reconstruction L1 (in [0, 1]
         units, both domains' images together) and SWD (FID, KID) of the A -> B translations of testA
-        against testB, of B -> A against testA, and their mean (val/swd)."""
+        against testB, of B -> A against testA, and their mean (val/swd). In fp32 whatever `train.amp`
+        says, as `gan eval` scores."""
         images = self.test_images()
         generators = {"B": self.generators["AtoB"], "A": self.generators["BtoA"]}  # by the domain they make
         translated, reconstruction_error, count = {}, 0.0, 0
@@ -199,9 +200,8 @@ class CycleGANRecipe(RecipeBase):
                 outputs, errors = [], []
                 for batch in images[source].split(self.config.train.batch_size):
                     batch = batch.to(self.device)
-                    with self.autocast():
-                        fake = run_padded(generators[target], batch, self.size_multiple).float().clamp(-1, 1)
-                        back = run_padded(generators[source], fake, self.size_multiple).float().clamp(-1, 1)
+                    fake = run_padded(generators[target], batch, self.size_multiple).float().clamp(-1, 1)
+                    back = run_padded(generators[source], fake, self.size_multiple).float().clamp(-1, 1)
                     outputs.append(signed_to_uint8(fake.cpu()))
                     errors.append((back - batch).abs().flatten(1).mean(1).cpu() / 2)  # [-1, 1] -> [0, 1] units
                 translated[target] = torch.cat(outputs)

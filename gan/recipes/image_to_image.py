@@ -145,14 +145,14 @@ def preview_strips(generator: nn.Module, batch: dict[str, torch.Tensor], size_mu
 
 @torch.no_grad()
 def validation_scores(generator: nn.Module, dataset: Dataset, data: DataConfig, device: torch.device,
-                      size_multiple: int, autocast: AutocastFactory,
-                      distribution: DistributionScores | None = None) -> dict[str, float]:
+                      size_multiple: int, distribution: DistributionScores | None = None) -> dict[str, float]:
     """Mean PSNR/SSIM of the generator, in eval mode, on the evaluation `dataset`; with
     `distribution`, also SWD (FID, KID) of its outputs against the targets (paired data of one
-    size, not SR)."""
+    size, not SR). In fp32 whatever `train.amp` says, as `gan eval` scores: the run's val/psnr
+    is then the number `gan eval` gives its checkpoint, and `train.keep_best` picks by it."""
     pairs: list[tuple[torch.Tensor, torch.Tensor]] | None = [] if distribution else None
     with eval_mode(generator):
-        scores = pair_scores(generator, dataset, data, device, size_multiple, autocast, pairs)
+        scores = pair_scores(generator, dataset, data, device, size_multiple, pairs)
     if distribution:
         scores.update(distribution.score("", torch.stack([output for output, _ in pairs]),
                                          lambda: torch.stack([target for _, target in pairs])))
@@ -161,17 +161,15 @@ def validation_scores(generator: nn.Module, dataset: Dataset, data: DataConfig, 
 
 @torch.no_grad()
 def pair_scores(generator: nn.Module, dataset: Dataset, data: DataConfig, device: torch.device, size_multiple: int,
-                autocast: AutocastFactory, pairs: list[tuple[torch.Tensor, torch.Tensor]] | None = None
-                ) -> dict[str, float]:
-    """Mean PSNR/SSIM of the generator, in the mode it is in, on the pairs of `dataset`, whole
-    images one at a time; for super-resolution on the Y channel with `data.scale` pixels shaved,
+                pairs: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> dict[str, float]:
+    """Mean PSNR/SSIM of the generator, in the mode it is in and in fp32, on the pairs of `dataset`,
+    whole images one at a time; for super-resolution on the Y channel with `data.scale` pixels shaved,
     as papers report. Each (output, target) pair is appended to `pairs` as uint8 when given."""
     super_resolution = data.dataset == "sr_pairs"
     border = data.scale if super_resolution else 0
     scores = []  # (psnr, ssim) of each image
     for item in readable_items(dataset):
-        with autocast():
-            output = run_padded(generator, item["input"][None].to(device), size_multiple).float()
+        output = run_padded(generator, item["input"][None].to(device), size_multiple).float()
         if pairs is not None:
             pairs.append((signed_to_uint8(output[0].cpu()), signed_to_uint8(item["target"])))
         output, target = signed_to_255(output[0].cpu()), signed_to_255(item["target"])
