@@ -67,7 +67,7 @@ def kernel_inception_distance(first: np.ndarray, second: np.ndarray, subsets: in
                               subset_size: int = 1000, seed: int = 0) -> tuple[float, float | None]:
     """(mean, std) of the unbiased polynomial-kernel MMD^2 over random subsets, as torch-fidelity
     and the KID paper compute it; `subset_size` shrinks to the smaller set when that has fewer.
-    When both sets are no larger than a subset, every subset is both whole sets, so the MMD^2 is
+    When both sets are of one size, no larger than a subset, every subset is both whole sets, so the MMD^2 is
     computed once and the std is None: a spread of 0 would claim a certainty there is not."""
     first, second = np.asarray(first, dtype=np.float64), np.asarray(second, dtype=np.float64)
     size = min(subset_size, len(first), len(second))

@@ -1,7 +1,8 @@
 """Unpaired image-to-image translation (Zhu et al. 2017): CycleGAN.
 
 Two generators (A -> B and B -> A) and two PatchGAN discriminators (one per domain).
-Generators minimise LSGAN adversarial losses + lambda * cycle-consistency L1 in both
+Generators minimise adversarial losses (`loss.adversarial`: LSGAN in the shipped configs, as the
+paper) + lambda * cycle-consistency L1 in both
 directions + (optionally) identity L1; each discriminator sees fakes drawn from a
 history pool of past generated images.
 """
