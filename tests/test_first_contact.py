@@ -61,7 +61,7 @@ def test_paired_input_skips_an_image_too_narrow_to_split_and_translates_the_rest
     for name in ("a.png", "c.png"):
         Image.open(root / "val" / "0.png").save(inputs / name)
     Image.new("RGB", (1, 40)).save(inputs / "b.png")
-    with pytest.warns(UserWarning, match="b.png' is 1x40, too narrow to split"):
+    with pytest.warns(UserWarning, match="b.png': it is 1x40, narrower than the 2:1 of an A\\|B pair"):
         result = CliRunner().invoke(main, ["translate", str(run_dir), str(inputs), str(tmp_path / "out"),
                                            "--paired-input"])
     assert result.exit_code == 0, result.output

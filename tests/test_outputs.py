@@ -458,6 +458,13 @@ def test_an_output_larger_than_its_format_holds_is_named_with_the_limit(demo_run
     folder = invoke("translate", pix2pix_run, tmp_path / "in", tmp_path / "out", "--side-by-side")  # 16,416 px
     assert_clean_error(folder, f"(outputs keep their inputs' formats: convert '{tmp_path / 'in' / 'wide.webp'}' to "
                                ".png or .tif first); 0 of 1 image(s) were written before it")
+    # among others it is skipped, named: the images after it were left untranslated
+    random_rgb((32, 32), 0).save(tmp_path / "in" / "z_after.png")
+    with pytest.warns(UserWarning, match=r"skipping: .*wide.webp': WEBP images are at most 16,383 px a side.*convert"):
+        folder = invoke("translate", pix2pix_run, tmp_path / "in", tmp_path / "out", "--side-by-side")
+    assert folder.exit_code == 0, folder.output
+    assert "wrote 1 image(s)" in folder.output and "skipped 1 too large for its format" in folder.output
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["z_after.png"]
 
 
 def test_separate_over_a_larger_earlier_set_is_refused_not_mixed(demo_run, tmp_path):

@@ -1,13 +1,14 @@
 """gan translate / gan eval, and the pix2pix recipe end to end on tiny data."""
 
 import csv
+import shutil
 import warnings
 
 import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import REPO, TINY_PIX2PIX, only_run, random_rgb
+from conftest import REPO, TINY_PIX2PIX, assert_one_error_line, only_run, random_rgb
 from PIL import Image
 from torch import nn
 
@@ -108,6 +109,36 @@ def test_a_cpu_pass_larger_than_the_memory_available_is_refused_before_the_kerne
     assert tiling.Translator(network, torch.device("cpu"), tile=64, overlap=8)(image).size == image.size  # tiles fit
     monkeypatch.setattr(tiling, "available_memory", lambda device: 20 * 2**20)
     assert tiling.Translator(network, torch.device("cpu"))(image).size == image.size
+
+
+def test_a_tiled_output_too_large_for_memory_is_refused_without_offering_a_smaller_tile(monkeypatch):
+    """`--tile` bounds the network's passes, not the full-size output they are blended into: an x4
+    output of 4800x4800 took 1.8 GiB at --tile 48 as at 128, and a run out of memory was told to
+    pass a smaller --tile (or, on the CPU, was killed mid-folder). The output's buffers are counted
+    now, and the way round named."""
+    from gan.inference import tiling
+
+    monkeypatch.setattr(tiling, "LARGE_PASS_PIXELS", 64 * 64)
+    image = random_rgb((40, 30), 0)  # x4: 160x120 = 19,200 output pixels, 450 KiB at 24 bytes a pixel
+    translator = tiling.Translator(LocalNet(upscale=4), torch.device("cpu"), output_upscale=4, tile=16, overlap=4)
+    monkeypatch.setattr(tiling, "available_memory", lambda device: 400 * 2**10)
+    with pytest.raises(tiling.ImageTooLargeError, match=r"^a 40x30 px image makes a 160x120 px output, which alone "
+                                                        r"needs about 450.0 KiB of memory as it is blended from tiles, "
+                                                        r"and 400.0 KiB are available: no --tile makes that smaller"):
+        translator(image)
+    monkeypatch.setattr(tiling, "available_memory", lambda device: 500 * 2**10)
+    assert translator(image).size == (160, 120)
+
+
+def test_an_images_conversion_to_8_bits_in_place_gives_the_copys_pixels_and_spares_the_input_otherwise():
+    from gan.core.images import signed_to_uint8
+
+    images = torch.rand(2, 3, 5, 7) * 2.4 - 1.2  # beyond [-1, 1] too: clamped
+    kept = images.clone()
+    copied = signed_to_uint8(images)
+    assert torch.equal(images, kept)  # (the input untouched)
+    assert torch.equal(signed_to_uint8(images, in_place=True), copied)
+    assert torch.equal(signed_to_uint8(kept.bfloat16(), in_place=False), signed_to_uint8(kept.bfloat16().float()))
 
 
 def test_padding_to_the_size_multiple_is_cropped_back():
@@ -250,8 +281,7 @@ def test_sampling_an_image_to_image_run_says_to_translate(pix2pix_run, tmp_path)
 def test_output_names_without_an_image_extension_are_refused_before_any_work(pix2pix_run, tmp_path):
     run_dir, root = pix2pix_run
     result = CliRunner().invoke(main, ["translate", str(run_dir), str(root / "val" / "0.png"), str(tmp_path / "out")])
-    assert result.exit_code == 2 and "cannot write the image" in result.output and "expected one of .png" in \
-        result.output
+    assert_one_error_line(result, f"OUTPUT '{tmp_path / 'out'}' has no image extension", "(.png, .jpg, .webp")
     assert not (tmp_path / "out").exists()
     sample = CliRunner().invoke(main, ["sample", str(run_dir), "--out", str(tmp_path / "x.txt")])
     assert sample.exit_code == 2 and "'.txt': expected one of .png" in sample.output
@@ -428,3 +458,43 @@ def test_a_stopped_folder_translation_keeps_whole_outputs_counts_them_and_restor
     assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["0.png", "1.png"]
     assert all(handler is processes._raise_terminated for handler in handlers.values())  # raised, not killed
     assert {signum: signal.getsignal(signum) for signum in before} == before
+
+
+def test_paired_input_refuses_photos_and_skips_a_stray_among_pairs_as_gan_eval_does(pix2pix_run, tmp_path):
+    """`--paired-input` on square photos halved each one silently, translating its right half and
+    showing its left as the "target"; a stray photo among the pairs the same."""
+    run_dir, root = pix2pix_run
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for index in range(2):
+        random_rgb((40, 40), index).save(photos / f"{index}.png")
+    result = CliRunner().invoke(main, ["translate", str(run_dir), str(photos), str(tmp_path / "out"), "--paired-input"])
+    assert_one_error_line(result, f"'{photos}' is not a folder of A|B pairs like those this model trained on (2.00:1)",
+                          "2 of its 2 images are narrower than 2:1", "pass --whole-input")
+    assert not (tmp_path / "out").exists()
+    result = CliRunner().invoke(main, ["translate", str(run_dir), str(photos / "0.png"), str(tmp_path / "o.png"),
+                                       "--paired-input"])
+    assert_one_error_line(result, f"'{photos / '0.png'}' is 40x40, narrower than the 2:1 of the A|B pairs")
+    mixed = tmp_path / "mixed"
+    shutil.copytree(root / "val", mixed)
+    shutil.copy(photos / "0.png", mixed / "stray.png")
+    with pytest.warns(UserWarning, match=r"skipping '.*stray.png': it is 40x40, narrower than the 2:1 of an A\|B pair"):
+        result = CliRunner().invoke(main, ["translate", str(run_dir), str(mixed), str(tmp_path / "mixed_out"),
+                                           "--paired-input"])
+    assert result.exit_code == 0, result.output
+    assert "wrote 2 image(s)" in result.output and "skipped 1 not shaped like an A|B pair" in result.output
+    assert sorted(path.name for path in (tmp_path / "mixed_out").iterdir()) == ["0.png", "1.png"]
+
+
+def test_output_names_with_no_extension_and_the_smallest_tiles_get_the_way_round(pix2pix_run, tmp_path):
+    """`newdir/` (its slash gone: `newdir`) said "cannot write the image 'newdir' from its extension ''";
+    `--tile 1` offered "--overlap 0 or less"."""
+    run_dir, _ = pix2pix_run
+    random_rgb((32, 32), 0).save(tmp_path / "s.png")
+    result = CliRunner().invoke(main, ["translate", str(run_dir), str(tmp_path / "s.png"), str(tmp_path / "newdir") + "/"])
+    assert_one_error_line(result, f"OUTPUT '{tmp_path / 'newdir'}' has no image extension",
+                          f"'{tmp_path / 'newdir.png'}' or '{tmp_path / 'newdir' / 's.png'}'")
+    result = CliRunner().invoke(main, ["translate", str(run_dir), str(tmp_path / "s.png"), str(tmp_path / "o.png"),
+                                       "--tile", "2", "--overlap", "1"])
+    assert_one_error_line(result, "give --tile 3 or more, or --overlap 0")
+    assert "or less" not in result.output

@@ -51,9 +51,9 @@ def _format_row(row: dict) -> str:
               help="Super-resolution checkpoints: also write each image as a bicubic | model | ground-truth strip "
                    "into this folder.")
 @click.option("--tile", default=0, show_default=True,
-              help="Process images larger than this many pixels in overlapping tiles, to bound memory; 0: each "
-                   "image whole, as validation runs it (tiles differ from it where the network sees further than "
-                   "a quarter of the overlap, or normalises per image).")
+              help="Process images larger than this many pixels (of the network's input) in overlapping tiles, "
+                   "to bound the network's memory; 0: each image whole, as validation runs it (tiles differ from "
+                   "it where the network sees further than a quarter of the overlap, or normalises per image).")
 @click.option("--generator", "which", type=click.Choice(["ema", "live"]), default="ema", show_default=True,
               help="Unconditional checkpoints: score the EMA weights (when present) or the trained ones.")
 @click.option("--best", is_flag=True, help="Use the run's best.pt (kept by train.keep_best) instead of its newest "

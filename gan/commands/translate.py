@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 import warnings
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -44,6 +45,11 @@ def planned_translations(source: Path, output: Path) -> list[tuple[Path, Path]]:
             example = output / f"{source.stem}-translated.png"
         raise ValueError(f"OUTPUT '{output}' is a folder; one INPUT image is translated into one image file: "
                          f"give its name, such as '{example}'")
+    elif not output.suffix:  # ('newdir/' arrives as 'newdir': its slash is gone)
+        raise ValueError(f"OUTPUT '{output}' has no image extension; one INPUT image is translated into one image "
+                         f"file: give its name with one (.png, .jpg, .webp, .bmp, .tif, .ppm or .gif), such as "
+                         f"'{output.with_suffix('.png')}' or "
+                         f"'{output / source.with_suffix('.png').name}' (a folder is made)")
     else:
         image_format_of(output)
         pairs = [(source, output)]
@@ -130,10 +136,13 @@ def refuse_pair_shaped_inputs(config: dict, images: list[Path]) -> None:
 
 
 def translate_each(translator, pairs: list[tuple[Path, Path]], side_by_side: bool,
-                   paired_direction: str | None = None) -> tuple[int, list[Path]]:
-    """Translate and write each pair in turn; returns (images written, inputs skipped as unreadable).
-    With `paired_direction` each input is an A|B image: its input half is translated, and a side-by-side
-    strip ends with the other half, the target."""
+                   paired_direction: str | None = None, not_pairs: dict[Path, str] | None = None
+                   ) -> tuple[int, dict[Path, str]]:
+    """Translate and write each pair in turn; returns (images written, {input skipped: why, in a
+    few words}): unreadable, among `not_pairs` ({input: why it is no A|B pair}), or, in a folder,
+    an output larger than the format it keeps can hold. With `paired_direction` each input is an
+    A|B image: its input half is translated, and a side-by-side strip ends with the other half, the
+    target."""
     from gan.core.files import WriteError
     from gan.core.images import FormatLimitError, save_image
     from gan.core.images import side_by_side as side_by_side_strip
@@ -143,15 +152,20 @@ def translate_each(translator, pairs: list[tuple[Path, Path]], side_by_side: boo
     from gan.nets.running import NonFiniteOutput
 
     progress = Progress(len(pairs), unit="image")
-    written, skipped, stopped = 0, [], False
+    written, skipped, stopped = 0, {}, False
     try:
         for done, (image_path, output_path) in enumerate(pairs, 1):
+            if not_pairs and image_path in not_pairs:
+                warnings.warn(f"skipping '{image_path}': it {not_pairs[image_path]}", stacklevel=1)
+                skipped[image_path] = "not shaped like an A|B pair"
+                progress.update(done)
+                continue
             try:
                 source, target = (input_and_target(image_path, paired_direction) if paired_direction
                                   else (read_rgb(image_path), None))
             except ImageReadError as error:
                 warnings.warn(f"skipping an unreadable input: {error}", stacklevel=1)
-                skipped.append(image_path)
+                skipped[image_path] = "unreadable"
                 progress.update(done)
                 continue
             try:
@@ -170,6 +184,11 @@ def translate_each(translator, pairs: list[tuple[Path, Path]], side_by_side: boo
                 kept_format = isinstance(error, FormatLimitError) and output_path.name == image_path.name
                 hint = (f" (outputs keep their inputs' formats: convert '{image_path}' to .png or .tif first)"
                         if kept_format else "")
+                if kept_format and len(pairs) > 1:  # (the other images are not to blame: they go on)
+                    warnings.warn(f"skipping: {error}{hint}", stacklevel=1)
+                    skipped[image_path] = "too large for its format"
+                    progress.update(done)
+                    continue
                 fail(f"{error}{hint}; {written} of {len(pairs)} image(s) were written before it, each complete")
             written += 1
             progress.update(done)
@@ -179,7 +198,8 @@ def translate_each(translator, pairs: list[tuple[Path, Path]], side_by_side: boo
     finally:
         progress.close()
         if stopped:
-            click.echo(f"stopped: {written} of {len(pairs)} image(s) were written, each complete", err=True)
+            click.echo(f"stopped: {written} of {len(pairs)} image(s) were written, each complete (the same command "
+                       "with --overwrite translates them all again)", err=True)
     return written, skipped
 
 
@@ -195,9 +215,10 @@ def translate_each(translator, pairs: list[tuple[Path, Path]], side_by_side: boo
                    "--whole-input: translate each image whole, even one shaped like such a pair. Without either, "
                    "inputs shaped like the A|B pairs the model trained on are refused.")
 @click.option("--tile", default=0, show_default=True,
-              help="Process images larger than this many pixels in overlapping tiles, to bound memory; 0: each "
-                   "image whole, as validation runs it (tiles differ from it where the network sees further than "
-                   "a quarter of the overlap, or normalises per image).")
+              help="Process images larger than this many pixels (of the network's input: for sr_pix2pix the "
+                   "bicubic-enlarged image) in overlapping tiles, to bound the network's memory; 0: each image whole "
+                   "(tiles differ from it where the network sees further than a quarter of the overlap, or "
+                   "normalises per image).")
 @click.option("--overlap", type=int, help="Overlap between tiles, blended linearly (with --tile) [default: 32].")
 @click.option("--direction", type=click.Choice(["AtoB", "BtoA"]),
               help="Which generator of a CycleGAN checkpoint to run [default: AtoB].")
@@ -226,6 +247,7 @@ def translate(checkpoint: Path, source: Path, output: Path, side_by_side: bool, 
     """
     from gan.core.checkpoint import CheckpointError, best_checkpoint
     from gan.inference.outputs import OutputRefused, check_outputs
+    from gan.inference.scoring import not_shaped_like_pairs
     from gan.inference.tiling import check_tiling, load_translator
     from gan.training.loop import DeviceUnavailable, select_device
 
@@ -248,15 +270,25 @@ def translate(checkpoint: Path, source: Path, output: Path, side_by_side: bool, 
             warnings.warn(f"--overlap {overlap} changes nothing without --tile: each image goes through whole",
                           stacklevel=1)
         translator = load_translator(checkpoint, select_device(device), tile, overlap, direction)
+        not_pairs = {}
         if paired_input:
             check_paired_input(translator.config, translator.checkpoint)
+            # (photos halved as if they were pairs would be translated, and their halves shown as targets)
+            not_pairs = not_shaped_like_pairs(
+                [image for image, _ in pairs if not image.is_dir()], source if source.is_dir() else source.parent,
+                translator.config["data"], advice="pass --whole-input to translate each image whole",
+                consequence="their halves are translated and shown as if they were")
         elif paired_input is None:
             refuse_pair_shaped_inputs(translator.config, [image for image, _ in pairs])
     except (CheckpointError, FileNotFoundError, NotADirectoryError, DeviceUnavailable, ValueError) as error:
         fail(error)
     paired_direction = translator.config["data"]["direction"] if paired_input else None
-    written, skipped = translate_each(translator, pairs, side_by_side, paired_direction)
+    written, skipped = translate_each(translator, pairs, side_by_side, paired_direction, not_pairs)
     if not written:
-        fail(f"wrote nothing: the {len(pairs)} input image(s) could not be read (the first: '{skipped[0]}')")
-    skipped_note = f"; skipped {len(skipped)} unreadable input(s), warned about above" if skipped else ""
+        first, why = next(iter(skipped.items()))
+        fail(f"wrote nothing: none of the {len(pairs)} input image(s) could be translated (the first: '{first}', "
+             f"{why})")
+    counts = Counter(skipped.values())
+    kinds = [f"{counts[why]} {'unreadable input(s)' if why == 'unreadable' else why}" for why in counts]
+    skipped_note = f"; skipped {', '.join(kinds)}, warned about above" if skipped else ""
     click.echo(f"wrote {written} image(s) to {output} with {translator.checkpoint}{skipped_note}", err=True)

@@ -22,14 +22,18 @@ def pil_to_signed(image: Image.Image) -> torch.Tensor:
     return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
 
 
-def signed_to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """Float tensor in [-1, 1] (any shape) -> uint8 tensor in [0, 255], rounded and clamped."""
-    return images.detach().float().add(1.0).mul(127.5).round_().clamp_(0, 255).to(torch.uint8)
+def signed_to_uint8(images: torch.Tensor, in_place: bool = False) -> torch.Tensor:
+    """Float tensor in [-1, 1] (any shape) -> uint8 tensor in [0, 255], rounded and clamped.
+    `in_place`: a float32 `images` of the caller's own is used as the scratch buffer (a large
+    output's full-size copy spared)."""
+    converted = images.detach().float()
+    scratch = converted if in_place or converted.data_ptr() != images.data_ptr() else converted.clone()
+    return scratch.add_(1.0).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8)
 
 
-def signed_to_pil(image: torch.Tensor) -> Image.Image:
-    """(3, H, W) in [-1, 1] -> RGB PIL image."""
-    return Image.fromarray(signed_to_uint8(image).permute(1, 2, 0).cpu().numpy(), "RGB")
+def signed_to_pil(image: torch.Tensor, in_place: bool = False) -> Image.Image:
+    """(3, H, W) in [-1, 1] -> RGB PIL image; `in_place` as `signed_to_uint8`."""
+    return Image.fromarray(signed_to_uint8(image, in_place).permute(1, 2, 0).cpu().numpy(), "RGB")
 
 
 GRID_PADDING = 2  # pixels between and around the images of a grid

@@ -216,13 +216,17 @@ def evaluate_paired(translator: Translator, folder: Path, data_config: dict,
         yield {"image": name, "psnr": psnr(output, target), "ssim": ssim(output, target)}
 
 
-def not_shaped_like_pairs(images: list[Path], folder: Path, data_config: dict) -> dict[Path, str]:
+EVALUATION_ADVICE = "give --data a folder (or --split) of A|B pairs"
+
+
+def not_shaped_like_pairs(images: list[Path], folder: Path, data_config: dict, advice: str = EVALUATION_ADVICE,
+                          consequence: str = "their scores mean nothing") -> dict[Path, str]:
     """{image: why it is skipped} for the A|B images of `folder` narrower than 2:1, for a model
     trained on A|B images at least that wide: halved, such an image gives no input and target, and
-    its scores would be nonsense. A few among pairs are strays, skipped; a ValueError when they are
-    half of the images or more (a folder of single photos, or of another layout). When the training
-    images are not here to tell their shape, a warning only (as `gan translate` does): pairs of
-    portrait halves are pairs too."""
+    its scores would be nonsense. A few among pairs are strays, skipped; a ValueError ending in
+    `advice` when they are half of the images or more (a folder of single photos, or of another
+    layout). When the training images are not here to tell their shape, a warning only (ending in
+    `consequence`): pairs of portrait halves are pairs too."""
     shapes = training_pair_shapes(data_config)
     if shapes.known and not shapes.highest:  # the run's pairs are not side by side at 2:1 or wider
         return {}
@@ -235,17 +239,20 @@ def not_shaped_like_pairs(images: list[Path], folder: Path, data_config: dict) -
         warnings.warn(f"{len(narrow)} of the {len(sizes)} images in '{folder}' are narrower than 2:1 (the first: "
                       f"'{first.relative_to(folder).as_posix()}', {width}x{height}), and this model's training images "
                       f"('{data_config['root']}') are not here to tell whether it trained on such pairs: if these are "
-                      "not A|B pairs, their scores mean nothing", stacklevel=2)
+                      f"not A|B pairs, {consequence}", stacklevel=2)
         return {}
     if len(narrow) < len(sizes) / 2:
         return {path: f"is {path_width}x{path_height}, narrower than the 2:1 of an A|B pair (input | target side by "
                       "side) while most images here are pairs" for path, (path_width, path_height) in narrow.items()}
     aspects = (f"{shapes.lowest:.2f}:1" if shapes.highest - shapes.lowest < 0.005
                else f"{shapes.lowest:.2f}:1 to {shapes.highest:.2f}:1")
+    if len(sizes) == 1:
+        raise ValueError(f"'{first}' is {width}x{height}, narrower than the 2:1 of the A|B pairs this model trained "
+                         f"on ({aspects}): halved it is no input and target; {advice}")
     raise ValueError(f"'{folder}' is not a folder of A|B pairs like those this model trained on ({aspects}): "
                      f"{len(narrow)} of its {len(sizes)} images "
                      f"are narrower than 2:1 (the first: '{first.relative_to(folder).as_posix()}', {width}x{height}), "
-                     "and halved they are no input and target; give --data a folder (or --split) of A|B pairs")
+                     f"and halved they are no input and target; {advice}")
 
 
 SPLIT_NAMES = ("train", "val", "test")  # pix2pix's split subfolders, besides those a config names
