@@ -366,14 +366,27 @@ def test_metrics_root_compares_with_other_real_images(tmp_path):
         face.filter(ImageFilter.GaussianBlur(2)).save(blurred / f"{index:03d}.png")
     common = ("data.dataset=folder", f"data.root={faces}", "data.max_images=16", "metrics.every=4",
               "metrics.num_samples=32", "metrics.names=['swd']", f"metrics.cache_dir='{tmp_path / 'cache'}'")
-    scores = {}
+    scores, runs = {}, {}
     for name, root in (("training", ""), ("faces", faces), ("blurred", blurred)):
         result = train(tiny_config(*common, f"metrics.root='{root}'"), tmp_path / name, CPU, progress_stream=sys.stdout)
         (line,) = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
-        scores[name] = line
+        scores[name], runs[name] = line, result.run_dir
     assert scores["training"]["num_images"] == 16  # the training images: max_images of them
     assert scores["faces"]["num_images"] == scores["blurred"]["num_images"] == 32  # all 48 on offer; 32 asked
     assert scores["faces"]["swd/mean"] != scores["blurred"]["swd/mean"]
+    # gan eval compares with what training measured against: metrics.root (it took data.root, and
+    # reported another SWD than metrics.jsonl and best.pt's for the same checkpoint)
+    from click.testing import CliRunner
+
+    from gan.commands.main import main
+
+    result = CliRunner().invoke(main, ["eval", str(runs["blurred"]), "--metrics", "swd", "--n", "32", "--cache-dir",
+                                       str(tmp_path / "cache")])
+    assert result.exit_code == 0, result.output
+    assert f"real images: the run's metrics.root '{blurred}'" in result.output
+    evaluated = json.loads((runs["blurred"] / "metrics-00000004.json").read_text())
+    assert evaluated["swd/mean"] == pytest.approx(scores["blurred"]["swd/mean"], rel=1e-6)
+    assert evaluated["reference"] == str(blurred.resolve())
 
 
 def test_in_loop_metrics_do_not_change_training(tmp_path):

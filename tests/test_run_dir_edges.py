@@ -638,6 +638,16 @@ def test_training_says_when_its_metrics_use_fewer_images_than_asked(tmp_path):
                            "--out", str(tmp_path / "runs"))
     assert result.exit_code == 0, result.output
     assert "(16 images: all the data set holds, not the 32 of metrics.num_samples)" in result.output
+    # a folder of more, of which data.max_images keeps 16: it is the key, not the folder, that holds them back
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    for index in range(20):
+        random_rgb((32, 32), index).save(faces / f"{index}.png")
+    result = train_command(DEMO, *sets(*TINY, "data.dataset=folder", f"data.root={faces}", "data.max_images=16",
+                                       "metrics.every=2", "metrics.num_samples=32", 'metrics.names=["swd"]',
+                                       f"metrics.cache_dir={tmp_path / 'c'}"), "--out", str(tmp_path / "runs"))
+    assert result.exit_code == 0, result.output
+    assert "(16 images: all that data.max_images = 16 keeps, not the 32 of metrics.num_samples)" in result.output
 
 
 def test_a_resume_warns_of_its_config_once_with_the_values_it_runs_with(tmp_path):

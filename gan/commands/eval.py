@@ -26,7 +26,8 @@ def _format_row(row: dict) -> str:
 @click.option("--data", "folder", type=UserPath(exists=True, file_okay=False, path_type=Path),
               help="Super-resolution (required): a folder of HR images. Paired (required): a folder of pairs, or "
                    "a root of split subfolders (train/ val/ ...; see --split). Unconditional: the real images to "
-                   "compare with [default: the run's data.root].")
+                   "compare with [default: the run's metrics.root where it set one, as training measured, else its "
+                   "data.root].")
 @click.option("--split", help="Paired checkpoints: the subfolder of --data to score, or \"all\" for every pair under "
                               "it [default: the run's data.val_split (else data.split) when --data has it, as "
                               "training validates]. CycleGAN: score <split>A/ and <split>B/ [default: the run's "
@@ -283,7 +284,15 @@ def _evaluate_generative(state: dict, path: Path, folder: Path | None, metric_na
     suffix = "" if loaded.used_ema or "generator_ema" not in state["networks"] else "-live"
     default = path.parent / f"metrics-{loaded.step:08d}{suffix}.json"
     json_path = json_path or default
-    data = config_from_dict(loaded.config).data
+    run_config = config_from_dict(loaded.config)
+    data = run_config.data
+    if folder is None and run_config.metrics.root:  # (the held-out faces its metrics.jsonl and best.pt measured)
+        folder = Path(run_config.metrics.root)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"the run's metrics.root '{folder}', the real images its training measured, is "
+                                    "not there (moved since it trained?): give them with --data FOLDER")
+        click.echo(f"real images: the run's metrics.root '{folder}', as its training measured (--data names others)",
+                   err=True)
     reference = reference_of(folder or data)
     real_images = folder or (Path(data.root) if data.dataset != "synthetic" else None)
     outputs.check([json_path], defaults=[default], checkpoint=path, data=reference, data_folder=real_images,

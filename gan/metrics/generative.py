@@ -131,6 +131,14 @@ def reference_dataset(data: DataConfig) -> Dataset:
     return build_dataset(dataclasses.replace(data, hflip=False), train=False)
 
 
+def all_it_holds(data: DataConfig, count: int) -> str:
+    """Why a reference set of `count` images is smaller than asked: the data set holds no more, or
+    data.max_images keeps no more of it."""
+    if data.max_images and count == data.max_images:
+        return f"all that data.max_images = {data.max_images} keeps"
+    return "all the data set holds"
+
+
 def load_reference_images(data: DataConfig, count: int, seed: int = 0, dataset: Dataset | None = None,
                           advance: Callable[[int], None] | None = None) -> torch.Tensor:
     """uint8 (n, 3, R, R): a fixed random `count` of the data set's images (all if fewer), not augmented,
@@ -207,7 +215,7 @@ class GenerativeEvaluator:
         count asked for gives all it holds."""
         dataset = reference_dataset(self.data)
         used = min(self.count, len(dataset))
-        fewer = f"all the data set holds, not the {self.count} asked for; " if used < self.count else ""
+        fewer = f"{all_it_holds(self.data, used)}, not the {self.count} asked for; " if used < self.count else ""
         # (mid-run, on a terminal, in the place of the progress line)
         print_above(f"computing reference statistics of {used} real images ({fewer}cached in {self.cache.folder})")
         advance = self.progress(used, "real image")

@@ -83,7 +83,7 @@ from gan.core.registry import ConfigError
 from gan.core.wording import first_few
 from gan.data import data_signature, reference_data, training_batches
 from gan.data.sampling import first_samples
-from gan.metrics.generative import GenerativeEvaluator, score_generator
+from gan.metrics.generative import GenerativeEvaluator, all_it_holds, score_generator
 from gan.metrics.inception import InceptionWeightsDamaged, damaged_weights_advice, weights_setting
 from gan.nets import network_defaults
 from gan.recipes import RECIPES
@@ -1338,8 +1338,8 @@ def _log_generative_metrics(evaluator: GenerativeEvaluator, recipe: Recipe, writ
                       stacklevel=2)
     for name, value in scores.items():  # (last: a failure above wrote no event for the resume to repeat)
         writer.add_scalar(f"metrics/{name}", value, step)
-    fewer = (f"  ({evaluator.reference_size} images: all the data set holds, not the {evaluator.count} of "
-             "metrics.num_samples)" if evaluator.reference_size < evaluator.count else "")
+    fewer = (f"  ({evaluator.reference_size} images: {all_it_holds(evaluator.data, evaluator.reference_size)}, "
+             f"not the {evaluator.count} of metrics.num_samples)" if evaluator.reference_size < evaluator.count else "")
     print_above(f"step {step}: " + "  ".join(f"{name} {value:.4g}" for name, value in scores.items()) + fewer)
     return scores
 
