@@ -1,5 +1,7 @@
 """The command surface end to end: gan train, gan sample, --help, errors."""
 
+import warnings
+
 import pytest
 import torch
 from click.testing import CliRunner
@@ -317,6 +319,20 @@ def test_eval_refuses_options_the_checkpoint_kind_does_not_read(trained_run, tmp
                                        "--csv", str(tmp_path / "e.csv"), "--tile", "64"])
     assert result.exit_code == 2 and "--csv, --tile apply to image-to-image checkpoints" in result.output, result.output
     assert "is an unconditional (dcgan) checkpoint" in result.output and not (tmp_path / "e.csv").exists()
+    # Inception weights where the metrics asked for use none were checked, then dropped without a word
+    (tmp_path / "weights.pt").write_bytes(b"not weights")
+    result = CliRunner().invoke(main, ["eval", str(trained_run), "--metrics", "swd", "--n", "8", "--inception-weights",
+                                       str(tmp_path / "weights.pt"), "--json", str(tmp_path / "e.json")])
+    assert result.exit_code == 2 and "--metrics swd uses no weights" in result.output, result.output
+    assert not (tmp_path / "e.json").exists()
+    # a --data folder none of whose images decode is --data's, not data.root's
+    (tmp_path / "bogus").mkdir()
+    (tmp_path / "bogus" / "0.png").write_bytes(b"no png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = CliRunner().invoke(main, ["eval", str(trained_run), "--metrics", "swd", "--n", "8", "--data",
+                                           str(tmp_path / "bogus"), "--json", str(tmp_path / "e.json")])
+    assert result.exit_code == 2 and result.output.rstrip().endswith("the folder is set by --data"), result.output
 
 
 @pytest.mark.parametrize("rank, quiet", [("0", False), ("1", True)])
@@ -351,6 +367,15 @@ def test_a_quoted_tilde_in_a_path_option_is_the_home_folder_not_a_folder_named_t
     assert result.exit_code == 0, result.output
     assert (home / "faces.png").is_file() and (home / "each" / "00001.png").is_file()
     assert not (work / "~").exists()
+
+
+@pytest.mark.parametrize("option", ["--separate", "--out"])
+def test_an_empty_path_is_refused_not_read_as_the_current_folder(tiny_demo_run, tmp_path, monkeypatch, option):
+    """`--separate ""` wrote the samples into the folder the command ran in, unasked (Path("") is ".")."""
+    monkeypatch.chdir(tmp_path)
+    result = invoke("sample", tiny_demo_run, "--n", "2", option, "")
+    assert result.exit_code == 2 and "an empty path; give a" in result.output, result.output
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_second_stop_signal_is_not_announced_again_and_ctrl_c_is_offered_only_from_a_terminal(capsys, monkeypatch):

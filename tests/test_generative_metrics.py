@@ -142,6 +142,12 @@ def test_inception_weights_load_without_unpickling_and_give_2048_features(random
     torch.save({"conv.weight": torch.zeros(1)}, foreign)
     with pytest.raises(ValueError, match="does not hold torch-fidelity's Inception-v3 weights"):
         load_inception(foreign, CPU)
+    # a safetensors file was told to take the extension .safetensors, which it had, "as an export"
+    from safetensors.torch import save_file
+
+    save_file({"conv.weight": torch.zeros(1)}, tmp_path / "weights.safetensors")
+    with pytest.raises(ValueError, match=r"a safetensors file, where a torch file \(.pth\) is read$"):
+        load_inception(tmp_path / "weights.safetensors", CPU)
 
 
 # ----------------------------------------------------------------------------- reference cache

@@ -443,8 +443,7 @@ def test_tensorboards_sample_grid_is_the_png_grid_pixel_for_pixel(tmp_path):
 def test_an_output_larger_than_its_format_holds_is_named_with_the_limit(demo_run, pix2pix_run, tmp_path):
     # WebP ended in a traceback past 16,383 px a side; JPEG's failure past 65,500 read as a disk fault
     walk = invoke("sample", demo_run, "--n", "1", "--interpolate", "600", "--out", tmp_path / "walk.webp")
-    assert_clean_error(walk, "WEBP images are at most 16,383 px a side", "write it as .png or .tif",
-                       "or fewer images with --n")
+    assert_clean_error(walk, "WEBP images are at most 16,383 px a side", "write it as .png or .tif")
     assert not (tmp_path / "walk.webp").exists()
     wide = tmp_path / "wide.png"
     Image.fromarray(np.zeros((32, 16416, 3), np.uint8)).save(wide)
@@ -465,6 +464,22 @@ def test_an_output_larger_than_its_format_holds_is_named_with_the_limit(demo_run
     assert folder.exit_code == 0, folder.output
     assert "wrote 1 image(s)" in folder.output and "skipped 1 too large for its format" in folder.output
     assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["z_after.png"]
+
+
+def test_a_grid_named_like_a_sample_in_the_separate_folder_is_refused(demo_run, tmp_path):
+    """FID scores the --separate folder: a grid saved there as 00005.png was one more "sample"."""
+    folder = tmp_path / "sep"
+    result = invoke("sample", demo_run, "--n", "4", "--separate", folder, "--out", folder / "00005.png")
+    assert_clean_error(result, f"--out '{folder / '00005.png'}' is named like a sample in the --separate folder")
+    assert not folder.exists()
+    result = invoke("sample", demo_run, "--n", "1", "--separate", folder, "--out", folder / "grid.png")
+    assert result.exit_code == 0, result.output
+    assert "wrote 1 PNG to" in result.output and "(1 image)" in result.output
+
+
+def test_a_walk_too_wide_for_its_format_is_told_to_be_shorter(demo_run, tmp_path):
+    walk = invoke("sample", demo_run, "--n", "1", "--interpolate", "600", "--out", tmp_path / "walk.webp")
+    assert_clean_error(walk, "WEBP images are at most 16,383 px a side", "or shorter walks with --interpolate")
 
 
 def test_separate_over_a_larger_earlier_set_is_refused_not_mixed(demo_run, tmp_path):

@@ -94,12 +94,15 @@ def test_gan_eval_results_and_grids_of_steps_a_resume_trains_again_are_set_aside
     assert "00000004-generator_ema.discarded.png" in grids and "00000004-generator_ema.png" in grids, grids
 
 
-def test_sample_of_a_run_whose_newest_checkpoint_is_damaged_names_the_one_before(tmp_path):
-    # the error named the damaged file alone, while gan train --resume falls back to the one before
+@pytest.mark.parametrize("command", [["sample", "--n", "2", "--out", "s.png"], ["eval", "--metrics", "swd", "--n", "2"]])
+def test_sample_of_a_run_whose_newest_checkpoint_is_damaged_names_the_one_before(tmp_path, command):
+    # the error named the damaged file alone, while gan train --resume falls back to the one before (gan
+    # eval's still did)
     run_dir = train(tiny_config("train.checkpoint_every=2", "train.steps=4"), tmp_path / "run", CPU).run_dir
     newest = checkpoint_path(run_dir, 4)
     newest.write_bytes(newest.read_bytes()[:300])
-    result = CliRunner().invoke(main, ["sample", str(run_dir), "--n", "2", "--out", str(tmp_path / "s.png")])
+    args = [command[0], str(run_dir), *[str(tmp_path / arg) if arg.endswith(".png") else arg for arg in command[1:]]]
+    result = CliRunner().invoke(main, args)
     assert result.exit_code == 2, result.output
     assert (f"give an earlier checkpoint of the run instead, e.g. '{checkpoint_path(run_dir, 2)}' (gan train "
             "--resume falls back to it)") in " ".join(result.output.split())
@@ -643,3 +646,13 @@ def test_a_resume_says_when_metrics_jsonl_ends_in_a_line_cut_short(tmp_path, cap
     assert "metrics.jsonl: its last line is cut short before its end" in capsys.readouterr().err
     lines = record.read_text().splitlines()
     assert lines[1] == '{"step": 12, "swd/me' and [json.loads(line)["step"] for line in (lines[0], lines[2])] == [2, 4]
+
+
+def test_a_run_that_keeps_only_its_best_checkpoint_is_pointed_to_it(tmp_path):
+    run_dir = train(tiny_config("train.steps=2"), tmp_path / "run", CPU).run_dir
+    checkpoint_path(run_dir, 2).rename(run_dir / "best.pt")  # (checkpoint-*.pt deleted to save space, say)
+    result = CliRunner().invoke(main, ["sample", str(run_dir), "--n", "2", "--out", str(tmp_path / "s.png")])
+    assert result.exit_code == 2, result.output
+    assert f"it keeps '{run_dir / 'best.pt'}': give that file" in " ".join(result.output.split())
+    assert CliRunner().invoke(main, ["sample", str(run_dir), "--best", "--n", "2", "--out",
+                                     str(tmp_path / "s.png")]).exit_code == 0

@@ -282,8 +282,8 @@ def test_srresnet_trains_no_discriminator_unless_a_weight_asks_for_one(tmp_path)
 ])
 def test_sr_eval_refuses_options_it_would_drop(srresnet_run, hr_folder, tmp_path, option, said):
     # Both finished without a word that they changed nothing.
-    (tmp_path / "w.pth").write_bytes(b"")
-    value = tmp_path / "w.pth" if option == "--inception-weights" else tmp_path / "cache"
+    # (a weights file that is not there was answered with how to download it, where none is used)
+    value = tmp_path / "absent.pth" if option == "--inception-weights" else tmp_path / "cache"
     result = CliRunner().invoke(main, ["eval", str(srresnet_run), "--data", str(hr_folder), option, str(value),
                                        "--csv", str(tmp_path / "e.csv")])
     assert result.exit_code == 2 and said in " ".join(result.output.split()), result.output

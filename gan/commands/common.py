@@ -16,6 +16,10 @@ class UserPath(click.Path):
     config path keys do: a quoted `--out '~/runs'` would otherwise make a folder named `~` here."""
 
     def convert(self, value, param, ctx):
+        if isinstance(value, str) and not value.strip():  # ('' is Path('.'): outputs written here, unasked)
+            wanted = ("a file name" if not self.dir_okay else "a folder name ('.' for the current folder)"
+                      if not self.file_okay else "a path")
+            self.fail(f"an empty path; give {wanted}", param, ctx)
         if isinstance(value, str) and value.startswith("~"):
             value = os.path.expanduser(value)
         if isinstance(value, str) and not self.dir_okay and value.endswith(("/", os.sep)):

@@ -100,9 +100,10 @@ def evaluate(checkpoint: Path, folder: Path | None, split: str | None, metric_na
       gan eval runs/00003-cyclegan_horse2zebra --data datasets/horse2zebra
       gan eval runs/00002-sr_pix2pix_x4 --data datasets/sr/Set5 --best   # the checkpoint best by val/psnr
     """
-    from gan.core.checkpoint import CheckpointError, best_checkpoint, load_checkpoint, resolve_checkpoint
+    from gan.core.checkpoint import CheckpointError, best_checkpoint, load_checkpoint
     from gan.core.files import WriteError
     from gan.data.decode import ImageReadError
+    from gan.inference.exported import read_checkpoint
     from gan.inference.loading import checked_state
     from gan.inference.outputs import OutputRefused
     from gan.inference.tiling import ImageTooLargeError
@@ -115,16 +116,19 @@ def evaluate(checkpoint: Path, folder: Path | None, split: str | None, metric_na
                                  f"its name with .json: give the CSV a name of its own, such as "
                                  f"'{csv_path.with_suffix('.csv')}'", param_hint="--csv")
     try:
-        if inception_weights is not None:  # named, it is asked for, whichever metrics then use it
-            resolve_weights_path(inception_weights)
-        path = best_checkpoint(checkpoint) if best else resolve_checkpoint(checkpoint)
-        state = checked_state(load_checkpoint(path), path)
+        if best:
+            path = best_checkpoint(checkpoint)
+            state = checked_state(load_checkpoint(path), path)
+        else:  # (a damaged newest names the one before, as gan sample and translate do)
+            path, state = read_checkpoint(checkpoint)
         outputs = EvalOutputs(inputs=[checkpoint, path], overwrite=overwrite)
         if split is not None and state["config"]["data"]["dataset"] not in ("paired", "unpaired"):
             raise ValueError(f"--split is for checkpoints trained on paired or unpaired data (pix2pix, cyclegan); "
                              f"'{path}' trained on '{state['config']['data']['dataset']}' data")
         unconditional = state["config"]["recipe"] == "dcgan"
         refuse_options_for_other_checkpoints(path, unconditional, state["config"]["data"]["dataset"] == "sr_pairs")
+        if inception_weights is not None:  # named, it is asked for, whichever metrics then use it
+            resolve_weights_path(inception_weights)
         if unconditional:
             _evaluate_generative(state, path, folder, metric_names, count, inception_weights, cache_dir,
                                  json_path, which, select_device(device), outputs)
@@ -268,7 +272,7 @@ def _evaluate_generative(state: dict, path: Path, folder: Path | None, metric_na
     from gan.core.registry import ConfigError
     from gan.inference.generators import generator_from_checkpoint
     from gan.inference.scoring import evaluate_generative
-    from gan.metrics.generative import METRIC_NAMES, check_metric_names, smallest_count
+    from gan.metrics.generative import INCEPTION_METRICS, METRIC_NAMES, check_metric_names, smallest_count
 
     try:
         if metric_names is not None and not metric_names.strip(", "):
@@ -277,6 +281,9 @@ def _evaluate_generative(state: dict, path: Path, folder: Path | None, metric_na
         names = check_metric_names((metric_names or DEFAULT_EVAL_METRICS).split(","), "--metrics")
     except ConfigError as error:
         raise click.BadParameter(str(error)) from None
+    if inception_weights is not None and not set(names) & set(INCEPTION_METRICS):  # (else checked, then unused)
+        raise click.BadParameter(f"--inception-weights is for fid, kid and pr, and --metrics {','.join(names)} uses "
+                                 "no weights: leave it out, or add one of those metrics", param_hint="--inception-weights")
     fewest, why = smallest_count(names)
     if count < fewest:  # (pr failed after both sets had passed through Inception)
         raise click.BadParameter(f"--n must be at least {fewest} ({why}), got {count}")
@@ -286,8 +293,9 @@ def _evaluate_generative(state: dict, path: Path, folder: Path | None, metric_na
     json_path = json_path or default
     run_config = config_from_dict(loaded.config)
     data = run_config.data
+    root_key = "--data"
     if folder is None and run_config.metrics.root:  # (the held-out faces its metrics.jsonl and best.pt measured)
-        folder = Path(run_config.metrics.root)
+        folder, root_key = Path(run_config.metrics.root), "the run's metrics.root"
         if not folder.is_dir():
             raise FileNotFoundError(f"the run's metrics.root '{folder}', the real images its training measured, is "
                                     "not there (moved since it trained?): give them with --data FOLDER")
@@ -300,7 +308,8 @@ def _evaluate_generative(state: dict, path: Path, folder: Path | None, metric_na
     # Asked for by name, a metric that cannot run is an error; by default it is skipped, saying why.
     # (A named --inception-weights file was checked on the way in.)
     result = evaluate_generative(loaded, names, count, device, folder, inception_weights, cache_dir,
-                                 require_weights=metric_names is not None, progress_stream=sys.stderr)
+                                 require_weights=metric_names is not None, progress_stream=sys.stderr,
+                                 root_key=root_key)
     json_path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomically(json_path, json.dumps(result, indent=2) + "\n")
     scores = {key: value for key, value in result.items() if isinstance(value, float)}

@@ -48,6 +48,18 @@ def separate_path(folder: Path, index: int) -> Path:
     return folder / f"{index:05d}.png"
 
 
+def refuse_a_grid_among_samples(out: Path | None, separate: Path | None, total: int) -> None:
+    """An --out grid in the --separate folder named like a sample past those written (00005.png of
+    4): FID, which scores the folder, would take the grid for one more sample. (One of the samples'
+    own names is refused as written twice.)"""
+    import re
+
+    if out is not None and separate is not None and out.parent.resolve() == separate.resolve() \
+            and re.fullmatch(r"\d{5,}\.png", out.name) and int(out.stem) >= total:
+        fail(f"--out '{out}' is named like a sample in the --separate folder '{separate}', where it would be scored "
+             "as one: give the grid another name or folder")
+
+
 def refuse_samples_left_beside(separate: Path, total: int) -> None:
     """A --separate folder holding sample PNGs past those this command writes (an earlier, larger
     --n): replaced in part, the folder would mix two sets, which FID would score as one."""
@@ -187,14 +199,15 @@ def remove_empty_folders(folders: list[Path]) -> None:
 
 def check_grid_fits(out: Path, total: int, image_height: int, image_width: int, num_columns: int | None) -> None:
     """Fail before writing anything when the --out grid would be too large for image readers or
-    for its file's format."""
+    for its file's format. `num_columns`: an --interpolate walk's steps (its rows are --n)."""
     from gan.core.images import MAX_GRID_PIXELS, FormatLimitError, check_format_fits, grid_size
 
     width, height = grid_size(total, image_height, image_width, num_columns)
     try:
         check_format_fits(out, width, height)
     except FormatLimitError as error:
-        fail(f"--out {error}, or fewer images with --n")
+        fewer = "shorter walks with --interpolate" if num_columns and width > height else "fewer images with --n"
+        fail(f"--out {error}, or {fewer}")
     if width * height > MAX_GRID_PIXELS:
         fail(f"--out: a grid of {total:,} images of {image_width}×{image_height} would be {width:,}×{height:,} "
              f"pixels, more than the {MAX_GRID_PIXELS:,} that image readers open without a warning; write them "
@@ -297,6 +310,7 @@ def sample(source: Path, count: int, out: Path | None, separate: Path | None, se
             warnings.warn(palette, stacklevel=1)
     if separate is not None:
         refuse_samples_left_beside(separate, total)
+        refuse_a_grid_among_samples(out, separate, total)
     try:
         check_outputs(planned_outputs(out, separate, total), inputs=[source], overwrite=overwrite)
         loaded = load_generator(best_checkpoint(source) if best else source, select_device(device), which)
@@ -334,7 +348,7 @@ def sample(source: Path, count: int, out: Path | None, separate: Path | None, se
         # (a stop held back while the files moved into place came when all were there: the command is done)
         click.echo("stopped once every file was in place: nothing is missing", err=True)
     if out is not None:
-        click.echo(f"wrote {out} ({total} images)")
+        click.echo(f"wrote {out} ({total} image{'s' if total != 1 else ''})")
     if separate is not None:
-        click.echo(f"wrote {total} PNGs to {separate}")
+        click.echo(f"wrote {total} PNG{'s' if total != 1 else ''} to {separate}")
     click.echo(f"from {path} ({'EMA generator' if used_ema else 'generator'}, seed {seed})", err=True)

@@ -231,15 +231,18 @@ def _expected(formats: tuple[str, ...]) -> str:
     return ", ".join(words[:-1]) + f" or {words[-1]}" if len(words) > 1 else words[0]
 
 
-def unloadable_reason(path: Path, error: Exception) -> str:
+def unloadable_reason(path: Path, error: Exception, export_ok: bool = True) -> str:
     """Why `torch.load(path, weights_only=True)` failed with `error`, in words of our own (torch's
-    would advise weights_only=False, which would run whatever code the file holds)."""
+    would advise weights_only=False, which would run whatever code the file holds). `export_ok`:
+    the command also reads gan's safetensors exports, which a safetensors file may be meant as."""
     try:
         with path.open("rb") as file:
             start = file.read(9)
     except OSError as read_error:
         return f"it cannot be read: {read_error.strerror}"
     if start[8:9] == b"{" and int.from_bytes(start[:8], "little") < 100_000_000:  # (its JSON header's length, then it)
+        if not export_ok:
+            return "a safetensors file, where a torch file (.pth) is read"
         return "a safetensors file: give it the extension .safetensors, which gan reads as an export"
     if not start.startswith((_ZIP_MAGIC, _LEGACY_MAGIC)):
         return "not a torch file"
@@ -289,7 +292,10 @@ def resolve_checkpoint(run_or_file: Path, unconditional: bool | None = None) -> 
             if not (run_or_file / "config.toml").is_file():  # (an image folder given in its place, say)
                 raise CheckpointError(f"'{run_or_file}' is no run directory: it holds no checkpoint-*.pt and no "
                                       "config.toml; give the run directory `gan train` made, or a checkpoint file")
-            raise CheckpointError(f"no checkpoint-*.pt in run directory '{run_or_file}'")
+            best = (f"; it keeps '{run_or_file / BEST_NAME}': give that file (the --best of gan sample, translate, "
+                    "eval and export reads it)"
+                    if (run_or_file / BEST_NAME).is_file() else "")
+            raise CheckpointError(f"no checkpoint-*.pt in run directory '{run_or_file}'{best}")
         return found[-1][1]
     raise CheckpointError(f"'{run_or_file}' is neither a checkpoint file nor a run directory")
 

@@ -75,10 +75,11 @@ def _to_255(image: Image.Image) -> torch.Tensor:
 def evaluate_generative(loaded: LoadedGenerator, names: list[str], count: int, device: torch.device,
                         data_root: Path | None = None, inception_weights: str | None = None,
                         cache_dir: str | None = None, require_weights: bool = True,
-                        progress_stream: TextIO | None = None) -> dict:
+                        progress_stream: TextIO | None = None, root_key: str = "--data") -> dict:
     """Metrics of `count` generated images against as many real ones of the run's data set
-    (or of `data_root`, read the way the run's `[data]` section says). Without `require_weights`,
-    metrics whose Inception weights are absent are skipped with a warning (listed in "skipped")."""
+    (or of `data_root`, which `root_key` set, read the way the run's `[data]` section says). Without
+    `require_weights`, metrics whose Inception weights are absent are skipped with a warning (listed
+    in "skipped")."""
     data = config_from_dict(loaded.config).data
     if data_root is not None:
         # a run on synthetic data has no way to read files: the folder is read as a plain image folder
@@ -88,7 +89,8 @@ def evaluate_generative(loaded: LoadedGenerator, names: list[str], count: int, d
         raise FileNotFoundError(f"the run's data.root '{data.root}' is not there (moved since it trained?): give its "
                                 "real images with --data FOLDER")
     evaluator = GenerativeEvaluator(data, names, count, device, inception_weights, cache_dir, require_weights,
-                                    progress_stream=progress_stream)
+                                    progress_stream=progress_stream,
+                                    root_key=root_key if data_root is not None else "data.root")
     # (as in training: SWD compares patches, of which one image has many; the Inception metrics need more)
     inception_scored = [name for name in evaluator.names if name in INCEPTION_METRICS]
     fewest, why = smallest_count(inception_scored) if inception_scored else (1, "")

@@ -124,11 +124,12 @@ class ReferenceCache:
                           "again next time", stacklevel=2)
 
 
-def reference_dataset(data: DataConfig) -> Dataset:
-    """The real images `data` describes, read as evaluation reads them (no flips)."""
+def reference_dataset(data: DataConfig, root_key: str = "data.root") -> Dataset:
+    """The real images `data` describes, read as evaluation reads them (no flips); a folder's error
+    names `root_key` as what set data.root (`gan eval --data`)."""
     from gan.data import build_dataset
 
-    return build_dataset(dataclasses.replace(data, hflip=False), train=False)
+    return build_dataset(dataclasses.replace(data, hflip=False), train=False, root_key=root_key)
 
 
 def all_it_holds(data: DataConfig, count: int) -> str:
@@ -169,8 +170,10 @@ class GenerativeEvaluator:
 
     def __init__(self, data: DataConfig, names: Iterable[str], count: int, device: torch.device,
                  inception_weights: str | None = None, cache_dir: str | Path | None = None,
-                 require_weights: bool = True, batch_size: int = 64, progress_stream: TextIO | None = None):
+                 require_weights: bool = True, batch_size: int = 64, progress_stream: TextIO | None = None,
+                 root_key: str = "data.root"):
         self.data, self.count, self.device, self.batch_size = data, count, device, batch_size
+        self.root_key = root_key  # what set data.root's folder, for its errors
         self.progress_stream = progress_stream  # where a progress line of the slow SWD sort goes; None: silent
         self.names = check_metric_names(names, "metrics")
         self.cache = ReferenceCache(Path(cache_dir) if cache_dir else user_cache_dir("reference-statistics"))
@@ -213,7 +216,7 @@ class GenerativeEvaluator:
     def _load_reference_images(self) -> torch.Tensor:
         """The real images, announced with the number actually used: a data set smaller than the
         count asked for gives all it holds."""
-        dataset = reference_dataset(self.data)
+        dataset = reference_dataset(self.data, self.root_key)
         used = min(self.count, len(dataset))
         fewer = f"{all_it_holds(self.data, used)}, not the {self.count} asked for; " if used < self.count else ""
         # (mid-run, on a terminal, in the place of the progress line)

@@ -90,7 +90,7 @@ def read_inception_weights(path: str | Path | None) -> tuple[dict[str, torch.Ten
         state = torch.load(io.BytesIO(contents), map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - torch raises many types for foreign files
         raise InceptionWeightsDamaged(f"'{resolved}' is not a plain PyTorch state dict of Inception-v3 weights "
-                                      f"({WEIGHTS_FILE}): {unloadable_reason(Path(resolved), error)}") from None
+                                      f"({WEIGHTS_FILE}): {unloadable_reason(Path(resolved), error, export_ok=False)}") from None
     if not isinstance(state, dict) or "Mixed_7c.branch_pool.conv.weight" not in state:
         raise InceptionWeightsDamaged(f"'{resolved}' does not hold torch-fidelity's Inception-v3 weights "
                                       f"({WEIGHTS_FILE})")

@@ -129,7 +129,7 @@ class VGGFeatures(nn.Module):
                 state = torch.load(path, map_location="cpu", weights_only=True)
             except Exception as error:  # noqa: BLE001 - torch raises many types for foreign files
                 raise ValueError(f"'{path}' is not a plain PyTorch state dict of {arch} weights (loss.vgg_weights): "
-                                 f"{unloadable_reason(Path(path), error)}") from None
+                                 f"{unloadable_reason(Path(path), error, export_ok=False)}") from None
             load_vgg_weights(vgg, state, path, arch)
         names = layer_names(vgg.features)
         if layer not in names:
