@@ -54,6 +54,12 @@ def test_unknown_section():
     ("train.g_lr=fast", "train.g_lr: expected float, got 'fast'"),
     ("train=3", "'train' is a section"),
     ("train.steps", "--set expects KEY=VALUE"),
+    # values said as TOML writes them, not as Python's repr (True, datetime.date(1979, 5, 27))
+    ("train.steps=true", "train.steps: expected int, got true"),
+    ("train.steps=1979-05-27", "train.steps: expected int, got 1979-05-27"),
+    ("train.lr_milestones=[true]", "train.lr_milestones[0]: expected int, got true"),
+    # a whole number TOML read as a float
+    ("train.steps=1e3", "train.steps: expected int, got 1000.0; TOML reads 1e3 and 4.0 as floats: write 1000"),
 ])
 def test_mistyped_values_are_errors_naming_the_key(assignment, expected):
     with pytest.raises(ConfigError, match=expected.replace("(", "\\(").replace("[", "\\[")):

@@ -219,9 +219,9 @@ def test_dcgan_channels_beyond_max_channels_are_refused_not_capped():
      "train.adversarial_start = 10 is not below train.steps = 10: the adversarial term never turns on"),
     (["data.dataset=synthetic", "data.root=/faces"], "data.root = '/faces' changes nothing: it is read only when "
                                                      "data.dataset is 'celeba' or 'folder'"),
-    (["data.dataset=synthetic", "data.strict=true"], "data.strict = True changes nothing"),
+    (["data.dataset=synthetic", "data.strict=true"], "data.strict = true changes nothing"),
     (["data.dataset=folder", "data.root=/faces", "data.cache_verify=true"],
-     "data.cache_verify = True changes nothing: it is read only when data.cache is 'mmap' or 'device'"),
+     "data.cache_verify = true changes nothing: it is read only when data.cache is 'mmap' or 'device'"),
     (["train.compile=off", "train.compile_mode=max-autotune-no-cudagraphs"],
      "train.compile_mode = 'max-autotune-no-cudagraphs' changes nothing: it is read only when train.compile is"),
     # R1 regularises D, which trains only after adversarial_start: its one due step (16) fell before it

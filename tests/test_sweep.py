@@ -59,6 +59,10 @@ def test_grid_values_in_quotes_may_hold_commas_or_be_empty():
     # (a value TOML cannot read named the key alone, as if the config file were wrong)
     ("data.hflip=true,True", re.escape("--grid data.hflip: expected bool, got 'True'; TOML writes booleans")),
     ("train.g_lr=1e-4,abc", re.escape("--grid train.g_lr: expected float, got 'abc'")),
+    # (lists of one string each: the hint was --set's spelling, which the user had typed)
+    ('metrics.names=["swd"],["fid"]', re.escape("--grid takes off a value's double quotes: quote each list whole")),
+    # (a whole section ended in a traceback)
+    ("train=1,2", re.escape("--grid train: 'train' is a section; grid one of its keys, e.g. --grid train.steps=")),
 ])
 def test_a_malformed_grid_is_named(option, message):
     with pytest.raises(ConfigError, match=message):
@@ -196,7 +200,7 @@ def test_the_same_set_values_in_another_order_are_the_same_sweep(tmp_path):
 
 
 @pytest.mark.parametrize("grid, expected", [
-    ("train.amp=true,false", "train.amp = False changes nothing on the CPU, where every run of this sweep trains: "
+    ("train.amp=true,false", "train.amp = false changes nothing on the CPU, where every run of this sweep trains: "
                              "bf16 autocast acts on CUDA only"),
     ("train.cudnn_benchmark=true,false", "cuDNN's autotuning acts on CUDA only"),
     ("train.compile=auto,off", "train.compile 'auto' is 'off' on the CPU, where every run of this sweep trains"),

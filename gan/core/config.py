@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 from gan.core.presets import LOSS_PRESETS
 from gan.core.registry import ConfigError, suggest
-from gan.core.typecheck import coerce, type_name
+from gan.core.typecheck import coerce, shown, type_name
 
 
 @dataclass
@@ -675,19 +675,24 @@ def warn_about_inert_keys(config: Config, given: set[str]) -> None:
             warnings.warn(inert.message, stacklevel=3)
 
 
+def _steps(count: float) -> str:
+    """`count` rounded, with its noun: '1 step', '1,000 steps'."""
+    return f"{count:,.0f} step{'' if round(count) == 1 else 's'}"
+
+
 def inert_keys(config: Config) -> dict[str, str]:
     """key -> a sentence saying why, for each key of `config` set to a value that changes nothing in
     the run it describes (runs that differ only in such keys train the same)."""
     defaults, values = flatten_config(config_to_dict(Config())), flatten_config(config_to_dict(config))
-    found = {key: f"{key} = {values[key]!r} changes nothing: it is read only when {decider} is "
-                  f"{' or '.join(map(repr, readers))}, and this config has {decider} = {values[decider]!r}"
+    found = {key: f"{key} = {shown(values[key])} changes nothing: it is read only when {decider} is "
+                  f"{' or '.join(map(shown, readers))}, and this config has {decider} = {shown(values[decider])}"
              for key, (decider, readers) in READ_ONLY_WITH.items()
              if values[decider] not in readers and values[key] != defaults[key]}
-    found |= {key: f"{key} = {values[key]!r} changes nothing: it is read only when {switch} is above 0 (on), and "
+    found |= {key: f"{key} = {shown(values[key])} changes nothing: it is read only when {switch} is above 0 (on), and "
                    f"this config has {switch} = 0"
               for key, switch in READ_ONLY_WHEN_ON.items() if values[switch] == 0 and values[key] != defaults[key]}
     if config.loss.diffaugment and config.loss.augment_p == 0:
-        found["loss.diffaugment"] = (f"loss.diffaugment = {config.loss.diffaugment!r} changes nothing: "
+        found["loss.diffaugment"] = (f"loss.diffaugment = {shown(config.loss.diffaugment)} changes nothing: "
                                      "loss.augment_p = 0 applies it to no image")
     return found
 
@@ -754,9 +759,9 @@ def inert_settings(config: Config) -> list[InertSetting]:
         if reached <= train.ema_decay:  # every update blends by the warm-up alone
             found.append(InertSetting(
                 "train.ema_decay",
-                f"train.ema_decay = {train.ema_decay:g} (an average over about {1 / (1 - train.ema_decay):,.0f} steps) "
+                f"train.ema_decay = {train.ema_decay:g} (an average over about {_steps(1 / (1 - train.ema_decay))}) "
                 "is never reached: the decay warms up as (1 + n) / (10 + n) after n steps, and ends this run's "
-                f"{train.steps} at {reached:.4f} (about {1 / (1 - reached):,.0f} steps), so any train.ema_decay above "
+                f"{train.steps} at {reached:.4f} (about {_steps(1 / (1 - reached))}), so any train.ema_decay above "
                 f"{reached:.4f} gives the same EMA generator",
                 (("train.ema_decay", f"the warm-up's, at least {reached!r}"),),
                 # warned of only when far off: a smoke run a little short of its decay is no mistake

@@ -37,15 +37,15 @@ def coerce(value: Any, annotation: Any, key: str) -> Any:
                 return coerce(value, option, key)
             except ConfigError as error:
                 errors.append(str(error))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: expected {type_name(annotation)}, got {value!r}")
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: expected {type_name(annotation)}, got {shown(value)}")
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
+            raise ConfigError(f"{key}: expected a list, got {shown(value)}")
         (item_type, *_) = typing.get_args(annotation) or (Any,)
         return [coerce(item, item_type, f"{key}[{i}]") for i, item in enumerate(value)]
     if origin is dict or annotation is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a table, got {value!r}")
+            raise ConfigError(f"{key}: expected a table, got {shown(value)}")
         return dict(value)
     if annotation is bool:
         if isinstance(value, bool):
@@ -66,12 +66,33 @@ def coerce(value: Any, annotation: Any, key: str) -> Any:
         if isinstance(value, (int, float, datetime.date, datetime.time)) and not isinstance(value, bool):
             # TOML has read it as a number or a date, losing its spelling (2024_01 is 202401, 1e3 is 1000.0)
             kind = "the number" if isinstance(value, (int, float)) else "the date or time"
-            raise ConfigError(f"{key}: expected text, got {kind} {value!r}; TOML reads an unquoted "
+            raise ConfigError(f"{key}: expected text, got {kind} {shown(value)}; TOML reads an unquoted "
                               f"2024_01 as 202401, 1e3 as 1000.0 and 2024-01-05 as a date, so write text in "
                               f"quotes: {key.rsplit('.', 1)[-1]} = \"...\"")
     else:
         raise TypeError(f"{key}: unsupported annotation {annotation!r}")
-    raise ConfigError(f"{key}: expected {type_name(annotation)}, got {value!r}{_quotes_hint(value, annotation)}")
+    raise ConfigError(f"{key}: expected {type_name(annotation)}, got {shown(value)}{_quotes_hint(value, annotation)}"
+                      f"{_integer_hint(value, annotation)}")
+
+
+def shown(value: Any) -> str:
+    """A value as TOML writes it (`true`, `1979-05-27`, `[1, 2]`), not as Python's repr does; text quoted."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(shown(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{name} = {shown(item)}" for name, item in value.items()) + "}"
+    return repr(value)
+
+
+def _integer_hint(value: Any, annotation: Any) -> str:
+    """Advice for a whole number written as a float (`1e3`, `4.0`) where an integer is expected."""
+    if annotation is int and isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+        return f"; TOML reads 1e3 and 4.0 as floats: write {int(value)}"
+    return ""
 
 
 def _quotes_hint(value: Any, annotation: Any) -> str:

@@ -11,6 +11,7 @@ J at once, each on its own GPU where there are several; `--print-commands` print
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -35,7 +36,7 @@ from gan.core.files import SWEEP_LOCK_NAME, RunDirectoryBusy, SweepLock, write_t
 from gan.core.processes import STOP_SIGNALS, leave_the_terminal_on_hangup, stop_with_parent
 from gan.core.progress import format_duration
 from gan.core.registry import ConfigError
-from gan.core.typecheck import coerce
+from gan.core.typecheck import coerce, shown
 from gan.core.wording import first_few
 from gan.data import check_data_folders
 from gan.recipes import RECIPES
@@ -76,6 +77,9 @@ def _refuse_equal_values(key: str, listed: list[str]) -> None:
     make two identical runs. Each is read as the key's type first, so a value of the wrong type
     (`train.steps=2.0`) is refused as such, not as the same as another."""
     annotation = key_annotation(key)
+    if dataclasses.is_dataclass(annotation):  # (a whole section: its keys are what a grid varies)
+        example = dataclasses.fields(annotation)[0].name
+        raise ConfigError(f"--grid {key}: '{key}' is a section; grid one of its keys, e.g. --grid {key}.{example}=...")
     cut = [value for value in listed if value.startswith("[") != value.endswith("]")]
     if cut and typing.get_origin(annotation) is list:  # (`[1,2],[3]`: the comma inside a list split it too)
         raise ConfigError(f"--grid {key}: '{cut[0]}' is part of a list, as --grid splits its values at every comma "
@@ -84,7 +88,11 @@ def _refuse_equal_values(key: str, listed: list[str]) -> None:
     try:
         parsed = [parse_value(key, value, "--grid") for value in listed]
     except ConfigError as error:  # (a type error names the key alone: it read as the config file's)
-        raise ConfigError(str(error) if str(error).startswith("--grid") else f"--grid {error}") from None
+        message = str(error) if str(error).startswith("--grid") else f"--grid {error}"
+        if typing.get_origin(annotation) is list and "; " in message:  # (--set's spelling: --grid's quotes differ)
+            message = (f"{message.split('; ')[0]}; --grid takes off a value's double quotes: quote each list whole in "
+                       f"double quotes, its strings in single ones: --grid \"{key}={_lists_quoted(annotation)}\"")
+        raise ConfigError(message) from None
     if annotation is not None:
         parsed = [coerce(value, annotation, f"--grid {key}") for value in parsed]
     for later, value in enumerate(parsed):
@@ -329,7 +337,7 @@ def _as_on_cpu(values: dict, defaults: dict) -> tuple[dict, dict[str, str]]:
     as 'off'), and key -> why for each key that this changes."""
     where = "on the CPU, where every run of this sweep trains"
     trained = {**values, **{key: defaults[key] for key in CUDA_ONLY}}
-    why = {key: f"{key} = {values[key]!r} changes nothing {where}: {what} acts on CUDA only"
+    why = {key: f"{key} = {shown(values[key])} changes nothing {where}: {what} acts on CUDA only"
            for key, what in CUDA_ONLY.items() if values[key] != defaults[key]}
     for key in AUTO_FOR_CUDA:
         if values[key] in ("auto", "off"):
