@@ -718,3 +718,31 @@ def test_a_signal_as_the_finished_runs_loader_workers_shut_down_cuts_nothing_sho
     result = train_command(DEMO, *sets(*TINY), "--run-dir", str(tmp_path / "run"))
     assert result.exit_code == 0 and "SIGTERM came after the last checkpoint" in result.output, result.output
     assert "Traceback" not in result.output and "Exception ignored" not in result.output
+
+
+def test_a_relative_data_root_read_from_another_folder_on_resume_is_named(tmp_path, monkeypatch):
+    """`data.root = "imgs"` resumed from another working folder trained on that folder's imgs/ with a
+    warning that the data differ, and nothing to say why."""
+    for place, offset in (("first", 0), ("second", 100)):
+        (tmp_path / place / "imgs").mkdir(parents=True)
+        for index in range(8):
+            random_rgb((32, 32), offset + index).save(tmp_path / place / "imgs" / f"{place}{index}.png")
+    run = tmp_path / "run"
+    monkeypatch.chdir(tmp_path / "first")
+    result = train_command(DEMO, *sets(*TINY, "data.dataset=folder", "data.root=imgs", "train.steps=2"),
+                           "--run-dir", str(run))
+    assert result.exit_code == 0, result.output
+    monkeypatch.chdir(tmp_path / "second")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = train_command("--resume", str(run), *sets("train.steps=3"))
+    assert result.exit_code == 0, result.output
+    said = " ".join(str(warning.message) for warning in caught)
+    assert (f"it read data.root '{tmp_path / 'first' / 'imgs'}', and now reads '{tmp_path / 'second' / 'imgs'}' "
+            "(data.root = 'imgs' is relative, read from the folder gan runs in") in said, said
+    # the same folder spelled another way is the same run (it was refused as "other settings")
+    other = tmp_path / "other"
+    for root, steps in (("imgs", 2), ("./imgs/", 3), (str(tmp_path / "second" / "imgs"), 4)):
+        result = train_command(DEMO, *sets(*TINY, "data.dataset=folder", f"data.root={root}", f"train.steps={steps}"),
+                               "--run-dir", str(other))
+        assert result.exit_code == 0, result.output

@@ -179,6 +179,11 @@ def _same_setting(key: str, old, new) -> bool:
             return parse_policy(old) == parse_policy(new)
         except ConfigError:
             return False
+    from gan.core.config import PATH_KEYS
+
+    if key in PATH_KEYS and isinstance(old, str) and isinstance(new, str) and old and new and old != new:
+        # one folder spelled two ways ('imgs/', './imgs', its absolute path) is the same setting
+        return Path(old).expanduser().resolve() == Path(new).expanduser().resolve()
     return old == new
 
 

@@ -467,8 +467,13 @@ class _Run:
 
     @functools.cached_property
     def data_record(self) -> dict:
-        """The data set's `data_signature`, taken once for every checkpoint of the run."""
-        return data_signature(self.dataset)
+        """The data set's `data_signature`, taken once for every checkpoint of the run, and the
+        folders it was read from (absolute: a relative data.root reads another folder from another
+        working folder, which a resume names)."""
+        data = self.config.data
+        folders = {key: str(Path(value).expanduser().resolve()) for key, value in
+                   (("data.root", data.root), ("data.a_root", data.a_root), ("data.b_root", data.b_root)) if value}
+        return {**data_signature(self.dataset), "folders": folders}
 
     def say(self, message: str) -> None:
         if self.main:
@@ -653,10 +658,12 @@ def _restore(run: _Run, on_resume: ResumeReport | None) -> None:
     run.samples_seen = state["samples_seen"]
     run.side_tasks_due = _side_tasks_due(state)
     trained_on, now = state.get("data"), run.data_record
-    if isinstance(trained_on, dict) and trained_on != now and run.main:
+    signature = ("images", "names")  # (the folders may move: the same images elsewhere are the same data)
+    if isinstance(trained_on, dict) and any(trained_on.get(key) != now[key] for key in signature) and run.main:
         warnings.warn(f"the training data differ from those '{run.last_checkpoint}' trained on ({trained_on.get('images')} "
-                      f"images then, {now['images']} now, or files renamed): the run goes on from its place in the "
-                      "stream of the data as they are now, so it no longer matches an uninterrupted run", stacklevel=2)
+                      f"images then, {now['images']} now, or files renamed){_moved_folders(trained_on, now, run.config)}: "
+                      "the run goes on from its place in the stream of the data as they are now, so it no longer "
+                      "matches an uninterrupted run", stacklevel=2)
     if run.health and "health" in state:
         try:
             run.health.load_state_dict(state["health"])
@@ -665,6 +672,22 @@ def _restore(run: _Run, on_resume: ResumeReport | None) -> None:
                           "starts afresh", stacklevel=2)
             run.health = HealthWatch(run.health.saturation_scores, run.health.unconditional, run.health.real_target)
     run.say(f"resuming from '{run.last_checkpoint}' at step {run.start_step}")
+
+
+def _moved_folders(trained_on: dict, now: dict, config: Config) -> str:
+    """'; it read data.root '/a/imgs', and now reads '/b/imgs' (...)' for each training folder that
+    resolves elsewhere than when the checkpoint was written: a relative one, read from another
+    working folder, most often."""
+    before = trained_on.get("folders") if isinstance(trained_on.get("folders"), dict) else {}
+    moved = [(key, before[key], folder) for key, folder in now["folders"].items()
+             if key in before and before[key] != folder]
+    said = []
+    for key, then, here in moved:
+        value = getattr(config.data, key.split(".", 1)[1])
+        relative = (f" ({key} = '{value}' is relative, read from the folder gan runs in: resume from the one the "
+                    "run started in, or give an absolute path)" if not Path(value).expanduser().is_absolute() else "")
+        said.append(f"; it read {key} '{then}', and now reads '{here}'{relative}")
+    return "".join(said)
 
 
 def _restore_per_process(run: _Run, state: dict) -> None:
