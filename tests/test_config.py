@@ -35,6 +35,18 @@ def test_unknown_key_names_it_and_lists_the_valid_ones():
     assert "batch_size" in message and "g_lr" in message  # the valid keys are listed
 
 
+@pytest.mark.parametrize("assignment, expected", [
+    ("steps=3", "unknown config key 'steps' (steps is in [train]: train.steps)"),
+    ("train.resolution=32", "unknown config key 'train.resolution' (resolution is in [data]: data.resolution)"),
+    ("data.steps=3", "unknown config key 'data.steps' (steps is in [train]: train.steps)"),
+])
+def test_a_key_in_the_wrong_section_is_pointed_to_its_own(assignment, expected):
+    # (it listed the section's keys alone, or offered a look-alike of this section)
+    with pytest.raises(ConfigError) as error:
+        load_config(None, [assignment])
+    assert str(error.value).startswith(expected), error.value
+
+
 def test_unknown_key_in_a_toml_file(tmp_path):
     path = tmp_path / "bad.toml"
     path.write_text('[data]\nroot = "x"\nresolutoin = 64\n')

@@ -167,6 +167,13 @@ class Config:
 # ----------------------------------------------------------------------------- reading
 
 
+def _sections_holding(key: str) -> list[str]:
+    """The sections of the config that have a key named `key` (`steps`: ['train']), for a key set
+    in the wrong one."""
+    return [name for name, section in typing.get_type_hints(Config).items() if dataclasses.is_dataclass(section)
+            and key in {inner.name for inner in dataclasses.fields(section)}]
+
+
 def _fill(cls: type, values: dict[str, Any], prefix: str) -> Any:
     """Build dataclass `cls` from a (possibly partial) nested dict, checking keys and types."""
     hints = typing.get_type_hints(cls)
@@ -176,9 +183,10 @@ def _fill(cls: type, values: dict[str, Any], prefix: str) -> Any:
         full_key = f"{prefix}{key}"
         if key not in hints:
             where = f"[{prefix[:-1]}]" if prefix else "the top level"
-            raise ConfigError(
-                f"unknown config key '{full_key}'{suggest(key, names)}; valid keys in {where}: {', '.join(names)}"
-            )
+            elsewhere = _sections_holding(key)
+            hint = (f" ({key} is in {' and '.join(f'[{section}]' for section in elsewhere)}: "
+                    f"{' or '.join(f'{section}.{key}' for section in elsewhere)})" if elsewhere else suggest(key, names))
+            raise ConfigError(f"unknown config key '{full_key}'{hint}; valid keys in {where}: {', '.join(names)}")
         annotation = hints[key]
         if dataclasses.is_dataclass(annotation):
             if not isinstance(value, dict):

@@ -239,7 +239,8 @@ def celeba_dataset(root: str | Path, resolution: int, crop: int = 148, split: st
     readable, skipped = readable_images(paths, strict, max_images)
     if not readable:
         raise NoReadableImages(f"none of the {len(paths)} image files in '{image_dir}' could be read")
-    warn_of_upsampling(readable, celeba_crop(crop), resolution, f"the faces' centred crop (data.crop = {crop})")
+    warn_of_upsampling(readable, celeba_crop(crop), resolution,
+                       f"the faces' centred crop (data.crop = {crop} at CelebA's 178 px width, scaled to each file's)")
     return ImageFileDataset(readable, resolution, celeba_crop(crop), hflip, strict, len(skipped))
 
 
