@@ -550,6 +550,13 @@ def test_the_evaluator_says_how_many_real_images_its_reference_set_holds_after_a
     said = capsys.readouterr().err
     assert "the reference set holds 7 real images: 1 of the 8 could not be decoded (named above)" in said
     assert "real image 8/8" in said
+    # from the cache the same set is said again (it was silent: 7 images where 8 were asked, unexplained)
+    cached = generative.GenerativeEvaluator(DataConfig(dataset="folder", root=str(tmp_path), resolution=16), ["swd"],
+                                            8, torch.device("cpu"), cache_dir=tmp_path / "cache")
+    assert cached.reference_size == 7
+    assert cached.unreadable_real_images(cached.reference()["swd"]) == 1
+    assert ("the cached reference statistics are of 7 real images: 1 of the 8 could not be decoded when they were "
+            "computed") in capsys.readouterr().err
 
 
 def test_metrics_root_is_read_whole_not_by_the_training_split(tmp_path):

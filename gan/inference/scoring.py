@@ -100,9 +100,11 @@ def evaluate_generative(loaded: LoadedGenerator, names: list[str], count: int, d
                          f"{','.join(evaluator.names)}: at least {fewest} ({why})")
     scores = score_generator(evaluator, loaded.generator) if evaluator.names else {}
     reference = "synthetic" if data.dataset == "synthetic" else str(Path(data.root).resolve())
+    unreadable = (evaluator.unreadable_real_images(next(iter(evaluator.reference().values())))
+                  if evaluator.names else 0)
     return {"checkpoint": str(loaded.checkpoint), "step": loaded.step, "reference": reference,
-            "num_images": evaluator.reference_size, "ema": loaded.used_ema,
-            "skipped": evaluator.skipped, **scores}
+            "num_images": evaluator.reference_size, **({"unreadable_real_images": unreadable} if unreadable else {}),
+            "ema": loaded.used_ema, "skipped": evaluator.skipped, **scores}
 
 
 def evaluate_super_resolution(translator: Translator, folder: Path, downsample: Degradation,

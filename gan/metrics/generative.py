@@ -191,6 +191,7 @@ class GenerativeEvaluator:
                 self.skipped = {name: str(error) for name in dropped}
                 warnings.warn(skipped_for_missing_weights(", ".join(dropped), error), stacklevel=2)
         self._reference: dict[str, dict[str, torch.Tensor]] | None = None
+        self._real_images_asked = 0
 
     def reference(self) -> dict[str, dict[str, torch.Tensor]]:
         """Reference statistics by kind, from the cache or computed (and cached) now."""
@@ -210,8 +211,18 @@ class GenerativeEvaluator:
                         images = self._load_reference_images()
                     statistics = self._statistics(kind, images)
                     self.cache.store(key, statistics)
+                elif not self._reference and self.unreadable_real_images(statistics):
+                    print_above(f"the cached reference statistics are of {int(statistics['num_images'])} real images: "
+                                f"{self.unreadable_real_images(statistics)} of the {int(statistics['num_read'])} "
+                                "could not be decoded when they were computed")
                 self._reference[kind] = statistics
         return self._reference
+
+    @staticmethod
+    def unreadable_real_images(statistics: dict[str, torch.Tensor]) -> int:
+        """How many real images of a reference set failed to decode (0 for statistics cached before
+        the count was kept)."""
+        return int(statistics["num_read"]) - int(statistics["num_images"]) if "num_read" in statistics else 0
 
     def _load_reference_images(self) -> torch.Tensor:
         """The real images, announced with the number actually used: a data set smaller than the
@@ -228,10 +239,12 @@ class GenerativeEvaluator:
                 advance(used - len(images))  # (the progress line ends as the others do)
             print_above(f"the reference set holds {len(images)} real images: {used - len(images)} of the {used} could "
                         "not be decoded (named above)")
+        self._real_images_asked = used
         return images
 
     def _statistics(self, kind: str, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        statistics = {"num_images": torch.tensor(len(images))}
+        # (with the number read: files that failed to decode are said again when the cache serves them)
+        statistics = {"num_images": torch.tensor(len(images)), "num_read": torch.tensor(self._real_images_asked)}
         if kind == "inception":
             statistics["features"] = inception_features(self.inception, images, self.batch_size,
                                                         self.progress(len(images), "real image through Inception"))
