@@ -275,7 +275,8 @@ class GenerativeEvaluator:
             if "pr" in self.names:
                 scores["precision"], scores["recall"] = precision_recall(real, fake, PR_NEIGHBOURS)
         if "swd" in self.names:
-            real_levels = [reference["swd"][f"level{i}"] for i in range(len(reference["swd"]) - 1)]
+            levels = sum(name.startswith("level") for name in reference["swd"])
+            real_levels = [reference["swd"][f"level{index}"] for index in range(levels)]
             scores.update(swd_from_descriptors(real_levels, patch_descriptors(images, seed=1, device=self.device),
                                                images.shape[-1],
                                                advance=self.progress(swd_directions(images.shape[-1]), "SWD direction",
