@@ -160,13 +160,21 @@ def test_translate_reports_what_it_wrote_and_skipped(pix2pix_run, tmp_path):
 
 
 def test_translate_that_writes_nothing_fails(pix2pix_run, tmp_path):
-    broken = tmp_path / "broken.png"
-    broken.write_bytes(b"not a png")
+    (tmp_path / "in").mkdir()
+    for name in ("broken.png", "other.png"):
+        (tmp_path / "in" / name).write_bytes(b"not a png")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = invoke("translate", pix2pix_run, broken, tmp_path / "out.png", "--device", "cpu")
-    assert_clean_error(result, "wrote nothing", "1 input image(s)", "broken.png")
-    assert "wrote 1 image(s)" not in result.output and not (tmp_path / "out.png").exists()
+        result = invoke("translate", pix2pix_run, tmp_path / "in", tmp_path / "out", "--device", "cpu")
+    assert_clean_error(result, "wrote nothing", "2 input image(s)", "broken.png")
+    assert "wrote 1 image(s)" not in result.output and not (tmp_path / "out").exists()
+    # one image alone: its error, once (it was a warning, then an error saying the same)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = invoke("translate", pix2pix_run, tmp_path / "in" / "broken.png", tmp_path / "out.png")
+    assert_clean_error(result, "broken.png")
+    assert not [warning for warning in caught if "broken.png" in str(warning.message)]
+    assert not (tmp_path / "out.png").exists()
 
 
 # ----------------------------------------------------------------------------- export

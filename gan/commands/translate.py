@@ -164,6 +164,8 @@ def translate_each(translator, pairs: list[tuple[Path, Path]], side_by_side: boo
                 source, target = (input_and_target(image_path, paired_direction) if paired_direction
                                   else (read_rgb(image_path), None))
             except ImageReadError as error:
+                if len(pairs) == 1:  # (one image: its error alone, not a warning, then the same as an error)
+                    fail(error)
                 warnings.warn(f"skipping an unreadable input: {error}", stacklevel=1)
                 skipped[image_path] = "unreadable"
                 progress.update(done)
