@@ -244,6 +244,13 @@ def test_save_images_never_writes_over_the_images_it_measures(runs, tmp_path):
     assert result.exit_code == 0, result.output
     assert sorted(path.name for path in (tmp_path / "strips").iterdir()) == ["0.jpg.png", "0.png.png", "1.png",
                                                                              "2.png"]
+    # 0.png.jpg's strip would be 0.png.png, as 0.png's now is: refused as "written twice", names the user never gave
+    random_rgb((40, 40), 6).convert("RGB").save(folder / "0.png.jpg")
+    result = invoke("eval", runs["srresnet"], "--data", folder, "--save-images", tmp_path / "strips2", "--csv",
+                    tmp_path / "e2.csv")
+    assert result.exit_code == 0, result.output
+    assert sorted(path.name for path in (tmp_path / "strips2").iterdir()) == ["0.jpg.png", "0.png.jpg.png", "0.png.png",
+                                                                              "1.png", "2.png"]
 
 
 def test_save_images_never_writes_over_the_runs_own_training_images_even_with_overwrite(runs, tmp_path):

@@ -174,11 +174,17 @@ def strip_paths(folder: Path, save_images: Path) -> list[Path]:
 
 
 def _strip_names(paths: list[Path], folder: Path) -> dict[Path, Path]:
-    """Each image's strip file, `a.png` for `a.jpg`; `a.jpg.png` when another image is also `a`, so
-    that no strip overwrites another."""
-    shared = Counter(path.with_suffix("") for path in paths)
-    return {path: path.relative_to(folder).with_suffix(".png") if shared[path.with_suffix("")] == 1
-            else Path(f"{path.relative_to(folder).as_posix()}.png") for path in paths}
+    """Each image's strip file, `a.png` for `a.jpg`; `a.jpg.png`, its whole name and .png, when that
+    would be another image's too (`a.png`; `a.png.jpg`'s `a.png.png` beside `a.png`'s), so that no
+    strip overwrites another. Whole names are distinct, so the loop ends."""
+    whole = {path: Path(f"{path.relative_to(folder).as_posix()}.png") for path in paths}
+    names = {path: path.relative_to(folder).with_suffix(".png") for path in paths}
+    while True:
+        taken = Counter(names.values())
+        clashing = [path for path, name in names.items() if taken[name] > 1 and name != whole[path]]
+        if not clashing:
+            return names
+        names.update({path: whole[path] for path in clashing})
 
 
 ImageSets = dict[str, tuple[list[torch.Tensor], list[torch.Tensor]]]  # name -> (outputs, targets), uint8
