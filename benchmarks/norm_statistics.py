@@ -20,7 +20,6 @@ dropout) are left out.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import json
 import sys
@@ -101,8 +100,7 @@ def main() -> None:
         dataset = build_dataset(config.data, train=False)
         for name, network in variants(generator, config, args.standing).items():
             torch.manual_seed(0)  # the same dropout masks for every checkpoint
-            scores = pair_scores(network, dataset, config.data, CPU, getattr(generator, "size_multiple", 1),
-                                 contextlib.nullcontext)
+            scores = pair_scores(network, dataset, config.data, CPU, getattr(generator, "size_multiple", 1))
             rows.append({"step": state["step"], "mode": name, **scores})
             print(json.dumps(rows[-1]), flush=True)
     (args.out / "norm_statistics.json").write_text(json.dumps(rows, indent=1) + "\n")

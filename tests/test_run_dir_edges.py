@@ -187,6 +187,13 @@ def test_training_longer_says_which_schedules_tied_to_the_runs_length_restart(tm
     with pytest.warns(UserWarning, match=r"at step 5, the learning rates fall from 1x to 0.5x of their base "
                                          r"\(train.warmup_steps = 10 warms up from 0 again, after 0\)"):
         assert train_command("--resume", str(warm), *sets("train.steps=20", "train.warmup_steps=10")).exit_code == 0
+    filled = tmp_path / "filled"  # a cosine whose warm-up filled the first leg falls after it as a longer run does
+    assert train_command(DEMO, *sets(*TINY, "train.lr_schedule=cosine", "train.warmup_steps=3", "train.steps=3"),
+                         "--run-dir", str(filled)).exit_code == 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert train_command("--resume", str(filled), *sets("train.steps=8")).exit_code == 0
+    assert not [warning for warning in caught if "moves schedules" in str(warning.message)]
     stronger = tmp_path / "stronger"  # a stronger noise asked for: the advice to keep the anneal changed nothing
     assert train_command(DEMO, *sets(*TINY, "train.steps=6", "loss.instance_noise=0.1"),
                          "--run-dir", str(stronger)).exit_code == 0

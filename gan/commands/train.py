@@ -206,7 +206,10 @@ def schedule_jumps(trained: dict, step: int, resolved) -> list[str]:
     # A longer run raises the rates; a shorter one drops them below where the run's own schedule goes
     # next (at its end, where it trained last: past it, its schedule reads 0 and hid every fall).
     next_rate = lr_factor(step + 1, before.train) if step < before.train.steps else old_rate
-    if new_rate > old_rate + 0.05 or new_rate < next_rate - 0.05:
+    # (where the new schedule had been at `step` too, its next rate is its own course, not a jump: a
+    # cosine whose warm-up filled the first leg falls after it, as a run that long from the start does)
+    moved = abs(lr_factor(step, resolved.train) - old_rate) > 1e-9
+    if moved and (new_rate > old_rate + 0.05 or new_rate < next_rate - 0.05):
         cause = (f"train.warmup_steps = {resolved.train.warmup_steps} warms up from 0 again, after "
                  f"{before.train.warmup_steps}" if resolved.train.warmup_steps != before.train.warmup_steps else
                  f"train.lr_schedule = '{resolved.train.lr_schedule}' ends at the new train.steps")
