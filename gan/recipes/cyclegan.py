@@ -31,6 +31,11 @@ from gan.recipes.schedules import adversarial_on
 DIRECTIONS = ("AtoB", "BtoA")
 
 
+def eight_bit(images: torch.Tensor) -> torch.Tensor:
+    """Images in [-1, 1] rounded to the 256 levels an 8-bit file holds, still in [-1, 1]."""
+    return signed_to_uint8(images).float() / 127.5 - 1.0
+
+
 @RECIPES.register("cyclegan")
 class CycleGANRecipe(RecipeBase):
     """Networks are named by what they do: `generator_AtoB` maps A to B, `discriminator_B`
@@ -201,8 +206,9 @@ class CycleGANRecipe(RecipeBase):
                 outputs, errors = [], []
                 for batch in images[source].split(self.config.train.batch_size):
                     batch = batch.to(self.device)
-                    fake = run_padded(generators[target], batch, self.size_multiple).float().clamp(-1, 1)
-                    back = run_padded(generators[source], fake, self.size_multiple).float().clamp(-1, 1)
+                    # each translation as the 8-bit image a file holds, as gan eval measures the round trip
+                    fake = eight_bit(run_padded(generators[target], batch, self.size_multiple))
+                    back = eight_bit(run_padded(generators[source], fake, self.size_multiple))
                     outputs.append(signed_to_uint8(fake.cpu()))
                     errors.append((back - batch).abs().flatten(1).mean(1).cpu() / 2)  # [-1, 1] -> [0, 1] units
                 translated[target] = torch.cat(outputs)
