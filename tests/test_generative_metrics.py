@@ -612,3 +612,38 @@ def test_a_reference_set_too_small_for_the_metrics_is_refused_before_step_1(tmp_
             train(config, tmp_path / run, CPU)
         assert where in str(error.value) and f"gives {held} real image" in str(error.value)
         assert not list_checkpoints(tmp_path / run)
+
+
+def test_gan_eval_takes_metrics_root_only_where_training_measured_with_it_and_from_where_it_ran(tmp_path,
+                                                                                                 monkeypatch):
+    """eval took metrics.root also where metrics.every = 0 (training never read it, and a folder not
+    made yet was an error); a relative one it read from the folder eval ran in."""
+    from click.testing import CliRunner
+
+    from gan.commands.main import main
+
+    faces, held = tmp_path / "work" / "faces", tmp_path / "work" / "held"
+    faces.mkdir(parents=True), held.mkdir()
+    for index in range(16):
+        draw_face(32, random.Random(index)).save(faces / f"{index:03d}.png")
+        draw_face(32, random.Random(100 + index)).filter(ImageFilter.GaussianBlur(2)).save(held / f"{index:03d}.png")
+    monkeypatch.chdir(tmp_path / "work")
+    common = ("data.dataset=folder", f"data.root={faces}", "metrics.num_samples=16", "metrics.names=['swd']",
+              f"metrics.cache_dir='{tmp_path / 'cache'}'", "metrics.root=held")
+    measured = train(tiny_config(*common, "metrics.every=4"), tmp_path / "measured", CPU, progress_stream=sys.stdout)
+    (logged,) = [json.loads(line) for line in (measured.run_dir / "metrics.jsonl").read_text().splitlines()]
+    unmeasured = train(tiny_config(*common[:-1], "metrics.every=0", "metrics.root=not_made_yet"), tmp_path / "ready",
+                       CPU, progress_stream=sys.stdout)
+    monkeypatch.chdir(tmp_path)  # (another folder: held/ is not here)
+    result = CliRunner().invoke(main, ["eval", str(measured.run_dir), "--metrics", "swd", "--n", "16", "--json",
+                                       str(tmp_path / "m.json")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "m.json").read_text())["swd/mean"] == pytest.approx(logged["swd/mean"], rel=1e-6)
+    result = CliRunner().invoke(main, ["eval", str(unmeasured.run_dir), "--metrics", "swd", "--n", "16", "--json",
+                                       str(tmp_path / "u.json")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "u.json").read_text())["reference"] == str(faces.resolve())
+    # weights named for metrics that use none: refused as such, not sent to download them
+    result = CliRunner().invoke(main, ["eval", str(measured.run_dir), "--metrics", "swd", "--inception-weights",
+                                       str(tmp_path / "absent.pth")])
+    assert result.exit_code == 2 and "--metrics swd uses no weights" in result.output, result.output

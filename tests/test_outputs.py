@@ -478,9 +478,12 @@ def test_a_grid_named_like_a_sample_in_the_separate_folder_is_refused(demo_run, 
     """FID scores the --separate folder: a grid saved there as 00005.png was one more "sample"."""
     folder = tmp_path / "sep"
     result = invoke("sample", demo_run, "--n", "4", "--separate", folder, "--out", folder / "00005.png")
-    assert_clean_error(result, f"--out '{folder / '00005.png'}' is named like a sample in the --separate folder")
+    assert_clean_error(result, f"--out '{folder / '00005.png'}' is in the --separate folder")
+    for name in ("grid.png", "00004.PNG", "00004.jpg"):
+        result = invoke("sample", demo_run, "--n", "4", "--separate", folder, "--out", folder / name)
+        assert_clean_error(result, f"--out '{folder / name}' is in the --separate folder")
     assert not folder.exists()
-    result = invoke("sample", demo_run, "--n", "1", "--separate", folder, "--out", folder / "grid.png")
+    result = invoke("sample", demo_run, "--n", "1", "--separate", folder, "--out", tmp_path / "grid.png")
     assert result.exit_code == 0, result.output
     assert "wrote 1 PNG to" in result.output and "(1 image)" in result.output
 

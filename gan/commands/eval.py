@@ -127,7 +127,8 @@ def evaluate(checkpoint: Path, folder: Path | None, split: str | None, metric_na
                              f"'{path}' trained on '{state['config']['data']['dataset']}' data")
         unconditional = state["config"]["recipe"] == "dcgan"
         refuse_options_for_other_checkpoints(path, unconditional, state["config"]["data"]["dataset"] == "sr_pairs")
-        if inception_weights is not None:  # named, it is asked for, whichever metrics then use it
+        # named, the weights are asked for (a DCGAN's once its metrics are known to use them)
+        if inception_weights is not None and not unconditional:
             resolve_weights_path(inception_weights)
         if unconditional:
             _evaluate_generative(state, path, folder, metric_names, count, inception_weights, cache_dir,
@@ -273,6 +274,7 @@ def _evaluate_generative(state: dict, path: Path, folder: Path | None, metric_na
     from gan.inference.generators import generator_from_checkpoint
     from gan.inference.scoring import evaluate_generative
     from gan.metrics.generative import INCEPTION_METRICS, METRIC_NAMES, check_metric_names, smallest_count
+    from gan.metrics.inception import resolve_weights_path
 
     try:
         if metric_names is not None and not metric_names.strip(", "):
@@ -284,6 +286,8 @@ def _evaluate_generative(state: dict, path: Path, folder: Path | None, metric_na
     if inception_weights is not None and not set(names) & set(INCEPTION_METRICS):  # (else checked, then unused)
         raise click.BadParameter(f"--inception-weights is for fid, kid and pr, and --metrics {','.join(names)} uses "
                                  "no weights: leave it out, or add one of those metrics", param_hint="--inception-weights")
+    if inception_weights is not None:  # named, it is asked for, whichever of the metrics then use it
+        resolve_weights_path(inception_weights)
     fewest, why = smallest_count(names)
     if count < fewest:  # (pr failed after both sets had passed through Inception)
         raise click.BadParameter(f"--n must be at least {fewest} ({why}), got {count}")
@@ -291,14 +295,22 @@ def _evaluate_generative(state: dict, path: Path, folder: Path | None, metric_na
     suffix = "" if loaded.used_ema or "generator_ema" not in state["networks"] else "-live"
     default = path.parent / f"metrics-{loaded.step:08d}{suffix}.json"
     json_path = json_path or default
+    # relative folders are read where the run read them (its checkpoints record them whole), not from here
+    recorded = state.get("data") if isinstance(state.get("data"), dict) else {}
+    trained_root = (recorded.get("folders") or {}).get("data.root")
+    if trained_root and not Path(loaded.config["data"]["root"]).expanduser().is_absolute():
+        loaded.config["data"]["root"] = trained_root
     run_config = config_from_dict(loaded.config)
     data = run_config.data
     root_key = "--data"
-    if folder is None and run_config.metrics.root:  # (the held-out faces its metrics.jsonl and best.pt measured)
-        folder, root_key = Path(run_config.metrics.root), "the run's metrics.root"
+    metrics = run_config.metrics
+    if folder is None and metrics.every and metrics.root:  # (the held-out faces its metrics.jsonl and best.pt measured)
+        folder, root_key = Path(recorded.get("metrics_root") or metrics.root).expanduser(), "the run's metrics.root"
         if not folder.is_dir():
-            raise FileNotFoundError(f"the run's metrics.root '{folder}', the real images its training measured, is "
-                                    "not there (moved since it trained?): give them with --data FOLDER")
+            relative = ("" if Path(metrics.root).expanduser().is_absolute() or recorded.get("metrics_root") else
+                        ", a relative path read from the folder gan runs in")
+            raise FileNotFoundError(f"the run's metrics.root '{folder}'{relative}, the real images its training "
+                                    "measured, is not there (moved since it trained?): give them with --data FOLDER")
         click.echo(f"real images: the run's metrics.root '{folder}', as its training measured (--data names others)",
                    err=True)
     reference = reference_of(folder or data)

@@ -49,15 +49,14 @@ def separate_path(folder: Path, index: int) -> Path:
 
 
 def refuse_a_grid_among_samples(out: Path | None, separate: Path | None, total: int) -> None:
-    """An --out grid in the --separate folder named like a sample past those written (00005.png of
-    4): FID, which scores the folder, would take the grid for one more sample. (One of the samples'
-    own names is refused as written twice.)"""
-    import re
-
-    if out is not None and separate is not None and out.parent.resolve() == separate.resolve() \
-            and re.fullmatch(r"\d{5,}\.png", out.name) and int(out.stem) >= total:
-        fail(f"--out '{out}' is named like a sample in the --separate folder '{separate}', where it would be scored "
-             "as one: give the grid another name or folder")
+    """An --out grid in the --separate folder (past the samples' own names, refused as written
+    twice): FID, which scores the folder's images, would take the grid for one more sample."""
+    if out is None or separate is None or out.parent.resolve() != separate.resolve():
+        return
+    if out.name in {separate_path(separate, index).name for index in range(total)}:
+        return
+    fail(f"--out '{out}' is in the --separate folder '{separate}', whose images are scored as samples: the grid "
+         "would be one more; give it another folder")
 
 
 def refuse_samples_left_beside(separate: Path, total: int) -> None:

@@ -470,10 +470,12 @@ class _Run:
         """The data set's `data_signature`, taken once for every checkpoint of the run, and the
         folders it was read from (absolute: a relative data.root reads another folder from another
         working folder, which a resume names)."""
-        data = self.config.data
+        data, metrics = self.config.data, self.config.metrics
         folders = {key: str(Path(value).expanduser().resolve()) for key, value in
                    (("data.root", data.root), ("data.a_root", data.a_root), ("data.b_root", data.b_root)) if value}
-        return {**data_signature(self.dataset), "folders": folders}
+        # (the real images the metrics measure: gan eval compares with the same folder, wherever it runs)
+        measured = {"metrics_root": str(Path(metrics.root).expanduser().resolve())} if metrics.every and metrics.root else {}
+        return {**data_signature(self.dataset), "folders": folders, **measured}
 
     def say(self, message: str) -> None:
         if self.main:
