@@ -26,7 +26,7 @@ def _format_row(row: dict) -> str:
 @click.option("--data", "folder", type=UserPath(exists=True, file_okay=False, path_type=Path),
               help="Super-resolution (required): a folder of HR images. Paired (required): a folder of pairs, or "
                    "a root of split subfolders (train/ val/ ...; see --split). Unconditional: the real images to "
-                   "compare with [default: the run's metrics.root where it set one, as training measured, else its "
+                   "compare with [default: the run's metrics.root where its training measured against one, else its "
                    "data.root].")
 @click.option("--split", help="Paired checkpoints: the subfolder of --data to score, or \"all\" for every pair under "
                               "it [default: the run's data.val_split (else data.split) when --data has it, as "
