@@ -503,10 +503,11 @@ def test_gan_eval_by_default_computes_what_can_run_here_and_names_what_it_skippe
     result = CliRunner().invoke(main, ["eval", str(demo_run), "--n", "16", "--inception-weights",
                                        str(tmp_path / "missing.pth"), "--json", str(tmp_path / "named.json")])
     assert result.exit_code == 2 and "missing.pth" in result.output and not (tmp_path / "named.json").exists()
-    # ... also when the metrics asked for need no Inception: the file named is not there
+    # ... and where the metrics asked for need no Inception, that is the error, not the file's absence
     result = CliRunner().invoke(main, ["eval", str(demo_run), "--n", "16", "--metrics", "swd", "--inception-weights",
                                        str(tmp_path / "missing.pth"), "--json", str(tmp_path / "named.json")])
-    assert result.exit_code == 2 and "missing.pth" in result.output and not (tmp_path / "named.json").exists()
+    assert result.exit_code == 2 and "--metrics swd uses no weights" in result.output, result.output
+    assert not (tmp_path / "named.json").exists()
 
 
 def test_a_file_that_fails_to_decode_is_left_out_of_the_reference_set_not_replaced_by_its_neighbour(tmp_path):
