@@ -753,3 +753,18 @@ def test_a_relative_data_root_read_from_another_folder_on_resume_is_named(tmp_pa
         result = train_command(DEMO, *sets(*TINY, "data.dataset=folder", f"data.root={root}", f"train.steps={steps}"),
                                "--run-dir", str(other))
         assert result.exit_code == 0, result.output
+
+
+def test_a_moved_milestone_is_named_as_the_cause_of_a_step_schedules_jump():
+    """It said "train.lr_schedule = 'step' ends at the new train.steps", which had not changed."""
+    from gan.commands.train import schedule_jumps
+    from gan.core.config import config_to_dict
+    from gan.training.resolve import load_config
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (the EMA's warm-up, of no matter here)
+        before, after = (load_config(None, ["train.lr_schedule=step", "train.steps=1000", f"train.lr_milestones=[{at}]",
+                                            "train.lr_gamma=0.1"]) for at in (600, 200))
+    assert schedule_jumps(config_to_dict(before), 300, after) == [
+        "the learning rates fall from 1x to 0.1x of their base (train.lr_milestones = [200] and train.lr_gamma = 0.1 "
+        "now, after [600] and 0.1)"]

@@ -210,9 +210,15 @@ def schedule_jumps(trained: dict, step: int, resolved) -> list[str]:
     # cosine whose warm-up filled the first leg falls after it, as a run that long from the start does)
     moved = abs(lr_factor(step, resolved.train) - old_rate) > 1e-9
     if moved and (new_rate > old_rate + 0.05 or new_rate < next_rate - 0.05):
-        cause = (f"train.warmup_steps = {resolved.train.warmup_steps} warms up from 0 again, after "
-                 f"{before.train.warmup_steps}" if resolved.train.warmup_steps != before.train.warmup_steps else
-                 f"train.lr_schedule = '{resolved.train.lr_schedule}' ends at the new train.steps")
+        old_train, new_train = before.train, resolved.train
+        if new_train.warmup_steps != old_train.warmup_steps:
+            cause = f"train.warmup_steps = {new_train.warmup_steps} warms up from 0 again, after {old_train.warmup_steps}"
+        elif new_train.lr_schedule == "step" and (new_train.lr_milestones, new_train.lr_gamma) != (
+                old_train.lr_milestones, old_train.lr_gamma):  # (a step schedule does not follow train.steps)
+            cause = (f"train.lr_milestones = {new_train.lr_milestones} and train.lr_gamma = {new_train.lr_gamma:g} "
+                     f"now, after {old_train.lr_milestones} and {old_train.lr_gamma:g}")
+        else:
+            cause = f"train.lr_schedule = '{new_train.lr_schedule}' ends at the new train.steps"
         jumps.append(f"the learning rates {'rise' if new_rate > old_rate else 'fall'} from {old_rate:.3g}x to "
                      f"{new_rate:.3g}x of their base ({cause})")
     if resolved.recipe == "dcgan":
