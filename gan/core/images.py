@@ -19,7 +19,12 @@ from gan.core.files import write_atomically
 def pil_to_signed(image: Image.Image) -> torch.Tensor:
     """RGB PIL image -> float tensor (3, H, W) in [-1, 1]."""
     array = np.asarray(image, dtype=np.uint8)
-    return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
+    return uint8_to_signed(torch.from_numpy(array.copy()).permute(2, 0, 1))
+
+
+def uint8_to_signed(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 tensor in [0, 255] (any shape) -> float tensor in [-1, 1]: `signed_to_uint8` undone."""
+    return pixels.float().div_(127.5).sub_(1.0)
 
 
 def signed_to_uint8(images: torch.Tensor, in_place: bool = False) -> torch.Tensor:

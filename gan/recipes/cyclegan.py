@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from gan.core.config import Config
-from gan.core.images import signed_to_uint8
+from gan.core.images import signed_to_uint8, uint8_to_signed
 from gan.metrics.translation import with_both_directions
 from gan.nets import NetworkSpec, network_spec
 from gan.nets.running import eval_mode, run_padded
@@ -29,11 +29,6 @@ from gan.recipes.losses import AdversarialLoss
 from gan.recipes.schedules import adversarial_on
 
 DIRECTIONS = ("AtoB", "BtoA")
-
-
-def eight_bit(images: torch.Tensor) -> torch.Tensor:
-    """Images in [-1, 1] rounded to the 256 levels an 8-bit file holds, still in [-1, 1]."""
-    return signed_to_uint8(images).float() / 127.5 - 1.0
 
 
 @RECIPES.register("cyclegan")
@@ -207,9 +202,10 @@ class CycleGANRecipe(RecipeBase):
                 for batch in images[source].split(self.config.train.batch_size):
                     batch = batch.to(self.device)
                     # each translation as the 8-bit image a file holds, as gan eval measures the round trip
-                    fake = eight_bit(run_padded(generators[target], batch, self.size_multiple))
-                    back = eight_bit(run_padded(generators[source], fake, self.size_multiple))
-                    outputs.append(signed_to_uint8(fake.cpu()))
+                    fake_pixels = signed_to_uint8(run_padded(generators[target], batch, self.size_multiple))
+                    fake = uint8_to_signed(fake_pixels)
+                    back = uint8_to_signed(signed_to_uint8(run_padded(generators[source], fake, self.size_multiple)))
+                    outputs.append(fake_pixels.cpu())
                     errors.append((back - batch).abs().flatten(1).mean(1).cpu() / 2)  # [-1, 1] -> [0, 1] units
                 translated[target] = torch.cat(outputs)
                 reconstruction_error += float(torch.cat(errors).sum())
