@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import functools
 import os
@@ -10,6 +11,7 @@ import signal
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -340,6 +342,138 @@ def warn_of_schedule_jumps(resolved, trained: dict, step: int) -> None:
                       f"step {step + 1}, {'; and '.join(jumps)}", stacklevel=3)
 
 
+@dataclasses.dataclass
+class _Start:
+    """How far a `gan train` start has come, for the report of an error that stops it."""
+    run_dir: Path | None  # --run-dir's or --resume's; a new run's once numbered
+    named_dir: bool  # --run-dir
+    resuming: bool
+    group: Any  # torchrun's processes, or just this one (a ProcessGroup)
+    existed: bool = dataclasses.field(init=False)  # a failed start removes only a folder it made
+    dist_timeout_s: int | None = None  # train.dist_timeout_s, once the config is read
+    begun: bool = False  # training began (else a process was lost while rank 0 looked at the run directory)
+
+    def __post_init__(self) -> None:
+        self.existed = self.run_dir is not None and self.run_dir.exists()
+
+
+def _check_arguments(config: Path | None, resume: Path | None, run_dir: Path | None, out_given: bool) -> None:
+    """A UsageError for options that do not go together."""
+    if config is None and resume is None:
+        raise click.UsageError("give a CONFIG file, or --resume RUN_DIR")
+    if config is not None and resume is not None:
+        raise click.UsageError(f"--resume continues '{resume}' with its own config.toml; give CONFIG or --resume, "
+                               "not both (--set KEY=VALUE changes a setting on resume)")
+    if out_given and (resume is not None or run_dir is not None):  # (it was passed over in silence)
+        copy = " (to continue a copy of a run, copy its directory and resume the copy)" if resume else ""
+        raise click.UsageError(f"--out is the folder a new run is numbered in; {'--resume' if resume else '--run-dir'} "
+                               f"names the run directory itself, so --out does not go with it{copy}")
+    if run_dir is not None and (resume is not None or config is None):
+        raise click.UsageError("--run-dir trains CONFIG in that directory (resuming it when it has a checkpoint); "
+                               "it does not go with --resume")
+
+
+def _set_up_and_train(start: _Start, config: Path | None, resume: Path | None, overrides: tuple[str, ...],
+                      out: Path, device: str, on_nan: str):
+    """Read the config, find or make the run directory, and train: the loop's TrainResult."""
+    import torch
+
+    from gan.core.distributed import broadcast_object, from_environment, initialise
+    from gan.core.processes import stop_with_parent
+    from gan.tools.sweep import stop_with_the_sweep
+    from gan.training.loop import create_run_dir, select_device, start_or_resume, train_rolling_back
+    from gan.training.loop import train as run_training
+    from gan.training.resolve import load_config
+
+    stop_with_the_sweep()  # (when a sweep started this run)
+    start.group = group = from_environment()  # torchrun's processes, or just this one
+    if group.distributed:  # a kill -9 of torchrun's launcher stops its processes too
+        stop_with_parent(os.getppid())
+    if not group.is_main:
+        leave_the_talking_to_rank_0()
+    if resume is not None:
+        check_resumable(resume)
+    if config is not None:
+        resolved = load_config(config, list(overrides))
+    else:
+        run_config, trained = run_config_and_trained(resume)
+        resolved = load_config(run_config, list(overrides), trained)
+    torch_device = select_device(device)
+    if group.distributed and torch_device.type == "cuda":
+        torch_device = torch.device("cuda", group.local_rank)  # one GPU per process
+        torch.cuda.set_device(torch_device)
+    start.dist_timeout_s = resolved.train.dist_timeout_s
+    initialise(group, torch_device, start.dist_timeout_s)
+    if start.named_dir:  # rank 0 looks; the others learn whether it resumes
+        refuse_folder_in_a_run(Path(os.path.abspath(start.run_dir)).parent, "--run-dir's parent")  # (`.` too)
+        start.resuming = broadcast_object(start_or_resume(start.run_dir, config) if group.is_main else None, group)
+        if start.resuming:
+            resolved = settings_to_continue(start.run_dir, written_config(start.run_dir), resolved, say=group.is_main)
+    elif not start.resuming:  # rank 0 numbers the run; the others learn its directory
+        refuse_folder_in_a_run(out, "--out")
+        start.run_dir = broadcast_object(create_run_dir(out, config.stem) if group.is_main else None, group)
+    run = train_rolling_back if on_nan == "rollback" else run_training
+    # (--run-dir continues its run unchanged but for the length, settings_to_continue checked: a
+    # longer or shorter run can still move a schedule)
+    report = (functools.partial(report_changes, start.run_dir, resolved, overrides) if resume is not None
+              else functools.partial(warn_of_schedule_jumps, resolved) if start.resuming else None)
+    start.begun = True
+    return run(resolved, start.run_dir, torch_device, resume=start.resuming, group=group, on_resume=report)
+
+
+def _report_failure(start: _Start, error: BaseException) -> None:
+    """Say in one line why the start stopped, and exit, for the errors that have such a line; return
+    for any other (its traceback follows). A start that failed leaves no run directory it made."""
+    from gan.core.checkpoint import CheckpointError, list_checkpoints
+    from gan.core.distributed import gan_launcher
+    from gan.core.files import RunDirectoryBusy, WriteError, remove_lock_file
+    from gan.core.registry import ConfigError
+    from gan.data.decode import ImageReadError
+    from gan.training.loop import DeviceUnavailable, NonFiniteLossError, SideTaskError
+
+    group, run_dir = start.group, start.run_dir
+    # (Another process's directory, RunDirectoryBusy, is not this start's to clean.)
+    if (not start.resuming and run_dir is not None and not start.existed and group.is_main
+            and not isinstance(error, RunDirectoryBusy)):
+        remove_lock_file(run_dir)  # a start that failed leaves no empty run directory
+        with contextlib.suppress(OSError):
+            run_dir.rmdir()  # (rmdir keeps any content, another writer's lock among it)
+    if isinstance(error, KeyboardInterrupt):  # while setting up, or a second Ctrl-C in the loop
+        signum = error.signum if isinstance(error, Terminated) else signal.SIGINT
+        signal_name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        if group.is_main:  # (torchrun passes a stop to every process: rank 0 says it)
+            kept = ("none was written before" if run_dir is None or not list_checkpoints(run_dir)
+                    else f"continue from the newest kept with: {gan_launcher(group.world_size)} train --resume "
+                         f"{run_dir}")
+            click.echo(f"error: stopped by {signal_name} without saving a checkpoint ({kept})", err=True)
+        sys.exit(128 + signum)
+    if isinstance(error, NonFiniteLossError):
+        if group.is_main:  # (under torchrun every process meets it alike: rank 0 says it once)
+            click.echo(f"error: {error}", err=True)
+        sys.exit(1)
+    # a worker that died while reading data: the loop saved the steps trained (SideTaskError) first
+    lost = lost_process(error.__cause__ if isinstance(error, SideTaskError) else error, group.distributed,
+                        start.dist_timeout_s)
+    if lost:
+        click.echo(f"error: {lost}{resume_advice(run_dir, group.world_size) if start.begun else ''}", err=True)
+        sys.exit(1)
+    beside_rank_0 = group.rank == group.local_rank  # (on rank 0's machine: the same files, the same devices)
+    if not group.is_main and (isinstance(error, (ConfigError, CheckpointError)) or beside_rank_0 and isinstance(
+            error, (ImageReadError, FileNotFoundError, NotADirectoryError, DeviceUnavailable))):
+        # met alike by every process setting up (the config; the files, the scan of the data, the device on
+        # rank 0's machine, where another's may differ; a file that fails to decode in this process's share
+        # while training is a SideTaskError): rank 0 says it
+        sys.exit(2)
+    unwritable = unwritable_run(error, run_dir) if start.resuming else None
+    if unwritable:
+        fail(unwritable)
+    if isinstance(error, (FileNotFoundError, NotADirectoryError)) and error.filename:  # the system's own
+        fail(file_error(error))
+    if isinstance(error, (ConfigError, CheckpointError, ImageReadError, FileNotFoundError, NotADirectoryError,
+                          DeviceUnavailable, WriteError, RunDirectoryBusy, SideTaskError)):
+        fail(error)
+
+
 @click.command()
 @click.argument("config", required=False, type=UserPath(dir_okay=False, path_type=Path))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
@@ -372,140 +506,27 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
       gan train --resume runs/00003-dcgan_celeba128 --set train.steps=80000   # train longer
       gan train experiments/dcgan_demo.toml --run-dir runs/demo-hinge --set loss.adversarial=hinge
     """
-    import torch
-
-    from gan.core.checkpoint import CheckpointError, list_checkpoints
-    from gan.core.distributed import (
-        SINGLE_PROCESS,
-        broadcast_object,
-        from_environment,
-        gan_launcher,
-        initialise,
-        shutdown,
-    )
-    from gan.core.files import RunDirectoryBusy, WriteError, remove_lock_file
-    from gan.core.processes import stop_with_parent
-    from gan.core.registry import ConfigError
-    from gan.data.decode import ImageReadError
-    from gan.tools.sweep import stop_with_the_sweep
-    from gan.training.loop import (
-        DeviceUnavailable,
-        NonFiniteLossError,
-        SideTaskError,
-        create_run_dir,
-        select_device,
-        start_or_resume,
-        train_rolling_back,
-    )
-    from gan.training.loop import train as run_training
-    from gan.training.resolve import load_config
-
-    if config is None and resume is None:
-        raise click.UsageError("give a CONFIG file, or --resume RUN_DIR")
-    if config is not None and resume is not None:
-        raise click.UsageError(f"--resume continues '{resume}' with its own config.toml; give CONFIG or --resume, "
-                               "not both (--set KEY=VALUE changes a setting on resume)")
-    out_given = click.get_current_context().get_parameter_source("out") != click.core.ParameterSource.DEFAULT
-    if out_given and (resume is not None or run_dir is not None):  # (it was passed over in silence)
-        copy = " (to continue a copy of a run, copy its directory and resume the copy)" if resume else ""
-        raise click.UsageError(f"--out is the folder a new run is numbered in; {'--resume' if resume else '--run-dir'} "
-                               f"names the run directory itself, so --out does not go with it{copy}")
-    if run_dir is not None and (resume is not None or config is None):
-        raise click.UsageError("--run-dir trains CONFIG in that directory (resuming it when it has a checkpoint); "
-                               "it does not go with --resume")
     overrides = (*overrides, "data.strict=true") if strict else overrides
+    out_given = click.get_current_context().get_parameter_source("out") != click.core.ParameterSource.DEFAULT
+    _check_arguments(config, resume, run_dir, out_given)
+    from gan.core.distributed import SINGLE_PROCESS, shutdown
+
     named_dir = run_dir is not None
-    run_dir = run_dir if named_dir else resume
-    existed = run_dir is not None and run_dir.exists()  # a failed start removes only a folder it made
-    resuming = resume is not None
-    dist_timeout_s = None  # (train.dist_timeout_s, once the config is read)
-    group = SINGLE_PROCESS  # until torchrun's environment is read and checked, in the try below
+    start = _Start(run_dir=run_dir if named_dir else resume, named_dir=named_dir, resuming=resume is not None,
+                   group=SINGLE_PROCESS)  # (until torchrun's environment is read and checked)
     # Until the loop takes over, SIGTERM and SIGHUP while setting up stop as Ctrl-C does; the handlers
     # found are restored at the end (this may run inside a caller).
     found_handlers = interrupt_on_sigterm()
-    begun = False  # (a process lost before: rank 0 stopped while it looked at the run directory, a busy one say)
     try:
-        stop_with_the_sweep()  # (when a sweep started this run)
-        group = from_environment()  # torchrun's processes, or just this one
-        if group.distributed:  # a kill -9 of torchrun's launcher stops its processes too
-            stop_with_parent(os.getppid())
-        if not group.is_main:
-            leave_the_talking_to_rank_0()
-        if resume is not None:
-            check_resumable(resume)
-        if config is not None:
-            resolved = load_config(config, list(overrides))
-        else:
-            run_config, trained = run_config_and_trained(resume)
-            resolved = load_config(run_config, list(overrides), trained)
-        torch_device = select_device(device)
-        if group.distributed and torch_device.type == "cuda":
-            torch_device = torch.device("cuda", group.local_rank)  # one GPU per process
-            torch.cuda.set_device(torch_device)
-        dist_timeout_s = resolved.train.dist_timeout_s
-        initialise(group, torch_device, dist_timeout_s)
-        if named_dir:  # rank 0 looks; the others learn whether it resumes
-            refuse_folder_in_a_run(Path(os.path.abspath(run_dir)).parent, "--run-dir's parent")  # (`.` too)
-            resuming = broadcast_object(start_or_resume(run_dir, config) if group.is_main else None, group)
-            if resuming:
-                resolved = settings_to_continue(run_dir, written_config(run_dir), resolved, say=group.is_main)
-        elif not resuming:  # rank 0 numbers the run; the others learn its directory
-            refuse_folder_in_a_run(out, "--out")
-            run_dir = broadcast_object(create_run_dir(out, config.stem) if group.is_main else None, group)
-        run = train_rolling_back if on_nan == "rollback" else run_training
-        # (--run-dir continues its run unchanged but for the length, settings_to_continue checked: a
-        # longer or shorter run can still move a schedule)
-        report = (functools.partial(report_changes, run_dir, resolved, overrides) if resume is not None
-                  else functools.partial(warn_of_schedule_jumps, resolved) if resuming else None)
-        begun = True
-        result = run(resolved, run_dir, torch_device, resume=resuming, group=group, on_resume=report)
+        result = _set_up_and_train(start, config, resume, overrides, out, device, on_nan)
     except BaseException as error:
         # A SIGTERM now (torchrun ending the survivors of a dead process) must not cut this report short.
         for signum in found_handlers:
             signal.signal(signum, signal.SIG_IGN)
-        # (Another process's directory, RunDirectoryBusy, is not this start's to clean.)
-        if (not resuming and run_dir is not None and not existed and group.is_main
-                and not isinstance(error, RunDirectoryBusy)):
-            remove_lock_file(run_dir)  # a start that failed leaves no empty run directory
-            with contextlib.suppress(OSError):
-                run_dir.rmdir()  # (rmdir keeps any content, another writer's lock among it)
-        if isinstance(error, KeyboardInterrupt):  # while setting up, or a second Ctrl-C in the loop
-            signum = error.signum if isinstance(error, Terminated) else signal.SIGINT
-            signal_name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-            if group.is_main:  # (torchrun passes a stop to every process: rank 0 says it)
-                kept = ("none was written before" if run_dir is None or not list_checkpoints(run_dir)
-                        else f"continue from the newest kept with: {gan_launcher(group.world_size)} train --resume "
-                             f"{run_dir}")
-                click.echo(f"error: stopped by {signal_name} without saving a checkpoint ({kept})", err=True)
-            sys.exit(128 + signum)
-        if isinstance(error, NonFiniteLossError):
-            if group.is_main:  # (under torchrun every process meets it alike: rank 0 says it once)
-                click.echo(f"error: {error}", err=True)
-            sys.exit(1)
-        # a worker that died while reading data: the loop saved the steps trained (SideTaskError) first
-        lost = lost_process(error.__cause__ if isinstance(error, SideTaskError) else error, group.distributed,
-                            dist_timeout_s)
-        if lost:
-            click.echo(f"error: {lost}{resume_advice(run_dir, group.world_size) if begun else ''}", err=True)
-            sys.exit(1)
-        beside_rank_0 = group.rank == group.local_rank  # (on rank 0's machine: the same files, the same devices)
-        if not group.is_main and (isinstance(error, (ConfigError, CheckpointError)) or beside_rank_0 and isinstance(
-                error, (ImageReadError, FileNotFoundError, NotADirectoryError, DeviceUnavailable))):
-            # met alike by every process setting up (the config; the files, the scan of the data, the device on
-            # rank 0's machine, where another's may differ; a file that fails to decode in this process's share
-            # while training is a SideTaskError): rank 0 says it
-            sys.exit(2)
-        unwritable = unwritable_run(error, run_dir) if resuming else None
-        if unwritable:
-            fail(unwritable)
-        if isinstance(error, (FileNotFoundError, NotADirectoryError)) and error.filename:  # the system's own
-            fail(file_error(error))
-        if isinstance(error, (ConfigError, CheckpointError, ImageReadError, FileNotFoundError, NotADirectoryError,
-                              DeviceUnavailable, WriteError, RunDirectoryBusy, SideTaskError)):
-            fail(error)
+        _report_failure(start, error)
         raise
     finally:
-        shutdown(group)
+        shutdown(start.group)
         for signum, handler in found_handlers.items():
             if handler is not None:  # (None: one set outside Python, which cannot be put back)
                 signal.signal(signum, handler)
