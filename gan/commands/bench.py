@@ -50,39 +50,48 @@ def bench(models: tuple[str, ...], device: str, json_path: Path | None, overwrit
       gan bench --model pix2pix256 --rounds 2 --data-root none
       gan bench --model dcgan128 --set train.compile=off --device cuda   # one switch's share
     """
-    import tempfile
-    import traceback
-
-    import torch
-
-    from gan.core.registry import ConfigError, suggest
-    from gan.inference.outputs import OutputRefused, check_outputs
-    from gan.tools.benchmark import (
-        CASES,
-        DATA_BATCH,
-        BaselineError,
-        DataRootError,
-        batch_override,
-        bench_data,
-        bench_model,
-        check_data_root,
-        format_table,
-        load_baseline,
-        unmeasured_overrides,
-        workload_overrides,
-    )
-    from gan.tools.benchmark import threads as thread_count
-    from gan.training.loop import DeviceUnavailable, select_device
-    from gan.training.resolve import check_networks, load_config
+    from gan.core.registry import suggest
+    from gan.tools.benchmark import CASES
 
     unknown = [f"{name}{suggest(name, list(CASES))}" for name in models if name not in CASES]
     if unknown:
         raise click.BadParameter(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(CASES)}",
                                  param_hint="--model")
-    models = tuple(dict.fromkeys(models))  # (a model given twice is timed once: one row per model)
+    models = tuple(dict.fromkeys(models)) or tuple(CASES)  # (a model given twice is timed once: one row per model)
+    data_root = None if data_root is not None and str(data_root) == "none" else data_root
+    torch_device, baseline, batch_size, overrides = _checked(models, device, json_path, overwrite, overrides,
+                                                             baseline_path, data_root)
+    if baseline is None:
+        click.echo("no --baseline given: the baseline columns stay empty", err=True)
+    rows, data_rows, failures, settings = _measured(models, torch_device, json_path, rounds, iters, warmup, eager,
+                                                    overrides, baseline, batch_size, data_root, data_workers,
+                                                    threads)
+    _report(rows, data_rows, failures, settings, baseline, json_path)
+
+
+def _checked(models: tuple[str, ...], device: str, json_path: Path | None, overwrite: bool,
+             overrides: tuple[str, ...], baseline_path: Path | None, data_root: Path | None):
+    """(device, baseline or None, --set's batch size or None, the other --set overrides), once every
+    input is checked: a bad --set, a missing file or an existing --json stop here, not after minutes
+    of measuring."""
+    from gan.core.registry import ConfigError
+    from gan.inference.outputs import OutputRefused, check_outputs
+    from gan.tools.benchmark import (
+        CASES,
+        BaselineError,
+        DataRootError,
+        batch_override,
+        check_data_root,
+        load_baseline,
+        unmeasured_overrides,
+        workload_overrides,
+    )
+    from gan.training.loop import DeviceUnavailable, select_device
+    from gan.training.resolve import check_networks, load_config
+
     try:
         torch_device = select_device(device)
-        for name in models or CASES:  # a bad --set, or networks it does not fit, stop here, not after other models
+        for name in models:  # a bad --set, or networks it does not fit, stop here, not after other models
             try:
                 check_networks(load_config(None, [*CASES[name].overrides, *overrides]))
             except ConfigError as error:
@@ -93,25 +102,40 @@ def bench(models: tuple[str, ...], device: str, json_path: Path | None, overwrit
                        "step on a synthetic batch: no data files, logging, metrics or checkpoints)", err=True)
         batch_size, overrides = batch_override(overrides)  # (both sides: the baseline's batch too)
         ours_alone = workload_overrides(overrides)
-        needed = [CASES[name].baseline for name in models or CASES if CASES[name].baseline]
+        needed = [CASES[name].baseline for name in models if CASES[name].baseline]
         if ours_alone and baseline_path and needed:  # (a model with no baseline has no ratio to mislead)
             click.echo(f"warning: --set {', '.join(ours_alone)} changes the work of gan's step alone; the baseline "
                        "runs its canonical model, so the ratio compares two different workloads", err=True)
         baseline = load_baseline(baseline_path, needed) if baseline_path else None
-        if data_root is not None and str(data_root) != "none":
+        if data_root is not None:
             check_data_root(data_root)
         if json_path:  # a read-only folder or an existing file is refused now, not after minutes of measuring
             check_outputs([json_path], inputs=[baseline_path] if baseline_path else [], overwrite=overwrite)
     except (DeviceUnavailable, ConfigError, FileNotFoundError, BaselineError, DataRootError, OutputRefused) as error:
         fail(error)
-    if baseline is None:
-        click.echo("no --baseline given: the baseline columns stay empty", err=True)
+    return torch_device, baseline, batch_size, overrides
+
+
+def _measured(models: tuple[str, ...], torch_device, json_path: Path | None, rounds: int, iters: int, warmup: int,
+              eager: bool, overrides: tuple[str, ...], baseline, batch_size: int | None, data_root: Path | None,
+              data_workers: int, threads: int | None):
+    """(model rows, data path rows, {what failed: why}, the settings measured under). One model's
+    failure is said and recorded, and the others measured; --json is rewritten after each model."""
+    import tempfile
+    import traceback
+
+    import torch
+
+    from gan.core.registry import ConfigError
+    from gan.tools.benchmark import DATA_BATCH, BaselineError, DataRootError, bench_data, bench_model
+    from gan.tools.benchmark import threads as thread_count
+
     rows, data_rows, failures = [], [], {}
     with thread_count(threads):
         settings = {"device": str(torch_device), "torch": torch.__version__, "threads": torch.get_num_threads(),
                     "rounds": rounds, "iters": iters, "eager": eager, "overrides": list(overrides),
                     "batch_size": batch_size}
-        for name in models or CASES:
+        for name in models:
             try:
                 rows.append(bench_model(name, torch_device, baseline, rounds, iters, warmup, fast=not eager,
                                         flops=True, overrides=overrides, batch_size=batch_size))
@@ -124,12 +148,20 @@ def bench(models: tuple[str, ...], device: str, json_path: Path | None, overwrit
                 failures[name] = f"{type(error).__name__}: {error}"
             if json_path:  # after every model: a run cut short keeps what it measured
                 _written(json_path, rows, data_rows, settings, failures)  # (a refusal: the last write reports it)
-        if data_root is not None and str(data_root) != "none":
+        if data_root is not None:
             with tempfile.TemporaryDirectory() as cache_dir:
                 try:
                     data_rows.append(bench_data(data_root, 128, DATA_BATCH, 40, data_workers, Path(cache_dir)))
                 except DataRootError as error:  # (an undecodable image): said after the models' table, once
                     failures["data path"] = f"DataRootError: {error}"
+    return rows, data_rows, failures, settings
+
+
+def _report(rows: list, data_rows: list, failures: dict[str, str], settings: dict, baseline,
+            json_path: Path | None) -> None:
+    """The table, the data path's line, the final --json write, and what failed."""
+    from gan.tools.benchmark import CASES, format_table
+
     if rows:  # (every model failed: no empty table)
         click.echo(format_table(rows))
         if baseline is None:
@@ -151,7 +183,6 @@ def bench(models: tuple[str, ...], device: str, json_path: Path | None, overwrit
     if failures:  # (each model's error was said as it failed; the data path's was not)
         fail("failed: " + "; ".join(f"{name} ({'said above' if name != 'data path' else error})"
                                     for name, error in failures.items()))
-
 
 def _written(json_path: Path, *results) -> str | None:
     """Write the results so far to --json; the WriteError's text when the disk refuses, so that a
