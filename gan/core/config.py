@@ -535,8 +535,27 @@ def _upgrade_written_config(tree: dict[str, Any], path: Path) -> None:
 def check_values(config: Config) -> None:
     """Check the ranges and combinations that types alone cannot. Names that registries hold
     (recipe, dataset, networks, loss, metrics) are checked by `gan.training.resolve`, above them."""
-    loss = config.loss
     _check_preset(config)
+    _check_loss_values(config.loss)
+    _check_train_values(config.train)
+    _check_data_values(config.data)
+    _check_range("log.num_samples", config.log.num_samples, 1, MAX_PREVIEW_SAMPLES)
+    _check_range("metrics.num_samples", config.metrics.num_samples, 2, MAX_METRIC_SAMPLES)
+    _check_text(config)
+    if config.metrics.root and config.data.dataset not in ("celeba", "folder"):
+        raise ConfigError(f"metrics.root is read as [data] says, and data.dataset '{config.data.dataset}' has no "
+                          "image folder to read it with (celeba or folder do)")
+    for key in PATH_KEYS:
+        section, name = key.split(".")
+        _check_path(key, getattr(getattr(config, section), name))
+    for key, low in (("log.every", 1), ("log.image_every", 1), ("log.eval_every", 0), ("metrics.every", 0)):
+        section, name = key.split(".")
+        _check_range(key, getattr(getattr(config, section), name), low, math.inf)
+    _check_integer_sizes(config)  # (last: a key with its own range names it more precisely)
+
+
+def _check_loss_values(loss: LossConfig) -> None:
+    """[loss]'s ranges, and the settings that need another loss."""
     if loss.label_smoothing and loss.adversarial not in ("vanilla", "lsgan"):
         raise ConfigError(f"loss.label_smoothing applies to vanilla and lsgan, not '{loss.adversarial}' (it has "
                           f"no targets to smooth; this config sets {loss.label_smoothing}): turn it off with "
@@ -546,14 +565,64 @@ def check_values(config: Config) -> None:
     _check_range("loss.r1_gamma", loss.r1_gamma, 0.0, math.inf)
     _check_range("loss.r1_every", loss.r1_every, 1, math.inf)
     _check_augment_probability(loss)
-    _check_range("train.ema_decay", config.train.ema_decay, 0.0, 1.0 - 1e-12)
-    for key in ("train.steps", "train.batch_size", "train.d_steps", "train.checkpoint_every",
-                "train.keep_checkpoints", "log.every", "log.image_every", "log.num_samples", "data.resolution",
-                "data.crop"):
-        section, name = key.split(".")
-        _check_range(key, getattr(getattr(config, section), name), 1, math.inf)
-    _check_range("train.dist_timeout_s", config.train.dist_timeout_s, 1, MAX_DIST_TIMEOUT_S)
-    data = config.data
+    if loss.adversarial_weight != -1.0:
+        _check_range("loss.adversarial_weight", loss.adversarial_weight, 0, math.inf)
+    _check_choice("loss.content", loss.content, ("mse", "l1", "vgg"))
+    _check_choice("loss.vgg_arch", loss.vgg_arch, ("vgg16", "vgg19"))
+    _check_range("loss.gp_weight", loss.gp_weight, 0.0, math.inf)
+    if loss.adversarial == "wgan-gp" and loss.gp_weight == 0:  # (as a recipe without the penalty is refused)
+        raise ConfigError("loss.adversarial = 'wgan-gp' with loss.gp_weight = 0 trains its critic unconstrained, "
+                          "which the Wasserstein loss needs bounded: a weight > 0 (10 in the WGAN-GP paper), or "
+                          "another loss (vanilla, lsgan, hinge)")
+    _check_range("loss.vgg_feature_scale", loss.vgg_feature_scale, 0.0, math.inf)
+    for name in ("instance_noise_steps", "l1_weight", "cycle_weight", "identity_weight", "pool_size"):
+        _check_range(f"loss.{name}", getattr(loss, name), 0, math.inf)
+
+
+def _check_train_values(train: TrainConfig) -> None:
+    """[train]'s ranges, choices, and compile settings that do not go together."""
+    _check_range("train.ema_decay", train.ema_decay, 0.0, 1.0 - 1e-12)
+    for name in ("steps", "batch_size", "checkpoint_every", "keep_checkpoints"):
+        _check_range(f"train.{name}", getattr(train, name), 1, math.inf)
+    _check_range("train.d_steps", train.d_steps, 1, MAX_D_STEPS)
+    _check_range("train.dist_timeout_s", train.dist_timeout_s, 1, MAX_DIST_TIMEOUT_S)
+    _check_choice("train.channels_last", train.channels_last, ("auto", "on", "off"))
+    _check_choice("train.compile", train.compile, ("auto", "on", "off"))
+    _check_choice("train.compile_backend", train.compile_backend, ("inductor", "aot_eager", "eager"))
+    if train.compile_mode == "reduce-overhead":
+        raise ConfigError("train.compile_mode 'reduce-overhead' (a CUDA graph per network) is not offered: a GAN "
+                          "step calls a network again before its backward pass, which those graphs do not survive "
+                          "(an H200 run read an overwritten generator output); train.cuda_graph replays the whole "
+                          "step as one graph instead. Set train.compile_mode=default (a saved run resumes with "
+                          "--set train.compile_mode=default)")
+    _check_choice("train.compile_mode", train.compile_mode, ("default", "max-autotune-no-cudagraphs"))
+    if train.compile_mode != "default" and train.compile_backend != "inductor":
+        raise ConfigError(f"train.compile_mode '{train.compile_mode}' is an inductor mode; "
+                          f"train.compile_backend is '{train.compile_backend}'")
+    _check_choice("train.cuda_graph", train.cuda_graph, ("auto", "on", "off"))
+    _check_choice("train.keep_best", train.keep_best, ("", *BEST_METRICS), "empty: no best.pt")
+    _check_choice("train.lr_schedule", train.lr_schedule, ("linear_decay", "cosine", "step"))
+    _check_range("train.lr_gamma", train.lr_gamma, 1e-12, 1.0)
+    milestones = train.lr_milestones
+    if any(m < 1 for m in milestones) or milestones != sorted(set(milestones)):
+        raise ConfigError(f"train.lr_milestones must be increasing steps >= 1, got {milestones}")
+    _check_choice("train.optimizer_kernel", train.optimizer_kernel, ("auto", "fused", "foreach", "loop"))
+    _check_range("train.ema_bn_batches", train.ema_bn_batches, 0, MAX_EMA_BN_BATCHES)
+    _check_range("train.seed", train.seed, 0, 2**32 - 1)
+    for name in ("g_lr", "d_lr"):
+        _check_range(f"train.{name}", getattr(train, name), 0, math.inf)
+    for name in ("beta1", "beta2"):
+        _check_range(f"train.{name}", getattr(train, name), 0.0, 1.0 - 1e-12)
+    if not 0 < train.divergence_bound <= math.inf:
+        raise ConfigError(f"train.divergence_bound must be > 0 (inf turns the check off), got {train.divergence_bound}")
+    for name in ("lr_decay_steps", "warmup_steps", "adversarial_start"):
+        _check_range(f"train.{name}", getattr(train, name), 0, math.inf)
+
+
+def _check_data_values(data: DataConfig) -> None:
+    """[data]'s ranges and choices, and the settings that need another dataset."""
+    _check_range("data.resolution", data.resolution, 1, MAX_RESOLUTION)
+    _check_range("data.crop", data.crop, 1, math.inf)
     if data.crop > CELEBA_OFFICIAL_WIDTH:  # (it was cut to the width, the same as 178, without a word)
         raise ConfigError(f"data.crop = {data.crop} is wider than CelebA's aligned faces ({CELEBA_OFFICIAL_WIDTH} px "
                           f"at the official 178x218 size, which data.crop counts in): at most {CELEBA_OFFICIAL_WIDTH}")
@@ -561,79 +630,22 @@ def check_values(config: Config) -> None:
     _check_choice("data.direction", data.direction, ("AtoB", "BtoA"))
     if data.cache == "ram":  # the old name; the decoded images were never in RAM but in a file on disk
         warnings.warn('data.cache = "ram" is now called "mmap" (the decoded images are a memory-mapped file on '
-                      'disk); "ram" still works', FutureWarning, stacklevel=3)
+                      'disk); "ram" still works', FutureWarning, stacklevel=4)
         data.cache = "mmap"
     _check_choice("data.cache", data.cache, ("off", "mmap", "device"))
-    _check_choice("train.channels_last", config.train.channels_last, ("auto", "on", "off"))
-    _check_choice("train.compile", config.train.compile, ("auto", "on", "off"))
-    _check_choice("train.compile_backend", config.train.compile_backend, ("inductor", "aot_eager", "eager"))
-    if config.train.compile_mode == "reduce-overhead":
-        raise ConfigError("train.compile_mode 'reduce-overhead' (a CUDA graph per network) is not offered: a GAN "
-                          "step calls a network again before its backward pass, which those graphs do not survive "
-                          "(an H200 run read an overwritten generator output); train.cuda_graph replays the whole "
-                          "step as one graph instead. Set train.compile_mode=default (a saved run resumes with "
-                          "--set train.compile_mode=default)")
-    _check_choice("train.compile_mode", config.train.compile_mode, ("default", "max-autotune-no-cudagraphs"))
-    if config.train.compile_mode != "default" and config.train.compile_backend != "inductor":
-        raise ConfigError(f"train.compile_mode '{config.train.compile_mode}' is an inductor mode; "
-                          f"train.compile_backend is '{config.train.compile_backend}'")
-    _check_choice("train.cuda_graph", config.train.cuda_graph, ("auto", "on", "off"))
-    _check_choice("train.keep_best", config.train.keep_best, ("", *BEST_METRICS), "empty: no best.pt")
-    _check_choice("train.lr_schedule", config.train.lr_schedule, ("linear_decay", "cosine", "step"))
-    _check_range("train.lr_gamma", config.train.lr_gamma, 1e-12, 1.0)
-    milestones = config.train.lr_milestones
-    if any(m < 1 for m in milestones) or milestones != sorted(set(milestones)):
-        raise ConfigError(f"train.lr_milestones must be increasing steps >= 1, got {milestones}")
-    if config.loss.adversarial_weight != -1.0:
-        _check_range("loss.adversarial_weight", config.loss.adversarial_weight, 0, math.inf)
-    _check_choice("train.optimizer_kernel", config.train.optimizer_kernel, ("auto", "fused", "foreach", "loop"))
     if data.cache != "off" and data.dataset not in ("celeba", "folder"):
         raise ConfigError(f"data.cache applies to the celeba and folder datasets, not '{data.dataset}'; "
                           "set data.cache=\"off\"")
     _check_choice("data.scale", data.scale, (2, 3, 4, 8))
     if data.rot90 and data.dataset != "sr_pairs":
         raise ConfigError(f"data.rot90 applies to the sr_pairs dataset, not '{data.dataset}'")
-    _check_choice("loss.content", config.loss.content, ("mse", "l1", "vgg"))
-    _check_choice("loss.vgg_arch", config.loss.vgg_arch, ("vgg16", "vgg19"))
     _check_range("data.jpeg_quality", data.jpeg_quality, 0, 100)
-    _check_range("metrics.num_samples", config.metrics.num_samples, 2, MAX_METRIC_SAMPLES)
-    _check_range("log.num_samples", config.log.num_samples, 1, MAX_PREVIEW_SAMPLES)
-    _check_range("data.resolution", data.resolution, 1, MAX_RESOLUTION)
     _check_range("data.load_size", data.load_size, 0, MAX_RESOLUTION)  # images are resized to it: memory
     _check_range("data.blur_sigma", data.blur_sigma, 0.0, MAX_BLUR_SIGMA)
     _check_range("data.noise_std", data.noise_std, 0.0, 255.0)  # grey levels: more is noise alone
     _check_range("data.synthetic_size", data.synthetic_size, 1, MAX_SYNTHETIC_SIZE)
     _check_range("data.num_workers", data.num_workers, 0, MAX_LOADER_WORKERS)
-    _check_range("train.d_steps", config.train.d_steps, 1, MAX_D_STEPS)
-    _check_range("train.ema_bn_batches", config.train.ema_bn_batches, 0, MAX_EMA_BN_BATCHES)
-    _check_range("loss.gp_weight", loss.gp_weight, 0.0, math.inf)
-    if loss.adversarial == "wgan-gp" and loss.gp_weight == 0:  # (as a recipe without the penalty is refused)
-        raise ConfigError("loss.adversarial = 'wgan-gp' with loss.gp_weight = 0 trains its critic unconstrained, "
-                          "which the Wasserstein loss needs bounded: a weight > 0 (10 in the WGAN-GP paper), or "
-                          "another loss (vanilla, lsgan, hinge)")
-    _check_range("loss.vgg_feature_scale", loss.vgg_feature_scale, 0.0, math.inf)
-    _check_text(config)
-    if config.metrics.root and data.dataset not in ("celeba", "folder"):
-        raise ConfigError(f"metrics.root is read as [data] says, and data.dataset '{data.dataset}' has no image "
-                          "folder to read it with (celeba or folder do)")
-    _check_range("train.seed", config.train.seed, 0, 2**32 - 1)
-    for key in ("train.g_lr", "train.d_lr"):
-        _check_range(key, getattr(config.train, key.split(".")[1]), 0, math.inf)
-    for key in ("train.beta1", "train.beta2"):
-        _check_range(key, getattr(config.train, key.split(".")[1]), 0.0, 1.0 - 1e-12)
-    if not 0 < config.train.divergence_bound <= math.inf:
-        raise ConfigError(f"train.divergence_bound must be > 0 (inf turns the check off), got {config.train.divergence_bound}")
-    for key in PATH_KEYS:
-        section, name = key.split(".")
-        _check_path(key, getattr(getattr(config, section), name))
-    for key in ("data.max_images", "data.num_workers", "train.lr_decay_steps", "train.ema_bn_batches",
-                "loss.instance_noise_steps", "data.load_size", "data.blur_sigma", "data.noise_std", "loss.l1_weight", "loss.cycle_weight",
-                "loss.identity_weight", "loss.pool_size", "train.warmup_steps", "train.adversarial_start", "log.eval_every",
-                "metrics.every"):
-        section, name = key.split(".")
-        _check_range(key, getattr(getattr(config, section), name), 0, math.inf)
-    _check_integer_sizes(config)  # (last: a key with its own range names it more precisely)
-
+    _check_range("data.max_images", data.max_images, 0, math.inf)
 
 # Keys that only some settings read: set away from their default under others, they change nothing,
 # which a user who set them cannot tell from the run. key -> (the key that decides, the values of it
