@@ -14,7 +14,7 @@ from gan.core.checkpoint import list_checkpoints
 from gan.core.files import RunDirectoryBusy, RunLock
 from gan.core.registry import ConfigError
 from gan.tools.sweep import MANIFEST, expand, manifest_text, parse_grid, planned_steps, write_manifest
-from gan.training.loop import start_or_resume
+from gan.training.run_dir import start_or_resume
 
 DEMO = REPO / "experiments" / "dcgan_demo.toml"
 

@@ -15,11 +15,11 @@ from gan.training.loop import (
     DeviceUnavailable,
     MetricWatch,
     NonFiniteLossError,
-    create_run_dir,
     select_device,
     train,
     train_rolling_back,
 )
+from gan.training.run_dir import create_run_dir
 
 CPU = torch.device("cpu")
 

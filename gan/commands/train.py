@@ -381,9 +381,10 @@ def _set_up_and_train(start: _Start, config: Path | None, resume: Path | None, o
     from gan.core.distributed import broadcast_object, from_environment, initialise
     from gan.core.processes import stop_with_parent
     from gan.tools.sweep import stop_with_the_sweep
-    from gan.training.loop import create_run_dir, select_device, start_or_resume, train_rolling_back
+    from gan.training.loop import select_device, train_rolling_back
     from gan.training.loop import train as run_training
     from gan.training.resolve import load_config
+    from gan.training.run_dir import create_run_dir, start_or_resume
 
     stop_with_the_sweep()  # (when a sweep started this run)
     start.group = group = from_environment()  # torchrun's processes, or just this one

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fnmatch
 import functools
 import io
 import json
@@ -18,13 +17,7 @@ import math
 import os
 import random
 import re
-
-try:
-    import fcntl
-except ImportError:  # Windows: no locking; numbers can collide only for simultaneous starts
-    fcntl = None
 import signal
-import sys
 import threading
 import time
 import tomllib
@@ -43,10 +36,8 @@ from gan.core.checkpoint import (
     BestCheckpoint,
     checkpoint_path,
     discard_untracked_best_after,
-    list_checkpoints,
     prune_checkpoints,
     save_checkpoint,
-    set_aside_path,
     stored_entry,
     stored_step,
 )
@@ -67,10 +58,8 @@ from gan.core.distributed import (
     use_sync_batchnorm,
 )
 from gan.core.files import (
-    LOCK_NAME,
     RunLock,
     WriteError,
-    is_stale_temp,
     remove_stale_temps,
     write_atomically,
     write_text_atomically,
@@ -94,6 +83,7 @@ from gan.training.cuda_graphs import GraphedStep, StepFunction, set_learning_rat
 from gan.training.event_log import EventLog
 from gan.training.health import HealthWatch
 from gan.training.preflight import check_batch_fits, check_run_can_finish, warn_if_validation_reads_training_data
+from gan.training.run_dir import discard_start
 from gan.training.speed import Speed, accelerate, to_device, training_step
 from gan.training.state import newest_loadable_checkpoint, restore_training_state, training_state
 
@@ -222,86 +212,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def create_run_dir(out: Path, name: str) -> Path:
-    """Create the next numbered run directory `out/00007-name`.
-
-    The number is chosen and the folder made under a lock on `out`, so runs started
-    at the same moment get different numbers.
-    """
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / ".run-numbers.lock", "w") as lock:
-        if fcntl is not None:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        # every number taken, by a folder or anything else, and of any width (past 99999: 100000-...)
-        numbers = [int(match[1]) for path in out.iterdir() if (match := re.fullmatch(r"(\d{5,})-.*", path.name))]
-        run_dir = out / f"{max(numbers, default=-1) + 1:05d}-{name}"
-        run_dir.mkdir()
-    return run_dir
-
-
-# What a run writes into its directory before its first checkpoint (and gan eval beside it):
-# a folder holding only these is a start that died, safe to set aside.
-RUN_FILE_PATTERNS = (LOCK_NAME, "config.toml", METRICS_RECORD, "best.json", "events.out.tfevents.*", "samples",
-                     "metrics-*.json", "eval-*.csv", "eval-*.json")
-# What only a start of gan train leaves (the lock is taken first, the event file follows): without
-# either, a config.toml there is a person's, not a dead start's.
-START_EVIDENCE = (LOCK_NAME, "events.out.tfevents.*")
-
-
-def start_or_resume(run_dir: Path, config_file: Path | None = None) -> bool:
-    """For a run trained into a named directory (`gan train --run-dir`, `gan sweep`): True when
-    `run_dir` has a checkpoint to resume. A folder holding only what a start that died before its
-    first checkpoint wrote (its lock or event file among them) is set aside whole as
-    `<name>.abandoned-N` (said in one line), so the run starts clean and nothing is lost. Any other
-    folder is refused, untouched: one with files gan did not write (a data folder, a folder of runs
-    given for --out, the CONFIG file itself), a best.pt without the checkpoints to resume, the
-    folder the command runs in, or a link. Hidden files (.DS_Store) count for nothing.
-    RunDirectoryBusy when another process trains there."""
-    if not run_dir.is_dir():
-        return False
-    if list_checkpoints(run_dir):
-        return True
-    entries = sorted(entry for entry in run_dir.iterdir() if entry.name == LOCK_NAME or not entry.name.startswith("."))
-    foreign = [entry.name for entry in entries
-               if not any(fnmatch.fnmatchcase(entry.name, pattern) for pattern in RUN_FILE_PATTERNS)
-               and not is_stale_temp(entry)]
-    started = any(fnmatch.fnmatchcase(entry.name, pattern) for entry in entries for pattern in START_EVIDENCE)
-    if config_file is not None and config_file.resolve().parent == run_dir.resolve():
-        foreign.insert(0, f"{config_file.name}, the CONFIG file of this command")
-    elif not started and any(entry.name != LOCK_NAME for entry in entries):
-        foreign = foreign or [entry.name for entry in entries]  # a person's config.toml, say: no start left it
-    if foreign:
-        what = ("a best.pt but no checkpoint-*.pt to resume from" if foreign == ["best.pt"]
-                else f"files gan did not write ({first_few(foreign, 5)}) and no checkpoint")
-        raise ConfigError(f"--run-dir '{run_dir}' holds {what}: it is not a run gan can start or resume there, and "
-                          "nothing in it was touched; give a new or empty folder (--out makes numbered run folders "
-                          "inside a folder)")
-    if any(entry.name != LOCK_NAME for entry in entries):
-        _set_aside(run_dir)
-    return False
-
-
-def _set_aside(run_dir: Path) -> None:
-    """Rename the dead start in `run_dir` to `<name>.abandoned-N`, said in one line; refused for a
-    link (the link would dangle) and for the folder the command runs in (it would train there)."""
-    real = run_dir.resolve()  # ('.' has no name to extend)
-    if run_dir.is_symlink():
-        raise ConfigError(f"--run-dir '{run_dir}' is a link to '{real}', which holds a start that stopped before its "
-                          "first checkpoint: give the folder itself, or a new one")
-    if Path.cwd().resolve().is_relative_to(real):
-        raise ConfigError(f"--run-dir '{run_dir}' holds a start that stopped before its first checkpoint and is the "
-                          "folder this command runs in, so it cannot be set aside: run from another folder, or give "
-                          "a new one")
-    with RunLock(run_dir):
-        number = 0
-        while set_aside_path(real, number).exists():
-            number += 1
-        aside = set_aside_path(real, number)
-        real.rename(aside)
-    print(f"'{run_dir}' held a start that stopped before its first checkpoint: set aside as '{aside}'; "
-          "starting afresh", file=sys.stderr)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -562,7 +472,7 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
             run.data = None  # shuts loader workers down
         trained_no_step = failed_before_a_step or run.step == run.start_step  # (a second Ctrl-C at the start, say)
         if failed_before_a_step and not resume:
-            _discard_start(run_dir)
+            discard_start(run_dir)
         elif trained_no_step and run.config_found is not None:  # its settings trained no step: not the run's
             found = run.config_found
             try:
@@ -575,18 +485,6 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
             run.say(f"{late_stop.signal_name} came after the last checkpoint, as the run's files were closed: "
                     "it cut nothing short")
         return _finish(run, interrupted_by)
-
-
-def _discard_start(run_dir: Path) -> None:
-    """What a new run wrote before its first step failed, or before its first checkpoint when that
-    step's failed (config.toml, the event file, that step's preview grids): nothing to resume, so
-    the failed command leaves no run directory (`gan train` removes the emptied one), where a
-    half-left one would read as foreign to `--run-dir` and `gan compare`."""
-    for path in (run_dir / "config.toml", *run_dir.glob("events.out.tfevents.*"),
-                 *(run_dir / "samples").glob("[0-9]" * 8 + "-*.png")):
-        path.unlink(missing_ok=True)
-    with contextlib.suppress(OSError):
-        (run_dir / "samples").rmdir()  # only when empty
 
 
 def _warn_of_penalties_through_batchnorm(config: Config, recipe: Recipe) -> None:

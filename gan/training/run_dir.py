@@ -1,0 +1,112 @@
+"""A run's directory: numbered for a new run, found for a named one (`--run-dir`, `gan sweep`),
+and what a start that died before its first checkpoint left there set aside or removed."""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import re
+import sys
+from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: no locking; numbers can collide only for simultaneous starts
+    fcntl = None
+
+from gan.core.checkpoint import METRICS_RECORD, list_checkpoints, set_aside_path
+from gan.core.files import LOCK_NAME, RunLock, is_stale_temp
+from gan.core.registry import ConfigError
+from gan.core.wording import first_few
+
+
+def create_run_dir(out: Path, name: str) -> Path:
+    """Create the next numbered run directory `out/00007-name`.
+
+    The number is chosen and the folder made under a lock on `out`, so runs started
+    at the same moment get different numbers.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / ".run-numbers.lock", "w") as lock:
+        if fcntl is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        # every number taken, by a folder or anything else, and of any width (past 99999: 100000-...)
+        numbers = [int(match[1]) for path in out.iterdir() if (match := re.fullmatch(r"(\d{5,})-.*", path.name))]
+        run_dir = out / f"{max(numbers, default=-1) + 1:05d}-{name}"
+        run_dir.mkdir()
+    return run_dir
+
+
+# What a run writes into its directory before its first checkpoint (and gan eval beside it):
+# a folder holding only these is a start that died, safe to set aside.
+RUN_FILE_PATTERNS = (LOCK_NAME, "config.toml", METRICS_RECORD, "best.json", "events.out.tfevents.*", "samples",
+                     "metrics-*.json", "eval-*.csv", "eval-*.json")
+# What only a start of gan train leaves (the lock is taken first, the event file follows): without
+# either, a config.toml there is a person's, not a dead start's.
+START_EVIDENCE = (LOCK_NAME, "events.out.tfevents.*")
+
+
+def start_or_resume(run_dir: Path, config_file: Path | None = None) -> bool:
+    """For a run trained into a named directory (`gan train --run-dir`, `gan sweep`): True when
+    `run_dir` has a checkpoint to resume. A folder holding only what a start that died before its
+    first checkpoint wrote (its lock or event file among them) is set aside whole as
+    `<name>.abandoned-N` (said in one line), so the run starts clean and nothing is lost. Any other
+    folder is refused, untouched: one with files gan did not write (a data folder, a folder of runs
+    given for --out, the CONFIG file itself), a best.pt without the checkpoints to resume, the
+    folder the command runs in, or a link. Hidden files (.DS_Store) count for nothing.
+    RunDirectoryBusy when another process trains there."""
+    if not run_dir.is_dir():
+        return False
+    if list_checkpoints(run_dir):
+        return True
+    entries = sorted(entry for entry in run_dir.iterdir() if entry.name == LOCK_NAME or not entry.name.startswith("."))
+    foreign = [entry.name for entry in entries
+               if not any(fnmatch.fnmatchcase(entry.name, pattern) for pattern in RUN_FILE_PATTERNS)
+               and not is_stale_temp(entry)]
+    started = any(fnmatch.fnmatchcase(entry.name, pattern) for entry in entries for pattern in START_EVIDENCE)
+    if config_file is not None and config_file.resolve().parent == run_dir.resolve():
+        foreign.insert(0, f"{config_file.name}, the CONFIG file of this command")
+    elif not started and any(entry.name != LOCK_NAME for entry in entries):
+        foreign = foreign or [entry.name for entry in entries]  # a person's config.toml, say: no start left it
+    if foreign:
+        what = ("a best.pt but no checkpoint-*.pt to resume from" if foreign == ["best.pt"]
+                else f"files gan did not write ({first_few(foreign, 5)}) and no checkpoint")
+        raise ConfigError(f"--run-dir '{run_dir}' holds {what}: it is not a run gan can start or resume there, and "
+                          "nothing in it was touched; give a new or empty folder (--out makes numbered run folders "
+                          "inside a folder)")
+    if any(entry.name != LOCK_NAME for entry in entries):
+        _set_aside(run_dir)
+    return False
+
+
+def _set_aside(run_dir: Path) -> None:
+    """Rename the dead start in `run_dir` to `<name>.abandoned-N`, said in one line; refused for a
+    link (the link would dangle) and for the folder the command runs in (it would train there)."""
+    real = run_dir.resolve()  # ('.' has no name to extend)
+    if run_dir.is_symlink():
+        raise ConfigError(f"--run-dir '{run_dir}' is a link to '{real}', which holds a start that stopped before its "
+                          "first checkpoint: give the folder itself, or a new one")
+    if Path.cwd().resolve().is_relative_to(real):
+        raise ConfigError(f"--run-dir '{run_dir}' holds a start that stopped before its first checkpoint and is the "
+                          "folder this command runs in, so it cannot be set aside: run from another folder, or give "
+                          "a new one")
+    with RunLock(run_dir):
+        number = 0
+        while set_aside_path(real, number).exists():
+            number += 1
+        aside = set_aside_path(real, number)
+        real.rename(aside)
+    print(f"'{run_dir}' held a start that stopped before its first checkpoint: set aside as '{aside}'; "
+          "starting afresh", file=sys.stderr)
+
+
+def discard_start(run_dir: Path) -> None:
+    """What a new run wrote before its first step failed, or before its first checkpoint when that
+    step's failed (config.toml, the event file, that step's preview grids): nothing to resume, so
+    the failed command leaves no run directory (`gan train` removes the emptied one), where a
+    half-left one would read as foreign to `--run-dir` and `gan compare`."""
+    for path in (run_dir / "config.toml", *run_dir.glob("events.out.tfevents.*"),
+                 *(run_dir / "samples").glob("[0-9]" * 8 + "-*.png")):
+        path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        (run_dir / "samples").rmdir()  # only when empty
