@@ -84,3 +84,54 @@ def test_a_spec_read_from_a_file_with_a_float_where_an_int_belongs_is_a_value_er
     spec = NetworkSpec("generator", "dcgan", {"channels": 8, "latent_dim": 8, "resolution": 32.0})
     with pytest.raises(ValueError, match="resolution"):
         spec.check()
+
+
+def test_a_network_of_another_name_keeps_no_arguments_of_the_old_one_and_the_message_says_so():
+    # a config's arguments for dcgan, given to unet, got "did you mean" another argument of unet
+    with pytest.raises(ConfigError, match=r"unknown key 'model.generator_args.latent_dim' for generator 'unet' \(an "
+                                          r"argument of generator dcgan: model.generator_args written for another "
+                                          r"network stay when the network changes; remove it\)"):
+        network_spec("generator", "unet", {"latent_dim": 100}, "model.generator_args")
+    with pytest.raises(ConfigError, match=r"'model.generator_args.chanels' .*\(did you mean 'channels'\?\)"):
+        network_spec("generator", "unet", {"chanels": 8}, "model.generator_args")
+    # an argument the recipe supplies names the key it comes from (it said data.resolution for scale)
+    with pytest.raises(ConfigError, match=r"'model.generator_args.scale' is set by the recipe from another config "
+                                          r"key \(data.scale\)"):
+        network_spec("generator", "srresnet", {"scale": 4}, "model.generator_args", scale=4)
+
+
+def test_registering_a_network_under_an_unknown_role_names_the_roles():
+    from gan.nets import register_network
+
+    # was a bare KeyError: 'generatr'
+    with pytest.raises(ValueError, match=r"unknown role 'generatr' \(did you mean 'generator'\?\); roles: generator, "
+                                         r"discriminator, feature_extractor"):
+        register_network("generatr", "my_net")
+
+
+@pytest.mark.parametrize("network, images, expected", [
+    # 30x30 gave a 32x32 output without a word (and a shape error with residual = true)
+    (("generator", "resnet", {"channels": 4, "num_blocks": 1}), (1, 3, 30, 30), r"The ResNet generator needs H and W "
+                                                                                r"divisible by 4 and at least 8, got 30x30"),
+    (("generator", "resnet", {"channels": 4, "num_blocks": 1}), (1, 3, 4, 4), "divisible by 4 and at least 8, got 4x4"),
+    (("discriminator", "dcgan", {"channels": 4, "resolution": 32}), (2, 3, 64, 64),
+     r"reads 32x32 images \(its resolution\), got 64x64"),
+    (("discriminator", "patchgan", {"channels": 4, "in_channels": 3}), (1, 3, 16, 16),
+     "a PatchGAN of n_layers = 3 reads images of at least 24x24, got 16x16"),
+    (("generator", "dcgan", {"channels": 4, "latent_dim": 100, "resolution": 32}), (2, 128),
+     r"takes z of shape \(N, latent_dim = 100\), got \(2, 128\)"),
+])
+def test_zoo_networks_given_inputs_they_cannot_read_say_what_they_read(network, images, expected):
+    role, name, args = network
+    built = NetworkSpec(role, name, args).build().eval()
+    with pytest.raises(ValueError, match=expected):
+        built(torch.zeros(images))
+
+
+def test_the_inputs_the_zoo_networks_read_still_run():
+    resnet = NetworkSpec("generator", "resnet", {"channels": 4, "num_blocks": 1}).build().eval()
+    assert resnet(torch.zeros(1, 3, 8, 12)).shape == (1, 3, 8, 12)
+    generator = NetworkSpec("generator", "dcgan", {"channels": 4, "latent_dim": 8, "resolution": 32}).build().eval()
+    assert generator(torch.zeros(2, 8)).shape == generator(torch.zeros(2, 8, 1, 1)).shape == (2, 3, 32, 32)
+    patchgan = NetworkSpec("discriminator", "patchgan", {"channels": 4, "in_channels": 3}).build().eval()
+    assert patchgan(torch.zeros(1, 3, 24, 24)).shape == (1, 1, 1, 1)

@@ -17,6 +17,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 from conftest import REPO, TINY, damage_past_the_header, random_rgb, tiny_config, tiny_recipe_config, write_recipe_data
+from torch import nn
 
 from gan.commands.main import main
 from gan.core.checkpoint import (
@@ -615,6 +616,29 @@ def test_a_batch_that_fits_only_without_its_backward_pass_is_warned_of(monkeypat
         warnings.simplefilter("error")
         preflight.check_batch_fits(recipe.networks, config, CPU)
 
+
+
+def test_the_memory_check_leaves_out_a_network_whose_input_it_cannot_tell(monkeypatch):
+    """A discriminator of one's own that starts with Flatten and Linear (an MLP), or one whose first
+    Conv2d is not its input layer, stopped `gan train` before step 1 in an AttributeError traceback."""
+    from gan.recipes.dcgan import DCGANRecipe
+    from gan.training import preflight
+
+    config = tiny_config("train.batch_size=64")
+    recipe = DCGANRecipe(config, CPU, lambda: torch.no_grad())
+    size = config.data.resolution
+    networks = {"generator": recipe.networks["generator"],
+                "discriminator": nn.Sequential(nn.Flatten(), nn.Linear(3 * size * size, 8), nn.Linear(8, 1)),
+                "critic": nn.Sequential(nn.Conv2d(16, 1, 1), nn.Conv2d(3, 16, 3))}  # (its output layer first)
+    assert preflight.example_input("discriminator", networks["discriminator"], config, CPU) is None
+    generator_alone = preflight.activation_bytes(networks["generator"], preflight.example_input(
+        "generator", networks["generator"], config, CPU))
+    # what the check measures is the generator alone: refused past it, and passed below it
+    monkeypatch.setattr(preflight, "available_memory", lambda device: generator_alone * 64 - 1)
+    with pytest.raises(ConfigError, match="train.batch_size 64 needs at least"):
+        preflight.check_batch_fits(networks, config, CPU)
+    monkeypatch.setattr(preflight, "available_memory", lambda device: generator_alone * 64 * 2)
+    preflight.check_batch_fits(networks, config, CPU)
 
 def test_the_activation_estimate_is_a_lower_bound_of_what_a_step_holds():
     from gan.recipes.dcgan import DCGANRecipe

@@ -9,6 +9,7 @@ import torch
 from conftest import REPO, TINY, only_run, tiny_config
 
 from gan.core.checkpoint import list_checkpoints, load_checkpoint
+from gan.core.registry import ConfigError
 from gan.recipes.dcgan import DCGANRecipe
 from gan.recipes.schedules import lr_scale
 from gan.training.loop import (
@@ -415,3 +416,15 @@ def test_a_preview_grid_smaller_than_log_num_samples_is_said(recipe, tmp_path):
     with pytest.warns(UserWarning, match=r"log.num_samples = 50: the evaluation images hold \d+ readable item\(s\), so "
                                          r"each preview grid shows \d+"):
         train(config, tmp_path / "run", CPU, progress_stream=io.StringIO())
+
+
+def test_train_refuses_a_folder_holding_a_run_unless_it_resumes_it(tmp_path):
+    # train(config, run_dir) a second time trained from step 0 over the first run's checkpoints and config.toml
+    first = train(tiny_config(), tmp_path / "run", CPU, progress_stream=sys.stdout)
+    kept = {path.name: path.read_bytes() for path in first.run_dir.iterdir() if path.is_file()}
+    with pytest.raises(ConfigError, match=r"'.*run' holds a run with checkpoints \(newest 'checkpoint-00000004.pt'\): "
+                                          r"train\(\.\.\., resume=True\) continues it, and a new run needs a new "
+                                          r"folder; nothing was changed"):
+        train(tiny_config("train.seed=2"), tmp_path / "run", CPU, progress_stream=sys.stdout)
+    assert {path.name: path.read_bytes() for path in first.run_dir.iterdir() if path.is_file()} == kept
+    assert train(tiny_config("train.steps=6"), tmp_path / "run", CPU, resume=True, progress_stream=sys.stdout).step == 6

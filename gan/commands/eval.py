@@ -109,6 +109,7 @@ def evaluate(checkpoint: Path, folder: Path | None, split: str | None, metric_na
     from gan.inference.tiling import ImageTooLargeError
     from gan.metrics.inception import InceptionWeightsDamaged, damaged_weights_advice, resolve_weights_path
     from gan.nets.running import NonFiniteOutput
+    from gan.recipes import trains_unconditional
     from gan.training.loop import DeviceUnavailable, select_device
 
     if csv_path is not None and csv_path.suffix.lower() == ".json":
@@ -125,7 +126,7 @@ def evaluate(checkpoint: Path, folder: Path | None, split: str | None, metric_na
         if split is not None and state["config"]["data"]["dataset"] not in ("paired", "unpaired"):
             raise ValueError(f"--split is for checkpoints trained on paired or unpaired data (pix2pix, cyclegan); "
                              f"'{path}' trained on '{state['config']['data']['dataset']}' data")
-        unconditional = state["config"]["recipe"] == "dcgan"
+        unconditional = trains_unconditional(state["config"]["recipe"])
         refuse_options_for_other_checkpoints(path, unconditional, state["config"]["data"]["dataset"] == "sr_pairs")
         # named, the weights are asked for (a DCGAN's once its metrics are known to use them)
         if inception_weights is not None and not unconditional:

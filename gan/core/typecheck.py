@@ -16,7 +16,8 @@ def type_name(annotation: Any) -> str:
 
 
 def coerce(value: Any, annotation: Any, key: str) -> Any:
-    """Return `value` as `annotation` (int, float, bool, str, list[...], X | None, Any).
+    """Return `value` as `annotation` (int, float, bool, str, list[...], tuple[...], Literal[...],
+    X | None, Any).
 
     Only lossless conversions are made (an int where a float is expected; a number
     written where a string is expected, as `--set data.root=2024` gives). Anything
@@ -24,7 +25,7 @@ def coerce(value: Any, annotation: Any, key: str) -> Any:
     """
     if annotation is Any or annotation is typing.Any:
         return value
-    origin = typing.get_origin(annotation)
+    origin = typing.get_origin(annotation) or (annotation if annotation in (list, tuple) else None)
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(annotation)
         if value is None and type(None) in options:
@@ -38,11 +39,22 @@ def coerce(value: Any, annotation: Any, key: str) -> Any:
             except ConfigError as error:
                 errors.append(str(error))
         raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: expected {type_name(annotation)}, got {shown(value)}")
+    if origin is typing.Literal:  # (type and value: True is no 1, "1" no 1)
+        choices = typing.get_args(annotation)
+        if any(type(value) is type(choice) and value == choice for choice in choices):
+            return value
+        raise ConfigError(f"{key}: expected one of {', '.join(shown(choice) for choice in choices)}, got {shown(value)}")
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key}: expected a list, got {shown(value)}")
-        (item_type, *_) = typing.get_args(annotation) or (Any,)
-        return [coerce(item, item_type, f"{key}[{i}]") for i, item in enumerate(value)]
+        item_types = typing.get_args(annotation) or (Any,)
+        if origin is list or item_types[-1] is Ellipsis:  # list[X], tuple[X, ...]: any length
+            items = [coerce(item, item_types[0], f"{key}[{i}]") for i, item in enumerate(value)]
+            return items if origin is list else tuple(items)
+        if len(value) != len(item_types):  # tuple[X, Y]: one of each
+            raise ConfigError(f"{key}: expected a list of {len(item_types)} ({str(annotation).replace('typing.', '')}), got "
+                              f"{shown(value)}")
+        return tuple(coerce(item, item_type, f"{key}[{i}]") for i, (item, item_type) in enumerate(zip(value, item_types)))
     if origin is dict or annotation is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a table, got {shown(value)}")
@@ -69,8 +81,9 @@ def coerce(value: Any, annotation: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected text, got {kind} {shown(value)}; TOML reads an unquoted "
                               f"2024_01 as 202401, 1e3 as 1000.0 and 2024-01-05 as a date, so write text in "
                               f"quotes: {key.rsplit('.', 1)[-1]} = \"...\"")
-    else:
-        raise TypeError(f"{key}: unsupported annotation {annotation!r}")
+    else:  # (a network of one's own, say, whose argument a config cannot fill)
+        raise ConfigError(f"{key}: its type hint {type_name(annotation)} is not one a config value can fill: int, "
+                          "float, bool, str, list[...] or tuple[...] of them, Literal[...], X | None or Any")
     raise ConfigError(f"{key}: expected {type_name(annotation)}, got {shown(value)}{_quotes_hint(value, annotation)}"
                       f"{_integer_hint(value, annotation)}")
 

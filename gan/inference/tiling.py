@@ -264,7 +264,9 @@ def load_translator(source: str | Path, device: torch.device, tile: int = WHOLE,
     config = state["config"]
     takes_latents = CheckpointError(f"'{path}' is an unconditional generator (it takes latents, not images); "
                                     "use `gan sample`")
-    if config["recipe"] == "dcgan":
+    from gan.recipes import trains_unconditional  # (here: translating needs no recipe but to ask this)
+
+    if trains_unconditional(config["recipe"]):
         raise takes_latents
     generator, _ = build_generator(state, path, generator_name(state["specs"], direction, path))
     if hasattr(generator, "latent_dim"):  # a config naming another recipe: the spec says what the network is

@@ -25,6 +25,7 @@ from torch import nn
 from gan.core.checkpoint import first_mismatch
 from gan.core.registry import ConfigError, Registry, suggest
 from gan.core.typecheck import coerce
+from gan.core.wording import first_few
 
 ROLES = ("generator", "discriminator", "feature_extractor")
 _REGISTRIES: dict[str, Registry[Callable[..., nn.Module]]] = {role: Registry(role) for role in ROLES}
@@ -36,6 +37,9 @@ _ZOO_MODULES = ("gan.nets.dcgan", "gan.nets.unet", "gan.nets.patchgan", "gan.net
 
 def register_network(role: str, name: str):
     """Class decorator: `@register_network("generator", "dcgan")`."""
+    if role not in _REGISTRIES:
+        raise ValueError(f"register_network: unknown role {role!r}{suggest(role, list(ROLES))}; roles: "
+                         f"{', '.join(ROLES)}")
     return _REGISTRIES[role].register(name)
 
 
@@ -73,6 +77,11 @@ def network_defaults(role: str, name: str) -> dict[str, Any]:
             if param.default is not inspect.Parameter.empty}
 
 
+# Where the recipes take the zoo's arguments without defaults from (a network of one's own may have others).
+SUPPLIED_FROM = {"resolution": "data.resolution", "scale": "data.scale",
+                 "in_channels": "the data's channels: 3, or 6 for a pix2pix pair"}
+
+
 def resolve_network_args(role: str, name: str, args: dict[str, Any], key: str) -> dict[str, Any]:
     """Check user-settable `args` of network `name` and fill in the constructor's defaults.
 
@@ -84,13 +93,14 @@ def resolve_network_args(role: str, name: str, args: dict[str, Any], key: str) -
     resolved = {}
     for arg, value in args.items():
         if arg in parameters and arg not in settable:  # (resolution, in_channels of a pair: the recipe's)
-            raise ConfigError(f"'{key}.{arg}' is set by the recipe from another config key (data.resolution, the "
-                              f"data's channels, ...); remove it")
+            raise ConfigError(f"'{key}.{arg}' is set by the recipe from another config key "
+                              f"({SUPPLIED_FROM.get(arg, 'data.resolution, the data channels, ...')}); remove it")
         if arg not in settable:
             valid = ", ".join(sorted(settable)) or "(none)"
-            raise ConfigError(
-                f"unknown key '{key}.{arg}' for {role} '{name}'{suggest(arg, list(settable))}; valid keys: {valid}"
-            )
+            others = [other for other in network_names(role) if other != name and arg in _parameters(_zoo(role).get(other))]
+            hint = (f" (an argument of {role} {first_few(others, 3)}: {key} written for another network stay "
+                    "when the network changes; remove it)" if others else suggest(arg, list(settable)))
+            raise ConfigError(f"unknown key '{key}.{arg}' for {role} '{name}'{hint}; valid keys: {valid}")
         resolved[arg] = coerce(value, settable[arg].annotation, f"{key}.{arg}")
         try:
             _check_size(arg, resolved[arg], f"{key}.{arg}")

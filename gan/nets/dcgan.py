@@ -12,6 +12,8 @@ them (G's output, D's input and score) keep their biases, which the reference co
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -80,6 +82,9 @@ class DCGANGenerator(nn.Module):
         self.apply(init_normal_)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if z.dim() < 2 or math.prod(z.shape[1:]) != self.latent_dim:  # (else a reshape error, or z's rows regrouped)
+            raise ValueError(f"the DCGAN generator takes z of shape (N, latent_dim = {self.latent_dim}), got "
+                             f"{tuple(z.shape)}")
         return self.net(z.reshape(z.shape[0], self.latent_dim))
 
 
@@ -113,4 +118,7 @@ class DCGANDiscriminator(nn.Module):
             spectral_norm_(self)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if images.shape[-2:] != (self.resolution, self.resolution):  # (else a matrix product's shape error)
+            raise ValueError(f"this DCGAN discriminator reads {self.resolution}x{self.resolution} images (its "
+                             f"resolution), got {images.shape[-2]}x{images.shape[-1]}")
         return self.net(images).flatten()

@@ -60,8 +60,13 @@ class PatchDiscriminator(nn.Module):
         self.apply(init_normal_)
         if spectral_norm:
             spectral_norm_(self)
+        self.n_layers = n_layers
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        smallest = smallest_input(self.n_layers)
+        if min(images.shape[-2:]) < smallest:  # (else "Kernel size can't be greater than actual input size")
+            raise ValueError(f"a PatchGAN of n_layers = {self.n_layers} reads images of at least {smallest}x{smallest},"
+                             f" got {images.shape[-2]}x{images.shape[-1]}")
         return self.net(images)
 
 

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from gan.nets import register_network
-from gan.nets.common import init_normal_, norm_layer, upsample_layers, zero_last_conv_
+from gan.nets.common import check_input_size, init_normal_, norm_layer, upsample_layers, zero_last_conv_
 
 NUM_DOWNSAMPLINGS = 2
 
@@ -88,6 +88,7 @@ class ResnetGenerator(nn.Module):
             zero_last_conv_(self.net)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        check_input_size(images, "The ResNet generator", self.size_multiple, self.smallest_input)
         return images + self.net(images) if self.residual else self.net(images)
 
 

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from gan.nets import register_network
-from gan.nets.common import init_normal_, norm_layer, upsample_layers, zero_last_conv_
+from gan.nets.common import check_input_size, init_normal_, norm_layer, upsample_layers, zero_last_conv_
 
 # Below this the reference's fixed ngf, 2ngf, 4ngf, 8ngf ... 8ngf layout has no room.
 MIN_NUM_DOWNS = 5
@@ -94,12 +94,7 @@ class UNetGenerator(nn.Module):
             zero_last_conv_(self.decoder[0])
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        height, width = images.shape[-2:]
-        if height % self.size_multiple or width % self.size_multiple:
-            raise ValueError(
-                f"U-Net with num_downs={self.num_downs} needs H and W divisible by {self.size_multiple}, "
-                f"got {height}x{width}"
-            )
+        check_input_size(images, f"U-Net with num_downs={self.num_downs}", self.size_multiple)
         features = []  # encoder output at each level: level 0 is H/2, the innermost H/2**num_downs
         x = images
         for down in self.encoder:

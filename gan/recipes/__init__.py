@@ -11,3 +11,10 @@ RECIPES: Registry = Registry("recipe")
 # Modules whose import registers recipes; a new recipe adds its module here.
 for _module in ("gan.recipes.dcgan", "gan.recipes.pix2pix", "gan.recipes.cyclegan", "gan.recipes.srgan"):
     importlib.import_module(_module)
+
+
+def trains_unconditional(name: str) -> bool:
+    """Whether recipe `name` trains an unconditional generator (latents in, images out; scored by
+    FID, KID, SWD against the data): one with an `evaluation_generator` (gan/recipes/base.py). False
+    for a name no module registers."""
+    return name in RECIPES.names() and hasattr(RECIPES.get(name), "evaluation_generator")

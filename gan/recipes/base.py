@@ -154,7 +154,9 @@ class RecipeBase:
     @classmethod
     def network_specs(cls, config: Config) -> dict[str, NetworkSpec]:
         """The recipe's networks by name (one spec per network built), each checked; see `check`."""
-        raise NotImplementedError
+        raise NotImplementedError(f"recipe class {cls.__name__} defines no network_specs(config), the classmethod "
+                                  "that names its networks as specs (gan/recipes/dcgan.py has an example): every "
+                                  "recipe defines it")
 
     def __init__(self, config: Config, device: torch.device, autocast: AutocastFactory):
         self.config, self.device, self.autocast = config, device, autocast

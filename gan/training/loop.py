@@ -36,6 +36,7 @@ from gan.core.checkpoint import (
     BestCheckpoint,
     checkpoint_path,
     discard_untracked_best_after,
+    list_checkpoints,
     prune_checkpoints,
     save_checkpoint,
     stored_entry,
@@ -322,6 +323,7 @@ def train(config: Config, run_dir: Path, device: torch.device, resume: bool = Fa
           progress_stream: Any = None, group: ProcessGroup = SINGLE_PROCESS,
           on_resume: ResumeReport | None = None, command: CommandStart | None = None) -> TrainResult:
     """Train `config` in `run_dir` (made if missing); with `resume`, continue its newest checkpoint.
+    Without it, a `run_dir` that holds checkpoints is refused (ConfigError), untouched.
 
     The run directory has one writer: this process holds its lock (gan/core/files.py) for the
     whole run, and another writer stops at once with RunDirectoryBusy. With a `group` of
@@ -329,6 +331,10 @@ def train(config: Config, run_dir: Path, device: torch.device, resume: bool = Fa
     gradients averaged over all (gan/core/distributed.py); only rank 0 writes, and locks.
     """
     with RunLock(run_dir) if group.is_main else contextlib.nullcontext():
+        if not resume and list_checkpoints(run_dir):  # (a new run would replace them)
+            raise ConfigError(f"'{run_dir}' holds a run with checkpoints (newest '{list_checkpoints(run_dir)[-1].name}')"
+                              ": train(..., resume=True) continues it, and a new run needs a new folder; nothing "
+                              "was changed")
         return _train(config, run_dir, device, resume, progress_stream, group, on_resume, command or CommandStart())
 
 

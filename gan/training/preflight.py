@@ -236,8 +236,11 @@ def check_batch_fits(networks: dict[str, nn.Module], config: Config, device: tor
     available = available_memory(device)
     if available is None:
         return
-    per_image = sum(activation_bytes(network, example_input(name, network, config, device))
-                    for name, network in networks.items() if not name.endswith("_ema"))
+    measured = [_activation_bytes_or_none(network, example) for name, network in networks.items()
+                if not name.endswith("_ema") and (example := example_input(name, network, config, device)) is not None]
+    per_image = sum(filter(None, measured))
+    if not per_image:  # (no network's input could be told)
+        return
     needed = per_image * config.train.batch_size
     fit = f"at most about {max(1, available // (2 * per_image)):,} images fit in a batch"
     if needed > available:
@@ -252,16 +255,32 @@ def check_batch_fits(networks: dict[str, nn.Module], config: Config, device: tor
                       f"stopped for lack of memory; {fit}", stacklevel=2)
 
 
-def example_input(name: str, network: nn.Module, config: Config, device: torch.device) -> torch.Tensor:
+def example_input(name: str, network: nn.Module, config: Config, device: torch.device) -> torch.Tensor | None:
     """A zero input of one item for `network` as training feeds it: latents for an unconditional
-    generator, else images at the training resolution (low resolution for a generator that upsamples)."""
+    generator, else images at the training resolution (low resolution for a generator that upsamples),
+    of its first convolution's channels. None when the network's first layer is no Conv2d (a network
+    of one's own, an MLP say): the check cannot tell its input, and leaves it out."""
     if hasattr(network, "latent_dim"):
         return torch.zeros(1, network.latent_dim, device=device)
-    first = next(module for module in network.modules() if isinstance(module, (nn.Conv2d, nn.Linear)))
+    first = next((module for module in network.modules() if isinstance(module, (nn.Conv2d, nn.Linear))), None)
+    if not isinstance(first, nn.Conv2d):
+        return None
     size = config.data.resolution
     if name.startswith("generator") and config.data.dataset == "sr_pairs" and not config.data.upsample_input:
         size //= config.data.scale
     return torch.zeros(1, first.in_channels, size, size, device=device)
+
+
+def _activation_bytes_or_none(network: nn.Module, inputs: torch.Tensor) -> int | None:
+    """`activation_bytes`, or None when the network refuses the input guessed for it (a network of
+    one's own whose first module is not its input layer): left out, the estimate stays a lower bound,
+    and training meets the network with its real input."""
+    try:
+        return activation_bytes(network, inputs)
+    except torch.OutOfMemoryError:
+        raise
+    except (RuntimeError, ValueError, TypeError):
+        return None
 
 
 def activation_bytes(network: nn.Module, inputs: torch.Tensor) -> int:

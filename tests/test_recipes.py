@@ -1,0 +1,43 @@
+"""The recipe contract (gan/recipes/base.py) as a recipe of one's own meets it."""
+
+import pytest
+from conftest import tiny_config
+
+from gan.recipes import RECIPES, trains_unconditional
+from gan.recipes.base import RecipeBase
+
+
+def test_a_recipe_without_network_specs_is_told_which_method_it_lacks():
+    # `gan sweep` and `gan bench` of such a recipe stopped in a bare NotImplementedError
+    class MyRecipe(RecipeBase):
+        pass
+
+    with pytest.raises(NotImplementedError, match=r"recipe class MyRecipe defines no network_specs\(config\)"):
+        MyRecipe.check(tiny_config())
+
+
+def test_a_recipe_is_unconditional_by_its_evaluation_generator_not_its_name(monkeypatch):
+    # gan eval took every recipe but dcgan for an image-to-image one, and refused a new unconditional recipe's run
+    class MyUnconditional(RecipeBase):
+        def evaluation_generator(self):
+            return None
+
+    monkeypatch.setitem(RECIPES._entries, "my_unconditional", MyUnconditional)
+    assert trains_unconditional("my_unconditional") and trains_unconditional("dcgan")
+    assert not any(trains_unconditional(name) for name in ("pix2pix", "cyclegan", "srgan", "no_such_recipe"))
+
+
+def test_gan_eval_scores_the_run_of_an_unconditional_recipe_of_another_name(monkeypatch, tmp_path):
+    """The probe's new unconditional recipe: `gan eval RUN` asked for --data, then called it unconditional."""
+    from conftest import REPO, TINY, invoke, only_run
+
+    from gan.recipes.dcgan import DCGANRecipe
+
+    monkeypatch.setitem(RECIPES._entries, "my_dcgan", DCGANRecipe)
+    sets = [arg for item in [*TINY, "recipe=my_dcgan"] for arg in ("--set", item)]
+    trained = invoke("train", REPO / "experiments" / "dcgan_demo.toml", *sets, "--out", tmp_path / "runs",
+                     "--device", "cpu")
+    assert trained.exit_code == 0, trained.output
+    run = only_run(tmp_path / "runs")
+    scored = invoke("eval", run, "--metrics", "swd", "--n", "8", "--device", "cpu")
+    assert scored.exit_code == 0 and "swd" in scored.output, scored.output
