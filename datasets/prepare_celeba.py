@@ -16,6 +16,7 @@ image is opened and checked for being cut short. Exits non-zero when something i
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -30,7 +31,7 @@ try:  # (torch comes with them, which takes seconds: a Ctrl-C then is one line t
     from gan.core.processes import interrupt_on_sigterm
     from gan.core.wording import first_few
     from gan.data.decode import check_header, find_images, header_size
-    from gan.data.image_files import celeba_image_dir, partition_candidates, read_partition_file
+    from gan.data.image_files import UNPACK_RECORD, celeba_image_dir, partition_candidates, read_partition_file
 except KeyboardInterrupt:
     print("prepare_celeba: stopped before it began; nothing was written", file=sys.stderr)
     sys.exit(130)
@@ -40,7 +41,10 @@ OFFICIAL_SIZE = (178, 218)
 CROP = 148  # data.crop of the CelebA configs, in official pixels
 IMAGE_FOLDER = "img_align_celeba"
 PARTITION_NAME = "list_eval_partition.txt"
-RECORD_NAME = "prepare_celeba.json"  # what the last unpack took from which zip, and whether it finished
+RECORD_NAME = UNPACK_RECORD  # what the last unpack took from which zip, and whether it finished (training reads it)
+# The methods Python's zipfile unpacks (a Deflate64 member, say, it cannot)
+READABLE_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate", zipfile.ZIP_BZIP2: "bzip2",
+                    zipfile.ZIP_LZMA: "lzma"}
 NAMED = 5  # files named in one message; the rest are counted
 
 
@@ -71,6 +75,17 @@ def faces_in(archive: Path) -> dict[str, zipfile.ZipInfo]:
     if not faces:
         held = first_few([info.filename for info in members], NAMED) or "nothing"
         fail(f"--zip '{archive}' holds no {IMAGE_FOLDER}/*.jpg (it holds {held}): is it CelebA's aligned-faces zip?")
+    encrypted = [info.filename for info in faces.values() if info.flag_bits & 0x1]
+    if encrypted:
+        fail(f"--zip '{archive}' is encrypted ({len(encrypted)} of its faces, e.g. '{encrypted[0]}'), which this "
+             "script does not unpack: unzip it yourself with its password into --out's img_align_celeba/, then check "
+             "it with --out alone")
+    unreadable = Counter(info.compress_type for info in faces.values() if info.compress_type not in READABLE_METHODS)
+    if unreadable:
+        fail(f"--zip '{archive}' compresses {sum(unreadable.values())} of its faces with a method Python's zipfile "
+             f"cannot unpack (zip method {', '.join(map(str, sorted(unreadable)))}; it reads "
+             f"{', '.join(READABLE_METHODS.values())}): unzip it with another tool into --out's img_align_celeba/, "
+             "then check it with --out alone")
     return faces
 
 
@@ -89,9 +104,20 @@ def already_there(path: Path, info: zipfile.ZipInfo) -> bool | None:
     return path.is_file() and path.stat().st_size == info.file_size and file_crc(path) == info.CRC
 
 
+def record_of(archive: Path, images: int, complete: bool) -> dict:
+    return {"zip": str(archive.resolve()), "images": images, "complete": complete}
+
+
+def read_record(record: Path) -> dict | None:
+    """The record `write_record` wrote, or None (none, or not JSON)."""
+    try:
+        return json.loads(record.read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def write_record(record: Path, archive: Path, images: int, complete: bool) -> None:
-    write_text_atomically(record, json.dumps({"zip": str(archive.resolve()), "images": images,
-                                              "complete": complete}) + "\n")
+    write_text_atomically(record, json.dumps(record_of(archive, images, complete)) + "\n")
 
 
 def unpack(archive: Path, faces: dict[str, zipfile.ZipInfo], there: dict[str, bool | None], image_dir: Path,
@@ -100,6 +126,9 @@ def unpack(archive: Path, faces: dict[str, zipfile.ZipInfo], there: dict[str, bo
     interrupted or damaged unpack leaves only whole files, and the record says it did not finish."""
     remove_stale_temps(image_dir)  # an earlier unpack's, killed mid-file
     missing = [name for name in sorted(faces) if not there[name]]
+    if not missing and read_record(record) == record_of(archive, len(faces), complete=True):
+        print(f"all {len(faces)} images of '{archive}' are in {image_dir} already")
+        return  # (nothing to write: a folder made read-only since is only checked)
     write_record(record, archive, len(faces), complete=False)
     print(f"unpacking {len(missing)} images to {image_dir} ({len(faces) - len(missing)} already there) ...")
     with zipfile.ZipFile(archive) as zipped:
@@ -114,25 +143,36 @@ def unpack(archive: Path, faces: dict[str, zipfile.ZipInfo], there: dict[str, bo
             except KeyboardInterrupt:  # (Ctrl-C, SIGTERM: no partial file is left)
                 temp.unlink(missing_ok=True)
                 raise
-            except (zipfile.BadZipFile, OSError, EOFError) as error:
+            except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError) as error:
                 temp.unlink(missing_ok=True)
+                if isinstance(error, OSError) and error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+                    then = f"make '{image_dir}' writable"
+                elif isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+                    then = "free space"
+                else:
+                    then = "download the zip again"
                 fail(f"could not unpack '{faces[name].filename}' from '{archive}' ({error}); the {count - 1} images "
-                     "unpacked before it are whole: free space, or download the zip again, then run this again")
+                     f"unpacked before it are whole: {then}, then run this again")
             if count % 5000 == 0 or count == len(missing):
                 print(f"  {count}/{len(missing)}", flush=True)
     write_record(record, archive, len(faces), complete=True)
 
 
-def refuse_to_replace(there: dict[str, bool | None], image_dir: Path, partition: Path | None,
-                      partition_destination: Path) -> None:
+def refuse_to_replace(there: dict[str, bool | None], faces: dict[str, zipfile.ZipInfo], image_dir: Path,
+                      partition: Path | None, partition_destination: Path) -> None:
     """Files of --out that the unpack or the copy would replace with other bytes: named, nothing written."""
     differing = [f"{IMAGE_FOLDER}/{name}" for name in sorted(there) if there[name] is False]
+    shorter = [name for name in sorted(there) if there[name] is False and (image_dir / name).is_file()
+               and (image_dir / name).stat().st_size < faces[name].file_size]
     if partition and partition_destination.exists() and not partition_destination.samefile(partition) \
             and partition_destination.read_bytes() != partition.read_bytes():
         differing.append(PARTITION_NAME)
     if differing:
+        cut = (f"; {len(shorter)} of them are shorter than the zip's ({first_few(shorter, NAMED)}): copies cut short "
+               "(by a copy or unpack that stopped, not by this script, which writes whole files) can be deleted, "
+               "and this run again unpacks them" if shorter else "")
         fail(f"{len(differing)} file(s) in '{image_dir.parent}' differ from what would replace them "
-             f"({first_few(differing, NAMED)}): nothing was written; move them away or choose another --out")
+             f"({first_few(differing, NAMED)}): nothing was written; move them away or choose another --out{cut}")
 
 
 def check(out: Path) -> tuple[tuple[int, int] | None, list[str]]:
@@ -179,6 +219,10 @@ def check(out: Path) -> tuple[tuple[int, int] | None, list[str]]:
             sizes[header_size(path)] += 1
     if unreadable:
         problems.append(f"{len(unreadable)} image(s) cannot be read: {first_few(unreadable, NAMED, '; ')}")
+    twice = sorted(stem for stem, count in Counter(path.stem for path in images).items() if count > 1)
+    if twice:  # (000001.jpg beside 000001.png: the loader reads both, so each such face trains twice)
+        problems.append(f"{len(twice)} face(s) are there in two files of one name ({first_few(twice, NAMED)}, e.g. "
+                        ".jpg and .png): each trains twice; keep one copy")
     if len(sizes) > 1:
         shown = ", ".join(f"{count} at {width}x{height}" for (width, height), count in sizes.most_common())
         problems.append(f"the images are of {len(sizes)} sizes ({shown}): two copies of CelebA mixed?")
@@ -197,6 +241,10 @@ def check(out: Path) -> tuple[tuple[int, int] | None, list[str]]:
             absent = len(set(splits) - {path.stem for path in images})
             if absent:
                 print(f"note: {absent} of the images the partition lists are not in the folder")
+            unlisted = [path.name for path in images if path.stem not in splits]
+            if unlisted:
+                print(f"note: {len(unlisted)} of the images are in no split of '{partition}' "
+                      f"({first_few(unlisted, NAMED)}): only data.split = \"all\" trains on them")
     else:
         print(f"no {PARTITION_NAME} beside '{image_dir}': data.split must stay \"all\" (Kaggle's zip holds "
               "list_eval_partition.csv: give it with --partition)")
@@ -214,6 +262,10 @@ def main() -> None:
         # (Kaggle's copy unpacked by hand nests the folder: the loader and the check read the inner one)
         fail(f"--out '{out}' holds '{celeba_image_dir(out)}', which the loader reads: unpacking beside it into "
              f"'{image_dir}' would make a second copy nothing reads; check it with --out alone, or choose another --out")
+    if args.zip and out.name == IMAGE_FOLDER and out.is_dir() and any(
+            path.suffix.lower() == ".jpg" for path in out.iterdir()):
+        fail(f"--out '{out}' is an image folder itself, holding faces: unpacking into '{image_dir}' would make a "
+             f"second copy, which the loader would read in its place; give the folder holding it: --out {out.parent}")
     partition_destination = out / PARTITION_NAME
     # Everything that can be checked is, before anything is written.
     faces = faces_in(args.zip) if args.zip else {}
@@ -229,7 +281,7 @@ def main() -> None:
     # each face already in --out read once (its CRC): what to refuse, and what a rerun keeps
     there = {name: already_there(image_dir / name, info) for name, info in faces.items()}
     if faces or args.partition:
-        refuse_to_replace(there, image_dir, args.partition, partition_destination)
+        refuse_to_replace(there, faces, image_dir, args.partition, partition_destination)
         try:
             image_dir.mkdir(parents=True, exist_ok=True)
         except OSError as error:

@@ -52,9 +52,17 @@ def test_unpacks_checks_and_suggests_the_config_then_a_rerun_keeps_what_is_there
     assert "partition: train 8, valid 2, test 2" in first.stdout
     assert f"ready: gan train experiments/dcgan_celeba128.toml --set data.root={out / 'img_align_celeba'}" in first.stdout
     assert len(list((out / "img_align_celeba").glob("*.jpg"))) == FACES
+    record = out / "prepare_celeba.json"
+    written = record.stat().st_mtime_ns, record.stat().st_ino
     again = prepare("--zip", archive, "--partition", partition, "--out", out)
-    assert again.returncode == 0 and f"unpacking 0 images to {out / 'img_align_celeba'} ({FACES} already there)" \
+    assert again.returncode == 0 and f"all {FACES} images of '{archive}' are in {out / 'img_align_celeba'} already" \
         in again.stdout, again.stdout + again.stderr
+    # nothing to unpack, nothing written: a rerun on a folder made read-only since only checks it
+    assert (record.stat().st_mtime_ns, record.stat().st_ino) == written
+    (out / "img_align_celeba" / "000002.jpg").unlink()
+    restored = prepare("--zip", archive, "--out", out)
+    assert restored.returncode == 0 and f"unpacking 1 images to {out / 'img_align_celeba'} ({FACES - 1} already " \
+        "there)" in restored.stdout, restored.stdout + restored.stderr
 
 
 def test_files_that_differ_are_never_replaced(tmp_path):
@@ -216,3 +224,87 @@ def test_its_output_piped_into_head_ends_quietly(tmp_path):
     result = subprocess.run(f"'{sys.executable}' '{SCRIPT}' --zip '{tmp_path / 'celeba.zip'}' --out '{tmp_path / 'out'}'"
                             " | head -c 1", shell=True, capture_output=True, text=True, timeout=120)
     assert "Broken pipe" not in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+def _patched_central_directory(path: Path, offset: int, value: bytes) -> Path:
+    """Each member's central-directory entry with `value` written at `offset` (8: its flags, 10: its
+    compression method), as an encrypted zip or one of another method has them."""
+    raw = bytearray(path.read_bytes())
+    start = raw.find(b"PK\x01\x02")
+    while start != -1:
+        raw[start + offset:start + offset + len(value)] = value
+        start = raw.find(b"PK\x01\x02", start + 4)
+    path.write_bytes(bytes(raw))
+    return path
+
+
+@pytest.mark.parametrize("offset, value, expected", [
+    (8, b"\x01\x00", f"is encrypted ({FACES} of its faces, e.g. 'img_align_celeba/000001.jpg')"),
+    (10, b"\x09\x00", f"compresses {FACES} of its faces with a method Python's zipfile cannot unpack (zip method 9; "
+                       "it reads stored, deflate, bzip2, lzma)"),
+])
+def test_a_zip_this_script_cannot_unpack_is_refused_before_anything_is_written(tmp_path, offset, value, expected):
+    # both ended in a traceback after --out and its record were written
+    archive = _patched_central_directory(write_zip(tmp_path / "celeba.zip"), offset, value)
+    result = prepare("--zip", archive, "--out", tmp_path / "out")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.count("\n") == 1 and expected in result.stderr, result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_out_naming_the_image_folder_itself_is_refused(tmp_path):
+    # it unpacked a second copy into out/img_align_celeba/img_align_celeba, which the loader then read alone
+    out = tmp_path / "out"
+    assert prepare("--zip", write_zip(tmp_path / "celeba.zip"), "--out", out).returncode == 0
+    image_dir = out / "img_align_celeba"
+    result = prepare("--zip", write_zip(tmp_path / "other.zip", seed=50), "--out", image_dir)
+    assert result.returncode == 1 and f"--out '{image_dir}' is an image folder itself" in result.stderr
+    assert f"--out {out}" in result.stderr and not (image_dir / "img_align_celeba").exists()
+
+
+def test_files_cut_short_among_those_that_differ_are_said_to_be(tmp_path):
+    out = tmp_path / "out"
+    archive = write_zip(tmp_path / "celeba.zip")
+    assert prepare("--zip", archive, "--out", out).returncode == 0
+    cut = out / "img_align_celeba" / "000005.jpg"
+    cut.write_bytes(cut.read_bytes()[:2000])  # the check's advice, "run the --zip command again", was refused
+    result = prepare("--zip", archive, "--out", out)
+    assert result.returncode == 1 and "1 of them are shorter than the zip's (000005.jpg): copies cut short" \
+        in result.stderr, result.stderr
+    cut.unlink()
+    assert prepare("--zip", archive, "--out", out).returncode == 0
+
+
+def test_the_check_notes_images_in_no_split_and_faces_in_two_files(tmp_path):
+    out = tmp_path / "out"
+    assert prepare("--zip", write_zip(tmp_path / "celeba.zip"), "--out", out).returncode == 0
+    (out / "list_eval_partition.txt").write_text("".join(f"{index:06d}.jpg 0\n" for index in range(1, 11)))
+    noted = prepare("--out", out)
+    assert noted.returncode == 0 and "note: 2 of the images are in no split of" in noted.stdout, noted.stdout
+    random_rgb((178, 218), 3).save(out / "img_align_celeba" / "000003.png")
+    twice = prepare("--out", out)
+    assert twice.returncode == 1 and "problem: 1 face(s) are there in two files of one name (000003, e.g. .jpg and " \
+        ".png): each trains twice" in twice.stdout, twice.stdout
+
+
+def test_training_warns_of_an_unpack_that_did_not_finish_or_lost_images(tmp_path):
+    """A kill or a full disk mid-unpack left 14 of 200 faces, and training read them without a word."""
+    import json
+    import warnings
+
+    from gan.data.image_files import celeba_dataset
+
+    out = tmp_path / "out"
+    assert prepare("--zip", write_zip(tmp_path / "celeba.zip"), "--out", out).returncode == 0
+    record = out / "prepare_celeba.json"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(celeba_dataset(out, 32)) == FACES  # a finished unpack: no word
+    record.write_text(json.dumps({**json.loads(record.read_text()), "complete": False, "images": 200}))
+    with pytest.warns(UserWarning, match=rf"'{record}' says the unpack of CelebA into '.*img_align_celeba' did not "
+                                         rf"finish \({FACES} of 200 images there\): this run trains on those"):
+        celeba_dataset(out / "img_align_celeba", 32)
+    record.write_text(json.dumps({**json.loads(record.read_text()), "complete": True}))
+    with pytest.warns(UserWarning, match=rf"holds {FACES} images, and 200 were unpacked into it .*: {200 - FACES} are "
+                                         "gone"):
+        celeba_dataset(out, 32)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import random
 import warnings
@@ -217,6 +218,7 @@ def celeba_dataset(root: str | Path, resolution: int, crop: int = 148, split: st
     """
     image_dir = celeba_image_dir(root)
     paths = find_images(image_dir, recursive=False)
+    _warn_of_an_unfinished_unpack(image_dir, len(paths))
     if split != "all":
         if split not in CELEBA_SPLITS:
             raise ValueError(f"data.split must be all, train, valid or test, got '{split}'")
@@ -245,6 +247,27 @@ def celeba_dataset(root: str | Path, resolution: int, crop: int = 148, split: st
 
 
 NAMES_SHOWN = 5  # of the images a warning is about
+UNPACK_RECORD = "prepare_celeba.json"  # datasets/prepare_celeba.py's, beside img_align_celeba/: the zip, its count
+
+
+def _warn_of_an_unfinished_unpack(image_dir: Path, found: int) -> None:
+    """A warning when datasets/prepare_celeba.py's record says its unpack into `image_dir` stopped
+    part-way (a kill, a full disk), or that more images came out of the zip than are there now: a
+    run would train on the part silently."""
+    record_path = image_dir.parent / UNPACK_RECORD
+    try:
+        record = json.loads(record_path.read_text())
+        images, complete = int(record["images"]), bool(record["complete"])
+    except (OSError, ValueError, TypeError, KeyError):  # (none, or not the script's: its check says so)
+        return
+    if not complete:
+        warnings.warn(f"'{record_path}' says the unpack of CelebA into '{image_dir}' did not finish ({found} of "
+                      f"{images} images there): this run trains on those; run the same prepare_celeba.py --zip "
+                      "command again to finish it (it keeps the images unpacked whole)", UserWarning, stacklevel=3)
+    elif found < images:
+        warnings.warn(f"'{image_dir}' holds {found} images, and {images} were unpacked into it ('{record_path}'): "
+                      f"{images - found} are gone; run the prepare_celeba.py --zip command again to restore them",
+                      UserWarning, stacklevel=3)
 
 
 class PartitionFileError(FileNotFoundError):
