@@ -89,6 +89,28 @@ def test_an_out_of_date_cache_of_the_same_images_is_removed_before_the_rebuild(f
     assert f"removing the out-of-date cache '{old_array}' of the same images" in capsys.readouterr().err
 
 
+
+def test_an_out_of_date_cache_that_cannot_be_removed_is_warned_of_and_the_new_one_built(folder, tmp_path, monkeypatch):
+    # an immutable old array stopped the run after "removing the out-of-date cache", its header gone
+    config = config_for(folder, "mmap", tmp_path)
+    next(training_batches(config, build_dataset(config), 2, 0, 0, CPU))
+    (old_array,) = (tmp_path / "cache").glob("*.npy")
+    random_rgb((40, 40), seed=99).save(folder / "03.png")
+    unlink = Path.unlink
+
+    def refused_for_the_old_array(path, missing_ok=False):
+        if path == old_array:
+            raise PermissionError(1, "Operation not permitted", str(path))
+        return unlink(path, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", refused_for_the_old_array)
+    with pytest.warns(UserWarning, match=rf"the out-of-date cache '{old_array}' could not be removed \(Operation not "
+                                         r"permitted\) and stays, unread: remove it yourself"):
+        batch = next(training_batches(config, build_dataset(config), 2, 0, 0, CPU))
+    uncached = config_for(folder, "off", tmp_path)
+    assert torch.equal(batch["image"], next(training_batches(uncached, build_dataset(uncached), 2, 0, 0, CPU))["image"])
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 2
+
 def test_a_cache_without_its_header_is_rebuilt(folder, tmp_path):
     config = config_for(folder, "mmap", tmp_path)
     next(training_batches(config, build_dataset(config), 2, 0, 0, CPU))

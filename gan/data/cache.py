@@ -213,7 +213,12 @@ def load_or_build_cache(dataset: ImageFileDataset, identity: dict, cache_dir: Pa
         if older.name != name and {key: older.header.get(key) for key in identity} == identity:
             print(f"removing the out-of-date cache '{older.array_path}' of the same images "
                   f"({format_bytes(older.size_bytes)})", file=sys.stderr)
-            older.remove()
+            try:
+                older.remove()
+            except OSError as error:  # (a file made immutable, another user's): the new cache is built beside it
+                warnings.warn(f"the out-of-date cache '{older.array_path}' could not be removed "
+                              f"({error.strerror or error}) and stays, unread: remove it yourself to free its space",
+                              stacklevel=2)
     checksums = _build(dataset, array_path, progress_stream)
     undecodable = [str(dataset.paths[index]) for index in sorted(dataset.skip_unreadable.failed)]
     try:
