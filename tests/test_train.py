@@ -365,6 +365,8 @@ def test_on_nan_rollback_resumes_the_last_checkpoint_with_halved_rates(tmp_path,
     said = capsys.readouterr().err
     # the closing line counts the whole command's steps and time, not those after the rollback ("2 of them now")
     assert "rolling back to" in said and "done: 4 steps in" in said and "of them now" not in said
+    # a rollback goes on: its line is a warning, without the "stopping" of the error that stops a run
+    assert "warning: 'loss/d' became NaN or infinite at step 3; rolling back to" in said and "stopping" not in said
     saved = load_checkpoint(result.checkpoint)
     assert saved["config"]["train"]["g_lr"] == 1e-4 and saved["config"]["train"]["d_lr"] == 1e-4
     assert "g_lr = 0.0001" in (tmp_path / "config.toml").read_text()
@@ -382,6 +384,30 @@ def test_on_nan_rollback_resumes_the_last_checkpoint_with_halved_rates(tmp_path,
     # config.toml keeps 1/8 of the rates given, which a resume continues with: said when giving up
     assert "config.toml' keeps the learning rates the rollbacks halved: g 2.5e-05, d 2.5e-05 (1/8" in said
     assert "g_lr = 2.5e-05" in (tmp_path / "again" / "config.toml").read_text()
+    # a resume names the rollback as what changed the rates, not a hand edit or a lost checkpoint
+    from conftest import invoke
+
+    resumed = invoke("train", "--resume", tmp_path / "again", "--device", "cpu")
+    assert "train.d_lr, train.g_lr: from its config.toml, where an --on-nan rollback left them at 1/8 of this " \
+        "checkpoint's, not from --set" in resumed.output, resumed.output
+
+
+def test_a_non_finite_buffer_stops_the_run_before_a_checkpoint_keeps_it(tmp_path, monkeypatch):
+    """A NaN in BatchNorm's running statistics went into best.pt and every later checkpoint (training
+    reads a batch's own statistics, so no loss showed it) while `gan sample` refused those files."""
+    original = DCGANRecipe.step
+
+    def poisoned(self, batch, step):
+        metrics = original(self, batch, step)
+        if step == 3:
+            self.generator.net[1].running_mean.fill_(float("nan"))
+        return metrics
+
+    monkeypatch.setattr(DCGANRecipe, "step", poisoned)
+    with pytest.raises(NonFiniteLossError, match=r"'generator's buffer net.1.running_mean' became NaN or infinite at "
+                                                 r"step 3; stopping \(the last good checkpoint is '.*checkpoint-00000002"):
+        train(tiny_config(), tmp_path / "run", CPU, progress_stream=sys.stdout)
+    assert [path.name for path in list_checkpoints(tmp_path / "run")] == ["checkpoint-00000002.pt"]
 
 
 def test_a_resume_with_another_log_num_samples_previews_that_many_keeping_the_first_samples_latents():

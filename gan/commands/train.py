@@ -295,6 +295,21 @@ def settings_to_continue(run_dir: Path, written, resolved, say: bool = True):
     return resolved
 
 
+def _halvings(keys: list[str], recorded: dict, resolved) -> int | None:
+    """2**k when `keys` are learning rates, each `resolved` at the `recorded` one halved k >= 1 times,
+    as `gan train --on-nan rollback` leaves them in config.toml; else None."""
+    if not keys or not set(keys) <= {"train.g_lr", "train.d_lr"}:
+        return None
+    ratios = set()
+    for key in keys:
+        now = getattr(resolved.train, key.split(".")[1])
+        if not now:
+            return None
+        ratios.add(float(recorded[key]) / now)
+    ratio = ratios.pop() if len(ratios) == 1 else 0.0
+    return int(ratio) if ratio >= 2 and ratio.is_integer() and int(ratio).bit_count() == 1 else None
+
+
 def report_changes(run_dir: Path, resolved, overrides: tuple[str, ...], trained: dict, step: int) -> None:
     """Say which settings a resume changes from those the checkpoint it continues (`trained` at
     `step`, the newest that loads) trained with: by --set, or from config.toml (named as such);
@@ -316,8 +331,11 @@ def report_changes(run_dir: Path, resolved, overrides: tuple[str, ...], trained:
         given |= set(LOSS_PRESETS.get(resolved.loss.preset, LossPreset("", {})).values)
     edited = [change.split(" ", 1)[0] for change in changes if change.split(" ", 1)[0] not in given]
     if changes:
-        by_hand = (f" ({', '.join(edited)}: from its config.toml, edited by hand or left by a later checkpoint "
-                   "now lost, not from --set)") if edited else ""
+        halved = _halvings(edited, recorded, resolved)
+        by_hand = ("" if not edited else f" ({', '.join(edited)}: from its config.toml, where an --on-nan rollback "
+                   f"left them at 1/{halved} of this checkpoint's, not from --set)" if halved else
+                   f" ({', '.join(edited)}: from its config.toml, edited by hand or left by a later checkpoint now "
+                   "lost, not from --set)")
         click.echo(f"resuming '{run_dir}' with changed settings: {'; '.join(changes)}{by_hand}", err=True)
     warn_of_schedule_jumps(resolved, trained, step)
     if resolved.recipe == "dcgan" and recorded.get("train.ema_decay", 0) and not resolved.train.ema_decay:

@@ -103,6 +103,7 @@ class NonFiniteLossError(RuntimeError):
             what = f"became NaN or infinite at step {step}"
         super().__init__(f"'{term}' {what}; stopping ({kept}). Lower the learning rates or check the data.")
         self.step, self.term, self.checkpoint = step, term, checkpoint
+        self.what = f"'{term}' {what}"  # (without what follows: a rollback goes on)
 
 
 # The periodic side tasks of the loop, and the setting that switches each off (logging and previews have none).
@@ -1048,7 +1049,7 @@ def train_rolling_back(config: Config, run_dir: Path, device: torch.device, resu
             rates = dataclasses.replace(config.train, g_lr=config.train.g_lr / 2, d_lr=config.train.d_lr / 2)
             config, resume, on_resume = dataclasses.replace(config, train=rates), True, None  # (the halving is said)
             if group.is_main:
-                print_above(f"{error}\nrolling back to '{error.checkpoint}' with learning rates halved to "
+                print_above(f"warning: {error.what}; rolling back to '{error.checkpoint}' with learning rates halved to "
                             f"g {rates.g_lr:g}, d {rates.d_lr:g} (rollback {rollbacks} of {max_rollbacks})")
 
 
@@ -1086,17 +1087,32 @@ def _raise_if_non_finite(run: _Run, agree: bool = True) -> None:
 
 def _raise_if_weights_diverged(recipe: Recipe, step: int, bound: float, last_checkpoint: Path | None) -> None:
     """Weights beyond `bound` in magnitude (or NaN) mean a run diverged even when its losses look
-    finite; checked where the loop reads back anyway (log points, before checkpoints)."""
+    finite; checked where the loop reads back anyway (log points, before checkpoints). Buffers
+    (BatchNorm's running statistics) must be finite too: training reads a batch's own statistics,
+    so a NaN there shows only in eval mode, in the previews, the samples and `gan sample`'s refusal."""
     for name, network in recipe.networks.items():
         largest = _largest_weight(network)
         if not math.isfinite(largest) or largest > bound:
             raise NonFiniteLossError(step, f"weights of {name}", last_checkpoint, largest, bound)
+        non_finite = _first_non_finite_buffer(network)
+        if non_finite is not None:
+            raise NonFiniteLossError(step, f"{name}'s buffer {non_finite}", last_checkpoint)
 
 
 @torch.no_grad()
 def _largest_weight(network: torch.nn.Module) -> float:
     maxima = [parameter.detach().abs().amax().float() for parameter in network.parameters() if parameter.numel()]
     return float(torch.stack(maxima).max()) if maxima else 0.0
+
+
+@torch.no_grad()
+def _first_non_finite_buffer(network: torch.nn.Module) -> str | None:
+    """The name of the first floating-point buffer holding a NaN or infinity, or None (one read back)."""
+    buffers = [(name, buffer) for name, buffer in network.named_buffers() if buffer.is_floating_point()
+               and buffer.numel()]
+    if not buffers or bool(torch.stack([torch.isfinite(buffer).all() for _, buffer in buffers]).all()):
+        return None
+    return next(name for name, buffer in buffers if not bool(torch.isfinite(buffer).all()))
 
 
 def _write_previews(recipe: Recipe, run_dir: Path, step: int) -> dict[str, torch.Tensor]:
