@@ -13,6 +13,7 @@ from conftest import damage_past_the_header, random_rgb, tiny_config
 
 import gan.data.cache as cache_module
 from gan.core.config import DataConfig
+from gan.core.files import WriteError
 from gan.core.registry import ConfigError
 from gan.data import build_dataset, training_batches
 from gan.training.loop import train
@@ -180,6 +181,7 @@ ANOTHER_MACHINE = """
 import sys, time, socket
 from pathlib import Path
 import gan.data.cache as cache_module
+from gan.core.files import WriteError
 from gan.core.config import DataConfig
 from gan.data import build_dataset, data_identity
 socket.gethostname = lambda: "another-machine"
@@ -210,6 +212,43 @@ def test_a_build_on_another_machine_sharing_the_folder_is_left_to_finish(folder,
     assert other.returncode == 0 and "built 10" in output, errors[-2000:]
     assert not list(cache_dir.glob("*.tmp"))
 
+
+
+def test_a_build_in_another_pid_namespace_of_this_host_is_left_to_finish(folder, tmp_path, monkeypatch):
+    """A container sharing the host's name and the cache folder: its live build's pid (77777) was no
+    process here, so `gan cache clear` and this host's builds removed its temp as a dead build's, and
+    its rename failed as "a disk with room" with 47 GB free."""
+    import gan.core.files as files_module
+
+    monkeypatch.setattr(files_module, "_pid_namespace", lambda: "pid:[4026532999]")  # the container's
+    container_tag = files_module.host_tag()
+    monkeypatch.undo()
+    assert container_tag != files_module.host_tag()  # the same host name, another namespace
+    config = config_for(folder, "mmap", tmp_path)
+    next(training_batches(config, build_dataset(config), 2, 0, 0, CPU))
+    (header,) = (tmp_path / "cache").glob("*.json")
+    header.unlink()  # so the next start rebuilds
+    building = tmp_path / "cache" / f"{header.stem}.npy.77777.{container_tag}.tmp"
+    building.write_bytes(b"partial")
+    monkeypatch.setattr(cache_module, "process_alive", lambda pid: pid == os.getpid())  # 77777: no process here
+    next(training_batches(config, build_dataset(config), 2, 0, 0, CPU))
+    assert building.exists() and not files_module.is_stale_temp(building)
+    assert building in cache_module.scan_cache_folder(tmp_path / "cache").building
+
+
+def test_a_build_whose_temp_another_process_removed_says_so(folder, tmp_path, monkeypatch):
+    config = config_for(folder, "mmap", tmp_path)
+    checksums = cache_module.chunk_checksums
+
+    def removed_meanwhile(images, chunks=None):  # (as `gan cache clear` elsewhere did)
+        for temp in (tmp_path / "cache").glob("*.npy.*.tmp"):
+            temp.unlink()
+        return checksums(images, chunks)
+
+    monkeypatch.setattr(cache_module, "chunk_checksums", removed_meanwhile)
+    with pytest.raises(WriteError, match=r"was being built in '.*\.tmp', which another process removed meanwhile "
+                                         r"\(gan cache clear, or a build of another machine or container"):
+        next(training_batches(config, build_dataset(config), 2, 0, 0, CPU))
 
 # ----------------------------------------------------------------------------- damage, and managing caches
 

@@ -215,9 +215,11 @@ def process_alive(pid: int) -> bool:
 
 def host_tag() -> str:
     """This machine in the name of a temp that may sit in a folder other machines share (a cache's
-    array, a sample's staging folder): 'h' and 8 hex digits of its host name's hash, so that a pid
-    is judged dead only on the machine that wrote it."""
-    return "h" + hashlib.sha256(socket.gethostname().encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    array, a sample's staging folder): 'h' and 8 hex digits of the hash of its host name and PID
+    namespace, so that a pid is judged dead only where it was given (a container sharing the host's
+    name and a folder has pids of its own: its live writer's pid may be no process here)."""
+    where = f"{socket.gethostname()} {_pid_namespace()}"
+    return "h" + hashlib.sha256(where.encode("utf-8", "surrogateescape")).hexdigest()[:8]
 
 
 def is_stale_temp(path: Path) -> bool:

@@ -300,6 +300,11 @@ def _build(dataset: ImageFileDataset, array_path: Path, progress_stream) -> list
         os.replace(temp, array_path)
     except OSError as error:
         temp.unlink(missing_ok=True)
+        if isinstance(error, FileNotFoundError) and not temp.exists() and array_path.parent.is_dir():
+            raise WriteError(f"the decoded-image cache '{array_path}' was being built in '{temp.name}', which another "
+                             "process removed meanwhile (gan cache clear, or a build of another machine or container "
+                             "that took it for a dead one's): run again, or give this run a data.cache_dir of its "
+                             "own") from error
         raise WriteError(f"could not write the decoded-image cache '{array_path}' ({free_space(array_path.parent)}): "
                          f"{error}; set data.cache_dir to a disk with room, or data.cache=\"off\"") from error
     except BaseException:  # Ctrl-C or SIGTERM mid-build: no half-built array of gigabytes left behind
