@@ -423,3 +423,27 @@ def test_a_seeds_nan_is_a_gap_also_at_the_steps_of_seeds_that_log_elsewhere():
     assert mean.tolist()[:4] == [1.0, 10.0, 15.0, 20.0]  # (B alone next to A's NaN)
     assert mean[4] == (3.0 + 25.0) / 2
     assert mean[5] == 30.0 and np.isnan(mean[6])  # (A's inf is no value: B's reach ends at 25)
+
+
+def test_a_compare_into_a_folder_another_is_writing_is_refused_leaving_that_ones_files(sweep, tmp_path):
+    # two compares into one --out renamed their three files in turn: a figure of one set of runs could
+    # sit beside a table of another
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    compare([sweep], None, out)
+    written = {name: (out / name).read_bytes() for name in ("compare.md", "compare.csv", "compare.png")}
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
+                               "from gan.core.files import OutputsLock\n"
+                               "with OutputsLock(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(60)",
+                               str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(CompareError, match=rf"'{out}' is being written by another gan process \(pid "
+                                               rf"{holder.pid}\): wait for it to end, or give another --out"):
+            compare([sweep / "00000-adversarial=hinge-seed=0"], None, out)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert {name: (out / name).read_bytes() for name in written} == written

@@ -374,6 +374,17 @@ def _holder_said(record: str) -> str:
     return f"pid {pid}"
 
 
+class OutputsLock(RunLock):
+    """The same lock on a folder a command writes a set of files into (`gan compare`'s --out): two
+    writing at once could leave a figure of one set of runs beside a table of another."""
+
+    lock_name = ".outputs.lock"
+
+    def busy_message(self, holder: str) -> str:
+        return (f"'{self.run_dir}' is being written by another gan process ({holder}): wait for it to end, or give "
+                "another --out")
+
+
 class SweepLock(RunLock):
     """The same lock on a sweep's folder: a second `gan sweep` into one --out would start the same
     runs again, and each would fail on the run-directory locks of the other's."""

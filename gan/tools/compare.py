@@ -32,7 +32,7 @@ import numpy as np
 
 from gan.core.checkpoint import holds_a_run, is_set_aside, trained_config
 from gan.core.config import BEST_METRICS, config_from_dict, config_to_dict, flatten_config
-from gan.core.files import write_atomically, write_text_atomically
+from gan.core.files import OutputsLock, RunDirectoryBusy, write_atomically, write_text_atomically
 from gan.core.processes import stop_signals_held
 from gan.core.registry import ConfigError
 from gan.core.wording import first_few
@@ -641,12 +641,17 @@ def compare(paths: list[Path], metric: str | None, out: Path) -> tuple[str, list
     try:
         # The figure first, the largest file: a disk that refuses it leaves the three of the last
         # comparison, not a table of these runs beside a figure of others.
-        with stop_signals_held():  # (a stop between the three left a figure and table of other runs beside these)
+        # (a stop between the three, or another compare into --out, left a figure and table of other runs
+        # beside these)
+        with OutputsLock(out), stop_signals_held():
             plot(grouped, metric, out / "compare.png")
             write_text_atomically(out / "compare.csv", csv_text(summaries, metric))
             write_text_atomically(out / "compare.md", table)
+    except RunDirectoryBusy as error:
+        raise CompareError(str(error)) from None
     except BaseException:  # (a full disk, a stop: no empty folder of its own left behind)
         for folder in created:  # innermost first
+            (folder / OutputsLock.lock_name).unlink(missing_ok=True)
             with contextlib.suppress(OSError):
                 folder.rmdir()
         raise
