@@ -162,6 +162,13 @@ def test_a_second_writer_on_a_run_directory_stops_at_once_naming_the_holder(tmp_
     assert result.exit_code == 2, result.output
     assert f"'{first.run_dir}' is in use by another gan process (pid {os.getpid()})" in result.output
     assert {path.name: path.read_bytes() for path in first.run_dir.glob("checkpoint-*.pt")} == before
+    # the same --run-dir line with other settings, while the run trains: said busy, not "other settings"
+    sets = [arg for item in [*TINY, "train.seed=9"] for arg in ("--set", item)]
+    with RunLock(first.run_dir):
+        result = CliRunner().invoke(main, ["train", str(REPO / "experiments" / "dcgan_demo.toml"), *sets,
+                                           "--run-dir", str(first.run_dir)])
+    assert result.exit_code == 2 and f"is in use by another gan process (pid {os.getpid()})" in result.output, \
+        result.output
 
 
 @pytest.mark.parametrize("record, said", [

@@ -54,10 +54,11 @@ def start_or_resume(run_dir: Path, config_file: Path | None = None) -> bool:
     folder is refused, untouched: one with files gan did not write (a data folder, a folder of runs
     given for --out, the CONFIG file itself), a best.pt without the checkpoints to resume, the
     folder the command runs in, or a link. Hidden files (.DS_Store) count for nothing.
-    RunDirectoryBusy when another process trains there."""
+    RunDirectoryBusy when another process trains there (said before a resume's settings are compared)."""
     if not run_dir.is_dir():
         return False
-    if list_checkpoints(run_dir):
+    if list_checkpoints(run_dir):  # (busy, said first: its settings are not compared with a run training now)
+        RunLock(run_dir).locked_handle().close()
         return True
     entries = sorted(entry for entry in run_dir.iterdir() if entry.name == LOCK_NAME or not entry.name.startswith("."))
     foreign = [entry.name for entry in entries
