@@ -314,6 +314,13 @@ def test_an_image_over_pillows_size_limit_is_warned_of_by_name(tmp_path, monkeyp
         assert check_header(tmp_path / "large.png") is None
     (warning,) = [one for one in caught if issubclass(one.category, LargeImageWarning)]
     assert "large.png" in str(warning.message) and "20x20" in str(warning.message)
+    # once a file, however many steps open it (the scan, the upsampling check and the cache's decode
+    # warned three times), under Python's default filter, the command line's
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        assert check_header(tmp_path / "large.png") is None
+        assert read_rgb(tmp_path / "large.png").size == (20, 20)
+    assert len([one for one in caught if issubclass(one.category, LargeImageWarning)]) == 1
 
 
 # ----------------------------------------------------------------------------- finding files

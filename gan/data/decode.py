@@ -131,7 +131,7 @@ def opened_image(path: str | Path) -> Iterator[Image.Image]:
         if Image.MAX_IMAGE_PIXELS and width * height > Image.MAX_IMAGE_PIXELS:
             warnings.warn(f"'{path}' is {width}x{height} pixels, more than Pillow's limit of "
                           f"{Image.MAX_IMAGE_PIXELS} against decompression bombs: check that it is the image "
-                          "you meant", LargeImageWarning, stacklevel=3)
+                          "you meant", LargeImageWarning, stacklevel=1)  # (one place: once a file, whoever opens it)
         yield image
 
 
