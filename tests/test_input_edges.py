@@ -28,6 +28,7 @@ from gan.data.cache import files_fingerprint
 from gan.data.decode import (
     ImageReadError,
     LargeImageWarning,
+    UnreadableImageWarning,
     check_header,
     find_images,
     header_size,
@@ -613,3 +614,13 @@ def test_an_sr_run_reads_its_evaluation_set_once_for_every_validation_and_previe
                                 "log.image_every=1")
     _, messages = caught_warnings(lambda: train(config, tmp_path / "run", CPU))
     assert sum("three.png" in message for message in messages) == 1, messages
+
+
+def test_a_file_name_with_a_new_line_keeps_the_skip_warning_on_one_line(tmp_path):
+    # "skipping unreadable image" was printed over two lines for 'new\nline.jpg'
+    (tmp_path / "new\nline.jpg").write_bytes(b"not a jpeg")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        readable_images([tmp_path / "new\nline.jpg"], strict=False)
+    (warning,) = [one for one in caught if issubclass(one.category, UnreadableImageWarning)]
+    assert "\n" not in str(warning.message) and "new\\nline.jpg" in str(warning.message)

@@ -10,3 +10,10 @@ def first_few(names: Sequence[str], limit: int, separator: str = ", ") -> str:
     thousands of files stays one line that still names where to look."""
     shown = separator.join(names[:limit])
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def one_line(path: object) -> str:
+    """`path` as text that keeps a message on one line: a control character in a file name (a new
+    line, a tab) written as its escape, `\\n`, the rest as it is."""
+    return "".join(character if character.isprintable() or character == " " else
+                   character.encode("unicode_escape", "backslashreplace").decode("ascii") for character in str(path))

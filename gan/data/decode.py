@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image, ImageCms, ImageOps, features
 
 from gan.core.files import LOCK_NAME
+from gan.core.wording import one_line
 
 # AVIF when this Pillow was built with it (its wheels are from 11.3 on; a GPU machine's may be older).
 AVIF = (".avif",) if features.check("avif") else ()
@@ -129,7 +130,7 @@ def opened_image(path: str | Path) -> Iterator[Image.Image]:
     with Image.open(path) as image:
         width, height = image.size
         if Image.MAX_IMAGE_PIXELS and width * height > Image.MAX_IMAGE_PIXELS:
-            warnings.warn(f"'{path}' is {width}x{height} pixels, more than Pillow's limit of "
+            warnings.warn(f"'{one_line(path)}' is {width}x{height} pixels, more than Pillow's limit of "
                           f"{Image.MAX_IMAGE_PIXELS} against decompression bombs: check that it is the image "
                           "you meant", LargeImageWarning, stacklevel=1)  # (one place: once a file, whoever opens it)
         yield image
@@ -189,7 +190,7 @@ def in_srgb(image: Image.Image, path: str | Path) -> Image.Image:
     try:
         return ImageCms.applyTransform(image, _to_srgb(bytes(profile), image.mode, output_mode))
     except (ImageCms.PyCMSError, OSError, ValueError) as error:
-        warnings.warn(f"'{path}': its embedded colour profile cannot be applied ({error}); its colours are taken as "
+        warnings.warn(f"'{one_line(path)}': its embedded colour profile cannot be applied ({error}); its colours are taken as "
                       "sRGB", ColourProfileWarning, stacklevel=3)
         return image
 
@@ -221,7 +222,7 @@ def _key_in_decoded_values(image: Image.Image, path: str | Path) -> None:
         image.info["transparency"] = key * LOW_DEPTH_GREY_SCALE[raw_mode]
     elif raw_mode == "RGB;16B" and isinstance(key, tuple):
         del image.info["transparency"]
-        warnings.warn(f"'{path}': the colour key (tRNS) of this 16-bit RGB PNG cannot be applied at 8 bits; "
+        warnings.warn(f"'{one_line(path)}': the colour key (tRNS) of this 16-bit RGB PNG cannot be applied at 8 bits; "
                       "pixels of that colour are kept opaque", ColourKeyWarning, stacklevel=4)
 
 
@@ -262,9 +263,9 @@ def read_rgb(path: str | Path) -> Image.Image:
             rgb = to_rgb(in_srgb(image.transpose(upright) if upright is not None else image, path))
             return ImageOps.invert(rgb) if _white_is_zero_deep_grey(image) else rgb
     except DECODE_ERRORS as error:
-        raise ImageReadError(f"cannot read image '{path}': {decode_problem(error)}") from error
+        raise ImageReadError(f"cannot read image '{one_line(path)}': {decode_problem(error)}") from error
     except MemoryError as error:  # (a process under a memory limit: the message is empty)
-        raise ImageReadError(f"cannot read image '{path}': not enough memory to decode it") from error
+        raise ImageReadError(f"cannot read image '{one_line(path)}': not enough memory to decode it") from error
 
 
 def check_header(path: Path) -> str | None:
@@ -466,7 +467,7 @@ def readable_images(paths: list[Path], strict: bool, limit: int = 0,
             counted += counts is None or counts(path)
             continue
         if strict:
-            raise ImageReadError(f"cannot read image '{path}': {problem}")
-        warnings.warn(f"skipping unreadable image '{path}': {problem}", UnreadableImageWarning, stacklevel=2)
+            raise ImageReadError(f"cannot read image '{one_line(path)}': {problem}")
+        warnings.warn(f"skipping unreadable image '{one_line(path)}': {problem}", UnreadableImageWarning, stacklevel=2)
         skipped.append(path)
     return readable, skipped
