@@ -24,7 +24,8 @@ A recipe is constructed as `Recipe(config, device, autocast)` and provides:
 `build_dataset`, a `preview_batch()` loaded once, and empty `state_dict`. Recipes
 subclass it and nothing else: no recipe inherits from another.
 - optionally `validation_metrics() -> dict[str, float]`: validation metrics (`val/psnr`, ...),
-  logged every `log.eval_every` steps; must not change training state.
+  logged every `log.eval_every` steps, with a progress line on `self.validation_progress` (set by
+  the loop); must not change training state.
 - optionally `evaluation_generator() -> nn.Module`: an unconditional generator (with
   `latent_dim`) whose samples `[metrics]` scores against the data (FID, KID, SWD).
 - optionally `prepare_outputs(step)`: called before the previews, metrics or checkpoint
@@ -47,7 +48,7 @@ subclass it and nothing else: no recipe inherits from another.
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
-from typing import Any, Callable, Hashable, Protocol
+from typing import Any, Callable, Hashable, Protocol, TextIO
 
 import torch
 from torch import nn
@@ -168,6 +169,8 @@ class RecipeBase:
         # its interval goes on from there, whatever d_steps or adversarial_start the run had before.
         self._interval_anchor: tuple[int | None, int] = (0, 0)
         self.augment: DiffAugment | None = None
+        # Where `validation_metrics` shows its progress (the loop gives its own stream on rank 0); None: silent
+        self.validation_progress: TextIO | None = None
 
     def build_networks(self, kept: tuple[str, ...]) -> dict[str, nn.Module]:
         """`check`'s networks, built in its order on the device; `self.specs` keeps those named in

@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 
 from gan.core.config import Config
 from gan.core.images import signed_to_uint8, uint8_to_signed
+from gan.core.progress import progress_counter
 from gan.metrics.translation import with_both_directions
 from gan.nets import NetworkSpec, network_spec
 from gan.nets.running import eval_mode, run_padded
@@ -196,6 +197,8 @@ class CycleGANRecipe(RecipeBase):
         images = self.test_images()
         generators = {"B": self.generators["AtoB"], "A": self.generators["BtoA"]}  # by the domain they make
         translated, reconstruction_error, count = {}, 0.0, 0
+        advance = progress_counter(len(images["A"]) + len(images["B"]), self.validation_progress, "validation image")
+        self.distribution.progress_stream = self.validation_progress
         with eval_mode(generators["A"]), eval_mode(generators["B"]):
             for source, target in (("A", "B"), ("B", "A")):
                 outputs, errors = [], []
@@ -207,6 +210,8 @@ class CycleGANRecipe(RecipeBase):
                     back = uint8_to_signed(signed_to_uint8(run_padded(generators[source], fake, self.size_multiple)))
                     outputs.append(fake_pixels.cpu())
                     errors.append((back - batch).abs().flatten(1).mean(1).cpu() / 2)  # [-1, 1] -> [0, 1] units
+                    if advance is not None:
+                        advance(len(batch))
                 translated[target] = torch.cat(outputs)
                 reconstruction_error += float(torch.cat(errors).sum())
                 count += len(images[source])

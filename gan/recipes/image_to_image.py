@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Callable
+from typing import Callable, TextIO
 
 import torch
 import torch.nn.functional as F
@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 
 from gan.core.config import Config, DataConfig, config_to_dict, flatten_config
 from gan.core.images import signed_to_uint8
+from gan.core.progress import progress_counter
 from gan.core.registry import ConfigError
 from gan.data import build_dataset
 from gan.data.decode import ImageReadError
@@ -145,15 +146,19 @@ def preview_strips(generator: nn.Module, batch: dict[str, torch.Tensor], size_mu
 
 @torch.no_grad()
 def validation_scores(generator: nn.Module, dataset: Dataset, data: DataConfig, device: torch.device,
-                      size_multiple: int, distribution: DistributionScores | None = None) -> dict[str, float]:
+                      size_multiple: int, distribution: DistributionScores | None = None,
+                      progress_stream: TextIO | None = None) -> dict[str, float]:
     """Mean PSNR/SSIM of the generator, in eval mode, on the evaluation `dataset`; with
     `distribution`, also SWD (FID, KID) of its outputs against the targets (paired data of one
     size, not SR). In fp32 whatever `train.amp` says, as `gan eval` scores: the run's val/psnr
-    is then the number `gan eval` gives its checkpoint, and `train.keep_best` picks by it."""
+    is then the number `gan eval` gives its checkpoint, and `train.keep_best` picks by it. A progress
+    line of the images (and the distributions' Inception passes) goes to `progress_stream`."""
     pairs: list[tuple[torch.Tensor, torch.Tensor]] | None = [] if distribution else None
     with eval_mode(generator):
-        scores = pair_scores(generator, dataset, data, device, size_multiple, pairs)
+        scores = pair_scores(generator, dataset, data, device, size_multiple, pairs,
+                             progress_counter(len(dataset), progress_stream, "validation image"))
     if distribution:
+        distribution.progress_stream = progress_stream
         scores.update(distribution.score("", torch.stack([output for output, _ in pairs]),
                                          lambda: torch.stack([target for _, target in pairs])))
     return scores
@@ -161,10 +166,12 @@ def validation_scores(generator: nn.Module, dataset: Dataset, data: DataConfig, 
 
 @torch.no_grad()
 def pair_scores(generator: nn.Module, dataset: Dataset, data: DataConfig, device: torch.device, size_multiple: int,
-                pairs: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> dict[str, float]:
+                pairs: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+                advance: Callable[[int], None] | None = None) -> dict[str, float]:
     """Mean PSNR/SSIM of the generator, in the mode it is in and in fp32, on the pairs of `dataset`,
     whole images one at a time; for super-resolution on the Y channel with `data.scale` pixels shaved,
-    as papers report. Each (output, target) pair is appended to `pairs` as uint8 when given."""
+    as papers report. Each (output, target) pair is appended to `pairs` as uint8 when given;
+    `advance(1)` after each image (`progress_counter`)."""
     super_resolution = data.dataset == "sr_pairs"
     border = data.scale if super_resolution else 0
     scores = []  # (psnr, ssim) of each image
@@ -174,6 +181,10 @@ def pair_scores(generator: nn.Module, dataset: Dataset, data: DataConfig, device
             pairs.append((signed_to_uint8(output[0].cpu()), signed_to_uint8(item["target"])))
         output, target = signed_to_255(output[0].cpu()), signed_to_255(item["target"])
         scores.append((psnr(output, target, border, super_resolution), ssim(output, target, border, super_resolution)))
+        if advance is not None:
+            advance(1)
+    if advance is not None and len(scores) < len(dataset):  # (files that failed to decode: the line ends)
+        advance(len(dataset) - len(scores))
     if not scores:
         raise ImageReadError(f"none of the {len(dataset)} validation images could be decoded (each is named in a "
                              "warning above)")
@@ -204,6 +215,7 @@ class DistributionScores:
         self.metrics: TranslationMetrics | None = None
         self.targets: dict[str, TargetStatistics] = {}
         self.too_few: set[str] = set()  # suffixes whose sets are too small to score, warned of once
+        self.progress_stream: TextIO | None = None  # where the Inception passes show progress; None: silent
 
     def score(self, suffix: str, outputs: torch.Tensor, targets: Callable[[], torch.Tensor]) -> dict[str, float]:
         """Scores of uint8 `outputs` against the target set named by `suffix` (read with `targets()` once);
@@ -224,5 +236,7 @@ class DistributionScores:
                     # (named, the weights are asked for: their absence is an error, as for gan eval)
                     weights = self.config.metrics.inception_weights
                     self.metrics = TranslationMetrics(self.device, weights or None, require_weights=bool(weights))
+            self.metrics.progress_stream = self.progress_stream
             self.targets[suffix] = self.metrics.targets(images, len(outputs))
+        self.metrics.progress_stream = self.progress_stream
         return {f"val/{name}{suffix}": value for name, value in self.metrics.score(outputs, self.targets[suffix]).items()}

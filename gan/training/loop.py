@@ -668,6 +668,8 @@ def _start_logging(run: _Run, resume: bool, progress_stream: Any) -> None:
         run.command.started_at = run.progress.started_at
     if run.evaluator is not None:  # its slow parts (generating, Inception, the SWD sort) show progress as gan eval's
         run.evaluator.progress_stream = run.progress.stream
+    if run.main and hasattr(run.recipe, "validation_metrics"):  # (seconds of pairs, at 256 px minutes)
+        run.recipe.validation_progress = run.progress.stream
     per_process = (f" ({train_config.batch_size // group.world_size} per process x {group.world_size} processes)"
                    if group.distributed else "")
     # (an unpaired data set is as long as its larger domain: the smaller one repeats first)
