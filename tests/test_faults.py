@@ -648,12 +648,12 @@ def test_a_disk_full_for_a_while_says_each_failed_write_not_only_the_first(tmp_p
 
     from gan.core import checkpoint as checkpoint_module
     from gan.core.files import WriteError
-    from gan.training import loop
+    from gan.training import loop, records
 
     def refuse(path, write):
         raise WriteError(f"could not write '{path}' (0.0 MiB free): [Errno 28] No space left on device")
 
-    monkeypatch.setattr(loop, "write_atomically", refuse)  # metrics.jsonl
+    monkeypatch.setattr(records, "write_atomically", refuse)  # metrics.jsonl
     monkeypatch.setattr(loop, "save_image_grid", lambda images, path: refuse(path, None))
     monkeypatch.setattr(checkpoint_module, "write_atomically", refuse)  # checkpoints and best.pt
     from gan.training.event_log import EventLog

@@ -37,6 +37,7 @@ from gan.core.files import WriteError, write_atomically
 from gan.core.registry import ConfigError
 from gan.recipes.pix2pix import Pix2PixRecipe
 from gan.training import loop as train_module
+from gan.training import records as records_module
 from gan.training.loop import SideTaskError, train
 
 CPU = torch.device("cpu")
@@ -305,8 +306,10 @@ def test_held_out_validation_images_get_no_such_warning(tmp_path):
 
 
 def fail_on_call(monkeypatch, name: str, call: int):
-    """gan.training.loop's `name` raises on its `call`-th call, and works otherwise."""
-    original, calls = getattr(train_module, name), {"n": 0}
+    """`name` of gan.training.loop (or of gan.training.records, where the loop calls it) raises on its
+    `call`-th call, and works otherwise."""
+    module = train_module if hasattr(train_module, name) else records_module
+    original, calls = getattr(module, name), {"n": 0}
 
     def patched(*args, **kwargs):
         calls["n"] += 1
@@ -314,12 +317,12 @@ def fail_on_call(monkeypatch, name: str, call: int):
             raise RuntimeError(f"{name} broke")
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(train_module, name, patched)
+    monkeypatch.setattr(module, name, patched)
 
 
 @pytest.mark.parametrize("function, task", [
     ("_window_scalars", "logging"), ("_write_previews", "previews"), ("_log_validation", "validation"),
-    ("_save_best", "the best checkpoint")])
+    ("save_best", "the best checkpoint")])
 def test_a_side_task_that_fails_costs_no_progress(function, task, recipe_data, tmp_path, monkeypatch):
     psnr = iter(range(100))  # validation improves every step: best.pt is saved every step
     monkeypatch.setattr(Pix2PixRecipe, "validation_metrics", lambda self: {"val/psnr": float(next(psnr))})
@@ -377,7 +380,7 @@ def test_a_logging_window_that_failed_is_written_by_the_resume_once_and_whole(tm
 
 
 def test_failing_generative_metrics_cost_no_progress_either(tmp_path, monkeypatch):
-    fail_on_call(monkeypatch, "_log_generative_metrics", 2)  # step 4 (every 2 steps)
+    fail_on_call(monkeypatch, "log_generative_metrics", 2)  # step 4 (every 2 steps)
     config = tiny_config("train.steps=6", "train.checkpoint_every=100", "metrics.every=2", "metrics.names=[\"swd\"]",
                          "metrics.num_samples=16", f"metrics.cache_dir={tmp_path / 'cache'}")
     with pytest.raises(SideTaskError, match=r"^generative metrics failed at step 4 .*metrics.every=0"):
@@ -397,10 +400,10 @@ def test_the_resume_finishes_the_side_tasks_of_the_step_that_failed_as_an_uninte
     metrics = ("train.steps=6", "train.checkpoint_every=100", "metrics.every=2", "metrics.names=[\"swd\"]",
                "metrics.num_samples=16", f"metrics.cache_dir={tmp_path / 'cache'}", "train.keep_best=swd/mean")
     whole = train(tiny_config(*metrics), tmp_path / "whole", CPU)
-    fail_on_call(monkeypatch, "_log_generative_metrics", failing_step // 2)
+    fail_on_call(monkeypatch, "log_generative_metrics", failing_step // 2)
     with pytest.raises(SideTaskError, match=f"generative metrics failed at step {failing_step}"):
         train(tiny_config(*metrics), tmp_path / "run", CPU)
-    fail_on_call(monkeypatch, "_log_generative_metrics", 1)  # (still broken: the record stays for the next resume)
+    fail_on_call(monkeypatch, "log_generative_metrics", 1)  # (still broken: the record stays for the next resume)
     with pytest.raises(SideTaskError, match=f"generative metrics failed at step {failing_step}"):
         train(tiny_config(*metrics), tmp_path / "run", CPU, resume=True)
     monkeypatch.undo()
@@ -431,7 +434,8 @@ def test_a_side_task_that_failed_after_its_events_leaves_them_to_the_resume_once
 
     settings = ("train.steps=4", "train.checkpoint_every=100", "log.image_every=2", "metrics.every=2",
                 "metrics.names=[\"swd\"]", "metrics.num_samples=16", f"metrics.cache_dir={tmp_path / 'cache'}")
-    original = getattr(train_module, function)
+    module = records_module if function == "write_atomically" else train_module  # (metrics.jsonl: records')
+    original = getattr(module, function)
 
     def failing(*args, **kwargs):
         path = Path(args[0] if function == "write_atomically" else args[1])
@@ -439,7 +443,7 @@ def test_a_side_task_that_failed_after_its_events_leaves_them_to_the_resume_once
             raise RuntimeError(f"writing {target} broke")
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(train_module, function, failing)
+    monkeypatch.setattr(module, function, failing)
     with pytest.raises(SideTaskError, match="failed at step 4"):
         train(tiny_config(*settings), tmp_path / "run", CPU)
     monkeypatch.undo()
@@ -457,7 +461,7 @@ def test_a_resume_that_only_finishes_side_tasks_leaves_config_toml_as_the_checkp
 
     metrics = ("train.steps=2", "train.checkpoint_every=100", "metrics.every=2", "metrics.names=[\"swd\"]",
                "metrics.num_samples=16", f"metrics.cache_dir={tmp_path / 'cache'}")
-    fail_on_call(monkeypatch, "_log_generative_metrics", 1)
+    fail_on_call(monkeypatch, "log_generative_metrics", 1)
     with pytest.raises(SideTaskError, match="generative metrics failed at step 2"):
         train(tiny_config(*metrics), tmp_path / "run", CPU)
     monkeypatch.undo()
@@ -470,7 +474,7 @@ def test_a_resume_that_only_finishes_side_tasks_leaves_config_toml_as_the_checkp
 def test_a_resume_that_switches_the_failed_task_off_as_advised_goes_on_without_it(tmp_path, monkeypatch):
     metrics = ("train.steps=4", "train.checkpoint_every=100", "metrics.every=2", "metrics.names=[\"swd\"]",
                "metrics.num_samples=16", f"metrics.cache_dir={tmp_path / 'cache'}")
-    fail_on_call(monkeypatch, "_log_generative_metrics", 1)
+    fail_on_call(monkeypatch, "log_generative_metrics", 1)
     with pytest.raises(SideTaskError, match=r"generative metrics failed at step 2 .*metrics.every=0"):
         train(tiny_config(*metrics), tmp_path / "run", CPU)
     monkeypatch.undo()
