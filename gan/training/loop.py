@@ -419,45 +419,7 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
         if run.side_tasks_due:
             _finish_side_tasks(run, run.side_tasks_due)
         with StopRequest(announce=run.main) as stop:
-            vote = run.stop_vote
-            stopping = False  # agreed by all processes: they stop at the same step
-            while run.step < config.train.steps and not stopping:
-                if not _one_step(run, stop):
-                    break  # stopped by a signal while waiting for data
-                last = run.step == config.train.steps
-                # a signal here, or under torchrun one that reached any process by the step before
-                stopping = vote.cast(stop.signal_name is not None)
-                io_start = _periodic_work(run, last, stopping)
-                due = run.step % config.train.checkpoint_every == 0 or last or stopping
-                if due and group.distributed:  # (all ranks take part)
-                    _raise_if_non_finite(run)  # (before rank 0 alone checks again as it saves)
-                if due and group.distributed and hasattr(run.recipe, "per_process_state"):
-                    run.per_process = (run.step, gather_objects(run.recipe.per_process_state(), group))
-                if io_start is None:  # processes other than rank 0 write nothing, but know rank 0's checkpoints
-                    if due:  # (--on-nan rollback: every process rolls back, or none)
-                        run.last_checkpoint = checkpoint_path(run_dir, run.step)
-                    continue
-                if due:
-                    saving_start = time.perf_counter()
-                    run.last_checkpoint = _save(run, run.step, final=last or stopping)
-                    run.side_task_seconds["checkpoint"] = time.perf_counter() - saving_start
-                run.paused += time.perf_counter() - io_start
-                run.paused_in_all += time.perf_counter() - io_start
-                # a stop during this step's side tasks or checkpoint trains no further step (under torchrun
-                # the next step's vote agrees on it, so the processes stop at the same step)
-                stopping = stopping or (not group.distributed and stop.signal_name is not None)
-            vote.close()
-            interrupted_by = stop.signal_name or ("a signal to another process" if stopping else None)
-            if interrupted_by and not group.distributed and run.window_closed_at < run.step:
-                # a stop after the step (during its side tasks or checkpoint, or while waiting for the
-                # next batch) logs the last, shorter window that a stop during the step logs
-                _log_scalars(run, dict.fromkeys(OUTPUT_TASKS[:3], False))
-            if interrupted_by and run.step >= config.train.steps:  # it came while the last step was saved
-                run.say(f"{interrupted_by} came after the last step, while its outputs and checkpoint were "
-                        "written: the run is complete, so it cut nothing short")
-                interrupted_by = None
-            if interrupted_by and run.saved_step != run.step and run.main:  # stopped while waiting for data
-                run.last_checkpoint = _save(run, run.step, final=True)
+            interrupted_by = _steps_until_done(run, stop)
     except BaseException as error:  # (a second Ctrl-C too)
         # no step completed, or the first one failed (a divergence stop at step 1), and no checkpoint
         # was written on the way out (a data error after step 1 saves it): nothing to keep. (A resume's
@@ -467,25 +429,77 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
         raise
     finally:
         with late_stop:
-            for opened in (run.progress, run.writer):
-                if opened is not None:
-                    opened.close()
-            run.data = None  # shuts loader workers down
-        trained_no_step = failed_before_a_step or run.step == run.start_step  # (a second Ctrl-C at the start, say)
-        if failed_before_a_step and not resume:
-            discard_start(run_dir)
-        elif trained_no_step and run.config_found is not None:  # its settings trained no step: not the run's
-            found = run.config_found
-            try:
-                write_atomically(run_dir / "config.toml", lambda temp: temp.write_bytes(found))
-            except WriteError as error:
-                warnings.warn(f"{error}: config.toml keeps the settings of this resume, which trained no step",
-                              stacklevel=2)
+            _close(run, resume, failed_before_a_step)
     with late_stop:
         if late_stop.signal_name and not interrupted_by:
             run.say(f"{late_stop.signal_name} came after the last checkpoint, as the run's files were closed: "
                     "it cut nothing short")
         return _finish(run, interrupted_by)
+
+
+def _close(run: _Run, resume: bool, failed_before_a_step: bool) -> None:
+    """The progress line, event file and loader workers closed; what a start that trained no step
+    wrote undone: a new run's files discarded, a resume's config.toml put back as it was."""
+    for opened in (run.progress, run.writer):
+        if opened is not None:
+            opened.close()
+    run.data = None  # shuts loader workers down
+    trained_no_step = failed_before_a_step or run.step == run.start_step  # (a second Ctrl-C at the start, say)
+    if failed_before_a_step and not resume:
+        discard_start(run.run_dir)
+    elif trained_no_step and run.config_found is not None:  # its settings trained no step: not the run's
+        found = run.config_found
+        try:
+            write_atomically(run.run_dir / "config.toml", lambda temp: temp.write_bytes(found))
+        except WriteError as error:
+            warnings.warn(f"{error}: config.toml keeps the settings of this resume, which trained no step",
+                          stacklevel=3)
+
+
+def _steps_until_done(run: _Run, stop: StopRequest) -> str | None:
+    """Steps, each with its periodic work and the checkpoints due, until train.steps or a stop; a stop
+    saves the step it ends at. The signal that stopped the run, or None when it is done."""
+    config, group, run_dir = run.config, run.group, run.run_dir
+    vote = run.stop_vote
+    stopping = False  # agreed by all processes: they stop at the same step
+    while run.step < config.train.steps and not stopping:
+        if not _one_step(run, stop):
+            break  # stopped by a signal while waiting for data
+        last = run.step == config.train.steps
+        # a signal here, or under torchrun one that reached any process by the step before
+        stopping = vote.cast(stop.signal_name is not None)
+        io_start = _periodic_work(run, last, stopping)
+        due = run.step % config.train.checkpoint_every == 0 or last or stopping
+        if due and group.distributed:  # (all ranks take part)
+            _raise_if_non_finite(run)  # (before rank 0 alone checks again as it saves)
+        if due and group.distributed and hasattr(run.recipe, "per_process_state"):
+            run.per_process = (run.step, gather_objects(run.recipe.per_process_state(), group))
+        if io_start is None:  # processes other than rank 0 write nothing, but know rank 0's checkpoints
+            if due:  # (--on-nan rollback: every process rolls back, or none)
+                run.last_checkpoint = checkpoint_path(run_dir, run.step)
+            continue
+        if due:
+            saving_start = time.perf_counter()
+            run.last_checkpoint = _save(run, run.step, final=last or stopping)
+            run.side_task_seconds["checkpoint"] = time.perf_counter() - saving_start
+        run.paused += time.perf_counter() - io_start
+        run.paused_in_all += time.perf_counter() - io_start
+        # a stop during this step's side tasks or checkpoint trains no further step (under torchrun
+        # the next step's vote agrees on it, so the processes stop at the same step)
+        stopping = stopping or (not group.distributed and stop.signal_name is not None)
+    vote.close()
+    interrupted_by = stop.signal_name or ("a signal to another process" if stopping else None)
+    if interrupted_by and not group.distributed and run.window_closed_at < run.step:
+        # a stop after the step (during its side tasks or checkpoint, or while waiting for the
+        # next batch) logs the last, shorter window that a stop during the step logs
+        _log_scalars(run, dict.fromkeys(OUTPUT_TASKS[:3], False))
+    if interrupted_by and run.step >= config.train.steps:  # it came while the last step was saved
+        run.say(f"{interrupted_by} came after the last step, while its outputs and checkpoint were "
+                "written: the run is complete, so it cut nothing short")
+        interrupted_by = None
+    if interrupted_by and run.saved_step != run.step and run.main:  # stopped while waiting for data
+        run.last_checkpoint = _save(run, run.step, final=True)
+    return interrupted_by
 
 
 def _warn_of_penalties_through_batchnorm(config: Config, recipe: Recipe) -> None:
