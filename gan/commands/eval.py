@@ -342,12 +342,8 @@ def reference_of(source) -> str:
 
 def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_path: Path | None, tile: int, device,
                              save_images: Path | None, inception_weights: Path | None, outputs: EvalOutputs) -> None:
-    import json
 
-    from gan.core.files import write_together
-    from gan.data.super_resolution import Degradation, describe_degradation
     from gan.inference.scoring import (
-        csv_text,
         cycle_folders,
         distribution_scores,
         evaluate_cycle,
@@ -393,11 +389,7 @@ def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_pa
         backward = load_translator(path, translator.device, tile, direction="BtoA")
         rows_iterator = evaluate_cycle(translator, backward, a_folder, b_folder, data["resolution"], image_sets)
     elif data["dataset"] == "sr_pairs":
-        downsample = Degradation(data["scale"], data.get("blur_sigma", 0.0), data.get("noise_std", 0.0),
-                                 data.get("jpeg_quality", 0))
-        if downsample != Degradation(data["scale"]):
-            click.echo(f"LR inputs are made as in the run's training: {describe_degradation(downsample)}", err=True)
-        rows_iterator = evaluate_super_resolution(translator, folder, downsample, save_images)
+        rows_iterator = evaluate_super_resolution(translator, folder, _degradation_of(data), save_images)
     else:
         rows_iterator = evaluate_paired(translator, scored, data, image_sets)
     try:
@@ -421,16 +413,39 @@ def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_pa
         result.update({"images": image_counts(image_sets), "skipped": skipped_metrics, **scores})
         if scores:  # (none when every set was too small: the warnings said why)
             click.echo("  ".join(f"{name} {value:.4f}" for name, value in scores.items()))
-    # the CSV and its record move into place together: one that failed left an --overwrite's pair
-    # disagreeing (the new CSV beside the record of the evaluation before)
-    csv_path.parent.mkdir(parents=True, exist_ok=True)
-    write_together({csv_path: lambda temp: temp.write_text(csv_text(rows), encoding="utf-8"),
-                    json_path: lambda temp: temp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")})
+    _write_evaluation(csv_path, rows, result)
     click.echo(f"wrote {csv_path} ({_scored_summary(len(rows) - 1, data['dataset'], folder, scored, split)}, "
                f"{translator.checkpoint}){_skipped_summary(skipped)}{_infinite_summary(infinite)}", err=True)
-    click.echo(f"wrote {json_path} (the record of this evaluation"
+    click.echo(f"wrote {csv_path.with_suffix('.json')} (the record of this evaluation"
                + (", with the translations scored against real images of the target domain)" if image_sets else ")"),
                err=True)
+
+
+def _degradation_of(data: dict):
+    """How the run's training made its LR inputs (`[data]` of its config), said when more than a
+    bicubic downscale: eval makes them the same way."""
+    from gan.data.super_resolution import Degradation, describe_degradation
+
+    downsample = Degradation(data["scale"], data.get("blur_sigma", 0.0), data.get("noise_std", 0.0),
+                             data.get("jpeg_quality", 0))
+    if downsample != Degradation(data["scale"]):
+        click.echo(f"LR inputs are made as in the run's training: {describe_degradation(downsample)}", err=True)
+    return downsample
+
+
+def _write_evaluation(csv_path: Path, rows: list[dict], result: dict) -> None:
+    """The CSV of `rows` and, beside it as JSON, the record `result`, moved into place together: one
+    that failed left an --overwrite's pair disagreeing (the new CSV beside the record of the evaluation
+    before)."""
+    import json
+
+    from gan.core.files import write_together
+    from gan.inference.scoring import csv_text
+
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    write_together({csv_path: lambda temp: temp.write_text(csv_text(rows), encoding="utf-8"),
+                    csv_path.with_suffix(".json"): lambda temp: temp.write_text(json.dumps(result, indent=2) + "\n",
+                                                                              encoding="utf-8")})
 
 
 def image_counts(image_sets: dict) -> dict:
