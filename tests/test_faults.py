@@ -174,15 +174,20 @@ def test_a_second_writer_on_a_run_directory_stops_at_once_naming_the_holder(tmp_
 @pytest.mark.parametrize("record, said", [
     ("12345\n", "(pid 12345)"),  # (a lock of an earlier version: the pid alone)
     ("12345 h00000000 pid:[1]\n", "(pid 12345 on another machine that shares this folder)"),
-    ("1 {host} pid:[1]\n", "(pid 1 in another PID namespace (a container's), not this machine's process 1)"),
+    # a container on this host: its tag hashes the host name with its own namespace
+    ("1 {container} pid:[1]\n", "(pid 1 in another PID namespace (a container's), not this machine's process 1)"),
+    ("1 {before} pid:[1]\n", "(pid 1 in another PID namespace (a container's), not this machine's process 1)"),
+    ("7 {here} {namespace}\n", "(pid 7)"),
 ])
 def test_a_lock_held_elsewhere_says_where_its_pid_belongs(tmp_path, record, said):
-    # A run in a container (another PID namespace) was named as "pid 1": this machine's init
-    from gan.core.files import host_tag
+    # A run in a container (another PID namespace) was named as "pid 1": this machine's init; and once
+    # the tags held the namespace, as "another machine" ({before}: the tag versions before wrote)
+    from gan.core.files import _host_name_tag, _pid_namespace, host_tag
 
     run = tmp_path / "run"
     run.mkdir()
-    (run / ".lock").write_text(record.format(host=host_tag()))
+    (run / ".lock").write_text(record.format(container=host_tag("pid:[1]"), before=_host_name_tag(), here=host_tag(),
+                                             namespace=_pid_namespace()))
     # held by another process (flock is per open file), as a writer elsewhere holds it
     holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time; handle = open(sys.argv[1], 'rb'); "
                                "fcntl.flock(handle, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)",

@@ -624,3 +624,11 @@ def test_a_file_name_with_a_new_line_keeps_the_skip_warning_on_one_line(tmp_path
         readable_images([tmp_path / "new\nline.jpg"], strict=False)
     (warning,) = [one for one in caught if issubclass(one.category, UnreadableImageWarning)]
     assert "\n" not in str(warning.message) and "new\\nline.jpg" in str(warning.message)
+
+
+def test_the_upsampling_warning_keeps_a_file_name_with_a_new_line_on_one_line(tmp_path):
+    random_rgb((8, 8), 0).save(tmp_path / "small\nname.png", format="PNG")
+    with pytest.warns(UserWarning, match="upsampled") as caught:
+        image_folder_dataset(tmp_path, 32)
+    (said,) = [str(one.message) for one in caught if "upsampled" in str(one.message)]
+    assert "\n" not in said and "small\\nname.png" in said

@@ -89,8 +89,8 @@ def test_a_spec_read_from_a_file_with_a_float_where_an_int_belongs_is_a_value_er
 def test_a_network_of_another_name_keeps_no_arguments_of_the_old_one_and_the_message_says_so():
     # a config's arguments for dcgan, given to unet, got "did you mean" another argument of unet
     with pytest.raises(ConfigError, match=r"unknown key 'model.generator_args.latent_dim' for generator 'unet' \(an "
-                                          r"argument of generator dcgan: model.generator_args written for another "
-                                          r"network stay when the network changes; remove it\)"):
+                                          r"argument of generator dcgan: model.generator_args keeps what was written "
+                                          r"for another network when the network changes; remove this one\)"):
         network_spec("generator", "unet", {"latent_dim": 100}, "model.generator_args")
     with pytest.raises(ConfigError, match=r"'model.generator_args.chanels' .*\(did you mean 'channels'\?\)"):
         network_spec("generator", "unet", {"chanels": 8}, "model.generator_args")

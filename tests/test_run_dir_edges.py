@@ -637,6 +637,11 @@ def test_a_resume_that_cannot_write_its_run_directory_says_how_to_go_on(tmp_path
     assert_one_error_line(result, str(run / ".lock"), fix, "copy the run directory to a disk you may write to and "
                           "resume the copy: gan train --resume COPY")
     assert "choose a folder on another" not in result.output
+    # the same --run-dir line resumes it too, and its look at the lock is what the disk refuses
+    monkeypatch.setattr(RunLock, "locked_handle", refused)
+    result = train_command(DEMO, *sets(*TINY, "train.steps=6"), "--run-dir", str(run))
+    assert_one_error_line(result, str(run / ".lock"), fix, "gan train --resume COPY")
+    assert "choose a folder on another" not in result.output
 
 
 def test_training_says_when_its_metrics_use_fewer_images_than_asked(tmp_path):

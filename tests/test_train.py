@@ -388,8 +388,8 @@ def test_on_nan_rollback_resumes_the_last_checkpoint_with_halved_rates(tmp_path,
     from conftest import invoke
 
     resumed = invoke("train", "--resume", tmp_path / "again", "--device", "cpu")
-    assert "train.d_lr, train.g_lr: from its config.toml, where an --on-nan rollback left them at 1/8 of this " \
-        "checkpoint's, not from --set" in resumed.output, resumed.output
+    assert "train.d_lr, train.g_lr: from its config.toml, at 1/8 of this checkpoint's, as an --on-nan rollback " \
+        "leaves them (or edited by hand), not from --set" in resumed.output, resumed.output
 
 
 def test_a_non_finite_buffer_stops_the_run_before_a_checkpoint_keeps_it(tmp_path, monkeypatch):

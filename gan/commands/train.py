@@ -332,8 +332,8 @@ def report_changes(run_dir: Path, resolved, overrides: tuple[str, ...], trained:
     edited = [change.split(" ", 1)[0] for change in changes if change.split(" ", 1)[0] not in given]
     if changes:
         halved = _halvings(edited, recorded, resolved)
-        by_hand = ("" if not edited else f" ({', '.join(edited)}: from its config.toml, where an --on-nan rollback "
-                   f"left them at 1/{halved} of this checkpoint's, not from --set)" if halved else
+        by_hand = ("" if not edited else f" ({', '.join(edited)}: from its config.toml, at 1/{halved} of this "
+                   "checkpoint's, as an --on-nan rollback leaves them (or edited by hand), not from --set)" if halved else
                    f" ({', '.join(edited)}: from its config.toml, edited by hand or left by a later checkpoint now "
                    "lost, not from --set)")
         click.echo(f"resuming '{run_dir}' with changed settings: {'; '.join(changes)}{by_hand}", err=True)
@@ -483,7 +483,9 @@ def _report_failure(start: _Start, error: BaseException) -> None:
         # rank 0's machine, where another's may differ; a file that fails to decode in this process's share
         # while training is a SideTaskError): rank 0 says it
         sys.exit(2)
-    unwritable = unwritable_run(error, run_dir) if start.resuming else None
+    # (a --run-dir with checkpoints is a resume, also when the look at it was what failed)
+    resuming = start.resuming or (start.named_dir and run_dir is not None and bool(list_checkpoints(run_dir)))
+    unwritable = unwritable_run(error, run_dir) if resuming else None
     if unwritable:
         fail(unwritable)
     if isinstance(error, (FileNotFoundError, NotADirectoryError)) and error.filename:  # the system's own

@@ -213,13 +213,19 @@ def process_alive(pid: int) -> bool:
     return True
 
 
-def host_tag() -> str:
+def host_tag(namespace: str | None = None) -> str:
     """This machine in the name of a temp that may sit in a folder other machines share (a cache's
     array, a sample's staging folder): 'h' and 8 hex digits of the hash of its host name and PID
-    namespace, so that a pid is judged dead only where it was given (a container sharing the host's
-    name and a folder has pids of its own: its live writer's pid may be no process here)."""
-    where = f"{socket.gethostname()} {_pid_namespace()}"
+    namespace (this process's, or `namespace`), so that a pid is judged dead only where it was given
+    (a container sharing the host's name and a folder has pids of its own: its live writer's pid may
+    be no process here)."""
+    where = f"{socket.gethostname()} {namespace or _pid_namespace()}"
     return "h" + hashlib.sha256(where.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+
+
+def _host_name_tag() -> str:
+    """The tag of this machine that versions before PID namespaces counted wrote: its host name's hash."""
+    return "h" + hashlib.sha256(socket.gethostname().encode("utf-8", "surrogateescape")).hexdigest()[:8]
 
 
 def is_stale_temp(path: Path) -> bool:
@@ -367,7 +373,7 @@ def _holder_said(record: str) -> str:
     pid, host, namespace = (record.split() + ["", "", ""])[:3]
     if not pid:
         return "pid unknown"
-    if host and host != host_tag():
+    if host and host not in (host_tag(namespace or None), _host_name_tag()):
         return f"pid {pid} on another machine that shares this folder"
     if namespace and namespace != _pid_namespace():
         return f"pid {pid} in another PID namespace (a container's), not this machine's process {pid}"

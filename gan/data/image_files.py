@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 
 from gan.core.config import CELEBA_OFFICIAL_WIDTH
 from gan.core.images import pil_to_signed
-from gan.core.wording import first_few
+from gan.core.wording import first_few, one_line
 from gan.data.decode import (
     ImageReadError,
     NoReadableImages,
@@ -203,7 +203,7 @@ def warn_of_upsampling(paths: list[Path], crop_box: CropBox, resolution: int, cr
     share = ("every image" if len(sides) == len(paths) else f"every one of {len(sides)} images{sampled}") \
         if len(small) == len(sides) else f"{len(small)} of {len(sides)} images{sampled}"
     warnings.warn(f"{crop} is smaller than data.resolution = {resolution} in {share} (smallest: {side} px, in the "
-                  f"{width}x{height} '{smallest}'), so they are upsampled, up to {resolution / side:.1f}x: the samples "
+                  f"{width}x{height} '{one_line(smallest)}'), so they are upsampled, up to {resolution / side:.1f}x: the samples "
                   f"hold no more detail than that; train at a lower data.resolution, or on larger images",
                   UserWarning, stacklevel=3)
 

@@ -98,8 +98,8 @@ def resolve_network_args(role: str, name: str, args: dict[str, Any], key: str) -
         if arg not in settable:
             valid = ", ".join(sorted(settable)) or "(none)"
             others = [other for other in network_names(role) if other != name and arg in _parameters(_zoo(role).get(other))]
-            hint = (f" (an argument of {role} {first_few(others, 3)}: {key} written for another network stay "
-                    "when the network changes; remove it)" if others else suggest(arg, list(settable)))
+            hint = (f" (an argument of {role} {first_few(others, 3)}: {key} keeps what was written for another "
+                    "network when the network changes; remove this one)" if others else suggest(arg, list(settable)))
             raise ConfigError(f"unknown key '{key}.{arg}' for {role} '{name}'{hint}; valid keys: {valid}")
         resolved[arg] = coerce(value, settable[arg].annotation, f"{key}.{arg}")
         try:
