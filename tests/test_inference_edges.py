@@ -111,6 +111,35 @@ def test_eval_replaces_its_own_default_results_in_the_run_directory(dcgan_run, t
     assert json.loads((dcgan_run / "metrics-00000004.json").read_text())["step"] == 4
 
 
+
+@pytest.mark.parametrize("recipe", ["dcgan", "pix2pix"])
+def test_eval_writes_no_record_of_a_checkpoint_its_run_replaced_while_it_was_scored(runs, tmp_path, monkeypatch,
+                                                                                     recipe):
+    """A resume that trained the step again (best.pt set aside, its checkpoint rewritten) while an eval
+    scored it: the eval wrote metrics-00000004.json under its live name, claiming the new checkpoint."""
+    import os
+
+    import gan.inference.scoring as scoring
+
+    run = Path(shutil.copytree(runs[recipe], tmp_path / "run"))
+    newest = list_checkpoints(run)[-1]
+    other = tmp_path / "retrained.pt"
+    shutil.copyfile(newest, other)
+    name = "evaluate_generative" if recipe == "dcgan" else "evaluate_paired"
+    original = getattr(scoring, name)
+
+    def replaced_meanwhile(*args, **kwargs):
+        os.replace(other, newest)  # (as the resume's checkpoint of the step, renamed into place)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(scoring, name, replaced_meanwhile)
+    args = ["--metrics", "swd", "--n", "8"] if recipe == "dcgan" else ["--data", runs["data"]["paired"] / "val"]
+    result = invoke("eval", run, "--device", "cpu", *args)
+    assert result.exit_code == 2 and f"'{newest}' is another file now: its run replaced or set it aside while it " \
+        "was scored" in result.output, result.output
+    assert "swd" in result.output.split("error:")[0]  # the scores are said before
+    assert not list(run.glob("metrics-*.json")) and not list(run.glob("eval-*"))
+
 def test_paired_eval_never_writes_its_csv_or_json_over_a_run_file(runs, tmp_path):
     run = Path(shutil.copytree(runs["pix2pix"], tmp_path / "run"))
     val = runs["data"]["paired"] / "val"

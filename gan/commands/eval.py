@@ -122,7 +122,7 @@ def evaluate(checkpoint: Path, folder: Path | None, split: str | None, metric_na
             state = checked_state(load_checkpoint(path), path)
         else:  # (a damaged newest names the one before, as gan sample and translate do)
             path, state = read_checkpoint(checkpoint)
-        outputs = EvalOutputs(inputs=[checkpoint, path], overwrite=overwrite)
+        outputs = EvalOutputs(inputs=[checkpoint, path], overwrite=overwrite, scored=path)
         if split is not None and state["config"]["data"]["dataset"] not in ("paired", "unpaired"):
             raise ValueError(f"--split is for checkpoints trained on paired or unpaired data (pix2pix, cyclegan); "
                              f"'{path}' trained on '{state['config']['data']['dataset']}' data")
@@ -185,8 +185,22 @@ class EvalOutputs:
     default names in the run directory (metrics-<step>.json, eval-<data>-<step>.csv and its JSON) are
     eval's own results: evaluating the same step again replaces them."""
 
-    def __init__(self, inputs: list[Path], overwrite: bool):
+    def __init__(self, inputs: list[Path], overwrite: bool, scored: Path | None = None):
         self.inputs, self.overwrite = inputs, overwrite
+        # the checkpoint file scored, as it was when loaded: a training run may replace it meanwhile
+        self.scored, self.scored_identity = scored, _file_identity(scored)
+
+    def check_scored_unchanged(self) -> None:
+        """OutputRefused when the checkpoint scored is no longer the file that was loaded: a resume of its
+        run that trains its step again (or sets best.pt aside) replaced it while it was scored, and a
+        record of these scores under its name would pass for the new one's."""
+        from gan.inference.outputs import OutputRefused
+
+        if self.scored is not None and _file_identity(self.scored) != self.scored_identity:
+            what = "is gone" if not self.scored.exists() else "is another file now"
+            raise OutputRefused(f"'{self.scored}' {what}: its run replaced or set it aside while it was scored (a "
+                                "resume training its step again), so the scores above are of the checkpoint it "
+                                "held before, and are not written as its record")
 
     def check(self, outputs: list[Path], defaults: list[Path], checkpoint: Path | None = None,
               data: str | None = None, data_folder: Path | None = None, step: int = 0,
@@ -205,6 +219,15 @@ class EvalOutputs:
             for path in outputs:
                 if path in defaults:
                     refuse_another_evaluation(path, checkpoint, data, step)
+
+
+def _file_identity(path: Path | None) -> tuple | None:
+    """What tells one file at `path` from another put there by a rename: None when there is none."""
+    try:
+        stat = os.stat(path) if path is not None else None
+    except OSError:
+        return None
+    return stat and (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
 
 def run_data_folders(config: dict) -> list[Path]:
@@ -323,10 +346,11 @@ def _evaluate_generative(state: dict, path: Path, folder: Path | None, metric_na
     result = evaluate_generative(loaded, names, count, device, folder, inception_weights, cache_dir,
                                  require_weights=metric_names is not None, progress_stream=sys.stderr,
                                  root_key=root_key)
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomically(json_path, json.dumps(result, indent=2) + "\n")
     scores = {key: value for key, value in result.items() if isinstance(value, float)}
     click.echo(f"step {result['step']}  " + "  ".join(f"{key} {value:.4f}" for key, value in scores.items()))
+    outputs.check_scored_unchanged()
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomically(json_path, json.dumps(result, indent=2) + "\n")
     images = "image" if result["num_images"] == 1 else "images"
     click.echo(f"wrote {json_path} ({result['num_images']} generated vs {result['num_images']} real {images} "
                f"from {result['reference']}; {path})", err=True)
@@ -413,6 +437,7 @@ def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_pa
         result.update({"images": image_counts(image_sets), "skipped": skipped_metrics, **scores})
         if scores:  # (none when every set was too small: the warnings said why)
             click.echo("  ".join(f"{name} {value:.4f}" for name, value in scores.items()))
+    outputs.check_scored_unchanged()
     _write_evaluation(csv_path, rows, result)
     click.echo(f"wrote {csv_path} ({_scored_summary(len(rows) - 1, data['dataset'], folder, scored, split)}, "
                f"{translator.checkpoint}){_skipped_summary(skipped)}{_infinite_summary(infinite)}", err=True)
