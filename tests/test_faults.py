@@ -305,8 +305,10 @@ def test_temp_files_are_unique_to_their_writer_and_stale_ones_are_removed_on_res
 
 
 def write_failing_after(monkeypatch, count: int):
-    """Make gan's atomic writes fail (as on a full disk) after `count` of them succeeded."""
-    real_replace = files_module.os.replace
+    """Make gan's atomic writes fail (as on a full disk) after `count` of them succeeded: the renames
+    into place, and the hard links that move a new file in without replacing one (not those that keep
+    a copy of a file replaced, under a temp name)."""
+    real_replace, real_link = files_module.os.replace, files_module.os.link
     done = []
 
     def replace(source, target):
@@ -315,7 +317,15 @@ def write_failing_after(monkeypatch, count: int):
         done.append(target)
         return real_replace(source, target)
 
+    def link(source, target):
+        if not str(target).endswith(".tmp"):
+            if len(done) >= count:
+                raise OSError(28, "No space left on device")
+            done.append(target)
+        return real_link(source, target)
+
     monkeypatch.setattr(files_module.os, "replace", replace)
+    monkeypatch.setattr(files_module.os, "link", link)
 
 
 def test_a_run_that_cannot_write_its_config_leaves_no_run_directory(tmp_path, monkeypatch):
@@ -873,3 +883,46 @@ def test_a_refused_write_does_not_name_the_free_space_as_if_the_disk_were_full(t
             write_atomically(tmp_path / "x.safetensors", writer)
         said = str(failed.value)
         assert "MiB free" not in said and "Permission denied" in said and "enforce fail" not in said, said
+
+
+@pytest.mark.parametrize("appears", ["g.safetensors", "g.safetensors.json"])
+def test_a_write_without_overwrite_never_replaces_a_file_another_command_wrote_meanwhile(tmp_path, appears):
+    # two `gan export --out X` at once both said "wrote X": the later one replaced the other's without a word
+    from gan.core.files import WriteError, write_together
+
+    out, sidecar = tmp_path / "g.safetensors", tmp_path / "g.safetensors.json"
+
+    def described(temp):  # the last file written: the other command's file lands meanwhile
+        temp.write_text("{}")
+        (tmp_path / appears).write_bytes(b"theirs")
+
+    with pytest.raises(WriteError, match=rf"'{tmp_path / appears}' appeared while this command wrote it \(another "
+                                         r"command's\?\): nothing was replaced; run again with --overwrite"):
+        write_together({out: lambda temp: temp.write_bytes(b"ours"), sidecar: described}, new_only=True)
+    assert sorted(path.name for path in tmp_path.iterdir()) == [appears]  # theirs alone: none of ours, no temps
+    assert (tmp_path / appears).read_bytes() == b"theirs"
+
+
+def test_files_written_together_are_moved_in_under_a_lock_on_their_folder(tmp_path, monkeypatch):
+    """Two --overwrite exports moving their pairs in at once could leave one's weights beside the
+    other's description: the moves of a pair hold the folder."""
+    import fcntl
+
+    from gan.core.files import write_together
+
+    real_replace, held = files_module.os.replace, []
+
+    def replace(source, target):
+        probe = os.open(tmp_path, os.O_RDONLY)
+        try:
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held.append(False)
+        except BlockingIOError:
+            held.append(True)
+        finally:
+            os.close(probe)
+        return real_replace(source, target)
+
+    monkeypatch.setattr(files_module.os, "replace", replace)
+    write_together({tmp_path / "a": lambda temp: temp.write_text("a"), tmp_path / "b": lambda temp: temp.write_text("b")})
+    assert held == [True, True]

@@ -61,7 +61,7 @@ def export(source: Path, out: Path, export_format: str | None, which: str, direc
         checkpoint = best_checkpoint(source) if best else resolve_checkpoint(source)
         check_outputs([out, sidecar_path(out)], inputs=[checkpoint], overwrite=overwrite)
         # (a run's newest is chosen again as it is read: a run that trains on may have pruned this one)
-        metadata = export_generator(checkpoint if best else source, out, export_format, direction, which)
+        metadata = export_generator(checkpoint if best else source, out, export_format, direction, which, overwrite)
     except (CheckpointError, OSError, ValueError, OnnxUnavailable, OnnxExportFailed) as error:
         fail(error)
     click.echo(f"wrote {out} ({metadata['network']}, step {metadata['step']}) and {sidecar_path(out).name} from "

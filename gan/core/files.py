@@ -22,7 +22,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import IO, Callable
+from typing import IO, Callable, Iterator
 
 try:
     import fcntl
@@ -91,12 +91,15 @@ def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
     write_together({Path(path): write})
 
 
-def write_together(writes: dict[Path, Callable[[Path], None]]) -> None:
+def write_together(writes: dict[Path, Callable[[Path], None]], new_only: bool = False) -> None:
     """`write_atomically` for files that belong together (weights and their description): each is
     written to its temp path, and only when all are whole are they renamed into place, so that a
     failure to write any leaves every one as it was. (Should a rename fail after others, those are
     undone: the files they replaced were kept as hard links until all were in place, or, where the
-    file system has none, renamed aside.) WriteError names the file that failed."""
+    file system has none, renamed aside.) WriteError names the file that failed. With `new_only`
+    (a command without --overwrite, which checked that they were absent), a file that appeared
+    meanwhile (another command's) is refused, not replaced: each is moved in by a hard link, which
+    fails on an existing name."""
     writes = {Path(path): write for path, write in writes.items()}
     temps = {path: temp_name(path) for path in writes}
     kept: dict[Path, Path | None] = {}  # each file replaced -> what it held, under a temp name
@@ -108,15 +111,22 @@ def write_together(writes: dict[Path, Callable[[Path], None]]) -> None:
             write(temps[current])
             with open(temps[current], "rb+") as handle:
                 os.fsync(handle.fileno())
-        if len(writes) > 1:
-            kept = {path: _linked_copy(path) for path in writes if os.path.lexists(path)}
-        for current, temp in temps.items():
-            if current in kept and kept[current] is None:  # (no hard link here: renamed aside, a moment unseen)
-                kept[current] = temp_name(current)
-                os.replace(current, kept[current])
-                aside.append(current)
-            os.replace(temp, current)
-            moved.append(current)
+        # (two commands writing the same pair move theirs in one after the other: interleaved, the weights
+        # of one would sit beside the description of the other)
+        with _folder_held(next(iter(writes)).parent) if len(writes) > 1 else contextlib.nullcontext():
+            if len(writes) > 1 and not new_only:
+                kept = {path: _linked_copy(path) for path in writes if os.path.lexists(path)}
+            for current, temp in temps.items():
+                if new_only:
+                    _move_in_new(temp, current)
+                    moved.append(current)
+                    continue
+                if current in kept and kept[current] is None:  # (no hard link here: renamed aside, a moment unseen)
+                    kept[current] = temp_name(current)
+                    os.replace(current, kept[current])
+                    aside.append(current)
+                os.replace(temp, current)
+                moved.append(current)
         for folder in dict.fromkeys(path.parent for path in writes):
             _fsync_folder(folder)
     except BaseException as error:
@@ -139,6 +149,9 @@ def write_together(writes: dict[Path, Callable[[Path], None]]) -> None:
         if not _is_write_failure(error):
             raise
         _release_frames(error, handled)
+        if new_only and isinstance(error, FileExistsError):
+            raise WriteError(f"'{current}' appeared while this command wrote it (another command's?): nothing was "
+                             "replaced; run again with --overwrite to replace it") from None
         reason = (str(error).splitlines() or [type(error).__name__])[0]
         opening = re.search(r"open file failed with strerror: (.*)", reason)  # (torch's zip writer, in its words)
         if opening:
@@ -158,6 +171,39 @@ def write_together(writes: dict[Path, Callable[[Path], None]]) -> None:
             if copy is not None:
                 with contextlib.suppress(OSError):
                     copy.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _folder_held(folder: Path) -> Iterator[None]:
+    """An exclusive flock on `folder` itself for the moves of files that belong together, where the
+    system has one (else, or on a file system that refuses it, nothing is held)."""
+    handle = None
+    try:
+        handle = os.open(folder, os.O_RDONLY)
+        if fcntl is not None:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+    except OSError:
+        pass
+    try:
+        yield
+    finally:
+        if handle is not None:
+            os.close(handle)  # (closing releases the flock)
+
+
+def _move_in_new(temp: Path, path: Path) -> None:
+    """`temp` into place as `path`, FileExistsError when `path` exists: a hard link, which never
+    replaces (where the file system has none, a look and a rename, which leave a moment between)."""
+    try:
+        os.link(temp, path)
+    except FileExistsError:
+        raise
+    except OSError:
+        if os.path.lexists(path):
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path)) from None
+        os.replace(temp, path)
+        return
+    os.unlink(temp)
 
 
 def _linked_copy(path: Path) -> Path | None:

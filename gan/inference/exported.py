@@ -87,10 +87,11 @@ def generator_name(specs: dict, direction: str | None, path: Path) -> str:
 
 
 def export_generator(source: Path, out: Path, export_format: str | None = None, direction: str | None = None,
-                     which: str = "ema") -> dict[str, Any]:
+                     which: str = "ema", overwrite: bool = True) -> dict[str, Any]:
     """Write the generator of `source` to `out`, in the format of its extension (`export_format`,
     when given, must agree): with `which="ema"` its EMA weights when it has them, else the
-    trained ("live") ones. Returns the metadata written."""
+    trained ("live") ones. Returns the metadata written. Without `overwrite`, an `out` (or its
+    description) that another command wrote meanwhile is refused, not replaced."""
     if export_format is not None and export_format not in EXPORT_FORMATS:
         raise ValueError(f"unknown export format '{export_format}'; use {' or '.join(EXPORT_FORMATS)}")
     if which not in GENERATOR_WEIGHTS:
@@ -124,7 +125,7 @@ def export_generator(source: Path, out: Path, export_format: str | None = None, 
     with stop_signals_held():
         write_together({out: following_umask(write_weights),
                         sidecar_path(out): following_umask(lambda temp: temp.write_text(
-                            json.dumps(metadata, indent=2) + "\n", encoding="utf-8"))})
+                            json.dumps(metadata, indent=2) + "\n", encoding="utf-8"))}, new_only=not overwrite)
     return metadata
 
 
