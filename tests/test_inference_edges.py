@@ -632,3 +632,44 @@ def test_generated_images_are_the_same_told_of_progress_or_not(runs):
     told = []
     with_progress = generated_images(generator, 10, seed=3, batch_size=4, advance=told.append)
     assert told == [4, 4, 2] and torch.equal(with_progress, generated_images(generator, 10, seed=3, batch_size=64))
+
+
+def test_a_reader_chooses_the_newest_again_while_the_run_prunes_as_it_reads(runs, tmp_path, monkeypatch):
+    """keep_checkpoints=1 and a checkpoint every step, read slowly: every try of three lost the race
+    (each checkpoint pruned as it was read), and the error called the pruned file corrupt."""
+    import gan.core.checkpoint as checkpoint_module
+    import gan.inference.exported as exported
+
+    run = Path(shutil.copytree(runs["dcgan"], tmp_path / "run"))
+    for older in list_checkpoints(run)[:-1]:
+        older.unlink()
+    real_load, pruned = checkpoint_module.quiet_torch_load, []
+
+    def pruned_as_it_is_read(path, **options):
+        if len(pruned) < 6:  # the run writes the next step's checkpoint and prunes this one
+            step = int(path.stem.split("-")[1])
+            shutil.copyfile(path, run / f"checkpoint-{step + 1:08d}.pt")
+            path.unlink()
+            pruned.append(path.name)
+        return real_load(path, **options)
+
+    monkeypatch.setattr(checkpoint_module, "quiet_torch_load", pruned_as_it_is_read)
+    path, state = exported.read_checkpoint(run)
+    assert len(pruned) == 6 and path == list_checkpoints(run)[-1] and "networks" in state
+    # read as a file given by name, the same is said for what it is: removed as it was read, not corrupt
+    pruned.clear()
+    with pytest.raises(CheckpointError, match=r"was removed as it was read \(a run training on prunes its older "
+                                              r"checkpoints, and a resume sets best.pt aside\): run the command again"):
+        exported.read_checkpoint(list_checkpoints(run)[-1])
+
+
+def test_best_set_aside_by_a_resume_is_said_as_such(dcgan_run):
+    # --best during a resume from before best.pt's step said "the run kept none"
+    from gan.core.checkpoint import best_checkpoint, set_aside_best
+
+    checkpoint = list_checkpoints(dcgan_run)[-1]
+    shutil.copyfile(checkpoint, dcgan_run / "best.pt")
+    set_aside_best(dcgan_run, "best-discarded-00000004")
+    with pytest.raises(CheckpointError, match=r"no best.pt in run directory '.*' now: a resume from an earlier step "
+                                              r"set the last one aside as 'best-discarded-00000004.pt'"):
+        best_checkpoint(dcgan_run)

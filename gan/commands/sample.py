@@ -115,10 +115,15 @@ class StagedOutputs:
         return folder / target.name
 
     def commit(self) -> None:
-        from gan.core.files import WriteError
+        from gan.core.files import WriteError, folder_held
         from gan.core.processes import stop_signals_held
 
-        with stop_signals_held():
+        # (two commands moving their sets into one folder take turns: interleaved, the folder would hold
+        # part of each, which would pass for a whole set)
+        folders = sorted({target.parent for _, target in self.moves})
+        with stop_signals_held(), contextlib.ExitStack() as held:
+            for folder in folders:
+                held.enter_context(folder_held(folder))
             # (another command may have written a target while this one sampled, after its outputs were checked)
             appeared = [target for _, target in self.moves if not self.overwrite and os.path.lexists(target)]
             if appeared:

@@ -37,6 +37,10 @@ class CheckpointError(RuntimeError):
     """A checkpoint could not be written or read; the message names the file."""
 
 
+class CheckpointVanished(CheckpointError):
+    """The checkpoint is not there (any more): a run that trains on may have pruned it as it was chosen."""
+
+
 def checkpoint_path(run_dir: Path, step: int) -> Path:
     return run_dir / f"checkpoint-{step:08d}.pt"
 
@@ -156,11 +160,14 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu",
     """Read a checkpoint written by `save_checkpoint` (weights only: no code is unpickled);
     `formats` are the values of its "format" entry accepted (an export's too, say)."""
     if not path.is_file():
-        raise CheckpointError(f"checkpoint '{path}' does not exist")
+        raise CheckpointVanished(f"checkpoint '{path}' does not exist")
     if path.suffix.lower() in EXPORT_SUFFIXES and EXPORT_FORMAT not in formats:
         raise CheckpointError(_export_given(path))
     try:
         state = quiet_torch_load(path, map_location=map_location)
+    except FileNotFoundError:  # there a moment ago: removed as it was read
+        raise CheckpointVanished(f"checkpoint '{path}' was removed as it was read (a run training on prunes its "
+                                 "older checkpoints, and a resume sets best.pt aside): run the command again") from None
     except Exception as error:  # torch raises many types for truncated or foreign files
         # torch's own text can advise weights_only=False, which would run the file's code: never pass it on
         reason = unloadable_reason(path, error)
@@ -320,6 +327,11 @@ def best_checkpoint(run_dir: Path) -> Path:
     if not run_dir.is_dir():
         raise CheckpointError(f"--best takes a run directory; '{run_dir}' is not one")
     if not path.is_file():
+        aside = sorted(run_dir.glob("best-discarded-*.pt"), key=lambda found: found.stat().st_mtime)
+        if aside:  # (a resume from before its step set it aside: the run has none until it scores one again)
+            raise CheckpointError(f"no {BEST_NAME} in run directory '{run_dir}' now: a resume from an earlier step set "
+                                  f"the last one aside as '{aside[-1].name}', and the run keeps a new one once it "
+                                  "scores one; give that file, or drop --best")
         raise CheckpointError(f"no {BEST_NAME} in run directory '{run_dir}': the run kept none ({_why_no_best(run_dir)})")
     return path
 

@@ -113,7 +113,7 @@ def write_together(writes: dict[Path, Callable[[Path], None]], new_only: bool = 
                 os.fsync(handle.fileno())
         # (two commands writing the same pair move theirs in one after the other: interleaved, the weights
         # of one would sit beside the description of the other)
-        with _folder_held(next(iter(writes)).parent) if len(writes) > 1 else contextlib.nullcontext():
+        with folder_held(next(iter(writes)).parent) if len(writes) > 1 else contextlib.nullcontext():
             if len(writes) > 1 and not new_only:
                 kept = {path: _linked_copy(path) for path in writes if os.path.lexists(path)}
             for current, temp in temps.items():
@@ -174,9 +174,10 @@ def write_together(writes: dict[Path, Callable[[Path], None]], new_only: bool = 
 
 
 @contextlib.contextmanager
-def _folder_held(folder: Path) -> Iterator[None]:
-    """An exclusive flock on `folder` itself for the moves of files that belong together, where the
-    system has one (else, or on a file system that refuses it, nothing is held)."""
+def folder_held(folder: Path) -> Iterator[None]:
+    """An exclusive flock on `folder` itself while a set of files moves into it (a pair written
+    together, `gan sample`'s PNGs), so that two commands' sets take turns, where the system has one
+    (else, or on a file system that refuses it, nothing is held)."""
     handle = None
     try:
         handle = os.open(folder, os.O_RDONLY)

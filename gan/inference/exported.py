@@ -28,6 +28,7 @@ from gan.core.checkpoint import (
     EXPORT_FORMAT,
     FORMAT,
     CheckpointError,
+    CheckpointVanished,
     checkpoints_by_content,
     load_checkpoint,
     other_version,
@@ -215,22 +216,29 @@ def load_source(source: str | Path, unconditional: bool | None = None) -> tuple[
     return read_checkpoint(source, unconditional, (FORMAT,) if source.is_dir() else (FORMAT, EXPORT_FORMAT))
 
 
+MAX_PRUNED_WHILE_READ = 20  # newest checkpoints pruned as they were read, before a reader gives up
+
+
 def read_checkpoint(source: Path, unconditional: bool | None = None, formats: tuple[str, ...] = (FORMAT,)
                     ) -> tuple[Path, dict[str, Any]]:
     """(file, state) of a run directory's newest checkpoint or of a checkpoint file (`formats`: as
     `load_checkpoint`), its structure checked; a newest found damaged names the one before it."""
-    tries = 3  # a run that trains on may prune the newest checkpoint between its choice and its read
-    for attempt in range(tries):
+    # A run that trains on may prune the newest checkpoint between its choice and its read (a large one
+    # read slowly, checkpoints every step): the newest is chosen again while the run keeps writing newer ones.
+    vanished: list[Path] = []
+    while True:
         path = resolve_checkpoint(source, unconditional)
         try:
             return path, checked_state(load_checkpoint(path, formats=formats), path)
         except CheckpointError as error:
+            gone = isinstance(error, CheckpointVanished) or not path.exists()
+            if source.is_dir() and gone and path not in vanished and len(vanished) < MAX_PRUNED_WHILE_READ:
+                vanished.append(path)
+                continue
             if source.is_dir() and path.exists():  # the newest is damaged: the one before may serve
                 earlier = [other for _, other in checkpoints_by_content(source)
                            if other != path and stored_step(other) is not None]
                 if earlier:
                     raise CheckpointError(f"{error}; give an earlier checkpoint of the run instead, e.g. "
                                           f"'{earlier[-1]}' (gan train --resume falls back to it)") from None
-            if attempt == tries - 1 or not source.is_dir() or path.exists():
-                raise
-    raise AssertionError("unreachable")
+            raise
