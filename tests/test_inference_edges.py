@@ -636,31 +636,62 @@ def test_generated_images_are_the_same_told_of_progress_or_not(runs):
 
 def test_a_reader_chooses_the_newest_again_while_the_run_prunes_as_it_reads(runs, tmp_path, monkeypatch):
     """keep_checkpoints=1 and a checkpoint every step, read slowly: every try of three lost the race
-    (each checkpoint pruned as it was read), and the error called the pruned file corrupt."""
-    import gan.core.checkpoint as checkpoint_module
+    (each checkpoint pruned between its choice and its read), and the error called the pruned file
+    corrupt."""
     import gan.inference.exported as exported
 
     run = Path(shutil.copytree(runs["dcgan"], tmp_path / "run"))
     for older in list_checkpoints(run)[:-1]:
         older.unlink()
-    real_load, pruned = checkpoint_module.quiet_torch_load, []
+    real_resolve, pruned = exported.resolve_checkpoint, []
 
-    def pruned_as_it_is_read(path, **options):
+    def pruned_once_chosen(source, unconditional=None):
+        path = real_resolve(source, unconditional)
         if len(pruned) < 6:  # the run writes the next step's checkpoint and prunes this one
             step = int(path.stem.split("-")[1])
-            shutil.copyfile(path, run / f"checkpoint-{step + 1:08d}.pt")
+            shutil.copyfile(path, path.with_name(f"checkpoint-{step + 1:08d}.pt"))
             path.unlink()
             pruned.append(path.name)
-        return real_load(path, **options)
+        return path
 
-    monkeypatch.setattr(checkpoint_module, "quiet_torch_load", pruned_as_it_is_read)
+    monkeypatch.setattr(exported, "resolve_checkpoint", pruned_once_chosen)
     path, state = exported.read_checkpoint(run)
     assert len(pruned) == 6 and path == list_checkpoints(run)[-1] and "networks" in state
-    # read as a file given by name, the same is said for what it is: removed as it was read, not corrupt
-    pruned.clear()
+    # read as a file given by name and removed as it is opened, it is said to be, not called corrupt
+    import gan.core.checkpoint as checkpoint_module
+
+    def removed_meanwhile(path, mode="r", *args, **kwargs):
+        raise FileNotFoundError(2, "No such file or directory", str(path))
+
+    monkeypatch.setattr(checkpoint_module, "open", removed_meanwhile, raising=False)
     with pytest.raises(CheckpointError, match=r"was removed as it was read \(a run training on prunes its older "
                                               r"checkpoints, and a resume sets best.pt aside\): run the command again"):
         exported.read_checkpoint(list_checkpoints(run)[-1])
+
+
+def test_a_checkpoint_replaced_as_it_is_read_is_checked_as_the_file_loaded(runs, tmp_path, monkeypatch):
+    # the checksums were read from the path again: a best.pt renamed over it meanwhile was checked in its place
+    import gan.core.checkpoint as checkpoint_module
+
+    run = Path(shutil.copytree(runs["dcgan"], tmp_path / "run"))
+    first, newest = list_checkpoints(run)[0], list_checkpoints(run)[-1]
+    import zipfile
+
+    data = bytearray(newest.read_bytes())  # a bit flipped in its largest tensor: its checksum fails
+    with zipfile.ZipFile(newest) as archive:
+        record = max(archive.infolist(), key=lambda info: info.file_size)
+    data[record.header_offset + 30 + len(record.orig_filename.encode()) + len(record.extra) + record.file_size // 2] ^= 1
+    damaged = tmp_path / "damaged.pt"
+    damaged.write_bytes(bytes(data))
+    real_load = checkpoint_module.quiet_torch_load
+
+    def replaced_after_the_load(handle, **options):
+        state = real_load(handle, **options)
+        os.replace(damaged, first)  # the file at the path is another now
+        return state
+
+    monkeypatch.setattr(checkpoint_module, "quiet_torch_load", replaced_after_the_load)
+    assert load_checkpoint(first)["step"] == 2  # the file loaded, checked whole
 
 
 def test_best_set_aside_by_a_resume_is_said_as_such(dcgan_run):

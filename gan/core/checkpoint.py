@@ -17,7 +17,7 @@ import re
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -164,7 +164,20 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu",
     if path.suffix.lower() in EXPORT_SUFFIXES and EXPORT_FORMAT not in formats:
         raise CheckpointError(_export_given(path))
     try:
-        state = quiet_torch_load(path, map_location=map_location)
+        # (one open file for the load and the checksums: a file renamed over `path` meanwhile, a run's new
+        # best.pt, is not checked in the place of the one loaded)
+        handle = open(path, "rb")  # noqa: SIM115 - closed below, after the checksums
+    except FileNotFoundError:
+        raise CheckpointVanished(f"checkpoint '{path}' was removed as it was read (a run training on prunes its "
+                                 "older checkpoints, and a resume sets best.pt aside): run the command again") from None
+    with handle:
+        return _loaded(path, handle, map_location, formats)
+
+
+def _loaded(path: Path, handle: IO[bytes], map_location: str | torch.device, formats: tuple[str, ...]) -> dict[str, Any]:
+    """`load_checkpoint` of the file open as `handle`."""
+    try:
+        state = quiet_torch_load(handle, map_location=map_location)
     except FileNotFoundError:  # there a moment ago: removed as it was read
         raise CheckpointVanished(f"checkpoint '{path}' was removed as it was read (a run training on prunes its "
                                  "older checkpoints, and a resume sets best.pt aside): run the command again") from None
@@ -180,18 +193,22 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu",
         newer_or_older = other_version(path, state.get("format") if isinstance(state, dict) else None, formats)
         raise CheckpointError(newer_or_older
                               or f"'{path}' is not a gan checkpoint ({_held(state)}): expected {_expected(formats)}")
-    damaged = failed_checksum(path)
+    handle.seek(0)
+    damaged = failed_checksum(handle)
     if damaged:
         raise CheckpointError(f"'{path}' is corrupt: its record '{damaged}' fails its checksum (the file was damaged "
                               "after it was written, on disk or in a copy)")
     return state
 
 
-def failed_checksum(path: Path) -> str | None:
-    """The first record of a torch zip file whose bytes fail their CRC-32, or None. torch.load does
-    not check them: a flipped bit in the tensors' bytes would load as silently wrong weights."""
+def failed_checksum(path: Path | IO[bytes]) -> str | None:
+    """The first record of a torch zip file (a path, or the file open) whose bytes fail their CRC-32,
+    or None. torch.load does not check them: a flipped bit in the tensors' bytes would load as
+    silently wrong weights."""
     if not zipfile.is_zipfile(path):  # torch's legacy format has no checksums to check
         return None
+    if hasattr(path, "seek"):
+        path.seek(0)  # (is_zipfile read the end of the file)
     try:
         with zipfile.ZipFile(path) as archive:
             damaged = archive.testzip()
