@@ -390,6 +390,26 @@ def test_a_divergence_one_process_alone_sees_stops_every_process_at_its_step(tmp
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("rank", ["0", "1"])
+def test_a_non_finite_buffer_one_process_alone_holds_stops_every_process_at_its_step(tmp_path, rank):
+    # BatchNorm's running statistics are each process's own (without train.sync_batchnorm): a NaN in one
+    # process's alone stopped that process, and the other waited for it
+    said = train_two_processes_with(tmp_path, (
+        f"import os\nif os.environ.get('RANK') == '{rank}':\n"
+        "    from gan.recipes.dcgan import DCGANRecipe\n"
+        "    original = DCGANRecipe.step\n"
+        "    def step(self, batch, step):\n"
+        "        metrics = original(self, batch, step)\n"
+        "        if step == 3:\n"
+        "            self.generator.net[1].running_mean.fill_(float('nan'))\n"
+        "        return metrics\n"
+        "    DCGANRecipe.step = step\n"), "--set", "model.generator_args.norm=batch")
+    assert said.count("error: 'generator's buffer net.1.running_mean' became NaN or infinite at step") == 1, \
+        said[-3000:]
+    assert "another process" not in said and "lost" not in said, said[-3000:]
+
+
+@pytest.mark.slow
 def test_rollback_follows_rank_0s_checkpoints_when_its_write_failed(tmp_path):
     # The other processes take rank 0's checkpoint at each due step as written. When its write
     # failed (a full disk) there is none to roll back to: rank 1 rolled back alone.

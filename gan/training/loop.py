@@ -1084,11 +1084,11 @@ def _window_scalars(step: int, means: dict[str, float], recipe: Recipe, images_p
 
 
 def _raise_if_non_finite(run: _Run, agree: bool = True) -> None:
-    """Raises on the earliest non-finite or out-of-bound value seen. Under torchrun the processes
-    `agree` first (every one must call): each watches its own share of the batch (its losses, its
-    gradients' norms before they are averaged), and one stopping alone would leave the others
-    waiting for it."""
-    found = run.watch.first_non_finite()
+    """Raises on the earliest non-finite or out-of-bound value seen, or a non-finite buffer. Under
+    torchrun the processes `agree` first (every one must call): each watches its own share of the
+    batch (its losses, its gradients' norms before they are averaged) and keeps BatchNorm statistics
+    of its own, and one stopping alone would leave the others waiting for it."""
+    found = run.watch.first_non_finite() or _non_finite_buffer(run)
     if agree and run.group.distributed and any_rank(found is not None, run.group, run.device):
         found = min(report for report in gather_objects(found, run.group) if report is not None)
     if found:
@@ -1097,16 +1097,23 @@ def _raise_if_non_finite(run: _Run, agree: bool = True) -> None:
 
 def _raise_if_weights_diverged(recipe: Recipe, step: int, bound: float, last_checkpoint: Path | None) -> None:
     """Weights beyond `bound` in magnitude (or NaN) mean a run diverged even when its losses look
-    finite; checked where the loop reads back anyway (log points, before checkpoints). Buffers
-    (BatchNorm's running statistics) must be finite too: training reads a batch's own statistics,
-    so a NaN there shows only in eval mode, in the previews, the samples and `gan sample`'s refusal."""
+    finite; checked where the loop reads back anyway (log points, before checkpoints). (Every process
+    of a torchrun run holds the same weights: each finds what the others find.)"""
     for name, network in recipe.networks.items():
         largest = _largest_weight(network)
         if not math.isfinite(largest) or largest > bound:
             raise NonFiniteLossError(step, f"weights of {name}", last_checkpoint, largest, bound)
-        non_finite = _first_non_finite_buffer(network)
-        if non_finite is not None:
-            raise NonFiniteLossError(step, f"{name}'s buffer {non_finite}", last_checkpoint)
+
+
+def _non_finite_buffer(run: _Run) -> tuple[int, str, float] | None:
+    """(step, what, NaN) for a network's first buffer that is not finite, or None. BatchNorm's running
+    statistics must be finite too: training reads a batch's own statistics, so a NaN there shows
+    only in eval mode, in the previews, the samples and `gan sample`'s refusal of the checkpoint."""
+    for name, network in run.recipe.networks.items():
+        buffer = _first_non_finite_buffer(network)
+        if buffer is not None:
+            return run.step, f"{name}'s buffer {buffer}", float("nan")
+    return None
 
 
 @torch.no_grad()
