@@ -199,3 +199,18 @@ def wait_for_no_writer(run_dir: Path, seconds: float = 60) -> bool:
         except RunDirectoryBusy:
             time.sleep(0.2)
     return False
+
+
+def folder_is_held(folder: Path) -> bool:
+    """Whether another open file holds an exclusive flock on `folder` itself (`gan.core.files.folder_held`)."""
+    import fcntl
+    import os
+
+    probe = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(probe)  # (closing releases a flock it took)

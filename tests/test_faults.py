@@ -906,21 +906,14 @@ def test_a_write_without_overwrite_never_replaces_a_file_another_command_wrote_m
 def test_files_written_together_are_moved_in_under_a_lock_on_their_folder(tmp_path, monkeypatch):
     """Two --overwrite exports moving their pairs in at once could leave one's weights beside the
     other's description: the moves of a pair hold the folder."""
-    import fcntl
+    from conftest import folder_is_held
 
     from gan.core.files import write_together
 
     real_replace, held = files_module.os.replace, []
 
     def replace(source, target):
-        probe = os.open(tmp_path, os.O_RDONLY)
-        try:
-            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            held.append(False)
-        except BlockingIOError:
-            held.append(True)
-        finally:
-            os.close(probe)
+        held.append(folder_is_held(tmp_path))
         return real_replace(source, target)
 
     monkeypatch.setattr(files_module.os, "replace", replace)

@@ -508,22 +508,16 @@ def test_separate_over_a_larger_earlier_set_is_refused_not_mixed(demo_run, tmp_p
 def test_a_set_of_samples_moves_in_holding_its_folder(demo_run, tmp_path, monkeypatch):
     """Two `gan sample --separate D --overwrite` at once left 00000-00001 of one seed beside 00002-00007
     of the other, both saying "wrote 8 PNGs": a set moves in holding the folder, so sets take turns."""
-    import fcntl
     import os
     from pathlib import Path
+
+    from conftest import folder_is_held
 
     folder, real_replace, held = tmp_path / "sep", os.replace, []
 
     def replace(source, target):
         if Path(target).parent == folder:
-            probe = os.open(folder, os.O_RDONLY)
-            try:
-                fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                held.append(False)
-            except BlockingIOError:
-                held.append(True)
-            finally:
-                os.close(probe)
+            held.append(folder_is_held(folder))
         return real_replace(source, target)
 
     monkeypatch.setattr(os, "replace", replace)
