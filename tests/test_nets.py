@@ -111,7 +111,7 @@ def test_registering_a_network_under_an_unknown_role_names_the_roles():
 
 @pytest.mark.parametrize("network, images, expected", [
     # 30x30 gave a 32x32 output without a word (and a shape error with residual = true)
-    (("generator", "resnet", {"channels": 4, "num_blocks": 1}), (1, 3, 30, 30), r"The ResNet generator needs H and W "
+    (("generator", "resnet", {"channels": 4, "num_blocks": 1}), (1, 3, 30, 30), r"the ResNet generator needs H and W "
                                                                                 r"divisible by 4 and at least 8, got 30x30"),
     (("generator", "resnet", {"channels": 4, "num_blocks": 1}), (1, 3, 4, 4), "divisible by 4 and at least 8, got 4x4"),
     (("discriminator", "dcgan", {"channels": 4, "resolution": 32}), (2, 3, 64, 64),

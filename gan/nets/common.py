@@ -23,7 +23,6 @@ def init_normal_(module: nn.Module, std: float = 0.02) -> None:
         icnr_(module.conv, module.scale)
 
 
-
 def check_input_size(images: torch.Tensor, network: str, size_multiple: int, smallest: int = 1) -> None:
     """ValueError naming `network`'s needs when the (N, C, H, W) `images` do not meet them: H and W
     multiples of `size_multiple` and at least `smallest` (an odd size would give another output size,
@@ -32,6 +31,7 @@ def check_input_size(images: torch.Tensor, network: str, size_multiple: int, sma
     if height % size_multiple or width % size_multiple or min(height, width) < smallest:
         at_least = f" and at least {smallest}" if smallest > size_multiple else ""
         raise ValueError(f"{network} needs H and W divisible by {size_multiple}{at_least}, got {height}x{width}")
+
 
 NORM_KINDS = ("batch", "instance", "none")
 

@@ -88,7 +88,7 @@ class ResnetGenerator(nn.Module):
             zero_last_conv_(self.net)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        check_input_size(images, "The ResNet generator", self.size_multiple, self.smallest_input)
+        check_input_size(images, "the ResNet generator", self.size_multiple, self.smallest_input)
         return images + self.net(images) if self.residual else self.net(images)
 
 
