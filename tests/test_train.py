@@ -392,6 +392,30 @@ def test_on_nan_rollback_resumes_the_last_checkpoint_with_halved_rates(tmp_path,
         "leaves them (or edited by hand), not from --set" in resumed.output, resumed.output
 
 
+def test_a_rollback_records_its_halved_rates_before_it_trains_again(tmp_path, monkeypatch):
+    """A kill -9 after "rolling back to ..." and before the resumed run's set-up wrote config.toml
+    left the rates given there: a --resume trained on at them, with no word of the rollback."""
+    import gan.training.loop as loop_module
+
+    original_step, original_train = DCGANRecipe.step, loop_module.train
+
+    def poisoned(self, batch, step):
+        metrics = original_step(self, batch, step)
+        if step == 3:
+            metrics["loss/d"] = torch.tensor(float("nan"))
+        return metrics
+
+    def killed_at_the_second_start(config, run_dir, *args, **kwargs):
+        if kwargs.get("resume") or (len(args) > 1 and args[1]):
+            raise KeyboardInterrupt  # (as a kill -9 at the start of the rolled-back run)
+        return original_train(config, run_dir, *args, **kwargs)
+
+    monkeypatch.setattr(DCGANRecipe, "step", poisoned)
+    monkeypatch.setattr(loop_module, "train", killed_at_the_second_start)
+    with pytest.raises(KeyboardInterrupt):
+        train_rolling_back(tiny_config(), tmp_path, CPU, progress_stream=sys.stdout)
+    assert "g_lr = 0.0001" in (tmp_path / "config.toml").read_text()
+
 def test_a_non_finite_buffer_stops_the_run_before_a_checkpoint_keeps_it(tmp_path, monkeypatch):
     """A NaN in BatchNorm's running statistics went into best.pt and every later checkpoint (training
     reads a batch's own statistics, so no loss showed it) while `gan sample` refused those files."""

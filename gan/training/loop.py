@@ -1058,7 +1058,8 @@ def train_rolling_back(config: Config, run_dir: Path, device: torch.device, resu
             rollbacks += 1
             rates = dataclasses.replace(config.train, g_lr=config.train.g_lr / 2, d_lr=config.train.d_lr / 2)
             config, resume, on_resume = dataclasses.replace(config, train=rates), True, None  # (the halving is said)
-            if group.is_main:
+            if group.is_main:  # recorded first: a kill -9 before the resume's set-up writes it would lose the halving
+                write_text_atomically(run_dir / "config.toml", dump_config(config))
                 print_above(f"warning: {error.what}; rolling back to '{error.checkpoint}' with learning rates halved to "
                             f"g {rates.g_lr:g}, d {rates.d_lr:g} (rollback {rollbacks} of {max_rollbacks})")
 
