@@ -73,9 +73,11 @@ def test_bench_cli_writes_json_without_a_baseline(tmp_path):
     report = json.loads(out.read_text())
     assert report["models"][0]["model"] == "dcgan64" and report["models"][0]["ratio"] is None
     result = CliRunner().invoke(main, ["bench", "--model", "dcgan65"])
-    assert result.exit_code == 2 and "unknown model(s) dcgan65" in result.output
+    assert result.exit_code == 2 and "unknown model(s) 'dcgan65'" in result.output
     result = CliRunner().invoke(main, ["bench", "--model", "DCGAN64"])
-    assert result.exit_code == 2 and "unknown model(s) DCGAN64 (did you mean 'dcgan64'?)" in result.output
+    assert result.exit_code == 2 and "unknown model(s) 'DCGAN64' (did you mean 'dcgan64'?)" in result.output
+    result = CliRunner().invoke(main, ["bench", "--model", ""])  # (the empty name was invisible: "model(s) ;")
+    assert result.exit_code == 2 and "unknown model(s) ''; known:" in result.output
 
 
 def test_a_model_given_twice_is_timed_once(tmp_path, monkeypatch):

@@ -704,3 +704,17 @@ def test_best_set_aside_by_a_resume_is_said_as_such(dcgan_run):
     with pytest.raises(CheckpointError, match=r"no best.pt in run directory '.*' now: a resume from an earlier step "
                                               r"set the last one aside as 'best-discarded-00000004.pt'"):
         best_checkpoint(dcgan_run)
+
+
+def test_an_n_larger_than_the_real_images_is_warned_of_by_name(dcgan_run, tmp_path):
+    # --n 1000000000000 scored 64 against 64 with no word but the count in the last line
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = invoke("eval", dcgan_run, "--metrics", "swd", "--n", "100000", "--device", "cpu",
+                        "--cache-dir", tmp_path / "cache")
+    assert result.exit_code == 0, result.output
+    assert any(str(one.message).startswith("--n 100000 is more than the 64 real images of 'synthetic' (all the data "
+                                           "set holds): 64 generated images are scored against them")
+               for one in caught), [str(one.message) for one in caught]

@@ -55,6 +55,16 @@ def test_a_folder_gan_did_not_make_is_refused_untouched(tmp_path, contents):
     assert [path.name for path in tmp_path.iterdir()] == ["mine"]  # nothing renamed beside it
 
 
+def test_a_folder_of_runs_given_to_run_dir_is_said_to_be_one(tmp_path):
+    # its runs were listed as "files gan did not write"
+    runs = tmp_path / "runs"
+    assert train_command(DEMO, *sets(*TINY), "--out", str(runs)).exit_code == 0
+    (run,) = [path.name for path in runs.iterdir() if path.is_dir()]
+    result = train_command(DEMO, *sets(*TINY), "--run-dir", str(runs))
+    assert result.exit_code == 2 and len(error_lines(result.output)) == 1, result.output
+    assert f"--run-dir '{runs}' is a folder of runs ({run}), not a run: give a new folder, or one of them to resume " \
+        f"it, e.g. --run-dir {runs / run}" in result.output
+
 def test_a_start_that_died_before_its_first_checkpoint_is_set_aside_with_a_line(tmp_path):
     folder = tmp_path / "run"
     (folder / "samples").mkdir(parents=True)

@@ -53,7 +53,7 @@ def bench(models: tuple[str, ...], device: str, json_path: Path | None, overwrit
     from gan.core.registry import suggest
     from gan.tools.benchmark import CASES
 
-    unknown = [f"{name}{suggest(name, list(CASES))}" for name in models if name not in CASES]
+    unknown = [f"{name!r}{suggest(name, list(CASES))}" for name in models if name not in CASES]
     if unknown:
         raise click.BadParameter(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(CASES)}",
                                  param_hint="--model")

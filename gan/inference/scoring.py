@@ -56,7 +56,13 @@ from gan.data.super_resolution import Degradation, bicubic_resize, crop_to_multi
 from gan.inference.generators import LoadedGenerator
 from gan.inference.tiling import Translator, fitting_in_memory, translate_tensor
 from gan.metrics import psnr, signed_to_255, ssim
-from gan.metrics.generative import INCEPTION_METRICS, GenerativeEvaluator, score_generator, smallest_count
+from gan.metrics.generative import (
+    INCEPTION_METRICS,
+    GenerativeEvaluator,
+    all_it_holds,
+    score_generator,
+    smallest_count,
+)
 from gan.metrics.image_quality import SSIM_WINDOW_SIZE, smallest_sr_image
 from gan.metrics.translation import TranslationMetrics, with_both_directions
 
@@ -98,6 +104,10 @@ def evaluate_generative(loaded: LoadedGenerator, names: list[str], count: int, d
         count_said = f"{evaluator.reference_size} image" + ("s" if evaluator.reference_size != 1 else "")
         raise ValueError(f"the real images ('{data.root or data.dataset}') are {count_said}, too few for --metrics "
                          f"{','.join(evaluator.names)}: at least {fewest} ({why})")
+    if evaluator.names and evaluator.reference_size < count:  # (training says it in its line; eval's JSON holds it)
+        warnings.warn(f"--n {count} is more than the {evaluator.reference_size} real images of "
+                      f"'{data.root or data.dataset}' ({all_it_holds(evaluator.data, evaluator.reference_size)}): "
+                      f"{evaluator.reference_size} generated images are scored against them", stacklevel=2)
     scores = score_generator(evaluator, loaded.generator) if evaluator.names else {}
     reference = "synthetic" if data.dataset == "synthetic" else str(Path(data.root).resolve())
     unreadable = (evaluator.unreadable_real_images(next(iter(evaluator.reference().values())))

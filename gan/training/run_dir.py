@@ -69,6 +69,11 @@ def start_or_resume(run_dir: Path, config_file: Path | None = None) -> bool:
         foreign.insert(0, f"{config_file.name}, the CONFIG file of this command")
     elif not started and any(entry.name != LOCK_NAME for entry in entries):
         foreign = foreign or [entry.name for entry in entries]  # a person's config.toml, say: no start left it
+    runs = [entry.name for entry in entries if entry.is_dir() and (entry / "config.toml").is_file()]
+    if runs and not (run_dir / "config.toml").exists():  # (gan's own runs: said as such, not as foreign files)
+        raise ConfigError(f"--run-dir '{run_dir}' is a folder of runs ({first_few(runs, 3)}), not a run: give a new "
+                          f"folder, or one of them to resume it, e.g. --run-dir {run_dir / runs[-1]}; --out makes "
+                          "numbered run folders inside a folder")
     if foreign:
         what = ("a best.pt but no checkpoint-*.pt to resume from" if foreign == ["best.pt"]
                 else f"files gan did not write ({first_few(foreign, 5)}) and no checkpoint")
