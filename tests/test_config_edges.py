@@ -453,7 +453,7 @@ def test_the_deepest_patchgan_that_fits_reads_its_crops(n_layers, size):
 
     assert deepest_for(size) == n_layers
     PatchDiscriminator(6, 2, n_layers, norm="none")(torch.zeros(1, 6, size, size))
-    with pytest.raises(RuntimeError):
+    with pytest.raises(ValueError, match=rf"a PatchGAN of n_layers = {n_layers + 1} reads images of at least"):
         PatchDiscriminator(6, 2, n_layers + 1, norm="none")(torch.zeros(1, 6, size, size))
 
 
