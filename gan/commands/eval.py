@@ -222,7 +222,9 @@ class EvalOutputs:
 
 
 def _file_identity(path: Path | None) -> tuple | None:
-    """What tells one file at `path` from another put there by a rename: None when there is none."""
+    """What tells one file at `path` from another put there by a rename: None when there is none.
+    (More than `gan.inference.outputs.file_identity`'s device and inode: a pruned checkpoint's inode
+    may be given to the new one renamed in.)"""
     try:
         stat = os.stat(path) if path is not None else None
     except OSError:

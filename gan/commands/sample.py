@@ -145,17 +145,12 @@ class StagedOutputs:
     def _move(self, staged: Path, target: Path) -> None:
         """`staged` into place as `target`; without overwrite, never over a file that appeared meanwhile
         (a hard link fails on an existing name, where a rename would replace it)."""
+        from gan.core.files import move_in_new
+
         if self.overwrite:
             os.replace(staged, target)
-            return
-        try:
-            os.link(staged, target)
-        except FileExistsError:
-            raise
-        except OSError:  # (a file system without hard links: the check above is all there is)
-            os.replace(staged, target)
-            return
-        os.unlink(staged)
+        else:
+            move_in_new(staged, target)
 
     def discard(self) -> int:
         """Remove what was written so far; returns how many files there were."""

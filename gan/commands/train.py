@@ -332,10 +332,9 @@ def report_changes(run_dir: Path, resolved, overrides: tuple[str, ...], trained:
     edited = [change.split(" ", 1)[0] for change in changes if change.split(" ", 1)[0] not in given]
     if changes:
         halved = _halvings(edited, recorded, resolved)
-        by_hand = ("" if not edited else f" ({', '.join(edited)}: from its config.toml, at 1/{halved} of this "
-                   "checkpoint's, as an --on-nan rollback leaves them (or edited by hand), not from --set)" if halved else
-                   f" ({', '.join(edited)}: from its config.toml, edited by hand or left by a later checkpoint now "
-                   "lost, not from --set)")
+        why = (f"at 1/{halved} of this checkpoint's, as an --on-nan rollback leaves them (or edited by hand)" if halved
+               else "edited by hand or left by a later checkpoint now lost")
+        by_hand = f" ({', '.join(edited)}: from its config.toml, {why}, not from --set)" if edited else ""
         click.echo(f"resuming '{run_dir}' with changed settings: {'; '.join(changes)}{by_hand}", err=True)
     warn_of_schedule_jumps(resolved, trained, step)
     if resolved.recipe == "dcgan" and recorded.get("train.ema_decay", 0) and not resolved.train.ema_decay:

@@ -167,7 +167,7 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu",
         # (one open file for the load and the checksums: a file renamed over `path` meanwhile, a run's new
         # best.pt, is not checked in the place of the one loaded)
         handle = open(path, "rb")  # noqa: SIM115 - closed below, after the checksums
-    except FileNotFoundError:
+    except FileNotFoundError:  # there a moment ago
         raise CheckpointVanished(f"checkpoint '{path}' was removed as it was read (a run training on prunes its "
                                  "older checkpoints, and a resume sets best.pt aside): run the command again") from None
     with handle:
@@ -175,12 +175,9 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu",
 
 
 def _loaded(path: Path, handle: IO[bytes], map_location: str | torch.device, formats: tuple[str, ...]) -> dict[str, Any]:
-    """`load_checkpoint` of the file open as `handle`."""
+    """`load_checkpoint` of the file open as `handle` (named `path` in messages)."""
     try:
         state = quiet_torch_load(handle, map_location=map_location)
-    except FileNotFoundError:  # there a moment ago: removed as it was read
-        raise CheckpointVanished(f"checkpoint '{path}' was removed as it was read (a run training on prunes its "
-                                 "older checkpoints, and a resume sets best.pt aside): run the command again") from None
     except Exception as error:  # torch raises many types for truncated or foreign files
         # torch's own text can advise weights_only=False, which would run the file's code: never pass it on
         reason = unloadable_reason(path, error)

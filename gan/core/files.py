@@ -118,7 +118,7 @@ def write_together(writes: dict[Path, Callable[[Path], None]], new_only: bool = 
                 kept = {path: _linked_copy(path) for path in writes if os.path.lexists(path)}
             for current, temp in temps.items():
                 if new_only:
-                    _move_in_new(temp, current)
+                    move_in_new(temp, current)
                     moved.append(current)
                     continue
                 if current in kept and kept[current] is None:  # (no hard link here: renamed aside, a moment unseen)
@@ -192,9 +192,10 @@ def folder_held(folder: Path) -> Iterator[None]:
             os.close(handle)  # (closing releases the flock)
 
 
-def _move_in_new(temp: Path, path: Path) -> None:
+def move_in_new(temp: Path, path: Path) -> None:
     """`temp` into place as `path`, FileExistsError when `path` exists: a hard link, which never
-    replaces (where the file system has none, a look and a rename, which leave a moment between)."""
+    replaces (where the file system has none, a look and a rename, which leave a moment between).
+    What commands without --overwrite move their outputs in with."""
     try:
         os.link(temp, path)
     except FileExistsError:

@@ -231,12 +231,16 @@ class DistributionScores:
                               f"translation(s) against {len(images)} target image(s), and a distribution needs at "
                               "least 2 of each", stacklevel=2)
                 return {}
-            if self.metrics is None:
-                with torch.random.fork_rng(devices=[]):  # building Inception draws initial weights: not training's RNG
-                    # (named, the weights are asked for: their absence is an error, as for gan eval)
-                    weights = self.config.metrics.inception_weights
-                    self.metrics = TranslationMetrics(self.device, weights or None, require_weights=bool(weights))
-            self.metrics.progress_stream = self.progress_stream
-            self.targets[suffix] = self.metrics.targets(images, len(outputs))
+            self.targets[suffix] = self._metrics().targets(images, len(outputs))
+        return {f"val/{name}{suffix}": value
+                for name, value in self._metrics().score(outputs, self.targets[suffix]).items()}
+
+    def _metrics(self) -> TranslationMetrics:
+        """The metrics, built at their first use, showing progress where `progress_stream` says."""
+        if self.metrics is None:
+            with torch.random.fork_rng(devices=[]):  # building Inception draws initial weights: not training's RNG
+                # (named, the weights are asked for: their absence is an error, as for gan eval)
+                weights = self.config.metrics.inception_weights
+                self.metrics = TranslationMetrics(self.device, weights or None, require_weights=bool(weights))
         self.metrics.progress_stream = self.progress_stream
-        return {f"val/{name}{suffix}": value for name, value in self.metrics.score(outputs, self.targets[suffix]).items()}
+        return self.metrics
