@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
@@ -418,14 +419,8 @@ def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_pa
         rows_iterator = evaluate_super_resolution(translator, folder, _degradation_of(data), save_images)
     else:
         rows_iterator = evaluate_paired(translator, scored, data, image_sets)
-    try:
+    with _partial_strips_said(strips, save_images, started_ns):
         rows, skipped = _collect_rows(rows_iterator, scored)
-    except BaseException:  # (stopped, a full disk, an image too large: the strips so far would pass for a set)
-        written = [strip for strip in strips if strip.is_file() and strip.stat().st_mtime_ns >= started_ns]
-        if written:
-            click.echo(f"{len(written)} of the {len(strips)} strips were written to '{save_images}' before it ended: "
-                       "a partial set, with no CSV or JSON", err=True)
-        raise
     infinite = infinite_scores(rows)
     rows.append(mean_row(rows))
     click.echo(_format_row(rows[-1]))
@@ -446,6 +441,20 @@ def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_pa
     click.echo(f"wrote {csv_path.with_suffix('.json')} (the record of this evaluation"
                + (", with the translations scored against real images of the target domain)" if image_sets else ")"),
                err=True)
+
+
+@contextlib.contextmanager
+def _partial_strips_said(strips: list[Path], save_images: Path | None, started_ns: int):
+    """Says how many --save-images strips an evaluation that ended early (stopped, a full disk, an image
+    too large) had written: the strips so far would pass for a set."""
+    try:
+        yield
+    except BaseException:
+        written = [strip for strip in strips if strip.is_file() and strip.stat().st_mtime_ns >= started_ns]
+        if written:
+            click.echo(f"{len(written)} of the {len(strips)} strips were written to '{save_images}' before it ended: "
+                       "a partial set, with no CSV or JSON", err=True)
+        raise
 
 
 def _degradation_of(data: dict):

@@ -252,6 +252,61 @@ def write_samples(batches: Iterator[torch.Tensor], out: Path | None, separate: P
             progress.close()
 
 
+def checked_image_count(count: int, steps: int | None, out: Path | None, separate: Path | None, seed: int) -> int:
+    """The number of images the options ask for, after a usage error for any option that cannot be used."""
+    from gan.core.images import image_format_of, palette_warning
+
+    if out is None and separate is None:
+        raise click.UsageError("give --out FILE.png and/or --separate DIR")
+    if count < 1:
+        raise click.UsageError(f"--n must be at least 1, got {count}")
+    if steps is not None and steps < 2:
+        raise click.UsageError(f"--interpolate must be at least 2 (the two ends), got {steps}")
+    check_seed(seed)
+    total = image_count(count, steps or 0)
+    if out is not None:
+        try:
+            image_format_of(out)
+        except ValueError as error:
+            raise click.BadParameter(str(error), param_hint="--out") from None
+        palette = palette_warning([out])
+        if palette:
+            warnings.warn(palette, stacklevel=1)
+    if separate is not None:
+        refuse_samples_left_beside(separate, total)
+        refuse_a_grid_among_samples(out, separate, total)
+    return total
+
+
+def write_all_or_none(batches: Iterator[torch.Tensor], out: Path | None, separate: Path | None,
+                      num_columns: int | None, total: int, overwrite: bool, checkpoint: Path) -> None:
+    """Write the images, all of them or (failed or stopped) none: part of a set would pass for a whole one
+    (FID's, say), so a failed command leaves none of its files, nor its folders, and the ones it would
+    replace as they were."""
+    from gan.core.files import WriteError
+    from gan.nets.running import NonFiniteOutput
+
+    staged = StagedOutputs(overwrite)
+    created = missing_folders([path.parent for path in planned_outputs(out, separate, 1)])
+    try:
+        write_samples(batches, out, separate, num_columns, staged, total)
+        staged.commit()
+    except (WriteError, NonFiniteOutput, OSError) as error:
+        removed = staged.discard()
+        remove_empty_folders(created)
+        removed_note = (f"; removed the {removed} file(s) it had written" if removed else "") + replaced_note(staged)
+        fail(f"'{checkpoint}': {error}{removed_note}" if isinstance(error, NonFiniteOutput)
+             else f"{error}{removed_note}")
+    except KeyboardInterrupt:
+        if not staged.committed:
+            removed = staged.discard()
+            remove_empty_folders(created)
+            click.echo(f"removed the {removed} file(s) it had written{replaced_note(staged)}", err=True)
+            raise
+        # (a stop held back while the files moved into place came when all were there: the command is done)
+        click.echo("stopped once every file was in place: nothing is missing", err=True)
+
+
 @click.command()
 @click.argument("source", type=UserPath(exists=True, path_type=Path))
 @click.option("--n", "count", default=64, show_default=True, help="Number of samples (rows with --interpolate).")
@@ -283,33 +338,13 @@ def sample(source: Path, count: int, out: Path | None, separate: Path | None, se
       gan sample runs/00000-dcgan_demo --best --n 64 --out best.png   # the checkpoint best by SWD
     """
     from gan.core.checkpoint import CheckpointError, best_checkpoint
-    from gan.core.files import WriteError
-    from gan.core.images import image_format_of, palette_warning
     from gan.inference.generators import load_generator
     from gan.inference.outputs import OutputRefused, check_outputs
     from gan.nets.running import NonFiniteOutput, interpolation_latents, random_latents
     from gan.training.loop import DeviceUnavailable, select_device
 
-    if out is None and separate is None:
-        raise click.UsageError("give --out FILE.png and/or --separate DIR")
-    if count < 1:
-        raise click.UsageError(f"--n must be at least 1, got {count}")
-    if steps is not None and steps < 2:
-        raise click.UsageError(f"--interpolate must be at least 2 (the two ends), got {steps}")
+    total = checked_image_count(count, steps, out, separate, seed)
     steps = steps or 0  # 0: samples, not an interpolation
-    check_seed(seed)
-    total = image_count(count, steps)
-    if out is not None:
-        try:
-            image_format_of(out)
-        except ValueError as error:
-            raise click.BadParameter(str(error), param_hint="--out") from None
-        palette = palette_warning([out])
-        if palette:
-            warnings.warn(palette, stacklevel=1)
-    if separate is not None:
-        refuse_samples_left_beside(separate, total)
-        refuse_a_grid_among_samples(out, separate, total)
     try:
         check_outputs(planned_outputs(out, separate, total), inputs=[source], overwrite=overwrite)
         loaded = load_generator(best_checkpoint(source) if best else source, select_device(device), which)
@@ -327,25 +362,7 @@ def sample(source: Path, count: int, out: Path | None, separate: Path | None, se
         fail(f"'{path}': {error}")
     if out is not None:
         check_grid_fits(out, total, *first.shape[-2:], num_columns=steps or None)
-    staged = StagedOutputs(overwrite)
-    created = missing_folders([path.parent for path in planned_outputs(out, separate, 1)])
-    try:
-        write_samples(itertools.chain([first], batches), out, separate, steps or None, staged, total)
-        staged.commit()
-    except (WriteError, NonFiniteOutput, OSError) as error:
-        # a failed command leaves none of its files, nor its folders, and the ones it would replace as they were
-        removed = staged.discard()
-        remove_empty_folders(created)
-        removed_note = (f"; removed the {removed} file(s) it had written" if removed else "") + replaced_note(staged)
-        fail(f"'{path}': {error}{removed_note}" if isinstance(error, NonFiniteOutput) else f"{error}{removed_note}")
-    except KeyboardInterrupt:  # so does a stopped one: part of a set would pass for a whole one (FID's, say)
-        if not staged.committed:
-            removed = staged.discard()
-            remove_empty_folders(created)
-            click.echo(f"removed the {removed} file(s) it had written{replaced_note(staged)}", err=True)
-            raise
-        # (a stop held back while the files moved into place came when all were there: the command is done)
-        click.echo("stopped once every file was in place: nothing is missing", err=True)
+    write_all_or_none(itertools.chain([first], batches), out, separate, steps or None, total, overwrite, path)
     if out is not None:
         click.echo(f"wrote {out} ({total} image{'s' if total != 1 else ''})")
     if separate is not None:

@@ -740,7 +740,14 @@ def inert_settings(config: Config) -> list[InertSetting]:
     `inert_keys`, and those that the run's length, warm-ups and schedules leave without effect."""
     defaults = flatten_config(config_to_dict(Config()))
     found = [InertSetting(key, message, ((key, defaults[key]),)) for key, message in inert_keys(config).items()]
+    return (found + _inert_training(config) + _inert_regularisers(config, defaults) + _inert_ema(config)
+            + _inert_schedules(config, defaults))
+
+
+def _inert_training(config: Config) -> list[InertSetting]:
+    """Settings the adversarial start and the learning rates leave without effect."""
     train = config.train
+    found = []
     if 0 < train.steps <= train.adversarial_start:
         found.append(InertSetting(
             "train.adversarial_start",
@@ -754,7 +761,13 @@ def inert_settings(config: Config) -> list[InertSetting]:
     elif train.d_lr == 0:
         found.append(InertSetting("train.d_lr", "train.d_lr = 0: the discriminator, where there is one, never learns, "
                                                 "and the generator is trained against its random initial weights"))
-    loss = config.loss
+    return found
+
+
+def _inert_regularisers(config: Config, defaults: dict[str, Any]) -> list[InertSetting]:
+    """R1 and adaptive augmentation settings that the run never reaches."""
+    train, loss = config.train, config.loss
+    found = []
     r1_off = (("loss.r1_gamma", 0.0), ("loss.r1_every", defaults["loss.r1_every"]))
     if loss.r1_gamma and train.steps < loss.r1_every:
         found.append(InertSetting("loss.r1_every", f"loss.r1_every = {loss.r1_every} is above train.steps = "
@@ -774,6 +787,13 @@ def inert_settings(config: Config) -> list[InertSetting]:
             f"never leaves 0 for an image D sees, and loss.diffaugment = {loss.diffaugment!r} changes nothing",
             tuple((key, defaults[key]) for key in ("loss.diffaugment", "loss.augment_p", "loss.augment_target",
                                                    "loss.augment_interval", "loss.augment_images"))))
+    return found
+
+
+def _inert_ema(config: Config) -> list[InertSetting]:
+    """An EMA decay the warm-up never reaches."""
+    train = config.train
+    found = []
     if train.ema_decay > 0 and config.recipe == "dcgan":  # (the recipe that keeps an EMA generator)
         reached = (1 + train.steps) / (10 + train.steps)  # the EMA's warm-up after the run's last update
         if reached <= train.ema_decay:  # every update blends by the warm-up alone
@@ -786,6 +806,13 @@ def inert_settings(config: Config) -> list[InertSetting]:
                 (("train.ema_decay", f"the warm-up's, at least {reached!r}"),),
                 # warned of only when far off: a smoke run a little short of its decay is no mistake
                 warn=1 / (1 - reached) < 0.5 / (1 - train.ema_decay)))
+    return found
+
+
+def _inert_schedules(config: Config, defaults: dict[str, Any]) -> list[InertSetting]:
+    """Learning-rate schedule settings the run ends before."""
+    train = config.train
+    found = []
     late = [milestone for milestone in train.lr_milestones if milestone >= train.steps]
     if late and train.lr_schedule == "step":
         found.append(InertSetting(
