@@ -130,19 +130,9 @@ def write_together(writes: dict[Path, Callable[[Path], None]], new_only: bool = 
         for folder in dict.fromkeys(path.parent for path in writes):
             _fsync_folder(folder)
     except BaseException as error:
-        unrestored = []  # (copies of files replaced that could not be put back: kept, and named)
         # every file in place (a Ctrl-C during the folders' fsync): the write is done, and undoing a one-file
         # write, which keeps no copy of what it replaced, would delete it
-        in_place = len(moved) == len(writes)
-        for path in [] if in_place else dict.fromkeys([*moved, *aside]):  # (a rename failed after others: undo them)
-            try:
-                if path not in kept:  # (this write made it)
-                    path.unlink()
-                else:  # (what it replaced, put back)
-                    os.replace(kept[path], path)
-            except OSError:
-                if path in kept:
-                    unrestored.append(f"; the earlier '{path}' is kept as '{kept.pop(path)}'")
+        unrestored = [] if len(moved) == len(writes) else _undo_moves([*moved, *aside], kept)
         for leftover in temps.values():
             with contextlib.suppress(OSError):  # (its folder gone or unwritable): the write's own error is the one
                 leftover.unlink(missing_ok=True)
@@ -152,25 +142,46 @@ def write_together(writes: dict[Path, Callable[[Path], None]], new_only: bool = 
         if new_only and isinstance(error, FileExistsError):
             raise WriteError(f"'{current}' appeared while this command wrote it (another command's?): nothing was "
                              "replaced; run again with --overwrite to replace it") from None
-        reason = (str(error).splitlines() or [type(error).__name__])[0]
-        opening = re.search(r"open file failed with strerror: (.*)", reason)  # (torch's zip writer, in its words)
-        if opening:
-            reason = opening[1]
-        elif "unexpected pos" in reason or "file write failed" in reason:
-            reason = "the writer could not write all of it (a full disk or quota?)"
-        if isinstance(error, OSError) and error.errno == errno.ENAMETOOLONG:  # (it named the temp, or nothing)
-            reason = (f"its name is {len(os.fsencode(current.name))} bytes, more than a file name holds here (at "
-                      f"most {MAX_NAME_BYTES} on most file systems); give a shorter name")
-        # (the free space, where it may be why: "(0.0 MiB free): Permission denied" read as a full disk)
-        refused = (error.errno in (errno.EACCES, errno.EPERM, errno.EROFS) if isinstance(error, OSError) else
-                   any(words in reason for words in ("Permission denied", "Read-only file system")))  # (torch's, safetensors')
-        space = "" if refused else f" ({free_space(current.parent)})"
-        raise WriteError(f"could not write '{current}'{space}: {reason}{''.join(unrestored)}") from error
+        raise WriteError(f"could not write '{current}'{_failure_said(error, current)}{''.join(unrestored)}") from error
     finally:
         for copy in kept.values():  # (copies no longer needed: all in place, or put back)
             if copy is not None:
                 with contextlib.suppress(OSError):
                     copy.unlink(missing_ok=True)
+
+
+def _undo_moves(moved: list[Path], kept: dict[Path, Path | None]) -> list[str]:
+    """Undo a set's renames after one of them failed: a file the write made is removed, one it replaced
+    put back from its copy in `kept`. Returns a note for each copy that could not be put back (kept,
+    and named; popped from `kept` so that it is not removed)."""
+    unrestored = []
+    for path in dict.fromkeys(moved):
+        try:
+            if path not in kept:  # (this write made it)
+                path.unlink()
+            else:  # (what it replaced, put back)
+                os.replace(kept[path], path)
+        except OSError:
+            if path in kept:
+                unrestored.append(f"; the earlier '{path}' is kept as '{kept.pop(path)}'")
+    return unrestored
+
+
+def _failure_said(error: BaseException, path: Path) -> str:
+    """Why writing `path` failed, in words, after the free space where that may be why."""
+    reason = (str(error).splitlines() or [type(error).__name__])[0]
+    opening = re.search(r"open file failed with strerror: (.*)", reason)  # (torch's zip writer, in its words)
+    if opening:
+        reason = opening[1]
+    elif "unexpected pos" in reason or "file write failed" in reason:
+        reason = "the writer could not write all of it (a full disk or quota?)"
+    if isinstance(error, OSError) and error.errno == errno.ENAMETOOLONG:  # (it named the temp, or nothing)
+        reason = (f"its name is {len(os.fsencode(path.name))} bytes, more than a file name holds here (at "
+                  f"most {MAX_NAME_BYTES} on most file systems); give a shorter name")
+    # (no free space where permission was refused: "(0.0 MiB free): Permission denied" reads as a full disk)
+    refused = (error.errno in (errno.EACCES, errno.EPERM, errno.EROFS) if isinstance(error, OSError) else
+               any(words in reason for words in ("Permission denied", "Read-only file system")))  # (torch's, safetensors')
+    return (": " if refused else f" ({free_space(path.parent)}): ") + reason
 
 
 @contextlib.contextmanager
