@@ -26,7 +26,7 @@ import tomllib
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Callable, Iterator
+from typing import IO, Callable, Iterable, Iterator
 
 import torch
 
@@ -403,16 +403,8 @@ def _train_runs(config: Path, sets: list[str], runs: list[SweepRun], steps: dict
                     continue
                 run = queue.pop(0)
                 device = devices[slot % len(devices)] if devices else None
-                environment = {**os.environ, SWEEP_PID_VARIABLE: str(os.getpid())}
-                if device in (None, "cpu") and "OMP_NUM_THREADS" not in os.environ:  # the runs share the cores
-                    environment["OMP_NUM_THREADS"] = str(threads)  # (a user's own setting stands)
-                log = None
-                if jobs > 1:
-                    (out / "logs").mkdir(exist_ok=True)
-                    log = open(out / "logs" / f"{run.name}.log", "a")  # noqa: SIM115 - closed when the run ends
-                command = train_command(config, sets, run, out / run.name, device, program)
-                process = subprocess.Popen(command, env=environment, stdout=log, stderr=log)
-                running[slot] = _Running(run, process, time.monotonic(), log)
+                running[slot] = _start_run(train_command(config, sets, run, out / run.name, device, program), run,
+                                           device, threads, out / "logs" if jobs > 1 else None)
                 say(f"sweep: run {run.name} started{f' on {device}' if device else ''} "
                     f"({done} done, {len(queue) + len(running)} to go)")
             time.sleep(0.2)
@@ -436,15 +428,7 @@ def _train_runs(config: Path, sets: list[str], runs: list[SweepRun], steps: dict
                     where = f"; its log: {out / 'logs' / (job.run.name + '.log')}" if job.log else ""
                     say(f"sweep: run {job.run.name} {_how_it_ended(code, out / job.run.name)}{where}")
     except KeyboardInterrupt:  # the runs checkpoint on SIGINT and SIGTERM; the same command resumes them
-        for signum in STOP_SIGNALS:  # a second signal (`timeout` sends two) has been passed on
-            signal.signal(signum, signal.SIG_IGN)
-        # SIGTERM, whatever stopped the sweep: a terminal's Ctrl-C reaches the runs too (one process
-        # group), and a second SIGINT would make them abort without saving; after a SIGINT, a
-        # SIGTERM is the same stop.
-        for job in running.values():
-            job.process.send_signal(signal.SIGTERM)
-        for job in running.values():
-            job.process.wait()
+        _stop_runs(running.values())
         say("sweep: interrupted; the same command resumes it")
         raise
     finally:
@@ -452,6 +436,33 @@ def _train_runs(config: Path, sets: list[str], runs: list[SweepRun], steps: dict
             if handler is not None:  # (None: one set outside Python, which cannot be put back)
                 signal.signal(signum, handler)
     return failed
+
+
+def _start_run(command: list[str], run: SweepRun, device: str | None, threads: int, logs: Path | None) -> _Running:
+    """Start one run's `gan train`, its output into `logs`/<name>.log where given (several at a time)."""
+    environment = {**os.environ, SWEEP_PID_VARIABLE: str(os.getpid())}
+    if device in (None, "cpu") and "OMP_NUM_THREADS" not in os.environ:  # the runs share the cores
+        environment["OMP_NUM_THREADS"] = str(threads)  # (a user's own setting stands)
+    log = None
+    if logs is not None:
+        logs.mkdir(exist_ok=True)
+        log = open(logs / f"{run.name}.log", "a")  # noqa: SIM115 - closed when the run ends
+    process = subprocess.Popen(command, env=environment, stdout=log, stderr=log)
+    return _Running(run, process, time.monotonic(), log)
+
+
+def _stop_runs(running: Iterable[_Running]) -> None:
+    """Stop the runs in progress, each checkpointing as it stops (the same sweep command resumes them)."""
+    running = list(running)
+    for signum in STOP_SIGNALS:  # a second signal (`timeout` sends two) has been passed on
+        signal.signal(signum, signal.SIG_IGN)
+    # SIGTERM, whatever stopped the sweep: a terminal's Ctrl-C reaches the runs too (one process
+    # group), and a second SIGINT would make them abort without saving; after a SIGINT, a
+    # SIGTERM is the same stop.
+    for job in running:
+        job.process.send_signal(signal.SIGTERM)
+    for job in running:
+        job.process.wait()
 
 
 def _how_it_ended(code: int, run_dir: Path) -> str:
