@@ -26,7 +26,7 @@ from gan.core.memory import available_memory, format_bytes
 from gan.data.super_resolution import bicubic_resize
 from gan.inference.exported import generator_name, load_source
 from gan.inference.loading import build_generator
-from gan.nets.running import layer_output_bytes, require_finite, run_padded
+from gan.nets.running import eval_mode, layer_output_bytes, require_finite, run_padded
 
 
 def _tile_starts(length: int, tile: int, stride: int) -> list[int]:
@@ -133,15 +133,22 @@ def translate_tensor(generator: nn.Module, images: torch.Tensor, size_multiple: 
                      overlap: int = DEFAULT_OVERLAP) -> torch.Tensor:
     """(1, C, H, W) in [-1, 1] -> the generator's output for the whole image: in one pass, or tile
     by tile when the image is larger than a `tile` other than WHOLE. NonFiniteOutput when it holds
-    NaN or infinite values."""
-    height, width = images.shape[-2:]
+    NaN or infinite values. The generator runs in eval mode (its mode restored after), as a
+    translation is not a training step: no dropout, and its running statistics neither used up nor moved."""
     check_tiling(tile, overlap)
+    with eval_mode(generator):
+        return _translated(generator, images, size_multiple, tile, overlap)
+
+
+def _translated(generator: nn.Module, images: torch.Tensor, size_multiple: int, tile: int,
+                overlap: int) -> torch.Tensor:
+    height, width = images.shape[-2:]
     if tile == WHOLE or (height <= tile and width <= tile):
         return require_finite(run_padded(generator, images, size_multiple))
     if _normalises_each_image(generator):
         warnings.warn(f"tiles of {tile} px are normalised one by one by this network's per-image normalisation "
                       "(InstanceNorm), so their tones can differ from one pass over the whole image: use --tile 0 "
-                      "(whole images) where memory allows", TiledNormalisationWarning, stacklevel=3)
+                      "(whole images) where memory allows", TiledNormalisationWarning, stacklevel=4)
     output = weights = None
     for top in _tile_starts(height, tile, tile - overlap):
         for left in _tile_starts(width, tile, tile - overlap):

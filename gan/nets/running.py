@@ -91,10 +91,13 @@ def require_finite(output: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def generate(generator: nn.Module, latents: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
-    """Images (N, 3, H, W) in [-1, 1] on the CPU, generated in batches; NonFiniteOutput for NaN or
-    infinite outputs, which clamping would pass on as black or saturated pixels."""
+    """Images (N, 3, H, W) in [-1, 1] on the CPU, generated in batches by the generator in eval mode
+    (its mode restored after: a batch's statistics would make image i depend on the others, and
+    update the running ones); NonFiniteOutput for NaN or infinite outputs, which clamping would
+    pass on as black or saturated pixels."""
     device = next(generator.parameters()).device
-    chunks = [require_finite(generator(chunk.to(device)).float().cpu()) for chunk in latents.split(batch_size)]
+    with eval_mode(generator):
+        chunks = [require_finite(generator(chunk.to(device)).float().cpu()) for chunk in latents.split(batch_size)]
     return torch.cat(chunks).clamp_(-1, 1)
 
 
