@@ -1,11 +1,26 @@
 """`gan` called as a library in one long-lived process (a notebook, a sweep script): a call leaves
 the user's modules and the process's state as it found them."""
 
-import torch
+import io
+import random
+import threading
+import warnings
+from pathlib import Path
 
+import numpy as np
+import pytest
+import torch
+from conftest import invoke, tiny_config
+
+from gan.core.checkpoint import list_checkpoints, load_checkpoint
+from gan.inference.generators import load_generator
 from gan.inference.tiling import translate_tensor
 from gan.nets import network_spec
 from gan.nets.running import generate, random_latents
+from gan.training.loop import train
+from gan.training.process_state import RunInProgress
+
+CPU = torch.device("cpu")
 
 
 def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -41,3 +56,102 @@ def test_translate_tensor_runs_a_translator_left_in_train_mode_in_eval_mode_and_
     assert torch.equal(first, second), "dropout ran in the translation"
     assert unet.training
     _assert_same_state(unet, before)
+
+
+def _train(config, run_dir: Path):
+    return train(config, run_dir, CPU, progress_stream=io.StringIO())
+
+
+def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(list_checkpoints(run_dir)[-1])["networks"]["generator"]
+
+
+def _random_streams():
+    return random.getstate(), np.random.get_state()[1].tolist(), torch.get_rng_state()
+
+
+def test_train_leaves_the_process_random_streams_as_it_found_them_however_it_ends(tmp_path):
+    torch.manual_seed(1234)
+    random.seed(1234)
+    np.random.seed(1234)
+    before = _random_streams()
+    _train(tiny_config(), tmp_path / "done")
+    after = _random_streams()
+    assert after[0] == before[0] and after[1] == before[1] and torch.equal(after[2], before[2])
+
+    class Failing(Exception):
+        pass
+
+    def fail_at_once(*args, **kwargs):
+        raise Failing
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("gan.recipes.dcgan.DCGANRecipe.step", fail_at_once)
+        with pytest.raises(Failing):
+            _train(tiny_config(), tmp_path / "failed")
+    assert torch.equal(torch.get_rng_state(), before[2])
+
+
+def test_train_trains_the_same_under_a_callers_no_grad_inference_mode_and_float64_default(tmp_path):
+    _train(tiny_config(), tmp_path / "plain")
+    with torch.no_grad():
+        _train(tiny_config(), tmp_path / "no_grad")
+        assert not torch.is_grad_enabled()
+    with torch.inference_mode():
+        _train(tiny_config(), tmp_path / "inference_mode")
+        assert torch.is_inference_mode_enabled()
+    torch.set_default_dtype(torch.float64)
+    try:
+        _train(tiny_config(), tmp_path / "float64")
+        assert torch.get_default_dtype() == torch.float64
+    finally:
+        torch.set_default_dtype(torch.float32)
+    expected = _weights(tmp_path / "plain")
+    for name in ("no_grad", "inference_mode", "float64"):
+        got = _weights(tmp_path / name)
+        assert all(torch.equal(expected[key], got[key]) for key in expected), name
+
+
+def test_a_second_run_in_another_thread_of_the_process_is_refused_as_runs_share_the_random_streams(tmp_path):
+    started, release = threading.Event(), threading.Event()
+    errors = []
+
+    def on_first_step(*args, **kwargs):
+        started.set()
+        release.wait(60)
+        return original(*args, **kwargs)
+
+    from gan.recipes.dcgan import DCGANRecipe
+    original = DCGANRecipe.step
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(DCGANRecipe, "step", on_first_step)
+        first = threading.Thread(target=lambda: _train(tiny_config(), tmp_path / "first"))
+        first.start()
+        try:
+            assert started.wait(60)
+            with pytest.raises(RunInProgress, match="another gan training run is in progress in this process"):
+                _train(tiny_config(), tmp_path / "second")
+        except BaseException as error:  # noqa: BLE001 - reported after the first run is let go
+            errors.append(error)
+        finally:
+            release.set()
+            first.join(60)
+    assert not errors, errors
+    assert list_checkpoints(tmp_path / "first") and not (tmp_path / "second").exists()
+
+
+def test_loading_a_generator_leaves_the_global_random_stream_as_it_was(tiny_demo_run):
+    torch.manual_seed(0)
+    expected = torch.randn(3)
+    torch.manual_seed(0)
+    loaded = load_generator(tiny_demo_run, CPU)
+    assert torch.equal(torch.randn(3), expected)
+    assert not loaded.generator.training
+
+
+def test_a_command_called_in_process_leaves_the_warnings_filters_and_format_as_they_were(tiny_demo_run, tmp_path):
+    filters, formatwarning = list(warnings.filters), warnings.formatwarning
+    result = invoke("sample", tiny_demo_run, "--n", "2", "--out", tmp_path / "two.png")
+    assert result.exit_code == 0, result.output
+    assert warnings.filters == filters and warnings.formatwarning is formatwarning
+    assert "warning:" not in warnings.formatwarning("mine", UserWarning, "notebook.py", 1)

@@ -109,6 +109,53 @@ def test_registering_a_network_under_an_unknown_role_names_the_roles():
         register_network("generatr", "my_net")
 
 
+def test_a_network_of_ones_own_under_a_zoo_name_is_refused_at_once_even_before_the_zoo_is_imported():
+    """It was accepted (the zoo imports lazily), and every config after failed with
+    "generator 'unet' is registered twice", dcgan's too, until the process restarted."""
+    import subprocess
+    import sys
+
+    code = """
+from torch import nn
+from gan.nets import register_network
+try:
+    @register_network("generator", "unet")
+    class Mine(nn.Module):
+        pass
+except ValueError as error:
+    print(error)
+from gan.nets import network_spec
+network_spec("generator", "dcgan", {"channels": 4}, "g", resolution=32).build()
+print("zoo usable")
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "generator 'unet' is registered twice: to gan.nets.unet.UNetGenerator, and now to __main__.Mine; register "
+        "yours under a name of its own", "zoo usable"]
+
+
+def test_a_network_defined_again_under_its_name_replaces_the_earlier_definition_as_a_notebook_cell_run_again():
+    from gan.nets import _zoo, register_network
+
+    def define():
+        @register_network("generator", "test_cell_net")
+        class CellNet(nn.Module):
+            pass
+
+        return CellNet
+
+    first, second = define(), define()
+    assert first is not second and _zoo("generator").get("test_cell_net") is second
+
+    class OtherNet(nn.Module):
+        pass
+
+    with pytest.raises(ValueError, match=r"generator 'test_cell_net' is registered twice: to .*\.CellNet, "
+                                         r"and now to .*\.OtherNet; register yours under a name of its own"):
+        register_network("generator", "test_cell_net")(OtherNet)
+
+
 @pytest.mark.parametrize("network, images, expected", [
     # 30x30 gave a 32x32 output without a word (and a shape error with residual = true)
     (("generator", "resnet", {"channels": 4, "num_blocks": 1}), (1, 3, 30, 30), r"the ResNet generator needs H and W "

@@ -383,6 +383,49 @@ def test_runs_on_the_cpu_share_the_cores_unless_the_user_set_the_threads(user_th
     assert [process.env["OMP_NUM_THREADS"] for process in _FinishedProcess.started] == [expected, expected]
 
 
+class _TrainingProcess:
+    """A run that trains until it is sent a signal."""
+
+    def __init__(self, command, env, **kwargs):
+        self.signals = []
+        _TrainingProcess.started.append(self)
+
+    def poll(self):
+        return -self.signals[-1] if self.signals else None
+
+    def send_signal(self, signum):
+        self.signals.append(signum)
+
+    def wait(self):
+        return self.poll()
+
+    started: list = []
+
+
+def test_a_sweep_ended_by_its_callers_own_exception_stops_its_runs(tmp_path, monkeypatch):
+    """Only Ctrl-C stopped the runs: a notebook's timeout (any other exception) left them training
+    on, holding their run directories."""
+    import signal
+
+    import gan.tools.sweep
+
+    class Timeout(Exception):
+        pass
+
+    def say(line):
+        if "started" in line:
+            raise Timeout
+
+    _TrainingProcess.started = []
+    monkeypatch.setattr(gan.tools.sweep.subprocess, "Popen", _TrainingProcess)
+    runs = expand([parse_grid("train.g_lr=1e-4,2e-4")], seeds=1)
+    (tmp_path / "sweep").mkdir()
+    with pytest.raises(Timeout):
+        gan.tools.sweep.run_sweep(DEMO, [*TINY], runs, tmp_path / "sweep", jobs=1, devices=[], say=say)
+    (process,) = _TrainingProcess.started
+    assert process.signals == [signal.SIGTERM]
+
+
 def test_ctrl_c_in_a_terminal_stops_the_runs_with_a_checkpoint(tmp_path):
     """A terminal's Ctrl-C goes to its whole process group, the sweep and its runs alike: the sweep
     must not add a second SIGINT, which tells a run to abort without saving."""

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
 import time
 import warnings
+from typing import Iterator
 
 import click
 from PIL import Image
@@ -32,6 +34,25 @@ def _format_warning(message, category, filename, lineno, line=None) -> str:
     return f"{CLEAR_LINE if sys.stderr.isatty() else ''}warning: {message}\n"
 
 
+@contextlib.contextmanager
+def _command_line_warnings() -> Iterator[None]:
+    """Warnings as a command prints them, for the command only: one called in a process that goes on
+    (click's CliRunner, a notebook) leaves its warnings filters and format as they were."""
+    formatwarning = warnings.formatwarning
+    with warnings.catch_warnings():
+        warnings.formatwarning = _format_warning
+        # gan.data.decode warns of such images with their file name; Pillow's own warning names none
+        warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+        # Pillow's EXIF parser warns of each damaged tag ("Tag data larger than file. Skipping tag
+        # 270") without naming the file; gan reads only the orientation tag (upright as viewers
+        # show it, also when its neighbours are damaged), so the others change nothing it reads.
+        warnings.filterwarnings("ignore", module=r"PIL\.TiffImagePlugin")
+        try:
+            yield
+        finally:
+            warnings.formatwarning = formatwarning
+
+
 def _another_torchrun_process() -> bool:
     """Whether this is one of torchrun's processes other than rank 0, which all read the same
     command line: rank 0 alone says what is wrong with it."""
@@ -55,7 +76,7 @@ class Commands(click.Group):
         try:
             # SIGTERM and SIGHUP (`kill`, a closed terminal) stop every command as Ctrl-C does: its temp
             # files go and it says so, where the default action ended it without a word
-            with stops_raise_interrupts():
+            with stops_raise_interrupts(), _command_line_warnings():
                 return super().invoke(ctx)
         except click.UsageError as error:  # a command's arguments
             _quietly_unless_rank_0(error)
@@ -104,13 +125,6 @@ def main() -> None:
     gan compare sweeps/loss                          # the sweep's table and curves
     tensorboard --logdir runs                        # compare runs
     """
-    warnings.formatwarning = _format_warning
-    # gan.data.decode warns of such images with their file name; Pillow's own warning names none
-    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
-    # Pillow's EXIF parser warns of each damaged tag ("Tag data larger than file. Skipping tag
-    # 270") without naming the file; gan reads only the orientation tag (upright as viewers
-    # show it, also when its neighbours are damaged), so the others change nothing it reads.
-    warnings.filterwarnings("ignore", module=r"PIL\.TiffImagePlugin")
 
 
 for _command in (train, sweep, compare, sample, translate, evaluate, export, bench, cache):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 from typing import Callable, Generic, TypeVar
 
 T = TypeVar("T", bound=Callable)
@@ -38,8 +39,11 @@ class Registry(Generic[T]):
         """Register `constructor` under `name`; without `constructor`, works as a decorator."""
 
         def add(entry: T) -> T:
-            if name in self._entries:
-                raise ValueError(f"{self.kind} '{name}' is registered twice")
+            earlier = self._entries.get(name)
+            if earlier is not None and _qualified_name(earlier) != _qualified_name(entry):
+                raise ValueError(f"{self.kind} '{name}' is registered twice: to {_qualified_name(earlier)}, and now "
+                                 f"to {_qualified_name(entry)}; register yours under a name of its own")
+            # (the same name again: its definition run again, as a notebook's cell is, replaces the earlier one)
             self._entries[name] = entry
             return entry
 
@@ -58,3 +62,11 @@ class Registry(Generic[T]):
 
     def __contains__(self, name: str) -> bool:
         return name in self._entries
+
+
+def _qualified_name(entry: object) -> str:
+    """Where `entry` is defined, as `module.QualifiedName` (a partial: its function's, and its keywords)."""
+    if isinstance(entry, functools.partial):
+        keywords = ", ".join(f"{key}={value!r}" for key, value in entry.keywords.items())
+        return f"{_qualified_name(entry.func)}({keywords})"
+    return f"{getattr(entry, '__module__', '?')}.{getattr(entry, '__qualname__', type(entry).__qualname__)}"

@@ -36,11 +36,19 @@ _ZOO_MODULES = ("gan.nets.dcgan", "gan.nets.unet", "gan.nets.patchgan", "gan.net
 
 
 def register_network(role: str, name: str):
-    """Class decorator: `@register_network("generator", "dcgan")`."""
+    """Class decorator: `@register_network("generator", "dcgan")`. A name the zoo has is refused at once
+    (the zoo is imported first where it was not yet); the same class defined again (a notebook's cell
+    run again) replaces its earlier definition."""
     if role not in _REGISTRIES:
         raise ValueError(f"register_network: unknown role {role!r}{suggest(role, list(ROLES))}; roles: "
                          f"{', '.join(ROLES)}")
-    return _REGISTRIES[role].register(name)
+
+    def register(constructor):
+        if getattr(getattr(constructor, "func", constructor), "__module__", None) not in _ZOO_MODULES:  # (one of one's own: after the zoo, to meet a clash now)
+            _zoo(role)
+        return _REGISTRIES[role].register(name, constructor)
+
+    return register
 
 
 def _zoo(role: str) -> Registry:
@@ -176,8 +184,10 @@ class NetworkSpec:
 
     def load(self, state_dict: dict[str, Any], source: str) -> nn.Module:
         """Build the network and load `state_dict` into it; a mismatch raises ValueError naming
-        `source`, the first parameter that differs and both shapes."""
-        network = self.build()
+        `source`, the first parameter that differs and both shapes. The global random stream is left
+        as it was: the random initial weights it would draw are replaced at once."""
+        with torch.random.fork_rng(devices=[]):
+            network = self.build()
         mismatch = first_mismatch(network.state_dict(), state_dict)
         if mismatch:
             raise ValueError(f"the weights in {source} do not fit {self.role} '{self.name}' {self.kwargs}: {mismatch}")

@@ -427,9 +427,11 @@ def _train_runs(config: Path, sets: list[str], runs: list[SweepRun], steps: dict
                     failed.append(job.run.name)
                     where = f"; its log: {out / 'logs' / (job.run.name + '.log')}" if job.log else ""
                     say(f"sweep: run {job.run.name} {_how_it_ended(code, out / job.run.name)}{where}")
-    except KeyboardInterrupt:  # the runs checkpoint on SIGINT and SIGTERM; the same command resumes them
+    except BaseException as error:  # the runs checkpoint on SIGTERM; the same command resumes them
+        # (whatever ended the sweep: a caller's own exception, say a notebook's timeout, too)
         _stop_runs(running.values())
-        say("sweep: interrupted; the same command resumes it")
+        say("sweep: interrupted; the same command resumes it" if isinstance(error, KeyboardInterrupt) else
+            f"sweep: stopped its runs, as it ended on {type(error).__name__}; the same command resumes it")
         raise
     finally:
         for signum, handler in previous_handlers.items():

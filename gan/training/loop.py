@@ -78,6 +78,7 @@ from gan.training.cuda_graphs import GraphedStep, StepFunction, set_learning_rat
 from gan.training.event_log import EventLog
 from gan.training.health import HealthWatch
 from gan.training.preflight import check_batch_fits, check_run_can_finish, warn_if_validation_reads_training_data
+from gan.training.process_state import process_state_kept
 from gan.training.run_dir import discard_start
 from gan.training.speed import Speed, accelerate, to_device, training_step
 from gan.training.state import newest_loadable_checkpoint, restore_training_state, training_state
@@ -324,8 +325,10 @@ def train(config: Config, run_dir: Path, device: torch.device, resume: bool = Fa
     whole run, and another writer stops at once with RunDirectoryBusy. With a `group` of
     several processes (torchrun), each trains on its share of every global batch with
     gradients averaged over all (gan/core/distributed.py); only rank 0 writes, and locks.
+    The process's random streams, grad mode and default dtype are as they were after it
+    (gan/training/process_state.py); one run trains at a time in a process.
     """
-    with RunLock(run_dir) if group.is_main else contextlib.nullcontext():
+    with process_state_kept(device), RunLock(run_dir) if group.is_main else contextlib.nullcontext():
         if not resume and list_checkpoints(run_dir):  # (a new run would replace them)
             raise ConfigError(f"'{run_dir}' holds a run with checkpoints (newest '{list_checkpoints(run_dir)[-1].name}')"
                               ": train(..., resume=True) continues it, and a new run needs a new folder; nothing "
@@ -998,11 +1001,12 @@ def _host_syncs_forbidden(active: bool) -> Iterator[None]:
     if not active:
         yield
         return
+    previous = torch.cuda.get_sync_debug_mode()
     torch.cuda.set_sync_debug_mode("error")
     try:
         yield
     finally:
-        torch.cuda.set_sync_debug_mode("default")
+        torch.cuda.set_sync_debug_mode(previous)
 
 
 class _NullWriter:
