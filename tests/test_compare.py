@@ -447,3 +447,64 @@ def test_a_compare_into_a_folder_another_is_writing_is_refused_leaving_that_ones
         holder.kill()
         holder.wait()
     assert {name: (out / name).read_bytes() for name in written} == written
+
+
+def test_a_run_that_trained_part_of_the_way_at_higher_rates_than_its_label_is_named(sweep, tmp_path):
+    """An --on-nan rollback leaves halved rates in config.toml, and the run was labelled with them
+    though it trained most of its steps at the rates before, without a word."""
+    rolled_back = next(sweep.iterdir())
+    (rolled_back / "config.toml").write_text((rolled_back / "config.toml").read_text()
+                                             + "g_lr = 5e-05\nd_lr = 5e-05\n")
+    writer = SummaryWriter(str(rolled_back))
+    for step, rate in ((100, 2e-4), (200, 1e-4), (300, 5e-5)):
+        writer.add_scalar("lr/generator", rate, step)
+        writer.add_scalar("lr/discriminator", rate, step)
+    writer.close()
+    others = [run for run in sweep.iterdir() if run != rolled_back]
+    for run in others:  # (the others trained at their config's rates, lowered by a schedule)
+        writer = SummaryWriter(str(run))
+        for step, rate in ((100, 2e-4), (200, 1e-4)):
+            writer.add_scalar("lr/generator", rate, step)
+        writer.close()
+    with pytest.warns(UserWarning, match=r"1 run\(s\) trained part of the way at higher learning rates than those "
+                                         rf"they are labelled with .*'{rolled_back}': lr/generator up to 0.0002 until "
+                                         r"step 200, train.g_lr = 5e-05 now; lr/discriminator up to 0.0002 until "
+                                         r"step 200, train.d_lr = 5e-05 now"):
+        table, _ = compare([sweep], None, tmp_path / "out")
+    assert (f"Trained part of the way at higher learning rates than their label's (an --on-nan rollback halves "
+            f"them): {rolled_back.name} (lr/generator up to 0.0002") in table
+
+
+def test_a_loss_as_the_metric_is_one_panel_smoothed_as_the_losses(sweep, tmp_path):
+    grouped = {label: {run: read_scalars(run) for run in members}
+               for label, members in group_runs(read_configs(find_runs([sweep]))).items()}
+    drawn = plot(grouped, "loss/d", tmp_path / "loss.png")
+    assert list(drawn) == ["loss/d", "loss/g", "legend"]
+    plot(grouped, "swd/mean", tmp_path / "swd.png")  # (three panels)
+    with Image.open(tmp_path / "loss.png") as two, Image.open(tmp_path / "swd.png") as three:
+        assert two.width / three.width == pytest.approx(2 / 3, abs=0.02), "loss/d drawn twice"
+
+
+def test_a_scalar_of_unknown_direction_says_so_and_better_sets_it(sweep, tmp_path):
+    with pytest.warns(UserWarning, match=r"gan does not know whether a higher or lower loss/d is better; the best "
+                                         r"is taken as the lowest \(--better higher ranks by the highest\)"):
+        table, _ = compare([sweep], "loss/d", tmp_path / "lowest")
+    assert "best loss/d (the lowest taken as the best)" in table
+    table, (hinge, _) = compare([sweep], "loss/d", tmp_path / "highest", better="higher")
+    assert "best loss/d (higher is better)" in table
+    assert hinge.best == pytest.approx((4.0, 1.0))  # (each seed's highest: 3, 4 and 5, at step 300)
+    table, (hinge, _) = compare([sweep], "perf/images_per_s", tmp_path / "speed")  # (gan's word: higher)
+    assert "best perf/images_per_s (higher is better)" in table and hinge.best == pytest.approx((120.0, 0.0))
+
+
+def test_runs_of_several_image_to_image_recipes_rank_by_the_metric_most_of_them_logged(tmp_path):
+    """The default for a mix was swd/mean, which none of them logs: a table of '-'."""
+    for index, (recipe, tag) in enumerate((("pix2pix", "val/psnr"), ("srgan", "val/psnr"),
+                                           ("cyclegan", "val/cycle_l1"))):
+        run = make_run(tmp_path / "mix", f"{index:05d}-{recipe}", "lsgan", 0, [], recipe=recipe)
+        writer = SummaryWriter(str(run))
+        writer.add_scalar(tag, 20.0 + index, 100)
+        writer.close()
+    with pytest.warns(UserWarning, match=r"1 of 3 runs have no value of val/psnr"):
+        table, _ = compare([tmp_path / "mix"], None, tmp_path / "out")
+    assert "best val/psnr (higher is better)" in table

@@ -13,10 +13,13 @@ from gan.commands.common import UserPath, fail, file_error
 @click.argument("paths", nargs=-1, required=True, type=UserPath(exists=True, file_okay=False, path_type=Path))
 @click.option("--metric", help="The scalar to rank by [default: val/psnr for pix2pix and SR runs, val/cycle_l1 "
                                 "for CycleGAN runs, else swd/mean].")
+@click.option("--better", type=click.Choice(["lower", "higher"]),
+              help="Which values of --metric are better [default: gan's word for its metrics (SWD, FID, KID lower; "
+                   "PSNR, SSIM, precision, recall, images/s higher), else lower, with a warning].")
 @click.option("--out", type=UserPath(file_okay=False, path_type=Path),
               help="Folder for compare.md, compare.csv and compare.png [default: the sweep folder, when one is "
                    "given alone].")
-def compare(paths: tuple[Path, ...], metric: str | None, out: Path | None) -> None:
+def compare(paths: tuple[Path, ...], metric: str | None, better: str | None, out: Path | None) -> None:
     """Compare runs (RUN_OR_SWEEP_DIR ...): runs that differ only in train.seed form a group.
 
     Per group: seeds, best and final value of the metric (mean ± std over seeds), the step
@@ -27,6 +30,7 @@ def compare(paths: tuple[Path, ...], metric: str | None, out: Path | None) -> No
     Examples:
       gan compare sweeps/loss
       gan compare sweeps/loss --metric fid
+      gan compare sweeps/loss --metric health/diversity_ratio --better higher
       gan compare runs/00003-dcgan_celeba64 runs/00004-dcgan_celeba64 --out comparisons/two
     """
     from gan.tools.compare import CompareError
@@ -47,7 +51,7 @@ def compare(paths: tuple[Path, ...], metric: str | None, out: Path | None) -> No
     _refuse_files_of_others(out, given_out)
     _refuse_a_folder_it_cannot_write(out, given_out)
     try:
-        table, _ = run_compare(list(paths), metric, out)
+        table, _ = run_compare(list(paths), metric, out, better)
     except (CompareError, OSError) as error:  # OSError: the outputs could not be written
         fail(file_error(error) if isinstance(error, OSError) and error.filename else error)
     click.echo(table, nl=False)

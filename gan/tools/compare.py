@@ -302,10 +302,20 @@ def _named(runs: list[Path]) -> str:
     return first_few([str(run) for run in runs], MAX_NAMED)
 
 
-def check_metric(metric: str | None, default: str, scalars: dict[Path, dict[str, Curve]]) -> str:
+# Which way each scalar gan logs is better, beyond the metrics a run keeps its best by
+DIRECTIONS = {**BEST_METRICS, "perf/images_per_s": "higher"}
+
+
+def check_metric(metric: str | None, default: str, scalars: dict[Path, dict[str, Curve]],
+                 better: str | None = None) -> str:
     """The metric to rank by: `metric` when some run logged it, else an error naming the closest
-    scalar and all the runs have; `default` when none is given. No run with it is warned of (and
-    some runs without it, by `warn_of_runs_without`)."""
+    scalar and all the runs have; when none is given, `default`, or where no run logged that, the
+    metric of known direction that most runs logged. No run with it is warned of (and some runs
+    without it, by `warn_of_runs_without`); so is a direction gan does not know and `better` does not say."""
+    if metric is None and not any(_measured(curves, default) for curves in scalars.values()):
+        logged = {name: sum(_measured(curves, name) for curves in scalars.values()) for name in BEST_METRICS}
+        most = max(logged.values())
+        default = next((name for name, count in logged.items() if count == most), default) if most else default
     available = sorted({metric_name(tag) for curves in scalars.values() for tag in curves})
     if metric is not None and not any(metric_tag(curves, metric) for curves in scalars.values()):
         wanted = metric_name(metric)  # a part of a tag's name (swd of swd/mean) comes before spelling
@@ -321,9 +331,9 @@ def check_metric(metric: str | None, default: str, scalars: dict[Path, dict[str,
     if len(missing) == len(scalars):
         warnings.warn(f"no run has a value of {metric}{chosen}; give --metric, one of: {', '.join(available)}",
                       CompareWarning, stacklevel=2)
-    if metric_name(metric) not in BEST_METRICS:
+    if metric_name(metric) not in DIRECTIONS and better is None:
         warnings.warn(f"gan does not know whether a higher or lower {metric} is better; the best is taken as the "
-                      "lowest", CompareWarning, stacklevel=2)
+                      "lowest (--better higher ranks by the highest)", CompareWarning, stacklevel=2)
     return metric
 
 
@@ -476,8 +486,10 @@ def table_rows(summaries: list[GroupSummary], metric: str) -> list[list[str]]:
              _number(s.images_per_s, 3)] for s in summaries]
 
 
-def markdown_table(summaries: list[GroupSummary], metric: str, lower: bool) -> str:
-    header = ["group", "seeds", f"best {metric} ({'lower' if lower else 'higher'} is better)", "step of best (mean)",
+def markdown_table(summaries: list[GroupSummary], metric: str, lower: bool, known: bool = True) -> str:
+    """`known`: whether the direction is known (gan's, or --better's); else the lowest is taken as the best."""
+    direction = f"{'lower' if lower else 'higher'} is better" if known else "the lowest taken as the best"
+    header = ["group", "seeds", f"best {metric} ({direction})", "step of best (mean)",
               f"final {metric}", *(f"final {name}" for name in other_losses(metric)), "images/s"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in table_rows(summaries, metric)]
@@ -527,6 +539,33 @@ def warn_of_runs_without(metric: str, groups: dict[str, dict[Path, dict[str, Cur
                   + "; ".join(effects), CompareWarning, stacklevel=2)
 
 
+# The logged rate of each optimizer, and the key of its configured rate: schedules only lower a rate
+# from it (a warm-up rises to it), so a logged rate above it was trained with before the config changed.
+RATE_KEYS = {"lr/generator": "train.g_lr", "lr/discriminator": "train.d_lr"}
+
+
+def trained_at_higher_rates(configs: dict[Path, dict[str, object]],
+                            scalars: dict[Path, dict[str, Curve]]) -> dict[Path, str]:
+    """Runs that trained part of the way at learning rates above those of their config.toml, by
+    which they are labelled (an --on-nan rollback halves them; a resume with --set may lower them):
+    run -> what it logged, in words."""
+    found = {}
+    for run, curves in scalars.items():
+        notes = []
+        for tag, key in RATE_KEYS.items():
+            rate = configs.get(run, {}).get(key)
+            if tag not in curves or not isinstance(rate, (int, float)) or isinstance(rate, bool):
+                continue
+            steps, values = curves[tag]
+            above = values > rate * (1 + 1e-5)  # (the event file holds float32)
+            if above.any():
+                notes.append(f"{tag} up to {float(values.max()):.3g} until step {int(steps[above][-1])}, "
+                             f"{key} = {rate:.3g} now")
+        if notes:
+            found[run] = "; ".join(notes)
+    return found
+
+
 def _listed(labels: list[str]) -> str:
     """Group labels in a sentence: `group 'a'`, or `groups 'a', 'b' and 2 more`."""
     quoted = [f"'{label}'" for label in labels]
@@ -569,7 +608,7 @@ def plot(groups: dict[str, dict[Path, dict[str, Curve]]], metric: str, path: Pat
     matplotlib.use("Agg")  # files only: no display needed
     import matplotlib.pyplot as plt
 
-    panels = [tag for tag in (*LOSSES, metric)
+    panels = [tag for tag in dict.fromkeys((*LOSSES, metric))  # (a loss as the metric: its panel once)
               if any(metric_tag(curves, tag) for runs in groups.values() for curves in runs.values())]
     columns = max(1, min(len(groups), 2 * len(panels)))  # of the legend (two labels fit a panel's width)
     rows = -(-len(groups) // columns)
@@ -584,9 +623,10 @@ def plot(groups: dict[str, dict[Path, dict[str, Curve]]], metric: str, path: Pat
                       and len(curves[tag][0])]
             if not curves:
                 continue
-            steps, mean, low, high = band(curves, smoothed=panel != metric)  # a few evaluations: as they are
+            evaluations = panel not in LOSSES  # (a few points: as they are, marked)
+            steps, mean, low, high = band(curves, smoothed=not evaluations)
             colour, dashes = line_style(index, colours)
-            (line,) = axis.plot(steps, mean, color=colour, linestyle=dashes, marker="o" if panel == metric else None,
+            (line,) = axis.plot(steps, mean, color=colour, linestyle=dashes, marker="o" if evaluations else None,
                                 markersize=3)
             drawn.setdefault(panel, []).append(f"{label} (n={len(curves)})")
             legend.setdefault(f"{label} (n={len(runs)})", line)
@@ -609,8 +649,10 @@ def plot(groups: dict[str, dict[Path, dict[str, Curve]]], metric: str, path: Pat
     return drawn
 
 
-def compare(paths: list[Path], metric: str | None, out: Path) -> tuple[str, list[GroupSummary]]:
-    """Read, group, summarise; write compare.md, compare.csv and compare.png into `out`.
+def compare(paths: list[Path], metric: str | None, out: Path,
+            better: str | None = None) -> tuple[str, list[GroupSummary]]:
+    """Read, group, summarise; write compare.md, compare.csv and compare.png into `out`. `better`:
+    "lower" or "higher", for a metric whose direction gan does not know (or to rank the other way).
     Returns the Markdown table and the summaries."""
     check_output_folder(out)
     configs = read_configs(find_runs(paths))
@@ -621,8 +663,8 @@ def compare(paths: list[Path], metric: str | None, out: Path) -> tuple[str, list
     # says what sets it apart, not "all runs".
     labelled = group_runs(configs)
     configs = {run: config for run, config in configs.items() if run in scalars}
-    metric = check_metric(metric, default_metric(configs), scalars)
-    lower = BEST_METRICS.get(metric_name(metric), "lower") == "lower"
+    metric = check_metric(metric, default_metric(configs), scalars, better)
+    lower = (better or DIRECTIONS.get(metric_name(metric), "lower")) == "lower"
     grouped = {label: {run: scalars[run] for run in members if run in scalars} for label, members in labelled.items()
                if any(run in scalars for run in members)}
     warn_of_runs_without(metric, grouped)
@@ -630,7 +672,16 @@ def compare(paths: list[Path], metric: str | None, out: Path) -> tuple[str, list
     seeds = {run: config.get("train.seed", 0) for run, config in configs.items()}  # (0: the default)
     scored = {run: scores_at_its_end(config, metric) for run, config in configs.items()}  # (else switched off)
     summaries = [summarise(label, members, metric, lower, planned, seeds, scored) for label, members in grouped.items()]
-    table = markdown_table(summaries, metric, lower)
+    table = markdown_table(summaries, metric, lower, known=better is not None or metric_name(metric) in DIRECTIONS)
+    changed = trained_at_higher_rates(configs, scalars)
+    if changed:
+        said = "; ".join(f"'{run}': {notes}" for run, notes in list(changed.items())[:MAX_NAMED])
+        more = f"; and {len(changed) - MAX_NAMED} more" if len(changed) > MAX_NAMED else ""
+        warnings.warn(f"{len(changed)} run(s) trained part of the way at higher learning rates than those they are "
+                      f"labelled with (an --on-nan rollback halves them; a resume with --set changes them): "
+                      f"{said}{more}", CompareWarning, stacklevel=2)
+        table += ("\nTrained part of the way at higher learning rates than their label's (an --on-nan rollback "
+                  "halves them): " + "; ".join(f"{run.name} ({notes})" for run, notes in changed.items()) + ".\n")
     not_started = sweep_runs_not_started(paths)
     if not_started:
         table += (f"\nNot compared: {len(not_started)} run(s) that sweep.toml lists have no run directory (never "
