@@ -13,12 +13,14 @@ import torch
 from conftest import invoke, tiny_config
 
 from gan.core.checkpoint import list_checkpoints, load_checkpoint
+from gan.core.registry import ConfigError
 from gan.inference.generators import load_generator
 from gan.inference.tiling import translate_tensor
 from gan.nets import network_spec
 from gan.nets.running import generate, random_latents
 from gan.training.loop import train
 from gan.training.process_state import RunInProgress
+from gan.training.run_dir import start_or_resume
 
 CPU = torch.device("cpu")
 
@@ -155,3 +157,30 @@ def test_a_command_called_in_process_leaves_the_warnings_filters_and_format_as_t
     assert result.exit_code == 0, result.output
     assert warnings.filters == filters and warnings.formatwarning is formatwarning
     assert "warning:" not in warnings.formatwarning("mine", UserWarning, "notebook.py", 1)
+
+
+def test_a_new_run_in_a_folder_where_a_start_stopped_before_its_first_checkpoint_is_refused(tmp_path):
+    """A library run that failed at step 2 left its event file; a new run there added its own, and
+    TensorBoard showed the two runs' curves as one."""
+    from gan.recipes.dcgan import DCGANRecipe
+
+    original, calls = DCGANRecipe.step, []
+
+    def fail_at_the_second_step(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("a step that fails")
+        return original(self, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(DCGANRecipe, "step", fail_at_the_second_step)
+        with pytest.raises(RuntimeError, match="a step that fails"):
+            _train(tiny_config(), tmp_path / "run")
+    (events,) = (tmp_path / "run").glob("events.out.tfevents.*")
+    kept = {path.name: path.read_bytes() for path in (tmp_path / "run").iterdir() if path.is_file()}
+    with pytest.raises(ConfigError, match=rf"'.*run' holds a start that stopped before its first checkpoint \(its "
+                                          rf"event file '{events.name}'\): gan.training.run_dir.start_or_resume"):
+        _train(tiny_config(), tmp_path / "run")
+    assert {path.name: path.read_bytes() for path in (tmp_path / "run").iterdir() if path.is_file()} == kept
+    assert not start_or_resume(tmp_path / "run")  # (set aside: a new run starts clean)
+    assert _train(tiny_config(), tmp_path / "run").step == 4

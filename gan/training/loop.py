@@ -333,6 +333,11 @@ def train(config: Config, run_dir: Path, device: torch.device, resume: bool = Fa
             raise ConfigError(f"'{run_dir}' holds a run with checkpoints (newest '{list_checkpoints(run_dir)[-1].name}')"
                               ": train(..., resume=True) continues it, and a new run needs a new folder; nothing "
                               "was changed")
+        earlier_events = sorted(path.name for path in run_dir.glob("events.out.tfevents.*"))
+        if not resume and earlier_events:  # (TensorBoard would show its curves and the new run's as one)
+            raise ConfigError(f"'{run_dir}' holds a start that stopped before its first checkpoint (its event file "
+                              f"'{earlier_events[0]}'): gan.training.run_dir.start_or_resume(run_dir) sets it aside, "
+                              "as gan train --run-dir does, or give a new folder; nothing was changed")
         return _train(config, run_dir, device, resume, progress_stream, group, on_resume, command or CommandStart())
 
 
