@@ -27,38 +27,53 @@ def coerce(value: Any, annotation: Any, key: str) -> Any:
         return value
     origin = typing.get_origin(annotation) or (annotation if annotation in (list, tuple) else None)
     if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(annotation)
-        if value is None and type(None) in options:
-            return None
-        errors = []
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return coerce(value, option, key)
-            except ConfigError as error:
-                errors.append(str(error))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: expected {type_name(annotation)}, got {shown(value)}")
+        return _coerce_union(value, annotation, key)
     if origin is typing.Literal:  # (type and value: True is no 1, "1" no 1)
         choices = typing.get_args(annotation)
         if any(type(value) is type(choice) and value == choice for choice in choices):
             return value
         raise ConfigError(f"{key}: expected one of {', '.join(shown(choice) for choice in choices)}, got {shown(value)}")
     if origin in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected a list, got {shown(value)}")
-        item_types = typing.get_args(annotation) or (Any,)
-        if origin is list or item_types[-1] is Ellipsis:  # list[X], tuple[X, ...]: any length
-            items = [coerce(item, item_types[0], f"{key}[{i}]") for i, item in enumerate(value)]
-            return items if origin is list else tuple(items)
-        if len(value) != len(item_types):  # tuple[X, Y]: one of each
-            raise ConfigError(f"{key}: expected a list of {len(item_types)} ({str(annotation).replace('typing.', '')}), got "
-                              f"{shown(value)}")
-        return tuple(coerce(item, item_type, f"{key}[{i}]") for i, (item, item_type) in enumerate(zip(value, item_types)))
+        return _coerce_sequence(value, annotation, origin, key)
     if origin is dict or annotation is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a table, got {shown(value)}")
         return dict(value)
+    return _coerce_scalar(value, annotation, key)
+
+
+def _coerce_union(value: Any, annotation: Any, key: str) -> Any:
+    """`value` as the first of the union's types that takes it; None where the union has it."""
+    options = typing.get_args(annotation)
+    if value is None and type(None) in options:
+        return None
+    errors = []
+    for option in options:
+        if option is type(None):
+            continue
+        try:
+            return coerce(value, option, key)
+        except ConfigError as error:
+            errors.append(str(error))
+    raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: expected {type_name(annotation)}, got {shown(value)}")
+
+
+def _coerce_sequence(value: Any, annotation: Any, origin: type, key: str) -> list | tuple:
+    """`value` (a TOML array) as list[X], tuple[X, ...] (any length) or tuple[X, Y] (one of each)."""
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{key}: expected a list, got {shown(value)}")
+    item_types = typing.get_args(annotation) or (Any,)
+    if origin is list or item_types[-1] is Ellipsis:
+        items = [coerce(item, item_types[0], f"{key}[{i}]") for i, item in enumerate(value)]
+        return items if origin is list else tuple(items)
+    if len(value) != len(item_types):
+        raise ConfigError(f"{key}: expected a list of {len(item_types)} ({str(annotation).replace('typing.', '')}), got "
+                          f"{shown(value)}")
+    return tuple(coerce(item, item_type, f"{key}[{i}]") for i, (item, item_type) in enumerate(zip(value, item_types)))
+
+
+def _coerce_scalar(value: Any, annotation: Any, key: str) -> Any:
+    """`value` as bool, int, float or str, losing nothing; ConfigError for any other type hint."""
     if annotation is bool:
         if isinstance(value, bool):
             return value
