@@ -143,13 +143,7 @@ def translate_each(translator, pairs: list[tuple[Path, Path]], side_by_side: boo
     an output larger than the format it keeps can hold. With `paired_direction` each input is an
     A|B image: its input half is translated, and a side-by-side strip ends with the other half, the
     target."""
-    from gan.core.files import WriteError
-    from gan.core.images import FormatLimitError, save_image
-    from gan.core.images import side_by_side as side_by_side_strip
     from gan.core.progress import Progress
-    from gan.data.decode import ImageReadError, read_rgb
-    from gan.inference.tiling import ImageTooLargeError
-    from gan.nets.running import NonFiniteOutput
 
     progress = Progress(len(pairs), unit="image")
     written, skipped, stopped = 0, {}, False
@@ -158,41 +152,13 @@ def translate_each(translator, pairs: list[tuple[Path, Path]], side_by_side: boo
             if not_pairs and image_path in not_pairs:
                 warnings.warn(f"skipping '{image_path}': it {not_pairs[image_path]}", stacklevel=1)
                 skipped[image_path] = "not shaped like an A|B pair"
-                progress.update(done)
-                continue
-            try:
-                source, target = (input_and_target(image_path, paired_direction) if paired_direction
-                                  else (read_rgb(image_path), None))
-            except ImageReadError as error:
-                if len(pairs) == 1:  # (one image: its error alone, not a warning, then the same as an error)
-                    fail(error)
-                warnings.warn(f"skipping an unreadable input: {error}", stacklevel=1)
-                skipped[image_path] = "unreadable"
-                progress.update(done)
-                continue
-            try:
-                result = translator(source)
-            except ImageTooLargeError as error:
-                fail(f"'{image_path}': {error}; {written} of {len(pairs)} image(s) were written before it")
-            except NonFiniteOutput as error:
-                fail(f"'{image_path}' through '{translator.checkpoint}': {error}; {written} of {len(pairs)} image(s) "
-                     "were written before it")
-            if side_by_side:
-                result = side_by_side_strip([translator.prepare(source), result, *([target] if target else [])])
-            try:
-                save_image(result, output_path)
-            except (WriteError, FormatLimitError) as error:
-                # (a folder's outputs keep their inputs' names and formats: the input is what to convert)
-                kept_format = isinstance(error, FormatLimitError) and output_path.name == image_path.name
-                hint = (f" (outputs keep their inputs' formats: convert '{image_path}' to .png or .tif first)"
-                        if kept_format else "")
-                if kept_format and len(pairs) > 1:  # (the other images are not to blame: they go on)
-                    warnings.warn(f"skipping: {error}{hint}", stacklevel=1)
-                    skipped[image_path] = "too large for its format"
-                    progress.update(done)
-                    continue
-                fail(f"{error}{hint}; {written} of {len(pairs)} image(s) were written before it, each complete")
-            written += 1
+            else:
+                why_not = _translate_one(translator, image_path, output_path, side_by_side, paired_direction,
+                                         f"{written} of {len(pairs)} image(s)", alone=len(pairs) == 1)
+                if why_not:
+                    skipped[image_path] = why_not
+                else:
+                    written += 1
             progress.update(done)
     except KeyboardInterrupt:  # each output is written whole or not at all: those done are kept, and counted
         stopped = True
@@ -203,6 +169,48 @@ def translate_each(translator, pairs: list[tuple[Path, Path]], side_by_side: boo
             click.echo(f"stopped: {written} of {len(pairs)} image(s) were written, each complete (the same command "
                        "with --overwrite translates them all again)", err=True)
     return written, skipped
+
+
+def _translate_one(translator, image_path: Path, output_path: Path, side_by_side: bool,
+                   paired_direction: str | None, written_so_far: str, alone: bool) -> str | None:
+    """Translate one input and write its output: None when written, else why it was skipped, in a
+    few words (unreadable; in a folder, an output too large for the format it keeps). Other
+    failures end the command, saying the `written_so_far` ("3 of 10 image(s)")."""
+    from gan.core.files import WriteError
+    from gan.core.images import FormatLimitError, save_image
+    from gan.core.images import side_by_side as side_by_side_strip
+    from gan.data.decode import ImageReadError, read_rgb
+    from gan.inference.tiling import ImageTooLargeError
+    from gan.nets.running import NonFiniteOutput
+
+    try:
+        source, target = (input_and_target(image_path, paired_direction) if paired_direction
+                          else (read_rgb(image_path), None))
+    except ImageReadError as error:
+        if alone:  # (one image: its error alone, not a warning, then the same as an error)
+            fail(error)
+        warnings.warn(f"skipping an unreadable input: {error}", stacklevel=1)
+        return "unreadable"
+    try:
+        result = translator(source)
+    except ImageTooLargeError as error:
+        fail(f"'{image_path}': {error}; {written_so_far} were written before it")
+    except NonFiniteOutput as error:
+        fail(f"'{image_path}' through '{translator.checkpoint}': {error}; {written_so_far} were written before it")
+    if side_by_side:
+        result = side_by_side_strip([translator.prepare(source), result, *([target] if target else [])])
+    try:
+        save_image(result, output_path)
+    except (WriteError, FormatLimitError) as error:
+        # (a folder's outputs keep their inputs' names and formats: the input is what to convert)
+        kept_format = isinstance(error, FormatLimitError) and output_path.name == image_path.name
+        hint = (f" (outputs keep their inputs' formats: convert '{image_path}' to .png or .tif first)"
+                if kept_format else "")
+        if kept_format and not alone:  # (the other images are not to blame: they go on)
+            warnings.warn(f"skipping: {error}{hint}", stacklevel=1)
+            return "too large for its format"
+        fail(f"{error}{hint}; {written_so_far} were written before it, each complete")
+    return None
 
 
 @click.command()
