@@ -512,3 +512,39 @@ def test_a_damaged_cache_that_cannot_be_rebuilt_where_it_is_says_which_key_to_ch
             r"the decoded-image cache '.*\.npy' needs building, but its folder data.cache_dir = '.*cache' cannot be "
             r"written \(Permission denied\): set data.cache_dir to a folder you may write, or data.cache = \"off\"")):
         next(training_batches(config, build_dataset(config), 2, 0, 0, CPU))
+
+
+def test_a_run_with_a_cache_fingerprints_its_files_once(folder, tmp_path, monkeypatch):
+    """At 200,000 images each pass over the files' paths and times took seconds, and the check before
+    step 1 and the cache's load each took one."""
+    import gan.data.image_files
+
+    passes = []
+    original = gan.data.image_files.files_fingerprint
+    monkeypatch.setattr(gan.data.image_files, "files_fingerprint", lambda paths: passes.append(len(paths)) or
+                        original(paths))
+    config = tiny_config("data.dataset=folder", f"data.root='{folder}'", "data.resolution=32", "data.cache=mmap",
+                         f"data.cache_dir='{tmp_path / 'cache'}'")
+    train(config, tmp_path / "built", CPU, progress_stream=sys.stdout)
+    train(config, tmp_path / "read", CPU, progress_stream=sys.stdout)  # (the check finds it built)
+    assert passes == [10, 10]
+
+
+def test_the_fingerprint_takes_each_file_by_its_real_path_folders_resolved_once(tmp_path, monkeypatch):
+    from gan.data.decode import files_fingerprint
+
+    (tmp_path / "real" / "sub").mkdir(parents=True)
+    for index in range(3):
+        (tmp_path / "real" / "sub" / f"{index}.png").write_bytes(b"x" * index)
+    (tmp_path / "linked").symlink_to(tmp_path / "real" / "sub")
+    (tmp_path / "real" / "file_link.png").symlink_to(tmp_path / "real" / "sub" / "1.png")
+    (tmp_path / "real" / "broken.png").symlink_to(tmp_path / "missing.png")
+    monkeypatch.chdir(tmp_path)
+    # the same files, named through a linked folder, a linked file, `..` and a relative path
+    direct = [tmp_path / "real" / "sub" / name for name in ("0.png", "1.png", "2.png")]
+    named = [Path("linked/0.png"), tmp_path / "real" / "file_link.png", Path("real/../real/sub/2.png")]
+    assert files_fingerprint(named) == files_fingerprint(direct)
+    assert files_fingerprint([Path("real/broken.png")]) != files_fingerprint([Path("real/sub/0.png")])
+    before = files_fingerprint(named)
+    (tmp_path / "real" / "sub" / "1.png").write_bytes(b"yy")  # rewritten: seen through the link to it
+    assert files_fingerprint(named) != before and files_fingerprint(named) == files_fingerprint(direct)

@@ -24,12 +24,12 @@ from PIL import Image, features
 
 from gan.core.config import DataConfig
 from gan.data import build_dataset, source_fingerprint, training_batches
-from gan.data.cache import files_fingerprint
 from gan.data.decode import (
     ImageReadError,
     LargeImageWarning,
     UnreadableImageWarning,
     check_header,
+    files_fingerprint,
     find_images,
     header_size,
     read_rgb,

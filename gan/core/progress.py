@@ -107,3 +107,30 @@ def progress_counter(total: int, stream: TextIO | None, unit: str, rate_unit: st
         if done == progress.total:
             progress.close()
     return advance
+
+
+class DelayedProgress:
+    """A progress line for work that is mostly quick (reading a data set's file headers): shown only
+    once it has taken `after_s` seconds, then as `Progress` shows it, at most one line per 10 s in a
+    log. Silent in a torchrun process other than rank 0, which does the same work at the same time."""
+
+    def __init__(self, total: int, unit: str, rate_unit: str, after_s: float = 2.0, stream: TextIO | None = None):
+        self.total, self.unit, self.rate_unit, self.after_s, self.stream = total, unit, rate_unit, after_s, stream
+        self.started_at = time.perf_counter()
+        self.quiet = os.environ.get("RANK", "0").strip() not in ("", "0")
+        self.progress: Progress | None = None
+
+    def update(self, done: int) -> None:
+        if self.quiet:
+            return
+        if self.progress is None:
+            if time.perf_counter() - self.started_at < self.after_s:
+                return
+            self.progress = Progress(self.total, stream=self.stream, unit=self.unit, rate_unit=self.rate_unit,
+                                     log_interval=10.0)
+            self.progress.started_at = self.started_at  # (its rate and ETA count the quiet seconds too)
+        self.progress.update(done)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.close()

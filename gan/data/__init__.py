@@ -14,8 +14,8 @@ from torch.utils.data import Dataset
 from gan.core.config import DataConfig
 from gan.core.distributed import SINGLE_PROCESS, ProcessGroup
 from gan.core.registry import ConfigError, Registry
-from gan.data.cache import CachedBatches, files_fingerprint, load_or_build_shared_cache, user_cache_dir
-from gan.data.decode import NoReadableImages, find_images
+from gan.data.cache import CachedBatches, load_or_build_shared_cache, user_cache_dir
+from gan.data.decode import NoReadableImages, files_fingerprint, find_images
 from gan.data.image_files import (
     ImageFileDataset,
     PartitionFileError,

@@ -55,26 +55,10 @@ def user_cache_dir(name: str) -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gan" / name
 
 
-def files_fingerprint(paths: list[Path]) -> str:
-    """Changes when any file is added, removed, renamed, rewritten or touched. The change time
-    (ctime) is in it because no tool can set it back: a file rewritten in place with its size
-    and modification time restored still changes it."""
-    digest = hashlib.sha256()
-    for path in paths:
-        # fsencode: a file name need not be valid UTF-8 (it is bytes on POSIX)
-        try:
-            stat = path.stat()
-            digest.update(os.fsencode(path.resolve())
-                          + f"\0{stat.st_size}\0{stat.st_mtime_ns}\0{stat.st_ctime_ns}\n".encode())
-        except (OSError, RuntimeError):  # a broken or looping link, skipped where it is read: its name counts
-            digest.update(os.fsencode(os.path.abspath(path)) + b"\0unreadable\n")
-    return digest.hexdigest()
-
-
 def cache_header(dataset: ImageFileDataset, identity: dict) -> dict:
     """What the cached array depends on: the data set's identity (source, resolution, crop, ...), its files."""
     return {"version": VERSION, **identity, "count": len(dataset), "resolution": dataset.resolution,
-            "files": files_fingerprint(dataset.paths)}
+            "files": dataset.fingerprint}
 
 
 BUILD_RECORDS = ("checksums", "undecodable")  # header fields the build writes, not part of the name
@@ -286,7 +270,7 @@ def _build(dataset: ImageFileDataset, array_path: Path, progress_stream) -> list
         if hasattr(os, "posix_fallocate"):  # claim the space now: a full disk is an error here, not a
             with open(temp, "rb+") as handle:  # SIGBUS when a page of the sparse map is written later
                 os.posix_fallocate(handle.fileno(), 0, os.fstat(handle.fileno()).st_size)
-        progress = Progress(count, 0, progress_stream, unit="image")
+        progress = Progress(count, 0, progress_stream, unit="image", log_interval=10.0)  # (a log: a line per 10 s)
         for index in range(count):
             # an undecodable file gets the next readable image, as in the uncached path
             image = dataset.skip_unreadable(dataset.load, index, count)

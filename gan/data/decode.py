@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
 import os
+import stat as stat_module
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -15,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageCms, ImageOps, features
 
 from gan.core.files import LOCK_NAME
+from gan.core.progress import DelayedProgress
 from gan.core.wording import one_line
 
 # AVIF when this Pillow was built with it (its wheels are from 11.3 on; a GPU machine's may be older).
@@ -449,6 +452,31 @@ def _walk(root: Path, runs: list[Path], unlisted: list[OSError]) -> Iterator[Pat
         yield from (Path(folder) / name for name in [*subfolders, *files])
 
 
+def files_fingerprint(paths: list[Path]) -> str:
+    """Changes when any file is added, removed, renamed, rewritten or touched. The change time
+    (ctime) is in it because no tool can set it back: a file rewritten in place with its size
+    and modification time restored still changes it. Each file counts by its real path: its
+    folder's, resolved once per folder (half the time of 200,000 files went on resolving each),
+    and, for a link, its target's."""
+    digest = hashlib.sha256()
+    real_folders: dict[Path, Path] = {}
+    for path in paths:
+        # fsencode: a file name need not be valid UTF-8 (it is bytes on POSIX)
+        try:
+            stat = path.lstat()
+            if stat_module.S_ISLNK(stat.st_mode):
+                real, stat = path.resolve(), path.stat()
+            else:
+                folder = real_folders.get(path.parent)
+                if folder is None:
+                    folder = real_folders[path.parent] = path.parent.resolve()
+                real = folder / path.name
+            digest.update(os.fsencode(real) + f"\0{stat.st_size}\0{stat.st_mtime_ns}\0{stat.st_ctime_ns}\n".encode())
+        except (OSError, RuntimeError):  # a broken or looping link, skipped where it is read: its name counts
+            digest.update(os.fsencode(os.path.abspath(path)) + b"\0unreadable\n")
+    return digest.hexdigest()
+
+
 def readable_images(paths: list[Path], strict: bool, limit: int = 0,
                     counts: Callable[[Path], bool] | None = None) -> tuple[list[Path], list[Path]]:
     """Split `paths` into (readable, skipped) by their headers; warns for each skipped file. With
@@ -458,16 +486,24 @@ def readable_images(paths: list[Path], strict: bool, limit: int = 0,
     With `strict`, the first unreadable file raises ImageReadError instead.
     """
     readable, skipped, counted = [], [], 0
-    for path in paths:
-        if limit and counted == limit:
-            break
-        problem = check_header(path)
-        if problem is None:
-            readable.append(path)
-            counted += counts is None or counts(path)
-            continue
-        if strict:
-            raise ImageReadError(f"cannot read image '{one_line(path)}': {problem}")
-        warnings.warn(f"skipping unreadable image '{one_line(path)}': {problem}", UnreadableImageWarning, stacklevel=2)
-        skipped.append(path)
+    progress = DelayedProgress(len(paths), "reading image headers", "file")  # (CelebA's 202,599: 20 s)
+    try:
+        for done, path in enumerate(paths):
+            progress.update(done)
+            if limit and counted == limit:
+                break
+            problem = check_header(path)
+            if problem is None:
+                readable.append(path)
+                counted += counts is None or counts(path)
+                continue
+            if strict:
+                raise ImageReadError(f"cannot read image '{one_line(path)}': {problem}")
+            warnings.warn(f"skipping unreadable image '{one_line(path)}': {problem}", UnreadableImageWarning,
+                          stacklevel=2)
+            skipped.append(path)
+        else:
+            progress.update(len(paths))
+    finally:
+        progress.close()
     return readable, skipped

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import os
@@ -21,6 +22,7 @@ from gan.data.decode import (
     ImageReadError,
     NoReadableImages,
     UnreadableImageWarning,
+    files_fingerprint,
     find_images,
     header_size,
     read_rgb,
@@ -142,6 +144,11 @@ class ImageFileDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """`files_fingerprint` of its files, taken once: the check before step 1 and the cache both ask."""
+        return files_fingerprint(self.paths)
 
     def load(self, index: int) -> Image.Image:
         """The cropped and resized image at `index` (no augmentation)."""
