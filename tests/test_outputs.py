@@ -719,3 +719,15 @@ def test_a_sample_set_the_disk_cuts_short_removes_what_it_wrote_and_says_how_man
     result = invoke("sample", tiny_demo_run, "--n", "40", "--separate", tmp_path / "new" / "each")
     assert_clean_error(result, "00030.png' (0.0 MiB free)", "; removed the 30 file(s) it had written")
     assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("count, num_columns", [(1, None), (5, None), (7, 3), (9, 2)])
+def test_a_grid_drawn_batch_by_batch_in_uint8_is_the_float_grids_pixels(count, num_columns):
+    """gan sample kept every image as float for the grid: 6 GB for 20,000 faces."""
+    from gan.core.images import GridCanvas, image_grid, signed_to_pil
+
+    images = torch.rand(count, 3, 6, 5, generator=torch.Generator().manual_seed(count)) * 2 - 1
+    canvas = GridCanvas(count, 6, 5, num_columns)
+    for batch in images.split(2):
+        canvas.add(batch)
+    assert np.array_equal(np.asarray(canvas.image()), np.asarray(signed_to_pil(image_grid(images, num_columns))))

@@ -226,12 +226,10 @@ def write_samples(batches: Iterator[torch.Tensor], out: Path | None, separate: P
     """Write each batch's images into `separate` as they come, then the grid of all to `out`, each
     where `staged` says until it commits them. A progress line
     counts the `total` images when there is more than one batch of them (in a log, every 10 s)."""
-    import torch
-
-    from gan.core.images import save_image, save_image_grid, signed_to_pil
+    from gan.core.images import GridCanvas, save_image, signed_to_pil
     from gan.core.progress import Progress
 
-    grid_images, done = [], 0
+    grid, done = None, 0
     progress = Progress(total, unit="image", log_interval=10.0) if total > BATCH else None
     try:
         for batch in batches:
@@ -241,12 +239,13 @@ def write_samples(batches: Iterator[torch.Tensor], out: Path | None, separate: P
                     done += 1
             else:
                 done += len(batch)
-            if out is not None:
-                grid_images.append(batch)  # bounded: check_grid_fits has passed
+            if out is not None:  # (in uint8 as it comes: bounded, check_grid_fits has passed)
+                grid = grid or GridCanvas(total, *batch.shape[-2:], num_columns=num_columns)
+                grid.add(batch)
             if progress:
                 progress.update(done)
-        if out is not None:
-            save_image_grid(torch.cat(grid_images), staged.path_for(out), num_columns=num_columns)
+        if grid is not None:
+            save_image(grid.image(), staged.path_for(out))
     finally:
         if progress:
             progress.close()
