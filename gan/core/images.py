@@ -76,23 +76,23 @@ class GridCanvas:
         self.count, self.height, self.width = count, height, width
         self.columns = grid_columns(count, num_columns)
         grid_width, grid_height = grid_size(count, height, width, num_columns)
-        self.pixels = np.zeros((grid_height, grid_width, 3), np.uint8)  # (the padding: -1, black)
+        self.pixels = torch.zeros(3, grid_height, grid_width, dtype=torch.uint8)  # (the padding: -1, black)
         self.placed = 0
 
     def add(self, images: torch.Tensor) -> None:
         """Draw the next (N, 3, H, W) images in [-1, 1] into their places."""
-        for image in signed_to_uint8(images).permute(0, 2, 3, 1).cpu().numpy():
+        for image in signed_to_uint8(images).cpu():  # (channels first, as the images come: rows copied whole)
             if self.count == 1:  # (a lone image is the grid, unpadded)
                 top = left = 0
             else:
                 row, column = divmod(self.placed, self.columns)
                 top, left = (GRID_PADDING + row * (self.height + GRID_PADDING),
                              GRID_PADDING + column * (self.width + GRID_PADDING))
-            self.pixels[top:top + self.height, left:left + self.width] = image
+            self.pixels[:, top:top + self.height, left:left + self.width] = image
             self.placed += 1
 
     def image(self) -> Image.Image:
-        return Image.fromarray(self.pixels, "RGB")
+        return Image.fromarray(self.pixels.permute(1, 2, 0).numpy(), "RGB")
 
 
 def split_grid(grid: torch.Tensor, count: int, height: int, width: int) -> torch.Tensor:
