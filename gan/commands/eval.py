@@ -212,8 +212,8 @@ class EvalOutputs:
         `checkpoint` (at `step`) on the same `data`."""
         from gan.inference.outputs import check_outputs
 
-        # (the run's folders are listed only where an output lies: a training set may be large)
-        folders = [data_folder, *_holding(outputs, run_data_folders(run_config or {}))]
+        # (folders are listed only where an output lies: CelebA's 202,599 images took 20 s to list and stat)
+        folders = _holding(outputs, [*([data_folder] if data_folder else []), *run_data_folders(run_config or {})])
         images = [image for folder in folders for image in _images_under(folder)]
         check_outputs(outputs, inputs=[*self.inputs, *images], overwrite=self.overwrite, own=defaults)
         if not self.overwrite and checkpoint is not None:
