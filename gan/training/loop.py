@@ -550,7 +550,8 @@ def _set_up(config: Config, run_dir: Path, device: torch.device, group: ProcessG
     health = HealthWatch(config.loss.adversarial in ("vanilla", "lsgan"), unconditional,
                          1.0 - config.loss.label_smoothing) if main else None
     # Every path still to be read, now; the preview images are decoded once here and kept.
-    check_run_can_finish(config, run_dir, None if unconditional else recipe.preview_batch, dataset, writes=main)
+    check_run_can_finish(config, run_dir, None if unconditional else recipe.preview_batch, dataset, writes=main,
+                         reference=evaluator.dataset if evaluator is not None else None)
     check_batch_fits(recipe.networks, config, device)  # else the kernel kills an oversized run without a word
     if main and config.log.eval_every and hasattr(recipe, "validation_metrics"):
         warn_if_validation_reads_training_data(config)

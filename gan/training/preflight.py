@@ -44,15 +44,18 @@ from gan.recipes.image_to_image import scores_translations
 
 
 def check_run_can_finish(config: Config, run_dir: Path, load_previews: Callable[[], object] | None,
-                         dataset: Dataset | None = None, writes: bool = True) -> None:
+                         dataset: Dataset | None = None, writes: bool = True,
+                         reference: Callable[[], Dataset] | None = None) -> None:
     """ConfigError listing every problem found, one per line; nothing when there is none.
     `load_previews`: loads the evaluation images that the recipe's previews show (image-to-image
     recipes; an unconditional one draws latents), so that an evaluation set none of whose files
     decode (ones damaged past their header pass the folder scan) stops the run now. `dataset`: the training set,
     whose decoded-image cache, when already built, needs no write access. `writes`: whether this
     process writes the run directory and the metrics' cache (torchrun's rank 0 alone: another
-    rank's probe there recreated a run directory that rank 0 had removed on a failed start)."""
-    problems = run_problems(config, run_dir, load_previews, dataset, writes)
+    rank's probe there recreated a run directory that rank 0 had removed on a failed start).
+    `reference`: gives the metrics' real images of metrics.root, built once for the check and the
+    metrics (the evaluator's); else they are built here."""
+    problems = run_problems(config, run_dir, load_previews, dataset, writes, reference)
     if problems:
         raise ConfigError("this run could not finish, so it does not start:\n" +
                           "\n".join(f"  - {problem}" for problem in problems))
@@ -90,7 +93,8 @@ def _read_weights(path: str | None) -> None:
 
 
 def run_problems(config: Config, run_dir: Path, load_previews: Callable[[], object] | None,
-                 dataset: Dataset | None = None, writes: bool = True) -> list[str]:
+                 dataset: Dataset | None = None, writes: bool = True,
+                 reference: Callable[[], Dataset] | None = None) -> list[str]:
     problems: list[str] = []
 
     def check(what: str, test: Callable[[], object]) -> None:
@@ -103,8 +107,8 @@ def run_problems(config: Config, run_dir: Path, load_previews: Callable[[], obje
     if load_previews is not None:
         check("the evaluation images (previews, validation)", load_previews)
     if metrics.every and metrics.root:
-        check("metrics.root", lambda: _too_few_real_images(metrics, _reference_set(data, metrics.root),
-                                                           f"'{metrics.root}'"))
+        real_images = reference or (lambda: _reference_set(data, metrics.root))
+        check("metrics.root", lambda: _too_few_real_images(metrics, real_images(), f"'{metrics.root}'"))
     elif metrics.every and dataset is not None:
         where = (f"data.synthetic_size = {data.synthetic_size}" if data.dataset == "synthetic" else
                  f"data.root '{data.root}'" + (f" with data.max_images = {data.max_images}" if data.max_images else ""))

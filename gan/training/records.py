@@ -81,7 +81,8 @@ def generative_evaluator(config: Config, recipe: Recipe, device: torch.device) -
         # weights the config names must be there; without a name, FID/KID are skipped with a warning
         evaluator = GenerativeEvaluator(reference, metrics.names, metrics.num_samples, device,
                                         metrics.inception_weights, metrics.cache_dir,
-                                        require_weights=bool(metrics.inception_weights))
+                                        require_weights=bool(metrics.inception_weights),
+                                        root_key="metrics.root" if metrics.root else "data.root")
     except (ValueError, FileNotFoundError) as error:  # a weights file missing, a folder, damaged, another's
         advice = (f"; {damaged_weights_advice(metrics.inception_weights)}" if isinstance(error, InceptionWeightsDamaged)
                   else "")
