@@ -919,3 +919,33 @@ def test_files_written_together_are_moved_in_under_a_lock_on_their_folder(tmp_pa
     monkeypatch.setattr(files_module.os, "replace", replace)
     write_together({tmp_path / "a": lambda temp: temp.write_text("a"), tmp_path / "b": lambda temp: temp.write_text("b")})
     assert held == [True, True]
+
+
+@pytest.mark.parametrize("extension", [".jpg", ".bmp", ".tif", ".png"])
+def test_an_image_the_disk_cuts_short_is_an_error_not_a_file_cut_short_in_place(tmp_path, extension):
+    """Given a file, Pillow's JPEG, BMP and TIFF encoders pass over a short write: under `ulimit -f`
+    (or on a full disk) gan sample and translate put an 8 KiB stump in place and said "wrote"."""
+    import subprocess
+    import sys
+
+    code = f"""
+import resource
+import numpy as np
+from PIL import Image
+from gan.core.files import WriteError
+from gan.core.images import save_image
+import io
+image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (48, 48, 3), dtype=np.uint8))
+encoded = io.BytesIO()
+image.save(encoded, format=Image.registered_extensions()[{extension!r}])
+# (half the file: a file of one encoder buffer is written in one call, which writes part and says so)
+resource.setrlimit(resource.RLIMIT_FSIZE, (len(encoded.getvalue()) // 2, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+try:
+    save_image(image, {str(tmp_path / ('out' + extension))!r})
+    print("wrote")
+except WriteError as error:
+    print("refused:", error)
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.startswith("refused: could not write"), result.stdout + result.stderr
+    assert list(tmp_path.iterdir()) == []

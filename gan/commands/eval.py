@@ -290,16 +290,10 @@ def refuse_another_evaluation(path: Path, checkpoint: Path, data: str | None, st
                         f"{data}: pass {option} PATH to keep both, or --overwrite to replace it")
 
 
-def _evaluate_generative(state: dict, path: Path, folder: Path | None, metric_names: str | None, count: int,
-                         inception_weights: Path | None, cache_dir: Path | None, json_path: Path | None,
-                         which: str, device, outputs: EvalOutputs) -> None:
-    import json
-
-    from gan.core.config import config_from_dict
-    from gan.core.files import write_text_atomically
+def _checked_metric_names(metric_names: str | None, inception_weights: Path | None, count: int) -> list[str]:
+    """The metrics --metrics names (the default ones without it), after a usage error for a list that
+    names none or an unknown one, --inception-weights that no metric uses, or an --n too small."""
     from gan.core.registry import ConfigError
-    from gan.inference.generators import generator_from_checkpoint
-    from gan.inference.scoring import evaluate_generative
     from gan.metrics.generative import INCEPTION_METRICS, METRIC_NAMES, check_metric_names, smallest_count
     from gan.metrics.inception import resolve_weights_path
 
@@ -318,6 +312,20 @@ def _evaluate_generative(state: dict, path: Path, folder: Path | None, metric_na
     fewest, why = smallest_count(names)
     if count < fewest:  # (pr failed after both sets had passed through Inception)
         raise click.BadParameter(f"--n must be at least {fewest} ({why}), got {count}")
+    return names
+
+
+def _evaluate_generative(state: dict, path: Path, folder: Path | None, metric_names: str | None, count: int,
+                         inception_weights: Path | None, cache_dir: Path | None, json_path: Path | None,
+                         which: str, device, outputs: EvalOutputs) -> None:
+    import json
+
+    from gan.core.config import config_from_dict
+    from gan.core.files import write_text_atomically
+    from gan.inference.generators import generator_from_checkpoint
+    from gan.inference.scoring import evaluate_generative
+
+    names = _checked_metric_names(metric_names, inception_weights, count)
     loaded = generator_from_checkpoint(state, path, device, which)
     suffix = "" if loaded.used_ema or "generator_ema" not in state["networks"] else "-live"
     default = path.parent / f"metrics-{loaded.step:08d}{suffix}.json"

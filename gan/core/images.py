@@ -5,6 +5,7 @@ The one place that defines the [-1, 1] convention and how grids are written.
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
@@ -183,7 +184,15 @@ def save_image(image: Image.Image, path: str | Path) -> Path:
     check_format_fits(path, *image.size)
     path.parent.mkdir(parents=True, exist_ok=True)
     options = SAVE_OPTIONS.get(image_format, {})
-    write_atomically(path, lambda temp: image.save(temp, format=image_format, **options))
+
+    def write(temp: Path) -> None:
+        # Encoded in memory, then written as Python writes: given a file, Pillow's JPEG, BMP and TIFF
+        # encoders pass over a short write (a full disk, `ulimit -f`), and a file cut short went into place
+        encoded = io.BytesIO()
+        image.save(encoded, format=image_format, **options)
+        temp.write_bytes(encoded.getbuffer())
+
+    write_atomically(path, write)
     return path
 
 
