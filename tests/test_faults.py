@@ -949,3 +949,37 @@ except WriteError as error:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.stdout.startswith("refused: could not write"), result.stdout + result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def _tiny_train_command(out: Path, *extra: str) -> list[str]:
+    sets = [*TINY, "metrics.every=0", "train.keep_best=''", *extra]
+    return [sys.executable, "-m", "gan", "train", str(REPO / "experiments" / "dcgan_demo.toml"),
+            *[arg for item in sets for arg in ("--set", item)], "--out", str(out)]
+
+
+def test_a_run_whose_stderr_is_closed_or_whose_reader_went_away_trains_to_its_end(tmp_path):
+    """Started with `2>&-` (Python's sys.stderr is None) a run stopped before step 1 without a word;
+    piped into `head`, it stopped at the first progress line after the reader left."""
+    import shlex
+
+    closed = subprocess.run(["bash", "-c", shlex.join(_tiny_train_command(tmp_path / "closed")) + " 2>&-"],
+                            capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert closed.returncode == 0, closed.stdout
+    assert [path.name for path in list_checkpoints(only_run(tmp_path / "closed"))] == ["checkpoint-00000002.pt",
+                                                                                        "checkpoint-00000004.pt"]
+    command = _tiny_train_command(tmp_path / "piped", "train.steps=30", "log.every=1", "train.checkpoint_every=30")
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=tmp_path)
+    process.stdout.readline()
+    process.stdout.close()  # (the reader goes away: `| head -1`)
+    assert process.wait(timeout=300) == 0
+    assert [path.name for path in list_checkpoints(only_run(tmp_path / "piped"))] == ["checkpoint-00000030.pt"]
+
+
+def test_a_result_that_stdout_cannot_take_is_one_line(tmp_path):
+    (tmp_path / "cache").mkdir()
+    with open("/dev/full", "w") as full:
+        result = subprocess.run([sys.executable, "-m", "gan", "cache", "list", "--dir", str(tmp_path / "cache")],
+                                stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == ["error: '<standard output>': No space left on device (the disk is "
+                                                  "full: free space, or choose a folder on another disk)"]

@@ -3,6 +3,7 @@ the user's modules and the process's state as it found them."""
 
 import io
 import random
+import sys
 import threading
 import warnings
 from pathlib import Path
@@ -152,10 +153,11 @@ def test_loading_a_generator_leaves_the_global_random_stream_as_it_was(tiny_demo
 
 
 def test_a_command_called_in_process_leaves_the_warnings_filters_and_format_as_they_were(tiny_demo_run, tmp_path):
-    filters, formatwarning = list(warnings.filters), warnings.formatwarning
+    filters, formatwarning, streams = list(warnings.filters), warnings.formatwarning, (sys.stdout, sys.stderr)
     result = invoke("sample", tiny_demo_run, "--n", "2", "--out", tmp_path / "two.png")
     assert result.exit_code == 0, result.output
     assert warnings.filters == filters and warnings.formatwarning is formatwarning
+    assert (sys.stdout, sys.stderr) == streams
     assert "warning:" not in warnings.formatwarning("mine", UserWarning, "notebook.py", 1)
 
 

@@ -21,6 +21,7 @@ from gan.commands.compare import compare
 from gan.commands.eval import evaluate
 from gan.commands.export import export
 from gan.commands.sample import sample
+from gan.commands.streams import command_streams
 from gan.commands.sweep import sweep
 from gan.commands.train import train
 from gan.commands.translate import translate
@@ -76,7 +77,7 @@ class Commands(click.Group):
         try:
             # SIGTERM and SIGHUP (`kill`, a closed terminal) stop every command as Ctrl-C does: its temp
             # files go and it says so, where the default action ended it without a word
-            with stops_raise_interrupts(), _command_line_warnings():
+            with command_streams(), stops_raise_interrupts(), _command_line_warnings():
                 return super().invoke(ctx)
         except click.UsageError as error:  # a command's arguments
             _quietly_unless_rank_0(error)
