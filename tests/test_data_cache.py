@@ -548,3 +548,22 @@ def test_the_fingerprint_takes_each_file_by_its_real_path_folders_resolved_once(
     before = files_fingerprint(named)
     (tmp_path / "real" / "sub" / "1.png").write_bytes(b"yy")  # rewritten: seen through the link to it
     assert files_fingerprint(named) != before and files_fingerprint(named) == files_fingerprint(direct)
+
+
+def test_no_home_folder_for_the_default_caches_is_one_line_saying_what_to_set(tmp_path, monkeypatch):
+    """`docker run --user 12345` without HOME: Path.home() raised a bare RuntimeError traceback."""
+    from conftest import assert_one_error_line, invoke
+
+    def no_home():
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setattr(Path, "home", staticmethod(no_home))
+    assert_one_error_line(invoke("cache", "list"), "there is no home folder to keep gan's caches in", "XDG_CACHE_HOME")
+    result = invoke("train", str(Path(__file__).parents[1] / "experiments" / "dcgan_demo.toml"),
+                    *[arg for item in ("train.steps=2", "metrics.every=2", "metrics.names=['swd']")
+                      for arg in ("--set", item)], "--out", tmp_path / "runs")
+    assert result.exit_code != 0 and "there is no home folder to keep gan's caches in" in result.output
+    assert "Traceback" not in result.output
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")  # (passed over, as the XDG specification says)
+    assert_one_error_line(invoke("cache", "list"), "there is no home folder")

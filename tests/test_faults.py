@@ -983,3 +983,28 @@ def test_a_result_that_stdout_cannot_take_is_one_line(tmp_path):
     assert result.returncode != 0
     assert result.stderr.strip().splitlines() == ["error: '<standard output>': No space left on device (the disk is "
                                                   "full: free space, or choose a folder on another disk)"]
+
+
+def test_a_path_too_long_is_said_as_the_path_not_as_its_short_name(tmp_path):
+    from gan.core.files import WriteError, write_atomically
+
+    deep = tmp_path.joinpath(*["d" * 200] * 25) / "grid.png"  # (over 4,096 bytes; the name is 8)
+    with pytest.raises(WriteError, match=r"its path is \d+ bytes, more than a path holds here \(at most 4096"):
+        write_atomically(deep, lambda temp: temp.write_bytes(b"x"))
+
+
+def test_a_file_size_limit_is_said_as_such_not_as_a_full_disk(tmp_path):
+    """`ulimit -f`: "(45435.0 MiB free): ... (a full disk or quota?)" sent the user looking for space."""
+    code = f"""
+import resource
+from pathlib import Path
+from gan.core.files import WriteError, write_atomically
+resource.setrlimit(resource.RLIMIT_FSIZE, (8192, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+try:
+    write_atomically(Path({str(tmp_path / 'big.bin')!r}), lambda temp: temp.write_bytes(bytes(100_000)))
+except WriteError as error:
+    print(error)
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "File too large; this process may write files of at most 8,192 bytes (ulimit -f)" in result.stdout, \
+        result.stdout + result.stderr

@@ -29,11 +29,15 @@ def _cache_dir_option(command):
 def _resolve_cache_dir(cache_dir: Path | None) -> Path:
     """The cache folder; a --dir that does not exist ends the command (a mistyped path must not read
     as an empty cache). The default folder may not exist yet: nothing was cached."""
+    from gan.core.registry import ConfigError
     from gan.data.cache import user_cache_dir
 
     if cache_dir is not None and not cache_dir.exists():
         fail(f"--dir '{cache_dir}' does not exist (data.cache_dir names the cache folder a run used)")
-    return cache_dir or user_cache_dir("decoded")
+    try:
+        return cache_dir or user_cache_dir("decoded")
+    except ConfigError as error:  # (no home folder)
+        fail(error)
 
 
 def _scan(folder: Path):

@@ -32,6 +32,7 @@ except ImportError:  # Windows: no advisory locks; a run directory is then not p
 QUIET_SECONDS = 600  # a temp of another machine written more recently may be a write still under way
 LOCK_ATTEMPTS = 100  # a lock file removed between its opening and its locking is opened again, so often
 MAX_NAME_BYTES = 255  # what a file name may hold on most file systems (ext4, XFS, APFS, NTFS's 255 characters)
+MAX_PATH_BYTES = 4096  # what a whole path may hold on Linux (PATH_MAX)
 LOCK_NAME = ".lock"
 SWEEP_LOCK_NAME = ".sweep.lock"
 
@@ -47,7 +48,11 @@ class RunDirectoryBusy(RuntimeError):
 def free_space(path: Path) -> str:
     """The free space on the disk holding `path`, for messages."""
     for folder in (path, *path.parents):
-        if folder.exists():
+        try:
+            exists = folder.exists()
+        except OSError:  # (a path too long to look up: its folders above may be)
+            continue
+        if exists:
             try:
                 free = f"{shutil.disk_usage(folder).free / 2**20:.1f} MiB free"
             except OSError:
@@ -150,6 +155,16 @@ def write_together(writes: dict[Path, Callable[[Path], None]], new_only: bool = 
                     copy.unlink(missing_ok=True)
 
 
+def _file_size_limit() -> int | None:
+    """The largest file this process may write (RLIMIT_FSIZE, `ulimit -f`), or None when unlimited."""
+    try:
+        import resource
+    except ImportError:  # (Windows)
+        return None
+    soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
 def _undo_moves(moved: list[Path], kept: dict[Path, Path | None]) -> list[str]:
     """Undo a set's renames after one of them failed: a file the write made is removed, one it replaced
     put back from its copy in `kept`. Returns a note for each copy that could not be put back (kept,
@@ -176,8 +191,15 @@ def _failure_said(error: BaseException, path: Path) -> str:
     elif "unexpected pos" in reason or "file write failed" in reason:
         reason = "the writer could not write all of it (a full disk or quota?)"
     if isinstance(error, OSError) and error.errno == errno.ENAMETOOLONG:  # (it named the temp, or nothing)
-        reason = (f"its name is {len(os.fsencode(path.name))} bytes, more than a file name holds here (at "
-                  f"most {MAX_NAME_BYTES} on most file systems); give a shorter name")
+        name_bytes, path_bytes = len(os.fsencode(path.name)), len(os.fsencode(os.path.abspath(path)))
+        reason = (f"its name is {name_bytes} bytes, more than a file name holds here (at most {MAX_NAME_BYTES} on "
+                  "most file systems); give a shorter name" if name_bytes > MAX_NAME_BYTES else
+                  f"its path is {path_bytes} bytes, more than a path holds here (at most {MAX_PATH_BYTES} on most "
+                  "systems); give a shorter one")
+    elif (isinstance(error, OSError) and error.errno == errno.EFBIG) or "could not write all of it" in reason:
+        limit = _file_size_limit()
+        if limit is not None:  # (`ulimit -f`: a limit of this process, no full disk)
+            reason += f"; this process may write files of at most {limit:,} bytes (ulimit -f)"
     # (no free space where permission was refused: "(0.0 MiB free): Permission denied" reads as a full disk)
     refused = (error.errno in (errno.EACCES, errno.EPERM, errno.EROFS) if isinstance(error, OSError) else
                any(words in reason for words in ("Permission denied", "Read-only file system")))  # (torch's, safetensors')

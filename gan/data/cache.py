@@ -51,8 +51,19 @@ MAX_HEADER_BYTES = 16 * 2**20  # a header of a million images is ~150 KB; larger
 
 
 def user_cache_dir(name: str) -> Path:
-    """`$XDG_CACHE_HOME/gan/<name>`, or `~/.cache/gan/<name>`: where gan keeps what it can recompute."""
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gan" / name
+    """`$XDG_CACHE_HOME/gan/<name>`, or `~/.cache/gan/<name>`: where gan keeps what it can recompute.
+    A relative XDG_CACHE_HOME is passed over, as the XDG specification says (it would name a new
+    folder wherever a command runs); ConfigError where there is no home folder to go by."""
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    if xdg and Path(xdg).is_absolute():
+        return Path(xdg) / "gan" / name
+    try:
+        home = Path.home()
+    except RuntimeError:  # (HOME unset, and a user id the passwd file does not know: `docker run --user N`)
+        raise ConfigError("there is no home folder to keep gan's caches in (HOME is unset, and this user has no home "
+                          "in the passwd file): set HOME or XDG_CACHE_HOME, or the cache's own folder "
+                          "(data.cache_dir, metrics.cache_dir, --cache-dir, gan cache --dir)") from None
+    return home / ".cache" / "gan" / name
 
 
 def cache_header(dataset: ImageFileDataset, identity: dict) -> dict:
