@@ -1008,3 +1008,25 @@ except WriteError as error:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert "File too large; this process may write files of at most 8,192 bytes (ulimit -f)" in result.stdout, \
         result.stdout + result.stderr
+
+
+def test_memory_running_out_is_one_line_saying_what_to_ask_for(tmp_path, tiny_demo_run, monkeypatch):
+    """Under `ulimit -v`, train, sample and eval ended in the CPU allocator's traceback."""
+    from conftest import assert_one_error_line, invoke
+
+    import gan.commands.sample
+    from gan.recipes.dcgan import DCGANRecipe
+
+    def allocation_fails(*args, **kwargs):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1073741824 bytes. "
+                           "Error code 12 (Cannot allocate memory)")
+
+    monkeypatch.setattr(gan.commands.sample, "image_batches", allocation_fails)
+    assert_one_error_line(invoke("sample", tiny_demo_run, "--n", "4", "--out", tmp_path / "four.png"),
+                          "out of memory (DefaultCPUAllocator: can't allocate memory", "a smaller --n")
+    assert not (tmp_path / "four.png").exists()
+    monkeypatch.setattr(DCGANRecipe, "step", allocation_fails)
+    result = invoke("train", REPO / "experiments" / "dcgan_demo.toml",
+                    *[arg for item in TINY for arg in ("--set", item)], "--out", tmp_path / "runs")
+    assert_one_error_line(result, "out of memory", "a smaller train.batch_size")
+    assert [path.name for path in (tmp_path / "runs").iterdir()] == [".run-numbers.lock"]  # (no run directory)

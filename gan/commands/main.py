@@ -62,7 +62,8 @@ def _another_torchrun_process() -> bool:
 
 class Commands(click.Group):
     """The command group, ending any command's unhandled error on a named file (a read-only or
-    full disk, a file where a folder belongs) with one line instead of a traceback, and a stop
+    full disk, a file where a folder belongs) or memory that ran out with one line instead of a
+    traceback, and a stop
     no command handled with the shell's exit status for it. Under torchrun,
     a usage error is printed by rank 0 alone (each process exits with it)."""
 
@@ -94,6 +95,14 @@ class Commands(click.Group):
             if error.filename is None:
                 raise
             fail(file_error(error))
+        except (RuntimeError, MemoryError) as error:  # (the allocator's: past a memory limit, `ulimit -v`)
+            from gan.inference.tiling import out_of_memory
+
+            if not out_of_memory(error):
+                raise
+            said = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            fail(f"out of memory ({said}): ask for less at a time (gan train: a smaller train.batch_size, or "
+                 "smaller networks; gan sample and eval: a smaller --n), or free memory")
 
 
 def _quietly_unless_rank_0(error: click.UsageError) -> None:
