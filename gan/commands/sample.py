@@ -152,6 +152,13 @@ class StagedOutputs:
         else:
             move_in_new(staged, target)
 
+    def named_as_targets(self, message: str) -> str:
+        """`message` with the staged file it names named as the file it becomes: the user gave that one."""
+        for staged, target in reversed(self.moves):  # (a write that failed: the newest, as a rule)
+            if str(staged) in message:
+                return message.replace(str(staged), str(target))
+        return message
+
     def discard(self) -> int:
         """Remove what was written so far; returns how many files there were."""
         written = sum(staged.is_file() for staged, _ in self.moves)
@@ -295,7 +302,7 @@ def write_all_or_none(batches: Iterator[torch.Tensor], out: Path | None, separat
         remove_empty_folders(created)
         removed_note = (f"; removed the {removed} file(s) it had written" if removed else "") + replaced_note(staged)
         fail(f"'{checkpoint}': {error}{removed_note}" if isinstance(error, NonFiniteOutput)
-             else f"{error}{removed_note}")
+             else f"{staged.named_as_targets(str(error))}{removed_note}")
     except KeyboardInterrupt:
         if not staged.committed:
             removed = staged.discard()
