@@ -567,3 +567,24 @@ def test_no_home_folder_for_the_default_caches_is_one_line_saying_what_to_set(tm
     assert "Traceback" not in result.output
     monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")  # (passed over, as the XDG specification says)
     assert_one_error_line(invoke("cache", "list"), "there is no home folder")
+
+
+def test_a_cache_header_another_user_keeps_from_this_one_is_said_so_not_called_damaged(folder, tmp_path, monkeypatch):
+    """A shared cache folder written under umask 077 by another user: "is not a JSON object"."""
+    config = config_for(folder, "mmap", tmp_path)
+    dataset = build_dataset(config)
+    from gan.data import data_identity
+
+    cache_module.load_or_build_cache(dataset, data_identity(config), tmp_path / "cache")
+    (header,) = (tmp_path / "cache").glob("*.json")
+
+    def refused(path, *args, **kwargs):
+        if Path(path) == header:
+            raise PermissionError(13, "Permission denied", str(path))
+        return open(path, *args, **kwargs)
+
+    monkeypatch.setattr(cache_module, "_read_header", lambda path: None)  # (what it reads of a file it may not)
+    monkeypatch.setattr(cache_module, "open", refused, raising=False)
+    with pytest.warns(UserWarning, match=rf"the decoded-image cache header '{header}' cannot be read by this user "
+                                         r"\(Permission denied; another user's"):
+        cache_module.load_or_build_cache(dataset, data_identity(config), tmp_path / "cache")

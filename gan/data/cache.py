@@ -191,7 +191,7 @@ def load_or_build_cache(dataset: ImageFileDataset, identity: dict, cache_dir: Pa
             return images
         warnings.warn(f"the decoded-image cache '{array_path}' {damage}; rebuilding it", stacklevel=2)
     elif header_path.is_file():  # named by the hash of what it should say: edited, damaged, or its array gone
-        what = ("is not a JSON object" if _read_header(header_path) is None else
+        what = (_unreadable(header_path) or "is not a JSON object" if _read_header(header_path) is None else
                 "has no array beside it" if not array_path.is_file() else "does not describe this data set")
         warnings.warn(f"the decoded-image cache header '{header_path}' {what}; rebuilding the cache", stacklevel=2)
     try:
@@ -254,6 +254,16 @@ def _read_header(path: Path) -> dict | None:
     except (ValueError, OSError, RecursionError):
         return None  # missing or damaged: the cache is rebuilt
     return header if isinstance(header, dict) else None
+
+
+def _unreadable(path: Path) -> str | None:
+    """Why `path` cannot be read by this user (a shared cache folder another user wrote under umask
+    077), or None when it can."""
+    try:
+        with open(path, "rb"):
+            return None
+    except OSError as error:
+        return f"cannot be read by this user ({error.strerror}; another user's, written under a umask that keeps it to them?)"
 
 
 def _remove_abandoned_temps(cache_dir: Path) -> None:
