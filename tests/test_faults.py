@@ -1030,3 +1030,14 @@ def test_memory_running_out_is_one_line_saying_what_to_ask_for(tmp_path, tiny_de
                     *[arg for item in TINY for arg in ("--set", item)], "--out", tmp_path / "runs")
     assert_one_error_line(result, "out of memory", "a smaller train.batch_size")
     assert [path.name for path in (tmp_path / "runs").iterdir()] == [".run-numbers.lock"]  # (no run directory)
+
+
+def test_a_run_directory_whose_path_is_not_utf8_is_refused_before_step_1(tmp_path):
+    """TensorBoard's writer failed on it with UnicodeEncodeError after the run had set up."""
+    import os
+
+    out = Path(os.fsdecode(os.fsencode(tmp_path) + b"/bad\xffdir"))
+    result = subprocess.run(_tiny_train_command(out), capture_output=True, timeout=300, cwd=tmp_path)
+    errors = result.stderr.decode("utf-8", "replace")
+    assert result.returncode != 0 and "Traceback" not in errors, errors
+    assert "has a path that is not UTF-8 text" in errors and "bad\\xffdir" in errors

@@ -219,7 +219,14 @@ def _require_file_or_nothing(path: Path, holding: str) -> None:
 
 def _require_writable(folder: Path, what: str) -> None:
     """`folder` exists or can be made, and a file can be written in it (tried: a permission check
-    would pass for root on a folder it still cannot write, such as a read-only mount)."""
+    would pass for root on a folder it still cannot write, such as a read-only mount); its path is
+    UTF-8 text, as TensorBoard's event files name it."""
+    try:
+        os.fsencode(folder.absolute()).decode("utf-8")
+    except UnicodeDecodeError:
+        shown = str(folder).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        raise ValueError(f"{what} '{shown}' has a path that is not UTF-8 text (bytes of another encoding), which "
+                         "TensorBoard's event files cannot name: give a folder whose path is") from None
     if folder.exists() and not folder.is_dir():
         raise NotADirectoryError(f"{what} '{folder}' is a file, not a folder: move it, or name another folder")
     try:
