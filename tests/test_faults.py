@@ -1041,3 +1041,15 @@ def test_a_run_directory_whose_path_is_not_utf8_is_refused_before_step_1(tmp_pat
     errors = result.stderr.decode("utf-8", "replace")
     assert result.returncode != 0 and "Traceback" not in errors, errors
     assert "has a path that is not UTF-8 text" in errors and "bad\\xffdir" in errors
+
+
+def test_a_command_run_in_a_deleted_folder_says_so(tmp_path):
+    """Every command ended in "Intel oneMKL FATAL ERROR: Cannot load libtorch_cpu.so"."""
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    code = f"import os, sys; os.chdir({str(gone)!r}); os.rmdir({str(gone)!r}); sys.argv = ['gan', 'cache', 'list']; " \
+           "from gan.commands.main import main; main()"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        "error: the folder this command runs in has been deleted (or moved): change to a folder that exists, and run "
+        "it again"], result.stderr

@@ -75,6 +75,11 @@ class Commands(click.Group):
             raise
 
     def invoke(self, ctx: click.Context):
+        try:  # (torch's libraries, loaded by every command, fail to load from a deleted folder, in their own words)
+            os.getcwd()
+        except FileNotFoundError:
+            fail("the folder this command runs in has been deleted (or moved): change to a folder that exists, "
+                 "and run it again")
         try:
             # SIGTERM and SIGHUP (`kill`, a closed terminal) stop every command as Ctrl-C does: its temp
             # files go and it says so, where the default action ended it without a word
