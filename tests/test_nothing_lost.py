@@ -283,6 +283,12 @@ def test_eval_lists_the_data_folders_images_only_where_an_output_lies_in_it(runs
     before = image.read_bytes()
     assert_one_error_line(invoke("eval", runs["srresnet"], "--data", copy, "--csv", image, "--overwrite"), str(image))
     assert listed == [copy] and image.read_bytes() == before
+    # a hard link of one of its images outside it is one of them too
+    (tmp_path / "strips").mkdir()
+    os.link(image, tmp_path / "strips" / image.with_suffix(".png").name)
+    assert_one_error_line(invoke("eval", runs["srresnet"], "--data", copy, "--save-images", tmp_path / "strips",
+                                 "--csv", tmp_path / "e2.csv", "--overwrite"), "would overwrite the input")
+    assert image.read_bytes() == before and image.stat().st_nlink == 2
 
 
 def test_eval_of_a_synthetic_run_compares_with_the_data_folder_it_is_given(tiny_demo_run, tmp_path):

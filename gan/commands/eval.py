@@ -212,8 +212,9 @@ class EvalOutputs:
         `checkpoint` (at `step`) on the same `data`."""
         from gan.inference.outputs import check_outputs
 
-        # (folders are listed only where an output lies: CelebA's 202,599 images took 20 s to list and stat)
-        folders = _holding(outputs, [*([data_folder] if data_folder else []), *run_data_folders(run_config or {})])
+        # (folders are listed only where an output may be one of their images: CelebA's 202,599 took 20 s to list
+        # and stat)
+        folders = _may_hold(outputs, [*([data_folder] if data_folder else []), *run_data_folders(run_config or {})])
         images = [image for folder in folders for image in _images_under(folder)]
         check_outputs(outputs, inputs=[*self.inputs, *images], overwrite=self.overwrite, own=defaults)
         if not self.overwrite and checkpoint is not None:
@@ -240,11 +241,21 @@ def run_data_folders(config: dict) -> list[Path]:
     return [Path(folder) for folder in named if isinstance(folder, str) and folder]
 
 
-def _holding(outputs: list[Path], folders: list[Path]) -> list[Path]:
-    """Those of `folders` that hold one of `outputs` (links resolved)."""
+def _may_hold(outputs: list[Path], folders: list[Path]) -> list[Path]:
+    """Those of `folders` that may hold one of `outputs`: that hold it, links resolved, or all of them
+    where an output is a file of several hard links (one may be an image in any of them)."""
+    if any(_hard_links(output) > 1 for output in outputs):
+        return folders
     targets = [Path(os.path.realpath(output)) for output in outputs]
     return [folder for folder in folders
             if any(target.is_relative_to(os.path.realpath(folder)) for target in targets)]
+
+
+def _hard_links(path: Path) -> int:
+    try:
+        return os.stat(path).st_nlink
+    except OSError:  # (none yet: the usual case)
+        return 0
 
 
 def _images_under(folder: Path | None) -> list[Path]:
