@@ -508,3 +508,9 @@ def test_runs_of_several_image_to_image_recipes_rank_by_the_metric_most_of_them_
     with pytest.warns(UserWarning, match=r"1 of 3 runs have no value of val/psnr"):
         table, _ = compare([tmp_path / "mix"], None, tmp_path / "out")
     assert "best val/psnr (higher is better)" in table
+
+
+def test_better_against_gans_word_for_a_metric_is_warned_of(sweep, tmp_path):
+    with pytest.warns(UserWarning, match=r"--better higher ranks swd/mean the other way round from gan's word for it "
+                                         r"\(lower is better\)"):
+        compare([sweep], None, tmp_path / "out", better="higher")

@@ -132,7 +132,7 @@ def test_a_second_run_in_another_thread_of_the_process_is_refused_as_runs_share_
         first.start()
         try:
             assert started.wait(60)
-            with pytest.raises(RunInProgress, match="another gan training run is in progress in this process"):
+            with pytest.raises(RunInProgress, match="a gan training run is in progress in this process already"):
                 _train(tiny_config(), tmp_path / "second")
         except BaseException as error:  # noqa: BLE001 - reported after the first run is let go
             errors.append(error)

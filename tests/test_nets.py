@@ -182,3 +182,36 @@ def test_the_inputs_the_zoo_networks_read_still_run():
     assert generator(torch.zeros(2, 8)).shape == generator(torch.zeros(2, 8, 1, 1)).shape == (2, 3, 32, 32)
     patchgan = NetworkSpec("discriminator", "patchgan", {"channels": 4, "in_channels": 3}).build().eval()
     assert patchgan(torch.zeros(1, 3, 24, 24)).shape == (1, 1, 1, 1)
+
+
+def test_a_partial_of_a_zoo_class_under_a_zoo_name_is_refused_at_once():
+    """It was taken for the zoo's own registration (its function's module is the zoo's): accepted, and
+    the zoo's import failed later, half done."""
+    import functools
+    import subprocess
+    import sys
+
+    code = """
+import functools
+from gan.nets.unet import UNetGenerator
+from gan.nets import network_spec, register_network
+try:
+    register_network("generator", "dcgan")(functools.partial(UNetGenerator, num_downs=5))
+except ValueError as error:
+    print(error)
+network_spec("generator", "dcgan", {"channels": 4}, "g", resolution=32).build()
+print("zoo usable")
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "generator 'dcgan' is registered twice: to gan.nets.dcgan.DCGANGenerator, and now to "
+        "gan.nets.unet.UNetGenerator(num_downs=5); register yours under a name of its own", "zoo usable"]
+    from gan.nets import _zoo, register_network
+    from gan.nets.dcgan import DCGANGenerator
+
+    register_network("generator", "test_partial")(functools.partial(DCGANGenerator, 32))
+    with pytest.raises(ValueError, match=r"DCGANGenerator\(32\), and now to .*DCGANGenerator\(64\)"):
+        register_network("generator", "test_partial")(functools.partial(DCGANGenerator, 64))
+    register_network("generator", "test_partial")(functools.partial(DCGANGenerator, 32))  # (the same, again)
+    assert _zoo("generator").get("test_partial").args == (32,)

@@ -65,8 +65,10 @@ class Registry(Generic[T]):
 
 
 def _qualified_name(entry: object) -> str:
-    """Where `entry` is defined, as `module.QualifiedName` (a partial: its function's, and its keywords)."""
+    """Where `entry` is defined, as `module.QualifiedName` (a partial: its function's, and its arguments;
+    a lambda: itself alone, as lambdas share their name)."""
     if isinstance(entry, functools.partial):
-        keywords = ", ".join(f"{key}={value!r}" for key, value in entry.keywords.items())
-        return f"{_qualified_name(entry.func)}({keywords})"
-    return f"{getattr(entry, '__module__', '?')}.{getattr(entry, '__qualname__', type(entry).__qualname__)}"
+        arguments = [*map(repr, entry.args), *(f"{key}={value!r}" for key, value in entry.keywords.items())]
+        return f"{_qualified_name(entry.func)}({', '.join(arguments)})"
+    name = getattr(entry, "__qualname__", type(entry).__qualname__)
+    return f"{getattr(entry, '__module__', '?')}.{name}" + (f" at {id(entry):#x}" if "<lambda>" in name else "")

@@ -14,6 +14,7 @@ import importlib
 import inspect
 import math
 import re
+import sys
 import typing
 import warnings
 from dataclasses import dataclass, field
@@ -44,7 +45,9 @@ def register_network(role: str, name: str):
                          f"{', '.join(ROLES)}")
 
     def register(constructor):
-        if getattr(getattr(constructor, "func", constructor), "__module__", None) not in _ZOO_MODULES:  # (one of one's own: after the zoo, to meet a clash now)
+        # the zoo's own modules register as they import; any other caller (a partial of a zoo class too)
+        # after the zoo, to meet a clash now
+        if sys._getframe(1).f_globals.get("__name__") not in _ZOO_MODULES:
             _zoo(role)
         return _REGISTRIES[role].register(name, constructor)
 

@@ -331,9 +331,13 @@ def check_metric(metric: str | None, default: str, scalars: dict[Path, dict[str,
     if len(missing) == len(scalars):
         warnings.warn(f"no run has a value of {metric}{chosen}; give --metric, one of: {', '.join(available)}",
                       CompareWarning, stacklevel=2)
-    if metric_name(metric) not in DIRECTIONS and better is None:
+    known = DIRECTIONS.get(metric_name(metric))
+    if known is None and better is None:
         warnings.warn(f"gan does not know whether a higher or lower {metric} is better; the best is taken as the "
                       "lowest (--better higher ranks by the highest)", CompareWarning, stacklevel=2)
+    elif known is not None and better is not None and better != known:
+        warnings.warn(f"--better {better} ranks {metric} the other way round from gan's word for it ({known} is "
+                      "better): the 'best' values are its worst", CompareWarning, stacklevel=2)
     return metric
 
 
@@ -640,8 +644,9 @@ def plot(groups: dict[str, dict[Path, dict[str, Curve]]], metric: str, path: Pat
         figure.legend(list(legend.values()), list(legend), loc="lower center", ncol=columns, fontsize=8,
                       frameon=False)
         below = (0.22 + 0.2 * rows) / figure.get_figheight()  # the legend's share of the height
-    figure.suptitle(f"losses smoothed {SMOOTHING} as TensorBoard does, {metric} as evaluated; lines: mean over "
-                    f"seeds, bands: min-max", fontsize=9)
+    evaluated = "" if metric in LOSSES else f", {metric} as evaluated"
+    figure.suptitle(f"losses smoothed {SMOOTHING} as TensorBoard does{evaluated}; lines: mean over seeds, bands: "
+                    "min-max", fontsize=9)
     figure.tight_layout(rect=(0, below, 1, 1))
     drawn["legend"] = list(legend)
     write_atomically(path, lambda temp: figure.savefig(temp, format="png", dpi=110))

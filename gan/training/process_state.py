@@ -27,9 +27,10 @@ def process_state_kept(device: torch.device) -> Iterator[None]:
     run seeds), grad mode, default dtype and `cudnn.benchmark` are as they were, however the run ended.
     RunInProgress while another thread's run trains."""
     if not _ONE_RUN.acquire(blocking=False):
-        raise RunInProgress("another gan training run is in progress in this process (in another thread): runs "
-                            "in one process share torch's random streams, so each would change the other's "
-                            "results without a word; train one after the other, or in processes of their own")
+        raise RunInProgress("a gan training run is in progress in this process already (called from within it, or "
+                            "in another thread): runs in one process share torch's random streams, so each would "
+                            "change the other's results without a word; train one after the other, or in "
+                            "processes of their own")
     try:
         streams = random.getstate(), np.random.get_state(), torch.get_rng_state()
         cuda_stream = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
