@@ -63,8 +63,7 @@ def _another_torchrun_process() -> bool:
 class Commands(click.Group):
     """The command group, ending any command's unhandled error on a named file (a read-only or
     full disk, a file where a folder belongs) or memory that ran out with one line instead of a
-    traceback, and a stop
-    no command handled with the shell's exit status for it. Under torchrun,
+    traceback, and a stop no command handled with the shell's exit status for it. Under torchrun,
     a usage error is printed by rank 0 alone (each process exits with it)."""
 
     def make_context(self, *args, **kwargs) -> click.Context:
