@@ -1,3 +1,5 @@
+import textwrap
+
 import pytest
 import torch
 from torch import nn
@@ -109,30 +111,43 @@ def test_registering_a_network_under_an_unknown_role_names_the_roles():
         register_network("generatr", "my_net")
 
 
-def test_a_network_of_ones_own_under_a_zoo_name_is_refused_at_once_even_before_the_zoo_is_imported():
-    """It was accepted (the zoo imports lazily), and every config after failed with
-    "generator 'unet' is registered twice", dcgan's too, until the process restarted."""
+def _registered_in_a_fresh_process(registration: str) -> list[str]:
+    """What a new process prints that runs `registration` (the zoo not imported yet), then builds a
+    zoo network: the registration's error, if any, then "zoo usable"."""
     import subprocess
     import sys
 
-    code = """
+    code = f"""
+import functools
 from torch import nn
-from gan.nets import register_network
+from gan.nets import network_spec, register_network
 try:
-    @register_network("generator", "unet")
-    class Mine(nn.Module):
-        pass
+{textwrap.indent(textwrap.dedent(registration), "    ")}
 except ValueError as error:
     print(error)
-from gan.nets import network_spec
-network_spec("generator", "dcgan", {"channels": 4}, "g", resolution=32).build()
+network_spec("generator", "dcgan", {{"channels": 4}}, "g", resolution=32).build()
 print("zoo usable")
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == [
-        "generator 'unet' is registered twice: to gan.nets.unet.UNetGenerator, and now to __main__.Mine; register "
-        "yours under a name of its own", "zoo usable"]
+    return result.stdout.splitlines()
+
+
+def test_a_network_of_ones_own_under_a_zoo_name_is_refused_at_once_even_before_the_zoo_is_imported():
+    """It was accepted (the zoo imports lazily), and every config after failed with
+    "generator 'unet' is registered twice", dcgan's too, until the process restarted. A partial of a
+    zoo class was taken for the zoo's own registration (its function's module is the zoo's)."""
+    assert _registered_in_a_fresh_process("""
+        @register_network("generator", "unet")
+        class Mine(nn.Module):
+            pass
+        """) == ["generator 'unet' is registered twice: to gan.nets.unet.UNetGenerator, and now to __main__.Mine; "
+                 "register yours under a name of its own", "zoo usable"]
+    assert _registered_in_a_fresh_process("""
+        from gan.nets.unet import UNetGenerator
+        register_network("generator", "dcgan")(functools.partial(UNetGenerator, num_downs=5))
+        """) == ["generator 'dcgan' is registered twice: to gan.nets.dcgan.DCGANGenerator, and now to "
+                 "gan.nets.unet.UNetGenerator(num_downs=5); register yours under a name of its own", "zoo usable"]
 
 
 def test_a_network_defined_again_under_its_name_replaces_the_earlier_definition_as_a_notebook_cell_run_again():
@@ -184,29 +199,9 @@ def test_the_inputs_the_zoo_networks_read_still_run():
     assert patchgan(torch.zeros(1, 3, 24, 24)).shape == (1, 1, 1, 1)
 
 
-def test_a_partial_of_a_zoo_class_under_a_zoo_name_is_refused_at_once():
-    """It was taken for the zoo's own registration (its function's module is the zoo's): accepted, and
-    the zoo's import failed later, half done."""
+def test_a_partial_registered_again_replaces_itself_only_with_the_same_arguments():
     import functools
-    import subprocess
-    import sys
 
-    code = """
-import functools
-from gan.nets.unet import UNetGenerator
-from gan.nets import network_spec, register_network
-try:
-    register_network("generator", "dcgan")(functools.partial(UNetGenerator, num_downs=5))
-except ValueError as error:
-    print(error)
-network_spec("generator", "dcgan", {"channels": 4}, "g", resolution=32).build()
-print("zoo usable")
-"""
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == [
-        "generator 'dcgan' is registered twice: to gan.nets.dcgan.DCGANGenerator, and now to "
-        "gan.nets.unet.UNetGenerator(num_downs=5); register yours under a name of its own", "zoo usable"]
     from gan.nets import _zoo, register_network
     from gan.nets.dcgan import DCGANGenerator
 
