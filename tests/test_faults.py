@@ -1023,12 +1023,22 @@ def test_memory_running_out_is_one_line_saying_what_to_ask_for(tmp_path, tiny_de
 
     monkeypatch.setattr(gan.commands.sample, "image_batches", allocation_fails)
     assert_one_error_line(invoke("sample", tiny_demo_run, "--n", "4", "--out", tmp_path / "four.png"),
-                          "out of memory (DefaultCPUAllocator: can't allocate memory", "a smaller --n")
+                          "out of memory (DefaultCPUAllocator: can't allocate memory", "ask for less at a time (a smaller --n)")
     assert not (tmp_path / "four.png").exists()
     monkeypatch.setattr(DCGANRecipe, "step", allocation_fails)
     result = invoke("train", REPO / "experiments" / "dcgan_demo.toml",
                     *[arg for item in TINY for arg in ("--set", item)], "--out", tmp_path / "runs")
     assert_one_error_line(result, "out of memory", "a smaller train.batch_size")
+    # a checkpoint that memory ran out loading is not called corrupt (with advice to start a new run)
+    import gan.core.checkpoint
+
+    def no_memory_to_load(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(gan.core.checkpoint, "quiet_torch_load", no_memory_to_load)
+    result = invoke("export", tiny_demo_run, "--out", tmp_path / "g.safetensors")
+    assert_one_error_line(result, "out of memory (MemoryError): free memory, or run it where there is more")
+    assert "corrupt" not in result.output
     assert [path.name for path in (tmp_path / "runs").iterdir()] == [".run-numbers.lock"]  # (no run directory)
 
 
@@ -1053,3 +1063,32 @@ def test_a_command_run_in_a_deleted_folder_says_so(tmp_path):
     assert result.returncode == 2 and result.stderr.strip().splitlines() == [
         "error: the folder this command runs in has been deleted (or moved): change to a folder that exists, and run "
         "it again"], result.stderr
+
+
+def test_an_evaluation_is_written_before_its_scores_are_printed_to_a_stdout_that_fails(tiny_demo_run, tmp_path):
+    """`gan eval ... > /dev/full`: the scores were printed first, and the failed print lost the JSON."""
+    with open("/dev/full", "w") as full:
+        result = subprocess.run([sys.executable, "-m", "gan", "eval", str(tiny_demo_run), "--metrics", "swd", "--n", "8",
+                                 "--json", str(tmp_path / "e.json"), "--cache-dir", str(tmp_path / "statistics")],
+                                stdout=full, stderr=subprocess.PIPE, text=True, timeout=300)
+    assert result.returncode == 2 and "error: '<standard output>': No space left on device" in result.stderr
+    assert "swd/mean" in (tmp_path / "e.json").read_text()
+
+
+def test_a_closed_stdout_is_an_error_when_output_went_to_it_and_a_reader_gone_a_quiet_stop(tmp_path):
+    """`gan cache list >&-` exited 0 having printed its whole result nowhere; `| head -1` called the
+    reader's going an error."""
+    import shlex
+
+    (tmp_path / "cache").mkdir()
+    listing = shlex.join([sys.executable, "-m", "gan", "cache", "list", "--dir", str(tmp_path / "cache")])
+    closed = subprocess.run(["bash", "-c", listing + " >&-"], capture_output=True, text=True, timeout=120)
+    assert closed.returncode == 2 and closed.stderr.strip().splitlines() == [
+        "error: '<standard output>': it is closed, and the 42 characters of this command's output went nowhere"
+        .replace("42", str(len(f"{tmp_path / 'cache'}: 0 cache(s)\ntotal 0.0 MiB\n")))]
+    gone = subprocess.run(["bash", "-c", listing + " | head -c 0; exit ${PIPESTATUS[0]}"], capture_output=True,
+                          text=True, timeout=120)
+    assert gone.returncode == 1 and gone.stderr == ""
+    trained = subprocess.run(["bash", "-c", shlex.join(_tiny_train_command(tmp_path / "runs")) + " >&-"],
+                             capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr  # (training prints nothing to stdout: nothing lost)

@@ -8,6 +8,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import click
 
@@ -203,6 +204,20 @@ class EvalOutputs:
                                 "resume training its step again), so the scores above are of the checkpoint it "
                                 "held before, and are not written as its record")
 
+    def write_then_say(self, write: Callable[[], None], say: Callable[[], None]) -> None:
+        """`write()` the evaluation's files, then `say()` its scores: a stdout that fails (a full disk, a
+        closed pipe) loses no evaluation. The scores of a checkpoint replaced while it was scored are
+        said, and nothing is written (`check_scored_unchanged`)."""
+        from gan.inference.outputs import OutputRefused
+
+        try:
+            self.check_scored_unchanged()
+        except OutputRefused:
+            say()
+            raise
+        write()
+        say()
+
     def check(self, outputs: list[Path], defaults: list[Path], checkpoint: Path | None = None,
               data: str | None = None, data_folder: Path | None = None, step: int = 0,
               run_config: dict | None = None) -> None:
@@ -369,10 +384,13 @@ def _evaluate_generative(state: dict, path: Path, folder: Path | None, metric_na
                                  require_weights=metric_names is not None, progress_stream=sys.stderr,
                                  root_key=root_key)
     scores = {key: value for key, value in result.items() if isinstance(value, float)}
-    click.echo(f"step {result['step']}  " + "  ".join(f"{key} {value:.4f}" for key, value in scores.items()))
-    outputs.check_scored_unchanged()
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomically(json_path, json.dumps(result, indent=2) + "\n")
+
+    def write() -> None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomically(json_path, json.dumps(result, indent=2) + "\n")
+
+    outputs.write_then_say(write, lambda: click.echo(f"step {result['step']}  " + "  ".join(
+        f"{key} {value:.4f}" for key, value in scores.items())))
     images = "image" if result["num_images"] == 1 else "images"
     click.echo(f"wrote {json_path} ({result['num_images']} generated vs {result['num_images']} real {images} "
                f"from {result['reference']}; {path})", err=True)
@@ -442,19 +460,22 @@ def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_pa
         rows, skipped = _collect_rows(rows_iterator, scored)
     infinite = infinite_scores(rows)
     rows.append(mean_row(rows))
-    click.echo(_format_row(rows[-1]))
     # (JSON has no infinity: a mean infinite throughout is written as null)
     result = {"checkpoint": str(translator.checkpoint), "step": translator.step, "data": str(scored.resolve()),
               "split": split, "mean": {key: value if math.isfinite(value) else None
                                        for key, value in rows[-1].items() if key != "image"},
               "infinite_scores": infinite, "skipped_images": {one.image: one.reason for one in skipped}}
+    scores = {}
     if image_sets and metrics is not None:
         scores, skipped_metrics = distribution_scores(image_sets, metrics)
         result.update({"images": image_counts(image_sets), "skipped": skipped_metrics, **scores})
+
+    def say() -> None:
+        click.echo(_format_row(rows[-1]))
         if scores:  # (none when every set was too small: the warnings said why)
             click.echo("  ".join(f"{name} {value:.4f}" for name, value in scores.items()))
-    outputs.check_scored_unchanged()
-    _write_evaluation(csv_path, rows, result)
+
+    outputs.write_then_say(lambda: _write_evaluation(csv_path, rows, result), say)
     click.echo(f"wrote {csv_path} ({_scored_summary(len(rows) - 1, data['dataset'], folder, scored, split)}, "
                f"{translator.checkpoint}){_skipped_summary(skipped)}{_infinite_summary(infinite)}", err=True)
     click.echo(f"wrote {csv_path.with_suffix('.json')} (the record of this evaluation"

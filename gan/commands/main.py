@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import sys
@@ -21,10 +22,11 @@ from gan.commands.compare import compare
 from gan.commands.eval import evaluate
 from gan.commands.export import export
 from gan.commands.sample import sample
-from gan.commands.streams import command_streams
+from gan.commands.streams import STANDARD_OUTPUT, command_streams
 from gan.commands.sweep import sweep
 from gan.commands.train import train
 from gan.commands.translate import translate
+from gan.core.memory import out_of_memory
 from gan.core.processes import stops_raise_interrupts
 from gan.core.progress import CLEAR_LINE
 
@@ -96,17 +98,29 @@ class Commands(click.Group):
                 click.echo(f"error: stopped by {name}", err=True)
             sys.exit(128 + signum)
         except OSError as error:
+            if error.errno == errno.ENOMEM:  # (an import, say, naming the folder it read from)
+                _out_of_memory(ctx, error)
+            if error.errno == errno.EPIPE and error.filename == STANDARD_OUTPUT:
+                sys.exit(1)  # (its reader gone, `gan cache list | head -1`: quietly, as click and Unix tools do)
             if error.filename is None:
                 raise
             fail(file_error(error))
         except (RuntimeError, MemoryError) as error:  # (the allocator's: past a memory limit, `ulimit -v`)
-            from gan.inference.tiling import out_of_memory
-
             if not out_of_memory(error):
                 raise
-            said = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            fail(f"out of memory ({said}): ask for less at a time (gan train: a smaller train.batch_size, or "
-                 "smaller networks; gan sample and eval: a smaller --n), or free memory")
+            _out_of_memory(ctx, error)
+
+
+# What to ask for less of when memory runs out, by command
+LESS_MEMORY = {"train": "a smaller train.batch_size, or smaller networks", "sample": "a smaller --n",
+               "eval": "a smaller --n", "translate": "--tile (or a smaller one)", "bench": "a smaller --set train.batch_size"}
+
+
+def _out_of_memory(ctx: click.Context, error: BaseException) -> None:
+    said = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    less = LESS_MEMORY.get(ctx.invoked_subcommand or "")
+    fail(f"out of memory ({said}): " + (f"ask for less at a time ({less}), or free memory" if less else
+                                        "free memory, or run it where there is more"))
 
 
 def _quietly_unless_rank_0(error: click.UsageError) -> None:

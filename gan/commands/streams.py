@@ -4,6 +4,7 @@ a result it prints (stdout) that cannot be written is said in one line, not a tr
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sys
 from typing import Any, Iterator, TextIO
@@ -67,18 +68,37 @@ class _Named:
         return getattr(self._stream, name)
 
 
+class _Closed:
+    """stdout closed (`>&-`, which Python gives as None): what is written is counted, for the command
+    to say, once it is done, that its output went nowhere (its result, for `gan cache list`)."""
+
+    def __init__(self) -> None:
+        self.lost = 0
+
+    def write(self, text: str) -> int:
+        self.lost += len(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+
 @contextlib.contextmanager
 def command_streams() -> Iterator[None]:
-    """sys.stderr forgiving and sys.stdout named inside the block (one closed, `2>&-`, which Python
-    gives as None: written to nowhere); both as they were after it, for a process that goes on
-    (CliRunner, a notebook)."""
+    """sys.stderr forgiving (closed, `2>&-`, which Python gives as None: written to nowhere) and sys.stdout
+    named inside the block (closed: an error after it, when the command wrote to it); both as they were
+    after it, for a process that goes on (CliRunner, a notebook)."""
     stdout, stderr = sys.stdout, sys.stderr
-    with contextlib.ExitStack() as closing:
-        def or_nowhere(stream: TextIO | None) -> TextIO:
-            return stream if stream is not None else closing.enter_context(open(os.devnull, "w"))
-
-        sys.stdout, sys.stderr = _Named(or_nowhere(stdout)), _Forgiving(or_nowhere(stderr))
+    closed = _Closed() if stdout is None else None
+    with open(os.devnull, "w") if stderr is None else contextlib.nullcontext(stderr) as errors:
+        sys.stdout, sys.stderr = closed or _Named(stdout), _Forgiving(errors)
         try:
             yield
         finally:
             sys.stdout, sys.stderr = stdout, stderr
+    if closed is not None and closed.lost:  # (the work is done; its output, which may be its result, is not)
+        raise OSError(errno.EBADF, f"it is closed, and the {closed.lost:,} characters of this command's output went "
+                                   "nowhere", STANDARD_OUTPUT)

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from gan.core.files import write_atomically, write_text_atomically
+from gan.core.memory import out_of_memory
 
 FORMAT = "gan.checkpoint/1"
 # An export's (gan/inference/exported.py), and the extensions only exports have, named here for messages.
@@ -179,6 +180,8 @@ def _loaded(path: Path, handle: IO[bytes], map_location: str | torch.device, for
     try:
         state = quiet_torch_load(handle, map_location=map_location)
     except Exception as error:  # torch raises many types for truncated or foreign files
+        if out_of_memory(error):  # (no damage: a good checkpoint called corrupt might be deleted)
+            raise
         # torch's own text can advise weights_only=False, which would run the file's code: never pass it on
         reason = unloadable_reason(path, error)
         # a damaged torch file is most likely a checkpoint cut short: what a command takes would not help

@@ -4,14 +4,18 @@ allocation too large does not fail, the kernel's out-of-memory killer ends the p
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # (torch-free to import: `out_of_memory` may be asked when memory has run out)
+    import torch
 
 
 def available_memory(device: torch.device) -> int | None:
     """Bytes free on a CUDA device, or available to new allocations on a Linux host without
     swapping (MemAvailable); None when unknown."""
     if device.type == "cuda":
+        import torch
+
         return torch.cuda.mem_get_info(device)[0]
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
@@ -29,3 +33,11 @@ def format_bytes(count: float) -> str:
             return f"{count:,.0f} {unit}" if unit == "bytes" else f"{count:,.1f} {unit}"
         count /= 1024
     return f"{count:,.1f} TiB"
+
+
+def out_of_memory(error: BaseException) -> bool:
+    """Whether `error` is an allocation that failed: CUDA's (torch.OutOfMemoryError), the CPU allocator's
+    (a RuntimeError), or Python's and NumPy's MemoryError (a process under a memory limit, `ulimit -v`).
+    Told by names alone, importing nothing: memory may have run out for the import."""
+    return (isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError"
+            or (isinstance(error, RuntimeError) and "can't allocate memory" in str(error)))

@@ -22,7 +22,7 @@ from torch import nn
 
 from gan.core.checkpoint import CheckpointError
 from gan.core.images import pil_to_signed, signed_to_pil
-from gan.core.memory import available_memory, format_bytes
+from gan.core.memory import available_memory, format_bytes, out_of_memory
 from gan.data.super_resolution import bicubic_resize
 from gan.inference.exported import generator_name, load_source
 from gan.inference.loading import build_generator
@@ -97,13 +97,6 @@ def _normalises_each_image(generator: nn.Module) -> bool:
     running statistics, GroupNorm, LayerNorm), so that a tile is normalised differently."""
     return any((isinstance(module, nn.modules.instancenorm._InstanceNorm) and not module.track_running_stats)
                or isinstance(module, (nn.GroupNorm, nn.LayerNorm)) for module in generator.modules())
-
-
-def out_of_memory(error: BaseException) -> bool:
-    """Whether `error` is an allocation that failed: CUDA's, the CPU allocator's (a RuntimeError), or
-    Python's and NumPy's MemoryError (a process under a memory limit, `ulimit -v`)."""
-    return (isinstance(error, (torch.OutOfMemoryError, MemoryError))
-            or (isinstance(error, RuntimeError) and "can't allocate memory" in str(error)))
 
 
 @contextmanager
