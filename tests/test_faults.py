@@ -1092,3 +1092,11 @@ def test_a_closed_stdout_is_an_error_when_output_went_to_it_and_a_reader_gone_a_
     trained = subprocess.run(["bash", "-c", shlex.join(_tiny_train_command(tmp_path / "runs")) + " >&-"],
                              capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr  # (training prints nothing to stdout: nothing lost)
+
+
+def test_a_path_too_long_for_an_output_is_said_as_the_path(tiny_demo_run, tmp_path):
+    from conftest import assert_one_error_line, invoke
+
+    deep = tmp_path.joinpath(*["d" * 200] * 25) / "grid.png"  # (over 4,096 bytes; the name is 8)
+    assert_one_error_line(invoke("sample", tiny_demo_run, "--n", "2", "--out", deep),
+                          "a path holds at most 4,096 bytes")

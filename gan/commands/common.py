@@ -83,7 +83,6 @@ _FILE_ERROR_ADVICE = {
     errno.ENOTDIR: "a part of the path is a file, not a folder",
     errno.EISDIR: "a folder stands where a file is meant to be",
     errno.EEXIST: "a file stands where a folder is meant to be",
-    errno.ENAMETOOLONG: "a file name holds at most 255 bytes on most file systems: choose a shorter one",
 }
 
 
@@ -91,5 +90,9 @@ def file_error(error: OSError) -> str:
     """One line for an operating-system error on a named file: the file, what went wrong, and what
     to do about it where that is clear."""
     advice = _FILE_ERROR_ADVICE.get(error.errno)
+    if error.errno == errno.ENAMETOOLONG:  # (the name, or the whole path: each has its limit)
+        name = os.path.basename(os.fsencode(error.filename)) if error.filename else b""
+        advice = ("a file name holds at most 255 bytes on most file systems: choose a shorter one" if len(name) > 255
+                  else "a path holds at most 4,096 bytes: choose a shorter one")
     where = f"'{error.filename}'" + (f" -> '{error.filename2}'" if error.filename2 else "")
     return f"{where}: {error.strerror or error}" + (f" ({advice})" if advice else "")

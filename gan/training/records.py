@@ -83,6 +83,8 @@ def generative_evaluator(config: Config, recipe: Recipe, device: torch.device) -
                                         metrics.inception_weights, metrics.cache_dir,
                                         require_weights=bool(metrics.inception_weights),
                                         root_key="metrics.root" if metrics.root else "data.root")
+    except ConfigError:  # (of the reference statistics' cache folder: no home folder, say) as it is
+        raise
     except (ValueError, FileNotFoundError) as error:  # a weights file missing, a folder, damaged, another's
         advice = (f"; {damaged_weights_advice(metrics.inception_weights)}" if isinstance(error, InceptionWeightsDamaged)
                   else "")
