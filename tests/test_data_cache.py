@@ -588,3 +588,25 @@ def test_a_cache_header_another_user_keeps_from_this_one_is_said_so_not_called_d
     with pytest.warns(UserWarning, match=rf"the decoded-image cache header '{header}' cannot be read by this user "
                                          r"\(Permission denied; another user's"):
         cache_module.load_or_build_cache(dataset, data_identity(config), tmp_path / "cache")
+
+
+def test_a_cache_past_the_file_size_limit_says_the_limit_not_a_disk_with_room(folder, tmp_path):
+    import subprocess
+
+    code = f"""
+import resource
+from pathlib import Path
+from gan.core.config import DataConfig
+from gan.core.files import WriteError
+from gan.data import build_dataset, data_identity
+from gan.data.cache import load_or_build_cache
+config = DataConfig(dataset="folder", root={str(folder)!r}, resolution=16, num_workers=0, cache="mmap")
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+try:
+    load_or_build_cache(build_dataset(config), data_identity(config), Path({str(tmp_path / 'cache')!r}))
+except WriteError as error:
+    print(error)
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "this process may write files of at most 4,096 bytes (ulimit -f): raise the limit" in result.stdout, \
+        result.stdout + result.stderr

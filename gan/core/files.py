@@ -155,7 +155,7 @@ def write_together(writes: dict[Path, Callable[[Path], None]], new_only: bool = 
                     copy.unlink(missing_ok=True)
 
 
-def _file_size_limit() -> int | None:
+def file_size_limit() -> int | None:
     """The largest file this process may write (RLIMIT_FSIZE, `ulimit -f`), or None when unlimited."""
     try:
         import resource
@@ -197,7 +197,7 @@ def _failure_said(error: BaseException, path: Path) -> str:
                   f"its path is {path_bytes} bytes, more than a path holds here (at most {MAX_PATH_BYTES} on most "
                   "systems); give a shorter one")
     elif (isinstance(error, OSError) and error.errno == errno.EFBIG) or "could not write all of it" in reason:
-        limit = _file_size_limit()
+        limit = file_size_limit()
         if limit is not None:  # (`ulimit -f`: a limit of this process, no full disk)
             reason += f"; this process may write files of at most {limit:,} bytes (ulimit -f)"
     # (no free space where permission was refused: "(0.0 MiB free): Permission denied" reads as a full disk)

@@ -12,6 +12,7 @@ flips as the uncached path. Under torchrun one process per machine builds it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import math
@@ -29,7 +30,15 @@ import numpy as np
 import torch
 
 from gan.core.distributed import SINGLE_PROCESS, ProcessGroup, barrier
-from gan.core.files import QUIET_SECONDS, WriteError, free_space, host_tag, process_alive, write_text_atomically
+from gan.core.files import (
+    QUIET_SECONDS,
+    WriteError,
+    file_size_limit,
+    free_space,
+    host_tag,
+    process_alive,
+    write_text_atomically,
+)
 from gan.core.memory import format_bytes
 from gan.core.progress import Progress
 from gan.core.registry import ConfigError
@@ -310,8 +319,11 @@ def _build(dataset: ImageFileDataset, array_path: Path, progress_stream) -> list
                              "process removed meanwhile (gan cache clear, or a build of another machine or container "
                              "that took it for a dead one's): run again, or give this run a data.cache_dir of its "
                              "own") from error
+        limit = file_size_limit() if error.errno == errno.EFBIG else None
+        way = (f"this process may write files of at most {limit:,} bytes (ulimit -f): raise the limit" if limit
+               else "set data.cache_dir to a disk with room")
         raise WriteError(f"could not write the decoded-image cache '{array_path}' ({free_space(array_path.parent)}): "
-                         f"{error}; set data.cache_dir to a disk with room, or data.cache=\"off\"") from error
+                         f"{error}; {way}, or data.cache=\"off\"") from error
     except BaseException:  # Ctrl-C or SIGTERM mid-build: no half-built array of gigabytes left behind
         temp.unlink(missing_ok=True)
         raise
