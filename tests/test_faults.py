@@ -1100,3 +1100,24 @@ def test_a_path_too_long_for_an_output_is_said_as_the_path(tiny_demo_run, tmp_pa
     deep = tmp_path.joinpath(*["d" * 200] * 25) / "grid.png"  # (over 4,096 bytes; the name is 8)
     assert_one_error_line(invoke("sample", tiny_demo_run, "--n", "2", "--out", deep),
                           "a path holds at most 4,096 bytes")
+
+
+def test_a_sweep_or_compare_of_a_folder_whose_path_is_not_utf8_is_one_line(tmp_path):
+    """gan sweep wrote sweep.toml, then every run failed at its start; gan compare ended in
+    TensorBoard's UnicodeEncodeError traceback."""
+    import os
+
+    bad = Path(os.fsdecode(os.fsencode(tmp_path) + b"/bad\xffdir"))
+    sweep = subprocess.run([sys.executable, "-m", "gan", "sweep", str(REPO / "experiments" / "dcgan_demo.toml"),
+                            "--grid", "train.seed=1,2", "--out", str(bad / "sweep")], capture_output=True, timeout=300)
+    errors = sweep.stderr.decode("utf-8", "replace")
+    assert sweep.returncode == 2 and "has a path that is not UTF-8 text" in errors and "Traceback" not in errors
+    assert not bad.exists()
+    run = bad / "run"
+    run.mkdir(parents=True)
+    (run / "config.toml").write_text('recipe = "dcgan"\n')
+    (run / "events.out.tfevents.1.host").write_bytes(b"")
+    compare = subprocess.run([sys.executable, "-m", "gan", "compare", str(run), "--out", str(tmp_path / "cmp")],
+                             capture_output=True, timeout=300)
+    errors = compare.stderr.decode("utf-8", "replace")
+    assert compare.returncode == 2 and "Traceback" not in errors and "its path is not UTF-8 text" in errors, errors

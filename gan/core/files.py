@@ -24,6 +24,8 @@ import traceback
 from pathlib import Path
 from typing import IO, Callable, Iterator
 
+from gan.core.registry import ConfigError
+
 try:
     import fcntl
 except ImportError:  # Windows: no advisory locks; a run directory is then not protected
@@ -68,6 +70,17 @@ def _out_of_inodes(folder: Path) -> bool:
     except (OSError, AttributeError):  # (Windows has no statvfs)
         return False
     return bool(stats.f_files) and not stats.f_favail  # (f_files 0: a file system that does not count them)
+
+
+def check_utf8_path(path: Path, what: str) -> None:
+    """ConfigError when `path` (made absolute) is not UTF-8 text (bytes of another encoding), which
+    TensorBoard's event files and their reader cannot name: said before anything is written."""
+    try:
+        os.fsencode(path.absolute()).decode("utf-8")
+    except UnicodeDecodeError:
+        shown = str(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        raise ConfigError(f"{what} '{shown}' has a path that is not UTF-8 text (bytes of another encoding), which "
+                         "TensorBoard's event files cannot name: give a folder whose path is") from None
 
 
 def temp_name(path: Path) -> Path:

@@ -179,8 +179,11 @@ def read_runs_scalars(runs: list[Path]) -> dict[Path, dict[str, Curve]]:
     for run in runs:
         try:
             curves = read_scalars(run)
-        except OSError as error:
-            warnings.warn(f"cannot read the event files of '{run}' ({error}); the run is left out", CompareWarning,
+        except (OSError, UnicodeError) as error:  # (UnicodeError: a path of bytes that are no UTF-8 text)
+            why = ("its path is not UTF-8 text, which TensorBoard's reader cannot open" if isinstance(error, UnicodeError)
+                   else str(error))
+            shown = str(run).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            warnings.warn(f"cannot read the event files of '{shown}' ({why}); the run is left out", CompareWarning,
                           stacklevel=2)
             continue
         if not curves:

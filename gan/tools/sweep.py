@@ -32,7 +32,7 @@ import torch
 
 from gan.core.checkpoint import checkpoints_by_content, holds_a_run, list_checkpoints
 from gan.core.config import Config, config_to_dict, flatten_config, inert_settings, key_annotation, parse_value
-from gan.core.files import SWEEP_LOCK_NAME, RunDirectoryBusy, SweepLock, write_text_atomically
+from gan.core.files import SWEEP_LOCK_NAME, RunDirectoryBusy, SweepLock, check_utf8_path, write_text_atomically
 from gan.core.processes import STOP_SIGNALS, leave_the_terminal_on_hangup, stop_with_parent
 from gan.core.progress import format_duration
 from gan.core.registry import ConfigError
@@ -197,6 +197,7 @@ def claimed_sweep_folder(out: Path, text: str) -> Iterator[None]:
     """Hold `out`'s sweep lock, and within it write DIR/sweep.toml (`text`) or check that the one there
     asks for the same sweep: two sweeps started into one new folder at once must not both write
     their manifests. What this made is removed again when that fails (a full disk, a refusal)."""
+    check_utf8_path(out, "--out")  # (each run would be refused so, after sweep.toml was written)
     created, lock_made = not out.exists(), not (out / SWEEP_LOCK_NAME).exists()
     with contextlib.ExitStack() as held:
         try:

@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 
 from gan.core.checkpoint import BEST_RECORD, METRICS_RECORD
 from gan.core.config import Config, DataConfig
-from gan.core.files import temp_name
+from gan.core.files import check_utf8_path, temp_name
 from gan.core.memory import available_memory, format_bytes
 from gan.core.registry import ConfigError
 from gan.data import build_dataset, data_identity, reference_data
@@ -221,12 +221,7 @@ def _require_writable(folder: Path, what: str) -> None:
     """`folder` exists or can be made, and a file can be written in it (tried: a permission check
     would pass for root on a folder it still cannot write, such as a read-only mount); its path is
     UTF-8 text, as TensorBoard's event files name it."""
-    try:
-        os.fsencode(folder.absolute()).decode("utf-8")
-    except UnicodeDecodeError:
-        shown = str(folder).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-        raise ValueError(f"{what} '{shown}' has a path that is not UTF-8 text (bytes of another encoding), which "
-                         "TensorBoard's event files cannot name: give a folder whose path is") from None
+    check_utf8_path(folder, what)
     if folder.exists() and not folder.is_dir():
         raise NotADirectoryError(f"{what} '{folder}' is a file, not a folder: move it, or name another folder")
     try:
