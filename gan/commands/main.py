@@ -117,6 +117,7 @@ LESS_MEMORY = {"train": "a smaller train.batch_size, or smaller networks", "samp
 
 
 def _out_of_memory(ctx: click.Context, error: BaseException) -> None:
+    """End the command in one line: memory ran out, in the allocator's first words, and what to do."""
     said = (str(error).strip().splitlines() or [type(error).__name__])[0]
     less = LESS_MEMORY.get(ctx.invoked_subcommand or "")
     fail(f"out of memory ({said}): " + (f"ask for less at a time ({less}), or free memory" if less else
