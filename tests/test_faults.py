@@ -1121,3 +1121,12 @@ def test_a_sweep_or_compare_of_a_folder_whose_path_is_not_utf8_is_one_line(tmp_p
                              capture_output=True, timeout=300)
     errors = compare.stderr.decode("utf-8", "replace")
     assert compare.returncode == 2 and "Traceback" not in errors and "its path is not UTF-8 text" in errors, errors
+
+
+@pytest.mark.parametrize("option", ["--help", "--version"])
+def test_the_groups_own_output_that_stdout_cannot_take_is_one_line(option):
+    with open("/dev/full", "w") as full:
+        result = subprocess.run([sys.executable, "-m", "gan", option], stdout=full, stderr=subprocess.PIPE, text=True,
+                                timeout=120)
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        "error: '<standard output>': No space left on device"], result.stderr

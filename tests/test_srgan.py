@@ -368,6 +368,16 @@ def test_an_eval_that_ends_early_says_its_strips_are_a_partial_set(srresnet_run,
     assert f"1 of the 3 strips were written to '{tmp_path / 'strips'}' before it ended: a partial set" in result.output
     assert ("error: stopped by SIGTERM" if stop == "SIGTERM" else "No space left on device") in result.output
     assert signal.getsignal(signal.SIGTERM) is not None and not (tmp_path / "e.csv").exists()
+    if stop != "SIGTERM":  # one that ends before any strip leaves no folder of its own behind
+
+        def full_at_once(image, path):
+            path.parent.mkdir(parents=True, exist_ok=True)  # (as save_image makes it, before writing)
+            raise WriteError(f"could not write '{path}' (0.0 MiB free): No space left on device")
+
+        monkeypatch.setattr(scoring, "save_image", full_at_once)
+        result = CliRunner().invoke(main, ["eval", str(srresnet_run), "--data", str(hr_folder), "--csv",
+                                           str(tmp_path / "e2.csv"), "--save-images", str(tmp_path / "none")])
+        assert result.exit_code == 2 and not (tmp_path / "none").exists(), result.output
 
 
 def test_sr_eval_refuses_the_options_of_unconditional_checkpoints(srresnet_run, hr_folder, tmp_path):

@@ -486,7 +486,9 @@ def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_pa
 @contextlib.contextmanager
 def _partial_strips_said(strips: list[Path], save_images: Path | None, started_ns: int):
     """Says how many --save-images strips an evaluation that ended early (stopped, a full disk, an image
-    too large) had written: the strips so far would pass for a set."""
+    too large) had written: the strips so far would pass for a set. A folder it made and wrote none
+    into is removed."""
+    made = save_images is not None and not save_images.exists()
     try:
         yield
     except BaseException:
@@ -494,6 +496,9 @@ def _partial_strips_said(strips: list[Path], save_images: Path | None, started_n
         if written:
             click.echo(f"{len(written)} of the {len(strips)} strips were written to '{save_images}' before it ended: "
                        "a partial set, with no CSV or JSON", err=True)
+        elif made:
+            with contextlib.suppress(OSError):  # (only when empty)
+                save_images.rmdir()
         raise
 
 

@@ -68,6 +68,15 @@ class Commands(click.Group):
     traceback, and a stop no command handled with the shell's exit status for it. Under torchrun,
     a usage error is printed by rank 0 alone (each process exits with it)."""
 
+    def main(self, *args, **kwargs):
+        try:
+            return super().main(*args, **kwargs)
+        except OSError as error:  # (before a command runs: `gan --help > /dev/full`; a command's own are said)
+            if error.filename is not None or error.errno in (errno.EPIPE, None):
+                raise
+            click.echo(f"error: '{STANDARD_OUTPUT}': {error.strerror}", err=True)
+            sys.exit(2)
+
     def make_context(self, *args, **kwargs) -> click.Context:
         try:
             return super().make_context(*args, **kwargs)
