@@ -610,3 +610,19 @@ except WriteError as error:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert "this process may write files of at most 4,096 bytes (ulimit -f): raise the limit" in result.stdout, \
         result.stdout + result.stderr
+
+
+def test_a_home_that_is_a_file_is_said_for_the_default_cache_folders(tmp_path, monkeypatch):
+    """`gan cache list` showed '/etc/passwd/.cache/gan/decoded: 0 cache(s)'; training named
+    metrics.cache_dir, a key the user never set."""
+    from conftest import assert_one_error_line, invoke
+
+    home = tmp_path / "home-file"
+    home.write_text("")
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(home))
+    assert_one_error_line(invoke("cache", "list"), f"'{home}' is a file, not a folder", "set HOME or XDG_CACHE_HOME")
+    result = invoke("train", str(Path(__file__).parents[1] / "experiments" / "dcgan_demo.toml"),
+                    *[arg for item in ("train.steps=2", "metrics.every=2", "metrics.names=['swd']")
+                      for arg in ("--set", item)], "--out", tmp_path / "runs")
+    assert result.exit_code != 0 and "the default cache folder (metrics.cache_dir is unset" in result.output

@@ -31,13 +31,18 @@ def _resolve_cache_dir(cache_dir: Path | None) -> Path:
     as an empty cache). The default folder may not exist yet: nothing was cached."""
     from gan.core.registry import ConfigError
     from gan.data.cache import user_cache_dir
+    from gan.data.decode import file_on_the_way
 
     if cache_dir is not None and not cache_dir.exists():
         fail(f"--dir '{cache_dir}' does not exist (data.cache_dir names the cache folder a run used)")
     try:
-        return cache_dir or user_cache_dir("decoded")
+        folder = cache_dir or user_cache_dir("decoded")
     except ConfigError as error:  # (no home folder)
         fail(error)
+    blocked = file_on_the_way(folder)
+    if blocked:  # (HOME set to a file, say: no cache folder can be there)
+        fail(f"'{folder}' cannot be a cache folder{blocked}: set HOME or XDG_CACHE_HOME, or give --dir")
+    return folder
 
 
 def _scan(folder: Path):

@@ -133,11 +133,18 @@ def run_problems(config: Config, run_dir: Path, load_previews: Callable[[], obje
         cache = Path(data.cache_dir) if data.cache_dir else user_cache_dir("decoded")
         prebuilt = isinstance(dataset, ImageFileDataset) and is_built(dataset, data_identity(data), cache)
         if not prebuilt:  # (a cache already built is only read)
-            check("data.cache_dir", lambda: _require_writable(cache, "data.cache_dir"))
+            check("data.cache_dir", lambda: _require_writable(cache, _cache_folder("data.cache_dir", data.cache_dir)))
     if writes and metrics.every:
         cache = Path(metrics.cache_dir) if metrics.cache_dir else user_cache_dir("reference-statistics")
-        check("metrics.cache_dir", lambda: _require_writable(cache, "metrics.cache_dir"))
+        check("metrics.cache_dir",
+              lambda: _require_writable(cache, _cache_folder("metrics.cache_dir", metrics.cache_dir)))
     return problems
+
+
+def _cache_folder(key: str, value: str) -> str:
+    """A cache folder as messages name it: by its key where the config sets it, else as the default that
+    HOME (or XDG_CACHE_HOME) placed (a HOME that is a file made it a path no folder can take)."""
+    return key if value else f"the default cache folder ({key} is unset; it lies under XDG_CACHE_HOME or HOME)"
 
 
 def warn_if_validation_reads_training_data(config: Config) -> None:
