@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import IO, Callable, Iterator
 
 from gan.core.registry import ConfigError
+from gan.core.wording import undecoded
 
 try:
     import fcntl
@@ -78,8 +79,7 @@ def check_utf8_path(path: Path, what: str) -> None:
     try:
         os.fsencode(path.absolute()).decode("utf-8")
     except UnicodeDecodeError:
-        shown = str(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-        raise ConfigError(f"{what} '{shown}' has a path that is not UTF-8 text (bytes of another encoding), which "
+        raise ConfigError(f"{what} '{undecoded(path)}' has a path that is not UTF-8 text (bytes of another encoding), which "
                          "TensorBoard's event files cannot name: give a folder whose path is") from None
 
 
@@ -168,14 +168,15 @@ def write_together(writes: dict[Path, Callable[[Path], None]], new_only: bool = 
                     copy.unlink(missing_ok=True)
 
 
-def file_size_limit() -> int | None:
-    """The largest file this process may write (RLIMIT_FSIZE, `ulimit -f`), or None when unlimited."""
+def file_size_limit_said() -> str | None:
+    """The largest file this process may write (RLIMIT_FSIZE, `ulimit -f`), in words for a message
+    about a write that failed; None when unlimited (no full disk is to blame then)."""
     try:
         import resource
     except ImportError:  # (Windows)
         return None
     soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
-    return None if soft == resource.RLIM_INFINITY else soft
+    return None if soft == resource.RLIM_INFINITY else f"this process may write files of at most {soft:,} bytes (ulimit -f)"
 
 
 def _undo_moves(moved: list[Path], kept: dict[Path, Path | None]) -> list[str]:
@@ -210,9 +211,9 @@ def _failure_said(error: BaseException, path: Path) -> str:
                   f"its path is {path_bytes} bytes, more than a path holds here (at most {MAX_PATH_BYTES} on most "
                   "systems); give a shorter one")
     elif (isinstance(error, OSError) and error.errno == errno.EFBIG) or "could not write all of it" in reason:
-        limit = file_size_limit()
+        limit = file_size_limit_said()
         if limit is not None:  # (`ulimit -f`: a limit of this process, no full disk)
-            reason += f"; this process may write files of at most {limit:,} bytes (ulimit -f)"
+            reason += f"; {limit}"
     # (no free space where permission was refused: "(0.0 MiB free): Permission denied" reads as a full disk)
     refused = (error.errno in (errno.EACCES, errno.EPERM, errno.EROFS) if isinstance(error, OSError) else
                any(words in reason for words in ("Permission denied", "Read-only file system")))  # (torch's, safetensors')

@@ -17,3 +17,9 @@ def one_line(path: object) -> str:
     line, a tab) written as its escape, `\\n`, the rest as it is."""
     return "".join(character if character.isprintable() or character == " " else
                    character.encode("unicode_escape", "backslashreplace").decode("ascii") for character in str(path))
+
+
+def undecoded(path: object) -> str:
+    """`path` as text any stream can print: the bytes of a name that are no UTF-8 text (which Python
+    holds as surrogate escapes, and printing fails on) written as `\\xff`."""
+    return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

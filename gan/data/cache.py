@@ -33,7 +33,7 @@ from gan.core.distributed import SINGLE_PROCESS, ProcessGroup, barrier
 from gan.core.files import (
     QUIET_SECONDS,
     WriteError,
-    file_size_limit,
+    file_size_limit_said,
     free_space,
     host_tag,
     process_alive,
@@ -319,9 +319,8 @@ def _build(dataset: ImageFileDataset, array_path: Path, progress_stream) -> list
                              "process removed meanwhile (gan cache clear, or a build of another machine or container "
                              "that took it for a dead one's): run again, or give this run a data.cache_dir of its "
                              "own") from error
-        limit = file_size_limit() if error.errno == errno.EFBIG else None
-        way = (f"this process may write files of at most {limit:,} bytes (ulimit -f): raise the limit" if limit
-               else "set data.cache_dir to a disk with room")
+        limit = file_size_limit_said() if error.errno == errno.EFBIG else None
+        way = f"{limit}: raise the limit" if limit else "set data.cache_dir to a disk with room"
         raise WriteError(f"could not write the decoded-image cache '{array_path}' ({free_space(array_path.parent)}): "
                          f"{error}; {way}, or data.cache=\"off\"") from error
     except BaseException:  # Ctrl-C or SIGTERM mid-build: no half-built array of gigabytes left behind

@@ -35,7 +35,7 @@ from gan.core.config import BEST_METRICS, config_from_dict, config_to_dict, flat
 from gan.core.files import OutputsLock, RunDirectoryBusy, write_atomically, write_text_atomically
 from gan.core.processes import stop_signals_held
 from gan.core.registry import ConfigError
-from gan.core.wording import first_few
+from gan.core.wording import first_few, undecoded
 from gan.training.resolve import resolve_names
 
 IMAGE_TO_IMAGE = ("pix2pix", "srresnet", "srgan")  # recipes that validate: val/psnr by default
@@ -182,8 +182,7 @@ def read_runs_scalars(runs: list[Path]) -> dict[Path, dict[str, Curve]]:
         except (OSError, UnicodeError) as error:  # (UnicodeError: a path of bytes that are no UTF-8 text)
             why = ("its path is not UTF-8 text, which TensorBoard's reader cannot open" if isinstance(error, UnicodeError)
                    else str(error))
-            shown = str(run).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-            warnings.warn(f"cannot read the event files of '{shown}' ({why}); the run is left out", CompareWarning,
+            warnings.warn(f"cannot read the event files of '{undecoded(run)}' ({why}); the run is left out", CompareWarning,
                           stacklevel=2)
             continue
         if not curves:
