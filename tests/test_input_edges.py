@@ -307,6 +307,43 @@ def test_a_signed_float_image_is_refused_not_clipped(tmp_path):
     assert np.asarray(read_rgb(tmp_path / "two.tif")).max() == 2
 
 
+def test_a_float_image_above_255_is_refused_not_clipped_to_white(tmp_path):
+    # a 0..65535 float TIFF decoded 99.6% white, trained on and scored in silence
+    array = np.linspace(0, 65535, 64, dtype=np.float32).reshape(8, 8)
+    Image.fromarray(array, "F").save(tmp_path / "deep.tif", format="TIFF")
+    with pytest.raises(ImageReadError, match=r"deep\.tif.*pixel values from 0 to 6\.55e\+04: gan reads float "
+                                             r"images of 0\.\.1 \(or 0\.\.255\), not ones above 255"):
+        read_rgb(tmp_path / "deep.tif")
+    Image.fromarray(np.full((8, 8), 255.3, np.float32), "F").save(tmp_path / "top.tif", format="TIFF")
+    assert np.asarray(read_rgb(tmp_path / "top.tif")).min() == 255  # (rounding above 255 is still 255)
+
+
+def _out_of_range_images(folder):
+    _grey_tiff(folder / "a_signed.tif", [-127, 0, 123], 16, 1, 2, "<i2")
+    _grey_tiff(folder / "b_signed_bytes.tif", [-1, 0, 5], 8, 1, 2, "<i1")
+    Image.fromarray(np.full((8, 8), 1000, np.float32), "F").save(folder / "c_float.tif", format="TIFF")
+    Image.fromarray(np.full((8, 8), np.inf, np.float32), "F").save(folder / "d_inf.tif", format="TIFF")
+    return sorted(folder.glob("*.tif"))
+
+
+def test_the_start_scan_finds_pixels_out_of_range_so_max_images_counts_only_readable_ones(tmp_path):
+    # found only at decode, they counted among data.max_images: a run said "2 training images"
+    # and trained on one, drawn twice as often
+    from gan.data.decode import readable_images
+
+    bad = _out_of_range_images(tmp_path)
+    for path in bad:
+        with pytest.raises(ImageReadError) as refused:
+            read_rgb(path)
+        assert check_header(path) == str(refused.value).split("': ", 1)[1]
+    good = [tmp_path / f"e{index}.png" for index in range(3)]
+    for index, path in enumerate(good):
+        random_rgb((8, 8), index).save(path)
+    with pytest.warns(UnreadableImageWarning):
+        readable, skipped = readable_images(bad + good, strict=False, limit=2)
+    assert readable == good[:2] and skipped == bad
+
+
 def test_an_image_over_pillows_size_limit_is_warned_of_by_name(tmp_path, monkeypatch):
     random_rgb((20, 20), 0).save(tmp_path / "large.png")
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 300)  # 400 pixels: over the limit, under twice it

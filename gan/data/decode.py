@@ -83,19 +83,12 @@ def _grey_to_rgb(image: Image.Image) -> Image.Image:
     """16/32-bit integer or float grayscale -> 8-bit RGB. Integer images are 16-bit when their mode
     says so or their format only stores 16 (PNG, and PPM, which Pillow scales to 0..65535); other
     32-bit integers (TIFF) are taken as 16-bit only when a value exceeds 255. Float images are in
-    [0, 1] unless a value exceeds 1. A colour-keyed grey value (PNG tRNS) becomes white."""
+    [0, 1] unless a value exceeds 1 (`pixel_range_problem` has refused the rest). A colour-keyed
+    grey value (PNG tRNS) becomes white."""
     array = np.asarray(image).astype(np.float64)
     if image.mode == "F":
-        if not np.isfinite(array).all():
-            raise ValueError(f"{image.mode} image has NaN or infinite pixel values")
-        if array.min(initial=0) < 0:  # (-1..1, say): clipping at 0 would turn half the image black
-            raise ValueError(f"float image has pixel values from {array.min():.3g} to {array.max():.3g}: gan reads "
-                             "float images of 0..1 (or 0..255), not signed ones")
         scale = 1 / 255 if array.max(initial=0) <= 1.0 else 1.0
     else:
-        if array.min(initial=0) < 0 or array.max(initial=0) > 65535:
-            raise ValueError(f"{image.mode} image has pixel values from {array.min():.0f} to {array.max():.0f}: a "
-                             "signed or 32-bit integer image, where gan reads unsigned 8- and 16-bit ones")
         sixteen_bit = (image.mode.startswith("I;16") or image.format in ("PNG", "PPM")
                        or array.max(initial=0) > 255)
         scale = 257.0 if sixteen_bit else 1.0
@@ -104,6 +97,35 @@ def _grey_to_rgb(image: Image.Image) -> Image.Image:
     if isinstance(key, int):
         grey[array == key] = 255
     return Image.fromarray(grey, "L").convert("RGB")
+
+
+FLOAT_MAX = 255.5  # a 0..255 float image's top value rounds to 255 from up to here
+
+
+def pixel_range_problem(image: Image.Image) -> str | None:
+    """Why the values of a (decoded) image are none that gan can read as 8- or 16-bit ones, else
+    None: a float image with NaN, infinite, negative or above-255 pixels (clipping would turn a
+    -1..1 image's lower half black, a 0..65535 one white), a signed or 32-bit integer image, or
+    a TIFF of signed bytes holding a negative one (which Pillow reads as unsigned: -1 as white)."""
+    if image.mode == "F":
+        array = np.asarray(image)
+        if not np.isfinite(array).all():
+            return f"{image.mode} image has NaN or infinite pixel values"
+        if array.min(initial=0) < 0 or array.max(initial=0) > FLOAT_MAX:
+            kind = "not signed ones" if array.min(initial=0) < 0 else "not ones above 255"
+            return (f"float image has pixel values from {array.min():.3g} to {array.max():.3g}: gan reads "
+                    f"float images of 0..1 (or 0..255), {kind}")
+    elif image.mode.startswith("I"):
+        array = np.asarray(image)
+        if array.min(initial=0) < 0 or array.max(initial=0) > 65535:
+            return (f"{image.mode} image has pixel values from {array.min():.0f} to {array.max():.0f}: a "
+                    "signed or 32-bit integer image, where gan reads unsigned 8- and 16-bit ones")
+    elif _signed_bytes(image):
+        signed = np.asarray(image).view(np.int8)
+        if signed.min(initial=0) < 0:
+            return (f"signed 8-bit {image.mode} image has pixel values from {signed.min()} to {signed.max()}: a "
+                    "signed integer image, where gan reads unsigned 8- and 16-bit ones")
+    return None
 
 
 def regular_file_problem(path: str | Path) -> str | None:
@@ -239,18 +261,12 @@ def _white_is_zero_deep_grey(image: Image.Image) -> bool:
 TIFF_SAMPLE_FORMAT, SIGNED_INTEGER = 339, 2
 
 
-def _refuse_negative_signed_bytes(image: Image.Image) -> None:
-    """A TIFF of signed 8-bit samples, which Pillow reads as unsigned (-1 as 255: white), is refused
-    as the signed 16-bit ones are when it holds a negative value (0..127 read the same either way)."""
-    if image.format != "TIFF" or image.mode.startswith("I") or image.mode == "F":
-        return
+def _signed_bytes(image: Image.Image) -> bool:
+    """A TIFF of signed 8-bit samples (0..127 read the same as unsigned ones)."""
+    if image.format != "TIFF":
+        return False
     formats = getattr(image, "tag_v2", {}).get(TIFF_SAMPLE_FORMAT)
-    if SIGNED_INTEGER not in (formats if isinstance(formats, tuple) else (formats,)):
-        return
-    signed = np.asarray(image).view(np.int8)
-    if signed.min(initial=0) < 0:
-        raise ValueError(f"signed 8-bit {image.mode} image has pixel values from {signed.min()} to {signed.max()}: a "
-                         "signed integer image, where gan reads unsigned 8- and 16-bit ones")
+    return SIGNED_INTEGER in (formats if isinstance(formats, tuple) else (formats,))
 
 
 def read_rgb(path: str | Path) -> Image.Image:
@@ -261,7 +277,9 @@ def read_rgb(path: str | Path) -> Image.Image:
             _key_in_decoded_values(image, path)
             oriented = orientation_in_header(image)  # (as measured)
             image.load()
-            _refuse_negative_signed_bytes(image)
+            problem = pixel_range_problem(image)
+            if problem is not None:
+                raise ValueError(problem)
             upright = UPRIGHT_BY_ORIENTATION.get(exif_orientation(image)) if oriented else None
             rgb = to_rgb(in_srgb(image.transpose(upright) if upright is not None else image, path))
             return ImageOps.invert(rgb) if _white_is_zero_deep_grey(image) else rgb
@@ -279,7 +297,10 @@ def check_header(path: Path) -> str | None:
             width, height = image.size
             if width < 1 or height < 1:
                 return f"empty image ({width}x{height})"
-            return cut_short_problem(path, image)
+            problem = cut_short_problem(path, image)
+            if problem is None and image.format not in VALUES_IN_RANGE:
+                problem = pixel_range_problem(image)  # (TIFFs are decoded above: found here, they count)
+            return problem
     except DECODE_ERRORS as error:
         return decode_problem(error)
 
@@ -290,6 +311,11 @@ def check_header(path: Path) -> str | None:
 # JPEG with a second picture.)
 COMPLETE_ENDINGS = {"JPEG": b"\xff\xd9", "MPO": b"\xff\xd9", "PNG": b"IEND\xaeB`\x82"}
 TAIL_BYTES = 64  # a marker this near the end: the common case, one small read
+
+
+# Formats whose pixels cannot be out of range once decoded (a PNG or PPM stores up to 16 unsigned
+# bits). The others that can (TIFF, PFM) are decoded whole by `cut_short_problem` anyway.
+VALUES_IN_RANGE = ("JPEG", "MPO", "PNG", "PPM", "WEBP", "BMP", "GIF")
 
 
 def cut_short_problem(path: Path, image: Image.Image) -> str | None:
