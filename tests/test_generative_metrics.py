@@ -560,6 +560,25 @@ def test_the_evaluator_says_how_many_real_images_its_reference_set_holds_after_a
             "computed") in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("asked, why", [(8, "1 of the 8 drawn could not be decoded"),
+                                         (12, "all the data set holds, less 1 that could not be decoded")])
+def test_why_the_reference_set_is_smaller_names_files_that_failed_to_decode(tmp_path, asked, why):
+    # eval said "--n 16 is more than the 15 real images of 'all' (all the data set holds)" of a
+    # folder of 54 images, one of the 16 drawn having failed to decode
+    for index in range(8):
+        random_rgb((16, 16), index).save(tmp_path / f"{index}.png")
+    damage_past_the_header(tmp_path / "3.png")
+    evaluator = generative.GenerativeEvaluator(DataConfig(dataset="folder", root=str(tmp_path), resolution=16), ["swd"],
+                                               asked, torch.device("cpu"), cache_dir=tmp_path / "cache")
+    with pytest.warns(UserWarning, match="3.png"):
+        assert evaluator.reference_size == 7
+    assert evaluator.why_fewer() == why
+    random_rgb((16, 16), 3).save(tmp_path / "3.png")
+    whole = generative.GenerativeEvaluator(DataConfig(dataset="folder", root=str(tmp_path), resolution=16), ["swd"],
+                                           12, torch.device("cpu"), cache_dir=tmp_path / "cache")
+    assert whole.why_fewer() == "all the data set holds"
+
+
 def test_metrics_roots_headers_are_read_once_for_the_check_and_the_metrics(tmp_path, monkeypatch):
     """The check before step 1 read every header of metrics.root, and the first metrics pass read them
     all again: 2 x 20 s of a 202,599-image folder, in silence."""

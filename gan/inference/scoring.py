@@ -59,7 +59,6 @@ from gan.metrics import psnr, signed_to_255, ssim
 from gan.metrics.generative import (
     INCEPTION_METRICS,
     GenerativeEvaluator,
-    all_it_holds,
     score_generator,
     smallest_count,
 )
@@ -106,7 +105,7 @@ def evaluate_generative(loaded: LoadedGenerator, names: list[str], count: int, d
                          f"{','.join(evaluator.names)}: at least {fewest} ({why})")
     if evaluator.names and evaluator.reference_size < count:  # (training says it in its line; eval's JSON holds it)
         warnings.warn(f"--n {count} is more than the {evaluator.reference_size} real images of "
-                      f"'{data.root or data.dataset}' ({all_it_holds(evaluator.data, evaluator.reference_size)}): "
+                      f"'{data.root or data.dataset}' ({evaluator.why_fewer()}): "
                       f"{evaluator.reference_size} generated images are scored against them", stacklevel=2)
     scores = score_generator(evaluator, loaded.generator) if evaluator.names else {}
     reference = "synthetic" if data.dataset == "synthetic" else str(Path(data.root).resolve())

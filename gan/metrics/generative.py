@@ -232,6 +232,18 @@ class GenerativeEvaluator:
         the count was kept)."""
         return int(statistics["num_read"]) - int(statistics["num_images"]) if "num_read" in statistics else 0
 
+    def why_fewer(self) -> str:
+        """Why the reference set holds fewer images than `count`: the data set holds no more (or
+        data.max_images keeps no more), or images drawn for it failed to decode, or both."""
+        statistics = next(iter(self.reference().values()))
+        unreadable = self.unreadable_real_images(statistics)
+        read = self.reference_size + unreadable
+        if not unreadable:
+            return all_it_holds(self.data, read)
+        if read < self.count:
+            return f"{all_it_holds(self.data, read)}, less {unreadable} that could not be decoded"
+        return f"{unreadable} of the {read} drawn could not be decoded"
+
     def _load_reference_images(self) -> torch.Tensor:
         """The real images, announced with the number actually used: a data set smaller than the
         count asked for gives all it holds."""

@@ -21,7 +21,7 @@ from gan.core.progress import print_above
 from gan.core.registry import ConfigError
 from gan.core.wording import first_few
 from gan.data import reference_data
-from gan.metrics.generative import GenerativeEvaluator, all_it_holds, score_generator
+from gan.metrics.generative import GenerativeEvaluator, score_generator
 from gan.metrics.inception import InceptionWeightsDamaged, damaged_weights_advice, weights_setting
 from gan.recipes.base import Recipe
 from gan.training.state import training_state
@@ -175,7 +175,7 @@ def log_generative_metrics(evaluator: GenerativeEvaluator, recipe: Recipe, write
                       stacklevel=2)
     for name, value in scores.items():  # (last: a failure above wrote no event for the resume to repeat)
         writer.add_scalar(f"metrics/{name}", value, step)
-    fewer = (f"  ({evaluator.reference_size} images: {all_it_holds(evaluator.data, evaluator.reference_size)}, "
+    fewer = (f"  ({evaluator.reference_size} images: {evaluator.why_fewer()}, "
              f"not the {evaluator.count} of metrics.num_samples)" if evaluator.reference_size < evaluator.count else "")
     print_above(f"step {step}: " + "  ".join(f"{name} {value:.4g}" for name, value in scores.items()) + fewer)
     return scores
