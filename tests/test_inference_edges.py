@@ -345,6 +345,18 @@ def test_an_export_where_a_checkpoint_is_needed_is_named_with_the_checkpoint_it_
         assert invoke("sample", export, "--n", "2", "--out", tmp_path / f"{name}.png").exit_code == 0
 
 
+def test_an_onnx_export_where_a_checkpoint_is_needed_is_not_sent_to_gan_sample(tmp_path):
+    # eval and export said "for gan sample and translate", which then refused it as an ONNX graph
+    export = tmp_path / "g.onnx"
+    export.write_bytes(b"\x08\x07")  # (refused by its name, before it is read)
+    (tmp_path / "g.onnx.json").write_text(json.dumps({"source": "/runs/00000-dcgan/checkpoint-00000004.pt"}))
+    for result in (invoke("eval", export), invoke("export", export, "--out", tmp_path / "again.pt")):
+        assert_one_error_line(result, "g.onnx' is an export of '/runs/00000-dcgan/checkpoint-00000004.pt' written by "
+                              "`gan export`: an ONNX graph of one generator, for ONNX Runtime",
+                              "takes the run directory or checkpoint it was exported from")
+        assert "gan sample" not in result.output
+
+
 def test_an_export_copied_into_a_run_under_a_checkpoint_name_is_refused_there(dcgan_run, tmp_path):
     export = tmp_path / "g.pt"
     assert invoke("export", dcgan_run, "--out", export).exit_code == 0

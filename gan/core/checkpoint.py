@@ -245,8 +245,10 @@ def _export_given(path: Path, source: object = None) -> str:
     if checkpoint_step(path) is not None or path.name == BEST_NAME:  # copied into a run under a checkpoint's name
         return (f"'{path}' is named as a checkpoint, but is an export{origin} written by `gan export`: move it out "
                 "of the run directory (a run's checkpoints hold every network and the training state)")
-    return (f"'{path}' is an export{origin} written by `gan export`: one generator's weights, for gan sample and "
-            "translate; this command takes the run directory or checkpoint it was exported from")
+    what = ("an ONNX graph of one generator, for ONNX Runtime and other engines" if path.suffix.lower() == ".onnx"
+            else "one generator's weights, for gan sample and translate")
+    return (f"'{path}' is an export{origin} written by `gan export`: {what}; this command takes the run directory or "
+            "checkpoint it was exported from")
 
 
 def _expected(formats: tuple[str, ...]) -> str:
