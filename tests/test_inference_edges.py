@@ -552,6 +552,28 @@ def test_a_run_record_name_is_refused_even_before_training_writes_it(tmp_path):
     check_outputs([run / "faces.png"])  # any other new name in a run directory is fine
 
 
+def test_eval_keeps_a_default_result_that_the_new_evaluation_would_lose_metrics_or_images_of(dcgan_run, tmp_path,
+                                                                                            monkeypatch):
+    # a quick "--metrics swd --n 8" replaced the same step's 10,000-image FID record in silence
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # (no Inception weights: the default drops fid, kid)
+    cache = ["--cache-dir", tmp_path / "c"]
+    assert invoke("eval", dcgan_run, "--metrics", "swd", "--n", "8", *cache).exit_code == 0
+    (record,) = dcgan_run.glob("metrics-*.json")
+    fewer = invoke("eval", dcgan_run, "--metrics", "swd", "--n", "4", *cache)
+    assert_one_error_line(fewer, f"'{record}' holds swd of 8 images, which this evaluation (swd of 4) would not keep",
+                          "pass --json PATH to keep both, or --overwrite")
+    more = invoke("eval", dcgan_run, "--metrics", "swd", "--n", "16", *cache)
+    assert more.exit_code == 0, more.output  # (all it held, on more images: replaced)
+    record.write_text(json.dumps({**json.loads(record.read_text()), "fid": 12.5, "kid": 0.01}))
+    kept = record.read_text()
+    for args in (["--metrics", "swd", "--n", "16"], ["--n", "16"]):  # (by default without the weights: swd alone)
+        assert_one_error_line(invoke("eval", dcgan_run, *args, *cache), "holds fid, kid, swd of 16 images",
+                              "(swd of 16) would not keep")
+    assert record.read_text() == kept
+    assert invoke("eval", dcgan_run, "--metrics", "swd", "--n", "4", "--overwrite", *cache).exit_code == 0
+    assert json.loads(record.read_text())["num_images"] == 4
+
+
 def test_eval_keeps_a_default_result_of_another_data_set_or_checkpoint(dcgan_run, tmp_path):
     faces = tmp_path / "faces"
     faces.mkdir()

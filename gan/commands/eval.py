@@ -220,11 +220,12 @@ class EvalOutputs:
 
     def check(self, outputs: list[Path], defaults: list[Path], checkpoint: Path | None = None,
               data: str | None = None, data_folder: Path | None = None, step: int = 0,
-              run_config: dict | None = None) -> None:
+              run_config: dict | None = None, scored: tuple[list[str], int] | None = None) -> None:
         """OutputRefused unless every file of `outputs` may be written (never one of the images under
         `data_folder`, the images scored, nor of the run's own data in `run_config`); those of
         `defaults` are eval's own, replaced without --overwrite only by an evaluation of the same
-        `checkpoint` (at `step`) on the same `data`."""
+        `checkpoint` (at `step`) on the same `data`, and one of `scored`'s (metrics, --n) that keeps
+        all the record holds."""
         from gan.inference.outputs import check_outputs
 
         # (folders are listed only where an output may be one of their images: CelebA's 202,599 took 20 s to list
@@ -235,7 +236,7 @@ class EvalOutputs:
         if not self.overwrite and checkpoint is not None:
             for path in outputs:
                 if path in defaults:
-                    refuse_another_evaluation(path, checkpoint, data, step)
+                    refuse_another_evaluation(path, checkpoint, data, step, scored)
 
 
 def _file_identity(path: Path | None) -> tuple | None:
@@ -290,11 +291,13 @@ def _images_under(folder: Path | None) -> list[Path]:
             return []
 
 
-def refuse_another_evaluation(path: Path, checkpoint: Path, data: str | None, step: int) -> None:
+def refuse_another_evaluation(path: Path, checkpoint: Path, data: str | None, step: int,
+                              scored: tuple[list[str], int] | None = None) -> None:
     """A default result file that records another checkpoint or another data set (a loose checkpoint of
     the same step beside this one, a data folder of the same name elsewhere) is not replaced without
     --overwrite: it is another evaluation, not an earlier run of this one. The run's best.pt is the
-    checkpoint of its step under another name: the same evaluation."""
+    checkpoint of its step under another name: the same evaluation. Nor is one that `scored`, the
+    metrics and --n of this one, would lose a metric or images of (a quick SWD over a long FID)."""
     import json
 
     from gan.core.checkpoint import BEST_NAME, checkpoint_path
@@ -306,14 +309,32 @@ def refuse_another_evaluation(path: Path, checkpoint: Path, data: str | None, st
         return
     if not isinstance(stored, dict):
         return
+    option = "--csv" if path.suffix == ".csv" else "--json"
+    keep = f"pass {option} PATH to keep both, or --overwrite to replace it"
     before = (Path(str(stored.get("checkpoint"))).name, stored.get("reference", stored.get("data")))
     same_weights = {BEST_NAME, checkpoint_path(Path(), step).name}
-    if before[1] == data and (before[0] == checkpoint.name or (
-            stored.get("step") == step and {before[0], checkpoint.name} <= same_weights)):
+    if not (before[1] == data and (before[0] == checkpoint.name or (
+            stored.get("step") == step and {before[0], checkpoint.name} <= same_weights))):
+        raise OutputRefused(f"'{path}' holds an evaluation of {before[0]} on {before[1]}, not of {checkpoint.name} "
+                            f"on {data}: {keep}")
+    if scored is None:
         return
-    option = "--csv" if path.suffix == ".csv" else "--json"
-    raise OutputRefused(f"'{path}' holds an evaluation of {before[0]} on {before[1]}, not of {checkpoint.name} on "
-                        f"{data}: pass {option} PATH to keep both, or --overwrite to replace it")
+    names, count = scored
+    recorded = _recorded_metrics(stored)
+    held = stored.get("num_images")
+    if set(recorded) <= set(names) and not (isinstance(held, int) and held > count):
+        return
+    raise OutputRefused(f"'{path}' holds {', '.join(recorded)} of {held} images, which this evaluation "
+                        f"({', '.join(names)} of {count}) would not keep: {keep}")
+
+
+def _recorded_metrics(record: dict) -> list[str]:
+    """The metrics of an unconditional evaluation's record, by the names --metrics gives them."""
+    from gan.metrics.generative import METRIC_NAMES
+
+    keys = {"fid": "fid", "kid": "kid", "pr": "precision"}
+    return [name for name in METRIC_NAMES if keys.get(name, "") in record
+            or (name == "swd" and any(str(key).startswith("swd/") for key in record))]
 
 
 def _checked_metric_names(metric_names: str | None, inception_weights: Path | None, count: int) -> list[str]:
@@ -338,6 +359,21 @@ def _checked_metric_names(metric_names: str | None, inception_weights: Path | No
     fewest, why = smallest_count(names)
     if count < fewest:  # (pr failed after both sets had passed through Inception)
         raise click.BadParameter(f"--n must be at least {fewest} ({why}), got {count}")
+    return names
+
+
+def _scored_names(names: list[str], explicit: bool, weights: Path | None) -> list[str]:
+    """The metrics of `names` an evaluation will score: by default, those of Inception are dropped
+    when its weights are absent (asked for by name, their absence is an error before any scoring)."""
+    from gan.metrics.generative import INCEPTION_METRICS
+    from gan.metrics.inception import InceptionWeightsNotFoundError, resolve_weights_path
+
+    if explicit or not set(names) & set(INCEPTION_METRICS):
+        return names
+    try:
+        resolve_weights_path(weights)
+    except (InceptionWeightsNotFoundError, ValueError):
+        return [name for name in names if name not in INCEPTION_METRICS]
     return names
 
 
@@ -377,7 +413,8 @@ def _evaluate_generative(state: dict, path: Path, folder: Path | None, metric_na
     reference = reference_of(folder or data)
     real_images = folder or (Path(data.root) if data.dataset != "synthetic" else None)
     outputs.check([json_path], defaults=[default], checkpoint=path, data=reference, data_folder=real_images,
-                  step=loaded.step, run_config=loaded.config)
+                  step=loaded.step, run_config=loaded.config,
+                  scored=(_scored_names(names, explicit=metric_names is not None, weights=inception_weights), count))
     # Asked for by name, a metric that cannot run is an error; by default it is skipped, saying why.
     # (A named --inception-weights file was checked on the way in.)
     result = evaluate_generative(loaded, names, count, device, folder, inception_weights, cache_dir,
