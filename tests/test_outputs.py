@@ -88,7 +88,7 @@ def test_translate_never_writes_over_an_input(pix2pix_run, inputs, tmp_path, mon
     os.symlink(inputs, tmp_path / "link")
     before = contents(inputs)
     result = invoke("translate", pix2pix_run, source, output, "--device", "cpu", *flags)
-    assert_clean_error(result, "would overwrite the input")
+    assert_clean_error(result, "would overwrite the input" if source != "in" else "give an OUTPUT folder outside INPUT")
     assert contents(inputs) == before
 
 
@@ -123,15 +123,16 @@ def test_translate_says_which_output_an_input_needs(pix2pix_run, inputs, tmp_pat
     assert_clean_error(own, f"such as '{inputs / 'a-translated.png'}'")
 
 
-def test_translate_into_a_folder_inside_its_input_says_why_it_cannot_run_again(pix2pix_run, inputs, tmp_path):
-    # The second run named the same file as output and input, and not the cause
-    out = inputs / "out"
-    assert invoke("translate", pix2pix_run, inputs, out, "--device", "cpu").exit_code == 0
+def test_translate_into_a_folder_inside_its_input_is_refused_before_anything_is_written(pix2pix_run, inputs, tmp_path):
+    # A first run into a new subfolder was accepted; the next, into another, translated the first's
+    # outputs again (an x16 image among x4 ones) without a word
     before = contents(inputs)
-    again = invoke("translate", pix2pix_run, inputs, out, "--device", "cpu", "--overwrite")
-    assert_clean_error(again, "would overwrite the input", f"OUTPUT '{out}' is inside INPUT '{inputs}'",
-                       "give an OUTPUT folder outside INPUT")
-    assert contents(inputs) == before
+    for out in (inputs / "out", inputs / "out" / "deeper", inputs):
+        refused = invoke("translate", pix2pix_run, inputs, out, "--device", "cpu", "--overwrite")
+        assert_clean_error(refused, f"OUTPUT '{out}' is inside INPUT '{inputs}'", "give an OUTPUT folder outside INPUT")
+    assert contents(inputs) == before and not (inputs / "out").exists()
+    beside = invoke("translate", pix2pix_run, inputs, tmp_path / "out", "--device", "cpu")
+    assert beside.exit_code == 0, beside.output
 
 
 @pytest.mark.parametrize("flags", [[], ["--overwrite"]])

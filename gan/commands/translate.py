@@ -26,6 +26,11 @@ def planned_translations(source: Path, output: Path) -> list[tuple[Path, Path]]:
         if output.suffix.lower() in IMAGE_EXTENSIONS and not output.exists():  # (an existing file: refused below)
             raise ValueError(f"OUTPUT '{output}' is named as an image file, but a folder INPUT ('{source}') is "
                              "translated into a folder of images: give a folder name")
+        if output.resolve().is_relative_to(source.resolve()):  # (one run into a new subfolder went well, the next
+            # into another translated the first's outputs again: a x16 image among the x4 ones, in silence)
+            raise ValueError(f"OUTPUT '{output}' is inside INPUT '{source}', whose images are read from its subfolders "
+                             "too: its outputs would be inputs of the next translation of INPUT; give an OUTPUT folder "
+                             "outside INPUT")
         # the outputs keep the inputs' names, so their formats, but for grey-only ones: colour goes to their kin;
         # and formats gan reads but does not write (AVIF) go to PNG
         pairs = [(image, output / image.relative_to(source)) for image in find_images(source)]
@@ -256,7 +261,7 @@ def translate(checkpoint: Path, source: Path, output: Path, side_by_side: bool, 
       gan translate runs/00002-sr_pix2pix_x4 small.png large.png --best   # the checkpoint best by val/psnr
     """
     from gan.core.checkpoint import CheckpointError, best_checkpoint
-    from gan.inference.outputs import OutputRefused, check_outputs
+    from gan.inference.outputs import check_outputs
     from gan.inference.scoring import not_shaped_like_pairs
     from gan.inference.tiling import check_tiling, load_translator
     from gan.training.loop import DeviceUnavailable, select_device
@@ -265,15 +270,8 @@ def translate(checkpoint: Path, source: Path, output: Path, side_by_side: bool, 
         refuse_swapped_arguments(checkpoint, source, output)
         pairs = planned_translations(source, output)
         # (a folder named like an image, x.png/, is skipped as unreadable: it has no output to plan)
-        try:
-            check_outputs([output_path for image, output_path in pairs if not image.is_dir()],
-                          inputs=[checkpoint, *(image for image, _ in pairs)], overwrite=overwrite)
-        except OutputRefused as error:
-            if source.is_dir() and output.resolve().is_relative_to(source.resolve()) and "the input" in str(error):
-                raise OutputRefused(f"{error}: OUTPUT '{output}' is inside INPUT '{source}', so the images in it (an "
-                                    "earlier run's outputs among them) are inputs too; give an OUTPUT folder outside "
-                                    "INPUT") from None
-            raise
+        check_outputs([output_path for image, output_path in pairs if not image.is_dir()],
+                      inputs=[checkpoint, *(image for image, _ in pairs)], overwrite=overwrite)
         checkpoint = best_checkpoint(checkpoint) if best else checkpoint
         check_tiling(tile, overlap, overlap_option=True)
         if overlap is not None and tile == 0:
