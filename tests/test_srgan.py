@@ -192,6 +192,30 @@ def test_srgan_x4_starts_where_edsr_x4_ends():
     assert (srgan.data.scale, srgan.data.upsample_input) == (edsr.data.scale, edsr.data.upsample_input)
 
 
+def test_a_resume_with_other_vgg_weights_under_the_same_name_is_warned_of(hr_folder, tmp_path):
+    # the perceptual loss changed mid-run, in silence: another file copied over loss.vgg_weights's path
+    # (or the default hub file of another machine)
+    weights = tmp_path / "vgg19.pth"
+    torch.manual_seed(0)
+    torch.save(torchvision.models.vgg19(weights=None).state_dict(), weights)
+    run_dir = tmp_path / "run"
+    settings = _sets(*TINY_SR, f"data.root={hr_folder}", f"data.val_root={hr_folder}", f"loss.vgg_weights={weights}",
+                     "loss.content=vgg", "loss.vgg_layer=relu1_2", "train.steps=1", "train.checkpoint_every=1")
+    first = CliRunner().invoke(main, ["train", str(REPO / "experiments" / "srresnet_x4.toml"), *settings,
+                                      "--run-dir", str(run_dir)])
+    assert first.exit_code == 0, first.output
+    with warnings.catch_warnings(record=True) as same:
+        warnings.simplefilter("always")
+        assert CliRunner().invoke(main, ["train", "--resume", str(run_dir), "--set", "train.steps=2"]).exit_code == 0
+    assert not [warning for warning in same if "vgg_weights" in str(warning.message)]
+    torch.manual_seed(1)
+    torch.save(torchvision.models.vgg19(weights=None).state_dict(), weights)
+    with pytest.warns(UserWarning, match=rf"loss.vgg_weights \({weights}\) holds other vgg19 weights than this run "
+                                         r"trained with: .* no longer matches an uninterrupted one"):
+        other = CliRunner().invoke(main, ["train", "--resume", str(run_dir), "--set", "train.steps=3"])
+    assert other.exit_code == 0, other.output
+
+
 def test_srgan_starts_from_the_srresnet_checkpoint(srresnet_run, hr_folder, tmp_path):
     args = ["train", str(REPO / "experiments" / "srgan_x4.toml"), *_sets(
         *TINY_SR, f"data.root={hr_folder}", f"data.val_root={hr_folder}", "loss.vgg_weights=random",

@@ -8,6 +8,7 @@ mapped to ImageNet normalisation inside.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import warnings
 from pathlib import Path
@@ -106,6 +107,15 @@ def vgg_layer_names(arch: str) -> list[str]:
         return layer_names(getattr(models, arch)(weights=None).features)
 
 
+def _weights_digest(module: nn.Module) -> str:
+    """The start of a SHA-256 of `module`'s weights (VGG54's: 80 MB, 0.2 s)."""
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        digest.update(name.encode() + b"\0")
+        digest.update(tensor.detach().cpu().contiguous().numpy())
+    return digest.hexdigest()[:16]
+
+
 @register_network("feature_extractor", "vgg")
 class VGGFeatures(nn.Module):
     """images (N, 3, H, W) in [-1, 1] -> features of `layer` (N, C, H', W'); frozen, always in eval mode."""
@@ -136,6 +146,7 @@ class VGGFeatures(nn.Module):
             raise ValueError(f"unknown VGG layer '{layer}'; valid: {', '.join(names)}")
         self.layer = layer
         self.features = vgg.features[: names.index(layer) + 1]
+        self.weights_digest = _weights_digest(self.features)  # (a resume checks its loss uses the same weights)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
         self.requires_grad_(False)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Hashable
+from typing import Any, Hashable
 
 import torch
 import torch.nn.functional as F
@@ -113,9 +113,11 @@ class SRGANRecipe(RecipeBase):
             self.use_diffaugment()
         else:
             warn_of_discriminator_keys(config)
+        self.perceptual_weights = ""  # (what a resume checks: another file under the name changes the loss)
         if loss.content == "vgg":
-            extractor = VGGFeatures(loss.vgg_layer, loss.vgg_arch, loss.vgg_weights).to(device)
-            self.content_loss = PerceptualLoss(extractor, loss.vgg_feature_scale)
+            extractor = VGGFeatures(loss.vgg_layer, loss.vgg_arch, loss.vgg_weights)
+            self.perceptual_weights = extractor.weights_digest
+            self.content_loss = PerceptualLoss(extractor.to(device), loss.vgg_feature_scale)
         else:
             self.content_loss = F.l1_loss if loss.content == "l1" else F.mse_loss
         self.evaluation_images = RunEvaluationSet(config.data)
@@ -143,6 +145,19 @@ class SRGANRecipe(RecipeBase):
                               "model.generator, model.generator_args and data.scale as that run had them")
         refuse_non_finite(state["networks"]["generator"], path, "generator")
         self.generator.load_state_dict(state["networks"]["generator"])
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        return {**state, "perceptual_weights": self.perceptual_weights} if self.perceptual_weights else state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        trained_with = state.get("perceptual_weights")
+        if isinstance(trained_with, str) and self.perceptual_weights and trained_with != self.perceptual_weights:
+            weights = self.config.loss.vgg_weights or "the default file in torch's hub cache"
+            warnings.warn(f"loss.vgg_weights ({weights}) holds other {self.config.loss.vgg_arch} weights than this run "
+                          "trained with: its perceptual loss changes from here, so the run no longer matches an "
+                          "uninterrupted one (give the file it trained with to resume it as it ran)", stacklevel=2)
 
     def graph_key(self, step: int) -> Hashable | None:
         adversarial = bool(self.adversarial_weight) and adversarial_on(step, self.config.train)
