@@ -53,9 +53,36 @@ def test_direction_and_evaluation_transform(tmp_path):
     assert np.abs((a_to_b["input"].permute(1, 2, 0).numpy() + 1) * 127.5 - expected).max() < 0.51
 
 
-def test_short_images_are_resized_to_the_crop(tmp_path):
-    dataset = paired_dataset(_ab_folder(tmp_path / "ab", count=1, height=194), "all", 256, load_size=286)
+def test_short_images_are_resized_to_the_crop_and_their_upsampling_is_said(tmp_path):
+    # the folder and CelebA readers said so; pix2pix and CycleGAN blew a 1x1 image up 36x in silence
+    with pytest.warns(UserWarning, match=r"each A\|B half's shorter side is smaller than data.resolution = 256 in every "
+                                         r"image \(smallest: 194 px, in the 512x194 '.*0.png'\), so they are "
+                                         r"upsampled, up to 1.3x"):
+        dataset = paired_dataset(_ab_folder(tmp_path / "ab", count=1, height=194), "all", 256, load_size=286)
     assert dataset[(0, 1)]["input"].shape == (3, 256, 256)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (evaluation sizes images to the crop: no upsampling said there)
+        paired_dataset(tmp_path / "ab", "all", 256, load_size=286, train=False)
+        paired_dataset(tmp_path / "ab", "all", 128, load_size=143)
+
+
+def test_upsampled_pairs_and_unpaired_images_are_named_by_side_and_domain(tmp_path):
+    from gan.data.unpaired import unpaired_dataset
+
+    for side, size in (("A", 40), ("B", 1)):
+        (tmp_path / "pairs" / side).mkdir(parents=True)
+        Image.fromarray(_pattern(size, size, 0)).save(tmp_path / "pairs" / side / "tiny.png")
+    with pytest.warns(UserWarning, match=r"the images' shorter side is smaller than data.resolution = 32 in 1 of 2 "
+                                         r"images \(smallest: 1 px, in the 1x1 '.*B/tiny.png'\), so they are upsampled, "
+                                         r"up to 32.0x"):
+        paired_dataset(tmp_path / "pairs", "all", 32, load_size=36)
+    for domain, size in (("A", 40), ("B", 2)):
+        (tmp_path / f"train{domain}").mkdir()
+        Image.fromarray(_pattern(size, size, 1)).save(tmp_path / f"train{domain}" / "one.png")
+    with pytest.warns(UserWarning, match=r"the shorter side of domain B's images is smaller than data.resolution = 32 "
+                                         r"in every image \(smallest: 2 px") as said:
+        unpaired_dataset(tmp_path / "trainA", tmp_path / "trainB", 32, load_size=36)
+    assert not [warning for warning in said if "domain A" in str(warning.message)]
 
 
 def test_split_subfolders(tmp_path):

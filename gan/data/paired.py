@@ -28,7 +28,7 @@ from gan.data.decode import (
     read_rgb,
     readable_images,
 )
-from gan.data.image_files import SkipUnreadable, augmentation_key, location_of
+from gan.data.image_files import SkipUnreadable, augmentation_key, centre_square, location_of, warn_of_upsampling
 
 MAX_LISTED = 20  # unmatched names listed per folder in an error
 
@@ -412,4 +412,11 @@ def paired_dataset(root: str | Path, split: str, resolution: int, load_size: int
         kept = [(path, None) for path in splittable]
     if not kept:
         raise ImageReadError(f"no readable image pairs in '{folder}'")
+    if train:  # (resized whole to data.load_size, as the pix2pix reference does, then cropped)
+        if layout == "folders":
+            warn_of_upsampling([path for pair in kept for path in pair], centre_square, resolution,
+                               "the images' shorter side")
+        else:
+            warn_of_upsampling([path for path, _ in kept], lambda width, height: centre_square(width // 2, height),
+                               resolution, "each A|B half's shorter side")
     return PairedImages(kept, resolution, load_size, direction, train, hflip, strict, len(skipped))

@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 
 from gan.core.images import pil_to_signed
 from gan.data.decode import NoReadableImages, find_images, read_rgb, readable_images
-from gan.data.image_files import SkipUnreadable, augmentation_key, location_of
+from gan.data.image_files import SkipUnreadable, augmentation_key, centre_square, location_of, warn_of_upsampling
 from gan.data.paired import augment_together
 
 
@@ -86,6 +86,8 @@ def unpaired_dataset(a_folder: Path, b_folder: Path, resolution: int, load_size:
         readable, unreadable = readable_images(paths, strict, max_images)
         if not readable:
             raise NoReadableImages(f"none of the {len(paths)} image files of domain {name} in '{folder}' could be read")
+        if train:  # (resized whole to data.load_size, as the CycleGAN reference does, then cropped)
+            warn_of_upsampling(readable, centre_square, resolution, f"the shorter side of domain {name}'s images")
         folders[name], skipped[name] = readable, len(unreadable)
     return UnpairedImages(folders["A"], folders["B"], resolution, load_size, train, hflip, strict,
                           (skipped["A"], skipped["B"]))
