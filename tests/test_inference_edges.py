@@ -218,15 +218,20 @@ def test_the_default_csv_takes_the_name_of_the_data_folder_as_typed(runs, tmp_pa
 # ----------------------------------------------------------------------------- 2: paired eval on no pairs
 
 
-def test_paired_eval_refuses_a_folder_of_single_photos(runs, tmp_path):
+def test_paired_eval_refuses_a_folder_of_single_photos(runs, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # (no Inception weights)
     folder = tmp_path / "photos"
     folder.mkdir()
     for index in range(3):
         random_rgb((40, 40), index).save(folder / f"{index}.png")
-    result = invoke("eval", runs["pix2pix"], "--data", folder, "--csv", tmp_path / "e.csv")
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        result = invoke("eval", runs["pix2pix"], "--data", folder, "--csv", tmp_path / "e.csv")
     assert_one_error_line(result, str(folder), "3 of its 3 images are narrower than 2:1", "'0.png', 40x40",
                           "2.00:1")
     assert not (tmp_path / "e.csv").exists()
+    # (the error came after two lines of "skipping fid, kid ... Inception-v3 weights not found")
+    assert not [warning for warning in said if "Inception" in str(warning.message)]
 
 
 def test_paired_eval_refuses_an_unpaired_data_set(runs, tmp_path):

@@ -483,9 +483,14 @@ def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_pa
     outputs.check(planned + strips, defaults=[default, default.with_suffix(".json")], checkpoint=path,
                   data=str(scored.resolve()), data_folder=folder, step=translator.step, run_config=translator.config)
     # Asked for by --inception-weights, FID/KID must run (checked here, before any image is scored);
-    # by default they are skipped without the weights. (Not for SR, whose images differ in size.)
-    metrics = (TranslationMetrics(translator.device, inception_weights, require_weights=inception_weights is not None,
-                                  progress_stream=sys.stderr) if data["dataset"] != "sr_pairs" else None)
+    # by default they are skipped without the weights, said after the images are (a folder that is no
+    # pairs is refused alone). (Not for SR, whose images differ in size.)
+    def translation_metrics() -> TranslationMetrics:
+        return TranslationMetrics(translator.device, inception_weights, require_weights=inception_weights is not None,
+                                  progress_stream=sys.stderr)
+
+    distributions = data["dataset"] != "sr_pairs"
+    metrics = translation_metrics() if distributions and inception_weights is not None else None
     if translator.config["recipe"] == "cyclegan":
         backward = load_translator(path, translator.device, tile, direction="BtoA")
         rows_iterator = evaluate_cycle(translator, backward, a_folder, b_folder, data["resolution"], image_sets)
@@ -503,8 +508,8 @@ def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_pa
                                        for key, value in rows[-1].items() if key != "image"},
               "infinite_scores": infinite, "skipped_images": {one.image: one.reason for one in skipped}}
     scores = {}
-    if image_sets and metrics is not None:
-        scores, skipped_metrics = distribution_scores(image_sets, metrics)
+    if image_sets and distributions:
+        scores, skipped_metrics = distribution_scores(image_sets, metrics or translation_metrics())
         result.update({"images": image_counts(image_sets), "skipped": skipped_metrics, **scores})
 
     def say() -> None:
