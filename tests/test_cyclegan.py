@@ -315,6 +315,25 @@ def test_validation_and_previews_leave_out_a_test_image_that_fails_to_decode(tmp
     assert torch.equal(previews["a"], images["A"])  # the items of testA's 0 and 2, not 1's stand-in
 
 
+def test_a_domain_with_fewer_test_images_than_log_num_samples_shows_each_of_its_own_once(tmp_path):
+    # testA's one image showed three times in A_fakeB_recA beside testB's three
+    for folder, count in (("trainA", 2), ("trainB", 2), ("testA", 1), ("testB", 3)):
+        (tmp_path / folder).mkdir()
+        for index in range(count):
+            random_rgb((40, 40), 10 * len(folder) + index).save(tmp_path / folder / f"{index}.png")
+    config = load_config(REPO / "experiments" / "cyclegan_horse2zebra.toml",
+                         [*TINY_CYCLEGAN, f"data.root={tmp_path}", "log.num_samples=3"])
+    recipe = CycleGANRecipe(config, torch.device("cpu"), _null)
+    with pytest.warns(UserWarning, match=r"log.num_samples = 3: the evaluation images of domain A hold 1 readable "
+                                         r"image\(s\), so its preview grid shows 1") as said:
+        previews = recipe.load_preview_items()
+    assert not [warning for warning in said if "domain B" in str(warning.message)]
+    assert previews["a"].shape[0] == 1 and previews["b"].shape[0] == 3
+    assert len({previews["b"][index].sum().item() for index in range(3)}) == 3  # three distinct images
+    strips = recipe.preview()
+    assert strips["A_fakeB_recA"].shape[0] == 1 and strips["B_fakeA_recB"].shape[0] == 3
+
+
 def test_a_test_image_that_cannot_be_read_is_warned_of_once_and_not_counted_as_training_data(tmp_path):
     # The previews and the validation each read testB, and each named its broken file; the closing
     # count said "1 unreadable image file(s) were skipped" of the training set's alone.

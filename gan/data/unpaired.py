@@ -60,12 +60,15 @@ class UnpairedImages(Dataset):
         return (index % len(self.a_paths) in self.skip_unreadable["a"].failed
                 or index % len(self.b_paths) in self.skip_unreadable["b"].failed)
 
-    def domain_images(self, name: str) -> list[torch.Tensor]:
-        """Every image of domain `name` ("a" or "b") of an evaluation set once, in order, leaving out
-        each whose file fails to decode: the next image, put in its place, would count twice."""
+    def domain_images(self, name: str, limit: int = 0) -> list[torch.Tensor]:
+        """Every image of domain `name` ("a" or "b") of an evaluation set once (the first `limit`, if
+        given), in order, leaving out each whose file fails to decode: the next image, put in its
+        place, would count twice."""
         paths = self.a_paths if name == "a" else self.b_paths
         images = []
         for index in range(len(paths)):
+            if limit and len(images) == limit:
+                break
             image = self[index][name]  # (the other domain's file of the item does not matter here)
             if index not in self.skip_unreadable[name].failed:
                 images.append(image)

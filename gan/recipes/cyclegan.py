@@ -164,6 +164,18 @@ class CycleGANRecipe(RecipeBase):
                 **self.augment_metrics()}
 
     @torch.no_grad()
+    def load_preview_items(self) -> dict[str, torch.Tensor]:
+        """The first `log.num_samples` readable evaluation images of each domain: a domain that holds
+        fewer shows each of its own once (items pair A[i % n_A] with B[i % n_B]: one A image showed three
+        times beside three B images)."""
+        count, dataset = self.config.log.num_samples, self.evaluation_dataset()
+        images = {name: dataset.domain_images(name, count) for name in ("a", "b")}
+        for name, held in images.items():
+            if len(held) < count:
+                warnings.warn(f"log.num_samples = {count}: the evaluation images of domain {name.upper()} hold "
+                              f"{len(held)} readable image(s), so its preview grid shows {len(held)}", stacklevel=2)
+        return {name: torch.stack(held) for name, held in images.items()}
+
     def preview(self) -> dict[str, torch.Tensor]:
         """Strips real A | fake B | reconstructed A, and real B | fake A | reconstructed B."""
         batch = self.preview_batch()
