@@ -197,6 +197,18 @@ def test_unmatched_files_are_an_error_listing_them(tmp_path):
     assert "24 file(s) in A/ have no partner in B/" in message and "A/01" in message
     assert "1 file(s) in B/ have no partner in A/: B/extra" in message
     assert "A/20" in message and "A/21" not in message and "and 4 more" in message  # at most 20 names a side
+    assert "in case alone" not in message
+
+
+def test_unmatched_names_that_differ_in_case_alone_are_said_so(tmp_path):
+    # "unmatched pairs" of A/UPPER.PNG and B/upper.png gave no hint that case was the only difference
+    (tmp_path / "A").mkdir()
+    (tmp_path / "B").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "A" / "UPPER.PNG")
+    Image.new("RGB", (8, 8)).save(tmp_path / "B" / "upper.png")
+    with pytest.raises(ValueError, match=r"1 of them differ from a partner in case alone \(the first: 'UPPER' and "
+                                         r"'upper'\): names pair exactly, case included, so rename one side"):
+        paired_dataset(tmp_path, "all", 8)
 
 
 
