@@ -359,6 +359,11 @@ def test_an_image_over_pillows_size_limit_is_warned_of_by_name(tmp_path, monkeyp
         assert check_header(tmp_path / "large.png") is None
         assert read_rgb(tmp_path / "large.png").size == (20, 20)
     assert len([one for one in caught if issubclass(one.category, LargeImageWarning)]) == 1
+    # over twice the limit: skipped, its limit said beside the warning's (178956970 read as contradicting 89478485)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 150)
+    assert check_header(tmp_path / "large.png").endswith("Pillow refuses images over twice its decompression-bomb "
+                                                         "limit of 150 pixels (larger ones up to that are read, with "
+                                                         "a warning)")
 
 
 # ----------------------------------------------------------------------------- finding files

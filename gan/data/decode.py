@@ -381,6 +381,9 @@ def _jpeg_ends(data: bytes) -> bool:
 def decode_problem(error: BaseException) -> str:
     """Pillow's error in words that say what to do, where its own do not."""
     text = str(error) or type(error).__name__
+    if isinstance(error, Image.DecompressionBombError):  # ("exceeds limit of 178956970 pixels", beside the warning's 89478485)
+        return (f"{text}: Pillow refuses images over twice its decompression-bomb limit of {Image.MAX_IMAGE_PIXELS} "
+                "pixels (larger ones up to that are read, with a warning)")
     if "MAX_TEXT_CHUNK" in text or "MAX_TEXT_MEMORY" in text:  # (the pixels are fine: Pillow caps the text it reads)
         return ("its PNG text metadata (XMP, comments) is larger than the 1 MB Pillow reads; strip the metadata "
                 "(`exiftool -all= FILE` or `mogrify -strip FILE`) to use the image")
