@@ -392,6 +392,37 @@ def test_on_nan_rollback_resumes_the_last_checkpoint_with_halved_rates(tmp_path,
         "leaves them (or edited by hand), not from --set" in resumed.output, resumed.output
 
 
+@pytest.mark.parametrize("rolling_back", [True, False])
+def test_weights_gone_nan_between_log_points_stop_as_a_divergence_before_the_metrics_read_them(
+        tmp_path, monkeypatch, rolling_back):
+    # The metrics of step 3 (no log point) ran on the NaN generator: "generative metrics failed", exit 2,
+    # advice to switch the metrics off, and no rollback. (On a GPU the losses are read back at log points
+    # alone, so a NaN backward reaches the side tasks so; here the losses stay finite.)
+    original = DCGANRecipe.step
+    poisoned_once = []
+
+    def poisoned(self, batch, step):
+        metrics = original(self, batch, step)
+        if step == 3 and not poisoned_once:
+            poisoned_once.append(step)
+            with torch.no_grad():
+                for network in self.networks.values():
+                    next(network.parameters()).fill_(float("nan"))
+        return metrics
+
+    monkeypatch.setattr(DCGANRecipe, "step", poisoned)
+    config = tiny_config("log.every=5", "log.image_every=5", "metrics.every=3", "metrics.names=['swd']",
+                         "metrics.num_samples=16", "train.steps=4")
+    if rolling_back:
+        result = train_rolling_back(config, tmp_path, CPU, progress_stream=sys.stdout)
+        assert result.step == 4 and poisoned_once == [3]
+        assert load_checkpoint(result.checkpoint)["config"]["train"]["g_lr"] == config.train.g_lr / 2
+    else:
+        with pytest.raises(NonFiniteLossError, match="weights of generator.* at step 3"):
+            train(config, tmp_path, CPU)
+        assert [checkpoint.name for checkpoint in list_checkpoints(tmp_path)] == ["checkpoint-00000002.pt"]
+
+
 def test_a_rollback_records_its_halved_rates_before_it_trains_again(tmp_path, monkeypatch):
     """A kill -9 after "rolling back to ..." and before the resumed run's set-up wrote config.toml
     left the rates given there: a --resume trained on at them, with no word of the rollback."""

@@ -755,6 +755,11 @@ def _periodic_work(run: _Run, last: bool, stopping: bool = False) -> float | Non
     regular = step % log_config.every == 0 or last or stopping or step == 1
     if regular or step == run.start_step + 1:  # (and a resume's first step shows it is under way)
         _log_scalars(run, due, closes_window=regular)
+    if any(due.values()) and not regular:  # (a log point has checked): a diverged run stops as such, rolled
+        # back under --on-nan rollback, not as a side task that failed on its NaN weights (on a GPU the
+        # losses are read back at log points alone)
+        _raise_if_non_finite(run)
+        _raise_if_weights_diverged(run.recipe, step, run.config.train.divergence_bound, run.last_checkpoint)
     io_start = time.perf_counter()
     if not run.main:
         return None
@@ -997,6 +1002,8 @@ def _side_task_failed(run: _Run, task: str, error: Exception, undone: dict | Non
     try:
         return SideTaskError(task, run.step, error, _save(run, run.step, True, undone), run.run_dir,
                              processes=processes)
+    except NonFiniteLossError:  # (no diverged state is saved: the run stops, or rolls back, as diverged)
+        raise
     except Exception as save_error:  # noqa: BLE001 - (the side task may have broken what saving needs too)
         return SideTaskError(task, run.step, error, run.last_checkpoint, run.run_dir, save_error, processes=processes)
 
