@@ -548,15 +548,41 @@ def test_hidden_files_count_for_nothing_and_strict_is_the_same_run(tmp_path):
     assert stricter.exit_code == 0 and (folder / "checkpoint-00000006.pt").is_file(), stricter.output
 
 
-def test_the_same_line_continues_with_the_rates_a_rollback_halved(tmp_path):
+def test_the_same_line_continues_with_the_rates_a_rollback_halved(tmp_path, monkeypatch):
+    import torch
+
+    from gan.recipes.dcgan import DCGANRecipe
+
+    original, poisoned_once = DCGANRecipe.step, []
+
+    def poisoned(self, batch, step):
+        metrics = original(self, batch, step)
+        if step == 3 and not poisoned_once:
+            poisoned_once.append(step)
+            metrics["loss/d"] = torch.tensor(float("inf"))
+        return metrics
+
+    monkeypatch.setattr(DCGANRecipe, "step", poisoned)
     folder = tmp_path / "run"
     assert train_command(DEMO, *sets(*TINY), "--on-nan", "rollback", "--run-dir", str(folder)).exit_code == 0
     config = folder / "config.toml"
-    config.write_text(config.read_text().replace("g_lr = 0.0002", "g_lr = 0.0001").replace("d_lr = 0.0002",
-                                                                                          "d_lr = 0.0001"))
+    assert poisoned_once == [3] and "g_lr = 0.0001" in config.read_text()
     result = train_command(DEMO, *sets(*TINY, "train.steps=6"), "--on-nan", "rollback", "--run-dir", str(folder))
     assert result.exit_code == 0 and "rollback halved: g 0.0001, d 0.0001" in result.output, result.output
-    assert "g_lr = 0.0001" in config.read_text()
+    assert "g_lr = 0.0001" in config.read_text() and (folder / "checkpoint-00000006.pt").is_file()
+    again = train_command(DEMO, *sets(*TINY, "train.steps=8"), "--run-dir", str(folder))  # (the note outlives resumes)
+    assert again.exit_code == 0 and "rollback halved" in again.output, again.output
+
+
+def test_a_line_with_both_rates_doubled_is_another_experiment_not_a_rollback(tmp_path):
+    # taken for an --on-nan rollback by the ratio alone: "continuing ... with the learning rates its
+    # --on-nan rollback halved", and the doubled rates never ran
+    folder = tmp_path / "run"
+    assert train_command(DEMO, *sets(*TINY, "train.g_lr=1e-4", "train.d_lr=1e-4"), "--run-dir", str(folder)).exit_code == 0
+    doubled = train_command(DEMO, *sets(*TINY, "train.g_lr=2e-4", "train.d_lr=2e-4", "train.steps=6"),
+                            "--run-dir", str(folder))
+    assert_one_error_line(doubled, "holds a run started with other settings", "train.g_lr", "train.d_lr")
+    assert not (folder / "checkpoint-00000006.pt").exists()
 
 
 def test_a_second_ctrl_c_in_a_new_runs_first_step_leaves_no_run_directory(tmp_path, monkeypatch):

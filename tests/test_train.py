@@ -494,8 +494,8 @@ def test_a_preview_grid_smaller_than_log_num_samples_is_said(recipe, tmp_path):
     from gan.training.loop import train
 
     config = tiny_recipe_config(recipe, write_recipe_data(tmp_path / "data"), "log.num_samples=50", "train.steps=2", "log.eval_every=0")
-    with pytest.warns(UserWarning, match=r"log.num_samples = 50: the evaluation images hold \d+ readable item\(s\), so "
-                                         r"each preview grid shows \d+"):
+    with pytest.warns(UserWarning, match=r"log.num_samples = 50: the evaluation images (of domain A )?hold \d+ readable "
+                                         r"(item|image)\(s\), so (each|its) preview grid shows \d+"):
         train(config, tmp_path / "run", CPU, progress_stream=io.StringIO())
 
 

@@ -114,6 +114,7 @@ def refuse_runs_finished_otherwise(config: Path, sets: list[str], runs: list, ou
     from gan.core.registry import ConfigError
     from gan.tools.sweep import finished
     from gan.training.resolve import load_config
+    from gan.training.run_dir import rollback_halvings
 
     for run in runs:
         run_dir = out / run.name
@@ -121,7 +122,8 @@ def refuse_runs_finished_otherwise(config: Path, sets: list[str], runs: list, ou
             continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # (said when the sweep's configs were checked)
-            changes, _, _ = other_settings(written_config(run_dir), load_config(config, [*sets, *run.overrides]))
+            changes, _, _ = other_settings(written_config(run_dir), load_config(config, [*sets, *run.overrides]),
+                                           rollback_halvings(run_dir))
         if changes:
             raise ConfigError(f"run {run.name} finished with settings other than this sweep gives it "
                               f"({'; '.join(changes)}; resumed with --set by hand?), so it is not the grid's run: "

@@ -257,18 +257,17 @@ def noise_rise_causes(before, resolved, step: int, old_noise: float) -> str:
 
 # What the same --run-dir line may change: the length of the run, and how strictly files are read.
 SAME_RUN_KEYS = ("train.steps", "data.strict")
-ROLLBACK_HALVINGS = (0.5, 0.25, 0.125)  # --on-nan rollback halves both rates, up to 3 times
 
 
-def other_settings(written, resolved) -> tuple[list[str], object, bool]:
+def other_settings(written, resolved, halvings: int = 0) -> tuple[list[str], object, bool]:
     """What a run's config.toml (`written`) holds other than the `resolved` config of a `--run-dir`
     line for it (`key old -> new`, past what the same line may change: its length), the config the
-    line continues with, and whether that keeps the rates the run's `--on-nan rollback` halved."""
+    line continues with, and whether that keeps the rates the run's `--on-nan rollback` halved
+    `halvings` times (as its config.toml records: a line with both rates doubled is another experiment)."""
     import dataclasses
 
-    train = resolved.train
-    halved = any(written.train.g_lr == train.g_lr * factor and written.train.d_lr == train.d_lr * factor
-                 for factor in ROLLBACK_HALVINGS)
+    train, factor = resolved.train, 0.5 ** halvings
+    halved = bool(halvings) and written.train.g_lr == train.g_lr * factor and written.train.d_lr == train.d_lr * factor
     if halved:
         resolved = dataclasses.replace(resolved, train=dataclasses.replace(train, g_lr=written.train.g_lr,
                                                                            d_lr=written.train.d_lr))
@@ -282,8 +281,9 @@ def settings_to_continue(run_dir: Path, written, resolved, say: bool = True):
     with the learning rates the run's `--on-nan rollback` halved kept as config.toml records them.
     Another line there would mix two experiments in one run: refused, naming each difference."""
     from gan.core.registry import ConfigError
+    from gan.training.run_dir import rollback_halvings
 
-    changes, resolved, halved = other_settings(written, resolved)
+    changes, resolved, halved = other_settings(written, resolved, rollback_halvings(run_dir))
     if changes:
         raise ConfigError(f"--run-dir '{run_dir}' holds a run started with other settings ({'; '.join(changes)}): "
                           f"give another --run-dir for a new run, or continue this one with different settings by "

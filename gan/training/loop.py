@@ -79,7 +79,7 @@ from gan.training.event_log import EventLog
 from gan.training.health import HealthWatch
 from gan.training.preflight import check_batch_fits, check_run_can_finish, warn_if_validation_reads_training_data
 from gan.training.process_state import process_state_kept
-from gan.training.run_dir import discard_start
+from gan.training.run_dir import discard_start, rollback_halvings, rollback_note, rollback_note_kept
 from gan.training.speed import Speed, accelerate, to_device, training_step
 from gan.training.state import newest_loadable_checkpoint, restore_training_state, training_state
 
@@ -666,7 +666,7 @@ def _start_logging(run: _Run, resume: bool, progress_stream: Any) -> None:
         run.run_dir.mkdir(parents=True, exist_ok=True)
         found = (run.run_dir / "config.toml").read_bytes() if resume and (run.run_dir / "config.toml").is_file() \
             else None
-        write_text_atomically(run.run_dir / "config.toml", dump_config(config))
+        write_text_atomically(run.run_dir / "config.toml", rollback_note_kept(found, config) + dump_config(config))
         run.config_found = found  # (to put back only once replaced: a write that failed left it as it was)
     run.writer = (EventLog(lambda purge: SummaryWriter(str(run.run_dir), purge_step=purge), run.run_dir,
                            purge_step=_purge_from(run) if resume else None) if run.main else _NullWriter())
@@ -1068,7 +1068,7 @@ def train_rolling_back(config: Config, run_dir: Path, device: torch.device, resu
             if rollbacks == max_rollbacks or not broadcast_object(error.checkpoint is not None, group):
                 if rollbacks and group.is_main:  # what a resume of this run would continue with
                     print_above(f"'{run_dir / 'config.toml'}' keeps the learning rates the rollbacks halved: g "
-                                f"{config.train.g_lr:g}, d {config.train.d_lr:g} (1/{2 ** rollbacks} of those "
+                                f"{config.train.g_lr:g}, d {config.train.d_lr:g} (1/{2 ** rollback_halvings(run_dir)} of those "
                                 "given), which --resume and the same --run-dir line continue with; "
                                 f"--resume {run_dir} --set train.g_lr=... --set train.d_lr=... sets others")
                 raise
@@ -1076,7 +1076,8 @@ def train_rolling_back(config: Config, run_dir: Path, device: torch.device, resu
             rates = dataclasses.replace(config.train, g_lr=config.train.g_lr / 2, d_lr=config.train.d_lr / 2)
             config, resume, on_resume = dataclasses.replace(config, train=rates), True, None  # (the halving is said)
             if group.is_main:  # recorded first: a kill -9 before the resume's set-up writes it would lose the halving
-                write_text_atomically(run_dir / "config.toml", dump_config(config))
+                halvings = rollback_halvings(run_dir) + 1  # (with those of earlier commands: the rates given were theirs)
+                write_text_atomically(run_dir / "config.toml", rollback_note(halvings) + dump_config(config))
                 print_above(f"warning: {error.what}; rolling back to '{error.checkpoint}' with learning rates halved to "
                             f"g {rates.g_lr:g}, d {rates.d_lr:g} (rollback {rollbacks} of {max_rollbacks})")
 

@@ -7,7 +7,9 @@ import contextlib
 import fnmatch
 import re
 import sys
+import tomllib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 try:
     import fcntl
@@ -18,6 +20,9 @@ from gan.core.checkpoint import METRICS_RECORD, list_checkpoints, set_aside_path
 from gan.core.files import LOCK_NAME, RunLock, is_stale_temp
 from gan.core.registry import ConfigError
 from gan.core.wording import first_few
+
+if TYPE_CHECKING:
+    from gan.core.config import Config
 
 
 def create_run_dir(out: Path, name: str) -> Path:
@@ -116,3 +121,43 @@ def discard_start(run_dir: Path) -> None:
         path.unlink(missing_ok=True)
     with contextlib.suppress(OSError):
         (run_dir / "samples").rmdir()  # only when empty
+
+
+# What `--on-nan rollback` writes atop the config.toml it halves the learning rates in: the same
+# `--run-dir` line then continues with them, where rates that merely differ by a power of two (a line
+# with both doubled: another experiment) are refused. A resume that changes settings rewrites the
+# file whole, without it: its rates are the ones given from then on.
+_ROLLBACK_NOTE = re.compile(r"^# --on-nan rollback halved train\.g_lr and train\.d_lr (\d+) time", re.MULTILINE)
+
+
+def rollback_note(halvings: int) -> str:
+    """The comment line recording that config.toml's rates are those given, halved `halvings` times."""
+    return (f"# --on-nan rollback halved train.g_lr and train.d_lr {halvings} time(s): 1/{2 ** halvings} of the "
+            "rates given\n")
+
+
+def rollback_halvings(run_dir: Path) -> int:
+    """How many times `--on-nan rollback` halved the rates the run's config.toml holds (0: never, or
+    set since by a resume)."""
+    try:
+        return _halvings_noted((run_dir / "config.toml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError):
+        return 0
+
+
+def _halvings_noted(text: str) -> int:
+    match = _ROLLBACK_NOTE.search(text)
+    return int(match.group(1)) if match else 0
+
+
+def rollback_note_kept(found: bytes | None, config: Config) -> str:
+    """The rollback note of the config.toml a resume writes anew (`found`: its bytes), when `config`
+    keeps the rates it holds (else "": set by the resume, they are the ones given)."""
+    try:
+        text = found.decode("utf-8") if found is not None else ""
+        rates = tomllib.loads(text).get("train", {})
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return ""
+    halvings = _halvings_noted(text)
+    kept = isinstance(rates, dict) and (rates.get("g_lr"), rates.get("d_lr")) == (config.train.g_lr, config.train.d_lr)
+    return rollback_note(halvings) if halvings and kept else ""
