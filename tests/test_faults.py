@@ -1130,3 +1130,51 @@ def test_the_groups_own_output_that_stdout_cannot_take_is_one_line(option):
                                 timeout=120)
     assert result.returncode == 2 and result.stderr.strip().splitlines() == [
         "error: '<standard output>': No space left on device"], result.stderr
+
+
+def _train_in_process(*args: str):
+    sets = [*TINY, "metrics.every=0", "train.keep_best=''"]
+    return CliRunner().invoke(main, ["train", str(REPO / "experiments" / "dcgan_demo.toml"),
+                                     *[arg for item in sets for arg in ("--set", item)], *args])
+
+
+def test_a_file_system_that_refuses_locks_trains_unguarded_with_a_warning(tmp_path, monkeypatch):
+    # flock's ENOLCK (some network file systems) ended the run in "error: '<standard output>': No locks available"
+    import errno
+    import fcntl
+
+    def refused(*args):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", refused)
+    with pytest.warns(UserWarning, match=r"\.run-numbers\.lock': its file system refuses locks \(No locks available\), "
+                                         r"so nothing keeps a second gan command from writing") as said:
+        result = _train_in_process("--out", str(tmp_path / "runs"))
+    assert result.exit_code == 0, result.output
+    assert any(str(warning.message).startswith(f"'{only_run(tmp_path / 'runs') / '.lock'}'") for warning in said)
+    assert list_checkpoints(only_run(tmp_path / "runs"))
+
+
+def test_an_os_error_naming_no_file_is_said_as_it_is_not_blamed_on_the_standard_output(tmp_path, monkeypatch):
+    import errno
+
+    import gan.training.run_dir as run_dir_module
+
+    def failing(*args):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(run_dir_module, "create_run_dir", failing)
+    result = _train_in_process("--out", str(tmp_path / "runs"))
+    assert result.exit_code == 2 and "error: [Errno 5] Input/output error" in result.output, result.output
+    assert "standard output" not in result.output
+
+
+def test_a_failed_start_into_a_new_run_dir_leaves_none_of_the_folders_it_made(tmp_path):
+    # train.steps=-1 said so, and left tmp_path/new/a/b behind: made to remove the lock it never took
+    result = _train_in_process("--set", "train.steps=-1", "--run-dir", str(tmp_path / "new" / "a" / "b" / "run"))
+    assert result.exit_code == 2 and "train.steps must be >= 1" in result.output, result.output
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "kept").mkdir()  # a folder that was there stays, the folders made below it go
+    failed = _train_in_process("--set", "train.steps=-1", "--run-dir", str(tmp_path / "kept" / "a" / "run"))
+    assert failed.exit_code == 2 and list(tmp_path.iterdir()) == [tmp_path / "kept"]
+    assert list((tmp_path / "kept").iterdir()) == []

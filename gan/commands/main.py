@@ -111,9 +111,8 @@ class Commands(click.Group):
                 _out_of_memory(ctx, error)
             if error.errno == errno.EPIPE and error.filename == STANDARD_OUTPUT:
                 sys.exit(1)  # (its reader gone, `gan cache list | head -1`: quietly, as click and Unix tools do)
-            if error.filename is None:
-                raise
-            fail(file_error(error))
+            # (one naming no file: the command's own, not the standard output's, as Commands.main would say)
+            fail(file_error(error) if error.filename is not None else str(error))
         except (RuntimeError, MemoryError) as error:  # (the allocator's: past a memory limit, `ulimit -v`)
             if not out_of_memory(error):
                 raise

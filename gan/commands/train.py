@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import errno
 import functools
+import itertools
 import os
 import signal
 import sys
@@ -367,11 +368,14 @@ class _Start:
     resuming: bool
     group: Any  # torchrun's processes, or just this one (a ProcessGroup)
     existed: bool = dataclasses.field(init=False)  # a failed start removes only a folder it made
+    missing_parents: list[Path] = dataclasses.field(init=False)  # (deepest first: and those it made for it)
     dist_timeout_s: int | None = None  # train.dist_timeout_s, once the config is read
     begun: bool = False  # training began (else a process was lost while rank 0 looked at the run directory)
 
     def __post_init__(self) -> None:
         self.existed = self.run_dir is not None and self.run_dir.exists()
+        parents = self.run_dir.absolute().parents if self.run_dir is not None and not self.existed else []
+        self.missing_parents = list(itertools.takewhile(lambda parent: not parent.exists(), parents))
 
 
 def _check_arguments(config: Path | None, resume: Path | None, run_dir: Path | None, out_given: bool) -> None:
@@ -453,9 +457,10 @@ def _report_failure(start: _Start, error: BaseException) -> None:
     # (Another process's directory, RunDirectoryBusy, is not this start's to clean.)
     if (not start.resuming and run_dir is not None and not start.existed and group.is_main
             and not isinstance(error, RunDirectoryBusy)):
-        remove_lock_file(run_dir)  # a start that failed leaves no empty run directory
+        remove_lock_file(run_dir)  # a start that failed leaves no empty run directory, nor the folders made for it
         with contextlib.suppress(OSError):
-            run_dir.rmdir()  # (rmdir keeps any content, another writer's lock among it)
+            for folder in (run_dir, *start.missing_parents):
+                folder.rmdir()  # (rmdir keeps any content, another writer's lock among it)
     if isinstance(error, KeyboardInterrupt):  # while setting up, or a second Ctrl-C in the loop
         signum = error.signum if isinstance(error, Terminated) else signal.SIGINT
         signal_name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name

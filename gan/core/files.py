@@ -21,6 +21,7 @@ import socket
 import sys
 import time
 import traceback
+import warnings
 from pathlib import Path
 from typing import IO, Callable, Iterator
 
@@ -419,6 +420,9 @@ class RunLock:
                 holder = handle.read().decode(errors="backslashreplace")
                 handle.close()
                 raise RunDirectoryBusy(self.busy_message(_holder_said(holder))) from None
+            except OSError as error:  # (some network file systems: ENOLCK, EOPNOTSUPP) as where there is no flock
+                warn_of_no_locks(path, error)
+                return handle
             # a lock taken on a file a failed start removed meanwhile (`remove_lock_file`) locks nothing
             # another writer would see: take the one at the path now
             if _same_file(handle, path):
@@ -435,6 +439,13 @@ class RunLock:
             self._handle = None
 
 
+def warn_of_no_locks(path: Path, error: OSError) -> None:
+    """Said when the file system of `path` refuses a lock: what it would have guarded goes unguarded."""
+    warnings.warn(f"'{path}': its file system refuses locks ({error.strerror or error}), so nothing keeps a second "
+                  "gan command from writing in the same folder at once: run one at a time there, or use a local disk",
+                  stacklevel=3)
+
+
 def _same_file(handle: IO[bytes], path: Path) -> bool:
     try:
         return os.path.samestat(os.fstat(handle.fileno()), os.stat(path))
@@ -445,6 +456,8 @@ def _same_file(handle: IO[bytes], path: Path) -> bool:
 def remove_lock_file(run_dir: Path) -> None:
     """Remove the `.lock` of a run directory a failed start made, holding the lock as it does: one
     taken meanwhile by another writer (a --run-dir of the same name) is not this start's to remove."""
+    if not (run_dir / LOCK_NAME).exists():  # (taking the lock would make the folders: none to remove)
+        return
     with contextlib.suppress(RunDirectoryBusy, OSError):
         handle = RunLock(run_dir).locked_handle()  # (the flock alone: a full disk may be why the start failed)
         try:

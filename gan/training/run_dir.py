@@ -17,7 +17,7 @@ except ImportError:  # Windows: no locking; numbers can collide only for simulta
     fcntl = None
 
 from gan.core.checkpoint import METRICS_RECORD, list_checkpoints, set_aside_path
-from gan.core.files import LOCK_NAME, RunLock, is_stale_temp
+from gan.core.files import LOCK_NAME, RunLock, is_stale_temp, warn_of_no_locks
 from gan.core.registry import ConfigError
 from gan.core.wording import first_few
 
@@ -34,7 +34,10 @@ def create_run_dir(out: Path, name: str) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     with open(out / ".run-numbers.lock", "w") as lock:
         if fcntl is not None:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            except OSError as error:  # (some network file systems): as where there is no flock
+                warn_of_no_locks(out / ".run-numbers.lock", error)
         # every number taken, by a folder or anything else, and of any width (past 99999: 100000-...)
         numbers = [int(match[1]) for path in out.iterdir() if (match := re.fullmatch(r"(\d{5,})-.*", path.name))]
         run_dir = out / f"{max(numbers, default=-1) + 1:05d}-{name}"
