@@ -1178,3 +1178,18 @@ def test_a_failed_start_into_a_new_run_dir_leaves_none_of_the_folders_it_made(tm
     failed = _train_in_process("--set", "train.steps=-1", "--run-dir", str(tmp_path / "kept" / "a" / "run"))
     assert failed.exit_code == 2 and list(tmp_path.iterdir()) == [tmp_path / "kept"]
     assert list((tmp_path / "kept").iterdir()) == []
+
+
+@pytest.mark.parametrize("new_only", [False, True])
+def test_a_pair_written_over_a_folder_is_refused_and_the_folder_left_in_place(tmp_path, new_only):
+    # the folder was renamed aside under a temp name (and its contents with it), the file put in
+    # its place, and the write reported done
+    from gan.core.files import WriteError, write_together
+
+    (tmp_path / "b.json").mkdir()
+    (tmp_path / "b.json" / "inside.txt").write_text("kept")
+    with pytest.raises(WriteError, match=r"could not write '.*b\.json'.*Is a directory"):
+        write_together({tmp_path / "a.csv": lambda temp: temp.write_text("a"),
+                        tmp_path / "b.json": lambda temp: temp.write_text("b")}, new_only=new_only)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["b.json"]
+    assert (tmp_path / "b.json" / "inside.txt").read_text() == "kept"

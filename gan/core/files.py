@@ -126,6 +126,9 @@ def write_together(writes: dict[Path, Callable[[Path], None]], new_only: bool = 
     current = next(iter(writes))  # the file being written or moved, for the message
     moved, aside = [], []
     try:
+        for current in writes:  # (a set's renames would move a folder aside, as a file it replaces, and leave it)
+            if os.path.isdir(current):
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(current))
         for current, write in writes.items():
             write(temps[current])
             with open(temps[current], "rb+") as handle:
