@@ -324,7 +324,7 @@ def refuse_another_evaluation(path: Path, checkpoint: Path, data: str | None, st
     held = stored.get("num_images")
     if set(recorded) <= set(names) and not (isinstance(held, int) and held > count):
         return
-    raise OutputRefused(f"'{path}' holds {', '.join(recorded)} of {held} images, which this evaluation "
+    raise OutputRefused(f"'{path}' holds {', '.join(recorded) or 'scores'} of {held} images, which this evaluation "
                         f"({', '.join(names)} of {count}) would not keep: {keep}")
 
 
