@@ -323,7 +323,10 @@ def _out_of_range_images(folder):
     _grey_tiff(folder / "b_signed_bytes.tif", [-1, 0, 5], 8, 1, 2, "<i1")
     Image.fromarray(np.full((8, 8), 1000, np.float32), "F").save(folder / "c_float.tif", format="TIFF")
     Image.fromarray(np.full((8, 8), np.inf, np.float32), "F").save(folder / "d_inf.tif", format="TIFF")
-    return sorted(folder.glob("*.tif"))
+    # a PFM, which Pillow names PPM, under a PGM's extension
+    Image.fromarray(np.linspace(-1, 1, 64, dtype=np.float32).reshape(8, 8), "F").save(folder / "d.pfm")
+    (folder / "d.pfm").rename(folder / "d_pfm.pgm")
+    return sorted([*folder.glob("*.tif"), folder / "d_pfm.pgm"])
 
 
 def test_the_start_scan_finds_pixels_out_of_range_so_max_images_counts_only_readable_ones(tmp_path):

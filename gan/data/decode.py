@@ -298,7 +298,7 @@ def check_header(path: Path) -> str | None:
             if width < 1 or height < 1:
                 return f"empty image ({width}x{height})"
             problem = cut_short_problem(path, image)
-            if problem is None and image.format not in VALUES_IN_RANGE:
+            if problem is None and (image.format not in VALUES_IN_RANGE or image.mode == "F"):
                 problem = pixel_range_problem(image)  # (TIFFs are decoded above: found here, they count)
             return problem
     except DECODE_ERRORS as error:
@@ -313,8 +313,9 @@ COMPLETE_ENDINGS = {"JPEG": b"\xff\xd9", "MPO": b"\xff\xd9", "PNG": b"IEND\xaeB`
 TAIL_BYTES = 64  # a marker this near the end: the common case, one small read
 
 
-# Formats whose pixels cannot be out of range once decoded (a PNG or PPM stores up to 16 unsigned
-# bits). The others that can (TIFF, PFM) are decoded whole by `cut_short_problem` anyway.
+# Formats whose pixels cannot be out of range once decoded (a PNG or PGM/PPM stores up to 16 unsigned
+# bits), but for float ones (a PFM, which Pillow calls PPM). The others that can (TIFF) are decoded
+# whole by `cut_short_problem` anyway, as PPM's are.
 VALUES_IN_RANGE = ("JPEG", "MPO", "PNG", "PPM", "WEBP", "BMP", "GIF")
 
 
