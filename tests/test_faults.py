@@ -1153,6 +1153,14 @@ def test_a_file_system_that_refuses_locks_trains_unguarded_with_a_warning(tmp_pa
     assert result.exit_code == 0, result.output
     assert any(str(warning.message).startswith(f"'{only_run(tmp_path / 'runs') / '.lock'}'") for warning in said)
     assert list_checkpoints(only_run(tmp_path / "runs"))
+    with pytest.warns(UserWarning) as once:  # (a failed start took the lock again to remove it, saying it twice)
+        junk = tmp_path / "junk"
+        junk.mkdir()
+        (junk / "a.png").write_text("no image")
+        failed = _train_in_process("--set", "data.dataset=folder", "--set", f"data.root={junk}",
+                                   "--run-dir", str(tmp_path / "failed"))
+    assert failed.exit_code == 2 and not (tmp_path / "failed").exists(), failed.output
+    assert len([warning for warning in once if "refuses locks" in str(warning.message)]) == 1
 
 
 def test_an_os_error_naming_no_file_is_said_as_it_is_not_blamed_on_the_standard_output(tmp_path, monkeypatch):
@@ -1178,6 +1186,13 @@ def test_a_failed_start_into_a_new_run_dir_leaves_none_of_the_folders_it_made(tm
     failed = _train_in_process("--set", "train.steps=-1", "--run-dir", str(tmp_path / "kept" / "a" / "run"))
     assert failed.exit_code == 2 and list(tmp_path.iterdir()) == [tmp_path / "kept"]
     assert list((tmp_path / "kept").iterdir()) == []
+    junk = tmp_path / "junk"  # (a start that failed after making the folders and taking the lock)
+    junk.mkdir()
+    (junk / "a.png").write_text("no image")
+    for run_dir in (tmp_path / "kept" / "a" / "run", tmp_path / "kept" / "x" / ".." / "y" / "run"):
+        late = _train_in_process("--set", "data.dataset=folder", "--set", f"data.root={junk}", "--run-dir", str(run_dir))
+        assert late.exit_code == 2 and "could be read" in late.output, late.output
+        assert list((tmp_path / "kept").iterdir()) == []
 
 
 @pytest.mark.parametrize("new_only", [False, True])

@@ -206,9 +206,14 @@ def test_unmatched_names_that_differ_in_case_alone_are_said_so(tmp_path):
     (tmp_path / "B").mkdir()
     Image.new("RGB", (8, 8)).save(tmp_path / "A" / "UPPER.PNG")
     Image.new("RGB", (8, 8)).save(tmp_path / "B" / "upper.png")
-    with pytest.raises(ValueError, match=r"1 of them differ from a partner in case alone \(the first: 'UPPER' and "
-                                         r"'upper'\): names pair exactly, case included, so rename one side"):
+    with pytest.raises(ValueError, match=r"1 of them differ from a partner in case alone \(the first: 'A/UPPER' and "
+                                         r"'B/upper'\): names pair exactly, case included, so rename one side"):
         paired_dataset(tmp_path, "all", 8)
+    (tmp_path / "B" / "upper.png").rename(tmp_path / "B" / "other.png")  # two names of one side are no pair
+    Image.new("RGB", (8, 8)).save(tmp_path / "A" / "upper.png")
+    with pytest.raises(ValueError) as unmatched:
+        paired_dataset(tmp_path, "all", 8)
+    assert "in case alone" not in str(unmatched.value)
 
 
 

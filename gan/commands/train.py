@@ -375,7 +375,8 @@ class _Start:
     def __post_init__(self) -> None:
         self.existed = self.run_dir is not None and self.run_dir.exists()
         parents = self.run_dir.absolute().parents if self.run_dir is not None and not self.existed else []
-        self.missing_parents = list(itertools.takewhile(lambda parent: not parent.exists(), parents))
+        missing = itertools.takewhile(lambda parent: not parent.exists(), parents)  # (as written: x/../y makes x)
+        self.missing_parents = [parent for parent in missing if parent.name not in ("..", ".")]
 
 
 def _check_arguments(config: Path | None, resume: Path | None, run_dir: Path | None, out_given: bool) -> None:

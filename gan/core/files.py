@@ -461,7 +461,8 @@ def remove_lock_file(run_dir: Path) -> None:
     taken meanwhile by another writer (a --run-dir of the same name) is not this start's to remove."""
     if not (run_dir / LOCK_NAME).exists():  # (taking the lock would make the folders: none to remove)
         return
-    with contextlib.suppress(RunDirectoryBusy, OSError):
+    with contextlib.suppress(RunDirectoryBusy, OSError), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (a file system refusing locks was said as the start took it)
         handle = RunLock(run_dir).locked_handle()  # (the flock alone: a full disk may be why the start failed)
         try:
             (run_dir / LOCK_NAME).unlink()

@@ -324,21 +324,19 @@ def matched_folders(root: Path) -> list[tuple[Path, Path]]:
             problems.append(f"{len(alone)} file(s) in {side}/ have no partner in {other}/: {shown}")
     if problems:
         raise ValueError(f"unmatched pairs in '{root}' (files pair by name without extension): " + "; ".join(problems)
-                         + _case_only(set(a_files) ^ set(b_files)))
+                         + _case_only(set(a_files) - set(b_files), set(b_files) - set(a_files)))
     return [(a_files[name], b_files[name]) for name in sorted(a_files)]
 
 
-def _case_only(unmatched: set[str]) -> str:
-    """A note for unmatched names that differ from a partner's in case alone (A/UPPER.PNG, B/upper.png):
-    names pair exactly, as the file system tells them apart."""
-    by_folded: dict[str, list[str]] = {}
-    for name in unmatched:
-        by_folded.setdefault(name.casefold(), []).append(name)
-    alike = sorted(sorted(names) for names in by_folded.values() if len(names) > 1)
+def _case_only(a_alone: set[str], b_alone: set[str]) -> str:
+    """A note for unmatched names of A/ that differ from one of B/ in case alone (A/UPPER.PNG,
+    B/upper.png): names pair exactly, as the file system tells them apart."""
+    b_by_folded = {name.casefold(): name for name in b_alone}
+    alike = sorted((name, b_by_folded[name.casefold()]) for name in a_alone if name.casefold() in b_by_folded)
     if not alike:
         return ""
     return (f"; {len(alike)} of them differ from a partner in case alone (the first: "
-            f"'{alike[0][0]}' and '{alike[0][1]}'): names pair exactly, case included, so rename one side")
+            f"'A/{alike[0][0]}' and 'B/{alike[0][1]}'): names pair exactly, case included, so rename one side")
 
 
 def _warn_of_unused_partners(pairs: list[tuple[Path, Path]], readable: set[Path], root: Path) -> None:
