@@ -127,10 +127,13 @@ def test_translate_into_a_folder_inside_its_input_is_refused_before_anything_is_
     # A first run into a new subfolder was accepted; the next, into another, translated the first's
     # outputs again (an x16 image among x4 ones) without a word
     before = contents(inputs)
-    for out in (inputs / "out", inputs / "out" / "deeper", inputs):
+    elsewhere = tmp_path / "elsewhere"  # (a linked subfolder of INPUT, whose images are read with it)
+    elsewhere.mkdir()
+    os.symlink(elsewhere, inputs / "linked")
+    for out in (inputs / "out", inputs / "out" / "deeper", inputs, inputs / "linked" / "out"):
         refused = invoke("translate", pix2pix_run, inputs, out, "--device", "cpu", "--overwrite")
         assert_clean_error(refused, f"OUTPUT '{out}' is inside INPUT '{inputs}'", "give an OUTPUT folder outside INPUT")
-    assert contents(inputs) == before and not (inputs / "out").exists()
+    assert contents(inputs) == before and not (inputs / "out").exists() and not list(elsewhere.iterdir())
     beside = invoke("translate", pix2pix_run, inputs, tmp_path / "out", "--device", "cpu")
     assert beside.exit_code == 0, beside.output
 

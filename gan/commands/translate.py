@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import warnings
 from collections import Counter
@@ -26,8 +27,10 @@ def planned_translations(source: Path, output: Path) -> list[tuple[Path, Path]]:
         if output.suffix.lower() in IMAGE_EXTENSIONS and not output.exists():  # (an existing file: refused below)
             raise ValueError(f"OUTPUT '{output}' is named as an image file, but a folder INPUT ('{source}') is "
                              "translated into a folder of images: give a folder name")
-        if output.resolve().is_relative_to(source.resolve()):  # (one run into a new subfolder went well, the next
-            # into another translated the first's outputs again: a x16 image among the x4 ones, in silence)
+        # (one run into a new subfolder went well, the next into another translated the first's outputs again:
+        # a x16 image among the x4 ones, in silence; as written too, for a linked subfolder INPUT's images follow)
+        if output.resolve().is_relative_to(source.resolve()) or Path(os.path.abspath(output)).is_relative_to(
+                os.path.abspath(source)):
             raise ValueError(f"OUTPUT '{output}' is inside INPUT '{source}', whose images are read from its subfolders "
                              "too: its outputs would be inputs of the next translation of INPUT; give an OUTPUT folder "
                              "outside INPUT")
