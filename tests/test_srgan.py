@@ -208,11 +208,16 @@ def test_a_resume_with_other_vgg_weights_under_the_same_name_is_warned_of(hr_fol
         warnings.simplefilter("always")
         assert CliRunner().invoke(main, ["train", "--resume", str(run_dir), "--set", "train.steps=2"]).exit_code == 0
     assert not [warning for warning in same if "vgg_weights" in str(warning.message)]
+    with warnings.catch_warnings(record=True) as other_layer:  # (a layer chosen on purpose: the same file)
+        warnings.simplefilter("always")
+        assert CliRunner().invoke(main, ["train", "--resume", str(run_dir), "--set", "train.steps=3",
+                                         "--set", "loss.vgg_layer=relu2_2"]).exit_code == 0
+    assert not [warning for warning in other_layer if "vgg_weights" in str(warning.message)]
     torch.manual_seed(1)
     torch.save(torchvision.models.vgg19(weights=None).state_dict(), weights)
     with pytest.warns(UserWarning, match=rf"loss.vgg_weights \({weights}\) holds other vgg19 weights than this run "
                                          r"trained with: .* no longer matches an uninterrupted one"):
-        other = CliRunner().invoke(main, ["train", "--resume", str(run_dir), "--set", "train.steps=3"])
+        other = CliRunner().invoke(main, ["train", "--resume", str(run_dir), "--set", "train.steps=4"])
     assert other.exit_code == 0, other.output
 
 

@@ -152,8 +152,9 @@ class SRGANRecipe(RecipeBase):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        trained_with = state.get("perceptual_weights")
-        if isinstance(trained_with, str) and self.perceptual_weights and trained_with != self.perceptual_weights:
+        trained_with = state.get("perceptual_weights")  # ("vgg19:<digest>": another arch is a change of settings, said)
+        if (isinstance(trained_with, str) and self.perceptual_weights and trained_with != self.perceptual_weights
+                and trained_with.split(":")[0] == self.perceptual_weights.split(":")[0]):
             weights = self.config.loss.vgg_weights or "the default file in torch's hub cache"
             warnings.warn(f"loss.vgg_weights ({weights}) holds other {self.config.loss.vgg_arch} weights than this run "
                           "trained with: its perceptual loss changes from here, so the run no longer matches an "
