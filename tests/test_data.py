@@ -217,6 +217,27 @@ def test_celeba_partition_file_selects_a_split(tmp_path):
     assert sizes == {"train": 3, "valid": 2, "test": 1, "all": 6}
 
 
+def test_celeba_given_as_the_folder_run_from_finds_what_lies_beside_it(tmp_path, monkeypatch):
+    # data.root=. from inside img_align_celeba/: the partition file and the unpack record were looked for
+    # in it ('.'.parent is '.'), so data.split failed and a partial unpack trained without a word
+    import json
+
+    image_dir = _celeba_tree(tmp_path)
+    lines = [f"{i:06d}.jpg {0 if i <= 3 else 1}" for i in range(1, 7)]
+    (image_dir.parent / "list_eval_partition.txt").write_text("\n".join(lines) + "\n")
+    (image_dir.parent / "prepare_celeba.json").write_text(json.dumps({"images": 9, "complete": False}))
+    monkeypatch.chdir(image_dir)
+    with pytest.warns(UserWarning, match="did not finish"):
+        assert len(celeba_dataset(".", 32, split="valid")) == 3
+    # Google Drive's layout: CelebA/Img/img_align_celeba/ and CelebA/Eval/list_eval_partition.txt
+    drive = tmp_path / "CelebA"
+    (drive / "Img").mkdir(parents=True)
+    (drive / "Eval").mkdir()
+    image_dir.rename(drive / "Img" / "img_align_celeba")
+    (image_dir.parent / "list_eval_partition.txt").rename(drive / "Eval" / "list_eval_partition.txt")
+    assert len(celeba_dataset(drive / "Img", 32, split="train")) == 3
+
+
 def test_images_the_partition_file_does_not_list_are_warned_of_and_a_utf16_file_is_read(tmp_path):
     # Images missing from the partition file belonged to no split, without a word; a partition file
     # saved as UTF-16 (Notepad's "Unicode") was refused as "not text".

@@ -261,7 +261,7 @@ def _warn_of_an_unfinished_unpack(image_dir: Path, found: int) -> None:
     """A warning when datasets/prepare_celeba.py's record says its unpack into `image_dir` stopped
     part-way (a kill, a full disk), or that more images came out of the zip than are there now: a
     run would train on the part silently."""
-    record_path = image_dir.parent / UNPACK_RECORD
+    record_path = _beside(image_dir) / UNPACK_RECORD
     try:
         record = json.loads(record_path.read_text())
         images, complete = int(record["images"]), bool(record["complete"])
@@ -294,8 +294,14 @@ def celeba_image_dir(root: str | Path) -> Path:
 def partition_candidates(image_dir: Path) -> list[Path]:
     """Where CelebA's partition file is looked for, first found first: the official
     list_eval_partition.txt, or Kaggle's list_eval_partition.csv beside its outer folder."""
-    folders = [image_dir.parent, image_dir, image_dir.parent / "Eval", image_dir.parent.parent]
+    beside = _beside(image_dir)  # (Google Drive's CelebA/Img/img_align_celeba/ has it in CelebA/Eval/)
+    folders = [beside, image_dir, beside / "Eval", beside.parent, beside.parent / "Eval"]
     return [folder / f"list_eval_partition.{suffix}" for suffix in ("txt", "csv") for folder in folders]
+
+
+def _beside(image_dir: Path) -> Path:
+    """The folder holding `image_dir`, also when it is given as `.` (run from inside it)."""
+    return Path(os.path.abspath(image_dir)).parent if image_dir.name in ("", ".", "..") else image_dir.parent
 
 
 def read_partition_file(path: Path) -> dict[str, int]:
