@@ -151,3 +151,28 @@ def test_gan_eval_never_writes_over_the_images_it_scores_nor_over_another_folder
         os.chdir(here)
     assert dot.exit_code == 0 and f"eval-{data['hr'].name}-" in dot.output, dot.output
     assert not list(run_dir.glob("eval--*"))
+
+
+def test_low_resolution_copies_beside_hr_images_are_warned_of_where_they_would_be_scored(tmp_path):
+    # EDSR's benchmark pack unpacked whole: Set5/LR_bicubic/X4/babyx4.png was scored as ground truth
+    # beside Set5/HR/baby.png, and the mean PSNR fell without a word
+    (tmp_path / "Set5" / "HR").mkdir(parents=True)
+    (tmp_path / "Set5" / "LR_bicubic" / "X4").mkdir(parents=True)
+    random_rgb((66, 64), 0).save(tmp_path / "Set5" / "HR" / "baby.png")
+    random_rgb((16, 16), 1).save(tmp_path / "Set5" / "LR_bicubic" / "X4" / "babyx4.png")
+    random_rgb((48, 48), 2).save(tmp_path / "Set5" / "HR" / "bird.png")
+    random_rgb((12, 12), 3).save(tmp_path / "Set5" / "HR" / "other.png")  # 1/4 of bird's size, another name
+    with pytest.warns(UserWarning, match=r"1 image\(s\) under '.*Set5' are 1/4 the size of another named like them, "
+                                         r"low-resolution copies scored as ground truth\? \(the first: '.*babyx4.png', "
+                                         r"beside '.*baby.png'\): give the folder of the HR images alone"):
+        super_resolution_dataset(tmp_path / "Set5", Degradation(4), 16, train=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the HR folder alone, and a training folder: nothing to say
+        super_resolution_dataset(tmp_path / "Set5" / "HR", Degradation(4), 16, train=False)
+        super_resolution_dataset(tmp_path / "Set5", Degradation(4), 12, train=True)
+    selfexsr = tmp_path / "Set14" / "image_SRF_4"
+    selfexsr.mkdir(parents=True)
+    random_rgb((40, 40), 4).save(selfexsr / "img_001_SRF_4_HR.png")
+    random_rgb((10, 10), 5).save(selfexsr / "img_001_SRF_4_LR.png")
+    with pytest.warns(UserWarning, match=r"img_001_SRF_4_LR.png', beside '.*img_001_SRF_4_HR.png'"):
+        super_resolution_dataset(tmp_path / "Set14", Degradation(4), 8, train=False)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import random
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,6 +178,8 @@ def super_resolution_dataset(root: str | Path, degradation: Degradation, hr_size
                           f"crop: {_named_with_sizes(small)}", stacklevel=2)
         readable = [path for path in readable if path not in small]
     readable = readable[:max_images] if max_images else readable  # (max_images counts usable images)
+    if not train:
+        warn_of_low_resolution_copies(readable, degradation.scale, root)
     if not readable:
         too_small = (f", {len(small)} smaller than the {hr_size} px training crop: {_named_with_sizes(small)}"
                      if small else "")
@@ -187,6 +190,32 @@ def super_resolution_dataset(root: str | Path, degradation: Degradation, hr_size
 
 
 MAX_NAMED = 20  # files named in one message; the rest are counted
+
+
+def warn_of_low_resolution_copies(paths: list[Path], scale: int, root: str | Path) -> None:
+    """Benchmark downloads keep LR copies beside their HR images (EDSR's Set5/HR/baby.png and
+    Set5/LR_bicubic/X4/babyx4.png; SelfExSR's img_001_SRF_4_HR.png beside ..._LR.png): scored as
+    ground truth, they pull the mean PSNR down in silence. Warns naming the images 1/`scale` the size
+    of another (rounded down, as downscaling crops) and named like it."""
+    sizes = {path: _size(path) for path in paths}
+    reduced: dict[tuple[int, int], list[Path]] = {}
+    for path, (width, height) in sizes.items():
+        reduced.setdefault((width // scale, height // scale), []).append(path)
+    copies = [(path, high) for path, size in sizes.items() if min(size) > 0
+              for high in reduced.get(size, []) if high != path and _named_alike(path, high, scale)]
+    if copies:
+        low, high = copies[0]
+        warnings.warn(f"{len(copies)} image(s) under '{root}' are 1/{scale} the size of another named like them, "
+                      f"low-resolution copies scored as ground truth? (the first: '{low}', beside '{high}'): give "
+                      "the folder of the HR images alone (EDSR's benchmark sets: Set5/HR)", stacklevel=3)
+
+
+def _named_alike(low: Path, high: Path, scale: int) -> bool:
+    """babyx4 and baby, img_001_SRF_4_LR and img_001_SRF_4_HR: one name, marked as LR or HR."""
+    def base(path: Path) -> str:
+        return re.sub(rf"([_-]?(lr|hr|x{scale}))+$", "", path.stem.lower())
+
+    return base(low) == base(high)
 
 
 def _named_with_sizes(sizes: dict[Path, tuple[int, int]]) -> str:

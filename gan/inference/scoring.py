@@ -52,7 +52,13 @@ from gan.data.paired import (
     training_layout,
     training_pair_shapes,
 )
-from gan.data.super_resolution import Degradation, bicubic_resize, crop_to_multiple, scored_side
+from gan.data.super_resolution import (
+    Degradation,
+    bicubic_resize,
+    crop_to_multiple,
+    scored_side,
+    warn_of_low_resolution_copies,
+)
 from gan.inference.generators import LoadedGenerator
 from gan.inference.tiling import Translator, fitting_in_memory, translate_tensor
 from gan.metrics import psnr, signed_to_255, ssim
@@ -129,6 +135,7 @@ def evaluate_super_resolution(translator: Translator, folder: Path, downsample: 
     paths = find_images(folder)
     strip_names = _strip_names(paths, folder)
     places = sr_validation_places(paths, scale)
+    warn_of_low_resolution_copies(list(places), scale, folder)
     for path in paths:
         name = path.relative_to(folder).as_posix()
         try:
