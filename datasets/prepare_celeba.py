@@ -162,28 +162,40 @@ def refuse_to_replace(there: dict[str, bool | None], faces: dict[str, zipfile.Zi
                       partition: Path | None, partition_destination: Path) -> None:
     """Files of --out that the unpack or the copy would replace with other bytes: named, nothing written."""
     differing = [f"{IMAGE_FOLDER}/{name}" for name in sorted(there) if there[name] is False]
+    # (by its end: a whole face of a smaller copy is shorter too, and no stump)
     shorter = [name for name in sorted(there) if there[name] is False and (image_dir / name).is_file()
-               and (image_dir / name).stat().st_size < faces[name].file_size]
+               and (image_dir / name).stat().st_size < faces[name].file_size
+               and (check_header(image_dir / name) or "").startswith("cut short")]
     if partition and partition_destination.exists() and not partition_destination.samefile(partition) \
             and partition_destination.read_bytes() != partition.read_bytes():
         differing.append(PARTITION_NAME)
     if differing:
-        cut = (f"; {len(shorter)} of them are shorter than the zip's ({first_few(shorter, NAMED)}): copies cut short "
-               "(by a copy or unpack that stopped, not by this script, which writes whole files) can be deleted, "
-               "and this run again unpacks them" if shorter else "")
+        cut = (f"; {len(shorter)} of them are shorter than the zip's and cut short ({first_few(shorter, NAMED)}): "
+               "copies cut short (by a copy or unpack that stopped, not by this script, which writes whole files) can "
+               "be deleted, and this run again unpacks them" if shorter else "")
         fail(f"{len(differing)} file(s) in '{image_dir.parent}' differ from what would replace them "
              f"({first_few(differing, NAMED)}): nothing was written; move them away or choose another --out{cut}")
+
+
+def _holds_images(folder: Path) -> bool:
+    """Whether `folder` holds image files itself (the official PNG copy, img_align_celeba/ named as --out)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return bool(find_images(folder, recursive=False))
+        except (FileNotFoundError, NotADirectoryError):
+            return False
 
 
 def check(out: Path) -> tuple[tuple[int, int] | None, list[str]]:
     """Report what `out` holds, as the loader reads it (its image folder, Kaggle's nested one too, and
     partition file): (the most common image size or None, the problems found)."""
     image_dir = celeba_image_dir(out)
-    if not image_dir.is_dir() or image_dir == out:
+    if image_dir == out and not _holds_images(out):  # (else the image folder itself, as data.root may name it)
         return None, [f"no folder '{out / IMAGE_FOLDER}'"]
     problems = []
     leftovers = [path for path in image_dir.glob("*.tmp") if is_stale_temp(path)]
-    record_path = out / RECORD_NAME
+    record_path = (out if image_dir != out else out.parent) / RECORD_NAME
     try:
         record = json.loads(record_path.read_text()) if record_path.is_file() else None
         if record is not None and not (isinstance(record.get("images"), int) and "complete" in record):

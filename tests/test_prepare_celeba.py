@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, random_rgb
+from PIL import Image
 
 SCRIPT = REPO / "datasets" / "prepare_celeba.py"
 FACES = 12
@@ -269,10 +270,26 @@ def test_files_cut_short_among_those_that_differ_are_said_to_be(tmp_path):
     cut = out / "img_align_celeba" / "000005.jpg"
     cut.write_bytes(cut.read_bytes()[:2000])  # the check's advice, "run the --zip command again", was refused
     result = prepare("--zip", archive, "--out", out)
-    assert result.returncode == 1 and "1 of them are shorter than the zip's (000005.jpg): copies cut short" \
-        in result.stderr, result.stderr
+    assert result.returncode == 1 and "1 of them are shorter than the zip's and cut short (000005.jpg): copies cut " \
+        "short" in result.stderr, result.stderr
     cut.unlink()
     assert prepare("--zip", archive, "--out", out).returncode == 0
+    # a whole face of a smaller copy is shorter too: another copy, never called cut short (to be deleted)
+    Image.open(out / "img_align_celeba" / "000005.jpg").resize((89, 109)).save(cut, quality=80)
+    other_copy = prepare("--zip", archive, "--out", out)
+    assert other_copy.returncode == 1 and "differ from what would replace them" in other_copy.stderr
+    assert "cut short" not in other_copy.stderr, other_copy.stderr
+
+
+def test_an_out_naming_the_image_folder_itself_is_checked_as_the_loader_reads_it(tmp_path):
+    # the ready line's data.root, given back as --out: "no folder '.../img_align_celeba/img_align_celeba'"
+    out = tmp_path / "out"
+    assert prepare("--zip", write_zip(tmp_path / "celeba.zip"), "--out", out).returncode == 0
+    checked = prepare("--out", out / "img_align_celeba")
+    assert checked.returncode == 0 and f"checking {FACES} images in" in checked.stdout, checked.stdout + checked.stderr
+    assert f"data.root={out / 'img_align_celeba'}" in checked.stdout
+    (tmp_path / "empty").mkdir()
+    assert "no folder" in prepare("--out", tmp_path / "empty").stdout
 
 
 def test_the_check_notes_images_in_no_split_and_faces_in_two_files(tmp_path):
