@@ -234,6 +234,34 @@ def test_paired_eval_refuses_a_folder_of_single_photos(runs, tmp_path, monkeypat
     assert not [warning for warning in said if "Inception" in str(warning.message)]
 
 
+def test_damaged_default_inception_weights_stop_a_translation_eval_before_its_images_are_scored(runs, tmp_path,
+                                                                                                monkeypatch):
+    # read once every image was scored (and all that work lost, nothing written) since their check moved after
+    from gan.metrics.inception import WEIGHTS_FILE
+
+    weights = tmp_path / "torch" / "hub" / "checkpoints" / WEIGHTS_FILE
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes(b"PK not weights")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    scored = []
+    import gan.inference.scoring as scoring
+
+    original = scoring.evaluate_paired
+
+    def counted(*args, **kwargs):
+        for row in original(*args, **kwargs):
+            scored.append(row)
+            yield row
+
+    monkeypatch.setattr(scoring, "evaluate_paired", counted)  # (eval imports it as it runs)
+    result = invoke("eval", runs["pix2pix"], "--data", runs["data"]["paired"] / "val", "--csv", tmp_path / "e.csv")
+    assert_one_error_line(result, str(weights), "is not a plain PyTorch state dict")
+    assert scored == [] and not (tmp_path / "e.csv").exists()
+    missing = invoke("eval", runs["pix2pix"], "--data", runs["data"]["paired"] / "val", "--csv", tmp_path / "m.csv",
+                     "--inception-weights", tmp_path / "absent.pth")
+    assert missing.exit_code == 2 and not (tmp_path / "m.csv").exists(), missing.output
+
+
 def test_paired_eval_refuses_an_unpaired_data_set(runs, tmp_path):
     result = invoke("eval", runs["pix2pix"], "--data", runs["data"]["unpaired"], "--csv", tmp_path / "e.csv")
     assert_one_error_line(result, "is not a folder of A|B pairs", "narrower than 2:1")

@@ -366,15 +366,21 @@ def _scored_names(names: list[str], explicit: bool, weights: Path | None) -> lis
     """The metrics of `names` an evaluation will score: by default, those of Inception are dropped
     when its weights are absent (asked for by name, their absence is an error before any scoring)."""
     from gan.metrics.generative import INCEPTION_METRICS
+
+    if explicit or not set(names) & set(INCEPTION_METRICS) or _weights_found(weights):
+        return names
+    return [name for name in names if name not in INCEPTION_METRICS]
+
+
+def _weights_found(weights: Path | None) -> bool:
+    """Whether the Inception weights file `weights` names (or the one at the default place) is there."""
     from gan.metrics.inception import InceptionWeightsNotFoundError, resolve_weights_path
 
-    if explicit or not set(names) & set(INCEPTION_METRICS):
-        return names
     try:
         resolve_weights_path(weights)
     except (InceptionWeightsNotFoundError, ValueError):
-        return [name for name in names if name not in INCEPTION_METRICS]
-    return names
+        return False
+    return True
 
 
 def _evaluate_generative(state: dict, path: Path, folder: Path | None, metric_names: str | None, count: int,
@@ -490,7 +496,9 @@ def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_pa
                                   progress_stream=sys.stderr)
 
     distributions = data["dataset"] != "sr_pairs"
-    metrics = translation_metrics() if distributions and inception_weights is not None else None
+    # (weights that are there are read now: damaged, they stop the command before the images are scored)
+    metrics = (translation_metrics() if distributions and (inception_weights is not None or _weights_found(None))
+               else None)
     if translator.config["recipe"] == "cyclegan":
         backward = load_translator(path, translator.device, tile, direction="BtoA")
         rows_iterator = evaluate_cycle(translator, backward, a_folder, b_folder, data["resolution"], image_sets)
