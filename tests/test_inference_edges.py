@@ -607,6 +607,23 @@ def test_eval_keeps_a_default_result_that_the_new_evaluation_would_lose_metrics_
     assert json.loads(record.read_text())["num_images"] == 4
 
 
+def test_a_translation_eval_keeps_a_record_holding_fid_that_it_would_not_score(runs, tmp_path, monkeypatch):
+    # without the weights the evaluation again rewrote eval-<data>-<step>.json without fid and kid
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    run = Path(shutil.copytree(runs["pix2pix"], tmp_path / "run"))
+    data = runs["data"]["paired"] / "val"
+    assert invoke("eval", run, "--data", data).exit_code == 0
+    (record,) = run.glob("eval-*.json")
+    record.write_text(json.dumps({**json.loads(record.read_text()), "fid": 80.5, "kid": 0.05}))
+    kept = record.read_text()
+    refused = invoke("eval", run, "--data", data)
+    assert_one_error_line(refused, f"'{record.with_suffix('.csv')}' holds fid, kid, swd, which this evaluation (swd) "
+                                   "would not keep", "pass --csv PATH to keep both, or --overwrite")
+    assert record.read_text() == kept
+    assert invoke("eval", run, "--data", data, "--overwrite").exit_code == 0 and "fid" not in json.loads(
+        record.read_text())
+
+
 def test_eval_keeps_a_default_result_of_another_data_set_or_checkpoint(dcgan_run, tmp_path):
     faces = tmp_path / "faces"
     faces.mkdir()

@@ -220,7 +220,7 @@ class EvalOutputs:
 
     def check(self, outputs: list[Path], defaults: list[Path], checkpoint: Path | None = None,
               data: str | None = None, data_folder: Path | None = None, step: int = 0,
-              run_config: dict | None = None, scored: tuple[list[str], int] | None = None) -> None:
+              run_config: dict | None = None, scored: tuple[list[str], int | None] | None = None) -> None:
         """OutputRefused unless every file of `outputs` may be written (never one of the images under
         `data_folder`, the images scored, nor of the run's own data in `run_config`); those of
         `defaults` are eval's own, replaced without --overwrite only by an evaluation of the same
@@ -292,12 +292,13 @@ def _images_under(folder: Path | None) -> list[Path]:
 
 
 def refuse_another_evaluation(path: Path, checkpoint: Path, data: str | None, step: int,
-                              scored: tuple[list[str], int] | None = None) -> None:
+                              scored: tuple[list[str], int | None] | None = None) -> None:
     """A default result file that records another checkpoint or another data set (a loose checkpoint of
     the same step beside this one, a data folder of the same name elsewhere) is not replaced without
     --overwrite: it is another evaluation, not an earlier run of this one. The run's best.pt is the
     checkpoint of its step under another name: the same evaluation. Nor is one that `scored`, the
-    metrics and --n of this one, would lose a metric or images of (a quick SWD over a long FID)."""
+    metrics and --n of this one (None: a translation's, of every image), would lose a metric or images
+    of (a quick SWD over a long FID)."""
     import json
 
     from gan.core.checkpoint import BEST_NAME, checkpoint_path
@@ -322,19 +323,21 @@ def refuse_another_evaluation(path: Path, checkpoint: Path, data: str | None, st
     names, count = scored
     recorded = _recorded_metrics(stored)
     held = stored.get("num_images")
-    if set(recorded) <= set(names) and not (isinstance(held, int) and held > count):
+    fewer = count is not None and isinstance(held, int) and held > count
+    if set(recorded) <= set(names) and not fewer:
         return
-    raise OutputRefused(f"'{path}' holds {', '.join(recorded) or 'scores'} of {held} images, which this evaluation "
-                        f"({', '.join(names)} of {count}) would not keep: {keep}")
+    what, scores = (f" of {held} images", f" of {count}") if count is not None else ("", "")
+    raise OutputRefused(f"'{path}' holds {', '.join(recorded) or 'scores'}{what}, which this evaluation "
+                        f"({', '.join(names)}{scores}) would not keep: {keep}")
 
 
 def _recorded_metrics(record: dict) -> list[str]:
-    """The metrics of an unconditional evaluation's record, by the names --metrics gives them."""
+    """The metrics of an evaluation's record, by the names --metrics gives them (a translation's
+    carry a direction: fid_AtoB)."""
     from gan.metrics.generative import METRIC_NAMES
 
-    keys = {"fid": "fid", "kid": "kid", "pr": "precision"}
-    return [name for name in METRIC_NAMES if keys.get(name, "") in record
-            or (name == "swd" and any(str(key).startswith("swd/") for key in record))]
+    prefixes = {"fid": "fid", "kid": "kid", "pr": "precision", "swd": "swd"}
+    return [name for name in METRIC_NAMES if any(str(key).startswith(prefixes[name]) for key in record)]
 
 
 def _checked_metric_names(metric_names: str | None, inception_weights: Path | None, count: int) -> list[str]:
@@ -486,8 +489,12 @@ def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_pa
     planned = [csv_path, json_path]
     strips = strip_paths(folder, save_images) if save_images is not None else []
     started_ns = time.time_ns()
+    distributions = data["dataset"] != "sr_pairs"
+    weights_there = inception_weights is not None or _weights_found(None)
+    kept = (["fid", "kid", "swd"] if weights_there else ["swd"], None) if distributions else None
     outputs.check(planned + strips, defaults=[default, default.with_suffix(".json")], checkpoint=path,
-                  data=str(scored.resolve()), data_folder=folder, step=translator.step, run_config=translator.config)
+                  data=str(scored.resolve()), data_folder=folder, step=translator.step, run_config=translator.config,
+                  scored=kept)
     # Asked for by --inception-weights, FID/KID must run (checked here, before any image is scored);
     # by default they are skipped without the weights, said after the images are (a folder that is no
     # pairs is refused alone). (Not for SR, whose images differ in size.)
@@ -495,10 +502,8 @@ def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_pa
         return TranslationMetrics(translator.device, inception_weights, require_weights=inception_weights is not None,
                                   progress_stream=sys.stderr)
 
-    distributions = data["dataset"] != "sr_pairs"
     # (weights that are there are read now: damaged, they stop the command before the images are scored)
-    metrics = (translation_metrics() if distributions and (inception_weights is not None or _weights_found(None))
-               else None)
+    metrics = translation_metrics() if distributions and weights_there else None
     if translator.config["recipe"] == "cyclegan":
         backward = load_translator(path, translator.device, tile, direction="BtoA")
         rows_iterator = evaluate_cycle(translator, backward, a_folder, b_folder, data["resolution"], image_sets)
