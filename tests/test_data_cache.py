@@ -303,7 +303,7 @@ def test_random_bytes_of_the_right_size_fail_the_checksums(folder, tmp_path, ver
     images.flush()
     del images
     batch, message = batches_after_damage(config)  # 10 images: one chunk, which sampling always checks
-    assert "images 0-9 changed since it was built" in message
+    assert "has images 0-9 changed since it was built" in message
     assert torch.equal(batch, uncached_batch(folder, tmp_path))
 
 

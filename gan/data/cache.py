@@ -117,7 +117,7 @@ def cache_damage(array_path: Path, header: dict, verify_all: bool) -> tuple[np.n
     for chunk, checksum in chunk_checksums(images, chunks).items():
         if checksum != stored[chunk]:
             first = chunk * CHECKSUM_IMAGES
-            return None, f"images {first}-{min(first + CHECKSUM_IMAGES, len(images)) - 1} changed since it was built"
+            return None, f"has images {first}-{min(first + CHECKSUM_IMAGES, len(images)) - 1} changed since it was built"
     return images, None
 
 
