@@ -190,10 +190,11 @@ def image_folder_dataset(root: str | Path, resolution: int, hflip: bool = False,
 UPSAMPLING_SAMPLE = 100  # images whose headers are read for the check, drawn at random over the set
 
 
-def warn_of_upsampling(paths: list[Path], crop_box: CropBox, resolution: int, crop: str) -> None:
+def warn_of_upsampling(paths: list[Path], crop_box: CropBox, resolution: int, crop: str, scaled_to: int = 0) -> None:
     """A crop smaller than data.resolution is upsampled: the samples can hold no more detail than it
     (CelebA's half-size copies at 128 px, say). Said once, from a sample of the images' headers
-    drawn at random (a fixed stride met only one size of a folder whose sizes alternate)."""
+    drawn at random (a fixed stride met only one size of a folder whose sizes alternate). `scaled_to`:
+    the side the crop is resized to when larger than data.resolution (pix2pix's data.load_size)."""
     chosen = sorted(random.Random(0).sample(range(len(paths)), min(len(paths), UPSAMPLING_SAMPLE)))
     sides = {}
     for path in [paths[index] for index in chosen]:
@@ -210,7 +211,7 @@ def warn_of_upsampling(paths: list[Path], crop_box: CropBox, resolution: int, cr
     share = ("every image" if len(sides) == len(paths) else f"every one of {len(sides)} images{sampled}") \
         if len(small) == len(sides) else f"{len(small)} of {len(sides)} images{sampled}"
     warnings.warn(f"{crop} is smaller than data.resolution = {resolution} in {share} (smallest: {side} px, in the "
-                  f"{width}x{height} '{one_line(smallest)}'), so they are upsampled, up to {resolution / side:.1f}x: the samples "
+                  f"{width}x{height} '{one_line(smallest)}'), so they are upsampled, up to {max(scaled_to, resolution) / side:.1f}x: the samples "
                   f"hold no more detail than that; train at a lower data.resolution, or on larger images",
                   UserWarning, stacklevel=3)
 

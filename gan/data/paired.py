@@ -427,8 +427,8 @@ def paired_dataset(root: str | Path, split: str, resolution: int, load_size: int
     if train:  # (resized whole to data.load_size, as the pix2pix reference does, then cropped)
         if layout == "folders":
             warn_of_upsampling([path for pair in kept for path in pair], centre_square, resolution,
-                               "the images' shorter side")
+                               "the images' shorter side", load_size)
         else:
             warn_of_upsampling([path for path, _ in kept], lambda width, height: centre_square(width // 2, height),
-                               resolution, "each A|B half's shorter side")
+                               resolution, "each A|B half's shorter side", load_size)
     return PairedImages(kept, resolution, load_size, direction, train, hflip, strict, len(skipped))

@@ -90,7 +90,8 @@ def unpaired_dataset(a_folder: Path, b_folder: Path, resolution: int, load_size:
         if not readable:
             raise NoReadableImages(f"none of the {len(paths)} image files of domain {name} in '{folder}' could be read")
         if train:  # (resized whole to data.load_size, as the CycleGAN reference does, then cropped)
-            warn_of_upsampling(readable, centre_square, resolution, f"the shorter side of domain {name}'s images")
+            warn_of_upsampling(readable, centre_square, resolution, f"the shorter side of domain {name}'s images",
+                               load_size)
         folders[name], skipped[name] = readable, len(unreadable)
     return UnpairedImages(folders["A"], folders["B"], resolution, load_size, train, hflip, strict,
                           (skipped["A"], skipped["B"]))
