@@ -248,6 +248,14 @@ def test_images_the_partition_file_does_not_list_are_warned_of_and_a_utf16_file_
     with pytest.warns(UserWarning, match=r"2 of the 6 images in .* are not listed in .*list_eval_partition.txt', so "
                                          r"no data.split holds them \(000005.jpg, 000006.jpg\)"):
         assert len(celeba_dataset(image_dir, 32, split="train")) == 2
+    for encoding in ("utf-16-le", "utf-16-be"):  # (without the byte-order mark: an error of NUL bytes)
+        partition.write_text("\n".join(f"{i:06d}.jpg {0 if i <= 3 else 1}" for i in range(1, 7)) + "\n",
+                             encoding=encoding)
+        assert len(celeba_dataset(image_dir, 32, split="train")) == 3
+    partition.write_text("000001.jpg 0\n000002.jpg\x01 9\n")
+    with pytest.raises(ValueError, match=r"list_eval_partition.txt:2: expected '<file name> <0\|1\|2>', got "
+                                         r"'000002.jpg\\x01 9'"):
+        celeba_dataset(image_dir, 32, split="train")
 
 
 def test_a_changed_partition_file_changes_the_datas_fingerprint_and_a_doubled_entry_is_refused(tmp_path):

@@ -310,8 +310,12 @@ def read_partition_file(path: Path) -> dict[str, int]:
     extension -> 0 (train), 1 (valid) or 2 (test). ValueError names the file and line of a problem."""
     partition: dict[str, int] = {}
     raw = path.read_bytes()
-    try:  # (saved as UTF-16, "Unicode" in Windows' Notepad, it starts with its byte-order mark)
-        text = raw.decode("utf-16" if raw.startswith((b"\xff\xfe", b"\xfe\xff")) else "utf-8-sig")
+    # (saved as UTF-16, "Unicode" in Windows' Notepad, it starts with its byte-order mark; without one,
+    # its ASCII names come with a zero byte each)
+    encoding = ("utf-16" if raw.startswith((b"\xff\xfe", b"\xfe\xff")) else
+                ("utf-16-le" if raw[1:2] == b"\0" else "utf-16-be") if b"\0" in raw[:2] else "utf-8-sig")
+    try:
+        text = raw.decode(encoding)
     except UnicodeDecodeError as error:  # (the file names are ASCII: this is another file)
         raise ValueError(f"'{path}' is not CelebA's list_eval_partition.txt: it is not text ({error})") from None
     for number, line in enumerate(text.splitlines(), 1):
@@ -319,7 +323,7 @@ def read_partition_file(path: Path) -> dict[str, int]:
         if not fields or (number == 1 and fields == ["image_id", "partition"]):  # (the CSV's header)
             continue
         if len(fields) != 2 or fields[1] not in ("0", "1", "2"):
-            raise ValueError(f"{path}:{number}: expected '<file name> <0|1|2>', got '{line}'")
+            raise ValueError(f"{path}:{number}: expected '<file name> <0|1|2>', got '{one_line(line)}'")
         stem = Path(fields[0]).stem
         if partition.setdefault(stem, int(fields[1])) != int(fields[1]):  # which one is meant?
             raise ValueError(f"{path}:{number}: '{fields[0]}' is listed again, in another partition "
