@@ -52,6 +52,9 @@ def fail(message: str) -> None:
     sys.exit(f"prepare_celeba: error: {message}")
 
 
+SEVEN_ZIP_SIGNATURE = b"7z\xbc\xaf\x27\x1c"
+
+
 def faces_in(archive: Path) -> dict[str, zipfile.ZipInfo]:
     """The zip's face JPEGs by file name: those in a folder named img_align_celeba, as in the official
     zip (img_align_celeba/000001.jpg) and Kaggle's (img_align_celeba/img_align_celeba/000001.jpg)."""
@@ -60,6 +63,11 @@ def faces_in(archive: Path) -> dict[str, zipfile.ZipInfo]:
     try:
         zipped = zipfile.ZipFile(archive)
     except (zipfile.BadZipFile, OSError) as error:
+        with open(archive, "rb") as file:
+            if file.read(6) == SEVEN_ZIP_SIGNATURE or ".7z" in archive.name.lower():
+                fail(f"--zip '{archive}' is a 7-Zip archive (the official PNG copy ships as 7z parts), not a zip: "
+                     "unpack it with 7-Zip (`7z x` on its first part) into --out's folder, then check it with --out "
+                     "alone")
         fail(f"--zip '{archive}' is not a readable zip ({error}); download it again")
     with zipped:
         members = [info for info in zipped.infolist() if not info.is_dir()]

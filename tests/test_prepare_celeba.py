@@ -325,3 +325,12 @@ def test_training_warns_of_an_unpack_that_did_not_finish_or_lost_images(tmp_path
     with pytest.warns(UserWarning, match=rf"holds {FACES} images, and 200 were unpacked into it .*: {200 - FACES} are "
                                          "gone"):
         celeba_dataset(out, 32)
+
+
+def test_a_7z_part_given_as_the_zip_is_said_to_be_one_not_damaged(tmp_path):
+    # "is not a readable zip ...; download it again" of the official PNG copy's first 7z part
+    part = tmp_path / "img_align_celeba_png.7z.001"
+    part.write_bytes(b"7z\xbc\xaf\x27\x1c" + bytes(64))
+    result = prepare("--zip", part, "--out", tmp_path / "out")
+    assert result.returncode == 1 and "is a 7-Zip archive" in result.stderr and "download it again" not in result.stderr
+    assert not (tmp_path / "out").exists()
