@@ -509,3 +509,28 @@ def test_train_refuses_a_folder_holding_a_run_unless_it_resumes_it(tmp_path):
         train(tiny_config("train.seed=2"), tmp_path / "run", CPU, progress_stream=sys.stdout)
     assert {path.name: path.read_bytes() for path in first.run_dir.iterdir() if path.is_file()} == kept
     assert train(tiny_config("train.steps=6"), tmp_path / "run", CPU, resume=True, progress_stream=sys.stdout).step == 6
+
+
+@pytest.mark.parametrize("distributed", [False, True])
+def test_a_divergence_found_saving_after_a_side_task_failed_is_a_divergence_alone_and_the_task_under_torchrun(
+        tmp_path, monkeypatch, distributed):
+    # Alone: the NaN stops (or rolls back) the run as diverged. Under torchrun rank 0 alone found it, while
+    # the others, told nothing, waited in the next step's all-reduce and rank 0 in the rollback's broadcast:
+    # a hang of train.dist_timeout_s (an hour by default)
+    from types import SimpleNamespace
+
+    from gan.training import loop
+
+    def diverged(run, at_step, final, side_tasks_due=None):
+        raise NonFiniteLossError(at_step, "weights of generator", tmp_path / "checkpoint-00000002.pt")
+
+    monkeypatch.setattr(loop, "_save", diverged)
+    run = SimpleNamespace(main=True, group=SimpleNamespace(world_size=2 if distributed else 1, distributed=distributed),
+                          saved_step=2, step=3, last_checkpoint=tmp_path / "checkpoint-00000002.pt", run_dir=tmp_path)
+    failure = OSError("the next batch could not be read")
+    if distributed:
+        error = loop._side_task_failed(run, "reading the training data", failure)
+        assert isinstance(error, loop.SideTaskError) and "became NaN" in str(error)
+    else:
+        with pytest.raises(NonFiniteLossError, match="weights of generator"):
+            loop._side_task_failed(run, "reading the training data", failure)

@@ -446,7 +446,7 @@ def warn_of_no_locks(path: Path, error: OSError) -> None:
     """Said when the file system of `path` refuses a lock: what it would have guarded goes unguarded."""
     warnings.warn(f"'{path}': its file system refuses locks ({error.strerror or error}), so nothing keeps a second "
                   "gan command from writing in the same folder at once: run one at a time there, or use a local disk",
-                  stacklevel=3)
+                  stacklevel=1)  # (one place: said once a file under the default filter, however often it is locked)
 
 
 def _same_file(handle: IO[bytes], path: Path) -> bool:

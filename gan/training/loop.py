@@ -1002,9 +1002,11 @@ def _side_task_failed(run: _Run, task: str, error: Exception, undone: dict | Non
     try:
         return SideTaskError(task, run.step, error, _save(run, run.step, True, undone), run.run_dir,
                              processes=processes)
-    except NonFiniteLossError:  # (no diverged state is saved: the run stops, or rolls back, as diverged)
-        raise
     except Exception as save_error:  # noqa: BLE001 - (the side task may have broken what saving needs too)
+        # (no diverged state is saved: alone, the run stops or rolls back as diverged; under torchrun the
+        # others, which no check told, are in the next step's collectives, so it stops as the task failed)
+        if isinstance(save_error, NonFiniteLossError) and not run.group.distributed:
+            raise
         return SideTaskError(task, run.step, error, run.last_checkpoint, run.run_dir, save_error, processes=processes)
 
 
