@@ -221,6 +221,36 @@ def test_a_resume_with_other_vgg_weights_under_the_same_name_is_warned_of(hr_fol
     assert other.exit_code == 0, other.output
 
 
+def test_a_checkpoint_with_the_earlier_digest_of_the_layers_read_is_still_checked(hr_folder, tmp_path):
+    # digests written before the arch prefix (of the layers up to loss.vgg_layer) were passed over
+    from gan.core.checkpoint import list_checkpoints, save_checkpoint
+    from gan.nets.vgg import weights_digest
+
+    weights = tmp_path / "vgg19.pth"
+    torch.manual_seed(0)
+    torch.save(torchvision.models.vgg19(weights=None).state_dict(), weights)
+    run_dir = tmp_path / "run"
+    settings = _sets(*TINY_SR, f"data.root={hr_folder}", f"data.val_root={hr_folder}", f"loss.vgg_weights={weights}",
+                     "loss.content=vgg", "loss.vgg_layer=relu1_2", "train.steps=1", "train.checkpoint_every=1")
+    assert CliRunner().invoke(main, ["train", str(REPO / "experiments" / "srresnet_x4.toml"), *settings,
+                                     "--run-dir", str(run_dir)]).exit_code == 0
+    checkpoint = list_checkpoints(run_dir)[-1]
+    state = torch.load(checkpoint, weights_only=True)
+    state["recipe"]["perceptual_weights"] = weights_digest(VGGFeatures("relu1_2", "vgg19", str(weights)).features)
+    save_checkpoint(state, checkpoint)
+    with warnings.catch_warnings(record=True) as same:
+        warnings.simplefilter("always")
+        assert CliRunner().invoke(main, ["train", "--resume", str(run_dir), "--set", "train.steps=2"]).exit_code == 0
+    assert not [warning for warning in same if "vgg_weights" in str(warning.message)]
+    state = torch.load(list_checkpoints(run_dir)[-1], weights_only=True)
+    state["recipe"]["perceptual_weights"] = weights_digest(VGGFeatures("relu1_2", "vgg19", str(weights)).features)
+    save_checkpoint(state, list_checkpoints(run_dir)[-1])
+    torch.manual_seed(1)
+    torch.save(torchvision.models.vgg19(weights=None).state_dict(), weights)
+    with pytest.warns(UserWarning, match=r"holds other vgg19 weights than this run trained with"):
+        assert CliRunner().invoke(main, ["train", "--resume", str(run_dir), "--set", "train.steps=3"]).exit_code == 0
+
+
 def test_srgan_starts_from_the_srresnet_checkpoint(srresnet_run, hr_folder, tmp_path):
     args = ["train", str(REPO / "experiments" / "srgan_x4.toml"), *_sets(
         *TINY_SR, f"data.root={hr_folder}", f"data.val_root={hr_folder}", "loss.vgg_weights=random",

@@ -23,7 +23,7 @@ from gan.core.config import Config
 from gan.core.distributed import from_environment
 from gan.core.registry import ConfigError
 from gan.nets import NetworkSpec, network_spec
-from gan.nets.vgg import VGGFeatures, vgg_layer_names
+from gan.nets.vgg import VGGFeatures, vgg_layer_names, weights_digest
 from gan.recipes import RECIPES
 from gan.recipes.base import AutocastFactory, RecipeBase, adam, gradient_norm, require_rgb, set_requires_grad
 from gan.recipes.image_to_image import (
@@ -153,8 +153,13 @@ class SRGANRecipe(RecipeBase):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         trained_with = state.get("perceptual_weights")  # ("vgg19:<digest>": another arch is a change of settings, said)
-        if (isinstance(trained_with, str) and self.perceptual_weights and trained_with != self.perceptual_weights
-                and trained_with.split(":")[0] == self.perceptual_weights.split(":")[0]):
+        if not isinstance(trained_with, str) or not self.perceptual_weights:
+            return
+        if ":" in trained_with:
+            same_arch, now = trained_with.split(":")[0] == self.perceptual_weights.split(":")[0], self.perceptual_weights
+        else:  # (written before the arch was: of the layers it read)
+            same_arch, now = True, weights_digest(self.content_loss.extractor.features)
+        if same_arch and trained_with != now:
             weights = self.config.loss.vgg_weights or "the default file in torch's hub cache"
             warnings.warn(f"loss.vgg_weights ({weights}) holds other {self.config.loss.vgg_arch} weights than this run "
                           "trained with: its perceptual loss changes from here, so the run no longer matches an "
