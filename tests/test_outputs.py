@@ -134,6 +134,9 @@ def test_translate_into_a_folder_inside_its_input_is_refused_before_anything_is_
         refused = invoke("translate", pix2pix_run, inputs, out, "--device", "cpu", "--overwrite")
         assert_clean_error(refused, f"OUTPUT '{out}' is inside INPUT '{inputs}'", "give an OUTPUT folder outside INPUT")
     assert contents(inputs) == before and not (inputs / "out").exists() and not list(elsewhere.iterdir())
+    # INPUT holding a link to the OUTPUT folder (or above it): its images are read too
+    refused = invoke("translate", pix2pix_run, inputs, elsewhere / "out", "--device", "cpu")
+    assert_clean_error(refused, f"OUTPUT '{elsewhere / 'out'}' is inside INPUT", "give an OUTPUT folder outside INPUT")
     beside = invoke("translate", pix2pix_run, inputs, tmp_path / "out", "--device", "cpu")
     assert beside.exit_code == 0, beside.output
 

@@ -17,6 +17,14 @@ if TYPE_CHECKING:
     from PIL import Image
 
 
+def _folders_read(source: Path) -> list[Path]:
+    """`source` and the folders its links lead to (resolved), whose images a translation of it reads."""
+    folders = [source.resolve()]
+    for folder, subfolders, _ in os.walk(source):  # (links are not walked into: each is resolved once)
+        folders += [(Path(folder) / name).resolve() for name in subfolders if (Path(folder) / name).is_symlink()]
+    return folders
+
+
 def planned_translations(source: Path, output: Path) -> list[tuple[Path, Path]]:
     """(input image, output file) pairs: one image to OUTPUT, or every image under a folder to
     the same relative name under OUTPUT."""
@@ -29,8 +37,8 @@ def planned_translations(source: Path, output: Path) -> list[tuple[Path, Path]]:
                              "translated into a folder of images: give a folder name")
         # (one run into a new subfolder went well, the next into another translated the first's outputs again:
         # a x16 image among the x4 ones, in silence; as written too, for a linked subfolder INPUT's images follow)
-        if output.resolve().is_relative_to(source.resolve()) or Path(os.path.abspath(output)).is_relative_to(
-                os.path.abspath(source)):
+        if any(output.resolve().is_relative_to(folder) for folder in _folders_read(source)) or Path(
+                os.path.abspath(output)).is_relative_to(os.path.abspath(source)):
             raise ValueError(f"OUTPUT '{output}' is inside INPUT '{source}', whose images are read from its subfolders "
                              "too: its outputs would be inputs of the next translation of INPUT; give an OUTPUT folder "
                              "outside INPUT")
