@@ -173,7 +173,7 @@ def refuse_to_replace(there: dict[str, bool | None], faces: dict[str, zipfile.Zi
     # (by its end: a whole face of a smaller copy is shorter too, and no stump)
     shorter = [name for name in sorted(there) if there[name] is False and (image_dir / name).is_file()
                and (image_dir / name).stat().st_size < faces[name].file_size
-               and (check_header(image_dir / name) or "").startswith("cut short")]
+               and check_header(image_dir / name) is not None]
     if partition and partition_destination.exists() and not partition_destination.samefile(partition) \
             and partition_destination.read_bytes() != partition.read_bytes():
         differing.append(PARTITION_NAME)
@@ -277,7 +277,9 @@ def main() -> None:
     parser.add_argument("--partition", type=Path, help="list_eval_partition.txt (or Kaggle's .csv), downloaded by you")
     parser.add_argument("--out", type=Path, required=True, help="folder to hold img_align_celeba/")
     args = parser.parse_args()
-    out, image_dir = args.out, args.out / IMAGE_FOLDER
+    # (`.` from inside img_align_celeba/: its name and the folder holding it, as the loader reads them)
+    out = Path(os.path.abspath(args.out)) if args.out.name in ("", ".", "..") else args.out
+    image_dir = out / IMAGE_FOLDER
     if args.zip and celeba_image_dir(out) != image_dir and image_dir.is_dir():
         # (Kaggle's copy unpacked by hand nests the folder: the loader and the check read the inner one)
         fail(f"--out '{out}' holds '{celeba_image_dir(out)}', which the loader reads: unpacking beside it into "

@@ -272,6 +272,9 @@ def test_files_cut_short_among_those_that_differ_are_said_to_be(tmp_path):
     result = prepare("--zip", archive, "--out", out)
     assert result.returncode == 1 and "1 of them are shorter than the zip's and cut short (000005.jpg): copies cut " \
         "short" in result.stderr, result.stderr
+    cut.write_bytes(b"")  # (empty: a killed unzip's leftover, cut inside the header)
+    assert "1 of them are shorter than the zip's and cut short (000005.jpg)" in prepare("--zip", archive, "--out",
+                                                                                        out).stderr
     cut.unlink()
     assert prepare("--zip", archive, "--out", out).returncode == 0
     # a whole face of a smaller copy is shorter too: another copy, never called cut short (to be deleted)
@@ -334,3 +337,19 @@ def test_a_7z_part_given_as_the_zip_is_said_to_be_one_not_damaged(tmp_path):
     result = prepare("--zip", part, "--out", tmp_path / "out")
     assert result.returncode == 1 and "is a 7-Zip archive" in result.stderr and "download it again" not in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_an_out_of_dot_from_inside_the_image_folder_is_that_folder(tmp_path, monkeypatch):
+    # --zip ... --out . from inside img_align_celeba/ unpacked a nested second copy and said "ready"
+    out = tmp_path / "out"
+    archive = write_zip(tmp_path / "celeba.zip")
+    assert prepare("--zip", archive, "--out", out).returncode == 0
+    record = out / "prepare_celeba.json"
+    record.write_text(record.read_text().replace('"complete": true', '"complete": false'))
+    inside = subprocess.run([sys.executable, str(SCRIPT), "--zip", str(archive), "--out", "."], capture_output=True,
+                            text=True, timeout=120, cwd=out / "img_align_celeba")
+    assert inside.returncode == 1 and "is an image folder itself" in inside.stderr, inside.stderr
+    assert not (out / "img_align_celeba" / "img_align_celeba").exists()
+    checked = subprocess.run([sys.executable, str(SCRIPT), "--out", "."], capture_output=True, text=True, timeout=120,
+                             cwd=out / "img_align_celeba")
+    assert checked.returncode == 1 and "did not finish" in checked.stdout, checked.stdout  # (its record, beside it)
