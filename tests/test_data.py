@@ -236,6 +236,10 @@ def test_celeba_given_as_the_folder_run_from_finds_what_lies_beside_it(tmp_path,
     image_dir.rename(drive / "Img" / "img_align_celeba")
     (image_dir.parent / "list_eval_partition.txt").rename(drive / "Eval" / "list_eval_partition.txt")
     assert len(celeba_dataset(drive / "Img", 32, split="train")) == 3
+    monkeypatch.chdir(drive / "Img")  # (relative, and through a link to the folder)
+    assert len(celeba_dataset("img_align_celeba", 32, split="train")) == 3
+    (tmp_path / "linked").symlink_to(drive / "Img" / "img_align_celeba")
+    assert len(celeba_dataset(tmp_path / "linked", 32, split="train")) == 3
 
 
 def test_images_the_partition_file_does_not_list_are_warned_of_and_a_utf16_file_is_read(tmp_path):

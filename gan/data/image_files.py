@@ -295,14 +295,16 @@ def celeba_image_dir(root: str | Path) -> Path:
 def partition_candidates(image_dir: Path) -> list[Path]:
     """Where CelebA's partition file is looked for, first found first: the official
     list_eval_partition.txt, or Kaggle's list_eval_partition.csv beside its outer folder."""
-    beside = _beside(image_dir)  # (Google Drive's CelebA/Img/img_align_celeba/ has it in CelebA/Eval/)
-    folders = [beside, image_dir, beside / "Eval", beside.parent, beside.parent / "Eval"]
-    return [folder / f"list_eval_partition.{suffix}" for suffix in ("txt", "csv") for folder in folders]
+    folders = []
+    for beside in dict.fromkeys((_beside(image_dir), _beside(image_dir.resolve()))):  # (and where a link leads)
+        # (Google Drive's CelebA/Img/img_align_celeba/ has it in CelebA/Eval/; Kaggle's two folders up)
+        folders += [beside, image_dir, beside / "Eval", beside.parent, beside.parent / "Eval"]
+    return [folder / f"list_eval_partition.{suffix}" for suffix in ("txt", "csv") for folder in dict.fromkeys(folders)]
 
 
 def _beside(image_dir: Path) -> Path:
-    """The folder holding `image_dir`, also when it is given as `.` (run from inside it)."""
-    return Path(os.path.abspath(image_dir)).parent if image_dir.name in ("", ".", "..") else image_dir.parent
+    """The folder holding `image_dir`, also when it is given as `.` or relative (run from inside it)."""
+    return Path(os.path.abspath(image_dir)).parent if not image_dir.is_absolute() else image_dir.parent
 
 
 def read_partition_file(path: Path) -> dict[str, int]:
