@@ -257,6 +257,11 @@ def test_damaged_default_inception_weights_stop_a_translation_eval_before_its_im
     result = invoke("eval", runs["pix2pix"], "--data", runs["data"]["paired"] / "val", "--csv", tmp_path / "e.csv")
     assert_one_error_line(result, str(weights), "is not a plain PyTorch state dict")
     assert scored == [] and not (tmp_path / "e.csv").exists()
+    weights.unlink()
+    weights.mkdir()  # (a folder in its place)
+    folder = invoke("eval", runs["pix2pix"], "--data", runs["data"]["paired"] / "val", "--csv", tmp_path / "f.csv")
+    assert_one_error_line(folder, "is a folder")
+    assert scored == [] and not (tmp_path / "f.csv").exists()
     missing = invoke("eval", runs["pix2pix"], "--data", runs["data"]["paired"] / "val", "--csv", tmp_path / "m.csv",
                      "--inception-weights", tmp_path / "absent.pth")
     assert missing.exit_code == 2 and not (tmp_path / "m.csv").exists(), missing.output

@@ -381,8 +381,10 @@ def _weights_found(weights: Path | None) -> bool:
 
     try:
         resolve_weights_path(weights)
-    except (InceptionWeightsNotFoundError, ValueError):
+    except InceptionWeightsNotFoundError:
         return False
+    except ValueError:  # (a folder in its place: there, and refused when read, before any image is scored)
+        return True
     return True
 
 

@@ -212,7 +212,8 @@ def warn_of_upsampling(paths: list[Path], crop_box: CropBox, resolution: int, cr
         if len(small) == len(sides) else f"{len(small)} of {len(sides)} images{sampled}"
     warnings.warn(f"{crop} is smaller than data.resolution = {resolution} in {share} (smallest: {side} px, in the "
                   f"{width}x{height} '{one_line(smallest)}'), so they are upsampled, up to {max(scaled_to, resolution) / side:.1f}x: the samples "
-                  f"hold no more detail than that; train at a lower data.resolution, or on larger images",
+                  f"hold no more detail than that; train at a lower data.resolution"
+                  f"{' and data.load_size' if scaled_to > resolution else ''}, or on larger images",
                   UserWarning, stacklevel=3)
 
 
