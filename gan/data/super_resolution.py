@@ -198,11 +198,11 @@ def warn_of_low_resolution_copies(paths: list[Path], scale: int, root: str | Pat
     ground truth, they pull the mean PSNR down in silence. Warns naming the images 1/`scale` the size
     of another (rounded down, as downscaling crops) and named like it."""
     sizes = {path: _size(path) for path in paths}
-    reduced: dict[tuple[int, int], list[Path]] = {}
+    reduced: dict[tuple[tuple[int, int], str], Path] = {}  # (by size and name: one look-up an image)
     for path, (width, height) in sizes.items():
-        reduced.setdefault((width // scale, height // scale), []).append(path)
+        reduced.setdefault(((width // scale, height // scale), _base_name(path, scale)), path)
     copies = [(path, high) for path, size in sizes.items() if min(size) > 0
-              for high in reduced.get(size, []) if high != path and _named_alike(path, high, scale)]
+              and (high := reduced.get((size, _base_name(path, scale)))) is not None and high != path]
     if copies:
         low, high = copies[0]
         warnings.warn(f"{len(copies)} image(s) under '{root}' are 1/{scale} the size of another named like them, "
@@ -210,12 +210,9 @@ def warn_of_low_resolution_copies(paths: list[Path], scale: int, root: str | Pat
                       "the folder of the HR images alone (EDSR's benchmark sets: Set5/HR)", stacklevel=3)
 
 
-def _named_alike(low: Path, high: Path, scale: int) -> bool:
-    """babyx4 and baby, img_001_SRF_4_LR and img_001_SRF_4_HR: one name, marked as LR or HR."""
-    def base(path: Path) -> str:
-        return re.sub(rf"([_-]?(lr|hr|x{scale}))+$", "", path.stem.lower())
-
-    return base(low) == base(high)
+def _base_name(path: Path, scale: int) -> str:
+    """babyx4 and baby, img_001_SRF_4_LR and img_001_SRF_4_HR: one name, without its LR or HR mark."""
+    return re.sub(rf"([_-]?(lr|hr|x{scale}))+$", "", path.stem.lower())
 
 
 def _named_with_sizes(sizes: dict[Path, tuple[int, int]]) -> str:
