@@ -622,7 +622,7 @@ def test_a_translation_eval_keeps_a_record_holding_fid_that_it_would_not_score(r
     record.write_text(json.dumps({**json.loads(record.read_text()), "fid": 80.5, "kid": 0.05}))
     kept = record.read_text()
     refused = invoke("eval", run, "--data", data)
-    assert_one_error_line(refused, f"'{record.with_suffix('.csv')}' holds fid, kid, swd, which this evaluation (swd) "
+    assert_one_error_line(refused, f"'{record}' holds fid, kid, swd, which this evaluation (swd) "
                                    "would not keep", "pass --csv PATH to keep both, or --overwrite")
     assert record.read_text() == kept
     assert invoke("eval", run, "--data", data, "--overwrite").exit_code == 0 and "fid" not in json.loads(

@@ -327,7 +327,7 @@ def refuse_another_evaluation(path: Path, checkpoint: Path, data: str | None, st
     if set(recorded) <= set(names) and not fewer:
         return
     what, scores = (f" of {held} images", f" of {count}") if count is not None else ("", "")
-    raise OutputRefused(f"'{path}' holds {', '.join(recorded) or 'scores'}{what}, which this evaluation "
+    raise OutputRefused(f"'{path.with_suffix('.json')}' holds {', '.join(recorded) or 'scores'}{what}, which this evaluation "
                         f"({', '.join(names)}{scores}) would not keep: {keep}")
 
 
