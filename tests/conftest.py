@@ -214,3 +214,21 @@ def folder_is_held(folder: Path) -> bool:
         return True
     finally:
         os.close(probe)  # (closing releases a flock it took)
+
+
+def poison_dcgan_step_once(monkeypatch, at_step: int, poison) -> list[int]:
+    """DCGAN's step, with `poison(recipe, metrics)` applied after step `at_step` the first time it runs
+    (a rollback trains it again, unpoisoned); returns the list that records the step poisoned."""
+    from gan.recipes.dcgan import DCGANRecipe
+
+    original, poisoned_once = DCGANRecipe.step, []
+
+    def poisoned(self, batch, step):
+        metrics = original(self, batch, step)
+        if step == at_step and not poisoned_once:
+            poisoned_once.append(step)
+            poison(self, metrics)
+        return metrics
+
+    monkeypatch.setattr(DCGANRecipe, "step", poisoned)
+    return poisoned_once

@@ -14,7 +14,15 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import REPO, TINY, assert_one_error_line, random_rgb, tiny_recipe_config, write_recipe_data
+from conftest import (
+    REPO,
+    TINY,
+    assert_one_error_line,
+    poison_dcgan_step_once,
+    random_rgb,
+    tiny_recipe_config,
+    write_recipe_data,
+)
 
 import gan.data.cache as cache_module
 from gan.commands.main import main
@@ -551,18 +559,8 @@ def test_hidden_files_count_for_nothing_and_strict_is_the_same_run(tmp_path):
 def test_the_same_line_continues_with_the_rates_a_rollback_halved(tmp_path, monkeypatch):
     import torch
 
-    from gan.recipes.dcgan import DCGANRecipe
-
-    original, poisoned_once = DCGANRecipe.step, []
-
-    def poisoned(self, batch, step):
-        metrics = original(self, batch, step)
-        if step == 3 and not poisoned_once:
-            poisoned_once.append(step)
-            metrics["loss/d"] = torch.tensor(float("inf"))
-        return metrics
-
-    monkeypatch.setattr(DCGANRecipe, "step", poisoned)
+    poisoned_once = poison_dcgan_step_once(monkeypatch, 3, lambda recipe, metrics: metrics.update(
+        {"loss/d": torch.tensor(float("inf"))}))
     folder = tmp_path / "run"
     assert train_command(DEMO, *sets(*TINY), "--on-nan", "rollback", "--run-dir", str(folder)).exit_code == 0
     config = folder / "config.toml"

@@ -192,9 +192,8 @@ def test_srgan_x4_starts_where_edsr_x4_ends():
     assert (srgan.data.scale, srgan.data.upsample_input) == (edsr.data.scale, edsr.data.upsample_input)
 
 
-def test_a_resume_with_other_vgg_weights_under_the_same_name_is_warned_of(hr_folder, tmp_path):
-    # the perceptual loss changed mid-run, in silence: another file copied over loss.vgg_weights's path
-    # (or the default hub file of another machine)
+def _perceptual_run(hr_folder, tmp_path):
+    """(a VGG19 weights file, a one-step SRResNet run whose loss reads it at relu1_2)."""
     weights = tmp_path / "vgg19.pth"
     torch.manual_seed(0)
     torch.save(torchvision.models.vgg19(weights=None).state_dict(), weights)
@@ -204,6 +203,13 @@ def test_a_resume_with_other_vgg_weights_under_the_same_name_is_warned_of(hr_fol
     first = CliRunner().invoke(main, ["train", str(REPO / "experiments" / "srresnet_x4.toml"), *settings,
                                       "--run-dir", str(run_dir)])
     assert first.exit_code == 0, first.output
+    return weights, run_dir
+
+
+def test_a_resume_with_other_vgg_weights_under_the_same_name_is_warned_of(hr_folder, tmp_path):
+    # the perceptual loss changed mid-run, in silence: another file copied over loss.vgg_weights's path
+    # (or the default hub file of another machine)
+    weights, run_dir = _perceptual_run(hr_folder, tmp_path)
     with warnings.catch_warnings(record=True) as same:
         warnings.simplefilter("always")
         assert CliRunner().invoke(main, ["train", "--resume", str(run_dir), "--set", "train.steps=2"]).exit_code == 0
@@ -226,14 +232,7 @@ def test_a_checkpoint_with_the_earlier_digest_of_the_layers_read_is_still_checke
     from gan.core.checkpoint import list_checkpoints, save_checkpoint
     from gan.nets.vgg import weights_digest
 
-    weights = tmp_path / "vgg19.pth"
-    torch.manual_seed(0)
-    torch.save(torchvision.models.vgg19(weights=None).state_dict(), weights)
-    run_dir = tmp_path / "run"
-    settings = _sets(*TINY_SR, f"data.root={hr_folder}", f"data.val_root={hr_folder}", f"loss.vgg_weights={weights}",
-                     "loss.content=vgg", "loss.vgg_layer=relu1_2", "train.steps=1", "train.checkpoint_every=1")
-    assert CliRunner().invoke(main, ["train", str(REPO / "experiments" / "srresnet_x4.toml"), *settings,
-                                     "--run-dir", str(run_dir)]).exit_code == 0
+    weights, run_dir = _perceptual_run(hr_folder, tmp_path)
     checkpoint = list_checkpoints(run_dir)[-1]
     state = torch.load(checkpoint, weights_only=True)
     state["recipe"]["perceptual_weights"] = weights_digest(VGGFeatures("relu1_2", "vgg19", str(weights)).features)

@@ -6,7 +6,7 @@ import time
 
 import pytest
 import torch
-from conftest import REPO, TINY, only_run, tiny_config
+from conftest import REPO, TINY, only_run, poison_dcgan_step_once, tiny_config
 
 from gan.core.checkpoint import list_checkpoints, load_checkpoint
 from gan.core.registry import ConfigError
@@ -350,16 +350,8 @@ def test_a_resume_takes_the_betas_and_optimizer_kernel_of_its_config(tmp_path):
 
 def test_on_nan_rollback_resumes_the_last_checkpoint_with_halved_rates(tmp_path, monkeypatch, capsys):
     original = DCGANRecipe.step
-    poisoned_once = []
-
-    def poisoned(self, batch, step):
-        metrics = original(self, batch, step)
-        if step == 3 and not poisoned_once:
-            poisoned_once.append(step)
-            metrics["loss/d"] = torch.tensor(float("inf"))
-        return metrics
-
-    monkeypatch.setattr(DCGANRecipe, "step", poisoned)
+    poisoned_once = poison_dcgan_step_once(monkeypatch, 3, lambda recipe, metrics: metrics.update(
+        {"loss/d": torch.tensor(float("inf"))}))
     result = train_rolling_back(tiny_config(), tmp_path, CPU, progress_stream=sys.stdout)
     assert result.step == 4 and poisoned_once == [3]
     said = capsys.readouterr().err
@@ -398,19 +390,12 @@ def test_weights_gone_nan_between_log_points_stop_as_a_divergence_before_the_met
     # The metrics of step 3 (no log point) ran on the NaN generator: "generative metrics failed", exit 2,
     # advice to switch the metrics off, and no rollback. (On a GPU the losses are read back at log points
     # alone, so a NaN backward reaches the side tasks so; here the losses stay finite.)
-    original = DCGANRecipe.step
-    poisoned_once = []
+    def weights_gone_nan(recipe, metrics):
+        with torch.no_grad():
+            for network in recipe.networks.values():
+                next(network.parameters()).fill_(float("nan"))
 
-    def poisoned(self, batch, step):
-        metrics = original(self, batch, step)
-        if step == 3 and not poisoned_once:
-            poisoned_once.append(step)
-            with torch.no_grad():
-                for network in self.networks.values():
-                    next(network.parameters()).fill_(float("nan"))
-        return metrics
-
-    monkeypatch.setattr(DCGANRecipe, "step", poisoned)
+    poisoned_once = poison_dcgan_step_once(monkeypatch, 3, weights_gone_nan)
     config = tiny_config("log.every=5", "log.image_every=5", "metrics.every=3", "metrics.names=['swd']",
                          "metrics.num_samples=16", "train.steps=4")
     if rolling_back:
