@@ -384,7 +384,7 @@ def _weights_found(weights: Path | None) -> bool:
     except InceptionWeightsNotFoundError:
         return False
     except ValueError:  # (a folder in its place: there, and refused when read, before any image is scored)
-        return True
+        pass
     return True
 
 
