@@ -344,12 +344,14 @@ def test_gan_cache_list_verify_and_clear(folder, tmp_path):
 
     cache_dir = tmp_path / "cache"
     _, array = build_once(folder, tmp_path)
-    build_once(folder, tmp_path, resolution=8)
+    build_once(folder, tmp_path, resolution=8, max_images=5)
     leftover = cache_dir / f"{array.stem}.npy.999999999.tmp"  # a temp of a build whose process is gone
     leftover.write_bytes(b"x" * 1000)
     os.utime(leftover, (time.time() - 6 * 86400,) * 2)  # --older-than applies to leftovers too
     listed = CliRunner().invoke(main, ["cache", "list", "--dir", str(cache_dir)])
     assert listed.exit_code == 0 and "2 cache(s)" in listed.output and str(folder.resolve()) in listed.output
+    # (caches of one folder told apart: the part of it each holds)
+    assert [line.endswith("data.max_images 5") for line in listed.output.splitlines() if " px " in line].count(True) == 1
     assert "1 leftover file(s)" in listed.output and "damaged" not in listed.output
     assert CliRunner().invoke(main, ["cache", "verify", "--dir", str(cache_dir)]).exit_code == 0
     images = np.load(array, mmap_mode="r+")

@@ -107,8 +107,11 @@ def cache_list(cache_dir: Path | None) -> None:
     for entry in found.caches:
         used = datetime.datetime.fromtimestamp(entry.last_used).strftime("%Y-%m-%d %H:%M")
         header = entry.header
+        # (which part of the folder: caches of one root differ by split and data.max_images alone)
+        part = "".join([f"  data.split {header['split']}" if header.get("split") not in (None, "", "all") else "",
+                        f"  data.max_images {header['max_images']}" if header.get("max_images") else ""])
         click.echo(f"  {entry.name}  {entry.size_bytes / 2**20:9.1f} MiB  {header['count']:>7} images  "
-                   f"{header['resolution']} px  used {used}  {header.get('root', header.get('dataset', ''))}")
+                   f"{header['resolution']} px  used {used}  {header.get('root', header.get('dataset', ''))}{part}")
         _, damage = cache_structure_damage(entry.array_path, header)
         if damage:
             click.echo(f"    damaged: its array {damage} (the next run that uses it rebuilds it; gan cache verify "
