@@ -403,6 +403,15 @@ def test_colour_is_never_written_under_a_grey_only_name(pix2pix_run, tmp_path):
     with pytest.warns(UserWarning, match=r"1 output\(s\) are named like grey-only inputs .* written as .ppm"):
         assert planned_translations(tmp_path / "in", tmp_path / "out") == [(tmp_path / "in" / "a.pgm",
                                                                              tmp_path / "out" / "a.ppm")]
+    # an input skipped as unreadable writes nothing to warn of ("3 outputs are GIFs", of which 2 were written)
+    (tmp_path / "in" / "broken.pgm").write_bytes(b"P5\n32 32\n255\n")
+    (tmp_path / "in" / "broken.gif").write_bytes(b"GIF89a")
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        planned_translations(tmp_path / "in", tmp_path / "out")
+    assert [str(warning.message).split(" output(s)")[0] for warning in said if "grey-only" in str(warning.message)] \
+        == ["1"] and not [warning for warning in said if "GIF" in str(warning.message)]
+    (tmp_path / "in" / "broken.pgm").unlink(), (tmp_path / "in" / "broken.gif").unlink()
     # beside an a.ppm of its own, a.pgm's colour kin takes the whole name: both were a.ppm, "written twice"
     random_rgb((32, 32), 1).save(tmp_path / "in" / "a.ppm")
     with pytest.warns(UserWarning, match="named like grey-only inputs"):

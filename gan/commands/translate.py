@@ -25,6 +25,14 @@ def _folders_read(source: Path) -> list[Path]:
     return folders
 
 
+def _written(pairs: list[tuple[Path, Path]]) -> list[Path]:
+    """The outputs of `pairs` whose input will be translated: one whose header does not read is
+    skipped with its own warning, and has no output to warn of."""
+    from gan.data.decode import check_header
+
+    return [output for image, output in pairs if check_header(image) is None]
+
+
 def planned_translations(source: Path, output: Path) -> list[tuple[Path, Path]]:
     """(input image, output file) pairs: one image to OUTPUT, or every image under a folder to
     the same relative name under OUTPUT."""
@@ -47,12 +55,15 @@ def planned_translations(source: Path, output: Path) -> list[tuple[Path, Path]]:
         pairs = [(image, output / image.relative_to(source)) for image in find_images(source)]
         grey = [path for _, path in pairs if path.suffix.lower() in GREY_ONLY]
         unwritable = [path for _, path in pairs if path.suffix.lower() not in (*OUTPUT_FORMATS, *GREY_ONLY)]
-        if grey:
-            warnings.warn(f"{len(grey)} output(s) are named like grey-only inputs (the first: '{grey[0]}'), and "
-                          f"hold colour: written as {GREY_ONLY[grey[0].suffix.lower()]} instead", stacklevel=2)
-        if unwritable:
-            warnings.warn(f"{len(unwritable)} output(s) are named like inputs in a format gan reads but does not "
-                          f"write (the first: '{unwritable[0]}'): written as .png instead", stacklevel=2)
+        renamed = {*grey, *unwritable}
+        said = set(_written([pair for pair in pairs if pair[1] in renamed]))  # (not those skipped as unreadable)
+        grey_said, unwritable_said = [path for path in grey if path in said], [path for path in unwritable if path in said]
+        if grey_said:
+            warnings.warn(f"{len(grey_said)} output(s) are named like grey-only inputs (the first: '{grey_said[0]}'), "
+                          f"and hold colour: written as {GREY_ONLY[grey_said[0].suffix.lower()]} instead", stacklevel=2)
+        if unwritable_said:
+            warnings.warn(f"{len(unwritable_said)} output(s) are named like inputs in a format gan reads but does not "
+                          f"write (the first: '{unwritable_said[0]}'): written as .png instead", stacklevel=2)
         pairs = _renamed(pairs, {path: GREY_ONLY[path.suffix.lower()] for path in grey}
                          | {path: ".png" for path in unwritable})
     elif output.is_dir():
@@ -69,7 +80,7 @@ def planned_translations(source: Path, output: Path) -> list[tuple[Path, Path]]:
     else:
         image_format_of(output)
         pairs = [(source, output)]
-    palette = palette_warning([path for _, path in pairs])
+    palette = palette_warning(_written([pair for pair in pairs if pair[1].suffix.lower() == ".gif"]))
     if palette:
         warnings.warn(palette, stacklevel=2)
     return pairs
