@@ -602,6 +602,9 @@ def test_eval_keeps_a_default_result_that_the_new_evaluation_would_lose_metrics_
                           "pass --json PATH to keep both, or --overwrite")
     more = invoke("eval", dcgan_run, "--metrics", "swd", "--n", "16", *cache)
     assert more.exit_code == 0, more.output  # (all it held, on more images: replaced)
+    # fid asked for by name without the weights: that blocker first (it came after the record's refusal)
+    assert_one_error_line(invoke("eval", dcgan_run, "--metrics", "fid", "--n", "8", *cache),
+                          "Inception-v3 weights not found")
     record.write_text(json.dumps({**json.loads(record.read_text()), "fid": 12.5, "kid": 0.01}))
     kept = record.read_text()
     for args in (["--metrics", "swd", "--n", "16"], ["--n", "16"]):  # (by default without the weights: swd alone)
