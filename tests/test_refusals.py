@@ -18,6 +18,9 @@ from gan.training.resolve import load_config
 @pytest.mark.parametrize("assignment, expected", [
     ("train.g_lr=1" + "0" * 400, "train.g_lr must be a finite number, got an integer of 401 digits"),  # OverflowError
     ("train.g_lr=1e400", "train.g_lr must be a finite number >= 0, got inf"),
+    # an integer key's range check overflowed float(): a traceback
+    ("train.steps=1" + "0" * 400, "train.steps = an integer of 401 digits does not fit in 64 bits"),
+    ("data.resolution=-1" + "0" * 400, "data.resolution = an integer of 401 digits does not fit in 64 bits"),
     ("train.d_lr=inf", "train.d_lr must be a finite number >= 0, got inf"),
     ("data.synthetic_size=0", "data.synthetic_size must be in [1, 10000000], got 0"),  # a ZeroDivisionError before
     ("loss.gp_weight=-10", "loss.gp_weight must be >= 0.0, got -10"),  # the penalty would become a reward

@@ -941,13 +941,20 @@ def _check_integer_sizes(config: Config) -> None:
     """Every integer fits in 64 bits, as TOML's do (Python's reader takes more; others refuse the file)."""
     for key, value in flatten_config(config_to_dict(config)).items():
         for number in value if isinstance(value, list) else [value]:
-            if isinstance(number, int) and not isinstance(number, bool) and abs(number) > MAX_INTEGER:
-                raise ConfigError(f"{key} = {number} does not fit in 64 bits, as TOML's integers must "
-                                  f"(at most {MAX_INTEGER})")
+            _check_fits_64_bits(key, number)
+
+
+def _check_fits_64_bits(key: str, number: object) -> None:
+    """An integer beyond 64 bits, named (a 400-digit one by its length: float() of it overflows)."""
+    if isinstance(number, int) and not isinstance(number, bool) and abs(number) > MAX_INTEGER:
+        digits = len(str(abs(number)))
+        said = number if digits <= 30 else f"an integer of {digits} digits"
+        raise ConfigError(f"{key} = {said} does not fit in 64 bits, as TOML's integers must (at most {MAX_INTEGER})")
 
 
 def _check_range(key: str, value: float, low: float, high: float) -> None:
     """`value` in [low, high]; a bound of inf means "no bound", never that infinity is a value."""
+    _check_fits_64_bits(key, value)  # (before the comparisons: math.isfinite of a 400-digit integer overflows)
     if not (low <= value <= high and math.isfinite(value)):
         bound = f">= {low}" if high == math.inf else f"in [{low}, {high}]"
         finite = "" if math.isfinite(value) or math.isnan(value) else "a finite number "
