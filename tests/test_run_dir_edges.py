@@ -188,8 +188,11 @@ def test_training_longer_says_which_schedules_tied_to_the_runs_length_restart(tm
     by_line = tmp_path / "by-line"  # the same --run-dir line with another length (what a sweep runs) used to say nothing
     first = train_command(DEMO, *sets(*TINY, "loss.instance_noise=0.1", "train.lr_decay_steps=4"), "--run-dir", str(by_line))
     assert first.exit_code == 0
+    # (its advice, a key the same line refuses, is given as the --resume that can set it)
     with pytest.warns(UserWarning, match=r"resuming at step 4 with these settings moves schedules tied to the run's "
-                                         r"length: at step 5, the learning rates rise from 0.2x to 0.8x"):
+                                         r"length: at step 5, the learning rates rise from 0.2x to 0.8x.*the same "
+                                         r"--run-dir line changes no other key: to set those named, stop and continue "
+                                         rf"with gan train --resume {re.escape(str(by_line))} --set KEY=VALUE"):
         assert train_command(DEMO, *sets(*TINY, "loss.instance_noise=0.1", "train.lr_decay_steps=4", "train.steps=8"),
                              "--run-dir", str(by_line)).exit_code == 0
     shorter = tmp_path / "shorter"  # a shorter run drops a decaying rate at once, which used to go unsaid

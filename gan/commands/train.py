@@ -351,13 +351,17 @@ def report_changes(run_dir: Path, resolved, overrides: tuple[str, ...], trained:
                       stacklevel=2)
 
 
-def warn_of_schedule_jumps(resolved, trained: dict, step: int) -> None:
+def warn_of_schedule_jumps(resolved, trained: dict, step: int, run_dir: Path | None = None) -> None:
     """Warn when continuing the checkpoint of `trained` at `step` with `resolved` (a longer or shorter
-    train.steps, by --resume or by the same --run-dir line with another length) moves a schedule."""
+    train.steps, by --resume or by the same --run-dir line with another length, `run_dir`) moves a
+    schedule."""
     jumps = schedule_jumps(trained, step, resolved)
+    # (a --run-dir line may change train.steps alone: the keys the warning names, by --resume)
+    instead = (f" (the same --run-dir line changes no other key: to set those named, stop and continue with "
+               f"gan train --resume {run_dir} --set KEY=VALUE)" if run_dir is not None else "")
     if jumps:
         warnings.warn(f"resuming at step {step} with these settings moves schedules tied to the run's length: at "
-                      f"step {step + 1}, {'; and '.join(jumps)}", stacklevel=3)
+                      f"step {step + 1}, {'; and '.join(jumps)}{instead}", stacklevel=3)
 
 
 @dataclasses.dataclass
@@ -439,7 +443,8 @@ def _set_up_and_train(start: _Start, config: Path | None, resume: Path | None, o
     # (--run-dir continues its run unchanged but for the length, settings_to_continue checked: a
     # longer or shorter run can still move a schedule)
     report = (functools.partial(report_changes, start.run_dir, resolved, overrides) if resume is not None
-              else functools.partial(warn_of_schedule_jumps, resolved) if start.resuming else None)
+              else functools.partial(warn_of_schedule_jumps, resolved, run_dir=start.run_dir) if start.resuming
+              else None)
     start.begun = True
     return run(resolved, start.run_dir, torch_device, resume=start.resuming, group=group, on_resume=report)
 
