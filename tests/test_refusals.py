@@ -34,6 +34,16 @@ def test_values_that_would_crash_or_mislead_are_refused(assignment, expected):
         load_config(REPO / "experiments" / "dcgan_demo.toml", [assignment])
 
 
+def test_an_integer_of_thousands_of_digits_is_refused_not_pythons_traceback(tmp_path):
+    # past 4,300 digits Python's own int() raises ValueError, inside TOML's reader: a traceback
+    digits = "1" + "0" * 5000
+    with pytest.raises(ConfigError, match=r"--set train.steps: an integer too long to read .*5001 digits"):
+        load_config(REPO / "experiments" / "dcgan_demo.toml", [f"train.steps={digits}"])
+    (tmp_path / "big.toml").write_text(f'recipe = "dcgan"\n[train]\nsteps = {digits}\n')
+    with pytest.raises(ConfigError, match=r"big.toml: an integer too long to read"):
+        load_config(tmp_path / "big.toml")
+
+
 def test_every_string_written_to_config_toml_reads_back(tmp_path):
     # Control characters once made a config.toml that the next --resume could not read.
     text = "".join(chr(code) for code in range(1, 32)) + "\x7f quote\" back\\slash é ☃"

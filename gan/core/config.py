@@ -211,6 +211,8 @@ def parse_value(key: str, text: str, option: str = "--set") -> Any:
         _refuse_bare_text(key, text)
     except RecursionError:
         raise ConfigError(f"{option} {key}: the value is nested too deeply to read") from None
+    except ValueError as error:  # (Python's own limit: an integer of more than 4,300 digits)
+        raise ConfigError(f"{option} {key}: {_value_unread(error)}") from None
     annotation = key_annotation(key)
     if annotation is str and not isinstance(value, str):
         return text
@@ -445,8 +447,15 @@ def _read_toml(path: Path) -> dict[str, Any]:
     except RecursionError:
         raise ConfigError(f"{path}: nested too deeply to read (arrays or tables inside each other thousands "
                           "deep); no config needs more than a few levels") from None
+    except ValueError as error:  # (Python's own limit: an integer of more than 4,300 digits)
+        raise ConfigError(f"{path}: {_value_unread(error)}") from None
     except OSError as error:
         raise ConfigError(f"config file '{path}' cannot be read: {error.strerror or error}") from None
+
+
+def _value_unread(error: ValueError) -> str:
+    """Python's refusal to read an integer of thousands of digits, as what is wrong with the value."""
+    return f"an integer too long to read ({str(error).split(';')[0]}); a 64-bit integer has at most 19 digits"
 
 
 def _check_sections(tree: dict[str, Any], path: Path, cls: type | None = None, prefix: str = "") -> None:
@@ -947,8 +956,9 @@ def _check_integer_sizes(config: Config) -> None:
 def _check_fits_64_bits(key: str, number: object) -> None:
     """An integer beyond 64 bits, named (a 400-digit one by its length: float() of it overflows)."""
     if isinstance(number, int) and not isinstance(number, bool) and abs(number) > MAX_INTEGER:
-        digits = len(str(abs(number)))
-        said = number if digits <= 30 else f"an integer of {digits} digits"
+        # (str() of more than 4,300 digits raises in Python itself)
+        digits = len(str(abs(number))) if number.bit_length() < 14_000 else "over 4,000"
+        said = number if isinstance(digits, int) and digits <= 30 else f"an integer of {digits} digits"
         raise ConfigError(f"{key} = {said} does not fit in 64 bits, as TOML's integers must (at most {MAX_INTEGER})")
 
 
