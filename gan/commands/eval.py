@@ -357,11 +357,11 @@ def _checked_metric_names(metric_names: str | None, inception_weights: Path | No
     if inception_weights is not None and not set(names) & set(INCEPTION_METRICS):  # (else checked, then unused)
         raise click.BadParameter(f"--inception-weights is for fid, kid and pr, and --metrics {','.join(names)} uses "
                                  "no weights: leave it out, or add one of those metrics", param_hint="--inception-weights")
-    if inception_weights is not None or (metric_names is not None and set(names) & set(INCEPTION_METRICS)):
-        resolve_weights_path(inception_weights)  # (named, the file or a metric needing it: asked for, said first)
     fewest, why = smallest_count(names)
     if count < fewest:  # (pr failed after both sets had passed through Inception)
         raise click.BadParameter(f"--n must be at least {fewest} ({why}), got {count}")
+    if inception_weights is not None or (metric_names is not None and set(names) & set(INCEPTION_METRICS)):
+        resolve_weights_path(inception_weights)  # (named, the file or a metric needing it: asked for, said first)
     return names
 
 

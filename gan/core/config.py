@@ -964,7 +964,8 @@ def _check_fits_64_bits(key: str, number: object) -> None:
 
 def _check_range(key: str, value: float, low: float, high: float) -> None:
     """`value` in [low, high]; a bound of inf means "no bound", never that infinity is a value."""
-    _check_fits_64_bits(key, value)  # (before the comparisons: math.isfinite of a 400-digit integer overflows)
+    if isinstance(value, int) and abs(value).bit_length() > 1000:  # (math.isfinite of it overflows: said first)
+        _check_fits_64_bits(key, value)
     if not (low <= value <= high and math.isfinite(value)):
         bound = f">= {low}" if high == math.inf else f"in [{low}, {high}]"
         finite = "" if math.isfinite(value) or math.isnan(value) else "a finite number "
