@@ -285,6 +285,24 @@ def test_a_changed_partition_file_changes_the_datas_fingerprint_and_a_doubled_en
         celeba_dataset(image_dir, 32, split="train")
 
 
+def test_celeba_named_by_either_folder_shares_one_cache_and_one_set_of_reference_statistics(tmp_path):
+    # data.root may name img_align_celeba/ or the folder holding it: the two spellings built two caches
+    # of the same images (gigabytes at full size) and scored against two copies of the statistics
+    from gan.core.config import DataConfig
+    from gan.data import data_identity
+
+    image_dir = _celeba_tree(tmp_path)
+    kaggle = tmp_path / "archive"
+    (kaggle / "img_align_celeba").mkdir(parents=True)
+    (kaggle / "img_align_celeba" / "img_align_celeba").symlink_to(image_dir)
+    identities = [data_identity(DataConfig(dataset="celeba", root=str(root), resolution=32))
+                  for root in (image_dir, image_dir.parent, kaggle, kaggle / "img_align_celeba")]
+    assert all(identity == identities[0] for identity in identities), identities
+    assert identities[0]["root"] == str(image_dir.resolve())
+    other = data_identity(DataConfig(dataset="folder", root=str(image_dir.parent), resolution=32))
+    assert other["root"] == str(image_dir.parent.resolve())  # (a folder of images is read as named)
+
+
 def test_kaggles_copy_of_celeba_reads_as_the_official_one(tmp_path):
     """Kaggle's CelebA unpacks to archive/img_align_celeba/img_align_celeba/ with the partition as
     list_eval_partition.csv (a header, then `000001.jpg,0`) beside the outer folder."""

@@ -173,6 +173,8 @@ def data_identity(config: DataConfig) -> dict:
                 "max_images": config.max_images}
     if config.dataset == "synthetic":
         identity["synthetic_size"] = config.synthetic_size
+    elif config.dataset == "celeba":  # (of its image folder, however data.root names it: one cache, not two)
+        identity["root"] = str(celeba_image_dir(config.root).resolve())
     else:
         identity["root"] = str(Path(config.root).resolve())
     if config.dataset == "celeba":
