@@ -210,3 +210,99 @@ def test_a_partial_registered_again_replaces_itself_only_with_the_same_arguments
         register_network("generator", "test_partial")(functools.partial(DCGANGenerator, 64))
     register_network("generator", "test_partial")(functools.partial(DCGANGenerator, 32))  # (the same, again)
     assert _zoo("generator").get("test_partial").args == (32,)
+
+
+class _OwnGenerator(nn.Module):
+    """A network of one's own written the usual ways: a None default, a count from 0, -1 for "none",
+    and **kwargs as a subclass passes them on. Each broke `gan train` (TOML has no null; "must be
+    at least 1, got 0" of the argument's own default; "it needs kwargs")."""
+
+    def __init__(self, resolution: int, latent_dim: int = 8, channels: int = 8, extra_layers: int = 0,
+                 attention_at: int = -1, norm: str | None = None, **kwargs):
+        super().__init__()
+        self.latent_dim, self.resolution = latent_dim, resolution
+        self.net = nn.Sequential(nn.Linear(latent_dim, 3 * resolution * resolution), nn.Tanh())
+
+    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+        return self.net(latents.flatten(1)).view(-1, 3, self.resolution, self.resolution)
+
+
+def test_a_network_of_ones_own_with_none_zero_and_negative_defaults_trains_resumes_and_samples(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import REPO, TINY, invoke, only_run
+
+    from gan.nets import register_network, resolve_network_args
+
+    register_network("generator", "test_own_generator")(_OwnGenerator)
+    resolved = resolve_network_args("generator", "test_own_generator", {}, "model.generator_args")
+    assert resolved == {"latent_dim": 8, "channels": 8, "extra_layers": 0, "attention_at": -1}  # (norm: its default)
+    with pytest.raises(ConfigError, match=r"model.generator_args.extra_layers must be at least 0, got -1"):
+        resolve_network_args("generator", "test_own_generator", {"extra_layers": -1}, "model.generator_args")
+    train = ["train", REPO / "experiments" / "dcgan_demo.toml", "--out", tmp_path / "runs",
+             *[f"--set={item}" for item in [*TINY, "model.generator=test_own_generator"]]]
+    result = invoke(*train)
+    assert result.exit_code == 0, result.output
+    run_dir = only_run(tmp_path / "runs")
+    assert "extra_layers = 0" in (run_dir / "config.toml").read_text()
+    assert invoke("train", "--resume", run_dir, "--set", "train.steps=6").exit_code == 0
+    result = invoke("sample", run_dir, "--n", "4", "--out", tmp_path / "faces.png")
+    assert result.exit_code == 0 and (tmp_path / "faces.png").is_file(), result.output
+    # a process that never registered it: the file is whole, this gan lacks the network ("damaged or edited")
+    fresh = subprocess.run([sys.executable, "-m", "gan", "sample", str(run_dir), "--out", str(tmp_path / "b.png")],
+                           capture_output=True, text=True, timeout=300)
+    assert fresh.returncode != 0 and "damaged" not in fresh.stderr, fresh.stderr
+    assert "was trained with generator 'test_own_generator', which this gan does not have" in fresh.stderr
+    assert "_ZOO_MODULES" in fresh.stderr
+
+
+def test_a_default_no_config_can_hold_and_a_name_no_config_can_say_are_refused_naming_them():
+    from gan.core.registry import Registry
+    from gan.nets import register_network, resolve_network_args
+
+    @register_network("generator", "test_class_default")
+    class ClassDefault(nn.Module):
+        def __init__(self, resolution: int, activation=nn.ReLU):
+            super().__init__()
+
+    # was a traceback: TypeError: cannot write type to TOML
+    with pytest.raises(ConfigError, match=r"model.generator_args.activation: generator 'test_class_default' gives it "
+                                          r"the default <class 'torch.nn.modules.activation.ReLU'>, which no config "
+                                          r"can hold"):
+        resolve_network_args("generator", "test_class_default", {}, "model.generator_args")
+    registry = Registry("generator")
+    for name in (3, "", "my net"):  # (an int broke every later list of the names: '<' between int and str)
+        with pytest.raises(ValueError, match=rf"registered under a name of letters, .* not {name!r}"):
+            registry.register(name, ClassDefault)
+    assert registry.names() == []
+
+
+@pytest.mark.parametrize("kind", ["hinge", "wgan-gp", "vanilla"])
+def test_a_discriminator_that_averages_its_batch_is_refused_not_trained(kind):
+    # one score for the batch: the hinge took max(0, 1 - mean), and the penalties each image's gradient / N
+    from gan.recipes.losses import AdversarialLoss, r1_penalty
+
+    class MeanScore(nn.Module):
+        def __init__(self, keepdim: bool):
+            super().__init__()
+            self.linear, self.keepdim = nn.Linear(3 * 8 * 8, 1), keepdim
+
+        def forward(self, images):
+            scores = self.linear(images.flatten(1))
+            return scores.mean().view(1) if self.keepdim else scores.mean()
+
+    loss, images = AdversarialLoss(kind), torch.randn(4, 3, 8, 8)
+    with pytest.raises(ValueError, match=r"the discriminator gave scores of shape \(\) for a batch: it must give one "
+                                         r"score per image"):
+        loss.discriminator(MeanScore(False)(images), MeanScore(False)(images))
+    with pytest.raises(ValueError, match=r"shape \(\) for a batch"):
+        loss.generator(MeanScore(False)(images))
+    with pytest.raises(ValueError, match=r"shape \(1,\) for 4 images"):
+        r1_penalty(MeanScore(True), images)
+    if kind == "wgan-gp":
+        with pytest.raises(ValueError, match=r"shape \(1,\) for 4 images"):
+            loss.penalty(MeanScore(True), images, images)
+    per_image = nn.Linear(3 * 8 * 8, 1)
+    assert loss.discriminator(per_image(images.flatten(1)), per_image(images.flatten(1))).dim() == 0
+    assert r1_penalty(lambda x: per_image(x.flatten(1)), images).dim() == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 import functools
 from typing import Callable, Generic, TypeVar
 
@@ -37,6 +38,10 @@ class Registry(Generic[T]):
 
     def register(self, name: str, constructor: T | None = None):
         """Register `constructor` under `name`; without `constructor`, works as a decorator."""
+
+        if not isinstance(name, str) or not re.fullmatch(r"[\w.+-]+", name):  # (a config and a command line name it)
+            raise ValueError(f"a {self.kind} is registered under a name of letters, digits, '_', '-', '.' or '+', "
+                             f"not {name!r}")
 
         def add(entry: T) -> T:
             earlier = self._entries.get(name)

@@ -128,13 +128,16 @@ def checked_spec(spec: Any, path: Path, name: str) -> NetworkSpec:
         spec = NetworkSpec.from_dict(spec)
     except ValueError as error:
         raise damaged(path, f"specs.{name}: {error}") from None
-    if spec.name in network_names(spec.role):  # else NetworkSpec.check names the networks there are
-        settable = resolve_network_args(spec.role, spec.name, {}, "")
-        try:
-            resolve_network_args(spec.role, spec.name, {arg: value for arg, value in spec.kwargs.items()
-                                                        if arg in settable}, f"specs.{name}.kwargs")
-        except ConfigError as error:
-            raise damaged(path, str(error)) from None
+    if spec.name not in network_names(spec.role):  # (the file is whole: this gan lacks the network)
+        raise CheckpointError(f"'{path}' was trained with {spec.role} '{spec.name}', which this gan does not have "
+                              f"(it has {', '.join(network_names(spec.role))}): a network of one's own is found once "
+                              "its module is in gan/nets/ and listed in _ZOO_MODULES (docs/layout.md)")
+    try:
+        settable = resolve_network_args(spec.role, spec.name, {}, f"specs.{name}.kwargs")
+        resolve_network_args(spec.role, spec.name, {arg: value for arg, value in spec.kwargs.items()
+                                                    if arg in settable}, f"specs.{name}.kwargs")
+    except ConfigError as error:
+        raise damaged(path, str(error)) from None
     try:
         spec.check()
         # every data set yields RGB images, and the commands feed and show RGB: a generator of other

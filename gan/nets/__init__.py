@@ -79,7 +79,9 @@ def _parameters(constructor: Callable) -> dict[str, inspect.Parameter]:
     params = dict(inspect.signature(signed).parameters)
     params.pop("self", None)
     hints = typing.get_type_hints(hinted)
-    return {name: p.replace(annotation=hints.get(name, Any)) for name, p in params.items()}
+    # (*args and **kwargs, a subclass passing arguments on, are no arguments a config or recipe names)
+    return {name: p.replace(annotation=hints.get(name, Any)) for name, p in params.items()
+            if p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)}
 
 
 def network_defaults(role: str, name: str) -> dict[str, Any]:
@@ -114,22 +116,43 @@ def resolve_network_args(role: str, name: str, args: dict[str, Any], key: str) -
             raise ConfigError(f"unknown key '{key}.{arg}' for {role} '{name}'{hint}; valid keys: {valid}")
         resolved[arg] = coerce(value, settable[arg].annotation, f"{key}.{arg}")
         try:
-            _check_size(arg, resolved[arg], f"{key}.{arg}")
+            _check_size(arg, resolved[arg], f"{key}.{arg}", settable[arg].default)
         except ValueError as error:
             raise ConfigError(str(error)) from None
     for arg, param in settable.items():
-        resolved.setdefault(arg, param.default)
+        if arg in resolved or param.default is None:  # (TOML has no null: left out, the constructor's default holds)
+            continue
+        if not _config_value(param.default):
+            raise ConfigError(f"{key}.{arg}: {role} '{name}' gives it the default {param.default!r}, which no config "
+                              "can hold (numbers, strings, booleans and lists of them), so config.toml could not "
+                              "say how the run was built; give it a default a config can say (a name such as "
+                              "\"relu\" that the constructor looks up)")
+        resolved[arg] = param.default
     return resolved
+
+
+def _config_value(value: Any) -> bool:
+    """Whether `value` is one TOML can hold: a bool, number or string, or a list or tuple of them."""
+    if isinstance(value, (list, tuple)):
+        return all(_config_value(item) for item in value)
+    return isinstance(value, (bool, int, float, str))
 
 
 MAX_PARAMETERS = 2_000_000_000  # 8 GiB of fp32 weights: far beyond this zoo, far below a typo's 200000 channels
 COUNTS_FROM_ZERO = ("num_blocks",)  # integer arguments for which 0 makes a network (no residual blocks)
 
 
-def _check_size(arg: str, value: Any, name: str) -> None:
-    """Integer arguments are sizes and counts: at least 1 (0 for COUNTS_FROM_ZERO)."""
-    smallest = 0 if arg in COUNTS_FROM_ZERO else 1
-    if isinstance(value, int) and not isinstance(value, bool) and value < smallest:
+def _check_size(arg: str, value: Any, name: str, default: Any = inspect.Parameter.empty) -> None:
+    """Integer arguments are sizes and counts: at least 1, or 0 for COUNTS_FROM_ZERO and those
+    whose default is 0 (a count of extra layers). One whose default is negative (-1 for "none", say)
+    is the network's own to check."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        return
+    counts_from_zero = arg in COUNTS_FROM_ZERO or (type(default) is int and default == 0)
+    if type(default) is int and default < 0:
+        return
+    smallest = 0 if counts_from_zero else 1
+    if value < smallest:
         raise ValueError(f"{name} must be at least {smallest}, got {value}")
 
 
@@ -168,7 +191,7 @@ class NetworkSpec:
                 coerce(value, parameters[arg].annotation, f"{self.role} '{self.name}': {arg}")
             except ConfigError as error:
                 raise ValueError(str(error)) from None
-            _check_size(arg, value, f"{self.role} '{self.name}': {arg}")
+            _check_size(arg, value, f"{self.role} '{self.name}': {arg}", parameters[arg].default)
         if self.role == "feature_extractor":  # fixed architectures that read weight files when built
             return
         try:

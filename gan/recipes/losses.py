@@ -46,6 +46,7 @@ class AdversarialLoss:
 
     def discriminator(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
         """Loss the discriminator minimises: real and fake terms summed."""
+        per_image(real_logits), per_image(fake_logits)
         if self.kind == "vanilla":
             return F.binary_cross_entropy_with_logits(
                 real_logits, torch.full_like(real_logits, self.real_target)
@@ -58,6 +59,7 @@ class AdversarialLoss:
 
     def generator(self, fake_logits: torch.Tensor) -> torch.Tensor:
         """Loss the generator minimises."""
+        per_image(fake_logits)
         if self.kind == "vanilla":
             return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
         if self.kind == "lsgan":
@@ -82,6 +84,18 @@ class AdversarialLoss:
         return torch.sigmoid(logits) if self.kind == "vanilla" else logits
 
 
+def per_image(scores: torch.Tensor, images: torch.Tensor | None = None) -> torch.Tensor:
+    """`scores`, checked to hold one score, or one map of scores, per image (of `images` when given):
+    a discriminator of one's own that averaged its batch trained in silence, each image's gradient
+    1/N of its own. A check of shapes alone: nothing is read back from the device."""
+    if scores.dim() == 0 or (images is not None and scores.shape[0] != images.shape[0]):
+        batch = f"{images.shape[0]} images" if images is not None else "a batch"
+        raise ValueError(f"the discriminator gave scores of shape {tuple(scores.shape)} for {batch}: it must give "
+                         "one score per image, (N,) or (N, 1), or a map per image, (N, 1, H, W), not one for the "
+                         "whole batch (docs/layout.md)")
+    return scores
+
+
 def gradient_penalty(discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor,
                      shard: Shard = WHOLE_BATCH) -> torch.Tensor:
     """E[(||grad D(x_hat)||_2 - 1)^2] at random points x_hat between real and fake (N, ...).
@@ -92,7 +106,7 @@ def gradient_penalty(discriminator: nn.Module, real: torch.Tensor, fake: torch.T
                                                 dtype=real.dtype), real.shape[0], shard)
     mixed = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
     with uncompiled():
-        scores = discriminator(mixed)
+        scores = per_image(discriminator(mixed), mixed)
     (grad,) = torch.autograd.grad(scores.sum(), mixed, create_graph=True)
     return ((grad.flatten(1).norm(2, dim=1) - 1.0) ** 2).mean()
 
@@ -102,7 +116,7 @@ def r1_penalty(discriminator: Callable[[torch.Tensor], torch.Tensor], real: torc
     PatchGAN's map too). Unweighted; see `LazyR1`. D runs eagerly, as for the WGAN-GP penalty."""
     real = real.detach().requires_grad_(True)
     with uncompiled():
-        scores = discriminator(real)
+        scores = per_image(discriminator(real), real)
     (grad,) = torch.autograd.grad(scores.float().sum(), real, create_graph=True)
     return grad.float().flatten(1).square().sum(dim=1).mean()
 
