@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import difflib
-import re
 import functools
+import re
 from typing import Callable, Generic, TypeVar
 
 T = TypeVar("T", bound=Callable)
