@@ -306,3 +306,34 @@ def test_a_discriminator_that_averages_its_batch_is_refused_not_trained(kind):
     per_image = nn.Linear(3 * 8 * 8, 1)
     assert loss.discriminator(per_image(images.flatten(1)), per_image(images.flatten(1))).dim() == 0
     assert r1_penalty(lambda x: per_image(x.flatten(1)), images).dim() == 0
+
+
+class _HalfSizeGenerator(_OwnGenerator):
+    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+        return super().forward(latents)[:, :, ::2, ::2]
+
+
+class _NoLatentGenerator(_OwnGenerator):
+    def __init__(self, resolution: int, latent_dim: int = 8, channels: int = 8):
+        super().__init__(resolution, latent_dim, channels)
+        del self.latent_dim
+
+
+@pytest.mark.parametrize("network, expected", [
+    (_HalfSizeGenerator, r"model.generator = 'test_half_size' makes images of shape \(1, 3, 16, 16\) from one latent, "
+                         r"not \(1, 3, 32, 32\) \(data.resolution = 32\)"),
+    (_NoLatentGenerator, r"model.generator = 'test_no_latent' has no latent_dim"),
+])
+def test_an_unconditional_generator_of_ones_own_is_checked_before_step_1(network, expected):
+    # each was a traceback at step 1 (D's shape error; AttributeError: no attribute 'latent_dim')
+    from conftest import tiny_config
+
+    from gan.nets import register_network
+    from gan.recipes import RECIPES
+    import contextlib
+
+    name = "test_half_size" if network is _HalfSizeGenerator else "test_no_latent"
+    register_network("generator", name)(network)
+    config = tiny_config(f"model.generator={name}")
+    with pytest.raises(ConfigError, match=expected):
+        RECIPES.get("dcgan")(config, torch.device("cpu"), contextlib.nullcontext)

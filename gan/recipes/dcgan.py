@@ -50,7 +50,7 @@ class DCGANRecipe(RecipeBase):
         train = config.train
         built = self.build_networks(kept=("generator",))
         self.generator, self.discriminator = built["generator"], built["discriminator"]
-        self.latent_dim = self.generator.latent_dim
+        self.latent_dim = self._checked_latent_dim(config, device)
         self.networks = {"generator": self.generator, "discriminator": self.discriminator}
         self.ema = EMA(self.generator, train.ema_decay) if train.ema_decay > 0 else None
         if self.ema:  # (as `averaged` says: readers expect generator_ema when ema_decay > 0)
@@ -77,6 +77,21 @@ class DCGANRecipe(RecipeBase):
     def before_step(self, step: int) -> None:
         if self.noise_std is not None:
             self.noise_std.fill_(self._noise_std(step))
+
+    def _checked_latent_dim(self, config: Config, device: torch.device) -> int:
+        """The generator's `latent_dim`, once it is seen to make one image of data.resolution from one latent:
+        a network of one's own that lacks the attribute, or makes another size, met a traceback at step 1."""
+        name, resolution = config.model.generator, config.data.resolution
+        latent_dim = getattr(self.generator, "latent_dim", None)
+        if not isinstance(latent_dim, int) or isinstance(latent_dim, bool) or latent_dim < 1:
+            raise ConfigError(f"model.generator = '{name}' has no latent_dim (a whole number, the length of the "
+                              f"latents it takes), which an unconditional generator states (docs/layout.md)")
+        with torch.no_grad(), eval_mode(self.generator):
+            made = tuple(self.generator(torch.zeros(1, latent_dim, device=device)).shape)
+        if made != (1, 3, resolution, resolution):
+            raise ConfigError(f"model.generator = '{name}' makes images of shape {made} from one latent, not "
+                              f"(1, 3, {resolution}, {resolution}) (data.resolution = {resolution})")
+        return latent_dim
 
     def graph_key(self, step: int) -> Hashable | None:
         return ("dcgan", self.r1.due(step))
