@@ -326,11 +326,12 @@ class _NoLatentGenerator(_OwnGenerator):
 ])
 def test_an_unconditional_generator_of_ones_own_is_checked_before_step_1(network, expected):
     # each was a traceback at step 1 (D's shape error; AttributeError: no attribute 'latent_dim')
+    import contextlib
+
     from conftest import tiny_config
 
     from gan.nets import register_network
     from gan.recipes import RECIPES
-    import contextlib
 
     name = "test_half_size" if network is _HalfSizeGenerator else "test_no_latent"
     register_network("generator", name)(network)
