@@ -335,10 +335,14 @@ def test_eval_refuses_options_the_checkpoint_kind_does_not_read(trained_run, tmp
     assert result.exit_code == 2 and result.output.rstrip().endswith("the folder is set by --data"), result.output
 
 
-@pytest.mark.parametrize("rank, quiet", [("0", False), ("1", True)])
-def test_under_torchrun_a_usage_error_is_printed_by_rank_0_alone(monkeypatch, rank, quiet):
-    monkeypatch.setenv("WORLD_SIZE", "2")
+@pytest.mark.parametrize("rank, local_rank, quiet", [("0", "0", False), ("1", "1", True), ("2", "0", False),
+                                                     ("3", "1", True)])
+def test_under_torchrun_a_usage_error_is_printed_by_rank_0_alone(monkeypatch, rank, local_rank, quiet):
+    # and on another machine, whose command line may differ, by its first process (it said nothing)
+    monkeypatch.setenv("WORLD_SIZE", "4")
     monkeypatch.setenv("RANK", rank)
+    monkeypatch.setenv("LOCAL_RANK", local_rank)
+    monkeypatch.setattr("gan.commands.main.USAGE_ERROR_GRACE_S", 0)
     for arguments, said in ((["trian"], "No such command 'trian'"), (["train", "--stirct"], "No such option")):
         result = CliRunner().invoke(main, arguments)
         assert result.exit_code == 2 and (result.output == "" if quiet else said in result.output), result.output

@@ -483,6 +483,34 @@ def test_a_collective_timeout_is_told_apart_from_a_lost_process():
     assert "another process of this torchrun run stopped" in lost_process(
         RuntimeError("Connection closed by peer [127.0.0.1]:41377"), True, 900)
     assert lost_process(gloo, False, 900) is None  # one process has no collective to wait in
+    store = RuntimeError("wait timeout after 20000ms, keys: /default_pg/0//cpu//0/1")  # (was a traceback)
+    assert "waited longer than train.dist_timeout_s = 20 s" in lost_process(store, True, 20)
+
+
+def test_the_resume_line_of_a_run_over_several_machines_gives_the_processes_of_each(monkeypatch):
+    # --nproc_per_node=16 for two machines of 8: 16 processes on one, or 32 on both
+    from gan.core.distributed import gan_launcher
+
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")
+    assert gan_launcher(16) == "torchrun --nnodes=2 --nproc_per_node=8 ... -m gan"
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "16")
+    assert gan_launcher(16) == "torchrun --nproc_per_node=16 ... -m gan"
+    monkeypatch.delenv("LOCAL_WORLD_SIZE")
+    assert gan_launcher(16) == "torchrun --nproc_per_node=16 ... -m gan" and gan_launcher(1) == "gan"
+
+
+def test_torchrun_restarts_under_out_are_refused_as_each_would_start_a_new_run(tmp_path, monkeypatch):
+    # torchrun --max-restarts ran the same line again: a new numbered run from step 0, the old one left
+    from conftest import invoke, only_run
+
+    monkeypatch.setenv("TORCHELASTIC_MAX_RESTARTS", "2")
+    sets = [arg for item in TINY for arg in ("--set", item)]
+    refused = invoke("train", REPO / "experiments" / "dcgan_demo.toml", *sets, "--out", tmp_path / "runs")
+    assert refused.exit_code == 2 and "torchrun --max-restarts=2 runs this command again after a failure" in \
+        refused.output and "give --run-dir DIR instead" in refused.output, refused.output
+    assert not (tmp_path / "runs").exists() or not [path for path in (tmp_path / "runs").iterdir() if path.is_dir()]
+    assert invoke("train", REPO / "experiments" / "dcgan_demo.toml", *sets, "--run-dir", tmp_path / "run").exit_code == 0
+    assert invoke("train", "--resume", tmp_path / "run", "--set", "train.steps=6").exit_code == 0
 
 
 def test_a_side_task_failure_under_torchrun_says_to_resume_with_torchrun(tmp_path):
@@ -632,3 +660,25 @@ def test_a_setup_error_met_on_another_machine_is_said_by_the_process_that_met_it
             os.chdir("/")
         """, str(REPO / "experiments" / "dcgan_demo.toml"), *sets, "--run-dir", str(tmp_path / "run"))
     assert result.returncode != 0 and "image folder 'faces' does not exist" in result.stderr, result.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_processes_given_other_settings_are_refused_naming_them_on_each_machine(tmp_path):
+    """Another command line on the second machine trained in silence, its gradients averaged into rank
+    0's, and the run recorded rank 0's settings."""
+    sets = [arg for item in [*TINY, *EXACT] for arg in ("--set", item)]
+    result, _ = torchrun_injected(tmp_path, """
+        import os
+        if os.environ.get("RANK") == "1":  # as on a second machine, given --set train.g_lr=0.01
+            os.environ["LOCAL_RANK"] = "0"
+            import gan.training.resolve as resolve
+            read = resolve.load_config
+            def load_config(*args, **kwargs):
+                config = read(*args, **kwargs)
+                config.train.g_lr = 0.01
+                return config
+            resolve.load_config = load_config
+        """, str(REPO / "experiments" / "dcgan_demo.toml"), *sets, "--out", str(tmp_path / "runs"))
+    said = "train.g_lr = 0.0002 on rank 0 but 0.01 on rank 1"
+    assert result.returncode != 0 and result.stderr.count(said) == 2, result.stderr[-3000:]  # (each machine says it)
+    assert not (tmp_path / "runs").exists()  # (refused before the run is numbered)

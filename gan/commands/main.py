@@ -58,8 +58,13 @@ def _command_line_warnings() -> Iterator[None]:
 
 def _another_torchrun_process() -> bool:
     """Whether this is one of torchrun's processes other than rank 0, which all read the same
-    command line: rank 0 alone says what is wrong with it."""
-    return os.environ.get("WORLD_SIZE", "1").strip() not in ("", "1") and os.environ.get("RANK", "0").strip() != "0"
+    command line: rank 0 alone says what is wrong with it, and on another machine (whose command
+    line may differ) its first process (LOCAL_RANK 0)."""
+    rank = os.environ.get("RANK", "0").strip()
+    local_rank = os.environ.get("LOCAL_RANK", rank).strip()
+    on_another_machine = rank != local_rank
+    return (os.environ.get("WORLD_SIZE", "1").strip() not in ("", "1") and rank != "0"
+            and not (on_another_machine and local_rank == "0"))
 
 
 class Commands(click.Group):

@@ -36,7 +36,34 @@ def leave_the_talking_to_rank_0() -> None:
 
 # gloo's words for a collective that waited past the process group's timeout, and NCCL's watchdog's
 COLLECTIVE_TIMEOUTS = ("Timed out waiting", "Application timeout caused pair closure",
-                       "Watchdog caught collective operation timeout")
+                       "Watchdog caught collective operation timeout", "wait timeout after")  # (the last: the store's)
+
+# Settings each machine of a torchrun run may give its own way: its paths (a home folder, a local disk)
+# and how it loads the data, which changes no result.
+MACHINE_LOCAL_KEYS = ("data.num_workers", "data.cache")  # (and PATH_KEYS)
+
+
+def refuse_other_settings(config, group) -> None:
+    """ConfigError on every process of a torchrun run whose processes were given other settings (another
+    command line or config file on one machine): their gradients were averaged in silence, and the
+    run recorded rank 0's."""
+    from gan.core.config import PATH_KEYS, config_to_dict, flatten_config
+    from gan.core.distributed import gather_objects
+    from gan.core.registry import ConfigError
+    from gan.core.wording import first_few
+
+    if not group.distributed:
+        return
+    settings = {key: repr(value) for key, value in flatten_config(config_to_dict(config)).items()
+                if key not in (*PATH_KEYS, *MACHINE_LOCAL_KEYS)}
+    every = gather_objects(settings, group)
+    differing = [f"{key} = {every[0].get(key, '(unset)')} on rank 0 but {other.get(key, '(unset)')} on rank {rank}"
+                 for rank, other in enumerate(every) for key in sorted(set(every[0]) | set(other))
+                 if other.get(key) != every[0].get(key)]
+    if differing:
+        raise ConfigError(f"the processes of this torchrun run were given other settings: {first_few(differing, 3)}; "
+                          "start every machine with the same command and config (paths, data.num_workers and "
+                          "data.cache may differ)")
 
 
 def lost_process(error: BaseException, distributed: bool, timeout_s: int | None = None) -> str | None:
@@ -430,7 +457,9 @@ def _set_up_and_train(start: _Start, config: Path | None, resume: Path | None, o
         torch_device = torch.device("cuda", group.local_rank)  # one GPU per process
         torch.cuda.set_device(torch_device)
     start.dist_timeout_s = resolved.train.dist_timeout_s
+    refuse_restarts_into_new_runs(start, resume)
     initialise(group, torch_device, start.dist_timeout_s)
+    refuse_other_settings(resolved, group)
     if start.named_dir:  # rank 0 looks; the others learn whether it resumes
         refuse_folder_in_a_run(Path(os.path.abspath(start.run_dir)).parent, "--run-dir's parent")  # (`.` too)
         start.resuming = broadcast_object(start_or_resume(start.run_dir, config) if group.is_main else None, group)
@@ -447,6 +476,18 @@ def _set_up_and_train(start: _Start, config: Path | None, resume: Path | None, o
               else None)
     start.begun = True
     return run(resolved, start.run_dir, torch_device, resume=start.resuming, group=group, on_resume=report)
+
+
+def refuse_restarts_into_new_runs(start: _Start, resume: Path | None) -> None:
+    """torchrun --max-restarts runs the same command again after a failure: under --out each time a
+    new numbered run from step 0, the steps trained before left behind without a word."""
+    restarts = os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0")
+    if resume is None and not start.named_dir and restarts.isdigit() and int(restarts) > 0:
+        from gan.core.registry import ConfigError
+
+        raise ConfigError(f"torchrun --max-restarts={restarts} runs this command again after a failure, and "
+                          "under --out each run starts a new numbered run from step 0: give --run-dir DIR "
+                          "instead, which a restart resumes")
 
 
 def _report_failure(start: _Start, error: BaseException) -> None:
@@ -487,11 +528,12 @@ def _report_failure(start: _Start, error: BaseException) -> None:
         click.echo(f"error: {lost}{resume_advice(run_dir, group.world_size) if start.begun else ''}", err=True)
         sys.exit(1)
     beside_rank_0 = group.rank == group.local_rank  # (on rank 0's machine: the same files, the same devices)
-    if not group.is_main and (isinstance(error, (ConfigError, CheckpointError)) or beside_rank_0 and isinstance(
-            error, (ImageReadError, FileNotFoundError, NotADirectoryError, DeviceUnavailable))):
-        # met alike by every process setting up (the config; the files, the scan of the data, the device on
-        # rank 0's machine, where another's may differ; a file that fails to decode in this process's share
-        # while training is a SideTaskError): rank 0 says it
+    # Met alike by every process setting up on one machine (the config, the files, the scan of the data;
+    # a file that fails to decode in this process's share while training is a SideTaskError): on rank 0's
+    # machine rank 0 says it, on another (whose config and files may differ) its first process does.
+    alike = (ConfigError, CheckpointError, ImageReadError, FileNotFoundError, NotADirectoryError)
+    if not group.is_main and (isinstance(error, alike) and (beside_rank_0 or group.local_rank != 0)
+                              or beside_rank_0 and isinstance(error, DeviceUnavailable)):
         sys.exit(2)
     # (a --run-dir with checkpoints is a resume, also when the look at it was what failed)
     resuming = start.resuming or (start.named_dir and run_dir is not None and bool(list_checkpoints(run_dir)))

@@ -163,7 +163,12 @@ def gan_launcher(processes: int) -> str:
     """How a command line starts gan again for a run of `processes`: under torchrun, with as many,
     when it ran under torchrun (a plain `gan train --resume` would go on in one process, and
     another number would change what BatchNorm computes)."""
-    return f"torchrun --nproc_per_node={processes} ... -m gan" if processes > 1 else "gan"
+    if processes <= 1:
+        return "gan"
+    per_machine = os.environ.get("LOCAL_WORLD_SIZE", "")  # (torchrun's, in each process: of several machines)
+    if per_machine.isdigit() and 0 < int(per_machine) < processes and processes % int(per_machine) == 0:
+        return f"torchrun --nnodes={processes // int(per_machine)} --nproc_per_node={per_machine} ... -m gan"
+    return f"torchrun --nproc_per_node={processes} ... -m gan"
 
 
 def gather_objects(value: Any, group: ProcessGroup) -> list[Any]:
