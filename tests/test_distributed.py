@@ -501,7 +501,7 @@ def test_the_resume_line_of_a_run_over_several_machines_gives_the_processes_of_e
 
 def test_torchrun_restarts_under_out_are_refused_as_each_would_start_a_new_run(tmp_path, monkeypatch):
     # torchrun --max-restarts ran the same line again: a new numbered run from step 0, the old one left
-    from conftest import invoke, only_run
+    from conftest import invoke
 
     monkeypatch.setenv("TORCHELASTIC_MAX_RESTARTS", "2")
     sets = [arg for item in TINY for arg in ("--set", item)]
