@@ -63,6 +63,22 @@ def test_a_folder_gan_did_not_make_is_refused_untouched(tmp_path, contents):
     assert [path.name for path in tmp_path.iterdir()] == ["mine"]  # nothing renamed beside it
 
 
+def test_a_start_killed_between_its_first_best_pt_and_checkpoint_is_set_aside_not_refused(tmp_path):
+    # with metrics.every = train.checkpoint_every (the demo's), a kill -9 between the two writes left a
+    # folder no --run-dir line would start again ("holds a best.pt but no checkpoint-*.pt")
+    from gan.core.files import LOCK_NAME
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    for name in (LOCK_NAME, "config.toml", "events.out.tfevents.1.host", "metrics.jsonl", "best.pt", "best.json"):
+        (folder / name).write_bytes(b"left by the start")
+    result = train_command(DEMO, *sets(*TINY), "--run-dir", str(folder))
+    assert result.exit_code == 0, result.output
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["run", "run.abandoned-0"]
+    assert (tmp_path / "run.abandoned-0" / "best.pt").read_bytes() == b"left by the start"
+    assert any(path.name.startswith("checkpoint-") for path in folder.iterdir())
+
+
 def test_a_folder_of_runs_given_to_run_dir_is_said_to_be_one(tmp_path):
     # its runs were listed as "files gan did not write"
     runs = tmp_path / "runs"

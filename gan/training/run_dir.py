@@ -58,7 +58,8 @@ def start_or_resume(run_dir: Path, config_file: Path | None = None) -> bool:
     """For a run trained into a named directory (`gan train --run-dir`, `gan sweep`): True when
     `run_dir` has a checkpoint to resume. A folder holding only what a start that died before its
     first checkpoint wrote (its lock or event file among them) is set aside whole as
-    `<name>.abandoned-N` (said in one line), so the run starts clean and nothing is lost. Any other
+    `<name>.abandoned-N` (said in one line; a best.pt beside the start's lock or event file too),
+    so the run starts clean and nothing is lost. Any other
     folder is refused, untouched: one with files gan did not write (a data folder, a folder of runs
     given for --out, the CONFIG file itself), a best.pt without the checkpoints to resume, the
     folder the command runs in, or a link. Hidden files (.DS_Store) count for nothing.
@@ -69,10 +70,11 @@ def start_or_resume(run_dir: Path, config_file: Path | None = None) -> bool:
         RunLock(run_dir).locked_handle().close()
         return True
     entries = sorted(entry for entry in run_dir.iterdir() if entry.name == LOCK_NAME or not entry.name.startswith("."))
+    started = any(fnmatch.fnmatchcase(entry.name, pattern) for entry in entries for pattern in START_EVIDENCE)
+    # (a start killed between its first best.pt and the checkpoint of that step leaves one: set aside too)
     foreign = [entry.name for entry in entries
                if not any(fnmatch.fnmatchcase(entry.name, pattern) for pattern in RUN_FILE_PATTERNS)
-               and not is_stale_temp(entry)]
-    started = any(fnmatch.fnmatchcase(entry.name, pattern) for entry in entries for pattern in START_EVIDENCE)
+               and not is_stale_temp(entry) and not (started and entry.name == "best.pt")]
     if config_file is not None and config_file.resolve().parent == run_dir.resolve():
         foreign.insert(0, f"{config_file.name}, the CONFIG file of this command")
     elif not started and any(entry.name != LOCK_NAME for entry in entries):
