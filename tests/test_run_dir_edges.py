@@ -826,3 +826,24 @@ def test_a_moved_milestone_is_named_as_the_cause_of_a_step_schedules_jump():
     assert schedule_jumps(config_to_dict(before), 300, after) == [
         "the learning rates fall from 1x to 0.1x of their base (train.lr_milestones = [200] and train.lr_gamma = 0.1 "
         "now, after [600] and 0.1)"]
+
+
+def test_a_stop_while_torch_is_imported_is_one_line_though_the_modules_it_left_fail(tmp_path, monkeypatch, capsys):
+    # A Ctrl-C inside torchvision's import left half-imported modules (sympy), and the report of the
+    # stop imported the training loop again: AttributeError, two tracebacks, exit 1
+    import sys
+
+    from gan.commands.train import _report_failure, _Start
+    from gan.core.distributed import SINGLE_PROCESS
+
+    monkeypatch.setitem(sys.modules, "gan.training.loop", None)  # (importing it fails, as after such a stop)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoint-00000004.pt").write_bytes(b"")
+    for run_dir, said in ((None, "(none was written before)"),
+                          (run, f"(continue from the newest kept with: gan train --resume {run})")):
+        with pytest.raises(SystemExit) as stopped:
+            _report_failure(_Start(run_dir=run_dir, named_dir=False, resuming=True, group=SINGLE_PROCESS),
+                            KeyboardInterrupt())
+        assert stopped.value.code == 130
+        assert capsys.readouterr().err == f"error: stopped by Ctrl-C without saving a checkpoint {said}\n"

@@ -478,6 +478,16 @@ def _set_up_and_train(start: _Start, config: Path | None, resume: Path | None, o
     return run(resolved, start.run_dir, torch_device, resume=start.resuming, group=group, on_resume=report)
 
 
+def _launcher(processes: int) -> str:
+    """`gan_launcher`, or its single-process word where gan.core.distributed cannot be imported (a stop
+    in torch's own import)."""
+    try:
+        from gan.core.distributed import gan_launcher
+    except Exception:  # noqa: BLE001 - (half-imported modules fail with any error)
+        return "gan" if processes <= 1 else f"torchrun --nproc_per_node={processes} ... -m gan"
+    return gan_launcher(processes)
+
+
 def refuse_restarts_into_new_runs(start: _Start, resume: Path | None) -> None:
     """torchrun --max-restarts runs the same command again after a failure: under --out each time a
     new numbered run from step 0, the steps trained before left behind without a word."""
@@ -493,12 +503,8 @@ def refuse_restarts_into_new_runs(start: _Start, resume: Path | None) -> None:
 def _report_failure(start: _Start, error: BaseException) -> None:
     """Say in one line why the start stopped, and exit, for the errors that have such a line; return
     for any other (its traceback follows). A start that failed leaves no run directory it made."""
-    from gan.core.checkpoint import CheckpointError, list_checkpoints
-    from gan.core.distributed import gan_launcher
     from gan.core.files import RunDirectoryBusy, WriteError, remove_lock_file
     from gan.core.registry import ConfigError
-    from gan.data.decode import ImageReadError
-    from gan.training.loop import DeviceUnavailable, NonFiniteLossError, SideTaskError
 
     group, run_dir = start.group, start.run_dir
     # (Another process's directory, RunDirectoryBusy, is not this start's to clean.)
@@ -508,15 +514,20 @@ def _report_failure(start: _Start, error: BaseException) -> None:
         with contextlib.suppress(OSError):
             for folder in (run_dir, *start.missing_parents):
                 folder.rmdir()  # (rmdir keeps any content, another writer's lock among it)
-    if isinstance(error, KeyboardInterrupt):  # while setting up, or a second Ctrl-C in the loop
+    if isinstance(error, KeyboardInterrupt):  # while setting up (importing torch, say), or a second Ctrl-C
         signum = error.signum if isinstance(error, Terminated) else signal.SIGINT
         signal_name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
         if group.is_main:  # (torchrun passes a stop to every process: rank 0 says it)
-            kept = ("none was written before" if run_dir is None or not list_checkpoints(run_dir)
-                    else f"continue from the newest kept with: {gan_launcher(group.world_size)} train --resume "
+            # (by file name, importing nothing: a stop in torch's import leaves modules that fail when imported again)
+            kept = ("none was written before" if run_dir is None or not any(run_dir.glob("checkpoint-*.pt"))
+                    else f"continue from the newest kept with: {_launcher(group.world_size)} train --resume "
                          f"{run_dir}")
             click.echo(f"error: stopped by {signal_name} without saving a checkpoint ({kept})", err=True)
         sys.exit(128 + signum)
+    from gan.core.checkpoint import CheckpointError, list_checkpoints
+    from gan.data.decode import ImageReadError
+    from gan.training.loop import DeviceUnavailable, NonFiniteLossError, SideTaskError
+
     if isinstance(error, NonFiniteLossError):
         if group.is_main:  # (under torchrun every process meets it alike: rank 0 says it once)
             click.echo(f"error: {error}", err=True)
