@@ -138,9 +138,16 @@ def test_pruning_counts_and_deletes_only_files_that_load_as_checkpoints(tmp_path
     torch.save({"state_dict": {}}, foreign)
     with pytest.warns(UserWarning, match=r"checkpoint-00000006.pt' does not load as a checkpoint: it is not "
                                          "counted among the 2 kept, nor deleted"):
-        prune_checkpoints(tmp_path, keep=2, written=checkpoint_path(tmp_path, 8))
+        prune_checkpoints(tmp_path, keep=2, written=checkpoint_path(tmp_path, 8), said=(said := set()))
     assert [path.name for path in list_checkpoints(tmp_path)] == [
         "checkpoint-00000001.pt", "checkpoint-00000004.pt", "checkpoint-00000006.pt", "checkpoint-00000008.pt"]
+    # said once a run: it was said again at every save (37 times in 111 steps of checkpoint_every = 3)
+    save_checkpoint({"format": FORMAT, "step": 10}, checkpoint_path(tmp_path, 10))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        prune_checkpoints(tmp_path, keep=2, written=checkpoint_path(tmp_path, 10), said=said)
+    assert [path.name for path in list_checkpoints(tmp_path)] == [
+        "checkpoint-00000001.pt", "checkpoint-00000006.pt", "checkpoint-00000008.pt", "checkpoint-00000010.pt"]
 
 
 def test_pruning_does_not_count_a_checkpoint_that_fails_its_checksum(tmp_path):
@@ -154,7 +161,12 @@ def test_pruning_does_not_count_a_checkpoint_that_fails_its_checksum(tmp_path):
     flipped.write_bytes(bytes(data))
     with pytest.warns(UserWarning, match=r"checkpoint-00000007.pt' is corrupt \(its record 'data/\d+' fails its "
                                          "checksum\): it is not counted among the 2 kept, and goes with the older ones"):
-        prune_checkpoints(tmp_path, keep=2, written=checkpoint_path(tmp_path, 9))
+        prune_checkpoints(tmp_path, keep=2, written=checkpoint_path(tmp_path, 9), said=(said := set()))
+    assert [path.name for path in list_checkpoints(tmp_path)] == [
+        "checkpoint-00000006.pt", "checkpoint-00000007.pt", "checkpoint-00000009.pt"]
+    with warnings.catch_warnings():  # (said once a run, and still not counted)
+        warnings.simplefilter("error")
+        prune_checkpoints(tmp_path, keep=2, written=checkpoint_path(tmp_path, 9), said=said)
     assert [path.name for path in list_checkpoints(tmp_path)] == [
         "checkpoint-00000006.pt", "checkpoint-00000007.pt", "checkpoint-00000009.pt"]
     with pytest.raises(CheckpointError, match=r"its record 'data/\d+' fails its checksum"):  # (not the temp name)

@@ -518,14 +518,19 @@ def discard_untracked_best_after(run_dir: Path, step: int) -> str | None:
             f"{aside}.pt; this run keeps no best.pt")
 
 
-def prune_checkpoints(run_dir: Path, keep: int, written: Path) -> None:
+def prune_checkpoints(run_dir: Path, keep: int, written: Path, said: set[Path] | None = None) -> None:
     """Delete all but the newest `keep` checkpoints by the steps they hold, never one that holds a
     later step than `written` (the checkpoint just saved), whatever the names say. A file that does
     not load as a checkpoint, or fails its checksum, is neither counted nor deleted: a damaged one
-    would take the place of a good one, and a foreign file named like a checkpoint is the user's."""
+    would take the place of a good one, and a foreign file named like a checkpoint is the user's.
+    Such a file is warned of once for a `said` set the caller keeps (a run saves every few steps)."""
+    said = set() if said is None else said
     ordered = []
     for step, path, loads in _read_checkpoint_steps(run_dir):
         if not loads:
+            if path in said:
+                continue
+            said.add(path)
             warnings.warn(f"'{path}' does not load as a checkpoint: it is not counted among the "
                           f"{keep} kept, nor deleted; move it out of the run directory", stacklevel=2)
         else:
@@ -539,9 +544,11 @@ def prune_checkpoints(run_dir: Path, keep: int, written: Path) -> None:
             # (the step's entry reads from a damaged file: only its records' checksums tell)
             damaged = None if path == written else failed_checksum(path)
             if damaged:
-                warnings.warn(f"'{path}' is corrupt (its record '{damaged}' fails its checksum): it is not counted "
-                              f"among the {keep} kept, and goes with the older ones once {keep} good ones are "
-                              "newer; move it out of the run directory to keep it", stacklevel=2)
+                if path not in said:
+                    said.add(path)
+                    warnings.warn(f"'{path}' is corrupt (its record '{damaged}' fails its checksum): it is not "
+                                  f"counted among the {keep} kept, and goes with the older ones once {keep} good ones "
+                                  "are newer; move it out of the run directory to keep it", stacklevel=2)
             else:
                 kept += 1
         else:

@@ -379,6 +379,7 @@ class _Run:
     paused: float = 0.0  # seconds of writing grids and checkpoints since then, left out of images/s
     paused_in_all: float = 0.0  # since this start or resume, left out of the time the ETA gives a step
     side_task_seconds: dict[str, float] = dataclasses.field(default_factory=dict)  # each one's last time, for the ETA
+    unloadable_said: set[Path] = dataclasses.field(default_factory=set)  # files in the run named so: once a run
 
     @property
     def main(self) -> bool:
@@ -946,7 +947,7 @@ def _save(run: _Run, at_step: int, final: bool, side_tasks_due: dict | None = No
         warnings.warn(f"step {at_step}: {error}; training goes on and retries at the next checkpoint ({kept})",
                       stacklevel=2)
         return run.last_checkpoint
-    prune_checkpoints(run.run_dir, train_config.keep_checkpoints, path)
+    prune_checkpoints(run.run_dir, train_config.keep_checkpoints, path, run.unloadable_said)
     run.saved_step = at_step
     return path
 
