@@ -353,3 +353,21 @@ def test_an_out_of_dot_from_inside_the_image_folder_is_that_folder(tmp_path, mon
     checked = subprocess.run([sys.executable, str(SCRIPT), "--out", "."], capture_output=True, text=True, timeout=120,
                              cwd=out / "img_align_celeba")
     assert checked.returncode == 1 and "did not finish" in checked.stdout, checked.stdout  # (its record, beside it)
+
+
+def test_a_long_check_shows_its_progress(tmp_path, monkeypatch, capsys):
+    # 34 s of CelebA's 202,599 headers said only "checking 202599 images ..."
+    import functools
+    import importlib.util
+
+    from gan.core.progress import DelayedProgress
+
+    out = tmp_path / "out"
+    assert prepare("--zip", write_zip(tmp_path / "celeba.zip"), "--out", out).returncode == 0
+    spec = importlib.util.spec_from_file_location("prepare_celeba", SCRIPT)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    monkeypatch.setattr(script, "DelayedProgress", functools.partial(DelayedProgress, after_s=0))  # (as if slow)
+    size, problems = script.check(out)
+    assert size == (178, 218) and problems == []
+    assert f"image {FACES}/{FACES} (100%)" in capsys.readouterr().out
