@@ -85,6 +85,25 @@ def test_swd_is_near_zero_for_the_same_set_and_grows_with_blur_and_noise(faces):
     assert same < 0.2 * min(blurred[2], noised[2])
 
 
+def test_descriptors_are_normalised_over_the_whole_set_whatever_the_chunks(faces):
+    # the whole level is no longer joined (six times the descriptors' memory): each channel's mean and
+    # deviation are still the set's, as the paper's finalize_descriptors takes them
+    from gan.metrics.swd import PATCHES_PER_IMAGE, _random_patches
+
+    images = to_uint8(faces[:40])
+    for batch_size in (7, 16, 40):
+        generator, levels = torch.Generator().manual_seed(3), [[] for _ in range(3)]
+        for chunk in images.split(batch_size):
+            for index, level in enumerate(laplacian_pyramid(chunk.float(), 3)):
+                levels[index].append(_random_patches(level, PATCHES_PER_IMAGE, generator))
+        for got, chunks in zip(patch_descriptors(images, seed=3, batch_size=batch_size), levels):
+            patches = torch.cat(chunks)
+            mean = patches.mean(dim=(0, 2, 3), dtype=torch.float64, keepdim=True)
+            std = (patches.double() - mean).square().mean(dim=(0, 2, 3), keepdim=True).sqrt()
+            expected = ((patches - mean.float()) / std.float().clamp_min(1e-8)).flatten(1).half()
+            assert torch.equal(got, expected), batch_size
+
+
 def test_swd_reports_each_level_and_their_mean(faces):
     descriptors = patch_descriptors(to_uint8(faces[:8]))
     assert [tuple(level.shape) for level in descriptors] == [(8 * 128, 147)] * 3

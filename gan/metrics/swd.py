@@ -94,10 +94,17 @@ def patch_descriptors(images: torch.Tensor, seed: int = 0, batch_size: int = 256
             per_level[index].append(_random_patches(level, PATCHES_PER_IMAGE, generator))
     descriptors = []
     for chunks in per_level:
-        patches = torch.cat(chunks)
-        mean = patches.mean(dim=(0, 2, 3), dtype=torch.float64, keepdim=True)
-        std = (patches.double() - mean).square().mean(dim=(0, 2, 3), keepdim=True).sqrt()
-        descriptors.append(((patches - mean.float()) / std.float().clamp_min(1e-8)).flatten(1).half().cpu())
+        # Chunk by chunk, each freed once normalised: the whole level joined, with its float64 copy for
+        # the deviation, took six times the descriptors' memory (7.6 GB for gan eval's 10,000 images).
+        values = sum(chunk[:, :1].numel() for chunk in chunks)  # (per colour channel)
+        mean = sum(chunk.sum(dim=(0, 2, 3), dtype=torch.float64, keepdim=True) for chunk in chunks) / values
+        std = (sum((chunk.double() - mean).square().sum(dim=(0, 2, 3), keepdim=True) for chunk in chunks)
+               / values).sqrt()
+        normalised = []
+        while chunks:
+            chunk = chunks.pop(0)
+            normalised.append(((chunk - mean.float()) / std.float().clamp_min(1e-8)).flatten(1).half().cpu())
+        descriptors.append(torch.cat(normalised))
     return descriptors
 
 
