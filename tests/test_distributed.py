@@ -126,6 +126,25 @@ def test_the_process_group_waits_as_long_as_train_dist_timeout_s(monkeypatch):
     assert tiny_config().train.dist_timeout_s == 3600  # longer than a rank-0 checkpoint + metrics pass
 
 
+def test_a_process_that_cannot_join_the_group_says_so_in_one_line(monkeypatch):
+    # GLOO_SOCKET_IFNAME=eth9 on one machine: a traceback there, ending in gloo's enforce message
+    from gan.core import distributed
+    from gan.core.registry import ConfigError
+
+    def refused(backend, **kwargs):
+        raise RuntimeError("[enforce fail at ../gloo/transport/tcp/device.cc:83] ifa != nullptr. Unable to find "
+                           "address for: eth9\nException raised from ...")
+
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(distributed.dist, "init_process_group", refused)
+    monkeypatch.setenv("MASTER_ADDR", "host0")
+    monkeypatch.setenv("MASTER_PORT", "29500")
+    with pytest.raises(ConfigError, match=r"rank 1 could not join the gloo process group at host0:29500 \(\[enforce "
+                                          r".*Unable to find address for: eth9\): check this machine's network "
+                                          r"settings \(GLOO_SOCKET_IFNAME"):
+        distributed.initialise(ProcessGroup(1, 2, 0), CPU, 60)
+
+
 DIES_AT_STEP_3 = """
 import os
 import sys

@@ -86,8 +86,18 @@ def initialise(group: ProcessGroup, device: torch.device, timeout_s: float = 360
     writes a checkpoint, scores samples or builds the data cache, so it must exceed the
     longest of those (`train.dist_timeout_s`; PyTorch's default is 10 min for NCCL)."""
     if group.distributed and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timedelta(seconds=timeout_s),
-                                device_id=device if device.type == "cuda" else None)
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        try:
+            dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s),
+                                    device_id=device if device.type == "cuda" else None)
+        except (RuntimeError, ValueError) as error:  # (a network setting of this machine: a traceback before)
+            if "timeout" in str(error).lower() or "timed out" in str(error).lower():
+                raise  # (the others not there in time: said as a lost process, naming train.dist_timeout_s)
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise ConfigError(f"rank {group.rank} could not join the {backend} process group at "
+                              f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')} ({first_line[:300]}): "
+                              f"check this machine's network settings ({backend.upper()}_SOCKET_IFNAME names the "
+                              "interface to use) and that every machine reaches the rendezvous") from None
 
 
 def barrier(group: ProcessGroup) -> None:
