@@ -847,3 +847,25 @@ def test_a_stop_while_torch_is_imported_is_one_line_though_the_modules_it_left_f
                             KeyboardInterrupt())
         assert stopped.value.code == 130
         assert capsys.readouterr().err == f"error: stopped by Ctrl-C without saving a checkpoint {said}\n"
+
+
+def test_resume_of_a_start_killed_as_it_wrote_its_config_says_how_to_start_it_again(tmp_path):
+    # a kill -9 during the first config.toml write left its lock and temp: "not a run directory gan made"
+    import os
+    import subprocess
+    import sys
+
+    from gan.core.files import LOCK_NAME, temp_name
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / LOCK_NAME).write_text("")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    temp = temp_name(folder / "config.toml").name.replace(f".{os.getpid()}.", f".{int(dead.stdout)}.")
+    (folder / temp).write_text("recipe = ")  # (of a writer gone)
+    result = train_command("--resume", str(folder))
+    assert result.exit_code == 2 and len(error_lines(result.output)) == 1, result.output
+    assert f"stopped before it wrote its config.toml: there is nothing to resume; start it again with gan train " \
+        f"CONFIG --run-dir {folder}, which sets this one aside" in result.output
+    started = train_command(DEMO, *sets(*TINY), "--run-dir", str(folder))
+    assert started.exit_code == 0 and (tmp_path / "run.abandoned-0").is_dir(), started.output

@@ -177,6 +177,13 @@ def check_resumable(run_dir: Path) -> None:
         raise ConfigError(f"--resume '{run_dir}' is a folder of runs, not a run: give one of them, e.g. "
                           f"--resume {run_dir / runs[-1]}")
     if not (run_dir / "config.toml").is_file():
+        if any(run_dir.glob("config.toml.*.tmp")):  # (its start killed as it wrote it)
+            if (run_dir / LOCK_NAME).is_file():
+                with RunLock(run_dir):  # (a start writing its config now: it says whose)
+                    pass
+            raise ConfigError(f"--resume '{run_dir}' holds a start of gan train that stopped before it wrote its "
+                              "config.toml: there is nothing to resume; start it again with gan train CONFIG "
+                              f"--run-dir {run_dir}, which sets this one aside")
         raise ConfigError(f"--resume '{run_dir}' has no config.toml and no checkpoint: it is not a run directory "
                           "gan made")
     if (run_dir / LOCK_NAME).is_file():  # a run training now, before its first checkpoint: it says whose
