@@ -143,6 +143,10 @@ def test_a_process_that_cannot_join_the_group_says_so_in_one_line(monkeypatch):
                                           r".*Unable to find address for: eth9\): check this machine's network "
                                           r"settings \(GLOO_SOCKET_IFNAME"):
         distributed.initialise(ProcessGroup(1, 2, 0), CPU, 60)
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")  # (gloo's mesh failing to form again: not the network)
+    with pytest.raises(ConfigError, match=r"could not join the gloo process group again after torchrun's restart 1 "
+                                          r".*: start the same command again, which resumes the --run-dir"):
+        distributed.initialise(ProcessGroup(1, 2, 0), CPU, 60)
 
 
 DIES_AT_STEP_3 = """

@@ -94,6 +94,11 @@ def initialise(group: ProcessGroup, device: torch.device, timeout_s: float = 360
             if "timeout" in str(error).lower() or "timed out" in str(error).lower():
                 raise  # (the others not there in time: said as a lost process, naming train.dist_timeout_s)
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            restart = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+            if restart.isdigit() and int(restart) > 0:  # (gloo's mesh may not form again: pytorch/pytorch#167288)
+                raise ConfigError(f"rank {group.rank} could not join the {backend} process group again after "
+                                  f"torchrun's restart {restart} ({first_line[:300]}): start the same command "
+                                  "again, which resumes the --run-dir") from None
             raise ConfigError(f"rank {group.rank} could not join the {backend} process group at "
                               f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')} ({first_line[:300]}): "
                               f"check this machine's network settings ({backend.upper()}_SOCKET_IFNAME names the "
