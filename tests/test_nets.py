@@ -338,3 +338,20 @@ def test_an_unconditional_generator_of_ones_own_is_checked_before_step_1(network
     config = tiny_config(f"model.generator={name}")
     with pytest.raises(ConfigError, match=expected):
         RECIPES.get("dcgan")(config, torch.device("cpu"), contextlib.nullcontext)
+
+
+def test_a_network_with_lazy_layers_is_counted_without_them():
+    # its parameter count failed on the meta device, blamed on model.discriminator_args
+    from gan.nets import register_network
+
+    @register_network("discriminator", "test_lazy")
+    class Lazy(nn.Module):
+        def __init__(self, resolution: int, channels: int = 4):
+            super().__init__()
+            self.conv, self.head = nn.Conv2d(3, channels, 3), nn.LazyLinear(1)
+
+        def forward(self, images):
+            return self.head(self.conv(images).flatten(1))
+
+    spec = network_spec("discriminator", "test_lazy", {"channels": 4}, "model.discriminator_args", resolution=32)
+    assert spec.build()(torch.zeros(2, 3, 32, 32)).shape == (2, 1)

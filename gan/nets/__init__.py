@@ -196,7 +196,8 @@ class NetworkSpec:
             return
         try:
             with torch.device("meta"):
-                count = sum(parameter.numel() for parameter in _zoo(self.role).get(self.name)(**self.kwargs).parameters())
+                count = sum(parameter.numel() for parameter in _zoo(self.role).get(self.name)(**self.kwargs).parameters()
+                            if not isinstance(parameter, nn.parameter.UninitializedParameter))  # (lazy: sized later)
         except RuntimeError as error:  # a tensor too large for even torch to size (2^63 elements)
             if "overflow" not in str(error):
                 raise
