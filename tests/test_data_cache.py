@@ -628,3 +628,18 @@ def test_a_home_that_is_a_file_is_said_for_the_default_cache_folders(tmp_path, m
                     *[arg for item in ("train.steps=2", "metrics.every=2", "metrics.names=['swd']")
                       for arg in ("--set", item)], "--out", tmp_path / "runs")
     assert result.exit_code != 0 and "the default cache folder (metrics.cache_dir is unset" in result.output
+
+
+def test_looking_at_many_files_shows_its_progress(tmp_path, monkeypatch, capsys):
+    # the fingerprint of CelebA's 202,599 files took seconds in silence (at the start, and before
+    # the first metrics pass)
+    import functools
+
+    import gan.data.decode
+    from gan.core.progress import DelayedProgress
+
+    monkeypatch.setattr(gan.data.decode, "DelayedProgress", functools.partial(DelayedProgress, after_s=0))
+    quiet = gan.data.decode.files_fingerprint([tmp_path / f"{index}.png" for index in range(999)])
+    assert capsys.readouterr().err == ""  # (under a thousand: nothing to show)
+    said = gan.data.decode.files_fingerprint([tmp_path / f"{index}.png" for index in range(2500)])
+    assert "looking at files 2500/2500 (100%)" in capsys.readouterr().err and said != quiet
