@@ -8,11 +8,12 @@ images, with the rise of the peak over the images alone, and whether the descrip
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
 
-from two_trees import positive_count, two_trees_parser
+from two_trees import checkout, positive_count
 
 ONE_SIDE = """
 import hashlib, importlib.util, json, resource, sys
@@ -31,7 +32,9 @@ print(json.dumps({"rise_mb": (peak - before) / 1024, "descriptors_mb": sum(l.num
 
 
 def main() -> None:
-    parser = two_trees_parser(__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("before", type=checkout, help="a checkout of the older version")
+    parser.add_argument("after", type=checkout, help="a checkout of the newer version")
     parser.add_argument("--count", type=positive_count, default=4000, help="64 px images, at least 1")
     args = parser.parse_args()
     sides = {}

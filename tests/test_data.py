@@ -301,6 +301,14 @@ def test_celeba_named_by_either_folder_shares_one_cache_and_one_set_of_reference
     assert identities[0]["root"] == str(image_dir.resolve())
     other = data_identity(DataConfig(dataset="folder", root=str(image_dir.parent), resolution=32))
     assert other["root"] == str(image_dir.parent.resolve())  # (a folder of images is read as named)
+    # the reference statistics' key reads the files the loader reads: not a sibling folder's beside it
+    from gan.data import source_fingerprint
+
+    (image_dir.parent / "extra").mkdir()
+    random_rgb((40, 40), 3).save(image_dir.parent / "extra" / "other.jpg")
+    fingerprints = {source_fingerprint(DataConfig(dataset="celeba", root=str(root), resolution=32))
+                    for root in (image_dir, image_dir.parent, kaggle)}
+    assert len(fingerprints) == 1
 
 
 def test_kaggles_copy_of_celeba_reads_as_the_official_one(tmp_path):

@@ -129,7 +129,7 @@ def test_the_process_group_waits_as_long_as_train_dist_timeout_s(monkeypatch):
 def test_a_process_that_cannot_join_the_group_says_so_in_one_line(monkeypatch):
     # GLOO_SOCKET_IFNAME=eth9 on one machine: a traceback there, ending in gloo's enforce message
     from gan.core import distributed
-    from gan.core.registry import ConfigError
+    from gan.core.distributed import GroupJoinError
 
     def refused(backend, **kwargs):
         raise RuntimeError("[enforce fail at ../gloo/transport/tcp/device.cc:83] ifa != nullptr. Unable to find "
@@ -139,12 +139,12 @@ def test_a_process_that_cannot_join_the_group_says_so_in_one_line(monkeypatch):
     monkeypatch.setattr(distributed.dist, "init_process_group", refused)
     monkeypatch.setenv("MASTER_ADDR", "host0")
     monkeypatch.setenv("MASTER_PORT", "29500")
-    with pytest.raises(ConfigError, match=r"rank 1 could not join the gloo process group at host0:29500 \(\[enforce "
+    with pytest.raises(GroupJoinError, match=r"rank 1 could not join the gloo process group at host0:29500 \(\[enforce "
                                           r".*Unable to find address for: eth9\): check this machine's network "
                                           r"settings \(GLOO_SOCKET_IFNAME"):
         distributed.initialise(ProcessGroup(1, 2, 0), CPU, 60)
     monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")  # (gloo's mesh failing to form again: not the network)
-    with pytest.raises(ConfigError, match=r"could not join the gloo process group again after torchrun's restart 1 "
+    with pytest.raises(GroupJoinError, match=r"could not join the gloo process group again after torchrun's restart 1 "
                                           r".*: start the same command again, which resumes the --run-dir"):
         distributed.initialise(ProcessGroup(1, 2, 0), CPU, 60)
 
@@ -514,11 +514,16 @@ def test_the_resume_line_of_a_run_over_several_machines_gives_the_processes_of_e
     # --nproc_per_node=16 for two machines of 8: 16 processes on one, or 32 on both
     from gan.core.distributed import gan_launcher
 
+    monkeypatch.setenv("GROUP_WORLD_SIZE", "2")
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")
     assert gan_launcher(16) == "torchrun --nnodes=2 --nproc_per_node=8 ... -m gan"
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")  # (machines of 1 and 2 processes: --nnodes=3 was said)
+    assert gan_launcher(3) == "torchrun --nnodes=2 --nproc_per_node=<each machine's as before> ... -m gan"
+    monkeypatch.setenv("GROUP_WORLD_SIZE", "1")
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "16")
     assert gan_launcher(16) == "torchrun --nproc_per_node=16 ... -m gan"
     monkeypatch.delenv("LOCAL_WORLD_SIZE")
+    monkeypatch.delenv("GROUP_WORLD_SIZE")
     assert gan_launcher(16) == "torchrun --nproc_per_node=16 ... -m gan" and gan_launcher(1) == "gan"
 
 
@@ -705,3 +710,43 @@ def test_processes_given_other_settings_are_refused_naming_them_on_each_machine(
     said = "train.g_lr = 0.0002 on rank 0 but 0.01 on rank 1"
     assert result.returncode != 0 and result.stderr.count(said) == 2, result.stderr[-3000:]  # (each machine says it)
     assert not (tmp_path / "runs").exists()  # (refused before the run is numbered)
+
+
+@pytest.mark.slow
+def test_machines_started_with_other_run_directory_options_are_refused_not_hung(tmp_path):
+    """--run-dir on one machine and --out on another: a traceback ('bool' has no attribute 'glob') or,
+    with --resume against --out, a wait in a broadcast the other never made."""
+    sets = [arg for item in [*TINY, *EXACT] for arg in ("--set", item)]
+    result, seconds = torchrun_injected(tmp_path, """
+        import os, sys
+        if os.environ.get("RANK") == "1":  # as on a second machine, started with --out
+            os.environ["LOCAL_RANK"] = "0"
+            sys.argv = [("--out" if arg == "--run-dir" else arg) for arg in sys.argv]
+        """, str(REPO / "experiments" / "dcgan_demo.toml"), *sets, "--run-dir", str(tmp_path / "run"))
+    said = "the run directory's option = '--run-dir' on rank 0 but '--out' on rank 1"
+    assert result.returncode != 0 and result.stderr.count(said) == 2, result.stderr[-3000:]
+    assert seconds < 60 and "AttributeError" not in result.stderr, result.stderr[-3000:]  # (torchrun's own follows)
+
+
+@pytest.mark.slow
+def test_a_run_dir_line_repeated_on_machines_with_their_own_data_paths_continues(tmp_path):
+    # each machine compared its own data.root with rank 0's config.toml: every start after the first refused
+    import shutil
+
+    (tmp_path / "here").mkdir()
+    for index in range(8):
+        Image.new("RGB", (32, 32), (index * 30, 0, 0)).save(tmp_path / "here" / f"{index}.png")
+    shutil.copytree(tmp_path / "here", tmp_path / "there")
+    code = """
+        import os, sys
+        if os.environ.get("RANK") == "1":  # as on a second machine, whose copy of the data is elsewhere
+            os.environ["LOCAL_RANK"] = "0"
+            sys.argv = [arg.replace("data.root=here", "data.root=there") for arg in sys.argv]
+        """
+    for steps in (2, 4):
+        sets = [arg for item in [*TINY, *EXACT, "data.dataset=folder", "data.root=here", "data.cache=off",
+                                 f"train.steps={steps}"] for arg in ("--set", item)]
+        result, _ = torchrun_injected(tmp_path, code, str(REPO / "experiments" / "dcgan_demo.toml"), *sets,
+                                      "--run-dir", str(tmp_path / "run"))
+        assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "run" / "checkpoint-00000004.pt").is_file()

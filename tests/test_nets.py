@@ -1,3 +1,4 @@
+import re
 import textwrap
 
 import pytest
@@ -272,8 +273,9 @@ def test_a_default_no_config_can_hold_and_a_name_no_config_can_say_are_refused_n
                                           r"can hold"):
         resolve_network_args("generator", "test_class_default", {}, "model.generator_args")
     registry = Registry("generator")
-    for name in (3, "", "my net"):  # (an int broke every later list of the names: '<' between int and str)
-        with pytest.raises(ValueError, match=rf"registered under a name of letters, .* not {name!r}"):
+    for name in (3, "", "my net", "é", ".."):  # (an int broke every later list of the names: '<' between int and str)
+        with pytest.raises(ValueError, match=rf"generator .*ClassDefault is registered under {re.escape(repr(name))}: "
+                                             "a name is ASCII letters and digits"):
             registry.register(name, ClassDefault)
     assert registry.names() == []
 
@@ -355,3 +357,49 @@ def test_a_network_with_lazy_layers_is_counted_without_them():
 
     spec = network_spec("discriminator", "test_lazy", {"channels": 4}, "model.discriminator_args", resolution=32)
     assert spec.build()(torch.zeros(2, 3, 32, 32)).shape == (2, 1)
+
+
+class _BatchMeanDiscriminator(nn.Module):
+    def __init__(self, resolution: int, channels: int = 8):
+        super().__init__()
+        self.conv = nn.Conv2d(3, channels, 4, 4)
+
+    def forward(self, images):
+        return self.conv(images).mean(dim=(1, 2, 3)).mean(dim=0, keepdim=True)  # (1,): one for the batch
+
+
+def test_a_discriminator_that_averages_its_batch_is_refused_before_step_1_in_one_line(tmp_path):
+    # a (1,) or (1, 1, H, W) average trained to the end under vanilla, lsgan and hinge: the losses have
+    # no batch to compare with
+    from conftest import REPO, TINY, invoke
+
+    from gan.nets import register_network
+
+    register_network("discriminator", "test_batch_mean")(_BatchMeanDiscriminator)
+    result = invoke("train", REPO / "experiments" / "dcgan_demo.toml", "--out", tmp_path / "runs",
+                    *[f"--set={item}" for item in [*TINY, "model.discriminator=test_batch_mean",
+                                                   "loss.adversarial=hinge"]])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert "error: model.discriminator = 'test_batch_mean' gives scores of shape (1,) for 2 images: a " \
+        "discriminator gives one score per image" in result.output
+    assert not [path for path in (tmp_path / "runs").iterdir() if path.is_dir()]
+
+
+def test_an_unhinted_tuple_default_is_the_list_a_config_gives_back(tmp_path):
+    # config.toml wrote [8, 8], a fresh resolve gave (8, 8): the same --run-dir line was refused as
+    # "model.generator_args.widths [8, 8] -> (8, 8)", and so were a sweep's reruns
+    from conftest import REPO, TINY, invoke
+
+    from gan.nets import register_network, resolve_network_args
+
+    @register_network("generator", "test_unhinted_tuple")
+    class Unhinted(_OwnGenerator):
+        def __init__(self, resolution: int, latent_dim: int = 8, channels: int = 8, widths=(8, (4, 4))):
+            super().__init__(resolution, latent_dim, channels)
+
+    assert resolve_network_args("generator", "test_unhinted_tuple", {}, "g")["widths"] == [8, [4, 4]]
+    line = ["train", REPO / "experiments" / "dcgan_demo.toml", "--run-dir", tmp_path / "run",
+            *[f"--set={item}" for item in [*TINY, "model.generator=test_unhinted_tuple"]]]
+    assert invoke(*line).exit_code == 0
+    again = invoke(*line, "--set=train.steps=6")
+    assert again.exit_code == 0, again.output

@@ -66,16 +66,23 @@ def test_a_folder_gan_did_not_make_is_refused_untouched(tmp_path, contents):
 def test_a_start_killed_between_its_first_best_pt_and_checkpoint_is_set_aside_not_refused(tmp_path):
     # with metrics.every = train.checkpoint_every (the demo's), a kill -9 between the two writes left a
     # folder no --run-dir line would start again ("holds a best.pt but no checkpoint-*.pt")
+    from gan.core.checkpoint import FORMAT, save_checkpoint, stored_step
     from gan.core.files import LOCK_NAME
 
     folder = tmp_path / "run"
     folder.mkdir()
-    for name in (LOCK_NAME, "config.toml", "events.out.tfevents.1.host", "metrics.jsonl", "best.pt", "best.json"):
+    for name in (LOCK_NAME, "events.out.tfevents.1.host", "metrics.jsonl", "best.json"):
         (folder / name).write_bytes(b"left by the start")
-    result = train_command(DEMO, *sets(*TINY), "--run-dir", str(folder))
-    assert result.exit_code == 0, result.output
+    (folder / "config.toml").write_text("[train]\ncheckpoint_every = 2\n")
+    for best_step, kept in ((4, True), (2, False)):  # a finished run's of later steps (its checkpoints deleted): kept
+        save_checkpoint({"format": FORMAT, "step": best_step}, folder / "best.pt")
+        result = train_command(DEMO, *sets(*TINY), "--run-dir", str(folder))
+        if kept:
+            assert result.exit_code == 2 and "a best.pt but no checkpoint-*.pt" in result.output, result.output
+            continue
+        assert result.exit_code == 0, result.output
     assert sorted(path.name for path in tmp_path.iterdir()) == ["run", "run.abandoned-0"]
-    assert (tmp_path / "run.abandoned-0" / "best.pt").read_bytes() == b"left by the start"
+    assert stored_step(tmp_path / "run.abandoned-0" / "best.pt") == 2
     assert any(path.name.startswith("checkpoint-") for path in folder.iterdir())
 
 

@@ -43,7 +43,7 @@ COLLECTIVE_TIMEOUTS = ("Timed out waiting", "Application timeout caused pair clo
 MACHINE_LOCAL_KEYS = ("data.num_workers", "data.cache")  # (and PATH_KEYS)
 
 
-def refuse_other_settings(config, group) -> None:
+def refuse_other_settings(config, group, command: dict[str, str] | None = None) -> None:
     """ConfigError on every process of a torchrun run whose processes were given other settings (another
     command line or config file on one machine): their gradients were averaged in silence, and the
     run recorded rank 0's."""
@@ -56,6 +56,7 @@ def refuse_other_settings(config, group) -> None:
         return
     settings = {key: repr(value) for key, value in flatten_config(config_to_dict(config)).items()
                 if key not in (*PATH_KEYS, *MACHINE_LOCAL_KEYS)}
+    settings.update({option: repr(value) for option, value in (command or {}).items()})  # (--resume on one: a hang)
     every = gather_objects(settings, group)
     differing = [f"{key} = {every[0].get(key, '(unset)')} on rank 0 but {other.get(key, '(unset)')} on rank {rank}"
                  for rank, other in enumerate(every) for key in sorted(set(every[0]) | set(other))
@@ -149,7 +150,7 @@ def unwritable_run(error: BaseException, run_dir: Path | None) -> str | None:
 def check_resumable(run_dir: Path) -> None:
     """ConfigError saying what `run_dir` is when it is not a run `--resume` can continue."""
     from gan.core.checkpoint import EXPORT_SUFFIXES, export_source, holds_a_run, list_checkpoints
-    from gan.core.files import LOCK_NAME, RunLock
+    from gan.core.files import LOCK_NAME, RunLock, is_stale_temp
     from gan.core.registry import ConfigError
 
     if not run_dir.is_dir():  # a checkpoint or config.toml given for its run
@@ -177,7 +178,7 @@ def check_resumable(run_dir: Path) -> None:
         raise ConfigError(f"--resume '{run_dir}' is a folder of runs, not a run: give one of them, e.g. "
                           f"--resume {run_dir / runs[-1]}")
     if not (run_dir / "config.toml").is_file():
-        if any(run_dir.glob("config.toml.*.tmp")):  # (its start killed as it wrote it)
+        if any(is_stale_temp(path) for path in run_dir.glob("config.toml.*.tmp")):  # (its start killed as it wrote it)
             if (run_dir / LOCK_NAME).is_file():
                 with RunLock(run_dir):  # (a start writing its config now: it says whose)
                     pass
@@ -311,14 +312,19 @@ def other_settings(written, resolved, halvings: int = 0) -> tuple[list[str], obj
     return changes, resolved, halved
 
 
-def settings_to_continue(run_dir: Path, written, resolved, say: bool = True):
+def settings_to_continue(run_dir: Path, written, resolved, say: bool = True, machines: bool = False):
     """The config a `--run-dir` line continues its run with: the line's own (train.steps may grow),
     with the learning rates the run's `--on-nan rollback` halved kept as config.toml records them.
-    Another line there would mix two experiments in one run: refused, naming each difference."""
+    Another line there would mix two experiments in one run: refused, naming each difference. Under
+    torchrun (`machines`), each machine's own paths and loader settings are its own: config.toml holds
+    rank 0's, and the processes' settings are compared with each other (`refuse_other_settings`)."""
+    from gan.core.config import PATH_KEYS
     from gan.core.registry import ConfigError
     from gan.training.run_dir import rollback_halvings
 
     changes, resolved, halved = other_settings(written, resolved, rollback_halvings(run_dir))
+    if machines:
+        changes = [change for change in changes if change.split(" ")[0] not in (*PATH_KEYS, *MACHINE_LOCAL_KEYS)]
     if changes:
         raise ConfigError(f"--run-dir '{run_dir}' holds a run started with other settings ({'; '.join(changes)}): "
                           f"give another --run-dir for a new run, or continue this one with different settings by "
@@ -466,12 +472,14 @@ def _set_up_and_train(start: _Start, config: Path | None, resume: Path | None, o
     start.dist_timeout_s = resolved.train.dist_timeout_s
     refuse_restarts_into_new_runs(start, resume)
     initialise(group, torch_device, start.dist_timeout_s)
-    refuse_other_settings(resolved, group)
+    form = "--resume" if resume is not None else "--run-dir" if start.named_dir else "--out"
+    refuse_other_settings(resolved, group, {"the run directory's option": form, "--on-nan": on_nan})
     if start.named_dir:  # rank 0 looks; the others learn whether it resumes
         refuse_folder_in_a_run(Path(os.path.abspath(start.run_dir)).parent, "--run-dir's parent")  # (`.` too)
         start.resuming = broadcast_object(start_or_resume(start.run_dir, config) if group.is_main else None, group)
         if start.resuming:
-            resolved = settings_to_continue(start.run_dir, written_config(start.run_dir), resolved, say=group.is_main)
+            resolved = settings_to_continue(start.run_dir, written_config(start.run_dir), resolved, say=group.is_main,
+                                            machines=group.distributed)
     elif not start.resuming:  # rank 0 numbers the run; the others learn its directory
         refuse_folder_in_a_run(out, "--out")
         start.run_dir = broadcast_object(create_run_dir(out, config.stem) if group.is_main else None, group)
@@ -549,7 +557,11 @@ def _report_failure(start: _Start, error: BaseException) -> None:
     # Met alike by every process setting up on one machine (the config, the files, the scan of the data;
     # a file that fails to decode in this process's share while training is a SideTaskError): on rank 0's
     # machine rank 0 says it, on another (whose config and files may differ) its first process does.
+    from gan.core.distributed import GroupJoinError
+
     alike = (ConfigError, CheckpointError, ImageReadError, FileNotFoundError, NotADirectoryError)
+    if isinstance(error, GroupJoinError):  # (this process's own: whichever it is says it)
+        fail(error)
     if not group.is_main and (isinstance(error, alike) and (beside_rank_0 or group.local_rank != 0)
                               or beside_rank_0 and isinstance(error, DeviceUnavailable)):
         sys.exit(2)

@@ -79,6 +79,10 @@ def _whole_number(name: str, default: int, expected: str, low: int = 1, high: in
     return value
 
 
+class GroupJoinError(Exception):
+    """This process could not join torchrun's process group: said by the process itself, whatever its rank."""
+
+
 def initialise(group: ProcessGroup, device: torch.device, timeout_s: float = 3600) -> None:
     """Join the process group: NCCL for CUDA devices, gloo for the CPU.
 
@@ -96,10 +100,10 @@ def initialise(group: ProcessGroup, device: torch.device, timeout_s: float = 360
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             restart = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
             if restart.isdigit() and int(restart) > 0:  # (gloo's mesh may not form again: pytorch/pytorch#167288)
-                raise ConfigError(f"rank {group.rank} could not join the {backend} process group again after "
+                raise GroupJoinError(f"rank {group.rank} could not join the {backend} process group again after "
                                   f"torchrun's restart {restart} ({first_line[:300]}): start the same command "
                                   "again, which resumes the --run-dir") from None
-            raise ConfigError(f"rank {group.rank} could not join the {backend} process group at "
+            raise GroupJoinError(f"rank {group.rank} could not join the {backend} process group at "
                               f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')} ({first_line[:300]}): "
                               f"check this machine's network settings ({backend.upper()}_SOCKET_IFNAME names the "
                               "interface to use) and that every machine reaches the rendezvous") from None
@@ -180,9 +184,12 @@ def gan_launcher(processes: int) -> str:
     another number would change what BatchNorm computes)."""
     if processes <= 1:
         return "gan"
-    per_machine = os.environ.get("LOCAL_WORLD_SIZE", "")  # (torchrun's, in each process: of several machines)
-    if per_machine.isdigit() and 0 < int(per_machine) < processes and processes % int(per_machine) == 0:
-        return f"torchrun --nnodes={processes // int(per_machine)} --nproc_per_node={per_machine} ... -m gan"
+    # (torchrun's, in each process: the machines, and this machine's processes)
+    machines, per_machine = os.environ.get("GROUP_WORLD_SIZE", ""), os.environ.get("LOCAL_WORLD_SIZE", "")
+    if machines.isdigit() and int(machines) > 1:
+        if per_machine.isdigit() and int(machines) * int(per_machine) == processes:
+            return f"torchrun --nnodes={machines} --nproc_per_node={per_machine} ... -m gan"
+        return f"torchrun --nnodes={machines} --nproc_per_node=<each machine's as before> ... -m gan"
     return f"torchrun --nproc_per_node={processes} ... -m gan"
 
 

@@ -39,11 +39,11 @@ class Registry(Generic[T]):
     def register(self, name: str, constructor: T | None = None):
         """Register `constructor` under `name`; without `constructor`, works as a decorator."""
 
-        if not isinstance(name, str) or not re.fullmatch(r"[\w.+-]+", name):  # (a config and a command line name it)
-            raise ValueError(f"a {self.kind} is registered under a name of letters, digits, '_', '-', '.' or '+', "
-                             f"not {name!r}")
-
         def add(entry: T) -> T:
+            if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]*", name):
+                # (a config and a command line name it; a name of another type broke every list of the names)
+                raise ValueError(f"{self.kind} {_qualified_name(entry)} is registered under {name!r}: a name is "
+                                 "ASCII letters and digits, then also '_', '-', '.' or '+'")
             earlier = self._entries.get(name)
             if earlier is not None and _qualified_name(earlier) != _qualified_name(entry):
                 raise ValueError(f"{self.kind} '{name}' is registered twice: to {_qualified_name(earlier)}, and now "

@@ -186,9 +186,13 @@ def source_fingerprint(config: DataConfig) -> str:
     """Changes when any image file under `data.root` changes (`files_fingerprint`); empty for synthetic
     data. For what is derived from the files and kept between runs."""
     roots = [] if config.dataset == "synthetic" else [root for root in (config.root, config.a_root, config.b_root) if root]
-    files = [path for root in roots for path in find_images(Path(root))]
-    if config.dataset == "celeba" and config.split != "all":  # which files the split takes, as well
-        files += [path for path in partition_candidates(celeba_image_dir(config.root)) if path.is_file()]
+    if config.dataset == "celeba":  # (its image folder's, as the loader reads it, however data.root names it)
+        image_dir = celeba_image_dir(config.root)
+        files = find_images(image_dir, recursive=False)
+        if config.split != "all":  # which files the split takes, as well
+            files += [path for path in partition_candidates(image_dir) if path.is_file()]
+    else:
+        files = [path for root in roots for path in find_images(Path(root))]
     return files_fingerprint(files) if roots else ""
 
 

@@ -127,8 +127,15 @@ def resolve_network_args(role: str, name: str, args: dict[str, Any], key: str) -
                               "can hold (numbers, strings, booleans and lists of them), so config.toml could not "
                               "say how the run was built; give it a default a config can say (a name such as "
                               "\"relu\" that the constructor looks up)")
-        resolved[arg] = param.default
+        # (unhinted, a tuple default is what the config gives back as a list: taken so from the start, the
+        # network gets one type fresh and resumed, and --run-dir repeats see one value)
+        resolved[arg] = _as_listed(param.default) if param.annotation is Any else param.default
     return resolved
+
+
+def _as_listed(value: Any) -> Any:
+    """`value` with its tuples as lists, as TOML reads them back."""
+    return [_as_listed(item) for item in value] if isinstance(value, (list, tuple)) else value
 
 
 def _config_value(value: Any) -> bool:

@@ -77,7 +77,12 @@ from gan.training import records
 from gan.training.cuda_graphs import GraphedStep, StepFunction, set_learning_rates
 from gan.training.event_log import EventLog
 from gan.training.health import HealthWatch
-from gan.training.preflight import check_batch_fits, check_run_can_finish, warn_if_validation_reads_training_data
+from gan.training.preflight import (
+    check_batch_fits,
+    check_run_can_finish,
+    check_scores_per_image,
+    warn_if_validation_reads_training_data,
+)
 from gan.training.process_state import process_state_kept
 from gan.training.run_dir import discard_start, rollback_halvings, rollback_note, rollback_note_kept
 from gan.training.speed import Speed, accelerate, to_device, training_step
@@ -554,6 +559,7 @@ def _set_up(config: Config, run_dir: Path, device: torch.device, group: ProcessG
     check_run_can_finish(config, run_dir, None if unconditional else recipe.preview_batch, dataset, writes=main,
                          reference=evaluator.dataset if evaluator is not None else None)
     check_batch_fits(recipe.networks, config, device)  # else the kernel kills an oversized run without a word
+    check_scores_per_image(recipe, config, device)
     if main and config.log.eval_every and hasattr(recipe, "validation_metrics"):
         warn_if_validation_reads_training_data(config)
     if group.distributed:

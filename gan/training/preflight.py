@@ -268,6 +268,29 @@ def check_batch_fits(networks: dict[str, nn.Module], config: Config, device: tor
                       f"stopped for lack of memory; {fit}", stacklevel=2)
 
 
+def check_scores_per_image(recipe, config: Config, device: torch.device) -> None:
+    """ConfigError when a discriminator gives other than one score, or one map of scores, per image of
+    two at the training resolution: one for the whole batch (a mean of one's own) trained in silence,
+    every image's gradient 1/N of its own. One it cannot run on such images is left to training."""
+    size = config.data.resolution
+    for name, spec in recipe.check(config).items():
+        network = recipe.networks.get(name)
+        if spec.role != "discriminator" or network is None:
+            continue
+        channels = spec.kwargs.get("in_channels", spec.kwargs.get("image_channels", 3))
+        try:
+            with torch.no_grad(), eval_mode(network):
+                scores = network(torch.zeros(2, channels, size, size, device=device))
+        except (RuntimeError, ValueError, TypeError):
+            continue
+        shape = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
+        if not isinstance(scores, torch.Tensor) or scores.dim() == 0 or scores.shape[0] != 2:
+            key = "model.discriminator" if name == "discriminator" or name.startswith("discriminator_") else name
+            raise ConfigError(f"{key} = '{spec.name}' gives scores of shape {shape} for 2 images: a discriminator "
+                              "gives one score per image, (N,) or (N, 1), or a map of them, (N, 1, H, W), not one "
+                              "for the whole batch (docs/layout.md)")
+
+
 def example_input(name: str, network: nn.Module, config: Config, device: torch.device) -> torch.Tensor | None:
     """A zero input of one item for `network` as training feeds it: latents for an unconditional
     generator, else images at the training resolution (low resolution for a generator that upsamples),

@@ -16,7 +16,7 @@ try:
 except ImportError:  # Windows: no locking; numbers can collide only for simultaneous starts
     fcntl = None
 
-from gan.core.checkpoint import METRICS_RECORD, list_checkpoints, set_aside_path
+from gan.core.checkpoint import METRICS_RECORD, list_checkpoints, set_aside_path, stored_step
 from gan.core.files import LOCK_NAME, RunLock, is_stale_temp, warn_of_no_locks
 from gan.core.registry import ConfigError
 from gan.core.wording import first_few
@@ -72,9 +72,10 @@ def start_or_resume(run_dir: Path, config_file: Path | None = None) -> bool:
     entries = sorted(entry for entry in run_dir.iterdir() if entry.name == LOCK_NAME or not entry.name.startswith("."))
     started = any(fnmatch.fnmatchcase(entry.name, pattern) for entry in entries for pattern in START_EVIDENCE)
     # (a start killed between its first best.pt and the checkpoint of that step leaves one: set aside too)
+    dead_best = started and _best_of_the_first_checkpoint(run_dir)
     foreign = [entry.name for entry in entries
                if not any(fnmatch.fnmatchcase(entry.name, pattern) for pattern in RUN_FILE_PATTERNS)
-               and not is_stale_temp(entry) and not (started and entry.name == "best.pt")]
+               and not is_stale_temp(entry) and not (dead_best and entry.name == "best.pt")]
     if config_file is not None and config_file.resolve().parent == run_dir.resolve():
         foreign.insert(0, f"{config_file.name}, the CONFIG file of this command")
     elif not started and any(entry.name != LOCK_NAME for entry in entries):
@@ -93,6 +94,18 @@ def start_or_resume(run_dir: Path, config_file: Path | None = None) -> bool:
     if any(entry.name != LOCK_NAME for entry in entries):
         _set_aside(run_dir)
     return False
+
+
+def _best_of_the_first_checkpoint(run_dir: Path) -> bool:
+    """Whether the best.pt in `run_dir` holds a step no later than the run's first checkpoint (its
+    config.toml's train.checkpoint_every): what a start killed between the two writes leaves. A
+    best.pt of later steps is a finished run's whose checkpoints were deleted: the user's, kept."""
+    try:
+        every = tomllib.loads((run_dir / "config.toml").read_text())["train"]["checkpoint_every"]
+    except (OSError, ValueError, KeyError, TypeError):  # (unreadable, not TOML, or not a run's)
+        return False
+    step = stored_step(run_dir / "best.pt") if (run_dir / "best.pt").is_file() else None
+    return isinstance(every, int) and step is not None and step <= every
 
 
 def _set_aside(run_dir: Path) -> None:
