@@ -101,12 +101,13 @@ def initialise(group: ProcessGroup, device: torch.device, timeout_s: float = 360
             restart = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
             if restart.isdigit() and int(restart) > 0:  # (gloo's mesh may not form again: pytorch/pytorch#167288)
                 raise GroupJoinError(f"rank {group.rank} could not join the {backend} process group again after "
-                                  f"torchrun's restart {restart} ({first_line[:300]}): start the same command "
-                                  "again, which resumes the --run-dir") from None
+                                     f"torchrun's restart {restart} ({first_line[:300]}): start the same command "
+                                     "again, which resumes the --run-dir") from None
             raise GroupJoinError(f"rank {group.rank} could not join the {backend} process group at "
-                              f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')} ({first_line[:300]}): "
-                              f"check this machine's network settings ({backend.upper()}_SOCKET_IFNAME names the "
-                              "interface to use) and that every machine reaches the rendezvous") from None
+                                 f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')} "
+                                 f"({first_line[:300]}): check this machine's network settings "
+                                 f"({backend.upper()}_SOCKET_IFNAME names the interface to use) and that every "
+                                 "machine reaches the rendezvous") from None
 
 
 def barrier(group: ProcessGroup) -> None:
