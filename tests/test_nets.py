@@ -403,3 +403,30 @@ def test_an_unhinted_tuple_default_is_the_list_a_config_gives_back(tmp_path):
     assert invoke(*line).exit_code == 0
     again = invoke(*line, "--set=train.steps=6")
     assert again.exit_code == 0, again.output
+
+
+def test_a_resume_that_sets_a_key_the_run_left_unset_is_told_so():
+    # a None default is left out of config.toml: the refusal said "trained with ... = None. Set them
+    # back (--set KEY=VALUE)", and None is no value --set can give
+    from conftest import tiny_config
+
+    from gan.core.config import config_to_dict
+    from gan.training.state import _changed_model_keys
+
+    config = tiny_config()
+    saved = config_to_dict(config)
+    del saved["model"]["generator_args"]["channels"]
+    said = _changed_model_keys(saved, config)
+    assert "trained with model.generator_args.channels unset (the network's default); this config has " \
+        "model.generator_args.channels = 8" in said and "for a key the run left unset, leave out its --set" in said
+
+
+def test_an_unknown_network_without_a_close_name_says_where_networks_of_ones_own_are_listed():
+    # a resume in a process without the run's network module said "unknown generator 'my_gen2'" alone
+    from gan.nets import resolve_network_args
+
+    with pytest.raises(ConfigError, match=r"unknown generator 'zzz_mine'; known: .*; a network of one's own is found "
+                                          r"once its module is in gan/nets/ and listed in _ZOO_MODULES"):
+        resolve_network_args("generator", "zzz_mine", {}, "model.generator_args")
+    with pytest.raises(ConfigError, match=r"did you mean 'dcgan'\?\)[^;]*; known: [^;]*$"):  # (a typo: as it was)
+        resolve_network_args("generator", "dcgna", {}, "model.generator_args")

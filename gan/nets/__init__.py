@@ -100,7 +100,13 @@ def resolve_network_args(role: str, name: str, args: dict[str, Any], key: str) -
 
     `key` is the config key the args came from (`model.generator_args`), for messages.
     """
-    constructor = _zoo(role).get(name)
+    try:
+        constructor = _zoo(role).get(name)
+    except ConfigError as error:  # (no close name: a network of one's own, its module not listed, say)
+        if "did you mean" in str(error):
+            raise
+        raise ConfigError(f"{error}; a network of one's own is found once its module is in gan/nets/ and listed in "
+                          "_ZOO_MODULES (docs/layout.md)") from None
     parameters = _parameters(constructor)
     settable = {n: p for n, p in parameters.items() if p.default is not inspect.Parameter.empty}
     resolved = {}

@@ -64,9 +64,14 @@ def _changed_model_keys(saved: dict[str, Any], config: Config) -> str:
     changed = [key for key in sorted(set(then) | set(now)) if then.get(key) != now.get(key)]
     if not changed:
         return "The run's config and this one build it alike; the checkpoint may come from another version of gan."
-    return ("The run was trained with " + ", ".join(f"{key} = {then.get(key)!r}" for key in changed) +
-            "; this config has " + ", ".join(f"{key} = {now.get(key)!r}" for key in changed) +
-            ". Set them back (--set KEY=VALUE) or train a new run.")
+    def shown(values: dict[str, Any], key: str) -> str:  # (a None default is left out of config.toml: unset)
+        return f"{key} = {values[key]!r}" if values.get(key) is not None else f"{key} unset (the network's default)"
+
+    unset = any(then.get(key) is None for key in changed)
+    return ("The run was trained with " + ", ".join(shown(then, key) for key in changed) +
+            "; this config has " + ", ".join(shown(now, key) for key in changed) +
+            ". Set them back (--set KEY=VALUE" + ("; for a key the run left unset, leave out its --set" if unset else "")
+            + ") or train a new run.")
 
 
 def training_state(recipe: Recipe, config: Config, step: int, samples_seen: int) -> dict[str, Any]:
