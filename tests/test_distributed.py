@@ -512,7 +512,7 @@ def test_a_collective_timeout_is_told_apart_from_a_lost_process():
 
 def test_the_resume_line_of_a_run_over_several_machines_gives_the_processes_of_each(monkeypatch):
     # --nproc_per_node=16 for two machines of 8: 16 processes on one, or 32 on both
-    from gan.core.distributed import gan_launcher
+    from gan.core.processes import gan_launcher
 
     monkeypatch.setenv("GROUP_WORLD_SIZE", "2")
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")

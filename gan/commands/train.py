@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from gan.commands.common import UserPath, fail, file_error, refuse_folder_in_a_run
-from gan.core.processes import Terminated, interrupt_on_sigterm
+from gan.core.processes import Terminated, gan_launcher, interrupt_on_sigterm
 
 
 def leave_the_talking_to_rank_0() -> None:
@@ -38,16 +38,19 @@ def leave_the_talking_to_rank_0() -> None:
 COLLECTIVE_TIMEOUTS = ("Timed out waiting", "Application timeout caused pair closure",
                        "Watchdog caught collective operation timeout", "wait timeout after")  # (the last: the store's)
 
-# Settings each machine of a torchrun run may give its own way: its paths (a home folder, a local disk)
-# and how it loads the data, which changes no result.
-MACHINE_LOCAL_KEYS = ("data.num_workers", "data.cache")  # (and PATH_KEYS)
+def machine_local_keys() -> tuple[str, ...]:
+    """Settings each machine of a torchrun run may give its own way: its paths (a home folder, a local
+    disk) and how it loads the data, which changes no result."""
+    from gan.core.config import PATH_KEYS
+
+    return (*PATH_KEYS, "data.num_workers", "data.cache")
 
 
 def refuse_other_settings(config, group, command: dict[str, str] | None = None) -> None:
     """ConfigError on every process of a torchrun run whose processes were given other settings (another
     command line or config file on one machine): their gradients were averaged in silence, and the
     run recorded rank 0's."""
-    from gan.core.config import PATH_KEYS, config_to_dict, flatten_config
+    from gan.core.config import config_to_dict, flatten_config
     from gan.core.distributed import gather_objects
     from gan.core.registry import ConfigError
     from gan.core.wording import first_few
@@ -55,7 +58,7 @@ def refuse_other_settings(config, group, command: dict[str, str] | None = None) 
     if not group.distributed:
         return
     settings = {key: repr(value) for key, value in flatten_config(config_to_dict(config)).items()
-                if key not in (*PATH_KEYS, *MACHINE_LOCAL_KEYS)}
+                if key not in machine_local_keys()}
     settings.update({option: repr(value) for option, value in (command or {}).items()})  # (--resume on one: a hang)
     every = gather_objects(settings, group)
     differing = [f"{key} = {every[0].get(key, '(unset)')} on rank 0 but {other.get(key, '(unset)')} on rank {rank}"
@@ -104,7 +107,6 @@ def _shortened(text: str, limit: int) -> str:
 def resume_advice(run_dir: Path | None, processes: int) -> str:
     """How to continue a run that stopped on an error: its command, when it has a checkpoint."""
     from gan.core.checkpoint import list_checkpoints
-    from gan.core.distributed import gan_launcher
 
     if run_dir is None or not run_dir.is_dir() or not list_checkpoints(run_dir):
         return ""
@@ -318,13 +320,12 @@ def settings_to_continue(run_dir: Path, written, resolved, say: bool = True, mac
     Another line there would mix two experiments in one run: refused, naming each difference. Under
     torchrun (`machines`), each machine's own paths and loader settings are its own: config.toml holds
     rank 0's, and the processes' settings are compared with each other (`refuse_other_settings`)."""
-    from gan.core.config import PATH_KEYS
     from gan.core.registry import ConfigError
     from gan.training.run_dir import rollback_halvings
 
     changes, resolved, halved = other_settings(written, resolved, rollback_halvings(run_dir))
     if machines:
-        changes = [change for change in changes if change.split(" ")[0] not in (*PATH_KEYS, *MACHINE_LOCAL_KEYS)]
+        changes = [change for change in changes if change.split(" ")[0] not in machine_local_keys()]
     if changes:
         raise ConfigError(f"--run-dir '{run_dir}' holds a run started with other settings ({'; '.join(changes)}): "
                           f"give another --run-dir for a new run, or continue this one with different settings by "
@@ -493,16 +494,6 @@ def _set_up_and_train(start: _Start, config: Path | None, resume: Path | None, o
     return run(resolved, start.run_dir, torch_device, resume=start.resuming, group=group, on_resume=report)
 
 
-def _launcher(processes: int) -> str:
-    """`gan_launcher`, or its single-process word where gan.core.distributed cannot be imported (a stop
-    in torch's own import)."""
-    try:
-        from gan.core.distributed import gan_launcher
-    except Exception:  # noqa: BLE001 - (half-imported modules fail with any error)
-        return "gan" if processes <= 1 else f"torchrun --nproc_per_node={processes} ... -m gan"
-    return gan_launcher(processes)
-
-
 def refuse_restarts_into_new_runs(start: _Start, resume: Path | None) -> None:
     """torchrun --max-restarts runs the same command again after a failure: under --out each time a
     new numbered run from step 0, the steps trained before left behind without a word."""
@@ -533,9 +524,10 @@ def _report_failure(start: _Start, error: BaseException) -> None:
         signum = error.signum if isinstance(error, Terminated) else signal.SIGINT
         signal_name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
         if group.is_main:  # (torchrun passes a stop to every process: rank 0 says it)
-            # (by file name, importing nothing: a stop in torch's import leaves modules that fail when imported again)
+            # (by file name, importing nothing more: a stop in torch's import leaves modules that fail when
+            # imported again)
             kept = ("none was written before" if run_dir is None or not any(run_dir.glob("checkpoint-*.pt"))
-                    else f"continue from the newest kept with: {_launcher(group.world_size)} train --resume "
+                    else f"continue from the newest kept with: {gan_launcher(group.world_size)} train --resume "
                          f"{run_dir}")
             click.echo(f"error: stopped by {signal_name} without saving a checkpoint ({kept})", err=True)
         sys.exit(128 + signum)

@@ -179,21 +179,6 @@ def union_over_ranks(mask: torch.Tensor, group: ProcessGroup, device: torch.devi
     return joined.bool().cpu()
 
 
-def gan_launcher(processes: int) -> str:
-    """How a command line starts gan again for a run of `processes`: under torchrun, with as many,
-    when it ran under torchrun (a plain `gan train --resume` would go on in one process, and
-    another number would change what BatchNorm computes)."""
-    if processes <= 1:
-        return "gan"
-    # (torchrun's, in each process: the machines, and this machine's processes)
-    machines, per_machine = os.environ.get("GROUP_WORLD_SIZE", ""), os.environ.get("LOCAL_WORLD_SIZE", "")
-    if machines.isdigit() and int(machines) > 1:
-        if per_machine.isdigit() and int(machines) * int(per_machine) == processes:
-            return f"torchrun --nnodes={machines} --nproc_per_node={per_machine} ... -m gan"
-        return f"torchrun --nnodes={machines} --nproc_per_node=<each machine's as before> ... -m gan"
-    return f"torchrun --nproc_per_node={processes} ... -m gan"
-
-
 def gather_objects(value: Any, group: ProcessGroup) -> list[Any]:
     """Every rank's `value`, in rank order, on every rank ([value] in a single process)."""
     if not group.distributed:

@@ -46,7 +46,6 @@ from gan.core.distributed import (
     any_rank,
     average_gradients_before_steps,
     broadcast_object,
-    gan_launcher,
     gather_objects,
     mean_over_ranks,
     synchronise_weights,
@@ -62,7 +61,7 @@ from gan.core.files import (
 )
 from gan.core.images import image_grid, save_image_grid, signed_to_uint8
 from gan.core.presets import LOSS_PRESETS
-from gan.core.processes import STOP_SIGNALS, ctrl_c_reaches_this_process, leave_the_terminal_on_hangup
+from gan.core.processes import STOP_SIGNALS, ctrl_c_reaches_this_process, gan_launcher, leave_the_terminal_on_hangup
 from gan.core.progress import Progress, format_duration, print_above
 from gan.core.registry import ConfigError
 from gan.data import data_signature, training_batches
