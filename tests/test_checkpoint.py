@@ -18,7 +18,7 @@ from gan.core.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from gan.core.files import WriteError
+from gan.core.files import WriteError, run_order
 
 
 def test_round_trip(tmp_path):
@@ -106,6 +106,14 @@ def test_listing_pruning_and_resolving(tmp_path):
         resolve_checkpoint(runs, unconditional=True)
     with pytest.raises(CheckpointError, match="neither a checkpoint file nor a run directory"):
         resolve_checkpoint(tmp_path / "nothing")
+    # past run 99999 the newest is named by its number, not by its name (which sorts '100000-' first)
+    wide = tmp_path / "wide"
+    for name in ("99999-a", "100000-b", "notes"):
+        (wide / name).mkdir(parents=True)
+        save_checkpoint({"format": FORMAT, "step": 1}, checkpoint_path(wide / name, 1))
+    with pytest.raises(CheckpointError, match=f"e.g. '{wide / '100000-b'}'"):
+        resolve_checkpoint(wide)
+    assert sorted(wide.iterdir(), key=run_order) == [wide / "notes", wide / "99999-a", wide / "100000-b"]
 
 
 def test_rng_state_round_trip_through_a_weights_only_file(tmp_path):

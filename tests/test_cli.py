@@ -276,6 +276,22 @@ def test_a_crop_the_srgan_discriminator_cannot_take_is_a_config_error(tmp_path, 
         SRGANRecipe.network_specs(config)
 
 
+def test_one_lr_pixel_of_one_image_is_refused_for_the_batchnorm_generator(tmp_path):
+    # srresnet's BatchNorm on a 1x1 LR crop of one image: a traceback at step 1 before
+    command = ["train", str(REPO / "experiments" / "srresnet_x4.toml"), "--set", "data.resolution=4", "--set",
+               "train.batch_size=1", "--set", "model.generator_args.num_blocks=1", "--out", str(tmp_path)]
+    result = CliRunner().invoke(main, command)
+    assert result.exit_code == 2 and "data.resolution = 4 at data.scale = 4 (1x1 LR crops) with train.batch_size = 1 " \
+        "is too small for the srresnet generator's BatchNorm" in result.output, result.output
+    assert not [path for path in tmp_path.iterdir() if path.is_dir()]  # no run left behind
+    from gan.recipes.srgan import SRGANRecipe
+    from gan.training.resolve import load_config
+
+    for fits in (["train.batch_size=2"], ["data.resolution=8"], ["model.generator_args.batch_norm=false"]):
+        config = load_config(REPO / "experiments" / "srresnet_x4.toml", [*command[3:6:2], *fits])
+        assert "generator" in SRGANRecipe.network_specs(config)
+
+
 def test_weights_that_do_not_fit_their_spec_are_a_clear_error(trained_run, tmp_path):
     from gan.core.checkpoint import load_checkpoint, save_checkpoint
 

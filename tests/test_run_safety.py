@@ -96,6 +96,28 @@ def test_gan_eval_results_and_grids_of_steps_a_resume_trains_again_are_set_aside
     assert "00000004-generator_ema.discarded.png" in grids and "00000004-generator_ema.png" in grids, grids
 
 
+def test_records_of_steps_past_the_eight_digits_of_their_names_are_set_aside_too(tmp_path):
+    # past step 99,999,999 the names grow a digit: they were left under their names by a resume and
+    # by a failed start's clean-up
+    from gan.training.records import set_aside_records_after
+    from gan.training.run_dir import discard_start
+
+    (tmp_path / "samples").mkdir()
+    names = ["metrics-100000006.json", "eval-val-100000006.csv", "samples/100000006-generator.png",
+             "metrics-99999998.json", "samples/99999998-generator.png"]
+    for name in names:
+        (tmp_path / name).write_text("old\n")
+    said = []
+    set_aside_records_after(tmp_path, 100000004, said.append)
+    assert sorted(path.name for path in tmp_path.rglob("*") if path.is_file()) == [
+        "100000006-generator.discarded.png", "99999998-generator.png", "eval-val-100000006.discarded.csv",
+        "metrics-100000006.discarded.json", "metrics-99999998.json"], said
+    (tmp_path / "samples" / "100000008-generator.png").write_text("failed start\n")
+    (tmp_path / "samples" / "1-notes.png").write_text("a person's\n")
+    discard_start(tmp_path)
+    assert sorted(path.name for path in (tmp_path / "samples").iterdir()) == ["1-notes.png", "100000006-generator.discarded.png"]
+
+
 @pytest.mark.parametrize("command", [["sample", "--n", "2", "--out", "s.png"], ["eval", "--metrics", "swd", "--n", "2"]])
 def test_sample_of_a_run_whose_newest_checkpoint_is_damaged_names_the_one_before(tmp_path, command):
     # the error named the damaged file alone, while gan train --resume falls back to the one before (gan

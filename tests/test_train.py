@@ -1,4 +1,5 @@
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -92,6 +93,12 @@ def test_a_data_set_smaller_than_a_batch_is_warned_of(tmp_path):
     with pytest.warns(UserWarning, match=r"the data set has 4 training images, fewer than train.batch_size = 8: "
                                          "every batch holds some images more than once"):
         train(tiny_config("data.synthetic_size=4", "train.steps=1"), tmp_path / "run", CPU, progress_stream=sys.stdout)
+
+
+def test_the_start_line_counts_one_image_and_one_step_in_the_singular(tmp_path, capsys):
+    with pytest.warns(UserWarning, match=r"the data set has 1 training image, fewer than"):
+        train(tiny_config("data.synthetic_size=1", "train.steps=1"), tmp_path / "run", CPU)
+    assert re.search(r"^1 training image, batch 8, .*, 1 step to go$", capsys.readouterr().err, re.M)
 
 
 def test_an_unpaired_domain_smaller_than_a_batch_is_warned_of(tmp_path):

@@ -152,7 +152,7 @@ def unwritable_run(error: BaseException, run_dir: Path | None) -> str | None:
 def check_resumable(run_dir: Path) -> None:
     """ConfigError saying what `run_dir` is when it is not a run `--resume` can continue."""
     from gan.core.checkpoint import EXPORT_SUFFIXES, export_source, holds_a_run, list_checkpoints
-    from gan.core.files import LOCK_NAME, RunLock, is_stale_temp
+    from gan.core.files import LOCK_NAME, RunLock, is_stale_temp, run_order
     from gan.core.registry import ConfigError
 
     if not run_dir.is_dir():  # a checkpoint or config.toml given for its run
@@ -175,7 +175,7 @@ def check_resumable(run_dir: Path) -> None:
                           "settings are also in each checkpoint's 'config')")
     if list_checkpoints(run_dir):  # (a config.toml gone or cut short is rebuilt from the checkpoint's config)
         return
-    runs = sorted(path.name for path in run_dir.iterdir() if (path / "config.toml").is_file())
+    runs = [path.name for path in sorted(run_dir.iterdir(), key=run_order) if (path / "config.toml").is_file()]
     if runs and not (run_dir / "config.toml").exists():
         raise ConfigError(f"--resume '{run_dir}' is a folder of runs, not a run: give one of them, e.g. "
                           f"--resume {run_dir / runs[-1]}")

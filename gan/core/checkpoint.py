@@ -22,7 +22,7 @@ from typing import IO, Any
 import numpy as np
 import torch
 
-from gan.core.files import write_atomically, write_text_atomically
+from gan.core.files import run_order, write_atomically, write_text_atomically
 from gan.core.memory import out_of_memory
 
 FORMAT = "gan.checkpoint/1"
@@ -308,7 +308,8 @@ def resolve_checkpoint(run_or_file: Path, unconditional: bool | None = None) -> 
     if run_or_file.is_dir():
         found = checkpoints_by_content(run_or_file)
         if not found:
-            runs = sorted(path for path in run_or_file.iterdir() if path.is_dir() and list_checkpoints(path))
+            runs = sorted((path for path in run_or_file.iterdir() if path.is_dir() and list_checkpoints(path)),
+                          key=run_order)
             if runs and not (run_or_file / "config.toml").exists():
                 fitting = [run for run in runs if unconditional is None or (_recipe_of(run) == "dcgan") == unconditional]
                 example = f"give one of them, e.g. '{fitting[-1]}'" if fitting else (

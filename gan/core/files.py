@@ -39,6 +39,7 @@ MAX_NAME_BYTES = 255  # what a file name may hold on most file systems (ext4, XF
 MAX_PATH_BYTES = 4096  # what a whole path may hold on Linux (PATH_MAX)
 LOCK_NAME = ".lock"
 SWEEP_LOCK_NAME = ".sweep.lock"
+RUN_NAME = re.compile(r"(\d{5,})-.*")  # a numbered run directory, 00007-name (a wider number past 99999)
 
 
 class WriteError(OSError):
@@ -47,6 +48,14 @@ class WriteError(OSError):
 
 class RunDirectoryBusy(RuntimeError):
     """Another process is writing to the run directory."""
+
+
+def run_order(path: Path) -> tuple[int, int, str]:
+    """Sort key for the folders in a folder of runs: folders of other names by name, then numbered
+    runs by their number (100000-name after 99999-name, which their names alone put first), so the
+    last is the newest numbered run."""
+    numbered = RUN_NAME.fullmatch(path.name)
+    return (1, int(numbered[1]), path.name) if numbered else (0, 0, path.name)
 
 
 def free_space(path: Path) -> str:

@@ -12,6 +12,11 @@ def first_few(names: Sequence[str], limit: int, separator: str = ", ") -> str:
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
+def counted(count: int, noun: str) -> str:
+    """`1 image`, `2 images`: a count and its noun, plural by an s."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def one_line(path: object) -> str:
     """`path` as text that keeps a message on one line: a control character in a file name (a new
     line, a tab) written as its escape, `\\n`, the rest as it is."""

@@ -70,15 +70,22 @@ class SRGANRecipe(RecipeBase):
             # (found before any weights load, naming the keys: it was found when the network was built)
             raise ConfigError(f"loss.vgg_layer = '{config.loss.vgg_layer}' is no layer of loss.vgg_arch = "
                               f"'{config.loss.vgg_arch}'; its layers: {', '.join(vgg_layer_names(config.loss.vgg_arch))}")
+        processes = from_environment().world_size  # (each process's BatchNorm sees its own share of the batch)
+        one_each = config.train.batch_size == processes  # (a batch the processes cannot share is refused later)
+        shared = f" over {processes} processes (1 each)" if processes > 1 else ""
+        if (model.generator == "srresnet" and specs["generator"].kwargs.get("batch_norm") and one_each
+                and data.resolution // data.scale == 1):
+            # (a traceback at step 1, as below: one LR pixel of one image is one value per channel)
+            raise ConfigError(f"data.resolution = {data.resolution} at data.scale = {data.scale} (1x1 LR crops) with "
+                              f"train.batch_size = {config.train.batch_size}{shared} is too small for the srresnet "
+                              "generator's BatchNorm: it needs more than one value per channel; crop larger, train a "
+                              "batch of 2 or more per process, or set model.generator_args.batch_norm = false")
         if config.loss.adversarial_weight:
             specs["discriminator"] = network_spec("discriminator", model.discriminator, model.discriminator_args,
                                                   "model.discriminator_args")
             require_rgb(specs["discriminator"], "model.discriminator_args", "in_channels")
-            processes = from_environment().world_size  # (each process's BatchNorm sees its own share of the batch)
-            one_each = config.train.batch_size == processes  # (a batch the processes cannot share is refused later)
             if model.discriminator == "srgan" and one_each and data.resolution <= 16:
                 # (a traceback at step 1: BatchNorm cannot train on one value per channel)
-                shared = f" over {processes} processes (1 each)" if processes > 1 else ""
                 raise ConfigError(f"data.resolution = {data.resolution} with train.batch_size = "
                                   f"{config.train.batch_size}{shared} is too small for the SRGAN discriminator: its "
                                   "four stride-2 convolutions leave one value per channel for its BatchNorm; crop "

@@ -32,7 +32,7 @@ import numpy as np
 
 from gan.core.checkpoint import holds_a_run, is_set_aside, trained_config
 from gan.core.config import BEST_METRICS, config_from_dict, config_to_dict, flatten_config
-from gan.core.files import OutputsLock, RunDirectoryBusy, write_atomically, write_text_atomically
+from gan.core.files import OutputsLock, RunDirectoryBusy, run_order, write_atomically, write_text_atomically
 from gan.core.processes import stop_signals_held
 from gan.core.registry import ConfigError
 from gan.core.wording import first_few, undecoded
@@ -75,7 +75,7 @@ def find_runs(paths: list[Path]) -> list[Path]:
         if holds_a_run(path):
             runs.append(path)
         elif path.is_dir():
-            children = sorted(child for child in path.iterdir() if child.is_dir())
+            children = sorted((child for child in path.iterdir() if child.is_dir()), key=run_order)
             inside = [child for child in children if holds_a_run(child)]
             nested = [child for child in children if child not in inside and any(map(holds_a_run, _folders(child)))]
             set_aside = [child for child in inside if is_set_aside(child)]

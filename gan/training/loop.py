@@ -64,6 +64,7 @@ from gan.core.presets import LOSS_PRESETS
 from gan.core.processes import STOP_SIGNALS, ctrl_c_reaches_this_process, gan_launcher, leave_the_terminal_on_hangup
 from gan.core.progress import Progress, format_duration, print_above
 from gan.core.registry import ConfigError
+from gan.core.wording import counted
 from gan.data import data_signature, training_batches
 from gan.data.sampling import first_samples
 from gan.metrics.generative import GenerativeEvaluator
@@ -700,11 +701,11 @@ def _start_logging(run: _Run, resume: bool, progress_stream: Any) -> None:
              if hasattr(run.dataset, "a_paths") else {"the data set": len(run.dataset)})
     for where, size in sizes.items():
         if size < train_config.batch_size:
-            warnings.warn(f"{where} has {size} training images, fewer than train.batch_size = "
+            warnings.warn(f"{where} has {counted(size, 'training image')}, fewer than train.batch_size = "
                           f"{train_config.batch_size}: every batch holds some images more than once", stacklevel=2)
-    run.say(f"run directory: {run.run_dir}\n{len(run.dataset)} training images, batch {train_config.batch_size}"
-            f"{per_process}, device {run.device} ({run.speed.describe()}), "
-            f"{train_config.steps - run.start_step} steps to go")
+    run.say(f"run directory: {run.run_dir}\n{counted(len(run.dataset), 'training image')}, batch "
+            f"{train_config.batch_size}{per_process}, device {run.device} ({run.speed.describe()}), "
+            f"{counted(train_config.steps - run.start_step, 'step')} to go")
     if config.loss.preset:
         values = flatten_config(config_to_dict(config))
         refined = [f"{key} {value!r} -> {values[key]!r}" for key, value in LOSS_PRESETS[config.loss.preset].values.items()

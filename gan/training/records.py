@@ -120,9 +120,9 @@ def drop_metrics_after(path: Path, step: int, say: Callable[[str], None]) -> Non
 
 
 # gan eval's default results in a run directory, and the preview grids in samples/, by the step
-# of the checkpoint they score or show
-EVALUATION_FILE = re.compile(r"(?:metrics-(\d{8})(?:-live)?\.json|eval-.+-(\d{8})\.(?:csv|json))")
-PREVIEW_FILE = re.compile(r"(\d{8})-[^.]+\.png")
+# of the checkpoint they score or show (8 digits, more past step 99,999,999)
+EVALUATION_FILE = re.compile(r"(?:metrics-(\d{8,})(?:-live)?\.json|eval-.+-(\d{8,})\.(?:csv|json))")
+PREVIEW_FILE = re.compile(r"(\d{8,})-[^.]+\.png")
 
 
 def lacks_settings(path: Path, config: Config) -> bool:

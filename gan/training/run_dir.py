@@ -17,7 +17,7 @@ except ImportError:  # Windows: no locking; numbers can collide only for simulta
     fcntl = None
 
 from gan.core.checkpoint import METRICS_RECORD, list_checkpoints, set_aside_path, stored_step
-from gan.core.files import LOCK_NAME, RunLock, is_stale_temp, warn_of_no_locks
+from gan.core.files import LOCK_NAME, RUN_NAME, RunLock, is_stale_temp, warn_of_no_locks
 from gan.core.registry import ConfigError
 from gan.core.wording import first_few
 
@@ -39,7 +39,7 @@ def create_run_dir(out: Path, name: str) -> Path:
             except OSError as error:  # (some network file systems): as where there is no flock
                 warn_of_no_locks(out / ".run-numbers.lock", error)
         # every number taken, by a folder or anything else, and of any width (past 99999: 100000-...)
-        numbers = [int(match[1]) for path in out.iterdir() if (match := re.fullmatch(r"(\d{5,})-.*", path.name))]
+        numbers = [int(match[1]) for path in out.iterdir() if (match := RUN_NAME.fullmatch(path.name))]
         run_dir = out / f"{max(numbers, default=-1) + 1:05d}-{name}"
         run_dir.mkdir()
     return run_dir
@@ -135,7 +135,8 @@ def discard_start(run_dir: Path) -> None:
     the failed command leaves no run directory (`gan train` removes the emptied one), where a
     half-left one would read as foreign to `--run-dir` and `gan compare`."""
     for path in (run_dir / "config.toml", *run_dir.glob("events.out.tfevents.*"),
-                 *(run_dir / "samples").glob("[0-9]" * 8 + "-*.png")):
+                 *(path for path in (run_dir / "samples").glob("[0-9]*-*.png")
+                   if re.fullmatch(r"\d{8,}-[^.]+\.png", path.name))):
         path.unlink(missing_ok=True)
     with contextlib.suppress(OSError):
         (run_dir / "samples").rmdir()  # only when empty
