@@ -32,14 +32,23 @@ def scripted_psnr(monkeypatch, values):
                                                                            "val/ssim": 0.5})
 
 
+def recorded_best(run_dir) -> dict:
+    """best.json less the signature of the evaluation images."""
+    record = json.loads((run_dir / BEST_RECORD).read_text())
+    record.pop("evaluated_on", None)
+    return record
+
+
 def test_best_pt_follows_the_metric_through_a_run_and_its_resume(recipe_data, tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
     common = ("train.keep_best=val/psnr", "log.eval_every=1", "train.checkpoint_every=1")
     scripted_psnr(monkeypatch, [20.0, 25.0, 22.0])  # improves, improves, worsens
     train(tiny_recipe_config("pix2pix", recipe_data, *common, "train.steps=3"), run_dir, CPU)
-    assert json.loads((run_dir / BEST_RECORD).read_text()) == {"metric": "val/psnr", "value": 25.0, "step": 2}
+    record = json.loads((run_dir / BEST_RECORD).read_text())
+    evaluated_on = record.pop("evaluated_on")  # (the signature of the evaluation images)
+    assert record == {"metric": "val/psnr", "value": 25.0, "step": 2} and len(evaluated_on) == 16
     best = load_checkpoint(run_dir / BEST_NAME)
-    assert best["step"] == 2 and best["best"] == {"metric": "val/psnr", "value": 25.0}
+    assert best["step"] == 2 and best["best"] == {"metric": "val/psnr", "value": 25.0, "evaluated_on": evaluated_on}
     step_two = load_checkpoint(run_dir / "checkpoint-00000002.pt")
     for key, value in step_two["networks"]["generator"].items():
         assert torch.equal(best["networks"]["generator"][key], value), key
@@ -48,13 +57,38 @@ def test_best_pt_follows_the_metric_through_a_run_and_its_resume(recipe_data, tm
     train(tiny_recipe_config("pix2pix", recipe_data, *common, "train.steps=4"), run_dir, CPU, resume=True)
     assert json.loads((run_dir / BEST_RECORD).read_text())["step"] == 2
     train(tiny_recipe_config("pix2pix", recipe_data, *common, "train.steps=5"), run_dir, CPU, resume=True)
-    assert json.loads((run_dir / BEST_RECORD).read_text()) == {"metric": "val/psnr", "value": 27.0, "step": 5}
+    assert json.loads((run_dir / BEST_RECORD).read_text()) == {"metric": "val/psnr", "value": 27.0, "step": 5,
+                                                                "evaluated_on": evaluated_on}
     assert load_checkpoint(run_dir / BEST_NAME)["step"] == 5
 
     out = tmp_path / "exported.safetensors"
     result = CliRunner().invoke(main, ["export", str(run_dir), "--best", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "step 5" in result.output and "best.pt" in result.output
+
+
+def test_a_resume_measuring_on_changed_evaluation_images_sets_the_old_best_aside(recipe_data, tmp_path, monkeypatch,
+                                                                                 capsys):
+    # 3 of 6 validation pairs gone between the stop and the resume: scores of the other set were
+    # compared with best.pt's, which kept its step though the new set scored better
+    import shutil
+
+    data = {**recipe_data, "paired": tmp_path / "paired"}
+    shutil.copytree(recipe_data["paired"], data["paired"])
+    run_dir = tmp_path / "run"
+    common = ("train.keep_best=val/psnr", "log.eval_every=1", "train.checkpoint_every=1")
+    scripted_psnr(monkeypatch, [25.0, 20.0, 21.0])
+    train(tiny_recipe_config("pix2pix", data, *common, "train.steps=2"), run_dir, CPU)
+    train(tiny_recipe_config("pix2pix", data, *common, "train.steps=3"), run_dir, CPU, resume=True)
+    assert "set aside" not in capsys.readouterr().err  # the same images: compared with best.pt
+    assert json.loads((run_dir / BEST_RECORD).read_text())["step"] == 1
+    (data["paired"] / "val" / "1.png").unlink()
+    scripted_psnr(monkeypatch, [10.0])
+    train(tiny_recipe_config("pix2pix", data, *common, "train.steps=4"), run_dir, CPU, resume=True)
+    assert "best.pt (val/psnr 25 at step 1) was measured on other images than the evaluation images hold now (files " \
+           "added, removed or changed since): set aside as best-other-images-00000001.pt" in capsys.readouterr().err
+    assert json.loads((run_dir / BEST_RECORD).read_text())["step"] == 4
+    assert load_checkpoint(run_dir / "best-other-images-00000001.pt")["step"] == 1
 
 
 @pytest.mark.parametrize("damage", ["truncated", "flipped bit", "empty"])
@@ -72,7 +106,7 @@ def test_a_damaged_best_pt_is_warned_of_on_resume_and_replaced_by_the_next_evalu
     with pytest.warns(UserWarning, match=r"best.pt' is corrupt.*its record is dropped, so the next evaluation keeps "
                                          "best.pt anew"):
         train(tiny_recipe_config("pix2pix", recipe_data, *common, "train.steps=3"), run_dir, CPU, resume=True)
-    assert json.loads((run_dir / BEST_RECORD).read_text()) == {"metric": "val/psnr", "value": 21.0, "step": 3}
+    assert recorded_best(run_dir) == {"metric": "val/psnr", "value": 21.0, "step": 3}
     assert load_checkpoint(run_dir / BEST_NAME)["step"] == 3
 
 
@@ -120,7 +154,7 @@ def test_a_resume_sets_aside_a_best_pt_kept_at_a_step_it_trains_again(recipe_dat
     train(tiny_recipe_config("pix2pix", recipe_data, *common, "train.steps=4"), run_dir, CPU, resume=True)
     assert "best.pt (val/psnr 30 at step 3) came from steps this resume from step 2 trains again" in (
         capsys.readouterr().err)
-    assert json.loads((run_dir / BEST_RECORD).read_text()) == {"metric": "val/psnr", "value": 24.0, "step": 4}
+    assert recorded_best(run_dir) == {"metric": "val/psnr", "value": 24.0, "step": 4}
     assert load_checkpoint(run_dir / BEST_NAME)["step"] == 4
     assert json.loads((run_dir / "best-discarded-00000003.json").read_text())["value"] == 30.0  # kept aside
     assert load_checkpoint(run_dir / "best-discarded-00000003.pt")["step"] == 3

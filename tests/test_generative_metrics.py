@@ -181,6 +181,20 @@ def image_folder(tmp_path) -> Path:
     return folder
 
 
+def test_images_added_between_the_check_and_the_first_pass_are_in_the_statistics_filed_under_their_key(
+        image_folder, tmp_path):
+    # the check before training listed 12 images; 4 more came before the first metrics pass: the
+    # statistics of the 12 were filed under the key of the 16, and every later run reused them
+    data = DataConfig(dataset="folder", root=str(image_folder), resolution=32)
+    evaluator = GenerativeEvaluator(data, ["swd"], 64, CPU, cache_dir=tmp_path / "cache")
+    assert len(evaluator.dataset()) == 12  # (the check before training)
+    for index in range(12, 16):
+        random_rgb((40, 40), seed=index).save(image_folder / f"{index:02d}.png")
+    assert evaluator.reference_size == 16
+    later = GenerativeEvaluator(data, ["swd"], 64, CPU, cache_dir=tmp_path / "cache")
+    assert later.reference_size == 16 and len(list((tmp_path / "cache").iterdir())) == 1  # (the cached ones)
+
+
 def test_reference_statistics_are_cached_and_invalidated_when_the_key_changes(image_folder, tmp_path, monkeypatch):
     loads = []
     original = generative.load_reference_images
@@ -617,6 +631,25 @@ def test_metrics_roots_headers_are_read_once_for_the_check_and_the_metrics(tmp_p
                          f"metrics.cache_dir='{tmp_path / 'cache'}'")
     train(config, tmp_path / "run", CPU, progress_stream=sys.stdout)
     assert scans.count(held_out) == 1, scans
+
+
+def test_a_resume_scoring_against_other_real_images_sets_best_pt_aside(tmp_path, capsys):
+    # metrics.root's images replaced by others under the same names between the stop and the resume:
+    # SWD against them was compared with best.pt's against the old ones
+    faces, held_out = tmp_path / "faces", tmp_path / "held_out"
+    for folder in (faces, held_out):
+        folder.mkdir()
+        for index in range(6):
+            random_rgb((32, 32), index).save(folder / f"{index}.png")
+    config = ("data.dataset=folder", f"data.root='{faces}'", "metrics.every=2", "metrics.num_samples=4", "metrics.names=['swd']", "train.keep_best=swd/mean",
+              f"metrics.root='{held_out}'", f"metrics.cache_dir='{tmp_path / 'cache'}'")
+    run_dir = train(tiny_config(*config, "train.steps=2"), tmp_path / "run", CPU, progress_stream=sys.stdout).run_dir
+    for index in range(6):
+        random_rgb((40, 40), 50 + index).save(held_out / f"{index}.png")
+    train(tiny_config(*config, "train.steps=4"), run_dir, CPU, resume=True, progress_stream=sys.stdout)
+    assert re.search(r"best.pt \(swd/mean \S+ at step 2\) was measured on other images than the real images of "
+                     r"metrics.root hold now .* set aside as best-other-images-00000002.pt", capsys.readouterr().err)
+    assert json.loads((run_dir / "best.json").read_text())["step"] == 4
 
 
 def test_metrics_root_is_read_whole_not_by_the_training_split(tmp_path):

@@ -408,6 +408,18 @@ def test_a_resume_on_changed_data_says_it_no_longer_matches_an_uninterrupted_run
     with pytest.warns(UserWarning, match=r"the training data differ from those .* trained on \(8 images then, 9 "
                                          r"now, or files renamed\)"):
         train(tiny_config(*data, "train.steps=4"), run_dir, torch.device("cpu"), resume=True)
+    # other images under the same names (a folder replaced by another version of the data set) went unsaid
+    for index in (*range(8), 9):
+        random_rgb((24, 20), 100 + index).save(faces / f"{index}.png")
+    with pytest.warns(UserWarning, match=r"trained on \(other images under the same names: their file sizes differ\)"):
+        train(tiny_config(*data, "train.steps=5"), run_dir, torch.device("cpu"), resume=True)
+    # the same images moved elsewhere are the same data: no word
+    faces.rename(tmp_path / "moved")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(tiny_config("data.dataset=folder", f"data.root={tmp_path / 'moved'}", "train.steps=6"), run_dir,
+              torch.device("cpu"), resume=True)
+    assert not [one for one in caught if "training data differ" in str(one.message)]
 
 
 def test_compare_takes_non_finite_values_out_of_a_group_with_a_warning_instead_of_a_traceback(tmp_path):

@@ -384,6 +384,7 @@ class BestCheckpoint:
         self.specs = specs  # this run's network specs: a best.pt of other networks is not its best
         self.value: float | None = None
         self.step: int | None = None  # where the best so far was kept
+        self.evaluated_on: str | None = None  # the signature of the images it was measured on (None: not recorded)
         self.other: tuple[str, float, int | None] | None = None  # (metric, value, step) of a best by another metric
         record, malformed = run_dir / BEST_RECORD, None
         if record.is_file():
@@ -400,6 +401,7 @@ class BestCheckpoint:
                     step = stored_step(run_dir / BEST_NAME) if (run_dir / BEST_NAME).is_file() else None
                 if saved.get("metric") == metric:
                     self.value, self.step = float(value), step
+                    self.evaluated_on = saved.get("evaluated_on") if isinstance(saved.get("evaluated_on"), str) else None
                 elif (run_dir / BEST_NAME).is_file():
                     self.other = (str(saved.get("metric")), float(value), step)
         self._agree_with_best_pt()
@@ -434,19 +436,34 @@ class BestCheckpoint:
         return (f"best.pt was kept by {metric} ({value:.4g}{at}): set aside as {aside}.pt, as this run now keeps "
                 f"best.pt by {self.metric} (train.keep_best)")
 
+    def set_aside_measured_elsewhere(self, evaluated_on: str, images: str) -> str | None:
+        """A best.pt measured on other images than this run's `evaluated_on` (`images` says which:
+        a resume reads its evaluation folder again, since changed) is no rival for this run's scores:
+        set aside, said as discard_after does. None when the images are the same, or unrecorded."""
+        if self.value is None or self.evaluated_on in (None, evaluated_on):
+            return None
+        aside = set_aside_best(self.run_dir, f"best-other-images-{self.step:08d}")
+        message = (f"best.pt ({self.metric} {self.value:.4g} at step {self.step}) was measured on other images than "
+                   f"{images} hold now (files added, removed or changed since): set aside as {aside}.pt; the next "
+                   "evaluation keeps best.pt anew, and the metric's curve changes its ground here")
+        self.value = self.step = self.evaluated_on = None
+        return message
+
     def improves(self, value: float) -> bool:
         if not math.isfinite(value):
             return False
         return self.value is None or (value < self.value if self.lower else value > self.value)
 
-    def save(self, state: dict[str, Any], step: int, value: float) -> None:
+    def save(self, state: dict[str, Any], step: int, value: float, evaluated_on: str | None = None) -> None:
         """best.pt, then best.json (each atomically); WriteError when the disk refuses. Once best.pt
         is written it is the best so far, also when best.json then fails (best.pt records its own
-        metric, value and step, which a resume reads when the two disagree)."""
-        save_checkpoint({**state, "best": {"metric": self.metric, "value": value}}, self.run_dir / BEST_NAME)
-        self.value, self.step = value, step
+        metric, value and step, which a resume reads when the two disagree). `evaluated_on`: the
+        signature of the images the value was measured on."""
+        measured = {"evaluated_on": evaluated_on} if evaluated_on else {}
+        save_checkpoint({**state, "best": {"metric": self.metric, "value": value, **measured}}, self.run_dir / BEST_NAME)
+        self.value, self.step, self.evaluated_on = value, step, evaluated_on
         write_text_atomically(self.run_dir / BEST_RECORD,
-                              json.dumps({"metric": self.metric, "value": value, "step": step}) + "\n")
+                              json.dumps({"metric": self.metric, "value": value, "step": step, **measured}) + "\n")
 
     def _agree_with_best_pt(self) -> None:
         """Take best.pt's own record (metric, value, step) where best.json disagrees with it: a
@@ -491,6 +508,7 @@ class BestCheckpoint:
             warnings.warn(f"'{self.run_dir / BEST_RECORD}' disagrees with {BEST_NAME}, which holds {self.metric} "
                           f"{value:.4g} of step {step}: best.pt's own record is used", stacklevel=3)
             self.value, self.step = float(value), step
+        self.evaluated_on = held["evaluated_on"] if isinstance(held.get("evaluated_on"), str) else None
 
 
 def set_aside_best(run_dir: Path, name: str) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
+import os
 import warnings
 from pathlib import Path
 from typing import Iterator
@@ -197,13 +199,28 @@ def source_fingerprint(config: DataConfig) -> str:
 
 
 def data_signature(dataset: Dataset) -> dict:
-    """Which images a data set holds, in its order, cheaply (their names, not their contents): kept
-    in each checkpoint, so that a resume on data since added to, removed from or renamed (whose sample
-    order then differs from the run's) says so. Names alone, so that a moved data folder matches."""
+    """Which images a data set holds, in its order, cheaply (their names and sizes, not their
+    contents): kept in each checkpoint, so that a resume on data since added to, removed from,
+    renamed (whose sample order then differs from the run's) or replaced by other images under the
+    same names says so. Names and sizes, not paths or times, so that a moved or copied folder matches."""
     paths = [path for attribute in ("paths", "a_paths", "b_paths") for path in getattr(dataset, attribute, ())]
     paths += [path for pair in getattr(dataset, "pairs", ()) for path in pair if path is not None]
     names = "\0".join(Path(path).name for path in paths).encode(errors="surrogateescape")
-    return {"images": len(dataset), "names": hashlib.sha256(names).hexdigest()}
+    return {"images": len(dataset), "names": hashlib.sha256(names).hexdigest(),
+            "sizes": hashlib.sha256(",".join(map(str, map(_size, paths))).encode()).hexdigest()}
+
+
+def _size(path: str | Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:  # (gone since it was listed: skipped where it is read)
+        return -1
+
+
+def evaluation_signature(dataset: Dataset) -> str:
+    """`data_signature` in one short digest: what best.pt records of the images its score was
+    measured on, so that a resume measuring on images since changed does not compare with it."""
+    return hashlib.sha256(json.dumps(data_signature(dataset), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def training_batches(config: DataConfig, dataset: Dataset, batch_size: int, seed: int, start_sample: int,

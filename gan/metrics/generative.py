@@ -193,11 +193,17 @@ class GenerativeEvaluator:
         self._reference: dict[str, dict[str, torch.Tensor]] | None = None
         self._real_images_asked = 0
         self._dataset: Dataset | None = None
+        self._listed_files = ""  # the folder's source_fingerprint as the data set was listed
 
-    def dataset(self) -> Dataset:
+    def dataset(self, files: str | None = None) -> Dataset:
         """The real images' data set, built once (its folder's headers read: 20 s at CelebA's 202,599):
-        the check before training and the first metrics pass both ask."""
+        the check before training and the first metrics pass both ask. The folder's fingerprint is
+        taken before the listing (`files`, when just taken): statistics of the listed images are
+        never filed under the key of the folder as it changed since."""
         if self._dataset is None:
+            from gan.data import source_fingerprint
+
+            self._listed_files = source_fingerprint(self.data) if files is None else files
             self._dataset = reference_dataset(self.data, self.root_key)
         return self._dataset
 
@@ -210,13 +216,15 @@ class GenerativeEvaluator:
             images: torch.Tensor | None = None
             self._reference = {}
             files = source_fingerprint(self.data) if kinds else ""
+            if self._dataset is not None and files != self._listed_files:
+                self._dataset = None  # (images added or changed since the check before training listed them)
             for kind in kinds:
                 key = reference_key(self.data, self.count, kind, files,
                                     self.inception_digest if kind == "inception" else "")
                 statistics = self.cache.load(key)
                 if statistics is None:
                     if images is None:
-                        images = self._load_reference_images()
+                        images = self._load_reference_images(files)
                     statistics = self._statistics(kind, images)
                     self.cache.store(key, statistics)
                 elif not self._reference and self.unreadable_real_images(statistics):
@@ -244,10 +252,10 @@ class GenerativeEvaluator:
             return f"{all_it_holds(self.data, read)}, less {unreadable} that could not be decoded"
         return f"{unreadable} of the {read} drawn could not be decoded"
 
-    def _load_reference_images(self) -> torch.Tensor:
+    def _load_reference_images(self, files: str) -> torch.Tensor:
         """The real images, announced with the number actually used: a data set smaller than the
-        count asked for gives all it holds."""
-        dataset = self.dataset()
+        count asked for gives all it holds. `files`: the folder's fingerprint, just taken."""
+        dataset = self.dataset(files)
         used = min(self.count, len(dataset))
         fewer = f"{all_it_holds(self.data, used)}, not the {self.count} asked for; " if used < self.count else ""
         # (mid-run, on a terminal, in the place of the progress line)

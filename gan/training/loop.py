@@ -402,6 +402,13 @@ class _Run:
         measured = {"metrics_root": str(Path(metrics.root).expanduser().resolve())} if metrics.every and metrics.root else {}
         return {**data_signature(self.dataset), "folders": folders, **measured}
 
+    @functools.cached_property
+    def evaluation_images(self) -> tuple[str, str]:
+        """`records.evaluation_images` of best.pt's metric, taken once: a run reads its evaluation
+        images once (a resume again)."""
+        assert self.best is not None
+        return records.evaluation_images(self.best, self.config, self.recipe, self.evaluator)
+
     def say(self, message: str) -> None:
         if self.main:
             print_above(message)
@@ -589,12 +596,15 @@ def _restore(run: _Run, on_resume: ResumeReport | None) -> None:
     run.samples_seen = state["samples_seen"]
     run.side_tasks_due = _side_tasks_due(state)
     trained_on, now = state.get("data"), run.data_record
-    signature = ("images", "names")  # (the folders may move: the same images elsewhere are the same data)
-    if isinstance(trained_on, dict) and any(trained_on.get(key) != now[key] for key in signature) and run.main:
-        warnings.warn(f"the training data differ from those '{run.last_checkpoint}' trained on ({trained_on.get('images')} "
-                      f"images then, {now['images']} now, or files renamed){_moved_folders(trained_on, now, run.config)}: "
-                      "the run goes on from its place in the stream of the data as they are now, so it no longer "
-                      "matches an uninterrupted run", stacklevel=2)
+    # (the folders may move: the same images elsewhere are the same data; sizes: not in checkpoints before them)
+    differ = [key for key in ("images", "names", "sizes") if isinstance(trained_on, dict)
+              and (key in trained_on or key != "sizes") and trained_on.get(key) != now[key]]
+    if differ and run.main:
+        how = ("other images under the same names: their file sizes differ" if differ == ["sizes"] else
+               f"{trained_on.get('images')} images then, {now['images']} now, or files renamed")
+        warnings.warn(f"the training data differ from those '{run.last_checkpoint}' trained on ({how})"
+                      f"{_moved_folders(trained_on, now, run.config)}: the run goes on from its place in the stream "
+                      "of the data as they are now, so it no longer matches an uninterrupted run", stacklevel=2)
     if run.health and "health" in state:
         try:
             run.health.load_state_dict(state["health"])
@@ -835,8 +845,14 @@ def _keep_best(run: _Run, validated: bool, scores: dict[str, float]) -> None:
         run.best = None  # said once: this recipe's validation never gives the metric
         warnings.warn(f"train.keep_best = '{best.metric}': no best.pt is kept: this run's validation gives "
                       f"{', '.join(sorted(scores)) or 'no scores'}", stacklevel=3)
-    elif best and best.metric in scores and best.improves(scores[best.metric]):
-        records.save_best(best, run.recipe, run.config, run.step, run.samples_seen, scores[best.metric])
+    elif best and best.metric in scores:
+        evaluated_on, images = run.evaluation_images
+        set_aside = best.set_aside_measured_elsewhere(evaluated_on, images)
+        if set_aside:
+            run.say(set_aside)
+        if best.improves(scores[best.metric]):
+            records.save_best(best, run.recipe, run.config, run.step, run.samples_seen, scores[best.metric],
+                              evaluated_on)
 
 
 def _side_tasks_due(state: dict) -> dict | None:

@@ -20,7 +20,7 @@ from gan.core.files import WriteError, write_atomically
 from gan.core.progress import print_above
 from gan.core.registry import ConfigError
 from gan.core.wording import first_few
-from gan.data import reference_data
+from gan.data import evaluation_signature, reference_data
 from gan.metrics.generative import GenerativeEvaluator, score_generator
 from gan.metrics.inception import InceptionWeightsDamaged, damaged_weights_advice, weights_setting
 from gan.recipes.base import Recipe
@@ -59,10 +59,11 @@ def best_checkpoint_to_keep(config: Config, recipe: Recipe, evaluator: Generativ
 
 
 def save_best(best: BestCheckpoint, recipe: Recipe, config: Config, step: int, samples_seen: int,
-               value: float) -> None:
-    """best.pt for a new best value; a write that fails (disk full) is warned about, training goes on."""
+              value: float, evaluated_on: str | None = None) -> None:
+    """best.pt for a new best value, measured on the images of signature `evaluated_on`; a write that
+    fails (disk full) is warned about, training goes on."""
     try:
-        best.save(training_state(recipe, config, step, samples_seen), step, value)
+        best.save(training_state(recipe, config, step, samples_seen), step, value, evaluated_on)
     except WriteError as error:
         kept = ("best.pt holds this new best, best.json still the one before" if best.step == step
                 else "best.pt stays at its previous best" if best.value is not None else "no best.pt is kept")
@@ -123,6 +124,16 @@ def drop_metrics_after(path: Path, step: int, say: Callable[[str], None]) -> Non
 # of the checkpoint they score or show (8 digits, more past step 99,999,999)
 EVALUATION_FILE = re.compile(r"(?:metrics-(\d{8,})(?:-live)?\.json|eval-.+-(\d{8,})\.(?:csv|json))")
 PREVIEW_FILE = re.compile(r"(\d{8,})-[^.]+\.png")
+
+
+def evaluation_images(best: BestCheckpoint, config: Config, recipe: Recipe,
+                      evaluator: GenerativeEvaluator | None) -> tuple[str, str]:
+    """The signature of the images best.pt's metric is measured on (the run's evaluation set for a
+    val/ metric, the metrics' real images for the others), and what names them in a message."""
+    if best.metric.startswith("val/"):
+        return evaluation_signature(recipe.evaluation_images.get()), "the evaluation images"
+    assert evaluator is not None  # (a generative metric's best.pt is kept only with an evaluator)
+    return evaluation_signature(evaluator.dataset()), f"the real images of {'metrics.root' if config.metrics.root else 'data.root'}"
 
 
 def lacks_settings(path: Path, config: Config) -> bool:
