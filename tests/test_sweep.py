@@ -1,6 +1,7 @@
 """`gan sweep` and `gan train --run-dir`: grid expansion and names, the manifest, commands for a
 job array, and a sweep run again that skips finished runs and resumes an interrupted one."""
 
+import hashlib
 import re
 import shlex
 
@@ -228,7 +229,20 @@ def test_a_config_file_edited_between_two_starts_of_a_sweep_is_refused(tmp_path)
     write_manifest(tmp_path / "sweep", manifest_text(config, [], grid, 1, expand(grid, 1)))
     config.write_text(DEMO.read_text().replace("g_lr = 2e-4", "g_lr = 3e-4"))
     assert "g_lr = 3e-4" in config.read_text()
-    with pytest.raises(ConfigError, match=r"differs in the config file's text \(edited since the sweep began"):
+    with pytest.raises(ConfigError, match=r"differs in the config file's settings \(edited since the sweep began: "
+                                          r".*; to go on with this sweep, put the config file's text back"):
+        write_manifest(tmp_path / "sweep", manifest_text(config, [], grid, 1, expand(grid, 1)))
+    # a comment edited (a shipped config's, by an upgrade of gan) changes no run: the sweep goes on
+    config.write_text(DEMO.read_text().replace("g_lr = 2e-4", "g_lr = 2e-4  # the DCGAN paper's"))
+    write_manifest(tmp_path / "sweep", manifest_text(config, [], grid, 1, expand(grid, 1)))
+    # a sweep begun by a gan that recorded the text alone: compared by its text, with the way on said
+    manifest = tmp_path / "sweep" / "sweep.toml"
+    digest = hashlib.sha256(config.read_bytes()).hexdigest()
+    manifest.write_text(re.sub(r'config_settings_sha256 = "\w+"', f'config_sha256 = "{digest}"', manifest.read_text()))
+    write_manifest(tmp_path / "sweep", manifest_text(config, [], grid, 1, expand(grid, 1)))
+    config.write_text(config.read_text() + "# a comment\n")
+    with pytest.raises(ConfigError, match=r"differs in the config file's text \(edited since the sweep began, if only "
+                                          r"in a comment\)\): .* put the config file's text back as it was"):
         write_manifest(tmp_path / "sweep", manifest_text(config, [], grid, 1, expand(grid, 1)))
 
 

@@ -182,14 +182,25 @@ def expand(grid: list[tuple[str, list[str]]], seeds: int, max_runs: int = MAX_RU
 def manifest_text(config: Path, sets: list[str], grid: list[tuple[str, list[str]]], seeds: int,
                   runs: list[SweepRun]) -> str:
     """sweep.toml: what was asked, and the runs it expanded to (JSON strings are TOML strings)."""
-    # (the config's text too: edited between two starts of the sweep, it would mix two experiments)
-    digest = hashlib.sha256(config.read_bytes()).hexdigest()
     lines = ["# gan sweep: the same command again skips finished runs and resumes the others",
-             f"config = {json.dumps(str(config.resolve()))}", f"config_sha256 = {json.dumps(digest)}",
+             f"config = {json.dumps(str(config.resolve()))}",
+             f"config_settings_sha256 = {json.dumps(config_settings_digest(config))}",
              f"sets = {json.dumps(sets)}", f"seeds = {seeds}",
              f"grid = {json.dumps([[key, *values] for key, values in grid])}", "", "[runs]"]
     lines += [f"{json.dumps(run.name)} = {json.dumps(list(run.overrides))}" for run in runs]
     return "\n".join(lines) + "\n"
+
+
+def config_settings_digest(config: Path) -> str:
+    """What the config file sets, as a digest: edited between two starts of a sweep, it would mix two
+    experiments. Its settings, not its text: a comment edited (in a shipped config by an upgrade of
+    gan, say) changes nothing any run trains with."""
+    text = config.read_bytes()
+    try:
+        text = json.dumps(tomllib.loads(text.decode("utf-8")), sort_keys=True, default=str).encode()
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError):  # (refused where the runs read it)
+        pass
+    return hashlib.sha256(text).hexdigest()
 
 
 @contextlib.contextmanager
@@ -216,9 +227,13 @@ def claimed_sweep_folder(out: Path, text: str) -> Iterator[None]:
 
 
 # What each entry of sweep.toml records, for the message that names those a command differs in.
-MANIFEST_PARTS = {"config": "the config file", "config_sha256": "the config file's text (edited since the sweep "
-                  "began: its runs so far trained with the earlier text)", "sets": "the --set values",
+MANIFEST_PARTS = {"config": "the config file", "config_settings_sha256": "the config file's settings (edited since the "
+                  "sweep began: its runs so far trained with the earlier ones)", "config_sha256": "the config "
+                  "file's text (edited since the sweep began, if only in a comment)", "sets": "the --set values",
                   "seeds": "--seeds", "grid": "--grid", "runs": "the runs"}
+# What to do about a config file edited since its sweep began
+EDITED_CONFIG_ADVICE = ("; to go on with this sweep, put the config file's text back as it was (or, where the edit "
+                        "changes no setting, go on with `gan train --resume` of each unfinished run)")
 
 
 def _set_values(sets: list) -> dict[str, str]:
@@ -238,14 +253,18 @@ def write_manifest(out: Path, text: str) -> None:
             stored, asked = tomllib.loads(path.read_text()), tomllib.loads(text)
         except tomllib.TOMLDecodeError as error:
             raise ConfigError(f"'{path}' is not a sweep manifest ({error}); use another --out") from error
-        if "config_sha256" not in stored:  # (a sweep begun before the config's text was recorded)
-            asked.pop("config_sha256")
+        if "config_settings_sha256" not in stored:  # (begun before its settings were recorded: by its text, or not at all)
+            asked.pop("config_settings_sha256")
+            if "config_sha256" in stored:
+                asked["config_sha256"] = hashlib.sha256(Path(asked["config"]).read_bytes()).hexdigest()
         if isinstance(stored.get("sets"), list) and _set_values(stored["sets"]) == _set_values(asked["sets"]):
             stored["sets"] = asked["sets"]  # the same --set values in another order
-        differ = [MANIFEST_PARTS.get(key, key) for key in asked if stored.get(key) != asked[key]]
+        differ = [key for key in asked if stored.get(key) != asked[key]]
         if differ:
-            raise ConfigError(f"'{out}' holds another sweep ({path} differs in {', '.join(differ)}): use another "
-                              "--out, or the command that made it")
+            edited = {"config_settings_sha256", "config_sha256"} & set(differ) and "config" not in differ
+            raise ConfigError(f"'{out}' holds another sweep ({path} differs in "
+                              f"{', '.join(MANIFEST_PARTS.get(key, key) for key in differ)}): use another --out, or "
+                              f"the command that made it{EDITED_CONFIG_ADVICE if edited else ''}")
         return
     # Runs no sweep made would count as this one's (one under a run's name as that run, finished)
     # and join its comparison.
