@@ -12,7 +12,7 @@ from PIL import Image
 
 from gan.core.registry import ConfigError
 from gan.data import build_dataset
-from gan.data.decode import ImageReadError, UnreadableImageWarning, check_header, read_rgb
+from gan.data.decode import ImageFolderGone, ImageReadError, UnreadableImageWarning, check_header, read_rgb
 from gan.data.image_files import celeba_dataset, image_folder_dataset
 from gan.data.sampling import ResumableSampler, batches
 from gan.data.synthetic import SyntheticFaces
@@ -87,6 +87,25 @@ def test_a_file_damaged_past_its_header_is_skipped_when_loaded(tmp_path):
     strict = image_folder_dataset(tmp_path, resolution=8, strict=True)
     with pytest.raises(ImageReadError, match="a_damaged.jpg"):
         strict[0]
+
+
+def test_a_data_folder_gone_mid_run_ends_the_reading_at_once_naming_it(tmp_path):
+    # each of its files was skipped and named in turn: 202,599 warnings for CelebA moved away, none
+    # of which said the folder was gone
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    for index in range(4):
+        random_rgb((16, 16), index).save(folder / f"{index}.png")
+    dataset = image_folder_dataset(folder, resolution=8)
+    folder.rename(tmp_path / "moved")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (no file skipped and named)
+        with pytest.raises(ImageFolderGone, match=f"its folder '{folder}' is gone \\(moved, renamed or unmounted"):
+            dataset[0]
+    (tmp_path / "moved").rename(folder)
+    (folder / "1.png").unlink()  # one file gone from a folder still there: skipped, as before
+    with pytest.warns(UnreadableImageWarning, match="no such file"):
+        dataset[1]
 
 
 @pytest.mark.parametrize("suffix", [".jpg", ".png"])

@@ -54,6 +54,11 @@ class NoReadableImages(ImageReadError):
     """None of a folder's image files could be read; the message names the folder."""
 
 
+class ImageFolderGone(ImageReadError):
+    """The folder of an image file listed before is gone (moved, renamed, unmounted): every file
+    of it would fail in turn, each skipped and named, so it ends the reading at once."""
+
+
 class UnreadableImageWarning(UserWarning):
     """An image file was skipped because it could not be read."""
 
@@ -284,6 +289,9 @@ def read_rgb(path: str | Path) -> Image.Image:
             rgb = to_rgb(in_srgb(image.transpose(upright) if upright is not None else image, path))
             return ImageOps.invert(rgb) if _white_is_zero_deep_grey(image) else rgb
     except DECODE_ERRORS as error:
+        if not Path(path).parent.is_dir():
+            raise ImageFolderGone(f"cannot read image '{one_line(path)}': its folder '{one_line(Path(path).parent)}' "
+                                  "is gone (moved, renamed or unmounted since it was listed)") from error
         raise ImageReadError(f"cannot read image '{one_line(path)}': {decode_problem(error)}") from error
     except MemoryError as error:  # (a process under a memory limit: the message is empty)
         raise ImageReadError(f"cannot read image '{one_line(path)}': not enough memory to decode it") from error

@@ -19,6 +19,7 @@ from gan.core.config import CELEBA_OFFICIAL_WIDTH
 from gan.core.images import pil_to_signed
 from gan.core.wording import first_few, one_line
 from gan.data.decode import (
+    ImageFolderGone,
     ImageReadError,
     NoReadableImages,
     UnreadableImageWarning,
@@ -81,6 +82,8 @@ class SkipUnreadable:
             candidate = (index + attempt) % size
             try:
                 return load(candidate)
+            except ImageFolderGone:  # (each of its files would be skipped and named in turn: thousands of lines)
+                raise
             except ImageReadError as error:
                 if self.strict:
                     raise
