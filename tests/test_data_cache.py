@@ -371,6 +371,42 @@ def test_gan_cache_list_verify_and_clear(folder, tmp_path):
     assert empty.exit_code == 0 and f"{cache_dir}: no caches to verify" in empty.output  # not silence
 
 
+def test_a_cache_of_an_earlier_gan_is_listed_as_unused_and_removed_by_the_next_build(folder, tmp_path, capsys):
+    # after an upgrade, its cache (never read again) was listed and verified as an ordinary one
+    import json
+    import shutil
+
+    from click.testing import CliRunner
+
+    from gan.commands.main import main
+
+    config, array = build_once(folder, tmp_path)
+    header = {**json.loads(array.with_suffix(".json").read_text()), "version": cache_module.VERSION - 1}
+    earlier = array.with_name(f"{cache_module.cache_name(header)}.npy")
+    shutil.copy(array, earlier)
+    earlier.with_suffix(".json").write_text(json.dumps(header))
+    listed = CliRunner().invoke(main, ["cache", "list", "--dir", str(tmp_path / "cache")])
+    said = f"unused: another gan's (cache format {cache_module.VERSION - 1}, this gan's is {cache_module.VERSION})"
+    assert listed.output.count("unused: another gan's") == 1 and said in listed.output, listed.output
+    verified = CliRunner().invoke(main, ["cache", "verify", "--dir", str(tmp_path / "cache")])
+    assert verified.exit_code == 0 and f"{earlier.stem}  {folder.resolve()}  (unused: another gan's" in verified.output
+    random_rgb((40, 40), seed=99).save(folder / "03.png")
+    next(training_batches(config, build_dataset(config), 2, 0, 0, CPU))
+    assert f"removing the out-of-date cache '{earlier}'" in capsys.readouterr().err and not earlier.exists()
+
+
+def test_a_celeba_cache_keyed_by_the_folder_holding_its_images_is_of_the_same_source():
+    # gan before 2026-12-05 keyed CelebA's cache by data.root's spelling: that cache stayed, unread, after an upgrade
+    identity = {"dataset": "celeba", "resolution": 64, "split": "all", "max_images": 0, "crop": 140,
+                "root": "/data/celeba/img_align_celeba"}
+    assert cache_module.same_source({**identity, "root": "/data/celeba"}, identity)
+    assert cache_module.same_source(identity, identity)
+    assert not cache_module.same_source({**identity, "root": "/data"}, identity)
+    assert not cache_module.same_source({**identity, "root": "/data/celeba", "resolution": 32}, identity)
+    folder = {"dataset": "folder", "resolution": 64, "split": "all", "max_images": 0, "root": "/data/faces/train"}
+    assert not cache_module.same_source({**folder, "root": "/data/faces"}, folder)
+
+
 def test_gan_cache_list_names_a_cache_cut_short(folder, tmp_path):
     """A copy or disk that cut the array short used to be listed as a sound cache."""
     from click.testing import CliRunner

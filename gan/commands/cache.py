@@ -99,7 +99,7 @@ def cache_list(cache_dir: Path | None) -> None:
     any whose array does not fit its header (cut short, say; `verify` reads every checksum)."""
     import datetime
 
-    from gan.data.cache import cache_structure_damage
+    from gan.data.cache import cache_structure_damage, earlier_format
 
     folder = _resolve_cache_dir(cache_dir)
     found = _scan(folder)
@@ -112,8 +112,12 @@ def cache_list(cache_dir: Path | None) -> None:
                         f"  data.max_images {header['max_images']}" if header.get("max_images") else ""])
         click.echo(f"  {entry.name}  {entry.size_bytes / 2**20:9.1f} MiB  {header['count']:>7} images  "
                    f"{header['resolution']} px  used {used}  {header.get('root', header.get('dataset', ''))}{part}")
-        _, damage = cache_structure_damage(entry.array_path, header)
-        if damage:
+        other_format = earlier_format(header)
+        _, damage = cache_structure_damage(entry.array_path, header) if other_format is None else (None, None)
+        if other_format:
+            click.echo(f"    unused: another gan's ({other_format}), never read by this one; the next run on its "
+                       "images removes it, gan cache clear --older-than DAYS by its last use")
+        elif damage:
             click.echo(f"    damaged: its array {damage} (the next run that uses it rebuilds it; gan cache verify "
                        "removes it now)")
     if found.leftovers:
@@ -129,7 +133,7 @@ def cache_list(cache_dir: Path | None) -> None:
 def cache_verify(cache_dir: Path | None) -> None:
     """Check every cache against its header: size, shape and every checksum. A damaged cache is
     removed (the next run that needs it rebuilds it); exits with 1 when any was damaged."""
-    from gan.data.cache import cache_damage
+    from gan.data.cache import cache_damage, earlier_format
 
     folder = _resolve_cache_dir(cache_dir)
     found = _scan(folder)
@@ -139,7 +143,9 @@ def cache_verify(cache_dir: Path | None) -> None:
     for entry in found.caches:
         _, damage = cache_damage(entry.array_path, entry.header, verify_all=True)
         if damage is None:
-            click.echo(f"ok       {entry.name}  {entry.header.get('root', '')}")
+            other_format = earlier_format(entry.header)
+            unused = f"  (unused: another gan's, {other_format})" if other_format else ""
+            click.echo(f"ok       {entry.name}  {entry.header.get('root', '')}{unused}")
             continue
         damaged += 1
         try:

@@ -176,6 +176,24 @@ def _stored_header(header: dict, header_path: Path, array_path: Path) -> dict | 
     return stored if matches else None
 
 
+def same_source(header: dict, identity: dict) -> bool:
+    """Whether a cache's `header` is of the data set `identity` names, decoded before its files (or
+    gan's format) changed. A CelebA cache keyed by the folder holding img_align_celeba/ (gan before
+    2026-12-05 keyed it by data.root's spelling) is of its image folder too."""
+    if any(header.get(key) != value for key, value in identity.items() if key != "root"):
+        return False
+    root = header.get("root")
+    return root == identity.get("root") or (
+        identity.get("dataset") == "celeba" and root is not None and root == str(Path(identity["root"]).parent))
+
+
+def earlier_format(header: dict) -> str | None:
+    """'cache format 5, this gan's is 6' for a cache an earlier (or later) gan wrote, which this gan
+    never reads (the next run on its images rebuilds it and removes this one); None for this gan's."""
+    version = header.get("version")
+    return None if version == VERSION else f"cache format {version}, this gan's is {VERSION}"
+
+
 def load_or_build_cache(dataset: ImageFileDataset, identity: dict, cache_dir: Path, progress_stream=None,
                         verify_all: bool = False) -> np.ndarray:
     """The (N, 3, R, R) uint8 array of the data set, memory-mapped; built first if missing, stale
@@ -214,7 +232,7 @@ def load_or_build_cache(dataset: ImageFileDataset, identity: dict, cache_dir: Pa
     # Caches of the same source decoded before its files (or gan's format) changed: never read again,
     # and removed before the build, whose disk space they may be holding. (A run mapping one reads on.)
     for older in list_caches(cache_dir):
-        if older.name != name and {key: older.header.get(key) for key in identity} == identity:
+        if older.name != name and same_source(older.header, identity):
             print(f"removing the out-of-date cache '{older.array_path}' of the same images "
                   f"({format_bytes(older.size_bytes)})", file=sys.stderr)
             try:
