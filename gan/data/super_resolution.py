@@ -181,8 +181,10 @@ def super_resolution_dataset(root: str | Path, degradation: Degradation, hr_size
     if not train:
         warn_of_low_resolution_copies(readable, degradation.scale, root)
     if not readable:
-        too_small = (f", {len(small)} smaller than the {hr_size} px training crop: {_named_with_sizes(small)}"
-                     if small else "")
+        # (the largest first, in a line of its own length: which crop they can give is what helps)
+        largest = dict(sorted(small.items(), key=lambda item: -min(item[1]))[:3])
+        too_small = (f", {len(small)} smaller than the {hr_size} px training crop; the largest: "
+                     f"{_named_with_sizes(largest)}" if small else "")
         raise ImageReadError(f"no usable images under '{root}' ({len(paths)} image files, {len(skipped)} unreadable"
                              f"{too_small})")
     return SuperResolutionPairs(readable, degradation, hr_size, upsample_input, train, hflip, strict, len(skipped),
