@@ -658,6 +658,13 @@ def test_eval_keeps_a_default_result_of_another_data_set_or_checkpoint(dcgan_run
     forced = invoke("eval", dcgan_run, "--metrics", "swd", "--n", "4", "--data", faces, "--cache-dir", tmp_path / "c",
                     "--overwrite")
     assert forced.exit_code == 0 and str(faces.resolve()) in result.read_text()
+    # the folder holding other images now: its record was replaced in silence
+    recorded = result.read_text()
+    random_rgb((32, 32), 9).save(faces / "4.png")
+    changed = invoke("eval", dcgan_run, "--metrics", "swd", "--n", "4", "--data", faces, "--cache-dir", tmp_path / "c")
+    assert_one_error_line(changed, f"holds an evaluation of {list_checkpoints(dcgan_run)[-1].name} on "
+                                   f"{faces.resolve()} as its images were then", "pass --json PATH", "--overwrite")
+    assert result.read_text() == recorded
 
 
 def test_eval_scores_swd_against_one_real_image_as_training_does(dcgan_run, tmp_path):

@@ -143,6 +143,15 @@ def test_gan_eval_never_writes_over_the_images_it_scores_nor_over_another_folder
     assert "pass --csv PATH to keep both" in second.output
     again = CliRunner().invoke(main, ["eval", str(run_dir), "--data", str(data["hr"])])  # the same one: replaced
     assert again.exit_code == 0, again.output
+    # the same folder holding other images now is another data set: its record was replaced in silence
+    kept = csv_path.with_suffix(".json").read_text()
+    random_rgb((52, 44), 7).save(image)
+    changed = CliRunner().invoke(main, ["eval", str(run_dir), "--data", str(data["hr"])])
+    assert changed.exit_code == 2 and "as its images were then (files added, removed or changed since): pass " \
+        "--csv PATH to keep both, or --overwrite to replace it" in changed.output, changed.output
+    assert csv_path.with_suffix(".json").read_text() == kept
+    replaced = CliRunner().invoke(main, ["eval", str(run_dir), "--data", str(data["hr"]), "--overwrite"])
+    assert replaced.exit_code == 0, replaced.output
     import os
 
     here = os.getcwd()

@@ -220,12 +220,13 @@ class EvalOutputs:
 
     def check(self, outputs: list[Path], defaults: list[Path], checkpoint: Path | None = None,
               data: str | None = None, data_folder: Path | None = None, step: int = 0,
-              run_config: dict | None = None, scored: tuple[list[str], int | None] | None = None) -> None:
+              run_config: dict | None = None, scored: tuple[list[str], int | None] | None = None,
+              contents: str | None = None) -> None:
         """OutputRefused unless every file of `outputs` may be written (never one of the images under
         `data_folder`, the images scored, nor of the run's own data in `run_config`); those of
         `defaults` are eval's own, replaced without --overwrite only by an evaluation of the same
-        `checkpoint` (at `step`) on the same `data`, and one of `scored`'s (metrics, --n) that keeps
-        all the record holds."""
+        `checkpoint` (at `step`) on the same `data` (its `contents`, `contents_digest`, unchanged), and one
+        of `scored`'s (metrics, --n) that keeps all the record holds."""
         from gan.inference.outputs import check_outputs
 
         # (folders are listed only where an output may be one of their images: CelebA's 202,599 took 20 s to list
@@ -236,7 +237,24 @@ class EvalOutputs:
         if not self.overwrite and checkpoint is not None:
             for path in outputs:
                 if path in defaults:
-                    refuse_another_evaluation(path, checkpoint, data, step, scored)
+                    refuse_another_evaluation(path, checkpoint, data, step, scored, contents)
+
+
+def contents_digest(folder: Path | None) -> str | None:
+    """The names and sizes of the images under `folder` as one digest (None for no folder): an
+    evaluation's record keeps it, so that one of the same folder since changed is another data set's."""
+    import hashlib
+
+    if folder is None:
+        return None
+    digest = hashlib.sha256()
+    for image in _images_under(folder):
+        try:
+            size = os.stat(image).st_size
+        except OSError:
+            size = -1
+        digest.update(os.fsencode(image.relative_to(folder)) + f"\0{size}\n".encode())
+    return digest.hexdigest()[:16]
 
 
 def _file_identity(path: Path | None) -> tuple | None:
@@ -292,7 +310,7 @@ def _images_under(folder: Path | None) -> list[Path]:
 
 
 def refuse_another_evaluation(path: Path, checkpoint: Path, data: str | None, step: int,
-                              scored: tuple[list[str], int | None] | None = None) -> None:
+                              scored: tuple[list[str], int | None] | None = None, contents: str | None = None) -> None:
     """A default result file that records another checkpoint or another data set (a loose checkpoint of
     the same step beside this one, a data folder of the same name elsewhere) is not replaced without
     --overwrite: it is another evaluation, not an earlier run of this one. The run's best.pt is the
@@ -318,6 +336,9 @@ def refuse_another_evaluation(path: Path, checkpoint: Path, data: str | None, st
             stored.get("step") == step and {before[0], checkpoint.name} <= same_weights))):
         raise OutputRefused(f"'{path}' holds an evaluation of {before[0]} on {before[1]}, not of {checkpoint.name} "
                             f"on {data}: {keep}")
+    if isinstance(stored.get("data_contents"), str) and contents is not None and stored["data_contents"] != contents:
+        raise OutputRefused(f"'{path}' holds an evaluation of {before[0]} on {data} as its images were then (files "
+                            f"added, removed or changed since): {keep}")
     if scored is None:
         return
     names, count = scored
@@ -423,15 +444,19 @@ def _evaluate_generative(state: dict, path: Path, folder: Path | None, metric_na
                    err=True)
     reference = reference_of(folder or data)
     real_images = folder or (Path(data.root) if data.dataset != "synthetic" else None)
+    contents = contents_digest(real_images)
     outputs.check([json_path], defaults=[default], checkpoint=path, data=reference, data_folder=real_images,
                   step=loaded.step, run_config=loaded.config,
-                  scored=(_scored_names(names, explicit=metric_names is not None, weights=inception_weights), count))
+                  scored=(_scored_names(names, explicit=metric_names is not None, weights=inception_weights), count),
+                  contents=contents)
     # Asked for by name, a metric that cannot run is an error; by default it is skipped, saying why.
     # (A named --inception-weights file was checked on the way in.)
     result = evaluate_generative(loaded, names, count, device, folder, inception_weights, cache_dir,
                                  require_weights=metric_names is not None, progress_stream=sys.stderr,
                                  root_key=root_key)
     scores = {key: value for key, value in result.items() if isinstance(value, float)}
+    if contents is not None:
+        result["data_contents"] = contents
 
     def write() -> None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
@@ -494,9 +519,10 @@ def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_pa
     distributions = data["dataset"] != "sr_pairs"
     weights_there = inception_weights is not None or _weights_found(None)
     kept = (["fid", "kid", "swd"] if weights_there else ["swd"], None) if distributions else None
+    contents = contents_digest(scored)
     outputs.check(planned + strips, defaults=[default, default.with_suffix(".json")], checkpoint=path,
                   data=str(scored.resolve()), data_folder=folder, step=translator.step, run_config=translator.config,
-                  scored=kept)
+                  scored=kept, contents=contents)
     # Asked for by --inception-weights, FID/KID must run (checked here, before any image is scored);
     # by default they are skipped without the weights, said after the images are (a folder that is no
     # pairs is refused alone). (Not for SR, whose images differ in size.)
@@ -521,7 +547,8 @@ def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_pa
     result = {"checkpoint": str(translator.checkpoint), "step": translator.step, "data": str(scored.resolve()),
               "split": split, "mean": {key: value if math.isfinite(value) else None
                                        for key, value in rows[-1].items() if key != "image"},
-              "infinite_scores": infinite, "skipped_images": {one.image: one.reason for one in skipped}}
+              "infinite_scores": infinite, "skipped_images": {one.image: one.reason for one in skipped},
+              "data_contents": contents}
     scores = {}
     if image_sets and distributions:
         scores, skipped_metrics = distribution_scores(image_sets, metrics or translation_metrics())
