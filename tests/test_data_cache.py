@@ -177,6 +177,35 @@ def test_a_killed_builders_temp_file_is_removed_and_a_live_ones_kept(folder, tmp
     assert elsewhere.exists() and not long_quiet.exists()  # (removing it failed that build's rename)
 
 
+CUT_SHORT_UNDER_THE_RUN = """
+import os, sys, torch
+from pathlib import Path
+from gan.core.config import DataConfig
+from gan.data import build_dataset, training_batches
+config = DataConfig(dataset="folder", root=sys.argv[1], resolution=16, num_workers=0, cache="mmap", cache_dir=sys.argv[2])
+batches = training_batches(config, build_dataset(config), 4, 0, 0, torch.device("cpu"))
+next(batches)
+(array,) = Path(sys.argv[2]).glob("*.npy")
+os.truncate(array, 1000)  # (a copy or `rsync --inplace` over it, not gan: gan replaces files whole)
+try:
+    for _ in range(10):
+        next(batches)
+except OSError as error:
+    print(error)
+"""
+
+
+def test_a_cache_cut_short_under_a_run_is_an_error_naming_it_not_a_bus_error(folder, tmp_path):
+    # reading past the new end of the mapped file killed the run with SIGBUS: no line, no checkpoint
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-c", CUT_SHORT_UNDER_THE_RUN, str(folder), str(tmp_path / "cache")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert "the decoded-image cache" in done.stdout and "was cut short while this run read it (1000 of its" \
+        in done.stdout, done.stdout
+
+
 ANOTHER_MACHINE = """
 import sys, time, socket
 from pathlib import Path

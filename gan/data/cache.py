@@ -543,6 +543,11 @@ class CachedBatches:
                  device: torch.device, on_device: bool, group: ProcessGroup = SINGLE_PROCESS):
         sampler, batch_size = shard(ResumableSampler(len(images), seed, start=start_sample), batch_size, group)
         self.batch_size, self.hflip, self.device = batch_size, hflip, device
+        # The mapped file, held open: cut short in place under the run (a copy or rsync --inplace over it),
+        # reading past its new end would kill the process with SIGBUS, its steps since the checkpoint lost
+        filename = getattr(images, "filename", None) if not on_device else None
+        self.mapped = open(filename, "rb") if filename else None  # (open for the run's length)
+        self.mapped_end = getattr(images, "offset", 0) + images.nbytes
         # np.asarray: a plain view of the memory map (its subclass costs time on every gather)
         self.images = upload_to_device(images, device) if on_device else np.asarray(images)
         self.samples: Iterator[tuple[int, int]] = iter(sampler)
@@ -562,6 +567,10 @@ class CachedBatches:
         if isinstance(self.images, torch.Tensor):
             rows = self.images[_on_device(indices, torch.int64, self.device)]
             return {"image": _flip_and_scale(rows, _on_device(flips, torch.bool, self.device), self.levels)}
+        if self.mapped is not None and os.fstat(self.mapped.fileno()).st_size < self.mapped_end:  # (1 us)
+            raise ImageReadError(f"the decoded-image cache '{self.mapped.name}' was cut short while this run read it "
+                                 f"({os.fstat(self.mapped.fileno()).st_size} of its {self.mapped_end} bytes: a copy or "
+                                 "truncate over it?); the next start rebuilds it")
         if self.device.type == "cuda":
             pinned = torch.empty((self.batch_size, *self.images.shape[1:]), dtype=torch.uint8, pin_memory=True)
             np.take(self.images, indices, axis=0, out=pinned.numpy())
