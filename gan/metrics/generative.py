@@ -88,6 +88,11 @@ def reference_key(data: DataConfig, count: int, kind: str, files: str | None = N
             **({"weights": weights} if weights else {})}
 
 
+# What a reference set's statistics may be of before they are out of date: its files since changed,
+# an earlier metric version (never read again; up to a GB each at 10,000 images)
+OUT_OF_DATE_KEYS = ("version", "files")
+
+
 class ReferenceCache:
     """Statistics files in a folder, one per key: `<kind>-<hash of key>.pt`, holding the key itself."""
 
@@ -97,6 +102,25 @@ class ReferenceCache:
     def path(self, key: dict) -> Path:
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
         return self.folder / f"{key['kind']}-{digest}.pt"
+
+    def _remove_out_of_date(self, key: dict) -> None:
+        """Remove the statistics `key` replaces: of the same data set, count and kind (and weights),
+        computed before its files or the metric's version changed, so never read again. Each file's
+        key is read alone (memory-mapped); one that does not load is left alone."""
+        same = {name: value for name, value in key.items() if name not in OUT_OF_DATE_KEYS}
+        for path in self.folder.glob(f"{key['kind']}-*.pt"):
+            if path == self.path(key):
+                continue
+            try:
+                stored = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("key")
+            except Exception:  # noqa: BLE001 - not statistics this gan can read: not its to remove
+                continue
+            if isinstance(stored, dict) and {name: value for name, value in stored.items()
+                                             if name not in OUT_OF_DATE_KEYS} == same:
+                size = path.stat().st_size
+                path.unlink(missing_ok=True)
+                print_above(f"removed the out-of-date reference statistics '{path}' of the same images "
+                            f"({size / 2**20:.1f} MiB)")
 
     def load(self, key: dict) -> dict[str, torch.Tensor] | None:
         path = self.path(key)
@@ -118,6 +142,7 @@ class ReferenceCache:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             remove_stale_temps(self.folder)  # (a run killed as it stored statistics left its temp for good)
+            self._remove_out_of_date(key)
             save_checkpoint({"key": key, "statistics": statistics}, self.path(key))
         except (CheckpointError, OSError) as error:  # a read-only or full cache is slow, not fatal (WriteError)
             warnings.warn(f"could not cache reference statistics in '{self.folder}' ({error}); they are computed "
