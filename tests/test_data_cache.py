@@ -87,7 +87,7 @@ def test_an_out_of_date_cache_of_the_same_images_is_removed_before_the_rebuild(f
     monkeypatch.setattr(cache_module, "_build", lambda *args: present.append(old_array.exists()) or original(*args))
     next(training_batches(config, build_dataset(config), 2, 0, 0, CPU))
     assert present == [False] and len(list((tmp_path / "cache").glob("*.npy"))) == 1
-    assert f"removing the out-of-date cache '{old_array}' of the same images" in capsys.readouterr().err
+    assert f"removing the out-of-date cache '{old_array}' of this data set" in capsys.readouterr().err
 
 
 

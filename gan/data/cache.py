@@ -233,7 +233,7 @@ def load_or_build_cache(dataset: ImageFileDataset, identity: dict, cache_dir: Pa
     # and removed before the build, whose disk space they may be holding. (A run mapping one reads on.)
     for older in list_caches(cache_dir):
         if older.name != name and same_source(older.header, identity):
-            print(f"removing the out-of-date cache '{older.array_path}' of the same images "
+            print(f"removing the out-of-date cache '{older.array_path}' of this data set "
                   f"({format_bytes(older.size_bytes)})", file=sys.stderr)
             try:
                 older.remove()

@@ -119,7 +119,7 @@ class ReferenceCache:
                                              if name not in OUT_OF_DATE_KEYS} == same:
                 size = path.stat().st_size
                 path.unlink(missing_ok=True)
-                print_above(f"removed the out-of-date reference statistics '{path}' of the same images "
+                print_above(f"removed the out-of-date reference statistics '{path}' of this data set "
                             f"({size / 2**20:.1f} MiB)")
 
     def load(self, key: dict) -> dict[str, torch.Tensor] | None:
