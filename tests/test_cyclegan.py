@@ -128,6 +128,11 @@ def test_a_resume_of_pools_without_their_stream_says_it_is_not_exact():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         recipe.load_per_process_state(recipe.per_process_state())
+        # no pool (loss.pool_size = 0) draws nothing: its resume is exact, and was warned of
+        without_pools = CycleGANRecipe(load_config(CONFIG, [*TINY, "data.root=unused", "loss.pool_size=0"]),
+                                       torch.device("cpu"), _null)
+        without_pools.load_per_process_state({f"pool_{domain}": {"images": torch.zeros(0, 3, side, side)}
+                                              for domain in ("A", "B")})
 
 
 def _scaling_conv(factor: float) -> nn.Conv2d:

@@ -177,6 +177,24 @@ def test_a_killed_builders_temp_file_is_removed_and_a_live_ones_kept(folder, tmp
     assert elsewhere.exists() and not long_quiet.exists()  # (removing it failed that build's rename)
 
 
+def test_an_image_that_fails_a_strict_cache_build_is_said_as_the_image_not_as_the_disk(tmp_path):
+    # "could not write the decoded-image cache (65641.0 MiB free): cannot read image ...; set data.cache_dir
+    # to a disk with room": an image's error (--strict, or its folder gone) read as a full disk
+    from gan.data.decode import ImageReadError
+
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    for index in range(4):
+        random_rgb((40, 40), index).save(folder / f"{index}.jpg", quality=95)
+    damage_past_the_header(folder / "2.jpg")
+    config = config_for(folder, "mmap", tmp_path)
+    config.strict = True
+    with pytest.raises(ImageReadError, match="2.jpg") as raised:
+        next(training_batches(config, build_dataset(config), 2, 0, 0, CPU))
+    assert not isinstance(raised.value, WriteError) and "could not write" not in str(raised.value)
+    assert not list((tmp_path / "cache").glob("*.tmp"))  # (its temp removed)
+
+
 CUT_SHORT_UNDER_THE_RUN = """
 import os, sys, torch
 from pathlib import Path
@@ -434,6 +452,17 @@ def test_a_celeba_cache_keyed_by_the_folder_holding_its_images_is_of_the_same_so
     assert not cache_module.same_source({**identity, "root": "/data/celeba", "resolution": 32}, identity)
     folder = {"dataset": "folder", "resolution": 64, "split": "all", "max_images": 0, "root": "/data/faces/train"}
     assert not cache_module.same_source({**folder, "root": "/data/faces"}, folder)
+
+
+def test_a_kaggle_celeba_cache_keyed_by_its_outer_folders_is_of_the_same_source(tmp_path):
+    # Kaggle's img_align_celeba/img_align_celeba/ named by the folder above both: its earlier cache stayed
+    images = tmp_path / "kaggle" / "img_align_celeba" / "img_align_celeba"
+    images.mkdir(parents=True)
+    identity = {"dataset": "celeba", "resolution": 64, "split": "all", "max_images": 0, "crop": 140,
+                "root": str(images.resolve())}
+    for named in (tmp_path / "kaggle", images.parent):
+        assert cache_module.same_source({**identity, "root": str(named.resolve())}, identity)
+    assert not cache_module.same_source({**identity, "root": str(tmp_path.resolve())}, identity)
 
 
 def test_gan_cache_list_names_a_cache_cut_short(folder, tmp_path):

@@ -793,6 +793,32 @@ def test_a_checkpoint_replaced_as_it_is_read_is_checked_as_the_file_loaded(runs,
     assert load_checkpoint(first)["step"] == 2  # the file loaded, checked whole
 
 
+def test_a_folder_gone_mid_command_ends_eval_and_translate_at_once(tmp_path, monkeypatch):
+    # each of its images was skipped in turn, a mean of those before written as the result, exit 0
+    import gan.inference.scoring as scoring
+    from gan.commands.translate import _translate_one
+    from gan.data.decode import ImageFolderGone
+    from gan.data.super_resolution import Degradation
+
+    folder = tmp_path / "hr"
+    folder.mkdir()
+    for index in range(3):
+        random_rgb((48, 48), index).save(folder / f"{index}.png")
+    original = scoring.read_rgb
+
+    def moved_first(path):
+        if folder.is_dir():
+            folder.rename(tmp_path / "moved")  # (after the listing, before the first read)
+        return original(path)
+
+    monkeypatch.setattr(scoring, "read_rgb", moved_first)
+    with pytest.raises(ImageFolderGone, match=f"its folder '{folder}' is gone"):
+        next(scoring.evaluate_super_resolution(None, folder, Degradation(4)))
+    with pytest.raises(SystemExit) as stopped:  # (one line, as an input alone)
+        _translate_one(None, folder / "0.png", tmp_path / "out.png", False, None, "0 of 3", alone=False)
+    assert stopped.value.code == 2
+
+
 def test_best_set_aside_by_a_resume_is_said_as_such(dcgan_run):
     # --best during a resume from before best.pt's step said "the run kept none"
     from gan.core.checkpoint import best_checkpoint, set_aside_best
@@ -800,9 +826,19 @@ def test_best_set_aside_by_a_resume_is_said_as_such(dcgan_run):
     checkpoint = list_checkpoints(dcgan_run)[-1]
     shutil.copyfile(checkpoint, dcgan_run / "best.pt")
     set_aside_best(dcgan_run, "best-discarded-00000004")
-    with pytest.raises(CheckpointError, match=r"no best.pt in run directory '.*' now: a resume from an earlier step "
-                                              r"set the last one aside as 'best-discarded-00000004.pt'"):
+    with pytest.raises(CheckpointError, match=r"no best.pt in run directory '.*' now: a resume set the last one aside "
+                                              r"as 'best-discarded-00000004.pt' \(it came from steps it trained again\)"):
         best_checkpoint(dcgan_run)
+    # one measured on images since changed: said as such, not as "the run kept none"
+    for name in ("best-discarded-00000004.pt", "best-discarded-00000004.json"):
+        (dcgan_run / name).unlink(missing_ok=True)
+    shutil.copyfile(checkpoint, dcgan_run / "best.pt")
+    set_aside_best(dcgan_run, "best-other-images-00000004")
+    with pytest.raises(CheckpointError, match=r"as 'best-other-images-00000004.pt' \(it was measured on images since "
+                                              r"changed\)"):
+        best_checkpoint(dcgan_run)
+    for name in ("best-other-images-00000004.pt", "best-other-images-00000004.json"):
+        (dcgan_run / name).unlink(missing_ok=True)
 
 
 def test_an_n_larger_than_the_real_images_is_warned_of_by_name(dcgan_run, tmp_path):

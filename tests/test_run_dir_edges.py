@@ -95,6 +95,19 @@ def test_a_folder_of_runs_given_to_run_dir_is_said_to_be_one(tmp_path):
     assert result.exit_code == 2 and len(error_lines(result.output)) == 1, result.output
     assert f"--run-dir '{runs}' is a folder of runs ({run}), not a run: give a new folder, or one of them to resume " \
         f"it, e.g. --run-dir {runs / run}" in result.output
+    # past run 99999, the newest by its number (by name, '100000-' came before '99999-')
+    import shutil
+
+    from gan.commands.common import _numbered_run_hint
+    from gan.core.registry import ConfigError
+    from gan.training.run_dir import start_or_resume
+
+    for number in ("99999", "100000"):
+        shutil.copytree(runs / run, runs / f"{number}-dcgan_demo")
+    with pytest.raises(ConfigError, match=rf"\({run}, 99999-dcgan_demo, 100000-dcgan_demo\), not a run: .* e.g. "
+                                          rf"--run-dir {runs / '100000-dcgan_demo'}"):
+        start_or_resume(runs)
+    assert f"holds {run}, 99999-dcgan_demo, 100000-dcgan_demo (gan train" in _numbered_run_hint(runs / "00042-dcgan_demo")
 
 def test_a_start_that_died_before_its_first_checkpoint_is_set_aside_with_a_line(tmp_path):
     folder = tmp_path / "run"

@@ -244,6 +244,9 @@ def test_a_config_file_edited_between_two_starts_of_a_sweep_is_refused(tmp_path)
     with pytest.raises(ConfigError, match=r"differs in the config file's text \(edited since the sweep began, if only "
                                           r"in a comment\)\): .* put the config file's text back as it was"):
         write_manifest(tmp_path / "sweep", manifest_text(config, [], grid, 1, expand(grid, 1)))
+    manifest.write_bytes(b'config = "\xff\xfe"\n')  # not UTF-8: a traceback
+    with pytest.raises(ConfigError, match=r"is not a sweep manifest .*; use another --out"):
+        write_manifest(tmp_path / "sweep", manifest_text(config, [], grid, 1, expand(grid, 1)))
 
 
 def test_the_manifest_is_written_only_by_the_sweep_that_holds_the_folder(tmp_path):

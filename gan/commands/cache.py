@@ -115,8 +115,8 @@ def cache_list(cache_dir: Path | None) -> None:
         other_format = earlier_format(header)
         _, damage = cache_structure_damage(entry.array_path, header) if other_format is None else (None, None)
         if other_format:
-            click.echo(f"    unused: another gan's ({other_format}), never read by this one; the next run on its "
-                       "images removes it, gan cache clear --older-than DAYS by its last use")
+            click.echo(f"    unused: another gan's ({other_format}), never read by this one; gan cache clear "
+                       "--older-than DAYS removes it by its last use")
         elif damage:
             click.echo(f"    damaged: its array {damage} (the next run that uses it rebuilds it; gan cache verify "
                        "removes it now)")

@@ -38,12 +38,14 @@ RUN_NUMBER = re.compile(r"^\d{5,}-")  # runs/00003-dcgan_celeba128: gan train nu
 def _numbered_run_hint(path: Path) -> str:
     """For a numbered run that does not exist (the docs' `runs/00000-...`, when earlier runs took that
     number), the runs beside it of the same name under another number."""
+    from gan.core.files import run_order
+
     if not RUN_NUMBER.match(path.name) or not path.parent.is_dir():
         return ""
     name = RUN_NUMBER.sub("", path.name)
     try:
-        others = sorted(entry.name for entry in path.parent.iterdir()
-                        if RUN_NUMBER.match(entry.name) and RUN_NUMBER.sub("", entry.name) == name)
+        others = [entry.name for entry in sorted(path.parent.iterdir(), key=run_order)
+                  if RUN_NUMBER.match(entry.name) and RUN_NUMBER.sub("", entry.name) == name]
     except OSError:
         return ""
     if not others:

@@ -206,7 +206,7 @@ def _translate_one(translator, image_path: Path, output_path: Path, side_by_side
     from gan.core.files import WriteError
     from gan.core.images import FormatLimitError, save_image
     from gan.core.images import side_by_side as side_by_side_strip
-    from gan.data.decode import ImageReadError, read_rgb
+    from gan.data.decode import ImageFolderGone, ImageReadError, read_rgb
     from gan.inference.tiling import ImageTooLargeError
     from gan.nets.running import NonFiniteOutput
 
@@ -214,7 +214,7 @@ def _translate_one(translator, image_path: Path, output_path: Path, side_by_side
         source, target = (input_and_target(image_path, paired_direction) if paired_direction
                           else (read_rgb(image_path), None))
     except ImageReadError as error:
-        if alone:  # (one image: its error alone, not a warning, then the same as an error)
+        if alone or isinstance(error, ImageFolderGone):  # (a folder gone: each of its files would be skipped in turn)  # (one image: its error alone, not a warning, then the same as an error)
             fail(error)
         warnings.warn(f"skipping an unreadable input: {error}", stacklevel=1)
         return "unreadable"

@@ -347,11 +347,14 @@ def best_checkpoint(run_dir: Path) -> Path:
     if not run_dir.is_dir():
         raise CheckpointError(f"--best takes a run directory; '{run_dir}' is not one")
     if not path.is_file():
-        aside = sorted(run_dir.glob("best-discarded-*.pt"), key=lambda found: found.stat().st_mtime)
-        if aside:  # (a resume from before its step set it aside: the run has none until it scores one again)
-            raise CheckpointError(f"no {BEST_NAME} in run directory '{run_dir}' now: a resume from an earlier step set "
-                                  f"the last one aside as '{aside[-1].name}', and the run keeps a new one once it "
-                                  "scores one; give that file, or drop --best")
+        aside = sorted([*run_dir.glob("best-discarded-*.pt"), *run_dir.glob("best-other-images-*.pt")],
+                       key=lambda found: found.stat().st_mtime)
+        if aside:  # (a resume set it aside: the run has none until it scores one again)
+            why = ("it was measured on images since changed" if aside[-1].name.startswith("best-other-images-")
+                   else "it came from steps it trained again")
+            raise CheckpointError(f"no {BEST_NAME} in run directory '{run_dir}' now: a resume set the last one aside "
+                                  f"as '{aside[-1].name}' ({why}), and the run keeps a new one once it scores one; "
+                                  "give that file, or drop --best")
         raise CheckpointError(f"no {BEST_NAME} in run directory '{run_dir}': the run kept none ({_why_no_best(run_dir)})")
     return path
 

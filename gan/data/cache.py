@@ -182,9 +182,24 @@ def same_source(header: dict, identity: dict) -> bool:
     2026-12-05 keyed it by data.root's spelling) is of its image folder too."""
     if any(header.get(key) != value for key, value in identity.items() if key != "root"):
         return False
-    root = header.get("root")
-    return root == identity.get("root") or (
-        identity.get("dataset") == "celeba" and root is not None and root == str(Path(identity["root"]).parent))
+    root, image_dir = header.get("root"), identity.get("root")
+    if root == image_dir:
+        return True
+    if identity.get("dataset") != "celeba" or not isinstance(root, str) or not isinstance(image_dir, str):
+        return False
+    # (the folder holding it, or Kaggle's img_align_celeba/img_align_celeba/ named by the outer folder's parent)
+    return Path(root) == Path(image_dir).parent or (
+        Path(root) == Path(image_dir).parent.parent and _celeba_image_dir_of(root) == image_dir)
+
+
+def _celeba_image_dir_of(root: str) -> str | None:
+    """The image folder `data.root = root` names for CelebA now (None when it names none)."""
+    from gan.data.image_files import celeba_image_dir
+
+    try:
+        return str(celeba_image_dir(root).resolve())
+    except (OSError, ValueError):
+        return None
 
 
 def earlier_format(header: dict) -> str | None:
@@ -330,6 +345,9 @@ def _build(dataset: ImageFileDataset, array_path: Path, progress_stream) -> list
         array.flush()
         del array
         os.replace(temp, array_path)
+    except ImageReadError:  # (an OSError too, but of the images: --strict, or their folder gone)
+        temp.unlink(missing_ok=True)
+        raise
     except OSError as error:
         temp.unlink(missing_ok=True)
         if isinstance(error, FileNotFoundError) and not temp.exists() and array_path.parent.is_dir():

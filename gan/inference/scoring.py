@@ -40,7 +40,7 @@ from PIL import Image
 from gan.core.config import config_from_dict
 from gan.core.images import save_image, side_by_side, signed_to_uint8
 from gan.data import reference_data
-from gan.data.decode import ImageReadError, check_header, find_images, header_size, read_rgb
+from gan.data.decode import ImageFolderGone, ImageReadError, check_header, find_images, header_size, read_rgb
 from gan.data.paired import (
     PairedImages,
     augment_together,
@@ -140,6 +140,8 @@ def evaluate_super_resolution(translator: Translator, folder: Path, downsample: 
         name = path.relative_to(folder).as_posix()
         try:
             original = read_rgb(path)
+        except ImageFolderGone:  # (each of its files would be skipped in turn, and a mean of the rest written)
+            raise
         except ImageReadError as error:
             yield Skipped(name, str(error))
             continue
@@ -227,6 +229,8 @@ def evaluate_paired(translator: Translator, folder: Path, data_config: dict,
             continue
         try:
             item = dataset[index]
+        except ImageFolderGone:  # (each of its files would be skipped in turn, and a mean of the rest written)
+            raise
         except ImageReadError as error:
             yield Skipped(name, str(error))
             continue
@@ -355,6 +359,8 @@ def evaluate_cycle(to_b: Translator, to_a: Translator, a_folder: Path, b_folder:
         for path in images:
             try:
                 (image,) = augment_together([read_rgb(path)], resolution, 0, None, False)
+            except ImageFolderGone:
+                raise
             except ImageReadError as error:
                 yield Skipped(f"{domain}/{path.relative_to(folder).as_posix()}", str(error))
                 continue

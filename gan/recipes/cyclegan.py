@@ -256,7 +256,7 @@ class CycleGANRecipe(RecipeBase):
                                   f"before this resume's data.resolution = {side}: they start empty, and the "
                                   "discriminators see fakes of the new size only", stacklevel=2)
                 stored = {**stored, "images": images[:0]}
-            elif "generator" not in stored and domain == "A":  # (a checkpoint of gan before 2026-12-02)
+            elif "generator" not in stored and domain == "A" and pool.size:  # (a gan's before 2026-12-02; no pool: no draws)
                 warnings.warn("the checkpoint's image pools predate their own random stream (a gan of before "
                               "2026-12-02 wrote it): their swaps draw from a stream started afresh here, so this "
                               "resume no longer matches an uninterrupted run", stacklevel=2)

@@ -250,8 +250,8 @@ def write_manifest(out: Path, text: str) -> None:
     path = out / MANIFEST
     if path.is_file():
         try:
-            stored, asked = tomllib.loads(path.read_text()), tomllib.loads(text)
-        except tomllib.TOMLDecodeError as error:
+            stored, asked = tomllib.loads(path.read_text(encoding="utf-8")), tomllib.loads(text)
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
             raise ConfigError(f"'{path}' is not a sweep manifest ({error}); use another --out") from error
         if "config_settings_sha256" not in stored:  # (begun before its settings were recorded: by its text, or not at all)
             asked.pop("config_settings_sha256")

@@ -17,7 +17,7 @@ except ImportError:  # Windows: no locking; numbers can collide only for simulta
     fcntl = None
 
 from gan.core.checkpoint import METRICS_RECORD, list_checkpoints, set_aside_path, stored_step
-from gan.core.files import LOCK_NAME, RUN_NAME, RunLock, is_stale_temp, warn_of_no_locks
+from gan.core.files import LOCK_NAME, RUN_NAME, RunLock, is_stale_temp, run_order, warn_of_no_locks
 from gan.core.registry import ConfigError
 from gan.core.wording import first_few
 
@@ -69,7 +69,8 @@ def start_or_resume(run_dir: Path, config_file: Path | None = None) -> bool:
     if list_checkpoints(run_dir):  # (busy, said first: its settings are not compared with a run training now)
         RunLock(run_dir).locked_handle().close()
         return True
-    entries = sorted(entry for entry in run_dir.iterdir() if entry.name == LOCK_NAME or not entry.name.startswith("."))
+    entries = sorted((entry for entry in run_dir.iterdir() if entry.name == LOCK_NAME or not entry.name.startswith(".")),
+                     key=run_order)  # (numbered runs by number: 100000- after 99999-)
     started = any(fnmatch.fnmatchcase(entry.name, pattern) for entry in entries for pattern in START_EVIDENCE)
     # (a start killed between its first best.pt and the checkpoint of that step leaves one: set aside too)
     dead_best = started and _best_of_the_first_checkpoint(run_dir)
