@@ -197,6 +197,16 @@ def test_a_resume_that_keeps_best_by_another_metric_sets_the_old_best_pt_aside(r
     assert json.loads((run_dir / "best-by-val-psnr-00000002.json").read_text())["value"] == 25.0
     assert load_checkpoint(run_dir / "best-by-val-psnr-00000002.pt")["best"]["metric"] == "val/psnr"
     assert json.loads((run_dir / BEST_RECORD).read_text())["metric"] == "val/ssim"
+    # back to val/psnr: a worse score was kept as "new best", its own best of 25 left aside
+    scripted_psnr(monkeypatch, [10.0])
+    train(tiny_recipe_config("pix2pix", recipe_data, "train.keep_best=val/psnr", "train.steps=5", *common), run_dir,
+          CPU, resume=True)
+    assert "its own best by val/psnr (25 at step 2), set aside as best-by-val-psnr-00000002.pt when the run kept it " \
+           "by another metric, is best.pt again" in capsys.readouterr().err
+    assert recorded_best(run_dir) == {"metric": "val/psnr", "value": 25.0, "step": 2}
+    assert load_checkpoint(run_dir / BEST_NAME)["step"] == 2 and not (run_dir / "best-by-val-psnr-00000002.pt").exists()
+    (by_ssim,) = run_dir.glob("best-by-val-ssim-*.pt")
+    assert load_checkpoint(by_ssim)["best"]["metric"] == "val/ssim"
 
 
 def test_a_resume_drops_the_metrics_rows_of_the_steps_it_trains_again(tmp_path):

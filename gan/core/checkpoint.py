@@ -432,12 +432,40 @@ class BestCheckpoint:
         if self.other is None:
             return None
         metric, value, step = self.other
-        aside = set_aside_best(self.run_dir, f"best-by-{re.sub(r'[^A-Za-z0-9]+', '-', metric)}"
-                                             + (f"-{step:08d}" if step is not None else ""))
+        aside = set_aside_best(self.run_dir, f"best-by-{_slug(metric)}" + (f"-{step:08d}" if step is not None else ""))
         self.other = None
         at = f" at step {step}" if step is not None else ""
-        return (f"best.pt was kept by {metric} ({value:.4g}{at}): set aside as {aside}.pt, as this run now keeps "
+        said = (f"best.pt was kept by {metric} ({value:.4g}{at}): set aside as {aside}.pt, as this run now keeps "
                 f"best.pt by {self.metric} (train.keep_best)")
+        taken_back = self._take_back_own_best()
+        return f"{said}; {taken_back}" if taken_back else said
+
+    def _take_back_own_best(self) -> str | None:
+        """The best.pt this metric kept before the run switched train.keep_best away from it (set
+        aside as best-by-<metric>-<step>.pt), made best.pt again: the best to beat, where a fresh start
+        would call a worse score the best. Returns what was done, or None when there is none."""
+        for path in sorted(self.run_dir.glob(f"best-by-{_slug(self.metric)}*.pt"), key=lambda found: found.stat().st_mtime,
+                           reverse=True):
+            try:
+                state = load_checkpoint(path)
+            except CheckpointError:
+                continue
+            held = state.get("best") if isinstance(state, dict) else None
+            value, step = (held or {}).get("value"), state.get("step")
+            if (not isinstance(held, dict) or held.get("metric") != self.metric or isinstance(value, bool)
+                    or not isinstance(value, (int, float)) or not math.isfinite(value) or not isinstance(step, int)
+                    or (self.specs is not None and state.get("specs") != self.specs)):
+                continue
+            os.replace(path, self.run_dir / BEST_NAME)
+            record = path.with_suffix(".json")
+            measured = {"evaluated_on": held["evaluated_on"]} if isinstance(held.get("evaluated_on"), str) else {}
+            write_text_atomically(self.run_dir / BEST_RECORD, json.dumps(
+                {"metric": self.metric, "value": value, "step": step, **measured}) + "\n")
+            record.unlink(missing_ok=True)
+            self.value, self.step, self.evaluated_on = float(value), step, measured.get("evaluated_on")
+            return (f"its own best by {self.metric} ({value:.4g} at step {step}), set aside as {path.name} when the "
+                    "run kept it by another metric, is best.pt again")
+        return None
 
     def set_aside_measured_elsewhere(self, evaluated_on: str, images: str) -> str | None:
         """A best.pt measured on other images than this run's `evaluated_on` (`images` says which:
@@ -512,6 +540,11 @@ class BestCheckpoint:
                           f"{value:.4g} of step {step}: best.pt's own record is used", stacklevel=3)
             self.value, self.step = float(value), step
         self.evaluated_on = held["evaluated_on"] if isinstance(held.get("evaluated_on"), str) else None
+
+
+def _slug(metric: str) -> str:
+    """A metric's name as a file name's part: val/psnr -> val-psnr."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", metric)
 
 
 def set_aside_best(run_dir: Path, name: str) -> str:
