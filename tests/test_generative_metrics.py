@@ -731,9 +731,12 @@ def test_gan_eval_takes_metrics_root_only_where_training_measured_with_it_and_fr
     unmeasured = train(tiny_config(*common[:-1], "metrics.every=0", "metrics.root=not_made_yet"), tmp_path / "ready",
                        CPU, progress_stream=sys.stdout)
     monkeypatch.chdir(tmp_path)  # (another folder: held/ is not here)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "home-cache"))
     result = CliRunner().invoke(main, ["eval", str(measured.run_dir), "--metrics", "swd", "--n", "16", "--json",
                                        str(tmp_path / "m.json")])
     assert result.exit_code == 0, result.output
+    # the run's metrics.cache_dir: its statistics read back, not computed again into ~/.cache (1 GB at 10,000)
+    assert "computing reference statistics" not in result.output and not (tmp_path / "home-cache").exists()
     assert json.loads((tmp_path / "m.json").read_text())["swd/mean"] == pytest.approx(logged["swd/mean"], rel=1e-6)
     result = CliRunner().invoke(main, ["eval", str(unmeasured.run_dir), "--metrics", "swd", "--n", "16", "--json",
                                        str(tmp_path / "u.json")])

@@ -43,7 +43,8 @@ def _format_row(row: dict) -> str:
               help="Inception-v3 weights file for fid/kid/pr, and for the fid/kid of translations "
                    "[default: torch-fidelity's cache folder, skipped with a warning when absent].")
 @click.option("--cache-dir", type=UserPath(file_okay=False, path_type=Path),
-              help="Where reference statistics are cached [default: ~/.cache/gan/reference-statistics].")
+              help="Where reference statistics are cached [default: the run's metrics.cache_dir, else "
+                   "~/.cache/gan/reference-statistics].")
 @click.option("--json", "json_path", type=UserPath(dir_okay=False, path_type=Path),
               help="Unconditional checkpoints: where to write the results "
                    "[default: metrics-<step>.json in the run directory].")
@@ -454,6 +455,8 @@ def _evaluate_generative(state: dict, path: Path, folder: Path | None, metric_na
                    err=True)
     reference = reference_of(folder or data)
     real_images = folder or (Path(data.root) if data.dataset != "synthetic" else None)
+    # (where its training cached them, not a second copy of up to a GB in ~/.cache)
+    cache_dir = cache_dir or (Path(metrics.cache_dir).expanduser() if metrics.cache_dir else None)
     contents = contents_digest(real_images)
     outputs.check([json_path], defaults=[default], checkpoint=path, data=reference, data_folder=real_images,
                   step=loaded.step, run_config=loaded.config,
