@@ -114,15 +114,20 @@ def cache_list(cache_dir: Path | None) -> None:
                    f"{header['resolution']} px  used {used}  {header.get('root', header.get('dataset', ''))}{part}")
         other_format = earlier_format(header)
         _, damage = cache_structure_damage(entry.array_path, header) if other_format is None else (None, None)
+        source = header.get("root")
         if other_format:
             click.echo(f"    unused: another gan's ({other_format}), never read by this one; gan cache clear "
                        "--older-than DAYS removes it by its last use")
+        elif isinstance(source, str) and not Path(source).is_dir():
+            click.echo("    its folder is gone (moved or deleted since): no run reads this cache unless the folder "
+                       "comes back; gan cache clear --older-than DAYS removes it by its last use")
         elif damage:
             click.echo(f"    damaged: its array {damage} (the next run that uses it rebuilds it; gan cache verify "
                        "removes it now)")
     if found.leftovers:
         click.echo(f"  {len(found.leftovers)} leftover file(s) of broken or abandoned builds, "
-                   f"{_mib(found.leftovers):.1f} MiB (gan cache clear removes them)")
+                   f"{_mib(found.leftovers):.1f} MiB (the next build in this folder removes them; gan cache clear "
+                   "removes them with every cache, --older-than DAYS those not written for DAYS)")
     total = sum(entry.size_bytes for entry in found.caches) / 2**20 + _mib(found.leftovers) + _mib(found.building)
     click.echo(f"total {total:.1f} MiB")
     _echo_untouched(found.building, found.foreign)
