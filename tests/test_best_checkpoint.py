@@ -209,6 +209,24 @@ def test_a_resume_that_keeps_best_by_another_metric_sets_the_old_best_pt_aside(r
     assert load_checkpoint(by_ssim)["best"]["metric"] == "val/ssim"
 
 
+def test_a_best_pt_kept_again_by_an_exact_resume_drops_its_set_aside_copy(tmp_path):
+    # each kill -9 and exact resume set best.pt aside, then kept the same one again: another
+    # checkpoint-sized copy every time; a copy of another branch (a rollback's) is kept
+    from gan.training.records import drop_identical_discarded_best
+
+    weights = {"generator": {"w": torch.arange(4.0)}}
+    state = {"format": FORMAT, "step": 4, "networks": weights, "best": {"metric": "swd/mean", "value": 3.0}}
+    save_checkpoint(state, tmp_path / BEST_NAME)
+    save_checkpoint(state, tmp_path / "best-discarded-00000004.pt")
+    (tmp_path / "best-discarded-00000004.json").write_text("{}")
+    other = {**state, "networks": {"generator": {"w": torch.arange(4.0) + 1}}}
+    save_checkpoint(other, tmp_path / "best-discarded-00000004-1.pt")
+    save_checkpoint(state, tmp_path / "best-discarded-00000006.pt")  # (of another step: not this one's)
+    drop_identical_discarded_best(tmp_path, 4)
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "best-discarded-00000004-1.pt", "best-discarded-00000006.pt", "best.pt"]
+
+
 def test_a_resume_drops_the_metrics_rows_of_the_steps_it_trains_again(tmp_path):
     settings = ("metrics.every=2", "metrics.num_samples=16", "metrics.names=['swd']", "train.checkpoint_every=2",
                 f"metrics.cache_dir='{tmp_path / 'cache'}'", "train.steps=4")

@@ -81,6 +81,7 @@ def test_gan_eval_results_and_grids_of_steps_a_resume_trains_again_are_set_aside
         (run_dir / name).write_text("old\n")
     (run_dir / "metrics-00000004.discarded.json").write_text("set aside before\n")
     checkpoint_path(run_dir, 4).unlink()  # lost: the resume starts from step 2
+    (run_dir / "samples" / "00000004-generator.png").write_bytes(b"another branch's grid")
     train(tiny_config(*common, "train.steps=4"), run_dir, CPU, resume=True)
     said = capsys.readouterr().err
     assert "gan eval results of steps past 2, which this resume trains again, set aside as <name>.discarded: " \
@@ -91,9 +92,12 @@ def test_gan_eval_results_and_grids_of_steps_a_resume_trains_again_are_set_aside
                     "metrics-00000002.json", "metrics-00000004-live.discarded.json", "metrics-00000004.discarded-1.json",
                     "metrics-00000004.discarded.json"]
     assert (run_dir / "metrics-00000004.discarded.json").read_text() == "set aside before\n"
-    # the grids of step 4 are the new run's: those of the lost branch were set aside first
+    # the grids of step 4 are the new run's: those of the lost branch were set aside first, and those
+    # the exact resume wrote again byte for byte dropped (each kill -9 and resume added a copy)
     grids = sorted(path.name for path in (run_dir / "samples").iterdir())
-    assert "00000004-generator_ema.discarded.png" in grids and "00000004-generator_ema.png" in grids, grids
+    assert "00000004-generator.discarded.png" in grids and "00000004-generator.png" in grids, grids
+    assert "00000004-generator_ema.png" in grids and "00000004-generator_ema.discarded.png" not in grids, grids
+    assert (run_dir / "samples" / "00000004-generator.discarded.png").read_bytes() == b"another branch's grid"
 
 
 def test_records_of_steps_past_the_eight_digits_of_their_names_are_set_aside_too(tmp_path):

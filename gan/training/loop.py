@@ -1183,6 +1183,7 @@ def _write_previews(recipe: Recipe, run_dir: Path, step: int) -> dict[str, torch
     for name, images in grids.items():
         try:
             save_image_grid(images, run_dir / "samples" / f"{step:08d}-{name}.png")
+            records.drop_set_aside_copies(run_dir / "samples" / f"{step:08d}-{name}.png")
         except WriteError as error:  # (the step in it: a disk full for a while fails every write alike)
             warnings.warn(f"step {step}: {error}; training goes on", stacklevel=2)
     return grids

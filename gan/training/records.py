@@ -4,6 +4,7 @@ grids of steps a resume trains again, set aside."""
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import re
@@ -58,12 +59,49 @@ def best_checkpoint_to_keep(config: Config, recipe: Recipe, evaluator: Generativ
                           specs={name: spec.to_dict() for name, spec in recipe.specs.items()})
 
 
+def drop_set_aside_copies(path: Path) -> None:
+    """Remove the `<name>.discarded[-N]` copies beside `path` that hold its very bytes: a resume after a
+    kill -9 sets a step's grids aside, then, exact, writes them again (each kill added a copy).
+    Copies that differ (the branch an --on-nan rollback left) are kept."""
+    copies = [copy for copy in path.parent.glob(f"{glob.escape(path.stem)}.discarded*{path.suffix}")
+              if re.fullmatch(rf"{re.escape(path.stem)}\.discarded(-\d+)?{re.escape(path.suffix)}", copy.name)]
+    if copies:
+        written = path.read_bytes()
+        for copy in copies:
+            if copy.stat().st_size == len(written) and copy.read_bytes() == written:
+                copy.unlink(missing_ok=True)
+
+
+def drop_identical_discarded_best(run_dir: Path, step: int) -> None:
+    """Remove the best-discarded-<step>[-N] checkpoints (and their .json) whose weights and score are
+    those of the best.pt just kept at `step`: what an exact resume after a kill -9 keeps again."""
+    from gan.core.checkpoint import CheckpointError, load_checkpoint
+
+    copies = sorted(run_dir.glob(f"best-discarded-{step:08d}*.pt"))
+    if not copies:
+        return
+    kept = load_checkpoint(run_dir / BEST_NAME)
+    for copy in copies:
+        try:
+            aside = load_checkpoint(copy)
+        except CheckpointError:
+            continue
+        networks = aside.get("networks", {})
+        if aside.get("best") == kept.get("best") and networks.keys() == kept["networks"].keys() and all(
+                weights.keys() == kept["networks"][name].keys()
+                and all(torch.equal(weights[key], kept["networks"][name][key]) for key in weights)
+                for name, weights in networks.items()):
+            copy.unlink(missing_ok=True)
+            copy.with_suffix(".json").unlink(missing_ok=True)
+
+
 def save_best(best: BestCheckpoint, recipe: Recipe, config: Config, step: int, samples_seen: int,
               value: float, evaluated_on: str | None = None) -> None:
     """best.pt for a new best value, measured on the images of signature `evaluated_on`; a write that
     fails (disk full) is warned about, training goes on."""
     try:
         best.save(training_state(recipe, config, step, samples_seen), step, value, evaluated_on)
+        drop_identical_discarded_best(best.run_dir, step)
     except WriteError as error:
         kept = ("best.pt holds this new best, best.json still the one before" if best.step == step
                 else "best.pt stays at its previous best" if best.value is not None else "no best.pt is kept")
