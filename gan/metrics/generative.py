@@ -218,7 +218,7 @@ class GenerativeEvaluator:
         self._reference: dict[str, dict[str, torch.Tensor]] | None = None
         self._real_images_asked = 0
         self._dataset: Dataset | None = None
-        self._listed_files = ""  # the folder's source_fingerprint as the data set was listed
+        self._listed_files: str | None = ""  # the folder's source_fingerprint as the data set was listed
 
     def dataset(self, files: str | None = None) -> Dataset:
         """The real images' data set, built once (its folder's headers read: 20 s at CelebA's 202,599):
@@ -228,8 +228,12 @@ class GenerativeEvaluator:
         if self._dataset is None:
             from gan.data import source_fingerprint
 
-            self._listed_files = source_fingerprint(self.data) if files is None else files
+            try:
+                listed = source_fingerprint(self.data) if files is None else files
+            except OSError:  # (a folder missing or unlisted: the listing says so, naming the key that set it)
+                listed = None
             self._dataset = reference_dataset(self.data, self.root_key)
+            self._listed_files = listed
         return self._dataset
 
     def reference(self) -> dict[str, dict[str, torch.Tensor]]:
