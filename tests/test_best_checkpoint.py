@@ -222,7 +222,7 @@ def test_a_best_pt_kept_again_by_an_exact_resume_drops_its_set_aside_copy(tmp_pa
     other = {**state, "networks": {"generator": {"w": torch.arange(4.0) + 1}}}
     save_checkpoint(other, tmp_path / "best-discarded-00000004-1.pt")
     save_checkpoint(state, tmp_path / "best-discarded-00000006.pt")  # (of another step: not this one's)
-    drop_identical_discarded_best(tmp_path, 4)
+    drop_identical_discarded_best(tmp_path, 4, state)  # (the state best.pt was just saved with)
     assert sorted(path.name for path in tmp_path.iterdir()) == [
         "best-discarded-00000004-1.pt", "best-discarded-00000006.pt", "best.pt"]
 

@@ -485,13 +485,17 @@ class BestCheckpoint:
             return False
         return self.value is None or (value < self.value if self.lower else value > self.value)
 
+    def record(self, value: float, evaluated_on: str | None = None) -> dict[str, Any]:
+        """What best.pt holds of its score (its "best" entry)."""
+        return {"metric": self.metric, "value": value, **({"evaluated_on": evaluated_on} if evaluated_on else {})}
+
     def save(self, state: dict[str, Any], step: int, value: float, evaluated_on: str | None = None) -> None:
         """best.pt, then best.json (each atomically); WriteError when the disk refuses. Once best.pt
         is written it is the best so far, also when best.json then fails (best.pt records its own
         metric, value and step, which a resume reads when the two disagree). `evaluated_on`: the
         signature of the images the value was measured on."""
         measured = {"evaluated_on": evaluated_on} if evaluated_on else {}
-        save_checkpoint({**state, "best": {"metric": self.metric, "value": value, **measured}}, self.run_dir / BEST_NAME)
+        save_checkpoint({**state, "best": self.record(value, evaluated_on)}, self.run_dir / BEST_NAME)
         self.value, self.step, self.evaluated_on = value, step, evaluated_on
         write_text_atomically(self.run_dir / BEST_RECORD,
                               json.dumps({"metric": self.metric, "value": value, "step": step, **measured}) + "\n")

@@ -72,16 +72,13 @@ def drop_set_aside_copies(path: Path) -> None:
                 copy.unlink(missing_ok=True)
 
 
-def drop_identical_discarded_best(run_dir: Path, step: int) -> None:
+def drop_identical_discarded_best(run_dir: Path, step: int, kept: dict) -> None:
     """Remove the best-discarded-<step>[-N] checkpoints (and their .json) whose weights and score are
-    those of the best.pt just kept at `step`: what an exact resume after a kill -9 keeps again."""
+    those of `kept`, the best.pt state just saved at `step`: what an exact resume after a kill -9
+    keeps again."""
     from gan.core.checkpoint import CheckpointError, load_checkpoint
 
-    copies = sorted(run_dir.glob(f"best-discarded-{step:08d}*.pt"))
-    if not copies:
-        return
-    kept = load_checkpoint(run_dir / BEST_NAME)
-    for copy in copies:
+    for copy in sorted(run_dir.glob(f"best-discarded-{step:08d}*.pt")):
         try:
             aside = load_checkpoint(copy)
         except CheckpointError:
@@ -99,9 +96,10 @@ def save_best(best: BestCheckpoint, recipe: Recipe, config: Config, step: int, s
               value: float, evaluated_on: str | None = None) -> None:
     """best.pt for a new best value, measured on the images of signature `evaluated_on`; a write that
     fails (disk full) is warned about, training goes on."""
+    state = training_state(recipe, config, step, samples_seen)
     try:
-        best.save(training_state(recipe, config, step, samples_seen), step, value, evaluated_on)
-        drop_identical_discarded_best(best.run_dir, step)
+        best.save(state, step, value, evaluated_on)
+        drop_identical_discarded_best(best.run_dir, step, {**state, "best": best.record(value, evaluated_on)})
     except WriteError as error:
         kept = ("best.pt holds this new best, best.json still the one before" if best.step == step
                 else "best.pt stays at its previous best" if best.value is not None else "no best.pt is kept")

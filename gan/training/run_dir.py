@@ -135,9 +135,10 @@ def discard_start(run_dir: Path) -> None:
     step's failed (config.toml, the event file, that step's preview grids): nothing to resume, so
     the failed command leaves no run directory (`gan train` removes the emptied one), where a
     half-left one would read as foreign to `--run-dir` and `gan compare`."""
+    from gan.training.records import PREVIEW_FILE  # (the loop that calls this has it loaded)
+
     for path in (run_dir / "config.toml", *run_dir.glob("events.out.tfevents.*"),
-                 *(path for path in (run_dir / "samples").glob("[0-9]*-*.png")
-                   if re.fullmatch(r"\d{8,}-[^.]+\.png", path.name))):
+                 *(path for path in (run_dir / "samples").glob("[0-9]*-*.png") if PREVIEW_FILE.fullmatch(path.name))):
         path.unlink(missing_ok=True)
     with contextlib.suppress(OSError):
         (run_dir / "samples").rmdir()  # only when empty
