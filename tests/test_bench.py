@@ -12,7 +12,7 @@ from PIL import Image
 from gan.commands.main import main
 from gan.recipes import RECIPES
 from gan.tools.benchmark import CASES, bench_model, load_baseline, our_step
-from gan.training.loop import make_autocast
+from gan.training.device import make_autocast
 from gan.training.resolve import load_config
 
 CPU = torch.device("cpu")

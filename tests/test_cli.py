@@ -367,7 +367,7 @@ def test_under_torchrun_a_usage_error_is_printed_by_rank_0_alone(monkeypatch, ra
 def test_a_stop_request_of_another_torchrun_process_is_not_announced(capsys):
     import signal
 
-    from gan.training.loop import StopRequest
+    from gan.training.stop import StopRequest
 
     for announce in (True, False):
         with StopRequest(announce=announce) as stop:
@@ -401,11 +401,11 @@ def test_an_empty_path_is_refused_not_read_as_the_current_folder(tiny_demo_run, 
 def test_a_second_stop_signal_is_not_announced_again_and_ctrl_c_is_offered_only_from_a_terminal(capsys, monkeypatch):
     import signal
 
-    from gan.training import loop
+    from gan.training import stop as stop_module
 
     for at_terminal in (True, False):
-        monkeypatch.setattr(loop, "ctrl_c_reaches_this_process", lambda at_terminal=at_terminal: at_terminal)
-        with loop.StopRequest() as stop:
+        monkeypatch.setattr(stop_module, "ctrl_c_reaches_this_process", lambda at_terminal=at_terminal: at_terminal)
+        with stop_module.StopRequest() as stop:
             signal.raise_signal(signal.SIGTERM)
             signal.raise_signal(signal.SIGTERM)  # (a sweep passing its own stop on, `timeout`'s second)
         said = capsys.readouterr().err

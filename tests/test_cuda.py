@@ -21,7 +21,8 @@ from gan.core.distributed import gradient_averager
 from gan.data import build_dataset, training_batches
 from gan.recipes import RECIPES
 from gan.training.cuda_graphs import GraphedStep
-from gan.training.loop import _host_syncs_forbidden, make_autocast, seed_everything, train
+from gan.training.device import make_autocast, seed_everything
+from gan.training.loop import _host_syncs_forbidden, train
 from gan.training.speed import accelerate, to_device, training_step
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(

@@ -12,7 +12,7 @@ from gan.core.registry import ConfigError
 from gan.recipes import RECIPES
 from gan.recipes.ema import EMA
 from gan.training.cuda_graphs import GraphedStep, plain_optimizer_state, set_learning_rates
-from gan.training.loop import make_autocast
+from gan.training.device import make_autocast
 from gan.training.speed import accelerate, captures_steps, training_step
 
 CPU = torch.device("cpu")

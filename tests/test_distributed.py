@@ -87,7 +87,7 @@ def test_two_gloo_processes_give_the_weights_of_one_with_the_global_batch(tmp_pa
 
 def tiny_generator_init() -> torch.Tensor:
     from gan.recipes.dcgan import DCGANRecipe
-    from gan.training.loop import seed_everything
+    from gan.training.device import seed_everything
 
     seed_everything(0)
     return DCGANRecipe(tiny_config(*EXACT), CPU, lambda: torch.no_grad()).generator.state_dict()["net.0.weight"]
@@ -542,7 +542,7 @@ def test_torchrun_restarts_under_out_are_refused_as_each_would_start_a_new_run(t
 
 
 def test_a_side_task_failure_under_torchrun_says_to_resume_with_torchrun(tmp_path):
-    from gan.training.loop import SideTaskError
+    from gan.training.errors import SideTaskError
 
     checkpoint = tmp_path / "run" / "checkpoint-00000004.pt"
     alone = SideTaskError("previews", 4, RuntimeError("broke"), checkpoint, tmp_path / "run")

@@ -22,7 +22,8 @@ import gan.core.files as files_module
 from gan.commands.main import main
 from gan.core.checkpoint import CheckpointError, list_checkpoints, load_checkpoint
 from gan.core.files import RunDirectoryBusy, RunLock, host_tag, temp_name
-from gan.training.loop import NonFiniteLossError, train
+from gan.training.errors import NonFiniteLossError
+from gan.training.loop import train
 from gan.training.state import newest_loadable_checkpoint
 
 CPU = torch.device("cpu")

@@ -312,7 +312,7 @@ def test_a_malformed_health_state_in_a_checkpoint_warns_and_the_watch_starts_afr
 
 def test_a_value_just_beyond_the_divergence_bound_reads_as_beyond_it():
     # "reached 1e+06 ..., beyond train.divergence_bound (1e+06)" read as a contradiction.
-    from gan.training.loop import NonFiniteLossError
+    from gan.training.errors import NonFiniteLossError
 
     said = str(NonFiniteLossError(1, "weights of discriminator", None, 1000043.5, 1e6))
     assert "reached 1.00004e+06 at step 1, beyond train.divergence_bound (1e+06)" in said, said

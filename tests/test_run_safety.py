@@ -38,7 +38,8 @@ from gan.core.registry import ConfigError
 from gan.recipes.pix2pix import Pix2PixRecipe
 from gan.training import loop as train_module
 from gan.training import records as records_module
-from gan.training.loop import SideTaskError, train
+from gan.training.errors import SideTaskError
+from gan.training.loop import train
 
 CPU = torch.device("cpu")
 
@@ -684,7 +685,7 @@ def test_the_memory_check_leaves_out_a_network_whose_input_it_cannot_tell(monkey
 
 def test_the_activation_estimate_is_a_lower_bound_of_what_a_step_holds():
     from gan.recipes.dcgan import DCGANRecipe
-    from gan.training.loop import make_autocast
+    from gan.training.device import make_autocast
     from gan.training.preflight import activation_bytes, example_input
 
     config = tiny_config()

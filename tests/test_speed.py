@@ -8,7 +8,7 @@ import torch
 from conftest import tiny_config
 
 from gan.recipes.dcgan import DCGANRecipe
-from gan.training.loop import make_autocast, seed_everything
+from gan.training.device import make_autocast, seed_everything
 from gan.training.speed import accelerate, switch_on, to_device, training_step
 
 CPU = torch.device("cpu")

@@ -529,7 +529,7 @@ def test_a_training_run_leaves_an_ignored_ctrl_c_ignored():
     import signal
 
     from gan.commands.train import interrupt_on_sigterm
-    from gan.training.loop import StopRequest
+    from gan.training.stop import StopRequest
 
     previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:

@@ -13,14 +13,10 @@ from gan.core.checkpoint import list_checkpoints, load_checkpoint
 from gan.core.registry import ConfigError
 from gan.recipes.dcgan import DCGANRecipe
 from gan.recipes.schedules import lr_scale
-from gan.training.loop import (
-    DeviceUnavailable,
-    MetricWatch,
-    NonFiniteLossError,
-    select_device,
-    train,
-    train_rolling_back,
-)
+from gan.training.device import DeviceUnavailable, select_device
+from gan.training.errors import NonFiniteLossError, SideTaskError
+from gan.training.loop import train, train_rolling_back
+from gan.training.metric_watch import MetricWatch
 from gan.training.run_dir import create_run_dir
 
 CPU = torch.device("cpu")
@@ -522,7 +518,7 @@ def test_a_divergence_found_saving_after_a_side_task_failed_is_a_divergence_alon
     failure = OSError("the next batch could not be read")
     if distributed:
         error = loop._side_task_failed(run, "reading the training data", failure)
-        assert isinstance(error, loop.SideTaskError) and "became NaN" in str(error)
+        assert isinstance(error, SideTaskError) and "became NaN" in str(error)
     else:
         with pytest.raises(NonFiniteLossError, match="weights of generator"):
             loop._side_task_failed(run, "reading the training data", failure)

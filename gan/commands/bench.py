@@ -86,7 +86,7 @@ def _checked(models: tuple[str, ...], device: str, json_path: Path | None, overw
         unmeasured_overrides,
         workload_overrides,
     )
-    from gan.training.loop import DeviceUnavailable, select_device
+    from gan.training.device import DeviceUnavailable, select_device
     from gan.training.resolve import check_networks, load_config
 
     try:

@@ -113,7 +113,7 @@ def evaluate(checkpoint: Path, folder: Path | None, split: str | None, metric_na
     from gan.metrics.inception import InceptionWeightsDamaged, damaged_weights_advice, resolve_weights_path
     from gan.nets.running import NonFiniteOutput
     from gan.recipes import trains_unconditional
-    from gan.training.loop import DeviceUnavailable, select_device
+    from gan.training.device import DeviceUnavailable, select_device
 
     if csv_path is not None and csv_path.suffix.lower() == ".json":
         raise click.BadParameter(f"'{csv_path}' is named as JSON, and the CSV's record is written beside it under "

@@ -347,7 +347,7 @@ def sample(source: Path, count: int, out: Path | None, separate: Path | None, se
     from gan.inference.generators import load_generator
     from gan.inference.outputs import OutputRefused, check_outputs
     from gan.nets.running import NonFiniteOutput, interpolation_latents, random_latents
-    from gan.training.loop import DeviceUnavailable, select_device
+    from gan.training.device import DeviceUnavailable, select_device
 
     total = checked_image_count(count, steps, out, separate, seed)
     steps = steps or 0  # 0: samples, not an interpolation

@@ -65,7 +65,7 @@ def sweep(config: Path, grids: tuple[str, ...], seeds: int, sets: tuple[str, ...
         train_command,
         trains_on_cpu,
     )
-    from gan.training.loop import DeviceUnavailable, select_device
+    from gan.training.device import DeviceUnavailable, select_device
 
     if os.environ.get("WORLD_SIZE", "1").strip() not in ("", "1"):  # started by torchrun: one sweep per process
         if os.environ.get("RANK", "0").strip() != "0":

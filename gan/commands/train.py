@@ -448,8 +448,9 @@ def _set_up_and_train(start: _Start, config: Path | None, resume: Path | None, o
     from gan.core.distributed import broadcast_object, from_environment, initialise
     from gan.core.processes import stop_with_parent
     from gan.tools.sweep import stop_with_the_sweep
-    from gan.training.loop import select_device, train_rolling_back
+    from gan.training.device import select_device
     from gan.training.loop import train as run_training
+    from gan.training.loop import train_rolling_back
     from gan.training.resolve import load_config
     from gan.training.run_dir import create_run_dir, start_or_resume
 
@@ -533,7 +534,8 @@ def _report_failure(start: _Start, error: BaseException) -> None:
         sys.exit(128 + signum)
     from gan.core.checkpoint import CheckpointError, list_checkpoints
     from gan.data.decode import ImageReadError
-    from gan.training.loop import DeviceUnavailable, NonFiniteLossError, SideTaskError
+    from gan.training.device import DeviceUnavailable
+    from gan.training.errors import NonFiniteLossError, SideTaskError
 
     if isinstance(error, NonFiniteLossError):
         if group.is_main:  # (under torchrun every process meets it alike: rank 0 says it once)

@@ -286,7 +286,7 @@ def translate(checkpoint: Path, source: Path, output: Path, side_by_side: bool, 
     from gan.inference.outputs import check_outputs
     from gan.inference.scoring import not_shaped_like_pairs
     from gan.inference.tiling import check_tiling, load_translator
-    from gan.training.loop import DeviceUnavailable, select_device
+    from gan.training.device import DeviceUnavailable, select_device
 
     try:
         refuse_swapped_arguments(checkpoint, source, output)

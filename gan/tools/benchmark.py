@@ -30,7 +30,8 @@ from gan.core.registry import ConfigError
 from gan.recipes import RECIPES
 from gan.recipes.schedules import lr_factor
 from gan.training.cuda_graphs import set_learning_rates
-from gan.training.loop import MetricWatch, make_autocast, seed_everything
+from gan.training.device import make_autocast, seed_everything
+from gan.training.metric_watch import MetricWatch
 from gan.training.preflight import check_batch_fits
 from gan.training.resolve import load_config
 from gan.training.speed import accelerate, to_device, training_step

@@ -13,16 +13,12 @@ import dataclasses
 import functools
 import io
 import math
-import random
-import signal
-import threading
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -61,7 +57,7 @@ from gan.core.files import (
 )
 from gan.core.images import image_grid, save_image_grid, signed_to_uint8
 from gan.core.presets import LOSS_PRESETS
-from gan.core.processes import STOP_SIGNALS, ctrl_c_reaches_this_process, gan_launcher, leave_the_terminal_on_hangup
+from gan.core.processes import gan_launcher
 from gan.core.progress import Progress, format_duration, print_above
 from gan.core.registry import ConfigError
 from gan.core.wording import counted
@@ -70,13 +66,16 @@ from gan.data.sampling import first_samples
 from gan.metrics.generative import GenerativeEvaluator
 from gan.nets import network_defaults
 from gan.recipes import RECIPES
-from gan.recipes.base import AutocastFactory, Recipe
+from gan.recipes.base import Recipe
 from gan.recipes.losses import penalties_through_batchnorm
 from gan.recipes.schedules import adversarial_on, lr_factor
 from gan.training import records
 from gan.training.cuda_graphs import GraphedStep, StepFunction, set_learning_rates
+from gan.training.device import make_autocast, seed_everything
+from gan.training.errors import OUTPUT_TASKS, NonFiniteLossError, SideTaskError
 from gan.training.event_log import EventLog
 from gan.training.health import HealthWatch
+from gan.training.metric_watch import MetricWatch
 from gan.training.preflight import (
     check_batch_fits,
     check_run_can_finish,
@@ -87,78 +86,7 @@ from gan.training.process_state import process_state_kept
 from gan.training.run_dir import discard_start, rollback_halvings, rollback_note, rollback_note_kept
 from gan.training.speed import Speed, accelerate, to_device, training_step
 from gan.training.state import newest_loadable_checkpoint, restore_training_state, training_state
-
-
-class NonFiniteLossError(RuntimeError):
-    """A logged value or a weight became NaN or infinite, or its magnitude passed
-    `train.divergence_bound`; the run stops (or rolls back), keeping the last good checkpoint."""
-
-    def __init__(self, step: int, term: str, checkpoint: Path | None, value: float = float("nan"),
-                 bound: float = float("inf")):
-        kept = f"the last good checkpoint is '{checkpoint}'" if checkpoint else "no checkpoint was written yet"
-        if math.isfinite(value):
-            what = (f"reached {_beyond(value, bound)} at step {step}, beyond train.divergence_bound ({bound:g}): the "
-                    "run diverged")
-        else:
-            what = f"became NaN or infinite at step {step}"
-        super().__init__(f"'{term}' {what}; stopping ({kept}). Lower the learning rates or check the data.")
-        self.step, self.term, self.checkpoint = step, term, checkpoint
-        self.what = f"'{term}' {what}"  # (without what follows: a rollback goes on)
-
-
-# The periodic side tasks of the loop, and the setting that switches each off (logging and previews have none).
-SIDE_TASKS = {"logging": None, "previews": None, "validation": "log.eval_every=0",
-              "generative metrics": "metrics.every=0", "the best checkpoint": 'train.keep_best=""',
-              "reading the training data": None}
-
-
-def first_line_of(error: Exception) -> str:
-    """The line that says what went wrong: the first, or for an error re-raised from a DataLoader
-    worker ("Caught ImageReadError in DataLoader worker process 1. Original Traceback ...") the
-    worker's own message, its last line without the exception's class name."""
-    lines = str(error).strip().splitlines() or [""]
-    if lines[0].startswith("Caught ") and "Original Traceback" in str(error):
-        _, separator, message = lines[-1].partition(": ")
-        return message if separator else lines[-1]
-    return lines[0]
-
-
-class SideTaskError(RuntimeError):
-    """A periodic side task (previews, validation, metrics, best.pt, TensorBoard logging) failed
-    after training began; the loop wrote a checkpoint of the step first, so nothing is lost."""
-
-    def __init__(self, task: str, step: int, error: Exception, checkpoint: Path | None, run_dir: Path,
-                 save_error: Exception | None = None, main: bool = True, processes: int = 1):
-        reason = first_line_of(error)[:300]
-        if not main:  # another rank of a torchrun run: rank 0 alone writes checkpoints, and says which is kept
-            super().__init__(f"{task} failed at step {step} in this process ({type(error).__name__}: {reason}); "
-                             f"the run's checkpoints are rank 0's to write, and its own line says which is kept. "
-                             f"Fix the cause, then resume '{run_dir}' as that line says")
-            return
-        if save_error is None and checkpoint is None:  # at step 0: nothing trained, nothing to keep
-            kept = f"training stopped at step {step}, before any checkpoint, with nothing trained to keep"
-        elif save_error is None:
-            kept = f"training stopped with a checkpoint of step {step} ('{checkpoint}'), so nothing is lost" + (
-                f" (the resume first does the {task} of step {step}, and what follows it)" if task in OUTPUT_TASKS
-                else "")
-        elif checkpoint is not None:
-            kept = f"no checkpoint could be written ({save_error}); '{checkpoint}' is kept"
-        else:
-            kept = f"no checkpoint could be written ({save_error}), and none was written before"
-        launcher = gan_launcher(processes)  # (a plain `gan train --resume` would go on in one process)
-        then = (f"{launcher} train --resume {run_dir}" if checkpoint is not None
-                else f"start the run again with {launcher} train CONFIG")
-        switch = f" (or switch it off: {SIDE_TASKS[task]})" if SIDE_TASKS[task] else ""
-        super().__init__(f"{task} failed at step {step} ({type(error).__name__}: {reason}); {kept}. Fix the cause"
-                         f"{switch}, then: {then}")
-
-
-def _beyond(value: float, bound: float) -> str:
-    """`value` with the digits it takes to read as beyond `bound` (1.00004e+06, not 1e+06)."""
-    digits = 3
-    while digits < 17 and float(f"{abs(value):.{digits}g}") <= bound:
-        digits += 1
-    return f"{value:.{digits}g}"
+from gan.training.stop import StopRequest
 
 
 @dataclass
@@ -178,143 +106,9 @@ class TrainResult:
     interrupted_by: str | None  # signal name when stopped early
 
 
-# ----------------------------------------------------------------------------- setup
-
-
-class DeviceUnavailable(RuntimeError):
-    """The device asked for does not exist here."""
-
-
-def select_device(name: str = "auto") -> torch.device:
-    """'auto' -> CUDA when available, else CPU; 'cuda' without a GPU is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise DeviceUnavailable(f"unknown device '{name}'; use auto, cpu, cuda or cuda:N") from None
-    if device.type not in ("cpu", "cuda") or (device.type == "cpu" and device.index not in (None, 0)):
-        # gan's recipes run and are tested on CUDA and the CPU only (one CPU device: cpu:1 is no other)
-        raise DeviceUnavailable(f"unknown device '{name}'; use auto, cpu, cuda or cuda:N")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise DeviceUnavailable(f"--device {name} was asked for, but PyTorch sees no CUDA GPU; use --device cpu")
-    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise DeviceUnavailable(f"--device {name}: only {torch.cuda.device_count()} CUDA GPU(s) here")
-    return device
-
-
-def make_autocast(device: torch.device, enabled: bool) -> AutocastFactory:
-    """bf16 autocast on CUDA when `enabled` (no loss scaling needed); a no-op elsewhere."""
-    if device.type == "cuda" and enabled:
-        return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-# ----------------------------------------------------------------------------- helpers
-
-
-class MetricWatch:
-    """Sums a recipe's metrics on the device between log points, and remembers the first
-    step at which each became non-finite or larger in magnitude than `bound`, without
-    reading anything back per step."""
-
-    def __init__(self, device: torch.device, bound: float = float("inf")):
-        self.device = device
-        self.bound = bound
-        self.names: list[str] | None = None
-
-    def add(self, step: int, metrics: dict[str, torch.Tensor], idle: frozenset[str] = frozenset()) -> None:
-        """Add a step's `metrics`; those named in `idle` are placeholders the step did not measure
-        (D's before `train.adversarial_start`), left out of their means."""
-        if self.names is None:
-            self.names = list(metrics)
-            self.sums = torch.zeros(len(self.names), device=self.device, dtype=torch.float64)
-            self.first_bad = torch.full((len(self.names),), -1, device=self.device, dtype=torch.int64)
-            self.bad_values = torch.zeros(len(self.names), device=self.device, dtype=torch.float64)
-            self.counts = [0] * len(self.names)
-            self._measured_masks: dict[frozenset[str], torch.Tensor] = {}
-        if list(metrics) != self.names:
-            raise RuntimeError(f"the recipe must return the same metrics every step: {self.names} vs {list(metrics)}")
-        values = torch.stack([metrics[name].detach().reshape(()).to(torch.float64) for name in self.names])
-        idle = idle.intersection(self.names)
-        self.sums += values * self._measured_mask(idle) if idle else values
-        first = (~torch.isfinite(values) | (values.abs() > self.bound)) & (self.first_bad < 0)
-        self.first_bad = torch.where(first, step, self.first_bad)
-        self.bad_values = torch.where(first, values, self.bad_values)
-        self.counts = [count + (name not in idle) for count, name in zip(self.counts, self.names)]
-
-    def _measured_mask(self, idle: frozenset[str]) -> torch.Tensor:
-        """1 for each measured metric, 0 for each idle one, on the device (made once per kind of step)."""
-        if idle not in self._measured_masks:
-            self._measured_masks[idle] = torch.tensor([float(name not in idle) for name in self.names],
-                                                      dtype=torch.float64).to(self.device)
-        return self._measured_masks[idle]
-
-    def first_non_finite(self) -> tuple[int, str, float] | None:
-        """(step, term, value) of the earliest value seen that was non-finite or beyond the bound,
-        or None (reads back from the device)."""
-        if self.names is None:
-            return None
-        steps, values = self.first_bad.tolist(), self.bad_values.tolist()
-        bad = [(s, name, value) for s, name, value in zip(steps, self.names, values) if s >= 0]
-        return min(bad) if bad else None
-
-    def means(self) -> dict[str, float]:
-        """Means since the last call, of the metrics measured in it; then resets."""
-        if self.names is None:
-            return {}
-        means = {name: total / count for name, total, count in zip(self.names, self.sums.tolist(), self.counts)
-                 if count}
-        self.sums.zero_()
-        self.counts = [0] * len(self.names)
-        return means
-
-
 # Told the config and step of the checkpoint a resume continues, once it is loaded (gan train reports
 # the settings the resume changes from it).
 ResumeReport = Callable[[dict[str, Any], int], None]
-
-
-class StopRequest:
-    """Turns SIGINT, SIGTERM and SIGHUP into a flag checked between steps; a second Ctrl-C aborts
-    at once. After SIGHUP (the terminal closed) the output that went to the terminal is dropped."""
-
-    def __init__(self, announce: bool = True):
-        self.signal_name: str | None = None
-        self.announce = announce  # (under torchrun, rank 0 says it for every process)
-        self._previous: dict[int, Any] = {}
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.signal_name is not None:
-            if signum == signal.SIGINT:
-                raise KeyboardInterrupt
-            leave_the_terminal_on_hangup(signum)
-            return  # (already stopping: a sweep passing a Ctrl-C on, `timeout`'s second signal)
-        hangup = leave_the_terminal_on_hangup(signum)
-        self.signal_name = signal.Signals(signum).name
-        if self.announce:
-            abort = " (Ctrl-C again to abort without saving)" if ctrl_c_reaches_this_process() else ""
-            print_above(f"received {self.signal_name}{' (the terminal closed)' if hangup else ''}: saving "
-                        f"a checkpoint after this step{abort}")
-
-    def __enter__(self) -> "StopRequest":
-        if threading.current_thread() is threading.main_thread():
-            for signum in STOP_SIGNALS:
-                # A signal ignored at start stays ignored, as Python leaves SIGINT: a run started in the
-                # background of a script (or by a sweep so started) is not the terminal's Ctrl-C to stop.
-                if signal.getsignal(signum) is not signal.SIG_IGN:
-                    self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -783,9 +577,6 @@ def _periodic_work(run: _Run, last: bool, stopping: bool = False) -> float | Non
     _step_outputs(run, due, OUTPUT_TASKS[0])
     return io_start
 
-
-# The side tasks that write a step's outputs, in the order they run (each may use the scores before it).
-OUTPUT_TASKS = ("previews", "validation", "generative metrics", "the best checkpoint")
 
 
 def _log_scalars(run: _Run, due: dict[str, bool], closes_window: bool = True) -> None:

@@ -1,0 +1,46 @@
+"""Where and how a run computes: the device, its autocast, and the seeds."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+
+import numpy as np
+import torch
+
+from gan.recipes.base import AutocastFactory
+
+
+class DeviceUnavailable(RuntimeError):
+    """The device asked for does not exist here."""
+
+
+def select_device(name: str = "auto") -> torch.device:
+    """'auto' -> CUDA when available, else CPU; 'cuda' without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise DeviceUnavailable(f"unknown device '{name}'; use auto, cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda") or (device.type == "cpu" and device.index not in (None, 0)):
+        # gan's recipes run and are tested on CUDA and the CPU only (one CPU device: cpu:1 is no other)
+        raise DeviceUnavailable(f"unknown device '{name}'; use auto, cpu, cuda or cuda:N")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DeviceUnavailable(f"--device {name} was asked for, but PyTorch sees no CUDA GPU; use --device cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise DeviceUnavailable(f"--device {name}: only {torch.cuda.device_count()} CUDA GPU(s) here")
+    return device
+
+
+def make_autocast(device: torch.device, enabled: bool) -> AutocastFactory:
+    """bf16 autocast on CUDA when `enabled` (no loss scaling needed); a no-op elsewhere."""
+    if device.type == "cuda" and enabled:
+        return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)

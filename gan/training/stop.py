@@ -1,0 +1,46 @@
+"""Stopping a run cleanly: the signals that ask for it become a flag the loop checks between steps."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Any
+
+from gan.core.processes import STOP_SIGNALS, ctrl_c_reaches_this_process, leave_the_terminal_on_hangup
+from gan.core.progress import print_above
+
+
+class StopRequest:
+    """Turns SIGINT, SIGTERM and SIGHUP into a flag checked between steps; a second Ctrl-C aborts
+    at once. After SIGHUP (the terminal closed) the output that went to the terminal is dropped."""
+
+    def __init__(self, announce: bool = True):
+        self.signal_name: str | None = None
+        self.announce = announce  # (under torchrun, rank 0 says it for every process)
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signal_name is not None:
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            leave_the_terminal_on_hangup(signum)
+            return  # (already stopping: a sweep passing a Ctrl-C on, `timeout`'s second signal)
+        hangup = leave_the_terminal_on_hangup(signum)
+        self.signal_name = signal.Signals(signum).name
+        if self.announce:
+            abort = " (Ctrl-C again to abort without saving)" if ctrl_c_reaches_this_process() else ""
+            print_above(f"received {self.signal_name}{' (the terminal closed)' if hangup else ''}: saving "
+                        f"a checkpoint after this step{abort}")
+
+    def __enter__(self) -> "StopRequest":
+        if threading.current_thread() is threading.main_thread():
+            for signum in STOP_SIGNALS:
+                # A signal ignored at start stays ignored, as Python leaves SIGINT: a run started in the
+                # background of a script (or by a sweep so started) is not the terminal's Ctrl-C to stop.
+                if signal.getsignal(signum) is not signal.SIG_IGN:
+                    self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
