@@ -177,10 +177,29 @@ def test_low_resolution_copies_beside_hr_images_are_warned_of_where_they_would_b
                                          r"low-resolution copies scored as ground truth\? \(the first: '.*babyx4.png', "
                                          r"beside '.*baby.png'\): give the folder of the HR images alone"):
         super_resolution_dataset(tmp_path / "Set5", Degradation(4), 16, train=False)
+    # the whole pack, x2 and x3 copies too, is checked whatever the model's scale, and each copy counted: an x4
+    # model scored the x2 copies in silence, and the warning counted only the x4 ones
+    for factor, (width, height) in ((2, (33, 32)), (3, (22, 21))):
+        (tmp_path / "Set5" / "LR_bicubic" / f"X{factor}").mkdir()
+        random_rgb((width, height), factor).save(tmp_path / "Set5" / "LR_bicubic" / f"X{factor}" / f"babyx{factor}.png")
+    with pytest.warns(UserWarning, match=r"3 image\(s\) under '.*Set5' are 1/2, 1/3, 1/4 the size of another"):
+        super_resolution_dataset(tmp_path / "Set5", Degradation(4), 16, train=False)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # the HR folder alone, and a training folder: nothing to say
+        warnings.simplefilter("error")  # the HR folder alone: nothing to say
         super_resolution_dataset(tmp_path / "Set5" / "HR", Degradation(4), 16, train=False)
-        super_resolution_dataset(tmp_path / "Set5", Degradation(4), 12, train=True)
+    # DIV2K_train_HR/ beside DIV2K_train_LR_bicubic/X4/ given as the training folder: the LR copies trained as HR
+    # targets without a word
+    (tmp_path / "DIV2K" / "DIV2K_train_HR").mkdir(parents=True)
+    (tmp_path / "DIV2K" / "DIV2K_train_LR_bicubic" / "X4").mkdir(parents=True)
+    for index in range(2):
+        random_rgb((64, 48), index).save(tmp_path / "DIV2K" / "DIV2K_train_HR" / f"000{index}.png")
+        random_rgb((16, 12), index).save(tmp_path / "DIV2K" / "DIV2K_train_LR_bicubic" / "X4" / f"000{index}x4.png")
+    with pytest.warns(UserWarning, match=r"2 image\(s\) under '.*DIV2K' are 1/4 the size of another named like them, "
+                                         r"low-resolution copies trained on as HR targets\?.*DIV2K_train_HR"):
+        super_resolution_dataset(tmp_path / "DIV2K", Degradation(4), 12, train=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        super_resolution_dataset(tmp_path / "DIV2K" / "DIV2K_train_HR", Degradation(4), 12, train=True)
     selfexsr = tmp_path / "Set14" / "image_SRF_4"
     selfexsr.mkdir(parents=True)
     random_rgb((40, 40), 4).save(selfexsr / "img_001_SRF_4_HR.png")

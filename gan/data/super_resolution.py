@@ -170,16 +170,17 @@ def super_resolution_dataset(root: str | Path, degradation: Degradation, hr_size
     """SR pairs from every image under `root` (recursive)."""
     paths = find_images(Path(root))
     readable, skipped = readable_images(paths, strict)
+    sizes = {path: _size(path) for path in readable}
     small = {}
     if train:  # images smaller than the crop cannot give a training pair
-        small = {path: size for path in readable if min(size := _size(path)) < hr_size}
+        small = {path: size for path, size in sizes.items() if min(size) < hr_size}
         if small and len(small) < len(readable):
             warnings.warn(f"leaving out {len(small)} image(s) under '{root}' smaller than the {hr_size} px training "
                           f"crop: {_named_with_sizes(small)}", stacklevel=2)
         readable = [path for path in readable if path not in small]
     readable = readable[:max_images] if max_images else readable  # (max_images counts usable images)
-    if not train:
-        warn_of_low_resolution_copies(readable, degradation.scale, root)
+    warn_of_low_resolution_copies({path: sizes[path] for path in readable}, root,
+                                  "trained on as HR targets" if train else "scored as ground truth")
     if not readable:
         # (the largest first, in a line of its own length: which crop they can give is what helps)
         largest = dict(sorted(small.items(), key=lambda item: -min(item[1]))[:3])
@@ -194,27 +195,35 @@ def super_resolution_dataset(root: str | Path, degradation: Degradation, hr_size
 MAX_NAMED = 20  # files named in one message; the rest are counted
 
 
-def warn_of_low_resolution_copies(paths: list[Path], scale: int, root: str | Path) -> None:
+LR_COPY_FACTORS = range(2, 9)  # the scales of benchmark packs' LR copies (x2, x3, x4, x8) and those between
+
+
+def warn_of_low_resolution_copies(sizes: dict[Path, tuple[int, int]], root: str | Path,
+                                  used_as: str = "scored as ground truth") -> None:
     """Benchmark downloads keep LR copies beside their HR images (EDSR's Set5/HR/baby.png and
-    Set5/LR_bicubic/X4/babyx4.png; SelfExSR's img_001_SRF_4_HR.png beside ..._LR.png): scored as
-    ground truth, they pull the mean PSNR down in silence. Warns naming the images 1/`scale` the size
-    of another (rounded down, as downscaling crops) and named like it."""
-    sizes = {path: _size(path) for path in paths}
-    reduced: dict[tuple[tuple[int, int], str], Path] = {}  # (by size and name: one look-up an image)
+    Set5/LR_bicubic/X2/babyx2.png ... X4/babyx4.png; DIV2K_train_HR/ beside DIV2K_train_LR_bicubic/;
+    SelfExSR's img_001_SRF_4_HR.png beside ..._LR.png): taken as HR images, they pull a mean PSNR down,
+    or train the network on blurred targets, in silence. Warns naming the images (of `sizes`, each
+    image's width and height) 1/k the size of another, for any k of LR_COPY_FACTORS (rounded down, as
+    downscaling crops), and named like it; `used_as` says what they would be taken for."""
+    reduced: dict[tuple[tuple[int, int], str], tuple[Path, int]] = {}  # (by size and name: one look-up an image)
     for path, (width, height) in sizes.items():
-        reduced.setdefault(((width // scale, height // scale), _base_name(path, scale)), path)
-    copies = [(path, high) for path, size in sizes.items() if min(size) > 0
-              and (high := reduced.get((size, _base_name(path, scale)))) is not None and high != path]
+        for factor in LR_COPY_FACTORS:
+            reduced.setdefault(((width // factor, height // factor), _base_name(path)), (path, factor))
+    copies = [(path, *high) for path, size in sizes.items() if min(size) > 0
+              and (high := reduced.get((size, _base_name(path)))) is not None and high[0] != path]
     if copies:
-        low, high = copies[0]
-        warnings.warn(f"{len(copies)} image(s) under '{root}' are 1/{scale} the size of another named like them, "
-                      f"low-resolution copies scored as ground truth? (the first: '{low}', beside '{high}'): give "
-                      "the folder of the HR images alone (EDSR's benchmark sets: Set5/HR)", stacklevel=3)
+        low, high, _ = copies[0]
+        factors = ", ".join(f"1/{factor}" for factor in sorted({factor for *_, factor in copies}))
+        warnings.warn(f"{len(copies)} image(s) under '{root}' are {factors} the size of another named like them, "
+                      f"low-resolution copies {used_as}? (the first: '{low}', beside '{high}'): give "
+                      "the folder of the HR images alone (EDSR's benchmark sets: Set5/HR; DIV2K: DIV2K_train_HR)",
+                      stacklevel=3)
 
 
-def _base_name(path: Path, scale: int) -> str:
+def _base_name(path: Path) -> str:
     """babyx4 and baby, img_001_SRF_4_LR and img_001_SRF_4_HR: one name, without its LR or HR mark."""
-    return re.sub(rf"([_-]?(lr|hr|x{scale}))+$", "", path.stem.lower())
+    return re.sub(r"([_-]?(lr|hr|x\d))+$", "", path.stem.lower())
 
 
 def _named_with_sizes(sizes: dict[Path, tuple[int, int]]) -> str:

@@ -135,7 +135,7 @@ def evaluate_super_resolution(translator: Translator, folder: Path, downsample: 
     paths = find_images(folder)
     strip_names = _strip_names(paths, folder)
     places = sr_validation_places(paths, scale)
-    warn_of_low_resolution_copies(list(places), scale, folder)
+    warn_of_low_resolution_copies({path: header_size(path) or (0, 0) for path in places}, folder)
     for path in paths:
         name = path.relative_to(folder).as_posix()
         try:
