@@ -10,7 +10,16 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import REPO, TINY_CYCLEGAN, TINY_PIX2PIX, damage_past_the_header, only_run, random_rgb, write_recipe_data
+from conftest import (
+    REPO,
+    TINY_CYCLEGAN,
+    TINY_PIX2PIX,
+    assert_one_error_line,
+    damage_past_the_header,
+    only_run,
+    random_rgb,
+    write_recipe_data,
+)
 from PIL import Image
 from torch import nn
 
@@ -446,3 +455,20 @@ def test_validations_cycle_l1_is_the_number_gan_eval_gives_the_checkpoint(unpair
     # (to the CSV's 6 decimals and the odd 8-bit level that a batch's float noise rounds the other way:
     # the float round trip was 1e-5 away)
     assert float(mean["cycle_l1"]) == pytest.approx(logged, abs=5e-6)
+
+
+def test_domain_folders_that_share_images_are_refused_before_anything_is_written(tmp_path):
+    # data.a_root = data.b_root trained A -> A; a domain folder holding the other (read with its
+    # subfolders) put every B image in domain A: both without a word
+    unpaired = write_recipe_data(tmp_path)["unpaired"]
+    config = str(REPO / "experiments" / "cyclegan_horse2zebra.toml")
+    for a_root, b_root, said in (
+            (unpaired / "trainA", unpaired / "trainA", f"domains A and B are one folder, '{unpaired / 'trainA'}'"),
+            (unpaired, unpaired / "trainB", f"domain B's folder '{unpaired / 'trainB'}' is inside domain A's, "
+                                            f"'{unpaired}', which is read with its subfolders")):
+        out = tmp_path / f"runs-{a_root.name}"
+        result = CliRunner().invoke(main, ["train", config, *[f"--set={item}" for item in TINY_CYCLEGAN],
+                                           f"--set=data.root={unpaired}", f"--set=data.a_root={a_root}",
+                                           f"--set=data.b_root={b_root}", "--out", str(out)])
+        assert_one_error_line(result, said)
+        assert not any(out.rglob("*.pt")), sorted(out.rglob("*"))

@@ -453,3 +453,18 @@ def test_validation_scores_in_fp32_whatever_autocast_the_training_steps_use(tmp_
         torch.manual_seed(0)
         scores[name] = RECIPES.get(recipe)(config, cpu, autocast).validation_metrics()
     assert scores["bf16"] == scores["fp32"]
+
+
+def test_a_and_b_folders_that_share_images_are_refused(tmp_path):
+    # B/ a link to A/ (or to the folder holding A/): each image trained as its own target, without a word
+    (tmp_path / "same" / "A").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(tmp_path / "same" / "A" / "0.png")
+    (tmp_path / "same" / "B").symlink_to(tmp_path / "same" / "A")
+    with pytest.raises(ValueError, match=r"'.*same/A' and '.*same/B' are one folder: A/ holds the inputs and B/ "
+                                         r"the targets, each its own files"):
+        paired_dataset(tmp_path / "same", "all", 8)
+    (tmp_path / "outer" / "A").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(tmp_path / "outer" / "A" / "0.png")
+    (tmp_path / "outer" / "B").symlink_to(tmp_path / "outer")
+    with pytest.raises(ValueError, match=r"share images \(one is inside the other\)"):
+        paired_dataset(tmp_path / "outer", "all", 8)

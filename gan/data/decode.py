@@ -418,6 +418,18 @@ def file_on_the_way(path: Path) -> str:
     return ""
 
 
+def folders_overlap(first: Path, second: Path) -> str | None:
+    """How two folders share images as find_images reads them (with their subfolders): "same" (one
+    folder under two names or through a link), "first inside" or "second inside" (the outer one's
+    images include the inner one's), or None when apart."""
+    first, second = Path(first).resolve(), Path(second).resolve()
+    if first == second:
+        return "same"
+    if second in first.parents:
+        return "first inside"
+    return "second inside" if first in second.parents else None
+
+
 def find_images(root: Path, recursive: bool = True) -> list[Path]:
     """Image files (by extension, any case) under `root`, sorted; errors if there are none.
 

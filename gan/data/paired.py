@@ -24,6 +24,7 @@ from gan.data.decode import (
     UnreadableImageWarning,
     file_on_the_way,
     find_images,
+    folders_overlap,
     header_size,
     read_rgb,
     readable_images,
@@ -315,7 +316,13 @@ def _files_by_name(folder: Path) -> dict[str, Path]:
 
 def matched_folders(root: Path) -> list[tuple[Path, Path]]:
     """Files of root/A and root/B paired by relative name; any unmatched name is an error."""
-    a_files, b_files = _files_by_name(side_folder(root, "A")), _files_by_name(side_folder(root, "B"))
+    a_folder, b_folder = side_folder(root, "A"), side_folder(root, "B")
+    overlap = folders_overlap(a_folder, b_folder)
+    if overlap is not None:  # (a link: each image would be its own target)
+        shared = "are one folder" if overlap == "same" else "share images (one is inside the other)"
+        raise ValueError(f"'{a_folder}' and '{b_folder}' {shared}: A/ holds the inputs and B/ the targets, each "
+                         "its own files")
+    a_files, b_files = _files_by_name(a_folder), _files_by_name(b_folder)
     problems = []
     for side, other, mine, theirs in (("A", "B", a_files, b_files), ("B", "A", b_files, a_files)):
         alone = sorted(set(mine) - set(theirs))

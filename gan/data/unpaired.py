@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import Dataset
 
 from gan.core.images import pil_to_signed
-from gan.data.decode import NoReadableImages, find_images, read_rgb, readable_images
+from gan.data.decode import NoReadableImages, find_images, folders_overlap, read_rgb, readable_images
 from gan.data.image_files import SkipUnreadable, augmentation_key, centre_square, location_of, warn_of_upsampling
 from gan.data.paired import augment_together
 
@@ -83,6 +83,7 @@ def domain_folders(root: str | Path, split: str, a_root: str = "", b_root: str =
 
 def unpaired_dataset(a_folder: Path, b_folder: Path, resolution: int, load_size: int = 286, train: bool = True,
                      hflip: bool = True, strict: bool = False, max_images: int = 0) -> UnpairedImages:
+    _refuse_shared_images(a_folder, b_folder)
     folders, skipped = {}, {}
     for name, folder in (("A", a_folder), ("B", b_folder)):
         paths = find_images(folder)
@@ -95,3 +96,19 @@ def unpaired_dataset(a_folder: Path, b_folder: Path, resolution: int, load_size:
         folders[name], skipped[name] = readable, len(unreadable)
     return UnpairedImages(folders["A"], folders["B"], resolution, load_size, train, hflip, strict,
                           (skipped["A"], skipped["B"]))
+
+
+def _refuse_shared_images(a_folder: Path, b_folder: Path) -> None:
+    """ValueError when the two domains share images: one folder twice (CycleGAN would learn A -> A), or
+    one folder inside the other (each domain is read with its subfolders, so the outer domain would hold
+    every image of the inner one)."""
+    overlap = folders_overlap(a_folder, b_folder)
+    if overlap == "same":
+        raise ValueError(f"domains A and B are one folder, '{a_folder}'" + (
+            f" and '{b_folder}'" if str(a_folder) != str(b_folder) else "") + ": give each domain its own folder")
+    if overlap is not None:
+        (inner, inner_folder), (outer, outer_folder) = (
+            (("A", a_folder), ("B", b_folder)) if overlap == "first inside" else (("B", b_folder), ("A", a_folder)))
+        raise ValueError(f"domain {inner}'s folder '{inner_folder}' is inside domain {outer}'s, '{outer_folder}', which "
+                         f"is read with its subfolders: every {inner} image would be a {outer} image too; give the "
+                         "domains folders side by side")

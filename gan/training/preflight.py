@@ -28,6 +28,7 @@ from gan.core.memory import available_memory, format_bytes
 from gan.core.registry import ConfigError
 from gan.data import build_dataset, data_identity, reference_data
 from gan.data.cache import is_built, user_cache_dir
+from gan.data.decode import folders_overlap
 from gan.data.image_files import ImageFileDataset
 from gan.metrics.generative import INCEPTION_METRICS, smallest_count
 from gan.metrics.inception import (
@@ -200,12 +201,12 @@ def _split_key(key: str, split: str) -> str:
 def _overlap(train_key: str, train_folder: str, val_key: str, val_folder: str) -> str | None:
     """How the validation folder shares the training folder's images, or None: the same folder, or
     one inside the other (training and validation each read their folder with its subfolders)."""
-    train, val = Path(train_folder).resolve(), Path(val_folder).resolve()
-    if train == val:
+    overlap = folders_overlap(Path(train_folder), Path(val_folder))
+    if overlap == "same":
         return f"{val_key} is {train_key}" + (f", '{train_folder}'" if not train_key.startswith("data.") else "")
-    if train in val.parents:
+    if overlap == "second inside":
         return f"{val_key}, '{val_folder}', is inside {train_key}, '{train_folder}'"
-    if val in train.parents:
+    if overlap == "first inside":
         return f"{train_key}, '{train_folder}', is inside {val_key}, '{val_folder}'"
     return None
 
