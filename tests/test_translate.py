@@ -508,6 +508,33 @@ def test_paired_input_refuses_photos_and_skips_a_stray_among_pairs_as_gan_eval_d
     assert sorted(path.name for path in (tmp_path / "mixed_out").iterdir()) == ["0.png", "1.png"]
 
 
+def test_paired_input_refuses_photos_for_a_model_trained_on_a_and_b_folders_as_gan_eval_does(tmp_path):
+    """A model trained on A/ and B/ folders of square images: `--paired-input` on square photos cut each in
+    halves as input | target without a word, while `gan eval` refused them."""
+    root = tmp_path / "folders"
+    for split in ("train", "val"):
+        for side in ("A", "B"):
+            (root / split / side).mkdir(parents=True)
+            for index in range(2):
+                random_rgb((40, 40), index + (side == "B")).save(root / split / side / f"{index}.png")
+    out = tmp_path / "runs"
+    result = CliRunner().invoke(main, ["train", str(REPO / "experiments" / "pix2pix_facades.toml"),
+                                       *_sets(*TINY_PIX2PIX, f"data.root={root}"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    run_dir = only_run(out)
+    photos = root / "val" / "A"
+    result = CliRunner().invoke(main, ["translate", str(run_dir), str(photos), str(tmp_path / "out"), "--paired-input"])
+    assert_one_error_line(result, f"'{photos}' is not a folder of A|B pairs like those this model trained on (2.00:1)",
+                          "2 of its 2 images are narrower than 2:1", "pass --whole-input")
+    pairs = tmp_path / "side_by_side"
+    pairs.mkdir()
+    for index in range(2):  # an A image beside its B: the pair as --paired-input takes it
+        a, b = (Image.open(root / "val" / side / f"{index}.png") for side in ("A", "B"))
+        Image.fromarray(np.concatenate([np.asarray(a), np.asarray(b)], axis=1)).save(pairs / f"{index}.png")
+    result = CliRunner().invoke(main, ["translate", str(run_dir), str(pairs), str(tmp_path / "out"), "--paired-input"])
+    assert result.exit_code == 0 and "wrote 2 image(s)" in result.output, result.output
+
+
 def test_output_names_with_no_extension_and_the_smallest_tiles_get_the_way_round(pix2pix_run, tmp_path):
     """`newdir/` (its slash gone: `newdir`) said "cannot write the image 'newdir' from its extension ''";
     `--tile 1` offered "--overlap 0 or less"."""

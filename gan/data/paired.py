@@ -121,21 +121,29 @@ class PairShapes:
         return self.highest > 0 and 0.99 * self.lowest <= aspect <= 1.01 * self.highest
 
 
-def training_pair_shapes(data: dict) -> PairShapes:
+def training_pair_shapes(data: dict, side_by_side: bool = False) -> PairShapes:
     """What a run's `[data]` section (a checkpoint's config) trained on, read from the headers of
     its first SHAPE_SAMPLE training images. Its A|B images count when most are at least twice as
     wide as high (square or wider halves), and their range of shapes says which inputs are pairs:
     after 2:1 pairs a 2:1 input is one, after 4:1 pairs it is a single side, and a 3:1 panorama
-    is a pair only for a run whose pairs were that wide."""
-    if data.get("dataset") != "paired" or data.get("layout") == "folders":
+    is a pair only for a run whose pairs were that wide. With `side_by_side`, the pairs of a run
+    that trained on A/ and B/ folders count too, as its A images set beside their partners (twice as
+    wide): the A|B inputs that `gan translate --paired-input` takes for it."""
+    if data.get("dataset") != "paired" or (data.get("layout") == "folders" and not side_by_side):
         return PairShapes(known=True)
     folder = _training_folder(data)
     if folder is None:
         return PairShapes(known=False)
-    if data.get("layout", "auto") == "auto" and detect_layout(folder) == "folders":
+    folders = data.get("layout") == "folders" or (data.get("layout", "auto") == "auto"
+                                                  and detect_layout(folder) == "folders")
+    if folders and not side_by_side:
         return PairShapes(known=True)
     try:
-        sizes = [size for path in find_images(folder)[:SHAPE_SAMPLE] if (size := header_size(path)) is not None]
+        if folders:
+            sizes = [(2 * width, height) for path in find_images(side_folder(folder, "A"))[:SHAPE_SAMPLE]
+                     if (size := header_size(path)) is not None for width, height in [size]]
+        else:
+            sizes = [size for path in find_images(folder)[:SHAPE_SAMPLE] if (size := header_size(path)) is not None]
     except FileNotFoundError:
         sizes = []
     if not sizes:  # no readable images: nothing to tell by

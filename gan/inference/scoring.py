@@ -252,12 +252,13 @@ EVALUATION_ADVICE = "give --data a folder (or --split) of A|B pairs"
 def not_shaped_like_pairs(images: list[Path], folder: Path, data_config: dict, advice: str = EVALUATION_ADVICE,
                           consequence: str = "their scores mean nothing") -> dict[Path, str]:
     """{image: why it is skipped} for the A|B images of `folder` narrower than 2:1, for a model
-    trained on A|B images at least that wide: halved, such an image gives no input and target, and
+    trained on A|B images at least that wide (or on A/ and B/ folders of square or wider images, side
+    by side that wide): halved, such an image gives no input and target, and
     its scores would be nonsense. A few among pairs are strays, skipped; a ValueError ending in
     `advice` when they are half of the images or more (a folder of single photos, or of another
     layout). When the training images are not here to tell their shape, a warning only (ending in
     `consequence`): pairs of portrait halves are pairs too."""
-    shapes = training_pair_shapes(data_config)
+    shapes = training_pair_shapes(data_config, side_by_side=True)
     if shapes.known and not shapes.highest:  # the run's pairs are not side by side at 2:1 or wider
         return {}
     sizes = {path: size for path in images if (size := header_size(path)) is not None}
