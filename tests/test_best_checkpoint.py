@@ -91,6 +91,14 @@ def test_a_resume_measuring_on_changed_evaluation_images_sets_the_old_best_aside
     assert load_checkpoint(run_dir / "best-other-images-00000001.pt")["step"] == 1
 
 
+def test_a_best_record_of_an_earlier_gan_is_compared_by_its_images_alone(tmp_path):
+    # records made before best.pt noted the Inception weights hold the images' digest alone: not set aside
+    best = BestCheckpoint(tmp_path, "fid", "lower")
+    best.value, best.step, best.evaluated_on = 12.0, 2, "0123456789abcdef"
+    assert best.set_aside_measured_elsewhere("0123456789abcdef/inception-fedcba9876543210", "the real images") is None
+    assert best.value == 12.0
+
+
 @pytest.mark.parametrize("damage", ["truncated", "flipped bit", "empty"])
 def test_a_damaged_best_pt_is_warned_of_on_resume_and_replaced_by_the_next_evaluation(recipe_data, tmp_path,
                                                                                      monkeypatch, damage):

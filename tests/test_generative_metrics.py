@@ -23,6 +23,7 @@ from gan.data.synthetic import draw_face
 from gan.metrics.generative import GenerativeEvaluator, ReferenceCache, reference_key
 from gan.metrics.inception import (
     WEIGHTS_FILE,
+    InceptionWeightsDamaged,
     InceptionWeightsNotFoundError,
     inception_features,
     load_inception,
@@ -167,6 +168,58 @@ def test_inception_weights_load_without_unpickling_and_give_2048_features(random
     save_file({"conv.weight": torch.zeros(1)}, tmp_path / "weights.safetensors")
     with pytest.raises(ValueError, match=r"a safetensors file, where a torch file \(.pth\) is read$"):
         load_inception(tmp_path / "weights.safetensors", CPU)
+
+
+@pytest.mark.parametrize("damage", ["nan", "integer", "another shape", "one missing"])
+def test_inception_weights_are_checked_weight_by_weight_in_one_line(random_inception_weights, tmp_path, damage):
+    # one NaN (a flipped exponent bit in a download) gave kid NaN, precision and recall 0 and a best.pt kept
+    # on them; integer weights all-zero features; torchvision's inception_v3 or a file short of a weight
+    # passed the check before training and failed at the first validation, in torch's dump of every key
+    state = torch.load(random_inception_weights, weights_only=True)
+    if damage == "nan":
+        state["Mixed_7c.branch_pool.conv.weight"][0, 0, 0, 0] = float("nan")
+    elif damage == "integer":
+        state["fc.weight"] = state["fc.weight"].to(torch.int32)
+    elif damage == "another shape":
+        state["fc.weight"] = torch.zeros(1000, 2048)
+    else:
+        del state["Conv2d_1a_3x3.conv.weight"]
+    path = tmp_path / "weights.pth"
+    torch.save(state, path)
+    said = {"nan": r"holds non-finite \(NaN or inf\) weights \('Mixed_7c.branch_pool.conv.weight'\): the file is "
+                   r"damaged",
+            "integer": r"parameter 'fc.weight' is torch.int32 in the file and torch.float32 in the network",
+            "another shape": r"parameter 'fc.weight' has shape \[1000, 2048\] in the file and \[1008, 2048\]",
+            "one missing": r"parameter 'Conv2d_1a_3x3.conv.weight' is missing from the file \(1 missing in all\)"}
+    with pytest.raises(InceptionWeightsDamaged) as error:
+        load_inception(path, CPU)
+    assert re.search(said[damage], str(error.value)) and "\n" not in str(error.value), str(error.value)
+
+
+def test_a_resume_scoring_through_other_inception_weights_sets_best_pt_aside(random_inception_weights, tmp_path,
+                                                                              capsys):
+    # the weights file at metrics.inception_weights replaced between the stop and the resume: KID through the
+    # new network was compared with best.pt's through the old one, in one curve, without a word
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    for index in range(8):
+        random_rgb((32, 32), index).save(faces / f"{index}.png")
+    weights = tmp_path / "inception.pth"
+    weights.write_bytes(random_inception_weights.read_bytes())
+    config = ("data.dataset=folder", f"data.root='{faces}'", "metrics.every=2", "metrics.num_samples=8",
+              "metrics.names=['kid']", "train.keep_best=kid", f"metrics.inception_weights='{weights}'",
+              f"metrics.cache_dir='{tmp_path / 'cache'}'")
+    run_dir = train(tiny_config(*config, "train.steps=2"), tmp_path / "run", CPU, progress_stream=sys.stdout).run_dir
+    train(tiny_config(*config, "train.steps=4"), run_dir, CPU, resume=True, progress_stream=sys.stdout)
+    assert "set aside" not in capsys.readouterr().err  # the same weights: compared with best.pt
+    state = torch.load(weights, weights_only=True)
+    state["fc.bias"] += 1  # (other weights: a file of another release, say)
+    torch.save(state, weights)
+    train(tiny_config(*config, "train.steps=6"), run_dir, CPU, resume=True, progress_stream=sys.stdout)
+    assert re.search(r"best.pt \(kid \S+ at step \d\) was measured through other Inception-v3 weights than "
+                     r"metrics.inception_weights now .* set aside as best-other-weights-0000000\d.pt",
+                     capsys.readouterr().err)
+    assert json.loads((run_dir / "best.json").read_text())["step"] == 6
 
 
 # ----------------------------------------------------------------------------- reference cache

@@ -347,11 +347,12 @@ def best_checkpoint(run_dir: Path) -> Path:
     if not run_dir.is_dir():
         raise CheckpointError(f"--best takes a run directory; '{run_dir}' is not one")
     if not path.is_file():
-        aside = sorted([*run_dir.glob("best-discarded-*.pt"), *run_dir.glob("best-other-images-*.pt")],
+        aside = sorted([*run_dir.glob("best-discarded-*.pt"), *run_dir.glob("best-other-*.pt")],
                        key=lambda found: found.stat().st_mtime)
         if aside:  # (a resume set it aside: the run has none until it scores one again)
             why = ("it was measured on images since changed" if aside[-1].name.startswith("best-other-images-")
-                   else "it came from steps it trained again")
+                   else "it was measured through other Inception-v3 weights"
+                   if aside[-1].name.startswith("best-other-weights-") else "it came from steps it trained again")
             raise CheckpointError(f"no {BEST_NAME} in run directory '{run_dir}' now: a resume set the last one aside "
                                   f"as '{aside[-1].name}' ({why}), and the run keeps a new one once it scores one; "
                                   "give that file, or drop --best")
@@ -376,6 +377,11 @@ def _why_no_best(run_dir: Path) -> str:
     if not str(metric).startswith("val/") and not measures:
         return f"train.keep_best = '{metric}' follows [metrics], and metrics.every = 0 switched them off"
     return f"train.keep_best = '{metric}': no evaluation of it was kept yet, or the run does not compute it"
+
+
+# Between the digest of the images a best.pt's score was measured on and that of the Inception-v3 weights
+# it was measured through, for the metrics that use them (`evaluated_on`).
+MEASURED_THROUGH = "/inception-"
 
 
 class BestCheckpoint:
@@ -467,16 +473,27 @@ class BestCheckpoint:
                     "run kept it by another metric, is best.pt again")
         return None
 
-    def set_aside_measured_elsewhere(self, evaluated_on: str, images: str) -> str | None:
+    def set_aside_measured_elsewhere(self, evaluated_on: str, images: str,
+                                     weights: str = "the Inception-v3 weights") -> str | None:
         """A best.pt measured on other images than this run's `evaluated_on` (`images` says which:
-        a resume reads its evaluation folder again, since changed) is no rival for this run's scores:
-        set aside, said as discard_after does. None when the images are the same, or unrecorded."""
-        if self.value is None or self.evaluated_on in (None, evaluated_on):
+        a resume reads its evaluation folder again, since changed), or through other Inception-v3
+        weights (`weights` says where they are), is no rival for this run's scores: set aside, said as
+        discard_after does. None when both are the same, or unrecorded (a record of an earlier gan
+        holds the images' digest alone, and is compared by it)."""
+        if self.value is None or self.evaluated_on is None:
             return None
-        aside = set_aside_best(self.run_dir, f"best-other-images-{self.step:08d}")
-        message = (f"best.pt ({self.metric} {self.value:.4g} at step {self.step}) was measured on other images than "
-                   f"{images} hold now (files added, removed or changed since): set aside as {aside}.pt; the next "
-                   "evaluation keeps best.pt anew, and the metric's curve changes its ground here")
+        recorded_images, _, recorded_weights = self.evaluated_on.partition(MEASURED_THROUGH)
+        images_now, _, weights_now = evaluated_on.partition(MEASURED_THROUGH)
+        if recorded_images == images_now and recorded_weights in ("", weights_now):
+            return None
+        if recorded_images != images_now:
+            aside = set_aside_best(self.run_dir, f"best-other-images-{self.step:08d}")
+            why = f"on other images than {images} hold now (files added, removed or changed since)"
+        else:
+            aside = set_aside_best(self.run_dir, f"best-other-weights-{self.step:08d}")
+            why = f"through other Inception-v3 weights than {weights} now (a file replaced or named anew since)"
+        message = (f"best.pt ({self.metric} {self.value:.4g} at step {self.step}) was measured {why}: set aside as "
+                   f"{aside}.pt; the next evaluation keeps best.pt anew, and the metric's curve changes its ground here")
         self.value = self.step = self.evaluated_on = None
         return message
 

@@ -8,6 +8,7 @@ downloaded: the file is looked for where torch-fidelity itself caches it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import os
@@ -18,7 +19,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from gan.core.checkpoint import unloadable_reason
+from gan.core.checkpoint import first_mismatch, unloadable_reason
 
 WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
 WEIGHTS_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{WEIGHTS_FILE}"
@@ -91,10 +92,51 @@ def read_inception_weights(path: str | Path | None) -> tuple[dict[str, torch.Ten
     except Exception as error:  # noqa: BLE001 - torch raises many types for foreign files
         raise InceptionWeightsDamaged(f"'{resolved}' is not a plain PyTorch state dict of Inception-v3 weights "
                                       f"({WEIGHTS_FILE}): {unloadable_reason(Path(resolved), error, export_ok=False)}") from None
-    if not isinstance(state, dict) or "Mixed_7c.branch_pool.conv.weight" not in state:
+    if not isinstance(state, dict):
+        raise InceptionWeightsDamaged(f"'{resolved}' holds a {type(state).__name__}, not torch-fidelity's Inception-v3 "
+                                      f"weights ({WEIGHTS_FILE})")
+    # every weight by name, shape and kind, and finite: torchvision's inception_v3 (another file of the same
+    # network's name), a flipped exponent bit or integer weights would give wrong features, or fail minutes on
+    mismatch = first_mismatch(_expected_weights(), state)
+    if mismatch is not None:
         raise InceptionWeightsDamaged(f"'{resolved}' does not hold torch-fidelity's Inception-v3 weights "
-                                      f"({WEIGHTS_FILE})")
-    return state, hashlib.sha256(contents).hexdigest()[:16]
+                                      f"({WEIGHTS_FILE}): {mismatch}")
+    bad = next((name for name, tensor in state.items() if not bool(torch.isfinite(tensor).all())), None)
+    if bad is not None:
+        raise InceptionWeightsDamaged(f"'{resolved}' holds non-finite (NaN or inf) weights ('{bad}'): the file is "
+                                      "damaged")
+    return state, weights_digest(contents)
+
+
+def weights_digest(contents: bytes) -> str:
+    """The start of the SHA-256 of a weights file's `contents`: what its features are known by."""
+    return hashlib.sha256(contents).hexdigest()[:16]
+
+
+def weights_file_digest(path: str | Path | None) -> str:
+    """`weights_digest` of the file at `path` (or the default place), read again; "" when it cannot be read."""
+    try:
+        return weights_digest(resolve_weights_path(path).read_bytes())
+    except (OSError, ValueError):
+        return ""
+
+
+@functools.cache
+def _expected_weights() -> dict[str, torch.Tensor]:
+    """torch-fidelity's Inception-v3 state dict as its network holds it, on the meta device (no memory):
+    the names, shapes and kinds a weights file must match. Built through a subclass that loads nothing."""
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    class Unloaded(FeatureExtractorInceptionV3):
+        def load_state_dict(self, *args: object, **kwargs: object) -> None:
+            return None
+
+    with tempfile.TemporaryDirectory() as folder:
+        empty = os.path.join(folder, WEIGHTS_FILE)
+        torch.save({}, empty)
+        with torch.device("meta"):
+            network = Unloaded("inception-v3-compat", [str(FEATURE_SIZE)], feature_extractor_weights_path=empty)
+    return network.state_dict()
 
 
 def load_inception(path: str | Path | None, device: torch.device) -> tuple[nn.Module, str]:
@@ -110,9 +152,10 @@ def load_inception(path: str | Path | None, device: torch.device) -> tuple[nn.Mo
         try:
             model = FeatureExtractorInceptionV3("inception-v3-compat", [str(FEATURE_SIZE)],
                                                 feature_extractor_weights_path=copy)
-        except RuntimeError as error:  # shape or key mismatch
+        except RuntimeError as error:  # (checked above by name, shape and kind: a torch-fidelity of other layers)
+            first = str(error).strip().splitlines()[-1].strip()
             raise InceptionWeightsDamaged(f"'{resolve_weights_path(path)}' does not match torch-fidelity's "
-                                          f"Inception-v3: {error}") from None
+                                          f"Inception-v3: {first}") from None
     return model.to(device), digest
 
 

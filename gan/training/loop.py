@@ -64,6 +64,7 @@ from gan.core.wording import counted
 from gan.data import data_signature, training_batches
 from gan.data.sampling import first_samples
 from gan.metrics.generative import GenerativeEvaluator
+from gan.metrics.inception import weights_setting
 from gan.nets import network_defaults
 from gan.recipes import RECIPES
 from gan.recipes.base import Recipe
@@ -638,7 +639,8 @@ def _keep_best(run: _Run, validated: bool, scores: dict[str, float]) -> None:
                       f"{', '.join(sorted(scores)) or 'no scores'}", stacklevel=3)
     elif best and best.metric in scores:
         evaluated_on, images = run.evaluation_images
-        set_aside = best.set_aside_measured_elsewhere(evaluated_on, images)
+        set_aside = best.set_aside_measured_elsewhere(evaluated_on, images,
+                                                      weights_setting(run.config.metrics.inception_weights))
         if set_aside:
             run.say(set_aside)
         if best.improves(scores[best.metric]):

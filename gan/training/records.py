@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import torch
 
-from gan.core.checkpoint import BEST_NAME, METRICS_RECORD, BestCheckpoint
+from gan.core.checkpoint import BEST_NAME, MEASURED_THROUGH, METRICS_RECORD, BestCheckpoint
 from gan.core.config import BEST_METRICS, Config, config_to_dict, flatten_config
 from gan.core.files import WriteError, write_atomically
 from gan.core.progress import print_above
@@ -23,7 +23,7 @@ from gan.core.registry import ConfigError
 from gan.core.wording import first_few
 from gan.data import evaluation_signature, reference_data
 from gan.metrics.generative import GenerativeEvaluator, score_generator
-from gan.metrics.inception import InceptionWeightsDamaged, damaged_weights_advice, weights_setting
+from gan.metrics.inception import InceptionWeightsDamaged, damaged_weights_advice, weights_file_digest, weights_setting
 from gan.recipes.base import Recipe
 from gan.training.state import training_state
 
@@ -162,14 +162,26 @@ EVALUATION_FILE = re.compile(r"(?:metrics-(\d{8,})(?:-live)?\.json|eval-.+-(\d{8
 PREVIEW_FILE = re.compile(r"(\d{8,})-[^.]+\.png")
 
 
+# The metrics best.pt may be kept by that are measured through Inception-v3 (val/fid_A and the like too).
+THROUGH_INCEPTION = re.compile(r"(val/)?(fid|kid|precision|recall)(?![a-z])")
+
+
 def evaluation_images(best: BestCheckpoint, config: Config, recipe: Recipe,
                       evaluator: GenerativeEvaluator | None) -> tuple[str, str]:
-    """The signature of the images best.pt's metric is measured on (the run's evaluation set for a
-    val/ metric, the metrics' real images for the others), and what names them in a message."""
+    """The signature of what best.pt's metric is measured on (the run's evaluation set for a val/
+    metric, the metrics' real images for the others; and, for a metric measured through Inception-v3,
+    the weights' digest after MEASURED_THROUGH), and what names the images in a message."""
     if best.metric.startswith("val/"):
-        return evaluation_signature(recipe.evaluation_images.get()), "the evaluation images"
-    assert evaluator is not None  # (a generative metric's best.pt is kept only with an evaluator)
-    return evaluation_signature(evaluator.dataset()), f"the real images of {'metrics.root' if config.metrics.root else 'data.root'}"
+        signature, images = evaluation_signature(recipe.evaluation_images.get()), "the evaluation images"
+    else:
+        assert evaluator is not None  # (a generative metric's best.pt is kept only with an evaluator)
+        signature = evaluation_signature(evaluator.dataset())
+        images = f"the real images of {'metrics.root' if config.metrics.root else 'data.root'}"
+    if THROUGH_INCEPTION.match(best.metric):
+        digest = (evaluator.inception_digest if evaluator is not None and not best.metric.startswith("val/")
+                  else "") or weights_file_digest(config.metrics.inception_weights)
+        signature += f"{MEASURED_THROUGH}{digest}"
+    return signature, images
 
 
 def lacks_settings(path: Path, config: Config) -> bool:
