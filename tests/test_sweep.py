@@ -146,6 +146,16 @@ def test_a_sweep_that_cannot_write_its_folder_leaves_no_folder(tmp_path, monkeyp
     # what a recipe refuses or never reads as configured: checked by the recipe, not only when its run starts
     (REPO / "experiments" / "srresnet_x4.toml", "train.d_lr=1e-4,1e-3", "runs 00000-d_lr=1e-4 and 00001-d_lr=1e-3 "
      "would train the same (recipe 'srresnet' ignores train.d_lr = 0.001)"),
+    # (a network's argument was looked up among the config's defaults: KeyError, a traceback)
+    (REPO / "experiments" / "srresnet_x4.toml", "model.discriminator_args.channels=8,16", "runs "
+     "00000-channels=8 and 00001-channels=16 would train the same (recipe 'srresnet' ignores "
+     "model.discriminator_args.channels = 16)"),
+    (REPO / "experiments" / "srresnet_x4.toml", "model.discriminator=srgan,patchgan", "runs 00000-discriminator=srgan "
+     "and 00001-discriminator=patchgan would train the same (recipe 'srresnet' ignores model.discriminator = "
+     "'patchgan'):"),
+    # past the run's length, the linear decay spans the whole run (the demo trains 1,500 steps)
+    (DEMO, "train.lr_decay_steps=2000,3000", "runs 00000-lr_decay_steps=2000 and 00001-lr_decay_steps=3000 would "
+     "train the same (train.lr_decay_steps = 3000 is past train.steps = 1500: the rates decay over the whole run"),
     (REPO / "experiments" / "srresnet_x4.toml", "loss.r1_gamma=0,1", "run 00001-r1_gamma=1 (loss.r1_gamma=1): "
      "loss.r1_gamma regularises a discriminator, and loss.adversarial_weight = 0 trains no discriminator"),
     (REPO / "experiments" / "pix2pix_facades.toml", "metrics.every=0,100", "run 00001-every=100 (metrics.every=100): "

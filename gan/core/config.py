@@ -840,6 +840,11 @@ def _inert_schedules(config: Config, defaults: dict[str, Any]) -> list[InertSett
             (("train.lr_schedule", "linear_decay"), ("train.lr_decay_steps", 0), ("train.lr_milestones", []),
              ("train.lr_gamma", defaults["train.lr_gamma"])),
             warn=not late))  # (the milestones' own warning says it)
+    if train.lr_schedule == "linear_decay" and train.lr_decay_steps > train.steps:
+        found.append(InertSetting(  # (a smoke run of a long recipe's config: no warning, the decay is as documented)
+            "train.lr_decay_steps", f"train.lr_decay_steps = {train.lr_decay_steps} is past train.steps = "
+            f"{train.steps}: the rates decay over the whole run, as with {train.steps}",
+            (("train.lr_decay_steps", train.steps),), warn=False))
     if train.warmup_steps >= train.steps:
         reach = ("reach the values set only at the last step" if train.warmup_steps == train.steps
                  else "never reach the values set")

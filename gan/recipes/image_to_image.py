@@ -34,21 +34,27 @@ DISCRIMINATOR_KEYS = ("loss.adversarial", "loss.label_smoothing", "train.d_lr", 
 
 def unused_discriminator_keys(config: Config) -> dict[str, str]:
     """key -> `key = value` for the discriminator's keys a run with loss.adversarial_weight = 0 (no
-    discriminator) was given: set away from their defaults, its arguments away from the network's own."""
+    discriminator) was given: those set away from their defaults, and its name and arguments, whatever
+    they are."""
     if config.loss.adversarial_weight:
         return {}
     defaults, values = flatten_config(config_to_dict(Config())), flatten_config(config_to_dict(config))
     given = {key: f"{key} = {values[key]!r}" for key in DISCRIMINATOR_KEYS if values[key] != defaults[key]}
-    network = network_defaults("discriminator", config.model.discriminator)
+    given["model.discriminator"] = f"model.discriminator = {config.model.discriminator!r}"
     given |= {f"model.discriminator_args.{name}": f"model.discriminator_args.{name} = {value!r}"
-              for name, value in config.model.discriminator_args.items()
-              if name not in network or network[name] != value}
+              for name, value in config.model.discriminator_args.items()}
     return given
 
 
 def warn_of_discriminator_keys(config: Config) -> None:
-    """One warning naming the discriminator's keys a run without one was given (they change nothing)."""
-    given = list(unused_discriminator_keys(config).values())
+    """One warning naming the discriminator's keys a run without one was given away from their defaults
+    (they change nothing). Not its name, nor arguments at the network's own defaults: a config names the
+    discriminator a later adversarial stage trains, as SRResNet's does SRGAN's."""
+    network = network_defaults("discriminator", config.model.discriminator)
+    arguments = config.model.discriminator_args
+    given = [text for key, text in unused_discriminator_keys(config).items() if key != "model.discriminator" and not (
+        key.startswith("model.discriminator_args.")
+        and network.get(name := key.removeprefix("model.discriminator_args."), object()) == arguments[name])]
     if given:
         warnings.warn(f"{'; '.join(given)}: {'it changes' if len(given) == 1 else 'they change'} nothing, as "
                       "loss.adversarial_weight = 0 trains no discriminator", stacklevel=3)

@@ -320,7 +320,9 @@ def planned_steps(config: Path, sets: list[str], runs: list[SweepRun], on_cpu: b
         settings, values, why = _what_trains(resolved, on_cpu)
         if settings in trained_by:
             first, first_values, first_why = trained_by[settings]
-            differ = [key for key in values if values[key] != first_values[key]]
+            differ = [key for key in {**first_values, **values} if values.get(key) != first_values.get(key)]
+            # (another network's arguments differ with its name: said by the name, model.discriminator, alone)
+            differ = [key for key in differ if "_args." not in key or key.partition("_args.")[0] not in differ]
             reasons = ("; ".join(dict.fromkeys(why.get(key) or first_why[key] for key in differ))
                        or "their configs are the same once read")
             raise ConfigError(f"runs {first.name} and {run.name} would train the same ({reasons}): drop the value "
@@ -371,12 +373,14 @@ def _what_trains(resolved: Config, on_cpu: bool = False) -> tuple[str, dict, dic
     its config's values by key, and key -> why, for the keys that change nothing."""
     ignored = ignored_keys(resolved) | RECIPES.get(resolved.recipe).inert_keys(resolved)
     defaults, values = flatten_config(config_to_dict(Config())), flatten_config(config_to_dict(resolved))
-    trains_as = {key: defaults[key] for key in ignored}
+    # each at its default; left out where there is none (a network's own arguments: a discriminator never
+    # trained has none to compare, whatever its name)
+    settings = {key: defaults[key] if key in ignored else value for key, value in values.items()
+                if key not in ignored or key in defaults}
     why = {key: f"recipe '{resolved.recipe}' ignores {text}" for key, text in ignored.items()}
     for inert in inert_settings(resolved):
-        trains_as |= dict(inert.trains_as)
+        settings |= dict(inert.trains_as)
         why |= {key: inert.message for key, _ in inert.trains_as}
-    settings = {**values, **trains_as}
     if on_cpu:
         settings, on_cpu_why = _as_on_cpu(settings, defaults)
         why |= on_cpu_why
