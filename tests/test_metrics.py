@@ -185,3 +185,29 @@ def test_too_small_images_are_refused():
         psnr(torch.zeros(3, 8, 8), torch.zeros(3, 8, 8), crop_border=4)  # nothing left
     with pytest.raises(ValueError, match="crop_border"):
         psnr(torch.zeros(3, 8, 8), torch.zeros(3, 8, 8), crop_border=-1)
+
+
+def test_ssim_of_a_large_image_is_computed_in_bands_with_the_same_score_and_bounded_memory(monkeypatch):
+    # a 25-megapixel SR image took 10 GB beyond its network pass in float64 SSIM maps: `gan eval` and
+    # training's validation were killed by the kernel without a word
+    import subprocess
+    import sys
+
+    from gan.metrics import image_quality
+
+    generator = torch.Generator().manual_seed(0)
+    image = torch.randint(0, 256, (3, 300, 200), generator=generator).double()
+    reference = (image + torch.randn(image.shape, generator=generator, dtype=torch.float64) * 20).clamp(0, 255)
+    whole = ssim(image, reference, crop_border=4, y_channel=False)
+    monkeypatch.setattr(image_quality, "SSIM_BAND_PIXELS", 3 * 190 * 7)  # bands of 7 map rows, the last shorter
+    assert ssim(image, reference, crop_border=4) == pytest.approx(whole, rel=1e-12, abs=0)
+    measured = subprocess.run([sys.executable, "-c", (
+        "import resource, torch\n"
+        "from gan.metrics import ssim\n"
+        "image = torch.zeros(3, 2500, 2500, dtype=torch.uint8)\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "ssim(image, image, crop_border=4)\n"
+        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)\n")],
+        capture_output=True, text=True, check=True)
+    # (the two float64 copies of the 6.25-megapixel RGB images alone are 300 MB, the bands about as much again)
+    assert int(measured.stdout) < 1200 * 2**20, measured.stdout  # (3.1 GB when computed whole)

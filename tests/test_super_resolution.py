@@ -206,3 +206,31 @@ def test_low_resolution_copies_beside_hr_images_are_warned_of_where_they_would_b
     random_rgb((10, 10), 5).save(selfexsr / "img_001_SRF_4_LR.png")
     with pytest.warns(UserWarning, match=r"img_001_SRF_4_LR.png', beside '.*img_001_SRF_4_HR.png'"):
         super_resolution_dataset(tmp_path / "Set14", Degradation(4), 8, train=False)
+
+
+def test_a_validation_image_too_large_for_memory_is_refused_before_step_1(tmp_path, monkeypatch):
+    # a 10000x10000 Set5-style image: the kernel killed the run at its first validation, before that step's
+    # checkpoint, and a resume was killed there again
+    from conftest import tiny_recipe_config, write_recipe_data
+
+    from gan.core.registry import ConfigError
+    from gan.training import preflight
+    from gan.training.loop import train
+
+    data = write_recipe_data(tmp_path / "data")
+    val = tmp_path / "val"
+    val.mkdir()
+    random_rgb((480, 400), 0).save(val / "large.png")  # (the largest: an LR input of 120x100)
+    random_rgb((40, 40), 1).save(val / "small.png")
+    monkeypatch.setattr(preflight, "LARGE_PASS_PIXELS", 100)  # (a megapixel: small images for the test)
+    config = tiny_recipe_config("srresnet", data, f"data.val_root={val}")
+    # 2 MiB: a training batch fits (300 KiB); the large image's pass does not (12,000 LR pixels, 8 float32 channels
+    # of the widest layer at least, 4 layers alive: 1.5 MiB, and several times that at the upsampled layers)
+    monkeypatch.setattr(preflight, "available_memory", lambda device: 2 * 2**20)
+    with pytest.raises(ConfigError, match=rf"the validation image '{val / 'large.png'}' \(480x400\) would need about "
+                                          r".* to go through the generator whole, and cpu has .* available: validation "
+                                          r"scores each image of data.val_root whole"):
+        train(config, tmp_path / "run", torch.device("cpu"))
+    assert not list((tmp_path / "run").glob("checkpoint-*.pt"))
+    monkeypatch.setattr(preflight, "available_memory", lambda device: 2**30)
+    assert train(config, tmp_path / "run2", torch.device("cpu")).step == 2

@@ -26,7 +26,14 @@ from gan.core.memory import available_memory, format_bytes, out_of_memory
 from gan.data.super_resolution import bicubic_resize
 from gan.inference.exported import generator_name, load_source
 from gan.inference.loading import build_generator
-from gan.nets.running import eval_mode, layer_output_bytes, require_finite, run_padded
+from gan.nets.running import (
+    LARGE_PASS_PIXELS,
+    LIVE_LAYERS,
+    eval_mode,
+    largest_layer_bytes_per_pixel,
+    require_finite,
+    run_padded,
+)
 
 
 def _tile_starts(length: int, tile: int, stride: int) -> list[int]:
@@ -228,11 +235,6 @@ class Translator:
                                      f"memory in one pass, and {format_bytes(available)} are available: {way}")
 
 
-# A pass over this many pixels or fewer is not estimated (`Translator`): a few GiB at most.
-LARGE_PASS_PIXELS = 2**20
-# A pass's peak memory over its largest layer output: measured 2.6 (SRResNet x4) to 4.1 (U-Net-256)
-# on the CPU, with the input, the skip connections and the next layer's output alive beside it.
-LIVE_LAYERS = 4
 # A tiled image's peak memory per output pixel beyond its passes: the float32 sum and weights it
 # is blended in, then its 8-bit copies. Measured 21 (x4 SR, 4800x4800 output).
 TILED_OUTPUT_BYTES_PER_PIXEL = 24
@@ -240,14 +242,6 @@ TILED_OUTPUT_BYTES_PER_PIXEL = 24
 
 def _rounded_up(length: int, multiple: int) -> int:
     return -(-length // multiple) * multiple
-
-
-def largest_layer_bytes_per_pixel(generator: nn.Module, size_multiple: int, device: torch.device) -> float:
-    """Bytes of the generator's largest layer output per input pixel, from one pass over a small
-    probe image: every layer's output grows with the input's area."""
-    side = _rounded_up(64, size_multiple)
-    probe = torch.zeros(1, 3, side, side, device=device)
-    return max(layer_output_bytes(generator, lambda: run_padded(generator, probe, size_multiple))) / side**2
 
 
 def load_translator(source: str | Path, device: torch.device, tile: int = WHOLE, overlap: int | None = None,

@@ -81,6 +81,7 @@ from gan.training.preflight import (
     check_batch_fits,
     check_run_can_finish,
     check_scores_per_image,
+    check_validation_fits,
     warn_if_validation_reads_training_data,
 )
 from gan.training.process_state import process_state_kept
@@ -362,6 +363,7 @@ def _set_up(config: Config, run_dir: Path, device: torch.device, group: ProcessG
                          reference=evaluator.dataset if evaluator is not None else None)
     check_batch_fits(recipe.networks, config, device)  # else the kernel kills an oversized run without a word
     check_scores_per_image(recipe, config, device)
+    check_validation_fits(recipe, config, device)  # (the same, for SR validation's whole images)
     if main and config.log.eval_every and hasattr(recipe, "validation_metrics"):
         warn_if_validation_reads_training_data(config)
     if group.distributed:

@@ -28,7 +28,7 @@ from gan.core.memory import available_memory, format_bytes
 from gan.core.registry import ConfigError
 from gan.data import build_dataset, data_identity, reference_data
 from gan.data.cache import is_built, user_cache_dir
-from gan.data.decode import folders_overlap
+from gan.data.decode import folders_overlap, header_size
 from gan.data.image_files import ImageFileDataset
 from gan.metrics.generative import INCEPTION_METRICS, smallest_count
 from gan.metrics.inception import (
@@ -40,7 +40,13 @@ from gan.metrics.inception import (
     resolve_weights_path,
     weights_setting,
 )
-from gan.nets.running import eval_mode, layer_output_bytes
+from gan.nets.running import (
+    LARGE_PASS_PIXELS,
+    LIVE_LAYERS,
+    eval_mode,
+    largest_layer_bytes_per_pixel,
+    layer_output_bytes,
+)
 from gan.recipes.image_to_image import scores_translations
 
 
@@ -267,6 +273,32 @@ def check_batch_fits(networks: dict[str, nn.Module], config: Config, device: tor
                       f"activations with the backward pass ({format_bytes(per_image)} per image forward, as much again "
                       f"backward), more than the {format_bytes(available)} {device} has available: the run may be "
                       f"stopped for lack of memory; {fit}", stacklevel=2)
+
+
+def check_validation_fits(recipe, config: Config, device: torch.device) -> None:
+    """ConfigError when the largest SR validation image cannot go through the generator whole in the
+    memory left on `device` (validation scores each image whole, as papers do): on the CPU the kernel
+    kills such a run at its first validation, before that step's checkpoint, and a resume is killed
+    there again. Judged as `gan translate` judges a pass (LIVE_LAYERS x the largest layer output)."""
+    if not config.log.eval_every or config.data.dataset != "sr_pairs" or getattr(recipe, "generator", None) is None:
+        return
+    dataset = recipe.evaluation_images.get()
+    sizes = {path: size for path in getattr(dataset, "paths", []) if (size := header_size(path)) is not None}
+    if not sizes:
+        return
+    path, (width, height) = max(sizes.items(), key=lambda item: item[1][0] * item[1][1])
+    shrink = 1 if config.data.upsample_input else config.data.scale
+    pixels = (width // shrink) * (height // shrink)
+    available = available_memory(device)
+    if pixels <= LARGE_PASS_PIXELS or available is None:
+        return
+    needed = pixels * largest_layer_bytes_per_pixel(recipe.generator, 1, device) * LIVE_LAYERS
+    if needed > available:
+        where = "data.val_root" if config.data.val_root else "data.root"
+        raise ConfigError(f"the validation image '{path}' ({width}x{height}) would need about {format_bytes(needed)} "
+                          f"to go through the generator whole, and {device} has {format_bytes(available)} available: "
+                          f"validation scores each image of {where} whole, so take it out (or a crop of it), or set "
+                          "log.eval_every = 0")
 
 
 def check_scores_per_image(recipe, config: Config, device: torch.device) -> None:
