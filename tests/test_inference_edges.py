@@ -853,3 +853,17 @@ def test_an_n_larger_than_the_real_images_is_warned_of_by_name(dcgan_run, tmp_pa
     assert any(str(one.message).startswith("--n 100000 is more than the 64 real images of 'synthetic' (all the data "
                                            "set holds): 64 generated images are scored against them")
                for one in caught), [str(one.message) for one in caught]
+
+
+def test_a_checkpoint_named_safetensors_is_read_by_its_contents(runs, tmp_path):
+    # a whole checkpoint copied to ckpt.safetensors was called "an export written by `gan export`" (gan eval,
+    # export, train --resume), and gan sample gave safetensors' own "header too large"
+    named = tmp_path / "ckpt.safetensors"
+    shutil.copy(list_checkpoints(runs["dcgan"])[-1], named)
+    sampled = invoke("sample", named, "--n", "2", "--out", tmp_path / "grid.png")
+    assert sampled.exit_code == 0 and (tmp_path / "grid.png").is_file(), sampled.output
+    exported = invoke("export", named, "--out", tmp_path / "generator.safetensors")
+    assert exported.exit_code == 0, exported.output
+    resumed = invoke("train", "--resume", named)
+    line = assert_one_error_line(resumed, f"'{named}' is a file outside any")
+    assert "export" not in line

@@ -151,13 +151,13 @@ def unwritable_run(error: BaseException, run_dir: Path | None) -> str | None:
 
 def check_resumable(run_dir: Path) -> None:
     """ConfigError saying what `run_dir` is when it is not a run `--resume` can continue."""
-    from gan.core.checkpoint import EXPORT_SUFFIXES, export_source, holds_a_run, list_checkpoints
+    from gan.core.checkpoint import EXPORT_SUFFIXES, export_source, holds_a_run, is_torch_file, list_checkpoints
     from gan.core.files import LOCK_NAME, RunLock, is_stale_temp, run_order
     from gan.core.registry import ConfigError
 
     if not run_dir.is_dir():  # a checkpoint or config.toml given for its run
         source = export_source(run_dir)
-        if source is not None or run_dir.suffix.lower() in EXPORT_SUFFIXES:
+        if source is not None or (run_dir.suffix.lower() in EXPORT_SUFFIXES and not is_torch_file(run_dir)):
             # (one generator's weights: no run to continue, wherever the file lies)
             then = (f"give the run it came from: --resume {Path(source).parent}" if source
                     else "give the run directory it was exported from")

@@ -78,6 +78,16 @@ def stored_entry(path: Path, key: str) -> Any:
     return state.get(key) if isinstance(state, dict) and state.get("format") == FORMAT else None
 
 
+def is_torch_file(path: Path) -> bool:
+    """Whether `path` starts as torch.save's files do (a zip archive, or an older pickle): a checkpoint or a
+    .pt export under another extension (`.safetensors`, say) is read by its contents, not its name."""
+    try:
+        with open(path, "rb") as file:
+            return file.read(len(_ZIP_MAGIC)).startswith((_ZIP_MAGIC, _LEGACY_MAGIC))
+    except OSError:
+        return False
+
+
 def holds_training_state(path: Path) -> bool:
     """Whether `path` is a checkpoint `gan train` wrote, whatever its name (a user's copy kept as
     `celeba_final.pt`): read cheaply, from its zip magic, then memory-mapped."""
@@ -162,7 +172,7 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu",
     `formats` are the values of its "format" entry accepted (an export's too, say)."""
     if not path.is_file():
         raise CheckpointVanished(f"checkpoint '{path}' does not exist")
-    if path.suffix.lower() in EXPORT_SUFFIXES and EXPORT_FORMAT not in formats:
+    if path.suffix.lower() in EXPORT_SUFFIXES and EXPORT_FORMAT not in formats and not is_torch_file(path):
         raise CheckpointError(_export_given(path))
     try:
         # (one open file for the load and the checksums: a file renamed over `path` meanwhile, a run's new

@@ -30,6 +30,7 @@ from gan.core.checkpoint import (
     CheckpointError,
     CheckpointVanished,
     checkpoints_by_content,
+    is_torch_file,
     load_checkpoint,
     other_version,
     resolve_checkpoint,
@@ -208,7 +209,7 @@ def load_source(source: str | Path, unconditional: bool | None = None) -> tuple[
         raise CheckpointError(f"'{source}' is an ONNX export, for ONNX Runtime and other engines; gan sample and "
                               "translate read run directories, checkpoints and .safetensors or .pt exports (gan eval "
                               "run directories and checkpoints)")
-    if source.suffix.lower() == ".safetensors":
+    if source.suffix.lower() == ".safetensors" and not is_torch_file(source):  # (a checkpoint so named: read as one)
         if not source.is_file():
             raise CheckpointError(f"export '{source}' does not exist")
         return source, checked_state(read_export(source), source)
