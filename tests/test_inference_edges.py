@@ -867,3 +867,16 @@ def test_a_checkpoint_named_safetensors_is_read_by_its_contents(runs, tmp_path):
     resumed = invoke("train", "--resume", named)
     line = assert_one_error_line(resumed, f"'{named}' is a file outside any")
     assert "export" not in line
+
+
+def test_a_newest_checkpoint_that_is_a_broken_link_is_said_so_with_an_earlier_one(dcgan_run, tmp_path):
+    # `ls` showed the file, and the message said it "does not exist", naming no checkpoint to use instead
+    earlier = list_checkpoints(dcgan_run)[-1]
+    broken = dcgan_run / "checkpoint-99999999.pt"
+    broken.symlink_to(tmp_path / "moved" / "checkpoint.pt")
+    for command in (("sample", dcgan_run, "--n", "2", "--out", tmp_path / "grid.png"),
+                    ("eval", dcgan_run, "--metrics", "swd", "--n", "2")):
+        result = invoke(*command)
+        assert_one_error_line(result, f"checkpoint '{broken}' is a link to '{tmp_path / 'moved' / 'checkpoint.pt'}', "
+                                      f"which does not exist", f"give an earlier checkpoint of the run instead, e.g. "
+                                      f"'{earlier}'")

@@ -171,6 +171,8 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu",
     """Read a checkpoint written by `save_checkpoint` (weights only: no code is unpickled);
     `formats` are the values of its "format" entry accepted (an export's too, say)."""
     if not path.is_file():
+        if path.is_symlink() and not path.exists():  # (not pruned: a link whose file was moved or deleted)
+            raise CheckpointError(f"checkpoint '{path}' is a link to '{os.readlink(path)}', which does not exist")
         raise CheckpointVanished(f"checkpoint '{path}' does not exist")
     if path.suffix.lower() in EXPORT_SUFFIXES and EXPORT_FORMAT not in formats and not is_torch_file(path):
         raise CheckpointError(_export_given(path))

@@ -232,11 +232,11 @@ def read_checkpoint(source: Path, unconditional: bool | None = None, formats: tu
         try:
             return path, checked_state(load_checkpoint(path, formats=formats), path)
         except CheckpointError as error:
-            gone = isinstance(error, CheckpointVanished) or not path.exists()
+            gone = isinstance(error, CheckpointVanished) or not os.path.lexists(path)
             if source.is_dir() and gone and path not in vanished and len(vanished) < MAX_PRUNED_WHILE_READ:
                 vanished.append(path)
                 continue
-            if source.is_dir() and path.exists():  # the newest is damaged: the one before may serve
+            if source.is_dir() and os.path.lexists(path):  # the newest is damaged: the one before may serve
                 earlier = [other for _, other in checkpoints_by_content(source)
                            if other != path and stored_step(other) is not None]
                 if earlier:
