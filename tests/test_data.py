@@ -236,6 +236,35 @@ def test_celeba_partition_file_selects_a_split(tmp_path):
     assert sizes == {"train": 3, "valid": 2, "test": 1, "all": 6}
 
 
+def test_a_face_in_two_files_of_one_name_is_warned_of(tmp_path):
+    # the official .jpg faces with the .png copy beside them: each face trained twice, without a word
+    image_dir = _celeba_tree(tmp_path)
+    for jpg in sorted(image_dir.glob("*.jpg"))[:2]:
+        Image.open(jpg).save(jpg.with_suffix(".png"))
+    with pytest.warns(UserWarning, match=r"2 face\(s\) in '.*img_align_celeba' are there in two files of one name "
+                                         r"\(000001, 000002, e.g. .jpg and .png\): each trains twice"):
+        assert len(celeba_dataset(image_dir, resolution=32)) == 8
+    for png in image_dir.glob("*.png"):
+        png.unlink()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        celeba_dataset(image_dir, resolution=32)
+
+
+def test_celeba_faces_one_level_deeper_are_pointed_to(tmp_path):
+    # Google Drive's CelebA/Img/img_align_celeba/ given as CelebA/: "no images found", nothing more
+    drive = tmp_path / "CelebA"
+    image_dir = _celeba_tree(drive / "Img")
+    with pytest.raises(FileNotFoundError, match=rf"no images found in '{drive}' .*: CelebA's faces are read from "
+                                                rf"img_align_celeba/ \(or the folder holding it\), not searched for in "
+                                                rf"subfolders; set data.root to '{image_dir}'"):
+        celeba_dataset(drive, resolution=32)
+    (tmp_path / "faces" / "sub").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(tmp_path / "faces" / "sub" / "0.png")
+    with pytest.raises(FileNotFoundError, match=r"for images in subfolders, set data.dataset = \"folder\""):
+        celeba_dataset(tmp_path / "faces", resolution=32)
+
+
 def test_celeba_given_as_the_folder_run_from_finds_what_lies_beside_it(tmp_path, monkeypatch):
     # data.root=. from inside img_align_celeba/: the partition file and the unpack record were looked for
     # in it ('.'.parent is '.'), so data.split failed and a partial unpack trained without a word

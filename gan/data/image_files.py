@@ -8,6 +8,7 @@ import json
 import os
 import random
 import warnings
+from collections import Counter
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, TypeVar
 
@@ -229,8 +230,19 @@ def celeba_dataset(root: str | Path, resolution: int, crop: int = 148, split: st
     partition from `list_eval_partition.txt`, looked for beside `img_align_celeba/`.
     """
     image_dir = celeba_image_dir(root)
-    paths = find_images(image_dir, recursive=False)
+    try:
+        paths = find_images(image_dir, recursive=False)
+    except FileNotFoundError as error:
+        if not image_dir.is_dir():
+            raise
+        raise FileNotFoundError(f"{error}: CelebA's faces are read from img_align_celeba/ (or the folder holding it), "
+                                f"not searched for in subfolders; {_where_celeba_is(image_dir)}") from None
     _warn_of_an_unfinished_unpack(image_dir, len(paths))
+    twice = sorted(stem for stem, count in Counter(path.stem for path in paths).items() if count > 1)
+    if twice:  # (the official .jpg faces beside the .png copy: each such face would train twice)
+        warnings.warn(f"{len(twice)} face(s) in '{image_dir}' are there in two files of one name "
+                      f"({first_few(twice, NAMES_SHOWN)}, e.g. .jpg and .png): each trains twice, as two faces; keep "
+                      "one copy", UserWarning, stacklevel=2)
     if split != "all":
         if split not in CELEBA_SPLITS:
             raise ValueError(f"data.split must be all, train, valid or test, got '{split}'")
@@ -294,6 +306,15 @@ def celeba_image_dir(root: str | Path) -> Path:
         if (image_dir / "img_align_celeba").is_dir():
             image_dir = image_dir / "img_align_celeba"
     return image_dir
+
+
+def _where_celeba_is(folder: Path) -> str:
+    """What to set data.root to for a `folder` without faces of its own: an img_align_celeba/ found two
+    levels down at most (Google Drive's CelebA/Img/img_align_celeba/), or the folder data set."""
+    found = sorted(folder.glob("*/img_align_celeba")) + sorted(folder.glob("*/*/img_align_celeba"))
+    if found:
+        return f"set data.root to '{found[0]}'"
+    return "for images in subfolders, set data.dataset = \"folder\", which searches them"
 
 
 def partition_candidates(image_dir: Path) -> list[Path]:
