@@ -468,3 +468,13 @@ def test_a_and_b_folders_that_share_images_are_refused(tmp_path):
     (tmp_path / "outer" / "B").symlink_to(tmp_path / "outer")
     with pytest.raises(ValueError, match=r"share images \(one is inside the other\)"):
         paired_dataset(tmp_path / "outer", "all", 8)
+
+
+def test_an_a_folder_without_its_b_folder_is_said_so(tmp_path):
+    # A/ alone was read as A|B images: square photos with a warning of "single photos", 2:1 ones cut in halves
+    # and trained as their own input and target without a word
+    (tmp_path / "train" / "A").mkdir(parents=True)
+    for index in range(2):
+        Image.new("RGB", (80, 40)).save(tmp_path / "train" / "A" / f"{index}.png")
+    with pytest.raises(ValueError, match=r"'.*train' has A/ but no B/: pairs in folders take both"):
+        paired_dataset(tmp_path, "train", 8)

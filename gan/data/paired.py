@@ -268,6 +268,11 @@ def refuse_two_folders_of_single_images(root: Path) -> None:
     A/ and B/ (input/ and target/, say), whose images would each be cut in two."""
     if _images_beside(root):  # (a .DS_Store or a README is no image of its own)
         return
+    sides = [side for side in ("A", "B") if side_folder(root, side).is_dir()]
+    if len(sides) == 1:  # (its photos would be cut in halves, or, 2:1 themselves, train as their own pairs)
+        other = "B" if sides == ["A"] else "A"
+        raise ValueError(f"'{root}' has {sides[0]}/ but no {other}/: pairs in folders take both, A/ the inputs and B/ "
+                         "the targets, their files paired by name")
     folders = sorted(sub for sub in root.iterdir() if sub.is_dir() and not sub.name.startswith("."))
     if len(folders) != 2:
         return
