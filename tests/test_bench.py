@@ -1,12 +1,14 @@
 """`gan bench`: the canonical configurations match the baseline's models, and the harness reports."""
 
+import io
 import json
+import warnings
 from types import SimpleNamespace
 
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import REPO
+from conftest import REPO, damage_past_the_header, random_rgb
 from PIL import Image
 
 from gan.commands.main import main
@@ -353,9 +355,25 @@ def test_a_data_root_with_fewer_than_a_batch_in_its_subfolders_is_refused(tmp_pa
     with pytest.raises(DataRootError, match=r"holds 2 images; the data-path benchmark needs at least 64 \(one batch\) "
                                             "in its subfolders, which torchvision's ImageFolder reads"):
         check_data_root(tmp_path)
-    (tmp_path / "empty").mkdir()  # ImageFolder refuses a subfolder without images
-    with pytest.raises(DataRootError, match="torchvision's ImageFolder refuses it: Found no valid file"):
-        check_data_root(tmp_path)
+    (tmp_path / "empty").mkdir()  # (ImageFolder refused a subfolder without images, which gan reads past)
+    image_folder(tmp_path / "sub", 64)
+    check_data_root(tmp_path)
+
+
+def test_the_torchvision_comparison_reads_the_files_gan_reads(tmp_path):
+    # a FIFO named x.png, which gan passes over, kept ImageFolder's loader waiting forever; macOS's ._0.png,
+    # hidden to gan, stopped it as undecodable
+    import os
+
+    from gan.tools.benchmark import bench_data
+
+    image_folder(tmp_path / "faces" / "class", 12)
+    (tmp_path / "faces" / "class" / "._0.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    os.mkfifo(tmp_path / "faces" / "class" / "fifo.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (gan names the FIFO it passes over)
+        result = bench_data(tmp_path / "faces", 8, 4, 2, 0, tmp_path / "cache", log=io.StringIO())
+    assert result["images"] == 12 and result["imagefolder_images_per_s"] > 0
 
 
 def test_an_empty_loader_raises_instead_of_looping_forever():
@@ -382,14 +400,15 @@ def test_an_undecodable_image_in_the_data_root_is_one_line_after_the_models_tabl
     monkeypatch.setattr(gan.tools.benchmark, "bench_model", lambda name, *args, **kwargs: gan.tools.benchmark.Row(
         name, 10.0, None, None, None, None, None, None, 1.0))
     image_folder(tmp_path / "faces" / "class", 64)
-    (tmp_path / "faces" / "class" / "0-broken.png").write_bytes(b"not an image")  # (first: among the images read)
+    random_rgb((16, 16), 0).save(tmp_path / "faces" / "class" / "0-broken.jpg")  # (first: among the images read)
+    damage_past_the_header(tmp_path / "faces" / "class" / "0-broken.jpg")  # (passes gan's header check)
     result = CliRunner().invoke(main, [*BENCH[:-2], "--data-root", str(tmp_path / "faces"), "--data-workers", "0",
                                        "--json", str(tmp_path / "b.json")])
     assert result.exit_code == 2 and "Traceback" not in result.output, result.output
     # (once, after the table: it was said before the table, then again in the last line)
     said = f"data path (DataRootError: --data-root '{tmp_path / 'faces'}': torchvision's ImageFolder cannot read an " \
-        "image there (cannot identify image file"
-    assert result.output.count("cannot identify image file") == 1 and said in result.output.splitlines()[-1]
+        "image there (broken data stream"
+    assert result.output.count("broken data stream") == 1 and said in result.output.splitlines()[-1]
     assert result.output.index("| dcgan64 |") < result.output.index(said), result.output
     assert "DataRootError" in json.loads((tmp_path / "b.json").read_text())["failures"]["data path"]
 

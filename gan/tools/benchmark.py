@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
+import os
 import resource
 import sys
 import time
@@ -429,21 +430,21 @@ def check_data_root(root: Path, batch_size: int = DATA_BATCH) -> None:
                             f"torchvision's ImageFolder, which reads ROOT/<subfolder>/*{IMAGE_EXTENSIONS[0]} (the "
                             f"folder holding img_align_celeba/, say)")
     # both paths need a batch: ours reads every image under ROOT, ImageFolder only those in subfolders
-    count = min(len(find_images(root)), _imagefolder_count(root))
+    count = len(_image_folder(root, find_images(root)))
     if count < batch_size:
         raise DataRootError(f"--data-root '{root}' holds {count} images; the data-path benchmark needs at least "
                             f"{batch_size} (one batch) in its subfolders, which torchvision's ImageFolder reads")
 
 
-def _imagefolder_count(root: Path) -> int:
-    """The images torchvision's ImageFolder reads under `root`, by its own listing (its extensions,
-    subfolders only); DataRootError when it refuses the folder (a subfolder without images)."""
+def _image_folder(root: Path, paths: list[Path], transform: Callable | None = None):
+    """torchvision's ImageFolder over those of gan's `paths` in `root`'s subfolders alone, so that both
+    paths time the same images, and a file gan leaves out is left out of both: macOS's `._name.jpg`
+    (ImageFolder stopped at it), a FIFO named `x.png` (ImageFolder waited on it forever)."""
     from torchvision.datasets import ImageFolder
 
-    try:
-        return len(ImageFolder(str(root)).samples)
-    except FileNotFoundError as error:
-        raise DataRootError(f"--data-root '{root}': torchvision's ImageFolder refuses it: {error}") from None
+    listed = {os.path.abspath(path) for path in paths}
+    return ImageFolder(str(root), transform=transform, allow_empty=True,
+                       is_valid_file=lambda path: os.path.abspath(path) in listed)
 
 
 def bench_data(root: Path, resolution: int, batch_size: int, batches: int, workers: int,
@@ -451,7 +452,6 @@ def bench_data(root: Path, resolution: int, batch_size: int, batches: int, worke
     """Images/s of the cached path against torchvision ImageFolder + transforms with `workers` workers,
     both over the folder's first images, as many as the timed batches take (of all 202,599 CelebA
     faces, the cache alone was 9.3 GiB in the temp folder, for 40 batches)."""
-    import torchvision
     from torchvision import transforms
 
     from gan.core.config import DataConfig
@@ -484,8 +484,7 @@ def bench_data(root: Path, resolution: int, batch_size: int, batches: int, worke
     transform = transforms.Compose([
         transforms.Resize(resolution), transforms.CenterCrop(resolution), transforms.RandomHorizontalFlip(),
         transforms.ToTensor(), transforms.Normalize([0.5] * 3, [0.5] * 3)])
-    folder = torchvision.datasets.ImageFolder(str(root), transform=transform)  # root holds class folders
-    folder = torch.utils.data.Subset(folder, range(min(len(folder), len(dataset))))  # (as many, in name order)
+    folder = _image_folder(root, dataset.paths, transform)  # (root holds class folders)
     loader = torch.utils.data.DataLoader(folder, batch_size=batch_size, shuffle=True, num_workers=workers,
                                          drop_last=True, persistent_workers=workers > 0)
     try:
