@@ -197,6 +197,17 @@ def test_the_manifest_guards_the_folder_against_another_sweep(tmp_path):
     assert (tmp_path / MANIFEST).read_text() == text
 
 
+def test_a_sweep_of_another_config_file_is_not_said_to_be_an_edit(tmp_path):
+    # another file named into a sweep's folder was said to differ in "the config file's settings (edited since the
+    # sweep began ...)", and advised to put the file's text back
+    grid = [parse_grid("loss.adversarial=vanilla,hinge")]
+    write_manifest(tmp_path, manifest_text(DEMO, [], grid, 1, expand(grid, 1)))
+    other = REPO / "experiments" / "dcgan_celeba64.toml"
+    with pytest.raises(ConfigError) as error:
+        write_manifest(tmp_path, manifest_text(other, [], grid, 1, expand(grid, 1)))
+    assert "differs in the config file)" in str(error.value) and "edited" not in str(error.value), str(error.value)
+
+
 def test_the_same_set_values_in_another_order_are_the_same_sweep(tmp_path):
     # the same command with its --set options reordered was refused as another sweep
     grid = [parse_grid("loss.adversarial=vanilla,hinge")]

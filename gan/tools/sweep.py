@@ -260,6 +260,8 @@ def write_manifest(out: Path, text: str) -> None:
         if isinstance(stored.get("sets"), list) and _set_values(stored["sets"]) == _set_values(asked["sets"]):
             stored["sets"] = asked["sets"]  # the same --set values in another order
         differ = [key for key in asked if stored.get(key) != asked[key]]
+        if "config" in differ:  # (another file's settings differ as a matter of course: not an edit)
+            differ = [key for key in differ if key not in ("config_settings_sha256", "config_sha256")]
         if differ:
             edited = {"config_settings_sha256", "config_sha256"} & set(differ) and "config" not in differ
             raise ConfigError(f"'{out}' holds another sweep ({path} differs in "
