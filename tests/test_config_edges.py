@@ -712,8 +712,17 @@ def test_vgg_weights_that_are_not_vgg19s_are_one_line_saying_what_they_are(tmp_p
     nan = torchvision.models.vgg19().state_dict()
     nan["features.0.bias"][0] = float("nan")
     torch.save(nan, tmp_path / "nan.pth")
+    # integer weights loaded as truncated floats (the first convolution all zeros) without a word; a gan checkpoint
+    # was said to hold weights nested under 'config'; an empty file was "not a torch file"
+    integer = torchvision.models.vgg19().state_dict()
+    integer["features.0.weight"] = integer["features.0.weight"].to(torch.int64)
+    torch.save(integer, tmp_path / "integer.pth")
+    torch.save({"format": "gan.checkpoint/1", "config": {"recipe": "edsr"}, "networks": {}}, tmp_path / "run.pt")
+    (tmp_path / "empty.pth").write_bytes(b"")
     for file, expected in (("resnet18.pth", "is it another network's?"), ("nested.pth", "nested under 'state_dict'"),
-                           ("nan.pth", "non-finite (NaN or inf) weights (features.0.bias)"), ("", "is a folder")):
+                           ("nan.pth", "non-finite (NaN or inf) weights (features.0.bias)"), ("", "is a folder"),
+                           ("integer.pth", "parameter 'features.0.weight' is torch.int64 in the file and torch.float32"),
+                           ("run.pt", "is it another network's?"), ("empty.pth", "it is empty (0 bytes)")):
         with pytest.raises(ValueError, match=re.escape(expected)) as caught:
             VGGFeatures("relu2_2", "vgg19", str(tmp_path / file))
         assert "\n" not in str(caught.value) and len(str(caught.value)) < 600

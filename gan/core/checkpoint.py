@@ -278,6 +278,8 @@ def unloadable_reason(path: Path, error: Exception, export_ok: bool = True) -> s
             start = file.read(9)
     except OSError as read_error:
         return f"it cannot be read: {read_error.strerror}"
+    if not start:
+        return "it is empty (0 bytes): a download or copy that never wrote it"
     if start[8:9] == b"{" and int.from_bytes(start[:8], "little") < 100_000_000:  # (its JSON header's length, then it)
         if not export_ok:
             return "a safetensors file, where a torch file (.pth) is read"

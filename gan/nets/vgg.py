@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torchvision import models
 
-from gan.core.checkpoint import unloadable_reason
+from gan.core.checkpoint import first_mismatch, unloadable_reason
 from gan.nets import register_network
 
 # torchvision's file names for the ImageNet weights, as torch.hub caches them.
@@ -83,15 +83,19 @@ def load_vgg_weights(vgg: nn.Module, state: object, path: Path, arch: str) -> No
     missing = [key for key in expected if key not in state]
     unexpected = [key for key in state if key not in expected]
     if missing or unexpected:
-        nested = [key for key, value in state.items() if isinstance(value, dict)]
+        nested = [key for key, value in state.items()
+                  if isinstance(value, dict) and any(torch.is_tensor(tensor) for tensor in value.values())]
         hint = (f"; its weights may be nested under '{nested[0]}': save that entry alone" if nested else
                 f"; is it another network's? (expected torchvision's {arch}: {WEIGHT_FILES[arch]})")
         raise ValueError(f"'{path}' is not a torchvision {arch} state dict (loss.vgg_weights): {len(missing)} of "
                          f"its {len(expected)} weights missing (first: {', '.join(missing[:3]) or '-'}), "
                          f"{len(unexpected)} unknown (first: {', '.join(map(str, unexpected[:3])) or '-'}){hint}")
+    mismatch = first_mismatch(expected, state)  # (shapes, and kinds: integer weights would load as truncated floats)
+    if mismatch is not None:
+        raise ValueError(f"'{path}' is not a torchvision {arch} state dict (loss.vgg_weights): {mismatch}")
     try:
         vgg.load_state_dict(state)
-    except RuntimeError as error:  # every key present, some of another shape
+    except RuntimeError as error:  # (checked above: what is left of torch's own refusals)
         first = str(error).strip().splitlines()[-1].strip()
         raise ValueError(f"'{path}' is not a torchvision {arch} state dict (loss.vgg_weights): {first}") from None
     bad = next((key for key, tensor in state.items()
