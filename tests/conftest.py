@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import struct
 import zlib
@@ -23,6 +24,21 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data folder {SHARED_DATA} is absent (it sits beside the checkout on project machines)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session", autouse=True)
+def caches_of_the_session(tmp_path_factory):
+    """gan's caches (decoded images, reference statistics) in a folder of the test session's own, for its
+    processes too: in the user's ~/.cache/gan the tests' caches piled up (200 MB a run), and a cache the
+    user already had could answer a test."""
+    folder = tmp_path_factory.mktemp("xdg-cache")
+    previous = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = previous
 
 
 @pytest.fixture(autouse=True)
