@@ -196,6 +196,15 @@ def test_inception_weights_are_checked_weight_by_weight_in_one_line(random_incep
     assert re.search(said[damage], str(error.value)) and "\n" not in str(error.value), str(error.value)
 
 
+def test_inception_weights_without_batchnorms_step_counters_load(random_inception_weights, tmp_path):
+    # (a file saved before PyTorch kept them: BatchNorm loads it, and so must the check before it)
+    state = torch.load(random_inception_weights, weights_only=True)
+    path = tmp_path / "weights.pth"
+    torch.save({name: tensor for name, tensor in state.items() if not name.endswith("num_batches_tracked")}, path)
+    model, _ = load_inception(path, CPU)
+    assert inception_features(model, torch.zeros(1, 3, 32, 32, dtype=torch.uint8)).shape == (1, 2048)
+
+
 def test_a_resume_scoring_through_other_inception_weights_sets_best_pt_aside(random_inception_weights, tmp_path,
                                                                               capsys):
     # the weights file at metrics.inception_weights replaced between the stop and the resume: KID through the

@@ -24,6 +24,7 @@ from gan.core.checkpoint import first_mismatch, unloadable_reason
 WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
 WEIGHTS_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{WEIGHTS_FILE}"
 FEATURE_SIZE = 2048
+BN_COUNTER = "num_batches_tracked"  # BatchNorm's count of training steps: no weight, and optional in a file
 
 
 class InceptionWeightsNotFoundError(FileNotFoundError):
@@ -97,7 +98,9 @@ def read_inception_weights(path: str | Path | None) -> tuple[dict[str, torch.Ten
                                       f"weights ({WEIGHTS_FILE})")
     # every weight by name, shape and kind, and finite: torchvision's inception_v3 (another file of the same
     # network's name), a flipped exponent bit or integer weights would give wrong features, or fail minutes on
-    mismatch = first_mismatch(_expected_weights(), state)
+    # (BatchNorm's step counters left out: a file without them loads, as PyTorch's own files from before them do)
+    mismatch = first_mismatch(*({name: tensor for name, tensor in weights.items() if not name.endswith(BN_COUNTER)}
+                                for weights in (_expected_weights(), state)))
     if mismatch is not None:
         raise InceptionWeightsDamaged(f"'{resolved}' does not hold torch-fidelity's Inception-v3 weights "
                                       f"({WEIGHTS_FILE}): {mismatch}")
