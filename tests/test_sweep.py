@@ -208,6 +208,19 @@ def test_a_sweep_of_another_config_file_is_not_said_to_be_an_edit(tmp_path):
     assert "differs in the config file)" in str(error.value) and "edited" not in str(error.value), str(error.value)
 
 
+def test_a_sweep_begun_before_its_runs_were_refused_as_the_same_goes_on_with_a_warning(tmp_path):
+    # train.lr_decay_steps past train.steps trains the same since this gan: a sweep of such values begun by an
+    # earlier one could neither go on (refused) nor drop a value (another sweep's folder)
+    grid = [parse_grid("train.lr_decay_steps=2000,3000")]
+    runs = expand(grid, 1)
+    with pytest.raises(ConfigError, match="would train the same"):
+        planned_steps(DEMO, [], runs, out=tmp_path)
+    write_manifest(tmp_path, manifest_text(DEMO, [], grid, 1, runs))
+    with pytest.warns(UserWarning, match=r"runs 00000-lr_decay_steps=2000 and 00001-lr_decay_steps=3000 would train "
+                                         r"the same .*: this sweep began before such runs were refused, so it goes on"):
+        assert set(planned_steps(DEMO, [], runs, out=tmp_path)) == {run.name for run in runs}
+
+
 def test_the_same_set_values_in_another_order_are_the_same_sweep(tmp_path):
     # the same command with its --set options reordered was refused as another sweep
     grid = [parse_grid("loss.adversarial=vanilla,hinge")]

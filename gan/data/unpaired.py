@@ -110,5 +110,5 @@ def _refuse_shared_images(a_folder: Path, b_folder: Path) -> None:
         (inner, inner_folder), (outer, outer_folder) = (
             (("A", a_folder), ("B", b_folder)) if overlap == "first inside" else (("B", b_folder), ("A", a_folder)))
         raise ValueError(f"domain {inner}'s folder '{inner_folder}' is inside domain {outer}'s, '{outer_folder}', which "
-                         f"is read with its subfolders: every {inner} image would be a {outer} image too; give the "
+                         f"is read with its subfolders: every image of domain {inner} would be one of domain {outer} too; give the "
                          "domains folders side by side")

@@ -24,6 +24,7 @@ import sys
 import time
 import tomllib
 import typing
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Callable, Iterable, Iterator
@@ -327,8 +328,13 @@ def planned_steps(config: Path, sets: list[str], runs: list[SweepRun], on_cpu: b
             differ = [key for key in differ if "_args." not in key or key.partition("_args.")[0] not in differ]
             reasons = ("; ".join(dict.fromkeys(why.get(key) or first_why[key] for key in differ))
                        or "their configs are the same once read")
-            raise ConfigError(f"runs {first.name} and {run.name} would train the same ({reasons}): drop the value "
-                              "that changes nothing from --grid, or sweep those settings separately")
+            same = f"runs {first.name} and {run.name} would train the same ({reasons})"
+            if out is not None and (out / MANIFEST).is_file():  # (a sweep begun before gan refused such runs)
+                warnings.warn(f"{same}: this sweep began before such runs were refused, so it goes on as begun",
+                              stacklevel=2)
+            else:
+                raise ConfigError(f"{same}: drop the value that changes nothing from --grid, or sweep those settings "
+                                  "separately")
         trained_by[settings] = (run, values, why)
     for run, resolved in resolved_runs if here else ():  # (printed commands may train elsewhere, on its folders)
         if out is not None and (out / run.name).exists():  # (finished, or resumed: its data may have moved since)
@@ -402,7 +408,7 @@ def run_sweep(config: Path, sets: list[str], runs: list[SweepRun], out: Path, jo
     to DIR/logs/<name>.log. `devices`: one per job slot in turn (GPUs), or empty (the default).
     The caller holds the folder (`claimed_sweep_folder`): one sweep per folder, as a second would
     start the same runs again."""
-    steps = planned_steps(config, sets, runs, trains_on_cpu(devices))
+    steps = planned_steps(config, sets, runs, trains_on_cpu(devices), out=out)
     return _train_runs(config, sets, runs, steps, out, jobs, devices, say)
 
 
