@@ -111,8 +111,9 @@ def test_pair_shaped_inputs_are_refused_only_when_the_training_pairs_say_so(tmp_
     assert aligned.fits(80, 40) and aligned.fits(160, 72) and not aligned.fits(120, 40) and not aligned.fits(40, 40)
     wide_halves = training_pair_shapes(folder("wide", (160, 40)))  # each half is 2:1 itself: a 2:1 input is one side
     assert not wide_halves.fits(80, 40) and wide_halves.fits(160, 40)
-    assert not training_pair_shapes(folder("folders", (80, 40), layout=("A", "B"))).fits(80, 40)
-    beside = training_pair_shapes(folder("folders", (80, 40), layout=("A", "B")), side_by_side=True)
+    folders = folder("folders", (80, 40), layout=("A", "B"))
+    assert not training_pair_shapes(folders).fits(80, 40)
+    beside = training_pair_shapes(folders, side_by_side=True)
     assert beside.fits(160, 40) and not beside.fits(80, 40)  # (--paired-input's A|B: an A beside its B)
     portrait = training_pair_shapes(folder("portrait", (60, 40), (60, 40), (80, 40)))  # mostly narrower pairs
     assert not portrait.fits(80, 40)
