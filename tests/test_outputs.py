@@ -289,6 +289,7 @@ def test_sample_refuses_a_grid_that_one_of_its_own_pngs_would_replace(tiny_demo_
 def test_sample_seed_out_of_range_is_one_line(tiny_demo_run, tmp_path, seed):
     result = invoke("sample", tiny_demo_run, "--seed", seed, "--out", tmp_path / "s.png")
     assert_clean_error(result, seed, "0 .. 4294967295")
+    assert ("low 32 bits" in result.output) == (int(seed) > 0), result.output  # (no reason about large seeds for -1)
     assert not (tmp_path / "s.png").exists()
 
 

@@ -94,7 +94,9 @@ def test_a_data_set_smaller_than_a_batch_is_warned_of(tmp_path):
 def test_the_start_line_counts_one_image_and_one_step_in_the_singular(tmp_path, capsys):
     with pytest.warns(UserWarning, match=r"the data set has 1 training image, fewer than"):
         train(tiny_config("data.synthetic_size=1", "train.steps=1"), tmp_path / "run", CPU)
-    assert re.search(r"^1 training image, batch 8, .*, 1 step to go$", capsys.readouterr().err, re.M)
+    said = capsys.readouterr().err
+    assert re.search(r"^1 training image, batch 8, .*, 1 step to go$", said, re.M)
+    assert "done: 1 step in" in said, said  # (and the closing line: it said "1 steps")
 
 
 def test_an_unpaired_domain_smaller_than_a_batch_is_warned_of(tmp_path):

@@ -28,9 +28,9 @@ BATCH = 64  # images generated and written at a time, so memory does not grow wi
 def check_seed(seed: int) -> None:
     """A usage error for a seed the latent generator cannot take as its own."""
     if not 0 <= seed <= MAX_SEED:
-        raise click.BadParameter(f"{seed} is out of range: expected 0 .. {MAX_SEED} (torch's CPU generator uses "
-                                 "the seed's low 32 bits, so a larger seed would repeat a smaller one's images)",
-                                 param_hint="--seed")
+        why = (" (torch's CPU generator uses the seed's low 32 bits, so a larger seed would repeat a smaller one's "
+               "images)" if seed > MAX_SEED else "")
+        raise click.BadParameter(f"{seed} is out of range: expected 0 .. {MAX_SEED}{why}", param_hint="--seed")
 
 
 def image_count(count: int, steps: int) -> int:

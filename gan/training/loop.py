@@ -802,7 +802,7 @@ def _finish(run: _Run, interrupted_by: str | None) -> TrainResult:
     else:
         first = run.command.first_step  # (a resume's share; after a rollback, all this command trained)
         this_time = f" ({run.step - first} of them now)" if first else ""
-        run.say(f"done: {run.step} steps{this_time} in {elapsed}; checkpoint '{run.last_checkpoint}', samples in "
+        run.say(f"done: {counted(run.step, 'step')}{this_time} in {elapsed}; checkpoint '{run.last_checkpoint}', samples in "
                 f"'{run.run_dir / 'samples'}'")
     return TrainResult(run.run_dir, run.step, run.last_checkpoint, interrupted_by)
 
