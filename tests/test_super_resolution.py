@@ -4,7 +4,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from conftest import random_rgb
+from conftest import REPO, random_rgb
 from PIL import Image
 
 from gan.data.super_resolution import Degradation, bicubic_resize, super_resolution_dataset
@@ -234,3 +234,23 @@ def test_a_validation_image_too_large_for_memory_is_refused_before_step_1(tmp_pa
     assert not list((tmp_path / "run").glob("checkpoint-*.pt"))
     monkeypatch.setattr(preflight, "available_memory", lambda device: 2**30)
     assert train(config, tmp_path / "run2", torch.device("cpu")).step == 2
+
+
+def test_the_validation_memory_check_probes_a_u_net_at_its_own_size_multiple(tmp_path, monkeypatch):
+    # sr_pix2pix's U-Net takes a multiple of 2^num_downs px: the check's 64 px probe failed inside the check
+    from types import SimpleNamespace
+
+    from gan.core.registry import ConfigError
+    from gan.nets.unet import UNetGenerator
+    from gan.training import preflight
+    from gan.training.resolve import load_config
+
+    random_rgb((300, 300), 0).save(tmp_path / "large.png")
+    generator = UNetGenerator(num_downs=7, channels=2, dropout=0)  # (inputs of a multiple of 128 px)
+    recipe = SimpleNamespace(generator=generator, size_multiple=generator.size_multiple, evaluation_images=
+                             SimpleNamespace(get=lambda: SimpleNamespace(paths=[tmp_path / "large.png"])))
+    config = load_config(REPO / "experiments" / "sr_pix2pix_x4.toml", [f"data.val_root={tmp_path}"])
+    monkeypatch.setattr(preflight, "LARGE_PASS_PIXELS", 100)
+    monkeypatch.setattr(preflight, "available_memory", lambda device: 2**10)
+    with pytest.raises(ConfigError, match=r"the validation image .*large.png' \(300x300\) would need about"):
+        preflight.check_validation_fits(recipe, config, torch.device("cpu"))

@@ -292,7 +292,9 @@ def check_validation_fits(recipe, config: Config, device: torch.device) -> None:
     available = available_memory(device)
     if pixels <= LARGE_PASS_PIXELS or available is None:
         return
-    needed = pixels * largest_layer_bytes_per_pixel(recipe.generator, 1, device) * LIVE_LAYERS
+    # (pix2pix on SR data, sr_pix2pix: a U-Net takes inputs of a multiple of 256 px, the probe too)
+    needed = pixels * largest_layer_bytes_per_pixel(recipe.generator, getattr(recipe, "size_multiple", 1),
+                                                    device) * LIVE_LAYERS
     if needed > available:
         where = "data.val_root" if config.data.val_root else "data.root"
         raise ConfigError(f"the validation image '{path}' ({width}x{height}) would need about {format_bytes(needed)} "
