@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+import torch
 from click.testing import CliRunner
 from conftest import (
     REPO,
@@ -398,7 +399,7 @@ def test_a_dead_builds_temp_of_another_cache_is_removed_once_quiet(tmp_path):
 
 def test_srgan_resumes_after_its_initial_generator_run_is_gone(tmp_path):
     data = write_recipe_data(tmp_path / "data")
-    cpu = loop_module.select_device("cpu")
+    cpu = torch.device("cpu")
     first = loop_module.train(tiny_recipe_config("srresnet", data), tmp_path / "srresnet", cpu,
                               progress_stream=sys.stdout)
     srresnet_shape = ["model.generator_args.batch_norm=true", "model.generator_args.residual=false"]
