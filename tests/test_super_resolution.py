@@ -1,4 +1,5 @@
 import random
+import re
 import warnings
 
 import numpy as np
@@ -254,3 +255,31 @@ def test_the_validation_memory_check_probes_a_u_net_at_its_own_size_multiple(tmp
     monkeypatch.setattr(preflight, "available_memory", lambda device: 2**10)
     with pytest.raises(ConfigError, match=r"the validation image .*large.png' \(300x300\) would need about"):
         preflight.check_validation_fits(recipe, config, torch.device("cpu"))
+
+
+def test_a_validation_image_that_runs_out_of_memory_is_said_with_its_size_and_the_way_round(tmp_path, monkeypatch):
+    # an allocation that failed (a memory limit) stopped the run with torch's "can't allocate memory: you tried to
+    # allocate 3200000000 bytes", naming no image and nothing to do
+    from conftest import tiny_recipe_config, write_recipe_data
+
+    from gan.recipes import image_to_image
+    from gan.training.errors import SideTaskError
+    from gan.training.loop import train
+
+    run_padded = image_to_image.run_padded
+
+    def refused(generator, images, size_multiple):
+        if len(images) > 1:  # (the previews' batch: cropped to a common size)
+            return run_padded(generator, images, size_multiple)
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:118] data. DefaultCPUAllocator: can't allocate memory: you "
+                           "tried to allocate 3200000000 bytes. Error code 12 (Cannot allocate memory)")
+
+    data = write_recipe_data(tmp_path / "data")
+    monkeypatch.setattr(image_to_image, "run_padded", refused)
+    with pytest.raises(SideTaskError) as error:
+        train(tiny_recipe_config("srresnet", data), tmp_path / "run", torch.device("cpu"))
+    said = str(error.value)
+    assert re.search(r"validation failed at step 2 \(MemoryError: validation image 1 of \d+, of \d+x\d+ px, does not "
+                     r"fit in cpu memory \(RuntimeError\): validation scores each image of data.val_root whole, so take "
+                     r"the largest out", said), said
+    assert "checkpoint of step 2" in said, said

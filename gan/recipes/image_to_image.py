@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 
 from gan.core.config import Config, DataConfig, config_to_dict, flatten_config
 from gan.core.images import signed_to_uint8
+from gan.core.memory import out_of_memory
 from gan.core.progress import progress_counter
 from gan.core.registry import ConfigError
 from gan.data import build_dataset
@@ -182,11 +183,22 @@ def pair_scores(generator: nn.Module, dataset: Dataset, data: DataConfig, device
     border = data.scale if super_resolution else 0
     scores = []  # (psnr, ssim) of each image
     for item in readable_items(dataset):
-        output = run_padded(generator, item["input"][None].to(device), size_multiple).float()
-        if pairs is not None:
-            pairs.append((signed_to_uint8(output[0].cpu()), signed_to_uint8(item["target"])))
-        output, target = signed_to_255(output[0].cpu()), signed_to_255(item["target"])
-        scores.append((psnr(output, target, border, super_resolution), ssim(output, target, border, super_resolution)))
+        try:
+            output = run_padded(generator, item["input"][None].to(device), size_multiple).float()
+            if pairs is not None:
+                pairs.append((signed_to_uint8(output[0].cpu()), signed_to_uint8(item["target"])))
+            output, target = signed_to_255(output[0].cpu()), signed_to_255(item["target"])
+            scores.append((psnr(output, target, border, super_resolution),
+                           ssim(output, target, border, super_resolution)))
+        except Exception as error:
+            if not out_of_memory(error):
+                raise
+            height, width = item["target"].shape[-2:]  # (an allocation that failed: said with the image's size)
+            where = "data.val_root" if data.val_root else "data.root"
+            raise MemoryError(f"validation image {len(scores) + 1} of {len(dataset)}, of {width}x{height} px, does not "
+                              f"fit in {device.type} memory ({type(error).__name__}): validation scores each image of "
+                              f"{where} whole, so take the largest out (or crops of them), or set log.eval_every = 0"
+                              ) from error
         if advance is not None:
             advance(1)
     if advance is not None and len(scores) < len(dataset):  # (files that failed to decode: the line ends)
