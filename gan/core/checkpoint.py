@@ -525,11 +525,10 @@ class BestCheckpoint:
         is written it is the best so far, also when best.json then fails (best.pt records its own
         metric, value and step, which a resume reads when the two disagree). `evaluated_on`: the
         signature of the images the value was measured on."""
-        measured = {"evaluated_on": evaluated_on} if evaluated_on else {}
-        save_checkpoint({**state, "best": self.record(value, evaluated_on)}, self.run_dir / BEST_NAME)
+        record = self.record(value, evaluated_on)
+        save_checkpoint({**state, "best": record}, self.run_dir / BEST_NAME)
         self.value, self.step, self.evaluated_on = value, step, evaluated_on
-        write_text_atomically(self.run_dir / BEST_RECORD,
-                              json.dumps({"metric": self.metric, "value": value, "step": step, **measured}) + "\n")
+        write_text_atomically(self.run_dir / BEST_RECORD, json.dumps({**record, "step": step}) + "\n")
 
     def _agree_with_best_pt(self) -> None:
         """Take best.pt's own record (metric, value, step) where best.json disagrees with it: a

@@ -134,8 +134,9 @@ def evaluate_super_resolution(translator: Translator, folder: Path, downsample: 
     smallest = smallest_sr_image(scale)
     paths = find_images(folder)
     strip_names = _strip_names(paths, folder)
-    places = sr_validation_places(paths, scale)
-    warn_of_low_resolution_copies({path: header_size(path) or (0, 0) for path in places}, folder)
+    sizes = {path: header_size(path) if check_header(path) is None else None for path in paths}
+    places = sr_validation_places(sizes, scale)
+    warn_of_low_resolution_copies({path: sizes[path] for path in places}, folder)
     for path in paths:
         name = path.relative_to(folder).as_posix()
         try:
@@ -159,14 +160,14 @@ def evaluate_super_resolution(translator: Translator, folder: Path, downsample: 
         yield {"image": name, **row}
 
 
-def sr_validation_places(paths: list[Path], scale: int) -> dict[Path, int]:
-    """Each image's index in a run's SR validation set of `paths` (which seeds its noise there):
-    among the files whose header reads (as `readable_images` keeps them, quietly: eval names the
-    others in its own rows) and large enough to score (`SuperResolutionPairs.without_images_under`'s
-    rule). A file that then fails to decode keeps its place, as it does in validation."""
+def sr_validation_places(sizes: dict[Path, tuple[int, int] | None], scale: int) -> dict[Path, int]:
+    """Each image's index in a run's SR validation set (which seeds its noise there), of the files
+    `sizes` gives in order with their header's size (None where it does not read): among the files
+    whose header reads (as `readable_images` keeps them, quietly: eval names the others in its own
+    rows) and large enough to score (`SuperResolutionPairs.without_images_under`'s rule). A file that
+    then fails to decode keeps its place, as it does in validation."""
     smallest, places = smallest_sr_image(scale), {}
-    for path in paths:
-        size = header_size(path) if check_header(path) is None else None
+    for path, size in sizes.items():
         if size is not None and scored_side(size, scale) >= smallest:
             places[path] = len(places)
     return places
