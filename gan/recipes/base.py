@@ -54,7 +54,8 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from gan.core.config import Config, TrainConfig, discriminator_steps
+from gan.core.config import Config, TrainConfig
+from gan.core.inert import discriminator_steps
 from gan.core.registry import ConfigError
 from gan.data import build_dataset
 from gan.data.image_files import preview_items

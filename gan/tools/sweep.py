@@ -32,8 +32,9 @@ from typing import IO, Callable, Iterable, Iterator
 import torch
 
 from gan.core.checkpoint import checkpoints_by_content, holds_a_run, list_checkpoints
-from gan.core.config import Config, config_to_dict, flatten_config, inert_settings, key_annotation, parse_value
+from gan.core.config import Config, config_to_dict, flatten_config, key_annotation, parse_value
 from gan.core.files import SWEEP_LOCK_NAME, RunDirectoryBusy, SweepLock, check_utf8_path, write_text_atomically
+from gan.core.inert import inert_settings
 from gan.core.processes import STOP_SIGNALS, leave_the_terminal_on_hangup, stop_with_parent
 from gan.core.progress import format_duration
 from gan.core.registry import ConfigError

@@ -12,14 +12,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from gan.core.config import (
-    Config,
-    config_to_dict,
-    flatten_config,
-    naming_the_file,
-    read_config_quietly,
-    warn_about_inert_keys,
-)
+from gan.core.config import Config, config_to_dict, flatten_config, naming_the_file, read_config_and_given_keys
+from gan.core.inert import warn_about_inert_keys
 from gan.core.registry import ConfigError, suggest
 from gan.data import DATASETS
 from gan.metrics.generative import check_metric_names, smallest_count
@@ -126,12 +120,12 @@ def load_config(path: str | Path | None, overrides: list[str] = (),
     """Read a TOML config (or the defaults when `path` is None) with `--set` overrides, and check
     it whole: keys, types, ranges and names. `trained`: (checkpoint, its config) of a run whose
     config.toml this is, for the settings that file lacks."""
-    config, set_keys = read_config_quietly(path, overrides, trained)
+    config, set_keys = read_config_and_given_keys(path, overrides, trained)
     try:
         resolve_names(config)
     except ConfigError as error:
         raise naming_the_file(error, None if path is None else Path(path),
-                              lambda: resolve_names(read_config_quietly(path, [], trained)[0])) from None
+                              lambda: resolve_names(read_config_and_given_keys(path, [], trained)[0])) from None
     # (once the config is known to run: warnings about the settings of one that cannot would bury its error)
     warn_about_inert_keys(config, set_keys)
     return config
