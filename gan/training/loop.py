@@ -12,7 +12,6 @@ import contextlib
 import dataclasses
 import functools
 import io
-import math
 import time
 import warnings
 from dataclasses import dataclass
@@ -73,6 +72,7 @@ from gan.recipes.schedules import adversarial_on, lr_factor
 from gan.training import records
 from gan.training.cuda_graphs import GraphedStep, StepFunction, set_learning_rates
 from gan.training.device import make_autocast, seed_everything
+from gan.training.divergence import non_finite_buffer, raise_if_weights_diverged
 from gan.training.errors import OUTPUT_TASKS, NonFiniteLossError, SideTaskError
 from gan.training.event_log import EventLog
 from gan.training.health import HealthWatch
@@ -573,7 +573,7 @@ def _periodic_work(run: _Run, last: bool, stopping: bool = False) -> float | Non
         # back under --on-nan rollback, not as a side task that failed on its NaN weights (on a GPU the
         # losses are read back at log points alone)
         _raise_if_non_finite(run)
-        _raise_if_weights_diverged(run.recipe, step, run.config.train.divergence_bound, run.last_checkpoint)
+        raise_if_weights_diverged(run.recipe.networks, step, run.config.train.divergence_bound, run.last_checkpoint)
     io_start = time.perf_counter()
     if not run.main:
         return None
@@ -704,7 +704,7 @@ def _log_window(run: _Run, scalars: dict[str, float], closes_window: bool = True
     if closes_window:
         run.window_closed_at = step
         _raise_if_non_finite(run)
-        _raise_if_weights_diverged(run.recipe, step, train_config.divergence_bound, run.last_checkpoint)
+        raise_if_weights_diverged(run.recipe.networks, step, train_config.divergence_bound, run.last_checkpoint)
         means = mean_over_ranks(run.watch.means(), run.group, run.device)  # (the global batch's, under torchrun)
         scalars.update(_window_scalars(step, means, run.recipe, None if first_step else images_per_second,
                                        train_config))
@@ -739,7 +739,7 @@ def _save(run: _Run, at_step: int, final: bool, side_tasks_due: dict | None = No
     the next checkpoint; only a failed final write stops."""
     train_config = run.config.train
     _raise_if_non_finite(run, agree=False)  # never save a diverged state (rank 0 alone saves: agreed before)
-    _raise_if_weights_diverged(run.recipe, at_step, train_config.divergence_bound, run.last_checkpoint)
+    raise_if_weights_diverged(run.recipe.networks, at_step, train_config.divergence_bound, run.last_checkpoint)
     _prepare_outputs(run.recipe, at_step)
     path = checkpoint_path(run.run_dir, at_step)
     try:
@@ -927,48 +927,11 @@ def _raise_if_non_finite(run: _Run, agree: bool = True) -> None:
     torchrun the processes `agree` first (every one must call): each watches its own share of the
     batch (its losses, its gradients' norms before they are averaged) and keeps BatchNorm statistics
     of its own, and one stopping alone would leave the others waiting for it."""
-    found = run.watch.first_non_finite() or _non_finite_buffer(run)
+    found = run.watch.first_non_finite() or non_finite_buffer(run.recipe.networks, run.step)
     if agree and run.group.distributed and any_rank(found is not None, run.group, run.device):
         found = min(report for report in gather_objects(found, run.group) if report is not None)
     if found:
         raise NonFiniteLossError(*found[:2], run.last_checkpoint, found[2], run.watch.bound)
-
-
-def _raise_if_weights_diverged(recipe: Recipe, step: int, bound: float, last_checkpoint: Path | None) -> None:
-    """Weights beyond `bound` in magnitude (or NaN) mean a run diverged even when its losses look
-    finite; checked where the loop reads back anyway (log points, before checkpoints). (Every process
-    of a torchrun run holds the same weights: each finds what the others find.)"""
-    for name, network in recipe.networks.items():
-        largest = _largest_weight(network)
-        if not math.isfinite(largest) or largest > bound:
-            raise NonFiniteLossError(step, f"weights of {name}", last_checkpoint, largest, bound)
-
-
-def _non_finite_buffer(run: _Run) -> tuple[int, str, float] | None:
-    """(step, what, NaN) for a network's first buffer that is not finite, or None. BatchNorm's running
-    statistics must be finite too: training reads a batch's own statistics, so a NaN there shows
-    only in eval mode, in the previews, the samples and `gan sample`'s refusal of the checkpoint."""
-    for name, network in run.recipe.networks.items():
-        buffer = _first_non_finite_buffer(network)
-        if buffer is not None:
-            return run.step, f"{name}'s buffer {buffer}", float("nan")
-    return None
-
-
-@torch.no_grad()
-def _largest_weight(network: torch.nn.Module) -> float:
-    maxima = [parameter.detach().abs().amax().float() for parameter in network.parameters() if parameter.numel()]
-    return float(torch.stack(maxima).max()) if maxima else 0.0
-
-
-@torch.no_grad()
-def _first_non_finite_buffer(network: torch.nn.Module) -> str | None:
-    """The name of the first floating-point buffer holding a NaN or infinity, or None (one read back)."""
-    buffers = [(name, buffer) for name, buffer in network.named_buffers() if buffer.is_floating_point()
-               and buffer.numel()]
-    if not buffers or bool(torch.stack([torch.isfinite(buffer).all() for _, buffer in buffers]).all()):
-        return None
-    return next(name for name, buffer in buffers if not bool(torch.isfinite(buffer).all()))
 
 
 def _write_previews(recipe: Recipe, run_dir: Path, step: int) -> dict[str, torch.Tensor]:
