@@ -306,6 +306,21 @@ def test_a_corrupt_cache_file_is_recomputed(image_folder, tmp_path):
     assert cache.load(key) is not None  # rewritten whole
 
 
+@pytest.mark.parametrize("stored", [[1, 2, 3], {"key": None}, {"statistics": {}}], ids=["list", "no-statistics",
+                                                                                       "no-key"])
+def test_a_cache_file_that_loads_as_something_else_is_recomputed(image_folder, tmp_path, stored):
+    """A file of another kind there stopped every gan eval and every resume of training at its metrics
+    with an AttributeError ('list' object has no attribute 'get'), naming no file; it never went away."""
+    data = DataConfig(dataset="folder", root=str(image_folder), resolution=16)
+    cache = ReferenceCache(tmp_path)
+    path = cache.path(reference_key(data, 4, "swd"))
+    torch.save(stored, path)
+    with pytest.warns(UserWarning, match=rf"the reference statistics '{re.escape(str(path))}' are damaged \(it holds "
+                                         rf"{type(stored).__name__}, not a record .*\): computed again"):
+        statistics = GenerativeEvaluator(data, ["swd"], 4, CPU, cache_dir=tmp_path).reference()["swd"]
+    assert int(statistics["num_images"]) == 4 and cache.load(reference_key(data, 4, "swd")) is not None
+
+
 def test_a_killed_runs_temp_of_reference_statistics_is_removed_when_the_next_are_stored(image_folder, tmp_path):
     """A run killed as it wrote its statistics left a 2.4 MB temp that nothing ever removed."""
     import subprocess
@@ -318,10 +333,11 @@ def test_a_killed_runs_temp_of_reference_statistics_is_removed_when_the_next_are
     path = ReferenceCache(tmp_path).path(reference_key(data, 4, "swd"))
     dead = tmp_path / f"{path.name}.{finished.pid}.{host_tag()}.0badc0de.tmp"
     live = tmp_path / f"{path.name}.{os.getpid()}.{host_tag()}.0c0ffee0.tmp"
-    for temp in (dead, live):
+    own = tmp_path / "budget.2023.20231231.tmp"  # (a person's, in an earlier gan's form of temp: the folder is theirs)
+    for temp in (dead, live, own):
         temp.write_bytes(b"PK")
     GenerativeEvaluator(data, ["swd"], 4, CPU, cache_dir=tmp_path).reference()
-    assert path.is_file() and not dead.exists() and live.exists()
+    assert path.is_file() and not dead.exists() and live.exists() and own.exists()
 
 
 def test_reference_statistics_damaged_inside_are_recomputed_not_scored_against(image_folder, tmp_path):

@@ -456,12 +456,17 @@ def test_the_temp_files_a_killed_command_left_beside_its_outputs_go_at_the_next_
                                                                                              tmp_path):
     # A kill -9 of gan sample --separate, translate or export left <name>.<pid>.<hex>.tmp files that
     # no later command removed (only run directories were cleaned).
+    from gan.core.files import host_tag
+
     each = tmp_path / "each"
     each.mkdir()
-    stale, live, own = (each / f"00003.png.{dead_pid()}.0badcafe.tmp", each / f"00004.png.{os.getpid()}.0badcafe.tmp",
-                        each / "notes.tmp")
-    for path in (stale, live, own):
+    stale, live = (each / f"00003.png.{dead_pid()}.{host_tag()}.0badcafe.tmp",
+                   each / f"00004.png.{os.getpid()}.{host_tag()}.0badcafe.tmp")
+    # a person's own, one in the form of an earlier gan's temps (no machine named): a date is 8 hex digits
+    own = [each / "notes.tmp", each / "budget.2023.20231231.tmp", each / f"scan.{dead_pid()}.0badf00d.tmp"]
+    for path in (stale, live, *own):
         path.write_bytes(b"partial")
     result = invoke("sample", tiny_demo_run, "--n", "2", "--separate", each)
     assert result.exit_code == 0, result.output
-    assert not stale.exists() and live.exists() and own.exists()  # (a live writer's, and a person's own, stay)
+    assert not stale.exists() and live.exists()  # (a live writer's stays)
+    assert all(path.exists() for path in own), sorted(path.name for path in each.iterdir())

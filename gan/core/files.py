@@ -352,10 +352,14 @@ def is_stale_temp(path: Path) -> bool:
     return int(match["pid"]) != os.getpid() and not process_alive(int(match["pid"]))
 
 
-def remove_stale_temps(folder: Path) -> None:
-    """Remove the temp files that writers which died left in `folder`; nothing else."""
+def remove_stale_temps(folder: Path, named_by_host: bool = False) -> None:
+    """Remove the temp files that writers which died left in `folder`; nothing else. `named_by_host`
+    for a folder gan does not own (a person's output folder, a cache folder they chose): only temps of
+    `temp_name`'s present form, which names the machine, count there, as a person's own
+    `budget.2023.20231231.tmp` has the form of an earlier version's temp."""
     for temp in folder.glob("*.tmp"):
-        if is_stale_temp(temp):
+        match = TEMP_NAME.fullmatch(temp.name)
+        if is_stale_temp(temp) and not (named_by_host and match["host"] is None):
             temp.unlink(missing_ok=True)
 
 

@@ -227,4 +227,4 @@ def check_outputs(outputs: Sequence[Path], inputs: Iterable[Path] = (), overwrit
                             f"'{existing[0]}'); pass --overwrite to replace them")
     for folder in {path.parent for path in planned}:  # what a command killed there (kill -9) left half-written
         if folder.is_dir():
-            remove_stale_temps(folder)
+            remove_stale_temps(folder, named_by_host=True)  # (a person's folder: their own *.tmp stay)

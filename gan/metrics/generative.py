@@ -132,21 +132,29 @@ class ReferenceCache:
             problem = unloadable_reason(path, error)
         else:  # (torch.load checks no CRC: a damaged statistic gave a silently wrong score, best.pt kept by it)
             damaged = failed_checksum(path)
-            problem = f"its record '{damaged}' fails its checksum" if damaged else None
+            problem = f"its record '{damaged}' fails its checksum" if damaged else _not_statistics(stored)
         if problem:
             warnings.warn(f"the reference statistics '{path}' are damaged ({problem}): computed again", stacklevel=2)
             return None
-        return stored["statistics"] if stored.get("key") == key else None
+        return stored["statistics"] if stored["key"] == key else None
 
     def store(self, key: dict, statistics: dict[str, torch.Tensor]) -> None:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            remove_stale_temps(self.folder)  # (a run killed as it stored statistics left its temp for good)
+            # (a run killed as it stored statistics left its temp for good; the folder may be a person's)
+            remove_stale_temps(self.folder, named_by_host=True)
             self._remove_out_of_date(key)
             save_checkpoint({"key": key, "statistics": statistics}, self.path(key))
         except (CheckpointError, OSError) as error:  # a read-only or full cache is slow, not fatal (WriteError)
             warnings.warn(f"could not cache reference statistics in '{self.folder}' ({error}); they are computed "
                           "again next time", stacklevel=2)
+
+
+def _not_statistics(stored: object) -> str | None:
+    """What keeps `stored` (a cache file's contents) from being `ReferenceCache.store`'s record, or None."""
+    if not isinstance(stored, dict) or "key" not in stored or not isinstance(stored.get("statistics"), dict):
+        return f"it holds {type(stored).__name__}, not a record of statistics and their key"
+    return None
 
 
 def reference_dataset(data: DataConfig, root_key: str = "data.root") -> Dataset:
