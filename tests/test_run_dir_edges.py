@@ -759,6 +759,26 @@ def test_a_resume_that_turns_the_ema_off_says_it_drops_the_generator_that_sampli
         assert train_command("--resume", str(folder), *sets("train.steps=6", "train.ema_decay=0")).exit_code == 0
 
 
+def test_a_resume_that_turns_the_adversarial_loss_off_says_it_drops_the_discriminator(tmp_path):
+    """pix2pix's L1-alone setting on a resume dropped the trained discriminator from every later
+    checkpoint without a word; turning it on again was refused as a checkpoint "from another version
+    of gan", the run's config and this one "building it alike"."""
+    from conftest import TINY_PIX2PIX
+
+    data = write_recipe_data(tmp_path / "data")
+    folder = tmp_path / "run"
+    config = str(REPO / "experiments" / "pix2pix_facades.toml")
+    assert train_command(config, *sets(*TINY_PIX2PIX, f"data.root={data['paired']}"), "--run-dir",
+                         str(folder), "--device", "cpu").exit_code == 0
+    with pytest.warns(UserWarning, match=r"loss.adversarial_weight = 0 on this resume drops the discriminator: "
+                                         r"checkpoints from here on keep the generator alone, .* of step 2 and before"):
+        off = train_command("--resume", str(folder), *sets("train.steps=4", "loss.adversarial_weight=0"))
+    assert off.exit_code == 0, off.output
+    again = train_command("--resume", str(folder), *sets("train.steps=6", "loss.adversarial_weight=1"))
+    assert_one_error_line(again, "the checkpoint has no network 'discriminator'. The run was trained with "
+                                 "loss.adversarial_weight = 0.0; this config has loss.adversarial_weight = 1.0")
+
+
 def test_a_signal_as_the_finished_runs_event_file_closes_cuts_nothing_short(tmp_path, monkeypatch):
     """A Ctrl-C while TensorBoard's writer flushed, after the last checkpoint, said 'stopped by Ctrl-C
     without saving a checkpoint' and exited 130: a sweep counted the finished run as failed."""

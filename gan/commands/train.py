@@ -352,6 +352,17 @@ def _halvings(keys: list[str], recorded: dict, resolved) -> int | None:
     return int(ratio) if ratio >= 2 and ratio.is_integer() and int(ratio).bit_count() == 1 else None
 
 
+# The keys whose 0 builds no network that another value trains: a resume setting one to 0 drops that
+# network from the checkpoints it writes. key -> (the recipes that read it, what is dropped, what is kept,
+# what stays only in the earlier checkpoints, what a later resume cannot do).
+DROPPED_AT_ZERO = {
+    "train.ema_decay": (("dcgan",), "the EMA generator, the one gan sample, eval and export use",
+                        "the trained generator", "the EMA weights", "turn the EMA on again"),
+    "loss.adversarial_weight": (("pix2pix", "srgan", "srresnet"), "the discriminator", "the generator",
+                                "the discriminator's weights and optimiser state", "turn the adversarial loss on again"),
+}
+
+
 def report_changes(run_dir: Path, resolved, overrides: tuple[str, ...], trained: dict, step: int) -> None:
     """Say which settings a resume changes from those the checkpoint it continues (`trained` at
     `step`, the newest that loads) trained with: by --set, or from config.toml (named as such);
@@ -379,11 +390,12 @@ def report_changes(run_dir: Path, resolved, overrides: tuple[str, ...], trained:
         by_hand = f" ({', '.join(edited)}: from its config.toml, {why}, not from --set)" if edited else ""
         click.echo(f"resuming '{run_dir}' with changed settings: {'; '.join(changes)}{by_hand}", err=True)
     warn_of_schedule_jumps(resolved, trained, step)
-    if resolved.recipe == "dcgan" and recorded.get("train.ema_decay", 0) and not resolved.train.ema_decay:
-        warnings.warn(f"train.ema_decay = 0 on this resume drops the EMA generator, the one gan sample, eval and "
-                      f"export use: checkpoints from here on keep the trained generator alone, and the EMA weights "
-                      f"stay only in the checkpoints of step {step} and before, until they are pruned (a later resume "
-                      f"cannot turn the EMA on again)", stacklevel=2)
+    for key, (recipes, dropped, kept, its, again) in DROPPED_AT_ZERO.items():
+        section, name = key.split(".")
+        if resolved.recipe in recipes and recorded.get(key, 0) and not getattr(getattr(resolved, section), name):
+            warnings.warn(f"{key} = 0 on this resume drops {dropped}: checkpoints from here on keep {kept} alone, and "
+                          f"{its} stay only in the checkpoints of step {step} and before, until they are pruned (a "
+                          f"later resume cannot {again})", stacklevel=2)
     if "train.seed" in recorded and recorded["train.seed"] != resolved.train.seed:
         warnings.warn("train.seed changed on resume: the networks, optimiser and random state (the training "
                       "latents, noise and DiffAugment's draws) come from the checkpoint, while the new seed draws the "

@@ -62,6 +62,11 @@ def _changed_model_keys(saved: dict[str, Any], config: Config) -> str:
                 "belongs to another run; move it out of this run directory.")
     then, now = shaping(saved), shaping(config_to_dict(config))
     changed = [key for key in sorted(set(then) | set(now)) if then.get(key) != now.get(key)]
+    # (a discriminator is built for any weight but 0: named when one of the two is 0)
+    weights = [tree.get("loss", {}).get("adversarial_weight") for tree in (saved, config_to_dict(config))]
+    if None not in weights and (weights[0] == 0) != (weights[1] == 0):
+        then["loss.adversarial_weight"], now["loss.adversarial_weight"] = weights
+        changed.append("loss.adversarial_weight")
     if not changed:
         return "The run's config and this one build it alike; the checkpoint may come from another version of gan."
     def shown(values: dict[str, Any], key: str) -> str:  # (a None default is left out of config.toml: unset)
