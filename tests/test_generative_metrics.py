@@ -147,6 +147,20 @@ def test_missing_inception_weights_name_the_file_and_where_to_put_it(tmp_path):
     assert "hub/checkpoints" in message
 
 
+def test_inception_weights_load_with_no_room_in_the_temp_folder(random_inception_weights, tmp_path, monkeypatch):
+    """The weights were re-saved (95 MB) into a temp folder for torch-fidelity's loader: a small /tmp
+    stopped gan eval and training with torch's "unexpected pos 20682624 vs 20682520", naming nothing."""
+    import tempfile
+
+    import gan.metrics.inception as inception
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no room"))  # (every temp file fails there)
+    inception._expected_weights.cache_clear()
+    model, digest = load_inception(random_inception_weights, CPU)
+    images = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
+    assert torch.isfinite(inception_features(model, images)).all() and digest
+
+
 def test_inception_weights_load_without_unpickling_and_give_2048_features(random_inception_weights, tmp_path):
     model, _ = load_inception(random_inception_weights, CPU)
     images = torch.randint(0, 256, (3, 3, 64, 64), dtype=torch.uint8)

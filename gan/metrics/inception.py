@@ -11,8 +11,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
-import os
-import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -134,31 +132,35 @@ def _expected_weights() -> dict[str, torch.Tensor]:
         def load_state_dict(self, *args: object, **kwargs: object) -> None:
             return None
 
-    with tempfile.TemporaryDirectory() as folder:
-        empty = os.path.join(folder, WEIGHTS_FILE)
-        torch.save({}, empty)
-        with torch.device("meta"):
-            network = Unloaded("inception-v3-compat", [str(FEATURE_SIZE)], feature_extractor_weights_path=empty)
+    with torch.device("meta"):
+        network = Unloaded("inception-v3-compat", [str(FEATURE_SIZE)], feature_extractor_weights_path=_saved({}))
     return network.state_dict()
+
+
+def _saved(state: dict[str, torch.Tensor]) -> io.BytesIO:
+    """`state` as torch.save writes it, in memory: what torch-fidelity's loader reads in place of a file
+    (a copy in a temp folder failed with a traceback where that folder had no room for 95 MB)."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    return buffer
 
 
 def load_inception(path: str | Path | None, device: torch.device) -> tuple[nn.Module, str]:
     """torch-fidelity's FID Inception-v3, returning (N, 2048) pool features for uint8 (N, 3, H, W) images,
     and its weights file's digest (`read_inception_weights`). Torch-fidelity's own loader (which
-    unpickles) only ever sees a copy re-saved here from the plain tensors read."""
+    unpickles) only ever sees a copy re-saved here, in memory, from the plain tensors read."""
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
     state, digest = read_inception_weights(path)
-    with tempfile.TemporaryDirectory() as folder:
-        copy = os.path.join(folder, WEIGHTS_FILE)
-        torch.save({name: tensor for name, tensor in state.items() if isinstance(tensor, torch.Tensor)}, copy)
-        try:
-            model = FeatureExtractorInceptionV3("inception-v3-compat", [str(FEATURE_SIZE)],
-                                                feature_extractor_weights_path=copy)
-        except RuntimeError as error:  # (checked above by name, shape and kind: a torch-fidelity of other layers)
-            first = str(error).strip().splitlines()[-1].strip()
-            raise InceptionWeightsDamaged(f"'{resolve_weights_path(path)}' does not match torch-fidelity's "
-                                          f"Inception-v3: {first}") from None
+    copy = _saved({name: tensor for name, tensor in state.items() if isinstance(tensor, torch.Tensor)})
+    try:
+        model = FeatureExtractorInceptionV3("inception-v3-compat", [str(FEATURE_SIZE)],
+                                            feature_extractor_weights_path=copy)
+    except RuntimeError as error:  # (checked above by name, shape and kind: a torch-fidelity of other layers)
+        first = str(error).strip().splitlines()[-1].strip()
+        raise InceptionWeightsDamaged(f"'{resolve_weights_path(path)}' does not match torch-fidelity's "
+                                      f"Inception-v3: {first}") from None
     return model.to(device), digest
 
 
