@@ -418,6 +418,26 @@ def test_gan_cache_list_verify_and_clear(folder, tmp_path):
     assert empty.exit_code == 0 and f"{cache_dir}: no caches to verify" in empty.output  # not silence
 
 
+def test_a_cache_whose_array_is_a_folder_is_listed_and_verified_as_such_and_left_whole(folder, tmp_path):
+    """`list` said verify "removes it now"; verify removed the header, then failed on the folder ("could
+    not be removed"), and the cache vanished from the next list, the folder left unexplained."""
+    from click.testing import CliRunner
+
+    from gan.commands.main import main
+
+    _, array = build_once(folder, tmp_path)
+    array.unlink()
+    array.mkdir()
+    cache_dir = str(tmp_path / "cache")
+    listed = CliRunner().invoke(main, ["cache", "list", "--dir", cache_dir])
+    assert "damaged: its array is not a file (gan removes only files it wrote: move it away" in listed.output
+    assert "verify removes it now" not in listed.output, listed.output
+    verified = CliRunner().invoke(main, ["cache", "verify", "--dir", cache_dir])
+    assert verified.exit_code == 1 and f"'{array}' is not a file; left as it is (gan removes" in verified.output
+    assert array.is_dir() and array.with_suffix(".json").is_file()
+    assert "1 cache(s)" in CliRunner().invoke(main, ["cache", "list", "--dir", cache_dir]).output
+
+
 def test_a_cache_of_an_earlier_gan_is_listed_as_unused_and_removed_by_the_next_build(folder, tmp_path, capsys):
     # after an upgrade, its cache (never read again) was listed and verified as an ordinary one
     import json

@@ -78,6 +78,10 @@ def _echo_untouched(building: list[Path], foreign: list[Path]) -> None:
                    f"{_named(foreign)}", err=True)
 
 
+NOT_GANS_TO_REMOVE = ("gan removes only files it wrote: move it away, and the next run that uses this cache "
+                      "rebuilds it")
+
+
 @click.group()
 def cache() -> None:
     """The decoded-image caches that data.cache builds: list, verify and clear them.
@@ -99,7 +103,7 @@ def cache_list(cache_dir: Path | None) -> None:
     any whose array does not fit its header (cut short, say; `verify` reads every checksum)."""
     import datetime
 
-    from gan.data.cache import cache_structure_damage, earlier_format
+    from gan.data.cache import ARRAY_NOT_A_FILE, cache_structure_damage, earlier_format
 
     folder = _resolve_cache_dir(cache_dir)
     found = _scan(folder)
@@ -121,6 +125,8 @@ def cache_list(cache_dir: Path | None) -> None:
         elif isinstance(source, str) and not Path(source).is_dir():
             click.echo("    its folder is gone (moved or deleted since): no run reads this cache unless the folder "
                        "comes back; gan cache clear --older-than DAYS removes it by its last use")
+        elif damage == ARRAY_NOT_A_FILE:
+            click.echo(f"    damaged: its array {damage} ({NOT_GANS_TO_REMOVE})")
         elif damage:
             click.echo(f"    damaged: its array {damage} (the next run that uses it rebuilds it; gan cache verify "
                        "removes it now)")
@@ -138,7 +144,7 @@ def cache_list(cache_dir: Path | None) -> None:
 def cache_verify(cache_dir: Path | None) -> None:
     """Check every cache against its header: size, shape and every checksum. A damaged cache is
     removed (the next run that needs it rebuilds it); exits with 1 when any was damaged."""
-    from gan.data.cache import cache_damage, earlier_format
+    from gan.data.cache import ARRAY_NOT_A_FILE, cache_damage, earlier_format
 
     folder = _resolve_cache_dir(cache_dir)
     found = _scan(folder)
@@ -153,6 +159,10 @@ def cache_verify(cache_dir: Path | None) -> None:
             click.echo(f"ok       {entry.name}  {entry.header.get('root', '')}{unused}")
             continue
         damaged += 1
+        if damage == ARRAY_NOT_A_FILE:  # (its header kept: the cache stays listed, with what to do)
+            click.echo(f"damaged  {entry.name}  {entry.header.get('root', '')}: '{entry.array_path}' "
+                       f"{damage}; left as it is ({NOT_GANS_TO_REMOVE})")
+            continue
         try:
             entry.remove()
         except OSError as error:

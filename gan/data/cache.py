@@ -121,12 +121,16 @@ def cache_damage(array_path: Path, header: dict, verify_all: bool) -> tuple[np.n
     return images, None
 
 
+# The damage gan cannot mend: a folder (or another thing) where the array goes is not gan's to remove.
+ARRAY_NOT_A_FILE = "is not a file"
+
+
 def cache_structure_damage(array_path: Path, header: dict) -> tuple[np.ndarray | None, str | None]:
     """`cache_damage` without the checksums, which read every byte they cover: the array's shape,
     type and file size against the header (a file cut short fails here)."""
     shape = (header["count"], 3, header["resolution"], header["resolution"])
     if not array_path.is_file():  # (a build that died between its array and its header, or a file removed)
-        return None, "is missing" if not array_path.exists() else "is not a file"
+        return None, "is missing" if not array_path.exists() else ARRAY_NOT_A_FILE
     try:
         with open(array_path, "rb") as file:  # its own header first: a file cut short does not map
             version = np.lib.format.read_magic(file)
