@@ -281,6 +281,15 @@ def test_a_config_file_edited_between_two_starts_of_a_sweep_is_refused(tmp_path)
     manifest.write_bytes(b'config = "\xff\xfe"\n')  # not UTF-8: a traceback
     with pytest.raises(ConfigError, match=r"is not a sweep manifest .*; use another --out"):
         write_manifest(tmp_path / "sweep", manifest_text(config, [], grid, 1, expand(grid, 1)))
+    # emptied, or a folder: said to hold "another sweep", differing in every part, or runs "no sweep made"
+    manifest.write_bytes(b"")
+    with pytest.raises(ConfigError, match=r"is not a sweep manifest \(it records no config, sets, seeds, grid, runs\): "
+                                          r"use another --out \(each run in .* goes on with `gan train --resume`\)"):
+        write_manifest(tmp_path / "sweep", manifest_text(config, [], grid, 1, expand(grid, 1)))
+    manifest.unlink()
+    manifest.mkdir()
+    with pytest.raises(ConfigError, match=r"is not a sweep manifest \(it is not a file\)"):
+        write_manifest(tmp_path / "sweep", manifest_text(config, [], grid, 1, expand(grid, 1)))
 
 
 def test_the_manifest_is_written_only_by_the_sweep_that_holds_the_folder(tmp_path):

@@ -233,6 +233,8 @@ MANIFEST_PARTS = {"config": "the config file", "config_settings_sha256": "the co
                   "sweep began: its runs so far trained with the earlier ones)", "config_sha256": "the config "
                   "file's text (edited since the sweep began, if only in a comment)", "sets": "the --set values",
                   "seeds": "--seeds", "grid": "--grid", "runs": "the runs"}
+# What every sweep.toml records, since the first
+MANIFEST_KEYS = ("config", "sets", "seeds", "grid", "runs")
 # What to do about a config file edited since its sweep began
 EDITED_CONFIG_ADVICE = ("; to go on with this sweep, put the config file's text back as it was (or, where the edit "
                         "changes no setting, go on with `gan train --resume` of each unfinished run)")
@@ -250,11 +252,18 @@ def _set_values(sets: list) -> dict[str, str]:
 def write_manifest(out: Path, text: str) -> None:
     """Write DIR/sweep.toml, or check that the one there asks for the same sweep."""
     path = out / MANIFEST
+    if os.path.lexists(path) and not path.is_file():
+        raise ConfigError(f"'{path}' is not a sweep manifest (it is not a file): use another --out (each run in "
+                          f"'{out}' goes on with `gan train --resume`)")
     if path.is_file():
         try:
             stored, asked = tomllib.loads(path.read_text(encoding="utf-8")), tomllib.loads(text)
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
             raise ConfigError(f"'{path}' is not a sweep manifest ({error}); use another --out") from error
+        missing = [key for key in MANIFEST_KEYS if key not in stored]
+        if missing:  # (an emptied file, say: not "another sweep", which every key would differ in)
+            raise ConfigError(f"'{path}' is not a sweep manifest (it records no {', '.join(missing)}): use another "
+                              f"--out (each run in '{out}' goes on with `gan train --resume`)")
         if "config_settings_sha256" not in stored:  # (begun before its settings were recorded: by its text, or not at all)
             asked.pop("config_settings_sha256")
             if "config_sha256" in stored:
