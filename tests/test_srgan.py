@@ -142,6 +142,25 @@ def test_torchvision_state_dict_loads_through_our_path(torchvision_vgg19_file, m
         VGGFeatures("relu1_2", "vgg16", str(path))
 
 
+def test_vgg_weights_of_the_features_alone_or_with_another_classifier_load(torchvision_vgg19_file, tmp_path):
+    """The loss reads the features alone: a file of them alone, or of a VGG19 trained on other classes
+    (Places365: a 365-way classifier), was refused as "not a torchvision vgg19 state dict"."""
+    path, first_conv = torchvision_vgg19_file
+    full = torch.load(path, weights_only=True)
+    features = {key: value for key, value in full.items() if key.startswith("features.")}
+    places = {**full, "classifier.6.weight": torch.zeros(365, 4096), "classifier.6.bias": torch.zeros(365)}
+    for name, state in (("features.pth", features), ("places365.pth", places)):
+        torch.save(state, tmp_path / name)
+        loaded = VGGFeatures("relu5_4", "vgg19", str(tmp_path / name))
+        assert torch.equal(loaded.features[0].weight, first_conv)
+        # (the same weights as the whole file's, as a resume's check of them sees)
+        assert loaded.weights_digest == VGGFeatures("relu5_4", "vgg19", str(path)).weights_digest
+    del features["features.34.bias"]  # (one the loss reads: still refused)
+    torch.save(features, tmp_path / "cut.pth")
+    with pytest.raises(ValueError, match=r"1 of its 32 weights missing \(first: features.34.bias\)"):
+        VGGFeatures("relu5_4", "vgg19", str(tmp_path / "cut.pth"))
+
+
 
 
 def _sets(*items):

@@ -73,13 +73,16 @@ def resolve_weights(arch: str, weights: str) -> Path | None:
 
 
 def load_vgg_weights(vgg: nn.Module, state: object, path: Path, arch: str) -> None:
-    """Load torchvision's `arch` state dict `state` (read from `path`) into `vgg`; ValueError in one
-    line when it is another network's (a summary of the keys, not torch's list of hundreds), nested
-    in a training checkpoint, or not finite."""
+    """Load the features of torchvision's `arch` state dict `state` (read from `path`) into `vgg`;
+    ValueError in one line when it is another network's (a summary of the keys, not torch's list of
+    hundreds), nested in a training checkpoint, or not finite."""
     if not isinstance(state, dict):
         raise ValueError(f"'{path}' holds a {type(state).__name__}, not a state dict of {arch} weights "
                          "(loss.vgg_weights)")
-    expected = vgg.state_dict()
+    # The loss reads the convolutional features alone: a file of them alone, or with a classifier of
+    # other classes (Places365's, say), holds all it needs; the classifier is never loaded.
+    expected = {f"features.{key}": value for key, value in vgg.features.state_dict().items()}
+    state = {key: value for key, value in state.items() if not str(key).startswith("classifier.")}
     missing = [key for key in expected if key not in state]
     unexpected = [key for key in state if key not in expected]
     if missing or unexpected:
@@ -94,7 +97,7 @@ def load_vgg_weights(vgg: nn.Module, state: object, path: Path, arch: str) -> No
     if mismatch is not None:
         raise ValueError(f"'{path}' is not a torchvision {arch} state dict (loss.vgg_weights): {mismatch}")
     try:
-        vgg.load_state_dict(state)
+        vgg.features.load_state_dict({key.removeprefix("features."): value for key, value in state.items()})
     except RuntimeError as error:  # (checked above: what is left of torch's own refusals)
         first = str(error).strip().splitlines()[-1].strip()
         raise ValueError(f"'{path}' is not a torchvision {arch} state dict (loss.vgg_weights): {first}") from None
