@@ -172,7 +172,7 @@ def translate_each(translator, pairs: list[tuple[Path, Path]], side_by_side: boo
     target."""
     from gan.core.progress import Progress
 
-    progress = Progress(len(pairs), unit="image")
+    progress = Progress(len(pairs), unit="image", log_interval=10.0)  # (a log: a line per 10 s, not per image)
     written, skipped, stopped = 0, {}, False
     try:
         for done, (image_path, output_path) in enumerate(pairs, 1):

@@ -167,7 +167,7 @@ def _refuse_protected(output: Path, resolved: Path, inputs: _Inputs, folders: _F
             raise OutputRefused(f"'{blocker}' is a file, so '{output}' cannot be written inside it")
         run_dir = folders.run_directory_of(resolved.parent)
         if run_dir is not None and _is_run_record(resolved, run_dir):
-            raise OutputRefused(f"'{output}' is a name run directory '{run_dir}' keeps for its training's own "
+            raise OutputRefused(f"'{output}' is a name the run directory '{run_dir}' keeps for its training's own "
                                 "records (config.toml, metrics.jsonl, events, samples/); write somewhere else")
 
 
