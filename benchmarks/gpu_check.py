@@ -208,7 +208,7 @@ def stage_profile(out: Path, device_name: str, dry_run: bool) -> dict:
     from gan.tools.benchmark import our_step
 
     device = torch.device(device_name)
-    step, batch = our_step("dcgan64" if dry_run else "dcgan128", device, fast=not dry_run)
+    step, batch, _ = our_step("dcgan64" if dry_run else "dcgan128", device, fast=not dry_run)
     for _ in range(1 if dry_run else 10):  # compile, autotune
         step()
     if device.type == "cuda":
@@ -334,7 +334,7 @@ def busy_share(model: str, device_name: str, overrides: tuple[str, ...], steps: 
     device = torch.device(device_name)
     if device.type == "cuda":
         torch._dynamo.reset()  # static shapes for this batch, as its own training run would compile
-    step, _ = our_step(model, device, fast=device.type == "cuda", overrides=overrides)
+    step, _, _ = our_step(model, device, fast=device.type == "cuda", overrides=overrides)
     for _ in range(max(3, steps)):  # compile, autotune, capture
         step()
 

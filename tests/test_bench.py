@@ -16,6 +16,7 @@ from gan.recipes import RECIPES
 from gan.tools.benchmark import CASES, bench_model, load_baseline, our_step
 from gan.training.device import make_autocast
 from gan.training.resolve import load_config
+from gan.training.speed import Speed
 
 CPU = torch.device("cpu")
 SHARED_BASELINE = REPO.parent / "shared" / "bench" / "baseline.py"
@@ -166,11 +167,24 @@ def test_a_json_path_that_cannot_be_written_costs_no_measurement(tmp_path, monke
     assert "No space left on device; the figures are in the table above" in result.output
 
 
+def test_a_warm_up_too_short_for_compilation_says_the_first_round_times_it():
+    """0.07 img/s and 0.000 TFLOP/s came with no word that --warmup 0 timed the compilation."""
+    command = ["bench", "--model", "dcgan64", "--device", "cpu", "--data-root", "none", "--rounds", "1", "--iters", "1",
+               "--set", "train.batch_size=2"]
+    compiled = ["--set", "train.compile=on", "--set", "train.compile_backend=eager"]  # (dynamo alone: seconds)
+    short = CliRunner().invoke(main, [*command, "--warmup", "0", *compiled])
+    assert short.exit_code == 0, short.output
+    assert "dcgan64: --warmup 0 leaves compilation (warm by step 4) in the first timed round" in short.output
+    for enough in (["--warmup", "4", *compiled], ["--warmup", "0", "--set", "train.compile=off"]):
+        result = CliRunner().invoke(main, [*command, *enough])
+        assert result.exit_code == 0 and "in the first timed round" not in result.output, result.output
+
+
 def test_bench_set_overrides_reach_our_side_and_bad_ones_stop_at_once(tmp_path):
     runner = CliRunner()
     bad = runner.invoke(main, ["bench", "--model", "dcgan64", "--device", "cpu", "--set", "train.compile=sometimes"])
     assert bad.exit_code == 2 and "train.compile must be one of auto, on, off; got 'sometimes'" in bad.output
-    step, batch = our_step("dcgan64", CPU, True, ("train.batch_size=4",))
+    step, batch, _ = our_step("dcgan64", CPU, True, ("train.batch_size=4",))
     assert batch == 4
     from gan.tools.benchmark import unmeasured_overrides
 
@@ -535,7 +549,8 @@ def test_each_side_runs_with_its_own_cudnn_autotuning_and_the_process_keeps_its_
     module = load_baseline(path)
     before = torch.backends.cudnn.benchmark
     monkeypatch.setattr(benchmark_module, "our_step", lambda *args, **kwargs: (
-        setattr(torch.backends.cudnn, "benchmark", True) or (lambda: seen.append(torch.backends.cudnn.benchmark), 4)))
+        setattr(torch.backends.cudnn, "benchmark", True) or (lambda: seen.append(torch.backends.cudnn.benchmark), 4,
+                                                             Speed(torch.contiguous_format, None))))
     try:
         torch.backends.cudnn.benchmark = False
         bench_model("dcgan64", CPU, module, rounds=2, iterations=1, warmup=1, fast=False, flops=False)

@@ -30,12 +30,12 @@ from gan.core.files import write_text_atomically
 from gan.core.registry import ConfigError
 from gan.recipes import RECIPES
 from gan.recipes.schedules import lr_factor
-from gan.training.cuda_graphs import set_learning_rates
+from gan.training.cuda_graphs import EAGER_STEPS_BEFORE_CAPTURE, set_learning_rates
 from gan.training.device import make_autocast, seed_everything
 from gan.training.metric_watch import MetricWatch
 from gan.training.preflight import check_batch_fits
 from gan.training.resolve import load_config
-from gan.training.speed import accelerate, to_device, training_step
+from gan.training.speed import Speed, accelerate, to_device, training_step
 
 
 @dataclass(frozen=True)
@@ -82,9 +82,13 @@ def synthetic_batch(recipe_name: str, batch_size: int, data: DataConfig, device:
     return {"input": images(resolution), "target": images(resolution)}
 
 
+# The step by which ours is warm: compiled, and captured after the CUDA graph's eager steps.
+CAPTURED_AT = EAGER_STEPS_BEFORE_CAPTURE + 1
+
+
 def our_step(name: str, device: torch.device, fast: bool,
-             overrides: tuple[str, ...] = ()) -> tuple[Callable[[], None], int]:
-    """(one training iteration as the loop runs it, batch size).
+             overrides: tuple[str, ...] = ()) -> tuple[Callable[[], None], int, Speed]:
+    """(one training iteration as the loop runs it, batch size, the speed switches on).
 
     `fast` keeps the speed switches at their defaults; otherwise they are all off
     (eager fp32, as the baseline runs). `overrides` (`train.compile=off`, ...) come last."""
@@ -109,7 +113,7 @@ def our_step(name: str, device: torch.device, fast: bool,
         recipe.before_step(counter["step"])
         watch.add(counter["step"], run_step(batch, counter["step"]))
 
-    return step, config.train.batch_size
+    return step, config.train.batch_size, speed
 
 
 # What one timed training step on a synthetic batch reads of [data], and the [train] keys it does not.
@@ -326,11 +330,12 @@ class _Side:
 
 
 def bench_model(name: str, device: torch.device, baseline: ModuleType | None, rounds: int, iterations: int,
-                warmup: int, fast: bool, flops: bool, round_seconds: float = 2.0, log=sys.stderr,
+                warmup: int, fast: bool, flops: bool, round_seconds: float = 2.0, log=None,
                 overrides: tuple[str, ...] = (), batch_size: int | None = None) -> Row:
     """Time `name`, ours (with config `overrides`) and the baseline's, in `rounds` alternating rounds
     of `iterations` steps (0: as many as take about `round_seconds`, judged from one timed step of ours).
     `batch_size` replaces our canonical batch; the baseline always runs at ours."""
+    log = log or sys.stderr  # (the stream of the moment: a caller may have replaced it since import)
     print(f"  timing {name} ...", file=log, flush=True)  # (a big model's build and warm-up take a while, silent)
     if batch_size:
         overrides = (*overrides, f"train.batch_size={batch_size}")
@@ -338,7 +343,10 @@ def bench_model(name: str, device: torch.device, baseline: ModuleType | None, ro
         torch._dynamo.reset()  # dynamic shapes (automatic dynamic), which no run of this model would get
     plain_cudnn = torch.backends.cudnn.benchmark  # (the process's own, before our step sets it)
     try:
-        step, batch = our_step(name, device, fast, overrides)
+        step, batch, speed = our_step(name, device, fast, overrides)
+        if warmup < CAPTURED_AT and (speed.compiled or speed.cuda_graph):
+            print(f"  {name}: --warmup {warmup} leaves {'compilation' if speed.compiled else 'the CUDA graph capture'} "
+                  f"(warm by step {CAPTURED_AT}) in the first timed round, which it slows", file=log, flush=True)
         sides = {"ours": _Side(step, batch, device, torch.backends.cudnn.benchmark)}
         baseline_name = CASES[name].baseline
         if baseline is not None and baseline_name is not None:
@@ -448,7 +456,7 @@ def _image_folder(root: Path, paths: list[Path], transform: Callable | None = No
 
 
 def bench_data(root: Path, resolution: int, batch_size: int, batches: int, workers: int,
-               cache_dir: Path, log=sys.stderr) -> dict:
+               cache_dir: Path, log=None) -> dict:
     """Images/s of the cached path against torchvision ImageFolder + transforms with `workers` workers,
     both over the folder's first images, as many as the timed batches take (of all 202,599 CelebA
     faces, the cache alone was 9.3 GiB in the temp folder, for 40 batches)."""
@@ -458,6 +466,8 @@ def bench_data(root: Path, resolution: int, batch_size: int, batches: int, worke
     from gan.core.files import WriteError
     from gan.data import build_dataset, training_batches
     from gan.data.decode import DECODE_ERRORS, ImageReadError
+
+    log = log or sys.stderr  # (the stream of the moment: a caller may have replaced it since import)
 
     data = DataConfig(dataset="folder", root=str(root), resolution=resolution, num_workers=workers,
                       cache="mmap", cache_dir=str(cache_dir), hflip=True, max_images=(batches + 1) * batch_size)

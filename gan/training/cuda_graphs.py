@@ -71,13 +71,17 @@ class _Captured:
         self.graph, self.batch, self.outputs = graph, batch, outputs
 
 
+# Eager steps of each graph key before its capture (compilation and cuDNN's autotuning settle in them).
+EAGER_STEPS_BEFORE_CAPTURE = 3
+
+
 class GraphedStep:
     """`step(batch, step)` run eagerly for `warmup` steps of each graph key, then captured and
     replayed. The returned metrics of a replayed step are the graph's own output tensors: read
     them (or copy them) before the next call, as the training loop does."""
 
     def __init__(self, step: StepFunction, graph_key: Callable[[int], Hashable | None],
-                 optimizers: dict[str, torch.optim.Optimizer], device: torch.device, warmup: int = 3,
+                 optimizers: dict[str, torch.optim.Optimizer], device: torch.device, warmup: int = EAGER_STEPS_BEFORE_CAPTURE,
                  generators: list[torch.Generator] = ()):
         if device.type != "cuda":
             raise ValueError(f"CUDA graphs need a CUDA device, not '{device}'")
