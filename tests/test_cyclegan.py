@@ -424,7 +424,11 @@ def test_cycle_eval_scores_the_runs_validation_split_or_the_one_given(unpaired_r
         assert [row["image"] for row in csv.DictReader(open(run_dir / name))][:-1] == images
         assert f"of {split or 'val'}A/ and {split or 'val'}B/ in '{root}'" in scored.output
     missing = runner.invoke(main, ["eval", str(run_dir), "--data", str(root), "--split", "nope"])
-    assert missing.exit_code == 2 and "holds no nopeA/ and nopeB/ (--split nope)" in missing.output, missing.output
+    assert missing.exit_code == 2 and "holds no nopeA/ and nopeB/ (--split nope): it holds testA/, testB/, " \
+        "trainA/, trainB/, valA/, valB/" in missing.output, missing.output
+    every = runner.invoke(main, ["eval", str(run_dir), "--data", str(root), "--split", "all"])  # (a paired run's)
+    assert every.exit_code == 2 and "(--split all) ('all' is for paired checkpoints; a CycleGAN run scores one " \
+        "<split>A/ and <split>B/)" in every.output, every.output
 
 
 @pytest.mark.parametrize("name", ["cyclegan_horse2zebra.toml", "cyclegan_photo2manga128.toml"])

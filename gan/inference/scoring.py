@@ -339,7 +339,13 @@ def cycle_folders(root: Path, data_config: dict, split: str | None = None) -> tu
     CycleGAN's testA/ and testB/, else A/ and B/ (split "")."""
     if split is not None:
         if not ((root / f"{split}A").is_dir() and (root / f"{split}B").is_dir()):
-            raise FileNotFoundError(f"'{root}' holds no {split}A/ and {split}B/ (--split {split})")
+            # ("all", every pair under --data, is a paired checkpoint's: CycleGAN scores one split of each domain)
+            every = " ('all' is for paired checkpoints; a CycleGAN run scores one <split>A/ and <split>B/)" \
+                if split == "all" else ""
+            present = sorted(child.name for child in root.iterdir() if child.is_dir() and child.name[-1:] in "AB") \
+                if root.is_dir() else []
+            holds = f": it holds {', '.join(name + '/' for name in present[:6])}" if present else ""
+            raise FileNotFoundError(f"'{root}' holds no {split}A/ and {split}B/ (--split {split}){every}{holds}")
         return root / f"{split}A", root / f"{split}B", split
     candidates = list(dict.fromkeys([data_config.get("val_split") or "test", "test", ""]))
     for name in candidates:
