@@ -251,6 +251,14 @@ def test_save_images_never_writes_over_the_images_it_measures(runs, tmp_path):
     assert result.exit_code == 0, result.output
     assert sorted(path.name for path in (tmp_path / "strips2").iterdir()) == ["0.jpg.png", "0.png.jpg.png", "0.png.png",
                                                                               "1.png", "2.png"]
+    # another data set's strips into that folder: two evaluations in one, without a word
+    (tmp_path / "other").mkdir()
+    random_rgb((40, 40), 7).convert("RGB").save(tmp_path / "other" / "x.png")
+    with pytest.warns(UserWarning, match=r"--save-images '.*strips2' holds 5 PNG\(s\) this evaluation writes no strip "
+                                         r"over \(the first: 0.jpg.png\): its strips join them"):
+        result = invoke("eval", runs["srresnet"], "--data", tmp_path / "other", "--save-images", tmp_path / "strips2",
+                        "--csv", tmp_path / "e3.csv")
+    assert result.exit_code == 0, result.output
 
 
 def test_save_images_never_writes_over_the_runs_own_training_images_even_with_overwrite(runs, tmp_path):

@@ -7,6 +7,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -528,6 +529,8 @@ def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_pa
     json_path = csv_path.with_suffix(".json")
     planned = [csv_path, json_path]
     strips = strip_paths(folder, save_images) if save_images is not None else []
+    if save_images is not None:
+        _warn_of_other_strips(save_images, strips)
     started_ns = time.time_ns()
     distributions = data["dataset"] != "sr_pairs"
     weights_there = inception_weights is not None or _weights_found(None)
@@ -653,6 +656,20 @@ def _check_strip_folder(save_images: Path, folder: Path, dataset: str) -> None:
     if strips == data or data in strips.parents:
         raise ValueError(f"--save-images '{save_images}' is inside --data '{folder}': its strips would overwrite "
                          "or join the images being measured; give a folder outside it")
+
+
+def _warn_of_other_strips(save_images: Path, strips: list[Path]) -> None:
+    """A --save-images folder holding PNGs this evaluation writes no strip over (another data set's,
+    another model's): its strips would join them, two evaluations in one folder without a word."""
+    if not save_images.is_dir():
+        return
+    ours = {strip.relative_to(save_images) for strip in strips}
+    others = sorted(path.relative_to(save_images).as_posix() for path in save_images.rglob("*.png")
+                    if path.relative_to(save_images) not in ours)
+    if others:
+        warnings.warn(f"--save-images '{save_images}' holds {len(others)} PNG(s) this evaluation writes no strip over "
+                      f"(the first: {others[0]}): its strips join them; give an empty folder to keep them apart",
+                      stacklevel=2)
 
 
 def _collect_rows(results, folder: Path) -> tuple[list[dict], list]:
