@@ -438,6 +438,21 @@ def test_a_cache_whose_array_is_a_folder_is_listed_and_verified_as_such_and_left
     assert "1 cache(s)" in CliRunner().invoke(main, ["cache", "list", "--dir", cache_dir]).output
 
 
+def test_gan_cache_given_the_folder_of_reference_statistics_names_them_as_such(tmp_path):
+    """They were "another program's, or a cache whose header was damaged or edited"."""
+    from click.testing import CliRunner
+
+    from gan.commands.main import main
+
+    (tmp_path / "swd-0123456789abcdef.pt").write_bytes(b"PK")
+    (tmp_path / "notes.txt").write_text("mine")
+    listed = CliRunner().invoke(main, ["cache", "list", "--dir", str(tmp_path)])
+    assert listed.exit_code == 0, listed.output
+    assert "left alone 1 file(s) of reference statistics (those of the metrics, which gan cache does not manage" \
+        in listed.output and "swd-0123456789abcdef.pt" in listed.output
+    assert "left alone 1 file(s) that gan cannot tell are its own caches" in listed.output  # (notes.txt alone)
+
+
 def test_a_cache_of_an_earlier_gan_is_listed_as_unused_and_removed_by_the_next_build(folder, tmp_path, capsys):
     # after an upgrade, its cache (never read again) was listed and verified as an ordinary one
     import json
