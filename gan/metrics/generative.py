@@ -39,7 +39,7 @@ from gan.metrics.inception import (
     load_inception,
     skipped_for_missing_weights,
 )
-from gan.metrics.swd import patch_descriptors, swd_directions, swd_from_descriptors
+from gan.metrics.swd import SWD_PATCHES, patch_descriptors, swd_directions, swd_from_descriptors
 from gan.nets.running import eval_mode, generate, random_latents
 
 METRIC_NAMES = ("fid", "kid", "swd", "pr")
@@ -314,7 +314,8 @@ class GenerativeEvaluator:
             statistics["features"] = inception_features(self.inception, images, self.batch_size,
                                                         self.progress(len(images), "real image through Inception"))
         else:
-            descriptors = patch_descriptors(images, device=self.device)
+            descriptors = patch_descriptors(images, device=self.device,
+                                            advance=self.progress(len(images), SWD_PATCHES.format("real")))
             statistics.update({f"level{index}": level for index, level in enumerate(descriptors)})
         return statistics
 
@@ -342,7 +343,9 @@ class GenerativeEvaluator:
         if "swd" in self.names:
             levels = sum(name.startswith("level") for name in reference["swd"])
             real_levels = [reference["swd"][f"level{index}"] for index in range(levels)]
-            scores.update(swd_from_descriptors(real_levels, patch_descriptors(images, seed=1, device=self.device),
+            patches = patch_descriptors(images, seed=1, device=self.device,
+                                        advance=self.progress(len(images), SWD_PATCHES.format("generated")))
+            scores.update(swd_from_descriptors(real_levels, patches,
                                                images.shape[-1],
                                                advance=self.progress(swd_directions(images.shape[-1]), "SWD direction",
                                                                      "direction"),

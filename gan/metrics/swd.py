@@ -78,12 +78,18 @@ def _random_patches(level: torch.Tensor, count: int, generator: torch.Generator)
     return patches.permute(0, 1, 4, 2, 3).reshape(batch * count, channels, PATCH_SIZE, PATCH_SIZE)
 
 
+# The unit of the progress line of `patch_descriptors`, of the images named ("real", "generated", ...).
+SWD_PATCHES = "{} image into SWD patches"
+
+
 @torch.no_grad()
 def patch_descriptors(images: torch.Tensor, seed: int = 0, batch_size: int = 256,
-                      device: torch.device | None = None) -> list[torch.Tensor]:
+                      device: torch.device | None = None,
+                      advance: Callable[[int], None] | None = None) -> list[torch.Tensor]:
     """Per pyramid level, (N * 128, 147) float16 patch descriptors of uint8 images (N, 3, H, W),
     normalised per colour channel over the whole set (the paper's `finalize_descriptors`);
-    computed on `device` (default: the images'), returned on the CPU."""
+    computed on `device` (default: the images'), returned on the CPU. `advance(n)` is told of each
+    chunk of n images taken apart (10,000 images take 20 s on a CPU)."""
     if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
         raise TypeError(f"SWD takes uint8 images (N, 3, H, W), got {images.dtype} {tuple(images.shape)}")
     levels = len(pyramid_resolutions(min(images.shape[-2:])))
@@ -92,6 +98,8 @@ def patch_descriptors(images: torch.Tensor, seed: int = 0, batch_size: int = 256
     for chunk in images.split(batch_size):
         for index, level in enumerate(laplacian_pyramid(chunk.to(device).float(), levels)):
             per_level[index].append(_random_patches(level, PATCHES_PER_IMAGE, generator))
+        if advance is not None:
+            advance(len(chunk))
     descriptors = []
     for chunks in per_level:
         # Chunk by chunk, each freed once normalised: the whole level joined, with its float64 copy for

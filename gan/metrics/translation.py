@@ -31,7 +31,7 @@ from gan.metrics.inception import (
     skipped_for_missing_weights,
 )
 from gan.metrics.swd import MIN_RESOLUTION as SWD_MIN_RESOLUTION
-from gan.metrics.swd import patch_descriptors, swd_from_descriptors
+from gan.metrics.swd import SWD_PATCHES, patch_descriptors, swd_from_descriptors
 
 
 def fixed_subset(images: torch.Tensor, count: int, seed: int = 0) -> torch.Tensor:
@@ -90,7 +90,9 @@ class TranslationMetrics:
         resolution = min(images.shape[-2:])
         descriptors = None
         if resolution >= SWD_MIN_RESOLUTION:
-            descriptors = patch_descriptors(fixed_subset(images, count), device=self.device)
+            descriptors = patch_descriptors(fixed_subset(images, count), device=self.device,
+                                            advance=progress_counter(count, self.progress_stream,
+                                                                     SWD_PATCHES.format("target")))
         elif "swd" not in self.skipped:  # (a run of 12 px crops: its validation failed at the first step)
             self.skipped["swd"] = f"SWD needs images of at least {SWD_MIN_RESOLUTION} px, these are {resolution} px"
             warnings.warn(f"skipping swd of translations: {self.skipped['swd']}", stacklevel=2)
@@ -109,9 +111,10 @@ class TranslationMetrics:
             raise ValueError(f"the target statistics are for {targets.count} outputs, got {len(outputs)}")
         scores = {}
         if targets.descriptors is not None:
-            levels = swd_from_descriptors(targets.descriptors,
-                                          patch_descriptors(fixed_subset(outputs, count), seed=1, device=self.device),
-                                          targets.resolution, device=self.device)
+            patches = patch_descriptors(fixed_subset(outputs, count), seed=1, device=self.device,
+                                        advance=progress_counter(count, self.progress_stream,
+                                                                 SWD_PATCHES.format("translation")))
+            levels = swd_from_descriptors(targets.descriptors, patches, targets.resolution, device=self.device)
             scores["swd"] = levels["swd/mean"]
         if targets.features is not None:
             real = targets.features.numpy()
