@@ -17,6 +17,7 @@ def format_duration(seconds: float) -> str:
 
 
 CLEAR_LINE = "\r\033[K"  # back to the line's start, erase it: where a progress line is drawn
+REDRAW_S = 1.0  # a terminal's line between updates (`Progress.redraw`) moves at most this often
 
 
 def print_above(message: str, stream: TextIO | None = None) -> None:
@@ -48,6 +49,7 @@ class Progress:
         self.started_at = time.perf_counter()
         self.interactive = self.stream.isatty()
         self.log_interval, self._logged_at = log_interval, -math.inf
+        self._values: dict[str, float] | None = None  # the last update's, which a redraw shows again
         # (elapsed, step) at the first update: later ETAs leave out the start-up it carried (loader
         # workers, compilation, autotuning), which would weigh on every estimate of a long run
         self._settled: tuple[float, int] | None = None
@@ -61,7 +63,7 @@ class Progress:
         elapsed = time.perf_counter() - self.started_at
         if not self.interactive and step < self.total and elapsed - self._logged_at < self.log_interval:
             return
-        self._logged_at = elapsed
+        self._logged_at, self._values = elapsed, values
         done = step - self.start
         working = elapsed - paused  # (a unit's time: the pauses between units are foreseen in `ahead`)
         if self._settled is None and done:
@@ -85,6 +87,13 @@ class Progress:
         else:
             self.stream.write(line + "\n")
         self.stream.flush()
+
+    def redraw(self, step: int, rate: float | None = None, paused: float = 0.0, ahead: float = 0.0) -> None:
+        """Between updates (a training run's log points, `log.every` steps apart: minutes of a still
+        line on a CPU), a terminal's line moves on with the step, `rate`, elapsed time and ETA, the
+        values of the last update kept; at most every REDRAW_S seconds. A log gets no line of it."""
+        if self.interactive and time.perf_counter() - self.started_at - self._logged_at >= REDRAW_S:
+            self.update(step, self._values, rate, paused=paused, ahead=ahead)
 
     def close(self) -> None:
         if self.interactive:

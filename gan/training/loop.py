@@ -569,6 +569,8 @@ def _periodic_work(run: _Run, last: bool, stopping: bool = False) -> float | Non
     regular = step % log_config.every == 0 or last or stopping or step == 1
     if regular or step == run.start_step + 1:  # (and a resume's first step shows it is under way)
         _log_scalars(run, due, closes_window=regular)
+    else:
+        _redraw_progress(run)
     if any(due.values()) and not regular:  # (a log point has checked): a diverged run stops as such, rolled
         # back under --on-nan rollback, not as a side task that failed on its NaN weights (on a GPU the
         # losses are read back at log points alone)
@@ -716,6 +718,17 @@ def _log_window(run: _Run, scalars: dict[str, float], closes_window: bool = True
         run.writer.add_scalar(name, value, step)
     run.progress.update(step, means or None, images_per_second, start_up=busy if first_step else None,
                         paused=run.paused_in_all, ahead=_side_tasks_ahead(run))
+
+
+def _redraw_progress(run: _Run) -> None:
+    """Between log points, a terminal's progress line moves on (`Progress.redraw`): images/s over the
+    window so far, counted on the host, which reads nothing back from the device."""
+    if not run.progress.interactive:  # (a log gets its lines at log points alone)
+        return
+    busy = time.perf_counter() - run.timer_start - run.paused
+    steps = run.step - run.timer_step
+    rate = steps * run.config.train.batch_size / busy if steps and busy > 0 else None
+    run.progress.redraw(run.step, rate, paused=run.paused_in_all, ahead=_side_tasks_ahead(run))
 
 
 def _side_tasks_ahead(run: _Run) -> float:
