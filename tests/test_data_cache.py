@@ -436,6 +436,13 @@ def test_a_cache_whose_array_is_a_folder_is_listed_and_verified_as_such_and_left
     assert verified.exit_code == 1 and f"'{array}' is not a file; left as it is (gan removes" in verified.output
     assert array.is_dir() and array.with_suffix(".json").is_file()
     assert "1 cache(s)" in CliRunner().invoke(main, ["cache", "list", "--dir", cache_dir]).output
+    # clear removed its header, failed on the folder and stopped there, other caches left unremoved
+    _, other = build_once(folder, tmp_path, resolution=8)
+    cleared = CliRunner().invoke(main, ["cache", "clear", "--dir", cache_dir])
+    assert cleared.exit_code == 0, cleared.output
+    assert "removed 1 cache(s)" in cleared.output and f"left 1 cache(s) whose array is not a file ({array.name})" \
+        in cleared.output and not other.exists()
+    assert array.is_dir() and array.with_suffix(".json").is_file()
 
 
 def test_gan_cache_given_the_folder_of_reference_statistics_names_them_as_such(tmp_path):
@@ -445,10 +452,11 @@ def test_gan_cache_given_the_folder_of_reference_statistics_names_them_as_such(t
     from gan.commands.main import main
 
     (tmp_path / "swd-0123456789abcdef.pt").write_bytes(b"PK")
+    (tmp_path / "swd-0123456789abcdef.pt.999999999.h0badcafe.0badf00d.tmp").write_bytes(b"PK")  # (a killed writer's)
     (tmp_path / "notes.txt").write_text("mine")
     listed = CliRunner().invoke(main, ["cache", "list", "--dir", str(tmp_path)])
     assert listed.exit_code == 0, listed.output
-    assert "left alone 1 file(s) of reference statistics (those of the metrics, which gan cache does not manage" \
+    assert "left alone 2 file(s) of reference statistics (those of the metrics, which gan cache does not manage" \
         in listed.output and "swd-0123456789abcdef.pt" in listed.output
     assert "left alone 1 file(s) that gan cannot tell are its own caches" in listed.output  # (notes.txt alone)
 

@@ -68,7 +68,7 @@ def _mib(paths: list[Path]) -> float:
 
 
 # How `gan.metrics.generative.ReferenceCache` names a file: the metric's kind and 16 hex digits of its key.
-REFERENCE_STATISTICS = re.compile(r"[a-z]+-[0-9a-f]{16}\.pt")
+REFERENCE_STATISTICS = re.compile(r"[a-z]+-[0-9a-f]{16}\.pt(\.\d+(\.h[0-9a-f]{8})?\.[0-9a-f]{8}\.tmp)?")  # (or its temp)
 
 
 def _echo_untouched(building: list[Path], foreign: list[Path]) -> None:
@@ -193,7 +193,7 @@ def cache_clear(cache_dir: Path | None, days: float | None) -> None:
     """Remove caches (all, or those unused for --older-than DAYS) and leftovers of broken builds
     (all, or those not written for DAYS). Temp files of builds that may still run, and files
     gan did not write, are never removed."""
-    from gan.data.cache import file_size, modified_at
+    from gan.data.cache import ARRAY_NOT_A_FILE, file_size, modified_at
 
     if days is not None and days != days:  # NaN passes the range check: every comparison with it is false
         raise click.BadParameter("expected a number of days, got nan", param_hint="--older-than")
@@ -201,6 +201,8 @@ def cache_clear(cache_dir: Path | None, days: float | None) -> None:
     found = _scan(folder)
     cutoff = time.time() - days * 86400 if days is not None else float("inf")
     old_caches = [entry for entry in found.caches if entry.last_used < cutoff]
+    blocked = [entry for entry in old_caches if entry.array_not_a_file]  # (left whole, header and all: named below)
+    old_caches = [entry for entry in old_caches if entry not in blocked]
     old_leftovers = [path for path in found.leftovers if modified_at(path) < cutoff]
     removals = [(entry.size_bytes, entry.remove) for entry in old_caches]
     removals += [(file_size(path), lambda path=path: path.unlink(missing_ok=True)) for path in old_leftovers]
@@ -214,7 +216,11 @@ def cache_clear(cache_dir: Path | None, days: float | None) -> None:
         freed += size
     click.echo(f"removed {len(old_caches)} cache(s) and {len(old_leftovers)} leftover file(s) of broken builds "
                f"from {folder}, {freed / 2**20:.1f} MiB freed")
-    kept_caches, kept_leftovers = len(found.caches) - len(old_caches), len(found.leftovers) - len(old_leftovers)
+    if blocked:
+        click.echo(f"left {len(blocked)} cache(s) whose array {ARRAY_NOT_A_FILE} "
+                   f"({_named([entry.array_path for entry in blocked])}): {NOT_GANS_TO_REMOVE}", err=True)
+    kept_caches = len(found.caches) - len(old_caches) - len(blocked)
+    kept_leftovers = len(found.leftovers) - len(old_leftovers)
     if kept_caches or kept_leftovers:
         click.echo(f"kept {kept_caches} cache(s) used and {kept_leftovers} leftover file(s) written in the last "
                    f"{days:g} day(s)", err=True)

@@ -385,8 +385,17 @@ class CacheEntry:
     def last_used(self) -> float:
         return modified_at(self.header_path)
 
+    @property
+    def array_not_a_file(self) -> bool:
+        """Whether a folder (or another thing not gan's to remove) stands where the array goes."""
+        return os.path.lexists(self.array_path) and not self.array_path.is_file()
+
     def remove(self) -> None:
-        for path in (self.header_path, self.array_path):  # the header first: it marks the array complete
+        """Remove the cache, its header first (it marks the array complete); nothing of it when its
+        array is not a file (`array_not_a_file`): the header then says what the folder there is."""
+        if self.array_not_a_file:
+            raise IsADirectoryError(errno.EISDIR, f"it {ARRAY_NOT_A_FILE}, so not gan's to remove", str(self.array_path))
+        for path in (self.header_path, self.array_path):
             path.unlink(missing_ok=True)
 
 
