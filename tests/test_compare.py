@@ -217,6 +217,10 @@ def test_a_sweep_run_that_never_started_is_named_under_the_table(tmp_path):
     assert ("Not compared: 1 run(s) that sweep.toml lists have no run directory (never started, or failed before their "
             "first checkpoint, which removes it): sweep/00001-adversarial=lsgan.") in table
     assert (tmp_path / "out" / "compare.md").read_text() == table
+    for runs in ("3", '"ab"'):  # a traceback ('int' object is not iterable); runs 'sweep/a', 'sweep/b' made up
+        (folder / "sweep.toml").write_text(f"runs = {runs}\n")
+        table, _ = compare([folder], None, tmp_path / f"out-{len(runs)}")
+        assert "Not compared" not in table, table
 
 
 def test_compare_never_replaces_files_it_did_not_write_with_or_without_out(tmp_path):

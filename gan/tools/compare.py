@@ -120,6 +120,8 @@ def sweep_runs_not_started(paths: list[Path]) -> list[str]:
             listed = tomllib.loads((path / MANIFEST).read_text(encoding="utf-8")).get("runs", {})
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):  # no sweep folder, or not one gan can read
             continue
+        if not isinstance(listed, dict):  # (`runs = 3`: no manifest gan wrote, nor the names of any runs)
+            continue
         missing += [f"{path.name}/{name}" for name in listed if not holds_a_run(path / name)]
     return missing
 
