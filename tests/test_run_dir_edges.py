@@ -777,6 +777,13 @@ def test_a_resume_that_turns_the_adversarial_loss_off_says_it_drops_the_discrimi
     again = train_command("--resume", str(folder), *sets("train.steps=6", "loss.adversarial_weight=1"))
     assert_one_error_line(again, "the checkpoint has no network 'discriminator'. The run was trained with "
                                  "loss.adversarial_weight = 0.0; this config has loss.adversarial_weight = 1.0")
+    # dcgan ignores the key (said as such): a refusal of another change does not name it
+    dcgan = tmp_path / "dcgan"
+    assert train_command(DEMO, *sets(*TINY), "--run-dir", str(dcgan)).exit_code == 0
+    other = train_command("--resume", str(dcgan), *sets("train.steps=6", "loss.adversarial_weight=0",
+                                                        "model.discriminator_args.channels=16"))
+    line = assert_one_error_line(other, "model.discriminator_args.channels = 8")
+    assert "adversarial_weight" not in line, line
 
 
 def test_a_signal_as_the_finished_runs_event_file_closes_cuts_nothing_short(tmp_path, monkeypatch):

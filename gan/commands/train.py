@@ -352,14 +352,15 @@ def _halvings(keys: list[str], recorded: dict, resolved) -> int | None:
     return int(ratio) if ratio >= 2 and ratio.is_integer() and int(ratio).bit_count() == 1 else None
 
 
-# The keys whose 0 builds no network that another value trains: a resume setting one to 0 drops that
-# network from the checkpoints it writes. key -> (the recipes that read it, what is dropped, what is kept,
-# what stays only in the earlier checkpoints, what a later resume cannot do).
+# The keys whose 0 builds no network that another value trains (in the recipes that read the key:
+# `gan.training.resolve.RECIPE_KEYS`): a resume setting one to 0 drops that network from the checkpoints
+# it writes. key -> (what is dropped, what is kept, what stays only in the earlier checkpoints, what a
+# later resume cannot do).
 DROPPED_AT_ZERO = {
-    "train.ema_decay": (("dcgan",), "the EMA generator, the one gan sample, eval and export use",
-                        "the trained generator", "the EMA weights", "turn the EMA on again"),
-    "loss.adversarial_weight": (("pix2pix", "srgan", "srresnet"), "the discriminator", "the generator",
-                                "the discriminator's weights and optimiser state", "turn the adversarial loss on again"),
+    "train.ema_decay": ("the EMA generator, the one gan sample, eval and export use", "the trained generator",
+                        "the EMA weights", "turn the EMA on again"),
+    "loss.adversarial_weight": ("the discriminator", "the generator", "the discriminator's weights and optimiser "
+                                "state", "turn the adversarial loss on again"),
 }
 
 
@@ -370,6 +371,7 @@ def report_changes(run_dir: Path, resolved, overrides: tuple[str, ...], trained:
     from gan.core.config import flatten_config
     from gan.core.presets import LOSS_PRESETS, LossPreset
     from gan.core.registry import ConfigError
+    from gan.training.resolve import RECIPE_KEYS
 
     recorded = flatten_config(trained)  # (a key newer than the checkpoint's gan is no change)
     started_from = recorded.get("model.init_generator")
@@ -390,9 +392,9 @@ def report_changes(run_dir: Path, resolved, overrides: tuple[str, ...], trained:
         by_hand = f" ({', '.join(edited)}: from its config.toml, {why}, not from --set)" if edited else ""
         click.echo(f"resuming '{run_dir}' with changed settings: {'; '.join(changes)}{by_hand}", err=True)
     warn_of_schedule_jumps(resolved, trained, step)
-    for key, (recipes, dropped, kept, its, again) in DROPPED_AT_ZERO.items():
+    for key, (dropped, kept, its, again) in DROPPED_AT_ZERO.items():
         section, name = key.split(".")
-        if resolved.recipe in recipes and recorded.get(key, 0) and not getattr(getattr(resolved, section), name):
+        if resolved.recipe in RECIPE_KEYS[key] and recorded.get(key, 0) and not getattr(getattr(resolved, section), name):
             warnings.warn(f"{key} = 0 on this resume drops {dropped}: checkpoints from here on keep {kept} alone, and "
                           f"{its} stay only in the checkpoints of step {step} and before, until they are pruned (a "
                           f"later resume cannot {again})", stacklevel=2)
