@@ -149,7 +149,8 @@ def test_vgg_weights_of_the_features_alone_or_with_another_classifier_load(torch
     full = torch.load(path, weights_only=True)
     features = {key: value for key, value in full.items() if key.startswith("features.")}
     places = {**full, "classifier.6.weight": torch.zeros(365, 4096), "classifier.6.bias": torch.zeros(365)}
-    for name, state in (("features.pth", features), ("places365.pth", places)):
+    bare = {key.removeprefix("features."): value for key, value in features.items()}  # (features.state_dict() saved)
+    for name, state in (("features.pth", features), ("places365.pth", places), ("bare.pth", bare)):
         torch.save(state, tmp_path / name)
         loaded = VGGFeatures("relu5_4", "vgg19", str(tmp_path / name))
         assert torch.equal(loaded.features[0].weight, first_conv)

@@ -83,6 +83,8 @@ def load_vgg_weights(vgg: nn.Module, state: object, path: Path, arch: str) -> No
     # other classes (Places365's, say), holds all it needs; the classifier is never loaded.
     expected = {f"features.{key}": value for key, value in vgg.features.state_dict().items()}
     state = {key: value for key, value in state.items() if not str(key).startswith("classifier.")}
+    if state and all(f"features.{key}" in expected for key in state):  # (`vgg.features.state_dict()` saved: 0.weight)
+        state = {f"features.{key}": value for key, value in state.items()}
     missing = [key for key in expected if key not in state]
     unexpected = [key for key in state if key not in expected]
     if missing or unexpected:
