@@ -91,6 +91,33 @@ def test_a_resume_measuring_on_changed_evaluation_images_sets_the_old_best_aside
     assert load_checkpoint(run_dir / "best-other-images-00000001.pt")["step"] == 1
 
 
+def test_evaluation_images_replaced_during_a_run_set_the_old_best_aside_at_the_next_validation(
+        recipe_data, tmp_path, monkeypatch, capsys):
+    """The images' signature was taken at the first validation only: files replaced mid-run were
+    scored at each later validation and compared with a best.pt of the old ones, without a word."""
+    import shutil
+
+    from conftest import random_rgb
+
+    data = {**recipe_data, "paired": tmp_path / "paired"}
+    shutil.copytree(recipe_data["paired"], data["paired"])
+    remaining = [25.0, 20.0, 21.0]
+
+    def replaced_after_the_first(self):
+        if len(remaining) == 2:  # (another version of the validation pairs, under the same names, mid-run)
+            for path in (data["paired"] / "val").iterdir():
+                random_rgb((96, 48), 7).save(path)
+        return {"val/psnr": remaining.pop(0), "val/ssim": 0.5}
+
+    monkeypatch.setattr(Pix2PixRecipe, "validation_metrics", replaced_after_the_first)
+    run_dir = tmp_path / "run"
+    train(tiny_recipe_config("pix2pix", data, "train.keep_best=val/psnr", "log.eval_every=1", "train.steps=3"),
+          run_dir, CPU)
+    assert "best.pt (val/psnr 25 at step 1) was measured on other images than the evaluation images hold now" \
+        in capsys.readouterr().err
+    assert recorded_best(run_dir) == {"metric": "val/psnr", "value": 21.0, "step": 3}  # (20 at step 2, then 21)
+
+
 def test_a_best_record_of_an_earlier_gan_is_compared_by_its_images_alone(tmp_path):
     # records made before best.pt noted the Inception weights hold the images' digest alone: not set aside
     best = BestCheckpoint(tmp_path, "fid", "lower")

@@ -395,6 +395,60 @@ def test_a_group_without_the_metric_is_said_to_have_none_not_to_be_over_other_se
     assert "has none (shown as -)" in warning
 
 
+def test_images_replaced_before_a_cached_runs_first_checkpoint_are_said_at_its_resume(tmp_path, monkeypatch):
+    """The record of the images trained on was taken at the first checkpoint: a cache decoded at the
+    start, images replaced before that checkpoint, and a resume (which rebuilt the cache from the new
+    images) said nothing."""
+    from conftest import random_rgb, tiny_config
+
+    from gan.training import loop
+    from gan.training.loop import train
+
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    for index in range(8):
+        random_rgb((20, 20), index).save(faces / f"{index}.png")
+    data = ("data.dataset=folder", f"data.root={faces}", "data.cache=mmap", f"data.cache_dir={tmp_path / 'cache'}")
+    batches = loop.training_batches
+
+    def replaced_after_the_first_batch(*args, **kwargs):
+        stream = batches(*args, **kwargs)
+        yield next(stream)
+        for index in range(8):  # (another version of the data set, under the same names)
+            random_rgb((24, 20), 100 + index).save(faces / f"{index}.png")
+        yield from stream
+
+    monkeypatch.setattr(loop, "training_batches", replaced_after_the_first_batch)
+    run_dir = train(tiny_config(*data, "train.steps=4", "train.checkpoint_every=4"), tmp_path / "run",
+                    torch.device("cpu")).run_dir
+    monkeypatch.setattr(loop, "training_batches", batches)
+    with pytest.warns(UserWarning, match=r"trained on \(other images under the same names: their file sizes differ\)"):
+        train(tiny_config(*data, "train.steps=6"), run_dir, torch.device("cpu"), resume=True)
+
+
+def test_an_image_moved_from_one_cyclegan_domain_to_the_other_is_said_at_the_resume(tmp_path):
+    """A's last image moved to B, where it sorts first, changed no name, size or count of the record."""
+    from conftest import random_rgb, tiny_recipe_config, write_recipe_data
+
+    from gan.training.loop import train
+
+    data = write_recipe_data(tmp_path / "data")
+    root = data["unpaired"]
+    for folder in ("trainA", "trainB"):
+        for path in (root / folder).iterdir():
+            path.unlink()
+    for index in range(4):
+        random_rgb((24, 24), index).save(root / "trainA" / f"{index}.png")
+    for index in range(4, 7):
+        random_rgb((24, 24), index).save(root / "trainB" / f"{index}.png")
+    run_dir = train(tiny_recipe_config("cyclegan", data, "train.steps=2"), tmp_path / "run",
+                    torch.device("cpu")).run_dir
+    (root / "trainA" / "3.png").rename(root / "trainB" / "3.png")
+    with pytest.warns(UserWarning, match=r"trained on \(domain A: 4 images then, 3 now; domain B: 3 then, 4 now, or "
+                                         r"files renamed\)"):
+        train(tiny_recipe_config("cyclegan", data, "train.steps=4"), run_dir, torch.device("cpu"), resume=True)
+
+
 def test_a_resume_on_changed_data_says_it_no_longer_matches_an_uninterrupted_run(tmp_path):
     """Images added to the folder between a stop and its resume change the sample order from the
     checkpoint's place on: the resume used to say nothing of it."""

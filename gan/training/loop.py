@@ -181,27 +181,46 @@ class _Run:
     paused_in_all: float = 0.0  # since this start or resume, left out of the time the ETA gives a step
     side_task_seconds: dict[str, float] = dataclasses.field(default_factory=dict)  # each one's last time, for the ETA
     unloadable_said: set[Path] = dataclasses.field(default_factory=set)  # files in the run named so: once a run
+    data_record: dict | None = None  # what the checkpoints record of the training images (`take_data_record`)
 
     @property
     def main(self) -> bool:
         return self.group.is_main
 
-    @functools.cached_property
-    def data_record(self) -> dict:
-        """The data set's `data_signature`, taken once for every checkpoint of the run, and the
-        folders it was read from (absolute: a relative data.root reads another folder from another
-        working folder, which a resume names)."""
+    def take_data_record(self) -> dict:
+        """`data_record` taken once for every checkpoint of the run, as its images are first read
+        (a decoded-image cache's snapshot then: images replaced before the first checkpoint were
+        recorded as the ones trained on, and a resume on them said nothing)."""
+        if self.data_record is None:
+            self.data_record = self._data_record()
+        return self.data_record
+
+    def _data_record(self) -> dict:
+        """The data set's `data_signature`, and the folders it was read from (absolute: a relative
+        data.root reads another folder from another working folder, which a resume names)."""
         data, metrics = self.config.data, self.config.metrics
         folders = {key: str(Path(value).expanduser().resolve()) for key, value in
                    (("data.root", data.root), ("data.a_root", data.a_root), ("data.b_root", data.b_root)) if value}
         # (the real images the metrics measure: gan eval compares with the same folder, wherever it runs)
         measured = {"metrics_root": str(Path(metrics.root).expanduser().resolve())} if metrics.every and metrics.root else {}
-        return {**data_signature(self.dataset), "folders": folders, **measured}
+        # (CycleGAN's two domains counted apart: an image moved from one to the other changes no name or size)
+        domains = {"domains": [len(self.dataset.a_paths), len(self.dataset.b_paths)]} \
+            if hasattr(self.dataset, "a_paths") else {}
+        return {**data_signature(self.dataset), "folders": folders, **measured, **domains}
+
+    @property
+    def evaluation_images(self) -> tuple[str, str]:
+        """`records.evaluation_images` of best.pt's metric: of a val/ metric's images at each
+        validation, which reads them again (files replaced mid-run were scored, and compared with a
+        best.pt of the old ones, without a word); of the metrics' real images once, as their
+        statistics are computed once a run."""
+        assert self.best is not None
+        if self.best.metric.startswith("val/"):
+            return records.evaluation_images(self.best, self.config, self.recipe, self.evaluator)
+        return self._reference_images
 
     @functools.cached_property
-    def evaluation_images(self) -> tuple[str, str]:
-        """`records.evaluation_images` of best.pt's metric, taken once: a run reads its evaluation
-        images once (a resume again)."""
+    def _reference_images(self) -> tuple[str, str]:
         assert self.best is not None
         return records.evaluation_images(self.best, self.config, self.recipe, self.evaluator)
 
@@ -392,13 +411,18 @@ def _restore(run: _Run, on_resume: ResumeReport | None) -> None:
     run.start_step = run.step = run.saved_step = state["step"]
     run.samples_seen = state["samples_seen"]
     run.side_tasks_due = _side_tasks_due(state)
-    trained_on, now = state.get("data"), run.data_record
-    # (the folders may move: the same images elsewhere are the same data; sizes: not in checkpoints before them)
-    differ = [key for key in ("images", "names", "sizes") if isinstance(trained_on, dict)
-              and (key in trained_on or key != "sizes") and trained_on.get(key) != now[key]]
+    trained_on, now = state.get("data"), run.take_data_record()
+    # (the folders may move: the same images elsewhere are the same data; sizes and domains: not in checkpoints
+    # before them)
+    differ = [key for key in ("images", "names", "sizes", "domains") if isinstance(trained_on, dict)
+              and (key in trained_on or key in ("images", "names")) and trained_on.get(key) != now.get(key)]
     if differ and run.main:
+        then = trained_on.get("domains")
+        counts = (f"domain A: {then[0]} images then, {now['domains'][0]} now; domain B: {then[1]} then, "
+                  f"{now['domains'][1]} now" if "domains" in differ and isinstance(then, list) and len(then) == 2
+                  else f"{trained_on.get('images')} images then, {now['images']} now")
         how = ("other images under the same names: their file sizes differ" if differ == ["sizes"] else
-               f"{trained_on.get('images')} images then, {now['images']} now, or files renamed")
+               f"{counts}, or files renamed")
         warnings.warn(f"the training data differ from those '{run.last_checkpoint}' trained on ({how})"
                       f"{_moved_folders(trained_on, now, run.config)}: the run goes on from its place in the stream "
                       "of the data as they are now, so it no longer matches an uninterrupted run", stacklevel=2)
@@ -474,6 +498,8 @@ def _start_logging(run: _Run, resume: bool, progress_stream: Any) -> None:
     from torch.utils.tensorboard import SummaryWriter  # slow import: only when training
 
     config, group, train_config = run.config, run.group, run.config.train
+    if run.main:
+        run.take_data_record()
     run.data = training_batches(config.data, run.dataset, train_config.batch_size, train_config.seed,
                                 run.samples_seen, run.device, group)
     if run.main:  # once the data is ready (a decoded-image cache may take minutes to build first)
@@ -759,7 +785,7 @@ def _save(run: _Run, at_step: int, final: bool, side_tasks_due: dict | None = No
         state = training_state(run.recipe, run.config, at_step, run.samples_seen)
         if run.health:  # optional in a checkpoint: those written before it had none resume too
             state["health"] = run.health.state_dict()
-        state["data"] = run.data_record  # (optional too)
+        state["data"] = run.take_data_record()  # (optional too)
         state["processes"] = run.group.world_size  # (optional too: a resume with another number is warned of)
         if side_tasks_due is not None:  # (optional too)
             state["side_tasks_due"] = side_tasks_due
