@@ -147,6 +147,19 @@ def test_a_process_that_cannot_join_the_group_says_so_in_one_line(monkeypatch):
     with pytest.raises(GroupJoinError, match=r"could not join the gloo process group again after torchrun's restart 1 "
                                           r".*: start the same command again, which resumes the --run-dir"):
         distributed.initialise(ProcessGroup(1, 2, 0), CPU, 60)
+    # the same mesh, said as "timed out connecting", there and as the stop vote's group forms: a traceback
+    mesh = "Gloo connectFullMesh failed with [../gloo/transport/tcp/pair.cc:152] timed out connecting: SO_ERROR: " \
+           "Connection refused, remote=[127.0.0.1]:45603"
+
+    def no_mesh(*args, **kwargs):
+        raise RuntimeError(mesh)
+
+    monkeypatch.setattr(distributed.dist, "init_process_group", no_mesh)
+    monkeypatch.setattr(distributed.dist, "new_group", no_mesh)
+    for join in (lambda: distributed.initialise(ProcessGroup(1, 2, 0), CPU, 60),
+                 lambda: distributed.StopVote(ProcessGroup(1, 2, 0))):
+        with pytest.raises(GroupJoinError, match=r"again after torchrun's restart 1 \(Gloo connectFullMesh failed"):
+            join()
 
 
 DIES_AT_STEP_3 = """

@@ -257,6 +257,16 @@ def test_resuming_a_run_that_trains_now_before_its_first_checkpoint_names_the_ho
         result.output
     result = CliRunner().invoke(main, ["train", "--resume", str(run_dir)])  # (once it has ended)
     assert result.exit_code == 2 and "has no checkpoint-*.pt to resume from" in result.output, result.output
+    assert "start it again with gan train CONFIG" in result.output
+    # under torchrun it is started again as it was (the advice dropped the launcher)
+    from gan.commands.train import check_resumable
+    from gan.core.registry import ConfigError
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("WORLD_SIZE", "2")
+        with pytest.raises(ConfigError, match=r"start it again with torchrun --nproc_per_node=2 \.\.\. -m gan train "
+                                              "CONFIG"):
+            check_resumable(run_dir)
 
 
 def test_the_lock_of_a_killed_writer_is_released_by_the_kernel(tmp_path):

@@ -175,6 +175,8 @@ def check_resumable(run_dir: Path) -> None:
                           "settings are also in each checkpoint's 'config')")
     if list_checkpoints(run_dir):  # (a config.toml gone or cut short is rebuilt from the checkpoint's config)
         return
+    processes = os.environ.get("WORLD_SIZE", "1").strip()  # (under torchrun: started again as it was)
+    launcher = gan_launcher(int(processes) if processes.isdigit() else 1)
     runs = [path.name for path in sorted(run_dir.iterdir(), key=run_order) if (path / "config.toml").is_file()]
     if runs and not (run_dir / "config.toml").exists():
         raise ConfigError(f"--resume '{run_dir}' is a folder of runs, not a run: give one of them, e.g. "
@@ -185,7 +187,7 @@ def check_resumable(run_dir: Path) -> None:
                 with RunLock(run_dir):  # (a start writing its config now: it says whose)
                     pass
             raise ConfigError(f"--resume '{run_dir}' holds a start of gan train that stopped before it wrote its "
-                              "config.toml: there is nothing to resume; start it again with gan train CONFIG "
+                              f"config.toml: there is nothing to resume; start it again with {launcher} train CONFIG "
                               f"--run-dir {run_dir}, which sets this one aside")
         raise ConfigError(f"--resume '{run_dir}' has no config.toml and no checkpoint: it is not a run directory "
                           "gan made")
@@ -195,7 +197,7 @@ def check_resumable(run_dir: Path) -> None:
     best = " (its best.pt is the best checkpoint kept, not a point to resume from)" if (
         run_dir / "best.pt").is_file() else ""
     raise ConfigError(f"--resume '{run_dir}' has no checkpoint-*.pt to resume from{best}: the run stopped before "
-                      "its first checkpoint, or they were deleted; start it again with gan train CONFIG")
+                      f"its first checkpoint, or they were deleted; start it again with {launcher} train CONFIG")
 
 
 def changed_keys(before, after) -> list[str]:

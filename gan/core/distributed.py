@@ -95,19 +95,30 @@ def initialise(group: ProcessGroup, device: torch.device, timeout_s: float = 360
             dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s),
                                     device_id=device if device.type == "cuda" else None)
         except (RuntimeError, ValueError) as error:  # (a network setting of this machine: a traceback before)
+            _raise_if_a_restart_failed_to_join(error, group, backend)
             if "timeout" in str(error).lower() or "timed out" in str(error).lower():
                 raise  # (the others not there in time: said as a lost process, naming train.dist_timeout_s)
-            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            restart = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
-            if restart.isdigit() and int(restart) > 0:  # (gloo's mesh may not form again: pytorch/pytorch#167288)
-                raise GroupJoinError(f"rank {group.rank} could not join the {backend} process group again after "
-                                     f"torchrun's restart {restart} ({first_line[:300]}): start the same command "
-                                     "again, which resumes the --run-dir") from None
+            first_line = _first_line(error)
             raise GroupJoinError(f"rank {group.rank} could not join the {backend} process group at "
                                  f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')} "
                                  f"({first_line[:300]}): check this machine's network settings "
                                  f"({backend.upper()}_SOCKET_IFNAME names the interface to use) and that every "
                                  "machine reaches the rendezvous") from None
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def _raise_if_a_restart_failed_to_join(error: BaseException, group: ProcessGroup, backend: str) -> None:
+    """GroupJoinError, in one line, for a process of torchrun's restart (--max-restarts) that could
+    not form a group again: gloo's mesh may not (pytorch/pytorch#167288), and "timed out connecting"
+    there is no rank that failed to come but a mesh that failed to form."""
+    restart = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    if restart.isdigit() and int(restart) > 0:
+        raise GroupJoinError(f"rank {group.rank} could not join the {backend} process group again after torchrun's "
+                             f"restart {restart} ({_first_line(error)[:300]}): start the same command again, which "
+                             "resumes the --run-dir") from None
 
 
 def barrier(group: ProcessGroup) -> None:
@@ -148,7 +159,13 @@ class StopVote:
     stop 50 slow steps away, past torchrun's 30 s grace before SIGKILL: no checkpoint was written.)"""
 
     def __init__(self, group: ProcessGroup):
-        self._group = dist.new_group(backend="gloo") if group.distributed else None  # (every rank calls it)
+        self._group = None
+        if group.distributed:
+            try:
+                self._group = dist.new_group(backend="gloo")  # (every rank calls it)
+            except (RuntimeError, ValueError) as error:  # (a restart's mesh that did not form: a traceback before)
+                _raise_if_a_restart_failed_to_join(error, group, "gloo")
+                raise
         self._pending: tuple[torch.Tensor, Any] | None = None
 
     def cast(self, flag: bool) -> bool:
