@@ -41,6 +41,16 @@ def caches_of_the_session(tmp_path_factory):
         os.environ["XDG_CACHE_HOME"] = previous
 
 
+@pytest.fixture(scope="session", autouse=True)
+def ctrl_c_reaches_the_tests():
+    """The tests of Ctrl-C need SIGINT to reach their processes: a suite started in the background of a
+    script (`( pytest & )`) begins with it ignored, which gan, as Python does, leaves ignored, and its
+    processes inherit. Python's own handler, as in a terminal."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+
+
 @pytest.fixture(autouse=True)
 def no_signal_handler_leaks():
     """A test that leaves a stop-signal handler of its own behind fails: the handler would act in
