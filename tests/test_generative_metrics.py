@@ -838,3 +838,13 @@ def test_gan_eval_takes_metrics_root_only_where_training_measured_with_it_and_fr
     result = CliRunner().invoke(main, ["eval", str(measured.run_dir), "--metrics", "swd", "--inception-weights",
                                        str(tmp_path / "absent.pth")])
     assert result.exit_code == 2 and "--metrics swd uses no weights" in result.output, result.output
+
+
+def test_reference_statistics_are_told_apart_by_the_names_their_cache_gives(tmp_path):
+    """`gan cache` names these files as the metrics' by the pattern `ReferenceCache.path` follows."""
+    from gan.core.files import temp_name
+    from gan.metrics.generative import ReferenceCache, is_reference_statistics
+
+    path = ReferenceCache(tmp_path).path({"kind": "inception", "count": 10})
+    assert is_reference_statistics(path) and is_reference_statistics(temp_name(path))
+    assert not is_reference_statistics(tmp_path / "inception.pt") and not is_reference_statistics(tmp_path / "a.npy")

@@ -8,7 +8,6 @@ named and left alone.
 
 from __future__ import annotations
 
-import re
 import sys
 import time
 from pathlib import Path
@@ -67,17 +66,15 @@ def _mib(paths: list[Path]) -> float:
     return sum(file_size(path) for path in paths) / 2**20
 
 
-# How `gan.metrics.generative.ReferenceCache` names a file: the metric's kind and 16 hex digits of its key.
-REFERENCE_STATISTICS = re.compile(r"[a-z]+-[0-9a-f]{16}\.pt(\.\d+(\.h[0-9a-f]{8})?\.[0-9a-f]{8}\.tmp)?")  # (or its temp)
-
-
 def _echo_untouched(building: list[Path], foreign: list[Path]) -> None:
     """Say what the command did not touch, and why."""
     if building:
         click.echo(f"left alone {len(building)} file(s) that a build may still be writing (temp files, or arrays "
                    f"still without their header; their process is alive, or they were written in the last 10 "
                    f"minutes): {_named(building)}", err=True)
-    statistics = [path for path in foreign if REFERENCE_STATISTICS.fullmatch(path.name)]
+    from gan.metrics.generative import is_reference_statistics
+
+    statistics = [path for path in foreign if is_reference_statistics(path)]
     foreign = [path for path in foreign if path not in statistics]
     if statistics:  # (--dir given the folder of metrics' statistics, beside the decoded images' by default)
         click.echo(f"left alone {len(statistics)} file(s) of reference statistics (those of the metrics, which gan "

@@ -306,7 +306,13 @@ def _fsync_folder(folder: Path) -> None:
 
 
 # what `temp_name` makes (earlier versions named no machine: those are judged as this one's)
-TEMP_NAME = re.compile(r".+\.(?P<pid>\d+)(\.(?P<host>h[0-9a-f]{8}))?\.[0-9a-f]{8}\.tmp")
+TEMP_NAME = re.compile(r"(?P<target>.+)\.(?P<pid>\d+)(\.(?P<host>h[0-9a-f]{8}))?\.[0-9a-f]{8}\.tmp")
+
+
+def written_name(name: str) -> str:
+    """The file a temp of `temp_name`'s is written for (`name` itself when it is no such temp)."""
+    match = TEMP_NAME.fullmatch(name)
+    return name if match is None else match["target"]
 
 
 def process_alive(pid: int) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -22,7 +23,7 @@ from torch.utils.data import Dataset
 
 from gan.core.checkpoint import CheckpointError, failed_checksum, save_checkpoint, unloadable_reason
 from gan.core.config import DataConfig
-from gan.core.files import remove_stale_temps
+from gan.core.files import remove_stale_temps, written_name
 from gan.core.images import signed_to_uint8
 from gan.core.progress import print_above, progress_counter
 from gan.core.registry import ConfigError, suggest
@@ -91,6 +92,15 @@ def reference_key(data: DataConfig, count: int, kind: str, files: str | None = N
 # What a reference set's statistics may be of before they are out of date: its files since changed,
 # an earlier metric version (never read again; up to a GB each at 10,000 images)
 OUT_OF_DATE_KEYS = ("version", "files")
+
+
+# How `ReferenceCache.path` names a file: the metric's kind and 16 hex digits of its key's hash.
+STATISTICS_NAME = re.compile(r"[a-z]+-[0-9a-f]{16}\.pt")
+
+
+def is_reference_statistics(path: Path) -> bool:
+    """Whether `path` is named as a reference statistics file (or its temp) is."""
+    return STATISTICS_NAME.fullmatch(written_name(path.name)) is not None
 
 
 class ReferenceCache:
