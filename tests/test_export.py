@@ -9,6 +9,7 @@ import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
 
+import gan
 from gan.commands.main import main
 from gan.core.checkpoint import CheckpointError, list_checkpoints
 from gan.inference.exported import read_export
@@ -38,6 +39,10 @@ def test_export_round_trip_gives_identical_samples(run, tmp_path, export_format,
     assert loaded.used_ema and loaded.step == 4 and loaded.config["recipe"] == "dcgan"
     sidecar = json.loads((tmp_path / f"generator{suffix}.json").read_text())
     assert sidecar["network"] == "generator_ema" and sidecar["specs"]["generator"]["name"] == "dcgan"
+    # the versions that trained and exported it, so that numbers compared across versions can be traced
+    versions = {"gan": gan.__version__, "torch": torch.__version__}
+    assert sidecar["written_by"] == versions and sidecar["trained_by"] == versions
+    assert torch.load(list_checkpoints(run)[-1], weights_only=True)["written_by"] == versions
     result = CliRunner().invoke(main, ["sample", str(out), "--n", "4", "--out", str(tmp_path / "grid.png")])
     assert result.exit_code == 0 and (tmp_path / "grid.png").is_file()
 

@@ -430,3 +430,18 @@ def test_an_unknown_network_without_a_close_name_says_where_networks_of_ones_own
         resolve_network_args("generator", "zzz_mine", {}, "model.generator_args")
     with pytest.raises(ConfigError, match=r"did you mean 'dcgan'\?\)[^;]*; known: [^;]*$"):  # (a typo: as it was)
         resolve_network_args("generator", "dcgna", {}, "model.generator_args")
+
+
+def test_a_resume_whose_networks_do_not_fit_though_built_alike_names_the_gan_that_wrote_it():
+    # it said "may come from another version of gan" for a checkpoint that names the version writing it
+    from conftest import tiny_config
+
+    from gan import __version__
+    from gan.core.config import config_to_dict
+    from gan.training.state import _changed_model_keys
+
+    config = tiny_config()
+    said = _changed_model_keys(config_to_dict(config), config, {"gan": "0.0.9", "torch": "2.0.0"})
+    assert f"the checkpoint was written by gan 0.0.9, this is gan {__version__}: resume it with that version" in said
+    unstamped = _changed_model_keys(config_to_dict(config), config, None)
+    assert "may come from another version of gan (it names none: written before checkpoints did)" in unstamped

@@ -28,6 +28,23 @@ from gan.core.memory import out_of_memory
 FORMAT = "gan.checkpoint/1"
 # An export's (gan/inference/exported.py), and the extensions only exports have, named here for messages.
 EXPORT_FORMAT = "gan.export/1"
+
+
+def written_by() -> dict[str, str]:
+    """The versions of gan and torch writing a checkpoint or export (kept in it: a file's numbers
+    compared across versions, or a network that no longer fits, can then be traced to them)."""
+    from gan import __version__
+
+    return {"gan": __version__, "torch": str(torch.__version__)}  # (a TorchVersion would be pickled as an object)
+
+
+def writers_of(state: dict[str, Any]) -> dict[str, str] | None:
+    """A loaded file's `written_by`, its versions as short strings (None where it names none: earlier
+    versions wrote none, and an edited file may hold anything there)."""
+    versions = state.get("written_by")
+    if not isinstance(versions, dict):
+        return None
+    return {str(name)[:20]: str(version)[:40] for name, version in versions.items()}
 EXPORT_SUFFIXES = (".safetensors", ".onnx")
 BEST_NAME, BEST_RECORD = "best.pt", "best.json"
 METRICS_RECORD = "metrics.jsonl"  # a run's generative evaluations, one JSON row each

@@ -35,6 +35,8 @@ from gan.core.checkpoint import (
     other_version,
     resolve_checkpoint,
     stored_step,
+    writers_of,
+    written_by,
 )
 from gan.core.files import write_together
 from gan.core.processes import stop_signals_held
@@ -110,7 +112,8 @@ def export_generator(source: Path, out: Path, export_format: str | None = None, 
     weights = {key: value.contiguous() for key, value in state["networks"][stored].items()}
     metadata = {"format": EXPORT_FORMAT, "network": stored, "specs": {name: state["specs"][name]},
                 "config": state["config"], "step": state["step"],
-                "source": os.path.abspath(path)}  # (where it came from, wherever the export is moved)
+                "source": os.path.abspath(path),  # (where it came from, wherever the export is moved)
+                "written_by": written_by(), **({"trained_by": writers_of(state)} if writers_of(state) else {})}
     if export_format == "safetensors":
         from safetensors.torch import save_file
 

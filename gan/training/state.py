@@ -19,6 +19,8 @@ from gan.core.checkpoint import (
     first_mismatch,
     load_checkpoint,
     restore_rng_state,
+    writers_of,
+    written_by,
 )
 from gan.core.config import Config, config_to_dict, flatten_config
 from gan.core.registry import ConfigError
@@ -49,8 +51,9 @@ def newest_loadable_checkpoint(run_dir: Path) -> tuple[Path, dict[str, Any]]:
                           f"above){kept}; train a new run (another --out), or restore a copy of a checkpoint")
 
 
-def _changed_model_keys(saved: dict[str, Any], config: Config) -> str:
-    """Which keys that shape the networks differ between the run's saved config and this one."""
+def _changed_model_keys(saved: dict[str, Any], config: Config, versions: dict[str, str] | None = None) -> str:
+    """Which keys that shape the networks differ between the run's saved config and this one
+    (`versions`: the checkpoint's `written_by`, named when no key differs)."""
     def shaping(tree: dict[str, Any]) -> dict[str, Any]:
         values = flatten_config(tree.get("model", {}), "model.")
         for key in ("data.resolution", "data.scale", "train.ema_decay"):
@@ -70,7 +73,12 @@ def _changed_model_keys(saved: dict[str, Any], config: Config) -> str:
         then["loss.adversarial_weight"], now["loss.adversarial_weight"] = weights
         changed.append("loss.adversarial_weight")
     if not changed:
-        return "The run's config and this one build it alike; the checkpoint may come from another version of gan."
+        now_versions = written_by()
+        if versions is not None and versions.get("gan") != now_versions["gan"]:
+            return (f"The run's config and this one build it alike; the checkpoint was written by gan "
+                    f"{versions.get('gan')}, this is gan {now_versions['gan']}: resume it with that version.")
+        known = "" if versions is not None else " (it names none: written before checkpoints did)"
+        return f"The run's config and this one build it alike; the checkpoint may come from another version of gan{known}."
     def shown(values: dict[str, Any], key: str) -> str:  # (a None default is left out of config.toml: unset)
         return f"{key} = {values[key]!r}" if values.get(key) is not None else f"{key} unset (the network's default)"
 
@@ -92,6 +100,7 @@ def training_state(recipe: Recipe, config: Config, step: int, samples_seen: int)
         "optimizers": {name: plain_optimizer_state(optimizer) for name, optimizer in recipe.optimizers.items()},
         "recipe": recipe.state_dict(),
         "rng": capture_rng_state(),
+        "written_by": written_by(),  # (optional: checkpoints of earlier versions have none)
     }
 
 
@@ -137,7 +146,7 @@ def restore_training_state(recipe: Recipe, state: dict[str, Any], config: Config
                     else first_mismatch(network.state_dict(), weights))
         if mismatch:
             raise ConfigError(f"cannot resume from '{path}': network '{name}' of this config does not fit: "
-                              f"{mismatch}. {_changed_model_keys(state['config'], config)}")
+                              f"{mismatch}. {_changed_model_keys(state['config'], config, writers_of(state))}")
         network.load_state_dict(weights)
     for name, optimizer in recipe.optimizers.items():
         load_optimizer_state(optimizer, state["optimizers"][name])
