@@ -932,6 +932,30 @@ def test_files_written_together_are_moved_in_under_a_lock_on_their_folder(tmp_pa
     assert held == [True, True]
 
 
+def test_a_folder_held_by_another_process_is_waited_for_aloud_then_given_up(tmp_path, monkeypatch, capsys):
+    """`flock OUT gan sample --out OUT/g.png` (or another process's flock) left gan waiting on the folder's
+    flock in silence, for ever, with Ctrl-C and SIGTERM held back meanwhile: only kill -9 ended it."""
+    import fcntl
+
+    from gan.core.files import WriteError, write_together
+
+    monkeypatch.setattr(files_module, "FOLDER_PATIENCE_S", 0.3)
+    outside = os.open(tmp_path, os.O_RDONLY)
+    fcntl.flock(outside, fcntl.LOCK_EX)
+    try:
+        with pytest.raises(WriteError, match=rf"'{tmp_path}' stayed held by another process for 0 s \(an flock of the "
+                                             r"folder: another command's, or `flock` around this one\), so nothing was "
+                                             "moved in"):
+            write_together({tmp_path / "a": lambda temp: temp.write_text("a"),
+                            tmp_path / "b": lambda temp: temp.write_text("b")})
+    finally:
+        os.close(outside)
+    assert f"waiting for '{tmp_path}': another process holds it" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # (nothing moved in, no temps left)
+    write_together({tmp_path / "a": lambda temp: temp.write_text("a"), tmp_path / "b": lambda temp: temp.write_text("b")})
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["a", "b"]
+
+
 @pytest.mark.parametrize("extension", [".jpg", ".bmp", ".tif", ".png"])
 def test_an_image_the_disk_cuts_short_is_an_error_not_a_file_cut_short_in_place(tmp_path, extension):
     """Given a file, Pillow's JPEG, BMP and TIFF encoders pass over a short write: under `ulimit -f`

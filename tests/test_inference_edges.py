@@ -5,6 +5,7 @@ diverged checkpoints and exports end in one line naming the file."""
 import json
 import os
 import pickle
+import re
 import shutil
 import warnings
 from pathlib import Path
@@ -139,6 +140,32 @@ def test_eval_writes_no_record_of_a_checkpoint_its_run_replaced_while_it_was_sco
         "was scored" in result.output, result.output
     assert "swd" in result.output.split("error:")[0]  # the scores are said before
     assert not list(run.glob("metrics-*.json")) and not list(run.glob("eval-*"))
+
+@pytest.mark.parametrize("recipe", ["dcgan", "pix2pix"])
+def test_eval_of_a_checkpoint_its_live_run_pruned_meanwhile_keeps_its_scores(runs, tmp_path, monkeypatch, recipe):
+    """train.keep_checkpoints removed the newest checkpoint while a long eval scored it: the scores were
+    said, no record or CSV written ("a resume training its step again", which none was), exit 2."""
+    import gan.inference.scoring as scoring
+
+    run = Path(shutil.copytree(runs[recipe], tmp_path / "run"))
+    newest = list_checkpoints(run)[-1]
+    name = "evaluate_generative" if recipe == "dcgan" else "evaluate_paired"
+    original = getattr(scoring, name)
+
+    def pruned_meanwhile(*args, **kwargs):
+        newest.unlink()  # (as the run's rotation, a newer checkpoint written)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(scoring, name, pruned_meanwhile)
+    args = ["--metrics", "swd", "--n", "8"] if recipe == "dcgan" else ["--data", runs["data"]["paired"] / "val"]
+    step = load_checkpoint(newest)["step"]
+    saved = ["--json", tmp_path / "scores.json"] if recipe == "dcgan" else ["--csv", tmp_path / "scores.csv"]
+    with pytest.warns(UserWarning, match=rf"'{re.escape(str(newest))}' was removed while it was scored .* the scores "
+                                         r"are of the weights it held, and are written as its step's record"):
+        result = invoke("eval", run, "--device", "cpu", *args, *saved)
+    assert result.exit_code == 0, result.output
+    assert json.loads(saved[1].with_suffix(".json").read_text())["step"] == step
+
 
 def test_paired_eval_never_writes_its_csv_or_json_over_a_run_file(runs, tmp_path):
     run = Path(shutil.copytree(runs["pix2pix"], tmp_path / "run"))
@@ -815,7 +842,7 @@ def test_a_folder_gone_mid_command_ends_eval_and_translate_at_once(tmp_path, mon
     with pytest.raises(ImageFolderGone, match=f"its folder '{folder}' is gone"):
         next(scoring.evaluate_super_resolution(None, folder, Degradation(4)))
     with pytest.raises(SystemExit) as stopped:  # (one line, as an input alone)
-        _translate_one(None, folder / "0.png", tmp_path / "out.png", False, None, "0 of 3", alone=False)
+        _translate_one(None, folder / "0.png", tmp_path / "out.png", False, None, "0 of 3", alone=False, new_only=True)
     assert stopped.value.code == 2
 
 

@@ -456,8 +456,14 @@ def test_tensorboards_sample_grid_is_the_png_grid_pixel_for_pixel(tmp_path):
             assert np.array_equal(np.asarray(shown.convert("RGB")), np.asarray(written.convert("RGB"))), name
 
 
-def test_an_output_larger_than_its_format_holds_is_named_with_the_limit(demo_run, pix2pix_run, tmp_path):
-    # WebP ended in a traceback past 16,383 px a side; JPEG's failure past 65,500 read as a disk fault
+def test_an_output_larger_than_its_format_holds_is_named_with_the_limit(demo_run, pix2pix_run, tmp_path,
+                                                                         monkeypatch):
+    # WebP ended in a traceback past 16,383 px a side; JPEG's failure past 65,500 read as a disk fault.
+    # An output's size follows from its input's: refused before the translation (minutes of tiles were thrown away)
+    from gan.inference.tiling import Translator
+
+    translated, translate = [], Translator.__call__
+    monkeypatch.setattr(Translator, "__call__", lambda self, image: translated.append(image.size) or translate(self, image))
     walk = invoke("sample", demo_run, "--n", "1", "--interpolate", "600", "--out", tmp_path / "walk.webp")
     assert_clean_error(walk, "WEBP images are at most 16,383 px a side", "write it as .png or .tif")
     assert not (tmp_path / "walk.webp").exists()
@@ -467,6 +473,7 @@ def test_an_output_larger_than_its_format_holds_is_named_with_the_limit(demo_run
     assert_clean_error(result, f"'{tmp_path / 'wide.webp'}': WEBP images are at most 16,383 px a side, and this one "
                                "is 16,416x32: write it as .png or .tif; 0 of 1 image(s) were written before it")
     assert not (tmp_path / "wide.webp").exists()
+    assert translated == []
     # in a folder the output keeps the input's name and format, which no option changes: convert the input
     (tmp_path / "in").mkdir()
     Image.fromarray(np.zeros((32, 8208, 3), np.uint8)).save(tmp_path / "in" / "wide.webp", lossless=True)
@@ -480,6 +487,7 @@ def test_an_output_larger_than_its_format_holds_is_named_with_the_limit(demo_run
     assert folder.exit_code == 0, folder.output
     assert "wrote 1 image(s)" in folder.output and "skipped 1 too large for its format" in folder.output
     assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["z_after.png"]
+    assert translated == [(32, 32)]  # (the strip too wide for WebP refused before its translation, twice)
 
 
 def test_a_grid_named_like_a_sample_in_the_separate_folder_is_refused(demo_run, tmp_path):

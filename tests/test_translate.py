@@ -44,6 +44,27 @@ def test_tiles_blend_to_the_untiled_result(upscale):
     assert torch.allclose(tiled, whole, atol=1e-5)
 
 
+def test_a_slow_tiled_image_shows_its_tiles_progress(monkeypatch, capsys):
+    """One large image through --tile was silent until done (39 s for 35 tiles here; minutes for a
+    12-megapixel SR): a progress line of tiles once they take over 2 s."""
+    from gan.core import progress as progress_module
+
+    now = [0.0]
+    monkeypatch.setattr(progress_module.time, "perf_counter", lambda: now[0])
+
+    class SlowNet(LocalNet):
+        def forward(self, images):
+            now[0] += 1.0  # (a second per tile)
+            return super().forward(images)
+
+    images = torch.rand(1, 3, 45, 70) * 2 - 1
+    translate_tensor(SlowNet().eval(), images, tile=24, overlap=8, show_tiles=True)
+    said = capsys.readouterr().err
+    assert "tile 12/12 (100%)" in said and "tile/s" in said, said
+    translate_tensor(SlowNet().eval(), images, tile=24, overlap=8)  # (gan eval's: its own line counts images)
+    assert "tile" not in capsys.readouterr().err
+
+
 class NormalisingNet(nn.Module):
     """A 1x1 convolution after InstanceNorm: each pixel depends on the whole image's statistics."""
 
@@ -430,6 +451,13 @@ def test_colour_is_never_written_under_a_grey_only_name(pix2pix_run, tmp_path):
         result = CliRunner().invoke(main, ["translate", str(run_dir), str(tmp_path / "in"), str(tmp_path / "both")])
     assert result.exit_code == 0, result.output
     assert sorted(path.name for path in (tmp_path / "both").iterdir()) == ["a.pgm.ppm", "a.ppm"]
+    # and beside an a.pgm.ppm too, the first numbered name free: it was "written twice; give its outputs
+    # distinct names", which a folder's outputs cannot be given
+    random_rgb((32, 32), 2).save(tmp_path / "in" / "a.pgm.ppm")
+    with pytest.warns(UserWarning, match="named like grey-only inputs"):
+        result = CliRunner().invoke(main, ["translate", str(run_dir), str(tmp_path / "in"), str(tmp_path / "all")])
+    assert result.exit_code == 0, result.output
+    assert sorted(path.name for path in (tmp_path / "all").iterdir()) == ["a.pgm-2.ppm", "a.pgm.ppm", "a.ppm"]
 
 
 def test_a_folder_named_like_an_image_is_skipped_not_a_refusal_of_the_whole_folder(pix2pix_run, tmp_path):
@@ -559,3 +587,32 @@ def test_output_names_with_no_extension_and_the_smallest_tiles_get_the_way_round
                                        "--tile", "2", "--overlap", "1"])
     assert_one_error_line(result, "give --tile 3 or more, or --overlap 0")
     assert "or less" not in result.output
+
+
+def test_an_output_another_command_writes_meanwhile_is_not_replaced_without_overwrite(pix2pix_run, tmp_path,
+                                                                                      monkeypatch):
+    """Two translations into one new folder both passed the check that no output exists, then replaced
+    each other's files: the folder held a mix of two models' outputs, and both said they wrote all."""
+    from gan.inference.tiling import Translator
+
+    run_dir, _ = pix2pix_run
+    (tmp_path / "in").mkdir()
+    for index in range(2):
+        random_rgb((32, 32), index).save(tmp_path / "in" / f"{index}.png")
+    translate = Translator.__call__
+
+    def another_writes_first(self, image):  # (the other command's output lands while this one translates)
+        (tmp_path / "out").mkdir(exist_ok=True)
+        (tmp_path / "out" / "1.png").write_bytes(b"the other command's")
+        return translate(self, image)
+
+    monkeypatch.setattr(Translator, "__call__", another_writes_first)
+    result = CliRunner().invoke(main, ["translate", str(run_dir), str(tmp_path / "in"), str(tmp_path / "out")])
+    assert_one_error_line(result, f"'{tmp_path / 'out' / '1.png'}' appeared while this command wrote it (another "
+                                  "command's?): nothing was replaced", "1 of 2 image(s) were written before it")
+    assert (tmp_path / "out" / "1.png").read_bytes() == b"the other command's"
+    result = CliRunner().invoke(main, ["translate", str(run_dir), str(tmp_path / "in"), str(tmp_path / "out"),
+                                       "--overwrite"])
+    assert result.exit_code == 0, result.output
+    with Image.open(tmp_path / "out" / "1.png") as written:
+        assert written.size == (32, 32)

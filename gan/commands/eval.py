@@ -197,14 +197,23 @@ class EvalOutputs:
     def check_scored_unchanged(self) -> None:
         """OutputRefused when the checkpoint scored is no longer the file that was loaded: a resume of its
         run that trains its step again (or sets best.pt aside) replaced it while it was scored, and a
-        record of these scores under its name would pass for the new one's."""
+        record of these scores under its name would pass for the new one's. A checkpoint-*.pt merely
+        gone was pruned by its live run (train.keep_checkpoints): the scores are still those of its
+        step's weights, written, with a warning."""
+        from gan.core.checkpoint import checkpoint_step
         from gan.inference.outputs import OutputRefused
 
-        if self.scored is not None and _file_identity(self.scored) != self.scored_identity:
-            what = "is gone" if not self.scored.exists() else "is another file now"
-            raise OutputRefused(f"'{self.scored}' {what}: its run replaced or set it aside while it was scored (a "
-                                "resume training its step again), so the scores above are of the checkpoint it "
-                                "held before, and are not written as its record")
+        if self.scored is None or _file_identity(self.scored) == self.scored_identity:
+            return
+        if not os.path.lexists(self.scored) and checkpoint_step(self.scored) is not None:
+            warnings.warn(f"'{self.scored}' was removed while it was scored (its run, training on, keeps its newest "
+                          "train.keep_checkpoints checkpoints): the scores are of the weights it held, and are "
+                          "written as its step's record", stacklevel=2)
+            return
+        what = "is gone" if not self.scored.exists() else "is another file now"
+        raise OutputRefused(f"'{self.scored}' {what}: its run replaced or set it aside while it was scored (a "
+                            "resume training its step again), so the scores above are of the checkpoint it "
+                            "held before, and are not written as its record")
 
     def write_then_say(self, write: Callable[[], None], say: Callable[[], None]) -> None:
         """`write()` the evaluation's files, then `say()` its scores: a stdout that fails (a full disk, a

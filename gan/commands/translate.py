@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import shlex
 import warnings
@@ -88,13 +89,16 @@ def planned_translations(source: Path, output: Path) -> list[tuple[Path, Path]]:
 
 def _renamed(pairs: list[tuple[Path, Path]], suffixes: dict[Path, str]) -> list[tuple[Path, Path]]:
     """`pairs` with the outputs in `suffixes` given that suffix: `a.pgm` -> `a.ppm`, or `a.pgm.ppm`
-    where another output already takes that name (`a.ppm` beside `a.pgm` in the folder)."""
+    where another output already takes that name (`a.ppm` beside `a.pgm` in the folder), or
+    `a.pgm-2.ppm` (the first number free) where that one is taken too (`a.pgm.ppm` in the folder)."""
     taken = {path for _, path in pairs if path not in suffixes}
     renamed = []
     for image, path in pairs:
         if path in suffixes:
-            plain = path.with_suffix(suffixes[path])
-            path = plain if plain not in taken else path.with_name(path.name + suffixes[path])
+            names = itertools.chain([path.with_suffix(suffixes[path]), path.with_name(path.name + suffixes[path])],
+                                    (path.with_name(f"{path.name}-{number}{suffixes[path]}")
+                                     for number in itertools.count(2)))
+            path = next(name for name in names if name not in taken)
             taken.add(path)
         renamed.append((image, path))
     return renamed
@@ -163,13 +167,14 @@ def refuse_pair_shaped_inputs(config: dict, images: list[Path]) -> None:
 
 
 def translate_each(translator, pairs: list[tuple[Path, Path]], side_by_side: bool,
-                   paired_direction: str | None = None, not_pairs: dict[Path, str] | None = None
-                   ) -> tuple[int, dict[Path, str]]:
+                   paired_direction: str | None = None, not_pairs: dict[Path, str] | None = None,
+                   overwrite: bool = False) -> tuple[int, dict[Path, str]]:
     """Translate and write each pair in turn; returns (images written, {input skipped: why, in a
     few words}): unreadable, among `not_pairs` ({input: why it is no A|B pair}), or, in a folder,
     an output larger than the format it keeps can hold. With `paired_direction` each input is an
     A|B image: its input half is translated, and a side-by-side strip ends with the other half, the
-    target."""
+    target. Without `overwrite`, an output that appeared since the outputs were checked (another
+    command writing into the same folder) ends the command rather than being replaced."""
     from gan.core.progress import Progress
 
     progress = Progress(len(pairs), unit="image", log_interval=10.0)  # (a log: a line per 10 s, not per image)
@@ -181,7 +186,8 @@ def translate_each(translator, pairs: list[tuple[Path, Path]], side_by_side: boo
                 skipped[image_path] = "not shaped like an A|B pair"
             else:
                 why_not = _translate_one(translator, image_path, output_path, side_by_side, paired_direction,
-                                         f"{written} of {len(pairs)} image(s)", alone=len(pairs) == 1)
+                                         f"{written} of {len(pairs)} image(s)", alone=len(pairs) == 1,
+                                         new_only=not overwrite)
                 if why_not:
                     skipped[image_path] = why_not
                 else:
@@ -199,12 +205,12 @@ def translate_each(translator, pairs: list[tuple[Path, Path]], side_by_side: boo
 
 
 def _translate_one(translator, image_path: Path, output_path: Path, side_by_side: bool,
-                   paired_direction: str | None, written_so_far: str, alone: bool) -> str | None:
+                   paired_direction: str | None, written_so_far: str, alone: bool, new_only: bool) -> str | None:
     """Translate one input and write its output: None when written, else why it was skipped, in a
     few words (unreadable; in a folder, an output too large for the format it keeps). Other
     failures end the command, saying the `written_so_far` ("3 of 10 image(s)")."""
     from gan.core.files import WriteError
-    from gan.core.images import FormatLimitError, save_image
+    from gan.core.images import FormatLimitError, check_format_fits, save_image
     from gan.core.images import side_by_side as side_by_side_strip
     from gan.data.decode import ImageFolderGone, ImageReadError, read_rgb
     from gan.inference.tiling import ImageTooLargeError
@@ -219,15 +225,16 @@ def _translate_one(translator, image_path: Path, output_path: Path, side_by_side
         warnings.warn(f"skipping an unreadable input: {error}", stacklevel=1)
         return "unreadable"
     try:
+        # the output's size follows from the input's: one its format cannot hold is refused before the work
+        check_format_fits(output_path, *output_size(translator, source, target, side_by_side))
         result = translator(source)
+        if side_by_side:
+            result = side_by_side_strip([translator.prepare(source), result, *([target] if target else [])])
+        save_image(result, output_path, new_only=new_only)
     except ImageTooLargeError as error:
         fail(f"'{image_path}': {error}; {written_so_far} were written before it")
     except NonFiniteOutput as error:
         fail(f"'{image_path}' through '{translator.checkpoint}': {error}; {written_so_far} were written before it")
-    if side_by_side:
-        result = side_by_side_strip([translator.prepare(source), result, *([target] if target else [])])
-    try:
-        save_image(result, output_path)
     except (WriteError, FormatLimitError) as error:
         # (a folder's outputs keep their inputs' names and formats: the input is what to convert)
         kept_format = isinstance(error, FormatLimitError) and output_path.name == image_path.name
@@ -238,6 +245,17 @@ def _translate_one(translator, image_path: Path, output_path: Path, side_by_side
             return "too large for its format"
         fail(f"{error}{hint}; {written_so_far} were written before it, each complete")
     return None
+
+
+def output_size(translator, source, target, side_by_side: bool) -> tuple[int, int]:
+    """(width, height) of what `_translate_one` writes for `source` (and an A|B pair's `target`): the
+    output, or a strip of the images each at the last one's size (`gan.core.images.side_by_side`)."""
+    upscale = translator.input_upscale * translator.output_upscale
+    width, height = source.width * upscale, source.height * upscale
+    if not side_by_side:
+        return width, height
+    last_width, last_height = target.size if target else (width, height)
+    return last_width * (3 if target else 2), last_height
 
 
 @click.command()
@@ -300,6 +318,7 @@ def translate(checkpoint: Path, source: Path, output: Path, side_by_side: bool, 
             warnings.warn(f"--overlap {overlap} changes nothing without --tile: each image goes through whole",
                           stacklevel=1)
         translator = load_translator(checkpoint, select_device(device), tile, overlap, direction)
+        translator.show_tiles = True  # (one large image may take minutes, tile by tile)
         not_pairs = {}
         if paired_input:
             check_paired_input(translator.config, translator.checkpoint)
@@ -313,7 +332,7 @@ def translate(checkpoint: Path, source: Path, output: Path, side_by_side: bool, 
     except (CheckpointError, FileNotFoundError, NotADirectoryError, DeviceUnavailable, ValueError) as error:
         fail(error)
     paired_direction = translator.config["data"]["direction"] if paired_input else None
-    written, skipped = translate_each(translator, pairs, side_by_side, paired_direction, not_pairs)
+    written, skipped = translate_each(translator, pairs, side_by_side, paired_direction, not_pairs, overwrite)
     if not written:
         first, why = next(iter(skipped.items()))
         fail(f"wrote nothing: none of the {len(pairs)} input image(s) could be translated (the first: '{first}', "

@@ -34,6 +34,7 @@ except ImportError:  # Windows: no advisory locks; a run directory is then not p
     fcntl = None
 
 QUIET_SECONDS = 600  # a temp of another machine written more recently may be a write still under way
+FOLDER_PATIENCE_S = 60.0  # how long a set of files waits for another command's to move into one folder
 LOCK_ATTEMPTS = 100  # a lock file removed between its opening and its locking is opened again, so often
 MAX_NAME_BYTES = 255  # what a file name may hold on most file systems (ext4, XFS, APFS, NTFS's 255 characters)
 MAX_PATH_BYTES = 4096  # what a whole path may hold on Linux (PATH_MAX)
@@ -167,7 +168,7 @@ def write_together(writes: dict[Path, Callable[[Path], None]], new_only: bool = 
         for leftover in temps.values():
             with contextlib.suppress(OSError):  # (its folder gone or unwritable): the write's own error is the one
                 leftover.unlink(missing_ok=True)
-        if not _is_write_failure(error):
+        if not _is_write_failure(error) or isinstance(error, WriteError):  # (the folder held too long: said so)
             raise
         _release_frames(error, handled)
         if new_only and isinstance(error, FileExistsError):
@@ -237,19 +238,46 @@ def _failure_said(error: BaseException, path: Path) -> str:
 def folder_held(folder: Path) -> Iterator[None]:
     """An exclusive flock on `folder` itself while a set of files moves into it (a pair written
     together, `gan sample`'s PNGs), so that two commands' sets take turns, where the system has one
-    (else, or on a file system that refuses it, nothing is held)."""
-    handle = None
+    (else, or on a file system that refuses it, nothing is held). Another gan command holds it for
+    the moment its moves take: a wait is said, and one past FOLDER_PATIENCE_S (the folder held by
+    something else, `flock DIR gan ...` around this very command) is a WriteError, where a blocking
+    flock waited in silence for ever, deaf to Ctrl-C held back meanwhile (`stop_signals_held`)."""
     try:
         handle = os.open(folder, os.O_RDONLY)
-        if fcntl is not None:
-            fcntl.flock(handle, fcntl.LOCK_EX)
     except OSError:
-        pass
+        handle = None
+    if handle is not None and fcntl is not None:
+        try:
+            _take_flock(handle, folder, FOLDER_PATIENCE_S)
+        except WriteError:
+            os.close(handle)
+            raise
+        except OSError:  # (a file system that refuses flock: nothing is held)
+            pass
     try:
         yield
     finally:
         if handle is not None:
             os.close(handle)  # (closing releases the flock)
+
+
+def _take_flock(handle: int, folder: Path, patience_s: float) -> None:
+    waited_since = None
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            now = time.monotonic()
+            if waited_since is None:
+                waited_since = now
+                print(f"waiting for '{folder}': another process holds it (another gan command moving its files in, or "
+                      f"an flock of the folder); giving up after {patience_s:.0f} s", file=sys.stderr, flush=True)
+            elif now - waited_since > patience_s:
+                raise WriteError(f"'{folder}' stayed held by another process for {patience_s:.0f} s (an flock of the "
+                                 "folder: another command's, or `flock` around this one), so nothing was moved in; "
+                                 "run again once it is released") from None
+            time.sleep(0.05)
 
 
 def move_in_new(temp: Path, path: Path) -> None:

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from torchvision.utils import make_grid
 
-from gan.core.files import write_atomically
+from gan.core.files import write_together
 
 
 def pil_to_signed(image: Image.Image) -> torch.Tensor:
@@ -175,10 +175,11 @@ def check_format_fits(path: Path, width: int, height: int) -> None:
                                f"{width:,}x{height:,}: write it as .png or .tif")
 
 
-def save_image(image: Image.Image, path: str | Path) -> Path:
+def save_image(image: Image.Image, path: str | Path, new_only: bool = False) -> Path:
     """Write a PIL image atomically (never a half-written file), in the format of its extension
     (JPEG at quality 95 without chroma subsampling, WebP lossless); creates parent folders.
-    FormatLimitError for an image larger than that format holds."""
+    FormatLimitError for an image larger than that format holds. `new_only` (a command without
+    --overwrite): WriteError rather than replacing a file that appeared meanwhile (another command's)."""
     path = Path(path)
     image_format = image_format_of(path)
     check_format_fits(path, *image.size)
@@ -192,7 +193,7 @@ def save_image(image: Image.Image, path: str | Path) -> Path:
         image.save(encoded, format=image_format, **options)
         temp.write_bytes(encoded.getbuffer())
 
-    write_atomically(path, write)
+    write_together({path: write}, new_only=new_only)
     return path
 
 

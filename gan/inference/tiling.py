@@ -10,6 +10,7 @@ the overlap and normalise nothing per image (InstanceNorm normalises each tile o
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from torch import nn
 from gan.core.checkpoint import CheckpointError
 from gan.core.images import pil_to_signed, signed_to_pil
 from gan.core.memory import available_memory, format_bytes, out_of_memory
+from gan.core.progress import DelayedProgress
 from gan.data.super_resolution import bicubic_resize
 from gan.inference.exported import generator_name, load_source
 from gan.inference.loading import build_generator
@@ -130,18 +132,19 @@ def fitting_in_memory(width: int, height: int, device: torch.device, tile: int,
 
 @torch.no_grad()
 def translate_tensor(generator: nn.Module, images: torch.Tensor, size_multiple: int = 1, tile: int = WHOLE,
-                     overlap: int = DEFAULT_OVERLAP) -> torch.Tensor:
+                     overlap: int = DEFAULT_OVERLAP, show_tiles: bool = False) -> torch.Tensor:
     """(1, C, H, W) in [-1, 1] -> the generator's output for the whole image: in one pass, or tile
-    by tile when the image is larger than a `tile` other than WHOLE. NonFiniteOutput when it holds
+    by tile when the image is larger than a `tile` other than WHOLE (`show_tiles`: a progress line of
+    them once they take over 2 s, as one large image may take minutes). NonFiniteOutput when it holds
     NaN or infinite values. The generator runs in eval mode (its mode restored after), as a
     translation is not a training step: no dropout, and its running statistics neither used up nor moved."""
     check_tiling(tile, overlap)
     with eval_mode(generator):
-        return _translated(generator, images, size_multiple, tile, overlap)
+        return _translated(generator, images, size_multiple, tile, overlap, show_tiles)
 
 
 def _translated(generator: nn.Module, images: torch.Tensor, size_multiple: int, tile: int,
-                overlap: int) -> torch.Tensor:
+                overlap: int, show_tiles: bool = False) -> torch.Tensor:
     height, width = images.shape[-2:]
     if tile == WHOLE or (height <= tile and width <= tile):
         return require_finite(run_padded(generator, images, size_multiple))
@@ -150,8 +153,10 @@ def _translated(generator: nn.Module, images: torch.Tensor, size_multiple: int, 
                       "(InstanceNorm), so their tones can differ from one pass over the whole image: use --tile 0 "
                       "(whole images) where memory allows", TiledNormalisationWarning, stacklevel=4)
     output = weights = None
-    for top in _tile_starts(height, tile, tile - overlap):
-        for left in _tile_starts(width, tile, tile - overlap):
+    starts = list(itertools.product(_tile_starts(height, tile, tile - overlap), _tile_starts(width, tile, tile - overlap)))
+    progress = DelayedProgress(len(starts), unit="tile", rate_unit="tile") if show_tiles else None
+    try:
+        for done, (top, left) in enumerate(starts, 1):
             patch = images[..., top: top + tile, left: left + tile]
             result = require_finite(run_padded(generator, patch, size_multiple).float())
             upscale = result.shape[-1] // patch.shape[-1]
@@ -166,6 +171,11 @@ def _translated(generator: nn.Module, images: torch.Tensor, size_multiple: int, 
             columns = slice(left * upscale, left * upscale + result.shape[-1])
             output[..., rows, columns] += result * mask
             weights[..., rows, columns] += mask
+            if progress is not None:
+                progress.update(done)
+    finally:
+        if progress is not None:
+            progress.close()
     return output.div_(weights)  # (in place: the output is the one full-size buffer a tiled pass keeps)
 
 
@@ -184,6 +194,7 @@ class Translator:
     config: dict | None = None  # the training config stored in the checkpoint
     step: int = 0  # training steps behind the weights
     bytes_per_pixel: float | None = None  # of its largest layer output, measured when first needed
+    show_tiles: bool = False  # a progress line of a tiled image's tiles once they take over 2 s (gan translate)
 
     def prepare(self, image: Image.Image) -> Image.Image:
         """The image as the network sees it (upsampled for pix2pix-style SR)."""
@@ -199,7 +210,8 @@ class Translator:
             if self.device.type == "cpu":
                 self._refuse_what_memory_cannot_hold(prepared.width, prepared.height, image.size)
             tensor = pil_to_signed(prepared)[None].to(self.device)
-            output = translate_tensor(self.generator, tensor, self.size_multiple, self.tile, self.overlap)
+            output = translate_tensor(self.generator, tensor, self.size_multiple, self.tile, self.overlap,
+                                      self.show_tiles)
             return signed_to_pil(output[0], in_place=True)  # (rounded and clamped in the output's own buffer)
 
     def _refuse_what_memory_cannot_hold(self, width: int, height: int, size: tuple[int, int]) -> None:
