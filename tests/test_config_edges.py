@@ -823,7 +823,7 @@ def test_a_celeba_crop_wider_than_the_faces_is_refused():
 
 def test_a_diffaugment_list_recorded_in_another_order_is_no_changed_setting_on_resume():
     """A run from before the list was recorded as it trains resumed as if its config.toml was edited."""
-    from gan.commands.train import changed_keys
+    from gan.training.state import changed_keys
 
     assert changed_keys({"loss": {"diffaugment": "cutout,color"}}, {"loss": {"diffaugment": "color,cutout"}}) == []
     assert changed_keys({"loss": {"diffaugment": "cutout"}}, {"loss": {"diffaugment": "color,cutout"}}) == [
@@ -902,3 +902,96 @@ def test_a_run_whose_metrics_a_resume_switched_off_is_not_called_cut_short(tmp_p
         warnings.simplefilter("error")
         table, _ = compare([tmp_path / "sweep"], "swd/mean", tmp_path / "out")
     assert "unfinished" not in table and "of 300)" not in table, table
+
+
+@pytest.mark.parametrize("recipe, channels", [("pix2pix", 6), ("cyclegan", 3)])
+def test_the_srgan_discriminator_that_image_to_image_recipes_list_as_fitting_is_built_with_their_channels(
+        tmp_path, recipe, channels):
+    """Listed among the discriminators that fit, it was refused with "'model.discriminator_args.in_channels'
+    is set by the recipe from another config key; remove it", though no one had set it: resolving
+    the config filled its own default (3), which then read as the user's."""
+    from conftest import tiny_recipe_config, write_recipe_data
+
+    from gan.core.config import config_to_dict
+    from gan.recipes import RECIPES
+    from gan.training.resolve import resolve_names
+
+    config = tiny_recipe_config(recipe, write_recipe_data(tmp_path))  # (its PatchGAN's arguments replaced:)
+    config.model.discriminator, config.model.discriminator_args = "srgan", {"channels": 4}
+    resolve_names(config)
+    specs = RECIPES.get(recipe).check(config)
+    assert {spec.kwargs["in_channels"] for name, spec in specs.items() if name.startswith("discriminator")} \
+        == {channels}
+    assert "in_channels" not in config_to_dict(config)["model"]["discriminator_args"]  # (config.toml: the recipe's)
+    config.model.discriminator_args = {"channels": 4, "in_channels": channels}
+    with pytest.raises(ConfigError, match=re.escape("'model.discriminator_args.in_channels' is set by the recipe")):
+        resolve_names(config)
+
+
+@pytest.mark.parametrize("sets, shown", [(["train.d_lr=1e39"], "train.d_lr = 1e+39 with train.beta1 = 0.5"),
+                                         (["train.g_lr=1e38", "train.beta1=0.9"], "train.g_lr = 1e+38 with "
+                                                                                  "train.beta1 = 0.9")])
+def test_a_learning_rate_whose_first_adam_step_overflows_float32_is_refused(sets, shown):
+    """It passed the range check (any finite rate >= 0) and stopped at step 1 with a traceback in
+    torch's Adam kernel ("value cannot be converted to type float without overflow")."""
+    with pytest.raises(ConfigError, match=re.escape(f"{shown} makes Adam's first step, lr / (1 - beta1) = ")):
+        load_config(None, sets)
+    load_config(None, ["train.d_lr=1e30"])  # (absurd, yet a step that runs: NaN stops it, as any divergence)
+
+
+def test_a_set_value_with_a_line_break_and_more_toml_is_refused_not_cut():
+    """`--set "train.steps=$(cat file)"` of a two-line file trained train.steps = 2, and the key on the
+    second line (train.batch_size = 4) was dropped without a word."""
+    with pytest.raises(ConfigError, match=re.escape("--set train.steps: the value '2\\ntrain.batch_size=4' holds a "
+                                                    "line break followed by more TOML")):
+        load_config(None, ["train.steps=2\ntrain.batch_size=4"])
+    assert load_config(None, ["train.lr_milestones=[2,\n3]"]).train.lr_milestones == [2, 3]  # (one value still)
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("$HOME/gan-cache", "data.cache_dir = '$HOME/gan-cache': gan expands no environment variables in paths"),
+    ("${DATA}/cache", "data.cache_dir = '${DATA}/cache': gan expands no environment variables"),
+    ("~nosuchuser29/cache", "data.cache_dir = '~nosuchuser29/cache': this machine has no user 'nosuchuser29'"),
+])
+def test_a_path_a_shell_would_expand_but_gan_cannot_is_refused(tmp_path, monkeypatch, value, expected):
+    """A TOML file's `cache_dir = "$HOME/gan-cache"` built the cache in a folder literally named `$HOME`
+    in the working folder, and `~nosuchuser/` one named `~nosuchuser`, without a word."""
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "c.toml"
+    config.write_text(f'[data]\ncache = "mmap"\ncache_dir = "{value}"\n')
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        load_config(config, [])
+    (tmp_path / "$HOME" / "gan-cache").mkdir(parents=True)  # (a folder of that very name: taken as written)
+    if value.startswith("$HOME"):
+        assert load_config(config, []).data.cache_dir == value
+
+
+def test_a_run_config_with_a_byte_order_mark_is_read_by_every_command(tmp_path):
+    """gan train --resume read a config.toml a Windows editor saved with a BOM; gan compare refused it
+    ("Invalid statement (at line 1, column 1)"), and a resume with nothing to do rewrote it as cut short."""
+    from conftest import REPO, invoke
+
+    tiny = [arg for item in TINY for arg in ("--set", item)]
+    assert invoke("train", REPO / "experiments" / "dcgan_demo.toml", *tiny, "--run-dir", tmp_path / "run").exit_code == 0
+    config = tmp_path / "run" / "config.toml"
+    config.write_bytes(b"\xef\xbb\xbf# mine\n" + config.read_bytes())
+    marked = config.read_bytes()
+    compared = invoke("compare", tmp_path / "run", "--out", tmp_path / "cmp")
+    assert compared.exit_code == 0, compared.output
+    resumed = invoke("train", "--resume", tmp_path / "run")  # (nothing to do: the file left as it is)
+    assert resumed.exit_code == 0, resumed.output
+    assert config.read_bytes() == marked
+
+
+def test_a_hand_edited_run_config_without_a_last_line_end_keeps_tomls_place_of_the_error(tmp_path):
+    """An invalid line before the last of a file saved without a final line end said "not valid TOML,
+    before its last line too", dropping tomllib's line and column."""
+    from conftest import REPO, invoke
+
+    tiny = [arg for item in TINY for arg in ("--set", item)]
+    assert invoke("train", REPO / "experiments" / "dcgan_demo.toml", *tiny, "--run-dir", tmp_path / "run").exit_code == 0
+    config = tmp_path / "run" / "config.toml"
+    config.write_text(config.read_text().replace("g_lr = 0.0002", "g_lr == 0.0002").rstrip("\n"))
+    resumed = invoke("train", "--resume", tmp_path / "run", "--set", "train.steps=6")
+    assert resumed.exit_code == 2 and re.search(r"config.toml: not valid TOML: .*\(at line \d+, column \d+\)",
+                                                resumed.output), resumed.output

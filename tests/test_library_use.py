@@ -18,7 +18,12 @@ from gan.core.registry import ConfigError
 from gan.inference.generators import load_generator
 from gan.inference.tiling import translate_tensor
 from gan.nets import network_spec
+from gan.nets.dcgan import DCGANDiscriminator, DCGANGenerator
+from gan.nets.patchgan import PatchDiscriminator, PixelDiscriminator
+from gan.nets.resnet import ResnetGenerator
 from gan.nets.running import generate, random_latents
+from gan.nets.srresnet import SRGANDiscriminator, SRResNet
+from gan.nets.unet import UNetGenerator
 from gan.training.loop import train
 from gan.training.process_state import RunInProgress
 from gan.training.run_dir import start_or_resume
@@ -186,3 +191,21 @@ def test_a_new_run_in_a_folder_where_a_start_stopped_before_its_first_checkpoint
     assert {path.name: path.read_bytes() for path in (tmp_path / "run").iterdir() if path.is_file()} == kept
     assert not start_or_resume(tmp_path / "run")  # (set aside: a new run starts clean)
     assert _train(tiny_config(), tmp_path / "run").step == 4
+
+
+@pytest.mark.parametrize("build,name", [
+    (lambda: DCGANGenerator(32, channels=0), "channels"),
+    (lambda: DCGANGenerator(32, latent_dim=0), "latent_dim"),
+    (lambda: DCGANDiscriminator(32, image_channels=0), "image_channels"),
+    (lambda: UNetGenerator(channels=0), "channels"),
+    (lambda: ResnetGenerator(in_channels=0), "in_channels"),
+    (lambda: PatchDiscriminator(3, channels=0), "channels"),
+    (lambda: PixelDiscriminator(0), "in_channels"),
+    (lambda: SRResNet(4, channels=-1), "channels"),
+    (lambda: SRGANDiscriminator(channels=2.5), "channels"),
+])
+def test_a_network_built_directly_refuses_a_size_below_one(build, name):
+    """Built as plain nn.Modules (not through a config), they made layers of no channels, which failed
+    in the first forward deep inside BatchNorm (`select(): index 0 out of range`)."""
+    with pytest.raises(ValueError, match=rf"^{name} must be a whole number of at least 1, got "):
+        build()

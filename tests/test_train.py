@@ -524,3 +524,32 @@ def test_a_divergence_found_saving_after_a_side_task_failed_is_a_divergence_alon
     else:
         with pytest.raises(NonFiniteLossError, match="weights of generator"):
             loop._side_task_failed(run, "reading the training data", failure)
+
+
+def test_a_cpu_resume_with_another_thread_count_is_warned_of(tmp_path):
+    """On the CPU the thread count sets the bits (a sweep of other --jobs sets another): a resume with
+    another count silently stopped matching the uninterrupted run, and nothing recorded the count."""
+    import warnings
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        train(tiny_config(), tmp_path, CPU, progress_stream=sys.stdout)
+        assert load_checkpoint(list_checkpoints(tmp_path)[-1])["cpu_threads"] == 1
+        torch.set_num_threads(2)
+        with pytest.warns(UserWarning, match=r"checkpoint-00000004.pt' was trained with 1 CPU thread\(s\) and this "
+                                             r"resume has 2: .* \(OMP_NUM_THREADS=1 resumes it as it ran\)"):
+            train(tiny_config("train.steps=6"), tmp_path, CPU, resume=True, progress_stream=sys.stdout)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            train(tiny_config("train.steps=8"), tmp_path, CPU, resume=True, progress_stream=sys.stdout)
+        assert not [warning for warning in caught if "CPU thread" in str(warning.message)]
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_a_divergence_points_at_the_loss_weights_as_well_as_the_rates():
+    """`loss.r1_gamma = 1e6` stopped a run at step 1 with advice to lower the learning rates alone."""
+    said = str(NonFiniteLossError(1, "grad/discriminator", None, 1.03e7, 1e6))
+    assert "Lower the learning rates (or a loss weight or penalty set far above its default: loss.*_weight, " \
+           "loss.r1_gamma), or check the data." in said

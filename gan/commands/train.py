@@ -200,35 +200,6 @@ def check_resumable(run_dir: Path) -> None:
                       f"its first checkpoint, or they were deleted; start it again with {launcher} train CONFIG")
 
 
-def changed_keys(before, after) -> list[str]:
-    """`key old -> new` for every setting two configs (or config dicts) disagree on."""
-    from gan.core.config import config_to_dict, flatten_config
-
-    old, new = (flatten_config(config if isinstance(config, dict) else config_to_dict(config))
-                for config in (before, after))
-    return [f"{key} {old.get(key)!r} -> {new.get(key)!r}" for key in sorted(set(old) | set(new))
-            if not _same_setting(key, old.get(key), new.get(key))]
-
-
-def _same_setting(key: str, old, new) -> bool:
-    """A DiffAugment list is read in one order, each name once: a run's 'cutout,color' (written
-    before it was recorded so) is the 'color,cutout' it resumes with."""
-    if key == "loss.diffaugment" and isinstance(old, str) and isinstance(new, str):
-        from gan.core.registry import ConfigError
-        from gan.recipes.augment import parse_policy
-
-        try:
-            return parse_policy(old) == parse_policy(new)
-        except ConfigError:
-            return False
-    from gan.core.config import PATH_KEYS
-
-    if key in PATH_KEYS and isinstance(old, str) and isinstance(new, str) and old and new and old != new:
-        # one folder spelled two ways ('imgs/', './imgs', its absolute path) is the same setting
-        return Path(old).expanduser().resolve() == Path(new).expanduser().resolve()
-    return old == new
-
-
 def schedule_jumps(trained: dict, step: int, resolved) -> list[str]:
     """What a resume at `step` with `resolved` restarts of the schedules tied to the run's length
     (a longer train.steps moves a linear decay's start and stretches dcgan's noise anneal), one
@@ -306,6 +277,8 @@ def other_settings(written, resolved, halvings: int = 0) -> tuple[list[str], obj
     `halvings` times (as its config.toml records: a line with both rates doubled is another experiment)."""
     import dataclasses
 
+    from gan.training.state import changed_keys
+
     train, factor = resolved.train, 0.5 ** halvings
     halved = bool(halvings) and written.train.g_lr == train.g_lr * factor and written.train.d_lr == train.d_lr * factor
     if halved:
@@ -374,15 +347,16 @@ def report_changes(run_dir: Path, resolved, overrides: tuple[str, ...], trained:
     from gan.core.presets import LOSS_PRESETS, LossPreset
     from gan.core.registry import ConfigError
     from gan.training.resolve import RECIPE_KEYS
+    from gan.training.state import changes_since
 
-    recorded = flatten_config(trained)  # (a key newer than the checkpoint's gan is no change)
+    recorded = flatten_config(trained)
     started_from = recorded.get("model.init_generator")
     if isinstance(started_from, str) and started_from != resolved.model.init_generator:
         raise ConfigError(f"model.init_generator cannot change on a resume: the run started from "
                           f"'{started_from or 'random weights'}', and a resume takes every weight from its checkpoint "
                           f"(config.toml would record a start the weights never came from); start a new run to begin "
                           f"from '{resolved.model.init_generator or 'random weights'}'")
-    changes = [change for change in changed_keys(trained, resolved) if change.split(" ", 1)[0] in recorded]
+    changes = changes_since(trained, resolved)
     given = {override.partition("=")[0].strip() for override in overrides}
     if "loss.preset" in given:  # a preset named by --set sets its keys too
         given |= set(LOSS_PRESETS.get(resolved.loss.preset, LossPreset("", {})).values)

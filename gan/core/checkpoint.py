@@ -28,6 +28,10 @@ from gan.core.memory import out_of_memory
 FORMAT = "gan.checkpoint/1"
 # An export's (gan/inference/exported.py), and the extensions only exports have, named here for messages.
 EXPORT_FORMAT = "gan.export/1"
+EXPORT_SUFFIXES = (".safetensors", ".onnx")
+BEST_NAME, BEST_RECORD = "best.pt", "best.json"
+METRICS_RECORD = "metrics.jsonl"  # a run's generative evaluations, one JSON row each
+_NAME = re.compile(r"^checkpoint-(\d+)\.pt$")
 
 
 def written_by() -> dict[str, str]:
@@ -45,10 +49,6 @@ def writers_of(state: dict[str, Any]) -> dict[str, str] | None:
     if not isinstance(versions, dict):
         return None
     return {str(name)[:20]: str(version)[:40] for name, version in versions.items()}
-EXPORT_SUFFIXES = (".safetensors", ".onnx")
-BEST_NAME, BEST_RECORD = "best.pt", "best.json"
-METRICS_RECORD = "metrics.jsonl"  # a run's generative evaluations, one JSON row each
-_NAME = re.compile(r"^checkpoint-(\d+)\.pt$")
 
 
 class CheckpointError(RuntimeError):
@@ -362,8 +362,10 @@ def _recipe_of(run_dir: Path) -> str | None:
     """The recipe a run's config.toml names; None when it cannot be read."""
     import tomllib
 
+    from gan.core.config import toml_text
+
     try:
-        recipe = tomllib.loads((run_dir / "config.toml").read_text(encoding="utf-8")).get("recipe")
+        recipe = toml_text((run_dir / "config.toml").read_text(encoding="utf-8")).get("recipe")
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
         return None
     return recipe if isinstance(recipe, str) else None
@@ -393,10 +395,10 @@ def best_checkpoint(run_dir: Path) -> Path:
 
 def _why_no_best(run_dir: Path) -> str:
     """Why a run kept no best.pt, as far as its config.toml tells."""
-    import tomllib
+    from gan.core.config import toml_text
 
     try:
-        config = tomllib.loads((run_dir / "config.toml").read_text(encoding="utf-8"))
+        config = toml_text((run_dir / "config.toml").read_text(encoding="utf-8"))
         metric = config["train"]["keep_best"]
         validates, measures = config["log"]["eval_every"], config["metrics"]["every"]
     except (OSError, ValueError, KeyError, TypeError):

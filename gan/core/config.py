@@ -205,7 +205,11 @@ def parse_value(key: str, text: str, option: str = "--set") -> Any:
     TOML, `data.root=2024_01` would become 202401 and `1e3` 1000.0. A table is refused: it would
     replace the whole section, dropping the keys the file sets in it."""
     try:
-        value = tomllib.loads(f"value = {text}")["value"]
+        parsed = tomllib.loads(f"value = {text}")
+        if set(parsed) != {"value"}:  # (a line break, and a key after it: dropped without a word)
+            raise ConfigError(f"{option} {key}: the value {text!r} holds a line break followed by more TOML; give "
+                              "one value (a command substitution's output of several lines, say, needs cutting)")
+        value = parsed["value"]
     except tomllib.TOMLDecodeError:
         value = text
         _refuse_bare_text(key, text)
@@ -379,8 +383,8 @@ def _read_run_config(path: Path) -> tuple[dict[str, Any], str | None]:
         complete, _, cut = text.rpartition("\n")
         try:
             return tomllib.loads(complete + "\n" if complete else ""), cut
-        except tomllib.TOMLDecodeError:
-            raise ConfigError(f"{path}: not valid TOML, before its last line too") from None
+        except tomllib.TOMLDecodeError as before:  # (a hand edit saved without a last line end: its place said)
+            raise ConfigError(f"{path}: not valid TOML: {before}") from None
 
 
 def fill_from_trained(tree: dict[str, Any], path: Path | None, checkpoint: Path, trained: dict[str, Any],
@@ -418,14 +422,34 @@ def fill_from_trained(tree: dict[str, Any], path: Path | None, checkpoint: Path,
     return _merged(trained, tree)
 
 
+# `$HOME`, `${DATA}`: a shell's variables, which a TOML file (or a quoted --set) leaves as written
+ENVIRONMENT_VARIABLE = re.compile(r"\$(?:\{\w+\}|[A-Za-z_]\w*)")
+
+
 def _expand_home(config: Config) -> None:
     """`~/data` in a path key is the home folder's, as a shell would read it (a shell leaves the `~` of
-    `--set data.root=~/data` alone, and a TOML file never expands it): else a literal `./~/` folder."""
+    `--set data.root=~/data` alone, and a TOML file never expands it): else a literal `./~/` folder.
+    A `~user` of no user here, or a `$VARIABLE` (gan expands none) in a path that does not exist as
+    written, is refused: the run made a folder named `$HOME` in the working folder, without a word."""
     for key in PATH_KEYS:
         section, name = key.split(".")
         value = getattr(getattr(config, section), name)
         if value.startswith("~"):
-            setattr(getattr(config, section), name, os.path.expanduser(value))
+            expanded = os.path.expanduser(value)
+            if expanded.startswith("~"):
+                raise ConfigError(f"{key} = {value!r}: this machine has no user '{value[1:].split('/')[0]}' whose "
+                                  "home folder '~' could name; write the path out")
+            setattr(getattr(config, section), name, expanded)
+            value = expanded
+        if ENVIRONMENT_VARIABLE.search(value) and not os.path.lexists(value):
+            raise ConfigError(f"{key} = {value!r}: gan expands no environment variables in paths (a shell does, in an "
+                              f"unquoted --set {key}=$HOME/...); write the path out")
+
+
+def toml_text(text: str) -> dict[str, Any]:
+    """`tomllib.loads` of a config file's text. Windows editors may start UTF-8 files with a
+    byte-order mark, which TOML does not allow: every reader of a config.toml goes through this."""
+    return tomllib.loads(text.removeprefix("\ufeff"))
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -434,9 +458,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
         kind = "is not a regular file (a device, a pipe or a folder)" if path.exists() else "does not exist"
         raise ConfigError(f"config file '{path}' {kind}")
     try:
-        text = path.read_text(encoding="utf-8")
-        # Windows editors may start UTF-8 files with a byte-order mark, which TOML does not allow.
-        return tomllib.loads(text.removeprefix("\ufeff"))
+        return toml_text(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as error:
         raise ConfigError(f"{path}: not UTF-8 text (byte {error.start}: {error.object[error.start:error.start + 1]!r}); "
                           "TOML config files are UTF-8") from None
@@ -586,6 +608,9 @@ def _check_loss_values(loss: LossConfig) -> None:
         _check_range(f"loss.{name}", getattr(loss, name), 0, math.inf)
 
 
+FLOAT32_MAX = 3.4028234663852886e38  # (without importing torch: commands' start-up stays light)
+
+
 def _check_train_values(train: TrainConfig) -> None:
     """[train]'s ranges, choices, and compile settings that do not go together."""
     _check_range("train.ema_decay", train.ema_decay, 0.0, 1.0 - 1e-12)
@@ -620,6 +645,12 @@ def _check_train_values(train: TrainConfig) -> None:
         _check_range(f"train.{name}", getattr(train, name), 0, math.inf)
     for name in ("beta1", "beta2"):
         _check_range(f"train.{name}", getattr(train, name), 0.0, 1.0 - 1e-12)
+    for name in ("g_lr", "d_lr"):  # (Adam's first step, bias-corrected, is lr / (1 - beta1): in float32)
+        first_step = getattr(train, name) / (1 - train.beta1)
+        if first_step > FLOAT32_MAX:  # (a traceback in torch's kernel: "cannot be converted ... without overflow")
+            raise ConfigError(f"train.{name} = {getattr(train, name):g} with train.beta1 = {train.beta1:g} makes "
+                              f"Adam's first step, lr / (1 - beta1) = {first_step:.3g}, larger than float32 holds "
+                              f"({FLOAT32_MAX:.3g}); learning rates are well below 1 (the shipped configs: 1e-4 to 2e-4)")
     if not 0 < train.divergence_bound <= math.inf:
         raise ConfigError(f"train.divergence_bound must be > 0 (inf turns the check off), got {train.divergence_bound}")
     for name in ("lr_decay_steps", "warmup_steps", "adversarial_start"):

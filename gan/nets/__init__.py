@@ -95,10 +95,13 @@ SUPPLIED_FROM = {"resolution": "data.resolution", "scale": "data.scale",
                  "in_channels": "the data's channels: 3, or 6 for a pix2pix pair"}
 
 
-def resolve_network_args(role: str, name: str, args: dict[str, Any], key: str) -> dict[str, Any]:
+def resolve_network_args(role: str, name: str, args: dict[str, Any], key: str,
+                         supplied: tuple[str, ...] = ()) -> dict[str, Any]:
     """Check user-settable `args` of network `name` and fill in the constructor's defaults.
 
-    `key` is the config key the args came from (`model.generator_args`), for messages.
+    `key` is the config key the args came from (`model.generator_args`), for messages. `supplied`
+    are the arguments the recipe gives (`RecipeBase.supplied_args`): neither filled nor settable,
+    also where the constructor has a default of its own (the SRGAN discriminator's in_channels).
     """
     try:
         constructor = _zoo(role).get(name)
@@ -111,7 +114,7 @@ def resolve_network_args(role: str, name: str, args: dict[str, Any], key: str) -
     settable = {n: p for n, p in parameters.items() if p.default is not inspect.Parameter.empty}
     resolved = {}
     for arg, value in args.items():
-        if arg in parameters and arg not in settable:  # (resolution, in_channels of a pair: the recipe's)
+        if arg in parameters and (arg not in settable or arg in supplied):  # (resolution, a pair's in_channels)
             raise ConfigError(f"'{key}.{arg}' is set by the recipe from another config key "
                               f"({SUPPLIED_FROM.get(arg, 'data.resolution, the data channels, ...')}); remove it")
         if arg not in settable:
@@ -126,7 +129,7 @@ def resolve_network_args(role: str, name: str, args: dict[str, Any], key: str) -
         except ValueError as error:
             raise ConfigError(str(error)) from None
     for arg, param in settable.items():
-        if arg in resolved or param.default is None:  # (TOML has no null: left out, the constructor's default holds)
+        if arg in resolved or arg in supplied or param.default is None:  # (TOML has no null: the constructor's holds)
             continue
         if not _config_value(param.default):
             raise ConfigError(f"{key}.{arg}: {role} '{name}' gives it the default {param.default!r}, which no config "

@@ -23,6 +23,14 @@ def init_normal_(module: nn.Module, std: float = 0.02) -> None:
         icnr_(module.conv, module.scale)
 
 
+def require_sizes(**sizes: int) -> None:
+    """ValueError for a width, count or channel number below 1: a network built so has layers of no
+    channels, and fails only in its first forward, deep inside (`BatchNorm: index 0 out of range`)."""
+    for name, value in sizes.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a whole number of at least 1, got {value!r}")
+
+
 def check_input_size(images: torch.Tensor, network: str, size_multiple: int, smallest: int = 1) -> None:
     """ValueError naming `network`'s needs when the (N, C, H, W) `images` do not meet them: H and W
     multiples of `size_multiple` and at least `smallest` (an odd size would give another output size,

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from gan.nets import register_network
-from gan.nets.common import init_normal_, log2_resolution, norm_layer, spectral_norm_
+from gan.nets.common import init_normal_, log2_resolution, norm_layer, require_sizes, spectral_norm_
 
 
 def _widths(resolution: int, channels: int, max_channels: int) -> list[int]:
@@ -63,6 +63,7 @@ class DCGANGenerator(nn.Module):
         norm: str = "batch",  # "batch" (the paper), "instance" or "none"
     ):
         super().__init__()
+        require_sizes(latent_dim=latent_dim, channels=channels, max_channels=max_channels, image_channels=image_channels)
         self.resolution = resolution
         self.latent_dim = latent_dim
         widths = _widths(resolution, channels, max_channels)
@@ -102,6 +103,7 @@ class DCGANDiscriminator(nn.Module):
         spectral_norm: bool = False,  # every layer spectrally normalised (SNGAN; usually with norm = "none")
     ):
         super().__init__()
+        require_sizes(channels=channels, max_channels=max_channels, image_channels=image_channels)
         self.resolution = resolution
         widths = _widths(resolution, channels, max_channels)[::-1]  # resolution/2 .. 4x4
         layers: list[nn.Module] = [nn.Conv2d(image_channels, widths[0], 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)]

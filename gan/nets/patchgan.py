@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from gan.nets import register_network
-from gan.nets.common import init_normal_, norm_layer, spectral_norm_
+from gan.nets.common import init_normal_, norm_layer, require_sizes, spectral_norm_
 
 
 def smallest_input(n_layers: int) -> int:
@@ -43,6 +43,7 @@ class PatchDiscriminator(nn.Module):
         spectral_norm: bool = False,  # every conv spectrally normalised (Miyato et al. 2018)
     ):
         super().__init__()
+        require_sizes(in_channels=in_channels, channels=channels)
         if n_layers < 1:
             raise ValueError(f"n_layers must be at least 1, got {n_layers}")
         bias = norm != "batch"  # a conv followed by BatchNorm needs no bias
@@ -86,6 +87,7 @@ class PixelDiscriminator(nn.Module):
         spectral_norm: bool = False,  # every conv spectrally normalised (Miyato et al. 2018)
     ):
         super().__init__()
+        require_sizes(in_channels=in_channels, channels=channels)
         bias = norm != "batch"
         self.net = nn.Sequential(
             nn.Conv2d(in_channels, channels, 1),

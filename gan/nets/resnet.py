@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from gan.nets import register_network
-from gan.nets.common import check_input_size, init_normal_, norm_layer, upsample_layers, zero_last_conv_
+from gan.nets.common import check_input_size, init_normal_, norm_layer, require_sizes, upsample_layers, zero_last_conv_
 
 NUM_DOWNSAMPLINGS = 2
 
@@ -56,6 +56,7 @@ class ResnetGenerator(nn.Module):
         residual: bool = False,  # output = input + a learnt correction (restoration); starts as the identity
     ):
         super().__init__()
+        require_sizes(in_channels=in_channels, out_channels=out_channels, channels=channels)
         if num_blocks < 0:
             raise ValueError(f"num_blocks must be >= 0, got {num_blocks}")
         if not 0 <= dropout < 1:  # (1 zeroes every residual branch in training alone; nan fails at step 1)

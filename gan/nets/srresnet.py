@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gan.nets import register_network
-from gan.nets.common import icnr_, spectral_norm_, zero_last_conv_
+from gan.nets.common import icnr_, require_sizes, spectral_norm_, zero_last_conv_
 
 
 class _ResidualBlock(nn.Module):
@@ -51,6 +51,7 @@ class SRResNet(nn.Module):
         residual: bool = False,  # output = bicubic upsampling of the input + a learnt correction
     ):
         super().__init__()
+        require_sizes(channels=channels, image_channels=image_channels)
         if scale not in (2, 3, 4, 8):
             raise ValueError(f"SRResNet upsamples by 2, 3, 4 or 8, not {scale}")
         if not 0 < residual_scale <= 1:
@@ -97,6 +98,7 @@ class SRGANDiscriminator(nn.Module):
         spectral_norm: bool = False,  # every conv and linear layer spectrally normalised (Miyato et al. 2018)
     ):
         super().__init__()
+        require_sizes(in_channels=in_channels, channels=channels)
         layers: list[nn.Module] = [nn.Conv2d(in_channels, channels, 3, padding=1), nn.LeakyReLU(0.2, inplace=True)]
         width = channels
         for index in range(1, 8):

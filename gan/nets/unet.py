@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from gan.nets import register_network
-from gan.nets.common import check_input_size, init_normal_, norm_layer, upsample_layers, zero_last_conv_
+from gan.nets.common import check_input_size, init_normal_, norm_layer, require_sizes, upsample_layers, zero_last_conv_
 
 # Below this the reference's fixed ngf, 2ngf, 4ngf, 8ngf ... 8ngf layout has no room.
 MIN_NUM_DOWNS = 5
@@ -44,6 +44,7 @@ class UNetGenerator(nn.Module):
         residual: bool = False,  # output = input + a learnt correction (restoration); starts as the identity
     ):
         super().__init__()
+        require_sizes(in_channels=in_channels, out_channels=out_channels, channels=channels)
         if num_downs < MIN_NUM_DOWNS:
             raise ValueError(f"num_downs must be at least {MIN_NUM_DOWNS}, got {num_downs}")
         if not 0 <= dropout < 1:

@@ -127,6 +127,9 @@ class RecipeBase:
     # The networks of which, with train.ema_decay > 0, the recipe keeps (and checkpoints) an
     # exponential moving average as `<name>_ema`.
     averaged: tuple[str, ...] = ()
+    # The network arguments the recipe gives each role (`network_spec`'s keywords): never filled from a
+    # constructor's default into model.<role>_args, which would then read as set by the user.
+    supplied_args: dict[str, tuple[str, ...]] = {}
 
     @classmethod
     def adversarial_weight_default(cls, name: str) -> float:

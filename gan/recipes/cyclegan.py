@@ -39,6 +39,7 @@ class CycleGANRecipe(RecipeBase):
     discriminators (as in the reference)."""
 
     datasets = ("unpaired",)
+    supplied_args = {"discriminator": ("in_channels",)}
 
     @classmethod
     def network_specs(cls, config: Config) -> dict[str, NetworkSpec]:

@@ -22,6 +22,7 @@ class DCGANRecipe(RecipeBase):
     gradient_penalty = True  # wgan-gp's penalty is applied here (the other recipes have none: refused there)
     datasets = ("synthetic", "folder", "celeba")  # single images
     averaged = ("generator",)
+    supplied_args = {"generator": ("resolution",), "discriminator": ("resolution",)}
     """z -> G -> fake; D sees real and fake in separate batches (BatchNorm statistics).
 
     Per step: `train.d_steps` discriminator updates (fresh z each), then one

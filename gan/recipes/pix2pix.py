@@ -44,6 +44,7 @@ class Pix2PixRecipe(RecipeBase):
     """
 
     datasets = ("paired", "sr_pairs")  # (input, target) pairs
+    supplied_args = {"discriminator": ("in_channels",)}  # (3 + 3 for an RGB pair)
 
     @classmethod
     def network_specs(cls, config: Config) -> dict[str, NetworkSpec]:

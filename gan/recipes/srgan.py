@@ -45,6 +45,7 @@ PREVIEW_NAME = "input_output_target"
 class SRGANRecipe(RecipeBase):
     default_adversarial_weight = 1e-3  # the paper's
     datasets = ("sr_pairs",)
+    supplied_args = {"generator": ("scale",)}
 
     @classmethod
     def adversarial_weight_default(cls, name: str) -> float:

@@ -31,12 +31,13 @@ from typing import Any
 import numpy as np
 
 from gan.core.checkpoint import holds_a_run, is_set_aside, trained_config
-from gan.core.config import BEST_METRICS, config_from_dict, config_to_dict, flatten_config
+from gan.core.config import BEST_METRICS, config_from_dict, config_to_dict, flatten_config, toml_text
 from gan.core.files import OutputsLock, RunDirectoryBusy, run_order, write_atomically, write_text_atomically
 from gan.core.processes import stop_signals_held
 from gan.core.registry import ConfigError
 from gan.core.wording import first_few, undecoded
 from gan.training.resolve import resolve_names
+from gan.training.run_dir import settings_changed_at
 
 IMAGE_TO_IMAGE = ("pix2pix", "srresnet", "srgan")  # recipes that validate: val/psnr by default
 SMOOTHING = 0.6  # TensorBoard's default smoothing weight
@@ -208,7 +209,7 @@ def read_configs(runs: list[Path]) -> dict[Path, dict[str, object]]:
             written = trained[1]
         else:
             try:
-                written = tomllib.loads(path.read_text(encoding="utf-8"))
+                written = toml_text(path.read_text(encoding="utf-8"))
             except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:  # TOML is UTF-8
                 raise CompareError(f"cannot read '{path}': {error}") from error
         try:
@@ -574,6 +575,31 @@ def trained_at_higher_rates(configs: dict[Path, dict[str, object]],
     return found
 
 
+# Settings that change how a run is carried out or recorded, not what it trains: a resume that changes
+# these alone continues the same experiment (a longer train.steps shows in the curve itself).
+HOW_IT_RUNS = ("train.steps", "train.checkpoint_every", "train.keep_checkpoints", "train.keep_best",
+               "train.dist_timeout_s", "train.sync_debug", "data.num_workers", "data.cache", "data.cache_dir",
+               "data.cache_verify", "metrics.every", "metrics.cache_dir", "log.")
+_CHANGE = re.compile(r"(?:^|; )(?=[a-z_]+\.[\w.]+ )")  # where each `key old -> new` of a resume note begins
+
+
+def changed_by_resumes(runs: list[Path], rates_noted: dict[Path, str]) -> dict[Path, str]:
+    """Runs a resume continued with other settings (the notes atop their config.toml), by which they
+    are labelled though their earlier steps trained otherwise: run -> the changes, in words. Changes
+    of HOW_IT_RUNS alone are none; nor are those of the learning rates of a run `rates_noted` names."""
+    found = {}
+    for run in runs:
+        notes = []
+        for step, said in settings_changed_at(run):
+            changes = [change for change in _CHANGE.split(said) if change and not change.startswith(HOW_IT_RUNS)
+                       and not (run in rates_noted and change.startswith(tuple(RATE_KEYS.values())))]
+            if changes:
+                notes.append(f"from step {step + 1}: {'; '.join(changes)}")
+        if notes:
+            found[run] = "; ".join(notes)
+    return found
+
+
 def _listed(labels: list[str]) -> str:
     """Group labels in a sentence: `group 'a'`, or `groups 'a', 'b' and 2 more`."""
     quoted = [f"'{label}'" for label in labels]
@@ -691,6 +717,14 @@ def compare(paths: list[Path], metric: str | None, out: Path,
                       f"{said}{more}", CompareWarning, stacklevel=2)
         table += ("\nTrained part of the way at higher learning rates than their label's (an --on-nan rollback "
                   "halves them): " + "; ".join(f"{run.name} ({notes})" for run, notes in changed.items()) + ".\n")
+    resumed = changed_by_resumes(list(configs), changed)
+    if resumed:
+        said = "; ".join(f"'{run}' {notes}" for run, notes in list(resumed.items())[:MAX_NAMED])
+        more = f"; and {len(resumed) - MAX_NAMED} more" if len(resumed) > MAX_NAMED else ""
+        warnings.warn(f"{len(resumed)} run(s) were resumed with other settings than they trained with before, and are "
+                      f"grouped by the settings they ended with: {said}{more}", CompareWarning, stacklevel=2)
+        table += ("\nResumed with other settings, so labelled by those they ended with (earlier steps trained with "
+                  "the others): " + "; ".join(f"{run.name} ({notes})" for run, notes in resumed.items()) + ".\n")
     not_started = sweep_runs_not_started(paths)
     if not_started:
         table += (f"\nNot compared: {len(not_started)} run(s) that sweep.toml lists have no run directory (never "

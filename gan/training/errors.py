@@ -31,7 +31,8 @@ class NonFiniteLossError(RuntimeError):
                     "run diverged")
         else:
             what = f"became NaN or infinite at step {step}"
-        super().__init__(f"'{term}' {what}; stopping ({kept}). Lower the learning rates or check the data.")
+        super().__init__(f"'{term}' {what}; stopping ({kept}). Lower the learning rates (or a loss weight or "
+                         "penalty set far above its default: loss.*_weight, loss.r1_gamma), or check the data.")
         self.step, self.term, self.checkpoint = step, term, checkpoint
         self.what = f"'{term}' {what}"  # (without what follows: a rollback goes on)
 

@@ -85,9 +85,9 @@ from gan.training.preflight import (
     warn_if_validation_reads_training_data,
 )
 from gan.training.process_state import process_state_kept
-from gan.training.run_dir import discard_start, rollback_halvings, rollback_note, rollback_note_kept
+from gan.training.run_dir import discard_start, resume_notes, rollback_halvings, rollback_note, rollback_note_kept
 from gan.training.speed import Speed, accelerate, to_device, training_step
-from gan.training.state import newest_loadable_checkpoint, restore_training_state, training_state
+from gan.training.state import changes_since, newest_loadable_checkpoint, restore_training_state, training_state
 from gan.training.stop import StopRequest
 
 
@@ -165,6 +165,7 @@ class _Run:
     last_checkpoint: Path | None = None
     real_images: torch.Tensor | None = None  # the stream's first real images, for the collapse checks
     config_found: bytes | None = None  # a resume's config.toml as it was, put back when no step trains
+    settings_changed: list[str] | None = None  # what a resume changes of its checkpoint's settings, noted in config.toml
     side_tasks_due: dict | None = None  # the side tasks of the checkpoint's step that failed, to finish first
     per_process: tuple[int, list] | None = None  # (step, each process's own state) under torchrun, for checkpoints
     command: CommandStart | None = None  # where and when the command began (the first of --on-nan's attempts)
@@ -406,8 +407,10 @@ def _restore(run: _Run, on_resume: ResumeReport | None) -> None:
     run.last_checkpoint, state = newest_loadable_checkpoint(run.run_dir)
     if on_resume is not None and run.main:
         on_resume(state["config"], state["step"])
+    run.settings_changed = changes_since(state["config"], run.config)  # (a rollback's halved rates too)
     restore_training_state(recipe, state, run.config, run.last_checkpoint)  # (under the config's rates and betas)
     _restore_per_process(run, state)
+    _warn_of_other_thread_count(run, state.get("cpu_threads"))
     run.start_step = run.step = run.saved_step = state["step"]
     run.samples_seen = state["samples_seen"]
     run.side_tasks_due = _side_tasks_due(state)
@@ -450,6 +453,16 @@ def _moved_folders(trained_on: dict, now: dict, config: Config) -> str:
                     "run started in, or give an absolute path)" if not Path(value).expanduser().is_absolute() else "")
         said.append(f"; it read {key} '{then}', and now reads '{here}'{relative}")
     return "".join(said)
+
+
+def _warn_of_other_thread_count(run: _Run, trained_with: object) -> None:
+    """On the CPU, the thread count decides how torch splits its sums: a resume with another
+    (OMP_NUM_THREADS, a sweep of another --jobs) no longer matches the run uninterrupted bit for bit."""
+    threads = torch.get_num_threads()
+    if run.device.type == "cpu" and isinstance(trained_with, int) and trained_with != threads and run.main:
+        warnings.warn(f"'{run.last_checkpoint}' was trained with {trained_with} CPU thread(s) and this resume has "
+                      f"{threads}: torch sums in another order, so the run no longer matches an uninterrupted one bit "
+                      f"for bit (OMP_NUM_THREADS={trained_with} resumes it as it ran)", stacklevel=3)
 
 
 def _restore_per_process(run: _Run, state: dict) -> None:
@@ -506,7 +519,8 @@ def _start_logging(run: _Run, resume: bool, progress_stream: Any) -> None:
         run.run_dir.mkdir(parents=True, exist_ok=True)
         found = (run.run_dir / "config.toml").read_bytes() if resume and (run.run_dir / "config.toml").is_file() \
             else None
-        write_text_atomically(run.run_dir / "config.toml", rollback_note_kept(found, config) + dump_config(config))
+        write_text_atomically(run.run_dir / "config.toml", rollback_note_kept(found, config) + resume_notes(
+            found, run.start_step, run.settings_changed or []) + dump_config(config))
         run.config_found = found  # (to put back only once replaced: a write that failed left it as it was)
     run.writer = (EventLog(lambda purge: SummaryWriter(str(run.run_dir), purge_step=purge), run.run_dir,
                            purge_step=_purge_from(run) if resume else None) if run.main else _NullWriter())
@@ -787,6 +801,8 @@ def _save(run: _Run, at_step: int, final: bool, side_tasks_due: dict | None = No
             state["health"] = run.health.state_dict()
         state["data"] = run.take_data_record()  # (optional too)
         state["processes"] = run.group.world_size  # (optional too: a resume with another number is warned of)
+        if run.device.type == "cpu":  # (optional too: the thread count sets the CPU's sums, so a run's bits)
+            state["cpu_threads"] = torch.get_num_threads()
         if side_tasks_due is not None:  # (optional too)
             state["side_tasks_due"] = side_tasks_due
         if run.per_process and run.per_process[0] == at_step:  # (optional too: torchrun, gathered at due steps)
@@ -936,7 +952,9 @@ def train_rolling_back(config: Config, run_dir: Path, device: torch.device, resu
             config, resume, on_resume = dataclasses.replace(config, train=rates), True, None  # (the halving is said)
             if group.is_main:  # recorded first: a kill -9 before the resume's set-up writes it would lose the halving
                 halvings = rollback_halvings(run_dir) + 1  # (with those of earlier commands: the rates given were theirs)
-                write_text_atomically(run_dir / "config.toml", rollback_note(halvings) + dump_config(config))
+                found = (run_dir / "config.toml").read_bytes() if (run_dir / "config.toml").is_file() else None
+                write_text_atomically(run_dir / "config.toml",
+                                      rollback_note(halvings) + resume_notes(found, None) + dump_config(config))
                 print_above(f"warning: {error.what}; rolling back to '{error.checkpoint}' with learning rates halved to "
                             f"g {rates.g_lr:g}, d {rates.d_lr:g} (rollback {rollbacks} of {max_rollbacks})")
 

@@ -16,7 +16,7 @@ from typing import Any, Callable
 import torch
 
 from gan.core.checkpoint import BEST_NAME, MEASURED_THROUGH, METRICS_RECORD, BestCheckpoint
-from gan.core.config import BEST_METRICS, Config, config_to_dict, flatten_config
+from gan.core.config import BEST_METRICS, Config, config_to_dict, flatten_config, toml_text
 from gan.core.files import WriteError, write_atomically
 from gan.core.progress import print_above
 from gan.core.registry import ConfigError
@@ -188,7 +188,7 @@ def lacks_settings(path: Path, config: Config) -> bool:
     """Whether the run's config.toml at `path` is gone, or lacks some of `config`'s settings (cut short:
     the resume read them from its checkpoint)."""
     try:
-        written = flatten_config(tomllib.loads(path.read_text(encoding="utf-8")))
+        written = flatten_config(toml_text(path.read_text(encoding="utf-8")))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
         return True
     return not set(flatten_config(config_to_dict(config))) <= set(written)

@@ -95,7 +95,8 @@ def _network_args(config: Config, role: str) -> dict[str, Any]:
     are the old network's), that is said instead: fixing the arguments first would only meet it next."""
     name, args = getattr(config.model, role), getattr(config.model, f"{role}_args")
     try:
-        return resolve_network_args(role, name, args, f"model.{role}_args")
+        return resolve_network_args(role, name, args, f"model.{role}_args",
+                                    RECIPES.get(config.recipe).supplied_args.get(role, ()))
     except ConfigError as error:
         bare = dataclasses.replace(config, model=dataclasses.replace(config.model, generator_args={},
                                                                      discriminator_args={}))

@@ -17,6 +17,7 @@ except ImportError:  # Windows: no locking; numbers can collide only for simulta
     fcntl = None
 
 from gan.core.checkpoint import METRICS_RECORD, list_checkpoints, set_aside_path, stored_step
+from gan.core.config import toml_text
 from gan.core.files import LOCK_NAME, RUN_NAME, RunLock, is_stale_temp, run_order, warn_of_no_locks
 from gan.core.registry import ConfigError
 from gan.core.wording import first_few
@@ -102,7 +103,7 @@ def _best_of_the_first_checkpoint(run_dir: Path) -> bool:
     config.toml's train.checkpoint_every): what a start killed between the two writes leaves. A
     best.pt of later steps is a finished run's whose checkpoints were deleted: the user's, kept."""
     try:
-        every = tomllib.loads((run_dir / "config.toml").read_text())["train"]["checkpoint_every"]
+        every = toml_text((run_dir / "config.toml").read_text(encoding="utf-8"))["train"]["checkpoint_every"]
     except (OSError, ValueError, KeyError, TypeError):  # (unreadable, not TOML, or not a run's)
         return False
     step = stored_step(run_dir / "best.pt") if (run_dir / "best.pt").is_file() else None
@@ -144,6 +145,38 @@ def discard_start(run_dir: Path) -> None:
         (run_dir / "samples").rmdir()  # only when empty
 
 
+# What a resume that changes settings (`gan train --resume RUN --set ...`) writes atop config.toml,
+# one line per such resume, kept by the later ones: config.toml holds the settings the run ends with,
+# and these say since which step (`gan compare` tells such runs from those trained one way throughout).
+_RESUME_NOTE = re.compile(r"^# resumed at step (\d+) with changed settings: (.*)$", re.MULTILINE)
+
+
+def resume_notes(found: bytes | str | None, step: int | None, changes: list[str] = ()) -> str:
+    """The resume notes of the config.toml a resume at `step` writes (`found`: the one it replaces):
+    those of earlier resumes before `step` (a later one's steps are trained again, and one at `step`
+    is this one's to say; None: all), then one of `changes`, when any."""
+    kept = [f"# resumed at step {at} with changed settings: {said}\n" for at, said in _notes_in(found)
+            if step is None or at < step]
+    return "".join(kept) + (f"# resumed at step {step} with changed settings: {'; '.join(changes)}\n"
+                            if changes else "")
+
+
+def settings_changed_at(run_dir: Path) -> list[tuple[int, str]]:
+    """(step, `key old -> new; ...`) of each resume that changed the settings of the run in `run_dir`."""
+    try:
+        return _notes_in((run_dir / "config.toml").read_bytes())
+    except OSError:
+        return []
+
+
+def _notes_in(found: bytes | str | None) -> list[tuple[int, str]]:
+    try:
+        text = found.decode("utf-8") if isinstance(found, bytes) else found or ""
+    except UnicodeDecodeError:
+        return []
+    return [(int(step), said) for step, said in _RESUME_NOTE.findall(text)]
+
+
 # What `--on-nan rollback` writes atop the config.toml it halves the learning rates in: the same
 # `--run-dir` line then continues with them, where rates that merely differ by a power of two (a line
 # with both doubled: another experiment) are refused. A resume that changes settings rewrites the
@@ -176,7 +209,7 @@ def rollback_note_kept(found: bytes | None, config: Config) -> str:
     keeps the rates it holds (else "": set by the resume, they are the ones given)."""
     try:
         text = found.decode("utf-8") if found is not None else ""
-        rates = tomllib.loads(text).get("train", {})
+        rates = toml_text(text).get("train", {})
     except (UnicodeDecodeError, tomllib.TOMLDecodeError):
         return ""
     halvings = _halvings_noted(text)

@@ -22,8 +22,9 @@ from gan.core.checkpoint import (
     writers_of,
     written_by,
 )
-from gan.core.config import Config, config_to_dict, flatten_config
+from gan.core.config import PATH_KEYS, Config, config_to_dict, flatten_config
 from gan.core.registry import ConfigError
+from gan.recipes.augment import parse_policy
 from gan.recipes.base import Recipe
 from gan.training.cuda_graphs import plain_optimizer_state
 from gan.training.resolve import RECIPE_KEYS
@@ -49,6 +50,35 @@ def newest_loadable_checkpoint(run_dir: Path) -> tuple[Path, dict[str, Any]]:
     kept = (f"; its best.pt may still load for gan sample, translate or export ('{best}')" if best.is_file() else "")
     raise CheckpointError(f"cannot resume: none of the {len(found)} checkpoints in '{run_dir}' loads (each is named "
                           f"above){kept}; train a new run (another --out), or restore a copy of a checkpoint")
+
+
+def changed_keys(before: Config | dict[str, Any], after: Config | dict[str, Any]) -> list[str]:
+    """`key old -> new` for every setting two configs (or config dicts) disagree on."""
+    old, new = (flatten_config(config if isinstance(config, dict) else config_to_dict(config))
+                for config in (before, after))
+    return [f"{key} {old.get(key)!r} -> {new.get(key)!r}" for key in sorted(set(old) | set(new))
+            if not _same_setting(key, old.get(key), new.get(key))]
+
+
+def changes_since(trained: dict[str, Any], config: Config) -> list[str]:
+    """What `config` changes of the settings a checkpoint trained with (`trained`, its config):
+    `changed_keys` of the keys it records (a key newer than the checkpoint's gan is no change)."""
+    recorded = flatten_config(trained)
+    return [change for change in changed_keys(trained, config) if change.split(" ", 1)[0] in recorded]
+
+
+def _same_setting(key: str, old: Any, new: Any) -> bool:
+    """A DiffAugment list is read in one order, each name once: a run's 'cutout,color' (written
+    before it was recorded so) is the 'color,cutout' it resumes with."""
+    if key == "loss.diffaugment" and isinstance(old, str) and isinstance(new, str):
+        try:
+            return parse_policy(old) == parse_policy(new)
+        except ConfigError:
+            return False
+    if key in PATH_KEYS and isinstance(old, str) and isinstance(new, str) and old and new and old != new:
+        # one folder spelled two ways ('imgs/', './imgs', its absolute path) is the same setting
+        return Path(old).expanduser().resolve() == Path(new).expanduser().resolve()
+    return old == new
 
 
 def _changed_model_keys(saved: dict[str, Any], config: Config, versions: dict[str, str] | None = None) -> str:
