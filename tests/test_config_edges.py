@@ -995,3 +995,18 @@ def test_a_hand_edited_run_config_without_a_last_line_end_keeps_tomls_place_of_t
     resumed = invoke("train", "--resume", tmp_path / "run", "--set", "train.steps=6")
     assert resumed.exit_code == 2 and re.search(r"config.toml: not valid TOML: .*\(at line \d+, column \d+\)",
                                                 resumed.output), resumed.output
+
+
+@pytest.mark.parametrize("text, expected", [
+    ('"train.steps" = 5\n', "unknown config key 'train.steps' (a quoted key is one name, dots and all: write "
+                            "train.steps = ... unquoted, or steps = ... under [train])"),
+    ('[train]\nsteps = 5\nrecipe = "pix2pix"\n', "unknown config key 'train.recipe' (recipe is a top-level key: in a "
+                                                 "file, before the first [section] line"),
+])
+def test_the_two_classic_toml_slips_are_named_as_such(tmp_path, text, expected):
+    """They were "unknown config key 'train.steps' (did you mean 'train'?)", though the docs name the key
+    so, and "unknown config key 'train.recipe'" without a word of where recipe goes."""
+    config = tmp_path / "c.toml"
+    config.write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        load_config(config, [])

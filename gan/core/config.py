@@ -184,8 +184,18 @@ def _fill(cls: type, values: dict[str, Any], prefix: str) -> Any:
         if key not in hints:
             where = f"[{prefix[:-1]}]" if prefix else "the top level"
             elsewhere = _sections_holding(key)
-            hint = (f" ({key} is in {' and '.join(f'[{section}]' for section in elsewhere)}: "
-                    f"{' or '.join(f'{section}.{key}' for section in elsewhere)})" if elsewhere else suggest(key, names))
+            top_level = [field.name for field in dataclasses.fields(Config)
+                         if not dataclasses.is_dataclass(typing.get_type_hints(Config)[field.name])]
+            if "." in key and not prefix:  # ("train.steps" = 5: TOML reads a quoted key as one name, dots and all)
+                hint = (f" (a quoted key is one name, dots and all: write {key} = ... unquoted, or "
+                        f"{key.rpartition('.')[2]} = ... under [{key.rpartition('.')[0]}])")
+            elif prefix and key in top_level:  # (the classic TOML slip: a key after a [section] line is that section's)
+                hint = (f" ({key} is a top-level key: in a file, before the first [section] line, as TOML puts every "
+                        f"key below a [section] line in that section; --set {key}=...)")
+            else:
+                hint = (f" ({key} is in {' and '.join(f'[{section}]' for section in elsewhere)}: "
+                        f"{' or '.join(f'{section}.{key}' for section in elsewhere)})" if elsewhere
+                        else suggest(key, names))
             raise ConfigError(f"unknown config key '{full_key}'{hint}; valid keys in {where}: {', '.join(names)}")
         annotation = hints[key]
         if dataclasses.is_dataclass(annotation):
