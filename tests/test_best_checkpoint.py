@@ -380,3 +380,40 @@ def test_best_pt_written_and_best_json_refused_is_still_the_best_and_a_resume_re
     with pytest.warns(UserWarning, match=r"disagrees with best.pt, which holds swd/mean 20 of step 4"):
         resumed = BestCheckpoint(tmp_path, "swd/mean", "lower")
     assert (resumed.value, resumed.step) == (20.0, 4)
+
+
+def _kept_best(run_dir, value: float, step: int, evaluated_on: str | None = None) -> None:
+    save_checkpoint({"format": FORMAT, "step": step}, run_dir / BEST_NAME)
+    (run_dir / BEST_RECORD).write_text(json.dumps({"metric": "swd/mean", "value": value, "step": step,
+                                                   **({"evaluated_on": evaluated_on} if evaluated_on else {})}))
+
+
+def test_a_rewind_keeps_the_best_score_recorded_up_to_its_step_as_the_one_to_beat(tmp_path):
+    """A resume from step 10 after best.pt was kept at 16 cleared the bar: its first evaluation, 225
+    against 184 recorded at step 10 and before, was announced "new best" and kept as best.pt."""
+    rows = ((2, 184.9), (4, 184.6), (10, 184.2), (14, 190.0))
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps({"step": step, "num_images": 64, "swd/mean": value})
+                                                    + "\n" for step, value in rows))
+    _kept_best(tmp_path, 183.0, 16)
+    best = BestCheckpoint(tmp_path, "swd/mean", "lower")
+    said = best.discard_after(10)
+    assert ("set aside as best-discarded-00000016.pt; best.pt is kept anew by the first evaluation that beats 184.2, "
+            "step 10's (the best of metrics.jsonl up to step 10") in said
+    assert not best.improves(225.3) and best.improves(184.1)
+    _kept_best(tmp_path, 150.0, 16)  # (no rows to go by: any score keeps best.pt anew, as before)
+    (tmp_path / "metrics.jsonl").unlink()
+    best = BestCheckpoint(tmp_path, "swd/mean", "lower")
+    assert best.discard_after(10).endswith("the next evaluation keeps best.pt anew") and best.improves(999.0)
+
+
+def test_a_best_scored_on_another_count_of_images_is_no_rival(tmp_path):
+    """metrics.num_samples 16 -> 64 on a resume: SWD's bias fell with the count, and 160 at 64 images
+    "beat" 172 at 16, though step 56's weights were the better (159.7 at 64)."""
+    _kept_best(tmp_path, 172.2, 56, "abc/count-16")
+    best = BestCheckpoint(tmp_path, "swd/mean", "lower")
+    said = best.set_aside_measured_elsewhere("abc/count-64", "the real images of data.root")
+    assert said.startswith("best.pt (swd/mean 172.2 at step 56) was measured on 16 images, where this run now "
+                           "scores 64 (metrics.num_samples)") and "best-other-count-00000056.pt" in said
+    assert best.improves(500.0) and (tmp_path / "best-other-count-00000056.pt").is_file()
+    _kept_best(tmp_path, 172.2, 56, "abc")  # (a record of an earlier gan, without the count: compared by images)
+    assert BestCheckpoint(tmp_path, "swd/mean", "lower").set_aside_measured_elsewhere("abc/count-64", "x") is None

@@ -527,30 +527,37 @@ def test_a_run_resumed_with_other_settings_says_so_in_its_config_and_compare_nam
 
     config = REPO / "experiments" / "dcgan_demo.toml"
     tiny = [arg for item in TINY for arg in ("--set", item)]
-    for seed, loss, steps in ((0, "hinge", 8), (1, "vanilla", 4)):
+    for seed, loss, steps, compile_ in ((0, "hinge", 8, "off"), (1, "vanilla", 4, "auto")):
         made = invoke("train", config, *tiny, "--set", f"train.seed={seed}", "--set", f"loss.adversarial={loss}",
-                      "--set", f"train.steps={steps}", "--set", "train.keep_checkpoints=9", "--out", tmp_path / "runs")
+                      "--set", f"train.steps={steps}", "--set", "train.keep_checkpoints=9", "--set",
+                      f"train.compile={compile_}", "--out", tmp_path / "runs")
         assert made.exit_code == 0, made.output
     switched = tmp_path / "runs" / "00001-dcgan_demo"
     resumed = invoke("train", "--resume", switched, "--set", "loss.adversarial=hinge", "--set", "train.steps=6")
     assert resumed.exit_code == 0, resumed.output
-    note = "# resumed at step 4 with changed settings: loss.adversarial 'vanilla' -> 'hinge'; train.steps 4 -> 6\n"
+    note = "# resumed at step 4 with loss.adversarial 'vanilla' -> 'hinge'\n# resumed at step 4 with train.steps 4 -> 6\n"
     assert (switched / "config.toml").read_text().startswith(note)
-    again = invoke("train", "--resume", switched, "--set", "train.steps=8")
+    again = invoke("train", "--resume", switched, "--set", "train.steps=8", "--set", "train.compile=off")
     assert again.exit_code == 0, again.output
-    assert (switched / "config.toml").read_text().startswith(note + "# resumed at step 6 with changed settings: "
-                                                             "train.steps 6 -> 8\n")
+    later = "# resumed at step 6 with train.compile 'auto' -> 'off'\n# resumed at step 6 with train.steps 6 -> 8\n"
+    assert (switched / "config.toml").read_text().startswith(note + later)
     with pytest.warns(UserWarning, match=rf"1 run\(s\) were resumed with other settings than they trained with "
                                          rf"before, and are grouped by the settings they ended with: '{switched}' "
                                          r"from step 5: loss.adversarial 'vanilla' -> 'hinge'$"):
         table, summaries = compare([tmp_path / "runs"], "loss/d", tmp_path / "out")
     assert [summary.seeds for summary in summaries] == [2]  # (still grouped by its settings: said, not hidden)
     assert "00001-dcgan_demo (from step 5: loss.adversarial 'vanilla' -> 'hinge')" in table
-    # a resume from before a noted one trains its steps again: that note goes
-    for late in ("checkpoint-00000006.pt", "checkpoint-00000008.pt"):
-        (switched / late).unlink()
-    back = invoke("train", "--resume", switched)
+    # checkpoints keep the notes: a config.toml emptied (rebuilt from the checkpoint on resume) gets them back
+    (switched / "config.toml").write_text("")
+    back = invoke("train", "--resume", switched, "--set", "train.steps=10")
     assert back.exit_code == 0, back.output
-    # (and one at the same step is replaced by this one's)
     assert (switched / "config.toml").read_text().startswith(
-        "# resumed at step 4 with changed settings: loss.adversarial 'vanilla' -> 'hinge'; train.steps 4 -> 8\nrecipe = ")
+        note + later + "# resumed at step 8 with train.steps 8 -> 10\nrecipe = ")
+    # a resume from before a noted one trains its steps again: those notes go (one at its step is its own)
+    for late in ("checkpoint-00000006.pt", "checkpoint-00000008.pt", "checkpoint-00000010.pt"):
+        (switched / late).unlink()
+    back = invoke("train", "--resume", switched, "--set", "train.steps=8")
+    assert back.exit_code == 0, back.output
+    assert (switched / "config.toml").read_text().startswith(
+        "# resumed at step 4 with loss.adversarial 'vanilla' -> 'hinge'\n# resumed at step 4 with train.compile "
+        "'auto' -> 'off'\n# resumed at step 4 with train.steps 4 -> 8\nrecipe = ")

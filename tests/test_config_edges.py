@@ -926,6 +926,9 @@ def test_the_srgan_discriminator_that_image_to_image_recipes_list_as_fitting_is_
     config.model.discriminator_args = {"channels": 4, "in_channels": channels}
     with pytest.raises(ConfigError, match=re.escape("'model.discriminator_args.in_channels' is set by the recipe")):
         resolve_names(config)
+    config.model.discriminator_args = {"channels": 4, "n_layers": 3}  # (the list of valid keys leaves it out)
+    with pytest.raises(ConfigError, match=re.escape("valid keys: channels, spectral_norm")):
+        resolve_names(config)
 
 
 @pytest.mark.parametrize("sets, shown", [(["train.d_lr=1e39"], "train.d_lr = 1e+39 with train.beta1 = 0.5"),

@@ -954,6 +954,23 @@ def test_a_folder_held_by_another_process_is_waited_for_aloud_then_given_up(tmp_
     assert not list(tmp_path.iterdir())  # (nothing moved in, no temps left)
     write_together({tmp_path / "a": lambda temp: temp.write_text("a"), tmp_path / "b": lambda temp: temp.write_text("b")})
     assert sorted(path.name for path in tmp_path.iterdir()) == ["a", "b"]
+    # a stop while it waits ends the wait at once (it was held back until the folder came free)
+    import signal
+    import time
+
+    from gan.core.processes import stop_signals_held
+
+    monkeypatch.setattr(files_module, "FOLDER_PATIENCE_S", 60.0)
+    fcntl.flock(outside := os.open(tmp_path, os.O_RDONLY), fcntl.LOCK_EX)
+    started = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt), stop_signals_held():
+            signal.raise_signal(signal.SIGINT)  # (a Ctrl-C, held back)
+            write_together({tmp_path / "c": lambda temp: temp.write_text("c"),
+                            tmp_path / "d": lambda temp: temp.write_text("d")})
+    finally:
+        os.close(outside)
+    assert time.monotonic() - started < 10 and sorted(path.name for path in tmp_path.iterdir()) == ["a", "b"]
 
 
 @pytest.mark.parametrize("extension", [".jpg", ".bmp", ".tif", ".png"])

@@ -153,7 +153,9 @@ def test_eval_of_a_checkpoint_its_live_run_pruned_meanwhile_keeps_its_scores(run
     original = getattr(scoring, name)
 
     def pruned_meanwhile(*args, **kwargs):
-        newest.unlink()  # (as the run's rotation, a newer checkpoint written)
+        shutil.copyfile(newest, newest.with_name("checkpoint-00000099.pt"))  # (the run trained on,)
+        for older in list_checkpoints(run)[:-1]:  # (and its rotation removed the oldest, the one scored last)
+            older.unlink()
         return original(*args, **kwargs)
 
     monkeypatch.setattr(scoring, name, pruned_meanwhile)
@@ -165,6 +167,19 @@ def test_eval_of_a_checkpoint_its_live_run_pruned_meanwhile_keeps_its_scores(run
         result = invoke("eval", run, "--device", "cpu", *args, *saved)
     assert result.exit_code == 0, result.output
     assert json.loads(saved[1].with_suffix(".json").read_text())["step"] == step
+    # removed with no later checkpoint left (a person going back to an earlier one), or with config.toml
+    # rewritten (a resume, which may train its step again): no record
+    run = Path(shutil.copytree(runs[recipe], tmp_path / "again"))
+    newest = list_checkpoints(run)[-1]
+
+    def removed_to_go_back(*args, **kwargs):
+        newest.unlink()
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(scoring, name, removed_to_go_back)
+    result = invoke("eval", run, "--device", "cpu", *args)
+    assert result.exit_code == 2 and f"'{newest}' is gone: its run replaced or set it aside" in result.output
+    assert not list(run.glob("metrics-*.json")) and not list(run.glob("eval-*"))
 
 
 def test_paired_eval_never_writes_its_csv_or_json_over_a_run_file(runs, tmp_path):
@@ -591,10 +606,10 @@ def test_safetensors_metadata_that_is_not_json_is_named_as_such(runs, tmp_path):
 def test_sample_on_a_full_disk_removes_the_folders_it_made(runs, tmp_path, monkeypatch):
     import gan.core.images as images_module
 
-    def full_disk(path, write):
-        raise WriteError(f"could not write '{path}' (0 MiB free): [Errno 28] No space left on device")
+    def full_disk(writes, new_only=False):
+        raise WriteError(f"could not write '{next(iter(writes))}' (0 MiB free): [Errno 28] No space left on device")
 
-    monkeypatch.setattr(images_module, "write_atomically", full_disk)
+    monkeypatch.setattr(images_module, "write_together", full_disk)
     separate = tmp_path / "new" / "samples"
     result = invoke("sample", runs["dcgan"], "--n", "4", "--separate", separate, "--out", tmp_path / "grid" / "g.png")
     assert_one_error_line(result, "No space left")

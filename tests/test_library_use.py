@@ -209,3 +209,9 @@ def test_a_network_built_directly_refuses_a_size_below_one(build, name):
     in the first forward deep inside BatchNorm (`select(): index 0 out of range`)."""
     with pytest.raises(ValueError, match=rf"^{name} must be a whole number of at least 1, got "):
         build()
+
+
+def test_a_network_built_directly_takes_numpy_sizes():
+    """Sizes drawn from numpy (np.arange sweeps) built before the size check, and must still."""
+    network = DCGANGenerator(32, channels=np.int64(8), latent_dim=np.int64(16))
+    assert network(torch.zeros(2, 16)).shape == (2, 3, 32, 32)

@@ -461,7 +461,7 @@ def test_a_config_toml_cut_short_or_gone_is_filled_from_the_checkpoint_not_the_d
         resumed = train_command("--resume", str(run), *sets("train.steps=6"))
     assert resumed.exit_code == 0, resumed.output
     assert "changed settings: train.steps 4 -> 6" in resumed.output and "g_lr" not in resumed.output
-    assert config.read_text() == ("# resumed at step 4 with changed settings: train.steps 4 -> 6\n"
+    assert config.read_text() == ("# resumed at step 4 with train.steps 4 -> 6\n"
                                   + original.replace("steps = 4\n", "steps = 6\n", 1))
     # cut inside a value: "g_lr = 0.00" reads as 0, so the last line is taken from the checkpoint too
     original = config.read_text()

@@ -193,19 +193,26 @@ class EvalOutputs:
         self.inputs, self.overwrite = inputs, overwrite
         # the checkpoint file scored, as it was when loaded: a training run may replace it meanwhile
         self.scored, self.scored_identity = scored, _file_identity(scored)
+        # (its run's config.toml, which every resume writes anew: a resume meanwhile may train its step again)
+        self.run_config_identity = _file_identity(scored.parent / "config.toml") if scored is not None else None
 
     def check_scored_unchanged(self) -> None:
         """OutputRefused when the checkpoint scored is no longer the file that was loaded: a resume of its
         run that trains its step again (or sets best.pt aside) replaced it while it was scored, and a
-        record of these scores under its name would pass for the new one's. A checkpoint-*.pt merely
-        gone was pruned by its live run (train.keep_checkpoints): the scores are still those of its
+        record of these scores under its name would pass for the new one's. A checkpoint-*.pt gone
+        while its run only trained on past it (every checkpoint left is of a later step, and no resume
+        rewrote config.toml) was pruned (train.keep_checkpoints): the scores are still those of its
         step's weights, written, with a warning."""
-        from gan.core.checkpoint import checkpoint_step
+        from gan.core.checkpoint import checkpoint_step, list_checkpoints
         from gan.inference.outputs import OutputRefused
 
         if self.scored is None or _file_identity(self.scored) == self.scored_identity:
             return
-        if not os.path.lexists(self.scored) and checkpoint_step(self.scored) is not None:
+        step, run_dir = checkpoint_step(self.scored), self.scored.parent
+        left = [checkpoint_step(path) or 0 for path in list_checkpoints(run_dir)]
+        pruned = (step is not None and not os.path.lexists(self.scored) and left and min(left) > step
+                  and _file_identity(run_dir / "config.toml") == self.run_config_identity)
+        if pruned:
             warnings.warn(f"'{self.scored}' was removed while it was scored (its run, training on, keeps its newest "
                           "train.keep_checkpoints checkpoints): the scores are of the weights it held, and are "
                           "written as its step's record", stacklevel=2)

@@ -385,7 +385,9 @@ def best_checkpoint(run_dir: Path) -> Path:
         if aside:  # (a resume set it aside: the run has none until it scores one again)
             why = ("it was measured on images since changed" if aside[-1].name.startswith("best-other-images-")
                    else "it was measured through other Inception-v3 weights"
-                   if aside[-1].name.startswith("best-other-weights-") else "it came from steps it trained again")
+                   if aside[-1].name.startswith("best-other-weights-")
+                   else "it was scored on another count of images" if aside[-1].name.startswith("best-other-count-")
+                   else "it came from steps it trained again")
             raise CheckpointError(f"no {BEST_NAME} in run directory '{run_dir}' now: a resume set the last one aside "
                                   f"as '{aside[-1].name}' ({why}), and the run keeps a new one once it scores one; "
                                   "give that file, or drop --best")
@@ -415,6 +417,9 @@ def _why_no_best(run_dir: Path) -> str:
 # Between the digest of the images a best.pt's score was measured on and that of the Inception-v3 weights
 # it was measured through, for the metrics that use them (`evaluated_on`).
 MEASURED_THROUGH = "/inception-"
+# After the images' digest, the number of images a generative metric scored (metrics.num_samples): SWD,
+# FID and KID are biased by it, so scores of other counts are no rivals (records of earlier gans lack it).
+COUNTED = "/count-"
 
 
 class BestCheckpoint:
@@ -454,15 +459,42 @@ class BestCheckpoint:
 
     def discard_after(self, step: int) -> str | None:
         """A resume from `step` trains the steps after it again: a best.pt kept at one of them is
-        set aside (renamed, not deleted) and the next evaluation keeps best.pt anew. Returns what
-        was done, for the log, or None when the best so far is from `step` or before."""
+        set aside (renamed, not deleted). The score to beat is then the best of the run's metrics.jsonl
+        up to `step` (a fresh start would call any score, however worse, a new best), and the first
+        evaluation that beats it keeps best.pt anew. Returns what was done, for the log, or None when
+        the best so far is from `step` or before."""
         if self.step is None or self.step <= step:
             return None
         aside = set_aside_best(self.run_dir, f"best-discarded-{self.step:08d}")
         message = (f"best.pt ({self.metric} {self.value:.4g} at step {self.step}) came from steps this resume from "
-                   f"step {step} trains again: set aside as {aside}.pt; the next evaluation keeps best.pt anew")
+                   f"step {step} trains again: set aside as {aside}.pt")
         self.value = self.step = None
-        return message
+        bar = self._best_recorded_up_to(step)
+        if bar is None:
+            return f"{message}; the next evaluation keeps best.pt anew"
+        self.value, self.step, self.evaluated_on = bar[1], bar[0], None  # (measured as this run measures)
+        return (f"{message}; best.pt is kept anew by the first evaluation that beats {bar[1]:.4g}, step {bar[0]}'s "
+                f"(the best of {METRICS_RECORD} up to step {step}, whose checkpoint it does not hold)")
+
+    def _best_recorded_up_to(self, step: int) -> tuple[int, float] | None:
+        """(step, value) of the best finite value of this metric in the run's metrics.jsonl at `step`
+        or before; None when there is none (a val/ metric, which it does not hold, say)."""
+        found = None
+        try:
+            lines = (self.run_dir / METRICS_RECORD).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError):
+            return None
+        for line in lines:
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            at, value = (row.get("step"), row.get(self.metric)) if isinstance(row, dict) else (None, None)
+            if (isinstance(at, int) and not isinstance(at, bool) and at <= step and isinstance(value, (int, float))
+                    and not isinstance(value, bool) and math.isfinite(value)
+                    and (found is None or (value < found[1] if self.lower else value > found[1]))):
+                found = (at, float(value))
+        return found
 
     def set_aside_other_metric(self) -> str | None:
         """A best.pt kept by another metric (train.keep_best changed on a resume) would be replaced
@@ -517,11 +549,17 @@ class BestCheckpoint:
             return None
         recorded_images, _, recorded_weights = self.evaluated_on.partition(MEASURED_THROUGH)
         images_now, _, weights_now = evaluated_on.partition(MEASURED_THROUGH)
-        if recorded_images == images_now and recorded_weights in ("", weights_now):
+        recorded_images, _, recorded_count = recorded_images.partition(COUNTED)
+        images_now, _, count_now = images_now.partition(COUNTED)
+        if recorded_images == images_now and recorded_weights in ("", weights_now) and recorded_count in ("", count_now):
             return None
         if recorded_images != images_now:
             aside = set_aside_best(self.run_dir, f"best-other-images-{self.step:08d}")
             why = f"on other images than {images} hold now (files added, removed or changed since)"
+        elif recorded_count not in ("", count_now):
+            aside = set_aside_best(self.run_dir, f"best-other-count-{self.step:08d}")
+            why = (f"on {recorded_count} images, where this run now scores {count_now} (metrics.num_samples): the "
+                   f"metric's value depends on the count")
         else:
             aside = set_aside_best(self.run_dir, f"best-other-weights-{self.step:08d}")
             why = f"through other Inception-v3 weights than {weights} now (a file replaced or named anew since)"

@@ -25,6 +25,7 @@ import warnings
 from pathlib import Path
 from typing import IO, Callable, Iterator
 
+from gan.core.processes import stop_held_back
 from gan.core.registry import ConfigError
 from gan.core.wording import undecoded
 
@@ -268,6 +269,9 @@ def _take_flock(handle: int, folder: Path, patience_s: float) -> None:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return
         except BlockingIOError:
+            if stop_held_back():  # (Ctrl-C or SIGTERM came while waiting: nothing has moved in, so stop now)
+                raise WriteError(f"stopped while waiting for '{folder}', which another process holds: nothing was "
+                                 "moved in") from None
             now = time.monotonic()
             if waited_since is None:
                 waited_since = now

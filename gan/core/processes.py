@@ -120,13 +120,26 @@ def stop_signals_held() -> Iterator[None]:
     received: list[int] = []
     previous = {signum: signal.signal(signum, lambda signum, frame: received.append(signum))
                 for signum in STOP_SIGNALS}
+    _HELD_STOPS.append(received)
     try:
         yield
     finally:
+        _HELD_STOPS.remove(received)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         if received:
             signal.raise_signal(received[0])
+
+
+# The stop signals each `stop_signals_held` block now running has held back (a process-wide fact, as
+# signal handlers are): a wait inside one (for a folder another process holds) ends early on a stop.
+_HELD_STOPS: list[list[int]] = []
+
+
+def stop_held_back() -> bool:
+    """Whether a stop signal came during a `stop_signals_held` block now running: it is delivered
+    when the block ends, and nothing in it should wait long meanwhile."""
+    return any(_HELD_STOPS)
 
 
 def gan_launcher(processes: int) -> str:

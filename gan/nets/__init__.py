@@ -118,7 +118,7 @@ def resolve_network_args(role: str, name: str, args: dict[str, Any], key: str,
             raise ConfigError(f"'{key}.{arg}' is set by the recipe from another config key "
                               f"({SUPPLIED_FROM.get(arg, 'data.resolution, the data channels, ...')}); remove it")
         if arg not in settable:
-            valid = ", ".join(sorted(settable)) or "(none)"
+            valid = ", ".join(sorted(name for name in settable if name not in supplied)) or "(none)"
             others = [other for other in network_names(role) if other != name and arg in _parameters(_zoo(role).get(other))]
             hint = (f" (an argument of {role} {first_few(others, 3)}: {key} keeps what was written for another "
                     "network when the network changes; remove this one)" if others else suggest(arg, list(settable)))

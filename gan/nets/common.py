@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import operator
+
 import torch
 from torch import nn
 
@@ -27,7 +29,11 @@ def require_sizes(**sizes: int) -> None:
     """ValueError for a width, count or channel number below 1: a network built so has layers of no
     channels, and fails only in its first forward, deep inside (`BatchNorm: index 0 out of range`)."""
     for name, value in sizes.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        try:
+            whole = operator.index(value)  # (an int, or numpy's: sizes drawn from np.arange build too)
+        except TypeError:
+            whole = None
+        if whole is None or isinstance(value, bool) or whole < 1:
             raise ValueError(f"{name} must be a whole number of at least 1, got {value!r}")
 
 

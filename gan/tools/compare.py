@@ -578,9 +578,10 @@ def trained_at_higher_rates(configs: dict[Path, dict[str, object]],
 # Settings that change how a run is carried out or recorded, not what it trains: a resume that changes
 # these alone continues the same experiment (a longer train.steps shows in the curve itself).
 HOW_IT_RUNS = ("train.steps", "train.checkpoint_every", "train.keep_checkpoints", "train.keep_best",
-               "train.dist_timeout_s", "train.sync_debug", "data.num_workers", "data.cache", "data.cache_dir",
-               "data.cache_verify", "metrics.every", "metrics.cache_dir", "log.")
-_CHANGE = re.compile(r"(?:^|; )(?=[a-z_]+\.[\w.]+ )")  # where each `key old -> new` of a resume note begins
+               "train.dist_timeout_s", "train.sync_debug", "train.divergence_bound", "train.compile",  # (+ its _mode...)
+               "train.cuda_graph", "train.channels_last", "train.optimizer_kernel", "train.cudnn_benchmark",
+               "data.num_workers", "data.cache", "data.cache_dir", "data.cache_verify", "metrics.every",
+               "metrics.cache_dir", "log.")
 
 
 def changed_by_resumes(runs: list[Path], rates_noted: dict[Path, str]) -> dict[Path, str]:
@@ -589,14 +590,13 @@ def changed_by_resumes(runs: list[Path], rates_noted: dict[Path, str]) -> dict[P
     of HOW_IT_RUNS alone are none; nor are those of the learning rates of a run `rates_noted` names."""
     found = {}
     for run in runs:
-        notes = []
-        for step, said in settings_changed_at(run):
-            changes = [change for change in _CHANGE.split(said) if change and not change.startswith(HOW_IT_RUNS)
-                       and not (run in rates_noted and change.startswith(tuple(RATE_KEYS.values())))]
-            if changes:
-                notes.append(f"from step {step + 1}: {'; '.join(changes)}")
-        if notes:
-            found[run] = "; ".join(notes)
+        by_step: dict[int, list[str]] = {}
+        for step, change in settings_changed_at(run):
+            if not change.startswith(HOW_IT_RUNS) and not (run in rates_noted
+                                                            and change.startswith(tuple(RATE_KEYS.values()))):
+                by_step.setdefault(step, []).append(change)
+        if by_step:
+            found[run] = "; ".join(f"from step {step + 1}: {'; '.join(changes)}" for step, changes in by_step.items())
     return found
 
 

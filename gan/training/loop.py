@@ -85,7 +85,16 @@ from gan.training.preflight import (
     warn_if_validation_reads_training_data,
 )
 from gan.training.process_state import process_state_kept
-from gan.training.run_dir import discard_start, resume_notes, rollback_halvings, rollback_note, rollback_note_kept
+from gan.training.run_dir import (
+    discard_start,
+    notes_continued,
+    notes_in,
+    notes_of,
+    resume_notes,
+    rollback_halvings,
+    rollback_note,
+    rollback_note_kept,
+)
 from gan.training.speed import Speed, accelerate, to_device, training_step
 from gan.training.state import changes_since, newest_loadable_checkpoint, restore_training_state, training_state
 from gan.training.stop import StopRequest
@@ -165,7 +174,9 @@ class _Run:
     last_checkpoint: Path | None = None
     real_images: torch.Tensor | None = None  # the stream's first real images, for the collapse checks
     config_found: bytes | None = None  # a resume's config.toml as it was, put back when no step trains
-    settings_changed: list[str] | None = None  # what a resume changes of its checkpoint's settings, noted in config.toml
+    settings_changed: list[str] | None = None  # what a resume changes of its checkpoint's settings
+    trained_notes: list[tuple[int, str]] | None = None  # the resume notes its checkpoint holds (None: none kept)
+    notes: list[tuple[int, str]] | None = None  # (step, change) of each resume's changes: config.toml's and checkpoints'
     side_tasks_due: dict | None = None  # the side tasks of the checkpoint's step that failed, to finish first
     per_process: tuple[int, list] | None = None  # (step, each process's own state) under torchrun, for checkpoints
     command: CommandStart | None = None  # where and when the command began (the first of --on-nan's attempts)
@@ -244,7 +255,7 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
         command.first_step = run.start_step
     if run.step >= config.train.steps and not run.side_tasks_due:  # (config.toml stays, unless gone or cut short)
         if run.main and records.lacks_settings(run_dir / "config.toml", config):
-            write_text_atomically(run_dir / "config.toml", dump_config(config))
+            write_text_atomically(run_dir / "config.toml", resume_notes(run.trained_notes or []) + dump_config(config))
         run.say(f"nothing to do: the run is at step {run.step} and train.steps is {config.train.steps}")
         return TrainResult(run_dir, run.step, run.last_checkpoint, None)
     failed_before_a_step = False
@@ -408,6 +419,7 @@ def _restore(run: _Run, on_resume: ResumeReport | None) -> None:
     if on_resume is not None and run.main:
         on_resume(state["config"], state["step"])
     run.settings_changed = changes_since(state["config"], run.config)  # (a rollback's halved rates too)
+    run.trained_notes = notes_of(state.get("resume_notes"))
     restore_training_state(recipe, state, run.config, run.last_checkpoint)  # (under the config's rates and betas)
     _restore_per_process(run, state)
     _warn_of_other_thread_count(run, state.get("cpu_threads"))
@@ -519,8 +531,11 @@ def _start_logging(run: _Run, resume: bool, progress_stream: Any) -> None:
         run.run_dir.mkdir(parents=True, exist_ok=True)
         found = (run.run_dir / "config.toml").read_bytes() if resume and (run.run_dir / "config.toml").is_file() \
             else None
-        write_text_atomically(run.run_dir / "config.toml", rollback_note_kept(found, config) + resume_notes(
-            found, run.start_step, run.settings_changed or []) + dump_config(config))
+        # (the checkpoint's notes: a config.toml emptied or gone, rebuilt from the checkpoint, kept none)
+        earlier = run.trained_notes if run.trained_notes is not None else notes_in(found)
+        run.notes = notes_continued(earlier, run.start_step, run.settings_changed or [])
+        write_text_atomically(run.run_dir / "config.toml",
+                              rollback_note_kept(found, config) + resume_notes(run.notes) + dump_config(config))
         run.config_found = found  # (to put back only once replaced: a write that failed left it as it was)
     run.writer = (EventLog(lambda purge: SummaryWriter(str(run.run_dir), purge_step=purge), run.run_dir,
                            purge_step=_purge_from(run) if resume else None) if run.main else _NullWriter())
@@ -801,6 +816,7 @@ def _save(run: _Run, at_step: int, final: bool, side_tasks_due: dict | None = No
             state["health"] = run.health.state_dict()
         state["data"] = run.take_data_record()  # (optional too)
         state["processes"] = run.group.world_size  # (optional too: a resume with another number is warned of)
+        state["resume_notes"] = [list(note) for note in run.notes or []]  # (optional too)
         if run.device.type == "cpu":  # (optional too: the thread count sets the CPU's sums, so a run's bits)
             state["cpu_threads"] = torch.get_num_threads()
         if side_tasks_due is not None:  # (optional too)
@@ -954,7 +970,7 @@ def train_rolling_back(config: Config, run_dir: Path, device: torch.device, resu
                 halvings = rollback_halvings(run_dir) + 1  # (with those of earlier commands: the rates given were theirs)
                 found = (run_dir / "config.toml").read_bytes() if (run_dir / "config.toml").is_file() else None
                 write_text_atomically(run_dir / "config.toml",
-                                      rollback_note(halvings) + resume_notes(found, None) + dump_config(config))
+                                      rollback_note(halvings) + resume_notes(notes_in(found)) + dump_config(config))
                 print_above(f"warning: {error.what}; rolling back to '{error.checkpoint}' with learning rates halved to "
                             f"g {rates.g_lr:g}, d {rates.d_lr:g} (rollback {rollbacks} of {max_rollbacks})")
 

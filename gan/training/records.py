@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import torch
 
-from gan.core.checkpoint import BEST_NAME, MEASURED_THROUGH, METRICS_RECORD, BestCheckpoint
+from gan.core.checkpoint import BEST_NAME, COUNTED, MEASURED_THROUGH, METRICS_RECORD, BestCheckpoint
 from gan.core.config import BEST_METRICS, Config, config_to_dict, flatten_config, toml_text
 from gan.core.files import WriteError, write_atomically
 from gan.core.progress import print_above
@@ -175,7 +175,7 @@ def evaluation_images(best: BestCheckpoint, config: Config, recipe: Recipe,
         signature, images = evaluation_signature(recipe.evaluation_images.get()), "the evaluation images"
     else:
         assert evaluator is not None  # (a generative metric's best.pt is kept only with an evaluator)
-        signature = evaluation_signature(evaluator.dataset())
+        signature = f"{evaluation_signature(evaluator.dataset())}{COUNTED}{evaluator.reference_size}"
         images = f"the real images of {'metrics.root' if config.metrics.root else 'data.root'}"
     if THROUGH_INCEPTION.match(best.metric):
         digest = (evaluator.inception_digest if evaluator is not None and not best.metric.startswith("val/")

@@ -145,36 +145,49 @@ def discard_start(run_dir: Path) -> None:
         (run_dir / "samples").rmdir()  # only when empty
 
 
-# What a resume that changes settings (`gan train --resume RUN --set ...`) writes atop config.toml,
-# one line per such resume, kept by the later ones: config.toml holds the settings the run ends with,
-# and these say since which step (`gan compare` tells such runs from those trained one way throughout).
-_RESUME_NOTE = re.compile(r"^# resumed at step (\d+) with changed settings: (.*)$", re.MULTILINE)
+# What a resume that changes settings (`gan train --resume RUN --set ...`) writes atop config.toml, a
+# line per setting it changed (`# resumed at step 4 with loss.adversarial 'vanilla' -> 'hinge'`), kept
+# by later resumes and in every checkpoint: config.toml holds the settings the run ends with, and these
+# say since which step (`gan compare` tells such runs from those trained one way throughout).
+_RESUME_NOTE = re.compile(r"^# resumed at step (\d+) with (.+)$", re.MULTILINE)
 
 
-def resume_notes(found: bytes | str | None, step: int | None, changes: list[str] = ()) -> str:
-    """The resume notes of the config.toml a resume at `step` writes (`found`: the one it replaces):
-    those of earlier resumes before `step` (a later one's steps are trained again, and one at `step`
-    is this one's to say; None: all), then one of `changes`, when any."""
-    kept = [f"# resumed at step {at} with changed settings: {said}\n" for at, said in _notes_in(found)
-            if step is None or at < step]
-    return "".join(kept) + (f"# resumed at step {step} with changed settings: {'; '.join(changes)}\n"
-                            if changes else "")
+def resume_notes(notes: list[tuple[int, str]]) -> str:
+    """The lines atop config.toml of `notes`, (step, `key old -> new`) each."""
+    return "".join(f"# resumed at step {step} with {change}\n" for step, change in notes)
+
+
+def notes_continued(earlier: list[tuple[int, str]], step: int, changes: list[str]) -> list[tuple[int, str]]:
+    """The notes of a run resumed at `step` with `changes`: the `earlier` ones of steps before it (a
+    later one's steps are trained again, and one at `step` is this resume's to say), then its own."""
+    return [(at, change) for at, change in earlier if at < step] + [(step, change) for change in changes]
+
+
+def notes_of(value: object) -> list[tuple[int, str]] | None:
+    """A checkpoint's `resume_notes` entry as notes; None where it holds none (one written before
+    checkpoints kept them, or edited into another shape)."""
+    if not isinstance(value, list) or not all(isinstance(note, (list, tuple)) and len(note) == 2
+                                              and isinstance(note[0], int) and isinstance(note[1], str)
+                                              for note in value):
+        return None
+    return [(step, change) for step, change in value]
 
 
 def settings_changed_at(run_dir: Path) -> list[tuple[int, str]]:
-    """(step, `key old -> new; ...`) of each resume that changed the settings of the run in `run_dir`."""
+    """(step, `key old -> new`) of each setting a resume changed in the run in `run_dir` (its config.toml)."""
     try:
-        return _notes_in((run_dir / "config.toml").read_bytes())
+        return notes_in((run_dir / "config.toml").read_bytes())
     except OSError:
         return []
 
 
-def _notes_in(found: bytes | str | None) -> list[tuple[int, str]]:
+def notes_in(found: bytes | None) -> list[tuple[int, str]]:
+    """The resume notes of a config.toml's bytes."""
     try:
-        text = found.decode("utf-8") if isinstance(found, bytes) else found or ""
+        text = found.decode("utf-8") if found is not None else ""
     except UnicodeDecodeError:
         return []
-    return [(int(step), said) for step, said in _RESUME_NOTE.findall(text)]
+    return [(int(step), change) for step, change in _RESUME_NOTE.findall(text)]
 
 
 # What `--on-nan rollback` writes atop the config.toml it halves the learning rates in: the same
