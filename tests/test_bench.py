@@ -206,7 +206,13 @@ def test_a_set_batch_reaches_both_sides_and_a_set_workload_of_ours_alone_is_warn
     result = CliRunner().invoke(main, [*command, "--set", "train.batch_size=4"])
     assert result.exit_code == 0, result.output
     assert asked == [4] and "two different workloads" not in result.output
-    assert json.loads((tmp_path / "b.json").read_text())["settings"]["batch_size"] == 4
+    settings = json.loads((tmp_path / "b.json").read_text())["settings"]
+    assert settings["batch_size"] == 4
+    # what reproduces the figures, and which of the models asked for were measured (a run cut short: fewer)
+    import gan
+
+    assert settings["models"] == settings["measured"] == ["dcgan64"] and settings["warmup"] == 0
+    assert settings["gan"] == gan.__version__ and settings["baseline"] == str(SHARED_BASELINE)
     narrower = CliRunner().invoke(main, [*command, "--overwrite", "--set", "train.batch_size=4", "--set",
                                          "model.generator_args.channels=16"])
     assert narrower.exit_code == 0 and "--set model.generator_args.channels changes the work of gan's step alone; " \
@@ -372,6 +378,19 @@ def test_a_data_root_with_fewer_than_a_batch_in_its_subfolders_is_refused(tmp_pa
     (tmp_path / "empty").mkdir()  # (ImageFolder refused a subfolder without images, which gan reads past)
     image_folder(tmp_path / "sub", 64)
     check_data_root(tmp_path)
+
+
+def test_a_data_root_whose_first_images_are_at_its_top_is_one_line_not_a_traceback(tmp_path):
+    """The check counts every image in the subfolders, but the timing reads gan's first images by path:
+    those at the top came first, ImageFolder got none, and DataLoader raised "num_samples=0"."""
+    from gan.tools.benchmark import DataRootError, bench_data, check_data_root
+
+    image_folder(tmp_path / "faces", 12)
+    image_folder(tmp_path / "faces" / "zz", 8)
+    check_data_root(tmp_path / "faces", batch_size=4)
+    with pytest.raises(DataRootError, match=r"of the first 12 images gan reads there \(by path\), 0 are in its "
+                                            "subfolders, which torchvision's ImageFolder reads, and a batch needs 4"):
+        bench_data(tmp_path / "faces", 8, 4, 2, 0, tmp_path / "cache", log=io.StringIO())
 
 
 def test_the_torchvision_comparison_reads_the_files_gan_reads(tmp_path):

@@ -132,9 +132,14 @@ def _measured(models: tuple[str, ...], torch_device, json_path: Path | None, rou
 
     rows, data_rows, failures = [], [], {}
     with thread_count(threads):
-        settings = {"device": str(torch_device), "torch": torch.__version__, "threads": torch.get_num_threads(),
-                    "rounds": rounds, "iters": iters, "eager": eager, "overrides": list(overrides),
-                    "batch_size": batch_size}
+        from gan import __version__
+
+        # (what reproduces the figures; `measured` says which of `models` a run cut short got to)
+        settings = {"device": str(torch_device), "torch": str(torch.__version__), "gan": __version__,
+                    "threads": torch.get_num_threads(), "models": list(models), "rounds": rounds, "iters": iters,
+                    "warmup": warmup, "eager": eager, "overrides": list(overrides), "batch_size": batch_size,
+                    "baseline": getattr(baseline, "__file__", None),
+                    "data_root": str(data_root) if data_root is not None else None, "measured": []}
         for name in models:
             try:
                 rows.append(bench_model(name, torch_device, baseline, rounds, iters, warmup, fast=not eager,
@@ -146,6 +151,7 @@ def _measured(models: tuple[str, ...], torch_device, json_path: Path | None, rou
             except Exception as error:  # one model's failure must not cost the others' figures
                 traceback.print_exc()
                 failures[name] = f"{type(error).__name__}: {error}"
+            settings["measured"].append(name)
             if json_path:  # after every model: a run cut short keeps what it measured
                 _written(json_path, rows, data_rows, settings, failures)  # (a refusal: the last write reports it)
         if data_root is not None:

@@ -496,6 +496,10 @@ def bench_data(root: Path, resolution: int, batch_size: int, batches: int, worke
         transforms.Resize(resolution), transforms.CenterCrop(resolution), transforms.RandomHorizontalFlip(),
         transforms.ToTensor(), transforms.Normalize([0.5] * 3, [0.5] * 3)])
     folder = _image_folder(root, dataset.paths, transform)  # (root holds class folders)
+    if len(folder) < batch_size:  # (images at the top sort first: the subfolders' may be none of those read)
+        raise DataRootError(f"--data-root '{root}': of the first {len(dataset)} images gan reads there (by path), "
+                            f"{len(folder)} are in its subfolders, which torchvision's ImageFolder reads, and a batch "
+                            f"needs {batch_size}: time a folder whose images are in subfolders (ROOT/images/*.jpg)")
     loader = torch.utils.data.DataLoader(folder, batch_size=batch_size, shuffle=True, num_workers=workers,
                                          drop_last=True, persistent_workers=workers > 0)
     try:
