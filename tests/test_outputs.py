@@ -8,7 +8,9 @@ bounded with one-line errors.
 """
 
 import os
+import re
 import shutil
+import stat
 import warnings
 
 import numpy as np
@@ -749,3 +751,25 @@ def test_a_grid_drawn_batch_by_batch_in_uint8_is_the_float_grids_pixels(count, n
     for batch in images.split(2):
         canvas.add(batch)
     assert np.array_equal(np.asarray(canvas.image()), np.asarray(signed_to_pil(image_grid(images, num_columns))))
+
+
+def test_a_pipe_or_socket_where_an_output_goes_is_refused_even_with_overwrite(demo_run, tmp_path):
+    """`gan bench --json /dev/full --overwrite` replaced the device node with a JSON file (as root): a
+    device, FIFO or socket is never written into or over."""
+    import socket
+
+    from gan.inference.outputs import OutputRefused, check_outputs
+
+    os.mkfifo(tmp_path / "pipe.json")
+    with socket.socket(socket.AF_UNIX) as listening:
+        listening.bind(str(tmp_path / "sock.png"))
+        for name, kind in (("pipe.json", "a pipe (FIFO)"), ("sock.png", "a socket")):
+            with pytest.raises(OutputRefused, match=f"'{tmp_path / name}' is {re.escape(kind)}, not a file"):
+                check_outputs([tmp_path / name], overwrite=True)
+    os.mkfifo(tmp_path / "pipe.png")
+    result = CliRunner().invoke(main, ["sample", str(demo_run), "--n", "1", "--out", str(tmp_path / "pipe.png"),
+                                       "--overwrite"])
+    assert result.exit_code == 2 and f"'{tmp_path / 'pipe.png'}' is a pipe (FIFO), not a file" in result.output
+    assert stat.S_ISFIFO(os.lstat(tmp_path / "pipe.png").st_mode)
+    (tmp_path / "plain.json").write_text("{}")
+    check_outputs([tmp_path / "plain.json"], overwrite=True)  # (a regular file: replaced with --overwrite)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import stat
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -193,6 +194,20 @@ def _refuse_read_only_folders(outputs: Iterable[Path]) -> None:
                                 "folder); write the outputs elsewhere")
 
 
+def _refuse_special_file(output: Path) -> None:
+    """OutputRefused for a device, FIFO or socket where an output goes: an --overwrite renamed a file
+    over it (`--json /dev/full --overwrite` replaced the device node with a JSON file)."""
+    try:
+        mode = os.lstat(output).st_mode
+    except OSError:  # (not there: a new file)
+        return
+    kind = ("a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a pipe (FIFO)" if stat.S_ISFIFO(mode)
+            else "a socket" if stat.S_ISSOCK(mode) else None)
+    if kind is not None:
+        raise OutputRefused(f"'{output}' is {kind}, not a file: an output is written to a new or regular file "
+                            "(never into or over this one, --overwrite or not); give another path")
+
+
 def check_outputs(outputs: Sequence[Path], inputs: Iterable[Path] = (), overwrite: bool = False,
                   own: Iterable[Path] = ()) -> None:
     """Raise OutputRefused unless a command may write every path of `outputs`: none is an input,
@@ -209,6 +224,7 @@ def check_outputs(outputs: Sequence[Path], inputs: Iterable[Path] = (), overwrit
     for output in outputs:
         resolved = folders.resolve(output)
         exists = os.path.lexists(output)  # a symlink counts, even a dangling one: the write replaces it
+        _refuse_special_file(output)
         _refuse_protected(output, resolved, protected, folders, exists, own=resolved in owned)
         if resolved in planned:
             raise OutputRefused(f"'{output}' would be written twice by this command; give its outputs distinct "
