@@ -502,6 +502,14 @@ def scalars_for_compare(run: Path, destination: Path) -> None:
     writer.close()
 
 
+def write_whole(path: Path, text: str) -> None:
+    """`text` into `path` under a temp name, then renamed: a call killed at its limit mid-write leaves the
+    last whole file, not a JSON cut short."""
+    temp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    temp.write_text(text)
+    os.replace(temp, path)
+
+
 def source_commit() -> str | None:
     """The commit measured: written by --prepare (the GPU machine's copy has no .git), else asked of git."""
     prepared = PREPARED / "commit.txt"
@@ -534,9 +542,10 @@ def summary(report: dict) -> str:
         lines.append(f"| pytest -m cuda | {tests.get('counts')} (exit {tests.get('exit_code')}) | all pass |")
     for row in report.get("bench", {}).get("results", {}).get("models", []):
         goal = GOALS.get(row["model"])
-        ratio = "-" if row["ratio"] is None else f"{row['ratio']:.2f}x"
-        lines.append(f"| bench {row['model']} | {row['ours_images_per_s']:.0f} img/s, {ratio} baseline "
-                     f"({row['baseline_images_per_s'] or 0:.0f}) | {f'>= {goal}x' if goal else '-'} |")
+        against = ("no baseline" if row["baseline_images_per_s"] is None  # (not a measured 0)
+                   else f"{row['ratio']:.2f}x baseline ({row['baseline_images_per_s']:.0f})")
+        lines.append(f"| bench {row['model']} | {row['ours_images_per_s']:.0f} img/s, {against} | "
+                     f"{f'>= {goal}x' if goal else '-'} |")
     for model, error in report.get("bench", {}).get("results", {}).get("failures", {}).items():
         lines.append(f"| bench {model} | failed: {error[:200]} | |")
     train = report.get("train", {})
@@ -553,8 +562,8 @@ def summary(report: dict) -> str:
                      f"{f', GPU busy {busy:.2f} ms' if busy else ''}, {100 * profile_report['share_gemm_conv']:.0f}% "
                      "of kernel time in GEMM/conv | |")
     for label, variant in report.get("ablation", {}).get("variants", {}).items():
-        result = variant.get("error") or (f"{variant['images_per_s']:.0f} img/s, "
-                                          f"{variant['ratio'] or 0:.2f}x baseline")
+        result = variant.get("error") or (f"{variant['images_per_s']:.0f} img/s, " + (
+            "no baseline" if variant["ratio"] is None else f"{variant['ratio']:.2f}x baseline"))
         lines.append(f"| ablation {report['ablation']['model']}: {label} | {result} | |")
     scaling = report.get("scaling", {})
     for row in scaling.get("rows", []):
@@ -621,7 +630,7 @@ def main() -> None:
               "goals": {"ratio_vs_baseline": GOALS, "dcgan128_images_per_s": DCGAN128_IMAGES_PER_S_GOAL}}
 
     def save() -> None:  # after every stage (and scaling row): a call cut short keeps what it measured
-        (out / "gpu_check.json").write_text(json.dumps(report, indent=2) + "\n")
+        write_whole(out / "gpu_check.json", json.dumps(report, indent=2) + "\n")
 
     save()
 
@@ -659,7 +668,7 @@ def main() -> None:
         report[name]["stage_seconds"] = round(time.perf_counter() - start, 1)
         save()
     text = summary(report)
-    (out / "summary.md").write_text(text + "\n")
+    write_whole(out / "summary.md", text + "\n")
     print(text)
     log(f"wrote {out / 'gpu_check.json'}")
 

@@ -121,3 +121,14 @@ def test_the_script_prints_its_usage_and_refuses_an_unknown_option_without_insta
     prepared = subprocess.run(["bash", str(copy), "--prepare"], capture_output=True, text=True, timeout=60)
     assert prepared.returncode == 2 and "../shared/bench/baseline.py' is missing" in prepared.stderr, prepared.stderr
     assert (checkout / "benchmarks" / ".gpu_check" / "commit.txt").read_text() == "prepared before"
+
+
+def test_the_summary_says_no_baseline_rather_than_a_measured_zero_and_files_are_written_whole(tmp_path):
+    """A model without a baseline read "baseline (0)"; gpu_check.json was written in place, so a call
+    killed at its limit mid-write left a JSON cut short."""
+    gpu_check = load_gpu_check()
+    row = {"model": "dcgan64", "ours_images_per_s": 100.0, "ratio": None, "baseline_images_per_s": None}
+    text = gpu_check.summary({"environment": {"device": "cpu", "torch": "2"}, "bench": {"results": {"models": [row]}}})
+    assert "100 img/s, no baseline" in text and "(0)" not in text
+    gpu_check.write_whole(tmp_path / "gpu_check.json", "{}\n")
+    assert [path.name for path in tmp_path.iterdir()] == ["gpu_check.json"]
