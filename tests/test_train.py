@@ -553,3 +553,17 @@ def test_a_divergence_points_at_the_loss_weights_as_well_as_the_rates():
     said = str(NonFiniteLossError(1, "grad/discriminator", None, 1.03e7, 1e6))
     assert "Lower the learning rates (or a loss weight or penalty set far above its default: loss.*_weight, " \
            "loss.r1_gamma), or check the data." in said
+
+
+def test_a_resume_counts_the_side_tasks_in_its_eta_from_the_start(tmp_path, monkeypatch):
+    """Side tasks' times were kept per process: the first ETAs after each resume left out the metrics
+    passes and checkpoints still to come (`ETA 0m00s` with 8 s to go)."""
+    from gan.training import loop
+
+    train(tiny_config(), tmp_path, CPU, progress_stream=sys.stdout)
+    saved = load_checkpoint(list_checkpoints(tmp_path)[-1])["side_task_seconds"]
+    assert {"previews", "checkpoint"} <= set(saved)
+    seen, ahead = [], loop._side_tasks_ahead
+    monkeypatch.setattr(loop, "_side_tasks_ahead", lambda run: seen.append(dict(run.side_task_seconds)) or ahead(run))
+    train(tiny_config("train.steps=6"), tmp_path, CPU, resume=True, progress_stream=sys.stdout)
+    assert seen and {"previews", "checkpoint"} <= set(seen[0])

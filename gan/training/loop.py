@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import functools
 import io
+import math
 import time
 import warnings
 from dataclasses import dataclass
@@ -420,6 +421,10 @@ def _restore(run: _Run, on_resume: ResumeReport | None) -> None:
         on_resume(state["config"], state["step"])
     run.settings_changed = changes_since(state["config"], run.config)  # (a rollback's halved rates too)
     run.trained_notes = notes_of(state.get("resume_notes"))
+    timed = state.get("side_task_seconds")  # (each side task's last time: the ETA counts them before they run again)
+    if isinstance(timed, dict):
+        run.side_task_seconds.update({task: float(seconds) for task, seconds in timed.items() if isinstance(task, str)
+                                      and isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds >= 0})
     restore_training_state(recipe, state, run.config, run.last_checkpoint)  # (under the config's rates and betas)
     _restore_per_process(run, state)
     _warn_of_other_thread_count(run, state.get("cpu_threads"))
@@ -817,6 +822,7 @@ def _save(run: _Run, at_step: int, final: bool, side_tasks_due: dict | None = No
         state["data"] = run.take_data_record()  # (optional too)
         state["processes"] = run.group.world_size  # (optional too: a resume with another number is warned of)
         state["resume_notes"] = [list(note) for note in run.notes or []]  # (optional too)
+        state["side_task_seconds"] = dict(run.side_task_seconds)  # (optional too: a resume's first ETAs count them)
         if run.device.type == "cpu":  # (optional too: the thread count sets the CPU's sums, so a run's bits)
             state["cpu_threads"] = torch.get_num_threads()
         if side_tasks_due is not None:  # (optional too)
