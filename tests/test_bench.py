@@ -576,3 +576,20 @@ def test_each_side_runs_with_its_own_cudnn_autotuning_and_the_process_keeps_its_
         assert set(seen) == {True} and set(module.SEEN) == {False} and not torch.backends.cudnn.benchmark
     finally:
         torch.backends.cudnn.benchmark = before
+
+
+def test_a_slow_warm_up_shows_its_steps(monkeypatch):
+    """bench said `timing srgan4x ...` and then nothing for minutes: the warm-up steps (and the FLOP
+    count after the rounds) ran without a word."""
+    from gan.core import progress as progress_module
+    from gan.tools.benchmark import _Side
+
+    now = [0.0]
+    monkeypatch.setattr(progress_module.time, "perf_counter", lambda: now[0])
+
+    def slow_step():
+        now[0] += 1.5
+
+    log = io.StringIO()
+    _Side(slow_step, 4, torch.device("cpu"), False).warm_up(4, "dcgan64 ours", log)
+    assert "dcgan64 ours warm-up step 4/4 (100%)" in log.getvalue(), log.getvalue()

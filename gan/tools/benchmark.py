@@ -299,10 +299,17 @@ class _Side:
         self.seconds, self.iterations, self.peak = 0.0, 0, 0
         self.round_images_per_second = 0.0
 
-    def warm_up(self, iterations: int) -> None:
+    def warm_up(self, iterations: int, what: str, log) -> None:
+        """`iterations` untimed steps, counted on `log` once they take over 2 s (a CycleGAN-256's on a CPU:
+        minutes of compilation and steps without a word)."""
+        from gan.core.progress import DelayedProgress
+
         torch.backends.cudnn.benchmark = self.cudnn_benchmark
-        for _ in range(iterations):
+        progress = DelayedProgress(iterations, unit=f"{what} warm-up step", rate_unit="step", stream=log)
+        for done in range(1, iterations + 1):
             self.step()
+            progress.update(done)
+        progress.close()
 
     def run(self, iterations: int) -> None:
         torch.backends.cudnn.benchmark = self.cudnn_benchmark
@@ -356,8 +363,8 @@ def bench_model(name: str, device: torch.device, baseline: ModuleType | None, ro
             if baseline.MODELS[baseline_name][0] != batch:
                 print(f"  {name}: the baseline's MODELS batch is {baseline.MODELS[baseline_name][0]}; both sides run "
                       f"at ours, {batch}", file=log, flush=True)
-        for side in sides.values():
-            side.warm_up(warmup)
+        for label, side in sides.items():
+            side.warm_up(warmup, f"{name} {label}", log)
         if iterations < 1:
             _sync(device)
             start = time.perf_counter()
@@ -371,6 +378,8 @@ def bench_model(name: str, device: torch.device, baseline: ModuleType | None, ro
             print(f"  {name} round {index + 1}/{rounds}: " + "  ".join(
                 f"{label} {side.round_images_per_second:.2f} img/s" for label, side in sides.items()), file=log, flush=True)
         achieved = {}
+        if flops:  # (an eager step of each side more, under the FLOP counter: a big model's takes a while)
+            print(f"  {name}: counting the FLOPs of a step of each side ...", file=log, flush=True)
         for label, side in sides.items():
             # ours is counted on an eager step of the same arithmetic: a CUDA-graph replay runs no operator
             # that FlopCounterMode can see
