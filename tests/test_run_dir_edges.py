@@ -189,7 +189,8 @@ def test_a_resume_names_settings_edited_into_config_toml_by_hand_as_changes(tmp_
     assert result.exit_code == 0, result.output
     # measured against what the checkpoint trained with (steps 4), not the edited file (5)
     assert ("changed settings: train.g_lr 0.0002 -> 0.5; train.steps 4 -> 6 (train.g_lr: from its config.toml, "
-            "edited by hand or left by a later checkpoint now lost, not from --set)") in result.output
+            "edited by hand, written by an earlier command stopped before its first checkpoint (kill -9), or left by a "
+            "later checkpoint now lost, not from --set)") in result.output
 
 
 def test_a_resume_with_a_preset_by_set_names_its_keys_as_from_set_not_as_edited_by_hand(tmp_path):

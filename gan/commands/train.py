@@ -364,7 +364,8 @@ def report_changes(run_dir: Path, resolved, overrides: tuple[str, ...], trained:
     if changes:
         halved = _halvings(edited, recorded, resolved)
         why = (f"at 1/{halved} of this checkpoint's, as an --on-nan rollback leaves them (or edited by hand)" if halved
-               else "edited by hand or left by a later checkpoint now lost")
+               else "edited by hand, written by an earlier command stopped before its first checkpoint (kill -9), "
+               "or left by a later checkpoint now lost")
         by_hand = f" ({', '.join(edited)}: from its config.toml, {why}, not from --set)" if edited else ""
         click.echo(f"resuming '{run_dir}' with changed settings: {'; '.join(changes)}{by_hand}", err=True)
     warn_of_schedule_jumps(resolved, trained, step)
