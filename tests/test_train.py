@@ -567,3 +567,18 @@ def test_a_resume_counts_the_side_tasks_in_its_eta_from_the_start(tmp_path, monk
     monkeypatch.setattr(loop, "_side_tasks_ahead", lambda run: seen.append(dict(run.side_task_seconds)) or ahead(run))
     train(tiny_config("train.steps=6"), tmp_path, CPU, resume=True, progress_stream=sys.stdout)
     assert seen and {"previews", "checkpoint"} <= set(seen[0])
+
+
+def test_ema_bn_batches_for_a_generator_without_batchnorm_is_warned_of(tmp_path):
+    """model.generator_args.norm = 'none' with train.ema_bn_batches = 64: every weight the same as at
+    32, and no word (the inert-key warnings covered only ema_decay = 0)."""
+    with pytest.warns(UserWarning, match=r"train.ema_bn_batches = 64 changes nothing: .* this generator has no "
+                                         r"BatchNorm \(model.generator_args.norm = 'none'\)"):
+        train(tiny_config("model.generator_args.norm=none", "train.ema_bn_batches=64", "train.steps=1"), tmp_path, CPU,
+              progress_stream=sys.stdout)
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:  # (with BatchNorm it is read: no word)
+        warnings.simplefilter("always")
+        train(tiny_config("train.ema_bn_batches=64", "train.steps=1"), tmp_path / "bn", CPU, progress_stream=sys.stdout)
+    assert not [warning for warning in caught if "ema_bn_batches" in str(warning.message)]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Hashable
 
 import torch
 from torch import nn
 
-from gan.core.config import Config
+from gan.core.config import Config, TrainConfig
 from gan.core.registry import ConfigError
 from gan.nets import NetworkSpec, network_spec
 from gan.nets.running import eval_mode
@@ -54,6 +55,12 @@ class DCGANRecipe(RecipeBase):
         self.latent_dim = self._checked_latent_dim(config, device)
         self.networks = {"generator": self.generator, "discriminator": self.discriminator}
         self.ema = EMA(self.generator, train.ema_decay) if train.ema_decay > 0 else None
+        default = TrainConfig.__dataclass_fields__["ema_bn_batches"].default
+        if self.ema and train.ema_bn_batches != default and not any(
+                isinstance(module, nn.modules.batchnorm._BatchNorm) for module in self.generator.modules()):
+            warnings.warn(f"train.ema_bn_batches = {train.ema_bn_batches} changes nothing: it sets how many batches "
+                          "recompute the EMA generator's BatchNorm statistics, and this generator has no BatchNorm "
+                          f"(model.generator_args.norm = {config.model.generator_args.get('norm')!r})", stacklevel=2)
         if self.ema:  # (as `averaged` says: readers expect generator_ema when ema_decay > 0)
             self.networks["generator_ema"] = self.ema.average
         self.optimizers = {
