@@ -561,3 +561,13 @@ def test_a_run_resumed_with_other_settings_says_so_in_its_config_and_compare_nam
     assert (switched / "config.toml").read_text().startswith(
         "# resumed at step 4 with loss.adversarial 'vanilla' -> 'hinge'\n# resumed at step 4 with train.compile "
         "'auto' -> 'off'\n# resumed at step 4 with train.steps 4 -> 8\nrecipe = ")
+
+
+def test_a_pipe_named_like_compares_files_is_refused_not_read(sweep, tmp_path):
+    """A FIFO at OUT/compare.md: compare read it to see whether it was its own, and waited for ever."""
+    import os
+
+    (tmp_path / "out").mkdir()
+    os.mkfifo(tmp_path / "out" / "compare.md")
+    result = CliRunner().invoke(main, ["compare", str(sweep), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "compare.md' was not written by gan compare" in result.output, result.output

@@ -349,7 +349,7 @@ def test_a_run_that_cannot_write_its_config_leaves_no_run_directory(tmp_path, mo
 
 
 def test_a_run_whose_lock_cannot_be_written_is_one_line_and_leaves_no_run_directory(tmp_path, monkeypatch):
-    real_open = open
+    real_open_lock_file = files_module.open_lock_file
 
     class FullDisk:
         """A lock file whose pid cannot be written, as on a full disk (the error names no file)."""
@@ -366,11 +366,11 @@ def test_a_run_whose_lock_cannot_be_written_is_one_line_and_leaves_no_run_direct
         def __getattr__(self, name):
             return getattr(self.handle, name)
 
-    def lock_on_a_full_disk(path, *args, **kwargs):
-        handle = real_open(path, *args, **kwargs)
+    def lock_on_a_full_disk(path):
+        handle = real_open_lock_file(path)
         return FullDisk(handle) if str(path).endswith(files_module.LOCK_NAME) else handle
 
-    monkeypatch.setattr(files_module, "open", lock_on_a_full_disk, raising=False)
+    monkeypatch.setattr(files_module, "open_lock_file", lock_on_a_full_disk)
     result = CliRunner().invoke(main, ["train", str(REPO / "experiments" / "dcgan_demo.toml"),
                                        *[arg for item in TINY for arg in ("--set", item)], "--out", str(tmp_path)])
     assert result.exit_code == 2, result.output
@@ -704,13 +704,10 @@ def test_a_disk_full_for_a_while_says_each_failed_write_not_only_the_first(tmp_p
 def test_a_run_lock_a_full_disk_refuses_is_one_line_not_a_traceback(tmp_path, monkeypatch):
     # The failed write was buffered; closing the file flushed it again and raised a second OSError
     # from inside the handler, as a traceback.
-    import builtins
     import errno
     import io
 
     from gan.core.files import RunLock, WriteError
-
-    real_open = builtins.open
 
     class FullDisk:
         """A file on a full disk, as Python's file objects meet it: a buffered one fails when its
@@ -737,8 +734,8 @@ def test_a_run_lock_a_full_disk_refuses_is_one_line_not_a_traceback(tmp_path, mo
         def __getattr__(self, name):
             return getattr(self.handle, name)
 
-    monkeypatch.setattr(builtins, "open", lambda path, *args, **kwargs: FullDisk(real_open(path, *args, **kwargs))
-                        if str(path).endswith(".lock") else real_open(path, *args, **kwargs))
+    real_open_lock_file = files_module.open_lock_file
+    monkeypatch.setattr(files_module, "open_lock_file", lambda path: FullDisk(real_open_lock_file(path)))
     with pytest.raises(WriteError, match=r"could not write '.*\.lock' \(.* free\): .*No space left on device"):
         with RunLock(tmp_path / "run"):
             pass

@@ -773,3 +773,42 @@ def test_a_pipe_or_socket_where_an_output_goes_is_refused_even_with_overwrite(de
     assert stat.S_ISFIFO(os.lstat(tmp_path / "pipe.png").st_mode)
     (tmp_path / "plain.json").write_text("{}")
     check_outputs([tmp_path / "plain.json"], overwrite=True)  # (a regular file: replaced with --overwrite)
+
+
+def test_a_symlink_loop_where_outputs_go_is_one_line_not_a_traceback(demo_run, tmp_path):
+    """Path.resolve raises RuntimeError on a looping link (Python 3.11): sample, compare, train --out,
+    translate, export, eval and bench each ended in a traceback."""
+    (tmp_path / "loop_a").symlink_to(tmp_path / "loop_b")
+    (tmp_path / "loop_b").symlink_to(tmp_path / "loop_a")
+    loop = tmp_path / "loop_a"
+    for command in (["sample", str(demo_run), "--n", "1", "--out", str(loop / "x.png")],
+                    ["compare", str(demo_run), "--out", str(loop)],
+                    ["train", str(REPO / "experiments" / "dcgan_demo.toml"), "--out", str(loop)]):
+        result = CliRunner().invoke(main, command)
+        assert result.exit_code in (1, 2) and "Traceback" not in result.output and "RuntimeError" not in result.output \
+            and result.output.count("\n") <= 3 and f"'{loop}' is a symlink to '{tmp_path / 'loop_b'}', which does not " \
+            "exist (or links round in a loop)" in result.output.replace("': File exists (", "' is "), (command, result.output)
+
+
+def test_lock_files_are_never_opened_through_a_symlink_or_a_pipe(tmp_path):
+    """A run folder copied as a symlink tree (`cp -rs`): .run-numbers.lock emptied the file it pointed at,
+    and .lock wrote the holder's pid into it; a FIFO named so hung gan train for ever."""
+    from gan.core.files import RunLock, WriteError
+    from gan.training.run_dir import create_run_dir
+
+    precious = tmp_path / "precious.txt"
+    precious.write_text("mine")
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / ".run-numbers.lock").symlink_to(precious)
+    with pytest.raises(WriteError, match=r"runs/.run-numbers.lock' is a symlink where gan keeps a lock file"):
+        create_run_dir(tmp_path / "runs", "dcgan_demo")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / ".lock").symlink_to(precious)
+    with pytest.raises(WriteError, match=r"run/.lock' is a symlink where gan keeps a lock file"):
+        with RunLock(tmp_path / "run"):
+            pass
+    assert precious.read_text() == "mine"
+    (tmp_path / "piped").mkdir()
+    os.mkfifo(tmp_path / "piped" / ".run-numbers.lock")
+    with pytest.raises(WriteError, match=r"is a pipe, socket or device where gan keeps a lock file"):
+        create_run_dir(tmp_path / "piped", "dcgan_demo")

@@ -67,11 +67,11 @@ def fail(error: Exception | str) -> None:
 def refuse_folder_in_a_run(folder: Path, option: str) -> None:
     """ConfigError when `folder`, where new runs would go, is a run directory or lies in one."""
     from gan.core.registry import ConfigError
-    from gan.inference.outputs import enclosing_run
+    from gan.inference.outputs import enclosing_run, resolved
 
     run = enclosing_run(folder)
     if run is not None:
-        raise ConfigError(f"{option} '{folder}' is {'' if run == folder.resolve() else 'inside '}the run directory "
+        raise ConfigError(f"{option} '{folder}' is {'' if run == resolved(folder) else 'inside '}the run directory "
                           f"'{run}': new runs there would mix with its files; give a folder of runs, such as "
                           f"'{run.parent}'")
 
@@ -92,6 +92,10 @@ def file_error(error: OSError) -> str:
     """One line for an operating-system error on a named file: the file, what went wrong, and what
     to do about it where that is clear."""
     advice = _FILE_ERROR_ADVICE.get(error.errno)
+    if error.errno == errno.EEXIST and error.filename and os.path.islink(error.filename) \
+            and not os.path.exists(error.filename):  # (a dangling or looping link: no "file" stands there)
+        advice = (f"a symlink to '{os.readlink(error.filename)}', which does not exist (or links round in a loop), "
+                  "stands where a folder is meant to be")
     if error.errno == errno.ENAMETOOLONG:  # (the name, or the whole path: each has its limit)
         name = os.path.basename(os.fsencode(error.filename)) if error.filename else b""
         advice = ("a file name holds at most 255 bytes on most file systems: choose a shorter one" if len(name) > 255

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -87,8 +88,9 @@ def _refuse_files_of_others(out: Path, given_out: bool) -> None:
     compare.md, compare.csv or compare.png gan compare did not write (compare.png by the company it keeps)."""
     for name, beginning in OWN_BEGINNINGS.items():
         path = out / name
-        try:
-            ours = not path.exists() or path.read_text(encoding="utf-8", errors="replace").startswith(beginning)
+        try:  # (a pipe or device there is no file of ours: never opened, where a FIFO's read waited for ever)
+            ours = not os.path.lexists(path) or (path.is_file() and not path.is_symlink() and path.read_text(
+                encoding="utf-8", errors="replace").startswith(beginning))
         except OSError:
             ours = False
         if not ours or (name == "compare.md" and (out / "compare.png").exists() and not path.exists()):

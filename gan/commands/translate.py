@@ -39,6 +39,7 @@ def planned_translations(source: Path, output: Path) -> list[tuple[Path, Path]]:
     the same relative name under OUTPUT."""
     from gan.core.images import GREY_ONLY, OUTPUT_FORMATS, image_format_of, palette_warning
     from gan.data.decode import IMAGE_EXTENSIONS, find_images
+    from gan.inference.outputs import resolved
 
     if source.is_dir():
         if output.suffix.lower() in IMAGE_EXTENSIONS and not output.exists():  # (an existing file: refused below)
@@ -46,7 +47,7 @@ def planned_translations(source: Path, output: Path) -> list[tuple[Path, Path]]:
                              "translated into a folder of images: give a folder name")
         # (one run into a new subfolder went well, the next into another translated the first's outputs again:
         # a x16 image among the x4 ones, in silence; as written too, for a linked subfolder INPUT's images follow)
-        if any(output.resolve().is_relative_to(folder) for folder in _folders_read(source)) or Path(
+        if any(resolved(output).is_relative_to(folder) for folder in _folders_read(source)) or Path(
                 os.path.abspath(output)).is_relative_to(os.path.abspath(source)):
             raise ValueError(f"OUTPUT '{output}' is inside INPUT '{source}', whose images are read from its subfolders "
                              "too: its outputs would be inputs of the next translation of INPUT; give an OUTPUT folder "

@@ -18,6 +18,7 @@ import re
 import secrets
 import shutil
 import socket
+import stat
 import sys
 import time
 import traceback
@@ -464,7 +465,7 @@ class RunLock:
         path = self.run_dir / self.lock_name
         for _ in range(LOCK_ATTEMPTS):
             # unbuffered: a write a full disk refuses fails at once, and closing has nothing left to flush
-            handle = open(path, "a+b", buffering=0)  # noqa: SIM115 - held until __exit__
+            handle = open_lock_file(path)
             if fcntl is None:  # (no flock on this system: the run directory is not guarded)
                 return handle
             try:
@@ -491,6 +492,28 @@ class RunLock:
             _HELD_LOCK_DESCRIPTORS.discard(self._handle.fileno())
             self._handle.close()  # closing releases the flock
             self._handle = None
+
+
+def open_lock_file(path: Path) -> IO[bytes]:
+    """A lock file opened for reading and appending, unbuffered (a write a full disk refuses fails at
+    once, and closing has nothing left to flush): never through a symlink, whose target (a file of
+    someone's elsewhere) would be truncated and written, nor a pipe or device, whose open may wait
+    for ever. WriteError naming it for those."""
+    try:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
+                             | getattr(os, "O_NONBLOCK", 0), 0o666)
+    except OSError as error:
+        if error.errno == errno.ELOOP:  # (O_NOFOLLOW on a symlink)
+            raise WriteError(f"'{path}' is a symlink where gan keeps a lock file: remove it (gan writes its own)") \
+                from None
+        raise
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        os.close(descriptor)
+        raise WriteError(f"'{path}' is a pipe, socket or device where gan keeps a lock file: remove it (gan writes "
+                         "its own)")
+    if hasattr(os, "O_NONBLOCK"):  # (a regular file's reads and writes do not block anyway: as opened plainly)
+        os.set_blocking(descriptor, True)
+    return open(descriptor, "a+b", buffering=0)  # noqa: SIM115 - the caller holds it
 
 
 def warn_of_no_locks(path: Path, error: OSError) -> None:

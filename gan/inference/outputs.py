@@ -61,7 +61,7 @@ def is_run_directory(folder: Path) -> bool:
 def enclosing_run(folder: Path) -> Path | None:
     """The run directory that `folder` is, or lies inside, or None: a folder of new runs there would
     mix with that run's own files."""
-    for candidate in (folder.resolve(), *folder.resolve().parents):
+    for candidate in (resolved(folder), *resolved(folder).parents):  # (a looping link: as far as it goes)
         if is_run_directory(candidate):
             return candidate
     return None
@@ -119,7 +119,7 @@ class _Folders:
         if path.name in ("", ".", "..") or path.is_symlink():
             return resolved(path)
         if path.parent not in self._resolved:
-            self._resolved[path.parent] = path.parent.resolve()
+            self._resolved[path.parent] = resolved(path.parent)
         return self._resolved[path.parent] / path.name
 
     def run_directory_of(self, folder: Path) -> Path | None:
@@ -139,6 +139,13 @@ class _Folders:
             else:
                 self._blockers[folder] = None if folder.parent == folder else self.file_in_the_way(folder.parent)
         return self._blockers[folder]
+
+
+def _not_a_folder(path: Path) -> str:
+    """What `path`, which is no folder, is, in words: a symlink going nowhere is no "file"."""
+    if path.is_symlink() and not path.exists():
+        return f"a symlink to '{os.readlink(path)}', which does not exist (or links round in a loop)"
+    return "a file"
 
 
 def _refuse_protected(output: Path, resolved: Path, inputs: _Inputs, folders: _Folders, exists: bool,
@@ -165,7 +172,7 @@ def _refuse_protected(output: Path, resolved: Path, inputs: _Inputs, folders: _F
     else:
         blocker = folders.file_in_the_way(output.parent)
         if blocker is not None:
-            raise OutputRefused(f"'{blocker}' is a file, so '{output}' cannot be written inside it")
+            raise OutputRefused(f"'{blocker}' is {_not_a_folder(blocker)}, so '{output}' cannot be written inside it")
         run_dir = folders.run_directory_of(resolved.parent)
         if run_dir is not None and _is_run_record(resolved, run_dir):
             raise OutputRefused(f"'{output}' is a name the run directory '{run_dir}' keeps for its training's own "

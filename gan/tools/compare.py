@@ -36,6 +36,7 @@ from gan.core.files import OutputsLock, RunDirectoryBusy, run_order, write_atomi
 from gan.core.processes import stop_signals_held
 from gan.core.registry import ConfigError
 from gan.core.wording import first_few, undecoded
+from gan.inference.outputs import resolved
 from gan.training.resolve import resolve_names
 from gan.training.run_dir import settings_changed_at
 
@@ -60,7 +61,7 @@ MAX_NAMED = 5  # runs named in a warning; the rest are counted
 def check_output_folder(out: Path) -> None:
     """Refuse an output folder that is a run directory (it holds config.toml) or lies inside one:
     a run's folder belongs to its training, and compare's files would mix with the run's."""
-    for folder in (out.resolve(), *out.resolve().parents):
+    for folder in (resolved(out), *resolved(out).parents):  # (a looping link: as far as it goes)
         if (folder / "config.toml").is_file():
             raise CompareError(f"--out '{out}' is in the run directory '{folder}' (it holds config.toml), whose "
                                "files belong to its training; give a folder outside any run")

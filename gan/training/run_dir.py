@@ -18,7 +18,7 @@ except ImportError:  # Windows: no locking; numbers can collide only for simulta
 
 from gan.core.checkpoint import METRICS_RECORD, list_checkpoints, set_aside_path, stored_step
 from gan.core.config import toml_text
-from gan.core.files import LOCK_NAME, RUN_NAME, RunLock, is_stale_temp, run_order, warn_of_no_locks
+from gan.core.files import LOCK_NAME, RUN_NAME, RunLock, is_stale_temp, open_lock_file, run_order, warn_of_no_locks
 from gan.core.registry import ConfigError
 from gan.core.wording import first_few
 
@@ -33,7 +33,7 @@ def create_run_dir(out: Path, name: str) -> Path:
     at the same moment get different numbers.
     """
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / ".run-numbers.lock", "w") as lock:
+    with open_lock_file(out / ".run-numbers.lock") as lock:
         if fcntl is not None:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX)
