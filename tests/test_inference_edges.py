@@ -198,6 +198,13 @@ def test_paired_eval_never_writes_its_csv_or_json_over_a_run_file(runs, tmp_path
         result = invoke("eval", run, "--data", val)
         assert result.exit_code == 0, result.output
     assert (run / "eval-val-00000002.csv").is_file() and (run / "eval-val-00000002.json").is_file()
+    # a tiled evaluation (which may score otherwise than the whole-image val/ metrics) keeps a record of its
+    # own, saying so: it replaced the run's record under the same name, and nothing in it named the tiles
+    assert json.loads((run / "eval-val-00000002.json").read_text())["tile"] == 0
+    tiled = invoke("eval", run, "--data", val, "--tile", "96")
+    assert tiled.exit_code == 0, tiled.output
+    assert json.loads((run / "eval-val-tile96-00000002.json").read_text())["tile"] == 96
+    assert json.loads((run / "eval-val-00000002.json").read_text())["tile"] == 0
 
 
 @pytest.mark.parametrize("hard_links", [True, False])

@@ -538,6 +538,8 @@ def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_pa
     elif translator.config["recipe"] == "cyclegan":
         a_folder, b_folder, split = cycle_folders(folder, data, split)
         csv_name = f"{csv_name}-{split}" if split else csv_name
+    # (a tiled pass may score otherwise than the whole-image one the run's val/ metrics make: a record of its own)
+    csv_name = f"{csv_name}-tile{tile}" if tile else csv_name
     default = translator.checkpoint.parent / f"eval-{csv_name}-{translator.step:08d}.csv"
     csv_path = csv_path or default
     # beside the CSV, its record as JSON: what was scored, the mean, and the translations' scores as
@@ -580,7 +582,7 @@ def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_pa
               "split": split, "mean": {key: value if math.isfinite(value) else None
                                        for key, value in rows[-1].items() if key != "image"},
               "infinite_scores": infinite, "skipped_images": {one.image: one.reason for one in skipped},
-              "data_contents": contents}
+              "data_contents": contents, "tile": tile}
     scores = {}
     if image_sets and distributions:
         scores, skipped_metrics = distribution_scores(image_sets, metrics or translation_metrics())
