@@ -800,3 +800,18 @@ def test_looking_at_many_files_shows_its_progress(tmp_path, monkeypatch, capsys)
     assert capsys.readouterr().err == ""  # (under a thousand: nothing to show)
     said = gan.data.decode.files_fingerprint([tmp_path / f"{index}.png" for index in range(2500)])
     assert "looking at files 2500/2500 (100%)" in capsys.readouterr().err and said != quiet
+
+
+def test_gan_cache_given_a_pipe_for_its_folder_says_so_not_an_empty_cache(tmp_path):
+    """`gan cache verify --dir FIFO` said "no caches to verify" and exit 0: a mistyped path read as an
+    empty cache, which the command refuses for a path that does not exist."""
+    import os
+
+    from click.testing import CliRunner
+
+    from gan.commands.main import main
+
+    os.mkfifo(tmp_path / "pipe")
+    for action in ("list", "verify", "clear"):
+        result = CliRunner().invoke(main, ["cache", action, "--dir", str(tmp_path / "pipe")])
+        assert result.exit_code == 2 and f"--dir '{tmp_path / 'pipe'}' is not a folder" in result.output, result.output

@@ -616,3 +616,21 @@ def test_an_output_another_command_writes_meanwhile_is_not_replaced_without_over
     assert result.exit_code == 0, result.output
     with Image.open(tmp_path / "out" / "1.png") as written:
         assert written.size == (32, 32)
+
+
+def test_whole_input_for_a_run_not_trained_on_pairs_is_warned_of(tmp_path):
+    """--paired-input on an SR or CycleGAN run is refused in one line; --whole-input was accepted and
+    ignored without a word."""
+    from conftest import TINY_SR, write_recipe_data
+
+    data = write_recipe_data(tmp_path / "data")
+    sets = [arg for item in [*TINY_SR, f"data.root={data['hr']}", f"data.val_root={data['hr']}"]
+            for arg in ("--set", item)]
+    made = CliRunner().invoke(main, ["train", str(REPO / "experiments" / "srresnet_x4.toml"), *sets,
+                                     "--run-dir", str(tmp_path / "run")])
+    assert made.exit_code == 0, made.output
+    random_rgb((16, 16), 0).save(tmp_path / "small.png")
+    with pytest.warns(UserWarning, match=r"--whole-input changes nothing: .* trained on 'sr_pairs' data, not A\|B pairs"):
+        result = CliRunner().invoke(main, ["translate", str(tmp_path / "run"), str(tmp_path / "small.png"),
+                                           str(tmp_path / "big.png"), "--whole-input"])
+    assert result.exit_code == 0, result.output

@@ -35,6 +35,8 @@ def _resolve_cache_dir(cache_dir: Path | None) -> Path:
 
     if cache_dir is not None and not cache_dir.exists():
         fail(f"--dir '{cache_dir}' does not exist (data.cache_dir names the cache folder a run used)")
+    if cache_dir is not None and not cache_dir.is_dir():  # (a pipe or device: read as an empty cache before)
+        fail(f"--dir '{cache_dir}' is not a folder (data.cache_dir names the cache folder a run used)")
     try:
         folder = cache_dir or user_cache_dir("decoded")
     except ConfigError as error:  # (no home folder)

@@ -330,6 +330,10 @@ def translate(checkpoint: Path, source: Path, output: Path, side_by_side: bool, 
                 consequence="their halves are translated and shown as if they were")
         elif paired_input is None:
             refuse_pair_shaped_inputs(translator.config, [image for image, _ in pairs])
+        elif translator.config["data"]["dataset"] != "paired":  # (--whole-input: each image whole, as always here)
+            warnings.warn(f"--whole-input changes nothing: '{translator.checkpoint}' trained on "
+                          f"'{translator.config['data']['dataset']}' data, not A|B pairs, so every input goes through "
+                          "whole", stacklevel=1)
     except (CheckpointError, FileNotFoundError, NotADirectoryError, DeviceUnavailable, ValueError) as error:
         fail(error)
     paired_direction = translator.config["data"]["direction"] if paired_input else None
