@@ -58,13 +58,21 @@ def log(message: str) -> None:
     print(f"[gpu_check {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
+def _kill_group(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except OSError:  # (gone already)
+        pass
+
+
 def run_stage(command: list[str], timeout: float, log_path: Path) -> dict:
     """Run `command`, teeing its output to `log_path`; its exit code, time and output tail."""
     start = time.perf_counter()
     with open(log_path, "w") as handle:
+        # (a group of its own, killed whole at the limit: a child it left holding the pipe kept the read going)
         process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                   env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        timer = threading.Timer(timeout, process.kill)
+                                   env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True)
+        timer = threading.Timer(timeout, lambda: _kill_group(process))
         timer.start()
         for line in process.stdout:
             handle.write(line)

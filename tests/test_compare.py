@@ -571,3 +571,13 @@ def test_a_pipe_named_like_compares_files_is_refused_not_read(sweep, tmp_path):
     os.mkfifo(tmp_path / "out" / "compare.md")
     result = CliRunner().invoke(main, ["compare", str(sweep), "--out", str(tmp_path / "out")])
     assert result.exit_code == 2 and "compare.md' was not written by gan compare" in result.output, result.output
+
+
+def test_a_sweep_folder_whose_runs_are_starting_is_named_as_such(tmp_path):
+    """It was "neither a run directory (no config.toml) nor a folder of runs", though it held sweep.toml."""
+    (tmp_path / "sweep").mkdir()
+    (tmp_path / "sweep" / "sweep.toml").write_text('config = "c.toml"\n')
+    (tmp_path / "sweep" / "00000-seed=0").mkdir()  # (made, its config.toml not yet written)
+    result = CliRunner().invoke(main, ["compare", str(tmp_path / "sweep"), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "is a sweep folder none of whose runs has written its config.toml yet" in \
+        result.output, result.output

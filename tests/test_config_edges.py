@@ -1013,3 +1013,9 @@ def test_the_two_classic_toml_slips_are_named_as_such(tmp_path, text, expected):
     config.write_text(text)
     with pytest.raises(ConfigError, match=re.escape(expected)):
         load_config(config, [])
+
+
+def test_a_set_value_keeps_its_own_unicode_spaces():
+    """`--set data.root=$'\\u2028sep'` gave 'sep': str.strip removed characters of the value itself."""
+    assert load_config(None, ["data.root=imgs\u00a0"]).data.root == "imgs\u00a0"
+    assert load_config(None, ["data.root = imgs "]).data.root == "imgs"  # (spaces around the = still go)

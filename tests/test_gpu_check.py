@@ -132,3 +132,14 @@ def test_the_summary_says_no_baseline_rather_than_a_measured_zero_and_files_are_
     assert "100 img/s, no baseline" in text and "(0)" not in text
     gpu_check.write_whole(tmp_path / "gpu_check.json", "{}\n")
     assert [path.name for path in tmp_path.iterdir()] == ["gpu_check.json"]
+
+
+def test_a_stage_past_its_limit_ends_with_the_children_it_started(tmp_path):
+    """The stage's own process was killed at its limit, but a child it left holding the output pipe kept
+    the read going: a 2 s limit returned after 30 s."""
+    import time
+
+    gpu_check = load_gpu_check()
+    started = time.perf_counter()
+    result = gpu_check.run_stage(["bash", "-c", "sleep 30 & echo child; sleep 30"], 2, tmp_path / "stage.log")
+    assert time.perf_counter() - started < 15 and result["timed_out"]

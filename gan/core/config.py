@@ -301,7 +301,8 @@ def apply_override(tree: dict[str, Any], assignment: str) -> None:
     if "=" not in assignment:
         raise ConfigError(f"--set expects KEY=VALUE (for example train.steps=1000), got '{assignment}'")
     key, text = assignment.split("=", 1)
-    set_key(tree, key.strip(), parse_value(key.strip(), text.strip()))
+    # (spaces and tabs around the `=` only: str.strip took a path's own trailing no-break space too)
+    set_key(tree, key.strip(" \t"), parse_value(key.strip(" \t"), text.strip(" \t")))
 
 
 def set_key(tree: dict[str, Any], key: str, value: Any) -> None:

@@ -87,6 +87,11 @@ def find_runs(paths: list[Path]) -> list[Path]:
                               stacklevel=2)
             inside = [child for child in inside if child not in set_aside]
             together = " ".join(shlex.quote(str(folder)) for folder in [*([path] if inside else []), *nested])
+            from gan.tools.sweep import MANIFEST
+
+            if not inside and (path / MANIFEST).is_file() and not nested:  # (a sweep whose first runs are starting)
+                raise CompareError(f"'{path}' is a sweep folder none of whose runs has written its config.toml yet "
+                                   "(they do as their first step begins): compare it once they have started")
             if not inside:
                 raise CompareError(f"'{path}' is neither a run directory (no config.toml) nor a folder of runs"
                                    + (" (only starts set aside)" if set_aside else "")
