@@ -396,14 +396,18 @@ def test_a_rewind_keeps_the_best_score_recorded_up_to_its_step_as_the_one_to_bea
                                                     + "\n" for step, value in rows))
     _kept_best(tmp_path, 183.0, 16)
     best = BestCheckpoint(tmp_path, "swd/mean", "lower")
-    said = best.discard_after(10)
+    said = best.discard_after(10, count=64)
     assert ("set aside as best-discarded-00000016.pt; best.pt is kept anew by the first evaluation that beats 184.2, "
             "step 10's (the best of metrics.jsonl up to step 10") in said
     assert not best.improves(225.3) and best.improves(184.1)
+    # rows of another count of images are no rivals (metrics.num_samples changed by the same resume)
+    _kept_best(tmp_path, 183.0, 16)
+    best = BestCheckpoint(tmp_path, "swd/mean", "lower")
+    assert best.discard_after(10, count=16).endswith("the next evaluation keeps best.pt anew") and best.improves(999.0)
     _kept_best(tmp_path, 150.0, 16)  # (no rows to go by: any score keeps best.pt anew, as before)
     (tmp_path / "metrics.jsonl").unlink()
     best = BestCheckpoint(tmp_path, "swd/mean", "lower")
-    assert best.discard_after(10).endswith("the next evaluation keeps best.pt anew") and best.improves(999.0)
+    assert best.discard_after(10, count=64).endswith("the next evaluation keeps best.pt anew") and best.improves(999.0)
 
 
 def test_a_best_scored_on_another_count_of_images_is_no_rival(tmp_path):
@@ -417,3 +421,15 @@ def test_a_best_scored_on_another_count_of_images_is_no_rival(tmp_path):
     assert best.improves(500.0) and (tmp_path / "best-other-count-00000056.pt").is_file()
     _kept_best(tmp_path, 172.2, 56, "abc")  # (a record of an earlier gan, without the count: compared by images)
     assert BestCheckpoint(tmp_path, "swd/mean", "lower").set_aside_measured_elsewhere("abc/count-64", "x") is None
+
+
+def test_a_rewind_that_also_changes_the_image_count_keeps_a_best_pt(tmp_path):
+    """Rewound past best.pt with metrics.num_samples 16 -> 64: the bar came from a 16-image row, which
+    64-image scores never beat, and the run ended without best.pt though it scored three times."""
+    metrics = ("metrics.every=2", 'metrics.names=["swd"]', "train.keep_checkpoints=10", "train.steps=8")
+    train(tiny_config(*metrics, "metrics.num_samples=16"), tmp_path, CPU)
+    kept = json.loads((tmp_path / BEST_RECORD).read_text())["step"]
+    for later in range(kept, 9, 2):  # (back to before best.pt's step)
+        (tmp_path / f"checkpoint-{later:08d}.pt").unlink(missing_ok=True)
+    train(tiny_config(*metrics, "metrics.num_samples=64"), tmp_path, CPU, resume=True)
+    assert (tmp_path / BEST_NAME).is_file() and json.loads((tmp_path / BEST_RECORD).read_text())["step"] >= kept

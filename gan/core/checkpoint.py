@@ -457,10 +457,11 @@ class BestCheckpoint:
             warnings.warn(f"'{record}' is malformed ({malformed} is no metric value): the next evaluation "
                           "replaces it and best.pt", stacklevel=2)
 
-    def discard_after(self, step: int) -> str | None:
+    def discard_after(self, step: int, count: int | None = None) -> str | None:
         """A resume from `step` trains the steps after it again: a best.pt kept at one of them is
         set aside (renamed, not deleted). The score to beat is then the best of the run's metrics.jsonl
-        up to `step` (a fresh start would call any score, however worse, a new best), and the first
+        up to `step` of rows scored on `count` images, as this run now scores (a fresh start would call
+        any score, however worse, a new best; a row of another count is no rival), and the first
         evaluation that beats it keeps best.pt anew. Returns what was done, for the log, or None when
         the best so far is from `step` or before."""
         if self.step is None or self.step <= step:
@@ -469,16 +470,17 @@ class BestCheckpoint:
         message = (f"best.pt ({self.metric} {self.value:.4g} at step {self.step}) came from steps this resume from "
                    f"step {step} trains again: set aside as {aside}.pt")
         self.value = self.step = None
-        bar = self._best_recorded_up_to(step)
+        bar = self._best_recorded_up_to(step, count) if count is not None else None
         if bar is None:
             return f"{message}; the next evaluation keeps best.pt anew"
         self.value, self.step, self.evaluated_on = bar[1], bar[0], None  # (measured as this run measures)
         return (f"{message}; best.pt is kept anew by the first evaluation that beats {bar[1]:.4g}, step {bar[0]}'s "
                 f"(the best of {METRICS_RECORD} up to step {step}, whose checkpoint it does not hold)")
 
-    def _best_recorded_up_to(self, step: int) -> tuple[int, float] | None:
+    def _best_recorded_up_to(self, step: int, count: int) -> tuple[int, float] | None:
         """(step, value) of the best finite value of this metric in the run's metrics.jsonl at `step`
-        or before; None when there is none (a val/ metric, which it does not hold, say)."""
+        or before, among rows of `count` images; None when there is none (a val/ metric, which it does
+        not hold, say)."""
         found = None
         try:
             lines = (self.run_dir / METRICS_RECORD).read_text(encoding="utf-8").splitlines()
@@ -489,7 +491,9 @@ class BestCheckpoint:
                 row = json.loads(line)
             except ValueError:
                 continue
-            at, value = (row.get("step"), row.get(self.metric)) if isinstance(row, dict) else (None, None)
+            if not isinstance(row, dict) or row.get("num_images") != count:
+                continue
+            at, value = row.get("step"), row.get(self.metric)
             if (isinstance(at, int) and not isinstance(at, bool) and at <= step and isinstance(value, (int, float))
                     and not isinstance(value, bool) and math.isfinite(value)
                     and (found is None or (value < found[1] if self.lower else value > found[1]))):

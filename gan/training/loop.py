@@ -547,8 +547,12 @@ def _start_logging(run: _Run, resume: bool, progress_stream: Any) -> None:
     if resume and run.main:  # TensorBoard purges the steps to train again; so do the run's other records
         records.drop_metrics_after(run.run_dir / METRICS_RECORD, run.start_step, run.say)
         records.set_aside_records_after(run.run_dir, run.start_step, run.say)
-        said = ([run.best.set_aside_other_metric(), run.best.discard_after(run.start_step)] if run.best
-                else [discard_untracked_best_after(run.run_dir, run.start_step)])
+        if run.best:  # (a rewind's score to beat: of rows scored on as many images as the run now scores)
+            rewinds = run.best.step is not None and run.best.step > run.start_step  # (the count is then read)
+            count = run.evaluator.reference_size if run.evaluator is not None and rewinds else None
+            said = [run.best.set_aside_other_metric(), run.best.discard_after(run.start_step, count)]
+        else:
+            said = [discard_untracked_best_after(run.run_dir, run.start_step)]
         for message in filter(None, said):
             run.say(message)
     run.watch = MetricWatch(run.device, train_config.divergence_bound)
