@@ -505,12 +505,12 @@ def test_a_stopped_folder_translation_keeps_whole_outputs_counts_them_and_restor
     (tmp_path / "in" / "2.png").write_bytes(b"not an image")  # skipped, and still counted by the progress line
     save_image, calls, handlers = images.save_image, {"n": 0}, {}
 
-    def terminated_during_the_third(image, path):
+    def terminated_during_the_third(image, path, new_only=False):
         calls["n"] += 1
         if calls["n"] == 3:
             handlers.update({signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGHUP)})
             signal.raise_signal(signal.SIGTERM)
-        return save_image(image, path)
+        return save_image(image, path, new_only=new_only)
 
     monkeypatch.setattr(images, "save_image", terminated_during_the_third)
     before = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGHUP)}
