@@ -94,8 +94,9 @@ def file_error(error: OSError) -> str:
     advice = _FILE_ERROR_ADVICE.get(error.errno)
     if error.errno == errno.EEXIST and error.filename and os.path.islink(error.filename) \
             and not os.path.exists(error.filename):  # (a dangling or looping link: no "file" stands there)
-        advice = (f"a symlink to '{os.readlink(error.filename)}', which does not exist (or links round in a loop), "
-                  "stands where a folder is meant to be")
+        from gan.inference.outputs import not_a_folder
+
+        advice = f"{not_a_folder(Path(error.filename))} stands where a folder is meant to be"
     if error.errno == errno.ENAMETOOLONG:  # (the name, or the whole path: each has its limit)
         name = os.path.basename(os.fsencode(error.filename)) if error.filename else b""
         advice = ("a file name holds at most 255 bytes on most file systems: choose a shorter one" if len(name) > 255

@@ -141,7 +141,7 @@ class _Folders:
         return self._blockers[folder]
 
 
-def _not_a_folder(path: Path) -> str:
+def not_a_folder(path: Path) -> str:
     """What `path`, which is no folder, is, in words: a symlink going nowhere is no "file"."""
     if path.is_symlink() and not path.exists():
         return f"a symlink to '{os.readlink(path)}', which does not exist (or links round in a loop)"
@@ -172,7 +172,7 @@ def _refuse_protected(output: Path, resolved: Path, inputs: _Inputs, folders: _F
     else:
         blocker = folders.file_in_the_way(output.parent)
         if blocker is not None:
-            raise OutputRefused(f"'{blocker}' is {_not_a_folder(blocker)}, so '{output}' cannot be written inside it")
+            raise OutputRefused(f"'{blocker}' is {not_a_folder(blocker)}, so '{output}' cannot be written inside it")
         run_dir = folders.run_directory_of(resolved.parent)
         if run_dir is not None and _is_run_record(resolved, run_dir):
             raise OutputRefused(f"'{output}' is a name the run directory '{run_dir}' keeps for its training's own "
@@ -201,12 +201,18 @@ def _refuse_read_only_folders(outputs: Iterable[Path]) -> None:
                                 "folder); write the outputs elsewhere")
 
 
-def _refuse_special_file(output: Path) -> None:
-    """OutputRefused for a device, FIFO or socket where an output goes: an --overwrite renamed a file
-    over it (`--json /dev/full --overwrite` replaced the device node with a JSON file)."""
+def _mode_of(path: Path) -> int | None:
+    """`path`'s own mode (a symlink's, not its target's); None where nothing is there."""
     try:
-        mode = os.lstat(output).st_mode
-    except OSError:  # (not there: a new file)
+        return os.lstat(path).st_mode
+    except OSError:
+        return None
+
+
+def _refuse_special_file(output: Path, mode: int | None) -> None:
+    """OutputRefused for a device, FIFO or socket (`mode`) where an output goes: an --overwrite renamed
+    a file over it (`--json /dev/full --overwrite` replaced the device node with a JSON file)."""
+    if mode is None:  # (not there: a new file)
         return
     kind = ("a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a pipe (FIFO)" if stat.S_ISFIFO(mode)
             else "a socket" if stat.S_ISSOCK(mode) else None)
@@ -230,8 +236,9 @@ def check_outputs(outputs: Sequence[Path], inputs: Iterable[Path] = (), overwrit
     existing: list[Path] = []
     for output in outputs:
         resolved = folders.resolve(output)
-        exists = os.path.lexists(output)  # a symlink counts, even a dangling one: the write replaces it
-        _refuse_special_file(output)
+        mode = _mode_of(output)  # (one look: thousands of outputs)
+        exists = mode is not None  # a symlink counts, even a dangling one: the write replaces it
+        _refuse_special_file(output, mode)
         _refuse_protected(output, resolved, protected, folders, exists, own=resolved in owned)
         if resolved in planned:
             raise OutputRefused(f"'{output}' would be written twice by this command; give its outputs distinct "

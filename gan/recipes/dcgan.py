@@ -55,8 +55,7 @@ class DCGANRecipe(RecipeBase):
         self.latent_dim = self._checked_latent_dim(config, device)
         self.networks = {"generator": self.generator, "discriminator": self.discriminator}
         self.ema = EMA(self.generator, train.ema_decay) if train.ema_decay > 0 else None
-        default = TrainConfig.__dataclass_fields__["ema_bn_batches"].default
-        if self.ema and train.ema_bn_batches != default and not any(
+        if self.ema and train.ema_bn_batches != TrainConfig().ema_bn_batches and not any(
                 isinstance(module, nn.modules.batchnorm._BatchNorm) for module in self.generator.modules()):
             warnings.warn(f"train.ema_bn_batches = {train.ema_bn_batches} changes nothing: it sets how many batches "
                           "recompute the EMA generator's BatchNorm statistics, and this generator has no BatchNorm "
