@@ -4,6 +4,7 @@ job array, and a sweep run again that skips finished runs and resumes an interru
 import hashlib
 import re
 import shlex
+import sys
 
 import pytest
 import torch
@@ -716,3 +717,35 @@ def test_the_data_folder_check_reads_the_folders_each_run_reads_and_skips_runs_a
     for run in runs:
         (tmp_path / "sweep" / run.name).mkdir(parents=True)  # (both started: they read their data then)
     assert set(planned_steps(celeba, sets, runs, out=tmp_path / "sweep")) == {run.name for run in runs}
+
+
+@pytest.mark.parametrize("stand_in", ["gan.py", "gan/__main__.py"])
+def test_the_runs_import_the_sweeps_own_gan_not_one_in_the_working_directory(stand_in, tmp_path, monkeypatch):
+    # `python -m gan` puts the working directory first on the path: a user's own gan.py (or another
+    # checkout) ran in place of every run, exited 0, and the sweep counted runs it never trained
+    work = tmp_path / "project"
+    (work / stand_in).parent.mkdir(parents=True, exist_ok=True)
+    (work / stand_in).write_text("print('the working directory\\'s gan ran')\n")
+    (work / "gan" / "__init__.py").write_text("") if stand_in.startswith("gan/") else None
+    monkeypatch.chdir(work)
+    out = tmp_path / "sweep"
+    result = CliRunner().invoke(main, ["sweep", str(DEMO), "--grid", "loss.adversarial=vanilla,hinge",
+                                       *[arg for item in TINY for arg in ("--set", item)], "--out", str(out),
+                                       "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    for name in ("00000-adversarial=vanilla", "00001-adversarial=hinge"):
+        assert (out / name / "checkpoint-00000004.pt").is_file()
+
+
+def test_a_run_that_exits_0_without_its_last_checkpoint_is_counted_as_failed(tmp_path, monkeypatch):
+    import gan.tools.sweep as sweep
+
+    monkeypatch.setattr(sweep, "train_command", lambda *args: [sys.executable, "-c", "pass"])
+    out = tmp_path / "sweep"
+    result = CliRunner().invoke(main, ["sweep", str(DEMO), "--grid", "loss.adversarial=vanilla,hinge",
+                                       *[arg for item in TINY for arg in ("--set", item)], "--out", str(out),
+                                       "--device", "cpu"])
+    assert result.exit_code != 0
+    assert "run 00000-adversarial=vanilla exited 0 without a checkpoint of its step 4: counted as failed" in \
+        result.output
+    assert "2/2 done" not in result.output

@@ -31,6 +31,7 @@ from typing import IO, Callable, Iterable, Iterator
 
 import torch
 
+import gan
 from gan.core.checkpoint import checkpoints_by_content, holds_a_run, list_checkpoints
 from gan.core.config import Config, config_to_dict, flatten_config, key_annotation, parse_value
 from gan.core.files import SWEEP_LOCK_NAME, RunDirectoryBusy, SweepLock, check_utf8_path, write_text_atomically
@@ -428,7 +429,7 @@ def _train_runs(config: Path, sets: list[str], runs: list[SweepRun], steps: dict
     say(f"sweep '{out}': {len(runs)} runs, {len(runs) - len(to_do)} finished, {len(to_do)} to do"
         + (f", {jobs} at a time" if jobs > 1 else ""))
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    program = [sys.executable, "-m", "gan"]
+    program = [sys.executable, "-P", "-m", "gan"]  # -P: see same_gan
     running: dict[int, _Running] = {}
     failed, durations, done = [], [], len(runs) - len(to_do)
     queue = list(to_do)
@@ -458,7 +459,11 @@ def _train_runs(config: Path, sets: list[str], runs: list[SweepRun], steps: dict
                 if job.log:
                     job.log.close()
                 took = time.monotonic() - job.started
-                if code == 0:
+                if code == 0 and not finished(out / job.run.name, steps[job.run.name]):
+                    failed.append(job.run.name)  # (whatever it ran, it did not train this run to its end)
+                    say(f"sweep: run {job.run.name} exited 0 without a checkpoint of its step "
+                        f"{steps[job.run.name]}: counted as failed; the same command starts it again")
+                elif code == 0:
                     done += 1
                     durations.append(took)
                     left = len(queue) + len(running)
@@ -484,7 +489,7 @@ def _train_runs(config: Path, sets: list[str], runs: list[SweepRun], steps: dict
 
 def _start_run(command: list[str], run: SweepRun, device: str | None, threads: int, logs: Path | None) -> _Running:
     """Start one run's `gan train`, its output into `logs`/<name>.log where given (several at a time)."""
-    environment = {**os.environ, SWEEP_PID_VARIABLE: str(os.getpid())}
+    environment = same_gan({**os.environ, SWEEP_PID_VARIABLE: str(os.getpid())})
     if device in (None, "cpu") and "OMP_NUM_THREADS" not in os.environ:  # the runs share the cores
         environment["OMP_NUM_THREADS"] = str(threads)  # (a user's own setting stands)
     log = None
@@ -493,6 +498,14 @@ def _start_run(command: list[str], run: SweepRun, device: str | None, threads: i
         log = open(logs / f"{run.name}.log", "a")  # noqa: SIM115 - closed when the run ends
     process = subprocess.Popen(command, env=environment, stdout=log, stderr=log)
     return _Running(run, process, time.monotonic(), log)
+
+
+def same_gan(environment: dict[str, str]) -> dict[str, str]:
+    """`environment` for a run that imports the gan this sweep runs: the folder holding this package
+    goes first on PYTHONPATH, and the run starts with `python -P`, so that a `gan.py` or another
+    gan checkout in the working directory (which `-m` would put first) cannot stand in for it."""
+    root = str(Path(gan.__file__).resolve().parent.parent)
+    return {**environment, "PYTHONPATH": os.pathsep.join(filter(None, [root, environment.get("PYTHONPATH")]))}
 
 
 def _stop_runs(running: Iterable[_Running]) -> None:
