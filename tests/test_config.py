@@ -121,6 +121,13 @@ def test_missing_config_file():
         load_config("nope.toml")
 
 
+def test_a_shipped_config_named_where_there_is_none_says_where_they_are(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # (outside a checkout, as after installing a wheel)
+    with pytest.raises(ConfigError, match=r"'experiments/dcgan_demo.toml' does not exist \(the shipped configs are in "
+                                          "the experiments/ folder of a gan checkout"):
+        load_config("experiments/dcgan_demo.toml")
+
+
 @pytest.mark.parametrize("assignment, expected", [
     ("train.seed=18446744073709551617", r"train.seed must be in \[0, 4294967295\]"),
     ("train.seed=-1", r"train.seed must be in \[0, 4294967295\]"),

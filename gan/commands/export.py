@@ -32,7 +32,7 @@ def export(source: Path, out: Path, export_format: str | None, which: str, direc
     `gan translate` take .safetensors and .pt files. The format follows --out's extension.
     Existing files are replaced only with --overwrite; checkpoints and a run's own files never.
 
-    .onnx (needs pip install -e ".[onnx]") is a graph for ONNX Runtime, with a dynamic batch
+    .onnx (needs pip install onnx onnxscript onnxruntime) is a graph for ONNX Runtime, with a dynamic batch
     axis. Image-to-image generators also take any H and W that are multiples of the network's
     size multiple: 2**num_downs for the U-Net, 4 for the ResNet, any size for SRResNet (pad
     other sizes, then crop), and at least 8 for the ResNet. The JSON beside the file, and its

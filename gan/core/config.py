@@ -467,7 +467,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
     """The TOML file at `path` as a dict; ConfigError naming the file when it cannot be read."""
     if not path.is_file():
         kind = "is not a regular file (a device, a pipe or a folder)" if path.exists() else "does not exist"
-        raise ConfigError(f"config file '{path}' {kind}")
+        shipped = (" (the shipped configs are in the experiments/ folder of a gan checkout; an installed "
+                   "wheel holds none)" if not path.exists() and path.parts[:1] == ("experiments",) else "")
+        raise ConfigError(f"config file '{path}' {kind}{shipped}")
     try:
         return toml_text(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as error:

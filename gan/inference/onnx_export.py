@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-INSTALL_HINT = 'pip install -e ".[onnx]"'
+INSTALL_HINT = "pip install onnx onnxscript onnxruntime"  # (gan's `onnx` extra; in a checkout, pip install -e ".[onnx]")
 EXAMPLE_BATCH = 2  # not 1: torch.export takes a size-1 dimension for a constant
 
 
@@ -42,7 +42,7 @@ def require_onnx() -> None:
             missing.append(module)
     if missing:
         raise OnnxUnavailable(f"ONNX export needs {' and '.join(missing)}, which this Python lacks: run "
-                              f"{INSTALL_HINT} in the gan checkout (the onnx extra: onnx, onnxscript, onnxruntime)")
+                              f"{INSTALL_HINT} (gan's onnx extra)")
 
 
 def example_and_dynamic_shapes(generator: nn.Module) -> tuple[str, torch.Tensor, dict[int, Any]]:

@@ -63,7 +63,8 @@ class SRGANRecipe(RecipeBase):
         require_rgb(specs["generator"], "model.generator_args", "image_channels")
         if config.recipe == "srgan" and not model.init_generator:
             raise ConfigError("model.init_generator is empty: SRGAN starts from a trained PSNR-oriented "
-                              "generator. Train one, then pass its run directory (or a checkpoint file):\n"
+                              "generator. Train one, then pass its run directory (or a checkpoint file); with the shipped "
+                              "configs:\n"
                               "  gan train experiments/edsr_x4.toml\n"
                               "  gan train experiments/srgan_x4.toml --set model.init_generator=runs/<N>-edsr_x4\n"
                               '(model.init_generator = "none" trains from random weights)')
