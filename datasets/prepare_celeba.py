@@ -32,7 +32,13 @@ try:  # (torch comes with them, which takes seconds: a Ctrl-C then is one line t
     from gan.core.progress import DelayedProgress
     from gan.core.wording import first_few
     from gan.data.decode import check_header, find_images, header_size
-    from gan.data.image_files import UNPACK_RECORD, celeba_image_dir, partition_candidates, read_partition_file
+    from gan.data.image_files import (
+        UNPACK_RECORD,
+        celeba_folder_below,
+        celeba_image_dir,
+        partition_candidates,
+        read_partition_file,
+    )
 except KeyboardInterrupt:
     print("prepare_celeba: stopped before it began; nothing was written", file=sys.stderr)
     sys.exit(130)
@@ -201,7 +207,9 @@ def check(out: Path) -> tuple[tuple[int, int] | None, list[str]]:
     partition file): (the most common image size or None, the problems found)."""
     image_dir = celeba_image_dir(out)
     if image_dir == out and not _holds_images(out):  # (else the image folder itself, as data.root may name it)
-        return None, [f"no folder '{out / IMAGE_FOLDER}'"]
+        below = celeba_folder_below(out)  # (Google Drive's CelebA/ holds it in Img/)
+        return None, [f"no folder '{out / IMAGE_FOLDER}'" + (f"; the faces are in '{below}': give --out {below}"
+                                                               if below else "")]
     problems = []
     leftovers = [path for path in image_dir.glob("*.tmp") if is_stale_temp(path)]
     record_path = (out if image_dir != out else out.parent) / RECORD_NAME
@@ -248,8 +256,10 @@ def check(out: Path) -> tuple[tuple[int, int] | None, list[str]]:
         problems.append(f"{len(twice)} face(s) are there in two files of one name ({first_few(twice, NAMED)}, e.g. "
                         ".jpg and .png): each trains twice; keep one copy")
     if len(sizes) > 1:
-        shown = ", ".join(f"{count} at {width}x{height}" for (width, height), count in sizes.most_common())
-        problems.append(f"the images are of {len(sizes)} sizes ({shown}): two copies of CelebA mixed?")
+        shown = first_few([f"{count} at {width}x{height}" for (width, height), count in sizes.most_common()], NAMED)
+        guess = ("two copies of CelebA mixed?" if len(sizes) <= NAMED else
+                 "photos, not the aligned faces (the in-the-wild img_celeba/, say)?")
+        problems.append(f"the images are of {len(sizes)} sizes ({shown}): {guess}")
     elif sizes and set(sizes) != {OFFICIAL_SIZE}:
         print(f"note: the official aligned faces are {OFFICIAL_SIZE[0]}x{OFFICIAL_SIZE[1]}; the crop is scaled "
               "to the width found")

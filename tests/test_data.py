@@ -1,5 +1,6 @@
 import io
 import os
+import re
 import signal
 import time
 import warnings
@@ -224,6 +225,36 @@ def test_celeba_layout_crops_the_centre_148_square(tmp_path):
         assert (pixels[:, 1:-1, 1:-1] - red).abs().max() < 0.1
     wider = celeba_dataset(image_dir, resolution=32, crop=178)[0]["image"]
     assert wider[2, 16, 0] > 0.5  # a wider crop shows the blue border
+
+
+def test_photos_not_shaped_as_aligned_faces_are_warned_of_as_the_celeba_crop_misses_their_faces(tmp_path):
+    # CelebA's in-the-wild img_celeba/ (faces anywhere in photos of every size) trained under the aligned
+    # faces' crop without a word
+    wild = tmp_path / "img_celeba"
+    wild.mkdir()
+    for index, size in enumerate([(500, 375), (500, 500), (178, 218), (640, 480)], 1):
+        random_rgb(size, index).save(wild / f"{index:06d}.jpg")
+    with pytest.warns(UserWarning, match=r"3 of the first 4 images in '.*img_celeba' are not shaped as CelebA's "
+                                         r"aligned faces \(178x218, or a copy scaled from it; '000001.jpg' is 500x375\)"):
+        celeba_dataset(wild, resolution=32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the aligned faces, and their half-size copy (89x109): nothing to say
+        celeba_dataset(_celeba_tree(tmp_path), resolution=32)
+        half = tmp_path / "half" / "img_align_celeba"
+        half.mkdir(parents=True)
+        random_rgb((89, 109), 0).save(half / "000001.jpg")
+        celeba_dataset(half, resolution=32)
+
+
+def test_a_folder_holding_the_official_png_copy_alone_points_to_it(tmp_path):
+    # CelebA/Img holding img_align_celeba_png/ alone was told to use the folder data set, which loses
+    # the faces' crop and data.split
+    png = tmp_path / "CelebA" / "Img" / "img_align_celeba_png"
+    png.mkdir(parents=True)
+    random_rgb((178, 218), 0).save(png / "000001.png")
+    for root in (tmp_path / "CelebA" / "Img", tmp_path / "CelebA"):
+        with pytest.raises(FileNotFoundError, match=re.escape(f"set data.root to '{png}'")):
+            celeba_dataset(root, resolution=32)
 
 
 def test_celeba_partition_file_selects_a_split(tmp_path):

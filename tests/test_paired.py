@@ -123,6 +123,35 @@ def test_a_and_b_folders_match_by_name(tmp_path):
     assert (item["input"] + item["target"]).abs().max() <= 2 / 127.5 + 1e-6
 
 
+def test_split_folders_inside_a_and_b_are_refused_with_the_moves_that_make_splits(tmp_path):
+    # combine_A_and_B.py's input layout, A/{train,val,test} beside B/{...}: data.split = "all" (or gan eval)
+    # paired A/test/1 with B/test/1 and so on, and trained and scored every split together in silence
+    from gan.inference.scoring import _evaluation_pairs
+
+    for split in ("train", "val", "test"):
+        for side in ("A", "B"):
+            (tmp_path / side / split).mkdir(parents=True)
+            Image.fromarray(_pattern(40, 40, len(split))).save(tmp_path / side / split / "1.png")
+    together = re.escape(f"'{tmp_path}' holds split folders inside A/ and B/ (A/test, A/train, A/val, the layout "
+                         "pix2pix's combine_A_and_B.py takes), which would be read together: gan reads a split's pairs "
+                         f"from {tmp_path}/<split>/A and {tmp_path}/<split>/B")
+    with pytest.raises(ValueError, match=together):
+        paired_dataset(tmp_path, "all", 32, load_size=40)
+    with pytest.raises(ValueError, match=together):
+        _evaluation_pairs(tmp_path, "auto")
+    with pytest.raises(FileNotFoundError, match=re.escape(
+            f"paired data folder '{tmp_path / 'train'}' does not exist: '{tmp_path}' holds split folders inside A/ and "
+            f"B/ (A/train, ") + ".*" + re.escape(f"(mkdir {tmp_path / 'train'} && mv {tmp_path / 'A' / 'train'} "
+                                                 f"{tmp_path / 'train' / 'A'} && mv {tmp_path / 'B' / 'train'} "
+                                                 f"{tmp_path / 'train' / 'B'}; and so on)")):
+        paired_dataset(tmp_path, "train", 32, load_size=40)
+    for split in ("train", "val", "test"):  # the moves it says: each split then reads alone
+        (tmp_path / split).mkdir()
+        for side in ("A", "B"):
+            (tmp_path / side / split).rename(tmp_path / split / side)
+    assert len(paired_dataset(tmp_path, "train", 32, load_size=40)) == 1
+
+
 def test_lower_case_a_and_b_folders_are_sides_and_two_other_folders_of_single_images_are_refused(tmp_path):
     """Read as A|B images, each 64x48 photo of a/ or input/ would be cut in two halves silently."""
     for sides in (("a", "b"), ("input", "target")):

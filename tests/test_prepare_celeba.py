@@ -105,6 +105,14 @@ def test_the_check_finds_files_cut_short_and_mixed_sizes(tmp_path):
     assert check.returncode == 1 and "ready:" not in check.stdout
     assert "problem: 1 image(s) cannot be read: 000003.jpg (cut short: " in check.stdout
     assert f"problem: the images are of 2 sizes ({FACES - 2} at 178x218, 1 at 89x109)" in check.stdout
+    # photos of many sizes (the in-the-wild img_celeba/, thousands of sizes) made a line of tens of KB
+    for index in range(1, FACES + 1):
+        (image_dir / f"{index:06d}.jpg").write_bytes(jpeg((150 + index, 200), index))
+    check = prepare("--out", out)
+    problem = next(line for line in check.stdout.splitlines() if "sizes" in line)
+    assert problem == (f"problem: the images are of {FACES} sizes (1 at 151x200, 1 at 152x200, 1 at 153x200, 1 at "
+                       f"154x200, 1 at 155x200 and {FACES - 5} more): photos, not the aligned faces (the in-the-wild "
+                       "img_celeba/, say)?")
 
 
 @pytest.mark.parametrize("form", ["utf-16", "kaggle-csv"])
@@ -251,6 +259,18 @@ def test_a_zip_this_script_cannot_unpack_is_refused_before_anything_is_written(t
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     assert result.stderr.count("\n") == 1 and expected in result.stderr, result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_an_out_of_the_folder_above_the_faces_points_to_them(tmp_path):
+    # Google Drive's CelebA/ holds the faces in Img/img_align_celeba/: the check said "no folder" alone
+    faces = tmp_path / "CelebA" / "Img" / "img_align_celeba"
+    faces.mkdir(parents=True)
+    (faces / "000001.jpg").write_bytes(jpeg((178, 218), 0))
+    check = prepare("--out", tmp_path / "CelebA")
+    assert check.returncode == 1
+    assert (f"no folder '{tmp_path / 'CelebA' / 'img_align_celeba'}'; the faces are in '{faces}': give --out {faces}"
+            in check.stdout), check.stdout
+    assert "problem" not in prepare("--out", faces).stdout
 
 
 def test_an_out_naming_the_image_folder_itself_is_refused(tmp_path):

@@ -111,6 +111,35 @@ def test_gan_eval_degrades_sr_inputs_as_the_runs_validation_and_scores_the_same(
     assert float(mean["ssim"]) == pytest.approx(expected["val/ssim"], abs=1e-5)
 
 
+def test_gan_eval_of_images_the_run_trained_on_says_so(tmp_path):
+    # a run trained on DIV2K's parent folder, scored on its DIV2K_valid_HR: a fit taken for generalisation
+    import dataclasses
+    import shutil
+
+    from click.testing import CliRunner
+    from conftest import tiny_recipe_config, write_recipe_data
+
+    from gan.commands.main import main
+    from gan.training.loop import train
+
+    data = write_recipe_data(tmp_path / "data")
+    shutil.copytree(data["hr"], tmp_path / "DIV2K" / "DIV2K_valid_HR")
+    shutil.copytree(data["hr"], tmp_path / "held_out")
+    config = tiny_recipe_config("srresnet", data)
+    config = dataclasses.replace(config, data=dataclasses.replace(config.data, root=str(tmp_path / "DIV2K")))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (the held-out folder name, warned of at training)
+        run_dir = train(config, tmp_path / "run", torch.device("cpu")).run_dir
+    said = "holds images this run trained on (its training folder: "
+    with pytest.warns(UserWarning, match=re.escape(f"{said}'{tmp_path / 'DIV2K'}')")):
+        inside = CliRunner().invoke(main, ["eval", str(run_dir), "--data", str(tmp_path / "DIV2K" / "DIV2K_valid_HR")])
+    assert inside.exit_code == 0, inside.output
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        apart = CliRunner().invoke(main, ["eval", str(run_dir), "--data", str(tmp_path / "held_out")])
+    assert apart.exit_code == 0 and not [one for one in caught if said in str(one.message)], apart.output
+
+
 def test_gan_eval_never_writes_over_the_images_it_scores_nor_over_another_folders_evaluation(tmp_path):
     """`--csv` naming one of the --data images replaced it, even though no output may be an input;
     and an SR evaluation of another folder of the same name replaced the first without --overwrite
@@ -195,7 +224,11 @@ def test_low_resolution_copies_beside_hr_images_are_warned_of_where_they_would_b
     for index in range(2):
         random_rgb((64, 48), index).save(tmp_path / "DIV2K" / "DIV2K_train_HR" / f"000{index}.png")
         random_rgb((16, 12), index).save(tmp_path / "DIV2K" / "DIV2K_train_LR_bicubic" / "X4" / f"000{index}x4.png")
-    with pytest.warns(UserWarning, match=r"2 image\(s\) under '.*DIV2K' are 1/4 the size of another named like them, "
+    # sides that are no multiple of 4: MATLAB's imresize (and BasicSR's port) rounds the LR size up, and such
+    # copies trained as HR targets unnamed
+    random_rgb((66, 50), 2).save(tmp_path / "DIV2K" / "DIV2K_train_HR" / "0002.png")
+    random_rgb((17, 13), 2).save(tmp_path / "DIV2K" / "DIV2K_train_LR_bicubic" / "X4" / "0002x4.png")
+    with pytest.warns(UserWarning, match=r"3 image\(s\) under '.*DIV2K' are 1/4 the size of another named like them, "
                                          r"low-resolution copies trained on as HR targets\?.*DIV2K_train_HR"):
         super_resolution_dataset(tmp_path / "DIV2K", Degradation(4), 12, train=True)
     with warnings.catch_warnings():
@@ -207,6 +240,23 @@ def test_low_resolution_copies_beside_hr_images_are_warned_of_where_they_would_b
     random_rgb((10, 10), 5).save(selfexsr / "img_001_SRF_4_LR.png")
     with pytest.warns(UserWarning, match=r"img_001_SRF_4_LR.png', beside '.*img_001_SRF_4_HR.png'"):
         super_resolution_dataset(tmp_path / "Set14", Degradation(4), 8, train=False)
+
+
+def test_training_images_in_folders_named_as_held_out_splits_are_warned_of(tmp_path):
+    # DIV2K's parent folder as data.root trained on DIV2K_valid_HR beside DIV2K_train_HR without a word
+    for folder, count in (("DIV2K_train_HR", 3), ("DIV2K_valid_HR", 2)):
+        (tmp_path / "DIV2K" / folder).mkdir(parents=True)
+        for index in range(count):
+            random_rgb((40, 40), index).save(tmp_path / "DIV2K" / folder / f"{folder[6]}{index}.png")
+    with pytest.warns(UserWarning, match=r"2 training image\(s\) under '.*DIV2K' are in folders named as a held-out "
+                                         r"split \(the first: '.*DIV2K_valid_HR'\)"):
+        super_resolution_dataset(tmp_path / "DIV2K", Degradation(4), 16, train=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the held-out folder given itself, or scored: nothing to say
+        super_resolution_dataset(tmp_path / "DIV2K" / "DIV2K_valid_HR", Degradation(4), 16, train=True)
+        super_resolution_dataset(tmp_path / "DIV2K", Degradation(4), 16, train=False)
+        (tmp_path / "DIV2K" / "DIV2K_valid_HR").rename(tmp_path / "DIV2K" / "contestants")  # (a word, not a part)
+        super_resolution_dataset(tmp_path / "DIV2K", Degradation(4), 16, train=True)
 
 
 def test_a_validation_image_too_large_for_memory_is_refused_before_step_1(tmp_path, monkeypatch):

@@ -14,14 +14,14 @@ from typing import Callable
 import click
 
 from gan.commands.common import UserPath, fail
-from gan.core.wording import first_few
+from gan.core.wording import first_few, one_line
 
 DEFAULT_EVAL_METRICS = "fid,kid,swd"
 MAX_NAMED = 5  # skipped images named in the summary line; the rest are counted
 
 
 def _format_row(row: dict) -> str:
-    return "  ".join(f"{key} {value:.4f}" if isinstance(value, float) else str(value) for key, value in row.items())
+    return "  ".join(f"{key} {value:.4f}" if isinstance(value, float) else one_line(value) for key, value in row.items())
 
 
 @click.command(name="eval")
@@ -507,6 +507,31 @@ def reference_of(source) -> str:
     return "synthetic" if source.dataset == "synthetic" else str(Path(source.root).resolve())
 
 
+def _warn_if_trained_on(scored: list[Path], config: dict) -> None:
+    """Scores of the images a run trained on measure how well they were fitted, not how the generator
+    does on new ones (a run trained on DIV2K's parent folder, scored on its DIV2K_valid_HR): said once,
+    naming the training folder, when a scored folder is one the run read, or inside or around one."""
+    from gan.data.decode import folders_overlap
+    from gan.data.unpaired import domain_folders
+
+    data = config["data"]
+    if not (data["root"] or data.get("a_root") or data.get("b_root")):
+        return
+    if data["dataset"] == "sr_pairs":
+        trained = [Path(data["root"])]
+    elif data["dataset"] == "paired":
+        trained = [Path(data["root"]) / data["split"] if data["split"] not in ("", "all") else Path(data["root"])]
+    else:
+        trained = list(domain_folders(data["root"], data["split"], data.get("a_root", ""), data.get("b_root", "")))
+    for folder in scored:
+        for training_folder in trained:
+            if training_folder.is_dir() and folders_overlap(folder, training_folder):
+                warnings.warn(f"'{folder}' holds images this run trained on (its training folder: "
+                              f"'{training_folder}'): their scores measure how well they were fitted, not how the "
+                              "generator does on new images", stacklevel=2)
+                return
+
+
 def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_path: Path | None, tile: int, device,
                              save_images: Path | None, inception_weights: Path | None, outputs: EvalOutputs) -> None:
 
@@ -538,6 +563,8 @@ def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_pa
     elif translator.config["recipe"] == "cyclegan":
         a_folder, b_folder, split = cycle_folders(folder, data, split)
         csv_name = f"{csv_name}-{split}" if split else csv_name
+    _warn_if_trained_on([a_folder, b_folder] if translator.config["recipe"] == "cyclegan" else [scored],
+                        translator.config)
     # (a tiled pass may score otherwise than the whole-image one the run's val/ metrics make: a record of its own)
     csv_name = f"{csv_name}-tile{tile}" if tile else csv_name
     default = translator.checkpoint.parent / f"eval-{csv_name}-{translator.step:08d}.csv"

@@ -236,7 +236,9 @@ def celeba_dataset(root: str | Path, resolution: int, crop: int = 148, split: st
         if not image_dir.is_dir():
             raise
         raise FileNotFoundError(f"{error}: CelebA's faces are read from img_align_celeba/ (or the folder holding it), "
-                                f"not searched for in subfolders; {_where_celeba_is(image_dir)}") from None
+                                "not searched for in subfolders; " + (f"set data.root to '{found}'" if (found := celeba_folder_below(
+                                    image_dir)) else "for images in subfolders, set data.dataset = \"folder\", which "
+                                    "searches them")) from None
     _warn_of_an_unfinished_unpack(image_dir, len(paths))
     twice = sorted(stem for stem, count in Counter(path.stem for path in paths).items() if count > 1)
     if twice:  # (the official .jpg faces beside the .png copy: each such face would train twice)
@@ -265,9 +267,30 @@ def celeba_dataset(root: str | Path, resolution: int, crop: int = 148, split: st
     readable, skipped = readable_images(paths, strict, max_images)
     if not readable:
         raise NoReadableImages(f"none of the {len(paths)} image files in '{image_dir}' could be read")
+    warn_of_other_shapes_than_aligned_faces(readable, image_dir)
     warn_of_upsampling(readable, celeba_crop(crop), resolution,
                        f"the faces' centred crop (data.crop = {crop} at CelebA's 178 px width, scaled to each file's)")
     return ImageFileDataset(readable, resolution, celeba_crop(crop), hflip, strict, len(skipped))
+
+
+SHAPE_SAMPLE = 64  # images whose shape tells aligned faces from other photos
+ALIGNED_ASPECT = 218 / 178  # CelebA's aligned faces' height over width, in every scaled copy
+
+
+def warn_of_other_shapes_than_aligned_faces(paths: list[Path], image_dir: Path) -> None:
+    """The celeba data set crops each image where an aligned face is (its centre, at 178x218's
+    proportions): the in-the-wild img_celeba/ photos (faces anywhere, located only by
+    list_bbox_celeba.txt) trained on wrong pixels in silence. Warns when most of the first images
+    are not shaped like 178x218 (or a copy scaled from it)."""
+    sizes = [(path, size) for path in paths[:SHAPE_SAMPLE] if (size := header_size(path)) and size[0] > 0]
+    other = [(path, size) for path, size in sizes if abs(size[1] / size[0] / ALIGNED_ASPECT - 1) > 0.03]
+    if other and len(other) > len(sizes) / 2:
+        path, (width, height) = other[0]
+        warnings.warn(f"{len(other)} of the first {len(sizes)} images in '{image_dir}' are not shaped as CelebA's "
+                      f"aligned faces (178x218, or a copy scaled from it; '{path.name}' is {width}x{height}): the "
+                      "in-the-wild img_celeba/ photos, or faces cropped otherwise? data.dataset = \"celeba\" crops "
+                      "each image where an aligned face is; for other images set data.dataset = \"folder\" "
+                      "(a centred square)", UserWarning, stacklevel=3)
 
 
 NAMES_SHOWN = 5  # of the images a warning is about
@@ -308,13 +331,12 @@ def celeba_image_dir(root: str | Path) -> Path:
     return image_dir
 
 
-def _where_celeba_is(folder: Path) -> str:
-    """What to set data.root to for a `folder` without faces of its own: an img_align_celeba/ found two
-    levels down at most (Google Drive's CelebA/Img/img_align_celeba/), or the folder data set."""
-    found = sorted(folder.glob("*/img_align_celeba")) + sorted(folder.glob("*/*/img_align_celeba"))
-    if found:
-        return f"set data.root to '{found[0]}'"
-    return "for images in subfolders, set data.dataset = \"folder\", which searches them"
+def celeba_folder_below(folder: Path) -> Path | None:
+    """The CelebA image folder to name for a `folder` without faces of its own: an img_align_celeba/
+    (or the official PNG copy, img_align_celeba_png/) three levels down at most (Google Drive's
+    CelebA/Img/img_align_celeba/), nearest first; None when there is none."""
+    return next((path for pattern in ("img_align_celeba*", "*/img_align_celeba*", "*/*/img_align_celeba*")
+                 for path in sorted(folder.glob(pattern)) if path.is_dir()), None)
 
 
 def partition_candidates(image_dir: Path) -> list[Path]:

@@ -308,6 +308,26 @@ def refuse_splits_read_together(root: Path) -> None:
                          f"data.split to one of {', '.join(splits)} and data.val_split to another")
 
 
+def refuse_splits_inside_sides(root: Path) -> None:
+    """ValueError when `root`'s A/ and B/ hold split folders (A/train, A/val, A/test and B/'s alike: the
+    layout pix2pix's combine_A_and_B.py takes), which reading A/ and B/ would pair and train together,
+    test pairs too. gan reads a split's pairs from root/<split>/A and root/<split>/B; says how to move
+    them there."""
+    splits = sorted({sub.name for side in ("A", "B") if side_folder(root, side).is_dir()
+                     for sub in side_folder(root, side).iterdir() if sub.is_dir() and sub.name.lower() in SPLIT_FOLDERS})
+    if splits:
+        raise ValueError(_splits_inside_sides(root, splits))
+
+
+def _splits_inside_sides(root: Path, splits: list[str]) -> str:
+    a_side, b_side = side_folder(root, "A").name, side_folder(root, "B").name
+    moves = " && ".join(f"mkdir {root / name} && mv {root / a_side / name} {root / name / 'A'} && "
+                        f"mv {root / b_side / name} {root / name / 'B'}" for name in splits[:1])
+    return (f"'{root}' holds split folders inside {a_side}/ and {b_side}/ ({', '.join(f'{a_side}/{name}' for name in splits)}"
+            f", the layout pix2pix's combine_A_and_B.py takes), which would be read together: gan reads a split's "
+            f"pairs from {root}/<split>/A and {root}/<split>/B; move each split there ({moves}; and so on)")
+
+
 def _name_key(root: Path, path: Path) -> str:
     """Relative path without extension: a.png in A/ pairs with a.jpg in B/. In Unicode's composed
     form (NFC), since macOS writes names decomposed: a copied é.png would not pair with a typed one."""
@@ -403,6 +423,9 @@ def paired_dataset(root: str | Path, split: str, resolution: int, load_size: int
         raise NotADirectoryError(f"paired data folder '{folder}' is a file, not a folder (data.root names a folder "
                                  "of A|B images or of A/ and B/ folders)")
     if not folder.is_dir():
+        if (side_folder(root, "A") / split).is_dir():  # (A/train beside B/train: the split under each side)
+            raise FileNotFoundError(f"paired data folder '{folder}' does not exist: "
+                                    + _splits_inside_sides(root, [split]))
         raise FileNotFoundError(f"paired data folder '{folder}' does not exist{file_on_the_way(folder)} (the split "
                                 f"names a subfolder of data.root; \"all\" uses data.root itself)")
     if layout == "auto":
@@ -417,6 +440,7 @@ def paired_dataset(root: str | Path, split: str, resolution: int, load_size: int
     if layout != "folders" and split in ("", "all"):
         refuse_splits_read_together(folder)
     if layout == "folders":
+        refuse_splits_inside_sides(folder)
         missing = [name for name in ("A", "B") if not side_folder(folder, name).is_dir()]
         if missing:
             lacks = "neither A/ nor B/" if len(missing) == 2 else f"no {missing[0]}/"

@@ -10,6 +10,7 @@ All randomness comes from the sample's seed, so a pair is reproducible.
 from __future__ import annotations
 
 import io
+import itertools
 import random
 import re
 import warnings
@@ -179,6 +180,8 @@ def super_resolution_dataset(root: str | Path, degradation: Degradation, hr_size
                           f"crop: {_named_with_sizes(small)}", stacklevel=2)
         readable = [path for path in readable if path not in small]
     readable = readable[:max_images] if max_images else readable  # (max_images counts usable images)
+    if train:
+        warn_of_held_out_folders(readable, Path(root))
     warn_of_low_resolution_copies({path: sizes[path] for path in readable}, root,
                                   "trained on as HR targets" if train else "scored as ground truth")
     if not readable:
@@ -204,12 +207,14 @@ def warn_of_low_resolution_copies(sizes: dict[Path, tuple[int, int]], root: str 
     Set5/LR_bicubic/X2/babyx2.png ... X4/babyx4.png; DIV2K_train_HR/ beside DIV2K_train_LR_bicubic/;
     SelfExSR's img_001_SRF_4_HR.png beside ..._LR.png): taken as HR images, they pull a mean PSNR down,
     or train the network on blurred targets, in silence. Warns naming the images (of `sizes`, each
-    image's width and height) 1/k the size of another, for any k of LR_COPY_FACTORS (rounded down, as
-    downscaling crops), and named like it; `used_as` says what they would be taken for."""
+    image's width and height) 1/k the size of another, for any k of LR_COPY_FACTORS (each side rounded
+    down, as a crop to a multiple of k gives, or up, as MATLAB's imresize gives), and named like it; `used_as` says what they would be taken for."""
     reduced: dict[tuple[tuple[int, int], str], tuple[Path, int]] = {}  # (by size and name: one look-up an image)
     for path, (width, height) in sizes.items():
         for factor in LR_COPY_FACTORS:
-            reduced.setdefault(((width // factor, height // factor), _base_name(path)), (path, factor))
+            for low_size in itertools.product({width // factor, -(-width // factor)}, {height // factor,
+                                                                                      -(-height // factor)}):
+                reduced.setdefault((low_size, _base_name(path)), (path, factor))
     copies = [(path, *high) for path, size in sizes.items() if min(size) > 0
               and (high := reduced.get((size, _base_name(path)))) is not None and high[0] != path]
     if copies:
@@ -218,6 +223,23 @@ def warn_of_low_resolution_copies(sizes: dict[Path, tuple[int, int]], root: str 
         warnings.warn(f"{len(copies)} image(s) under '{root}' are {factors} the size of another named like them, "
                       f"low-resolution copies {used_as}? (the first: '{low}', beside '{high}'): give "
                       "the folder of the HR images alone (EDSR's benchmark sets: Set5/HR; DIV2K: DIV2K_train_HR)",
+                      stacklevel=3)
+
+
+HELD_OUT_NAME = re.compile(r"(?:^|[^a-z])(?:val|valid|validation|test|testing)(?:[^a-z]|$)")
+
+
+def warn_of_held_out_folders(paths: list[Path], root: Path) -> None:
+    """An SR training folder is read whole, with its subfolders: DIV2K's parent folder trained on
+    DIV2K_valid_HR beside DIV2K_train_HR, in silence. Warns counting the images in subfolders named
+    as a held-out split (val, valid, validation, test, testing as a word of the name)."""
+    held_out = [path for path in paths if any(HELD_OUT_NAME.search(part.lower())
+                                              for part in path.relative_to(root).parts[:-1])]
+    if held_out:
+        folder = next(part for part in held_out[0].relative_to(root).parts if HELD_OUT_NAME.search(part.lower()))
+        warnings.warn(f"{len(held_out)} training image(s) under '{root}' are in folders named as a held-out split "
+                      f"(the first: '{root / folder}'): an SR data.root is read whole, with its subfolders, so they "
+                      "train with the rest; give the training images' folder alone (DIV2K: DIV2K_train_HR)",
                       stacklevel=3)
 
 

@@ -39,6 +39,7 @@ from PIL import Image
 
 from gan.core.config import config_from_dict
 from gan.core.images import save_image, side_by_side, signed_to_uint8
+from gan.core.wording import undecoded
 from gan.data import reference_data
 from gan.data.decode import ImageFolderGone, ImageReadError, check_header, find_images, header_size, read_rgb
 from gan.data.paired import (
@@ -48,6 +49,7 @@ from gan.data.paired import (
     detect_layout,
     matched_folders,
     pair_wide,
+    refuse_splits_inside_sides,
     refuse_two_folders_of_single_images,
     training_layout,
     training_pair_shapes,
@@ -327,6 +329,7 @@ def _evaluation_pairs(folder: Path, layout: str) -> list[tuple[Path, Path | None
         if layout == "auto":
             refuse_two_folders_of_single_images(folder)
         return [(path, None) for path in find_images(folder)]
+    refuse_splits_inside_sides(folder)
     pairs = matched_folders(folder)
     check_pair_shapes([pair for pair in pairs if all(check_header(path) is None for path in pair)], folder,
                       strict=False)
@@ -421,8 +424,8 @@ def infinite_scores(rows: list[dict]) -> dict[str, list[str]]:
 def _csv_value(value):
     if isinstance(value, float) and math.isfinite(value):
         return f"{value:.6f}"
-    if isinstance(value, str):  # a file name that is not UTF-8 holds lone surrogates: written as \udcff
-        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, str):  # a file name that is not UTF-8 holds lone surrogates: its bytes written as \xff
+        return undecoded(value)
     return value
 
 
