@@ -409,6 +409,25 @@ def test_the_torchvision_comparison_reads_the_files_gan_reads(tmp_path):
     assert result["images"] == 12 and result["imagefolder_images_per_s"] > 0
 
 
+def test_a_data_root_with_links_to_a_parent_is_read_as_gan_lists_it_not_walked_without_end(tmp_path):
+    # ImageFolder walks linked folders with no guard: two links to a parent in one folder made it walk
+    # about 2**40 folders, and gan bench sat silent for ever before timing anything
+    import subprocess
+    import sys
+
+    image_folder(tmp_path / "faces" / "class", 8)
+    for name in ("up1", "up2"):
+        (tmp_path / "faces" / "class" / name).symlink_to("..", target_is_directory=True)
+    script = ("import sys; from pathlib import Path; from gan.tools.benchmark import check_data_root; "
+              "check_data_root(Path(sys.argv[1]), batch_size=4); print('checked')")
+    try:
+        done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "faces")], capture_output=True,
+                              text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the data root's check was still walking its linked folders after 120 s")
+    assert done.returncode == 0 and "checked" in done.stdout, done.stderr[-2000:]
+
+
 def test_an_empty_loader_raises_instead_of_looping_forever():
     from gan.tools.benchmark import DataRootError, _endless
 

@@ -476,3 +476,17 @@ def test_domain_folders_that_share_images_are_refused_before_anything_is_written
                                            f"--set=data.b_root={b_root}", "--out", str(out)])
         assert_one_error_line(result, said)
         assert not any(out.rglob("*.pt")), sorted(out.rglob("*"))
+
+
+def test_a_link_that_puts_one_domains_images_in_the_other_is_refused(tmp_path):
+    # a link inside trainA/ to trainB/ put every B image in domain A too: the folders' own check
+    # compared the two roots alone, and the run trained on in silence
+    unpaired = write_recipe_data(tmp_path)["unpaired"]
+    (unpaired / "trainA" / "more").symlink_to(unpaired / "trainB", target_is_directory=True)
+    config = str(REPO / "experiments" / "cyclegan_horse2zebra.toml")
+    out = tmp_path / "runs"
+    result = CliRunner().invoke(main, ["train", config, *[f"--set={item}" for item in TINY_CYCLEGAN],
+                                       f"--set=data.root={unpaired}", "--out", str(out)])
+    assert_one_error_line(result, "image file(s) are in both domains through a link (the first: "
+                                  f"'{unpaired / 'trainA' / 'more'}")
+    assert not any(out.rglob("*.pt"))

@@ -385,6 +385,18 @@ def test_linked_folders_are_followed_once_and_hidden_folders_left_out(tmp_path):
     assert found == ["linked/b.png", "real/a.png"]
 
 
+def test_a_folder_reached_by_a_link_too_is_listed_by_its_real_path(tmp_path):
+    # a link sorting before its target took the folder's one listing: its images (and the outputs
+    # gan translate names after them) moved under the link's name, the real folder listed empty
+    (tmp_path / "sub" / "deeper").mkdir(parents=True)
+    random_rgb((8, 8), 0).save(tmp_path / "sub" / "000001.png")
+    random_rgb((8, 8), 1).save(tmp_path / "sub" / "deeper" / "000002.png")
+    (tmp_path / "aaa_shortcut").symlink_to(tmp_path / "sub", target_is_directory=True)
+    (tmp_path / "aab_deep").symlink_to(tmp_path / "sub" / "deeper", target_is_directory=True)
+    found = [path.relative_to(tmp_path).as_posix() for path in find_images(tmp_path)]
+    assert found == ["sub/000001.png", "sub/deeper/000002.png"]
+
+
 @POSIX_ONLY
 def test_a_link_to_a_fifo_is_skipped_without_waiting_for_a_writer(tmp_path):
     random_rgb((8, 8), 0).save(tmp_path / "good.png")
@@ -498,7 +510,17 @@ def test_file_names_that_are_not_utf8_are_fingerprinted_and_written_to_csv(tmp_p
     assert len(files_fingerprint(find_images(tmp_path))) == 64
     text = csv_text([{"image": name, "psnr": 20.0}])
     (tmp_path / "scores.csv").write_text(text, encoding="utf-8")  # (as gan eval writes it: no lone surrogate left)
-    assert "bad\\udcffname.png,20.000000" in (tmp_path / "scores.csv").read_text()
+    # the byte as a user finds the file (ls -b, a file manager): Python's own \udcff names no byte
+    assert "bad\\xffname.png,20.000000" in (tmp_path / "scores.csv").read_text()
+    broken = tmp_path / os.fsdecode(b"bi\xff\nrd.png")
+    broken.write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    (readable, skipped), messages = caught_warnings(lambda: readable_images(find_images(tmp_path), strict=False))
+    assert skipped == [broken]
+    said = next(message for message in messages if "skipping unreadable image" in message)
+    assert said.count("bi\\xff\\nrd.png") == 2 and "\\udc" not in said and "\n" not in said, said
+    from gan.commands.eval import _format_row  # gan eval's table: a row a line, whatever the name holds
+
+    assert _format_row({"image": broken.name, "psnr": 20.0}) == "bi\\xff\\nrd.png  psnr 20.0000"
 
 
 def test_broken_and_looping_links_are_fingerprinted_by_name_for_the_metrics_reference(tmp_path):

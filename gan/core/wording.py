@@ -19,9 +19,18 @@ def counted(count: int, noun: str) -> str:
 
 def one_line(path: object) -> str:
     """`path` as text that keeps a message on one line: a control character in a file name (a new
-    line, a tab) written as its escape, `\\n`, the rest as it is."""
+    line, a tab) written as its escape, `\\n`, and the bytes of a name that are no UTF-8 text as
+    `\\xff` (as `undecoded`; Python's own `\\udcff` names no byte a user can find), the rest as it is."""
     return "".join(character if character.isprintable() or character == " " else
-                   character.encode("unicode_escape", "backslashreplace").decode("ascii") for character in str(path))
+                   character.encode("unicode_escape", "backslashreplace").decode("ascii")
+                   for character in _bytes_shown(path))
+
+
+def _bytes_shown(path: object) -> str:
+    try:
+        return undecoded(path)
+    except UnicodeEncodeError:  # (a surrogate no file name holds: shown escaped as the rest)
+        return str(path)
 
 
 def undecoded(path: object) -> str:

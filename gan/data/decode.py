@@ -6,6 +6,7 @@ import functools
 import hashlib
 import io
 import os
+import re
 import stat as stat_module
 import warnings
 from collections import Counter
@@ -388,8 +389,10 @@ def _jpeg_ends(data: bytes) -> bool:
 
 
 def decode_problem(error: BaseException) -> str:
-    """Pillow's error in words that say what to do, where its own do not."""
-    text = str(error) or type(error).__name__
+    """Pillow's error in words that say what to do, where its own do not (on one line, with the bytes of
+    a file name it quotes as they are: `\\xff`)."""
+    # (Pillow quotes the name with %r, which writes such a byte as the text `\\udcff`)
+    text = re.sub(r"\\udc([89a-f][0-9a-f])", r"\\x\1", one_line(str(error) or type(error).__name__))
     if isinstance(error, Image.DecompressionBombError):  # ("exceeds limit of 178956970 pixels", beside the warning's 89478485)
         return (f"{text}: Pillow refuses images over twice its decompression-bomb limit of {Image.MAX_IMAGE_PIXELS} "
                 "pixels (larger ones up to that are read, with a warning)")
@@ -485,21 +488,29 @@ def _walk(root: Path, runs: list[Path], unlisted: list[OSError]) -> Iterator[Pat
     """Every entry under `root`, following linked folders but never into a real folder twice (a link
     to a parent would loop), and leaving out hidden folders and run directories (added to `runs`:
     `--out` inside the data folder would otherwise train a resumed run on its own samples).
-    Folders are listed too: one named like an image is then skipped with a warning. A folder that
-    cannot be listed (no permission) is added to `unlisted`, to be said, not passed over."""
+    Linked folders are walked after every real one, so a folder reached both ways is listed by its
+    real path, whatever the link's name (a link sorting first took it, and outputs named after the
+    images moved under the link's name). Folders are listed too: one named like an image is then
+    skipped with a warning. A folder that cannot be listed (no permission) is added to `unlisted`,
+    to be said, not passed over."""
     seen = set()
-    for folder, subfolders, files in os.walk(root, followlinks=True, onerror=unlisted.append):
-        real = os.stat(folder)
-        if (real.st_dev, real.st_ino) in seen:
-            subfolders.clear()
-            continue
-        seen.add((real.st_dev, real.st_ino))
-        if folder != str(root) and {LOCK_NAME, "config.toml"} <= set(files):
-            runs.append(Path(folder))
-            subfolders.clear()
-            continue
-        subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
-        yield from (Path(folder) / name for name in [*subfolders, *files])
+    tops = [root]  # the root, then each linked folder found on the way
+    while tops:
+        for folder, subfolders, files in os.walk(tops.pop(0), onerror=unlisted.append):
+            real = os.stat(folder)
+            if (real.st_dev, real.st_ino) in seen:
+                subfolders.clear()
+                continue
+            seen.add((real.st_dev, real.st_ino))
+            if folder != str(root) and {LOCK_NAME, "config.toml"} <= set(files):
+                runs.append(Path(folder))
+                subfolders.clear()
+                continue
+            visible = sorted(name for name in subfolders if not name.startswith("."))
+            linked = [name for name in visible if os.path.islink(os.path.join(folder, name))]
+            tops += [Path(folder) / name for name in linked]
+            subfolders[:] = [name for name in visible if name not in linked]  # (os.walk would not enter them)
+            yield from (Path(folder) / name for name in [*visible, *files])
 
 
 def files_fingerprint(paths: list[Path]) -> str:

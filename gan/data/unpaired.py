@@ -7,6 +7,7 @@ every pass over A meets B in a fresh order (the reference's unaligned sampling).
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 
@@ -94,8 +95,28 @@ def unpaired_dataset(a_folder: Path, b_folder: Path, resolution: int, load_size:
             warn_of_upsampling(readable, centre_square, resolution, f"the shorter side of domain {name}'s images",
                                load_size)
         folders[name], skipped[name] = readable, len(unreadable)
+    _refuse_shared_files(folders["A"], folders["B"])
     return UnpairedImages(folders["A"], folders["B"], resolution, load_size, train, hflip, strict,
                           (skipped["A"], skipped["B"]))
+
+
+def _refuse_shared_files(a_images: list[Path], b_images: list[Path]) -> None:
+    """ValueError when one file is an image of both domains through a link (a linked folder or file
+    inside one domain's folder that reaches the other's), which the folders' own check cannot see."""
+    in_a = {real: path for path, real in zip(a_images, _real_paths(a_images))}
+    shared = [(in_a[real], path) for path, real in zip(b_images, _real_paths(b_images)) if real in in_a]
+    if shared:
+        a_path, b_path = shared[0]
+        raise ValueError(f"{len(shared)} image file(s) are in both domains through a link (the first: '{a_path}' of "
+                         f"domain A is '{b_path}' of domain B): CycleGAN would learn to map them to themselves; "
+                         "remove the link that reaches the other domain's folder")
+
+
+def _real_paths(paths: list[Path]) -> list[str]:
+    """Each file's path with no link in it: its folder's resolved once, and a linked file's target."""
+    folders: dict[Path, str] = {}
+    return [os.path.realpath(path) if os.path.islink(path) else
+            os.path.join(folders.setdefault(path.parent, os.path.realpath(path.parent)), path.name) for path in paths]
 
 
 def _refuse_shared_images(a_folder: Path, b_folder: Path) -> None:

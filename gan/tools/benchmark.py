@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
-import os
 import resource
 import sys
 import time
@@ -457,12 +456,18 @@ def check_data_root(root: Path, batch_size: int = DATA_BATCH) -> None:
 def _image_folder(root: Path, paths: list[Path], transform: Callable | None = None):
     """torchvision's ImageFolder over those of gan's `paths` in `root`'s subfolders alone, so that both
     paths time the same images, and a file gan leaves out is left out of both: macOS's `._name.jpg`
-    (ImageFolder stopped at it), a FIFO named `x.png` (ImageFolder waited on it forever)."""
+    (ImageFolder stopped at it), a FIFO named `x.png` (ImageFolder waited on it forever). Its samples
+    are that listing, not a walk of its own: ImageFolder follows linked folders with no guard, and
+    two links to a parent had it walk about 2**40 folders."""
     from torchvision.datasets import ImageFolder
 
-    listed = {os.path.abspath(path) for path in paths}
-    return ImageFolder(str(root), transform=transform, allow_empty=True,
-                       is_valid_file=lambda path: os.path.abspath(path) in listed)
+    class ListedImageFolder(ImageFolder):
+        def make_dataset(self, directory, class_to_idx, extensions=None, is_valid_file=None, allow_empty=False):
+            classes = [Path(path).relative_to(root).parts for path in paths]
+            return [(str(path), class_to_idx[parts[0]]) for path, parts in zip(paths, classes)
+                    if len(parts) > 1 and parts[0] in class_to_idx]
+
+    return ListedImageFolder(str(root), transform=transform, allow_empty=True)
 
 
 def bench_data(root: Path, resolution: int, batch_size: int, batches: int, workers: int,
