@@ -346,6 +346,28 @@ def test_a_figure_the_disk_refuses_leaves_the_last_comparisons_table_and_csv(swe
     assert not (tmp_path / "new").exists()
 
 
+def test_a_stop_while_the_three_files_are_written_ends_nothing_once_they_are_in_place(sweep, tmp_path, monkeypatch):
+    # held back until all three were written, it then ended the command "stopped by Ctrl-C" (exit 130)
+    # over a whole comparison, whose table was never printed
+    import os
+    import signal
+
+    from gan.tools import compare as compare_module
+
+    write_atomically = compare_module.write_atomically
+
+    def stopped_after_the_figure(path, write):
+        write_atomically(path, write)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(compare_module, "write_atomically", stopped_after_the_figure)
+    with pytest.warns(UserWarning, match="SIGINT came while the comparison was written, and was held back until "
+                                         "every file was in place: nothing is missing"):
+        table, _ = compare([sweep], None, tmp_path / "out")
+    assert "hinge" in table and all((tmp_path / "out" / name).stat().st_size > 0
+                                    for name in ("compare.md", "compare.csv", "compare.png"))
+
+
 def test_folders_of_runs_one_level_further_down_are_named_not_dropped_in_silence(sweep, tmp_path):
     # A folder holding a loose run and a sweep folder was compared as the loose run alone, without a
     # word of the sweep's runs; one holding only sweep folders was "neither a run nor a folder of runs".

@@ -539,6 +539,7 @@ def test_a_set_of_samples_moves_in_holding_its_folder(demo_run, tmp_path, monkey
         return real_replace(source, target)
 
     monkeypatch.setattr(os, "replace", replace)
+    folder.mkdir()  # (a new folder comes into place whole, in one rename)
     assert invoke("sample", demo_run, "--n", "3", "--separate", folder, "--overwrite").exit_code == 0
     assert held == [True] * 3
 
@@ -642,6 +643,7 @@ def test_a_stop_that_comes_while_the_set_moves_into_place_leaves_it_whole_and_sa
     done = threading.Event()
     other = threading.Thread(target=done.wait, daemon=True)
     other.start()
+    (tmp_path / "sep").mkdir()  # (into a folder that is there, the files move in one by one)
     try:
         result = invoke("sample", tiny_demo_run, "--n", "5", "--separate", tmp_path / "sep")
     finally:
@@ -650,6 +652,78 @@ def test_a_stop_that_comes_while_the_set_moves_into_place_leaves_it_whole_and_sa
     assert result.exit_code == 0 and "stopped once every file was in place: nothing is missing" in result.output, \
         result.output
     assert sorted(path.name for path in (tmp_path / "sep").iterdir()) == [f"{index:05d}.png" for index in range(5)]
+
+
+def test_a_new_separate_folder_comes_into_place_whole_in_one_step(tiny_demo_run, tmp_path, monkeypatch):
+    # its files moved in one by one: a kill -9 among the moves (5,000 take seconds) left 1,311 of a set of
+    # 5,000 under their final names, which FID would score as a set
+    link, replace = os.link, os.replace
+
+    def refusing_moves_one_by_one(real):
+        def move(source, target):
+            if ".gan-sample-staging." in str(source) and ".gan-sample-staging." not in str(target):
+                raise AssertionError(f"moved file by file: {target}")
+            return real(source, target)
+        return move
+
+    monkeypatch.setattr(os, "link", refusing_moves_one_by_one(link))
+    monkeypatch.setattr(os, "replace", refusing_moves_one_by_one(replace))
+    folder = tmp_path / "new" / "sep"
+    result = invoke("sample", tiny_demo_run, "--n", "5", "--separate", folder)
+    assert result.exit_code == 0, result.output
+    assert sorted(os.listdir(folder)) == [f"{index:05d}.png" for index in range(5)]
+    assert os.listdir(tmp_path / "new") == ["sep"]  # (no staging folder left beside it)
+
+
+def test_a_larger_set_another_command_moved_in_while_sampling_is_not_mixed_with_this_one(tiny_demo_run, tmp_path,
+                                                                                          monkeypatch):
+    # two gan sample --separate into one folder at once, the smaller with --overwrite: the larger set's
+    # 00000-00099 were replaced by the other model's, and both said "wrote"
+    from gan.core import images
+
+    folder, save_image = tmp_path / "sep", images.save_image
+
+    def another_command_moves_in_ten(*args, **kwargs):
+        if not folder.exists():
+            folder.mkdir()
+            for index in range(10):
+                (folder / f"{index:05d}.png").write_bytes(b"the other set")
+        return save_image(*args, **kwargs)
+
+    monkeypatch.setattr(images, "save_image", another_command_moves_in_ten)
+    result = invoke("sample", tiny_demo_run, "--n", "3", "--separate", folder, "--overwrite")
+    assert_clean_error(result, f"--separate '{folder}' holds 7 sample(s) past the 3 this command writes", "another "
+                       "command wrote them while this one sampled): nothing was replaced")
+    assert sorted(os.listdir(folder)) == [f"{index:05d}.png" for index in range(10)]
+    assert {(folder / name).read_bytes() for name in os.listdir(folder)} == {b"the other set"}
+
+
+def test_a_second_ctrl_c_while_the_written_files_are_removed_does_not_leave_them(tiny_demo_run, tmp_path,
+                                                                                 monkeypatch):
+    # removing thousands of staged PNGs takes seconds: a second Ctrl-C left them in a hidden folder, unsaid
+    import shutil
+    import signal
+
+    from gan.core import images
+
+    save_image, rmtree, calls = images.save_image, shutil.rmtree, {"n": 0}
+
+    def stopped_at_the_third(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return save_image(*args, **kwargs)
+
+    def a_second_ctrl_c(path, *args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        return rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(images, "save_image", stopped_at_the_third)
+    monkeypatch.setattr(shutil, "rmtree", a_second_ctrl_c)
+    folder = tmp_path / "sep"
+    result = invoke("sample", tiny_demo_run, "--n", "5", "--separate", folder)
+    assert result.exit_code == 130 and "removed the 2 file(s) it had written" in result.output, result.output
+    assert os.listdir(tmp_path) == []
 
 
 def test_a_move_into_place_that_fails_says_the_folder_holds_part_of_the_new_set(tiny_demo_run, tmp_path, monkeypatch):

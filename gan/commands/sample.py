@@ -59,18 +59,19 @@ def refuse_a_grid_among_samples(out: Path | None, separate: Path | None, total: 
          "would be one more; give it another folder")
 
 
-def refuse_samples_left_beside(separate: Path, total: int) -> None:
-    """A --separate folder holding sample PNGs past those this command writes (an earlier, larger
-    --n): replaced in part, the folder would mix two sets, which FID would score as one."""
+def samples_left_beside(separate: Path, total: int) -> str | None:
+    """What is wrong with a --separate folder holding sample PNGs past those this command writes (an
+    earlier, larger --n): replaced in part, the folder would mix two sets, which FID would score as one."""
     import re
 
     if not separate.is_dir():
-        return
+        return None
     others = sorted(path.name for path in separate.iterdir()
                     if re.fullmatch(r"\d{5,}\.png", path.name) and int(path.stem) >= total)
     if others:
-        fail(f"--separate '{separate}' holds {len(others)} sample(s) past the {total} this command writes (the "
-             f"first: {others[0]}): the folder would mix two sets; give an empty folder, or remove them first")
+        return (f"--separate '{separate}' holds {len(others)} sample(s) past the {total} this command writes (the "
+                f"first: {others[0]}): the folder would mix two sets; give an empty folder, or remove them first")
+    return None
 
 
 def planned_outputs(out: Path | None, separate: Path | None, total: int) -> list[Path]:
@@ -94,10 +95,18 @@ class StagedOutputs:
     """A command's output files, written first into a staging folder beside each (under the names
     they get) and moved into place together at the end, with the stop signals held back for the
     moves: a command that fails or is stopped leaves each file it would have replaced as it was (an
-    earlier set's PNGs, which FID would score as a whole), and none of its own."""
+    earlier set's PNGs, which FID would score as a whole), and none of its own.
 
-    def __init__(self, overwrite: bool = False) -> None:
+    A `new_folder` (the --separate folder, when it does not exist yet) is staged whole beside where
+    it goes and renamed into place in one step: not even a kill -9 leaves part of the set there. A
+    `samples` check (the --separate folder and the count written) is made again as the moves begin,
+    under the folder's lock: another command's larger set may have come in meanwhile."""
+
+    def __init__(self, overwrite: bool = False, new_folder: Path | None = None,
+                 samples: tuple[Path, int] | None = None) -> None:
         self.overwrite = overwrite  # else a target that appeared since the outputs were checked is refused
+        self.new_folder = new_folder
+        self.samples = samples
         self.moves: list[tuple[Path, Path]] = []
         self.folders: list[Path] = []
         self.committed = False
@@ -107,12 +116,14 @@ class StagedOutputs:
         """Where to write `target` until `commit`."""
         from gan.core.files import host_tag
 
-        folder = target.parent / f"{STAGING_PREFIX}{os.getpid()}.{host_tag()}.tmp"
+        beside = self.new_folder.parent if target.parent == self.new_folder else target.parent
+        folder = beside / f"{STAGING_PREFIX}{os.getpid()}.{host_tag()}.tmp"
         if folder not in self.folders:
-            remove_stale_staging(target.parent)
+            remove_stale_staging(beside)
             self.folders.append(folder)
-        self.moves.append((folder / target.name, target))
-        return folder / target.name
+        staged = folder / self.new_folder.name / target.name if beside != target.parent else folder / target.name
+        self.moves.append((staged, target))
+        return staged
 
     def commit(self) -> None:
         from gan.core.files import WriteError, folder_held
@@ -120,22 +131,30 @@ class StagedOutputs:
 
         # (two commands moving their sets into one folder take turns: interleaved, the folder would hold
         # part of each, which would pass for a whole set)
-        folders = sorted({target.parent for _, target in self.moves})
+        folders = sorted({target.parent for _, target in self.moves} | ({self.new_folder.parent} if self.new_folder
+                                                                         else set()))
         with stop_signals_held(), contextlib.ExitStack() as held:
             for folder in folders:
                 held.enter_context(folder_held(folder))
             # (another command may have written a target while this one sampled, after its outputs were checked)
+            if self.samples is not None and (problem := samples_left_beside(*self.samples)) is not None:
+                raise WriteError(f"{problem} (another command wrote them while this one sampled): nothing was replaced")
             appeared = [target for _, target in self.moves if not self.overwrite and os.path.lexists(target)]
             if appeared:
                 raise WriteError(f"{len(appeared)} output(s) appeared while sampling ('{appeared[0]}'; another "
                                  "command wrote it?): nothing was replaced; run again with --overwrite to replace them")
-            for done, (staged, target) in enumerate(self.moves):
+            moves = self.moves
+            if self.new_folder is not None and not os.path.lexists(self.new_folder):
+                staged_folder = next(staged.parent for staged, target in moves if target.parent == self.new_folder)
+                os.rename(staged_folder, self.new_folder)  # (the whole set in one step)
+                moves = [(staged, target) for staged, target in moves if target.parent != self.new_folder]
+            for done, (staged, target) in enumerate(moves):
                 try:
                     self._move(staged, target)
                 except OSError as error:  # (a folder where a file goes, say: it cannot be undone, so it is said)
                     self.moved = done
                     raise WriteError(f"could not move '{staged}' into place as '{target}' after {done} of "
-                                     f"{len(self.moves)} files: {error}; the folder holds part of the new set until "
+                                     f"{len(moves)} files: {error}; the folder holds part of the new set until "
                                      "the command runs again") from error
             self.committed = True
             for folder in self.folders:
@@ -279,7 +298,8 @@ def checked_image_count(count: int, steps: int | None, out: Path | None, separat
         if palette:
             warnings.warn(palette, stacklevel=1)
     if separate is not None:
-        refuse_samples_left_beside(separate, total)
+        if (problem := samples_left_beside(separate, total)) is not None:
+            fail(problem)
         refuse_a_grid_among_samples(out, separate, total)
     return total
 
@@ -292,7 +312,8 @@ def write_all_or_none(batches: Iterator[torch.Tensor], out: Path | None, separat
     from gan.core.files import WriteError
     from gan.nets.running import NonFiniteOutput
 
-    staged = StagedOutputs(overwrite)
+    staged = StagedOutputs(overwrite, new_folder=separate if separate is not None and not os.path.lexists(separate)
+                           else None, samples=(separate, total) if separate is not None else None)
     created = missing_folders([path.parent for path in planned_outputs(out, separate, 1)])
     try:
         write_samples(batches, out, separate, num_columns, staged, total)
@@ -305,9 +326,14 @@ def write_all_or_none(batches: Iterator[torch.Tensor], out: Path | None, separat
              else f"{staged.named_as_targets(str(error))}{removed_note}")
     except KeyboardInterrupt:
         if not staged.committed:
-            removed = staged.discard()
-            remove_empty_folders(created)
-            click.echo(f"removed the {removed} file(s) it had written{replaced_note(staged)}", err=True)
+            from gan.core.processes import stop_signals_held
+
+            # (seconds for a large set: a second Ctrl-C, which people press, left the staging folder and its
+            # thousands of PNGs behind, unsaid)
+            with stop_signals_held():
+                removed = staged.discard()
+                remove_empty_folders(created)
+                click.echo(f"removed the {removed} file(s) it had written{replaced_note(staged)}", err=True)
             raise
         # (a stop held back while the files moved into place came when all were there: the command is done)
         click.echo("stopped once every file was in place: nothing is missing", err=True)

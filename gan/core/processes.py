@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import threading
+import warnings
 from typing import Any, Iterator
 
 SET_PARENT_DEATH_SIGNAL = 1  # PR_SET_PDEATHSIG, <linux/prctl.h>
@@ -109,26 +110,36 @@ def _raise_terminated(signum, frame) -> None:
 
 
 @contextlib.contextmanager
-def stop_signals_held() -> Iterator[None]:
+def stop_signals_held(deliver: bool = True) -> Iterator[list[int]]:
     """Hold the stop signals back until the block ends, then deliver the first that came, to the
     handlers there were: for steps that must not be left half done (moving a set of files into
     place). Each is noted by a handler of its own meanwhile (Python runs handlers in the main thread
-    whichever thread the kernel gave the signal, so a mask of this thread alone would not hold)."""
+    whichever thread the kernel gave the signal, so a mask of this thread alone would not hold).
+    Yields the signals that came; with `deliver` off they are not delivered (a command whose last
+    step the block was is done, and says so: `said_done_despite`)."""
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield []
         return
     received: list[int] = []
     previous = {signum: signal.signal(signum, lambda signum, frame: received.append(signum))
                 for signum in STOP_SIGNALS}
     _HELD_STOPS.append(received)
     try:
-        yield
+        yield received
     finally:
         _HELD_STOPS.remove(received)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        if received:
+        if received and deliver:
             signal.raise_signal(received[0])
+
+
+def said_done_despite(received: list[int], what: str) -> None:
+    """Warns that a stop held back while `what` was written came once all of it was in place: the
+    command is done (it said "stopped by Ctrl-C" over whole files, and a retry was refused for them)."""
+    if received:
+        warnings.warn(f"{signal.Signals(received[0]).name} came while {what} was written, and was held back until "
+                      "every file was in place: nothing is missing", stacklevel=2)
 
 
 # The stop signals each `stop_signals_held` block now running has held back (a process-wide fact, as

@@ -33,7 +33,7 @@ import numpy as np
 from gan.core.checkpoint import holds_a_run, is_set_aside, trained_config
 from gan.core.config import BEST_METRICS, config_from_dict, config_to_dict, flatten_config, toml_text
 from gan.core.files import OutputsLock, RunDirectoryBusy, run_order, write_atomically, write_text_atomically
-from gan.core.processes import stop_signals_held
+from gan.core.processes import said_done_despite, stop_signals_held
 from gan.core.registry import ConfigError
 from gan.core.wording import first_few, undecoded
 from gan.inference.outputs import resolved
@@ -743,10 +743,11 @@ def compare(paths: list[Path], metric: str | None, out: Path,
         # comparison, not a table of these runs beside a figure of others.
         # (a stop between the three, or another compare into --out, left a figure and table of other runs
         # beside these)
-        with OutputsLock(out), stop_signals_held():
+        with OutputsLock(out), stop_signals_held(deliver=False) as stopped:
             plot(grouped, metric, out / "compare.png")
             write_text_atomically(out / "compare.csv", csv_text(summaries, metric))
             write_text_atomically(out / "compare.md", table)
+        said_done_despite(stopped, "the comparison")
     except RunDirectoryBusy as error:
         raise CompareError(str(error)) from None
     except BaseException:  # (a full disk, a stop: no empty folder of its own left behind)
