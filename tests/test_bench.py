@@ -95,6 +95,24 @@ def test_a_model_given_twice_is_timed_once(tmp_path, monkeypatch):
     assert [row["model"] for row in json.loads((tmp_path / "b.json").read_text())["models"]] == ["dcgan64"]
 
 
+def test_a_stopped_bench_says_what_its_json_holds(tmp_path, monkeypatch):
+    # stopped at its second model, it said "stopped by Ctrl-C" alone, and a retry was refused for b.json
+    # without a word that it was this bench's partial result
+    import gan.tools.benchmark
+
+    def stopped_at_the_second(name, *args, **kwargs):
+        if name == "pix2pix256":
+            raise KeyboardInterrupt
+        return gan.tools.benchmark.Row(name, 10.0, None, None, None, None, None, None, 1.0)
+
+    monkeypatch.setattr(gan.tools.benchmark, "bench_model", stopped_at_the_second)
+    result = CliRunner().invoke(main, ["bench", "--model", "dcgan64", "--model", "pix2pix256", "--device", "cpu",
+                                       "--data-root", "none", "--json", str(tmp_path / "b.json")])
+    assert result.exit_code == 130 and f"stopped: '{tmp_path / 'b.json'}' holds what was measured before the stop " \
+        "(dcgan64: its \"measured\" list); pass --overwrite to measure again into it" in result.output, result.output
+    assert json.loads((tmp_path / "b.json").read_text())["settings"]["measured"] == ["dcgan64"]
+
+
 def test_a_model_that_fails_is_reported_and_the_others_are_still_measured(tmp_path, monkeypatch):
     import gan.tools.benchmark
 

@@ -144,6 +144,12 @@ def _measured(models: tuple[str, ...], torch_device, json_path: Path | None, rou
             try:
                 rows.append(bench_model(name, torch_device, baseline, rounds, iters, warmup, fast=not eager,
                                         flops=True, overrides=overrides, batch_size=batch_size))
+            except KeyboardInterrupt:
+                if json_path and settings["measured"]:  # (a retry is refused for that file: say it is this bench's)
+                    click.echo(f"stopped: '{json_path}' holds what was measured before the stop "
+                               f"({', '.join(settings['measured'])}: its \"measured\" list); pass --overwrite to "
+                               "measure again into it", err=True)
+                raise
             except (ConfigError, BaselineError) as error:  # a --set this model's recipe refuses, a baseline build
                 # that returns the wrong thing: its message says it all
                 click.echo(f"error: {name}: {error}", err=True)
