@@ -675,6 +675,24 @@ def test_a_new_separate_folder_comes_into_place_whole_in_one_step(tiny_demo_run,
     assert os.listdir(tmp_path / "new") == ["sep"]  # (no staging folder left beside it)
 
 
+def test_a_new_separate_folder_does_not_wait_for_its_parent_folder(tiny_demo_run, tmp_path, monkeypatch):
+    # the rename of the new folder took a lock on its parent: anything holding the parent (a job wrapper's
+    # flock) cost the whole set after a minute's wait
+    import fcntl
+
+    from gan.core import files
+
+    monkeypatch.setattr(files, "FOLDER_PATIENCE_S", 1.0)
+    parent = os.open(tmp_path, os.O_RDONLY)
+    try:
+        fcntl.flock(parent, fcntl.LOCK_EX)  # (held by another open file: as another process's flock)
+        result = invoke("sample", tiny_demo_run, "--n", "3", "--separate", tmp_path / "new")
+    finally:
+        os.close(parent)
+    assert result.exit_code == 0, result.output
+    assert sorted(os.listdir(tmp_path / "new")) == [f"{index:05d}.png" for index in range(3)]
+
+
 def test_a_larger_set_another_command_moved_in_while_sampling_is_not_mixed_with_this_one(tiny_demo_run, tmp_path,
                                                                                           monkeypatch):
     # two gan sample --separate into one folder at once, the smaller with --overwrite: the larger set's

@@ -111,8 +111,9 @@ def test_gan_eval_degrades_sr_inputs_as_the_runs_validation_and_scores_the_same(
     assert float(mean["ssim"]) == pytest.approx(expected["val/ssim"], abs=1e-5)
 
 
-def test_gan_eval_of_images_the_run_trained_on_says_so(tmp_path):
-    # a run trained on DIV2K's parent folder, scored on its DIV2K_valid_HR: a fit taken for generalisation
+def test_gan_eval_of_images_the_run_trained_on_says_so(tmp_path, monkeypatch):
+    # a run trained on DIV2K's parent folder, scored on its DIV2K_valid_HR: a fit taken for generalisation;
+    # its data.root relative, as typed, and gan eval run from another folder (the run's record is absolute)
     import dataclasses
     import shutil
 
@@ -126,10 +127,13 @@ def test_gan_eval_of_images_the_run_trained_on_says_so(tmp_path):
     shutil.copytree(data["hr"], tmp_path / "DIV2K" / "DIV2K_valid_HR")
     shutil.copytree(data["hr"], tmp_path / "held_out")
     config = tiny_recipe_config("srresnet", data)
-    config = dataclasses.replace(config, data=dataclasses.replace(config.data, root=str(tmp_path / "DIV2K")))
+    config = dataclasses.replace(config, data=dataclasses.replace(config.data, root="DIV2K"))
+    monkeypatch.chdir(tmp_path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # (the held-out folder name, warned of at training)
         run_dir = train(config, tmp_path / "run", torch.device("cpu")).run_dir
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
     said = "holds images this run trained on (its training folder: "
     with pytest.warns(UserWarning, match=re.escape(f"{said}'{tmp_path / 'DIV2K'}')")):
         inside = CliRunner().invoke(main, ["eval", str(run_dir), "--data", str(tmp_path / "DIV2K" / "DIV2K_valid_HR")])

@@ -5,6 +5,7 @@ import hashlib
 import re
 import shlex
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -436,6 +437,7 @@ def test_runs_on_the_cpu_share_the_cores_unless_the_user_set_the_threads(user_th
     else:
         monkeypatch.setenv("OMP_NUM_THREADS", user_threads)
     _FinishedProcess.started = []
+    monkeypatch.setattr(gan.tools.sweep, "same_gan", lambda environment: environment)  # (it starts a Python)
     monkeypatch.setattr(gan.tools.sweep.subprocess, "Popen", _FinishedProcess)
     runs = expand([parse_grid("train.g_lr=1e-4,2e-4")], seeds=1)
     (tmp_path / "sweep").mkdir()
@@ -479,6 +481,7 @@ def test_a_sweep_ended_by_its_callers_own_exception_stops_its_runs(tmp_path, mon
             raise Timeout
 
     _TrainingProcess.started = []
+    monkeypatch.setattr(gan.tools.sweep, "same_gan", lambda environment: environment)  # (it starts a Python)
     monkeypatch.setattr(gan.tools.sweep.subprocess, "Popen", _TrainingProcess)
     runs = expand([parse_grid("train.g_lr=1e-4,2e-4")], seeds=1)
     (tmp_path / "sweep").mkdir()
@@ -616,6 +619,7 @@ def test_how_a_run_ended_is_told_apart(code, said, tmp_path, monkeypatch):
     import gan.tools.sweep
 
     _EndedProcess.code = code
+    monkeypatch.setattr(gan.tools.sweep, "same_gan", lambda environment: environment)  # (it starts a Python)
     monkeypatch.setattr(gan.tools.sweep.subprocess, "Popen", _EndedProcess)
     runs = expand([parse_grid("train.g_lr=1e-4")], seeds=1)
     (tmp_path / "sweep").mkdir()
@@ -736,6 +740,22 @@ def test_the_runs_import_the_sweeps_own_gan_not_one_in_the_working_directory(sta
     assert result.exit_code == 0, result.output
     for name in ("00000-adversarial=vanilla", "00001-adversarial=hinge"):
         assert (out / name / "checkpoint-00000004.pt").is_file()
+
+
+def test_the_runs_path_is_left_as_it_is_where_their_python_finds_the_sweeps_gan(tmp_path):
+    # gan's folder went first on every run's PYTHONPATH: for an installed gan, site-packages, ahead of the
+    # user's own PYTHONPATH and of the standard library
+    import os
+
+    import gan
+    from gan.tools.sweep import same_gan
+
+    assert same_gan(dict(os.environ)) == dict(os.environ)  # (this Python finds this gan: nothing to add)
+    (tmp_path / "gan").mkdir()
+    (tmp_path / "gan" / "__init__.py").write_text("")  # another gan, found first through PYTHONPATH
+    other = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    ours = str(Path(gan.__file__).resolve().parent.parent)
+    assert same_gan(other)["PYTHONPATH"] == os.pathsep.join([ours, str(tmp_path)])
 
 
 def test_a_run_that_exits_0_without_its_last_checkpoint_is_counted_as_failed(tmp_path, monkeypatch):

@@ -507,22 +507,26 @@ def reference_of(source) -> str:
     return "synthetic" if source.dataset == "synthetic" else str(Path(source.root).resolve())
 
 
-def _warn_if_trained_on(scored: list[Path], config: dict) -> None:
+def _warn_if_trained_on(scored: list[Path], config: dict, trained_folders: dict | None) -> None:
     """Scores of the images a run trained on measure how well they were fitted, not how the generator
     does on new ones (a run trained on DIV2K's parent folder, scored on its DIV2K_valid_HR): said once,
-    naming the training folder, when a scored folder is one the run read, or inside or around one."""
+    naming the training folder, when a scored folder is one the run read, or inside or around one.
+    The training folders are the checkpoint's record of them, absolute (a relative data.root read
+    from another working folder names another folder); a checkpoint without one gives none."""
     from gan.data.decode import folders_overlap
     from gan.data.unpaired import domain_folders
 
-    data = config["data"]
-    if not (data["root"] or data.get("a_root") or data.get("b_root")):
+    data, folders = config["data"], trained_folders or {}
+    if not folders:
         return
+    root = folders.get("data.root", "")
     if data["dataset"] == "sr_pairs":
-        trained = [Path(data["root"])]
+        trained = [Path(root)] if root else []
     elif data["dataset"] == "paired":
-        trained = [Path(data["root"]) / data["split"] if data["split"] not in ("", "all") else Path(data["root"])]
+        trained = [Path(root) / data["split"] if data["split"] not in ("", "all") else Path(root)] if root else []
     else:
-        trained = list(domain_folders(data["root"], data["split"], data.get("a_root", ""), data.get("b_root", "")))
+        trained = list(domain_folders(root, data["split"], folders.get("data.a_root", ""),
+                                      folders.get("data.b_root", "")))
     for folder in scored:
         for training_folder in trained:
             if training_folder.is_dir() and folders_overlap(folder, training_folder):
@@ -564,7 +568,7 @@ def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_pa
         a_folder, b_folder, split = cycle_folders(folder, data, split)
         csv_name = f"{csv_name}-{split}" if split else csv_name
     _warn_if_trained_on([a_folder, b_folder] if translator.config["recipe"] == "cyclegan" else [scored],
-                        translator.config)
+                        translator.config, translator.trained_folders)
     # (a tiled pass may score otherwise than the whole-image one the run's val/ metrics make: a record of its own)
     csv_name = f"{csv_name}-tile{tile}" if tile else csv_name
     default = translator.checkpoint.parent / f"eval-{csv_name}-{translator.step:08d}.csv"

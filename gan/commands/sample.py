@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import os
 import shutil
@@ -126,29 +127,55 @@ class StagedOutputs:
         return staged
 
     def commit(self) -> None:
-        from gan.core.files import WriteError, folder_held
         from gan.core.processes import stop_signals_held
 
-        # (two commands moving their sets into one folder take turns: interleaved, the folder would hold
-        # part of each, which would pass for a whole set)
-        folders = sorted({target.parent for _, target in self.moves} | ({self.new_folder.parent} if self.new_folder
-                                                                         else set()))
-        with stop_signals_held(), contextlib.ExitStack() as held:
-            for folder in folders:
+        with stop_signals_held():
+            self._move_in(self.moves, rename_new_folder=self.new_folder is not None)
+            self.committed = True
+            for folder in self.folders:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+
+    def _renamed_into_place(self) -> bool:
+        """The new folder, staged whole, renamed into place in one step; False when a folder of that
+        name came into being meanwhile (another command's set, say), whose files then move in one by
+        one, checked as into any folder that is there. (Its parent is not locked: something else
+        holding it would have cost the whole set.)"""
+        from gan.core.files import WriteError
+
+        staged_folder = next(staged.parent for staged, target in self.moves if target.parent == self.new_folder)
+        if os.path.lexists(self.new_folder):
+            return False
+        try:
+            os.rename(staged_folder, self.new_folder)  # (onto a name that is free, or an empty folder)
+        except OSError as error:
+            if error.errno in (errno.EEXIST, errno.ENOTEMPTY):  # (filled by another command a moment ago)
+                return False
+            raise WriteError(f"could not move '{staged_folder}' into place as '{self.new_folder}': {error}") from error
+        return True
+
+    def _move_in(self, moves: list[tuple[Path, Path]], rename_new_folder: bool) -> None:
+        """`moves`, holding each target folder that is there: two commands moving their sets into one
+        folder take turns (interleaved, the folder would hold part of each, which would pass for a
+        whole set). Those into the new folder go in one rename where `rename_new_folder`; one by one,
+        checked again holding it, where it came into being meanwhile."""
+        from gan.core.files import WriteError, folder_held
+
+        one_by_one = False
+        with contextlib.ExitStack() as held:
+            for folder in sorted({target.parent for _, target in moves}):
                 held.enter_context(folder_held(folder))
             # (another command may have written a target while this one sampled, after its outputs were checked)
             if self.samples is not None and (problem := samples_left_beside(*self.samples)) is not None:
                 raise WriteError(f"{problem} (another command wrote them while this one sampled): nothing was replaced")
-            appeared = [target for _, target in self.moves if not self.overwrite and os.path.lexists(target)]
+            appeared = [target for _, target in moves if not self.overwrite and os.path.lexists(target)]
             if appeared:
                 raise WriteError(f"{len(appeared)} output(s) appeared while sampling ('{appeared[0]}'; another "
                                  "command wrote it?): nothing was replaced; run again with --overwrite to replace them")
-            moves = self.moves
-            if self.new_folder is not None and not os.path.lexists(self.new_folder):
-                staged_folder = next(staged.parent for staged, target in moves if target.parent == self.new_folder)
-                os.rename(staged_folder, self.new_folder)  # (the whole set in one step)
-                moves = [(staged, target) for staged, target in moves if target.parent != self.new_folder]
-            for done, (staged, target) in enumerate(moves):
+            if rename_new_folder:
+                one_by_one = not self._renamed_into_place()
+                moves = moves if one_by_one else [move for move in moves if move[1].parent != self.new_folder]
+            for done, (staged, target) in enumerate([] if one_by_one else moves):
                 try:
                     self._move(staged, target)
                 except OSError as error:  # (a folder where a file goes, say: it cannot be undone, so it is said)
@@ -156,10 +183,8 @@ class StagedOutputs:
                     raise WriteError(f"could not move '{staged}' into place as '{target}' after {done} of "
                                      f"{len(moves)} files: {error}; the folder holds part of the new set until "
                                      "the command runs again") from error
-            self.committed = True
-            for folder in self.folders:
-                with contextlib.suppress(OSError):
-                    folder.rmdir()
+        if one_by_one:  # (its lock taken now that it is there: a flock is not taken twice by one process)
+            self._move_in(moves, rename_new_folder=False)
 
     def _move(self, staged: Path, target: Path) -> None:
         """`staged` into place as `target`; without overwrite, never over a file that appeared meanwhile

@@ -430,6 +430,7 @@ def _train_runs(config: Path, sets: list[str], runs: list[SweepRun], steps: dict
         + (f", {jobs} at a time" if jobs > 1 else ""))
     threads = max(1, (os.cpu_count() or 1) // jobs)
     program = [sys.executable, "-P", "-m", "gan"]  # -P: see same_gan
+    environment = same_gan(dict(os.environ)) if to_do else {}
     running: dict[int, _Running] = {}
     failed, durations, done = [], [], len(runs) - len(to_do)
     queue = list(to_do)
@@ -447,7 +448,7 @@ def _train_runs(config: Path, sets: list[str], runs: list[SweepRun], steps: dict
                 run = queue.pop(0)
                 device = devices[slot % len(devices)] if devices else None
                 running[slot] = _start_run(train_command(config, sets, run, out / run.name, device, program), run,
-                                           device, threads, out / "logs" if jobs > 1 else None)
+                                           device, threads, out / "logs" if jobs > 1 else None, environment)
                 say(f"sweep: run {run.name} started{f' on {device}' if device else ''} "
                     f"({done} done, {len(queue) + len(running)} to go)")
             time.sleep(0.2)
@@ -487,9 +488,11 @@ def _train_runs(config: Path, sets: list[str], runs: list[SweepRun], steps: dict
     return failed
 
 
-def _start_run(command: list[str], run: SweepRun, device: str | None, threads: int, logs: Path | None) -> _Running:
-    """Start one run's `gan train`, its output into `logs`/<name>.log where given (several at a time)."""
-    environment = same_gan({**os.environ, SWEEP_PID_VARIABLE: str(os.getpid())})
+def _start_run(command: list[str], run: SweepRun, device: str | None, threads: int, logs: Path | None,
+               environment: dict[str, str]) -> _Running:
+    """Start one run's `gan train` in `environment`, its output into `logs`/<name>.log where given
+    (several at a time)."""
+    environment = {**environment, SWEEP_PID_VARIABLE: str(os.getpid())}
     if device in (None, "cpu") and "OMP_NUM_THREADS" not in os.environ:  # the runs share the cores
         environment["OMP_NUM_THREADS"] = str(threads)  # (a user's own setting stands)
     log = None
@@ -501,10 +504,18 @@ def _start_run(command: list[str], run: SweepRun, device: str | None, threads: i
 
 
 def same_gan(environment: dict[str, str]) -> dict[str, str]:
-    """`environment` for a run that imports the gan this sweep runs: the folder holding this package
-    goes first on PYTHONPATH, and the run starts with `python -P`, so that a `gan.py` or another
-    gan checkout in the working directory (which `-m` would put first) cannot stand in for it."""
-    root = str(Path(gan.__file__).resolve().parent.parent)
+    """`environment` for a run that imports the gan this sweep runs. Runs start with `python -P`, so that
+    a `gan.py` or another gan checkout in the working directory (which `-m` would put first) cannot
+    stand in for it; where that leaves this gan out of reach (a checkout the sweep found through the
+    working directory), the folder holding it goes first on PYTHONPATH. Asked of Python itself, once a sweep:
+    put there always, an installed gan's site-packages would have come before the user's PYTHONPATH
+    and the standard library in every run."""
+    ours = Path(gan.__file__).resolve()
+    found = subprocess.run([sys.executable, "-P", "-c", "import gan; print(gan.__file__)"], env=environment,
+                           capture_output=True, text=True)
+    if found.returncode == 0 and Path(found.stdout.strip()).resolve() == ours:
+        return environment
+    root = str(ours.parent.parent)
     return {**environment, "PYTHONPATH": os.pathsep.join(filter(None, [root, environment.get("PYTHONPATH")]))}
 
 
