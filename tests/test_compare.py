@@ -346,6 +346,19 @@ def test_a_figure_the_disk_refuses_leaves_the_last_comparisons_table_and_csv(swe
     assert not (tmp_path / "new").exists()
 
 
+def test_reading_many_runs_shows_its_progress(sweep, tmp_path, monkeypatch, capsys):
+    # 30 runs of 4,000 logged steps: a minute and a half in TensorBoard's reader, in silence
+    import functools
+
+    from gan.core.progress import DelayedProgress
+    from gan.tools import compare as compare_module
+
+    monkeypatch.setattr(compare_module, "DelayedProgress", functools.partial(DelayedProgress, after_s=0))  # (as if slow)
+    compare([sweep], None, tmp_path / "out")
+    runs = len(list(sweep.iterdir()))
+    assert f"run {runs}/{runs} (100%)" in capsys.readouterr().err
+
+
 def test_a_stop_while_the_three_files_are_written_ends_nothing_once_they_are_in_place(sweep, tmp_path, monkeypatch):
     # held back until all three were written, it then ended the command "stopped by Ctrl-C" (exit 130)
     # over a whole comparison, whose table was never printed

@@ -133,6 +133,24 @@ def test_a_cpu_pass_larger_than_the_memory_available_is_refused_before_the_kerne
     assert tiling.Translator(network, torch.device("cpu"))(image).size == image.size
 
 
+def test_a_u_net_pass_is_estimated_with_the_encoder_outputs_its_skip_connections_keep_alive(monkeypatch):
+    # 4x its largest layer output let passes through that measured 7.2-7.8x: the kernel then killed
+    # gan translate mid-folder, which the check exists to prevent
+    from gan.inference import tiling
+    from gan.nets.unet import UNetGenerator
+
+    network = UNetGenerator(num_downs=5, channels=4, dropout=0).eval()
+    per_pixel = tiling.largest_layer_bytes_per_pixel(network, network.size_multiple, torch.device("cpu"))
+    monkeypatch.setattr(tiling, "LARGE_PASS_PIXELS", 32 * 32)
+    image = random_rgb((128, 128), 0)
+    largest = 128 * 128 * per_pixel
+    monkeypatch.setattr(tiling, "available_memory", lambda device: 6 * largest)  # (room for 4x, not for 8x)
+    with pytest.raises(tiling.ImageTooLargeError, match="a 128x128 px image would need about"):
+        tiling.Translator(network, torch.device("cpu"), size_multiple=network.size_multiple)(image)
+    monkeypatch.setattr(tiling, "available_memory", lambda device: 9 * largest)
+    assert tiling.Translator(network, torch.device("cpu"), size_multiple=network.size_multiple)(image).size == (128, 128)
+
+
 def test_a_tiled_output_too_large_for_memory_is_refused_without_offering_a_smaller_tile(monkeypatch):
     """`--tile` bounds the network's passes, not the full-size output they are blended into: an x4
     output of 4800x4800 took 1.8 GiB at --tile 48 as at 128, and a run out of memory was told to

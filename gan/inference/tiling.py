@@ -30,9 +30,9 @@ from gan.inference.exported import generator_name, load_source
 from gan.inference.loading import build_generator
 from gan.nets.running import (
     LARGE_PASS_PIXELS,
-    LIVE_LAYERS,
     eval_mode,
     largest_layer_bytes_per_pixel,
+    live_layers,
     require_finite,
     run_padded,
 )
@@ -218,13 +218,13 @@ class Translator:
     def _refuse_what_memory_cannot_hold(self, width: int, height: int, size: tuple[int, int]) -> None:
         """On the CPU, an allocation too large for memory does not fail: the kernel's out-of-memory
         killer ends the process, mid-folder, without a word. So a pass of more than a megapixel is
-        first estimated (LIVE_LAYERS x the largest layer output) against the memory available, and
+        first estimated (`live_layers` x the largest layer output) against the memory available, and
         so is a tiled image's full-size output (which no tile size makes smaller), and refused with
         the way round."""
         tiled = self.tile != WHOLE
         pass_height, pass_width = (min(height, self.tile), min(width, self.tile)) if tiled else (height, width)
         pixels = _rounded_up(pass_height, self.size_multiple) * _rounded_up(pass_width, self.size_multiple)
-        # (a whole pass's output is within its LIVE_LAYERS estimate; a tiled one's outlives every pass)
+        # (a whole pass's output is within its `live_layers` estimate; a tiled one's outlives every pass)
         output_pixels = width * height * self.output_upscale**2 if tiled else 0
         if pixels <= LARGE_PASS_PIXELS and output_pixels <= LARGE_PASS_PIXELS:  # (most images: nothing run)
             return
@@ -240,7 +240,8 @@ class Translator:
                                      "smaller; translate a crop of it, or on a machine with more memory")
         if pixels > LARGE_PASS_PIXELS and self.bytes_per_pixel is None:
             self.bytes_per_pixel = largest_layer_bytes_per_pixel(self.generator, self.size_multiple, self.device)
-        needed = (pixels * self.bytes_per_pixel * LIVE_LAYERS if pixels > LARGE_PASS_PIXELS else 0) + output_bytes
+        needed = ((pixels * self.bytes_per_pixel * live_layers(self.generator) if pixels > LARGE_PASS_PIXELS else 0)
+                  + output_bytes)
         if needed > available:
             way = ("pass --tile 512 (or smaller) to process it in overlapping tiles" if self.tile == WHOLE
                    else f"pass a smaller --tile than {self.tile}")

@@ -42,10 +42,10 @@ from gan.metrics.inception import (
 )
 from gan.nets.running import (
     LARGE_PASS_PIXELS,
-    LIVE_LAYERS,
     eval_mode,
     largest_layer_bytes_per_pixel,
     layer_output_bytes,
+    live_layers,
 )
 from gan.recipes.image_to_image import scores_translations
 
@@ -279,7 +279,7 @@ def check_validation_fits(recipe, config: Config, device: torch.device) -> None:
     """ConfigError when the largest SR validation image cannot go through the generator whole in the
     memory left on `device` (validation scores each image whole, as papers do): on the CPU the kernel
     kills such a run at its first validation, before that step's checkpoint, and a resume is killed
-    there again. Judged as `gan translate` judges a pass (LIVE_LAYERS x the largest layer output)."""
+    there again. Judged as `gan translate` judges a pass (`live_layers` x the largest layer output)."""
     if not config.log.eval_every or config.data.dataset != "sr_pairs" or getattr(recipe, "generator", None) is None:
         return
     dataset = recipe.evaluation_images.get()
@@ -294,7 +294,7 @@ def check_validation_fits(recipe, config: Config, device: torch.device) -> None:
         return
     # (pix2pix on SR data, sr_pix2pix: a U-Net takes inputs of a multiple of 256 px, the probe too)
     needed = pixels * largest_layer_bytes_per_pixel(recipe.generator, getattr(recipe, "size_multiple", 1),
-                                                    device) * LIVE_LAYERS
+                                                    device) * live_layers(recipe.generator)
     if needed > available:
         where = "data.val_root" if config.data.val_root else "data.root"
         raise ConfigError(f"the validation image '{path}' ({width}x{height}) would need about {format_bytes(needed)} "
