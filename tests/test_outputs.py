@@ -497,7 +497,8 @@ def test_a_grid_named_like_a_sample_in_the_separate_folder_is_refused(demo_run, 
     folder = tmp_path / "sep"
     result = invoke("sample", demo_run, "--n", "4", "--separate", folder, "--out", folder / "00005.png")
     assert_clean_error(result, f"--out '{folder / '00005.png'}' is in the --separate folder")
-    for name in ("grid.png", "00004.PNG", "00004.jpg"):
+    # (in a folder inside it too: FID reads the folder with its subfolders)
+    for name in ("grid.png", "00004.PNG", "00004.jpg", "grid/all.png"):
         result = invoke("sample", demo_run, "--n", "4", "--separate", folder, "--out", folder / name)
         assert_clean_error(result, f"--out '{folder / name}' is in the --separate folder")
     assert not folder.exists()
@@ -673,6 +674,22 @@ def test_a_new_separate_folder_comes_into_place_whole_in_one_step(tiny_demo_run,
     assert result.exit_code == 0, result.output
     assert sorted(os.listdir(folder)) == [f"{index:05d}.png" for index in range(5)]
     assert os.listdir(tmp_path / "new") == ["sep"]  # (no staging folder left beside it)
+
+
+def test_a_new_separate_folder_that_appears_meanwhile_takes_the_set_file_by_file_and_leaves_no_staging(
+        tiny_demo_run, tmp_path, monkeypatch):
+    from gan.core import images
+
+    folder, save_image = tmp_path / "new", images.save_image
+
+    def another_makes_the_folder(*args, **kwargs):
+        folder.mkdir(exist_ok=True)  # (empty: an unrelated process, at the last moment)
+        return save_image(*args, **kwargs)
+
+    monkeypatch.setattr(images, "save_image", another_makes_the_folder)
+    result = invoke("sample", tiny_demo_run, "--n", "3", "--separate", folder)
+    assert result.exit_code == 0, result.output
+    assert sorted(os.listdir(folder)) == ["00000.png", "00001.png", "00002.png"] and os.listdir(tmp_path) == ["new"]
 
 
 def test_a_new_separate_folder_does_not_wait_for_its_parent_folder(tiny_demo_run, tmp_path, monkeypatch):

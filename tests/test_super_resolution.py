@@ -142,6 +142,18 @@ def test_gan_eval_of_images_the_run_trained_on_says_so(tmp_path, monkeypatch):
         warnings.simplefilter("always")
         apart = CliRunner().invoke(main, ["eval", str(run_dir), "--data", str(tmp_path / "held_out")])
     assert apart.exit_code == 0 and not [one for one in caught if said in str(one.message)], apart.output
+    # a checkpoint written before the record of its folders: its config's data.root, where absolute
+    from gan.core.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
+
+    state = load_checkpoint(resolve_checkpoint(run_dir))
+    state.pop("data")
+    state["config"]["data"]["root"] = str(tmp_path / "DIV2K")
+    (tmp_path / "old").mkdir()
+    save_checkpoint(state, tmp_path / "old" / "checkpoint-00000002.pt")
+    with pytest.warns(UserWarning, match=re.escape(f"{said}'{tmp_path / 'DIV2K'}')")):
+        old = CliRunner().invoke(main, ["eval", str(tmp_path / "old" / "checkpoint-00000002.pt"), "--data",
+                                        str(tmp_path / "DIV2K" / "DIV2K_valid_HR")])
+    assert old.exit_code == 0, old.output
 
 
 def test_gan_eval_never_writes_over_the_images_it_scores_nor_over_another_folders_evaluation(tmp_path):

@@ -750,12 +750,15 @@ def test_the_runs_path_is_left_as_it_is_where_their_python_finds_the_sweeps_gan(
     import gan
     from gan.tools.sweep import same_gan
 
-    assert same_gan(dict(os.environ)) == dict(os.environ)  # (this Python finds this gan: nothing to add)
-    (tmp_path / "gan").mkdir()
-    (tmp_path / "gan" / "__init__.py").write_text("")  # another gan, found first through PYTHONPATH
-    other = {**os.environ, "PYTHONPATH": str(tmp_path)}
     ours = str(Path(gan.__file__).resolve().parent.parent)
-    assert same_gan(other)["PYTHONPATH"] == os.pathsep.join([ours, str(tmp_path)])
+    finding_ours = {**os.environ, "PYTHONPATH": ours}
+    assert same_gan(finding_ours) == finding_ours  # (the runs' Python finds this gan: nothing to add)
+    # another gan found first through PYTHONPATH, in a folder whose name is no UTF-8 (a traceback)
+    elsewhere = tmp_path / os.fsdecode(b"caf\xe9")
+    (elsewhere / "gan").mkdir(parents=True)
+    (elsewhere / "gan" / "__init__.py").write_text("")
+    other = {**os.environ, "PYTHONPATH": str(elsewhere)}
+    assert same_gan(other)["PYTHONPATH"] == os.pathsep.join([ours, str(elsewhere)])
 
 
 def test_a_run_that_exits_0_without_its_last_checkpoint_is_counted_as_failed(tmp_path, monkeypatch):

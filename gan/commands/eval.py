@@ -512,11 +512,14 @@ def _warn_if_trained_on(scored: list[Path], config: dict, trained_folders: dict 
     does on new ones (a run trained on DIV2K's parent folder, scored on its DIV2K_valid_HR): said once,
     naming the training folder, when a scored folder is one the run read, or inside or around one.
     The training folders are the checkpoint's record of them, absolute (a relative data.root read
-    from another working folder names another folder); a checkpoint without one gives none."""
+    from another working folder names another folder); for a checkpoint written before there was
+    one, the config's folders that are absolute."""
     from gan.data.decode import folders_overlap
     from gan.data.unpaired import domain_folders
 
-    data, folders = config["data"], trained_folders or {}
+    data = config["data"]
+    folders = trained_folders or {f"data.{key}": data[key] for key in ("root", "a_root", "b_root")
+                                  if data.get(key) and Path(data[key]).is_absolute()}
     if not folders:
         return
     root = folders.get("data.root", "")

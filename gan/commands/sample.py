@@ -50,11 +50,15 @@ def separate_path(folder: Path, index: int) -> Path:
 
 
 def refuse_a_grid_among_samples(out: Path | None, separate: Path | None, total: int) -> None:
-    """An --out grid in the --separate folder (past the samples' own names, refused as written
-    twice): FID, which scores the folder's images, would take the grid for one more sample."""
-    if out is None or separate is None or out.parent.resolve() != separate.resolve():
+    """An --out grid in the --separate folder, or in a folder inside it (past the samples' own names,
+    refused as written twice): FID, which scores the folder's images with its subfolders', would take
+    the grid for one more sample."""
+    if out is None or separate is None:
         return
-    if out.name in {separate_path(separate, index).name for index in range(total)}:
+    folder, samples = out.parent.resolve(), separate.resolve()
+    if folder != samples and samples not in folder.parents:
+        return
+    if folder == samples and out.name in {separate_path(separate, index).name for index in range(total)}:
         return
     fail(f"--out '{out}' is in the --separate folder '{separate}', whose images are scored as samples: the grid "
          "would be one more; give it another folder")
@@ -132,9 +136,10 @@ class StagedOutputs:
         with stop_signals_held():
             self._move_in(self.moves, rename_new_folder=self.new_folder is not None)
             self.committed = True
-            for folder in self.folders:
-                with contextlib.suppress(OSError):
-                    folder.rmdir()
+            for folder in self.folders:  # (emptied: the new folder's staged tree, moved in file by file, too)
+                for inner, _, _ in sorted(os.walk(folder), key=lambda entry: -len(entry[0])):
+                    with contextlib.suppress(OSError):
+                        os.rmdir(inner)
 
     def _renamed_into_place(self) -> bool:
         """The new folder, staged whole, renamed into place in one step; False when a folder of that

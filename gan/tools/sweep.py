@@ -430,7 +430,7 @@ def _train_runs(config: Path, sets: list[str], runs: list[SweepRun], steps: dict
         + (f", {jobs} at a time" if jobs > 1 else ""))
     threads = max(1, (os.cpu_count() or 1) // jobs)
     program = [sys.executable, "-P", "-m", "gan"]  # -P: see same_gan
-    environment = same_gan(dict(os.environ)) if to_do else {}
+    environment = {}
     running: dict[int, _Running] = {}
     failed, durations, done = [], [], len(runs) - len(to_do)
     queue = list(to_do)
@@ -441,6 +441,7 @@ def _train_runs(config: Path, sets: list[str], runs: list[SweepRun], steps: dict
         if signum != signal.SIGINT and previous_handlers[signum] is not signal.SIG_IGN:
             signal.signal(signum, _stop_on_sigterm)
     try:
+        environment = same_gan(dict(os.environ)) if to_do else {}  # (in the try: a Ctrl-C meanwhile is said)
         while queue or running:
             for slot in range(jobs):
                 if slot in running or not queue:
@@ -512,8 +513,8 @@ def same_gan(environment: dict[str, str]) -> dict[str, str]:
     and the standard library in every run."""
     ours = Path(gan.__file__).resolve()
     found = subprocess.run([sys.executable, "-P", "-c", "import gan; print(gan.__file__)"], env=environment,
-                           capture_output=True, text=True)
-    if found.returncode == 0 and Path(found.stdout.strip()).resolve() == ours:
+                           capture_output=True)  # (bytes: a folder's name need not be UTF-8)
+    if found.returncode == 0 and Path(os.fsdecode(found.stdout.strip())).resolve() == ours:
         return environment
     root = str(ours.parent.parent)
     return {**environment, "PYTHONPATH": os.pathsep.join(filter(None, [root, environment.get("PYTHONPATH")]))}
