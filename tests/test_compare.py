@@ -346,6 +346,25 @@ def test_a_figure_the_disk_refuses_leaves_the_last_comparisons_table_and_csv(swe
     assert not (tmp_path / "new").exists()
 
 
+def test_a_run_whose_event_file_claims_a_huge_record_is_left_out_not_the_comparison(sweep, tmp_path, monkeypatch):
+    # a record header claiming 2**62 bytes (with a valid checksum) made TensorBoard's reader raise
+    # MemoryError: the whole comparison ended "out of memory", naming no file
+    from gan.tools import compare as compare_module
+
+    damaged, read_scalars = sweep / "00000-adversarial=hinge-seed=0", compare_module.read_scalars
+
+    def reader(run):
+        if run == damaged:
+            raise MemoryError
+        return read_scalars(run)
+
+    monkeypatch.setattr(compare_module, "read_scalars", reader)
+    with pytest.warns(compare_module.CompareWarning, match=f"cannot read the event files of '{damaged}' \\(reading "
+                                                           "them ran out of memory: a damaged record"):
+        table, _ = compare([sweep], None, tmp_path / "out")
+    assert "hinge" in table
+
+
 def test_reading_many_runs_shows_its_progress(sweep, tmp_path, monkeypatch, capsys):
     # 30 runs of 4,000 logged steps: a minute and a half in TensorBoard's reader, in silence
     import functools

@@ -106,6 +106,8 @@ def test_a_flipped_bit_in_a_safetensors_export_is_refused_not_loaded_as_wrong_we
 @pytest.mark.parametrize("change,message", [
     ({"channels": 200000, "max_channels": 200000}, r"would have [\d,]+ parameters .* more than the 2,000,000,000 gan builds"),
     ({"latent_dim": 2**63 - 1}, r"would have more parameters than torch can count, more than the 2,000,000,000"),
+    # past 2^63 itself: a TypeError deep in torch, with its C++ frames ("Overflow when unpacking long long")
+    ({"latent_dim": 2**63}, r"would have more parameters than torch can count, more than the 2,000,000,000"),
     ({"wings": 2}, r"generator 'dcgan' takes no argument 'wings'"),
     ({"latent_dim": 0}, r"latent_dim must be at least 1, got 0"),
 ])
@@ -120,6 +122,59 @@ def test_an_export_whose_spec_asks_for_too_much_or_the_unknown_is_refused_before
     save_file(load_file(str(out)), str(out), metadata={"gan": json.dumps(metadata)})
     with pytest.raises(CheckpointError, match=message):
         load_generator(out, CPU)
+
+
+def test_metadata_nested_thousands_deep_is_damaged_not_a_traceback(run, tmp_path):
+    from safetensors.torch import save_file
+
+    out = tmp_path / "g.safetensors"
+    CliRunner().invoke(main, ["export", str(run), "--out", str(out)])
+    save_file(load_file(str(out)), str(out), metadata={"gan": "[" * 100_000 + "]" * 100_000})
+    with pytest.raises(CheckpointError, match='its "gan" metadata entry is not valid JSON'):
+        load_generator(out, CPU)
+
+
+def test_values_of_a_strangers_file_reach_the_terminal_printable_and_bounded(run, tmp_path):
+    # a spec's name or norm, or an export's "source", went out verbatim: a clear-screen escape, a line break
+    # that split the one-line error, and a norm a megabyte long made a megabyte of error line
+    from safetensors.torch import save_file
+
+    from gan.core.checkpoint import CheckpointError as Error
+    from gan.core.checkpoint import export_source
+
+    out = tmp_path / "g.safetensors"
+    CliRunner().invoke(main, ["export", str(run), "--out", str(out)])
+    metadata = json.loads((tmp_path / "g.safetensors.json").read_text())
+    hostile = "b\x1b[2J\x1b]0;owned\x07\nfake line\r" + "x" * 10**6
+    for field, value in (("norm", hostile), ("name", hostile)):
+        edited = json.loads(json.dumps(metadata))
+        if field == "name":
+            edited["specs"]["generator"]["name"] = value
+        else:
+            edited["specs"]["generator"]["kwargs"]["norm"] = value
+        save_file(load_file(str(out)), str(out), metadata={"gan": json.dumps(edited)})
+        with pytest.raises(Error) as caught:
+            load_generator(out, CPU)
+        said = str(caught.value)
+        assert "\x1b" not in said and "\n" not in said and "\r" not in said and len(said) < 3000, said[:300]
+    (tmp_path / "g.safetensors.json").write_text(json.dumps({**metadata, "source": hostile}))
+    assert export_source(out).startswith("b\\x1b[2J\\x1b]0;owned\\x07\\nfake line\\rxxx") and len(export_source(out)) < 400
+
+
+def test_a_spec_that_counts_too_many_layers_is_refused_before_building(tmp_path):
+    # num_downs = 10**9 never finished building (the parameter count builds the network on the meta
+    # device), and 10**5 residual blocks took two minutes and 3 GB before a refusal
+    import time
+
+    from gan.nets import NetworkSpec
+
+    for name, kwargs, said in (("unet_256", {"num_downs": 10**9}, "num_downs must be at most 16, got 1000000000"),
+                               ("resnet_9blocks", {"num_blocks": 10**5}, "num_blocks must be at most 1000, got 100000"),
+                               ("patchgan", {"in_channels": 6, "n_layers": 10**6}, "n_layers must be at most 16, got 1000000")):
+        started = time.monotonic()
+        with pytest.raises(ValueError, match=f"{said}: it counts layers"):
+            NetworkSpec("generator" if name != "patchgan" else "discriminator", name, kwargs).check()
+        assert time.monotonic() - started < 5
 
 
 @pytest.mark.parametrize("dtype, refused", [(torch.int32, True), (torch.bool, True), (torch.float16, False)])

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import REPO, TINY, only_run, tiny_config
+from conftest import REPO, TINY, assert_one_error_line, only_run, tiny_config
 
 import gan.core.checkpoint as checkpoint_module
 import gan.core.files as files_module
@@ -499,6 +499,21 @@ def test_a_malformed_newest_checkpoint_falls_back_like_a_corrupt_one(tmp_path):
     with pytest.warns(UserWarning, match="its 'samples_seen' is -64, not a count of 0 or more.*falling back"):
         path, _ = newest_loadable_checkpoint(first.run_dir)
     assert path.name == "checkpoint-00000002.pt"
+    # a random-number state that cannot be restored was a traceback mid-resume (KeyError, "state vector is
+    # the wrong size"): it falls back too
+    state["samples_seen"] = restored["samples_seen"]
+    for rng in ({}, {**restored["rng"], "python": (3, [1, 2], None)}):
+        state["rng"] = rng
+        torch.save(state, newest)
+        with pytest.warns(UserWarning, match="its random-number state cannot be restored.*falling back"):
+            path, _ = newest_loadable_checkpoint(first.run_dir)
+        assert path.name == "checkpoint-00000002.pt"
+    # what only the recipe knows of its state: one line naming the checkpoint, not a traceback
+    state["rng"], state["optimizers"] = restored["rng"], {}
+    torch.save(state, newest)
+    result = CliRunner().invoke(main, ["train", "--resume", str(first.run_dir), "--set", "train.steps=6"])
+    assert_one_error_line(result, f"checkpoint '{newest}' is malformed: its optimizer or recipe state cannot be "
+                                  "restored (KeyError: 'generator')")
 
 
 def test_when_every_checkpoint_is_damaged_none_promises_a_fall_back_and_the_error_says_what_next(tmp_path):

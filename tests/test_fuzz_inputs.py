@@ -111,3 +111,31 @@ def test_a_training_run_over_the_bad_folder_finishes_and_reports_the_skips(bad_f
     # the truncated file is counted once by each process that met it: the loader workers, and the
     # main one where it is among the health watch's real images (the stream's first)
     assert reported and skipped + 1 <= int(reported.group(1)) <= skipped + 3
+
+
+def test_records_nested_thousands_deep_are_damaged_records_not_tracebacks(tmp_path):
+    # json and tomllib raise RecursionError on arrays nested thousands deep: a stranger's sidecar,
+    # metrics.jsonl, best.json, config.toml or sweep.toml ended seven commands in a traceback
+    from gan.core.checkpoint import BestCheckpoint, export_source
+    from gan.core.registry import ConfigError
+    from gan.tools.compare import CompareError, read_configs, sweep_runs_not_started
+    from gan.tools.sweep import write_manifest
+    from gan.training.records import drop_metrics_after
+
+    deep_json, deep_toml = "[" * 100_000 + "]" * 100_000, "junk = " + "[" * 3000 + "]" * 3000 + "\n"
+    (tmp_path / "g.safetensors.json").write_text(deep_json)
+    assert export_source(tmp_path / "g.safetensors") is None
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1}\n' + deep_json + "\n" + '{"step": 3}\n')
+    drop_metrics_after(tmp_path / "metrics.jsonl", 2, lambda line: None)
+    assert (tmp_path / "metrics.jsonl").read_text() == '{"step": 1}\n' + deep_json + "\n"  # (kept as it is)
+    (tmp_path / "best.json").write_text(deep_json)
+    assert BestCheckpoint(tmp_path, "swd/mean", "lower").value is None
+    run = tmp_path / "runs" / "00000-x"
+    run.mkdir(parents=True)
+    (run / "config.toml").write_text(deep_toml)
+    with pytest.raises(CompareError, match="cannot read '.*config.toml': maximum recursion depth"):
+        read_configs([run])
+    (tmp_path / "runs" / "sweep.toml").write_text(deep_toml)
+    assert sweep_runs_not_started([tmp_path / "runs"]) == []
+    with pytest.raises(ConfigError, match="sweep.toml' is not a sweep manifest"):
+        write_manifest(tmp_path / "runs", "config = 'x'\n")

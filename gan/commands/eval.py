@@ -352,7 +352,7 @@ def refuse_another_evaluation(path: Path, checkpoint: Path, data: str | None, st
 
     try:  # (a CSV's record is the JSON beside it)
         stored = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):  # none yet, or unreadable: nothing to tell, so eval's own name is reused
+    except (OSError, ValueError, RecursionError):  # none yet, or unreadable: nothing to tell, so eval's own name is reused
         return
     if not isinstance(stored, dict):
         return

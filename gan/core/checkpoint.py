@@ -24,6 +24,7 @@ import torch
 
 from gan.core.files import run_order, write_atomically, write_text_atomically
 from gan.core.memory import out_of_memory
+from gan.core.wording import printable
 
 FORMAT = "gan.checkpoint/1"
 # An export's (gan/inference/exported.py), and the extensions only exports have, named here for messages.
@@ -260,9 +261,9 @@ def export_source(path: Path) -> str | None:
     it; None without one."""
     try:
         source = json.loads(path.with_name(path.name + ".json").read_text(encoding="utf-8")).get("source")
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):  # (RecursionError: nested thousands deep)
         return None
-    return source if isinstance(source, str) else None
+    return printable(source) if isinstance(source, str) else None
 
 
 def _export_given(path: Path, source: object = None) -> str:
@@ -270,7 +271,7 @@ def _export_given(path: Path, source: object = None) -> str:
     run directory): it holds one generator's weights, without the run's other networks and state."""
     if source is None:  # a .safetensors or .onnx export: the JSON written beside it names its checkpoint
         source = export_source(path)
-    origin = f" of '{source}'" if isinstance(source, str) else ""
+    origin = f" of '{printable(source)}'" if isinstance(source, str) else ""
     if checkpoint_step(path) is not None or path.name == BEST_NAME:  # copied into a run under a checkpoint's name
         return (f"'{path}' is named as a checkpoint, but is an export{origin} written by `gan export`: move it out "
                 "of the run directory (a run's checkpoints hold every network and the training state)")
@@ -437,7 +438,7 @@ class BestCheckpoint:
         if record.is_file():
             try:
                 saved = json.loads(record.read_text())
-            except (OSError, ValueError):
+            except (OSError, ValueError, RecursionError):  # (RecursionError: nested thousands deep)
                 saved = None
             value = saved.get("value") if isinstance(saved, dict) else None
             usable = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
@@ -489,7 +490,7 @@ class BestCheckpoint:
         for line in lines:
             try:
                 row = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):
                 continue
             if not isinstance(row, dict) or row.get("num_images") != count:
                 continue
@@ -717,6 +718,21 @@ def capture_rng_state() -> dict[str, Any]:
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
+
+
+def rng_state_problem(state: dict[str, Any]) -> str | None:
+    """What is wrong with a checkpoint's random-number state, tried on throwaway generators (a hand-made
+    or damaged one was a traceback mid-resume), or None."""
+    try:
+        torch.Generator().set_state(state["torch"])
+        version, internal, gauss = state["python"]
+        random.Random().setstate((version, tuple(internal), gauss))
+        numpy_state = state["numpy"]
+        np.random.RandomState().set_state(("MT19937", numpy_state["keys"].numpy().astype(np.uint32),
+                                           numpy_state["pos"], numpy_state["has_gauss"], numpy_state["cached_gaussian"]))
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as error:
+        return f"{type(error).__name__}: {error}"
+    return None
 
 
 def restore_rng_state(state: dict[str, Any]) -> None:

@@ -33,6 +33,14 @@ def _bytes_shown(path: object) -> str:
         return str(path)
 
 
+def printable(text: object, limit: int = 300) -> str:
+    """Text read from a file someone else may have written, for a message: on one line (`one_line`:
+    no escape sequence reaches the terminal) and cut to `limit` characters (a value a megabyte long
+    made a megabyte of error line)."""
+    line = one_line(text)
+    return line if len(line) <= limit else f"{line[:limit]}... ({len(line) - limit:,} more characters)"
+
+
 def undecoded(path: object) -> str:
     """`path` as text any stream can print: the bytes of a name that are no UTF-8 text (which Python
     holds as surrogate escapes, and printing fails on) written as `\\xff`."""

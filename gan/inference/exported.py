@@ -177,7 +177,7 @@ def read_export(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"'{path}' is not a readable safetensors file: {error}") from None
     try:
         metadata = json.loads(text) if text is not None else None
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:  # (RecursionError: nested thousands deep)
         raise damaged(path, f"its \"gan\" metadata entry is not valid JSON ({error})") from None
     if not isinstance(metadata, dict) or metadata.get("format") != EXPORT_FORMAT:
         newer_or_older = other_version(path, metadata.get("format") if isinstance(metadata, dict) else None,

@@ -18,6 +18,7 @@ from torch import nn
 from gan.core.checkpoint import FORMAT, CheckpointError, refuse_non_finite
 from gan.core.config import config_from_dict, config_to_dict
 from gan.core.registry import ConfigError
+from gan.core.wording import printable
 from gan.nets import NetworkSpec, network_names, resolve_network_args
 from gan.recipes import RECIPES
 from gan.recipes.base import require_rgb
@@ -27,8 +28,9 @@ TABLES = {"config": "the run's config", "specs": "the network specs", "networks"
 
 
 def damaged(path: Path, problem: str) -> CheckpointError:
-    """The error for a file gan wrote that has since been edited or damaged: one line naming it."""
-    return CheckpointError(f"'{path}' is damaged or edited: {problem}")
+    """The error for a file gan wrote that has since been edited or damaged: one line naming it (what
+    it quotes of the file's values printable: `printable`)."""
+    return CheckpointError(f"'{path}' is damaged or edited: {printable(problem, 2000)}")
 
 
 def checked_state(state: dict[str, Any], path: Path) -> dict[str, Any]:
@@ -129,7 +131,7 @@ def checked_spec(spec: Any, path: Path, name: str) -> NetworkSpec:
     except ValueError as error:
         raise damaged(path, f"specs.{name}: {error}") from None
     if spec.name not in network_names(spec.role):  # (the file is whole: this gan lacks the network)
-        raise CheckpointError(f"'{path}' was trained with {spec.role} '{spec.name}', which this gan does not have "
+        raise CheckpointError(f"'{path}' was trained with {spec.role} '{printable(spec.name)}', which this gan does not have "
                               f"(it has {', '.join(network_names(spec.role))}): a network of one's own is found once "
                               "its module is in gan/nets/ and listed in _ZOO_MODULES (docs/layout.md)")
     try:

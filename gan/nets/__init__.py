@@ -156,6 +156,11 @@ def _config_value(value: Any) -> bool:
 
 MAX_PARAMETERS = 2_000_000_000  # 8 GiB of fp32 weights: far beyond this zoo, far below a typo's 200000 channels
 COUNTS_FROM_ZERO = ("num_blocks",)  # integer arguments for which 0 makes a network (no residual blocks)
+# Integer arguments that count layers, and the most of them any network here is built with: the parameter
+# count, found by building on the meta device, came too late for them (num_downs = 10**9 never finished
+# building; 10**5 residual blocks took two minutes and 3 GB before a refusal). 2**16 px is the U-Net's
+# input multiple at num_downs = 16.
+DEPTHS = {"num_downs": 16, "num_blocks": 1000, "n_layers": 16}
 
 
 def _check_size(arg: str, value: Any, name: str, default: Any = inspect.Parameter.empty) -> None:
@@ -170,6 +175,8 @@ def _check_size(arg: str, value: Any, name: str, default: Any = inspect.Paramete
     smallest = 0 if counts_from_zero else 1
     if value < smallest:
         raise ValueError(f"{name} must be at least {smallest}, got {value}")
+    if arg in DEPTHS and value > DEPTHS[arg]:
+        raise ValueError(f"{name} must be at most {DEPTHS[arg]}, got {value}: it counts layers")
 
 
 @dataclass(frozen=True)
@@ -214,8 +221,8 @@ class NetworkSpec:
             with torch.device("meta"):
                 count = sum(parameter.numel() for parameter in _zoo(self.role).get(self.name)(**self.kwargs).parameters()
                             if not isinstance(parameter, nn.parameter.UninitializedParameter))  # (lazy: sized later)
-        except RuntimeError as error:  # a tensor too large for even torch to size (2^63 elements)
-            if "overflow" not in str(error):
+        except (RuntimeError, TypeError) as error:  # a tensor too large for even torch to size (2^63 elements;
+            if "overflow" not in str(error).lower():  # a size past 2^63 itself: "Overflow when unpacking long")
                 raise
             count = math.inf
         if count > MAX_PARAMETERS:

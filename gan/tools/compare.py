@@ -126,7 +126,7 @@ def sweep_runs_not_started(paths: list[Path]) -> list[str]:
     for path in paths:
         try:
             listed = tomllib.loads((path / MANIFEST).read_text(encoding="utf-8")).get("runs", {})
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):  # no sweep folder, or not one gan can read
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError):  # no sweep folder, or not one gan can read
             continue
         if not isinstance(listed, dict):  # (`runs = 3`: no manifest gan wrote, nor the names of any runs)
             continue
@@ -193,9 +193,10 @@ def read_runs_scalars(runs: list[Path]) -> dict[Path, dict[str, Curve]]:
         progress.update(done)
         try:
             curves = read_scalars(run)
-        except (OSError, UnicodeError) as error:  # (UnicodeError: a path of bytes that are no UTF-8 text)
+        except (OSError, UnicodeError, MemoryError) as error:  # (UnicodeError: a path of bytes that are no UTF-8 text)
             why = ("its path is not UTF-8 text, which TensorBoard's reader cannot open" if isinstance(error, UnicodeError)
-                   else str(error))
+                   else "reading them ran out of memory: a damaged record that claims a huge size, most often"
+                   if isinstance(error, MemoryError) else str(error))
             warnings.warn(f"cannot read the event files of '{undecoded(run)}' ({why}); the run is left out", CompareWarning,
                           stacklevel=2)
             continue
@@ -223,7 +224,7 @@ def read_configs(runs: list[Path]) -> dict[Path, dict[str, object]]:
         else:
             try:
                 written = toml_text(path.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:  # TOML is UTF-8
+            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as error:  # TOML is UTF-8
                 raise CompareError(f"cannot read '{path}': {error}") from error
         try:
             configs[run] = flatten_config(config_to_dict(resolve_names(config_from_dict(written))))

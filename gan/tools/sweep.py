@@ -259,8 +259,9 @@ def write_manifest(out: Path, text: str) -> None:
     if path.is_file():
         try:
             stored, asked = tomllib.loads(path.read_text(encoding="utf-8")), tomllib.loads(text)
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-            raise ConfigError(f"'{path}' is not a sweep manifest ({error}); use another --out") from error
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as error:
+            raise ConfigError(f"'{path}' is not a sweep manifest ({error}); use another "
+                              "--out") from error
         missing = [key for key in MANIFEST_KEYS if key not in stored]
         if missing:  # (an emptied file, say: not "another sweep", which every key would differ in)
             raise ConfigError(f"'{path}' is not a sweep manifest (it records no {', '.join(missing)}): use another "

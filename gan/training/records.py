@@ -141,7 +141,7 @@ def drop_metrics_after(path: Path, step: int, say: Callable[[str], None]) -> Non
         try:
             row = json.loads(line)
             row_step = row.get("step")
-        except (ValueError, AttributeError):  # (UnicodeDecodeError is a ValueError)
+        except (ValueError, AttributeError, RecursionError):  # (UnicodeDecodeError is a ValueError; nested deep)
             row, row_step = None, None
         if isinstance(row_step, (int, float)) and not isinstance(row_step, bool) and row_step > step:
             dropped += 1

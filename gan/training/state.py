@@ -19,11 +19,13 @@ from gan.core.checkpoint import (
     first_mismatch,
     load_checkpoint,
     restore_rng_state,
+    rng_state_problem,
     writers_of,
     written_by,
 )
 from gan.core.config import PATH_KEYS, Config, config_to_dict, flatten_config
 from gan.core.registry import ConfigError
+from gan.core.wording import printable
 from gan.recipes.augment import parse_policy
 from gan.recipes.base import Recipe
 from gan.training.cuda_graphs import plain_optimizer_state
@@ -149,6 +151,10 @@ def check_training_state(state: dict[str, Any], path: Path) -> None:
         if isinstance(state[key], bool) or state[key] < 0:
             raise CheckpointError(f"checkpoint '{path}' is malformed: its '{key}' is {state[key]!r}, not a count "
                                   "of 0 or more")
+    problem = rng_state_problem(state["rng"])
+    if problem is not None:
+        raise CheckpointError(f"checkpoint '{path}' is malformed: its random-number state cannot be restored "
+                              f"({printable(problem)})")
 
 
 def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict[str, Any]) -> None:
@@ -178,7 +184,12 @@ def restore_training_state(recipe: Recipe, state: dict[str, Any], config: Config
             raise ConfigError(f"cannot resume from '{path}': network '{name}' of this config does not fit: "
                               f"{mismatch}. {_changed_model_keys(state['config'], config, writers_of(state))}")
         network.load_state_dict(weights)
-    for name, optimizer in recipe.optimizers.items():
-        load_optimizer_state(optimizer, state["optimizers"][name])
-    recipe.load_state_dict(state["recipe"])
+    try:  # (what a recipe's own state holds only it knows: a hand-made one was a traceback here)
+        for name, optimizer in recipe.optimizers.items():
+            load_optimizer_state(optimizer, state["optimizers"][name])
+        recipe.load_state_dict(state["recipe"])
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
+        raise CheckpointError(f"checkpoint '{path}' is malformed: its optimizer or recipe state cannot be restored "
+                              f"({type(error).__name__}: {printable(error)}); resume from an earlier checkpoint of "
+                              "the run (--resume with its path), or restore a copy of this one") from None
     restore_rng_state(state["rng"])
