@@ -124,11 +124,11 @@ def test_kill_9_while_a_checkpoint_is_written_leaves_the_previous_one_loadable(t
     script = textwrap.dedent(f"""
         import time, torch
         from pathlib import Path
-        from gan.core.checkpoint import FORMAT, checkpoint_path, save_checkpoint
+        from gan.core.checkpoint import FORMAT, capture_rng_state, checkpoint_path, save_checkpoint
         run = Path({str(tmp_path)!r})
         weights = {{"w": torch.arange(1000.0)}}
         state = {{"format": FORMAT, "step": 1, "samples_seen": 8, "config": {{}}, "networks": weights,
-                 "optimizers": {{}}, "recipe": {{}}, "rng": {{}}}}
+                 "optimizers": {{}}, "recipe": {{}}, "rng": capture_rng_state()}}
         save_checkpoint(state, checkpoint_path(run, 1))
         def slow_save(obj, path):
             Path(path).write_bytes(b"PK\\x03\\x04 half of a checkpoint")
