@@ -170,7 +170,7 @@ def test_a_spec_that_counts_too_many_layers_is_refused_before_building(tmp_path)
 
     for name, kwargs, said in (("unet_256", {"num_downs": 10**9}, "num_downs must be at most 16, got 1000000000"),
                                ("resnet_9blocks", {"num_blocks": 10**5}, "num_blocks must be at most 1000, got 100000"),
-                               ("patchgan", {"in_channels": 6, "n_layers": 10**6}, "n_layers must be at most 16, got 1000000")):
+                               ("patchgan", {"in_channels": 6, "n_layers": 10**6}, "n_layers must be at most 64, got 1000000")):
         started = time.monotonic()
         with pytest.raises(ValueError, match=f"{said}: it counts layers"):
             NetworkSpec("generator" if name != "patchgan" else "discriminator", name, kwargs).check()

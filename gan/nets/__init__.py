@@ -159,8 +159,8 @@ COUNTS_FROM_ZERO = ("num_blocks",)  # integer arguments for which 0 makes a netw
 # Integer arguments that count layers, and the most of them any network here is built with: the parameter
 # count, found by building on the meta device, came too late for them (num_downs = 10**9 never finished
 # building; 10**5 residual blocks took two minutes and 3 GB before a refusal). 2**16 px is the U-Net's
-# input multiple at num_downs = 16.
-DEPTHS = {"num_downs": 16, "num_blocks": 1000, "n_layers": 16}
+# input multiple at num_downs = 16; a PatchGAN deeper than its crops is refused with the depth that fits.
+DEPTHS = {"num_downs": 16, "num_blocks": 1000, "n_layers": 64}
 
 
 def _check_size(arg: str, value: Any, name: str, default: Any = inspect.Parameter.empty) -> None:
