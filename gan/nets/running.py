@@ -128,7 +128,8 @@ def interpolation_latents(rows: int, steps: int, latent_dim: int, seed: int) -> 
 LARGE_PASS_PIXELS = 2**20
 # A pass's peak memory over its largest layer output, with the input and the next layer's output alive
 # beside it: measured on the CPU from a clean baseline (VmHWM reset) at 1024 and 2048 px, 2.4 (SRResNet
-# x4) to 2.9 (ResNet-9). A network whose skip connections keep more alive says so (`live_layers`).
+# x4) to 2.9 (ResNet-9) (benchmarks/pass_memory.py). A network whose skip connections keep more alive
+# says so (`live_layers`).
 LIVE_LAYERS = 4
 
 
