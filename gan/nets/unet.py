@@ -33,8 +33,9 @@ class UNetGenerator(nn.Module):
     """
 
     # A pass's peak memory over its largest layer output (gan translate's memory check): every encoder
-    # output stays alive until its decoder level reads it; 7.2-7.8 measured on the CPU (1024 and 2048 px)
-    peak_layer_outputs = 8
+    # output stays alive until its decoder level reads it; 7.2-8.4 measured on the CPU (1024 and 2048 px,
+    # 1 and 2 threads: more threads, more scratch; benchmarks/pass_memory.py)
+    peak_layer_outputs = 10
 
     def __init__(
         self,
