@@ -116,7 +116,7 @@ def stop_signals_held(deliver: bool = True) -> Iterator[list[int]]:
     place). Each is noted by a handler of its own meanwhile (Python runs handlers in the main thread
     whichever thread the kernel gave the signal, so a mask of this thread alone would not hold).
     Yields the signals that came; with `deliver` off they are not delivered (a command whose last
-    step the block was is done, and says so: `said_done_despite`)."""
+    step the block was is done, and says so: `stops_held_to_the_end`)."""
     if threading.current_thread() is not threading.main_thread():
         yield []
         return
@@ -134,12 +134,16 @@ def stop_signals_held(deliver: bool = True) -> Iterator[list[int]]:
             signal.raise_signal(received[0])
 
 
-def said_done_despite(received: list[int], what: str) -> None:
-    """Warns that a stop held back while `what` was written came once all of it was in place: the
-    command is done (it said "stopped by Ctrl-C" over whole files, and a retry was refused for them)."""
+@contextlib.contextmanager
+def stops_held_to_the_end(what: str) -> Iterator[None]:
+    """`stop_signals_held` around a command's last step, the writing of `what`: a stop that came
+    meanwhile ends nothing once every file is in place, and is warned of (the command said "stopped by
+    Ctrl-C" over whole files, and a retry was refused for them)."""
+    with stop_signals_held(deliver=False) as received:
+        yield
     if received:
         warnings.warn(f"{signal.Signals(received[0]).name} came while {what} was written, and was held back until "
-                      "every file was in place: nothing is missing", stacklevel=2)
+                      "every file was in place: nothing is missing", stacklevel=3)
 
 
 # The stop signals each `stop_signals_held` block now running has held back (a process-wide fact, as

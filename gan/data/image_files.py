@@ -235,10 +235,11 @@ def celeba_dataset(root: str | Path, resolution: int, crop: int = 148, split: st
     except FileNotFoundError as error:
         if not image_dir.is_dir():
             raise
+        found = celeba_folder_below(image_dir)
+        advice = (f"set data.root to '{found}'" if found else
+                  "for images in subfolders, set data.dataset = \"folder\", which searches them")
         raise FileNotFoundError(f"{error}: CelebA's faces are read from img_align_celeba/ (or the folder holding it), "
-                                "not searched for in subfolders; " + (f"set data.root to '{found}'" if (found := celeba_folder_below(
-                                    image_dir)) else "for images in subfolders, set data.dataset = \"folder\", which "
-                                    "searches them")) from None
+                                f"not searched for in subfolders; {advice}") from None
     _warn_of_an_unfinished_unpack(image_dir, len(paths))
     twice = sorted(stem for stem, count in Counter(path.stem for path in paths).items() if count > 1)
     if twice:  # (the official .jpg faces beside the .png copy: each such face would train twice)

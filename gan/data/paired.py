@@ -313,16 +313,18 @@ def refuse_splits_inside_sides(root: Path) -> None:
     layout pix2pix's combine_A_and_B.py takes), which reading A/ and B/ would pair and train together,
     test pairs too. gan reads a split's pairs from root/<split>/A and root/<split>/B; says how to move
     them there."""
-    splits = sorted({sub.name for side in ("A", "B") if side_folder(root, side).is_dir()
-                     for sub in side_folder(root, side).iterdir() if sub.is_dir() and sub.name.lower() in SPLIT_FOLDERS})
+    sides = [folder for folder in (side_folder(root, "A"), side_folder(root, "B")) if folder.is_dir()]
+    splits = sorted({sub.name for side in sides for sub in side.iterdir()
+                     if sub.is_dir() and sub.name.lower() in SPLIT_FOLDERS})
     if splits:
         raise ValueError(_splits_inside_sides(root, splits))
 
 
 def _splits_inside_sides(root: Path, splits: list[str]) -> str:
     a_side, b_side = side_folder(root, "A").name, side_folder(root, "B").name
-    moves = " && ".join(f"mkdir {root / name} && mv {root / a_side / name} {root / name / 'A'} && "
-                        f"mv {root / b_side / name} {root / name / 'B'}" for name in splits[:1])
+    first = splits[0]  # (the moves of one split, as the example)
+    moves = (f"mkdir {root / first} && mv {root / a_side / first} {root / first / 'A'} && "
+             f"mv {root / b_side / first} {root / first / 'B'}")
     return (f"'{root}' holds split folders inside {a_side}/ and {b_side}/ ({', '.join(f'{a_side}/{name}' for name in splits)}"
             f", the layout pix2pix's combine_A_and_B.py takes), which would be read together: gan reads a split's "
             f"pairs from {root}/<split>/A and {root}/<split>/B; move each split there ({moves}; and so on)")

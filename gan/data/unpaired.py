@@ -115,8 +115,15 @@ def _refuse_shared_files(a_images: list[Path], b_images: list[Path]) -> None:
 def _real_paths(paths: list[Path]) -> list[str]:
     """Each file's path with no link in it: its folder's resolved once, and a linked file's target."""
     folders: dict[Path, str] = {}
-    return [os.path.realpath(path) if os.path.islink(path) else
-            os.path.join(folders.setdefault(path.parent, os.path.realpath(path.parent)), path.name) for path in paths]
+    real = []
+    for path in paths:
+        if os.path.islink(path):
+            real.append(os.path.realpath(path))
+            continue
+        if path.parent not in folders:  # (setdefault would resolve the folder again for every file)
+            folders[path.parent] = os.path.realpath(path.parent)
+        real.append(os.path.join(folders[path.parent], path.name))
+    return real
 
 
 def _refuse_shared_images(a_folder: Path, b_folder: Path) -> None:

@@ -39,7 +39,7 @@ from gan.core.checkpoint import (
     written_by,
 )
 from gan.core.files import write_together
-from gan.core.processes import said_done_despite, stop_signals_held
+from gan.core.processes import stops_held_to_the_end
 from gan.inference.loading import build_generator, checked_state, damaged
 
 EXPORT_FORMATS = ("safetensors", "pt", "onnx")
@@ -127,11 +127,10 @@ def export_generator(source: Path, out: Path, export_format: str | None = None, 
     # The weights and their description are moved into place together, a stop (Ctrl-C, SIGTERM)
     # held back meanwhile: an --overwrite whose description failed to write deleted the new weights,
     # and the earlier export with them; one stopped between the two left new weights, old description.
-    with stop_signals_held(deliver=False) as stopped:
+    with stops_held_to_the_end("the export"):
         write_together({out: following_umask(write_weights),
                         sidecar_path(out): following_umask(lambda temp: temp.write_text(
                             json.dumps(metadata, indent=2) + "\n", encoding="utf-8"))}, new_only=not overwrite)
-    said_done_despite(stopped, "the export")
     return metadata
 
 

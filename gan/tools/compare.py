@@ -33,7 +33,7 @@ import numpy as np
 from gan.core.checkpoint import holds_a_run, is_set_aside, trained_config
 from gan.core.config import BEST_METRICS, config_from_dict, config_to_dict, flatten_config, toml_text
 from gan.core.files import OutputsLock, RunDirectoryBusy, run_order, write_atomically, write_text_atomically
-from gan.core.processes import said_done_despite, stop_signals_held
+from gan.core.processes import stops_held_to_the_end
 from gan.core.progress import DelayedProgress
 from gan.core.registry import ConfigError
 from gan.core.wording import first_few, undecoded
@@ -751,11 +751,10 @@ def compare(paths: list[Path], metric: str | None, out: Path,
         # comparison, not a table of these runs beside a figure of others.
         # (a stop between the three, or another compare into --out, left a figure and table of other runs
         # beside these)
-        with OutputsLock(out), stop_signals_held(deliver=False) as stopped:
+        with OutputsLock(out), stops_held_to_the_end("the comparison"):
             plot(grouped, metric, out / "compare.png")
             write_text_atomically(out / "compare.csv", csv_text(summaries, metric))
             write_text_atomically(out / "compare.md", table)
-        said_done_despite(stopped, "the comparison")
     except RunDirectoryBusy as error:
         raise CompareError(str(error)) from None
     except BaseException:  # (a full disk, a stop: no empty folder of its own left behind)
