@@ -34,8 +34,8 @@ def export(source: Path, out: Path, export_format: str | None, which: str, direc
 
     .onnx (needs pip install onnx onnxscript onnxruntime) is a graph for ONNX Runtime, with a dynamic batch
     axis. Image-to-image generators also take any H and W that are multiples of the network's
-    size multiple: 2**num_downs for the U-Net, 4 for the ResNet, any size for SRResNet (pad
-    other sizes, then crop), and at least 8 for the ResNet. The JSON beside the file, and its
+    size multiple (2**num_downs for the U-Net, 4 for the ResNet, any size for SRResNet) and at
+    least its smallest size (8 for the ResNet): pad other sizes, run, then crop. The JSON beside the file, and its
     "gan" metadata entry, state the multiple ("size_multiple"), the smallest size
     ("smallest_size"), the input and output shapes, and for pix2pix-style
     super-resolution the bicubic upsampling inputs need first.

@@ -98,6 +98,8 @@ class GridCanvas:
 
 def split_grid(grid: torch.Tensor, count: int, height: int, width: int) -> torch.Tensor:
     """The inverse of `image_grid` (default columns): (3, H', W') -> the `count` images (N, 3, H, W)."""
+    if count == 1:  # (a lone image is the grid itself, unpadded)
+        return grid[None, :, :height, :width]
     columns = grid_columns(count)
     images = []
     for index in range(count):

@@ -209,6 +209,19 @@ class RecipeBase:
         if self.adaptive_augment:
             self.adaptive_augment.observe(real_logits)
 
+    def update_discriminators(self, loss: torch.Tensor, step: int,
+                              *real_inputs: tuple[nn.Module, torch.Tensor]) -> torch.Tensor:
+        """One step of the discriminator optimizer on `loss`, plus the R1 penalty on each
+        (discriminator, its real inputs) when due: the discriminators' gradient norm after the step."""
+        if self.r1.due(step):
+            loss = loss + self.r1(*[(lambda images, net=net: net(self.for_discriminator(images)), inputs)
+                                    for net, inputs in real_inputs])
+        optimizer = self.optimizers["discriminator"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return gradient_norm(*(net for net, _ in real_inputs))
+
     def augment_metrics(self) -> dict[str, torch.Tensor]:
         """augment/p and augment/rt to log, when `loss.augment_p` is adaptive."""
         adaptive = self.adaptive_augment

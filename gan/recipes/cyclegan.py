@@ -151,13 +151,8 @@ class CycleGANRecipe(RecipeBase):
         terms["loss/d"] = d_total.detach()
         for kind in ("real", "fake"):
             scores[f"d/{kind}"] = (scores[f"d_A/{kind}"] + scores[f"d_B/{kind}"]) / 2
-        if self.r1.due(step):
-            d_total = d_total + self.r1(*[(lambda images, net=net: net(self.for_discriminator(images)), real[domain])
-                                          for domain, net in self.discriminators.items()])
-        self.optimizers["discriminator"].zero_grad(set_to_none=True)
-        d_total.backward()
-        self.optimizers["discriminator"].step()
-        terms["grad/discriminator"] = gradient_norm(*self.discriminators.values())
+        terms["grad/discriminator"] = self.update_discriminators(
+            d_total, step, *[(net, real[domain]) for domain, net in self.discriminators.items()])
         if self.r1.enabled:
             terms["loss/r1"] = self.r1.latest
 

@@ -20,15 +20,16 @@ from gan.recipes.losses import AdversarialLoss, add_instance_noise, instance_noi
 
 @RECIPES.register("dcgan")
 class DCGANRecipe(RecipeBase):
-    gradient_penalty = True  # wgan-gp's penalty is applied here (the other recipes have none: refused there)
-    datasets = ("synthetic", "folder", "celeba")  # single images
-    averaged = ("generator",)
-    supplied_args = {"generator": ("resolution",), "discriminator": ("resolution",)}
     """z -> G -> fake; D sees real and fake in separate batches (BatchNorm statistics).
 
     Per step: `train.d_steps` discriminator updates (fresh z each), then one
     generator update on the last fake batch, then the generator EMA update.
     """
+
+    gradient_penalty = True  # wgan-gp's penalty is applied here (the other recipes have none: refused there)
+    datasets = ("synthetic", "folder", "celeba")  # single images
+    averaged = ("generator",)
+    supplied_args = {"generator": ("resolution",), "discriminator": ("resolution",)}
 
     @classmethod
     def network_specs(cls, config: Config) -> dict[str, NetworkSpec]:
@@ -124,14 +125,9 @@ class DCGANRecipe(RecipeBase):
             d_loss = self.loss.discriminator(real_logits, fake_logits)
             penalty = self.loss.penalty(discriminator, real_seen, fake_seen.float(), self.process_shard)
             d_total = d_loss if penalty is None else d_loss + penalty
-            if self.r1.due(step):
-                d_total = d_total + self.r1((lambda images: discriminator(self.for_discriminator(images)), real))
-            self.optimizers["discriminator"].zero_grad(set_to_none=True)
-            d_total.backward()
-            self.optimizers["discriminator"].step()
-            terms = {"loss/d": d_loss.detach(), "d/real": self.loss.score(real_logits.detach()).mean(),
-                     "d/fake": self.loss.score(fake_logits.detach()).mean(),
-                     "grad/discriminator": gradient_norm(discriminator)}
+            terms = {"grad/discriminator": self.update_discriminators(d_total, step, (discriminator, real)),
+                     "loss/d": d_loss.detach(), "d/real": self.loss.score(real_logits.detach()).mean(),
+                     "d/fake": self.loss.score(fake_logits.detach()).mean()}
             if penalty is not None:
                 terms["loss/gp"] = penalty.detach()
             for name, value in terms.items():

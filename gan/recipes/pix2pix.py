@@ -123,13 +123,7 @@ class Pix2PixRecipe(RecipeBase):
                 real_logits = discriminator(self.for_discriminator(real_pair)).float()
             self.observe_real_logits(real_logits)
             d_loss = 0.5 * self.loss.discriminator(real_logits, fake_logits)
-            d_total = d_loss
-            if self.r1.due(step):
-                d_total = d_loss + self.r1((lambda pairs: discriminator(self.for_discriminator(pairs)), real_pair))
-            self.optimizers["discriminator"].zero_grad(set_to_none=True)
-            d_total.backward()
-            self.optimizers["discriminator"].step()
-            d_gradient = gradient_norm(discriminator)
+            d_gradient = self.update_discriminators(d_loss, step, (discriminator, real_pair))
             real_score = self.loss.score(real_logits.detach()).mean()
             fake_score = self.loss.score(fake_logits.detach()).mean()
 

@@ -43,6 +43,8 @@ PREVIEW_NAME = "input_output_target"
 @RECIPES.register("srgan")
 @RECIPES.register("srresnet")
 class SRGANRecipe(RecipeBase):
+    """LR -> G -> SR, trained on the content loss against HR, plus the adversarial loss when its weight is above 0."""
+
     default_adversarial_weight = 1e-3  # the paper's
     datasets = ("sr_pairs",)
     supplied_args = {"generator": ("scale",)}
@@ -197,14 +199,7 @@ class SRGANRecipe(RecipeBase):
                 fake_logits = self.discriminator(self.for_discriminator(sr_images.detach())).float()
             self.observe_real_logits(real_logits)
             d_loss = self.adversarial.discriminator(real_logits, fake_logits)
-            d_total = d_loss
-            if self.r1.due(step):
-                d_total = d_loss + self.r1((lambda images: self.discriminator(self.for_discriminator(images)),
-                                            hr_images))
-            self.optimizers["discriminator"].zero_grad(set_to_none=True)
-            d_total.backward()
-            self.optimizers["discriminator"].step()
-            metrics["grad/discriminator"] = gradient_norm(self.discriminator)
+            metrics["grad/discriminator"] = self.update_discriminators(d_loss, step, (self.discriminator, hr_images))
             set_requires_grad(self.discriminator, False)
             metrics.update({"loss/d": d_loss.detach(),
                             "d/real": self.adversarial.score(real_logits.detach()).mean(),
