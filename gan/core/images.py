@@ -23,9 +23,17 @@ def pil_to_signed(image: Image.Image) -> torch.Tensor:
     return uint8_to_signed(torch.from_numpy(array.copy()).permute(2, 0, 1))
 
 
-def uint8_to_signed(pixels: torch.Tensor) -> torch.Tensor:
-    """uint8 tensor in [0, 255] (any shape) -> float tensor in [-1, 1]: `signed_to_uint8` undone."""
-    return pixels.float().div_(127.5).sub_(1.0)
+def uint8_to_signed(pixels: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """uint8 tensor in [0, 255] (any shape) -> float tensor in [-1, 1]: `signed_to_uint8` undone
+    (into the float tensor `out` of the same shape, when given)."""
+    return (pixels.float() if out is None else out.copy_(pixels)).div_(127.5).sub_(1.0)
+
+
+def signed_levels(device: torch.device) -> torch.Tensor:
+    """The 256 grey levels in [-1, 1], computed on the CPU as `uint8_to_signed` computes them. A
+    lookup keeps batches bit-identical on any device: CUDA divides by a scalar through its
+    reciprocal, which differs from the CPU's division in the last bit."""
+    return uint8_to_signed(torch.arange(256, dtype=torch.uint8)).to(device)
 
 
 def signed_to_uint8(images: torch.Tensor, in_place: bool = False) -> torch.Tensor:

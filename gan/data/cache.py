@@ -39,6 +39,7 @@ from gan.core.files import (
     process_alive,
     write_text_atomically,
 )
+from gan.core.images import signed_levels, uint8_to_signed
 from gan.core.memory import format_bytes
 from gan.core.progress import Progress
 from gan.core.registry import ConfigError
@@ -547,13 +548,6 @@ def _flip_and_scale(images: torch.Tensor, flips: torch.Tensor, levels: torch.Ten
     return levels[mirrored.long()]
 
 
-def signed_levels(device: torch.device) -> torch.Tensor:
-    """The 256 grey levels in [-1, 1], computed on the CPU as the image loader computes them. A
-    lookup keeps batches bit-identical on any device: CUDA divides by a scalar through its
-    reciprocal, which differs from the CPU's division in the last bit."""
-    return torch.arange(256, dtype=torch.uint8).float().div_(127.5).sub_(1.0).to(device)
-
-
 class CachedBatches:
     """Endless batches `{"image": (B, 3, R, R) float in [-1, 1]}` gathered from a cached array.
 
@@ -612,5 +606,4 @@ class CachedBatches:
             if flip:
                 rows[row] = rows[row].flip(-1)
         buffer = self.buffers[self.drawn % 2]
-        buffer.copy_(rows).div_(127.5).sub_(1.0)
-        return {"image": buffer}
+        return {"image": uint8_to_signed(rows, out=buffer)}

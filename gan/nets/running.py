@@ -129,7 +129,7 @@ LARGE_PASS_PIXELS = 2**20
 # A pass's peak memory over its largest layer output, with the input and the next layer's output alive
 # beside it: measured on the CPU from a clean baseline (VmHWM reset) at 1024 and 2048 px, 2.4 (SRResNet
 # x4) to 2.9 (ResNet-9) (benchmarks/pass_memory.py). A network whose skip connections keep more alive
-# says so (`live_layers`).
+# says so in its `peak_layer_outputs` (the U-Net: 10), which `live_layers` reads.
 LIVE_LAYERS = 4
 
 

@@ -19,10 +19,6 @@ A recipe is constructed as `Recipe(config, device, autocast)` and provides:
 - `preview() -> dict[str, Tensor]`: image batches (N, 3, H, W) in [-1, 1] to show
   as grids; must not draw from the global RNG or change training state.
 - `state_dict()` / `load_state_dict()`: any other state to checkpoint.
-
-`RecipeBase` (below) provides the set-up they share: `config`/`device`/`autocast`,
-`build_dataset`, a `preview_batch()` loaded once, and empty `state_dict`. Recipes
-subclass it and nothing else: no recipe inherits from another.
 - optionally `validation_metrics() -> dict[str, float]`: validation metrics (`val/psnr`, ...),
   logged every `log.eval_every` steps, with a progress line on `self.validation_progress` (set by
   the loop); must not change training state.
@@ -43,6 +39,11 @@ subclass it and nothing else: no recipe inherits from another.
   `train.cuda_graph` (gan/training/cuda_graphs.py): steps with equal keys launch the same GPU work,
   so one captured graph replays them all; None runs the step eagerly (RecipeBase's
   default, for a recipe whose step decides something on the host).
+
+`RecipeBase` (below) provides the set-up they share: `config`/`device`/`autocast`,
+`build_dataset`, a `preview_batch()` loaded once, the regularisers, `update_discriminators`
+(R1 when due, the optimizer step, the gradient norm), and a `state_dict` holding DiffAugment's
+state when it is on. Recipes subclass it and nothing else: no recipe inherits from another.
 """
 
 from __future__ import annotations

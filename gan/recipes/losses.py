@@ -46,7 +46,8 @@ class AdversarialLoss:
 
     def discriminator(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
         """Loss the discriminator minimises: real and fake terms summed."""
-        per_image(real_logits), per_image(fake_logits)
+        per_image(real_logits)
+        per_image(fake_logits)
         if self.kind == "vanilla":
             return F.binary_cross_entropy_with_logits(
                 real_logits, torch.full_like(real_logits, self.real_target)

@@ -108,7 +108,7 @@ def save_best(best: BestCheckpoint, recipe: Recipe, config: Config, step: int, s
     print_above(f"step {step}: new best {best.metric} {value:.4g}, kept as '{best.run_dir / BEST_NAME}'")
 
 
-def generative_evaluator(config: Config, recipe: Recipe, device: torch.device) -> GenerativeEvaluator | None:
+def generative_evaluator(config: Config, device: torch.device) -> GenerativeEvaluator | None:
     """The evaluator `[metrics]` asks for, or None when off (or when no metric it names can run here)."""
     metrics = config.metrics
     if not metrics.every:
