@@ -630,3 +630,16 @@ def test_a_slow_warm_up_shows_its_steps(monkeypatch):
     log = io.StringIO()
     _Side(slow_step, 4, torch.device("cpu"), False).warm_up(4, "dcgan64 ours", log)
     assert "dcgan64 ours warm-up step 4/4 (100%)" in log.getvalue(), log.getvalue()
+
+
+def test_the_baselines_image_folder_pickles_for_workers_started_by_spawn(tmp_path):
+    # a class made inside a function: "Can't pickle local object" under spawn or forkserver (macOS,
+    # Windows, Linux from Python 3.14), the command ending in a traceback
+    import pickle
+
+    from gan.tools.listed_folder import ListedImageFolder
+
+    image_folder(tmp_path / "faces" / "class", 3)
+    folder = ListedImageFolder(tmp_path / "faces", sorted((tmp_path / "faces" / "class").iterdir()))
+    copy = pickle.loads(pickle.dumps(folder))
+    assert copy.samples == folder.samples and len(copy) == 3 and copy[0][0].size == (8, 8)

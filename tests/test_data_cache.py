@@ -815,3 +815,19 @@ def test_gan_cache_given_a_pipe_for_its_folder_says_so_not_an_empty_cache(tmp_pa
     for action in ("list", "verify", "clear"):
         result = CliRunner().invoke(main, ["cache", action, "--dir", str(tmp_path / "pipe")])
         assert result.exit_code == 2 and f"--dir '{tmp_path / 'pipe'}' is not a folder" in result.output, result.output
+
+
+def test_without_fallocate_a_disk_too_small_for_the_cache_is_an_error_before_a_byte_is_decoded(
+        folder, tmp_path, monkeypatch):
+    # macOS has no posix_fallocate: the sparse map was written until a page found no room, and the
+    # process died of SIGBUS in silence, its temp file of the array's full size left behind.
+    monkeypatch.delattr(os, "posix_fallocate", raising=False)
+    real_usage = cache_module.shutil.disk_usage
+    monkeypatch.setattr(cache_module.shutil, "disk_usage",
+                        lambda path: real_usage(path)._replace(free=1000))
+    config = config_for(folder, "mmap", tmp_path)
+    with pytest.raises(WriteError, match=r"decoded-image cache .*bytes are needed.*data.cache_dir"):
+        next(training_batches(config, build_dataset(config), 2, 0, 0, CPU))
+    assert not list((tmp_path / "cache").glob("*.npy*"))
+    monkeypatch.undo()  # room again, with posix_fallocate: it builds
+    assert next(training_batches(config, build_dataset(config), 2, 0, 0, CPU))["image"].shape == (2, 3, 16, 16)

@@ -1103,6 +1103,15 @@ def test_memory_running_out_is_one_line_saying_what_to_ask_for(tmp_path, tiny_de
     result = invoke("export", tiny_demo_run, "--out", tmp_path / "g.safetensors")
     assert_one_error_line(result, "out of memory (MemoryError): free memory, or run it where there is more")
     assert "corrupt" not in result.output
+
+    def windows_allocator_fails(*args, **kwargs):  # torch's wording on Windows: good checkpoints were "corrupt"
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:72] data. DefaultCPUAllocator: not enough memory: you "
+                           "tried to allocate 1073741824 bytes.")
+
+    monkeypatch.setattr(gan.core.checkpoint, "quiet_torch_load", windows_allocator_fails)
+    result = invoke("export", tiny_demo_run, "--out", tmp_path / "g.safetensors")
+    assert_one_error_line(result, "out of memory (", "not enough memory")
+    assert "corrupt" not in result.output
     assert [path.name for path in (tmp_path / "runs").iterdir()] == [".run-numbers.lock"]  # (no run directory)
 
 
@@ -1225,6 +1234,21 @@ def test_a_file_system_that_refuses_locks_trains_unguarded_with_a_warning(tmp_pa
                                    "--run-dir", str(tmp_path / "failed"))
     assert failed.exit_code == 2 and not (tmp_path / "failed").exists(), failed.output
     assert len([warning for warning in once if "refuses locks" in str(warning.message)]) == 1
+
+
+def test_a_system_without_flock_trains_unguarded_with_a_warning(tmp_path, monkeypatch):
+    # Windows has no fcntl: a second writer of a run directory went through in silence
+    import gan.core.files as files_module
+    import gan.training.run_dir as run_dir_module
+
+    monkeypatch.setattr(files_module, "fcntl", None)
+    monkeypatch.setattr(run_dir_module, "fcntl", None)
+    with pytest.warns(UserWarning, match=r"\.lock': its file system refuses locks \(this system has no flock\), "
+                                         r"so nothing keeps a second gan command from writing") as said:
+        result = _train_in_process("--out", str(tmp_path / "runs"))
+    assert result.exit_code == 0, result.output
+    assert any(str(warning.message).startswith(f"'{only_run(tmp_path / 'runs') / '.lock'}'") for warning in said)
+    assert list_checkpoints(only_run(tmp_path / "runs"))
 
 
 def test_an_os_error_naming_no_file_is_said_as_it_is_not_blamed_on_the_standard_output(tmp_path, monkeypatch):

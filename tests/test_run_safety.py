@@ -723,3 +723,20 @@ def test_a_run_that_keeps_only_its_best_checkpoint_is_pointed_to_it(tmp_path):
     assert f"it keeps '{run_dir / 'best.pt'}': give that file" in " ".join(result.output.split())
     assert CliRunner().invoke(main, ["sample", str(run_dir), "--best", "--n", "2", "--out",
                                      str(tmp_path / "s.png")]).exit_code == 0
+
+
+def test_on_windows_a_process_is_never_asked_after_with_a_signal_and_counts_as_alive(monkeypatch):
+    # os.kill(pid, 0) on Windows is GenerateConsoleCtrlEvent(CTRL_C_EVENT, pid): a Ctrl-C sent to a
+    # process group, not a question; and it never says a process is gone
+    import os
+    import sys
+
+    from gan.core.files import process_alive
+
+    def no_signal(*args):
+        raise AssertionError("os.kill called")
+
+    assert not process_alive(2**22 + 12345)  # (no such process here)
+    monkeypatch.setattr(sys, "platform", "win32")
+    monkeypatch.setattr(os, "kill", no_signal)
+    assert process_alive(2**22 + 12345)

@@ -773,3 +773,13 @@ def test_a_run_that_exits_0_without_its_last_checkpoint_is_counted_as_failed(tmp
     assert "run 00000-adversarial=vanilla exited 0 without a checkpoint of its step 4: counted as failed" in \
         result.output
     assert "2/2 done" not in result.output
+
+
+def test_a_failed_run_is_said_where_the_system_has_no_sigkill(tmp_path, monkeypatch):
+    # Windows: signal.SIGKILL is missing, and the first run that failed ended the sweep in an AttributeError
+    import signal
+
+    from gan.tools.sweep import _how_it_ended
+
+    monkeypatch.delattr(signal, "SIGKILL")
+    assert _how_it_ended(1, tmp_path / "run") == "failed (exit 1)"

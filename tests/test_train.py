@@ -182,9 +182,13 @@ def test_cuda_without_a_gpu_is_a_clear_error():
         select_device("cuda")
     with pytest.raises(DeviceUnavailable, match="unknown device 'tpu'"):
         select_device("tpu")
-    for name in ("mps", "xpu", "meta", "cpu:7"):  # devices torch knows, that gan does not run on
-        with pytest.raises(DeviceUnavailable, match=f"unknown device '{name}'; use auto, cpu, cuda or cuda:N"):
+    for name in ("xpu", "meta", "mps:0"):  # devices torch knows, that gan does not run on
+        with pytest.raises(DeviceUnavailable, match=f"gan runs on CUDA GPUs and the CPU, not on '{name}'.*; use auto"):
             select_device(name)
+    with pytest.raises(DeviceUnavailable, match="not on 'mps' \\(Apple's GPU\\); use auto, cpu, cuda or cuda:N"):
+        select_device("mps")  # ("unknown" was untrue of a device torch knows)
+    with pytest.raises(DeviceUnavailable, match="unknown device 'cpu:7'; use auto, cpu, cuda or cuda:N"):
+        select_device("cpu:7")
     assert select_device("cpu") == CPU
     assert select_device("auto") == CPU
 

@@ -93,6 +93,8 @@ def test_images_go_through_whole_by_default_and_tiles_of_a_normalising_network_a
 @pytest.mark.parametrize("error", [
     RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: you tried to "
                  "allocate 80000000000 bytes"),
+    RuntimeError("[enforce fail at alloc_cpu.cpp:72] data. DefaultCPUAllocator: not enough memory: you tried to "
+                 "allocate 80000000000 bytes."),  # torch's wording on Windows
     MemoryError(),  # Python's and NumPy's, under a memory limit (ulimit -v)
 ])
 def test_an_image_that_runs_out_of_memory_is_named_with_the_way_round_it(monkeypatch, error):
@@ -476,6 +478,13 @@ def test_colour_is_never_written_under_a_grey_only_name(pix2pix_run, tmp_path):
         result = CliRunner().invoke(main, ["translate", str(run_dir), str(tmp_path / "in"), str(tmp_path / "all")])
     assert result.exit_code == 0, result.output
     assert sorted(path.name for path in (tmp_path / "all").iterdir()) == ["a.pgm-2.ppm", "a.pgm.ppm", "a.ppm"]
+    # beside an A.ppm (one file with a.ppm on macOS's and Windows' disks), the whole name too
+    for name in ("a.ppm", "a.pgm.ppm"):
+        (tmp_path / "in" / name).unlink()
+    random_rgb((32, 32), 1).save(tmp_path / "in" / "A.ppm")
+    with pytest.warns(UserWarning, match="named like grey-only inputs"):
+        planned = planned_translations(tmp_path / "in", tmp_path / "case")
+    assert sorted(path.name for _, path in planned) == ["A.ppm", "a.pgm.ppm"]
 
 
 def test_a_folder_named_like_an_image_is_skipped_not_a_refusal_of_the_whole_folder(pix2pix_run, tmp_path):

@@ -91,16 +91,18 @@ def planned_translations(source: Path, output: Path) -> list[tuple[Path, Path]]:
 def _renamed(pairs: list[tuple[Path, Path]], suffixes: dict[Path, str]) -> list[tuple[Path, Path]]:
     """`pairs` with the outputs in `suffixes` given that suffix: `a.pgm` -> `a.ppm`, or `a.pgm.ppm`
     where another output already takes that name (`a.ppm` beside `a.pgm` in the folder), or
-    `a.pgm-2.ppm` (the first number free) where that one is taken too (`a.pgm.ppm` in the folder)."""
-    taken = {path for _, path in pairs if path not in suffixes}
+    `a.pgm-2.ppm` (the first number free) where that one is taken too (`a.pgm.ppm` in the folder).
+    Names that differ only in case are taken as one (`A.ppm` beside `a.pgm`): one file on macOS's
+    and Windows' disks, where the second write would replace the first."""
+    taken = {str(path).casefold() for _, path in pairs if path not in suffixes}
     renamed = []
     for image, path in pairs:
         if path in suffixes:
             names = itertools.chain([path.with_suffix(suffixes[path]), path.with_name(path.name + suffixes[path])],
                                     (path.with_name(f"{path.name}-{number}{suffixes[path]}")
                                      for number in itertools.count(2)))
-            path = next(name for name in names if name not in taken)
-            taken.add(path)
+            path = next(name for name in names if str(name).casefold() not in taken)
+            taken.add(str(path).casefold())
         renamed.append((image, path))
     return renamed
 

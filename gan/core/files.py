@@ -349,6 +349,11 @@ def written_name(name: str) -> str:
 
 
 def process_alive(pid: int) -> bool:
+    """Whether process `pid` of this machine is alive. Always true on Windows, where os.kill(pid, 0)
+    sends a Ctrl-C to the process group `pid` rather than asking: a dead writer's temp is then left
+    where it is (what it cleans up goes unremoved), never a live one's taken."""
+    if sys.platform == "win32":
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -466,7 +471,8 @@ class RunLock:
         for _ in range(LOCK_ATTEMPTS):
             # unbuffered: a write a full disk refuses fails at once, and closing has nothing left to flush
             handle = open_lock_file(path)
-            if fcntl is None:  # (no flock on this system: the run directory is not guarded)
+            if fcntl is None:  # (no flock on this system, Windows: the run directory is not guarded)
+                warn_of_no_locks(path, "this system has no flock")
                 return handle
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -516,9 +522,10 @@ def open_lock_file(path: Path) -> IO[bytes]:
     return open(descriptor, "a+b", buffering=0)  # noqa: SIM115 - the caller holds it
 
 
-def warn_of_no_locks(path: Path, error: OSError) -> None:
+def warn_of_no_locks(path: Path, error: OSError | str) -> None:
     """Said when the file system of `path` refuses a lock: what it would have guarded goes unguarded."""
-    warnings.warn(f"'{path}': its file system refuses locks ({error.strerror or error}), so nothing keeps a second "
+    why = error if isinstance(error, str) else error.strerror or error
+    warnings.warn(f"'{path}': its file system refuses locks ({why}), so nothing keeps a second "
                   "gan command from writing in the same folder at once: run one at a time there, or use a local disk",
                   stacklevel=1)  # (one place: said once a file under the default filter, however often it is locked)
 

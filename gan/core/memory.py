@@ -35,9 +35,14 @@ def format_bytes(count: float) -> str:
     return f"{count:,.1f} TiB"
 
 
+# What torch's CPU allocator says when an allocation fails: posix_memalign's failure (Linux, macOS), and
+# _aligned_malloc's (Windows). Anything else read as a damaged file could have a good checkpoint set aside.
+CPU_ALLOCATOR_FAILURES = ("can't allocate memory", "DefaultCPUAllocator: not enough memory")
+
+
 def out_of_memory(error: BaseException) -> bool:
     """Whether `error` is an allocation that failed: CUDA's (torch.OutOfMemoryError), the CPU allocator's
-    (a RuntimeError), or Python's and NumPy's MemoryError (a process under a memory limit, `ulimit -v`).
-    Told by names alone, importing nothing: memory may have run out for the import."""
+    (a RuntimeError, worded by the platform), or Python's and NumPy's MemoryError (a process under a
+    memory limit, `ulimit -v`). Told by names alone, importing nothing: memory may have run out for the import."""
     return (isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError"
-            or (isinstance(error, RuntimeError) and "can't allocate memory" in str(error)))
+            or (isinstance(error, RuntimeError) and any(words in str(error) for words in CPU_ALLOCATOR_FAILURES)))

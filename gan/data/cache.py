@@ -19,6 +19,7 @@ import math
 import os
 import random
 import re
+import shutil
 import sys
 import time
 import warnings
@@ -335,9 +336,7 @@ def _build(dataset: ImageFileDataset, array_path: Path, progress_stream) -> list
     temp = array_path.with_suffix(f".npy.{os.getpid()}.{host_tag()}.tmp")  # no file another process has open
     try:
         array = np.lib.format.open_memmap(temp, mode="w+", dtype=np.uint8, shape=(count, 3, size, size))
-        if hasattr(os, "posix_fallocate"):  # claim the space now: a full disk is an error here, not a
-            with open(temp, "rb+") as handle:  # SIGBUS when a page of the sparse map is written later
-                os.posix_fallocate(handle.fileno(), 0, os.fstat(handle.fileno()).st_size)
+        _claim_space(temp)
         progress = Progress(count, 0, progress_stream, unit="image", log_interval=10.0)  # (a log: a line per 10 s)
         for index in range(count):
             # an undecodable file gets the next readable image, as in the uncached path
@@ -368,6 +367,17 @@ def _build(dataset: ImageFileDataset, array_path: Path, progress_stream) -> list
         temp.unlink(missing_ok=True)
         raise
     return checksums
+
+
+def _claim_space(path: Path) -> None:
+    """Claim the disk space of the sparse file `path` now: a full disk is an error here, not a SIGBUS
+    that kills the process in silence when a page of its memory map is written later."""
+    with open(path, "rb+") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if hasattr(os, "posix_fallocate"):
+            os.posix_fallocate(handle.fileno(), 0, size)
+        elif shutil.disk_usage(path.parent).free < size:  # (macOS: no fallocate; checked, then written)
+            raise OSError(errno.ENOSPC, f"{size:,} bytes are needed", str(path))
 
 
 @dataclass

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
-import resource
 import sys
 import time
 import warnings
@@ -282,7 +281,7 @@ class Row:
     baseline_peak_mib: float | None
     ours_tflops: float | None  # achieved, from FlopCounterMode's count of one step
     baseline_tflops: float | None
-    process_peak_rss_mib: float
+    process_peak_rss_mib: float | None  # (None: the system does not say, Windows)
     batch_size: int | None = None  # of both sides: the baseline runs at ours
 
 
@@ -395,7 +394,7 @@ def bench_model(name: str, device: torch.device, baseline: ModuleType | None, ro
             baseline_peak_mib=base.peak_mib if base else None,
             ours_tflops=achieved["ours"],
             baseline_tflops=achieved.get("baseline"),
-            process_peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            process_peak_rss_mib=process_peak_rss_mib(),
             batch_size=batch,
         )
     finally:  # (the next model's sides start from the process's own setting)
@@ -438,6 +437,7 @@ def check_data_root(root: Path, batch_size: int = DATA_BATCH) -> None:
     read: torchvision's ImageFolder (its comparison) needs ROOT/<subfolder>/images, and a batch
     needs `batch_size` images (fewer would leave its loader empty, and the timing loop waiting)."""
     from gan.data.decode import IMAGE_EXTENSIONS, find_images
+    from gan.tools.listed_folder import ListedImageFolder
 
     if not root.is_dir():
         raise FileNotFoundError(f"--data-root '{root}' is not a folder")
@@ -447,27 +447,20 @@ def check_data_root(root: Path, batch_size: int = DATA_BATCH) -> None:
                             f"torchvision's ImageFolder, which reads ROOT/<subfolder>/*{IMAGE_EXTENSIONS[0]} (the "
                             f"folder holding img_align_celeba/, say)")
     # both paths need a batch: ours reads every image under ROOT, ImageFolder only those in subfolders
-    count = len(_image_folder(root, find_images(root)))
+    count = len(ListedImageFolder(root, find_images(root)))
     if count < batch_size:
         raise DataRootError(f"--data-root '{root}' holds {count} images; the data-path benchmark needs at least "
                             f"{batch_size} (one batch) in its subfolders, which torchvision's ImageFolder reads")
 
 
-def _image_folder(root: Path, paths: list[Path], transform: Callable | None = None):
-    """torchvision's ImageFolder over those of gan's `paths` in `root`'s subfolders alone, so that both
-    paths time the same images, and a file gan leaves out is left out of both: macOS's `._name.jpg`
-    (ImageFolder stopped at it), a FIFO named `x.png` (ImageFolder waited on it forever). Its samples
-    are that listing, not a walk of its own: ImageFolder follows linked folders with no guard, and
-    two links to a parent had it walk about 2**40 folders."""
-    from torchvision.datasets import ImageFolder
-
-    class ListedImageFolder(ImageFolder):
-        def make_dataset(self, directory, class_to_idx, extensions=None, is_valid_file=None, allow_empty=False):
-            classes = [Path(path).relative_to(root).parts for path in paths]
-            return [(str(path), class_to_idx[parts[0]]) for path, parts in zip(paths, classes)
-                    if len(parts) > 1 and parts[0] in class_to_idx]
-
-    return ListedImageFolder(str(root), transform=transform, allow_empty=True)
+def process_peak_rss_mib() -> float | None:
+    """This process's peak resident memory so far (None where the system does not say: Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # (macOS counts bytes, Linux KiB)
 
 
 def bench_data(root: Path, resolution: int, batch_size: int, batches: int, workers: int,
@@ -481,6 +474,7 @@ def bench_data(root: Path, resolution: int, batch_size: int, batches: int, worke
     from gan.core.files import WriteError
     from gan.data import build_dataset, training_batches
     from gan.data.decode import DECODE_ERRORS, ImageReadError
+    from gan.tools.listed_folder import ListedImageFolder
 
     log = log or sys.stderr  # (the stream of the moment: a caller may have replaced it since import)
 
@@ -509,7 +503,7 @@ def bench_data(root: Path, resolution: int, batch_size: int, batches: int, worke
     transform = transforms.Compose([
         transforms.Resize(resolution), transforms.CenterCrop(resolution), transforms.RandomHorizontalFlip(),
         transforms.ToTensor(), transforms.Normalize([0.5] * 3, [0.5] * 3)])
-    folder = _image_folder(root, dataset.paths, transform)  # (root holds class folders)
+    folder = ListedImageFolder(root, dataset.paths, transform)  # (root holds class folders)
     if len(folder) < batch_size:  # (images at the top sort first: the subfolders' may be none of those read)
         raise DataRootError(f"--data-root '{root}': of the first {len(dataset)} images gan reads there (by path), "
                             f"{len(folder)} are in its subfolders, which torchvision's ImageFolder reads, and a batch "

@@ -541,7 +541,8 @@ def _how_it_ended(code: int, run_dir: Path) -> str:
              else "starts it again")
     if -code in STOP_SIGNALS or code - 128 in STOP_SIGNALS:  # (-N: killed by signal N; 128 + N: stopped)
         return f"was stopped by a signal (exit {code}); the same command {again}"
-    if code == -signal.SIGKILL:  # (kill -9 by a person, or the kernel's out-of-memory killer)
+    # (kill -9 by a person, or the kernel's out-of-memory killer; Windows has no SIGKILL, nor negative codes)
+    if code == -getattr(signal, "SIGKILL", 9):
         return (f"was killed (SIGKILL: by hand, or by the kernel when the system ran out of memory); the same "
                 f"command {again}")
     if code < 0:

@@ -23,8 +23,11 @@ def select_device(name: str = "auto") -> torch.device:
         device = torch.device(name)
     except RuntimeError:
         raise DeviceUnavailable(f"unknown device '{name}'; use auto, cpu, cuda or cuda:N") from None
-    if device.type not in ("cpu", "cuda") or (device.type == "cpu" and device.index not in (None, 0)):
-        # gan's recipes run and are tested on CUDA and the CPU only (one CPU device: cpu:1 is no other)
+    if device.type not in ("cpu", "cuda"):  # gan's recipes run and are tested on CUDA and the CPU only
+        known = " (Apple's GPU)" if device.type == "mps" else ""
+        raise DeviceUnavailable(f"gan runs on CUDA GPUs and the CPU, not on '{name}'{known}; use auto, cpu, cuda "
+                                "or cuda:N")
+    if device.type == "cpu" and device.index not in (None, 0):  # (one CPU device: cpu:1 is no other)
         raise DeviceUnavailable(f"unknown device '{name}'; use auto, cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise DeviceUnavailable(f"--device {name} was asked for, but PyTorch sees no CUDA GPU; use --device cpu")
