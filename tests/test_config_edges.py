@@ -177,6 +177,8 @@ def test_dcgan_channels_beyond_max_channels_are_refused_not_capped():
     (["data.dataset=folder", "data.crop=100"], "data.crop = 100 changes nothing: it is read only when data.dataset "
                                                "is 'celeba', and this config has data.dataset = 'folder'"),
     (["data.dataset=synthetic", "data.max_images=10"], "data.max_images = 10 changes nothing"),
+    (["data.dataset=folder", "data.rot90=true"], "data.rot90 = true changes nothing: it is read only when data.dataset "
+                                                 "is 'sr_pairs'"),
     (["data.dataset=celeba", "data.synthetic_size=10"], "data.synthetic_size = 10 changes nothing"),
     (["data.dataset=folder", "data.split=train"], "data.split = 'train' changes nothing"),
     (["data.dataset=celeba", "data.val_root=/x"], "data.val_root = '/x' changes nothing"),

@@ -123,7 +123,6 @@ def test_learning_rate_schedules_match_hand_computed_values():
     ("train.warmup_steps=-1", "train.warmup_steps must be >= 0"),
     ("train.adversarial_start=-5", "train.adversarial_start must be >= 0"),
     ("loss.adversarial_weight=-0.5", "loss.adversarial_weight must be >= 0"),
-    ("data.rot90=true", "data.rot90 applies to the sr_pairs dataset"),
 ])
 def test_schedule_keys_are_checked(assignment, message):
     with pytest.raises(ConfigError, match=message):

@@ -584,7 +584,7 @@ def check_values(config: Config) -> None:
     _check_range("log.num_samples", config.log.num_samples, 1, MAX_PREVIEW_SAMPLES)
     _check_range("metrics.num_samples", config.metrics.num_samples, 2, MAX_METRIC_SAMPLES)
     _check_text(config)
-    if config.metrics.root and config.data.dataset not in ("celeba", "folder"):
+    if config.metrics.root and config.data.dataset not in IMAGE_FOLDER_DATASETS:
         raise ConfigError(f"metrics.root is read as [data] says, and data.dataset '{config.data.dataset}' has no "
                           "image folder to read it with (celeba or folder do)")
     for key in PATH_KEYS:
@@ -671,7 +671,7 @@ def _check_train_values(train: TrainConfig) -> None:
 
 
 def _check_data_values(data: DataConfig) -> None:
-    """[data]'s ranges and choices, and the settings that need another dataset."""
+    """[data]'s ranges and choices (a setting read only by another dataset is warned of: gan.core.inert)."""
     _check_range("data.resolution", data.resolution, 1, MAX_RESOLUTION)
     _check_range("data.crop", data.crop, 1, math.inf)
     if data.crop > CELEBA_OFFICIAL_WIDTH:  # (it was cut to the width, the same as 178, without a word)
@@ -684,12 +684,7 @@ def _check_data_values(data: DataConfig) -> None:
                       'disk); "ram" still works', FutureWarning, stacklevel=4)
         data.cache = "mmap"
     _check_choice("data.cache", data.cache, ("off", "mmap", "device"))
-    if data.cache != "off" and data.dataset not in ("celeba", "folder"):
-        raise ConfigError(f"data.cache applies to the celeba and folder datasets, not '{data.dataset}'; "
-                          "set data.cache=\"off\"")
     _check_choice("data.scale", data.scale, (2, 3, 4, 8))
-    if data.rot90 and data.dataset != "sr_pairs":
-        raise ConfigError(f"data.rot90 applies to the sr_pairs dataset, not '{data.dataset}'")
     _check_range("data.jpeg_quality", data.jpeg_quality, 0, 100)
     _check_range("data.load_size", data.load_size, 0, MAX_RESOLUTION)  # images are resized to it: memory
     _check_range("data.blur_sigma", data.blur_sigma, 0.0, MAX_BLUR_SIGMA)
@@ -707,6 +702,7 @@ MAX_INSTANCE_NOISE = 10.0  # std, on images in [-1, 1]: 5x their whole range alr
 MAX_D_STEPS = 100  # discriminator updates per generator update (WGAN uses 5); more is a typo
 MAX_EMA_BN_BATCHES = 10_000  # batches of BatchNorm statistics per EMA evaluation; more is a typo
 MAX_RESOLUTION = 8192  # pixels a side; more is a typo (a 8192^2 batch of 64 is already 50 GB of float input)
+IMAGE_FOLDER_DATASETS = ("celeba", "folder")  # single images of a folder: what data.cache decodes, metrics.root reads
 CELEBA_OFFICIAL_WIDTH = 178  # px of CelebA's aligned faces at the official size, which data.crop counts in
 MAX_BLUR_SIGMA = 100.0  # HR pixels; more blurs any training crop into one colour
 MAX_INTEGER = 2**63 - 1  # TOML's integers are 64-bit: a larger one makes a config.toml other readers refuse

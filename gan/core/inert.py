@@ -9,7 +9,7 @@ import typing
 import warnings
 from typing import Any
 
-from gan.core.config import Config, config_to_dict, flatten_config
+from gan.core.config import IMAGE_FOLDER_DATASETS, Config, config_to_dict, flatten_config
 from gan.core.typecheck import shown
 
 # Keys that only some settings read: set away from their default under others, they change nothing,
@@ -29,6 +29,8 @@ READ_ONLY_WITH = {
                                                         "data.blur_sigma", "data.noise_std", "data.jpeg_quality")},
     "data.max_images": ("data.dataset", ("celeba", "folder", "paired", "sr_pairs", "unpaired")),
     "data.synthetic_size": ("data.dataset", ("synthetic",)),
+    "data.cache": ("data.dataset", IMAGE_FOLDER_DATASETS),  # (decoded images of one folder's files)
+    "data.rot90": ("data.dataset", ("sr_pairs",)),
     **{key: ("data.dataset", ("celeba", "folder", "paired", "sr_pairs", "unpaired"))  # files to read
        for key in ("data.root", "data.strict")},
     **{key: ("data.cache", ("mmap", "device")) for key in ("data.cache_dir", "data.cache_verify")},

@@ -13,7 +13,7 @@ from typing import Iterator
 import torch
 from torch.utils.data import Dataset
 
-from gan.core.config import DataConfig
+from gan.core.config import IMAGE_FOLDER_DATASETS, DataConfig
 from gan.core.distributed import SINGLE_PROCESS, ProcessGroup
 from gan.core.registry import ConfigError, Registry
 from gan.data.cache import CachedBatches, load_or_build_shared_cache, user_cache_dir
@@ -227,7 +227,7 @@ def training_batches(config: DataConfig, dataset: Dataset, batch_size: int, seed
                      device: torch.device, group: ProcessGroup = SINGLE_PROCESS) -> Iterator[dict[str, torch.Tensor]]:
     """Endless training batches from sample `start_sample` on (this process's share of each global
     batch): through DataLoader workers, or, with `data.cache`, from the decoded-image cache."""
-    if config.cache == "off":
+    if config.cache == "off" or config.dataset not in IMAGE_FOLDER_DATASETS:  # (warned of: it changes nothing)
         return batches(dataset, batch_size, seed, start_sample, config.num_workers,
                        pin_memory=device.type == "cuda", group=group)
     if not isinstance(dataset, ImageFileDataset):
