@@ -31,6 +31,7 @@ from gan.recipes.base import AutocastFactory
 
 # What only a discriminator reads: set with loss.adversarial_weight = 0 (pix2pix, SRResNet/SRGAN) they change nothing.
 DISCRIMINATOR_KEYS = ("loss.adversarial", "loss.label_smoothing", "train.d_lr", "train.adversarial_start")
+PREVIEW_NAME = "input_output_target"  # the grids of input | output | target strips, in TensorBoard and images/
 
 
 def unused_discriminator_keys(config: Config) -> dict[str, str]:

@@ -17,6 +17,7 @@ from gan.nets import NetworkSpec, network_spec
 from gan.recipes import RECIPES
 from gan.recipes.base import AutocastFactory, RecipeBase, adam, gradient_norm, require_rgb, set_requires_grad
 from gan.recipes.image_to_image import (
+    PREVIEW_NAME,
     DistributionScores,
     RunEvaluationSet,
     check_crop_size,
@@ -29,8 +30,6 @@ from gan.recipes.image_to_image import (
 )
 from gan.recipes.losses import AdversarialLoss
 from gan.recipes.schedules import adversarial_on
-
-PREVIEW_NAME = "input_output_target"
 
 
 @RECIPES.register("pix2pix")

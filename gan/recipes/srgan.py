@@ -27,6 +27,7 @@ from gan.nets.vgg import VGGFeatures, vgg_layer_names, weights_digest
 from gan.recipes import RECIPES
 from gan.recipes.base import AutocastFactory, RecipeBase, adam, gradient_norm, require_rgb, set_requires_grad
 from gan.recipes.image_to_image import (
+    PREVIEW_NAME,
     RunEvaluationSet,
     preview_pairs,
     preview_strips,
@@ -37,7 +38,7 @@ from gan.recipes.image_to_image import (
 from gan.recipes.losses import AdversarialLoss, PerceptualLoss
 from gan.recipes.schedules import adversarial_on
 
-PREVIEW_NAME = "input_output_target"
+FROM_DATA = {"scale": "data.scale"}  # the generator's arguments set from other keys than model.generator_args
 
 
 @RECIPES.register("srgan")
@@ -61,7 +62,7 @@ class SRGANRecipe(RecipeBase):
             raise ConfigError(f"recipe '{config.recipe}' needs data.dataset = \"sr_pairs\" with "
                               "data.upsample_input = false: its generator upsamples the LR image itself")
         specs = {"generator": network_spec("generator", model.generator, model.generator_args,
-                                           "model.generator_args", SUPPLIED_FROM, scale=data.scale)}
+                                           "model.generator_args", FROM_DATA, scale=data.scale)}
         require_rgb(specs["generator"], "model.generator_args", "image_channels")
         if config.recipe == "srgan" and not model.init_generator:
             raise ConfigError("model.init_generator is empty: SRGAN starts from a trained PSNR-oriented "
@@ -149,7 +150,7 @@ class SRGANRecipe(RecipeBase):
             differences = [f"{key} {stored.get(key)!r} where this config has {wanted.get(key)!r}"
                            for key in ("role", "name") if stored.get(key) != wanted.get(key)]
             stored_args, wanted_args = stored.get("kwargs", {}), wanted.get("kwargs", {})
-            differences += [f"{SUPPLIED_FROM.get(arg, arg)} = {stored_args.get(arg)!r} where this config has "
+            differences += [f"{FROM_DATA.get(arg, arg)} = {stored_args.get(arg)!r} where this config has "
                             f"{wanted_args.get(arg)!r}" for arg in sorted(set(stored_args) | set(wanted_args))
                             if stored_args.get(arg) != wanted_args.get(arg)]
             raise ConfigError(f"model.init_generator '{path}' holds another generator: {'; '.join(differences)}; set "
@@ -232,7 +233,3 @@ class SRGANRecipe(RecipeBase):
         """PSNR/SSIM on the validation folder (Y channel, `data.scale` pixels shaved)."""
         return validation_scores(self.generator, self.evaluation_images.get(), self.config.data, self.device, 1,
                                  progress_stream=self.validation_progress)
-
-
-# The generator's arguments this recipe sets from other config keys than model.generator_args.
-SUPPLIED_FROM = {"scale": "data.scale"}
