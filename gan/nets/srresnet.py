@@ -7,6 +7,10 @@ With `batch_norm = false`, `residual_scale` and an L1 loss it is EDSR-style (Lim
 2017: EDSR's baseline keeps no BatchNorm either, but has 3x3 head and tail convs, ReLU in
 its blocks and no activation in the upsampler, 1.52 M parameters at 64 x 16 against 1.55 M
 here); with `residual = true` it predicts only what bicubic upsampling misses.
+
+Both networks keep PyTorch's default initialisation (Kaiming-uniform), as the paper states none
+and EDSR's reference code keeps it; only the sub-pixel convolutions start by ICNR, free of
+checkerboard (BasicSR scales its Kaiming init by 0.1 instead, which this code does not).
 """
 
 from __future__ import annotations
@@ -56,7 +60,7 @@ class SRResNet(nn.Module):
             raise ValueError(f"SRResNet upsamples by 2, 3, 4 or 8, not {scale}")
         if not 0 < residual_scale <= 1:
             raise ValueError(f"residual_scale must be in (0, 1], got {residual_scale}")
-        self.upscale = scale
+        self.scale = scale
         self.residual = residual
         self.head = nn.Sequential(nn.Conv2d(image_channels, channels, 9, padding=4), nn.PReLU(channels))
         trunk_norm = nn.BatchNorm2d(channels) if batch_norm else nn.Identity()
@@ -76,7 +80,7 @@ class SRResNet(nn.Module):
         features = self.head(lr_images)
         output = self.tail(self.upsample(features + self.trunk(features)))
         if self.residual:
-            output = output + F.interpolate(lr_images, scale_factor=self.upscale, mode="bicubic", align_corners=False)
+            output = output + F.interpolate(lr_images, scale_factor=self.scale, mode="bicubic", align_corners=False)
         return output
 
 
