@@ -199,6 +199,11 @@ def test_a_resume_sets_aside_a_best_pt_kept_at_a_step_it_trains_again(recipe_dat
     assert "set aside as best-discarded-00000003-1.pt" in record.discard_after(2)
     assert json.loads((run_dir / "best-discarded-00000003.json").read_text())["value"] == 30.0
     assert (run_dir / "best-discarded-00000003-1.pt").is_file() and not (run_dir / BEST_NAME).exists()
+    # a best.pt kept at the resume's own step is history the resume keeps: left where it is
+    (run_dir / "best-discarded-00000003-1.pt").rename(run_dir / BEST_NAME)
+    record.step, record.value = 3, 30.0
+    assert record.discard_after(3) is None and (run_dir / BEST_NAME).is_file()
+    assert (record.step, record.value) == (3, 30.0) and not list(run_dir.glob("best-discarded-*-2.pt"))
 
 
 def test_a_resume_that_keeps_no_best_still_sets_aside_a_best_pt_of_the_steps_it_trains_again(recipe_data, tmp_path,
@@ -433,3 +438,15 @@ def test_a_rewind_that_also_changes_the_image_count_keeps_a_best_pt(tmp_path):
         (tmp_path / f"checkpoint-{later:08d}.pt").unlink(missing_ok=True)
     train(tiny_config(*metrics, "metrics.num_samples=64"), tmp_path, CPU, resume=True)
     assert (tmp_path / BEST_NAME).is_file() and json.loads((tmp_path / BEST_RECORD).read_text())["step"] >= kept
+
+
+def test_every_metric_a_best_checkpoint_follows_is_kept_in_its_own_direction():
+    # a similarity or coverage (PSNR, SSIM, precision, recall) is better higher, a distance or error
+    # lower: val/ssim or recall the wrong way round kept the worst checkpoint as best.pt, unsaid
+    from gan.core.config import BEST_METRICS
+
+    higher_is_better = ("psnr", "ssim", "precision", "recall")
+    for metric, direction in BEST_METRICS.items():
+        family = metric.removeprefix("val/").split("/")[0].split("_")[0]
+        assert direction == ("higher" if family in higher_is_better else "lower"), metric
+    assert {"val/ssim", "recall", "val/psnr", "precision", "fid", "val/cycle_l1", "val/swd_AtoB"} <= set(BEST_METRICS)

@@ -152,3 +152,33 @@ def test_a_checkpoint_from_before_the_regroup_resumes_as_the_run_would_have_gone
     for name, weights in fresh_networks.items():
         for key, tensor in weights.items():  # (a tolerance: the old run was computed on another CPU)
             torch.testing.assert_close(resumed_networks[name][key], tensor, rtol=1e-4, atol=1e-5, msg=key)
+
+
+def test_each_file_written_together_reaches_the_disk_before_it_is_renamed_into_place(tmp_path, monkeypatch):
+    # renamed before its data was on the disk, a power cut could leave the final name holding an empty
+    # or torn file, the good one it replaced already gone
+    import os
+
+    from gan.core.files import write_together
+
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(descriptor):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{descriptor}")))
+        real_fsync(descriptor)
+
+    def replace(source, target):
+        events.append(("replace", str(source)))
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    (tmp_path / "weights.pt").write_bytes(b"old")
+    write_together({tmp_path / "weights.pt": lambda path: path.write_bytes(b"new weights"),
+                    tmp_path / "weights.json": lambda path: path.write_text("{}")})
+    assert (tmp_path / "weights.pt").read_bytes() == b"new weights" and (tmp_path / "weights.json").read_text() == "{}"
+    renamed = [name for kind, name in events if kind == "replace" and name.endswith(".tmp")]
+    assert len(renamed) == 2
+    for temp in renamed:
+        assert ("fsync", temp) in events[:events.index(("replace", temp))], (temp, events)

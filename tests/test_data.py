@@ -4,6 +4,7 @@ import re
 import signal
 import time
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -670,3 +671,22 @@ def test_a_celeba_split_with_no_images_names_data_split_and_the_splits_there_are
                                                 r"\('.*list_eval_partition.txt' lists them under train\): set "
                                                 r"data.split to 'train' or 'all'$"):
         build_dataset(DataConfig(dataset="celeba", root=str(tmp_path), split="valid", resolution=32))
+
+
+def test_a_cached_celeba_run_with_another_crop_reads_its_own_crop_not_the_cache_of_the_first(tmp_path):
+    # the crop decides the cached pixels: a cache keyed without it gave a run at data.crop = 178 the
+    # faces cropped at 148, in silence
+    from gan.core.config import DataConfig
+    from gan.data import build_dataset, training_batches
+
+    image_dir = _celeba_tree(tmp_path)  # red inside the centred 148 px square, blue around it
+    reds = []
+    for crop in (148, 178):
+        config = DataConfig(dataset="celeba", root=str(image_dir), resolution=16, crop=crop, num_workers=0,
+                            cache="mmap", cache_dir=str(tmp_path / "cache"), hflip=False)
+        batch = next(training_batches(config, build_dataset(config), 2, 0, 0, torch.device("cpu")))["image"]
+        reds.append(float(batch[:, 0].mean()))
+        uncached = next(training_batches(replace(config, cache="off"), build_dataset(config), 2, 0, 0,
+                                         torch.device("cpu")))["image"]
+        assert torch.equal(batch, uncached), crop
+    assert reds[0] > reds[1] + 0.2  # (at 178 the blue border is in the picture)

@@ -51,6 +51,10 @@ def test_degradations_change_the_input_only_when_switched_on():
         assert np.abs(degraded - clean).mean() > 1.0, options
     noisy = [np.asarray(Degradation(4, noise_std=10.0)(image, random.Random(seed))) for seed in (0, 0, 1)]
     assert np.array_equal(noisy[0], noisy[1]) and not np.array_equal(noisy[0], noisy[2])
+    # the noise is zero-mean in the 8-bit LR image too: rounded, not truncated (half a grey level darker)
+    grey = Image.new("RGB", (512, 512), (128, 128, 128))
+    shift = np.asarray(Degradation(4, noise_std=3.0)(grey, random.Random(0)), dtype=float).mean() - 128
+    assert abs(shift) < 0.1, shift
 
 
 def test_evaluation_uses_the_whole_image_cropped_to_the_scale(hr_folder):

@@ -224,3 +224,25 @@ def test_translations_too_small_for_swd_train_and_evaluate_without_it_said(recip
                                            "--csv", str(tmp_path / "e.csv")])
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "e.json").read_text())["skipped"]["swd"].startswith("SWD needs images of at least")
+
+
+def test_cyclegan_eval_scores_each_direction_against_the_real_images_of_its_target_domain(tmp_path):
+    # A->B translations against testB, B->A against testA: swapped, every distribution score of both
+    # directions was against the wrong domain, and the cycle rows showed nothing wrong
+    from PIL import Image
+
+    from gan.inference.scoring import evaluate_cycle
+    from gan.inference.tiling import Translator
+
+    for domain, level in (("testA", 40), ("testB", 200)):
+        (tmp_path / domain).mkdir()
+        for index in range(3):
+            Image.new("RGB", (16, 16), (level + index,) * 3).save(tmp_path / domain / f"{index}.png")
+    same = Translator(torch.nn.Identity(), torch.device("cpu"))  # (each output its input: the levels tell them)
+    image_sets = {}
+    rows = list(evaluate_cycle(same, same, tmp_path / "testA", tmp_path / "testB", 16, image_sets))
+    assert len(rows) == 6 and sorted(image_sets) == ["_AtoB", "_BtoA"]
+    levels = {name: [sorted({int(image.float().mean().round()) for image in images}) for images in pair]
+              for name, pair in image_sets.items()}
+    assert levels["_AtoB"] == [[40, 41, 42], [200, 201, 202]]  # (outputs: A's translated; targets: testB)
+    assert levels["_BtoA"] == [[200, 201, 202], [40, 41, 42]]
