@@ -39,7 +39,7 @@ QUIET_SECONDS = 600  # a temp of another machine written more recently may be a 
 FOLDER_PATIENCE_S = 60.0  # how long a set of files waits for another command's to move into one folder
 LOCK_ATTEMPTS = 100  # a lock file removed between its opening and its locking is opened again, so often
 MAX_NAME_BYTES = 255  # what a file name may hold on most file systems (ext4, XFS, APFS, NTFS's 255 characters)
-MAX_PATH_BYTES = 4096  # what a whole path may hold on Linux (PATH_MAX)
+MAX_PATH_BYTES = {"linux": 4096, "darwin": 1024}.get(sys.platform, 260)  # a whole path: PATH_MAX (Windows' MAX_PATH)
 LOCK_NAME = ".lock"
 SWEEP_LOCK_NAME = ".sweep.lock"
 RUN_NAME = re.compile(r"(\d{5,})-.*")  # a numbered run directory, 00007-name (a wider number past 99999)
@@ -224,8 +224,8 @@ def _failure_said(error: BaseException, path: Path) -> str:
         name_bytes, path_bytes = len(os.fsencode(path.name)), len(os.fsencode(os.path.abspath(path)))
         reason = (f"its name is {name_bytes} bytes, more than a file name holds here (at most {MAX_NAME_BYTES} on "
                   "most file systems); give a shorter name" if name_bytes > MAX_NAME_BYTES else
-                  f"its path is {path_bytes} bytes, more than a path holds here (at most {MAX_PATH_BYTES} on most "
-                  "systems); give a shorter one")
+                  f"its path is {path_bytes} bytes, more than a path holds here (at most {MAX_PATH_BYTES} on "
+                  "this system); give a shorter one")
     elif (isinstance(error, OSError) and error.errno == errno.EFBIG) or "could not write all of it" in reason:
         limit = file_size_limit_said()
         if limit is not None:  # (`ulimit -f`: a limit of this process, no full disk)
