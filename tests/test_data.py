@@ -1,4 +1,5 @@
 import io
+import itertools
 import os
 import re
 import signal
@@ -690,3 +691,15 @@ def test_a_cached_celeba_run_with_another_crop_reads_its_own_crop_not_the_cache_
                                          torch.device("cpu")))["image"]
         assert torch.equal(batch, uncached), crop
     assert reds[0] > reds[1] + 0.2  # (at 178 the blue border is in the picture)
+
+
+def test_an_images_augmentation_is_drawn_afresh_each_epoch():
+    # (guards a mutation probe found open: seeds keyed by the image, not by its place in the stream,
+    # gave each image the same flip every epoch, and resumes stayed exact)
+    from gan.data.sampling import ResumableSampler
+
+    drawn = list(itertools.islice(iter(ResumableSampler(8, seed=3)), 32))  # four epochs
+    seeds_of = {}
+    for index, seed in drawn:
+        seeds_of.setdefault(index, []).append(seed)
+    assert sorted(seeds_of) == list(range(8)) and all(len(set(seeds)) == 4 for seeds in seeds_of.values())

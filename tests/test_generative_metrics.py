@@ -848,3 +848,18 @@ def test_reference_statistics_are_told_apart_by_the_names_their_cache_gives(tmp_
     path = ReferenceCache(tmp_path).path({"kind": "inception", "count": 10})
     assert is_reference_statistics(path) and is_reference_statistics(temp_name(path))
     assert not is_reference_statistics(tmp_path / "inception.pt") and not is_reference_statistics(tmp_path / "a.npy")
+
+
+def test_the_laplacian_pyramid_of_a_flat_image_has_no_band_pass_content_and_swd_projects_on_unit_directions():
+    # (guards a mutation probe found open: the levels add back up to the image for any upsampling gain,
+    # and a wrong gain or wrongly normalised directions rescaled every SWD without a test failing)
+    import math
+
+    from gan.metrics.swd import laplacian_pyramid, sliced_wasserstein
+
+    levels = laplacian_pyramid(torch.full((2, 3, 32, 32), 0.7), 3)
+    assert all(float(level.abs().max()) < 1e-5 for level in levels[:-1])  # band-pass: nothing in a flat image
+    assert torch.allclose(levels[-1], torch.full_like(levels[-1], 0.7))  # the low-pass keeps its level
+    points = torch.randn(200, 2, generator=torch.Generator().manual_seed(0))
+    shifted = sliced_wasserstein(points, points + torch.tensor([1.0, 0.0]))  # |cos| of a random unit direction
+    assert shifted == pytest.approx(2 / math.pi, rel=0.05)

@@ -699,3 +699,14 @@ def test_the_upsampling_warning_keeps_a_file_name_with_a_new_line_on_one_line(tm
         image_folder_dataset(tmp_path, 32)
     (said,) = [str(one.message) for one in caught if "upsampled" in str(one.message)]
     assert "\n" not in said and "small\\nname.png" in said
+
+
+def test_a_palette_image_with_alpha_is_composited_over_white():
+    # (guards a mutation probe found open: a "PA" image's transparent pixels showed their hidden colour)
+    from gan.data.decode import to_rgb
+
+    image = Image.new("PA", (2, 1))
+    image.putpalette([255, 0, 0] + [0, 0, 0] * 255)
+    image.putpixel((0, 0), (0, 0))  # red, fully transparent
+    image.putpixel((1, 0), (0, 255))  # red, opaque
+    assert list(to_rgb(image).getdata()) == [(255, 255, 255), (255, 0, 0)]

@@ -219,3 +219,33 @@ def test_discriminator_in_channels_come_from_the_recipe():
         spec = network_spec("discriminator", name, {"channels": 4}, "d", in_channels=6)
         assert spec.kwargs["in_channels"] == 6
         assert spec.build()(torch.randn(2, 6, 64, 64)).shape[:2] == (2, 1)
+
+
+def test_the_resnet_generator_is_the_references_layers_in_order_and_pads_by_reflection():
+    # (guards a mutation probe found open: a norm dropped after the 7x7 head, or a block padded with
+    # zeros, kept every parameter count and shape)
+    from gan.nets.resnet import ResnetGenerator
+
+    head = ["ReflectionPad2d", "Conv2d", "InstanceNorm2d", "ReLU"]
+    down = ["Conv2d", "InstanceNorm2d", "ReLU"] * 2
+    block = ["ReflectionPad2d", "Conv2d", "InstanceNorm2d", "ReLU", "ReflectionPad2d", "Conv2d", "InstanceNorm2d"]
+    up = ["ConvTranspose2d", "InstanceNorm2d", "ReLU"] * 2
+    tail = ["ReflectionPad2d", "Conv2d", "Tanh"]
+    network = ResnetGenerator(num_blocks=9)
+    leaves = [type(module).__name__ for module in network.modules() if not list(module.children())]
+    assert leaves == head + down + block * 9 + up + tail
+    stride_one = [conv for conv in network.modules() if type(conv) is torch.nn.Conv2d and conv.stride == (1, 1)]
+    assert len(stride_one) == 20 and all(conv.padding == (0, 0) for conv in stride_one)  # (the reflections pad)
+
+
+def test_an_image_of_another_size_than_the_networks_is_padded_by_reflection_then_cropped_back():
+    # (guards a mutation probe found open: edge replication in its place changed every border pixel)
+    import torch.nn.functional as F
+
+    from gan.nets.running import run_padded
+
+    images = torch.rand(1, 3, 13, 10)
+    seen = []
+    run_padded(lambda padded: seen.append(padded) or padded, images, 8)
+    assert torch.equal(seen[0], F.pad(images, (0, 6, 0, 3), mode="reflect"))
+    assert torch.equal(run_padded(lambda padded: padded * 2, images, 8), images * 2)

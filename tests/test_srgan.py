@@ -488,3 +488,22 @@ def test_a_vgg_layer_the_arch_lacks_is_refused_naming_both_keys(tmp_path):
     with pytest.raises(ConfigError, match=r"loss.vgg_layer = 'relu5_4' is no layer of loss.vgg_arch = 'vgg16'; its "
                                           r"layers: conv1_1, relu1_1, .*relu5_3, pool5$"):
         SRGANRecipe.check(config)
+
+
+def test_srresnet_adds_its_trunk_to_the_head_features_before_upsampling_and_vgg_sees_imagenet_normalised_images():
+    # (guards a mutation probe found open: the paper's long skip connection dropped, or VGG fed [-1, 1]
+    # images as if in [0, 1], trained on with every test passing)
+    from gan.nets.srresnet import SRResNet
+    from gan.nets.vgg import IMAGENET_MEAN, IMAGENET_STD, VGGFeatures
+
+    network = SRResNet(scale=2, channels=8, num_blocks=2).eval()
+    images = torch.rand(1, 3, 12, 12) * 2 - 1
+    network.trunk = torch.nn.Identity()  # the trunk's output is then the head's features again
+    with torch.no_grad():
+        features = network.head(images)
+        assert torch.allclose(network(images), network.tail(network.upsample(2 * features)), atol=1e-6)
+    with pytest.warns(UserWarning):
+        vgg = VGGFeatures(weights="random")
+    vgg.features = torch.nn.Identity()
+    mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    assert torch.allclose(vgg(images), ((images + 1) / 2 - mean) / std)
