@@ -586,3 +586,10 @@ def test_ema_bn_batches_for_a_generator_without_batchnorm_is_warned_of(tmp_path)
         warnings.simplefilter("always")
         train(tiny_config("train.ema_bn_batches=64", "train.steps=1"), tmp_path / "bn", CPU, progress_stream=sys.stdout)
     assert not [warning for warning in caught if "ema_bn_batches" in str(warning.message)]
+
+
+def test_the_last_step_writes_its_previews_when_it_is_no_multiple_of_image_every(tmp_path):
+    # (guards a mutation probe found open: a run of 5 steps at image_every 2 ended without grids of its weights)
+    result = train(tiny_config("train.steps=5", "log.image_every=2"), create_run_dir(tmp_path, "demo"), CPU)
+    steps = sorted({p.name.split("-")[0] for p in (result.run_dir / "samples").iterdir()})
+    assert steps == ["00000002", "00000004", "00000005"]
