@@ -224,3 +224,12 @@ def test_reading_a_large_folders_headers_shows_progress(tmp_path, monkeypatch, f
                         functools.partial(progress_module.DelayedProgress, after_s=0.0, stream=stream))
     readable, _ = gan.data.decode.readable_images(sorted(tmp_path.glob("*.png")), strict=False, limit=limit)
     assert len(readable) == (limit or files) and stream.getvalue().splitlines()[-1].startswith(last_line)
+
+
+def test_a_pace_below_one_a_second_is_shown_as_seconds_each(clock):
+    # the shipped 256-px CycleGAN on a CPU, 30 s a step at batch 1, showed "0.0 img/s" at every step
+    stream = io.StringIO()
+    progress = Progress(6, stream=stream, unit="step", rate_unit="img")
+    clock.now += 60
+    progress.update(2, rate=1 / 30)
+    assert stream.getvalue().startswith("step 2/6 (33%)  30.0 s/img  elapsed 1m00s")

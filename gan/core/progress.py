@@ -76,7 +76,7 @@ class Progress:
                 (working / done * (self.total - step) if done else 0.0) + ahead)
         if rate is None:
             rate = done / max(elapsed, 1e-9)
-        pace = f"start-up {start_up:.1f}s" if start_up is not None else f"{rate:.1f} {self.rate_unit}/s"
+        pace = f"start-up {start_up:.1f}s" if start_up is not None else _pace(rate, self.rate_unit)
         terms = "".join(f"  {name} {value:.4g}" for name, value in (values or {}).items())
         # the pace and ETA before the terms: a terminal narrower than the line cuts its end
         line = (f"{self.unit} {step}/{self.total} ({100 * step / self.total:.0f}%)  {pace}  "
@@ -143,3 +143,10 @@ class DelayedProgress:
     def close(self) -> None:
         if self.progress is not None:
             self.progress.close()
+
+
+def _pace(rate: float, unit: str) -> str:
+    """`12.3 img/s`, or below one a second (a 256-px CycleGAN on a CPU: 0.0 img/s), `32.5 s/img`."""
+    if 0 < rate < 0.95:
+        return f"{1 / rate:.1f} s/{unit}"
+    return f"{rate:.1f} {unit}/s"
