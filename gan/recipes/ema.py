@@ -53,12 +53,13 @@ def running_norms(network: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
 
 @torch.no_grad()
 def standing_statistics(network: nn.Module, inputs: Iterable[torch.Tensor],
-                        autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext) -> bool:
+                        autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+                        advance: Callable[[int], None] | None = None) -> bool:
     """Recompute the running statistics of `network`'s BatchNorm layers for its own weights
     ("standing statistics", Brock et al. 2019): reset them, then average them (cumulatively,
     not with momentum) over forward passes in train mode on each batch of `inputs`. Dropout
     stays off and every other network is untouched. Returns False, doing nothing, when the
-    network keeps no running statistics or `inputs` is empty."""
+    network keeps no running statistics or `inputs` is empty. `advance(passes done)` after each pass (a progress line)."""
     norms = running_norms(network)
     if not norms:
         return False
@@ -75,6 +76,8 @@ def standing_statistics(network: nn.Module, inputs: Iterable[torch.Tensor],
             with autocast():
                 network(batch)
             passes += 1
+            if advance is not None:
+                advance(passes)
     finally:
         for norm, momentum in zip(norms, momenta):
             norm.momentum = momentum
