@@ -1220,12 +1220,7 @@ def test_a_file_system_that_refuses_locks_trains_unguarded_with_a_warning(tmp_pa
         raise OSError(errno.ENOLCK, "No locks available")
 
     monkeypatch.setattr(fcntl, "flock", refused)
-    with pytest.warns(UserWarning, match=r"\.run-numbers\.lock': its file system refuses locks \(No locks available\), "
-                                         r"so nothing keeps a second gan command from writing") as said:
-        result = _train_in_process("--out", str(tmp_path / "runs"))
-    assert result.exit_code == 0, result.output
-    assert any(str(warning.message).startswith(f"'{only_run(tmp_path / 'runs') / '.lock'}'") for warning in said)
-    assert list_checkpoints(only_run(tmp_path / "runs"))
+    _trains_unguarded_saying(tmp_path, r"\.run-numbers\.lock': its file system refuses locks \(No locks available\)")
     with pytest.warns(UserWarning) as once:  # (a failed start took the lock again to remove it, saying it twice)
         junk = tmp_path / "junk"
         junk.mkdir()
@@ -1243,8 +1238,12 @@ def test_a_system_without_flock_trains_unguarded_with_a_warning(tmp_path, monkey
 
     monkeypatch.setattr(files_module, "fcntl", None)
     monkeypatch.setattr(run_dir_module, "fcntl", None)
-    with pytest.warns(UserWarning, match=r"\.lock': its file system refuses locks \(this system has no flock\), "
-                                         r"so nothing keeps a second gan command from writing") as said:
+    _trains_unguarded_saying(tmp_path, r"\.lock': its file system refuses locks \(this system has no flock\)")
+
+
+def _trains_unguarded_saying(tmp_path, warned: str) -> None:
+    """A run trains to its end, warned of (`warned`, a pattern) that its run directory is unguarded."""
+    with pytest.warns(UserWarning, match=warned + ", so nothing keeps a second gan command from writing") as said:
         result = _train_in_process("--out", str(tmp_path / "runs"))
     assert result.exit_code == 0, result.output
     assert any(str(warning.message).startswith(f"'{only_run(tmp_path / 'runs') / '.lock'}'") for warning in said)
