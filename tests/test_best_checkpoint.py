@@ -450,3 +450,15 @@ def test_every_metric_a_best_checkpoint_follows_is_kept_in_its_own_direction():
         family = metric.removeprefix("val/").split("/")[0].split("_")[0]
         assert direction == ("higher" if family in higher_is_better else "lower"), metric
     assert {"val/ssim", "recall", "val/psnr", "precision", "fid", "val/cycle_l1", "val/swd_AtoB"} <= set(BEST_METRICS)
+
+
+def test_the_last_step_is_validated_when_it_is_no_multiple_of_eval_every(recipe_data, tmp_path, monkeypatch):
+    # (guards a mutation probe found open: a run of 3 steps at eval_every 2 ended without its final
+    # scores, best.pt chosen from step 2's)
+    steps = []
+    monkeypatch.setattr(Pix2PixRecipe, "validation_metrics",
+                        lambda self: steps.append(len(steps)) or {"val/psnr": 20.0 + len(steps), "val/ssim": 0.5})
+    run_dir = tmp_path / "run"
+    train(tiny_recipe_config("pix2pix", recipe_data, "train.steps=3", "log.eval_every=2",
+                             "train.keep_best=val/psnr"), run_dir, CPU)
+    assert len(steps) == 2 and recorded_best(run_dir)["step"] == 3

@@ -710,3 +710,17 @@ def test_a_palette_image_with_alpha_is_composited_over_white():
     image.putpixel((0, 0), (0, 0))  # red, fully transparent
     image.putpixel((1, 0), (0, 255))  # red, opaque
     assert list(to_rgb(image).getdata()) == [(255, 255, 255), (255, 0, 0)]
+
+
+def test_a_colour_keyed_16_bit_grey_pixel_is_white():
+    # (guards a mutation probe found open: the keyed grey value turned black, not white)
+    from gan.data.decode import to_rgb
+
+    image = Image.new("I;16", (2, 1))
+    image.putpixel((0, 0), 1000)  # the key: transparent
+    image.putpixel((1, 0), 30000)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", transparency=1000)
+    buffer.seek(0)
+    pixels = np.asarray(to_rgb(Image.open(buffer)))
+    assert pixels[0, 0].tolist() == [255, 255, 255] and pixels[0, 1].tolist() == [117, 117, 117]
