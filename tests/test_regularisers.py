@@ -491,3 +491,27 @@ def test_augment_rt_follows_a_resume_that_lowers_the_interval_below_the_count_re
     for step, value in logged.items():
         rt = load_checkpoint(run_dir / f"checkpoint-{step:08d}.pt")["recipe"]["augment"]["adaptive"]["rt"]
         assert value == pytest.approx(float(rt), abs=1e-6)
+
+
+def test_colour_augmentation_draws_the_papers_factors_and_changes_saturation_pixel_by_pixel(monkeypatch):
+    # DiffAugment's rand_brightness U(-0.5, 0.5), rand_saturation U(0, 2) about each pixel's grey, and
+    # rand_contrast U(0.5, 1.5) about the image's mean (guards a mutation probe found open: a narrower
+    # saturation range, or saturation about the image's mean, changed every augmented image unseen)
+    augment = DiffAugment("color", CPU, seed=0)
+    drawn = []
+    real_uniform = augment._uniform
+
+    def recorded(images, low, high):
+        drawn.append((low, high, real_uniform(images, low, high)))
+        return drawn[-1][2]
+
+    monkeypatch.setattr(augment, "_uniform", recorded)
+    images = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    augmented = augment(images)
+    assert [(low, high) for low, high, _ in drawn] == [(-0.5, 0.5), (0.0, 2.0), (0.5, 1.5)]
+    brightness, saturation, contrast = (factor for _, _, factor in drawn)
+    expected = images + brightness
+    grey = expected.mean(dim=1, keepdim=True)
+    expected = (expected - grey) * saturation + grey
+    average = expected.mean(dim=(1, 2, 3), keepdim=True)
+    assert torch.allclose(augmented, (expected - average) * contrast + average, atol=1e-6)
