@@ -92,6 +92,13 @@ def test_split_subfolders(tmp_path):
     assert len(paired_dataset(tmp_path / "facades", "val", 64)) == 2
     with pytest.raises(FileNotFoundError, match="facades/test' does not exist"):
         paired_dataset(tmp_path / "facades", "test", 64)
+    # data.root naming a split folder itself, or CycleGAN's layout: said as what it likely is
+    with pytest.raises(FileNotFoundError, match=rf"train/train' does not exist .*train' holds images itself, so it may "
+                                                rf"be a split folder: set data.root to '{tmp_path / 'facades'}'"):
+        paired_dataset(tmp_path / "facades" / "train", "train", 64)
+    (tmp_path / "unpaired" / "trainA").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="unpaired' holds trainA/-style folders, CycleGAN's unpaired layout"):
+        paired_dataset(tmp_path / "unpaired", "train", 64)
     # read whole, the splits would train together, and validation would score the pairs trained on
     for split in ("all", ""):
         with pytest.raises(ValueError, match=r"holds the split folders train/, val/, which data.split = \"all\" "

@@ -415,6 +415,21 @@ def check_pair_shapes(pairs: list[tuple[Path, Path]], root: Path, strict: bool) 
     warnings.warn(message + " (--strict makes this an error)", stacklevel=2)
 
 
+def _likely_root(root: Path) -> str:
+    """What a data.root without its split folder most likely is, for the message: a split folder itself
+    (`paired/train`), or CycleGAN's unpaired layout (`trainA/`, `trainB/`)."""
+    try:
+        if any(sub.name.endswith(("A", "B")) and sub.name[:-1] in ("train", "val", "test") and sub.is_dir()
+               for sub in root.iterdir()):
+            return f": '{root}' holds trainA/-style folders, CycleGAN's unpaired layout (recipe = \"cyclegan\")"
+        if find_images(root, recursive=False):
+            return (f": '{root}' holds images itself, so it may be a split folder: set data.root to '{root.parent}', "
+                    "or data.split = \"all\" to read these")
+    except OSError:  # (no such folder: the message says so)
+        pass
+    return ""
+
+
 def paired_dataset(root: str | Path, split: str, resolution: int, load_size: int = 286, direction: str = "AtoB",
                    layout: str = "auto", train: bool = True, hflip: bool = True, strict: bool = False,
                    max_images: int = 0) -> PairedImages:
@@ -429,7 +444,7 @@ def paired_dataset(root: str | Path, split: str, resolution: int, load_size: int
             raise FileNotFoundError(f"paired data folder '{folder}' does not exist: "
                                     + _splits_inside_sides(root, [split]))
         raise FileNotFoundError(f"paired data folder '{folder}' does not exist{file_on_the_way(folder)} (the split "
-                                f"names a subfolder of data.root; \"all\" uses data.root itself)")
+                                f"names a subfolder of data.root; \"all\" uses data.root itself){_likely_root(root)}")
     if layout == "auto":
         layout = detect_layout(folder)
         nested = sorted(sub.name for sub in folder.iterdir() if sub.is_dir() and detect_layout(sub) == "folders")
