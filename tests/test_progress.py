@@ -167,11 +167,23 @@ def test_the_training_eta_foresees_each_side_task_at_its_schedule_and_after_the_
     run = SimpleNamespace(config=config, step=20, side_task_seconds={
         "generative metrics": 3.0, "checkpoint": 1.0, "previews": 0.5, "validation": 7.0})
     # metrics at 20, 40, 60; checkpoints at 25, 50, 60; previews at 20..60; no validation
-    assert _side_tasks_ahead(run) == 3 * 3.0 + 3 * 1.0 + 5 * 0.5
+    assert _side_tasks_ahead(run) == (3 * 3.0 + 3 * 1.0 + 5 * 0.5, ())
     run.step = 21
-    assert _side_tasks_ahead(run) == 2 * 3.0 + 3 * 1.0 + 4 * 0.5
+    assert _side_tasks_ahead(run) == (2 * 3.0 + 3 * 1.0 + 4 * 0.5, ())
     run.step = 60
-    assert _side_tasks_ahead(run) == 3.0 + 1.0 + 0.5
+    assert _side_tasks_ahead(run) == (3.0 + 1.0 + 0.5, ())
+    # before its first pass, a metric's time is unknown: named, where the ETA left it out unsaid (a
+    # first run's SWD passes, minutes each on a CPU, after an ETA of seconds)
+    run.step, run.side_task_seconds = 5, {"checkpoint": 1.0}
+    assert _side_tasks_ahead(run) == (3 * 1.0, ("generative metrics",))
+
+
+def test_an_eta_names_the_long_work_to_come_it_cannot_count_yet(clock):
+    stream = io.StringIO()
+    progress = Progress(100, stream=stream, unit="step")
+    clock.now += 10
+    progress.update(60, ahead=5.0, untimed=("generative metrics",))
+    assert "ETA 0m11s + generative metrics" in stream.getvalue()  # (40 steps at 6 a second, and 5 s)
 
 
 @pytest.mark.parametrize("recipe, images", [("pix2pix", 2), ("cyclegan", 4), ("srresnet", 3)])

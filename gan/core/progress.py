@@ -55,11 +55,13 @@ class Progress:
         self._settled: tuple[float, int] | None = None
 
     def update(self, step: int, values: dict[str, float] | None = None, rate: float | None = None,
-               start_up: float | None = None, paused: float = 0.0, ahead: float = 0.0) -> None:
+               start_up: float | None = None, paused: float = 0.0, ahead: float = 0.0,
+               untimed: tuple[str, ...] = ()) -> None:
         """`rate` is in `rate_unit`s per second; without it, units done since the start per second.
         `start_up` (seconds) shows in the rate's place, for an update whose time is mostly start-up.
         `paused`: seconds since the start spent on work between units (grids, metrics, checkpoints),
-        left out of a unit's time; `ahead`: seconds of such work still to come, added to the ETA."""
+        left out of a unit's time; `ahead`: seconds of such work still to come, added to the ETA;
+        `untimed`: such work to come whose time is not known yet, named after the ETA."""
         elapsed = time.perf_counter() - self.started_at
         if not self.interactive and step < self.total and elapsed - self._logged_at < self.log_interval:
             return
@@ -74,6 +76,8 @@ class Progress:
         else:  # one update: its time is all there is to go by, unless it was start-up
             eta = "?" if start_up is not None and step < self.total else format_duration(
                 (working / done * (self.total - step) if done else 0.0) + ahead)
+        if untimed and eta != "?":
+            eta += f" + {' and '.join(untimed)}"
         if rate is None:
             rate = done / max(elapsed, 1e-9)
         pace = f"start-up {start_up:.1f}s" if start_up is not None else _pace(rate, self.rate_unit)
@@ -88,12 +92,13 @@ class Progress:
             self.stream.write(line + "\n")
         self.stream.flush()
 
-    def redraw(self, step: int, rate: float | None = None, paused: float = 0.0, ahead: float = 0.0) -> None:
+    def redraw(self, step: int, rate: float | None = None, paused: float = 0.0, ahead: float = 0.0,
+               untimed: tuple[str, ...] = ()) -> None:
         """Between updates (a training run's log points, `log.every` steps apart: minutes of a still
         line on a CPU), a terminal's line moves on with the step, `rate`, elapsed time and ETA, the
         values of the last update kept; at most every REDRAW_S seconds. A log gets no line of it."""
         if self.interactive and time.perf_counter() - self.started_at - self._logged_at >= REDRAW_S:
-            self.update(step, self._values, rate, paused=paused, ahead=ahead)
+            self.update(step, self._values, rate, paused=paused, ahead=ahead, untimed=untimed)
 
     def close(self) -> None:
         if self.interactive:

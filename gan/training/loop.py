@@ -780,8 +780,9 @@ def _log_window(run: _Run, scalars: dict[str, float], closes_window: bool = True
             scalars["perf/peak_memory_mib"] = torch.cuda.max_memory_allocated(run.device) / 2**20
     for name, value in scalars.items():
         run.writer.add_scalar(name, value, step)
+    ahead, untimed = _side_tasks_ahead(run)
     run.progress.update(step, means or None, images_per_second, start_up=busy if first_step else None,
-                        paused=run.paused_in_all, ahead=_side_tasks_ahead(run))
+                        paused=run.paused_in_all, ahead=ahead, untimed=untimed)
 
 
 def _redraw_progress(run: _Run) -> None:
@@ -792,22 +793,28 @@ def _redraw_progress(run: _Run) -> None:
     busy = time.perf_counter() - run.timer_start - run.paused
     steps = run.step - run.timer_step
     rate = steps * run.config.train.batch_size / busy if steps and busy > 0 else None
-    run.progress.redraw(run.step, rate, paused=run.paused_in_all, ahead=_side_tasks_ahead(run))
+    ahead, untimed = _side_tasks_ahead(run)
+    run.progress.redraw(run.step, rate, paused=run.paused_in_all, ahead=ahead, untimed=untimed)
 
 
-def _side_tasks_ahead(run: _Run) -> float:
+def _side_tasks_ahead(run: _Run) -> tuple[float, tuple[str, ...]]:
     """Seconds the side tasks still to come will take (this step's included: they follow its log
     point), each timed as it last ran: the ETA of a run that measures SWD every 1,000 steps counts
-    those passes, the one after the last step too."""
+    those passes, the one after the last step too. And the long ones to come that have not run yet,
+    whose time the ETA cannot count (a first run's SWD passes, minutes each on a CPU): named."""
     step, total, config = run.step, run.config.train.steps, run.config
     every = {"previews": config.log.image_every, "validation": config.log.eval_every,
              "generative metrics": config.metrics.every, "checkpoint": config.train.checkpoint_every}
-    seconds = 0.0
-    for task, took in run.side_task_seconds.items():
-        if every.get(task):  # (each runs at its multiples and at the last step)
-            times = total // every[task] - (step - 1) // every[task] + (total % every[task] != 0)
-            seconds += took * times
-    return seconds
+    seconds, untimed = 0.0, []
+    for task, interval in every.items():
+        if not interval:
+            continue
+        times = total // interval - (step - 1) // interval + (total % interval != 0)  # (multiples, and the last)
+        if task in run.side_task_seconds:
+            seconds += run.side_task_seconds[task] * times
+        elif times and task in ("validation", "generative metrics"):  # (previews, checkpoints: seconds at most)
+            untimed.append(task)
+    return seconds, tuple(untimed)
 
 
 def _save(run: _Run, at_step: int, final: bool, side_tasks_due: dict | None = None) -> Path | None:
