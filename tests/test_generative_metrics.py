@@ -105,6 +105,24 @@ def test_descriptors_are_normalised_over_the_whole_set_whatever_the_chunks(faces
             assert torch.equal(got, expected), batch_size
 
 
+def test_swd_patches_are_whole_neighbourhoods_centred_anywhere_they_fit():
+    # the paper draws a 7x7 neighbourhood around any pixel 3 from the border: on a 9x8 level that is
+    # rows 3..5 and columns 3..4, the last row and column included (one short biases every level)
+    from gan.metrics.swd import PATCH_SIZE, _random_patches
+
+    height, width = 9, 8
+    level = torch.arange(2 * height * width, dtype=torch.float32).reshape(2, 1, height, width)
+    patches = _random_patches(level, 400, torch.Generator().manual_seed(0))
+    assert patches.shape == (2 * 400, 1, PATCH_SIZE, PATCH_SIZE)
+    centre = patches[:, 0, 3, 3].long()
+    assert torch.equal(centre // (height * width), torch.arange(2).repeat_interleave(400))  # each image's own patches, in order
+    rows, cols = (centre % (height * width)) // width, centre % width
+    assert {(int(r), int(c)) for r, c in zip(rows, cols)} == {(r, c) for r in (3, 4, 5) for c in (3, 4)}
+    offsets = torch.arange(-3, 4)
+    expected = centre[:, None, None] + offsets[:, None] * width + offsets[None, :]
+    assert torch.equal(patches[:, 0].long(), expected)  # the neighbourhood, not a shifted window
+
+
 def test_swd_reports_each_level_and_their_mean(faces):
     descriptors = patch_descriptors(to_uint8(faces[:8]))
     assert [tuple(level.shape) for level in descriptors] == [(8 * 128, 147)] * 3
