@@ -118,12 +118,23 @@ def test_evaluation_images_replaced_during_a_run_set_the_old_best_aside_at_the_n
     assert recorded_best(run_dir) == {"metric": "val/psnr", "value": 21.0, "step": 3}  # (20 at step 2, then 21)
 
 
-def test_a_best_record_of_an_earlier_gan_is_compared_by_its_images_alone(tmp_path):
-    # records made before best.pt noted the Inception weights hold the images' digest alone: not set aside
-    best = BestCheckpoint(tmp_path, "fid", "lower")
-    best.value, best.step, best.evaluated_on = 12.0, 2, "0123456789abcdef"
-    assert best.set_aside_measured_elsewhere("0123456789abcdef/inception-fedcba9876543210", "the real images") is None
-    assert best.value == 12.0
+@pytest.mark.parametrize("recorded,lacks", [
+    (None, "its images and count and Inception-v3 weights"),  # (gan before 2026-12-05: no record at all)
+    ("0123456789abcdef", "its count and Inception-v3 weights"),  # (before 2026-12-06: the images' digest alone)
+    ("0123456789abcdef/count-16", "its Inception-v3 weights"),
+])
+def test_a_best_record_of_an_earlier_gan_that_does_not_say_what_it_measured_is_set_aside(tmp_path, recorded, lacks):
+    # taken as the same, an old best.pt scored on 16 images stood against scores of 48, unsaid
+    _kept_best(tmp_path, 12.0, 2, recorded)
+    best = BestCheckpoint(tmp_path, "swd/mean", "lower")
+    said = best.set_aside_measured_elsewhere("0123456789abcdef/count-48/inception-fedcba9876543210", "the real images")
+    assert said.startswith(f"best.pt (swd/mean 12 at step 2) was measured on what its record, written by an earlier gan, "
+                           f"does not name ({lacks}): it may not be comparable with this run's scores: set aside as "
+                           "best-other-unrecorded-00000002.pt")
+    assert best.improves(999.0) and (tmp_path / "best-other-unrecorded-00000002.pt").is_file()
+    # what the run cannot say itself (a recipe of one's own without `evaluation_images`) sets nothing aside
+    _kept_best(tmp_path, 12.0, 2, recorded)
+    assert BestCheckpoint(tmp_path, "swd/mean", "lower").set_aside_measured_elsewhere("", "the evaluation images") is None
 
 
 @pytest.mark.parametrize("damage", ["truncated", "flipped bit", "empty"])
@@ -424,7 +435,7 @@ def test_a_best_scored_on_another_count_of_images_is_no_rival(tmp_path):
     assert said.startswith("best.pt (swd/mean 172.2 at step 56) was measured on 16 images, where this run now "
                            "scores 64 (metrics.num_samples)") and "best-other-count-00000056.pt" in said
     assert best.improves(500.0) and (tmp_path / "best-other-count-00000056.pt").is_file()
-    _kept_best(tmp_path, 172.2, 56, "abc")  # (a record of an earlier gan, without the count: compared by images)
+    _kept_best(tmp_path, 172.2, 56, "abc/count-64")  # (the same count: no rival to set aside)
     assert BestCheckpoint(tmp_path, "swd/mean", "lower").set_aside_measured_elsewhere("abc/count-64", "x") is None
 
 

@@ -279,12 +279,28 @@ def test_metrics_keys_a_file_keeps_for_later_are_warned_of_only_when_given():
         "config has metrics.every = 0"]
 
 
+def test_metrics_names_are_read_by_the_validation_of_translations_for_what_it_scores():
+    # pix2pix of A|B pairs and CycleGAN score their translations by swd, fid, kid of metrics.names
+    # (metrics.every being for unconditional runs); no other validation reads the list
+    pix2pix = ["recipe=pix2pix", "data.dataset=paired", "log.eval_every=5"]
+    assert messages_of_warnings(None, [*pix2pix, "metrics.names=['pr', 'swd']"]) == [
+        "metrics.names = ['pr', 'swd']: 'pr' changes nothing: with metrics.every = 0, only the validation of "
+        "translations reads metrics.names, and it scores by swd, fid, kid"]
+    for unread in (["recipe=pix2pix", "data.dataset=sr_pairs", "log.eval_every=5"],  # PSNR/SSIM of SR outputs
+                   [*pix2pix[:2], "log.eval_every=0"]):
+        assert messages_of_warnings(None, [*unread, "metrics.names=['swd']"]) == [
+            "metrics.names = ['swd'] changes nothing: it is read when metrics.every is above 0 (on), and by the "
+            "validation of pix2pix (A|B pairs) and CycleGAN runs (log.eval_every above 0); this config has "
+            f"metrics.every = 0 and recipe pix2pix, data.dataset {unread[1][13:]}, log.eval_every {unread[2][15:]}"]
+
+
 @pytest.mark.parametrize("overrides", [
     ["data.dataset=paired", "data.split=train", "data.val_split=val", "data.load_size=300"],
     ["data.dataset=unpaired", "data.max_images=10", "data.strict=true"],
     ["data.dataset=sr_pairs", "data.val_root=/x", "data.scale=2", "data.jpeg_quality=90"],
     ["train.lr_schedule=step", "train.lr_milestones=[5]", "train.lr_gamma=0.1", "train.steps=10", "train.ema_decay=0"],
     ["recipe=pix2pix", "data.dataset=paired", "log.eval_every=5"],
+    ["recipe=cyclegan", "data.dataset=unpaired", "log.eval_every=5", "metrics.names=['swd']"],  # (its validation's)
     ["recipe=pix2pix", "data.dataset=paired", "train.steps=10", "train.adversarial_start=9", "train.ema_decay=0"],
     ["loss.adversarial=wgan-gp", "loss.gp_weight=5"],
     ["loss.diffaugment=color", "loss.augment_p=adaptive", "loss.augment_target=0.5", "loss.augment_images=1000"],

@@ -498,7 +498,8 @@ def test_training_logs_swd_and_skips_fid_without_weights(tmp_path, monkeypatch):
               CPU, progress_stream=sys.stdout)
     assert not [w for w in caught if "skipping" in str(w.message)]  # refused, not first said to be skipped
     with pytest.warns(UserWarning, match="skipping fid, kid: Inception-v3 weights not found at .*torch-home(.|\n)*"
-                                         "gan train --set metrics.inception_weights=PATH"):
+                                         "gan train --set metrics.inception_weights=PATH\n  not to ask for them: "
+                                         "gan train --set 'metrics.names=\\[\"swd\"\\]'$"):
         result = train(tiny_config(*settings), tmp_path / "run", CPU, progress_stream=sys.stdout)
     lines = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [line["step"] for line in lines] == [2, 4]
@@ -639,7 +640,8 @@ def test_gan_eval_by_default_computes_what_can_run_here_and_names_what_it_skippe
     out = tmp_path / "scores.json"
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # where the weights would be, and are not
     # the skip is said once, by the warning (issue 28: the command no longer repeats it)
-    with pytest.warns(UserWarning, match=f"skipping fid, kid: Inception-v3 weights not found at .*{WEIGHTS_FILE}"):
+    with pytest.warns(UserWarning, match=f"skipping fid, kid: Inception-v3 weights not found at .*{WEIGHTS_FILE}"
+                                         "(.|\n)*\n  not to ask for them: gan eval --metrics swd$"):
         result = CliRunner().invoke(main, ["eval", str(demo_run), "--n", "16", "--cache-dir", str(tmp_path / "cache"),
                                            "--json", str(out)])
     assert result.exit_code == 0, result.output

@@ -12,6 +12,7 @@ import re
 import shutil
 import stat
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -882,6 +883,44 @@ def test_a_pipe_or_socket_where_an_output_goes_is_refused_even_with_overwrite(de
     assert stat.S_ISFIFO(os.lstat(tmp_path / "pipe.png").st_mode)
     (tmp_path / "plain.json").write_text("{}")
     check_outputs([tmp_path / "plain.json"], overwrite=True)  # (a regular file: replaced with --overwrite)
+
+
+def test_a_symlink_to_a_pipe_and_the_systems_own_paths_are_refused_before_any_work(demo_run, tmp_path):
+    """A link to a FIFO hung sample, eval and export for ever (the checkpoint check opened it to read);
+    `--json /dev/stdout --overwrite`, which the refusal without --overwrite advised, replaced the
+    system's /dev/stdout link with a JSON file (as root: every later `> /dev/stdout` of the machine
+    wrote into it), and /dev/fd/1 failed after the whole evaluation. '-' wrote a file named '-'."""
+    import signal
+
+    from gan.inference.outputs import OutputRefused, check_outputs
+
+    os.mkfifo(tmp_path / "fifo")
+    for name in ("link.png", "link.safetensors", "link.json"):
+        (tmp_path / name).symlink_to(tmp_path / "fifo")
+    def hung(signum, frame):
+        raise TimeoutError("the command waited on the FIFO")
+
+    earlier = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(20)  # (a hang fails the test rather than the suite)
+    try:
+        for command in (["sample", str(demo_run), "--n", "1", "--out", str(tmp_path / "link.png")],
+                        ["export", str(demo_run), "--out", str(tmp_path / "link.safetensors"), "--overwrite"],
+                        ["eval", str(demo_run), "--metrics", "swd", "--n", "4", "--json", str(tmp_path / "link.json"),
+                         "--overwrite"]):
+            result = CliRunner().invoke(main, command)
+            assert result.exit_code == 2, result.output
+            assert "is a symlink to a pipe (FIFO), not a file" in result.output, result.output
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, earlier)
+    assert (tmp_path / "link.png").is_symlink() and stat.S_ISFIFO(os.stat(tmp_path / "fifo").st_mode)
+    # (never with --overwrite here: on code without the check, that replaced the system's link)
+    for path in ("/dev/stdout", "/dev/fd/1", "/proc/self/fd/1", "/dev/new.json"):
+        with pytest.raises(OutputRefused, match=f"'{re.escape(path)}' is in /(dev|proc)[^ ]*, the system's devices "
+                                                "and processes, not a folder of files"):
+            check_outputs([Path(path)])
+    with pytest.raises(OutputRefused, match="'-' is no standard output here"):
+        check_outputs([Path("-")])
 
 
 def test_a_symlink_loop_where_outputs_go_is_one_line_not_a_traceback(demo_run, tmp_path):

@@ -69,6 +69,25 @@ class Terminal(io.StringIO):
         return 2
 
 
+@pytest.fixture(autouse=True)
+def a_terminal_that_redraws(monkeypatch):
+    monkeypatch.setenv("TERM", "xterm-256color")  # (whatever the TERM of the machine running the tests)
+
+
+def test_a_dumb_terminal_gets_lines_without_control_codes(clock, monkeypatch):
+    # TERM=dumb (Emacs' shell, some notebook consoles) showed every redraw's ^M^[[K
+    monkeypatch.setenv("TERM", "dumb")
+    stream = Terminal()
+    progress = Progress(2, stream=stream)
+    for step in (1, 2):
+        clock.now += 1
+        progress.update(step, {"g": 0.5}, rate=64.0)
+    print_above("step 2: val/psnr 21.5", stream)
+    assert "\033" not in stream.getvalue() and "\r" not in stream.getvalue()
+    assert stream.getvalue().splitlines()[1:] == ["step 2/2 (100%)  64.0 img/s  elapsed 0m02s  ETA 0m00s  g 0.5",
+                                                  "step 2: val/psnr 21.5"]
+
+
 def test_a_terminal_gets_every_update_on_one_redrawn_line(clock, monkeypatch):
     monkeypatch.setattr(progress_module.os, "get_terminal_size", lambda fd: os.terminal_size((200, 24)))
     stream = Terminal()

@@ -1,19 +1,27 @@
 """The recipe contract (gan/recipes/base.py) as a recipe of one's own meets it."""
 
 import pytest
-from conftest import tiny_config
+from conftest import REPO, assert_one_error_line, invoke, tiny_config
 
+from gan.core.registry import ConfigError
 from gan.recipes import RECIPES, trains_unconditional
 from gan.recipes.base import RecipeBase
 
 
-def test_a_recipe_without_network_specs_is_told_which_method_it_lacks():
-    # `gan sweep` and `gan bench` of such a recipe stopped in a bare NotImplementedError
+def test_a_recipe_without_network_specs_is_told_which_method_it_lacks(monkeypatch, tmp_path):
+    # `gan sweep` and `gan bench` of such a recipe stopped in a bare NotImplementedError, gan train in
+    # its traceback
     class MyRecipe(RecipeBase):
-        pass
+        def __init__(self, config, device, autocast):
+            super().__init__(config, device, autocast)
+            self.networks = self.build_networks(kept=("generator",))
 
-    with pytest.raises(NotImplementedError, match=r"recipe class MyRecipe defines no network_specs\(config\)"):
+    with pytest.raises(ConfigError, match=r"recipe 'dcgan' \(class MyRecipe\) defines no network_specs\(config\)"):
         MyRecipe.check(tiny_config())
+    monkeypatch.setitem(RECIPES._entries, "mine", MyRecipe)
+    assert_one_error_line(invoke("train", REPO / "experiments" / "dcgan_demo.toml", "--set", "recipe=mine",
+                                 "--set", "metrics.every=0", "--out", tmp_path / "runs"),
+                          "recipe 'mine' (class MyRecipe) defines no network_specs(config)")
 
 
 def test_a_recipe_is_unconditional_by_its_evaluation_generator_not_its_name(monkeypatch):

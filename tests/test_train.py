@@ -67,6 +67,30 @@ def test_resume_is_bit_identical_to_a_straight_run(tmp_path, workers, capsys):
     assert not torch.equal(initial["net.0.weight"], networks_a["generator"]["net.0.weight"])
 
 
+def test_previews_metrics_and_checkpoints_leave_trainings_random_draws_alone(tmp_path, monkeypatch):
+    # a researcher's generator with StyleGAN-like noise inputs draws from the global generator in eval
+    # mode too: when the side tasks ran (and whether metrics were on) changed the weights trained
+    from gan.nets.dcgan import DCGANGenerator
+
+    plain_forward = DCGANGenerator.forward
+
+    def noisy_forward(self, latents):
+        images = plain_forward(self, latents)
+        return images + 1e-3 * torch.randn_like(images)
+
+    monkeypatch.setattr(DCGANGenerator, "forward", noisy_forward)
+    common = ("loss.instance_noise=0.1", "loss.instance_noise_steps=4", "train.ema_bn_batches=2")
+    quiet = train(tiny_config(*common, "log.image_every=4", "train.checkpoint_every=4"), tmp_path / "quiet", CPU,
+                  progress_stream=sys.stdout)
+    busy = train(tiny_config(*common, "log.image_every=1", "train.checkpoint_every=1", "metrics.every=2",
+                             "metrics.num_samples=16", "metrics.names=['swd']"), tmp_path / "busy", CPU,
+                 progress_stream=sys.stdout)
+    (_, networks_quiet, optimizers_quiet), (_, networks_busy, optimizers_busy) = (
+        _weights(run.run_dir) for run in (quiet, busy))
+    _assert_identical(networks_quiet, networks_busy)
+    _assert_identical(optimizers_quiet, optimizers_busy)
+
+
 def test_run_directory_contents(tmp_path):
     result = train(tiny_config(), create_run_dir(tmp_path, "demo"), CPU, progress_stream=sys.stdout)
     names = {p.name for p in result.run_dir.iterdir()}

@@ -125,6 +125,35 @@ def test_keep_best_can_follow_the_translations_swd(recipe_data, tmp_path):
     assert kept["metric"] == "val/swd" and kept["value"] == pytest.approx(min(_scalars(run.run_dir, "val/swd")))
 
 
+def test_metrics_names_choose_what_validation_scores_translations_by(recipe_data, random_inception_weights,  # noqa: F811
+                                                                     tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))  # where the weights would be by default: absent
+    size = ("data.resolution=32", "data.load_size=36", "train.steps=2", "log.eval_every=2")
+    # no weights: FID, KID skipped, and the warning says how not to ask for them, which then quiets it
+    with pytest.warns(UserWarning, match="skipping fid, kid of translations(.|\n)*\n  not to ask for them: "
+                                         "gan train --set 'metrics.names=\\[\"swd\"\\]'$"):
+        train(tiny_recipe_config("pix2pix", recipe_data, *size), tmp_path / "default", CPU, progress_stream=sys.stdout)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        swd_only = train(tiny_recipe_config("pix2pix", recipe_data, *size, "metrics.names=['swd']"), tmp_path / "swd",
+                         CPU, progress_stream=sys.stdout)
+    assert [str(warning.message) for warning in caught] == []
+    tags = EventAccumulator(str(swd_only.run_dir)).Reload().Tags()["scalars"]
+    assert "val/swd" in tags and not {"val/fid", "val/kid"} & set(tags)
+    # with weights, what the list names and no more: KID alone, no SWD pass
+    kid_only = train(tiny_recipe_config("pix2pix", recipe_data, *size, "metrics.names=['kid']",
+                                        f"metrics.inception_weights='{random_inception_weights}'"),
+                     tmp_path / "kid", CPU, progress_stream=sys.stdout)
+    tags = EventAccumulator(str(kid_only.run_dir)).Reload().Tags()["scalars"]
+    assert "val/kid" in tags and not {"val/swd", "val/fid"} & set(tags)
+    # a best.pt by a metric the list leaves out would never be kept: said at the start
+    with pytest.warns(UserWarning, match="train.keep_best = 'val/swd': no best.pt is kept: validation scores "
+                                         "translations by the metrics of metrics.names, and \\['kid'\\] leaves out 'swd'"):
+        train(tiny_recipe_config("pix2pix", recipe_data, *size, "metrics.names=['kid']", "train.keep_best=val/swd",
+                                 f"metrics.inception_weights='{random_inception_weights}'"),
+              tmp_path / "best", CPU, progress_stream=sys.stdout)
+
+
 @pytest.mark.parametrize("recipe,keys", [("pix2pix", {"swd"}), ("cyclegan", {"swd_AtoB", "swd_BtoA", "swd"})])
 def test_gan_eval_scores_translations_as_distributions(recipe, keys, recipe_data, tmp_path):
     size = ("data.resolution=32", "data.load_size=36")

@@ -385,8 +385,9 @@ def _recorded_metrics(record: dict) -> list[str]:
     carry a direction: fid_AtoB)."""
     from gan.metrics.generative import METRIC_NAMES
 
-    prefixes = {"fid": "fid", "kid": "kid", "pr": "precision", "swd": "swd"}
-    return [name for name in METRIC_NAMES if any(str(key).startswith(prefixes[name]) for key in record)]
+    prefixes = {"pr": "precision"}  # (the others' keys begin with their names; a metric of one's own too)
+    return [name for name in METRIC_NAMES
+            if any(str(key).startswith(prefixes.get(name, name)) for key in record)]
 
 
 def _checked_metric_names(metric_names: str | None, inception_weights: Path | None, count: int) -> list[str]:

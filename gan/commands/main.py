@@ -28,13 +28,13 @@ from gan.commands.train import train
 from gan.commands.translate import translate
 from gan.core.memory import out_of_memory
 from gan.core.processes import stops_raise_interrupts
-from gan.core.progress import CLEAR_LINE
+from gan.core.progress import CLEAR_LINE, redraws_lines
 
 
 def _format_warning(message, category, filename, lineno, line=None) -> str:
     """Warnings on the command line read as one plain line, without source locations; on a
     terminal the line takes a progress line's place rather than running on from its end."""
-    return f"{CLEAR_LINE if sys.stderr.isatty() else ''}warning: {message}\n"
+    return f"{CLEAR_LINE if redraws_lines(sys.stderr) else ''}warning: {message}\n"
 
 
 @contextlib.contextmanager

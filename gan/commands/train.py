@@ -328,7 +328,7 @@ def _halvings(keys: list[str], recorded: dict, resolved) -> int | None:
 
 
 # The keys whose 0 builds no network that another value trains (in the recipes that read the key:
-# `gan.training.resolve.RECIPE_KEYS`): a resume setting one to 0 drops that network from the checkpoints
+# `gan.training.resolve.recipe_reads`): a resume setting one to 0 drops that network from the checkpoints
 # it writes. key -> (what is dropped, what is kept, what stays only in the earlier checkpoints, what a
 # later resume cannot do).
 DROPPED_AT_ZERO = {
@@ -346,7 +346,7 @@ def report_changes(run_dir: Path, resolved, overrides: tuple[str, ...], trained:
     from gan.core.config import flatten_config
     from gan.core.presets import LOSS_PRESETS, LossPreset
     from gan.core.registry import ConfigError
-    from gan.training.resolve import RECIPE_KEYS
+    from gan.training.resolve import recipe_reads
     from gan.training.state import changes_since
 
     recorded = flatten_config(trained)
@@ -371,7 +371,7 @@ def report_changes(run_dir: Path, resolved, overrides: tuple[str, ...], trained:
     warn_of_schedule_jumps(resolved, trained, step)
     for key, (dropped, kept, its, again) in DROPPED_AT_ZERO.items():
         section, name = key.split(".")
-        if resolved.recipe in RECIPE_KEYS[key] and recorded.get(key, 0) and not getattr(getattr(resolved, section), name):
+        if recipe_reads(resolved.recipe, key) and recorded.get(key, 0) and not getattr(getattr(resolved, section), name):
             warnings.warn(f"{key} = 0 on this resume drops {dropped}: checkpoints from here on keep {kept} alone, and "
                           f"{its} stay only in the checkpoints of step {step} and before, until they are pruned (a "
                           f"later resume cannot {again})", stacklevel=2)

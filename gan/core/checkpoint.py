@@ -388,6 +388,8 @@ def best_checkpoint(run_dir: Path) -> Path:
                    else "it was measured through other Inception-v3 weights"
                    if aside[-1].name.startswith("best-other-weights-")
                    else "it was scored on another count of images" if aside[-1].name.startswith("best-other-count-")
+                   else "its record, by an earlier gan, did not say what it was measured on"
+                   if aside[-1].name.startswith("best-other-unrecorded-")
                    else "it came from steps it trained again")
             raise CheckpointError(f"no {BEST_NAME} in run directory '{run_dir}' now: a resume set the last one aside "
                                   f"as '{aside[-1].name}' ({why}), and the run keeps a new one once it scores one; "
@@ -548,20 +550,29 @@ class BestCheckpoint:
         """A best.pt measured on other images than this run's `evaluated_on` (`images` says which:
         a resume reads its evaluation folder again, since changed), or through other Inception-v3
         weights (`weights` says where they are), is no rival for this run's scores: set aside, said as
-        discard_after does. None when both are the same, or unrecorded (a record of an earlier gan
-        holds the images' digest alone, and is compared by it)."""
-        if self.value is None or self.evaluated_on is None:
+        discard_after does; so is one whose record does not say what this run's does (an earlier gan
+        recorded no images, or no count or weights), which may have been measured on anything. None when
+        both are the same, or when this run's `evaluated_on` is "" (a recipe that cannot say)."""
+        if self.value is None or not evaluated_on:
             return None
-        recorded_images, _, recorded_weights = self.evaluated_on.partition(MEASURED_THROUGH)
+        recorded_images, _, recorded_weights = (self.evaluated_on or "").partition(MEASURED_THROUGH)
         images_now, _, weights_now = evaluated_on.partition(MEASURED_THROUGH)
         recorded_images, _, recorded_count = recorded_images.partition(COUNTED)
         images_now, _, count_now = images_now.partition(COUNTED)
-        if recorded_images == images_now and recorded_weights in ("", weights_now) and recorded_count in ("", count_now):
+        if recorded_images == images_now and recorded_weights == weights_now and recorded_count == count_now:
             return None
-        if recorded_images != images_now:
+        unrecorded = [what for what, recorded, now in (("images", recorded_images, images_now),
+                                                       ("count", recorded_count, count_now),
+                                                       ("Inception-v3 weights", recorded_weights, weights_now))
+                      if now and not recorded]
+        if unrecorded:
+            aside = set_aside_best(self.run_dir, f"best-other-unrecorded-{self.step:08d}")
+            why = (f"on what its record, written by an earlier gan, does not name (its {' and '.join(unrecorded)}): "
+                   "it may not be comparable with this run's scores")
+        elif recorded_images != images_now:
             aside = set_aside_best(self.run_dir, f"best-other-images-{self.step:08d}")
             why = f"on other images than {images} hold now (files added, removed or changed since)"
-        elif recorded_count not in ("", count_now):
+        elif recorded_count != count_now:
             aside = set_aside_best(self.run_dir, f"best-other-count-{self.step:08d}")
             why = (f"on {recorded_count} images, where this run now scores {count_now} (metrics.num_samples): the "
                    f"metric's value depends on the count")

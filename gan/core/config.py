@@ -145,7 +145,8 @@ class LogConfig:
 @dataclass
 class MetricsConfig:
     every: int = 0  # steps between generative metrics of the (EMA) generator (dcgan); 0 = off
-    names: list[str] = field(default_factory=lambda: ["swd", "fid", "kid"])  # of fid, kid, swd, pr
+    names: list[str] = field(default_factory=lambda: ["swd", "fid", "kid"])  # of fid, kid, swd, pr; also what
+    # the validation of translations (pix2pix on A|B pairs, CycleGAN) scores by, of swd, fid, kid
     num_samples: int = 2048  # generated images per evaluation, and real images in the reference set
     root: str = ""  # real images to compare with, read as [data] says (all of them); "" = the training images.
     # A held-out folder measures generalisation rather than memorisation (data.max_images runs)

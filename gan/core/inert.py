@@ -44,13 +44,26 @@ READ_ONLY_WITH = {
     **{key: ("loss.augment_p", ("adaptive",)) for key in ("loss.augment_target", "loss.augment_interval",
                                                           "loss.augment_images")},
 }
+
+# The data sets READ_ONLY_WITH describes: one registered by a user's own module may read any data key.
+OWN_DATASETS = ("celeba", "folder", "synthetic", "paired", "sr_pairs", "unpaired")
 # Keys that tune something another key turns on: set while it is off (0), they change nothing.
 READ_ONLY_WHEN_ON = {"loss.r1_every": "loss.r1_gamma", "loss.instance_noise_steps": "loss.instance_noise",
                      "train.ema_bn_batches": "train.ema_decay",
-                     **{key: "metrics.every" for key in ("metrics.names", "metrics.num_samples", "metrics.root",
-                                                         "metrics.cache_dir")}}
+                     **{key: "metrics.every" for key in ("metrics.num_samples", "metrics.root", "metrics.cache_dir")}}
 # A config file may keep these ready for when metrics.every turns them on: warned of only when --set gives them.
 WARNED_WHEN_GIVEN = ("metrics.names", "metrics.num_samples", "metrics.root", "metrics.cache_dir")
+
+
+# What validation scores translations by: the generative metrics of metrics.names that compare two image sets.
+TRANSLATION_METRICS = ("swd", "fid", "kid")
+
+
+def scores_translations(config: Config) -> bool:
+    """Whether the run's validation scores its translations as distributions (those of metrics.names
+    among TRANSLATION_METRICS): CycleGAN's, and pix2pix's of A|B pairs (SR outputs differ in size)."""
+    return bool(config.log.eval_every) and (config.recipe == "cyclegan" or
+                                            (config.recipe == "pix2pix" and config.data.dataset == "paired"))
 
 
 def warn_about_inert_keys(config: Config, given: set[str]) -> None:
@@ -74,10 +87,26 @@ def inert_keys(config: Config) -> dict[str, str]:
     found = {key: f"{key} = {shown(values[key])} changes nothing: it is read only when {decider} is "
                   f"{' or '.join(map(shown, readers))}, and this config has {decider} = {shown(values[decider])}"
              for key, (decider, readers) in READ_ONLY_WITH.items()
-             if values[decider] not in readers and values[key] != defaults[key]}
+             if values[decider] not in readers and values[key] != defaults[key]
+             and (decider != "data.dataset" or values[decider] in OWN_DATASETS)}
     found |= {key: f"{key} = {shown(values[key])} changes nothing: it is read only when {switch} is above 0 (on), and "
                    f"this config has {switch} = 0"
               for key, switch in READ_ONLY_WHEN_ON.items() if values[switch] == 0 and values[key] != defaults[key]}
+    names = config.metrics.names
+    if not config.metrics.every and names != defaults["metrics.names"]:
+        unread = names if not scores_translations(config) else [name for name in names
+                                                                  if name not in TRANSLATION_METRICS]
+        if unread and unread != names:
+            found["metrics.names"] = (
+                f"metrics.names = {shown(names)}: {', '.join(map(shown, unread))} changes nothing: with metrics.every "
+                f"= 0, only the validation of translations reads metrics.names, and it scores by "
+                f"{', '.join(TRANSLATION_METRICS)}")
+        elif unread:
+            found["metrics.names"] = (
+                f"metrics.names = {shown(names)} changes nothing: it is read when metrics.every is above 0 (on), and "
+                f"by the validation of pix2pix (A|B pairs) and CycleGAN runs (log.eval_every above 0); this config has "
+                f"metrics.every = 0 and recipe {config.recipe}, data.dataset {config.data.dataset}, "
+                f"log.eval_every {config.log.eval_every}")
     if config.loss.diffaugment and config.loss.augment_p == 0:
         found["loss.diffaugment"] = (f"loss.diffaugment = {shown(config.loss.diffaugment)} changes nothing: "
                                      "loss.augment_p = 0 applies it to no image")

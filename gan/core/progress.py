@@ -20,11 +20,20 @@ CLEAR_LINE = "\r\033[K"  # back to the line's start, erase it: where a progress 
 REDRAW_S = 1.0  # a terminal's line between updates (`Progress.redraw`) moves at most this often
 
 
+def redraws_lines(stream: TextIO) -> bool:
+    """Whether `stream` is a terminal that can redraw a line: not a file or pipe, nor one whose TERM
+    says it takes no control codes ('dumb': Emacs' shell, some notebook consoles, where they show)."""
+    try:
+        return stream.isatty() and os.environ.get("TERM") != "dumb"
+    except (OSError, ValueError):
+        return False
+
+
 def print_above(message: str, stream: TextIO | None = None) -> None:
     """A message between progress updates: on a terminal it takes the progress line's place (the
     next update draws the line again below it); elsewhere it is a line of its own."""
     stream = stream or sys.stderr
-    stream.write((CLEAR_LINE if stream.isatty() else "") + message + "\n")
+    stream.write((CLEAR_LINE if redraws_lines(stream) else "") + message + "\n")
     stream.flush()
 
 
@@ -47,7 +56,7 @@ class Progress:
         self.start = start
         self.stream = stream or sys.stderr
         self.started_at = time.perf_counter()
-        self.interactive = self.stream.isatty()
+        self.interactive = redraws_lines(self.stream)
         self.log_interval, self._logged_at = log_interval, -math.inf
         self._values: dict[str, float] | None = None  # the last update's, which a redraw shows again
         # (elapsed, step) at the first update: later ETAs leave out the start-up it carried (loader

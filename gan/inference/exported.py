@@ -203,11 +203,27 @@ def weights_digest(weights: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
+def is_safetensors_file(path: Path) -> bool:
+    """Whether the regular file `path` starts as a safetensors file does: an 8-byte little-endian
+    header length that fits the file, then the header's JSON object."""
+    try:
+        if not path.is_file():  # (a FIFO is not opened: that would wait for a writer)
+            return False
+        with open(path, "rb") as file:
+            start, size = file.read(9), os.fstat(file.fileno()).st_size
+    except OSError:
+        return False
+    return len(start) == 9 and 2 <= int.from_bytes(start[:8], "little") <= size - 8 and start[8:9] == b"{"
+
+
 def load_source(source: str | Path, unconditional: bool | None = None) -> tuple[Path, dict[str, Any]]:
     """(file, checkpoint-shaped state) of a run directory, checkpoint file or export, its structure
     checked (`checked_state`); `unconditional`: the kind of generator the command reads, for the
     run a folder of runs is answered with (`resolve_checkpoint`)."""
     source = Path(source)
+    if source.suffix.lower() != ".safetensors" and is_safetensors_file(source):
+        # (read by its contents: an earlier gan's export wrote safetensors whatever --out's extension)
+        return source, checked_state(read_export(source), source)
     if source.suffix.lower() == ".onnx":
         raise CheckpointError(f"'{source}' is an ONNX export, for ONNX Runtime and other engines; gan sample and "
                               "translate read run directories, checkpoints and .safetensors or .pt exports (gan eval "

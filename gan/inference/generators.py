@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,4 +52,22 @@ def generator_from_checkpoint(state: dict[str, Any], path: Path, device: torch.d
     generator, stored = build_generator(state, path, "generator", which)
     if not hasattr(generator, "latent_dim"):
         raise image_to_image
+    others = _required_arguments_beyond_latents(generator)
+    if others:
+        raise CheckpointError(
+            f"'{path}' holds a generator whose forward takes {', '.join(others)} beside its latents: gan sample "
+            "and gan eval serve unconditional generators, called as generator(latents) (docs/layout.md)")
     return LoadedGenerator(generator.to(device), path, stored == "generator_ema", state["config"], state["step"])
+
+
+def _required_arguments_beyond_latents(generator: nn.Module) -> list[str]:
+    """The arguments of `generator.forward` that must be given beside the latents (a conditional
+    generator's labels): a call with latents alone ended in a TypeError traceback."""
+    try:
+        parameters = list(inspect.signature(generator.forward).parameters.values())
+    except (TypeError, ValueError):  # (no signature to read: left to the call)
+        return []
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    required = [parameter.name for parameter in parameters if parameter.default is inspect.Parameter.empty
+                and parameter.kind in (*positional, inspect.Parameter.KEYWORD_ONLY)]
+    return required[1:] if parameters and parameters[0].kind in positional else required

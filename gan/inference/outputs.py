@@ -209,13 +209,38 @@ def _mode_of(path: Path) -> int | None:
         return None
 
 
+def _special_kind(mode: int) -> str | None:
+    """'a device', 'a pipe (FIFO)' or 'a socket' for such a `mode`; None for a file, folder or link."""
+    return ("a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a pipe (FIFO)" if stat.S_ISFIFO(mode)
+            else "a socket" if stat.S_ISSOCK(mode) else None)
+
+
+# Folders of the system's own files, devices and processes' descriptors (/dev/stdout, /dev/fd/1, /proc/self/fd/1).
+SYSTEM_FOLDERS = (Path("/dev"), Path("/proc"), Path("/sys"))
+
+
 def _refuse_special_file(output: Path, mode: int | None) -> None:
-    """OutputRefused for a device, FIFO or socket (`mode`) where an output goes: an --overwrite renamed
-    a file over it (`--json /dev/full --overwrite` replaced the device node with a JSON file)."""
+    """OutputRefused for a device, FIFO or socket (`mode`) where an output goes, or one a symlink there
+    leads to, and for a path of the system's folders: an --overwrite renamed a file over it (`--json
+    /dev/full --overwrite` replaced the device node with a JSON file, `--json /dev/stdout --overwrite`
+    the system's link), and opening a FIFO to look at it waits for a writer."""
+    if str(output) == "-":
+        raise OutputRefused("'-' is no standard output here: outputs are files written under a temp name and "
+                            "renamed; give a file name (gan eval and gan bench print their scores on stdout too)")
+    folder = Path(os.path.abspath(output)).parent
+    if any(folder == system or folder.is_relative_to(system) for system in SYSTEM_FOLDERS):
+        raise OutputRefused(f"'{output}' is in {folder}, the system's devices and processes, not a folder of "
+                            "files: an output is written to a new or regular file (never over this one, "
+                            "--overwrite or not); give another path")
     if mode is None:  # (not there: a new file)
         return
-    kind = ("a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a pipe (FIFO)" if stat.S_ISFIFO(mode)
-            else "a socket" if stat.S_ISSOCK(mode) else None)
+    kind = _special_kind(mode)
+    if kind is None and stat.S_ISLNK(mode):
+        try:
+            kind = _special_kind(os.stat(output).st_mode)  # (where it leads)
+        except OSError:  # dangling, or a loop: named elsewhere
+            kind = None
+        kind = kind and f"a symlink to {kind}"
     if kind is not None:
         raise OutputRefused(f"'{output}' is {kind}, not a file: an output is written to a new or regular file "
                             "(never into or over this one, --overwrite or not); give another path")

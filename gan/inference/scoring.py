@@ -71,6 +71,7 @@ from gan.metrics.generative import (
     smallest_count,
 )
 from gan.metrics.image_quality import SSIM_WINDOW_SIZE, smallest_sr_image
+from gan.metrics.inception import NOT_IN_EVAL
 from gan.metrics.translation import TranslationMetrics, with_both_directions
 
 
@@ -103,7 +104,7 @@ def evaluate_generative(loaded: LoadedGenerator, names: list[str], count: int, d
                                 "real images with --data FOLDER")
     evaluator = GenerativeEvaluator(data, names, count, device, inception_weights, cache_dir, require_weights,
                                     progress_stream=progress_stream,
-                                    root_key=root_key if data_root is not None else "data.root")
+                                    root_key=root_key if data_root is not None else "data.root", leave_out=NOT_IN_EVAL)
     # (as in training: SWD compares patches, of which one image has many; the Inception metrics need more)
     inception_scored = [name for name in evaluator.names if name in INCEPTION_METRICS]
     fewest, why = smallest_count(inception_scored) if inception_scored else (1, "")

@@ -208,13 +208,14 @@ class GenerativeEvaluator:
     """Scores sets of generated uint8 images against one real reference set.
 
     FID, KID and precision/recall need the Inception-v3 weights; with `require_weights`
-    False (training) their absence only drops them, with one warning.
+    False (training) their absence only drops them, with one warning, which ends with
+    `leave_out`, how not to ask for them.
     """
 
     def __init__(self, data: DataConfig, names: Iterable[str], count: int, device: torch.device,
                  inception_weights: str | None = None, cache_dir: str | Path | None = None,
                  require_weights: bool = True, batch_size: int = 64, progress_stream: TextIO | None = None,
-                 root_key: str = "data.root"):
+                 root_key: str = "data.root", leave_out: str = ""):
         self.data, self.count, self.device, self.batch_size = data, count, device, batch_size
         self.root_key = root_key  # what set data.root's folder, for its errors
         self.progress_stream = progress_stream  # where a progress line of the slow SWD sort goes; None: silent
@@ -232,7 +233,7 @@ class GenerativeEvaluator:
                 dropped = [name for name in self.names if name in INCEPTION_METRICS]
                 self.names = [name for name in self.names if name not in INCEPTION_METRICS]
                 self.skipped = {name: str(error) for name in dropped}
-                warnings.warn(skipped_for_missing_weights(", ".join(dropped), error), stacklevel=2)
+                warnings.warn(skipped_for_missing_weights(", ".join(dropped), error, leave_out), stacklevel=2)
         self._reference: dict[str, dict[str, torch.Tensor]] | None = None
         self._real_images_asked = 0
         self._dataset: Dataset | None = None

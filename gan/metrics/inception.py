@@ -48,12 +48,19 @@ def damaged_weights_advice(path: str | Path | None) -> str:
     return fix if path else f"{fix}, or remove it (FID and KID are then skipped, as without weights)"
 
 
-def skipped_for_missing_weights(skipped: str, error: InceptionWeightsNotFoundError) -> str:
-    """The warning when metrics that need the weights are skipped (`skipped`: "fid, kid"): two lines,
-    where the file was looked for and how to provide it, where the error says it all on one long line."""
+# How a training run, and gan eval, leave out the metrics that need the weights (skipped_for_missing_weights).
+NOT_IN_TRAINING = """gan train --set 'metrics.names=["swd"]'"""
+NOT_IN_EVAL = "gan eval --metrics swd"
+
+
+def skipped_for_missing_weights(skipped: str, error: InceptionWeightsNotFoundError, leave_out: str = "") -> str:
+    """The warning when metrics that need the weights are skipped (`skipped`: "fid, kid"): where the
+    file was looked for and how to provide it, where the error says it all on one long line; and, given
+    `leave_out` (the setting that names the metrics), how not to ask for them, which ends the warning."""
     return (f"skipping {skipped}: Inception-v3 weights not found at '{error.path}'\n"
             f"  to compute them, download {WEIGHTS_URL} to that path, or name the file: gan eval "
-            "--inception-weights PATH, gan train --set metrics.inception_weights=PATH")
+            "--inception-weights PATH, gan train --set metrics.inception_weights=PATH"
+            + (f"\n  not to ask for them: {leave_out}" if leave_out else ""))
 
 
 def default_weights_path() -> Path:

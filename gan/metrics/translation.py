@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Sequence, TextIO
 
 import torch
 from torch import nn
 
+from gan.core.inert import TRANSLATION_METRICS
 from gan.core.progress import progress_counter
 from gan.metrics.feature_distances import GaussianStatistics, frechet_distance, kernel_inception_distance
 from gan.metrics.inception import (
@@ -65,23 +66,31 @@ class TargetStatistics:
 
 
 class TranslationMetrics:
-    """Scores sets of translated uint8 images against target sets. With `require_weights` False
-    (training), FID/KID are dropped with one warning when the Inception weights are absent; SWD is,
-    the same way, for images smaller than its pyramid's 16 px."""
+    """Scores sets of translated uint8 images against target sets by `names` (of TRANSLATION_METRICS;
+    the others of a metrics.names list are not of translations). With `require_weights` False
+    (training), FID/KID are dropped with one warning when the Inception weights are absent, which
+    ends with `leave_out`, how not to ask for them; SWD is, the same way, for images smaller than its
+    pyramid's 16 px."""
 
     def __init__(self, device: torch.device, inception_weights: str | None = None, require_weights: bool = False,
-                 batch_size: int = 64, progress_stream: TextIO | None = None):
+                 batch_size: int = 64, progress_stream: TextIO | None = None,
+                 names: Sequence[str] = TRANSLATION_METRICS, leave_out: str = ""):
         self.device, self.batch_size = device, batch_size
         self.progress_stream = progress_stream  # where the Inception passes show progress (gan eval); None: silent
+        self.names = [name for name in TRANSLATION_METRICS if name in names]
         self.inception: nn.Module | None = None
         self.skipped: dict[str, str] = {}
+        through_inception = [name for name in self.names if name != "swd"]
+        if not through_inception:
+            return
         try:
             self.inception, _ = load_inception(inception_weights, device)
         except InceptionWeightsNotFoundError as error:
             if require_weights:
                 raise
-            self.skipped = {"fid": str(error), "kid": str(error)}
-            warnings.warn(skipped_for_missing_weights("fid, kid of translations", error), stacklevel=2)
+            self.skipped = dict.fromkeys(through_inception, str(error))
+            warnings.warn(skipped_for_missing_weights(f"{', '.join(through_inception)} of translations", error,
+                                                      leave_out), stacklevel=2)
 
     def targets(self, images: torch.Tensor, count: int) -> TargetStatistics:
         """Statistics of the real target images (n, 3, H, W) uint8, for output sets of `count` images."""
@@ -89,11 +98,11 @@ class TranslationMetrics:
         count = min(count, len(images))
         resolution = min(images.shape[-2:])
         descriptors = None
-        if resolution >= SWD_MIN_RESOLUTION:
+        if "swd" in self.names and resolution >= SWD_MIN_RESOLUTION:
             descriptors = patch_descriptors(fixed_subset(images, count), device=self.device,
                                             advance=progress_counter(count, self.progress_stream,
                                                                      SWD_PATCHES.format("target")))
-        elif "swd" not in self.skipped:  # (a run of 12 px crops: its validation failed at the first step)
+        elif "swd" in self.names and "swd" not in self.skipped:  # (a run of 12 px crops: its validation failed at the first step)
             self.skipped["swd"] = f"SWD needs images of at least {SWD_MIN_RESOLUTION} px, these are {resolution} px"
             warnings.warn(f"skipping swd of translations: {self.skipped['swd']}", stacklevel=2)
         features = (inception_features(self.inception, images, self.batch_size,
@@ -121,8 +130,10 @@ class TranslationMetrics:
             fake = inception_features(self.inception, outputs, self.batch_size,
                                       progress_counter(len(outputs), self.progress_stream,
                                                        "translation through Inception")).numpy()
-            scores["fid"] = frechet_distance(GaussianStatistics.of(real), GaussianStatistics.of(fake))
-            scores["kid"], _ = kernel_inception_distance(real, fake)
+            if "fid" in self.names:
+                scores["fid"] = frechet_distance(GaussianStatistics.of(real), GaussianStatistics.of(fake))
+            if "kid" in self.names:
+                scores["kid"], _ = kernel_inception_distance(real, fake)
         return scores
 
 

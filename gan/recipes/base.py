@@ -17,16 +17,20 @@ A recipe is constructed as `Recipe(config, device, autocast)` and provides:
   already on the device; returns 0-d tensors to log (`loss/...`, `d/real`, ...).
   Values stay on the device: the loop reads them back only when it logs.
 - `preview() -> dict[str, Tensor]`: image batches (N, 3, H, W) in [-1, 1] to show
-  as grids; must not draw from the global RNG or change training state.
+  as grids; must not change training state (the loop runs it, like every side task below, on
+  its own random stream: what it draws leaves training's draws as they were).
 - `state_dict()` / `load_state_dict()`: any other state to checkpoint.
 - optionally `validation_metrics() -> dict[str, float]`: validation metrics (`val/psnr`, ...),
   logged every `log.eval_every` steps, with a progress line on `self.validation_progress` (set by
   the loop); must not change training state.
+- optionally `evaluation_images`, a `RunEvaluationSet` (gan/recipes/image_to_image.py): the images
+  validation scores, read once; where they change, a best.pt kept by a `val/` metric is set aside
+  rather than compared with scores of other images (without it, nothing is set aside).
 - optionally `evaluation_generator() -> nn.Module`: an unconditional generator (with
   `latent_dim`) whose samples `[metrics]` scores against the data (FID, KID, SWD).
 - optionally `prepare_outputs(step)`: called before the previews, metrics or checkpoint
   of a step (e.g. to recompute an averaged generator's BatchNorm statistics); must not
-  draw from the global RNG or change what training computes.
+  change what training computes.
 - the regularisers of D, set up here for every recipe with a discriminator: `self.r1` (lazy R1,
   gan/recipes/losses.py; `r1.due(step)` belongs in the graph key) and `self.for_discriminator(images)`,
   DiffAugment (gan/recipes/augment.py) of every image D sees when `loss.diffaugment` is set, after
@@ -160,9 +164,10 @@ class RecipeBase:
     @classmethod
     def network_specs(cls, config: Config) -> dict[str, NetworkSpec]:
         """The recipe's networks by name (one spec per network built), each checked; see `check`."""
-        raise NotImplementedError(f"recipe class {cls.__name__} defines no network_specs(config), the classmethod "
-                                  "that names its networks as specs (gan/recipes/dcgan.py has an example): every "
-                                  "recipe defines it")
+        # (a ConfigError: the recipe the config names cannot run, said in one line by every command)
+        raise ConfigError(f"recipe '{config.recipe}' (class {cls.__name__}) defines no network_specs(config), the "
+                          "classmethod that names its networks as specs (gan/recipes/dcgan.py has an example): every "
+                          "recipe defines it")
 
     def __init__(self, config: Config, device: torch.device, autocast: AutocastFactory):
         self.config, self.device, self.autocast = config, device, autocast

@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 
 from gan.core.config import Config, DataConfig, config_to_dict, flatten_config
 from gan.core.images import signed_to_uint8
+from gan.core.inert import TRANSLATION_METRICS
 from gan.core.memory import out_of_memory
 from gan.core.progress import progress_counter
 from gan.core.registry import ConfigError
@@ -23,6 +24,7 @@ from gan.data.decode import ImageReadError
 from gan.data.image_files import preview_items, readable_items
 from gan.metrics import psnr, signed_to_255, ssim
 from gan.metrics.image_quality import smallest_sr_image
+from gan.metrics.inception import NOT_IN_TRAINING
 from gan.metrics.translation import TargetStatistics, TranslationMetrics
 from gan.nets import NetworkSpec, network_defaults
 from gan.nets.patchgan import deepest_for, smallest_input
@@ -217,17 +219,10 @@ def pair_scores(generator: nn.Module, dataset: Dataset, data: DataConfig, device
     return {"val/psnr": sum(pair[0] for pair in kept) / len(kept), "val/ssim": sum(pair[1] for pair in kept) / len(kept)}
 
 
-def scores_translations(config: Config) -> bool:
-    """Whether the run's validation scores its translations as distributions (SWD; FID, KID with the
-    Inception weights): CycleGAN's, and pix2pix's of A|B pairs (SR outputs differ in size)."""
-    return bool(config.log.eval_every) and (config.recipe == "cyclegan" or
-                                            (config.recipe == "pix2pix" and config.data.dataset == "paired"))
-
-
 class DistributionScores:
-    """SWD (and FID, KID with the Inception weights) of a recipe's translations during training:
-    the Inception network loaded at the first validation, each target set's statistics computed
-    once (the sets are fixed), logged as val/swd, val/fid, val/kid plus a direction suffix."""
+    """SWD (and FID, KID with the Inception weights) of a recipe's translations during training, those
+    of metrics.names: the Inception network loaded at the first validation, each target set's statistics
+    computed once (the sets are fixed), logged as val/swd, val/fid, val/kid plus a direction suffix."""
 
     def __init__(self, config: Config, device: torch.device):
         self.config, self.device = config, device
@@ -240,7 +235,7 @@ class DistributionScores:
         """Scores of uint8 `outputs` against the target set named by `suffix` (read with `targets()` once);
         none for fewer than 2 outputs or targets (a distribution of one image says nothing), said once.
         The validation sets are fixed, so a set too small is so at every validation."""
-        if suffix in self.too_few:
+        if suffix in self.too_few or not set(self.config.metrics.names) & set(TRANSLATION_METRICS):
             return {}
         if suffix not in self.targets:
             images = targets()
@@ -260,6 +255,7 @@ class DistributionScores:
             with torch.random.fork_rng(devices=[]):  # building Inception draws initial weights: not training's RNG
                 # (named, the weights are asked for: their absence is an error, as for gan eval)
                 weights = self.config.metrics.inception_weights
-                self.metrics = TranslationMetrics(self.device, weights or None, require_weights=bool(weights))
+                self.metrics = TranslationMetrics(self.device, weights or None, require_weights=bool(weights),
+                                                  names=self.config.metrics.names, leave_out=NOT_IN_TRAINING)
         self.metrics.progress_stream = self.progress_stream
         return self.metrics

@@ -14,6 +14,7 @@ from torch import nn
 
 from gan.core.compilation import uncompiled
 from gan.core.config import Config
+from gan.core.registry import ConfigError
 
 Shard = tuple[int, int]  # (this process's rank, processes): its share of the global batch
 WHOLE_BATCH: Shard = (0, 1)
@@ -43,6 +44,8 @@ class AdversarialLoss:
         self.kind = kind
         self.real_target = 1.0 - label_smoothing
         self.gp_weight = gp_weight
+        probe = torch.zeros(1)  # a kind listed above must have both objectives written out below
+        self.discriminator(probe, probe), self.generator(probe)
 
     def discriminator(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
         """Loss the discriminator minimises: real and fake terms summed."""
@@ -56,7 +59,9 @@ class AdversarialLoss:
             return ((real_logits - self.real_target) ** 2).mean() + (fake_logits**2).mean()
         if self.kind == "hinge":
             return F.relu(1.0 - real_logits).mean() + F.relu(1.0 + fake_logits).mean()
-        return fake_logits.mean() - real_logits.mean()
+        if self.kind == "wgan-gp":  # (the penalty is added by `penalty`)
+            return fake_logits.mean() - real_logits.mean()
+        raise ConfigError(self._unwritten("discriminator"))
 
     def generator(self, fake_logits: torch.Tensor) -> torch.Tensor:
         """Loss the generator minimises."""
@@ -65,7 +70,15 @@ class AdversarialLoss:
             return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
         if self.kind == "lsgan":
             return ((fake_logits - 1.0) ** 2).mean()
-        return -fake_logits.mean()
+        if self.kind in ("hinge", "wgan-gp"):
+            return -fake_logits.mean()
+        raise ConfigError(self._unwritten("generator"))
+
+    def _unwritten(self, objective: str) -> str:
+        """The error for a kind named in ADVERSARIAL_LOSSES whose `objective` has no branch here: it
+        would otherwise fall through to another kind's objective and train that in silence."""
+        return (f"loss.adversarial = '{self.kind}' is listed in ADVERSARIAL_LOSSES but AdversarialLoss.{objective} "
+                "has no branch for it (gan/recipes/losses.py)")
 
     def penalty(self, discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor,
                 shard: Shard = WHOLE_BATCH) -> torch.Tensor | None:

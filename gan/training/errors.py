@@ -64,7 +64,8 @@ class SideTaskError(RuntimeError):
             kept = f"training stopped at step {step}, before any checkpoint, with nothing trained to keep"
         elif save_error is None:
             kept = f"training stopped with a checkpoint of step {step} ('{checkpoint}'), so nothing is lost" + (
-                f" (the resume first does the {task} of step {step}, and what follows it)" if task in OUTPUT_TASKS
+                f" (the resume first does {task if task.startswith('the ') else 'the ' + task} of step {step}, and "
+                "what follows it)" if task in OUTPUT_TASKS
                 else "")
         elif checkpoint is not None:
             kept = f"no checkpoint could be written ({save_error}); '{checkpoint}' is kept"

@@ -668,11 +668,12 @@ def _step_outputs(run: _Run, due: dict[str, bool], start: str, scores: dict[str,
     scores = dict(scores or {})
     task = start
     try:
-        with uncompiled():  # other batch sizes, eval mode, no_grad: never the training graphs
+        # other batch sizes, eval mode, no_grad: never the training graphs, nor training's random draws
+        with uncompiled(), apart_from_training(run.device):
             for task in OUTPUT_TASKS[OUTPUT_TASKS.index(start):]:
                 task_start = time.perf_counter()
                 if task == "previews" and (due["previews"] or due["generative metrics"]):
-                    _prepare_outputs(recipe, step)
+                    _prepare_outputs(recipe, step, run.device)
                 if task == "previews" and due["previews"]:
                     grids = _write_previews(recipe, run.run_dir, step)
                     health = (run.health.samples(step, grids["generator"], run.real_images) if run.health and
@@ -686,7 +687,7 @@ def _step_outputs(run: _Run, due: dict[str, bool], start: str, scores: dict[str,
                 elif task == "validation" and due["validation"]:
                     scores.update(_log_validation(recipe, writer, step))
                 elif task == "generative metrics" and due["generative metrics"]:
-                    _prepare_outputs(recipe, step)
+                    _prepare_outputs(recipe, step, run.device)
                     scores.update(records.log_generative_metrics(run.evaluator, recipe, writer, run.run_dir, step))
                 elif task == "the best checkpoint":
                     _keep_best(run, due["validation"], scores)
@@ -824,7 +825,7 @@ def _save(run: _Run, at_step: int, final: bool, side_tasks_due: dict | None = No
     train_config = run.config.train
     _raise_if_non_finite(run, agree=False)  # never save a diverged state (rank 0 alone saves: agreed before)
     raise_if_weights_diverged(run.recipe.networks, at_step, train_config.divergence_bound, run.last_checkpoint)
-    _prepare_outputs(run.recipe, at_step)
+    _prepare_outputs(run.recipe, at_step, run.device)
     path = checkpoint_path(run.run_dir, at_step)
     try:
         state = training_state(run.recipe, run.config, at_step, run.samples_seen)
@@ -992,11 +993,18 @@ def train_rolling_back(config: Config, run_dir: Path, device: torch.device, resu
                             f"g {rates.g_lr:g}, d {rates.d_lr:g} (rollback {rollbacks} of {max_rollbacks})")
 
 
-def _prepare_outputs(recipe: Recipe, step: int) -> None:
+def _prepare_outputs(recipe: Recipe, step: int, device: torch.device) -> None:
     """The recipe's preparation for previews, metrics and checkpoints (gan/recipes/base.py)."""
     if hasattr(recipe, "prepare_outputs"):
-        with uncompiled():
+        with uncompiled(), apart_from_training(device):
             recipe.prepare_outputs(step)
+
+
+def apart_from_training(device: torch.device) -> contextlib.AbstractContextManager:
+    """Side tasks' own random stream, training's restored after them: a network that draws from the
+    global generators in eval mode (StyleGAN-like noise inputs) would otherwise make the weights depend
+    on when previews, metrics and checkpoints ran, and a run with metrics on train otherwise."""
+    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
 
 
 def _window_scalars(step: int, means: dict[str, float], recipe: Recipe, images_per_second: float | None,

@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 from gan.core.checkpoint import BEST_RECORD, METRICS_RECORD
 from gan.core.config import Config, DataConfig
 from gan.core.files import check_utf8_path, temp_name
+from gan.core.inert import scores_translations
 from gan.core.memory import available_memory, format_bytes
 from gan.core.registry import ConfigError
 from gan.data import build_dataset, data_identity, reference_data
@@ -47,7 +48,6 @@ from gan.nets.running import (
     layer_output_bytes,
     live_layers,
 )
-from gan.recipes.image_to_image import scores_translations
 
 
 def check_run_can_finish(config: Config, run_dir: Path, load_previews: Callable[[], object] | None,
@@ -120,7 +120,8 @@ def run_problems(config: Config, run_dir: Path, load_previews: Callable[[], obje
         where = (f"data.synthetic_size = {data.synthetic_size}" if data.dataset == "synthetic" else
                  f"data.root '{data.root}'" + (f" with data.max_images = {data.max_images}" if data.max_images else ""))
         check("metrics.names", lambda: _too_few_real_images(metrics, dataset, where))
-    if scores_translations(config) and (metrics.inception_weights or default_weights_path().is_file()):
+    if (scores_translations(config) and set(metrics.names) & set(INCEPTION_METRICS)
+            and (metrics.inception_weights or default_weights_path().is_file())):
         # read, not only found: a damaged file stopped image-to-image runs at their first validation (FID,
         # KID of translations); the generative metrics' evaluator has read the file before this check
         check(weights_setting(metrics.inception_weights), lambda: _read_weights(metrics.inception_weights))
@@ -280,7 +281,8 @@ def check_validation_fits(recipe, config: Config, device: torch.device) -> None:
     memory left on `device` (validation scores each image whole, as papers do): on the CPU the kernel
     kills such a run at its first validation, before that step's checkpoint, and a resume is killed
     there again. Judged as `gan translate` judges a pass (`live_layers` x the largest layer output)."""
-    if not config.log.eval_every or config.data.dataset != "sr_pairs" or getattr(recipe, "generator", None) is None:
+    if (not config.log.eval_every or config.data.dataset != "sr_pairs" or getattr(recipe, "generator", None) is None
+            or getattr(recipe, "evaluation_images", None) is None):
         return
     dataset = recipe.evaluation_images.get()
     sizes = {path: size for path in getattr(dataset, "paths", []) if (size := header_size(path)) is not None}

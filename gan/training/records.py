@@ -18,12 +18,20 @@ import torch
 from gan.core.checkpoint import BEST_NAME, COUNTED, MEASURED_THROUGH, METRICS_RECORD, BestCheckpoint
 from gan.core.config import BEST_METRICS, Config, config_to_dict, flatten_config, toml_text
 from gan.core.files import WriteError, write_atomically
+from gan.core.inert import TRANSLATION_METRICS
 from gan.core.progress import print_above
 from gan.core.registry import ConfigError
+from gan.core.typecheck import shown
 from gan.core.wording import first_few
 from gan.data import evaluation_signature, reference_data
 from gan.metrics.generative import GenerativeEvaluator, score_generator
-from gan.metrics.inception import InceptionWeightsDamaged, damaged_weights_advice, weights_file_digest, weights_setting
+from gan.metrics.inception import (
+    NOT_IN_TRAINING,
+    InceptionWeightsDamaged,
+    damaged_weights_advice,
+    weights_file_digest,
+    weights_setting,
+)
 from gan.recipes.base import Recipe
 from gan.training.state import training_state
 
@@ -39,6 +47,10 @@ def best_checkpoint_to_keep(config: Config, recipe: Recipe, evaluator: Generativ
         missing = None if config.log.eval_every and hasattr(recipe, "validation_metrics") else (
             f"it follows validation, which needs log.eval_every > 0 (now {config.log.eval_every}) and a recipe "
             f"that validates (pix2pix, srresnet, srgan, cyclegan; this is {config.recipe})")
+        family = re.sub(r"_(AtoB|BtoA)$", "", metric.removeprefix("val/"))
+        if not missing and family in TRANSLATION_METRICS and family not in config.metrics.names:
+            missing = (f"validation scores translations by the metrics of metrics.names, and "
+                       f"{shown(config.metrics.names)} leaves out '{family}'")
     else:
         family = {"precision": "pr", "recall": "pr", "swd/mean": "swd"}.get(metric, metric)
         computed = evaluator.names if evaluator else []
@@ -119,7 +131,8 @@ def generative_evaluator(config: Config, device: torch.device) -> GenerativeEval
         evaluator = GenerativeEvaluator(reference, metrics.names, metrics.num_samples, device,
                                         metrics.inception_weights, metrics.cache_dir,
                                         require_weights=bool(metrics.inception_weights),
-                                        root_key="metrics.root" if metrics.root else "data.root")
+                                        root_key="metrics.root" if metrics.root else "data.root",
+                                        leave_out=NOT_IN_TRAINING)
     except ConfigError:  # (of the reference statistics' cache folder: no home folder, say) as it is
         raise
     except (ValueError, FileNotFoundError) as error:  # a weights file missing, a folder, damaged, another's
@@ -172,7 +185,9 @@ def evaluation_images(best: BestCheckpoint, config: Config, recipe: Recipe,
     metric, the metrics' real images for the others; and, for a metric measured through Inception-v3,
     the weights' digest after MEASURED_THROUGH), and what names the images in a message."""
     if best.metric.startswith("val/"):
-        signature, images = evaluation_signature(recipe.evaluation_images.get()), "the evaluation images"
+        validated_on = getattr(recipe, "evaluation_images", None)  # (optional: a recipe of one's own may not say)
+        signature = evaluation_signature(validated_on.get()) if validated_on is not None else ""
+        images = "the evaluation images"
     else:
         assert evaluator is not None  # (a generative metric's best.pt is kept only with an evaluator)
         signature = f"{evaluation_signature(evaluator.dataset())}{COUNTED}{evaluator.reference_size}"

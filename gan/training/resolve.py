@@ -22,18 +22,30 @@ from gan.recipes import RECIPES
 from gan.recipes.augment import AUGMENTATIONS, parse_policy
 from gan.recipes.losses import ADVERSARIAL_LOSSES
 
-# Keys that only some recipes read: set away from their default for another recipe, they
-# would change nothing, which a user who set them cannot tell from the run.
+# Keys that only some of gan's own recipes read: set away from their default for another, they
+# would change nothing, which a user who set them cannot tell from the run. A recipe of one's own
+# (one not in this table's OWN_RECIPES) is taken to read them all, as gan cannot know what its code reads.
 RECIPE_KEYS = {
     "loss.instance_noise": ("dcgan",), "loss.instance_noise_steps": ("dcgan",), "train.d_steps": ("dcgan",),
-    "train.ema_decay": ("dcgan",), "train.ema_bn_batches": ("dcgan",),  # the unconditional generator's EMA
     "loss.adversarial_weight": ("pix2pix", "srgan", "srresnet"),
     "loss.l1_weight": ("pix2pix",),
     "loss.cycle_weight": ("cyclegan",), "loss.identity_weight": ("cyclegan",), "loss.pool_size": ("cyclegan",),
-    "log.eval_every": ("pix2pix", "cyclegan", "srgan", "srresnet"),  # the recipes with `validation_metrics`
     **{key: ("srgan", "srresnet") for key in ("loss.content", "loss.vgg_layer", "loss.vgg_arch", "loss.vgg_weights",
                                               "loss.vgg_feature_scale", "model.init_generator")},
 }
+OWN_RECIPES = ("dcgan", "pix2pix", "cyclegan", "srgan", "srresnet")
+# Keys any recipe reads by what it has (gan/recipes/base.py): an averaged network (the EMA and its
+# BatchNorm statistics), or `validation_metrics`.
+READ_BY_WHAT_IT_HAS = {"train.ema_decay": lambda recipe: bool(recipe.averaged),
+                       "train.ema_bn_batches": lambda recipe: bool(recipe.averaged),
+                       "log.eval_every": lambda recipe: hasattr(recipe, "validation_metrics")}
+
+
+def recipe_reads(name: str, key: str) -> bool:
+    """Whether the recipe registered as `name` reads `key` (True for a key every recipe reads)."""
+    if key in READ_BY_WHAT_IT_HAS:
+        return READ_BY_WHAT_IT_HAS[key](RECIPES.get(name))
+    return key not in RECIPE_KEYS or name in RECIPE_KEYS[key] or name not in OWN_RECIPES
 
 
 # Values of those keys that ask for nothing (an EMA turned off, the recipe's own adversarial weight):
@@ -44,9 +56,13 @@ ASKS_NOTHING = {"train.ema_decay": (0.0,), "loss.adversarial_weight": (-1.0, 1.0
 def ignored_keys(config: Config) -> dict[str, str]:
     """key -> `key = value (recipes only)`, for each key set for another recipe than `config.recipe`."""
     defaults, values = flatten_config(config_to_dict(Config())), flatten_config(config_to_dict(config))
-    return {key: f"{key} = {values[key]!r} ({' and '.join(recipes)} only)" for key, recipes in RECIPE_KEYS.items()
-            if config.recipe not in recipes and values[key] != defaults[key]
-            and values[key] not in ASKS_NOTHING.get(key, ())}
+    ignored = {}
+    for key in [*RECIPE_KEYS, *READ_BY_WHAT_IT_HAS]:
+        if (not recipe_reads(config.recipe, key) and values[key] != defaults[key]
+                and values[key] not in ASKS_NOTHING.get(key, ())):
+            readers = [name for name in RECIPES.names() if recipe_reads(name, key)]
+            ignored[key] = f"{key} = {values[key]!r} ({' and '.join(readers)} only)"
+    return ignored
 
 
 def warn_about_ignored_keys(config: Config) -> None:

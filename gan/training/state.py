@@ -29,7 +29,7 @@ from gan.core.wording import printable
 from gan.recipes.augment import parse_policy
 from gan.recipes.base import Recipe
 from gan.training.cuda_graphs import plain_optimizer_state
-from gan.training.resolve import RECIPE_KEYS
+from gan.training.resolve import recipe_reads
 
 
 def newest_loadable_checkpoint(run_dir: Path) -> tuple[Path, dict[str, Any]]:
@@ -100,7 +100,7 @@ def _changed_model_keys(saved: dict[str, Any], config: Config, versions: dict[st
     changed = [key for key in sorted(set(then) | set(now)) if then.get(key) != now.get(key)]
     # (a discriminator is built for any weight but 0, by the recipes that read it: named when one of the two is 0)
     weights = [tree.get("loss", {}).get("adversarial_weight") for tree in (saved, config_to_dict(config))]
-    reads_it = config.recipe in RECIPE_KEYS["loss.adversarial_weight"]
+    reads_it = recipe_reads(config.recipe, "loss.adversarial_weight")
     if reads_it and None not in weights and (weights[0] == 0) != (weights[1] == 0):
         then["loss.adversarial_weight"], now["loss.adversarial_weight"] = weights
         changed.append("loss.adversarial_weight")
