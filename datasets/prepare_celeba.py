@@ -29,7 +29,7 @@ from pathlib import Path
 try:  # (torch comes with them, which takes seconds: a Ctrl-C then is one line too, not a traceback)
     from gan.core.files import is_stale_temp, remove_stale_temps, temp_name, write_atomically, write_text_atomically
     from gan.core.processes import interrupt_on_sigterm
-    from gan.core.progress import DelayedProgress
+    from gan.core.progress import DelayedProgress, Progress
     from gan.core.wording import first_few
     from gan.data.decode import check_header, find_images, header_size
     from gan.data.image_files import (
@@ -146,6 +146,7 @@ def unpack(archive: Path, faces: dict[str, zipfile.ZipInfo], there: dict[str, bo
         return  # (nothing to write: a folder made read-only since is only checked)
     write_record(record, archive, len(faces), complete=False)
     print(f"unpacking {len(missing)} images to {image_dir} ({len(faces) - len(missing)} already there) ...")
+    progress = Progress(len(missing), stream=sys.stdout, unit="image", rate_unit="img", log_interval=10.0)
     with zipfile.ZipFile(archive) as zipped:
         for count, name in enumerate(missing, 1):
             destination = image_dir / name
@@ -168,8 +169,8 @@ def unpack(archive: Path, faces: dict[str, zipfile.ZipInfo], there: dict[str, bo
                     then = "download the zip again"
                 fail(f"could not unpack '{faces[name].filename}' from '{archive}' ({error}); the {count - 1} images "
                      f"unpacked before it are whole: {then}, then run this again")
-            if count % 5000 == 0 or count == len(missing):
-                print(f"  {count}/{len(missing)}", flush=True)
+            progress.update(count)
+    progress.close()
     write_record(record, archive, len(faces), complete=True)
 
 
@@ -272,9 +273,10 @@ def check(out: Path) -> tuple[tuple[int, int] | None, list[str]]:
         else:
             counts = Counter(splits.values())
             print(f"partition: train {counts[0]}, valid {counts[1]}, test {counts[2]}")
-            absent = len(set(splits) - {path.stem for path in images})
+            absent = sorted(set(splits) - {path.stem for path in images})
             if absent:
-                print(f"note: {absent} of the images the partition lists are not in the folder")
+                print(f"note: {len(absent)} of the images the partition lists are not in the folder "
+                      f"({first_few(absent, NAMED)})")
             unlisted = [path.name for path in images if path.stem not in splits]
             if unlisted:
                 print(f"note: {len(unlisted)} of the images are in no split of '{partition}' "
@@ -315,7 +317,12 @@ def main() -> None:
     if out.exists() and not out.is_dir():
         fail(f"--out '{out}' is a file, not a folder")
     # each face already in --out read once (its CRC): what to refuse, and what a rerun keeps
-    there = {name: already_there(image_dir / name, info) for name, info in faces.items()}
+    there = {}
+    progress = DelayedProgress(len(faces), "face of the zip looked for in --out", "img", stream=sys.stdout)
+    for done, (name, info) in enumerate(faces.items(), 1):  # (a rerun: 10 s for 53,000 said nothing)
+        there[name] = already_there(image_dir / name, info)
+        progress.update(done)
+    progress.close()
     if faces or args.partition:
         refuse_to_replace(there, faces, image_dir, args.partition, partition_destination)
         try:

@@ -391,3 +391,31 @@ def test_a_long_check_shows_its_progress(tmp_path, monkeypatch, capsys):
     size, problems = script.check(out)
     assert size == (178, 218) and problems == []
     assert f"image {FACES}/{FACES} (100%)" in capsys.readouterr().out
+
+
+def test_a_rerun_shows_its_look_at_the_faces_there_and_the_unpack_its_pace(tmp_path, monkeypatch, capsys):
+    # a rerun said nothing for 23 s (the CRC of each face already there), and the unpack printed bare
+    # counts every 5,000 images
+    import functools
+    import importlib.util
+
+    from gan.core.progress import DelayedProgress
+
+    archive, out = write_zip(tmp_path / "celeba.zip"), tmp_path / "out"
+    spec = importlib.util.spec_from_file_location("prepare_celeba", SCRIPT)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    monkeypatch.setattr(script, "DelayedProgress", functools.partial(DelayedProgress, after_s=0))  # (as if slow)
+    monkeypatch.setattr(sys, "argv", ["prepare_celeba.py", "--zip", str(archive), "--out", str(out)])
+    script.main()
+    printed = capsys.readouterr().out
+    assert f"face of the zip looked for in --out {FACES}/{FACES} (100%)" in printed
+    assert f"image {FACES}/{FACES} (100%)" in printed and "img/s" in printed
+
+
+def test_the_faces_the_partition_lists_and_the_folder_lacks_are_named(tmp_path):
+    archive, partition, out = write_zip(tmp_path / "celeba.zip"), write_partition(tmp_path / "p.txt"), tmp_path / "out"
+    assert prepare("--zip", archive, "--partition", partition, "--out", out).returncode == 0
+    (out / "img_align_celeba" / "000007.jpg").unlink()
+    checked = prepare("--out", out)
+    assert "note: 1 of the images the partition lists are not in the folder (000007)" in checked.stdout, checked.stdout
