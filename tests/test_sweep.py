@@ -380,7 +380,8 @@ def test_a_finished_run_resumed_by_hand_with_other_settings_is_not_counted_as_th
     assert resumed.exit_code == 0, resumed.output
     again = CliRunner().invoke(main, command)
     assert again.exit_code == 2 and "error: run 00001-g_lr=2e-4 finished with settings other than this sweep gives " \
-        "it (train.d_lr 0.001 -> 0.0002; resumed with --set by hand?)" in again.output, again.output
+        f"it (train.d_lr 0.001 -> 0.0002: '{DEMO}' edited since, or the run resumed with --set by hand), so it is " \
+        "not the grid's run: put the config back as it was, or move" in again.output, again.output
     assert "started" not in again.output
 
 

@@ -126,8 +126,9 @@ def refuse_runs_finished_otherwise(config: Path, sets: list[str], runs: list, ou
                                            rollback_halvings(run_dir))
         if changes:
             raise ConfigError(f"run {run.name} finished with settings other than this sweep gives it "
-                              f"({'; '.join(changes)}; resumed with --set by hand?), so it is not the grid's run: "
-                              f"move '{run_dir}' out of '{out}' for the sweep to train that run again")
+                              f"({'; '.join(changes)}: '{config}' edited since, or the run resumed with --set by "
+                              f"hand), so it is not the grid's run: put the config back as it was, or move "
+                              f"'{run_dir}' out of '{out}' for the sweep to train that run again")
 
 
 def _devices(device: str) -> list[str]:
