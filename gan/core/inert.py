@@ -47,6 +47,7 @@ READ_ONLY_WITH = {
 
 # The data sets READ_ONLY_WITH describes: one registered by a user's own module may read any data key.
 OWN_DATASETS = ("celeba", "folder", "synthetic", "paired", "sr_pairs", "unpaired")
+
 # Keys that tune something another key turns on: set while it is off (0), they change nothing.
 READ_ONLY_WHEN_ON = {"loss.r1_every": "loss.r1_gamma", "loss.instance_noise_steps": "loss.instance_noise",
                      "train.ema_bn_batches": "train.ema_decay",
