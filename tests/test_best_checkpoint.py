@@ -416,6 +416,10 @@ def test_a_rewind_keeps_the_best_score_recorded_up_to_its_step_as_the_one_to_bea
     assert ("set aside as best-discarded-00000016.pt; best.pt is kept anew by the first evaluation that beats 184.2, "
             "step 10's (the best of metrics.jsonl up to step 10") in said
     assert not best.improves(225.3) and best.improves(184.1)
+    # the bar is this run's own score, not a record of an earlier gan's to set aside (every score after a
+    # rewind became best.pt, worse than the rows kept)
+    assert best.set_aside_measured_elsewhere("abc/count-64", "the real images of data.root") is None
+    assert not best.improves(225.3) and not list(tmp_path.glob("best-other-*"))
     # rows of another count of images are no rivals (metrics.num_samples changed by the same resume)
     _kept_best(tmp_path, 183.0, 16)
     best = BestCheckpoint(tmp_path, "swd/mean", "lower")

@@ -286,6 +286,14 @@ def test_metrics_names_are_read_by_the_validation_of_translations_for_what_it_sc
     assert messages_of_warnings(None, [*pix2pix, "metrics.names=['pr', 'swd']"]) == [
         "metrics.names = ['pr', 'swd']: 'pr' changes nothing: with metrics.every = 0, only the validation of "
         "translations reads metrics.names, and it scores by swd, fid, kid"]
+    # what it trains as: the names it reads (a sweep of ['swd', 'pr'] and ['swd', 'fid', 'kid'] differs)
+    from gan.core.inert import inert_settings
+
+    assert [inert.trains_as for inert in inert_settings(load_config(None, [*pix2pix, "metrics.names=['swd', 'pr']"]))
+            ] == [(("metrics.names", ["swd"]),)]
+    assert messages_of_warnings(None, [*pix2pix, "metrics.names=['pr']"]) == [
+        "metrics.names = ['pr']: 'pr' changes nothing: with metrics.every = 0, only the validation of translations "
+        "reads metrics.names, and it scores by swd, fid, kid (this list leaves it none of them to compute)"]
     for unread in (["recipe=pix2pix", "data.dataset=sr_pairs", "log.eval_every=5"],  # PSNR/SSIM of SR outputs
                    [*pix2pix[:2], "log.eval_every=0"]):
         assert messages_of_warnings(None, [*unread, "metrics.names=['swd']"]) == [

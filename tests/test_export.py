@@ -219,6 +219,11 @@ def test_a_safetensors_export_under_another_extension_is_read_by_its_contents(ru
     assert torch.equal(samples(tmp_path / name), samples(run))
     result = CliRunner().invoke(main, ["sample", str(tmp_path / name), "--n", "2", "--out", str(tmp_path / "s.png")])
     assert result.exit_code == 0, result.output
+    # gan eval takes runs and checkpoints: told what the file is, not that it is an ONNX graph
+    evaluated = CliRunner().invoke(main, ["eval", str(tmp_path / name), "--metrics", "swd", "--n", "4"])
+    assert evaluated.exit_code == 2 and "ONNX" not in evaluated.output and (
+        "one generator's weights, for gan sample and translate" in evaluated.output
+        or "gan sample and translate read one as an export, whatever its name" in evaluated.output), evaluated.output
 
 
 def test_generator_live_exports_the_trained_weights(run, tmp_path):

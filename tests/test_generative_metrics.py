@@ -484,6 +484,23 @@ def test_too_few_samples_for_precision_recall_are_refused_before_anything_is_sco
         "neighbours), got 3" in " ".join(result.output.split()), result.output
 
 
+def test_building_inception_for_fid_leaves_the_training_alone(random_inception_weights, tmp_path):
+    # torch-fidelity's Inception-v3 draws its initial weights from the global generator: a run with FID
+    # on (or with the weights file merely present) trained other weights than one without
+    from gan.core.checkpoint import list_checkpoints, load_checkpoint
+
+    plain = train(tiny_config("train.steps=2", "train.checkpoint_every=2"), tmp_path / "plain", CPU,
+                  progress_stream=sys.stdout)
+    measured = train(tiny_config("train.steps=2", "train.checkpoint_every=2", "metrics.every=100",
+                                 "metrics.names=['swd', 'fid']", "metrics.num_samples=16",
+                                 f"metrics.cache_dir='{tmp_path / 'cache'}'",
+                                 f"metrics.inception_weights='{random_inception_weights}'"),
+                     tmp_path / "measured", CPU, progress_stream=sys.stdout)
+    weights = [load_checkpoint(list_checkpoints(run.run_dir)[-1])["networks"] for run in (plain, measured)]
+    for name, state in weights[0].items():
+        assert all(torch.equal(value, weights[1][name][key]) for key, value in state.items()), name
+
+
 def test_training_logs_swd_and_skips_fid_without_weights(tmp_path, monkeypatch):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -921,6 +921,12 @@ def test_a_symlink_to_a_pipe_and_the_systems_own_paths_are_refused_before_any_wo
             check_outputs([Path(path)])
     with pytest.raises(OutputRefused, match="'-' is no standard output here"):
         check_outputs([Path("-")])
+    # a folder of one's own that links into /dev is /dev; /dev/shm is a folder of files (in memory)
+    (tmp_path / "devlink").symlink_to("/dev")
+    with pytest.raises(OutputRefused, match="is in /dev, the system's devices"):
+        check_outputs([tmp_path / "devlink" / "stdout"])
+    if Path("/dev/shm").is_dir():
+        check_outputs([Path("/dev/shm") / f"gan-test-{os.getpid()}.png"])
 
 
 def test_a_symlink_loop_where_outputs_go_is_one_line_not_a_traceback(demo_run, tmp_path):

@@ -106,6 +106,19 @@ def is_torch_file(path: Path) -> bool:
         return False
 
 
+def is_safetensors_file(path: Path) -> bool:
+    """Whether the regular file `path` starts as a safetensors file does: an 8-byte little-endian
+    header length that fits the file, then the header's JSON object."""
+    try:
+        if not path.is_file():  # (a FIFO is not opened: that would wait for a writer)
+            return False
+        with open(path, "rb") as file:
+            start, size = file.read(9), os.fstat(file.fileno()).st_size
+    except OSError:
+        return False
+    return len(start) == 9 and 2 <= int.from_bytes(start[:8], "little") <= size - 8 and start[8:9] == b"{"
+
+
 def holds_training_state(path: Path) -> bool:
     """Whether `path` is a checkpoint `gan train` wrote, whatever its name (a user's copy kept as
     `celeba_final.pt`): read cheaply, from its zip magic, then memory-mapped."""
@@ -275,7 +288,8 @@ def _export_given(path: Path, source: object = None) -> str:
     if checkpoint_step(path) is not None or path.name == BEST_NAME:  # copied into a run under a checkpoint's name
         return (f"'{path}' is named as a checkpoint, but is an export{origin} written by `gan export`: move it out "
                 "of the run directory (a run's checkpoints hold every network and the training state)")
-    what = ("an ONNX graph of one generator, for ONNX Runtime and other engines" if path.suffix.lower() == ".onnx"
+    what = ("an ONNX graph of one generator, for ONNX Runtime and other engines"
+            if path.suffix.lower() == ".onnx" and not is_safetensors_file(path)
             else "one generator's weights, for gan sample and translate")
     return (f"'{path}' is an export{origin} written by `gan export`: {what}; this command takes the run directory or "
             "checkpoint it was exported from")
@@ -301,7 +315,7 @@ def unloadable_reason(path: Path, error: Exception, export_ok: bool = True) -> s
     if start[8:9] == b"{" and int.from_bytes(start[:8], "little") < 100_000_000:  # (its JSON header's length, then it)
         if not export_ok:
             return "a safetensors file, where a torch file (.pth) is read"
-        return "a safetensors file: give it the extension .safetensors, which gan reads as an export"
+        return "a safetensors file: gan sample and translate read one as an export, whatever its name"
     if not start.startswith((_ZIP_MAGIC, _LEGACY_MAGIC)):
         return "not a torch file"
     if "weights only load failed" in str(error).lower():
@@ -434,7 +448,9 @@ class BestCheckpoint:
         self.specs = specs  # this run's network specs: a best.pt of other networks is not its best
         self.value: float | None = None
         self.step: int | None = None  # where the best so far was kept
-        self.evaluated_on: str | None = None  # the signature of the images it was measured on (None: not recorded)
+        # The signature of the images its value was measured on: "" where its record names none (an earlier
+        # gan's), None where the value is this run's own bar (a rewind's, from metrics.jsonl) or there is none.
+        self.evaluated_on: str | None = None
         self.other: tuple[str, float, int | None] | None = None  # (metric, value, step) of a best by another metric
         record, malformed = run_dir / BEST_RECORD, None
         if record.is_file():
@@ -451,7 +467,7 @@ class BestCheckpoint:
                     step = stored_step(run_dir / BEST_NAME) if (run_dir / BEST_NAME).is_file() else None
                 if saved.get("metric") == metric:
                     self.value, self.step = float(value), step
-                    self.evaluated_on = saved.get("evaluated_on") if isinstance(saved.get("evaluated_on"), str) else None
+                    self.evaluated_on = saved.get("evaluated_on") if isinstance(saved.get("evaluated_on"), str) else ""
                 elif (run_dir / BEST_NAME).is_file():
                     self.other = (str(saved.get("metric")), float(value), step)
         self._agree_with_best_pt()
@@ -540,7 +556,7 @@ class BestCheckpoint:
             write_text_atomically(self.run_dir / BEST_RECORD, json.dumps(
                 {"metric": self.metric, "value": value, "step": step, **measured}) + "\n")
             record.unlink(missing_ok=True)
-            self.value, self.step, self.evaluated_on = float(value), step, measured.get("evaluated_on")
+            self.value, self.step, self.evaluated_on = float(value), step, measured.get("evaluated_on", "")
             return (f"its own best by {self.metric} ({value:.4g} at step {step}), set aside as {path.name} when the "
                     "run kept it by another metric, is best.pt again")
         return None
@@ -552,10 +568,11 @@ class BestCheckpoint:
         weights (`weights` says where they are), is no rival for this run's scores: set aside, said as
         discard_after does; so is one whose record does not say what this run's does (an earlier gan
         recorded no images, or no count or weights), which may have been measured on anything. None when
-        both are the same, or when this run's `evaluated_on` is "" (a recipe that cannot say)."""
-        if self.value is None or not evaluated_on:
+        both are the same, when the score to beat is this run's own (a rewind's bar from metrics.jsonl), or
+        when this run's `evaluated_on` is "" (a recipe that cannot say)."""
+        if self.value is None or self.evaluated_on is None or not evaluated_on:
             return None
-        recorded_images, _, recorded_weights = (self.evaluated_on or "").partition(MEASURED_THROUGH)
+        recorded_images, _, recorded_weights = self.evaluated_on.partition(MEASURED_THROUGH)
         images_now, _, weights_now = evaluated_on.partition(MEASURED_THROUGH)
         recorded_images, _, recorded_count = recorded_images.partition(COUNTED)
         images_now, _, count_now = images_now.partition(COUNTED)
@@ -646,7 +663,7 @@ class BestCheckpoint:
             warnings.warn(f"'{self.run_dir / BEST_RECORD}' disagrees with {BEST_NAME}, which holds {self.metric} "
                           f"{value:.4g} of step {step}: best.pt's own record is used", stacklevel=3)
             self.value, self.step = float(value), step
-        self.evaluated_on = held["evaluated_on"] if isinstance(held.get("evaluated_on"), str) else None
+        self.evaluated_on = held["evaluated_on"] if isinstance(held.get("evaluated_on"), str) else ""
 
 
 def _slug(metric: str) -> str:

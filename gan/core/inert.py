@@ -95,13 +95,14 @@ def inert_keys(config: Config) -> dict[str, str]:
               for key, switch in READ_ONLY_WHEN_ON.items() if values[switch] == 0 and values[key] != defaults[key]}
     names = config.metrics.names
     if not config.metrics.every and names != defaults["metrics.names"]:
-        unread = names if not scores_translations(config) else [name for name in names
-                                                                  if name not in TRANSLATION_METRICS]
-        if unread and unread != names:
+        validated = scores_translations(config)
+        unread = [name for name in names if name not in TRANSLATION_METRICS] if validated else names
+        if unread and validated:
             found["metrics.names"] = (
                 f"metrics.names = {shown(names)}: {', '.join(map(shown, unread))} changes nothing: with metrics.every "
                 f"= 0, only the validation of translations reads metrics.names, and it scores by "
-                f"{', '.join(TRANSLATION_METRICS)}")
+                f"{', '.join(TRANSLATION_METRICS)}" + ("" if unread != names else
+                                                       " (this list leaves it none of them to compute)"))
         elif unread:
             found["metrics.names"] = (
                 f"metrics.names = {shown(names)} changes nothing: it is read when metrics.every is above 0 (on), and "
@@ -136,7 +137,12 @@ def inert_settings(config: Config) -> list[InertSetting]:
     """Each setting of `config` that changes nothing in the run it describes: the keys of
     `inert_keys`, and those that the run's length, warm-ups and schedules leave without effect."""
     defaults = flatten_config(config_to_dict(Config()))
-    found = [InertSetting(key, message, ((key, defaults[key]),)) for key, message in inert_keys(config).items()]
+    found = []
+    for key, message in inert_keys(config).items():
+        trains_as = defaults[key]
+        if key == "metrics.names" and scores_translations(config):  # (read in part: as with the names it reads)
+            trains_as = [name for name in config.metrics.names if name in TRANSLATION_METRICS]
+        found.append(InertSetting(key, message, ((key, trains_as),)))
     return (found + _inert_training(config) + _inert_regularisers(config, defaults) + _inert_ema(config)
             + _inert_schedules(config, defaults))
 

@@ -30,6 +30,7 @@ from gan.core.checkpoint import (
     CheckpointError,
     CheckpointVanished,
     checkpoints_by_content,
+    is_safetensors_file,
     is_torch_file,
     load_checkpoint,
     other_version,
@@ -201,19 +202,6 @@ def weights_digest(weights: dict[str, torch.Tensor]) -> str:
         digest.update(f"{key}|{tensor.dtype}|{list(tensor.shape)}|".encode())
         digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
-
-
-def is_safetensors_file(path: Path) -> bool:
-    """Whether the regular file `path` starts as a safetensors file does: an 8-byte little-endian
-    header length that fits the file, then the header's JSON object."""
-    try:
-        if not path.is_file():  # (a FIFO is not opened: that would wait for a writer)
-            return False
-        with open(path, "rb") as file:
-            start, size = file.read(9), os.fstat(file.fileno()).st_size
-    except OSError:
-        return False
-    return len(start) == 9 and 2 <= int.from_bytes(start[:8], "little") <= size - 8 and start[8:9] == b"{"
 
 
 def load_source(source: str | Path, unconditional: bool | None = None) -> tuple[Path, dict[str, Any]]:

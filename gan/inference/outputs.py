@@ -215,8 +215,10 @@ def _special_kind(mode: int) -> str | None:
             else "a socket" if stat.S_ISSOCK(mode) else None)
 
 
-# Folders of the system's own files, devices and processes' descriptors (/dev/stdout, /dev/fd/1, /proc/self/fd/1).
+# Folders of the system's own files, devices and processes' descriptors (/dev/stdout, /dev/fd/1, /proc/self/fd/1),
+# but for /dev/shm, a folder of files in memory that people write scratch outputs to.
 SYSTEM_FOLDERS = (Path("/dev"), Path("/proc"), Path("/sys"))
+SCRATCH_FOLDERS = (Path("/dev/shm"),)
 
 
 def _refuse_special_file(output: Path, mode: int | None) -> None:
@@ -227,8 +229,9 @@ def _refuse_special_file(output: Path, mode: int | None) -> None:
     if str(output) == "-":
         raise OutputRefused("'-' is no standard output here: outputs are files written under a temp name and "
                             "renamed; give a file name (gan eval and gan bench print their scores on stdout too)")
-    folder = Path(os.path.abspath(output)).parent
-    if any(folder == system or folder.is_relative_to(system) for system in SYSTEM_FOLDERS):
+    folder = Path(os.path.realpath(Path(os.path.abspath(output)).parent))  # (a link to /dev named otherwise too)
+    if (any(folder.is_relative_to(system) for system in SYSTEM_FOLDERS)
+            and not any(folder.is_relative_to(scratch) for scratch in SCRATCH_FOLDERS)):
         raise OutputRefused(f"'{output}' is in {folder}, the system's devices and processes, not a folder of "
                             "files: an output is written to a new or regular file (never over this one, "
                             "--overwrite or not); give another path")
