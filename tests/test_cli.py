@@ -424,3 +424,43 @@ def test_a_numbered_run_that_does_not_exist_names_the_runs_of_that_name(tmp_path
             in " ".join(result.output.split()), result.output
     other = CliRunner().invoke(main, ["sample", str(tmp_path / "runs" / "00000-cyclegan"), "--out", "x.png"])
     assert other.exit_code == 2 and "holds" not in other.output and "does not exist" in other.output
+
+
+def test_a_stop_signal_is_announced_past_stderrs_buffer_which_the_handler_may_have_interrupted(monkeypatch):
+    # the handler ran while the main thread was inside stderr's buffered write (a log's progress line),
+    # wrote through it again: "RuntimeError: reentrant call", and the run stopped as a failed side task
+    import os
+    import signal
+    import sys
+
+    from gan.training import stop as stop_module
+
+    class MidWrite:  # stderr as the handler finds it mid-write: its buffer must not be entered again
+        encoding = "utf-8"
+
+        def __init__(self, descriptor):
+            self.descriptor = descriptor
+
+        def fileno(self):
+            return self.descriptor
+
+        def isatty(self):
+            return False
+
+        def write(self, text):
+            raise RuntimeError("reentrant call inside <_io.BufferedWriter name='<stderr>'>")
+
+        def flush(self):
+            raise RuntimeError("reentrant call inside <_io.BufferedWriter name='<stderr>'>")
+
+    read_end, write_end = os.pipe()
+    monkeypatch.setattr(sys, "stderr", MidWrite(write_end))
+    monkeypatch.setattr(stop_module, "ctrl_c_reaches_this_process", lambda: False)
+    try:
+        with stop_module.StopRequest() as stop:
+            signal.raise_signal(signal.SIGTERM)
+        assert stop.signal_name == "SIGTERM"
+        os.close(write_end)
+        assert os.read(read_end, 1000).decode() == "received SIGTERM: saving a checkpoint after this step\n"
+    finally:
+        os.close(read_end)

@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
+import sys
 import threading
 from typing import Any
 
 from gan.core.processes import STOP_SIGNALS, ctrl_c_reaches_this_process, leave_the_terminal_on_hangup
-from gan.core.progress import print_above
+from gan.core.progress import CLEAR_LINE, print_above, redraws_lines
+
+
+def say_in_a_signal_handler(message: str) -> None:
+    """`print_above`'s line, written straight to stderr's file descriptor: a handler runs between two
+    bytecodes of the main thread, which may be inside stderr's buffered write (a log's progress line),
+    and writing through it again raised "RuntimeError: reentrant call", which stopped the run as a
+    failed side task. A stream without a descriptor (one in memory) has no such lock."""
+    stream = sys.stderr
+    try:
+        descriptor = stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        print_above(message, stream)
+        return
+    text = (CLEAR_LINE if redraws_lines(stream) else "") + message + "\n"
+    with contextlib.suppress(OSError):  # (a closed or full stderr: the stop itself goes on)
+        os.write(descriptor, text.encode(getattr(stream, "encoding", None) or "utf-8", errors="backslashreplace"))
 
 
 class StopRequest:
@@ -29,8 +48,8 @@ class StopRequest:
         self.signal_name = signal.Signals(signum).name
         if self.announce:
             abort = " (Ctrl-C again to abort without saving)" if ctrl_c_reaches_this_process() else ""
-            print_above(f"received {self.signal_name}{' (the terminal closed)' if hangup else ''}: saving "
-                        f"a checkpoint after this step{abort}")
+            say_in_a_signal_handler(f"received {self.signal_name}{' (the terminal closed)' if hangup else ''}: "
+                                    f"saving a checkpoint after this step{abort}")
 
     def __enter__(self) -> "StopRequest":
         if threading.current_thread() is threading.main_thread():
