@@ -42,6 +42,17 @@ def caches_of_the_session(tmp_path_factory):
 
 
 @pytest.fixture(scope="session", autouse=True)
+def streams_buffered_as_pythons_default():
+    """The commands the tests start run with Python's default buffered stdout and stderr, as a user's do:
+    PYTHONUNBUFFERED, set on the project's machines, hid the "Exception ignored" exits (120) of a full or
+    closed stdout, and the reentrant write of a stop signal's handler, from every earlier run of the suite."""
+    previous = os.environ.pop("PYTHONUNBUFFERED", None)
+    yield
+    if previous is not None:
+        os.environ["PYTHONUNBUFFERED"] = previous
+
+
+@pytest.fixture(scope="session", autouse=True)
 def ctrl_c_reaches_the_tests():
     """The tests of Ctrl-C need SIGINT to reach their processes: a suite started in the background of a
     script (`( pytest & )`) begins with it ignored, which gan, as Python does, leaves ignored, and its

@@ -187,7 +187,7 @@ def test_pruning_does_not_count_a_checkpoint_that_fails_its_checksum(tmp_path):
     data[len(data) // 2] ^= 0x10
     flipped.write_bytes(bytes(data))
     with pytest.warns(UserWarning, match=r"checkpoint-00000007.pt' is corrupt \(its record 'data/\d+' fails its "
-                                         "checksum\): it is not counted among the 2 kept, and goes with the older ones"):
+                                         r"checksum\): it is not counted among the 2 kept, and goes with the older ones"):
         prune_checkpoints(tmp_path, keep=2, written=checkpoint_path(tmp_path, 9), said=(said := set()))
     assert [path.name for path in list_checkpoints(tmp_path)] == [
         "checkpoint-00000006.pt", "checkpoint-00000007.pt", "checkpoint-00000009.pt"]

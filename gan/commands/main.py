@@ -22,7 +22,7 @@ from gan.commands.compare import compare
 from gan.commands.eval import evaluate
 from gan.commands.export import export
 from gan.commands.sample import sample
-from gan.commands.streams import STANDARD_OUTPUT, command_streams
+from gan.commands.streams import STANDARD_OUTPUT, command_streams, drop_unwritten
 from gan.commands.sweep import sweep
 from gan.commands.train import train
 from gan.commands.translate import translate
@@ -79,6 +79,7 @@ class Commands(click.Group):
         except OSError as error:  # (before a command runs: `gan --help > /dev/full`; a command's own are said)
             if error.filename is not None or error.errno in (errno.EPIPE, None):
                 raise
+            drop_unwritten(sys.stdout)  # (else flushed again at exit: "Exception ignored", exit 120)
             click.echo(f"error: '{STANDARD_OUTPUT}': {error.strerror}", err=True)
             sys.exit(2)
 

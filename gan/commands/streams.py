@@ -12,6 +12,21 @@ from typing import Any, Iterator, TextIO
 STANDARD_OUTPUT = "<standard output>"  # the "file" named when stdout cannot be written
 
 
+def drop_unwritten(stream: TextIO) -> None:
+    """Point `stream`'s descriptor at the null device once a write to it has failed: the bytes its
+    buffer still holds would fail again when Python flushes it at exit, which prints "Exception
+    ignored" and exits with 120 (Python's default, buffered streams; PYTHONUNBUFFERED hid it). A
+    stream without a descriptor (one in memory) keeps what it holds."""
+    try:
+        descriptor = stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return
+    with contextlib.suppress(OSError):
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, descriptor)
+        os.close(null)
+
+
 class _Forgiving:
     """stderr that a reader gone (`gan train ... 2>&1 | head`), a full disk or a closed descriptor
     cannot stop: what cannot be written is dropped, and the training goes on."""
@@ -25,7 +40,7 @@ class _Forgiving:
             try:
                 return self._stream.write(text)
             except (OSError, ValueError):  # (ValueError: written after the stream was closed)
-                self._broken = True
+                self._break()
         return len(text)
 
     def flush(self) -> None:
@@ -33,7 +48,11 @@ class _Forgiving:
             try:
                 self._stream.flush()
             except (OSError, ValueError):
-                self._broken = True
+                self._break()
+
+    def _break(self) -> None:
+        self._broken = True
+        drop_unwritten(self._stream)
 
     def isatty(self) -> bool:
         try:
@@ -56,12 +75,14 @@ class _Named:
         try:
             return self._stream.write(text)
         except OSError as error:
+            drop_unwritten(self._stream)
             raise OSError(error.errno, error.strerror, STANDARD_OUTPUT) from None
 
     def flush(self) -> None:
         try:
             self._stream.flush()
         except OSError as error:
+            drop_unwritten(self._stream)
             raise OSError(error.errno, error.strerror, STANDARD_OUTPUT) from None
 
     def __getattr__(self, name: str) -> Any:
