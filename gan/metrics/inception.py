@@ -156,14 +156,17 @@ def _saved(state: dict[str, torch.Tensor]) -> io.BytesIO:
 def load_inception(path: str | Path | None, device: torch.device) -> tuple[nn.Module, str]:
     """torch-fidelity's FID Inception-v3, returning (N, 2048) pool features for uint8 (N, 3, H, W) images,
     and its weights file's digest (`read_inception_weights`). Torch-fidelity's own loader (which
-    unpickles) only ever sees a copy re-saved here, in memory, from the plain tensors read."""
+    unpickles) only ever sees a copy re-saved here, in memory, from the plain tensors read. The global
+    random stream is left as it was: the initial weights the build draws are replaced at once (a run
+    with FID on trained otherwise)."""
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
     state, digest = read_inception_weights(path)
     copy = _saved({name: tensor for name, tensor in state.items() if isinstance(tensor, torch.Tensor)})
     try:
-        model = FeatureExtractorInceptionV3("inception-v3-compat", [str(FEATURE_SIZE)],
-                                            feature_extractor_weights_path=copy)
+        with torch.random.fork_rng(devices=[]):
+            model = FeatureExtractorInceptionV3("inception-v3-compat", [str(FEATURE_SIZE)],
+                                                feature_extractor_weights_path=copy)
     except RuntimeError as error:  # (checked above by name, shape and kind: a torch-fidelity of other layers)
         first = str(error).strip().splitlines()[-1].strip()
         raise InceptionWeightsDamaged(f"'{resolve_weights_path(path)}' does not match torch-fidelity's "

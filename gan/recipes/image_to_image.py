@@ -252,10 +252,9 @@ class DistributionScores:
     def _metrics(self) -> TranslationMetrics:
         """The metrics, built at their first use, showing progress where `progress_stream` says."""
         if self.metrics is None:
-            with torch.random.fork_rng(devices=[]):  # building Inception draws initial weights: not training's RNG
-                # (named, the weights are asked for: their absence is an error, as for gan eval)
-                weights = self.config.metrics.inception_weights
-                self.metrics = TranslationMetrics(self.device, weights or None, require_weights=bool(weights),
-                                                  names=self.config.metrics.names, leave_out=NOT_IN_TRAINING)
+            # (named, the weights are asked for: their absence is an error, as for gan eval)
+            weights = self.config.metrics.inception_weights
+            self.metrics = TranslationMetrics(self.device, weights or None, require_weights=bool(weights),
+                                              names=self.config.metrics.names, leave_out=NOT_IN_TRAINING)
         self.metrics.progress_stream = self.progress_stream
         return self.metrics

@@ -383,8 +383,7 @@ def _set_up(config: Config, run_dir: Path, device: torch.device, group: ProcessG
         for param_group in optimizer.param_groups:
             param_group.setdefault("base_lr", param_group["lr"])
     main = group.is_main
-    with apart_from_training(device):  # (building Inception-v3 for FID draws its initial weights)
-        evaluator = records.generative_evaluator(config, device) if main else None
+    evaluator = records.generative_evaluator(config, device) if main else None
     # (a resume's best.pt is read once its checkpoint has loaded: one that this resume's changed networks
     # refuse is the config's error, not a best.pt of other networks to warn of)
     best = records.best_checkpoint_to_keep(config, recipe, evaluator, run_dir) if main and not resume else None
