@@ -5,6 +5,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+import torch
 from click.testing import CliRunner
 from conftest import REPO, random_rgb
 
@@ -24,7 +25,9 @@ from gan.training.resolve import load_config
     ("train.d_lr=inf", "train.d_lr must be a finite number >= 0, got inf"),
     ("data.synthetic_size=0", "data.synthetic_size must be in [1, 10000000], got 0"),  # a ZeroDivisionError before
     ("loss.gp_weight=-10", "loss.gp_weight must be >= 0.0, got -10"),  # the penalty would become a reward
-    ("loss.vgg_feature_scale=-1", "loss.vgg_feature_scale must be >= 0.0"),
+    ("loss.vgg_feature_scale=-1", "loss.vgg_feature_scale must be a finite number > 0, got -1"),
+    # (0: a perceptual loss of 0 on every step, and the generator trained on nothing)
+    ("loss.vgg_feature_scale=0", "loss.vgg_feature_scale must be a finite number > 0, got 0"),
     ("log.num_samples=100000000", "log.num_samples must be in [1, 1024], got 100000000"),  # allocation error
     ("data.resolution=1000000", "data.resolution must be in [1, 8192]"),
     ("metrics.root=/data/held-out", "metrics.root is read as [data] says, and data.dataset 'synthetic' has no"),
@@ -197,3 +200,39 @@ def test_a_missing_metrics_root_is_named_as_metrics_root_and_an_out_under_a_file
     under = CliRunner().invoke(main, ["train", demo, *_tiny_sets(), "--out", str(tmp_path / "afile" / "runs")])
     assert under.exit_code == 2 and "[Errno" not in under.output, under.output
     assert "a part of the path is a file, not a folder" in under.output
+
+
+@pytest.mark.parametrize("recipe, key", [("pix2pix", "loss.l1_weight"), ("cyclegan", "loss.cycle_weight")])
+def test_a_generator_with_no_loss_for_the_whole_run_is_refused_and_idle_first_steps_are_warned(tmp_path, recipe, key):
+    # Its reconstruction weighted 0 and its adversarial term starting after the last step: the run trained
+    # nothing, said "done" and kept its random generator as best.pt (pix2pix refused it only at adversarial_weight 0).
+    from conftest import (
+        RECIPE_CONFIGS,
+        TINY_CYCLEGAN,
+        TINY_PIX2PIX,
+        assert_one_error_line,
+        invoke,
+        tiny_recipe_config,
+        write_recipe_data,
+    )
+
+    from gan.recipes import RECIPES
+
+    data = write_recipe_data(tmp_path / "data")
+    idle = (f"{key}=0", "train.steps=3", "train.adversarial_start=3")
+    with pytest.raises(ConfigError, match=f"{key} = 0 and train.adversarial_start = 3 is not below train.steps = 3: "
+                                          "the generator would learn nothing"):
+        RECIPES.get(recipe).check(tiny_recipe_config(recipe, data, *idle))
+    settings = [*(TINY_PIX2PIX if recipe == "pix2pix" else TINY_CYCLEGAN),
+                f"data.root={data['paired' if recipe == 'pix2pix' else 'unpaired']}", *idle]
+    result = invoke("train", REPO / "experiments" / RECIPE_CONFIGS[recipe], *[f"--set={item}" for item in settings],
+                    "--out", tmp_path / "runs")
+    assert_one_error_line(result, f"{key} = 0", "the generator would learn nothing", f"set {key} above 0")
+    assert not list((tmp_path / "runs").glob("*/checkpoint-*.pt")), "a refused run wrote a checkpoint"
+    for allowed in ((f"{key}=0", "train.steps=3", "train.adversarial_start=0"),  # the adversarial term alone
+                    (f"{key}=1", "train.steps=3", "train.adversarial_start=3")):  # reconstruction alone
+        RECIPES.get(recipe).check(tiny_recipe_config(recipe, data, *allowed))
+    with pytest.warns(UserWarning, match=rf"{key} = 0 with train.adversarial_start = 2: the first 2 steps train "
+                                         r"nothing .* --set train.adversarial_start=0 trains from the first step"):
+        RECIPES.get(recipe)(tiny_recipe_config(recipe, data, f"{key}=0", "train.steps=3", "train.adversarial_start=2"),
+                            torch.device("cpu"), lambda: None)

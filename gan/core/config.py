@@ -617,7 +617,11 @@ def _check_loss_values(loss: LossConfig) -> None:
         raise ConfigError("loss.adversarial = 'wgan-gp' with loss.gp_weight = 0 trains its critic unconstrained, "
                           "which the Wasserstein loss needs bounded: a weight > 0 (10 in the WGAN-GP paper), or "
                           "another loss (vanilla, lsgan, hinge)")
-    _check_range("loss.vgg_feature_scale", loss.vgg_feature_scale, 0.0, math.inf)
+    if not (loss.vgg_feature_scale > 0 and math.isfinite(loss.vgg_feature_scale)):
+        # (0 multiplies both images' features to zeros: a perceptual loss of 0 that trains nothing)
+        raise ConfigError(f"loss.vgg_feature_scale must be a finite number > 0, got {loss.vgg_feature_scale}: the "
+                          "perceptual loss compares features multiplied by it, so 0 leaves nothing to learn from "
+                          "(SRGAN: 1/12.75)")
     for name in ("instance_noise_steps", "l1_weight", "cycle_weight", "identity_weight", "pool_size"):
         _check_range(f"loss.{name}", getattr(loss, name), 0, math.inf)
 

@@ -25,7 +25,14 @@ from gan.nets.running import eval_mode, run_padded
 from gan.recipes import RECIPES
 from gan.recipes.base import AutocastFactory, RecipeBase, adam, gradient_norm, require_rgb, set_requires_grad
 from gan.recipes.image_pool import ImagePool
-from gan.recipes.image_to_image import DistributionScores, RunEvaluationSet, check_crop_size, check_discriminator_depth
+from gan.recipes.image_to_image import (
+    DistributionScores,
+    RunEvaluationSet,
+    check_crop_size,
+    check_discriminator_depth,
+    refuse_idle_generator,
+    warn_of_idle_steps,
+)
 from gan.recipes.losses import AdversarialLoss
 from gan.recipes.schedules import adversarial_on
 
@@ -50,6 +57,7 @@ class CycleGANRecipe(RecipeBase):
         discriminator = network_spec("discriminator", model.discriminator, model.discriminator_args,
                                      "model.discriminator_args", in_channels=3)
         check_discriminator_depth(discriminator, config.data.resolution)
+        refuse_idle_generator(config, "loss.cycle_weight")
         return {**{f"generator_{direction}": generator for direction in DIRECTIONS},
                 **{f"discriminator_{domain}": discriminator for domain in ("A", "B")}}
 
@@ -69,6 +77,7 @@ class CycleGANRecipe(RecipeBase):
         for text in self.inert_keys(config).values():
             warnings.warn(f"{text}: it changes nothing", stacklevel=2)
         built = self.build_networks(kept=tuple(f"generator_{direction}" for direction in DIRECTIONS))
+        warn_of_idle_steps(config, "loss.cycle_weight")
         self.generators = {direction: built[f"generator_{direction}"] for direction in DIRECTIONS}
         self.discriminators = {domain: built[f"discriminator_{domain}"] for domain in ("A", "B")}
         self.networks = {**{f"generator_{d}": g for d, g in self.generators.items()},

@@ -64,6 +64,28 @@ def warn_of_discriminator_keys(config: Config) -> None:
                       "loss.adversarial_weight = 0 trains no discriminator", stacklevel=3)
 
 
+def refuse_idle_generator(config: Config, key: str) -> None:
+    """A generator whose reconstruction term `key` is weighted 0 learns from its adversarial term
+    alone: refused where that term never turns on (train.adversarial_start not below train.steps),
+    where the whole run would train nothing."""
+    train = config.train
+    if not getattr(config.loss, key.removeprefix("loss.")) and train.steps <= train.adversarial_start:
+        raise ConfigError(f"{key} = 0 and train.adversarial_start = {train.adversarial_start} is not below "
+                          f"train.steps = {train.steps}: the generator would learn nothing (its reconstruction term "
+                          f"is weighted 0, and its adversarial term never turns on); set {key} above 0 or "
+                          f"train.adversarial_start below {train.steps}")
+
+
+def warn_of_idle_steps(config: Config, key: str) -> None:
+    """With the reconstruction term `key` weighted 0, the steps before train.adversarial_start train
+    nothing: the generator has no loss, and the discriminator waits."""
+    start = config.train.adversarial_start
+    if not getattr(config.loss, key.removeprefix("loss.")) and start:
+        warnings.warn(f"{key} = 0 with train.adversarial_start = {start}: the first {start} steps train nothing (the "
+                      "generator's reconstruction term is weighted 0, and the discriminator waits until then); "
+                      "--set train.adversarial_start=0 trains from the first step", stacklevel=3)
+
+
 def check_discriminator_depth(spec: NetworkSpec, size: int) -> None:
     """A PatchGAN too deep for the `size` px training crops it judges fails at its first step, far
     from the setting: refused here, naming the deepest that fits."""

@@ -24,9 +24,11 @@ from gan.recipes.image_to_image import (
     check_discriminator_depth,
     preview_pairs,
     preview_strips,
+    refuse_idle_generator,
     unused_discriminator_keys,
     validation_scores,
     warn_of_discriminator_keys,
+    warn_of_idle_steps,
 )
 from gan.recipes.losses import AdversarialLoss
 from gan.recipes.schedules import adversarial_on
@@ -62,6 +64,7 @@ class Pix2PixRecipe(RecipeBase):
                                   "nothing; set either above 0 (the paper: 100 and 1)")
             cls.refuse_regularisers(config, "loss.adversarial_weight = 0 trains no discriminator (L1 alone)")
             return {"generator": generator}
+        refuse_idle_generator(config, "loss.l1_weight")
         image_channels = generator.kwargs.get("in_channels", 3) + generator.kwargs.get("out_channels", 3)
         discriminator = network_spec("discriminator", model.discriminator, model.discriminator_args,
                                      "model.discriminator_args", in_channels=image_channels)
@@ -85,6 +88,7 @@ class Pix2PixRecipe(RecipeBase):
             self.optimizers["discriminator"] = adam(self.discriminator, train.d_lr, train, device)
         else:
             warn_of_discriminator_keys(config)
+        warn_of_idle_steps(config, "loss.l1_weight")
         self.loss = AdversarialLoss(config.loss.adversarial, config.loss.label_smoothing, config.loss.gp_weight)
         self.l1_weight = config.loss.l1_weight
         self.adversarial_weight = config.loss.adversarial_weight
