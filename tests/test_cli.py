@@ -464,3 +464,25 @@ def test_a_stop_signal_is_announced_past_stderrs_buffer_which_the_handler_may_ha
         assert os.read(read_end, 1000).decode() == "received SIGTERM: saving a checkpoint after this step\n"
     finally:
         os.close(read_end)
+
+
+@pytest.mark.parametrize("dataset", ["folder", "paired"])
+def test_a_missing_relative_data_root_names_the_folder_it_was_read_from(tmp_path, monkeypatch, dataset):
+    # A resume from another folder than the run started in said only "image folder 'faces' does not exist"
+    # (the run read /data/faces): nothing said the path was read from the folder gan ran in.
+    from gan.core.registry import ConfigError
+    from gan.data import check_data_folders
+    from gan.training.resolve import load_config
+
+    monkeypatch.chdir(tmp_path)
+    config = DEMO if dataset == "folder" else str(REPO / "experiments" / "pix2pix_facades.toml")
+    here = f"a relative path, read from the folder gan runs in, '{tmp_path}'"
+    result = CliRunner().invoke(main, ["train", config, "--set", f"data.dataset={dataset}", "--set", "data.root=faces",
+                                       "--out", str(tmp_path / "runs")])
+    assert result.exit_code == 2 and here in result.output and "or give it as an absolute path" in result.output, \
+        result.output
+    with pytest.raises(ConfigError, match=f"data.root 'faces' does not exist \\({here}"):
+        check_data_folders(load_config(config, [f"data.dataset={dataset}", "data.root=faces"]).data)
+    absolute = CliRunner().invoke(main, ["train", config, "--set", f"data.dataset={dataset}", "--set",
+                                         f"data.root={tmp_path / 'faces'}", "--out", str(tmp_path / "runs")])
+    assert absolute.exit_code == 2 and "does not exist" in absolute.output and "a relative path" not in absolute.output

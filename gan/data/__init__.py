@@ -17,7 +17,7 @@ from gan.core.config import IMAGE_FOLDER_DATASETS, DataConfig
 from gan.core.distributed import SINGLE_PROCESS, ProcessGroup
 from gan.core.registry import ConfigError, Registry
 from gan.data.cache import CachedBatches, load_or_build_shared_cache, user_cache_dir
-from gan.data.decode import NoReadableImages, files_fingerprint, find_images
+from gan.data.decode import NoReadableImages, file_on_the_way, files_fingerprint, find_images, relative_to_here
 from gan.data.image_files import (
     ImageFileDataset,
     PartitionFileError,
@@ -123,7 +123,8 @@ def check_data_folders(config: DataConfig, metrics_root: str = "") -> None:
     named = [(f"data.{key}", getattr(config, key)) for key in keys]
     for key, folder in [*named, ("metrics.root", metrics_root)]:
         if folder and not Path(folder).is_dir():
-            what = "does not exist" if not Path(folder).exists() else "is a file, not a folder"
+            what = ("is a file, not a folder" if Path(folder).exists() else
+                    f"does not exist{file_on_the_way(Path(folder)) or relative_to_here(folder)}")
             raise ConfigError(f"{key} '{folder}' {what}. datasets/README.md says how to obtain each data set and "
                               "where to put it")
 

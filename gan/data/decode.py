@@ -421,6 +421,16 @@ def file_on_the_way(path: Path) -> str:
     return ""
 
 
+def relative_to_here(path: Path | str) -> str:
+    """For a folder that does not exist: ` (a relative path, read from the folder gan runs in, '/x')`
+    when it is relative (a command or resume started from another folder than the run's first), else
+    nothing."""
+    if Path(path).expanduser().is_absolute():
+        return ""
+    return (f" (a relative path, read from the folder gan runs in, '{Path.cwd()}': run gan from the folder it is "
+            "relative to, or give it as an absolute path)")
+
+
 def folders_overlap(first: Path, second: Path) -> str | None:
     """How two folders share images as find_images reads them (with their subfolders): "same" (one
     folder under two names or through a link), "first inside" or "second inside" (the outer one's
@@ -442,7 +452,7 @@ def find_images(root: Path, recursive: bool = True) -> list[Path]:
     one warning that counts them.
     """
     if not root.exists():
-        raise FileNotFoundError(f"image folder '{root}' does not exist{file_on_the_way(root)}")
+        raise FileNotFoundError(f"image folder '{root}' does not exist{file_on_the_way(root) or relative_to_here(root)}")
     if not root.is_dir():
         raise NotADirectoryError(f"'{root}' is not a folder of images")
     paths, other_formats, runs, unlisted = [], Counter(), [], []

@@ -28,6 +28,7 @@ from gan.data.decode import (
     header_size,
     read_rgb,
     readable_images,
+    relative_to_here,
 )
 from gan.data.image_files import SkipUnreadable, augmentation_key, centre_square, location_of, warn_of_upsampling
 
@@ -443,7 +444,8 @@ def paired_dataset(root: str | Path, split: str, resolution: int, load_size: int
         if (side_folder(root, "A") / split).is_dir():  # (A/train beside B/train: the split under each side)
             raise FileNotFoundError(f"paired data folder '{folder}' does not exist: "
                                     + _splits_inside_sides(root, [split]))
-        raise FileNotFoundError(f"paired data folder '{folder}' does not exist{file_on_the_way(folder)} (the split "
+        raise FileNotFoundError(f"paired data folder '{folder}' does not exist"
+                                f"{file_on_the_way(folder) or relative_to_here(folder)} (the split "
                                 f"names a subfolder of data.root; \"all\" uses data.root itself){_likely_root(root)}")
     if layout == "auto":
         layout = detect_layout(folder)
