@@ -385,6 +385,23 @@ def test_a_finished_run_resumed_by_hand_with_other_settings_is_not_counted_as_th
     assert "started" not in again.output
 
 
+def test_a_finished_run_resumed_with_settings_of_how_it_runs_alone_is_still_the_grids(tmp_path):
+    # Resumed with --set train.checkpoint_every (which trains the same), it blocked the sweep for good:
+    # "put the config back" could not help, and a resume setting it back had nothing to do.
+    out = tmp_path / "sweep"
+    command = ["sweep", str(DEMO), "--grid", "train.g_lr=1e-4,2e-4",
+               *[arg for item in TINY for arg in ("--set", item)], "--out", str(out), "--device", "cpu"]
+    assert CliRunner().invoke(main, command).exit_code == 0
+    run = out / "00001-g_lr=2e-4"
+    (run / "checkpoint-00000004.pt").unlink()
+    resumed = CliRunner().invoke(main, ["train", "--resume", str(run), "--set", "train.checkpoint_every=1",
+                                        "--set", "log.every=1", "--set", "data.num_workers=0"])
+    assert resumed.exit_code == 0, resumed.output
+    assert "train.checkpoint_every 2 -> 1" in (run / "config.toml").read_text()  # (what the refusal was made of)
+    again = CliRunner().invoke(main, command)
+    assert again.exit_code == 0 and "2 runs, 2 finished, 0 to do" in again.output, again.output
+
+
 def test_sigterm_reaches_the_runs_which_checkpoint_and_the_same_command_resumes(tmp_path):
     """`kill` (or a scheduler ending the job) stops the sweep as Ctrl-C does: the running run gets
     the signal, checkpoints and exits, and no run is left training without its sweep."""

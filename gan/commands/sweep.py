@@ -108,9 +108,11 @@ def sweep(config: Path, grids: tuple[str, ...], seeds: int, sets: tuple[str, ...
 def refuse_runs_finished_otherwise(config: Path, sets: list[str], runs: list, out: Path, steps: dict[str, int]) -> None:
     """ConfigError for a finished run of the sweep whose settings are not those the sweep gives it
     (resumed by hand with a --set): it was counted as the grid's run, and gan compare labelled it
-    with settings it trained only part of the way with. (An unfinished one is refused by its
+    with settings it trained only part of the way with. Settings of how it ran alone (`how_it_runs`:
+    its checkpoint interval, say) leave it the grid's run. (An unfinished one is refused by its
     `gan train --run-dir`, as the sweep resumes it.)"""
     from gan.commands.train import other_settings, written_config
+    from gan.core.inert import how_it_runs
     from gan.core.registry import ConfigError
     from gan.tools.sweep import finished
     from gan.training.resolve import load_config
@@ -124,6 +126,7 @@ def refuse_runs_finished_otherwise(config: Path, sets: list[str], runs: list, ou
             warnings.simplefilter("ignore")  # (said when the sweep's configs were checked)
             changes, _, _ = other_settings(written_config(run_dir), load_config(config, [*sets, *run.overrides]),
                                            rollback_halvings(run_dir))
+        changes = [change for change in changes if not how_it_runs(change.split(" ", 1)[0])]
         if changes:
             raise ConfigError(f"run {run.name} finished with settings other than this sweep gives it "
                               f"({'; '.join(changes)}: '{config}' edited since, or the run resumed with --set by "

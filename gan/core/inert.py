@@ -12,6 +12,21 @@ from typing import Any
 from gan.core.config import IMAGE_FOLDER_DATASETS, Config, config_to_dict, flatten_config
 from gan.core.typecheck import shown
 
+# Settings that change how a run is carried out or recorded, not what it trains: a resume that changes
+# these alone continues the same experiment (a longer train.steps shows in the curve itself), and
+# runs apart in them alone are seeds of one experiment. (A key, or a section's prefix ending in ".")
+HOW_IT_RUNS = ("train.steps", "train.checkpoint_every", "train.keep_checkpoints", "train.keep_best",
+               "train.dist_timeout_s", "train.sync_debug", "train.divergence_bound", "train.compile",
+               "train.compile_backend", "train.compile_mode", "train.cuda_graph", "train.channels_last",
+               "train.optimizer_kernel", "train.cudnn_benchmark", "data.num_workers", "data.cache", "data.cache_dir",
+               "data.cache_verify", "metrics.every", "metrics.cache_dir", "log.")
+
+
+def how_it_runs(key: str) -> bool:
+    """Whether `key` (dotted) is one of HOW_IT_RUNS."""
+    return any(key == name or (name.endswith(".") and key.startswith(name)) for name in HOW_IT_RUNS)
+
+
 # Keys that only some settings read: set away from their default under others, they change nothing,
 # which a user who set them cannot tell from the run. key -> (the key that decides, the values of it
 # under which the key is read): datasets in gan/data/__init__.py, schedules in gan/recipes/schedules.py.

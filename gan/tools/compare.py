@@ -33,6 +33,7 @@ import numpy as np
 from gan.core.checkpoint import holds_a_run, is_set_aside, trained_config
 from gan.core.config import BEST_METRICS, config_from_dict, config_to_dict, flatten_config, toml_text
 from gan.core.files import OutputsLock, RunDirectoryBusy, run_order, write_atomically, write_text_atomically
+from gan.core.inert import how_it_runs
 from gan.core.processes import stops_held_to_the_end
 from gan.core.progress import DelayedProgress
 from gan.core.registry import ConfigError
@@ -246,12 +247,15 @@ def _as_written(value: object) -> str:
 
 
 def group_runs(configs: dict[Path, dict[str, object]]) -> dict[str, list[Path]]:
-    """Runs (`read_configs`) grouped by their configs without `train.seed`; each group named by the
+    """Runs (`read_configs`) grouped by their configs without `train.seed` and the keys of how a run
+    is carried out or recorded (`how_it_runs`; but train.steps, which its curve shows); each group named by the
     keys that set it apart from the others, in full (`loss.adversarial=hinge`: a last part alone,
     `every=500`, could be any section's), or "all runs" when all agree. Runs of several recipes, or
     groups that differ in more than `MAX_LABEL_KEYS` keys, are named by each group's first run's
     folder instead (`distinct_names`): such labels would run to dozens of keys."""
-    keys = sorted({key for config in configs.values() for key in config} - {"train.seed"})
+    # (a run resumed with another checkpoint_every, or run with other loader workers, trained the same)
+    keys = sorted({key for config in configs.values() for key in config
+                   if key != "train.seed" and not how_it_runs(key)} | {"train.steps"})
     differing = [key for key in keys if len({repr(config.get(key)) for config in configs.values()}) > 1]
     by_config: dict[str, list[Path]] = {}
     for run, config in configs.items():
@@ -589,15 +593,6 @@ def trained_at_higher_rates(configs: dict[Path, dict[str, object]],
     return found
 
 
-# Settings that change how a run is carried out or recorded, not what it trains: a resume that changes
-# these alone continues the same experiment (a longer train.steps shows in the curve itself).
-HOW_IT_RUNS = ("train.steps", "train.checkpoint_every", "train.keep_checkpoints", "train.keep_best",
-               "train.dist_timeout_s", "train.sync_debug", "train.divergence_bound", "train.compile",  # (+ its _mode...)
-               "train.cuda_graph", "train.channels_last", "train.optimizer_kernel", "train.cudnn_benchmark",
-               "data.num_workers", "data.cache", "data.cache_dir", "data.cache_verify", "metrics.every",
-               "metrics.cache_dir", "log.")
-
-
 def changed_by_resumes(runs: list[Path], rates_noted: dict[Path, str]) -> dict[Path, str]:
     """Runs a resume continued with other settings (the notes atop their config.toml), by which they
     are labelled though their earlier steps trained otherwise: run -> the changes, in words. Changes
@@ -606,7 +601,7 @@ def changed_by_resumes(runs: list[Path], rates_noted: dict[Path, str]) -> dict[P
     for run in runs:
         by_step: dict[int, list[str]] = {}
         for step, change in settings_changed_at(run):
-            if not change.startswith(HOW_IT_RUNS) and not (run in rates_noted
+            if not how_it_runs(change.split(" ", 1)[0]) and not (run in rates_noted
                                                             and change.startswith(tuple(RATE_KEYS.values()))):
                 by_step.setdefault(step, []).append(change)
         if by_step:
