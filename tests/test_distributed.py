@@ -704,6 +704,38 @@ def test_a_setup_error_met_on_another_machine_is_said_by_the_process_that_met_it
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("copy", ["one renamed", "one missing"])
+def test_machines_whose_copies_of_the_data_differ_are_refused_before_step_1(tmp_path, copy):
+    """Each machine lists its own data.root: a copy with one file renamed trained in silence, each
+    index a different image on each machine; one with a file missing drew some images twice and others
+    never, and failed a collective after the last checkpoint with a C++ abort."""
+    for folder in (tmp_path / "faces", tmp_path / "second" / "faces"):
+        folder.mkdir(parents=True)
+        for index in range(8):
+            Image.new("RGB", (32, 32), (index * 30, 0, 0)).save(folder / f"{index}.png")
+    second = tmp_path / "second" / "faces"
+    if copy == "one renamed":
+        (second / "7.png").rename(second / "7b.png")
+    else:
+        (second / "7.png").unlink()
+    sets = [arg for item in [*TINY, *EXACT, "data.dataset=folder", "data.root=faces", "data.cache=off"]
+            for arg in ("--set", item)]
+    result, _ = torchrun_injected(tmp_path, f"""
+        import os
+        if os.environ.get("RANK") == "1":  # as on a second machine, with its own copy of the relative folder
+            os.environ["LOCAL_RANK"] = "0"
+            os.chdir({str(tmp_path / "second")!r})
+        """, str(REPO / "experiments" / "dcgan_demo.toml"), *sets, "--run-dir", str(tmp_path / "run"))
+    what = "the file names differ" if copy == "one renamed" else "the counts differ"
+    expected = (f"the processes of this torchrun run read other training images (rank 0: 8 images in data.root "
+                f"'{tmp_path / 'faces'}'; rank 1: {8 if copy == 'one renamed' else 7} images in data.root '{second}': "
+                f"{what}): each process draws its share")
+    assert result.returncode != 0 and expected in result.stderr, result.stderr[-3000:]
+    assert result.stderr.count(f"error: {expected}") == 2, result.stderr[-3000:]  # (each machine says it)
+    assert not list((tmp_path / "run").glob("checkpoint-*.pt"))
+
+
+@pytest.mark.slow
 def test_processes_given_other_settings_are_refused_naming_them_on_each_machine(tmp_path):
     """Another command line on the second machine trained in silence, its gradients averaged into rank
     0's, and the run recorded rank 0's settings."""

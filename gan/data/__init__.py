@@ -211,6 +211,13 @@ def data_signature(dataset: Dataset) -> dict:
             "sizes": hashlib.sha256(",".join(map(str, map(_size, paths))).encode()).hexdigest()}
 
 
+def training_folders(config: DataConfig) -> dict[str, str]:
+    """The training folders' keys -> their absolute paths (a relative data.root reads another folder
+    from another working folder), for records and messages."""
+    return {key: str(Path(value).expanduser().resolve()) for key, value in
+            (("data.root", config.root), ("data.a_root", config.a_root), ("data.b_root", config.b_root)) if value}
+
+
 def _size(path: str | Path) -> int:
     try:
         return os.stat(path).st_size

@@ -61,7 +61,7 @@ from gan.core.processes import gan_launcher
 from gan.core.progress import Progress, format_duration, print_above
 from gan.core.registry import ConfigError
 from gan.core.wording import counted
-from gan.data import data_signature, training_batches
+from gan.data import data_signature, training_batches, training_folders
 from gan.data.sampling import first_samples
 from gan.metrics.generative import GenerativeEvaluator
 from gan.metrics.inception import weights_setting
@@ -83,6 +83,7 @@ from gan.training.preflight import (
     check_run_can_finish,
     check_scores_per_image,
     check_validation_fits,
+    refuse_other_data,
     warn_if_validation_reads_training_data,
 )
 from gan.training.process_state import process_state_kept
@@ -212,8 +213,7 @@ class _Run:
         """The data set's `data_signature`, and the folders it was read from (absolute: a relative
         data.root reads another folder from another working folder, which a resume names)."""
         data, metrics = self.config.data, self.config.metrics
-        folders = {key: str(Path(value).expanduser().resolve()) for key, value in
-                   (("data.root", data.root), ("data.a_root", data.a_root), ("data.b_root", data.b_root)) if value}
+        folders = training_folders(data)
         # (the real images the metrics measure: gan eval compares with the same folder, wherever it runs)
         measured = {"metrics_root": str(Path(metrics.root).expanduser().resolve())} if metrics.every and metrics.root else {}
         # (CycleGAN's two domains counted apart: an image moved from one to the other changes no name or size)
@@ -378,6 +378,7 @@ def _set_up(config: Config, run_dir: Path, device: torch.device, group: ProcessG
         dataset = recipe.build_dataset()
     except ValueError as error:  # a value the constructors of networks or data sets reject
         raise ConfigError(str(error)) from error
+    refuse_other_data(config, dataset, group)
     _warn_of_penalties_through_batchnorm(config, recipe)
     for optimizer in recipe.optimizers.values():
         for param_group in optimizer.param_groups:

@@ -23,11 +23,12 @@ from torch.utils.data import Dataset
 
 from gan.core.checkpoint import BEST_RECORD, METRICS_RECORD
 from gan.core.config import Config, DataConfig
+from gan.core.distributed import ProcessGroup, gather_objects
 from gan.core.files import check_utf8_path, temp_name
 from gan.core.inert import scores_translations
 from gan.core.memory import available_memory, format_bytes
 from gan.core.registry import ConfigError
-from gan.data import build_dataset, data_identity, reference_data
+from gan.data import build_dataset, data_identity, data_signature, reference_data, training_folders
 from gan.data.cache import is_built, user_cache_dir
 from gan.data.decode import folders_overlap, header_size
 from gan.data.image_files import ImageFileDataset
@@ -66,6 +67,33 @@ def check_run_can_finish(config: Config, run_dir: Path, load_previews: Callable[
     if problems:
         raise ConfigError("this run could not finish, so it does not start:\n" +
                           "\n".join(f"  - {problem}" for problem in problems))
+
+
+def refuse_other_data(config: Config, dataset: Dataset, group: ProcessGroup) -> None:
+    """ConfigError on every process of a torchrun run whose processes listed other training images
+    (each machine reads its own copy of data.root): the sample stream is a permutation of the count,
+    and each process decodes its share of a batch from its own list, so lists that differ drew some
+    images twice and others never, in silence (and counts that differ failed a collective at the end)."""
+    if not group.distributed:
+        return
+    every = gather_objects({"signature": data_signature(dataset), "folders": training_folders(config.data)}, group)
+    differing = [rank for rank, other in enumerate(every) if other["signature"] != every[0]["signature"]]
+    if not differing:
+        return
+
+    def described(rank: int) -> str:
+        signature, where = every[rank]["signature"], every[rank]["folders"]
+        folder = ", ".join(f"{key} '{value}'" for key, value in where.items()) or "its data"
+        return f"rank {rank}: {signature['images']} images in {folder}"
+
+    first = every[differing[0]]["signature"]
+    what = ("the counts differ" if first["images"] != every[0]["signature"]["images"] else
+            "the file names differ" if first["names"] != every[0]["signature"]["names"] else
+            "files of the same names differ in size")
+    raise ConfigError(f"the processes of this torchrun run read other training images ({described(0)}; "
+                      f"{described(differing[0])}: {what}{f', and {len(differing) - 1} more rank(s)' if len(differing) > 1 else ''}): "
+                      "each process draws its share of every batch by index from its own list, so every machine "
+                      "needs the same copy of the data set")
 
 
 def _reference_set(data, root: str) -> Dataset:
