@@ -90,8 +90,9 @@ def refuse_other_data(config: Config, dataset: Dataset, group: ProcessGroup) -> 
     what = ("the counts differ" if first["images"] != every[0]["signature"]["images"] else
             "the file names differ" if first["names"] != every[0]["signature"]["names"] else
             "files of the same names differ in size")
+    more = f", and {len(differing) - 1} more rank(s)" if len(differing) > 1 else ""
     raise ConfigError(f"the processes of this torchrun run read other training images ({described(0)}; "
-                      f"{described(differing[0])}: {what}{f', and {len(differing) - 1} more rank(s)' if len(differing) > 1 else ''}): "
+                      f"{described(differing[0])}: {what}{more}): "
                       "each process draws its share of every batch by index from its own list, so every machine "
                       "needs the same copy of the data set")
 
