@@ -614,7 +614,7 @@ def test_safetensors_metadata_that_is_not_json_is_named_as_such(runs, tmp_path):
 def test_sample_on_a_full_disk_removes_the_folders_it_made(runs, tmp_path, monkeypatch):
     import gan.core.images as images_module
 
-    def full_disk(writes, new_only=False):
+    def full_disk(writes, **options):
         raise WriteError(f"could not write '{next(iter(writes))}' (0 MiB free): [Errno 28] No space left on device")
 
     monkeypatch.setattr(images_module, "write_together", full_disk)

@@ -656,6 +656,38 @@ def test_a_stop_that_comes_while_the_set_moves_into_place_leaves_it_whole_and_sa
     assert sorted(path.name for path in (tmp_path / "sep").iterdir()) == [f"{index:05d}.png" for index in range(5)]
 
 
+def test_a_sample_set_is_flushed_to_disk_once_a_file_and_all_before_any_moves_into_place(tiny_demo_run, tmp_path,
+                                                                                         monkeypatch):
+    # Each staged PNG was flushed as it was written, and its staging folder after it: two flushes a file,
+    # a third of the time `gan sample --n 3000 --separate` took. Staged files are flushed together now,
+    # once each, and still all of them before the first moves into place.
+    fsync, events = os.fsync, []
+    rename = os.rename
+
+    def recorded_fsync(descriptor):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{descriptor}")))
+        return fsync(descriptor)
+
+    def recorded_rename(source, target):
+        events.append(("move", str(target)))
+        return rename(source, target)
+
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("needs /proc/self/fd to name the files flushed")
+    monkeypatch.setattr(os, "fsync", recorded_fsync)
+    monkeypatch.setattr(os, "rename", recorded_rename)
+    folder = tmp_path / "sep"
+    result = invoke("sample", tiny_demo_run, "--n", "6", "--separate", folder, "--out", tmp_path / "grid.png")
+    monkeypatch.undo()
+    assert result.exit_code == 0, result.output
+    flushed = [path for kind, path in events if kind == "fsync" and path.endswith(".png")]
+    assert sorted(Path(path).name for path in flushed) == sorted([f"{index:05d}.png" for index in range(6)]
+                                                                 + ["grid.png"]), flushed
+    first_move = next(index for index, (kind, _) in enumerate(events) if kind == "move")
+    assert all(kind == "fsync" for kind, _ in events[:first_move]) and events[first_move][1] == str(folder), events
+    assert sorted(os.listdir(folder)) == [f"{index:05d}.png" for index in range(6)]
+
+
 def test_a_new_separate_folder_comes_into_place_whole_in_one_step(tiny_demo_run, tmp_path, monkeypatch):
     # its files moved in one by one: a kill -9 among the moves (5,000 take seconds) left 1,311 of a set of
     # 5,000 under their final names, which FID would score as a set

@@ -185,11 +185,12 @@ def check_format_fits(path: Path, width: int, height: int) -> None:
                                f"{width:,}x{height:,}: write it as .png or .tif")
 
 
-def save_image(image: Image.Image, path: str | Path, new_only: bool = False) -> Path:
+def save_image(image: Image.Image, path: str | Path, new_only: bool = False, durable: bool = True) -> Path:
     """Write a PIL image atomically (never a half-written file), in the format of its extension
     (JPEG at quality 95 without chroma subsampling, WebP lossless); creates parent folders.
     FormatLimitError for an image larger than that format holds. `new_only` (a command without
-    --overwrite): WriteError rather than replacing a file that appeared meanwhile (another command's)."""
+    --overwrite): WriteError rather than replacing a file that appeared meanwhile (another command's).
+    `durable=False`: not flushed to disk here (`write_together`)."""
     path = Path(path)
     image_format = image_format_of(path)
     check_format_fits(path, *image.size)
@@ -203,7 +204,7 @@ def save_image(image: Image.Image, path: str | Path, new_only: bool = False) -> 
         image.save(encoded, format=image_format, **options)
         temp.write_bytes(encoded.getbuffer())
 
-    write_together({path: write}, new_only=new_only)
+    write_together({path: write}, new_only=new_only, durable=durable)
     return path
 
 
