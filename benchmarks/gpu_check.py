@@ -51,6 +51,12 @@ HELDOUT_FACES = 500  # the last faces by name, never trained on
 GOALS = {"dcgan128": 3.0, "pix2pix256": 2.0, "cyclegan256": 2.0, "srgan4x": 2.0}
 DCGAN128_IMAGES_PER_S_GOAL = 20000
 BENCH_ORDER = ("dcgan128", "pix2pix256", "cyclegan256", "srgan4x", "dcgan64", "srresnet4x")
+BENCH_GOALS = tuple(model for model in BENCH_ORDER if model in GOALS)  # the default: what fits a call's bench
+# What one device call allows (the device tool: 600 s a command, 8 files back), and what its start
+# costs before the first stage (the offline install, imports, CUDA's start).
+CALL_LIMIT_S = 600
+CALL_START_S = 40
+RETURNED_FILES = 8
 MATRIX_KERNELS = ("gemm", "conv", "cutlass", "xmma", "cudnn", "wgrad", "dgrad", "sm90", "sm80", "implicit")
 
 
@@ -285,7 +291,9 @@ ABLATION = {
 }
 
 
-def stage_ablation(out: Path, device_name: str, dry_run: bool) -> dict:
+def stage_ablation(out: Path, device_name: str, dry_run: bool, report: dict, save) -> dict:
+    """DCGAN-128 with each speed switch off in turn (and max-autotune): each variant goes into
+    `report` and is saved as it comes (the stage takes about 7 minutes, mostly compiling)."""
     import torch
 
     from gan.tools.benchmark import bench_model, load_baseline
@@ -294,7 +302,8 @@ def stage_ablation(out: Path, device_name: str, dry_run: bool) -> dict:
     baseline = load_baseline(baseline_file()) if baseline_file() else None
     model, rounds = ("dcgan64", 1) if dry_run else ("dcgan128", 2)
     variants = {"defaults": ABLATION["defaults"], "compile off": ABLATION["compile off"]} if dry_run else ABLATION
-    results = {}
+    report["model"] = model
+    results = report.setdefault("variants", {})
     for label, (fast, overrides) in variants.items():
         log(f"ablation: {model} {label}")
         try:
@@ -304,7 +313,8 @@ def stage_ablation(out: Path, device_name: str, dry_run: bool) -> dict:
                               row.baseline_images_per_s, "ratio": row.ratio, "peak_mib": row.ours_peak_mib}
         except Exception as error:  # a variant that fails is a finding, not the end of the check
             results[label] = {"error": f"{type(error).__name__}: {str(error)[:500]}"}
-    return {"model": model, "variants": results}
+        save()
+    return report
 
 
 def prepare_faces(source: Path, destination: Path, size: int = 128, heldout: int = HELDOUT_FACES) -> dict:
@@ -519,15 +529,46 @@ def write_whole(path: Path, text: str) -> None:
 
 
 def source_commit() -> str | None:
-    """The commit measured: written by --prepare (the GPU machine's copy has no .git), else asked of git."""
+    """The code measured: asked of git where the checkout has it; on the GPU machine (a copy of the
+    working tree without .git) the commit --prepare recorded, with `+N files changed` when files
+    differ from that commit's (a commit or an edit since --prepare, which .gpu_check outlives)."""
+    if (REPO / ".git").exists():
+        try:
+            return subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO, capture_output=True,
+                                  text=True, timeout=10).stdout.strip() or None
+        except (OSError, subprocess.SubprocessError):
+            pass
     prepared = PREPARED / "commit.txt"
-    if prepared.is_file():
-        return prepared.read_text().strip()
-    try:
-        return subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO, capture_output=True, text=True,
-                              timeout=10).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
+    if not prepared.is_file():
         return None
+    commit = prepared.read_text().strip()
+    listing = PREPARED / "tree.txt"  # `git ls-tree -r HEAD`: mode, type, blob SHA-1, path
+    if not listing.is_file():
+        return f"{commit} (prepared by an older gpu_check.sh: the tree is not compared with it)"
+    changed = [path for path, blob in tree_blobs(listing.read_text()).items() if blob_sha1(REPO / path) != blob]
+    return f"{commit}+{len(changed)} files changed ({', '.join(changed[:5])})" if changed else commit
+
+
+def tree_blobs(listing: str) -> dict[str, str]:
+    """`git ls-tree -r` output as path -> blob SHA-1 (the files alone: submodules have no blob)."""
+    blobs = {}
+    for line in listing.splitlines():
+        meta, _, path = line.partition("\t")
+        parts = meta.split()
+        if len(parts) == 3 and parts[1] == "blob":
+            blobs[path] = parts[2]
+    return blobs
+
+
+def blob_sha1(path: Path) -> str | None:
+    """The SHA-1 git gives `path`'s contents as a blob (a link: its target's name); None when gone."""
+    import hashlib
+
+    try:
+        data = os.readlink(path).encode() if path.is_symlink() else path.read_bytes()
+    except OSError:
+        return None
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
 def environment(device_name: str) -> dict:
@@ -590,19 +631,54 @@ def summary(report: dict) -> str:
     return "\n".join(lines)
 
 
+def call_plan(args: argparse.Namespace, chosen: list[str]) -> tuple[dict[str, float], list[str]]:
+    """Each chosen stage's longest time in a real call (its own limit, or what it took on an H200
+    on 2026-12-04 with room to spare) and the files the call writes under OUT."""
+    longest = {"tests": args.tests_timeout, "bench": args.bench_timeout,
+               "train": 1.5 * args.train_seconds + 30,  # (a host sync found: measured again for half as long)
+               "profile": 60.0, "ablation": 450.0, "scaling": 180.0, "flagship": args.flagship_seconds + 30}
+    label = args.flagship_label
+    files = {"tests": ["cuda_tests.log"], "bench": ["bench.json", "bench.log"], "train": ["dcgan128_samples.png"],
+             "profile": ["profile.txt"], "ablation": [], "scaling": [],
+             "flagship": [f"{label}_best.png", f"{label}_progress.png", f"{label}-run/config.toml",
+                          f"{label}-run/events.out.tfevents.*"]}
+    return ({stage: longest[stage] for stage in chosen if stage in longest},
+            ["gpu_check.json", "summary.md", *(name for stage in chosen for name in files.get(stage, []))])
+
+
+def refuse_a_call_past_its_limits(seconds: dict[str, float], files: list[str]) -> str | None:
+    """Why a real call with these stages would lose what it measured (killed at the device's limit,
+    or files left behind), or None: said before any GPU time is spent."""
+    total = CALL_START_S + sum(seconds.values())
+    if total > CALL_LIMIT_S:
+        parts = " + ".join(f"{stage} {limit:.0f}" for stage, limit in seconds.items())
+        return (f"these stages may take {total:.0f} s (start {CALL_START_S} + {parts}), past the device's "
+                f"{CALL_LIMIT_S} s a call: split them over calls, or lower their limits (--tests-timeout, "
+                "--bench-timeout, --train-seconds, --flagship-seconds)")
+    if len(files) > RETURNED_FILES:
+        return (f"these stages write {len(files)} files ({', '.join(files)}), and a call brings back "
+                f"{RETURNED_FILES}: split them over calls")
+    return None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT") or REPO / "gpu_check_out"))
     parser.add_argument("--dry-run", action="store_true", help="the same stages on the CPU at toy sizes")
     parser.add_argument("--train-seconds", type=float, default=120.0)
     parser.add_argument("--tests-timeout", type=float, default=180.0)
-    parser.add_argument("--bench-timeout", type=float, default=200.0)
-    parser.add_argument("--bench-models", type=bench_models, default=BENCH_ORDER, metavar="A,B",
-                        help=f"the bench stage's models, in this order (default: {','.join(BENCH_ORDER)})")
-    parser.add_argument("--stages", default="tests,bench,train,profile",
+    parser.add_argument("--bench-timeout", type=float, default=330.0)
+    parser.add_argument("--bench-models", type=bench_models, default=BENCH_GOALS, metavar="A,B",
+                        help=f"the bench stage's models, in this order (default: those with goals, "
+                             f"{','.join(BENCH_GOALS)}; of {','.join(BENCH_ORDER)})")
+    parser.add_argument("--stages", default="tests,bench",
                         help="comma-separated, of tests, bench, train, profile, ablation, scaling, flagship (default: "
-                             "the first four; ablation diagnoses a missed goal, about 2 more minutes; scaling 1-3 "
-                             "minutes (it compiles 6 times); flagship as long as --flagship-steps take)")
+                             "tests,bench, what fits one call; train about 1.5x --train-seconds; profile 1 minute; "
+                             "ablation diagnoses a missed goal, about 7 minutes (it compiles with max-autotune); "
+                             "scaling 1-3 minutes (it compiles 6 times); flagship --flagship-seconds)")
+    parser.add_argument("--plan", action="store_true",
+                        help="say how long these stages may take and which files they write, then exit (here, "
+                             "before a call: a real call past the device's limits is refused before it starts)")
     parser.add_argument("--flagship-steps", type=int, default=40000, help="planned length (instance noise anneals over it)")
     parser.add_argument("--flagship-metrics-every", type=int, default=4000)
     parser.add_argument("--flagship-seconds", type=float, default=420.0, help="stop (with a checkpoint) after this")
@@ -618,6 +694,16 @@ def main() -> None:
     if args.prepare_faces:
         prepare_faces(args.prepare_faces, args.faces, heldout=args.heldout)
         return
+    chosen = args.stages.split(",")
+    seconds, files = call_plan(args, chosen)
+    past_limits = refuse_a_call_past_its_limits(seconds, files)
+    if args.plan:
+        print(f"{CALL_START_S + sum(seconds.values()):.0f} s at most ({', '.join(f'{k} {v:.0f}' for k, v in seconds.items())}"
+              f", start {CALL_START_S}); files: {', '.join(files)}" + (f"\nrefused in a real call: {past_limits}"
+                                                                      if past_limits else ""))
+        return
+    if past_limits and not args.dry_run:
+        sys.exit(f"gpu_check: {past_limits}")
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
 
@@ -626,7 +712,6 @@ def main() -> None:
     device = "cpu" if args.dry_run else "cuda"
     if device == "cuda" and not torch.cuda.is_available():
         sys.exit("gpu_check: PyTorch sees no CUDA GPU here; use --dry-run for the CPU rehearsal")
-    chosen = args.stages.split(",")
     if not args.dry_run:  # minutes of a scarce GPU are not spent on a check that cannot give its figures
         if {"bench", "scaling"} & set(chosen) and baseline_file() is None:
             sys.exit("gpu_check: no baseline.py in benchmarks/.gpu_check: run benchmarks/gpu_check.sh --prepare "
@@ -648,7 +733,7 @@ def main() -> None:
         ("train", lambda: stage_train(out, 8.0 if args.dry_run else args.train_seconds, device, args.dry_run,
                                       args.faces)),
         ("profile", lambda: stage_profile(out, device, args.dry_run)),
-        ("ablation", lambda: stage_ablation(out, device, args.dry_run)),
+        ("ablation", lambda: stage_ablation(out, device, args.dry_run, report.setdefault("ablation", {}), save)),
         ("scaling", lambda: stage_scaling(device, args.dry_run, report.setdefault("scaling", {}), save)),
         ("flagship", lambda: stage_flagship(
             out, device, args.dry_run, args.faces, 12 if args.dry_run else args.flagship_steps,

@@ -29,7 +29,10 @@ case "${1:-}" in
     python -m pip download -q --no-deps --only-binary=:all: -d "$PREPARED/wheels" "torch-fidelity>=0.4,<0.5"
     cp "$SHARED/bench/baseline.py" "$PREPARED/baseline.py"
     python benchmarks/gpu_check.py --prepare-faces "$SHARED/data/faces_wild/train"  # 4,500 train + 500 held out
-    git describe --always --dirty > "$PREPARED/commit.txt"  # the results name what they measured
+    # the results name what they measured: the commit, and its files, which the GPU machine (no .git)
+    # compares its copy of the tree with (a commit or an edit after --prepare is said in the results)
+    git describe --always > "$PREPARED/commit.txt"
+    git ls-tree -r HEAD > "$PREPARED/tree.txt"
     du -sh "$PREPARED"
     exit 0
     ;;

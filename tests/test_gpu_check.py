@@ -28,6 +28,12 @@ def test_the_gpu_check_dry_run_runs_every_stage_and_writes_its_report(tmp_path):
     variants = report["ablation"]["variants"]
     assert variants["defaults"]["images_per_s"] > 0 and variants["compile off"]["images_per_s"] > 0
     assert "| pytest -m cuda |" in (tmp_path / "summary.md").read_text() and "| check |" in result.stdout
+    # the files a call writes are those its plan counts against the 8 a call brings back
+    gpu_check = load_gpu_check()
+    planned = gpu_check.call_plan(gpu_check.argparse.Namespace(
+        tests_timeout=1, bench_timeout=1, train_seconds=1, flagship_seconds=1, flagship_label="flagship"),
+        ["tests", "bench", "train", "profile", "ablation"])[1]
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(planned)
 
 
 @pytest.mark.slow
@@ -59,6 +65,12 @@ def test_the_dry_run_prepares_faces_then_scales_the_batch_and_trains_the_flagshi
     assert "loss.augment_p=adaptive" in flagship["overrides"]
     assert 'augment_p = "adaptive"' in (out / "ada-run" / "config.toml").read_text()
     assert list((out / "ada-run").glob("events.out.tfevents.*"))  # scalars for gan compare
+    planned = load_gpu_check().call_plan(load_gpu_check().argparse.Namespace(
+        tests_timeout=1, bench_timeout=1, train_seconds=1, flagship_seconds=1, flagship_label="ada"),
+        ["scaling", "flagship"])[1]
+    written = sorted(path.relative_to(out).as_posix() for path in out.rglob("*") if path.is_file())
+    assert len(written) == len(planned) and all(Path(name).match(pattern) for name, pattern in
+                                                zip(written, sorted(planned))), (written, planned)
     # the results say what ran, on which commit; no stage is left marked as cut short
     assert report["arguments"][:2] == ["--dry-run", "--out"] and report["commit"]
     assert all("status" not in report[stage] for stage in ("scaling", "flagship"))
@@ -143,3 +155,47 @@ def test_a_stage_past_its_limit_ends_with_the_children_it_started(tmp_path):
     started = time.perf_counter()
     result = gpu_check.run_stage(["bash", "-c", "sleep 30 & echo child; sleep 30"], 2, tmp_path / "stage.log")
     assert time.perf_counter() - started < 15 and result["timed_out"]
+
+
+def test_a_call_past_the_devices_limits_is_refused_before_any_gpu_time_and_plan_says_so(tmp_path):
+    # The default stages could run 11 minutes against the device's 10 (the call killed, its bench half
+    # done); the ablation kept its variants until its 7 minutes ended; 11 files where a call brings 8 back.
+    script = str(REPO / "benchmarks" / "gpu_check.py")
+    default = subprocess.run([sys.executable, script, "--plan"], capture_output=True, text=True, timeout=60)
+    assert default.returncode == 0 and "refused" not in default.stdout, default.stdout
+    assert "files: gpu_check.json, summary.md, cuda_tests.log, bench.json, bench.log" in default.stdout
+    short = ["--bench-timeout", "10", "--train-seconds", "10", "--flagship-seconds", "10"]
+    for stages, limits, said in (("tests,bench,train,profile", [], "past the device's 600 s a call: split them over"),
+                                 ("bench,train,profile,flagship", short, "these stages write 10 files")):
+        real = subprocess.run([sys.executable, script, "--stages", stages, "--out", str(tmp_path / "out"), *limits],
+                              capture_output=True, text=True, timeout=60)
+        assert real.returncode == 1 and said in real.stderr and "no CUDA GPU" not in real.stderr, real.stderr
+        assert not (tmp_path / "out").exists()  # (nothing begun)
+        planned = subprocess.run([sys.executable, script, "--plan", "--stages", stages, *limits],
+                                 capture_output=True, text=True, timeout=60)
+        assert planned.returncode == 0 and "refused in a real call: these stages" in planned.stdout
+        assert said in planned.stdout, planned.stdout
+
+
+def test_the_results_name_files_changed_since_prepare_on_a_machine_without_git(tmp_path, monkeypatch):
+    # --prepare recorded `git describe` once, and .gpu_check outlives later commits: results measured
+    # on changed code named the commit of --prepare's time.
+    gpu_check = load_gpu_check()
+    tree = tmp_path / "tree"
+    (tree / "gan").mkdir(parents=True)
+    (tree / "gan" / "loop.py").write_text("steps = 1\n")
+    (tree / "README.md").write_text("# gan\n")
+    prepared = tree / "benchmarks" / ".gpu_check"
+    prepared.mkdir(parents=True)
+    (prepared / "commit.txt").write_text("abc1234\n")
+    monkeypatch.setattr(gpu_check, "REPO", tree)
+    monkeypatch.setattr(gpu_check, "PREPARED", prepared)
+    assert gpu_check.source_commit().startswith("abc1234 (prepared by an older gpu_check.sh")
+    listing = "".join(f"100644 blob {gpu_check.blob_sha1(tree / name)}\t{name}\n" for name in ("gan/loop.py", "README.md"))
+    if subprocess.run(["git", "--version"], capture_output=True).returncode == 0:  # (git's own hash, where git is)
+        blob = subprocess.run(["git", "hash-object", str(tree / "gan" / "loop.py")], capture_output=True, text=True)
+        assert blob.stdout.strip() == gpu_check.blob_sha1(tree / "gan" / "loop.py")
+    (prepared / "tree.txt").write_text(listing + "160000 commit 0123\tshared\n")
+    assert gpu_check.source_commit() == "abc1234"
+    (tree / "gan" / "loop.py").write_text("steps = 2\n")  # an edit after --prepare
+    assert gpu_check.source_commit() == "abc1234+1 files changed (gan/loop.py)"
