@@ -10,6 +10,7 @@ from conftest import tiny_config
 from gan.core.config import DataConfig
 from gan.data import build_dataset
 from gan.training.health import DIVERSITY_FRACTION, FLAT_FRACTION, HealthWatch, diversity, sample_spread, structure
+from gan.training.health import EXPLOSION_SPAN as SPAN
 from gan.training.loop import train
 
 
@@ -24,15 +25,15 @@ def findings(action, *args) -> list[str]:
 def test_a_saturated_discriminator_is_reported_once_for_probability_scores():
     watch = HealthWatch(saturation_scores=True)
     saturated = {"d/real": 0.999, "d/fake": 0.002, "loss/d": 0.01}
-    found = findings(lambda: watch.window(120, saturated))
+    found = findings(lambda: watch.window(120, saturated, SPAN))
     assert len(found) == 1 and "step 120: the discriminator is saturated" in found[0] and "Try:" in found[0]
-    assert findings(lambda: watch.window(140, saturated)) == []  # once per kind
-    assert findings(lambda: HealthWatch(True).window(1, {"d/real": 0.9, "d/fake": 0.1})) == []
+    assert findings(lambda: watch.window(140, saturated, SPAN)) == []  # once per kind
+    assert findings(lambda: HealthWatch(True).window(1, {"d/real": 0.9, "d/fake": 0.1}, SPAN)) == []
     # one-sided smoothing 0.1: a D that wins outright settles at its target 0.9, not near 1
-    smoothed = findings(lambda: HealthWatch(True, real_target=0.9).window(7, {"d/real": 0.9001, "d/fake": 0.0003}))
+    smoothed = findings(lambda: HealthWatch(True, real_target=0.9).window(7, {"d/real": 0.9001, "d/fake": 0.0003}, SPAN))
     assert len(smoothed) == 1 and "D(x) = 0.9001 (its target, smoothed: 0.9)" in smoothed[0]
     # hinge and WGAN scores are raw: no probability to saturate
-    assert findings(lambda: HealthWatch(False).window(1, saturated)) == []
+    assert findings(lambda: HealthWatch(False).window(1, saturated, SPAN)) == []
 
 
 def test_a_conditional_recipes_saturation_advice_names_only_keys_it_reads():
@@ -42,7 +43,7 @@ def test_a_conditional_recipes_saturation_advice_names_only_keys_it_reads():
     from gan.training.resolve import recipe_reads
 
     saturated = {"d/real": 0.999, "d/fake": 0.002}
-    advice = {unconditional: findings(lambda flag=unconditional: HealthWatch(True, flag).window(5, saturated))[0]
+    advice = {unconditional: findings(lambda flag=unconditional: HealthWatch(True, flag).window(5, saturated, SPAN))[0]
               for unconditional in (True, False)}
     assert "loss.instance_noise" in advice[True] and "wgan-gp" in advice[True]
     named = set(re.findall(r"\b(?:loss|train)\.[a-z_0-9]+", advice[False]))
@@ -62,23 +63,46 @@ def test_a_conditional_recipes_saturation_advice_names_only_keys_it_reads():
 def test_an_exploding_loss_is_reported_against_its_own_history():
     watch = HealthWatch(saturation_scores=False)
     for step, value in enumerate([1.0, 1.2, 0.9, 1.1, 1.0, 1.3, 0.8]):
-        assert findings(watch.window, step, {"loss/g": value, "grad/generator": 5.0}) == []
-    found = findings(lambda: watch.window(8, {"loss/g": 40.0, "grad/generator": 5.0}))
+        assert findings(watch.window, step, {"loss/g": value, "grad/generator": 5.0}, SPAN) == []
+    found = findings(lambda: watch.window(8, {"loss/g": 40.0, "grad/generator": 5.0}, SPAN))
     assert len(found) == 1 and "loss/g is exploding: 40" in found[0] and "step 8" in found[0]
     quiet = HealthWatch(saturation_scores=False)  # large but steady (WGAN critics): no finding
-    assert all(findings(quiet.window, step, {"loss/d": -50.0 - step}) == [] for step in range(12))
+    assert all(findings(quiet.window, step, {"loss/d": -50.0 - step}, SPAN) == [] for step in range(12))
+
+
+def test_a_loss_is_judged_over_spans_of_steps_whatever_log_every_is():
+    # Judged window by window, a healthy run logged at every step was warned of a three-step spike that
+    # the same run logged every 10 steps averaged away (the same training, two verdicts).
+    spike = {188: 34.6, 189: 70.5, 190: 125.0, 191: 22.3}
+    losses = [spike.get(step, 4.5) for step in range(1, 401)]
+    for every in (1, 10, 50):
+        watch, found = HealthWatch(saturation_scores=False), []
+        for end in range(every, 401, every):
+            window = losses[end - every:end]
+            found += findings(watch.window, end, {"grad/discriminator": sum(window) / len(window)}, every)
+        assert found == [], (every, found)
+    sustained = HealthWatch(saturation_scores=False)  # a real explosion, at log.every = 1, is still found
+    said = [message for step in range(1, 401) for message in
+            findings(sustained.window, step, {"loss/g": 1.0 if step <= 300 else 60.0}, 1)]
+    assert len(said) == 1 and "step 350: loss/g is exploding: 60 over the last 50 steps" in said[0], said
+    resumed = HealthWatch(saturation_scores=False)  # a span half filled goes on after a resume
+    halfway = HealthWatch(saturation_scores=False)
+    for step in range(1, 276):
+        halfway.window(step, {"loss/g": 1.0}, 1)
+    resumed.load_state_dict(halfway.state_dict())
+    assert resumed.span == halfway.span and resumed.span["loss/g"][1] == 25
 
 
 def test_a_loss_whose_median_is_zero_still_has_its_explosion_found():
     """A saturated D's loss/d read 0 in most windows: growth was 0 whatever came, and the check was off."""
     watch = HealthWatch(saturation_scores=False)
     for step in range(8):
-        assert findings(watch.window, step, {"loss/d": 0.0}) == []
+        assert findings(watch.window, step, {"loss/d": 0.0}, SPAN) == []
     scalars = {}
-    found = findings(lambda: scalars.update(watch.window(8, {"loss/d": 500.0})))
-    assert len(found) == 1 and "loss/d is exploding: 500 over the last window, past its median" in found[0]
+    found = findings(lambda: scalars.update(watch.window(8, {"loss/d": 500.0}, SPAN)))
+    assert len(found) == 1 and "loss/d is exploding: 500 over the last 50 steps, past its median" in found[0]
     assert "health/growth/loss/d" not in scalars  # (no infinite point in TensorBoard)
-    assert findings(lambda: watch.window(9, {"loss/d": 0.0})) == []
+    assert findings(lambda: watch.window(9, {"loss/d": 0.0}, SPAN)) == []
 
 
 def test_non_finite_samples_are_not_measured_as_a_collapse():
@@ -96,10 +120,10 @@ def test_a_loss_is_measured_against_its_last_windows_so_a_long_run_pays_no_more_
 
     watch = HealthWatch(saturation_scores=False)
     for step in range(MAX_HISTORY + 500):
-        watch.window(step, {"loss/g": 100.0 if step < 500 else 1.0})
+        watch.window(step, {"loss/g": 100.0 if step < 500 else 1.0}, SPAN)
     assert len(watch.history["loss/g"]) == MAX_HISTORY
-    found = findings(lambda: watch.window(MAX_HISTORY + 500, {"loss/g": 20.0}))  # 20x the last windows' 1.0
-    assert len(found) == 1 and "20x its median over the windows before (1)" in found[0]
+    found = findings(lambda: watch.window(MAX_HISTORY + 500, {"loss/g": 20.0}, SPAN))  # 20x the last windows' 1.0
+    assert len(found) == 1 and "20x its median over the spans before (1)" in found[0]
     resumed = HealthWatch(saturation_scores=False)
     resumed.load_state_dict({**watch.state_dict(), "history": {"loss/g": [1.0] * (3 * MAX_HISTORY)}})
     assert len(resumed.history["loss/g"]) == MAX_HISTORY
@@ -272,18 +296,24 @@ def test_the_replay_reads_a_runs_previews_as_the_watch_saw_them(tmp_path):
         assert row["health/data_std"] == pytest.approx(data_std[row["step"]], rel=1e-6)  # the watch's real images
 
 
-@pytest.mark.parametrize("every, growth_steps", [(1, [6, 7, 8, 9, 10]), (2, [10])])
-def test_a_resumed_run_logs_the_health_of_an_uninterrupted_one(tmp_path, every, growth_steps):
+@pytest.mark.parametrize("every, span, steps, stop, growth_steps", [(1, 1, 10, 4, [6, 7, 8, 9, 10]),
+                                                                     (2, 2, 12, 4, [12]),
+                                                                     (1, 3, 18, 4, [18])])  # (stopped mid-span)
+def test_a_resumed_run_logs_the_health_of_an_uninterrupted_one(tmp_path, monkeypatch, every, span, steps, stop,
+                                                               growth_steps):
     """The watch's history and its real images survive a resume: growth ratios go on at once (they
-    need 5 windows of history), the data's own measures do not jump, and the resume's first step
-    adds no window of its own between log points."""
+    need 5 spans of history, a span half filled goes on), the data's own measures do not jump, and the
+    resume's first step adds no window of its own between log points."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    common = (f"log.every={every}", "log.image_every=2", "train.checkpoint_every=4", "train.keep_best=",
+    import gan.training.health as health
+
+    monkeypatch.setattr(health, "EXPLOSION_SPAN", span)  # (steps, not 50: spans that fill in a tiny run)
+    common = (f"log.every={every}", "log.image_every=2", f"train.checkpoint_every={stop}", "train.keep_best=",
               "log.num_samples=8")
-    train(tiny_config(*common, "train.steps=10"), tmp_path / "whole", torch.device("cpu"))
-    train(tiny_config(*common, "train.steps=4"), tmp_path / "split", torch.device("cpu"))
-    train(tiny_config(*common, "train.steps=10"), tmp_path / "split", torch.device("cpu"), resume=True)
+    train(tiny_config(*common, f"train.steps={steps}"), tmp_path / "whole", torch.device("cpu"))
+    train(tiny_config(*common, f"train.steps={stop}"), tmp_path / "split", torch.device("cpu"))
+    train(tiny_config(*common, f"train.steps={steps}"), tmp_path / "split", torch.device("cpu"), resume=True)
 
     def logged(run) -> dict[str, list[tuple[int, float]]]:
         events = EventAccumulator(str(run), size_guidance={"scalars": 0})

@@ -15,9 +15,9 @@ TensorBoard and warned once in the terminal with the step and what to try:
   `DIVERSITY_FRACTION` of the same measure on as many real images, once the samples have had
   structure. It sees what the per-pixel std misses: a few faces repeated, or one face in
   different colours, keep a high per-pixel std;
-- an exploding loss: a window mean `EXPLOSION_FACTOR` times its median over the windows before
-  (the last `MAX_HISTORY`; and beyond `EXPLOSION_FLOOR` in magnitude), or a gradient norm that
-  does the same.
+- an exploding loss: its mean over a span of `EXPLOSION_SPAN` steps (the logging windows that
+  fill it) `EXPLOSION_FACTOR` times its median over the spans before (the last `MAX_HISTORY`; and
+  beyond `EXPLOSION_FLOOR` in magnitude), or a gradient norm that does the same.
 """
 
 from __future__ import annotations
@@ -33,9 +33,14 @@ SATURATION = 0.99  # D(x) above this and D(G(z)) below 1 - this, for a whole win
 COLLAPSE_FRACTION = 0.2
 EXPLOSION_FACTOR = 10.0
 EXPLOSION_FLOOR = 10.0
-MIN_HISTORY = 5  # windows before a loss can be said to explode
-# Windows a loss's median is taken over: the last ones, so that a long run with log.every = 1 pays
-# neither a median over all of them at every log point nor checkpoints that grow with the run.
+# Steps a loss is judged over, whatever log.every is: judged window by window, a run logged at every step
+# was warned of a three-step spike (a healthy vanilla run at step 189) that the same run logged every 10
+# steps averaged away, and a WGAN critic's first windows, before it learned, made its settled loss an
+# explosion at step 50 (log.every = 10); a window of log.every = 50 (the default) or more is a span itself.
+EXPLOSION_SPAN = 50
+MIN_HISTORY = 5  # spans before a loss can be said to explode
+# Spans a loss's median is taken over: the last ones, so that a long run pays neither a median over
+# all of them at every log point nor checkpoints that grow with the run.
 MAX_HISTORY = 1000
 # Distinct samples relative to real images' (docs/results.md, "Partial collapse, seen"): of 64 CelebA
 # faces about 41 count as distinct (64 others: 1.10 of that); a new DCGAN generator 0.8-1.2; previews
@@ -127,7 +132,8 @@ class HealthWatch:
         self.saturation_scores = saturation_scores  # d/real, d/fake are probabilities or [0, 1] targets
         self.unconditional = unconditional  # dcgan, whose keys the advice may name
         self.real_target = real_target  # D's target for real images: 1 - loss.label_smoothing
-        self.history: dict[str, list[float]] = {}
+        self.history: dict[str, list[float]] = {}  # each loss's mean over its spans so far
+        self.span: dict[str, list[float]] = {}  # each loss's [step-weighted sum, steps] of the span being filled
         self.data_spread: float | None = None
         self.data_diversity: float | None = None
         self.data_structure: float | None = None
@@ -139,18 +145,22 @@ class HealthWatch:
         """What a resume needs to go on as the run would have (plain values: a checkpoint loads them
         with weights_only). The data's measures are not in it: they come from the same real images."""
         return {"history": {name: list(values) for name, values in self.history.items()},
+                "span": {name: list(totals) for name, totals in self.span.items()},
                 "peak_spread": self.peak_spread, "peak_structure": self.peak_structure, "warned": sorted(self.warned)}
 
     def load_state_dict(self, state: dict) -> None:
         self.history = {str(name): [float(value) for value in values][-MAX_HISTORY:]
                         for name, values in state["history"].items()}
+        # (not in checkpoints before 2026-12-06, whose history was of windows: a span starts afresh)
+        self.span = {str(name): [float(total), float(steps)] for name, (total, steps) in state.get("span", {}).items()}
         self.peak_spread = float(state["peak_spread"])
         # (not in checkpoints before 2026-12-04: a run with previews counts as structured, as the watch then took it)
         self.peak_structure = float(state.get("peak_structure", STRUCTURED_FRACTION if self.peak_spread > 0 else 0.0))
         self.warned = {str(kind) for kind in state["warned"]}
 
-    def window(self, step: int, means: dict[str, float]) -> dict[str, float]:
-        """health/ scalars for a window's means (`loss/...`, `grad/...`, `d/real`, `d/fake`)."""
+    def window(self, step: int, means: dict[str, float], steps: int) -> dict[str, float]:
+        """health/ scalars for the means (`loss/...`, `grad/...`, `d/real`, `d/fake`) of a window of
+        `steps` steps ending at `step`."""
         scalars = {}
         real, fake = means.get("d/real"), means.get("d/fake")
         if self.saturation_scores and real is not None and fake is not None:
@@ -164,6 +174,13 @@ class HealthWatch:
         for name, value in means.items():
             if not (name.startswith("loss/") or name.startswith("grad/")):
                 continue
+            totals = self.span.setdefault(name, [0.0, 0.0])
+            totals[0] += value * steps
+            totals[1] += steps
+            if totals[1] < EXPLOSION_SPAN:
+                continue
+            value, span_steps = totals[0] / totals[1], int(totals[1])
+            del self.span[name]
             past = self.history.setdefault(name, [])
             if len(past) >= MIN_HISTORY:
                 typical = statistics.median(abs(v) for v in past)
@@ -173,8 +190,8 @@ class HealthWatch:
                     scalars[f"health/growth/{name}"] = growth
                 if growth > EXPLOSION_FACTOR and abs(value) > EXPLOSION_FLOOR:
                     times = f"{growth:.0f}x its median" if math.isfinite(growth) else "past its median"
-                    self._warn("explosion", step, f"{name} is exploding: {value:.4g} over the last window, "
-                                                   f"{times} over the windows before ({typical:.4g})")
+                    self._warn("explosion", step, f"{name} is exploding: {value:.4g} over the last {span_steps} "
+                                                   f"steps, {times} over the spans before ({typical:.4g})")
             past.append(value)
             del past[:-MAX_HISTORY]
         return scalars

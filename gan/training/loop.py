@@ -770,6 +770,7 @@ def _log_window(run: _Run, scalars: dict[str, float], closes_window: bool = True
         scalars["perf/first_step_s"] = busy
     means = {}
     if closes_window:
+        window_steps = step - run.window_closed_at
         run.window_closed_at = step
         _raise_if_non_finite(run)
         raise_if_weights_diverged(run.recipe.networks, step, train_config.divergence_bound, run.last_checkpoint)
@@ -777,7 +778,7 @@ def _log_window(run: _Run, scalars: dict[str, float], closes_window: bool = True
         scalars.update(_window_scalars(step, means, run.recipe, None if first_step else images_per_second,
                                        train_config))
         if run.health:
-            scalars.update(run.health.window(step, means))
+            scalars.update(run.health.window(step, means, window_steps))
         if run.device.type == "cuda":  # the allocator's own count: no sync
             scalars["perf/peak_memory_mib"] = torch.cuda.max_memory_allocated(run.device) / 2**20
     for name, value in scalars.items():
