@@ -1295,3 +1295,45 @@ def test_a_pair_written_over_a_folder_is_refused_and_the_folder_left_in_place(tm
                         tmp_path / "b.json": lambda temp: temp.write_text("b")}, new_only=new_only)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["b.json"]
     assert (tmp_path / "b.json" / "inside.txt").read_text() == "kept"
+
+
+@pytest.mark.parametrize("clock", ["set back a day", "the same second"])
+def test_a_resumes_event_file_sorts_after_the_runs_others_so_its_purge_holds(tmp_path, monkeypatch, clock):
+    """TensorBoard reads a run's event files in name order, named by the second each opened: resumed on
+    a clock set back (NTP, another machine), or opened again within one second (a counter 10 sorting
+    before 9), the resume's file came first, and the steps it trained again came back from the older
+    file beside its own (two points a step for gan compare; the abandoned ones alone for TensorBoard)."""
+    import time as time_module
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.summary.writer import event_file_writer
+
+    from gan.training.loop import train
+
+    run = tmp_path / "run"
+    common = ("log.every=1", "train.checkpoint_every=2", "train.keep_best=", "log.image_every=100")
+    monkeypatch.setattr(event_file_writer._global_uid, "_value", 9)  # (the first file's counter 9, the next 10)
+    train(tiny_config(*common, "train.steps=4"), run, torch.device("cpu"))
+    (run / "checkpoint-00000004.pt").unlink()  # as if killed after step 4's events, before its checkpoint
+    (first,) = run.glob("events.out.tfevents.*")
+    second = int(first.name.split(".")[3])
+
+    class Clock:  # the writer's clock alone: a day behind, or still in the first file's second
+        @staticmethod
+        def time():
+            return second - 86400.0 if clock == "set back a day" else second + 0.5
+
+        def __getattr__(self, name):
+            return getattr(time_module, name)
+
+    monkeypatch.setattr(event_file_writer, "time", Clock())
+    train(tiny_config(*common, "train.steps=4", "train.g_lr=1e-5"), run, torch.device("cpu"), resume=True)
+    monkeypatch.undo()
+    files = sorted(run.glob("events.out.tfevents.*"))
+    assert len(files) == 2 and files[0] == first, files  # (the resume's sorts last)
+    for size_guidance in ({"scalars": 0}, None):  # (gan compare reads every point; TensorBoard keeps a sample)
+        events = EventAccumulator(str(run), size_guidance=size_guidance) if size_guidance else EventAccumulator(str(run))
+        events.Reload()
+        rates = [(event.step, event.value) for event in events.Scalars("lr/generator")]
+        assert [step for step, _ in rates] == [1, 2, 3, 4], rates
+        assert [round(value, 8) for _, value in rates[2:]] == [1e-5, 1e-5], rates

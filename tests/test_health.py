@@ -36,6 +36,20 @@ def test_a_saturated_discriminator_is_reported_once_for_probability_scores():
     assert findings(lambda: HealthWatch(False).window(1, saturated, SPAN)) == []
 
 
+def test_one_of_cyclegans_two_discriminators_winning_outright_is_reported():
+    # CycleGAN's d/real and d/fake are its two discriminators' mean: D_B at 0.997 / 0.0036 beside a D_A
+    # that still learned read 0.952 / 0.059, and was never warned of.
+    scores = {"d_A/real": 0.907, "d_A/fake": 0.114, "d_B/real": 0.997, "d_B/fake": 0.0036}
+    means = {**scores, "d/real": 0.952, "d/fake": 0.059}
+    scalars = {}
+    found = findings(lambda: scalars.update(HealthWatch(True, unconditional=False).window(70, means, SPAN)))
+    assert len(found) == 1 and "step 70: the discriminator of domain B is saturated: D(x) = 0.9970 and " \
+        "D(G(z)) = 0.0036" in found[0], found
+    assert scalars["health/d_saturated"] == 1.0
+    both_learning = {**means, "d_B/real": 0.93, "d_B/fake": 0.05}
+    assert findings(lambda: HealthWatch(True, unconditional=False).window(70, both_learning, SPAN)) == []
+
+
 def test_a_conditional_recipes_saturation_advice_names_only_keys_it_reads():
     """pix2pix, CycleGAN and SRGAN read neither loss.instance_noise nor wgan-gp (refused outside dcgan)."""
     import re

@@ -28,6 +28,48 @@ ROOM_BYTES = 2**20  # free space that makes a fresh event file worth trying
 MAX_PENDING = 100_000  # scalars kept while no writer takes them (a few MB)
 
 
+def opened_second(path: Path) -> int | None:
+    """The second an event file was opened at, as its name says (`events.out.tfevents.<second>.<host>...`)."""
+    parts = path.name.split(".")
+    return int(parts[3]) if len(parts) > 3 and parts[3].isdigit() else None
+
+
+class _ClockPast:
+    """The time module, but for a `time()` that is never below `floor`."""
+
+    def __init__(self, clock: Any, floor: float) -> None:
+        self._clock, self._floor = clock, floor
+
+    def time(self) -> float:
+        return max(self._clock.time(), self._floor)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._clock, name)
+
+
+@contextlib.contextmanager
+def named_after(existing: set[Path]):
+    """Event files opened meanwhile named to sort after every one of `existing`. TensorBoard reads a
+    run's files in name order, and a file is named by the second it opens: one opened in a second no
+    later than the newest file's (the clock set back, by NTP or on another machine a requeued job
+    resumes on; or a writer opened again within that second, whose counter 10 sorts before 9) was
+    read first, so the steps a resume trains again, purged by it, came back from the older file,
+    beside the new ones. TensorBoard's writer takes the second from its module's `time`; moved
+    past the newest file's while a file opens, and put back."""
+    from tensorboard.summary.writer import event_file_writer
+
+    seconds = [second for second in map(opened_second, existing) if second is not None]
+    clock = getattr(event_file_writer, "time", None)
+    if not seconds or clock is None or not callable(getattr(clock, "time", None)) or clock.time() >= max(seconds) + 1:
+        yield
+        return
+    event_file_writer.time = _ClockPast(clock, float(max(seconds) + 1))
+    try:
+        yield
+    finally:
+        event_file_writer.time = clock
+
+
 class EventLog:
     def __init__(self, open_writer: Callable[[int | None], Any], run_dir: Path, purge_step: int | None = None,
                  retry_s: float = 60.0):
@@ -57,7 +99,8 @@ class EventLog:
         if purge_step is not None:
             self._purge_step = purge_step
         try:
-            self._writer = self._open(self._purge_step)
+            with named_after(self._files_before):
+                self._writer = self._open(self._purge_step)
         except OSError as error:
             self._fail(error)
         else:

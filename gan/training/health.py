@@ -162,15 +162,21 @@ class HealthWatch:
         """health/ scalars for the means (`loss/...`, `grad/...`, `d/real`, `d/fake`) of a window of
         `steps` steps ending at `step`."""
         scalars = {}
-        real, fake = means.get("d/real"), means.get("d/fake")
-        if self.saturation_scores and real is not None and fake is not None:
+        # Each discriminator's scores: d/ for one, d_A/ and d_B/ for CycleGAN's two (whose d/ is their mean,
+        # in which one D that wins outright was hidden by the other)
+        judged = sorted({name.rsplit("/", 1)[0] for name in means if name.startswith("d_") and name.endswith("/real")
+                         and f"{name.rsplit('/', 1)[0]}/fake" in means}) or ["d"]
+        if self.saturation_scores and all(f"{d}/real" in means and f"{d}/fake" in means for d in judged):
             # measured against D's own target: with smoothing 0.1, a D that wins outright settles at 0.9
-            saturated = real > self.real_target - (1 - SATURATION) and fake < 1 - SATURATION
-            scalars["health/d_saturated"] = float(saturated)
+            saturated = [d for d in judged if means[f"{d}/real"] > self.real_target - (1 - SATURATION)
+                         and means[f"{d}/fake"] < 1 - SATURATION]
+            scalars["health/d_saturated"] = float(bool(saturated))
             if saturated:
+                d = saturated[0]
                 target = f" (its target, smoothed: {self.real_target:g})" if self.real_target < 1 else ""
-                self._warn("saturation", step, f"the discriminator is saturated: D(x) = {real:.4f}{target} and "
-                                                f"D(G(z)) = {fake:.4f} over the last window")
+                which = f"the discriminator of domain {d.removeprefix('d_')}" if d != "d" else "the discriminator"
+                self._warn("saturation", step, f"{which} is saturated: D(x) = {means[f'{d}/real']:.4f}{target} "
+                                                f"and D(G(z)) = {means[f'{d}/fake']:.4f} over the last window")
         for name, value in means.items():
             if not (name.startswith("loss/") or name.startswith("grad/")):
                 continue
