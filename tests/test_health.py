@@ -50,6 +50,22 @@ def test_one_of_cyclegans_two_discriminators_winning_outright_is_reported():
     assert findings(lambda: HealthWatch(True, unconditional=False).window(70, both_learning, SPAN)) == []
 
 
+def test_saturation_advice_leaves_out_the_regularisers_the_run_has_on():
+    # A run with label smoothing and instance noise on was told to add them (and that G got no gradient,
+    # which the non-saturating vanilla and LSGAN generator losses keep).
+    saturated = {"d/real": 0.899, "d/fake": 0.002}
+    said = findings(lambda: HealthWatch(True, True, 0.9, ("loss.label_smoothing", "loss.instance_noise"))
+                    .window(10, saturated, SPAN))
+    assert len(said) == 1 and "lower train.d_lr (loss.label_smoothing and loss.instance_noise are on already), " \
+        "or try loss.preset" in said[0], said
+    assert "add " not in said[0]
+    assert "gets no gradient" not in said[0]
+    one = findings(lambda: HealthWatch(True, False, 1.0, ("loss.diffaugment",)).window(10, saturated | {"d/real": 0.999},
+                                                                                       SPAN))
+    assert "lower train.d_lr (loss.diffaugment is on already), add loss.label_smoothing or loss.r1_gamma, or try " \
+        "loss.adversarial" in one[0], one
+
+
 def test_a_conditional_recipes_saturation_advice_names_only_keys_it_reads():
     """pix2pix, CycleGAN and SRGAN read neither loss.instance_noise nor wgan-gp (refused outside dcgan)."""
     import re
@@ -214,6 +230,19 @@ def check_diversity_orders_and_flags(images: torch.Tensor) -> None:
 def test_diversity_orders_synthetic_faces_and_flags_only_collapsed_batches():
     faces = build_dataset(DataConfig(dataset="synthetic", resolution=32, hflip=False, num_workers=0), train=True)
     check_diversity_orders_and_flags(torch.stack([faces[index]["image"] for index in range(128)]))
+
+
+def test_a_partial_collapse_warned_of_early_is_warned_of_again_after_the_samples_recovered():
+    # Early previews dip and recover (a WGAN-GP run 0.48x at step 100, 1.11x by 200): warned once, that dip
+    # silenced a later real collapse. A recovery re-arms the warning; a dip that stays low says it once.
+    faces = build_dataset(DataConfig(dataset="synthetic", resolution=32, hflip=False, num_workers=0), train=True)
+    images = torch.stack([faces[index]["image"] for index in range(128)])
+    batches, reference = constructed_batches(images), images[:64]
+    watch = HealthWatch(saturation_scores=True)
+    said = [(step, message) for step, name in ((100, "16 images, each 4 times"), (150, "4 images, each 16 times"),
+                                               (200, "real"), (300, "4 images, each 16 times"))
+            for message in findings(watch.samples, step, batches[name], reference)]
+    assert [step for step, message in said if "partial mode collapse" in message] == [100, 300], said
 
 
 def test_diversity_orders_celeba_faces_and_flags_only_collapsed_batches(shared_data):

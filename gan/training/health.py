@@ -60,10 +60,15 @@ FLAT_FRACTION = 0.01
 # collapse: a DCGAN-64 on CelebA had 0.010 at step 10, half its images below FLAT_FRACTION (counted as one),
 # and was warned of a partial collapse it never had (the warning, once given, then silences a real one).
 STRUCTURED_FRACTION = 0.1
+# Diversity back above this (of real images') after a partial collapse was warned of re-arms its warning: early
+# previews dip and recover (a WGAN-GP run 0.48 at step 100, 1.11 by 200), and warned once, that dip silenced
+# a later real collapse.
+RECOVERED_FRACTION = 0.8
 
 ADVICE = {
-    "saturation": "D wins outright and G gets no gradient: lower train.d_lr, add loss.label_smoothing or "
-                  "loss.instance_noise, or try loss.preset = \"hinge\" or \"wgan-gp\" (docs/configs.md)",
+    "saturation": "D wins outright, and its scores tell G little about how to improve: lower train.d_lr, add "
+                  "loss.label_smoothing or loss.instance_noise, or try loss.preset = \"hinge\" or \"wgan-gp\" "
+                  "(docs/configs.md; their raw scores are not checked for saturation)",
     "collapse": "the samples look alike: check samples/*.png; lower the learning rates, train.d_steps = 2, "
                 "or try loss.preset = \"wgan-gp\"; --on-nan rollback does not catch this",
     "partial collapse": "many samples are near-copies of others: check samples/*.png; go back to an earlier "
@@ -75,10 +80,29 @@ ADVICE = {
 # The conditional recipes read neither loss.instance_noise nor wgan-gp (dcgan's alone): their own advice.
 CONDITIONAL_ADVICE = {
     **ADVICE,
-    "saturation": "D wins outright and G gets no adversarial gradient: lower train.d_lr, add "
-                  "loss.label_smoothing, loss.r1_gamma or loss.diffaugment, or try loss.adversarial = \"hinge\" "
-                  "with model.discriminator_args.spectral_norm = true (docs/regularisers.md)",
+    "saturation": "D wins outright, and its scores tell G little beyond its reconstruction loss: lower "
+                  "train.d_lr, add loss.label_smoothing, loss.r1_gamma or loss.diffaugment, or try "
+                  "loss.adversarial = \"hinge\" with model.discriminator_args.spectral_norm = true "
+                  "(docs/regularisers.md; hinge's raw scores are not checked for saturation)",
 }
+# The regularisers a saturation advice names, as "add K": left out of it when the run has them on already
+# (a run with label smoothing and instance noise on was told to add them).
+ADDED_REGULARISERS = ("loss.label_smoothing", "loss.instance_noise", "loss.r1_gamma", "loss.diffaugment")
+
+
+def advice_for(kind: str, unconditional: bool, regularising: tuple[str, ...] = ()) -> str:
+    """What to try for a finding of `kind`: the recipe's advice, less the regularisers of `regularising`
+    (those the run has on) that it would tell to add, which are named as on already."""
+    advice = (ADVICE if unconditional else CONDITIONAL_ADVICE)[kind]
+    named = [key for key in ADDED_REGULARISERS if key in advice and key in regularising]
+    if not named:
+        return advice
+    head, _, rest = advice.partition("add ")
+    added, _, tail = rest.partition(", or try")
+    left = [key for key in ADDED_REGULARISERS if key in added and key not in named]
+    adding = f"add {' or '.join(left)}, " if left else ""
+    on = f"{' and '.join(named)} {'is' if len(named) == 1 else 'are'} on already"
+    return f"{head.rstrip(', ')} ({on}), {adding}or try{tail}"
 
 
 def sample_spread(images: torch.Tensor) -> float:
@@ -128,10 +152,12 @@ def diversity(images: torch.Tensor, flat_below: float = 0.0) -> float:
 class HealthWatch:
     """Checks each logging window and each preview grid; warns once per kind of finding."""
 
-    def __init__(self, saturation_scores: bool, unconditional: bool = True, real_target: float = 1.0):
+    def __init__(self, saturation_scores: bool, unconditional: bool = True, real_target: float = 1.0,
+                 regularising: tuple[str, ...] = ()):
         self.saturation_scores = saturation_scores  # d/real, d/fake are probabilities or [0, 1] targets
         self.unconditional = unconditional  # dcgan, whose keys the advice may name
         self.real_target = real_target  # D's target for real images: 1 - loss.label_smoothing
+        self.regularising = regularising  # the ADDED_REGULARISERS the run has on, which its advice leaves out
         self.history: dict[str, list[float]] = {}  # each loss's mean over its spans so far
         self.span: dict[str, list[float]] = {}  # each loss's [step-weighted sum, steps] of the span being filled
         self.data_spread: float | None = None
@@ -234,6 +260,8 @@ class HealthWatch:
         # Samples that have never had structure are a new generator's (small ones start flat), not a collapse;
         # after a whole collapse, a partial one says nothing more.
         had_structure = self.peak_structure >= STRUCTURED_FRACTION
+        if ratio >= RECOVERED_FRACTION:
+            self.warned.discard("partial collapse")
         if ratio < DIVERSITY_FRACTION and had_structure and "collapse" not in self.warned:
             self._warn("partial collapse", step, f"partial mode collapse: {value:.1f} of {count} samples are "
                                                  f"distinct, against {self.data_diversity:.1f} of {count} real images "
@@ -244,5 +272,5 @@ class HealthWatch:
     def _warn(self, kind: str, step: int, finding: str) -> None:
         if kind not in self.warned:
             self.warned.add(kind)
-            advice = ADVICE if self.unconditional else CONDITIONAL_ADVICE
-            warnings.warn(f"step {step}: {finding}. Try: {advice[kind]}", stacklevel=3)
+            advice = advice_for(kind, self.unconditional, self.regularising)
+            warnings.warn(f"step {step}: {finding}. Try: {advice}", stacklevel=3)

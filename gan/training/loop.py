@@ -389,8 +389,12 @@ def _set_up(config: Config, run_dir: Path, device: torch.device, group: ProcessG
     # refuse is the config's error, not a best.pt of other networks to warn of)
     best = records.best_checkpoint_to_keep(config, recipe, evaluator, run_dir) if main and not resume else None
     unconditional = hasattr(recipe, "evaluation_generator")
-    health = HealthWatch(config.loss.adversarial in ("vanilla", "lsgan"), unconditional,
-                         1.0 - config.loss.label_smoothing) if main else None
+    loss = config.loss
+    regularising = tuple(key for key, on in (("loss.label_smoothing", loss.label_smoothing), ("loss.instance_noise",
+                         loss.instance_noise), ("loss.r1_gamma", loss.r1_gamma), ("loss.diffaugment", loss.diffaugment))
+                         if on)
+    health = HealthWatch(loss.adversarial in ("vanilla", "lsgan"), unconditional, 1.0 - loss.label_smoothing,
+                         regularising) if main else None
     # Every path still to be read, now; the preview images are decoded once here and kept.
     check_run_can_finish(config, run_dir, None if unconditional else recipe.preview_batch, dataset, writes=main,
                          reference=evaluator.dataset if evaluator is not None else None)
@@ -453,7 +457,8 @@ def _restore(run: _Run, on_resume: ResumeReport | None) -> None:
         except (KeyError, IndexError, TypeError, ValueError, AttributeError, RuntimeError) as error:
             warnings.warn(f"'{run.last_checkpoint}': its health-watch state is malformed ({error!r}); the watch "
                           "starts afresh", stacklevel=2)
-            run.health = HealthWatch(run.health.saturation_scores, run.health.unconditional, run.health.real_target)
+            run.health = HealthWatch(run.health.saturation_scores, run.health.unconditional, run.health.real_target,
+                                     run.health.regularising)
     run.say(f"resuming from '{run.last_checkpoint}' at step {run.start_step}")
 
 
