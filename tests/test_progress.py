@@ -146,6 +146,53 @@ def test_the_eta_counts_the_pauses_to_come_not_those_past(clock):
     assert stream.getvalue().splitlines()[-1].endswith("ETA 1m10s")  # 40 steps + 30 s
 
 
+def test_the_eta_after_a_stop_the_process_did_not_work_through_keeps_its_pace(clock):
+    """Stopped 20 s (SIGSTOP, Ctrl-Z) at step 80 of 300 steps of 0.05 s: the ETA said 50 s where 9 s
+    were left, and stayed too high to the end (an 8-hour suspension: hours too long)."""
+    stream = io.StringIO()
+    progress = Progress(300, stream=stream)
+    clock.now += 1
+    progress.update(1, rate=10.0, start_up=1.0)
+    clock.now += 79 * 0.0625
+    progress.update(80)
+    clock.now += 20 + 20 * 0.0625  # stopped 20 s within the next window
+    progress.restart_pace(100)  # (the loop: a SIGCONT came)
+    progress.update(100)
+    eta = progress_module.format_duration
+    assert stream.getvalue().splitlines()[-1].endswith(f"ETA {eta(200 * 0.0625)}")  # at the pace before
+    clock.now += 100 * 0.125  # slower now: measured afresh since step 100, the stop left out
+    progress.update(200)
+    assert stream.getvalue().splitlines()[-1].endswith(f"ETA {eta(100 * 0.125)}")
+
+
+def test_a_training_window_the_process_was_stopped_in_logs_no_pace(tmp_path, monkeypatch):
+    """Stopped within a window, the run logged perf/images_per_s 15.2 among points of about 420 (gan
+    compare's images/s column is their mean), and its side tasks' times carried the stop into the ETA."""
+    import signal
+    import time
+
+    import torch
+    from conftest import tiny_config
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    import gan.training.loop as loop
+
+    one_step = loop._one_step
+
+    def stopped_at_step_5(run, stop):
+        done = one_step(run, stop)
+        if run.step == 5:
+            time.sleep(1.0)  # (the time a SIGSTOP would hold it)
+            os.kill(os.getpid(), signal.SIGCONT)
+        return done
+
+    monkeypatch.setattr(loop, "_one_step", stopped_at_step_5)
+    loop.train(tiny_config("train.steps=8", "log.every=2", "train.keep_best="), tmp_path / "run", torch.device("cpu"))
+    events = EventAccumulator(str(tmp_path / "run"), size_guidance={"scalars": 0})
+    events.Reload()
+    assert [event.step for event in events.Scalars("perf/images_per_s")] == [2, 4, 8]  # (not the stopped window's 6)
+
+
 def test_messages_between_updates_take_the_progress_lines_place_on_a_terminal_only():
     terminal, log = Terminal(), io.StringIO()
     for stream in (terminal, log):

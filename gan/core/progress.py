@@ -62,6 +62,8 @@ class Progress:
         # (elapsed, step) at the first update: later ETAs leave out the start-up it carried (loader
         # workers, compilation, autotuning), which would weigh on every estimate of a long run
         self._settled: tuple[float, int] | None = None
+        self._paused = 0.0  # the last update's `paused`
+        self._unit_seconds: float | None = None  # a unit's time by the last ETA, kept across `restart_pace`
 
     def update(self, step: int, values: dict[str, float] | None = None, rate: float | None = None,
                start_up: float | None = None, paused: float = 0.0, ahead: float = 0.0,
@@ -74,14 +76,17 @@ class Progress:
         elapsed = time.perf_counter() - self.started_at
         if not self.interactive and step < self.total and elapsed - self._logged_at < self.log_interval:
             return
-        self._logged_at, self._values = elapsed, values
+        self._logged_at, self._values, self._paused = elapsed, values, paused
         done = step - self.start
         working = elapsed - paused  # (a unit's time: the pauses between units are foreseen in `ahead`)
         if self._settled is None and done:
             self._settled = (working, step)
         settled_at, settled_step = self._settled or (0.0, self.start)
         if step > settled_step:
-            eta = format_duration((working - settled_at) / (step - settled_step) * (self.total - step) + ahead)
+            self._unit_seconds = (working - settled_at) / (step - settled_step)
+            eta = format_duration(self._unit_seconds * (self.total - step) + ahead)
+        elif self._unit_seconds is not None:  # (just after `restart_pace`: the pace before it)
+            eta = format_duration(self._unit_seconds * (self.total - step) + ahead)
         else:  # one update: its time is all there is to go by, unless it was start-up
             eta = "?" if start_up is not None and step < self.total else format_duration(
                 (working / done * (self.total - step) if done else 0.0) + ahead)
@@ -100,6 +105,12 @@ class Progress:
         else:
             self.stream.write(line + "\n")
         self.stream.flush()
+
+    def restart_pace(self, step: int) -> None:
+        """The ETA's pace measured afresh from `step` on (the pace before kept until then): the time
+        before holds a stop the process did not work through (SIGSTOP, Ctrl-Z, a suspended job), which
+        an average since the start would spread over every unit to come."""
+        self._settled = (time.perf_counter() - self.started_at - self._paused, step)
 
     def redraw(self, step: int, rate: float | None = None, paused: float = 0.0, ahead: float = 0.0,
                untimed: tuple[str, ...] = ()) -> None:

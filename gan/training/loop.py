@@ -193,6 +193,9 @@ class _Run:
     window_closed_at: int = 0  # the step of the last log point whose window of losses was logged
     paused: float = 0.0  # seconds of writing grids and checkpoints since then, left out of images/s
     paused_in_all: float = 0.0  # since this start or resume, left out of the time the ETA gives a step
+    stop: StopRequest | None = None  # while steps run: its count of SIGCONTs tells of a stopped process
+    continued_in_window: int = 0  # that count when the logging window began, and when the ETA's pace did
+    continued_in_pace: int = 0
     side_task_seconds: dict[str, float] = dataclasses.field(default_factory=dict)  # each one's last time, for the ETA
     unloadable_said: set[Path] = dataclasses.field(default_factory=set)  # files in the run named so: once a run
     data_record: dict | None = None  # what the checkpoints record of the training images (`take_data_record`)
@@ -310,6 +313,7 @@ def _steps_until_done(run: _Run, stop: StopRequest) -> str | None:
     saves the step it ends at. The signal that stopped the run, or None when it is done."""
     config, group, run_dir = run.config, run.group, run.run_dir
     vote = run.stop_vote
+    run.stop = stop
     stopping = False  # agreed by all processes: they stop at the same step
     while run.step < config.train.steps and not stopping:
         if not _one_step(run, stop):
@@ -328,9 +332,10 @@ def _steps_until_done(run: _Run, stop: StopRequest) -> str | None:
                 run.last_checkpoint = checkpoint_path(run_dir, run.step)
             continue
         if due:
-            saving_start = time.perf_counter()
+            saving_start, continued = time.perf_counter(), stop.continued
             run.last_checkpoint = _save(run, run.step, final=last or stopping)
-            run.side_task_seconds["checkpoint"] = time.perf_counter() - saving_start
+            if stop.continued == continued:  # (else stopped meanwhile: its time is not the checkpoint's)
+                run.side_task_seconds["checkpoint"] = time.perf_counter() - saving_start
         run.paused += time.perf_counter() - io_start
         run.paused_in_all += time.perf_counter() - io_start
         # a stop during this step's side tasks or checkpoint trains no further step (under torchrun
@@ -677,7 +682,7 @@ def _step_outputs(run: _Run, due: dict[str, bool], start: str, scores: dict[str,
         # other batch sizes, eval mode, no_grad: never the training graphs, nor training's random draws
         with uncompiled(), apart_from_training(run.device):
             for task in OUTPUT_TASKS[OUTPUT_TASKS.index(start):]:
-                task_start = time.perf_counter()
+                task_start, continued = time.perf_counter(), run.stop.continued if run.stop else 0
                 if task == "previews" and (due["previews"] or due["generative metrics"]):
                     _prepare_outputs(recipe, step, run.device)
                 if task == "previews" and due["previews"]:
@@ -697,7 +702,7 @@ def _step_outputs(run: _Run, due: dict[str, bool], start: str, scores: dict[str,
                     scores.update(records.log_generative_metrics(run.evaluator, recipe, writer, run.run_dir, step))
                 elif task == "the best checkpoint":
                     _keep_best(run, due["validation"], scores)
-                if due.get(task):
+                if due.get(task) and continued == (run.stop.continued if run.stop else 0):  # (not if stopped meanwhile)
                     run.side_task_seconds[task] = time.perf_counter() - task_start
     except NonFiniteLossError:
         raise
@@ -766,12 +771,14 @@ def _log_window(run: _Run, scalars: dict[str, float], closes_window: bool = True
     step, train_config = run.step, run.config.train
     now = time.perf_counter()
     busy = max(now - run.timer_start - run.paused, 1e-9)  # leaves out writing grids and checkpoints
-    images_per_second = (step - run.timer_step) * train_config.batch_size / busy
+    # (a window the process was stopped in, SIGSTOP or Ctrl-Z, has no pace to log: 15 img/s among 420s)
+    stopped = _continued_since(run, "continued_in_window")
+    images_per_second = None if stopped else (step - run.timer_step) * train_config.batch_size / busy
     run.timer_start, run.timer_step, run.paused = now, step, 0.0
     # The first step of a start or resume carries its start-up (workers, compilation, autotuning):
     # its time is logged as such, not as a throughput that would pull down every mean of images/s.
     first_step = step == run.start_step + 1
-    if first_step:
+    if first_step and not stopped:
         scalars["perf/first_step_s"] = busy
     means = {}
     if closes_window:
@@ -789,8 +796,19 @@ def _log_window(run: _Run, scalars: dict[str, float], closes_window: bool = True
     for name, value in scalars.items():
         run.writer.add_scalar(name, value, step)
     ahead, untimed = _side_tasks_ahead(run)
-    run.progress.update(step, means or None, images_per_second, start_up=busy if first_step else None,
+    if _continued_since(run, "continued_in_pace"):
+        run.progress.restart_pace(step)
+    run.progress.update(step, means or None, images_per_second, start_up=busy if first_step and not stopped else None,
                         paused=run.paused_in_all, ahead=ahead, untimed=untimed)
+
+
+def _continued_since(run: _Run, mark: str) -> bool:
+    """Whether the process was stopped and continued (SIGCONT) since `run.<mark>` was taken; takes it anew."""
+    count = run.stop.continued if run.stop is not None else 0
+    if count == getattr(run, mark):
+        return False
+    setattr(run, mark, count)
+    return True
 
 
 def _redraw_progress(run: _Run) -> None:
@@ -800,7 +818,10 @@ def _redraw_progress(run: _Run) -> None:
         return
     busy = time.perf_counter() - run.timer_start - run.paused
     steps = run.step - run.timer_step
-    rate = steps * run.config.train.batch_size / busy if steps and busy > 0 else None
+    stopped = run.stop is not None and run.stop.continued != run.continued_in_window  # (the window's pace: none)
+    rate = steps * run.config.train.batch_size / busy if steps and busy > 0 and not stopped else None
+    if _continued_since(run, "continued_in_pace"):
+        run.progress.restart_pace(run.step)
     ahead, untimed = _side_tasks_ahead(run)
     run.progress.redraw(run.step, rate, paused=run.paused_in_all, ahead=ahead, untimed=untimed)
 

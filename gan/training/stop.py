@@ -36,6 +36,9 @@ class StopRequest:
     def __init__(self, announce: bool = True):
         self.signal_name: str | None = None
         self.announce = announce  # (under torchrun, rank 0 says it for every process)
+        # SIGCONTs so far: the process was stopped (SIGSTOP, Ctrl-Z, a scheduler's suspension) and goes on.
+        # The time stopped counts on every clock a step is timed by: the loop leaves such spans untimed.
+        self.continued = 0
         self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: Any) -> None:
@@ -51,8 +54,13 @@ class StopRequest:
             say_in_a_signal_handler(f"received {self.signal_name}{' (the terminal closed)' if hangup else ''}: "
                                     f"saving a checkpoint after this step{abort}")
 
+    def _continue(self, signum: int, frame: Any) -> None:
+        self.continued += 1
+
     def __enter__(self) -> "StopRequest":
         if threading.current_thread() is threading.main_thread():
+            if hasattr(signal, "SIGCONT"):  # (not on Windows)
+                self._previous[signal.SIGCONT] = signal.signal(signal.SIGCONT, self._continue)
             for signum in STOP_SIGNALS:
                 # A signal ignored at start stays ignored, as Python leaves SIGINT: a run started in the
                 # background of a script (or by a sweep so started) is not the terminal's Ctrl-C to stop.
