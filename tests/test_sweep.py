@@ -801,3 +801,32 @@ def test_a_failed_run_is_said_where_the_system_has_no_sigkill(tmp_path, monkeypa
 
     monkeypatch.delattr(signal, "SIGKILL")
     assert _how_it_ended(1, tmp_path / "run") == "failed (exit 1)"
+
+
+def test_the_sweeps_eta_counts_what_its_running_runs_have_left():
+    # "run 00000 finished in 0m34s (1/2 done, about 0m34s to go)", and the other finished 0.5 s later: each
+    # running run was counted whole (10-hour runs: "about 10h to go" a minute before the end).
+    from gan.tools.sweep import sweep_eta
+
+    assert sweep_eta(34.0, [33.5], queued=0, jobs=2) == pytest.approx(0.5)
+    assert sweep_eta(10.0, [9.5], queued=3, jobs=2) == pytest.approx(20.0)  # slots free at 0.5 and 0: +10 each
+    assert sweep_eta(10.0, [], queued=4, jobs=1) == pytest.approx(40.0)
+    assert sweep_eta(10.0, [25.0], queued=0, jobs=1) == 0.0  # (past the mean: its rest cannot be told)
+
+
+def test_a_sweep_of_several_at_a_time_says_where_its_runs_stand(tmp_path, monkeypatch):
+    # Several at a time, the runs' output goes to OUT/logs: the terminal was silent from their start to their end.
+    import gan.tools.sweep
+
+    monkeypatch.setattr(gan.tools.sweep, "STATUS_EVERY_S", 0.0)
+    runs = expand([parse_grid("train.g_lr=1e-4,2e-4")], seeds=1)
+    (tmp_path / "sweep").mkdir()
+    said = []
+    failed = gan.tools.sweep.run_sweep(DEMO, [*TINY, "train.steps=40", "log.every=2"], runs, tmp_path / "sweep",
+                                       jobs=2, devices=[], say=said.append)
+    assert failed == [], said
+    status = [line for line in said if line.startswith("sweep: 0000") and " started" not in line
+              and " finished" not in line]
+    assert status and all(re.fullmatch(r"sweep: (0000[01]-g_lr=[0-9e-]+: (step \d+/40|starting) \(\d+m\d\ds\)(; )?)+",
+                                       line) for line in status), status
+    assert any("step " in line for line in status), status

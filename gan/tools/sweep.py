@@ -435,6 +435,7 @@ def _train_runs(config: Path, sets: list[str], runs: list[SweepRun], steps: dict
     running: dict[int, _Running] = {}
     failed, durations, done = [], [], len(runs) - len(to_do)
     queue = list(to_do)
+    status_at = time.monotonic() + STATUS_EVERY_S
     # SIGTERM and SIGHUP (the terminal closed) stop the sweep as Ctrl-C does; what was there before is
     # restored at the end, SIGINT's included, which is ignored while the runs stop.
     previous_handlers = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
@@ -454,6 +455,10 @@ def _train_runs(config: Path, sets: list[str], runs: list[SweepRun], steps: dict
                 say(f"sweep: run {run.name} started{f' on {device}' if device else ''} "
                     f"({done} done, {len(queue) + len(running)} to go)")
             time.sleep(0.2)
+            if jobs > 1 and running and time.monotonic() >= status_at:  # (one at a time: its own lines show)
+                status_at = time.monotonic() + STATUS_EVERY_S
+                say(f"sweep: {'; '.join(run_status(job) for job in running.values())}"
+                    + (f"; {len(queue)} waiting" if queue else ""))
             for slot, job in list(running.items()):
                 code = job.process.poll()
                 if code is None:
@@ -470,7 +475,9 @@ def _train_runs(config: Path, sets: list[str], runs: list[SweepRun], steps: dict
                     done += 1
                     durations.append(took)
                     left = len(queue) + len(running)
-                    eta = sum(durations) / len(durations) * math.ceil(left / jobs)  # (rounds of `jobs` at a time)
+                    now = time.monotonic()
+                    eta = sweep_eta(sum(durations) / len(durations), [now - other.started for other in running.values()],
+                                    len(queue), jobs)
                     say(f"sweep: run {job.run.name} finished in {format_duration(took)} ({done}/{len(runs)} done"
                         + (f", about {format_duration(eta)} to go)" if left else ")"))
                 else:
@@ -488,6 +495,34 @@ def _train_runs(config: Path, sets: list[str], runs: list[SweepRun], steps: dict
             if handler is not None:  # (None: one set outside Python, which cannot be put back)
                 signal.signal(signum, handler)
     return failed
+
+
+def sweep_eta(mean: float, running_for: list[float], queued: int, jobs: int) -> float:
+    """Seconds until a sweep is done, its runs taking `mean` seconds each: each running run's rest of
+    that (it has run `running_for`), then the queued ones, each on the slot that frees first. (A whole
+    run for each running one said "about 10h to go" a minute before the end.)"""
+    slots = sorted([max(mean - elapsed, 0.0) for elapsed in running_for] + [0.0] * max(jobs - len(running_for), 0))
+    for _ in range(queued):
+        slots[0] += mean
+        slots.sort()
+    return max(slots, default=0.0)
+
+
+# Seconds between the lines that say where the runs of a sweep of several at a time stand: their own
+# output goes to OUT/logs, and a sweep of long runs was otherwise silent from their start to their end.
+STATUS_EVERY_S = 120.0
+PROGRESS_LINE = re.compile(rb"step (\d+)/(\d+)")
+
+
+def run_status(job: _Running) -> str:
+    """`00001-...: step 120/300` from its log's last progress line (or how long it has run)."""
+    found = None
+    if job.log is not None:
+        with contextlib.suppress(OSError), open(job.log.name, "rb") as log:
+            log.seek(max(log.seek(0, os.SEEK_END) - 8192, 0))
+            found = ([*PROGRESS_LINE.finditer(log.read())] or [None])[-1]
+    where = f"step {int(found[1])}/{int(found[2])}" if found else "starting"
+    return f"{job.run.name}: {where} ({format_duration(time.monotonic() - job.started)})"
 
 
 def _start_run(command: list[str], run: SweepRun, device: str | None, threads: int, logs: Path | None,
