@@ -533,11 +533,13 @@ def source_commit() -> str | None:
     working tree without .git) the commit --prepare recorded, with `+N files changed` when files
     differ from that commit's (a commit or an edit since --prepare, which .gpu_check outlives)."""
     if (REPO / ".git").exists():
-        try:
-            return subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO, capture_output=True,
-                                  text=True, timeout=10).stdout.strip() or None
+        try:  # (git may give nothing: a tree owned by another user is "dubious" to it; then as without .git)
+            described = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO, capture_output=True,
+                                       text=True, timeout=10).stdout.strip()
         except (OSError, subprocess.SubprocessError):
-            pass
+            described = ""
+        if described:
+            return described
     prepared = PREPARED / "commit.txt"
     if not prepared.is_file():
         return None

@@ -52,22 +52,30 @@ def test_runs_that_differ_only_by_seed_form_one_group(sweep):
     assert read_scalars(runs[0])["metrics/swd/mean"][1].tolist() == [30.0, 10.0, 20.0]
 
 
-def test_runs_apart_only_in_how_they_ran_are_seeds_of_one_group(tmp_path):
-    # A seed resumed with another checkpoint_every (or run with other loader workers, logging) formed a
-    # one-seed group of its own, labelled as if that were the experiment's factor: mean ± std over fewer seeds.
+def test_a_seed_resumed_with_another_setting_of_how_it_runs_stays_a_seed_of_its_group(tmp_path):
+    # A seed resumed with another checkpoint_every (or loader workers, logging) formed a one-seed group of its
+    # own, labelled as if that were the experiment's factor: mean ± std over fewer seeds. Runs started apart
+    # in such a key (a sweep of loader workers, timed) stay apart.
     runs = [make_run(tmp_path / "runs", f"0000{seed}-seed={seed}", "hinge", seed, [20.0 + seed]) for seed in range(3)]
-    for run, extra in zip(runs[1:], ("checkpoint_every = 10\nkeep_checkpoints = 1\n",
-                                     "compile_mode = \"max-autotune-no-cudagraphs\"\n")):
-        (run / "config.toml").write_text((run / "config.toml").read_text() + extra)
-    with open(runs[2] / "config.toml", "a") as file:
-        file.write("\n[data]\nnum_workers = 7\ncache = \"off\"\n\n[log]\nevery = 3\n\n[metrics]\nevery = 9\n")
-    assert group_runs(read_configs(runs)) == {"all runs": runs}
-    longer = make_run(tmp_path / "runs", "00003-seed=3", "hinge", 3, [30.0])  # (a length its curve shows: apart)
-    (longer / "config.toml").write_text((longer / "config.toml").read_text().replace("steps = 300", "steps = 600"))
-    assert group_runs(read_configs([*runs, longer])) == {"train.steps=300": runs, "train.steps=600": [longer]}
-    other = make_run(tmp_path / "runs", "00004-seed=0", "hinge", 0, [30.0])  # (what it trains: apart)
-    (other / "config.toml").write_text((other / "config.toml").read_text() + "d_lr = 0.001\n")
-    assert set(group_runs(read_configs([*runs, other]))) == {"train.d_lr=0.0002", "train.d_lr=0.001"}
+    resumed = runs[1] / "config.toml"
+    resumed.write_text("# resumed at step 200 with train.checkpoint_every 1000 -> 10\n"
+                       "# resumed at step 250 with data.num_workers 4 -> 7\n"
+                       + resumed.read_text() + "checkpoint_every = 10\n\n[data]\nnum_workers = 7\n")
+    assert group_runs(read_configs(runs), {runs[1]: {"train.checkpoint_every", "data.num_workers"}}) == \
+        {"all runs": runs}
+    table, _ = compare([tmp_path / "runs"], None, tmp_path / "cmp")
+    assert "| all runs | 3 |" in table, table
+    swept = [make_run(tmp_path / "sweep", f"0000{index}-num_workers={workers}-seed=0", "hinge", 0, [20.0])
+             for index, workers in enumerate((0, 2))]
+    for run, workers in zip(swept, (0, 2)):
+        (run / "config.toml").write_text((run / "config.toml").read_text() + f"\n[data]\nnum_workers = {workers}\n")
+    assert set(group_runs(read_configs(swept))) == {"data.num_workers=0", "data.num_workers=2"}
+    longer = make_run(tmp_path / "more", "00003-seed=3", "hinge", 3, [30.0])  # (a length its curve shows: apart)
+    (longer / "config.toml").write_text("# resumed at step 300 with train.steps 300 -> 600\n"
+                                        + (longer / "config.toml").read_text().replace("steps = 300", "steps = 600"))
+    assert group_runs(read_configs([*runs, longer]), {runs[1]: {"train.checkpoint_every", "data.num_workers"},
+                                                      longer: {"train.steps"}}) == \
+        {"train.steps=300": runs, "train.steps=600": [longer]}
 
 
 def test_a_run_written_before_a_key_existed_groups_with_one_that_spells_out_its_default(tmp_path):

@@ -199,3 +199,5 @@ def test_the_results_name_files_changed_since_prepare_on_a_machine_without_git(t
     assert gpu_check.source_commit() == "abc1234"
     (tree / "gan" / "loop.py").write_text("steps = 2\n")  # an edit after --prepare
     assert gpu_check.source_commit() == "abc1234+1 files changed (gan/loop.py)"
+    (tree / ".git").mkdir()  # a .git that git gives nothing for (not a repository; "dubious ownership"): as without
+    assert gpu_check.source_commit() == "abc1234+1 files changed (gan/loop.py)"

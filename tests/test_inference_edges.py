@@ -611,6 +611,27 @@ def test_safetensors_metadata_that_is_not_json_is_named_as_such(runs, tmp_path):
 # ----------------------------------------------------------------------------- 7: a failed sample leaves nothing
 
 
+def test_a_flush_that_fails_names_the_file_and_the_free_space(runs, tmp_path, monkeypatch):
+    # The staged PNGs are flushed together at the end: a quota or a thin disk found there said only
+    # "[Errno 28] No space left on device", where a write's failure names the file and the free space.
+    import errno
+
+    fsync, calls = os.fsync, []
+
+    def full_at_the_third(descriptor):
+        calls.append(descriptor)
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return fsync(descriptor)
+
+    monkeypatch.setattr(os, "fsync", full_at_the_third)
+    result = invoke("sample", runs["dcgan"], "--n", "5", "--separate", tmp_path / "set")
+    monkeypatch.undo()
+    line = assert_one_error_line(result, "No space left on device", "MiB free")
+    assert f"could not write '{tmp_path / 'set' / '00002.png'}'" in line, line  # (named as the file it becomes)
+    assert not (tmp_path / "set").exists() and os.listdir(tmp_path) == []
+
+
 def test_sample_on_a_full_disk_removes_the_folders_it_made(runs, tmp_path, monkeypatch):
     import gan.core.images as images_module
 

@@ -621,7 +621,7 @@ def test_a_line_with_both_rates_doubled_is_another_experiment_not_a_rollback(tmp
     assert train_command(DEMO, *sets(*TINY, "train.g_lr=1e-4", "train.d_lr=1e-4"), "--run-dir", str(folder)).exit_code == 0
     doubled = train_command(DEMO, *sets(*TINY, "train.g_lr=2e-4", "train.d_lr=2e-4", "train.steps=6"),
                             "--run-dir", str(folder))
-    assert_one_error_line(doubled, "holds a run started with other settings", "train.g_lr", "train.d_lr")
+    assert_one_error_line(doubled, "holds a run with other settings", "train.g_lr", "train.d_lr")
     assert not (folder / "checkpoint-00000006.pt").exists()
 
 

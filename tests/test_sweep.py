@@ -803,6 +803,28 @@ def test_a_failed_run_is_said_where_the_system_has_no_sigkill(tmp_path, monkeypa
     assert _how_it_ended(1, tmp_path / "run") == "failed (exit 1)"
 
 
+def test_an_unfinished_sweep_run_resumed_with_settings_of_how_it_runs_goes_on_with_them(tmp_path):
+    # Resumed by hand with --set train.checkpoint_every and stopped, it failed the sweep's resume: "holds a
+    # run started with other settings ... give another --run-dir", which a sweep cannot.
+    out = tmp_path / "sweep"
+    command = ["sweep", str(DEMO), "--grid", "train.g_lr=1e-4,2e-4",
+               *[arg for item in TINY for arg in ("--set", item)], "--out", str(out), "--device", "cpu"]
+    assert CliRunner().invoke(main, command).exit_code == 0
+    run = out / "00001-g_lr=2e-4"
+    (run / "checkpoint-00000004.pt").unlink()
+    resumed = CliRunner().invoke(main, ["train", "--resume", str(run), "--set", "train.checkpoint_every=1"])
+    assert resumed.exit_code == 0, resumed.output
+    (run / "checkpoint-00000004.pt").unlink()  # (stopped after step 3, its checkpoint there)
+    again = CliRunner().invoke(main, command)
+    assert again.exit_code == 0 and "2 runs, 1 finished, 1 to do" in again.output, again.output
+    assert (run / "checkpoint-00000004.pt").is_file() and "checkpoint_every = 1" in (run / "config.toml").read_text()
+    (run / "checkpoint-00000004.pt").unlink()  # the run's own line, as the sweep gives it, says so
+    line = CliRunner().invoke(main, ["train", str(DEMO), *[arg for item in [*TINY, "train.g_lr=2e-4"]
+                                                           for arg in ("--set", item)], "--run-dir", str(run)])
+    assert line.exit_code == 0 and "with the settings of how it runs that its config.toml holds, not this line's " \
+        "(train.checkpoint_every 1 -> 2: the first goes on)" in line.output, line.output
+
+
 def test_the_sweeps_eta_counts_what_its_running_runs_have_left():
     # "run 00000 finished in 0m34s (1/2 done, about 0m34s to go)", and the other finished 0.5 s later: each
     # running run was counted whole (10-hour runs: "about 10h to go" a minute before the end).

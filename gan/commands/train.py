@@ -295,16 +295,30 @@ def settings_to_continue(run_dir: Path, written, resolved, say: bool = True, mac
     Another line there would mix two experiments in one run: refused, naming each difference. Under
     torchrun (`machines`), each machine's own paths and loader settings are its own: config.toml holds
     rank 0's, and the processes' settings are compared with each other (`refuse_other_settings`)."""
+    import dataclasses
+
+    from gan.core.inert import how_it_runs
     from gan.core.registry import ConfigError
     from gan.training.run_dir import rollback_halvings
 
     changes, resolved, halved = other_settings(written, resolved, rollback_halvings(run_dir))
     if machines:
         changes = [change for change in changes if change.split(" ")[0] not in machine_local_keys()]
+    # How the run is carried out or recorded (its checkpoint interval, say, which a resume by hand may have
+    # changed): the run's own values go on, as the same experiment (a sweep's line was refused for good)
+    kept = [change for change in changes if how_it_runs(change.split(" ")[0])]
+    changes = [change for change in changes if change not in kept]
     if changes:
-        raise ConfigError(f"--run-dir '{run_dir}' holds a run started with other settings ({'; '.join(changes)}): "
+        raise ConfigError(f"--run-dir '{run_dir}' holds a run with other settings ({'; '.join(changes)}): "
                           f"give another --run-dir for a new run, or continue this one with different settings by "
                           f"gan train --resume {run_dir} --set KEY=VALUE")
+    for change in kept:
+        section, name = change.split(" ")[0].split(".", 1)
+        resolved = dataclasses.replace(resolved, **{section: dataclasses.replace(
+            getattr(resolved, section), **{name: getattr(getattr(written, section), name)})})
+    if kept and say:
+        click.echo(f"continuing '{run_dir}' with the settings of how it runs that its config.toml holds, not this "
+                   f"line's ({'; '.join(kept)}: the first goes on)", err=True)
     if halved:
         if say:  # (under torchrun, rank 0 says it for every process)
             click.echo(f"continuing '{run_dir}' with the learning rates its --on-nan rollback halved: g "

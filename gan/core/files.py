@@ -332,8 +332,11 @@ def flush_to_disk(paths: list[Path]) -> None:
     `write_together` does for a file, for files written with `durable=False`, at once (half the
     time of a flush as each is written, whose folder is flushed again after every file)."""
     for path in paths:
-        with open(path, "rb") as handle:
-            os.fsync(handle.fileno())
+        try:
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+        except OSError as error:  # (a full disk or quota found at the flush: named as a write of it)
+            raise WriteError(f"could not write '{path}'{_failure_said(error, path)}") from error
     for folder in dict.fromkeys(path.parent for path in paths):
         _fsync_folder(folder)
 

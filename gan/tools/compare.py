@@ -246,16 +246,23 @@ def _as_written(value: object) -> str:
     return '""' if value == "" else str(value)
 
 
-def group_runs(configs: dict[Path, dict[str, object]]) -> dict[str, list[Path]]:
-    """Runs (`read_configs`) grouped by their configs without `train.seed` and the keys of how a run
-    is carried out or recorded (`how_it_runs`; but train.steps, which its curve shows); each group named by the
+def group_runs(configs: dict[Path, dict[str, object]], resumed: dict[Path, set[str]] | None = None
+               ) -> dict[str, list[Path]]:
+    """Runs (`read_configs`) grouped by their configs without `train.seed`, nor a key of how a run is
+    carried out or recorded (`how_it_runs`, but train.steps) that only resumes changed (`resumed`: run ->
+    the keys its resumes changed), where the runs that kept theirs agree: a seed resumed with another
+    checkpoint interval is one of its experiment's (a sweep of loader workers still sets them apart); each group named by the
     keys that set it apart from the others, in full (`loss.adversarial=hinge`: a last part alone,
     `every=500`, could be any section's), or "all runs" when all agree. Runs of several recipes, or
     groups that differ in more than `MAX_LABEL_KEYS` keys, are named by each group's first run's
     folder instead (`distinct_names`): such labels would run to dozens of keys."""
-    # (a run resumed with another checkpoint_every, or run with other loader workers, trained the same)
+    resumed = resumed or {}
+
+    def changed_by_resumes_alone(key: str) -> bool:
+        kept = {repr(config.get(key)) for run, config in configs.items() if key not in resumed.get(run, ())}
+        return key != "train.steps" and how_it_runs(key) and len(kept) <= 1
     keys = sorted({key for config in configs.values() for key in config
-                   if key != "train.seed" and not how_it_runs(key)} | {"train.steps"})
+                   if key != "train.seed" and not changed_by_resumes_alone(key)})
     differing = [key for key in keys if len({repr(config.get(key)) for config in configs.values()}) > 1]
     by_config: dict[str, list[Path]] = {}
     for run, config in configs.items():
@@ -705,7 +712,8 @@ def compare(paths: list[Path], metric: str | None, out: Path,
         raise CompareError(f"no run in {', '.join(repr(str(path)) for path in paths)} has readable scalars to compare")
     # Labelled among all the runs found: a group left alone when the others' runs are unreadable still
     # says what sets it apart, not "all runs".
-    labelled = group_runs(configs)
+    labelled = group_runs(configs, {run: {change.split(" ", 1)[0] for _, change in settings_changed_at(run)}
+                                    for run in configs})
     configs = {run: config for run, config in configs.items() if run in scalars}
     metric = check_metric(metric, default_metric(configs), scalars, better)
     lower = (better or DIRECTIONS.get(metric_name(metric), "lower")) == "lower"
