@@ -368,16 +368,23 @@ def test_a_sweep_run_again_skips_finished_runs_and_resumes_an_interrupted_one(tm
     assert (out / names[1] / "checkpoint-00000002.pt").stat().st_mtime_ns == halfway
 
 
-def test_a_finished_run_resumed_by_hand_with_other_settings_is_not_counted_as_the_grids(tmp_path):
-    # "2 runs, 2 finished, 0 to do", and gan compare labelled it with settings it trained only part of
+def _grid_run_resumed_by_hand(tmp_path, *sets: str) -> tuple[list[str], Path]:
+    """A finished sweep of two tiny runs whose second went back a checkpoint and was resumed by hand
+    with `sets`: (the sweep's command, that run)."""
     out = tmp_path / "sweep"
     command = ["sweep", str(DEMO), "--grid", "train.g_lr=1e-4,2e-4",
                *[arg for item in TINY for arg in ("--set", item)], "--out", str(out), "--device", "cpu"]
     assert CliRunner().invoke(main, command).exit_code == 0
     run = out / "00001-g_lr=2e-4"
     (run / "checkpoint-00000004.pt").unlink()
-    resumed = CliRunner().invoke(main, ["train", "--resume", str(run), "--set", "train.d_lr=1e-3"])
+    resumed = CliRunner().invoke(main, ["train", "--resume", str(run), *[arg for item in sets for arg in ("--set", item)]])
     assert resumed.exit_code == 0, resumed.output
+    return command, run
+
+
+def test_a_finished_run_resumed_by_hand_with_other_settings_is_not_counted_as_the_grids(tmp_path):
+    # "2 runs, 2 finished, 0 to do", and gan compare labelled it with settings it trained only part of
+    command, run = _grid_run_resumed_by_hand(tmp_path, "train.d_lr=1e-3")
     again = CliRunner().invoke(main, command)
     assert again.exit_code == 2 and "error: run 00001-g_lr=2e-4 finished with settings other than this sweep gives " \
         f"it (train.d_lr 0.001 -> 0.0002: '{DEMO}' edited since, or the run resumed with --set by hand), so it is " \
@@ -388,15 +395,7 @@ def test_a_finished_run_resumed_by_hand_with_other_settings_is_not_counted_as_th
 def test_a_finished_run_resumed_with_settings_of_how_it_runs_alone_is_still_the_grids(tmp_path):
     # Resumed with --set train.checkpoint_every (which trains the same), it blocked the sweep for good:
     # "put the config back" could not help, and a resume setting it back had nothing to do.
-    out = tmp_path / "sweep"
-    command = ["sweep", str(DEMO), "--grid", "train.g_lr=1e-4,2e-4",
-               *[arg for item in TINY for arg in ("--set", item)], "--out", str(out), "--device", "cpu"]
-    assert CliRunner().invoke(main, command).exit_code == 0
-    run = out / "00001-g_lr=2e-4"
-    (run / "checkpoint-00000004.pt").unlink()
-    resumed = CliRunner().invoke(main, ["train", "--resume", str(run), "--set", "train.checkpoint_every=1",
-                                        "--set", "log.every=1", "--set", "data.num_workers=0"])
-    assert resumed.exit_code == 0, resumed.output
+    command, run = _grid_run_resumed_by_hand(tmp_path, "train.checkpoint_every=1", "log.every=1", "data.num_workers=0")
     assert "train.checkpoint_every 2 -> 1" in (run / "config.toml").read_text()  # (what the refusal was made of)
     again = CliRunner().invoke(main, command)
     assert again.exit_code == 0 and "2 runs, 2 finished, 0 to do" in again.output, again.output
@@ -806,14 +805,7 @@ def test_a_failed_run_is_said_where_the_system_has_no_sigkill(tmp_path, monkeypa
 def test_an_unfinished_sweep_run_resumed_with_settings_of_how_it_runs_goes_on_with_them(tmp_path):
     # Resumed by hand with --set train.checkpoint_every and stopped, it failed the sweep's resume: "holds a
     # run started with other settings ... give another --run-dir", which a sweep cannot.
-    out = tmp_path / "sweep"
-    command = ["sweep", str(DEMO), "--grid", "train.g_lr=1e-4,2e-4",
-               *[arg for item in TINY for arg in ("--set", item)], "--out", str(out), "--device", "cpu"]
-    assert CliRunner().invoke(main, command).exit_code == 0
-    run = out / "00001-g_lr=2e-4"
-    (run / "checkpoint-00000004.pt").unlink()
-    resumed = CliRunner().invoke(main, ["train", "--resume", str(run), "--set", "train.checkpoint_every=1"])
-    assert resumed.exit_code == 0, resumed.output
+    command, run = _grid_run_resumed_by_hand(tmp_path, "train.checkpoint_every=1")
     (run / "checkpoint-00000004.pt").unlink()  # (stopped after step 3, its checkpoint there)
     again = CliRunner().invoke(main, command)
     assert again.exit_code == 0 and "2 runs, 1 finished, 1 to do" in again.output, again.output
