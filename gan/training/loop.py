@@ -196,6 +196,7 @@ class _Run:
     stop: StopRequest | None = None  # while steps run: its count of SIGCONTs tells of a stopped process
     continued_in_window: int = 0  # that count when the logging window began, and when the ETA's pace did
     continued_in_pace: int = 0
+    images_per_second: float | None = None  # the last window's pace, which the progress line shows for one stopped
     side_task_seconds: dict[str, float] = dataclasses.field(default_factory=dict)  # each one's last time, for the ETA
     unloadable_said: set[Path] = dataclasses.field(default_factory=set)  # files in the run named so: once a run
     data_record: dict | None = None  # what the checkpoints record of the training images (`take_data_record`)
@@ -774,6 +775,7 @@ def _log_window(run: _Run, scalars: dict[str, float], closes_window: bool = True
     # (a window the process was stopped in, SIGSTOP or Ctrl-Z, has no pace to log: 15 img/s among 420s)
     stopped = _continued_since(run, "continued_in_window")
     images_per_second = None if stopped else (step - run.timer_step) * train_config.batch_size / busy
+    run.images_per_second = images_per_second or run.images_per_second
     run.timer_start, run.timer_step, run.paused = now, step, 0.0
     # The first step of a start or resume carries its start-up (workers, compilation, autotuning):
     # its time is logged as such, not as a throughput that would pull down every mean of images/s.
@@ -798,8 +800,9 @@ def _log_window(run: _Run, scalars: dict[str, float], closes_window: bool = True
     ahead, untimed = _side_tasks_ahead(run)
     if _continued_since(run, "continued_in_pace"):
         run.progress.restart_pace(step)
-    run.progress.update(step, means or None, images_per_second, start_up=busy if first_step and not stopped else None,
-                        paused=run.paused_in_all, ahead=ahead, untimed=untimed)
+    run.progress.update(step, means or None, run.images_per_second if stopped else images_per_second,
+                        start_up=busy if first_step and not stopped else None, paused=run.paused_in_all, ahead=ahead,
+                        untimed=untimed)
 
 
 def _continued_since(run: _Run, mark: str) -> bool:
@@ -819,7 +822,8 @@ def _redraw_progress(run: _Run) -> None:
     busy = time.perf_counter() - run.timer_start - run.paused
     steps = run.step - run.timer_step
     stopped = run.stop is not None and run.stop.continued != run.continued_in_window  # (the window's pace: none)
-    rate = steps * run.config.train.batch_size / busy if steps and busy > 0 and not stopped else None
+    rate = run.images_per_second if stopped else steps * run.config.train.batch_size / busy if steps and busy > 0 \
+        else None
     if _continued_since(run, "continued_in_pace"):
         run.progress.restart_pace(run.step)
     ahead, untimed = _side_tasks_ahead(run)
