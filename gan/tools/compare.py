@@ -600,14 +600,14 @@ def trained_at_higher_rates(configs: dict[Path, dict[str, object]],
     return found
 
 
-def changed_by_resumes(runs: list[Path], rates_noted: dict[Path, str]) -> dict[Path, str]:
-    """Runs a resume continued with other settings (the notes atop their config.toml), by which they
+def changed_by_resumes(notes: dict[Path, list[tuple[int, str]]], rates_noted: dict[Path, str]) -> dict[Path, str]:
+    """Runs a resume continued with other settings (`notes`: each run's `settings_changed_at`), by which they
     are labelled though their earlier steps trained otherwise: run -> the changes, in words. Changes
     of HOW_IT_RUNS alone are none; nor are those of the learning rates of a run `rates_noted` names."""
     found = {}
-    for run in runs:
+    for run, changes in notes.items():
         by_step: dict[int, list[str]] = {}
-        for step, change in settings_changed_at(run):
+        for step, change in changes:
             if not how_it_runs(change.split(" ", 1)[0]) and not (run in rates_noted
                                                             and change.startswith(tuple(RATE_KEYS.values()))):
                 by_step.setdefault(step, []).append(change)
@@ -712,8 +712,9 @@ def compare(paths: list[Path], metric: str | None, out: Path,
         raise CompareError(f"no run in {', '.join(repr(str(path)) for path in paths)} has readable scalars to compare")
     # Labelled among all the runs found: a group left alone when the others' runs are unreadable still
     # says what sets it apart, not "all runs".
-    labelled = group_runs(configs, {run: {change.split(" ", 1)[0] for _, change in settings_changed_at(run)}
-                                    for run in configs})
+    notes = {run: settings_changed_at(run) for run in configs}  # (each resume's changes, atop config.toml)
+    labelled = group_runs(configs, {run: {change.split(" ", 1)[0] for _, change in changes}
+                                    for run, changes in notes.items()})
     configs = {run: config for run, config in configs.items() if run in scalars}
     metric = check_metric(metric, default_metric(configs), scalars, better)
     lower = (better or DIRECTIONS.get(metric_name(metric), "lower")) == "lower"
@@ -734,7 +735,7 @@ def compare(paths: list[Path], metric: str | None, out: Path,
                       f"{said}{more}", CompareWarning, stacklevel=2)
         table += ("\nTrained part of the way at higher learning rates than their label's (an --on-nan rollback "
                   "halves them): " + "; ".join(f"{run.name} ({notes})" for run, notes in changed.items()) + ".\n")
-    resumed = changed_by_resumes(list(configs), changed)
+    resumed = changed_by_resumes({run: notes[run] for run in configs}, changed)
     if resumed:
         said = "; ".join(f"'{run}' {notes}" for run, notes in list(resumed.items())[:MAX_NAMED])
         more = f"; and {len(resumed) - MAX_NAMED} more" if len(resumed) > MAX_NAMED else ""

@@ -90,6 +90,11 @@ CONDITIONAL_ADVICE = {
 ADDED_REGULARISERS = ("loss.label_smoothing", "loss.instance_noise", "loss.r1_gamma", "loss.diffaugment")
 
 
+def regularisers_on(loss) -> tuple[str, ...]:
+    """The ADDED_REGULARISERS a run's `[loss]` section turns on."""
+    return tuple(key for key in ADDED_REGULARISERS if getattr(loss, key.removeprefix("loss.")))
+
+
 def advice_for(kind: str, unconditional: bool, regularising: tuple[str, ...] = ()) -> str:
     """What to try for a finding of `kind`: the recipe's advice, less the regularisers of `regularising`
     (those the run has on) that it would tell to add, which are named as on already."""

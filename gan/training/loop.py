@@ -76,7 +76,7 @@ from gan.training.device import make_autocast, seed_everything
 from gan.training.divergence import non_finite_buffer, raise_if_weights_diverged
 from gan.training.errors import OUTPUT_TASKS, NonFiniteLossError, SideTaskError
 from gan.training.event_log import EventLog
-from gan.training.health import HealthWatch
+from gan.training.health import HealthWatch, regularisers_on
 from gan.training.metric_watch import MetricWatch
 from gan.training.preflight import (
     check_batch_fits,
@@ -396,11 +396,8 @@ def _set_up(config: Config, run_dir: Path, device: torch.device, group: ProcessG
     best = records.best_checkpoint_to_keep(config, recipe, evaluator, run_dir) if main and not resume else None
     unconditional = hasattr(recipe, "evaluation_generator")
     loss = config.loss
-    regularising = tuple(key for key, on in (("loss.label_smoothing", loss.label_smoothing), ("loss.instance_noise",
-                         loss.instance_noise), ("loss.r1_gamma", loss.r1_gamma), ("loss.diffaugment", loss.diffaugment))
-                         if on)
     health = HealthWatch(loss.adversarial in ("vanilla", "lsgan"), unconditional, 1.0 - loss.label_smoothing,
-                         regularising) if main else None
+                         regularisers_on(loss)) if main else None
     # Every path still to be read, now; the preview images are decoded once here and kept.
     check_run_can_finish(config, run_dir, None if unconditional else recipe.preview_batch, dataset, writes=main,
                          reference=evaluator.dataset if evaluator is not None else None)
