@@ -111,6 +111,30 @@ def test_a_data_folder_gone_mid_run_ends_the_reading_at_once_naming_it(tmp_path)
         dataset[1]
 
 
+def test_a_data_folder_emptied_mid_run_ends_the_reading_at_once_naming_it(tmp_path):
+    """The folder still there, its images moved out (or a link repointed to other files): each of
+    9,000 files was skipped and named in turn, 9,057 warnings before the run stopped."""
+    from gan.data.image_files import GONE_IN_A_ROW
+
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    for index in range(3 * GONE_IN_A_ROW):
+        random_rgb((16, 16), index).save(folder / f"{index:02d}.png")
+    dataset = image_folder_dataset(folder, resolution=8)
+    for index in range(2, 3 * GONE_IN_A_ROW):
+        (folder / f"{index:02d}.png").unlink()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (no file skipped and named)
+        with pytest.raises(ImageFolderGone, match=f"{GONE_IN_A_ROW} image files in a row, from '{folder / '05.png'}' "
+                                                  f"on, are gone from '{folder}' \\(moved, renamed or deleted"):
+            dataset[5]
+    with pytest.warns(UnreadableImageWarning) as said:  # a few gone before a readable one: each skipped and named
+        dataset[3 * GONE_IN_A_ROW - 3]
+    last = 3 * GONE_IN_A_ROW
+    assert [re.search(r"(\d+)\.png", str(warning.message))[1] for warning in said] == [
+        f"{index:02d}" for index in range(last - 3, last)] and dataset.num_skipped == 3
+
+
 @pytest.mark.parametrize("suffix", [".jpg", ".png"])
 def test_a_file_cut_short_is_skipped_at_the_scan_so_max_images_and_the_count_leave_it_out(tmp_path, suffix):
     """Its header reads, so it used to count among data.max_images and the training images, then

@@ -1,7 +1,9 @@
 """The decoded-image cache: same batches as the uncached loader, rebuilt when its source changes."""
 
+import io
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -177,6 +179,34 @@ def test_a_killed_builders_temp_file_is_removed_and_a_live_ones_kept(folder, tmp
     next(training_batches(config, build_dataset(config), 2, 0, 0, CPU))
     assert not abandoned.exists() and building.exists() and not header_temp.exists()
     assert elsewhere.exists() and not long_quiet.exists()  # (removing it failed that build's rename)
+
+
+def test_a_cache_the_disk_cannot_hold_says_the_free_space_after_letting_go_of_its_array(folder, tmp_path, monkeypatch):
+    """The free space was measured while the array's memory map still held the unlinked file's blocks:
+    "(0.0 MiB free)" on a disk with 17 MiB free, for a cache of 105.5 MiB."""
+    import errno
+    import weakref
+
+    opened = []
+    open_memmap = np.lib.format.open_memmap
+
+    def tracked(*args, **kwargs):
+        array = open_memmap(*args, **kwargs)
+        opened.append(weakref.ref(array))
+        return array
+
+    def full_disk(path):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    def free_space(folder):
+        return "array released" if all(array() is None for array in opened) else "array still mapped"
+
+    monkeypatch.setattr(np.lib.format, "open_memmap", tracked)
+    monkeypatch.setattr(cache_module, "_claim_space", full_disk)
+    monkeypatch.setattr(cache_module, "free_space", free_space)
+    with pytest.raises(WriteError, match=r"\(7\.5 KiB needed, array released\): .*No space left"):
+        cache_module._build(build_dataset(config_for(folder, "mmap", tmp_path)), tmp_path / "cache.npy", io.StringIO())
+    assert opened and not list(tmp_path.glob("cache.npy*"))
 
 
 def test_an_image_that_fails_a_strict_cache_build_is_said_as_the_image_not_as_the_disk(tmp_path):
@@ -648,6 +678,30 @@ def test_the_cache_build_line_gives_a_small_cache_size_in_a_unit_that_shows_it(f
     next(training_batches(config, build_dataset(config), 4, 0, 0, CPU))
     said = capsys.readouterr().err
     assert "decoding 10 images once into the cache" in said and "(7.5 KiB)" in said, said  # 10 x 3 x 16 x 16 bytes
+
+
+def test_a_slow_cache_build_shows_its_progress_as_it_goes_not_every_500_images(folder, tmp_path, monkeypatch):
+    """Large photos or a network disk decode a few a second: the line came every 500th image, a
+    silent minute and more (520 photos of 4000 x 2800 px: nothing for 93 s)."""
+    from gan.data.image_files import ImageFileDataset
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    load = ImageFileDataset.load
+
+    def slow_load(self, index):
+        time.sleep(0.05)
+        return load(self, index)
+
+    monkeypatch.setenv("TERM", "xterm")
+    monkeypatch.setattr(ImageFileDataset, "load", slow_load)
+    monkeypatch.setattr(cache_module, "PROGRESS_S", 0.1)
+    terminal = Terminal()
+    cache_module._build(build_dataset(config_for(folder, "mmap", tmp_path)), tmp_path / "cache.npy", terminal)
+    shown = [int(count) for count in re.findall(r"image (\d+)/10", terminal.getvalue())]
+    assert len(shown) >= 3 and shown[0] < 10 and shown[-1] == 10 and shown == sorted(shown), terminal.getvalue()
 
 
 def test_a_cache_array_removed_while_its_structure_is_checked_reads_as_missing(tmp_path, monkeypatch):

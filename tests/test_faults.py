@@ -716,6 +716,44 @@ def test_a_disk_full_for_a_while_says_each_failed_write_not_only_the_first(tmp_p
                if "metrics.jsonl" in message)
 
 
+def test_a_samples_folder_a_full_disk_refuses_is_warned_of_and_training_goes_on(tmp_path, monkeypatch):
+    """The first preview made the samples folder outside the atomic write: a disk full (or gone
+    read-only) by then stopped the run with a bare OSError, and the steps before it were lost."""
+    import errno
+    import pathlib
+
+    make = pathlib.Path.mkdir
+
+    def mkdir(self, *args, **kwargs):
+        if self.name == "samples":
+            raise OSError(errno.ENOSPC, "No space left on device", str(self))
+        return make(self, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "mkdir", mkdir)
+    with pytest.warns(UserWarning, match=r"step 2: could not make the folder '.*samples' \(.*MiB free\): .*No space "
+                                         r"left on device.*; training goes on"):
+        result = train(tiny_config("train.steps=4", "log.image_every=2"), tmp_path / "run", CPU, progress_stream=sys.stdout)
+    assert result.step == 4 and result.checkpoint.is_file() and not (result.run_dir / "samples").exists()
+
+
+def test_an_event_log_on_a_disk_gone_read_only_says_so_not_free_space(tmp_path, monkeypatch):
+    """A disk remounted read-only has room: the warning said "74823.0 MiB free" and that logging
+    resumes "when there is space again"."""
+    import errno
+
+    from gan.training.event_log import EventLog
+
+    def refuse(purge_step):
+        raise OSError(errno.EROFS, "Read-only file system", str(tmp_path))
+
+    monkeypatch.setattr(EventLog, "_has_room", lambda self: False)
+    with pytest.warns(UserWarning) as caught:
+        EventLog(refuse, tmp_path, retry_s=3600).close()
+    said = " ".join(str(warning.message) for warning in caught)
+    assert "Read-only file system" in said and "MiB free" not in said and "space" not in said
+    assert "resumes when it can write there again" in said
+
+
 def test_a_run_lock_a_full_disk_refuses_is_one_line_not_a_traceback(tmp_path, monkeypatch):
     # The failed write was buffered; closing the file flushed it again and raised a second OSError
     # from inside the handler, as a traceback.
@@ -811,7 +849,7 @@ def test_each_retry_on_a_disk_still_full_leaves_no_empty_event_file(tmp_path):
             pass
 
     (tmp_path / "events.out.tfevents.0").write_bytes(b"the events written before")
-    with pytest.warns(UserWarning, match=r"could not be written \(.* MiB free: .*No space left"):
+    with pytest.warns(UserWarning, match=r"could not be written \(.* MiB free\): .*No space left"):
         log = EventLog(Writer, tmp_path, retry_s=0)
         for step in range(5):
             log.add_scalar("loss", 1.0, step)

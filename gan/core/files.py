@@ -113,6 +113,15 @@ def _is_write_failure(error: BaseException) -> bool:
     return isinstance(error, RuntimeError) or type(error).__name__ == "SafetensorError"
 
 
+def make_folder(folder: Path) -> None:
+    """`mkdir -p` whose failure (a disk full or gone read-only) is a WriteError naming the folder and
+    why, as a failed write is: a writer that warns of those and goes on met a bare OSError otherwise."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise WriteError(f"could not make the folder '{folder}'{why_write_failed(error, folder)}") from error
+
+
 def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
     """Call `write(temp)` to write the file's content to a temp path, then rename it to `path`.
 
@@ -178,7 +187,7 @@ def write_together(writes: dict[Path, Callable[[Path], None]], new_only: bool = 
         if new_only and isinstance(error, FileExistsError):
             raise WriteError(f"'{current}' appeared while this command wrote it (another command's?): nothing was "
                              "replaced; run again with --overwrite to replace it") from None
-        raise WriteError(f"could not write '{current}'{_failure_said(error, current)}{''.join(unrestored)}") from error
+        raise WriteError(f"could not write '{current}'{why_write_failed(error, current)}{''.join(unrestored)}") from error
     finally:
         for copy in kept.values():  # (copies no longer needed: all in place, or put back)
             if copy is not None:
@@ -214,7 +223,7 @@ def _undo_moves(moved: list[Path], kept: dict[Path, Path | None]) -> list[str]:
     return unrestored
 
 
-def _failure_said(error: BaseException, path: Path) -> str:
+def why_write_failed(error: BaseException, path: Path) -> str:
     """Why writing `path` failed, in words, after the free space where that may be why."""
     reason = (str(error).splitlines() or [type(error).__name__])[0]
     opening = re.search(r"open file failed with strerror: (.*)", reason)  # (torch's zip writer, in its words)
@@ -336,7 +345,7 @@ def flush_to_disk(paths: list[Path]) -> None:
             with open(path, "rb") as handle:
                 os.fsync(handle.fileno())
         except OSError as error:  # (a full disk or quota found at the flush: named as a write of it)
-            raise WriteError(f"could not write '{path}'{_failure_said(error, path)}") from error
+            raise WriteError(f"could not write '{path}'{why_write_failed(error, path)}") from error
     for folder in dict.fromkeys(path.parent for path in paths):
         _fsync_folder(folder)
 

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from torchvision.utils import make_grid
 
-from gan.core.files import write_together
+from gan.core.files import make_folder, write_together
 
 
 def pil_to_signed(image: Image.Image) -> torch.Tensor:
@@ -194,7 +194,7 @@ def save_image(image: Image.Image, path: str | Path, new_only: bool = False, dur
     path = Path(path)
     image_format = image_format_of(path)
     check_format_fits(path, *image.size)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(path.parent)
     options = SAVE_OPTIONS.get(image_format, {})
 
     def write(temp: Path) -> None:

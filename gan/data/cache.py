@@ -57,6 +57,7 @@ CHECKSUM_IMAGES = 256  # images per checksum: verifying one chunk reads 12 MiB a
 # (~0.3 s: a whole cache of up to ~20,000 images at 64 px, a ninth of CelebA's 202,599), at least 2.
 SAMPLED_BYTES = 256 * 2**20
 SAMPLED_CHUNKS = 2
+PROGRESS_S = 1.0  # the most seconds between the build's progress updates
 NAME = re.compile(r"[0-9a-f]{20}")  # a cache's name: the start of its header's SHA-256 (`cache_name`)
 # Temp files of a build: <name>.npy.<pid>.<host>.tmp (<host>: `host_tag`; <name>.npy.<pid>.tmp before),
 # <name>.json.<pid>.<host>.<random>.tmp (`temp_name`'s; <name>.json.<pid>.<random>.tmp and .<pid>.tmp before)
@@ -343,16 +344,21 @@ def _build(dataset: ImageFileDataset, array_path: Path, progress_stream) -> list
     print(f"decoding {count} images once into the cache '{array_path}' ({format_bytes(count * 3 * size * size)})",
           file=sys.stderr)
     temp = array_path.with_suffix(f".npy.{os.getpid()}.{host_tag()}.tmp")  # no file another process has open
+    array = None
     try:
         array = np.lib.format.open_memmap(temp, mode="w+", dtype=np.uint8, shape=(count, 3, size, size))
         _claim_space(temp)
         progress = Progress(count, 0, progress_stream, unit="image", log_interval=10.0)  # (a log: a line per 10 s)
+        shown_at = time.perf_counter()
         for index in range(count):
             # an undecodable file gets the next readable image, as in the uncached path
             image = dataset.skip_unreadable(dataset.load, index, count)
             array[index] = np.asarray(image, dtype=np.uint8).transpose(2, 0, 1)
-            if index % 500 == 499 or index == count - 1:
+            # by time, not count: large photos or a network disk decode a few a second (every 500th was a
+            # silent minute); a terminal's line is redrawn each second, a log's is Progress's to space
+            if index == count - 1 or time.perf_counter() - shown_at >= PROGRESS_S:
                 progress.update(index + 1)
+                shown_at = time.perf_counter()
         progress.close()
         checksums = list(chunk_checksums(array).values())
         array.flush()
@@ -362,6 +368,8 @@ def _build(dataset: ImageFileDataset, array_path: Path, progress_stream) -> list
         temp.unlink(missing_ok=True)
         raise
     except OSError as error:
+        # the map, until dropped, holds the file's blocks, unlinked or not: the free space said was 0.0 MiB
+        array = None  # noqa: F841 (dropped, not read)
         temp.unlink(missing_ok=True)
         if isinstance(error, FileNotFoundError) and not temp.exists() and array_path.parent.is_dir():
             raise WriteError(f"the decoded-image cache '{array_path}' was being built in '{temp.name}', which another "
@@ -370,8 +378,8 @@ def _build(dataset: ImageFileDataset, array_path: Path, progress_stream) -> list
                              "own") from error
         limit = file_size_limit_said() if error.errno == errno.EFBIG else None
         way = f"{limit}: raise the limit" if limit else "set data.cache_dir to a disk with room"
-        raise WriteError(f"could not write the decoded-image cache '{array_path}' ({free_space(array_path.parent)}): "
-                         f"{error}; {way}, or data.cache=\"off\"") from error
+        raise WriteError(f"could not write the decoded-image cache '{array_path}' ({format_bytes(count * 3 * size * size)}"
+                         f" needed, {free_space(array_path.parent)}): {error}; {way}, or data.cache=\"off\"") from error
     except BaseException:  # Ctrl-C or SIGTERM mid-build: no half-built array of gigabytes left behind
         temp.unlink(missing_ok=True)
         raise

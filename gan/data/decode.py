@@ -60,6 +60,11 @@ class ImageFolderGone(ImageReadError):
     of it would fail in turn, each skipped and named, so it ends the reading at once."""
 
 
+class ImageFileGone(ImageReadError):
+    """An image file listed before is gone (its folder still there); `path` names it."""
+    path: str = ""
+
+
 class UnreadableImageWarning(UserWarning):
     """An image file was skipped because it could not be read."""
 
@@ -293,6 +298,10 @@ def read_rgb(path: str | Path) -> Image.Image:
         if not Path(path).parent.is_dir():
             raise ImageFolderGone(f"cannot read image '{one_line(path)}': its folder '{one_line(Path(path).parent)}' "
                                   "is gone (moved, renamed or unmounted since it was listed)") from error
+        if not os.path.lexists(path):  # (several in a row: the data set moved, `SkipUnreadable` says so once)
+            gone = ImageFileGone(f"cannot read image '{one_line(path)}': {decode_problem(error)}")
+            gone.path = str(path)
+            raise gone from error
         raise ImageReadError(f"cannot read image '{one_line(path)}': {decode_problem(error)}") from error
     except MemoryError as error:  # (a process under a memory limit: the message is empty)
         raise ImageReadError(f"cannot read image '{one_line(path)}': not enough memory to decode it") from error

@@ -20,6 +20,7 @@ from gan.core.config import CELEBA_OFFICIAL_WIDTH
 from gan.core.images import pil_to_signed
 from gan.core.wording import first_few, one_line
 from gan.data.decode import (
+    ImageFileGone,
     ImageFolderGone,
     ImageReadError,
     NoReadableImages,
@@ -38,6 +39,7 @@ CropBox = Callable[[int, int], tuple[int, int, int, int]]
 T = TypeVar("T")
 
 CELEBA_SPLITS = {"train": 0, "valid": 1, "test": 2}
+GONE_IN_A_ROW = 8  # files listed at the start found missing one after another: the data set moved, not a few files
 
 
 def centre_square(width: int, height: int) -> tuple[int, int, int, int]:
@@ -79,29 +81,50 @@ class SkipUnreadable:
         self.failed: set[int] = set()  # indices that failed to decode in this process
 
     def __call__(self, load: Callable[[int], T], index: int, size: int) -> T:
+        gone: list[tuple[int, ImageFileGone]] = []  # files missing in a row since the last one read: not yet said
         for attempt in range(size):
             candidate = (index + attempt) % size
             try:
-                return load(candidate)
+                item = load(candidate)
             except ImageFolderGone:  # (each of its files would be skipped and named in turn: thousands of lines)
                 raise
             except ImageReadError as error:
                 if self.strict:
                     raise
-                if candidate not in self.failed:
-                    self.failed.add(candidate)
-                    if not self.failed_anywhere[candidate]:  # not yet met by another worker
-                        self.failed_anywhere[candidate] = True
-                        warnings.warn(f"skipping an unreadable file: {error}", UnreadableImageWarning,
-                                      stacklevel=3)
+                if isinstance(error, ImageFileGone):
+                    gone.append((candidate, error))
+                    if len(gone) == GONE_IN_A_ROW:  # (a folder emptied or repointed: a warning for each file)
+                        raise _files_gone(gone) from error
+                    continue
+                self._say_skipped([*gone, (candidate, error)])
+                gone = []
+            else:
+                self._say_skipped(gone)  # (a few files deleted: each skipped, and named)
+                return item
+        self._say_skipped(gone)
         where = f" {self.where}" if self.where else ""
         raise ImageReadError(f"none of the {size} images{where} could be decoded (each is named in a warning above)")
+
+    def _say_skipped(self, failures: list[tuple[int, ImageReadError]]) -> None:
+        for candidate, error in failures:
+            if candidate not in self.failed:
+                self.failed.add(candidate)
+                if not self.failed_anywhere[candidate]:  # not yet met by another worker
+                    self.failed_anywhere[candidate] = True
+                    warnings.warn(f"skipping an unreadable file: {error}", UnreadableImageWarning, stacklevel=4)
 
     @property
     def num_skipped(self) -> int:
         """Files skipped so far: unreadable headers at start plus the files that failed to decode in
         this process or its workers, each counted once."""
         return self.skipped_at_scan + int(self.failed_anywhere.sum())
+
+
+def _files_gone(gone: list[tuple[int, ImageFileGone]]) -> ImageFolderGone:
+    first = Path(gone[0][1].path)
+    return ImageFolderGone(f"{len(gone)} image files in a row, from '{one_line(first)}' on, are gone from "
+                           f"'{one_line(first.parent)}' (moved, renamed or deleted since the data set was listed): "
+                           "the data changed under this command")
 
 
 def preview_items(dataset: Dataset, num_samples: int) -> list:

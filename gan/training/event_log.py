@@ -21,7 +21,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable
 
-from gan.core.files import free_space
+from gan.core.files import why_write_failed
 
 EVENT_FILES = "events.out.tfevents.*"
 ROOM_BYTES = 2**20  # free space that makes a fresh event file worth trying
@@ -120,8 +120,10 @@ class EventLog:
         self._writer, self._failed_at = None, time.monotonic()
         if not self._warned:
             self._warned = True
-            warnings.warn(f"TensorBoard events in '{self.run_dir}' could not be written ({free_space(self.run_dir)}: "
-                          f"{error}); training goes on, and logging resumes when there is space again", stacklevel=3)
+            # (a disk gone read-only has room: "74823.0 MiB free ... when there is space again" misled)
+            warnings.warn(f"TensorBoard events in '{self.run_dir}' could not be written"
+                          f"{why_write_failed(error, self.run_dir / 'events')}; training goes on, and logging resumes "
+                          "when it can write there again", stacklevel=3)
 
     @property
     def alive(self) -> bool:
