@@ -62,6 +62,19 @@ def test_no_recipe_recompiles_after_warm_up(recipe, tmp_path, capsys):
     assert graphs >= 1 and recompilations == 0
 
 
+def test_a_compiled_run_compiles_as_in_a_fresh_process_whatever_ran_before_it(tmp_path, capsys):
+    """A notebook's runs at other batch sizes: the second reused the first's graphs with their shape
+    marks and compiled a dynamic-shape graph, the third compiled none ("0 graphs compiled"), and
+    inductor trained them to other weights than the same runs in a fresh process."""
+    graphs = []
+    for index, batch in enumerate((8, 16, 12)):
+        config = tiny_config("train.compile=on", "train.compile_backend=eager", f"train.batch_size={batch}",
+                             "train.steps=2", "metrics.every=0", "data.num_workers=0")
+        train(config, tmp_path / f"run{index}", CPU)
+        graphs.append(int(REPORT.search(capsys.readouterr().err)[1]))
+    assert graphs[0] >= 1 and graphs == [graphs[0]] * 3
+
+
 def test_the_compile_report_counts_recompilations_after_warm_up():
     network = torch.nn.Conv2d(3, 4, 3)
     compile_networks({"net": network}, backend="eager")

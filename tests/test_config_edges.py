@@ -831,6 +831,34 @@ def test_a_config_path_that_is_no_regular_file_is_named_as_such():
         load_config(Path("/dev/null"))
 
 
+def test_a_config_file_of_gigabytes_is_refused_by_its_size_before_it_is_read(tmp_path):
+    """Read whole before TOML judged it: `gan train huge.toml` (8 GB) took 17.5 GB of memory, and so
+    did `gan sweep`'s digest of the file."""
+    from gan.core.config import MAX_CONFIG_BYTES
+    from gan.tools.sweep import config_settings_digest
+
+    huge = tmp_path / "huge.toml"
+    with open(huge, "wb") as handle:
+        handle.truncate(MAX_CONFIG_BYTES + 1)  # (sparse: no disk used)
+    for read in (load_config, config_settings_digest):
+        with pytest.raises(ConfigError, match=r"config file '.*huge.toml' is 16.0 MiB, not a config \(a few KB"):
+            read(huge)
+
+
+def test_inception_weights_of_gigabytes_or_no_regular_file_are_refused_before_they_are_read(tmp_path):
+    """A 20 GB file given as the weights was read whole (21 GB of memory, then killed); /dev/zero was
+    "not found"."""
+    from gan.metrics.inception import MAX_WEIGHTS_BYTES, InceptionWeightsDamaged, read_inception_weights
+
+    huge = tmp_path / "huge.pth"
+    with open(huge, "wb") as handle:
+        handle.truncate(MAX_WEIGHTS_BYTES + 1)
+    with pytest.raises(InceptionWeightsDamaged, match=r"'.*huge.pth' is 0.5 GiB, not torch-fidelity's Inception-v3 "):
+        read_inception_weights(huge)
+    with pytest.raises(ValueError, match=r"'/dev/zero' is not a regular file \(a device or a pipe\)"):
+        read_inception_weights("/dev/zero")
+
+
 def test_a_value_that_is_text_only_by_its_quotes_gets_no_false_hint():
     with pytest.raises(ConfigError) as error:
         load_config(None, ['train.steps="many"'])

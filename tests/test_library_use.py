@@ -148,6 +148,30 @@ def test_a_second_run_in_another_thread_of_the_process_is_refused_as_runs_share_
     assert list_checkpoints(tmp_path / "first") and not (tmp_path / "second").exists()
 
 
+def test_a_run_given_a_relative_folder_as_text_stays_in_it_when_the_working_folder_changes(tmp_path, monkeypatch):
+    """A notebook's `%cd` while a run trained in a thread: its checkpoints and grids went to another
+    folder, unlocked, and the path it returned named none; a folder or device given as text was an
+    AttributeError after the folder was made."""
+    import os
+
+    from gan.training import loop
+
+    write_previews = loop._write_previews
+
+    def elsewhere_then_write(*args):
+        os.chdir(tmp_path / "elsewhere")
+        return write_previews(*args)
+
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(loop, "_write_previews", elsewhere_then_write)
+    result = train(tiny_config("train.steps=4", "log.image_every=2", "train.checkpoint_every=2"), "runs/a", "cpu")
+    assert result.checkpoint == tmp_path / "runs" / "a" / "checkpoint-00000004.pt" and result.checkpoint.is_file()
+    assert [path.name for path in list_checkpoints(tmp_path / "runs" / "a")] == ["checkpoint-00000002.pt",
+                                                                                "checkpoint-00000004.pt"]
+    assert not list((tmp_path / "elsewhere").iterdir())
+
+
 def test_loading_a_generator_leaves_the_global_random_stream_as_it_was(tiny_demo_run):
     torch.manual_seed(0)
     expected = torch.randn(3)

@@ -275,6 +275,35 @@ def test_save_images_never_writes_over_the_runs_own_training_images_even_with_ov
     assert not (tmp_path / "e.csv").exists()
 
 
+def test_eval_and_translate_never_write_among_a_runs_data_from_another_working_folder(tmp_path, monkeypatch):
+    """The run's data folders were read as its config.toml typed them, relative: run from another
+    folder they named nothing, and `gan eval --save-images DATA --overwrite` replaced a training
+    image with its strip. Nor may a strip or a translation join the run's data (a resume trained on
+    them; a 2048 px output joined the validation images as ground truth)."""
+    work = tmp_path / "work"
+    data = write_recipe_data(work / "data")
+    (work / "val").mkdir()
+    shutil.copy(data["hr"] / "0.png", work / "val" / "0.png")
+    monkeypatch.chdir(work)
+    config = tiny_recipe_config("srresnet", data, "data.root=data/hr", "data.val_root=val", "log.eval_every=0")
+    run = train(config, data["hr"] / "run", CPU, progress_stream=open(os.devnull, "w")).run_dir  # (inside its data)
+    monkeypatch.chdir(tmp_path)  # (where data/hr is no folder)
+    copy = Path(shutil.copytree(data["hr"], tmp_path / "copy"))
+    before = {path: path.read_bytes() for folder in (data["hr"], work / "val") for path in folder.glob("*.png")}
+    for target in (data["hr"], data["hr"] / "strips", work / "val"):
+        result = invoke("eval", run, "--data", copy, "--save-images", target, "--csv", tmp_path / "e.csv", "--overwrite")
+        assert_one_error_line(result, "which its run reads")
+    for output in (data["hr"] / "0.png", work / "val" / "more" / "x.png"):
+        result = invoke("translate", run, copy / "0.png", output, "--overwrite")
+        assert_one_error_line(result, "which its run reads")
+    assert {path: path.read_bytes() for folder in (data["hr"], work / "val") for path in folder.glob("*.png")} == before
+    assert not (data["hr"] / "strips").exists() and not (work / "val" / "more").exists()
+    assert not (tmp_path / "e.csv").exists()
+    # a run directory inside the data (left out of it) may hold them
+    result = invoke("translate", run, copy / "0.png", run / "translations" / "0.png")
+    assert result.exit_code == 0, result.output
+
+
 def test_eval_lists_the_data_folders_images_only_where_an_output_lies_in_it(runs, tmp_path, monkeypatch):
     """Every image of --data was listed and its path resolved to guard outputs that lay elsewhere:
     20 s of CelebA's 202,599 before anything was scored. An output in the folder is still guarded."""

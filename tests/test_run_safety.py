@@ -249,6 +249,10 @@ def test_every_problem_is_listed_at_once(tmp_path):
     with pytest.raises(ConfigError, match=r"data.cache_dir '.*a-file' is a file, not a folder: move it, or name "
                                           r"another folder"):
         train(blocker_cache, tmp_path / "run2", CPU)
+    device_cache = tiny_config("data.dataset=folder", f"data.root={tmp_path / 'faces'}", "data.cache=mmap",
+                               "data.cache_dir=/dev/null")  # ("is a file", it said)
+    with pytest.raises(ConfigError, match=r"data.cache_dir '/dev/null' is a device, pipe or socket, not a folder"):
+        train(device_cache, tmp_path / "run3", CPU)
     assert not list_checkpoints(tmp_path / "run")
 
 

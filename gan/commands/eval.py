@@ -239,17 +239,20 @@ class EvalOutputs:
     def check(self, outputs: list[Path], defaults: list[Path], checkpoint: Path | None = None,
               data: str | None = None, data_folder: Path | None = None, step: int = 0,
               run_config: dict | None = None, scored: tuple[list[str], int | None] | None = None,
-              contents: str | None = None) -> None:
+              contents: str | None = None, run_record: dict | None = None) -> None:
         """OutputRefused unless every file of `outputs` may be written (never one of the images under
-        `data_folder`, the images scored, nor of the run's own data in `run_config`); those of
+        `data_folder`, the images scored, nor one of or among the run's own data: its `run_config`'s
+        folders, and as its checkpoint recorded them, `run_record`); those of
         `defaults` are eval's own, replaced without --overwrite only by an evaluation of the same
         `checkpoint` (at `step`) on the same `data` (its `contents`, `contents_digest`, unchanged), and one
         of `scored`'s (metrics, --n) that keeps all the record holds."""
-        from gan.inference.outputs import check_outputs
+        from gan.inference.outputs import check_outputs, refuse_joining_run_data, run_data_folders
 
+        run_folders = run_data_folders(run_config or {}, run_record)
+        refuse_joining_run_data(outputs, run_folders)
         # (folders are listed only where an output may be one of their images: CelebA's 202,599 took 20 s to list
         # and stat)
-        folders = _may_hold(outputs, [*([data_folder] if data_folder else []), *run_data_folders(run_config or {})])
+        folders = _may_hold(outputs, [*([data_folder] if data_folder else []), *(folder for _, folder in run_folders)])
         images = [image for folder in folders for image in _images_under(folder)]
         check_outputs(outputs, inputs=[*self.inputs, *images], overwrite=self.overwrite, own=defaults)
         if not self.overwrite and checkpoint is not None:
@@ -294,13 +297,6 @@ def _file_identity(path: Path | None) -> tuple | None:
     except OSError:
         return None
     return stat and (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
-
-
-def run_data_folders(config: dict) -> list[Path]:
-    """The image folders a run's config names: what it trained, validated and measured on."""
-    data, metrics = config.get("data", {}), config.get("metrics", {})
-    named = [data.get(key) for key in ("root", "val_root", "a_root", "b_root")] + [metrics.get("root")]
-    return [Path(folder) for folder in named if isinstance(folder, str) and folder]
 
 
 def _may_hold(outputs: list[Path], folders: list[Path]) -> list[Path]:
@@ -477,7 +473,7 @@ def _evaluate_generative(state: dict, path: Path, folder: Path | None, metric_na
     cache_dir = cache_dir or (Path(metrics.cache_dir).expanduser() if metrics.cache_dir else None)
     contents = contents_digest(real_images)
     outputs.check([json_path], defaults=[default], checkpoint=path, data=reference, data_folder=real_images,
-                  step=loaded.step, run_config=loaded.config,
+                  step=loaded.step, run_config=loaded.config, run_record=recorded,
                   scored=(_scored_names(names, explicit=metric_names is not None, weights=inception_weights), count),
                   contents=contents)
     # Asked for by name, a metric that cannot run is an error; by default it is skipped, saying why.
@@ -506,6 +502,12 @@ def reference_of(source) -> str:
     if isinstance(source, Path):
         return str(source.resolve())
     return "synthetic" if source.dataset == "synthetic" else str(Path(source.root).resolve())
+
+
+def _recorded_folders(record: dict | None) -> dict | None:
+    """A checkpoint's record of its training folders, absolute ("data.root": ...), or None."""
+    folders = record.get("folders") if isinstance(record, dict) else None
+    return folders if isinstance(folders, dict) else None
 
 
 def _warn_if_trained_on(scored: list[Path], config: dict, trained_folders: dict | None) -> None:
@@ -572,7 +574,7 @@ def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_pa
         a_folder, b_folder, split = cycle_folders(folder, data, split)
         csv_name = f"{csv_name}-{split}" if split else csv_name
     _warn_if_trained_on([a_folder, b_folder] if translator.config["recipe"] == "cyclegan" else [scored],
-                        translator.config, translator.trained_folders)
+                        translator.config, _recorded_folders(translator.data_record))
     # (a tiled pass may score otherwise than the whole-image one the run's val/ metrics make: a record of its own)
     csv_name = f"{csv_name}-tile{tile}" if tile else csv_name
     default = translator.checkpoint.parent / f"eval-{csv_name}-{translator.step:08d}.csv"
@@ -591,7 +593,7 @@ def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_pa
     contents = contents_digest(scored)
     outputs.check(planned + strips, defaults=[default, default.with_suffix(".json")], checkpoint=path,
                   data=str(scored.resolve()), data_folder=folder, step=translator.step, run_config=translator.config,
-                  scored=kept, contents=contents)
+                  scored=kept, contents=contents, run_record=translator.data_record)
     # Asked for by --inception-weights, FID/KID must run (checked here, before any image is scored);
     # by default they are skipped without the weights, said after the images are (a folder that is no
     # pairs is refused alone). (Not for SR, whose images differ in size.)

@@ -304,7 +304,7 @@ def translate(checkpoint: Path, source: Path, output: Path, side_by_side: bool, 
       gan translate runs/00002-sr_pix2pix_x4 small.png large.png --best   # the checkpoint best by val/psnr
     """
     from gan.core.checkpoint import CheckpointError, best_checkpoint
-    from gan.inference.outputs import check_outputs
+    from gan.inference.outputs import check_outputs, refuse_joining_run_data, run_data_folders
     from gan.inference.scoring import not_shaped_like_pairs
     from gan.inference.tiling import check_tiling, load_translator
     from gan.training.device import DeviceUnavailable, select_device
@@ -321,6 +321,8 @@ def translate(checkpoint: Path, source: Path, output: Path, side_by_side: bool, 
             warnings.warn(f"--overlap {overlap} changes nothing without --tile: each image goes through whole",
                           stacklevel=1)
         translator = load_translator(checkpoint, select_device(device), tile, overlap, direction)
+        refuse_joining_run_data([output_path for image, output_path in pairs if not image.is_dir()],
+                                run_data_folders(translator.config, translator.data_record))
         translator.show_tiles = True  # (one large image may take minutes, tile by tile)
         not_pairs = {}
         if paired_input:

@@ -464,13 +464,23 @@ def toml_text(text: str) -> dict[str, Any]:
     return tomllib.loads(text.removeprefix("\ufeff"))
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
-    """The TOML file at `path` as a dict; ConfigError naming the file when it cannot be read."""
+def check_config_file(path: Path) -> None:
+    """ConfigError naming `path` unless it is a regular file of a config's size (read whole, a file of
+    gigabytes given by mistake took as much memory before TOML refused it)."""
     if not path.is_file():
         kind = "is not a regular file (a device, a pipe or a folder)" if path.exists() else "does not exist"
         shipped = (" (the shipped configs are in the experiments/ folder of a gan checkout; an installed "
                    "wheel holds none)" if not path.exists() and path.parts[:1] == ("experiments",) else "")
         raise ConfigError(f"config file '{path}' {kind}{shipped}")
+    size = path.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config file '{path}' is {size / 2**20:,.1f} MiB, not a config (a few KB of TOML): give "
+                          "the config's path")
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    """The TOML file at `path` as a dict; ConfigError naming the file when it cannot be read."""
+    check_config_file(path)
     try:
         return toml_text(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as error:
@@ -698,6 +708,7 @@ def _check_data_values(data: DataConfig) -> None:
     _check_range("data.num_workers", data.num_workers, 0, MAX_LOADER_WORKERS)
     _check_range("data.max_images", data.max_images, 0, math.inf)
 
+MAX_CONFIG_BYTES = 16 * 2**20  # a config is a few KB (a run's, with its resume notes, tens)
 MAX_METRIC_SAMPLES = 1_000_000  # 20x FID's customary 50,000; more is a typo that would exhaust memory
 MAX_PREVIEW_SAMPLES = 1024  # a 32x32 grid: more is no grid a person can look at, and costs memory every preview
 MAX_SYNTHETIC_SIZE = 10_000_000  # each epoch's order is a list of this many: 10M is 40x CelebA already

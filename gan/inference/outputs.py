@@ -67,6 +67,60 @@ def enclosing_run(folder: Path) -> Path | None:
     return None
 
 
+def run_data_folders(config: dict, record: dict | None = None) -> list[tuple[str, Path]]:
+    """The image folders a run's config names (what it trained, validated and measured on) as (key,
+    folder): as typed, read from here, and as its checkpoint recorded them (`record`, its "data"),
+    absolute: a relative data.root names another folder from another working folder."""
+    data, metrics = config.get("data", {}), config.get("metrics", {})
+    record = record if isinstance(record, dict) else {}
+    recorded = record.get("folders") if isinstance(record.get("folders"), dict) else {}
+    named = [*((key, folder) for root in (data.get("root"), recorded.get("data.root")) if isinstance(root, str) and root
+               for key, folder in _read_under(data, root)),
+             *((key, folder) for key in ("data.a_root", "data.b_root")
+               for folder in (data.get(key.removeprefix("data.")), recorded.get(key))),
+             ("data.val_root", data.get("val_root")), ("metrics.root", metrics.get("root")),
+             ("data.val_root", record.get("val_root")), ("metrics.root", record.get("metrics_root"))]
+    return [(key, Path(folder)) for key, folder in named if isinstance(folder, (str, Path)) and str(folder)]
+
+
+def _read_under(data: dict, root: str) -> list[tuple[str, Path | str]]:
+    """The folders a run reads under its data.root: for paired and unpaired data, its data.split's and
+    data.val_split's (results beside them, in facades/results/, are no data), else all of it."""
+    from gan.data.unpaired import domain_folders
+
+    splits = dict.fromkeys((data.get("split", ""), data.get("val_split") or data.get("split", "")))
+    if data.get("dataset") == "unpaired":  # (a domain given by data.a_root or b_root is not under it)
+        return [(f"data.split = '{split}'", folder) for split in splits for folder, given in
+                zip(domain_folders(root, split), (data.get("a_root"), data.get("b_root"))) if not given]
+    if data.get("dataset") == "paired" and not {"", "all"} & set(splits):
+        return [(f"data.split = '{split}'", Path(root) / split) for split in splits]
+    return [("data.root", root)]
+
+
+def refuse_joining_run_data(outputs: Sequence[Path], folders: list[tuple[str, Path]]) -> None:
+    """OutputRefused for an image among `outputs` inside one of a run's data `folders`
+    (`run_data_folders`): the run's next resume, validation or evaluation would read it as one of
+    its images (an eval strip or a translation trained on, a 2048 px output made ground truth). A
+    run directory or a hidden folder there is left out of the data, and so may hold one."""
+    from gan.data.decode import IMAGE_EXTENSIONS
+
+    for output in outputs:
+        if not output.name.lower().endswith(IMAGE_EXTENSIONS):
+            continue
+        real = resolved(output)
+        for key, folder in folders:
+            top = resolved(folder)
+            if top in real.parents and not any(map(_left_out_of_data, real.parents[:real.parents.index(top)])):
+                raise OutputRefused(f"'{output}' is inside '{folder}', which its run reads ({key}): it would be read "
+                                    "as one of the run's images (by a resume, a validation or an evaluation); give a "
+                                    "folder outside it")
+
+
+def _left_out_of_data(folder: Path) -> bool:
+    """Whether reading a data set leaves `folder` out (`gan.data.decode`'s walk): hidden, or a run's."""
+    return folder.name.startswith(".") or ((folder / LOCK_NAME).exists() and (folder / RUN_CONFIG).exists())
+
+
 def resolved(path: Path) -> Path:
     """`path` with `..` and symlinks resolved; a looping link (which Path.resolve raises on) as far as
     it goes, made absolute."""

@@ -195,7 +195,7 @@ class Translator:
     step: int = 0  # training steps behind the weights
     bytes_per_pixel: float | None = None  # of its largest layer output, measured when first needed
     show_tiles: bool = False  # a progress line of a tiled image's tiles once they take over 2 s (gan translate)
-    trained_folders: dict | None = None  # the checkpoint's record of its training folders, absolute ("data.root": ...)
+    data_record: dict | None = None  # the checkpoint's record of its data: "folders" absolute ("data.root": ...), ...
 
     def prepare(self, image: Image.Image) -> Image.Image:
         """The image as the network sees it (upsampled for pix2pix-style SR)."""
@@ -285,6 +285,5 @@ def load_translator(source: str | Path, device: torch.device, tile: int = WHOLE,
     input_upscale = data["scale"] if super_resolution and data["upsample_input"] else 1
     output_upscale = data["scale"] if super_resolution and not data["upsample_input"] else 1
     record = state.get("data")
-    folders = record.get("folders") if isinstance(record, dict) and isinstance(record.get("folders"), dict) else None
     return Translator(generator, device, input_upscale, output_upscale, getattr(generator, "size_multiple", 1), tile,
-                      overlap, path, config, state["step"], trained_folders=folders)
+                      overlap, path, config, state["step"], data_record=record if isinstance(record, dict) else None)

@@ -23,6 +23,8 @@ WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
 WEIGHTS_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{WEIGHTS_FILE}"
 FEATURE_SIZE = 2048
 BN_COUNTER = "num_batches_tracked"  # BatchNorm's count of training steps: no weight, and optional in a file
+# The file is 91 MiB; it is read whole (hashed, then loaded): a file far larger is another (a 20 GB one took 21 GB)
+MAX_WEIGHTS_BYTES = 512 * 2**20
 
 
 class InceptionWeightsNotFoundError(FileNotFoundError):
@@ -81,8 +83,15 @@ def resolve_weights_path(path: str | Path | None) -> Path:
     if resolved.is_dir():
         raise ValueError(f"the Inception-v3 weights path '{resolved}' is a folder; it names the file itself, e.g. "
                          f"'{resolved / WEIGHTS_FILE}'")
+    if resolved.exists() and not resolved.is_file():  # (/dev/zero, a pipe: "not found" said of a path that is there)
+        raise ValueError(f"the Inception-v3 weights path '{resolved}' is not a regular file (a device or a pipe); it "
+                         f"names the weights file itself ({WEIGHTS_FILE})")
     if not resolved.is_file():
         raise InceptionWeightsNotFoundError(resolved)
+    size = resolved.stat().st_size
+    if size > MAX_WEIGHTS_BYTES:
+        raise InceptionWeightsDamaged(f"'{resolved}' is {size / 2**30:.1f} GiB, not torch-fidelity's Inception-v3 "
+                                      f"weights ({WEIGHTS_FILE}, 91 MiB): give the path of that file")
     return resolved
 
 

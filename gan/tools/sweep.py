@@ -33,7 +33,7 @@ import torch
 
 import gan
 from gan.core.checkpoint import checkpoints_by_content, holds_a_run, list_checkpoints
-from gan.core.config import Config, config_to_dict, flatten_config, key_annotation, parse_value
+from gan.core.config import Config, check_config_file, config_to_dict, flatten_config, key_annotation, parse_value
 from gan.core.files import SWEEP_LOCK_NAME, RunDirectoryBusy, SweepLock, check_utf8_path, write_text_atomically
 from gan.core.inert import inert_settings
 from gan.core.processes import STOP_SIGNALS, leave_the_terminal_on_hangup, stop_with_parent
@@ -198,6 +198,7 @@ def config_settings_digest(config: Path) -> str:
     """What the config file sets, as a digest: edited between two starts of a sweep, it would mix two
     experiments. Its settings, not its text: a comment edited (in a shipped config by an upgrade of
     gan, say) changes nothing any run trains with."""
+    check_config_file(config)
     text = config.read_bytes()
     try:
         text = json.dumps(tomllib.loads(text.decode("utf-8")), sort_keys=True, default=str).encode()

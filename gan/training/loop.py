@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import io
 import math
+import os
 import time
 import warnings
 from dataclasses import dataclass
@@ -127,7 +128,7 @@ ResumeReport = Callable[[dict[str, Any], int], None]
 # ----------------------------------------------------------------------------- the loop
 
 
-def train(config: Config, run_dir: Path, device: torch.device, resume: bool = False,
+def train(config: Config, run_dir: Path | str, device: torch.device | str, resume: bool = False,
           progress_stream: Any = None, group: ProcessGroup = SINGLE_PROCESS,
           on_resume: ResumeReport | None = None, command: CommandStart | None = None) -> TrainResult:
     """Train `config` in `run_dir` (made if missing); with `resume`, continue its newest checkpoint.
@@ -140,6 +141,8 @@ def train(config: Config, run_dir: Path, device: torch.device, resume: bool = Fa
     The process's random streams, grad mode and default dtype are as they were after it
     (gan/training/process_state.py); one run trains at a time in a process.
     """
+    # (absolute: a notebook's `%cd` while a run trained in a thread sent its checkpoints to another folder)
+    run_dir, device = Path(os.path.abspath(run_dir)), torch.device(device)
     with process_state_kept(device), RunLock(run_dir) if group.is_main else contextlib.nullcontext():
         if not resume and list_checkpoints(run_dir):  # (a new run would replace them)
             raise ConfigError(f"'{run_dir}' holds a run with checkpoints (newest '{list_checkpoints(run_dir)[-1].name}')"
@@ -220,10 +223,12 @@ class _Run:
         folders = training_folders(data)
         # (the real images the metrics measure: gan eval compares with the same folder, wherever it runs)
         measured = {"metrics_root": str(Path(metrics.root).expanduser().resolve())} if metrics.every and metrics.root else {}
+        # (the validation images, that gan eval and translate write no output among them, wherever they run)
+        validated = {"val_root": str(Path(data.val_root).expanduser().resolve())} if data.val_root else {}
         # (CycleGAN's two domains counted apart: an image moved from one to the other changes no name or size)
         domains = {"domains": [len(self.dataset.a_paths), len(self.dataset.b_paths)]} \
             if hasattr(self.dataset, "a_paths") else {}
-        return {**data_signature(self.dataset), "folders": folders, **measured, **domains}
+        return {**data_signature(self.dataset), "folders": folders, **measured, **validated, **domains}
 
     @property
     def evaluation_images(self) -> tuple[str, str]:

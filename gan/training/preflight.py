@@ -267,7 +267,8 @@ def _require_writable(folder: Path, what: str) -> None:
     UTF-8 text, as TensorBoard's event files name it."""
     check_utf8_path(folder, what)
     if folder.exists() and not folder.is_dir():
-        raise NotADirectoryError(f"{what} '{folder}' is a file, not a folder: move it, or name another folder")
+        kind = "a file" if folder.is_file() else "a device, pipe or socket"  # (/dev/null was "a file")
+        raise NotADirectoryError(f"{what} '{folder}' is {kind}, not a folder: move it, or name another folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe = temp_name(folder / ".write-test")

@@ -55,6 +55,9 @@ def accelerate(recipe: Recipe, train: TrainConfig, device: torch.device) -> Spee
             network.to(memory_format=memory_format)  # parameters keep their identity: optimizers still hold them
     report = None
     if switch_on(train.compile, device):
+        # (graphs and shape marks an earlier run in this process left: a notebook's next run, at another batch
+        # size, trained on a dynamic-shape graph a fresh process never gets, to other weights)
+        torch._dynamo.reset()
         report = CompileReport()
         # The EMA copy only runs for previews and metrics, which run eagerly (gan/core/compilation.py).
         compile_networks({name: network for name, network in recipe.networks.items() if not name.endswith("_ema")},
