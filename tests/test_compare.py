@@ -181,6 +181,22 @@ def test_the_figure_has_one_line_per_group_in_each_panel(sweep, tmp_path):
         assert image.format == "PNG" and image.width > 1000 and image.height > 300
 
 
+def test_compare_leaves_the_process_matplotlib_backend_as_it_was(sweep, tmp_path):
+    """compare called matplotlib.use("Agg"): a notebook's inline backend was switched for the whole
+    process, and its figures shown after a compare showed nothing."""
+    import matplotlib
+
+    before = matplotlib.get_backend()
+    matplotlib.use("svg")  # (not Agg: a switch to Agg would show)
+    try:
+        compare([sweep], None, tmp_path / "out")
+        assert matplotlib.get_backend() == "svg"
+    finally:
+        matplotlib.use(before)
+    with Image.open(tmp_path / "out" / "compare.png") as image:
+        assert image.format == "PNG" and image.width > 1000 and image.height > 300
+
+
 def test_smoothing_is_tensorboards_debiased_average():
 
     values = np.array([1.0, 3.0, 2.0])

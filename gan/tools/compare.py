@@ -653,18 +653,20 @@ def plot(groups: dict[str, dict[Path, dict[str, Curve]]], metric: str, path: Pat
     over seeds, in one colour in every panel, named once in a legend below them all (a group may
     lack a panel's scalar). Returns each panel's title with the labels of its lines, and under
     "legend" the legend's."""
+    # (a Figure on its own Agg canvas, not pyplot: matplotlib.use("Agg") switched the whole process's
+    # backend, and a notebook's inline figures drawn after a compare showed nothing)
     import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display needed
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     panels = [tag for tag in dict.fromkeys((*LOSSES, metric))  # (a loss as the metric: its panel once)
               if any(metric_tag(curves, tag) for runs in groups.values() for curves in runs.values())]
     columns = max(1, min(len(groups), 2 * len(panels)))  # of the legend (two labels fit a panel's width)
     rows = -(-len(groups) // columns)
-    figure, axes = plt.subplots(1, max(1, len(panels)), figsize=(5.5 * max(1, len(panels)), 4.2 + 0.2 * rows),
-                                squeeze=False)
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    figure = Figure(figsize=(5.5 * max(1, len(panels)), 4.2 + 0.2 * rows))
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(1, max(1, len(panels)), squeeze=False)
+    colours = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     drawn: dict[str, list[str]] = {}
     legend: dict[str, Any] = {}  # a group's label (with its run count): its first line
     for axis, panel in zip(axes[0], panels):
@@ -696,7 +698,6 @@ def plot(groups: dict[str, dict[Path, dict[str, Curve]]], metric: str, path: Pat
     figure.tight_layout(rect=(0, below, 1, 1))
     drawn["legend"] = list(legend)
     write_atomically(path, lambda temp: figure.savefig(temp, format="png", dpi=110))
-    plt.close(figure)
     return drawn
 
 
