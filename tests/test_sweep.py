@@ -508,6 +508,51 @@ def test_a_sweep_ended_by_its_callers_own_exception_stops_its_runs(tmp_path, mon
     assert process.signals == [signal.SIGTERM]
 
 
+def test_a_sweep_started_from_another_thread_trains_its_runs(tmp_path):
+    """Signal handlers may be set in the main thread alone: a sweep from a thread (a notebook's
+    executor, click's CliRunner in one) printed its first line, then ended on "ValueError: signal only
+    works in main thread" (exit 1, no message)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    out = tmp_path / "sweep"
+    command = ["sweep", str(DEMO), "--grid", "train.g_lr=1e-4", *[arg for item in TINY for arg in ("--set", item)],
+               "--out", str(out), "--device", "cpu"]
+    with ThreadPoolExecutor(1) as executor:
+        result = executor.submit(CliRunner().invoke, main, command).result()
+    assert result.exit_code == 0, result.output
+    assert "run 00000-g_lr=1e-4 finished" in result.output
+    assert (out / "00000-g_lr=1e-4" / "checkpoint-00000004.pt").is_file()
+
+
+def test_a_sweep_in_another_thread_ended_by_its_callers_exception_stops_its_runs(tmp_path, monkeypatch):
+    """From a thread no handler is set, so a stop comes as the caller's own exception: the runs are
+    still stopped (ignoring the stop signals there raised ValueError instead, and the runs trained on)."""
+    import signal
+    from concurrent.futures import ThreadPoolExecutor
+
+    import gan.tools.sweep
+
+    class Timeout(Exception):
+        pass
+
+    def say(line):
+        if "started" in line:
+            raise Timeout
+
+    _TrainingProcess.started = []
+    monkeypatch.setattr(gan.tools.sweep, "same_gan", lambda environment: environment)  # (it starts a Python)
+    monkeypatch.setattr(gan.tools.sweep.subprocess, "Popen", _TrainingProcess)
+    runs = expand([parse_grid("train.g_lr=1e-4,2e-4")], seeds=1)
+    (tmp_path / "sweep").mkdir()
+    before = {signum: signal.getsignal(signum) for signum in gan.tools.sweep.STOP_SIGNALS}
+    with ThreadPoolExecutor(1) as executor, pytest.raises(Timeout):
+        executor.submit(gan.tools.sweep.run_sweep, DEMO, [*TINY], runs, tmp_path / "sweep", jobs=1, devices=[],
+                        say=say).result()
+    (process,) = _TrainingProcess.started
+    assert process.signals == [signal.SIGTERM]
+    assert {signum: signal.getsignal(signum) for signum in gan.tools.sweep.STOP_SIGNALS} == before
+
+
 def test_ctrl_c_in_a_terminal_stops_the_runs_with_a_checkpoint(tmp_path):
     """A terminal's Ctrl-C goes to its whole process group, the sweep and its runs alike: the sweep
     must not add a second SIGINT, which tells a run to abort without saving."""

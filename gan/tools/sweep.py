@@ -21,6 +21,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import tomllib
 import typing
@@ -438,9 +439,10 @@ def _train_runs(config: Path, sets: list[str], runs: list[SweepRun], steps: dict
     queue = list(to_do)
     status_at = time.monotonic() + STATUS_EVERY_S
     # SIGTERM and SIGHUP (the terminal closed) stop the sweep as Ctrl-C does; what was there before is
-    # restored at the end, SIGINT's included, which is ignored while the runs stop.
-    previous_handlers = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
-    for signum in STOP_SIGNALS:
+    # restored at the end, SIGINT's included, which is ignored while the runs stop. (From another thread,
+    # a notebook's or a CliRunner's, Python allows no handler: none, and a stop is the caller's own exception.)
+    previous_handlers = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS} if _handles_signals() else {}
+    for signum in previous_handlers:
         if signum != signal.SIGINT and previous_handlers[signum] is not signal.SIG_IGN:
             signal.signal(signum, _stop_on_sigterm)
     try:
@@ -560,7 +562,8 @@ def same_gan(environment: dict[str, str]) -> dict[str, str]:
 def _stop_runs(running: Iterable[_Running]) -> None:
     """Stop the runs in progress, each checkpointing as it stops (the same sweep command resumes them)."""
     running = list(running)
-    for signum in STOP_SIGNALS:  # a second signal (`timeout` sends two) has been passed on
+    # (a second signal, `timeout` sends two, has been passed on; from another thread, none is the sweep's to set)
+    for signum in STOP_SIGNALS if _handles_signals() else ():
         signal.signal(signum, signal.SIG_IGN)
     # SIGTERM, whatever stopped the sweep: a terminal's Ctrl-C reaches the runs too (one process
     # group), and a second SIGINT would make them abort without saving; after a SIGINT, a
@@ -569,6 +572,12 @@ def _stop_runs(running: Iterable[_Running]) -> None:
         job.process.send_signal(signal.SIGTERM)
     for job in running:
         job.process.wait()
+
+
+def _handles_signals() -> bool:
+    """Whether this is the main thread, the only one Python lets set a signal handler (a sweep started
+    from another raised "signal only works in main thread" after its first line)."""
+    return threading.current_thread() is threading.main_thread()
 
 
 def _how_it_ended(code: int, run_dir: Path) -> str:
