@@ -466,6 +466,50 @@ def test_a_stop_signal_is_announced_past_stderrs_buffer_which_the_handler_may_ha
         os.close(read_end)
 
 
+def test_a_stop_signal_is_announced_where_a_notebooks_stderr_writes_not_to_its_descriptor(monkeypatch):
+    # In Jupyter the notice went to the terminal the kernel was started from: ipykernel's stderr gives
+    # that terminal's descriptor as its fileno(), while its write() goes to the notebook.
+    import os
+    import signal
+    import sys
+
+    from gan.training import stop as stop_module
+
+    class NotebookStream:  # (not a file object of io's own: its writes need not reach its descriptor)
+        encoding = "utf-8"
+
+        def __init__(self, descriptor):
+            self.descriptor = descriptor
+            self.written = []
+
+        def fileno(self):
+            return self.descriptor
+
+        def isatty(self):
+            return False
+
+        def write(self, text):
+            self.written.append(text)
+            return len(text)
+
+        def flush(self):
+            pass
+
+    read_end, write_end = os.pipe()
+    notebook = NotebookStream(write_end)
+    monkeypatch.setattr(sys, "stderr", notebook)
+    monkeypatch.setattr(stop_module, "ctrl_c_reaches_this_process", lambda: False)
+    try:
+        with stop_module.StopRequest() as stop:
+            signal.raise_signal(signal.SIGTERM)
+        assert stop.signal_name == "SIGTERM"
+        assert "".join(notebook.written) == "received SIGTERM: saving a checkpoint after this step\n"
+        os.close(write_end)
+        assert os.read(read_end, 1000) == b""  # (nothing to the kernel's terminal)
+    finally:
+        os.close(read_end)
+
+
 @pytest.mark.parametrize("dataset", ["folder", "paired"])
 def test_a_missing_relative_data_root_names_the_folder_it_was_read_from(tmp_path, monkeypatch, dataset):
     # A resume from another folder than the run started in said only "image folder 'faces' does not exist"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import signal
 import sys
@@ -17,7 +18,8 @@ def say_in_a_signal_handler(message: str) -> None:
     """`print_above`'s line, written straight to stderr's file descriptor: a handler runs between two
     bytecodes of the main thread, which may be inside stderr's buffered write (a log's progress line),
     and writing through it again raised "RuntimeError: reentrant call", which stopped the run as a
-    failed side task. A stream without a descriptor (one in memory) has no such lock."""
+    failed side task. A stream without a descriptor (one in memory) has no such lock. A stream whose
+    writes go elsewhere than its descriptor (Jupyter's) is written through, its descriptor the fallback."""
     stream = sys.stderr
     try:
         descriptor = stream.fileno()
@@ -25,8 +27,34 @@ def say_in_a_signal_handler(message: str) -> None:
         print_above(message, stream)
         return
     text = (CLEAR_LINE if redraws_lines(stream) else "") + message + "\n"
+    if not _writes_to_its_descriptor(stream) and _written_through(stream, text):
+        return
     with contextlib.suppress(OSError):  # (a closed or full stderr: the stop itself goes on)
         os.write(descriptor, text.encode(getattr(stream, "encoding", None) or "utf-8", errors="backslashreplace"))
+
+
+def _writes_to_its_descriptor(stream: Any) -> bool:
+    """Whether `stream` is io's own file object over its fileno() (a terminal, a log, a pipe). Not so
+    ipykernel's stderr: its fileno() is a copy of the terminal the kernel started from, and its writes
+    go to the notebook, so the notice written to the descriptor was never seen."""
+    layer = getattr(stream, "buffer", None)
+    raw = getattr(layer, "raw", layer)  # (python -u: the text layer is over the FileIO itself)
+    try:
+        return isinstance(stream, io.TextIOWrapper) and isinstance(raw, io.FileIO) and raw.fileno() == stream.fileno()
+    except (OSError, ValueError):  # (closed)
+        return False
+
+
+def _written_through(stream: Any, text: str) -> bool:
+    """Whether `stream.write` took `text`: False where it refused (re-entered mid-write, "reentrant
+    call"; closed), for the descriptor to say it instead."""
+    try:
+        stream.write(text)
+    except (RuntimeError, OSError, ValueError):
+        return False
+    with contextlib.suppress(RuntimeError, OSError, ValueError):  # (written: not said twice for a failed flush)
+        stream.flush()
+    return True
 
 
 class StopRequest:
