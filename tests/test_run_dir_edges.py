@@ -110,6 +110,29 @@ def test_a_folder_of_runs_given_to_run_dir_is_said_to_be_one(tmp_path):
         start_or_resume(runs)
     assert f"holds {run}, 99999-dcgan_demo, 100000-dcgan_demo (gan train" in _numbered_run_hint(runs / "00042-dcgan_demo")
 
+def test_a_users_folder_holding_a_config_toml_is_not_called_a_run(tmp_path):
+    # `--run-dir .` beside a photos/ holding a file named config.toml (and a link to it) said "is a
+    # folder of runs (photos, photos_link)": a config.toml alone made a run; `--resume .` said the same
+    from gan.core.registry import ConfigError
+    from gan.training.run_dir import start_or_resume
+
+    folder = tmp_path / "here"
+    (folder / "photos").mkdir(parents=True)
+    (folder / "photos" / "config.toml").write_text('camera = "x100"\n')
+    (folder / "photos_link").symlink_to(folder / "photos")
+    with pytest.raises(ConfigError, match=r"holds files gan did not write \(photos, photos_link\) and no checkpoint"):
+        start_or_resume(folder)  # (still refused, as not a new folder: nothing in it touched)
+    assert sorted(path.name for path in folder.iterdir()) == ["photos", "photos_link"]
+    resumed = train_command("--resume", str(folder))
+    assert resumed.exit_code == 2 and "has no config.toml and no checkpoint" in resumed.output, resumed.output
+    run = folder / "00000-dcgan_demo"  # a start of gan train (its lock taken first) is a run
+    run.mkdir()
+    (run / "config.toml").write_text('recipe = "dcgan"\n')
+    (run / ".lock").write_text("")
+    with pytest.raises(ConfigError, match=r"is a folder of runs \(00000-dcgan_demo\), not a run"):
+        start_or_resume(folder)
+
+
 def test_a_start_that_died_before_its_first_checkpoint_is_set_aside_with_a_line(tmp_path):
     folder = tmp_path / "run"
     (folder / "samples").mkdir(parents=True)

@@ -151,7 +151,14 @@ def unwritable_run(error: BaseException, run_dir: Path | None) -> str | None:
 
 def check_resumable(run_dir: Path) -> None:
     """ConfigError saying what `run_dir` is when it is not a run `--resume` can continue."""
-    from gan.core.checkpoint import EXPORT_SUFFIXES, export_source, holds_a_run, is_torch_file, list_checkpoints
+    from gan.core.checkpoint import (
+        EXPORT_SUFFIXES,
+        export_source,
+        holds_a_run,
+        is_torch_file,
+        list_checkpoints,
+        made_by_gan_train,
+    )
     from gan.core.files import LOCK_NAME, RunLock, is_stale_temp, run_order
     from gan.core.registry import ConfigError
 
@@ -177,7 +184,7 @@ def check_resumable(run_dir: Path) -> None:
         return
     processes = os.environ.get("WORLD_SIZE", "1").strip()  # (under torchrun: started again as it was)
     launcher = gan_launcher(int(processes) if processes.isdigit() else 1)
-    runs = [path.name for path in sorted(run_dir.iterdir(), key=run_order) if (path / "config.toml").is_file()]
+    runs = [path.name for path in sorted(run_dir.iterdir(), key=run_order) if made_by_gan_train(path)]
     if runs and not (run_dir / "config.toml").exists():
         raise ConfigError(f"--resume '{run_dir}' is a folder of runs, not a run: give one of them, e.g. "
                           f"--resume {run_dir / runs[-1]}")

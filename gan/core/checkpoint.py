@@ -22,7 +22,7 @@ from typing import IO, Any
 import numpy as np
 import torch
 
-from gan.core.files import run_order, write_atomically, write_text_atomically
+from gan.core.files import LOCK_NAME, run_order, write_atomically, write_text_atomically
 from gan.core.memory import out_of_memory
 from gan.core.wording import printable
 
@@ -141,6 +141,17 @@ def holds_a_run(folder: Path) -> bool:
     """Whether `folder` is a run directory: its config.toml, or checkpoints whose config stands in
     for one gone."""
     return (folder / "config.toml").is_file() or bool(folder.is_dir() and list_checkpoints(folder))
+
+
+def made_by_gan_train(folder: Path) -> bool:
+    """Whether `folder` is a run `gan train` made: its config.toml and beside it what a run writes from
+    its start on (its lock first, then its event file, samples/, metrics.jsonl, checkpoints); a
+    config.toml alone is a person's. For folders found inside another, not named as runs
+    (`holds_a_run` takes those at their word): `--run-dir .` called a user's photos/ with a
+    config.toml of its own a run."""
+    return (folder / "config.toml").is_file() and (
+        (folder / LOCK_NAME).is_file() or any(folder.glob("events.out.tfevents.*")) or (folder / "samples").is_dir()
+        or (folder / METRICS_RECORD).is_file() or bool(list_checkpoints(folder)))
 
 
 _SET_ASIDE_MARK = ".abandoned-"

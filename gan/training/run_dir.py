@@ -16,7 +16,7 @@ try:
 except ImportError:  # Windows: no locking; numbers can collide only for simultaneous starts
     fcntl = None
 
-from gan.core.checkpoint import METRICS_RECORD, list_checkpoints, set_aside_path, stored_step
+from gan.core.checkpoint import METRICS_RECORD, list_checkpoints, made_by_gan_train, set_aside_path, stored_step
 from gan.core.config import toml_text
 from gan.core.files import LOCK_NAME, RUN_NAME, RunLock, is_stale_temp, open_lock_file, run_order, warn_of_no_locks
 from gan.core.registry import ConfigError
@@ -82,7 +82,7 @@ def start_or_resume(run_dir: Path, config_file: Path | None = None) -> bool:
         foreign.insert(0, f"{config_file.name}, the CONFIG file of this command")
     elif not started and any(entry.name != LOCK_NAME for entry in entries):
         foreign = foreign or [entry.name for entry in entries]  # a person's config.toml, say: no start left it
-    runs = [entry.name for entry in entries if entry.is_dir() and (entry / "config.toml").is_file()]
+    runs = [entry.name for entry in entries if entry.is_dir() and made_by_gan_train(entry)]
     if runs and not (run_dir / "config.toml").exists():  # (gan's own runs: said as such, not as foreign files)
         raise ConfigError(f"--run-dir '{run_dir}' is a folder of runs ({first_few(runs, 3)}), not a run: give a new "
                           f"folder, or one of them to resume it, e.g. --run-dir {run_dir / runs[-1]}; --out makes "
