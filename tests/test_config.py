@@ -1,8 +1,10 @@
+import json
 from pathlib import Path
 
 import pytest
 
-from gan.core.config import Config, config_from_dict, config_to_dict, dump_config
+from gan.core.config import Config, config_from_dict, config_to_dict, dump_config, non_finite_restored
+from gan.core.json_text import standard_json
 from gan.core.registry import ConfigError
 from gan.training.resolve import load_config
 
@@ -114,6 +116,15 @@ def test_resolved_config_round_trips_through_toml(tmp_path):
     path.write_text(dump_config(config))
     assert load_config(path) == config
     assert config_from_dict(config_to_dict(config)) == config
+
+
+def test_a_config_round_trips_through_standard_json_its_text_keys_kept_as_text():
+    """Standard JSON has no infinity: train.divergence_bound = inf is written as "inf" (exports), which a
+    float key refused when read back; a text key that says "inf" must stay text."""
+    config = load_config(None, ["train.divergence_bound=inf", "data.root=inf", "data.split=nan"])
+    written = json.loads(standard_json(config_to_dict(config)))
+    assert written["train"]["divergence_bound"] == "inf"
+    assert config_from_dict(non_finite_restored(written)) == config
 
 
 def test_missing_config_file():

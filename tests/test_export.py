@@ -1,13 +1,15 @@
 """`gan export`: generator weights as safetensors or a plain torch file, read back by sample and translate."""
 
 import json
+import math
 import os
 from pathlib import Path
 
 import pytest
 import torch
 from click.testing import CliRunner
-from safetensors.torch import load_file
+from conftest import tiny_config
+from safetensors.torch import load_file, safe_open
 
 import gan
 from gan.commands.main import main
@@ -15,6 +17,7 @@ from gan.core.checkpoint import CheckpointError, list_checkpoints
 from gan.inference.exported import read_export
 from gan.inference.generators import load_generator
 from gan.nets.running import generate, random_latents
+from gan.training.loop import train
 
 CPU = torch.device("cpu")
 
@@ -45,6 +48,29 @@ def test_export_round_trip_gives_identical_samples(run, tmp_path, export_format,
     assert torch.load(list_checkpoints(run)[-1], weights_only=True)["written_by"] == versions
     result = CliRunner().invoke(main, ["sample", str(out), "--n", "4", "--out", str(tmp_path / "grid.png")])
     assert result.exit_code == 0 and (tmp_path / "grid.png").is_file()
+
+
+def strict_json(text: str):
+    """`text` read as JavaScript's JSON.parse and serde_json read it: Infinity and NaN are no JSON."""
+    def refuse(constant):
+        raise ValueError(f"{constant} is not standard JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_an_infinite_config_value_is_exported_as_standard_json_and_read_back(tmp_path):
+    """train.divergence_bound = inf (the check off) was written as Infinity into the JSON beside the
+    export and its "gan" metadata, which strict readers refuse."""
+    run_dir = train(tiny_config("train.divergence_bound=inf", "train.steps=2", "train.keep_best="), tmp_path / "runs",
+                    CPU).run_dir
+    out = tmp_path / "g.safetensors"
+    result = CliRunner().invoke(main, ["export", str(run_dir), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    with safe_open(str(out), framework="pt") as handle:
+        stored = handle.metadata()["gan"]
+    for text in (stored, (tmp_path / "g.safetensors.json").read_text()):
+        assert strict_json(text)["config"]["train"]["divergence_bound"] == "inf"
+    assert load_generator(out, CPU).config["train"]["divergence_bound"] == math.inf
 
 
 def test_an_export_records_its_source_by_an_absolute_path(run, tmp_path, monkeypatch):

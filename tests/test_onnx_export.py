@@ -1,8 +1,10 @@
 """`gan export --format onnx`: generators as ONNX graphs that ONNX Runtime runs like PyTorch does (issue 28)."""
 
 import json
+import math
 import os
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ from conftest import tiny_recipe_config, write_recipe_data
 
 from gan.commands.main import main
 from gan.inference.generators import load_generator
+from gan.inference.onnx_export import write_onnx
 from gan.inference.tiling import load_translator
 from gan.training.loop import train
 
@@ -146,6 +149,16 @@ def test_without_the_onnx_extra_the_error_is_one_line_naming_the_install(runs, t
     result = export(runs["dcgan"], tmp_path / "g.onnx")
     assert result.exit_code == 2 and not (tmp_path / "g.onnx").exists()
     assert len(result.output.strip().splitlines()) == 1 and 'pip install onnx onnxscript onnxruntime' in result.output
+
+
+def test_the_onnx_metadata_entry_is_standard_json(tmp_path):
+    """An infinite config value (train.divergence_bound = inf) went into metadata_props["gan"] as
+    Infinity, which strict JSON readers of the graph's custom metadata refuse."""
+    program = SimpleNamespace(model=SimpleNamespace(metadata_props={}), save=lambda path, external_data: None)
+    write_onnx(program, {"config": {"train": {"divergence_bound": math.inf}}, "nan": math.nan}, tmp_path / "g.onnx")
+    text = program.model.metadata_props["gan"]
+    assert "Infinity" not in text and "NaN" not in text
+    assert json.loads(text) == {"config": {"train": {"divergence_bound": "inf"}}, "nan": "nan"}
 
 
 def test_an_onnx_export_follows_the_umask(onnxruntime, runs, tmp_path):

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from gan.core.json_text import NON_FINITE_TEXT
 from gan.core.presets import LOSS_PRESETS
 from gan.core.registry import ConfigError, suggest
 from gan.core.typecheck import coerce, type_name
@@ -826,6 +827,22 @@ def _check_range(key: str, value: float, low: float, high: float) -> None:
 def config_from_dict(tree: dict[str, Any]) -> Config:
     """Rebuild a Config from `config_to_dict` output (as stored in checkpoints)."""
     return _fill(Config, tree, "")
+
+
+def non_finite_restored(tree: dict[str, Any], section: type = Config) -> dict[str, Any]:
+    """`tree` (a config as `standard_json` wrote it) with the text "inf", "-inf" or "nan" of a float
+    key read back as the number: standard JSON has none (train.divergence_bound = inf turns a check
+    off), and a float key refuses text. Text keys keep their text."""
+    hints = typing.get_type_hints(section)
+    restored = {}
+    for key, value in tree.items():
+        annotation = hints.get(key)
+        if dataclasses.is_dataclass(annotation) and isinstance(value, dict):
+            value = non_finite_restored(value, annotation)
+        elif isinstance(value, str) and value in NON_FINITE_TEXT and float in (annotation, *_union_options(annotation)):
+            value = NON_FINITE_TEXT[value]
+        restored[key] = value
+    return restored
 
 
 def config_to_dict(config: Config) -> dict[str, Any]:

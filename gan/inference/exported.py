@@ -3,8 +3,9 @@
 `safetensors` (the default) holds only tensors, so loading it cannot run code. The file
 is the generator's plain state dict, loadable by anyone, and its metadata entry "gan"
 is JSON with what rebuilds it: the network spec, the run's config and the step. A JSON
-file with the same metadata is written beside it for people. `pt` is the same as a
-plain torch file, which loads with `weights_only=True`. `onnx` is the generator as a
+file with the same metadata is written beside it for people. Both are standard JSON, which
+other tools' strict readers take (`standard_json`: an infinite config value as "inf"). `pt`
+is the same as a plain torch file, which loads with `weights_only=True`. `onnx` is the generator as a
 graph for ONNX Runtime (gan/inference/onnx_export.py), with the same metadata plus its input and
 output shapes. The extension names the format (`.safetensors`, `.pt`, `.onnx`), since
 readers go by it.
@@ -39,7 +40,9 @@ from gan.core.checkpoint import (
     writers_of,
     written_by,
 )
+from gan.core.config import non_finite_restored
 from gan.core.files import write_together
+from gan.core.json_text import standard_json
 from gan.core.processes import stops_held_to_the_end
 from gan.inference.loading import build_generator, checked_state, damaged
 
@@ -119,7 +122,7 @@ def export_generator(source: Path, out: Path, export_format: str | None = None, 
         from safetensors.torch import save_file
 
         metadata["weights_sha256"] = weights_digest(weights)  # (safetensors keeps no checksum of its own)
-        write_weights = lambda temp: save_file(weights, str(temp), metadata={"gan": json.dumps(metadata)})  # noqa: E731
+        write_weights = lambda temp: save_file(weights, str(temp), metadata={"gan": standard_json(metadata)})  # noqa: E731
     elif export_format == "pt":
         write_weights = lambda temp: torch.save({**metadata, "networks": {stored: weights}}, temp)  # noqa: E731
     else:
@@ -131,7 +134,7 @@ def export_generator(source: Path, out: Path, export_format: str | None = None, 
     with stops_held_to_the_end("the export"):
         write_together({out: following_umask(write_weights),
                         sidecar_path(out): following_umask(lambda temp: temp.write_text(
-                            json.dumps(metadata, indent=2) + "\n", encoding="utf-8"))}, new_only=not overwrite)
+                            standard_json(metadata, indent=2) + "\n", encoding="utf-8"))}, new_only=not overwrite)
     return metadata
 
 
@@ -185,6 +188,8 @@ def read_export(path: Path) -> dict[str, Any]:
         raise CheckpointError(newer_or_older or f"'{path}' has no gan export metadata; write it with `gan export`")
     if not isinstance(metadata.get("network"), str):
         raise damaged(path, "its \"gan\" metadata has no \"network\" entry naming the weights it holds")
+    if isinstance(metadata.get("config"), dict):  # (standard JSON: a float key's inf was written as "inf")
+        metadata["config"] = non_finite_restored(metadata["config"])
     recorded = metadata.get("weights_sha256")  # (exports written before it was recorded have none)
     if recorded is not None and recorded != weights_digest(weights):
         raise damaged(path, "its weights differ from the SHA-256 digest written with them (a flipped bit, or an "

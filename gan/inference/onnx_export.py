@@ -13,12 +13,13 @@ below its smallest size in a reflection pad, other networks may return a wrongly
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from gan.core.json_text import standard_json
 
 INSTALL_HINT = "pip install onnx onnxscript onnxruntime"  # (gan's `onnx` extra; in a checkout, pip install -e ".[onnx]")
 EXAMPLE_BATCH = 2  # not 1: torch.export takes a size-1 dimension for a constant
@@ -119,5 +120,5 @@ def onnx_program(generator: nn.Module, config: dict[str, Any]) -> tuple[Any, dic
 def write_onnx(program: Any, metadata: dict[str, Any], path: Path) -> None:
     """Write `program` to `path` as one self-contained file, with `metadata` (the sidecar's JSON)
     as its "gan" metadata entry, which ONNX Runtime reads back as custom metadata."""
-    program.model.metadata_props["gan"] = json.dumps(metadata)
+    program.model.metadata_props["gan"] = standard_json(metadata)
     program.save(path, external_data=False)
