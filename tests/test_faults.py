@@ -1112,6 +1112,28 @@ except WriteError as error:
         result.stdout + result.stderr
 
 
+def test_a_file_size_limit_met_by_safetensors_is_said_as_such_not_as_a_full_disk(tmp_path):
+    """safetensors' writer says EFBIG in Rust's words ("File too large (os error 27)") in a
+    SafetensorError: a .safetensors export under `ulimit -f` gave the free space alone, as if the disk were full."""
+    code = f"""
+import resource
+from pathlib import Path
+import torch
+from safetensors.torch import save_file
+from gan.core.files import WriteError, write_atomically
+resource.setrlimit(resource.RLIMIT_FSIZE, (8192, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+try:
+    write_atomically(Path({str(tmp_path / 'g.safetensors')!r}),
+                     lambda temp: save_file({{"weight": torch.zeros(100_000)}}, str(temp)))
+except WriteError as error:
+    print(error)
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "File too large (os error 27); this process may write files of at most 8,192 bytes (ulimit -f)" in \
+        result.stdout, result.stdout + result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_memory_running_out_is_one_line_saying_what_to_ask_for(tmp_path, tiny_demo_run, monkeypatch):
     """Under `ulimit -v`, train, sample and eval ended in the CPU allocator's traceback."""
     from conftest import assert_one_error_line, invoke

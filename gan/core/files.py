@@ -237,7 +237,7 @@ def why_write_failed(error: BaseException, path: Path) -> str:
                   "most file systems); give a shorter name" if name_bytes > MAX_NAME_BYTES else
                   f"its path is {path_bytes} bytes, more than a path holds here (at most {MAX_PATH_BYTES} on "
                   "this system); give a shorter one")
-    elif (isinstance(error, OSError) and error.errno == errno.EFBIG) or "could not write all of it" in reason:
+    elif _is_too_large(error, reason) or "could not write all of it" in reason:
         limit = file_size_limit_said()
         if limit is not None:  # (`ulimit -f`: a limit of this process, no full disk)
             reason += f"; {limit}"
@@ -245,6 +245,14 @@ def why_write_failed(error: BaseException, path: Path) -> str:
     refused = (error.errno in (errno.EACCES, errno.EPERM, errno.EROFS) if isinstance(error, OSError) else
                any(words in reason for words in ("Permission denied", "Read-only file system")))  # (torch's, safetensors')
     return (": " if refused else f" ({free_space(path.parent)}): ") + reason
+
+
+def _is_too_large(error: BaseException, reason: str) -> bool:
+    """Whether the write failed as a file past the size limit (EFBIG): an OSError's errno, or the
+    "File too large (os error 27)" of safetensors, whose Rust writer raises SafetensorError."""
+    if isinstance(error, OSError):
+        return error.errno == errno.EFBIG
+    return f"(os error {errno.EFBIG})" in reason
 
 
 @contextlib.contextmanager
