@@ -525,6 +525,44 @@ def test_separate_over_a_larger_earlier_set_is_refused_not_mixed(demo_run, tmp_p
     assert invoke("sample", demo_run, "--n", "5", "--seed", "7", "--separate", folder, "--overwrite").exit_code == 0
 
 
+def test_separate_into_a_folder_holding_other_images_is_refused_not_mixed(demo_run, tmp_path):
+    """A grid written there earlier (`--out DIR/grid.png`), photos, or images in a subfolder were left among
+    the samples, "wrote 4 PNGs" said nothing, and FID tools then scored the mix."""
+    grid_folder, photos = tmp_path / "grid", tmp_path / "photos"
+    assert invoke("sample", demo_run, "--n", "4", "--out", grid_folder / "grid.png").exit_code == 0
+    (photos / "holiday").mkdir(parents=True)
+    for name in ("a.jpg", "b.JPEG"):
+        random_rgb((8, 8), 0).save(photos / "holiday" / name)
+    for folder, first, count in ((grid_folder, "grid.png", "1 image file"), (photos, "holiday/a.jpg", "2 image files")):
+        before = contents(folder)
+        result = invoke("sample", demo_run, "--n", "4", "--separate", folder, "--overwrite")
+        assert_clean_error(result, f"--separate '{folder}' holds {count} other than its numbered samples (the "
+                                   f"first: {first}), which FID tools would score", "give an empty folder, or remove")
+        assert contents(folder) == before
+    # what scorers pass over (hidden names, files of no image format) stays, and a set goes in again as before
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "README.txt").write_text("seed 0")
+    (notes / ".thumbnail.png").write_bytes(b"")
+    for options in ((), ("--overwrite",)):
+        result = invoke("sample", demo_run, "--n", "3", "--separate", notes, *options)
+        assert result.exit_code == 0, result.output
+    assert sorted(path.name for path in notes.iterdir()) == [".thumbnail.png", "00000.png", "00001.png", "00002.png",
+                                                             "README.txt"]
+
+
+def test_a_grid_into_a_folder_holding_a_sample_set_is_refused(demo_run, tmp_path):
+    """`--out DIR/preview.png` into the folder of an earlier --separate set put the grid among the samples."""
+    folder = tmp_path / "sep"
+    assert invoke("sample", demo_run, "--n", "3", "--separate", folder).exit_code == 0
+    before = contents(folder)
+    for options in ((), ("--overwrite",)):
+        result = invoke("sample", demo_run, "--n", "4", "--out", folder / "preview.png", *options)
+        assert_clean_error(result, f"--out '{folder / 'preview.png'}' is in '{folder}', which holds a --separate set "
+                                   "of 3 samples (the first: 00000.png): FID would score the grid as one more")
+    assert contents(folder) == before
+
+
 def test_a_set_of_samples_moves_in_holding_its_folder(demo_run, tmp_path, monkeypatch):
     """Two `gan sample --separate D --overwrite` at once left 00000-00001 of one seed beside 00002-00007
     of the other, both saying "wrote 8 PNGs": a set moves in holding the folder, so sets take turns."""

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Iterator
 import click
 
 from gan.commands.common import UserPath, fail
+from gan.core.wording import counted, one_line
 
 if TYPE_CHECKING:  # the command imports torch only when it runs
     import torch
@@ -64,19 +65,75 @@ def refuse_a_grid_among_samples(out: Path | None, separate: Path | None, total: 
          "would be one more; give it another folder")
 
 
+def refuse_a_grid_beside_a_sample_set(out: Path | None, separate: Path | None) -> None:
+    """An --out grid into a folder that holds a --separate set (an earlier command's numbered PNGs):
+    FID, which scores every image of the folder, would take the grid for one more sample. (The grid
+    in this command's own --separate folder is `refuse_a_grid_among_samples`' to refuse.)"""
+    if out is None or not out.parent.is_dir():
+        return
+    if separate is not None and out.parent.resolve() == separate.resolve():
+        return
+    try:
+        samples = sorted(path.name for path in out.parent.iterdir() if is_sample_name(path.name))
+    except OSError:  # (a folder that cannot be listed: writing into it is refused with its own words)
+        return
+    if samples:
+        fail(f"--out '{out}' is in '{out.parent}', which holds a --separate set of {counted(len(samples), 'sample')} "
+             f"(the first: {samples[0]}): FID would score the grid as one more; give it another folder")
+
+
+def is_sample_name(name: str) -> bool:
+    """Whether `name` is one --separate gives its images: 00000.png, 00001.png, ..."""
+    import re
+
+    return re.fullmatch(r"\d{5,}\.png", name) is not None
+
+
+def what_spoils_the_set(separate: Path, total: int) -> str | None:
+    """What is wrong with the --separate folder for a set of `total` samples (`samples_left_beside`,
+    `other_images_beside`); None when nothing is."""
+    return samples_left_beside(separate, total) or other_images_beside(separate)
+
+
 def samples_left_beside(separate: Path, total: int) -> str | None:
     """What is wrong with a --separate folder holding sample PNGs past those this command writes (an
     earlier, larger --n): replaced in part, the folder would mix two sets, which FID would score as one."""
-    import re
-
     if not separate.is_dir():
         return None
-    others = sorted(path.name for path in separate.iterdir()
-                    if re.fullmatch(r"\d{5,}\.png", path.name) and int(path.stem) >= total)
+    others = sorted(path.name for path in separate.iterdir() if is_sample_name(path.name) and int(path.stem) >= total)
     if others:
         return (f"--separate '{separate}' holds {len(others)} sample(s) past the {total} this command writes (the "
                 f"first: {others[0]}): the folder would mix two sets; give an empty folder, or remove them first")
     return None
+
+
+def other_images_beside(separate: Path) -> str | None:
+    """What is wrong with a --separate folder holding image files other than its numbered samples, in
+    it or below it (a grid written there earlier, photos, a set in a subfolder): FID tools score every
+    image of a folder, and torch-fidelity's and clean-fid's recursive listings its subfolders' too."""
+    others = other_images_in(separate)
+    if others:
+        return (f"--separate '{separate}' holds {counted(len(others), 'image file')} other than its numbered samples "
+                f"(the first: {one_line(others[0])}), which FID tools would score with the samples; give an empty folder, "
+                "or remove them first")
+    return None
+
+
+def other_images_in(folder: Path) -> list[str]:
+    """The image files in `folder` and its subfolders, but for the numbered samples in `folder` itself:
+    paths relative to it, sorted. Hidden names are passed over, as gan's own listings pass over them
+    (and with them a sample command's staging folder)."""
+    from gan.data.decode import IMAGE_EXTENSIONS
+
+    if not folder.is_dir():
+        return []
+    found = []
+    for root, folders, files in os.walk(folder):
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        inside = Path(root).relative_to(folder)
+        found += [str(inside / name) for name in files if not name.startswith(".")
+                  and name.lower().endswith(IMAGE_EXTENSIONS) and not (inside == Path() and is_sample_name(name))]
+    return sorted(found)
 
 
 def planned_outputs(out: Path | None, separate: Path | None, total: int) -> list[Path]:
@@ -174,7 +231,7 @@ class StagedOutputs:
             for folder in sorted({target.parent for _, target in moves}):
                 held.enter_context(folder_held(folder))
             # (another command may have written a target while this one sampled, after its outputs were checked)
-            if self.samples is not None and (problem := samples_left_beside(*self.samples)) is not None:
+            if self.samples is not None and (problem := what_spoils_the_set(*self.samples)) is not None:
                 raise WriteError(f"{problem} (another command wrote them while this one sampled): nothing was replaced")
             appeared = [target for _, target in moves if not self.overwrite and os.path.lexists(target)]
             if appeared:
@@ -331,9 +388,10 @@ def checked_image_count(count: int, steps: int | None, out: Path | None, separat
         if palette:
             warnings.warn(palette, stacklevel=1)
     if separate is not None:
-        if (problem := samples_left_beside(separate, total)) is not None:
+        if (problem := what_spoils_the_set(separate, total)) is not None:
             fail(problem)
         refuse_a_grid_among_samples(out, separate, total)
+    refuse_a_grid_beside_a_sample_set(out, separate)
     return total
 
 
