@@ -185,6 +185,23 @@ def test_a_json_path_that_cannot_be_written_costs_no_measurement(tmp_path, monke
     assert "No space left on device; the figures are in the table above" in result.output
 
 
+@pytest.mark.parametrize("name", ["000001.jpg", "results", "bench.json.bak"])
+def test_a_json_path_not_named_json_is_refused_before_measuring(tmp_path, monkeypatch, name):
+    """`--json photos/000001.jpg --overwrite` replaced the JPEG (read-only too) with the results."""
+    import gan.tools.benchmark
+
+    measured = []
+    monkeypatch.setattr(gan.tools.benchmark, "bench_model", lambda name, *args, **kwargs: measured.append(name))
+    photo = tmp_path / name
+    photo.write_bytes(b"\xff\xd8 a photo")
+    photo.chmod(0o444)
+    result = CliRunner().invoke(main, ["bench", "--model", "dcgan64", "--device", "cpu", "--data-root", "none",
+                                       "--json", str(photo), "--overwrite"])
+    assert result.exit_code == 2 and f"'{photo}' has " in result.output and "need .json" in result.output, \
+        result.output
+    assert measured == [] and photo.read_bytes() == b"\xff\xd8 a photo"
+
+
 def test_a_warm_up_too_short_for_compilation_says_the_first_round_times_it():
     """0.07 img/s and 0.000 TFLOP/s came with no word that --warmup 0 timed the compilation."""
     command = ["bench", "--model", "dcgan64", "--device", "cpu", "--data-root", "none", "--rounds", "1", "--iters", "1",
@@ -360,15 +377,17 @@ def test_a_set_of_the_ema_is_warned_of_on_the_command_line(tmp_path):
 
 
 def test_the_json_never_replaces_the_baseline_and_an_existing_file_only_with_overwrite(tmp_path, monkeypatch):
-    """--json silently overwrote any file, even the --baseline file itself."""
+    """--json silently overwrote any file, even the --baseline file itself (named .json now: through a link)."""
     import gan.tools.benchmark
 
     monkeypatch.setattr(gan.tools.benchmark, "bench_model", lambda name, *args, **kwargs: gan.tools.benchmark.Row(
         name, 10.0, None, None, None, None, None, None, 1.0))
     path = write_baseline(tmp_path / "base.py", "{'dcgan64': (2, build)}", TINY_BUILD)
     text = path.read_text()
-    itself = CliRunner().invoke(main, [*BENCH, "--baseline", str(path), "--json", str(path), "--overwrite"])
-    assert itself.exit_code == 2 and f"output '{path}' would overwrite the input '{path}'" in itself.output
+    link = tmp_path / "base.json"
+    link.symlink_to(path)
+    itself = CliRunner().invoke(main, [*BENCH, "--baseline", str(path), "--json", str(link), "--overwrite"])
+    assert itself.exit_code == 2 and f"would overwrite the input '{path}'" in itself.output, itself.output
     assert path.read_text() == text and "| dcgan64 |" not in itself.output
     notes = tmp_path / "notes.json"
     notes.write_text("mine\n")

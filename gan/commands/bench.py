@@ -13,7 +13,8 @@ from gan.commands.common import UserPath, fail
 @click.option("--model", "models", multiple=True, help="Repeatable; default: all of dcgan64, dcgan128, pix2pix256, "
               "cyclegan256, srresnet4x, srgan4x.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--json", "json_path", type=UserPath(dir_okay=False, path_type=Path), help="Also write results here.")
+@click.option("--json", "json_path", type=UserPath(dir_okay=False, path_type=Path),
+              help="Also write results here (a name ending in .json).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --json file (never the --baseline file).")
 @click.option("--rounds", default=5, show_default=True, type=click.IntRange(1), help="Alternating rounds of ours and the baseline.")
 @click.option("--iters", default=0, show_default=True, type=click.IntRange(0),
@@ -57,6 +58,7 @@ def bench(models: tuple[str, ...], device: str, json_path: Path | None, overwrit
     if unknown:
         raise click.BadParameter(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(CASES)}",
                                  param_hint="--model")
+    check_json_name(json_path)
     models = tuple(dict.fromkeys(models)) or tuple(CASES)  # (a model given twice is timed once: one row per model)
     data_root = None if data_root is not None and str(data_root) == "none" else data_root
     torch_device, baseline, batch_size, overrides = _checked(models, device, json_path, overwrite, overrides,
@@ -67,6 +69,18 @@ def bench(models: tuple[str, ...], device: str, json_path: Path | None, overwrit
                                                     overrides, baseline, batch_size, data_root, data_workers,
                                                     threads)
     _report(rows, data_rows, failures, settings, baseline, json_path)
+
+
+def check_json_name(json_path: Path | None) -> None:
+    """A usage error for a --json path whose extension is not .json, before anything is measured: with
+    --overwrite, the results replaced whatever file was named (a photo, `--json photos/000001.jpg`)."""
+    if json_path is None or json_path.suffix.lower() == ".json":
+        return
+    extension = f"the extension '{json_path.suffix}'" if json_path.suffix else "no extension"
+    hidden = (f" ('{json_path.name}' alone is a hidden file's name: give it a name before the extension)"
+              if json_path.name.lower() == ".json" else "")
+    raise click.BadParameter(f"'{json_path}' has {extension}, where the results, JSON, need .json; name it "
+                             f"NAME.json, e.g. bench.json{hidden}", param_hint="--json")
 
 
 def _checked(models: tuple[str, ...], device: str, json_path: Path | None, overwrite: bool,
