@@ -290,9 +290,10 @@ def test_eval_and_translate_never_write_among_a_runs_data_from_another_working_f
     monkeypatch.chdir(tmp_path)  # (where data/hr is no folder)
     copy = Path(shutil.copytree(data["hr"], tmp_path / "copy"))
     before = {path: path.read_bytes() for folder in (data["hr"], work / "val") for path in folder.glob("*.png")}
-    for target in (data["hr"], data["hr"] / "strips", work / "val"):
+    for target, said in ((data["hr"], "would overwrite the input"), (data["hr"] / "strips", "which its run reads"),
+                         (work / "val", "would overwrite the input"), (work / "val" / "more", "which its run reads")):
         result = invoke("eval", run, "--data", copy, "--save-images", target, "--csv", tmp_path / "e.csv", "--overwrite")
-        assert_one_error_line(result, "which its run reads")
+        assert_one_error_line(result, said)
     for output in (data["hr"] / "0.png", work / "val" / "more" / "x.png"):
         result = invoke("translate", run, copy / "0.png", output, "--overwrite")
         assert_one_error_line(result, "which its run reads")

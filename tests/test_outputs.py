@@ -551,6 +551,30 @@ def test_separate_into_a_folder_holding_other_images_is_refused_not_mixed(demo_r
                                                              "README.txt"]
 
 
+def test_samples_never_go_among_the_images_their_run_reads(tmp_path, monkeypatch):
+    """`--separate faces/fakes` (a new folder inside data.root) was written: a resume trained on the
+    samples as real faces, and a metrics.root holding them scored them as real."""
+    from conftest import tiny_config
+
+    from gan.training.loop import train
+
+    for folder, count in (("faces", 8), ("held_out", 4)):
+        (tmp_path / folder).mkdir()
+        for index in range(count):
+            random_rgb((40, 40), index).save(tmp_path / folder / f"{index}.png")
+    monkeypatch.chdir(tmp_path)
+    config = tiny_config("data.dataset=folder", "data.root=faces", "metrics.root=held_out", "metrics.every=2",
+                         "metrics.num_samples=4", 'metrics.names=["swd"]', "train.steps=2")
+    run = train(config, tmp_path / "run", torch.device("cpu")).run_dir
+    monkeypatch.chdir(tmp_path / "run")  # (elsewhere: the run's relative folders as its checkpoint recorded them)
+    for options in (("--separate", tmp_path / "faces" / "fakes"), ("--out", tmp_path / "held_out" / "grid.png")):
+        result = invoke("sample", run, "--n", "2", *options)
+        assert_clean_error(result, "which its run reads", "give a folder outside it")
+    assert sorted(path.name for path in (tmp_path / "faces").iterdir()) == [f"{index}.png" for index in range(8)]
+    assert len(list((tmp_path / "held_out").iterdir())) == 4
+    assert invoke("sample", run, "--n", "2", "--separate", tmp_path / "fakes").exit_code == 0
+
+
 def test_a_grid_into_a_folder_holding_a_sample_set_is_refused(demo_run, tmp_path):
     """`--out DIR/preview.png` into the folder of an earlier --separate set put the grid among the samples."""
     folder = tmp_path / "sep"

@@ -462,16 +462,19 @@ def sample(source: Path, count: int, out: Path | None, separate: Path | None, se
     """
     from gan.core.checkpoint import CheckpointError, best_checkpoint
     from gan.inference.generators import load_generator
-    from gan.inference.outputs import OutputRefused, check_outputs
+    from gan.inference.outputs import OutputRefused, check_outputs, refuse_joining_run_data, run_data_folders
     from gan.nets.running import NonFiniteOutput, interpolation_latents, random_latents
     from gan.training.device import DeviceUnavailable, select_device
 
     total = checked_image_count(count, steps, out, separate, seed)
     steps = steps or 0  # 0: samples, not an interpolation
     try:
-        check_outputs(planned_outputs(out, separate, total), inputs=[source], overwrite=overwrite)
+        planned = planned_outputs(out, separate, total)
+        check_outputs(planned, inputs=[source], overwrite=overwrite)
         loaded = load_generator(best_checkpoint(source) if best else source, select_device(device), which)
         generator, path, used_ema = loaded.generator, loaded.checkpoint, loaded.used_ema
+        # (samples among the real images: a resume would train on them, metrics.root would score them as real)
+        refuse_joining_run_data(planned, run_data_folders(loaded.config, loaded.data_record))
     except (OutputRefused, CheckpointError, DeviceUnavailable) as error:
         fail(error)
     if steps:

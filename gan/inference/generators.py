@@ -23,6 +23,7 @@ class LoadedGenerator:
     used_ema: bool  # the EMA weights, when the checkpoint has them
     config: dict[str, Any]  # the run's resolved config
     step: int
+    data_record: dict | None = None  # the checkpoint's record of its data (`run_data_folders`); an export has none
 
 
 GENERATORS = ("ema", "live")  # which weights of a checkpoint to sample: the average, or the trained ones
@@ -57,7 +58,9 @@ def generator_from_checkpoint(state: dict[str, Any], path: Path, device: torch.d
         raise CheckpointError(
             f"'{path}' holds a generator whose forward takes {', '.join(others)} beside its latents: gan sample "
             "and gan eval serve unconditional generators, called as generator(latents) (docs/layout.md)")
-    return LoadedGenerator(generator.to(device), path, stored == "generator_ema", state["config"], state["step"])
+    record = state.get("data")
+    return LoadedGenerator(generator.to(device), path, stored == "generator_ema", state["config"], state["step"],
+                           record if isinstance(record, dict) else None)
 
 
 def _required_arguments_beyond_latents(generator: nn.Module) -> list[str]:

@@ -104,9 +104,11 @@ def refuse_joining_run_data(outputs: Sequence[Path], folders: list[tuple[str, Pa
     run directory or a hidden folder there is left out of the data, and so may hold one."""
     from gan.data.decode import IMAGE_EXTENSIONS
 
+    first_in = {}  # each folder images go to -> the first of them (a --separate set of 50,000: one folder)
     for output in outputs:
-        if not output.name.lower().endswith(IMAGE_EXTENSIONS):
-            continue
+        if output.name.lower().endswith(IMAGE_EXTENSIONS):
+            first_in.setdefault(output.parent, output)
+    for output in first_in.values():
         real = resolved(output)
         for key, folder in folders:
             top = resolved(folder)
