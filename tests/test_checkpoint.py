@@ -130,6 +130,31 @@ def test_rng_state_round_trip_through_a_weights_only_file(tmp_path):
     assert np.random.normal() == expected[2]
 
 
+@pytest.mark.parametrize("saved, here, used", [(8, 1, 0), (1, 2, 1)])
+def test_gpu_random_states_are_restored_for_the_gpus_this_machine_has(monkeypatch, saved, here, used):
+    """A checkpoint of a node with 8 GPUs holds 8 states: restoring them all on a 1-GPU machine was an
+    IndexError mid-resume (torch's set_rng_state_all sets device i for every state). A GPU drawn on
+    with no state saved is said, its stream starting afresh. (Simulated: no GPU in CI.)"""
+    import warnings
+
+    restored = {}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: here)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: used)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device: restored.__setitem__(device, state))
+    state = capture_rng_state()
+    state["cuda"] = [torch.full((4,), index, dtype=torch.uint8) for index in range(saved)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        restore_rng_state(state)
+    assert sorted(restored) == list(range(min(saved, here)))
+    assert all(int(restored[device][0]) == device for device in restored)
+    said = [str(warning.message) for warning in caught]
+    assert said == ([] if used < saved else [f"the checkpoint holds the random state of {saved} GPU(s), none for "
+                                             f"cuda:{used}, which this process draws on: its stream starts afresh, so "
+                                             "the run goes on as an uninterrupted one would not, exactly"])
+
+
 BEFORE_REGROUP = Path(__file__).parent / "data" / "before-regroup"
 
 

@@ -78,6 +78,16 @@ def test_a_seed_resumed_with_another_setting_of_how_it_runs_stays_a_seed_of_its_
         {"train.steps=300": runs, "train.steps=600": [longer]}
 
 
+def test_seeds_that_keep_their_caches_in_other_places_are_one_group(tmp_path):
+    """Seeds of one experiment run on two machines, caches in two places: one group each, labelled by
+    data.cache_dir, with no mean or spread."""
+    runs = [make_run(tmp_path / "runs", f"0000{seed}-seed={seed}", "hinge", seed, [20.0 + seed]) for seed in range(3)]
+    for run, place in zip(runs[1:], ("/scratch/cache", "/mnt/fast")):
+        (run / "config.toml").write_text((run / "config.toml").read_text()
+                                         + f'\n[data]\ncache_dir = "{place}"\n\n[metrics]\ncache_dir = "{place}"\n')
+    assert group_runs(read_configs(runs)) == {"all runs": runs}
+
+
 def test_a_run_written_before_a_key_existed_groups_with_one_that_spells_out_its_default(tmp_path):
     old = make_run(tmp_path / "runs", "00000-seed=0", "hinge", 0, [20.0])
     new = make_run(tmp_path / "runs", "00001-seed=1", "hinge", 1, [22.0])

@@ -327,6 +327,25 @@ def test_print_commands_gives_one_train_line_per_run(tmp_path):
     assert "gan train" not in other.output  # no line a job array would run into another sweep's folder
 
 
+def test_a_sweep_goes_on_after_its_project_moved(tmp_path):
+    """The manifest names the config by its absolute path: the same command after `mv proj3 proj4`
+    was "holds another sweep (sweep.toml differs in the config file)", its settings the same."""
+    import shutil
+
+    before, after = tmp_path / "proj3", tmp_path / "proj4"
+    before.mkdir()
+    shutil.copy(DEMO, before / "demo.toml")
+    command = ["--grid", "loss.adversarial=vanilla,hinge", "--set", "train.steps=10", "--print-commands"]
+    first = CliRunner().invoke(main, ["sweep", str(before / "demo.toml"), *command, "--out", str(before / "sweeps")])
+    assert first.exit_code == 0, first.output
+    shutil.move(before, after)
+    again = CliRunner().invoke(main, ["sweep", str(after / "demo.toml"), *command, "--out", str(after / "sweeps")])
+    assert again.exit_code == 0 and f"its config is now '{after / 'demo.toml'}'" in again.output, again.output
+    (after / "demo.toml").write_text((after / "demo.toml").read_text().replace("g_lr = 2e-4", "g_lr = 1e-4"))
+    edited = CliRunner().invoke(main, ["sweep", str(after / "demo.toml"), *command, "--out", str(after / "sweeps")])
+    assert edited.exit_code == 2 and "holds another sweep" in edited.output, edited.output
+
+
 def test_run_dir_starts_resumes_and_sets_aside_a_start_that_died(tmp_path):
     run_dir = tmp_path / "run"
     assert start_or_resume(run_dir) is False and not run_dir.exists()

@@ -782,7 +782,20 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state(("MT19937", numpy_state["keys"].numpy().astype(np.uint32), numpy_state["pos"],
                          numpy_state["has_gauss"], numpy_state["cached_gaussian"]))
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        _restore_cuda_rng_states(list(state["cuda"]))
+
+
+def _restore_cuda_rng_states(saved: list[torch.Tensor]) -> None:
+    """Each GPU's random state as saved, for the GPUs this machine has: a checkpoint holds one per GPU
+    visible where it was written (8 on a node), and restoring them all on a 1-GPU machine was an
+    IndexError mid-resume. A GPU this process draws on with no state saved starts afresh, said."""
+    for index, rng in enumerate(saved[:torch.cuda.device_count()]):
+        torch.cuda.set_rng_state(rng, index)
+    used = torch.cuda.current_device()
+    if used >= len(saved):
+        warnings.warn(f"the checkpoint holds the random state of {len(saved)} GPU(s), none for cuda:{used}, which this "
+                      "process draws on: its stream starts afresh, so the run goes on as an uninterrupted one would "
+                      "not, exactly", stacklevel=3)
 
 
 def first_mismatch(expected: dict[str, Any], given: dict[str, Any]) -> str | None:

@@ -246,9 +246,14 @@ def _as_written(value: object) -> str:
     return '""' if value == "" else str(value)
 
 
+# Keys that never set runs apart: the seed, and where caches are kept (no study; seeds of one experiment
+# on two machines keep them in two places)
+NEVER_APART = ("train.seed", "data.cache_dir", "metrics.cache_dir")
+
+
 def group_runs(configs: dict[Path, dict[str, object]], resumed: dict[Path, set[str]] | None = None
                ) -> dict[str, list[Path]]:
-    """Runs (`read_configs`) grouped by their configs without `train.seed`, nor a key of how a run is
+    """Runs (`read_configs`) grouped by their configs without `NEVER_APART`'s keys, nor a key of how a run is
     carried out or recorded (`how_it_runs`, but train.steps) that only resumes changed (`resumed`: run ->
     the keys its resumes changed), where the runs that kept theirs agree: a seed resumed with another
     checkpoint interval is one of its experiment's (a sweep of loader workers still sets them apart); each group named by the
@@ -262,7 +267,7 @@ def group_runs(configs: dict[Path, dict[str, object]], resumed: dict[Path, set[s
         kept = {repr(config.get(key)) for run, config in configs.items() if key not in resumed.get(run, ())}
         return key != "train.steps" and how_it_runs(key) and len(kept) <= 1
     keys = sorted({key for config in configs.values() for key in config
-                   if key != "train.seed" and not changed_by_resumes_alone(key)})
+                   if key not in NEVER_APART and not changed_by_resumes_alone(key)})
     differing = [key for key in keys if len({repr(config.get(key)) for config in configs.values()}) > 1]
     by_config: dict[str, list[Path]] = {}
     for run, config in configs.items():
