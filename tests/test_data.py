@@ -112,8 +112,9 @@ def test_a_data_folder_gone_mid_run_ends_the_reading_at_once_naming_it(tmp_path)
 
 
 def test_a_data_folder_emptied_mid_run_ends_the_reading_at_once_naming_it(tmp_path):
-    """The folder still there, its images moved out (or a link repointed to other files): each of
-    9,000 files was skipped and named in turn, 9,057 warnings before the run stopped."""
+    """The folder still there, its images moved out: each of 9,000 files was skipped and named in
+    turn, 9,057 warnings before the run stopped. A block of neighbours deleted from a folder that
+    holds images yet is skipped file by file, as any file removed mid-run."""
     from gan.data.image_files import GONE_IN_A_ROW
 
     folder = tmp_path / "faces"
@@ -121,18 +122,26 @@ def test_a_data_folder_emptied_mid_run_ends_the_reading_at_once_naming_it(tmp_pa
     for index in range(3 * GONE_IN_A_ROW):
         random_rgb((16, 16), index).save(folder / f"{index:02d}.png")
     dataset = image_folder_dataset(folder, resolution=8)
-    for index in range(2, 3 * GONE_IN_A_ROW):
+    for index in range(2, 2 + GONE_IN_A_ROW):  # (a block of neighbours deleted, `rm img_01*`: each skipped)
         (folder / f"{index:02d}.png").unlink()
+    with pytest.warns(UnreadableImageWarning) as said:
+        dataset[2]
+    assert len(said) == GONE_IN_A_ROW and dataset.num_skipped == GONE_IN_A_ROW
+    for index in range(2 + GONE_IN_A_ROW, 3 * GONE_IN_A_ROW):
+        (folder / f"{index:02d}.png").unlink()
+    for index in range(2):  # (moved out: the folder holds no image now)
+        (folder / f"{index:02d}.png").rename(tmp_path / f"{index:02d}.png")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # (no file skipped and named)
         with pytest.raises(ImageFolderGone, match=f"{GONE_IN_A_ROW} image files in a row, from '{folder / '05.png'}' "
                                                   f"on, are gone from '{folder}' \\(moved, renamed or deleted"):
             dataset[5]
-    with pytest.warns(UnreadableImageWarning) as said:  # a few gone before a readable one: each skipped and named
+    (tmp_path / "00.png").rename(folder / "00.png")  # one back: a few gone before it are each skipped and named
+    with pytest.warns(UnreadableImageWarning) as said:
         dataset[3 * GONE_IN_A_ROW - 3]
     last = 3 * GONE_IN_A_ROW
     assert [re.search(r"(\d+)\.png", str(warning.message))[1] for warning in said] == [
-        f"{index:02d}" for index in range(last - 3, last)] and dataset.num_skipped == 3
+        f"{index:02d}" for index in range(last - 3, last)]
 
 
 @pytest.mark.parametrize("suffix", [".jpg", ".png"])

@@ -573,9 +573,38 @@ def test_samples_never_go_among_the_images_their_run_reads(tmp_path, monkeypatch
     assert sorted(path.name for path in (tmp_path / "faces").iterdir()) == [f"{index}.png" for index in range(8)]
     assert len(list((tmp_path / "held_out").iterdir())) == 4
     assert invoke("sample", run, "--n", "2", "--separate", tmp_path / "fakes").exit_code == 0
+    # a folder of the same name elsewhere is not the run's (its config's "faces" was read from where it trained)
+    (tmp_path / "elsewhere" / "faces").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert invoke("sample", run, "--n", "2", "--separate", "faces/mine").exit_code == 0
 
 
-def test_a_grid_into_a_folder_holding_a_sample_set_is_refused(demo_run, tmp_path):
+def test_samples_may_go_beside_celeba_images_or_anywhere_from_a_run_of_data_root_dot(tmp_path, monkeypatch):
+    """CelebA reads img_align_celeba/'s own files: `--separate celeba/fid_samples` was refused as inside
+    data.root; a run of `data.root = "."` refused every output below the folder a command ran in."""
+    from conftest import tiny_config
+
+    from gan.training.loop import train
+
+    faces = tmp_path / "celeba" / "img_align_celeba"
+    faces.mkdir(parents=True)
+    for index in range(8):
+        random_rgb((40, 48), index).save(faces / f"{index:06d}.jpg")
+    monkeypatch.chdir(tmp_path)
+    run = train(tiny_config("data.dataset=celeba", "data.root=celeba", "train.steps=2"), tmp_path / "run", "cpu").run_dir
+    for folder in (tmp_path / "celeba" / "fid_samples", faces / "sub"):
+        assert invoke("sample", run, "--n", "2", "--separate", folder).exit_code == 0
+    assert_clean_error(invoke("sample", run, "--n", "2", "--out", faces / "grid.png"), "which its run reads")
+    monkeypatch.chdir(faces)
+    dot = train(tiny_config("data.dataset=folder", "data.root=.", "train.steps=2"), tmp_path / "dot", "cpu").run_dir
+    assert invoke("export", dot, "--out", tmp_path / "dot.safetensors").exit_code == 0
+    monkeypatch.chdir(tmp_path / "celeba")  # (an export has no record of its folders: "." is not read from here)
+    for source in (dot, tmp_path / "dot.safetensors"):
+        assert invoke("sample", source, "--n", "2", "--separate", f"sets/{source.name}").exit_code == 0
+    assert_clean_error(invoke("sample", dot, "--n", "2", "--out", faces / "dot.png"), "which its run reads")
+
+
+def test_a_grid_into_a_folder_holding_a_sample_set_is_refused(demo_run, tmp_path, monkeypatch):
     """`--out DIR/preview.png` into the folder of an earlier --separate set put the grid among the samples."""
     folder = tmp_path / "sep"
     assert invoke("sample", demo_run, "--n", "3", "--separate", folder).exit_code == 0
@@ -584,7 +613,11 @@ def test_a_grid_into_a_folder_holding_a_sample_set_is_refused(demo_run, tmp_path
         result = invoke("sample", demo_run, "--n", "4", "--out", folder / "preview.png", *options)
         assert_clean_error(result, f"--out '{folder / 'preview.png'}' is in '{folder}', which holds a --separate set "
                                    "of 3 samples (the first: 00000.png): FID would score the grid as one more")
-    assert contents(folder) == before
+    # nor in a folder below it (FID tools read subfolders too), from the folder the command runs in
+    monkeypatch.chdir(tmp_path)
+    result = invoke("sample", demo_run, "--n", "4", "--out", Path("sep") / "sub" / "grid.png")
+    assert_clean_error(result, f"is in '{folder}', which holds a --separate set")
+    assert contents(folder) == before and not (folder / "sub").exists()
 
 
 def test_a_set_of_samples_moves_in_holding_its_folder(demo_run, tmp_path, monkeypatch):

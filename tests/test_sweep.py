@@ -327,6 +327,14 @@ def test_print_commands_gives_one_train_line_per_run(tmp_path):
     assert "gan train" not in other.output  # no line a job array would run into another sweep's folder
 
 
+def config_copied_away(project: Path, tmp_path: Path) -> Path:
+    """The project's config copied to a folder of its own: the same settings at another path."""
+    import shutil
+
+    (tmp_path / "copy").mkdir(exist_ok=True)
+    return Path(shutil.copy(project / "demo.toml", tmp_path / "copy" / "demo.toml"))
+
+
 def test_a_sweep_goes_on_after_its_project_moved(tmp_path):
     """The manifest names the config by its absolute path: the same command after `mv proj3 proj4`
     was "holds another sweep (sweep.toml differs in the config file)", its settings the same."""
@@ -341,6 +349,11 @@ def test_a_sweep_goes_on_after_its_project_moved(tmp_path):
     shutil.move(before, after)
     again = CliRunner().invoke(main, ["sweep", str(after / "demo.toml"), *command, "--out", str(after / "sweeps")])
     assert again.exit_code == 0 and f"its config is now '{after / 'demo.toml'}'" in again.output, again.output
+    said_once = CliRunner().invoke(main, ["sweep", str(after / "demo.toml"), *command, "--out", str(after / "sweeps")])
+    assert said_once.exit_code == 0 and "its config is now" not in said_once.output  # (the manifest names it now)
+    other_grid = CliRunner().invoke(main, ["sweep", str(config_copied_away(after, tmp_path)), "--grid", "loss.adversarial=lsgan",
+                                           "--set", "train.steps=10", "--print-commands", "--out", str(after / "sweeps")])
+    assert other_grid.exit_code == 2 and "holds another sweep" in other_grid.output, other_grid.output
     (after / "demo.toml").write_text((after / "demo.toml").read_text().replace("g_lr = 2e-4", "g_lr = 1e-4"))
     edited = CliRunner().invoke(main, ["sweep", str(after / "demo.toml"), *command, "--out", str(after / "sweeps")])
     assert edited.exit_code == 2 and "holds another sweep" in edited.output, edited.output
@@ -502,50 +515,11 @@ class _TrainingProcess:
     started: list = []
 
 
-def test_a_sweep_ended_by_its_callers_own_exception_stops_its_runs(tmp_path, monkeypatch):
+@pytest.mark.parametrize("thread", ["main", "another"])
+def test_a_sweep_ended_by_its_callers_own_exception_stops_its_runs(tmp_path, monkeypatch, thread):
     """Only Ctrl-C stopped the runs: a notebook's timeout (any other exception) left them training
-    on, holding their run directories."""
-    import signal
-
-    import gan.tools.sweep
-
-    class Timeout(Exception):
-        pass
-
-    def say(line):
-        if "started" in line:
-            raise Timeout
-
-    _TrainingProcess.started = []
-    monkeypatch.setattr(gan.tools.sweep, "same_gan", lambda environment: environment)  # (it starts a Python)
-    monkeypatch.setattr(gan.tools.sweep.subprocess, "Popen", _TrainingProcess)
-    runs = expand([parse_grid("train.g_lr=1e-4,2e-4")], seeds=1)
-    (tmp_path / "sweep").mkdir()
-    with pytest.raises(Timeout):
-        gan.tools.sweep.run_sweep(DEMO, [*TINY], runs, tmp_path / "sweep", jobs=1, devices=[], say=say)
-    (process,) = _TrainingProcess.started
-    assert process.signals == [signal.SIGTERM]
-
-
-def test_a_sweep_started_from_another_thread_trains_its_runs(tmp_path):
-    """Signal handlers may be set in the main thread alone: a sweep from a thread (a notebook's
-    executor, click's CliRunner in one) printed its first line, then ended on "ValueError: signal only
-    works in main thread" (exit 1, no message)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    out = tmp_path / "sweep"
-    command = ["sweep", str(DEMO), "--grid", "train.g_lr=1e-4", *[arg for item in TINY for arg in ("--set", item)],
-               "--out", str(out), "--device", "cpu"]
-    with ThreadPoolExecutor(1) as executor:
-        result = executor.submit(CliRunner().invoke, main, command).result()
-    assert result.exit_code == 0, result.output
-    assert "run 00000-g_lr=1e-4 finished" in result.output
-    assert (out / "00000-g_lr=1e-4" / "checkpoint-00000004.pt").is_file()
-
-
-def test_a_sweep_in_another_thread_ended_by_its_callers_exception_stops_its_runs(tmp_path, monkeypatch):
-    """From a thread no handler is set, so a stop comes as the caller's own exception: the runs are
-    still stopped (ignoring the stop signals there raised ValueError instead, and the runs trained on)."""
+    on, holding their run directories. From another thread no handler is set, so a stop comes as the
+    caller's own exception there too (ignoring the stop signals raised ValueError, and the runs trained on)."""
     import signal
     from concurrent.futures import ThreadPoolExecutor
 
@@ -564,12 +538,34 @@ def test_a_sweep_in_another_thread_ended_by_its_callers_exception_stops_its_runs
     runs = expand([parse_grid("train.g_lr=1e-4,2e-4")], seeds=1)
     (tmp_path / "sweep").mkdir()
     before = {signum: signal.getsignal(signum) for signum in gan.tools.sweep.STOP_SIGNALS}
-    with ThreadPoolExecutor(1) as executor, pytest.raises(Timeout):
-        executor.submit(gan.tools.sweep.run_sweep, DEMO, [*TINY], runs, tmp_path / "sweep", jobs=1, devices=[],
-                        say=say).result()
+
+    def sweep():
+        gan.tools.sweep.run_sweep(DEMO, [*TINY], runs, tmp_path / "sweep", jobs=1, devices=[], say=say)
+    with pytest.raises(Timeout):
+        if thread == "main":
+            sweep()
+        else:
+            with ThreadPoolExecutor(1) as executor:
+                executor.submit(sweep).result()
     (process,) = _TrainingProcess.started
     assert process.signals == [signal.SIGTERM]
     assert {signum: signal.getsignal(signum) for signum in gan.tools.sweep.STOP_SIGNALS} == before
+
+
+def test_a_sweep_started_from_another_thread_trains_its_runs(tmp_path):
+    """Signal handlers may be set in the main thread alone: a sweep from a thread (a notebook's
+    executor, click's CliRunner in one) printed its first line, then ended on "ValueError: signal only
+    works in main thread" (exit 1, no message)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    out = tmp_path / "sweep"
+    command = ["sweep", str(DEMO), "--grid", "train.g_lr=1e-4", *[arg for item in TINY for arg in ("--set", item)],
+               "--out", str(out), "--device", "cpu"]
+    with ThreadPoolExecutor(1) as executor:
+        result = executor.submit(CliRunner().invoke, main, command).result()
+    assert result.exit_code == 0, result.output
+    assert "run 00000-g_lr=1e-4 finished" in result.output
+    assert (out / "00000-g_lr=1e-4" / "checkpoint-00000004.pt").is_file()
 
 
 def test_ctrl_c_in_a_terminal_stops_the_runs_with_a_checkpoint(tmp_path):

@@ -248,13 +248,15 @@ class EvalOutputs:
         of `scored`'s (metrics, --n) that keeps all the record holds."""
         from gan.inference.outputs import check_outputs, refuse_joining_run_data, run_data_folders
 
-        run_folders = run_data_folders(run_config or {}, run_record)
-        # (folders are listed only where an output may be one of their images: CelebA's 202,599 took 20 s to list
-        # and stat)
-        folders = _may_hold(outputs, [*([data_folder] if data_folder else []), *(folder for _, folder in run_folders)])
+        # (its images are guarded also where its config's relative folders name them from here: a checkpoint
+        # may be older than its record of them; folders are listed only where an output may be one of their
+        # images: CelebA's 202,599 took 20 s to list and stat)
+        run_folders = [folder for _, folder in run_data_folders(run_config or {}, run_record, typed=True)]
+        folders = _may_hold(outputs, [*([data_folder] if data_folder else []), *run_folders])
         images = [image for folder in folders for image in _images_under(folder)]
         check_outputs(outputs, inputs=[*self.inputs, *images], overwrite=self.overwrite, own=defaults)
-        refuse_joining_run_data(outputs, run_folders)  # (after: one of its images is said as the input it is)
+        # (after: one of its images is said as the input it is)
+        refuse_joining_run_data(outputs, run_data_folders(run_config or {}, run_record))
         if not self.overwrite and checkpoint is not None:
             for path in outputs:
                 if path in defaults:

@@ -66,20 +66,26 @@ def refuse_a_grid_among_samples(out: Path | None, separate: Path | None, total: 
 
 
 def refuse_a_grid_beside_a_sample_set(out: Path | None, separate: Path | None) -> None:
-    """An --out grid into a folder that holds a --separate set (an earlier command's numbered PNGs):
-    FID, which scores every image of the folder, would take the grid for one more sample. (The grid
-    in this command's own --separate folder is `refuse_a_grid_among_samples`' to refuse.)"""
-    if out is None or not out.parent.is_dir():
+    """An --out grid into a folder that holds a --separate set (an earlier command's numbered PNGs), or
+    into one below it short of the folder the command runs in: FID, which scores every image of the
+    folder and its subfolders, would take the grid for one more sample. (The grid in this command's
+    own --separate folder is `refuse_a_grid_among_samples`' to refuse.) Folders above the one the
+    command runs in are not looked at: a stray /tmp/00000.png would refuse every grid under /tmp."""
+    if out is None:
         return
-    if separate is not None and out.parent.resolve() == separate.resolve():
-        return
-    try:
-        samples = sorted(path.name for path in out.parent.iterdir() if is_sample_name(path.name))
-    except OSError:  # (a folder that cannot be listed: writing into it is refused with its own words)
-        return
-    if samples:
-        fail(f"--out '{out}' is in '{out.parent}', which holds a --separate set of {counted(len(samples), 'sample')} "
-             f"(the first: {samples[0]}): FID would score the grid as one more; give it another folder")
+    here, folder = Path.cwd().resolve(), Path(os.path.abspath(out.parent))
+    below_here = [parent for parent in folder.parents if here in parent.parents]
+    for candidate in (folder, *below_here):
+        if separate is not None and candidate.resolve() == separate.resolve():
+            return
+        try:
+            samples = sorted(path.name for path in candidate.iterdir() if is_sample_name(path.name))
+        except OSError:  # (not there yet, or cannot be listed: writing into it is refused with its own words)
+            continue
+        if samples:
+            fail(f"--out '{out}' is in '{candidate}', which holds a --separate set of "
+                 f"{counted(len(samples), 'sample')} (the first: {samples[0]}): FID would score the grid as one "
+                 "more; give it another folder")
 
 
 def is_sample_name(name: str) -> bool:

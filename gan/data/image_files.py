@@ -20,6 +20,7 @@ from gan.core.config import CELEBA_OFFICIAL_WIDTH
 from gan.core.images import pil_to_signed
 from gan.core.wording import first_few, one_line
 from gan.data.decode import (
+    IMAGE_EXTENSIONS,
     ImageFileGone,
     ImageFolderGone,
     ImageReadError,
@@ -39,7 +40,7 @@ CropBox = Callable[[int, int], tuple[int, int, int, int]]
 T = TypeVar("T")
 
 CELEBA_SPLITS = {"train": 0, "valid": 1, "test": 2}
-GONE_IN_A_ROW = 8  # files listed at the start found missing one after another: the data set moved, not a few files
+GONE_IN_A_ROW = 8  # files listed at the start missing one after another, from a folder now without images: emptied
 
 
 def centre_square(width: int, height: int) -> tuple[int, int, int, int]:
@@ -93,7 +94,8 @@ class SkipUnreadable:
                     raise
                 if isinstance(error, ImageFileGone):
                     gone.append((candidate, error))
-                    if len(gone) == GONE_IN_A_ROW:  # (a folder emptied or repointed: a warning for each file)
+                    # (a folder emptied: a warning for each of its files; one holding images yet, a few deleted)
+                    if len(gone) == GONE_IN_A_ROW and not _holds_an_image(Path(error.path).parent):
                         raise _files_gone(gone) from error
                     continue
                 self._say_skipped([*gone, (candidate, error)])
@@ -118,6 +120,15 @@ class SkipUnreadable:
         """Files skipped so far: unreadable headers at start plus the files that failed to decode in
         this process or its workers, each counted once."""
         return self.skipped_at_scan + int(self.failed_anywhere.sum())
+
+
+def _holds_an_image(folder: Path) -> bool:
+    """Whether `folder` holds an image file (at the first one found: a folder of 200,000 is not listed)."""
+    try:
+        with os.scandir(folder) as entries:
+            return any(entry.name.lower().endswith(IMAGE_EXTENSIONS) for entry in entries)
+    except OSError:
+        return False
 
 
 def _files_gone(gone: list[tuple[int, ImageFileGone]]) -> ImageFolderGone:

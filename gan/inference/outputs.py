@@ -67,25 +67,32 @@ def enclosing_run(folder: Path) -> Path | None:
     return None
 
 
-def run_data_folders(config: dict, record: dict | None = None) -> list[tuple[str, Path]]:
-    """The image folders a run's config names (what it trained, validated and measured on) as (key,
-    folder): as typed, read from here, and as its checkpoint recorded them (`record`, its "data"),
-    absolute: a relative data.root names another folder from another working folder."""
+def run_data_folders(config: dict, record: dict | None = None, typed: bool = False) -> list[tuple[str, Path]]:
+    """The image folders a run read (trained, validated and measured on) as (key, folder), as its
+    checkpoint recorded them (`record`, its "data"), absolute; and the config's absolute ones (an
+    export has no record). With `typed`, also the config's relative ones, read from here (a
+    checkpoint written before the record): a relative data.root names another folder from another
+    working folder, and "." every folder below the one a command runs in."""
     data, metrics = config.get("data", {}), config.get("metrics", {})
     record = record if isinstance(record, dict) else {}
     recorded = record.get("folders") if isinstance(record.get("folders"), dict) else {}
-    named = [*((key, folder) for root in (data.get("root"), recorded.get("data.root")) if isinstance(root, str) and root
-               for key, folder in _read_under(data, root)),
+
+    def usable(folder: object) -> bool:
+        return isinstance(folder, str) and bool(folder) and (typed or Path(folder).expanduser().is_absolute())
+    roots = [root for root in (data.get("root"), recorded.get("data.root")) if usable(root)]
+    named = [*(pair for root in roots for pair in _read_under(data, Path(root).expanduser())),
              *((key, folder) for key in ("data.a_root", "data.b_root")
                for folder in (data.get(key.removeprefix("data.")), recorded.get(key))),
              ("data.val_root", data.get("val_root")), ("metrics.root", metrics.get("root")),
              ("data.val_root", record.get("val_root")), ("metrics.root", record.get("metrics_root"))]
-    return [(key, Path(folder)) for key, folder in named if isinstance(folder, (str, Path)) and str(folder)]
+    return [(key, Path(folder).expanduser()) for key, folder in named if isinstance(folder, Path) or usable(folder)]
 
 
-def _read_under(data: dict, root: str) -> list[tuple[str, Path | str]]:
+def _read_under(data: dict, root: Path) -> list[tuple[str, Path]]:
     """The folders a run reads under its data.root: for paired and unpaired data, its data.split's and
-    data.val_split's (results beside them, in facades/results/, are no data), else all of it."""
+    data.val_split's (results beside them, in facades/results/, are no data); for CelebA, its
+    img_align_celeba/ (`DIRECT_ONLY`: its files alone); else all of it."""
+    from gan.data.image_files import celeba_image_dir
     from gan.data.unpaired import domain_folders
 
     splits = dict.fromkeys((data.get("split", ""), data.get("val_split") or data.get("split", "")))
@@ -93,8 +100,13 @@ def _read_under(data: dict, root: str) -> list[tuple[str, Path | str]]:
         return [(f"data.split = '{split}'", folder) for split in splits for folder, given in
                 zip(domain_folders(root, split), (data.get("a_root"), data.get("b_root"))) if not given]
     if data.get("dataset") == "paired" and not {"", "all"} & set(splits):
-        return [(f"data.split = '{split}'", Path(root) / split) for split in splits]
+        return [(f"data.split = '{split}'", root / split) for split in splits]
+    if data.get("dataset") == "celeba":
+        return [(DIRECT_ONLY, celeba_image_dir(root))]
     return [("data.root", root)]
+
+
+DIRECT_ONLY = "data.root's CelebA images"  # a folder whose files alone are read, not its subfolders'
 
 
 def refuse_joining_run_data(outputs: Sequence[Path], folders: list[tuple[str, Path]]) -> None:
@@ -112,8 +124,10 @@ def refuse_joining_run_data(outputs: Sequence[Path], folders: list[tuple[str, Pa
         real = resolved(output)
         for key, folder in folders:
             top = resolved(folder)
-            if top in real.parents and not any(map(_left_out_of_data, real.parents[:real.parents.index(top)])):
-                raise OutputRefused(f"'{output}' is inside '{folder}', which its run reads ({key}): it would be read "
+            if top not in real.parents or (key == DIRECT_ONLY and real.parent != top):
+                continue
+            if not any(map(_left_out_of_data, real.parents[:real.parents.index(top)])):
+                raise OutputRefused(f"'{output}' is inside '{top}', which its run reads ({key}): it would be read "
                                     "as one of the run's images (by a resume, a validation or an evaluation); give a "
                                     "folder outside it")
 

@@ -275,12 +275,13 @@ def write_manifest(out: Path, text: str) -> None:
         if isinstance(stored.get("sets"), list) and _set_values(stored["sets"]) == _set_values(asked["sets"]):
             stored["sets"] = asked["sets"]  # the same --set values in another order
         differ = [key for key in asked if stored.get(key) != asked[key]]
-        if "config" in differ and "config_settings_sha256" in asked and \
-                stored.get("config_settings_sha256") == asked["config_settings_sha256"]:
-            # (the project moved, or another checkout on a cluster: the same settings are the same sweep)
-            differ.remove("config")
+        if differ == ["config"] and {"config_settings_sha256", "config_sha256"} & asked.keys():
+            # (the project moved, or another checkout on a cluster: the same settings are the same sweep,
+            # its manifest now naming the config where it is, as this command's does)
             print(f"sweep '{out}': its config is now '{asked['config']}' (it began with '{stored['config']}', whose "
                   "settings are the same)", file=sys.stderr)
+            write_text_atomically(path, text)
+            return
         if "config" in differ:  # (another file's settings differ as a matter of course: not an edit)
             differ = [key for key in differ if key not in ("config_settings_sha256", "config_sha256")]
         if differ:

@@ -13,7 +13,6 @@ import dataclasses
 import functools
 import io
 import math
-import os
 import time
 import warnings
 from dataclasses import dataclass
@@ -141,8 +140,9 @@ def train(config: Config, run_dir: Path | str, device: torch.device | str, resum
     The process's random streams, grad mode and default dtype are as they were after it
     (gan/training/process_state.py); one run trains at a time in a process.
     """
-    # (absolute: a notebook's `%cd` while a run trained in a thread sent its checkpoints to another folder)
-    run_dir, device = Path(os.path.abspath(run_dir)), torch.device(device)
+    # (absolute: a notebook's `%cd` while a run trained in a thread sent its checkpoints to another folder;
+    # `..` kept, as the folders made for it were: those of a start that fails are removed by that path)
+    run_dir, device = Path(run_dir).absolute(), torch.device(device)
     with process_state_kept(device), RunLock(run_dir) if group.is_main else contextlib.nullcontext():
         if not resume and list_checkpoints(run_dir):  # (a new run would replace them)
             raise ConfigError(f"'{run_dir}' holds a run with checkpoints (newest '{list_checkpoints(run_dir)[-1].name}')"
