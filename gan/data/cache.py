@@ -344,7 +344,6 @@ def _build(dataset: ImageFileDataset, array_path: Path, progress_stream) -> list
     print(f"decoding {count} images once into the cache '{array_path}' ({format_bytes(count * 3 * size * size)})",
           file=sys.stderr)
     temp = array_path.with_suffix(f".npy.{os.getpid()}.{host_tag()}.tmp")  # no file another process has open
-    array = None
     try:
         array = np.lib.format.open_memmap(temp, mode="w+", dtype=np.uint8, shape=(count, 3, size, size))
         _claim_space(temp)

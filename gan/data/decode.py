@@ -298,7 +298,7 @@ def read_rgb(path: str | Path) -> Image.Image:
         if not Path(path).parent.is_dir():
             raise ImageFolderGone(f"cannot read image '{one_line(path)}': its folder '{one_line(Path(path).parent)}' "
                                   "is gone (moved, renamed or unmounted since it was listed)") from error
-        if not os.path.lexists(path):  # (several in a row: the data set moved, `SkipUnreadable` says so once)
+        if not os.path.lexists(path):  # (several in a row from a folder emptied: `SkipUnreadable` says so once)
             gone = ImageFileGone(f"cannot read image '{one_line(path)}': {decode_problem(error)}")
             gone.path = str(path)
             raise gone from error
