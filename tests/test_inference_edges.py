@@ -762,6 +762,36 @@ def test_eval_of_a_run_whose_data_root_moved_says_so_and_offers_data(dcgan_run, 
                           "its real images with --data FOLDER")
 
 
+def test_eval_of_a_moved_project_reads_its_relative_folders_from_here_as_a_resume_does(tmp_path, monkeypatch):
+    """Trained in proj1 on relative folders, the project renamed proj2: `gan train --resume` read them from
+    here, and `gan eval` only where the checkpoint recorded them, "is not there (moved since it trained?)"."""
+    import shutil
+
+    from conftest import tiny_config
+
+    from gan.training.loop import train
+
+    project = tmp_path / "proj1"
+    for folder, count in (("faces", 8), ("held_out", 4)):
+        (project / folder).mkdir(parents=True)
+        for index in range(count):
+            random_rgb((40, 40), index).save(project / folder / f"{index}.png")
+    monkeypatch.chdir(project)
+    config = tiny_config("data.dataset=folder", "data.root=faces", "train.steps=2")
+    run = train(config, project / "run", "cpu").run_dir
+    measured = train(tiny_config("data.dataset=folder", "data.root=faces", "metrics.root=held_out", "metrics.every=2",
+                                 "metrics.num_samples=4", 'metrics.names=["swd"]', "train.steps=2"),
+                     project / "measured", "cpu").run_dir
+    shutil.move(project, tmp_path / "proj2")
+    monkeypatch.chdir(tmp_path / "proj2")
+    for source, key in ((run, "data.root"), (measured, "metrics.root")):
+        with pytest.warns(UserWarning, match=f"the run's {key} '{project}/.*' is gone: its '.*' is read from here "
+                                             f"\\('{tmp_path / 'proj2'}/.*'\\), as a resume from here reads it"):
+            result = invoke("eval", tmp_path / "proj2" / source.name, "--metrics", "swd", "--n", "4", "--cache-dir",
+                            tmp_path / "c", "--json", tmp_path / f"{source.name}.json")
+        assert result.exit_code == 0, result.output
+
+
 @pytest.mark.parametrize("unwritable", ["under_a_file", "write_fails"])
 def test_a_reference_cache_that_cannot_be_written_slows_eval_and_never_fails_it(dcgan_run, tmp_path, monkeypatch,
                                                                                unwritable):

@@ -453,15 +453,15 @@ def _evaluate_generative(state: dict, path: Path, folder: Path | None, metric_na
     json_path = json_path or default
     # relative folders are read where the run read them (its checkpoints record them whole), not from here
     recorded = state.get("data") if isinstance(state.get("data"), dict) else {}
-    trained_root = (recorded.get("folders") or {}).get("data.root")
-    if trained_root and not Path(loaded.config["data"]["root"]).expanduser().is_absolute():
-        loaded.config["data"]["root"] = trained_root
+    data_root = (recorded.get("folders") or {}).get("data.root")
+    loaded.config["data"]["root"] = _where_it_read(data_root, loaded.config["data"]["root"], "data.root")
+    metrics_root = _where_it_read(recorded.get("metrics_root"), loaded.config["metrics"]["root"], "metrics.root")
     run_config = config_from_dict(loaded.config)
     data = run_config.data
     root_key = "--data"
     metrics = run_config.metrics
     if folder is None and metrics.every and metrics.root:  # (the held-out faces its metrics.jsonl and best.pt measured)
-        folder, root_key = Path(recorded.get("metrics_root") or metrics.root).expanduser(), "the run's metrics.root"
+        folder, root_key = Path(metrics_root).expanduser(), "the run's metrics.root"
         if not folder.is_dir():
             relative = ("" if Path(metrics.root).expanduser().is_absolute() or recorded.get("metrics_root") else
                         ", a relative path read from the folder gan runs in")
@@ -504,6 +504,19 @@ def reference_of(source) -> str:
     if isinstance(source, Path):
         return str(source.resolve())
     return "synthetic" if source.dataset == "synthetic" else str(Path(source.root).resolve())
+
+
+def _where_it_read(recorded: str | None, typed: str, key: str) -> str:
+    """The folder a run's `key` names for an evaluation: as its checkpoint recorded it (absolute: a
+    relative one names another folder from here); where that is gone (the project moved), the
+    config's relative one found from here, said, as a resume from here reads it."""
+    if not recorded or Path(typed).expanduser().is_absolute():
+        return typed
+    if not Path(recorded).is_dir() and typed and Path(typed).expanduser().is_dir():
+        warnings.warn(f"the run's {key} '{recorded}' is gone: its '{typed}' is read from here "
+                      f"('{os.path.abspath(typed)}'), as a resume from here reads it", stacklevel=2)
+        return typed
+    return recorded
 
 
 def _recorded_folders(record: dict | None) -> dict | None:
