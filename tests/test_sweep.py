@@ -2,8 +2,10 @@
 job array, and a sweep run again that skips finished runs and resumes an interrupted one."""
 
 import hashlib
+import json
 import re
 import shlex
+import shutil
 import sys
 from pathlib import Path
 
@@ -276,6 +278,13 @@ def test_a_config_file_edited_between_two_starts_of_a_sweep_is_refused(tmp_path)
     digest = hashlib.sha256(config.read_bytes()).hexdigest()
     manifest.write_text(re.sub(r'config_settings_sha256 = "\w+"', f'config_sha256 = "{digest}"', manifest.read_text()))
     write_manifest(tmp_path / "sweep", manifest_text(config, [], grid, 1, expand(grid, 1)))
+    # its project moved: the same text elsewhere is its config, and the manifest names it anew
+    earlier = manifest.read_text()
+    (tmp_path / "moved").mkdir()
+    moved = Path(shutil.copy(config, tmp_path / "moved" / "demo.toml"))
+    write_manifest(tmp_path / "sweep", manifest_text(moved, [], grid, 1, expand(grid, 1)))
+    assert json.dumps(str(moved)) in manifest.read_text()
+    manifest.write_text(earlier)
     config.write_text(config.read_text() + "# a comment\n")
     with pytest.raises(ConfigError, match=r"differs in the config file's text \(edited since the sweep began, if only "
                                           r"in a comment\)\): .* put the config file's text back as it was"):
@@ -329,8 +338,6 @@ def test_print_commands_gives_one_train_line_per_run(tmp_path):
 
 def config_copied_away(project: Path, tmp_path: Path) -> Path:
     """The project's config copied to a folder of its own: the same settings at another path."""
-    import shutil
-
     (tmp_path / "copy").mkdir(exist_ok=True)
     return Path(shutil.copy(project / "demo.toml", tmp_path / "copy" / "demo.toml"))
 
@@ -338,8 +345,6 @@ def config_copied_away(project: Path, tmp_path: Path) -> Path:
 def test_a_sweep_goes_on_after_its_project_moved(tmp_path):
     """The manifest names the config by its absolute path: the same command after `mv proj3 proj4`
     was "holds another sweep (sweep.toml differs in the config file)", its settings the same."""
-    import shutil
-
     before, after = tmp_path / "proj3", tmp_path / "proj4"
     before.mkdir()
     shutil.copy(DEMO, before / "demo.toml")
