@@ -6,6 +6,7 @@ import contextlib
 import errno
 import itertools
 import os
+import re
 import shutil
 import warnings
 from pathlib import Path
@@ -25,6 +26,7 @@ MAX_SEED = 2**32 - 1
 # One command writes at most this many images: --separate names them 00000.png .. 99999.png.
 MAX_IMAGES = 100_000
 BATCH = 64  # images generated and written at a time, so memory does not grow with --n
+SAMPLE_NAME = re.compile(r"\d{5,}\.png")  # --separate's images: 00000.png, 00001.png, ...
 
 
 def check_seed(seed: int) -> None:
@@ -90,9 +92,7 @@ def refuse_a_grid_beside_a_sample_set(out: Path | None, separate: Path | None) -
 
 def is_sample_name(name: str) -> bool:
     """Whether `name` is one --separate gives its images: 00000.png, 00001.png, ..."""
-    import re
-
-    return re.fullmatch(r"\d{5,}\.png", name) is not None
+    return SAMPLE_NAME.fullmatch(name) is not None
 
 
 def what_spoils_the_set(separate: Path, total: int) -> str | None:
@@ -288,8 +288,6 @@ STAGING_PREFIX = ".gan-sample-staging."  # + <pid>.<host>.tmp (`host_tag`)
 def remove_stale_staging(folder: Path) -> None:
     """Staging folders that a killed `gan sample` on this machine left in `folder` (they hold only
     its PNGs). Another machine's, in a shared folder, may be a live command's: left alone."""
-    import re
-
     from gan.core.files import host_tag, process_alive
 
     if not folder.is_dir():
