@@ -1077,11 +1077,15 @@ def test_a_run_whose_stderr_is_closed_or_whose_reader_went_away_trains_to_its_en
     assert [path.name for path in list_checkpoints(only_run(tmp_path / "piped"))] == ["checkpoint-00000030.pt"]
 
 
-def test_a_result_that_stdout_cannot_take_is_one_line(tmp_path):
+@pytest.mark.parametrize("unbuffered", ["", "1"], ids=["buffered", "unbuffered"])  # ("": Python's default)
+def test_a_result_that_stdout_cannot_take_is_one_line(tmp_path, unbuffered):
+    """With PYTHONUNBUFFERED=1 (Docker, CI) the result was lost without a word and the command exited 0:
+    click's probe of stdout, an empty write, failed on /dev/full, and the stream was pointed at /dev/null."""
     (tmp_path / "cache").mkdir()
     with open("/dev/full", "w") as full:
         result = subprocess.run([sys.executable, "-m", "gan", "cache", "list", "--dir", str(tmp_path / "cache")],
-                                stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+                                stdout=full, stderr=subprocess.PIPE, text=True, timeout=120,
+                                env={**os.environ, "PYTHONUNBUFFERED": unbuffered})
     assert result.returncode != 0
     assert result.stderr.strip().splitlines() == ["error: '<standard output>': No space left on device (the disk is "
                                                   "full: free space, or choose a folder on another disk)"]
