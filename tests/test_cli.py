@@ -61,6 +61,17 @@ def test_sample_interpolation_strip(trained_run, tmp_path):
     assert Image.open(tmp_path / "walk.png").size == (2 + 5 * 34, 2 + 2 * 34)  # 2 rows of 5
 
 
+def test_sample_and_export_say_what_they_wrote_on_stderr_as_every_command_of_files_does(trained_run, tmp_path):
+    """Their "wrote ..." lines were on stdout, where gan eval, translate, compare and bench keep results alone."""
+    sampled = invoke("sample", trained_run, "--n", "2", "--out", tmp_path / "a.png", "--separate", tmp_path / "each")
+    exported = invoke("export", trained_run, "--out", tmp_path / "g.safetensors")
+    for result in (sampled, exported):
+        assert result.exit_code == 0 and result.stdout == "", result.output
+    assert f"wrote {tmp_path / 'a.png'} (2 images)" in sampled.stderr and f"wrote 2 PNGs to {tmp_path / 'each'}" in \
+        sampled.stderr
+    assert f"wrote {tmp_path / 'g.safetensors'} (" in exported.stderr
+
+
 def test_slerp_ends_at_its_endpoints():
     start, end = torch.randn(3, 8), torch.randn(3, 8)
     path = slerp(start, end, torch.linspace(0, 1, 4))

@@ -251,6 +251,14 @@ def test_the_command_writes_into_the_sweep_folder_and_names_bad_paths(sweep, tmp
         find_runs([tmp_path / "empty"])
 
 
+def test_stdout_carries_the_table_alone_and_the_files_written_are_said_on_stderr(sweep):
+    """`gan compare SWEEP > table.md` put its "wrote ..." line under the table, which a reader of the rows read as one."""
+    result = CliRunner().invoke(main, ["compare", str(sweep)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == (sweep / "compare.md").read_text()
+    assert result.stderr == f"wrote {sweep / 'compare.md'}, compare.csv and compare.png\n"
+
+
 def test_an_out_named_like_a_file_is_refused_before_a_folder_of_that_name_is_made(sweep, tmp_path):
     result = CliRunner().invoke(main, ["compare", str(sweep), "--out", str(tmp_path / "cmp.png")])
     assert result.exit_code == 2 and "looks like a file name" in result.output, result.output

@@ -190,12 +190,14 @@ def _report(rows: list, data_rows: list, failures: dict[str, str], settings: dic
 
     if rows:  # (every model failed: no empty table)
         click.echo(format_table(rows))
+        # (notes on stderr: stdout carries the figures alone, for a script that reads them)
         if baseline is None:
-            click.echo("(baseline columns empty: no --baseline file was given)")
+            click.echo("(baseline columns empty: no --baseline file was given)", err=True)
         else:
             unmatched = [row.model for row in rows if CASES[row.model].baseline is None]
             if unmatched:
-                click.echo(f"(baseline columns empty for {', '.join(unmatched)}: the baseline has no such model)")
+                click.echo(f"(baseline columns empty for {', '.join(unmatched)}: the baseline has no such model)",
+                           err=True)
     for row in data_rows:
         click.echo(f"\ndata path at {row['resolution']}px, batch {row['batch_size']}, {row['images']} images: cached "
                    f"{row['cached_images_per_s']:.0f} img/s vs ImageFolder+transforms "

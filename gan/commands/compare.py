@@ -56,7 +56,8 @@ def compare(paths: tuple[Path, ...], metric: str | None, better: str | None, out
     except (CompareError, OSError) as error:  # OSError: the outputs could not be written
         fail(file_error(error) if isinstance(error, OSError) and error.filename else error)
     click.echo(table, nl=False)
-    click.echo(f"wrote {out / 'compare.md'}, compare.csv and compare.png")
+    # (stdout carries the table alone: `gan compare SWEEP > table.md` read this line as a row)
+    click.echo(f"wrote {out / 'compare.md'}, compare.csv and compare.png", err=True)
 
 
 # How the files gan compare writes begin: files of those names that begin otherwise are someone else's.

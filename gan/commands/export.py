@@ -65,4 +65,4 @@ def export(source: Path, out: Path, export_format: str | None, which: str, direc
     except (CheckpointError, OSError, ValueError, OnnxUnavailable, OnnxExportFailed) as error:
         fail(error)
     click.echo(f"wrote {out} ({metadata['network']}, step {metadata['step']}) and {sidecar_path(out).name} from "
-               f"{metadata['source']}")
+               f"{metadata['source']}", err=True)  # (on stderr, as every command whose result is files says it)

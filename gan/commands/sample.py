@@ -493,8 +493,9 @@ def sample(source: Path, count: int, out: Path | None, separate: Path | None, se
     if out is not None:
         check_grid_fits(out, total, *first.shape[-2:], num_columns=steps or None)
     write_all_or_none(itertools.chain([first], batches), out, separate, steps or None, total, overwrite, path)
+    # (what it wrote on stderr, as every command whose result is files says it: the paths are the user's own)
     if out is not None:
-        click.echo(f"wrote {out} ({total} image{'s' if total != 1 else ''})")
+        click.echo(f"wrote {out} ({total} image{'s' if total != 1 else ''})", err=True)
     if separate is not None:
-        click.echo(f"wrote {total} PNG{'s' if total != 1 else ''} to {separate}")
+        click.echo(f"wrote {total} PNG{'s' if total != 1 else ''} to {separate}", err=True)
     click.echo(f"from {path} ({'EMA generator' if used_ema else 'generator'}, seed {seed})", err=True)
