@@ -89,6 +89,10 @@ class Commands(click.Group):
         except click.UsageError as error:  # (`gan trian`): the group's own arguments
             _quietly_unless_rank_0(error)
             raise
+        except OSError as error:  # (`gan --help | head -1`: click's own handler exits 1, a failed work's status)
+            if error.errno != errno.EPIPE:
+                raise
+            _exit_reader_gone()
 
     def invoke(self, ctx: click.Context):
         try:  # (torch's libraries, loaded by every command, fail to load from a deleted folder, in their own words)
@@ -116,13 +120,23 @@ class Commands(click.Group):
             if error.errno == errno.ENOMEM:  # (an import, say, naming the folder it read from)
                 _out_of_memory(ctx, error)
             if error.errno == errno.EPIPE and error.filename == STANDARD_OUTPUT:
-                sys.exit(1)  # (its reader gone, `gan cache list | head -1`: quietly, as click and Unix tools do)
+                _exit_reader_gone()  # (`gan cache list | head -1`)
             # (one naming no file: the command's own, not the standard output's, as Commands.main would say)
             fail(file_error(error) if error.filename is not None else str(error))
         except (RuntimeError, MemoryError) as error:  # (the allocator's: past a memory limit, `ulimit -v`)
             if not out_of_memory(error):
                 raise
             _out_of_memory(ctx, error)
+
+
+READER_GONE_STATUS = 128 + 13  # 128 + SIGPIPE, the status a shell gives a Unix tool whose reader left (no SIGPIPE on Windows)
+
+
+def _exit_reader_gone() -> None:
+    """End quietly with READER_GONE_STATUS once stdout's reader has gone (`| head -1`): not 1, the status of work
+    that failed (a diverged run, a sweep's failed run), which a script under `set -o pipefail` must tell apart."""
+    drop_unwritten(sys.stdout)  # (else flushed again at exit: "Exception ignored", exit 120)
+    sys.exit(READER_GONE_STATUS)
 
 
 # What to ask for less of when memory runs out, by command
