@@ -117,6 +117,25 @@ def test_every_command_has_help_with_examples():
             assert "Examples" in result.output and f"gan {path[0]}" in result.output, path
 
 
+def test_every_default_cache_folder_a_help_names_is_the_one_used_under_xdg_cache_home():
+    """gan eval --help gave ~/.cache/gan/reference-statistics alone, where $XDG_CACHE_HOME/gan/... is used when set."""
+    import os
+    import re
+    from pathlib import Path
+
+    from gan.data.cache import user_cache_dir
+
+    named = set()
+    for path in command_paths():
+        output = CliRunner().invoke(main, [*path, "--help"]).output
+        for folder in re.findall(r"~/\.cache/gan/([\w-]+)", output):
+            named.add(folder)
+            assert f"$XDG_CACHE_HOME/gan/{folder}" in output, (path, output)
+    assert named == {"decoded", "reference-statistics"}
+    # (the folder the helps name is where gan looks: conftest sets XDG_CACHE_HOME)
+    assert all(user_cache_dir(folder) == Path(os.environ["XDG_CACHE_HOME"]) / "gan" / folder for folder in named)
+
+
 def test_every_command_is_run_for_real_by_some_test():
     """Each command (and `gan cache` subcommand) is invoked with real arguments somewhere in tests/."""
     sources = "".join(path.read_text() for path in (REPO / "tests").glob("test_*.py"))

@@ -45,7 +45,7 @@ def _format_row(row: dict) -> str:
                    "[default: torch-fidelity's cache folder, skipped with a warning when absent].")
 @click.option("--cache-dir", type=UserPath(file_okay=False, path_type=Path),
               help="Where reference statistics are cached [default: the run's metrics.cache_dir, else "
-                   "~/.cache/gan/reference-statistics].")
+                   "$XDG_CACHE_HOME/gan/reference-statistics or ~/.cache/gan/reference-statistics].")
 @click.option("--json", "json_path", type=UserPath(dir_okay=False, path_type=Path),
               help="Unconditional checkpoints: where to write the results "
                    "[default: metrics-<step>.json in the run directory].")
