@@ -209,6 +209,26 @@ def test_a_cache_the_disk_cannot_hold_says_the_free_space_after_letting_go_of_it
     assert opened and not list(tmp_path.glob("cache.npy*"))
 
 
+def test_a_disk_another_writer_filled_during_the_build_is_said_as_such(folder, tmp_path, monkeypatch):
+    """Two runs building one cache at once on a disk with room for one: each failed with "(93.8 MiB needed,
+    150.0 MiB free): No space left on device; set data.cache_dir to a disk with room", the free space
+    measured once the other's temp was gone too, the advice wrong for a disk that had room."""
+    import errno
+
+    def filled_meanwhile(path):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(cache_module, "_claim_space", filled_meanwhile)
+    dataset = build_dataset(config_for(folder, "mmap", tmp_path))
+    with pytest.raises(WriteError, match=r"No space left on device.*; the disk had [\d.]+ MiB free as this build began, room for "
+                                         r"it: another writer filled it meanwhile") as raised:
+        cache_module._build(dataset, tmp_path / "cache.npy", io.StringIO())
+    assert "a disk with room" not in str(raised.value)
+    monkeypatch.setattr(cache_module, "_free_bytes", lambda folder: 1000)  # (no room for its 7.5 KiB from the start)
+    with pytest.raises(WriteError, match=r"No space left on device.*; set data.cache_dir to a disk with room"):
+        cache_module._build(dataset, tmp_path / "cache.npy", io.StringIO())
+
+
 def test_an_image_that_fails_a_strict_cache_build_is_said_as_the_image_not_as_the_disk(tmp_path):
     # "could not write the decoded-image cache (65641.0 MiB free): cannot read image ...; set data.cache_dir
     # to a disk with room": an image's error (--strict, or its folder gone) read as a full disk
@@ -291,6 +311,43 @@ def test_a_build_on_another_machine_sharing_the_folder_is_left_to_finish(folder,
     assert other.returncode == 0 and "built 10" in output, errors[-2000:]
     assert not list(cache_dir.glob("*.tmp"))
 
+
+
+BUILT_AT_ONCE = """
+import hashlib, sys, time
+from pathlib import Path
+import gan.data.cache as cache_module
+from gan.core.config import DataConfig
+from gan.data import build_dataset, data_identity
+config = DataConfig(dataset="folder", root=sys.argv[1], resolution=16, num_workers=0)
+dataset = build_dataset(config)
+load = dataset.load
+dataset.load = lambda index: time.sleep(0.2) or load(index)  # a build long enough for the other to start meanwhile
+ready = Path(sys.argv[3])
+ready.touch()
+while len(list(ready.parent.iterdir())) < 2:  # (both start together, as a sweep's runs do)
+    time.sleep(0.01)
+images = cache_module.load_or_build_cache(dataset, data_identity(config), Path(sys.argv[2]))
+print(hashlib.sha256(images.tobytes()).hexdigest())
+"""
+
+
+def test_two_processes_needing_one_cache_at_once_decode_it_once(folder, tmp_path):
+    """The runs of `gan sweep --jobs 2` (or of a job array) each decoded the same cache at once: two temps
+    of its whole size side by side, which failed both runs on a disk with room for one."""
+    import subprocess
+
+    (tmp_path / "ready").mkdir()
+    builders = [subprocess.Popen([sys.executable, "-c", BUILT_AT_ONCE, str(folder), str(tmp_path / "cache"),
+                                  str(tmp_path / "ready" / str(index))], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True) for index in range(2)]
+    outputs = [builder.communicate(timeout=120) for builder in builders]
+    assert [builder.returncode for builder in builders] == [0, 0], [errors[-2000:] for _, errors in outputs]
+    said = "".join(errors for _, errors in outputs)
+    assert said.count("decoding 10 images once into the cache") == 1, said
+    assert said.count("another process is building it") == 1 and ".lock'), to read it once built" in said, said
+    assert len({digest.strip() for digest, _ in outputs}) == 1  # both read the one array built
+    assert sorted(path.suffix for path in (tmp_path / "cache").iterdir()) == [".json", ".npy"]  # (no lock file left)
 
 
 def test_a_build_in_another_pid_namespace_of_this_host_is_left_to_finish(folder, tmp_path, monkeypatch):
@@ -461,6 +518,32 @@ def test_gan_cache_list_verify_and_clear(folder, tmp_path):
     assert "removed 1 cache(s)" in cleared.output and list(cache_dir.iterdir()) == []
     empty = CliRunner().invoke(main, ["cache", "verify", "--dir", str(cache_dir)])
     assert empty.exit_code == 0 and f"{cache_dir}: no caches to verify" in empty.output  # not silence
+
+
+def test_a_builds_lock_file_is_left_alone_while_held_and_removed_once_its_build_is_gone(folder, tmp_path):
+    """`<name>.lock`, which a build holds (`BuildLock`), would have read as a file of another program's."""
+    import fcntl
+
+    from click.testing import CliRunner
+
+    from gan.commands.main import main
+
+    cache_dir = tmp_path / "cache"
+    build_once(folder, tmp_path)
+    held, dead = cache_dir / f"{'a' * 20}.lock", cache_dir / f"{'b' * 20}.lock"
+    dead.write_text("999999999\n")  # (a build killed with -9 leaves its lock file, which no process holds)
+    with open(held, "w") as holder:
+        fcntl.flock(holder, fcntl.LOCK_EX)  # (a build running now)
+        found = cache_module.scan_cache_folder(cache_dir)
+        assert (found.building, found.leftovers, found.foreign) == ([held], [dead], [])
+        listed = CliRunner().invoke(main, ["cache", "list", "--dir", str(cache_dir)])
+        assert "1 leftover file(s)" in listed.output and "left alone 1 file(s) that a build may" in listed.output
+        assert "cannot tell are its own" not in listed.output, listed.output
+        CliRunner().invoke(main, ["cache", "clear", "--dir", str(cache_dir)])
+        assert held.exists() and not dead.exists()
+        dead.write_text("999999999\n")
+        build_once(folder, tmp_path, resolution=8)  # (a build removes the lock files of builds gone)
+        assert held.exists() and not dead.exists()
 
 
 def test_a_cache_whose_array_is_a_folder_is_listed_and_verified_as_such_and_left_whole(folder, tmp_path):

@@ -2,8 +2,8 @@
 
 Each command touches only files gan provably wrote (`gan.data.cache.scan_cache_folder`): a
 header that hashes to its own name with its array, a header-less array of gan's name and
-shape, or a temp file of gan's name whose build is over. Anything else in the folder is
-named and left alone.
+shape, or a temp or lock file of gan's name whose build is over. Anything else in the folder
+is named and left alone.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def _echo_untouched(building: list[Path], foreign: list[Path]) -> None:
     if building:
         click.echo(f"left alone {len(building)} file(s) that a build may still be writing (temp files, or arrays "
                    f"still without their header; their process is alive, or they were written in the last 10 "
-                   f"minutes): {_named(building)}", err=True)
+                   f"minutes; or the lock file a running build holds): {_named(building)}", err=True)
     from gan.metrics.generative import is_reference_statistics
 
     statistics = [path for path in foreign if is_reference_statistics(path)]
@@ -192,7 +192,7 @@ def cache_clear(cache_dir: Path | None, days: float | None) -> None:
     """Remove caches (all, or those unused for --older-than DAYS) and leftovers of broken builds
     (all, or those not written for DAYS). Temp files of builds that may still run, and files
     gan did not write, are never removed."""
-    from gan.data.cache import ARRAY_NOT_A_FILE, file_size, modified_at
+    from gan.data.cache import ARRAY_NOT_A_FILE, file_size, modified_at, remove_leftover
 
     if days is not None and days != days:  # NaN passes the range check: every comparison with it is false
         raise click.BadParameter("expected a number of days, got nan", param_hint="--older-than")
@@ -204,7 +204,7 @@ def cache_clear(cache_dir: Path | None, days: float | None) -> None:
     old_caches = [entry for entry in old_caches if entry not in blocked]
     old_leftovers = [path for path in found.leftovers if modified_at(path) < cutoff]
     removals = [(entry.size_bytes, entry.remove) for entry in old_caches]
-    removals += [(file_size(path), lambda path=path: path.unlink(missing_ok=True)) for path in old_leftovers]
+    removals += [(file_size(path), lambda path=path: remove_leftover(path)) for path in old_leftovers]
     freed = 0
     for done, (size, remove) in enumerate(removals):
         try:

@@ -497,8 +497,13 @@ class RunLock:
         _HELD_LOCK_DESCRIPTORS.add(handle.fileno())
         return self
 
+    def when_busy(self, holder: str) -> None:
+        """What a second writer does, `holder` the first in words: fail at once (RunDirectoryBusy). A lock
+        that waits for its holder instead says so and returns (`BuildLock`)."""
+        raise RunDirectoryBusy(self.busy_message(holder)) from None
+
     def locked_handle(self) -> IO[bytes]:
-        """The lock file open, flock held (RunDirectoryBusy naming the holder when another has it)."""
+        """The lock file open, flock held (`when_busy` when another has it)."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         path = self.run_dir / self.lock_name
         for _ in range(LOCK_ATTEMPTS):
@@ -508,15 +513,13 @@ class RunLock:
                 warn_of_no_locks(path, "this system has no flock")
                 return handle
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.seek(0)
-                holder = handle.read().decode(errors="backslashreplace")
-                handle.close()
-                raise RunDirectoryBusy(self.busy_message(_holder_said(holder))) from None
+                self._flock(handle)
             except OSError as error:  # (some network file systems: ENOLCK, EOPNOTSUPP) as where there is no flock
                 warn_of_no_locks(path, error)
                 return handle
+            except BaseException:  # (busy, or a stop while waiting)
+                handle.close()
+                raise
             # a lock taken on a file a failed start removed meanwhile (`remove_lock_file`) locks nothing
             # another writer would see: take the one at the path now
             if _same_file(handle, path):
@@ -531,6 +534,16 @@ class RunLock:
             _HELD_LOCK_DESCRIPTORS.discard(self._handle.fileno())
             self._handle.close()  # closing releases the flock
             self._handle = None
+
+    def _flock(self, handle: IO[bytes]) -> None:
+        """The flock of the open lock file taken: at once, or once its holder lets go where `when_busy`
+        returns (a stop signal raises KeyboardInterrupt in the wait, as Ctrl-C does)."""
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            self.when_busy(_holder_said(handle.read().decode(errors="backslashreplace")))
+            fcntl.flock(handle, fcntl.LOCK_EX)
 
 
 def open_lock_file(path: Path) -> IO[bytes]:
@@ -626,3 +639,77 @@ class SweepLock(RunLock):
     def busy_message(self, holder: str) -> str:
         return (f"sweep folder '{self.run_dir}' is in use by another gan sweep ({holder}): wait for it to "
                 "end or stop it (the same command then resumes its runs), or give another --out")
+
+
+class BuildLock(RunLock):
+    """The same lock on `<folder>/<name>.lock` while a process builds a file that others need too (a
+    decoded-image cache, which each run of a sweep started at once needs): another process needing it
+    waits, said in a line, rather than build a second copy beside it, and `waited` then tells it to
+    look for what was built. The lock file goes as the lock is let go. Where there is no flock
+    (Windows) none is taken: each builder writes a copy of its own, as without the lock."""
+
+    def __init__(self, folder: Path, name: str, what: str):
+        super().__init__(folder)
+        self.lock_name = f"{name}.lock"
+        self.what = what  # (named in the line said while waiting: "the decoded-image cache '...'")
+        self.waited = False
+
+    def when_busy(self, holder: str) -> None:
+        print(f"waiting for {self.what}: another process is building it ({holder}; its lock file "
+              f"'{self.run_dir / self.lock_name}'), to read it once built", file=sys.stderr, flush=True)
+        self.waited = True
+
+    def __enter__(self) -> BuildLock:
+        if fcntl is not None:
+            super().__enter__()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        path = self.run_dir / self.lock_name
+        # removed while held: a process that opened it meanwhile locks the file gone, and takes the one there
+        if self._handle is not None and _same_file(self._handle, path):
+            with contextlib.suppress(OSError):
+                path.unlink()
+        super().__exit__(*exc_info)
+
+
+def lock_is_held(path: Path) -> bool:
+    """Whether a process holds the flock of the lock file `path` now; True too where that cannot be
+    told (no flock, a file system refusing it), so that what may be in use is left alone."""
+    handle = _locked_if_free(path)
+    if handle is None:
+        return True
+    handle.close()
+    return False
+
+
+def remove_unheld_lock(path: Path) -> bool:
+    """Remove the lock file `path` that no process holds (a build killed with -9 leaves it), holding its
+    lock as it goes, as `remove_lock_file` does; False, leaving it, where one holds it (`lock_is_held`)."""
+    handle = _locked_if_free(path)
+    if handle is None:
+        return False
+    with handle:
+        if _same_file(handle, path):
+            path.unlink(missing_ok=True)
+    return True
+
+
+def _locked_if_free(path: Path) -> IO[bytes] | None:
+    """The existing lock file `path` open with its flock taken, when no process held it; None otherwise
+    (held, gone, not a plain file, or no flock to tell by)."""
+    if fcntl is None:
+        return None
+    try:
+        handle = open(os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)),
+                      "rb", buffering=0)  # noqa: SIM115 - the caller holds it
+    except OSError:
+        return None
+    try:
+        if stat.S_ISREG(os.fstat(handle.fileno()).st_mode):  # (a pipe or folder of that name is no lock of gan's)
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return handle
+    except OSError:
+        pass
+    handle.close()
+    return None

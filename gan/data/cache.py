@@ -6,7 +6,9 @@ JSON header beside it naming the source, count, resolution, crop and version; an
 change there, or to the files themselves (names, sizes, times), rebuilds it. Training
 then gathers batches from the array (memory-mapped, or copied whole onto the GPU) and
 flips and normalises them as tensors (on the GPU when training there), with the same
-flips as the uncached path. Under torchrun one process per machine builds it.
+flips as the uncached path. One process builds it at a time, holding `<hash>.lock` beside it:
+under torchrun the first of each machine; any other process that needs it meanwhile (the runs
+of a sweep, started at once) waits for that build, said in a line, and then maps it.
 """
 
 from __future__ import annotations
@@ -33,11 +35,14 @@ import torch
 from gan.core.distributed import SINGLE_PROCESS, ProcessGroup, barrier
 from gan.core.files import (
     QUIET_SECONDS,
+    BuildLock,
     WriteError,
     file_size_limit_said,
     free_space,
     host_tag,
+    lock_is_held,
     process_alive,
+    remove_unheld_lock,
     write_text_atomically,
 )
 from gan.core.images import signed_levels, uint8_to_signed
@@ -62,6 +67,7 @@ NAME = re.compile(r"[0-9a-f]{20}")  # a cache's name: the start of its header's 
 # Temp files of a build: <name>.npy.<pid>.<host>.tmp (<host>: `host_tag`; <name>.npy.<pid>.tmp before),
 # <name>.json.<pid>.<host>.<random>.tmp (`temp_name`'s; <name>.json.<pid>.<random>.tmp and .<pid>.tmp before)
 TEMP_NAME = re.compile(r"[0-9a-f]{20}\.(?:npy|json)\.(?P<pid>\d+)(?:\.(?P<host>h[0-9a-f]{8}))?(?:\.[0-9a-f]+)?\.tmp")
+LOCK_NAME = re.compile(r"[0-9a-f]{20}\.lock")  # held by a build while it runs (`BuildLock`), removed after
 MAX_HEADER_BYTES = 16 * 2**20  # a header of a million images is ~150 KB; larger JSON is not ours to parse
 
 
@@ -230,8 +236,10 @@ def load_or_build_cache(dataset: ImageFileDataset, identity: dict, cache_dir: Pa
     """The (N, 3, R, R) uint8 array of the data set, memory-mapped; built first if missing, stale
     or damaged (`cache_damage`), replacing older caches of the same source.
 
-    Safe against other processes building the same cache: each writes under temp names of
-    its own and renames, so a reader maps either a complete old array or a complete new one."""
+    One process builds it at a time (a `BuildLock` on `<name>.lock` beside it): another that needs
+    it meanwhile (a sweep's runs started at once) waits, said in a line, then maps what was built.
+    Where locks do not hold (no flock), each builder writes under temp names of its own and renames,
+    so a reader maps either a complete old array or a complete new one."""
     header = cache_header(dataset, identity)
     name = cache_name(header)
     array_path, header_path = cache_dir / f"{name}.npy", cache_dir / f"{name}.json"
@@ -239,6 +247,23 @@ def load_or_build_cache(dataset: ImageFileDataset, identity: dict, cache_dir: Pa
         if path.exists() and not path.is_file():
             raise WriteError(f"'{path}' is where this data set's decoded-image cache goes, but it is not a file: move "
                              "it away (gan never removes what it did not write), or set data.cache_dir elsewhere")
+    header_was_there = os.path.lexists(header_path)
+    images = _open_if_built(dataset, header, array_path, verify_all, say_why_not=True)
+    if images is not None:
+        return images
+    with _building(array_path) as lock:
+        # (built meanwhile by the process waited for, or, where none was there, by one just finished: read it;
+        # one found damaged is looked at again only when waited for, as another sample of it might pass)
+        if lock.waited or not header_was_there:
+            images = _open_if_built(dataset, header, array_path, verify_all, say_why_not=False)
+        return images if images is not None else _build_cache(dataset, identity, header, array_path, progress_stream)
+
+
+def _open_if_built(dataset: ImageFileDataset, header: dict, array_path: Path, verify_all: bool,
+                   say_why_not: bool) -> np.ndarray | None:
+    """The cached array memory-mapped when it is there and sound (`cache_damage`), its last use noted;
+    None when it needs building (with `say_why_not`, a warning of why, when its files were there)."""
+    header_path = array_path.with_suffix(".json")
     stored = _stored_header(header, header_path, array_path)
     if stored is not None:
         images, damage = cache_damage(array_path, stored, verify_all)
@@ -247,23 +272,54 @@ def load_or_build_cache(dataset: ImageFileDataset, identity: dict, cache_dir: Pa
                 os.utime(header_path)  # last used: what `gan cache clear --older-than` goes by
             _report_undecodable(dataset, stored.get("undecodable"), array_path)
             return images
-        warnings.warn(f"the decoded-image cache '{array_path}' {damage}; rebuilding it", stacklevel=2)
-    elif header_path.is_file():  # named by the hash of what it should say: edited, damaged, or its array gone
+        if say_why_not:
+            warnings.warn(f"the decoded-image cache '{array_path}' {damage}; rebuilding it", stacklevel=3)
+    elif say_why_not and header_path.is_file():  # named by the hash of what it should say: edited, damaged, or its array gone
         what = (_unreadable(header_path) or "is not a JSON object" if _read_header(header_path) is None else
                 "has no array beside it" if not array_path.is_file() else "does not describe this data set")
-        warnings.warn(f"the decoded-image cache header '{header_path}' {what}; rebuilding the cache", stacklevel=2)
+        warnings.warn(f"the decoded-image cache header '{header_path}' {what}; rebuilding the cache", stacklevel=3)
+    return None
+
+
+@contextlib.contextmanager
+def _building(array_path: Path) -> Iterator[BuildLock]:
+    """The cache's `BuildLock` held for the block (waited for, said in a line, while another process
+    builds it); WriteError saying what to do where its folder cannot be written."""
+    cache_dir = array_path.parent
+    lock = BuildLock(cache_dir, array_path.stem, f"the decoded-image cache '{array_path}'")
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
+        lock.__enter__()
+    except WriteError:
+        raise
+    except OSError as error:  # (a shared cache on a read-only disk, found missing or damaged: it cannot be built there)
+        raise _unwritable_folder(array_path, error) from None
+    try:
+        yield lock
+    finally:
+        lock.__exit__(None, None, None)
+
+
+def _unwritable_folder(array_path: Path, error: OSError) -> WriteError:
+    return WriteError(f"the decoded-image cache '{array_path}' needs building, but its folder data.cache_dir = "
+                      f"'{array_path.parent}' cannot be written ({error.strerror or error}): set data.cache_dir to a "
+                      "folder you may write, or data.cache = \"off\" to read the images themselves")
+
+
+def _build_cache(dataset: ImageFileDataset, identity: dict, header: dict, array_path: Path,
+                 progress_stream) -> np.ndarray:
+    """Decode the data set into its cache, with the cache's lock held: the old one and the out-of-date
+    caches of the same source removed first, its header written last; the array memory-mapped."""
+    cache_dir, header_path = array_path.parent, array_path.with_suffix(".json")
+    try:
         header_path.unlink(missing_ok=True)  # the header, written last, marks a complete array
-    except OSError as error:  # (a shared cache on a read-only disk, found damaged: it cannot be rebuilt there)
-        raise WriteError(f"the decoded-image cache '{array_path}' needs building, but its folder data.cache_dir = "
-                         f"'{cache_dir}' cannot be written ({error.strerror or error}): set data.cache_dir to a "
-                         "folder you may write, or data.cache = \"off\" to read the images themselves") from None
+    except OSError as error:
+        raise _unwritable_folder(array_path, error) from None
     _remove_abandoned_temps(cache_dir)
     # Caches of the same source decoded before its files (or gan's format) changed: never read again,
     # and removed before the build, whose disk space they may be holding. (A run mapping one reads on.)
     for older in list_caches(cache_dir):
-        if older.name != name and same_source(older.header, identity):
+        if older.name != array_path.stem and same_source(older.header, identity):
             print(f"removing the out-of-date cache '{older.array_path}' of this data set "
                   f"({format_bytes(older.size_bytes)})", file=sys.stderr)
             try:
@@ -271,7 +327,7 @@ def load_or_build_cache(dataset: ImageFileDataset, identity: dict, cache_dir: Pa
             except OSError as error:  # (a file made immutable, another user's): the new cache is built beside it
                 warnings.warn(f"the out-of-date cache '{older.array_path}' could not be removed "
                               f"({error.strerror or error}) and stays, unread: remove it yourself to free its space",
-                              stacklevel=2)
+                              stacklevel=3)
     checksums = _build(dataset, array_path, progress_stream)
     undecodable = [str(dataset.paths[index]) for index in sorted(dataset.skip_unreadable.failed)]
     try:
@@ -294,7 +350,7 @@ def _report_undecodable(dataset: ImageFileDataset, undecodable, array_path: Path
                              f"was built: {named} (data.strict / --strict makes this an error)")
     warnings.warn(f"{len(undecodable)} image file(s) could not be decoded when the cache '{array_path}' was built "
                   f"and are left out (their slots hold the next readable image): {named}", UnreadableImageWarning,
-                  stacklevel=3)
+                  stacklevel=4)
     # Marked as met, so that reading one from disk (the first preview, say) neither warns nor counts it again.
     skip, index_of = dataset.skip_unreadable, {str(path): index for index, path in enumerate(dataset.paths)}
     for name in undecodable:
@@ -326,10 +382,14 @@ def _unreadable(path: Path) -> str | None:
 
 def _remove_abandoned_temps(cache_dir: Path) -> None:
     """Temp files of builds whose process is gone (killed, crashed): they can be gigabytes.
-    `may_be_building` keeps those of a live build, this machine's or another's sharing the folder."""
+    `may_be_building` keeps those of a live build, this machine's or another's sharing the folder.
+    And the lock files such builds left, which no process holds."""
     for temp in cache_dir.glob("*.tmp"):  # <name>.npy.<pid>.<host>.tmp, <name>.json.<pid>.<host>.<random>.tmp
         if _writer_pid(temp) is not None and temp.is_file() and not may_be_building(temp):
             temp.unlink(missing_ok=True)
+    for lock in cache_dir.glob("*.lock"):
+        if LOCK_NAME.fullmatch(lock.name):
+            remove_unheld_lock(lock)
 
 
 def _writer_pid(temp: Path) -> int | None:
@@ -344,8 +404,10 @@ def _build(dataset: ImageFileDataset, array_path: Path, progress_stream) -> list
     print(f"decoding {count} images once into the cache '{array_path}' ({format_bytes(count * 3 * size * size)})",
           file=sys.stderr)
     temp = array_path.with_suffix(f".npy.{os.getpid()}.{host_tag()}.tmp")  # no file another process has open
+    free_before = None
     try:
         array = np.lib.format.open_memmap(temp, mode="w+", dtype=np.uint8, shape=(count, 3, size, size))
+        free_before = _free_bytes(temp.parent)  # (the temp still sparse: what the claim may take)
         _claim_space(temp)
         progress = Progress(count, 0, progress_stream, unit="image", log_interval=10.0)  # (a log: a line per 10 s)
         shown_at = time.perf_counter()
@@ -375,14 +437,36 @@ def _build(dataset: ImageFileDataset, array_path: Path, progress_stream) -> list
                              "process removed meanwhile (gan cache clear, or a build of another machine or container "
                              "that took it for a dead one's): run again, or give this run a data.cache_dir of its "
                              "own") from error
-        limit = file_size_limit_said() if error.errno == errno.EFBIG else None
-        way = f"{limit}: raise the limit" if limit else "set data.cache_dir to a disk with room"
-        raise WriteError(f"could not write the decoded-image cache '{array_path}' ({format_bytes(count * 3 * size * size)}"
-                         f" needed, {free_space(array_path.parent)}): {error}; {way}, or data.cache=\"off\"") from error
+        needed = count * 3 * size * size
+        advice = _advice_for_an_unwritten_array(error, needed, free_before)
+        raise WriteError(f"could not write the decoded-image cache '{array_path}' ({format_bytes(needed)} needed, "
+                         f"{free_space(array_path.parent)}): {error}; {advice}, or data.cache=\"off\"") from error
     except BaseException:  # Ctrl-C or SIGTERM mid-build: no half-built array of gigabytes left behind
         temp.unlink(missing_ok=True)
         raise
     return checksums
+
+
+def _free_bytes(folder: Path) -> int | None:
+    """The free bytes on the disk holding `folder`; None where that cannot be told."""
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def _advice_for_an_unwritten_array(error: OSError, needed: int, free_before: int | None) -> str:
+    """Advice for an array that could not be written: a file size limit to raise; where the disk had
+    room as the build began, a writer that took it meanwhile (its temp gone since, the free space said
+    may be room again); otherwise a disk with room."""
+    limit = file_size_limit_said() if error.errno == errno.EFBIG else None
+    if limit:
+        return f"{limit}: raise the limit"
+    if error.errno == errno.ENOSPC and free_before is not None and free_before >= needed:
+        return (f"the disk had {free_before / 2**20:.1f} MiB free as this build began, room for it: another writer "
+                "filled it meanwhile (another cache's build, another program; what it held may be free again by "
+                "now): run again once it is done")
+    return "set data.cache_dir to a disk with room"
 
 
 def _claim_space(path: Path) -> None:
@@ -489,9 +573,17 @@ def may_be_building(path: Path) -> bool:
 class CacheFolder:
     """What a cache folder holds, sorted by what `gan cache` may do with each file."""
     caches: list[CacheEntry]  # complete caches, oldest use first
-    leftovers: list[Path]  # gan's, never read again: arrays whose header is gone, temps of dead builds
-    building: list[Path]  # gan's, but a build may still be writing them: never touched
+    leftovers: list[Path]  # gan's, never read again: arrays whose header is gone, temps and locks of dead builds
+    building: list[Path]  # gan's, but a build may still be writing them (or holds them, its lock): never touched
     foreign: list[Path]  # not provably gan's: never touched
+
+
+def remove_leftover(path: Path) -> None:
+    """Remove a leftover `scan_cache_folder` found; a lock file a build has taken since stays."""
+    if LOCK_NAME.fullmatch(path.name):
+        remove_unheld_lock(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def list_caches(cache_dir: Path) -> list[CacheEntry]:
@@ -514,6 +606,8 @@ def scan_cache_folder(cache_dir: Path) -> CacheFolder:
             continue
         if TEMP_NAME.fullmatch(path.name) and path.is_file():
             (folder.building if may_be_building(path) else folder.leftovers).append(path)
+        elif LOCK_NAME.fullmatch(path.name) and path.is_file() and not path.is_symlink():
+            (folder.building if lock_is_held(path) else folder.leftovers).append(path)  # (a killed build's: not held)
         elif is_cache_array(path) and not path.with_suffix(".json").exists():
             # an array beside a JSON that is not a gan header is not provably ours
             (folder.building if may_be_building(path) else folder.leftovers).append(path)
