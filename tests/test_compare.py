@@ -425,6 +425,57 @@ def test_a_run_whose_event_file_claims_a_huge_record_is_left_out_not_the_compari
     assert "hinge" in table
 
 
+def test_read_scalars_checks_no_preview_grid_bytes_yet_reads_what_tensorboard_shows(tmp_path, monkeypatch):
+    """A run's preview grids are in its event file beside the scalars, and TensorBoard's reader
+    checked the CRC32C of every byte of them in pure Python: 95% of compare's time (3.9 s for a
+    run of 10,000 steps, 0.2 s without its grids; 113 s for a 200k-step DCGAN-128 run). The scalars
+    read are still those TensorBoard shows, a resume's purge and a damaged scalar's record too."""
+    import torch
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.compat.tensorflow_stub import pywrap_tensorflow
+
+    run = tmp_path / "run"
+    for name, steps, purge_step in (("events.out.tfevents.1.a", range(1, 7), None),
+                                    ("events.out.tfevents.2.b", range(4, 9), 4)):  # (a resume from step 3)
+        writer = SummaryWriter(str(tmp_path / "writing"), purge_step=purge_step)
+        for step in steps:
+            writer.add_scalar("loss/d", 1.0 / step + (purge_step or 0), step)
+            writer.add_image("samples/generator", torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8), step)
+            writer.add_scalar("loss/g", float(step), step)
+        writer.close()
+        run.mkdir(exist_ok=True)
+        (events,) = (tmp_path / "writing").iterdir()
+        events.rename(run / name)
+
+    def shown_by_tensorboard() -> dict[str, tuple[list[int], list[float]]]:
+        events = EventAccumulator(str(run), size_guidance={"scalars": 0}).Reload()
+        return {tag: ([event.step for event in events.Scalars(tag)], [event.value for event in events.Scalars(tag)])
+                for tag in events.Tags()["scalars"]}
+
+    def read() -> dict[str, tuple[list[int], list[float]]]:
+        return {tag: (steps.tolist(), values.tolist()) for tag, (steps, values) in read_scalars(run).items()}
+
+    shown = shown_by_tensorboard()
+    assert shown["loss/g"] == ([1, 2, 3, 4, 5, 6, 7, 8], [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0])
+    assert shown["loss/d"][1][2:4] == pytest.approx([1 / 3, 1 / 4 + 4])  # (steps 4 to 6 of the first file: purged)
+    checked = []
+    masked_crc32c = pywrap_tensorflow.masked_crc32c
+    monkeypatch.setattr(pywrap_tensorflow, "masked_crc32c", lambda data: checked.append(bytes(data))
+                        or masked_crc32c(data))
+    assert read() == shown
+    assert not [data for data in checked if b"PNG" in data]  # the grids' records: not checksummed
+    assert len([data for data in checked if b"loss/" in data]) == 2 * (6 + 5)  # each scalar's record: checked
+    # A damaged scalar's record still ends its file's scalars, with a warning, as TensorBoard reads it.
+    first = run / "events.out.tfevents.1.a"
+    data = bytearray(first.read_bytes())
+    data[data.index(b"loss/g") + 3] ^= 0x01
+    first.write_bytes(bytes(data))
+    shown = shown_by_tensorboard()
+    assert shown["loss/g"][0] == [4, 5, 6, 7, 8]  # (step 1's loss/g and what followed in its file: not read)
+    with pytest.warns(UserWarning, match=f"the event file '{first}' is damaged \\(failed event crc32 check\\)"):
+        assert read() == shown
+
+
 def test_reading_many_runs_shows_its_progress(sweep, tmp_path, monkeypatch, capsys):
     # 30 runs of 4,000 logged steps: a minute and a half in TensorBoard's reader, in silence
     import functools
