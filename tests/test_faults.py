@@ -695,7 +695,7 @@ def test_a_disk_full_for_a_while_says_each_failed_write_not_only_the_first(tmp_p
         raise WriteError(f"could not write '{path}' (0.0 MiB free): [Errno 28] No space left on device")
 
     monkeypatch.setattr(records, "write_atomically", refuse)  # metrics.jsonl
-    monkeypatch.setattr(loop, "save_image_grid", lambda images, path: refuse(path, None))
+    monkeypatch.setattr(loop, "save_encoded_image", lambda png, path: refuse(path, None))
     monkeypatch.setattr(checkpoint_module, "write_atomically", refuse)  # checkpoints and best.pt
     from gan.training.event_log import EventLog
 

@@ -468,7 +468,7 @@ def test_the_resume_finishes_the_side_tasks_of_the_step_that_failed_as_an_uninte
 
 
 @pytest.mark.parametrize("function, target", [("write_atomically", "metrics.jsonl"),
-                                              ("save_image_grid", "00000004-generator.png")])
+                                              ("save_encoded_image", "00000004-generator.png")])
 def test_a_side_task_that_failed_after_its_events_leaves_them_to_the_resume_once(tmp_path, monkeypatch, function,
                                                                                  target):
     # Its scores (or grids) went to TensorBoard before the file that failed, and the resume, doing the

@@ -195,16 +195,26 @@ def save_image(image: Image.Image, path: str | Path, new_only: bool = False, dur
     image_format = image_format_of(path)
     check_format_fits(path, *image.size)
     make_folder(path.parent)
-    options = SAVE_OPTIONS.get(image_format, {})
+    # (encoded in memory, then written as Python writes: given a file, Pillow's JPEG, BMP and TIFF
+    # encoders pass over a short write (a full disk, `ulimit -f`), and a file cut short went into place)
+    write_together({path: lambda temp: temp.write_bytes(encode_image(image, image_format))}, new_only=new_only,
+                   durable=durable)
+    return path
 
-    def write(temp: Path) -> None:
-        # Encoded in memory, then written as Python writes: given a file, Pillow's JPEG, BMP and TIFF
-        # encoders pass over a short write (a full disk, `ulimit -f`), and a file cut short went into place
-        encoded = io.BytesIO()
-        image.save(encoded, format=image_format, **options)
-        temp.write_bytes(encoded.getbuffer())
 
-    write_together({path: write}, new_only=new_only, durable=durable)
+def encode_image(image: Image.Image, image_format: str = "PNG") -> bytes:
+    """The bytes of `image` as a file of `image_format` (a PIL format name), as `save_image` writes it:
+    a PNG as TensorBoard's add_image encodes one (Pillow's defaults)."""
+    encoded = io.BytesIO()
+    image.save(encoded, format=image_format, **SAVE_OPTIONS.get(image_format, {}))
+    return encoded.getvalue()
+
+
+def save_encoded_image(encoded: bytes, path: str | Path) -> Path:
+    """Write an image already encoded (`encode_image`) atomically; creates parent folders."""
+    path = Path(path)
+    make_folder(path.parent)
+    write_together({path: lambda temp: temp.write_bytes(encoded)})
     return path
 
 

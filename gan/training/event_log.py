@@ -155,7 +155,9 @@ class EventLog:
                 self._pending.append((args, kwargs))
             return
         try:
-            getattr(self._writer, method)(*args, **kwargs)
+            # (a Summary made here goes through the writer's file writer, as its own add_image's does)
+            target = self._writer._get_file_writer() if method == "add_summary" else self._writer
+            getattr(target, method)(*args, **kwargs)
         except OSError as error:
             self._fail(error)
             self._write(method, *args, **kwargs)  # (kept, as the next ones are: the writer is gone)
@@ -167,8 +169,13 @@ class EventLog:
     def add_scalar(self, *args: Any, **kwargs: Any) -> None:
         self._call("add_scalar", *args, **kwargs)
 
-    def add_image(self, *args: Any, **kwargs: Any) -> None:
-        self._call("add_image", *args, **kwargs)
+    def add_png(self, tag: str, png: bytes, height: int, width: int, step: int) -> None:
+        """An RGB image already encoded as PNG, logged as add_image logs one: add_image takes pixels, and
+        encodes them again (0.6 s for a 128 px 8x8 grid)."""
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        image = Summary.Image(height=height, width=width, colorspace=3, encoded_image_string=png)
+        self._call("add_summary", Summary(value=[Summary.Value(tag=tag, image=image)]), step)
 
     def close(self) -> None:
         if self._pending:  # (the last chance for the scalars kept while the disk was full)
