@@ -155,6 +155,26 @@ def test_the_same_line_resumes_and_another_line_is_refused(tmp_path):
     assert "--resume" in other.output and (folder / "config.toml").read_text() == config_before
 
 
+def test_the_same_line_continues_with_the_cache_folder_of_the_machine_it_runs_on(tmp_path):
+    """A SLURM requeue whose job has a scratch disk of its own gives another data.cache_dir: the run went on
+    with config.toml's, making the ended job's folder again (and failing every requeue where it could not)."""
+    images = tmp_path / "faces"
+    images.mkdir()
+    for index in range(8):
+        random_rgb((32, 32), index).save(images / f"{index}.png")
+    data = ("data.dataset=folder", f"data.root={images}", "data.cache=mmap")
+    folder, first_job, requeued_job = tmp_path / "run", tmp_path / "job1", tmp_path / "job2"
+    first = train_command(DEMO, *sets(*TINY, *data, f"data.cache_dir={first_job}"), "--run-dir", str(folder))
+    assert first.exit_code == 0, first.output
+    shutil.rmtree(first_job)  # (the job's scratch, gone with it)
+    requeued = train_command(DEMO, *sets(*TINY, *data, "train.steps=6", f"data.cache_dir={requeued_job}"),
+                             "--run-dir", str(folder))
+    assert requeued.exit_code == 0 and (folder / "checkpoint-00000006.pt").is_file(), requeued.output
+    assert f"(data.cache_dir '{first_job}' -> '{requeued_job}': the second goes on)" in requeued.output
+    assert not first_job.exists() and list(requeued_job.glob("*.npy"))
+    assert f'cache_dir = "{requeued_job}"' in (folder / "config.toml").read_text()
+
+
 @pytest.mark.parametrize("command", ["train --out RUN", "train --out RUN/samples", "train --run-dir RUN/nested",
                                      "sweep --out RUN"])
 def test_new_runs_are_never_made_inside_a_run_directory(tmp_path, command):

@@ -296,12 +296,13 @@ def other_settings(written, resolved, halvings: int = 0) -> tuple[list[str], obj
     return changes, resolved, halved
 
 
-def settings_to_continue(run_dir: Path, written, resolved, say: bool = True, machines: bool = False):
+def settings_to_continue(run_dir: Path, written, resolved, say: bool = True):
     """The config a `--run-dir` line continues its run with: the line's own (train.steps may grow),
     with the learning rates the run's `--on-nan rollback` halved kept as config.toml records them.
-    Another line there would mix two experiments in one run: refused, naming each difference. Under
-    torchrun (`machines`), each machine's own paths and loader settings are its own: config.toml holds
-    rank 0's, and the processes' settings are compared with each other (`refuse_other_settings`)."""
+    Another line there would mix two experiments in one run: refused, naming each difference. The
+    settings of the machine it runs on (`machine_local_keys`: its paths, how it loads the data) are
+    the line's: a requeued job's node has a scratch disk of its own, and each machine of a torchrun run
+    its own (config.toml holds rank 0's; the processes compare theirs in `refuse_other_settings`)."""
     import dataclasses
 
     from gan.core.inert import how_it_runs
@@ -309,12 +310,11 @@ def settings_to_continue(run_dir: Path, written, resolved, say: bool = True, mac
     from gan.training.run_dir import rollback_halvings
 
     changes, resolved, halved = other_settings(written, resolved, rollback_halvings(run_dir))
-    if machines:
-        changes = [change for change in changes if change.split(" ")[0] not in machine_local_keys()]
+    local = [change for change in changes if change.split(" ")[0] in machine_local_keys()]
     # How the run is carried out or recorded (its checkpoint interval, say, which a resume by hand may have
     # changed): the run's own values go on, as the same experiment (a sweep's line was refused for good)
-    kept = [change for change in changes if how_it_runs(change.split(" ")[0])]
-    changes = [change for change in changes if change not in kept]
+    kept = [change for change in changes if change not in local and how_it_runs(change.split(" ")[0])]
+    changes = [change for change in changes if change not in local and change not in kept]
     if changes:
         raise ConfigError(f"--run-dir '{run_dir}' holds a run with other settings ({'; '.join(changes)}): "
                           f"give another --run-dir for a new run, or continue this one with different settings by "
@@ -326,6 +326,9 @@ def settings_to_continue(run_dir: Path, written, resolved, say: bool = True, mac
     if kept and say:
         click.echo(f"continuing '{run_dir}' with the settings of how it runs that its config.toml holds, not this "
                    f"line's ({'; '.join(kept)}: the first goes on)", err=True)
+    if local and say:  # (under torchrun, rank 0 says its own)
+        click.echo(f"continuing '{run_dir}' with this line's settings of the machine it runs on (paths, data "
+                   f"loading), not those its config.toml holds ({'; '.join(local)}: the second goes on)", err=True)
     if halved:
         if say:  # (under torchrun, rank 0 says it for every process)
             click.echo(f"continuing '{run_dir}' with the learning rates its --on-nan rollback halved: g "
@@ -492,8 +495,7 @@ def _set_up_and_train(start: _Start, config: Path | None, resume: Path | None, o
         refuse_folder_in_a_run(Path(os.path.abspath(start.run_dir)).parent, "--run-dir's parent")  # (`.` too)
         start.resuming = broadcast_object(start_or_resume(start.run_dir, config) if group.is_main else None, group)
         if start.resuming:
-            resolved = settings_to_continue(start.run_dir, written_config(start.run_dir), resolved, say=group.is_main,
-                                            machines=group.distributed)
+            resolved = settings_to_continue(start.run_dir, written_config(start.run_dir), resolved, say=group.is_main)
     elif not start.resuming:  # rank 0 numbers the run; the others learn its directory
         refuse_folder_in_a_run(out, "--out")
         start.run_dir = broadcast_object(create_run_dir(out, config.stem) if group.is_main else None, group)
