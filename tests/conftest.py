@@ -53,6 +53,16 @@ def streams_buffered_as_pythons_default():
 
 
 @pytest.fixture(scope="session", autouse=True)
+def not_a_requeued_slurm_job():
+    """The tests' runs start as a job's first: a suite run in a requeued SLURM job (SLURM_RESTART_COUNT
+    above 0) had each `gan train --out` refused, as a requeue would start a new run from step 0."""
+    previous = os.environ.pop("SLURM_RESTART_COUNT", None)
+    yield
+    if previous is not None:
+        os.environ["SLURM_RESTART_COUNT"] = previous
+
+
+@pytest.fixture(scope="session", autouse=True)
 def ctrl_c_reaches_the_tests():
     """The tests of Ctrl-C need SIGINT to reach their processes: a suite started in the background of a
     script (`( pytest & )`) begins with it ignored, which gan, as Python does, leaves ignored, and its

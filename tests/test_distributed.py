@@ -554,6 +554,21 @@ def test_torchrun_restarts_under_out_are_refused_as_each_would_start_a_new_run(t
     assert invoke("train", "--resume", tmp_path / "run", "--set", "train.steps=6").exit_code == 0
 
 
+def test_a_requeued_slurm_job_under_out_is_refused_as_it_would_start_a_new_run(tmp_path, monkeypatch):
+    # A SLURM requeue (SLURM_RESTART_COUNT=1) ran the job's line again: "run directory: runs/00001-..." from
+    # step 0, without a word, and 00000 left unfinished
+    from conftest import invoke
+
+    sets = [arg for item in TINY for arg in ("--set", item)]
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "0")  # (the job's first start)
+    assert invoke("train", REPO / "experiments" / "dcgan_demo.toml", *sets, "--out", tmp_path / "runs").exit_code == 0
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    refused = invoke("train", REPO / "experiments" / "dcgan_demo.toml", *sets, "--out", tmp_path / "runs")
+    assert refused.exit_code == 2 and "this SLURM job was requeued (SLURM_RESTART_COUNT=1)" in refused.output \
+        and "give --run-dir DIR instead" in refused.output, refused.output
+    assert [path.name for path in (tmp_path / "runs").iterdir() if path.is_dir()] == ["00000-dcgan_demo"]
+
+
 def test_a_side_task_failure_under_torchrun_says_to_resume_with_torchrun(tmp_path):
     from gan.training.errors import SideTaskError
 

@@ -510,15 +510,24 @@ def _set_up_and_train(start: _Start, config: Path | None, resume: Path | None, o
 
 
 def refuse_restarts_into_new_runs(start: _Start, resume: Path | None) -> None:
-    """torchrun --max-restarts runs the same command again after a failure: under --out each time a
-    new numbered run from step 0, the steps trained before left behind without a word."""
-    restarts = os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0")
-    if resume is None and not start.named_dir and restarts.isdigit() and int(restarts) > 0:
-        from gan.core.registry import ConfigError
+    """torchrun --max-restarts runs the same command again after a failure, and SLURM a requeued job's
+    script (SLURM_RESTART_COUNT above 0): under --out each time a new numbered run from step 0, the
+    steps trained before left behind without a word."""
+    if resume is not None or start.named_dir:
+        return
+    from gan.core.registry import ConfigError
 
+    restarts = os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0")
+    if restarts.isdigit() and int(restarts) > 0:
         raise ConfigError(f"torchrun --max-restarts={restarts} runs this command again after a failure, and "
                           "under --out each run starts a new numbered run from step 0: give --run-dir DIR "
                           "instead, which a restart resumes")
+    requeues = os.environ.get("SLURM_RESTART_COUNT", "0").strip()
+    if requeues.isdigit() and int(requeues) > 0:
+        raise ConfigError(f"this SLURM job was requeued (SLURM_RESTART_COUNT={requeues}) and runs this command "
+                          "again, and under --out each run starts a new numbered run from step 0: give --run-dir "
+                          "DIR instead, which a requeue resumes (continue the run an earlier start of this job "
+                          "made with gan train --resume RUN_DIR)")
 
 
 def _report_failure(start: _Start, error: BaseException) -> None:
