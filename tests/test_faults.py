@@ -189,7 +189,12 @@ def test_a_lock_held_elsewhere_says_where_its_pid_belongs(tmp_path, record, said
     run.mkdir()
     (run / ".lock").write_text(record.format(container=host_tag("pid:[1]"), before=_host_name_tag(), here=host_tag(),
                                              namespace=_pid_namespace()))
-    # held by another process (flock is per open file), as a writer elsewhere holds it
+    assert f"is in use by another gan process {said};" in busy_with_its_lock_held_elsewhere(run)
+
+
+def busy_with_its_lock_held_elsewhere(run: Path) -> str:
+    """The RunDirectoryBusy of `run` whose .lock another process holds (flock is per open file), as a
+    writer elsewhere holds it."""
     holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time; handle = open(sys.argv[1], 'rb'); "
                                "fcntl.flock(handle, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)",
                                str(run / ".lock")], stdout=subprocess.PIPE, text=True)
@@ -198,10 +203,25 @@ def test_a_lock_held_elsewhere_says_where_its_pid_belongs(tmp_path, record, said
         with pytest.raises(RunDirectoryBusy) as busy:
             with RunLock(run):
                 pass
-        assert f"is in use by another gan process {said};" in str(busy.value)
+        return str(busy.value)
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_lock_held_on_another_machine_names_it_and_what_to_do_once_it_is_down(tmp_path):
+    # "(pid 4242 on another machine that shares this folder)": the lock file held a hash of the host alone,
+    # and a node that died left its lock to a network file system, with no word of what to do then
+    run = tmp_path / "run"
+    with RunLock(run):
+        assert (run / ".lock").read_text().split()[3] == files_module._host_name()
+    (run / ".lock").write_text("4242 h00000000 pid:[1] node07\n")
+    said = busy_with_its_lock_held_elsewhere(run)
+    assert "(pid 4242 on node07, another machine that shares this folder);" in said
+    assert said.endswith(f"should node07 be down, the file server frees its lock once it gives node07 up (NFSv4: "
+                         f"when its lease runs out, about 90 s); one kept longer (NFSv3 keeps it until node07 starts "
+                         f"again) goes with the lock file: remove '{run / '.lock'}', but only once no gan process of "
+                         f"node07 runs there")
 
 
 def test_a_lock_taken_on_a_file_removed_meanwhile_is_taken_again_on_the_one_there(tmp_path, monkeypatch):

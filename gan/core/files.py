@@ -488,7 +488,8 @@ class RunLock:
         try:
             handle.seek(0)
             handle.truncate()
-            handle.write(f"{os.getpid()} {host_tag()} {_pid_namespace()}\n".encode())  # (`_holder_said` reads it)
+            # (`_holder_said` reads it)
+            handle.write(f"{os.getpid()} {host_tag()} {_pid_namespace()} {_host_name()}\n".encode())
         except OSError as error:  # a full disk: the write names no file
             handle.close()
             raise WriteError(f"could not write '{self.run_dir / self.lock_name}' ({free_space(self.run_dir)}): "
@@ -497,10 +498,11 @@ class RunLock:
         _HELD_LOCK_DESCRIPTORS.add(handle.fileno())
         return self
 
-    def when_busy(self, holder: str) -> None:
-        """What a second writer does, `holder` the first in words: fail at once (RunDirectoryBusy). A lock
-        that waits for its holder instead says so and returns (`BuildLock`)."""
-        raise RunDirectoryBusy(self.busy_message(holder)) from None
+    def when_busy(self, record: str) -> None:
+        """What a second writer does, `record` the first's lock file text: fail at once (RunDirectoryBusy). A
+        lock that waits for its holder instead says so and returns (`BuildLock`)."""
+        raise RunDirectoryBusy(self.busy_message(_holder_said(record))
+                               + _if_its_machine_is_gone(record, self.run_dir / self.lock_name)) from None
 
     def locked_handle(self) -> IO[bytes]:
         """The lock file open, flock held (`when_busy` when another has it)."""
@@ -542,7 +544,7 @@ class RunLock:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.seek(0)
-            self.when_busy(_holder_said(handle.read().decode(errors="backslashreplace")))
+            self.when_busy(handle.read().decode(errors="backslashreplace"))
             fcntl.flock(handle, fcntl.LOCK_EX)
 
 
@@ -606,17 +608,45 @@ def _pid_namespace() -> str:
         return "-"
 
 
+def _host_name() -> str:
+    """This machine's name, one word, as a lock file records it for a person to read ('-' unknown)."""
+    return "".join(socket.gethostname().split()) or "-"
+
+
+def _holder_machine(record: str) -> str | None:
+    """The machine a lock file's holder (`pid host namespace name`; fewer from older versions) runs on
+    when it is not this one: its name, or '' where the record names none; None for this one."""
+    _, host, namespace, name = (record.split() + ["", "", "", ""])[:4]
+    if not host or host in (host_tag(namespace or None), _host_name_tag()):
+        return None
+    return "" if name == "-" else name
+
+
 def _holder_said(record: str) -> str:
-    """A lock file's holder (`pid host namespace`; a bare pid from older versions) in words: its
-    pid, and where that pid is not one of this machine's processes, why."""
-    pid, host, namespace = (record.split() + ["", "", ""])[:3]
+    """A lock file's holder in words: its pid, and where that pid is not one of this machine's
+    processes, why (the machine it runs on, by name)."""
+    pid, _, namespace = (record.split() + ["", "", ""])[:3]
     if not pid:
         return "pid unknown"
-    if host and host not in (host_tag(namespace or None), _host_name_tag()):
-        return f"pid {pid} on another machine that shares this folder"
+    machine = _holder_machine(record)
+    if machine is not None:
+        return f"pid {pid} on {f'{machine}, ' if machine else ''}another machine that shares this folder"
     if namespace and namespace != _pid_namespace():
         return f"pid {pid} in another PID namespace (a container's), not this machine's process {pid}"
     return f"pid {pid}"
+
+
+def _if_its_machine_is_gone(record: str, path: Path) -> str:
+    """For a lock held on another machine: what to do should that machine be down. The kernel that
+    held the flock is gone with it; the file server frees the lock once it gives that machine up,
+    and one kept for it (NFSv3's, until it boots again) locks that file alone, not a new one."""
+    machine = _holder_machine(record)
+    if machine is None:
+        return ""
+    named = machine or "that machine"
+    return (f"; should {named} be down, the file server frees its lock once it gives {named} up (NFSv4: when its "
+            f"lease runs out, about 90 s); one kept longer (NFSv3 keeps it until {named} starts again) goes with "
+            f"the lock file: remove '{path}', but only once no gan process of {named} runs there")
 
 
 class OutputsLock(RunLock):
@@ -654,8 +684,8 @@ class BuildLock(RunLock):
         self.what = what  # (named in the line said while waiting: "the decoded-image cache '...'")
         self.waited = False
 
-    def when_busy(self, holder: str) -> None:
-        print(f"waiting for {self.what}: another process is building it ({holder}; its lock file "
+    def when_busy(self, record: str) -> None:
+        print(f"waiting for {self.what}: another process is building it ({_holder_said(record)}; its lock file "
               f"'{self.run_dir / self.lock_name}'), to read it once built", file=sys.stderr, flush=True)
         self.waited = True
 
