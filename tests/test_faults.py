@@ -1,5 +1,6 @@
 """Faults during training: a full disk mid-run, and kill -9 in the middle of writing a checkpoint."""
 
+import errno
 import os
 import re
 import shutil
@@ -330,6 +331,31 @@ def test_temp_files_are_unique_to_their_writer_and_stale_ones_are_removed_on_res
     train(tiny_config("train.steps=6"), first.run_dir, CPU, resume=True, progress_stream=sys.stdout)
     assert not any(path.exists() for path in stale)
     assert all(path.read_bytes() == b"keep me" for path in kept) and (first.run_dir / "old.tmp").is_dir()
+
+
+def test_a_dead_nodes_fresh_checkpoint_temp_is_removed_by_the_run_that_holds_the_lock(tmp_path, monkeypatch):
+    # A node that died writing checkpoint 6 left its temp, fresh and of another machine: kept for 10 minutes as
+    # a write that may be under way, it outlived the requeued run that finished meanwhile. Only the lock's
+    # holder writes checkpoints, so once a run holds it, such a temp is a dead writer's.
+    first = train(tiny_config(), tmp_path / "run", CPU, progress_stream=sys.stdout)
+    elsewhere = "4242.h0000beef.00ff00ff.tmp"  # (fresh, of another machine)
+    dead = [first.run_dir / f"{name}.{elsewhere}" for name in ("checkpoint-00000006.pt", "best.pt", "config.toml")]
+    dead.append(first.run_dir / "samples" / f"00000006-generator.png.{elsewhere}")
+    live = first.run_dir / f"metrics-00000004.json.{elsewhere}"  # (gan eval writes there without the lock)
+    for path in (*dead, live):
+        path.write_bytes(b"half written")
+    train(tiny_config("train.steps=6"), first.run_dir, CPU, resume=True, progress_stream=sys.stdout)
+    assert not any(path.exists() for path in dead) and live.read_bytes() == b"half written"
+    # where the file system refuses locks, nothing says the writer is gone: the age rule alone
+    def refused(*args):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(files_module.fcntl, "flock", refused)
+    for path in dead:
+        path.write_bytes(b"half written")
+    with pytest.warns(UserWarning, match="refuses locks"):
+        train(tiny_config("train.steps=8"), first.run_dir, CPU, resume=True, progress_stream=sys.stdout)
+    assert all(path.exists() for path in dead)
 
 
 # ----------------------------------------------------------------------------- no partial artefacts

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fnmatch
 import hashlib
 import os
 import re
@@ -429,15 +430,30 @@ def is_stale_temp(path: Path) -> bool:
     return int(match["pid"]) != os.getpid() and not process_alive(int(match["pid"]))
 
 
-def remove_stale_temps(folder: Path, named_by_host: bool = False) -> None:
+def remove_stale_temps(folder: Path, named_by_host: bool = False, locked_for: tuple[str, ...] = ()) -> None:
     """Remove the temp files that writers which died left in `folder`; nothing else. `named_by_host`
     for a folder gan does not own (a person's output folder, a cache folder they chose): only temps of
     `temp_name`'s present form, which names the machine, count there, as a person's own
-    `budget.2023.20231231.tmp` has the form of an earlier version's temp."""
+    `budget.2023.20231231.tmp` has the form of an earlier version's temp. `locked_for`: the patterns of
+    the files in `folder` that only the holder of its lock writes, which the caller holds (`RunLock.held`)."""
     for temp in folder.glob("*.tmp"):
         match = TEMP_NAME.fullmatch(temp.name)
-        if is_stale_temp(temp) and not (named_by_host and match["host"] is None):
+        if (is_stale_temp(temp) and not (named_by_host and match["host"] is None)
+                or is_earlier_lock_holders_temp(temp, locked_for)):
             temp.unlink(missing_ok=True)
+
+
+def is_earlier_lock_holders_temp(path: Path, locked_for: tuple[str, ...]) -> bool:
+    """Whether `path` is a temp of a file named by one of the `locked_for` patterns, which only the
+    holder of the folder's lock writes, left by an earlier holder: stale whatever machine it names and
+    however fresh, as that holder is gone now that the caller holds the lock (`is_stale_temp` kept the
+    checkpoint temp of a node that died as it wrote it for QUIET_SECONDS: past the end of the run that
+    resumed at once, as only a start removes temps)."""
+    match = TEMP_NAME.fullmatch(path.name)
+    if match is None or not path.is_file() or path.is_symlink():
+        return False
+    this_process = int(match["pid"]) == os.getpid() and match["host"] in (None, host_tag())
+    return not this_process and any(fnmatch.fnmatchcase(match["target"], pattern) for pattern in locked_for)
 
 
 # Descriptors of the run locks this process holds. A forked child (a DataLoader worker) shares
@@ -478,6 +494,7 @@ class RunLock:
     def __init__(self, run_dir: Path):
         self.run_dir = Path(run_dir)
         self._handle: IO[bytes] | None = None
+        self.held = False  # the flock taken (not where the file system refuses locks)
 
     def busy_message(self, holder: str) -> str:
         return (f"run directory '{self.run_dir}' is in use by another gan process ({holder}); one run "
@@ -525,6 +542,7 @@ class RunLock:
             # a lock taken on a file a failed start removed meanwhile (`remove_lock_file`) locks nothing
             # another writer would see: take the one at the path now
             if _same_file(handle, path):
+                self.held = True
                 return handle
             handle.close()
         # (a file system whose files change identity between two looks at them: no lock holds there)
@@ -535,7 +553,7 @@ class RunLock:
         if self._handle is not None:
             _HELD_LOCK_DESCRIPTORS.discard(self._handle.fileno())
             self._handle.close()  # closing releases the flock
-            self._handle = None
+            self._handle, self.held = None, False
 
     def _flock(self, handle: IO[bytes]) -> None:
         """The flock of the open lock file taken: at once, or once its holder lets go where `when_busy`

@@ -23,6 +23,8 @@ import torch
 from torch.utils.data import Dataset
 
 from gan.core.checkpoint import (
+    BEST_NAME,
+    BEST_RECORD,
     METRICS_RECORD,
     BestCheckpoint,
     checkpoint_path,
@@ -143,7 +145,8 @@ def train(config: Config, run_dir: Path | str, device: torch.device | str, resum
     # (absolute: a notebook's `%cd` while a run trained in a thread sent its checkpoints to another folder;
     # `..` kept, as the folders made for it were: those of a start that fails are removed by that path)
     run_dir, device = Path(run_dir).absolute(), torch.device(device)
-    with process_state_kept(device), RunLock(run_dir) if group.is_main else contextlib.nullcontext():
+    lock = RunLock(run_dir) if group.is_main else None
+    with process_state_kept(device), lock or contextlib.nullcontext():
         if not resume and list_checkpoints(run_dir):  # (a new run would replace them)
             raise ConfigError(f"'{run_dir}' holds a run with checkpoints (newest '{list_checkpoints(run_dir)[-1].name}')"
                               ": train(..., resume=True) continues it, and a new run needs a new folder; nothing "
@@ -153,7 +156,14 @@ def train(config: Config, run_dir: Path | str, device: torch.device | str, resum
             raise ConfigError(f"'{run_dir}' holds a start that stopped before its first checkpoint (its event file "
                               f"'{earlier_events[0]}'): gan.training.run_dir.start_or_resume(run_dir) sets it aside, "
                               "as gan train --run-dir does, or give a new folder; nothing was changed")
-        return _train(config, run_dir, device, resume, progress_stream, group, on_resume, command or CommandStart())
+        return _train(config, run_dir, device, resume, progress_stream, group, on_resume, command or CommandStart(),
+                      sole_writer=lock is not None and lock.held)
+
+
+# What only gan train, holding the run directory's lock, writes there (and anything in samples/): a temp
+# of one of these is an earlier holder's, gone, whatever machine it names (`gan eval`'s metrics-*.json
+# and eval-* results, written without the lock, are left to `is_stale_temp`'s rule)
+LOCK_HOLDERS_FILES = ("checkpoint-*.pt", BEST_NAME, BEST_RECORD, METRICS_RECORD, "config.toml")
 
 
 @dataclass
@@ -252,10 +262,12 @@ class _Run:
 
 
 def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, progress_stream: Any,
-           group: ProcessGroup, on_resume: ResumeReport | None, command: CommandStart) -> TrainResult:
+           group: ProcessGroup, on_resume: ResumeReport | None, command: CommandStart,
+           sole_writer: bool = False) -> TrainResult:
     """The run in phases: set up, restore, then one step and its periodic work until the end or a
-    signal, a checkpoint whenever one is due, and the closing report."""
-    run = _set_up(config, run_dir, device, group, resume)
+    signal, a checkpoint whenever one is due, and the closing report. `sole_writer`: this process holds
+    the run directory's lock."""
+    run = _set_up(config, run_dir, device, group, resume, sole_writer)
     run.command = command
     if resume:
         _restore(run, on_resume)
@@ -374,9 +386,11 @@ def _warn_of_penalties_through_batchnorm(config: Config, recipe: Recipe) -> None
         warnings.warn(message, stacklevel=3)
 
 
-def _set_up(config: Config, run_dir: Path, device: torch.device, group: ProcessGroup, resume: bool) -> _Run:
+def _set_up(config: Config, run_dir: Path, device: torch.device, group: ProcessGroup, resume: bool,
+            sole_writer: bool = False) -> _Run:
     """Seed, build the recipe and its data, check that the run can finish, and apply the speed
-    switches: everything before the first checkpoint is read or written."""
+    switches: everything before the first checkpoint is read or written (`sole_writer`: under the run
+    directory's lock, which this process holds)."""
     train_config = config.train
     stop_vote = StopVote(group)  # (a collective: before anything rank 0 alone does, which may fail)
     seed_everything(train_config.seed)
@@ -418,8 +432,8 @@ def _set_up(config: Config, run_dir: Path, device: torch.device, group: ProcessG
                       "statistics between the processes of a torchrun run", stacklevel=2)
     speed = accelerate(recipe, train_config, device)
     if main:  # under the lock, every temp file is one a writer that died (kill -9, a crash) left
-        remove_stale_temps(run_dir)
-        remove_stale_temps(run_dir / "samples")
+        remove_stale_temps(run_dir, locked_for=LOCK_HOLDERS_FILES if sole_writer else ())
+        remove_stale_temps(run_dir / "samples", locked_for=("*",) if sole_writer else ())
     return _Run(config, run_dir, device, group, recipe, dataset, speed, evaluator, best, health, unconditional,
                 stop_vote)
 
