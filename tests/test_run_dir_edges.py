@@ -144,6 +144,27 @@ def test_a_start_that_died_before_its_first_checkpoint_is_set_aside_with_a_line(
     assert (folder / "checkpoint-00000004.pt").is_file()
 
 
+@pytest.mark.parametrize("name", ["s" * 246, "é" * 122 + "s"])
+def test_a_dead_start_in_a_folder_of_a_long_legal_name_is_set_aside_within_255_bytes(tmp_path, capsys, name):
+    """`<name>.abandoned-0` of a 245-to-255-byte name was too long to make ("File name too long"):
+    that --run-dir line failed so every time, until the folder was deleted by hand."""
+    from gan.core.checkpoint import is_set_aside
+    from gan.core.files import LOCK_NAME
+    from gan.training.run_dir import start_or_resume
+
+    for number in range(2):
+        folder = tmp_path / name
+        folder.mkdir()
+        for left in (LOCK_NAME, "config.toml", "events.out.tfevents.1.host.2.0"):
+            (folder / left).write_bytes(b"left by the start")
+        assert start_or_resume(folder) is False and not folder.exists()
+        (aside,) = [path for path in tmp_path.iterdir() if path.name.endswith(f".abandoned-{number}")]
+        encoded = os.fsencode(aside.name)
+        assert len(encoded) <= 255 and encoded.decode("utf-8").startswith(name[:100]) and is_set_aside(aside)
+        assert (aside / "config.toml").read_bytes() == b"left by the start"
+        assert f"set aside as '{aside}'" in capsys.readouterr().err
+
+
 def test_the_same_line_resumes_and_another_line_is_refused(tmp_path):
     folder = tmp_path / "run"
     assert train_command(DEMO, *sets(*TINY), "--run-dir", str(folder)).exit_code == 0

@@ -22,7 +22,7 @@ from typing import IO, Any
 import numpy as np
 import torch
 
-from gan.core.files import LOCK_NAME, run_order, write_atomically, write_text_atomically
+from gan.core.files import LOCK_NAME, MAX_NAME_BYTES, name_cut, run_order, write_atomically, write_text_atomically
 from gan.core.memory import out_of_memory
 from gan.core.wording import printable
 
@@ -159,8 +159,11 @@ _SET_ASIDE_MARK = ".abandoned-"
 
 def set_aside_path(run_dir: Path, number: int) -> Path:
     """Where `gan train --run-dir` moves a start that died before its first checkpoint (its
-    `number`th): beside it, for a person to look at, and no run of a sweep's comparison."""
-    return run_dir.with_name(f"{run_dir.name}{_SET_ASIDE_MARK}{number}")
+    `number`th): beside it, for a person to look at, and no run of a sweep's comparison. A name
+    with no room left for the mark (a legal one of 244 to 255 bytes) is cut to make it: whole, the
+    new name was too long to make, and the folder could never be started again."""
+    mark = f"{_SET_ASIDE_MARK}{number}"
+    return run_dir.with_name(name_cut(run_dir.name, MAX_NAME_BYTES - len(mark)) + mark)
 
 
 def is_set_aside(folder: Path) -> bool:

@@ -102,7 +102,21 @@ def temp_name(path: Path) -> Path:
     (`is_stale_temp` judges a pid on the machine that wrote it alone). Within the 255 bytes a file
     name may hold: the start of a long name is kept (a legal name of 240 bytes failed to write)."""
     suffix = f".{os.getpid()}.{host_tag()}.{secrets.token_hex(4)}.tmp"
-    return path.with_name(os.fsdecode(os.fsencode(path.name)[:MAX_NAME_BYTES - len(suffix)]) + suffix)
+    return path.with_name(name_cut(path.name, MAX_NAME_BYTES - len(suffix)) + suffix)
+
+
+def name_cut(name: str, limit: int) -> str:
+    """`name` whole when it is at most `limit` bytes as the file system writes it, else its start cut
+    to them, at the start of a UTF-8 character: one cut in half is no UTF-8 text (APFS refuses such
+    a name, TensorBoard cannot name it). For what gan adds to a name it was given (`.abandoned-0`,
+    a temp's pid and host), which a name of 255 bytes, legal itself, has no room left for."""
+    encoded = os.fsencode(name)
+    if len(encoded) <= limit:
+        return name
+    end = limit
+    while end > max(limit - 3, 0) and encoded[end] & 0xC0 == 0x80:  # (a continuation byte: back to its lead)
+        end -= 1
+    return os.fsdecode(encoded[:end])
 
 
 def _is_write_failure(error: BaseException) -> bool:
