@@ -165,6 +165,19 @@ def test_a_dead_start_in_a_folder_of_a_long_legal_name_is_set_aside_within_255_b
         assert f"set aside as '{aside}'" in capsys.readouterr().err
 
 
+def test_a_config_file_of_a_long_name_gives_run_folders_a_file_system_can_make(tmp_path):
+    """A config file of a 250-byte stem made `00000-<stem>`, 256 bytes: every --out start was refused with
+    'choose a shorter one', not saying that the config file's name was what made it long."""
+    from gan.training.run_dir import create_run_dir
+
+    made = [create_run_dir(tmp_path / "runs", stem) for stem in ("c" * 250, "c" * 250, "é" * 125, "dcgan_demo")]
+    assert all(run_dir.is_dir() for run_dir in made)
+    for number, run_dir in enumerate(made[:3]):  # (cut within a file name's bytes, at a character's start)
+        assert re.fullmatch(rf"0000{number}-(c+|é+)-[0-9a-f]{{8}}", os.fsencode(run_dir.name).decode("utf-8"))
+        assert len(os.fsencode(run_dir.name)) <= 255 - len(".abandoned-99")
+    assert made[0].name != made[1].name and made[3].name == "00003-dcgan_demo"
+
+
 def test_the_same_line_resumes_and_another_line_is_refused(tmp_path):
     folder = tmp_path / "run"
     assert train_command(DEMO, *sets(*TINY), "--run-dir", str(folder)).exit_code == 0

@@ -42,6 +42,35 @@ def test_a_grid_expands_to_named_runs_with_seeds_innermost():
                              "root=_data_a_b")
 
 
+def test_a_grid_of_many_long_values_names_its_runs_within_a_file_names_bytes(tmp_path):
+    """Each value's label was cut to 40 characters, the whole name not: six keys made names of 264
+    bytes, and the sweep stopped at 'File name too long' before any run."""
+    from gan.core.checkpoint import set_aside_path
+
+    grid = [parse_grid(f"data.root=/tmp/{'d' * 45}"),
+            parse_grid('loss.diffaugment="color,translation,cutout,color,translation,cutout",translation'),
+            parse_grid(f"train.g_lr=0.0001{'0' * 40}1"), parse_grid(f"train.d_lr=0.0002{'0' * 40}1"),
+            parse_grid(f"loss.r1_gamma=0.{'0' * 45}1"), parse_grid("loss.adversarial=hinge")]
+    runs = expand(grid, seeds=2)
+    names = [run.name for run in runs]
+    assert names == [run.name for run in expand(grid, seeds=2)] and len(set(names)) == 4
+    assert [name[:11] for name in names] == ["00000-root=", "00001-root=", "00002-root=", "00003-root="]
+    for run in runs[:2]:  # (room left, within 255 bytes, for the mark of a start set aside)
+        assert re.fullmatch(r"\d{5}-root=_tmp_d+-diffaugment=color_.*-[0-9a-f]{8}", run.name), run.name
+        assert set_aside_path(tmp_path / run.name, 99).name == f"{run.name}.abandoned-99"
+    for seed, run in enumerate(runs[2:]):  # (names that fit are as they were: a sweep begun with them goes on)
+        assert run.name.endswith(f"-diffaugment=translation-g_lr=0.0001{'0' * 34}-d_lr=0.0002{'0' * 34}-r1_gamma=0."
+                                 f"{'0' * 38}-adversarial=hinge-seed={seed}")
+    for run in runs:
+        (tmp_path / run.name).mkdir()
+    assert runs[0].overrides[1] == "loss.diffaugment=color,translation,cutout,color,translation,cutout"
+    from gan.tools.sweep import SweepRun, run_log  # (a run's log: `<name>.log`, of 259 bytes for a legal name)
+
+    assert [run_log(tmp_path, run).name for run in runs[:2]] == [f"{run.name}.log" for run in runs[:2]]
+    legal = SweepRun("00007-" + "x" * 249, ())
+    assert run_log(tmp_path, legal).name == f"{legal.name[:251]}.log"
+
+
 def test_grid_values_in_quotes_may_hold_commas_or_be_empty():
     key, values = parse_grid('loss.diffaugment="","color,translation,cutout", translation')
     assert key == "loss.diffaugment" and values == ["", "color,translation,cutout", "translation"]

@@ -35,7 +35,15 @@ import torch
 import gan
 from gan.core.checkpoint import checkpoints_by_content, holds_a_run, list_checkpoints
 from gan.core.config import Config, check_config_file, config_to_dict, flatten_config, key_annotation, parse_value
-from gan.core.files import SWEEP_LOCK_NAME, RunDirectoryBusy, SweepLock, check_utf8_path, write_text_atomically
+from gan.core.files import (
+    MAX_NAME_BYTES,
+    SWEEP_LOCK_NAME,
+    RunDirectoryBusy,
+    SweepLock,
+    check_utf8_path,
+    name_cut,
+    write_text_atomically,
+)
 from gan.core.inert import inert_settings
 from gan.core.processes import STOP_SIGNALS, leave_the_terminal_on_hangup, stop_with_parent
 from gan.core.progress import format_duration
@@ -46,6 +54,7 @@ from gan.data import check_data_folders
 from gan.recipes import RECIPES
 from gan.training.loop import side_tasks_left
 from gan.training.resolve import check_networks, ignored_keys, load_config
+from gan.training.run_dir import run_name_within
 
 MANIFEST = "sweep.toml"
 # A grid of more runs than this is more likely typed wrong (ten keys of four values is a million
@@ -179,7 +188,7 @@ def expand(grid: list[tuple[str, list[str]]], seeds: int, max_runs: int = MAX_RU
             if seeds > 1:
                 overrides.append(f"train.seed={seed}")
                 labels.append(f"seed={seed}")
-            runs.append(SweepRun(f"{len(runs):05d}-{'-'.join(labels) or 'run'}", tuple(overrides)))
+            runs.append(SweepRun(run_name_within(f"{len(runs):05d}-{'-'.join(labels) or 'run'}"), tuple(overrides)))
     return runs
 
 
@@ -492,7 +501,7 @@ def _train_runs(config: Path, sets: list[str], runs: list[SweepRun], steps: dict
                         + (f", about {format_duration(eta)} to go)" if left else ")"))
                 else:
                     failed.append(job.run.name)
-                    where = f"; its log: {out / 'logs' / (job.run.name + '.log')}" if job.log else ""
+                    where = f"; its log: {run_log(out / 'logs', job.run)}" if job.log else ""
                     say(f"sweep: run {job.run.name} {_how_it_ended(code, out / job.run.name)}{where}")
     except BaseException as error:  # the runs checkpoint on SIGTERM; the same command resumes them
         # (whatever ended the sweep: a caller's own exception, say a notebook's timeout, too)
@@ -545,9 +554,15 @@ def _start_run(command: list[str], run: SweepRun, device: str | None, threads: i
     log = None
     if logs is not None:
         logs.mkdir(exist_ok=True)
-        log = open(logs / f"{run.name}.log", "a")  # noqa: SIM115 - closed when the run ends
+        log = open(run_log(logs, run), "a")  # noqa: SIM115 - closed when the run ends
     process = subprocess.Popen(command, env=environment, stdout=log, stderr=log)
     return _Running(run, process, time.monotonic(), log)
+
+
+def run_log(logs: Path, run: SweepRun) -> Path:
+    """The file in `logs` a run's output goes to, `<name>.log`: a legal name of 252 to 255 bytes is cut
+    to make room for `.log` (the number it begins with keeps the logs of runs cut alike apart)."""
+    return logs / f"{name_cut(run.name, MAX_NAME_BYTES - len('.log'))}.log"
 
 
 def same_gan(environment: dict[str, str]) -> dict[str, str]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import hashlib
+import os
 import re
 import sys
 import tomllib
@@ -18,7 +20,17 @@ except ImportError:  # Windows: no locking; numbers can collide only for simulta
 
 from gan.core.checkpoint import METRICS_RECORD, list_checkpoints, made_by_gan_train, set_aside_path, stored_step
 from gan.core.config import toml_text
-from gan.core.files import LOCK_NAME, RUN_NAME, RunLock, is_stale_temp, open_lock_file, run_order, warn_of_no_locks
+from gan.core.files import (
+    LOCK_NAME,
+    MAX_NAME_BYTES,
+    RUN_NAME,
+    RunLock,
+    is_stale_temp,
+    name_cut,
+    open_lock_file,
+    run_order,
+    warn_of_no_locks,
+)
 from gan.core.registry import ConfigError
 from gan.core.wording import first_few
 
@@ -41,9 +53,25 @@ def create_run_dir(out: Path, name: str) -> Path:
                 warn_of_no_locks(out / ".run-numbers.lock", error)
         # every number taken, by a folder or anything else, and of any width (past 99999: 100000-...)
         numbers = [int(match[1]) for path in out.iterdir() if (match := RUN_NAME.fullmatch(path.name))]
-        run_dir = out / f"{max(numbers, default=-1) + 1:05d}-{name}"
+        run_dir = out / run_name_within(f"{max(numbers, default=-1) + 1:05d}-{name}")
         run_dir.mkdir()
     return run_dir
+
+
+# What a run's name cut to fit leaves free: its start set aside (`.abandoned-99`) or a sweep's log of
+# it (`.log`) keeps the whole name
+RUN_NAME_ROOM = len(set_aside_path(Path("run"), 99).name) - len("run")
+
+
+def run_name_within(name: str) -> str:
+    """A run directory's `name` (`00003-adversarial=hinge-seed=0`) whole where a file name holds it
+    (255 bytes), else cut to leave RUN_NAME_ROOM and ended in 8 hex digits of the whole name, so runs
+    cut alike stay apart: a config file's long name, or a sweep of many keys, made names too long to
+    make. (A name that fits is kept as it was: a sweep begun with it records it.)"""
+    if len(os.fsencode(name)) <= MAX_NAME_BYTES:
+        return name
+    digest = hashlib.sha256(os.fsencode(name)).hexdigest()[:8]
+    return f"{name_cut(name, MAX_NAME_BYTES - RUN_NAME_ROOM - len(digest) - 1)}-{digest}"
 
 
 # What a run writes into its directory before its first checkpoint (and gan eval beside it):
