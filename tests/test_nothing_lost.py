@@ -261,6 +261,32 @@ def test_save_images_never_writes_over_the_images_it_measures(runs, tmp_path):
     assert result.exit_code == 0, result.output
 
 
+def test_strips_of_long_names_alike_fit_a_file_name_and_all_are_written(runs, tmp_path):
+    """Two images of one 251-byte stem (.jpg, .bmp) took the whole-name strips `<name>.png`, 259 bytes:
+    4 strips were written, then 'File name too long', and no CSV or JSON."""
+    folder = tmp_path / "hr"
+    shutil.copytree(runs["data"]["hr"], folder)
+    stem = "é" * 125 + "s"
+    for suffix in (".jpg", ".bmp"):
+        random_rgb((40, 40), len(suffix)).convert("RGB").save(folder / f"{stem}{suffix}")
+    result = invoke("eval", runs["srresnet"], "--data", folder, "--save-images", tmp_path / "strips", "--csv",
+                    tmp_path / "e.csv")
+    assert result.exit_code == 0, result.output
+    strips = sorted(os.fsencode(path.name) for path in (tmp_path / "strips").iterdir())
+    assert len(strips) == len(list(folder.iterdir())) and all(len(name) <= 255 for name in strips)
+    assert len([name for name in strips if name.decode("utf-8").startswith(stem[:100])]) == 2
+    assert len(read_rows(tmp_path / "e.csv")) == len(strips) + 1  # (and the mean)
+
+
+def test_strip_names_that_differ_only_in_case_are_one_name(tmp_path):
+    """`Img.jpg` and `img.png` gave strips `Img.png` and `img.png`: one file on macOS's and Windows' disks,
+    where the second strip replaced the first (gan translate takes such names as one)."""
+    from gan.inference.scoring import _strip_names
+
+    names = _strip_names([tmp_path / "Img.jpg", tmp_path / "img.png", tmp_path / "other.jpg"], tmp_path)
+    assert [name.as_posix() for name in names.values()] == ["Img.jpg.png", "img.png.png", "other.png"]
+
+
 def test_save_images_never_writes_over_the_runs_own_training_images_even_with_overwrite(runs, tmp_path):
     # Only the --data folder's images were protected: strips of a copy of the training folder,
     # saved into that folder with --overwrite, replaced the training images.

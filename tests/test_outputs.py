@@ -391,6 +391,20 @@ def test_the_names_training_writes_are_protected_everywhere(tmp_path):
             check_outputs([path], overwrite=True)
 
 
+def test_an_output_name_longer_than_a_file_name_holds_is_refused_before_any_is_written(tmp_path):
+    # (a strip name gan eval made of an image's was refused by the disk only when its turn came, the
+    # strips before it written and the scores never)
+    from gan.inference.outputs import OutputRefused, check_outputs
+
+    name = "x" * 252 + ".png"
+    with pytest.raises(OutputRefused, match=rf"'.*{name}': its name is 256 bytes, more than a file name holds \(at most "
+                                            r"255 on most file systems\); give a shorter one"):
+        check_outputs([tmp_path / "a.png", tmp_path / name])
+    with pytest.raises(OutputRefused, match=r"the name of its folder 'd{256}' is 256 bytes"):
+        check_outputs([tmp_path / ("d" * 256) / "a.png"])
+    check_outputs([tmp_path / ("é" * 125 + ".png")])  # (254 bytes: fine)
+
+
 def test_a_hard_link_to_an_input_is_the_input(tmp_path):
     from gan.inference.outputs import OutputRefused, check_outputs
 

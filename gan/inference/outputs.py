@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from gan.core.checkpoint import holds_training_state
-from gan.core.files import LOCK_NAME, remove_stale_temps
+from gan.core.files import LOCK_NAME, MAX_NAME_BYTES, remove_stale_temps
 
 # The names gan/core/checkpoint.py gives a run's state, spelled here so that this module needs
 # no torch (tests/test_outputs.py checks that they agree).
@@ -291,6 +291,16 @@ SYSTEM_FOLDERS = (Path("/dev"), Path("/proc"), Path("/sys"))
 SCRATCH_FOLDERS = (Path("/dev/shm"),)
 
 
+def _refuse_long_name(output: Path) -> None:
+    """OutputRefused for a name (the file's, or a folder's on its way) longer than a file name holds:
+    its write failed only once the command got there, after the outputs before it were written."""
+    long = next((part for part in output.parts if len(os.fsencode(part)) > MAX_NAME_BYTES), None)
+    if long is not None:
+        what = "its name is" if long == output.name else f"the name of its folder '{long}' is"
+        raise OutputRefused(f"'{output}': {what} {len(os.fsencode(long))} bytes, more than a file name holds (at most "
+                            f"{MAX_NAME_BYTES} on most file systems); give a shorter one")
+
+
 def _refuse_special_file(output: Path, mode: int | None) -> None:
     """OutputRefused for a device, FIFO or socket (`mode`) where an output goes, or one a symlink there
     leads to, and for a path of the system's folders: an --overwrite renamed a file over it (`--json
@@ -333,6 +343,7 @@ def check_outputs(outputs: Sequence[Path], inputs: Iterable[Path] = (), overwrit
     planned: set[Path] = set()
     existing: list[Path] = []
     for output in outputs:
+        _refuse_long_name(output)  # (before any look at it: the system refuses even that)
         resolved = folders.resolve(output)
         mode = _mode_of(output)  # (one look: thousands of outputs)
         exists = mode is not None  # a symlink counts, even a dangling one: the write replaces it

@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import io
 import math
+import os
 import random
 import warnings
 from collections import Counter
@@ -38,6 +40,7 @@ import torch
 from PIL import Image
 
 from gan.core.config import config_from_dict
+from gan.core.files import MAX_NAME_BYTES, name_cut
 from gan.core.images import save_image, side_by_side, signed_to_uint8
 from gan.core.wording import undecoded
 from gan.data import reference_data
@@ -198,15 +201,28 @@ def strip_paths(folder: Path, save_images: Path) -> list[Path]:
 def _strip_names(paths: list[Path], folder: Path) -> dict[Path, Path]:
     """Each image's strip file, `a.png` for `a.jpg`; `a.jpg.png`, its whole name and .png, when that
     would be another image's too (`a.png`; `a.png.jpg`'s `a.png.png` beside `a.png`'s), so that no
-    strip overwrites another. Whole names are distinct, so the loop ends."""
-    whole = {path: Path(f"{path.relative_to(folder).as_posix()}.png") for path in paths}
+    strip overwrites another. Names that differ only in case are taken as one (`Img.png` for
+    `img.jpg`'s beside `Img.png`'s), as `gan translate` takes them: one file on macOS's and Windows'
+    disks. Each round gives a name its whole one, so the loop ends."""
+    whole = {path: _whole_strip_name(path.relative_to(folder)) for path in paths}
     names = {path: path.relative_to(folder).with_suffix(".png") for path in paths}
     while True:
-        taken = Counter(names.values())
-        clashing = [path for path, name in names.items() if taken[name] > 1 and name != whole[path]]
+        taken = Counter(name.as_posix().casefold() for name in names.values())
+        clashing = [path for path, name in names.items() if taken[name.as_posix().casefold()] > 1 and name != whole[path]]
         if not clashing:
             return names
         names.update({path: whole[path] for path in clashing})
+
+
+def _whole_strip_name(relative: Path) -> Path:
+    """`a.jpg.png` for the image `a.jpg`; for a name with no room left for `.png` (252 to 255 bytes,
+    legal itself) its start and 8 hex digits of the whole path, `<start>-1a2b3c4d.png`: whole, it was
+    too long to write, and the evaluation stopped partway, with no CSV or JSON."""
+    name = f"{relative.name}.png"
+    if len(os.fsencode(name)) > MAX_NAME_BYTES:
+        digest = hashlib.sha256(os.fsencode(relative.as_posix())).hexdigest()[:8]
+        name = f"{name_cut(relative.name, MAX_NAME_BYTES - len(f'-{digest}.png'))}-{digest}.png"
+    return relative.with_name(name)
 
 
 ImageSets = dict[str, tuple[list[torch.Tensor], list[torch.Tensor]]]  # name -> (outputs, targets), uint8
