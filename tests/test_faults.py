@@ -243,11 +243,15 @@ def test_a_lock_taken_on_a_file_removed_meanwhile_is_taken_again_on_the_one_ther
 
 
 def test_a_lock_file_replaced_every_time_it_is_locked_is_an_error_not_a_spin(tmp_path, monkeypatch):
+    import gan.training.run_dir as run_dir_module
     from gan.core.files import WriteError
 
-    monkeypatch.setattr(files_module, "_same_file", lambda handle, path: False)  # (identities that never agree)
+    monkeypatch.setattr(files_module, "same_file", lambda handle, path: False)  # (identities that never agree)
     with pytest.raises(WriteError, match=r"could not lock '.*\.lock': the file was replaced each of 100 times"):
         RunLock(tmp_path).__enter__()
+    monkeypatch.setattr(run_dir_module, "same_file", lambda handle, path: False)  # (numbering a run: the same)
+    with pytest.raises(WriteError, match=r"could not lock '.*\.run-numbers\.lock': the file was replaced each of 100"):
+        run_dir_module.create_run_dir(tmp_path / "runs", "demo")
 
 
 def test_a_failed_start_leaves_a_lock_another_writer_took_meanwhile(tmp_path):
@@ -872,8 +876,7 @@ def test_a_one_step_run_whose_only_checkpoint_fails_leaves_no_run_directory(tmp_
                                        *[arg for item in [*TINY, "train.steps=1", "log.image_every=1"]
                                          for arg in ("--set", item)], "--out", str(tmp_path / "runs")])
     assert result.exit_code == 2 and "checkpoint-00000001.pt" in result.output, result.output
-    left = [path for path in (tmp_path / "runs").iterdir() if path.is_dir()]  # (beside .run-numbers.lock)
-    assert not left, list((tmp_path / "runs").rglob("*"))
+    assert not (tmp_path / "runs").exists(), list((tmp_path / "runs").rglob("*"))  # (nor --out, made for it)
 
 
 def test_each_retry_on_a_disk_still_full_leaves_no_empty_event_file(tmp_path):
@@ -1226,7 +1229,7 @@ def test_memory_running_out_is_one_line_saying_what_to_ask_for(tmp_path, tiny_de
     result = invoke("export", tiny_demo_run, "--out", tmp_path / "g.safetensors")
     assert_one_error_line(result, "out of memory (", "not enough memory")
     assert "corrupt" not in result.output
-    assert [path.name for path in (tmp_path / "runs").iterdir()] == [".run-numbers.lock"]  # (no run directory)
+    assert not (tmp_path / "runs").exists()  # (no run directory, nor the --out folder made for it)
 
 
 def test_a_run_directory_whose_path_is_not_utf8_is_refused_before_step_1(tmp_path):
@@ -1404,6 +1407,48 @@ def test_a_failed_start_into_a_new_run_dir_leaves_none_of_the_folders_it_made(tm
         late = _train_in_process("--set", "data.dataset=folder", "--set", f"data.root={junk}", "--run-dir", str(run_dir))
         assert late.exit_code == 2 and "could be read" in late.output, late.output
         assert list((tmp_path / "kept").iterdir()) == []
+
+
+def test_a_refused_start_into_a_new_out_leaves_none_of_the_folders_it_made(tmp_path):
+    """Refused for its --out path (not UTF-8, or too long for the run's files under it), a start left that
+    folder, and those it made above it, holding a .run-numbers.lock alone; one into a folder that was
+    there left the lock in it."""
+    not_utf8 = Path(os.fsdecode(os.fsencode(tmp_path) + b"/a/b\xff/out"))
+    deep = tmp_path / "L"
+    while len(os.fsencode(deep)) < 4070 - 251:
+        deep /= "p" * 250
+    deep /= "q" * (4070 - len(os.fsencode(deep)) - 1)  # (the run directory fits in a path; its files do not)
+    junk = tmp_path / "junk"  # (data refused once the run was numbered)
+    junk.mkdir()
+    (junk / "a.png").write_text("no image")
+    (tmp_path / "kept").mkdir()
+    for out, said, sets in ((not_utf8, "is not UTF-8 text", []), (deep, "File name too long", []),
+                            (tmp_path / "kept", "could be read", ["data.dataset=folder", f"data.root={junk}"])):
+        result = _train_in_process(*[arg for item in sets for arg in ("--set", item)], "--out", str(out))
+        assert result.exit_code == 2 and said in result.output, result.output
+        assert sorted(tmp_path.iterdir()) == [junk, tmp_path / "kept"] and not any((tmp_path / "kept").iterdir())
+
+
+def test_a_start_waiting_to_number_a_run_while_a_failed_one_removes_the_folder_makes_it_again(tmp_path):
+    # (the lock it waited on was the removed file's, and the folder it numbers in was gone)
+    import fcntl
+    import threading
+
+    from gan.core.files import open_lock_file
+    from gan.training.run_dir import create_run_dir
+
+    out = tmp_path / "runs"
+    out.mkdir()
+    made = []
+    with open_lock_file(out / ".run-numbers.lock") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        waiting = threading.Thread(target=lambda: made.append(create_run_dir(out, "demo")))
+        waiting.start()
+        time.sleep(0.5)  # (it waits for the lock)
+        (out / ".run-numbers.lock").unlink()  # what a failed start's cleanup does, holding it
+        out.rmdir()
+    waiting.join(timeout=30)
+    assert made == [out / "00000-demo"] and made[0].is_dir() and (out / ".run-numbers.lock").is_file()
 
 
 @pytest.mark.parametrize("new_only", [False, True])

@@ -430,6 +430,8 @@ class _Start:
     existed: bool = dataclasses.field(init=False)  # a failed start removes only a folder it made
     missing_parents: list[Path] = dataclasses.field(init=False)  # (deepest first: and those it made for it)
     dist_timeout_s: int | None = None  # train.dist_timeout_s, once the config is read
+    # (--out's .run-numbers.lock and folders, where numbering a new run made them: a failed start removes them)
+    numbering_made: list[Path] = dataclasses.field(default_factory=list)
     begun: bool = False  # training began (else a process was lost while rank 0 looked at the run directory)
 
     def __post_init__(self) -> None:
@@ -467,7 +469,7 @@ def _set_up_and_train(start: _Start, config: Path | None, resume: Path | None, o
     from gan.training.loop import train as run_training
     from gan.training.loop import train_rolling_back
     from gan.training.resolve import load_config
-    from gan.training.run_dir import create_run_dir, start_or_resume
+    from gan.training.run_dir import create_run_dir, made_by_numbering, start_or_resume
 
     stop_with_the_sweep()  # (when a sweep started this run)
     start.group = group = from_environment()  # torchrun's processes, or just this one
@@ -498,6 +500,7 @@ def _set_up_and_train(start: _Start, config: Path | None, resume: Path | None, o
             resolved = settings_to_continue(start.run_dir, written_config(start.run_dir), resolved, say=group.is_main)
     elif not start.resuming:  # rank 0 numbers the run; the others learn its directory
         refuse_folder_in_a_run(out, "--out")
+        start.numbering_made = made_by_numbering(out) if group.is_main else []
         start.run_dir = broadcast_object(create_run_dir(out, config.stem) if group.is_main else None, group)
     run = train_rolling_back if on_nan == "rollback" else run_training
     # (--run-dir continues its run unchanged but for the length, settings_to_continue checked: a
@@ -544,6 +547,10 @@ def _report_failure(start: _Start, error: BaseException) -> None:
         with contextlib.suppress(OSError):
             for folder in (run_dir, *start.missing_parents):
                 folder.rmdir()  # (rmdir keeps any content, another writer's lock among it)
+    if start.numbering_made and not isinstance(error, RunDirectoryBusy):  # (rank 0's alone)
+        from gan.training.run_dir import discard_numbering  # (loaded: it listed them)
+
+        discard_numbering(start.numbering_made)
     if isinstance(error, KeyboardInterrupt):  # while setting up (importing torch, say), or a second Ctrl-C
         signum = error.signum if isinstance(error, Terminated) else signal.SIGINT
         signal_name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name

@@ -43,6 +43,7 @@ MAX_NAME_BYTES = 255  # what a file name may hold on most file systems (ext4, XF
 MAX_PATH_BYTES = {"linux": 4096, "darwin": 1024}.get(sys.platform, 260)  # a whole path: PATH_MAX (Windows' MAX_PATH)
 LOCK_NAME = ".lock"
 SWEEP_LOCK_NAME = ".sweep.lock"
+NUMBERS_LOCK_NAME = ".run-numbers.lock"  # (in a folder of numbered runs, held while one is numbered)
 RUN_NAME = re.compile(r"(\d{5,})-.*")  # a numbered run directory, 00007-name (a wider number past 99999)
 
 
@@ -555,7 +556,7 @@ class RunLock:
                 raise
             # a lock taken on a file a failed start removed meanwhile (`remove_lock_file`) locks nothing
             # another writer would see: take the one at the path now
-            if _same_file(handle, path):
+            if same_file(handle, path):
                 self.held = True
                 return handle
             handle.close()
@@ -610,7 +611,8 @@ def warn_of_no_locks(path: Path, error: OSError | str) -> None:
                   stacklevel=1)  # (one place: said once a file under the default filter, however often it is locked)
 
 
-def _same_file(handle: IO[bytes], path: Path) -> bool:
+def same_file(handle: IO[bytes], path: Path) -> bool:
+    """Whether the open `handle` is the file at `path` still (a lock file a failed start removed is not)."""
     try:
         return os.path.samestat(os.fstat(handle.fileno()), os.stat(path))
     except OSError:  # (gone)
@@ -729,7 +731,7 @@ class BuildLock(RunLock):
     def __exit__(self, *exc_info: object) -> None:
         path = self.run_dir / self.lock_name
         # removed while held: a process that opened it meanwhile locks the file gone, and takes the one there
-        if self._handle is not None and _same_file(self._handle, path):
+        if self._handle is not None and same_file(self._handle, path):
             with contextlib.suppress(OSError):
                 path.unlink()
         super().__exit__(*exc_info)
@@ -752,7 +754,7 @@ def remove_unheld_lock(path: Path) -> bool:
     if handle is None:
         return False
     with handle:
-        if _same_file(handle, path):
+        if same_file(handle, path):
             path.unlink(missing_ok=True)
     return True
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import hashlib
+import itertools
 import os
 import re
 import sys
 import tomllib
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 try:
     import fcntl
@@ -21,14 +22,18 @@ except ImportError:  # Windows: no locking; numbers can collide only for simulta
 from gan.core.checkpoint import METRICS_RECORD, list_checkpoints, made_by_gan_train, set_aside_path, stored_step
 from gan.core.config import toml_text
 from gan.core.files import (
+    LOCK_ATTEMPTS,
     LOCK_NAME,
     MAX_NAME_BYTES,
+    NUMBERS_LOCK_NAME,
     RUN_NAME,
     RunLock,
+    WriteError,
     is_stale_temp,
     name_cut,
     open_lock_file,
     run_order,
+    same_file,
     warn_of_no_locks,
 )
 from gan.core.registry import ConfigError
@@ -44,18 +49,67 @@ def create_run_dir(out: Path, name: str) -> Path:
     The number is chosen and the folder made under a lock on `out`, so runs started
     at the same moment get different numbers.
     """
-    out.mkdir(parents=True, exist_ok=True)
-    with open_lock_file(out / ".run-numbers.lock") as lock:
-        if fcntl is not None:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX)
-            except OSError as error:  # (some network file systems): as where there is no flock
-                warn_of_no_locks(out / ".run-numbers.lock", error)
+    with _numbers_held(out):
         # every number taken, by a folder or anything else, and of any width (past 99999: 100000-...)
         numbers = [int(match[1]) for path in out.iterdir() if (match := RUN_NAME.fullmatch(path.name))]
         run_dir = out / run_name_within(f"{max(numbers, default=-1) + 1:05d}-{name}")
         run_dir.mkdir()
     return run_dir
+
+
+def _numbers_held(out: Path) -> IO[bytes]:
+    """`out`'s .run-numbers.lock open with its flock held, `out` made where missing. Taken again where a
+    start that failed removed it meanwhile (`discard_numbering`): a lock on that file locks nothing
+    another start would see."""
+    path = out / NUMBERS_LOCK_NAME
+    for _ in range(LOCK_ATTEMPTS):
+        out.mkdir(parents=True, exist_ok=True)
+        try:
+            lock = open_lock_file(path)
+        except FileNotFoundError:  # (`out` removed since, by that start)
+            continue
+        if fcntl is None:
+            return lock
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        except OSError as error:  # (some network file systems): as where there is no flock
+            warn_of_no_locks(path, error)
+            return lock
+        if same_file(lock, path):
+            return lock
+        lock.close()
+    raise WriteError(f"could not lock '{path}': the file was replaced each of {LOCK_ATTEMPTS} times it was locked; "
+                     "train into a folder on another file system")
+
+
+def made_by_numbering(out: Path) -> list[Path]:
+    """What numbering a run in `out` (`create_run_dir`) makes that is missing now: its .run-numbers.lock,
+    then `out` and the folders above it, deepest first (as written: x/../y makes x)."""
+    absolute = out.absolute()
+    folders = itertools.takewhile(lambda folder: not folder.exists(), (absolute, *absolute.parents))
+    return ([] if os.path.lexists(out / NUMBERS_LOCK_NAME) else [absolute / NUMBERS_LOCK_NAME]) + [
+        folder for folder in folders if folder.name not in ("..", ".")]
+
+
+def discard_numbering(made: list[Path]) -> None:
+    """Remove what numbering a run made (`made_by_numbering`) for a start that failed, which leaves
+    no run directory: a refused start left its --out with a .run-numbers.lock alone in it. The lock
+    only while no other start holds it or has a numbered run beside it (theirs then), the folders
+    only where empty."""
+    for path in made:
+        if path.name == NUMBERS_LOCK_NAME:
+            _remove_numbers_lock(path)
+        else:
+            with contextlib.suppress(OSError):
+                path.rmdir()
+
+
+def _remove_numbers_lock(path: Path) -> None:
+    with contextlib.suppress(OSError), open_lock_file(path) as lock:  # (BlockingIOError: another start's now)
+        if fcntl is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if same_file(lock, path) and not any(RUN_NAME.fullmatch(entry.name) for entry in path.parent.iterdir()):
+            path.unlink()
 
 
 # What a run's name cut to fit leaves free: its start set aside (`.abandoned-99`) or a sweep's log of
