@@ -211,6 +211,11 @@ def assert_one_error_line(result, *fragments: str) -> str:
     return errors[0]
 
 
+def run_folders(out: Path) -> list[Path]:
+    """The run directories inside a runs folder: none when a failed start removed the folder it made."""
+    return [path for path in out.iterdir() if path.is_dir()] if out.exists() else []
+
+
 def only_run(out: Path) -> Path:
     """The single run directory inside a runs folder (which also holds a hidden lock file)."""
     (run_dir,) = [path for path in out.iterdir() if path.is_dir()]

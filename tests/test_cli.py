@@ -5,7 +5,7 @@ import warnings
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import REPO, TINY, invoke, only_run
+from conftest import REPO, TINY, invoke, only_run, run_folders
 from PIL import Image
 
 from gan.commands.main import main
@@ -239,7 +239,7 @@ def test_a_strict_data_error_before_the_first_step_leaves_no_run_directory(worke
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2, result.output
     assert "image file is truncated" in result.output
-    assert [path for path in (tmp_path / "runs").iterdir() if path.is_dir()] == []
+    assert run_folders(tmp_path / "runs") == []
     assert "--resume" not in result.output
 
 

@@ -384,7 +384,7 @@ class _BatchMeanDiscriminator(nn.Module):
 def test_a_discriminator_that_averages_its_batch_is_refused_before_step_1_in_one_line(tmp_path):
     # a (1,) or (1, 1, H, W) average trained to the end under vanilla, lsgan and hinge: the losses have
     # no batch to compare with
-    from conftest import REPO, TINY, invoke
+    from conftest import REPO, TINY, invoke, run_folders
 
     from gan.nets import register_network
 
@@ -395,7 +395,7 @@ def test_a_discriminator_that_averages_its_batch_is_refused_before_step_1_in_one
     assert result.exit_code == 2 and "Traceback" not in result.output, result.output
     assert "error: model.discriminator = 'test_batch_mean' gives scores of shape (1,) for 2 images: a " \
         "discriminator gives one score per image" in result.output
-    assert not [path for path in (tmp_path / "runs").iterdir() if path.is_dir()]
+    assert not run_folders(tmp_path / "runs")
 
 
 def test_an_unhinted_tuple_default_is_the_list_a_config_gives_back(tmp_path):

@@ -16,7 +16,16 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import REPO, TINY, damage_past_the_header, random_rgb, tiny_config, tiny_recipe_config, write_recipe_data
+from conftest import (
+    REPO,
+    TINY,
+    damage_past_the_header,
+    random_rgb,
+    run_folders,
+    tiny_config,
+    tiny_recipe_config,
+    write_recipe_data,
+)
 from torch import nn
 
 from gan.commands.main import main
@@ -227,7 +236,7 @@ def test_a_run_whose_validation_folder_is_missing_stops_before_step_1(tmp_path, 
     assert "this run could not finish, so it does not start" in result.output
     assert "datasets/sr/Set5" in result.output and "data.val_root" in result.output
     assert "step 1/" not in result.output and not list((tmp_path / "runs").glob("*/checkpoint-*.pt"))
-    assert not [path for path in (tmp_path / "runs").iterdir() if path.is_dir()]  # no run directory left behind
+    assert not run_folders(tmp_path / "runs")  # no run directory left behind
 
 
 def test_every_problem_is_listed_at_once(tmp_path):
