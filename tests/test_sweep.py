@@ -3,10 +3,12 @@ job array, and a sweep run again that skips finished runs and resumes an interru
 
 import hashlib
 import json
+import os
 import re
 import shlex
 import shutil
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -228,6 +230,28 @@ def test_the_manifest_guards_the_folder_against_another_sweep(tmp_path):
     with pytest.raises(ConfigError, match=r"holds another sweep \(.*sweep.toml differs in the --set values"):
         write_manifest(tmp_path, other)
     assert (tmp_path / MANIFEST).read_text() == text
+
+
+def test_the_manifest_reads_back_whatever_its_strings_hold(tmp_path):
+    """sweep.toml wrote JSON's strings as TOML's: a config path of bytes that are not UTF-8 became a lone
+    surrogate (`\\udce9`), TOML no reader takes, so the same command again was refused ('is not a sweep
+    manifest') and the sweep could not go on."""
+    grid = [parse_grid("loss.adversarial=vanilla,hinge")]
+    sets = ["train.steps=3", "log.name=a\x7fb\tc\u00e9"]  # (control characters: TOML's escapes)
+    text = manifest_text(DEMO, sets, grid, 1, expand(grid, 1))
+    assert tomllib.loads(text)["sets"] == sets
+    # a config path sweep.toml cannot record is refused before anything is checked or written
+    folder = tmp_path / os.fsdecode(b"exp_\xe9")
+    folder.mkdir()
+    config = Path(shutil.copy(DEMO, folder / "demo.toml"))
+    with pytest.raises(ConfigError, match=r"exp_\\xe9/demo.toml' has a path that is not UTF-8 text"):
+        manifest_text(config, [], grid, 1, expand(grid, 1))
+    out = tmp_path / "unrecorded"
+    result = CliRunner().invoke(main, ["sweep", str(config), "--grid", "loss.adversarial=vanilla,hinge", "--out",
+                                       str(out), "--print-commands"])
+    assert result.exit_code == 2 and "sweep.toml cannot record: copy the config to a path that is" in " ".join(
+        result.output.split()), result.output
+    assert not out.exists()
 
 
 def test_a_sweep_of_another_config_file_is_not_said_to_be_an_edit(tmp_path):

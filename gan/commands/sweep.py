@@ -54,6 +54,7 @@ def sweep(config: Path, grids: tuple[str, ...], seeds: int, sets: tuple[str, ...
     from gan.core.files import RunDirectoryBusy, WriteError
     from gan.core.registry import ConfigError
     from gan.tools.sweep import (
+        check_config_path,
         check_sets,
         claimed_sweep_folder,
         expand,
@@ -75,6 +76,7 @@ def sweep(config: Path, grids: tuple[str, ...], seeds: int, sets: tuple[str, ...
              "without torchrun, or give --print-commands and start each printed `gan train` under torchrun")
     try:
         refuse_folder_in_a_run(out, "--out")
+        check_config_path(config)
         grid = [parse_grid(option) for option in grids]
         check_sets(list(sets), grid, seeds)
         runs = expand(grid, seeds, max_runs)

@@ -234,7 +234,7 @@ def parse_value(key: str, text: str, option: str = "--set") -> Any:
         return text
     if isinstance(value, dict) and _is_section(annotation):
         example = next(iter(flatten_config(value, f"{key}.").items()), (f"{key}.KEY", "VALUE"))
-        shown = example[1] if example[1] == "VALUE" else _toml_value(example[1])
+        shown = example[1] if example[1] == "VALUE" else toml_value(example[1])
         raise ConfigError(f"{option} {key}={text} would replace all of [{key}], dropping the keys the config file "
                           f"sets there; set one key at a time: --set {example[0]}={shown}")
     return value
@@ -868,7 +868,9 @@ def _is_control(char: str) -> bool:
     return ord(char) < 0x20 or ord(char) == 0x7F
 
 
-def _toml_value(value: Any) -> str:
+def toml_value(value: Any) -> str:
+    """`value` (a bool, number, string or list of them) as TOML text that `tomllib` reads back equal:
+    control characters escaped (TOML forbids them raw), the rest as it is."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
@@ -883,14 +885,14 @@ def _toml_value(value: Any) -> str:
         return '"' + "".join(_TOML_ESCAPES.get(char) or (f"\\u{ord(char):04x}" if _is_control(char) else char)
                              for char in value) + '"'
     if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+        return "[" + ", ".join(toml_value(item) for item in value) + "]"
     if value is None:
         raise ConfigError("TOML has no null; use a value or leave the key out")
     raise TypeError(f"cannot write {type(value).__name__} to TOML")
 
 
 def _toml_lines(tree: dict[str, Any], prefix: str) -> list[str]:
-    lines = [f"{key} = {_toml_value(value)}" for key, value in tree.items() if not isinstance(value, dict)]
+    lines = [f"{key} = {toml_value(value)}" for key, value in tree.items() if not isinstance(value, dict)]
     for key, value in tree.items():
         if isinstance(value, dict):
             lines += ["", f"[{prefix}{key}]", *_toml_lines(value, f"{prefix}{key}.")]

@@ -34,7 +34,15 @@ import torch
 
 import gan
 from gan.core.checkpoint import checkpoints_by_content, holds_a_run, list_checkpoints
-from gan.core.config import Config, check_config_file, config_to_dict, flatten_config, key_annotation, parse_value
+from gan.core.config import (
+    Config,
+    check_config_file,
+    config_to_dict,
+    flatten_config,
+    key_annotation,
+    parse_value,
+    toml_value,
+)
 from gan.core.files import (
     MAX_NAME_BYTES,
     SWEEP_LOCK_NAME,
@@ -49,7 +57,7 @@ from gan.core.processes import STOP_SIGNALS, leave_the_terminal_on_hangup, stop_
 from gan.core.progress import format_duration
 from gan.core.registry import ConfigError
 from gan.core.typecheck import coerce, shown
-from gan.core.wording import first_few
+from gan.core.wording import first_few, undecoded
 from gan.data import check_data_folders
 from gan.recipes import RECIPES
 from gan.training.loop import side_tasks_left
@@ -194,14 +202,28 @@ def expand(grid: list[tuple[str, list[str]]], seeds: int, max_runs: int = MAX_RU
 
 def manifest_text(config: Path, sets: list[str], grid: list[tuple[str, list[str]]], seeds: int,
                   runs: list[SweepRun]) -> str:
-    """sweep.toml: what was asked, and the runs it expanded to (JSON strings are TOML strings)."""
+    """sweep.toml: what was asked, and the runs it expanded to, in TOML's own strings (JSON's, written
+    before, held a config path's byte that is no UTF-8 as a lone surrogate escape, which TOML forbids:
+    the same command again found no manifest it could read)."""
+    check_config_path(config)
     lines = ["# gan sweep: the same command again skips finished runs and resumes the others",
-             f"config = {json.dumps(str(config.resolve()))}",
-             f"config_settings_sha256 = {json.dumps(config_settings_digest(config))}",
-             f"sets = {json.dumps(sets)}", f"seeds = {seeds}",
-             f"grid = {json.dumps([[key, *values] for key, values in grid])}", "", "[runs]"]
-    lines += [f"{json.dumps(run.name)} = {json.dumps(list(run.overrides))}" for run in runs]
+             f"config = {toml_value(str(config.resolve()))}",
+             f"config_settings_sha256 = {toml_value(config_settings_digest(config))}",
+             f"sets = {toml_value(sets)}", f"seeds = {seeds}",
+             f"grid = {toml_value([[key, *values] for key, values in grid])}", "", "[runs]"]
+    lines += [f"{toml_value(run.name)} = {toml_value(list(run.overrides))}" for run in runs]
     return "\n".join(lines) + "\n"
+
+
+def check_config_path(config: Path) -> None:
+    """ConfigError when the config file's path (made absolute) is not UTF-8 text, which sweep.toml (TOML
+    is UTF-8) cannot record: said before any run is checked or trained."""
+    try:
+        str(config.resolve()).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(f"config file '{undecoded(config.resolve())}' has a path that is not UTF-8 text (bytes of "
+                          "another encoding), which sweep.toml cannot record: copy the config to a path that "
+                          "is") from None
 
 
 def config_settings_digest(config: Path) -> str:
