@@ -741,6 +741,27 @@ def test_strict_refuses_a_cache_built_past_an_undecodable_image(folder, tmp_path
         next(training_batches(config, build_dataset(config), 2, 0, 0, CPU))
 
 
+def test_a_reused_cache_names_its_undecodable_files_on_one_line_as_the_decoder_does(folder, tmp_path):
+    """The decoder's warning names `bad_\\xff\\nname\\x1b[31m.png` on one line; the same file named by a
+    reused cache printed a lone surrogate (`\\udcff`), a real line break and a raw terminal escape."""
+    from gan.data.decode import ImageReadError
+
+    odd = folder / os.fsdecode(b"bad_\xff\nname\x1b[31m.png")
+    (folder / "05.png").rename(odd)
+    damage_past_the_header(odd)
+    with pytest.warns(UserWarning):
+        config, _ = build_once(folder, tmp_path)
+    shown = "bad_\\xff\\nname\\x1b[31m.png'"
+    with pytest.warns(UserWarning, match="could not be decoded when the cache") as said:
+        next(training_batches(config, build_dataset(config), 2, 0, 0, CPU))
+    (message,) = [str(warning.message) for warning in said if "when the cache" in str(warning.message)]
+    assert shown in message and message.isprintable(), message
+    config.strict = True
+    with pytest.raises(ImageReadError) as error:
+        next(training_batches(config, build_dataset(config), 2, 0, 0, CPU))
+    assert shown in str(error.value) and str(error.value).isprintable(), str(error.value)
+
+
 def test_a_file_the_cache_could_not_decode_is_counted_once_when_it_is_read_again(folder, tmp_path):
     # A reused cache counted it, and the first preview, reading it from disk, warned and counted it again:
     # "2 unreadable image file(s) were skipped", of one

@@ -179,6 +179,22 @@ def test_paired_eval_gives_an_unreadable_pair_no_row_and_no_share_of_the_mean(ru
     assert scores["images"] == {"translations": 2, "targets": 2} and sorted(scores["skipped_images"]) == ["2.png", "3.jpg"]
 
 
+def test_eval_names_a_skipped_file_of_odd_bytes_on_one_line_and_in_its_json_as_its_csv_would(runs, tmp_path):
+    """A skipped `bad_\\xff\\nname\\x1b[31m.png` split its two lines (a real line break, and a raw terminal
+    escape), and the JSON record held a lone surrogate (`\\udcff`, read as U+FFFD), where the CSV writes
+    `\\xff`: two records of one evaluation named the file differently."""
+    folder = tmp_path / "val"
+    shutil.copytree(runs["data"]["paired"] / "val", folder)
+    cut_short(folder / "1.png", folder / os.fsdecode(b"bad_\xff\nname\x1b[31m.png"))
+    result = invoke("eval", runs["pix2pix"], "--data", folder, "--csv", tmp_path / "e.csv")
+    assert result.exit_code == 0, result.output
+    shown = "bad_\\xff\\nname\\x1b[31m.png"
+    assert f"skipped {shown}: " in result.output and f"1 image(s) skipped, in no row and no mean: {shown}" in \
+        result.output and "\x1b" not in result.output, result.output
+    scores = json.loads((tmp_path / "e.json").read_text())
+    assert list(scores["skipped_images"]) == ["bad_\\xff\nname\x1b[31m.png"]  # (the CSV's form of a file name)
+
+
 def test_sr_eval_skips_unreadable_and_too_small_images(runs, tmp_path):
     folder = tmp_path / "hr"
     shutil.copytree(runs["data"]["hr"], folder)

@@ -187,6 +187,19 @@ def test_translate_that_writes_nothing_fails(pix2pix_run, tmp_path):
     assert not (tmp_path / "out.png").exists()
 
 
+def test_translate_names_its_inputs_of_odd_bytes_on_one_line(pix2pix_run, tmp_path):
+    # an input named `bad_\xff\nname\x1b[31m.png` split the error line in two (a real line break) and sent
+    # a raw escape to the terminal
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / os.fsdecode(b"bad_\xff\nname\x1b[31m.png")).write_bytes(b"not a png")
+    (tmp_path / "in" / "other.png").write_bytes(b"not a png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = invoke("translate", pix2pix_run, tmp_path / "in", tmp_path / "out", "--device", "cpu")
+    assert_clean_error(result, "(the first: '", "/bad_\\xff\\nname\\x1b[31m.png', unreadable)")
+    assert "\x1b" not in result.output, result.output
+
+
 # ----------------------------------------------------------------------------- export
 
 

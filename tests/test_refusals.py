@@ -64,6 +64,15 @@ def test_command_line_bytes_that_are_not_utf8_are_refused_not_written():
         load_config(None, ["data.root=/data/caf\udce9"])
 
 
+def test_a_value_that_is_not_utf8_is_named_by_its_bytes_with_what_to_do():
+    # the message showed '/data/caf\\udce9' (a doubled backslash and a surrogate, no byte a user can find)
+    # and said nothing of what to do
+    with pytest.raises(ConfigError) as error:
+        load_config(None, ["data.root=/data/caf\udce9"])
+    assert "('/data/caf\\xe9': bytes of another encoding)" in str(error.value) and "rename it, or link to it from a " \
+        "path that is UTF-8 text" in str(error.value), str(error.value)
+
+
 def test_a_config_file_that_is_not_utf8_is_named(tmp_path):
     path = tmp_path / "latin1.toml"
     path.write_bytes('recipe = "dcgan"\n[data]\nroot = "caf\xe9"\n'.encode("latin-1"))

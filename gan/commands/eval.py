@@ -14,7 +14,7 @@ from typing import Callable
 import click
 
 from gan.commands.common import UserPath, fail
-from gan.core.wording import first_few, one_line
+from gan.core.wording import first_few, one_line, undecoded
 
 DEFAULT_EVAL_METRICS = "fid,kid,swd"
 MAX_NAMED = 5  # skipped images named in the summary line; the rest are counted
@@ -633,7 +633,10 @@ def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_pa
     result = {"checkpoint": str(translator.checkpoint), "step": translator.step, "data": str(scored.resolve()),
               "split": split, "mean": {key: value if math.isfinite(value) else None
                                        for key, value in rows[-1].items() if key != "image"},
-              "infinite_scores": infinite, "skipped_images": {one.image: one.reason for one in skipped},
+              # (file names as the CSV writes them: a name's bytes that are no UTF-8 as \xff, not a lone surrogate
+              # that JSON's readers take for U+FFFD)
+              "infinite_scores": {key: [undecoded(image) for image in images] for key, images in infinite.items()},
+              "skipped_images": {undecoded(one.image): one.reason for one in skipped},
               "data_contents": contents, "tile": tile}
     scores = {}
     if image_sets and distributions:
@@ -738,8 +741,8 @@ def _warn_of_other_strips(save_images: Path, strips: list[Path]) -> None:
                     if path.relative_to(save_images) not in ours)
     if others:
         warnings.warn(f"--save-images '{save_images}' holds {len(others)} PNG(s) this evaluation writes no strip over "
-                      f"(the first: {others[0]}): its strips join them; give an empty folder to keep them apart",
-                      stacklevel=2)
+                      f"(the first: {one_line(others[0])}): its strips join them; give an empty folder to keep them "
+                      "apart", stacklevel=2)
 
 
 def _collect_rows(results, folder: Path) -> tuple[list[dict], list]:
@@ -751,14 +754,14 @@ def _collect_rows(results, folder: Path) -> tuple[list[dict], list]:
     for result in results:
         if isinstance(result, Skipped):
             skipped.append(result)
-            click.echo(f"skipped {result.image}: {result.reason}", err=True)
+            click.echo(f"skipped {one_line(result.image)}: {result.reason}", err=True)
         else:
             rows.append(result)
             click.echo(_format_row(result), err=True)
     if not rows:
         first = skipped[0]
         raise FileNotFoundError(f"nothing to evaluate in '{folder}': none of its {len(skipped)} image file(s) could "
-                                f"be scored ({first.image}: {first.reason})")
+                                f"be scored ({one_line(first.image)}: {first.reason})")
     return rows, skipped
 
 
@@ -769,11 +772,12 @@ def _infinite_summary(infinite: dict[str, list[str]]) -> str:
     if not images:
         return ""
     return (f"; {len(images)} image(s) with an infinite score (identical to the target: {', '.join(infinite)}) left "
-            f"out of every mean: {first_few(images, MAX_NAMED)}")
+            f"out of every mean: {first_few([one_line(image) for image in images], MAX_NAMED)}")
 
 
 def _skipped_summary(skipped: list) -> str:
     """`; 2 image(s) skipped, in no row and no mean: a.png, b.jpg` for the summary line, or nothing."""
     if not skipped:
         return ""
-    return f"; {len(skipped)} image(s) skipped, in no row and no mean: {first_few([one.image for one in skipped], MAX_NAMED)}"
+    named = first_few([one_line(one.image) for one in skipped], MAX_NAMED)  # (a file name may hold a line end)
+    return f"; {len(skipped)} image(s) skipped, in no row and no mean: {named}"

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import click
 
 from gan.commands.common import UserPath, fail
+from gan.core.wording import one_line
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -162,11 +163,11 @@ def refuse_pair_shaped_inputs(config: dict, images: list[Path]) -> None:
     if shapes.known:
         aspects = (f"{shapes.lowest:.2f}:1" if shapes.highest - shapes.lowest < 0.005
                    else f"{shapes.lowest:.2f}:1 to {shapes.highest:.2f}:1")
-        raise ValueError(f"'{first}' is {width}x{height}, shaped like the A|B pairs this model trained on ({aspects})"
-                         f"{others}: {what_to_do}")
-    warnings.warn(f"'{first}' is {width}x{height}, twice as wide as high like an A|B pair{others}, and this model's "
-                  f"training data ('{config['data']['root']}') is not here to tell whether it trained on such pairs: "
-                  f"if these are pairs, {what_to_do}", stacklevel=2)
+        raise ValueError(f"'{one_line(first)}' is {width}x{height}, shaped like the A|B pairs this model trained on "
+                         f"({aspects}){others}: {what_to_do}")
+    warnings.warn(f"'{one_line(first)}' is {width}x{height}, twice as wide as high like an A|B pair{others}, and this "
+                  f"model's training data ('{config['data']['root']}') is not here to tell whether it trained on such "
+                  f"pairs: if these are pairs, {what_to_do}", stacklevel=2)
 
 
 def translate_each(translator, pairs: list[tuple[Path, Path]], side_by_side: bool,
@@ -185,7 +186,7 @@ def translate_each(translator, pairs: list[tuple[Path, Path]], side_by_side: boo
     try:
         for done, (image_path, output_path) in enumerate(pairs, 1):
             if not_pairs and image_path in not_pairs:
-                warnings.warn(f"skipping '{image_path}': it {not_pairs[image_path]}", stacklevel=1)
+                warnings.warn(f"skipping '{one_line(image_path)}': it {not_pairs[image_path]}", stacklevel=1)
                 skipped[image_path] = "not shaped like an A|B pair"
             else:
                 why_not = _translate_one(translator, image_path, output_path, side_by_side, paired_direction,
@@ -235,13 +236,14 @@ def _translate_one(translator, image_path: Path, output_path: Path, side_by_side
             result = side_by_side_strip([translator.prepare(source), result, *([target] if target else [])])
         save_image(result, output_path, new_only=new_only)
     except ImageTooLargeError as error:
-        fail(f"'{image_path}': {error}; {written_so_far} were written before it")
+        fail(f"'{one_line(image_path)}': {error}; {written_so_far} were written before it")
     except NonFiniteOutput as error:
-        fail(f"'{image_path}' through '{translator.checkpoint}': {error}; {written_so_far} were written before it")
+        fail(f"'{one_line(image_path)}' through '{translator.checkpoint}': {error}; {written_so_far} were written "
+             "before it")
     except (WriteError, FormatLimitError) as error:
         # (a folder's outputs keep their inputs' names and formats: the input is what to convert)
         kept_format = isinstance(error, FormatLimitError) and output_path.name == image_path.name
-        hint = (f" (outputs keep their inputs' formats: convert '{image_path}' to .png or .tif first)"
+        hint = (f" (outputs keep their inputs' formats: convert '{one_line(image_path)}' to .png or .tif first)"
                 if kept_format else "")
         if kept_format and not alone:  # (the other images are not to blame: they go on)
             warnings.warn(f"skipping: {error}{hint}", stacklevel=1)
@@ -344,8 +346,8 @@ def translate(checkpoint: Path, source: Path, output: Path, side_by_side: bool, 
     written, skipped = translate_each(translator, pairs, side_by_side, paired_direction, not_pairs, overwrite)
     if not written:
         first, why = next(iter(skipped.items()))
-        fail(f"wrote nothing: none of the {len(pairs)} input image(s) could be translated (the first: '{first}', "
-             f"{why})")
+        fail(f"wrote nothing: none of the {len(pairs)} input image(s) could be translated (the first: "
+             f"'{one_line(first)}', {why})")
     counts = Counter(skipped.values())
     kinds = [f"{counts[why]} {'unreadable input(s)' if why == 'unreadable' else why}" for why in counts]
     skipped_note = f"; skipped {', '.join(kinds)}, warned about above" if skipped else ""

@@ -27,6 +27,7 @@ from gan.core.json_text import NON_FINITE_TEXT
 from gan.core.presets import LOSS_PRESETS
 from gan.core.registry import ConfigError, suggest
 from gan.core.typecheck import coerce, type_name
+from gan.core.wording import printable
 
 
 @dataclass
@@ -734,8 +735,18 @@ def _check_text(config: Config) -> None:
                 try:
                     text.encode("utf-8")
                 except UnicodeEncodeError:
-                    raise ConfigError(f"{key} holds bytes that are not UTF-8 text: "
-                                      f"{text.encode('utf-8', 'backslashreplace').decode()[:80]!r}") from None
+                    raise ConfigError(f"{key} holds bytes that are not UTF-8 text ('{printable(text, 80)}': bytes of "
+                                      f"another encoding), which config.toml cannot hold: "
+                                      f"{_utf8_advice(key)}") from None
+
+
+def _utf8_advice(key: str) -> str:
+    """What to do about a value of `key` that is not UTF-8 text."""
+    if key in PATH_KEYS:
+        return "rename it, or link to it from a path that is UTF-8 text, and give that path"
+    return "give the value as UTF-8 text"
+
+
 PATH_KEYS = ("data.root", "data.val_root", "data.a_root", "data.b_root", "data.cache_dir", "model.init_generator",
              "loss.vgg_weights", "metrics.inception_weights", "metrics.cache_dir", "metrics.root")
 

@@ -49,7 +49,7 @@ from gan.core.images import signed_levels, uint8_to_signed
 from gan.core.memory import format_bytes
 from gan.core.progress import Progress
 from gan.core.registry import ConfigError
-from gan.core.wording import first_few
+from gan.core.wording import first_few, one_line
 from gan.data.decode import ImageReadError, UnreadableImageWarning
 from gan.data.image_files import ImageFileDataset
 from gan.data.sampling import ResumableSampler, shard
@@ -344,7 +344,8 @@ def _report_undecodable(dataset: ImageFileDataset, undecodable, array_path: Path
     next readable image there, as in the uncached path), and counts them as skipped."""
     if not isinstance(undecodable, list) or not undecodable:
         return
-    named = first_few([f"'{name}'" for name in undecodable], 20, "; ")
+    # (on one line, as the decoder names them: a file name may hold a line end or a terminal's escape)
+    named = first_few([f"'{one_line(name)}'" for name in undecodable], 20, "; ")
     if dataset.skip_unreadable.strict:  # as the files themselves would be, read without the cache
         raise ImageReadError(f"{len(undecodable)} image file(s) could not be decoded when the cache '{array_path}' "
                              f"was built: {named} (data.strict / --strict makes this an error)")
