@@ -2,6 +2,7 @@
 computed by hand from synthetic event files, and the figure."""
 
 import csv
+import re
 from pathlib import Path
 
 import numpy as np
@@ -179,6 +180,20 @@ def test_the_table_gives_mean_and_std_over_seeds(sweep, tmp_path):
     assert [row["group"] for row in rows] == ["loss.adversarial=hinge", "loss.adversarial=lsgan"]
     assert float(rows[1]["best_swd/mean_std"]) == pytest.approx(2.8284271, rel=1e-6)
     assert (tmp_path / "out" / "compare.md").read_text() == table
+
+
+def test_a_group_label_holding_a_pipe_keeps_each_value_under_its_column(tmp_path):
+    """A data.root named 'd|ata' made its row 8 cells under a 7-column header: each value of the row
+    under the next column's name."""
+    folder = tmp_path / "sweep"
+    for index, root in enumerate(["d|ata", "data"]):
+        run = make_run(folder, f"{index:05d}", "hinge", 0, [10.0 + index])
+        with open(run / "config.toml", "a") as config:
+            config.write(f'\n[data]\nroot = "{root}"\n')
+    table, _ = compare([folder], None, tmp_path / "out")
+    rows = [line for line in table.splitlines() if line.startswith("|")]
+    assert len({len(re.findall(r"(?<!\\)\|", row)) for row in rows}) == 1, table  # (an unescaped | ends a cell)
+    assert "| data.root=d\\|ata | 1 | 10 (one seed) | 100 |" in table, table
 
 
 def test_the_figure_has_one_line_per_group_in_each_panel(sweep, tmp_path):

@@ -36,7 +36,7 @@ from gan.core.inert import how_it_runs
 from gan.core.processes import stops_held_to_the_end
 from gan.core.progress import DelayedProgress
 from gan.core.registry import ConfigError
-from gan.core.wording import first_few, undecoded
+from gan.core.wording import first_few, one_line, undecoded
 from gan.inference.outputs import resolved
 from gan.tools.event_scalars import run_scalars
 from gan.training.resolve import resolve_names
@@ -496,9 +496,20 @@ def markdown_table(summaries: list[GroupSummary], metric: str, lower: bool, know
     direction = f"{'lower' if lower else 'higher'} is better" if known else "the lowest taken as the best"
     header = ["group", "seeds", f"best {metric} ({direction})", "step of best (mean)",
               f"final {metric}", *(f"final {name}" for name in other_losses(metric)), "images/s"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in table_rows(summaries, metric)]
+    lines = [markdown_row(header), "|" + "---|" * len(header)]
+    lines += [markdown_row(row) for row in table_rows(summaries, metric)]
     return "\n".join(lines) + "\n"
+
+
+# What a Markdown table's cell holds only escaped: `|` ends the cell, `\` escapes, `*` emphasises. (Not
+# `_`, in most config keys: inside a word it emphasises nothing.)
+MARKDOWN_SPECIAL = re.compile(r"([\\|*])")
+
+
+def markdown_row(cells: list[str]) -> str:
+    """`| a | b |`, each cell on one line and escaped: a group label with a `|` (a data.root of 'd|ata')
+    put each value of its row under the next column."""
+    return "| " + " | ".join(MARKDOWN_SPECIAL.sub(r"\\\1", one_line(cell)) for cell in cells) + " |"
 
 
 def csv_text(summaries: list[GroupSummary], metric: str) -> str:
