@@ -419,6 +419,22 @@ def test_a_quoted_tilde_in_a_path_option_is_the_home_folder_not_a_folder_named_t
     assert not (work / "~").exists()
 
 
+def test_a_quoted_environment_variable_in_a_path_option_is_refused_not_made_a_folder(tiny_demo_run, tmp_path,
+                                                                                     monkeypatch):
+    """A quoted `--out '${HOME}/faces.png'` (as a job file gives it) wrote into a folder named `${HOME}` in
+    the working folder, without a word, where a config's path keys refuse a `$VARIABLE`."""
+    monkeypatch.chdir(tmp_path)
+    for option, value in (("--out", "${HOME}/faces.png"), ("--separate", "$HOME/each")):
+        result = invoke("sample", tiny_demo_run, "--n", "2", option, value)
+        assert result.exit_code == 2 and (f"'{value}': gan expands no environment variables in paths (a shell does, "
+                                          f"in an unquoted {option} $HOME/...); write the path out") in " ".join(
+            result.output.split()), result.output
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "$HOME" / "each").mkdir(parents=True)  # (a folder of that very name: taken as written)
+    result = invoke("sample", tiny_demo_run, "--n", "2", "--separate", "$HOME/each")
+    assert result.exit_code == 0 and (tmp_path / "$HOME" / "each" / "00001.png").is_file(), result.output
+
+
 @pytest.mark.parametrize("option", ["--separate", "--out"])
 def test_an_empty_path_is_refused_not_read_as_the_current_folder(tiny_demo_run, tmp_path, monkeypatch, option):
     """`--separate ""` wrote the samples into the folder the command ran in, unasked (Path("") is ".")."""

@@ -13,7 +13,8 @@ import click
 
 class UserPath(click.Path):
     """click.Path reading a leading `~` as the home folder, as a shell does when it is not quoted and as
-    config path keys do: a quoted `--out '~/runs'` would otherwise make a folder named `~` here."""
+    config path keys do: a quoted `--out '~/runs'` would otherwise make a folder named `~` here. A
+    `$VARIABLE` that names no path as written is refused, as config path keys refuse it."""
 
     def convert(self, value, param, ctx):
         if isinstance(value, str) and not value.strip():  # ('' is Path('.'): outputs written here, unasked)
@@ -22,6 +23,8 @@ class UserPath(click.Path):
             self.fail(f"an empty path; give {wanted}", param, ctx)
         if isinstance(value, str) and value.startswith("~"):
             value = os.path.expanduser(value)
+        if isinstance(value, str):
+            self._refuse_unexpanded_variable(value, param, ctx)
         if isinstance(value, str) and not self.dir_okay and value.endswith(("/", os.sep)):
             # (Path drops the slash: `--out x.png/` would write a file where a folder was meant)
             self.fail(f"'{value}' ends with '/', which names a folder, where a file is expected", param, ctx)
@@ -30,6 +33,15 @@ class UserPath(click.Path):
             if hint:
                 self.fail(f"'{value}' does not exist; {hint}", param, ctx)
         return super().convert(value, param, ctx)
+
+    def _refuse_unexpanded_variable(self, value: str, param, ctx) -> None:
+        """A quoted `--out '${HOME}/runs'` (a job file's, say) made a folder named `${HOME}` here, without
+        a word: refused as config path keys are, unless a path of that very name exists."""
+        from gan.core.config import unexpanded_variable
+
+        problem = unexpanded_variable(value, f"{param.opts[0]} " if isinstance(param, click.Option) else "")
+        if problem:
+            self.fail(f"'{value}': {problem}", param, ctx)
 
 
 RUN_NUMBER = re.compile(r"^\d{5,}-")  # runs/00003-dcgan_celeba128: gan train numbers its runs

@@ -455,9 +455,19 @@ def _expand_home(config: Config) -> None:
                                   "home folder '~' could name; write the path out")
             setattr(getattr(config, section), name, expanded)
             value = expanded
-        if ENVIRONMENT_VARIABLE.search(value) and not os.path.lexists(value):
-            raise ConfigError(f"{key} = {value!r}: gan expands no environment variables in paths (a shell does, in an "
-                              f"unquoted --set {key}=$HOME/...); write the path out")
+        problem = unexpanded_variable(value, f"--set {key}=")
+        if problem:
+            raise ConfigError(f"{key} = {value!r}: {problem}")
+
+
+def unexpanded_variable(path: str, unquoted: str) -> str | None:
+    """Why `path` is refused when it holds a `$VARIABLE` and names nothing as written, else None: a
+    shell expands it where it is not quoted (as in `{unquoted}$HOME/...`), and gan does not. For a
+    config's path keys and a command's paths alike."""
+    if ENVIRONMENT_VARIABLE.search(path) and not os.path.lexists(path):
+        return (f"gan expands no environment variables in paths (a shell does, in an unquoted {unquoted}$HOME/...); "
+                "write the path out")
+    return None
 
 
 def toml_text(text: str) -> dict[str, Any]:
