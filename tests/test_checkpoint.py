@@ -1,3 +1,4 @@
+import os
 import random
 import shutil
 from pathlib import Path
@@ -104,7 +105,7 @@ def test_listing_pruning_and_resolving(tmp_path):
     (runs / "00000-a" / "config.toml").write_text('recipe = "pix2pix"\n')
     with pytest.raises(CheckpointError, match="it holds no run of an unconditional generator, which this command"):
         resolve_checkpoint(runs, unconditional=True)
-    with pytest.raises(CheckpointError, match="neither a checkpoint file nor a run directory"):
+    with pytest.raises(CheckpointError, match="nothing' does not exist: give a checkpoint file"):
         resolve_checkpoint(tmp_path / "nothing")
     # past run 99999 the newest is named by its number, not by its name (which sorts '100000-' first)
     wide = tmp_path / "wide"
@@ -114,6 +115,21 @@ def test_listing_pruning_and_resolving(tmp_path):
     with pytest.raises(CheckpointError, match=f"e.g. '{wide / '100000-b'}'"):
         resolve_checkpoint(wide)
     assert sorted(wide.iterdir(), key=run_order) == [wide / "notes", wide / "99999-a", wide / "100000-b"]
+
+
+def test_a_checkpoint_that_is_not_there_is_said_to_be_missing_or_a_link_to_nothing(tmp_path):
+    """model.init_generator of a missing file, or of a link to one, was "neither a checkpoint file nor a run
+    directory", as if something were there to look at."""
+    with pytest.raises(CheckpointError, match=r"'.*missing.pt' does not exist: give a checkpoint file, or the run "
+                                              r"directory `gan train` made"):
+        resolve_checkpoint(tmp_path / "missing.pt")
+    (tmp_path / "dangling.pt").symlink_to(tmp_path / "missing.pt")
+    with pytest.raises(CheckpointError, match=r"dangling.pt' is a link to nothing \('.*missing.pt': a broken or "
+                                              r"looping link\)"):
+        resolve_checkpoint(tmp_path / "dangling.pt")
+    os.mkfifo(tmp_path / "fifo.pt")  # (there, and neither)
+    with pytest.raises(CheckpointError, match="is neither a checkpoint file nor a run directory"):
+        resolve_checkpoint(tmp_path / "fifo.pt")
 
 
 def test_rng_state_round_trip_through_a_weights_only_file(tmp_path):

@@ -748,10 +748,25 @@ def test_vgg_weights_that_are_not_vgg19s_are_one_line_saying_what_they_are(tmp_p
     for file, expected in (("resnet18.pth", "is it another network's?"), ("nested.pth", "nested under 'state_dict'"),
                            ("nan.pth", "non-finite (NaN or inf) weights (features.0.bias)"), ("", "is a folder"),
                            ("integer.pth", "parameter 'features.0.weight' is torch.int64 in the file and torch.float32"),
-                           ("run.pt", "is it another network's?"), ("empty.pth", "it is empty (0 bytes)")):
+                           ("run.pt", "is a checkpoint written by `gan train`"),
+                           ("empty.pth", "it is empty (0 bytes)")):
         with pytest.raises(ValueError, match=re.escape(expected)) as caught:
             VGGFeatures("relu2_2", "vgg19", str(tmp_path / file))
         assert "\n" not in str(caught.value) and len(str(caught.value)) < 600
+
+
+def test_a_training_checkpoint_given_as_vgg_weights_is_named_as_one(tiny_demo_run):
+    """A gan checkpoint as loss.vgg_weights was said to have "its weights may be nested under 'rng': save
+    that entry alone" (its random generators' states, no VGG weights at all)."""
+    from gan.core.checkpoint import list_checkpoints
+    from gan.nets.vgg import VGGFeatures
+
+    checkpoint = list_checkpoints(tiny_demo_run)[-1]
+    with pytest.raises(ValueError) as caught:
+        VGGFeatures("relu2_2", "vgg19", str(checkpoint))
+    assert "is a checkpoint written by `gan train` (checkpoint-*.pt, best.pt), not torchvision's vgg19 weights " \
+           "(loss.vgg_weights): give the ImageNet weights file vgg19-dcbb9e9d.pth" in str(caught.value), caught.value
+    assert "nested" not in str(caught.value)
 
 
 def test_an_inception_weights_folder_is_named_as_a_folder_in_one_error_line(tmp_path):

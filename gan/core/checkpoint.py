@@ -350,6 +350,16 @@ def other_version(path: Path, stored: object, formats: tuple[str, ...]) -> str |
             f"{', '.join(readable)}): read it with the gan that wrote it")
 
 
+def gan_file_words(state: object) -> str | None:
+    """What a loaded file that gan wrote is, in words (`a checkpoint written by `gan train` ...`), by its
+    "format" entry; None for any other file."""
+    stored = state.get("format") if isinstance(state, dict) else None
+    if not isinstance(stored, str) or not stored.startswith("gan."):
+        return None
+    known = _FORMAT_WORDS.get(stored)
+    return known[0] if known else f"a file written by another version of gan (format {stored[:40]!r})"
+
+
 def _held(state: object) -> str:
     """What a loaded file that is no gan checkpoint holds, briefly."""
     if not isinstance(state, dict):
@@ -384,7 +394,18 @@ def resolve_checkpoint(run_or_file: Path, unconditional: bool | None = None) -> 
                     if (run_or_file / BEST_NAME).is_file() else "")
             raise CheckpointError(f"no checkpoint-*.pt in run directory '{run_or_file}'{best}")
         return found[-1][1]
-    raise CheckpointError(f"'{run_or_file}' is neither a checkpoint file nor a run directory")
+    raise CheckpointError(_neither_file_nor_folder(run_or_file))
+
+
+def _neither_file_nor_folder(path: Path) -> str:
+    """Why `path` is no checkpoint file and no run directory: gone, a link to nothing, or something else
+    (a FIFO, say). A missing file was "neither a checkpoint file nor a run directory", as if it were there."""
+    given = "give a checkpoint file, or the run directory `gan train` made"
+    if path.is_symlink():
+        return f"'{path}' is a link to nothing ('{os.readlink(path)}': a broken or looping link): {given}"
+    if not os.path.lexists(path):
+        return f"'{path}' does not exist: {given}"
+    return f"'{path}' is neither a checkpoint file nor a run directory"
 
 
 def _recipe_of(run_dir: Path) -> str | None:

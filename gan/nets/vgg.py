@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torchvision import models
 
-from gan.core.checkpoint import first_mismatch, unloadable_reason
+from gan.core.checkpoint import first_mismatch, gan_file_words, unloadable_reason
 from gan.nets import register_network
 
 # torchvision's file names for the ImageNet weights, as torch.hub caches them.
@@ -79,6 +79,11 @@ def load_vgg_weights(vgg: nn.Module, state: object, path: Path, arch: str) -> No
     if not isinstance(state, dict):
         raise ValueError(f"'{path}' holds a {type(state).__name__}, not a state dict of {arch} weights "
                          "(loss.vgg_weights)")
+    written_by_gan = gan_file_words(state)
+    if written_by_gan:  # (its tensors nested under 'rng' were taken for weights to save alone)
+        file_name = WEIGHT_FILES[arch]
+        raise ValueError(f"'{path}' is {written_by_gan}, not torchvision's {arch} weights (loss.vgg_weights): give "
+                         f"the ImageNet weights file {file_name} (from {WEIGHT_URL.format(file_name)})")
     # The loss reads the convolutional features alone: a file of them alone, or with a classifier of
     # other classes (Places365's, say), holds all it needs; the classifier is never loaded.
     expected = {f"features.{key}": value for key, value in vgg.features.state_dict().items()}
