@@ -1,5 +1,6 @@
 """The command surface end to end: gan train, gan sample, --help, errors."""
 
+import signal
 import warnings
 
 import pytest
@@ -404,6 +405,28 @@ def test_a_stop_request_of_another_torchrun_process_is_not_announced(capsys):
             signal.raise_signal(signal.SIGTERM)
         assert stop.signal_name == "SIGTERM"
         assert ("received SIGTERM" in capsys.readouterr().err) == announce
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGCHLD"), reason="SIGCHLD is POSIX")
+def test_once_a_stop_is_noted_a_loader_workers_death_raises_nothing():
+    """PyTorch's SIGCHLD handler raises for a loader worker that died wherever the trainer is: a worker
+    killed with the job just after the trainer's SIGTERM (a scheduler's SIGKILL of every process) failed
+    the step or the save, and the run ended as a dead worker (exit 1) without its checkpoint."""
+    from gan.training.stop import StopRequest
+
+    def worker_died(signum, frame):
+        raise RuntimeError("DataLoader worker (pid 1) is killed by signal: Killed.")
+
+    previous = signal.signal(signal.SIGCHLD, worker_died)
+    try:
+        with StopRequest(announce=False) as stop:
+            with pytest.raises(RuntimeError, match="DataLoader worker"):  # before a stop: the error, as ever
+                signal.raise_signal(signal.SIGCHLD)
+            signal.raise_signal(signal.SIGTERM)
+            signal.raise_signal(signal.SIGCHLD)
+        assert stop.signal_name == "SIGTERM" and signal.getsignal(signal.SIGCHLD) is worker_died
+    finally:
+        signal.signal(signal.SIGCHLD, previous)
 
 
 def test_a_quoted_tilde_in_a_path_option_is_the_home_folder_not_a_folder_named_tilde(tiny_demo_run, tmp_path,

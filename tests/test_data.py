@@ -2,7 +2,6 @@ import io
 import itertools
 import os
 import re
-import signal
 import time
 import warnings
 from dataclasses import replace
@@ -491,19 +490,24 @@ def test_batches_with_workers_equal_batches_without():
 
 @pytest.mark.skipif(not hasattr(os, "setsid"), reason="process groups are POSIX")
 def test_loader_workers_are_out_of_reach_of_a_signal_to_the_trainers_process_group():
-    """Ctrl-C and a scheduler's SIGTERM reach every process of the group; the trainer still needs
-    batches to finish its step and save, so its workers leave the group and ignore SIGINT."""
+    """Ctrl-C reaches every process of the group, and a scheduler's SIGTERM every process of the job
+    (SLURM's); the trainer still needs batches to finish its step and save, so its workers leave the
+    group and ignore every stop signal (they ignored SIGINT alone: SIGTERM killed them, and the run
+    ended as a dead worker, exit 1, often without its checkpoint)."""
+    from gan.core.processes import STOP_SIGNALS
+
     loader = batches(SyntheticFaces(16, size=20), 4, seed=1, start_sample=0, num_workers=2)
     next(loader), next(loader)  # batches come from the workers in turn: both have started
     workers = list(loader._workers)
     for worker in workers:
         assert os.getpgid(worker.pid) != os.getpgrp()
-        os.kill(worker.pid, signal.SIGINT)
+        for signum in STOP_SIGNALS:
+            os.kill(worker.pid, signum)
     time.sleep(0.5)
     assert all(worker.is_alive() for worker in workers)
     for _ in range(8):
         assert next(loader)["image"].shape[0] == 4
-    loader._shutdown_workers()  # as the trainer's exit does: each is still ended by its SIGTERM
+    loader._shutdown_workers()  # as the trainer's exit does: each is sent the end of its batches
     assert not any(worker.is_alive() for worker in workers)
 
 

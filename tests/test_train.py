@@ -4,6 +4,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -355,6 +356,37 @@ def test_a_signal_to_the_whole_process_group_with_loader_workers_saves_a_checkpo
     assert process.returncode == code, rest
     (checkpoint,) = list_checkpoints(only_run(tmp_path))
     assert f"stopped by {signal.Signals(signum).name} at step {load_checkpoint(checkpoint)['step']}" in rest
+
+
+def _children(pid: int) -> list[int]:
+    """The processes `pid` started (from Linux's /proc: a trainer's loader workers)."""
+    listed = " ".join(path.read_text() for path in Path(f"/proc/{pid}/task").glob("*/children"))
+    return [int(child) for child in listed.split()]
+
+
+@pytest.mark.skipif(not Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").exists(),
+                    reason="finds the loader workers in Linux's /proc")
+def test_sigterm_to_every_process_of_the_job_saves_a_checkpoint(tmp_path):
+    """SLURM ends a job with SIGTERM to each of its processes, the loader workers too (no process group,
+    which the workers leave). They died of it, and the run ended as a dead worker (exit 1), in 5 of 6
+    tries, some without a checkpoint. They now ignore every stop signal: the trainer stops as asked."""
+    overrides = [arg for item in TINY if not item.startswith("train.steps") for arg in ("--set", item)]
+    command = [sys.executable, "-m", "gan", "train", str(REPO / "experiments" / "dcgan_demo.toml"), *overrides,
+               "--set", "train.steps=100000", "--set", "train.checkpoint_every=100000",
+               "--set", "data.num_workers=2", "--out", str(tmp_path)]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    for line in process.stderr:
+        if line.startswith("step 3/") or time.time() > deadline:
+            break
+    workers = _children(process.pid)
+    assert len(workers) >= 2, workers
+    for pid in [*workers, process.pid]:  # (in the order of the job's processes: the workers first)
+        os.kill(pid, signal.SIGTERM)
+    _, rest = process.communicate(timeout=120)
+    assert process.returncode == 143, rest
+    (checkpoint,) = list_checkpoints(only_run(tmp_path))
+    assert f"stopped by SIGTERM at step {load_checkpoint(checkpoint)['step']}" in rest
 
 
 def test_a_resume_takes_the_learning_rates_of_its_config(tmp_path):

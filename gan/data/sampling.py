@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from gan.core.distributed import SINGLE_PROCESS, ProcessGroup, ShardedSampler
+from gan.core.processes import STOP_SIGNALS
 
 _MASK63 = (1 << 63) - 1
 
@@ -63,13 +64,16 @@ def first_samples(dataset: Dataset, count: int, seed: int) -> dict[str, torch.Te
 
 
 def _leave_stopping_to_the_trainer(worker_id: int) -> None:
-    """A loader worker leaves the trainer's process group, and ignores SIGINT. Ctrl-C, and a
-    scheduler's SIGTERM to the group, would otherwise kill it while the trainer finishes its step
-    and saves a checkpoint, which needs the next batches. The trainer ends its workers itself (with
-    a SIGTERM to each, which still works), and they end on their own when it dies."""
+    """A loader worker leaves the trainer's process group, and ignores every signal the trainer
+    takes as a stop (STOP_SIGNALS). Ctrl-C to the group, and a scheduler's SIGTERM to every process
+    of the job (SLURM's), would otherwise kill it while the trainer finishes its step and saves a
+    checkpoint: the run then ended as a dead worker (exit 1), its checkpoint unwritten. The trainer
+    ends its workers itself (each is sent the end of its batches, and exits), and they end on their
+    own, within seconds, when it dies (PyTorch's watchdog in each sees its parent gone)."""
     if hasattr(os, "setsid"):
         os.setsid()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
 
 
 def batches(dataset: Dataset, batch_size: int, seed: int, start_sample: int, num_workers: int,

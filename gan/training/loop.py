@@ -630,7 +630,7 @@ def _one_step(run: _Run, stop: StopRequest) -> bool:
         try:
             batch = next(run.data)
         except Exception as error:
-            if stop.signal_name:  # loader workers die on Ctrl-C too; the state is consistent
+            if stop.signal_name:  # (a worker killed with the job after the stop): the state is consistent
                 return False
             # (--strict and a file that fails to decode, a worker that died): keep the steps trained
             raise _side_task_failed(run, "reading the training data", error) from error

@@ -59,7 +59,8 @@ def _written_through(stream: Any, text: str) -> bool:
 
 class StopRequest:
     """Turns SIGINT, SIGTERM and SIGHUP into a flag checked between steps; a second Ctrl-C aborts
-    at once. After SIGHUP (the terminal closed) the output that went to the terminal is dropped."""
+    at once. After SIGHUP (the terminal closed) the output that went to the terminal is dropped.
+    Once a stop is noted, a loader worker's death raises nothing."""
 
     def __init__(self, announce: bool = True):
         self.signal_name: str | None = None
@@ -85,10 +86,18 @@ class StopRequest:
     def _continue(self, signum: int, frame: Any) -> None:
         self.continued += 1
 
+    def _child_ended(self, signum: int, frame: Any) -> None:
+        # (PyTorch's handler raises for a loader worker that died wherever the trainer is, a step or the
+        # save: once a stop is noted no batch is needed, and a worker killed with the job costs no checkpoint)
+        if self.signal_name is None:
+            self._previous[signal.SIGCHLD](signum, frame)
+
     def __enter__(self) -> "StopRequest":
         if threading.current_thread() is threading.main_thread():
             if hasattr(signal, "SIGCONT"):  # (not on Windows)
                 self._previous[signal.SIGCONT] = signal.signal(signal.SIGCONT, self._continue)
+            if hasattr(signal, "SIGCHLD") and callable(signal.getsignal(signal.SIGCHLD)):  # (loader workers')
+                self._previous[signal.SIGCHLD] = signal.signal(signal.SIGCHLD, self._child_ended)
             for signum in STOP_SIGNALS:
                 # A signal ignored at start stays ignored, as Python leaves SIGINT: a run started in the
                 # background of a script (or by a sweep so started) is not the terminal's Ctrl-C to stop.
