@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from gan.core.processes import STOP_SIGNALS
 from gan.training.resolve import load_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,7 +77,7 @@ def ctrl_c_reaches_the_tests():
 def no_signal_handler_leaks():
     """A test that leaves a stop-signal handler of its own behind fails: the handler would act in
     the tests after it (a SIGTERM raising Terminated where the default would end the process)."""
-    watched = [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)]
+    watched = STOP_SIGNALS
     before = {signum: signal.getsignal(signum) for signum in watched}
     yield
     leaked = [signal.Signals(signum).name for signum in watched if signal.getsignal(signum) is not before[signum]]

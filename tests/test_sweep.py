@@ -712,9 +712,10 @@ def test_a_training_run_leaves_an_ignored_ctrl_c_ignored():
     import signal
 
     from gan.commands.train import interrupt_on_sigterm
+    from gan.core.processes import STOP_SIGNALS
     from gan.training.stop import StopRequest
 
-    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -218,7 +218,13 @@ def test_cuda_without_a_gpu_is_a_clear_error():
     assert select_device("auto") == CPU
 
 
-@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+# A scheduler's warning before its time limit (SLURM's --signal=USR1@120) killed the run: exit 138, no checkpoint.
+_WARNING = getattr(signal, "SIGUSR1", None)
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130),
+                                          pytest.param(_WARNING, 128 + (_WARNING or 0), id="SIGUSR1",
+                                                       marks=pytest.mark.skipif(_WARNING is None, reason="POSIX"))])
 def test_signal_saves_a_checkpoint_and_resume_finishes(tmp_path, signum, code):
     overrides = [arg for item in TINY if not item.startswith("train.steps") for arg in ("--set", item)]
     command = [sys.executable, "-m", "gan", "train", str(REPO / "experiments" / "dcgan_demo.toml"), *overrides,

@@ -101,8 +101,9 @@ class Commands(click.Group):
             fail("the folder this command runs in has been deleted (or moved): change to a folder that exists, "
                  "and run it again")
         try:
-            # SIGTERM and SIGHUP (`kill`, a closed terminal) stop every command as Ctrl-C does: its temp
-            # files go and it says so, where the default action ended it without a word
+            # SIGTERM, SIGHUP, SIGUSR1 and SIGUSR2 (`kill`, a closed terminal, a scheduler's warning) stop
+            # every command as Ctrl-C does: its temp files go and it says so, where the default action ended
+            # it without a word
             with command_streams(), stops_raise_interrupts(), _command_line_warnings():
                 return super().invoke(ctx)
         except click.UsageError as error:  # a command's arguments

@@ -641,8 +641,8 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
     named_dir = run_dir is not None
     start = _Start(run_dir=run_dir if named_dir else resume, named_dir=named_dir, resuming=resume is not None,
                    group=SINGLE_PROCESS)  # (until torchrun's environment is read and checked)
-    # Until the loop takes over, SIGTERM and SIGHUP while setting up stop as Ctrl-C does; the handlers
-    # found are restored at the end (this may run inside a caller).
+    # Until the loop takes over, SIGTERM, SIGHUP, SIGUSR1 and SIGUSR2 while setting up stop as Ctrl-C does;
+    # the handlers found are restored at the end (this may run inside a caller).
     found_handlers = interrupt_on_sigterm()
     try:
         result = _set_up_and_train(start, config, resume, overrides, out, device, on_nan)

@@ -15,9 +15,11 @@ from typing import Any, Iterator
 
 SET_PARENT_DEATH_SIGNAL = 1  # PR_SET_PDEATHSIG, <linux/prctl.h>
 
-# Ctrl-C; `kill` or a scheduler; the terminal closing (an ssh session that drops): each one stops a
-# run with a checkpoint, and the process exits with 128 + the signal's number.
-STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+# Ctrl-C; `kill` or a scheduler; the terminal closing (an ssh session that drops); a scheduler's warning
+# before its time limit (SLURM's `--signal=USR1@120`, which killed the run with no checkpoint): each
+# one stops a run with a checkpoint, and the process exits with 128 + the signal's number.
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGUSR1", "SIGUSR2")
+                     if hasattr(signal, name))
 
 
 def leave_the_terminal_on_hangup(signum: int) -> bool:
@@ -74,11 +76,11 @@ def stop_with_parent(parent_pid: int) -> None:
 
 
 def interrupt_on_sigterm() -> dict[int, Any]:
-    """SIGTERM and SIGHUP raise KeyboardInterrupt, as Ctrl-C does, so that a command stopped by them
-    cleans up what it started instead of dying mid-write (`gan train` before training begins: a
-    decoded-image cache can take minutes; `gan sample`'s part of a set). The training loop handles
-    all three itself while it runs. (An ignored signal stays ignored.) Returns the handlers
-    replaced, for `signal.signal` to restore."""
+    """SIGTERM, SIGHUP, SIGUSR1 and SIGUSR2 (the STOP_SIGNALS other than SIGINT) raise KeyboardInterrupt,
+    as Ctrl-C does, so that a command stopped by them cleans up what it started instead of dying
+    mid-write (`gan train` before training begins: a decoded-image cache can take minutes; `gan
+    sample`'s part of a set). The training loop handles them all itself while it runs. (An ignored
+    signal stays ignored.) Returns the handlers replaced, for `signal.signal` to restore."""
     if threading.current_thread() is not threading.main_thread():
         return {}
     return {signum: signal.signal(signum, _raise_terminated) for signum in STOP_SIGNALS
@@ -87,7 +89,8 @@ def interrupt_on_sigterm() -> dict[int, Any]:
 
 @contextlib.contextmanager
 def stops_raise_interrupts() -> Iterator[None]:
-    """Inside the block, SIGTERM and SIGHUP raise KeyboardInterrupt as Ctrl-C does (`interrupt_on_sigterm`)."""
+    """Inside the block, the stop signals other than SIGINT raise KeyboardInterrupt as Ctrl-C does
+    (`interrupt_on_sigterm`)."""
     handlers = interrupt_on_sigterm()
     try:
         yield
@@ -97,7 +100,7 @@ def stops_raise_interrupts() -> Iterator[None]:
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM or SIGHUP, raised where Ctrl-C raises KeyboardInterrupt."""
+    """SIGTERM, SIGHUP, SIGUSR1 or SIGUSR2, raised where Ctrl-C raises KeyboardInterrupt."""
 
     def __init__(self, signum: int = signal.SIGTERM):
         super().__init__(signal.Signals(signum).name)

@@ -476,8 +476,9 @@ def _train_runs(config: Path, sets: list[str], runs: list[SweepRun], steps: dict
     failed, durations, done = [], [], len(runs) - len(to_do)
     queue = list(to_do)
     status_at = time.monotonic() + STATUS_EVERY_S
-    # SIGTERM and SIGHUP (the terminal closed) stop the sweep as Ctrl-C does; what was there before is
-    # restored at the end, SIGINT's included, which is ignored while the runs stop. (From another thread,
+    # SIGTERM, SIGHUP (the terminal closed), SIGUSR1 and SIGUSR2 (a scheduler's warning before its time
+    # limit) stop the sweep as Ctrl-C does; what was there before is restored at the end, SIGINT's
+    # included, which is ignored while the runs stop. (From another thread,
     # a notebook's or a CliRunner's, Python allows no handler: none, and a stop is the caller's own exception.)
     previous_handlers = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS} if _handles_signals() else {}
     for signum in previous_handlers:
@@ -640,9 +641,9 @@ def _how_it_ended(code: int, run_dir: Path) -> str:
 
 
 class SweepStopped(KeyboardInterrupt):
-    """SIGTERM (`kill`, a scheduler ending the job) or SIGHUP (its terminal closed), handled as Ctrl-C
-    is: passed on to the runs, which checkpoint and stop, rather than killing the sweep and leaving
-    them running alone."""
+    """SIGTERM (`kill`, a scheduler ending the job), SIGHUP (its terminal closed), SIGUSR1 or SIGUSR2
+    (a scheduler's warning before its time limit), handled as Ctrl-C is: passed on to the runs, which
+    checkpoint and stop, rather than killing the sweep and leaving them running alone."""
 
     def __init__(self, signum: int):
         super().__init__(f"signal {signum}")

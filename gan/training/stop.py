@@ -58,9 +58,9 @@ def _written_through(stream: Any, text: str) -> bool:
 
 
 class StopRequest:
-    """Turns SIGINT, SIGTERM and SIGHUP into a flag checked between steps; a second Ctrl-C aborts
-    at once. After SIGHUP (the terminal closed) the output that went to the terminal is dropped.
-    Once a stop is noted, a loader worker's death raises nothing."""
+    """Turns the STOP_SIGNALS (SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2) into a flag checked between
+    steps; a second Ctrl-C aborts at once. After SIGHUP (the terminal closed) the output that went
+    to the terminal is dropped. Once a stop is noted, a loader worker's death raises nothing."""
 
     def __init__(self, announce: bool = True):
         self.signal_name: str | None = None
