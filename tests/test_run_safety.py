@@ -476,6 +476,72 @@ def test_the_resume_finishes_the_side_tasks_of_the_step_that_failed_as_an_uninte
     assert "nothing to do" in capsys.readouterr().err and metric_rows(tmp_path / "run") == metric_rows(whole.run_dir)
 
 
+@pytest.mark.parametrize("stopped_step", [4, 6])
+def test_a_stop_during_a_metrics_pass_gives_it_up_and_the_resume_measures_it(tmp_path, monkeypatch, capsys,
+                                                                             stopped_step):
+    """A SIGTERM during a metrics pass waited for the whole pass (11 min at metrics.num_samples=16384), and a
+    scheduler kills 30 s after its SIGTERM: every step since the last checkpoint was lost. The pass now
+    gives up at its next batch, the step's checkpoint records it as left undone (at the last step too: the
+    run is not done), and the resume measures it first, ending as an uninterrupted run."""
+    from gan.metrics import generative
+
+    metrics = ("train.steps=6", "train.checkpoint_every=100", "metrics.every=2", "metrics.names=[\"swd\"]",
+               "metrics.num_samples=16", f"metrics.cache_dir={tmp_path / 'cache'}", "train.keep_best=swd/mean")
+    whole = train(tiny_config(*metrics), tmp_path / "whole", CPU)
+    generate, passes = generative.generated_images, []
+
+    def stopped_as_it_generates(*args, **kwargs):  # (SIGTERM in the pass of `stopped_step`)
+        passes.append(True)
+        if len(passes) == stopped_step // 2:
+            signal.raise_signal(signal.SIGTERM)
+        return generate(*args, **kwargs)
+
+    monkeypatch.setattr(generative, "generated_images", stopped_as_it_generates)
+    capsys.readouterr()
+    stopped = train(tiny_config(*metrics), tmp_path / "run", CPU)
+    said = capsys.readouterr().err
+    assert stopped.interrupted_by == "SIGTERM" and stopped.step == stopped_step, said
+    assert f"step {stopped_step}: generative metrics given up for SIGTERM" in said
+    assert [row[0] for row in metric_rows(tmp_path / "run")] == list(range(2, stopped_step, 2))
+    assert load_checkpoint(stopped.checkpoint)["side_tasks_due"]["from"] == "generative metrics"
+    monkeypatch.undo()
+    resumed = train(tiny_config(*metrics), tmp_path / "run", CPU, resume=True)
+    assert f"step {stopped_step}: the side tasks left undone when the run stopped (generative metrics on) are " \
+        "done" in capsys.readouterr().err
+    assert resumed.step == 6 and metric_rows(tmp_path / "run") == metric_rows(whole.run_dir)
+    assert (json.loads((tmp_path / "run" / "best.json").read_text())
+            == json.loads((whole.run_dir / "best.json").read_text()))
+
+
+def test_a_stop_during_validation_gives_it_up_and_the_resume_validates(recipe_data, tmp_path, monkeypatch, capsys):
+    """Validation, as a metrics pass, ran to its end after a stop (minutes at 256 px): it now gives up at its next
+    image, and the resume validates the step first."""
+    from gan.recipes import image_to_image
+
+    settings = ("train.steps=4", "train.checkpoint_every=100", "log.eval_every=2")
+    score_pairs, images = image_to_image.pair_scores, []
+
+    def stopped_at_the_first_image(*args, **kwargs):
+        advance = args[-1]
+
+        def counted(count):
+            images.append(count)
+            signal.raise_signal(signal.SIGTERM)
+            advance(count)
+        return score_pairs(*args[:-1], counted)
+
+    monkeypatch.setattr(image_to_image, "pair_scores", stopped_at_the_first_image)
+    stopped = train(tiny_recipe_config("pix2pix", recipe_data, *settings), tmp_path / "run", CPU)
+    assert stopped.interrupted_by == "SIGTERM" and stopped.step == 2 and len(images) == 1
+    assert load_checkpoint(stopped.checkpoint)["side_tasks_due"]["from"] == "validation"
+    monkeypatch.undo()
+    capsys.readouterr()
+    resumed = train(tiny_recipe_config("pix2pix", recipe_data, *settings), tmp_path / "run", CPU, resume=True)
+    said = capsys.readouterr().err
+    assert "step 2: val/psnr" in said and "step 2: the side tasks left undone when the run stopped (validation on)" in said
+    assert resumed.step == 4
+
+
 @pytest.mark.parametrize("function, target", [("write_atomically", "metrics.jsonl"),
                                               ("save_encoded_image", "00000004-generator.png")])
 def test_a_side_task_that_failed_after_its_events_leaves_them_to_the_resume_once(tmp_path, monkeypatch, function,

@@ -126,20 +126,34 @@ class Progress:
             self.stream.flush()
 
 
-def progress_counter(total: int, stream: TextIO | None, unit: str, rate_unit: str = "img"
-                     ) -> Callable[[int], None] | None:
+class PassStopped(Exception):
+    """A slow pass of a training run's side task (a metrics pass, validation) given up at its next
+    batch, as a stop signal came: the step's checkpoint must not wait minutes for it (a scheduler
+    kills the run 30 s after its SIGTERM)."""
+
+
+def progress_counter(total: int, stream: TextIO | None, unit: str, rate_unit: str = "img",
+                     stop_noted: Callable[[], bool] | None = None) -> Callable[[int], None] | None:
     """`advance(count)` of a progress line of `total` `unit`s on `stream` (a slow step of an
-    evaluation: reading images, generating, the SWD sort, Inception); None when `stream` is None."""
-    if stream is None:
+    evaluation: reading images, generating, the SWD sort, Inception); None when `stream` is None
+    and there is no `stop_noted`. Once `stop_noted()` says a stop came, `advance` raises PassStopped."""
+    if stream is None and stop_noted is None:
         return None
-    progress, done = Progress(total, stream=stream, unit=unit, rate_unit=rate_unit, log_interval=5.0), 0
+    progress = None if stream is None else Progress(total, stream=stream, unit=unit, rate_unit=rate_unit,
+                                                    log_interval=5.0)
+    done = 0
 
     def advance(count: int) -> None:
         nonlocal done
         done += count
-        progress.update(done)
-        if done == progress.total:
-            progress.close()
+        if stop_noted is not None and stop_noted():
+            if progress is not None:  # (the line stays, saying where the pass stopped)
+                progress.close()
+            raise PassStopped(f"{unit} {done}/{total}")
+        if progress is not None:
+            progress.update(done)
+            if done == progress.total:
+                progress.close()
     return advance
 
 

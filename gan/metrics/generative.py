@@ -219,6 +219,8 @@ class GenerativeEvaluator:
         self.data, self.count, self.device, self.batch_size = data, count, device, batch_size
         self.root_key = root_key  # what set data.root's folder, for its errors
         self.progress_stream = progress_stream  # where a progress line of the slow SWD sort goes; None: silent
+        # (training's) whether a stop came: a pass gives up at its next batch (PassStopped), for the checkpoint
+        self.stop_noted: Callable[[], bool] | None = None
         self.names = check_metric_names(names, "metrics")
         self.cache = ReferenceCache(Path(cache_dir) if cache_dir else user_cache_dir("reference-statistics"))
         self.inception: nn.Module | None = None
@@ -262,7 +264,7 @@ class GenerativeEvaluator:
 
             kinds = (["inception"] if self.inception is not None else []) + (["swd"] if "swd" in self.names else [])
             images: torch.Tensor | None = None
-            self._reference = {}
+            reference: dict[str, dict[str, torch.Tensor]] = {}  # (kept once whole: a pass given up computes it again)
             files = source_fingerprint(self.data) if kinds else ""
             if self._dataset is not None and files != self._listed_files:
                 self._dataset = None  # (images added or changed since the check before training listed them)
@@ -275,11 +277,12 @@ class GenerativeEvaluator:
                         images = self._load_reference_images(files)
                     statistics = self._statistics(kind, images)
                     self.cache.store(key, statistics)
-                elif not self._reference and self.unreadable_real_images(statistics):
+                elif not reference and self.unreadable_real_images(statistics):
                     print_above(f"the cached reference statistics are of {int(statistics['num_images'])} real images: "
                                 f"{self.unreadable_real_images(statistics)} of the {int(statistics['num_read'])} "
                                 "could not be decoded when they were computed")
-                self._reference[kind] = statistics
+                reference[kind] = statistics
+            self._reference = reference
         return self._reference
 
     @staticmethod
@@ -365,8 +368,9 @@ class GenerativeEvaluator:
 
 
     def progress(self, total: int, unit: str, rate_unit: str = "img") -> Callable[[int], None] | None:
-        """`advance(count)` of a progress line on `progress_stream`; None when silent."""
-        return progress_counter(total, self.progress_stream, unit, rate_unit)
+        """`advance(count)` of a progress line on `progress_stream`, which gives up once `stop_noted`;
+        None when silent and not stopping."""
+        return progress_counter(total, self.progress_stream, unit, rate_unit, self.stop_noted)
 
 
 @torch.no_grad()

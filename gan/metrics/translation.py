@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Sequence, TextIO
+from typing import Callable, Sequence, TextIO
 
 import torch
 from torch import nn
@@ -77,6 +77,8 @@ class TranslationMetrics:
                  names: Sequence[str] = TRANSLATION_METRICS, leave_out: str = ""):
         self.device, self.batch_size = device, batch_size
         self.progress_stream = progress_stream  # where the Inception passes show progress (gan eval); None: silent
+        # (training's) whether a stop came: a pass gives up at its next batch (PassStopped), for the checkpoint
+        self.stop_noted: Callable[[], bool] | None = None
         self.names = [name for name in TRANSLATION_METRICS if name in names]
         self.inception: nn.Module | None = None
         self.skipped: dict[str, str] = {}
@@ -100,13 +102,12 @@ class TranslationMetrics:
         descriptors = None
         if "swd" in self.names and resolution >= SWD_MIN_RESOLUTION:
             descriptors = patch_descriptors(fixed_subset(images, count), device=self.device,
-                                            advance=progress_counter(count, self.progress_stream,
-                                                                     SWD_PATCHES.format("target")))
+                                            advance=self._progress(count, SWD_PATCHES.format("target")))
         elif "swd" in self.names and "swd" not in self.skipped:  # (a run of 12 px crops: its validation failed at the first step)
             self.skipped["swd"] = f"SWD needs images of at least {SWD_MIN_RESOLUTION} px, these are {resolution} px"
             warnings.warn(f"skipping swd of translations: {self.skipped['swd']}", stacklevel=2)
         features = (inception_features(self.inception, images, self.batch_size,
-                                       progress_counter(len(images), self.progress_stream, "target through Inception"))
+                                       self._progress(len(images), "target through Inception"))
                     if self.inception else None)
         return TargetStatistics(count, resolution, descriptors, features)
 
@@ -121,20 +122,22 @@ class TranslationMetrics:
         scores = {}
         if targets.descriptors is not None:
             patches = patch_descriptors(fixed_subset(outputs, count), seed=1, device=self.device,
-                                        advance=progress_counter(count, self.progress_stream,
-                                                                 SWD_PATCHES.format("translation")))
+                                        advance=self._progress(count, SWD_PATCHES.format("translation")))
             levels = swd_from_descriptors(targets.descriptors, patches, targets.resolution, device=self.device)
             scores["swd"] = levels["swd/mean"]
         if targets.features is not None:
             real = targets.features.numpy()
             fake = inception_features(self.inception, outputs, self.batch_size,
-                                      progress_counter(len(outputs), self.progress_stream,
-                                                       "translation through Inception")).numpy()
+                                      self._progress(len(outputs), "translation through Inception")).numpy()
             if "fid" in self.names:
                 scores["fid"] = frechet_distance(GaussianStatistics.of(real), GaussianStatistics.of(fake))
             if "kid" in self.names:
                 scores["kid"], _ = kernel_inception_distance(real, fake)
         return scores
+
+    def _progress(self, total: int, unit: str) -> Callable[[int], None] | None:
+        """`advance(count)` of a progress line on `progress_stream`, which gives up once `stop_noted`."""
+        return progress_counter(total, self.progress_stream, unit, stop_noted=self.stop_noted)
 
 
 def _check_images(images: torch.Tensor, what: str) -> None:

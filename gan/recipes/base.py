@@ -22,7 +22,8 @@ A recipe is constructed as `Recipe(config, device, autocast)` and provides:
 - `state_dict()` / `load_state_dict()`: any other state to checkpoint.
 - optionally `validation_metrics() -> dict[str, float]`: validation metrics (`val/psnr`, ...),
   logged every `log.eval_every` steps, with a progress line on `self.validation_progress` (set by
-  the loop); must not change training state.
+  the loop), and given up at the next image or batch once `self.validation_stop()` says a stop came
+  (`progress_counter`'s `stop_noted`, which raises PassStopped); must not change training state.
 - optionally `evaluation_images`, a `RunEvaluationSet` (gan/recipes/image_to_image.py): the images
   validation scores, read once; where they change, a best.pt kept by a `val/` metric is set aside
   rather than compared with scores of other images (without it, nothing is set aside).
@@ -181,6 +182,8 @@ class RecipeBase:
         self.augment: DiffAugment | None = None
         # Where `validation_metrics` shows its progress (the loop gives its own stream on rank 0); None: silent
         self.validation_progress: TextIO | None = None
+        # Whether a stop came, for validation to give up at its next image (the loop's, in one process); None: never
+        self.validation_stop: Callable[[], bool] | None = None
 
     def build_networks(self, kept: tuple[str, ...]) -> dict[str, nn.Module]:
         """`check`'s networks, built in its order on the device; `self.specs` keeps those named in

@@ -214,8 +214,9 @@ class CycleGANRecipe(RecipeBase):
         images = self.test_images()
         generators = {"B": self.generators["AtoB"], "A": self.generators["BtoA"]}  # by the domain they make
         translated, reconstruction_error, count = {}, 0.0, 0
-        advance = progress_counter(len(images["A"]) + len(images["B"]), self.validation_progress, "validation image")
-        self.distribution.progress_stream = self.validation_progress
+        advance = progress_counter(len(images["A"]) + len(images["B"]), self.validation_progress, "validation image",
+                                   stop_noted=self.validation_stop)
+        self.distribution.progress_stream, self.distribution.stop_noted = self.validation_progress, self.validation_stop
         with eval_mode(generators["A"]), eval_mode(generators["B"]):
             for source, target in (("A", "B"), ("B", "A")):
                 outputs, errors = [], []

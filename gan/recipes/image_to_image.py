@@ -179,18 +179,20 @@ def preview_strips(generator: nn.Module, batch: dict[str, torch.Tensor], size_mu
 @torch.no_grad()
 def validation_scores(generator: nn.Module, dataset: Dataset, data: DataConfig, device: torch.device,
                       size_multiple: int, distribution: DistributionScores | None = None,
-                      progress_stream: TextIO | None = None) -> dict[str, float]:
+                      progress_stream: TextIO | None = None,
+                      stop_noted: Callable[[], bool] | None = None) -> dict[str, float]:
     """Mean PSNR/SSIM of the generator, in eval mode, on the evaluation `dataset`; with
     `distribution`, also SWD (FID, KID) of its outputs against the targets (paired data of one
     size, not SR). In fp32 whatever `train.amp` says, as `gan eval` scores: the run's val/psnr
     is then the number `gan eval` gives its checkpoint, and `train.keep_best` picks by it. A progress
-    line of the images (and the distributions' Inception passes) goes to `progress_stream`."""
+    line of the images (and the distributions' Inception passes) goes to `progress_stream`; once
+    `stop_noted()` says a stop came, the passes give up at their next image or batch (PassStopped)."""
     pairs: list[tuple[torch.Tensor, torch.Tensor]] | None = [] if distribution else None
     with eval_mode(generator):
         scores = pair_scores(generator, dataset, data, device, size_multiple, pairs,
-                             progress_counter(len(dataset), progress_stream, "validation image"))
+                             progress_counter(len(dataset), progress_stream, "validation image", stop_noted=stop_noted))
     if distribution:
-        distribution.progress_stream = progress_stream
+        distribution.progress_stream, distribution.stop_noted = progress_stream, stop_noted
         scores.update(distribution.score("", torch.stack([output for output, _ in pairs]),
                                          lambda: torch.stack([target for _, target in pairs])))
     return scores
@@ -252,6 +254,7 @@ class DistributionScores:
         self.targets: dict[str, TargetStatistics] = {}
         self.too_few: set[str] = set()  # suffixes whose sets are too small to score, warned of once
         self.progress_stream: TextIO | None = None  # where the Inception passes show progress; None: silent
+        self.stop_noted: Callable[[], bool] | None = None  # (the loop's) a stop came: the passes give up
 
     def score(self, suffix: str, outputs: torch.Tensor, targets: Callable[[], torch.Tensor]) -> dict[str, float]:
         """Scores of uint8 `outputs` against the target set named by `suffix` (read with `targets()` once);
@@ -278,5 +281,5 @@ class DistributionScores:
             weights = self.config.metrics.inception_weights
             self.metrics = TranslationMetrics(self.device, weights or None, require_weights=bool(weights),
                                               names=self.config.metrics.names, leave_out=NOT_IN_TRAINING)
-        self.metrics.progress_stream = self.progress_stream
+        self.metrics.progress_stream, self.metrics.stop_noted = self.progress_stream, self.stop_noted
         return self.metrics

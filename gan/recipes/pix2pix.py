@@ -161,5 +161,5 @@ class Pix2PixRecipe(RecipeBase):
         """PSNR/SSIM on the evaluation set (Y channel, shaved, for super-resolution); for paired
         data also SWD (FID, KID) of the outputs against the targets."""
         return validation_scores(self.generator, self.evaluation_images.get(), self.config.data, self.device,
-                                 self.size_multiple, self.distribution, self.validation_progress)
+                                 self.size_multiple, self.distribution, self.validation_progress, self.validation_stop)
 

@@ -232,4 +232,4 @@ class SRGANRecipe(RecipeBase):
     def validation_metrics(self) -> dict[str, float]:
         """PSNR/SSIM on the validation folder (Y channel, `data.scale` pixels shaved)."""
         return validation_scores(self.generator, self.evaluation_images.get(), self.config.data, self.device, 1,
-                                 progress_stream=self.validation_progress)
+                                 progress_stream=self.validation_progress, stop_noted=self.validation_stop)

@@ -60,7 +60,7 @@ from gan.core.files import (
 from gan.core.images import encode_image, image_grid, save_encoded_image, signed_to_pil
 from gan.core.presets import LOSS_PRESETS
 from gan.core.processes import gan_launcher
-from gan.core.progress import Progress, format_duration, print_above
+from gan.core.progress import PassStopped, Progress, format_duration, print_above
 from gan.core.registry import ConfigError
 from gan.core.wording import counted
 from gan.data import data_signature, training_batches, training_folders
@@ -193,6 +193,7 @@ class _Run:
     trained_notes: list[tuple[int, str]] | None = None  # the resume notes its checkpoint holds (None: none kept)
     notes: list[tuple[int, str]] | None = None  # (step, change) of each resume's changes: config.toml's and checkpoints'
     side_tasks_due: dict | None = None  # the side tasks of the checkpoint's step that failed, to finish first
+    given_up: dict | None = None  # this step's side tasks a stop cut short (PassStopped), for its checkpoint to record
     per_process: tuple[int, list] | None = None  # (step, each process's own state) under torchrun, for checkpoints
     command: CommandStart | None = None  # where and when the command began (the first of --on-nan's attempts)
     # What `_start_logging` adds, once there is something to train:
@@ -351,7 +352,7 @@ def _steps_until_done(run: _Run, stop: StopRequest) -> str | None:
             continue
         if due:
             saving_start, continued = time.perf_counter(), stop.continued
-            run.last_checkpoint = _save(run, run.step, final=last or stopping)
+            run.last_checkpoint = _save(run, run.step, final=last or stopping, side_tasks_due=run.given_up)
             if stop.continued == continued:  # (else stopped meanwhile: its time is not the checkpoint's)
                 run.side_task_seconds["checkpoint"] = time.perf_counter() - saving_start
         run.paused += time.perf_counter() - io_start
@@ -365,12 +366,12 @@ def _steps_until_done(run: _Run, stop: StopRequest) -> str | None:
         # a stop after the step (during its side tasks or checkpoint, or while waiting for the
         # next batch) logs the last, shorter window that a stop during the step logs
         _log_scalars(run, dict.fromkeys(OUTPUT_TASKS[:3], False))
-    if interrupted_by and run.step >= config.train.steps:  # it came while the last step was saved
+    if interrupted_by and run.step >= config.train.steps and run.given_up is None:  # it came as the last step saved
         run.say(f"{interrupted_by} came after the last step, while its outputs and checkpoint were "
                 "written: the run is complete, so it cut nothing short")
         interrupted_by = None
-    if interrupted_by and run.saved_step != run.step and run.main:  # stopped while waiting for data
-        run.last_checkpoint = _save(run, run.step, final=True)
+    if interrupted_by and run.saved_step != run.step and run.main:  # stopped in the side tasks, or waiting for data
+        run.last_checkpoint = _save(run, run.step, final=True, side_tasks_due=run.given_up)
     return interrupted_by
 
 
@@ -591,8 +592,10 @@ def _start_logging(run: _Run, resume: bool, progress_stream: Any) -> None:
         run.command.started_at = run.progress.started_at
     if run.evaluator is not None:  # its slow parts (generating, Inception, the SWD sort) show progress as gan eval's
         run.evaluator.progress_stream = run.progress.stream
+        run.evaluator.stop_noted = functools.partial(_gives_up_for_a_stop, run)
     if run.main and hasattr(run.recipe, "validation_metrics"):  # (seconds of pairs, at 256 px minutes)
         run.recipe.validation_progress = run.progress.stream
+        run.recipe.validation_stop = functools.partial(_gives_up_for_a_stop, run)
     per_process = (f" ({train_config.batch_size // group.world_size} per process x {group.world_size} processes)"
                    if group.distributed else "")
     # (an unpaired data set is as long as its larger domain: the smaller one repeats first)
@@ -721,10 +724,21 @@ def _step_outputs(run: _Run, due: dict[str, bool], start: str, scores: dict[str,
                     _keep_best(run, due["validation"], scores)
                 if due.get(task) and continued == (run.stop.continued if run.stop else 0):  # (not if stopped meanwhile)
                     run.side_task_seconds[task] = time.perf_counter() - task_start
+    except PassStopped:  # (a scheduler kills 30 s after its SIGTERM: the pass is the resume's, as a failed one is)
+        run.given_up = {"step": step, "due": due, "from": task, "scores": scores}
+        run.say(f"step {step}: {task} given up for {run.stop.signal_name}: the checkpoint records it as left undone, "
+                "and the resume does it first")
     except NonFiniteLossError:
         raise
     except Exception as error:  # noqa: BLE001 - a side task must not cost the steps trained
         raise _side_task_failed(run, task, error, {"step": step, "due": due, "from": task, "scores": scores}) from error
+
+
+def _gives_up_for_a_stop(run: _Run) -> bool:
+    """Whether a metrics pass or validation under way gives up (PassStopped) for the step's checkpoint:
+    once a stop is noted, in one process. (Under torchrun the other processes wait for rank 0's side
+    tasks in a collective, and stop by their vote a step later: the pass runs to its end.)"""
+    return run.stop is not None and run.stop.signal_name is not None and not run.group.distributed
 
 
 def _keep_best(run: _Run, validated: bool, scores: dict[str, float]) -> None:
