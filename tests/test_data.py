@@ -511,6 +511,25 @@ def test_loader_workers_are_out_of_reach_of_a_signal_to_the_trainers_process_gro
     assert not any(worker.is_alive() for worker in workers)
 
 
+def test_a_process_leaving_a_loader_running_still_ends():
+    """multiprocessing's exit ends the workers of a loader never shut down with SIGTERM, then waits
+    for them: workers that ignored SIGTERM kept the process from ever ending (the test run hung at
+    its exit). They end WORKER_SIGTERM_GRACE_S after it."""
+    import subprocess
+    import sys
+
+    from gan.data.sampling import WORKER_SIGTERM_GRACE_S
+
+    script = ("from gan.data.sampling import batches\nfrom gan.data.synthetic import SyntheticFaces\n"
+              "loader = batches(SyntheticFaces(16, size=20), 4, seed=1, start_sample=0, num_workers=2)\n"
+              "next(loader), next(loader)\nprint('left running', flush=True)\n")
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=WORKER_SIGTERM_GRACE_S + 60)
+    assert result.returncode == 0 and "left running" in result.stdout, result.stderr
+    assert time.monotonic() - started < WORKER_SIGTERM_GRACE_S + 50
+
+
 def test_run_directories_inside_the_data_folder_are_left_out_of_its_images(tmp_path):
     """`--out` inside data.root: a resumed run (and the metrics' reference set) used to count the
     sample grids of runs there as training images."""

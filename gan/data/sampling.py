@@ -63,17 +63,29 @@ def first_samples(dataset: Dataset, count: int, seed: int) -> dict[str, torch.Te
     return {name: torch.stack([item[name] for item in items]) for name in items[0]}
 
 
+# How long a loader worker outlives a SIGTERM: the trainer, signalled with it, notes its stop first
+WORKER_SIGTERM_GRACE_S = 10
+
+
 def _leave_stopping_to_the_trainer(worker_id: int) -> None:
     """A loader worker leaves the trainer's process group, and ignores every signal the trainer
-    takes as a stop (STOP_SIGNALS). Ctrl-C to the group, and a scheduler's SIGTERM to every process
-    of the job (SLURM's), would otherwise kill it while the trainer finishes its step and saves a
-    checkpoint: the run then ended as a dead worker (exit 1), its checkpoint unwritten. The trainer
-    ends its workers itself (each is sent the end of its batches, and exits), and they end on their
-    own, within seconds, when it dies (PyTorch's watchdog in each sees its parent gone)."""
+    takes as a stop (STOP_SIGNALS) but SIGTERM, which ends it WORKER_SIGTERM_GRACE_S later. Ctrl-C to
+    the group, and a scheduler's SIGTERM to every process of the job (SLURM's), killed it before the
+    trainer had noted its stop: the run ended as a dead worker (exit 1), its checkpoint unwritten.
+    SIGTERM is still how a worker is ended when it is left running (multiprocessing's exit sends it
+    to an iterator's workers never shut down, then waits for them: ignored, the process never ended).
+    The trainer ends its workers itself, and they end on their own, within seconds, when it dies
+    (PyTorch's watchdog in each sees its parent gone)."""
     if hasattr(os, "setsid"):
         os.setsid()
     for signum in STOP_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
+    if hasattr(signal, "SIGALRM"):
+        signal.signal(signal.SIGTERM, _end_after_a_grace)
+
+
+def _end_after_a_grace(signum: int, frame: object) -> None:
+    signal.alarm(WORKER_SIGTERM_GRACE_S)  # (SIGALRM's default action ends the process)
 
 
 def batches(dataset: Dataset, batch_size: int, seed: int, start_sample: int, num_workers: int,
