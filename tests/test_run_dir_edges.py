@@ -734,10 +734,10 @@ def test_a_signal_while_the_last_checkpoint_is_written_cuts_nothing_short(tmp_pa
 
     save = loop_module._save
 
-    def signalled_save(run, step, final=False):
+    def signalled_save(run, step, final=False, **keywords):
         if final:
             signal.raise_signal(signal.SIGTERM)  # the scheduler's stop, as the finished run writes its checkpoint
-        return save(run, step, final)
+        return save(run, step, final, **keywords)
 
     monkeypatch.setattr(loop_module, "_save", signalled_save)
     result = train_command(DEMO, *sets(*TINY), "--run-dir", str(tmp_path / "run"))
@@ -756,10 +756,10 @@ def test_a_signal_during_a_steps_side_tasks_or_checkpoint_trains_no_further_step
 
     save, previews = loop_module._save, loop_module._write_previews
 
-    def signalled_save(run, step, final=False):
+    def signalled_save(run, step, final=False, **keywords):
         if step == 2 and during == "checkpoint":
             signal.raise_signal(signal.SIGTERM)
-        return save(run, step, final)
+        return save(run, step, final, **keywords)
 
     def signalled_previews(recipe, run_dir, step):
         if step == 3 and during == "previews":
