@@ -418,7 +418,7 @@ def test_a_run_whose_lock_cannot_be_written_is_one_line_and_leaves_no_run_direct
 
     def lock_on_a_full_disk(path):
         handle = real_open_lock_file(path)
-        return FullDisk(handle) if str(path).endswith(files_module.LOCK_NAME) else handle
+        return FullDisk(handle) if Path(path).name == files_module.LOCK_NAME else handle
 
     monkeypatch.setattr(files_module, "open_lock_file", lock_on_a_full_disk)
     result = CliRunner().invoke(main, ["train", str(REPO / "experiments" / "dcgan_demo.toml"),

@@ -505,6 +505,7 @@ class RunLock:
     """
 
     lock_name = LOCK_NAME
+    says_unguarded = True  # where there is no flock, said in a warning (`warn_of_no_locks`)
 
     def __init__(self, run_dir: Path):
         self.run_dir = Path(run_dir)
@@ -538,13 +539,17 @@ class RunLock:
 
     def locked_handle(self) -> IO[bytes]:
         """The lock file open, flock held (`when_busy` when another has it)."""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         path = self.run_dir / self.lock_name
         for _ in range(LOCK_ATTEMPTS):
-            # unbuffered: a write a full disk refuses fails at once, and closing has nothing left to flush
-            handle = open_lock_file(path)
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                # unbuffered: a write a full disk refuses fails at once, and closing has nothing left to flush
+                handle = open_lock_file(path)
+            except FileNotFoundError:  # (the folder removed since, by a start that failed: made again)
+                continue
             if fcntl is None:  # (no flock on this system, Windows: the run directory is not guarded)
-                warn_of_no_locks(path, "this system has no flock")
+                if self.says_unguarded:
+                    warn_of_no_locks(path, "this system has no flock")
                 return handle
             try:
                 self._flock(handle)

@@ -132,11 +132,12 @@ class PassStopped(Exception):
     kills the run 30 s after its SIGTERM)."""
 
 
-def progress_counter(total: int, stream: TextIO | None, unit: str, rate_unit: str = "img",
+def stoppable_progress(total: int, stream: TextIO | None, unit: str, rate_unit: str = "img",
                      stop_noted: Callable[[], bool] | None = None) -> Callable[[int], None] | None:
-    """`advance(count)` of a progress line of `total` `unit`s on `stream` (a slow step of an
-    evaluation: reading images, generating, the SWD sort, Inception); None when `stream` is None
-    and there is no `stop_noted`. Once `stop_noted()` says a stop came, `advance` raises PassStopped."""
+    """`advance(count)` of a pass of `total` `unit`s that a stop may cut short (a slow step of an
+    evaluation: reading images, generating, the SWD sort, Inception): it moves a progress line on
+    `stream`, and raises PassStopped once `stop_noted()` says a stop came. None when `stream` is
+    None and there is no `stop_noted`."""
     if stream is None and stop_noted is None:
         return None
     progress = None if stream is None else Progress(total, stream=stream, unit=unit, rate_unit=rate_unit,

@@ -25,7 +25,7 @@ from gan.core.checkpoint import CheckpointError, failed_checksum, save_checkpoin
 from gan.core.config import DataConfig
 from gan.core.files import remove_stale_temps, written_name
 from gan.core.images import signed_to_uint8
-from gan.core.progress import print_above, progress_counter
+from gan.core.progress import print_above, stoppable_progress
 from gan.core.registry import ConfigError, suggest
 from gan.data.cache import user_cache_dir
 from gan.metrics.feature_distances import (
@@ -370,7 +370,7 @@ class GenerativeEvaluator:
     def progress(self, total: int, unit: str, rate_unit: str = "img") -> Callable[[int], None] | None:
         """`advance(count)` of a progress line on `progress_stream`, which gives up once `stop_noted`;
         None when silent and not stopping."""
-        return progress_counter(total, self.progress_stream, unit, rate_unit, self.stop_noted)
+        return stoppable_progress(total, self.progress_stream, unit, rate_unit, self.stop_noted)
 
 
 @torch.no_grad()

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from gan.core.inert import TRANSLATION_METRICS
-from gan.core.progress import progress_counter
+from gan.core.progress import stoppable_progress
 from gan.metrics.feature_distances import GaussianStatistics, frechet_distance, kernel_inception_distance
 from gan.metrics.inception import (
     InceptionWeightsNotFoundError,
@@ -137,7 +137,7 @@ class TranslationMetrics:
 
     def _progress(self, total: int, unit: str) -> Callable[[int], None] | None:
         """`advance(count)` of a progress line on `progress_stream`, which gives up once `stop_noted`."""
-        return progress_counter(total, self.progress_stream, unit, stop_noted=self.stop_noted)
+        return stoppable_progress(total, self.progress_stream, unit, stop_noted=self.stop_noted)
 
 
 def _check_images(images: torch.Tensor, what: str) -> None:

@@ -23,7 +23,7 @@ A recipe is constructed as `Recipe(config, device, autocast)` and provides:
 - optionally `validation_metrics() -> dict[str, float]`: validation metrics (`val/psnr`, ...),
   logged every `log.eval_every` steps, with a progress line on `self.validation_progress` (set by
   the loop), and given up at the next image or batch once `self.validation_stop()` says a stop came
-  (`progress_counter`'s `stop_noted`, which raises PassStopped); must not change training state.
+  (`stoppable_progress`'s `stop_noted`, which raises PassStopped); must not change training state.
 - optionally `evaluation_images`, a `RunEvaluationSet` (gan/recipes/image_to_image.py): the images
   validation scores, read once; where they change, a best.pt kept by a `val/` metric is set aside
   rather than compared with scores of other images (without it, nothing is set aside).

@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 
 from gan.core.config import Config
 from gan.core.images import signed_to_uint8, uint8_to_signed
-from gan.core.progress import progress_counter
+from gan.core.progress import stoppable_progress
 from gan.metrics.translation import with_both_directions
 from gan.nets import NetworkSpec, network_spec
 from gan.nets.running import eval_mode, run_padded
@@ -214,7 +214,7 @@ class CycleGANRecipe(RecipeBase):
         images = self.test_images()
         generators = {"B": self.generators["AtoB"], "A": self.generators["BtoA"]}  # by the domain they make
         translated, reconstruction_error, count = {}, 0.0, 0
-        advance = progress_counter(len(images["A"]) + len(images["B"]), self.validation_progress, "validation image",
+        advance = stoppable_progress(len(images["A"]) + len(images["B"]), self.validation_progress, "validation image",
                                    stop_noted=self.validation_stop)
         self.distribution.progress_stream, self.distribution.stop_noted = self.validation_progress, self.validation_stop
         with eval_mode(generators["A"]), eval_mode(generators["B"]):

@@ -17,7 +17,7 @@ from gan.core.config import Config, DataConfig, config_to_dict, flatten_config
 from gan.core.images import signed_to_uint8
 from gan.core.inert import TRANSLATION_METRICS
 from gan.core.memory import out_of_memory
-from gan.core.progress import progress_counter
+from gan.core.progress import stoppable_progress
 from gan.core.registry import ConfigError
 from gan.data import build_dataset
 from gan.data.decode import ImageReadError
@@ -190,7 +190,7 @@ def validation_scores(generator: nn.Module, dataset: Dataset, data: DataConfig, 
     pairs: list[tuple[torch.Tensor, torch.Tensor]] | None = [] if distribution else None
     with eval_mode(generator):
         scores = pair_scores(generator, dataset, data, device, size_multiple, pairs,
-                             progress_counter(len(dataset), progress_stream, "validation image", stop_noted=stop_noted))
+                             stoppable_progress(len(dataset), progress_stream, "validation image", stop_noted=stop_noted))
     if distribution:
         distribution.progress_stream, distribution.stop_noted = progress_stream, stop_noted
         scores.update(distribution.score("", torch.stack([output for output, _ in pairs]),
@@ -205,7 +205,7 @@ def pair_scores(generator: nn.Module, dataset: Dataset, data: DataConfig, device
     """Mean PSNR/SSIM of the generator, in the mode it is in and in fp32, on the pairs of `dataset`,
     whole images one at a time; for super-resolution on the Y channel with `data.scale` pixels shaved,
     as papers report. Each (output, target) pair is appended to `pairs` as uint8 when given;
-    `advance(1)` after each image (`progress_counter`)."""
+    `advance(1)` after each image (`stoppable_progress`)."""
     super_resolution = data.dataset == "sr_pairs"
     border = data.scale if super_resolution else 0
     scores = []  # (psnr, ssim) of each image

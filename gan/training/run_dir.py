@@ -12,7 +12,7 @@ import re
 import sys
 import tomllib
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING
 
 try:
     import fcntl
@@ -22,19 +22,16 @@ except ImportError:  # Windows: no locking; numbers can collide only for simulta
 from gan.core.checkpoint import METRICS_RECORD, list_checkpoints, made_by_gan_train, set_aside_path, stored_step
 from gan.core.config import toml_text
 from gan.core.files import (
-    LOCK_ATTEMPTS,
     LOCK_NAME,
     MAX_NAME_BYTES,
     NUMBERS_LOCK_NAME,
     RUN_NAME,
     RunLock,
-    WriteError,
     is_stale_temp,
     name_cut,
     open_lock_file,
     run_order,
     same_file,
-    warn_of_no_locks,
 )
 from gan.core.registry import ConfigError
 from gan.core.wording import first_few
@@ -49,7 +46,7 @@ def create_run_dir(out: Path, name: str) -> Path:
     The number is chosen and the folder made under a lock on `out`, so runs started
     at the same moment get different numbers.
     """
-    with _numbers_held(out):
+    with NumbersLock(out).locked_handle():
         # every number taken, by a folder or anything else, and of any width (past 99999: 100000-...)
         numbers = [int(match[1]) for path in out.iterdir() if (match := RUN_NAME.fullmatch(path.name))]
         run_dir = out / run_name_within(f"{max(numbers, default=-1) + 1:05d}-{name}")
@@ -57,29 +54,17 @@ def create_run_dir(out: Path, name: str) -> Path:
     return run_dir
 
 
-def _numbers_held(out: Path) -> IO[bytes]:
-    """`out`'s .run-numbers.lock open with its flock held, `out` made where missing. Taken again where a
-    start that failed removed it meanwhile (`discard_numbering`): a lock on that file locks nothing
-    another start would see."""
-    path = out / NUMBERS_LOCK_NAME
-    for _ in range(LOCK_ATTEMPTS):
-        out.mkdir(parents=True, exist_ok=True)
-        try:
-            lock = open_lock_file(path)
-        except FileNotFoundError:  # (`out` removed since, by that start)
-            continue
-        if fcntl is None:
-            return lock
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        except OSError as error:  # (some network file systems): as where there is no flock
-            warn_of_no_locks(path, error)
-            return lock
-        if same_file(lock, path):
-            return lock
-        lock.close()
-    raise WriteError(f"could not lock '{path}': the file was replaced each of {LOCK_ATTEMPTS} times it was locked; "
-                     "train into a folder on another file system")
+class NumbersLock(RunLock):
+    """The lock on `out`'s .run-numbers.lock while a start picks its run's number and makes its folder
+    (`out` made where missing): another start waits for it. Taken again where a start that failed
+    removed the file meanwhile (`discard_numbering`). Where there is no flock the run directory's own
+    lock says so."""
+
+    lock_name = NUMBERS_LOCK_NAME
+    says_unguarded = False
+
+    def when_busy(self, record: str) -> None:
+        """(Another start numbers its run: a moment's wait, with nothing to say.)"""
 
 
 def made_by_numbering(out: Path) -> list[Path]:
