@@ -203,6 +203,44 @@ def test_a_colour_keyed_png_is_composited_over_white(tmp_path):
         assert tuple(pixels[0, 0]) == kept, name
 
 
+def _bgra_bmp(path, bgra, header_size: int) -> None:
+    """A 32-bit BMP of `bgra` (H, W, 4) uint8 whose BI_BITFIELDS header (56 bytes: V3; 124: V5) names an
+    alpha mask, as Windows programs write X8R8G8B8 with every alpha byte 0."""
+    height, width = bgra.shape[:2]
+    dib = struct.pack("<IiiHHIIiiII", header_size, width, -height, 1, 32, 3, bgra.nbytes, 2835, 2835, 0, 0)
+    dib += struct.pack("<IIII", 0xFF0000, 0xFF00, 0xFF, 0xFF000000).ljust(header_size - 40, b"\0")
+    offset = 14 + header_size
+    path.write_bytes(b"BM" + struct.pack("<IHHI", offset + bgra.nbytes, 0, 0, offset) + dib + bgra.tobytes())
+
+
+@pytest.mark.parametrize("header_size", [56, 124])
+def test_a_bmp_whose_alpha_is_0_everywhere_is_read_opaque_as_windows_shows_it(tmp_path, header_size):
+    # Pillow opens it as RGBA: laid over white, every pixel was white, in silence
+    bgra = np.zeros((4, 4, 4), np.uint8)
+    bgra[..., 2] = 200  # red
+    _bgra_bmp(tmp_path / "red.bmp", bgra, header_size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (no blank image said)
+        assert np.asarray(read_rgb(tmp_path / "red.bmp")).reshape(-1, 3).tolist() == [[200, 0, 0]] * 16
+    bgra[0, 1, 3] = 255  # one opaque pixel: the alpha is in use, the others transparent
+    _bgra_bmp(tmp_path / "alpha.bmp", bgra, header_size)
+    assert np.asarray(read_rgb(tmp_path / "alpha.bmp"))[0, :2].tolist() == [[255, 255, 255], [200, 0, 0]]
+
+
+def test_an_image_transparent_everywhere_is_read_white_and_named_once(tmp_path):
+    # it trained as a white square without a word
+    Image.new("RGBA", (8, 8), (255, 0, 0, 0)).save(tmp_path / "blank.png")
+    Image.new("P", (8, 8), 3).save(tmp_path / "blank.gif", transparency=3)  # (a palette's transparent index)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")  # (the command line's: once a file)
+        for name in ("blank.png", "blank.png", "blank.gif"):
+            assert np.asarray(read_rgb(tmp_path / name)).min() == 255
+    said = [(one.category.__name__, str(one.message)) for one in caught if "alpha" in str(one.message)]
+    assert said == [("TransparentImageWarning", f"'{tmp_path / name}': its alpha is 0 everywhere: read as a blank "
+                     "white image; save it without its alpha channel to use its colours")
+                    for name in ("blank.png", "blank.gif")], said
+
+
 def test_the_colour_key_of_a_2_or_4_bit_grey_png_blanks_its_own_grey(tmp_path):
     # Pillow decodes the stored values 0..3 (2 bits) as 0, 85, 170, 255 but keeps the key at 1
     write_raw_png(tmp_path / "two.png", 4, 1, 2, 0, [bytes([0b00011011])], struct.pack(">H", 1))

@@ -25,10 +25,17 @@ def leave_the_talking_to_rank_0() -> None:
     same files while setting up, so their warnings would print once per process: rank 0 gives them.
     Kept are the warnings of files this process alone decodes while training (its share of each
     batch)."""
-    from gan.data.decode import ColourKeyWarning, ColourProfileWarning, LargeImageWarning, UnreadableImageWarning
+    from gan.data.decode import (
+        ColourKeyWarning,
+        ColourProfileWarning,
+        LargeImageWarning,
+        TransparentImageWarning,
+        UnreadableImageWarning,
+    )
 
     warnings.filterwarnings("ignore")
-    for category in (UnreadableImageWarning, LargeImageWarning, ColourProfileWarning, ColourKeyWarning):
+    for category in (UnreadableImageWarning, LargeImageWarning, ColourProfileWarning, ColourKeyWarning,
+                     TransparentImageWarning):
         warnings.filterwarnings("default", category=category)
     # (the scan's own, by header, is the same in every process)
     warnings.filterwarnings("ignore", message="skipping unreadable image", category=UnreadableImageWarning)

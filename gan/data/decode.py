@@ -69,6 +69,13 @@ class UnreadableImageWarning(UserWarning):
     """An image file was skipped because it could not be read."""
 
 
+class TransparentImageWarning(UserWarning):
+    """An image is transparent everywhere: it is read as a blank white image."""
+
+
+ALPHA_MODES = ("RGBA", "LA", "PA", "La", "RGBa")
+
+
 def to_rgb(image: Image.Image) -> Image.Image:
     """Any Pillow image -> 8-bit RGB.
 
@@ -83,11 +90,33 @@ def to_rgb(image: Image.Image) -> Image.Image:
         return image
     if image.mode.startswith("I") or image.mode == "F":
         return _grey_to_rgb(image)
-    if keyed or image.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+    if keyed or image.mode in ALPHA_MODES:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return image.convert("RGB")
+
+
+# Formats whose 32-bit pixels often leave the alpha byte unused, 0 everywhere (X8R8G8B8, as many Windows
+# programs write it, with an alpha mask in the header all the same): Windows and browsers (Chromium's BMP
+# reader) then show the image opaque.
+ALPHA_UNUSED_WHEN_ZERO = ("BMP", "DIB", "ICO", "CUR")
+
+
+def alpha_unused(image: Image.Image) -> bool:
+    """A decoded BMP (or icon) whose alpha is 0 everywhere: its fourth byte is unused, not transparency."""
+    return (image.format in ALPHA_UNUSED_WHEN_ZERO and image.mode == "RGBA"
+            and image.getchannel("A").getextrema() == (0, 0))
+
+
+def fully_transparent(image: Image.Image) -> bool:
+    """Whether every pixel of a decoded image is transparent (its alpha, or a PNG's colour key): `to_rgb`
+    makes it a blank white image."""
+    if image.mode in ALPHA_MODES:
+        return image.getchannel("A").getextrema()[1] == 0
+    if "transparency" not in image.info or image.mode.startswith("I") or image.mode == "F":
+        return False  # (a deep grey image's key: rare, and whitened by `_grey_to_rgb` without an alpha)
+    return image.convert("RGBA").getchannel("A").getextrema()[1] == 0
 
 
 def _grey_to_rgb(image: Image.Image) -> Image.Image:
@@ -291,8 +320,12 @@ def read_rgb(path: str | Path) -> Image.Image:
             problem = pixel_range_problem(image)
             if problem is not None:
                 raise ValueError(problem)
+            pixels = image.convert("RGB") if alpha_unused(image) else image  # (the convert keeps its profile)
+            if fully_transparent(pixels):  # (one place, as the size's warning: once a file, whoever reads it)
+                warnings.warn(f"'{one_line(path)}': its alpha is 0 everywhere: read as a blank white image; save it "
+                              "without its alpha channel to use its colours", TransparentImageWarning, stacklevel=1)
             upright = UPRIGHT_BY_ORIENTATION.get(exif_orientation(image)) if oriented else None
-            rgb = to_rgb(in_srgb(image.transpose(upright) if upright is not None else image, path))
+            rgb = to_rgb(in_srgb(pixels.transpose(upright) if upright is not None else pixels, path))
             return ImageOps.invert(rgb) if _white_is_zero_deep_grey(image) else rgb
     except DECODE_ERRORS as error:
         if not Path(path).parent.is_dir():
