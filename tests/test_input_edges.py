@@ -345,6 +345,17 @@ def test_a_signed_float_image_is_refused_not_clipped(tmp_path):
     assert np.asarray(read_rgb(tmp_path / "two.tif")).max() == 2
 
 
+def test_a_float_image_of_0_to_1_with_a_few_highlights_above_1_is_read_as_0_to_1_and_said(tmp_path):
+    # an HDR merge's or a linear render's highlights at 1.3 made it read as 0..255: nearly black, in silence
+    array = np.random.default_rng(0).uniform(0.2, 0.8, (16, 16)).astype(np.float32)
+    array.flat[:2] = 1.3  # (under 1%)
+    Image.fromarray(array, "F").save(tmp_path / "hdr.tif")
+    pixels, messages = caught_warnings(lambda: np.asarray(read_rgb(tmp_path / "hdr.tif"))[..., 0].astype(int))
+    assert np.array_equal(pixels.flat[2:], np.round(array.flat[2:] * 255)) and pixels.flat[:2].tolist() == [255, 255]
+    assert messages == [f"'{tmp_path / 'hdr.tif'}': read as a float image of 0..1 (99% of its pixels are within it), "
+                        "its highlights up to 1.3 clipped to white; tone-map it to 0..1 to keep them"], messages
+
+
 def test_a_float_image_above_255_is_refused_not_clipped_to_white(tmp_path):
     # a 0..65535 float TIFF decoded 99.6% white, trained on and scored in silence
     array = np.linspace(0, 65535, 64, dtype=np.float32).reshape(8, 8)

@@ -26,6 +26,7 @@ def leave_the_talking_to_rank_0() -> None:
     Kept are the warnings of files this process alone decodes while training (its share of each
     batch)."""
     from gan.data.decode import (
+        ClippedHighlightsWarning,
         ColourKeyWarning,
         ColourProfileWarning,
         LargeImageWarning,
@@ -35,7 +36,7 @@ def leave_the_talking_to_rank_0() -> None:
 
     warnings.filterwarnings("ignore")
     for category in (UnreadableImageWarning, LargeImageWarning, ColourProfileWarning, ColourKeyWarning,
-                     TransparentImageWarning):
+                     TransparentImageWarning, ClippedHighlightsWarning):
         warnings.filterwarnings("default", category=category)
     # (the scan's own, by header, is the same in every process)
     warnings.filterwarnings("ignore", message="skipping unreadable image", category=UnreadableImageWarning)

@@ -57,7 +57,7 @@ from gan.data.sampling import ResumableSampler, shard
 VERSION = 7  # 2: per-chunk checksums in the header, ctime in the files' fingerprint; 3: ICC profiles applied;
 # 4: colour keys of 2- and 4-bit grey PNGs applied, 16-bit white-is-zero TIFFs inverted; 5: the profiles of
 # palette images, and colour keys under a profile; 6: a PNG's eXIf chunk after its pixels turns nothing;
-# 7: a BMP whose alpha is 0 everywhere read opaque
+# 7: a BMP whose alpha is 0 everywhere read opaque, a float image with highlights above 1 read as 0..1
 CHECKSUM_IMAGES = 256  # images per checksum: verifying one chunk reads 12 MiB at 128 px
 # Verified on every open unless data.cache_verify asks for all: chunks of this many bytes at random
 # (~0.3 s: a whole cache of up to ~20,000 images at 64 px, a ninth of CelebA's 202,599), at least 2.

@@ -73,6 +73,10 @@ class TransparentImageWarning(UserWarning):
     """An image is transparent everywhere: it is read as a blank white image."""
 
 
+class ClippedHighlightsWarning(UserWarning):
+    """A float image of 0..1 has highlights above 1: they are clipped to white."""
+
+
 ALPHA_MODES = ("RGBA", "LA", "PA", "La", "RGBa")
 
 
@@ -123,11 +127,11 @@ def _grey_to_rgb(image: Image.Image) -> Image.Image:
     """16/32-bit integer or float grayscale -> 8-bit RGB. Integer images are 16-bit when their mode
     says so or their format only stores 16 (PNG, and PPM, which Pillow scales to 0..65535); other
     32-bit integers (TIFF) are taken as 16-bit only when a value exceeds 255. Float images are in
-    [0, 1] unless a value exceeds 1 (`pixel_range_problem` has refused the rest). A colour-keyed
-    grey value (PNG tRNS) becomes white."""
+    [0, 1] (values above 1 clipped) or [0, 255], as `float_in_unit_range` tells (`pixel_range_problem`
+    has refused the rest). A colour-keyed grey value (PNG tRNS) becomes white."""
     array = np.asarray(image).astype(np.float64)
     if image.mode == "F":
-        scale = 1 / 255 if array.max(initial=0) <= 1.0 else 1.0
+        scale = 1 / 255 if float_in_unit_range(array) else 1.0
     else:
         sixteen_bit = (image.mode.startswith("I;16") or image.format in ("PNG", "PPM")
                        or array.max(initial=0) > 255)
@@ -137,6 +141,22 @@ def _grey_to_rgb(image: Image.Image) -> Image.Image:
     if isinstance(key, int):
         grey[array == key] = 255
     return Image.fromarray(grey, "L").convert("RGB")
+
+
+def float_in_unit_range(array: np.ndarray) -> bool:
+    """Whether a float image's values are 0..1, else 0..255: nearly all of them are within 0..1 (its 99th
+    percentile: an HDR merge's or a linear render's few highlights above 1 made it read as 0..255, nearly
+    black)."""
+    return array.max(initial=0) <= 1.0 or np.percentile(array, 99) <= 1.0
+
+
+def clipped_highlights(image: Image.Image) -> float | None:
+    """The largest value of a float image read as 0..1 where it exceeds 1 (clipped to white), else None."""
+    if image.mode != "F":
+        return None
+    array = np.asarray(image)
+    top = float(array.max(initial=0))
+    return top if top > 1.0 and float_in_unit_range(array) else None
 
 
 FLOAT_MAX = 255.5  # a 0..255 float image's top value rounds to 255 from up to here
@@ -321,9 +341,7 @@ def read_rgb(path: str | Path) -> Image.Image:
             if problem is not None:
                 raise ValueError(problem)
             pixels = image.convert("RGB") if alpha_unused(image) else image  # (the convert keeps its profile)
-            if fully_transparent(pixels):  # (one place, as the size's warning: once a file, whoever reads it)
-                warnings.warn(f"'{one_line(path)}': its alpha is 0 everywhere: read as a blank white image; save it "
-                              "without its alpha channel to use its colours", TransparentImageWarning, stacklevel=1)
+            _warn_of_lost_pixels(pixels, path)
             upright = UPRIGHT_BY_ORIENTATION.get(exif_orientation(image)) if oriented else None
             rgb = to_rgb(in_srgb(pixels.transpose(upright) if upright is not None else pixels, path))
             return ImageOps.invert(rgb) if _white_is_zero_deep_grey(image) else rgb
@@ -338,6 +356,20 @@ def read_rgb(path: str | Path) -> Image.Image:
         raise ImageReadError(f"cannot read image '{one_line(path)}': {decode_problem(error)}") from error
     except MemoryError as error:  # (a process under a memory limit: the message is empty)
         raise ImageReadError(f"cannot read image '{one_line(path)}': not enough memory to decode it") from error
+
+
+def _warn_of_lost_pixels(image: Image.Image, path: str | Path) -> None:
+    """Warn by name of a decoded image that reads with what it holds lost: transparent everywhere (a blank
+    white image), or a 0..1 float one's highlights above 1 (clipped to white)."""
+    # (each in one place, as the size's warning: once a file, whoever reads it)
+    if fully_transparent(image):
+        warnings.warn(f"'{one_line(path)}': its alpha is 0 everywhere: read as a blank white image; save it "
+                      "without its alpha channel to use its colours", TransparentImageWarning, stacklevel=1)
+    top = clipped_highlights(image)
+    if top is not None:
+        warnings.warn(f"'{one_line(path)}': read as a float image of 0..1 (99% of its pixels are within it), its "
+                      f"highlights up to {top:.3g} clipped to white; tone-map it to 0..1 to keep them",
+                      ClippedHighlightsWarning, stacklevel=1)
 
 
 def check_header(path: Path) -> str | None:

@@ -58,7 +58,7 @@ def smallest_count(names: Iterable[str]) -> tuple[int, str]:
 # 2: embedded ICC colour profiles applied when decoding the real images; 3: colour keys of 2- and 4-bit
 # grey PNGs, 16-bit white-is-zero TIFFs, SWD of sizes with an odd pyramid level; 4: palette images' profiles,
 # colour keys under a profile, the partition file in the key, images that fail to decode left out; 5: a BMP
-# whose alpha is 0 everywhere read opaque
+# whose alpha is 0 everywhere read opaque, a float image with highlights above 1 read as 0..1
 VERSION = 5
 
 
