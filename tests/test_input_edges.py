@@ -413,9 +413,26 @@ def test_an_image_over_pillows_size_limit_is_warned_of_by_name(tmp_path, monkeyp
     assert len([one for one in caught if issubclass(one.category, LargeImageWarning)]) == 1
     # over twice the limit: skipped, its limit said beside the warning's (178956970 read as contradicting 89478485)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 150)
-    assert check_header(tmp_path / "large.png").endswith("Pillow refuses images over twice its decompression-bomb "
-                                                         "limit of 150 pixels (larger ones up to that are read, with "
-                                                         "a warning)")
+    assert check_header(tmp_path / "large.png") == ("20x20 pixels is more than Pillow decodes (300 pixels, twice its "
+                                                    "decompression-bomb limit of 150): downscale it, e.g. to half "
+                                                    "size, to use it")
+
+
+def test_a_200_megapixel_photo_is_skipped_in_gans_words_with_its_size_and_what_to_do(tmp_path, monkeypatch):
+    # Pillow's words were passed on: "Image size (199756800 pixels) exceeds limit of 178956970 pixels, could
+    # be decompression bomb DOS attack.", for a phone's photo, with neither its size nor what to do
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 89478485)  # (Pillow's own)
+    Image.new("RGB", (16, 16), RED).save(tmp_path / "phone.jpg")
+    data = bytearray((tmp_path / "phone.jpg").read_bytes())
+    start_of_frame = data.index(b"\xff\xc0")
+    data[start_of_frame + 5:start_of_frame + 9] = struct.pack(">HH", 12240, 16320)  # (height, width)
+    (tmp_path / "phone.jpg").write_bytes(data)
+    said = ("16320x12240 pixels is more than Pillow decodes (178956970 pixels, twice its decompression-bomb limit "
+            "of 89478485): downscale it, e.g. to half size, to use it")
+    assert check_header(tmp_path / "phone.jpg") == said
+    with pytest.raises(ImageReadError) as refused:
+        read_rgb(tmp_path / "phone.jpg")
+    assert str(refused.value) == f"cannot read image '{tmp_path / 'phone.jpg'}': {said}"
 
 
 # ----------------------------------------------------------------------------- finding files
