@@ -681,6 +681,37 @@ def test_tiff_gif_and_jfif_files_are_read_and_other_formats_are_counted_in_one_w
         assert abs(np.asarray(read_rgb(path))[4, 4].astype(int) - RED).max() < 8, path  # JPEG: lossy
 
 
+def test_camera_raw_files_are_counted_and_a_folder_of_only_such_photos_names_them(tmp_path):
+    # RAW files were left out without a word, and a folder of them (or of phones' HEIC) said only "no images
+    # found"; the advice for RAW files is theirs
+    advice = ("convert them to PNG or JPEG to use them (camera RAW files with the camera maker's software, "
+              "darktable or dcraw, to PNG, JPEG or TIFF)")
+    (tmp_path / "mixed").mkdir()
+    random_rgb((8, 8), 0).save(tmp_path / "mixed" / "a.png")
+    (tmp_path / "mixed" / "IMG_0001.CR2").write_bytes(b"II*\0\x10\0\0\0CR\x02\0")
+    paths, messages = caught_warnings(lambda: find_images(tmp_path / "mixed"))
+    assert [path.name for path in paths] == ["a.png"]
+    assert messages == [f"left out 1 files under '{tmp_path / 'mixed'}' in formats gan does not read as training "
+                        f"images (1 .cr2); {advice}"], messages
+    (tmp_path / "camera").mkdir()
+    for name in ("DSC_0001.NEF", "DSC_0002.nef", "_1000001.RW2", "IMG_0003.dng", "IMG_0004.HEIC"):
+        (tmp_path / "camera" / name).write_bytes(b"\0" * 16)
+    with pytest.raises(FileNotFoundError) as refused:
+        caught_warnings(lambda: find_images(tmp_path / "camera"))
+    assert str(refused.value).endswith(", but 5 files in formats gan does not read as training images (1 .dng, "
+                                       f"1 .heic, 2 .nef, 1 .rw2); {advice}"), refused.value
+
+
+def test_an_animated_png_is_read_by_its_first_frame_as_animated_gifs_are(tmp_path):
+    # Pillow reads APNG, yet .apng was counted among the formats gan does not read: "convert to PNG"
+    frames = [Image.new("RGB", (8, 8), colour) for colour in (RED, BLUE)]
+    frames[0].save(tmp_path / "a.apng", format="PNG", save_all=True, append_images=frames[1:])
+    paths, messages = caught_warnings(lambda: find_images(tmp_path))
+    assert [path.name for path in paths] == ["a.apng"] and not messages, messages
+    dataset = image_folder_dataset(tmp_path, resolution=8)
+    assert len(dataset) == 1 and dataset[0]["image"][:, 4, 4].tolist() == [1.0, -1.0, -1.0]  # red, in [-1, 1]
+
+
 @pytest.mark.skipif(not features.check("avif"), reason="this Pillow was built without AVIF")
 def test_avif_photos_are_read_where_pillow_reads_them(tmp_path):
     # They were counted among the formats gan does not read, although Pillow decodes them.

@@ -23,11 +23,14 @@ from gan.core.wording import one_line
 
 # AVIF when this Pillow was built with it (its wheels are from 11.3 on; a GPU machine's may be older).
 AVIF = (".avif",) if features.check("avif") else ()
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif",
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".webp", ".bmp", ".tif", ".tiff", ".gif",
                     ".ppm", ".pgm", ".pnm", *AVIF)
-# Photo formats this Pillow cannot open (phones' HEIC, JPEG XL): counted with the other formats
-# left out, so that a folder of them is not just "no images found".
-PHOTO_FORMATS_WITHOUT_PILLOW = (".heic", ".heif", ".jxl", *((".avif",) if not AVIF else ()))
+# Cameras' RAW files, which Pillow cannot open (it reads a few as TIFF: their small preview, not the photo).
+CAMERA_RAW_FORMATS = (".cr2", ".cr3", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".raf", ".orf", ".rw2", ".pef",
+                      ".dng", ".raw", ".3fr", ".erf", ".kdc", ".mrw", ".srw", ".x3f")
+# Photo formats this Pillow cannot open (phones' HEIC, JPEG XL, cameras' RAW): counted with the other
+# formats left out, so that a folder of them is not just "no images found".
+PHOTO_FORMATS_WITHOUT_PILLOW = (".heic", ".heif", ".jxl", *((".avif",) if not AVIF else ()), *CAMERA_RAW_FORMATS)
 
 # Pillow raises more than OSError on bad files: SyntaxError (broken PNG chunks),
 # ValueError, DecompressionBombError (a header claiming a huge size).
@@ -536,8 +539,8 @@ def find_images(root: Path, recursive: bool = True) -> list[Path]:
 
     Hidden files and folders (a leading dot: `.ipynb_checkpoints/`, `.thumbnails/`) are left out.
     Linked folders are followed, each real folder once, so a link loop ends. Files in other formats
-    Pillow knows (.psd, .ico, .pdf, ...), and photos in formats it lacks (.heic), are left out with
-    one warning that counts them.
+    Pillow knows (.psd, .ico, .pdf, ...), and photos in formats it lacks (.heic, cameras' RAW), are left
+    out with one warning that counts them (or, where they are all there is, in the error).
     """
     if not root.exists():
         raise FileNotFoundError(f"image folder '{root}' does not exist{file_on_the_way(root) or relative_to_here(root)}")
@@ -566,11 +569,9 @@ def find_images(root: Path, recursive: bool = True) -> list[Path]:
         elif suffix in Image.registered_extensions() or suffix in PHOTO_FORMATS_WITHOUT_PILLOW:
             other_formats[suffix] += 1
     paths.sort()
-    if other_formats:
-        counts = ", ".join(f"{count} {suffix}" for suffix, count in sorted(other_formats.items()))
-        warnings.warn(f"left out {sum(other_formats.values())} files under '{root}' in formats gan does not read "
-                      f"as training images ({counts}); convert them to PNG or JPEG to use them",
-                      UnreadableImageWarning, stacklevel=2)
+    if other_formats and paths:
+        place = f" under '{root}'"
+        warnings.warn(f"left out {_in_other_formats(other_formats, place)}", UnreadableImageWarning, stacklevel=2)
     if runs:
         warnings.warn(f"left out {len(runs)} run director{'y' if len(runs) == 1 else 'ies'} of gan under '{root}' "
                       f"({', '.join(map(str, runs[:3]))}{', ...' if len(runs) > 3 else ''}): their sample grids are "
@@ -578,8 +579,19 @@ def find_images(root: Path, recursive: bool = True) -> list[Path]:
                       stacklevel=2)
     if not paths:
         where = "under" if recursive else "in"
-        raise FileNotFoundError(f"no images found {where} '{root}' (looked for {', '.join(IMAGE_EXTENSIONS)})")
+        found = f", but {_in_other_formats(other_formats)}" if other_formats else ""
+        raise FileNotFoundError(f"no images found {where} '{root}' (looked for {', '.join(IMAGE_EXTENSIONS)}){found}")
     return paths
+
+
+def _in_other_formats(counts: Counter, place: str = "") -> str:
+    """'3 files`place` in formats gan does not read as training images (1 .heic, 2 .nef); convert them ...', for
+    the files `find_images` left out, counted by extension."""
+    by_extension = ", ".join(f"{count} {suffix}" for suffix, count in sorted(counts.items()))
+    raw = (" (camera RAW files with the camera maker's software, darktable or dcraw, to PNG, JPEG or TIFF)"
+           if any(suffix in CAMERA_RAW_FORMATS for suffix in counts) else "")
+    return (f"{sum(counts.values())} files{place} in formats gan does not read as training images ({by_extension}); "
+            f"convert them to PNG or JPEG to use them{raw}")
 
 
 def _walk(root: Path, runs: list[Path], unlisted: list[OSError]) -> Iterator[Path]:
