@@ -413,7 +413,7 @@ def test_an_image_over_pillows_size_limit_is_warned_of_by_name(tmp_path, monkeyp
     assert len([one for one in caught if issubclass(one.category, LargeImageWarning)]) == 1
     # over twice the limit: skipped, its limit said beside the warning's (178956970 read as contradicting 89478485)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 150)
-    assert check_header(tmp_path / "large.png") == ("20x20 pixels is more than Pillow decodes (300 pixels, twice its "
+    assert check_header(tmp_path / "large.png") == ("its 400 pixels are more than Pillow decodes (300, twice its "
                                                     "decompression-bomb limit of 150): downscale it, e.g. to half "
                                                     "size, to use it")
 
@@ -427,8 +427,8 @@ def test_a_200_megapixel_photo_is_skipped_in_gans_words_with_its_size_and_what_t
     start_of_frame = data.index(b"\xff\xc0")
     data[start_of_frame + 5:start_of_frame + 9] = struct.pack(">HH", 12240, 16320)  # (height, width)
     (tmp_path / "phone.jpg").write_bytes(data)
-    said = ("16320x12240 pixels is more than Pillow decodes (178956970 pixels, twice its decompression-bomb limit "
-            "of 89478485): downscale it, e.g. to half size, to use it")
+    said = ("its 199,756,800 pixels are more than Pillow decodes (178,956,970, twice its decompression-bomb limit "
+            "of 89,478,485): downscale it, e.g. to half size, to use it")
     assert check_header(tmp_path / "phone.jpg") == said
     with pytest.raises(ImageReadError) as refused:
         read_rgb(tmp_path / "phone.jpg")

@@ -472,25 +472,14 @@ def decode_problem(error: BaseException) -> str:
     text = re.sub(r"\\udc([89a-f][0-9a-f])", r"\\x\1", one_line(str(error) or type(error).__name__))
     if isinstance(error, Image.DecompressionBombError):  # (Pillow's words: a pixel count and "DOS attack")
         limit = Image.MAX_IMAGE_PIXELS or 0
-        return (f"{_refused_size(error)} is more than Pillow decodes ({2 * limit} pixels, twice its "
-                f"decompression-bomb limit of {limit}): downscale it, e.g. to half size, to use it")
+        pixels = re.search(r"\((\d+) pixels\)", text)
+        size = f"its {int(pixels[1]):,} pixels are" if pixels else "it is"
+        return (f"{size} more than Pillow decodes ({2 * limit:,}, twice its decompression-bomb limit of {limit:,}): "
+                "downscale it, e.g. to half size, to use it")
     if "MAX_TEXT_CHUNK" in text or "MAX_TEXT_MEMORY" in text:  # (the pixels are fine: Pillow caps the text it reads)
         return ("its PNG text metadata (XMP, comments) is larger than the 1 MB Pillow reads; strip the metadata "
                 "(`exiftool -all= FILE` or `mogrify -strip FILE`) to use the image")
     return text
-
-
-def _refused_size(error: Image.DecompressionBombError) -> str:
-    """'16320x12240 pixels' for an image Pillow refused as too large, from the size its check was given
-    (the message holds only their product), or that product where the check is not found."""
-    traceback = error.__traceback__
-    while traceback is not None:
-        if traceback.tb_frame.f_code.co_name == "_decompression_bomb_check":
-            width, height = traceback.tb_frame.f_locals["size"]
-            return f"{width}x{height} pixels"
-        traceback = traceback.tb_next
-    pixels = re.search(r"\((\d+) pixels\)", str(error))
-    return f"{pixels[1]} pixels" if pixels else "an image this large"
 
 
 def header_size(path: Path) -> tuple[int, int] | None:
