@@ -79,6 +79,17 @@ def test_a_value_nested_thousands_deep_is_one_line():
         load_config(None, ["train.steps=" + "[" * 5000 + "]" * 5000])
 
 
+@pytest.mark.parametrize("key", ["model.generator_args.norm", "train.lr_milestones", "loss.augment_p"])
+def test_a_value_nested_hundreds_deep_is_one_line(key):
+    """Between ~330 and ~490 levels TOML read the value and gan's own checks (coercing it, showing it
+    in a message) overflowed their recursion: a RecursionError traceback of 2,000 lines."""
+    with pytest.raises(ConfigError, match=re.escape(f"--set {key}: the value is nested too deeply to read")):
+        load_config(DEMO, [f"{key}={'[' * 400}{']' * 400}"])
+    with pytest.raises(ConfigError, match="expected"):  # (a few levels: the type error, as before)
+        load_config(DEMO, [f"{key}={'[' * 3}1{']' * 3}"])
+    assert load_config(DEMO, [f"data.root={'[' * 100}{']' * 100}"]).data.root == "[" * 100 + "]" * 100  # (text)
+
+
 # ----------------------------------------------------------------------------- TOML files
 
 
@@ -92,6 +103,16 @@ def test_a_file_nested_thousands_deep_is_one_line_naming_it(tmp_path):
     path = tmp_path / "deep.toml"
     path.write_text("[train]\nsteps = " + "[" * 5000 + "]" * 5000 + "\n")
     with pytest.raises(ConfigError, match=re.escape(f"{path}: nested too deeply to read")):
+        load_config(path)
+
+
+@pytest.mark.parametrize("depth", [17, 400])
+def test_a_file_nested_hundreds_deep_is_one_line_naming_it_and_the_key(tmp_path, depth):
+    """At 400 levels TOML read the file and gan's checks overflowed their recursion (a 2,000-line
+    RecursionError traceback); now any value deeper than MAX_NESTING is refused where it is read."""
+    path = tmp_path / "deep.toml"
+    path.write_text("[data]\nroot = " + "[" * depth + "]" * depth + "\n")
+    with pytest.raises(ConfigError, match=re.escape(f"{path}: data.root is nested too deeply to read")):
         load_config(path)
 
 
@@ -1018,6 +1039,16 @@ def test_a_set_value_with_a_line_break_and_more_toml_is_refused_not_cut():
                                                     "line break followed by more TOML")):
         load_config(None, ["train.steps=2\ntrain.batch_size=4"])
     assert load_config(None, ["train.lr_milestones=[2,\n3]"]).train.lr_milestones == [2, 3]  # (one value still)
+
+
+def test_a_set_value_with_a_line_break_is_not_called_an_integer_too_long():
+    """The line-break refusal (a ConfigError, so a ValueError) was raised inside the `try` whose
+    `except ValueError` is for Python's 4,300-digit limit: it came out wrapped in "an integer too long
+    to read (...); a 64-bit integer has at most 19 digits"."""
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, ["train.steps=5000\nbatch_size = 32"])
+    assert str(caught.value).startswith("--set train.steps: the value '5000\\nbatch_size = 32' holds a line break")
+    assert "integer too long" not in str(caught.value)
 
 
 @pytest.mark.parametrize("value, expected", [

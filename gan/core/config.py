@@ -219,20 +219,23 @@ def parse_value(key: str, text: str, option: str = "--set") -> Any:
     replace the whole section, dropping the keys the file sets in it."""
     try:
         parsed = tomllib.loads(f"value = {text}")
-        if set(parsed) != {"value"}:  # (a line break, and a key after it: dropped without a word)
-            raise ConfigError(f"{option} {key}: the value {text!r} holds a line break followed by more TOML; give "
-                              "one value (a command substitution's output of several lines, say, needs cutting)")
-        value = parsed["value"]
     except tomllib.TOMLDecodeError:
-        value = text
+        parsed = {"value": text}
         _refuse_bare_text(key, text)
     except RecursionError:
-        raise ConfigError(f"{option} {key}: the value is nested too deeply to read") from None
+        raise ConfigError(f"{option} {key}: the value is {_NESTED_TOO_DEEPLY}") from None
     except ValueError as error:  # (Python's own limit: an integer of more than 4,300 digits)
         raise ConfigError(f"{option} {key}: {_value_unread(error)}") from None
+    # (checked past the try: inside it, its `except ValueError` took this ConfigError for a too-long integer)
+    if set(parsed) != {"value"}:  # (a line break, and a key after it: dropped without a word)
+        raise ConfigError(f"{option} {key}: the value '{printable(text, 80)}' holds a line break followed by more "
+                          "TOML; give one value (a command substitution's output of several lines, say, needs cutting)")
+    value = parsed["value"]
     annotation = key_annotation(key)
     if annotation is str and not isinstance(value, str):
         return text
+    if _nested_too_deeply(value, key, MAX_NESTING - key.count(".")) is not None:  # (the key's tables count too)
+        raise ConfigError(f"{option} {key}: the value is {_NESTED_TOO_DEEPLY}")
     if isinstance(value, dict) and _is_section(annotation):
         example = next(iter(flatten_config(value, f"{key}.").items()), (f"{key}.KEY", "VALUE"))
         shown = example[1] if example[1] == "VALUE" else toml_value(example[1])
@@ -396,7 +399,7 @@ def _read_run_config(path: Path) -> tuple[dict[str, Any], str | None]:
             raise
         complete, _, cut = text.rpartition("\n")
         try:
-            return tomllib.loads(complete + "\n" if complete else ""), cut
+            return _shallow(tomllib.loads(complete + "\n" if complete else ""), path), cut
         except tomllib.TOMLDecodeError as before:  # (a hand edit saved without a last line end: its place said)
             raise ConfigError(f"{path}: not valid TOML: {before}") from None
 
@@ -494,19 +497,53 @@ def _read_toml(path: Path) -> dict[str, Any]:
     """The TOML file at `path` as a dict; ConfigError naming the file when it cannot be read."""
     check_config_file(path)
     try:
-        return toml_text(path.read_text(encoding="utf-8"))
+        tree = toml_text(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as error:
         raise ConfigError(f"{path}: not UTF-8 text (byte {error.start}: {error.object[error.start:error.start + 1]!r}); "
                           "TOML config files are UTF-8") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML: {error}") from None
     except RecursionError:
-        raise ConfigError(f"{path}: nested too deeply to read (arrays or tables inside each other thousands "
-                          "deep); no config needs more than a few levels") from None
+        raise ConfigError(f"{path}: {_NESTED_TOO_DEEPLY}") from None
     except ValueError as error:  # (Python's own limit: an integer of more than 4,300 digits)
         raise ConfigError(f"{path}: {_value_unread(error)}") from None
     except OSError as error:
         raise ConfigError(f"config file '{path}' cannot be read: {error.strerror or error}") from None
+    return _shallow(tree, path)  # (past the try: its `except ValueError` would take this ConfigError for another)
+
+
+MAX_NESTING = 16  # arrays and tables inside each other: a config's deepest key, a list of lists in
+# [model.generator_args], is 4; deeper is no config (from ~330 it overflowed the recursion of the checks)
+_NESTED_TOO_DEEPLY = (f"nested too deeply to read (arrays or tables more than {MAX_NESTING} inside each other); no "
+                      "config needs more than a few levels")
+
+
+def _shallow(tree: dict[str, Any], path: Path) -> dict[str, Any]:
+    """`tree`, read from `path`, unless a value in it is nested deeper than MAX_NESTING: refused once
+    here, where it enters, so that no check that recurses into values (coercing, showing) meets it."""
+    key = _nested_too_deeply(tree, "", MAX_NESTING + 1)  # (+1: the file's own top-level table)
+    if key is not None:
+        raise ConfigError(f"{path}: {printable(key, 80)} is {_NESTED_TOO_DEEPLY}")
+    return tree
+
+
+def _nested_too_deeply(value: Any, key: str, levels: int) -> str | None:
+    """The dotted key (`data.root`) of the first value within `value` (the value of `key`) that holds
+    more than `levels` arrays or tables inside each other, else None. It looks no deeper than `levels`:
+    its own recursion stays short."""
+    if not isinstance(value, (list, dict)):
+        return None
+    if levels == 0:
+        return key
+    if isinstance(value, dict):
+        children = ((f"{key}.{name}" if key else name, item) for name, item in value.items())
+    else:  # (an array's items are its key's)
+        children = ((key, item) for item in value)
+    for child_key, item in children:
+        found = _nested_too_deeply(item, child_key, levels - 1) if isinstance(item, (list, dict)) else None
+        if found is not None:
+            return found
+    return None
 
 
 def _value_unread(error: ValueError) -> str:
