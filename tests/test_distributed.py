@@ -268,12 +268,17 @@ def test_rank_0_alone_gives_the_warnings_and_errors_every_process_meets(tmp_path
 
 def test_only_the_writing_process_probes_the_run_directory(tmp_path):
     """Rank 1's write probe recreated a run directory that rank 0 had removed on a failed start."""
+    from gan.core.registry import ConfigError
     from gan.training.preflight import check_run_can_finish
 
     check_run_can_finish(tiny_config(), tmp_path / "run", None, writes=False)
     assert not (tmp_path / "run").exists()
     check_run_can_finish(tiny_config(), tmp_path / "run", None)
-    assert (tmp_path / "run").is_dir()
+    assert not (tmp_path / "run").exists()  # (the writing process's probe removes the folders it made)
+    (tmp_path / "run").write_text("a file")  # (so the probe is seen where it runs: it refuses the file)
+    check_run_can_finish(tiny_config(), tmp_path / "run", None, writes=False)
+    with pytest.raises(ConfigError, match="the run directory '.*run' is a file, not a folder"):
+        check_run_can_finish(tiny_config(), tmp_path / "run", None)
 
 
 @pytest.mark.slow

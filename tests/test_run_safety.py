@@ -265,6 +265,21 @@ def test_every_problem_is_listed_at_once(tmp_path):
     assert not list_checkpoints(tmp_path / "run")
 
 
+def test_a_refused_run_leaves_no_cache_folder_its_probe_made(tmp_path):
+    """The write probes of data.cache_dir and metrics.cache_dir made their folders, parents and all
+    (mkdir -p), and a run refused for another problem (a missing metrics.root) left them behind."""
+    (tmp_path / "faces").mkdir()
+    for index in range(4):
+        random_rgb((40, 40), seed=index).save(tmp_path / "faces" / f"{index}.png")
+    config = tiny_config("data.dataset=folder", f"data.root={tmp_path / 'faces'}", "data.cache=mmap",
+                         f"data.cache_dir={tmp_path / 'decoded' / 'a' / 'b'}", "metrics.every=2",
+                         f"metrics.root={tmp_path / 'held-out'}", f"metrics.cache_dir={tmp_path / 'stats' / 'c'}",
+                         "metrics.names=[\"swd\"]")
+    with pytest.raises(ConfigError, match="metrics.root: image folder '.*held-out' does not exist"):
+        train(config, tmp_path / "run", CPU)
+    assert not (tmp_path / "decoded").exists() and not (tmp_path / "stats").exists()
+
+
 def test_a_file_named_samples_in_the_run_directory_stops_the_run_before_step_1(tmp_path):
     # it failed at the first preview with a raw FileExistsError
     (tmp_path / "run").mkdir()

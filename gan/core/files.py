@@ -14,6 +14,7 @@ import contextlib
 import errno
 import fnmatch
 import hashlib
+import itertools
 import os
 import re
 import secrets
@@ -127,6 +128,22 @@ def _is_write_failure(error: BaseException) -> bool:
     # "file write failed"); safetensors as SafetensorError. Both are write failures here:
     # the writers only serialise data that is already known to be valid.
     return isinstance(error, RuntimeError) or type(error).__name__ == "SafetensorError"
+
+
+def missing_folders(folder: Path) -> list[Path]:
+    """`folder` and the folders above it that are missing now, deepest first: what `mkdir -p` of it
+    makes (as written: x/../y makes x), for a caller to remove again (`remove_empty_folders`)."""
+    absolute = folder.absolute()
+    missing = itertools.takewhile(lambda each: not each.exists(), (absolute, *absolute.parents))
+    return [each for each in missing if each.name not in ("..", ".")]
+
+
+def remove_empty_folders(folders: list[Path]) -> None:
+    """Remove `folders` (`missing_folders`, deepest first) that are still empty: one another writer has
+    put a file in since is theirs now, and stays."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 def make_folder(folder: Path) -> None:

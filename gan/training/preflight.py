@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 from gan.core.checkpoint import BEST_RECORD, METRICS_RECORD
 from gan.core.config import Config, DataConfig
 from gan.core.distributed import ProcessGroup, gather_objects
-from gan.core.files import check_utf8_path, temp_name
+from gan.core.files import check_utf8_path, missing_folders, remove_empty_folders, temp_name
 from gan.core.inert import scores_translations
 from gan.core.memory import available_memory, format_bytes
 from gan.core.registry import ConfigError
@@ -264,11 +264,13 @@ def _require_file_or_nothing(path: Path, holding: str) -> None:
 def _require_writable(folder: Path, what: str) -> None:
     """`folder` exists or can be made, and a file can be written in it (tried: a permission check
     would pass for root on a folder it still cannot write, such as a read-only mount); its path is
-    UTF-8 text, as TensorBoard's event files name it."""
+    UTF-8 text, as TensorBoard's event files name it. The folders made to try it are removed again
+    (a refused run left its cache folders made); their writers make them when they write."""
     check_utf8_path(folder, what)
     if folder.exists() and not folder.is_dir():
         kind = "a file" if folder.is_file() else "a device, pipe or socket"  # (/dev/null was "a file")
         raise NotADirectoryError(f"{what} '{folder}' is {kind}, not a folder: move it, or name another folder")
+    made = missing_folders(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe = temp_name(folder / ".write-test")
@@ -276,6 +278,8 @@ def _require_writable(folder: Path, what: str) -> None:
         probe.unlink()
     except OSError as error:
         raise PermissionError(f"{what} '{folder}' cannot be written: {error.strerror or error}") from None
+    finally:
+        remove_empty_folders(made)
 
 
 def check_batch_fits(networks: dict[str, nn.Module], config: Config, device: torch.device) -> None:

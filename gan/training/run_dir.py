@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import hashlib
-import itertools
 import os
 import re
 import sys
@@ -28,8 +27,10 @@ from gan.core.files import (
     RUN_NAME,
     RunLock,
     is_stale_temp,
+    missing_folders,
     name_cut,
     open_lock_file,
+    remove_empty_folders,
     run_order,
     same_file,
 )
@@ -70,10 +71,8 @@ class NumbersLock(RunLock):
 def made_by_numbering(out: Path) -> list[Path]:
     """What numbering a run in `out` (`create_run_dir`) makes that is missing now: its .run-numbers.lock,
     then `out` and the folders above it, deepest first (as written: x/../y makes x)."""
-    absolute = out.absolute()
-    folders = itertools.takewhile(lambda folder: not folder.exists(), (absolute, *absolute.parents))
-    return ([] if os.path.lexists(out / NUMBERS_LOCK_NAME) else [absolute / NUMBERS_LOCK_NAME]) + [
-        folder for folder in folders if folder.name not in ("..", ".")]
+    lock = [] if os.path.lexists(out / NUMBERS_LOCK_NAME) else [out.absolute() / NUMBERS_LOCK_NAME]
+    return lock + missing_folders(out)
 
 
 def discard_numbering(made: list[Path]) -> None:
@@ -84,9 +83,7 @@ def discard_numbering(made: list[Path]) -> None:
     for path in made:
         if path.name == NUMBERS_LOCK_NAME:
             _remove_numbers_lock(path)
-        else:
-            with contextlib.suppress(OSError):
-                path.rmdir()
+    remove_empty_folders([path for path in made if path.name != NUMBERS_LOCK_NAME])
 
 
 def _remove_numbers_lock(path: Path) -> None:
