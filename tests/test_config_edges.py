@@ -136,6 +136,36 @@ def test_a_section_the_file_writes_as_a_value_blames_the_file_not_the_set(tmp_pa
         load_config(path, ["data.root=x", "model.generator_args.channels=8"])
 
 
+@pytest.mark.parametrize("text, expected", [
+    ("[train]\nlr_milestones = [" + ", ".join(["5"] * 200_000) + "]\n",
+     "train.lr_milestones must be increasing steps >= 1, got [5, 5, 5,"),
+    ("[data]\nlayout = \"" + "x" * 300_000 + "\"\n", "data.layout must be one of auto, aligned, folders; got 'xxx"),
+    ("[data]\n" + "k" * 300_000 + " = 1\n", "unknown config key 'data.kkk"),
+    ("[model]\ngenerator = \"" + "g" * 300_000 + "\"\n", "unknown generator 'ggg"),
+    ("[data]\nresolution = [" + ", ".join(["5"] * 200_000) + "]\n", "data.resolution: expected int, got [5, 5,"),
+    ("[metrics]\nnames = [\"" + "s" * 300_000 + "\"]\n", "metrics.names: unknown metric 'sss"),
+])
+def test_a_value_of_megabytes_is_cut_in_its_error_line(tmp_path, text, expected):
+    """Each message printed the whole value: 200,000 milestones made a 1.5 MB error line, a name or
+    key of 3 million characters a 3 MB one."""
+    path = tmp_path / "big.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(expected)) as caught:
+        load_config(path)
+    assert len(str(caught.value)) < 600 and "more characters)" in str(caught.value)
+
+
+def test_the_warning_of_two_million_milestones_past_the_end_is_one_short_line(tmp_path):
+    """A valid config's `train.lr_milestones [...] change nothing` warning listed every late
+    milestone: 16.9 MB of warning for 2 million of them."""
+    path = tmp_path / "late.toml"
+    path.write_text("[train]\nsteps = 2\nlr_schedule = \"step\"\nlr_milestones = ["
+                    + ", ".join(map(str, range(3, 300_003))) + "]\n")
+    said = [message for message in messages_of_warnings(path, ["data.dataset=synthetic"])
+            if message.startswith("train.lr_milestones [3, 4, 5,")]
+    assert len(said) == 1 and len(said[0]) < 400 and said[0].endswith("the run ends at train.steps = 2"), said
+
+
 def test_only_a_runs_own_config_is_upgraded_and_with_a_warning(tmp_path):
     """A pix2pix config.toml from before train.adversarial_start recorded a weight it ignored; a
     config a person writes with 1e-3, even named config.toml, means 1e-3."""

@@ -26,7 +26,7 @@ from typing import Any, Callable
 from gan.core.json_text import NON_FINITE_TEXT
 from gan.core.presets import LOSS_PRESETS
 from gan.core.registry import ConfigError, suggest
-from gan.core.typecheck import coerce, type_name
+from gan.core.typecheck import coerce, shown, type_name
 from gan.core.wording import printable
 
 
@@ -190,8 +190,9 @@ def _fill(cls: type, values: dict[str, Any], prefix: str) -> Any:
             top_level = [field.name for field in dataclasses.fields(Config)
                          if not dataclasses.is_dataclass(typing.get_type_hints(Config)[field.name])]
             if "." in key and not prefix:  # ("train.steps" = 5: TOML reads a quoted key as one name, dots and all)
-                hint = (f" (a quoted key is one name, dots and all: write {key} = ... unquoted, or "
-                        f"{key.rpartition('.')[2]} = ... under [{key.rpartition('.')[0]}])")
+                section, _, name = (printable(part, 80) for part in key.rpartition("."))
+                hint = (f" (a quoted key is one name, dots and all: write {printable(key, 80)} = ... unquoted, or "
+                        f"{name} = ... under [{section}])")
             elif prefix and key in top_level:  # (the classic TOML slip: a key after a [section] line is that section's)
                 hint = (f" ({key} is a top-level key: in a file, before the first [section] line, as TOML puts every "
                         f"key below a [section] line in that section; --set {key}=...)")
@@ -199,7 +200,8 @@ def _fill(cls: type, values: dict[str, Any], prefix: str) -> Any:
                 hint = (f" ({key} is in {' and '.join(f'[{section}]' for section in elsewhere)}: "
                         f"{' or '.join(f'{section}.{key}' for section in elsewhere)})" if elsewhere
                         else suggest(key, names))
-            raise ConfigError(f"unknown config key '{full_key}'{hint}; valid keys in {where}: {', '.join(names)}")
+            raise ConfigError(f"unknown config key '{printable(full_key, 80)}'{hint}; valid keys in {where}: "
+                              f"{', '.join(names)}")
         annotation = hints[key]
         if dataclasses.is_dataclass(annotation):
             if not isinstance(value, dict):
@@ -238,9 +240,10 @@ def parse_value(key: str, text: str, option: str = "--set") -> Any:
         raise ConfigError(f"{option} {key}: the value is {_NESTED_TOO_DEEPLY}")
     if isinstance(value, dict) and _is_section(annotation):
         example = next(iter(flatten_config(value, f"{key}.").items()), (f"{key}.KEY", "VALUE"))
-        shown = example[1] if example[1] == "VALUE" else toml_value(example[1])
-        raise ConfigError(f"{option} {key}={text} would replace all of [{key}], dropping the keys the config file "
-                          f"sets there; set one key at a time: --set {example[0]}={shown}")
+        example_value = example[1] if example[1] == "VALUE" else toml_value(example[1])
+        raise ConfigError(f"{option} {key}={printable(text, 80)} would replace all of [{key}], dropping the keys the "
+                          f"config file sets there; set one key at a time: --set {printable(example[0], 80)}="
+                          f"{printable(example_value, 80)}")
     return value
 
 
@@ -278,11 +281,14 @@ def _refuse_bare_text(key: str, text: str) -> None:
     number_meant = float in _union_options(annotation) and hint and not text.startswith("[")
     if _takes_text(annotation) and not number_meant:
         return
-    raise ConfigError(f"{key}: expected {type_name(annotation)}, got {text!r}{hint}")
+    raise ConfigError(f"{key}: expected {type_name(annotation)}, got {shown(text)}{hint}")
 
 
 def toml_hint(key: str, text: str) -> str:
-    """'; TOML needs ...' for a number or list written as other languages allow; '' otherwise."""
+    """'; TOML needs ...' for a number or list written as other languages allow; '' otherwise (and for
+    text of more than HINTED_CHARACTERS: a spelling to copy of a value that long is no line to read)."""
+    if len(text) > HINTED_CHARACTERS:
+        return ""
     if re.fullmatch(r"[+-]?\.\d+([eE][+-]?\d+)?", text):
         return f"; TOML needs a digit before the point: {key}={text.replace('.', '0.', 1)}"
     if re.fullmatch(r"[+-]?\d+\.([eE][+-]?\d+)?", text):
@@ -302,10 +308,13 @@ def toml_hint(key: str, text: str) -> str:
     return ""
 
 
+HINTED_CHARACTERS = 200
+
+
 def apply_override(tree: dict[str, Any], assignment: str) -> None:
     """Apply one `key.sub=value` to a nested dict in place."""
     if "=" not in assignment:
-        raise ConfigError(f"--set expects KEY=VALUE (for example train.steps=1000), got '{assignment}'")
+        raise ConfigError(f"--set expects KEY=VALUE (for example train.steps=1000), got '{printable(assignment, 80)}'")
     key, text = assignment.split("=", 1)
     # (spaces and tabs around the `=` only: str.strip took a path's own trailing no-break space too)
     set_key(tree, key.strip(" \t"), parse_value(key.strip(" \t"), text.strip(" \t")))
@@ -315,12 +324,12 @@ def set_key(tree: dict[str, Any], key: str, value: Any) -> None:
     """Set the dotted `key` of a nested dict in place, making its sections as needed."""
     parts = key.split(".")
     if not all(parts):
-        raise ConfigError(f"--set: malformed key '{key}'")
+        raise ConfigError(f"--set: malformed key '{printable(key, 80)}'")
     node = tree
     for part in parts[:-1]:
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            raise ConfigError(f"--set {key}: '{part}' is a value, not a section")
+            raise ConfigError(f"--set {printable(key, 80)}: '{printable(part, 80)}' is a value, not a section")
         node = child
     node[parts[-1]] = value
 
@@ -454,13 +463,13 @@ def _expand_home(config: Config) -> None:
         if value.startswith("~"):
             expanded = os.path.expanduser(value)
             if expanded.startswith("~"):
-                raise ConfigError(f"{key} = {value!r}: this machine has no user '{value[1:].split('/')[0]}' whose "
+                raise ConfigError(f"{key} = {shown(value)}: this machine has no user '{printable(value[1:].split('/')[0], 80)}' whose "
                                   "home folder '~' could name; write the path out")
             setattr(getattr(config, section), name, expanded)
             value = expanded
         problem = unexpanded_variable(value, f"--set {key}=")
         if problem:
-            raise ConfigError(f"{key} = {value!r}: {problem}")
+            raise ConfigError(f"{key} = {shown(value)}: {problem}")
 
 
 def unexpanded_variable(path: str, unquoted: str) -> str | None:
@@ -563,7 +572,7 @@ def _check_sections(tree: dict[str, Any], path: Path, cls: type | None = None, p
             raise ConfigError(f"{path}: [{name}] is a section, but the file writes [[{name}]] (an array of "
                               f"tables): write [{name}] once, with its keys below it")
         if not isinstance(value, dict):
-            raise ConfigError(f"{path}: [{name}] is a section, but the file sets {name} = {value!r}: write "
+            raise ConfigError(f"{path}: [{name}] is a section, but the file sets {name} = {shown(value)}: write "
                               f"[{name}] with its keys below it")
         if dataclasses.is_dataclass(annotation):
             _check_sections(value, path, annotation, f"{name}.")
@@ -591,7 +600,7 @@ def _apply_preset(tree: dict[str, Any], overrides: list[str], path: Path | None)
 
 def _preset_tree(name: Any, where: str) -> dict[str, Any]:
     if not isinstance(name, str) or name not in LOSS_PRESETS:
-        raise ConfigError(f"{where} = {name!r} is no preset{suggest(str(name), list(LOSS_PRESETS))}; known: "
+        raise ConfigError(f"{where} = {shown(name)} is no preset{suggest(str(name), list(LOSS_PRESETS))}; known: "
                           f"{', '.join(LOSS_PRESETS)}, or \"\" for none")
     tree: dict[str, Any] = {}
     for key, value in LOSS_PRESETS[name].values.items():
@@ -645,7 +654,7 @@ def check_values(config: Config) -> None:
     _check_range("metrics.num_samples", config.metrics.num_samples, 2, MAX_METRIC_SAMPLES)
     _check_text(config)
     if config.metrics.root and config.data.dataset not in IMAGE_FOLDER_DATASETS:
-        raise ConfigError(f"metrics.root is read as [data] says, and data.dataset '{config.data.dataset}' has no "
+        raise ConfigError(f"metrics.root is read as [data] says, and data.dataset {shown(config.data.dataset)} has no "
                           "image folder to read it with (celeba or folder do)")
     for key in PATH_KEYS:
         section, name = key.split(".")
@@ -659,7 +668,7 @@ def check_values(config: Config) -> None:
 def _check_loss_values(loss: LossConfig) -> None:
     """[loss]'s ranges, and the settings that need another loss."""
     if loss.label_smoothing and loss.adversarial not in ("vanilla", "lsgan"):
-        raise ConfigError(f"loss.label_smoothing applies to vanilla and lsgan, not '{loss.adversarial}' (it has "
+        raise ConfigError(f"loss.label_smoothing applies to vanilla and lsgan, not {shown(loss.adversarial)} (it has "
                           f"no targets to smooth; this config sets {loss.label_smoothing}): turn it off with "
                           "--set loss.label_smoothing=0")
     _check_range("loss.label_smoothing", loss.label_smoothing, 0.0, 0.5)
@@ -714,7 +723,7 @@ def _check_train_values(train: TrainConfig) -> None:
     _check_range("train.lr_gamma", train.lr_gamma, 1e-12, 1.0)
     milestones = train.lr_milestones
     if any(m < 1 for m in milestones) or milestones != sorted(set(milestones)):
-        raise ConfigError(f"train.lr_milestones must be increasing steps >= 1, got {milestones}")
+        raise ConfigError(f"train.lr_milestones must be increasing steps >= 1, got {shown(milestones)}")
     _check_choice("train.optimizer_kernel", train.optimizer_kernel, ("auto", "fused", "foreach", "loop"))
     _check_range("train.ema_bn_batches", train.ema_bn_batches, 0, MAX_EMA_BN_BATCHES)
     _check_range("train.seed", train.seed, 0, 2**32 - 1)
@@ -827,15 +836,15 @@ def _check_preset(config: Config) -> None:
                           f"'{config.recipe}' keeps its own paper's settings: remove loss.preset = {preset!r}")
     own = LOSS_PRESETS[preset].values["loss.adversarial"]
     if config.loss.adversarial != own:
-        raise ConfigError(f"loss.adversarial = {config.loss.adversarial!r} contradicts loss.preset = {preset!r} (the "
-                          f"{own} loss at its paper's settings): choose --set loss.preset={config.loss.adversarial}, "
+        raise ConfigError(f"loss.adversarial = {shown(config.loss.adversarial)} contradicts loss.preset = {preset!r} (the "
+                          f"{own} loss at its paper's settings): choose --set loss.preset={printable(config.loss.adversarial, 80)}, "
                           "or no preset (--set loss.preset=) and set the keys one by one")
 
 
 def _check_augment_probability(loss: LossConfig) -> None:
     if isinstance(loss.augment_p, str):
         if loss.augment_p != "adaptive":
-            raise ConfigError(f"loss.augment_p must be a probability in [0, 1] or \"adaptive\", got '{loss.augment_p}'")
+            raise ConfigError(f"loss.augment_p must be a probability in [0, 1] or \"adaptive\", got {shown(loss.augment_p)}")
         if loss.adversarial == "wgan-gp":
             raise ConfigError("loss.augment_p = \"adaptive\" steers by the sign of D's output on reals, which a "
                               "WGAN critic's arbitrary offset makes meaningless; use a fixed loss.augment_p")
@@ -852,8 +861,8 @@ def _check_augment_probability(loss: LossConfig) -> None:
 def _check_choice(key: str, value: Any, choices: tuple, empty: str = "") -> None:
     """`value` among `choices`; `empty` says what the choice "" means (in a list, an empty word is invisible)."""
     if value not in choices:
-        shown = [f'""{f" ({empty})" if empty else ""}' if choice == "" else str(choice) for choice in choices]
-        raise ConfigError(f"{key} must be one of {', '.join(shown)}; got {value!r}")
+        listed = [f'""{f" ({empty})" if empty else ""}' if choice == "" else str(choice) for choice in choices]
+        raise ConfigError(f"{key} must be one of {', '.join(listed)}; got {shown(value)}")
 
 
 def _check_integer_sizes(config: Config) -> None:

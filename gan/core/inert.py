@@ -202,7 +202,7 @@ def _inert_regularisers(config: Config, defaults: dict[str, Any]) -> list[InertS
             "loss.augment_interval",
             f"loss.augment_interval = {loss.augment_interval} is not below the {discriminator_steps(config, train.steps)} "
             "discriminator steps this run has: adaptive p starts at 0 and is first moved after that many, so it "
-            f"never leaves 0 for an image D sees, and loss.diffaugment = {loss.diffaugment!r} changes nothing",
+            f"never leaves 0 for an image D sees, and loss.diffaugment = {shown(loss.diffaugment)} changes nothing",
             tuple((key, defaults[key]) for key in ("loss.diffaugment", "loss.augment_p", "loss.augment_target",
                                                    "loss.augment_interval", "loss.augment_images"))))
     return found
@@ -234,7 +234,7 @@ def _inert_schedules(config: Config, defaults: dict[str, Any]) -> list[InertSett
     late = [milestone for milestone in train.lr_milestones if milestone >= train.steps]
     if late and train.lr_schedule == "step":
         found.append(InertSetting(
-            "train.lr_milestones", f"train.lr_milestones {late} change nothing: the rates change after a "
+            "train.lr_milestones", f"train.lr_milestones {shown(late)} change nothing: the rates change after a "
             f"milestone's step, and the run ends at train.steps = {train.steps}",
             (("train.lr_milestones", [milestone for milestone in train.lr_milestones if milestone < train.steps]),)))
     if train.lr_schedule == "step" and (len(late) == len(train.lr_milestones) or train.lr_gamma == 1):

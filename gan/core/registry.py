@@ -7,6 +7,8 @@ import functools
 import re
 from typing import Callable, Generic, TypeVar
 
+from gan.core.wording import printable
+
 T = TypeVar("T", bound=Callable)
 
 
@@ -57,8 +59,8 @@ class Registry(Generic[T]):
     def get(self, name: str) -> T:
         if name not in self._entries:
             known = ", ".join(sorted(self._entries)) or "(none)"
-            raise ConfigError(
-                f"unknown {self.kind} '{name}'{suggest(name, list(self._entries))}; known: {known}"
+            raise ConfigError(  # (the name cut: a config may name a network of megabytes)
+                f"unknown {self.kind} '{printable(name, 80)}'{suggest(name, list(self._entries))}; known: {known}"
             )
         return self._entries[name]
 

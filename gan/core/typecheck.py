@@ -9,6 +9,7 @@ import typing
 from typing import Any
 
 from gan.core.registry import ConfigError
+from gan.core.wording import printable
 
 
 def type_name(annotation: Any) -> str:
@@ -103,16 +104,25 @@ def _coerce_scalar(value: Any, annotation: Any, key: str) -> Any:
                       f"{_integer_hint(value, annotation)}")
 
 
+SHOWN_CHARACTERS = 80  # of a value in a message: a config's value may be megabytes (200,000 milestones)
+
+
 def shown(value: Any) -> str:
-    """A value as TOML writes it (`true`, `1979-05-27`, `[1, 2]`), not as Python's repr does; text quoted."""
+    """A value as TOML writes it (`true`, `1979-05-27`, `[1, 2]`), not as Python's repr does; text quoted;
+    cut to SHOWN_CHARACTERS for a message (`printable`: a value of megabytes made an error line of megabytes)."""
+    return printable(_spelled(value), SHOWN_CHARACTERS)
+
+
+def _spelled(value: Any) -> str:
+    """`value` as TOML writes it, whole."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (datetime.date, datetime.time)):
         return value.isoformat()
     if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(shown(item) for item in value) + "]"
+        return "[" + ", ".join(_spelled(item) for item in value) + "]"
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{name} = {shown(item)}" for name, item in value.items()) + "}"
+        return "{" + ", ".join(f"{name} = {_spelled(item)}" for name, item in value.items()) + "}"
     return repr(value)
 
 

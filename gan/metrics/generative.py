@@ -27,6 +27,7 @@ from gan.core.files import remove_stale_temps, written_name
 from gan.core.images import signed_to_uint8
 from gan.core.progress import print_above, stoppable_progress
 from gan.core.registry import ConfigError, suggest
+from gan.core.wording import printable
 from gan.data.cache import user_cache_dir
 from gan.metrics.feature_distances import (
     GaussianStatistics,
@@ -67,7 +68,7 @@ def check_metric_names(names: Iterable[str], key: str) -> list[str]:
     names = [name.strip().lower() for name in names if name.strip()]
     for name in names:
         if name not in METRIC_NAMES:
-            raise ConfigError(f"{key}: unknown metric '{name}'{suggest(name, list(METRIC_NAMES))}; "
+            raise ConfigError(f"{key}: unknown metric '{printable(name, 80)}'{suggest(name, list(METRIC_NAMES))}; "
                               f"known: {', '.join(METRIC_NAMES)}")
     if not names:
         raise ConfigError(f"{key}: name at least one metric of {', '.join(METRIC_NAMES)}")

@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 
 from gan.core.registry import ConfigError, suggest
+from gan.core.typecheck import shown
+from gan.core.wording import printable
 from gan.recipes.losses import WHOLE_BATCH, shard_draw
 
 AUGMENTATIONS = ("color", "translation", "cutout")
@@ -48,11 +50,11 @@ def parse_policy(text: str, key: str = "loss.diffaugment") -> tuple[str, ...]:
     that names none (",", " ") is refused: it reads as asking for augmentation, and gives none."""
     names = [name.strip().lower() for name in text.split(",") if name.strip()]
     if text and not names:
-        raise ConfigError(f"{key} = {text!r} names no augmentation; give any comma-separated subset of "
+        raise ConfigError(f"{key} = {shown(text)} names no augmentation; give any comma-separated subset of "
                           f"{', '.join(AUGMENTATIONS)}, or \"\" for none")
     for name in names:
         if name not in AUGMENTATIONS:
-            raise ConfigError(f"{key}: unknown augmentation '{name}'{suggest(name, list(AUGMENTATIONS))}; "
+            raise ConfigError(f"{key}: unknown augmentation '{printable(name, 80)}'{suggest(name, list(AUGMENTATIONS))}; "
                               f"known: {', '.join(AUGMENTATIONS)} (any comma-separated subset)")
     return tuple(name for name in AUGMENTATIONS if name in names)
 

@@ -15,6 +15,8 @@ from typing import Any
 from gan.core.config import Config, config_to_dict, flatten_config, naming_the_file, read_config_and_given_keys
 from gan.core.inert import warn_about_inert_keys
 from gan.core.registry import ConfigError, suggest
+from gan.core.typecheck import shown
+from gan.core.wording import printable
 from gan.data import DATASETS
 from gan.metrics.generative import check_metric_names, smallest_count
 from gan.nets import resolve_network_args
@@ -61,7 +63,7 @@ def ignored_keys(config: Config) -> dict[str, str]:
         if (not recipe_reads(config.recipe, key) and values[key] != defaults[key]
                 and values[key] not in ASKS_NOTHING.get(key, ())):
             readers = [name for name in RECIPES.names() if recipe_reads(name, key)]
-            ignored[key] = f"{key} = {values[key]!r} ({' and '.join(readers)} only)"
+            ignored[key] = f"{key} = {shown(values[key])} ({' and '.join(readers)} only)"
     return ignored
 
 
@@ -84,7 +86,8 @@ def resolve_names(config: Config) -> Config:
     model.discriminator_args = _network_args(config, "discriminator")
     adversarial = config.loss.adversarial
     if adversarial not in ADVERSARIAL_LOSSES:
-        raise ConfigError(f"unknown loss.adversarial '{adversarial}'{suggest(adversarial, list(ADVERSARIAL_LOSSES))}; "
+        raise ConfigError(f"unknown loss.adversarial '{printable(adversarial, 80)}'"
+                          f"{suggest(adversarial, list(ADVERSARIAL_LOSSES))}; "
                           f"known: {', '.join(ADVERSARIAL_LOSSES)}")
     if adversarial == "wgan-gp" and not getattr(recipe, "gradient_penalty", False):  # a critic without its penalty
         raise ConfigError(f"loss.adversarial = 'wgan-gp': recipe '{config.recipe}' applies no gradient penalty "
