@@ -31,3 +31,13 @@ def test_a_hint_no_config_value_fills_is_a_config_error_naming_the_key():
     with pytest.raises(ConfigError, match=r"model.generator_args.shape: its type hint set is not one a config value "
                                           r"can fill: int, float, bool, str"):
         coerce([1], set, "model.generator_args.shape")
+
+
+@pytest.mark.parametrize("text", ["1" * 5000, "[" * 5000 + "]" * 5000])
+def test_quoted_text_past_pythons_limits_for_a_number_is_one_line(text):
+    """The hint that reads a quoted value without its quotes (`steps = "5"`) let Python's own refusals
+    through: a quoted integer of 5,000 digits was a ValueError traceback ("Exceeds the limit (4300
+    digits)"), brackets 5,000 deep a RecursionError."""
+    with pytest.raises(ConfigError, match=r"^data.resolution: expected int, got '(1|\[){79}\.\.\. \(") as caught:
+        coerce(text, int, "data.resolution")
+    assert len(str(caught.value)) < 200

@@ -139,9 +139,9 @@ def _quotes_hint(value: Any, annotation: Any) -> str:
         return ""
     try:
         unquoted = tomllib.loads(f"value = {value.strip()}")["value"]
-    except (tomllib.TOMLDecodeError, KeyError):
-        return ""
+    except (ValueError, KeyError, RecursionError):  # (not TOML; or past Python's limits: an integer of more
+        return ""  # than 4,300 digits, brackets thousands deep, which were a traceback here)
     meant = {bool: (bool,), int: (int,), float: (int, float)}.get(annotation, ())
     if not isinstance(unquoted, meant) or (annotation is not bool and isinstance(unquoted, bool)):
         return ""
-    return f"; in quotes it is text: give {value.strip()} without them"
+    return f"; in quotes it is text: give {printable(value.strip(), SHOWN_CHARACTERS)} without them"
