@@ -149,6 +149,22 @@ def test_the_device_copy_is_made_in_chunks_and_equals_the_array(monkeypatch):
     assert uploaded.dtype == torch.uint8 and torch.equal(uploaded, torch.from_numpy(images))
 
 
+def test_a_device_cache_on_the_cpu_is_read_memory_mapped_not_copied(folder, tmp_path, monkeypatch):
+    """On the CPU, data.cache = "device" copied the whole decoded data set into the process's memory,
+    checked against no memory left (the CUDA copy is checked against the GPU's free memory), while
+    the docs said host memory stays bounded: it now reads the memory map, as "mmap" does."""
+    config, mapped = config_for(folder, "device", tmp_path), config_for(folder, "mmap", tmp_path)
+    dataset = build_dataset(config)
+    expected = take(training_batches(mapped, dataset, 4, 3, 0, CPU), 3)
+    monkeypatch.setattr(cache_module, "upload_to_device", lambda *args: pytest.fail("the cache was copied"))
+    with pytest.warns(UserWarning, match='data.cache = "device" on the cpu reads the cache memory-mapped, as "mmap" '
+                                         "does"):
+        stream = training_batches(config, dataset, 4, 3, 0, CPU)
+    assert isinstance(stream.images, np.ndarray) and stream.mapped is not None  # (the map, held open)
+    for a, b in zip(expected, take(stream, 3)):
+        assert torch.equal(a, b)
+
+
 def test_a_device_cache_larger_than_the_free_gpu_memory_says_what_it_needs(monkeypatch):
     huge = np.broadcast_to(np.zeros((1, 3, 128, 128), dtype=np.uint8), (43691, 3, 128, 128))  # 2 GiB, no memory
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (2**30, 80 * 2**30))

@@ -54,7 +54,8 @@ class DataConfig:
     max_images: int = 0  # use only the first N images (sorted by path); 0 = all
     strict: bool = False  # unreadable image files are errors instead of skipped with a warning
     num_workers: int = 2  # DataLoader worker processes; 0 = load in the training process
-    cache: str = "off"  # celeba, folder: off | mmap (decoded once to a file, memory-mapped) | device (copied to the GPU)
+    cache: str = "off"  # celeba, folder: off | mmap (decoded once to a file, memory-mapped) | device (copied to the GPU;
+    # on the CPU read as mmap)
     cache_dir: str = ""  # decoded-image caches; "" = $XDG_CACHE_HOME/gan/decoded or ~/.cache/gan/decoded
     cache_verify: bool = False  # check every checksum of the cache on opening, not a random sample of them
     synthetic_size: int = 20000  # synthetic only: number of distinct images

@@ -244,4 +244,19 @@ def training_batches(config: DataConfig, dataset: Dataset, batch_size: int, seed
                                         Path(config.cache_dir) if config.cache_dir else user_cache_dir("decoded"),
                                         group, verify_all=config.cache_verify)
     return CachedBatches(images, batch_size, seed, start_sample, dataset.hflip, device,
-                         on_device=config.cache == "device", group=group)
+                         on_device=_copied_to_device(config, device, group), group=group)
+
+
+def _copied_to_device(config: DataConfig, device: torch.device, group: ProcessGroup) -> bool:
+    """Whether `data.cache = "device"` copies the cache onto `device`: not onto the CPU, whose memory is
+    where the memory map lies already (the copy held the whole data set in the process, checked against
+    no memory left): there it is read as "mmap" reads it, with a line saying so."""
+    if config.cache != "device":
+        return False
+    if device.type != "cpu":
+        return True
+    if group.is_main:
+        warnings.warn('data.cache = "device" on the cpu reads the cache memory-mapped, as "mmap" does: the cpu\'s '
+                      "memory is where the map lies already, and a copy would only hold the whole data set in this "
+                      "process", stacklevel=3)
+    return False
