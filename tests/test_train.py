@@ -540,6 +540,30 @@ def test_a_resume_with_another_log_num_samples_previews_that_many_keeping_the_fi
         assert torch.equal(after.fixed_latents[kept:], drawn[kept:])
 
 
+@pytest.mark.parametrize("recipe, batch_size", [("dcgan", 3), ("pix2pix", 1), ("cyclegan", 1), ("srresnet", 1)])
+def test_previews_run_a_training_batch_at_a_time_and_show_what_one_pass_shows(recipe, batch_size, tmp_path):
+    """Previews ran all log.num_samples inputs through the generator in one pass, whatever
+    train.batch_size: 1,024 samples at 256 px took ~17 GiB of activations, which check_batch_fits does
+    not count. In chunks, in eval mode, the images are one pass's (to float rounding)."""
+    from conftest import tiny_recipe_config, write_recipe_data
+
+    from gan.recipes import RECIPES
+
+    config = tiny_recipe_config(recipe, write_recipe_data(tmp_path / "data"), f"train.batch_size={batch_size}")
+    recipe_object = RECIPES.get(recipe)(config, CPU, lambda: torch.no_grad())
+    passes = []
+    for name, network in recipe_object.networks.items():
+        if "generator" in name:
+            network.register_forward_pre_hook(lambda module, inputs: passes.append(len(inputs[0])))
+    chunked = recipe_object.preview()
+    assert passes and max(passes) <= batch_size, passes
+    config.train.batch_size, passes[:] = 1024, []
+    whole = recipe_object.preview()
+    assert max(passes) > batch_size  # (one pass, to compare with)
+    for name, images in chunked.items():
+        torch.testing.assert_close(images, whole[name], rtol=0, atol=1e-5)
+
+
 @pytest.mark.parametrize("recipe", ["pix2pix", "cyclegan"])
 def test_a_preview_grid_smaller_than_log_num_samples_is_said(recipe, tmp_path):
     """log.num_samples = 50 over a few evaluation images showed a few strips, unsaid."""

@@ -21,7 +21,7 @@ from gan.core.images import signed_to_uint8, uint8_to_signed
 from gan.core.progress import stoppable_progress
 from gan.metrics.translation import with_both_directions
 from gan.nets import NetworkSpec, network_spec
-from gan.nets.running import eval_mode, run_padded
+from gan.nets.running import eval_mode, in_chunks, run_padded
 from gan.recipes import RECIPES
 from gan.recipes.base import AutocastFactory, RecipeBase, adam, gradient_norm, require_rgb, set_requires_grad
 from gan.recipes.image_pool import ImagePool
@@ -186,12 +186,15 @@ class CycleGANRecipe(RecipeBase):
         batch = self.preview_batch()
         to_b, to_a = self.generators["AtoB"], self.generators["BtoA"]
         with eval_mode(to_b), eval_mode(to_a), self.autocast():
-            fake_b = run_padded(to_b, batch["a"], self.size_multiple)
-            fake_a = run_padded(to_a, batch["b"], self.size_multiple)
-            rec_a = run_padded(to_a, fake_b, self.size_multiple)
-            rec_b = run_padded(to_b, fake_a, self.size_multiple)
+            fake_b, fake_a = self._translated(to_b, batch["a"]), self._translated(to_a, batch["b"])
+            rec_a, rec_b = self._translated(to_a, fake_b), self._translated(to_b, fake_a)
         return {"A_fakeB_recA": torch.cat([batch["a"], fake_b.float(), rec_a.float()], dim=-1),
                 "B_fakeA_recB": torch.cat([batch["b"], fake_a.float(), rec_b.float()], dim=-1)}
+
+    def _translated(self, generator: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+        """`images` through `generator` (in eval mode), train.batch_size at a time (`in_chunks`: memory bounded)."""
+        return in_chunks(lambda chunk: run_padded(generator, chunk, self.size_multiple), images,
+                         self.config.train.batch_size)
 
     def evaluation_dataset(self) -> Dataset:
         # (read once for the previews and validation: its unreadable files are warned of once)

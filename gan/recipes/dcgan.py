@@ -12,7 +12,7 @@ from gan.core.config import Config, TrainConfig
 from gan.core.progress import DelayedProgress
 from gan.core.registry import ConfigError
 from gan.nets import NetworkSpec, network_spec
-from gan.nets.running import eval_mode
+from gan.nets.running import eval_mode, in_chunks
 from gan.recipes import RECIPES
 from gan.recipes.base import AutocastFactory, RecipeBase, adam, gradient_norm, require_rgb, set_requires_grad
 from gan.recipes.ema import EMA, latent_batches, standing_statistics
@@ -183,9 +183,9 @@ class DCGANRecipe(RecipeBase):
         if self.ema:
             generators["generator_ema"] = self.ema.average
         grids = {}
-        for name, generator in generators.items():
+        for name, generator in generators.items():  # (in eval mode, so a chunk's images are the one pass's)
             with eval_mode(generator), self.autocast():
-                grids[name] = generator(self.fixed_latents).float()
+                grids[name] = in_chunks(generator, self.fixed_latents, self.config.train.batch_size).float()
         return grids
 
     def evaluation_generator(self) -> nn.Module:

@@ -28,7 +28,7 @@ from gan.metrics.inception import NOT_IN_TRAINING
 from gan.metrics.translation import TargetStatistics, TranslationMetrics
 from gan.nets import NetworkSpec, network_defaults
 from gan.nets.patchgan import deepest_for, smallest_input
-from gan.nets.running import eval_mode, run_padded
+from gan.nets.running import eval_mode, in_chunks, run_padded
 from gan.recipes.base import AutocastFactory
 
 # What only a discriminator reads: set with loss.adversarial_weight = 0 (pix2pix, SRResNet/SRGAN) they change nothing.
@@ -166,10 +166,12 @@ def _centre_crop_pair(item: dict[str, torch.Tensor], height: int, width: int) ->
 
 @torch.no_grad()
 def preview_strips(generator: nn.Module, batch: dict[str, torch.Tensor], size_multiple: int,
-                   autocast: AutocastFactory) -> torch.Tensor:
-    """input | output | target side by side, (N, 3, H, 3W) in [-1, 1]; an LR input is shown enlarged."""
+                   autocast: AutocastFactory, chunk_size: int) -> torch.Tensor:
+    """input | output | target side by side, (N, 3, H, 3W) in [-1, 1]; an LR input is shown enlarged.
+    The generator runs on `chunk_size` inputs at a time (`in_chunks`: train.batch_size bounds its memory)."""
     with eval_mode(generator), autocast():
-        output = run_padded(generator, batch["input"], size_multiple).float().clamp(-1, 1)
+        output = in_chunks(lambda inputs: run_padded(generator, inputs, size_multiple), batch["input"], chunk_size)
+        output = output.float().clamp(-1, 1)
     source = batch["input"]
     if source.shape[-2:] != output.shape[-2:]:
         source = F.interpolate(source, size=output.shape[-2:], mode="nearest")

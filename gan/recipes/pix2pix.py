@@ -155,7 +155,8 @@ class Pix2PixRecipe(RecipeBase):
 
     def preview(self) -> dict[str, torch.Tensor]:
         """Strips of input | output | target for a fixed evaluation batch."""
-        return {PREVIEW_NAME: preview_strips(self.generator, self.preview_batch(), self.size_multiple, self.autocast)}
+        return {PREVIEW_NAME: preview_strips(self.generator, self.preview_batch(), self.size_multiple, self.autocast,
+                                             self.config.train.batch_size)}
 
     def validation_metrics(self) -> dict[str, float]:
         """PSNR/SSIM on the evaluation set (Y channel, shaved, for super-resolution); for paired

@@ -227,7 +227,8 @@ class SRGANRecipe(RecipeBase):
 
     def preview(self) -> dict[str, torch.Tensor]:
         """Strips of LR input (enlarged, nearest) | output | HR target for a fixed validation batch."""
-        return {PREVIEW_NAME: preview_strips(self.generator, self.preview_batch(), 1, self.autocast)}
+        return {PREVIEW_NAME: preview_strips(self.generator, self.preview_batch(), 1, self.autocast,
+                                             self.config.train.batch_size)}
 
     def validation_metrics(self) -> dict[str, float]:
         """PSNR/SSIM on the validation folder (Y channel, `data.scale` pixels shaved)."""
