@@ -925,6 +925,22 @@ def test_inception_weights_of_gigabytes_or_no_regular_file_are_refused_before_th
         read_inception_weights("/dev/zero")
 
 
+def test_vgg_weights_that_are_a_pipe_or_a_device_are_named_so_not_missing(tmp_path):
+    """loss.vgg_weights naming a FIFO or /dev/urandom said "vgg19 weights not found at '/tmp/fifo'. Put
+    ... at '~/.cache/torch/hub/...'": the path is there, and is no regular file (as the Inception
+    weights' check says, which this one now shares)."""
+    import os
+
+    from gan.nets.vgg import resolve_weights
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for path in (str(fifo), "/dev/urandom"):
+        with pytest.raises(ValueError, match=rf"^loss.vgg_weights '{re.escape(path)}' is not a regular file \(a device "
+                                             r"or a pipe\); it names the file itself \(vgg19-dcbb9e9d.pth\)$"):
+            resolve_weights("vgg19", path)
+
+
 def test_a_value_that_is_text_only_by_its_quotes_gets_no_false_hint():
     with pytest.raises(ConfigError) as error:
         load_config(None, ['train.steps="many"'])

@@ -130,6 +130,16 @@ def _is_write_failure(error: BaseException) -> bool:
     return isinstance(error, RuntimeError) or type(error).__name__ == "SafetensorError"
 
 
+def refuse_other_than_a_file(path: Path, named: str, file_name: str) -> None:
+    """ValueError when `path` is there but no regular file, said of `named` (`loss.vgg_weights
+    '/x'`) with the `file_name` it should name: a folder, or a device or a pipe (/dev/zero, a FIFO,
+    of which "not found" was said, of a path that is there). For the weights files settings name."""
+    if path.is_dir():
+        raise ValueError(f"{named} is a folder; it names the file itself, e.g. '{path / file_name}'")
+    if path.exists() and not path.is_file():
+        raise ValueError(f"{named} is not a regular file (a device or a pipe); it names the file itself ({file_name})")
+
+
 def missing_folders(folder: Path) -> list[Path]:
     """`folder` and the folders above it that are missing now, deepest first: what `mkdir -p` of it
     makes (as written: x/../y makes x), for a caller to remove again (`remove_empty_folders`)."""

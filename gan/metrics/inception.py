@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from gan.core.checkpoint import first_mismatch, unloadable_reason
+from gan.core.files import refuse_other_than_a_file
 
 WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
 WEIGHTS_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{WEIGHTS_FILE}"
@@ -80,12 +81,7 @@ def weights_setting(path: str | Path | None) -> str:
 def resolve_weights_path(path: str | Path | None) -> Path:
     """`path`, or the default location; an error naming both the file and where to put it when absent."""
     resolved = Path(path).expanduser() if path else default_weights_path()
-    if resolved.is_dir():
-        raise ValueError(f"the Inception-v3 weights path '{resolved}' is a folder; it names the file itself, e.g. "
-                         f"'{resolved / WEIGHTS_FILE}'")
-    if resolved.exists() and not resolved.is_file():  # (/dev/zero, a pipe: "not found" said of a path that is there)
-        raise ValueError(f"the Inception-v3 weights path '{resolved}' is not a regular file (a device or a pipe); it "
-                         f"names the weights file itself ({WEIGHTS_FILE})")
+    refuse_other_than_a_file(resolved, f"the Inception-v3 weights path '{resolved}'", WEIGHTS_FILE)
     if not resolved.is_file():
         raise InceptionWeightsNotFoundError(resolved)
     size = resolved.stat().st_size

@@ -18,6 +18,7 @@ from torch import nn
 from torchvision import models
 
 from gan.core.checkpoint import first_mismatch, gan_file_words, unloadable_reason
+from gan.core.files import refuse_other_than_a_file
 from gan.nets import register_network
 
 # torchvision's file names for the ImageNet weights, as torch.hub caches them.
@@ -59,9 +60,7 @@ def resolve_weights(arch: str, weights: str) -> Path | None:
     if weights == "random":
         return None
     path = Path(os.path.expanduser(weights)) if weights else default_weights_path(arch)
-    if path.is_dir():
-        raise ValueError(f"loss.vgg_weights '{path}' is a folder; it names the weights file itself, e.g. "
-                         f"'{path / WEIGHT_FILES[arch]}'")
+    refuse_other_than_a_file(path, f"loss.vgg_weights '{path}'", WEIGHT_FILES[arch])
     if not path.is_file():
         file_name = WEIGHT_FILES[arch]
         raise WeightsNotFoundError(
