@@ -382,6 +382,19 @@ def test_eval_refuses_options_the_checkpoint_kind_does_not_read(trained_run, tmp
     assert result.exit_code == 2 and result.output.rstrip().endswith("the folder is set by --data"), result.output
 
 
+def test_a_usage_error_is_one_error_line_as_every_other_refusal(tmp_path):
+    # click's three lines ("Usage: ...", "Try ...", "Error: ...") ended `--out` with `--resume`, an unknown option
+    # or a --seed out of range in a capital "Error:", where gan's own refusals of the same command say "error:"
+    for arguments, said in ((["train", "--bogus"], "No such option '--bogus'"),
+                            (["sample", str(tmp_path / "gone"), "--out", "s.png"], "Path '"),
+                            (["trian"], "No such command 'trian'")):
+        result = CliRunner().invoke(main, arguments)
+        assert result.exit_code == 2, result.output
+        assert result.output.count("\n") == 1 and result.output.startswith("error: ") and said in result.output
+        where = "main" if arguments[0] == "trian" else f"main {arguments[0]}"
+        assert result.output.endswith(f" (see '{where} --help')\n"), result.output
+
+
 @pytest.mark.parametrize("rank, local_rank, quiet", [("0", "0", False), ("1", "1", True), ("2", "0", False),
                                                      ("3", "1", True)])
 def test_under_torchrun_a_usage_error_is_printed_by_rank_0_alone(monkeypatch, rank, local_rank, quiet):

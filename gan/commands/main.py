@@ -87,8 +87,7 @@ class Commands(click.Group):
         try:
             return super().make_context(*args, **kwargs)
         except click.UsageError as error:  # (`gan trian`): the group's own arguments
-            _quietly_unless_rank_0(error)
-            raise
+            _usage_error(error)
         except OSError as error:  # (`gan --help | head -1`: click's own handler exits 1, a failed work's status)
             if error.errno != errno.EPIPE:
                 raise
@@ -107,8 +106,7 @@ class Commands(click.Group):
             with command_streams(), stops_raise_interrupts(), _command_line_warnings():
                 return super().invoke(ctx)
         except click.UsageError as error:  # a command's arguments
-            _quietly_unless_rank_0(error)
-            raise
+            _usage_error(error)
         except KeyboardInterrupt as stop:
             # Ctrl-C before a command handles stops itself (while torch imports, say): the shell's
             # 128 + signal, not click's "Aborted!" with 1; every file is written atomically
@@ -151,6 +149,19 @@ def _out_of_memory(ctx: click.Context, error: BaseException) -> None:
     less = LESS_MEMORY.get(ctx.invoked_subcommand or "")
     fail(f"out of memory ({said}): " + (f"ask for less at a time ({less}), or free memory" if less else
                                         "free memory, or run it where there is more"))
+
+
+def _usage_error(error: click.UsageError) -> None:
+    """End on a usage error (an unknown option, a value click or the command's own checks refuse) in the one
+    line `error: ...` every other refusal is, naming where the usage is: click's three lines ("Usage: ...",
+    "Try ...", "Error: ...") ended in a capital 'Error:' that a script looking for 'error:' missed. (`gan`
+    alone still shows the help.)"""
+    if isinstance(error, click.exceptions.NoArgsIsHelpError):
+        raise error
+    _quietly_unless_rank_0(error)
+    where = error.ctx.command_path if error.ctx is not None else "gan"
+    click.echo(f"error: {error.format_message()} (see '{where} --help')", err=True)
+    sys.exit(error.exit_code)
 
 
 def _quietly_unless_rank_0(error: click.UsageError) -> None:

@@ -115,7 +115,7 @@ class TrainConfig:
     warmup_steps: int = 0  # learning rates rise linearly from 0 over the first N steps (any schedule)
     adversarial_start: int = 0  # pix2pix, srgan, cyclegan: reconstruction loss alone for N steps, then G's
     # adversarial term and D's updates start
-    divergence_bound: float = 1e6  # a loss or weight beyond this magnitude stops the run as a NaN does (--on-nan)
+    divergence_bound: float = 1e6  # a logged value (a loss, a gradient norm, a D score) or weight beyond this stops the run as a NaN does
     ema_decay: float = 0.999  # EMA of generator weights; 0 = off
     ema_bn_batches: int = 32  # EMA generator: BatchNorm statistics recomputed for its own weights over this many
     # batches of fresh latents at each preview, metrics and checkpoint step; 0 = copied from the live generator
