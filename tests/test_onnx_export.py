@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import signal
 import sys
 from types import SimpleNamespace
 
@@ -149,6 +150,28 @@ def test_without_the_onnx_extra_the_error_is_one_line_naming_the_install(runs, t
     result = export(runs["dcgan"], tmp_path / "g.onnx")
     assert result.exit_code == 2 and not (tmp_path / "g.onnx").exists()
     assert len(result.output.strip().splitlines()) == 1 and 'pip install onnx onnxscript onnxruntime' in result.output
+
+
+@pytest.mark.parametrize("stop,status,said", [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGINT, 130, "Ctrl-C")])
+def test_a_stop_while_tracing_ends_the_command_as_stopped_not_as_a_failed_export(onnxruntime, tiny_demo_run, tmp_path,
+                                                                               monkeypatch, stop, status, said):
+    """torch's C++ turns the KeyboardInterrupt a stop raises in Python code it calls into a RuntimeError, which its
+    exporter wraps: a SIGTERM during tracing said "could not export UNetGenerator to ONNX: Failed to decompose the
+    FX graph" (exit 2), after 60 lines of torch's log of the error."""
+    import logging
+
+    def stopped_while_tracing(*args, **kwargs):
+        try:
+            signal.raise_signal(stop)
+        except KeyboardInterrupt as interrupt:  # (torch's log of it, then its C++ error, which keeps no link to it)
+            logging.getLogger("torch._subclasses.fake_tensor").exception("failed while attempting to run meta")
+            converted = RuntimeError(f"{type(interrupt).__name__}: {interrupt}")
+        raise RuntimeError("Failed to decompose the FX graph for ONNX compatibility.") from converted
+
+    monkeypatch.setattr(torch.onnx, "export", stopped_while_tracing)
+    result = export(tiny_demo_run, tmp_path / "g.onnx")
+    assert result.exit_code == status and result.output == f"error: stopped by {said}\n", result.output
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_the_onnx_metadata_entry_is_standard_json(tmp_path):

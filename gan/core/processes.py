@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import functools
 import os
 import signal
 import sys
@@ -110,6 +111,37 @@ class Terminated(KeyboardInterrupt):
 def _raise_terminated(signum, frame) -> None:
     leave_the_terminal_on_hangup(signum)
     raise Terminated(signum)
+
+
+def interrupt_of(signum: int) -> KeyboardInterrupt:
+    """The KeyboardInterrupt a stop by `signum` raises in a command: Ctrl-C's own, or Terminated."""
+    return KeyboardInterrupt() if signum == signal.SIGINT else Terminated(signum)
+
+
+@contextlib.contextmanager
+def stops_noted() -> Iterator[list[int]]:
+    """Inside the block, each stop signal that comes is noted before its handler runs (which raises
+    KeyboardInterrupt as ever): for a library that may turn that KeyboardInterrupt into an error of
+    its own (torch's C++ made one raised in ONNX tracing a RuntimeError, which its exporter wrapped
+    as a failed export), so that its caller tells a stop from a failure. Yields the signals noted.
+    (A signal with the default action or ignored keeps it: no handler of Python's runs for it.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield []
+        return
+    received: list[int] = []
+    handlers = {signum: handler for signum in STOP_SIGNALS if callable(handler := signal.getsignal(signum))}
+    for signum, handler in handlers.items():
+        signal.signal(signum, functools.partial(_noted_then_handled, received, handler))
+    try:
+        yield received
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+
+
+def _noted_then_handled(received: list[int], handler: Any, signum: int, frame) -> None:
+    received.append(signum)
+    handler(signum, frame)
 
 
 @contextlib.contextmanager

@@ -13,13 +13,16 @@ below its smallest size in a reflection pad, other networks may return a wrongly
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from torch import nn
 
 from gan.core.json_text import standard_json
+from gan.core.processes import interrupt_of, stops_noted
 
 INSTALL_HINT = "pip install onnx onnxscript onnxruntime"  # (gan's `onnx` extra; in a checkout, pip install -e ".[onnx]")
 EXAMPLE_BATCH = 2  # not 1: torch.export takes a size-1 dimension for a constant
@@ -94,12 +97,17 @@ def onnx_program(generator: nn.Module, config: dict[str, Any]) -> tuple[Any, dic
     """(the exported program, a description of its input and output for the sidecar) of an
     eval-mode `generator` trained with the run config `config`."""
     input_name, example, dynamic = example_and_dynamic_shapes(generator)
-    try:
-        program = torch.onnx.export(generator, (example,), None, input_names=[input_name], output_names=["generated"],
-                                    dynamic_shapes=(dynamic,), dynamo=True, external_data=False, verbose=False)
-    except Exception as error:  # the exporter raises many types; each is one failure to trace or translate
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise OnnxExportFailed(f"could not export {type(generator).__name__} to ONNX: {reason}") from error
+    with stops_noted() as stops, _torch_logs_dropped_after_a_stop(stops):
+        try:
+            program = torch.onnx.export(generator, (example,), None, input_names=[input_name],
+                                        output_names=["generated"], dynamic_shapes=(dynamic,), dynamo=True,
+                                        external_data=False, verbose=False)
+        except Exception as error:  # the exporter raises many types; each is one failure to trace or translate
+            if not stops:
+                reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+                raise OnnxExportFailed(f"could not export {type(generator).__name__} to ONNX: {reason}") from error
+        if stops:  # (torch's C++ made the stop's KeyboardInterrupt a RuntimeError: "Failed to decompose the FX graph")
+            raise interrupt_of(stops[0]) from None
     graph = program.model.graph
     value_range = [-1.0, 1.0]
     description: dict[str, Any] = {
@@ -115,6 +123,26 @@ def onnx_program(generator: nn.Module, config: dict[str, Any]) -> tuple[Any, dic
         if input_upscale(config) > 1:
             description["input"]["bicubic_upsample_first"] = input_upscale(config)
     return program, description
+
+
+@contextlib.contextmanager
+def _torch_logs_dropped_after_a_stop(stops: list[int]) -> Iterator[None]:
+    """torch's log records dropped once one of `stops` came (`stops_noted`): torch logs the error it
+    makes of the stop's KeyboardInterrupt with its traceback (60 lines from fake_tensor.py) before
+    gan hears of it, and gan says the stop in one line."""
+    def before_a_stop(record: logging.LogRecord) -> bool:
+        return not stops
+
+    # (torch's loggers each keep their own handlers, and pass nothing on to the root logger's)
+    handlers = {handler for name, logger in logging.Logger.manager.loggerDict.items()
+                if name.partition(".")[0] == "torch" and isinstance(logger, logging.Logger) for handler in logger.handlers}
+    for handler in handlers:
+        handler.addFilter(before_a_stop)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(before_a_stop)
 
 
 def write_onnx(program: Any, metadata: dict[str, Any], path: Path) -> None:
