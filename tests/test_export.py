@@ -306,6 +306,56 @@ def test_a_stop_while_exporting_waits_until_the_weights_and_their_description_ar
     assert load_generator(out, CPU).used_ema  # the weights and their description agree
 
 
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGINT"])
+def test_a_stop_once_the_export_is_in_place_ends_nothing_and_the_handlers_are_given_back(run, tmp_path, monkeypatch,
+                                                                                        stop):
+    """A stop that came once the files were in place (a driver that stops the command as it reads its `wrote`
+    line) ended it as stopped, 143 or 130, over a whole export: a scheduler marked the job failed, and its retry
+    was refused for the files."""
+    import signal
+
+    import click
+
+    from gan.core.processes import STOP_SIGNALS
+
+    echo = click.echo
+
+    def stopped_as_it_says_so(message=None, *args, **kwargs):
+        echo(message, *args, **kwargs)
+        if str(message).startswith("wrote"):
+            signal.raise_signal(getattr(signal, stop))
+
+    monkeypatch.setattr(click, "echo", stopped_as_it_says_so)
+    before = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    result = CliRunner().invoke(main, ["export", str(run), "--out", str(tmp_path / "g.safetensors")])
+    assert result.exit_code == 0 and "wrote" in result.output and "stopped" not in result.output, result.output
+    assert {signum: signal.getsignal(signum) for signum in STOP_SIGNALS} == before  # (a process that goes on)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGINT"])
+def test_a_stop_as_the_process_ends_after_its_export_ends_nothing(run, tmp_path, stop):
+    """After the command, as the process tears down (seconds for an ONNX program), SIGTERM's default action
+    killed it (143, no words) and SIGINT raised in an atexit callback (a traceback): the stops the command
+    ignored once its files were in place are ignored to the process's exit."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "g.safetensors"
+    script = ("import atexit, os, signal, sys, time\n"
+              "def stopped_as_it_ends():  # (the last callback to run; the sleep runs the handler, as teardown would)\n"
+              f"    os.kill(os.getpid(), signal.{stop})\n"
+              "    time.sleep(0.1)\n"
+              "atexit.register(stopped_as_it_ends)\n"
+              "from gan.commands.main import main\n"
+              f"sys.argv = ['gan', 'export', {str(run)!r}, '--out', {str(out)!r}]\n"
+              "main()\n")
+    finished = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert finished.returncode == 0 and "Traceback" not in finished.stderr, (finished.returncode, finished.stderr)
+    assert finished.stderr.startswith("wrote ") and out.is_file()
+
+
 def test_an_overwrite_whose_description_cannot_be_written_keeps_the_earlier_export_whole(run, tmp_path,
                                                                                         monkeypatch):
     """The new weights replaced the old, the description failed (a full disk), and the new weights

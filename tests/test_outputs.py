@@ -806,6 +806,26 @@ def test_a_stop_that_comes_while_the_set_moves_into_place_leaves_it_whole_and_sa
     assert sorted(path.name for path in (tmp_path / "sep").iterdir()) == [f"{index:05d}.png" for index in range(5)]
 
 
+def test_a_ctrl_c_once_the_set_is_in_place_ends_nothing(tiny_demo_run, tmp_path, monkeypatch):
+    # A Ctrl-C as the `wrote` line was said (the files all in place) said "stopped by Ctrl-C", exit 130, over a
+    # whole set that a retry was refused to replace.
+    import signal
+
+    import click
+
+    echo = click.echo
+
+    def stopped_as_it_says_so(message=None, *args, **kwargs):
+        echo(message, *args, **kwargs)
+        if str(message).startswith("wrote"):
+            signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(click, "echo", stopped_as_it_says_so)
+    result = invoke("sample", tiny_demo_run, "--n", "4", "--out", tmp_path / "g.png")
+    assert result.exit_code == 0 and "stopped" not in result.output, result.output
+    assert (tmp_path / "g.png").is_file()
+
+
 def test_a_sample_set_is_flushed_to_disk_once_a_file_and_all_before_any_moves_into_place(tiny_demo_run, tmp_path,
                                                                                          monkeypatch):
     # Each staged PNG was flushed as it was written, and its staging folder after it: two flushes a file,

@@ -27,7 +27,7 @@ from gan.commands.sweep import sweep
 from gan.commands.train import train
 from gan.commands.translate import translate
 from gan.core.memory import out_of_memory
-from gan.core.processes import stops_raise_interrupts
+from gan.core.processes import stop_handlers_restored, stops_raise_interrupts
 from gan.core.progress import CLEAR_LINE, redraws_lines
 
 
@@ -73,9 +73,12 @@ class Commands(click.Group):
     traceback, and a stop no command handled with the shell's exit status for it. Under torchrun,
     a usage error is printed by rank 0 alone (each process exits with it)."""
 
-    def main(self, *args, **kwargs):
+    def main(self, args=None, *rest, **kwargs):
+        # A command line given, not read from sys.argv: a process that goes on (click's CliRunner, a notebook) gets
+        # its stop handlers back, which the process's own command leaves ignored once its outputs are in place
         try:
-            return super().main(*args, **kwargs)
+            with stop_handlers_restored() if args is not None else contextlib.nullcontext():
+                return super().main(args, *rest, **kwargs)
         except OSError as error:  # (before a command runs: `gan --help > /dev/full`; a command's own are said)
             if error.filename is not None or error.errno in (errno.EPIPE, None):
                 raise
@@ -102,7 +105,7 @@ class Commands(click.Group):
         try:
             # SIGTERM, SIGHUP, SIGUSR1 and SIGUSR2 (`kill`, a closed terminal, a scheduler's warning) stop
             # every command as Ctrl-C does: its temp files go and it says so, where the default action ended
-            # it without a word
+            # it without a word; once its outputs are all in place, every stop is ignored, to the exit
             with command_streams(), stops_raise_interrupts(), _command_line_warnings():
                 return super().invoke(ctx)
         except click.UsageError as error:  # a command's arguments

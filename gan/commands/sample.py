@@ -179,6 +179,7 @@ class StagedOutputs:
         self.folders: list[Path] = []
         self.committed = False
         self.moved = 0  # files moved into place by a commit that failed
+        self.stop_held_back = False  # a stop came as the files moved into place, and ended nothing
 
     def path_for(self, target: Path) -> Path:
         """Where to write `target` until `commit`."""
@@ -199,13 +200,15 @@ class StagedOutputs:
 
         # (staged unflushed: one flush of them all here, before any moves into place, takes half the time)
         flush_to_disk([staged for staged, _ in self.moves])
-        with stop_signals_held():
+        # (the command's last step: once its files are in place, a stop ends nothing, to the process's exit)
+        with stop_signals_held(to_the_end=True) as received:
             self._move_in(self.moves, rename_new_folder=self.new_folder is not None)
             self.committed = True
             for folder in self.folders:  # (emptied: the new folder's staged tree, moved in file by file, too)
                 for inner, _, _ in sorted(os.walk(folder), key=lambda entry: -len(entry[0])):
                     with contextlib.suppress(OSError):
                         os.rmdir(inner)
+        self.stop_held_back = bool(received)  # (outside a command, delivered: a KeyboardInterrupt instead)
 
     def _renamed_into_place(self) -> bool:
         """The new folder, staged whole, renamed into place in one step; False when a folder of that
@@ -399,6 +402,10 @@ def checked_image_count(count: int, steps: int | None, out: Path | None, separat
     return total
 
 
+# What a command says of a stop held back while its files moved into place: it ended nothing
+STOPPED_IN_PLACE = "stopped once every file was in place: nothing is missing"
+
+
 def write_all_or_none(batches: Iterator[torch.Tensor], out: Path | None, separate: Path | None,
                       num_columns: int | None, total: int, overwrite: bool, checkpoint: Path) -> None:
     """Write the images, all of them or (failed or stopped) none: part of a set would pass for a whole one
@@ -413,6 +420,8 @@ def write_all_or_none(batches: Iterator[torch.Tensor], out: Path | None, separat
     try:
         write_samples(batches, out, separate, num_columns, staged, total)
         staged.commit()
+        if staged.stop_held_back:
+            click.echo(STOPPED_IN_PLACE, err=True)
     except (WriteError, NonFiniteOutput, OSError) as error:
         removed = staged.discard()
         remove_empty_folders(created)
@@ -430,8 +439,9 @@ def write_all_or_none(batches: Iterator[torch.Tensor], out: Path | None, separat
                 remove_empty_folders(created)
                 click.echo(f"removed the {removed} file(s) it had written{replaced_note(staged)}", err=True)
             raise
-        # (a stop held back while the files moved into place came when all were there: the command is done)
-        click.echo("stopped once every file was in place: nothing is missing", err=True)
+        # (a stop held back while the files moved into place, delivered once all were there, as it is outside a
+        # command (`stop_signals_held`): the command is done)
+        click.echo(STOPPED_IN_PLACE, err=True)
 
 
 @click.command()

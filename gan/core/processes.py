@@ -90,14 +90,38 @@ def interrupt_on_sigterm() -> dict[int, Any]:
 
 @contextlib.contextmanager
 def stops_raise_interrupts() -> Iterator[None]:
-    """Inside the block, the stop signals other than SIGINT raise KeyboardInterrupt as Ctrl-C does
-    (`interrupt_on_sigterm`)."""
+    """Inside the block (a command), the stop signals other than SIGINT raise KeyboardInterrupt as
+    Ctrl-C does (`interrupt_on_sigterm`), until the command's outputs are all in place
+    (`stops_held_to_the_end`): from then on every stop is ignored, past the block to the process's
+    exit (an ONNX export's teardown takes seconds; a stop then said "stopped" over whole files, or
+    SIGTERM's default action ended it with 143). A command run in a process that goes on (click's
+    CliRunner, a notebook) gets its handlers back from `stop_handlers_restored`."""
     handlers = interrupt_on_sigterm()
+    outputs_in_place: list[bool] = []
+    _COMMANDS.append(outputs_in_place)
+    try:
+        yield
+    finally:
+        _COMMANDS.pop()  # (this block's: blocks nest)
+        for signum, handler in handlers.items() if not outputs_in_place else ():
+            signal.signal(signum, handler)
+
+
+@contextlib.contextmanager
+def stop_handlers_restored() -> Iterator[None]:
+    """The stop signals' handlers, after the block, as they were before it: around a command run in a
+    process that goes on, whose stops `stops_raise_interrupts` leaves ignored once its outputs are in
+    place."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handlers = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
     try:
         yield
     finally:
         for signum, handler in handlers.items():
-            signal.signal(signum, handler)
+            if handler is not None:  # (None: not set from Python, so not to be set back from it)
+                signal.signal(signum, handler)
 
 
 class Terminated(KeyboardInterrupt):
@@ -145,13 +169,14 @@ def _noted_then_handled(received: list[int], handler: Any, signum: int, frame) -
 
 
 @contextlib.contextmanager
-def stop_signals_held(deliver: bool = True) -> Iterator[list[int]]:
+def stop_signals_held(deliver: bool = True, to_the_end: bool = False) -> Iterator[list[int]]:
     """Hold the stop signals back until the block ends, then deliver the first that came, to the
     handlers there were: for steps that must not be left half done (moving a set of files into
     place). Each is noted by a handler of its own meanwhile (Python runs handlers in the main thread
     whichever thread the kernel gave the signal, so a mask of this thread alone would not hold).
-    Yields the signals that came; with `deliver` off they are not delivered (a command whose last
-    step the block was is done, and says so: `stops_held_to_the_end`)."""
+    Yields the signals that came; with `deliver` off they are not delivered. With `to_the_end` (a
+    command's last step, its outputs: `stops_held_to_the_end`), a block that completes in a command
+    delivers none, and every stop after it is ignored (`stops_raise_interrupts`): the command is done."""
     if threading.current_thread() is not threading.main_thread():
         yield []
         return
@@ -159,13 +184,18 @@ def stop_signals_held(deliver: bool = True) -> Iterator[list[int]]:
     previous = {signum: signal.signal(signum, lambda signum, frame: received.append(signum))
                 for signum in STOP_SIGNALS}
     _HELD_STOPS.append(received)
+    completed = False
     try:
         yield received
+        completed = True
     finally:
         _HELD_STOPS.remove(received)
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        if received and deliver:
+        done = completed and to_the_end and bool(_COMMANDS)
+        for signum, handler in previous.items():  # (ignored from here on, not restored in between: no gap)
+            signal.signal(signum, signal.SIG_IGN if done else handler)
+        if done:
+            _COMMANDS[-1].append(True)
+        elif received and deliver:
             signal.raise_signal(received[0])
 
 
@@ -173,8 +203,9 @@ def stop_signals_held(deliver: bool = True) -> Iterator[list[int]]:
 def stops_held_to_the_end(what: str) -> Iterator[None]:
     """`stop_signals_held` around a command's last step, the writing of `what`: a stop that came
     meanwhile ends nothing once every file is in place, and is warned of (the command said "stopped by
-    Ctrl-C" over whole files, and a retry was refused for them)."""
-    with stop_signals_held(deliver=False) as received:
+    Ctrl-C" over whole files, and a retry was refused for them); one that comes after, to the
+    process's exit, is ignored."""
+    with stop_signals_held(deliver=False, to_the_end=True) as received:
         yield
     if received:
         warnings.warn(f"{signal.Signals(received[0]).name} came while {what} was written, and was held back until "
@@ -184,6 +215,10 @@ def stops_held_to_the_end(what: str) -> Iterator[None]:
 # The stop signals each `stop_signals_held` block now running has held back (a process-wide fact, as
 # signal handlers are): a wait inside one (for a folder another process holds) ends early on a stop.
 _HELD_STOPS: list[list[int]] = []
+
+# For each command now running (`stops_raise_interrupts`), whether its outputs are all in place (True
+# in it), from when its stops are ignored: a process-wide fact too.
+_COMMANDS: list[list[bool]] = []
 
 
 def stop_held_back() -> bool:
