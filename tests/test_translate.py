@@ -549,6 +549,32 @@ def test_a_stopped_folder_translation_keeps_whole_outputs_counts_them_and_restor
     assert {signum: signal.getsignal(signum) for signum in before} == before
 
 
+def test_a_stop_just_after_an_output_is_renamed_into_place_counts_it(pix2pix_run, tmp_path, monkeypatch):
+    # A Ctrl-C as the second output's folder was flushed (the file renamed into place, and kept) said
+    # "1 of 3 image(s) were written" beside two whole outputs: an image was counted once its write returned.
+    import signal
+
+    from gan.core import files
+
+    run_dir, _ = pix2pix_run
+    (tmp_path / "in").mkdir()
+    for name in ("a", "b", "c"):
+        random_rgb((32, 32), ord(name)).save(tmp_path / "in" / f"{name}.png")
+    fsync_folder, calls = files._fsync_folder, []
+
+    def stopped_at_the_second(folder):
+        calls.append(folder)
+        if len(calls) == 2:
+            signal.raise_signal(signal.SIGINT)
+        return fsync_folder(folder)
+
+    monkeypatch.setattr(files, "_fsync_folder", stopped_at_the_second)
+    result = CliRunner().invoke(main, ["translate", str(run_dir), str(tmp_path / "in"), str(tmp_path / "out")])
+    assert result.exit_code == 130 and "stopped: 2 of 3 image(s) were written, each complete" in result.output, \
+        result.output
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["a.png", "b.png"]
+
+
 def test_paired_input_refuses_photos_and_skips_a_stray_among_pairs_as_gan_eval_does(pix2pix_run, tmp_path):
     """`--paired-input` on square photos halved each one silently, translating its right half and
     showing its left as the "target"; a stray photo among the pairs the same."""

@@ -180,15 +180,18 @@ def translate_each(translator, pairs: list[tuple[Path, Path]], side_by_side: boo
     target. Without `overwrite`, an output that appeared since the outputs were checked (another
     command writing into the same folder) ends the command rather than being replaced."""
     from gan.core.progress import Progress
+    from gan.inference.outputs import file_identity
 
     progress = Progress(len(pairs), unit="image", log_interval=10.0)  # (a log: a line per 10 s, not per image)
     written, skipped, stopped = 0, {}, False
+    begun: dict[Path, tuple[int, int] | None] = {}  # each output begun: the file its name held before
     try:
         for done, (image_path, output_path) in enumerate(pairs, 1):
             if not_pairs and image_path in not_pairs:
                 warnings.warn(f"skipping '{one_line(image_path)}': it {not_pairs[image_path]}", stacklevel=1)
                 skipped[image_path] = "not shaped like an A|B pair"
             else:
+                begun[output_path] = file_identity(output_path)
                 why_not = _translate_one(translator, image_path, output_path, side_by_side, paired_direction,
                                          f"{written} of {len(pairs)} image(s)", alone=len(pairs) == 1,
                                          new_only=not overwrite)
@@ -199,6 +202,8 @@ def translate_each(translator, pairs: list[tuple[Path, Path]], side_by_side: boo
             progress.update(done)
     except KeyboardInterrupt:  # each output is written whole or not at all: those done are kept, and counted
         stopped = True
+        # (by what is in place: a stop just after an output was renamed in, as its folder was flushed, keeps it)
+        written = sum(file_identity(path) not in (None, before) for path, before in begun.items())
         raise
     finally:
         progress.close()
