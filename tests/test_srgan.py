@@ -458,6 +458,32 @@ def test_an_eval_that_ends_early_says_its_strips_are_a_partial_set(srresnet_run,
         assert result.exit_code == 2 and not (tmp_path / "none").exists(), result.output
 
 
+def test_an_eval_stopped_after_its_strips_says_them_and_leaves_no_folder_for_its_csv(srresnet_run, hr_folder, tmp_path,
+                                                                                   monkeypatch):
+    """A stop after the last strip (as the CSV and JSON were written) said only "stopped by SIGTERM", of the strips
+    nothing, and left the --csv folder it had made empty: the same command again said "3 of 5 output file(s)
+    already exist"."""
+    import os
+    import signal
+
+    from gan.core import files
+
+    write_together = files.write_together
+
+    def stopped_at_the_record(writes, *args, **kwargs):
+        if any(path.suffix == ".csv" for path in writes):
+            os.kill(os.getpid(), signal.SIGTERM)
+        return write_together(writes, *args, **kwargs)
+
+    monkeypatch.setattr(files, "write_together", stopped_at_the_record)
+    result = CliRunner().invoke(main, ["eval", str(srresnet_run), "--data", str(hr_folder), "--csv",
+                                       str(tmp_path / "ev" / "e.csv"), "--save-images", str(tmp_path / "strips")])
+    assert result.exit_code == 143 and "error: stopped by SIGTERM" in result.output, result.output
+    assert f"3 of the 3 strips were written to '{tmp_path / 'strips'}' before it ended: the whole set, with no CSV " \
+           "or JSON" in result.output
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["strips"]
+
+
 def test_sr_eval_refuses_the_options_of_unconditional_checkpoints(srresnet_run, hr_folder, tmp_path):
     result = CliRunner().invoke(main, ["eval", str(srresnet_run), "--data", str(hr_folder), "--metrics", "fid",
                                        "--json", str(tmp_path / "m.json")])

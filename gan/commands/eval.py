@@ -625,30 +625,32 @@ def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_pa
         rows_iterator = evaluate_super_resolution(translator, folder, _degradation_of(data), save_images)
     else:
         rows_iterator = evaluate_paired(translator, scored, data, image_sets)
-    with _partial_strips_said(strips, save_images, started_ns):
+    # (a stop or failure anywhere after the first strip, the distribution scores and the record's write too, says
+    # what the strips written are)
+    with _partial_strips_said(strips, save_images, started_ns, csv_path):
         rows, skipped = _collect_rows(rows_iterator, scored)
-    infinite = infinite_scores(rows)
-    rows.append(mean_row(rows))
-    # (JSON has no infinity: a mean infinite throughout is written as null)
-    result = {"checkpoint": str(translator.checkpoint), "step": translator.step, "data": str(scored.resolve()),
-              "split": split, "mean": {key: value if math.isfinite(value) else None
-                                       for key, value in rows[-1].items() if key != "image"},
-              # (file names as the CSV writes them: a name's bytes that are no UTF-8 as \xff, not a lone surrogate
-              # that JSON's readers take for U+FFFD)
-              "infinite_scores": {key: [undecoded(image) for image in images] for key, images in infinite.items()},
-              "skipped_images": {undecoded(one.image): one.reason for one in skipped},
-              "data_contents": contents, "tile": tile}
-    scores = {}
-    if image_sets and distributions:
-        scores, skipped_metrics = distribution_scores(image_sets, metrics or translation_metrics())
-        result.update({"images": image_counts(image_sets), "skipped": skipped_metrics, **scores})
+        infinite = infinite_scores(rows)
+        rows.append(mean_row(rows))
+        # (JSON has no infinity: a mean infinite throughout is written as null)
+        result = {"checkpoint": str(translator.checkpoint), "step": translator.step, "data": str(scored.resolve()),
+                  "split": split, "mean": {key: value if math.isfinite(value) else None
+                                           for key, value in rows[-1].items() if key != "image"},
+                  # (file names as the CSV writes them: a name's bytes that are no UTF-8 as \xff, not a lone surrogate
+                  # that JSON's readers take for U+FFFD)
+                  "infinite_scores": {key: [undecoded(image) for image in images] for key, images in infinite.items()},
+                  "skipped_images": {undecoded(one.image): one.reason for one in skipped},
+                  "data_contents": contents, "tile": tile}
+        scores = {}
+        if image_sets and distributions:
+            scores, skipped_metrics = distribution_scores(image_sets, metrics or translation_metrics())
+            result.update({"images": image_counts(image_sets), "skipped": skipped_metrics, **scores})
 
-    def say() -> None:
-        click.echo(_format_row(rows[-1]))
-        if scores:  # (none when every set was too small: the warnings said why)
-            click.echo("  ".join(f"{name} {value:.4f}" for name, value in scores.items()))
+        def say() -> None:
+            click.echo(_format_row(rows[-1]))
+            if scores:  # (none when every set was too small: the warnings said why)
+                click.echo("  ".join(f"{name} {value:.4f}" for name, value in scores.items()))
 
-    outputs.write_then_say(lambda: _write_evaluation(csv_path, rows, result), say)
+        outputs.write_then_say(lambda: _write_evaluation(csv_path, rows, result), say)
     click.echo(f"wrote {csv_path} ({_scored_summary(len(rows) - 1, data['dataset'], folder, scored, split)}, "
                f"{translator.checkpoint}){_skipped_summary(skipped)}{_infinite_summary(infinite)}", err=True)
     click.echo(f"wrote {csv_path.with_suffix('.json')} (the record of this evaluation"
@@ -657,22 +659,29 @@ def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_pa
 
 
 @contextlib.contextmanager
-def _partial_strips_said(strips: list[Path], save_images: Path | None, started_ns: int):
+def _partial_strips_said(strips: list[Path], save_images: Path | None, started_ns: int, csv_path: Path):
     """Says how many --save-images strips an evaluation that ended early (stopped, a full disk, an image
-    too large) had written: the strips so far would pass for a set. A folder it made and wrote none
-    into is removed."""
+    too large; as it scored them or after, before its CSV and JSON were written) had written: the
+    strips so far would pass for a set. A folder it made and wrote none into is removed."""
     made = save_images is not None and not save_images.exists()
     try:
         yield
     except BaseException:
-        written = [strip for strip in strips if strip.is_file() and strip.stat().st_mtime_ns >= started_ns]
+        written = [strip for strip in strips if _written_since(strip, started_ns)]
         if written:
+            whole = "the whole set" if len(written) == len(strips) else "a partial set"
+            record = "its CSV and JSON" if _written_since(csv_path, started_ns) else "no CSV or JSON"
             click.echo(f"{len(written)} of the {len(strips)} strips were written to '{save_images}' before it ended: "
-                       "a partial set, with no CSV or JSON", err=True)
+                       f"{whole}, with {record}", err=True)
         elif made:
             with contextlib.suppress(OSError):  # (only when empty)
                 save_images.rmdir()
         raise
+
+
+def _written_since(path: Path, started_ns: int) -> bool:
+    """Whether `path` is a file written since `started_ns` (time.time_ns()): by this evaluation."""
+    return path.is_file() and path.stat().st_mtime_ns >= started_ns
 
 
 def _degradation_of(data: dict):
@@ -693,13 +702,18 @@ def _write_evaluation(csv_path: Path, rows: list[dict], result: dict) -> None:
     before)."""
     import json
 
-    from gan.core.files import write_together
+    from gan.core.files import missing_folders, remove_empty_folders, write_together
     from gan.inference.scoring import csv_text
 
-    csv_path.parent.mkdir(parents=True, exist_ok=True)
-    write_together({csv_path: lambda temp: temp.write_text(csv_text(rows), encoding="utf-8"),
-                    csv_path.with_suffix(".json"): lambda temp: temp.write_text(json.dumps(result, indent=2) + "\n",
-                                                                              encoding="utf-8")})
+    made = missing_folders([csv_path.parent])
+    try:
+        csv_path.parent.mkdir(parents=True, exist_ok=True)
+        write_together({csv_path: lambda temp: temp.write_text(csv_text(rows), encoding="utf-8"),
+                        csv_path.with_suffix(".json"): lambda temp: temp.write_text(
+                            json.dumps(result, indent=2) + "\n", encoding="utf-8")})
+    except BaseException:  # (stopped, or a full disk: a folder made for the pair was left empty, and a retry refused)
+        remove_empty_folders(made)
+        raise
 
 
 def image_counts(image_sets: dict) -> dict:

@@ -148,17 +148,6 @@ def planned_outputs(out: Path | None, separate: Path | None, total: int) -> list
     return grid + ([separate_path(separate, index) for index in range(total)] if separate is not None else [])
 
 
-def missing_folders(folders: list[Path]) -> list[Path]:
-    """The folders of `folders`, and those above them, that do not exist yet: deepest first, as they
-    would be removed."""
-    missing: set[Path] = set()
-    for folder in folders:
-        while not folder.exists() and folder not in missing and folder.parent != folder:
-            missing.add(folder)
-            folder = folder.parent
-    return sorted(missing, key=lambda folder: len(folder.parts), reverse=True)
-
-
 class StagedOutputs:
     """A command's output files, written first into a staging folder beside each (under the names
     they get) and moved into place together at the end, with the stop signals held back for the
@@ -310,15 +299,6 @@ def replaced_note(staged: StagedOutputs) -> str:
             if staged.overwrite and not staged.moved and any(target.exists() for _, target in staged.moves) else "")
 
 
-def remove_empty_folders(folders: list[Path]) -> None:
-    """Remove each of `folders` (deepest first) that is empty: those a failed command created."""
-    for folder in folders:
-        try:
-            folder.rmdir()
-        except OSError:  # not empty (someone else's file), or already gone
-            pass
-
-
 def check_grid_fits(out: Path, total: int, image_height: int, image_width: int, num_columns: int | None) -> None:
     """Fail before writing anything when the --out grid would be too large for image readers or
     for its file's format. `num_columns`: an --interpolate walk's steps (its rows are --n)."""
@@ -411,7 +391,7 @@ def write_all_or_none(batches: Iterator[torch.Tensor], out: Path | None, separat
     """Write the images, all of them or (failed or stopped) none: part of a set would pass for a whole one
     (FID's, say), so a failed command leaves none of its files, nor its folders, and the ones it would
     replace as they were."""
-    from gan.core.files import WriteError
+    from gan.core.files import WriteError, missing_folders, remove_empty_folders
     from gan.nets.running import NonFiniteOutput
 
     staged = StagedOutputs(overwrite, new_folder=separate if separate is not None and not os.path.lexists(separate)

@@ -165,6 +165,26 @@ def make_folder(folder: Path) -> None:
         raise WriteError(f"could not make the folder '{folder}'{why_write_failed(error, folder)}") from error
 
 
+def missing_folders(folders: list[Path]) -> list[Path]:
+    """The folders of `folders`, and those above them, that do not exist yet: deepest first, as they
+    would be removed (`remove_empty_folders`)."""
+    missing: set[Path] = set()
+    for folder in folders:
+        while not folder.exists() and folder not in missing and folder.parent != folder:
+            missing.add(folder)
+            folder = folder.parent
+    return sorted(missing, key=lambda folder: len(folder.parts), reverse=True)
+
+
+def remove_empty_folders(folders: list[Path]) -> None:
+    """Remove each of `folders` (deepest first) that is empty: those a failed command created."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (someone else's file), or already gone
+            pass
+
+
 def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
     """Call `write(temp)` to write the file's content to a temp path, then rename it to `path`.
 
