@@ -15,7 +15,7 @@ from conftest import tiny_recipe_config, write_recipe_data
 
 from gan.commands.main import main
 from gan.inference.generators import load_generator
-from gan.inference.onnx_export import write_onnx
+from gan.inference.onnx_export import onnx_program, write_onnx
 from gan.inference.tiling import load_translator
 from gan.training.loop import train
 
@@ -126,6 +126,20 @@ def test_the_size_multiple_is_stated_and_other_sizes_are_refused(onnxruntime, ex
         run_onnx(onnxruntime, exports["cyclegan"][0], np.zeros((1, 3, 4, 4), np.float32))
     help_text = CliRunner().invoke(main, ["export", "--help"]).output
     assert "2**num_downs" in help_text and "multiple" in help_text
+
+
+def test_the_description_says_the_channel_order_and_the_bicubic_that_sr_inputs_need(onnxruntime, runs, exports):
+    """An OpenCV user reads images as BGR and upsamples with OpenCV's bicubic (a = -0.75, 0.2 dB PSNR from Pillow's
+    a = -0.5 on Set5): the description said neither which channel order nor which bicubic."""
+    described = {recipe: exports[recipe][1]["onnx"] for recipe in ("pix2pix", "cyclegan", "srresnet", "dcgan")}
+    assert [described[recipe]["input"].get("channel_order") for recipe in described] == ["RGB", "RGB", "RGB", None]
+    assert [described[recipe]["output"]["channel_order"] for recipe in described] == ["RGB"] * 4
+    assert "bicubic_resampling" not in described["pix2pix"]["input"]
+    generator = load_translator(runs["pix2pix"], CPU).generator  # (as a pix2pix-style x4 super-resolution's)
+    _, upsampling = onnx_program(generator, {"data": {"dataset": "sr_pairs", "scale": 4, "upsample_input": True}})
+    assert upsampling["input"]["bicubic_upsample_first"] == 4
+    assert "Image.Resampling.BICUBIC" in upsampling["input"]["bicubic_resampling"] and \
+        "a = -0.5" in upsampling["input"]["bicubic_resampling"]
 
 
 def test_the_onnx_extension_decides_the_format(runs, tmp_path):

@@ -37,8 +37,8 @@ def export(source: Path, out: Path, export_format: str | None, which: str, direc
     size multiple (2**num_downs for the U-Net, 4 for the ResNet, any size for SRResNet) and at
     least its smallest size (8 for the ResNet): pad other sizes, run, then crop. The JSON beside the file, and its
     "gan" metadata entry, state the multiple ("size_multiple"), the smallest size
-    ("smallest_size"), the input and output shapes, and for pix2pix-style
-    super-resolution the bicubic upsampling inputs need first.
+    ("smallest_size"), the input and output shapes and channel order (RGB), and for pix2pix-style
+    super-resolution the bicubic upsampling inputs need first (Pillow's, a = -0.5).
 
     \b
     Examples:
