@@ -140,12 +140,15 @@ def refuse_other_than_a_file(path: Path, named: str, file_name: str) -> None:
         raise ValueError(f"{named} is not a regular file (a device or a pipe); it names the file itself ({file_name})")
 
 
-def missing_folders(folder: Path) -> list[Path]:
-    """`folder` and the folders above it that are missing now, deepest first: what `mkdir -p` of it
-    makes (as written: x/../y makes x), for a caller to remove again (`remove_empty_folders`)."""
-    absolute = folder.absolute()
-    missing = itertools.takewhile(lambda each: not each.exists(), (absolute, *absolute.parents))
-    return [each for each in missing if each.name not in ("..", ".")]
+def missing_folders(folders: list[Path]) -> list[Path]:
+    """The folders of `folders` and those above them that are missing now, deepest first: what `mkdir -p`
+    of each makes (as written: x/../y makes x), for a caller to remove again (`remove_empty_folders`)."""
+    missing: set[Path] = set()
+    for folder in folders:
+        absolute = folder.absolute()
+        missing.update(each for each in itertools.takewhile(lambda each: not each.exists(), (absolute, *absolute.parents))
+                       if each.name not in ("..", "."))
+    return sorted(missing, key=lambda folder: len(folder.parts), reverse=True)
 
 
 def remove_empty_folders(folders: list[Path]) -> None:
@@ -163,26 +166,6 @@ def make_folder(folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise WriteError(f"could not make the folder '{folder}'{why_write_failed(error, folder)}") from error
-
-
-def missing_folders(folders: list[Path]) -> list[Path]:
-    """The folders of `folders`, and those above them, that do not exist yet: deepest first, as they
-    would be removed (`remove_empty_folders`)."""
-    missing: set[Path] = set()
-    for folder in folders:
-        while not folder.exists() and folder not in missing and folder.parent != folder:
-            missing.add(folder)
-            folder = folder.parent
-    return sorted(missing, key=lambda folder: len(folder.parts), reverse=True)
-
-
-def remove_empty_folders(folders: list[Path]) -> None:
-    """Remove each of `folders` (deepest first) that is empty: those a failed command created."""
-    for folder in folders:
-        try:
-            folder.rmdir()
-        except OSError:  # not empty (someone else's file), or already gone
-            pass
 
 
 def write_atomically(path: Path, write: Callable[[Path], None]) -> None:

@@ -270,7 +270,7 @@ def _require_writable(folder: Path, what: str) -> None:
     if folder.exists() and not folder.is_dir():
         kind = "a file" if folder.is_file() else "a device, pipe or socket"  # (/dev/null was "a file")
         raise NotADirectoryError(f"{what} '{folder}' is {kind}, not a folder: move it, or name another folder")
-    made = missing_folders(folder)
+    made = missing_folders([folder])
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe = temp_name(folder / ".write-test")

@@ -72,7 +72,7 @@ def made_by_numbering(out: Path) -> list[Path]:
     """What numbering a run in `out` (`create_run_dir`) makes that is missing now: its .run-numbers.lock,
     then `out` and the folders above it, deepest first (as written: x/../y makes x)."""
     lock = [] if os.path.lexists(out / NUMBERS_LOCK_NAME) else [out.absolute() / NUMBERS_LOCK_NAME]
-    return lock + missing_folders(out)
+    return lock + missing_folders([out])
 
 
 def discard_numbering(made: list[Path]) -> None:
