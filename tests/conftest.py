@@ -192,6 +192,32 @@ def damage_past_the_header(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
+def flip_a_bit_in_record(path: Path, record: str = "data/0") -> None:
+    """Flip one bit in the middle of the bytes of a torch zip's `record` (a tensor's: `data/0`), as a
+    download or a copy may: the file still loads, with one weight changed."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        entry = next(info for info in archive.infolist() if info.filename.partition("/")[2] == record)
+    data = bytearray(path.read_bytes())
+    name_length, extra_length = struct.unpack("<HH", data[entry.header_offset + 26:entry.header_offset + 30])
+    data[entry.header_offset + 30 + name_length + extra_length + entry.file_size // 2] ^= 0x04
+    path.write_bytes(bytes(data))
+
+
+def save_torchscript(path: Path) -> Path:
+    """A tiny network compiled with torch.jit.script and saved as a TorchScript archive at `path`: what
+    clean-fid's inception-2015-12-05.pt and a traced generator are."""
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (torch.jit.script is deprecated in favour of torch.export)
+        torch.jit.script(torch.nn.Conv2d(3, 3, 1)).save(str(path))
+    return path
+
+
 def invoke(*args):
     """`gan ARGS...` through click's test runner (arguments may be paths)."""
     from click.testing import CliRunner

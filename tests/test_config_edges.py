@@ -806,6 +806,27 @@ def test_vgg_weights_that_are_not_vgg19s_are_one_line_saying_what_they_are(tmp_p
         assert "\n" not in str(caught.value) and len(str(caught.value)) < 600
 
 
+def test_vgg_weights_of_the_other_vgg_or_saved_from_dataparallel_say_so(tmp_path):
+    """A VGG16 file where loss.vgg_arch is vgg19 (or the reverse), or one saved from DataParallel (every key
+    prefixed "module."), was asked "is it another network's?", which sent the user looking for another file."""
+    import torch
+    import torchvision
+
+    from gan.nets.vgg import VGGFeatures
+
+    vgg19 = torchvision.models.vgg19().state_dict()
+    torch.save(torchvision.models.vgg16().state_dict(), tmp_path / "vgg16.pth")
+    torch.save(vgg19, tmp_path / "vgg19.pth")
+    torch.save({f"module.{key}": value for key, value in vgg19.items()}, tmp_path / "parallel.pth")
+    for file, arch, expected in (("vgg16.pth", "vgg19", "; this is VGG16's: set loss.vgg_arch = \"vgg16\""),
+                                 ("vgg19.pth", "vgg16", "; this is VGG19's: set loss.vgg_arch = \"vgg19\""),
+                                 ("parallel.pth", "vgg19", "; every key starts with 'module.' (DataParallel's): save the "
+                                  "weights without it ({k.removeprefix('module.'): v for k, v in state.items()})")):
+        with pytest.raises(ValueError, match=re.escape(expected) + "$") as caught:
+            VGGFeatures("relu2_2", arch, str(tmp_path / file))
+        assert f"'{tmp_path / file}' is not a torchvision {arch} state dict (loss.vgg_weights)" in str(caught.value)
+
+
 def test_a_training_checkpoint_given_as_vgg_weights_is_named_as_one(tiny_demo_run):
     """A gan checkpoint as loss.vgg_weights was said to have "its weights may be nested under 'rng': save
     that entry alone" (its random generators' states, no VGG weights at all)."""

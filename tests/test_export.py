@@ -91,6 +91,21 @@ def test_the_safetensors_file_is_the_plain_state_dict_of_the_ema_generator(run, 
         assert torch.equal(value, checkpoint["networks"]["generator_ema"][key])
 
 
+def test_safetensors_weights_from_elsewhere_are_said_to_be_no_export_without_advice_that_cannot_work(tmp_path):
+    """Weights converted to safetensors elsewhere (BasicSR's, a paper's) were told "write it with `gan
+    export`", which reads only gan's own checkpoints."""
+    from safetensors.torch import save_file
+
+    for name, metadata in (("basicsr.safetensors", None), ("tagged.safetensors", {"gan": '{"note": "mine"}'})):
+        save_file({"conv_first.weight": torch.zeros(2)}, str(tmp_path / name), metadata=metadata)
+        with pytest.raises(CheckpointError) as caught:
+            read_export(tmp_path / name)
+        held = 'no "gan" metadata entry' if metadata is None else 'a "gan" metadata entry that is not an export\'s'
+        assert str(caught.value) == (f"'{tmp_path / name}' is not a gan export (a safetensors file with {held}): gan "
+                                     "sample and translate read only the run directories, checkpoints and exports gan "
+                                     "wrote, which rebuild the generator they hold")
+
+
 def test_bad_exports_are_clear_errors(run, tmp_path):
     broken = tmp_path / "broken.safetensors"
     broken.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
@@ -100,7 +115,7 @@ def test_bad_exports_are_clear_errors(run, tmp_path):
 
     foreign = tmp_path / "foreign.safetensors"
     save_file({"w": torch.zeros(2)}, str(foreign))
-    with pytest.raises(CheckpointError, match="no gan export metadata"):
+    with pytest.raises(CheckpointError, match="is not a gan export"):
         read_export(foreign)
     pickled = tmp_path / "code.pt"
     torch.save({"format": "gan.export/1", "payload": Path("x")}, pickled)  # an arbitrary object

@@ -1,5 +1,6 @@
 """SWD, the Inception loader, the reference-statistics cache, in-loop metrics and `gan eval`."""
 
+import hashlib
 import json
 import os
 import random
@@ -12,7 +13,14 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import damage_past_the_header, random_rgb, tiny_config
+from conftest import (
+    assert_one_error_line,
+    damage_past_the_header,
+    flip_a_bit_in_record,
+    invoke,
+    random_rgb,
+    tiny_config,
+)
 from PIL import Image, ImageFilter
 
 import gan.metrics.generative as generative
@@ -27,6 +35,7 @@ from gan.metrics.inception import (
     InceptionWeightsNotFoundError,
     inception_features,
     load_inception,
+    read_inception_weights,
 )
 from gan.metrics.swd import laplacian_pyramid, patch_descriptors, pyramid_resolutions, swd_from_descriptors
 from gan.training.loop import train
@@ -142,7 +151,8 @@ def test_swd_reports_each_level_and_their_mean(faces):
 @pytest.fixture(scope="session")
 def random_inception_weights(tmp_path_factory) -> Path:
     """torch-fidelity's Inception-v3 with random weights, saved as a plain state dict (the real file
-    cannot be downloaded here; this exercises the same loading path)."""
+    cannot be downloaded here; this exercises the same loading path). Not under the real file's name
+    (WEIGHTS_FILE), which carries the start of its SHA-256: random weights there are another file."""
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
     folder = tmp_path_factory.mktemp("inception")
@@ -152,7 +162,7 @@ def random_inception_weights(tmp_path_factory) -> Path:
         patch.setattr(FeatureExtractorInceptionV3, "load_state_dict", lambda self, state: None)
         torch.manual_seed(0)
         model = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(empty))
-    path = folder / WEIGHTS_FILE
+    path = folder / "random-inception-v3.pth"
     torch.save(model.state_dict(), path)
     return path
 
@@ -235,6 +245,45 @@ def test_inception_weights_without_batchnorms_step_counters_load(random_inceptio
     torch.save({name: tensor for name, tensor in state.items() if not name.endswith("num_batches_tracked")}, path)
     model, _ = load_inception(path, CPU)
     assert inception_features(model, torch.zeros(1, 3, 32, 32, dtype=torch.uint8)).shape == (1, 2048)
+
+
+def test_inception_weights_with_a_flipped_bit_or_under_another_files_hash_are_refused(random_inception_weights,
+                                                                                     tmp_path, demo_run):
+    """One flipped bit in a tensor's bytes loaded, and changed FID, without a word: torch.load checks neither
+    the CRC-32 of each record of the file nor the SHA-256 a torch.hub name carries."""
+    contents = random_inception_weights.read_bytes()
+    flipped = tmp_path / "inception.pth"
+    flipped.write_bytes(contents)
+    flip_a_bit_in_record(flipped, "data/0")
+    with pytest.raises(InceptionWeightsDamaged, match=rf"^'{re.escape(str(flipped))}' is damaged: its record 'data/0' "
+                                                      r"fails its checksum$"):
+        read_inception_weights(flipped)
+    assert_one_error_line(invoke("eval", demo_run, "--metrics", "fid", "--n", "4", "--inception-weights", flipped),
+                          f"'{flipped}' is damaged: its record 'data/0' fails its checksum; replace it with")
+    sha256 = hashlib.sha256(contents).hexdigest()
+    renamed = tmp_path / WEIGHTS_FILE  # (the real file's name: its SHA-256 starts 6726825d)
+    renamed.write_bytes(contents)
+    with pytest.raises(InceptionWeightsDamaged, match=rf"'{re.escape(str(renamed))}' is damaged: its SHA-256 starts "
+                                                      rf"{sha256[:8]} where its name says 6726825d: damaged, or another "
+                                                      r"file under that name$"):
+        read_inception_weights(renamed)
+    named = tmp_path / f"pt_inception-2015-12-05-{sha256[:8]}.pth"  # (pytorch-fid's name, of this file's hash)
+    named.write_bytes(contents)
+    assert read_inception_weights(named)[1] == sha256[:16]
+
+
+def test_inception_weights_saved_from_dataparallel_or_wrapped_say_how_they_are_held(random_inception_weights, tmp_path):
+    """A file saved from DataParallel ("module." on every key) or wrapped in {"state_dict": ...} said only
+    "parameter 'Conv2d_1a_3x3.conv.weight' is missing from the file (N missing in all)"."""
+    state = torch.load(random_inception_weights, weights_only=True)
+    torch.save({f"module.{name}": tensor for name, tensor in state.items()}, tmp_path / "parallel.pth")
+    torch.save({"state_dict": state}, tmp_path / "wrapped.pth")
+    for file, hint in (("parallel.pth", "every key starts with 'module.' (DataParallel's): save the weights without "
+                                        "it ({k.removeprefix('module.'): v for k, v in state.items()})"),
+                       ("wrapped.pth", "its weights may be nested under 'state_dict': save that entry alone")):
+        with pytest.raises(InceptionWeightsDamaged, match=r"is missing from the file \(\d+ missing in all\); "
+                                                          + re.escape(hint) + "$"):
+            read_inception_weights(tmp_path / file)
 
 
 def test_a_resume_scoring_through_other_inception_weights_sets_best_pt_aside(random_inception_weights, tmp_path,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import assert_one_error_line, invoke, random_rgb, tiny_recipe_config, write_recipe_data
+from conftest import assert_one_error_line, invoke, random_rgb, save_torchscript, tiny_recipe_config, write_recipe_data
 from safetensors.torch import load_file, save_file
 
 from gan.core.checkpoint import CheckpointError, list_checkpoints, load_checkpoint
@@ -599,6 +599,25 @@ def test_a_raw_pickle_is_refused_without_torchs_pickle_protocol_warning(tmp_path
         with pytest.raises(CheckpointError, match="not a torch file"):
             load_checkpoint(raw)
     assert not [str(warning.message) for warning in caught], [str(warning.message) for warning in caught]
+
+
+def test_a_torchscript_archive_is_named_as_one_not_as_a_damaged_file(runs, tmp_path):
+    """A traced generator given to gan sample, or clean-fid's TorchScript Inception given to gan eval, was "a
+    damaged or truncated torch file" after torch's warning that it looks like a TorchScript archive: the
+    same file fetched again met the same error."""
+    archive = save_torchscript(tmp_path / "traced.pt")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sampled = invoke("sample", archive, "--n", "4", "--out", tmp_path / "s.png")
+        evaluated = invoke("eval", runs["dcgan"], "--metrics", "fid", "--n", "16", "--inception-weights", archive)
+    assert_one_error_line(sampled, f"'{archive}' is a TorchScript archive (compiled code, which gan does not load), "
+                                   "not a gan checkpoint: expected a checkpoint written by `gan train`",
+                          "or an export written by `gan export`")
+    assert_one_error_line(evaluated, f"'{archive}' is not a plain PyTorch state dict of Inception-v3 weights",
+                          "a TorchScript archive (compiled code, which gan does not load); give the plain state dict")
+    for result in (sampled, evaluated):
+        assert "damaged" not in result.output and "torch.jit.load" not in result.output, result.output
+    assert not [str(warning.message) for warning in caught if "TorchScript" in str(warning.message)]
 
 
 def test_safetensors_metadata_that_is_not_json_is_named_as_such(runs, tmp_path):

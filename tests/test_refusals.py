@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import REPO, random_rgb
+from conftest import REPO, random_rgb, save_torchscript
 
 from gan.commands.main import main
 from gan.core.config import dump_config
@@ -119,6 +119,26 @@ def test_a_vgg_weights_file_holding_pickled_objects_is_refused_in_one_line(tmp_p
                                          r"\(loss.vgg_weights\): it holds Python objects besides tensors") as error:
         VGGFeatures("relu2_2", "vgg19", str(path))
     assert "weights_only" not in str(error.value)
+
+
+def test_a_torchscript_archive_as_vgg_or_inception_weights_is_named_as_one_without_torchs_warning(tmp_path):
+    """clean-fid's inception-2015-12-05.pt (TorchScript) was "a damaged or truncated torch file", after torch's
+    warning that it looks like a TorchScript archive: the same file downloaded again met the same error."""
+    from gan.metrics.inception import read_inception_weights
+    from gan.nets.vgg import VGGFeatures
+
+    archive = save_torchscript(tmp_path / "inception-2015-12-05.pt")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(ValueError, match=r"\(loss.vgg_weights\): a TorchScript archive \(compiled code, which gan "
+                                             r"does not load\); give torchvision's vgg19 state dict, vgg19-dcbb9e9d.pth"):
+            VGGFeatures("relu2_2", "vgg19", str(archive))
+        with pytest.raises(ValueError, match=r"Inception-v3 weights .*: a TorchScript archive \(compiled code, which gan "
+                                             r"does not load\); give the plain state dict torch-fidelity and pytorch-fid "
+                                             r"read \(not clean-fid's TorchScript inception-2015-12-05.pt\)$"):
+            read_inception_weights(archive)
+    assert not [str(warning.message) for warning in caught], [str(warning.message) for warning in caught]
+    assert torch.jit.load(archive) is not None  # (whole: a TorchScript archive, not a damaged file)
 
 
 @pytest.mark.parametrize("legacy", [False, True])

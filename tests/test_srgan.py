@@ -2,6 +2,8 @@
 
 import csv
 import math
+import re
+import shutil
 import warnings
 
 import numpy as np
@@ -9,13 +11,14 @@ import pytest
 import torch
 import torchvision
 from click.testing import CliRunner
-from conftest import REPO, TINY_SR, only_run, random_rgb, tiny_recipe_config, write_recipe_data
+from conftest import REPO, TINY_SR, flip_a_bit_in_record, only_run, random_rgb, tiny_recipe_config, write_recipe_data
 from PIL import Image
 from torch import nn
 
 from gan.commands.main import main
+from gan.core.weights_files import file_sha256
 from gan.nets import network_spec
-from gan.nets.vgg import VGGFeatures, WeightsNotFoundError, layer_names
+from gan.nets.vgg import WEIGHT_FILES, VGGFeatures, WeightsNotFoundError, layer_names
 from gan.recipes.losses import PerceptualLoss
 
 
@@ -121,12 +124,15 @@ def test_missing_weights_file_says_which_file_to_put_where(tmp_path, monkeypatch
 
 @pytest.fixture(scope="module")
 def torchvision_vgg19_file(tmp_path_factory):
-    """A randomly initialised torchvision VGG19 saved as torchvision saves its ImageNet weights."""
+    """A randomly initialised torchvision VGG19 saved as torchvision saves its ImageNet weights, named as
+    torch.hub names what it fetches: vgg19-<the start of its own SHA-256>.pth (under the ImageNet file's
+    name, vgg19-dcbb9e9d.pth, random weights are refused as another file)."""
     torch.manual_seed(0)
     network = torchvision.models.vgg19(weights=None)
-    path = tmp_path_factory.mktemp("torch_home") / "hub" / "checkpoints" / "vgg19-dcbb9e9d.pth"
-    path.parent.mkdir(parents=True)
-    torch.save(network.state_dict(), path)
+    saved = tmp_path_factory.mktemp("torch_home") / "hub" / "checkpoints" / "vgg19.pth"
+    saved.parent.mkdir(parents=True)
+    torch.save(network.state_dict(), saved)
+    path = saved.rename(saved.with_name(f"vgg19-{file_sha256(saved)[:8]}.pth"))
     return path, network.features[0].weight.detach().clone()
 
 
@@ -134,6 +140,7 @@ def test_torchvision_state_dict_loads_through_our_path(torchvision_vgg19_file, m
     path, first_conv = torchvision_vgg19_file
     explicit = VGGFeatures("relu1_2", "vgg19", str(path))
     assert torch.equal(explicit.features[0].weight, first_conv)
+    monkeypatch.setitem(WEIGHT_FILES, "vgg19", path.name)  # (random weights, under a name of their own hash)
     monkeypatch.setenv("TORCH_HOME", str(path.parent.parent.parent))  # $TORCH_HOME/hub/checkpoints/<file>
     monkeypatch.setattr(torch.hub, "_hub_dir", None)
     cached = VGGFeatures("relu1_2", "vgg19", "")
@@ -160,6 +167,25 @@ def test_vgg_weights_of_the_features_alone_or_with_another_classifier_load(torch
     torch.save(features, tmp_path / "cut.pth")
     with pytest.raises(ValueError, match=r"1 of its 32 weights missing \(first: features.34.bias\)"):
         VGGFeatures("relu5_4", "vgg19", str(tmp_path / "cut.pth"))
+
+
+def test_vgg_weights_with_a_flipped_bit_or_under_another_files_hash_are_refused(torchvision_vgg19_file, tmp_path):
+    """One flipped bit in a tensor's bytes loaded, and changed the perceptual loss, without a word: torch.load
+    checks neither the CRC-32 of each record of the file nor the SHA-256 a torch.hub name carries."""
+    path, first_conv = torchvision_vgg19_file
+    flipped = tmp_path / "vgg19.pth"
+    shutil.copy(path, flipped)
+    flip_a_bit_in_record(flipped, "data/0")
+    with pytest.raises(ValueError, match=rf"^'{re.escape(str(flipped))}' is damaged \(loss.vgg_weights\): its record "
+                                         r"'data/0' fails its checksum; replace it with torchvision's vgg19-dcbb9e9d.pth "):
+        VGGFeatures("relu1_2", "vgg19", str(flipped))
+    renamed = tmp_path / "vgg19-dcbb9e9d.pth"  # (the ImageNet file's name: its SHA-256 starts dcbb9e9d)
+    shutil.copy(path, renamed)
+    own = path.stem.rpartition("-")[2]
+    with pytest.raises(ValueError, match=rf"\(loss.vgg_weights\): its SHA-256 starts {own} where its name says "
+                                         r"dcbb9e9d: damaged, or another file under that name; replace it"):
+        VGGFeatures("relu1_2", "vgg19", str(renamed))
+    assert torch.equal(VGGFeatures("relu1_2", "vgg19", str(path)).features[0].weight, first_conv)  # (its own hash)
 
 
 

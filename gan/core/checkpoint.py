@@ -78,11 +78,13 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
     return [path for _, path in sorted(found)]
 
 
-def quiet_torch_load(path: Path, **options: Any) -> Any:
-    """torch.load with weights_only=True, without torch's multi-line warning about the pickle
-    protocol of a file that is no torch zip (a raw pickle): gan's own error says what the file is."""
+def quiet_torch_load(path: Path | IO[bytes], **options: Any) -> Any:
+    """torch.load with weights_only=True, without torch's warnings about the pickle protocol of a file
+    that is no torch zip (a raw pickle) or about a TorchScript archive it would pass to torch.jit.load:
+    gan's own error says what the file is (`unloadable_reason`)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Detected pickle protocol")
+        warnings.filterwarnings("ignore", message="'torch.load' received a zip file that looks like a TorchScript")
         return torch.load(path, weights_only=True, **options)
 
 
@@ -241,6 +243,9 @@ def _loaded(path: Path, handle: IO[bytes], map_location: str | torch.device, for
             raise
         # torch's own text can advise weights_only=False, which would run the file's code: never pass it on
         reason = unloadable_reason(path, error)
+        if reason == _TORCHSCRIPT:  # (whole, not corrupt: the same file downloaded again is refused again)
+            raise CheckpointError(f"'{path}' is {_TORCHSCRIPT}, not a gan checkpoint: expected "
+                                  f"{_expected(formats)}") from None
         # a damaged torch file is most likely a checkpoint cut short: what a command takes would not help
         expected = "" if reason == _DAMAGED else f": expected {_expected(formats)}"
         raise CheckpointError(f"'{path}' is corrupt or not a gan checkpoint ({reason}){expected}") from None
@@ -281,6 +286,7 @@ _FORMAT_WORDS = {FORMAT: ("a checkpoint written by `gan train` (checkpoint-*.pt,
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes zip archives
 _LEGACY_MAGIC = b"\x80\x02\x8a"  # ... and wrote pickles before PyTorch 1.6 (older hub weights files)
 _DAMAGED = "a damaged or truncated torch file"
+_TORCHSCRIPT = "a TorchScript archive (compiled code, which gan does not load)"
 
 
 def export_source(path: Path) -> str | None:
@@ -315,10 +321,11 @@ def _expected(formats: tuple[str, ...]) -> str:
     return ", ".join(words[:-1]) + f" or {words[-1]}" if len(words) > 1 else words[0]
 
 
-def unloadable_reason(path: Path, error: Exception, export_ok: bool = True) -> str:
+def unloadable_reason(path: Path, error: Exception, export_ok: bool = True, instead: str = "") -> str:
     """Why `torch.load(path, weights_only=True)` failed with `error`, in words of our own (torch's
     would advise weights_only=False, which would run whatever code the file holds). `export_ok`:
-    the command also reads gan's safetensors exports, which a safetensors file may be meant as."""
+    the command also reads gan's safetensors exports, which a safetensors file may be meant as;
+    `instead`: what the reader takes in its place, said after a TorchScript archive."""
     try:
         with path.open("rb") as file:
             start = file.read(9)
@@ -332,9 +339,22 @@ def unloadable_reason(path: Path, error: Exception, export_ok: bool = True) -> s
         return "a safetensors file: gan sample and translate read one as an export, whatever its name"
     if not start.startswith((_ZIP_MAGIC, _LEGACY_MAGIC)):
         return "not a torch file"
+    if is_torchscript_archive(path) or "torchscript archive" in str(error).lower():
+        return f"{_TORCHSCRIPT}; give {instead}" if instead else _TORCHSCRIPT
     if "weights only load failed" in str(error).lower():
         return "it holds Python objects besides tensors, numbers and strings, which gan never unpickles"
     return _DAMAGED
+
+
+def is_torchscript_archive(path: Path) -> bool:
+    """Whether `path` is a zip that torch.jit.save wrote (a traced or scripted network: its code/ folder
+    and constants.pkl, which torch.save never writes), not a state dict."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = [name.partition("/")[2] for name in archive.namelist()]  # (below the archive's top folder)
+    except (zipfile.BadZipFile, OSError):
+        return False
+    return any(name == "constants.pkl" or name.startswith("code/") for name in names)
 
 
 def other_version(path: Path, stored: object, formats: tuple[str, ...]) -> str | None:

@@ -185,7 +185,7 @@ def read_export(path: Path) -> dict[str, Any]:
     if not isinstance(metadata, dict) or metadata.get("format") != EXPORT_FORMAT:
         newer_or_older = other_version(path, metadata.get("format") if isinstance(metadata, dict) else None,
                                        (EXPORT_FORMAT,))
-        raise CheckpointError(newer_or_older or f"'{path}' has no gan export metadata; write it with `gan export`")
+        raise CheckpointError(newer_or_older or not_an_export(path, text))
     if not isinstance(metadata.get("network"), str):
         raise damaged(path, "its \"gan\" metadata has no \"network\" entry naming the weights it holds")
     if isinstance(metadata.get("config"), dict):  # (standard JSON: a float key's inf was written as "inf")
@@ -197,6 +197,15 @@ def read_export(path: Path) -> dict[str, Any]:
                             "edited on purpose, cast to half precision say, load once the \"weights_sha256\" entry "
                             "of its \"gan\" metadata is removed)")
     return {**metadata, "networks": {metadata["network"]: weights}}
+
+
+def not_an_export(path: Path, text: str | None) -> str:
+    """The message for a safetensors file that `gan export` did not write (`text`: its "gan" metadata
+    entry, if any): weights converted from another project (BasicSR's, a paper's), which no gan command
+    turns into an export (`gan export` reads gan's checkpoints alone)."""
+    held = "no \"gan\" metadata entry" if text is None else "a \"gan\" metadata entry that is not an export's"
+    return (f"'{path}' is not a gan export (a safetensors file with {held}): gan sample and translate read only "
+            "the run directories, checkpoints and exports gan wrote, which rebuild the generator they hold")
 
 
 def weights_digest(weights: dict[str, torch.Tensor]) -> str:

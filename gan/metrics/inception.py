@@ -17,12 +17,14 @@ from typing import Callable
 import torch
 from torch import nn
 
-from gan.core.checkpoint import first_mismatch, unloadable_reason
+from gan.core.checkpoint import first_mismatch, quiet_torch_load, unloadable_reason
 from gan.core.files import refuse_other_than_a_file
+from gan.core.weights_files import layout_hint, weights_file_damage
 
 WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
 WEIGHTS_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{WEIGHTS_FILE}"
 FEATURE_SIZE = 2048
+DIGEST_CHARS = 16  # of the file's SHA-256: what its features (and reference statistics) are known by
 BN_COUNTER = "num_batches_tracked"  # BatchNorm's count of training steps: no weight, and optional in a file
 # The file is 91 MiB; it is read whole (hashed, then loaded): a file far larger is another (a 20 GB one took 21 GB)
 MAX_WEIGHTS_BYTES = 512 * 2**20
@@ -99,31 +101,46 @@ def read_inception_weights(path: str | Path | None) -> tuple[dict[str, torch.Ten
     resolved = resolve_weights_path(path)
     contents = resolved.read_bytes()  # (92 MB)
     try:
-        state = torch.load(io.BytesIO(contents), map_location="cpu", weights_only=True)
+        state = quiet_torch_load(io.BytesIO(contents), map_location="cpu")
     except Exception as error:  # noqa: BLE001 - torch raises many types for foreign files
+        reason = unloadable_reason(Path(resolved), error, export_ok=False, instead="the plain state dict "
+                                   "torch-fidelity and pytorch-fid read (not clean-fid's TorchScript inception-2015-12-05.pt)")
         raise InceptionWeightsDamaged(f"'{resolved}' is not a plain PyTorch state dict of Inception-v3 weights "
-                                      f"({WEIGHTS_FILE}): {unloadable_reason(Path(resolved), error, export_ok=False)}") from None
+                                      f"({WEIGHTS_FILE}): {reason}") from None
+    sha256 = hashlib.sha256(contents).hexdigest()
+    # (torch.load checks neither the CRC of each zip record nor the SHA-256 the file's name may carry: a
+    # flipped bit gave other features, and FID, without a word)
+    damage = weights_file_damage(resolved, io.BytesIO(contents), sha256)
+    if damage:
+        raise InceptionWeightsDamaged(f"'{resolved}' is damaged: {damage}")
     if not isinstance(state, dict):
         raise InceptionWeightsDamaged(f"'{resolved}' holds a {type(state).__name__}, not torch-fidelity's Inception-v3 "
                                       f"weights ({WEIGHTS_FILE})")
-    # every weight by name, shape and kind, and finite: torchvision's inception_v3 (another file of the same
-    # network's name), a flipped exponent bit or integer weights would give wrong features, or fail minutes on
-    # (BatchNorm's step counters left out: a file without them loads, as PyTorch's own files from before them do)
-    mismatch = first_mismatch(*({name: tensor for name, tensor in weights.items() if not name.endswith(BN_COUNTER)}
-                                for weights in (_expected_weights(), state)))
+    check_inception_state(state, resolved)
+    return state, sha256[:DIGEST_CHARS]
+
+
+def check_inception_state(state: dict, path: Path) -> None:
+    """InceptionWeightsDamaged unless `state` (read from `path`) holds every weight of torch-fidelity's
+    Inception-v3 by name, shape and kind, each finite: torchvision's inception_v3 (another file of the same
+    network's name), a flipped exponent bit or integer weights would give wrong features, or fail minutes on.
+    (BatchNorm's step counters left out: a file without them loads, as PyTorch's own files from before them do.)"""
+    required = {name: tensor for name, tensor in _expected_weights().items() if not name.endswith(BN_COUNTER)}
+    mismatch = first_mismatch(required, {name: tensor for name, tensor in state.items()
+                                         if not str(name).endswith(BN_COUNTER)})
     if mismatch is not None:
-        raise InceptionWeightsDamaged(f"'{resolved}' does not hold torch-fidelity's Inception-v3 weights "
-                                      f"({WEIGHTS_FILE}): {mismatch}")
+        hint = layout_hint(state, required)
+        raise InceptionWeightsDamaged(f"'{path}' does not hold torch-fidelity's Inception-v3 weights "
+                                      f"({WEIGHTS_FILE}): {mismatch}" + (f"; {hint}" if hint else ""))
     bad = next((name for name, tensor in state.items() if not bool(torch.isfinite(tensor).all())), None)
     if bad is not None:
-        raise InceptionWeightsDamaged(f"'{resolved}' holds non-finite (NaN or inf) weights ('{bad}'): the file is "
+        raise InceptionWeightsDamaged(f"'{path}' holds non-finite (NaN or inf) weights ('{bad}'): the file is "
                                       "damaged")
-    return state, weights_digest(contents)
 
 
 def weights_digest(contents: bytes) -> str:
     """The start of the SHA-256 of a weights file's `contents`: what its features are known by."""
-    return hashlib.sha256(contents).hexdigest()[:16]
+    return hashlib.sha256(contents).hexdigest()[:DIGEST_CHARS]
 
 
 def weights_file_digest(path: str | Path | None) -> str:

@@ -8,6 +8,7 @@ mapped to ImageNet normalisation inside.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import warnings
@@ -17,8 +18,9 @@ import torch
 from torch import nn
 from torchvision import models
 
-from gan.core.checkpoint import first_mismatch, gan_file_words, unloadable_reason
+from gan.core.checkpoint import first_mismatch, gan_file_words, quiet_torch_load, unloadable_reason
 from gan.core.files import refuse_other_than_a_file
+from gan.core.weights_files import layout_hint, weights_file_damage
 from gan.nets import register_network
 
 # torchvision's file names for the ImageNet weights, as torch.hub caches them.
@@ -92,13 +94,10 @@ def load_vgg_weights(vgg: nn.Module, state: object, path: Path, arch: str) -> No
     missing = [key for key in expected if key not in state]
     unexpected = [key for key in state if key not in expected]
     if missing or unexpected:
-        nested = [key for key, value in state.items()
-                  if isinstance(value, dict) and any(torch.is_tensor(tensor) for tensor in value.values())]
-        hint = (f"; its weights may be nested under '{nested[0]}': save that entry alone" if nested else
-                f"; is it another network's? (expected torchvision's {arch}: {WEIGHT_FILES[arch]})")
         raise ValueError(f"'{path}' is not a torchvision {arch} state dict (loss.vgg_weights): {len(missing)} of "
                          f"its {len(expected)} weights missing (first: {', '.join(missing[:3]) or '-'}), "
-                         f"{len(unexpected)} unknown (first: {', '.join(map(str, unexpected[:3])) or '-'}){hint}")
+                         f"{len(unexpected)} unknown (first: {', '.join(map(str, unexpected[:3])) or '-'}); "
+                         f"{not_vgg_hint(state, list(expected), arch)}")
     mismatch = first_mismatch(expected, state)  # (shapes, and kinds: integer weights would load as truncated floats)
     if mismatch is not None:
         raise ValueError(f"'{path}' is not a torchvision {arch} state dict (loss.vgg_weights): {mismatch}")
@@ -112,6 +111,40 @@ def load_vgg_weights(vgg: nn.Module, state: object, path: Path, arch: str) -> No
     if bad is not None:
         raise ValueError(f"'{path}' holds non-finite (NaN or inf) weights ({bad}): the file is damaged; "
                          f"fetch {WEIGHT_FILES[arch]} again (loss.vgg_weights)")
+
+
+def not_vgg_hint(state: dict, expected: list[str], arch: str) -> str:
+    """What a state dict without the `expected` keys of VGG `arch` holds instead, as far as its keys tell:
+    the other VGG's features, weights nested or prefixed ("module."), or another network's."""
+    held = {str(key) if str(key).startswith("features.") else f"features.{key}" for key in state}
+    other = next((name for name in WEIGHT_FILES if name != arch and held == vgg_feature_keys(name)), None)
+    if other is not None:  # (vgg16-397923af.pth where vgg19 is read: 13 of 16 convolutions, some at other indices)
+        return f"this is {other.upper()}'s: set loss.vgg_arch = \"{other}\""
+    return layout_hint(state, expected) or f"is it another network's? (expected torchvision's {arch}: {WEIGHT_FILES[arch]})"
+
+
+@functools.cache
+def vgg_feature_keys(arch: str) -> frozenset[str]:
+    """The keys of VGG `arch`'s features in torchvision's state dict (features.0.weight, ...), from a copy
+    on the meta device: no memory."""
+    with torch.device("meta"):
+        return frozenset(f"features.{key}" for key in getattr(models, arch)(weights=None).features.state_dict())
+
+
+def read_vgg_state(path: Path, arch: str) -> object:
+    """What the weights file `path` of VGG `arch` holds, read without unpickling code and checked whole (each
+    zip record's CRC-32; the SHA-256 its name may carry: vgg19-dcbb9e9d.pth); ValueError in one line."""
+    try:  # weights only: a file holding pickled code is refused, in one line
+        state = quiet_torch_load(path, map_location="cpu")
+    except Exception as error:  # noqa: BLE001 - torch raises many types for foreign files
+        instead = f"torchvision's {arch} state dict, {WEIGHT_FILES[arch]} (from {WEIGHT_URL.format(WEIGHT_FILES[arch])})"
+        raise ValueError(f"'{path}' is not a plain PyTorch state dict of {arch} weights (loss.vgg_weights): "
+                         f"{unloadable_reason(Path(path), error, export_ok=False, instead=instead)}") from None
+    damage = weights_file_damage(Path(path))  # (torch.load checks neither: a flipped bit loads as other weights)
+    if damage:
+        raise ValueError(f"'{path}' is damaged (loss.vgg_weights): {damage}; replace it with torchvision's "
+                         f"{WEIGHT_FILES[arch]} (from {WEIGHT_URL.format(WEIGHT_FILES[arch])})")
+    return state
 
 
 def vgg_layer_names(arch: str) -> list[str]:
@@ -148,12 +181,7 @@ class VGGFeatures(nn.Module):
             warnings.warn(f"{arch} perceptual loss uses RANDOM weights (loss.vgg_weights = \"random\"): "
                           "fine for tests and smoke runs, meaningless for training", stacklevel=2)
         else:
-            try:  # weights only: a file holding pickled code is refused, in one line
-                state = torch.load(path, map_location="cpu", weights_only=True)
-            except Exception as error:  # noqa: BLE001 - torch raises many types for foreign files
-                raise ValueError(f"'{path}' is not a plain PyTorch state dict of {arch} weights (loss.vgg_weights): "
-                                 f"{unloadable_reason(Path(path), error, export_ok=False)}") from None
-            load_vgg_weights(vgg, state, path, arch)
+            load_vgg_weights(vgg, read_vgg_state(path, arch), path, arch)
         names = layer_names(vgg.features)
         if layer not in names:
             raise ValueError(f"unknown VGG layer '{layer}'; valid: {', '.join(names)}")
