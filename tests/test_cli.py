@@ -395,6 +395,18 @@ def test_a_usage_error_is_one_error_line_as_every_other_refusal(tmp_path):
         assert result.output.endswith(f" (see '{where} --help')\n"), result.output
 
 
+def test_a_usage_error_is_one_line_on_a_click_without_no_args_is_help_error(monkeypatch):
+    """click before 8.2 has no NoArgsIsHelpError: every usage error (`gan train --bogus`, `gan trian`) was an
+    AttributeError's traceback as gan asked whether it was `gan` alone."""
+    bare = CliRunner().invoke(main, [])
+    assert bare.exit_code == 2 and "Commands:" in bare.output  # (this click: `gan` alone still shows the help)
+    monkeypatch.delattr("click.exceptions.NoArgsIsHelpError")
+    for arguments in (["train", "--bogus"], ["trian"]):
+        result = CliRunner().invoke(main, arguments)
+        assert result.exit_code == 2 and result.output.startswith("error: "), result.output
+        assert result.output.count("\n") == 1, result.output
+
+
 @pytest.mark.parametrize("rank, local_rank, quiet", [("0", "0", False), ("1", "1", True), ("2", "0", False),
                                                      ("3", "1", True)])
 def test_under_torchrun_a_usage_error_is_printed_by_rank_0_alone(monkeypatch, rank, local_rank, quiet):

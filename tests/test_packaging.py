@@ -1,10 +1,12 @@
 """What pip builds from the repository: an sdist whose tests run once unpacked (its conftest, test
 data and the configs and docs they read travel with it)."""
 
+import re
 import shutil
 import subprocess
 import sys
 import tarfile
+import tomllib
 
 import pytest
 from conftest import REPO
@@ -36,3 +38,23 @@ def test_the_sdist_carries_everything_its_tests_read(tmp_path):
                                                                 "benchmarks")} | {"constraints.txt", "pyproject.toml"}
     assert "tests/conftest.py" in needed and any(name.startswith("tests/data/") for name in needed)
     assert sorted(needed - members) == []
+
+
+# The lowest version of each dependency that gan works with: pyproject.toml's bound once let pip install an older one
+LOWEST_WORKING = {
+    "click": "8.4",  # (before 8.2 every usage error was a traceback; before 8.4 worded unlike docs and tests)
+}
+
+
+def version_numbers(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
+def test_no_dependency_admits_a_version_gan_fails_with():
+    """pyproject.toml's lower bounds admitted versions gan fails with, found by installing the lowest of each."""
+    dependencies = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    declared = dict(re.fullmatch(r"([A-Za-z0-9_.-]+)>=([0-9.]+)(?:,.*)?", requirement).groups()
+                    for requirement in dependencies)
+    for name, lowest in LOWEST_WORKING.items():
+        assert version_numbers(declared[name]) >= version_numbers(lowest), \
+            f"pyproject.toml: {name}>={declared[name]} admits versions gan fails with; declare {name}>={lowest}"

@@ -159,12 +159,18 @@ def _usage_error(error: click.UsageError) -> None:
     line `error: ...` every other refusal is, naming where the usage is: click's three lines ("Usage: ...",
     "Try ...", "Error: ...") ended in a capital 'Error:' that a script looking for 'error:' missed. (`gan`
     alone still shows the help.)"""
-    if isinstance(error, click.exceptions.NoArgsIsHelpError):
+    if _shows_the_help(error):
         raise error
     _quietly_unless_rank_0(error)
     where = error.ctx.command_path if error.ctx is not None else "gan"
     click.echo(f"error: {error.format_message()} (see '{where} --help')", err=True)
     sys.exit(error.exit_code)
+
+
+def _shows_the_help(error: click.UsageError) -> bool:
+    """Whether `error` is `gan` alone, for which click shows the help: by this usage error from click 8.2 (an
+    earlier click shows it and exits without one, and has no such name)."""
+    return isinstance(error, getattr(click.exceptions, "NoArgsIsHelpError", ()))
 
 
 def _quietly_unless_rank_0(error: click.UsageError) -> None:
