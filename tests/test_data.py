@@ -634,6 +634,24 @@ def test_a_png_with_oversized_text_metadata_is_named_with_what_to_do(tmp_path):
         check_header(tmp_path / "xmp.png")
 
 
+def test_a_png_with_oversized_text_metadata_is_named_with_what_to_do_in_an_older_pillows_words(tmp_path, monkeypatch):
+    """Pillow before 11 says only "Decompressed Data Too Large" of such a chunk: the file was skipped in those
+    words, without the advice to strip its metadata."""
+    from PIL import PngImagePlugin
+
+    from gan.data.decode import check_header
+
+    def older_pillows_refusal(data: bytes) -> bytes:  # (Pillow 10's, past MAX_TEXT_CHUNK)
+        raise ValueError("Decompressed Data Too Large")
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("XML:com.adobe.xmp", "x" * 1000, zip=True)
+    random_rgb((8, 8), 0).save(tmp_path / "xmp.png", pnginfo=info)
+    monkeypatch.setattr(PngImagePlugin, "_safe_zlib_decompress", older_pillows_refusal)
+    assert "PNG text metadata (XMP, comments) is larger than the 1 MB Pillow reads; strip the metadata" in \
+        check_header(tmp_path / "xmp.png")
+
+
 def test_unpaired_data_with_the_default_split_names_the_split_to_set(tmp_path):
     """It said only that '<root>/allA' does not exist."""
     from gan.core.config import DataConfig

@@ -476,7 +476,8 @@ def decode_problem(error: BaseException) -> str:
         size = f"its {int(pixels[1]):,} pixels are" if pixels else "it is"
         return (f"{size} more than Pillow decodes ({2 * limit:,}, twice its decompression-bomb limit of {limit:,}): "
                 "downscale it, e.g. to half size, to use it")
-    if "MAX_TEXT_CHUNK" in text or "MAX_TEXT_MEMORY" in text:  # (the pixels are fine: Pillow caps the text it reads)
+    # (the pixels are fine: Pillow caps the text it reads; before 11 it named no cap, "Decompressed Data Too Large")
+    if any(words in text for words in ("MAX_TEXT_CHUNK", "MAX_TEXT_MEMORY", "Decompressed Data Too Large")):
         return ("its PNG text metadata (XMP, comments) is larger than the 1 MB Pillow reads; strip the metadata "
                 "(`exiftool -all= FILE` or `mogrify -strip FILE`) to use the image")
     return text
