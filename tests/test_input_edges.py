@@ -5,6 +5,7 @@ that change under cached statistics. Each is read as a viewer shows it, or named
 import io
 import os
 import struct
+import subprocess
 import sys
 import warnings
 
@@ -719,6 +720,21 @@ def test_avif_photos_are_read_where_pillow_reads_them(tmp_path):
     paths, messages = caught_warnings(lambda: find_images(tmp_path))
     assert [path.name for path in paths] == ["a.AVIF"] and not messages
     assert abs(np.asarray(read_rgb(paths[0]))[8, 8].astype(int) - RED).max() < 8  # lossy
+
+
+def test_a_pillow_that_knows_no_avif_is_asked_for_it_without_a_warning():
+    """Pillow before 11.2 knows no "avif": gan.data.decode's features.check("avif") warned "Unknown feature
+    'avif'." as it was imported, the first line every command printed."""
+    code = ("import warnings\n"
+            "from PIL import features\n"
+            "features.modules.pop('avif', None)  # (as Pillow before 11.2 has them)\n"
+            "with warnings.catch_warnings(record=True) as caught:\n"
+            "    warnings.simplefilter('always')\n"
+            "    from gan.data.decode import AVIF, PHOTO_FORMATS_WITHOUT_PILLOW\n"
+            "print(AVIF, '.avif' in PHOTO_FORMATS_WITHOUT_PILLOW, [str(warning.message) for warning in caught])")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split(" ", 2)[:2] == ["()", "True"] and "avif" not in result.stdout, result.stdout
 
 
 def swapped_primaries_profile() -> bytes:

@@ -21,8 +21,15 @@ from gan.core.files import LOCK_NAME
 from gan.core.progress import DelayedProgress
 from gan.core.wording import one_line
 
+
+def pillow_has_module(name: str) -> bool:
+    """Whether this Pillow was built with its module `name` ("avif"), asked without features.check's warning of
+    a name it does not know (Pillow before 11.2 knows no "avif": "Unknown feature 'avif'." began every command)."""
+    return name in features.modules and features.check_module(name)
+
+
 # AVIF when this Pillow was built with it (its wheels are from 11.3 on; a GPU machine's may be older).
-AVIF = (".avif",) if features.check("avif") else ()
+AVIF = (".avif",) if pillow_has_module("avif") else ()
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".webp", ".bmp", ".tif", ".tiff", ".gif",
                     ".ppm", ".pgm", ".pnm", *AVIF)
 # Cameras' RAW files, which Pillow cannot open (it reads a few as TIFF: their small preview, not the photo).
