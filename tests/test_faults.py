@@ -1191,6 +1191,28 @@ except WriteError as error:
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_file_size_limit_met_by_an_older_safetensors_is_said_as_such_too(tmp_path, monkeypatch):
+    """safetensors before 0.6 says EFBIG in Rust's debug form, "IoError(Os { code: 27, kind: FileTooLarge, ... })",
+    without "(os error 27)": a .safetensors export under `ulimit -f` gave the free space alone, as a full disk."""
+    import resource
+
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    from gan.core.files import WriteError, write_atomically
+
+    def older_save_file(tensors, filename, metadata=None):  # (safetensors 0.4 and 0.5, past `ulimit -f`)
+        raise SafetensorError('Error while serializing: IoError(Os { code: 27, kind: FileTooLarge, message: "File '
+                              'too large" })')
+
+    monkeypatch.setattr(safetensors.torch, "save_file", older_save_file)
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (8192, resource.RLIM_INFINITY))
+    with pytest.raises(WriteError, match=r"\}\); this process may write files of at most 8,192 bytes \(ulimit -f\)$"):
+        write_atomically(tmp_path / "g.safetensors",
+                         lambda temp: safetensors.torch.save_file({"weight": torch.zeros(4)}, str(temp)))
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_memory_running_out_is_one_line_saying_what_to_ask_for(tmp_path, tiny_demo_run, monkeypatch):
     """Under `ulimit -v`, train, sample and eval ended in the CPU allocator's traceback."""
     from conftest import assert_one_error_line, invoke

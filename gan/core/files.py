@@ -295,10 +295,11 @@ def why_write_failed(error: BaseException, path: Path) -> str:
 
 def _is_too_large(error: BaseException, reason: str) -> bool:
     """Whether the write failed as a file past the size limit (EFBIG): an OSError's errno, or the
-    "File too large (os error 27)" of safetensors, whose Rust writer raises SafetensorError."""
+    "File too large (os error 27)" of safetensors, whose Rust writer raises SafetensorError (before 0.6 in
+    Rust's debug form, "IoError(Os { code: 27, kind: FileTooLarge, ... })")."""
     if isinstance(error, OSError):
         return error.errno == errno.EFBIG
-    return f"(os error {errno.EFBIG})" in reason
+    return f"(os error {errno.EFBIG})" in reason or "kind: FileTooLarge" in reason
 
 
 @contextlib.contextmanager
