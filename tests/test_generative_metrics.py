@@ -374,6 +374,24 @@ def test_reference_statistics_are_cached_and_invalidated_when_the_key_changes(im
     assert len(loads) == 5
 
 
+def test_reference_statistics_of_a_later_metric_version_are_left_to_the_gan_that_reads_them(image_folder, tmp_path,
+                                                                                             monkeypatch):
+    """Two gans sharing the cache (two checkouts, or a `git checkout` back) removed each other's statistics of
+    the same set as out of date, each then computing its own again: the earlier version now leaves the later
+    one's alone, and once each has its own, neither is computed again."""
+    loads = []
+    original = generative.load_reference_images
+    monkeypatch.setattr(generative, "load_reference_images", lambda *args: loads.append(args) or original(*args))
+    data = DataConfig(dataset="folder", root=str(image_folder), resolution=16)
+    earlier, later = generative.VERSION, generative.VERSION + 1
+    paths = {}
+    for version in (later, earlier, later, earlier):
+        monkeypatch.setattr(generative, "VERSION", version)
+        GenerativeEvaluator(data, ["swd"], 4, CPU, cache_dir=tmp_path).reference()
+        paths[version] = ReferenceCache(tmp_path).path(reference_key(data, 4, "swd"))
+    assert paths[later].exists() and paths[earlier].exists() and len(loads) == 2
+
+
 def test_a_corrupt_cache_file_is_recomputed(image_folder, tmp_path):
     data = DataConfig(dataset="folder", root=str(image_folder), resolution=16)
     key = reference_key(data, 4, "swd")

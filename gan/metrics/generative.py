@@ -92,7 +92,7 @@ def reference_key(data: DataConfig, count: int, kind: str, files: str | None = N
 
 
 # What a reference set's statistics may be of before they are out of date: its files since changed,
-# an earlier metric version (never read again; up to a GB each at 10,000 images)
+# an earlier metric version (never read again by this gan; up to a GB each at 10,000 images)
 OUT_OF_DATE_KEYS = ("version", "files")
 
 
@@ -116,10 +116,8 @@ class ReferenceCache:
         return self.folder / f"{key['kind']}-{digest}.pt"
 
     def _remove_out_of_date(self, key: dict) -> None:
-        """Remove the statistics `key` replaces: of the same data set, count and kind (and weights),
-        computed before its files or the metric's version changed, so never read again. Each file's
-        key is read alone (memory-mapped); one that does not load is left alone."""
-        same = {name: value for name, value in key.items() if name not in OUT_OF_DATE_KEYS}
+        """Remove the statistics `key` replaces (`replaced_by`). Each file's key is read alone
+        (memory-mapped); one that does not load is left alone."""
         for path in self.folder.glob(f"{key['kind']}-*.pt"):
             if path == self.path(key):
                 continue
@@ -127,8 +125,7 @@ class ReferenceCache:
                 stored = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("key")
             except Exception:  # noqa: BLE001 - not statistics this gan can read: not its to remove
                 continue
-            if isinstance(stored, dict) and {name: value for name, value in stored.items()
-                                             if name not in OUT_OF_DATE_KEYS} == same:
+            if replaced_by(stored, key):
                 size = path.stat().st_size
                 path.unlink(missing_ok=True)
                 print_above(f"removed the out-of-date reference statistics '{path}' of this data set "
@@ -160,6 +157,18 @@ class ReferenceCache:
         except (CheckpointError, OSError) as error:  # a read-only or full cache is slow, not fatal (WriteError)
             warnings.warn(f"could not cache reference statistics in '{self.folder}' ({error}); they are computed "
                           "again next time", stacklevel=2)
+
+
+def replaced_by(stored: object, key: dict) -> bool:
+    """Whether the statistics keyed `stored` are out of date once `key`'s are stored: of the same data set,
+    count and kind (and weights), computed before its files changed or by an earlier metric version. Never
+    a later version's: a newer gan sharing the cache (another checkout, or this one before a `git checkout`
+    back) reads them, and each of the two removed the other's, to compute its own again."""
+    if not isinstance(stored, dict) or not isinstance(stored.get("version"), int):
+        return False
+    same = {name: value for name, value in key.items() if name not in OUT_OF_DATE_KEYS}
+    return (stored["version"] <= key["version"]
+            and {name: value for name, value in stored.items() if name not in OUT_OF_DATE_KEYS} == same)
 
 
 def _not_statistics(stored: object) -> str | None:
