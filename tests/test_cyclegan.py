@@ -25,6 +25,7 @@ from torch import nn
 
 from gan.commands.main import main
 from gan.core.checkpoint import list_checkpoints, load_checkpoint
+from gan.core.registry import ConfigError
 from gan.nets import network_spec
 from gan.recipes.cyclegan import CycleGANRecipe
 from gan.recipes.image_pool import ImagePool
@@ -392,6 +393,22 @@ def test_a_cycle_weight_of_0_says_the_identity_weight_changes_nothing_and_a_swee
                                        str(tmp_path / "sweep"), "--print-commands"])
     assert result.exit_code == 2 and "would train the same" in result.output, result.output
     assert not CycleGANRecipe.inert_keys(load_config(REPO / "experiments" / "cyclegan_horse2zebra.toml", []))
+
+
+def test_init_generator_is_refused_for_cyclegans_two_generators(tiny_demo_run, tmp_path):
+    # It was warned of as ignored ("srgan and srresnet only"), and the run trained from random weights.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        config = load_config(REPO / "experiments" / "cyclegan_horse2zebra.toml",
+                             [*TINY_CYCLEGAN, f"model.init_generator={tiny_demo_run}"])
+    assert not [str(warning.message) for warning in caught if "init_generator" in str(warning.message)]
+    with pytest.raises(ConfigError, match=r"^model.init_generator = '.*': recipe 'cyclegan' trains 2 generators "
+                                          r"\(generator_AtoB, generator_BtoA\), not one network named generator"):
+        CycleGANRecipe.check(config)
+    result = CliRunner().invoke(main, ["train", str(REPO / "experiments" / "cyclegan_horse2zebra.toml"),
+                                       *[arg for item in TINY_CYCLEGAN for arg in ("--set", item)], "--set",
+                                       f"model.init_generator={tiny_demo_run}", "--out", str(tmp_path / "runs")])
+    assert_one_error_line(result, "recipe 'cyclegan' trains 2 generators", "leave model.init_generator out")
 
 
 @pytest.mark.parametrize("metric", ["val/swd_AtoB", "val/swd"])

@@ -24,6 +24,31 @@ def test_a_recipe_without_network_specs_is_told_which_method_it_lacks(monkeypatc
                           "recipe 'mine' (class MyRecipe) defines no network_specs(config)")
 
 
+def test_a_dcgan_run_starts_from_another_runs_generator_and_its_ema_from_the_same_weights(tiny_demo_run):
+    """model.init_generator was read by srgan and srresnet alone: dcgan warned that it ignores it and trained
+    from random weights. Now the generator, and the EMA copy made of it, start from the trained generator of
+    the run named (its newest checkpoint); the discriminator and the optimizers start fresh."""
+    import contextlib
+    import warnings
+
+    import torch
+
+    from gan.core.checkpoint import list_checkpoints, load_checkpoint
+
+    source = load_checkpoint(list_checkpoints(tiny_demo_run)[-1])["networks"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        config = tiny_config(f"model.init_generator={tiny_demo_run}")
+        recipe = RECIPES.get("dcgan")(config, torch.device("cpu"), contextlib.nullcontext)
+    assert not [str(warning.message) for warning in caught if "init_generator" in str(warning.message)]
+    for name in ("generator", "generator_ema"):
+        started = recipe.networks[name].state_dict()
+        assert all(torch.equal(started[key], value) for key, value in source["generator"].items()), name
+    fresh = recipe.networks["discriminator"].state_dict()
+    assert not all(torch.equal(fresh[key], value) for key, value in source["discriminator"].items())
+    assert not any(optimizer.state for optimizer in recipe.optimizers.values())
+
+
 def test_a_recipe_is_unconditional_by_its_evaluation_generator_not_its_name(monkeypatch):
     # gan eval took every recipe but dcgan for an image-to-image one, and refused a new unconditional recipe's run
     class MyUnconditional(RecipeBase):

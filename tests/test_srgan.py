@@ -315,8 +315,8 @@ def test_srgan_starts_from_the_srresnet_checkpoint(srresnet_run, hr_folder, tmp_
     assert "discriminator" in load_checkpoint(list_checkpoints(run_dir)[-1])["networks"]
     mismatched = CliRunner().invoke(main, [*args[:-2], "--set", "model.generator_args.num_blocks=2",
                                            "--out", str(tmp_path / "other")])
-    assert mismatched.exit_code == 2 and "holds another generator: num_blocks = " in mismatched.output
-    assert "where this config has 2; set model.generator, model.generator_args and data.scale as that run had " \
+    assert mismatched.exit_code == 2 and "holds another srresnet generator: num_blocks = " in mismatched.output
+    assert "where this config has 2; set model.generator_args and data.scale as that run had " \
            "them" in " ".join(mismatched.output.split())  # (it printed both specs whole)
     # the scale comes from data.scale: model.generator_args.scale, which it named, is no key
     rescaled = CliRunner().invoke(main, [*args[:-2], "--set", "data.scale=2", "--out", str(tmp_path / "other")])
@@ -336,6 +336,51 @@ def test_srgan_starts_from_the_srresnet_checkpoint(srresnet_run, hr_folder, tmp_
                                          "--out", str(tmp_path / "third")])
     assert diverged.exit_code == 2 and f"generator parameter '{first}' is not finite" in diverged.output, \
         diverged.output
+
+
+SRRESNET_SHAPE = ("model.generator_args.batch_norm=true", "model.generator_args.residual=false")  # srresnet_x4's
+
+
+def test_init_generator_is_read_through_the_checks_every_reader_of_a_checkpoint_makes(srresnet_run, tiny_demo_run,
+                                                                                      tmp_path):
+    """model.init_generator read state["networks"]["generator"] as it was: weights of another shape or an extra
+    key were a RuntimeError traceback, no generator a KeyError, a "networks" string a TypeError, and integer
+    weights loaded as zeros and trained without a word; a DCGAN run listed its 14 arguments as differences."""
+    import contextlib
+    import copy
+
+    from gan.core.checkpoint import list_checkpoints
+    from gan.core.registry import ConfigError
+    from gan.recipes.srgan import SRGANRecipe
+
+    state = torch.load(list_checkpoints(srresnet_run)[-1], weights_only=True)
+    first = next(iter(state["networks"]["generator"]))
+    weights = lambda edited: edited["networks"]["generator"]  # noqa: E731
+    edits = {
+        "shape": (lambda edited: weights(edited).__setitem__(first, torch.zeros(3, 3)),
+                  rf"parameter '{first}' has shape \[3, 3\] in the file"),
+        "extra": (lambda edited: weights(edited).__setitem__("extra", torch.zeros(1)),
+                  "parameter 'extra' is not in the network"),
+        "none": (lambda edited: edited["networks"].pop("generator"), "it holds no weights for its generator spec"),
+        "text": (lambda edited: edited.__setitem__("networks", "generator"),
+                 'its "networks" entry .* is a str, expected a table'),
+        "integers": (lambda edited: edited["networks"].__setitem__(
+            "generator", {key: value.round().long() for key, value in weights(edited).items()}),
+            rf"parameter '{first}' is torch.int64 in the file and torch.float32 in the network"),
+    }
+    data = write_recipe_data(tmp_path / "data")
+    for name, (edit, said) in edits.items():
+        edited = copy.deepcopy(state)
+        edit(edited)
+        torch.save(edited, tmp_path / f"{name}.pt")
+        config = tiny_recipe_config("srgan", data, *SRRESNET_SHAPE, f"model.init_generator={tmp_path / name}.pt")
+        with pytest.raises(ConfigError, match=rf"^model.init_generator: .*'{tmp_path / name}.pt'.*{said}"):
+            SRGANRecipe(config, torch.device("cpu"), contextlib.nullcontext)
+    config = tiny_recipe_config("srgan", data, *SRRESNET_SHAPE, f"model.init_generator={tiny_demo_run}")
+    with pytest.raises(ConfigError, match=r"holds a dcgan generator \(a dcgan run\), not srresnet: give a run of this "
+                                          r"config's generator, or set model.generator = \"dcgan\" and its "
+                                          r"model.generator_args as that run had them$"):
+        SRGANRecipe(config, torch.device("cpu"), contextlib.nullcontext)
 
 
 def test_srgan_needs_lr_inputs(tmp_path):

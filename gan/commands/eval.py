@@ -108,12 +108,12 @@ def evaluate(checkpoint: Path, folder: Path | None, split: str | None, metric_na
     from gan.core.files import WriteError
     from gan.data.decode import ImageReadError
     from gan.inference.exported import read_checkpoint
-    from gan.inference.loading import checked_state
     from gan.inference.outputs import OutputRefused
     from gan.inference.tiling import ImageTooLargeError
     from gan.metrics.inception import InceptionWeightsDamaged, damaged_weights_advice, resolve_weights_path
     from gan.nets.running import NonFiniteOutput
     from gan.recipes import trains_unconditional
+    from gan.recipes.loading import checked_state
     from gan.training.device import DeviceUnavailable, select_device
 
     if csv_path is not None and csv_path.suffix.lower() == ".json":

@@ -67,8 +67,8 @@ class ModelConfig:
     discriminator: str = "dcgan"
     generator_args: dict[str, Any] = field(default_factory=dict)  # constructor keyword arguments
     discriminator_args: dict[str, Any] = field(default_factory=dict)
-    init_generator: str = ""  # srgan (required): start the generator from this checkpoint (a run directory or .pt);
-    # "none" starts from random weights
+    init_generator: str = ""  # start the generator from the trained one of this checkpoint (a run directory: its
+    # newest), the other networks and state fresh: dcgan, pix2pix, srresnet, srgan (required); "none" = random weights
 
 
 @dataclass

@@ -44,7 +44,7 @@ from gan.core.config import non_finite_restored
 from gan.core.files import write_together
 from gan.core.json_text import standard_json
 from gan.core.processes import stops_held_to_the_end
-from gan.inference.loading import build_generator, checked_state, damaged
+from gan.recipes.loading import build_generator, checked_state, damaged
 
 EXPORT_FORMATS = ("safetensors", "pt", "onnx")
 # The extension decides how `load_source` reads a file back (".safetensors" in any case, ".onnx"

@@ -13,7 +13,7 @@ from torch import nn
 
 from gan.core.checkpoint import CheckpointError
 from gan.inference.exported import load_source
-from gan.inference.loading import build_generator
+from gan.recipes.loading import build_generator
 
 
 @dataclass

@@ -27,7 +27,6 @@ from gan.core.memory import available_memory, format_bytes, out_of_memory
 from gan.core.progress import DelayedProgress
 from gan.data.super_resolution import bicubic_resize
 from gan.inference.exported import generator_name, load_source
-from gan.inference.loading import build_generator
 from gan.nets.running import (
     LARGE_PASS_PIXELS,
     eval_mode,
@@ -36,6 +35,7 @@ from gan.nets.running import (
     require_finite,
     run_padded,
 )
+from gan.recipes.loading import build_generator
 
 
 def _tile_starts(length: int, tile: int, stride: int) -> list[int]:

@@ -54,12 +54,14 @@ state when it is on. Recipes subclass it and nothing else: no recipe inherits fr
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any, Callable, Hashable, Protocol, TextIO
 
 import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from gan.core.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint
 from gan.core.config import Config, TrainConfig
 from gan.core.inert import discriminator_steps
 from gan.core.registry import ConfigError
@@ -80,6 +82,8 @@ DISCRIMINATOR_METRICS = frozenset({
 _LAZY_R1_IDLE = frozenset({"loss/r1"})
 _UNMEASURED_RT = frozenset({"augment/rt"})  # adaptive p's r_t holds its last measurement between them
 RGB_CHANNELS = 3  # every data set yields RGB images (gan/data/decode.py converts whatever it reads)
+# What model.init_generator holds for a generator of random weights: nothing, or the word
+RANDOM_START = ("", "none")
 
 
 def require_rgb(spec: NetworkSpec, key: str, *args: str) -> None:
@@ -153,7 +157,14 @@ class RecipeBase:
         if config.metrics.every and not hasattr(cls, "evaluation_generator"):
             raise ConfigError(f"metrics.every: generative metrics are for unconditional recipes such as dcgan; "
                               f"recipe '{config.recipe}' reports validation metrics instead (log.eval_every)")
-        return cls.network_specs(config)
+        specs = cls.network_specs(config)
+        if config.model.init_generator not in RANDOM_START and "generator" not in specs:  # (cyclegan's two)
+            generators = [name for name, spec in specs.items() if spec.role == "generator"]
+            trained = f"{len(generators)} generators ({', '.join(generators)})" if generators else "no generator"
+            raise ConfigError(f"model.init_generator = '{config.model.init_generator}': recipe '{config.recipe}' "
+                              f"trains {trained}, not one network named generator, so there is none to start from a "
+                              "trained one (dcgan, pix2pix, srresnet and srgan have one); leave model.init_generator out")
+        return specs
 
     @classmethod
     def inert_keys(cls, config: Config) -> dict[str, str]:
@@ -186,11 +197,54 @@ class RecipeBase:
         self.validation_stop: Callable[[], bool] | None = None
 
     def build_networks(self, kept: tuple[str, ...]) -> dict[str, nn.Module]:
-        """`check`'s networks, built in its order on the device; `self.specs` keeps those named in
-        `kept` (what a checkpoint keeps to rebuild them: the generators)."""
+        """`check`'s networks, built in its order on the device, the generator with the trained weights
+        model.init_generator names (before any copy of it, an EMA, is made); `self.specs` keeps those
+        named in `kept` (what a checkpoint keeps to rebuild them: the generators)."""
         specs = self.check(self.config)
         self.specs = {name: specs[name] for name in kept}
-        return {name: spec.build().to(self.device) for name, spec in specs.items()}
+        built = {name: spec.build().to(self.device) for name, spec in specs.items()}
+        if self.config.model.init_generator not in RANDOM_START:
+            self._start_from_trained(built["generator"], specs["generator"])
+        return built
+
+    def _start_from_trained(self, generator: nn.Module, wanted: NetworkSpec) -> None:
+        """Load into `generator` (of spec `wanted`) the trained generator of the checkpoint that
+        model.init_generator names (a run directory: its newest), through the checks every reader of a
+        checkpoint makes (gan/recipes/loading.py): each problem one ConfigError naming the file and the entry."""
+        from gan.recipes.loading import build_generator, checked_spec, checked_state  # (it imports this module)
+
+        try:
+            path = resolve_checkpoint(Path(self.config.model.init_generator))
+            state = checked_state(load_checkpoint(path), path)
+            specs = state["specs"]
+            if "generator" not in specs and any(name.startswith("generator") for name in specs):
+                raise ConfigError(f"model.init_generator '{path}' holds no single generator (a "
+                                  f"{state['config']['recipe']} run, of {', '.join(specs)}): give a run of dcgan, "
+                                  "pix2pix, srresnet or srgan, whose one generator this run starts from")
+            self._refuse_another_generator(checked_spec(specs.get("generator"), path, "generator"), wanted, path,
+                                           state["config"]["recipe"])
+            trained, _ = build_generator(state, path, "generator", which="live")
+        except CheckpointError as error:  # (which key gave the path: a run has several)
+            raise ConfigError(f"model.init_generator: {error}") from None
+        generator.load_state_dict(trained.state_dict())
+
+    def _refuse_another_generator(self, stored: NetworkSpec, wanted: NetworkSpec, path: Path, recipe: str) -> None:
+        """ConfigError when the checkpoint at `path` (of a `recipe` run) holds a generator built otherwise
+        than this config's: another network said as such, the same one with each argument that differs."""
+        if stored.name != wanted.name:  # (its arguments are another network's: listing them hides that)
+            raise ConfigError(f"model.init_generator '{path}' holds a {stored.name} generator (a {recipe} run), not "
+                              f"{wanted.name}: give a run of this config's generator, or set model.generator = "
+                              f"\"{stored.name}\" and its model.generator_args as that run had them")
+        supplied = self.supplied_args.get("generator", ())  # (set from [data], as data.scale)
+        keys = {arg: f"data.{arg}" if arg in supplied and hasattr(self.config.data, arg) else arg
+                for arg in sorted(set(stored.kwargs) | set(wanted.kwargs))}
+        differences = [f"{key} = {stored.kwargs.get(arg)!r} where this config has {wanted.kwargs.get(arg)!r}"
+                       for arg, key in keys.items() if stored.kwargs.get(arg) != wanted.kwargs.get(arg)]
+        if differences:
+            data_keys = [key for key in keys.values() if key.startswith("data.")]
+            raise ConfigError(f"model.init_generator '{path}' holds another {stored.name} generator: "
+                              f"{'; '.join(differences)}; set {' and '.join(['model.generator_args', *data_keys])} "
+                              "as that run had them")
 
     def use_diffaugment(self, image_channels: tuple[int, ...] = (3,)) -> None:
         """DiffAugment from `loss.diffaugment` (none when it is empty) for a D that sees images of

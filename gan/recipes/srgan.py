@@ -12,13 +12,11 @@ times the adversarial loss against the SRGAN discriminator.
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 from typing import Any, Hashable
 
 import torch
 import torch.nn.functional as F
 
-from gan.core.checkpoint import CheckpointError, load_checkpoint, refuse_non_finite, resolve_checkpoint
 from gan.core.config import Config
 from gan.core.distributed import from_environment
 from gan.core.registry import ConfigError
@@ -105,11 +103,9 @@ class SRGANRecipe(RecipeBase):
 
     def __init__(self, config: Config, device: torch.device, autocast: AutocastFactory):
         super().__init__(config, device, autocast)
-        model, loss, train = config.model, config.loss, config.train
+        loss, train = config.loss, config.train
         built = self.build_networks(kept=("generator",))
-        self.generator = built["generator"]
-        if model.init_generator not in ("", "none"):
-            self._load_initial_generator(model.init_generator)
+        self.generator = built["generator"]  # (from model.init_generator's run: `build_networks`)
         self.networks = {"generator": self.generator}
         self.optimizers = {"generator": adam(self.generator, train.g_lr, train, device)}
         self.adversarial_weight = loss.adversarial_weight
@@ -133,30 +129,6 @@ class SRGANRecipe(RecipeBase):
         else:
             self.content_loss = F.l1_loss if loss.content == "l1" else F.mse_loss
         self.evaluation_images = RunEvaluationSet(config.data)
-
-    def _load_initial_generator(self, source: str) -> None:
-        try:
-            path = resolve_checkpoint(Path(source))
-            state = load_checkpoint(path)
-        except CheckpointError as error:  # (which key gave the path: a run has several)
-            raise ConfigError(f"model.init_generator: {error}") from None
-        stored, wanted = state.get("specs", {}).get("generator"), self.specs["generator"].to_dict()
-        if not isinstance(stored, dict):
-            recipe = state.get("config", {}).get("recipe", "another")
-            raise ConfigError(f"model.init_generator '{path}' holds no single generator (it is a {recipe} "
-                              "checkpoint): give the run of the PSNR-oriented stage SRGAN starts from (srresnet_x4 "
-                              "or edsr_x4)")
-        if stored != wanted:
-            differences = [f"{key} {stored.get(key)!r} where this config has {wanted.get(key)!r}"
-                           for key in ("role", "name") if stored.get(key) != wanted.get(key)]
-            stored_args, wanted_args = stored.get("kwargs", {}), wanted.get("kwargs", {})
-            differences += [f"{FROM_DATA.get(arg, arg)} = {stored_args.get(arg)!r} where this config has "
-                            f"{wanted_args.get(arg)!r}" for arg in sorted(set(stored_args) | set(wanted_args))
-                            if stored_args.get(arg) != wanted_args.get(arg)]
-            raise ConfigError(f"model.init_generator '{path}' holds another generator: {'; '.join(differences)}; set "
-                              "model.generator, model.generator_args and data.scale as that run had them")
-        refuse_non_finite(state["networks"]["generator"], path, "generator")
-        self.generator.load_state_dict(state["networks"]["generator"])
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()

@@ -33,8 +33,8 @@ RECIPE_KEYS = {
     "loss.l1_weight": ("pix2pix",),
     "loss.cycle_weight": ("cyclegan",), "loss.identity_weight": ("cyclegan",), "loss.pool_size": ("cyclegan",),
     **{key: ("srgan", "srresnet") for key in ("loss.content", "loss.vgg_layer", "loss.vgg_arch", "loss.vgg_weights",
-                                              "loss.vgg_feature_scale", "model.init_generator")},
-}
+                                              "loss.vgg_feature_scale")},
+}  # (model.init_generator: read by every recipe with one network named generator, refused by the others)
 OWN_RECIPES = ("dcgan", "pix2pix", "cyclegan", "srgan", "srresnet")
 # Keys any recipe reads by what it has (gan/recipes/base.py): an averaged network (the EMA and its
 # BatchNorm statistics), or `validation_metrics`.

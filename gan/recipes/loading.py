@@ -1,11 +1,13 @@
-"""What inference reads from a checkpoint or export, checked once, where the file is read.
+"""What is read of a trained generator from a checkpoint or export, checked once, where the file is read.
 
 Checkpoints and exports are files people copy, edit and cut short. Before `gan sample`,
-`translate`, `eval` or `export` uses one, `checked_state` checks the entries they read (a config
+`translate`, `eval` or `export` uses one, or a run starts its generator from one
+(`model.init_generator`, gan/recipes/base.py), `checked_state` checks the entries they read (a config
 with a recipe and a [data] section, tables of network specs and weights, an integer step), and
 `build_generator` builds a generator only from a spec whose arguments have the constructor's
 types, with weights that fit it and are all finite. Each problem is one CheckpointError that
 names the file and the entry, never a KeyError or TypeError from deep inside a command.
+(Here, below training and inference: both read trained generators.)
 """
 
 from __future__ import annotations
