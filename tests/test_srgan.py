@@ -576,6 +576,45 @@ def test_a_resume_refuses_another_init_generator_which_it_would_never_read(srres
     assert (run / "config.toml").read_text() == before
 
 
+def test_a_fine_tune_records_the_checkpoint_it_started_from_and_its_resumes_keep_it(srresnet_run, hr_folder,
+                                                                                      tmp_path):
+    """model.init_generator = a run directory was recorded as the directory: no line said which file and step
+    were read, the same config later started from other weights (the source run extended) with the same
+    config.toml, and gan compare pooled runs of two starts as seeds of one."""
+    import hashlib
+
+    from gan.core.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
+    from gan.core.config import read_config
+
+    source = list_checkpoints(srresnet_run)[-1]
+    run_dir = tmp_path / "tuned"
+    line = ["train", str(REPO / "experiments" / "srresnet_x4.toml"), *_sets(
+        *TINY_SR, f"data.root={hr_folder}", f"data.val_root={hr_folder}", f"model.init_generator={srresnet_run}"),
+        "--run-dir", str(run_dir)]
+    first = CliRunner().invoke(main, line)
+    assert first.exit_code == 0 and f"generator from '{source}' (step 2)" in first.output, first.output
+    assert read_config(run_dir / "config.toml").model.init_generator == str(source)
+    recorded = {"checkpoint": str(source), "step": 2, "sha256": hashlib.sha256(source.read_bytes()).hexdigest()}
+    assert load_checkpoint(list_checkpoints(run_dir)[-1])["initial_generator"] == recorded
+    # the same line (a sweep's) with the directory again, and a resume, go on from the start recorded
+    longer = CliRunner().invoke(main, [*line, "--set", "train.steps=4"])
+    assert longer.exit_code == 0 and "generator from" not in longer.output, longer.output
+    resumed = CliRunner().invoke(main, ["train", "--resume", str(run_dir), "--set", "train.steps=6"])
+    assert resumed.exit_code == 0, resumed.output
+    assert read_config(run_dir / "config.toml").model.init_generator == str(source)
+    assert load_checkpoint(list_checkpoints(run_dir)[-1])["initial_generator"] == recorded
+    # a run begun before the file was recorded (its config.toml and checkpoints name the directory) resumes
+    newest = list_checkpoints(run_dir)[-1]
+    state = load_checkpoint(newest)
+    state["config"]["model"]["init_generator"] = str(srresnet_run)
+    del state["initial_generator"]
+    save_checkpoint(state, newest)
+    (run_dir / "config.toml").write_text((run_dir / "config.toml").read_text().replace(str(source), str(srresnet_run)))
+    older = CliRunner().invoke(main, ["train", "--resume", str(run_dir), "--set", "train.steps=8"])
+    assert older.exit_code == 0, older.output
+    assert read_config(run_dir / "config.toml").model.init_generator == str(srresnet_run)
+
+
 def test_a_vgg_layer_the_arch_lacks_is_refused_naming_both_keys(tmp_path):
     # "unknown VGG layer 'relu5_4'" named neither key, and came once the network was built
     from gan.core.registry import ConfigError

@@ -292,8 +292,9 @@ def other_settings(written, resolved, halvings: int = 0) -> tuple[list[str], obj
     `halvings` times (as its config.toml records: a line with both rates doubled is another experiment)."""
     import dataclasses
 
-    from gan.training.state import changed_keys
+    from gan.training.state import changed_keys, keeps_its_start
 
+    resolved = keeps_its_start(resolved, written.model.init_generator)  # (the file a directory given was read from)
     train, factor = resolved.train, 0.5 ** halvings
     halved = bool(halvings) and written.train.g_lr == train.g_lr * factor and written.train.d_lr == train.d_lr * factor
     if halved:
@@ -379,10 +380,12 @@ def report_changes(run_dir: Path, resolved, overrides: tuple[str, ...], trained:
     from gan.core.presets import LOSS_PRESETS, LossPreset
     from gan.core.registry import ConfigError
     from gan.training.resolve import recipe_reads
-    from gan.training.state import changes_since
+    from gan.training.state import changes_since, keeps_its_start
 
     recorded = flatten_config(trained)
     started_from = recorded.get("model.init_generator")
+    # (the file it started from, as config.toml records it, or the run directory it was the newest of)
+    resolved = keeps_its_start(resolved, started_from)
     if isinstance(started_from, str) and started_from != resolved.model.init_generator:
         raise ConfigError(f"model.init_generator cannot change on a resume: the run started from "
                           f"'{started_from or 'random weights'}', and a resume takes every weight from its checkpoint "

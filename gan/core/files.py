@@ -159,6 +159,15 @@ def remove_empty_folders(folders: list[Path]) -> None:
             folder.rmdir()
 
 
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of the file at `path`, read in blocks (a checkpoint may be gigabytes), as hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def make_folder(folder: Path) -> None:
     """`mkdir -p` whose failure (a disk full or gone read-only) is a WriteError naming the folder and
     why, as a failed write is: a writer that warns of those and goes on met a bare OSError otherwise."""

@@ -10,6 +10,9 @@ A recipe is constructed as `Recipe(config, device, autocast)` and provides:
   param groups; the loop sets `lr = base_lr * schedule(step)`.
 - `specs`: dict name -> NetworkSpec for the networks others rebuild from a
   checkpoint (the generator for `gan sample`).
+- `initial_generator`: where the generator's weights came from when model.init_generator named a
+  trained one (`build_networks` loads it): {"checkpoint": the file, "step", "sha256"}, kept in every
+  checkpoint of the run; None for random weights.
 - `check(config)` (a classmethod): every network's spec, checked against the config
   without building the recipe (`gan sweep` checks each grid point with it).
 - `build_dataset()`: the training data set; items are dicts of tensors.
@@ -63,6 +66,7 @@ from torch.utils.data import Dataset
 
 from gan.core.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint
 from gan.core.config import Config, TrainConfig
+from gan.core.files import file_sha256
 from gan.core.inert import discriminator_steps
 from gan.core.registry import ConfigError
 from gan.data import build_dataset
@@ -100,6 +104,7 @@ class Recipe(Protocol):
     networks: dict[str, nn.Module]
     optimizers: dict[str, torch.optim.Optimizer]
     specs: dict[str, NetworkSpec]
+    initial_generator: dict[str, Any] | None
 
     def __init__(self, config: Config, device: torch.device, autocast: AutocastFactory): ...
 
@@ -184,6 +189,7 @@ class RecipeBase:
     def __init__(self, config: Config, device: torch.device, autocast: AutocastFactory):
         self.config, self.device, self.autocast = config, device, autocast
         self.specs: dict[str, NetworkSpec] = {}
+        self.initial_generator: dict[str, Any] | None = None  # (set by `build_networks` where it loads one)
         self._preview_batch: dict[str, torch.Tensor] | None = None
         self.r1 = LazyR1(config.loss.r1_gamma, config.loss.r1_every, device)
         # Where adaptive p's interval stood: (a step, the D steps counted since r_t's last measurement
@@ -227,6 +233,7 @@ class RecipeBase:
         except CheckpointError as error:  # (which key gave the path: a run has several)
             raise ConfigError(f"model.init_generator: {error}") from None
         generator.load_state_dict(trained.state_dict())
+        self.initial_generator = {"checkpoint": str(path), "step": state["step"], "sha256": file_sha256(path)}
 
     def _refuse_another_generator(self, stored: NetworkSpec, wanted: NetworkSpec, path: Path, recipe: str) -> None:
         """ConfigError when the checkpoint at `path` (of a `recipe` run) holds a generator built otherwise

@@ -100,7 +100,14 @@ from gan.training.run_dir import (
     rollback_note_kept,
 )
 from gan.training.speed import Speed, accelerate, to_device, training_step
-from gan.training.state import changes_since, newest_loadable_checkpoint, restore_training_state, training_state
+from gan.training.state import (
+    changes_since,
+    keeps_its_start,
+    newest_loadable_checkpoint,
+    restore_training_state,
+    started_from_one_file,
+    training_state,
+)
 from gan.training.stop import StopRequest
 
 
@@ -156,6 +163,7 @@ def train(config: Config, run_dir: Path | str, device: torch.device | str, resum
             raise ConfigError(f"'{run_dir}' holds a start that stopped before its first checkpoint (its event file "
                               f"'{earlier_events[0]}'): gan.training.run_dir.start_or_resume(run_dir) sets it aside, "
                               "as gan train --run-dir does, or give a new folder; nothing was changed")
+        config = config if resume else started_from_one_file(config)
         return _train(config, run_dir, device, resume, progress_stream, group, on_resume, command or CommandStart(),
                       sole_writer=lock is not None and lock.held)
 
@@ -214,6 +222,7 @@ class _Run:
     side_task_seconds: dict[str, float] = dataclasses.field(default_factory=dict)  # each one's last time, for the ETA
     unloadable_said: set[Path] = dataclasses.field(default_factory=set)  # files in the run named so: once a run
     data_record: dict | None = None  # what the checkpoints record of the training images (`take_data_record`)
+    initial_generator: dict | None = None  # the file model.init_generator's weights came from, its step and SHA-256
 
     @property
     def main(self) -> bool:
@@ -269,7 +278,7 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
     signal, a checkpoint whenever one is due, and the closing report. `sole_writer`: this process holds
     the run directory's lock."""
     run = _set_up(config, run_dir, device, group, resume, sole_writer)
-    run.command = command
+    run.command, run.initial_generator = command, run.recipe.initial_generator  # (a resume's: its checkpoint's)
     if resume:
         _restore(run, on_resume)
         if run.main:
@@ -277,8 +286,9 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
     if command.first_step is None:  # (an --on-nan rollback trains again from a later start: the command's is kept)
         command.first_step = run.start_step
     if run.step >= config.train.steps and not run.side_tasks_due:  # (config.toml stays, unless gone or cut short)
-        if run.main and records.lacks_settings(run_dir / "config.toml", config):
-            write_text_atomically(run_dir / "config.toml", resume_notes(run.trained_notes or []) + dump_config(config))
+        if run.main and records.lacks_settings(run_dir / "config.toml", run.config):
+            write_text_atomically(run_dir / "config.toml",
+                                  resume_notes(run.trained_notes or []) + dump_config(run.config))
         run.say(f"nothing to do: the run is at step {run.step} and train.steps is {config.train.steps}")
         return TrainResult(run_dir, run.step, run.last_checkpoint, None)
     failed_before_a_step = False
@@ -447,6 +457,10 @@ def _restore(run: _Run, on_resume: ResumeReport | None) -> None:
     run.last_checkpoint, state = newest_loadable_checkpoint(run.run_dir)
     if on_resume is not None and run.main:
         on_resume(state["config"], state["step"])
+    model = state["config"].get("model")  # (the file its generator started from, not the folder it was found in)
+    run.config = keeps_its_start(run.config, model.get("init_generator") if isinstance(model, dict) else None)
+    started = state.get("initial_generator")
+    run.initial_generator = started if isinstance(started, dict) else None
     run.settings_changed = changes_since(state["config"], run.config)  # (a rollback's halved rates too)
     run.trained_notes = notes_of(state.get("resume_notes"))
     timed = state.get("side_task_seconds")  # (each side task's last time: the ETA counts them before they run again)
@@ -608,6 +622,9 @@ def _start_logging(run: _Run, resume: bool, progress_stream: Any) -> None:
     run.say(f"run directory: {run.run_dir}\n{counted(len(run.dataset), 'training image')}, batch "
             f"{train_config.batch_size}{per_process}, device {run.device} ({run.speed.describe()}), "
             f"{counted(train_config.steps - run.start_step, 'step')} to go")
+    started = run.recipe.initial_generator  # (None on a resume: its weights are the checkpoint's)
+    if started is not None:
+        run.say(f"generator from '{started['checkpoint']}' (step {started['step']})")
     if config.loss.preset:
         values = flatten_config(config_to_dict(config))
         refined = [f"{key} {value!r} -> {values[key]!r}" for key, value in LOSS_PRESETS[config.loss.preset].values.items()
@@ -897,6 +914,8 @@ def _save(run: _Run, at_step: int, final: bool, side_tasks_due: dict | None = No
         state["processes"] = run.group.world_size  # (optional too: a resume with another number is warned of)
         state["resume_notes"] = [list(note) for note in run.notes or []]  # (optional too)
         state["side_task_seconds"] = dict(run.side_task_seconds)  # (optional too: a resume's first ETAs count them)
+        if run.initial_generator is not None:  # (optional too: what model.init_generator's file held, and when)
+            state["initial_generator"] = run.initial_generator
         if run.device.type == "cpu":  # (optional too: the thread count sets the CPU's sums, so a run's bits)
             state["cpu_threads"] = torch.get_num_threads()
         if side_tasks_due is not None:  # (optional too)
@@ -1030,6 +1049,7 @@ def train_rolling_back(config: Config, run_dir: Path, device: torch.device, resu
     (`gan train --on-nan rollback`), up to `max_rollbacks` times; the halved rates are the
     run's config from then on (config.toml)."""
     rollbacks, command = 0, CommandStart()
+    config = config if resume else started_from_one_file(config)  # (its rollbacks' config.toml records the file)
     while True:
         try:
             return train(config, run_dir, device, resume, progress_stream, group, on_resume, command)

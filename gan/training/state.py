@@ -4,6 +4,8 @@ when this config builds a network differently from the run's."""
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from gan.core.checkpoint import (
     checkpoints_by_content,
     first_mismatch,
     load_checkpoint,
+    resolve_checkpoint,
     restore_rng_state,
     rng_state_problem,
     writers_of,
@@ -27,7 +30,7 @@ from gan.core.config import PATH_KEYS, Config, config_to_dict, flatten_config
 from gan.core.registry import ConfigError
 from gan.core.wording import printable
 from gan.recipes.augment import parse_policy
-from gan.recipes.base import Recipe
+from gan.recipes.base import RANDOM_START, Recipe
 from gan.training.cuda_graphs import plain_optimizer_state
 from gan.training.resolve import recipe_reads
 
@@ -52,6 +55,35 @@ def newest_loadable_checkpoint(run_dir: Path) -> tuple[Path, dict[str, Any]]:
     kept = (f"; its best.pt may still load for gan sample, translate or export ('{best}')" if best.is_file() else "")
     raise CheckpointError(f"cannot resume: none of the {len(found)} checkpoints in '{run_dir}' loads (each is named "
                           f"above){kept}; train a new run (another --out), or restore a copy of a checkpoint")
+
+
+def started_from_one_file(config: Config) -> Config:
+    """`config` with model.init_generator resolved to one checkpoint file (a run directory's newest,
+    now), which config.toml and the run's checkpoints then record: the directory alone names other
+    weights once its run trains on, and two runs begun from it then read as one experiment."""
+    source = config.model.init_generator
+    if source in RANDOM_START:
+        return config
+    try:
+        path = resolve_checkpoint(Path(source))
+    except CheckpointError as error:  # (which key gave the path: a run has several)
+        raise ConfigError(f"model.init_generator: {error}") from None
+    return _with_start(config, str(path))
+
+
+def keeps_its_start(config: Config, recorded: object) -> Config:
+    """`config` with the start its run recorded (`recorded`: model.init_generator of its checkpoints and
+    config.toml) where `config` gives the run directory that checkpoint was read from: the same start,
+    given as it was first given (a sweep's line again, say), not another."""
+    given = config.model.init_generator
+    if (isinstance(recorded, str) and recorded not in RANDOM_START and given not in RANDOM_START
+            and os.path.abspath(Path(recorded).parent) == os.path.abspath(given)):
+        return _with_start(config, recorded)
+    return config
+
+
+def _with_start(config: Config, start: str) -> Config:
+    return dataclasses.replace(config, model=dataclasses.replace(config.model, init_generator=start))
 
 
 def changed_keys(before: Config | dict[str, Any], after: Config | dict[str, Any]) -> list[str]:
