@@ -451,10 +451,12 @@ def _set_up(config: Config, run_dir: Path, device: torch.device, group: ProcessG
 
 def _restore(run: _Run, on_resume: ResumeReport | None) -> None:
     """Continue from the newest checkpoint that loads, with the config's learning rates and betas (a
-    resume with --set may change them), not the checkpoint's. `on_resume` (rank 0) is first given that
+    resume with --set may change them), not the checkpoint's. `on_resume` (rank 0) is then given that
     checkpoint's config and step: what this resume changes is measured against them."""
     recipe = run.recipe
-    run.last_checkpoint, state = newest_loadable_checkpoint(run.run_dir)
+    # (under the config's rates and betas; a file whose optimizer or recipe state fails falls back as a damaged one)
+    run.last_checkpoint, state = newest_loadable_checkpoint(
+        run.run_dir, lambda state, path: restore_training_state(recipe, state, run.config, path))
     if on_resume is not None and run.main:
         on_resume(state["config"], state["step"])
     model = state["config"].get("model")  # (the file its generator started from, not the folder it was found in)
@@ -467,7 +469,6 @@ def _restore(run: _Run, on_resume: ResumeReport | None) -> None:
     if isinstance(timed, dict):
         run.side_task_seconds.update({task: float(seconds) for task, seconds in timed.items() if isinstance(task, str)
                                       and isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds >= 0})
-    restore_training_state(recipe, state, run.config, run.last_checkpoint)  # (under the config's rates and betas)
     _restore_per_process(run, state)
     _warn_of_other_thread_count(run, state.get("cpu_threads"))
     run.start_step = run.step = run.saved_step = state["step"]

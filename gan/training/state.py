@@ -8,7 +8,7 @@ import dataclasses
 import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -35,9 +35,11 @@ from gan.training.cuda_graphs import plain_optimizer_state
 from gan.training.resolve import recipe_reads
 
 
-def newest_loadable_checkpoint(run_dir: Path) -> tuple[Path, dict[str, Any]]:
-    """The newest checkpoint in `run_dir` that loads and holds a whole training state; warns
-    about any newer broken ones."""
+def newest_loadable_checkpoint(run_dir: Path, restore: Callable[[dict[str, Any], Path], None] | None = None
+                               ) -> tuple[Path, dict[str, Any]]:
+    """The newest checkpoint in `run_dir` that loads and holds a whole training state, restored by
+    `restore` (state, path) where given (`restore_training_state`: what only the recipe can tell of its
+    state); warns about any newer broken ones."""
     found = [path for _, path in checkpoints_by_content(run_dir)]  # by the step each holds, not its name
     if not found:
         raise CheckpointError(f"cannot resume: no checkpoint-*.pt in '{run_dir}'")
@@ -45,6 +47,8 @@ def newest_loadable_checkpoint(run_dir: Path) -> tuple[Path, dict[str, Any]]:
         try:
             state = load_checkpoint(path)
             check_training_state(state, path)
+            if restore is not None:  # (a CheckpointError of its own falls back as well: a ConfigError does not)
+                restore(state, path)
             return path, state
         except CheckpointError as error:
             if path != found[0]:  # (the oldest has none to fall back to: the error below says what then)
@@ -207,7 +211,9 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict[str, Any]
 
 def restore_training_state(recipe: Recipe, state: dict[str, Any], config: Config, path: Path) -> None:
     """Load the training state; a network this config builds differently from the run's is a
-    ConfigError naming it, the first parameter that differs and the config keys that changed."""
+    ConfigError naming it, the first parameter that differs and the config keys that changed, and
+    an optimizer or recipe state that cannot be restored a CheckpointError (the file is damaged:
+    `newest_loadable_checkpoint` falls back to the checkpoint before)."""
     for name, network in recipe.networks.items():
         weights = state["networks"].get(name)
         mismatch = (f"the checkpoint has no network '{name}'" if weights is None
@@ -222,6 +228,5 @@ def restore_training_state(recipe: Recipe, state: dict[str, Any], config: Config
         recipe.load_state_dict(state["recipe"])
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
         raise CheckpointError(f"checkpoint '{path}' is malformed: its optimizer or recipe state cannot be restored "
-                              f"({type(error).__name__}: {printable(error)}); resume from an earlier checkpoint of "
-                              "the run (--resume with its path), or restore a copy of this one") from None
+                              f"({type(error).__name__}: {printable(error)})") from None
     restore_rng_state(state["rng"])
