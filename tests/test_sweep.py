@@ -226,8 +226,11 @@ def test_the_manifest_guards_the_folder_against_another_sweep(tmp_path):
     text = manifest_text(DEMO, ["train.steps=3"], grid, 2, expand(grid, 2))
     write_manifest(tmp_path, text)
     write_manifest(tmp_path, text)  # the same sweep again: fine
-    other = manifest_text(DEMO, ["train.steps=5"], grid, 2, expand(grid, 2))
-    with pytest.raises(ConfigError, match=r"holds another sweep \(.*sweep.toml differs in the --set values"):
+    # which --set values differ, each with both values (it said only "differs in the --set values")
+    other = manifest_text(DEMO, ["train.steps=2", "train.g_lr=1e-3", f"data.root={'x' * 200}"], grid, 2, expand(grid, 2))
+    with pytest.raises(ConfigError, match=r"holds another sweep \(.*sweep.toml differs in the --set values \(data.root "
+                                          r"\(unset\) -> 'x{79}\.\.\. \(122 more characters\); train.g_lr \(unset\) -> "
+                                          r"0.001; train.steps 3 -> 2\)\): use another --out"):
         write_manifest(tmp_path, other)
     assert (tmp_path / MANIFEST).read_text() == text
 
@@ -286,8 +289,8 @@ def test_the_same_set_values_in_another_order_are_the_same_sweep(tmp_path):
     write_manifest(tmp_path, manifest_text(DEMO, ["train.g_lr = 1e-4", "train.steps=3"], grid, 1, expand(grid, 1)))
     assert (tmp_path / MANIFEST).read_text() == text
     # where a key is set twice the last value counts, so there the order does matter
-    twice = manifest_text(DEMO, ["train.steps=3", "train.g_lr=1e-4", "train.steps=5"], grid, 1, expand(grid, 1))
-    with pytest.raises(ConfigError, match="differs in the --set values"):
+    twice = manifest_text(DEMO, ["train.steps=3", "train.g_lr=1e-4", "train.steps=2"], grid, 1, expand(grid, 1))
+    with pytest.raises(ConfigError, match=r"differs in the --set values \(train.steps 3 -> 2\)"):
         write_manifest(tmp_path, twice)
 
 
@@ -456,6 +459,25 @@ def test_a_sweep_run_again_skips_finished_runs_and_resumes_an_interrupted_one(tm
     assert (out / names[1] / "checkpoint-00000004.pt").is_file()
     # resumed from step 2, not started over (which would have rewritten step 2's checkpoint)
     assert (out / names[1] / "checkpoint-00000002.pt").stat().st_mtime_ns == halfway
+
+
+def test_the_same_sweep_with_train_steps_raised_trains_its_runs_longer(tmp_path):
+    """The "train the whole sweep longer" step was refused: "holds another sweep (sweep.toml differs in the
+    --set values)". A larger train.steps alone goes on with every run, as each one's --run-dir line may."""
+    out = tmp_path / "sweep"
+    command = ["sweep", str(DEMO), "--grid", "loss.adversarial=vanilla", *[arg for item in TINY for arg in ("--set", item)],
+               "--out", str(out), "--device", "cpu"]
+    assert CliRunner().invoke(main, command).exit_code == 0
+    run = out / "00000-adversarial=vanilla"
+    halfway = (run / "checkpoint-00000004.pt").stat().st_mtime_ns
+    longer = CliRunner().invoke(main, [*command, "--set", "train.steps=6"])
+    assert longer.exit_code == 0 and f"sweep '{out}': train.steps 4 -> 6: its runs go on to step 6" in longer.output, \
+        longer.output
+    assert [path.name for path in list_checkpoints(run)][-1] == "checkpoint-00000006.pt"
+    assert (run / "checkpoint-00000004.pt").stat().st_mtime_ns == halfway  # (resumed, not trained again)
+    assert "train.steps=6" in tomllib.loads((out / MANIFEST).read_text())["sets"]
+    shorter = CliRunner().invoke(main, [*command, "--set", "train.steps=5"])
+    assert shorter.exit_code == 2 and "differs in the --set values (train.steps 6 -> 5)" in shorter.output
 
 
 def _grid_run_resumed_by_hand(tmp_path, *sets: str) -> tuple[list[str], Path]:

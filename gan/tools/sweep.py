@@ -41,6 +41,7 @@ from gan.core.config import (
     flatten_config,
     key_annotation,
     parse_value,
+    read_config,
     toml_value,
 )
 from gan.core.files import (
@@ -56,8 +57,8 @@ from gan.core.inert import inert_settings
 from gan.core.processes import STOP_SIGNALS, leave_the_terminal_on_hangup, stop_with_parent
 from gan.core.progress import format_duration
 from gan.core.registry import ConfigError
-from gan.core.typecheck import coerce, shown
-from gan.core.wording import first_few, undecoded
+from gan.core.typecheck import SHOWN_CHARACTERS, coerce, shown
+from gan.core.wording import first_few, printable, undecoded
 from gan.data import check_data_folders
 from gan.recipes import RECIPES
 from gan.training.loop import side_tasks_left
@@ -283,6 +284,40 @@ def _set_values(sets: list) -> dict[str, str]:
     return values
 
 
+def _set_differences(stored: list, asked: list) -> list[str]:
+    """`key old -> new` for each --set key whose value a sweep's manifest (`stored`) and a command
+    (`asked`) differ in, values as a config reads them (`(unset)` for one not given)."""
+    before, now = _set_values(stored), _set_values(asked)
+    return [f"{key} {_set_shown(key, before.get(key))} -> {_set_shown(key, now.get(key))}"
+            for key in sorted(set(before) | set(now)) if before.get(key) != now.get(key)]
+
+
+def _set_shown(key: str, value: str | None) -> str:
+    if value is None:
+        return "(unset)"
+    try:
+        return shown(parse_value(key, value))
+    except ConfigError:  # (a value of a manifest gan no longer reads: as written, cut)
+        return printable(value, SHOWN_CHARACTERS)
+
+
+def longer_runs(stored: list, asked: list, config: Path) -> tuple[int, int] | None:
+    """(train.steps before, after) when a command's --set values (`asked`) differ from its sweep's
+    (`stored`) only in a larger train.steps (the value `config` sets where one gives none): the same
+    sweep trained longer, each run resumed, as its `--run-dir` line allows. None otherwise."""
+    before, now = _set_values(stored), _set_values(asked)
+    if {**before, "train.steps": None} != {**now, "train.steps": None}:
+        return None
+    try:
+        steps = [parse_value("train.steps", values["train.steps"]) if "train.steps" in values
+                 else read_config(config).train.steps for values in (before, now)]
+    except ConfigError:
+        return None
+    if not all(isinstance(count, int) for count in steps) or steps[1] <= steps[0]:
+        return None
+    return steps[0], steps[1]
+
+
 def write_manifest(out: Path, text: str) -> None:
     """Write DIR/sweep.toml, or check that the one there asks for the same sweep."""
     path = out / MANIFEST
@@ -313,13 +348,22 @@ def write_manifest(out: Path, text: str) -> None:
                   "settings are the same)", file=sys.stderr)
             write_text_atomically(path, text)
             return
+        longer = longer_runs(stored["sets"], asked["sets"], Path(asked["config"])) if differ == ["sets"] else None
+        if longer:  # (each run's --run-dir line goes on to the new length, as the same line may)
+            print(f"sweep '{out}': train.steps {longer[0]} -> {longer[1]}: its runs go on to step {longer[1]}, each "
+                  "from its newest checkpoint (sweep.toml records the new length)", file=sys.stderr)
+            write_text_atomically(path, text)
+            return
         if "config" in differ:  # (another file's settings differ as a matter of course: not an edit)
             differ = [key for key in differ if key not in ("config_settings_sha256", "config_sha256")]
         if differ:
             edited = {"config_settings_sha256", "config_sha256"} & set(differ) and "config" not in differ
-            raise ConfigError(f"'{out}' holds another sweep ({path} differs in "
-                              f"{', '.join(MANIFEST_PARTS.get(key, key) for key in differ)}): use another --out, or "
-                              f"the command that made it{EDITED_CONFIG_ADVICE if edited else ''}")
+            parts = [MANIFEST_PARTS.get(key, key) for key in differ]
+            if "sets" in differ and isinstance(stored.get("sets"), list):  # (which, with both values)
+                changes = _set_differences(stored["sets"], asked["sets"])
+                parts[differ.index("sets")] += f" ({first_few(changes, 3, '; ')})" if changes else ""
+            raise ConfigError(f"'{out}' holds another sweep ({path} differs in {', '.join(parts)}): use another --out, "
+                              f"or the command that made it{EDITED_CONFIG_ADVICE if edited else ''}")
         return
     # Runs no sweep made would count as this one's (one under a run's name as that run, finished)
     # and join its comparison.
