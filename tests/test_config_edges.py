@@ -1034,6 +1034,23 @@ def test_a_config_that_cannot_run_is_refused_without_the_warnings_about_its_sett
     assert len([warning for warning in caught if "is never reached" in str(warning.message)]) == 1
 
 
+def test_a_resume_with_nothing_to_train_gives_no_warning_about_the_length_it_will_not_train(tiny_demo_run, tmp_path):
+    # --resume RUN --set train.steps=3 on a run at step 4 warned of the EMA warm-up of "this run's 3", then
+    # said "nothing to do"
+    import shutil
+
+    from conftest import invoke
+
+    run = Path(shutil.copytree(tiny_demo_run, tmp_path / "run"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        nothing = invoke("train", "--resume", run, "--set", "train.steps=3")
+    assert nothing.exit_code == 0 and "nothing to do: the run is at step 4" in nothing.output, nothing.output
+    assert not [str(warning.message) for warning in caught if "is never reached" in str(warning.message)]
+    with pytest.warns(UserWarning, match=r"train.ema_decay = 0.995 .* is never reached: .* ends this run's 5"):
+        assert invoke("train", "--resume", run, "--set", "train.steps=5").exit_code == 0
+
+
 def test_metric_names_are_kept_as_they_are_computed_and_a_network_argument_is_named_in_full():
     # ["SWD", "swd"] was computed once as swd and written to config.toml as given; a bad norm was
     # "model.generator_args: unknown norm 'foo'", without the key's last part.

@@ -473,6 +473,7 @@ def _set_up_and_train(start: _Start, config: Path | None, resume: Path | None, o
     """Read the config, find or make the run directory, and train: the loop's TrainResult."""
     import torch
 
+    from gan.core.checkpoint import stored_step
     from gan.core.distributed import broadcast_object, from_environment, initialise
     from gan.core.processes import stop_with_parent
     from gan.tools.sweep import stop_with_the_sweep
@@ -494,7 +495,9 @@ def _set_up_and_train(start: _Start, config: Path | None, resume: Path | None, o
         resolved = load_config(config, list(overrides))
     else:
         run_config, trained = run_config_and_trained(resume)
-        resolved = load_config(run_config, list(overrides), trained)
+        # (a run already at train.steps has nothing to do: the EMA warm-up of "this run's N" steps is none of it)
+        at_step = (stored_step(trained[0]) or 0) if trained is not None else 0
+        resolved = load_config(run_config, list(overrides), trained, at_step)
     torch_device = select_device(device)
     if group.distributed and torch_device.type == "cuda":
         torch_device = torch.device("cuda", group.local_rank)  # one GPU per process

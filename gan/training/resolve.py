@@ -136,10 +136,11 @@ def check_networks(config: Config) -> None:
 
 
 def load_config(path: str | Path | None, overrides: list[str] = (),
-                trained: tuple[Path, dict[str, Any]] | None = None) -> Config:
+                trained: tuple[Path, dict[str, Any]] | None = None, at_step: int = 0) -> Config:
     """Read a TOML config (or the defaults when `path` is None) with `--set` overrides, and check
     it whole: keys, types, ranges and names. `trained`: (checkpoint, its config) of a run whose
-    config.toml this is, for the settings that file lacks."""
+    config.toml this is, for the settings that file lacks; `at_step`: the step that run is at, where
+    a train.steps no larger leaves nothing to train (no setting's effect on the run to warn of)."""
     config, set_keys = read_config_and_given_keys(path, overrides, trained)
     try:
         resolve_names(config)
@@ -147,5 +148,6 @@ def load_config(path: str | Path | None, overrides: list[str] = (),
         raise naming_the_file(error, None if path is None else Path(path),
                               lambda: resolve_names(read_config_and_given_keys(path, [], trained)[0])) from None
     # (once the config is known to run: warnings about the settings of one that cannot would bury its error)
-    warn_about_inert_keys(config, set_keys)
+    if config.train.steps > at_step:
+        warn_about_inert_keys(config, set_keys)
     return config
