@@ -6,7 +6,7 @@ import warnings
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import REPO, TINY, invoke, only_run, run_folders
+from conftest import REPO, TINY, assert_one_error_line, invoke, only_run, run_folders
 from PIL import Image
 
 from gan.commands.main import main
@@ -221,6 +221,43 @@ def test_a_file_that_fails_in_a_loader_worker_under_strict_is_one_line_after_a_c
     checkpoints = sorted(run_dir.glob("checkpoint-*.pt"))
     assert len(checkpoints) == 1 and f"training stopped with a checkpoint of step {int(checkpoints[0].stem[-8:])}" \
         in result.output and f"gan train --resume {run_dir}" in result.output
+
+
+def test_loader_workers_out_of_shared_memory_say_so_and_end_at_once(tmp_path, monkeypatch):
+    """Docker's 64 MB /dev/shm is too small for the workers' batches: torch's "unable to allocate shared
+    memory(shm) ... No space left on device" read as a full disk, with no advice; and the error's traceback
+    kept the loader, so its workers lived to the exit, which waited 10 s for them (they outlive a SIGTERM
+    by WORKER_SIGTERM_GRACE_S) and ended in torch's traceback of workers killed by SIGALRM."""
+    from torch.utils.data import get_worker_info
+
+    import gan.training.loop as loop
+    from gan.data.synthetic import SyntheticFaces
+
+    fetched = []  # (each forked worker appends to its own copy)
+    item = SyntheticFaces.__getitem__
+
+    def out_of_shared_memory(self, key):
+        if get_worker_info() is not None:
+            fetched.append(key)
+            if len(fetched) > 16:  # (each worker's third batch of 8: steps 1-4 train)
+                raise RuntimeError("unable to allocate shared memory(shm) for file </torch_27199_2797678509_2>: "
+                                   "No space left on device (28)")
+        return item(self, key)
+
+    monkeypatch.setattr(SyntheticFaces, "__getitem__", out_of_shared_memory)
+    loaders, batches = [], loop.training_batches
+    monkeypatch.setattr(loop, "training_batches", lambda *args, **kwargs: loaders.append(batches(*args, **kwargs))
+                        or loaders[-1])
+    run = tmp_path / "run"
+    result = CliRunner().invoke(main, ["train", DEMO, *_sets(*TINY, "data.num_workers=2", "train.steps=20",
+                                                            "train.checkpoint_every=1"), "--run-dir", str(run)])
+    line = assert_one_error_line(result, "reading the training data failed at step 4 (the shared memory that the 2 "
+                                 "loader workers hand their batches over in is too small: /dev/shm",
+                                 "a checkpoint of step 4", "docker run --shm-size=2g, or --ipc=host",
+                                 'data.cache = "mmap"', "fewer data.num_workers", "a smaller train.batch_size",
+                                 f"then: gan train --resume {run}")
+    assert "No space left on device" not in line
+    assert loaders[0]._workers and not any(worker.is_alive() for worker in loaders[0]._workers)
 
 
 @pytest.mark.parametrize("workers", [0, 2])

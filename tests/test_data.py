@@ -143,6 +143,43 @@ def test_a_data_folder_emptied_mid_run_ends_the_reading_at_once_naming_it(tmp_pa
         f"{index:02d}" for index in range(last - 3, last)]
 
 
+def test_a_process_out_of_open_files_skips_no_image_as_unreadable(tmp_path):
+    """`ulimit -n 44` with 8 loader workers: every healthy image failed to open ("[Errno 24] Too many open
+    files") and was skipped as unreadable, with a warning each (9,000), or, with a little more room, left
+    out of training in silence. No file is at fault: reading stops, naming the limit (a real limit here,
+    set below the lowest free file descriptor in a process of its own)."""
+    import subprocess
+    import sys
+
+    for index in range(3):
+        random_rgb((16, 16), index).save(tmp_path / f"{index}.png")
+    code = f"""
+import os, resource, warnings
+from gan.data.decode import check_header
+from gan.data.image_files import image_folder_dataset
+dataset = image_folder_dataset({str(tmp_path)!r}, resolution=8)
+lowest_free = os.dup(0)
+os.close(lowest_free)
+resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    for read in (lambda: dataset[0], lambda: check_header(dataset.paths[1])):
+        try:
+            print("read:", read())
+        except OSError as error:
+            print(type(error).__name__, error)
+print("limit", lowest_free, "skipped", dataset.num_skipped, "warnings", len(caught))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    said = result.stdout.splitlines()
+    assert len(said) == 3, result.stdout + result.stderr
+    limit = int(said[2].split()[1])
+    for line, path in zip(said, [tmp_path / "0.png", tmp_path / "1.png"]):
+        assert line == (f"ProcessLimitError cannot open image '{path}': Too many open files: this process's open-file "
+                        f"limit ({limit}, `ulimit -n`) is reached, no fault of the file"), result.stdout
+    assert said[2] == f"limit {limit} skipped 0 warnings 0"
+
+
 @pytest.mark.parametrize("suffix", [".jpg", ".png"])
 def test_a_file_cut_short_is_skipped_at_the_scan_so_max_images_and_the_count_leave_it_out(tmp_path, suffix):
     """Its header reads, so it used to count among data.max_images and the training images, then

@@ -223,6 +223,21 @@ def test_only_a_lost_process_is_told_in_one_line_other_errors_keep_their_traceba
     assert lost_process(ValueError("Connection reset by peer"), True) is None
 
 
+def test_a_loader_worker_killed_by_sigbus_is_said_as_shared_memory_run_out_not_as_a_signal_sent_to_it():
+    """A worker writes its batch into /dev/shm; a full one (Docker's 64 MB) kills it with SIGBUS: "a
+    data-loading worker process died (...: Bus error; a signal sent to it)" sent the user looking for
+    who had signalled it. It is the loop's error to say, with the shared memory's size and what to do."""
+    from gan.commands.train import lost_process
+    from gan.data.sampling import loader_shortage
+
+    bus_error = RuntimeError("DataLoader worker (pid 4023) is killed by signal: Bus error. ")
+    assert lost_process(bus_error, False) is None
+    cause, fix = loader_shortage(bus_error, 4)
+    assert cause.startswith("the shared memory that the 4 loader workers hand their batches over in is too small: "
+                            "/dev/shm") and "--shm-size" in fix
+    assert loader_shortage(RuntimeError("DataLoader worker (pid 4024) is killed by signal: Killed. "), 4) is None
+
+
 def test_a_lost_process_line_offers_resume_only_where_a_checkpoint_is(tmp_path):
     """A run that lost a peer before its first checkpoint has a config.toml but nothing to resume:
     the line used to offer `--resume`, which then refused the run."""

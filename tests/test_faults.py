@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import REPO, TINY, only_run, tiny_config
+from conftest import REPO, TINY, assert_one_error_line, only_run, run_folders, tiny_config
 
 import gan.core.checkpoint as checkpoint_module
 import gan.core.files as files_module
@@ -490,6 +490,60 @@ def test_a_data_error_right_after_step_1_keeps_the_run_its_checkpoint_needs(tmp_
     monkeypatch.setattr(loop, "training_batches", batches)
     resumed = CliRunner().invoke(main, ["train", "--resume", str(run_dir)])
     assert resumed.exit_code == 0 and "at step 1" in resumed.output, resumed.output
+
+
+@pytest.mark.parametrize("said_by", ["torch", "a worker"])
+def test_a_loader_out_of_open_files_mid_run_names_the_limit_and_data_num_workers(tmp_path, monkeypatch, said_by):
+    """`ulimit -n` too low for data.num_workers: torch's advice, to call torch.multiprocessing.
+    set_sharing_strategy('file_system') "at the beginning of your code", is none a gan user can take, and a
+    worker's own EMFILE ended in "Fix the cause" after the system's words alone."""
+    import gan.training.loop as loop
+
+    batches = loop.training_batches
+    failure = (RuntimeError("Too many open files. Communication with the workers is no longer possible. Please "
+                            "increase the limit using `ulimit -n` in the shell or change the sharing strategy by "
+                            "calling `torch.multiprocessing.set_sharing_strategy('file_system')` at the beginning "
+                            "of your code") if said_by == "torch" else
+               OSError("Caught OSError in DataLoader worker process 1.\nOriginal Traceback (most recent call last):\n"
+                       "  File \"worker.py\", line 1, in fetch\nOSError: [Errno 24] Too many open files: 'x.png'"))
+
+    def failing_after_one(*args, **kwargs):
+        stream = batches(*args, **kwargs)
+        yield next(stream)
+        raise failure
+
+    monkeypatch.setattr(loop, "training_batches", failing_after_one)
+    run = tmp_path / "run"
+    result = CliRunner().invoke(main, ["train", str(REPO / "experiments" / "dcgan_demo.toml"),
+                                       *[arg for item in [*TINY, "data.num_workers=2"] for arg in ("--set", item)],
+                                       "--run-dir", str(run)])
+    assert_one_error_line(result, "reading the training data failed at step 1 (the open-file limit, `ulimit -n`",
+                          "is too low for data.num_workers = 2); training stopped with a checkpoint of step 1",
+                          "Raise it (ulimit -n 4096, in the shell that runs gan) or use fewer workers",
+                          f"then: gan train --resume {run}")
+    assert "set_sharing_strategy" not in result.output and "Fix the cause" not in result.output
+
+
+def test_a_start_out_of_open_files_is_said_as_such_not_as_its_run_directory(tmp_path, monkeypatch):
+    """Out of open files as the loader started, the failed start's clean-up failed on them too, and its
+    error replaced the start's: "error: '<run dir>': Too many open files", naming a folder with nothing
+    wrong with it."""
+    import gan.training.loop as loop
+
+    def out_of_files(run_dir):
+        raise OSError(errno.EMFILE, os.strerror(errno.EMFILE), str(run_dir))
+
+    def no_pipe_for_the_workers(*args, **kwargs):
+        raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))  # (os.pipe's: no file to name)
+
+    monkeypatch.setattr(loop, "discard_start", out_of_files)
+    monkeypatch.setattr(loop, "training_batches", no_pipe_for_the_workers)
+    run = tmp_path / "run"
+    with pytest.warns(UserWarning, match=f"what the failed start wrote in '{run}' could not be removed"):
+        result = CliRunner().invoke(main, ["train", str(REPO / "experiments" / "dcgan_demo.toml"),
+                                           *[arg for item in TINY for arg in ("--set", item)], "--run-dir", str(run)])
+    line = assert_one_error_line(result, "Too many open files")
+    assert str(run) not in line, line
 
 
 def test_a_logged_value_beyond_the_bound_is_treated_as_a_nan(tmp_path):
@@ -1214,6 +1268,29 @@ def test_a_file_size_limit_met_by_an_older_safetensors_is_said_as_such_too(tmp_p
         write_atomically(tmp_path / "g.safetensors",
                          lambda temp: safetensors.torch.save_file({"weight": torch.zeros(4)}, str(temp)))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_open_file_limit_too_low_to_start_the_loader_workers_is_one_line(tmp_path):
+    """`ulimit -n 40` with 8 workers: os.pipe failed as the loader started them, and the run said "error:
+    '<run dir>': Too many open files" (its clean-up, out of files too, failed on the run directory), then
+    "Exception ignored in ... _MultiProcessingDataLoaderIter.__del__ ... '_workers_status'", after a wait
+    for the workers it had started, which lived on to the exit."""
+    import resource
+
+    limit = min(64, resource.getrlimit(resource.RLIMIT_NOFILE)[1])  # (torch loads; 32 workers' pipes cannot open)
+
+    def with_the_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+
+    result = subprocess.run(_tiny_train_command(tmp_path / "runs", "data.num_workers=32"), capture_output=True,
+                            text=True, timeout=300, cwd=tmp_path, preexec_fn=with_the_limit)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == 2 and errors == [
+        f"error: starting 32 data-loading workers failed: the open-file limit, `ulimit -n` = {limit}, is too low for "
+        "data.num_workers = 32. Raise it (ulimit -n 4096, in the shell that runs gan) or use fewer workers "
+        "(data.num_workers = 0 reads in this process)"], result.stderr
+    assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr
+    assert not run_folders(tmp_path / "runs")  # (a failed start leaves no run)
 
 
 def test_memory_running_out_is_one_line_saying_what_to_ask_for(tmp_path, tiny_demo_run, monkeypatch):

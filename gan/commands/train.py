@@ -86,6 +86,8 @@ def lost_process(error: BaseException, distributed: bool, timeout_s: int | None 
         return None
     first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
     if "DataLoader worker" in first_line and ("killed by signal" in first_line or "exited unexpectedly" in first_line):
+        if first_line.rstrip(". ").endswith("Bus error"):  # (its shared memory ran out: the loop's error says so)
+            return None
         # SIGKILL is what the kernel's out-of-memory killer sends; any other signal came from someone
         cause = ("the system may have run out of memory: fewer data.num_workers, or data.cache, need less"
                  if "killed by signal" not in first_line or first_line.rstrip(". ").endswith("Killed")

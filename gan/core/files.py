@@ -517,17 +517,17 @@ def is_earlier_lock_holders_temp(path: Path, locked_for: tuple[str, ...]) -> boo
 # every child drops them at once (`_drop_inherited_locks`); exec'd children never get them
 # (Python opens files close-on-exec).
 _HELD_LOCK_DESCRIPTORS: set[int] = set()
+# /dev/null, opened once as the first lock is taken, for the children to point those at: a child forked
+# with every descriptor in use (`ulimit -n` reached as a loader started its workers) could open none, and
+# kept the lock with an "Exception ignored" traceback
+_NULL_FOR_CHILDREN: list[int] = []
 
 
 def _drop_inherited_locks() -> None:
     """In a forked child: point each held lock's descriptor at /dev/null, which ends the child's
     share in the lock (the parent's stays) and leaves the child's file object a harmless one."""
-    if not _HELD_LOCK_DESCRIPTORS:
-        return
-    null = os.open(os.devnull, os.O_RDWR)
     for descriptor in _HELD_LOCK_DESCRIPTORS:
-        os.dup2(null, descriptor)
-    os.close(null)
+        os.dup2(_NULL_FOR_CHILDREN[0], descriptor)
     _HELD_LOCK_DESCRIPTORS.clear()
 
 
@@ -568,6 +568,8 @@ class RunLock:
             raise WriteError(f"could not write '{self.run_dir / self.lock_name}' ({free_space(self.run_dir)}): "
                              f"{error}") from error
         self._handle = handle
+        if not _NULL_FOR_CHILDREN:
+            _NULL_FOR_CHILDREN.append(os.open(os.devnull, os.O_RDWR))
         _HELD_LOCK_DESCRIPTORS.add(handle.fileno())
         return self
 

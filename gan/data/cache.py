@@ -50,7 +50,7 @@ from gan.core.memory import format_bytes
 from gan.core.progress import Progress
 from gan.core.registry import ConfigError
 from gan.core.wording import first_few, one_line
-from gan.data.decode import ImageReadError, UnreadableImageWarning
+from gan.data.decode import ImageReadError, ProcessLimitError, UnreadableImageWarning
 from gan.data.image_files import ImageFileDataset
 from gan.data.sampling import ResumableSampler, shard
 
@@ -427,7 +427,7 @@ def _build(dataset: ImageFileDataset, array_path: Path, progress_stream) -> list
         array.flush()
         del array
         os.replace(temp, array_path)
-    except ImageReadError:  # (an OSError too, but of the images: --strict, or their folder gone)
+    except (ImageReadError, ProcessLimitError):  # (OSErrors, but of reading: --strict, a folder gone, no files left)
         temp.unlink(missing_ok=True)
         raise
     except OSError as error:

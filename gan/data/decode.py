@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import io
@@ -16,6 +17,11 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageCms, ImageOps, features
+
+try:  # (imported now: a process out of open files, which it is asked about, cannot load it then)
+    import resource
+except ImportError:  # (POSIX only)
+    resource = None
 
 from gan.core.files import LOCK_NAME
 from gan.core.progress import DelayedProgress
@@ -73,6 +79,37 @@ class ImageFolderGone(ImageReadError):
 class ImageFileGone(ImageReadError):
     """An image file listed before is gone (its folder still there); `path` names it."""
     path: str = ""
+
+
+# What opening any file fails with once this process or the system is out of open files (or of kernel
+# memory): no fault of the file, which every healthy image would share
+PROCESS_LIMIT_ERRNOS = (errno.EMFILE, errno.ENFILE, errno.ENOMEM)
+
+
+class ProcessLimitError(OSError):
+    """An image file could not be opened for a limit of the process or system, not a fault of the
+    file (PROCESS_LIMIT_ERRNOS): not an ImageReadError, so that no reader skips or counts the file for
+    it (each healthy image skipped in turn, with its warning); the message names the file and the limit."""
+
+
+def open_file_limit() -> int | None:
+    """This process's open-file limit (the soft RLIMIT_NOFILE, what `ulimit -n` sets), or None where unknown."""
+    if resource is None:
+        return None
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
+def raise_if_process_limit(error: BaseException, path: str | Path) -> None:
+    """ProcessLimitError for `error` when it is a limit of the process or system (PROCESS_LIMIT_ERRNOS), not
+    the file's fault; nothing otherwise."""
+    if not isinstance(error, OSError) or error.errno not in PROCESS_LIMIT_ERRNOS:
+        return
+    limit = open_file_limit()
+    which = {errno.EMFILE: f"this process's open-file limit{f' ({limit}, `ulimit -n`)' if limit else ''} is reached",
+             errno.ENFILE: "the system's table of open files is full", errno.ENOMEM: "the system is out of memory"}
+    raise ProcessLimitError(f"cannot open image '{one_line(path)}': {error.strerror}: {which[error.errno]}, no "
+                            "fault of the file") from error
 
 
 class UnreadableImageWarning(UserWarning):
@@ -356,6 +393,7 @@ def read_rgb(path: str | Path) -> Image.Image:
             rgb = to_rgb(in_srgb(pixels.transpose(upright) if upright is not None else pixels, path))
             return ImageOps.invert(rgb) if _white_is_zero_deep_grey(image) else rgb
     except DECODE_ERRORS as error:
+        raise_if_process_limit(error, path)
         if not Path(path).parent.is_dir():
             raise ImageFolderGone(f"cannot read image '{one_line(path)}': its folder '{one_line(Path(path).parent)}' "
                                   "is gone (moved, renamed or unmounted since it was listed)") from error
@@ -395,6 +433,7 @@ def check_header(path: Path) -> str | None:
                 problem = pixel_range_problem(image)  # (TIFFs are decoded above: found here, they count)
             return problem
     except DECODE_ERRORS as error:
+        raise_if_process_limit(error, path)  # (never a file's problem: every file of the scan would be skipped)
         return decode_problem(error)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
 import signal
@@ -9,9 +10,12 @@ from typing import Iterator
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data.dataloader import _MultiProcessingDataLoaderIter
 
 from gan.core.distributed import SINGLE_PROCESS, ProcessGroup, ShardedSampler
+from gan.core.memory import format_bytes
 from gan.core.processes import STOP_SIGNALS
+from gan.data.decode import ProcessLimitError, open_file_limit
 
 _MASK63 = (1 << 63) - 1
 
@@ -107,4 +111,84 @@ def batches(dataset: Dataset, batch_size: int, seed: int, start_sample: int, num
         # workers would change nothing. Deeper prefetch rides out slow files.
         prefetch_factor=4 if num_workers else None,
     )
-    return iter(loader)
+    try:
+        return iter(loader)
+    except OSError as error:  # (os.pipe for each worker started: EMFILE, with no file to name)
+        if error.errno not in (errno.EMFILE, errno.ENFILE):
+            raise
+        _end_workers_of_a_failed_start(error)
+    # (raised here, not with that error as its context, whose traceback holds the half-made iterator: its pipes
+    # are closed as it goes, for what the run does on its way out)
+    cause, remedy = open_file_shortage(num_workers)
+    raise ProcessLimitError(f"starting {num_workers} data-loading workers failed: {cause}. {remedy}")
+
+
+def _end_workers_of_a_failed_start(error: OSError) -> None:
+    """The workers a loader had started when starting the next failed, ended now, and their pipes closed:
+    torch's clean-up of the half-made iterator fails ("no attribute '_workers_status'"), so they lived on
+    to the exit (which waited WORKER_SIGTERM_GRACE_S and more for them), holding the files whose lack
+    stopped the run: removing what the start wrote failed on it, and said that instead."""
+    trace = error.__traceback__.tb_next  # (from below `batches`: its own locals, read, would keep `error` alive)
+    while trace is not None:
+        made = trace.tb_frame.f_locals.get("self")
+        if isinstance(made, _MultiProcessingDataLoaderIter):
+            made._workers_status = [True] * len(getattr(made, "_workers", []))
+            if hasattr(made, "_workers_done_event"):  # (made before the first worker is)
+                made._shutdown_workers()
+            made._shutdown = True  # (its own clean-up, when collected, then does nothing)
+            return
+        trace = trace.tb_next
+
+
+def end_batches(stream: Iterator | None) -> None:
+    """Ends the loader workers of `stream` (of `batches`) at once, rather than when the last reference to
+    it goes: the error that stops a run on its data holds it in its traceback up to the exit, where
+    multiprocessing sent the workers the SIGTERM they take WORKER_SIGTERM_GRACE_S to obey (a 10 s wait,
+    then torch's "DataLoader worker ... is killed by signal: Alarm clock" traceback)."""
+    shut_down = getattr(stream, "_shutdown_workers", None)
+    if shut_down is not None:
+        shut_down()
+
+
+# How torch says its loader workers' shared memory (/dev/shm) ran out: a batch it could not allocate or
+# write there, or a worker killed by SIGBUS as it wrote to pages a full tmpfs could not give
+SHARED_MEMORY_FULL = ("unable to allocate shared memory", "unable to write to file </torch_",
+                      "is killed by signal: Bus error")
+SHARED_MEMORY = "/dev/shm"
+
+
+def loader_shortage(error: BaseException, num_workers: int) -> tuple[str, str] | None:
+    """(what ran out, what to do) when reading the training data failed for want of a resource of the
+    system rather than of the data: open files, or the shared memory the loader workers hand batches over
+    in (Docker's 64 MB /dev/shm); None for any other error. torch's own advice for the first is to call
+    set_sharing_strategy in one's code, and its words for the second read as a full disk."""
+    text = str(error)
+    if getattr(error, "errno", None) in (errno.EMFILE, errno.ENFILE) or "Too many open files" in text:
+        return open_file_shortage(num_workers)
+    full = any(sign in text for sign in SHARED_MEMORY_FULL) or ("No space left on device" in text and any(
+        where in text for where in (SHARED_MEMORY, "torch_")))
+    if not full:
+        return None
+    return (f"the shared memory that the {num_workers} loader workers hand their batches over in is too small: "
+            f"{_shared_memory_size()}",
+            "Give it more (docker run --shm-size=2g, or --ipc=host), or use less of it: data.cache = \"mmap\" "
+            "(celeba and folder data: no workers), fewer data.num_workers (0: none), or a smaller train.batch_size")
+
+
+def open_file_shortage(num_workers: int) -> tuple[str, str]:
+    """(what ran out, what to do) for a run out of open files: each loader worker holds files and pipes of
+    its own, beside those of the trainer it was forked from."""
+    limit = open_file_limit()
+    return (f"the open-file limit, `ulimit -n`{f' = {limit}' if limit else ''}, is too low for data.num_workers = "
+            f"{num_workers}", "Raise it (ulimit -n 4096, in the shell that runs gan)"
+            + (" or use fewer workers (data.num_workers = 0 reads in this process)" if num_workers else ""))
+
+
+def _shared_memory_size() -> str:
+    """'/dev/shm holds 64.0 MiB, 60.1 MiB of it free now', or the folder alone where it cannot be measured."""
+    try:
+        found = os.statvfs(SHARED_MEMORY)
+    except (OSError, AttributeError):  # (no statvfs on Windows)
+        return SHARED_MEMORY
+    return (f"{SHARED_MEMORY} holds {format_bytes(found.f_blocks * found.f_frsize)}, "
+            f"{format_bytes(found.f_bavail * found.f_frsize)} of it free now")

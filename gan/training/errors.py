@@ -50,15 +50,18 @@ def first_line_of(error: Exception) -> str:
 
 class SideTaskError(RuntimeError):
     """A periodic side task (previews, validation, metrics, best.pt, TensorBoard logging) failed
-    after training began; the loop wrote a checkpoint of the step first, so nothing is lost."""
+    after training began; the loop wrote a checkpoint of the step first, so nothing is lost.
+    `explained`: (what went wrong, what to do), said instead of the error's own words and "Fix the
+    cause" where the loop knows better (a system limit the data loader ran into)."""
 
     def __init__(self, task: str, step: int, error: Exception, checkpoint: Path | None, run_dir: Path,
-                 save_error: Exception | None = None, main: bool = True, processes: int = 1):
-        reason = first_line_of(error)[:300]
+                 save_error: Exception | None = None, main: bool = True, processes: int = 1,
+                 explained: tuple[str, str] | None = None):
+        cause, fix = explained or (f"{type(error).__name__}: {first_line_of(error)[:300]}", "Fix the cause")
         if not main:  # another rank of a torchrun run: rank 0 alone writes checkpoints, and says which is kept
-            super().__init__(f"{task} failed at step {step} in this process ({type(error).__name__}: {reason}); "
+            super().__init__(f"{task} failed at step {step} in this process ({cause}); "
                              f"the run's checkpoints are rank 0's to write, and its own line says which is kept. "
-                             f"Fix the cause, then resume '{run_dir}' as that line says")
+                             f"{fix}, then resume '{run_dir}' as that line says")
             return
         if save_error is None and checkpoint is None:  # at step 0: nothing trained, nothing to keep
             kept = f"training stopped at step {step}, before any checkpoint, with nothing trained to keep"
@@ -75,8 +78,7 @@ class SideTaskError(RuntimeError):
         then = (f"{launcher} train --resume {run_dir}" if checkpoint is not None
                 else f"start the run again with {launcher} train CONFIG")
         switch = f" (or switch it off: {SIDE_TASKS[task]})" if SIDE_TASKS[task] else ""
-        super().__init__(f"{task} failed at step {step} ({type(error).__name__}: {reason}); {kept}. Fix the cause"
-                         f"{switch}, then: {then}")
+        super().__init__(f"{task} failed at step {step} ({cause}); {kept}. {fix}{switch}, then: {then}")
 
 
 def _beyond(value: float, bound: float) -> str:

@@ -64,7 +64,7 @@ from gan.core.progress import PassStopped, Progress, format_duration, print_abov
 from gan.core.registry import ConfigError
 from gan.core.wording import counted
 from gan.data import data_signature, training_batches, training_folders
-from gan.data.sampling import first_samples
+from gan.data.sampling import end_batches, first_samples, loader_shortage
 from gan.metrics.generative import GenerativeEvaluator
 from gan.metrics.inception import weights_setting
 from gan.nets import network_defaults
@@ -324,10 +324,15 @@ def _close(run: _Run, resume: bool, failed_before_a_step: bool) -> None:
     for opened in (run.progress, run.writer):
         if opened is not None:
             opened.close()
-    run.data = None  # shuts loader workers down
+    end_batches(run.data)  # (a data error's traceback, kept to the exit, holds them: ended now, not then)
+    run.data = None
     trained_no_step = failed_before_a_step or run.step == run.start_step  # (a second Ctrl-C at the start, say)
     if failed_before_a_step and not resume:
-        discard_start(run.run_dir)
+        try:
+            discard_start(run.run_dir)
+        except OSError as error:  # (the failure is the error to say: one out of open files failed this too)
+            warnings.warn(f"what the failed start wrote in '{run.run_dir}' could not be removed ({error})",
+                          stacklevel=3)
     elif trained_no_step and run.config_found is not None:  # its settings trained no step: not the run's
         found = run.config_found
         try:
@@ -654,7 +659,8 @@ def _one_step(run: _Run, stop: StopRequest) -> bool:
             if stop.signal_name:  # (a worker killed with the job after the stop): the state is consistent
                 return False
             # (--strict and a file that fails to decode, a worker that died): keep the steps trained
-            raise _side_task_failed(run, "reading the training data", error) from error
+            raise _side_task_failed(run, "reading the training data", error,
+                                    explained=loader_shortage(error, run.config.data.num_workers)) from error
         run.step += 1
         set_learning_rates(run.recipe.optimizers, lr_factor(run.step, train_config))
         run.recipe.before_step(run.step)
@@ -978,25 +984,28 @@ def _finish(run: _Run, interrupted_by: str | None) -> TrainResult:
     return TrainResult(run.run_dir, run.step, run.last_checkpoint, interrupted_by)
 
 
-def _side_task_failed(run: _Run, task: str, error: Exception, undone: dict | None = None) -> SideTaskError:
+def _side_task_failed(run: _Run, task: str, error: Exception, undone: dict | None = None,
+                      explained: tuple[str, str] | None = None) -> SideTaskError:
     """The error to stop with when side task `task` failed at this step, after a checkpoint of the
     step (rank 0 only: the other processes write nothing) that records the side tasks `undone`,
-    which the resume finishes first."""
+    which the resume finishes first. `explained`: SideTaskError's."""
     if not run.main:
-        return SideTaskError(task, run.step, error, None, run.run_dir, main=False)
+        return SideTaskError(task, run.step, error, None, run.run_dir, main=False, explained=explained)
     processes = run.group.world_size
     if run.saved_step == run.step and undone is None:  # (written before: reading the data for the next step)
-        return SideTaskError(task, run.step, error, run.last_checkpoint, run.run_dir, processes=processes)
+        return SideTaskError(task, run.step, error, run.last_checkpoint, run.run_dir, processes=processes,
+                             explained=explained)
     # (and written again by a resume whose finishing of the side tasks failed: with those still undone)
     try:
         return SideTaskError(task, run.step, error, _save(run, run.step, True, undone), run.run_dir,
-                             processes=processes)
+                             processes=processes, explained=explained)
     except Exception as save_error:  # noqa: BLE001 - (the side task may have broken what saving needs too)
         # (no diverged state is saved: alone, the run stops or rolls back as diverged; under torchrun the
         # others, which no check told, are in the next step's collectives, so it stops as the task failed)
         if isinstance(save_error, NonFiniteLossError) and not run.group.distributed:
             raise
-        return SideTaskError(task, run.step, error, run.last_checkpoint, run.run_dir, save_error, processes=processes)
+        return SideTaskError(task, run.step, error, run.last_checkpoint, run.run_dir, save_error, processes=processes,
+                             explained=explained)
 
 
 @contextlib.contextmanager
