@@ -632,6 +632,32 @@ def test_a_prebuilt_cache_on_a_read_only_disk_is_only_read(tmp_path, monkeypatch
     assert other.exit_code == 2 and "data.cache_dir" in other.output and "Read-only" in other.output
 
 
+def test_reference_statistics_on_a_read_only_disk_are_only_read(tmp_path, monkeypatch):
+    """A lab's pre-built statistics in a read-only metrics.cache_dir (or a read-only HOME's default one):
+    gan train refused the folder before step 1, "cannot be written", though the statistics the run needs
+    were all there and gan eval read them; the same folder was accepted as data.cache_dir."""
+    from gan.training import preflight
+
+    cache = tmp_path / "shared"
+    line = [DEMO, *sets(*TINY, "metrics.every=2", "metrics.names=[\"swd\"]", "metrics.num_samples=16",
+                        f"metrics.cache_dir={cache}")]
+    assert train_command(*line, "--out", str(tmp_path / "first")).exit_code == 0
+    real_check = preflight._require_writable
+
+    def read_only(folder, what):  # (root writes past permission bits: the disk's refusal is played here)
+        if what == "metrics.cache_dir":
+            raise PermissionError(f"metrics.cache_dir '{folder}' cannot be written: Read-only file system")
+        real_check(folder, what)
+
+    monkeypatch.setattr(preflight, "_require_writable", read_only)
+    reused = train_command(*line, "--out", str(tmp_path / "second"))
+    assert reused.exit_code == 0 and "computing reference statistics" not in reused.output, reused.output
+    other = train_command(*line, "--set", "metrics.num_samples=8", "--out", str(tmp_path / "third"))
+    assert other.exit_code == 2 and f"  - metrics.cache_dir: metrics.cache_dir '{cache}' cannot be written: Read-only " \
+        "file system (it does not hold what this run needs from it yet, which the run would write there)" in \
+        other.output, other.output
+
+
 # ----------------------------------------------------------------------------- --run-dir, second round
 
 

@@ -268,12 +268,28 @@ class GenerativeEvaluator:
             self._listed_files = listed
         return self._dataset
 
+    def _kinds(self) -> list[str]:
+        """The kinds of reference statistics the metrics asked for need."""
+        return (["inception"] if self.inception is not None else []) + (["swd"] if "swd" in self.names else [])
+
+    def statistics_cached(self) -> bool:
+        """Whether the cache holds every reference statistic these metrics need, so that it is only read (a
+        lab's shared statistics, made once, in a folder this user may not write). It reads every file's size."""
+        from gan.data import source_fingerprint
+
+        try:
+            files = source_fingerprint(self.data)
+        except OSError:  # (a folder missing or unlisted: the check of the real images says so)
+            return False
+        return all(self.cache.path(reference_key(self.data, self.count, kind, files, self.inception_digest
+                                                 if kind == "inception" else "")).is_file() for kind in self._kinds())
+
     def reference(self) -> dict[str, dict[str, torch.Tensor]]:
         """Reference statistics by kind, from the cache or computed (and cached) now."""
         if self._reference is None:
             from gan.data import source_fingerprint
 
-            kinds = (["inception"] if self.inception is not None else []) + (["swd"] if "swd" in self.names else [])
+            kinds = self._kinds()
             images: torch.Tensor | None = None
             reference: dict[str, dict[str, torch.Tensor]] = {}  # (kept once whole: a pass given up computes it again)
             files = source_fingerprint(self.data) if kinds else ""

@@ -435,7 +435,8 @@ def _set_up(config: Config, run_dir: Path, device: torch.device, group: ProcessG
                          regularisers_on(loss)) if main else None
     # Every path still to be read, now; the preview images are decoded once here and kept.
     check_run_can_finish(config, run_dir, None if unconditional else recipe.preview_batch, dataset, writes=main,
-                         reference=evaluator.dataset if evaluator is not None else None)
+                         reference=evaluator.dataset if evaluator is not None else None,
+                         statistics_cached=evaluator.statistics_cached if evaluator is not None else None)
     check_batch_fits(recipe.networks, config, device)  # else the kernel kills an oversized run without a word
     check_scores_per_image(recipe, config, device)
     check_validation_fits(recipe, config, device)  # (the same, for SR validation's whole images)

@@ -53,7 +53,8 @@ from gan.nets.running import (
 
 def check_run_can_finish(config: Config, run_dir: Path, load_previews: Callable[[], object] | None,
                          dataset: Dataset | None = None, writes: bool = True,
-                         reference: Callable[[], Dataset] | None = None) -> None:
+                         reference: Callable[[], Dataset] | None = None,
+                         statistics_cached: Callable[[], bool] | None = None) -> None:
     """ConfigError listing every problem found, one per line; nothing when there is none.
     `load_previews`: loads the evaluation images that the recipe's previews show (image-to-image
     recipes; an unconditional one draws latents), so that an evaluation set none of whose files
@@ -62,8 +63,10 @@ def check_run_can_finish(config: Config, run_dir: Path, load_previews: Callable[
     process writes the run directory and the metrics' cache (torchrun's rank 0 alone: another
     rank's probe there recreated a run directory that rank 0 had removed on a failed start).
     `reference`: gives the metrics' real images of metrics.root, built once for the check and the
-    metrics (the evaluator's); else they are built here."""
-    problems = run_problems(config, run_dir, load_previews, dataset, writes, reference)
+    metrics (the evaluator's); else they are built here. `statistics_cached`: whether the reference
+    statistics the metrics need are in metrics.cache_dir already (the evaluator's), which then needs
+    no write access."""
+    problems = run_problems(config, run_dir, load_previews, dataset, writes, reference, statistics_cached)
     if problems:
         raise ConfigError("this run could not finish, so it does not start:\n" +
                           "\n".join(f"  - {problem}" for problem in problems))
@@ -130,7 +133,8 @@ def _read_weights(path: str | None) -> None:
 
 def run_problems(config: Config, run_dir: Path, load_previews: Callable[[], object] | None,
                  dataset: Dataset | None = None, writes: bool = True,
-                 reference: Callable[[], Dataset] | None = None) -> list[str]:
+                 reference: Callable[[], Dataset] | None = None,
+                 statistics_cached: Callable[[], bool] | None = None) -> list[str]:
     problems: list[str] = []
 
     def check(what: str, test: Callable[[], object]) -> None:
@@ -173,9 +177,21 @@ def run_problems(config: Config, run_dir: Path, load_previews: Callable[[], obje
             check("data.cache_dir", lambda: _require_writable(cache, _cache_folder("data.cache_dir", data.cache_dir)))
     if writes and metrics.every:
         cache = Path(metrics.cache_dir) if metrics.cache_dir else user_cache_dir("reference-statistics")
-        check("metrics.cache_dir",
-              lambda: _require_writable(cache, _cache_folder("metrics.cache_dir", metrics.cache_dir)))
+        check("metrics.cache_dir", lambda: _require_writable_unless(
+            statistics_cached, cache, _cache_folder("metrics.cache_dir", metrics.cache_dir)))
     return problems
+
+
+def _require_writable_unless(already_there: Callable[[], bool] | None, folder: Path, what: str) -> None:
+    """`_require_writable`, but a cache folder that holds what the run reads from it already (a lab's
+    shared reference statistics, a read-only HOME's) is only read: asked only of a folder that cannot
+    be written, as the question may cost a look at every data file."""
+    try:
+        _require_writable(folder, what)
+    except PermissionError as error:
+        if already_there is None or not already_there():
+            raise PermissionError(f"{error} (it does not hold what this run needs from it yet, which the run "
+                                  "would write there)") from None
 
 
 def _cache_folder(key: str, value: str) -> str:
