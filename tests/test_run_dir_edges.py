@@ -824,6 +824,25 @@ def test_a_resume_that_cannot_write_its_run_directory_says_how_to_go_on(tmp_path
     assert "choose a folder on another" not in result.output
 
 
+def test_a_resume_of_another_users_run_says_to_copy_it_not_to_chmod_it(tmp_path, monkeypatch):
+    """A run made by another user: "make it writable (chmod -R u+w ...)", which only its owner can do."""
+    from gan.core.files import RunLock
+
+    run = tmp_path / "run"
+    assert train_command(DEMO, *sets(*TINY), "--run-dir", str(run)).exit_code == 0
+
+    def refused(self):  # (root writes past permission bits, so the refusal is played here)
+        raise OSError(errno.EACCES, os.strerror(errno.EACCES), str(self.run_dir / self.lock_name))
+
+    monkeypatch.setattr(RunLock, "__enter__", refused)
+    owner = run.stat().st_uid
+    monkeypatch.setattr(os, "geteuid", lambda: owner + 1)  # (this process, another user than the run's)
+    line = assert_one_error_line(train_command("--resume", str(run), *sets("train.steps=6")), str(run / ".lock"),
+                                 "which belongs to another user (", f"copy it (cp -r {run} COPY) and resume the "
+                                 "copy: gan train --resume COPY, or ask its owner")
+    assert "chmod" not in line
+
+
 def test_training_says_when_its_metrics_use_fewer_images_than_asked(tmp_path):
     result = train_command(DEMO, *sets(*TINY, "data.synthetic_size=16", "metrics.every=2", "metrics.num_samples=32",
                                        'metrics.names=["swd"]', f"metrics.cache_dir={tmp_path / 'c'}"),
