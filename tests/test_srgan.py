@@ -16,7 +16,7 @@ from PIL import Image
 from torch import nn
 
 from gan.commands.main import main
-from gan.core.weights_files import file_sha256
+from gan.core.files import file_sha256
 from gan.nets import network_spec
 from gan.nets.vgg import WEIGHT_FILES, VGGFeatures, WeightsNotFoundError, layer_names
 from gan.recipes.losses import PerceptualLoss

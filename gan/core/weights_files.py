@@ -9,7 +9,6 @@ weights, and so a changed perceptual loss or FID. A torch zip's records carry a 
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 from typing import IO, Iterable
@@ -17,6 +16,7 @@ from typing import IO, Iterable
 import torch
 
 from gan.core.checkpoint import failed_checksum
+from gan.core.files import file_sha256
 
 # name-<the start of its SHA-256, 8 hex digits or more>.ext, as torch.hub names what it fetches; digits alone
 # are no hash taken (gan's own checkpoint-00000004.pt, a date: a hash of 8 digits alone, 2% of them, goes unchecked)
@@ -28,12 +28,6 @@ def named_sha256(path: Path) -> str | None:
     """The start of the SHA-256 that the name of `path` carries (vgg19-dcbb9e9d.pth: dcbb9e9d), or None."""
     match = _NAMED_HASH.search(path.name)
     return match.group(1) if match else None
-
-
-def file_sha256(path: Path) -> str:
-    """The SHA-256 of the file at `path`, in hex, read in pieces (VGG19's file is 548 MB)."""
-    with open(path, "rb") as file:
-        return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 def weights_file_damage(path: Path, contents: IO[bytes] | None = None, sha256: str | None = None) -> str | None:
