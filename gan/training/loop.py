@@ -626,17 +626,19 @@ def _start_logging(run: _Run, resume: bool, progress_stream: Any) -> None:
         if size < train_config.batch_size:
             warnings.warn(f"{where} has {counted(size, 'training image')}, fewer than train.batch_size = "
                           f"{train_config.batch_size}: every batch holds some images more than once", stacklevel=2)
-    threads = f", {counted(torch.get_num_threads(), 'thread')}" if run.device.type == "cpu" else ""
+    on_cpu, thread_count = run.device.type == "cpu", torch.get_num_threads()
+    threads = f", {counted(thread_count, 'thread')}" if on_cpu else ""
     run.say(f"run directory: {run.run_dir}\n{counted(len(run.dataset), 'training image')}, batch "
             f"{train_config.batch_size}{per_process}, device {run.device}{threads} ({run.speed.describe()}), "
             f"{counted(train_config.steps - run.start_step, 'step')} to go")
     started = run.recipe.initial_generator  # (None on a resume: its weights are the checkpoint's)
     if started is not None:
         run.say(f"generator from '{started['checkpoint']}' (step {started['step']})")
-    if threads and run.main and usable_cpus() < torch.get_num_threads():
-        warnings.warn(f"torch computes with {counted(torch.get_num_threads(), 'thread')} and this process may use "
-                      f"{counted(usable_cpus(), 'CPU')} (its CPU affinity or its container's CPU quota): the threads "
-                      f"take turns, which slows every step; OMP_NUM_THREADS={usable_cpus()} (set before gan starts) "
+    cpus = usable_cpus() if on_cpu and run.main else thread_count  # (read once: cgroup files)
+    if cpus < thread_count:
+        warnings.warn(f"torch computes with {counted(thread_count, 'thread')} and this process may use "
+                      f"{counted(cpus, 'CPU')} (its CPU affinity or its container's CPU quota): the threads "
+                      f"take turns, which slows every step; OMP_NUM_THREADS={cpus} (set before gan starts) "
                       "gives it one thread a CPU", stacklevel=2)
     if config.loss.preset:
         values = flatten_config(config_to_dict(config))
