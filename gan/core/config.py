@@ -69,6 +69,7 @@ class ModelConfig:
     discriminator_args: dict[str, Any] = field(default_factory=dict)
     init_generator: str = ""  # start the generator from the trained one of this checkpoint (a run directory: its
     # newest), the other networks and state fresh: dcgan, pix2pix, srresnet, srgan (required); "none" = random weights
+    init_discriminator: bool = False  # with init_generator: the discriminator too, from that checkpoint (built alike)
 
 
 @dataclass

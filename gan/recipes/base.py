@@ -11,8 +11,9 @@ A recipe is constructed as `Recipe(config, device, autocast)` and provides:
 - `specs`: dict name -> NetworkSpec for the networks others rebuild from a
   checkpoint (the generator for `gan sample`).
 - `initial_generator`: where the generator's weights came from when model.init_generator named a
-  trained one (`build_networks` loads it): {"checkpoint": the file, "step", "sha256"}, kept in every
-  checkpoint of the run; None for random weights.
+  trained one (`build_networks` loads it): {"checkpoint": the file, "step", "sha256"}, and
+  "discriminator": True when model.init_discriminator took that file's discriminator too; kept in
+  every checkpoint of the run; None for random weights.
 - `check(config)` (a classmethod): every network's spec, checked against the config
   without building the recipe (`gan sweep` checks each grid point with it).
 - `build_dataset()`: the training data set; items are dicts of tensors.
@@ -64,11 +65,12 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from gan.core.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint
-from gan.core.config import Config, TrainConfig
+from gan.core.checkpoint import CheckpointError, load_checkpoint, refuse_non_finite, resolve_checkpoint
+from gan.core.config import Config, TrainConfig, config_from_dict
 from gan.core.files import file_sha256
 from gan.core.inert import discriminator_steps
 from gan.core.registry import ConfigError
+from gan.core.wording import printable
 from gan.data import build_dataset
 from gan.data.image_files import preview_items
 from gan.nets import NetworkSpec
@@ -169,6 +171,9 @@ class RecipeBase:
             raise ConfigError(f"model.init_generator = '{config.model.init_generator}': recipe '{config.recipe}' "
                               f"trains {trained}, not one network named generator, so there is none to start from a "
                               "trained one (dcgan, pix2pix, srresnet and srgan have one); leave model.init_generator out")
+        if config.model.init_discriminator and config.model.init_generator in RANDOM_START:
+            raise ConfigError("model.init_discriminator = true takes the discriminator from the checkpoint that "
+                              "model.init_generator names, and it names none: set model.init_generator too")
         return specs
 
     @classmethod
@@ -210,48 +215,78 @@ class RecipeBase:
         self.specs = {name: specs[name] for name in kept}
         built = {name: spec.build().to(self.device) for name, spec in specs.items()}
         if self.config.model.init_generator not in RANDOM_START:
-            self._start_from_trained(built["generator"], specs["generator"])
+            self._start_from_trained(built, specs)
         return built
 
-    def _start_from_trained(self, generator: nn.Module, wanted: NetworkSpec) -> None:
-        """Load into `generator` (of spec `wanted`) the trained generator of the checkpoint that
-        model.init_generator names (a run directory: its newest), through the checks every reader of a
-        checkpoint makes (gan/recipes/loading.py): each problem one ConfigError naming the file and the entry."""
+    def _start_from_trained(self, built: dict[str, nn.Module], specs: dict[str, NetworkSpec]) -> None:
+        """Load into the generator of `built` (of `specs`) the trained generator of the checkpoint that
+        model.init_generator names (a run directory: its newest), and with model.init_discriminator its
+        discriminator too, through the checks every reader of a checkpoint makes (gan/recipes/loading.py):
+        each problem one ConfigError naming the key, the file and the entry."""
         from gan.recipes.loading import build_generator, checked_spec, checked_state  # (it imports this module)
 
         try:
             path = resolve_checkpoint(Path(self.config.model.init_generator))
             state = checked_state(load_checkpoint(path), path)
-            specs = state["specs"]
-            if "generator" not in specs and any(name.startswith("generator") for name in specs):
-                raise ConfigError(f"model.init_generator '{path}' holds no single generator (a "
-                                  f"{state['config']['recipe']} run, of {', '.join(specs)}): give a run of dcgan, "
-                                  "pix2pix, srresnet or srgan, whose one generator this run starts from")
-            self._refuse_another_generator(checked_spec(specs.get("generator"), path, "generator"), wanted, path,
-                                           state["config"]["recipe"])
+            stored_specs, recipe = state["specs"], state["config"]["recipe"]
+            if "generator" not in stored_specs and any(name.startswith("generator") for name in stored_specs):
+                raise ConfigError(f"model.init_generator '{path}' holds no single generator (a {recipe} run, of "
+                                  f"{', '.join(stored_specs)}): give a run of dcgan, pix2pix, srresnet or srgan, whose "
+                                  "one generator this run starts from")
+            self._refuse_another_network("model.init_generator", checked_spec(stored_specs.get("generator"), path,
+                                                                              "generator"), specs["generator"], path, recipe)
             trained, _ = build_generator(state, path, "generator", which="live")
         except CheckpointError as error:  # (which key gave the path: a run has several)
             raise ConfigError(f"model.init_generator: {error}") from None
-        generator.load_state_dict(trained.state_dict())
+        built["generator"].load_state_dict(trained.state_dict())
         self.initial_generator = {"checkpoint": str(path), "step": state["step"], "sha256": file_sha256(path)}
+        if self.config.model.init_discriminator and "discriminator" in built:  # (none: an inert key, warned of)
+            self._start_discriminator_from(state, path, built["discriminator"], specs["discriminator"])
+            self.initial_generator["discriminator"] = True
 
-    def _refuse_another_generator(self, stored: NetworkSpec, wanted: NetworkSpec, path: Path, recipe: str) -> None:
-        """ConfigError when the checkpoint at `path` (of a `recipe` run) holds a generator built otherwise
-        than this config's: another network said as such, the same one with each argument that differs."""
+    def _start_discriminator_from(self, state: dict[str, Any], path: Path, discriminator: nn.Module,
+                                  wanted: NetworkSpec) -> None:
+        """Load into `discriminator` (of spec `wanted`) the discriminator of checkpoint `state` (read from
+        `path`), built by its own recipe from its own config: the spec a checkpoint keeps is the generators'."""
+        from gan.recipes import RECIPES  # (it imports this module)
+
+        key, stored_config, recipe = "model.init_discriminator", state["config"], state["config"]["recipe"]
+        weights = state["networks"].get("discriminator")
+        try:
+            stored = RECIPES.get(recipe).network_specs(config_from_dict(stored_config)).get("discriminator")
+        except (ConfigError, ValueError) as error:
+            raise ConfigError(f"{key}: '{path}' holds a config its recipe '{recipe}' no longer builds: "
+                              f"{printable(str(error))}") from None
+        if stored is None or not isinstance(weights, dict):
+            raise ConfigError(f"{key}: '{path}' holds no discriminator (a {recipe} run that trained none, or not a "
+                              "checkpoint of `gan train`): leave model.init_discriminator out to train a fresh one")
+        self._refuse_another_network(key, stored, wanted, path, recipe)
+        try:
+            loaded = wanted.load(weights, f"'{path}'")
+            refuse_non_finite(weights, path, "discriminator")
+        except (ValueError, CheckpointError) as error:
+            raise ConfigError(f"{key}: {error}") from None
+        discriminator.load_state_dict(loaded.state_dict())
+
+    def _refuse_another_network(self, key: str, stored: NetworkSpec, wanted: NetworkSpec, path: Path,
+                                recipe: str) -> None:
+        """ConfigError (of `key`) when the checkpoint at `path` (of a `recipe` run) holds a network built
+        otherwise than this config's `wanted`: another network said as such, the same one with each
+        argument that differs."""
+        role = wanted.role
         if stored.name != wanted.name:  # (its arguments are another network's: listing them hides that)
-            raise ConfigError(f"model.init_generator '{path}' holds a {stored.name} generator (a {recipe} run), not "
-                              f"{wanted.name}: give a run of this config's generator, or set model.generator = "
-                              f"\"{stored.name}\" and its model.generator_args as that run had them")
-        supplied = self.supplied_args.get("generator", ())  # (set from [data], as data.scale)
+            raise ConfigError(f"{key} '{path}' holds a {stored.name} {role} (a {recipe} run), not {wanted.name}: "
+                              f"give a run of this config's {role}, or set model.{role} = \"{stored.name}\" and its "
+                              f"model.{role}_args as that run had them")
+        supplied = self.supplied_args.get(role, ())  # (set from [data], as data.scale)
         keys = {arg: f"data.{arg}" if arg in supplied and hasattr(self.config.data, arg) else arg
                 for arg in sorted(set(stored.kwargs) | set(wanted.kwargs))}
-        differences = [f"{key} = {stored.kwargs.get(arg)!r} where this config has {wanted.kwargs.get(arg)!r}"
-                       for arg, key in keys.items() if stored.kwargs.get(arg) != wanted.kwargs.get(arg)]
+        differences = [f"{name} = {stored.kwargs.get(arg)!r} where this config has {wanted.kwargs.get(arg)!r}"
+                       for arg, name in keys.items() if stored.kwargs.get(arg) != wanted.kwargs.get(arg)]
         if differences:
-            data_keys = [key for key in keys.values() if key.startswith("data.")]
-            raise ConfigError(f"model.init_generator '{path}' holds another {stored.name} generator: "
-                              f"{'; '.join(differences)}; set {' and '.join(['model.generator_args', *data_keys])} "
-                              "as that run had them")
+            data_keys = [name for name in keys.values() if name.startswith("data.")]
+            raise ConfigError(f"{key} '{path}' holds another {stored.name} {role}: {'; '.join(differences)}; set "
+                              f"{' and '.join([f'model.{role}_args', *data_keys])} as that run had them")
 
     def use_diffaugment(self, image_channels: tuple[int, ...] = (3,)) -> None:
         """DiffAugment from `loss.diffaugment` (none when it is empty) for a D that sees images of

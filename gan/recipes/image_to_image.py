@@ -32,7 +32,8 @@ from gan.nets.running import eval_mode, in_chunks, run_padded
 from gan.recipes.base import AutocastFactory
 
 # What only a discriminator reads: set with loss.adversarial_weight = 0 (pix2pix, SRResNet/SRGAN) they change nothing.
-DISCRIMINATOR_KEYS = ("loss.adversarial", "loss.label_smoothing", "train.d_lr", "train.adversarial_start")
+DISCRIMINATOR_KEYS = ("loss.adversarial", "loss.label_smoothing", "train.d_lr", "train.adversarial_start",
+                      "model.init_discriminator")
 PREVIEW_NAME = "input_output_target"  # the grids of input | output | target strips, in TensorBoard and images/
 
 

@@ -412,7 +412,8 @@ def _set_up(config: Config, run_dir: Path, device: torch.device, group: ProcessG
     seed_everything(train_config.seed)
     # A resume takes every weight from its checkpoint: the run that model.init_generator names need
     # not be there any more (nor at the same relative path).
-    built_from = (dataclasses.replace(config, model=dataclasses.replace(config.model, init_generator="none"))
+    built_from = (dataclasses.replace(config, model=dataclasses.replace(config.model, init_generator="none",
+                                                                        init_discriminator=False))
                   if resume and config.model.init_generator else config)
     try:
         recipe: Recipe = RECIPES.get(config.recipe)(built_from, device, make_autocast(device, train_config.amp))
@@ -633,7 +634,8 @@ def _start_logging(run: _Run, resume: bool, progress_stream: Any) -> None:
             f"{counted(train_config.steps - run.start_step, 'step')} to go")
     started = run.recipe.initial_generator  # (None on a resume: its weights are the checkpoint's)
     if started is not None:
-        run.say(f"generator from '{started['checkpoint']}' (step {started['step']})")
+        networks = "generator and discriminator" if "discriminator" in started else "generator"
+        run.say(f"{networks} from '{started['checkpoint']}' (step {started['step']})")
     cpus = usable_cpus() if on_cpu and run.main else thread_count  # (read once: cgroup files)
     if cpus < thread_count:
         warnings.warn(f"torch computes with {counted(thread_count, 'thread')} and this process may use "
