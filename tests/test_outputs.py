@@ -365,13 +365,20 @@ def test_a_sample_stopped_by_sigterm_removes_its_part_of_the_set_too(tiny_demo_r
     import sys
     import time
 
+    from gan.commands.sample import STAGING_PREFIX
+
     folder = tmp_path / "new" / "each"
-    process = subprocess.Popen([sys.executable, "-m", "gan", "sample", str(tiny_demo_run), "--n", "100000",
+    process = subprocess.Popen([sys.executable, "-m", "gan", "sample", str(tiny_demo_run), "--n", "20000",
                                 "--separate", str(folder)], stderr=subprocess.PIPE, text=True,
                                env={**os.environ, "OMP_NUM_THREADS": "1"})
-    deadline = time.monotonic() + 60
-    while not (folder.is_dir() and any(folder.iterdir())) and time.monotonic() < deadline:
+
+    def writing() -> bool:  # (its images go to a staging folder beside the set's, renamed at the end)
+        return any(any(staging.iterdir()) for staging in folder.parent.glob(f"{STAGING_PREFIX}*"))
+
+    deadline = time.monotonic() + 60  # (waiting on the set's own folder, which appears only at the end, took it all)
+    while not (folder.parent.is_dir() and writing()) and time.monotonic() < deadline:
         time.sleep(0.05)
+    assert time.monotonic() < deadline, "the sample wrote nothing within 60 s"
     process.send_signal(signal.SIGTERM)
     _, errors = process.communicate(timeout=60)
     assert process.returncode == 128 + signal.SIGTERM and "error: stopped by SIGTERM" in errors, errors
