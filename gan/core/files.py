@@ -11,6 +11,7 @@ torch's zip writer, as SafetensorError by safetensors) removes the temp file and
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import fnmatch
 import hashlib
@@ -400,10 +401,18 @@ def write_text_atomically(path: Path, text: str) -> None:
     write_atomically(path, lambda temp: temp.write_text(text, encoding="utf-8"))
 
 
+# Past this many files, one flush of their file system (Linux's syncfs) replaces a flush of each: a
+# 50,000-image `gan sample --separate` set spent 3 minutes in fsync calls on ext4 (3.6 ms each).
+MANY_FILES = 64
+
+
 def flush_to_disk(paths: list[Path]) -> None:
     """Each file of `paths` flushed to disk, then each of their folders (its entries): what
     `write_together` does for a file, for files written with `durable=False`, at once (half the
-    time of a flush as each is written, whose folder is flushed again after every file)."""
+    time of a flush as each is written, whose folder is flushed again after every file). Many
+    files: each file system that holds them flushed whole, where the system can."""
+    if len(paths) > MANY_FILES and _sync_file_systems(paths):
+        return
     for path in paths:
         try:
             with open(path, "rb") as handle:
@@ -412,6 +421,37 @@ def flush_to_disk(paths: list[Path]) -> None:
             raise WriteError(f"could not write '{path}'{why_write_failed(error, path)}") from error
     for folder in dict.fromkeys(path.parent for path in paths):
         _fsync_folder(folder)
+
+
+def _sync_file_systems(paths: list[Path]) -> bool:
+    """Flush the file system of each folder of `paths` (one syncfs call for each file system: its files'
+    data and entries, these included); False where the system has no syncfs (then nothing is flushed)."""
+    syncfs = syncfs_function()
+    if syncfs is None:
+        return False
+    by_file_system = {}
+    for folder in dict.fromkeys(path.parent for path in paths):
+        by_file_system.setdefault(os.stat(folder).st_dev, folder)
+    for folder in by_file_system.values():
+        descriptor = os.open(folder, os.O_RDONLY)
+        try:
+            if syncfs(descriptor) != 0:  # (a full disk or quota found at the flush: named as a write there)
+                error = OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+                raise WriteError(f"could not write the files in '{folder}'{why_write_failed(error, folder)}")
+        finally:
+            os.close(descriptor)
+    return True
+
+
+def syncfs_function() -> Callable[[int], int] | None:
+    """Linux's syncfs(fd) from the C library (it reports a write-back error of the file system since
+    Linux 5.8), or None on other systems."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):  # (a C library without it)
+        return None
 
 
 def _fsync_folder(folder: Path) -> None:
