@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import struct
@@ -217,6 +218,24 @@ def save_torchscript(path: Path) -> Path:
         torch.jit.script(torch.nn.Conv2d(3, 3, 1)).save(str(path))
     return path
 
+
+
+@functools.cache
+def _random_vgg_state(arch: str) -> dict:
+    import torch
+    import torchvision
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return getattr(torchvision.models, arch)(weights=None).state_dict()
+
+
+def random_vgg_state(arch: str = "vgg19", features_only: bool = False) -> dict:
+    """torchvision's `arch` of random (seeded) weights as a state dict of the caller's own, whose entries it
+    may replace but not change in place: built once a session (VGG19 takes 3 s to build, its file 548 MB).
+    `features_only`: the convolutions alone (80 MB), which the perceptual loss reads and accepts as a file."""
+    return {key: value for key, value in _random_vgg_state(arch).items()
+            if not (features_only and key.startswith("classifier."))}
 
 def invoke(*args):
     """`gan ARGS...` through click's test runner (arguments may be paths)."""

@@ -7,7 +7,7 @@ import warnings
 from pathlib import Path
 
 import pytest
-from conftest import TINY, tiny_config
+from conftest import TINY, random_vgg_state, tiny_config
 from PIL import Image
 
 from gan.core.registry import ConfigError
@@ -785,13 +785,14 @@ def test_vgg_weights_that_are_not_vgg19s_are_one_line_saying_what_they_are(tmp_p
     from gan.nets.vgg import VGGFeatures
 
     torch.save(torchvision.models.resnet18().state_dict(), tmp_path / "resnet18.pth")
-    torch.save({"state_dict": torchvision.models.vgg19().state_dict()}, tmp_path / "nested.pth")
-    nan = torchvision.models.vgg19().state_dict()
+    torch.save({"state_dict": random_vgg_state(features_only=True)}, tmp_path / "nested.pth")
+    nan = random_vgg_state(features_only=True)
+    nan["features.0.bias"] = nan["features.0.bias"].clone()
     nan["features.0.bias"][0] = float("nan")
     torch.save(nan, tmp_path / "nan.pth")
     # integer weights loaded as truncated floats (the first convolution all zeros) without a word; a gan checkpoint
     # was said to hold weights nested under 'config'; an empty file was "not a torch file"
-    integer = torchvision.models.vgg19().state_dict()
+    integer = random_vgg_state(features_only=True)
     integer["features.0.weight"] = integer["features.0.weight"].to(torch.int64)
     torch.save(integer, tmp_path / "integer.pth")
     torch.save({"format": "gan.checkpoint/1", "config": {"recipe": "edsr"}, "networks": {}}, tmp_path / "run.pt")
@@ -810,12 +811,11 @@ def test_vgg_weights_of_the_other_vgg_or_saved_from_dataparallel_say_so(tmp_path
     """A VGG16 file where loss.vgg_arch is vgg19 (or the reverse), or one saved from DataParallel (every key
     prefixed "module."), was asked "is it another network's?", which sent the user looking for another file."""
     import torch
-    import torchvision
 
     from gan.nets.vgg import VGGFeatures
 
-    vgg19 = torchvision.models.vgg19().state_dict()
-    torch.save(torchvision.models.vgg16().state_dict(), tmp_path / "vgg16.pth")
+    vgg19 = random_vgg_state(features_only=True)
+    torch.save(random_vgg_state("vgg16", features_only=True), tmp_path / "vgg16.pth")
     torch.save(vgg19, tmp_path / "vgg19.pth")
     torch.save({f"module.{key}": value for key, value in vgg19.items()}, tmp_path / "parallel.pth")
     for file, arch, expected in (("vgg16.pth", "vgg19", "; this is VGG16's: set loss.vgg_arch = \"vgg16\""),

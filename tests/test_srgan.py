@@ -11,7 +11,16 @@ import pytest
 import torch
 import torchvision
 from click.testing import CliRunner
-from conftest import REPO, TINY_SR, flip_a_bit_in_record, only_run, random_rgb, tiny_recipe_config, write_recipe_data
+from conftest import (
+    REPO,
+    TINY_SR,
+    flip_a_bit_in_record,
+    only_run,
+    random_rgb,
+    random_vgg_state,
+    tiny_recipe_config,
+    write_recipe_data,
+)
 from PIL import Image
 from torch import nn
 
@@ -73,14 +82,16 @@ def test_srgan_discriminator_takes_any_crop_size(size):
 
 def test_vgg_layer_names_map_to_torchvision_indices():
     for arch, last in (("vgg19", "relu5_4"), ("vgg16", "relu5_3")):
-        features = getattr(torchvision.models, arch)(weights=None).features
+        with torch.device("meta"):  # (the layers alone: no weights drawn)
+            features = getattr(torchvision.models, arch)(weights=None).features
         names = layer_names(features)
         assert len(names) == len(features)
         for name, layer in zip(names, features):
             expected = {"conv": nn.Conv2d, "relu": nn.ReLU, "pool": nn.MaxPool2d}[name.rstrip("0123456789_")]
             assert isinstance(layer, expected), name
         assert names.index("relu2_2") == 8 and names.index(last) == len(features) - 2
-    vgg19_names = layer_names(torchvision.models.vgg19(weights=None).features)
+    with torch.device("meta"):
+        vgg19_names = layer_names(torchvision.models.vgg19(weights=None).features)
     assert vgg19_names.index("relu5_4") == 35 and vgg19_names.index("relu3_4") == 17
 
 
@@ -127,13 +138,12 @@ def torchvision_vgg19_file(tmp_path_factory):
     """A randomly initialised torchvision VGG19 saved as torchvision saves its ImageNet weights, named as
     torch.hub names what it fetches: vgg19-<the start of its own SHA-256>.pth (under the ImageNet file's
     name, vgg19-dcbb9e9d.pth, random weights are refused as another file)."""
-    torch.manual_seed(0)
-    network = torchvision.models.vgg19(weights=None)
+    state = random_vgg_state()
     saved = tmp_path_factory.mktemp("torch_home") / "hub" / "checkpoints" / "vgg19.pth"
     saved.parent.mkdir(parents=True)
-    torch.save(network.state_dict(), saved)
+    torch.save(state, saved)
     path = saved.rename(saved.with_name(f"vgg19-{file_sha256(saved)[:8]}.pth"))
-    return path, network.features[0].weight.detach().clone()
+    return path, state["features.0.weight"].clone()
 
 
 def test_torchvision_state_dict_loads_through_our_path(torchvision_vgg19_file, monkeypatch):
@@ -157,12 +167,12 @@ def test_vgg_weights_of_the_features_alone_or_with_another_classifier_load(torch
     features = {key: value for key, value in full.items() if key.startswith("features.")}
     places = {**full, "classifier.6.weight": torch.zeros(365, 4096), "classifier.6.bias": torch.zeros(365)}
     bare = {key.removeprefix("features."): value for key, value in features.items()}  # (features.state_dict() saved)
+    whole = VGGFeatures("relu5_4", "vgg19", str(path)).weights_digest
     for name, state in (("features.pth", features), ("places365.pth", places), ("bare.pth", bare)):
         torch.save(state, tmp_path / name)
         loaded = VGGFeatures("relu5_4", "vgg19", str(tmp_path / name))
         assert torch.equal(loaded.features[0].weight, first_conv)
-        # (the same weights as the whole file's, as a resume's check of them sees)
-        assert loaded.weights_digest == VGGFeatures("relu5_4", "vgg19", str(path)).weights_digest
+        assert loaded.weights_digest == whole  # (the same weights as the whole file's, as a resume's check sees)
     del features["features.34.bias"]  # (one the loss reads: still refused)
     torch.save(features, tmp_path / "cut.pth")
     with pytest.raises(ValueError, match=r"1 of its 32 weights missing \(first: features.34.bias\)"):
@@ -238,11 +248,17 @@ def test_srgan_x4_starts_where_edsr_x4_ends():
     assert (srgan.data.scale, srgan.data.upsample_input) == (edsr.data.scale, edsr.data.upsample_input)
 
 
+def other_vgg_weights() -> dict:
+    """VGG19 features of other weights than `_perceptual_run`'s file holds (its first convolution's doubled)."""
+    state = random_vgg_state(features_only=True)
+    state["features.0.weight"] = state["features.0.weight"] * 2
+    return state
+
+
 def _perceptual_run(hr_folder, tmp_path):
     """(a VGG19 weights file, a one-step SRResNet run whose loss reads it at relu1_2)."""
     weights = tmp_path / "vgg19.pth"
-    torch.manual_seed(0)
-    torch.save(torchvision.models.vgg19(weights=None).state_dict(), weights)
+    torch.save(random_vgg_state(features_only=True), weights)
     run_dir = tmp_path / "run"
     settings = _sets(*TINY_SR, f"data.root={hr_folder}", f"data.val_root={hr_folder}", f"loss.vgg_weights={weights}",
                      "loss.content=vgg", "loss.vgg_layer=relu1_2", "train.steps=1", "train.checkpoint_every=1")
@@ -265,8 +281,7 @@ def test_a_resume_with_other_vgg_weights_under_the_same_name_is_warned_of(hr_fol
         assert CliRunner().invoke(main, ["train", "--resume", str(run_dir), "--set", "train.steps=3",
                                          "--set", "loss.vgg_layer=relu2_2"]).exit_code == 0
     assert not [warning for warning in other_layer if "vgg_weights" in str(warning.message)]
-    torch.manual_seed(1)
-    torch.save(torchvision.models.vgg19(weights=None).state_dict(), weights)
+    torch.save(other_vgg_weights(), weights)
     with pytest.warns(UserWarning, match=rf"loss.vgg_weights \({weights}\) holds other vgg19 weights than this run "
                                          r"trained with: .* no longer matches an uninterrupted one"):
         other = CliRunner().invoke(main, ["train", "--resume", str(run_dir), "--set", "train.steps=4"])
@@ -290,8 +305,7 @@ def test_a_checkpoint_with_the_earlier_digest_of_the_layers_read_is_still_checke
     state = torch.load(list_checkpoints(run_dir)[-1], weights_only=True)
     state["recipe"]["perceptual_weights"] = weights_digest(VGGFeatures("relu1_2", "vgg19", str(weights)).features)
     save_checkpoint(state, list_checkpoints(run_dir)[-1])
-    torch.manual_seed(1)
-    torch.save(torchvision.models.vgg19(weights=None).state_dict(), weights)
+    torch.save(other_vgg_weights(), weights)
     with pytest.warns(UserWarning, match=r"holds other vgg19 weights than this run trained with"):
         assert CliRunner().invoke(main, ["train", "--resume", str(run_dir), "--set", "train.steps=3"]).exit_code == 0
 

@@ -175,12 +175,15 @@ class VGGFeatures(nn.Module):
         super().__init__()
         if arch not in WEIGHT_FILES:
             raise ValueError(f"arch must be one of {', '.join(WEIGHT_FILES)}, got '{arch}'")
-        vgg = getattr(models, arch)(weights=None)
         path = resolve_weights(arch, weights)
         if path is None:
             warnings.warn(f"{arch} perceptual loss uses RANDOM weights (loss.vgg_weights = \"random\"): "
                           "fine for tests and smoke runs, meaningless for training", stacklevel=2)
-        else:
+            vgg = getattr(models, arch)(weights=None)
+        else:  # (built empty: the random weights VGG19 draws, 1.5 s on a CPU, were replaced at once)
+            with torch.device("meta"):
+                vgg = getattr(models, arch)(weights=None)
+            vgg.features.to_empty(device="cpu")
             load_vgg_weights(vgg, read_vgg_state(path, arch), path, arch)
         names = layer_names(vgg.features)
         if layer not in names:
