@@ -20,7 +20,7 @@ from gan.commands.main import main
 from gan.core.checkpoint import list_checkpoints
 from gan.core.files import RunDirectoryBusy, RunLock
 from gan.core.registry import ConfigError
-from gan.tools.sweep import MANIFEST, expand, manifest_text, parse_grid, planned_steps, write_manifest
+from gan.tools.sweep import MANIFEST, SweepRun, expand, manifest_text, parse_grid, planned_steps, write_manifest
 from gan.training.run_dir import start_or_resume
 
 DEMO = REPO / "experiments" / "dcgan_demo.toml"
@@ -66,11 +66,42 @@ def test_a_grid_of_many_long_values_names_its_runs_within_a_file_names_bytes(tmp
     for run in runs:
         (tmp_path / run.name).mkdir()
     assert runs[0].overrides[1] == "loss.diffaugment=color,translation,cutout,color,translation,cutout"
-    from gan.tools.sweep import SweepRun, run_log  # (a run's log: `<name>.log`, of 259 bytes for a legal name)
+    from gan.tools.sweep import run_log  # (a run's log: `<name>.log`, of 259 bytes for a legal name)
 
     assert [run_log(tmp_path, run).name for run in runs[:2]] == [f"{run.name}.log" for run in runs[:2]]
     legal = SweepRun("00007-" + "x" * 249, ())
     assert run_log(tmp_path, legal).name == f"{legal.name[:251]}.log"
+
+
+CHECKPOINTS_GRID = ("model.init_generator=runs/00007-dcgan_celeba64/checkpoint-00010000.pt,"
+                    "runs/00007-dcgan_celeba64/checkpoint-00020000.pt")
+
+
+def test_values_cut_alike_are_told_apart_in_their_runs_names(tmp_path):
+    """Each value's label was its first 40 characters: a grid of one run's checkpoints named its runs
+    `...-init_generator=runs_00007-dcgan_celeba64_checkpoint-000` but for their number, and TensorBoard's
+    list of runs no longer said what differs. Labels cut alike keep their ends now; a sweep begun with the
+    names of before goes on under them."""
+    runs = expand([parse_grid(CHECKPOINTS_GRID)], seeds=1)
+    assert [run.name for run in runs] == ["00000-init_generator=..-dcgan_celeba64_checkpoint-00010000.pt",
+                                          "00001-init_generator=..-dcgan_celeba64_checkpoint-00020000.pt"]
+    # alike at both ends (or made alike by the characters replaced): their start and a digest of the value
+    middle = expand([parse_grid(f"data.root=/d/{'x' * 40}/a/{'y' * 40},/d/{'x' * 40}/b/{'y' * 40},a b,a_b")], 1)
+    names = [run.name for run in middle]
+    assert len(set(names)) == 4 and all(re.fullmatch(r"\d{5}-root=(_d_x{28}|a_b)-[0-9a-f]{8}", name) for name in names)
+    # a label that tells its value apart is as it was, cut or not
+    kept = expand([parse_grid(f"log.name={'q' * 40},{'q' * 45},{'r' * 45}")], 1)
+    assert [run.name for run in kept] == [f"00000-name={'q' * 40}", f"00001-name=..{'q' * 38}",
+                                          f"00002-name={'r' * 40}"]
+    grid = [parse_grid(CHECKPOINTS_GRID)]
+    begun = [SweepRun(f"{index:05d}-init_generator=runs_00007-dcgan_celeba64_checkpoint-000", run.overrides)
+             for index, run in enumerate(runs)]
+    write_manifest(tmp_path, manifest_text(DEMO, [], grid, 1, begun))
+    result = CliRunner().invoke(main, ["sweep", str(DEMO), "--grid", CHECKPOINTS_GRID, "--out", str(tmp_path),
+                                       "--print-commands"])
+    assert result.exit_code == 0, result.output
+    assert [shlex.split(line)[-1] for line in result.output.strip().splitlines()] == [
+        str(tmp_path / run.name) for run in begun]
 
 
 def test_grid_values_in_quotes_may_hold_commas_or_be_empty():

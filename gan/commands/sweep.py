@@ -59,6 +59,7 @@ def sweep(config: Path, grids: tuple[str, ...], seeds: int, sets: tuple[str, ...
         claimed_sweep_folder,
         expand,
         manifest_text,
+        named_as_begun,
         parse_grid,
         planned_steps,
         run_sweep,
@@ -79,7 +80,7 @@ def sweep(config: Path, grids: tuple[str, ...], seeds: int, sets: tuple[str, ...
         check_config_path(config)
         grid = [parse_grid(option) for option in grids]
         check_sets(list(sets), grid, seeds)
-        runs = expand(grid, seeds, max_runs)
+        runs = named_as_begun(out, expand(grid, seeds, max_runs))
         if not print_commands:  # (its output is the commands alone, which may be for another machine)
             click.echo(f"sweep: {len(runs)} runs ({sweep_shape(grid, seeds)}); checking their configs", err=True)
             select_device(device)  # a device this machine lacks fails here once, not in every run

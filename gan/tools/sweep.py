@@ -10,6 +10,7 @@ J at once, each on its own GPU where there are several; `--print-commands` print
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import hashlib
@@ -69,6 +70,8 @@ MANIFEST = "sweep.toml"
 # A grid of more runs than this is more likely typed wrong (ten keys of four values is a million
 # runs) than meant: refused unless --max-runs allows it (docs/comparing-runs.md).
 MAX_RUNS = 1000
+# A grid value's label in its runs' names is cut to this many characters (names must fit in 255 bytes).
+LABEL_CHARACTERS = 40
 # Set in each run's environment to the sweep's pid: the run asks to be stopped when the sweep dies.
 SWEEP_PID_VARIABLE = "GAN_SWEEP_PID"
 
@@ -174,8 +177,29 @@ def _split_values(text: str) -> list[tuple[str, bool]] | None:
     return None if quoted else values
 
 
-def _label(value: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._+-]", "_", value)[:40] if value else "none"
+def _label(value: str, limit: int | None = LABEL_CHARACTERS) -> str:
+    return re.sub(r"[^A-Za-z0-9._+-]", "_", value)[:limit] if value else "none"
+
+
+def _labels(values: list[str]) -> dict[str, str]:
+    """Each of a grid key's values -> its label in the runs' names, `_label`'s where that tells it from the
+    key's other values. Values cut alike (paths that differ past their 40th character, as one run's
+    checkpoints do: their runs' names differed in their number alone) are labelled by their ends
+    instead (`..` and the last 38 characters), and those whose ends are alike too by their start and 8 hex
+    digits of the value. (A label that tells its value apart is kept: a sweep begun with it goes on.)"""
+    labels = {value: _label(value) for value in values}
+    for value in _alike(labels):
+        if len(_label(value, None)) > LABEL_CHARACTERS:
+            labels[value] = ".." + _label(value, None)[2 - LABEL_CHARACTERS:]
+    for value in _alike(labels):
+        labels[value] = f"{_label(value, LABEL_CHARACTERS - 9)}-{hashlib.sha256(os.fsencode(value)).hexdigest()[:8]}"
+    return labels
+
+
+def _alike(labels: dict[str, str]) -> list[str]:
+    """The values whose label another value's label equals."""
+    counts = collections.Counter(labels.values())
+    return [value for value, label in labels.items() if counts[label] > 1]
 
 
 def expand(grid: list[tuple[str, list[str]]], seeds: int, max_runs: int = MAX_RUNS) -> list[SweepRun]:
@@ -189,16 +213,34 @@ def expand(grid: list[tuple[str, list[str]]], seeds: int, max_runs: int = MAX_RU
         raise ConfigError("--grid train.seed and --seeds both set the seed: use one")
     short = {key: key.rsplit(".", 1)[-1] for key in keys}  # the full key where two would read alike
     short = {key: name if list(short.values()).count(name) == 1 else key for key, name in short.items()}
+    value_labels = {key: _labels(values) for key, values in grid}
     runs = []
     for values in itertools.product(*(values for _, values in grid)):
         for seed in range(seeds):
             overrides = [f"{key}={value}" for key, value in zip(keys, values)]
-            labels = [f"{short[key]}={_label(value)}" for key, value in zip(keys, values)]
+            labels = [f"{short[key]}={value_labels[key][value]}" for key, value in zip(keys, values)]
             if seeds > 1:
                 overrides.append(f"train.seed={seed}")
                 labels.append(f"seed={seed}")
             runs.append(SweepRun(run_name_within(f"{len(runs):05d}-{'-'.join(labels) or 'run'}"), tuple(overrides)))
     return runs
+
+
+def named_as_begun(out: Path, runs: list[SweepRun]) -> list[SweepRun]:
+    """`runs` under the names `out`'s sweep.toml gave them, where it lists the same runs (the same overrides, in
+    the same order) under other names: a sweep begun by a gan that named values cut alike otherwise
+    (`_labels`) goes on in its runs' folders. `runs` as they are otherwise (no sweep.toml, another sweep:
+    `write_manifest` says which)."""
+    try:
+        stored = tomllib.loads((out / MANIFEST).read_text(encoding="utf-8")).get("runs")
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError):
+        return runs
+    if not isinstance(stored, dict) or list(stored.values()) != [list(run.overrides) for run in runs]:
+        return runs
+    # (each name its run's number and one folder: a manifest edited by hand places no run elsewhere)
+    if not all(name.startswith(f"{index:05d}-") and Path(name).name == name for index, name in enumerate(stored)):
+        return runs
+    return [SweepRun(name, run.overrides) for name, run in zip(stored, runs)]
 
 
 def manifest_text(config: Path, sets: list[str], grid: list[tuple[str, list[str]]], seeds: int,
