@@ -166,6 +166,31 @@ def test_without_the_onnx_extra_the_error_is_one_line_naming_the_install(runs, t
     assert len(result.output.strip().splitlines()) == 1 and 'pip install onnx onnxscript onnxruntime' in result.output
 
 
+def test_a_failed_export_names_its_cause_in_one_line(onnxruntime, tiny_demo_run, tmp_path, monkeypatch):
+    """torch's exporter's first line was all that was said: "could not export CondGenerator to ONNX: Failed to
+    export the model with torch.export. This is step 1/3 of exporting the model to ONNX. Next steps:", the
+    cause (a forward that takes labels beside its latents) further down its message."""
+    from conftest import assert_one_error_line
+
+    from gan.nets.dcgan import DCGANGenerator
+
+    plain_forward = DCGANGenerator.forward
+
+    def conditional_forward(self, latents, labels):
+        return plain_forward(self, latents)
+
+    def failing_forward(self, latents):
+        raise ValueError("this layer needs a label")
+
+    monkeypatch.setattr(DCGANGenerator, "forward", conditional_forward)
+    assert_one_error_line(export(tiny_demo_run, tmp_path / "g.onnx"), "could not export DCGANGenerator to ONNX: its "
+                          "forward takes labels beside its latents", "NAME.safetensors")
+    monkeypatch.setattr(DCGANGenerator, "forward", failing_forward)  # (a failure found by tracing: torch's summary)
+    line = assert_one_error_line(export(tiny_demo_run, tmp_path / "g.onnx"))
+    assert line == "error: could not export DCGANGenerator to ONNX: ValueError: this layer needs a label", line
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("stop,status,said", [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGINT, 130, "Ctrl-C")])
 def test_a_stop_while_tracing_ends_the_command_as_stopped_not_as_a_failed_export(onnxruntime, tiny_demo_run, tmp_path,
                                                                                monkeypatch, stop, status, said):

@@ -53,7 +53,7 @@ def generator_from_checkpoint(state: dict[str, Any], path: Path, device: torch.d
     generator, stored = build_generator(state, path, "generator", which)
     if not hasattr(generator, "latent_dim"):
         raise image_to_image
-    others = _required_arguments_beyond_latents(generator)
+    others = required_arguments_beside_input(generator)
     if others:
         raise CheckpointError(
             f"'{path}' holds a generator whose forward takes {', '.join(others)} beside its latents: gan sample "
@@ -63,9 +63,9 @@ def generator_from_checkpoint(state: dict[str, Any], path: Path, device: torch.d
                            record if isinstance(record, dict) else None)
 
 
-def _required_arguments_beyond_latents(generator: nn.Module) -> list[str]:
-    """The arguments of `generator.forward` that must be given beside the latents (a conditional
-    generator's labels): a call with latents alone ended in a TypeError traceback."""
+def required_arguments_beside_input(generator: nn.Module) -> list[str]:
+    """The arguments of `generator.forward` that must be given beside its input, latents or images (a
+    conditional generator's labels): a call with latents alone ended in a TypeError traceback."""
     try:
         parameters = list(inspect.signature(generator.forward).parameters.values())
     except (TypeError, ValueError):  # (no signature to read: left to the call)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -23,6 +24,7 @@ from torch import nn
 
 from gan.core.json_text import standard_json
 from gan.core.processes import interrupt_of, stops_noted
+from gan.inference.generators import required_arguments_beside_input
 
 # How images go in and come out, for engines that read pixels otherwise: OpenCV's are BGR, and its bicubic
 # (as torch's) is the cubic of a = -0.75, whose upsampled Set5 is 0.2 dB PSNR from Pillow's
@@ -31,6 +33,9 @@ BICUBIC_RESAMPLING = ("Pillow's Image.resize(size, Image.Resampling.BICUBIC) (cu
                       "8-bit RGB image, before it is scaled to [-1, 1]; not torch's or OpenCV's bicubic (a = -0.75)")
 INSTALL_HINT = "pip install onnx onnxscript onnxruntime"  # (gan's `onnx` extra; in a checkout, pip install -e ".[onnx]")
 EXAMPLE_BATCH = 2  # not 1: torch.export takes a size-1 dimension for a constant
+# The heading in torch's exporter's errors above the line naming the exception, and the colours its text holds
+EXCEPTION_SUMMARY = "## Exception summary"
+ANSI_COLOUR = re.compile(r"\x1b\[[0-9;]*m")
 
 
 class OnnxUnavailable(RuntimeError):
@@ -102,6 +107,11 @@ def onnx_program(generator: nn.Module, config: dict[str, Any]) -> tuple[Any, dic
     """(the exported program, a description of its input and output for the sidecar) of an
     eval-mode `generator` trained with the run config `config`."""
     input_name, example, dynamic = example_and_dynamic_shapes(generator)
+    others = required_arguments_beside_input(generator)
+    if others:  # (torch's exporter failed on the call, its first line naming no cause)
+        raise OnnxExportFailed(f"could not export {type(generator).__name__} to ONNX: its forward takes "
+                               f"{', '.join(others)} beside its {input_name}, and gan's ONNX graph takes {input_name} "
+                               f"alone: export its weights (--out NAME.safetensors or NAME.pt) for one's own code")
     with stops_noted() as stops, _torch_logs_dropped_after_a_stop(stops):
         try:
             program = torch.onnx.export(generator, (example,), None, input_names=[input_name],
@@ -109,7 +119,7 @@ def onnx_program(generator: nn.Module, config: dict[str, Any]) -> tuple[Any, dic
                                         external_data=False, verbose=False)
         except Exception as error:  # the exporter raises many types; each is one failure to trace or translate
             if not stops:
-                reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+                reason = _failure_reason(error)
                 raise OnnxExportFailed(f"could not export {type(generator).__name__} to ONNX: {reason}") from error
         if stops:  # (torch's C++ made the stop's KeyboardInterrupt a RuntimeError: "Failed to decompose the FX graph")
             raise interrupt_of(stops[0]) from None
@@ -131,6 +141,16 @@ def onnx_program(generator: nn.Module, config: dict[str, Any]) -> tuple[Any, dic
             description["input"]["bicubic_upsample_first"] = input_upscale(config)
             description["input"]["bicubic_resampling"] = BICUBIC_RESAMPLING
     return program, description
+
+
+def _failure_reason(error: Exception) -> str:
+    """The line of torch's exporter's `error` that names its cause: the one under its "## Exception summary"
+    (`TypeError: missing a required argument: 'labels'`), else its first. (Its first alone said "Failed
+    to export the model with torch.export. This is step 1/3 of exporting the model to ONNX. Next steps:".)"""
+    lines = [line.strip() for line in ANSI_COLOUR.sub("", str(error)).splitlines() if line.strip()]
+    if EXCEPTION_SUMMARY in lines[:-1]:
+        return re.sub(r"^<class '(?:\w+\.)*(\w+)'>", r"\1", lines[lines.index(EXCEPTION_SUMMARY) + 1])
+    return (lines or [type(error).__name__])[0]
 
 
 @contextlib.contextmanager
