@@ -7,10 +7,13 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from conftest import REPO
+from PIL import Image
 
 from gan.core.registry import ConfigError
 from gan.data import DATASETS
 from gan.recipes import RECIPES
+from gan.recipes.base import RecipeBase
 from gan.recipes.dcgan import DCGANRecipe
 from gan.recipes.losses import AdversarialLoss
 from gan.training.resolve import ignored_keys, load_config
@@ -127,3 +130,46 @@ def test_a_conditional_generator_is_refused_by_the_commands_that_sample_in_one_l
                     ["eval", tiny_demo_run, "--metrics", "swd", "--n", "4", "--json", tmp_path / "m.json"]):
         assert_one_error_line(invoke(*command), "holds a generator whose forward takes labels beside its latents")
     assert not list(tmp_path.iterdir())
+
+
+class _OwnConditionalRecipe(RecipeBase):
+    """A conditional recipe of one's own: no evaluation_generator, no validation metrics."""
+
+    network_specs = DCGANRecipe.network_specs
+
+
+def test_a_conditional_recipe_of_ones_own_is_not_sent_to_a_command_that_refuses_it(tiny_demo_run, tmp_path,
+                                                                                    monkeypatch):
+    """Its generator called as generator(latents, labels), no evaluation_generator: gan translate said "is an
+    unconditional generator (it takes latents, not images); use `gan sample`", which refuses it; gan eval
+    without --data "image-to-image checkpoints need --data FOLDER"; metrics.every "reports validation
+    metrics instead (log.eval_every)", which it has none of."""
+    from conftest import assert_one_error_line, invoke
+
+    from gan.core.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
+    from gan.nets.dcgan import DCGANGenerator
+
+    plain_forward = DCGANGenerator.forward
+
+    def conditional_forward(self, latents, labels):
+        return plain_forward(self, latents)
+
+    monkeypatch.setattr(DCGANGenerator, "forward", conditional_forward)
+    monkeypatch.setitem(RECIPES._entries, "cdcgan", _OwnConditionalRecipe)
+    state = load_checkpoint(list_checkpoints(tiny_demo_run)[-1])
+    state["config"]["recipe"] = "cdcgan"
+    save_checkpoint(state, tmp_path / "conditional.pt")
+    (tmp_path / "in").mkdir()
+    Image.new("RGB", (32, 32)).save(tmp_path / "in" / "a.png")
+    said = "holds a generator that takes latents and labels, not images"
+    assert_one_error_line(invoke("translate", tmp_path / "conditional.pt", tmp_path / "in", tmp_path / "out"), said,
+                          "gan sample unconditional ones that take latents alone, and gan eval both")
+    assert_one_error_line(invoke("eval", tmp_path / "conditional.pt"), said)
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(ConfigError) as error:
+        _OwnConditionalRecipe.check(load_config(None, ["recipe=cdcgan", "metrics.every=10"]))
+    assert "recipe 'cdcgan' has no evaluation_generator" in str(error.value) and "log.eval_every" not in str(
+        error.value), str(error.value)
+    # one with validation metrics is sent to them, as before
+    with pytest.raises(ConfigError, match=r"recipe 'pix2pix' reports validation metrics instead \(log.eval_every\)"):
+        RECIPES.get("pix2pix").check(load_config(REPO / "experiments" / "pix2pix_facades.toml", ["metrics.every=10"]))

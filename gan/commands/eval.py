@@ -109,7 +109,7 @@ def evaluate(checkpoint: Path, folder: Path | None, split: str | None, metric_na
     from gan.data.decode import ImageReadError
     from gan.inference.exported import read_checkpoint
     from gan.inference.outputs import OutputRefused
-    from gan.inference.tiling import ImageTooLargeError
+    from gan.inference.tiling import ImageTooLargeError, image_to_image_generator
     from gan.metrics.inception import InceptionWeightsDamaged, damaged_weights_advice, resolve_weights_path
     from gan.nets.running import NonFiniteOutput
     from gan.recipes import trains_unconditional
@@ -140,6 +140,7 @@ def evaluate(checkpoint: Path, folder: Path | None, split: str | None, metric_na
                                  json_path, which, select_device(device), outputs)
         else:
             if folder is None:
+                image_to_image_generator(state, path)  # (one that takes latents and labels: no --data serves it)
                 raise click.UsageError("image-to-image checkpoints need --data FOLDER")
             _evaluate_image_to_image(path, folder, split, csv_path, tile, select_device(device), save_images,
                                      inception_weights, outputs)

@@ -27,6 +27,7 @@ from gan.core.memory import available_memory, format_bytes, out_of_memory
 from gan.core.progress import DelayedProgress
 from gan.data.super_resolution import bicubic_resize
 from gan.inference.exported import generator_name, load_source
+from gan.inference.generators import required_arguments_beside_input
 from gan.nets.running import (
     LARGE_PASS_PIXELS,
     eval_mode,
@@ -258,6 +259,26 @@ def _rounded_up(length: int, multiple: int) -> int:
     return -(-length // multiple) * multiple
 
 
+def image_to_image_generator(state: dict, path: Path, direction: str | None = None) -> nn.Module:
+    """The generator of a loaded checkpoint `state` (read from `path`), built; CheckpointError where it takes
+    latents, not images (a config naming another recipe: the spec says what the network is)."""
+    generator, _ = build_generator(state, path, generator_name(state["specs"], direction, path))
+    if not hasattr(generator, "latent_dim"):
+        return generator
+    others = required_arguments_beside_input(generator)
+    if not others:
+        raise _unconditional(path)
+    # (gan sample refuses it too: not the command to send it to)
+    raise CheckpointError(f"'{path}' holds a generator that takes latents and {', '.join(others)}, not images: gan "
+                          f"translate serves image-to-image generators, gan sample unconditional ones that take "
+                          f"latents alone, and gan eval both, so none of them serves it; `gan export` writes its "
+                          f"weights for one's own code")
+
+
+def _unconditional(path: Path) -> CheckpointError:
+    return CheckpointError(f"'{path}' is an unconditional generator (it takes latents, not images); use `gan sample`")
+
+
 def load_translator(source: str | Path, device: torch.device, tile: int = WHOLE, overlap: int | None = None,
                     direction: str | None = None) -> Translator:
     """The image-to-image generator of a run directory (newest checkpoint) or checkpoint file.
@@ -270,16 +291,11 @@ def load_translator(source: str | Path, device: torch.device, tile: int = WHOLE,
     overlap = DEFAULT_OVERLAP if overlap is None else overlap
     path, state = load_source(source, unconditional=False)
     config = state["config"]
-    takes_latents = CheckpointError(f"'{path}' is an unconditional generator (it takes latents, not images); "
-                                    "use `gan sample`")
     from gan.recipes import trains_unconditional  # (here: translating needs no recipe but to ask this)
 
     if trains_unconditional(config["recipe"]):
-        raise takes_latents
-    generator, _ = build_generator(state, path, generator_name(state["specs"], direction, path))
-    if hasattr(generator, "latent_dim"):  # a config naming another recipe: the spec says what the network is
-        raise takes_latents
-    generator = generator.to(device)
+        raise _unconditional(path)
+    generator = image_to_image_generator(state, path, direction).to(device)
     data = config["data"]
     super_resolution = data["dataset"] == "sr_pairs"
     input_upscale = data["scale"] if super_resolution and data["upsample_input"] else 1

@@ -162,8 +162,11 @@ class RecipeBase:
             raise ConfigError(f"recipe '{config.recipe}' trains on data.dataset "
                               f"{' or '.join(repr(name) for name in cls.datasets)}, not '{config.data.dataset}'")
         if config.metrics.every and not hasattr(cls, "evaluation_generator"):
+            # (by what it has: one of one's own may have no validation metrics to send the user to)
+            instead = ("reports validation metrics instead (log.eval_every)" if hasattr(cls, "validation_metrics")
+                       else "has no evaluation_generator (gan/recipes/base.py), the generator of latents they score")
             raise ConfigError(f"metrics.every: generative metrics are for unconditional recipes such as dcgan; "
-                              f"recipe '{config.recipe}' reports validation metrics instead (log.eval_every)")
+                              f"recipe '{config.recipe}' {instead}; leave metrics.every at 0")
         specs = cls.network_specs(config)
         if config.model.init_generator not in RANDOM_START and "generator" not in specs:  # (cyclegan's two)
             generators = [name for name, spec in specs.items() if spec.role == "generator"]
