@@ -418,6 +418,30 @@ def test_an_unhinted_tuple_default_is_the_list_a_config_gives_back(tmp_path):
     assert again.exit_code == 0, again.output
 
 
+def test_a_tuple_argument_reaches_the_network_as_a_tuple_however_its_spec_was_read():
+    # an export's JSON (and config.toml) hold lists: `widths + (4,)` in the constructor failed in `gan sample`
+    # of an export ("can only concatenate list (not "tuple") to list"), and an unhinted tuple default
+    # arrived as a list even in a fresh run
+    import json
+
+    from gan.nets import register_network
+
+    @register_network("generator", "test_tuple_args")
+    class TupleArguments(_OwnGenerator):
+        def __init__(self, resolution: int, widths: tuple[int, ...] = (16, 8), sizes=(8, (4, 4))):
+            super().__init__(resolution)
+            self.widths, self.sizes = widths + (4,), sizes
+
+    fresh = network_spec("generator", "test_tuple_args", {}, "model.generator_args", resolution=32)
+    read = NetworkSpec.from_dict(json.loads(json.dumps(fresh.to_dict())))
+    assert read.kwargs["widths"] == [16, 8]  # (as a file holds it)
+    for spec in (read, fresh):
+        generator = spec.build()
+        assert (generator.widths, generator.sizes) == ((16, 8, 4), (8, (4, 4)))
+    given = network_spec("generator", "test_tuple_args", {"sizes": [2, [1, 1]]}, "model.generator_args", resolution=32)
+    assert given.build().sizes == (2, (1, 1))
+
+
 def test_a_resume_that_sets_a_key_the_run_left_unset_is_told_so():
     # a None default is left out of config.toml: the refusal said "trained with ... = None. Set them
     # back (--set KEY=VALUE)", and None is no value --set can give

@@ -136,8 +136,8 @@ def resolve_network_args(role: str, name: str, args: dict[str, Any], key: str,
                               "can hold (numbers, strings, booleans and lists of them), so config.toml could not "
                               "say how the run was built; give it a default a config can say (a name such as "
                               "\"relu\" that the constructor looks up)")
-        # (unhinted, a tuple default is what the config gives back as a list: taken so from the start, the
-        # network gets one type fresh and resumed, and --run-dir repeats see one value)
+        # (unhinted, a tuple default is held as the list the config gives back, so that --run-dir repeats see
+        # one value; the network gets it as a tuple again, `_as_hinted`)
         resolved[arg] = _as_listed(param.default) if param.annotation is Any else param.default
     return resolved
 
@@ -145,6 +145,21 @@ def resolve_network_args(role: str, name: str, args: dict[str, Any], key: str,
 def _as_listed(value: Any) -> Any:
     """`value` with its tuples as lists, as TOML reads them back."""
     return [_as_listed(item) for item in value] if isinstance(value, (list, tuple)) else value
+
+
+def _as_tupled(value: Any) -> Any:
+    """`value` with its lists as tuples."""
+    return tuple(_as_tupled(item) for item in value) if isinstance(value, (list, tuple)) else value
+
+
+def _as_hinted(value: Any, parameter: inspect.Parameter, name: str) -> Any:
+    """`value` (of argument `name`) as `parameter`'s type hint names it; unhinted, with a tuple default
+    (of no lists), as tuples: the config holds such a default as a list (`_as_listed`), and the network
+    gets the type it wrote. ConfigError when the hint does not take it."""
+    default = parameter.default
+    if parameter.annotation is Any and isinstance(default, tuple) and _as_tupled(default) == default:
+        return _as_tupled(value) if isinstance(value, (list, tuple)) else value
+    return coerce(value, parameter.annotation, name)
 
 
 def _config_value(value: Any) -> bool:
@@ -193,12 +208,17 @@ class NetworkSpec:
 
     def build(self) -> nn.Module:
         """The network, after `check`: a spec read from a file builds nothing unreasonable."""
-        self.check()
-        return _zoo(self.role).get(self.name)(**self.kwargs)
+        return _zoo(self.role).get(self.name)(**self._checked_arguments())
 
     def check(self) -> None:
         """Known arguments, sizes of at least 1, and a parameter count within MAX_PARAMETERS,
         counted on the meta device before any memory is allocated. Raises ValueError."""
+        self._checked_arguments()
+
+    def _checked_arguments(self) -> dict[str, Any]:
+        """`check`, giving `kwargs` as the constructor is given them: each of the type its hint names (or,
+        unhinted, its tuple default's). A spec read from JSON (an export's) or TOML holds lists, and a
+        `tuple[int, ...]` argument reached the network as one: `widths + (4,)` failed in `gan sample`."""
         if self.name not in _zoo(self.role).names():
             raise ValueError(f"unknown {self.role} '{self.name}'; known: {', '.join(network_names(self.role))}")
         parameters = _parameters(_zoo(self.role).get(self.name))
@@ -209,17 +229,18 @@ class NetworkSpec:
         missing = [arg for arg in _required(parameters) if arg not in self.kwargs]
         if missing:
             raise ValueError(f"{self.role} '{self.name}' needs {', '.join(map(repr, missing))}, which it lacks")
+        arguments = {}
         for arg, value in self.kwargs.items():
             try:  # (a spec read from a file: a float where an int belongs failed as a TypeError deep inside)
-                coerce(value, parameters[arg].annotation, f"{self.role} '{self.name}': {arg}")
+                arguments[arg] = _as_hinted(value, parameters[arg], f"{self.role} '{self.name}': {arg}")
             except ConfigError as error:
                 raise ValueError(str(error)) from None
-            _check_size(arg, value, f"{self.role} '{self.name}': {arg}", parameters[arg].default)
+            _check_size(arg, arguments[arg], f"{self.role} '{self.name}': {arg}", parameters[arg].default)
         if self.role == "feature_extractor":  # fixed architectures that read weight files when built
-            return
+            return arguments
         try:
             with torch.device("meta"):
-                count = sum(parameter.numel() for parameter in _zoo(self.role).get(self.name)(**self.kwargs).parameters()
+                count = sum(parameter.numel() for parameter in _zoo(self.role).get(self.name)(**arguments).parameters()
                             if not isinstance(parameter, nn.parameter.UninitializedParameter))  # (lazy: sized later)
         except (RuntimeError, TypeError) as error:  # a tensor too large for even torch to size (2^63 elements;
             if "overflow" not in str(error).lower():  # a size past 2^63 itself: "Overflow when unpacking long")
@@ -231,6 +252,7 @@ class NetworkSpec:
                                  f"torch can count, more than the {MAX_PARAMETERS:,} gan builds")
             raise ValueError(f"{self.role} '{self.name}' with {self.kwargs} would have {count:,} parameters "
                              f"({count * 4 / 2**30:,.0f} GiB in fp32), more than the {MAX_PARAMETERS:,} gan builds")
+        return arguments
 
     def load(self, state_dict: dict[str, Any], source: str) -> nn.Module:
         """Build the network and load `state_dict` into it; a mismatch raises ValueError naming
