@@ -398,6 +398,41 @@ def test_a_discriminator_that_averages_its_batch_is_refused_before_step_1_in_one
     assert not run_folders(tmp_path / "runs")
 
 
+class _TwoColumnDiscriminator(_BatchMeanDiscriminator):
+    def forward(self, images):
+        return self.conv(images).mean(dim=(2, 3))[:, :2]  # (N, 2): an AC-GAN head's real/fake and class
+
+
+class _TupleDiscriminator(_BatchMeanDiscriminator):
+    def forward(self, images):
+        scores = self.conv(images).mean(dim=(1, 2, 3))
+        return scores, scores  # (scores, features), say
+
+
+@pytest.mark.parametrize("network, expected", [
+    (_TwoColumnDiscriminator, "gives scores of shape (2, 2) for 2 images: a discriminator gives one score per image, "
+                              "(N,) or (N, 1), or a map of them, (N, 1, H, W), not 2 columns"),
+    (_TupleDiscriminator, "returned a tuple, not a tensor: a discriminator gives one tensor of scores"),
+])
+def test_a_discriminator_of_other_than_one_score_per_image_is_refused_before_step_1(tmp_path, network, expected):
+    # an (N, 2) head trained to the end, the losses averaging both columns as scores; a tuple was said to
+    # give "scores of shape tuple ... not one for the whole batch"
+    from conftest import REPO, TINY, invoke, run_folders
+
+    from gan.nets import register_network
+    from gan.recipes.losses import AdversarialLoss
+
+    register_network("discriminator", "test_misshapen")(network)
+    result = invoke("train", REPO / "experiments" / "dcgan_demo.toml", "--out", tmp_path / "runs",
+                    *[f"--set={item}" for item in [*TINY, "model.discriminator=test_misshapen"]])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert f"error: model.discriminator = 'test_misshapen' {expected}" in result.output
+    assert not run_folders(tmp_path / "runs")
+    scores = network(32)(torch.zeros(4, 3, 32, 32))
+    with pytest.raises(ValueError, match=r"the discriminator (gave scores of shape \(4, 2\)|returned a tuple)"):
+        AdversarialLoss("hinge").generator(scores)
+
+
 def test_an_unhinted_tuple_default_is_the_list_a_config_gives_back(tmp_path):
     # config.toml wrote [8, 8], a fresh resolve gave (8, 8): the same --run-dir line was refused as
     # "model.generator_args.widths [8, 8] -> (8, 8)", and so were a sweep's reruns

@@ -98,16 +98,36 @@ class AdversarialLoss:
         return torch.sigmoid(logits) if self.kind == "vanilla" else logits
 
 
+# What a discriminator gives (docs/layout.md), as messages say it
+SCORE_SHAPES = "(N,) or (N, 1), or a map of them, (N, 1, H, W)"
+
+
 def per_image(scores: torch.Tensor, images: torch.Tensor | None = None) -> torch.Tensor:
     """`scores`, checked to hold one score, or one map of scores, per image (of `images` when given):
     a discriminator of one's own that averaged its batch trained in silence, each image's gradient
     1/N of its own. A check of shapes alone: nothing is read back from the device."""
-    if scores.dim() == 0 or (images is not None and scores.shape[0] != images.shape[0]):
+    if not isinstance(scores, torch.Tensor):  # (a tuple: AttributeError 'tuple' object has no attribute 'dim')
+        raise ValueError(f"the discriminator returned a {type(scores).__name__}, not a tensor: it must give one "
+                         f"tensor of scores, {SCORE_SHAPES} (docs/layout.md)")
+    misfit = scores_misfit(tuple(scores.shape), images.shape[0] if images is not None else None)
+    if misfit:
         batch = f"{images.shape[0]} images" if images is not None else "a batch"
         raise ValueError(f"the discriminator gave scores of shape {tuple(scores.shape)} for {batch}: it must give "
-                         "one score per image, (N,) or (N, 1), or a map per image, (N, 1, H, W), not one for the "
-                         "whole batch (docs/layout.md)")
+                         f"one score per image, {SCORE_SHAPES}, {misfit} (docs/layout.md)")
     return scores
+
+
+def scores_misfit(shape: tuple[int, ...], count: int | None = None) -> str | None:
+    """How a discriminator's scores of `shape`, for `count` images (any count when None), are not one
+    score, or one map of scores, per image, said as "not ..."; None when they are. An AC-GAN head's
+    (N, 2) trained in silence: the losses averaged its columns as scores."""
+    if not shape or (count is not None and shape[0] != count):
+        return "not one for the whole batch"
+    if len(shape) == 1 or (len(shape) in (2, 4) and shape[1] == 1):
+        return None
+    if len(shape) == 2:
+        return f"not {shape[1]} columns, all of which the losses would take as scores"
+    return f"not values of shape {shape[1:]} per image, all of which the losses would take as scores"
 
 
 def gradient_penalty(discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor,

@@ -49,6 +49,7 @@ from gan.nets.running import (
     layer_output_bytes,
     live_layers,
 )
+from gan.recipes.losses import SCORE_SHAPES, scores_misfit
 
 
 def check_run_can_finish(config: Config, run_dir: Path, load_previews: Callable[[], object] | None,
@@ -356,9 +357,10 @@ def check_validation_fits(recipe, config: Config, device: torch.device) -> None:
 
 
 def check_scores_per_image(recipe, config: Config, device: torch.device) -> None:
-    """ConfigError when a discriminator gives other than one score, or one map of scores, per image of
-    two at the training resolution: one for the whole batch (a mean of one's own) trained in silence,
-    every image's gradient 1/N of its own. One it cannot run on such images is left to training."""
+    """ConfigError when a discriminator gives other than one tensor of scores, one score or one map of
+    scores per image, for two at the training resolution: one for the whole batch (a mean of one's own)
+    trained in silence, every image's gradient 1/N of its own, and so did an AC-GAN head's (N, 2), its
+    columns averaged. One it cannot run on such images is left to training."""
     size = config.data.resolution
     for name, spec in recipe.check(config).items():
         network = recipe.networks.get(name)
@@ -370,12 +372,14 @@ def check_scores_per_image(recipe, config: Config, device: torch.device) -> None
                 scores = network(torch.zeros(2, channels, size, size, device=device))
         except (RuntimeError, ValueError, TypeError):
             continue
-        shape = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
-        if not isinstance(scores, torch.Tensor) or scores.dim() == 0 or scores.shape[0] != 2:
-            key = "model.discriminator" if name == "discriminator" or name.startswith("discriminator_") else name
-            raise ConfigError(f"{key} = '{spec.name}' gives scores of shape {shape} for 2 images: a discriminator "
-                              "gives one score per image, (N,) or (N, 1), or a map of them, (N, 1, H, W), not one "
-                              "for the whole batch (docs/layout.md)")
+        key = "model.discriminator" if name == "discriminator" or name.startswith("discriminator_") else name
+        if not isinstance(scores, torch.Tensor):  # (a tuple was said to be "of shape tuple", one for the batch)
+            raise ConfigError(f"{key} = '{spec.name}' returned a {type(scores).__name__}, not a tensor: a "
+                              f"discriminator gives one tensor of scores, {SCORE_SHAPES} (docs/layout.md)")
+        misfit = scores_misfit(tuple(scores.shape), 2)
+        if misfit:
+            raise ConfigError(f"{key} = '{spec.name}' gives scores of shape {tuple(scores.shape)} for 2 images: a "
+                              f"discriminator gives one score per image, {SCORE_SHAPES}, {misfit} (docs/layout.md)")
 
 
 def example_input(name: str, network: nn.Module, config: Config, device: torch.device) -> torch.Tensor | None:
