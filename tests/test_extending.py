@@ -93,6 +93,35 @@ def test_the_lists_of_gans_own_recipes_and_data_sets_are_those_it_registers():
     assert sorted(OWN_DATASETS) == DATASETS.names()
 
 
+def test_a_recipe_module_that_fails_to_import_is_said_where_its_recipe_is_missing_and_blocks_no_other(
+        tiny_demo_run, tmp_path):
+    # a module listed in gan/recipes/__init__.py that failed to import (`import not_installed_pkg`) broke
+    # every command, of every recipe, with a 58-line traceback ending ModuleNotFoundError
+    import subprocess
+    import sys
+    import textwrap
+
+    from conftest import REPO
+
+    script = textwrap.dedent(f"""
+        import sys
+        sys.modules["gan.recipes.srgan"] = None  # (its import fails, as one needing a package not installed)
+        from click.testing import CliRunner
+        from gan.commands.main import main
+        for line in (["sample", {str(tiny_demo_run)!r}, "--n", "2", "--out", {str(tmp_path / "faces.png")!r}],
+                     ["train", {str(REPO / "experiments" / "srgan_x4.toml")!r}, "--out", {str(tmp_path / "runs")!r}]):
+            result = CliRunner().invoke(main, line)
+            print(result.exit_code, (result.output.strip().splitlines() or [repr(result.exception)])[-1])
+    """)
+    ran = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert ran.returncode == 0, ran.stderr
+    sampled, trained = ran.stdout.strip().splitlines()
+    assert sampled.startswith("0 from ") and (tmp_path / "faces.png").is_file(), ran.stdout
+    assert trained.startswith("2 error: ") and trained.endswith(
+        "unknown recipe 'srgan' (did you mean 'dcgan'?); known: cyclegan, dcgan, pix2pix; gan.recipes.srgan (listed in "
+        "gan/recipes/__init__.py) failed to import: import of gan.recipes.srgan halted; None in sys.modules"), ran.stdout
+
+
 def test_a_validating_recipe_without_an_evaluation_set_keeps_best_by_its_scores():
     # best.pt by a val/ metric read the recipe's `evaluation_images`, which the contract did not name:
     # an AttributeError at the first best.pt of a recipe of one's own

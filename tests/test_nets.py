@@ -504,6 +504,30 @@ def test_an_unknown_network_without_a_close_name_says_where_networks_of_ones_own
         resolve_network_args("generator", "dcgna", {}, "model.generator_args")
 
 
+def test_a_zoo_module_that_fails_to_import_is_said_where_its_networks_are_missing_and_blocks_no_other(
+        tiny_demo_run, tmp_path, monkeypatch):
+    # `import not_installed_pkg` in a module listed in _ZOO_MODULES, or a misspelled entry, broke every
+    # command (`gan sample` of a plain dcgan run too) with a 40-line traceback ending ModuleNotFoundError
+    from conftest import REPO, TINY, assert_one_error_line, invoke
+
+    import gan.nets
+
+    (tmp_path / "test_needs_a_package.py").write_text("import not_installed_pkg  # noqa: F401\n")
+    monkeypatch.syspath_prepend(tmp_path)
+    monkeypatch.setattr(gan.nets, "_ZOO_MODULES", (*gan.nets._ZOO_MODULES, "test_needs_a_package",
+                                                   "gan.nets.test_misspelled"))
+    for registry in gan.nets._REGISTRIES.values():  # (what failed to import is kept: this test's, for itself)
+        monkeypatch.setattr(registry, "_unimported", {}, raising=False)
+    sampled = invoke("sample", tiny_demo_run, "--n", "2", "--out", tmp_path / "faces.png")
+    assert sampled.exit_code == 0 and (tmp_path / "faces.png").is_file(), sampled.output
+    trained = invoke("train", REPO / "experiments" / "dcgan_demo.toml", "--out", tmp_path / "runs",
+                     *[f"--set={item}" for item in [*TINY, "model.generator=mine"]])
+    assert_one_error_line(trained, "unknown generator 'mine'; known: dcgan, ",
+                          "; test_needs_a_package (listed in _ZOO_MODULES) failed to import: No module named "
+                          "'not_installed_pkg'; gan.nets.test_misspelled (listed in _ZOO_MODULES) failed to import: "
+                          "No module named 'gan.nets.test_misspelled'")
+
+
 def test_a_resume_whose_networks_do_not_fit_though_built_alike_names_the_gan_that_wrote_it():
     # it said "may come from another version of gan" for a checkpoint that names the version writing it
     from conftest import tiny_config

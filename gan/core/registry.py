@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import importlib
 import re
 from typing import Callable, Generic, TypeVar
 
@@ -37,6 +38,23 @@ class Registry(Generic[T]):
     def __init__(self, kind: str):
         self.kind = kind
         self._entries: dict[str, T] = {}
+        self._unimported: dict[str, str] = {}  # module -> why it failed to import (`import_modules`)
+
+    def import_modules(self, modules: tuple[str, ...], listed_in: str) -> None:
+        """Import `modules`, whose import registers entries here. One that fails to import (a package it
+        needs not installed, a misspelled name) is kept, said with any name not found (`get`) and not tried
+        again: raised, it broke every command with a traceback, those that use none of its entries too."""
+        for module in modules:
+            if module in self._unimported:
+                continue
+            try:
+                importlib.import_module(module)
+            except ImportError as error:
+                self._unimported[module] = f"{module} (listed in {listed_in}) failed to import: {printable(str(error))}"
+
+    def unimported(self) -> list[str]:
+        """Why each module `import_modules` could not import failed to, one line each."""
+        return list(self._unimported.values())
 
     def register(self, name: str, constructor: T | None = None):
         """Register `constructor` under `name`; without `constructor`, works as a decorator."""
@@ -61,6 +79,7 @@ class Registry(Generic[T]):
             known = ", ".join(sorted(self._entries)) or "(none)"
             raise ConfigError(  # (the name cut: a config may name a network of megabytes)
                 f"unknown {self.kind} '{printable(name, 80)}'{suggest(name, list(self._entries))}; known: {known}"
+                + "".join(f"; {why}" for why in self.unimported())
             )
         return self._entries[name]
 

@@ -10,7 +10,6 @@ new module here and one `@register_network(...)` line.
 from __future__ import annotations
 
 import functools
-import importlib
 import inspect
 import math
 import re
@@ -55,13 +54,19 @@ def register_network(role: str, name: str):
 
 
 def _zoo(role: str) -> Registry:
-    for module in _ZOO_MODULES:
-        importlib.import_module(module)
+    """The registry of `role`, the _ZOO_MODULES imported (one that fails to is said with a name not found)."""
+    _REGISTRIES[role].import_modules(_ZOO_MODULES, "_ZOO_MODULES")
     return _REGISTRIES[role]
 
 
 def network_names(role: str) -> list[str]:
     return _zoo(role).names()
+
+
+def unimported_networks(role: str) -> str:
+    """"; <module> (listed in _ZOO_MODULES) failed to import: <why>" for each module of the zoo that failed to
+    import (its networks missing), for a message naming a network not found; "" when none did."""
+    return "".join(f"; {why}" for why in _zoo(role).unimported())
 
 
 def _parameters(constructor: Callable) -> dict[str, inspect.Parameter]:
@@ -106,7 +111,7 @@ def resolve_network_args(role: str, name: str, args: dict[str, Any], key: str,
     try:
         constructor = _zoo(role).get(name)
     except ConfigError as error:  # (no close name: a network of one's own, its module not listed, say)
-        if "did you mean" in str(error):
+        if "did you mean" in str(error) or unimported_networks(role):  # (a module that failed to import: said)
             raise
         raise ConfigError(f"{error}; a network of one's own is found once its module is in gan/nets/ and listed in "
                           "_ZOO_MODULES (docs/layout.md)") from None
@@ -208,7 +213,8 @@ class NetworkSpec:
 
     def build(self) -> nn.Module:
         """The network, after `check`: a spec read from a file builds nothing unreasonable."""
-        return _zoo(self.role).get(self.name)(**self._checked_arguments())
+        arguments = self._checked_arguments()  # (first: an unknown name is its ValueError)
+        return _zoo(self.role).get(self.name)(**arguments)
 
     def check(self) -> None:
         """Known arguments, sizes of at least 1, and a parameter count within MAX_PARAMETERS,
@@ -219,9 +225,10 @@ class NetworkSpec:
         """`check`, giving `kwargs` as the constructor is given them: each of the type its hint names (or,
         unhinted, its tuple default's). A spec read from JSON (an export's) or TOML holds lists, and a
         `tuple[int, ...]` argument reached the network as one: `widths + (4,)` failed in `gan sample`."""
-        if self.name not in _zoo(self.role).names():
-            raise ValueError(f"unknown {self.role} '{self.name}'; known: {', '.join(network_names(self.role))}")
-        parameters = _parameters(_zoo(self.role).get(self.name))
+        try:
+            parameters = _parameters(_zoo(self.role).get(self.name))
+        except ConfigError as error:  # (unknown: a module of the zoo that failed to import is said)
+            raise ValueError(str(error)) from None
         unknown = sorted(set(self.kwargs) - set(parameters))
         if unknown:
             raise ValueError(f"{self.role} '{self.name}' takes no argument {', '.join(map(repr, unknown))}; "

@@ -21,7 +21,7 @@ from gan.core.checkpoint import FORMAT, CheckpointError, refuse_non_finite
 from gan.core.config import config_from_dict, config_to_dict
 from gan.core.registry import ConfigError
 from gan.core.wording import printable
-from gan.nets import NetworkSpec, network_names, resolve_network_args
+from gan.nets import NetworkSpec, network_names, resolve_network_args, unimported_networks
 from gan.recipes import RECIPES
 from gan.recipes.base import require_rgb
 
@@ -73,6 +73,9 @@ def checked_config(config: dict[str, Any], path: Path) -> dict[str, Any]:
     data = config.get("data")
     if not isinstance(config.get("recipe"), str):
         raise damaged(path, "its config has no recipe (config.recipe)")
+    if config["recipe"] not in RECIPES and RECIPES.unimported():  # (the file is whole: a recipe module failed)
+        raise CheckpointError(f"'{path}' was trained with recipe '{printable(config['recipe'], 40)}', which this gan "
+                              f"does not have (it has {', '.join(RECIPES.names())}; {'; '.join(RECIPES.unimported())})")
     if config["recipe"] not in RECIPES:
         raise damaged(path, f"its config's recipe {config['recipe'][:40]!r} is not one gan has (known: "
                             f"{', '.join(RECIPES.names())})")
@@ -134,8 +137,9 @@ def checked_spec(spec: Any, path: Path, name: str) -> NetworkSpec:
         raise damaged(path, f"specs.{name}: {error}") from None
     if spec.name not in network_names(spec.role):  # (the file is whole: this gan lacks the network)
         raise CheckpointError(f"'{path}' was trained with {spec.role} '{printable(spec.name)}', which this gan does not have "
-                              f"(it has {', '.join(network_names(spec.role))}): a network of one's own is found once "
-                              "its module is in gan/nets/ and listed in _ZOO_MODULES (docs/layout.md)")
+                              f"(it has {', '.join(network_names(spec.role))}{unimported_networks(spec.role)}): a "
+                              "network of one's own is found once its module is in gan/nets/ and listed in "
+                              "_ZOO_MODULES (docs/layout.md)")
     try:
         settable = resolve_network_args(spec.role, spec.name, {}, f"specs.{name}.kwargs")
         resolve_network_args(spec.role, spec.name, {arg: value for arg, value in spec.kwargs.items()
