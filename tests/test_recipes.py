@@ -24,6 +24,27 @@ def test_a_recipe_without_network_specs_is_told_which_method_it_lacks(monkeypatc
                           "recipe 'mine' (class MyRecipe) defines no network_specs(config)")
 
 
+@pytest.mark.parametrize("method, said", [
+    ("step", "defines no step(batch, step), which trains one step on a batch and returns the values to log"),
+    ("preview", "defines no preview(), which gives the image batches shown every log.image_every steps"),
+])
+def test_a_recipe_without_step_or_preview_is_told_which_method_it_lacks_before_step_1(monkeypatch, tmp_path,
+                                                                                      method, said):
+    # without step the run printed its start line, then an AttributeError traceback; without preview it
+    # trained to its first log.image_every and failed there, and again at each resume
+    from conftest import run_folders
+
+    from gan.recipes.dcgan import DCGANRecipe
+
+    monkeypatch.delattr(DCGANRecipe, method)
+    result = invoke("train", REPO / "experiments" / "dcgan_demo.toml", *[f"--set={item}" for item in TINY],
+                    "--out", tmp_path / "runs")
+    assert_one_error_line(result, f"recipe 'dcgan' (class DCGANRecipe) {said} (gan/recipes/dcgan.py has an example)")
+    assert "step 1" not in result.output and not run_folders(tmp_path / "runs")
+    with pytest.raises(ConfigError, match=rf"defines no {method}\("):  # (gan sweep and gan bench check with it)
+        DCGANRecipe.check(tiny_config())
+
+
 def test_a_dcgan_run_starts_from_another_runs_generator_and_its_ema_from_the_same_weights(tiny_demo_run):
     """model.init_generator was read by srgan and srresnet alone: dcgan warned that it ignores it and trained
     from random weights. Now the generator, and the EMA copy made of it, start from the trained generator of

@@ -90,6 +90,11 @@ _UNMEASURED_RT = frozenset({"augment/rt"})  # adaptive p's r_t holds its last me
 RGB_CHANNELS = 3  # every data set yields RGB images (gan/data/decode.py converts whatever it reads)
 # What model.init_generator holds for a generator of random weights: nothing, or the word
 RANDOM_START = ("", "none")
+# The methods every recipe defines beyond RecipeBase's (docs/layout.md), each as its refusal says what it does
+REQUIRED_METHODS = {
+    "step": "step(batch, step), which trains one step on a batch and returns the values to log",
+    "preview": "preview(), which gives the image batches shown every log.image_every steps",
+}
 
 
 def require_rgb(spec: NetworkSpec, key: str, *args: str) -> None:
@@ -168,6 +173,7 @@ class RecipeBase:
             raise ConfigError(f"metrics.every: generative metrics are for unconditional recipes such as dcgan; "
                               f"recipe '{config.recipe}' {instead}; leave metrics.every at 0")
         specs = cls.network_specs(config)
+        cls._refuse_missing_methods(config)
         if config.model.init_generator not in RANDOM_START and "generator" not in specs:  # (cyclegan's two)
             generators = [name for name, spec in specs.items() if spec.role == "generator"]
             trained = f"{len(generators)} generators ({', '.join(generators)})" if generators else "no generator"
@@ -178,6 +184,16 @@ class RecipeBase:
             raise ConfigError("model.init_discriminator = true takes the discriminator from the checkpoint that "
                               "model.init_generator names, and it names none: set model.init_generator too")
         return specs
+
+    @classmethod
+    def _refuse_missing_methods(cls, config: Config) -> None:
+        """ConfigError naming each of REQUIRED_METHODS the recipe lacks: without step the run failed in a
+        traceback after its start line, without preview at its first log.image_every (and at each resume)."""
+        missing = [said for method, said in REQUIRED_METHODS.items() if not callable(getattr(cls, method, None))]
+        if missing:
+            raise ConfigError(f"recipe '{config.recipe}' (class {cls.__name__}) defines no {'; nor '.join(missing)} "
+                              "(gan/recipes/dcgan.py has an example): every recipe defines "
+                              f"{'it' if len(missing) == 1 else 'them'}")
 
     @classmethod
     def inert_keys(cls, config: Config) -> dict[str, str]:
