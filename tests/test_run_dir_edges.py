@@ -658,6 +658,26 @@ def test_reference_statistics_on_a_read_only_disk_are_only_read(tmp_path, monkey
         other.output, other.output
 
 
+
+def test_a_cache_folder_that_can_be_neither_written_nor_read_is_said_so_not_as_a_raw_errno(tmp_path, monkeypatch):
+    """Another user's private metrics.cache_dir: preflight's look at the statistics in it raised, and the start was
+    refused with "- metrics.cache_dir: [Errno 13] Permission denied: '<its file>'"."""
+    import errno
+
+    from gan.training import preflight
+
+    def read_only(folder, what):
+        raise PermissionError(f"{what} '{folder}' cannot be written: Permission denied")
+
+    def unreadable():
+        raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "swd-0123.pt"))
+
+    monkeypatch.setattr(preflight, "_require_writable", read_only)
+    with pytest.raises(PermissionError) as raised:
+        preflight._require_writable_unless(unreadable, tmp_path, "metrics.cache_dir")
+    assert str(raised.value) == (f"metrics.cache_dir '{tmp_path}' cannot be written: Permission denied, nor can what "
+                                 "it holds be read: Permission denied; set it to a folder of your own")
+
 # ----------------------------------------------------------------------------- --run-dir, second round
 
 

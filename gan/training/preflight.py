@@ -190,7 +190,12 @@ def _require_writable_unless(already_there: Callable[[], bool] | None, folder: P
     try:
         _require_writable(folder, what)
     except PermissionError as error:
-        if already_there is None or not already_there():
+        try:
+            there = already_there is not None and already_there()
+        except OSError as unreadable:  # (another user's private folder: "[Errno 13] ... '<file>'" was all it said)
+            raise PermissionError(f"{error}, nor can what it holds be read: {unreadable.strerror or unreadable}; "
+                                  "set it to a folder of your own") from None
+        if not there:
             raise PermissionError(f"{error} (it does not hold what this run needs from it yet, which the run "
                                   "would write there)") from None
 
