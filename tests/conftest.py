@@ -330,3 +330,27 @@ def poison_dcgan_step_once(monkeypatch, at_step: int, poison) -> list[int]:
 
     monkeypatch.setattr(DCGANRecipe, "step", poisoned)
     return poisoned_once
+
+
+def as_another_users(monkeypatch, *paths: Path) -> None:
+    """Play `paths` (there now) as files of another user's, made under umask 022 (mode 644), in a folder
+    this one may write: this process may not open them to write, nor (a sticky folder) remove them.
+    (Root, whom the tests may run as, passes permission bits, so the refusals are played here.)"""
+    import errno
+
+    others = {Path(path) for path in paths}
+    real_open, real_unlink, owner = os.open, Path.unlink, os.stat(paths[0]).st_uid
+
+    def refused_to_write(path, flags, *args, **kwargs):
+        if Path(path) in others and flags & (os.O_RDWR | os.O_WRONLY):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    def refused_to_remove(path, missing_ok=False):
+        if path in others and os.path.lexists(path):
+            raise PermissionError(errno.EPERM, os.strerror(errno.EPERM), str(path))
+        return real_unlink(path, missing_ok=missing_ok)
+
+    monkeypatch.setattr(os, "open", refused_to_write)
+    monkeypatch.setattr(Path, "unlink", refused_to_remove)
+    monkeypatch.setattr(os, "geteuid", lambda: owner + 1)  # (this process: not their owner)

@@ -366,6 +366,65 @@ def test_two_processes_needing_one_cache_at_once_decode_it_once(folder, tmp_path
     assert sorted(path.suffix for path in (tmp_path / "cache").iterdir()) == [".json", ".npy"]  # (no lock file left)
 
 
+def cache_files_of(config: DataConfig, cache_dir: Path) -> tuple[Path, Path]:
+    """The lock file and the array temp of this process's build of `config`'s cache in `cache_dir`."""
+    from gan.data import data_identity
+
+    name = cache_module.cache_name(cache_module.cache_header(build_dataset(config), data_identity(config)))
+    return cache_dir / f"{name}.lock", cache_dir / f"{name}.npy.{os.getpid()}.{cache_module.host_tag()}.tmp"
+
+
+def test_a_run_waits_for_another_users_build_of_a_shared_cache(folder, tmp_path, monkeypatch, capsys):
+    """Its lock file (mode 644, that user's umask's) could not be opened to write: the run failed "its folder
+    data.cache_dir = '...' cannot be written (Permission denied)" rather than wait for the build."""
+    import subprocess
+
+    from conftest import as_another_users
+
+    config = config_for(folder, "mmap", tmp_path)
+    lock, _ = cache_files_of(config, tmp_path / "cache")
+    lock.parent.mkdir()
+    lock.write_text("4242\n")
+    builder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time; handle = open(sys.argv[1], 'rb'); "
+                                "fcntl.flock(handle, fcntl.LOCK_EX); print('held', flush=True); time.sleep(1)",
+                                str(lock)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert builder.stdout.readline().strip() == "held"
+        as_another_users(monkeypatch, lock)
+        next(training_batches(config, build_dataset(config), 2, 0, 0, CPU))
+    finally:
+        builder.kill()
+        builder.wait()
+    assert f"waiting for the decoded-image cache '{lock.with_suffix('.npy')}': another process is building it" in \
+        capsys.readouterr().err
+    assert cache_module.list_caches(tmp_path / "cache")
+
+
+def test_a_build_another_user_left_killed_is_taken_over_its_temp_named_not_the_folder(folder, tmp_path, monkeypatch):
+    """A build of another user's killed with -9 left its lock file and a temp of hundreds of MiB in a sticky
+    folder: every later run of this user failed "its folder data.cache_dir = ... cannot be written"."""
+    import subprocess
+
+    from conftest import as_another_users
+
+    config = config_for(folder, "mmap", tmp_path)
+    lock, temp = cache_files_of(config, tmp_path / "cache")
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # (its pid now names no process)
+    dead = temp.with_name(temp.name.replace(f".{os.getpid()}.", f".{gone.pid}."))
+    lock.parent.mkdir()
+    lock.write_text(f"{gone.pid}\n")
+    dead.write_bytes(b"partial" * 1000)
+    as_another_users(monkeypatch, lock, dead)
+    with pytest.warns(UserWarning, match=rf"the temp file '{re.escape(str(dead))}' of a decoded-image cache build "
+                                         r"that died, another user's \('.+'\), could not be removed \(Operation not "
+                                         r"permitted\) and stays, holding 6.8 KiB: ask '.+' to remove it") as caught:
+        next(training_batches(config, build_dataset(config), 2, 0, 0, CPU))
+    said = [str(each.message) for each in caught if each.category is UserWarning]
+    assert len(said) == 1 and not any("cannot be written" in line for line in said)  # (once, and no folder blamed)
+    assert cache_module.list_caches(tmp_path / "cache") and dead.exists()
+
+
 def test_a_build_in_another_pid_namespace_of_this_host_is_left_to_finish(folder, tmp_path, monkeypatch):
     """A container sharing the host's name and the cache folder: its live build's pid (77777) was no
     process here, so `gan cache clear` and this host's builds removed its temp as a dead build's, and

@@ -5,6 +5,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import REPO, TINY, assert_one_error_line, only_run, run_folders, tiny_config
+from conftest import REPO, TINY, as_another_users, assert_one_error_line, only_run, run_folders, tiny_config
 
 import gan.core.checkpoint as checkpoint_module
 import gan.core.files as files_module
@@ -269,6 +270,45 @@ def test_a_failed_start_leaves_a_lock_another_writer_took_meanwhile(tmp_path):
         holder.wait()
     remove_lock_file(tmp_path)
     assert not (tmp_path / ".lock").exists()
+
+
+def test_a_lock_file_another_user_made_is_locked_read_only_and_still_keeps_writers_apart(tmp_path, monkeypatch):
+    """A shared folder of runs: the .run-numbers.lock the first user made (mode 644, their umask's) could
+    not be opened by a second, whose every start failed "'labruns/.run-numbers.lock': Permission denied"."""
+    from gan.training.run_dir import create_run_dir
+
+    out, run = tmp_path / "labruns", tmp_path / "run"
+    out.mkdir()
+    run.mkdir()
+    (out / ".run-numbers.lock").touch()
+    (run / ".lock").write_text("4242 h00000000 pid:[1] node07\n")  # (its last holder's record)
+    as_another_users(monkeypatch, out / ".run-numbers.lock", run / ".lock")
+    assert create_run_dir(out, "demo") == out / "00000-demo"
+    with RunLock(run) as lock:
+        assert lock.held and not lock._handle.writable()
+        with pytest.raises(RunDirectoryBusy), RunLock(run):  # (a second writer: flock locks a read-only file too)
+            pass
+    assert (run / ".lock").read_text() == "4242 h00000000 pid:[1] node07\n"
+
+
+@pytest.mark.parametrize("folder_mode, lock_mode", [(0o2775, 0o664), (0o1777, 0o666), (0o755, 0o644)])
+def test_a_lock_file_is_writable_by_whoever_may_write_its_folder(tmp_path, folder_mode, lock_mode):
+    """Made under the umask (022) alone, a lock file in a lab's setgid folder of runs or a sticky cache
+    folder was its maker's to write: every other user's command there met "Permission denied"."""
+    from gan.training.run_dir import create_run_dir
+
+    out = tmp_path / "runs"
+    out.mkdir()
+    out.chmod(folder_mode)
+    umask = os.umask(0o022)
+    try:
+        create_run_dir(out, "demo")
+        with RunLock(out / "00000-demo"):
+            pass
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE((out / ".run-numbers.lock").stat().st_mode) == lock_mode
+    assert stat.S_IMODE((out / "00000-demo" / ".lock").stat().st_mode) == 0o644  # (a run's own folder: its maker's)
 
 
 def test_resuming_a_run_that_trains_now_before_its_first_checkpoint_names_the_holder(tmp_path):

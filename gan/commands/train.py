@@ -154,7 +154,9 @@ def unwritable_run(error: BaseException, run_dir: Path | None) -> str | None:
             or not error.filename or run_dir is None
             or not Path(os.path.abspath(error.filename)).is_relative_to(Path(os.path.abspath(run_dir)))):
         return None
-    owner = _other_owner(run_dir) if error.errno != errno.EROFS else None
+    from gan.core.files import other_owner
+
+    owner = other_owner(run_dir) if error.errno != errno.EROFS else None
     if owner is not None:  # (chmod is its owner's alone)
         return (f"'{error.filename}': {error.strerror}: a resume writes into its run directory, which belongs to "
                 f"another user ({owner}); copy it (cp -r {run_dir} COPY) and resume the copy: gan train --resume "
@@ -162,22 +164,6 @@ def unwritable_run(error: BaseException, run_dir: Path | None) -> str | None:
     fix = "remount its disk writable" if error.errno == errno.EROFS else f"make it writable (chmod -R u+w {run_dir})"
     return (f"'{error.filename}': {error.strerror}: a resume writes into its run directory; {fix}, or copy the run "
             "directory to a disk you may write to and resume the copy: gan train --resume COPY")
-
-
-def _other_owner(folder: Path) -> str | None:
-    """The user who owns `folder` (by name where known, else by uid), when that is not this process's; else None."""
-    try:
-        uid = folder.stat().st_uid
-    except OSError:
-        return None
-    if not hasattr(os, "geteuid") or uid == os.geteuid():  # (Windows: no uids)
-        return None
-    try:
-        import pwd
-
-        return f"'{pwd.getpwuid(uid).pw_name}'"
-    except (ImportError, KeyError):  # (a uid without a name here: a container's, another machine's)
-        return f"uid {uid}"
 
 
 def check_resumable(run_dir: Path) -> None:

@@ -598,20 +598,24 @@ class RunLock:
 
     def __enter__(self) -> RunLock:
         handle = self.locked_handle()
-        try:
-            handle.seek(0)
-            handle.truncate()
-            # (`_holder_said` reads it)
-            handle.write(f"{os.getpid()} {host_tag()} {_pid_namespace()} {_host_name()}\n".encode())
-        except OSError as error:  # a full disk: the write names no file
-            handle.close()
-            raise WriteError(f"could not write '{self.run_dir / self.lock_name}' ({free_space(self.run_dir)}): "
-                             f"{error}") from error
+        if handle.writable():  # (another user's lock file, opened read-only, keeps the record of its last writer)
+            self._write_record(handle)
         self._handle = handle
         if not _NULL_FOR_CHILDREN:
             _NULL_FOR_CHILDREN.append(os.open(os.devnull, os.O_RDWR))
         _HELD_LOCK_DESCRIPTORS.add(handle.fileno())
         return self
+
+    def _write_record(self, handle: IO[bytes]) -> None:
+        """This process as the lock's holder, in the file for the next one to name (`_holder_said`)."""
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{os.getpid()} {host_tag()} {_pid_namespace()} {_host_name()}\n".encode())
+        except OSError as error:  # a full disk: the write names no file
+            handle.close()
+            raise WriteError(f"could not write '{self.run_dir / self.lock_name}' ({free_space(self.run_dir)}): "
+                             f"{error}") from error
 
     def when_busy(self, record: str) -> None:
         """What a second writer does, `record` the first's lock file text: fail at once (RunDirectoryBusy). A
@@ -672,10 +676,16 @@ def open_lock_file(path: Path) -> IO[bytes]:
     """A lock file opened for reading and appending, unbuffered (a write a full disk refuses fails at
     once, and closing has nothing left to flush): never through a symlink, whose target (a file of
     someone's elsewhere) would be truncated and written, nor a pipe or device, whose open may wait
-    for ever. WriteError naming it for those."""
+    for ever. WriteError naming it for those. One of another user's that this one may not write (in a
+    shared folder of runs or caches) is opened read-only: its flock locks all the same, and its
+    holder's record stays unwritten (`RunLock.__enter__`). One of this user's is made writable by
+    whoever may write its folder (`_share_as_its_folder`)."""
+    no_wait = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
-        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
-                             | getattr(os, "O_NONBLOCK", 0), 0o666)
+        try:
+            descriptor, writable = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | no_wait, 0o666), True
+        except PermissionError as refused:  # (another user's file; or a folder this user may not write)
+            descriptor, writable = _opened_despite(path, no_wait, refused)
     except OSError as error:
         if error.errno == errno.ELOOP:  # (O_NOFOLLOW on a symlink)
             raise WriteError(f"'{path}' is a symlink where gan keeps a lock file: remove it (gan writes its own)") \
@@ -687,7 +697,46 @@ def open_lock_file(path: Path) -> IO[bytes]:
                          "its own)")
     if hasattr(os, "O_NONBLOCK"):  # (a regular file's reads and writes do not block anyway: as opened plainly)
         os.set_blocking(descriptor, True)
-    return open(descriptor, "a+b", buffering=0)  # noqa: SIM115 - the caller holds it
+    if writable:
+        _share_as_its_folder(descriptor, path.parent)
+    return open(descriptor, "a+b" if writable else "rb", buffering=0)  # noqa: SIM115 - the caller holds it
+
+
+def _opened_despite(path: Path, no_wait: int, refused: PermissionError) -> tuple[int, bool]:
+    """The existing lock file `path` opened where opening it to create or write was `refused`, and
+    whether to write: without O_CREAT (which Linux's fs.protected_regular refuses on another user's
+    file in a sticky folder, however writable the file), else read-only, which flock locks all the
+    same. `refused` itself where neither opens it (no file there: its folder is what this user may
+    not write)."""
+    for flags in (os.O_RDWR | os.O_APPEND, os.O_RDONLY):
+        try:
+            return os.open(path, flags | no_wait), flags != os.O_RDONLY
+        except PermissionError:
+            continue
+        except FileNotFoundError:
+            break
+    raise refused
+
+
+def _share_as_its_folder(descriptor: int, folder: Path) -> None:
+    """Give the lock file open as `descriptor`, where this user owns it, the write permission its folder
+    gives: its group's where the two share a group (a setgid folder of a lab's runs), everyone's in a
+    folder everyone may write (a sticky cache folder). The umask (022) kept it to its maker, and every
+    other user's command met "Permission denied" there. Nothing where that cannot be done."""
+    try:
+        lock, holder = os.fstat(descriptor), os.stat(folder)
+        if lock.st_uid != os.geteuid():
+            return
+        if holder.st_mode & 0o020 and lock.st_gid != holder.st_gid:  # (a folder without setgid: its group, where
+            with contextlib.suppress(OSError):  # this user is of it)
+                os.fchown(descriptor, -1, holder.st_gid)
+                lock = os.fstat(descriptor)
+        writers = holder.st_mode & (0o002 | (0o020 if lock.st_gid == holder.st_gid else 0))
+        mode = stat.S_IMODE(lock.st_mode)
+        if writers and mode | writers | writers << 1 != mode:  # (to open it to write, a user must read it too)
+            os.fchmod(descriptor, mode | writers | writers << 1)
+    except (OSError, AttributeError):  # (a file system without modes; Windows: no geteuid, no fchmod)
+        pass
 
 
 def warn_of_no_locks(path: Path, error: OSError | str) -> None:
@@ -696,6 +745,23 @@ def warn_of_no_locks(path: Path, error: OSError | str) -> None:
     warnings.warn(f"'{path}': its file system refuses locks ({why}), so nothing keeps a second "
                   "gan command from writing in the same folder at once: run one at a time there, or use a local disk",
                   stacklevel=1)  # (one place: said once a file under the default filter, however often it is locked)
+
+
+def other_owner(path: Path) -> str | None:
+    """The user who owns `path` (by name where known, else by uid), when that is not this process's;
+    else None (this user's, gone, or a system without uids)."""
+    try:
+        uid = path.stat().st_uid
+    except OSError:
+        return None
+    if not hasattr(os, "geteuid") or uid == os.geteuid():  # (Windows: no uids)
+        return None
+    try:
+        import pwd
+
+        return f"'{pwd.getpwuid(uid).pw_name}'"
+    except (ImportError, KeyError):  # (a uid without a name here: a container's, another machine's)
+        return f"uid {uid}"
 
 
 def same_file(handle: IO[bytes], path: Path) -> bool:

@@ -41,6 +41,7 @@ from gan.core.files import (
     free_space,
     host_tag,
     lock_is_held,
+    other_owner,
     process_alive,
     remove_unheld_lock,
     write_text_atomically,
@@ -388,10 +389,24 @@ def _remove_abandoned_temps(cache_dir: Path) -> None:
     And the lock files such builds left, which no process holds."""
     for temp in cache_dir.glob("*.tmp"):  # <name>.npy.<pid>.<host>.tmp, <name>.json.<pid>.<host>.<random>.tmp
         if _writer_pid(temp) is not None and temp.is_file() and not may_be_building(temp):
-            temp.unlink(missing_ok=True)
+            _remove_or_warn(temp)
     for lock in cache_dir.glob("*.lock"):
         if LOCK_NAME.fullmatch(lock.name):
-            remove_unheld_lock(lock)
+            with contextlib.suppress(OSError):  # (another user's in a sticky folder: a few bytes, locked as it is)
+                remove_unheld_lock(lock)
+
+
+def _remove_or_warn(temp: Path) -> None:
+    """Remove a dead build's temp; one this user may not remove (another user's, in a sticky folder) is
+    warned of, with its owner, and stays: the folder is writable, and this build goes on beside it."""
+    try:
+        temp.unlink(missing_ok=True)
+    except OSError as error:
+        owner = other_owner(temp)
+        whose, ask = (f", another user's ({owner}),", f"ask {owner} to remove it") if owner else ("", "remove it yourself")
+        warnings.warn(f"the temp file '{temp}' of a decoded-image cache build that died{whose} could not be removed "
+                      f"({error.strerror or error}) and stays, holding {format_bytes(file_size(temp))}: {ask} to "
+                      "free that space", stacklevel=2)
 
 
 def _writer_pid(temp: Path) -> int | None:
