@@ -392,6 +392,51 @@ def test_reference_statistics_of_a_later_metric_version_are_left_to_the_gan_that
     assert paths[later].exists() and paths[earlier].exists() and len(loads) == 2
 
 
+def test_out_of_date_statistics_another_user_keeps_stay_and_the_new_ones_are_stored(image_folder, tmp_path,
+                                                                                    monkeypatch):
+    """A shared metrics.cache_dir (a sticky folder): another user's out-of-date statistics, which this user may
+    not remove, stopped the store ("could not cache reference statistics ... Operation not permitted"), and
+    every run of this user computed them again."""
+    from conftest import as_another_users
+
+    loads = []
+    original = generative.load_reference_images
+    monkeypatch.setattr(generative, "load_reference_images", lambda *args: loads.append(args) or original(*args))
+    data = DataConfig(dataset="folder", root=str(image_folder), resolution=16)
+    GenerativeEvaluator(data, ["swd"], 4, CPU, cache_dir=tmp_path).reference()
+    earlier = ReferenceCache(tmp_path).path(reference_key(data, 4, "swd"))
+    as_another_users(monkeypatch, earlier)
+    monkeypatch.setattr(generative, "VERSION", generative.VERSION + 1)
+    with pytest.warns(UserWarning, match=rf"the out-of-date reference statistics '{re.escape(str(earlier))}' could not "
+                                         r"be removed \(Operation not permitted\) and stay, unread: ask '.+' to remove"):
+        GenerativeEvaluator(data, ["swd"], 4, CPU, cache_dir=tmp_path).reference()
+    GenerativeEvaluator(data, ["swd"], 4, CPU, cache_dir=tmp_path).reference()  # (read back, not computed)
+    assert earlier.exists() and ReferenceCache(tmp_path).path(reference_key(data, 4, "swd")).exists()
+    assert len(loads) == 2
+
+
+def test_statistics_another_user_keeps_from_this_one_are_said_so_not_called_damaged(image_folder, tmp_path,
+                                                                                    monkeypatch):
+    """Written under umask 077 by another user in a shared folder: "are damaged (it cannot be read: Permission
+    denied)"."""
+    data = DataConfig(dataset="folder", root=str(image_folder), resolution=16)
+    GenerativeEvaluator(data, ["swd"], 4, CPU, cache_dir=tmp_path).reference()
+    path = ReferenceCache(tmp_path).path(reference_key(data, 4, "swd"))
+    owner, load = path.stat().st_uid, torch.load
+
+    def refused(file, *args, **kwargs):  # (root reads past permission bits: the refusal is played here)
+        if Path(file) == path:
+            raise PermissionError(13, "Permission denied", str(file))
+        return load(file, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", refused)
+    monkeypatch.setattr(os, "geteuid", lambda: owner + 1)
+    with pytest.warns(UserWarning, match=rf"the reference statistics '{re.escape(str(path))}' cannot be read by this "
+                                         r"user \(Permission denied; owned by '.+', written under a umask") as caught:
+        assert ReferenceCache(tmp_path).load(reference_key(data, 4, "swd")) is None
+    assert "damaged" not in str(caught[0].message) and "ask its owner to make it readable" in str(caught[0].message)
+
+
 def test_a_corrupt_cache_file_is_recomputed(image_folder, tmp_path):
     data = DataConfig(dataset="folder", root=str(image_folder), resolution=16)
     key = reference_key(data, 4, "swd")

@@ -764,6 +764,14 @@ def other_owner(path: Path) -> str | None:
         return f"uid {uid}"
 
 
+def unreadable_by_this_user(path: Path, error: OSError) -> str:
+    """What a refusal to read `path` (`error`) says of it: another user keeps it (a shared folder written
+    under umask 077), which is no damage: 'cannot be read by this user (Permission denied; owned by ...)'."""
+    owner = other_owner(path)
+    whose = f"owned by {owner}" if owner else "another user's"
+    return f"cannot be read by this user ({error.strerror or error}; {whose}, written under a umask that keeps it to them?)"
+
+
 def same_file(handle: IO[bytes], path: Path) -> bool:
     """Whether the open `handle` is the file at `path` still (a lock file a failed start removed is not)."""
     try:

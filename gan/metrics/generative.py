@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 
 from gan.core.checkpoint import CheckpointError, failed_checksum, save_checkpoint, unloadable_reason
 from gan.core.config import DataConfig
-from gan.core.files import remove_stale_temps, written_name
+from gan.core.files import other_owner, remove_stale_temps, unreadable_by_this_user, written_name
 from gan.core.images import signed_to_uint8
 from gan.core.progress import print_above, stoppable_progress
 from gan.core.registry import ConfigError, suggest
@@ -126,10 +126,7 @@ class ReferenceCache:
             except Exception:  # noqa: BLE001 - not statistics this gan can read: not its to remove
                 continue
             if replaced_by(stored, key):
-                size = path.stat().st_size
-                path.unlink(missing_ok=True)
-                print_above(f"removed the out-of-date reference statistics '{path}' of this data set "
-                            f"({size / 2**20:.1f} MiB)")
+                _remove_replaced(path)
 
     def load(self, key: dict) -> dict[str, torch.Tensor] | None:
         path = self.path(key)
@@ -137,6 +134,11 @@ class ReferenceCache:
             return None
         try:
             stored = torch.load(path, map_location="cpu", weights_only=True)
+        except PermissionError as error:  # (another user's in a shared folder, written under umask 077): not damaged
+            warnings.warn(f"the reference statistics '{path}' {unreadable_by_this_user(path, error)}: computed again "
+                          "(ask its owner to make it readable, or set metrics.cache_dir to a folder of your own)",
+                          stacklevel=2)
+            return None
         except Exception as error:  # a truncated file from a killed run: recompute
             problem = unloadable_reason(path, error)
         else:  # (torch.load checks no CRC: a damaged statistic gave a silently wrong score, best.pt kept by it)
@@ -157,6 +159,21 @@ class ReferenceCache:
         except (CheckpointError, OSError) as error:  # a read-only or full cache is slow, not fatal (WriteError)
             warnings.warn(f"could not cache reference statistics in '{self.folder}' ({error}); they are computed "
                           "again next time", stacklevel=2)
+
+
+def _remove_replaced(path: Path) -> None:
+    """Remove out-of-date statistics, said in a line; ones this user may not remove (another user's, in a
+    sticky shared folder) are warned of and stay, unread, as the statistics that replace them are stored."""
+    size = path.stat().st_size
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as error:
+        owner = other_owner(path)
+        warnings.warn(f"the out-of-date reference statistics '{path}' could not be removed ({error.strerror or error}) "
+                      f"and stay, unread: {f'ask {owner} to remove them' if owner else 'remove them yourself'} to free "
+                      f"their {size / 2**20:.1f} MiB", stacklevel=4)
+        return
+    print_above(f"removed the out-of-date reference statistics '{path}' of this data set ({size / 2**20:.1f} MiB)")
 
 
 def replaced_by(stored: object, key: dict) -> bool:
