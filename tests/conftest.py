@@ -334,12 +334,12 @@ def poison_dcgan_step_once(monkeypatch, at_step: int, poison) -> list[int]:
 
 def as_another_users(monkeypatch, *paths: Path) -> None:
     """Play `paths` (there now) as files of another user's, made under umask 022 (mode 644), in a folder
-    this one may write: this process may not open them to write, nor (a sticky folder) remove them.
+    this one may write: this process may not open them to write, set their times, nor (a sticky folder) remove them.
     (Root, whom the tests may run as, passes permission bits, so the refusals are played here.)"""
     import errno
 
     others = {Path(path) for path in paths}
-    real_open, real_unlink, owner = os.open, Path.unlink, os.stat(paths[0]).st_uid
+    real_open, real_unlink, real_utime, owner = os.open, Path.unlink, os.utime, os.stat(paths[0]).st_uid
 
     def refused_to_write(path, flags, *args, **kwargs):
         if Path(path) in others and flags & (os.O_RDWR | os.O_WRONLY):
@@ -351,6 +351,12 @@ def as_another_users(monkeypatch, *paths: Path) -> None:
             raise PermissionError(errno.EPERM, os.strerror(errno.EPERM), str(path))
         return real_unlink(path, missing_ok=missing_ok)
 
+    def refused_to_touch(path, *args, **kwargs):  # (a time set to now needs write permission, any other ownership)
+        if Path(path) in others:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return real_utime(path, *args, **kwargs)
+
     monkeypatch.setattr(os, "open", refused_to_write)
+    monkeypatch.setattr(os, "utime", refused_to_touch)
     monkeypatch.setattr(Path, "unlink", refused_to_remove)
     monkeypatch.setattr(os, "geteuid", lambda: owner + 1)  # (this process: not their owner)

@@ -363,7 +363,7 @@ def test_two_processes_needing_one_cache_at_once_decode_it_once(folder, tmp_path
     assert said.count("decoding 10 images once into the cache") == 1, said
     assert said.count("another process is building it") == 1 and ".lock'), to read it once built" in said, said
     assert len({digest.strip() for digest, _ in outputs}) == 1  # both read the one array built
-    assert sorted(path.suffix for path in (tmp_path / "cache").iterdir()) == [".json", ".npy"]  # (no lock file left)
+    assert sorted(path.suffix for path in (tmp_path / "cache").iterdir()) == [".json", ".npy", ".used"]  # (no lock left)
 
 
 def cache_files_of(config: DataConfig, cache_dir: Path) -> tuple[Path, Path]:
@@ -585,7 +585,8 @@ def test_gan_cache_list_verify_and_clear(folder, tmp_path):
     verified = CliRunner().invoke(main, ["cache", "verify", "--dir", str(cache_dir)])
     assert verified.exit_code == 1 and "damaged" in verified.output and not array.exists()
     (newest,) = cache_module.list_caches(cache_dir)
-    os.utime(newest.header_path, (time.time() - 3 * 86400,) * 2)
+    for path in (newest.header_path, newest.stamp_path):  # (its last use: the later of the two)
+        os.utime(path, (time.time() - 3 * 86400,) * 2)
     kept = CliRunner().invoke(main, ["cache", "clear", "--older-than", "5", "--dir", str(cache_dir)])
     assert "removed 0 cache(s)" in kept.output and newest.array_path.exists()
     assert not leftover.exists()
@@ -593,6 +594,32 @@ def test_gan_cache_list_verify_and_clear(folder, tmp_path):
     assert "removed 1 cache(s)" in cleared.output and list(cache_dir.iterdir()) == []
     empty = CliRunner().invoke(main, ["cache", "verify", "--dir", str(cache_dir)])
     assert empty.exit_code == 0 and f"{cache_dir}: no caches to verify" in empty.output  # not silence
+
+
+def test_another_users_use_of_a_shared_cache_counts_for_clear_older_than(folder, tmp_path, monkeypatch):
+    """A run noted its use by setting its cache header's time, which only the header's owner may: in a shared
+    cache folder another user's daily runs went uncounted, and `gan cache clear --older-than 30` removed a
+    cache in use as one no run had used."""
+    from click.testing import CliRunner
+    from conftest import as_another_users
+
+    from gan.commands.main import main
+
+    cache_dir = tmp_path / "cache"
+    cache_dir.mkdir()
+    cache_dir.chmod(0o1777)  # (a lab's cache folder)
+    config, array = build_once(folder, tmp_path)
+    for path in cache_dir.iterdir():
+        os.utime(path, (time.time() - 40 * 86400,) * 2)
+    as_another_users(monkeypatch, array.with_suffix(".json"))  # (built by another user: its header is theirs)
+    next(training_batches(config, build_dataset(config), 2, 0, 0, CPU))  # (this user's run reads it)
+    kept = CliRunner().invoke(main, ["cache", "clear", "--older-than", "30", "--dir", str(cache_dir)])
+    assert "removed 0 cache(s)" in kept.output and array.exists(), kept.output
+    (entry,) = cache_module.list_caches(cache_dir)
+    assert time.time() - entry.last_used < 600 and entry.stamp_path.stat().st_mode & 0o777 == 0o666
+    monkeypatch.undo()
+    cleared = CliRunner().invoke(main, ["cache", "clear", "--dir", str(cache_dir)])
+    assert "removed 1 cache(s)" in cleared.output and list(cache_dir.iterdir()) == []  # (its use stamp too)
 
 
 def test_a_builds_lock_file_is_left_alone_while_held_and_removed_once_its_build_is_gone(folder, tmp_path):

@@ -1,9 +1,10 @@
 """The decoded-image caches: `gan cache list|verify|clear`.
 
 Each command touches only files gan provably wrote (`gan.data.cache.scan_cache_folder`): a
-header that hashes to its own name with its array, a header-less array of gan's name and
-shape, or a temp or lock file of gan's name whose build is over. Anything else in the folder
-is named and left alone.
+header that hashes to its own name with its array and its use stamp, a header-less array of
+gan's name and shape, or a temp, lock file or use stamp of gan's name whose build is over.
+Anything else in the folder is named and left alone. A cache's last use is the later of its
+header's time and its use stamp's, which every user's run sets (`gan.data.cache.note_use`).
 """
 
 from __future__ import annotations
@@ -73,7 +74,8 @@ def _echo_untouched(building: list[Path], foreign: list[Path]) -> None:
     if building:
         click.echo(f"left alone {len(building)} file(s) that a build may still be writing (temp files, or arrays "
                    f"still without their header; their process is alive, or they were written in the last 10 "
-                   f"minutes; or the lock file a running build holds): {_named(building)}", err=True)
+                   f"minutes; or the lock file a running build holds, and the use stamp of the cache it rebuilds): "
+                   f"{_named(building)}", err=True)
     from gan.metrics.generative import is_reference_statistics
 
     statistics = [path for path in foreign if is_reference_statistics(path)]

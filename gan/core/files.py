@@ -679,7 +679,7 @@ def open_lock_file(path: Path) -> IO[bytes]:
     for ever. WriteError naming it for those. One of another user's that this one may not write (in a
     shared folder of runs or caches) is opened read-only: its flock locks all the same, and its
     holder's record stays unwritten (`RunLock.__enter__`). One of this user's is made writable by
-    whoever may write its folder (`_share_as_its_folder`)."""
+    whoever may write its folder (`share_as_its_folder`)."""
     no_wait = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
         try:
@@ -698,7 +698,7 @@ def open_lock_file(path: Path) -> IO[bytes]:
     if hasattr(os, "O_NONBLOCK"):  # (a regular file's reads and writes do not block anyway: as opened plainly)
         os.set_blocking(descriptor, True)
     if writable:
-        _share_as_its_folder(descriptor, path.parent)
+        share_as_its_folder(descriptor, path.parent)
     return open(descriptor, "a+b" if writable else "rb", buffering=0)  # noqa: SIM115 - the caller holds it
 
 
@@ -718,7 +718,7 @@ def _opened_despite(path: Path, no_wait: int, refused: PermissionError) -> tuple
     raise refused
 
 
-def _share_as_its_folder(descriptor: int, folder: Path) -> None:
+def share_as_its_folder(descriptor: int, folder: Path) -> None:
     """Give the lock file open as `descriptor`, where this user owns it, the write permission its folder
     gives: its group's where the two share a group (a setgid folder of a lab's runs), everyone's in a
     folder everyone may write (a sticky cache folder). The umask (022) kept it to its maker, and every

@@ -44,6 +44,7 @@ from gan.core.files import (
     other_owner,
     process_alive,
     remove_unheld_lock,
+    share_as_its_folder,
     write_text_atomically,
 )
 from gan.core.images import signed_levels, uint8_to_signed
@@ -70,6 +71,7 @@ NAME = re.compile(r"[0-9a-f]{20}")  # a cache's name: the start of its header's 
 # <name>.json.<pid>.<host>.<random>.tmp (`temp_name`'s; <name>.json.<pid>.<random>.tmp and .<pid>.tmp before)
 TEMP_NAME = re.compile(r"[0-9a-f]{20}\.(?:npy|json)\.(?P<pid>\d+)(?:\.(?P<host>h[0-9a-f]{8}))?(?:\.[0-9a-f]+)?\.tmp")
 LOCK_NAME = re.compile(r"[0-9a-f]{20}\.lock")  # held by a build while it runs (`BuildLock`), removed after
+STAMP_NAME = re.compile(r"[0-9a-f]{20}\.used")  # a cache's last use by any user (`note_use`), beside its header
 MAX_HEADER_BYTES = 16 * 2**20  # a header of a million images is ~150 KB; larger JSON is not ours to parse
 
 
@@ -270,8 +272,7 @@ def _open_if_built(dataset: ImageFileDataset, header: dict, array_path: Path, ve
     if stored is not None:
         images, damage = cache_damage(array_path, stored, verify_all)
         if images is not None:
-            with contextlib.suppress(OSError):  # (a shared cache on a read-only disk is only read)
-                os.utime(header_path)  # last used: what `gan cache clear --older-than` goes by
+            note_use(header_path)
             _report_undecodable(dataset, stored.get("undecodable"), array_path)
             return images
         if say_why_not:
@@ -338,7 +339,35 @@ def _build_cache(dataset: ImageFileDataset, identity: dict, header: dict, array_
     except WriteError:  # (a full disk): the array without its header is no cache, and would hold the space
         array_path.unlink(missing_ok=True)  # that the next build needs
         raise
+    note_use(header_path)  # (its use stamp made now, for the uses of every user)
     return np.load(array_path, mmap_mode="r")
+
+
+def note_use(header_path: Path) -> None:
+    """A cache's use, now, where `gan cache clear --older-than` reads its last: its header's time (its
+    owner's alone to set) and its use stamp's, `<name>.used`, which its owner made writable by whoever may
+    write the folder (`share_as_its_folder`), so that a use of another user's counts too: a shared cache
+    another user read daily was cleared as unused. Nothing where neither can be set (a shared cache on a
+    read-only disk is only read)."""
+    stamp = header_path.with_suffix(".used")
+    with contextlib.suppress(OSError):
+        os.utime(header_path)
+    try:
+        os.utime(stamp)
+    except FileNotFoundError:  # (a cache an earlier gan built): made by its owner, who may remove it with the cache
+        if other_owner(header_path) is None:
+            _make_use_stamp(stamp)
+    except OSError:
+        pass
+
+
+def _make_use_stamp(stamp: Path) -> None:
+    with contextlib.suppress(OSError):
+        descriptor = os.open(stamp, os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
+        try:
+            share_as_its_folder(descriptor, stamp.parent)
+        finally:
+            os.close(descriptor)
 
 
 def _report_undecodable(dataset: ImageFileDataset, undecodable, array_path: Path) -> None:
@@ -510,8 +539,13 @@ class CacheEntry:
         return sum(file_size(path) for path in (self.array_path, self.header_path))
 
     @property
+    def stamp_path(self) -> Path:
+        return self.header_path.with_suffix(".used")  # (`note_use`)
+
+    @property
     def last_used(self) -> float:
-        return modified_at(self.header_path)
+        """The last use by any user: its header's time or its use stamp's, the later (`note_use`)."""
+        return max(modified_at(self.header_path), modified_at(self.stamp_path))
 
     @property
     def array_not_a_file(self) -> bool:
@@ -519,11 +553,11 @@ class CacheEntry:
         return os.path.lexists(self.array_path) and not self.array_path.is_file()
 
     def remove(self) -> None:
-        """Remove the cache, its header first (it marks the array complete); nothing of it when its
-        array is not a file (`array_not_a_file`): the header then says what the folder there is."""
+        """Remove the cache, its header first (it marks the array complete), its use stamp last; nothing of
+        it when its array is not a file (`array_not_a_file`): the header then says what the folder there is."""
         if self.array_not_a_file:
             raise IsADirectoryError(errno.EISDIR, f"it {ARRAY_NOT_A_FILE}, so not gan's to remove", str(self.array_path))
-        for path in (self.header_path, self.array_path):
+        for path in (self.header_path, self.array_path, self.stamp_path):
             path.unlink(missing_ok=True)
 
 
@@ -590,7 +624,8 @@ def may_be_building(path: Path) -> bool:
 class CacheFolder:
     """What a cache folder holds, sorted by what `gan cache` may do with each file."""
     caches: list[CacheEntry]  # complete caches, oldest use first
-    leftovers: list[Path]  # gan's, never read again: arrays whose header is gone, temps and locks of dead builds
+    leftovers: list[Path]  # gan's, never read again: arrays and use stamps whose header is gone, temps and locks
+    # of dead builds
     building: list[Path]  # gan's, but a build may still be writing them (or holds them, its lock): never touched
     foreign: list[Path]  # not provably gan's: never touched
 
@@ -616,7 +651,7 @@ def list_caches(cache_dir: Path) -> list[CacheEntry]:
 def scan_cache_folder(cache_dir: Path) -> CacheFolder:
     """Every file of `cache_dir`, each one a cache's, a leftover, a running build's, or not gan's."""
     caches = list_caches(cache_dir)
-    owned = {path for entry in caches for path in (entry.header_path, entry.array_path)}
+    owned = {path for entry in caches for path in (entry.header_path, entry.array_path, entry.stamp_path)}
     folder = CacheFolder(caches, [], [], [])
     for path in sorted(cache_dir.iterdir()) if cache_dir.is_dir() else []:
         if path in owned:
@@ -625,6 +660,10 @@ def scan_cache_folder(cache_dir: Path) -> CacheFolder:
             (folder.building if may_be_building(path) else folder.leftovers).append(path)
         elif LOCK_NAME.fullmatch(path.name) and path.is_file() and not path.is_symlink():
             (folder.building if lock_is_held(path) else folder.leftovers).append(path)  # (a killed build's: not held)
+        elif STAMP_NAME.fullmatch(path.name) and path.is_file() and not path.is_symlink():
+            # (its cache gone, or being rebuilt, whose build holds its lock: the stamp goes on with the new header)
+            lock = path.with_suffix(".lock")
+            (folder.building if lock.is_file() and lock_is_held(lock) else folder.leftovers).append(path)
         elif is_cache_array(path) and not path.with_suffix(".json").exists():
             # an array beside a JSON that is not a gan header is not provably ours
             (folder.building if may_be_building(path) else folder.leftovers).append(path)
