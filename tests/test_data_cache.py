@@ -1024,6 +1024,33 @@ def test_a_cache_header_another_user_keeps_from_this_one_is_said_so_not_called_d
         cache_module.load_or_build_cache(dataset, data_identity(config), tmp_path / "cache")
 
 
+def test_a_private_cache_header_of_another_user_in_a_sticky_folder_is_named_not_the_folder(folder, tmp_path,
+                                                                                            monkeypatch):
+    """Another user's header written under umask 077 in a sticky shared folder, which this user may neither read
+    nor remove: the run said its folder "cannot be written (Operation not permitted)", of a folder it may write."""
+    from conftest import as_another_users
+
+    config, array = build_once(folder, tmp_path)
+    header = array.with_suffix(".json")
+    real_open = open
+
+    def refused(path, *args, **kwargs):
+        if Path(path) == header:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(cache_module, "_read_header", lambda path: None)  # (what it reads of a file it may not)
+    monkeypatch.setattr(cache_module, "open", refused, raising=False)
+    as_another_users(monkeypatch, header)
+    with pytest.warns(UserWarning, match="cannot be read by this user"), pytest.raises(WriteError) as raised:
+        next(training_batches(config, build_dataset(config), 2, 0, 0, CPU))
+    said = str(raised.value)
+    assert said.startswith(f"the decoded-image cache header '{header}' is another user's ('") and "\n" not in said
+    assert ("which this user may neither read nor remove (Operation not permitted), so its cache cannot be rebuilt "
+            "there: ask '") in said and "or set data.cache_dir to a folder of your own" in said
+    assert "cannot be written" not in said
+
+
 def test_a_cache_past_the_file_size_limit_says_the_limit_not_a_disk_with_room(folder, tmp_path):
     import subprocess
 

@@ -45,6 +45,7 @@ from gan.core.files import (
     process_alive,
     remove_unheld_lock,
     share_as_its_folder,
+    unreadable_by_this_user,
     write_text_atomically,
 )
 from gan.core.images import signed_levels, uint8_to_signed
@@ -309,6 +310,17 @@ def _unwritable_folder(array_path: Path, error: OSError) -> WriteError:
                       "folder you may write, or data.cache = \"off\" to read the images themselves")
 
 
+def _kept_by_its_owner(header_path: Path, owner: str, error: OSError) -> WriteError:
+    """For a cache to rebuild over another user's header that this user may not remove (a sticky shared
+    folder keeps each file its owner's to remove): the folder is writable; the header is in the way."""
+    unreadable = _unreadable(header_path) is not None
+    may_not = "may neither read nor remove" if unreadable else "may not remove"
+    ask = f"ask {owner} to remove it" + (" or to make it and its .npy readable (chmod a+r)" if unreadable else "")
+    return WriteError(f"the decoded-image cache header '{header_path}' is another user's ({owner}), which this user "
+                      f"{may_not} ({error.strerror or error}), so its cache cannot be rebuilt there: {ask}, or set "
+                      "data.cache_dir to a folder of your own")
+
+
 def _build_cache(dataset: ImageFileDataset, identity: dict, header: dict, array_path: Path,
                  progress_stream) -> np.ndarray:
     """Decode the data set into its cache, with the cache's lock held: the old one and the out-of-date
@@ -317,7 +329,9 @@ def _build_cache(dataset: ImageFileDataset, identity: dict, header: dict, array_
     try:
         header_path.unlink(missing_ok=True)  # the header, written last, marks a complete array
     except OSError as error:
-        raise _unwritable_folder(array_path, error) from None
+        owner = other_owner(header_path)
+        raise (_kept_by_its_owner(header_path, owner, error) if owner else _unwritable_folder(array_path, error)) \
+            from None
     _remove_abandoned_temps(cache_dir)
     # Caches of the same source decoded before its files (or gan's format) changed: never read again,
     # and removed before the build, whose disk space they may be holding. (A run mapping one reads on.)
@@ -409,7 +423,7 @@ def _unreadable(path: Path) -> str | None:
         with open(path, "rb"):
             return None
     except OSError as error:
-        return f"cannot be read by this user ({error.strerror}; another user's, written under a umask that keeps it to them?)"
+        return unreadable_by_this_user(path, error)
 
 
 def _remove_abandoned_temps(cache_dir: Path) -> None:
