@@ -222,6 +222,25 @@ def test_compare_leaves_the_process_matplotlib_backend_as_it_was(sweep, tmp_path
         assert image.format == "PNG" and image.width > 1000 and image.height > 300
 
 
+def test_a_matplotlib_config_folder_that_cannot_be_written_is_one_line_of_gans(sweep, tmp_path):
+    """Under HOME=/ (unwritable) compare printed matplotlib's "mkdir -p failed ..." and a paragraph on
+    MPLCONFIGDIR among its own one-line warnings."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "a-file").write_text("")  # (no folder can be made under it, whoever runs this)
+    env = {name: value for name, value in os.environ.items() if name != "MPLCONFIGDIR"}
+    env.update(XDG_CONFIG_HOME=str(tmp_path / "a-file"), XDG_CACHE_HOME=str(tmp_path / "a-file"))
+    result = subprocess.run([sys.executable, "-m", "gan", "compare", str(sweep), "--out", str(tmp_path / "out")],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    said = [line for line in result.stderr.splitlines() if "mkdir -p failed" in line or "MPLCONFIGDIR" in line]
+    assert len(said) == 1 and said[0].startswith("warning: matplotlib may not write its config folder (mkdir -p "
+                                                 "failed for path"), result.stderr
+    assert said[0].endswith("set MPLCONFIGDIR to a folder you may write to keep them")
+
+
 def test_smoothing_is_tensorboards_debiased_average():
 
     values = np.array([1.0, 3.0, 2.0])

@@ -630,6 +630,37 @@ def line_style(index: int, colours: list[str]) -> tuple[str, str]:
     return colours[index % len(colours)], LINE_STYLES[index // len(colours) % len(LINE_STYLES)]
 
 
+# matplotlib's own lines (its logger's) when it may not write its config folder (HOME unwritable)
+MATPLOTLIB_FOLDER_LINES = ("mkdir -p failed", "%s is not a writable directory", "Matplotlib created a temporary")
+
+
+@contextlib.contextmanager
+def _config_folder_said_in_one_line():
+    """matplotlib imported in the block, its lines on a config folder it may not write ("mkdir -p failed
+    for path /.config/matplotlib", then a paragraph on a temporary folder, under HOME=/) held back and
+    said as one warning of gan's."""
+    import logging
+
+    held: list[logging.LogRecord] = []
+
+    def hold(record: logging.LogRecord) -> bool:
+        if str(record.msg).startswith(MATPLOTLIB_FOLDER_LINES):
+            held.append(record)
+            return False
+        return True
+
+    logger = logging.getLogger("matplotlib")
+    logger.addFilter(hold)
+    try:
+        yield
+    finally:
+        logger.removeFilter(hold)
+    if held:
+        warnings.warn(f"matplotlib may not write its config folder ({one_line(held[0].getMessage())}), so it keeps its "
+                      "settings and font cache in a temporary folder for this command: set MPLCONFIGDIR to a folder "
+                      "you may write to keep them", stacklevel=3)
+
+
 def plot(groups: dict[str, dict[Path, dict[str, Curve]]], metric: str, path: Path) -> dict[str, list[str]]:
     """One PNG: a panel per loss and one for the metric; per group a mean line and a min-max band
     over seeds, in one colour in every panel, named once in a legend below them all (a group may
@@ -637,9 +668,10 @@ def plot(groups: dict[str, dict[Path, dict[str, Curve]]], metric: str, path: Pat
     "legend" the legend's."""
     # (a Figure on its own Agg canvas, not pyplot: matplotlib.use("Agg") switched the whole process's
     # backend, and a notebook's inline figures drawn after a compare showed nothing)
-    import matplotlib
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    with _config_folder_said_in_one_line():
+        import matplotlib
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
 
     panels = [tag for tag in dict.fromkeys((*LOSSES, metric))  # (a loss as the metric: its panel once)
               if any(metric_tag(curves, tag) for runs in groups.values() for curves in runs.values())]
