@@ -411,6 +411,24 @@ def test_the_names_training_writes_are_protected_everywhere(tmp_path):
             check_outputs([path], overwrite=True)
 
 
+
+def test_an_output_into_another_users_folder_names_its_owner_not_a_read_only_disk(tmp_path, monkeypatch):
+    """`gan eval` of a colleague's run (its folder 755, theirs) said the run directory "is read-only (a read-only disk
+    or folder)"."""
+    import pwd
+
+    from gan.inference.outputs import OutputRefused, check_outputs
+
+    owner = pwd.getpwuid(os.stat(tmp_path).st_uid).pw_name
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kwargs: Path(path) != tmp_path and real_access(path, mode))
+    with pytest.raises(OutputRefused, match=re.escape(f"'{tmp_path}' is read-only (a read-only disk or folder)")):
+        check_outputs([tmp_path / "metrics-00000004.json"])
+    monkeypatch.setattr(os, "geteuid", lambda: os.stat(tmp_path).st_uid + 1)
+    with pytest.raises(OutputRefused, match=re.escape(f"'{tmp_path}' belongs to another user ('{owner}'); write the "
+                                                      "outputs elsewhere")):
+        check_outputs([tmp_path / "metrics-00000004.json"])
+
 def test_an_output_name_longer_than_a_file_name_holds_is_refused_before_any_is_written(tmp_path):
     # (a strip name gan eval made of an image's was refused by the disk only when its turn came, the
     # strips before it written and the scores never)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from gan.core.checkpoint import holds_training_state
-from gan.core.files import LOCK_NAME, MAX_NAME_BYTES, remove_stale_temps
+from gan.core.files import LOCK_NAME, MAX_NAME_BYTES, other_owner, remove_stale_temps
 
 # The names gan/core/checkpoint.py gives a run's state, spelled here so that this module needs
 # no torch (tests/test_outputs.py checks that they agree).
@@ -267,8 +267,9 @@ def _refuse_read_only_folders(outputs: Iterable[Path]) -> None:
             continue
         looked.add(folder)
         if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
-            raise OutputRefused(f"'{output}' cannot be written: '{folder}' is read-only (a read-only disk or "
-                                "folder); write the outputs elsewhere")
+            owner = other_owner(folder)  # (another user's run read by `gan eval`: not a read-only disk)
+            why = f"belongs to another user ({owner})" if owner else "is read-only (a read-only disk or folder)"
+            raise OutputRefused(f"'{output}' cannot be written: '{folder}' {why}; write the outputs elsewhere")
 
 
 def _mode_of(path: Path) -> int | None:
