@@ -401,8 +401,8 @@ def write_text_atomically(path: Path, text: str) -> None:
     write_atomically(path, lambda temp: temp.write_text(text, encoding="utf-8"))
 
 
-# Past this many files, one flush of their file system (Linux's syncfs) replaces a flush of each: a
-# 50,000-image `gan sample --separate` set spent 3 minutes in fsync calls on ext4 (3.6 ms each).
+# Past this many files, one flush of their file system (Linux's syncfs) replaces a flush of each: on ext4
+# an fsync took 0.26 ms alone and 3.6 ms beside other writers, 13 s to 3 minutes of a 50,000-image set.
 MANY_FILES = 64
 
 
