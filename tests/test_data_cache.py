@@ -1003,6 +1003,19 @@ def test_no_home_folder_for_the_default_caches_is_one_line_saying_what_to_set(tm
     assert_one_error_line(invoke("cache", "list"), "there is no home folder")
 
 
+
+def unreadable_to_this_user(monkeypatch, header: Path) -> None:
+    """Play the cache `header` as one another user wrote under umask 077: this process may not open it."""
+    real_open = open
+
+    def refused(path, *args, **kwargs):
+        if Path(path) == header:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(cache_module, "_read_header", lambda path: None)  # (what it reads of a file it may not)
+    monkeypatch.setattr(cache_module, "open", refused, raising=False)
+
 def test_a_cache_header_another_user_keeps_from_this_one_is_said_so_not_called_damaged(folder, tmp_path, monkeypatch):
     """A shared cache folder written under umask 077 by another user: "is not a JSON object"."""
     config = config_for(folder, "mmap", tmp_path)
@@ -1011,14 +1024,7 @@ def test_a_cache_header_another_user_keeps_from_this_one_is_said_so_not_called_d
 
     cache_module.load_or_build_cache(dataset, data_identity(config), tmp_path / "cache")
     (header,) = (tmp_path / "cache").glob("*.json")
-
-    def refused(path, *args, **kwargs):
-        if Path(path) == header:
-            raise PermissionError(13, "Permission denied", str(path))
-        return open(path, *args, **kwargs)
-
-    monkeypatch.setattr(cache_module, "_read_header", lambda path: None)  # (what it reads of a file it may not)
-    monkeypatch.setattr(cache_module, "open", refused, raising=False)
+    unreadable_to_this_user(monkeypatch, header)
     with pytest.warns(UserWarning, match=rf"the decoded-image cache header '{header}' cannot be read by this user "
                                          r"\(Permission denied; another user's"):
         cache_module.load_or_build_cache(dataset, data_identity(config), tmp_path / "cache")
@@ -1032,15 +1038,7 @@ def test_a_private_cache_header_of_another_user_in_a_sticky_folder_is_named_not_
 
     config, array = build_once(folder, tmp_path)
     header = array.with_suffix(".json")
-    real_open = open
-
-    def refused(path, *args, **kwargs):
-        if Path(path) == header:
-            raise PermissionError(13, "Permission denied", str(path))
-        return real_open(path, *args, **kwargs)
-
-    monkeypatch.setattr(cache_module, "_read_header", lambda path: None)  # (what it reads of a file it may not)
-    monkeypatch.setattr(cache_module, "open", refused, raising=False)
+    unreadable_to_this_user(monkeypatch, header)
     as_another_users(monkeypatch, header)
     with pytest.warns(UserWarning, match="cannot be read by this user"), pytest.raises(WriteError) as raised:
         next(training_batches(config, build_dataset(config), 2, 0, 0, CPU))
