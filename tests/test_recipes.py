@@ -91,6 +91,11 @@ def test_init_discriminator_starts_the_discriminator_from_the_same_checkpoint_an
     first = load_checkpoint(list_checkpoints(run)[0])
     assert first["initial_generator"]["discriminator"] is True
     assert "init_discriminator = true" in (run / "config.toml").read_text()
+    # (changed on a resume, config.toml would record a start its discriminator never had)
+    assert_one_error_line(invoke("train", "--resume", run, "--set", "train.steps=4", "--set",
+                                 "model.init_discriminator=false"),
+                          "model.init_discriminator cannot change on a resume: the run's discriminator started from "
+                          "its source run")
     resumed = invoke("train", "--resume", run, "--set", "train.steps=4", "--device", "cpu")
     assert resumed.exit_code == 0, resumed.output
     assert load_checkpoint(list_checkpoints(run)[-1])["step"] == 4

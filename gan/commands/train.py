@@ -400,6 +400,12 @@ def report_changes(run_dir: Path, resolved, overrides: tuple[str, ...], trained:
                           f"'{started_from or 'random weights'}', and a resume takes every weight from its checkpoint "
                           f"(config.toml would record a start the weights never came from); start a new run to begin "
                           f"from '{resolved.model.init_generator or 'random weights'}'")
+    took_discriminator = recorded.get("model.init_discriminator", False)  # (a checkpoint before the key: False)
+    if took_discriminator != resolved.model.init_discriminator:
+        raise ConfigError(f"model.init_discriminator cannot change on a resume: the run's discriminator started "
+                          f"{'from its source run' if took_discriminator else 'fresh'}, and a resume takes every weight "
+                          "from its checkpoint (config.toml would record a start the weights never came from); start a "
+                          "new run to begin otherwise")
     changes = changes_since(trained, resolved)
     given = {override.partition("=")[0].strip() for override in overrides}
     if "loss.preset" in given:  # a preset named by --set sets its keys too
