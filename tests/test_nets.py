@@ -513,9 +513,16 @@ def test_a_zoo_module_that_fails_to_import_is_said_where_its_networks_are_missin
     import gan.nets
 
     (tmp_path / "test_needs_a_package.py").write_text("import not_installed_pkg  # noqa: F401\n")
+    # (a CUDA extension that does not build raises RuntimeError, not ImportError: it broke every command still)
+    (tmp_path / "test_cuda_build.py").write_text("raise RuntimeError('CUDA kernel build failed')\n")
+    (tmp_path / "test_half_registered.py").write_text(  # (its network was left registered, and usable)
+        "from torch import nn\nfrom gan.nets import register_network\n\n\n"
+        "@register_network('discriminator', 'halfdisc')\nclass HalfDisc(nn.Module):\n    pass\n\n\n"
+        "import not_installed_pkg  # noqa: E402, F401\n")
     monkeypatch.syspath_prepend(tmp_path)
     monkeypatch.setattr(gan.nets, "_ZOO_MODULES", (*gan.nets._ZOO_MODULES, "test_needs_a_package",
-                                                   "gan.nets.test_misspelled"))
+                                                   "gan.nets.test_misspelled", "test_cuda_build",
+                                                   "test_half_registered"))
     for registry in gan.nets._REGISTRIES.values():  # (what failed to import is kept: this test's, for itself)
         monkeypatch.setattr(registry, "_unimported", {}, raising=False)
     sampled = invoke("sample", tiny_demo_run, "--n", "2", "--out", tmp_path / "faces.png")
@@ -525,7 +532,9 @@ def test_a_zoo_module_that_fails_to_import_is_said_where_its_networks_are_missin
     assert_one_error_line(trained, "unknown generator 'mine'; known: dcgan, ",
                           "; test_needs_a_package (listed in _ZOO_MODULES) failed to import: No module named "
                           "'not_installed_pkg'; gan.nets.test_misspelled (listed in _ZOO_MODULES) failed to import: "
-                          "No module named 'gan.nets.test_misspelled'")
+                          "No module named 'gan.nets.test_misspelled'; test_cuda_build (listed in _ZOO_MODULES) "
+                          "failed to import: RuntimeError: CUDA kernel build failed")
+    assert "halfdisc" not in gan.nets.network_names("discriminator")
 
 
 def test_a_resume_whose_networks_do_not_fit_though_built_alike_names_the_gan_that_wrote_it():

@@ -40,17 +40,26 @@ class Registry(Generic[T]):
         self._entries: dict[str, T] = {}
         self._unimported: dict[str, str] = {}  # module -> why it failed to import (`import_modules`)
 
-    def import_modules(self, modules: tuple[str, ...], listed_in: str) -> None:
-        """Import `modules`, whose import registers entries here. One that fails to import (a package it
-        needs not installed, a misspelled name) is kept, said with any name not found (`get`) and not tried
-        again: raised, it broke every command with a traceback, those that use none of its entries too."""
+    def import_modules(self, modules: tuple[str, ...], listed_in: str, together: tuple[Registry, ...] = ()) -> None:
+        """Import `modules`, whose import registers entries here (and in the registries `together`). One that
+        fails to import, however (a package it needs not installed, a misspelled name, a CUDA extension that
+        does not build or load), is kept, said with any name not found (`get`) and not tried again, and what
+        it registered before it failed is taken out again: raised, it broke every command with a traceback,
+        those that use none of its entries too."""
+        registries = (self, *(registry for registry in together if registry is not self))
         for module in modules:
             if module in self._unimported:
                 continue
+            before = [set(registry._entries) for registry in registries]
             try:
                 importlib.import_module(module)
-            except ImportError as error:
-                self._unimported[module] = f"{module} (listed in {listed_in}) failed to import: {printable(str(error))}"
+            except Exception as error:  # noqa: BLE001 - a module of one's own may raise anything as it imports
+                kind = "" if isinstance(error, ImportError) else f"{type(error).__name__}: "
+                why = f"{module} (listed in {listed_in}) failed to import: {kind}{printable(str(error))}"
+                for registry, names in zip(registries, before):  # (a network of a half-imported module: not used)
+                    for name in set(registry._entries) - names:
+                        del registry._entries[name]
+                    registry._unimported[module] = why
 
     def unimported(self) -> list[str]:
         """Why each module `import_modules` could not import failed to, one line each."""

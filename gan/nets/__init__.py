@@ -55,7 +55,7 @@ def register_network(role: str, name: str):
 
 def _zoo(role: str) -> Registry:
     """The registry of `role`, the _ZOO_MODULES imported (one that fails to is said with a name not found)."""
-    _REGISTRIES[role].import_modules(_ZOO_MODULES, "_ZOO_MODULES")
+    _REGISTRIES[role].import_modules(_ZOO_MODULES, "_ZOO_MODULES", together=tuple(_REGISTRIES.values()))
     return _REGISTRIES[role]
 
 
