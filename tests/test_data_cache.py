@@ -622,6 +622,40 @@ def test_another_users_use_of_a_shared_cache_counts_for_clear_older_than(folder,
     assert "removed 1 cache(s)" in cleared.output and list(cache_dir.iterdir()) == []  # (its use stamp too)
 
 
+
+def test_a_use_stamp_that_is_a_link_or_a_folder_is_never_followed_nor_counted(folder, tmp_path):
+    """A link planted as <name>.used (a sticky shared folder: anyone may) had every run set its target's time,
+    and kept the cache from `clear --older-than` while the target was fresh; a folder there had `clear` remove
+    the cache, then fail on it, saying it removed 0."""
+    from click.testing import CliRunner
+
+    from gan.commands.main import main
+
+    cache_dir = tmp_path / "cache"
+    config, array = build_once(folder, tmp_path)
+    stamp, victim = array.with_suffix(".used"), tmp_path / "victim.txt"
+    victim.write_text("precious")
+    os.utime(victim, (0, 0))
+    stamp.unlink()
+    stamp.symlink_to(victim)
+    next(training_batches(config, build_dataset(config), 2, 0, 0, CPU))
+    assert victim.stat().st_mtime == 0
+    for path in (array, array.with_suffix(".json")):
+        os.utime(path, (time.time() - 40 * 86400,) * 2)
+    os.utime(victim, None)  # (a fresh target: the cache is still 40 days unused)
+    cleared = CliRunner().invoke(main, ["cache", "clear", "--older-than", "30", "--dir", str(cache_dir)])
+    assert "removed 1 cache(s)" in cleared.output and not array.exists(), cleared.output
+    assert stamp.is_symlink() and victim.read_text() == "precious"  # (not gan's: left, as its target)
+
+    stamp.unlink()
+    config, array = build_once(folder, tmp_path)
+    stamp.unlink()
+    stamp.mkdir()
+    (stamp / "keepme").write_text("mine")
+    cleared = CliRunner().invoke(main, ["cache", "clear", "--dir", str(cache_dir)])
+    assert cleared.exit_code == 0 and "removed 1 cache(s)" in cleared.output, cleared.output
+    assert (stamp / "keepme").read_text() == "mine"
+
 def test_a_builds_lock_file_is_left_alone_while_held_and_removed_once_its_build_is_gone(folder, tmp_path):
     """`<name>.lock`, which a build holds (`BuildLock`), would have read as a file of another program's."""
     import fcntl

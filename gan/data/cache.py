@@ -22,6 +22,7 @@ import os
 import random
 import re
 import shutil
+import stat
 import sys
 import time
 import warnings
@@ -366,13 +367,20 @@ def note_use(header_path: Path) -> None:
     stamp = header_path.with_suffix(".used")
     with contextlib.suppress(OSError):
         os.utime(header_path)
-    try:
-        os.utime(stamp)
-    except FileNotFoundError:  # (a cache an earlier gan built): made by its owner, who may remove it with the cache
+    if not os.path.lexists(stamp):  # (a cache an earlier gan built): made by its owner, who may remove it with the cache
         if other_owner(header_path) is None:
             _make_use_stamp(stamp)
+    elif is_plain_file(stamp):  # (a link planted there would have its target's time set by every run; a folder: not ours)
+        with contextlib.suppress(OSError):
+            os.utime(stamp, follow_symlinks=False)
+
+
+def is_plain_file(path: Path) -> bool:
+    """Whether `path` is a regular file itself, not a link to one."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
     except OSError:
-        pass
+        return False
 
 
 def _make_use_stamp(stamp: Path) -> None:
@@ -558,8 +566,19 @@ class CacheEntry:
 
     @property
     def last_used(self) -> float:
-        """The last use by any user: its header's time or its use stamp's, the later (`note_use`)."""
-        return max(modified_at(self.header_path), modified_at(self.stamp_path))
+        """The last use by any user: its header's time or its use stamp's, the later (`note_use`; a stamp that
+        is not a plain file is none)."""
+        return max(modified_at(self.header_path), modified_at(self.stamp_path) if self.has_stamp else 0.0)
+
+    @property
+    def has_stamp(self) -> bool:
+        return is_plain_file(self.stamp_path)
+
+    @property
+    def files(self) -> list[Path]:
+        """Its files, in the order `remove` removes them: its use stamp where that is a plain file (a folder or
+        link of that name is not gan's)."""
+        return [self.header_path, self.array_path, *([self.stamp_path] if self.has_stamp else [])]
 
     @property
     def array_not_a_file(self) -> bool:
@@ -571,7 +590,7 @@ class CacheEntry:
         it when its array is not a file (`array_not_a_file`): the header then says what the folder there is."""
         if self.array_not_a_file:
             raise IsADirectoryError(errno.EISDIR, f"it {ARRAY_NOT_A_FILE}, so not gan's to remove", str(self.array_path))
-        for path in (self.header_path, self.array_path, self.stamp_path):
+        for path in self.files:
             path.unlink(missing_ok=True)
 
 
@@ -665,7 +684,7 @@ def list_caches(cache_dir: Path) -> list[CacheEntry]:
 def scan_cache_folder(cache_dir: Path) -> CacheFolder:
     """Every file of `cache_dir`, each one a cache's, a leftover, a running build's, or not gan's."""
     caches = list_caches(cache_dir)
-    owned = {path for entry in caches for path in (entry.header_path, entry.array_path, entry.stamp_path)}
+    owned = {path for entry in caches for path in entry.files}
     folder = CacheFolder(caches, [], [], [])
     for path in sorted(cache_dir.iterdir()) if cache_dir.is_dir() else []:
         if path in owned:
