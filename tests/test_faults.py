@@ -175,12 +175,15 @@ def test_a_second_writer_on_a_run_directory_stops_at_once_naming_the_holder(tmp_
 
 
 @pytest.mark.parametrize("record, said", [
-    ("12345\n", "(pid 12345)"),  # (a lock of an earlier version: the pid alone)
+    ("{me}\n", "(pid {me})"),  # (a lock of an earlier version: the pid alone)
+    # (a dead pid: the record of a holder before one that opened another user's lock file read-only, unable to
+    # write its own, was named as the holder, and "stop it" pointed at whatever process had that pid since)
+    ("999999999\n", "(pid unknown (the lock file names pid 999999999, which has ended))"),
     ("12345 h00000000 pid:[1]\n", "(pid 12345 on another machine that shares this folder)"),
     # a container on this host: its tag hashes the host name with its own namespace
     ("1 {container} pid:[1]\n", "(pid 1 in another PID namespace (a container's), not this machine's process 1)"),
     ("1 {before} pid:[1]\n", "(pid 1 in another PID namespace (a container's), not this machine's process 1)"),
-    ("7 {here} {namespace}\n", "(pid 7)"),
+    ("{me} {here} {namespace}\n", "(pid {me})"),
 ])
 def test_a_lock_held_elsewhere_says_where_its_pid_belongs(tmp_path, record, said):
     # A run in a container (another PID namespace) was named as "pid 1": this machine's init; and once
@@ -190,8 +193,8 @@ def test_a_lock_held_elsewhere_says_where_its_pid_belongs(tmp_path, record, said
     run = tmp_path / "run"
     run.mkdir()
     (run / ".lock").write_text(record.format(container=host_tag("pid:[1]"), before=_host_name_tag(), here=host_tag(),
-                                             namespace=_pid_namespace()))
-    assert f"is in use by another gan process {said};" in busy_with_its_lock_held_elsewhere(run)
+                                             namespace=_pid_namespace(), me=os.getpid()))
+    assert f"is in use by another gan process {said.format(me=os.getpid())};" in busy_with_its_lock_held_elsewhere(run)
 
 
 def busy_with_its_lock_held_elsewhere(run: Path) -> str:

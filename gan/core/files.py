@@ -828,6 +828,8 @@ def _holder_said(record: str) -> str:
         return f"pid {pid} on {f'{machine}, ' if machine else ''}another machine that shares this folder"
     if namespace and namespace != _pid_namespace():
         return f"pid {pid} in another PID namespace (a container's), not this machine's process {pid}"
+    if pid.isdigit() and not process_alive(int(pid)):  # (a holder that opened another user's lock file read-only
+        return f"pid unknown (the lock file names pid {pid}, which has ended)"  # could not write its own pid there)
     return f"pid {pid}"
 
 
