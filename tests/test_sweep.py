@@ -102,6 +102,13 @@ def test_values_cut_alike_are_told_apart_in_their_runs_names(tmp_path):
     assert result.exit_code == 0, result.output
     assert [shlex.split(line)[-1] for line in result.output.strip().splitlines()] == [
         str(tmp_path / run.name) for run in begun]
+    # a name no run of a sweep has (edited by hand: a NUL in it was a traceback) is not taken
+    edited = (tmp_path / "sweep.toml").read_text().replace(begun[0].name, "00000-a\\u0000b")
+    (tmp_path / "sweep.toml").write_text(edited)
+    refused = CliRunner().invoke(main, ["sweep", str(DEMO), "--grid", CHECKPOINTS_GRID, "--out", str(tmp_path),
+                                        "--print-commands"])
+    assert refused.exit_code == 2 and "Traceback" not in refused.output and "\n" not in refused.output.strip(), \
+        refused.output
 
 
 def test_grid_values_in_quotes_may_hold_commas_or_be_empty():

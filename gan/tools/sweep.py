@@ -72,6 +72,7 @@ MANIFEST = "sweep.toml"
 MAX_RUNS = 1000
 # A grid value's label in its runs' names is cut to this many characters (names must fit in 255 bytes).
 LABEL_CHARACTERS = 40
+SWEEP_RUN_NAME = re.compile(r"\d{5}-[A-Za-z0-9._+=-]{1,249}")  # what `expand` names a run: its number, then labels
 # Set in each run's environment to the sweep's pid: the run asks to be stopped when the sweep dies.
 SWEEP_PID_VARIABLE = "GAN_SWEEP_PID"
 
@@ -237,8 +238,9 @@ def named_as_begun(out: Path, runs: list[SweepRun]) -> list[SweepRun]:
         return runs
     if not isinstance(stored, dict) or list(stored.values()) != [list(run.overrides) for run in runs]:
         return runs
-    # (each name its run's number and one folder: a manifest edited by hand places no run elsewhere)
-    if not all(name.startswith(f"{index:05d}-") and Path(name).name == name for index, name in enumerate(stored)):
+    # (each name its run's number and what `expand` names runs of: a manifest edited by hand places no run elsewhere,
+    # nor names one a folder cannot have, a NUL's traceback)
+    if not all(name.startswith(f"{index:05d}-") and SWEEP_RUN_NAME.fullmatch(name) for index, name in enumerate(stored)):
         return runs
     return [SweepRun(name, run.overrides) for name, run in zip(stored, runs)]
 
