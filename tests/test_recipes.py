@@ -121,7 +121,8 @@ def test_init_discriminator_loads_the_trained_discriminator_and_leaves_the_optim
     (["model.init_discriminator=true"], "model.init_discriminator = true takes the discriminator from the "
                                         "checkpoint that model.init_generator names, and it names none"),
     (["model.init_discriminator=true", "model.discriminator_args.channels=16"],
-     "holds another dcgan discriminator: channels = 8 where this config has 16; set model.discriminator_args"),
+     "holds another dcgan discriminator: channels = 8 where this config has 16; set model.discriminator_args as that "
+     "run had them"),  # (not "and data.resolution", which matches)
 ])
 def test_init_discriminator_refuses_a_config_without_a_source_or_of_another_discriminator(
         tiny_demo_run, overrides, expected):

@@ -330,8 +330,8 @@ def test_srgan_starts_from_the_srresnet_checkpoint(srresnet_run, hr_folder, tmp_
     mismatched = CliRunner().invoke(main, [*args[:-2], "--set", "model.generator_args.num_blocks=2",
                                            "--out", str(tmp_path / "other")])
     assert mismatched.exit_code == 2 and "holds another srresnet generator: num_blocks = " in mismatched.output
-    assert "where this config has 2; set model.generator_args and data.scale as that run had " \
-           "them" in " ".join(mismatched.output.split())  # (it printed both specs whole)
+    assert "where this config has 2; set model.generator_args as that run had " \
+           "them" in " ".join(mismatched.output.split())  # (it printed both specs whole; data.scale matches)
     # the scale comes from data.scale: model.generator_args.scale, which it named, is no key
     rescaled = CliRunner().invoke(main, [*args[:-2], "--set", "data.scale=2", "--out", str(tmp_path / "other")])
     assert rescaled.exit_code == 2 and "data.scale = 4 where this config has 2" in rescaled.output, rescaled.output

@@ -300,10 +300,11 @@ class RecipeBase:
         supplied = self.supplied_args.get(role, ())  # (set from [data], as data.scale)
         keys = {arg: f"data.{arg}" if arg in supplied and hasattr(self.config.data, arg) else arg
                 for arg in sorted(set(stored.kwargs) | set(wanted.kwargs))}
+        differing = {arg: name for arg, name in keys.items() if stored.kwargs.get(arg) != wanted.kwargs.get(arg)}
         differences = [f"{name} = {stored.kwargs.get(arg)!r} where this config has {wanted.kwargs.get(arg)!r}"
-                       for arg, name in keys.items() if stored.kwargs.get(arg) != wanted.kwargs.get(arg)]
-        if differences:
-            data_keys = [name for name in keys.values() if name.startswith("data.")]
+                       for arg, name in differing.items()]
+        if differences:  # (a data key only where its argument differs: one that matches needs no setting)
+            data_keys = [name for name in differing.values() if name.startswith("data.")]
             raise ConfigError(f"{key} '{path}' holds another {stored.name} {role}: {'; '.join(differences)}; set "
                               f"{' and '.join([f'model.{role}_args', *data_keys])} as that run had them")
 
