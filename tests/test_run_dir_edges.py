@@ -625,7 +625,7 @@ def test_a_prebuilt_cache_on_a_read_only_disk_is_only_read(tmp_path, monkeypatch
         real_check(folder, what)
 
     monkeypatch.setattr(preflight, "_require_writable", read_only)
-    monkeypatch.setattr(cache_module.os, "utime", lambda *args: (_ for _ in ()).throw(OSError(30, "Read-only")))
+    monkeypatch.setattr(cache_module.os, "utime", lambda *args, **kwargs: (_ for _ in ()).throw(OSError(30, "Read-only")))
     reused = train_command(*line, "--out", str(tmp_path / "second"))
     assert reused.exit_code == 0, reused.output
     other = train_command(*line[:-1], f"data.cache_dir={tmp_path / 'empty'}", "--out", str(tmp_path / "third"))
