@@ -691,9 +691,9 @@ def scan_cache_folder(cache_dir: Path) -> CacheFolder:
             continue
         if TEMP_NAME.fullmatch(path.name) and path.is_file():
             (folder.building if may_be_building(path) else folder.leftovers).append(path)
-        elif LOCK_NAME.fullmatch(path.name) and path.is_file() and not path.is_symlink():
+        elif LOCK_NAME.fullmatch(path.name) and is_plain_file(path):
             (folder.building if lock_is_held(path) else folder.leftovers).append(path)  # (a killed build's: not held)
-        elif STAMP_NAME.fullmatch(path.name) and path.is_file() and not path.is_symlink():
+        elif STAMP_NAME.fullmatch(path.name) and is_plain_file(path):
             # (its cache gone, or being rebuilt, whose build holds its lock: the stamp goes on with the new header)
             lock = path.with_suffix(".lock")
             (folder.building if lock.is_file() and lock_is_held(lock) else folder.leftovers).append(path)
