@@ -103,6 +103,24 @@ def test_reading_a_config_imports_neither_torch_nor_any_recipe():
     assert not [name for name in loaded.split() if name.startswith(("gan.recipes", "gan.data", "gan.nets"))]
 
 
+def test_training_sampling_and_every_recipe_import_without_torchvision():
+    # (torchvision's import, 1.2 s with the torch._dynamo it pulls in, was half of every command's start;
+    # only a VGG, a baseline benchmark or Inception needs it, and imports it then)
+    loaded = run_python("import sys, gan.training.loop, gan.recipes, gan.inference.generators, gan.commands.train\n"
+                        "print(' '.join(sys.modules))")
+    assert "gan.recipes.srgan" in loaded.split() and "torchvision" not in loaded.split()
+
+
+def test_a_sample_set_imports_neither_torchvision_nor_torch_dynamo(tiny_demo_run, tmp_path):
+    # (a network's weights drawn on the meta device, where its arguments are checked, imported torch._dynamo:
+    # 1.1 s of every command's start; `gan sample` took 4 s where 2 s do)
+    out = tmp_path / "faces.png"
+    loaded = run_python("import sys\nfrom gan.commands.main import main\n"
+                        f"main(['sample', {str(tiny_demo_run)!r}, '--n', '4', '--out', {str(out)!r}], "
+                        "standalone_mode=False)\nprint(' '.join(sys.modules))")
+    assert out.is_file() and not {"torchvision", "torch._dynamo"} & set(loaded.split())
+
+
 def test_the_library_imports_without_click():
     library = ["gan.training.loop", "gan.core.checkpoint", "gan.core.distributed", "gan.training.speed", "gan.core.progress", "gan.recipes.ema",
                "gan.recipes.image_pool", "gan.training.resolve", "gan.inference.generators", "gan.inference.tiling", "gan.inference.scoring", "gan.inference.exported",

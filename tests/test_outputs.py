@@ -462,6 +462,18 @@ def test_grid_size_is_the_size_image_grid_writes(count, columns):
     assert grid_size(count, 7, 5, columns) == (grid.shape[2], grid.shape[1])
 
 
+@pytest.mark.parametrize("count,columns", [(1, None), (2, None), (7, 3), (16, None), (3, 8)])
+def test_image_grid_lays_out_the_pixels_as_torchvisions_make_grid(count, columns):
+    # (gan draws its grids itself since torchvision's import, for make_grid alone, held up every command)
+    from torchvision.utils import make_grid
+
+    from gan.core.images import GRID_PADDING, grid_columns, image_grid
+
+    images = torch.rand(count, 3, 6, 9, generator=torch.Generator().manual_seed(count)) * 2 - 1
+    expected = make_grid(images, nrow=grid_columns(count, columns), padding=GRID_PADDING, pad_value=-1.0)
+    assert torch.equal(image_grid(images, num_columns=columns), expected)
+
+
 def test_sample_names_the_option_that_is_out_of_range(tiny_demo_run, tmp_path):
     from click.testing import CliRunner
 

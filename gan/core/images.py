@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from torchvision.utils import make_grid
 
 from gan.core.files import make_folder, write_together
 
@@ -63,7 +62,7 @@ def grid_columns(count: int, num_columns: int | None = None) -> int:
 
 def grid_size(count: int, height: int, width: int, num_columns: int | None = None) -> tuple[int, int]:
     """(width, height) in pixels of `image_grid` of `count` images of height x width, before writing it."""
-    if count == 1:  # make_grid returns a lone image as it is, unpadded
+    if count == 1:  # (a lone image is the grid, unpadded)
         return width, height
     columns = grid_columns(count, num_columns)
     rows = math.ceil(count / columns)
@@ -72,8 +71,18 @@ def grid_size(count: int, height: int, width: int, num_columns: int | None = Non
 
 def image_grid(images: torch.Tensor, num_columns: int | None = None) -> torch.Tensor:
     """(N, 3, H, W) in [-1, 1] -> one (3, H', W') grid in [-1, 1], roughly square by default."""
-    columns = grid_columns(images.shape[0], num_columns)
-    return make_grid(images.detach().float().cpu(), nrow=columns, padding=GRID_PADDING, pad_value=-1.0)
+    images = images.detach().float().cpu()
+    count, channels, height, width = images.shape
+    if count == 1:
+        return images[0]
+    columns = grid_columns(count, num_columns)
+    grid_width, grid_height = grid_size(count, height, width, num_columns)
+    grid = images.new_full((channels, grid_height, grid_width), -1.0)  # (the padding: black)
+    for index, image in enumerate(images):
+        row, column = divmod(index, columns)
+        top, left = GRID_PADDING + row * (height + GRID_PADDING), GRID_PADDING + column * (width + GRID_PADDING)
+        grid[:, top:top + height, left:left + width] = image
+    return grid
 
 
 class GridCanvas:

@@ -14,6 +14,8 @@ def init_normal_(module: nn.Module, std: float = 0.02) -> None:
     Conv and linear weights ~ N(0, std), norm scales ~ N(1, std), biases zero; sub-pixel
     convolutions keep their ICNR structure.
     """
+    if any(parameter.is_meta for parameter in module.parameters()):
+        return  # (a copy that only counts parameters has no values to draw; drawing them imports torch._dynamo, 1.1 s)
     if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
         nn.init.normal_(module.weight, 0.0, std)
         if module.bias is not None:

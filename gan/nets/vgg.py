@@ -16,7 +16,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision import models
 
 from gan.core.checkpoint import first_mismatch, gan_file_words, quiet_torch_load, unloadable_reason
 from gan.core.files import refuse_other_than_a_file
@@ -32,6 +31,14 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 class WeightsNotFoundError(FileNotFoundError):
     """The pretrained weights file is missing; the message says which file to put where."""
+
+
+def torchvision_vgg(arch: str) -> nn.Module:
+    """torchvision's VGG `arch`, untrained; torchvision imported here, not with the zoo (its import, 1.2 s,
+    held up every command, most of which never build a VGG)."""
+    from torchvision import models
+
+    return getattr(models, arch)(weights=None)
 
 
 def layer_names(features: nn.Sequential) -> list[str]:
@@ -128,7 +135,7 @@ def vgg_feature_keys(arch: str) -> frozenset[str]:
     """The keys of VGG `arch`'s features in torchvision's state dict (features.0.weight, ...), from a copy
     on the meta device: no memory."""
     with torch.device("meta"):
-        return frozenset(f"features.{key}" for key in getattr(models, arch)(weights=None).features.state_dict())
+        return frozenset(f"features.{key}" for key in torchvision_vgg(arch).features.state_dict())
 
 
 def read_vgg_state(path: Path, arch: str) -> object:
@@ -150,7 +157,7 @@ def read_vgg_state(path: Path, arch: str) -> object:
 def vgg_layer_names(arch: str) -> list[str]:
     """The layer names of VGG `arch` (vgg19 or vgg16), from a copy on the meta device: no memory."""
     with torch.device("meta"):
-        return layer_names(getattr(models, arch)(weights=None).features)
+        return layer_names(torchvision_vgg(arch).features)
 
 
 def weights_digest(module: nn.Module) -> str:
@@ -179,10 +186,10 @@ class VGGFeatures(nn.Module):
         if path is None:
             warnings.warn(f"{arch} perceptual loss uses RANDOM weights (loss.vgg_weights = \"random\"): "
                           "fine for tests and smoke runs, meaningless for training", stacklevel=2)
-            vgg = getattr(models, arch)(weights=None)
+            vgg = torchvision_vgg(arch)
         else:  # (built empty: the random weights VGG19 draws, 1.5 s on a CPU, were replaced at once)
             with torch.device("meta"):
-                vgg = getattr(models, arch)(weights=None)
+                vgg = torchvision_vgg(arch)
             vgg.features.to_empty(device="cpu")
             load_vgg_weights(vgg, read_vgg_state(path, arch), path, arch)
         names = layer_names(vgg.features)
