@@ -24,6 +24,7 @@ import gan.core.files as files_module
 from gan.commands.main import main
 from gan.core.checkpoint import CheckpointError, list_checkpoints, load_checkpoint
 from gan.core.files import RunDirectoryBusy, RunLock, host_tag, temp_name
+from gan.data.sampling import end_batches
 from gan.training.errors import NonFiniteLossError
 from gan.training.loop import train
 from gan.training.state import newest_loadable_checkpoint
@@ -552,8 +553,11 @@ def test_a_loader_out_of_open_files_mid_run_names_the_limit_and_data_num_workers
 
     def failing_after_one(*args, **kwargs):
         stream = batches(*args, **kwargs)
-        yield next(stream)
-        raise failure
+        try:
+            yield next(stream)
+            raise failure
+        finally:  # (the loop ends the loader's workers through its stream, which this stand-in hides: ended here,
+            end_batches(stream)  # not left to the collector, which took up to 20 s in the whole suite)
 
     monkeypatch.setattr(loop, "training_batches", failing_after_one)
     run = tmp_path / "run"

@@ -74,7 +74,7 @@ def test_swd_takes_sizes_whose_pyramid_has_an_odd_level():
 
 @pytest.fixture(scope="module")
 def faces() -> list[Image.Image]:
-    return [draw_face(64, random.Random(index)) for index in range(192)]
+    return [draw_face(64, random.Random(index)) for index in range(96)]  # (192: 3x the time, the same order)
 
 
 def test_swd_is_near_zero_for_the_same_set_and_grows_with_blur_and_noise(faces):
@@ -753,16 +753,16 @@ def test_gan_eval_without_inception_weights_is_a_clear_error(demo_run, tmp_path)
 
 
 def test_swd_on_real_faces_separates_faces_from_blurred_faces(shared_data):
-    """512 CelebA faces at 64 px: another 512 real faces are close, the same faces blurred are far."""
+    """256 CelebA faces at 64 px: another 256 real faces are close, the same faces blurred are far."""
     data = DataConfig(dataset="celeba", root=str(shared_data / "faces" / "img_align_celeba"), resolution=64)
-    faces = generative.load_reference_images(data, 1024)
-    first, second = faces[:512], faces[512:]
+    faces = generative.load_reference_images(data, 512)
+    first, second = faces[:256], faces[256:]
     blurred = to_uint8([Image.fromarray(face.permute(1, 2, 0).numpy()).filter(ImageFilter.GaussianBlur(1.5))
                         for face in first])
     reference = patch_descriptors(first)
     real = swd_from_descriptors(reference, patch_descriptors(second, seed=1), 64)["swd/mean"]
     blur = swd_from_descriptors(reference, patch_descriptors(blurred, seed=1), 64)["swd/mean"]
-    assert real < 0.5 * blur  # measured: 16.8 against 59.8
+    assert real < 0.5 * blur  # measured: 19.5 against 60.8 (16.8 against 59.8 at 512 faces each)
 
 
 def test_gan_eval_by_default_computes_what_can_run_here_and_names_what_it_skipped(demo_run, tmp_path, monkeypatch):

@@ -1,7 +1,10 @@
 """datasets/prepare_celeba.py: unpacks CelebA's zip without replacing anything that differs, leaves
 only whole files when stopped, and says "ready" only for a folder that is."""
 
+import contextlib
 import io
+import runpy
+import signal
 import subprocess
 import sys
 import zipfile
@@ -11,12 +14,32 @@ import pytest
 from conftest import REPO, random_rgb
 from PIL import Image
 
+from gan.core.processes import STOP_SIGNALS
+
 SCRIPT = REPO / "datasets" / "prepare_celeba.py"
 FACES = 12
 
 
 def prepare(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True, timeout=120)
+    """`python datasets/prepare_celeba.py ARGS`, run as its `__main__` in this process: its exit code and what it
+    wrote (a process of its own, torch imported again, took 2-3 s a call; the tests of what only a process of
+    its own shows, a stop or a closed pipe, start one)."""
+    argv, handlers = sys.argv, {number: signal.getsignal(number) for number in STOP_SIGNALS}
+    stdout, stderr = io.StringIO(), io.StringIO()
+    sys.argv = [str(SCRIPT), *map(str, args)]
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            runpy.run_path(str(SCRIPT), run_name="__main__")
+        code = 0
+    except SystemExit as exited:  # (a message is printed to stderr and exits 1, as Python does)
+        code = exited.code if isinstance(exited.code, int) or exited.code is None else 1
+        if isinstance(exited.code, str):
+            print(exited.code, file=stderr)
+    finally:
+        sys.argv = argv
+        for number, handler in handlers.items():  # (the script makes the signals of a stop stop it)
+            signal.signal(number, handler)
+    return subprocess.CompletedProcess(sys.argv, code or 0, stdout.getvalue(), stderr.getvalue())
 
 
 def jpeg(size: tuple[int, int], seed: int) -> bytes:
