@@ -671,6 +671,67 @@ def test_samples_never_go_among_the_images_their_run_reads(tmp_path, monkeypatch
     assert invoke("sample", run, "--n", "2", "--separate", "faces/mine").exit_code == 0
 
 
+def test_samples_from_an_export_never_go_among_the_images_its_run_reads(tmp_path, monkeypatch):
+    """An export left out the checkpoint's record of the folders its run read, and its config's were
+    relative: `gan sample faces.safetensors --out faces/grid.png`, refused from the run, wrote the grid
+    among the training images, and a resume trained on it as a real face."""
+    import json
+
+    from conftest import tiny_config
+
+    from gan.training.loop import train
+
+    for folder, count in (("faces", 8), ("held_out", 4)):
+        (tmp_path / folder).mkdir()
+        for index in range(count):
+            random_rgb((40, 40), index).save(tmp_path / folder / f"{index}.png")
+    monkeypatch.chdir(tmp_path)
+    config = tiny_config("data.dataset=folder", "data.root=faces", "metrics.root=held_out", "metrics.every=2",
+                         "metrics.num_samples=4", 'metrics.names=["swd"]', "train.steps=2")
+    run = train(config, tmp_path / "run", torch.device("cpu")).run_dir
+    exports = [tmp_path / "g.safetensors", tmp_path / "g.pt"]
+    for export in exports:
+        assert invoke("export", run, "--out", export).exit_code == 0
+    for options in (("--separate", Path("faces") / "fakes"), ("--out", Path("held_out") / "grid.png")):
+        for export in exports:
+            assert_clean_error(invoke("sample", export, "--n", "2", *options), "which its run reads",
+                               "give a folder outside it")
+    recorded = json.loads(Path(f"{exports[0]}.json").read_text())["data"]
+    assert recorded["folders"]["data.root"] == str(tmp_path / "faces")  # (absolute, wherever it is read)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # (moved away: its folders as recorded, not as typed)
+    result = invoke("sample", exports[0], "--n", "2", "--out", tmp_path / "faces" / "grid.png")
+    assert_clean_error(result, "which its run reads")
+    assert sorted(path.name for path in (tmp_path / "faces").iterdir()) == [f"{index}.png" for index in range(8)]
+    assert len(list((tmp_path / "held_out").iterdir())) == 4
+    # an export written before it carried the record loads and samples as before
+    older = {key: value for key, value in torch.load(exports[1], weights_only=True).items() if key != "data"}
+    torch.save(older, tmp_path / "older.pt")
+    assert invoke("sample", tmp_path / "older.pt", "--n", "2", "--out", "grid.png").exit_code == 0
+
+
+def test_translations_from_an_export_never_go_among_the_images_its_run_reads(tmp_path, monkeypatch):
+    """An export of a pix2pix run (data.root relative) had no record of its folders: `gan translate` from
+    it wrote into the run's train/ and val/ splits, which the run refused from its checkpoint."""
+    from conftest import tiny_recipe_config, write_recipe_data
+
+    from gan.training.loop import train
+
+    data = write_recipe_data(tmp_path / "data")
+    monkeypatch.chdir(tmp_path)
+    config = tiny_recipe_config("pix2pix", data, "data.root=data/paired", "log.eval_every=0", 'train.keep_best=""')
+    run = train(config, tmp_path / "run", torch.device("cpu")).run_dir
+    assert invoke("export", run, "--out", tmp_path / "g.safetensors").exit_code == 0
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    before = contents(data["paired"])
+    for split in ("train", "val"):
+        result = invoke("translate", tmp_path / "g.safetensors", data["paired"] / "val" / "0.png",
+                        data["paired"] / split / "out.png", "--paired-input")
+        assert_clean_error(result, f"which its run reads (data.split = '{split}')")
+    assert contents(data["paired"]) == before
+
+
 def test_samples_may_go_beside_celeba_images_or_anywhere_from_a_run_of_data_root_dot(tmp_path, monkeypatch):
     """CelebA reads img_align_celeba/'s own files: `--separate celeba/fid_samples` was refused as inside
     data.root; a run of `data.root = "."` refused every output below the folder a command ran in."""
@@ -690,7 +751,7 @@ def test_samples_may_go_beside_celeba_images_or_anywhere_from_a_run_of_data_root
     monkeypatch.chdir(faces)
     dot = train(tiny_config("data.dataset=folder", "data.root=.", "train.steps=2"), tmp_path / "dot", "cpu").run_dir
     assert invoke("export", dot, "--out", tmp_path / "dot.safetensors").exit_code == 0
-    monkeypatch.chdir(tmp_path / "celeba")  # (an export has no record of its folders: "." is not read from here)
+    monkeypatch.chdir(tmp_path / "celeba")  # (the run's "." was faces/, recorded absolute: not read from here)
     for source in (dot, tmp_path / "dot.safetensors"):
         assert invoke("sample", source, "--n", "2", "--separate", f"sets/{source.name}").exit_code == 0
     assert_clean_error(invoke("sample", dot, "--n", "2", "--out", faces / "dot.png"), "which its run reads")

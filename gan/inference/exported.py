@@ -2,7 +2,8 @@
 
 `safetensors` (the default) holds only tensors, so loading it cannot run code. The file
 is the generator's plain state dict, loadable by anyone, and its metadata entry "gan"
-is JSON with what rebuilds it: the network spec, the run's config and the step. A JSON
+is JSON with what rebuilds it: the network spec, the run's config and the step, and the
+folders the run read ("data", from its checkpoint: no output is written among them). A JSON
 file with the same metadata is written beside it for people. Both are standard JSON, which
 other tools' strict readers take (`standard_json`: an infinite config value as "inf"). `pt`
 is the same as a plain torch file, which loads with `weights_only=True`. `onnx` is the generator as a
@@ -114,9 +115,11 @@ def export_generator(source: Path, out: Path, export_format: str | None = None, 
     # built, as sample and translate build it, so that no file is written that they would refuse
     generator, stored = build_generator(state, path, name, which)
     weights = {key: value.contiguous() for key, value in state["networks"][stored].items()}
+    folders_read = data_folders_read(state)
     metadata = {"format": EXPORT_FORMAT, "network": stored, "specs": {name: state["specs"][name]},
                 "config": state["config"], "step": state["step"],
                 "source": os.path.abspath(path),  # (where it came from, wherever the export is moved)
+                **({"data": folders_read} if folders_read else {}),
                 "written_by": written_by(), **({"trained_by": writers_of(state)} if writers_of(state) else {})}
     if export_format == "safetensors":
         from safetensors.torch import save_file
@@ -136,6 +139,19 @@ def export_generator(source: Path, out: Path, export_format: str | None = None, 
                         sidecar_path(out): following_umask(lambda temp: temp.write_text(
                             standard_json(metadata, indent=2) + "\n", encoding="utf-8"))}, new_only=not overwrite)
     return metadata
+
+
+# The entries of a checkpoint's "data" record that name folders (absolute, as training recorded them)
+RECORDED_FOLDERS = ("folders", "metrics_root", "val_root")
+
+
+def data_folders_read(state: dict[str, Any]) -> dict[str, Any]:
+    """The folders the run of checkpoint `state` read, from its "data" record: an export carries them,
+    so that sample and translate refuse outputs among the run's images from it as from the checkpoint
+    (a relative data.root, which its config alone names, read from another working folder). Empty for
+    a checkpoint written before the record."""
+    record = state.get("data")
+    return {key: record[key] for key in RECORDED_FOLDERS if key in record} if isinstance(record, dict) else {}
 
 
 def onnx_writer(generator: torch.nn.Module,

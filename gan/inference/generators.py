@@ -23,7 +23,7 @@ class LoadedGenerator:
     used_ema: bool  # the EMA weights, when the checkpoint has them
     config: dict[str, Any]  # the run's resolved config
     step: int
-    data_record: dict | None = None  # the checkpoint's record of its data (`run_data_folders`); an export has none
+    data_record: dict | None = None  # the checkpoint's record of its data (`run_data_folders`), or its export's
 
 
 GENERATORS = ("ema", "live")  # which weights of a checkpoint to sample: the average, or the trained ones

@@ -69,10 +69,11 @@ def enclosing_run(folder: Path) -> Path | None:
 
 def run_data_folders(config: dict, record: dict | None = None, typed: bool = False) -> list[tuple[str, Path]]:
     """The image folders a run read (trained, validated and measured on) as (key, folder), as its
-    checkpoint recorded them (`record`, its "data"), absolute; and the config's absolute ones (an
-    export has no record). With `typed`, also the config's relative ones, read from here (a
-    checkpoint written before the record): a relative data.root names another folder from another
-    working folder, and "." every folder below the one a command runs in."""
+    checkpoint (or an export, from it) recorded them (`record`, its "data"), absolute; and the
+    config's absolute ones (an export written before it carried the record has none). With `typed`,
+    also the config's relative ones, read from here (a checkpoint written before the record): a
+    relative data.root names another folder from another working folder, and "." every folder below
+    the one a command runs in."""
     data, metrics = config.get("data", {}), config.get("metrics", {})
     record = record if isinstance(record, dict) else {}
     recorded = record.get("folders") if isinstance(record.get("folders"), dict) else {}
