@@ -732,6 +732,23 @@ def test_translations_from_an_export_never_go_among_the_images_its_run_reads(tmp
     assert contents(data["paired"]) == before
 
 
+def test_an_unpaired_runs_held_out_folders_are_its_data_even_where_its_domains_are_given(tmp_path):
+    """With data.a_root and b_root, the run still validates from data.root's testA/ and testB/, but those
+    were taken for replaced too: `gan translate RUN x.png horse2zebra/testA/x.png` joined its validation."""
+    from gan.inference.outputs import OutputRefused, refuse_joining_run_data, run_data_folders
+
+    root = tmp_path / "horse2zebra"
+    config = {"data": {"dataset": "unpaired", "root": str(root), "split": "train", "val_split": "test",
+                       "a_root": str(tmp_path / "horses"), "b_root": str(tmp_path / "zebras")}}
+    folders = run_data_folders(config)
+    for folder in ("testA", "testB"):
+        with pytest.raises(OutputRefused, match=re.escape("which its run reads (data.split = 'test')")):
+            refuse_joining_run_data([root / folder / "x.png"], folders)
+    refuse_joining_run_data([root / "trainA" / "x.png"], folders)  # (not read: data.a_root is trained from)
+    with pytest.raises(OutputRefused, match="data.a_root"):
+        refuse_joining_run_data([tmp_path / "horses" / "x.png"], folders)
+
+
 def test_samples_may_go_beside_celeba_images_or_anywhere_from_a_run_of_data_root_dot(tmp_path, monkeypatch):
     """CelebA reads img_align_celeba/'s own files: `--separate celeba/fid_samples` was refused as inside
     data.root; a run of `data.root = "."` refused every output below the folder a command ran in."""

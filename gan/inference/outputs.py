@@ -94,17 +94,29 @@ def _read_under(data: dict, root: Path) -> list[tuple[str, Path]]:
     data.val_split's (results beside them, in facades/results/, are no data); for CelebA, its
     img_align_celeba/ (`DIRECT_ONLY`: its files alone); else all of it."""
     from gan.data.image_files import celeba_image_dir
-    from gan.data.unpaired import domain_folders
 
     splits = dict.fromkeys((data.get("split", ""), data.get("val_split") or data.get("split", "")))
-    if data.get("dataset") == "unpaired":  # (a domain given by data.a_root or b_root is not under it)
-        return [(f"data.split = '{split}'", folder) for split in splits for folder, given in
-                zip(domain_folders(root, split), (data.get("a_root"), data.get("b_root"))) if not given]
+    if data.get("dataset") == "unpaired":
+        return _unpaired_under(data, root)
     if data.get("dataset") == "paired" and not {"", "all"} & set(splits):
         return [(f"data.split = '{split}'", root / split) for split in splits]
     if data.get("dataset") == "celeba":
         return [(DIRECT_ONLY, celeba_image_dir(root))]
     return [("data.root", root)]
+
+
+def _unpaired_under(data: dict, root: Path) -> list[tuple[str, Path]]:
+    """The folders an unpaired run reads under its data.root: its data.split's <split>A/ and <split>B/,
+    but for a domain that data.a_root or b_root gives; and its data.val_split's two, which validate it
+    even then (gan.data takes both held-out folders from there, never one of each kind)."""
+    from gan.data.unpaired import domain_folders
+
+    split, val_split = data.get("split", ""), data.get("val_split", "")
+    given = (data.get("a_root"), data.get("b_root"))
+    trained = [folder for folder, own in zip(domain_folders(root, split), given) if not own]
+    validated = list(domain_folders(root, val_split)) if val_split else []
+    return [*((f"data.split = '{split}'", folder) for folder in trained),
+            *((f"data.split = '{val_split}'", folder) for folder in validated)]
 
 
 DIRECT_ONLY = "data.root's CelebA images"  # a folder whose files alone are read, not its subfolders'
