@@ -17,6 +17,7 @@ from gan.core.checkpoint import list_checkpoints, load_checkpoint
 from gan.core.registry import ConfigError
 from gan.inference.generators import load_generator
 from gan.inference.tiling import translate_tensor
+from gan.metrics.generative import generated_images
 from gan.nets import network_spec
 from gan.nets.dcgan import DCGANDiscriminator, DCGANGenerator
 from gan.nets.patchgan import PatchDiscriminator, PixelDiscriminator
@@ -179,6 +180,24 @@ def test_loading_a_generator_leaves_the_global_random_stream_as_it_was(tiny_demo
     loaded = load_generator(tiny_demo_run, CPU)
     assert torch.equal(torch.randn(3), expected)
     assert not loaded.generator.training
+
+
+def test_a_generator_gives_the_same_images_from_a_seed_under_a_callers_float64_default_dtype(tiny_demo_run):
+    """A notebook's `torch.set_default_dtype(torch.float64)` drew float64 latents and built a float64
+    generator: the same seed gave other images (up to 171 levels off). Both are float32 now, and the
+    caller's default dtype is left as it was."""
+    expected = generated_images(load_generator(tiny_demo_run, CPU).generator, 8)
+    torch.set_default_dtype(torch.float64)
+    try:
+        generator = load_generator(tiny_demo_run, CPU).generator
+        latents = random_latents(8, generator.latent_dim, seed=0)
+        got = generated_images(generator, 8)
+        assert torch.get_default_dtype() == torch.float64
+    finally:
+        torch.set_default_dtype(torch.float32)
+    assert latents.dtype == torch.float32
+    assert {parameter.dtype for parameter in generator.parameters()} == {torch.float32}
+    assert torch.equal(got, expected)
 
 
 def test_a_command_called_in_process_leaves_the_warnings_filters_and_format_as_they_were(tiny_demo_run, tmp_path):

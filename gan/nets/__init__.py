@@ -212,9 +212,11 @@ class NetworkSpec:
     kwargs: dict[str, Any] = field(default_factory=dict)
 
     def build(self) -> nn.Module:
-        """The network, after `check`: a spec read from a file builds nothing unreasonable."""
+        """The network in float32, after `check`: a spec read from a file builds nothing unreasonable.
+        (Built in the caller's default dtype, then cast: a notebook's float64 default gave a float64
+        generator, other images from the same seed; the default dtype is the process's, left as it is.)"""
         arguments = self._checked_arguments()  # (first: an unknown name is its ValueError)
-        return _zoo(self.role).get(self.name)(**arguments)
+        return _zoo(self.role).get(self.name)(**arguments).float()
 
     def check(self) -> None:
         """Known arguments, sizes of at least 1, and a parameter count within MAX_PARAMETERS,

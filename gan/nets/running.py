@@ -68,9 +68,11 @@ def random_latents(count: int, latent_dim: int, seed: int) -> torch.Tensor:
     the same whatever `count` is (`gan sample --n 4` begins with `--n 1`'s image). torch fills a last
     partial block of 16 values from fresh uniforms, so a draw of another size would differ there:
     whole blocks are drawn and the rest dropped (the same values as a plain draw when
-    count x latent_dim is a multiple of 16)."""
+    count x latent_dim is a multiple of 16). Always float32: a caller's float64 default dtype drew
+    other numbers from the same seed."""
     numel = count * latent_dim
-    drawn = torch.randn(-(-numel // NORMAL_BLOCK) * NORMAL_BLOCK, generator=torch.Generator().manual_seed(seed))
+    drawn = torch.randn(-(-numel // NORMAL_BLOCK) * NORMAL_BLOCK, generator=torch.Generator().manual_seed(seed),
+                        dtype=torch.float32)
     return drawn[:numel].view(count, latent_dim)
 
 
