@@ -1,4 +1,5 @@
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -173,6 +174,38 @@ def test_mismatched_shapes_name_both_shapes():
         psnr(torch.zeros(3, 20, 20), torch.zeros(3, 20, 21))
     with pytest.raises(ValueError, match=r"\(2, 3, 20, 20\).*\(3, 20, 20\)"):
         ssim(torch.zeros(2, 3, 20, 20), torch.zeros(3, 20, 20))
+
+
+def test_images_outside_0_to_255_are_refused_naming_their_range_and_the_mapping():
+    """gan's [-1, 1] images were scored as 8-bit values without a word: 59.6 dB where their 8-bit
+    values score 17.5."""
+    image, reference = noisy_pair(8)
+    signed = tensor(image) / 127.5 - 1
+    for metric in (psnr, ssim):
+        with pytest.raises(ValueError, match=r"the image holds values in \[-1, 1\].*\[0, 255\].*\(x \+ 1\) \* 127.5"):
+            metric(signed, tensor(reference))
+        with pytest.raises(ValueError, match=r"the reference holds values in \[1, 256\]"):
+            metric(tensor(image), tensor(reference + 1))
+        with pytest.raises(ValueError, match=r"the image holds values in \[-3, 0\]"):
+            metric(torch.full((3, 16, 16), -3, dtype=torch.int16).index_fill_(0, torch.tensor([0]), 0),
+                   torch.zeros(3, 16, 16, dtype=torch.int16))
+
+
+def test_float_images_within_0_to_1_are_warned_of_and_8_bit_ones_are_not():
+    """[0, 1] images scored 65.6 dB without a word; a dark 8-bit image can lie within [0, 1] too,
+    so they are warned of, not refused."""
+    image, reference = noisy_pair(9)
+    for metric in (psnr, ssim):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            metric(tensor(image) / 255, tensor(reference) / 255)
+            metric(tensor(image), tensor(reference))
+            metric(torch.zeros(3, 16, 16), torch.zeros(3, 16, 16))
+            metric(torch.ones(3, 16, 16, dtype=torch.uint8), torch.zeros(3, 16, 16, dtype=torch.uint8))
+        assert [str(warning.message) for warning in caught] == [
+            f"{metric.__name__}: the values of the image and the reference lie within [0, 1] only, as [0, 1] images "
+            "do (or very dark 8-bit ones): it takes 8-bit values in [0, 255], so scale [0, 1] images by 255"]
+        assert caught[0].filename == __file__
 
 
 def test_too_small_images_are_refused():

@@ -14,6 +14,7 @@ Papers measure saved 8-bit images, so network outputs in [-1, 1] go through
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 
@@ -53,12 +54,13 @@ def rgb_to_y(images: torch.Tensor) -> torch.Tensor:
 def psnr(image: torch.Tensor, reference: torch.Tensor, crop_border: int = 0, y_channel: bool = False) -> float:
     """Peak signal-to-noise ratio in dB, 10 log10(255^2 / MSE), computed in float64.
 
-    `image`, `reference`: (3, H, W) or (N, 3, H, W) in [0, 255], same shape.
+    `image`, `reference`: (3, H, W) or (N, 3, H, W) in [0, 255], same shape (values outside it are
+    refused, floating images all within [0, 1] warned of: `(x + 1) * 127.5` maps gan's [-1, 1] ones).
     `crop_border` pixels are shaved from every side first; `y_channel` compares the
     BT.601 luma only. A batch gives the mean of the per-image PSNRs. Returns math.inf
     when the images are identical (MSE == 0).
     """
-    image, reference = _prepare(image, reference, crop_border, y_channel, min_size=1)
+    image, reference = _prepare(image, reference, crop_border, y_channel, min_size=1, metric="psnr")
     scores = [_psnr_one(one, other) for one, other in zip(image, reference)]
     return sum(scores) / len(scores)
 
@@ -73,25 +75,26 @@ def smallest_sr_image(scale: int) -> int:
 def ssim(image: torch.Tensor, reference: torch.Tensor, crop_border: int = 0, y_channel: bool = False) -> float:
     """Structural similarity (Wang et al. 2004) as BasicSR and MATLAB compute it, in float64.
 
-    `image`, `reference`: (3, H, W) or (N, 3, H, W) in [0, 255], same shape, at least
+    `image`, `reference`: (3, H, W) or (N, 3, H, W) in [0, 255] (checked as for `psnr`), same shape, at least
     11x11 after `crop_border` pixels are shaved from every side. The score of one image
     is the mean of its (H - 10) x (W - 10) SSIM map, averaged over channels (or on the
     luma only with `y_channel`); a batch gives the mean over images. Identical images
     give 1.0.
     """
-    image, reference = _prepare(image, reference, crop_border, y_channel, min_size=SSIM_WINDOW_SIZE)
+    image, reference = _prepare(image, reference, crop_border, y_channel, min_size=SSIM_WINDOW_SIZE, metric="ssim")
     line = _gaussian_line(image.device)
     scores = [_ssim_one(one, other, line) for one, other in zip(image, reference)]
     return sum(scores) / len(scores)
 
 
 def _prepare(image: torch.Tensor, reference: torch.Tensor, crop_border: int, y_channel: bool,
-             min_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Check shapes, shave the border, take luma if asked -> two float64 (N, C, H', W')."""
+             min_size: int, metric: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Check shapes and values, shave the border, take luma if asked -> two float64 (N, C, H', W')."""
     if image.shape != reference.shape:
         raise ValueError(f"image and reference shapes differ: {tuple(image.shape)} vs {tuple(reference.shape)}")
     if image.dim() not in (3, 4):
         raise ValueError(f"expected images of shape (3, H, W) or (N, 3, H, W), got {tuple(image.shape)}")
+    _check_8_bit_values(image, reference, metric)
     if crop_border < 0:
         raise ValueError(f"crop_border must be >= 0, got {crop_border}")
     height, width = image.shape[-2] - 2 * crop_border, image.shape[-1] - 2 * crop_border
@@ -108,6 +111,27 @@ def _prepare(image: torch.Tensor, reference: torch.Tensor, crop_border: int, y_c
             images = images[..., crop_border:-crop_border, crop_border:-crop_border]
         prepared.append(rgb_to_y(images) if y_channel else images)
     return prepared[0], prepared[1]
+
+
+def _check_8_bit_values(image: torch.Tensor, reference: torch.Tensor, metric: str) -> None:
+    """ValueError for values below 0 or above 255; a warning when floating images lie all within [0, 1]
+    (not all zero). gan's [-1, 1] images scored 59.6 dB where their 8-bit values score 17.5, and [0, 1]
+    ones 65.6, without a word; a dark 8-bit image can lie within [0, 1] too, so that one is only warned of."""
+    within_unit = []
+    for name, images in (("image", image), ("reference", reference)):
+        if images.dtype == torch.uint8:  # (8-bit by its type)
+            continue
+        low, high = (bound.item() for bound in torch.aminmax(images.detach()))
+        if low < 0 or high > 255:
+            raise ValueError(f"{metric}: the {name} holds values in [{low:.4g}, {high:.4g}]; it takes 8-bit values "
+                             "in [0, 255]: map gan's [-1, 1] images with `(x + 1) * 127.5` (or signed_to_255, which "
+                             "also rounds them as a saved PNG does)")
+        if images.is_floating_point() and 0 < high <= 1:
+            within_unit.append(name)
+    if within_unit:
+        warnings.warn(f"{metric}: the values of the {' and the '.join(within_unit)} lie within [0, 1] only, as "
+                      "[0, 1] images do (or very dark 8-bit ones): it takes 8-bit values in [0, 255], so scale [0, 1] "
+                      "images by 255", stacklevel=4)
 
 
 def _psnr_one(image: torch.Tensor, reference: torch.Tensor) -> float:
