@@ -1,4 +1,5 @@
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -78,6 +79,19 @@ def test_unknown_section():
 def test_mistyped_values_are_errors_naming_the_key(assignment, expected):
     with pytest.raises(ConfigError, match=expected.replace("(", "\\(").replace("[", "\\[")):
         load_config(None, [assignment])
+
+
+def test_overrides_not_a_list_of_strings_are_a_type_error_saying_what_they_are():
+    """A notebook's load_config(path, "train.steps=200") was read a character at a time: "--set expects
+    KEY=VALUE ..., got 't'"; a dict was read by its keys."""
+    with pytest.raises(TypeError, match=r'^load_config: overrides is a list of "KEY=VALUE" strings, such as '
+                                        r'\["train.steps=200"\]; got str \'train.steps=200\'; put it in a list$'):
+        load_config(None, "train.steps=200")
+    for overrides, got in (({"train.steps": 200}, "dict {'train.steps': 200}"),
+                           ([("train.steps", 200)], "list [('train.steps', 200)]"), (None, "NoneType None")):
+        with pytest.raises(TypeError, match=re.escape(f"; got {got}")):
+            load_config(None, overrides)
+    assert load_config(None, ("train.steps=200",)).train.steps == 200
 
 
 @pytest.mark.parametrize("assignment, expected", [

@@ -135,12 +135,23 @@ def check_networks(config: Config) -> None:
     RECIPES.get(config.recipe).check(config)
 
 
+def _check_override_list(overrides: Any) -> None:
+    """TypeError unless `overrides` is a list (or tuple) of "KEY=VALUE" strings, as --set gives them: a
+    string alone was read a character at a time ("--set expects KEY=VALUE ..., got 't'"), a dict by its keys."""
+    if isinstance(overrides, (list, tuple)) and all(isinstance(item, str) for item in overrides):
+        return
+    wrap = "; put it in a list" if isinstance(overrides, str) else ""
+    raise TypeError(f'load_config: overrides is a list of "KEY=VALUE" strings, such as ["train.steps=200"]; got '
+                    f"{type(overrides).__name__} {printable(repr(overrides), 80)}{wrap}")
+
+
 def load_config(path: str | Path | None, overrides: list[str] = (),
                 trained: tuple[Path, dict[str, Any]] | None = None, at_step: int = 0) -> Config:
     """Read a TOML config (or the defaults when `path` is None) with `--set` overrides, and check
     it whole: keys, types, ranges and names. `trained`: (checkpoint, its config) of a run whose
     config.toml this is, for the settings that file lacks; `at_step`: the step that run is at, where
     a train.steps no larger leaves nothing to train (no setting's effect on the run to warn of)."""
+    _check_override_list(overrides)
     config, set_keys = read_config_and_given_keys(path, overrides, trained)
     try:
         resolve_names(config)
