@@ -474,6 +474,24 @@ def test_image_grid_lays_out_the_pixels_as_torchvisions_make_grid(count, columns
     assert torch.equal(image_grid(images, num_columns=columns), expected)
 
 
+def test_signed_to_pil_refuses_uint8_pixels_and_batches_saying_what_to_do_instead():
+    """uint8 pixels (what generated_images gives) were read as [-1, 1] values: an all-white image
+    without a word; a batch failed in torch's words ("permute(sparse_coo): number of dimensions ...")."""
+    from gan.core.images import signed_to_pil
+
+    pixels = torch.full((3, 8, 8), 100, dtype=torch.uint8)
+    with pytest.raises(ValueError, match=r"got a torch.uint8 tensor of shape \(3, 8, 8\): uint8 pixels \(what "
+                                         r"generated_images gives\) are an image as they are: Image.fromarray"):
+        signed_to_pil(pixels)
+    with pytest.raises(ValueError, match=r"^signed_to_pil takes one floating \(3, H, W\) image in \[-1, 1\]; got a "
+                                         r"torch.float32 tensor of shape \(2, 3, 8, 8\): of a batch take one image "
+                                         r"\(images\[0\]\) or draw them all with image_grid\(images\)$"):
+        signed_to_pil(torch.zeros(2, 3, 8, 8))
+    with pytest.raises(ValueError, match=r"\(8, 8, 3\): give it its 3 channels first"):
+        signed_to_pil(torch.zeros(8, 8, 3))
+    assert signed_to_pil(torch.zeros(3, 8, 8)).getpixel((0, 0)) == (128, 128, 128)
+
+
 def test_sample_names_the_option_that_is_out_of_range(tiny_demo_run, tmp_path):
     from click.testing import CliRunner
 

@@ -45,8 +45,28 @@ def signed_to_uint8(images: torch.Tensor, in_place: bool = False) -> torch.Tenso
 
 
 def signed_to_pil(image: torch.Tensor, in_place: bool = False) -> Image.Image:
-    """(3, H, W) in [-1, 1] -> RGB PIL image; `in_place` as `signed_to_uint8`."""
+    """(3, H, W) in [-1, 1] -> RGB PIL image; `in_place` as `signed_to_uint8`. ValueError for an image
+    of another dtype or shape."""
+    _check_one_signed_image(image)
     return Image.fromarray(signed_to_uint8(image, in_place).permute(1, 2, 0).cpu().numpy(), "RGB")
+
+
+def _check_one_signed_image(image: torch.Tensor) -> None:
+    """ValueError unless `image` is one floating (3, H, W) image: uint8 pixels (`generated_images`') were read
+    as [-1, 1] values, all white without a word, and a batch failed in torch's words ("permute(sparse_coo)")."""
+    advice = []
+    if image.dtype == torch.uint8:
+        advice.append("uint8 pixels (what generated_images gives) are an image as they are: "
+                      "Image.fromarray(image.permute(1, 2, 0).numpy())")
+    elif not image.is_floating_point():
+        advice.append("give it floats in [-1, 1]")
+    if image.dim() == 4:
+        advice.append("of a batch take one image (images[0]) or draw them all with image_grid(images)")
+    elif image.dim() != 3 or image.shape[0] != 3:
+        advice.append("give it its 3 channels first: (3, H, W), not (H, W, 3)")
+    if advice:
+        raise ValueError(f"signed_to_pil takes one floating (3, H, W) image in [-1, 1]; got a {image.dtype} tensor of "
+                         f"shape {tuple(image.shape)}: {'; '.join(advice)}")
 
 
 GRID_PADDING = 2  # pixels between and around the images of a grid
