@@ -44,6 +44,19 @@ def test_tiles_blend_to_the_untiled_result(upscale):
     assert torch.allclose(tiled, whole, atol=1e-5)
 
 
+def test_a_batch_is_tiled_image_by_image_as_each_alone():
+    """A batch of 2 through tiles failed: "output with shape [1, 3, 32, 32] doesn't match the broadcast
+    shape [2, ...]"."""
+    torch.manual_seed(0)
+    network = LocalNet(2).eval()
+    images = torch.rand(2, 3, 64, 64) * 2 - 1
+    tiled = translate_tensor(network, images, tile=32, overlap=8)
+    assert tiled.shape == (2, 3, 128, 128)
+    assert torch.allclose(tiled, torch.cat([translate_tensor(network, image[None], tile=32, overlap=8)
+                                            for image in images]), atol=1e-6)
+    assert torch.allclose(tiled, translate_tensor(network, images), atol=1e-5)
+
+
 def test_a_slow_tiled_image_shows_its_tiles_progress(monkeypatch, capsys):
     """One large image through --tile was silent until done (39 s for 35 tiles here; minutes for a
     12-megapixel SR): a progress line of tiles once they take over 2 s."""

@@ -134,8 +134,8 @@ def fitting_in_memory(width: int, height: int, device: torch.device, tile: int,
 @torch.no_grad()
 def translate_tensor(generator: nn.Module, images: torch.Tensor, size_multiple: int = 1, tile: int = WHOLE,
                      overlap: int = DEFAULT_OVERLAP, show_tiles: bool = False) -> torch.Tensor:
-    """(1, C, H, W) in [-1, 1] -> the generator's output for the whole image: in one pass, or tile
-    by tile when the image is larger than a `tile` other than WHOLE (`show_tiles`: a progress line of
+    """(N, C, H, W) in [-1, 1] -> the generator's output for the whole images: in one pass, or tile
+    by tile when the images are larger than a `tile` other than WHOLE (`show_tiles`: a progress line of
     them once they take over 2 s, as one large image may take minutes). NonFiniteOutput when it holds
     NaN or infinite values. The generator runs in eval mode (its mode restored after), as a
     translation is not a training step: no dropout, and its running statistics neither used up nor moved."""
@@ -162,7 +162,8 @@ def _translated(generator: nn.Module, images: torch.Tensor, size_multiple: int, 
             result = require_finite(run_padded(generator, patch, size_multiple).float())
             upscale = result.shape[-1] // patch.shape[-1]
             if output is None:
-                output = torch.zeros(1, result.shape[1], height * upscale, width * upscale, device=result.device)
+                # (a batch's images tiled together: one of 1 was made for a batch of 2, a broadcast error)
+                output = torch.zeros(*result.shape[:2], height * upscale, width * upscale, device=result.device)
                 weights = torch.zeros(1, 1, height * upscale, width * upscale, device=result.device)
             # ramps only on edges shared with another tile, so the image border keeps full weight
             mask = (_edge_weights(result.shape[-2], overlap * upscale, top > 0, top + tile < height)[:, None]
