@@ -577,7 +577,7 @@ def test_a_start_out_of_open_files_is_said_as_such_not_as_its_run_directory(tmp_
     wrong with it."""
     import gan.training.loop as loop
 
-    def out_of_files(run_dir):
+    def out_of_files(run_dir, found_before=()):
         raise OSError(errno.EMFILE, os.strerror(errno.EMFILE), str(run_dir))
 
     def no_pipe_for_the_workers(*args, **kwargs):

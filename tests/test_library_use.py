@@ -236,6 +236,40 @@ def test_a_new_run_in_a_folder_where_a_start_stopped_before_its_first_checkpoint
     assert _train(tiny_config(), tmp_path / "run").step == 4
 
 
+@pytest.mark.parametrize("outcome", ["trains", "fails at step 1"])
+def test_a_new_run_in_a_folder_of_ones_own_files_is_refused_and_leaves_them_as_they_were(tmp_path, outcome):
+    """A notebook's train() into the folder holding the user's own config.toml replaced the file with
+    the run's, and a start that failed at step 1 deleted it with its own files (gan train --run-dir
+    refuses such a folder, touching nothing); beside a lock a start left, it was replaced as a dead
+    start's."""
+    folder, mine = tmp_path / "exp4", "# my experiment\nrecipe = \"dcgan\"\n"
+    folder.mkdir()
+    (folder / "config.toml").write_text(mine)
+    config = tiny_config(*(["train.divergence_bound=0.001"] if outcome == "fails at step 1" else []))
+    with pytest.raises(ConfigError, match=rf"^run_dir '{folder}' holds files gan did not write \(config.toml\) and "
+                                          "no checkpoint: .*nothing in it was touched; give a new or empty folder"):
+        _train(config, folder)
+    assert [path.name for path in folder.iterdir()] == ["config.toml"] and (folder / "config.toml").read_text() == mine
+    (folder / ".lock").touch()
+    with pytest.raises(ConfigError, match=r"holds a start that stopped before its first checkpoint \(its "
+                                          r"config.toml\): gan.training.run_dir.start_or_resume\(run_dir\) sets it"):
+        _train(config, folder)
+    assert (folder / "config.toml").read_text() == mine
+
+
+@pytest.mark.parametrize("inside", ["sub", "samples"])
+def test_a_new_run_inside_a_run_is_refused(tmp_path, inside):
+    """train() into runs/ref/samples (or any folder in a run) started a run inside the run: its
+    checkpoints, config.toml and event file among the run's preview grids (gan train refuses it)."""
+    run_dir = _train(tiny_config(), tmp_path / "ref").run_dir
+    before = sorted(path.relative_to(run_dir) for path in run_dir.rglob("*"))
+    with pytest.raises(ConfigError, match=rf"^run_dir's parent '{run_dir}' is the run directory '{run_dir}': new "
+                                          rf"runs there would mix with its files; give a folder of runs, such as "
+                                          rf"'{tmp_path}'"):
+        _train(tiny_config(), run_dir / inside)
+    assert sorted(path.relative_to(run_dir) for path in run_dir.rglob("*")) == before
+
+
 @pytest.mark.parametrize("build,name", [
     (lambda: DCGANGenerator(32, channels=0), "channels"),
     (lambda: DCGANGenerator(32, latent_dim=0), "latent_dim"),

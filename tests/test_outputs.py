@@ -1163,7 +1163,8 @@ def test_the_run_file_names_spelled_without_torch_agree_with_those_training_writ
     import fnmatch
 
     from gan.core.checkpoint import BEST_NAME, BEST_RECORD, METRICS_RECORD, checkpoint_path
-    from gan.inference.outputs import RUN_RECORD_NAMES, TRAINING_STATE_NAMES
+    from gan.core.run_folders import TRAINING_STATE_NAMES
+    from gan.inference.outputs import RUN_RECORD_NAMES
 
     for name in (BEST_NAME, BEST_RECORD, checkpoint_path(tmp_path, 7).name):
         assert any(fnmatch.fnmatch(name, pattern) for pattern in TRAINING_STATE_NAMES), name

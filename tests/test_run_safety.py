@@ -132,6 +132,22 @@ def test_records_of_steps_past_the_eight_digits_of_their_names_are_set_aside_too
     assert sorted(path.name for path in (tmp_path / "samples").iterdir()) == ["1-notes.png", "100000006-generator.discarded.png"]
 
 
+def test_a_failed_starts_clean_up_removes_only_the_files_the_start_wrote(tmp_path):
+    """The clean-up removed config.toml, event files and preview grids by name: a person's config.toml
+    in the folder was deleted with the failed start's files."""
+    from gan.training.run_dir import discard_start, start_outputs
+
+    (tmp_path / "samples").mkdir()
+    for name in ("config.toml", "events.out.tfevents.1.host.1.0", "samples/00000001-generator.png"):
+        (tmp_path / name).write_text("there before\n")
+    found = start_outputs(tmp_path)
+    for name in ("events.out.tfevents.2.host.2.0", "samples/00000001-generator_ema.png"):
+        (tmp_path / name).write_text("the failed start's\n")
+    discard_start(tmp_path, found)
+    assert sorted(str(path.relative_to(tmp_path)) for path in tmp_path.rglob("*") if path.is_file()) == [
+        "config.toml", "events.out.tfevents.1.host.1.0", "samples/00000001-generator.png"]
+
+
 @pytest.mark.parametrize("command", [["sample", "--n", "2", "--out", "s.png"], ["eval", "--metrics", "swd", "--n", "2"]])
 def test_sample_of_a_run_whose_newest_checkpoint_is_damaged_names_the_one_before(tmp_path, command):
     # the error named the damaged file alone, while gan train --resume falls back to the one before (gan
@@ -281,28 +297,33 @@ def test_a_refused_run_leaves_no_cache_folder_its_probe_made(tmp_path):
 
 
 def test_a_file_named_samples_in_the_run_directory_stops_the_run_before_step_1(tmp_path):
-    # it failed at the first preview with a raw FileExistsError
-    (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "samples").write_text("notes")
+    # it failed at the first preview with a raw FileExistsError (a resume's run directory: a new run's
+    # folder holding files gan did not write is refused whole, as gan train --run-dir refuses it)
+    run_dir = train(tiny_config("train.steps=2"), tmp_path / "run", CPU).run_dir
+    shutil.rmtree(run_dir / "samples")
+    (run_dir / "samples").write_text("notes")
     with pytest.raises(ConfigError, match=r"samples/: '.*run/samples' is a file where the run keeps its preview "
                                           r"grids in a folder: move it out of the run directory"):
-        train(tiny_config(), tmp_path / "run", CPU)
-    assert (tmp_path / "run" / "samples").read_text() == "notes"
+        train(tiny_config(), run_dir, CPU, resume=True)
+    assert (run_dir / "samples").read_text() == "notes"
 
 
 def test_a_folder_named_like_a_run_record_stops_the_run_before_step_1(tmp_path):
-    # it trained until its first evaluation, then failed with IsADirectoryError
-    (tmp_path / "run" / "metrics.jsonl").mkdir(parents=True)
-    (tmp_path / "run" / "best.json").mkdir()
-    (tmp_path / "run" / "checkpoint-00000004.pt").mkdir()  # (found as the last step's checkpoint failed to write)
+    # it trained until its first evaluation, then failed with IsADirectoryError (a resume's run directory,
+    # as above)
+    run_dir = train(tiny_config("train.steps=2"), tmp_path / "run", CPU).run_dir
+    (run_dir / "metrics.jsonl").mkdir()
+    (run_dir / "best.json").mkdir()
+    (run_dir / "checkpoint-00000004.pt").mkdir()  # (found as the last step's checkpoint failed to write)
+    written = sorted(path.name for path in [*run_dir.iterdir(), *(run_dir / "samples").iterdir()])
     with pytest.raises(ConfigError) as error:
         train(tiny_config("metrics.every=2", "metrics.num_samples=16", 'metrics.names=["swd"]',
-                          "train.keep_best=swd/mean"), tmp_path / "run", CPU)
+                          "train.keep_best=swd/mean"), run_dir, CPU, resume=True)
     message = str(error.value)
     assert "metrics.jsonl: '" in message and "is a folder where the run keeps its metrics' rows in a file" in message
     assert "best.json: '" in message and "its best checkpoint's record" in message
     assert "checkpoint-00000004.pt: '" in message and "keeps a checkpoint in a file" in message
-    assert not (tmp_path / "run" / "events.out.tfevents").exists() and not list((tmp_path / "run").glob("samples/*"))
+    assert sorted(path.name for path in [*run_dir.iterdir(), *(run_dir / "samples").iterdir()]) == written
 
 
 def test_a_validation_folder_whose_images_are_all_truncated_stops_the_run_before_step_1(tmp_path):

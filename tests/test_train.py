@@ -423,7 +423,7 @@ def test_on_nan_rollback_resumes_the_last_checkpoint_with_halved_rates(tmp_path,
     original = DCGANRecipe.step
     poisoned_once = poison_dcgan_step_once(monkeypatch, 3, lambda recipe, metrics: metrics.update(
         {"loss/d": torch.tensor(float("inf"))}))
-    result = train_rolling_back(tiny_config(), tmp_path, CPU, progress_stream=sys.stdout)
+    result = train_rolling_back(tiny_config(), tmp_path / "run", CPU, progress_stream=sys.stdout)
     assert result.step == 4 and poisoned_once == [3]
     said = capsys.readouterr().err
     # the closing line counts the whole command's steps and time, not those after the rollback ("2 of them now")
@@ -432,7 +432,7 @@ def test_on_nan_rollback_resumes_the_last_checkpoint_with_halved_rates(tmp_path,
     assert "warning: 'loss/d' became NaN or infinite at step 3; rolling back to" in said and "stopping" not in said
     saved = load_checkpoint(result.checkpoint)
     assert saved["config"]["train"]["g_lr"] == 1e-4 and saved["config"]["train"]["d_lr"] == 1e-4
-    assert "g_lr = 0.0001" in (tmp_path / "config.toml").read_text()
+    assert "g_lr = 0.0001" in (tmp_path / "run" / "config.toml").read_text()
 
     def always_nan(self, batch, step):
         metrics = original(self, batch, step)
@@ -689,8 +689,8 @@ def test_ema_bn_batches_for_a_generator_without_batchnorm_is_warned_of(tmp_path)
     32, and no word (the inert-key warnings covered only ema_decay = 0)."""
     with pytest.warns(UserWarning, match=r"train.ema_bn_batches = 64 changes nothing: .* this generator has no "
                                          r"BatchNorm \(model.generator_args.norm = 'none'\)"):
-        train(tiny_config("model.generator_args.norm=none", "train.ema_bn_batches=64", "train.steps=1"), tmp_path, CPU,
-              progress_stream=sys.stdout)
+        train(tiny_config("model.generator_args.norm=none", "train.ema_bn_batches=64", "train.steps=1"),
+              tmp_path / "no_bn", CPU, progress_stream=sys.stdout)
     import warnings
 
     with warnings.catch_warnings(record=True) as caught:  # (with BatchNorm it is read: no word)

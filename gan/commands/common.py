@@ -76,18 +76,6 @@ def fail(error: Exception | str) -> None:
     sys.exit(2)
 
 
-def refuse_folder_in_a_run(folder: Path, option: str) -> None:
-    """ConfigError when `folder`, where new runs would go, is a run directory or lies in one."""
-    from gan.core.registry import ConfigError
-    from gan.inference.outputs import enclosing_run, resolved
-
-    run = enclosing_run(folder)
-    if run is not None:
-        raise ConfigError(f"{option} '{folder}' is {'' if run == resolved(folder) else 'inside '}the run directory "
-                          f"'{run}': new runs there would mix with its files; give a folder of runs, such as "
-                          f"'{run.parent}'")
-
-
 # What a person can do about the file errors a command meets, by errno.
 _FILE_ERROR_ADVICE = {
     errno.EACCES: "change its permissions, or choose a file or folder you may use",

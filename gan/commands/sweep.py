@@ -9,7 +9,8 @@ from pathlib import Path
 
 import click
 
-from gan.commands.common import UserPath, fail, refuse_folder_in_a_run
+from gan.commands.common import UserPath, fail
+from gan.core.run_folders import refuse_folder_in_a_run
 
 
 @click.command()

@@ -16,8 +16,9 @@ from typing import Any
 
 import click
 
-from gan.commands.common import UserPath, fail, file_error, refuse_folder_in_a_run
+from gan.commands.common import UserPath, fail, file_error
 from gan.core.processes import Terminated, gan_launcher, interrupt_on_sigterm
+from gan.core.run_folders import refuse_folder_in_a_run
 
 
 def leave_the_talking_to_rank_0() -> None:

@@ -28,11 +28,8 @@ from typing import Iterable, Sequence
 
 from gan.core.checkpoint import holds_training_state
 from gan.core.files import LOCK_NAME, MAX_NAME_BYTES, other_owner, remove_stale_temps
+from gan.core.run_folders import RUN_CONFIG, is_run_directory, is_training_state_name, resolved
 
-# The names gan/core/checkpoint.py gives a run's state, spelled here so that this module needs
-# no torch (tests/test_outputs.py checks that they agree).
-TRAINING_STATE_NAMES = ("checkpoint-*.pt", "best.pt", "best.json")
-RUN_CONFIG = "config.toml"
 # What training writes into its run directory besides its state: refused there even before it
 # exists, since training would later append to it or read it back.
 RUN_RECORD_NAMES = (RUN_CONFIG, "metrics.jsonl", "events.out.tfevents.*", LOCK_NAME)
@@ -40,31 +37,6 @@ RUN_RECORD_NAMES = (RUN_CONFIG, "metrics.jsonl", "events.out.tfevents.*", LOCK_N
 
 class OutputRefused(ValueError):
     """An output would replace an input, a run's file, or an existing file without --overwrite."""
-
-
-def is_training_state_name(path: Path) -> bool:
-    """Whether `path` is named like a checkpoint, best.pt or best.json."""
-    return any(fnmatch.fnmatchcase(path.name, pattern) for pattern in TRAINING_STATE_NAMES)
-
-
-def is_run_directory(folder: Path) -> bool:
-    """Whether `folder` is a run directory: its config.toml beside training state, or beside
-    the lock of a run that has written none yet."""
-    if not (folder / RUN_CONFIG).is_file():
-        return False
-    try:
-        return (folder / LOCK_NAME).exists() or any(is_training_state_name(path) for path in folder.iterdir())
-    except OSError:  # an unreadable folder: its config.toml alone says run
-        return True
-
-
-def enclosing_run(folder: Path) -> Path | None:
-    """The run directory that `folder` is, or lies inside, or None: a folder of new runs there would
-    mix with that run's own files."""
-    for candidate in (resolved(folder), *resolved(folder).parents):  # (a looping link: as far as it goes)
-        if is_run_directory(candidate):
-            return candidate
-    return None
 
 
 def run_data_folders(config: dict, record: dict | None = None, typed: bool = False) -> list[tuple[str, Path]]:
@@ -148,15 +120,6 @@ def refuse_joining_run_data(outputs: Sequence[Path], folders: list[tuple[str, Pa
 def _left_out_of_data(folder: Path) -> bool:
     """Whether reading a data set leaves `folder` out (`gan.data.decode`'s walk): hidden, or a run's."""
     return folder.name.startswith(".") or ((folder / LOCK_NAME).exists() and (folder / RUN_CONFIG).exists())
-
-
-def resolved(path: Path) -> Path:
-    """`path` with `..` and symlinks resolved; a looping link (which Path.resolve raises on) as far as
-    it goes, made absolute."""
-    try:
-        return path.resolve()
-    except (RuntimeError, OSError):
-        return Path(os.path.abspath(path))
 
 
 def file_identity(path: Path) -> tuple[int, int] | None:

@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import io
 import math
+import os
 import time
 import warnings
 from dataclasses import dataclass
@@ -62,7 +63,8 @@ from gan.core.presets import LOSS_PRESETS
 from gan.core.processes import gan_launcher
 from gan.core.progress import PassStopped, Progress, format_duration, print_above
 from gan.core.registry import ConfigError
-from gan.core.wording import counted
+from gan.core.run_folders import refuse_folder_in_a_run
+from gan.core.wording import counted, first_few
 from gan.data import data_signature, training_batches, training_folders
 from gan.data.sampling import end_batches, first_samples, loader_shortage
 from gan.metrics.generative import GenerativeEvaluator
@@ -90,6 +92,7 @@ from gan.training.preflight import (
 )
 from gan.training.process_state import process_state_kept
 from gan.training.run_dir import (
+    dead_start_files,
     discard_start,
     notes_continued,
     notes_in,
@@ -98,6 +101,7 @@ from gan.training.run_dir import (
     rollback_halvings,
     rollback_note,
     rollback_note_kept,
+    start_outputs,
 )
 from gan.training.speed import Speed, accelerate, to_device, training_step
 from gan.training.state import (
@@ -152,20 +156,34 @@ def train(config: Config, run_dir: Path | str, device: torch.device | str, resum
     # (absolute: a notebook's `%cd` while a run trained in a thread sent its checkpoints to another folder;
     # `..` kept, as the folders made for it were: those of a start that fails are removed by that path)
     run_dir, device = Path(run_dir).absolute(), torch.device(device)
+    left = [] if resume else _left_by_a_start(run_dir)  # (before the lock: a folder refused gains no lock file)
     lock = RunLock(run_dir) if group.is_main else None
     with process_state_kept(device), lock or contextlib.nullcontext():
         if not resume and list_checkpoints(run_dir):  # (a new run would replace them)
             raise ConfigError(f"'{run_dir}' holds a run with checkpoints (newest '{list_checkpoints(run_dir)[-1].name}')"
                               ": train(..., resume=True) continues it, and a new run needs a new folder; nothing "
                               "was changed")
-        earlier_events = sorted(path.name for path in run_dir.glob("events.out.tfevents.*"))
-        if not resume and earlier_events:  # (TensorBoard would show its curves and the new run's as one)
-            raise ConfigError(f"'{run_dir}' holds a start that stopped before its first checkpoint (its event file "
-                              f"'{earlier_events[0]}'): gan.training.run_dir.start_or_resume(run_dir) sets it aside, "
-                              "as gan train --run-dir does, or give a new folder; nothing was changed")
+        if left:  # (said under the lock: a run training there now is busy, not a start that stopped)
+            # (its event file, TensorBoard would show as one run with the new one's; its config.toml, it would replace)
+            events = [name for name in left if name.startswith("events.out.tfevents.")]
+            what = f"its event file '{events[0]}'" if events else f"its {first_few(left, 3)}"
+            raise ConfigError(f"'{run_dir}' holds a start that stopped before its first checkpoint ({what}): "
+                              "gan.training.run_dir.start_or_resume(run_dir) sets it aside, as gan train --run-dir "
+                              "does, or give a new folder; nothing was changed")
         config = config if resume else started_from_one_file(config)
         return _train(config, run_dir, device, resume, progress_stream, group, on_resume, command or CommandStart(),
                       sole_writer=lock is not None and lock.held)
+
+
+def _left_by_a_start(run_dir: Path) -> list[str]:
+    """What a start that died before its first checkpoint left in `run_dir`, a new run's folder (none
+    where it is missing or holds checkpoints, which are refused apart). ConfigError, nothing touched,
+    for a folder `gan train --run-dir` refuses too: one inside a run, or one holding files gan did not
+    write (a person's config.toml was replaced by the run's, or deleted by a start that failed)."""
+    refuse_folder_in_a_run(Path(os.path.abspath(run_dir)).parent, "run_dir's parent")  # (`..` resolved)
+    if not run_dir.is_dir() or list_checkpoints(run_dir):
+        return []
+    return dead_start_files(run_dir, option="run_dir")
 
 
 # What only gan train, holding the run directory's lock, writes there (and anything in samples/): a temp
@@ -223,6 +241,7 @@ class _Run:
     unloadable_said: set[Path] = dataclasses.field(default_factory=set)  # files in the run named so: once a run
     data_record: dict | None = None  # what the checkpoints record of the training images (`take_data_record`)
     initial_generator: dict | None = None  # the file model.init_generator's weights came from, its step and SHA-256
+    found_at_start: set[Path] = dataclasses.field(default_factory=set)  # a new run's `start_outputs` before it wrote any
 
     @property
     def main(self) -> bool:
@@ -279,6 +298,7 @@ def _train(config: Config, run_dir: Path, device: torch.device, resume: bool, pr
     the run directory's lock."""
     run = _set_up(config, run_dir, device, group, resume, sole_writer)
     run.command, run.initial_generator = command, run.recipe.initial_generator  # (a resume's: its checkpoint's)
+    run.found_at_start = set() if resume else start_outputs(run_dir)  # (not the start's to discard if it fails)
     if resume:
         _restore(run, on_resume)
         if run.main:
@@ -329,7 +349,7 @@ def _close(run: _Run, resume: bool, failed_before_a_step: bool) -> None:
     trained_no_step = failed_before_a_step or run.step == run.start_step  # (a second Ctrl-C at the start, say)
     if failed_before_a_step and not resume:
         try:
-            discard_start(run.run_dir)
+            discard_start(run.run_dir, run.found_at_start)
         except OSError as error:  # (the failure is the error to say: one out of open files failed this too)
             warnings.warn(f"what the failed start wrote in '{run.run_dir}' could not be removed ({error})",
                           stacklevel=3)

@@ -11,7 +11,7 @@ import re
 import sys
 import tomllib
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Collection
 
 try:
     import fcntl
@@ -119,21 +119,39 @@ RUN_FILE_PATTERNS = (LOCK_NAME, "config.toml", METRICS_RECORD, "best.json", "eve
 START_EVIDENCE = (LOCK_NAME, "events.out.tfevents.*")
 
 
-def start_or_resume(run_dir: Path, config_file: Path | None = None) -> bool:
+def start_or_resume(run_dir: Path | str, config_file: Path | None = None) -> bool:
     """For a run trained into a named directory (`gan train --run-dir`, `gan sweep`): True when
     `run_dir` has a checkpoint to resume. A folder holding only what a start that died before its
     first checkpoint wrote (its lock or event file among them) is set aside whole as
     `<name>.abandoned-N` (said in one line; a best.pt beside the start's lock or event file too),
-    so the run starts clean and nothing is lost. Any other
-    folder is refused, untouched: one with files gan did not write (a data folder, a folder of runs
-    given for --out, the CONFIG file itself), a best.pt without the checkpoints to resume, the
-    folder the command runs in, or a link. Hidden files (.DS_Store) count for nothing.
+    so the run starts clean and nothing is lost. Any other folder is refused, untouched
+    (`dead_start_files`), and so are the folder the command runs in and a link.
     RunDirectoryBusy when another process trains there (said before a resume's settings are compared)."""
+    run_dir = Path(run_dir)  # (text from Python, as train() takes it)
     if not run_dir.is_dir():
         return False
     if list_checkpoints(run_dir):  # (busy, said first: its settings are not compared with a run training now)
         RunLock(run_dir).locked_handle().close()
         return True
+    if dead_start_files(run_dir, config_file):
+        _set_aside(run_dir)
+    return False
+
+
+# What numbers new runs instead, said to a folder refused for a run by the name it was given under:
+# gan train's option, or train()'s argument in Python
+NUMBERED_RUNS = {"--run-dir": "--out makes numbered run folders inside a folder",
+                 "run_dir": "gan.training.run_dir.create_run_dir(folder, name) makes numbered run folders inside a "
+                            "folder"}
+
+
+def dead_start_files(run_dir: Path, config_file: Path | None = None, option: str = "--run-dir") -> list[str]:
+    """The names of what a start of gan train that died before its first checkpoint left in `run_dir`, a
+    folder without checkpoints (its lock left out; hidden files, .DS_Store, count for nothing). A
+    folder holding anything else is refused (ConfigError), untouched: files gan did not write (a data
+    folder, a folder of runs, a person's config.toml with no start's lock or event file beside it,
+    the CONFIG file of the command itself), or a best.pt without the checkpoints to resume. `option`
+    names the folder in the message: `--run-dir`, or `run_dir` for train() from Python."""
     entries = sorted((entry for entry in run_dir.iterdir() if entry.name == LOCK_NAME or not entry.name.startswith(".")),
                      key=run_order)  # (numbered runs by number: 100000- after 99999-)
     started = any(fnmatch.fnmatchcase(entry.name, pattern) for entry in entries for pattern in START_EVIDENCE)
@@ -148,18 +166,15 @@ def start_or_resume(run_dir: Path, config_file: Path | None = None) -> bool:
         foreign = foreign or [entry.name for entry in entries]  # a person's config.toml, say: no start left it
     runs = [entry.name for entry in entries if entry.is_dir() and made_by_gan_train(entry)]
     if runs and not (run_dir / "config.toml").exists():  # (gan's own runs: said as such, not as foreign files)
-        raise ConfigError(f"--run-dir '{run_dir}' is a folder of runs ({first_few(runs, 3)}), not a run: give a new "
-                          f"folder, or one of them to resume it, e.g. --run-dir {run_dir / runs[-1]}; --out makes "
-                          "numbered run folders inside a folder")
+        raise ConfigError(f"{option} '{run_dir}' is a folder of runs ({first_few(runs, 3)}), not a run: give a new "
+                          f"folder, or one of them to resume it, e.g. {option} {run_dir / runs[-1]}; "
+                          f"{NUMBERED_RUNS[option]}")
     if foreign:
         what = ("a best.pt but no checkpoint-*.pt to resume from" if foreign == ["best.pt"]
                 else f"files gan did not write ({first_few(foreign, 5)}) and no checkpoint")
-        raise ConfigError(f"--run-dir '{run_dir}' holds {what}: it is not a run gan can start or resume there, and "
-                          "nothing in it was touched; give a new or empty folder (--out makes numbered run folders "
-                          "inside a folder)")
-    if any(entry.name != LOCK_NAME for entry in entries):
-        _set_aside(run_dir)
-    return False
+        raise ConfigError(f"{option} '{run_dir}' holds {what}: it is not a run gan can start or resume there, and "
+                          f"nothing in it was touched; give a new or empty folder ({NUMBERED_RUNS[option]})")
+    return [entry.name for entry in entries if entry.name != LOCK_NAME]
 
 
 def _best_of_the_first_checkpoint(run_dir: Path) -> bool:
@@ -195,15 +210,24 @@ def _set_aside(run_dir: Path) -> None:
           "starting afresh", file=sys.stderr)
 
 
-def discard_start(run_dir: Path) -> None:
+def start_outputs(run_dir: Path) -> set[Path]:
+    """What a new run writes before its first checkpoint that `discard_start` removes, those in
+    `run_dir` now: config.toml, the event file, the preview grids."""
+    from gan.training.records import PREVIEW_FILE  # (the loop that calls this has it loaded)
+
+    previews = (path for path in (run_dir / "samples").glob("[0-9]*-*.png") if PREVIEW_FILE.fullmatch(path.name))
+    return {path for path in (run_dir / "config.toml", *run_dir.glob("events.out.tfevents.*"), *previews)
+            if os.path.lexists(path)}
+
+
+def discard_start(run_dir: Path, found_before: Collection[Path] = ()) -> None:
     """What a new run wrote before its first step failed, or before its first checkpoint when that
     step's failed (config.toml, the event file, that step's preview grids): nothing to resume, so
     the failed command leaves no run directory (`gan train` removes the emptied one), where a
-    half-left one would read as foreign to `--run-dir` and `gan compare`."""
-    from gan.training.records import PREVIEW_FILE  # (the loop that calls this has it loaded)
-
-    for path in (run_dir / "config.toml", *run_dir.glob("events.out.tfevents.*"),
-                 *(path for path in (run_dir / "samples").glob("[0-9]*-*.png") if PREVIEW_FILE.fullmatch(path.name))):
+    half-left one would read as foreign to `--run-dir` and `gan compare`. Only what the start
+    wrote: a file of those names there before it began (`found_before`, its `start_outputs` then)
+    is kept (a person's config.toml was deleted with the failed start's files)."""
+    for path in start_outputs(run_dir) - set(found_before):
         path.unlink(missing_ok=True)
     with contextlib.suppress(OSError):
         (run_dir / "samples").rmdir()  # only when empty
