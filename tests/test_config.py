@@ -38,6 +38,22 @@ def test_unknown_key_names_it_and_lists_the_valid_ones():
     assert "batch_size" in message and "g_lr" in message  # the valid keys are listed
 
 
+def test_a_key_misspelled_on_a_config_in_python_fails_at_once_naming_the_nearest():
+    """`config.train.step = 5` in a notebook was kept on the section and never read: the run trained
+    train.steps as loaded, without a word (a file's or --set's misspelling is refused, above)."""
+    import copy
+    import pickle
+
+    config = Config()
+    with pytest.raises(AttributeError, match=r"^TrainConfig has no key 'step' \(did you mean 'steps'\?\); its keys: "
+                                             r"steps, batch_size, "):
+        config.train.step = 5
+    with pytest.raises(AttributeError, match=r"^Config has no key 'recipes' \(did you mean 'recipe'\?\)"):
+        config.recipes = "pix2pix"
+    config.train.steps = 5  # (a key's own name is set as ever; copies and pickles hold it)
+    assert pickle.loads(pickle.dumps(config)) == copy.deepcopy(config) == config and config.train.steps == 5
+
+
 @pytest.mark.parametrize("assignment, expected", [
     ("steps=3", "unknown config key 'steps' (steps is in [train]: train.steps)"),
     ("train.resolution=32", "unknown config key 'train.resolution' (resolution is in [data]: data.resolution)"),

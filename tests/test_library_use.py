@@ -236,6 +236,28 @@ def test_a_new_run_in_a_folder_where_a_start_stopped_before_its_first_checkpoint
     assert _train(tiny_config(), tmp_path / "run").step == 4
 
 
+@pytest.mark.parametrize("key, value", [
+    ("log.every", 0), ("train.checkpoint_every", 0), ("train.steps", "50"), ("train.batch_size", 0),
+    ("train.lr_schedule", "bogus"), ("train.steps", -3), ("metrics.names", ["bogus"]),
+])
+def test_a_config_edited_in_python_is_checked_as_load_config_checks_a_files(tmp_path, key, value):
+    """A config edited after load_config was never checked again: log.every = 0 or checkpoint_every = 0
+    divided by zero once the run was set up, steps = "50" was a TypeError, batch_size = 0 torch's
+    ValueError, steps = -3 "nothing to do" with a config.toml recording it. load_config's own error now,
+    before anything is written."""
+    from gan.core.config import toml_value
+
+    with pytest.raises(ConfigError) as from_a_file:
+        tiny_config(f"{key}={toml_value(value)}")
+    config = tiny_config()
+    section, name = key.split(".")
+    setattr(getattr(config, section), name, value)
+    with pytest.raises(ConfigError) as edited:
+        _train(config, tmp_path / "run")
+    assert str(edited.value) == str(from_a_file.value)
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("outcome", ["trains", "fails at step 1"])
 def test_a_new_run_in_a_folder_of_ones_own_files_is_refused_and_leaves_them_as_they_were(tmp_path, outcome):
     """A notebook's train() into the folder holding the user's own config.toml replaced the file with

@@ -30,8 +30,24 @@ from gan.core.typecheck import coerce, shown, type_name
 from gan.core.wording import printable
 
 
-@dataclass
-class DataConfig:
+class _Keys:
+    """What a config section's keys are: its fields alone (each section a dataclass with slots), so a
+    key misspelled in Python, `config.train.step = 5`, fails there, naming the nearest key, where it
+    was kept and never read."""
+
+    __slots__ = ()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        try:
+            object.__setattr__(self, name, value)
+        except AttributeError:
+            keys = [key.name for key in dataclasses.fields(self)]
+            raise AttributeError(f"{type(self).__name__} has no key '{printable(name, 80)}'{suggest(name, keys)}; "
+                                 f"its keys: {', '.join(keys)}") from None
+
+
+@dataclass(slots=True)
+class DataConfig(_Keys):
     dataset: str = "celeba"  # celeba | folder | synthetic | paired | sr_pairs | unpaired
     root: str = ""  # folder of images (celeba: img_align_celeba/ or its parent)
     resolution: int = 128  # square training resolution (paired, sr_pairs: the crop size)
@@ -61,8 +77,8 @@ class DataConfig:
     synthetic_size: int = 20000  # synthetic only: number of distinct images
 
 
-@dataclass
-class ModelConfig:
+@dataclass(slots=True)
+class ModelConfig(_Keys):
     generator: str = "dcgan"
     discriminator: str = "dcgan"
     generator_args: dict[str, Any] = field(default_factory=dict)  # constructor keyword arguments
@@ -72,8 +88,8 @@ class ModelConfig:
     init_discriminator: bool = False  # with init_generator: the discriminator too, from that checkpoint (built alike)
 
 
-@dataclass
-class LossConfig:
+@dataclass(slots=True)
+class LossConfig(_Keys):
     preset: str = ""  # vanilla | lsgan | hinge | wgan-gp: a loss with its paper's settings (gan/core/presets.py); "" = none
     adversarial: str = "vanilla"  # vanilla | lsgan | hinge | wgan-gp
     label_smoothing: float = 0.0  # one-sided: real target 1 - label_smoothing (vanilla, lsgan)
@@ -100,8 +116,8 @@ class LossConfig:
     # (pix2pix 1 as the paper, srgan 1e-3); srgan: 0 = no discriminator (SRResNet)
 
 
-@dataclass
-class TrainConfig:
+@dataclass(slots=True)
+class TrainConfig(_Keys):
     steps: int = 10000  # generator updates
     batch_size: int = 64
     g_lr: float = 2e-4
@@ -138,16 +154,16 @@ class TrainConfig:
     keep_best: str = ""  # keep best.pt, the checkpoint best by this metric (BEST_METRICS); "" = off
 
 
-@dataclass
-class LogConfig:
+@dataclass(slots=True)
+class LogConfig(_Keys):
     every: int = 50  # steps between TensorBoard scalars and progress lines
     image_every: int = 500  # steps between sample grids (TensorBoard and samples/*.png)
     num_samples: int = 64  # images in each sample grid (fixed latents)
     eval_every: int = 0  # steps between validation metrics (recipes that have them, e.g. PSNR/SSIM); 0 = off
 
 
-@dataclass
-class MetricsConfig:
+@dataclass(slots=True)
+class MetricsConfig(_Keys):
     every: int = 0  # steps between generative metrics of the (EMA) generator (dcgan); 0 = off
     names: list[str] = field(default_factory=lambda: ["swd", "fid", "kid"])  # of fid, kid, swd, pr; also what
     # the validation of translations (pix2pix on A|B pairs, CycleGAN) scores by, of swd, fid, kid
@@ -158,8 +174,8 @@ class MetricsConfig:
     cache_dir: str = ""  # reference statistics; "" = $XDG_CACHE_HOME/gan/reference-statistics or ~/.cache/gan/...
 
 
-@dataclass
-class Config:
+@dataclass(slots=True)
+class Config(_Keys):
     recipe: str = "dcgan"
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -368,6 +384,13 @@ def read_config_and_given_keys(path: str | Path | None, overrides: list[str] = (
     except ConfigError as error:
         raise naming_the_file(error, path, lambda: _checked(copy.deepcopy(as_written))) from None
     return config, {assignment.partition("=")[0].strip() for assignment in overrides}
+
+
+def checked_config(config: Config) -> Config:
+    """`config`, built or edited in Python (`config.log.every = 0`), checked as a file's is: its keys'
+    types and ranges, with the same ConfigError. Returned as read from a file: a whole number given
+    to a float key as a float, `~` expanded."""
+    return _checked(config_to_dict(config))
 
 
 def _checked(tree: dict[str, Any]) -> Config:

@@ -37,7 +37,7 @@ from gan.core.checkpoint import (
     stored_step,
 )
 from gan.core.compilation import uncompiled
-from gan.core.config import Config, TrainConfig, config_to_dict, dump_config, flatten_config
+from gan.core.config import Config, TrainConfig, checked_config, config_to_dict, dump_config, flatten_config
 from gan.core.distributed import (
     SINGLE_PROCESS,
     ProcessGroup,
@@ -91,6 +91,7 @@ from gan.training.preflight import (
     warn_if_validation_reads_training_data,
 )
 from gan.training.process_state import process_state_kept
+from gan.training.resolve import resolve_names
 from gan.training.run_dir import (
     dead_start_files,
     discard_start,
@@ -155,6 +156,7 @@ def train(config: Config, run_dir: Path | str, device: torch.device | str, resum
     """
     # (absolute: a notebook's `%cd` while a run trained in a thread sent its checkpoints to another folder;
     # `..` kept, as the folders made for it were: those of a start that fails are removed by that path)
+    config = _checked_as_loaded(config)
     run_dir, device = Path(run_dir).absolute(), torch.device(device)
     left = [] if resume else _left_by_a_start(run_dir)  # (before the lock: a folder refused gains no lock file)
     lock = RunLock(run_dir) if group.is_main else None
@@ -173,6 +175,15 @@ def train(config: Config, run_dir: Path | str, device: torch.device | str, resum
         config = config if resume else started_from_one_file(config)
         return _train(config, run_dir, device, resume, progress_stream, group, on_resume, command or CommandStart(),
                       sole_writer=lock is not None and lock.held)
+
+
+def _checked_as_loaded(config: Config) -> Config:
+    """`config` checked whole, as `load_config` checks a file's (keys, types, ranges, then names), with
+    the same ConfigError: one edited in Python since (`config.log.every = 0`) divided by zero once the
+    run was set up. Its warnings were load_config's to give, once."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return resolve_names(checked_config(config))
 
 
 def _left_by_a_start(run_dir: Path) -> list[str]:
