@@ -236,6 +236,25 @@ def test_a_new_run_in_a_folder_where_a_start_stopped_before_its_first_checkpoint
     assert _train(tiny_config(), tmp_path / "run").step == 4
 
 
+@pytest.mark.parametrize("device, expected", [
+    ("meta", r"gan runs on CUDA GPUs and the CPU, not on 'meta'; use auto, cpu, cuda or cuda:N"),
+    ("cuda:99", r"device=cuda:99 (was asked for, but PyTorch sees no CUDA GPU; use device=cpu|: only \d+ CUDA GPU)"),
+    ("tpu", r"unknown device 'tpu'; use auto, cpu, cuda or cuda:N"),
+])
+def test_a_device_gan_cannot_use_is_refused_from_python_as_the_commands_refuse_it(tiny_demo_run, tmp_path, device,
+                                                                                  expected):
+    """train() and load_generator() took any device torch names: "cuda" without a GPU raised torch's "Found
+    no NVIDIA driver", "meta" set up a run that failed at step 1 and left its folder (gan train --device
+    refuses both, saying what to use)."""
+    from gan.core.devices import DeviceUnavailable
+
+    with pytest.raises(DeviceUnavailable, match=f"^{expected}"):
+        train(tiny_config(), tmp_path / "run", device, progress_stream=io.StringIO())
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(DeviceUnavailable, match=f"^{expected}"):
+        load_generator(tiny_demo_run, device)
+
+
 @pytest.mark.parametrize("key, value", [
     ("log.every", 0), ("train.checkpoint_every", 0), ("train.steps", "50"), ("train.batch_size", 0),
     ("train.lr_schedule", "bogus"), ("train.steps", -3), ("metrics.names", ["bogus"]),

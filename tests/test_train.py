@@ -11,10 +11,10 @@ import torch
 from conftest import REPO, TINY, only_run, poison_dcgan_step_once, tiny_config
 
 from gan.core.checkpoint import list_checkpoints, load_checkpoint
+from gan.core.devices import DeviceUnavailable, select_device
 from gan.core.registry import ConfigError
 from gan.recipes.dcgan import DCGANRecipe
 from gan.recipes.schedules import lr_scale
-from gan.training.device import DeviceUnavailable, select_device
 from gan.training.errors import NonFiniteLossError, SideTaskError
 from gan.training.loop import train, train_rolling_back
 from gan.training.metric_watch import MetricWatch

@@ -88,6 +88,7 @@ def _checked(models: tuple[str, ...], device: str, json_path: Path | None, overw
     """(device, baseline or None, --set's batch size or None, the other --set overrides), once every
     input is checked: a bad --set, a missing file or an existing --json stop here, not after minutes
     of measuring."""
+    from gan.core.devices import DeviceUnavailable, select_device
     from gan.core.registry import ConfigError
     from gan.inference.outputs import OutputRefused, check_outputs
     from gan.tools.benchmark import (
@@ -100,7 +101,6 @@ def _checked(models: tuple[str, ...], device: str, json_path: Path | None, overw
         unmeasured_overrides,
         workload_overrides,
     )
-    from gan.training.device import DeviceUnavailable, select_device
     from gan.training.resolve import check_networks, load_config
 
     try:

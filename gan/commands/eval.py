@@ -105,6 +105,7 @@ def evaluate(checkpoint: Path, folder: Path | None, split: str | None, metric_na
       gan eval runs/00002-sr_pix2pix_x4 --data datasets/sr/Set5 --best   # the checkpoint best by val/psnr
     """
     from gan.core.checkpoint import CheckpointError, best_checkpoint, load_checkpoint
+    from gan.core.devices import DeviceUnavailable, select_device
     from gan.core.files import WriteError
     from gan.data.decode import ImageReadError
     from gan.inference.exported import read_checkpoint
@@ -114,7 +115,6 @@ def evaluate(checkpoint: Path, folder: Path | None, split: str | None, metric_na
     from gan.nets.running import NonFiniteOutput
     from gan.recipes import trains_unconditional
     from gan.recipes.loading import checked_state
-    from gan.training.device import DeviceUnavailable, select_device
 
     if csv_path is not None and csv_path.suffix.lower() == ".json":
         raise click.BadParameter(f"'{csv_path}' is named as JSON, and the CSV's record is written beside it under "

@@ -455,10 +455,10 @@ def sample(source: Path, count: int, out: Path | None, separate: Path | None, se
       gan sample runs/00000-dcgan_demo --best --n 64 --out best.png   # the checkpoint best by SWD
     """
     from gan.core.checkpoint import CheckpointError, best_checkpoint
+    from gan.core.devices import DeviceUnavailable, select_device
     from gan.inference.generators import load_generator
     from gan.inference.outputs import OutputRefused, check_outputs, refuse_joining_run_data, run_data_folders
     from gan.nets.running import NonFiniteOutput, interpolation_latents, random_latents
-    from gan.training.device import DeviceUnavailable, select_device
 
     total = checked_image_count(count, steps, out, separate, seed)
     steps = steps or 0  # 0: samples, not an interpolation

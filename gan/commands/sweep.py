@@ -52,6 +52,7 @@ def sweep(config: Path, grids: tuple[str, ...], seeds: int, sets: tuple[str, ...
     import signal
 
     from gan.core.checkpoint import CheckpointError
+    from gan.core.devices import DeviceUnavailable, select_device
     from gan.core.files import RunDirectoryBusy, WriteError
     from gan.core.registry import ConfigError
     from gan.tools.sweep import (
@@ -68,7 +69,6 @@ def sweep(config: Path, grids: tuple[str, ...], seeds: int, sets: tuple[str, ...
         train_command,
         trains_on_cpu,
     )
-    from gan.training.device import DeviceUnavailable, select_device
 
     if os.environ.get("WORLD_SIZE", "1").strip() not in ("", "1"):  # started by torchrun: one sweep per process
         if os.environ.get("RANK", "0").strip() != "0":

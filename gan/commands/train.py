@@ -490,10 +490,10 @@ def _set_up_and_train(start: _Start, config: Path | None, resume: Path | None, o
     import torch
 
     from gan.core.checkpoint import stored_step
+    from gan.core.devices import select_device
     from gan.core.distributed import broadcast_object, from_environment, initialise
     from gan.core.processes import stop_with_parent
     from gan.tools.sweep import stop_with_the_sweep
-    from gan.training.device import select_device
     from gan.training.loop import train as run_training
     from gan.training.loop import train_rolling_back
     from gan.training.resolve import load_config
@@ -593,8 +593,8 @@ def _report_failure(start: _Start, error: BaseException) -> None:
             click.echo(f"error: stopped by {signal_name} without saving a checkpoint ({kept})", err=True)
         sys.exit(128 + signum)
     from gan.core.checkpoint import CheckpointError, list_checkpoints
+    from gan.core.devices import DeviceUnavailable
     from gan.data.decode import ImageReadError
-    from gan.training.device import DeviceUnavailable
     from gan.training.errors import NonFiniteLossError, SideTaskError
 
     if isinstance(error, NonFiniteLossError):

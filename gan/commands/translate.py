@@ -311,10 +311,10 @@ def translate(checkpoint: Path, source: Path, output: Path, side_by_side: bool, 
       gan translate runs/00002-sr_pix2pix_x4 small.png large.png --best   # the checkpoint best by val/psnr
     """
     from gan.core.checkpoint import CheckpointError, best_checkpoint
+    from gan.core.devices import DeviceUnavailable, select_device
     from gan.inference.outputs import check_outputs, refuse_joining_run_data, run_data_folders
     from gan.inference.scoring import not_shaped_like_pairs
     from gan.inference.tiling import check_tiling, load_translator
-    from gan.training.device import DeviceUnavailable, select_device
 
     try:
         refuse_swapped_arguments(checkpoint, source, output)

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from gan.core.checkpoint import CheckpointError
+from gan.core.devices import select_device
 from gan.inference.exported import load_source
 from gan.recipes.loading import build_generator
 
@@ -29,8 +30,11 @@ class LoadedGenerator:
 GENERATORS = ("ema", "live")  # which weights of a checkpoint to sample: the average, or the trained ones
 
 
-def load_generator(source: str | Path, device: torch.device, which: str = "ema") -> LoadedGenerator:
-    """The unconditional generator of a run directory (newest checkpoint), checkpoint file or export."""
+def load_generator(source: str | Path, device: torch.device | str, which: str = "ema") -> LoadedGenerator:
+    """The unconditional generator of a run directory (newest checkpoint), checkpoint file or export, on
+    `device` (text too: "cpu", "cuda:1"), refused as `gan sample --device` refuses it where this machine
+    lacks it."""
+    device = select_device(str(device), given_as="device=")  # (before the file is read: torch's own error came after)
     path, state = load_source(source, unconditional=True)
     return generator_from_checkpoint(state, path, device, which)
 

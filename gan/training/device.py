@@ -1,4 +1,5 @@
-"""Where and how a run computes: the device, its autocast, and the seeds."""
+"""Where and how a run computes: its autocast, the seeds and the CPUs (the device is checked in
+gan/core/devices.py)."""
 
 from __future__ import annotations
 
@@ -12,31 +13,6 @@ import numpy as np
 import torch
 
 from gan.recipes.base import AutocastFactory
-
-
-class DeviceUnavailable(RuntimeError):
-    """The device asked for does not exist here."""
-
-
-def select_device(name: str = "auto") -> torch.device:
-    """'auto' -> CUDA when available, else CPU; 'cuda' without a GPU is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise DeviceUnavailable(f"unknown device '{name}'; use auto, cpu, cuda or cuda:N") from None
-    if device.type not in ("cpu", "cuda"):  # gan's recipes run and are tested on CUDA and the CPU only
-        known = " (Apple's GPU)" if device.type == "mps" else ""
-        raise DeviceUnavailable(f"gan runs on CUDA GPUs and the CPU, not on '{name}'{known}; use auto, cpu, cuda "
-                                "or cuda:N")
-    if device.type == "cpu" and device.index not in (None, 0):  # (one CPU device: cpu:1 is no other)
-        raise DeviceUnavailable(f"unknown device '{name}'; use auto, cpu, cuda or cuda:N")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise DeviceUnavailable(f"--device {name} was asked for, but PyTorch sees no CUDA GPU; use --device cpu")
-    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise DeviceUnavailable(f"--device {name}: only {torch.cuda.device_count()} CUDA GPU(s) here")
-    return device
 
 
 def make_autocast(device: torch.device, enabled: bool) -> AutocastFactory:

@@ -38,6 +38,7 @@ from gan.core.checkpoint import (
 )
 from gan.core.compilation import uncompiled
 from gan.core.config import Config, TrainConfig, checked_config, config_to_dict, dump_config, flatten_config
+from gan.core.devices import select_device
 from gan.core.distributed import (
     SINGLE_PROCESS,
     ProcessGroup,
@@ -145,7 +146,10 @@ def train(config: Config, run_dir: Path | str, device: torch.device | str, resum
           progress_stream: Any = None, group: ProcessGroup = SINGLE_PROCESS,
           on_resume: ResumeReport | None = None, command: CommandStart | None = None) -> TrainResult:
     """Train `config` in `run_dir` (made if missing); with `resume`, continue its newest checkpoint.
-    Without it, a `run_dir` that holds checkpoints is refused (ConfigError), untouched.
+    Without it, a `run_dir` is refused (ConfigError), untouched, as `gan train --run-dir` refuses it,
+    when it holds checkpoints, lies inside a run, or holds files gan did not write or what a start
+    that stopped left. `config` is checked as `load_config` checks a file, and `device` (text too:
+    "cpu", "cuda:1") as `gan train --device` is (DeviceUnavailable), before anything is written.
 
     The run directory has one writer: this process holds its lock (gan/core/files.py) for the
     whole run, and another writer stops at once with RunDirectoryBusy. With a `group` of
@@ -154,10 +158,12 @@ def train(config: Config, run_dir: Path | str, device: torch.device | str, resum
     The process's random streams, grad mode and default dtype are as they were after it
     (gan/training/process_state.py); one run trains at a time in a process.
     """
-    # (absolute: a notebook's `%cd` while a run trained in a thread sent its checkpoints to another folder;
-    # `..` kept, as the folders made for it were: those of a start that fails are removed by that path)
     config = _checked_as_loaded(config)
-    run_dir, device = Path(run_dir).absolute(), torch.device(device)
+    # (absolute: a notebook's `%cd` while a run trained in a thread sent its checkpoints to another folder;
+    # `..` kept, as the folders made for it were: those of a start that fails are removed by that path. The
+    # device as `gan train --device` checks it: "meta" set up a run that failed at step 1, "cuda" without a
+    # GPU raised torch's driver error)
+    run_dir, device = Path(run_dir).absolute(), select_device(str(device), given_as="device=")
     left = [] if resume else _left_by_a_start(run_dir)  # (before the lock: a folder refused gains no lock file)
     lock = RunLock(run_dir) if group.is_main else None
     with process_state_kept(device), lock or contextlib.nullcontext():
