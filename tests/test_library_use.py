@@ -236,6 +236,25 @@ def test_a_new_run_in_a_folder_where_a_start_stopped_before_its_first_checkpoint
     assert _train(tiny_config(), tmp_path / "run").step == 4
 
 
+def test_the_functions_a_notebook_calls_on_runs_take_their_paths_as_text(tiny_demo_run, tmp_path, monkeypatch):
+    """start_or_resume("runs/dbl"), as train()'s refusal of a stopped start says to call it, raised
+    AttributeError: 'str' object has no attribute 'is_dir'; load_checkpoint of a path as text, 'is_file'."""
+    from gan.core.checkpoint import resolve_checkpoint
+    from gan.training.run_dir import create_run_dir
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "dbl").mkdir(parents=True)
+    (tmp_path / "runs" / "dbl" / ".lock").touch()
+    (tmp_path / "runs" / "dbl" / "events.out.tfevents.1.host.1.0").touch()
+    assert start_or_resume("runs/dbl") is False and [path.name for path in (tmp_path / "runs").iterdir()] == [
+        "dbl.abandoned-0"]
+    newest = list_checkpoints(tiny_demo_run)[-1]
+    assert start_or_resume(str(tiny_demo_run)) is True
+    assert list_checkpoints(str(tiny_demo_run))[-1] == resolve_checkpoint(str(tiny_demo_run)) == newest
+    assert load_checkpoint(str(newest))["step"] == 4
+    assert create_run_dir("runs", "demo") == Path("runs") / "00000-demo"
+
+
 @pytest.mark.parametrize("device, expected", [
     ("meta", r"gan runs on CUDA GPUs and the CPU, not on 'meta'; use auto, cpu, cuda or cuda:N"),
     ("cuda:99", r"device=cuda:99 (was asked for, but PyTorch sees no CUDA GPU; use device=cpu|: only \d+ CUDA GPU)"),

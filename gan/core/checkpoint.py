@@ -70,10 +70,10 @@ def checkpoint_step(path: Path) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def list_checkpoints(run_dir: Path) -> list[Path]:
+def list_checkpoints(run_dir: Path | str) -> list[Path]:
     """Checkpoints in `run_dir`, oldest step first by their names (`checkpoints_by_content` reads
     the steps they hold)."""
-    found = [(step, p) for p in run_dir.glob("checkpoint-*.pt")
+    found = [(step, p) for p in Path(run_dir).glob("checkpoint-*.pt")
              if (step := checkpoint_step(p)) is not None and not p.is_dir()]  # (a folder of that name is no file)
     return [path for _, path in sorted(found)]
 
@@ -213,10 +213,11 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
     write_atomically(path, lambda temp: torch.save(state, temp))
 
 
-def load_checkpoint(path: Path, map_location: str | torch.device = "cpu",
+def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu",
                     formats: tuple[str, ...] = (FORMAT,)) -> dict[str, Any]:
     """Read a checkpoint written by `save_checkpoint` (weights only: no code is unpickled);
     `formats` are the values of its "format" entry accepted (an export's too, say)."""
+    path = Path(path)  # (text from Python, as a notebook gives it)
     if not path.is_file():
         if path.is_symlink() and not path.exists():  # (not pruned: a link whose file was moved or deleted)
             raise CheckpointError(f"checkpoint '{path}' is a link to '{os.readlink(path)}', which does not exist")
@@ -389,10 +390,11 @@ def _held(state: object) -> str:
     return f"its format is {str(state['format'])[:40]!r}"
 
 
-def resolve_checkpoint(run_or_file: Path, unconditional: bool | None = None) -> Path:
+def resolve_checkpoint(run_or_file: Path | str, unconditional: bool | None = None) -> Path:
     """A checkpoint file itself, or the newest checkpoint in a run directory (by the step it holds).
     Given a folder of runs, the error names one to give instead: one of an `unconditional` (dcgan)
     generator or not, as the command reads (None: any)."""
+    run_or_file = Path(run_or_file)  # (text from Python too)
     if run_or_file.is_file():
         return run_or_file
     if run_or_file.is_dir():
@@ -441,8 +443,9 @@ def _recipe_of(run_dir: Path) -> str | None:
     return recipe if isinstance(recipe, str) else None
 
 
-def best_checkpoint(run_dir: Path) -> Path:
+def best_checkpoint(run_dir: Path | str) -> Path:
     """`run_dir`'s best.pt (`train.keep_best`); CheckpointError when the run kept none."""
+    run_dir = Path(run_dir)  # (text from Python too)
     path = run_dir / BEST_NAME
     if run_dir.is_file():
         raise CheckpointError(f"--best takes a run directory, and '{run_dir}' is a file: drop --best to use it, or "

@@ -41,12 +41,13 @@ if TYPE_CHECKING:
     from gan.core.config import Config
 
 
-def create_run_dir(out: Path, name: str) -> Path:
+def create_run_dir(out: Path | str, name: str) -> Path:
     """Create the next numbered run directory `out/00007-name`.
 
     The number is chosen and the folder made under a lock on `out`, so runs started
     at the same moment get different numbers.
     """
+    out = Path(out)  # (text from Python, as train()'s refusals suggest calling it)
     with NumbersLock(out).locked_handle():
         # every number taken, by a folder or anything else, and of any width (past 99999: 100000-...)
         numbers = [int(match[1]) for path in out.iterdir() if (match := RUN_NAME.fullmatch(path.name))]
