@@ -272,6 +272,10 @@ def test_a_device_gan_cannot_use_is_refused_from_python_as_the_commands_refuse_i
     assert not (tmp_path / "run").exists()
     with pytest.raises(DeviceUnavailable, match=f"^{expected}"):
         load_generator(tiny_demo_run, device)
+    from gan.inference.tiling import load_translator
+
+    with pytest.raises(DeviceUnavailable, match=f"^{expected}"):  # (checked before the source is read)
+        load_translator(tmp_path / "a pix2pix run", device)
 
 
 @pytest.mark.parametrize("key, value", [

@@ -22,6 +22,7 @@ from PIL import Image
 from torch import nn
 
 from gan.core.checkpoint import CheckpointError
+from gan.core.devices import select_device
 from gan.core.images import pil_to_signed, signed_to_pil
 from gan.core.memory import available_memory, format_bytes, out_of_memory
 from gan.core.progress import DelayedProgress
@@ -290,6 +291,7 @@ def load_translator(source: str | Path, device: torch.device, tile: int = WHOLE,
     """
     check_tiling(tile, overlap)
     overlap = DEFAULT_OVERLAP if overlap is None else overlap
+    device = select_device(str(device), given_as="device=")  # (as load_generator: before the file is read)
     path, state = load_source(source, unconditional=False)
     config = state["config"]
     from gan.recipes import trains_unconditional  # (here: translating needs no recipe but to ask this)
