@@ -230,6 +230,23 @@ def test_bench_set_overrides_reach_our_side_and_bad_ones_stop_at_once(tmp_path):
         "log.every", "data.root", "train.checkpoint_every", "metrics.every"]
 
 
+def test_our_steps_run_under_a_callers_float64_default_dtype():
+    """Networks are built in float32 whatever the default dtype, but the synthetic batches and DCGAN's
+    latents were drawn in the caller's float64: every bench in a notebook that had set it failed
+    ("Input type (double) and bias type (float) should be the same")."""
+    torch.set_default_dtype(torch.float64)
+    try:
+        for name, overrides in (("dcgan64", ("train.batch_size=2", "data.resolution=32")),
+                                ("pix2pix256", ("data.resolution=64", "model.generator=unet",
+                                                "model.generator_args.num_downs=6", "model.generator_args.channels=4",
+                                                "model.discriminator_args.channels=4"))):
+            step, _, _ = our_step(name, CPU, False, overrides)
+            step()
+        assert torch.get_default_dtype() == torch.float64
+    finally:
+        torch.set_default_dtype(torch.float32)
+
+
 def test_a_set_batch_reaches_both_sides_and_a_set_workload_of_ours_alone_is_warned_of(baseline, tmp_path, monkeypatch):
     """--set train.batch_size changed our side alone: the ratio divided a batch of 8 by the baseline's 64."""
     from gan.tools import benchmark

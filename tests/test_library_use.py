@@ -11,18 +11,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import invoke, tiny_config
+from conftest import invoke, random_rgb, tiny_config, tiny_recipe_config, write_recipe_data
 
 from gan.core.checkpoint import list_checkpoints, load_checkpoint
 from gan.core.registry import ConfigError
+from gan.inference.exported import export_generator
 from gan.inference.generators import load_generator
-from gan.inference.tiling import translate_tensor
+from gan.inference.tiling import TiledNormalisationWarning, load_translator, translate_tensor
 from gan.metrics.generative import generated_images
+from gan.metrics.swd import patch_descriptors, sliced_wasserstein
 from gan.nets import network_spec
 from gan.nets.dcgan import DCGANDiscriminator, DCGANGenerator
 from gan.nets.patchgan import PatchDiscriminator, PixelDiscriminator
 from gan.nets.resnet import ResnetGenerator
-from gan.nets.running import generate, random_latents
+from gan.nets.running import generate, interpolation_latents, random_latents
 from gan.nets.srresnet import SRGANDiscriminator, SRResNet
 from gan.nets.unet import UNetGenerator
 from gan.training.loop import train
@@ -198,6 +200,35 @@ def test_a_generator_gives_the_same_images_from_a_seed_under_a_callers_float64_d
     assert latents.dtype == torch.float32
     assert {parameter.dtype for parameter in generator.parameters()} == {torch.float32}
     assert torch.equal(got, expected)
+
+
+def test_what_gan_feeds_its_float32_networks_is_float32_under_a_callers_float64_default_dtype(tiny_demo_run,
+                                                                                               tmp_path):
+    """Networks are built in float32 whatever the default dtype, but some inputs gan made were still in the
+    caller's float64: interpolation's fractions ("expected m1 and m2 to have the same dtype"), the memory
+    probe before a >1 Mpx translation, ONNX's example input, a tiled output's buffers and SWD's directions."""
+    pytest.importorskip("onnxscript")
+    pix2pix = train(tiny_recipe_config("pix2pix", write_recipe_data(tmp_path / "data"), "train.steps=2",
+                                       "train.keep_best=", "log.eval_every=0", "log.image_every=1000"),
+                    tmp_path / "pix2pix", CPU, progress_stream=io.StringIO()).run_dir
+    images = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    torch.set_default_dtype(torch.float64)
+    try:
+        generator = load_generator(tiny_demo_run, CPU).generator
+        interpolated = generate(generator, interpolation_latents(2, 5, generator.latent_dim, 0))
+        translator = load_translator(pix2pix, CPU)
+        translated = translator(random_rgb((1280, 1024), 0))  # (over LARGE_PASS_PIXELS: the probe runs first)
+        with pytest.warns(TiledNormalisationWarning):  # (the U-Net's InstanceNorm)
+            tiled = translate_tensor(translator.generator, torch.rand(1, 3, 96, 64, dtype=torch.float32), 32,
+                                     tile=64, overlap=16)
+        export_generator(pix2pix, tmp_path / "pix2pix.onnx")
+        descriptors = patch_descriptors(images)[0][:256].float()
+        distance = sliced_wasserstein(descriptors, descriptors)
+    finally:
+        torch.set_default_dtype(torch.float32)
+    assert interpolated.shape == (10, 3, 32, 32) and translated.size == (1280, 1024)
+    assert tiled.dtype == torch.float32 and tiled.shape == (1, 3, 96, 64)
+    assert (tmp_path / "pix2pix.onnx").stat().st_size > 0 and distance == 0
 
 
 def test_a_command_called_in_process_leaves_the_warnings_filters_and_format_as_they_were(tiny_demo_run, tmp_path):

@@ -786,7 +786,8 @@ class CachedBatches:
         self.images = upload_to_device(images, device) if on_device else np.asarray(images)
         self.samples: Iterator[tuple[int, int]] = iter(sampler)
         on_host_for_cpu = not on_device and device.type == "cpu"
-        self.buffers = [torch.empty(batch_size, *images.shape[1:]) for _ in range(2)] if on_host_for_cpu else []
+        self.buffers = ([torch.empty(batch_size, *images.shape[1:], dtype=torch.float32) for _ in range(2)]
+                        if on_host_for_cpu else [])  # (float32 as the networks, whatever the default dtype)
         self.levels = signed_levels(device)
         self.drawn = 0
 

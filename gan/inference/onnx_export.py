@@ -61,12 +61,13 @@ def require_onnx() -> None:
 
 def example_and_dynamic_shapes(generator: nn.Module) -> tuple[str, torch.Tensor, dict[int, Any]]:
     """(input name, an example input, its dynamic dimensions) for tracing `generator`: latents
-    (N, latent_dim) for unconditional generators, images (N, C, H, W) for the others."""
+    (N, latent_dim) for unconditional generators, images (N, C, H, W) for the others; float32 as the
+    networks are (the caller's default dtype, float64 say, traced a graph the weights refuse)."""
     from torch.export import Dim
 
     batch = Dim("batch", min=1)
     if hasattr(generator, "latent_dim"):
-        return "latents", torch.zeros(EXAMPLE_BATCH, generator.latent_dim), {0: batch}
+        return "latents", torch.zeros(EXAMPLE_BATCH, generator.latent_dim, dtype=torch.float32), {0: batch}
     # Every image-to-image generator of the zoo registers the convolution that reads the image first.
     channels = next(module for module in generator.modules() if isinstance(module, nn.Conv2d)).in_channels
     multiple, fewest = size_multiple_of(generator), smallest_size_of(generator) // size_multiple_of(generator)
@@ -75,7 +76,7 @@ def example_and_dynamic_shapes(generator: nn.Module) -> tuple[str, torch.Tensor,
     else:
         height, width = Dim("height", min=fewest), Dim("width", min=fewest)
     # Unequal H and W, so that no guard ties the two together.
-    example = torch.zeros(EXAMPLE_BATCH, channels, 2 * fewest * multiple, 3 * fewest * multiple)
+    example = torch.zeros(EXAMPLE_BATCH, channels, 2 * fewest * multiple, 3 * fewest * multiple, dtype=torch.float32)
     return "images", example, {0: batch, 2: height, 3: width}
 
 

@@ -55,10 +55,11 @@ def _edge_weights(length: int, overlap: int, rise: bool, fall: bool) -> torch.Te
     the mirror image, so the two always sum to 1. Networks whose receptive radius
     is at most overlap/4 therefore give exactly the untiled result.
     """
-    weights = torch.ones(length)
+    weights = torch.ones(length, dtype=torch.float32)  # (not the default dtype: float64 doubled the output's memory)
     margin = overlap // 4
     blend = overlap - 2 * margin
-    edge = torch.cat([torch.zeros(margin), torch.arange(1, blend + 1, dtype=torch.float32) / (blend + 1)])
+    edge = torch.cat([torch.zeros(margin, dtype=torch.float32),
+                      torch.arange(1, blend + 1, dtype=torch.float32) / (blend + 1)])
     if rise:
         weights[: len(edge)] = edge
     if fall:
@@ -164,8 +165,10 @@ def _translated(generator: nn.Module, images: torch.Tensor, size_multiple: int, 
             upscale = result.shape[-1] // patch.shape[-1]
             if output is None:
                 # (a batch's images tiled together: one of 1 was made for a batch of 2, a broadcast error)
-                output = torch.zeros(*result.shape[:2], height * upscale, width * upscale, device=result.device)
-                weights = torch.zeros(1, 1, height * upscale, width * upscale, device=result.device)
+                # (in the result's float32, not the default dtype: float64 doubled TILED_OUTPUT_BYTES_PER_PIXEL)
+                output = torch.zeros(*result.shape[:2], height * upscale, width * upscale, dtype=result.dtype,
+                                     device=result.device)
+                weights = torch.zeros(1, 1, height * upscale, width * upscale, dtype=result.dtype, device=result.device)
             # ramps only on edges shared with another tile, so the image border keeps full weight
             mask = (_edge_weights(result.shape[-2], overlap * upscale, top > 0, top + tile < height)[:, None]
                     * _edge_weights(result.shape[-1], overlap * upscale, left > 0, left + tile < width)[None, :])

@@ -21,7 +21,7 @@ DIRECTION_REPEATS = 4
 DIRECTIONS_PER_REPEAT = 128
 MIN_RESOLUTION = 16
 
-_BINOMIAL = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0])
+_BINOMIAL = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0], dtype=torch.float32)
 _GAUSSIAN = torch.outer(_BINOMIAL, _BINOMIAL) / 256  # cv2.pyrDown's 5x5 kernel
 
 
@@ -130,7 +130,9 @@ def sliced_wasserstein(first: torch.Tensor, second: torch.Tensor, seed: int = 0,
     first, second = first.to(device).float(), second.to(device).float()
     total, count = 0.0, 0
     for _ in range(DIRECTION_REPEATS):
-        directions = torch.randn(first.shape[1], DIRECTIONS_PER_REPEAT, generator=generator).to(first.device)
+        # (float32 as the descriptors: a caller's float64 default dtype drew other directions, which matmul refused)
+        directions = torch.randn(first.shape[1], DIRECTIONS_PER_REPEAT, generator=generator,
+                                 dtype=torch.float32).to(first.device)
         directions /= directions.norm(dim=0, keepdim=True)
         for chunk in directions.split(directions_per_chunk, dim=1):
             projected_first = torch.sort((first @ chunk).T.contiguous(), dim=1).values  # rows sort faster

@@ -130,7 +130,9 @@ def interpolation_latents(rows: int, steps: int, latent_dim: int, seed: int) -> 
     """(rows * steps, latent_dim): row i walks in `steps` from latent 2i of `seed`'s draw to latent 2i + 1
     (those of `gan sample` images 2i and 2i + 1), so a row is the same whatever the number of rows."""
     endpoints = random_latents(2 * rows, latent_dim, seed)
-    path = slerp(endpoints[0::2], endpoints[1::2], torch.linspace(0, 1, steps))
+    # (the fractions in the latents' float32: a caller's float64 default gave float64 latents, which a
+    # float32 generator refuses)
+    path = slerp(endpoints[0::2], endpoints[1::2], torch.linspace(0, 1, steps, dtype=endpoints.dtype))
     return path.reshape(rows * steps, latent_dim)
 
 
@@ -153,5 +155,5 @@ def largest_layer_bytes_per_pixel(generator: nn.Module, size_multiple: int, devi
     """Bytes of the generator's largest layer output per input pixel, from one pass over a small
     probe image: every layer's output grows with the input's area."""
     side = -(-64 // size_multiple) * size_multiple
-    probe = torch.zeros(1, 3, side, side, device=device)
+    probe = torch.zeros(1, 3, side, side, device=device, dtype=torch.float32)  # (as images reach it)
     return max(layer_output_bytes(generator, lambda: run_padded(generator, probe, size_multiple))) / side**2

@@ -75,7 +75,8 @@ class DCGANRecipe(RecipeBase):
         # sliced, so the result does not depend on how many processes share it.
         self.process_shard = (0, 1)
         latents_rng = torch.Generator().manual_seed(train.seed + 12345)
-        self.fixed_latents = torch.randn(config.log.num_samples, self.latent_dim, generator=latents_rng).to(device)
+        self.fixed_latents = torch.randn(config.log.num_samples, self.latent_dim, generator=latents_rng,
+                                         dtype=torch.float32).to(device)  # (as the generator: not the default dtype)
         self._statistics_step: int | None = None  # the step whose EMA statistics are in place
         # Instance noise's annealed std, a device tensor that `before_step` fills: a captured step reads it.
         self.noise_std = torch.full((), self._noise_std(1), device=device) if config.loss.instance_noise else None
@@ -96,7 +97,7 @@ class DCGANRecipe(RecipeBase):
             raise ConfigError(f"model.generator = '{name}' has no latent_dim (a whole number, the length of the "
                               f"latents it takes), which an unconditional generator states (docs/layout.md)")
         with torch.no_grad(), eval_mode(self.generator):
-            made = tuple(self.generator(torch.zeros(1, latent_dim, device=device)).shape)
+            made = tuple(self.generator(torch.zeros(1, latent_dim, device=device, dtype=torch.float32)).shape)
         if made != (1, 3, resolution, resolution):
             raise ConfigError(f"model.generator = '{name}' makes images of shape {made} from one latent, not "
                               f"(1, 3, {resolution}, {resolution}) (data.resolution = {resolution})")
@@ -115,7 +116,8 @@ class DCGANRecipe(RecipeBase):
         d_steps = self.config.train.d_steps
         critic: dict[str, torch.Tensor] = {}  # the critic's terms summed over its steps, logged as their mean
         for _ in range(d_steps):
-            latents = shard_draw(lambda count: torch.randn(count, self.latent_dim, device=self.device), num,
+            latents = shard_draw(lambda count: torch.randn(count, self.latent_dim, device=self.device,
+                                                           dtype=torch.float32), num,
                                  self.process_shard)
             with self.autocast():
                 fake = generator(latents)

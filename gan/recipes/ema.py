@@ -92,4 +92,4 @@ def latent_batches(batches: int, batch_size: int, latent_dim: int, seed: int,
     is untouched), on `device`."""
     latents = torch.Generator().manual_seed(seed)
     for _ in range(batches):
-        yield torch.randn(batch_size, latent_dim, generator=latents).to(device)
+        yield torch.randn(batch_size, latent_dim, generator=latents, dtype=torch.float32).to(device)

@@ -65,7 +65,8 @@ CASES = {
 def synthetic_batch(recipe_name: str, batch_size: int, data: DataConfig, device: torch.device) -> dict:
     """Random tensors in each recipe's batch layout, at the sizes `data` gives them."""
     def images(size: int) -> torch.Tensor:
-        return torch.rand(batch_size, 3, size, size, device=device) * 2 - 1
+        # (float32 as the networks: a caller's float64 default dtype gave batches they refuse)
+        return torch.rand(batch_size, 3, size, size, device=device, dtype=torch.float32) * 2 - 1
 
     resolution = data.resolution
     if recipe_name == "dcgan":

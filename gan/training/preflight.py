@@ -374,7 +374,7 @@ def check_scores_per_image(recipe, config: Config, device: torch.device) -> None
         channels = spec.kwargs.get("in_channels", spec.kwargs.get("image_channels", 3))
         try:
             with torch.no_grad(), eval_mode(network):
-                scores = network(torch.zeros(2, channels, size, size, device=device))
+                scores = network(torch.zeros(2, channels, size, size, device=device, dtype=torch.float32))
         except (RuntimeError, ValueError, TypeError):
             continue
         key = "model.discriminator" if name == "discriminator" or name.startswith("discriminator_") else name
@@ -393,14 +393,14 @@ def example_input(name: str, network: nn.Module, config: Config, device: torch.d
     of its first convolution's channels. None when the network's first layer is no Conv2d (a network
     of one's own, an MLP say): the check cannot tell its input, and leaves it out."""
     if hasattr(network, "latent_dim"):
-        return torch.zeros(1, network.latent_dim, device=device)
+        return torch.zeros(1, network.latent_dim, device=device, dtype=torch.float32)
     first = next((module for module in network.modules() if isinstance(module, (nn.Conv2d, nn.Linear))), None)
     if not isinstance(first, nn.Conv2d):
         return None
     size = config.data.resolution
     if name.startswith("generator") and config.data.dataset == "sr_pairs" and not config.data.upsample_input:
         size //= config.data.scale
-    return torch.zeros(1, first.in_channels, size, size, device=device)
+    return torch.zeros(1, first.in_channels, size, size, device=device, dtype=torch.float32)
 
 
 def _activation_bytes_or_none(network: nn.Module, inputs: torch.Tensor) -> int | None:
