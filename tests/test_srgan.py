@@ -4,6 +4,9 @@ import csv
 import math
 import re
 import shutil
+import signal
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -27,7 +30,15 @@ from torch import nn
 from gan.commands.main import main
 from gan.core.files import file_sha256
 from gan.nets import network_spec
-from gan.nets.vgg import WEIGHT_FILES, VGGFeatures, WeightsNotFoundError, layer_names
+from gan.nets.vgg import (
+    WEIGHT_FILES,
+    VGGFeatures,
+    WeightsNotFoundError,
+    layer_names,
+    torchvision_vgg,
+    vgg_feature_keys,
+    vgg_layer_names,
+)
 from gan.recipes.losses import PerceptualLoss
 
 
@@ -93,6 +104,45 @@ def test_vgg_layer_names_map_to_torchvision_indices():
     with torch.device("meta"):
         vgg19_names = layer_names(torchvision.models.vgg19(weights=None).features)
     assert vgg19_names.index("relu5_4") == 35 and vgg19_names.index("relu3_4") == 17
+
+
+def test_vgg_layer_names_and_feature_keys_are_torchvisions_without_importing_it():
+    """They were read from a torchvision model, imported in an SRGAN config's check: a Ctrl-C in that
+    import left modules half imported, and every later train() failed ("module 'sympy' has no attribute
+    'logic'"). They come from VGG's layout now, and must stay what torchvision's models give."""
+    for arch in WEIGHT_FILES:
+        with torch.device("meta"):
+            features = getattr(torchvision.models, arch)(weights=None).features
+        assert vgg_layer_names(arch) == layer_names(features)
+        assert vgg_feature_keys(arch) == frozenset(f"features.{key}" for key in features.state_dict())
+    code = ("import sys\nfrom gan.nets.vgg import vgg_feature_keys, vgg_layer_names\n"
+            "vgg_layer_names('vgg19'), vgg_feature_keys('vgg16')\nprint('torchvision' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "False", result.stderr
+
+
+def test_a_ctrl_c_during_torchvisions_import_waits_for_the_import_to_end(monkeypatch):
+    """A Ctrl-C in the middle of torchvision's first import (0.2-0.4 s into a notebook's SRGAN run)
+    left modules half imported, and every later build failed: the stop is held back to the import's end."""
+    import builtins
+
+    real_import, imported = builtins.__import__, []
+
+    def interrupted_import(name, *args, **kwargs):
+        if name == "torchvision":
+            signal.raise_signal(signal.SIGINT)  # (a Ctrl-C, as the import starts)
+            module = real_import(name, *args, **kwargs)
+            imported.append(name)
+            return module
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", interrupted_import)
+    with torch.device("meta"), pytest.raises(KeyboardInterrupt):
+        torchvision_vgg("vgg16")
+    assert imported == ["torchvision"]  # (whole, then the KeyboardInterrupt)
+    monkeypatch.undo()
+    with torch.device("meta"):
+        assert len(torchvision_vgg("vgg16").features) == len(vgg_layer_names("vgg16"))
 
 
 def _random_vgg(layer="relu2_2", arch="vgg19"):

@@ -19,6 +19,7 @@ from torch import nn
 
 from gan.core.checkpoint import first_mismatch, gan_file_words, quiet_torch_load, unloadable_reason
 from gan.core.files import refuse_other_than_a_file
+from gan.core.processes import stop_signals_held
 from gan.core.weights_files import layout_hint, weights_file_damage
 from gan.nets import register_network
 
@@ -27,6 +28,13 @@ WEIGHT_FILES = {"vgg16": "vgg16-397923af.pth", "vgg19": "vgg19-dcbb9e9d.pth"}
 WEIGHT_URL = "https://download.pytorch.org/models/{}"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# torchvision's VGG configurations (its `cfgs` "D" and "E"): each 3x3 convolution's output channels, "M" a 2x2
+# max pool; its `features` stack puts a ReLU after each convolution. (The names and keys are read from these,
+# not from a torchvision model: importing torchvision in a config check let a Ctrl-C leave it half imported.)
+VGG_LAYOUTS = {
+    "vgg16": (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"),
+    "vgg19": (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"),
+}
 
 
 class WeightsNotFoundError(FileNotFoundError):
@@ -36,7 +44,8 @@ class WeightsNotFoundError(FileNotFoundError):
 def torchvision_vgg(arch: str) -> nn.Module:
     """torchvision's VGG `arch`, untrained; torchvision imported here, not with the zoo (its import, 1.2 s,
     held up every command, most of which never build a VGG)."""
-    from torchvision import models
+    with stop_signals_held():  # (a Ctrl-C mid-import left modules half imported: every later import failed)
+        from torchvision import models
 
     return getattr(models, arch)(weights=None)
 
@@ -132,10 +141,10 @@ def not_vgg_hint(state: dict, expected: list[str], arch: str) -> str:
 
 @functools.cache
 def vgg_feature_keys(arch: str) -> frozenset[str]:
-    """The keys of VGG `arch`'s features in torchvision's state dict (features.0.weight, ...), from a copy
-    on the meta device: no memory."""
-    with torch.device("meta"):
-        return frozenset(f"features.{key}" for key in torchvision_vgg(arch).features.state_dict())
+    """The keys of VGG `arch`'s features in torchvision's state dict (features.0.weight, ...): a weight and
+    a bias for each convolution, at its index in the stack."""
+    return frozenset(f"features.{index}.{kind}" for index, name in enumerate(vgg_layer_names(arch))
+                     if name.startswith("conv") for kind in ("weight", "bias"))
 
 
 def read_vgg_state(path: Path, arch: str) -> object:
@@ -155,9 +164,17 @@ def read_vgg_state(path: Path, arch: str) -> object:
 
 
 def vgg_layer_names(arch: str) -> list[str]:
-    """The layer names of VGG `arch` (vgg19 or vgg16), from a copy on the meta device: no memory."""
-    with torch.device("meta"):
-        return layer_names(torchvision_vgg(arch).features)
+    """The layer names of VGG `arch` (vgg19 or vgg16), as `layer_names` gives them for torchvision's
+    `features` stack, read from its layout (VGG_LAYOUTS): no torchvision import."""
+    names, block, index = [], 1, 1
+    for channels in VGG_LAYOUTS[arch]:
+        if channels == "M":
+            names.append(f"pool{block}")
+            block, index = block + 1, 1
+        else:
+            names += [f"conv{block}_{index}", f"relu{block}_{index}"]
+            index += 1
+    return names
 
 
 def weights_digest(module: nn.Module) -> str:
