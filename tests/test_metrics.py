@@ -208,6 +208,29 @@ def test_float_images_within_0_to_1_are_warned_of_and_8_bit_ones_are_not():
         assert caught[0].filename == __file__
 
 
+def test_values_gan_made_8_bit_itself_are_not_warned_of_when_dark_and_still_refused_outside_0_to_255():
+    """gan's own evaluation (validation, gan eval) passes values it rounded to 8 bits itself: a dark image
+    (pixels 0 or 1) was warned of, in words naming no image that its user could do nothing about."""
+    from torch import nn
+
+    from gan.core.config import DataConfig
+    from gan.core.images import uint8_to_signed
+    from gan.recipes.image_to_image import pair_scores
+
+    draws = torch.Generator().manual_seed(0)
+    dark, other = (torch.randint(0, 2, (3, 32, 32), generator=draws, dtype=torch.uint8) for _ in range(2))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for metric in (psnr, ssim):
+            metric(dark.double(), other.double(), eight_bit=True)
+        pair_scores(nn.Identity(), [{"input": uint8_to_signed(dark), "target": uint8_to_signed(other)}],
+                    DataConfig(dataset="paired", resolution=32), torch.device("cpu"), 1)
+    assert [str(warning.message) for warning in caught] == []
+    for metric in (psnr, ssim):
+        with pytest.raises(ValueError, match=r"the image holds values in \[-1, 0\]"):
+            metric(dark.double() - 1, other.double(), eight_bit=True)
+
+
 def test_too_small_images_are_refused():
     with pytest.raises(ValueError, match="11x11"):
         ssim(torch.zeros(3, 10, 30), torch.zeros(3, 10, 30))

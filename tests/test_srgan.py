@@ -287,6 +287,20 @@ def test_srresnet_logs_validation_psnr_and_evaluates_beside_bicubic(srresnet_run
     assert Image.open(tmp_path / "big.png").size == (52, 36)  # the network's own x4
 
 
+def test_gan_eval_of_a_dark_image_warns_of_nothing_it_made_itself(srresnet_run, hr_folder, tmp_path):
+    """An image of pixels 0 or 1 gave four warnings that the values "lie within [0, 1] only", naming no
+    image: gan made those 8-bit values itself, from the image's own pixels."""
+    data = tmp_path / "hr"
+    shutil.copytree(hr_folder, data)
+    Image.fromarray(np.random.default_rng(0).integers(0, 2, (44, 48, 3), dtype=np.uint8)).save(data / "dark.png")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = CliRunner().invoke(main, ["eval", str(srresnet_run), "--data", str(data), "--csv",
+                                           str(tmp_path / "e.csv")])
+    assert result.exit_code == 0 and "dark.png" in result.output, result.output
+    assert [str(warning.message) for warning in caught if "[0, 1]" in str(warning.message)] == []
+
+
 def test_srgan_x4_starts_where_edsr_x4_ends():
     """The shipped SRGAN config takes the recommended PSNR recipe's generator as it is."""
     from gan.training.resolve import load_config

@@ -188,8 +188,10 @@ def _sr_row(translator: Translator, hr_image: Image.Image, lr_image: Image.Image
     reference, row = _to_255(hr_image), {}
     for prefix, image in (("", restored), ("bicubic_", bicubic)):
         for suffix, y_channel in (("", True), ("_rgb", False)):
-            row[f"{prefix}psnr{suffix}"] = psnr(_to_255(image), reference, crop_border=scale, y_channel=y_channel)
-            row[f"{prefix}ssim{suffix}"] = ssim(_to_255(image), reference, crop_border=scale, y_channel=y_channel)
+            row[f"{prefix}psnr{suffix}"] = psnr(_to_255(image), reference, crop_border=scale, y_channel=y_channel,
+                                                eight_bit=True)
+            row[f"{prefix}ssim{suffix}"] = ssim(_to_255(image), reference, crop_border=scale, y_channel=y_channel,
+                                                eight_bit=True)
     return row, side_by_side([bicubic, restored, hr_image]) if strip else None
 
 
@@ -263,7 +265,8 @@ def evaluate_paired(translator: Translator, folder: Path, data_config: dict,
             outputs.append(signed_to_uint8(output[0].cpu().clamp(-1, 1)))
             targets.append(signed_to_uint8(item["target"]))
         output, target = signed_to_255(output[0].cpu()), signed_to_255(item["target"])
-        yield {"image": name, "psnr": psnr(output, target), "ssim": ssim(output, target)}
+        yield {"image": name, "psnr": psnr(output, target, eight_bit=True),
+               "ssim": ssim(output, target, eight_bit=True)}
 
 
 EVALUATION_ADVICE = "give --data a folder (or --split) of A|B pairs"
@@ -400,7 +403,8 @@ def evaluate_cycle(to_b: Translator, to_a: Translator, a_folder: Path, b_folder:
                 image_sets.setdefault(f"_{domain}to{other}", ([], []))[0].append(_to_255(translated).to(torch.uint8))
                 image_sets.setdefault(f"_{other}to{domain}", ([], []))[1].append(original.to(torch.uint8))
             yield {"image": f"{domain}/{path.relative_to(folder).as_posix()}",
-                   "cycle_l1": float((original - result).abs().mean() / 255), "cycle_psnr": psnr(result, original)}
+                   "cycle_l1": float((original - result).abs().mean() / 255),
+                   "cycle_psnr": psnr(result, original, eight_bit=True)}
 
 
 def distribution_scores(image_sets: ImageSets, metrics: TranslationMetrics) -> tuple[dict[str, float], dict[str, str]]:

@@ -51,16 +51,19 @@ def rgb_to_y(images: torch.Tensor) -> torch.Tensor:
     return luma.unsqueeze(-3)
 
 
-def psnr(image: torch.Tensor, reference: torch.Tensor, crop_border: int = 0, y_channel: bool = False) -> float:
+def psnr(image: torch.Tensor, reference: torch.Tensor, crop_border: int = 0, y_channel: bool = False, *,
+         eight_bit: bool = False) -> float:
     """Peak signal-to-noise ratio in dB, 10 log10(255^2 / MSE), computed in float64.
 
     `image`, `reference`: (3, H, W) or (N, 3, H, W) in [0, 255], same shape (values outside it are
-    refused, floating images all within [0, 1] warned of: `(x + 1) * 127.5` maps gan's [-1, 1] ones).
+    refused, floating images all within [0, 1] warned of: `(x + 1) * 127.5` maps gan's [-1, 1] ones;
+    `eight_bit`: the caller made them 8-bit values, as `signed_to_255` does, so not warned of).
     `crop_border` pixels are shaved from every side first; `y_channel` compares the
     BT.601 luma only. A batch gives the mean of the per-image PSNRs. Returns math.inf
     when the images are identical (MSE == 0).
     """
-    image, reference = _prepare(image, reference, crop_border, y_channel, min_size=1, metric="psnr")
+    image, reference = _prepare(image, reference, crop_border, y_channel, min_size=1, metric="psnr",
+                                eight_bit=eight_bit)
     scores = [_psnr_one(one, other) for one, other in zip(image, reference)]
     return sum(scores) / len(scores)
 
@@ -72,29 +75,32 @@ def smallest_sr_image(scale: int) -> int:
     return -(-needed // scale) * scale
 
 
-def ssim(image: torch.Tensor, reference: torch.Tensor, crop_border: int = 0, y_channel: bool = False) -> float:
+def ssim(image: torch.Tensor, reference: torch.Tensor, crop_border: int = 0, y_channel: bool = False, *,
+         eight_bit: bool = False) -> float:
     """Structural similarity (Wang et al. 2004) as BasicSR and MATLAB compute it, in float64.
 
-    `image`, `reference`: (3, H, W) or (N, 3, H, W) in [0, 255] (checked as for `psnr`), same shape, at least
+    `image`, `reference`: (3, H, W) or (N, 3, H, W) in [0, 255] (checked as for `psnr`, `eight_bit` too), same
+    shape, at least
     11x11 after `crop_border` pixels are shaved from every side. The score of one image
     is the mean of its (H - 10) x (W - 10) SSIM map, averaged over channels (or on the
     luma only with `y_channel`); a batch gives the mean over images. Identical images
     give 1.0.
     """
-    image, reference = _prepare(image, reference, crop_border, y_channel, min_size=SSIM_WINDOW_SIZE, metric="ssim")
+    image, reference = _prepare(image, reference, crop_border, y_channel, min_size=SSIM_WINDOW_SIZE, metric="ssim",
+                                eight_bit=eight_bit)
     line = _gaussian_line(image.device)
     scores = [_ssim_one(one, other, line) for one, other in zip(image, reference)]
     return sum(scores) / len(scores)
 
 
 def _prepare(image: torch.Tensor, reference: torch.Tensor, crop_border: int, y_channel: bool,
-             min_size: int, metric: str) -> tuple[torch.Tensor, torch.Tensor]:
+             min_size: int, metric: str, eight_bit: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Check shapes and values, shave the border, take luma if asked -> two float64 (N, C, H', W')."""
     if image.shape != reference.shape:
         raise ValueError(f"image and reference shapes differ: {tuple(image.shape)} vs {tuple(reference.shape)}")
     if image.dim() not in (3, 4):
         raise ValueError(f"expected images of shape (3, H, W) or (N, 3, H, W), got {tuple(image.shape)}")
-    _check_8_bit_values(image, reference, metric)
+    _check_8_bit_values(image, reference, metric, eight_bit)
     if crop_border < 0:
         raise ValueError(f"crop_border must be >= 0, got {crop_border}")
     height, width = image.shape[-2] - 2 * crop_border, image.shape[-1] - 2 * crop_border
@@ -113,10 +119,12 @@ def _prepare(image: torch.Tensor, reference: torch.Tensor, crop_border: int, y_c
     return prepared[0], prepared[1]
 
 
-def _check_8_bit_values(image: torch.Tensor, reference: torch.Tensor, metric: str) -> None:
+def _check_8_bit_values(image: torch.Tensor, reference: torch.Tensor, metric: str, eight_bit: bool) -> None:
     """ValueError for values below 0 or above 255; a warning when floating images lie all within [0, 1]
-    (not all zero). gan's [-1, 1] images scored 59.6 dB where their 8-bit values score 17.5, and [0, 1]
-    ones 65.6, without a word; a dark 8-bit image can lie within [0, 1] too, so that one is only warned of."""
+    (not all zero) and are not `eight_bit`. gan's [-1, 1] images scored 59.6 dB where their 8-bit values
+    score 17.5, and [0, 1] ones 65.6, without a word; a dark 8-bit image can lie within [0, 1] too, so that
+    one is only warned of. (gan's own evaluation, which made the values 8-bit, warned of every dark image
+    in words about which its user could do nothing.)"""
     within_unit = []
     for name, images in (("image", image), ("reference", reference)):
         if images.dtype == torch.uint8:  # (8-bit by its type)
@@ -126,7 +134,7 @@ def _check_8_bit_values(image: torch.Tensor, reference: torch.Tensor, metric: st
             raise ValueError(f"{metric}: the {name} holds values in [{low:.4g}, {high:.4g}]; it takes 8-bit values "
                              "in [0, 255]: map gan's [-1, 1] images with `(x + 1) * 127.5` (or signed_to_255, which "
                              "also rounds them as a saved PNG does)")
-        if images.is_floating_point() and 0 < high <= 1:
+        if images.is_floating_point() and 0 < high <= 1 and not eight_bit:
             within_unit.append(name)
     if within_unit:
         warnings.warn(f"{metric}: the values of the {' and the '.join(within_unit)} lie within [0, 1] only, as "

@@ -218,8 +218,8 @@ def pair_scores(generator: nn.Module, dataset: Dataset, data: DataConfig, device
             if pairs is not None:
                 pairs.append((signed_to_uint8(output[0].cpu()), signed_to_uint8(item["target"])))
             output, target = signed_to_255(output[0].cpu()), signed_to_255(item["target"])
-            scores.append((psnr(output, target, border, super_resolution),
-                           ssim(output, target, border, super_resolution)))
+            scores.append((psnr(output, target, border, super_resolution, eight_bit=True),
+                           ssim(output, target, border, super_resolution, eight_bit=True)))
         except Exception as error:
             if not out_of_memory(error):
                 raise
