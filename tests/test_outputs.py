@@ -462,14 +462,16 @@ def test_grid_size_is_the_size_image_grid_writes(count, columns):
     assert grid_size(count, 7, 5, columns) == (grid.shape[2], grid.shape[1])
 
 
+@pytest.mark.parametrize("channels", [3, 1])
 @pytest.mark.parametrize("count,columns", [(1, None), (2, None), (7, 3), (16, None), (3, 8)])
-def test_image_grid_lays_out_the_pixels_as_torchvisions_make_grid(count, columns):
-    # (gan draws its grids itself since torchvision's import, for make_grid alone, held up every command)
+def test_image_grid_lays_out_the_pixels_as_torchvisions_make_grid(count, columns, channels):
+    # (gan draws its grids itself since torchvision's import, for make_grid alone, held up every command;
+    # a grey batch, which make_grid drew in 3 equal channels, was then refused as "not (H, W, 3)")
     from torchvision.utils import make_grid
 
     from gan.core.images import GRID_PADDING, grid_columns, image_grid
 
-    images = torch.rand(count, 3, 6, 9, generator=torch.Generator().manual_seed(count)) * 2 - 1
+    images = torch.rand(count, channels, 6, 9, generator=torch.Generator().manual_seed(count)) * 2 - 1
     expected = make_grid(images, nrow=grid_columns(count, columns), padding=GRID_PADDING, pad_value=-1.0)
     assert torch.equal(image_grid(images, num_columns=columns), expected)
 
@@ -489,6 +491,10 @@ def test_signed_to_pil_refuses_uint8_pixels_and_batches_saying_what_to_do_instea
         signed_to_pil(torch.zeros(2, 3, 8, 8))
     with pytest.raises(ValueError, match=r"\(8, 8, 3\): give it its 3 channels first"):
         signed_to_pil(torch.zeros(8, 8, 3))
+    # (a grey image was told "not (H, W, 3)", which it never was)
+    with pytest.raises(ValueError, match=r"\(1, 8, 8\): it has one channel \(grey\): repeat it to 3 first, "
+                                         r"image.expand\(3, -1, -1\)$"):
+        signed_to_pil(torch.zeros(1, 8, 8))
     assert signed_to_pil(torch.zeros(3, 8, 8)).getpixel((0, 0)) == (128, 128, 128)
 
 

@@ -62,6 +62,8 @@ def _check_one_signed_image(image: torch.Tensor) -> None:
         advice.append("give it floats in [-1, 1]")
     if image.dim() == 4:
         advice.append("of a batch take one image (images[0]) or draw them all with image_grid(images)")
+    elif image.dim() == 3 and image.shape[0] == 1:  # (it was told "not (H, W, 3)", which it never was)
+        advice.append("it has one channel (grey): repeat it to 3 first, image.expand(3, -1, -1)")
     elif image.dim() != 3 or image.shape[0] != 3:
         advice.append("give it its 3 channels first: (3, H, W), not (H, W, 3)")
     if advice:
@@ -90,8 +92,11 @@ def grid_size(count: int, height: int, width: int, num_columns: int | None = Non
 
 
 def image_grid(images: torch.Tensor, num_columns: int | None = None) -> torch.Tensor:
-    """(N, 3, H, W) in [-1, 1] -> one (3, H', W') grid in [-1, 1], roughly square by default."""
+    """(N, 3, H, W) in [-1, 1] -> one (3, H', W') grid in [-1, 1], roughly square by default; a grey
+    (N, 1, H, W) batch is drawn in 3 equal channels, as torchvision's make_grid drew it."""
     images = images.detach().float().cpu()
+    if images.shape[1] == 1:  # (gan's own grid refused it, though make_grid, which it replaced, wrote it)
+        images = images.repeat(1, 3, 1, 1)
     count, channels, height, width = images.shape
     if count == 1:
         return images[0]
@@ -248,5 +253,6 @@ def save_encoded_image(encoded: bytes, path: str | Path) -> Path:
 
 
 def save_image_grid(images: torch.Tensor, path: str | Path, num_columns: int | None = None) -> Path:
-    """Write (N, 3, H, W) in [-1, 1] as one image grid (PNG, or the format of the extension)."""
+    """Write (N, 3, H, W) in [-1, 1] (or grey, (N, 1, H, W)) as one image grid (PNG, or the format of the
+    extension)."""
     return save_image(signed_to_pil(image_grid(images, num_columns)), path)
