@@ -103,11 +103,26 @@ def test_overrides_not_a_list_of_strings_are_a_type_error_saying_what_they_are()
     with pytest.raises(TypeError, match=r'^load_config: overrides is a list of "KEY=VALUE" strings, such as '
                                         r'\["train.steps=200"\]; got str \'train.steps=200\'; put it in a list$'):
         load_config(None, "train.steps=200")
-    for overrides, got in (({"train.steps": 200}, "dict {'train.steps': 200}"),
-                           ([("train.steps", 200)], "list [('train.steps', 200)]"), (None, "NoneType None")):
-        with pytest.raises(TypeError, match=re.escape(f"; got {got}")):
+    for overrides, got in (({"train.steps": 200}, "; got dict {'train.steps': 200}"),
+                           ([("train.steps", 200)], "; item 0 of the 1 given is tuple ('train.steps', 200)"),
+                           (None, "; got NoneType None"), (b"train.steps=200", "; got bytes b'train.steps=200'")):
+        with pytest.raises(TypeError, match=re.escape(got) + "$"):
             load_config(None, overrides)
     assert load_config(None, ("train.steps=200",)).train.steps == 200
+
+
+def test_overrides_may_be_any_iterable_of_strings_and_an_item_that_is_not_one_is_named_alone():
+    """A generator of overrides, which a list-or-tuple check came to refuse, was read before; and a long list
+    with one item that was no string was printed whole (33,928 characters), naming no item."""
+    assert load_config(None, (f"train.{key}" for key in ["steps=5", "ema_decay=0"])).train.steps == 5
+    overrides = [f"log.every={every}" for every in range(1, 2001)]
+    overrides[1234] = 7 * ["train.steps=5"]
+    with pytest.raises(TypeError) as error:
+        load_config(None, overrides)
+    message = str(error.value)
+    assert message.startswith('load_config: overrides is a list of "KEY=VALUE" strings, such as ["train.steps=200"]; '
+                              "item 1234 of the 2000 given is list ['train.steps=5', ")
+    assert len(message) < 250 and "log.every" not in message
 
 
 @pytest.mark.parametrize("assignment, expected", [

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -135,23 +136,32 @@ def check_networks(config: Config) -> None:
     RECIPES.get(config.recipe).check(config)
 
 
-def _check_override_list(overrides: Any) -> None:
-    """TypeError unless `overrides` is a list (or tuple) of "KEY=VALUE" strings, as --set gives them: a
-    string alone was read a character at a time ("--set expects KEY=VALUE ..., got 't'"), a dict by its keys."""
-    if isinstance(overrides, (list, tuple)) and all(isinstance(item, str) for item in overrides):
-        return
-    wrap = "; put it in a list" if isinstance(overrides, str) else ""
-    raise TypeError(f'load_config: overrides is a list of "KEY=VALUE" strings, such as ["train.steps=200"]; got '
-                    f"{type(overrides).__name__} {printable(repr(overrides), 80)}{wrap}")
+OVERRIDES_FORM = 'load_config: overrides is a list of "KEY=VALUE" strings, such as ["train.steps=200"]'
 
 
-def load_config(path: str | Path | None, overrides: list[str] = (),
+def _override_list(overrides: Any) -> list[str]:
+    """`overrides` as a list of "KEY=VALUE" strings, as --set gives them, from any iterable of strings
+    (a generator read once). TypeError for a string alone (it was read a character at a time: "--set
+    expects KEY=VALUE ..., got 't'"), bytes, a dict (read by its keys), None, and for an item that is no
+    string, named by its index (a long list was printed whole, 33,928 characters, naming no item)."""
+    if isinstance(overrides, (str, bytes, Mapping)) or not isinstance(overrides, Iterable):
+        wrap = "; put it in a list" if isinstance(overrides, str) else ""
+        raise TypeError(f"{OVERRIDES_FORM}; got {type(overrides).__name__} {printable(repr(overrides), 80)}{wrap}")
+    items = list(overrides)
+    for index, item in enumerate(items):
+        if not isinstance(item, str):
+            raise TypeError(f"{OVERRIDES_FORM}; item {index} of the {len(items)} given is {type(item).__name__} "
+                            f"{printable(repr(item), 80)}")
+    return items
+
+
+def load_config(path: str | Path | None, overrides: Iterable[str] = (),
                 trained: tuple[Path, dict[str, Any]] | None = None, at_step: int = 0) -> Config:
     """Read a TOML config (or the defaults when `path` is None) with `--set` overrides, and check
     it whole: keys, types, ranges and names. `trained`: (checkpoint, its config) of a run whose
     config.toml this is, for the settings that file lacks; `at_step`: the step that run is at, where
     a train.steps no larger leaves nothing to train (no setting's effect on the run to warn of)."""
-    _check_override_list(overrides)
+    overrides = _override_list(overrides)
     config, set_keys = read_config_and_given_keys(path, overrides, trained)
     try:
         resolve_names(config)
