@@ -109,6 +109,10 @@ def test_overrides_not_a_list_of_strings_are_a_type_error_saying_what_they_are()
         with pytest.raises(TypeError, match=re.escape(got) + "$"):
             load_config(None, overrides)
     assert load_config(None, ("train.steps=200",)).train.steps == 200
+    from gan.core.config import read_config  # (the first of the two checks, named by docs/configs.md, too)
+
+    with pytest.raises(TypeError, match=r'^read_config: overrides is a list of "KEY=VALUE" strings.*put it in a list$'):
+        read_config(None, "train.steps=200")
 
 
 def test_overrides_may_be_any_iterable_of_strings_and_an_item_that_is_not_one_is_named_alone():

@@ -19,6 +19,7 @@ import tomllib
 import types
 import typing
 import warnings
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -352,6 +353,25 @@ def set_key(tree: dict[str, Any], key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+OVERRIDES_FORM = 'overrides is a list of "KEY=VALUE" strings, such as ["train.steps=200"]'
+
+
+def override_list(overrides: Any, caller: str) -> list[str]:
+    """`overrides` as a list of "KEY=VALUE" strings, as --set gives them, from any iterable of strings
+    (a generator read once). TypeError for a string alone (it was read a character at a time: "--set
+    expects KEY=VALUE ..., got 't'"), bytes, a dict (read by its keys), None, and for an item that is no
+    string, named by its index (a long list was printed whole, 33,928 characters, naming no item)."""
+    if isinstance(overrides, (str, bytes, Mapping)) or not isinstance(overrides, Iterable):
+        wrap = "; put it in a list" if isinstance(overrides, str) else ""
+        raise TypeError(f"{caller}: {OVERRIDES_FORM}; got {type(overrides).__name__} {printable(repr(overrides), 80)}{wrap}")
+    items = list(overrides)
+    for index, item in enumerate(items):
+        if not isinstance(item, str):
+            raise TypeError(f"{caller}: {OVERRIDES_FORM}; item {index} of the {len(items)} given is {type(item).__name__} "
+                            f"{printable(repr(item), 80)}")
+    return items
+
+
 def read_config(path: str | Path | None, overrides: list[str] = (),
                 trained: tuple[Path, dict[str, Any]] | None = None) -> Config:
     """Read a TOML config (or start from defaults when `path` is None), apply overrides, check keys,
@@ -365,6 +385,7 @@ def read_config_and_given_keys(path: str | Path | None, overrides: list[str] = (
                                trained: tuple[Path, dict[str, Any]] | None = None) -> tuple[Config, set[str]]:
     """`read_config`, and the keys its overrides set (some settings that change nothing are warned of
     only when given there: `gan.core.inert.WARNED_WHEN_GIVEN`)."""
+    overrides = override_list(overrides, "read_config")
     tree: dict[str, Any] = {}
     cut_line: str | None = None
     if path is not None:

@@ -9,11 +9,18 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from gan.core.config import Config, config_to_dict, flatten_config, naming_the_file, read_config_and_given_keys
+from gan.core.config import (
+    Config,
+    config_to_dict,
+    flatten_config,
+    naming_the_file,
+    override_list,
+    read_config_and_given_keys,
+)
 from gan.core.inert import warn_about_inert_keys
 from gan.core.registry import ConfigError, suggest
 from gan.core.typecheck import shown
@@ -136,32 +143,13 @@ def check_networks(config: Config) -> None:
     RECIPES.get(config.recipe).check(config)
 
 
-OVERRIDES_FORM = 'load_config: overrides is a list of "KEY=VALUE" strings, such as ["train.steps=200"]'
-
-
-def _override_list(overrides: Any) -> list[str]:
-    """`overrides` as a list of "KEY=VALUE" strings, as --set gives them, from any iterable of strings
-    (a generator read once). TypeError for a string alone (it was read a character at a time: "--set
-    expects KEY=VALUE ..., got 't'"), bytes, a dict (read by its keys), None, and for an item that is no
-    string, named by its index (a long list was printed whole, 33,928 characters, naming no item)."""
-    if isinstance(overrides, (str, bytes, Mapping)) or not isinstance(overrides, Iterable):
-        wrap = "; put it in a list" if isinstance(overrides, str) else ""
-        raise TypeError(f"{OVERRIDES_FORM}; got {type(overrides).__name__} {printable(repr(overrides), 80)}{wrap}")
-    items = list(overrides)
-    for index, item in enumerate(items):
-        if not isinstance(item, str):
-            raise TypeError(f"{OVERRIDES_FORM}; item {index} of the {len(items)} given is {type(item).__name__} "
-                            f"{printable(repr(item), 80)}")
-    return items
-
-
 def load_config(path: str | Path | None, overrides: Iterable[str] = (),
                 trained: tuple[Path, dict[str, Any]] | None = None, at_step: int = 0) -> Config:
     """Read a TOML config (or the defaults when `path` is None) with `--set` overrides, and check
     it whole: keys, types, ranges and names. `trained`: (checkpoint, its config) of a run whose
     config.toml this is, for the settings that file lacks; `at_step`: the step that run is at, where
     a train.steps no larger leaves nothing to train (no setting's effect on the run to warn of)."""
-    overrides = _override_list(overrides)
+    overrides = override_list(overrides, "load_config")
     config, set_keys = read_config_and_given_keys(path, overrides, trained)
     try:
         resolve_names(config)
