@@ -352,6 +352,21 @@ def test_a_new_run_in_a_folder_of_ones_own_files_is_refused_and_leaves_them_as_t
     assert (folder / "config.toml").read_text() == mine
 
 
+def test_a_start_that_fails_at_step_1_leaves_no_folder_it_made_and_a_mount_points_lost_found_is_no_users_file(
+        tmp_path):
+    """A failed train() from Python left the folders it made, holding its .lock (gan train removes them);
+    a fresh ext4 volume's lost+found at the mount point given as run_dir was "files gan did not write"."""
+    from gan.training.errors import NonFiniteLossError
+
+    with pytest.raises(NonFiniteLossError):
+        _train(tiny_config("train.divergence_bound=0.001"), tmp_path / "made" / "run")
+    assert list(tmp_path.iterdir()) == []
+    mount = tmp_path / "scratch"
+    (mount / "lost+found").mkdir(parents=True)
+    assert _train(tiny_config("train.steps=2"), mount).step == 2
+    assert (mount / "lost+found").is_dir() and list_checkpoints(mount)
+
+
 @pytest.mark.parametrize("inside", ["sub", "samples"])
 def test_a_new_run_inside_a_run_is_refused(tmp_path, inside):
     """train() into runs/ref/samples (or any folder in a run) started a run inside the run: its

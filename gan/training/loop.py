@@ -53,8 +53,13 @@ from gan.core.distributed import (
     use_sync_batchnorm,
 )
 from gan.core.files import (
+    LOCK_NAME,
+    RunDirectoryBusy,
     RunLock,
     WriteError,
+    missing_folders,
+    remove_empty_folders,
+    remove_lock_file,
     remove_stale_temps,
     write_atomically,
     write_text_atomically,
@@ -166,6 +171,23 @@ def train(config: Config, run_dir: Path | str, device: torch.device | str, resum
     run_dir, device = Path(run_dir).absolute(), select_device(str(device), given_as="device=")
     left = [] if resume else _left_by_a_start(run_dir)  # (before the lock: a folder refused gains no lock file)
     lock = RunLock(run_dir) if group.is_main else None
+    # (a new run that fails leaves neither the folders it made nor a lock file it made, as gan train's does not)
+    made = missing_folders([run_dir]) if lock is not None and not resume else []
+    lock_made = lock is not None and not resume and not (run_dir / LOCK_NAME).exists()
+    try:
+        return _train_holding_the_lock(config, run_dir, device, resume, progress_stream, group, on_resume, command,
+                                       lock, left)
+    except BaseException as error:
+        if lock_made and not isinstance(error, RunDirectoryBusy) and not list_checkpoints(run_dir):
+            remove_lock_file(run_dir)
+            remove_empty_folders(made)
+        raise
+
+
+def _train_holding_the_lock(config: Config, run_dir: Path, device: torch.device, resume: bool, progress_stream: Any,
+                            group: ProcessGroup, on_resume: ResumeReport | None, command: CommandStart | None,
+                            lock: RunLock | None, left: list[str]) -> TrainResult:
+    """`train` from the lock on: a new run's folder refused if it holds a run or a stopped start."""
     with process_state_kept(device), lock or contextlib.nullcontext():
         if not resume and list_checkpoints(run_dir):  # (a new run would replace them)
             raise ConfigError(f"'{run_dir}' holds a run with checkpoints (newest '{list_checkpoints(run_dir)[-1].name}')"
