@@ -126,6 +126,33 @@ def test_the_process_group_waits_as_long_as_train_dist_timeout_s(monkeypatch):
     assert tiny_config().train.dist_timeout_s == 3600  # longer than a rank-0 checkpoint + metrics pass
 
 
+def test_the_stop_votes_group_waits_as_long_as_train_dist_timeout_s(tmp_path, monkeypatch):
+    """The stop vote's group was made with torch's default of 30 minutes: a process whose peer on another
+    machine failed before making it (model.init_generator missing there) waited that long, not 20 s."""
+    from datetime import timedelta
+
+    import gan.core.distributed as distributed
+    import gan.training.loop as loop
+
+    made = {}
+    monkeypatch.setattr(distributed.dist, "new_group", lambda **kwargs: made.update(kwargs))
+    distributed.StopVote(ProcessGroup(1, 2, 1), 20)
+    assert made == {"backend": "gloo", "timeout": timedelta(seconds=20)}
+    taken = []
+
+    class Made(Exception):
+        """The vote's group made, as the loop makes it: far enough."""
+
+    def vote(group, timeout_s=3600):
+        taken.append(timeout_s)
+        raise Made
+
+    monkeypatch.setattr(loop, "StopVote", vote)
+    with pytest.raises(Made):
+        train(tiny_config("train.dist_timeout_s=20"), tmp_path / "run", CPU)
+    assert taken == [20]
+
+
 def test_a_process_that_cannot_join_the_group_says_so_in_one_line(monkeypatch):
     # GLOO_SOCKET_IFNAME=eth9 on one machine: a traceback there, ending in gloo's enforce message
     from gan.core import distributed
@@ -407,6 +434,24 @@ def test_a_stopped_torchrun_run_says_to_resume_it_with_torchrun(tmp_path):
     _, said, _ = stopped_torchrun(run_dir, [], settle_s=1)
     assert f"Continue with: torchrun --nproc_per_node=2 ... -m gan train --resume {run_dir}" in said, said[-3000:]
     assert list_checkpoints(run_dir)
+
+
+def test_another_machines_first_process_says_the_stop_that_rank_0_saves(tmp_path, capsys):
+    """A SIGTERM to the first machine's torchrun stopped every process at one step, with a checkpoint, but
+    the second machine showed only torchrun's traceback of its exit code 143."""
+    from gan.commands.train import say_stop_on_another_machine
+    from gan.core.checkpoint import checkpoint_path
+    from gan.training.loop import TrainResult
+
+    stopped = TrainResult(tmp_path, 222, checkpoint_path(tmp_path, 222), "a signal to another process")
+    line = ("stopped by a signal to another process at step 222, with a checkpoint of that step "
+            "(checkpoint-00000222.pt), which rank 0 writes on its machine: its output there says how to resume\n")
+    for rank, local_rank, said in ((2, 0, True), (3, 1, False), (1, 1, False), (0, 0, False)):  # (2 machines of 2)
+        say_stop_on_another_machine(ProcessGroup(rank, 4, local_rank), stopped)
+        assert (capsys.readouterr().err == line) == said, (rank, local_rank)
+    waited = TrainResult(tmp_path, 223, checkpoint_path(tmp_path, 222), "SIGTERM")  # (stopped waiting for data)
+    say_stop_on_another_machine(ProcessGroup(2, 4, 0), waited)
+    assert capsys.readouterr().err == ""  # (no checkpoint of its step to speak of)
 
 
 def train_two_processes_with(tmp_path, injected_code: str, *options: str) -> str:
@@ -771,6 +816,59 @@ def test_machines_whose_copies_of_the_data_differ_are_refused_before_step_1(tmp_
     assert not list((tmp_path / "run").glob("checkpoint-*.pt"))
 
 
+def test_processes_that_resumed_other_checkpoints_are_refused_naming_each_machines(tmp_path, monkeypatch):
+    """Each machine resumed the newest checkpoint its own copy of the run held: one that lacked the newest
+    trained on from an older step in silence, its gradients averaged into rank 0's."""
+    import socket
+
+    import gan.training.state as state
+    from gan.core.registry import ConfigError
+
+    newest = tmp_path / "run" / "checkpoint-00000020.pt"
+    newest.parent.mkdir()
+    newest.write_bytes(b"0" * 100)
+    older = {"host": "node1", "file": "/local/run/checkpoint-00000010.pt", "step": 10, "size": 100}
+    # ranks 2 and 3 on a second machine, with its older copy: named once
+    monkeypatch.setattr(state, "gather_objects", lambda value, group: [value, value, older, older])
+    with pytest.raises(ConfigError) as refused:
+        state.refuse_other_checkpoints(newest, 20, ProcessGroup(0, 4, 0))
+    assert str(refused.value).startswith(
+        f"the processes of this torchrun run resumed other checkpoints (rank 0 on {socket.gethostname()}: '{newest}' "
+        "of step 20; rank 2 on node1: '/local/run/checkpoint-00000010.pt' of step 10): every machine must read the "
+        "same run directory, on a file system they share"), refused.value
+    assert "rank 3" not in str(refused.value) and "nothing was trained" in str(refused.value)
+    other_copy = {**older, "file": "/local/run/checkpoint-00000020.pt", "step": 20, "size": 90}
+    monkeypatch.setattr(state, "gather_objects", lambda value, group: [value, other_copy])
+    with pytest.raises(ConfigError, match=r"of step 20, 100 bytes; rank 1 on node1: .* of step 20, 90 bytes\)"):
+        state.refuse_other_checkpoints(newest, 20, ProcessGroup(0, 2, 0))  # (the sizes alone tell them apart)
+    monkeypatch.setattr(state, "gather_objects", lambda value, group: [value, {**value, "host": "node1"}])
+    state.refuse_other_checkpoints(newest, 20, ProcessGroup(0, 2, 0))  # (the same file on both machines)
+
+
+@pytest.mark.slow
+def test_machines_whose_copies_of_the_run_differ_resume_no_step(tmp_path):
+    """With the run directory on each machine's own disk, the second machine's copy lacked the newest
+    checkpoint: rank 0 resumed step 4 and rank 1 step 2, and rank 0 saved the mix as step 6."""
+    import shutil
+    import socket
+
+    train(tiny_config(*EXACT), tmp_path / "run", CPU)  # (checkpoints of steps 2 and 4)
+    second = tmp_path / "second" / "run"
+    shutil.copytree(tmp_path / "run", second)
+    (second / "checkpoint-00000004.pt").unlink()
+    result, _ = torchrun_injected(tmp_path, f"""
+        import os
+        if os.environ.get("RANK") == "1":  # as on a second machine, with its own copy of the run directory
+            os.environ["LOCAL_RANK"] = "0"
+            os.chdir({str(second.parent)!r})
+        """, "--resume", "run", "--set", "train.steps=6")
+    host = socket.gethostname()
+    expected = (f"resumed other checkpoints (rank 0 on {host}: '{tmp_path / 'run' / 'checkpoint-00000004.pt'}' of step "
+                f"4; rank 1 on {host}: '{second / 'checkpoint-00000002.pt'}' of step 2)")
+    assert result.returncode != 0 and result.stderr.count(expected) == 2, result.stderr[-3000:]  # (each machine)
+    assert not (tmp_path / "run" / "checkpoint-00000006.pt").exists()
+
+
 @pytest.mark.slow
 def test_processes_given_other_settings_are_refused_naming_them_on_each_machine(tmp_path):
     """Another command line on the second machine trained in silence, its gradients averaged into rank
@@ -807,6 +905,34 @@ def test_machines_started_with_other_run_directory_options_are_refused_not_hung(
     said = "the run directory's option = '--run-dir' on rank 0 but '--out' on rank 1"
     assert result.returncode != 0 and result.stderr.count(said) == 2, result.stderr[-3000:]
     assert seconds < 60 and "AttributeError" not in result.stderr, result.stderr[-3000:]  # (torchrun's own follows)
+
+
+def test_a_run_directory_missing_on_another_machine_is_said_as_such(tmp_path, monkeypatch):
+    """With the run on each machine's own disk, a machine without it said click's "Path 'runs/exp' does not
+    exist" to --resume, as if mistyped, and "'runs/exp' has no config.toml ... cannot be resumed" to a
+    repeated --run-dir line, while rank 0's machine had found it."""
+    import re
+    import socket
+
+    from click.testing import CliRunner
+
+    from gan.commands.main import main
+    from gan.commands.train import written_config
+    from gan.core.registry import ConfigError
+
+    for name, value in (("WORLD_SIZE", "2"), ("LOCAL_WORLD_SIZE", "1"), ("RANK", "1"), ("LOCAL_RANK", "0"),
+                        ("MASTER_ADDR", "localhost"), ("MASTER_PORT", "29500")):
+        monkeypatch.setenv(name, value)
+    run_dir = tmp_path / "runs" / "exp"
+    said = (f"'{run_dir}' does not exist on this machine ({socket.gethostname()}): resuming under torchrun needs the "
+            "run directory on a file system every machine reads")
+    resumed = CliRunner().invoke(main, ["train", "--resume", str(run_dir)])
+    assert resumed.exit_code == 2 and said in resumed.output, resumed.output
+    with pytest.raises(ConfigError, match=re.escape(said)):
+        written_config(run_dir)  # (what a repeated --run-dir line reads, once rank 0 found the run to resume)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # (one machine: click's own words)
+    alone = CliRunner().invoke(main, ["train", "--resume", str(run_dir)])
+    assert alone.exit_code == 2 and "does not exist" in alone.output and "machine" not in alone.output, alone.output
 
 
 @pytest.mark.slow

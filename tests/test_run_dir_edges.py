@@ -210,6 +210,16 @@ def test_the_same_line_continues_with_the_cache_folder_of_the_machine_it_runs_on
     assert f'cache_dir = "{requeued_job}"' in (folder / "config.toml").read_text()
 
 
+def test_the_same_line_continues_with_its_own_dist_timeout_s(tmp_path):
+    """torchrun's processes form their group with the line's train.dist_timeout_s before config.toml is read:
+    the line said "(train.dist_timeout_s 3600 -> 20: the first goes on)", waited 20 s, and recorded 3600."""
+    folder = tmp_path / "run"
+    assert train_command(DEMO, *sets(*TINY), "--run-dir", str(folder)).exit_code == 0
+    again = train_command(DEMO, *sets(*TINY, "train.steps=6", "train.dist_timeout_s=20"), "--run-dir", str(folder))
+    assert again.exit_code == 0 and (folder / "checkpoint-00000006.pt").is_file(), again.output
+    assert "dist_timeout_s" not in again.output and "dist_timeout_s = 20" in (folder / "config.toml").read_text()
+
+
 @pytest.mark.parametrize("command", ["train --out RUN", "train --out RUN/samples", "train --run-dir RUN/nested",
                                      "sweep --out RUN"])
 def test_new_runs_are_never_made_inside_a_run_directory(tmp_path, command):

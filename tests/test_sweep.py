@@ -885,11 +885,12 @@ def test_a_new_sweep_into_a_folder_of_other_runs_is_refused(tmp_path):
     assert sorted(path.name for path in out.iterdir()) == ["00000-adversarial=vanilla", "notes"]
 
 
-@pytest.mark.parametrize("rank, said", [("0", True), ("1", False)])
-def test_a_sweep_under_torchrun_is_refused_by_rank_0_alone(tmp_path, monkeypatch, rank, said):
-    # Each process ran the whole sweep; the second was refused by the first's lock, with no word of why.
-    for name, value in (("WORLD_SIZE", "2"), ("RANK", rank), ("LOCAL_RANK", rank), ("MASTER_ADDR", "localhost"),
-                        ("MASTER_PORT", "29500")):
+@pytest.mark.parametrize("rank, local_rank, said", [("0", "0", True), ("1", "1", False), ("2", "0", True)])
+def test_a_sweep_under_torchrun_is_refused_by_rank_0_alone(tmp_path, monkeypatch, rank, local_rank, said):
+    # Each process ran the whole sweep; the second was refused by the first's lock, with no word of why. And
+    # on another machine (rank 2, LOCAL_RANK 0) no process said it: only torchrun's ChildFailedError showed.
+    for name, value in (("WORLD_SIZE", "4"), ("RANK", rank), ("LOCAL_RANK", local_rank),
+                        ("MASTER_ADDR", "localhost"), ("MASTER_PORT", "29500")):
         monkeypatch.setenv(name, value)
     out = tmp_path / "sweep"
     result = CliRunner().invoke(main, ["sweep", str(DEMO), "--grid", "train.seed=1,2", "--out", str(out)])

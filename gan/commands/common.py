@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import socket
 import sys
 from pathlib import Path
 
@@ -74,6 +75,30 @@ def fail(error: Exception | str) -> None:
         error = file_error(error)
     click.echo(f"error: {error}", err=True)
     sys.exit(2)
+
+
+def another_torchrun_process() -> bool:
+    """Whether this is one of torchrun's processes other than rank 0, which all read the same
+    command line: rank 0 alone says what is wrong with it, and on another machine (whose command
+    line may differ) its first process (LOCAL_RANK 0)."""
+    rank = os.environ.get("RANK", "0").strip()
+    local_rank = os.environ.get("LOCAL_RANK", rank).strip()
+    on_another_machine = rank != local_rank
+    return (os.environ.get("WORLD_SIZE", "1").strip() not in ("", "1") and rank != "0"
+            and not (on_another_machine and local_rank == "0"))
+
+
+def on_several_machines() -> bool:
+    """Whether this is a process of a torchrun run over several machines (more processes in all than on
+    this one), each of which reads its own disks."""
+    processes, here = os.environ.get("WORLD_SIZE", "").strip(), os.environ.get("LOCAL_WORLD_SIZE", "").strip()
+    return processes.isdigit() and here.isdigit() and int(processes) > int(here)
+
+
+def missing_on_this_machine(run_dir: Path | str) -> str:
+    """The line for a run directory to resume that another machine of a torchrun run has and this one lacks."""
+    return (f"'{run_dir}' does not exist on this machine ({socket.gethostname()}): resuming under torchrun needs "
+            "the run directory on a file system every machine reads")
 
 
 # What a person can do about the file errors a command meets, by errno.

@@ -17,7 +17,7 @@ from PIL import Image
 from gan import __version__
 from gan.commands.bench import bench
 from gan.commands.cache import cache
-from gan.commands.common import fail, file_error
+from gan.commands.common import another_torchrun_process, fail, file_error
 from gan.commands.compare import compare
 from gan.commands.eval import evaluate
 from gan.commands.export import export
@@ -54,17 +54,6 @@ def _command_line_warnings() -> Iterator[None]:
             yield
         finally:
             warnings.formatwarning = formatwarning
-
-
-def _another_torchrun_process() -> bool:
-    """Whether this is one of torchrun's processes other than rank 0, which all read the same
-    command line: rank 0 alone says what is wrong with it, and on another machine (whose command
-    line may differ) its first process (LOCAL_RANK 0)."""
-    rank = os.environ.get("RANK", "0").strip()
-    local_rank = os.environ.get("LOCAL_RANK", rank).strip()
-    on_another_machine = rank != local_rank
-    return (os.environ.get("WORLD_SIZE", "1").strip() not in ("", "1") and rank != "0"
-            and not (on_another_machine and local_rank == "0"))
 
 
 class Commands(click.Group):
@@ -114,7 +103,7 @@ class Commands(click.Group):
             # Ctrl-C before a command handles stops itself (while torch imports, say): the shell's
             # 128 + signal, not click's "Aborted!" with 1; every file is written atomically
             signum = getattr(stop, "signum", signal.SIGINT)
-            if not _another_torchrun_process():
+            if not another_torchrun_process():
                 name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
                 click.echo(f"error: stopped by {name}", err=True)
             sys.exit(128 + signum)
@@ -174,7 +163,7 @@ def _shows_the_help(error: click.UsageError) -> bool:
 
 
 def _quietly_unless_rank_0(error: click.UsageError) -> None:
-    if _another_torchrun_process():
+    if another_torchrun_process():
         # Rank 0 meets the same error at the same moment: exiting first, this process got it killed by
         # torchrun before it had printed, and the error went unsaid.
         time.sleep(USAGE_ERROR_GRACE_S)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from gan.commands.common import UserPath, fail
+from gan.commands.common import UserPath, another_torchrun_process, fail
 from gan.core.run_folders import refuse_folder_in_a_run
 
 
@@ -71,8 +71,8 @@ def sweep(config: Path, grids: tuple[str, ...], seeds: int, sets: tuple[str, ...
     )
 
     if os.environ.get("WORLD_SIZE", "1").strip() not in ("", "1"):  # started by torchrun: one sweep per process
-        if os.environ.get("RANK", "0").strip() != "0":
-            sys.exit(2)  # (rank 0 says why)
+        if another_torchrun_process():
+            sys.exit(2)  # (rank 0 says why, and each other machine's first process)
         fail("gan sweep starts its runs as processes of its own (--jobs, one GPU each), so torchrun would start "
              "one sweep per process, and each run would read torchrun's variables as its own: run gan sweep "
              "without torchrun, or give --print-commands and start each printed `gan train` under torchrun")

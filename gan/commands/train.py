@@ -16,7 +16,13 @@ from typing import Any
 
 import click
 
-from gan.commands.common import UserPath, fail, file_error
+from gan.commands.common import (
+    UserPath,
+    fail,
+    file_error,
+    missing_on_this_machine,
+    on_several_machines,
+)
 from gan.core.processes import Terminated, gan_launcher, interrupt_on_sigterm
 from gan.core.run_folders import refuse_folder_in_a_run
 
@@ -141,6 +147,8 @@ def run_config_and_trained(run_dir: Path):
     from gan.core.checkpoint import trained_config
     from gan.core.registry import ConfigError
 
+    if on_several_machines() and not run_dir.is_dir():  # (rank 0's machine found it: this one reads its own disks)
+        raise ConfigError(missing_on_this_machine(run_dir))
     path, trained = run_dir / "config.toml", trained_config(run_dir)
     if trained is None and not path.exists():  # (read as nothing, it would be every default)
         raise ConfigError(f"'{run_dir}' has no config.toml, and none of its checkpoints loads to give the run's "
@@ -291,8 +299,9 @@ def noise_rise_causes(before, resolved, step: int, old_noise: float) -> str:
     return "; ".join(causes) or "the changed settings together"
 
 
-# What the same --run-dir line may change: the length of the run, and how strictly files are read.
-SAME_RUN_KEYS = ("train.steps", "data.strict")
+# What the same --run-dir line may change: the length of the run, how strictly files are read, and how long
+# torchrun's processes wait in a collective (their group is formed with the line's before config.toml is read).
+SAME_RUN_KEYS = ("train.steps", "data.strict", "train.dist_timeout_s")
 
 
 def other_settings(written, resolved, halvings: int = 0) -> tuple[list[str], object, bool]:
@@ -542,6 +551,19 @@ def _set_up_and_train(start: _Start, config: Path | None, resume: Path | None, o
     return run(resolved, start.run_dir, torch_device, resume=start.resuming, group=group, on_resume=report)
 
 
+def say_stop_on_another_machine(group, result) -> None:
+    """On a machine other than rank 0's, the stop said by its first process: only torchrun's traceback of
+    its exit code 143 showed there, while rank 0's machine said the checkpoint and how to resume."""
+    from gan.core.checkpoint import checkpoint_path
+
+    # (a stop the processes agreed on: rank 0 saves that step; one while this process waited for data, none)
+    saved = result.checkpoint == checkpoint_path(result.run_dir, result.step)
+    if group.rank != 0 and group.local_rank == 0 and saved:
+        click.echo(f"stopped by {result.interrupted_by} at step {result.step}, with a checkpoint of that step "
+                   f"({result.checkpoint.name}), which rank 0 writes on its machine: its output there says how to "
+                   "resume", err=True)  # (the name alone: rank 0's path to the run may differ from this machine's)
+
+
 def refuse_restarts_into_new_runs(start: _Start, resume: Path | None) -> None:
     """torchrun --max-restarts runs the same command again after a failure, and SLURM a requeued job's
     script (SLURM_RESTART_COUNT above 0): under --out each time a new numbered run from step 0, the
@@ -631,13 +653,24 @@ def _report_failure(start: _Start, error: BaseException) -> None:
         fail(error)
 
 
+class ResumedRunPath(UserPath):
+    """--resume's run directory: on a machine of a torchrun run over several that lacks it, said as such
+    (click's "does not exist" read as a mistyped path, while rank 0's machine had found it)."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and value.strip() and on_several_machines() \
+                and not os.path.lexists(os.path.expanduser(value)):
+            self.fail(missing_on_this_machine(value), param, ctx)
+        return super().convert(value, param, ctx)
+
+
 @click.command()
 @click.argument("config", required=False, type=UserPath(dir_okay=False, path_type=Path))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a config value, e.g. --set train.steps=2000 (repeatable).")
 @click.option("--out", type=UserPath(file_okay=False, path_type=Path), default=Path("runs"), show_default=True,
               help="Folder in which a new numbered run directory is made.")
-@click.option("--resume", type=UserPath(exists=True, path_type=Path),  # (a file is refused with advice)
+@click.option("--resume", type=ResumedRunPath(exists=True, path_type=Path),  # (a file is refused with advice)
               help="Continue the run in this directory from its newest checkpoint.")
 @click.option("--run-dir", type=UserPath(file_okay=False, path_type=Path),
               help="Train in exactly this directory instead of a new numbered one: a new run, or the run "
@@ -688,4 +721,5 @@ def train(config: Path | None, overrides: tuple[str, ...], out: Path, resume: Pa
             if handler is not None:  # (None: one set outside Python, which cannot be put back)
                 signal.signal(signum, handler)
     if result.interrupted_by:  # its name, or another process's stop (torchrun), which is SIGTERM's
+        say_stop_on_another_machine(start.group, result)
         sys.exit(128 + getattr(signal, result.interrupted_by, signal.SIGTERM))

@@ -158,11 +158,14 @@ class StopVote:
     side tasks, after its step's vote). (Agreeing at log points alone left a
     stop 50 slow steps away, past torchrun's 30 s grace before SIGKILL: no checkpoint was written.)"""
 
-    def __init__(self, group: ProcessGroup):
+    def __init__(self, group: ProcessGroup, timeout_s: float = 3600):
         self._group = None
         if group.distributed:
+            # (`timeout_s`: train.dist_timeout_s; torch's default of 30 min kept a process waiting that long for
+            # one of another machine that failed before making the group, whatever the setting said)
+            timeout = timedelta(seconds=timeout_s)
             try:
-                self._group = dist.new_group(backend="gloo")  # (every rank calls it)
+                self._group = dist.new_group(backend="gloo", timeout=timeout)  # (every rank calls it)
             except (RuntimeError, ValueError) as error:  # (a restart's mesh that did not form: a traceback before)
                 _raise_if_a_restart_failed_to_join(error, group, "gloo")
                 raise

@@ -115,6 +115,7 @@ from gan.training.state import (
     changes_since,
     keeps_its_start,
     newest_loadable_checkpoint,
+    refuse_other_checkpoints,
     restore_training_state,
     started_from_one_file,
     training_state,
@@ -467,7 +468,8 @@ def _set_up(config: Config, run_dir: Path, device: torch.device, group: ProcessG
     switches: everything before the first checkpoint is read or written (`sole_writer`: under the run
     directory's lock, which this process holds)."""
     train_config = config.train
-    stop_vote = StopVote(group)  # (a collective: before anything rank 0 alone does, which may fail)
+    # (a collective: before anything rank 0 alone does, which may fail)
+    stop_vote = StopVote(group, train_config.dist_timeout_s)
     seed_everything(train_config.seed)
     # A resume takes every weight from its checkpoint: the run that model.init_generator names need
     # not be there any more (nor at the same relative path).
@@ -523,6 +525,7 @@ def _restore(run: _Run, on_resume: ResumeReport | None) -> None:
     # (under the config's rates and betas; a file whose optimizer or recipe state fails falls back as a damaged one)
     run.last_checkpoint, state = newest_loadable_checkpoint(
         run.run_dir, lambda state, path: restore_training_state(recipe, state, run.config, path))
+    refuse_other_checkpoints(run.last_checkpoint, state["step"], run.group)  # (each machine found its own)
     if on_resume is not None and run.main:
         on_resume(state["config"], state["step"])
     model = state["config"].get("model")  # (the file its generator started from, not the folder it was found in)

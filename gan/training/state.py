@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import socket
 import warnings
 from pathlib import Path
 from typing import Any, Callable
@@ -27,8 +28,9 @@ from gan.core.checkpoint import (
     written_by,
 )
 from gan.core.config import PATH_KEYS, Config, config_to_dict, flatten_config
+from gan.core.distributed import ProcessGroup, gather_objects
 from gan.core.registry import ConfigError
-from gan.core.wording import printable
+from gan.core.wording import first_few, printable
 from gan.recipes.augment import parse_policy
 from gan.recipes.base import RANDOM_START, Recipe
 from gan.training.cuda_graphs import plain_optimizer_state
@@ -59,6 +61,39 @@ def newest_loadable_checkpoint(run_dir: Path, restore: Callable[[dict[str, Any],
     kept = (f"; its best.pt may still load for gan sample, translate or export ('{best}')" if best.is_file() else "")
     raise CheckpointError(f"cannot resume: none of the {len(found)} checkpoints in '{run_dir}' loads (each is named "
                           f"above){kept}; train a new run (another --out), or restore a copy of a checkpoint")
+
+
+def refuse_other_checkpoints(path: Path, step: int, group: ProcessGroup) -> None:
+    """ConfigError on every process of a torchrun run whose processes resumed other checkpoints (each
+    machine lists its own copy of the run directory, or a shared one whose listing lags): one that
+    lacked the newest resumed an older one in silence, its gradients were averaged into rank 0's, and
+    rank 0 saved the mix as the run's. Told apart by file name, step and size, before step 1."""
+    if not group.distributed:
+        return
+    size = path.stat().st_size if path.is_file() else None
+    every = gather_objects({"host": socket.gethostname(), "file": str(path), "step": step, "size": size}, group)
+    identity = [(Path(restored["file"]).name, restored["step"], restored["size"]) for restored in every]
+    differing, named = [], set()
+    for rank in range(1, len(every)):
+        machine = (every[rank]["host"], identity[rank])
+        if identity[rank] != identity[0] and machine not in named:  # (each machine once, not each of its processes)
+            differing.append(rank)
+            named.add(machine)
+    if not differing:
+        return
+    # (the sizes only where they alone tell the files apart: copies of one name and step that differ)
+    sized = any(identity[rank][:2] == identity[0][:2] for rank in differing)
+
+    def described(rank: int) -> str:
+        restored = every[rank]
+        size = f", {restored['size']} bytes" if sized else ""
+        return f"rank {rank} on {restored['host']}: '{restored['file']}' of step {restored['step']}{size}"
+
+    raise ConfigError(f"the processes of this torchrun run resumed other checkpoints ({described(0)}; "
+                      f"{first_few([described(rank) for rank in differing], 3, '; ')}): every machine must read the "
+                      "same run directory, on a file system they share (rank 0 alone writes it: a copy on each "
+                      "machine's own disk falls behind, and a shared one whose listing lags shows the newest later); "
+                      "nothing was trained: resume again once every machine lists the same checkpoints")
 
 
 def started_from_one_file(config: Config) -> Config:
