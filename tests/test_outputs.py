@@ -667,9 +667,8 @@ def test_separate_into_a_folder_holding_other_images_is_refused_not_mixed(demo_r
                                                              "README.txt"]
 
 
-def test_samples_never_go_among_the_images_their_run_reads(tmp_path, monkeypatch):
-    """`--separate faces/fakes` (a new folder inside data.root) was written: a resume trained on the
-    samples as real faces, and a metrics.root holding them scored them as real."""
+def _run_reading_relative_folders(tmp_path: Path, monkeypatch) -> Path:
+    """A 2-step run of tmp_path's faces/ (data.root) and held_out/ (metrics.root), given relative to it."""
     from conftest import tiny_config
 
     from gan.training.loop import train
@@ -681,7 +680,13 @@ def test_samples_never_go_among_the_images_their_run_reads(tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path)
     config = tiny_config("data.dataset=folder", "data.root=faces", "metrics.root=held_out", "metrics.every=2",
                          "metrics.num_samples=4", 'metrics.names=["swd"]', "train.steps=2")
-    run = train(config, tmp_path / "run", torch.device("cpu")).run_dir
+    return train(config, tmp_path / "run", torch.device("cpu")).run_dir
+
+
+def test_samples_never_go_among_the_images_their_run_reads(tmp_path, monkeypatch):
+    """`--separate faces/fakes` (a new folder inside data.root) was written: a resume trained on the
+    samples as real faces, and a metrics.root holding them scored them as real."""
+    run = _run_reading_relative_folders(tmp_path, monkeypatch)
     monkeypatch.chdir(tmp_path / "run")  # (elsewhere: the run's relative folders as its checkpoint recorded them)
     for options in (("--separate", tmp_path / "faces" / "fakes"), ("--out", tmp_path / "held_out" / "grid.png")):
         result = invoke("sample", run, "--n", "2", *options)
@@ -701,18 +706,7 @@ def test_samples_from_an_export_never_go_among_the_images_its_run_reads(tmp_path
     among the training images, and a resume trained on it as a real face."""
     import json
 
-    from conftest import tiny_config
-
-    from gan.training.loop import train
-
-    for folder, count in (("faces", 8), ("held_out", 4)):
-        (tmp_path / folder).mkdir()
-        for index in range(count):
-            random_rgb((40, 40), index).save(tmp_path / folder / f"{index}.png")
-    monkeypatch.chdir(tmp_path)
-    config = tiny_config("data.dataset=folder", "data.root=faces", "metrics.root=held_out", "metrics.every=2",
-                         "metrics.num_samples=4", 'metrics.names=["swd"]', "train.steps=2")
-    run = train(config, tmp_path / "run", torch.device("cpu")).run_dir
+    run = _run_reading_relative_folders(tmp_path, monkeypatch)
     exports = [tmp_path / "g.safetensors", tmp_path / "g.pt"]
     for export in exports:
         assert invoke("export", run, "--out", export).exit_code == 0
