@@ -650,7 +650,8 @@ def test_metrics_root_compares_with_other_real_images(tmp_path):
               "metrics.num_samples=32", "metrics.names=['swd']", f"metrics.cache_dir='{tmp_path / 'cache'}'")
     scores, runs = {}, {}
     for name, root in (("training", ""), ("faces", faces), ("blurred", blurred)):
-        result = train(tiny_config(*common, f"metrics.root='{root}'"), tmp_path / name, CPU, progress_stream=sys.stdout)
+        result = train(tiny_config(*common, f"metrics.root='{root}'"), tmp_path / "runs" / name, CPU,
+                       progress_stream=sys.stdout)  # (not tmp_path / name: "faces" would train among the faces)
         (line,) = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
         scores[name], runs[name] = line, result.run_dir
     assert scores["training"]["num_images"] == 16  # the training images: max_images of them
@@ -911,7 +912,8 @@ def test_metrics_root_is_read_whole_not_by_the_training_split(tmp_path):
               "metrics.every=4", "metrics.num_samples=64", "metrics.names=['swd']",
               f"metrics.cache_dir='{tmp_path / 'cache'}'")
     for name, root, count in (("heldout", heldout, 16), ("whole", celeba, 16), ("training", "", 8)):
-        result = train(tiny_config(*common, f"metrics.root='{root}'"), tmp_path / name, CPU, progress_stream=sys.stdout)
+        result = train(tiny_config(*common, f"metrics.root='{root}'"), tmp_path / "runs" / name, CPU,
+                       progress_stream=sys.stdout)  # (not tmp_path / name: "faces" would train among the faces)
         (line,) = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
         assert line["num_images"] == count, name
 
