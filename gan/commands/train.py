@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import errno
 import functools
-import itertools
 import os
 import signal
 import sys
@@ -464,17 +462,17 @@ class _Start:
     resuming: bool
     group: Any  # torchrun's processes, or just this one (a ProcessGroup)
     existed: bool = dataclasses.field(init=False)  # a failed start removes only a folder it made
-    missing_parents: list[Path] = dataclasses.field(init=False)  # (deepest first: and those it made for it)
+    missing: list[Path] = dataclasses.field(init=False)  # the run directory and the folders made for it
     dist_timeout_s: int | None = None  # train.dist_timeout_s, once the config is read
     # (--out's .run-numbers.lock and folders, where numbering a new run made them: a failed start removes them)
     numbering_made: list[Path] = dataclasses.field(default_factory=list)
     begun: bool = False  # training began (else a process was lost while rank 0 looked at the run directory)
 
     def __post_init__(self) -> None:
+        from gan.core.files import missing_folders
+
         self.existed = self.run_dir is not None and self.run_dir.exists()
-        parents = self.run_dir.absolute().parents if self.run_dir is not None and not self.existed else []
-        missing = itertools.takewhile(lambda parent: not parent.exists(), parents)  # (as written: x/../y makes x)
-        self.missing_parents = [parent for parent in missing if parent.name not in ("..", ".")]
+        self.missing = missing_folders([self.run_dir]) if self.run_dir is not None else []
 
 
 def _check_arguments(config: Path | None, resume: Path | None, run_dir: Path | None, out_given: bool) -> None:
@@ -541,6 +539,7 @@ def _set_up_and_train(start: _Start, config: Path | None, resume: Path | None, o
         refuse_folder_in_a_run(out, "--out")
         start.numbering_made = made_by_numbering(out) if group.is_main else []
         start.run_dir = broadcast_object(create_run_dir(out, config.stem) if group.is_main else None, group)
+        start.missing = [start.run_dir]  # (made by numbering, as --out's folders are)
     run = train_rolling_back if on_nan == "rollback" else run_training
     # (--run-dir continues its run unchanged but for the length, settings_to_continue checked: a
     # longer or shorter run can still move a schedule)
@@ -588,7 +587,7 @@ def refuse_restarts_into_new_runs(start: _Start, resume: Path | None) -> None:
 def _report_failure(start: _Start, error: BaseException) -> None:
     """Say in one line why the start stopped, and exit, for the errors that have such a line; return
     for any other (its traceback follows). A start that failed leaves no run directory it made."""
-    from gan.core.files import RunDirectoryBusy, WriteError, remove_lock_file
+    from gan.core.files import RunDirectoryBusy, WriteError, remove_empty_folders, remove_lock_file
     from gan.core.registry import ConfigError
 
     group, run_dir = start.group, start.run_dir
@@ -596,9 +595,7 @@ def _report_failure(start: _Start, error: BaseException) -> None:
     if (not start.resuming and run_dir is not None and not start.existed and group.is_main
             and not isinstance(error, RunDirectoryBusy)):
         remove_lock_file(run_dir)  # a start that failed leaves no empty run directory, nor the folders made for it
-        with contextlib.suppress(OSError):
-            for folder in (run_dir, *start.missing_parents):
-                folder.rmdir()  # (rmdir keeps any content, another writer's lock among it)
+        remove_empty_folders(start.missing)  # (any content stays, another writer's lock among it)
     if start.numbering_made and not isinstance(error, RunDirectoryBusy):  # (rank 0's alone)
         from gan.training.run_dir import discard_numbering  # (loaded: it listed them)
 
