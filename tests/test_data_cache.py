@@ -6,6 +6,7 @@ import os
 import re
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -1165,3 +1166,20 @@ def test_without_fallocate_a_disk_too_small_for_the_cache_is_an_error_before_a_b
     assert not list((tmp_path / "cache").glob("*.npy*"))
     monkeypatch.undo()  # room again, with posix_fallocate: it builds
     assert next(training_batches(config, build_dataset(config), 2, 0, 0, CPU))["image"].shape == (2, 3, 16, 16)
+
+
+def test_a_cache_slot_of_an_undecodable_file_holds_the_image_standing_in_for_it_uncached(folder, tmp_path):
+    """A block of damaged files: each slot holds the stand-in the uncached loader reads, not the next
+    readable image in every slot of the block."""
+    for index in (3, 4, 5):
+        damage_past_the_header(folder / f"{index:02d}.png")
+    with pytest.warns(UserWarning):
+        config, array_path = build_once(folder, tmp_path)
+    cached = np.load(array_path, mmap_mode="r")
+    dataset = build_dataset(replace(config, cache="off"))
+    with pytest.warns(UserWarning):
+        uncached = [np.asarray(dataset.skip_unreadable(dataset.load, index, 10)).transpose(2, 0, 1)
+                    for index in range(10)]
+    assert all(np.array_equal(cached[index], uncached[index]) for index in range(10))
+    stand_ins = {uncached[index].tobytes() for index in (3, 4, 5)}
+    assert len(stand_ins) == 3  # (each another image)

@@ -58,10 +58,11 @@ from gan.data.decode import ImageReadError, ProcessLimitError, UnreadableImageWa
 from gan.data.image_files import ImageFileDataset
 from gan.data.sampling import ResumableSampler, shard
 
-VERSION = 7  # 2: per-chunk checksums in the header, ctime in the files' fingerprint; 3: ICC profiles applied;
+VERSION = 8  # 2: per-chunk checksums in the header, ctime in the files' fingerprint; 3: ICC profiles applied;
 # 4: colour keys of 2- and 4-bit grey PNGs applied, 16-bit white-is-zero TIFFs inverted; 5: the profiles of
 # palette images, and colour keys under a profile; 6: a PNG's eXIf chunk after its pixels turns nothing;
 # 7: a BMP whose alpha is 0 everywhere read opaque, a float image with highlights above 1 read as 0..1
+# 8: an undecodable file's slot holds the image standing in for it (SkipUnreadable), not the next one
 CHECKSUM_IMAGES = 256  # images per checksum: verifying one chunk reads 12 MiB at 128 px
 # Verified on every open unless data.cache_verify asks for all: chunks of this many bytes at random
 # (~0.3 s: a whole cache of up to ~20,000 images at 64 px, a ninth of CelebA's 202,599), at least 2.
@@ -393,8 +394,8 @@ def _make_use_stamp(stamp: Path) -> None:
 
 
 def _report_undecodable(dataset: ImageFileDataset, undecodable, array_path: Path) -> None:
-    """A reused cache still names the files that failed to decode when it was built (each holds the
-    next readable image there, as in the uncached path), and counts them as skipped."""
+    """A reused cache still names the files that failed to decode when it was built (each slot holds
+    the image that stands in for it, as in the uncached path), and counts them as skipped."""
     if not isinstance(undecodable, list) or not undecodable:
         return
     # (on one line, as the decoder names them: a file name may hold a line end or a terminal's escape)
@@ -403,7 +404,7 @@ def _report_undecodable(dataset: ImageFileDataset, undecodable, array_path: Path
         raise ImageReadError(f"{len(undecodable)} image file(s) could not be decoded when the cache '{array_path}' "
                              f"was built: {named} (data.strict / --strict makes this an error)")
     warnings.warn(f"{len(undecodable)} image file(s) could not be decoded when the cache '{array_path}' was built "
-                  f"and are left out (their slots hold the next readable image): {named}", UnreadableImageWarning,
+                  f"and are left out (each slot holds the readable image that stands in for it in training): {named}", UnreadableImageWarning,
                   stacklevel=4)
     # Marked as met, so that reading one from disk (the first preview, say) neither warns nor counts it again.
     skip, index_of = dataset.skip_unreadable, {str(path): index for index, path in enumerate(dataset.paths)}
@@ -480,7 +481,7 @@ def _build(dataset: ImageFileDataset, array_path: Path, progress_stream) -> list
         progress = Progress(count, 0, progress_stream, unit="image", log_interval=10.0)  # (a log: a line per 10 s)
         shown_at = time.perf_counter()
         for index in range(count):
-            # an undecodable file gets the next readable image, as in the uncached path
+            # an undecodable file gets the readable image that stands in for it uncached
             image = dataset.skip_unreadable(dataset.load, index, count)
             array[index] = np.asarray(image, dtype=np.uint8).transpose(2, 0, 1)
             # by time, not count: large photos or a network disk decode a few a second (every 500th was a

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import itertools
 import json
+import math
 import os
 import random
 import warnings
@@ -40,7 +41,6 @@ CropBox = Callable[[int, int], tuple[int, int, int, int]]
 T = TypeVar("T")
 
 CELEBA_SPLITS = {"train": 0, "valid": 1, "test": 2}
-GONE_IN_A_ROW = 8  # files listed at the start missing one after another, from a folder now without images: emptied
 
 
 def centre_square(width: int, height: int) -> tuple[int, int, int, int]:
@@ -67,11 +67,18 @@ def augmentation_key(key: int | tuple[int, int]) -> tuple[int, int]:
 
 
 class SkipUnreadable:
-    """Loads item `index` with a function, moving on to the next index when a file fails to decode.
+    """Loads item `index` with a function, taking another readable item in its place when a file
+    fails to decode.
 
-    Each skipped file gets one warning naming it and is counted once, whichever DataLoader worker
-    processes meet it (a flag per file, in memory shared with them); with `strict` the error is
-    raised instead. Files damaged past their header and end marker pass the scan and only fail here.
+    The stand-in is fixed per index (the same in every worker and on resume) and spread over the
+    set: `index + k * stride` for k = 1, 2, ..., with a stride about 0.6 of the set and prime to its
+    size, so it visits every item. The next index would stand in for a whole block of damaged
+    neighbours (a bad disk range, a broken copy of one folder), one image counted hundreds of
+    times. A file that failed is not decoded again: each try of a block's files cost a decode of
+    every damaged file after it. Each skipped file gets one warning naming it and is counted once,
+    whichever DataLoader worker processes meet it (a flag per file, in memory shared with them);
+    with `strict` the error is raised instead. Files damaged past their header and end marker pass
+    the scan and only fail here.
     """
 
     def __init__(self, strict: bool, count: int, skipped_at_scan: int = 0, where: str = ""):
@@ -82,44 +89,44 @@ class SkipUnreadable:
         self.failed: set[int] = set()  # indices that failed to decode in this process
 
     def __call__(self, load: Callable[[int], T], index: int, size: int) -> T:
-        gone: list[tuple[int, ImageFileGone]] = []  # files missing in a row since the last one read: not yet said
+        stride = stand_in_stride(size)
         for attempt in range(size):
-            candidate = (index + attempt) % size
+            candidate = (index + attempt * stride) % size
+            if candidate in self.failed or self.failed_anywhere[candidate]:
+                continue  # (it fails again; the same stand-in is reached without it)
             try:
-                item = load(candidate)
+                return load(candidate)
             except ImageFolderGone:  # (each of its files would be skipped and named in turn: thousands of lines)
                 raise
             except ImageReadError as error:
                 if self.strict:
                     raise
-                if isinstance(error, ImageFileGone):
-                    gone.append((candidate, error))
-                    # (a folder emptied: a warning for each of its files; one holding images yet, a few deleted)
-                    if len(gone) == GONE_IN_A_ROW and not _holds_an_image(Path(error.path).parent):
-                        raise _files_gone(gone) from error
-                    continue
-                self._say_skipped([*gone, (candidate, error)])
-                gone = []
-            else:
-                self._say_skipped(gone)  # (a few files deleted: each skipped, and named)
-                return item
-        self._say_skipped(gone)
+                if isinstance(error, ImageFileGone) and not _holds_an_image(Path(error.path).parent):
+                    raise _folder_emptied(Path(error.path)) from error  # (its images moved out: each would be named)
+                self._say_skipped(candidate, error)
         where = f" {self.where}" if self.where else ""
         raise ImageReadError(f"none of the {size} images{where} could be decoded (each is named in a warning above)")
 
-    def _say_skipped(self, failures: list[tuple[int, ImageReadError]]) -> None:
-        for candidate, error in failures:
-            if candidate not in self.failed:
-                self.failed.add(candidate)
-                if not self.failed_anywhere[candidate]:  # not yet met by another worker
-                    self.failed_anywhere[candidate] = True
-                    warnings.warn(f"skipping an unreadable file: {error}", UnreadableImageWarning, stacklevel=4)
+    def _say_skipped(self, candidate: int, error: ImageReadError) -> None:
+        self.failed.add(candidate)
+        if not self.failed_anywhere[candidate]:  # not yet met by another worker
+            self.failed_anywhere[candidate] = True
+            warnings.warn(f"skipping an unreadable file: {error}", UnreadableImageWarning, stacklevel=4)
 
     @property
     def num_skipped(self) -> int:
         """Files skipped so far: unreadable headers at start plus the files that failed to decode in
         this process or its workers, each counted once."""
         return self.skipped_at_scan + int(self.failed_anywhere.sum())
+
+
+def stand_in_stride(size: int) -> int:
+    """The step from an unreadable item to the one read in its place (`SkipUnreadable`): near the
+    golden section of `size` and prime to it, so the steps visit every item once."""
+    stride = max(1, round(size * 0.618))
+    while math.gcd(stride, size) != 1:
+        stride += 1
+    return stride
 
 
 def _holds_an_image(folder: Path) -> bool:
@@ -131,11 +138,10 @@ def _holds_an_image(folder: Path) -> bool:
         return False
 
 
-def _files_gone(gone: list[tuple[int, ImageFileGone]]) -> ImageFolderGone:
-    first = Path(gone[0][1].path)
-    return ImageFolderGone(f"{len(gone)} image files in a row, from '{one_line(first)}' on, are gone from "
-                           f"'{one_line(first.parent)}' (moved, renamed or deleted since the data set was listed): "
-                           "the data changed under this command")
+def _folder_emptied(path: Path) -> ImageFolderGone:
+    return ImageFolderGone(f"image file '{one_line(path)}' is gone from '{one_line(path.parent)}', which holds no "
+                           "image now (its images moved, renamed or deleted since the data set was listed): the data "
+                           "changed under this command")
 
 
 def preview_items(dataset: Dataset, num_samples: int) -> list:
@@ -150,8 +156,8 @@ def preview_items(dataset: Dataset, num_samples: int) -> list:
 
 def readable_items(dataset: Dataset, indices: Iterable[int] | None = None) -> Iterator[dict[str, torch.Tensor]]:
     """The items of an evaluation set (or of its `indices`) in order, leaving out each whose file
-    fails to decode (named in the dataset's warning): the next image, which a training set puts
-    in its place, would count twice."""
+    fails to decode (named in the dataset's warning): the image a training set puts in its
+    place would count twice."""
     skip = getattr(dataset, "skip_unreadable", None)
     failed = getattr(dataset, "item_failed", None)  # (a data set of several files an item, unpaired)
     for index in range(len(dataset)) if indices is None else indices:

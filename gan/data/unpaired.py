@@ -63,8 +63,8 @@ class UnpairedImages(Dataset):
 
     def domain_images(self, name: str, limit: int = 0) -> list[torch.Tensor]:
         """Every image of domain `name` ("a" or "b") of an evaluation set once (the first `limit`, if
-        given), in order, leaving out each whose file fails to decode: the next image, put in its
-        place, would count twice."""
+        given), in order, leaving out each whose file fails to decode: the image training puts in
+        its place would count twice."""
         paths = self.a_paths if name == "a" else self.b_paths
         images = []
         for index in range(len(paths)):
