@@ -842,3 +842,29 @@ def test_an_images_augmentation_is_drawn_afresh_each_epoch():
     for index, seed in drawn:
         seeds_of.setdefault(index, []).append(seed)
     assert sorted(seeds_of) == list(range(8)) and all(len(set(seeds)) == 4 for seeds in seeds_of.values())
+
+
+def test_a_nas_shares_thumbnails_and_recycle_bins_are_left_out_with_one_warning(tmp_path):
+    """A Synology share of 200 photos trained on 900: three thumbnails of each photo in `@eaDir/<photo>/`
+    (and each of those folders, named like its photo, warned of as an unreadable image), and the files
+    deleted into `#recycle/` and Windows' `$RECYCLE.BIN/`."""
+    from gan.data.decode import find_images
+
+    share = tmp_path / "share"
+    photos = [share / "2019" / f"img_{index}.png" for index in range(3)]
+    for index, photo in enumerate(photos):
+        photo.parent.mkdir(parents=True, exist_ok=True)
+        random_rgb((16, 16), index).save(photo)
+        thumbnails = share / "2019" / "@eaDir" / photo.name
+        thumbnails.mkdir(parents=True)
+        random_rgb((8, 8), index).save(thumbnails / "SYNOPHOTO_THUMB_S.png")
+    for deleted in ("#recycle/old/a.png", "$RECYCLE.BIN/S-1-5-21/$R0AB12.png", "System Volume Information/x.png"):
+        (share / deleted).parent.mkdir(parents=True)
+        random_rgb((16, 16), 9).save(share / deleted)
+    with pytest.warns(UnreadableImageWarning) as said:
+        assert find_images(share) == photos
+    (message,) = [str(warning.message) for warning in said]
+    assert message.startswith(f"left out 4 system folder(s) under '{share}' (a NAS's thumbnails") and message.endswith("and 1 more")
+    photos[0].parent.rename(share / "$Recycle.Bin")  # (a case Windows keeps too)
+    with pytest.raises(FileNotFoundError, match="no images found"), pytest.warns(UnreadableImageWarning):
+        find_images(share)

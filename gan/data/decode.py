@@ -25,7 +25,7 @@ except ImportError:  # (POSIX only)
 
 from gan.core.files import LOCK_NAME
 from gan.core.progress import DelayedProgress
-from gan.core.wording import one_line
+from gan.core.wording import first_few, one_line
 
 
 def pillow_has_module(name: str) -> bool:
@@ -573,7 +573,8 @@ def folders_overlap(first: Path, second: Path) -> str | None:
 def find_images(root: Path, recursive: bool = True) -> list[Path]:
     """Image files (by extension, any case) under `root`, sorted; errors if there are none.
 
-    Hidden files and folders (a leading dot: `.ipynb_checkpoints/`, `.thumbnails/`) are left out.
+    Hidden files and folders (a leading dot: `.ipynb_checkpoints/`, `.thumbnails/`) are left out, and
+    system folders (`SYSTEM_FOLDERS`: a NAS's thumbnails, recycle bins) with one warning.
     Linked folders are followed, each real folder once, so a link loop ends. Files in other formats
     Pillow knows (.psd, .ico, .pdf, ...), and photos in formats it lacks (.heic, cameras' RAW), are left
     out with one warning that counts them (or, where they are all there is, in the error).
@@ -582,9 +583,9 @@ def find_images(root: Path, recursive: bool = True) -> list[Path]:
         raise FileNotFoundError(f"image folder '{root}' does not exist{file_on_the_way(root) or relative_to_here(root)}")
     if not root.is_dir():
         raise NotADirectoryError(f"'{root}' is not a folder of images")
-    paths, other_formats, runs, unlisted = [], Counter(), [], []
+    paths, other_formats, runs, unlisted, system = [], Counter(), [], [], []
     try:
-        entries = list(_walk(root, runs, unlisted) if recursive else root.iterdir())
+        entries = list(_walk(root, runs, unlisted, system) if recursive else root.iterdir())
     except OSError as error:
         unlisted.append(error)
         entries = []
@@ -613,6 +614,10 @@ def find_images(root: Path, recursive: bool = True) -> list[Path]:
                       f"({', '.join(map(str, runs[:3]))}{', ...' if len(runs) > 3 else ''}): their sample grids are "
                       "a run's outputs, not images to train or score on; keep runs outside the data folders",
                       stacklevel=2)
+    if system:
+        named = first_few([f"'{one_line(path)}'" for path in system], 3)
+        warnings.warn(f"left out {len(system)} system folder(s) under '{root}' (a NAS's thumbnails, a recycle bin, "
+                      f"...), with any images in them: {named}", UnreadableImageWarning, stacklevel=2)
     if not paths:
         where = "under" if recursive else "in"
         found = f", but {_in_other_formats(other_formats)}" if other_formats else ""
@@ -630,10 +635,18 @@ def _in_other_formats(counts: Counter, place: str = "") -> str:
             f"convert them to PNG or JPEG to use them{raw}")
 
 
-def _walk(root: Path, runs: list[Path], unlisted: list[OSError]) -> Iterator[Path]:
+# Folders that systems keep among a person's files (lower case): Synology's per-photo thumbnails and
+# recycle bin, QNAP's, Windows', a file system's, macOS zips' resource forks. Their images are thumbnails
+# of the photos beside them or files deleted: a NAS share of 200 photos trained on 900.
+SYSTEM_FOLDERS = frozenset({"@eadir", "#recycle", "#snapshot", "@recycle", "@recently-snapshot", "$recycle.bin",
+                            "system volume information", "lost+found", "__macosx"})
+
+
+def _walk(root: Path, runs: list[Path], unlisted: list[OSError], system: list[Path]) -> Iterator[Path]:
     """Every entry under `root`, following linked folders but never into a real folder twice (a link
-    to a parent would loop), and leaving out hidden folders and run directories (added to `runs`:
-    `--out` inside the data folder would otherwise train a resumed run on its own samples).
+    to a parent would loop), and leaving out hidden folders, system folders (added to `system`) and run
+    directories (added to `runs`: `--out` inside the data folder would otherwise train a resumed run on
+    its own samples).
     Linked folders are walked after every real one, so a folder reached both ways is listed by its
     real path, whatever the link's name (a link sorting first took it, and outputs named after the
     images moved under the link's name). Folders are listed too: one named like an image is then
@@ -652,7 +665,8 @@ def _walk(root: Path, runs: list[Path], unlisted: list[OSError]) -> Iterator[Pat
                 runs.append(Path(folder))
                 subfolders.clear()
                 continue
-            visible = sorted(name for name in subfolders if not name.startswith("."))
+            system += [Path(folder) / name for name in subfolders if name.lower() in SYSTEM_FOLDERS]
+            visible = sorted(name for name in subfolders if not name.startswith(".") and name.lower() not in SYSTEM_FOLDERS)
             linked = [name for name in visible if os.path.islink(os.path.join(folder, name))]
             tops += [Path(folder) / name for name in linked]
             subfolders[:] = [name for name in visible if name not in linked]  # (os.walk would not enter them)
