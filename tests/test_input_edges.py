@@ -506,6 +506,11 @@ def test_a_partition_file_with_a_byte_order_mark_keeps_its_first_entry(tmp_path)
     (tmp_path / "list_eval_partition.txt").symlink_to(tmp_path / "gone.txt")
     with pytest.raises(FileNotFoundError, match=r"list_eval_partition.txt' is a broken or looping symbolic link"):
         celeba_dataset(tmp_path, 8, split="train")
+    (tmp_path / "list_eval_partition.txt").unlink()
+    (tmp_path / "list_eval_partition.txt").mkdir()  # (it said to put the file where this folder is)
+    with pytest.raises(FileNotFoundError, match=r"list_eval_partition.txt' is a folder, where CelebA's "
+                                                r"list_eval_partition.txt is looked for: put the file there in its"):
+        celeba_dataset(tmp_path, 8, split="train")
 
 
 def test_a_folder_of_undecodable_images_names_the_folder(tmp_path):

@@ -425,9 +425,10 @@ def _read_partition(image_dir: Path) -> tuple[Path, dict[str, int]]:
     """(the partition file, each image's name without extension -> 0, 1 or 2)."""
     candidates = partition_candidates(image_dir)
     for path in candidates:
-        if path.is_symlink() and not path.is_file():
-            raise PartitionFileError(f"'{path}' is {regular_file_problem(path)}: link it to CelebA's "
-                                    "list_eval_partition.txt, or use data.split=\"all\"")
+        if (path.is_symlink() or path.exists()) and not path.is_file():  # (a folder of its name: "put it there")
+            problem = "a folder" if path.is_dir() else regular_file_problem(path)
+            raise PartitionFileError(f"'{path}' is {problem}, where CelebA's {path.name} is looked for: put the "
+                                    "file there in its place, or use data.split=\"all\"")
         if path.is_file():
             return path, read_partition_file(path)
     raise PartitionFileError(
