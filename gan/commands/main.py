@@ -188,8 +188,8 @@ def main() -> None:
     gan bench --baseline baseline.py                 # speed against a plain baseline
     gan cache list                                   # decoded-image caches
     torchrun --nproc_per_node=4 -m gan train experiments/dcgan_celeba128.toml
-    gan sweep experiments/dcgan_demo.toml --grid loss.preset=hinge,lsgan --seeds 3 --out sweeps/loss
-    gan compare sweeps/loss                          # the sweep's table and curves
+    gan sweep experiments/dcgan_demo.toml --grid loss.preset=hinge,lsgan --seeds 3 --out sweeps/presets
+    gan compare sweeps/presets                       # the sweep's table and curves
     tensorboard --logdir runs                        # compare runs
     """
 

@@ -449,7 +449,7 @@ def sample(source: Path, count: int, out: Path | None, separate: Path | None, se
     \b
     Examples:
       gan sample runs/00000-dcgan_demo --n 64 --out faces.png
-      gan sample runs/00000-dcgan_demo/checkpoint-00002000.pt --n 16 --seed 7 --out seven.png
+      gan sample runs/00000-dcgan_demo/checkpoint-00001500.pt --n 16 --seed 7 --out seven.png
       gan sample runs/00000-dcgan_demo --n 100 --separate faces/      # one PNG per sample
       gan sample runs/00000-dcgan_demo --interpolate 10 --n 6 --out walk.png
       gan sample runs/00000-dcgan_demo --best --n 64 --out best.png   # the checkpoint best by SWD

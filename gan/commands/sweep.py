@@ -43,7 +43,7 @@ def sweep(config: Path, grids: tuple[str, ...], seeds: int, sets: tuple[str, ...
 
     \b
     Examples:
-      gan sweep experiments/dcgan_demo.toml --grid loss.adversarial=vanilla,lsgan,hinge --seeds 3 --out sweeps/loss
+      gan sweep experiments/dcgan_demo.toml --grid loss.adversarial=vanilla,lsgan,hinge --seeds 3 --out sweeps/adversarial
       gan sweep experiments/dcgan_demo.toml --grid train.g_lr=1e-4,2e-4 --grid train.d_lr=1e-4,4e-4 --out sweeps/lr
       gan sweep experiments/dcgan_celeba64.toml --grid loss.adversarial=hinge,lsgan --set loss.label_smoothing=0 \\
           --out sweeps/c64 --print-commands
