@@ -164,6 +164,22 @@ def test_the_legend_names_every_group_also_one_without_the_first_panel(tmp_path)
     assert drawn["loss/d"] == ["dcgan (n=1)"] and drawn["legend"] == ["dcgan (n=1)", "other (n=2)"]
 
 
+def test_a_runs_speed_is_its_images_over_its_training_time():
+    """The mean of the windows' rates overstated it (11% where they swung 184..976 img/s), and a
+    short last window (train.steps not a multiple of log.every) counted as a whole one."""
+    from gan.tools.compare import training_speed
+
+    # windows of 50 steps at 100 and 200 img/s, then 10 steps at 400: 110 units of steps in
+    # 50/100 + 50/200 + 10/400 units of time
+    steps, rates = np.array([50, 100, 110]), np.array([100.0, 200.0, 400.0])
+    assert training_speed(steps, rates) == pytest.approx(110 / (50 / 100 + 50 / 200 + 10 / 400))
+    # a resume between log points: the first window after it is not logged (its first step is
+    # perf/first_step_s), so the gap across it counts as one window
+    resumed = training_speed(np.array([50, 100, 200, 250]), np.array([100.0, 100.0, 200.0, 100.0]))
+    assert resumed == pytest.approx(200 / (50 / 100 + 50 / 100 + 50 / 200 + 50 / 100))
+    assert training_speed(np.array([50]), np.array([120.0])) == 120.0
+
+
 def test_the_table_gives_mean_and_std_over_seeds(sweep, tmp_path):
     table, summaries = compare([sweep], None, tmp_path / "out")
     hinge, lsgan = summaries

@@ -85,7 +85,7 @@ def test_a_file_damaged_past_its_header_is_skipped_when_loaded(tmp_path):
     assert len(dataset) == 2  # passes the header scan
     with pytest.warns(UnreadableImageWarning, match="a_damaged.jpg"):
         item = dataset[0]["image"]
-    assert torch.equal(item, dataset[1]["image"])  # the next image stands in
+    assert torch.equal(item, dataset[1]["image"])  # the other image stands in (of two, the next)
     assert dataset.num_skipped == 1
     strict = image_folder_dataset(tmp_path, resolution=8, strict=True)
     with pytest.raises(ImageReadError, match="a_damaged.jpg"):
@@ -132,12 +132,26 @@ def test_a_data_folder_emptied_mid_run_ends_the_reading_at_once_naming_it(tmp_pa
         (folder / f"{index:02d}.png").rename(tmp_path / f"{index:02d}.png")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # (no file skipped and named)
-        with pytest.raises(ImageFolderGone, match=f"image file '{folder / '12.png'}' is gone from '{folder}', which "
-                                                  "holds no image now \\(its images moved, renamed or deleted"):
+        with pytest.raises(ImageFolderGone, match=f"9 listed image files are gone from '{folder}', which holds no "
+                                                  "image now \\('12.png' among them; moved, renamed or deleted"):
             dataset[12]
     (tmp_path / "00.png").rename(folder / "00.png")  # one back: the files gone are skipped, each named, until it
     with pytest.warns(UnreadableImageWarning, match="12.png"):
         assert torch.equal(dataset[12]["image"], dataset[0]["image"])
+
+
+def test_a_photo_deleted_from_a_folder_of_one_photo_is_skipped_not_taken_for_the_data_gone(tmp_path):
+    """LFW's layout, a folder per person, most holding one photo: one photo deleted mid-run stopped
+    the run, as if the data set had been moved away."""
+    people = tmp_path / "lfw"
+    for index in range(12):
+        (people / f"person{index}").mkdir(parents=True)
+        random_rgb((16, 16), index).save(people / f"person{index}" / f"{index}.png")
+    dataset = image_folder_dataset(people, resolution=8)
+    (people / "person2" / "2.png").unlink()
+    with pytest.warns(UnreadableImageWarning, match="2.png"):
+        dataset[dataset.paths.index(people / "person2" / "2.png")]
+    assert dataset.num_skipped == 1
 
 
 def test_a_block_of_damaged_files_is_stood_in_for_by_as_many_images_each_decoded_once(tmp_path, monkeypatch):
@@ -868,3 +882,20 @@ def test_a_nas_shares_thumbnails_and_recycle_bins_are_left_out_with_one_warning(
     photos[0].parent.rename(share / "$Recycle.Bin")  # (a case Windows keeps too)
     with pytest.raises(FileNotFoundError, match="no images found"), pytest.warns(UnreadableImageWarning):
         find_images(share)
+
+
+def test_an_evaluations_record_of_its_images_passes_over_the_thumbnails_a_nas_adds(tmp_path):
+    """`gan eval` again on the same faces was refused ("files added, removed or changed since") once
+    a Synology indexer had put thumbnails in `@eaDir/`, which no listing reads."""
+    from gan.commands.eval import contents_digest
+
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    for index in range(3):
+        random_rgb((16, 16), index).save(faces / f"{index}.png")
+    before = contents_digest(faces)
+    (faces / "@eaDir" / "0.png").mkdir(parents=True)
+    random_rgb((8, 8), 0).save(faces / "@eaDir" / "0.png" / "SYNOPHOTO_THUMB_S.png")
+    assert contents_digest(faces) == before
+    random_rgb((16, 16), 5).save(faces / "3.png")
+    assert contents_digest(faces) != before

@@ -908,7 +908,7 @@ def test_a_file_the_cache_could_not_decode_is_counted_once_when_it_is_read_again
     dataset = build_dataset(config)
     with pytest.warns(UserWarning, match="could not be decoded when the cache") as said:
         next(training_batches(config, dataset, 2, 0, 0, CPU))
-        assert dataset.skip_unreadable(dataset.load, 5, len(dataset)) is not None  # (its neighbour, from disk)
+        assert dataset.skip_unreadable(dataset.load, 5, len(dataset)) is not None  # (its stand-in, from disk)
     assert dataset.skip_unreadable.num_skipped == 1
     assert not [warning for warning in said if "skipping an unreadable file" in str(warning.message)]
 

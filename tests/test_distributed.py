@@ -111,6 +111,29 @@ def test_two_gloo_processes_build_the_data_cache_once_and_train(tmp_path, shared
     assert "256 training images" in result.stderr and "done: 3 steps" in result.stderr
 
 
+def test_a_process_other_than_rank_0_says_only_what_its_own_share_of_the_files_did(tmp_path):
+    """What the listing left out (system folders, other formats, folders it could not list) printed
+    once per process; the files a process decodes, it names itself."""
+    import warnings
+
+    from gan.commands.train import leave_the_talking_to_rank_0
+    from gan.data.decode import find_images
+    from gan.data.image_files import image_folder_dataset
+
+    faces = tmp_path / "faces"
+    (faces / "@eaDir").mkdir(parents=True)
+    for index in range(2):
+        Image.new("RGB", (16, 16), (index, 0, 0)).save(faces / f"{index}.png")
+    (faces / "photo.heic").write_bytes(b"\0")
+    dataset = image_folder_dataset(faces, resolution=8)
+    (faces / "0.png").unlink()
+    with warnings.catch_warnings(record=True) as said:
+        leave_the_talking_to_rank_0()
+        find_images(faces)
+        dataset[0]
+    assert [str(warning.message).split(":")[0] for warning in said] == ["skipping an unreadable file"]
+
+
 def test_the_process_group_waits_as_long_as_train_dist_timeout_s(monkeypatch):
     from datetime import timedelta
 

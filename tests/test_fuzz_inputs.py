@@ -95,7 +95,7 @@ def test_each_bad_file_is_read_or_skipped_with_a_warning_naming_it(bad_folder):
     assert images.shape[1:] == (3, 16, 16) and torch.isfinite(images).all()
     assert images.min() >= -1 and images.max() <= 1
     late = [str(w.message) for w in caught if issubclass(w.category, UnreadableImageWarning)]
-    assert len(late) == 1 and "damaged.jpg" in late[0]  # warned once, then its slot takes the next image
+    assert len(late) == 1 and "damaged.jpg" in late[0]  # warned once, then its slot takes its stand-in
 
 
 def test_a_training_run_over_the_bad_folder_finishes_and_reports_the_skips(bad_folder, tmp_path, capsys):

@@ -177,6 +177,11 @@ def test_lower_case_a_and_b_folders_are_sides_and_two_other_folders_of_single_im
     (tmp_path / "input" / "README.txt").write_text("inputs and targets")
     with pytest.raises(ValueError, match=r"two folders of single images \(input/ and target/\)"):
         paired_dataset(tmp_path / "input", "all", 32)
+    # so did an empty system folder beside them (ext4's lost+found, a USB drive's $RECYCLE.BIN)
+    for system in ("lost+found", "$RECYCLE.BIN"):
+        (tmp_path / "input" / system).mkdir()
+    with pytest.raises(ValueError, match=r"two folders of single images \(input/ and target/\)"):
+        paired_dataset(tmp_path / "input", "all", 32)
 
 
 def test_a_b_images_beside_a_and_b_folders_are_warned_of_as_left_out(tmp_path):
@@ -310,7 +315,7 @@ def test_pairs_whose_sides_differ_in_aspect_ratio_are_named_in_one_warning_or_re
 
 
 def test_a_validation_image_that_fails_to_decode_is_left_out_of_the_mean_not_replaced(tmp_path):
-    """A training set puts the next image in a broken one's place; a validation mean doing so
+    """A training set puts another image in a broken one's place; a validation mean doing so
     would count that image twice."""
     import warnings
 

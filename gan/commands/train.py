@@ -43,8 +43,9 @@ def leave_the_talking_to_rank_0() -> None:
     for category in (UnreadableImageWarning, LargeImageWarning, ColourProfileWarning, ColourKeyWarning,
                      TransparentImageWarning, ClippedHighlightsWarning):
         warnings.filterwarnings("default", category=category)
-    # (the scan's own, by header, is the same in every process)
+    # (the scan's own, by header, and the listing's folders and files left out, are the same in every process)
     warnings.filterwarnings("ignore", message="skipping unreadable image", category=UnreadableImageWarning)
+    warnings.filterwarnings("ignore", message="left out ", category=UnreadableImageWarning)
 
 
 # gloo's words for a collective that waited past the process group's timeout, and NCCL's watchdog's

@@ -397,7 +397,7 @@ def read_rgb(path: str | Path) -> Image.Image:
         if not Path(path).parent.is_dir():
             raise ImageFolderGone(f"cannot read image '{one_line(path)}': its folder '{one_line(Path(path).parent)}' "
                                   "is gone (moved, renamed or unmounted since it was listed)") from error
-        if not os.path.lexists(path):  # (several in a row from a folder emptied: `SkipUnreadable` says so once)
+        if not os.path.lexists(path):  # (many from a folder emptied: `SkipUnreadable` says so once)
             gone = ImageFileGone(f"cannot read image '{one_line(path)}': {decode_problem(error)}")
             gone.path = str(path)
             raise gone from error
@@ -439,7 +439,7 @@ def check_header(path: Path) -> str | None:
 
 # How a whole file of these formats ends. A file cut short (a copy or an unpack stopped) still has
 # its header: found only when decoded, it would be counted among data.max_images and the training
-# images, then replaced by its neighbour, which would be drawn twice as often. (MPO: a phone's
+# images, then replaced by a stand-in, which would be drawn twice as often. (MPO: a phone's
 # JPEG with a second picture.)
 COMPLETE_ENDINGS = {"JPEG": b"\xff\xd9", "MPO": b"\xff\xd9", "PNG": b"IEND\xaeB`\x82"}
 TAIL_BYTES = 64  # a marker this near the end: the common case, one small read
@@ -642,6 +642,11 @@ SYSTEM_FOLDERS = frozenset({"@eadir", "#recycle", "#snapshot", "@recycle", "@rec
                             "system volume information", "lost+found", "__macosx"})
 
 
+def left_out_of_listing(folder_name: str) -> bool:
+    """Whether image listings pass over a folder of this name: hidden, or a system's (`SYSTEM_FOLDERS`)."""
+    return folder_name.startswith(".") or folder_name.lower() in SYSTEM_FOLDERS
+
+
 def _walk(root: Path, runs: list[Path], unlisted: list[OSError], system: list[Path]) -> Iterator[Path]:
     """Every entry under `root`, following linked folders but never into a real folder twice (a link
     to a parent would loop), and leaving out hidden folders, system folders (added to `system`) and run
@@ -666,7 +671,7 @@ def _walk(root: Path, runs: list[Path], unlisted: list[OSError], system: list[Pa
                 subfolders.clear()
                 continue
             system += [Path(folder) / name for name in subfolders if name.lower() in SYSTEM_FOLDERS]
-            visible = sorted(name for name in subfolders if not name.startswith(".") and name.lower() not in SYSTEM_FOLDERS)
+            visible = sorted(name for name in subfolders if not left_out_of_listing(name))
             linked = [name for name in visible if os.path.islink(os.path.join(folder, name))]
             tops += [Path(folder) / name for name in linked]
             subfolders[:] = [name for name in visible if name not in linked]  # (os.walk would not enter them)

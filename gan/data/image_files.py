@@ -41,6 +41,9 @@ CropBox = Callable[[int, int], tuple[int, int, int, int]]
 T = TypeVar("T")
 
 CELEBA_SPLITS = {"train": 0, "valid": 1, "test": 2}
+# Listed files found gone from one folder that now holds no image: it was emptied (its images moved
+# out), not a file or two deleted (LFW's one-photo folders: one photo deleted is skipped)
+GONE_FROM_A_FOLDER = 8
 
 
 def centre_square(width: int, height: int) -> tuple[int, int, int, int]:
@@ -86,32 +89,47 @@ class SkipUnreadable:
         self.where = where
         self.skipped_at_scan = skipped_at_scan
         self.failed_anywhere = torch.zeros(count, dtype=torch.bool).share_memory_()
-        self.failed: set[int] = set()  # indices that failed to decode in this process
+        self.failed: set[int] = set()  # indices that failed to decode, here or in a worker (once met here)
+        self.gone_from: Counter[Path] = Counter()  # listed files found gone, by folder
 
     def __call__(self, load: Callable[[int], T], index: int, size: int) -> T:
         stride = stand_in_stride(size)
+        gone: list[tuple[int, ImageFileGone]] = []  # files missing in a row since the last one read: not yet said
         for attempt in range(size):
             candidate = (index + attempt * stride) % size
             if candidate in self.failed or self.failed_anywhere[candidate]:
+                self.failed.add(candidate)  # (a worker's: an evaluation of this set leaves it out too)
                 continue  # (it fails again; the same stand-in is reached without it)
             try:
-                return load(candidate)
+                item = load(candidate)
             except ImageFolderGone:  # (each of its files would be skipped and named in turn: thousands of lines)
                 raise
             except ImageReadError as error:
                 if self.strict:
                     raise
-                if isinstance(error, ImageFileGone) and not _holds_an_image(Path(error.path).parent):
-                    raise _folder_emptied(Path(error.path)) from error  # (its images moved out: each would be named)
-                self._say_skipped(candidate, error)
+                if isinstance(error, ImageFileGone):
+                    gone.append((candidate, error))
+                    folder = Path(error.path).parent
+                    self.gone_from[folder] += 1
+                    # (a folder emptied, CelebA's moved out: a warning for each of its files, else)
+                    if self.gone_from[folder] >= GONE_FROM_A_FOLDER and not _holds_an_image(folder):
+                        raise _folder_emptied(folder, self.gone_from[folder], Path(gone[0][1].path)) from error
+                    continue
+                self._say_skipped([*gone, (candidate, error)])
+                gone = []
+            else:
+                self._say_skipped(gone)  # (a few files deleted: each skipped, and named)
+                return item
+        self._say_skipped(gone)
         where = f" {self.where}" if self.where else ""
         raise ImageReadError(f"none of the {size} images{where} could be decoded (each is named in a warning above)")
 
-    def _say_skipped(self, candidate: int, error: ImageReadError) -> None:
-        self.failed.add(candidate)
-        if not self.failed_anywhere[candidate]:  # not yet met by another worker
-            self.failed_anywhere[candidate] = True
-            warnings.warn(f"skipping an unreadable file: {error}", UnreadableImageWarning, stacklevel=4)
+    def _say_skipped(self, failures: list[tuple[int, ImageReadError]]) -> None:
+        for candidate, error in failures:
+            self.failed.add(candidate)
+            if not self.failed_anywhere[candidate]:  # not yet met by another worker
+                self.failed_anywhere[candidate] = True
+                warnings.warn(f"skipping an unreadable file: {error}", UnreadableImageWarning, stacklevel=4)
 
     @property
     def num_skipped(self) -> int:
@@ -138,10 +156,10 @@ def _holds_an_image(folder: Path) -> bool:
         return False
 
 
-def _folder_emptied(path: Path) -> ImageFolderGone:
-    return ImageFolderGone(f"image file '{one_line(path)}' is gone from '{one_line(path.parent)}', which holds no "
-                           "image now (its images moved, renamed or deleted since the data set was listed): the data "
-                           "changed under this command")
+def _folder_emptied(folder: Path, count: int, first: Path) -> ImageFolderGone:
+    return ImageFolderGone(f"{count} listed image files are gone from '{one_line(folder)}', which holds no image now "
+                           f"('{one_line(first.name)}' among them; moved, renamed or deleted since the data set was "
+                           "listed): the data changed under this command")
 
 
 def preview_items(dataset: Dataset, num_samples: int) -> list:

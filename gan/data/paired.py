@@ -26,6 +26,7 @@ from gan.data.decode import (
     find_images,
     folders_overlap,
     header_size,
+    left_out_of_listing,
     read_rgb,
     readable_images,
     relative_to_here,
@@ -274,7 +275,8 @@ def refuse_two_folders_of_single_images(root: Path) -> None:
         other = "B" if sides == ["A"] else "A"
         raise ValueError(f"'{root}' has {sides[0]}/ but no {other}/: pairs in folders take both, A/ the inputs and B/ "
                          "the targets, their files paired by name")
-    folders = sorted(sub for sub in root.iterdir() if sub.is_dir() and not sub.name.startswith("."))
+    # (an empty lost+found/ or $RECYCLE.BIN/ beside them made three folders, and single photos trained as pairs)
+    folders = sorted(sub for sub in root.iterdir() if sub.is_dir() and not left_out_of_listing(sub.name))
     if len(folders) != 2:
         return
     try:

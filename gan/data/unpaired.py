@@ -56,7 +56,7 @@ class UnpairedImages(Dataset):
         return sum(skip.num_skipped for skip in self.skip_unreadable.values())
 
     def item_failed(self, index: int) -> bool:
-        """Whether evaluation item `index`, once loaded, holds a neighbour in place of a file of either
+        """Whether evaluation item `index`, once loaded, holds a stand-in in place of a file of either
         domain that failed to decode (`readable_items` leaves such items out)."""
         return (index % len(self.a_paths) in self.skip_unreadable["a"].failed
                 or index % len(self.b_paths) in self.skip_unreadable["b"].failed)

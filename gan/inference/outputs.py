@@ -29,6 +29,7 @@ from typing import Iterable, Sequence
 from gan.core.checkpoint import holds_training_state
 from gan.core.files import LOCK_NAME, MAX_NAME_BYTES, other_owner, remove_stale_temps
 from gan.core.run_folders import RUN_CONFIG, is_run_directory, is_training_state_name, resolved
+from gan.data.decode import left_out_of_listing
 
 # What training writes into its run directory besides its state: refused there even before it
 # exists, since training would later append to it or read it back.
@@ -118,8 +119,8 @@ def refuse_joining_run_data(outputs: Sequence[Path], folders: list[tuple[str, Pa
 
 
 def _left_out_of_data(folder: Path) -> bool:
-    """Whether reading a data set leaves `folder` out (`gan.data.decode`'s walk): hidden, or a run's."""
-    return folder.name.startswith(".") or ((folder / LOCK_NAME).exists() and (folder / RUN_CONFIG).exists())
+    """Whether reading a data set leaves `folder` out (`gan.data.decode`'s walk): hidden, a system's, or a run's."""
+    return left_out_of_listing(folder.name) or ((folder / LOCK_NAME).exists() and (folder / RUN_CONFIG).exists())
 
 
 def file_identity(path: Path) -> tuple[int, int] | None:
