@@ -595,10 +595,15 @@ class _FinishedProcess:
 def test_runs_on_the_cpu_share_the_cores_unless_the_user_set_the_threads(user_threads, expected, tmp_path,
                                                                            monkeypatch):
     """Two jobs on a CPU get cores / 2 threads each; an OMP_NUM_THREADS the user set is kept (the
-    sweep once replaced it, and three 2-thread runs on 2 cores ran at a quarter of their speed)."""
+    sweep once replaced it, and three 2-thread runs on 2 cores ran at a quarter of their speed). The
+    cores are those the sweep may use (a job's 2 CPUs of a 64-core node gave each run 32 threads)."""
+    import gan.core.processes
     import gan.tools.sweep
 
-    monkeypatch.setattr(gan.tools.sweep.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)  # (the host's)
+    quota = tmp_path / "cpu.max"
+    quota.write_text("200000 100000\n")  # (the job's: 2 CPUs' time)
+    monkeypatch.setattr(gan.core.processes, "CGROUP_CPU_MAX", quota)
     if user_threads is None:
         monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     else:

@@ -644,11 +644,11 @@ def test_the_start_line_says_the_cpu_threads_and_more_threads_than_cpus_are_warn
     """A Kubernetes pod allowed 2 CPUs of a 64-core host: torch takes 64 threads, which take turns on the 2,
     and the start line ("device cpu (channels_last off, ...)") said nothing of threads. A cgroup's CPU
     quota (v2's cpu.max here, played by a file) limits the CPUs as the affinity does."""
-    from gan.training import device
+    from gan.core import processes
 
     quota = tmp_path / "cpu.max"
     quota.write_text("150000 100000\n")  # (1.5 CPUs' time: 2 CPUs, rounded up)
-    monkeypatch.setattr(device, "CGROUP_CPU_MAX", quota)
+    monkeypatch.setattr(processes, "CGROUP_CPU_MAX", quota)
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(3)
@@ -658,9 +658,9 @@ def test_the_start_line_says_the_cpu_threads_and_more_threads_than_cpus_are_warn
     finally:
         torch.set_num_threads(threads)
     assert ", device cpu, 3 threads (" in capsys.readouterr().err
-    assert device.usable_cpus() == min(2, len(os.sched_getaffinity(0)))
+    assert processes.usable_cpus() == min(2, len(os.sched_getaffinity(0)))
     quota.write_text("max 100000\n")  # (no quota)
-    assert device.usable_cpus() == len(os.sched_getaffinity(0))
+    assert processes.usable_cpus() == len(os.sched_getaffinity(0))
 
 
 def test_a_divergence_points_at_the_loss_weights_as_well_as_the_rates():

@@ -7,11 +7,13 @@ import contextlib
 import ctypes
 import errno
 import functools
+import math
 import os
 import signal
 import sys
 import threading
 import warnings
+from pathlib import Path
 from typing import Any, Iterator
 
 SET_PARENT_DEATH_SIGNAL = 1  # PR_SET_PDEATHSIG, <linux/prctl.h>
@@ -240,3 +242,26 @@ def gan_launcher(processes: int) -> str:
             return f"torchrun --nnodes={machines} --nproc_per_node={per_machine} ... -m gan"
         return f"torchrun --nnodes={machines} --nproc_per_node=<each machine's as before> ... -m gan"
     return f"torchrun --nproc_per_node={processes} ... -m gan"
+
+
+# Where a container's CPU limit is read (cgroup v2's "QUOTA PERIOD" or "max"; v1's two files, quota -1: none)
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+CGROUP_V1_CPU = Path("/sys/fs/cgroup/cpu")
+
+
+def usable_cpus() -> int:
+    """The CPUs this process can compute on: those it may run on (taskset, a scheduler's cpuset), or fewer
+    where a cgroup's CPU quota gives less time (`docker run --cpus`, a Kubernetes pod's CPU limit), which
+    torch's thread count ignores: it takes a thread per core of the host, which then take turns."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        if CGROUP_CPU_MAX.is_file():
+            quota, period = CGROUP_CPU_MAX.read_text().split()[:2]
+        else:
+            quota = (CGROUP_V1_CPU / "cpu.cfs_quota_us").read_text().strip()
+            period = (CGROUP_V1_CPU / "cpu.cfs_period_us").read_text().strip()
+        if quota not in ("max", "-1"):
+            cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):  # (no cgroup files: another system, or none mounted)
+        pass
+    return cpus

@@ -55,7 +55,7 @@ from gan.core.files import (
     write_text_atomically,
 )
 from gan.core.inert import inert_settings
-from gan.core.processes import STOP_SIGNALS, leave_the_terminal_on_hangup, stop_with_parent
+from gan.core.processes import STOP_SIGNALS, leave_the_terminal_on_hangup, stop_with_parent, usable_cpus
 from gan.core.progress import format_duration
 from gan.core.registry import ConfigError
 from gan.core.typecheck import SHOWN_CHARACTERS, coerce, shown
@@ -557,7 +557,7 @@ def _train_runs(config: Path, sets: list[str], runs: list[SweepRun], steps: dict
     to_do = [run for run in runs if not finished(out / run.name, steps[run.name])]
     say(f"sweep '{out}': {len(runs)} runs, {len(runs) - len(to_do)} finished, {len(to_do)} to do"
         + (f", {jobs} at a time" if jobs > 1 else ""))
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    threads = max(1, usable_cpus() // jobs)  # (the CPUs it may use: taskset, a job's cpuset or quota)
     program = [sys.executable, "-P", "-m", "gan"]  # -P: see same_gan
     environment = {}
     running: dict[int, _Running] = {}

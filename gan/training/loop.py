@@ -66,7 +66,7 @@ from gan.core.files import (
 )
 from gan.core.images import encode_image, image_grid, save_encoded_image, signed_to_pil
 from gan.core.presets import LOSS_PRESETS
-from gan.core.processes import gan_launcher
+from gan.core.processes import gan_launcher, usable_cpus
 from gan.core.progress import PassStopped, Progress, format_duration, print_above
 from gan.core.registry import ConfigError
 from gan.core.run_folders import refuse_folder_in_a_run
@@ -82,7 +82,7 @@ from gan.recipes.losses import penalties_through_batchnorm
 from gan.recipes.schedules import adversarial_on, lr_factor
 from gan.training import records
 from gan.training.cuda_graphs import GraphedStep, StepFunction, set_learning_rates
-from gan.training.device import make_autocast, seed_everything, usable_cpus
+from gan.training.device import make_autocast, seed_everything
 from gan.training.divergence import non_finite_buffer, raise_if_weights_diverged
 from gan.training.errors import OUTPUT_TASKS, NonFiniteLossError, SideTaskError
 from gan.training.event_log import EventLog
