@@ -1203,3 +1203,23 @@ def test_a_set_value_keeps_its_own_unicode_spaces():
     """`--set data.root=$'\\u2028sep'` gave 'sep': str.strip removed characters of the value itself."""
     assert load_config(None, ["data.root=imgs\u00a0"]).data.root == "imgs\u00a0"
     assert load_config(None, ["data.root = imgs "]).data.root == "imgs"  # (spaces around the = still go)
+
+
+@pytest.mark.parametrize("metric, steps", [("perf/first_step_s", [1]), ("health/growth/loss/d", [100, 200])])
+def test_a_finished_run_is_not_called_cut_short_by_a_scalar_not_logged_at_every_log(tmp_path, metric, steps):
+    """`--metric perf/first_step_s` (logged at each start's first step) marked every finished run
+    unfinished ("steps 1, 1, 1 of 20") with a warning of its event file cut short; so did
+    health/growth/* (logged at the end of a span of windows) on a run of 330 steps."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    from gan.tools.compare import compare
+
+    run = logged_run(tmp_path / "sweep", "00000-seed=0", 0, [3.0, 2.5, 2.0])
+    writer = SummaryWriter(str(run))
+    for step in steps:
+        writer.add_scalar(metric, 0.5, step)
+    writer.close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        table, _ = compare([tmp_path / "sweep"], metric, tmp_path / "out", better="lower")
+    assert "unfinished" not in table and "of 300)" not in table, table

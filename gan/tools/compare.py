@@ -368,7 +368,10 @@ def last_step(curves: dict[str, Curve]) -> int | None:
 def scores_at_its_end(config: dict[str, object], metric: str) -> bool:
     """Whether a run of `config` (flattened) logs `metric` at its last step, as the loop does each
     scalar of a side task switched on: validation's `val/*` with log.eval_every, generative metrics
-    with metrics.every (a resume may switch either off); the losses and the rest at every log."""
+    with metrics.every (a resume may switch either off); the losses and the rest at every log but
+    `perf/first_step_s` (each start's first step) and `health/growth/*` (at the end of a span of windows)."""
+    if metric == "perf/first_step_s" or metric.startswith("health/growth/"):
+        return False
     if metric.startswith("val/"):
         return bool(config.get("log.eval_every", 1))
     if metric_name(metric) in BEST_METRICS:  # (swd/mean, fid, kid, precision, recall)
