@@ -214,6 +214,22 @@ def test_a_group_label_holding_a_pipe_keeps_each_value_under_its_column(tmp_path
     assert "| data.root=d\\|ata | 1 | 10 (one seed) | 100 |" in table, table
 
 
+def test_the_legend_of_a_big_sweep_stays_inside_the_figure(tmp_path):
+    """Nine groups of a 3x3 grid, labels of ~50 characters, at two a panel: the legend's first and
+    last columns ran past both edges of the image, and groups went unnamed."""
+    steps = np.arange(1, 4) * 100.0
+    grouped = {f"loss.adversarial={loss} train.g_lr={lr} train.d_lr={lr}": {
+        tmp_path / f"{loss}{lr}": {"loss/d": (steps, steps), "loss/g": (steps, steps), "metrics/swd/mean": (steps, steps)}}
+        for loss in ("vanilla", "hinge", "lsgan") for lr in ("0.0001", "0.0002", "0.0004")}
+    drawn = plot(grouped, "swd/mean", tmp_path / "curves.png")
+    assert len(drawn["legend"]) == 9
+    with Image.open(tmp_path / "curves.png") as image:
+        pixels = np.asarray(image.convert("L"))
+    legend = pixels[int(0.8 * len(pixels)):]  # (the band below the panels)
+    assert legend.min() < 128  # (its text is there)
+    assert legend[:, :3].min() == 255 and legend[:, -3:].min() == 255  # (and none of it at the edges)
+
+
 def test_the_figure_has_one_line_per_group_in_each_panel(sweep, tmp_path):
     grouped = {label: {run: read_scalars(run) for run in members}
                for label, members in group_runs(read_configs(find_runs([sweep]))).items()}

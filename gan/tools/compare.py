@@ -677,6 +677,14 @@ def _config_folder_said_in_one_line():
                       "you may write to keep them", stacklevel=3)
 
 
+def legend_columns(labels: list[str], width: float) -> int:
+    """How many columns of `labels` a legend of 8-pt text fits across `width` inches: a sweep's labels
+    (`loss.adversarial=vanilla train.g_lr=0.0001 (n=3)`) ran past both edges of the figure at two a
+    panel, and whole columns of groups went unnamed."""
+    column = 0.6 + 0.075 * max(map(len, labels), default=1)  # (a line's handle and gap; ~0.075 in a character)
+    return max(1, min(len(labels), int(0.95 * width / column)))
+
+
 def plot(groups: dict[str, dict[Path, dict[str, Curve]]], metric: str, path: Path) -> dict[str, list[str]]:
     """One PNG: a panel per loss and one for the metric; per group a mean line and a min-max band
     over seeds, in one colour in every panel, named once in a legend below them all (a group may
@@ -691,9 +699,10 @@ def plot(groups: dict[str, dict[Path, dict[str, Curve]]], metric: str, path: Pat
 
     panels = [tag for tag in dict.fromkeys((*LOSSES, metric))  # (a loss as the metric: its panel once)
               if any(metric_tag(curves, tag) for runs in groups.values() for curves in runs.values())]
-    columns = max(1, min(len(groups), 2 * len(panels)))  # of the legend (two labels fit a panel's width)
+    width = 5.5 * max(1, len(panels))  # inches
+    columns = legend_columns([f"{label} (n={len(runs)})" for label, runs in groups.items()], width)
     rows = -(-len(groups) // columns)
-    figure = Figure(figsize=(5.5 * max(1, len(panels)), 4.2 + 0.2 * rows))
+    figure = Figure(figsize=(width, 4.2 + 0.2 * rows))
     FigureCanvasAgg(figure)
     axes = figure.subplots(1, max(1, len(panels)), squeeze=False)
     colours = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
