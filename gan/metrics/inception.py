@@ -1,9 +1,11 @@
 """Inception-v3 pool features for FID/KID, the way papers compute them.
 
 The network, its TensorFlow-exact bilinear resize to 299x299 and its input scaling
-come from torch-fidelity (the reference implementation; pytorch-fid and clean-fid
-agree with it), loaded with the TF-ported weights from a local file. Nothing is
-downloaded: the file is looked for where torch-fidelity itself caches it.
+come from torch-fidelity, as the original TensorFlow FID code (TTUR) computes them, loaded
+with the TF-ported weights from a local file. pytorch-fid (half-pixel bilinear, 2x/255-1)
+and clean-fid's default mode (antialiased bicubic) resize otherwise, by ~7-9 grey levels a
+pixel at 64 px: their FIDs are not gan's (clean-fid's mode="legacy_tensorflow" is). Nothing
+is downloaded: the file is looked for where torch-fidelity itself caches it.
 """
 
 from __future__ import annotations
