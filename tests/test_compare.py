@@ -173,10 +173,16 @@ def test_a_runs_speed_is_its_images_over_its_training_time():
     # 50/100 + 50/200 + 10/400 units of time
     steps, rates = np.array([50, 100, 110]), np.array([100.0, 200.0, 400.0])
     assert training_speed(steps, rates) == pytest.approx(110 / (50 / 100 + 50 / 200 + 10 / 400))
-    # a resume between log points: the first window after it is not logged (its first step is
-    # perf/first_step_s), so the gap across it counts as one window
-    resumed = training_speed(np.array([50, 100, 200, 250]), np.array([100.0, 100.0, 200.0, 100.0]))
-    assert resumed == pytest.approx(200 / (50 / 100 + 50 / 100 + 50 / 200 + 50 / 100))
+    # a start's and a resume's first step is timed on its own (perf/first_step_s, logged at it): the
+    # window after it counts from it; a resume with another log.every keeps each window's own steps
+    # (capped at the usual gap, 20 steps at 420 img/s weighed as 2: 238 img/s for 368)
+    steps, rates = np.array([50, 100, 200, 250]), np.array([100.0, 100.0, 200.0, 100.0])
+    resumed = training_speed(steps, rates, first_steps=[1, 151])
+    assert resumed == pytest.approx(198 / (49 / 100 + 50 / 100 + 49 / 200 + 50 / 100))
+    steps = np.array([*range(2, 62, 2), *range(80, 620, 20)])
+    rates = np.array([170.0] * 30 + [420.0] * 27)
+    speed = training_speed(steps, rates, first_steps=[1, 61])
+    assert speed == pytest.approx((59 + 539) / (59 / 170 + 539 / 420))
     assert training_speed(np.array([50]), np.array([120.0])) == 120.0
 
 
@@ -228,6 +234,14 @@ def test_the_legend_of_a_big_sweep_stays_inside_the_figure(tmp_path):
     legend = pixels[int(0.8 * len(pixels)):]  # (the band below the panels)
     assert legend.min() < 128  # (its text is there)
     assert legend[:, :3].min() == 255 and legend[:, -3:].min() == 255  # (and none of it at the edges)
+    # a label longer than the panels are wide (a data.root of 200 characters, two panels): the figure widens
+    grouped = {f"data.root=/data/{'faces_' * 30}{index}": {tmp_path / f"r{index}": {"loss/d": (steps, steps)}}
+               for index in range(2)}
+    plot(grouped, "loss/d", tmp_path / "long.png")
+    with Image.open(tmp_path / "long.png") as image:
+        pixels = np.asarray(image.convert("L"))
+    legend = pixels[int(0.8 * len(pixels)):]
+    assert legend.min() < 128 and legend[:, :3].min() == 255 and legend[:, -3:].min() == 255
 
 
 def test_the_figure_has_one_line_per_group_in_each_panel(sweep, tmp_path):

@@ -1,3 +1,4 @@
+import functools
 import io
 import itertools
 import os
@@ -138,6 +139,40 @@ def test_a_data_folder_emptied_mid_run_ends_the_reading_at_once_naming_it(tmp_pa
     (tmp_path / "00.png").rename(folder / "00.png")  # one back: the files gone are skipped, each named, until it
     with pytest.warns(UnreadableImageWarning, match="12.png"):
         assert torch.equal(dataset[12]["image"], dataset[0]["image"])
+
+
+def test_the_files_gone_from_an_emptied_folder_are_counted_across_the_loader_workers(tmp_path):
+    """Each worker counted its own: 2 workers named 14 files of a folder emptied before the stop (8
+    workers, up to 56), and a folder of 10 files emptied under 2 workers might never stop the run."""
+    import multiprocessing
+
+    from gan.data.decode import ImageFileGone
+    from gan.data.image_files import SkipUnreadable
+
+    emptied = tmp_path / "b"
+    emptied.mkdir()
+    skip = SkipUnreadable(strict=False, count=100)
+
+    def load(candidate, asked):  # (the file asked for is gone, any stand-in reads)
+        if candidate != asked:
+            return candidate
+        gone = ImageFileGone(f"cannot read image '{emptied / f'{asked}.png'}': no such file")
+        gone.path = str(emptied / f"{asked}.png")
+        raise gone
+
+    def read(indices):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for index in indices:
+                skip(functools.partial(load, asked=index), index, 100)
+
+    worker = multiprocessing.get_context("fork").Process(target=read, args=(range(4),))  # (a loader worker)
+    worker.start()
+    worker.join()
+    assert worker.exitcode == 0
+    read(range(4, 7))
+    with pytest.raises(ImageFolderGone, match=f"8 listed image files are gone from '{emptied}', which holds no image"):
+        read([7])
 
 
 def test_a_photo_deleted_from_a_folder_of_one_photo_is_skipped_not_taken_for_the_data_gone(tmp_path):
@@ -896,6 +931,12 @@ def test_an_evaluations_record_of_its_images_passes_over_the_thumbnails_a_nas_ad
     before = contents_digest(faces)
     (faces / "@eaDir" / "0.png").mkdir(parents=True)
     random_rgb((8, 8), 0).save(faces / "@eaDir" / "0.png" / "SYNOPHOTO_THUMB_S.png")
+    assert contents_digest(faces) == before
+    run = faces / "runs" / "00000-other"  # (a run inside the data folder, writing its grids: no listing reads it)
+    (run / "samples").mkdir(parents=True)
+    (run / ".lock").touch()
+    (run / "config.toml").write_text('recipe = "dcgan"\n')
+    random_rgb((16, 16), 6).save(run / "samples" / "00000010-generator.png")
     assert contents_digest(faces) == before
     random_rgb((16, 16), 5).save(faces / "3.png")
     assert contents_digest(faces) != before

@@ -117,7 +117,7 @@ def test_a_process_other_than_rank_0_says_only_what_its_own_share_of_the_files_d
     import warnings
 
     from gan.commands.train import leave_the_talking_to_rank_0
-    from gan.data.decode import find_images
+    from gan.data.decode import UnreadableImageWarning, find_images
     from gan.data.image_files import image_folder_dataset
 
     faces = tmp_path / "faces"
@@ -132,6 +132,11 @@ def test_a_process_other_than_rank_0_says_only_what_its_own_share_of_the_files_d
         find_images(faces)
         dataset[0]
     assert [str(warning.message).split(":")[0] for warning in said] == ["skipping an unreadable file"]
+    with warnings.catch_warnings(record=True) as said:
+        leave_the_talking_to_rank_0()
+        warnings.warn("6 image file(s) could not be decoded when the cache 'c.npy' was built and are left out",
+                      UnreadableImageWarning, stacklevel=1)  # (a reused cache's record, as each process says it)
+    assert not said
 
 
 def test_the_process_group_waits_as_long_as_train_dist_timeout_s(monkeypatch):

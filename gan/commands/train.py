@@ -46,6 +46,8 @@ def leave_the_talking_to_rank_0() -> None:
     # (the scan's own, by header, and the listing's folders and files left out, are the same in every process)
     warnings.filterwarnings("ignore", message="skipping unreadable image", category=UnreadableImageWarning)
     warnings.filterwarnings("ignore", message="left out ", category=UnreadableImageWarning)
+    warnings.filterwarnings("ignore", message=r"\d+ image file\(s\) could not be decoded when the cache",
+                            category=UnreadableImageWarning)  # (a reused cache's record, the same in each)
 
 
 # gloo's words for a collective that waited past the process group's timeout, and NCCL's watchdog's

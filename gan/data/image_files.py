@@ -9,6 +9,7 @@ import math
 import os
 import random
 import warnings
+import zlib
 from collections import Counter
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, TypeVar
@@ -44,6 +45,7 @@ CELEBA_SPLITS = {"train": 0, "valid": 1, "test": 2}
 # Listed files found gone from one folder that now holds no image: it was emptied (its images moved
 # out), not a file or two deleted (LFW's one-photo folders: one photo deleted is skipped)
 GONE_FROM_A_FOLDER = 8
+GONE_COUNTERS = 4096  # folders' counts of gone files, shared with the loader workers, by a hash of the folder
 
 
 def centre_square(width: int, height: int) -> tuple[int, int, int, int]:
@@ -90,7 +92,9 @@ class SkipUnreadable:
         self.skipped_at_scan = skipped_at_scan
         self.failed_anywhere = torch.zeros(count, dtype=torch.bool).share_memory_()
         self.failed: set[int] = set()  # indices that failed to decode, here or in a worker (once met here)
-        self.gone_from: Counter[Path] = Counter()  # listed files found gone, by folder
+        # listed files found gone, by folder, counted across the workers (each counting its own, 8 workers
+        # named 56 files of a folder emptied before the stop)
+        self.gone_from = torch.zeros(GONE_COUNTERS, dtype=torch.int32).share_memory_()
 
     def __call__(self, load: Callable[[int], T], index: int, size: int) -> T:
         stride = stand_in_stride(size)
@@ -110,10 +114,11 @@ class SkipUnreadable:
                 if isinstance(error, ImageFileGone):
                     gone.append((candidate, error))
                     folder = Path(error.path).parent
-                    self.gone_from[folder] += 1
+                    counter = zlib.crc32(os.fsencode(folder)) % GONE_COUNTERS  # (the same in every process)
+                    self.gone_from[counter] += 1
                     # (a folder emptied, CelebA's moved out: a warning for each of its files, else)
-                    if self.gone_from[folder] >= GONE_FROM_A_FOLDER and not _holds_an_image(folder):
-                        raise _folder_emptied(folder, self.gone_from[folder], Path(gone[0][1].path)) from error
+                    if self.gone_from[counter] >= GONE_FROM_A_FOLDER and not _holds_an_image(folder):
+                        raise _folder_emptied(folder, int(self.gone_from[counter]), Path(gone[0][1].path)) from error
                     continue
                 self._say_skipped([*gone, (candidate, error)])
                 gone = []

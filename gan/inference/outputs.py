@@ -99,7 +99,7 @@ def refuse_joining_run_data(outputs: Sequence[Path], folders: list[tuple[str, Pa
     """OutputRefused for an image among `outputs` inside one of a run's data `folders`
     (`run_data_folders`): the run's next resume, validation or evaluation would read it as one of
     its images (an eval strip or a translation trained on, a 2048 px output made ground truth). A
-    run directory or a hidden folder there is left out of the data, and so may hold one."""
+    run directory, a hidden folder or a system folder there is left out of the data, and so may hold one."""
     from gan.data.decode import IMAGE_EXTENSIONS
 
     first_in = {}  # each folder images go to -> the first of them (a --separate set of 50,000: one folder)

@@ -25,7 +25,7 @@ import tomllib
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -369,8 +369,9 @@ def scores_at_its_end(config: dict[str, object], metric: str) -> bool:
     """Whether a run of `config` (flattened) logs `metric` at its last step, as the loop does each
     scalar of a side task switched on: validation's `val/*` with log.eval_every, generative metrics
     with metrics.every (a resume may switch either off); the losses and the rest at every log but
-    `perf/first_step_s` (each start's first step) and `health/growth/*` (at the end of a span of windows)."""
-    if metric == "perf/first_step_s" or metric.startswith("health/growth/"):
+    `perf/first_step_s` (each start's first step), `health/growth/*` (at the end of a span of windows)
+    and lazy R1's `loss/r1` (in the windows that hold an R1 step)."""
+    if metric in ("perf/first_step_s", "loss/r1") or metric.startswith("health/growth/"):
         return False
     if metric.startswith("val/"):
         return bool(config.get("log.eval_every", 1))
@@ -431,7 +432,9 @@ def summarise(label: str, runs: dict[Path, dict[str, Curve]], metric: str, lower
         last = [float(curves[name][1][-1]) for curves in runs.values() if name in curves and len(curves[name][1])]
         if last:
             losses[name] = statistics.fmean(last)
-    speeds = [training_speed(*curves["perf/images_per_s"]) for curves in runs.values()
+    speeds = [training_speed(*curves["perf/images_per_s"],
+                             curves["perf/first_step_s"][0] if "perf/first_step_s" in curves else ())
+              for curves in runs.values()
               if "perf/images_per_s" in curves and len(curves["perf/images_per_s"][1])]
     _warn_of_repeated_seeds(label, runs, seeds or {})
     return GroupSummary(label, len(runs), _mean_std(bests) if bests else None,
@@ -439,15 +442,20 @@ def summarise(label: str, runs: dict[Path, dict[str, Curve]], metric: str, lower
                         losses, statistics.fmean(speeds) if speeds else None, unfinished_runs(runs, planned or {}, metric, scored))
 
 
-def training_speed(steps: np.ndarray, rates: np.ndarray) -> float:
+def training_speed(steps: np.ndarray, rates: np.ndarray, first_steps: Sequence[float] = ()) -> float:
     """A run's images/s from its windows' `perf/images_per_s`: images over training time, each window's
-    rate weighted by its steps (the gap to the point before, at most the usual gap, log.every: the gap
-    across a resume holds the uncounted first step). The plain mean overstated a run's speed by 11%
-    where the windows' rates swung 184..976 img/s, and a short last window's counted as a whole one."""
-    gaps = np.diff(np.asarray(steps, dtype=np.float64), prepend=0.0)
-    weights = np.clip(gaps, 0.0, np.median(gaps))
-    if not weights.sum() > 0:  # (one point, or steps that tell nothing)
-        weights = np.ones(len(gaps))
+    rate weighted by its steps, the gap to the point before. A window that holds a start's or a resume's
+    first step (`first_steps`, where `perf/first_step_s` is logged: that step is timed on its own) counts
+    from it. The plain mean overstated a run's speed by 11% where the windows' rates swung 184..976 img/s,
+    and a short last window's counted as a whole one."""
+    steps = np.asarray(steps, dtype=np.float64)
+    weights = np.clip(np.diff(steps, prepend=0.0), 0.0, None)
+    for first in np.asarray(first_steps, dtype=np.float64):
+        after = int(np.searchsorted(steps, first, side="right"))  # (the window that closes after it)
+        if after < len(steps):
+            weights[after] = min(weights[after], steps[after] - first)
+    if not weights.sum() > 0:  # (steps that tell nothing)
+        weights = np.ones(len(steps))
     with np.errstate(divide="ignore"):  # (a window of 0 img/s: the run's speed is 0)
         return float(weights.sum() / (weights / np.asarray(rates, dtype=np.float64)).sum())
 
@@ -677,12 +685,16 @@ def _config_folder_said_in_one_line():
                       "you may write to keep them", stacklevel=3)
 
 
+def legend_column_width(labels: list[str]) -> float:
+    """Inches a legend column of these labels takes in 8-pt text: a line's handle and gap, ~0.075 a character."""
+    return 0.6 + 0.075 * max(map(len, labels), default=1)
+
+
 def legend_columns(labels: list[str], width: float) -> int:
-    """How many columns of `labels` a legend of 8-pt text fits across `width` inches: a sweep's labels
+    """How many columns of `labels` a legend fits across `width` inches: a sweep's labels
     (`loss.adversarial=vanilla train.g_lr=0.0001 (n=3)`) ran past both edges of the figure at two a
     panel, and whole columns of groups went unnamed."""
-    column = 0.6 + 0.075 * max(map(len, labels), default=1)  # (a line's handle and gap; ~0.075 in a character)
-    return max(1, min(len(labels), int(0.95 * width / column)))
+    return max(1, min(len(labels), int(0.95 * width / legend_column_width(labels))))
 
 
 def plot(groups: dict[str, dict[Path, dict[str, Curve]]], metric: str, path: Path) -> dict[str, list[str]]:
@@ -699,8 +711,10 @@ def plot(groups: dict[str, dict[Path, dict[str, Curve]]], metric: str, path: Pat
 
     panels = [tag for tag in dict.fromkeys((*LOSSES, metric))  # (a loss as the metric: its panel once)
               if any(metric_tag(curves, tag) for runs in groups.values() for curves in runs.values())]
-    width = 5.5 * max(1, len(panels))  # inches
-    columns = legend_columns([f"{label} (n={len(runs)})" for label, runs in groups.items()], width)
+    labels = [f"{label} (n={len(runs)})" for label, runs in groups.items()]
+    # inches: a panel's each, or wider for a label longer than the panels (a data.root of 200 characters)
+    width = max(5.5 * max(1, len(panels)), legend_column_width(labels) / 0.95)
+    columns = legend_columns(labels, width)
     rows = -(-len(groups) // columns)
     figure = Figure(figsize=(width, 4.2 + 0.2 * rows))
     FigureCanvasAgg(figure)
