@@ -1223,18 +1223,3 @@ def test_a_finished_run_is_not_called_cut_short_by_a_scalar_not_logged_at_every_
         warnings.simplefilter("error")
         table, _ = compare([tmp_path / "sweep"], metric, tmp_path / "out", better="lower")
     assert "unfinished" not in table and "of 300)" not in table, table
-
-
-def test_a_lower_resolution_with_the_256_px_load_size_is_warned_of():
-    """pix2pix_facades.toml with data.resolution = 128 kept data.load_size = 286: crops of 45% of the
-    side, trained at 2.2x the scale that validation and gan eval score, unsaid."""
-    config = REPO / "experiments" / "pix2pix_facades.toml"
-    with pytest.warns(UserWarning, match=r"data.load_size = 286 with data.resolution = 128: each training crop is "
-                                         r"45% .* trains at 2.2x the scale it is scored at; the reference's jitter at "
-                                         r"this size is data.load_size = 143"):
-        load_config(config, ["data.resolution=128", "model.generator=unet_128"])
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # (the reference's own 286 for 256, and 143 for 128)
-        for name in ("pix2pix_facades", "pix2pix_facades128", "cyclegan_horse2zebra", "cyclegan_photo2manga128"):
-            load_config(REPO / "experiments" / f"{name}.toml", [])
-        load_config(config, ["data.resolution=128", "model.generator=unet_128", "data.load_size=143"])
