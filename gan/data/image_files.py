@@ -45,7 +45,7 @@ CELEBA_SPLITS = {"train": 0, "valid": 1, "test": 2}
 # Listed files found gone from one folder that now holds no image: it was emptied (its images moved
 # out), not a file or two deleted (LFW's one-photo folders: one photo deleted is skipped)
 GONE_FROM_A_FOLDER = 8
-GONE_COUNTERS = 4096  # folders' counts of gone files, shared with the loader workers, by a hash of the folder
+GONE_COUNTERS = 4096  # at most: folders' counts of gone files, shared with the loader workers, by a hash of the folder
 
 
 def centre_square(width: int, height: int) -> tuple[int, int, int, int]:
@@ -93,8 +93,10 @@ class SkipUnreadable:
         self.failed_anywhere = torch.zeros(count, dtype=torch.bool).share_memory_()
         self.failed: set[int] = set()  # indices that failed to decode, here or in a worker (once met here)
         # listed files found gone, by folder, counted across the workers (each counting its own, 8 workers
-        # named 56 files of a folder emptied before the stop)
-        self.gone_from = torch.zeros(GONE_COUNTERS, dtype=torch.int32).share_memory_()
+        # named 56 files of a folder emptied before the stop): a count per hash of a folder, no more than
+        # the files (a small set under `ulimit -f` has small shared files), and the hash counted in each
+        self.gone_from = torch.zeros(min(GONE_COUNTERS, count), dtype=torch.int32).share_memory_()
+        self.gone_folder = torch.zeros(min(GONE_COUNTERS, count), dtype=torch.int64).share_memory_()
 
     def __call__(self, load: Callable[[int], T], index: int, size: int) -> T:
         stride = stand_in_stride(size)
@@ -114,11 +116,9 @@ class SkipUnreadable:
                 if isinstance(error, ImageFileGone):
                     gone.append((candidate, error))
                     folder = Path(error.path).parent
-                    counter = zlib.crc32(os.fsencode(folder)) % GONE_COUNTERS  # (the same in every process)
-                    self.gone_from[counter] += 1
-                    # (a folder emptied, CelebA's moved out: a warning for each of its files, else)
-                    if self.gone_from[counter] >= GONE_FROM_A_FOLDER and not _holds_an_image(folder):
-                        raise _folder_emptied(folder, int(self.gone_from[counter]), Path(gone[0][1].path)) from error
+                    if self._count_gone(folder) >= GONE_FROM_A_FOLDER and not _holds_an_image(folder):
+                        # (a folder emptied, CelebA's moved out: a warning for each of its files, else)
+                        raise _folder_emptied(folder, self._count_gone(folder, 0), Path(gone[0][1].path)) from error
                     continue
                 self._say_skipped([*gone, (candidate, error)])
                 gone = []
@@ -135,6 +135,18 @@ class SkipUnreadable:
             if not self.failed_anywhere[candidate]:  # not yet met by another worker
                 self.failed_anywhere[candidate] = True
                 warnings.warn(f"skipping an unreadable file: {error}", UnreadableImageWarning, stacklevel=4)
+
+    def _count_gone(self, folder: Path, more: int = 1) -> int:
+        """The files found gone from `folder` in every process, `more` counted first (0 where another
+        folder's hash took its counter first: it is not counted, its files each skipped and named)."""
+        key = zlib.crc32(os.fsencode(folder)) + 1  # (the same in every process; 0: a counter unused)
+        counter = key % len(self.gone_from)
+        if self.gone_folder[counter] == 0:
+            self.gone_folder[counter] = key
+        if self.gone_folder[counter] != key:
+            return 0
+        self.gone_from[counter] += more
+        return int(self.gone_from[counter])
 
     @property
     def num_skipped(self) -> int:
