@@ -404,8 +404,8 @@ def _report_undecodable(dataset: ImageFileDataset, undecodable, array_path: Path
         raise ImageReadError(f"{len(undecodable)} image file(s) could not be decoded when the cache '{array_path}' "
                              f"was built: {named} (data.strict / --strict makes this an error)")
     warnings.warn(f"{len(undecodable)} image file(s) could not be decoded when the cache '{array_path}' was built "
-                  f"and are left out (each slot holds the readable image that stands in for it in training): {named}", UnreadableImageWarning,
-                  stacklevel=4)
+                  f"and are left out (each slot holds the readable image that stands in for it in training): {named}",
+                  UnreadableImageWarning, stacklevel=4)
     # Marked as met, so that reading one from disk (the first preview, say) neither warns nor counts it again.
     skip, index_of = dataset.skip_unreadable, {str(path): index for index, path in enumerate(dataset.paths)}
     for name in undecodable:
