@@ -333,7 +333,7 @@ def test_metrics_keys_a_file_keeps_for_later_are_warned_of_only_when_given():
 def test_metrics_names_are_read_by_the_validation_of_translations_for_what_it_scores():
     # pix2pix of A|B pairs and CycleGAN score their translations by swd, fid, kid of metrics.names
     # (metrics.every being for unconditional runs); no other validation reads the list
-    pix2pix = ["recipe=pix2pix", "data.dataset=paired", "log.eval_every=5"]
+    pix2pix = ["recipe=pix2pix", "data.dataset=paired", "log.eval_every=5", "data.load_size=143"]
     assert messages_of_warnings(None, [*pix2pix, "metrics.names=['pr', 'swd']"]) == [
         "metrics.names = ['pr', 'swd']: 'pr' changes nothing: with metrics.every = 0, only the validation of "
         "translations reads metrics.names, and it scores by swd, fid, kid"]
@@ -346,7 +346,7 @@ def test_metrics_names_are_read_by_the_validation_of_translations_for_what_it_sc
         "metrics.names = ['pr']: 'pr' changes nothing: with metrics.every = 0, only the validation of translations "
         "reads metrics.names, and it scores by swd, fid, kid (this list leaves it none of them to compute)"]
     for unread in (["recipe=pix2pix", "data.dataset=sr_pairs", "log.eval_every=5"],  # PSNR/SSIM of SR outputs
-                   [*pix2pix[:2], "log.eval_every=0"]):
+                   [*pix2pix[:2], "log.eval_every=0", "data.load_size=143"]):
         assert messages_of_warnings(None, [*unread, "metrics.names=['swd']"]) == [
             "metrics.names = ['swd'] changes nothing: it is read when metrics.every is above 0 (on), and by the "
             "validation of pix2pix (A|B pairs) and CycleGAN runs (log.eval_every above 0); this config has "
@@ -354,13 +354,15 @@ def test_metrics_names_are_read_by_the_validation_of_translations_for_what_it_sc
 
 
 @pytest.mark.parametrize("overrides", [
-    ["data.dataset=paired", "data.split=train", "data.val_split=val", "data.load_size=300"],
-    ["data.dataset=unpaired", "data.max_images=10", "data.strict=true"],
+    ["data.dataset=paired", "data.split=train", "data.val_split=val", "data.load_size=140"],
+    ["data.dataset=unpaired", "data.max_images=10", "data.strict=true", "data.load_size=143"],
     ["data.dataset=sr_pairs", "data.val_root=/x", "data.scale=2", "data.jpeg_quality=90"],
     ["train.lr_schedule=step", "train.lr_milestones=[5]", "train.lr_gamma=0.1", "train.steps=10", "train.ema_decay=0"],
-    ["recipe=pix2pix", "data.dataset=paired", "log.eval_every=5"],
-    ["recipe=cyclegan", "data.dataset=unpaired", "log.eval_every=5", "metrics.names=['swd']"],  # (its validation's)
-    ["recipe=pix2pix", "data.dataset=paired", "train.steps=10", "train.adversarial_start=9", "train.ema_decay=0"],
+    ["recipe=pix2pix", "data.dataset=paired", "log.eval_every=5", "data.load_size=143"],
+    ["recipe=cyclegan", "data.dataset=unpaired", "log.eval_every=5", "metrics.names=['swd']",  # (its validation's)
+     "data.load_size=143"],
+    ["recipe=pix2pix", "data.dataset=paired", "train.steps=10", "train.adversarial_start=9", "train.ema_decay=0",
+     "data.load_size=143"],
     ["loss.adversarial=wgan-gp", "loss.gp_weight=5"],
     ["loss.diffaugment=color", "loss.augment_p=adaptive", "loss.augment_target=0.5", "loss.augment_images=1000"],
     ["loss.r1_gamma=1", "loss.r1_every=4"],
@@ -1223,3 +1225,18 @@ def test_a_finished_run_is_not_called_cut_short_by_a_scalar_not_logged_at_every_
         warnings.simplefilter("error")
         table, _ = compare([tmp_path / "sweep"], metric, tmp_path / "out", better="lower")
     assert "unfinished" not in table and "of 300)" not in table, table
+
+
+def test_a_lower_resolution_with_the_256_px_load_size_is_warned_of():
+    """pix2pix_facades.toml with data.resolution = 128 kept data.load_size = 286: crops of 45% of the
+    side, trained at 2.2x the scale that validation and gan eval score, unsaid."""
+    config = REPO / "experiments" / "pix2pix_facades.toml"
+    with pytest.warns(UserWarning, match=r"data.load_size = 286 with data.resolution = 128: each training crop is "
+                                         r"45% .* trains at 2.2x the scale it is scored at; the reference's jitter at "
+                                         r"this size is data.load_size = 143"):
+        load_config(config, ["data.resolution=128", "model.generator=unet_128"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (the reference's own 286 for 256, and 143 for 128)
+        for name in ("pix2pix_facades", "pix2pix_facades128", "cyclegan_horse2zebra", "cyclegan_photo2manga128"):
+            load_config(REPO / "experiments" / f"{name}.toml", [])
+        load_config(config, ["data.resolution=128", "model.generator=unet_128", "data.load_size=143"])

@@ -806,6 +806,15 @@ def _check_data_values(data: DataConfig) -> None:
     _check_choice("data.scale", data.scale, (2, 3, 4, 8))
     _check_range("data.jpeg_quality", data.jpeg_quality, 0, 100)
     _check_range("data.load_size", data.load_size, 0, MAX_RESOLUTION)  # images are resized to it: memory
+    if data.dataset in ("paired", "unpaired") and data.load_size > 2 * data.resolution:
+        # (data.resolution = 128 with the 256-px default of 286: crops of 45% of the side, trained at 2.2x the
+        # scale that validation and gan eval, which resize whole images to 128, score)
+        warnings.warn(f"data.load_size = {data.load_size} with data.resolution = {data.resolution}: each training "
+                      f"crop is {data.resolution / data.load_size:.0%} of the side of an image resized to "
+                      f"{data.load_size}, while evaluation resizes whole images to {data.resolution}, so the network "
+                      f"trains at {data.load_size / data.resolution:.1f}x the scale it is scored at; the reference's "
+                      f"jitter at this size is data.load_size = {round(data.resolution * 286 / 256)} (0: none)",
+                      UserWarning, stacklevel=4)
     _check_range("data.blur_sigma", data.blur_sigma, 0.0, MAX_BLUR_SIGMA)
     _check_range("data.noise_std", data.noise_std, 0.0, 255.0)  # grey levels: more is noise alone
     _check_range("data.synthetic_size", data.synthetic_size, 1, MAX_SYNTHETIC_SIZE)
