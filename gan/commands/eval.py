@@ -270,15 +270,14 @@ def contents_digest(folder: Path | None) -> str | None:
     A walk of names and sizes (0.09 s for 9,000 files), not `find_images`, which checks each (3 s)."""
     import hashlib
 
-    from gan.core.files import LOCK_NAME
-    from gan.data.decode import IMAGE_EXTENSIONS, left_out_of_listing
+    from gan.data.decode import IMAGE_EXTENSIONS, holds_a_run, left_out_of_listing
 
     if folder is None or not folder.is_dir():
         return None
     digest, seen = hashlib.sha256(), set()
     for root, folders, files in os.walk(folder, followlinks=True):
         seen.add(os.path.realpath(root))  # (each real folder once: a linked folder may loop)
-        if root != str(folder) and {LOCK_NAME, "config.toml"} <= set(files):  # (a run's: its grids are read by none)
+        if root != str(folder) and holds_a_run(files):  # (as listings do)
             folders.clear()
             continue
         folders[:] = sorted(name for name in folders if not left_out_of_listing(name)  # (a NAS's new thumbnails)

@@ -11,7 +11,7 @@ import re
 import stat as stat_module
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -647,6 +647,12 @@ def left_out_of_listing(folder_name: str) -> bool:
     return folder_name.startswith(".") or folder_name.lower() in SYSTEM_FOLDERS
 
 
+def holds_a_run(file_names: Iterable[str]) -> bool:
+    """Whether a folder of these files is a gan run directory, which listings pass over too (its grids
+    are a run's outputs, not images to train or score on)."""
+    return {LOCK_NAME, "config.toml"} <= set(file_names)
+
+
 def _walk(root: Path, runs: list[Path], unlisted: list[OSError], system: list[Path]) -> Iterator[Path]:
     """Every entry under `root`, following linked folders but never into a real folder twice (a link
     to a parent would loop), and leaving out hidden folders, system folders (added to `system`) and run
@@ -666,7 +672,7 @@ def _walk(root: Path, runs: list[Path], unlisted: list[OSError], system: list[Pa
                 subfolders.clear()
                 continue
             seen.add((real.st_dev, real.st_ino))
-            if folder != str(root) and {LOCK_NAME, "config.toml"} <= set(files):
+            if folder != str(root) and holds_a_run(files):
                 runs.append(Path(folder))
                 subfolders.clear()
                 continue
