@@ -3,6 +3,7 @@ computed by hand from synthetic event files, and the figure."""
 
 import csv
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -503,6 +504,18 @@ def test_a_run_whose_event_file_claims_a_huge_record_is_left_out_not_the_compari
     monkeypatch.setattr(compare_module, "read_scalars", reader)
     with pytest.warns(compare_module.CompareWarning, match=f"cannot read the event files of '{damaged}' \\(reading "
                                                            "them ran out of memory: a damaged record"):
+        table, _ = compare([sweep], None, tmp_path / "out")
+    assert "hinge" in table
+
+
+def test_macos_dot_underscore_companions_of_event_files_are_no_damaged_event_files(sweep, tmp_path):
+    """Copied by a Mac to exFAT or a share, each file of a run has a `._` companion (4 KB of metadata):
+    compare warned of each `._events.out.tfevents.*` as a damaged event file."""
+    for run in sweep.iterdir():
+        for event_file in list(run.glob("events.out.tfevents.*")):
+            (run / f"._{event_file.name}").write_bytes(b"\x00\x05\x16\x07" + bytes(4092))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         table, _ = compare([sweep], None, tmp_path / "out")
     assert "hinge" in table
 

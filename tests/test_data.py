@@ -141,6 +141,25 @@ def test_a_data_folder_emptied_mid_run_ends_the_reading_at_once_naming_it(tmp_pa
         assert torch.equal(dataset[12]["image"], dataset[0]["image"])
 
 
+def test_a_folder_emptied_of_its_photos_but_not_of_macos_dot_underscore_files_still_ends_the_reading(tmp_path):
+    """A drive once used on a Mac holds `._photo.jpg` (4 KB of metadata, left out of the listing)
+    beside each photo, and `mv faces/*.png` leaves them: they counted as images still there, so
+    the run trained on stand-ins for the folder, each file skipped and named."""
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    for index in range(10):
+        random_rgb((16, 16), index).save(folder / f"{index:02d}.png")
+        (folder / f"._{index:02d}.png").write_bytes(b"\x00\x05\x16\x07" + bytes(4092))
+    dataset = image_folder_dataset(folder, resolution=8)
+    assert len(dataset) == 10
+    for index in range(10):
+        (folder / f"{index:02d}.png").rename(tmp_path / f"{index:02d}.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(ImageFolderGone, match=f"gone from '{folder}', which holds no image now"):
+            dataset[0]
+
+
 def test_the_files_gone_from_an_emptied_folder_are_counted_across_the_loader_workers(tmp_path):
     """Each worker counted its own: 2 workers named 14 files of a folder emptied before the stop (8
     workers, up to 56), and a folder of 10 files emptied under 2 workers might never stop the run."""

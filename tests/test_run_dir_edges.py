@@ -723,11 +723,14 @@ def test_a_persons_config_in_the_folder_is_not_taken_for_a_dead_start(tmp_path):
 
 
 def test_hidden_files_count_for_nothing_and_strict_is_the_same_run(tmp_path):
+    """Nor do Windows Explorer's Thumbs.db and desktop.ini, its .DS_Store on a share (refused as
+    "files gan did not write")."""
     folder = tmp_path / "finder"
     folder.mkdir()
-    (folder / ".DS_Store").write_bytes(b"\0")
+    for name in (".DS_Store", "Thumbs.db", "desktop.ini"):
+        (folder / name).write_bytes(b"\0")
     assert train_command(DEMO, *sets(*TINY), "--run-dir", str(folder)).exit_code == 0
-    assert (folder / ".DS_Store").is_file() and (folder / "checkpoint-00000004.pt").is_file()
+    assert (folder / "Thumbs.db").is_file() and (folder / "checkpoint-00000004.pt").is_file()
     stricter = train_command(DEMO, *sets(*TINY, "train.steps=6"), "--strict", "--run-dir", str(folder))
     assert stricter.exit_code == 0 and (folder / "checkpoint-00000006.pt").is_file(), stricter.output
 

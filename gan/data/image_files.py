@@ -165,10 +165,12 @@ def stand_in_stride(size: int) -> int:
 
 
 def _holds_an_image(folder: Path) -> bool:
-    """Whether `folder` holds an image file (at the first one found: a folder of 200,000 is not listed)."""
+    """Whether `folder` holds an image file (at the first one found: a folder of 200,000 is not listed),
+    by the listing's rule: macOS's `._photo.jpg` left behind by `mv *.jpg` are not images."""
     try:
         with os.scandir(folder) as entries:
-            return any(entry.name.lower().endswith(IMAGE_EXTENSIONS) for entry in entries)
+            return any(entry.name.lower().endswith(IMAGE_EXTENSIONS) and not entry.name.startswith(".")
+                       for entry in entries)
     except OSError:
         return False
 

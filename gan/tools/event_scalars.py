@@ -35,9 +35,10 @@ def run_scalars(run_dir: Path) -> tuple[Points, dict[Path, str]]:
 
 
 def event_files(run_dir: Path) -> list[Path]:
-    """The run's event files in the order TensorBoard reads them: by name (a resume's file last)."""
+    """The run's event files in the order TensorBoard reads them: by name (a resume's file last). Hidden
+    names are not theirs (macOS's `._events.out.tfevents.*` beside each, copied to exFAT or a share)."""
     return [run_dir / name for name in sorted(os.listdir(run_dir))
-            if "tfevents" in name and not name.endswith(".profile-empty")]
+            if "tfevents" in name and not name.endswith(".profile-empty") and not name.startswith(".")]
 
 
 class EventFile:

@@ -147,19 +147,19 @@ NUMBERED_RUNS = {"--run-dir": "--out makes numbered run folders inside a folder"
 
 
 # What a fresh ext4 file system holds at its mount point: a scratch volume mounted as a run's folder is empty
-FILE_SYSTEMS_OWN = "lost+found"
+# what file systems and file browsers put in any folder (a mount point's; Windows Explorer's on a share), by lower-case name
+FILE_SYSTEMS_OWN = frozenset({"lost+found", "thumbs.db", "desktop.ini"})
 
 
 def dead_start_files(run_dir: Path, config_file: Path | None = None, option: str = "--run-dir") -> list[str]:
     """The names of what a start of gan train that died before its first checkpoint left in `run_dir`, a
-    folder without checkpoints (its lock left out; hidden files, .DS_Store, and a mount point's lost+found
-    count for nothing). A
-    folder holding anything else is refused (ConfigError), untouched: files gan did not write (a data
+    folder without checkpoints (its lock left out; hidden files, .DS_Store, a mount point's lost+found and
+    Windows's Thumbs.db and desktop.ini count for nothing). A folder holding anything else is refused (ConfigError), untouched: files gan did not write (a data
     folder, a folder of runs, a person's config.toml with no start's lock or event file beside it,
     the CONFIG file of the command itself), or a best.pt without the checkpoints to resume. `option`
     names the folder in the message: `--run-dir`, or `run_dir` for train() from Python."""
     entries = sorted((entry for entry in run_dir.iterdir() if entry.name == LOCK_NAME or not (
-        entry.name.startswith(".") or entry.name == FILE_SYSTEMS_OWN)), key=run_order)  # (runs by number: 100000- after 99999-)
+        entry.name.startswith(".") or entry.name.lower() in FILE_SYSTEMS_OWN)), key=run_order)  # (runs by number: 100000- after 99999-)
     started = any(fnmatch.fnmatchcase(entry.name, pattern) for entry in entries for pattern in START_EVIDENCE)
     # (a start killed between its first best.pt and the checkpoint of that step leaves one: set aside too)
     dead_best = started and _best_of_the_first_checkpoint(run_dir)
