@@ -12,6 +12,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 from conftest import (
     REPO,
     damage_past_the_header,
@@ -842,3 +843,39 @@ def test_a_colour_keyed_16_bit_grey_pixel_is_white():
     buffer.seek(0)
     pixels = np.asarray(to_rgb(Image.open(buffer)))
     assert pixels[0, 0].tolist() == [255, 255, 255] and pixels[0, 1].tolist() == [117, 117, 117]
+
+
+def test_a_folder_named_in_another_unicode_form_than_typed_is_pointed_at(tmp_path):
+    """macOS writes `Fotos Café` decomposed; typed on a command line it is composed: two names here
+    that print alike, and 'does not exist' left the user looking at a listing that showed it."""
+    import unicodedata
+
+    from gan.commands.main import main
+
+    folder = tmp_path / unicodedata.normalize("NFD", "Fotos Café")
+    folder.mkdir()
+    random_rgb((16, 16), seed=0).save(folder / "0.png")
+    typed = tmp_path / "Fotos Café"
+    with pytest.raises(FileNotFoundError, match=f"does not exist \\('{folder}' is there: a name that prints alike, "
+                                                "its letters in another Unicode form"):
+        find_images(typed / "faces")
+    result = CliRunner().invoke(main, ["export", str(typed / "0.png"), str(tmp_path / "g.safetensors")])
+    assert result.exit_code == 2 and "another Unicode form" in result.output, result.output
+    with pytest.raises(FileNotFoundError, match="image folder '.*' does not exist$"):  # (none there: nothing said)
+        find_images(tmp_path / "Fotos Cafe")
+
+
+def test_a_folder_copied_through_macos_is_the_same_data_for_a_resume(tmp_path):
+    """Its names come back decomposed: a resume said "the training data differ ... or files renamed"."""
+    import unicodedata
+
+    from gan.data import data_signature
+
+    signatures = []
+    for form in ("NFC", "NFD"):
+        folder = tmp_path / form
+        folder.mkdir()
+        for index, name in enumerate(("Zoë.png", "Åsa.png", "b.png")):
+            random_rgb((16, 16), seed=index).save(folder / unicodedata.normalize(form, name))
+        signatures.append(data_signature(image_folder_dataset(folder, resolution=8)))
+    assert signatures[0] == signatures[1]

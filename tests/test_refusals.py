@@ -106,6 +106,20 @@ def test_paired_folders_with_two_files_of_one_name_are_refused(tmp_path):
         paired_dataset(tmp_path, "train", 16)
 
 
+def test_paired_files_whose_names_differ_only_in_unicode_form_are_said_to(tmp_path):
+    """A/café.png written by macOS (decomposed) beside a café.png typed here (composed): the error
+    showed two paths that print alike."""
+    import unicodedata
+
+    for side in ("A", "B"):
+        (tmp_path / "train" / side).mkdir(parents=True)
+        random_rgb((16, 16), seed=0).save(tmp_path / "train" / side / "café.png")
+    random_rgb((16, 16), seed=1).save(tmp_path / "train" / "A" / unicodedata.normalize("NFD", "café.jpg"))
+    with pytest.raises(ValueError, match=r"have the same name without extension \(their names differ only in "
+                                         "Unicode form"):
+        paired_dataset(tmp_path, "train", 16)
+
+
 def test_a_vgg_weights_file_holding_pickled_objects_is_refused_in_one_line(tmp_path):
     import datetime
 

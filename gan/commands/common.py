@@ -33,6 +33,11 @@ class UserPath(click.Path):
             hint = _numbered_run_hint(Path(value))
             if hint:
                 self.fail(f"'{value}' does not exist; {hint}", param, ctx)
+            from gan.core.files import another_unicode_form
+
+            twin = another_unicode_form(Path(value))
+            if twin:
+                self.fail(f"'{value}' does not exist{twin}", param, ctx)
         return super().convert(value, param, ctx)
 
     def _refuse_unexpanded_variable(self, value: str, param, ctx) -> None:

@@ -141,6 +141,30 @@ def refuse_other_than_a_file(path: Path, named: str, file_name: str) -> None:
         raise ValueError(f"{named} is not a regular file (a device or a pipe); it names the file itself ({file_name})")
 
 
+def another_unicode_form(path: Path) -> str:
+    """For a path that does not exist: ` ('<that entry>' is there, ...)` when an entry on its way is there
+    under a name that differs only in Unicode normalization (macOS writes `é` as `e` + an accent, a
+    command line types it as one letter: two names on Linux that print alike), else nothing."""
+    import unicodedata
+
+    parts = Path(path).parts
+    for depth, part in enumerate(parts):
+        parent, here = Path(*parts[:depth]) if depth else Path("."), Path(*parts[:depth + 1])
+        if os.path.lexists(here):
+            continue
+        wanted = unicodedata.normalize("NFC", part)
+        try:
+            names = os.listdir(parent)
+        except OSError:
+            return ""
+        twin = next((name for name in names if name != part and unicodedata.normalize("NFC", name) == wanted), None)
+        return "" if twin is None else (
+            f" ('{parent / twin}' is there: a name that prints alike, its letters in another Unicode form, as macOS "
+            "writes names; rename it to the composed form, e.g. `convmv -f utf8 -t utf8 --nfc -r --notest PATH`, "
+            "or give its path as a listing prints it)")
+    return ""
+
+
 def missing_folders(folders: list[Path]) -> list[Path]:
     """The folders of `folders` and those above them that are missing now, deepest first: what `mkdir -p`
     of each makes (as written: x/../y makes x), for a caller to remove again (`remove_empty_folders`)."""

@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import unicodedata
 import warnings
 from pathlib import Path
 from typing import Iterator
@@ -17,7 +18,7 @@ from gan.core.config import IMAGE_FOLDER_DATASETS, DataConfig
 from gan.core.distributed import SINGLE_PROCESS, ProcessGroup
 from gan.core.registry import ConfigError, Registry
 from gan.data.cache import CachedBatches, load_or_build_shared_cache, user_cache_dir
-from gan.data.decode import NoReadableImages, file_on_the_way, files_fingerprint, find_images, relative_to_here
+from gan.data.decode import NoReadableImages, files_fingerprint, find_images, why_missing
 from gan.data.image_files import (
     ImageFileDataset,
     PartitionFileError,
@@ -124,7 +125,7 @@ def check_data_folders(config: DataConfig, metrics_root: str = "") -> None:
     for key, folder in [*named, ("metrics.root", metrics_root)]:
         if folder and not Path(folder).is_dir():
             what = ("is a file, not a folder" if Path(folder).exists() else
-                    f"does not exist{file_on_the_way(Path(folder)) or relative_to_here(folder)}")
+                    f"does not exist{why_missing(folder)}")
             raise ConfigError(f"{key} '{folder}' {what}. datasets/README.md says how to obtain each data set and "
                               "where to put it")
 
@@ -203,10 +204,11 @@ def data_signature(dataset: Dataset) -> dict:
     """Which images a data set holds, in its order, cheaply (their names and sizes, not their
     contents): kept in each checkpoint, so that a resume on data since added to, removed from,
     renamed (whose sample order then differs from the run's) or replaced by other images under the
-    same names says so. Names and sizes, not paths or times, so that a moved or copied folder matches."""
+    same names says so. Names and sizes, not paths or times, so that a moved or copied folder matches
+    (its names in composed Unicode: a copy through macOS writes them decomposed, the same names)."""
     paths = [path for attribute in ("paths", "a_paths", "b_paths") for path in getattr(dataset, attribute, ())]
     paths += [path for pair in getattr(dataset, "pairs", ()) for path in pair if path is not None]
-    names = "\0".join(Path(path).name for path in paths).encode(errors="surrogateescape")
+    names = unicodedata.normalize("NFC", "\0".join(Path(path).name for path in paths)).encode(errors="surrogateescape")
     return {"images": len(dataset), "names": hashlib.sha256(names).hexdigest(),
             "sizes": hashlib.sha256(",".join(map(str, map(_size, paths))).encode()).hexdigest()}
 

@@ -9,6 +9,7 @@ import io
 import os
 import re
 import stat as stat_module
+import unicodedata
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -23,7 +24,7 @@ try:  # (imported now: a process out of open files, which it is asked about, can
 except ImportError:  # (POSIX only)
     resource = None
 
-from gan.core.files import LOCK_NAME
+from gan.core.files import LOCK_NAME, another_unicode_form
 from gan.core.progress import DelayedProgress
 from gan.core.wording import first_few, one_line
 
@@ -548,6 +549,12 @@ def file_on_the_way(path: Path) -> str:
     return ""
 
 
+def why_missing(path: Path | str) -> str:
+    """For a folder that does not exist, what may explain it, in parentheses (or nothing): a file where
+    a folder on its way should be, its name in another Unicode form there, or a path relative to here."""
+    return file_on_the_way(Path(path)) or another_unicode_form(Path(path)) or relative_to_here(path)
+
+
 def relative_to_here(path: Path | str) -> str:
     """For a folder that does not exist: ` (a relative path, read from the folder gan runs in, '/x')`
     when it is relative (a command or resume started from another folder than the run's first), else
@@ -556,6 +563,12 @@ def relative_to_here(path: Path | str) -> str:
         return ""
     return (f" (a relative path, read from the folder gan runs in, '{Path.cwd()}': run gan from the folder it is "
             "relative to, or give it as an absolute path)")
+
+
+def _listing_order(path: Path) -> tuple:
+    """Paths sorted folder by folder, by their names in composed Unicode (a copy through macOS writes
+    them decomposed: the same names, in the same order, so a resume on the copy reads the same)."""
+    return tuple(unicodedata.normalize("NFC", part) for part in path.parts), path.parts
 
 
 def folders_overlap(first: Path, second: Path) -> str | None:
@@ -580,7 +593,8 @@ def find_images(root: Path, recursive: bool = True) -> list[Path]:
     out with one warning that counts them (or, where they are all there is, in the error).
     """
     if not root.exists():
-        raise FileNotFoundError(f"image folder '{root}' does not exist{file_on_the_way(root) or relative_to_here(root)}")
+        raise FileNotFoundError(f"image folder '{root}' does not exist"
+                                f"{why_missing(root)}")
     if not root.is_dir():
         raise NotADirectoryError(f"'{root}' is not a folder of images")
     paths, other_formats, runs, unlisted, system = [], Counter(), [], [], []
@@ -606,6 +620,8 @@ def find_images(root: Path, recursive: bool = True) -> list[Path]:
         elif suffix in Image.registered_extensions() or suffix in PHOTO_FORMATS_WITHOUT_PILLOW:
             other_formats[suffix] += 1
     paths.sort()
+    if not all(str(path).isascii() for path in paths):  # (most sets: sorted as plain paths, as fast)
+        paths.sort(key=_listing_order)
     if other_formats and paths:
         place = f" under '{root}'"
         warnings.warn(f"left out {_in_other_formats(other_formats, place)}", UnreadableImageWarning, stacklevel=2)

@@ -22,14 +22,13 @@ from gan.data.decode import (
     IMAGE_EXTENSIONS,
     ImageReadError,
     UnreadableImageWarning,
-    file_on_the_way,
     find_images,
     folders_overlap,
     header_size,
     left_out_of_listing,
     read_rgb,
     readable_images,
-    relative_to_here,
+    why_missing,
 )
 from gan.data.image_files import SkipUnreadable, augmentation_key, centre_square, location_of, warn_of_upsampling
 
@@ -346,8 +345,10 @@ def _files_by_name(folder: Path) -> dict[str, Path]:
     for path in find_images(folder):
         name = _name_key(folder, path)
         if name in files:
-            raise ValueError(f"'{files[name]}' and '{path}' have the same name without extension, so the pair "
-                             f"'{name}' is ambiguous: keep one of them (files pair by name without extension)")
+            alike = (" (their names differ only in Unicode form: one written composed, one decomposed as macOS "
+                     "writes names)" if files[name].stem != path.stem else "")
+            raise ValueError(f"'{files[name]}' and '{path}' have the same name without extension{alike}, so the "
+                             f"pair '{name}' is ambiguous: keep one of them (files pair by name without extension)")
         files[name] = path
     return files
 
@@ -447,7 +448,7 @@ def paired_dataset(root: str | Path, split: str, resolution: int, load_size: int
             raise FileNotFoundError(f"paired data folder '{folder}' does not exist: "
                                     + _splits_inside_sides(root, [split]))
         raise FileNotFoundError(f"paired data folder '{folder}' does not exist"
-                                f"{file_on_the_way(folder) or relative_to_here(folder)} (the split "
+                                f"{why_missing(folder)} (the split "
                                 f"names a subfolder of data.root; \"all\" uses data.root itself){_likely_root(root)}")
     if layout == "auto":
         layout = detect_layout(folder)
