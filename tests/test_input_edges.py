@@ -879,3 +879,18 @@ def test_a_folder_copied_through_macos_is_the_same_data_for_a_resume(tmp_path):
             random_rgb((16, 16), seed=index).save(folder / unicodedata.normalize(form, name))
         signatures.append(data_signature(image_folder_dataset(folder, resolution=8)))
     assert signatures[0] == signatures[1]
+
+
+def test_a_phones_heic_photo_renamed_jpg_is_told_to_be_converted(tmp_path):
+    """A .heic file is counted and told to be converted; the same photo named IMG_0001.jpg (a transfer
+    that renamed it) was "cannot identify image file", saying nothing of what it is."""
+    for brand, told in ((b"heic", "HEIC"), (b"mif1", "HEIF")):
+        photo = tmp_path / f"IMG_{brand.decode()}.jpg"
+        photo.write_bytes(b"\0\0\0\x18ftyp" + brand + bytes(64))
+        with pytest.raises(ImageReadError, match=f"IMG_{brand.decode()}.jpg.*: it is a {told} photo under another "
+                                                 "extension, which gan does not read; convert it to PNG or JPEG"):
+            read_rgb(photo)
+    (tmp_path / "junk.jpg").write_bytes(bytes(64))  # (not one: Pillow's words alone)
+    with pytest.raises(ImageReadError) as refused:
+        read_rgb(tmp_path / "junk.jpg")
+    assert "photo under another extension" not in str(refused.value)

@@ -95,6 +95,17 @@ def test_no_shipped_config_sets_a_key_its_recipe_ignores(path):
         load_config(path)
 
 
+def test_a_split_folder_named_in_other_case_is_pointed_at(tmp_path):
+    """A root of Train/ and Val/ (a Windows user's) was "'root/train' does not exist", naming neither."""
+    for split in ("Train", "Val"):
+        (tmp_path / split).mkdir()
+        random_rgb((32, 16), seed=0).save(tmp_path / split / "0.png")
+    with pytest.raises(FileNotFoundError, match="holds 'Train/' \\(folder names are case-sensitive\\): name the "
+                                                "split \"Train\""):
+        paired_dataset(tmp_path, "train", 16)
+    assert len(paired_dataset(tmp_path, "Train", 16, load_size=16)) == 1
+
+
 def test_paired_folders_with_two_files_of_one_name_are_refused(tmp_path):
     # A/0.png and A/0.jpg: one of them was silently dropped.
     for side in ("A", "B"):

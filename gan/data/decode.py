@@ -399,10 +399,10 @@ def read_rgb(path: str | Path) -> Image.Image:
             raise ImageFolderGone(f"cannot read image '{one_line(path)}': its folder '{one_line(Path(path).parent)}' "
                                   "is gone (moved, renamed or unmounted since it was listed)") from error
         if not os.path.lexists(path):  # (many from a folder emptied: `SkipUnreadable` says so once)
-            gone = ImageFileGone(f"cannot read image '{one_line(path)}': {decode_problem(error)}")
+            gone = ImageFileGone(f"cannot read image '{one_line(path)}': {decode_problem(error, path)}")
             gone.path = str(path)
             raise gone from error
-        raise ImageReadError(f"cannot read image '{one_line(path)}': {decode_problem(error)}") from error
+        raise ImageReadError(f"cannot read image '{one_line(path)}': {decode_problem(error, path)}") from error
     except MemoryError as error:  # (a process under a memory limit: the message is empty)
         raise ImageReadError(f"cannot read image '{one_line(path)}': not enough memory to decode it") from error
 
@@ -435,7 +435,7 @@ def check_header(path: Path) -> str | None:
             return problem
     except DECODE_ERRORS as error:
         raise_if_process_limit(error, path)  # (never a file's problem: every file of the scan would be skipped)
-        return decode_problem(error)
+        return decode_problem(error, path)
 
 
 # How a whole file of these formats ends. A file cut short (a copy or an unpack stopped) still has
@@ -512,11 +512,15 @@ def _jpeg_ends(data: bytes) -> bool:
     return False
 
 
-def decode_problem(error: BaseException) -> str:
+def decode_problem(error: BaseException, path: str | Path | None = None) -> str:
     """Pillow's error in words that say what to do, where its own do not (on one line, with the bytes of
     a file name it quotes as they are: `\\xff`)."""
     # (Pillow quotes the name with %r, which writes such a byte as the text `\\udcff`)
     text = re.sub(r"\\udc([89a-f][0-9a-f])", r"\\x\1", one_line(str(error) or type(error).__name__))
+    heif = _heif_brand(path) if isinstance(error, Image.UnidentifiedImageError) and path is not None else None
+    if heif is not None:  # (a phone's photo renamed .jpg: told to convert it, as a .heic file is)
+        return (f"{text}: it is a {heif} photo under another extension, which gan does not read; convert it to PNG "
+                "or JPEG to use it")
     if isinstance(error, Image.DecompressionBombError):  # (Pillow's words: a pixel count and "DOS attack")
         limit = Image.MAX_IMAGE_PIXELS or 0
         pixels = re.search(r"\((\d+) pixels\)", text)
@@ -528,6 +532,20 @@ def decode_problem(error: BaseException) -> str:
         return ("its PNG text metadata (XMP, comments) is larger than the 1 MB Pillow reads; strip the metadata "
                 "(`exiftool -all= FILE` or `mogrify -strip FILE`) to use the image")
     return text
+
+
+HEIF_BRANDS = {b"heic": "HEIC", b"heix": "HEIC", b"hevc": "HEIC", b"heim": "HEIC", b"heis": "HEIC", b"mif1": "HEIF",
+               b"msf1": "HEIF", b"avif": "AVIF", b"avis": "AVIF"}
+
+
+def _heif_brand(path: str | Path) -> str | None:
+    """"HEIC", "HEIF" or "AVIF" for a file that begins as one (an ISO media `ftyp` box), else None."""
+    try:
+        with open(path, "rb") as handle:
+            start = handle.read(12)
+    except OSError:
+        return None
+    return HEIF_BRANDS.get(start[8:12]) if start[4:8] == b"ftyp" else None
 
 
 def header_size(path: Path) -> tuple[int, int] | None:

@@ -419,10 +419,15 @@ def check_pair_shapes(pairs: list[tuple[Path, Path]], root: Path, strict: bool) 
     warnings.warn(message + " (--strict makes this an error)", stacklevel=2)
 
 
-def _likely_root(root: Path) -> str:
-    """What a data.root without its split folder most likely is, for the message: a split folder itself
-    (`paired/train`), or CycleGAN's unpaired layout (`trainA/`, `trainB/`)."""
+def _likely_root(root: Path, split: str) -> str:
+    """What a data.root without its split folder most likely is, for the message: one with the split's
+    folder named in other case (`Train/`), a split folder itself (`paired/train`), or CycleGAN's
+    unpaired layout (`trainA/`, `trainB/`)."""
     try:
+        other_case = next((sub.name for sub in root.iterdir() if sub.name.lower() == split.lower() and sub.is_dir()),
+                          None)
+        if other_case is not None:
+            return f": '{root}' holds '{other_case}/' (folder names are case-sensitive): name the split \"{other_case}\""
         if any(sub.name.endswith(("A", "B")) and sub.name[:-1] in ("train", "val", "test") and sub.is_dir()
                for sub in root.iterdir()):
             return f": '{root}' holds trainA/-style folders, CycleGAN's unpaired layout (recipe = \"cyclegan\")"
@@ -449,7 +454,7 @@ def paired_dataset(root: str | Path, split: str, resolution: int, load_size: int
                                     + _splits_inside_sides(root, [split]))
         raise FileNotFoundError(f"paired data folder '{folder}' does not exist"
                                 f"{why_missing(folder)} (the split "
-                                f"names a subfolder of data.root; \"all\" uses data.root itself){_likely_root(root)}")
+                                f"names a subfolder of data.root; \"all\" uses data.root itself){_likely_root(root, split)}")
     if layout == "auto":
         layout = detect_layout(folder)
         nested = sorted(sub.name for sub in folder.iterdir() if sub.is_dir() and detect_layout(sub) == "folders")
