@@ -145,6 +145,9 @@ def test_invalid_values_and_names(assignment, expected):
 def test_label_smoothing_needs_a_loss_that_has_targets():
     with pytest.raises(ConfigError, match="label_smoothing applies to vanilla and lsgan, not 'hinge'"):
         load_config(None, ["loss.adversarial=hinge", "loss.label_smoothing=0.1"])
+    # a misspelt lsgan was told to turn the smoothing off (which lsgan uses), not that the name is unknown
+    with pytest.raises(ConfigError, match="unknown loss.adversarial 'lsgn' \\(did you mean 'lsgan'\\?\\)"):
+        load_config(None, ["loss.adversarial=lsgn", "loss.label_smoothing=0.1"])
 
 
 def test_network_arguments_are_checked_against_the_constructor():

@@ -7,7 +7,7 @@ import warnings
 from pathlib import Path
 
 import pytest
-from conftest import TINY, random_vgg_state, tiny_config
+from conftest import TINY, assert_one_error_line, invoke, random_vgg_state, tiny_config
 from PIL import Image
 
 from gan.core.registry import ConfigError
@@ -1191,6 +1191,9 @@ def test_a_hand_edited_run_config_without_a_last_line_end_keeps_tomls_place_of_t
                             "train.steps = ... unquoted, or steps = ... under [train])"),
     ('[train]\nsteps = 5\nrecipe = "pix2pix"\n', "unknown config key 'train.recipe' (recipe is a top-level key: in a "
                                                  "file, before the first [section] line"),
+    # (under its section it was named 'train.train.d_lr', a key no one wrote, with no hint)
+    ('[train]\n"train.d_lr" = 1e-4\n', 'unknown config key "train.d_lr" under [train] (a quoted key is one name, dots '
+                                       'and all: write d_lr = ... unquoted under [train])'),
 ])
 def test_the_two_classic_toml_slips_are_named_as_such(tmp_path, text, expected):
     """They were "unknown config key 'train.steps' (did you mean 'train'?)", though the docs name the key
@@ -1198,6 +1201,15 @@ def test_the_two_classic_toml_slips_are_named_as_such(tmp_path, text, expected):
     config = tmp_path / "c.toml"
     config.write_text(text)
     with pytest.raises(ConfigError, match=re.escape(expected)):
+        load_config(config, [])
+
+
+def test_a_key_that_contradicts_the_files_own_preset_is_named_as_the_files(tmp_path):
+    """The file's preset was applied before the file alone was checked for the error, so the error
+    was not the file's: no file name on it."""
+    config = tmp_path / "c.toml"
+    config.write_text('[loss]\npreset = "hinge"\nlabel_smoothing = 0.1\n')
+    with pytest.raises(ConfigError, match=f"^{re.escape(str(config))}: loss.label_smoothing applies to vanilla"):
         load_config(config, [])
 
 
@@ -1240,3 +1252,19 @@ def test_a_lower_resolution_with_the_256_px_load_size_is_warned_of():
         for name in ("pix2pix_facades", "pix2pix_facades128", "cyclegan_horse2zebra", "cyclegan_photo2manga128"):
             load_config(REPO / "experiments" / f"{name}.toml", [])
         load_config(config, ["data.resolution=128", "model.generator=unet_128", "data.load_size=143"])
+
+
+def test_a_new_runs_missing_data_is_said_without_the_settings_warnings_before_it(tmp_path):
+    """`--set data.root=` printed the EMA warm-up's warning (of a run that cannot start) above the
+    error that stops it; a run that starts still shows the warning."""
+    celeba = REPO / "experiments" / "dcgan_celeba64.toml"
+    for root, error in (("", "data.root is empty"), (tmp_path / "none", f"image folder '{tmp_path / 'none'}' does not exist")):
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            result = invoke("train", celeba, "--set", f"data.root={root}", "--set", "train.steps=10", "--out", tmp_path)
+        assert_one_error_line(result, error)
+        assert not said, [str(warning.message) for warning in said]
+    tiny = [arg for item in TINY for arg in ("--set", item)]
+    with pytest.warns(UserWarning, match=r"train.ema_decay = 0.9999 \(an average over about 10,000 steps\) is never"):
+        started = invoke("train", DEMO, *tiny, "--set", "train.ema_decay=0.9999", "--out", tmp_path / "runs")
+    assert started.exit_code == 0, started.output

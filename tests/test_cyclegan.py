@@ -1,6 +1,7 @@
 """CycleGAN: ResNet generator, image pool, the recipe's losses, end-to-end run and resume."""
 
 import csv
+import re
 import shutil
 import sys
 import warnings
@@ -507,3 +508,29 @@ def test_a_link_that_puts_one_domains_images_in_the_other_is_refused(tmp_path):
     assert_one_error_line(result, "image file(s) are in both domains through a link (the first: "
                                   f"'{unpaired / 'trainA' / 'more'}")
     assert not any(out.rglob("*.pt"))
+
+
+def test_a_pool_size_that_cannot_fit_is_refused_before_step_1_naming_it(tmp_path, monkeypatch):
+    """loss.pool_size=1000000 (a typo of 100) made two pools of a million images at step 1: the kernel
+    killed the process without a word (under a memory limit: "a smaller train.batch_size")."""
+    from gan.training import preflight
+
+    unpaired = write_recipe_data(tmp_path)["unpaired"]
+    sets = [arg for item in (*TINY_CYCLEGAN, f"data.root={unpaired}", "loss.pool_size=1000000000")
+            for arg in ("--set", item)]
+    result = CliRunner().invoke(main, ["train", str(REPO / "experiments" / "cyclegan_horse2zebra.toml"), *sets,
+                                       "--out", str(tmp_path / "runs")])
+    line = assert_one_error_line(result, "loss.pool_size 1000000000 keeps 2 pools of that many generated 16x16 "
+                                         "images (5.6 TiB), and cpu has ")
+    assert re.search(r"available: at most about [\d,]+ fit beside training \(the reference keeps 50\)", line), line
+    assert not list(tmp_path.glob("runs/*/checkpoint-*.pt"))
+    config = load_config(REPO / "experiments" / "cyclegan_horse2zebra.toml",
+                         [*TINY_CYCLEGAN, f"data.root={unpaired}", "loss.pool_size=100"])
+    pools = {"A": ImagePool(100), "B": ImagePool(100)}  # (2 x 100 x 3 x 16 x 16 x 4 bytes)
+    monkeypatch.setattr(preflight, "available_memory", lambda device: 2 * 614_400 - 1)
+    with pytest.warns(UserWarning, match="the run may be stopped for lack of memory; at most about 99 fit"):
+        preflight.check_pools_fit(pools, config, torch.device("cpu"))
+    monkeypatch.setattr(preflight, "available_memory", lambda device: 2 * 614_400)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        preflight.check_pools_fit(pools, config, torch.device("cpu"))

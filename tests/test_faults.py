@@ -594,7 +594,11 @@ def test_a_start_out_of_open_files_is_said_as_such_not_as_its_run_directory(tmp_
 
 
 def test_a_logged_value_beyond_the_bound_is_treated_as_a_nan(tmp_path):
-    with pytest.raises(NonFiniteLossError, match=r"'[\w/]+' reached .* at step 1, beyond train.divergence_bound"):
+    """A bound below what healthy runs log (1e-300: D's probabilities go up to 1) was said to be the
+    learning rates' fault: the bound is named instead."""
+    with pytest.raises(NonFiniteLossError, match=r"'[\w/]+' reached .* at step 1, beyond train.divergence_bound "
+                                                 r"\(0.001\).*train.divergence_bound 0.001 is below what healthy "
+                                                 r"runs log .*: raise it \(its default is 1e6\)\.$"):
         train(tiny_config("train.divergence_bound=0.001"), tmp_path / "run", CPU, progress_stream=sys.stdout)
 
 

@@ -503,6 +503,8 @@ def _set_up_and_train(start: _Start, config: Path | None, resume: Path | None, o
     from gan.core.devices import select_device
     from gan.core.distributed import broadcast_object, from_environment, initialise
     from gan.core.processes import stop_with_parent
+    from gan.core.registry import ConfigError
+    from gan.data import check_data_folders
     from gan.tools.sweep import stop_with_the_sweep
     from gan.training.loop import train as run_training
     from gan.training.loop import train_rolling_back
@@ -518,7 +520,14 @@ def _set_up_and_train(start: _Start, config: Path | None, resume: Path | None, o
     if resume is not None:
         check_resumable(resume)
     if config is not None:
-        resolved = load_config(config, list(overrides))
+        with warnings.catch_warnings(record=True) as said:
+            resolved = load_config(config, list(overrides))
+        try:
+            check_data_folders(resolved.data, resolved.metrics.root if resolved.metrics.every else "")
+        except ConfigError:  # (a run that cannot start: its settings' warnings would bury its error, said below)
+            said = []
+        for warning in said:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     else:
         run_config, trained = run_config_and_trained(resume)
         # (a run already at train.steps has nothing to do: the EMA warm-up of "this run's N" steps is none of it)

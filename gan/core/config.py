@@ -205,6 +205,7 @@ def _fill(cls: type, values: dict[str, Any], prefix: str) -> Any:
         full_key = f"{prefix}{key}"
         if key not in hints:
             where = f"[{prefix[:-1]}]" if prefix else "the top level"
+            named = f"'{printable(full_key, 80)}'"
             elsewhere = _sections_holding(key)
             top_level = [field.name for field in dataclasses.fields(Config)
                          if not dataclasses.is_dataclass(typing.get_type_hints(Config)[field.name])]
@@ -212,6 +213,11 @@ def _fill(cls: type, values: dict[str, Any], prefix: str) -> Any:
                 section, _, name = (printable(part, 80) for part in key.rpartition("."))
                 hint = (f" (a quoted key is one name, dots and all: write {printable(key, 80)} = ... unquoted, or "
                         f"{name} = ... under [{section}])")
+            elif "." in key:  # ("train.d_lr" = 1e-4 under [train]: named train.train.d_lr, which no one wrote)
+                inside = key[len(prefix):] if key.startswith(prefix) else key
+                named = f'"{printable(key, 80)}" under {where}'
+                hint = (f" (a quoted key is one name, dots and all: write {printable(inside, 80)} = ... unquoted "
+                        f"under {where})")
             elif prefix and key in top_level:  # (the classic TOML slip: a key after a [section] line is that section's)
                 hint = (f" ({key} is a top-level key: in a file, before the first [section] line, as TOML puts every "
                         f"key below a [section] line in that section; --set {key}=...)")
@@ -219,7 +225,7 @@ def _fill(cls: type, values: dict[str, Any], prefix: str) -> Any:
                 hint = (f" ({key} is in {' and '.join(f'[{section}]' for section in elsewhere)}: "
                         f"{' or '.join(f'{section}.{key}' for section in elsewhere)})" if elsewhere
                         else suggest(key, names))
-            raise ConfigError(f"unknown config key '{printable(full_key, 80)}'{hint}; valid keys in {where}: "
+            raise ConfigError(f"unknown config key {named}{hint}; valid keys in {where}: "
                               f"{', '.join(names)}")
         annotation = hints[key]
         if dataclasses.is_dataclass(annotation):
@@ -403,7 +409,9 @@ def read_config_and_given_keys(path: str | Path | None, overrides: list[str] = (
     try:
         config = _checked(tree)
     except ConfigError as error:
-        raise naming_the_file(error, path, lambda: _checked(copy.deepcopy(as_written))) from None
+        # (the file alone with its own preset: a key that contradicts it is the file's)
+        raise naming_the_file(error, path, lambda: _checked(_apply_preset(copy.deepcopy(as_written), [], path)[0])) \
+            from None
     return config, {assignment.partition("=")[0].strip() for assignment in overrides}
 
 
@@ -713,7 +721,8 @@ def check_values(config: Config) -> None:
 
 def _check_loss_values(loss: LossConfig) -> None:
     """[loss]'s ranges, and the settings that need another loss."""
-    if loss.label_smoothing and loss.adversarial not in ("vanilla", "lsgan"):
+    # (losses without targets by name: a misspelt one, `lsgn`, is named unknown where names are resolved)
+    if loss.label_smoothing and loss.adversarial in ("hinge", "wgan-gp"):
         raise ConfigError(f"loss.label_smoothing applies to vanilla and lsgan, not {shown(loss.adversarial)} (it has "
                           f"no targets to smooth; this config sets {loss.label_smoothing}): turn it off with "
                           "--set loss.label_smoothing=0")

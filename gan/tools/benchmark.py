@@ -31,7 +31,7 @@ from gan.recipes.schedules import lr_factor
 from gan.training.cuda_graphs import EAGER_STEPS_BEFORE_CAPTURE, set_learning_rates
 from gan.training.device import make_autocast, seed_everything
 from gan.training.metric_watch import MetricWatch
-from gan.training.preflight import check_batch_fits
+from gan.training.preflight import check_batch_fits, check_pools_fit
 from gan.training.resolve import load_config
 from gan.training.speed import Speed, accelerate, to_device, training_step
 
@@ -95,7 +95,8 @@ def our_step(name: str, device: torch.device, fast: bool,
     config = load_config(None, [*CASES[name].overrides, "train.steps=1000000", *switches, *overrides])
     seed_everything(0)
     recipe = RECIPES.get(config.recipe)(config, device, make_autocast(device, config.train.amp))
-    check_batch_fits(recipe.networks, config, device)  # (as gan train does: else the kernel kills it, silently)
+    check_pools_fit(getattr(recipe, "pools", {}), config, device)  # (as gan train does: else the kernel kills it,
+    check_batch_fits(recipe.networks, config, device)  # silently)
     for optimizer in recipe.optimizers.values():
         for group in optimizer.param_groups:
             group.setdefault("base_lr", group["lr"])

@@ -19,6 +19,9 @@ SIDE_TASKS = {"logging": None, "previews": None, "validation": "log.eval_every=0
               "reading the training data": None}
 
 
+LOWEST_HEALTHY_BOUND = 10  # a train.divergence_bound below it stops healthy runs (a D probability is 0..1)
+
+
 class NonFiniteLossError(RuntimeError):
     """A logged value or a weight became NaN or infinite, or its magnitude passed
     `train.divergence_bound`; the run stops (or rolls back), keeping the last good checkpoint."""
@@ -31,8 +34,12 @@ class NonFiniteLossError(RuntimeError):
                     "run diverged")
         else:
             what = f"became NaN or infinite at step {step}"
-        super().__init__(f"'{term}' {what}; stopping ({kept}). Lower the learning rates (or a loss weight or "
-                         "penalty set far above its default: loss.*_weight, loss.r1_gamma), or check the data.")
+        advice = ("Lower the learning rates (or a loss weight or penalty set far above its default: loss.*_weight, "
+                  "loss.r1_gamma), or check the data.")
+        if bound < LOWEST_HEALTHY_BOUND:  # (a typo: no run trains under it, and the learning rates are not to blame)
+            advice = (f"train.divergence_bound {bound:g} is below what healthy runs log (D's probabilities up to 1, "
+                      "losses from about 1): raise it (its default is 1e6).")
+        super().__init__(f"'{term}' {what}; stopping ({kept}). {advice}")
         self.step, self.term, self.checkpoint = step, term, checkpoint
         self.what = f"'{term}' {what}"  # (without what follows: a rollback goes on)
 

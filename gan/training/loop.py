@@ -90,6 +90,7 @@ from gan.training.health import HealthWatch, regularisers_on
 from gan.training.metric_watch import MetricWatch
 from gan.training.preflight import (
     check_batch_fits,
+    check_pools_fit,
     check_run_can_finish,
     check_scores_per_image,
     check_validation_fits,
@@ -499,6 +500,7 @@ def _set_up(config: Config, run_dir: Path, device: torch.device, group: ProcessG
     check_run_can_finish(config, run_dir, None if unconditional else recipe.preview_batch, dataset, writes=main,
                          reference=evaluator.dataset if evaluator is not None else None,
                          statistics_cached=evaluator.statistics_cached if evaluator is not None else None)
+    check_pools_fit(getattr(recipe, "pools", {}), config, device)
     check_batch_fits(recipe.networks, config, device)  # else the kernel kills an oversized run without a word
     check_scores_per_image(recipe, config, device)
     check_validation_fits(recipe, config, device)  # (the same, for SR validation's whole images)

@@ -304,6 +304,27 @@ def _require_writable(folder: Path, what: str) -> None:
         remove_empty_folders(made)
 
 
+def check_pools_fit(pools: dict, config: Config, device: torch.device) -> None:
+    """ConfigError when the pools of generated images (CycleGAN's, `loss.pool_size` images for each
+    discriminator, made whole at step 1) cannot fit in the memory left on `device`; warned of when they
+    take over half of it. A pool_size of 1000000 for 100 got the process killed by the kernel at step 1,
+    without a word (under a memory limit: "out of memory ... a smaller train.batch_size")."""
+    available = available_memory(device)
+    images = sum(pool.size for pool in pools.values())
+    if available is None or not images:
+        return
+    needed = images * 3 * config.data.resolution ** 2 * 4  # (float32 RGB: AMP's halves take half)
+    held = (f"loss.pool_size {config.loss.pool_size} keeps {len(pools)} pools of that many generated "
+            f"{config.data.resolution}x{config.data.resolution} images ({format_bytes(needed)}), and {device} has "
+            f"{format_bytes(available)} available")
+    most = max(1, available // (2 * 3 * config.data.resolution ** 2 * 4 * len(pools)))
+    if needed > available:
+        raise ConfigError(f"{held}: at most about {most:,} fit beside training (the reference keeps 50)")
+    if 2 * needed > available:
+        warnings.warn(f"{held}: the run may be stopped for lack of memory; at most about {most:,} fit beside "
+                      "training (the reference keeps 50)", stacklevel=2)
+
+
 def check_batch_fits(networks: dict[str, nn.Module], config: Config, device: torch.device) -> None:
     """ConfigError when `train.batch_size` images cannot fit in the memory left on `device`, judged
     by a lower bound: the outputs of every layer of every trained network in one forward pass
