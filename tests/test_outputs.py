@@ -166,7 +166,7 @@ def test_translate_reports_what_it_wrote_and_skipped(pix2pix_run, tmp_path):
         result = invoke("translate", pix2pix_run, folder, tmp_path / "out", "--device", "cpu")
     assert result.exit_code == 0, result.output
     assert "wrote 1 image(s)" in result.output and "skipped 1 unreadable" in result.output
-    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["good.png"]
+    assert sorted(path.name for path in (tmp_path / "out").glob("[!.]*")) == ["good.png"]
 
 
 def test_translate_that_writes_nothing_fails(pix2pix_run, tmp_path):
@@ -605,7 +605,7 @@ def test_an_output_larger_than_its_format_holds_is_named_with_the_limit(demo_run
         folder = invoke("translate", pix2pix_run, tmp_path / "in", tmp_path / "out", "--side-by-side")
     assert folder.exit_code == 0, folder.output
     assert "wrote 1 image(s)" in folder.output and "skipped 1 too large for its format" in folder.output
-    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["z_after.png"]
+    assert sorted(path.name for path in (tmp_path / "out").glob("[!.]*")) == ["z_after.png"]
     assert translated == [(32, 32)]  # (the strip too wide for WebP refused before its translation, twice)
 
 

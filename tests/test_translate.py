@@ -270,7 +270,7 @@ def test_translate_skips_a_looping_link_in_its_input_folder(pix2pix_run, tmp_pat
         result = CliRunner().invoke(main, ["translate", str(run_dir), str(inputs), str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     assert "skipped 2 unreadable input(s)" in result.output
-    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["photo.png"]
+    assert sorted(path.name for path in (tmp_path / "out").glob("[!.]*")) == ["photo.png"]
 
 
 def test_eval_on_paired_data_writes_a_csv_with_the_mean(pix2pix_run, tmp_path):
@@ -483,14 +483,14 @@ def test_colour_is_never_written_under_a_grey_only_name(pix2pix_run, tmp_path):
     with pytest.warns(UserWarning, match="named like grey-only inputs"):
         result = CliRunner().invoke(main, ["translate", str(run_dir), str(tmp_path / "in"), str(tmp_path / "both")])
     assert result.exit_code == 0, result.output
-    assert sorted(path.name for path in (tmp_path / "both").iterdir()) == ["a.pgm.ppm", "a.ppm"]
+    assert sorted(path.name for path in (tmp_path / "both").glob("[!.]*")) == ["a.pgm.ppm", "a.ppm"]
     # and beside an a.pgm.ppm too, the first numbered name free: it was "written twice; give its outputs
     # distinct names", which a folder's outputs cannot be given
     random_rgb((32, 32), 2).save(tmp_path / "in" / "a.pgm.ppm")
     with pytest.warns(UserWarning, match="named like grey-only inputs"):
         result = CliRunner().invoke(main, ["translate", str(run_dir), str(tmp_path / "in"), str(tmp_path / "all")])
     assert result.exit_code == 0, result.output
-    assert sorted(path.name for path in (tmp_path / "all").iterdir()) == ["a.pgm-2.ppm", "a.pgm.ppm", "a.ppm"]
+    assert sorted(path.name for path in (tmp_path / "all").glob("[!.]*")) == ["a.pgm-2.ppm", "a.pgm.ppm", "a.ppm"]
     # beside an A.ppm (one file with a.ppm on macOS's and Windows' disks), the whole name too
     for name in ("a.ppm", "a.pgm.ppm"):
         (tmp_path / "in" / name).unlink()
@@ -528,7 +528,7 @@ def test_an_input_in_a_format_gan_reads_but_does_not_write_comes_out_as_png(pix2
                                          r"write \(the first: '.*b.avif'\): written as .png instead"):
         result = CliRunner().invoke(main, ["translate", str(run_dir), str(tmp_path / "in"), str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
-    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["a.png", "b.png"]
+    assert sorted(path.name for path in (tmp_path / "out").glob("[!.]*")) == ["a.png", "b.png"]
 
 
 def test_a_stopped_folder_translation_keeps_whole_outputs_counts_them_and_restores_the_handlers(
@@ -557,9 +557,78 @@ def test_a_stopped_folder_translation_keeps_whole_outputs_counts_them_and_restor
     result = CliRunner().invoke(main, ["translate", str(run_dir), str(tmp_path / "in"), str(tmp_path / "out")])
     assert result.exit_code == 128 + signal.SIGTERM, result.output
     assert "image 1/4" in result.output and "stopped: 2 of 4 image(s) were written, each complete" in result.output
-    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["0.png", "1.png"]
+    assert sorted(path.name for path in (tmp_path / "out").glob("[!.]*")) == ["0.png", "1.png"]
     assert all(handler is processes._raise_terminated for handler in handlers.values())  # raised, not killed
     assert {signum: signal.getsignal(signum) for signum in before} == before
+
+
+def test_a_stopped_folder_translation_goes_on_with_continue_as_the_one_it_was(pix2pix_run, tmp_path, monkeypatch):
+    """The only way on was --overwrite, which translated every image again: a stop at 90,000 of 100,000
+    cost the whole job. --continue keeps the outputs there and translates the rest, the same bytes an
+    unstopped translation writes; it refuses an OUTPUT whose record is of another translation."""
+    import signal
+
+    from gan.core import images
+
+    run_dir, _ = pix2pix_run
+    inputs, out, whole = tmp_path / "in", tmp_path / "out", tmp_path / "whole"
+    inputs.mkdir()
+    for index in range(5):
+        random_rgb((32, 32), index).save(inputs / f"{index}.png")
+    assert CliRunner().invoke(main, ["translate", str(run_dir), str(inputs), str(whole)]).exit_code == 0
+    save_image, calls = images.save_image, {"n": 0}
+
+    def stopped_at_the_third(image, path, new_only=False):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            signal.raise_signal(signal.SIGINT)
+        return save_image(image, path, new_only=new_only)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(images, "save_image", stopped_at_the_third)
+        stopped = CliRunner().invoke(main, ["translate", str(run_dir), str(inputs), str(out)])
+    assert stopped.exit_code == 130 and "stopped: 2 of 5 image(s) were written, each complete (the same command " \
+                                       "with --continue translates the rest)" in stopped.output, stopped.output
+    again = CliRunner().invoke(main, ["translate", str(run_dir), str(inputs), str(out)])
+    assert_one_error_line(again, "2 of 5 output file(s) already exist", "or --continue to keep them and translate "
+                                                                        "the rest")
+    other = CliRunner().invoke(main, ["translate", str(run_dir), str(inputs), str(out), "--continue", "--side-by-side"])
+    assert_one_error_line(other, f"--continue: '{out}' holds a translation other than this one (settings "
+                                 '{"side_by_side": false')
+    unrecorded = tmp_path / "mine"
+    shutil.copytree(out, unrecorded)
+    (unrecorded / ".gan-translation.json").unlink()
+    refused = CliRunner().invoke(main, ["translate", str(run_dir), str(inputs), str(unrecorded), "--continue"])
+    assert_one_error_line(refused, f"--continue: '{unrecorded}' holds no record of a translation gan began there")
+    kept = {name: (out / name).stat().st_mtime_ns for name in ("0.png", "1.png")}
+    os.utime(inputs / "1.png", ns=(kept["1.png"] + 1000, kept["1.png"] + 1000))  # (edited since: translated again)
+    went_on = CliRunner().invoke(main, ["translate", str(run_dir), str(inputs), str(out), "--continue"])
+    assert went_on.exit_code == 0, went_on.output
+    assert "--continue: 1 of 5 output(s) are there, kept; 4 to translate (1 of them again: their inputs changed " \
+           "since)" in went_on.output and "wrote 4 image(s) (and kept the 1 written before the stop)" in went_on.output
+    assert (out / "0.png").stat().st_mtime_ns == kept["0.png"]
+    assert {path.name: path.read_bytes() for path in out.glob("*.png")} == \
+        {path.name: path.read_bytes() for path in whole.glob("*.png")}
+    done = CliRunner().invoke(main, ["translate", str(run_dir), str(inputs), str(out), "--continue"])
+    assert done.exit_code == 0 and "nothing to do: every output is in" in done.output, done.output
+
+
+def test_a_tile_smaller_than_the_networks_size_multiple_is_warned_of(pix2pix_run, tmp_path):
+    """Each tile is padded to the multiple: --tile 8 on a U-Net of multiple 32 took 5x the time of 32
+    with the same memory, and the out-of-memory advice ("a smaller --tile") led there."""
+    run_dir, _ = pix2pix_run
+    random_rgb((48, 48), 0).save(tmp_path / "in.png")
+    with pytest.warns(UserWarning, match="--tile 8 is smaller than the network's size multiple, 32 px, which each "
+                                         "tile is padded to: .*give --tile 32 or more"):
+        result = CliRunner().invoke(main, ["translate", str(run_dir), str(tmp_path / "in.png"),
+                                           str(tmp_path / "out.png"), "--tile", "8", "--overlap", "0"])
+    assert result.exit_code == 0, result.output
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (the tiled normalisation's own)
+        warnings.filterwarnings("error", message=".*size multiple")
+        result = CliRunner().invoke(main, ["translate", str(run_dir), str(tmp_path / "in.png"),
+                                           str(tmp_path / "out32.png"), "--tile", "32", "--overlap", "0"])
+    assert result.exit_code == 0, result.output
 
 
 def test_a_stop_just_after_an_output_is_renamed_into_place_counts_it(pix2pix_run, tmp_path, monkeypatch):
@@ -577,7 +646,7 @@ def test_a_stop_just_after_an_output_is_renamed_into_place_counts_it(pix2pix_run
 
     def stopped_at_the_second(folder):
         calls.append(folder)
-        if len(calls) == 2:
+        if len(calls) == 3:  # (the first flushes the record --continue reads)
             signal.raise_signal(signal.SIGINT)
         return fsync_folder(folder)
 
@@ -585,7 +654,7 @@ def test_a_stop_just_after_an_output_is_renamed_into_place_counts_it(pix2pix_run
     result = CliRunner().invoke(main, ["translate", str(run_dir), str(tmp_path / "in"), str(tmp_path / "out")])
     assert result.exit_code == 130 and "stopped: 2 of 3 image(s) were written, each complete" in result.output, \
         result.output
-    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["a.png", "b.png"]
+    assert sorted(path.name for path in (tmp_path / "out").glob("[!.]*")) == ["a.png", "b.png"]
 
 
 def test_paired_input_refuses_photos_and_skips_a_stray_among_pairs_as_gan_eval_does(pix2pix_run, tmp_path):
@@ -611,7 +680,7 @@ def test_paired_input_refuses_photos_and_skips_a_stray_among_pairs_as_gan_eval_d
                                            "--paired-input"])
     assert result.exit_code == 0, result.output
     assert "wrote 2 image(s)" in result.output and "skipped 1 not shaped like an A|B pair" in result.output
-    assert sorted(path.name for path in (tmp_path / "mixed_out").iterdir()) == ["0.png", "1.png"]
+    assert sorted(path.name for path in (tmp_path / "mixed_out").glob("[!.]*")) == ["0.png", "1.png"]
 
 
 def test_paired_input_refuses_photos_for_a_model_trained_on_a_and_b_folders_as_gan_eval_does(tmp_path):

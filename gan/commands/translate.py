@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import click
 
 from gan.commands.common import UserPath, fail
+from gan.core.files import remove_empty_folders
 from gan.core.wording import one_line
 
 if TYPE_CHECKING:
@@ -170,15 +171,32 @@ def refuse_pair_shaped_inputs(config: dict, images: list[Path]) -> None:
                   f"pairs: if these are pairs, {what_to_do}", stacklevel=2)
 
 
+def _write_record_in(output: Path, record: dict) -> list[Path]:
+    """Write a folder translation's record in OUTPUT (made here: the folders made are returned), for
+    --continue after a stop."""
+    from gan.core.files import WriteError, missing_folders
+    from gan.inference.translation_record import RECORD_NAME, write_record
+
+    made = missing_folders([output])
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        write_record(output, record)
+    except (OSError, WriteError) as error:
+        remove_empty_folders(made)
+        fail(f"cannot write '{output / RECORD_NAME}', the record --continue reads after a stop: {error}")
+    return made
+
+
 def translate_each(translator, pairs: list[tuple[Path, Path]], side_by_side: bool,
                    paired_direction: str | None = None, not_pairs: dict[Path, str] | None = None,
-                   overwrite: bool = False) -> tuple[int, dict[Path, str]]:
+                   overwrite: bool = False, continuable: bool = False) -> tuple[int, dict[Path, str]]:
     """Translate and write each pair in turn; returns (images written, {input skipped: why, in a
     few words}): unreadable, among `not_pairs` ({input: why it is no A|B pair}), or, in a folder,
     an output larger than the format it keeps can hold. With `paired_direction` each input is an
     A|B image: its input half is translated, and a side-by-side strip ends with the other half, the
     target. Without `overwrite`, an output that appeared since the outputs were checked (another
-    command writing into the same folder) ends the command rather than being replaced."""
+    command writing into the same folder) ends the command rather than being replaced. `continuable`:
+    a stop says how --continue goes on (a folder's translation, its record written)."""
     from gan.core.progress import Progress
     from gan.inference.outputs import file_identity
 
@@ -208,8 +226,10 @@ def translate_each(translator, pairs: list[tuple[Path, Path]], side_by_side: boo
     finally:
         progress.close()
         if stopped:
+            again = ("with --continue translates the rest" if continuable else
+                     "with --overwrite translates them all again")
             click.echo(f"stopped: {written} of {len(pairs)} image(s) were written, each complete (the same command "
-                       "with --overwrite translates them all again)", err=True)
+                       f"{again})", err=True)
     return written, skipped
 
 
@@ -291,9 +311,13 @@ def output_size(translator, source, target, side_by_side: bool) -> tuple[int, in
                                         "checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Replace existing files (never an input, a checkpoint or a run's "
                                              "own files).")
+@click.option("--continue", "continue_", is_flag=True,
+              help="Go on with a stopped translation of a folder: keep the outputs it wrote (each complete) and "
+                   "translate the rest; refused unless OUTPUT's record is of this checkpoint, INPUT and options.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 def translate(checkpoint: Path, source: Path, output: Path, side_by_side: bool, paired_input: bool | None, tile: int,
-              overlap: int | None, direction: str | None, best: bool, overwrite: bool, device: str) -> None:
+              overlap: int | None, direction: str | None, best: bool, overwrite: bool, continue_: bool,
+              device: str) -> None:
     """Run an image-to-image generator on INPUT (an image, or a folder searched
     recursively) and write OUTPUT (an image, or a folder with the same relative names).
 
@@ -309,19 +333,34 @@ def translate(checkpoint: Path, source: Path, output: Path, side_by_side: bool, 
       gan translate runs/00002-sr_pix2pix_x4 small.png large.png --tile 256
       gan translate runs/00003-cyclegan_horse2zebra zebras/ horses/ --direction BtoA
       gan translate runs/00002-sr_pix2pix_x4 small.png large.png --best   # the checkpoint best by val/psnr
+      gan translate runs/00001-pix2pix_facades drawings/ photos/ --continue   # after a stop: the rest
     """
     from gan.core.checkpoint import CheckpointError, best_checkpoint
     from gan.core.devices import DeviceUnavailable, select_device
-    from gan.inference.outputs import check_outputs, refuse_joining_run_data, run_data_folders
+    from gan.inference.outputs import OutputRefused, check_outputs, refuse_joining_run_data, run_data_folders
     from gan.inference.scoring import not_shaped_like_pairs
     from gan.inference.tiling import check_tiling, load_translator
+    from gan.inference.translation_record import RECORD_NAME, left_to_translate, translation_record
 
+    if continue_ and overwrite:
+        raise click.UsageError("--continue keeps the outputs a stopped translation wrote, --overwrite replaces them: "
+                               "give one")
+    if continue_ and not source.is_dir():
+        raise click.BadParameter("goes on with a folder INPUT's translation; one image is translated whole or not at "
+                                 "all (--overwrite replaces its output)", param_hint="--continue")
     try:
         refuse_swapped_arguments(checkpoint, source, output)
         pairs = planned_translations(source, output)
-        # (a folder named like an image, x.png/, is skipped as unreadable: it has no output to plan)
-        check_outputs([output_path for image, output_path in pairs if not image.is_dir()],
-                      inputs=[checkpoint, *(image for image, _ in pairs)], overwrite=overwrite)
+        if not continue_:  # (--continue: checked once the record says which outputs are this translation's)
+            # (a folder named like an image, x.png/, is skipped as unreadable: it has no output to plan)
+            try:
+                check_outputs([output_path for image, output_path in pairs if not image.is_dir()],
+                              inputs=[checkpoint, *(image for image, _ in pairs)], overwrite=overwrite)
+            except OutputRefused as refused:
+                recorded = source.is_dir() and (output / RECORD_NAME).is_file()
+                raise OutputRefused(f"{refused}, or --continue to keep them and translate the rest (a stopped "
+                                    "translation's)" if recorded and "--overwrite" in str(refused) else refused) \
+                    from None
         checkpoint = best_checkpoint(checkpoint) if best else checkpoint
         check_tiling(tile, overlap, overlap_option=True)
         if overlap is not None and tile == 0:
@@ -345,15 +384,39 @@ def translate(checkpoint: Path, source: Path, output: Path, side_by_side: bool, 
             warnings.warn(f"--whole-input changes nothing: '{translator.checkpoint}' trained on "
                           f"'{translator.config['data']['dataset']}' data, not A|B pairs, so every input goes through "
                           "whole", stacklevel=1)
+        record = None
+        if source.is_dir():
+            record = translation_record(translator.checkpoint, translator.step, source, {
+                "side_by_side": side_by_side, "paired_input": paired_input, "tile": tile,
+                "overlap": translator.overlap if tile else None,
+                "direction": direction or ("AtoB" if translator.config.get("recipe") == "cyclegan" else None)})
+        planned, kept = len(pairs), 0
+        if continue_:
+            inputs = [checkpoint, *(image for image, _ in pairs)]
+            pairs, kept, again = left_to_translate(pairs, output, record)
+            check_outputs([output_path for image, output_path in pairs if not image.is_dir()], inputs=inputs,
+                          overwrite=bool(again))
+            overwrite = bool(again)  # (outputs older than their inputs, edited since: written again)
+            click.echo(f"--continue: {kept} of {planned} output(s) are there, kept; {len(pairs)} to translate"
+                       + (f" ({again} of them again: their inputs changed since)" if again else ""), err=True)
     except (CheckpointError, FileNotFoundError, NotADirectoryError, DeviceUnavailable, ValueError) as error:
         fail(error)
+    if not pairs:
+        click.echo(f"nothing to do: every output is in {output}", err=True)
+        return
+    made = _write_record_in(output, record) if record is not None else []
     paired_direction = translator.config["data"]["direction"] if paired_input else None
-    written, skipped = translate_each(translator, pairs, side_by_side, paired_direction, not_pairs, overwrite)
-    if not written:
+    written, skipped = translate_each(translator, pairs, side_by_side, paired_direction, not_pairs, overwrite,
+                                      continuable=record is not None)
+    if not written and not kept:
+        if made:  # (a new OUTPUT of nothing but the record: not left behind)
+            (output / RECORD_NAME).unlink(missing_ok=True)
+            remove_empty_folders(made)
         first, why = next(iter(skipped.items()))
         fail(f"wrote nothing: none of the {len(pairs)} input image(s) could be translated (the first: "
              f"'{one_line(first)}', {why})")
     counts = Counter(skipped.values())
     kinds = [f"{counts[why]} {'unreadable input(s)' if why == 'unreadable' else why}" for why in counts]
     skipped_note = f"; skipped {', '.join(kinds)}, warned about above" if skipped else ""
-    click.echo(f"wrote {written} image(s) to {output} with {translator.checkpoint}{skipped_note}", err=True)
+    kept_note = f" (and kept the {kept} written before the stop)" if kept else ""
+    click.echo(f"wrote {written} image(s){kept_note} to {output} with {translator.checkpoint}{skipped_note}", err=True)
