@@ -1193,7 +1193,10 @@ def test_a_hand_edited_run_config_without_a_last_line_end_keeps_tomls_place_of_t
                                                  "file, before the first [section] line"),
     # (under its section it was named 'train.train.d_lr', a key no one wrote, with no hint)
     ('[train]\n"train.d_lr" = 1e-4\n', 'unknown config key "train.d_lr" under [train] (a quoted key is one name, dots '
-                                       'and all: write d_lr = ... unquoted under [train])'),
+                                       'and all: write d_lr = ... under [train])'),
+    ('[train]\n"loss.adversarial" = "hinge"\n', 'unknown config key "loss.adversarial" under [train] (a quoted key is '
+                                                'one name, dots and all, and under [train] it is that section\'s: '
+                                                'write adversarial = ... under [loss])'),
 ])
 def test_the_two_classic_toml_slips_are_named_as_such(tmp_path, text, expected):
     """They were "unknown config key 'train.steps' (did you mean 'train'?)", though the docs name the key

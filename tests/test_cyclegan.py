@@ -273,6 +273,16 @@ def test_translate_directions_and_cycle_eval(unpaired_root, tmp_path):
                                  "BtoA"])
     assert other.exit_code == 2 and "has no BtoA generator, only AtoB" in other.output, other.output
     assert "--direction BtoA` writes that one" in other.output
+    # a folder translation's record names the generator it ran: a BtoA export's was recorded as AtoB (the
+    # run's default), and the same translation with its --direction given refused to --continue it
+    exported = tmp_path / "BtoA.safetensors"
+    assert runner.invoke(main, ["export", str(run_dir), "--direction", "BtoA", "--out", str(exported)]).exit_code == 0
+    assert runner.invoke(main, ["translate", str(exported), str(image.parent), str(tmp_path / "o")]).exit_code == 0
+    (tmp_path / "o" / "1.png").unlink()
+    went_on = runner.invoke(main, ["translate", str(exported), str(image.parent), str(tmp_path / "o"), "--continue",
+                                   "--direction", "BtoA"])
+    assert went_on.exit_code == 0 and "1 of 2 output(s) are there, kept; 1 to translate" in went_on.output, \
+        went_on.output
     # an empty testB/ is refused before testA's rows are printed as if scoring went well
     half = tmp_path / "half"
     shutil.copytree(unpaired_root / "testA", half / "testA")

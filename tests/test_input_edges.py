@@ -890,7 +890,13 @@ def test_a_phones_heic_photo_renamed_jpg_is_told_to_be_converted(tmp_path):
         with pytest.raises(ImageReadError, match=f"IMG_{brand.decode()}.jpg.*: it is a {told} photo under another "
                                                  "extension, which gan does not read; convert it to PNG or JPEG"):
             read_rgb(photo)
-    (tmp_path / "junk.jpg").write_bytes(bytes(64))  # (not one: Pillow's words alone)
-    with pytest.raises(ImageReadError) as refused:
-        read_rgb(tmp_path / "junk.jpg")
-    assert "photo under another extension" not in str(refused.value)
+    # not one: Pillow's words alone (a damaged .avif is no AVIF under another name, and this Pillow may read AVIF)
+    (tmp_path / "junk.jpg").write_bytes(bytes(64))
+    (tmp_path / "cut.avif").write_bytes(b"\0\0\0\x1cftypavif" + bytes(64))
+    (tmp_path / "cut.heic").write_bytes(b"\0\0\0\x18ftypheic" + bytes(64))
+    names = ["junk.jpg", "cut.avif", "cut.heic"] + (["renamed.jpg"] if features.check("avif") else [])
+    (tmp_path / "renamed.jpg").write_bytes(b"\0\0\0\x1cftypavif" + bytes(64))
+    for name in names:
+        with pytest.raises(ImageReadError) as refused:
+            read_rgb(tmp_path / name)
+        assert "photo under another extension" not in str(refused.value), name

@@ -129,6 +129,14 @@ def test_paired_files_whose_names_differ_only_in_unicode_form_are_said_to(tmp_pa
     with pytest.raises(ValueError, match=r"have the same name without extension \(their names differ only in "
                                          "Unicode form"):
         paired_dataset(tmp_path, "train", 16)
+    (tmp_path / "train" / "A" / unicodedata.normalize("NFD", "café.jpg")).unlink()
+    for folder in (unicodedata.normalize("NFC", "Zoë"), unicodedata.normalize("NFD", "Zoë")):  # (folders that differ)
+        for side in ("A", "B"):
+            (tmp_path / "train" / side / folder).mkdir()
+            random_rgb((16, 16), seed=2).save(tmp_path / "train" / side / folder / "x.png")
+    with pytest.raises(ValueError, match=r"x.png' have the same name without extension \(their names differ only in "
+                                         "Unicode form"):
+        paired_dataset(tmp_path, "train", 16)
 
 
 def test_a_vgg_weights_file_holding_pickled_objects_is_refused_in_one_line(tmp_path):

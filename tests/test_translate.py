@@ -3,6 +3,7 @@
 import csv
 import os
 import shutil
+import unicodedata
 import warnings
 
 import numpy as np
@@ -611,6 +612,29 @@ def test_a_stopped_folder_translation_goes_on_with_continue_as_the_one_it_was(pi
         {path.name: path.read_bytes() for path in whole.glob("*.png")}
     done = CliRunner().invoke(main, ["translate", str(run_dir), str(inputs), str(out), "--continue"])
     assert done.exit_code == 0 and "nothing to do: every output is in" in done.output, done.output
+    # An --overwrite by other weights stopped after its first output: the 4 left are the first weights',
+    # and were kept ("not older than their inputs"); they are older than its record.
+    exported = tmp_path / "g.safetensors"
+    assert CliRunner().invoke(main, ["export", str(run_dir), "--out", str(exported)]).exit_code == 0
+    calls["n"] = 1
+    with monkeypatch.context() as patched:
+        patched.setattr(images, "save_image", stopped_at_the_third)
+        stopped = CliRunner().invoke(main, ["translate", str(exported), str(inputs), str(out), "--overwrite"])
+    assert "stopped: 1 of 5 image(s) were written, each complete (the same command with --continue in place of " \
+           "--overwrite translates the rest)" in stopped.output, stopped.output
+    went_on = CliRunner().invoke(main, ["translate", str(exported), str(inputs), str(out), "--continue"])
+    assert "--continue: 1 of 5 output(s) are there, kept; 4 to translate" in went_on.output, went_on.output
+    missing = CliRunner().invoke(main, ["translate", str(exported), str(inputs), str(tmp_path / "none"), "--continue"])
+    assert_one_error_line(missing, f"--continue: OUTPUT '{tmp_path / 'none'}' does not exist: there is no translation")
+    # an OUTPUT typed composed where macOS wrote it decomposed: a twin folder was made (and --continue: "no record")
+    decomposed = tmp_path / unicodedata.normalize("NFD", "Café")
+    out.rename(decomposed)
+    typed = tmp_path / "Café"
+    twin = CliRunner().invoke(main, ["translate", str(exported), str(inputs), str(typed), "--continue"])
+    assert_one_error_line(twin, f"--continue: OUTPUT '{typed}' does not exist ('{decomposed}' is there: a name that "
+                                "prints alike")
+    with pytest.warns(UserWarning, match="OUTPUT '.*' is new \\('.*' is there: a name that prints alike"):
+        CliRunner().invoke(main, ["translate", str(exported), str(inputs), str(typed)])
 
 
 def test_a_tile_smaller_than_the_networks_size_multiple_is_warned_of(pix2pix_run, tmp_path):

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import click
 
 from gan.commands.common import UserPath, fail
-from gan.core.files import remove_empty_folders
+from gan.core.files import another_unicode_form, remove_empty_folders
 from gan.core.wording import one_line
 
 if TYPE_CHECKING:
@@ -189,14 +189,16 @@ def _write_record_in(output: Path, record: dict) -> list[Path]:
 
 def translate_each(translator, pairs: list[tuple[Path, Path]], side_by_side: bool,
                    paired_direction: str | None = None, not_pairs: dict[Path, str] | None = None,
-                   overwrite: bool = False, continuable: bool = False) -> tuple[int, dict[Path, str]]:
+                   overwrite: bool = False, continuable: bool = False,
+                   instead: str | None = None) -> tuple[int, dict[Path, str]]:
     """Translate and write each pair in turn; returns (images written, {input skipped: why, in a
     few words}): unreadable, among `not_pairs` ({input: why it is no A|B pair}), or, in a folder,
     an output larger than the format it keeps can hold. With `paired_direction` each input is an
     A|B image: its input half is translated, and a side-by-side strip ends with the other half, the
     target. Without `overwrite`, an output that appeared since the outputs were checked (another
     command writing into the same folder) ends the command rather than being replaced. `continuable`:
-    a stop says how --continue goes on (a folder's translation, its record written)."""
+    a stop says how --continue goes on (a folder's translation, its record written), in place of the
+    option `instead` (--overwrite) where the command gave it."""
     from gan.core.progress import Progress
     from gan.inference.outputs import file_identity
 
@@ -226,8 +228,9 @@ def translate_each(translator, pairs: list[tuple[Path, Path]], side_by_side: boo
     finally:
         progress.close()
         if stopped:
-            again = ("with --continue translates the rest" if continuable else
-                     "with --overwrite translates them all again")
+            again = ("with --overwrite translates them all again" if not continuable else
+                     f"with --continue in place of {instead} translates the rest" if instead else
+                     "with --continue translates the rest")
             click.echo(f"stopped: {written} of {len(pairs)} image(s) were written, each complete (the same command "
                        f"{again})", err=True)
     return written, skipped
@@ -350,6 +353,9 @@ def translate(checkpoint: Path, source: Path, output: Path, side_by_side: bool, 
                                  "all (--overwrite replaces its output)", param_hint="--continue")
     try:
         refuse_swapped_arguments(checkpoint, source, output)
+        twin = another_unicode_form(output) if not os.path.lexists(output) else ""
+        if twin and not continue_:  # (a folder typed composed beside the one macOS wrote decomposed)
+            warnings.warn(f"OUTPUT '{output}' is new{twin}: the outputs go to a new folder of that name", stacklevel=1)
         pairs = planned_translations(source, output)
         if not continue_:  # (--continue: checked once the record says which outputs are this translation's)
             # (a folder named like an image, x.png/, is skipped as unreadable: it has no output to plan)
@@ -388,8 +394,7 @@ def translate(checkpoint: Path, source: Path, output: Path, side_by_side: bool, 
         if source.is_dir():
             record = translation_record(translator.checkpoint, translator.step, source, {
                 "side_by_side": side_by_side, "paired_input": paired_input, "tile": tile,
-                "overlap": translator.overlap if tile else None,
-                "direction": direction or ("AtoB" if translator.config.get("recipe") == "cyclegan" else None)})
+                "overlap": translator.overlap if tile else None, "network": translator.network})
         planned, kept = len(pairs), 0
         if continue_:
             inputs = [checkpoint, *(image for image, _ in pairs)]
@@ -404,10 +409,12 @@ def translate(checkpoint: Path, source: Path, output: Path, side_by_side: bool, 
     if not pairs:
         click.echo(f"nothing to do: every output is in {output}", err=True)
         return
-    made = _write_record_in(output, record) if record is not None else []
+    # (--continue keeps the record as it was: its time tells this translation's outputs from older ones)
+    made = _write_record_in(output, record) if record is not None and not continue_ else []
     paired_direction = translator.config["data"]["direction"] if paired_input else None
     written, skipped = translate_each(translator, pairs, side_by_side, paired_direction, not_pairs, overwrite,
-                                      continuable=record is not None)
+                                      continuable=record is not None,
+                                      instead="--overwrite" if overwrite and not continue_ else None)
     if not written and not kept:
         if made:  # (a new OUTPUT of nothing but the record: not left behind)
             (output / RECORD_NAME).unlink(missing_ok=True)

@@ -214,10 +214,13 @@ def _fill(cls: type, values: dict[str, Any], prefix: str) -> Any:
                 hint = (f" (a quoted key is one name, dots and all: write {printable(key, 80)} = ... unquoted, or "
                         f"{name} = ... under [{section}])")
             elif "." in key:  # ("train.d_lr" = 1e-4 under [train]: named train.train.d_lr, which no one wrote)
-                inside = key[len(prefix):] if key.startswith(prefix) else key
+                section, _, name = (printable(part, 80) for part in key.rpartition("."))
                 named = f'"{printable(key, 80)}" under {where}'
-                hint = (f" (a quoted key is one name, dots and all: write {printable(inside, 80)} = ... unquoted "
-                        f"under {where})")
+                if key.startswith(prefix):
+                    hint = f" (a quoted key is one name, dots and all: write {name} = ... under {where})"
+                else:  # ("loss.adversarial" under [train]: a key of another section)
+                    hint = (f" (a quoted key is one name, dots and all, and under {where} it is that section's: write "
+                            f"{name} = ... under [{section}])")
             elif prefix and key in top_level:  # (the classic TOML slip: a key after a [section] line is that section's)
                 hint = (f" ({key} is a top-level key: in a file, before the first [section] line, as TOML puts every "
                         f"key below a [section] line in that section; --set {key}=...)")

@@ -519,7 +519,7 @@ def decode_problem(error: BaseException, path: str | Path | None = None) -> str:
     text = re.sub(r"\\udc([89a-f][0-9a-f])", r"\\x\1", one_line(str(error) or type(error).__name__))
     heif = _heif_brand(path) if isinstance(error, Image.UnidentifiedImageError) and path is not None else None
     if heif is not None:  # (a phone's photo renamed .jpg: told to convert it, as a .heic file is)
-        return (f"{text}: it is a {heif} photo under another extension, which gan does not read; convert it to PNG "
+        return (f"{text}: it is {heif} photo under another extension, which gan does not read; convert it to PNG "
                 "or JPEG to use it")
     if isinstance(error, Image.DecompressionBombError):  # (Pillow's words: a pixel count and "DOS attack")
         limit = Image.MAX_IMAGE_PIXELS or 0
@@ -539,13 +539,19 @@ HEIF_BRANDS = {b"heic": "HEIC", b"heix": "HEIC", b"hevc": "HEIC", b"heim": "HEIC
 
 
 def _heif_brand(path: str | Path) -> str | None:
-    """"HEIC", "HEIF" or "AVIF" for a file that begins as one (an ISO media `ftyp` box), else None."""
+    """"a HEIC", "a HEIF" or "an AVIF" for a file named otherwise that begins as one (an ISO media `ftyp`
+    box) in a format this Pillow does not read, else None (a damaged .avif is no AVIF under another name)."""
+    if Path(path).suffix.lower() in (".heic", ".heif", ".avif", ".avifs"):
+        return None
     try:
         with open(path, "rb") as handle:
             start = handle.read(12)
     except OSError:
         return None
-    return HEIF_BRANDS.get(start[8:12]) if start[4:8] == b"ftyp" else None
+    brand = HEIF_BRANDS.get(start[8:12]) if start[4:8] == b"ftyp" else None
+    if brand is None or (brand == "AVIF" and AVIF):
+        return None
+    return f"an {brand}" if brand == "AVIF" else f"a {brand}"
 
 
 def header_size(path: Path) -> tuple[int, int] | None:

@@ -346,7 +346,8 @@ def _files_by_name(folder: Path) -> dict[str, Path]:
         name = _name_key(folder, path)
         if name in files:
             alike = (" (their names differ only in Unicode form: one written composed, one decomposed as macOS "
-                     "writes names)" if files[name].stem != path.stem else "")
+                     "writes names)" if files[name].relative_to(folder).with_suffix("") !=
+                     path.relative_to(folder).with_suffix("") else "")
             raise ValueError(f"'{files[name]}' and '{path}' have the same name without extension{alike}, so the "
                              f"pair '{name}' is ambiguous: keep one of them (files pair by name without extension)")
         files[name] = path

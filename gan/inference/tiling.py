@@ -202,6 +202,7 @@ class Translator:
     bytes_per_pixel: float | None = None  # of its largest layer output, measured when first needed
     show_tiles: bool = False  # a progress line of a tiled image's tiles once they take over 2 s (gan translate)
     data_record: dict | None = None  # the checkpoint's record of its data: "folders" absolute ("data.root": ...), ...
+    network: str = "generator"  # the network of the checkpoint it runs (a CycleGAN's: generator_AtoB or _BtoA)
 
     def prepare(self, image: Image.Image) -> Image.Image:
         """The image as the network sees it (upsampled for pix2pix-style SR)."""
@@ -303,6 +304,7 @@ def load_translator(source: str | Path, device: torch.device, tile: int = WHOLE,
 
     if trains_unconditional(config["recipe"]):
         raise _unconditional(path)
+    network = generator_name(state["specs"], direction, path)
     generator = image_to_image_generator(state, path, direction).to(device)
     data = config["data"]
     super_resolution = data["dataset"] == "sr_pairs"
@@ -315,4 +317,5 @@ def load_translator(source: str | Path, device: torch.device, tile: int = WHOLE,
                       f"is padded to: smaller tiles take no less memory each, only more passes; give --tile "
                       f"{size_multiple} or more", stacklevel=2)
     return Translator(generator, device, input_upscale, output_upscale, size_multiple, tile,
-                      overlap, path, config, state["step"], data_record=record if isinstance(record, dict) else None)
+                      overlap, path, config, state["step"], data_record=record if isinstance(record, dict) else None,
+                      network=network)

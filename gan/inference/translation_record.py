@@ -1,10 +1,10 @@
 """What a folder translation records in its OUTPUT, so that `gan translate --continue` goes on with it.
 
 A stop at image 90,000 of 100,000 left --overwrite, which translated every image again. The record
-names the weights (file, step, size), the INPUT folder and the settings that shape each output;
---continue keeps the outputs already there (each written whole, under a temp name and renamed) and
-translates the rest, and refuses an OUTPUT whose record is of another translation: outputs of
-other weights or settings would sit among the new ones, unsaid.
+names the weights (file, step, size, network), the INPUT folder and the settings that shape each
+output, and its time is the translation's start; --continue keeps the outputs written since (each
+whole, under a temp name and renamed) and translates the rest, and refuses an OUTPUT whose record
+is of another translation: outputs of other weights or settings would sit among the new ones, unsaid.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from gan.core.files import write_text_atomically
+from gan.core.files import another_unicode_form, write_text_atomically
 
 RECORD_NAME = ".gan-translation.json"  # (hidden: not an image of OUTPUT read as INPUT later, nor listed by it)
 
@@ -36,10 +36,15 @@ def write_record(output: Path, record: dict) -> None:
 def left_to_translate(pairs: list[tuple[Path, Path]], output: Path,
                       record: dict) -> tuple[list[tuple[Path, Path]], int, int]:
     """(the pairs whose output is still to write, outputs kept, outputs to write again): an output
-    is kept when it is there and not older than its input (one edited since is translated again).
-    ContinueRefused when OUTPUT's record is missing or of another translation."""
+    is kept when it is there and not older than the record, written as the translation began (one
+    older is another's: an --overwrite stopped before replacing it), nor than its input (edited
+    since). ContinueRefused when OUTPUT's record is missing or of another translation."""
     path = output / RECORD_NAME
+    if not output.is_dir():
+        raise ContinueRefused(f"--continue: OUTPUT '{output}' does not exist{another_unicode_form(output)}: there is "
+                              "no translation there to go on with")
     try:
+        began = path.stat().st_mtime_ns  # (the file system's clock, as the outputs' times)
         stored = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ContinueRefused(f"--continue: '{output}' holds no record of a translation gan began there ({RECORD_NAME}, "
@@ -58,7 +63,7 @@ def left_to_translate(pairs: list[tuple[Path, Path]], output: Path,
     left, kept, again = [], 0, 0
     for image, output_path in pairs:
         done = _modified_ns(output_path)
-        if done is not None and done >= (_modified_ns(image) or 0):
+        if done is not None and done >= max(began, _modified_ns(image) or 0):
             kept += 1
             continue
         again += done is not None
