@@ -115,6 +115,47 @@ def test_the_bench_stage_measures_the_models_named_and_refuses_a_typo_before_the
     assert result.returncode == 2 and "srgan4: expected some of dcgan128," in result.stderr
 
 
+def test_the_bench_stage_reports_no_earlier_calls_bench_json_as_its_own(tmp_path, monkeypatch):
+    """`gan bench --json` refused the bench.json an earlier call left in the folder (no --overwrite),
+    exit 2, and the stage then read that file as this call's figures."""
+    gpu_check = load_gpu_check()
+    (tmp_path / "bench.json").write_text('{"marker": "OLD FILE"}')
+    commands = []
+    monkeypatch.setattr(gpu_check, "run_stage", lambda command, timeout, log: commands.append(command) or {})
+    assert "results" not in gpu_check.stage_bench(tmp_path, 300, "cuda", False, tmp_path)
+    assert "--overwrite" in commands[0]
+
+    def writes(command, timeout, log):
+        (tmp_path / "bench.json").write_text('{"marker": "NEW"}')
+        return {}
+
+    monkeypatch.setattr(gpu_check, "run_stage", writes)
+    assert gpu_check.stage_bench(tmp_path, 300, "cuda", False, tmp_path)["results"] == {"marker": "NEW"}
+
+
+def test_a_misspelt_stage_or_a_limit_below_1_is_refused_by_the_plan(tmp_path):
+    """`--plan --stages tests,bnech` planned 220 s and said nothing (the real call refused it after the
+    machine started); a negative --tests-timeout lowered the planned total past the device's guard."""
+    script = str(REPO / "benchmarks" / "gpu_check.py")
+    for arguments, said in ((["--stages", "tests,bnech"], "argument --stages: bnech: expected some of tests, bench"),
+                            (["--tests-timeout", "-400"], "argument --tests-timeout: expected seconds above 0"),
+                            (["--flagship-seconds", "nan"], "expected seconds above 0")):
+        planned = subprocess.run([sys.executable, script, "--plan", *arguments], capture_output=True, text=True,
+                                 timeout=60)
+        assert planned.returncode == 2 and said in planned.stderr, planned.stderr
+
+
+def test_the_share_of_matrix_kernels_leaves_out_cudnns_padding():
+    """cuDNN's NHWC padding kernel (its name holds `cudnn`) was counted among the convolutions: 3.4
+    points of the profile's 65%."""
+    gpu_check = load_gpu_check()
+    assert gpu_check.is_matrix_kernel("sm90_xmma_dgrad_implicit_gemm_indexed_bf16bf16_bf16f32_f32_nhwckrsc_nhwc")
+    assert gpu_check.is_matrix_kernel("void cutlass::Kernel<cutlass_80_tensorop_s1688gemm_128x128_32x3_nn_align4>")
+    assert not gpu_check.is_matrix_kernel("void nhwcAddPaddingKernel<__nv_bfloat16, __nv_bfloat16, float, true, "
+                                          "(cudnnKernelDataType_t)0>(int, int, int, int, int, ")
+    assert not gpu_check.is_matrix_kernel("void at::native::multi_tensor_apply_kernel<FusedOptimizerTensorListMetadata>")
+
+
 def test_the_script_prints_its_usage_and_refuses_an_unknown_option_without_installing(tmp_path):
     # --help ran the GPU path: pip-installed the project into whatever python3 was first, then failed
     # on `--out --help`
