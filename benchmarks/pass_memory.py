@@ -13,6 +13,7 @@ import argparse
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 ONE_PASS = """
 import json, sys
@@ -48,23 +49,37 @@ print(json.dumps({"largest_mib": largest / 2**20, "pass_mib": rise / 2**20, "rat
 MODELS = ("unet_batch", "unet_instance", "resnet9", "srresnet", "edsr_x4")
 
 
+def positive_side(text: str) -> int:
+    """--side: a whole number of pixels, at least 1 (0 ended in a traceback from the pass's process)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of pixels, at least 1, got {text!r}")
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--side", type=int, default=1024, help="square input side in px (SRResNet x4: its LR side)")
+    parser.add_argument("--side", type=positive_side, default=1024,
+                        help="square input side in px (SRResNet x4: its LR side)")
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     results = {}
     for name in args.models:
-        done = subprocess.run([sys.executable, "-c", ONE_PASS, name, str(args.side)], capture_output=True, text=True,
-                              check=True)
+        done = subprocess.run([sys.executable, "-c", ONE_PASS, name, str(args.side)], capture_output=True, text=True)
+        if done.returncode != 0:  # (its own error, not CalledProcessError's traceback over it)
+            sys.exit(f"pass_memory: {name} at {args.side} px failed: {done.stderr.strip()[-2000:]}")
         results[name] = json.loads(done.stdout.strip().splitlines()[-1])
         row = results[name]
         print(f"{name} {args.side}px: largest layer {row['largest_mib']:.0f} MiB, pass {row['pass_mib']:.0f} MiB, "
               f"{row['ratio']:.2f}x it (estimated as {row['estimated_as']}x)")
-    if args.json:
-        with open(args.json, "w") as file:
-            json.dump({"side": args.side, "models": results}, file, indent=2)
+    if args.json:  # (whole or not at all, as gan's own files)
+        from gan.core.files import write_text_atomically
+
+        write_text_atomically(Path(args.json), json.dumps({"side": args.side, "models": results}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import REPO, damage_past_the_header, random_rgb
+from conftest import REPO, assert_one_error_line, damage_past_the_header, random_rgb
 from PIL import Image
 
 from gan.commands.main import main
@@ -113,6 +113,27 @@ def test_a_stopped_bench_says_what_its_json_holds(tmp_path, monkeypatch):
     assert result.exit_code == 130 and f"stopped: '{tmp_path / 'b.json'}' holds what was measured before the stop " \
         "(dcgan64: its \"measured\" list); pass --overwrite to measure again into it" in result.output, result.output
     assert json.loads((tmp_path / "b.json").read_text())["settings"]["measured"] == ["dcgan64"]
+
+
+def test_a_json_another_bench_wrote_meanwhile_is_not_replaced(tmp_path, monkeypatch):
+    """Two benches given one --json, both started before either wrote it: each exited 0 saying "wrote"
+    it, and it held the last one's models alone (a second writer, as a run directory has none)."""
+    import gan.tools.benchmark
+
+    other = json.dumps({"settings": {"measured": ["srresnet4x"]}, "models": [{"model": "srresnet4x"}]})
+
+    def other_bench_writes_first(name, *args, **kwargs):
+        if name == "dcgan64":  # (while this one measured its first model, the other wrote its results)
+            (tmp_path / "b.json").write_text(other)
+        return gan.tools.benchmark.Row(name, 10.0, None, None, None, None, None, None, 1.0)
+
+    monkeypatch.setattr(gan.tools.benchmark, "bench_model", other_bench_writes_first)
+    result = CliRunner().invoke(main, ["bench", "--model", "dcgan64", "--model", "pix2pix256", "--device", "cpu",
+                                       "--data-root", "none", "--json", str(tmp_path / "b.json")])
+    assert_one_error_line(result, f"'{tmp_path / 'b.json'}' was written by another command since this bench began "
+                                  "(another gan bench with the same --json?): not replaced; the figures are in the "
+                                  "table above")
+    assert (tmp_path / "b.json").read_text() == other and "dcgan64" in result.output
 
 
 def test_a_model_that_fails_is_reported_and_the_others_are_still_measured(tmp_path, monkeypatch):
@@ -228,6 +249,16 @@ def test_bench_set_overrides_reach_our_side_and_bad_ones_stop_at_once(tmp_path):
     assert unmeasured_overrides(["log.every=5", "data.root=/faces", "data.resolution=64", "train.compile=off",
                                  "train.checkpoint_every=9", "metrics.every=1"]) == [
         "log.every", "data.root", "train.checkpoint_every", "metrics.every"]
+
+
+def test_the_flops_are_counted_on_an_eager_step_whatever_set_turns_on():
+    """--set train.compile=on (or, on CUDA, train.cuda_graph=on) came after the counted step's switches:
+    it compiled again only to count, and a graph replay would have counted nothing."""
+    settings = ("train.compile=on", "train.channels_last=on", "train.batch_size=2")
+    _, _, speed = our_step("dcgan64", CPU, False, settings, counted=True)
+    assert not speed.compiled and not speed.cuda_graph and speed.memory_format == torch.contiguous_format
+    _, _, timed = our_step("dcgan64", CPU, False, ("train.channels_last=on", "train.batch_size=2"))
+    assert timed.memory_format == torch.channels_last  # (the timed step keeps what --set asks)
 
 
 def test_our_steps_run_under_a_callers_float64_default_dtype():
@@ -681,3 +712,20 @@ def test_the_baselines_image_folder_pickles_for_workers_started_by_spawn(tmp_pat
     folder = ListedImageFolder(tmp_path / "faces", sorted((tmp_path / "faces" / "class").iterdir()))
     copy = pickle.loads(pickle.dumps(folder))
     assert copy.samples == folder.samples and len(copy) == 3 and copy[0][0].size == (8, 8)
+
+
+def test_the_pass_memory_script_refuses_a_side_below_1_and_writes_its_json_whole(tmp_path):
+    """`--side 0` ended in CalledProcessError's traceback over the pass's own error, and --json was
+    written in place (a stop mid-write left half a file)."""
+    import subprocess
+    import sys
+
+    script = REPO / "benchmarks" / "pass_memory.py"
+    refused = subprocess.run([sys.executable, str(script), "--side", "0"], capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "argument --side: expected a whole number of pixels, at least 1, got '0'" \
+        in refused.stderr and "Traceback" not in refused.stderr, refused.stderr
+    done = subprocess.run([sys.executable, str(script), "--side", "64", "--models", "srresnet", "--json",
+                           str(tmp_path / "m.json")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "m.json").read_text())["models"]["srresnet"]["pass_mib"] >= 0
+    assert [path.name for path in tmp_path.iterdir()] == ["m.json"]

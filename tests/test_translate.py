@@ -284,6 +284,17 @@ def test_eval_on_paired_data_writes_a_csv_with_the_mean(pix2pix_run, tmp_path):
     assert float(rows[-1]["psnr"]) == pytest.approx((float(rows[0]["psnr"]) + float(rows[1]["psnr"])) / 2, abs=1e-4)
 
 
+def test_a_csv_whose_json_record_would_be_named_best_json_is_refused_saying_so(pix2pix_run, tmp_path):
+    """`--best --csv best.csv` was refused as "'best.json' is a name gan keeps", a file the user never
+    named (the CSV's JSON record beside it)."""
+    run_dir, root = pix2pix_run
+    result = CliRunner().invoke(main, ["eval", str(run_dir), "--data", str(root), "--csv", str(tmp_path / "best.csv")])
+    assert result.exit_code == 2, result.output
+    assert f"'{tmp_path / 'best.csv'}' would have its JSON record beside it as 'best.json', a name gan keeps for a " \
+           "run's state (best.json): give the CSV another name, e.g. best-eval.csv" in " ".join(result.output.split())
+    assert not list(tmp_path.iterdir())
+
+
 def test_super_resolution_run_and_eval_beside_bicubic(tmp_path):
     hr = tmp_path / "hr"
     hr.mkdir()

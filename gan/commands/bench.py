@@ -65,10 +65,11 @@ def bench(models: tuple[str, ...], device: str, json_path: Path | None, overwrit
                                                              baseline_path, data_root)
     if baseline is None:
         click.echo("no --baseline given: the baseline columns stay empty", err=True)
-    rows, data_rows, failures, settings = _measured(models, torch_device, json_path, rounds, iters, warmup, eager,
+    results = ResultsFile(json_path) if json_path else None  # (as checked: new, or the file --overwrite replaces)
+    rows, data_rows, failures, settings = _measured(models, torch_device, results, rounds, iters, warmup, eager,
                                                     overrides, baseline, batch_size, data_root, data_workers,
                                                     threads)
-    _report(rows, data_rows, failures, settings, baseline, json_path)
+    _report(rows, data_rows, failures, settings, baseline, results)
 
 
 def check_json_name(json_path: Path | None) -> None:
@@ -130,7 +131,7 @@ def _checked(models: tuple[str, ...], device: str, json_path: Path | None, overw
     return torch_device, baseline, batch_size, overrides
 
 
-def _measured(models: tuple[str, ...], torch_device, json_path: Path | None, rounds: int, iters: int, warmup: int,
+def _measured(models: tuple[str, ...], torch_device, results: ResultsFile | None, rounds: int, iters: int, warmup: int,
               eager: bool, overrides: tuple[str, ...], baseline, batch_size: int | None, data_root: Path | None,
               data_workers: int, threads: int | None):
     """(model rows, data path rows, {what failed: why}, the settings measured under). One model's
@@ -159,10 +160,7 @@ def _measured(models: tuple[str, ...], torch_device, json_path: Path | None, rou
                 rows.append(bench_model(name, torch_device, baseline, rounds, iters, warmup, fast=not eager,
                                         flops=True, overrides=overrides, batch_size=batch_size))
             except KeyboardInterrupt:
-                if json_path and settings["measured"]:  # (a retry is refused for that file: say it is this bench's)
-                    click.echo(f"stopped: '{json_path}' holds what was measured before the stop "
-                               f"({', '.join(settings['measured'])}: its \"measured\" list); pass --overwrite to "
-                               "measure again into it", err=True)
+                _say_stopped(results, settings)
                 raise
             except (ConfigError, BaselineError) as error:  # a --set this model's recipe refuses, a baseline build
                 # that returns the wrong thing: its message says it all
@@ -172,19 +170,30 @@ def _measured(models: tuple[str, ...], torch_device, json_path: Path | None, rou
                 traceback.print_exc()
                 failures[name] = f"{type(error).__name__}: {error}"
             settings["measured"].append(name)
-            if json_path:  # after every model: a run cut short keeps what it measured
-                _written(json_path, rows, data_rows, settings, failures)  # (a refusal: the last write reports it)
+            if results:  # after every model: a run cut short keeps what it measured
+                results.write(rows, data_rows, settings, failures)  # (a refusal: the last write reports it)
         if data_root is not None:
             with tempfile.TemporaryDirectory() as cache_dir:
                 try:
                     data_rows.append(bench_data(data_root, 128, DATA_BATCH, 40, data_workers, Path(cache_dir)))
                 except DataRootError as error:  # (an undecodable image): said after the models' table, once
                     failures["data path"] = f"DataRootError: {error}"
+                except KeyboardInterrupt:  # ("measured" without "data path": a file cut short there says so)
+                    _say_stopped(results, settings)
+                    raise
+            settings["measured"].append("data path")
     return rows, data_rows, failures, settings
 
 
+def _say_stopped(results: ResultsFile | None, settings: dict) -> None:
+    """A stop's line for a --json written so far (a retry is refused for that file: said to be this bench's)."""
+    if results and settings["measured"]:
+        click.echo(f"stopped: '{results.path}' holds what was measured before the stop ({', '.join(settings['measured'])}"
+                   ": its \"measured\" list); pass --overwrite to measure again into it", err=True)
+
+
 def _report(rows: list, data_rows: list, failures: dict[str, str], settings: dict, baseline,
-            json_path: Path | None) -> None:
+            results: ResultsFile | None) -> None:
     """The table, the data path's line, the final --json write, and what failed."""
     from gan.tools.benchmark import CASES, format_table
 
@@ -203,23 +212,38 @@ def _report(rows: list, data_rows: list, failures: dict[str, str], settings: dic
                    f"{row['cached_images_per_s']:.0f} img/s vs ImageFolder+transforms "
                    f"{row['imagefolder_images_per_s']:.0f} img/s with {row['workers']} workers: "
                    f"{row['ratio']:.1f}x (cache built once in {row['cache_build_s']:.1f} s)")
-    if json_path:
-        json_error = _written(json_path, rows, data_rows, settings, failures)
-        if json_error:  # (a full disk): the figures are on the terminal above
+    if results:
+        json_error = results.write(rows, data_rows, settings, failures)
+        if json_error:  # (a full disk, another writer): the figures are on the terminal above
             fail(f"{json_error}; the figures are in the table above")
-        click.echo(f"wrote {json_path}", err=True)
+        click.echo(f"wrote {results.path}", err=True)
     if failures:  # (each model's error was said as it failed; the data path's was not)
         fail("failed: " + "; ".join(f"{name} ({'said above' if name != 'data path' else error})"
                                     for name, error in failures.items()))
 
-def _written(json_path: Path, *results) -> str | None:
-    """Write the results so far to --json; the WriteError's text when the disk refuses, so that a
-    refusal costs neither the models still to measure nor the table."""
-    from gan.core.files import WriteError
-    from gan.tools.benchmark import write_json
+class ResultsFile:
+    """--json, rewritten after every model by this bench alone: a file another command wrote there
+    since (a second `gan bench` given the same --json, both started without it) is not replaced; each
+    kept the other's results, and a last write left one bench's figures under both benches' words."""
 
-    try:
-        write_json(json_path, *results)
-    except (WriteError, OSError) as error:
-        return str(error)
-    return None
+    def __init__(self, path: Path):
+        from gan.inference.outputs import file_identity
+
+        self.path, self.identity = path, file_identity(path)
+
+    def write(self, *results) -> str | None:
+        """Write the results so far; why not, when the disk refuses or another command wrote the file
+        since, so that a refusal costs neither the models still to measure nor the table."""
+        from gan.core.files import WriteError
+        from gan.inference.outputs import file_identity
+        from gan.tools.benchmark import write_json
+
+        if file_identity(self.path) != self.identity:
+            return (f"'{self.path}' was written by another command since this bench began (another gan bench "
+                    "with the same --json?): not replaced")
+        try:
+            write_json(self.path, *results)
+        except (WriteError, OSError) as error:
+            return str(error)
+        self.identity = file_identity(self.path)
+        return None

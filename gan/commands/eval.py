@@ -601,6 +601,12 @@ def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_pa
     # beside the CSV, its record as JSON: what was scored, the mean, and the translations' scores as
     # distributions (not for SR, whose images differ in size)
     json_path = csv_path.with_suffix(".json")
+    from gan.core.run_folders import is_training_state_name
+
+    if is_training_state_name(json_path) and not is_training_state_name(csv_path):  # (--csv best.csv, with --best)
+        raise click.BadParameter(f"'{csv_path}' would have its JSON record beside it as '{json_path.name}', a name gan "
+                                 "keeps for a run's state (best.json): give the CSV another name, e.g. "
+                                 f"{csv_path.with_stem(csv_path.stem + '-eval').name}", param_hint="--csv")
     planned = [csv_path, json_path]
     strips = strip_paths(folder, save_images) if save_images is not None else []
     if save_images is not None:

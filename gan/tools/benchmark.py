@@ -85,14 +85,17 @@ def synthetic_batch(recipe_name: str, batch_size: int, data: DataConfig, device:
 COMPILED_AT, CAPTURED_AT = 1, EAGER_STEPS_BEFORE_CAPTURE + 1
 
 
-def our_step(name: str, device: torch.device, fast: bool,
-             overrides: tuple[str, ...] = ()) -> tuple[Callable[[], None], int, Speed]:
+def our_step(name: str, device: torch.device, fast: bool, overrides: tuple[str, ...] = (),
+             counted: bool = False) -> tuple[Callable[[], None], int, Speed]:
     """(one training iteration as the loop runs it, batch size, the speed switches on).
 
     `fast` keeps the speed switches at their defaults; otherwise they are all off
-    (eager fp32, as the baseline runs). `overrides` (`train.compile=off`, ...) come last."""
+    (eager fp32, as the baseline runs). `overrides` (`train.compile=off`, ...) come last, but
+    for a step `counted` by the FLOP counter: eager whatever they say (a CUDA-graph replay runs
+    no operator the counter sees; `--set train.compile=on` compiled again only to count)."""
     switches = () if fast else ("train.amp=false", "train.compile=off", "train.channels_last=off", "train.cuda_graph=off")
-    config = load_config(None, [*CASES[name].overrides, "train.steps=1000000", *switches, *overrides])
+    settings = [*overrides, *switches] if counted else [*switches, *overrides]
+    config = load_config(None, [*CASES[name].overrides, "train.steps=1000000", *settings])
     seed_everything(0)
     recipe = RECIPES.get(config.recipe)(config, device, make_autocast(device, config.train.amp))
     check_pools_fit(getattr(recipe, "pools", {}), config, device)  # (as gan train does: else the kernel kills it,
@@ -383,7 +386,7 @@ def bench_model(name: str, device: torch.device, baseline: ModuleType | None, ro
         for label, side in sides.items():
             # ours is counted on an eager step of the same arithmetic: a CUDA-graph replay runs no operator
             # that FlopCounterMode can see
-            counted = our_step(name, device, False, overrides)[0] if label == "ours" and fast else side.step
+            counted = our_step(name, device, False, overrides, counted=True)[0] if label == "ours" else side.step
             per_image = _flops_per_image(counted, side.batch, name) if flops else None
             achieved[label] = per_image * side.images_per_second / 1e12 if per_image is not None else None
         ours, base = sides["ours"], sides.get("baseline")
