@@ -15,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from two_trees import positive_count
+
 ONE_PASS = """
 import json, sys
 import torch
@@ -49,20 +51,9 @@ print(json.dumps({"largest_mib": largest / 2**20, "pass_mib": rise / 2**20, "rat
 MODELS = ("unet_batch", "unet_instance", "resnet9", "srresnet", "edsr_x4")
 
 
-def positive_side(text: str) -> int:
-    """--side: a whole number of pixels, at least 1 (0 ended in a traceback from the pass's process)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of pixels, at least 1, got {text!r}")
-    return value
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--side", type=positive_side, default=1024,
+    parser.add_argument("--side", type=positive_count, default=1024,  # (0 ended in the pass's traceback)
                         help="square input side in px (SRResNet x4: its LR side)")
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     parser.add_argument("--json", help="also write the results here")
