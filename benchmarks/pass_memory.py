@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -58,6 +59,8 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
+    if args.json and not os.access(Path(args.json).parent.resolve(), os.W_OK):  # (said now, not after the passes)
+        parser.error(f"--json '{args.json}': its folder is missing or not writable")
     results = {}
     for name in args.models:
         done = subprocess.run([sys.executable, "-c", ONE_PASS, name, str(args.side)], capture_output=True, text=True)

@@ -134,6 +134,28 @@ def test_a_json_another_bench_wrote_meanwhile_is_not_replaced(tmp_path, monkeypa
                                   "(another gan bench with the same --json?): not replaced; the figures are in the "
                                   "table above")
     assert (tmp_path / "b.json").read_text() == other and "dcgan64" in result.output
+    # rewritten in place (the same inode), as `echo > b.json` does: not replaced either; removed: written anew
+    written = {"n": 0}
+
+    def rewritten_in_place_then_removed(name, *args, **kwargs):
+        written["n"] += 1
+        if written["n"] == 2:
+            with open(tmp_path / "c.json", "w") as handle:
+                handle.write(other)
+        return gan.tools.benchmark.Row(name, 10.0, None, None, None, None, None, None, 1.0)
+
+    monkeypatch.setattr(gan.tools.benchmark, "bench_model", rewritten_in_place_then_removed)
+    models = ["--model", "dcgan64", "--model", "pix2pix256", "--device", "cpu", "--data-root", "none", "--json"]
+    result = CliRunner().invoke(main, ["bench", *models, str(tmp_path / "c.json")])
+    assert result.exit_code == 2 and (tmp_path / "c.json").read_text() == other, result.output
+    (tmp_path / "c.json").unlink()
+    written["n"] = 0
+    monkeypatch.setattr(gan.tools.benchmark, "bench_model", lambda name, *args, **kwargs: (
+        name == "pix2pix256" and (tmp_path / "d.json").unlink()) or gan.tools.benchmark.Row(
+        name, 10.0, None, None, None, None, None, None, 1.0))
+    result = CliRunner().invoke(main, ["bench", *models, str(tmp_path / "d.json")])
+    assert result.exit_code == 0, result.output
+    assert [row["model"] for row in json.loads((tmp_path / "d.json").read_text())["models"]] == ["dcgan64", "pix2pix256"]
 
 
 def test_a_model_that_fails_is_reported_and_the_others_are_still_measured(tmp_path, monkeypatch):
@@ -724,6 +746,9 @@ def test_the_pass_memory_script_refuses_a_side_below_1_and_writes_its_json_whole
     refused = subprocess.run([sys.executable, str(script), "--side", "0"], capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2 and "argument --side: expected a whole number of at least 1, got '0'" \
         in refused.stderr and "Traceback" not in refused.stderr, refused.stderr
+    nowhere = subprocess.run([sys.executable, str(script), "--side", "64", "--json", str(tmp_path / "no" / "m.json")],
+                             capture_output=True, text=True, timeout=60)  # (said before minutes of passes)
+    assert nowhere.returncode == 2 and "its folder is missing or not writable" in nowhere.stderr, nowhere.stderr
     done = subprocess.run([sys.executable, str(script), "--side", "64", "--models", "srresnet", "--json",
                            str(tmp_path / "m.json")], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr

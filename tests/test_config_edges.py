@@ -1194,6 +1194,7 @@ def test_a_hand_edited_run_config_without_a_last_line_end_keeps_tomls_place_of_t
     # (under its section it was named 'train.train.d_lr', a key no one wrote, with no hint)
     ('[train]\n"train.d_lr" = 1e-4\n', 'unknown config key "train.d_lr" under [train] (a quoted key is one name, dots '
                                        'and all: write d_lr = ... under [train])'),
+    ('[train]\n"train.dlr" = 1e-4\n', 'unknown config key "train.dlr" under [train] (did you mean \'d_lr\'?)'),
     ('[train]\n"loss.adversarial" = "hinge"\n', 'unknown config key "loss.adversarial" under [train] (a quoted key is '
                                                 'one name, dots and all, and under [train] it is that section\'s: '
                                                 'write adversarial = ... under [loss])'),

@@ -668,6 +668,9 @@ def test_a_divergence_points_at_the_loss_weights_as_well_as_the_rates():
     said = str(NonFiniteLossError(1, "grad/discriminator", None, 1.03e7, 1e6))
     assert "Lower the learning rates (or a loss weight or penalty set far above its default: loss.*_weight, " \
            "loss.r1_gamma), or check the data." in said
+    # a NaN under a bound set low is no fault of the bound: the usual advice
+    nan = str(NonFiniteLossError(7, "loss/d", None, float("nan"), 5.0))
+    assert "Lower the learning rates" in nan and "raise it" not in nan
 
 
 def test_a_resume_counts_the_side_tasks_in_its_eta_from_the_start(tmp_path, monkeypatch):

@@ -609,15 +609,17 @@ def test_a_stopped_folder_translation_goes_on_with_continue_as_the_one_it_was(pi
                                  '{"side_by_side": false')
     unrecorded = tmp_path / "mine"
     shutil.copytree(out, unrecorded)
-    (unrecorded / ".gan-translation.json").unlink()
+    for record in unrecorded.glob(".gan-translation-*.json"):
+        record.unlink()
     refused = CliRunner().invoke(main, ["translate", str(run_dir), str(inputs), str(unrecorded), "--continue"])
-    assert_one_error_line(refused, f"--continue: '{unrecorded}' holds no record of a translation gan began there")
+    assert_one_error_line(refused, f"--continue: '{unrecorded}' holds no record of a translation of this INPUT gan")
     kept = {name: (out / name).stat().st_mtime_ns for name in ("0.png", "1.png")}
     os.utime(inputs / "1.png", ns=(kept["1.png"] + 1000, kept["1.png"] + 1000))  # (edited since: translated again)
     went_on = CliRunner().invoke(main, ["translate", str(run_dir), str(inputs), str(out), "--continue"])
     assert went_on.exit_code == 0, went_on.output
-    assert "--continue: 1 of 5 output(s) are there, kept; 4 to translate (1 of them again: their inputs changed " \
-           "since)" in went_on.output and "wrote 4 image(s) (and kept the 1 written before the stop)" in went_on.output
+    assert "--continue: 1 of 5 output(s) are there, kept; 4 to translate (1 of them again: not this translation's " \
+           "as its log has them, or their inputs changed since)" in went_on.output
+    assert "wrote 4 image(s) (and kept the 1 written before the stop)" in went_on.output
     assert (out / "0.png").stat().st_mtime_ns == kept["0.png"]
     assert {path.name: path.read_bytes() for path in out.glob("*.png")} == \
         {path.name: path.read_bytes() for path in whole.glob("*.png")}
@@ -633,8 +635,32 @@ def test_a_stopped_folder_translation_goes_on_with_continue_as_the_one_it_was(pi
         stopped = CliRunner().invoke(main, ["translate", str(exported), str(inputs), str(out), "--overwrite"])
     assert "stopped: 1 of 5 image(s) were written, each complete (the same command with --continue in place of " \
            "--overwrite translates the rest)" in stopped.output, stopped.output
+    copied = tmp_path / "copied"  # (`cp -r`: every file new, the record too; times told nothing)
+    shutil.copytree(out, copied, copy_function=shutil.copyfile)
+    for folder in (out, copied):
+        went_on = CliRunner().invoke(main, ["translate", str(exported), str(inputs), str(folder), "--continue"])
+        assert "--continue: 1 of 5 output(s) are there, kept; 4 to translate" in went_on.output, went_on.output
+        assert {path.name: path.read_bytes() for path in folder.glob("*.png")} == \
+            {path.name: path.read_bytes() for path in whole.glob("*.png")}
+    # an input replaced by `mv` or `cp -p` keeps an old modified time: its output is still made again
+    (out / "3.png").unlink()
+    (out / "4.png").unlink()
+    before = (inputs / "2.png").stat()
+    random_rgb((32, 32), 99).save(tmp_path / "edited.png")
+    os.replace(tmp_path / "edited.png", inputs / "2.png")
+    os.utime(inputs / "2.png", ns=(before.st_atime_ns, before.st_mtime_ns))
     went_on = CliRunner().invoke(main, ["translate", str(exported), str(inputs), str(out), "--continue"])
-    assert "--continue: 1 of 5 output(s) are there, kept; 4 to translate" in went_on.output, went_on.output
+    assert "--continue: 2 of 5 output(s) are there, kept; 3 to translate (1 of them again" in went_on.output, \
+        went_on.output
+    assert (out / "2.png").read_bytes() != (whole / "2.png").read_bytes()
+    # another folder translated into OUTPUT meanwhile (no name in common) left this one's record to go on with
+    others = tmp_path / "others"
+    others.mkdir()
+    random_rgb((32, 32), 50).save(others / "other.png")
+    assert CliRunner().invoke(main, ["translate", str(exported), str(others), str(out)]).exit_code == 0
+    (out / "4.png").unlink()
+    went_on = CliRunner().invoke(main, ["translate", str(exported), str(inputs), str(out), "--continue"])
+    assert "--continue: 4 of 5 output(s) are there, kept; 1 to translate" in went_on.output, went_on.output
     missing = CliRunner().invoke(main, ["translate", str(exported), str(inputs), str(tmp_path / "none"), "--continue"])
     assert_one_error_line(missing, f"--continue: OUTPUT '{tmp_path / 'none'}' does not exist: there is no translation")
     # an OUTPUT typed composed where macOS wrote it decomposed: a twin folder was made (and --continue: "no record")
@@ -646,6 +672,18 @@ def test_a_stopped_folder_translation_goes_on_with_continue_as_the_one_it_was(pi
                                 "prints alike")
     with pytest.warns(UserWarning, match="OUTPUT '.*' is new \\('.*' is there: a name that prints alike"):
         CliRunner().invoke(main, ["translate", str(exported), str(inputs), str(typed)])
+
+
+def test_a_translations_record_tells_checkpoints_of_one_name_step_and_size_apart(tmp_path):
+    """A run retrained in place writes a checkpoint of the same path, step and size: --continue kept the
+    first weights' outputs beside the second's."""
+    from gan.inference.translation_record import translation_record
+
+    checkpoint = tmp_path / "checkpoint-00000002.pt"
+    checkpoint.write_bytes(b"a" * 64)
+    first = translation_record(checkpoint, 2, tmp_path, {})
+    checkpoint.write_bytes(b"b" * 64)
+    assert translation_record(checkpoint, 2, tmp_path, {}) != first
 
 
 def test_a_tile_smaller_than_the_networks_size_multiple_is_warned_of(pix2pix_run, tmp_path):
@@ -681,7 +719,7 @@ def test_a_stop_just_after_an_output_is_renamed_into_place_counts_it(pix2pix_run
 
     def stopped_at_the_second(folder):
         calls.append(folder)
-        if len(calls) == 3:  # (the first flushes the record --continue reads)
+        if len(calls) == 4:  # (the first two flush the record and the log --continue reads)
             signal.raise_signal(signal.SIGINT)
         return fsync_folder(folder)
 

@@ -227,23 +227,31 @@ class ResultsFile:
     kept the other's results, and a last write left one bench's figures under both benches' words."""
 
     def __init__(self, path: Path):
-        from gan.inference.outputs import file_identity
-
-        self.path, self.identity = path, file_identity(path)
+        self.path, self.stamp = path, _stamp(path)
 
     def write(self, *results) -> str | None:
         """Write the results so far; why not, when the disk refuses or another command wrote the file
-        since, so that a refusal costs neither the models still to measure nor the table."""
+        since (replaced or rewritten in place), so that a refusal costs neither the models still to
+        measure nor the table. A file removed meanwhile is written anew: nothing is lost."""
         from gan.core.files import WriteError
-        from gan.inference.outputs import file_identity
         from gan.tools.benchmark import write_json
 
-        if file_identity(self.path) != self.identity:
+        now = _stamp(self.path)
+        if now is not None and now != self.stamp:
             return (f"'{self.path}' was written by another command since this bench began (another gan bench "
                     "with the same --json?): not replaced")
         try:
             write_json(self.path, *results)
         except (WriteError, OSError) as error:
             return str(error)
-        self.identity = file_identity(self.path)
+        self.stamp = _stamp(self.path)
         return None
+
+
+def _stamp(path: Path) -> tuple[int, ...] | None:
+    """What changes when a file is replaced or rewritten in place: device, inode, size, modified time."""
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns

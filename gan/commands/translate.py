@@ -7,6 +7,7 @@ import os
 import shlex
 import warnings
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -171,34 +172,33 @@ def refuse_pair_shaped_inputs(config: dict, images: list[Path]) -> None:
                   f"pairs: if these are pairs, {what_to_do}", stacklevel=2)
 
 
-def _write_record_in(output: Path, record: dict) -> list[Path]:
-    """Write a folder translation's record in OUTPUT (made here: the folders made are returned), for
-    --continue after a stop."""
+def _begun_log(output: Path, record: dict):
+    """A folder translation's record and empty log, written in OUTPUT (made here: the folders made are
+    returned too), for --continue after a stop."""
     from gan.core.files import WriteError, missing_folders
-    from gan.inference.translation_record import RECORD_NAME, write_record
+    from gan.inference.translation_record import TranslationLog
 
-    made = missing_folders([output])
+    made, log = missing_folders([output]), TranslationLog(output, record)
     try:
-        output.mkdir(parents=True, exist_ok=True)
-        write_record(output, record)
+        log.begin()
     except (OSError, WriteError) as error:
         remove_empty_folders(made)
-        fail(f"cannot write '{output / RECORD_NAME}', the record --continue reads after a stop: {error}")
-    return made
+        fail(f"cannot write '{log.record_path}', the record --continue reads after a stop: {error}")
+    return log, made
 
 
 def translate_each(translator, pairs: list[tuple[Path, Path]], side_by_side: bool,
                    paired_direction: str | None = None, not_pairs: dict[Path, str] | None = None,
-                   overwrite: bool = False, continuable: bool = False,
+                   overwrite: bool = False, on_written: Callable[[Path, Path], None] | None = None,
                    instead: str | None = None) -> tuple[int, dict[Path, str]]:
     """Translate and write each pair in turn; returns (images written, {input skipped: why, in a
     few words}): unreadable, among `not_pairs` ({input: why it is no A|B pair}), or, in a folder,
     an output larger than the format it keeps can hold. With `paired_direction` each input is an
     A|B image: its input half is translated, and a side-by-side strip ends with the other half, the
     target. Without `overwrite`, an output that appeared since the outputs were checked (another
-    command writing into the same folder) ends the command rather than being replaced. `continuable`:
-    a stop says how --continue goes on (a folder's translation, its record written), in place of the
-    option `instead` (--overwrite) where the command gave it."""
+    command writing into the same folder) ends the command rather than being replaced. `on_written`
+    (input, output) is called as each output is in place (a folder translation's log); a stop then
+    says how --continue goes on, in place of the option `instead` (--overwrite) where it was given."""
     from gan.core.progress import Progress
     from gan.inference.outputs import file_identity
 
@@ -219,6 +219,8 @@ def translate_each(translator, pairs: list[tuple[Path, Path]], side_by_side: boo
                     skipped[image_path] = why_not
                 else:
                     written += 1
+                    if on_written is not None:
+                        on_written(image_path, output_path)
             progress.update(done)
     except KeyboardInterrupt:  # each output is written whole or not at all: those done are kept, and counted
         stopped = True
@@ -228,7 +230,7 @@ def translate_each(translator, pairs: list[tuple[Path, Path]], side_by_side: boo
     finally:
         progress.close()
         if stopped:
-            again = ("with --overwrite translates them all again" if not continuable else
+            again = ("with --overwrite translates them all again" if on_written is None else
                      f"with --continue in place of {instead} translates the rest" if instead else
                      "with --continue translates the rest")
             click.echo(f"stopped: {written} of {len(pairs)} image(s) were written, each complete (the same command "
@@ -343,7 +345,12 @@ def translate(checkpoint: Path, source: Path, output: Path, side_by_side: bool, 
     from gan.inference.outputs import OutputRefused, check_outputs, refuse_joining_run_data, run_data_folders
     from gan.inference.scoring import not_shaped_like_pairs
     from gan.inference.tiling import check_tiling, load_translator
-    from gan.inference.translation_record import RECORD_NAME, left_to_translate, translation_record
+    from gan.inference.translation_record import (
+        TranslationLog,
+        left_to_translate,
+        record_files,
+        translation_record,
+    )
 
     if continue_ and overwrite:
         raise click.UsageError("--continue keeps the outputs a stopped translation wrote, --overwrite replaces them: "
@@ -363,7 +370,7 @@ def translate(checkpoint: Path, source: Path, output: Path, side_by_side: bool, 
                 check_outputs([output_path for image, output_path in pairs if not image.is_dir()],
                               inputs=[checkpoint, *(image for image, _ in pairs)], overwrite=overwrite)
             except OutputRefused as refused:
-                recorded = source.is_dir() and (output / RECORD_NAME).is_file()
+                recorded = source.is_dir() and record_files(output, {"input": str(source.resolve())})[0].is_file()
                 raise OutputRefused(f"{refused}, or --continue to keep them and translate the rest (a stopped "
                                     "translation's)" if recorded and "--overwrite" in str(refused) else refused) \
                     from None
@@ -399,25 +406,36 @@ def translate(checkpoint: Path, source: Path, output: Path, side_by_side: bool, 
         if continue_:
             inputs = [checkpoint, *(image for image, _ in pairs)]
             pairs, kept, again = left_to_translate(pairs, output, record)
-            check_outputs([output_path for image, output_path in pairs if not image.is_dir()], inputs=inputs,
-                          overwrite=bool(again))
-            overwrite = bool(again)  # (outputs older than their inputs, edited since: written again)
+            try:
+                check_outputs([output_path for image, output_path in pairs if not image.is_dir()], inputs=inputs,
+                              overwrite=bool(again))
+            except OutputRefused as refused:  # (outputs that appeared since the log was read: another --continue)
+                raise OutputRefused(f"{str(refused).partition('; pass --overwrite')[0]}, written since this command "
+                                    "read the log (another --continue into OUTPUT?): run --continue again once it "
+                                    "ends") from None
+            overwrite = bool(again)  # (outputs there that the log does not vouch for: written again)
             click.echo(f"--continue: {kept} of {planned} output(s) are there, kept; {len(pairs)} to translate"
-                       + (f" ({again} of them again: their inputs changed since)" if again else ""), err=True)
+                       + (f" ({again} of them again: not this translation's as its log has them, or their inputs "
+                          "changed since)" if again else ""), err=True)
     except (CheckpointError, FileNotFoundError, NotADirectoryError, DeviceUnavailable, ValueError) as error:
         fail(error)
     if not pairs:
         click.echo(f"nothing to do: every output is in {output}", err=True)
         return
-    # (--continue keeps the record as it was: its time tells this translation's outputs from older ones)
-    made = _write_record_in(output, record) if record is not None and not continue_ else []
+    log, made = None, []
+    if record is not None:  # (--continue appends to the log it read)
+        log, made = (TranslationLog(output, record), []) if continue_ else _begun_log(output, record)
     paired_direction = translator.config["data"]["direction"] if paired_input else None
-    written, skipped = translate_each(translator, pairs, side_by_side, paired_direction, not_pairs, overwrite,
-                                      continuable=record is not None,
-                                      instead="--overwrite" if overwrite and not continue_ else None)
+    try:
+        written, skipped = translate_each(translator, pairs, side_by_side, paired_direction, not_pairs, overwrite,
+                                          on_written=log.written if log else None,
+                                          instead="--overwrite" if overwrite and not continue_ else None)
+    finally:
+        if log is not None:
+            log.close()
     if not written and not kept:
-        if made:  # (a new OUTPUT of nothing but the record: not left behind)
-            (output / RECORD_NAME).unlink(missing_ok=True)
+        if made:  # (a new OUTPUT of nothing but the record and log: not left behind)
+            log.remove()
             remove_empty_folders(made)
         first, why = next(iter(skipped.items()))
         fail(f"wrote nothing: none of the {len(pairs)} input image(s) could be translated (the first: "

@@ -196,6 +196,14 @@ def _sections_holding(key: str) -> list[str]:
             and key in {inner.name for inner in dataclasses.fields(section)}]
 
 
+def _keys_of_section(dotted: str) -> list[str]:
+    """The keys of the config section a dotted name gives (`model`, `train`), or [] for none."""
+    if dotted not in {field.name for field in dataclasses.fields(Config)}:
+        return []
+    section = typing.get_type_hints(Config)[dotted]
+    return [field.name for field in dataclasses.fields(section)] if dataclasses.is_dataclass(section) else []
+
+
 def _fill(cls: type, values: dict[str, Any], prefix: str) -> Any:
     """Build dataclass `cls` from a (possibly partial) nested dict, checking keys and types."""
     hints = typing.get_type_hints(cls)
@@ -216,7 +224,10 @@ def _fill(cls: type, values: dict[str, Any], prefix: str) -> Any:
             elif "." in key:  # ("train.d_lr" = 1e-4 under [train]: named train.train.d_lr, which no one wrote)
                 section, _, name = (printable(part, 80) for part in key.rpartition("."))
                 named = f'"{printable(key, 80)}" under {where}'
-                if key.startswith(prefix):
+                known = _keys_of_section(key.rpartition(".")[0])
+                if key.rpartition(".")[2] not in known:  # (no such key there: "train.dlr" is one letter off)
+                    hint = suggest(key.rpartition(".")[2], known or names)
+                elif key.startswith(prefix):
                     hint = f" (a quoted key is one name, dots and all: write {name} = ... under {where})"
                 else:  # ("loss.adversarial" under [train]: a key of another section)
                     hint = (f" (a quoted key is one name, dots and all, and under {where} it is that section's: write "

@@ -1,20 +1,34 @@
 """What a folder translation records in its OUTPUT, so that `gan translate --continue` goes on with it.
 
-A stop at image 90,000 of 100,000 left --overwrite, which translated every image again. The record
-names the weights (file, step, size, network), the INPUT folder and the settings that shape each
-output, and its time is the translation's start; --continue keeps the outputs written since (each
-whole, under a temp name and renamed) and translates the rest, and refuses an OUTPUT whose record
-is of another translation: outputs of other weights or settings would sit among the new ones, unsaid.
+A stop at image 90,000 of 100,000 left --overwrite, which translated every image again. As it
+begins, a translation writes its record (one per INPUT folder in OUTPUT): the weights (file, step, SHA-256, network), the INPUT
+folder and the settings that shape each output. As it writes each output (whole, under a temp name
+and renamed), it appends a line to its log: the output's name and size, and the input's identity
+(device, inode, size, times). --continue keeps an output only where the log says this translation
+wrote it, at that size, from an input unchanged since; it translates the rest, and refuses an
+OUTPUT whose record is of another translation. Times alone could not tell: an --overwrite stopped
+early left another checkpoint's outputs newer than their inputs, a `cp -r` of OUTPUT made every
+file new, and `mv` or `cp -p` put in an edited input with an old time.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from pathlib import Path
+from typing import IO
 
-from gan.core.files import another_unicode_form, write_text_atomically
+from gan.core.files import another_unicode_form, file_sha256, write_text_atomically
 
-RECORD_NAME = ".gan-translation.json"  # (hidden: not an image of OUTPUT read as INPUT later, nor listed by it)
+RECORD_PREFIX = ".gan-translation-"  # (hidden: not an image of OUTPUT read as INPUT later, nor listed by it)
+
+
+def record_files(output: Path, record: dict) -> tuple[Path, Path]:
+    """The record and log in OUTPUT of a translation of its INPUT (`record["input"]`): one pair per INPUT
+    folder, so that another folder translated into the same OUTPUT leaves a stopped one's to go on with."""
+    key = hashlib.sha256(record["input"].encode(errors="surrogateescape")).hexdigest()[:12]
+    return output / f"{RECORD_PREFIX}{key}.json", output / f"{RECORD_PREFIX}{key}.log"
 
 
 class ContinueRefused(ValueError):
@@ -23,59 +37,132 @@ class ContinueRefused(ValueError):
 
 def translation_record(checkpoint: Path, step: int, source: Path, settings: dict) -> dict:
     """The record of a translation of folder `source` with the weights of `checkpoint` at `step`, and
-    the options that shape each output (`settings`: --side-by-side, --tile, ...)."""
+    the options that shape each output (`settings`: --side-by-side, --tile, ...). The weights by their
+    digest: a run retrained in place writes a checkpoint of the same name, step and size."""
     return {"checkpoint": str(Path(checkpoint).resolve()), "step": step,
-            "checkpoint_bytes": Path(checkpoint).stat().st_size, "input": str(Path(source).resolve()),
+            "checkpoint_sha256": file_sha256(Path(checkpoint)), "input": str(Path(source).resolve()),
             "settings": settings}
 
 
-def write_record(output: Path, record: dict) -> None:
-    write_text_atomically(output / RECORD_NAME, json.dumps(record, indent=2) + "\n")
+class TranslationLog:
+    """The record in OUTPUT, and the log of the outputs written, appended as each is in place."""
+
+    def __init__(self, output: Path, record: dict):
+        self.output, self.record = output, record
+        self.record_path, self.log_path = record_files(output, record)
+        self.handle: IO[str] | None = None
+
+    def begin(self) -> None:
+        """A new translation: its record, and an empty log (an earlier one's lines are not this one's)."""
+        self.output.mkdir(parents=True, exist_ok=True)
+        write_text_atomically(self.record_path, json.dumps(self.record, indent=2) + "\n")
+        write_text_atomically(self.log_path, "")
+
+    def remove(self) -> None:
+        """Remove the record and log of a translation that wrote nothing."""
+        for path in (self.record_path, self.log_path):
+            path.unlink(missing_ok=True)
+
+    def written(self, image: Path, output_path: Path) -> None:
+        """Log an output in place (a line lost to a crash costs that output's translation again, no more)."""
+        if self.handle is None:
+            self.handle = open(self.log_path, "a", encoding="utf-8", errors="surrogateescape")
+        self.handle.write(json.dumps({"output": _relative(output_path, self.output), "bytes": _size(output_path),
+                                      "input": _identity(image)}) + "\n")
+        self.handle.flush()
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+            self.handle = None
 
 
 def left_to_translate(pairs: list[tuple[Path, Path]], output: Path,
                       record: dict) -> tuple[list[tuple[Path, Path]], int, int]:
-    """(the pairs whose output is still to write, outputs kept, outputs to write again): an output
-    is kept when it is there and not older than the record, written as the translation began (one
-    older is another's: an --overwrite stopped before replacing it), nor than its input (edited
-    since). ContinueRefused when OUTPUT's record is missing or of another translation."""
-    path = output / RECORD_NAME
+    """(the pairs whose output is still to write, outputs kept, outputs there to write again): an
+    output is kept where the log says this translation wrote it, at the size it has, from an input
+    unchanged since. ContinueRefused when OUTPUT's record is missing or of another translation."""
     if not output.is_dir():
-        raise ContinueRefused(f"--continue: OUTPUT '{output}' does not exist{another_unicode_form(output)}: there is "
-                              "no translation there to go on with")
-    try:
-        began = path.stat().st_mtime_ns  # (the file system's clock, as the outputs' times)
-        stored = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ContinueRefused(f"--continue: '{output}' holds no record of a translation gan began there ({RECORD_NAME}, "
-                              "written by a folder translation): its files may be anyone's; pass --overwrite to "
-                              "translate every image again") from None
-    except (OSError, ValueError, RecursionError) as error:
-        raise ContinueRefused(f"--continue: cannot read '{path}' ({error}); pass --overwrite to translate every image "
-                              "again") from None
-    differences = [f"{key} {_shown(stored.get(key) if isinstance(stored, dict) else None)} then, "
-                   f"{_shown(value)} now" for key, value in record.items()
-                   if not isinstance(stored, dict) or stored.get(key) != value]
+        what = "is a file, not a folder" if output.exists() else f"does not exist{another_unicode_form(output)}"
+        raise ContinueRefused(f"--continue: OUTPUT '{output}' {what}: there is no translation there to go on with")
+    record_path, log_path = record_files(output, record)
+    stored = _stored_record(record_path)
+    differences = [f"{key} {_shown(stored.get(key))} then, {_shown(value)} now" for key, value in record.items()
+                   if stored.get(key) != value]
     if differences:
         raise ContinueRefused(f"--continue: '{output}' holds a translation other than this one ({'; '.join(differences)}): "
                               "its outputs would be mixed with this one's; give the same checkpoint, INPUT and "
                               "options, or another OUTPUT, or pass --overwrite to translate every image again")
+    logged = _logged(log_path)
     left, kept, again = [], 0, 0
     for image, output_path in pairs:
-        done = _modified_ns(output_path)
-        if done is not None and done >= max(began, _modified_ns(image) or 0):
+        entry = logged.get(_relative(output_path, output))
+        there = _size(output_path)
+        if entry is not None and there is not None and entry.get("bytes") == there and \
+                entry.get("input") == _identity(image):
             kept += 1
             continue
-        again += done is not None
+        again += there is not None
         left.append((image, output_path))
     return left, kept, again
 
 
-def _modified_ns(path: Path) -> int | None:
+def _stored_record(path: Path) -> dict:
     try:
-        return path.stat().st_mtime_ns
+        stored = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ContinueRefused(f"--continue: '{path.parent}' holds no record of a translation of this INPUT gan began "
+                              f"there ({path.name}, written by a folder translation): its files may be anyone's; pass "
+                              "--overwrite to translate every image again") from None
+    except IsADirectoryError:
+        raise ContinueRefused(f"--continue: '{path}' is a folder, where gan keeps a translation's record: remove it, "
+                              "then pass --overwrite to translate every image again") from None
+    except (OSError, ValueError, RecursionError) as error:
+        raise ContinueRefused(f"--continue: cannot read '{path}' ({error}); pass --overwrite to translate every image "
+                              "again") from None
+    if not isinstance(stored, dict):
+        raise ContinueRefused(f"--continue: '{path}' is not a record gan wrote; pass --overwrite to translate every "
+                              "image again")
+    return stored
+
+
+def _logged(path: Path) -> dict[str, dict]:
+    """The log's entries by output name, the last of each; a line cut short (a crash) is left out."""
+    entries: dict[str, dict] = {}
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as handle:
+            for line in handle:
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(entry, dict) and isinstance(entry.get("output"), str):
+                    entries[entry["output"]] = entry
+    except OSError:  # (none: nothing is known to be this translation's)
+        pass
+    return entries
+
+
+def _identity(path: Path) -> list[int] | None:
+    """An input as its output was made from it: device, inode, size, modified and changed times (a file
+    put in by `mv` or `cp -p` keeps an old modified time, not its changed time; a link re-pointed
+    names another file)."""
+    try:
+        status = os.stat(path)
     except OSError:
         return None
+    return [status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns]
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return None
+
+
+def _relative(path: Path, folder: Path) -> str:
+    return os.path.relpath(path, folder)
 
 
 def _shown(value) -> str:

@@ -36,7 +36,7 @@ class NonFiniteLossError(RuntimeError):
             what = f"became NaN or infinite at step {step}"
         advice = ("Lower the learning rates (or a loss weight or penalty set far above its default: loss.*_weight, "
                   "loss.r1_gamma), or check the data.")
-        if bound < LOWEST_HEALTHY_BOUND:  # (a typo: no run trains under it, and the learning rates are not to blame)
+        if bound < LOWEST_HEALTHY_BOUND and math.isfinite(value):  # (a typo: no run trains under it; a NaN is not its)
             advice = (f"train.divergence_bound {bound:g} is below what healthy runs log (D's probabilities up to 1, "
                       "losses from about 1): raise it (its default is 1e6).")
         super().__init__(f"'{term}' {what}; stopping ({kept}). {advice}")
