@@ -674,6 +674,28 @@ def test_a_stopped_folder_translation_goes_on_with_continue_as_the_one_it_was(pi
         CliRunner().invoke(main, ["translate", str(exported), str(inputs), str(typed)])
 
 
+def test_a_log_the_disk_refuses_is_given_up_with_a_warning_not_the_translation(tmp_path):
+    """An OSError writing the log's line (a full disk) ended the translation in a traceback after the
+    output itself was written."""
+    from gan.inference.translation_record import TranslationLog, left_to_translate
+
+    record = {"input": str(tmp_path / "in"), "settings": {}}
+    log = TranslationLog(tmp_path / "out", record)
+    log.begin()
+    log.log_path.unlink()
+    log.log_path.mkdir()  # (appending to it fails, as on a full disk)
+    (tmp_path / "in").mkdir()
+    for name in ("a.png", "b.png"):
+        (tmp_path / "in" / name).write_bytes(b"x")
+        (tmp_path / "out" / name).write_bytes(b"y")
+    with pytest.warns(UserWarning, match="the translation goes on, and a --continue after a stop translates again"):
+        log.written(tmp_path / "in" / "a.png", tmp_path / "out" / "a.png")
+    log.written(tmp_path / "in" / "b.png", tmp_path / "out" / "b.png")  # (said once)
+    log.close()
+    pairs = [(tmp_path / "in" / name, tmp_path / "out" / name) for name in ("a.png", "b.png")]
+    assert left_to_translate(pairs, tmp_path / "out", record) == (pairs, 0, 2)
+
+
 def test_a_translations_record_tells_checkpoints_of_one_name_step_and_size_apart(tmp_path):
     """A run retrained in place writes a checkpoint of the same path, step and size: --continue kept the
     first weights' outputs beside the second's."""

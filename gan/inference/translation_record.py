@@ -1,10 +1,10 @@
 """What a folder translation records in its OUTPUT, so that `gan translate --continue` goes on with it.
 
 A stop at image 90,000 of 100,000 left --overwrite, which translated every image again. As it
-begins, a translation writes its record (one per INPUT folder in OUTPUT): the weights (file, step, SHA-256, network), the INPUT
-folder and the settings that shape each output. As it writes each output (whole, under a temp name
-and renamed), it appends a line to its log: the output's name and size, and the input's identity
-(device, inode, size, times). --continue keeps an output only where the log says this translation
+begins, a translation writes its record (one per INPUT folder in OUTPUT): the weights (file, step,
+SHA-256, network), the INPUT folder and the settings that shape each output. As it writes each
+output (whole, under a temp name and renamed), it appends a line to its log: the output's name and
+size, and the input's identity (device, inode, size, times). --continue keeps an output only where the log says this translation
 wrote it, at that size, from an input unchanged since; it translates the rest, and refuses an
 OUTPUT whose record is of another translation. Times alone could not tell: an --overwrite stopped
 early left another checkpoint's outputs newer than their inputs, a `cp -r` of OUTPUT made every
@@ -13,9 +13,11 @@ file new, and `mv` or `cp -p` put in an edited input with an old time.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import IO
 
@@ -51,6 +53,7 @@ class TranslationLog:
         self.output, self.record = output, record
         self.record_path, self.log_path = record_files(output, record)
         self.handle: IO[str] | None = None
+        self.broken = False
 
     def begin(self) -> None:
         """A new translation: its record, and an empty log (an earlier one's lines are not this one's)."""
@@ -64,16 +67,26 @@ class TranslationLog:
             path.unlink(missing_ok=True)
 
     def written(self, image: Path, output_path: Path) -> None:
-        """Log an output in place (a line lost to a crash costs that output's translation again, no more)."""
-        if self.handle is None:
-            self.handle = open(self.log_path, "a", encoding="utf-8", errors="surrogateescape")
-        self.handle.write(json.dumps({"output": _relative(output_path, self.output), "bytes": _size(output_path),
-                                      "input": _identity(image)}) + "\n")
-        self.handle.flush()
+        """Log an output in place (a line lost to a crash costs that output's translation again, no more).
+        A log the disk refuses is given up with a warning, not the translation: --continue then
+        translates again what it does not list."""
+        if self.broken:
+            return
+        try:
+            if self.handle is None:
+                self.handle = open(self.log_path, "a", encoding="utf-8", errors="surrogateescape")
+            self.handle.write(json.dumps({"output": _relative(output_path, self.output), "bytes": _size(output_path),
+                                          "input": _identity(image)}) + "\n")
+            self.handle.flush()
+        except OSError as error:
+            self.broken = True
+            warnings.warn(f"cannot write '{self.log_path}' ({error.strerror or error}): the translation goes on, and "
+                          "a --continue after a stop translates again the outputs it does not list", stacklevel=2)
 
     def close(self) -> None:
         if self.handle is not None:
-            self.handle.close()
+            with contextlib.suppress(OSError):  # (a full disk at the last flush: said as the line was lost)
+                self.handle.close()
             self.handle = None
 
 
