@@ -227,16 +227,19 @@ class ResultsFile:
     kept the other's results, and a last write left one bench's figures under both benches' words."""
 
     def __init__(self, path: Path):
-        self.path, self.stamp = path, _stamp(path)
+        from gan.inference.outputs import file_stamp
+
+        self.path, self.stamp = path, file_stamp(path)
 
     def write(self, *results) -> str | None:
         """Write the results so far; why not, when the disk refuses or another command wrote the file
         since (replaced or rewritten in place), so that a refusal costs neither the models still to
         measure nor the table. A file removed meanwhile is written anew: nothing is lost."""
         from gan.core.files import WriteError
+        from gan.inference.outputs import file_stamp
         from gan.tools.benchmark import write_json
 
-        now = _stamp(self.path)
+        now = file_stamp(self.path)
         if now is not None and now != self.stamp:
             return (f"'{self.path}' was written by another command since this bench began (another gan bench "
                     "with the same --json?): not replaced")
@@ -244,14 +247,5 @@ class ResultsFile:
             write_json(self.path, *results)
         except (WriteError, OSError) as error:
             return str(error)
-        self.stamp = _stamp(self.path)
+        self.stamp = file_stamp(self.path)
         return None
-
-
-def _stamp(path: Path) -> tuple[int, ...] | None:
-    """What changes when a file is replaced or rewritten in place: device, inode, size, modified time."""
-    try:
-        status = path.stat()
-    except OSError:
-        return None
-    return status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns

@@ -564,6 +564,7 @@ def _warn_if_trained_on(scored: list[Path], config: dict, trained_folders: dict 
 def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_path: Path | None, tile: int, device,
                              save_images: Path | None, inception_weights: Path | None, outputs: EvalOutputs) -> None:
 
+    from gan.core.run_folders import is_training_state_name
     from gan.inference.scoring import (
         cycle_folders,
         distribution_scores,
@@ -601,8 +602,6 @@ def _evaluate_image_to_image(path: Path, folder: Path, split: str | None, csv_pa
     # beside the CSV, its record as JSON: what was scored, the mean, and the translations' scores as
     # distributions (not for SR, whose images differ in size)
     json_path = csv_path.with_suffix(".json")
-    from gan.core.run_folders import is_training_state_name
-
     if is_training_state_name(json_path) and not is_training_state_name(csv_path):  # (--csv best.csv, with --best)
         raise click.BadParameter(f"'{csv_path}' would have its JSON record beside it as '{json_path.name}', a name gan "
                                  "keeps for a run's state (best.json): give the CSV another name, e.g. "

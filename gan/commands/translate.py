@@ -370,7 +370,7 @@ def translate(checkpoint: Path, source: Path, output: Path, side_by_side: bool, 
                 check_outputs([output_path for image, output_path in pairs if not image.is_dir()],
                               inputs=[checkpoint, *(image for image, _ in pairs)], overwrite=overwrite)
             except OutputRefused as refused:
-                recorded = source.is_dir() and record_files(output, {"input": str(source.resolve())})[0].is_file()
+                recorded = source.is_dir() and record_files(output, source)[0].is_file()
                 raise OutputRefused(f"{refused}, or --continue to keep them and translate the rest (a stopped "
                                     "translation's)" if recorded and "--overwrite" in str(refused) else refused) \
                     from None

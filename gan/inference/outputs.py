@@ -132,6 +132,16 @@ def file_identity(path: Path) -> tuple[int, int] | None:
     return status.st_dev, status.st_ino
 
 
+def file_stamp(path: Path) -> tuple[int, ...] | None:
+    """What changes when the file `path` names is replaced, rewritten in place, or put in by `mv` or
+    `cp -p` with an old modified time: device, inode, size, modified and changed times; None when none."""
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns
+
+
 class _Inputs:
     """The files a command reads, by resolved path and by identity, each with its own spelling."""
 

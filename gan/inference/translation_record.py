@@ -22,14 +22,15 @@ from pathlib import Path
 from typing import IO
 
 from gan.core.files import another_unicode_form, file_sha256, write_text_atomically
+from gan.inference.outputs import file_stamp
 
 RECORD_PREFIX = ".gan-translation-"  # (hidden: not an image of OUTPUT read as INPUT later, nor listed by it)
 
 
-def record_files(output: Path, record: dict) -> tuple[Path, Path]:
-    """The record and log in OUTPUT of a translation of its INPUT (`record["input"]`): one pair per INPUT
+def record_files(output: Path, source: Path | str) -> tuple[Path, Path]:
+    """The record and log in OUTPUT of a translation of the INPUT folder `source`: one pair per INPUT
     folder, so that another folder translated into the same OUTPUT leaves a stopped one's to go on with."""
-    key = hashlib.sha256(record["input"].encode(errors="surrogateescape")).hexdigest()[:12]
+    key = hashlib.sha256(str(Path(source).resolve()).encode(errors="surrogateescape")).hexdigest()[:12]
     return output / f"{RECORD_PREFIX}{key}.json", output / f"{RECORD_PREFIX}{key}.log"
 
 
@@ -51,7 +52,7 @@ class TranslationLog:
 
     def __init__(self, output: Path, record: dict):
         self.output, self.record = output, record
-        self.record_path, self.log_path = record_files(output, record)
+        self.record_path, self.log_path = record_files(output, record["input"])
         self.handle: IO[str] | None = None
         self.broken = False
 
@@ -98,7 +99,7 @@ def left_to_translate(pairs: list[tuple[Path, Path]], output: Path,
     if not output.is_dir():
         what = "is a file, not a folder" if output.exists() else f"does not exist{another_unicode_form(output)}"
         raise ContinueRefused(f"--continue: OUTPUT '{output}' {what}: there is no translation there to go on with")
-    record_path, log_path = record_files(output, record)
+    record_path, log_path = record_files(output, record["input"])
     stored = _stored_record(record_path)
     differences = [f"{key} {_shown(stored.get(key))} then, {_shown(value)} now" for key, value in record.items()
                    if stored.get(key) != value]
@@ -157,14 +158,9 @@ def _logged(path: Path) -> dict[str, dict]:
 
 
 def _identity(path: Path) -> list[int] | None:
-    """An input as its output was made from it: device, inode, size, modified and changed times (a file
-    put in by `mv` or `cp -p` keeps an old modified time, not its changed time; a link re-pointed
-    names another file)."""
-    try:
-        status = os.stat(path)
-    except OSError:
-        return None
-    return [status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns]
+    """An input as its output was made from it (a link re-pointed names another file), as JSON keeps it."""
+    stamp = file_stamp(path)
+    return list(stamp) if stamp is not None else None
 
 
 def _size(path: Path) -> int | None:
