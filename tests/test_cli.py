@@ -6,7 +6,7 @@ import warnings
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import REPO, TINY, assert_one_error_line, invoke, only_run, run_folders
+from conftest import REPO, TINY, TINY_PIX2PIX, assert_one_error_line, invoke, only_run, run_folders, write_recipe_data
 from PIL import Image
 
 from gan.commands.main import main
@@ -183,6 +183,20 @@ def test_ctrl_c_before_a_command_handles_it_exits_130_not_click_abort(tmp_path, 
     assert result.exit_code == 130 and "Aborted!" not in result.output
     assert "error: stopped by Ctrl-C" in result.output
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_warning_of_a_check_made_twice_in_a_run_is_said_once(tmp_path):
+    # The U-Net's inert dropout was said twice: the recipe's networks are checked when the config is
+    # loaded and again when built, and any catch_warnings between them clears Python's once-per-line record
+    data = write_recipe_data(tmp_path / "data")
+    settings = [*TINY_PIX2PIX, f"data.root={data['paired']}", "model.generator_args.dropout=0.5", "train.steps=1"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = invoke("train", REPO / "experiments" / "pix2pix_facades.toml", *_sets(*settings),
+                        "--out", tmp_path / "runs")
+    assert result.exit_code == 0, result.output
+    said = [str(warning.message) for warning in caught if "dropout = 0.5 changes nothing" in str(warning.message)]
+    assert len(said) == 1, said
 
 
 def test_sample_errors(tmp_path):

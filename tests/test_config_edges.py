@@ -913,6 +913,22 @@ def test_keys_a_recipe_ignores_are_named_and_their_off_values_are_not(tmp_path, 
     assert not [str(w.message) for w in caught if "ignores" in str(w.message)]
 
 
+def test_a_key_the_recipe_ignores_is_not_also_said_to_be_read_only_under_another(tmp_path):
+    # pix2pix with train.ema_bn_batches = 4 said "ignores ... (dcgan only)" and then "changes nothing: it is read
+    # only when train.ema_decay is above 0", which set as well would still change nothing
+    from conftest import tiny_recipe_config, write_recipe_data
+
+    data = write_recipe_data(tmp_path / "data")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tiny_recipe_config("pix2pix", data, "train.ema_bn_batches=4")
+    assert [str(w.message) for w in caught if "ema_bn_batches" in str(w.message)] == [
+        "recipe 'pix2pix' ignores train.ema_bn_batches = 4 (dcgan only)"]
+    with pytest.warns(UserWarning, match=r"train.ema_bn_batches = 4 changes nothing: it is read only when "
+                                         r"train.ema_decay is above 0"):  # (where the recipe reads it: said)
+        tiny_recipe_config("dcgan", data, "train.ema_bn_batches=4", "train.ema_decay=0")
+
+
 def test_a_config_path_that_is_no_regular_file_is_named_as_such():
     """`gan train /dev/null` was told the file does not exist."""
     with pytest.raises(ConfigError, match=r"config file '/dev/null' is not a regular file \(a device, a pipe or a "
@@ -1260,7 +1276,7 @@ def test_a_lower_resolution_with_the_256_px_load_size_is_warned_of():
 
 def test_a_new_runs_missing_data_is_said_without_the_settings_warnings_before_it(tmp_path):
     """`--set data.root=` printed the EMA warm-up's warning (of a run that cannot start) above the
-    error that stops it; a run that starts still shows the warning."""
+    error that stops it, and so did networks that do not fit; a run that starts still shows the warning."""
     celeba = REPO / "experiments" / "dcgan_celeba64.toml"
     for root, error in (("", "data.root is empty"), (tmp_path / "none", f"image folder '{tmp_path / 'none'}' does not exist")):
         with warnings.catch_warnings(record=True) as said:
@@ -1268,6 +1284,14 @@ def test_a_new_runs_missing_data_is_said_without_the_settings_warnings_before_it
             result = invoke("train", celeba, "--set", f"data.root={root}", "--set", "train.steps=10", "--out", tmp_path)
         assert_one_error_line(result, error)
         assert not said, [str(warning.message) for warning in said]
+    # Networks that cannot be built for the data: the load_size warning of 32 px crops came first
+    (tmp_path / "pairs").mkdir()
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        result = invoke("train", REPO / "experiments" / "pix2pix_facades.toml", "--set", f"data.root={tmp_path / 'pairs'}",
+                        "--set", "data.resolution=32", "--out", tmp_path)
+    assert_one_error_line(result, "data.resolution (32) must be a multiple of 256 for generator 'unet_256'")
+    assert not said, [str(warning.message) for warning in said]
     tiny = [arg for item in TINY for arg in ("--set", item)]
     with pytest.warns(UserWarning, match=r"train.ema_decay = 0.9999 \(an average over about 10,000 steps\) is never"):
         started = invoke("train", DEMO, *tiny, "--set", "train.ema_decay=0.9999", "--out", tmp_path / "runs")

@@ -9,7 +9,7 @@ import signal
 import sys
 import time
 import warnings
-from typing import Iterator
+from typing import Callable, Iterator
 
 import click
 from PIL import Image
@@ -37,13 +37,27 @@ def _format_warning(message, category, filename, lineno, line=None) -> str:
     return f"{CLEAR_LINE if redraws_lines(sys.stderr) else ''}warning: {message}\n"
 
 
+def _said_once(show: Callable[..., None]) -> Callable[..., None]:
+    """`show` (warnings.showwarning) skipping a warning whose text and kind it has shown already."""
+    shown: set[tuple[type[Warning], str]] = set()
+
+    def show_once(message, category, *where, **more) -> None:
+        if (category, str(message)) not in shown:
+            shown.add((category, str(message)))
+            show(message, category, *where, **more)
+    return show_once
+
+
 @contextlib.contextmanager
 def _command_line_warnings() -> Iterator[None]:
     """Warnings as a command prints them, for the command only: one called in a process that goes on
-    (click's CliRunner, a notebook) leaves its warnings filters and format as they were."""
+    (click's CliRunner, a notebook) leaves its warnings filters and format as they were. Each warning
+    is said once a command: Python's own once-per-line record is cleared whenever any code changes the
+    filters (a `catch_warnings` block does), so a check made twice in one run said its warning twice."""
     formatwarning = warnings.formatwarning
     with warnings.catch_warnings():
         warnings.formatwarning = _format_warning
+        warnings.showwarning = _said_once(warnings.showwarning)
         # gan.data.decode warns of such images with their file name; Pillow's own warning names none
         warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
         # Pillow's EXIF parser warns of each damaged tag ("Tag data larger than file. Skipping tag

@@ -508,7 +508,7 @@ def _set_up_and_train(start: _Start, config: Path | None, resume: Path | None, o
     from gan.tools.sweep import stop_with_the_sweep
     from gan.training.loop import train as run_training
     from gan.training.loop import train_rolling_back
-    from gan.training.resolve import load_config
+    from gan.training.resolve import check_networks, load_config
     from gan.training.run_dir import create_run_dir, made_by_numbering, start_or_resume
 
     stop_with_the_sweep()  # (when a sweep started this run)
@@ -522,10 +522,11 @@ def _set_up_and_train(start: _Start, config: Path | None, resume: Path | None, o
     if config is not None:
         with warnings.catch_warnings(record=True) as said:
             resolved = load_config(config, list(overrides))
-        try:
-            check_data_folders(resolved.data, resolved.metrics.root if resolved.metrics.every else "")
-        except ConfigError:  # (a run that cannot start: its settings' warnings would bury its error, said below)
-            said = []
+            try:  # (what a start would refuse without reading an image: networks that do not fit, folders)
+                check_networks(resolved)
+                check_data_folders(resolved.data, resolved.metrics.root if resolved.metrics.every else "")
+            except ConfigError:  # (a run that cannot start: its settings' warnings would bury its error, said below)
+                said.clear()
         for warning in said:
             warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     else:

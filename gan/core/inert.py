@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typing
 import warnings
-from typing import Any
+from typing import Any, Iterable
 
 from gan.core.config import IMAGE_FOLDER_DATASETS, Config, config_to_dict, flatten_config
 from gan.core.typecheck import shown
@@ -82,10 +82,10 @@ def scores_translations(config: Config) -> bool:
                                             (config.recipe == "pix2pix" and config.data.dataset == "paired"))
 
 
-def warn_about_inert_keys(config: Config, given: set[str]) -> None:
+def warn_about_inert_keys(config: Config, given: set[str], said: Iterable[str] = ()) -> None:
     """One warning for each key set to a value that changes nothing, naming it and why (the keys of
-    WARNED_WHEN_GIVEN only when among `given`, those --set gives)."""
-    quiet = [key for key in WARNED_WHEN_GIVEN if key not in given]
+    WARNED_WHEN_GIVEN only when among `given`, those --set gives; none of `said`, warned of already)."""
+    quiet = [key for key in WARNED_WHEN_GIVEN if key not in given] + list(said)
     for inert in inert_settings(config):
         if inert.warn and inert.key not in quiet:
             warnings.warn(inert.message, stacklevel=3)

@@ -157,6 +157,6 @@ def load_config(path: str | Path | None, overrides: Iterable[str] = (),
         raise naming_the_file(error, None if path is None else Path(path),
                               lambda: resolve_names(read_config_and_given_keys(path, [], trained)[0])) from None
     # (once the config is known to run: warnings about the settings of one that cannot would bury its error)
-    if config.train.steps > at_step:
-        warn_about_inert_keys(config, set_keys)
+    if config.train.steps > at_step:  # (a key the recipe ignores is said as such, not also as read under another)
+        warn_about_inert_keys(config, set_keys, said=ignored_keys(config))
     return config
