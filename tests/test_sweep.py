@@ -499,6 +499,26 @@ def test_a_sweep_run_again_skips_finished_runs_and_resumes_an_interrupted_one(tm
     assert (out / names[1] / "checkpoint-00000002.pt").stat().st_mtime_ns == halfway
 
 
+def test_a_run_whose_last_checkpoint_is_damaged_is_not_finished(tiny_demo_run, tmp_path):
+    # A truncated checkpoint-00000004.pt kept the step of its name: "2 runs, 2 finished, 0 to do", and the run
+    # never trained again to replace it (its resume falls back to the checkpoint before)
+    import shutil
+
+    from conftest import flip_a_bit_in_record
+
+    from gan.tools.sweep import finished
+
+    run = Path(shutil.copytree(tiny_demo_run, tmp_path / "run"))
+    last = run / "checkpoint-00000004.pt"
+    assert finished(run, 4) and not finished(run, 5)
+    whole = last.read_bytes()
+    last.write_bytes(whole[:5000])
+    assert not finished(run, 4)
+    last.write_bytes(whole)
+    flip_a_bit_in_record(last)
+    assert not finished(run, 4)
+
+
 def test_the_same_sweep_with_train_steps_raised_trains_its_runs_longer(tmp_path):
     """The "train the whole sweep longer" step was refused: "holds another sweep (sweep.toml differs in the
     --set values)". A larger train.steps alone goes on with every run, as each one's --run-dir line may."""

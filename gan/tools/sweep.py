@@ -34,7 +34,7 @@ from typing import IO, Callable, Iterable, Iterator
 import torch
 
 import gan
-from gan.core.checkpoint import checkpoints_by_content, holds_a_run, list_checkpoints
+from gan.core.checkpoint import checkpoints_by_content, failed_checksum, holds_a_run, list_checkpoints, stored_step
 from gan.core.config import (
     Config,
     check_config_file,
@@ -422,9 +422,14 @@ def write_manifest(out: Path, text: str) -> None:
 
 def finished(run_dir: Path, steps: int) -> bool:
     """Whether the run has a checkpoint of its last step (or later) that leaves none of that
-    step's side tasks (previews, metrics, best.pt) to a resume."""
+    step's side tasks (previews, metrics, best.pt) to a resume, and is whole: one cut short or
+    failing its checksums is one a resume falls back from (a damaged last checkpoint was counted
+    finished, and the run never trained again)."""
     checkpoints = checkpoints_by_content(run_dir) if run_dir.is_dir() else []
-    return bool(checkpoints) and checkpoints[-1][0] >= steps and not side_tasks_left(checkpoints[-1][1])
+    if not checkpoints or checkpoints[-1][0] < steps:
+        return False
+    newest = checkpoints[-1][1]
+    return stored_step(newest) is not None and failed_checksum(newest) is None and not side_tasks_left(newest)
 
 
 def train_command(config: Path, sets: list[str], run: SweepRun, run_dir: Path, device: str | None,
