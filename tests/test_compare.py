@@ -111,7 +111,7 @@ def test_a_config_that_is_not_utf8_is_named_in_one_line(tmp_path):
     (run / "config.toml").write_bytes((run / "config.toml").read_bytes() + b"# caf\xe9\n")  # Latin-1
     result = CliRunner().invoke(main, ["compare", str(run), "--out", str(tmp_path / "table")])
     assert result.exit_code == 2 and "Traceback" not in result.output, result.output
-    assert f"cannot read '{run / 'config.toml'}'" in result.output and "utf-8" in result.output
+    assert f"cannot read the settings of run '{run}': {run / 'config.toml'}: not UTF-8 text" in result.output
 
 
 def test_runs_of_two_recipes_are_named_by_their_folders_not_by_dozens_of_keys(tmp_path):
@@ -440,6 +440,42 @@ def test_a_run_whose_config_toml_is_gone_is_compared_by_its_checkpoints_config(t
         configs = read_configs(find_runs([tmp_path / "sweep"]))
     (run / "config.toml").write_text(config)
     assert configs == read_configs([run])
+
+
+@pytest.mark.parametrize("cut", ["twelve lines", "emptied", "mid-line"])
+def test_a_config_toml_cut_short_is_completed_from_the_checkpoint_as_a_resume_does(tiny_demo_run, tmp_path, cut):
+    # Read alone, every setting it lacked was its default: grouped apart from its twin, "step 4 of 10000"
+    # (and cut mid-line, the whole comparison was refused), though its checkpoint holds the whole config
+    import shutil
+
+    whole = Path(shutil.copytree(tiny_demo_run, tmp_path / "runs" / "00000-a"))
+    damaged = Path(shutil.copytree(tiny_demo_run, tmp_path / "runs" / "00001-b"))
+    text = (whole / "config.toml").read_text()
+    kept = {"twelve lines": "".join(text.splitlines(keepends=True)[:12]), "emptied": "", "mid-line": text[:400]}[cut]
+    (damaged / "config.toml").write_text(kept)
+    with pytest.warns(UserWarning, match=r"00001-b/config.toml' lacks \d+ of the run's settings .* taken from "
+                                         r"'.*checkpoint-00000004.pt', the config the run trained with"):
+        configs = read_configs([whole, damaged])
+    assert configs[damaged] == configs[whole]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table, summaries = compare([tmp_path / "runs"], "loss/g", tmp_path / "table")
+    assert [(summary.seeds, summary.unfinished) for summary in summaries] == [(2, [])], table
+
+
+def test_a_group_named_by_folder_is_named_by_a_run_it_compares(tmp_path):
+    # The group of two dcgan seeds was named after the first, whose events were gone and which was left out
+    # with a warning: its row showed the other seed's figures under the name of the run left out
+    runs = tmp_path / "runs"
+    unread = make_run(runs, "a-dcgan", "hinge", 0, [20.0], "dcgan")
+    make_run(runs, "b-dcgan", "hinge", 1, [30.0], "dcgan")
+    make_run(runs, "c-pix2pix", "vanilla", 0, [40.0], "pix2pix")
+    for events in unread.glob("events.*"):
+        events.unlink()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _, summaries = compare([runs], "swd/mean", tmp_path / "table")
+    assert {summary.label: summary.final[0] for summary in summaries} == {"b-dcgan": 30.0, "c-pix2pix": 40.0}
 
 
 def test_a_config_this_gan_cannot_read_whole_is_warned_of_not_grouped_apart_silently(tmp_path):

@@ -516,6 +516,16 @@ def fill_from_trained(tree: dict[str, Any], path: Path | None, checkpoint: Path,
     return _merged(trained, tree)
 
 
+def read_run_config(path: Path, trained: tuple[Path, dict[str, Any]] | None) -> dict[str, Any]:
+    """A run's config.toml as a dict, for a reader of the run (gan compare), as a resume reads it:
+    what the file lacks (cut short, emptied: read alone, every default) taken from `trained`, the
+    newest checkpoint and its config, with `fill_from_trained`'s warning. ConfigError naming the file."""
+    if trained is None:
+        return _read_toml(path)
+    tree, cut_line = _read_run_config(path)
+    return fill_from_trained(tree, path, *trained, cut_line)
+
+
 # `$HOME`, `${DATA}`: a shell's variables, which a TOML file (or a quoted --set) leaves as written
 ENVIRONMENT_VARIABLE = re.compile(r"\$(?:\{\w+\}|[A-Za-z_]\w*)")
 

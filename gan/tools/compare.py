@@ -25,12 +25,12 @@ import tomllib
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Collection, Sequence
 
 import numpy as np
 
 from gan.core.checkpoint import holds_a_run, is_set_aside, trained_config
-from gan.core.config import BEST_METRICS, config_from_dict, config_to_dict, flatten_config, toml_text
+from gan.core.config import BEST_METRICS, config_from_dict, config_to_dict, flatten_config, read_run_config
 from gan.core.files import OutputsLock, RunDirectoryBusy, run_order, write_atomically, write_text_atomically
 from gan.core.inert import how_it_runs
 from gan.core.processes import stops_held_to_the_end
@@ -183,16 +183,15 @@ def read_configs(runs: list[Path]) -> dict[Path, dict[str, object]]:
     out its default. A config this version cannot read whole (a key since removed) is taken as written."""
     configs = {}
     for run in runs:
-        path = run / "config.toml"
-        trained = None if path.is_file() else trained_config(run)
-        if trained is not None:  # (gone: the resume that rebuilds it has not run yet)
+        path, trained = run / "config.toml", trained_config(run)
+        if trained is not None and not path.is_file():  # (gone: the resume that rebuilds it has not run yet)
             warnings.warn(f"'{run}' has no config.toml: its settings are read from '{trained[0]}'", stacklevel=2)
             written = trained[1]
-        else:
+        else:  # (cut short or emptied, read alone it was every default: the run grouped apart, "step 30 of 10000")
             try:
-                written = toml_text(path.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as error:  # TOML is UTF-8
-                raise CompareError(f"cannot read '{path}': {error}") from error
+                written = read_run_config(path, trained)
+            except ConfigError as error:
+                raise CompareError(f"cannot read the settings of run '{run}': {error}") from None
         try:
             configs[run] = flatten_config(config_to_dict(resolve_names(config_from_dict(written))))
         except ConfigError as error:  # (filled, it would differ from the others only in the keys it spells out)
@@ -217,8 +216,8 @@ def _as_written(value: object) -> str:
 NEVER_APART = ("train.seed", "data.cache_dir", "metrics.cache_dir")
 
 
-def group_runs(configs: dict[Path, dict[str, object]], resumed: dict[Path, set[str]] | None = None
-               ) -> dict[str, list[Path]]:
+def group_runs(configs: dict[Path, dict[str, object]], resumed: dict[Path, set[str]] | None = None,
+               compared: Collection[Path] | None = None) -> dict[str, list[Path]]:
     """Runs (`read_configs`) grouped by their configs without `NEVER_APART`'s keys, nor a key of how a run is
     carried out or recorded (`how_it_runs`, but train.steps) that only resumes changed (`resumed`: run ->
     the keys its resumes changed), where the runs that kept theirs agree: a seed resumed with another
@@ -226,7 +225,8 @@ def group_runs(configs: dict[Path, dict[str, object]], resumed: dict[Path, set[s
     keys that set it apart from the others, in full (`loss.adversarial=hinge`: a last part alone,
     `every=500`, could be any section's), or "all runs" when all agree. Runs of several recipes, or
     groups that differ in more than `MAX_LABEL_KEYS` keys, are named by each group's first run's
-    folder instead (`distinct_names`): such labels would run to dozens of keys."""
+    folder instead (`distinct_names`): such labels would run to dozens of keys; its first of `compared`
+    where given (the runs with scalars: one left out named another's figures)."""
     resumed = resumed or {}
 
     def changed_by_resumes_alone(key: str) -> bool:
@@ -243,7 +243,9 @@ def group_runs(configs: dict[Path, dict[str, object]], resumed: dict[Path, set[s
         return {" ".join(f"{key}={_as_written(configs[members[0]].get(key))}" for key in naming) or "all runs": members
                 for members in by_config.values()}
     # (a group's first run's folder, without the seed that would read as that one run's)
-    return dict(zip(distinct_names([members[0] for members in by_config.values()]), by_config.values()))
+    named_by = [next((run for run in members if compared is None or run in compared), members[0])
+                for members in by_config.values()]
+    return dict(zip(distinct_names(named_by), by_config.values()))
 
 
 def _naming_keys(group_configs: list[dict[str, object]], differing: list[str]) -> list[str]:
@@ -768,7 +770,7 @@ def compare(paths: list[Path], metric: str | None, out: Path,
     # says what sets it apart, not "all runs".
     notes = {run: settings_changed_at(run) for run in configs}  # (each resume's changes, atop config.toml)
     labelled = group_runs(configs, {run: {change.split(" ", 1)[0] for _, change in changes}
-                                    for run, changes in notes.items()})
+                                    for run, changes in notes.items()}, compared=scalars)
     configs = {run: config for run, config in configs.items() if run in scalars}
     metric = check_metric(metric, default_metric(configs), scalars, better)
     lower = (better or DIRECTIONS.get(metric_name(metric), "lower")) == "lower"
