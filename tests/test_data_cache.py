@@ -726,7 +726,7 @@ def test_gan_cache_given_the_folder_of_reference_statistics_names_them_as_such(t
     assert "left alone 1 file(s) that gan cannot tell are its own caches" in listed.output  # (notes.txt alone)
 
 
-def test_a_cache_of_an_earlier_gan_is_listed_as_unused_and_removed_by_the_next_build(folder, tmp_path, capsys):
+def test_a_cache_of_an_earlier_gan_is_listed_as_unused_and_removed_by_the_next_build_a_later_ones_kept(folder, tmp_path, capsys):
     # after an upgrade, its cache (never read again) was listed and verified as an ordinary one
     import json
     import shutil
@@ -745,9 +745,16 @@ def test_a_cache_of_an_earlier_gan_is_listed_as_unused_and_removed_by_the_next_b
     assert listed.output.count("unused: another gan's") == 1 and said in listed.output, listed.output
     verified = CliRunner().invoke(main, ["cache", "verify", "--dir", str(tmp_path / "cache")])
     assert verified.exit_code == 0 and f"{earlier.stem}  {folder.resolve()}  (unused: another gan's" in verified.output
+    # A later gan's is not out of date: two checkouts sharing the folder removed each other's at each build
+    header = {**header, "version": cache_module.VERSION + 1}
+    later = array.with_name(f"{cache_module.cache_name(header)}.npy")
+    shutil.copy(array, later)
+    later.with_suffix(".json").write_text(json.dumps(header))
     random_rgb((40, 40), seed=99).save(folder / "03.png")
     next(training_batches(config, build_dataset(config), 2, 0, 0, CPU))
-    assert f"removing the out-of-date cache '{earlier}'" in capsys.readouterr().err and not earlier.exists()
+    said = capsys.readouterr().err
+    assert f"removing the out-of-date cache '{earlier}'" in said and not earlier.exists()
+    assert str(later) not in said and later.is_file() and later.with_suffix(".json").is_file()
 
 
 def test_a_celeba_cache_keyed_by_the_folder_holding_its_images_is_of_the_same_source():

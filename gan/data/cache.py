@@ -238,6 +238,12 @@ def earlier_format(header: dict) -> str | None:
     return None if version == VERSION else f"cache format {version}, this gan's is {VERSION}"
 
 
+def _later_format(header: dict) -> bool:
+    """Whether a cache's `header` is of a later gan's format than this one's."""
+    version = header.get("version")
+    return isinstance(version, int) and version > VERSION
+
+
 def load_or_build_cache(dataset: ImageFileDataset, identity: dict, cache_dir: Path, progress_stream=None,
                         verify_all: bool = False) -> np.ndarray:
     """The (N, 3, R, R) uint8 array of the data set, memory-mapped; built first if missing, stale
@@ -337,8 +343,9 @@ def _build_cache(dataset: ImageFileDataset, identity: dict, header: dict, array_
     _remove_abandoned_temps(cache_dir)
     # Caches of the same source decoded before its files (or gan's format) changed: never read again,
     # and removed before the build, whose disk space they may be holding. (A run mapping one reads on.)
+    # A later gan's cache is not out of date: a newer checkout sharing the folder reads it (each removed the other's).
     for older in list_caches(cache_dir):
-        if older.name != array_path.stem and same_source(older.header, identity):
+        if older.name != array_path.stem and same_source(older.header, identity) and not _later_format(older.header):
             print(f"removing the out-of-date cache '{older.array_path}' of this data set "
                   f"({format_bytes(older.size_bytes)})", file=sys.stderr)
             try:
