@@ -226,6 +226,26 @@ def test_a_cache_the_disk_cannot_hold_says_the_free_space_after_letting_go_of_it
     assert opened and not list(tmp_path.glob("cache.npy*"))
 
 
+def test_a_build_whose_lock_a_full_disk_refuses_leaves_neither_the_lock_file_nor_the_folders_it_made(
+        folder, tmp_path, monkeypatch):
+    # An empty <name>.lock was left in the cache folder made for it, and the error did not say it was the cache's
+    import errno
+
+    import gan.core.files as files_module
+
+    def full_disk():
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    config = config_for(folder, "mmap", tmp_path)
+    config.cache_dir = str(tmp_path / "new" / "cache")
+    monkeypatch.setattr(files_module, "host_tag", full_disk)  # (in the lock's record, written to the lock file)
+    with pytest.raises(WriteError, match=r"the decoded-image cache '.*new/cache/\w+\.npy' cannot be built: could not "
+                                         r"write '.*\.lock' .*No space left on device; set data.cache_dir to a disk "
+                                         r"with room, or data.cache=\"off\""):
+        next(training_batches(config, build_dataset(config), 2, 0, 0, CPU))
+    assert not (tmp_path / "new").exists()
+
+
 def test_a_disk_another_writer_filled_during_the_build_is_said_as_such(folder, tmp_path, monkeypatch):
     """Two runs building one cache at once on a disk with room for one: each failed with "(93.8 MiB needed,
     150.0 MiB free): No space left on device; set data.cache_dir to a disk with room", the free space

@@ -42,8 +42,10 @@ from gan.core.files import (
     free_space,
     host_tag,
     lock_is_held,
+    missing_folders,
     other_owner,
     process_alive,
+    remove_empty_folders,
     remove_unheld_lock,
     share_as_its_folder,
     unreadable_by_this_user,
@@ -299,12 +301,17 @@ def _building(array_path: Path) -> Iterator[BuildLock]:
     builds it); WriteError saying what to do where its folder cannot be written."""
     cache_dir = array_path.parent
     lock = BuildLock(cache_dir, array_path.stem, f"the decoded-image cache '{array_path}'")
+    made = missing_folders([cache_dir])
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
         lock.__enter__()
-    except WriteError:
-        raise
+    except WriteError as error:  # (a full disk refused the lock's record: its empty file and folders were left)
+        remove_unheld_lock(cache_dir / lock.lock_name)
+        remove_empty_folders(made)
+        raise WriteError(f"the decoded-image cache '{array_path}' cannot be built: {error}; set data.cache_dir to a "
+                         "disk with room, or data.cache=\"off\"") from None
     except OSError as error:  # (a shared cache on a read-only disk, found missing or damaged: it cannot be built there)
+        remove_empty_folders(made)
         raise _unwritable_folder(array_path, error) from None
     try:
         yield lock
