@@ -780,9 +780,13 @@ def test_samples_may_go_beside_celeba_images_or_anywhere_from_a_run_of_data_root
         random_rgb((40, 48), index).save(faces / f"{index:06d}.jpg")
     monkeypatch.chdir(tmp_path)
     run = train(tiny_config("data.dataset=celeba", "data.root=celeba", "train.steps=2"), tmp_path / "run", "cpu").run_dir
-    for folder in (tmp_path / "celeba" / "fid_samples", faces / "sub"):
-        assert invoke("sample", run, "--n", "2", "--separate", folder).exit_code == 0
-    assert_clean_error(invoke("sample", run, "--n", "2", "--out", faces / "grid.png"), "which its run reads")
+    assert invoke("sample", run, "--n", "2", "--separate", tmp_path / "celeba" / "fid_samples").exit_code == 0
+    # Inside the image folder, though CelebA reads its files alone: a run of data.dataset = "folder" on it
+    # (which the shape warning of other faces advises) trained on the samples there as faces
+    for inside in (faces / "grid.png", faces / "sub" / "grid.png"):
+        assert_clean_error(invoke("sample", run, "--n", "2", "--out", inside), "which its run reads")
+    assert_clean_error(invoke("sample", run, "--n", "2", "--separate", faces / "sub"), "which its run reads")
+    assert not (faces / "sub").exists()
     monkeypatch.chdir(faces)
     dot = train(tiny_config("data.dataset=folder", "data.root=.", "train.steps=2"), tmp_path / "dot", "cpu").run_dir
     assert invoke("export", dot, "--out", tmp_path / "dot.safetensors").exit_code == 0
@@ -792,7 +796,7 @@ def test_samples_may_go_beside_celeba_images_or_anywhere_from_a_run_of_data_root
     assert_clean_error(invoke("sample", dot, "--n", "2", "--out", faces / "dot.png"), "which its run reads")
 
 
-def test_a_grid_into_a_folder_holding_a_sample_set_is_refused(demo_run, tmp_path, monkeypatch):
+def test_a_grid_or_a_set_into_a_folder_holding_a_sample_set_is_refused(demo_run, tmp_path, monkeypatch):
     """`--out DIR/preview.png` into the folder of an earlier --separate set put the grid among the samples."""
     folder = tmp_path / "sep"
     assert invoke("sample", demo_run, "--n", "3", "--separate", folder).exit_code == 0
@@ -806,6 +810,11 @@ def test_a_grid_into_a_folder_holding_a_sample_set_is_refused(demo_run, tmp_path
     result = invoke("sample", demo_run, "--n", "4", "--out", Path("sep") / "sub" / "grid.png")
     assert_clean_error(result, f"is in '{folder}', which holds a --separate set")
     assert contents(folder) == before and not (folder / "sub").exists()
+    # nor a second set in a folder below it: FID of the folder scored the two sets as one
+    result = invoke("sample", demo_run, "--n", "2", "--seed", "3", "--separate", Path("sep") / "inner")
+    assert_clean_error(result, "--separate 'sep/inner' is in '" + str(folder.resolve()) + "', which holds a --separate "
+                               "set of 3 samples (the first: 00000.png): FID would score the two sets as one")
+    assert contents(folder) == before and not (folder / "inner").exists()
 
 
 def test_a_set_of_samples_moves_in_holding_its_folder(demo_run, tmp_path, monkeypatch):

@@ -67,27 +67,42 @@ def refuse_a_grid_among_samples(out: Path | None, separate: Path | None, total: 
          "would be one more; give it another folder")
 
 
-def refuse_a_grid_beside_a_sample_set(out: Path | None, separate: Path | None) -> None:
+def refuse_outputs_below_a_sample_set(out: Path | None, separate: Path | None) -> None:
     """An --out grid into a folder that holds a --separate set (an earlier command's numbered PNGs), or
-    into one below it short of the folder the command runs in: FID, which scores every image of the
-    folder and its subfolders, would take the grid for one more sample. (The grid in this command's
-    own --separate folder is `refuse_a_grid_among_samples`' to refuse.) Folders above the one the
-    command runs in are not looked at: a stray /tmp/00000.png would refuse every grid under /tmp."""
-    if out is None:
-        return
-    here, folder = Path.cwd().resolve(), Path(os.path.abspath(out.parent))
-    below_here = [parent for parent in folder.parents if here in parent.parents]
-    for candidate in (folder, *below_here):
-        if separate is not None and candidate.resolve() == separate.resolve():
-            return
-        try:
-            samples = sorted(path.name for path in candidate.iterdir() if is_sample_name(path.name))
-        except OSError:  # (not there yet, or cannot be listed: writing into it is refused with its own words)
-            continue
-        if samples:
-            fail(f"--out '{out}' is in '{candidate}', which holds a --separate set of "
-                 f"{counted(len(samples), 'sample')} (the first: {samples[0]}): FID would score the grid as one "
-                 "more; give it another folder")
+    into one below it, and a --separate set into a folder below one, short of the folder the command
+    runs in: FID, which scores every image of the folder and its subfolders, would take the grid for
+    one more sample, or two sets for one. (The grid in this command's own --separate folder is
+    `refuse_a_grid_among_samples`' to refuse, samples in the folder itself `samples_left_beside`'s.)
+    Folders above the one the command runs in are not looked at: a stray /tmp/00000.png would refuse
+    every output under /tmp."""
+    here = Path.cwd().resolve()
+
+    def below_here(folder: Path) -> list[Path]:
+        return [parent for parent in folder.parents if here in parent.parents]
+
+    if out is not None:
+        folder = Path(os.path.abspath(out.parent))
+        for candidate in (folder, *below_here(folder)):
+            if separate is not None and candidate.resolve() == separate.resolve():
+                break
+            if samples := _samples_in(candidate):
+                fail(f"--out '{out}' is in '{candidate}', which holds a --separate set of "
+                     f"{counted(len(samples), 'sample')} (the first: {samples[0]}): FID would score the grid as one "
+                     "more; give it another folder")
+    for candidate in below_here(Path(os.path.abspath(separate))) if separate is not None else ():
+        if samples := _samples_in(candidate):
+            fail(f"--separate '{separate}' is in '{candidate}', which holds a --separate set of "
+                 f"{counted(len(samples), 'sample')} (the first: {samples[0]}): FID would score the two sets as one; "
+                 "give a folder outside it")
+
+
+def _samples_in(folder: Path) -> list[str]:
+    """The names of the --separate samples in `folder`, sorted (none where it cannot be listed: not
+    there yet, or writing into it is refused with its own words)."""
+    try:
+        return sorted(path.name for path in folder.iterdir() if is_sample_name(path.name))
+    except OSError:
+        return []
 
 
 def is_sample_name(name: str) -> bool:
@@ -378,7 +393,7 @@ def checked_image_count(count: int, steps: int | None, out: Path | None, separat
         if (problem := what_spoils_the_set(separate, total)) is not None:
             fail(problem)
         refuse_a_grid_among_samples(out, separate, total)
-    refuse_a_grid_beside_a_sample_set(out, separate)
+    refuse_outputs_below_a_sample_set(out, separate)
     return total
 
 

@@ -65,7 +65,9 @@ def run_data_folders(config: dict, record: dict | None = None, typed: bool = Fal
 def _read_under(data: dict, root: Path) -> list[tuple[str, Path]]:
     """The folders a run reads under its data.root: for paired and unpaired data, its data.split's and
     data.val_split's (results beside them, in facades/results/, are no data); for CelebA, its
-    img_align_celeba/ (`DIRECT_ONLY`: its files alone); else all of it."""
+    img_align_celeba/ (celeba/fid_samples beside it is no data; a folder inside it is refused, though
+    CelebA reads its files alone: the run of data.dataset = "folder" on it that CelebA's shape
+    warning advises, or any recursive reader, would take samples there for faces); else all of it."""
     from gan.data.image_files import celeba_image_dir
 
     splits = dict.fromkeys((data.get("split", ""), data.get("val_split") or data.get("split", "")))
@@ -74,7 +76,7 @@ def _read_under(data: dict, root: Path) -> list[tuple[str, Path]]:
     if data.get("dataset") == "paired" and not {"", "all"} & set(splits):
         return [(f"data.split = '{split}'", root / split) for split in splits]
     if data.get("dataset") == "celeba":
-        return [(DIRECT_ONLY, celeba_image_dir(root))]
+        return [("data.root's CelebA images", celeba_image_dir(root))]
     return [("data.root", root)]
 
 
@@ -92,9 +94,6 @@ def _unpaired_under(data: dict, root: Path) -> list[tuple[str, Path]]:
             *((f"data.split = '{val_split}'", folder) for folder in validated)]
 
 
-DIRECT_ONLY = "data.root's CelebA images"  # a folder whose files alone are read, not its subfolders'
-
-
 def refuse_joining_run_data(outputs: Sequence[Path], folders: list[tuple[str, Path]]) -> None:
     """OutputRefused for an image among `outputs` inside one of a run's data `folders`
     (`run_data_folders`): the run's next resume, validation or evaluation would read it as one of
@@ -110,7 +109,7 @@ def refuse_joining_run_data(outputs: Sequence[Path], folders: list[tuple[str, Pa
         real = resolved(output)
         for key, folder in folders:
             top = resolved(folder)
-            if top not in real.parents or (key == DIRECT_ONLY and real.parent != top):
+            if top not in real.parents:
                 continue
             if not any(map(_left_out_of_data, real.parents[:real.parents.index(top)])):
                 raise OutputRefused(f"'{output}' is inside '{top}', which its run reads ({key}): it would be read "
