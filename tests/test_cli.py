@@ -71,6 +71,7 @@ def test_sample_and_export_say_what_they_wrote_on_stderr_as_every_command_of_fil
     assert f"wrote {tmp_path / 'a.png'} (2 images)" in sampled.stderr and f"wrote 2 PNGs to {tmp_path / 'each'}" in \
         sampled.stderr
     assert f"wrote {tmp_path / 'g.safetensors'} (" in exported.stderr
+    assert f") and {tmp_path / 'g.safetensors.json'} from " in exported.stderr  # (its folder too: a name alone)
 
 
 def test_slerp_ends_at_its_endpoints():

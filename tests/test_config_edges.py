@@ -994,6 +994,9 @@ def test_a_celeba_crop_wider_than_the_faces_is_refused():
     with pytest.raises(ConfigError, match=r"data.crop = 300 is wider than CelebA's aligned faces \(178 px"):
         tiny_config("data.dataset=celeba", "data.root=x", "data.crop=300")
     assert tiny_config("data.dataset=celeba", "data.root=x", "data.crop=178").data.crop == 178
+    # Another data set reads no crop: warned of as changing nothing, not refused as too wide for CelebA
+    with pytest.warns(UserWarning, match="data.crop = 300 changes nothing: it is read only when data.dataset is 'celeba'"):
+        assert tiny_config("data.dataset=folder", "data.root=x", "data.crop=300").data.crop == 300
 
 
 def test_a_diffaugment_list_recorded_in_another_order_is_no_changed_setting_on_resume():

@@ -268,12 +268,14 @@ def test_a_stop_between_log_points_logs_its_last_shorter_window(tmp_path, monkey
     assert steps.tolist() == [1, 5, 7]
 
 
-@pytest.mark.parametrize("when", ["side tasks", "waiting for data"])
+@pytest.mark.parametrize("when", ["side tasks", "waiting for data", "a data error"])
 def test_a_stop_after_the_step_logs_its_last_shorter_window_too(tmp_path, monkeypatch, when):
-    """A stop that came during step 7's side tasks (or while the next batch was read) ended the run
-    at step 7 with its checkpoint, but the losses of steps 6 and 7 were in no curve."""
+    """A stop that came during step 7's side tasks (or while the next batch was read, or as reading it
+    failed: a cache cut short under the run) ended the run at step 7 with its checkpoint, but the
+    losses of steps 6 and 7 were in no curve."""
     from gan.tools.compare import read_scalars
     from gan.training import loop
+    from gan.training.loop import SideTaskError
 
     one_step, periodic_work = loop._one_step, loop._periodic_work
 
@@ -289,12 +291,23 @@ def test_a_stop_after_the_step_logs_its_last_shorter_window_too(tmp_path, monkey
             signal.raise_signal(signal.SIGINT)
         return io_start
 
+    def data_failing_at_step_8(run, stop):
+        if run.step == 7:
+            run.data = iter(())  # (StopIteration, as any error of the loader)
+        return one_step(run, stop)
+
     if when == "side tasks":
         monkeypatch.setattr(loop, "_periodic_work", stopped_during_side_tasks_of_step_7)
     else:
-        monkeypatch.setattr(loop, "_one_step", stopped_waiting_for_step_8)
-    result = train(tiny_config("train.steps=100", "log.every=5", "train.checkpoint_every=100"), tmp_path / "run", CPU)
-    assert result.interrupted_by == "SIGINT" and result.step == 7
+        monkeypatch.setattr(loop, "_one_step", stopped_waiting_for_step_8 if when == "waiting for data"
+                            else data_failing_at_step_8)
+    config = tiny_config("train.steps=100", "log.every=5", "train.checkpoint_every=100")
+    if when == "a data error":
+        with pytest.raises(SideTaskError, match="reading the training data failed at step 7"):
+            train(config, tmp_path / "run", CPU)
+    else:
+        result = train(config, tmp_path / "run", CPU)
+        assert result.interrupted_by == "SIGINT" and result.step == 7
     assert [load_checkpoint(path)["step"] for path in list_checkpoints(tmp_path / "run")] == [7]
     steps, _ = read_scalars(tmp_path / "run")["loss/d"]
     assert steps.tolist() == [1, 5, 7]

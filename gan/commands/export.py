@@ -64,5 +64,5 @@ def export(source: Path, out: Path, export_format: str | None, which: str, direc
         metadata = export_generator(checkpoint if best else source, out, export_format, direction, which, overwrite)
     except (CheckpointError, OSError, ValueError, OnnxUnavailable, OnnxExportFailed) as error:
         fail(error)
-    click.echo(f"wrote {out} ({metadata['network']}, step {metadata['step']}) and {sidecar_path(out).name} from "
+    click.echo(f"wrote {out} ({metadata['network']}, step {metadata['step']}) and {sidecar_path(out)} from "
                f"{metadata['source']}", err=True)  # (on stderr, as every command whose result is files says it)

@@ -826,7 +826,8 @@ def _check_data_values(data: DataConfig) -> None:
     """[data]'s ranges and choices (a setting read only by another dataset is warned of: gan.core.inert)."""
     _check_range("data.resolution", data.resolution, 1, MAX_RESOLUTION)
     _check_range("data.crop", data.crop, 1, math.inf)
-    if data.crop > CELEBA_OFFICIAL_WIDTH:  # (it was cut to the width, the same as 178, without a word)
+    # (it was cut to the width, the same as 178, without a word; another data set's, which reads no crop, is warned of)
+    if data.crop > CELEBA_OFFICIAL_WIDTH and data.dataset == "celeba":
         raise ConfigError(f"data.crop = {data.crop} is wider than CelebA's aligned faces ({CELEBA_OFFICIAL_WIDTH} px "
                           f"at the official 178x218 size, which data.crop counts in): at most {CELEBA_OFFICIAL_WIDTH}")
     _check_choice("data.layout", data.layout, ("auto", "aligned", "folders"))

@@ -733,7 +733,10 @@ def _one_step(run: _Run, stop: StopRequest) -> bool:
         except Exception as error:
             if stop.signal_name:  # (a worker killed with the job after the stop): the state is consistent
                 return False
-            # (--strict and a file that fails to decode, a worker that died): keep the steps trained
+            # (--strict and a file that fails to decode, a worker that died): keep the steps trained, and log
+            # the last, shorter window as a stop does, so that the curves reach the checkpoint
+            if not run.group.distributed and run.window_closed_at < run.step:
+                _log_scalars(run, dict.fromkeys(OUTPUT_TASKS[:3], False))
             raise _side_task_failed(run, "reading the training data", error,
                                     explained=loader_shortage(error, run.config.data.num_workers)) from error
         run.step += 1
