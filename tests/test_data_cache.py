@@ -244,6 +244,16 @@ def test_a_build_whose_lock_a_full_disk_refuses_leaves_neither_the_lock_file_nor
                                          r"with room, or data.cache=\"off\""):
         next(training_batches(config, build_dataset(config), 2, 0, 0, CPU))
     assert not (tmp_path / "new").exists()
+    # A link where the lock goes is said in its own words, not as a full disk
+    monkeypatch.undo()
+    lock = Path(build_once(folder, tmp_path)[1]).with_suffix(".lock")
+    for built in lock.parent.iterdir():
+        built.unlink()
+    lock.symlink_to(tmp_path / "elsewhere")
+    config = config_for(folder, "mmap", tmp_path)
+    with pytest.raises(WriteError) as refused:
+        next(training_batches(config, build_dataset(config), 2, 0, 0, CPU))
+    assert str(refused.value) == f"'{lock}' is a symlink where gan keeps a lock file: remove it (gan writes its own)"
 
 
 def test_a_disk_another_writer_filled_during_the_build_is_said_as_such(folder, tmp_path, monkeypatch):

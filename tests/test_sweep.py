@@ -497,26 +497,37 @@ def test_a_sweep_run_again_skips_finished_runs_and_resumes_an_interrupted_one(tm
     assert (out / names[1] / "checkpoint-00000004.pt").is_file()
     # resumed from step 2, not started over (which would have rewritten step 2's checkpoint)
     assert (out / names[1] / "checkpoint-00000002.pt").stat().st_mtime_ns == halfway
+    # a run none of whose checkpoints loads is named before any trains, with the way on
+    for checkpoint in list_checkpoints(out / names[0]):
+        checkpoint.write_bytes(b"")
+    refused = CliRunner().invoke(main, command)
+    assert refused.exit_code == 2 and f"run {names[0]} holds 2 checkpoints and none loads" in refused.output
+    assert f"run {names[1]} started" not in refused.output
 
 
-def test_a_run_whose_last_checkpoint_is_damaged_is_not_finished(tiny_demo_run, tmp_path):
+def test_a_run_whose_last_checkpoint_is_cut_short_is_not_finished_and_one_with_none_that_loads_is_named(
+        tiny_demo_run, tmp_path):
     # A truncated checkpoint-00000004.pt kept the step of its name: "2 runs, 2 finished, 0 to do", and the run
     # never trained again to replace it (its resume falls back to the checkpoint before)
     import shutil
 
-    from conftest import flip_a_bit_in_record
+    from gan.tools.sweep import finished, refuse_runs_it_cannot_resume
 
-    from gan.tools.sweep import finished
-
-    run = Path(shutil.copytree(tiny_demo_run, tmp_path / "run"))
+    run = Path(shutil.copytree(tiny_demo_run, tmp_path / "sweep" / "00000-demo"))
     last = run / "checkpoint-00000004.pt"
     assert finished(run, 4) and not finished(run, 5)
-    whole = last.read_bytes()
-    last.write_bytes(whole[:5000])
+    last.write_bytes(last.read_bytes()[:5000])
     assert not finished(run, 4)
-    last.write_bytes(whole)
-    flip_a_bit_in_record(last)
-    assert not finished(run, 4)
+    runs = [SweepRun("00000-demo", ())]
+    refuse_runs_it_cannot_resume(runs, tmp_path / "sweep")  # (the resume falls back to step 2's)
+    # With none that loads, its resume failed at each start of the sweep, advising "another --out"
+    for checkpoint in list_checkpoints(run):
+        checkpoint.write_bytes(b"")
+    with pytest.raises(ConfigError, match=r"run 00000-demo holds 2 checkpoints and none loads \(the newest: '.*"
+                                          r"checkpoint-00000004.pt', cut short or damaged\), so the sweep cannot resume "
+                                          r"it: restore a copy of it, or move '.*00000-demo' out of '.*sweep' for the "
+                                          "sweep to train that run again"):
+        refuse_runs_it_cannot_resume(runs, tmp_path / "sweep")
 
 
 def test_the_same_sweep_with_train_steps_raised_trains_its_runs_longer(tmp_path):

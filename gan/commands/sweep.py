@@ -64,6 +64,7 @@ def sweep(config: Path, grids: tuple[str, ...], seeds: int, sets: tuple[str, ...
         named_as_begun,
         parse_grid,
         planned_steps,
+        refuse_runs_it_cannot_resume,
         run_sweep,
         sweep_shape,
         train_command,
@@ -98,6 +99,7 @@ def sweep(config: Path, grids: tuple[str, ...], seeds: int, sets: tuple[str, ...
                                                         None if device == "auto" else device, ["gan"])))
                 return
             refuse_runs_finished_otherwise(config, list(sets), runs, out, steps)
+            refuse_runs_it_cannot_resume(runs, out)
             failed = run_sweep(config, list(sets), runs, out, jobs, devices)
     except (ConfigError, CheckpointError, WriteError, RunDirectoryBusy, DeviceUnavailable) as error:
         fail(error)  # (CheckpointError: a finished run's checkpoint read to compare its settings)

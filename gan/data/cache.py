@@ -308,6 +308,8 @@ def _building(array_path: Path) -> Iterator[BuildLock]:
     except WriteError as error:  # (a full disk refused the lock's record: its empty file and folders were left)
         remove_unheld_lock(cache_dir / lock.lock_name)
         remove_empty_folders(made)
+        if getattr(error.__cause__, "errno", None) not in (errno.ENOSPC, errno.EDQUOT):
+            raise  # (a link or a pipe where the lock goes: its own words say what to do)
         raise WriteError(f"the decoded-image cache '{array_path}' cannot be built: {error}; set data.cache_dir to a "
                          "disk with room, or data.cache=\"off\"") from None
     except OSError as error:  # (a shared cache on a read-only disk, found missing or damaged: it cannot be built there)

@@ -34,7 +34,7 @@ from typing import IO, Callable, Iterable, Iterator
 import torch
 
 import gan
-from gan.core.checkpoint import checkpoints_by_content, failed_checksum, holds_a_run, list_checkpoints, stored_step
+from gan.core.checkpoint import checkpoints_by_content, holds_a_run, list_checkpoints, stored_step
 from gan.core.config import (
     Config,
     check_config_file,
@@ -59,7 +59,7 @@ from gan.core.processes import STOP_SIGNALS, leave_the_terminal_on_hangup, stop_
 from gan.core.progress import format_duration
 from gan.core.registry import ConfigError
 from gan.core.typecheck import SHOWN_CHARACTERS, coerce, shown
-from gan.core.wording import first_few, printable, undecoded
+from gan.core.wording import counted, first_few, printable, undecoded
 from gan.data import check_data_folders
 from gan.recipes import RECIPES
 from gan.training.loop import side_tasks_left
@@ -421,15 +421,29 @@ def write_manifest(out: Path, text: str) -> None:
 
 
 def finished(run_dir: Path, steps: int) -> bool:
-    """Whether the run has a checkpoint of its last step (or later) that leaves none of that
-    step's side tasks (previews, metrics, best.pt) to a resume, and is whole: one cut short or
-    failing its checksums is one a resume falls back from (a damaged last checkpoint was counted
-    finished, and the run never trained again)."""
+    """Whether the run has a checkpoint of its last step (or later) that loads (one cut short was
+    counted finished, and the run never trained again) and leaves none of that step's side tasks
+    (previews, metrics, best.pt) to a resume. (Its bytes' checksums are not read: a sweep run again
+    would read every run's gigabytes twice before it said a word; its readers check them.)"""
     checkpoints = checkpoints_by_content(run_dir) if run_dir.is_dir() else []
     if not checkpoints or checkpoints[-1][0] < steps:
         return False
     newest = checkpoints[-1][1]
-    return stored_step(newest) is not None and failed_checksum(newest) is None and not side_tasks_left(newest)
+    return stored_step(newest) is not None and not side_tasks_left(newest)
+
+
+def refuse_runs_it_cannot_resume(runs: list[SweepRun], out: Path) -> None:
+    """ConfigError naming a run of the sweep whose checkpoints are there but none loads (its only one
+    cut short, as a sweep of train.steps below train.checkpoint_every keeps one): its resume failed at
+    each start of the sweep, advising "another --out", a new sweep."""
+    for run in runs:
+        run_dir = out / run.name
+        checkpoints = list_checkpoints(run_dir) if run_dir.is_dir() else []
+        if checkpoints and all(stored_step(path) is None for path in checkpoints):
+            raise ConfigError(f"run {run.name} holds {counted(len(checkpoints), 'checkpoint')} and none loads (the "
+                              f"newest: '{checkpoints[-1]}', cut short or damaged), so the sweep cannot resume it: "
+                              f"restore a copy of it, or move '{run_dir}' out of '{out}' for the sweep to train that "
+                              "run again")
 
 
 def train_command(config: Path, sets: list[str], run: SweepRun, run_dir: Path, device: str | None,
