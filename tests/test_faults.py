@@ -1,5 +1,6 @@
 """Faults during training: a full disk mid-run, and kill -9 in the middle of writing a checkpoint."""
 
+import copy
 import errno
 import os
 import re
@@ -129,7 +130,7 @@ def test_kill_9_while_a_checkpoint_is_written_leaves_the_previous_one_loadable(t
         from pathlib import Path
         from gan.core.checkpoint import FORMAT, capture_rng_state, checkpoint_path, save_checkpoint
         run = Path({str(tmp_path)!r})
-        weights = {{"w": torch.arange(1000.0)}}
+        weights = {{"g": {{"w": torch.arange(1000.0)}}}}
         state = {{"format": FORMAT, "step": 1, "samples_seen": 8, "config": {{}}, "networks": weights,
                  "optimizers": {{}}, "recipe": {{}}, "rng": capture_rng_state()}}
         save_checkpoint(state, checkpoint_path(run, 1))
@@ -151,7 +152,7 @@ def test_kill_9_while_a_checkpoint_is_written_leaves_the_previous_one_loadable(t
     child.wait()
     path, state = newest_loadable_checkpoint(tmp_path)
     assert path.name == "checkpoint-00000001.pt" and state["step"] == 1
-    assert torch.equal(state["networks"]["w"], torch.arange(1000.0))
+    assert torch.equal(state["networks"]["g"]["w"], torch.arange(1000.0))
     assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-00000001.pt"]  # no half file renamed in
 
 
@@ -707,6 +708,28 @@ def test_a_flipped_bit_in_the_newest_checkpoints_weights_is_found_and_the_resume
     with pytest.warns(UserWarning, match="fails its checksum.*falling back"):
         path, restored = newest_loadable_checkpoint(first.run_dir)
     assert path.name == "checkpoint-00000002.pt" and restored["step"] == 2
+
+
+def test_a_newest_checkpoint_with_a_non_finite_weight_falls_back_and_costs_no_rollback(tmp_path):
+    """One written by another tool or edited was resumed: the run diverged at its next step, named it the
+    last good checkpoint, and --on-nan rollback halved the rates three times for it."""
+    first = train(tiny_config(), tmp_path / "run", CPU, progress_stream=sys.stdout)
+    newest = list_checkpoints(first.run_dir)[-1]
+    state = torch.load(newest, weights_only=True)
+    good = copy.deepcopy(state)
+    weight = next(key for key, tensor in state["networks"]["discriminator"].items() if tensor.is_floating_point())
+    state["networks"]["discriminator"][weight].view(-1)[0] = float("nan")
+    torch.save(state, newest)
+    with pytest.warns(UserWarning, match=rf"network 'discriminator' parameter '{re.escape(weight)}' is not finite "
+                                         r"\(NaN or inf\).*falling back"):
+        path, _ = newest_loadable_checkpoint(first.run_dir)
+    assert path.name == "checkpoint-00000002.pt"
+    moments = good["optimizers"]["discriminator"]["state"]
+    next(tensor for tensor in next(iter(moments.values())).values() if tensor.dim())[...] = float("inf")
+    torch.save(good, newest)
+    with pytest.warns(UserWarning, match=r"optimizer 'discriminator' state parameter .* is not finite.*falling back"):
+        path, _ = newest_loadable_checkpoint(first.run_dir)
+    assert path.name == "checkpoint-00000002.pt"
 
 
 # ----------------------------------------------------------------------------- a fresh clone

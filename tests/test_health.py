@@ -34,6 +34,9 @@ def test_a_saturated_discriminator_is_reported_once_for_probability_scores():
     assert len(smoothed) == 1 and "D(x) = 0.9001 (its target, smoothed: 0.9)" in smoothed[0]
     # hinge and WGAN scores are raw: no probability to saturate
     assert findings(lambda: HealthWatch(False).window(1, saturated, SPAN)) == []
+    # LSGAN's raw scores overshoot their targets as a run diverges (its D loss 1.3e5): no D that wins outright
+    for diverging in ({"d/real": 1.5594, "d/fake": -72.56}, {"d/real": 0.995, "d/fake": -1.78}):
+        assert findings(lambda scores=diverging: HealthWatch(True).window(15, scores, SPAN)) == []
 
 
 def test_one_of_cyclegans_two_discriminators_winning_outright_is_reported():

@@ -29,7 +29,7 @@ import warnings
 import torch
 import torch.nn.functional as F
 
-SATURATION = 0.99  # D(x) above this and D(G(z)) below 1 - this, for a whole window
+SATURATION = 0.99  # D(x) and D(G(z)) within 1 - this of their targets, for a whole window
 COLLAPSE_FRACTION = 0.2
 EXPLOSION_FACTOR = 10.0
 EXPLOSION_FLOOR = 10.0
@@ -198,9 +198,10 @@ class HealthWatch:
         judged = sorted({name.rsplit("/", 1)[0] for name in means if name.startswith("d_") and name.endswith("/real")
                          and f"{name.rsplit('/', 1)[0]}/fake" in means}) or ["d"]
         if self.saturation_scores and all(f"{d}/real" in means and f"{d}/fake" in means for d in judged):
-            # measured against D's own target: with smoothing 0.1, a D that wins outright settles at 0.9
-            saturated = [d for d in judged if means[f"{d}/real"] > self.real_target - (1 - SATURATION)
-                         and means[f"{d}/fake"] < 1 - SATURATION]
+            # measured against D's own target: with smoothing 0.1, a D that wins outright settles at 0.9; both
+            # within the margin of their targets, as LSGAN's raw scores overshoot them as it diverges (-72 for fakes)
+            saturated = [d for d in judged if abs(means[f"{d}/real"] - self.real_target) < 1 - SATURATION
+                         and abs(means[f"{d}/fake"]) < 1 - SATURATION]
             scalars["health/d_saturated"] = float(bool(saturated))
             if saturated:
                 d = saturated[0]

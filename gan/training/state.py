@@ -21,6 +21,7 @@ from gan.core.checkpoint import (
     checkpoints_by_content,
     first_mismatch,
     load_checkpoint,
+    refuse_non_finite,
     resolve_checkpoint,
     restore_rng_state,
     rng_state_problem,
@@ -49,6 +50,7 @@ def newest_loadable_checkpoint(run_dir: Path, restore: Callable[[dict[str, Any],
         try:
             state = load_checkpoint(path)
             check_training_state(state, path)
+            check_finite_state(state, path)
             if restore is not None:  # (a CheckpointError of its own falls back as well: a ConfigError does not)
                 restore(state, path)
             return path, state
@@ -226,6 +228,27 @@ def check_training_state(state: dict[str, Any], path: Path) -> None:
     if problem is not None:
         raise CheckpointError(f"checkpoint '{path}' is malformed: its random-number state cannot be restored "
                               f"({printable(problem)})")
+
+
+# BatchNorm's running statistics: an EMA generator's are recomputed for its weights (train.ema_bn_batches)
+RUNNING_STATISTICS = ("running_mean", "running_var")
+
+
+def check_finite_state(state: dict[str, Any], path: Path) -> None:
+    """CheckpointError naming the first weight or optimizer moment of a checkpoint's `state` that is NaN
+    or infinite (gan never saves one: an edit, another tool, damage its zip's checksums pass), so that a
+    resume falls back as from a corrupt one: resumed, the run diverged at its next step, the file was
+    named its last good checkpoint and --on-nan rollback halved the rates for it."""
+    for name, weights in state["networks"].items():
+        if not isinstance(weights, dict):
+            raise CheckpointError(f"checkpoint '{path}' is malformed: its network '{name}' is no state dict")
+        kept = {key: tensor for key, tensor in weights.items() if isinstance(tensor, torch.Tensor)
+                and not key.endswith(RUNNING_STATISTICS)}
+        refuse_non_finite(kept, path, f"network '{name}'")
+    for name, optimizer in state["optimizers"].items():
+        moments = optimizer.get("state", {}) if isinstance(optimizer, dict) else {}
+        refuse_non_finite({f"{index}.{key}": tensor for index, tensors in moments.items() for key, tensor
+                           in tensors.items() if isinstance(tensor, torch.Tensor)}, path, f"optimizer '{name}' state")
 
 
 def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict[str, Any]) -> None:
