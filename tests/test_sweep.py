@@ -18,9 +18,11 @@ from conftest import REPO, TINY, wait_for_no_writer
 
 from gan.commands.main import main
 from gan.core.checkpoint import list_checkpoints
+from gan.core.config import dump_config
 from gan.core.files import RunDirectoryBusy, RunLock
 from gan.core.registry import ConfigError
 from gan.tools.sweep import MANIFEST, SweepRun, expand, manifest_text, parse_grid, planned_steps, write_manifest
+from gan.training.resolve import load_config
 from gan.training.run_dir import start_or_resume
 
 DEMO = REPO / "experiments" / "dcgan_demo.toml"
@@ -303,7 +305,8 @@ def test_a_sweep_of_another_config_file_is_not_said_to_be_an_edit(tmp_path):
     other = REPO / "experiments" / "dcgan_celeba64.toml"
     with pytest.raises(ConfigError) as error:
         write_manifest(tmp_path, manifest_text(other, [], grid, 1, expand(grid, 1)))
-    assert "differs in the config file)" in str(error.value) and "edited" not in str(error.value), str(error.value)
+    assert f"differs in the config file (it began with '{DEMO}'))" in str(error.value) and "edited" not in \
+        str(error.value), str(error.value)
 
 
 def test_a_sweep_begun_before_its_runs_were_refused_as_the_same_goes_on_with_a_warning(tmp_path):
@@ -352,7 +355,7 @@ def test_grid_values_of_cuda_only_switches_are_refused_for_a_sweep_on_the_cpu(tm
     assert set(planned_steps(DEMO, [], acting, on_cpu=True)) == {run.name for run in acting}
 
 
-def test_a_config_file_edited_between_two_starts_of_a_sweep_is_refused(tmp_path):
+def test_a_config_file_edited_between_two_starts_of_a_sweep_is_refused(tmp_path, capsys):
     """sweep.toml recorded the config's path alone: after an edit, the same command kept the runs
     trained and trained the rest with the new text, one sweep mixing two experiments."""
     config = tmp_path / "demo.toml"
@@ -380,9 +383,34 @@ def test_a_config_file_edited_between_two_starts_of_a_sweep_is_refused(tmp_path)
     assert json.dumps(str(moved)) in manifest.read_text()
     manifest.write_text(earlier)
     config.write_text(config.read_text() + "# a comment\n")
+    # its text edited (an upgrade of gan edits a shipped config's comments): a run it started that trained
+    # with other settings refuses it, with the way on said ...
+    (started := tmp_path / "sweep" / "00000-adversarial=vanilla").mkdir()
+    other = load_config(config, ["loss.adversarial=vanilla", "train.g_lr=3e-4"])
+    (started / "config.toml").write_text(dump_config(other))
     with pytest.raises(ConfigError, match=r"differs in the config file's text \(edited since the sweep began, if only "
                                           r"in a comment\)\): .* put the config file's text back as it was"):
         write_manifest(tmp_path / "sweep", manifest_text(config, [], grid, 1, expand(grid, 1)))
+    # ... while runs that trained with the settings it gives them now go on: it was refused for good (and so
+    # were its runs never started, which no `gan train --resume` reaches)
+    (started / "config.toml").write_text(dump_config(load_config(config, ["loss.adversarial=vanilla"])))
+    capsys.readouterr()
+    write_manifest(tmp_path / "sweep", manifest_text(config, [], grid, 1, expand(grid, 1)))
+    assert "begun by an earlier gan, whose sweep.toml records no digest of its config's settings; the 1 run it " \
+        "started trained with the settings this command gives them: it goes on" in capsys.readouterr().err
+    assert "config_settings_sha256" in manifest.read_text()
+    # one that recorded no digest at all, begun with a config another checkout holds: its settings compared
+    manifest.write_text(re.sub(r'config_sha256 = "\w+"\n', "", earlier))
+    shutil.rmtree(started)
+    write_manifest(tmp_path / "sweep", manifest_text(moved, [], grid, 1, expand(grid, 1)))
+    assert f"the config it began with, '{config}', sets what '{moved}' sets" in capsys.readouterr().err
+    manifest.write_text(re.sub(r'config_sha256 = "\w+"\n', "", earlier))
+    moved.write_text(moved.read_text().replace("g_lr = 2e-4", "g_lr = 3e-4"))
+    (started := tmp_path / "sweep" / "00000-adversarial=vanilla").mkdir()
+    (started / "config.toml").write_text(dump_config(load_config(config, ["loss.adversarial=vanilla"])))
+    with pytest.raises(ConfigError, match=rf"differs in the config file \(it began with '{re.escape(str(config))}'\)\)"):
+        write_manifest(tmp_path / "sweep", manifest_text(moved, [], grid, 1, expand(grid, 1)))
+    shutil.rmtree(started)
     manifest.write_bytes(b'config = "\xff\xfe"\n')  # not UTF-8: a traceback
     with pytest.raises(ConfigError, match=r"is not a sweep manifest .*; use another --out"):
         write_manifest(tmp_path / "sweep", manifest_text(config, [], grid, 1, expand(grid, 1)))

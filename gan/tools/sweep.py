@@ -54,7 +54,7 @@ from gan.core.files import (
     name_cut,
     write_text_atomically,
 )
-from gan.core.inert import inert_settings
+from gan.core.inert import how_it_runs, inert_settings
 from gan.core.processes import STOP_SIGNALS, leave_the_terminal_on_hangup, stop_with_parent, usable_cpus
 from gan.core.progress import format_duration
 from gan.core.registry import ConfigError
@@ -378,13 +378,22 @@ def write_manifest(out: Path, text: str) -> None:
         if missing:  # (an emptied file, say: not "another sweep", which every key would differ in)
             raise ConfigError(f"'{path}' is not a sweep manifest (it records no {', '.join(missing)}): use another "
                               f"--out (each run in '{out}' goes on with `gan train --resume`)")
-        if "config_settings_sha256" not in stored:  # (begun before its settings were recorded: by its text, or not at all)
+        earlier = "config_settings_sha256" not in stored  # (begun before its settings were recorded: by its text, or not at all)
+        settings = asked["config_settings_sha256"]
+        if earlier:
             asked.pop("config_settings_sha256")
             if "config_sha256" in stored:
                 asked["config_sha256"] = hashlib.sha256(Path(asked["config"]).read_bytes()).hexdigest()
         if isinstance(stored.get("sets"), list) and _set_values(stored["sets"]) == _set_values(asked["sets"]):
             stored["sets"] = asked["sets"]  # the same --set values in another order
         differ = [key for key in asked if stored.get(key) != asked[key]]
+        kept = _settings_kept(stored, asked, settings, out) if earlier and differ and set(differ) <= {"config", "config_sha256"} \
+            else None
+        if kept:  # (an upgrade of gan edited a shipped config's comments, or another checkout holds the config)
+            print(f"sweep '{out}': begun by an earlier gan, whose sweep.toml records no digest of its config's "
+                  f"settings; {kept}: it goes on (sweep.toml now records them)", file=sys.stderr)
+            write_text_atomically(path, text)
+            return
         if differ == ["config"] and {"config_settings_sha256", "config_sha256"} & asked.keys():
             # (the project moved, or another checkout on a cluster: the same settings are the same sweep,
             # its manifest now naming the config where it is, as this command's does)
@@ -406,8 +415,9 @@ def write_manifest(out: Path, text: str) -> None:
             if "sets" in differ and isinstance(stored.get("sets"), list):  # (which, with both values)
                 changes = _set_differences(stored["sets"], asked["sets"])
                 parts[differ.index("sets")] += f" ({first_few(changes, 3, '; ')})" if changes else ""
-            raise ConfigError(f"'{out}' holds another sweep ({path} differs in {', '.join(parts)}): use another --out, "
-                              f"or the command that made it{EDITED_CONFIG_ADVICE if edited else ''}")
+            begun = f" (it began with '{stored['config']}')" if "config" in differ else ""
+            raise ConfigError(f"'{out}' holds another sweep ({path} differs in {', '.join(parts)}{begun}): use another "
+                              f"--out, or the command that made it{EDITED_CONFIG_ADVICE if edited else ''}")
         return
     # Runs no sweep made would count as this one's (one under a run's name as that run, finished)
     # and join its comparison.
@@ -418,6 +428,39 @@ def write_manifest(out: Path, text: str) -> None:
                           f"({first_few([repr(name) for name in foreign], 3)}): use another --out")
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomically(path, text)
+
+
+def _settings_kept(stored: dict, asked: dict, settings: str, out: Path) -> str | None:
+    """For a sweep.toml of an earlier gan (no digest of its config's settings), whose config differs in
+    path or text alone from this command's (whose `settings` digest is this): why its runs train the
+    same (said), or None. The config it began with still there with this one's settings, or each run
+    it started trained with the settings this command gives it (none started: nothing trained with
+    other settings)."""
+    config, begun_with = Path(asked["config"]), Path(stored["config"])
+    same_text = "config_sha256" not in stored or (
+        begun_with.is_file() and hashlib.sha256(begun_with.read_bytes()).hexdigest() == stored["config_sha256"])
+    with contextlib.suppress(ConfigError, OSError):
+        if begun_with != config and same_text and config_settings_digest(begun_with) == settings:
+            return f"the config it began with, '{begun_with}', sets what '{config}' sets"
+    runs = stored.get("runs") if isinstance(stored.get("runs"), dict) else {}
+    started = [name for name in runs if (out / name / "config.toml").is_file()]
+    for name in started:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                trained = load_config(out / name / "config.toml")
+                given = load_config(config, [*asked["sets"], *runs[name]])
+        except ConfigError:
+            return None
+        if _what_it_trains(trained) != _what_it_trains(given):
+            return None
+    return (f"the {counted(len(started), 'run')} it started trained with the settings this command gives them"
+            if started else "none of its runs has started")
+
+
+def _what_it_trains(config: Config) -> dict[str, object]:
+    """`config`'s settings but those of how a run is carried out (`how_it_runs`: its length, logging, ...)."""
+    return {key: value for key, value in flatten_config(config_to_dict(config)).items() if not how_it_runs(key)}
 
 
 def finished(run_dir: Path, steps: int) -> bool:
