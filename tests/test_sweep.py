@@ -297,6 +297,20 @@ def test_the_manifest_reads_back_whatever_its_strings_hold(tmp_path):
     assert not out.exists()
 
 
+def test_a_sweep_that_cannot_run_says_its_error_without_the_settings_warnings_above_it():
+    # The EMA warm-up's warning of train.steps = 2 came first, then the error of data.resolution = 16
+    import warnings
+
+    runs = expand([parse_grid("loss.adversarial=vanilla,hinge")], 1)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        with pytest.raises(ConfigError, match="data.resolution: resolution must be a power of two"):
+            planned_steps(DEMO, ["train.steps=2", "data.resolution=16"], runs)
+    assert not said, [str(warning.message) for warning in said]
+    with pytest.warns(UserWarning, match="train.ema_decay = 0.995 .* is never reached"):  # (one that runs: said)
+        assert planned_steps(DEMO, ["train.steps=2"], runs) == {run.name: 2 for run in runs}
+
+
 def test_a_sweep_of_another_config_file_is_not_said_to_be_an_edit(tmp_path):
     # another file named into a sweep's folder was said to differ in "the config file's settings (edited since the
     # sweep began ...)", and advised to put the file's text back

@@ -514,7 +514,22 @@ def planned_steps(config: Path, sets: list[str], runs: list[SweepRun], on_cpu: b
     their data folders; not of runs already started in `out`, which read theirs when they started),
     so a sweep that cannot run says so before it writes anything. Two runs
     that would train the same (a grid value that changes nothing there, or on the CPU when every
-    run trains there: `on_cpu`) are refused."""
+    run trains there: `on_cpu`) are refused. The settings' warnings are said once all runs pass: a
+    sweep that cannot run says its error alone, not below warnings that would bury it."""
+    with warnings.catch_warnings(record=True) as said:
+        try:
+            steps = _checked_steps(config, sets, runs, on_cpu, here, out)
+        except ConfigError:
+            said.clear()
+            raise
+    for warning in said:
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    return steps
+
+
+def _checked_steps(config: Path, sets: list[str], runs: list[SweepRun], on_cpu: bool, here: bool,
+                   out: Path | None) -> dict[str, int]:
+    """`planned_steps`, its warnings said as they come."""
     steps, trained_by, resolved_runs = {}, {}, []
     for run in runs:
         with _named_run(run):
