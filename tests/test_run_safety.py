@@ -765,15 +765,63 @@ def test_a_batch_that_fits_only_without_its_backward_pass_is_warned_of(monkeypat
     recipe = DCGANRecipe(config, CPU, lambda: torch.no_grad())
     per_image = sum(preflight.activation_bytes(network, preflight.example_input(name, network, config, CPU))
                     for name, network in recipe.networks.items() if not name.endswith("_ema"))
-    monkeypatch.setattr(preflight, "available_memory", lambda device: int(per_image * 64 * 1.5))
-    with pytest.warns(UserWarning, match=r"train.batch_size 64 needs about .* with the backward pass .* the run may "
-                                         r"be stopped for lack of memory; at most about 48 images fit in a batch"):
+    # (beside the gradients and Adam's two moments of every trained weight, which the first step makes)
+    state = 3 * sum(parameter.numel() * 4 for name, network in recipe.networks.items() if not name.endswith("_ema")
+                    for parameter in network.parameters())
+    available = int(per_image * 64 * 1.5) + state
+    monkeypatch.setattr(preflight, "available_memory", lambda device: available)
+    with pytest.warns(UserWarning, match=r"train.batch_size 64 needs about .* with the backward pass .* beside .* of "
+                                         r"gradients and Adam's moments, .* the run may be stopped for lack of memory; "
+                                         rf"at most about {(available - state) // (2 * per_image)} images fit"):
         preflight.check_batch_fits(recipe.networks, config, CPU)
-    monkeypatch.setattr(preflight, "available_memory", lambda device: per_image * 64 * 2)
+    monkeypatch.setattr(preflight, "available_memory", lambda device: per_image * 64 * 2 + state)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         preflight.check_batch_fits(recipe.networks, config, CPU)
+    # Networks whose training state alone cannot fit (DCGAN at 256 px: 0.7 GB, six times its activations at
+    # batch 4) passed the check, and the kernel killed the run without a word
+    monkeypatch.setattr(preflight, "available_memory", lambda device: state - 1)
+    with pytest.raises(ConfigError, match=r"the networks' gradients and Adam's moments need .* \(3x their [\d,]+ trained "
+                                          r"weights\) from the first step, .* train smaller networks \(model.generator_"
+                                          r"args.channels, model.discriminator_args.channels\) or at a lower data.res"):
+        preflight.check_batch_fits(recipe.networks, config, CPU)
 
+
+
+def test_the_memory_a_cpu_command_may_use_is_within_its_cgroups_limits(tmp_path, monkeypatch):
+    """MemAvailable is the machine's: under a container's --memory (or systemd's MemoryMax, a Slurm
+    job's limit) every check passed and the kernel killed the command without a word."""
+    from gan.core import memory
+
+    def cgroup(folder, limit, usage, cache=0, version="v1"):
+        folder.mkdir(parents=True, exist_ok=True)
+        limit_file, usage_file, cache_key = memory.CGROUP_MEMORY_FILES[version]
+        (folder / limit_file).write_text(f"{limit}\n")
+        (folder / usage_file).write_text(f"{usage}\n")
+        (folder / "memory.stat").write_text(f"cache 5\n{cache_key} {cache}\nactive_file 7\n")
+
+    root = tmp_path / "cgroup"
+    # v1: a job's limit below a parent's without one; the page cache counted in its usage is reclaimed first
+    cgroup(root / "memory", 9223372036854771712, 10)
+    cgroup(root / "memory" / "slurm", 8 * 2**30, 5 * 2**30)
+    cgroup(root / "memory" / "slurm" / "job_7", 3 * 2**30, 2 * 2**30, cache=2**29)
+    membership = "4:memory:/slurm/job_7\n3:cpuset:/\n0::/\n"
+    assert memory.cgroup_headroom(root, membership) == 2**30 + 2**29
+    # ... and the least of the cgroups above it
+    cgroup(root / "memory" / "slurm", 8 * 2**30, 8 * 2**30 - 2**20)
+    assert memory.cgroup_headroom(root, membership) == 2**20
+    # v2 (a container's namespace shows its own cgroup at the root: read there)
+    v2 = tmp_path / "v2"
+    cgroup(v2, 1500 * 2**20, 1000 * 2**20, version="v2")
+    assert memory.cgroup_headroom(v2, "0::/docker/abc\n") == 500 * 2**20
+    (v2 / "memory.max").write_text("max\n")
+    assert memory.cgroup_headroom(v2, "0::/\n") is None
+    assert memory.cgroup_headroom(tmp_path / "none", "0::/\n") is None  # (no cgroup file system)
+    # what the checks read: the least of the machine's and the cgroups'
+    monkeypatch.setattr(memory, "cgroup_headroom", lambda: 2**20)
+    assert memory.available_memory(CPU) == 2**20
+    monkeypatch.setattr(memory, "cgroup_headroom", lambda: None)
+    assert memory.available_memory(CPU) > 2**20
 
 
 def test_the_memory_check_leaves_out_a_network_whose_input_it_cannot_tell(monkeypatch):

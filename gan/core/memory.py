@@ -3,6 +3,7 @@ allocation too large does not fail, the kernel's out-of-memory killer ends the p
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,18 +13,79 @@ if TYPE_CHECKING:  # (torch-free to import: `out_of_memory` may be asked when me
 
 def available_memory(device: torch.device) -> int | None:
     """Bytes free on a CUDA device, or available to new allocations on a Linux host without
-    swapping (MemAvailable); None when unknown."""
+    swapping (MemAvailable), and within the memory limits of this process's cgroups (a container's
+    --memory, systemd's MemoryMax, a Slurm job's), which MemAvailable knows nothing of: under one, a
+    check that passed let the kernel kill the command without a word. None when unknown."""
     if device.type == "cuda":
         import torch
 
         return torch.cuda.mem_get_info(device)[0]
+    machine = None
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
+                machine = int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
-    return None
+    limited = cgroup_headroom()
+    return machine if limited is None else limited if machine is None else min(machine, limited)
+
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+# cgroup v2's and v1's files: the limit, the usage, and memory.stat's page cache that the kernel reclaims
+# before it kills anything (counted in the usage)
+CGROUP_MEMORY_FILES = {"v2": ("memory.max", "memory.current", "inactive_file"),
+                       "v1": ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")}
+NO_LIMIT = 1 << 60  # (v1 writes "no limit" as 2**63 rounded down to a page)
+
+
+def cgroup_headroom(root: Path = CGROUP_ROOT, membership: str | None = None) -> int | None:
+    """Bytes this process may still allocate under its memory cgroups' limits, the least over its
+    cgroup and those above it (`membership`: /proc/self/cgroup's text); None where none has a limit. A
+    container that sees its own cgroup at the mount's root (a cgroup namespace) is read there."""
+    if membership is None:
+        try:
+            membership = Path("/proc/self/cgroup").read_text()
+        except OSError:
+            return None
+    found = []
+    for line in membership.splitlines():
+        _, controllers, path = (line.split(":", 2) + ["", ""])[:3]
+        if controllers == "":  # cgroup v2 (at the root, or under unified/ beside v1's controllers)
+            folders = [folder for base in (root, root / "unified") for folder in _with_parents(base, path)]
+            found += [_headroom(folder, CGROUP_MEMORY_FILES["v2"]) for folder in folders]
+        elif "memory" in controllers.split(","):
+            found += [_headroom(folder, CGROUP_MEMORY_FILES["v1"]) for folder in _with_parents(root / "memory", path)]
+    limits = [headroom for headroom in found if headroom is not None]
+    return min(limits) if limits else None
+
+
+def _with_parents(base: Path, path: str) -> list[Path]:
+    """The cgroup folder `path` under the mount `base` and those above it to `base`; `base` alone where
+    the path is not there (a container's namespace shows its own cgroup as the root)."""
+    folder = base / path.strip("/")
+    if not folder.is_dir():
+        return [base] if base.is_dir() else []
+    return [folder, *(parent for parent in folder.parents if parent.is_relative_to(base))]
+
+
+def _headroom(folder: Path, files: tuple[str, str, str]) -> int | None:
+    """A cgroup's limit less its usage (less the page cache reclaimed first); None without a limit."""
+    limit_file, usage_file, reclaimable = files
+    try:
+        limit = (folder / limit_file).read_text().strip()
+        if limit == "max" or int(limit) >= NO_LIMIT:
+            return None
+        usage = int((folder / usage_file).read_text())
+        cache = 0
+        with contextlib.suppress(OSError):
+            for line in (folder / "memory.stat").read_text().splitlines():
+                name, _, value = line.partition(" ")
+                if name == reclaimable:
+                    cache = int(value)
+        return max(int(limit) - usage + cache, 0)
+    except (OSError, ValueError):
+        return None
 
 
 def format_bytes(count: float) -> str:

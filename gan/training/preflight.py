@@ -329,28 +329,41 @@ def check_batch_fits(networks: dict[str, nn.Module], config: Config, device: tor
     """ConfigError when `train.batch_size` images cannot fit in the memory left on `device`, judged
     by a lower bound: the outputs of every layer of every trained network in one forward pass
     (measured at batch 1, in eval mode and without gradients, so no training state changes),
-    times the batch. A step needs more (backward, the optimizers), so a refused batch could never
-    have run: without this, the kernel kills the process with no message once memory runs out."""
+    times the batch, plus what the first step allocates whatever the batch: the gradients and
+    Adam's two moments of every trained weight (3x them; at 256 px, DCGAN's are 0.7 GB, six times
+    its activations at batch 4). A step needs more (backward), so a refused batch could never have
+    run: without this, the kernel kills the process with no message once memory runs out."""
     available = available_memory(device)
     if available is None:
         return
+    trained = [network for name, network in networks.items() if not name.endswith("_ema")]
+    weights = sum(parameter.numel() for network in trained for parameter in network.parameters()
+                  if parameter.requires_grad)
+    state = 3 * sum(parameter.numel() * parameter.element_size() for network in trained
+                    for parameter in network.parameters() if parameter.requires_grad)
+    if state > available:
+        raise ConfigError(f"the networks' gradients and Adam's moments need {format_bytes(state)} (3x their "
+                          f"{weights:,} trained weights) from the first step, and {device} has {format_bytes(available)} "
+                          "available: train smaller networks (model.generator_args.channels, "
+                          "model.discriminator_args.channels) or at a lower data.resolution")
     measured = [_activation_bytes_or_none(network, example) for name, network in networks.items()
                 if not name.endswith("_ema") and (example := example_input(name, network, config, device)) is not None]
     per_image = sum(filter(None, measured))
     if not per_image:  # (no network's input could be told)
         return
-    needed = per_image * config.train.batch_size
-    fit = f"at most about {max(1, available // (2 * per_image)):,} images fit in a batch"
+    needed = per_image * config.train.batch_size + state
+    fit = f"at most about {max(1, (available - state) // (2 * per_image)):,} images fit in a batch"
+    beside = f" beside {format_bytes(state)} of gradients and Adam's moments" if state else ""
     if needed > available:
         raise ConfigError(f"train.batch_size {config.train.batch_size} needs at least {format_bytes(needed)} for one "
                           f"step's activations ({format_bytes(per_image)} per image, measured by a forward pass of each "
-                          f"network; the backward pass needs about as much again), and {device} has {format_bytes(available)} "
-                          f"available: {fit}")
-    if 2 * needed > available:  # (the estimate with the backward pass: it may still fit, so not refused)
-        warnings.warn(f"train.batch_size {config.train.batch_size} needs about {format_bytes(2 * needed)} for one step's "
-                      f"activations with the backward pass ({format_bytes(per_image)} per image forward, as much again "
-                      f"backward), more than the {format_bytes(available)} {device} has available: the run may be "
-                      f"stopped for lack of memory; {fit}", stacklevel=2)
+                          f"network; the backward pass needs about as much again){beside}, and {device} has "
+                          f"{format_bytes(available)} available: {fit}")
+    if needed + per_image * config.train.batch_size > available:  # (with the backward pass: it may still fit)
+        warnings.warn(f"train.batch_size {config.train.batch_size} needs about {format_bytes(needed + needed - state)} "
+                      f"for one step's activations with the backward pass ({format_bytes(per_image)} per image "
+                      f"forward, as much again backward){beside}, more than the {format_bytes(available)} {device} has "
+                      f"available: the run may be stopped for lack of memory; {fit}", stacklevel=2)
 
 
 def check_validation_fits(recipe, config: Config, device: torch.device) -> None:
