@@ -200,6 +200,19 @@ def test_a_warning_of_a_check_made_twice_in_a_run_is_said_once(tmp_path):
     assert len(said) == 1, said
 
 
+def test_torch_that_cannot_be_mapped_under_an_address_space_limit_is_one_line(tmp_path, monkeypatch):
+    # Under `ulimit -v 3000000` every command ended in an ImportError traceback from the dynamic loader
+    def unmappable():
+        raise ImportError("libtorch_cpu.so: failed to map segment from shared object")
+
+    monkeypatch.setattr("gan.commands.train.interrupt_on_sigterm", unmappable)
+    result = invoke("train", DEMO, "--out", tmp_path / "runs")
+    assert_one_error_line(result, "torch's libraries could not be loaded (libtorch_cpu.so: failed to map segment "
+                                  "from shared object): this process's address-space limit (ulimit -v) is below")
+    monkeypatch.setattr("gan.commands.train.interrupt_on_sigterm", lambda: (_ for _ in ()).throw(ImportError("x")))
+    assert isinstance(invoke("train", DEMO, "--out", tmp_path / "runs").exception, ImportError)  # (another: as it is)
+
+
 def test_sample_errors(tmp_path):
     result = CliRunner().invoke(main, ["sample", str(tmp_path), "--out", str(tmp_path / "x.png")])
     assert result.exit_code == 2 and "is no run directory: it holds no checkpoint-*.pt and no config.toml" in \

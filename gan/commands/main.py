@@ -132,6 +132,11 @@ class Commands(click.Group):
             if not out_of_memory(error):
                 raise
             _out_of_memory(ctx, error)
+        except ImportError as error:  # (the dynamic loader's, under `ulimit -v`: torch maps ~3.3 GB to load)
+            if "failed to map segment" not in str(error):
+                raise
+            fail(f"torch's libraries could not be loaded ({str(error).strip()}): this process's address-space limit "
+                 "(ulimit -v) is below the ~3.5 GB torch maps as it loads; raise it, or lift it (ulimit -v unlimited)")
 
 
 READER_GONE_STATUS = 128 + 13  # 128 + SIGPIPE, the status a shell gives a Unix tool whose reader left (no SIGPIPE on Windows)
