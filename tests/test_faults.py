@@ -724,12 +724,25 @@ def test_a_newest_checkpoint_with_a_non_finite_weight_falls_back_and_costs_no_ro
                                          r"\(NaN or inf\).*falling back"):
         path, _ = newest_loadable_checkpoint(first.run_dir)
     assert path.name == "checkpoint-00000002.pt"
-    moments = good["optimizers"]["discriminator"]["state"]
+    moments = copy.deepcopy(good)["optimizers"]["discriminator"]["state"]
     next(tensor for tensor in next(iter(moments.values())).values() if tensor.dim())[...] = float("inf")
-    torch.save(good, newest)
+    torch.save({**good, "optimizers": {**good["optimizers"], "discriminator": {
+        **good["optimizers"]["discriminator"], "state": moments}}}, newest)
     with pytest.warns(UserWarning, match=r"optimizer 'discriminator' state parameter .* is not finite.*falling back"):
         path, _ = newest_loadable_checkpoint(first.run_dir)
     assert path.name == "checkpoint-00000002.pt"
+    # a trained network's BatchNorm statistics too (training's watch stops at them: rolled back for good)
+    statistics = copy.deepcopy(good)
+    running = next(key for key in statistics["networks"]["generator"] if key.endswith("running_var"))
+    statistics["networks"]["generator"][running][0] = float("nan")
+    torch.save(statistics, newest)
+    with pytest.warns(UserWarning, match=rf"network 'generator' parameter '{re.escape(running)}' is not finite"):
+        path, _ = newest_loadable_checkpoint(first.run_dir)
+    assert path.name == "checkpoint-00000002.pt"
+    # ... but not an EMA copy's, which the next step copies from the trained one
+    good["networks"]["generator_ema"][running][0] = float("nan")
+    torch.save(good, newest)
+    assert newest_loadable_checkpoint(first.run_dir)[0] == newest
 
 
 # ----------------------------------------------------------------------------- a fresh clone

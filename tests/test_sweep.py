@@ -297,6 +297,34 @@ def test_the_manifest_reads_back_whatever_its_strings_hold(tmp_path):
     assert not out.exists()
 
 
+def test_an_earlier_gans_sweep_goes_on_only_where_its_started_runs_trained_with_the_settings_given(
+        tiny_demo_run, tmp_path):
+    """Its runs read as their resumes read them: a config.toml gone (the checkpoint's), rates an
+    --on-nan rollback halved (as noted), and their length, which a config edited in train.steps alone
+    changed (one run of 4 steps beside runs of 2 in one sweep)."""
+    from gan.tools.sweep import _settings_kept
+    from gan.training.run_dir import rollback_note
+
+    out = tmp_path / "sweep"
+    run = Path(shutil.copytree(tiny_demo_run, out / "00000-demo"))
+    stored = {"config": str(DEMO), "config_sha256": "0" * 64, "runs": {"00000-demo": []}, "sets": TINY}
+    asked = {"config": str(DEMO), "sets": TINY}
+    assert _settings_kept(stored, asked, "", out) == \
+        "the 1 run it started trained with the settings this command gives them"
+    assert _settings_kept(stored, {**asked, "sets": [*TINY, "train.steps=2"]}, "", out) is None
+    assert _settings_kept(stored, {**asked, "sets": [*TINY, "train.d_lr=1e-3"]}, "", out) is None
+    written = (run / "config.toml").read_text()
+    halved = written.replace("g_lr = 0.0002", "g_lr = 0.0001").replace("d_lr = 0.0002", "d_lr = 0.0001")
+    assert halved != written
+    (run / "config.toml").write_text(rollback_note(1) + halved)
+    assert _settings_kept(stored, asked, "", out) is not None
+    (run / "config.toml").write_text(halved)  # (halved, but noted nowhere: another experiment's rates)
+    assert _settings_kept(stored, asked, "", out) is None
+    (run / "config.toml").unlink()  # (the checkpoint's config: the run's settings all the same)
+    assert _settings_kept(stored, asked, "", out) is not None
+    assert _settings_kept(stored, {**asked, "sets": [*TINY, "train.d_lr=1e-3"]}, "", out) is None
+
+
 def test_a_sweep_that_cannot_run_says_its_error_without_the_settings_warnings_above_it():
     # The EMA warm-up's warning of train.steps = 2 came first, then the error of data.resolution = 16
     import warnings

@@ -34,7 +34,7 @@ from typing import IO, Callable, Iterable, Iterator
 import torch
 
 import gan
-from gan.core.checkpoint import checkpoints_by_content, holds_a_run, list_checkpoints, stored_step
+from gan.core.checkpoint import checkpoints_by_content, holds_a_run, list_checkpoints, stored_step, trained_config
 from gan.core.config import (
     Config,
     check_config_file,
@@ -64,7 +64,7 @@ from gan.data import check_data_folders
 from gan.recipes import RECIPES
 from gan.training.loop import side_tasks_left
 from gan.training.resolve import check_networks, ignored_keys, load_config
-from gan.training.run_dir import run_name_within
+from gan.training.run_dir import rollback_halvings, run_name_within
 
 MANIFEST = "sweep.toml"
 # A grid of more runs than this is more likely typed wrong (ten keys of four values is a million
@@ -443,15 +443,20 @@ def _settings_kept(stored: dict, asked: dict, settings: str, out: Path) -> str |
         if begun_with != config and same_text and config_settings_digest(begun_with) == settings:
             return f"the config it began with, '{begun_with}', sets what '{config}' sets"
     runs = stored.get("runs") if isinstance(stored.get("runs"), dict) else {}
-    started = [name for name in runs if (out / name / "config.toml").is_file()]
-    for name in started:
+    started = [name for name in runs if (out / name).exists()]
+    for name in started:  # (its settings read as its resume reads them: what config.toml lacks, from its checkpoint)
+        written, checkpoint = out / name / "config.toml", trained_config(out / name)
+        if not written.is_file() and checkpoint is None:  # (a folder of no run: nothing vouches for it)
+            return None
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                trained = load_config(out / name / "config.toml")
+                trained = load_config(written if written.is_file() else None, trained=checkpoint)
                 given = load_config(config, [*asked["sets"], *runs[name]])
         except ConfigError:
             return None
+        halved = 0.5 ** rollback_halvings(out / name)  # (the rates --on-nan rollback halved, as config.toml notes)
+        given.train.g_lr, given.train.d_lr = given.train.g_lr * halved, given.train.d_lr * halved
         if _what_it_trains(trained) != _what_it_trains(given):
             return None
     return (f"the {counted(len(started), 'run')} it started trained with the settings this command gives them"
@@ -459,8 +464,10 @@ def _settings_kept(stored: dict, asked: dict, settings: str, out: Path) -> str |
 
 
 def _what_it_trains(config: Config) -> dict[str, object]:
-    """`config`'s settings but those of how a run is carried out (`how_it_runs`: its length, logging, ...)."""
-    return {key: value for key, value in flatten_config(config_to_dict(config)).items() if not how_it_runs(key)}
+    """`config`'s settings but those of how a run is carried out (`how_it_runs`: logging, ...), its length
+    kept (a run that ends elsewhere is not the sweep's)."""
+    return {key: value for key, value in flatten_config(config_to_dict(config)).items()
+            if key == "train.steps" or not how_it_runs(key)}
 
 
 def finished(run_dir: Path, steps: int) -> bool:

@@ -230,7 +230,8 @@ def check_training_state(state: dict[str, Any], path: Path) -> None:
                               f"({printable(problem)})")
 
 
-# BatchNorm's running statistics: an EMA generator's are recomputed for its weights (train.ema_bn_batches)
+# BatchNorm's running statistics: an EMA generator's are copied from the trained one at each step (and
+# recomputed for its weights before outputs), so a NaN there is gone by the next checkpoint
 RUNNING_STATISTICS = ("running_mean", "running_var")
 
 
@@ -238,12 +239,13 @@ def check_finite_state(state: dict[str, Any], path: Path) -> None:
     """CheckpointError naming the first weight or optimizer moment of a checkpoint's `state` that is NaN
     or infinite (gan never saves one: an edit, another tool, damage its zip's checksums pass), so that a
     resume falls back as from a corrupt one: resumed, the run diverged at its next step, the file was
-    named its last good checkpoint and --on-nan rollback halved the rates for it."""
+    named its last good checkpoint and --on-nan rollback halved the rates for it. (As training's own
+    watch reads them: a trained network's BatchNorm statistics too, an EMA copy's not.)"""
     for name, weights in state["networks"].items():
         if not isinstance(weights, dict):
             raise CheckpointError(f"checkpoint '{path}' is malformed: its network '{name}' is no state dict")
         kept = {key: tensor for key, tensor in weights.items() if isinstance(tensor, torch.Tensor)
-                and not key.endswith(RUNNING_STATISTICS)}
+                and not (name.endswith("_ema") and key.endswith(RUNNING_STATISTICS))}
         refuse_non_finite(kept, path, f"network '{name}'")
     for name, optimizer in state["optimizers"].items():
         moments = optimizer.get("state", {}) if isinstance(optimizer, dict) else {}
