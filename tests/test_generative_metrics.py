@@ -1014,3 +1014,27 @@ def test_the_laplacian_pyramid_of_a_flat_image_has_no_band_pass_content_and_swd_
     points = torch.randn(200, 2, generator=torch.Generator().manual_seed(0))
     shifted = sliced_wasserstein(points, points + torch.tensor([1.0, 0.0]))  # |cos| of a random unit direction
     assert shifted == pytest.approx(2 / math.pi, rel=0.05)
+
+
+def test_swd_of_more_images_than_memory_holds_is_refused_before_any_pass(tiny_demo_run, tmp_path, monkeypatch):
+    """gan eval --metrics swd --n 10000 under a 1.5 GB limit was killed by the kernel 17 s in, and a run's
+    metrics.num_samples = 10000 at its first metrics step, before that step's checkpoint: both unsaid."""
+    from gan.metrics.swd import swd_memory_bytes
+
+    # (the descriptors of both sets at 3 levels in float16, and one level's float32 copies the sort takes)
+    assert swd_memory_bytes(10_000, 64) == 10_000 * 128 * 147 * (2 * 3 * 2 + 2 * 4)
+    needed = swd_memory_bytes(64, 32)
+    monkeypatch.setattr(generative, "available_memory", lambda device: needed - 1)
+    result = CliRunner().invoke(main, ["eval", str(tiny_demo_run), "--metrics", "swd", "--n", "64",
+                                       "--json", str(tmp_path / "swd.json")])
+    assert_one_error_line(result, "--n = 64: SWD's patch descriptors of 64 generated and 64 real 32 px images need "
+                                  "at least")
+    assert not (tmp_path / "swd.json").exists()
+    with pytest.raises(ConfigError, match=r"metrics.num_samples = 64: SWD's patch descriptors .* at most about 63 fit"):
+        train(tiny_config("metrics.every=2", "metrics.num_samples=64", 'metrics.names=["swd"]'), tmp_path / "run",
+              "cpu")
+    assert not (tmp_path / "run").exists()
+    monkeypatch.setattr(generative, "available_memory", lambda device: needed)
+    result = CliRunner().invoke(main, ["eval", str(tiny_demo_run), "--metrics", "swd", "--n", "64",
+                                       "--json", str(tmp_path / "swd.json")])
+    assert result.exit_code == 0, result.output

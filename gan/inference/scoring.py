@@ -108,6 +108,7 @@ def evaluate_generative(loaded: LoadedGenerator, names: list[str], count: int, d
     evaluator = GenerativeEvaluator(data, names, count, device, inception_weights, cache_dir, require_weights,
                                     progress_stream=progress_stream,
                                     root_key=root_key if data_root is not None else "data.root", leave_out=NOT_IN_EVAL)
+    evaluator.check_memory_fits("--n")  # (before the real images' descriptors: the first of the two sets)
     # (as in training: SWD compares patches, of which one image has many; the Inception metrics need more)
     inception_scored = [name for name in evaluator.names if name in INCEPTION_METRICS]
     fewest, why = smallest_count(inception_scored) if inception_scored else (1, "")

@@ -25,6 +25,7 @@ from gan.core.checkpoint import CheckpointError, failed_checksum, save_checkpoin
 from gan.core.config import DataConfig
 from gan.core.files import other_owner, remove_stale_temps, unreadable_by_this_user, written_name
 from gan.core.images import signed_to_uint8
+from gan.core.memory import available_memory, format_bytes
 from gan.core.progress import print_above, stoppable_progress
 from gan.core.registry import ConfigError, suggest
 from gan.core.wording import printable
@@ -41,7 +42,7 @@ from gan.metrics.inception import (
     load_inception,
     skipped_for_missing_weights,
 )
-from gan.metrics.swd import SWD_PATCHES, patch_descriptors, swd_directions, swd_from_descriptors
+from gan.metrics.swd import SWD_PATCHES, patch_descriptors, swd_directions, swd_from_descriptors, swd_memory_bytes
 from gan.nets.running import eval_mode, generate, random_latents
 
 METRIC_NAMES = ("fid", "kid", "swd", "pr")
@@ -376,6 +377,21 @@ class GenerativeEvaluator:
                                             advance=self.progress(len(images), SWD_PATCHES.format("real")))
             statistics.update({f"level{index}": level for index, level in enumerate(descriptors)})
         return statistics
+
+    def check_memory_fits(self, key: str) -> None:
+        """ConfigError when SWD's descriptors of this many generated and real images cannot fit in the
+        memory available (`swd_memory_bytes`, a lower bound), naming `key`, the setting of the count:
+        the kernel killed such a pass without a word (in training, before the step's checkpoint)."""
+        if "swd" not in self.names:
+            return
+        count = min(self.count, len(self.dataset()))
+        needed = swd_memory_bytes(count, self.data.resolution, self.device.type == "cpu")
+        available = available_memory(torch.device("cpu"))  # (the descriptors are kept there, wherever made)
+        if available is not None and needed > available:
+            fit = max(1, count * available // needed)
+            raise ConfigError(f"{key} = {self.count}: SWD's patch descriptors of {count:,} generated and {count:,} real "
+                              f"{self.data.resolution} px images need at least {format_bytes(needed)}, and this machine "
+                              f"has {format_bytes(available)} available: at most about {fit:,} fit")
 
     @property
     def reference_size(self) -> int:

@@ -144,6 +144,15 @@ def sliced_wasserstein(first: torch.Tensor, second: torch.Tensor, seed: int = 0,
     return total / count
 
 
+def swd_memory_bytes(count: int, resolution: int, on_cpu: bool = True) -> int:
+    """A lower bound of the memory SWD takes to compare `count` generated images of `resolution` with
+    as many real ones: both sets' float16 patch descriptors at every level, and where the distance is
+    computed on the CPU, the float32 copies of one level's two sets it sorts. (gan eval's 10,000 at
+    64 px: 3.8 GB of the 6.7 GB it peaked at beside torch.)"""
+    per_level = count * PATCHES_PER_IMAGE * 3 * PATCH_SIZE * PATCH_SIZE
+    return 2 * len(pyramid_resolutions(resolution)) * per_level * 2 + (2 * per_level * 4 if on_cpu else 0)
+
+
 def swd_directions(resolution: int) -> int:
     """How many projections `swd_from_descriptors` sorts for images of `resolution`."""
     return len(pyramid_resolutions(resolution)) * DIRECTION_REPEATS * DIRECTIONS_PER_REPEAT

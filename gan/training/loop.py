@@ -501,6 +501,8 @@ def _set_up(config: Config, run_dir: Path, device: torch.device, group: ProcessG
                          reference=evaluator.dataset if evaluator is not None else None,
                          statistics_cached=evaluator.statistics_cached if evaluator is not None else None)
     check_pools_fit(getattr(recipe, "pools", {}), config, device)
+    if evaluator is not None:  # (SWD's descriptors: a pass killed unsaid before its step's checkpoint)
+        evaluator.check_memory_fits("metrics.num_samples")
     check_batch_fits(recipe.networks, config, device)  # else the kernel kills an oversized run without a word
     check_scores_per_image(recipe, config, device)
     check_validation_fits(recipe, config, device)  # (the same, for SR validation's whole images)
