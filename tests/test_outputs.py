@@ -338,6 +338,21 @@ def test_sample_grid_too_large_to_open_is_refused_with_its_size(tiny_demo_run, t
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_sample_grid_the_memory_cannot_hold_is_refused_before_it_is_drawn(tiny_demo_run, tmp_path, monkeypatch):
+    # 20,000 faces at 64 px under a 1 GB limit: every image generated, then the kernel killed it unsaid
+    from gan.core import memory
+    from gan.core.images import grid_size
+
+    width, height = grid_size(4, 32, 32, None)
+    canvas = width * height * 3
+    monkeypatch.setattr(memory, "available_memory", lambda device: 2 * canvas - 1)
+    result = invoke("sample", tiny_demo_run, "--n", "4", "--out", tmp_path / "grid.png")
+    assert_clean_error(result, "--out: a grid of 4 images of 32×32", "needs at least", "--separate alone")
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(memory, "available_memory", lambda device: 2 * canvas)
+    assert invoke("sample", tiny_demo_run, "--n", "4", "--out", tmp_path / "grid.png").exit_code == 0
+
+
 def test_a_stopped_sample_removes_the_part_of_the_set_it_wrote_and_counts_with_a_progress_line(tiny_demo_run,
                                                                                                  tmp_path, monkeypatch):
     # Ctrl-C left hundreds of a --separate set's PNGs, which FID would later score as a whole set.
