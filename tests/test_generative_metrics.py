@@ -1038,3 +1038,21 @@ def test_swd_of_more_images_than_memory_holds_is_refused_before_any_pass(tiny_de
     result = CliRunner().invoke(main, ["eval", str(tiny_demo_run), "--metrics", "swd", "--n", "64",
                                        "--json", str(tmp_path / "swd.json")])
     assert result.exit_code == 0, result.output
+
+
+def test_the_swd_memory_check_lists_the_real_images_only_when_the_count_asked_may_not_fit(tmp_path, monkeypatch):
+    # Listing them reads every header (20 s at CelebA's): a cached gan eval paid it on every call
+    from gan.metrics.swd import swd_memory_bytes
+
+    data = DataConfig(dataset="synthetic", resolution=32, synthetic_size=64)
+    evaluator = GenerativeEvaluator(data, ["swd"], 1000, torch.device("cpu"), cache_dir=tmp_path)
+    listed = []
+    dataset = evaluator.dataset
+    monkeypatch.setattr(evaluator, "dataset", lambda files=None: listed.append(1) or dataset(files))
+    monkeypatch.setattr(generative, "available_memory", lambda device: swd_memory_bytes(1000, 32))
+    evaluator.check_memory_fits("--n")
+    assert listed == []
+    # room for the 64 real images there are, not the 1,000 asked: counted, and passed
+    monkeypatch.setattr(generative, "available_memory", lambda device: swd_memory_bytes(64, 32))
+    evaluator.check_memory_fits("--n")
+    assert listed == [1]

@@ -337,8 +337,8 @@ def check_grid_fits(out: Path, total: int, image_height: int, image_width: int, 
     needed, available = 2 * width * height * 3, available_memory(torch.device("cpu"))
     if available is not None and needed > available:
         fail(f"--out: a grid of {total:,} images of {image_width}×{image_height} ({width:,}×{height:,} pixels) needs "
-             f"at least {format_bytes(needed)} of memory as it is drawn and encoded, and this machine has "
-             f"{format_bytes(available)} available: write them with --separate alone, or fewer with --n")
+             f"at least {format_bytes(needed)} of memory as it is drawn and encoded, and {format_bytes(available)} is "
+             "available to this process: write them with --separate alone, or fewer with --n")
 
 
 def image_batches(generator: torch.nn.Module, latents: torch.Tensor) -> Iterator[torch.Tensor]:

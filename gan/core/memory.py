@@ -32,10 +32,12 @@ def available_memory(device: torch.device) -> int | None:
 
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
-# cgroup v2's and v1's files: the limit, the usage, and memory.stat's page cache that the kernel reclaims
-# before it kills anything (counted in the usage)
-CGROUP_MEMORY_FILES = {"v2": ("memory.max", "memory.current", "inactive_file"),
-                       "v1": ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")}
+# cgroup v2's and v1's files: the limit, the usage, and memory.stat's entries the kernel reclaims before
+# it kills anything, counted in the usage (the page cache, active as well: a job that read its data set
+# twice holds it all as active, and its headroom read near 0; v2's reclaimable slab too)
+CGROUP_MEMORY_FILES = {"v2": ("memory.max", "memory.current", ("inactive_file", "active_file", "slab_reclaimable")),
+                       "v1": ("memory.limit_in_bytes", "memory.usage_in_bytes",
+                              ("total_inactive_file", "total_active_file"))}
 NO_LIMIT = 1 << 60  # (v1 writes "no limit" as 2**63 rounded down to a page)
 
 
@@ -69,8 +71,8 @@ def _with_parents(base: Path, path: str) -> list[Path]:
     return [folder, *(parent for parent in folder.parents if parent.is_relative_to(base))]
 
 
-def _headroom(folder: Path, files: tuple[str, str, str]) -> int | None:
-    """A cgroup's limit less its usage (less the page cache reclaimed first); None without a limit."""
+def _headroom(folder: Path, files: tuple[str, str, tuple[str, ...]]) -> int | None:
+    """A cgroup's limit less its usage, but what the kernel reclaims first; None without a limit."""
     limit_file, usage_file, reclaimable = files
     try:
         limit = (folder / limit_file).read_text().strip()
@@ -81,8 +83,8 @@ def _headroom(folder: Path, files: tuple[str, str, str]) -> int | None:
         with contextlib.suppress(OSError):
             for line in (folder / "memory.stat").read_text().splitlines():
                 name, _, value = line.partition(" ")
-                if name == reclaimable:
-                    cache = int(value)
+                if name in reclaimable:
+                    cache += int(value)
         return max(int(limit) - usage + cache, 0)
     except (OSError, ValueError):
         return None

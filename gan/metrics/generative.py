@@ -384,14 +384,17 @@ class GenerativeEvaluator:
         the kernel killed such a pass without a word (in training, before the step's checkpoint)."""
         if "swd" not in self.names:
             return
-        count = min(self.count, len(self.dataset()))
-        needed = swd_memory_bytes(count, self.data.resolution, self.device.type == "cpu")
         available = available_memory(torch.device("cpu"))  # (the descriptors are kept there, wherever made)
-        if available is not None and needed > available:
+        on_cpu = self.device.type == "cpu"
+        if available is None or swd_memory_bytes(self.count, self.data.resolution, on_cpu) <= available:
+            return  # (the real images counted only then: listing them reads every header, 20 s at CelebA's)
+        count = min(self.count, len(self.dataset()))
+        needed = swd_memory_bytes(count, self.data.resolution, on_cpu)
+        if needed > available:
             fit = max(1, count * available // needed)
             raise ConfigError(f"{key} = {self.count}: SWD's patch descriptors of {count:,} generated and {count:,} real "
-                              f"{self.data.resolution} px images need at least {format_bytes(needed)}, and this machine "
-                              f"has {format_bytes(available)} available: at most about {fit:,} fit")
+                              f"{self.data.resolution} px images need at least {format_bytes(needed)}, and "
+                              f"{format_bytes(available)} is available to this process: at most about {fit:,} fit")
 
     @property
     def reference_size(self) -> int:
