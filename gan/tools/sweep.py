@@ -443,6 +443,8 @@ def _settings_kept(stored: dict, asked: dict, settings: str, out: Path) -> str |
         if begun_with != config and same_text and config_settings_digest(begun_with) == settings:
             return f"the config it began with, '{begun_with}', sets what '{config}' sets"
     runs = stored.get("runs") if isinstance(stored.get("runs"), dict) else {}
+    if not all(isinstance(overrides, list) for overrides in runs.values()):  # (a manifest edited by hand)
+        return None
     started = [name for name in runs if (out / name).exists()]
     for name in started:  # (its settings read as its resume reads them: what config.toml lacks, from its checkpoint)
         written, checkpoint = out / name / "config.toml", trained_config(out / name)

@@ -248,9 +248,11 @@ def check_finite_state(state: dict[str, Any], path: Path) -> None:
                 and not (name.endswith("_ema") and key.endswith(RUNNING_STATISTICS))}
         refuse_non_finite(kept, path, f"network '{name}'")
     for name, optimizer in state["optimizers"].items():
-        moments = optimizer.get("state", {}) if isinstance(optimizer, dict) else {}
-        refuse_non_finite({f"{index}.{key}": tensor for index, tensors in moments.items() for key, tensor
-                           in tensors.items() if isinstance(tensor, torch.Tensor)}, path, f"optimizer '{name}' state")
+        moments = optimizer.get("state") if isinstance(optimizer, dict) else None
+        moments = moments if isinstance(moments, dict) else {}
+        refuse_non_finite({f"{index}.{key}": tensor for index, tensors in moments.items() if isinstance(tensors, dict)
+                           for key, tensor in tensors.items() if isinstance(tensor, torch.Tensor)}, path,
+                          f"optimizer '{name}' state")  # (a malformed one: its restore says so, falling back)
 
 
 def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict[str, Any]) -> None:
