@@ -336,11 +336,10 @@ def check_batch_fits(networks: dict[str, nn.Module], config: Config, device: tor
     available = available_memory(device)
     if available is None:
         return
-    trained = [network for name, network in networks.items() if not name.endswith("_ema")]
-    weights = sum(parameter.numel() for network in trained for parameter in network.parameters()
-                  if parameter.requires_grad)
-    state = 3 * sum(parameter.numel() * parameter.element_size() for network in trained
-                    for parameter in network.parameters() if parameter.requires_grad)
+    trained = [parameter for name, network in networks.items() if not name.endswith("_ema")
+               for parameter in network.parameters() if parameter.requires_grad]
+    weights = sum(parameter.numel() for parameter in trained)
+    state = 3 * sum(parameter.numel() * parameter.element_size() for parameter in trained)
     if state > available:
         raise ConfigError(f"the networks' gradients and Adam's moments need {format_bytes(state)} (3x their "
                           f"{weights:,} trained weights) from the first step, and {device} has {format_bytes(available)} "
